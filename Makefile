@@ -1,0 +1,36 @@
+# Two commands on a fresh machine (Python 3.11, pip, apt):
+#   make demo   - create .venv, install wattwatch, run the demo end to end on built-in data
+#   make test   - the same set-up, then the whole test suite
+# Both are idempotent: the venv is rebuilt only when pyproject.toml changes, and system packages
+# are installed only when missing.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench setup system-deps clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	bash scripts/system-deps.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+system-deps:
+	bash scripts/system-deps.sh
+
+demo: $(STAMP)
+	$(VENV)/bin/wattwatch demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(VENV)/bin/wattwatch bench ingest
+
+clean:
+	rm -rf $(VENV) demo-out bench-out .pytest_cache .hypothesis

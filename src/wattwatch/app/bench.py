@@ -1,0 +1,102 @@
+"""Benchmarks: figures and ratios against a baseline run in the same process.
+
+``ingest``: a simulated fleet (1,000 meters at 5-minute cadence, messy as real exports are) is
+written once as Parquet and CSV; each format is then ingested into a fresh store by wattwatch
+(read, map, check, de-duplicate, merge) and, in the same worker process, loaded by plain DuckDB
+(``CREATE TABLE AS SELECT * FROM read_parquet/read_csv``: no checks, no de-duplication) as the
+floor to compare against. Each format runs in its own worker process so that the peak RSS it
+reports is the ingest's own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TARGETS = {"parquet": 1_000_000, "csv": 400_000}
+
+
+def _machine() -> str:
+    try:
+        import psutil
+
+        mem = f"{psutil.virtual_memory().total / 2**30:.0f} GB"
+    except ImportError:  # pragma: no cover
+        mem = "?"
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, {mem}, Python {platform.python_version()}"
+
+
+def ensure_fleet(rows: int, workdir: Path, formats: tuple[str, ...], log=print) -> dict[str, Path]:
+    """Simulate (once per size) a fleet of about ``rows`` readings in the requested formats."""
+    from wattwatch.sim import SimConfig, simulate
+
+    meters = 1000 if rows >= 100_000 else max(1, rows // 1000)
+    days = rows / meters / 288
+    data = workdir / f"fleet-{rows}"
+    files = {f: data / f"telemetry.{f}" for f in formats}
+    if not all(p.exists() for p in files.values()):
+        log(f"simulating {meters} meters x {days:.1f} days (~{rows:,} rows) into {data} ...")
+        t0 = time.perf_counter()
+        simulate(SimConfig(meters=meters, days=days, seed=42), data, formats=formats)
+        log(f"  simulated in {time.perf_counter() - t0:.1f} s")
+    return files
+
+
+def ingest_benchmark(rows: int = 5_000_000, workdir: Path = Path("bench-out"),
+                     formats: tuple[str, ...] = ("parquet", "csv"), log=print) -> dict:
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    files = ensure_fleet(rows, workdir, formats, log)
+    results = []
+    for fmt in formats:
+        db = workdir / f"bench-{fmt}.duckdb"
+        log(f"ingesting {files[fmt].name} ...")
+        proc = subprocess.run([sys.executable, "-m", "wattwatch.app.bench", fmt, str(files[fmt]), str(db)],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"bench worker for {fmt} failed:\n{proc.stderr[-2000:]}")
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        r["target_rows_per_s"] = TARGETS.get(fmt, 0)
+        r["meets_target"] = r["rows_per_s"] >= r["target_rows_per_s"]
+        results.append(r)
+    return {"benchmark": "ingest", "machine": _machine(), "date": time.strftime("%Y-%m-%d"), "results": results}
+
+
+def _worker(fmt: str, path: str, db: str) -> dict:
+    import duckdb
+
+    from wattwatch.ingest.pipeline import ingest_path
+    from wattwatch.store import Store
+
+    for p in (Path(db), Path(db + ".wal")):
+        p.unlink(missing_ok=True)
+    store = Store(db)
+    t0 = time.perf_counter()
+    counts = ingest_path(store, path)
+    seconds = time.perf_counter() - t0
+    store.close()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # Baseline: the same file loaded by DuckDB alone, no checks, no de-duplication.
+    base_db = db + ".baseline"
+    Path(base_db).unlink(missing_ok=True)
+    con = duckdb.connect(base_db)
+    reader = f"read_parquet('{path}')" if fmt == "parquet" else f"read_csv('{path}')"
+    t0 = time.perf_counter()
+    con.execute(f"CREATE TABLE t AS SELECT * FROM {reader}")
+    base_seconds = time.perf_counter() - t0
+    con.close()
+    Path(base_db).unlink(missing_ok=True)
+    return {"format": fmt, "rows": counts.read, "stored": counts.stored, "duplicates": counts.duplicates + counts.merged,
+            "rejected": counts.rejected, "seconds": round(seconds, 3), "rows_per_s": counts.read / seconds,
+            "baseline_seconds": round(base_seconds, 3), "baseline_rows_per_s": counts.read / base_seconds,
+            "ratio_to_baseline": base_seconds / seconds, "peak_rss_mb": peak_mb}
+
+
+if __name__ == "__main__":
+    print(json.dumps(_worker(*sys.argv[1:4])))

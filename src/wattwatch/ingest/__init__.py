@@ -1,0 +1,1 @@
+"""Readers and column mapping: where a reading enters wattwatch."""

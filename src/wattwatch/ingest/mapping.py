@@ -1,0 +1,213 @@
+"""Map source columns onto the canonical schema.
+
+A source column is matched by its full (dotted, for nested records) name or by its leaf name,
+compared after lower-casing and dropping everything that is not a letter or digit, so that
+``Phase1Voltage``, ``phase_1_voltage`` and ``measurements.Phase1Voltage`` all match. Users add or
+override entries with a TOML file::
+
+    [columns]                 # canonical = source column, or a list of columns to add up
+    meter_id = "Device"
+    ts = "Time"
+    p_kw = ["P_L1", "P_L2", "P_L3"]
+
+    [scale]                   # multiply after reading (W -> kW)
+    p_kw = 0.001
+
+    [defaults]                # constant for a column the source does not have
+    meter_id = "UPS-1"
+
+    [options]
+    timezone = "Europe/Rome"  # for timestamps that carry no offset (default UTC)
+    ts_format = "%d/%m/%Y %H:%M:%S"
+    epoch_unit = "auto"       # s | ms | us | auto
+    delimiter = ";"           # CSV; sniffed from the header when absent
+    decimal = ","             # CSV decimal separator
+    builtin_aliases = true
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wattwatch.schema import COLUMNS
+
+# Ordered: the first alias present in a source wins (PODID beats ElectricPanelID, a total beats
+# the sum of per-phase values).
+BUILTIN_ALIASES: dict[str, tuple[str, ...]] = {
+    "meter_id": ("meter_id", "meterid", "podid", "pod_id", "pod", "meter", "device_id", "deviceid",
+                 "device", "sensor_id", "serial", "serial_number"),
+    "ts": ("ts", "timestamp", "time", "datetime", "date_time", "start_ts", "starttime", "start_time",
+           "measured_at", "time_utc", "timestamp_utc", "_time"),
+    "v_l1_v": ("v_l1_v", "v_l1", "v1", "u1", "ua", "van", "voltage_l1", "voltage1", "voltage_a",
+               "phase1voltage", "phase_a_voltage", "voltage"),
+    "v_l2_v": ("v_l2_v", "v_l2", "v2", "u2", "ub", "vbn", "voltage_l2", "voltage2", "voltage_b",
+               "phase2voltage", "phase_b_voltage"),
+    "v_l3_v": ("v_l3_v", "v_l3", "v3", "u3", "uc", "vcn", "voltage_l3", "voltage3", "voltage_c",
+               "phase3voltage", "phase_c_voltage"),
+    "i_l1_a": ("i_l1_a", "i_l1", "i1", "ia", "current_l1", "current1", "current_a", "line1current",
+               "phase1current", "phase_a_current", "current"),
+    "i_l2_a": ("i_l2_a", "i_l2", "i2", "ib", "current_l2", "current2", "current_b", "line2current",
+               "phase2current", "phase_b_current"),
+    "i_l3_a": ("i_l3_a", "i_l3", "i3", "ic", "current_l3", "current3", "current_c", "line3current",
+               "phase3current", "phase_c_current"),
+    "i_n_a": ("i_n_a", "i_n", "in_a", "neutral_current", "current_n", "neutralcurrent", "lineneutralcurrent",
+              "linencurrent"),
+    "p_kw": ("p_kw", "totalactivepower", "active_power_kw", "activepower", "active_power", "power_kw", "kw"),
+    "q_kvar": ("q_kvar", "totalreactivepower", "reactive_power_kvar", "reactivepower", "reactive_power", "kvar"),
+    "s_kva": ("s_kva", "totalapparentpower", "apparent_power_kva", "apparentpower", "apparent_power", "kva"),
+    "pf": ("pf", "totalpowerfactor", "powerfactor", "power_factor", "cosphi", "cos_phi"),
+    "e_kwh": ("e_kwh", "totalactiveenergy", "active_energy_kwh", "activeenergy", "active_energy",
+              "energy_kwh", "import_kwh", "kwh"),
+    "temp_c": ("temp_c", "temperature_c", "temperature", "temp", "enclosure_temperature"),
+    "thd_i_pct": ("thd_i_pct", "thd_i", "thdi", "current_thd", "thd_current", "thd"),
+}
+
+# When a source has no total, the total is the sum of its per-phase columns (all of them present).
+BUILTIN_PHASE_SUMS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "p_kw": (("phase1activepower", "phase2activepower", "phase3activepower"), ("phase1activepower",)),
+    "q_kvar": (("phase1reactivepower", "phase2reactivepower", "phase3reactivepower"), ("phase1reactivepower",)),
+    "s_kva": (("phase1apparentpower", "phase2apparentpower", "phase3apparentpower"), ("phase1apparentpower",)),
+}
+
+_OPTION_KEYS = {"timezone", "ts_format", "epoch_unit", "delimiter", "decimal", "builtin_aliases", "tables"}
+
+
+def norm_name(name: str) -> str:
+    """Lower-case and keep only letters and digits: the key used for alias matching."""
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+class MappingError(ValueError):
+    """A mapping file or a source's columns cannot be mapped onto the schema."""
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """How a source's columns become canonical columns.
+
+    Parameters
+    ----------
+    columns : dict
+        Canonical name -> source column name, or a tuple of names to add up.
+    scale : dict
+        Canonical name -> multiplier applied after parsing.
+    defaults : dict
+        Canonical name -> constant for sources that lack the column.
+    timezone : str
+        Zone for timestamps without an offset.
+    ts_format : str or None
+        strptime format for timestamps that are not ISO-8601 or epoch.
+    epoch_unit : str
+        ``s``, ``ms``, ``us`` or ``auto`` (from magnitude).
+    delimiter, decimal : str or None
+        CSV options; the delimiter is sniffed when None.
+    builtin_aliases : bool
+        Whether built-in aliases fill columns the user did not map.
+    tables : tuple of str or None
+        For SQLite exports, the tables to read (all when None).
+    """
+
+    columns: dict[str, Any] = field(default_factory=dict)
+    scale: dict[str, float] = field(default_factory=dict)
+    defaults: dict[str, Any] = field(default_factory=dict)
+    timezone: str = "UTC"
+    ts_format: str | None = None
+    epoch_unit: str = "auto"
+    delimiter: str | None = None
+    decimal: str = "."
+    builtin_aliases: bool = True
+    tables: tuple[str, ...] | None = None
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "Mapping":
+        """Read a mapping file; unknown canonical names or options are errors naming the key."""
+        path = Path(path)
+        try:
+            doc = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise MappingError(f"{path}: cannot read mapping: {exc}") from exc
+        unknown_sections = set(doc) - {"columns", "scale", "defaults", "options"}
+        if unknown_sections:
+            raise MappingError(f"{path}: unknown section(s) {sorted(unknown_sections)}")
+        for section in ("columns", "scale", "defaults"):
+            bad = set(doc.get(section, {})) - set(COLUMNS)
+            if bad:
+                raise MappingError(f"{path}: [{section}] names unknown canonical column(s) {sorted(bad)}")
+        opts = doc.get("options", {})
+        bad = set(opts) - _OPTION_KEYS
+        if bad:
+            raise MappingError(f"{path}: [options] has unknown key(s) {sorted(bad)}")
+        cols = {k: (tuple(v) if isinstance(v, list) else v) for k, v in doc.get("columns", {}).items()}
+        if opts.get("epoch_unit", "auto") not in ("s", "ms", "us", "auto"):
+            raise MappingError(f"{path}: [options] epoch_unit must be s, ms, us or auto")
+        tables = opts.get("tables")
+        return cls(
+            columns=cols,
+            scale={k: float(v) for k, v in doc.get("scale", {}).items()},
+            defaults=dict(doc.get("defaults", {})),
+            timezone=opts.get("timezone", "UTC"),
+            ts_format=opts.get("ts_format"),
+            epoch_unit=opts.get("epoch_unit", "auto"),
+            delimiter=opts.get("delimiter"),
+            decimal=opts.get("decimal", "."),
+            builtin_aliases=bool(opts.get("builtin_aliases", True)),
+            tables=tuple(tables) if tables else None,
+        )
+
+    def resolve(self, source_columns: list[str]) -> dict[str, tuple[str, ...]]:
+        """Pick the source column(s) for each canonical column this source can fill.
+
+        Returns
+        -------
+        dict
+            Canonical name -> tuple of source column names (summed when more than one).
+
+        Raises
+        ------
+        MappingError
+            If a column named in the user mapping is not in the source.
+        """
+        present = set(source_columns)
+        by_key: dict[str, str] = {}
+        # Full-path matches take precedence over leaf-name matches.
+        for col in source_columns:
+            by_key.setdefault(norm_name(col), col)
+        for col in source_columns:
+            by_key.setdefault(norm_name(col.rsplit(".", 1)[-1]), col)
+
+        out: dict[str, tuple[str, ...]] = {}
+        for canon, src in self.columns.items():
+            names = src if isinstance(src, tuple) else (src,)
+            missing = [n for n in names if n not in present]
+            if missing:
+                raise MappingError(
+                    f"mapping for {canon!r} names column(s) {missing} not in source "
+                    f"(columns: {', '.join(source_columns[:30])})"
+                )
+            out[canon] = tuple(names)
+        if not self.builtin_aliases:
+            return out
+        used = {n for names in out.values() for n in names}
+        for canon, aliases in BUILTIN_ALIASES.items():
+            if canon in out:
+                continue
+            for alias in aliases:
+                col = by_key.get(norm_name(alias))
+                if col is not None and col not in used:
+                    out[canon] = (col,)
+                    used.add(col)
+                    break
+        for canon, options in BUILTIN_PHASE_SUMS.items():
+            if canon in out:
+                continue
+            for names in options:
+                cols = [by_key.get(n) for n in names]
+                if all(c is not None for c in cols):
+                    out[canon] = tuple(cols)  # type: ignore[arg-type]
+                    used.update(cols)  # type: ignore[arg-type]
+                    break
+        return out

@@ -1,0 +1,227 @@
+"""Build the SQL that turns a raw batch into canonical rows with a reject reason per row.
+
+The statement runs inside DuckDB over the Arrow batch, so parsing, unit scaling and range checks
+are vectorised and multi-threaded. Each output row carries ``_reason`` (NULL when the row is good)
+and ``_field`` (the first offending field) so that one pass yields both the rows to store and the
+rejects to report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from wattwatch.ingest.mapping import Mapping, MappingError
+from wattwatch.ingest.readers import LINE
+from wattwatch.schema import CHANNEL_BY_NAME, CHANNEL_NAMES
+
+# Tokens that mean "no value" in text exports; they become NULL, not rejects.
+RELATION = "__wattwatch_relation__"
+MISSING_TOKENS = ("", "nan", "null", "none", "na", "n/a", "-", "--", "#n/a", "nil")
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def _is_number(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+
+
+def _missing(text_expr: str) -> str:
+    tokens = ", ".join(_lit(t) for t in MISSING_TOKENS)
+    return f"(lower(trim({text_expr})) IN ({tokens}))"
+
+
+def _number_expr(col: str, t: pa.DataType, decimal: str) -> tuple[str, str | None]:
+    """(value expression as DOUBLE with NaN as NULL, raw text expression for messages)."""
+    q = _q(col)
+    if _is_number(t) or pa.types.is_boolean(t) or pa.types.is_null(t):
+        return f"CAST({q} AS DOUBLE)", None  # typed: every value parses
+    txt = f"CAST({q} AS VARCHAR)"
+    clean = f"trim({txt})"
+    if decimal != ".":
+        clean = f"replace(replace({clean}, '.', ''), {_lit(decimal)}, '.')"
+    # '', 'nan', 'null', '-' ... all cast to NULL or NaN; the missing-token test runs only on
+    # values that failed to cast, to tell a gap from junk.
+    return f"TRY_CAST({clean} AS DOUBLE)", txt
+
+
+def _epoch_expr(num: str, unit: str) -> str:
+    if unit == "s":
+        return f"to_timestamp({num})"
+    if unit == "ms":
+        return f"to_timestamp({num} / 1e3)"
+    if unit == "us":
+        return f"to_timestamp({num} / 1e6)"
+    # auto: seconds until ~year 5138, then milliseconds, then microseconds.
+    return (f"to_timestamp(CASE WHEN abs({num}) < 1e11 THEN {num} WHEN abs({num}) < 1e14 THEN {num} / 1e3 "
+            f"ELSE {num} / 1e6 END)")
+
+
+def _ts_expr(col: str, t: pa.DataType, mapping: Mapping) -> tuple[str, str]:
+    q = _q(col)
+    tz = _lit(mapping.timezone)
+    utc = mapping.timezone.upper() == "UTC"
+    if pa.types.is_timestamp(t):
+        if t.tz is not None:
+            return f"CAST({q} AS TIMESTAMPTZ)", f"CAST({q} AS VARCHAR)"
+        return (f"CAST({q} AS TIMESTAMPTZ)" if utc else f"timezone({tz}, CAST({q} AS TIMESTAMP))"), f"CAST({q} AS VARCHAR)"
+    if pa.types.is_date(t):
+        return f"timezone({tz}, CAST({q} AS TIMESTAMP))", f"CAST({q} AS VARCHAR)"
+    if _is_number(t):
+        return _epoch_expr(f"CAST({q} AS DOUBLE)", mapping.epoch_unit), f"CAST({q} AS VARCHAR)"
+    txt = f"trim(CAST({q} AS VARCHAR))"
+    num = f"TRY_CAST({txt} AS DOUBLE)"
+    if mapping.ts_format:
+        naive = f"try_strptime({txt}, {_lit(mapping.ts_format)})"
+        parsed = f"CAST({naive} AS TIMESTAMPTZ)" if utc else f"timezone({tz}, CAST({naive} AS TIMESTAMP))"
+    elif utc:
+        parsed = f"TRY_CAST({txt} AS TIMESTAMPTZ)"
+    else:
+        has_offset = f"regexp_matches({txt}, '(Z|z|[+-][0-9]{{2}}(:?[0-9]{{2}})?)$')"
+        parsed = (f"CASE WHEN {has_offset} THEN TRY_CAST({txt} AS TIMESTAMPTZ) "
+                  f"ELSE timezone({tz}, TRY_CAST({txt} AS TIMESTAMP)) END")
+    expr = f"CASE WHEN {_missing(txt)} THEN NULL WHEN {num} IS NOT NULL THEN {_epoch_expr(num, mapping.epoch_unit)} ELSE {parsed} END"
+    return expr, txt
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """The two statements for one source layout.
+
+    ``fast_sql`` yields ``_line``, the canonical columns and a boolean ``_bad``; it is what every
+    row goes through. ``explain_sql`` yields ``_line``, ``_reason`` and ``_field`` and is run only on
+    the rows ``fast_sql`` marked bad, so building reason strings costs nothing on clean data.
+    """
+
+    fast_sql: str
+    explain_sql: str
+    resolved: dict
+    ignored: list
+
+    def fast(self, relation: str) -> str:
+        """The fast statement over ``relation`` (a table name or a parenthesised query)."""
+        return self.fast_sql.replace(RELATION, relation)
+
+    def explain(self, relation: str) -> str:
+        """The explain statement over ``relation``."""
+        return self.explain_sql.replace(RELATION, relation)
+
+
+def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None = None) -> Normalizer:
+    """Statements selecting canonical columns and checks from ``relation``.
+
+    Parameters
+    ----------
+    schema : pyarrow.Schema
+        Schema of the raw batch (must contain ``_line``).
+    mapping : Mapping
+        Column mapping.
+    default_meter : str, optional
+        ``meter_id`` for sources without a meter column (a SQLite table name, say).
+
+    Raises
+    ------
+    MappingError
+        When no column gives a timestamp, or no column or default gives a meter id.
+    """
+    types = {f.name: f.type for f in schema if f.name != LINE}
+    resolved = mapping.resolve(list(types))
+    if "ts" not in resolved:
+        raise MappingError(f"no column maps to ts (columns: {', '.join(list(types)[:30])}); "
+                           "give one with a mapping file: [columns] ts = \"...\"")
+    meter_default = mapping.defaults.get("meter_id", default_meter)
+    if "meter_id" not in resolved and meter_default is None:
+        raise MappingError(f"no column maps to meter_id (columns: {', '.join(list(types)[:30])}); "
+                           "give one with [columns] meter_id = \"...\" or [defaults] meter_id = \"...\"")
+    for canon, names in resolved.items():
+        if canon in ("meter_id", "ts") and len(names) > 1:
+            raise MappingError(f"{canon} must map to a single column, not {list(names)}")
+    used = {n for names in resolved.values() for n in names}
+    ignored = [c for c in types if c not in used]
+
+    # Inner select: parsed values (and, for text sources, whether a value failed to parse).
+    # Outer selects refer to them by name so each parse runs once per value.
+    inner: list[str] = [f"{_q(LINE)} AS _line"]
+    flags: list[str] = []  # fast pass: boolean conditions
+    checks: list[str] = []  # explain pass: reason strings
+
+    if "meter_id" in resolved:
+        meter = f"NULLIF(trim(CAST({_q(resolved['meter_id'][0])} AS VARCHAR)), '')"
+        if meter_default is not None:
+            meter = f"COALESCE({meter}, {_lit(meter_default)})"
+    else:
+        meter = _lit(meter_default)
+    inner.append(f"{meter} AS meter_id")
+    flags.append("meter_id IS NULL")
+    checks.append("CASE WHEN meter_id IS NULL THEN 'meter_id: missing' END")
+
+    ts_col = resolved["ts"][0]
+    ts, ts_raw = _ts_expr(ts_col, types[ts_col], mapping)
+    inner.append(f"{ts} AS ts")
+    flags.append("ts IS NULL")
+    checks.append(
+        f"CASE WHEN ts__raw IS NULL OR {_missing('ts__raw')} THEN 'ts: missing' "
+        "WHEN ts IS NULL THEN 'ts: cannot parse ''' || ts__raw || ''' as a time' END"
+    )
+
+    explain_inner: list[str] = [f"{ts_raw} AS ts__raw"]
+    for name in CHANNEL_NAMES:
+        ch = CHANNEL_BY_NAME[name]
+        if name not in resolved:
+            default = mapping.defaults.get(name)
+            inner.append(f"{'NULL' if default is None else float(default)}::DOUBLE AS {name}__v")
+            continue
+        parts = [_number_expr(c, types[c], mapping.decimal) for c in resolved[name]]
+        value = " + ".join(f"({v})" for v, _ in parts)
+        scale = mapping.scale.get(name)
+        if scale is not None:
+            value = f"({value}) * {scale!r}"
+        # NaN is a missing value, not a number to store (nor one out of range).
+        inner.append(f"NULLIF({value}, 'NaN'::DOUBLE) AS {name}__v")
+        texts = [(v, raw) for v, raw in parts if raw is not None]
+        range_bad = f"isinf({name}__v) OR {name}__v < {_fmt(ch.low)} OR {name}__v > {_fmt(ch.high)}"
+        unit = f" {ch.unit}" if ch.unit else ""
+        range_reason = (
+            f"WHEN isinf({name}__v) THEN '{name}: infinite' "
+            f"WHEN {name}__v < {_fmt(ch.low)} OR {name}__v > {_fmt(ch.high)} "
+            f"THEN '{name}: ' || CAST(round({name}__v, 6) AS VARCHAR) || ' outside [{_fmt(ch.low)}, {_fmt(ch.high)}]{unit}'"
+        )
+        if texts:
+            bad = " OR ".join(f"(({v}) IS NULL AND {raw} IS NOT NULL AND NOT {_missing(raw)})" for v, raw in texts)
+            inner.append(f"({bad}) AS {name}__nan")
+            flags.append(f"{name}__nan OR {range_bad}")
+            raw_text = " || ' + ' || ".join(f"COALESCE({raw}, '')" for _, raw in texts)
+            explain_inner.append(f"{raw_text} AS {name}__raw")
+            checks.append(f"CASE WHEN {name}__nan THEN '{name}: ''' || {name}__raw || ''' is not a number' "
+                          f"{range_reason} END")
+        else:
+            flags.append(range_bad)
+            checks.append(f"CASE {range_reason} END")
+
+    values = [f"{n}__v AS {n}" for n in CHANNEL_NAMES]
+    fast = (f"SELECT _line, meter_id, ts, {', '.join(values)}, "
+            f"coalesce({' OR '.join(f'({f})' for f in flags)}, false) AS _bad "
+            f"FROM (SELECT {', '.join(inner)} FROM {RELATION})")
+    # concat_ws skips NULLs: the reason lists every failed check, the field is the first one.
+    reasons = f"NULLIF(concat_ws('; ', {', '.join(checks)}), '')"
+    explain = (f"SELECT _line, _reason, split_part(_reason, ':', 1) AS _field FROM ("
+               f"SELECT _line, {reasons} AS _reason FROM (SELECT {', '.join(inner + explain_inner)} FROM {RELATION}))")
+    return Normalizer(fast, explain, resolved, ignored)
+
+
+__all__ = ["build_select", "Normalizer", "MappingError", "MISSING_TOKENS"]

@@ -1,0 +1,126 @@
+"""Ingest files into the store: read, map, check, de-duplicate, merge, report."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from wattwatch._prefetch import prefetch
+from wattwatch.ingest.mapping import Mapping, MappingError
+from wattwatch.ingest.normalize import build_select
+from wattwatch.ingest.readers import NotRecordsError, RawBatch, detect_format, read_batches
+from wattwatch.store.duck import IngestCounts, Store
+
+REJECT_HEADER = ("file", "line", "field", "reason")
+
+
+class IngestError(ValueError):
+    """A source cannot be ingested; the message is one line naming the file."""
+
+
+def ingest_path(store: Store, path: str | Path, mapping: Mapping | None = None,
+                on_progress: Callable[[int], None] | None = None) -> IngestCounts:
+    """Ingest one file in one transaction and return its counts (rejects included).
+
+    Raises
+    ------
+    IngestError
+        The file is not what it claims to be, or its columns cannot be mapped. Nothing of the file
+        is stored, and nothing stored before is touched.
+    """
+    path = Path(path)
+    mapping = mapping or Mapping()
+    notes: list[str] = []
+    try:
+        fmt = detect_format(path)
+        size = path.stat().st_size if path.exists() else 0
+        batches = prefetch(_prepared(path, fmt, mapping, notes))
+        counts = store.ingest(batches, source=str(path), bytes_total=size, on_progress=on_progress)
+    except NotRecordsError as exc:
+        raise IngestError(str(exc)) from exc
+    except MappingError as exc:
+        raise IngestError(f"{path}: {exc}") from exc
+    except (pa.ArrowException, duckdb.Error, UnicodeDecodeError, OSError, EOFError) as exc:
+        raise IngestError(f"{path}: unreadable: {exc}".splitlines()[0]) from exc
+    counts.notes.extend(notes)
+    return counts
+
+
+def _prepared(path: Path, fmt: str, mapping: Mapping, notes: list[str]) -> Iterator[tuple]:
+    """Yield ``(normalizer, arrow table, unit, raw rejects, bytes read, relation)`` for :meth:`Store.ingest`."""
+    cache: dict[tuple, object] = {}
+    skipped_units: set[str] = set()
+    used_units = 0
+    last_bytes = 0
+    for batch in read_batches(path, delimiter=mapping.delimiter, tables=mapping.tables,
+                              column_types=lambda names: csv_column_types(names, mapping)):
+        if batch.unit in skipped_units:
+            continue
+        key = (batch.unit, tuple((f.name, str(f.type)) for f in batch.table.schema))
+        if key not in cache:
+            default_meter = batch.unit.rsplit(":", 1)[-1] if fmt == "sqlite" else None
+            try:
+                norm = build_select(batch.table.schema, mapping, default_meter=default_meter)
+            except MappingError as exc:
+                if fmt == "sqlite":
+                    # A .db export holds non-telemetry tables too (settings, alarms); say so, go on.
+                    notes.append(f"table {batch.unit.rsplit(':', 1)[-1]} skipped: {exc}")
+                    skipped_units.add(batch.unit)
+                    continue
+                raise
+            if norm.ignored and not any(n.startswith(f"{batch.unit}: ignored") for n in notes):
+                notes.append(f"{batch.unit}: ignored column(s) not in the schema: {', '.join(norm.ignored[:20])}")
+            cache[key] = norm
+            used_units += 1
+        delta = max(batch.bytes_read - last_bytes, 0)
+        last_bytes = max(last_bytes, batch.bytes_read)
+        yield cache[key], batch.table, batch.unit, batch.rejects, delta, batch.relation
+    if fmt == "sqlite" and used_units == 0:
+        raise MappingError("no table holds telemetry (" + "; ".join(notes) + ")")
+
+
+def csv_column_types(names: list[str], mapping: Mapping) -> dict[str, pa.DataType]:
+    """Types pyarrow can parse a CSV's mapped columns as: numbers as float64, and the timestamp
+    as UTC when offsets are the norm (naive times need the mapping's zone, so they stay text)."""
+    if mapping.decimal != ".":
+        return {}
+    try:
+        resolved = mapping.resolve(names)
+    except MappingError:
+        return {}
+    types = {src: pa.float64() for canon, cols in resolved.items() if canon not in ("meter_id", "ts") for src in cols}
+    if "ts" in resolved and mapping.ts_format is None and mapping.timezone.upper() == "UTC":
+        types[resolved["ts"][0]] = pa.timestamp("us", tz="UTC")
+    return types
+
+
+class RejectsWriter:
+    """Appends rejected rows to one CSV per command run; created only when there is a reject."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.count = 0
+        self._fh = None
+
+    def write(self, rows: list[tuple]) -> None:
+        if not rows:
+            return
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "w", newline="")
+            self._writer = csv.writer(self._fh)
+            self._writer.writerow(REJECT_HEADER)
+        self._writer.writerows(rows)
+        self.count += len(rows)
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+__all__ = ["ingest_path", "IngestError", "RejectsWriter", "RawBatch"]

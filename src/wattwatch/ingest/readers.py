@@ -1,0 +1,559 @@
+"""File readers: turn a telemetry file into Arrow batches of raw columns plus a ``_line`` column.
+
+Readers do not interpret values; they only find the rows and say where each came from, so that
+the normaliser can reject a row by line number. Rows a reader cannot even split into fields (wrong
+number of fields, undecodable bytes) come back as :class:`RawReject` with their line and text.
+
+A file that is not what it claims to be (binary junk named .csv, a truncated Parquet file, JSON
+that is not records) raises :class:`NotRecordsError` with a one-line message naming the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+LINE = "_line"
+CSV_BLOCK_BYTES = 32 << 20
+PARQUET_BATCH_ROWS = 1 << 20
+JSONL_BLOCK_LINES = 65_536
+SQLITE_BATCH_ROWS = 200_000
+
+
+class NotRecordsError(ValueError):
+    """The file cannot be read as telemetry records at all."""
+
+
+@dataclass(frozen=True)
+class RawReject:
+    """A row the reader could not split into fields."""
+
+    line: int
+    reason: str
+    text: str = ""
+
+
+@dataclass
+class RawBatch:
+    """Raw columns of a run of rows from one unit of a source (a file, or a table of a .db file)."""
+
+    table: pa.Table
+    unit: str
+    rejects: list[RawReject] = field(default_factory=list)
+    bytes_read: int = 0
+    # When set, the rows are not in ``table`` (which then only carries the schema) but in this SQL
+    # relation, which DuckDB reads itself (in parallel, streaming).
+    relation: str | None = None
+
+
+def detect_format(path: Path) -> str:
+    """Name the reader for ``path`` from its suffix: csv, parquet, json, jsonl or sqlite."""
+    name = path.name.lower()
+    for suffix, fmt in ((".csv.gz", "csv"), (".csv", "csv"), (".tsv", "csv"), (".txt", "csv"),
+                        (".parquet", "parquet"), (".pq", "parquet"), (".jsonl.gz", "jsonl"),
+                        (".jsonl", "jsonl"), (".ndjson", "jsonl"), (".json.gz", "json"), (".json", "json"),
+                        (".db", "sqlite"), (".sqlite", "sqlite"), (".sqlite3", "sqlite")):
+        if name.endswith(suffix):
+            return fmt
+    raise NotRecordsError(f"{path}: unknown file type (expected .csv[.gz], .parquet, .json, .jsonl or .db)")
+
+
+def read_batches(path: str | Path, delimiter: str | None = None, tables: tuple[str, ...] | None = None,
+                 column_types: Callable[[list[str]], dict[str, pa.DataType]] | None = None) -> Iterator[RawBatch]:
+    """Yield raw batches of ``path`` with the reader its suffix names."""
+    path = Path(path)
+    if not path.is_file():
+        raise NotRecordsError(f"{path}: no such file")
+    fmt = detect_format(path)
+    if fmt == "csv":
+        yield from read_csv(path, delimiter=delimiter, column_types=column_types)
+    elif fmt == "parquet":
+        yield from read_parquet(path)
+    elif fmt == "jsonl":
+        yield from read_jsonl(path)
+    elif fmt == "json":
+        yield from read_json(path)
+    else:
+        yield from read_sqlite(path, tables=tables)
+
+
+# --------------------------------------------------------------------------------------------- CSV
+
+
+def _open_maybe_gzip(path: Path) -> pa.NativeFile:
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    return pa.input_stream(str(path), compression="gzip" if magic == b"\x1f\x8b" else None)
+
+
+def _check_text(path: Path, head: bytes) -> str:
+    """Return the head decoded as UTF-8, or raise if it is evidently not text."""
+    sample = head[: 1 << 16]
+    if b"\x00" in sample:
+        at = sample.index(b"\x00")
+        raise NotRecordsError(f"{path}: not a text CSV file (binary data at byte {at})")
+    cut = sample.rfind(b"\n")
+    try:
+        return (sample[: cut + 1] if cut > 0 and len(head) > len(sample) else sample).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise NotRecordsError(f"{path}: not UTF-8 text at byte {exc.start}") from exc
+
+
+def _sniff_delimiter(header: str) -> str:
+    counts = {d: header.count(d) for d in (",", ";", "\t", "|")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
+
+
+def read_csv(path: Path, delimiter: str | None = None, block_bytes: int = CSV_BLOCK_BYTES,
+             column_types: Callable[[list[str]], dict[str, pa.DataType]] | None = None) -> Iterator[RawBatch]:
+    """Read a CSV or gzip-compressed CSV in newline-aligned blocks.
+
+    ``_line`` is the physical line number (the header is line 1). ``column_types(header)`` may name
+    the types of columns (numbers, the timestamp) so that pyarrow's parallel parser converts them;
+    a block where that fails is re-parsed with text timestamps, then all text, then line by line
+    (only a block with rows of the wrong width or bad bytes gets there), so each bad row is
+    rejected with its own line number and the good rows around it are kept. The level that worked
+    is kept for the next blocks.
+    """
+    try:
+        stream = _open_maybe_gzip(path)
+        head = stream.read(block_bytes)
+    except (OSError, pa.ArrowException) as exc:
+        raise NotRecordsError(f"{path}: cannot read: {exc}") from exc
+    if not head.strip():
+        raise NotRecordsError(f"{path}: empty file")
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    text = _check_text(path, head)
+    header_line = text.split("\n", 1)[0].rstrip("\r")
+    delim = delimiter or _sniff_delimiter(header_line)
+    names = next(csv.reader([header_line], delimiter=delim))
+    names = [n.strip() for n in names]
+    if len(names) < 2 or len(set(names)) != len(names) or not all(names):
+        raise NotRecordsError(f"{path}: line 1 is not a CSV header (columns: {names[:10]})")
+    typed = column_types(names) if column_types else {}
+    ladder = [typed, {k: v for k, v in typed.items() if not pa.types.is_timestamp(v)}, {}]
+    ladder = [lv for i, lv in enumerate(ladder) if i == 0 or lv != ladder[i - 1]]
+    level = blocks = 0
+    first_nl = head.find(b"\n")
+    buf = head[first_nl + 1:] if first_nl >= 0 else b""
+    next_line = 2
+    bytes_read = len(head)
+    eof = first_nl < 0
+    while True:
+        if not eof:
+            try:
+                more = stream.read(block_bytes)
+            except (OSError, pa.ArrowException) as exc:
+                raise NotRecordsError(f"{path}: truncated or corrupt after byte {bytes_read}: {exc}") from exc
+            bytes_read += len(more)
+            if more:
+                buf += more
+            else:
+                eof = True
+        if not buf:
+            break
+        if eof:
+            block, buf = buf, b""
+        else:
+            cut = buf.rfind(b"\n")
+            if cut < 0:
+                continue
+            block, buf = buf[: cut + 1], buf[cut + 1:]
+        n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+        # One bad value should not slow down the rest of a large file: typed parsing is tried
+        # again every few blocks.
+        if blocks % 8 == 0:
+            level = 0
+        blocks += 1
+        table = None
+        for lv in range(level, len(ladder)):
+            table = _parse_csv_block(block, names, delim, next_line, ladder[lv])
+            if table is not None:
+                level = lv
+                break
+        if table is not None:
+            yield RawBatch(table, unit=str(path), bytes_read=bytes_read)
+        else:
+            table, rejects = _parse_csv_block_slow(block, names, delim, next_line)
+            yield RawBatch(table, unit=str(path), rejects=rejects, bytes_read=bytes_read)
+        next_line += n_lines
+        if eof and not buf:
+            break
+
+
+_NULLS = sorted({v for t in ("", "nan", "null", "none", "na", "n/a", "-", "--", "#n/a", "nil")
+                 for v in (t, t.upper(), t.capitalize())} | {"NaN"})
+
+
+def _parse_csv_block(block: bytes, names: list[str], delim: str, first_line: int,
+                     types: dict[str, pa.DataType]) -> pa.Table | None:
+    """Parse a block with pyarrow; None if any row is malformed or a typed value does not convert."""
+    invalid: list[int] = []
+
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        invalid.append(1)
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(block),
+            read_options=pacsv.ReadOptions(column_names=names, use_threads=True),
+            parse_options=pacsv.ParseOptions(delimiter=delim, invalid_row_handler=on_invalid,
+                                             ignore_empty_lines=False, newlines_in_values=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: types.get(n, pa.string()) for n in names},
+                null_values=_NULLS, strings_can_be_null=False, quoted_strings_can_be_null=False),
+        )
+    except pa.ArrowInvalid:
+        return None
+    if invalid:
+        return None
+    lines = pa.array(np.arange(first_line, first_line + table.num_rows, dtype=np.int64))
+    table = table.append_column(LINE, lines)
+    # A blank line parses as a row of empty fields (or nulls); it is not data, nor a reject.
+    blank = None
+    for name in names:
+        col = table[name]
+        empty = pc.is_null(col) if not pa.types.is_string(col.type) else pc.equal(pc.utf8_length(col), 0)
+        empty = pc.fill_null(empty, True)
+        blank = empty if blank is None else pc.and_(blank, empty)
+    if blank is not None and pc.any(blank).as_py():
+        table = table.filter(pc.invert(blank))
+    return table
+
+
+def _parse_csv_block_slow(block: bytes, names: list[str], delim: str, first_line: int) -> tuple[pa.Table, list[RawReject]]:
+    """Line-by-line parse of a block that contains bad rows."""
+    cols: list[list[str]] = [[] for _ in names]
+    lines: list[int] = []
+    rejects: list[RawReject] = []
+    width = len(names)
+    for offset, raw in enumerate(block.split(b"\n")):
+        lineno = first_line + offset
+        raw = raw.rstrip(b"\r")
+        if not raw.strip():
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            rejects.append(RawReject(lineno, f"not UTF-8 text at column {exc.start + 1}", raw[:200].decode("latin-1")))
+            continue
+        if "\x00" in text:
+            rejects.append(RawReject(lineno, "binary data (NUL byte) in row", text[:200].replace("\x00", "\\0")))
+            continue
+        try:
+            fields = next(csv.reader([text], delimiter=delim))
+        except csv.Error as exc:
+            rejects.append(RawReject(lineno, f"cannot split row: {exc}", text[:200]))
+            continue
+        if len(fields) != width:
+            rejects.append(RawReject(lineno, f"expected {width} fields, found {len(fields)}", text[:200]))
+            continue
+        for col, value in zip(cols, fields):
+            col.append(value)
+        lines.append(lineno)
+    arrays = [pa.array(c, type=pa.string()) for c in cols] + [pa.array(lines, type=pa.int64())]
+    return pa.Table.from_arrays(arrays, names=names + [LINE]), rejects
+
+
+# ----------------------------------------------------------------------------------------- Parquet
+
+
+def read_parquet(path: Path, batch_rows: int = PARQUET_BATCH_ROWS) -> Iterator[RawBatch]:
+    """Read a Parquet file; ``_line`` is the 1-based row number.
+
+    A flat file is handed to DuckDB as a relation (its own parallel reader); a file with nested
+    columns is read here in row batches and flattened.
+    """
+    try:
+        pf = pq.ParquetFile(str(path))
+    except (OSError, pa.ArrowException) as exc:
+        raise NotRecordsError(f"{path}: not a readable Parquet file ({exc})") from exc
+    schema = pf.schema_arrow
+    if not any(pa.types.is_nested(f.type) for f in schema):
+        quoted = "'" + str(path).replace("'", "''") + "'"
+        empty = schema.empty_table().append_column(LINE, pa.array([], pa.int64()))
+        yield RawBatch(empty, unit=str(path), bytes_read=path.stat().st_size,
+                       relation=f"(SELECT *, file_row_number + 1 AS {LINE} FROM read_parquet({quoted}, file_row_number = true))")
+        return
+    start = 1
+    try:
+        for batch in pf.iter_batches(batch_size=batch_rows):
+            table = flatten_nested(pa.Table.from_batches([batch]))
+            n = table.num_rows
+            table = table.append_column(LINE, pa.array(np.arange(start, start + n, dtype=np.int64)))
+            start += n
+            yield RawBatch(table, unit=str(path))
+    except (OSError, pa.ArrowException) as exc:
+        raise NotRecordsError(f"{path}: corrupt Parquet data after row {start - 1} ({exc})") from exc
+
+
+# -------------------------------------------------------------------------------------------- JSON
+
+
+def flatten_nested(table: pa.Table) -> pa.Table:
+    """Flatten struct columns to dotted names and explode lists of records into rows.
+
+    A record such as ``{"PODID": "X", "readings": [{"start_ts": ..., "Phase1Voltage": ...}, ...]}``
+    becomes one row per reading that also carries ``PODID``. Lists of scalars are left alone.
+    """
+    for _ in range(16):
+        changed = False
+        if any(pa.types.is_struct(f.type) for f in table.schema):
+            table = table.flatten()
+            changed = True
+        for i, f in enumerate(table.schema):
+            if (pa.types.is_list(f.type) or pa.types.is_large_list(f.type)) and pa.types.is_struct(f.type.value_type):
+                col = table.column(i).combine_chunks()
+                parents = pc.list_parent_indices(col)
+                rest = table.remove_column(i).take(parents)
+                table = rest.append_column(f.name, pc.list_flatten(col))
+                changed = True
+                break
+        if not changed:
+            return table
+    return table
+
+
+def _records_table(records: list, where: str, path: Path) -> pa.Table:
+    if not all(isinstance(r, dict) for r in records):
+        raise NotRecordsError(f"{path}: {where} holds values that are not records (JSON objects)")
+    try:
+        return pa.Table.from_pylist(records)
+    except (pa.ArrowException, TypeError, ValueError):
+        # Mixed types in a field (a number here, a string there): keep everything as text and let
+        # the normaliser decide per value.
+        keys: dict[str, None] = {}
+        for r in records:
+            keys.update(dict.fromkeys(_flat_keys(r)))
+        flat = [_flat_record(r) for r in records]
+        return pa.table({k: pa.array([None if (v := r.get(k)) is None else str(v) for r in flat],
+                                     type=pa.string()) for k in keys})
+
+
+def _flat_keys(rec: dict, prefix: str = "") -> Iterator[str]:
+    for k, v in rec.items():
+        if isinstance(v, dict):
+            yield from _flat_keys(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}"
+
+
+def _flat_record(rec: dict, prefix: str = "", out: dict | None = None) -> dict:
+    out = {} if out is None else out
+    for k, v in rec.items():
+        if isinstance(v, dict):
+            _flat_record(v, f"{prefix}{k}.", out)
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def read_json(path: Path) -> Iterator[RawBatch]:
+    """Read a JSON document holding records: a list of objects, ``{"key": [objects]}`` or one object.
+
+    ``_line`` is the 1-based record number. A file whose first non-blank byte is not ``[`` or
+    ``{`` but that holds one object per line is read as JSON Lines.
+    """
+    stream = _open_maybe_gzip(path)
+    try:
+        raw = stream.read()
+    except (OSError, pa.ArrowException) as exc:
+        raise NotRecordsError(f"{path}: cannot read: {exc}") from exc
+    try:
+        doc = json.loads(raw)
+    except UnicodeDecodeError as exc:
+        raise NotRecordsError(f"{path}: not UTF-8 JSON text") from exc
+    except json.JSONDecodeError as exc:
+        if raw.lstrip()[:1] == b"{" and b"\n" in raw.strip():
+            yield from read_jsonl(path)
+            return
+        raise NotRecordsError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+    if isinstance(doc, dict):
+        lists = [k for k, v in doc.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
+        if len(lists) == 1 and all(not isinstance(v, list) for k, v in doc.items() if k != lists[0]):
+            # {"meta": ..., "data": [records]}: scalar siblings (a POD id, say) go onto each record.
+            key = lists[0]
+            meta = {k: v for k, v in doc.items() if k != key}
+            records = [{**meta, **r} for r in doc[key]]
+        else:
+            records = [doc]
+    elif isinstance(doc, list):
+        records = doc
+    else:
+        raise NotRecordsError(f"{path}: JSON that is not records (top level is {type(doc).__name__})")
+    if not records:
+        raise NotRecordsError(f"{path}: JSON holds no records")
+    table = flatten_nested(_records_table(records, "the top-level list", path))
+    # Explosion keeps parent order, so record numbers follow the row order of the top level.
+    table = table.append_column(LINE, pa.array(np.arange(1, table.num_rows + 1, dtype=np.int64)))
+    yield RawBatch(table, unit=str(path), bytes_read=len(raw))
+
+
+def read_jsonl(path: Path, block_lines: int = JSONL_BLOCK_LINES) -> Iterator[RawBatch]:
+    """Read JSON Lines in blocks; ``_line`` is the physical line number of each record."""
+    stream = _open_maybe_gzip(path)
+    try:
+        head = stream.read(1 << 16)
+    except (OSError, pa.ArrowException) as exc:
+        raise NotRecordsError(f"{path}: cannot read: {exc}") from exc
+    if b"\x00" in head:
+        raise NotRecordsError(f"{path}: not a JSON Lines text file (binary data)")
+    first = head.lstrip()[:1]
+    if first not in (b"{", b""):
+        raise NotRecordsError(f"{path}: JSON Lines must hold one object per line (starts with {first!r})")
+    text_stream = io.TextIOWrapper(io.BufferedReader(_Chain(head, stream)), encoding="utf-8", errors="strict", newline="\n")
+    lineno = 0
+    good_any = False
+    while True:
+        lines: list[str] = []
+        try:
+            for _ in range(block_lines):
+                line = text_stream.readline()
+                if not line:
+                    break
+                lines.append(line)
+        except UnicodeDecodeError as exc:
+            raise NotRecordsError(f"{path}: not UTF-8 text near line {lineno + len(lines) + 1}") from exc
+        if not lines:
+            break
+        start = lineno + 1
+        lineno += len(lines)
+        batch = _parse_jsonl_block(lines, start, path)
+        good_any = good_any or batch.table.num_rows > 0
+        yield batch
+    if not good_any:
+        raise NotRecordsError(f"{path}: no JSON records found")
+
+
+class _Chain(io.RawIOBase):
+    """A raw stream that first returns ``head`` and then the rest of ``stream``."""
+
+    def __init__(self, head: bytes, stream: pa.NativeFile):
+        self._head, self._stream = head, stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n], self._head = self._head[:n], self._head[n:]
+            return n
+        data = self._stream.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+def _parse_jsonl_block(lines: list[str], start: int, path: Path) -> RawBatch:
+    blob = "".join(lines).encode("utf-8")
+    nonblank = [i for i, s in enumerate(lines) if s.strip()]
+    if len(nonblank) == len(lines):
+        try:
+            table = pajson.read_json(io.BytesIO(blob))
+            if table.num_rows == len(lines):
+                table = flatten_nested(table)
+                table = table.append_column(LINE, pa.array(np.arange(start, start + len(lines), dtype=np.int64)))
+                return RawBatch(table, unit=str(path), bytes_read=len(blob))
+        except pa.ArrowException:
+            pass
+    records, line_nos, rejects = [], [], []
+    for i in nonblank:
+        s = lines[i]
+        try:
+            rec = json.loads(s)
+        except json.JSONDecodeError as exc:
+            rejects.append(RawReject(start + i, f"not valid JSON: {exc.msg}", s.strip()[:200]))
+            continue
+        if not isinstance(rec, dict):
+            rejects.append(RawReject(start + i, "not a JSON object", s.strip()[:200]))
+            continue
+        records.append(rec)
+        line_nos.append(start + i)
+    if records:
+        table = _records_table(records, "a line", path)
+        # Exploding nested lists changes the row count; carry the line through the explosion.
+        table = table.append_column("__ln", pa.array(line_nos, type=pa.int64()))
+        table = flatten_nested(table)
+        table = table.rename_columns([LINE if n == "__ln" else n for n in table.column_names])
+    else:
+        table = pa.table({LINE: pa.array([], type=pa.int64())})
+    return RawBatch(table, unit=str(path), rejects=rejects, bytes_read=len(blob))
+
+
+# ------------------------------------------------------------------------------------------ SQLite
+
+
+def read_sqlite(path: Path, tables: tuple[str, ...] | None = None,
+                batch_rows: int = SQLITE_BATCH_ROWS) -> Iterator[RawBatch]:
+    """Read every table of a SQLite export (or those named); ``_line`` is the table's rowid.
+
+    Each table is its own unit (a device group in data-centre exports); the ingest step uses the
+    table name as ``meter_id`` when the table has no meter column.
+    """
+    with open(path, "rb") as fh:
+        if fh.read(16) != b"SQLite format 3\x00":
+            raise NotRecordsError(f"{path}: not a SQLite database")
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+    except sqlite3.DatabaseError as exc:
+        raise NotRecordsError(f"{path}: not a readable SQLite database ({exc})") from exc
+    try:
+        if tables:
+            missing = sorted(set(tables) - set(names))
+            if missing:
+                raise NotRecordsError(f"{path}: no table(s) {missing} (tables: {names})")
+            names = list(tables)
+        names = [n for n in names if not n.startswith("sqlite_")]
+        if not names:
+            raise NotRecordsError(f"{path}: SQLite database has no tables")
+        for name in names:
+            cols = [r[1] for r in con.execute(f'PRAGMA table_info("{name}")')]
+            try:
+                cur = con.execute(f'SELECT rowid, * FROM "{name}"')
+                rowid_ok = True
+            except sqlite3.OperationalError:  # WITHOUT ROWID tables
+                cur = con.execute(f'SELECT * FROM "{name}"')
+                rowid_ok = False
+            counter = 0
+            while True:
+                try:
+                    rows = cur.fetchmany(batch_rows)
+                except sqlite3.DatabaseError as exc:
+                    raise NotRecordsError(f"{path}: table {name}: corrupt after row {counter} ({exc})") from exc
+                if not rows:
+                    break
+                columns = list(zip(*rows))
+                if rowid_ok:
+                    line, columns = columns[0], columns[1:]
+                else:
+                    line = range(counter + 1, counter + len(rows) + 1)
+                counter += len(rows)
+                arrays = []
+                for values in columns:
+                    try:
+                        arrays.append(pa.array(values))
+                    except (pa.ArrowException, TypeError):
+                        arrays.append(pa.array([None if v is None else str(v) for v in values], type=pa.string()))
+                table = pa.Table.from_arrays(arrays + [pa.array(line, type=pa.int64())], names=cols + [LINE])
+                yield RawBatch(table, unit=f"{path}:{name}")
+            if counter == 0:  # an empty table still gets mapped, so a skip is reported
+                yield RawBatch(pa.table({**{c: pa.array([], pa.string()) for c in cols},
+                                         LINE: pa.array([], pa.int64())}), unit=f"{path}:{name}")
+    finally:
+        con.close()

@@ -1,0 +1,502 @@
+"""Labelled synthetic fleet: residential single-phase and commercial three-phase meters.
+
+Physics first. Each meter has a true load (kW) from a daily/weekly shape with appliance bursts;
+per phase the load, voltage and power factor give the true current; the meter then reports
+*measured* currents (with CT error) and computes power from its own measurements, so the
+reported values satisfy ``p = V·I·pf`` per phase. The energy register integrates the true power
+times the meter's calibration gain. Temperature follows a first-order thermal lag driven by I².
+The neutral carries the phase current minus earth leakage (single phase) or the phasor sum of the
+three phase currents plus the triplen harmonics that add up in it (three phase).
+
+Faults then change what the meter reports, each the way the physical fault would: a neutral bypass
+takes the return current out of the neutral sensor, an open CT zeroes one current channel (and the
+power the meter computes from it), under-registering firmware scales the register's increments,
+and so on. Normal events that a good detector must not flag are added too: supply outages,
+register resets after firmware updates, one-reading motor-start inrush, earth leakage under 30 mA,
+timestamp jitter, duplicated and out-of-order rows, single NaN channels.
+
+Every random choice comes from one seed; the same arguments give the same files.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from scipy.signal import lfilter
+
+from wattwatch.schema import CHANNEL_NAMES
+
+# Fault type -> alert code it should raise (SPEC §3). Normal events map to None (no fault alert);
+# a supply outage is reported as INFO_SUPPLY_OUTAGE, which is information, not a fault.
+FAULT_CODES: dict[str, str] = {
+    "neutral_bypass": "ERR_IMBAL_LIMIT_EXCEEDED",
+    "partial_earth_return": "ERR_IMBAL_LIMIT_EXCEEDED",
+    "phase_imbalance": "ERR_PHASE_IMBALANCE_01",
+    "open_ct": "SENSOR_FAULT",
+    "firmware_drift": "WARN_FIRMWARE_DRIFT",
+    "packet_loss": "ALRM_PKT_LOSS_CRIT",
+    "thermal_drift": "WARN_THERM_DRIFT",
+    "harmonic_noise": "STATUS_SIGNAL_NOISY",
+    "theft_under_registration": "WARN_CONSUMPTION_ANOMALY",
+    "level_shift": "WARN_CONSUMPTION_ANOMALY",
+    "frozen_register": "WARN_CONSUMPTION_ANOMALY",
+}
+NORMAL_EVENTS: dict[str, str | None] = {
+    "supply_outage": "INFO_SUPPLY_OUTAGE",
+    "register_reset": None,
+    "motor_start": None,
+}
+THREE_PHASE_ONLY = {"phase_imbalance"}
+SINGLE_PHASE_ONLY = {"neutral_bypass"}  # on a balanced 3-phase load a missing neutral is invisible
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Parameters of a simulated fleet (all defaults are what ``wattwatch simulate`` uses)."""
+
+    meters: int = 50
+    days: float = 14.0
+    seed: int = 0
+    step: str = "5min"
+    start: str = "2025-01-06T00:00:00Z"  # a Monday
+    commercial_share: float = 0.3
+    fault_share: float = 0.4
+    faults: tuple[str, ...] = tuple(FAULT_CODES)
+    outage_share: float = 0.15
+    reset_share: float = 0.1
+    motor_starts_per_day: float = 2.0
+    jitter_s: float = 2.0
+    duplicate_rate: float = 0.002
+    nan_rate: float = 0.0005
+    disorder_rate: float = 0.002
+    background_loss: float = 0.002
+    profile_days: float = 3.0  # faults start after this, so baselines see normal behaviour first
+
+    def __post_init__(self):
+        unknown = set(self.faults) - set(FAULT_CODES)
+        if unknown:
+            raise ValueError(f"unknown fault type(s) {sorted(unknown)}; known: {sorted(FAULT_CODES)}")
+        if self.meters < 1 or self.days <= 0:
+            raise ValueError("meters must be >= 1 and days > 0")
+        if not 0 <= self.fault_share <= 1 or not 0 <= self.commercial_share <= 1:
+            raise ValueError("shares must be within [0, 1]")
+
+    @property
+    def step_s(self) -> float:
+        return pd.Timedelta(self.step).total_seconds()
+
+
+@dataclass
+class Meter:
+    meter_id: str
+    kind: str  # residential | commercial
+    phases: int
+    v_nom_v: float
+    utc_offset_h: float
+    peak_kw: float
+    base_kw: float
+    pf_mean: float
+    cal_gain: float
+    leakage_a: float
+    thd_pct: float
+    tau_min: float
+    rise_c: float
+    rated_a: float
+    ambient_c: float
+    e0_kwh: float
+    faults: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Event:
+    meter_id: str
+    type: str
+    start: str
+    end: str
+    code: str | None
+    expect_alert: bool
+    detail: dict = field(default_factory=dict)
+
+
+def _iso(t: pd.Timestamp) -> str:
+    return t.tz_convert("UTC").isoformat().replace("+00:00", "Z")
+
+
+def _smooth_noise(rng: np.random.Generator, n: int, scale: float, corr_steps: float) -> np.ndarray:
+    """Slowly varying zero-mean noise (AR(1)) with standard deviation ``scale``."""
+    a = np.exp(-1.0 / max(corr_steps, 1.0))
+    x = lfilter([np.sqrt(1 - a * a)], [1, -a], rng.standard_normal(n))
+    return scale * x
+
+
+def _make_meter(rng: np.random.Generator, i: int, cfg: SimConfig) -> Meter:
+    commercial = rng.random() < cfg.commercial_share
+    if commercial:
+        peak = float(rng.uniform(15, 80))
+        return Meter(f"M-{i:05d}", "commercial", 3, 230.0, float(rng.choice([0, 1, 2])), peak,
+                     float(peak * rng.uniform(0.15, 0.3)), float(rng.uniform(0.86, 0.95)),
+                     float(1 + rng.normal(0, 0.004)), float(rng.uniform(0.005, 0.025)), float(rng.uniform(6, 14)),
+                     float(rng.uniform(40, 90)), float(rng.uniform(12, 25)), float(peak * 1000 / 3 / 230 * 1.3),
+                     float(rng.uniform(18, 26)), float(rng.uniform(1e3, 5e5)))
+    peak = float(rng.uniform(2.5, 6))
+    return Meter(f"M-{i:05d}", "residential", 1, 230.0, float(rng.choice([0, 1, 2])), peak,
+                 float(rng.uniform(0.08, 0.3)), float(rng.uniform(0.9, 0.98)), float(1 + rng.normal(0, 0.004)),
+                 float(rng.uniform(0.003, 0.025)), float(rng.uniform(5, 12)), float(rng.uniform(20, 60)),
+                 float(rng.uniform(8, 18)), 40.0, float(rng.uniform(15, 24)), float(rng.uniform(100, 4e4)))
+
+
+def _load_kw(rng: np.random.Generator, m: Meter, t_local_h: np.ndarray, dow: np.ndarray, step_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """True active load and the share of it drawn by resistive bursts (which raise the pf)."""
+    n = len(t_local_h)
+    h = t_local_h % 24
+    weekend = dow >= 5
+    day = np.floor(t_local_h / 24).astype(int)
+    day_scale = np.exp(rng.normal(0, 0.08, day.max() + 1))[day]
+    if m.kind == "residential":
+        shift = np.where(weekend, 1.5, 0.0)
+        morning = rng.uniform(0.3, 1.0) * np.exp(-0.5 * ((h - 7.5 - shift) / 0.9) ** 2)
+        evening = rng.uniform(0.8, 2.2) * np.exp(-0.5 * ((h - 19.5) / 1.8) ** 2)
+        midday = np.where(weekend, rng.uniform(0.2, 0.6), 0.05) * np.exp(-0.5 * ((h - 13) / 2.5) ** 2)
+        shape = m.base_kw + (morning + evening + midday) * day_scale
+        # Appliance bursts: kettles, ovens, washing machines (Poisson starts, 1-6 steps long).
+        burst = np.zeros(n)
+        starts = np.flatnonzero(rng.random(n) < 6.0 * step_s / 86400 * (0.3 + (h > 6) * (h < 23)))
+        for s, d, kw in zip(starts, rng.integers(1, 7, len(starts)), rng.uniform(0.8, 2.5, len(starts))):
+            burst[s:s + d] += kw
+        load = shape * (1 + _smooth_noise(rng, n, 0.05, 3)) + burst
+        return np.clip(load, 0.03, None), burst
+    open_h = 1 / (1 + np.exp(-(h - 7.5) * 2.5)) * 1 / (1 + np.exp((h - 18.5) * 2.5))
+    occupancy = np.where(dow == 5, 0.3, np.where(dow == 6, 0.05, 1.0)) * open_h
+    hvac = 0.06 * m.peak_kw * (np.sin(2 * np.pi * np.arange(n) * step_s / rng.uniform(1800, 3600)) > 0.3)
+    load = m.base_kw + (m.peak_kw - m.base_kw) * occupancy * day_scale * 0.9 + hvac
+    load = load * (1 + _smooth_noise(rng, n, 0.03, 4))
+    return np.clip(load, 0.1, None), np.zeros(n)
+
+
+def _window(rng: np.random.Generator, n: int, lo_steps: int, min_len: int, max_len: int) -> tuple[int, int]:
+    length = int(rng.integers(min_len, max_len + 1))
+    hi = max(lo_steps + 1, n - length - 1)
+    s = int(rng.integers(lo_steps, hi)) if hi > lo_steps else lo_steps
+    return s, min(n, s + length)
+
+
+def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg: SimConfig
+                   ) -> tuple[pd.DataFrame, list[Event]]:
+    """One meter's reported telemetry and its labelled events (before jitter/duplication)."""
+    n = len(ts)
+    step_s = cfg.step_s
+    steps_h = 3600.0 / step_s
+    t_local_h = ts.as_unit("ns").asi8 / 3.6e12 + m.utc_offset_h
+    dow = ((np.floor(t_local_h / 24) + 3) % 7).astype(int)  # 1970-01-01 was a Thursday (dow 3)
+    load, burst = _load_kw(rng, m, t_local_h, dow, step_s)
+    events: list[Event] = []
+    lo = int(cfg.profile_days * 24 * steps_h)
+    ph = m.phases
+
+    fault = m.faults[0] if m.faults else None
+    fw: dict[str, tuple[int, int]] = {}
+    if fault:
+        lengths = {  # (min, max) hours
+            "neutral_bypass": (6, 48), "partial_earth_return": (12, 72), "phase_imbalance": (6, 72),
+            "open_ct": (6, 96), "firmware_drift": (24, 120), "packet_loss": (6, 48), "thermal_drift": (12, 72),
+            "harmonic_noise": (3, 24), "theft_under_registration": (48, 240), "level_shift": (48, 240),
+            "frozen_register": (6, 48),
+        }[fault]
+        s, e = _window(rng, n, lo, int(lengths[0] * steps_h), int(lengths[1] * steps_h))
+        fw[fault] = (s, e)
+
+    # Consumption-pattern faults change the true load itself.
+    if "theft_under_registration" in fw:
+        s, e = fw["theft_under_registration"]
+        frac = rng.uniform(0.3, 0.6)
+        load[s:e] *= frac  # a tap before the meter: it sees (and bills) only part of the load
+    if "level_shift" in fw:
+        s, e = fw["level_shift"]
+        load[s:e] += rng.uniform(0.6, 1.5) * load[:lo].mean()
+
+    # Voltage per phase: slow wander, noise, small drop with load.
+    v = np.empty((ph, n))
+    for k in range(ph):
+        v[k] = m.v_nom_v * (1 + _smooth_noise(rng, n, 0.012, 36) + rng.normal(0, 0.002, n)
+                            - 0.01 * load / m.peak_kw)
+    # Phase shares: natural wander a few percent around a third.
+    if ph == 3:
+        w = np.stack([_smooth_noise(rng, n, 0.025, 24) for _ in range(3)])
+        shares = (1 + w - w.mean(axis=0)) / 3
+    else:
+        shares = np.ones((1, n))
+    if "phase_imbalance" in fw:
+        s, e = fw["phase_imbalance"]
+        k = int(rng.integers(0, 3))
+        boost = rng.uniform(0.35, 0.8)
+        shares[k, s:e] *= 1 + boost
+        shares[:, s:e] /= shares[:, s:e].sum(axis=0)
+        fw_detail = {"phase": f"L{k + 1}", "boost": round(float(boost), 3)}
+    pf = np.clip(m.pf_mean + (1 - m.pf_mean) * np.divide(burst, load, out=np.zeros(n), where=load > 0)
+                 + rng.normal(0, 0.01, (ph, n)), 0.6, 0.999)
+
+    p_phase = load * shares  # kW, true
+    i_true = p_phase * 1000 / (v * pf)
+    # A reading is a snapshot; a seconds-long inrush does not heat the enclosure.
+    i_heat = i_true.copy()
+    # Motor starts: one-reading inrush (3-6x current at low pf), voltage dips a little.
+    n_starts = rng.poisson(cfg.motor_starts_per_day * cfg.days)
+    starts = rng.integers(lo // 2, n, n_starts) if n_starts else np.array([], int)
+    for s in starts:
+        factor = rng.uniform(3, 6)
+        phases = range(ph) if (ph == 1 or rng.random() < 0.6) else [int(rng.integers(0, ph))]
+        for k in phases:
+            i_true[k, s] *= factor
+            pf[k, s] = min(pf[k, s], 0.35 + 0.1 * rng.random())
+            v[k, s] *= 1 - rng.uniform(0.01, 0.04)
+        events.append(Event(m.meter_id, "motor_start", _iso(ts[s]), _iso(ts[s]), None, False,
+                            {"factor": round(float(factor), 2)}))
+
+    # Measured currents (CT class 0.5 error) and what the meter computes from them.
+    i_meas = i_true * (1 + rng.normal(0, 0.002, (ph, n)))
+    thd = np.clip(m.thd_pct * (1 + 0.6 * (1 - load / m.peak_kw)) + rng.normal(0, 0.5, n), 1, None)
+    if "harmonic_noise" in fw:
+        s, e = fw["harmonic_noise"]
+        thd[s:e] = rng.uniform(35, 70) + rng.normal(0, 3, e - s)
+        i_meas[:, s:e] *= 1 + rng.normal(0, 0.08, (ph, e - s))
+
+    # Neutral current.
+    leak = m.leakage_a * (1 + 0.2 * rng.standard_normal(n))
+    if ph == 1:
+        i_n = np.clip(i_true[0] - leak, 0, None)
+    else:
+        angles = np.deg2rad(np.array([0.0, -120.0, 120.0]))[:, None] - np.arccos(pf)
+        phasor = (i_true * np.exp(1j * angles)).sum(axis=0)
+        triplen = 3 * (thd / 100 * 0.6) * i_true.mean(axis=0)  # 3rd harmonic adds in the neutral
+        i_n = np.sqrt(np.abs(phasor) ** 2 + triplen ** 2)
+    detail: dict = {}
+    if "partial_earth_return" in fw:
+        s, e = fw["partial_earth_return"]
+        f = rng.uniform(0.25, 0.6)
+        if ph == 1:
+            i_n[s:e] = i_true[0, s:e] * (1 - f)
+        else:
+            k = int(rng.integers(0, 3))
+            scale = np.ones((3, 1))
+            scale[k] = 1 - f
+            phasor = (i_true[:, s:e] * scale * np.exp(1j * angles[:, s:e])).sum(axis=0)
+            # The earth path carries a fraction f of phase k's return current past the sensor.
+            i_n[s:e] = np.sqrt(np.abs(phasor) ** 2 + triplen[s:e] ** 2)
+            detail["phase"] = f"L{k + 1}"
+        detail["earth_fraction"] = round(float(f), 3)
+    if "neutral_bypass" in fw:
+        s, e = fw["neutral_bypass"]
+        intermittent = rng.random() < 0.4
+        mask = np.zeros(n, bool)
+        if intermittent:
+            pos = s
+            episodes = []
+            while pos < e:
+                on = int(rng.integers(int(1 * steps_h), int(4 * steps_h) + 1))
+                episodes.append((pos, min(e, pos + on)))
+                pos += on + int(rng.integers(int(2 * steps_h), int(8 * steps_h) + 1))
+            for a, b in episodes:
+                mask[a:b] = True
+            fw.pop("neutral_bypass")
+            for a, b in episodes:
+                events.append(Event(m.meter_id, "neutral_bypass", _iso(ts[a]), _iso(ts[b - 1]),
+                                    FAULT_CODES["neutral_bypass"], True, {"intermittent": True}))
+        else:
+            mask[s:e] = True
+        i_n[mask] = np.abs(rng.normal(0, 0.01, mask.sum()))
+    i_n = i_n * (1 + rng.normal(0, 0.002, n))
+
+    if "open_ct" in fw:
+        s, e = fw["open_ct"]
+        k = int(rng.integers(0, ph))
+        i_meas[k, s:e] = np.abs(rng.normal(0, 0.005, e - s))
+        detail["channel"] = f"i_l{k + 1}_a"
+
+    # Supply outages: no voltage, no current anywhere, for 10 min to 4 h.
+    outage = np.zeros(n, bool)
+    if rng.random() < cfg.outage_share:
+        for _ in range(int(rng.integers(1, 3))):
+            s, e = _window(rng, n, lo // 3, max(2, int(steps_h / 6)), int(4 * steps_h))
+            outage[s:e] = True
+            events.append(Event(m.meter_id, "supply_outage", _iso(ts[s]), _iso(ts[e - 1]),
+                                NORMAL_EVENTS["supply_outage"], False))
+    v[:, outage] = 0.0
+    i_meas[:, outage] = 0.0
+    i_true[:, outage] = 0.0
+    i_n[outage] = 0.0
+    thd[outage] = 0.0
+
+    # Power as the meter computes it from its own V and I.
+    p_meas = (v * i_meas * pf / 1000).sum(axis=0)
+    s_meas = (v * i_meas / 1000).sum(axis=0)
+    q_meas = np.sqrt(np.clip(s_meas ** 2 - p_meas ** 2, 0, None))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pf_tot = np.where(s_meas > 0, p_meas / s_meas, np.nan)
+
+    # Energy register: integrates the power the metrology sees times the calibration gain.
+    inc = p_meas * m.cal_gain * step_s / 3600
+    if "firmware_drift" in fw:
+        s, e = fw["firmware_drift"]
+        g = rng.uniform(0.6, 0.9)
+        inc[s:e] *= g
+        detail["register_gain"] = round(float(g), 3)
+    e_kwh = m.e0_kwh + np.cumsum(inc)
+    if rng.random() < cfg.reset_share:
+        r = int(rng.integers(lo // 2, n - 1))
+        e_kwh[r:] -= e_kwh[r - 1] if r > 0 else 0
+        e_kwh[r:] = np.clip(e_kwh[r:], 0, None)
+        events.append(Event(m.meter_id, "register_reset", _iso(ts[r]), _iso(ts[r]), None, False))
+
+    # Temperature: first-order lag towards ambient + rise * (I / I_rated)^2.
+    amb = m.ambient_c + 3 * np.sin(2 * np.pi * (t_local_h % 24 - 9) / 24) + _smooth_noise(rng, n, 0.5, 48)
+    i_heat[:, outage] = 0.0
+    heat = m.rise_c * (i_heat.max(axis=0) / m.rated_a) ** 2
+    a = np.exp(-step_s / 60 / m.tau_min)
+    drive = amb + heat
+    temp = lfilter([1 - a], [1, -a], drive, zi=[a * drive[0]])[0]
+    if "thermal_drift" in fw:
+        s, e = fw["thermal_drift"]
+        extra = rng.uniform(8, 20)
+        ramp = np.minimum(1, np.arange(e - s) / (rng.uniform(2, 6) * steps_h))
+        temp[s:e] += extra * ramp
+        detail["extra_c"] = round(float(extra), 2)
+    temp = temp + rng.normal(0, 0.15, n)
+
+    cols = {
+        "v_l1_v": np.round(v[0], 1), "i_l1_a": np.round(i_meas[0], 3),
+        "v_l2_v": np.round(v[1], 1) if ph == 3 else None, "i_l2_a": np.round(i_meas[1], 3) if ph == 3 else None,
+        "v_l3_v": np.round(v[2], 1) if ph == 3 else None, "i_l3_a": np.round(i_meas[2], 3) if ph == 3 else None,
+        "i_n_a": np.round(i_n, 3), "p_kw": np.round(p_meas, 4), "q_kvar": np.round(q_meas, 4),
+        "s_kva": np.round(s_meas, 4), "pf": np.round(pf_tot, 4), "e_kwh": np.round(e_kwh, 3),
+        "temp_c": np.round(temp, 2), "thd_i_pct": np.round(thd, 2),
+    }
+    frame = pd.DataFrame({"meter_id": m.meter_id, "ts": ts})
+    for c in CHANNEL_NAMES:
+        frame[c] = cols[c] if cols[c] is not None else np.nan
+
+    if "frozen_register" in fw:
+        s, e = fw["frozen_register"]
+        frame.iloc[s:e, 2:] = frame.iloc[s - 1, 2:].to_numpy()
+    keep = rng.random(n) >= cfg.background_loss
+    if "packet_loss" in fw:
+        s, e = fw["packet_loss"]
+        rate = rng.uniform(0.12, 0.4)
+        # Bursty loss: drop runs of readings, not isolated ones.
+        lost = _smooth_noise(rng, e - s, 1.0, 3) > np.quantile(_smooth_noise(rng, 4096, 1.0, 3), 1 - rate)
+        keep[s:e] &= ~lost
+        detail["loss_rate"] = round(float(1 - keep[s:e].mean()), 3)
+    frame = frame[keep]
+
+    for name, (s, e) in fw.items():
+        if name == "phase_imbalance":
+            detail.update(fw_detail)
+        events.append(Event(m.meter_id, name, _iso(ts[s]), _iso(ts[e - 1]), FAULT_CODES[name], True, detail))
+    return frame, events
+
+
+def _messy(rng: np.random.Generator, frame: pd.DataFrame, cfg: SimConfig) -> pd.DataFrame:
+    """Timestamp jitter, duplicated rows (exact and jittered), NaN channels, local disorder."""
+    n = len(frame)
+    if cfg.jitter_s > 0:
+        frame["ts"] = frame["ts"] + pd.to_timedelta(np.round(rng.uniform(-cfg.jitter_s, cfg.jitter_s, n), 3), unit="s")
+    if cfg.nan_rate > 0:
+        channels = frame.columns[2:]
+        holes = rng.random((n, len(channels))) < cfg.nan_rate
+        values = frame[channels].to_numpy()
+        values[holes] = np.nan
+        frame[channels] = values
+    if cfg.duplicate_rate > 0:
+        dup = frame[rng.random(n) < cfg.duplicate_rate].copy()
+        jittered = rng.random(len(dup)) < 0.5
+        dup.loc[jittered, "ts"] += pd.to_timedelta(rng.uniform(0.5, 4, jittered.sum()).round(3), unit="s")
+        frame = pd.concat([frame, dup])
+        frame = frame.sort_values(["meter_id", "ts"], kind="stable")
+    order = np.arange(len(frame))
+    if cfg.disorder_rate > 0:
+        swap = np.flatnonzero(rng.random(len(frame) - 1) < cfg.disorder_rate)
+        order[swap], order[swap + 1] = order[swap + 1], order[swap]
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def simulate(cfg: SimConfig, out: str | Path | None = None, formats: tuple[str, ...] = ("parquet", "csv"),
+             chunk_meters: int = 100, on_progress=None) -> dict:
+    """Simulate a fleet; write telemetry, ``events.json`` and ``meters.json`` under ``out``.
+
+    Returns
+    -------
+    dict
+        ``{"frame": DataFrame | None, "events": [...], "meters": [...], "files": {...}, "rows": N}``.
+        The frame is returned only when ``out`` is None (in-memory use in tests).
+    """
+    rng = np.random.default_rng(cfg.seed)
+    ts = pd.date_range(pd.Timestamp(cfg.start), periods=int(round(cfg.days * 86400 / cfg.step_s)),
+                       freq=pd.Timedelta(seconds=cfg.step_s))
+    meters = [_make_meter(rng, i + 1, cfg) for i in range(cfg.meters)]
+    # Faults go to a chosen share of meters, cycling through the types so each appears.
+    n_faulty = int(round(cfg.fault_share * cfg.meters))
+    faulty = rng.permutation(cfg.meters)[:n_faulty]
+    kinds = list(cfg.faults)
+    for j, idx in enumerate(faulty):
+        m = meters[idx]
+        options = [f for f in kinds if not (f in THREE_PHASE_ONLY and m.phases == 1)
+                   and not (f in SINGLE_PHASE_ONLY and m.phases == 3)]
+        if not options:
+            continue
+        preferred = kinds[j % len(kinds)]
+        m.faults.append(preferred if preferred in options else options[j % len(options)])
+
+    out_dir = Path(out) if out is not None else None
+    writers: dict = {}
+    files: dict[str, str] = {}
+    frames, events = [], []
+    rows = 0
+    seeds = rng.spawn(cfg.meters)
+    for c0 in range(0, cfg.meters, chunk_meters):
+        parts = []
+        for i in range(c0, min(cfg.meters, c0 + chunk_meters)):
+            frame, ev = simulate_meter(seeds[i], meters[i], ts, cfg)
+            parts.append(frame)
+            events.extend(ev)
+        chunk = _messy(np.random.default_rng([cfg.seed, c0]), pd.concat(parts, ignore_index=True), cfg)
+        rows += len(chunk)
+        if out_dir is None:
+            frames.append(chunk)
+        else:
+            _write_chunk(chunk, out_dir, formats, writers, files)
+        if on_progress:
+            on_progress(min(cfg.meters, c0 + chunk_meters))
+    for w in writers.values():
+        w.close()
+    event_dicts = [asdict(e) for e in sorted(events, key=lambda e: (e.meter_id, e.start, e.type))]
+    meter_dicts = [asdict(m) for m in meters]
+    if out_dir is not None:
+        (out_dir / "events.json").write_text(json.dumps(event_dicts, indent=1))
+        (out_dir / "meters.json").write_text(json.dumps({"config": asdict(cfg), "meters": meter_dicts}, indent=1))
+        files["events"] = str(out_dir / "events.json")
+        files["meters"] = str(out_dir / "meters.json")
+    return {"frame": pd.concat(frames, ignore_index=True) if frames else None, "events": event_dicts,
+            "meters": meter_dicts, "files": files, "rows": rows}
+
+
+def _write_chunk(chunk: pd.DataFrame, out_dir: Path, formats, writers: dict, files: dict) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(chunk, preserve_index=False)
+    table = table.cast(pa.schema([pa.field("meter_id", pa.string()), pa.field("ts", pa.timestamp("ms", tz="UTC"))]
+                                 + [pa.field(c, pa.float64()) for c in CHANNEL_NAMES]))
+    if "parquet" in formats:
+        if "parquet" not in writers:
+            files["parquet"] = str(out_dir / "telemetry.parquet")
+            writers["parquet"] = pq.ParquetWriter(files["parquet"], table.schema, compression="zstd")
+        writers["parquet"].write_table(table, row_group_size=1 << 20)
+    if "csv" in formats:
+        if "csv" not in writers:
+            files["csv"] = str(out_dir / "telemetry.csv")
+            writers["csv"] = pacsv.CSVWriter(files["csv"], table.schema)
+        writers["csv"].write_table(table)

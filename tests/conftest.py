@@ -1,0 +1,45 @@
+"""Shared fixtures: a fresh store per test and one small simulated fleet per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from wattwatch.sim import SimConfig, simulate
+from wattwatch.store import Store
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = Store(tmp_path / "t.duckdb")
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="session")
+def small_fleet(tmp_path_factory) -> dict:
+    """12 meters x 4 days at 5 min, every fault type switched on (messy by default)."""
+    out = tmp_path_factory.mktemp("fleet")
+    result = simulate(SimConfig(meters=12, days=4, seed=11, fault_share=0.5, profile_days=1.0), out)
+    result["dir"] = out
+    return result
+
+
+@pytest.fixture(scope="session")
+def clean_fleet() -> dict:
+    """In-memory clean fleet (no jitter, duplicates, holes or disorder) for physics checks."""
+    cfg = SimConfig(meters=30, days=5, seed=3, fault_share=0.6, profile_days=1.0, jitter_s=0, duplicate_rate=0,
+                    nan_rate=0, disorder_rate=0, background_loss=0)
+    result = simulate(cfg)
+    result["config"] = cfg
+    return result
+
+
+def frame_equal(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """Assert two store query results hold the same readings (order and dtype independent)."""
+    cols = sorted(set(a.columns) | set(b.columns))
+    a = a.reindex(columns=cols).sort_values(["meter_id", "ts"]).reset_index(drop=True)
+    b = b.reindex(columns=cols).sort_values(["meter_id", "ts"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b, check_dtype=False)
