@@ -22,7 +22,8 @@ def store(tmp_path: Path):
 def small_fleet(tmp_path_factory) -> dict:
     """12 meters x 4 days at 5 min, every fault type switched on (messy by default)."""
     out = tmp_path_factory.mktemp("fleet")
-    result = simulate(SimConfig(meters=12, days=4, seed=11, fault_share=0.5, profile_days=1.0), out)
+    result = simulate(SimConfig(meters=12, days=4, seed=11, fault_share=0.5, profile_days=1.0,
+                                         reset_share=0.5, outage_share=0.5), out)
     result["dir"] = out
     return result
 

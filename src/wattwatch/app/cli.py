@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from wattwatch.app.progress import err_console, progress_bar
@@ -25,7 +26,7 @@ DB_OPTION = typer.Option("wattwatch.duckdb", "--db", help="DuckDB store file.")
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -87,6 +88,22 @@ def simulate(
 
 # -------------------------------------------------------------------------------------- ingest
 
+_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".parquet", ".pq", ".json", ".json.gz", ".jsonl", ".jsonl.gz",
+             ".ndjson", ".db", ".sqlite", ".sqlite3")
+
+
+def _expand(paths: list[Path]) -> list[tuple[Path, bool]]:
+    """(file, named explicitly) pairs: a folder stands for the data files in it (sorted, not
+    recursive); a file found in a folder that holds no telemetry is skipped, not an error."""
+    out = []
+    for p in paths:
+        if p.is_dir():
+            out += [(f, False) for f in sorted(p.iterdir()) if f.is_file() and f.name.lower().endswith(_SUFFIXES)]
+        else:
+            out.append((p, True))
+    return out
+
+
 
 def run_ingest(paths: list[Path], db: Path, mapping_file: Optional[Path], rejects: Path, quiet: bool = False):
     """Ingest ``paths``; return (per-file counts, errors). Shared by ``ingest`` and ``demo``."""
@@ -101,20 +118,24 @@ def run_ingest(paths: list[Path], db: Path, mapping_file: Optional[Path], reject
     writer = RejectsWriter(rejects)
     results, errors = [], []
     try:
-        for path in paths:
+        for path, explicit in _expand(paths):
             size = path.stat().st_size if path.is_file() else 0
             with progress_bar(f"ingest {path.name}", size or None, bytes_mode=True) as advance:
                 try:
                     counts = ingest_path(store, path, mapping, on_progress=advance)
                 except IngestError as exc:
+                    if not explicit and isinstance(exc.__cause__, MappingError):
+                        err_console.print(f"[yellow]note:[/yellow] {escape(str(path))} skipped: not telemetry "
+                                          "(no timestamp or meter column)", highlight=False, soft_wrap=True)
+                        continue
                     errors.append(str(exc))
-                    err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+                    err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
                     continue
             writer.write(counts.rejects)
             results.append(counts)
             if not quiet:
                 for note in counts.notes:
-                    err_console.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
+                    err_console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
     finally:
         writer.close()
         store.close()

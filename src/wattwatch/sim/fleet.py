@@ -181,9 +181,12 @@ def _load_kw(rng: np.random.Generator, m: Meter, t_local_h: np.ndarray, dow: np.
 
 
 def _window(rng: np.random.Generator, n: int, lo_steps: int, min_len: int, max_len: int) -> tuple[int, int]:
+    """A span [s, e) starting at or after ``lo_steps`` that fits in ``n`` steps (shortened if needed)."""
+    lo_steps = min(lo_steps, max(0, n - 2))
+    max_len = max(1, min(max_len, n - lo_steps - 1))
+    min_len = max(1, min(min_len, max_len))
     length = int(rng.integers(min_len, max_len + 1))
-    hi = max(lo_steps + 1, n - length - 1)
-    s = int(rng.integers(lo_steps, hi)) if hi > lo_steps else lo_steps
+    s = int(rng.integers(lo_steps, max(lo_steps + 1, n - length)))
     return s, min(n, s + length)
 
 
@@ -197,7 +200,8 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
     dow = ((np.floor(t_local_h / 24) + 3) % 7).astype(int)  # 1970-01-01 was a Thursday (dow 3)
     load, burst = _load_kw(rng, m, t_local_h, dow, step_s)
     events: list[Event] = []
-    lo = int(cfg.profile_days * 24 * steps_h)
+    # Faults start after the profiling period (at most a third of a short run).
+    lo = max(1, min(int(cfg.profile_days * 24 * steps_h), n // 3))
     ph = m.phases
 
     fault = m.faults[0] if m.faults else None
@@ -443,14 +447,24 @@ def simulate(cfg: SimConfig, out: str | Path | None = None, formats: tuple[str, 
     n_faulty = int(round(cfg.fault_share * cfg.meters))
     faulty = rng.permutation(cfg.meters)[:n_faulty]
     kinds = list(cfg.faults)
-    for j, idx in enumerate(faulty):
-        m = meters[idx]
-        options = [f for f in kinds if not (f in THREE_PHASE_ONLY and m.phases == 1)
-                   and not (f in SINGLE_PHASE_ONLY and m.phases == 3)]
-        if not options:
+
+    def fits(kind: str, m: Meter) -> bool:
+        return not (kind in THREE_PHASE_ONLY and m.phases == 1) and not (kind in SINGLE_PHASE_ONLY and m.phases == 3)
+
+    # Round-robin over fault types, each taking the next faulty meter it fits, so that every type
+    # appears once there are enough meters of the right kind.
+    pool = [int(i) for i in faulty]
+    j = idle = 0
+    while pool and kinds and idle < len(kinds):
+        kind = kinds[j % len(kinds)]
+        j += 1
+        idx = next((i for i in pool if fits(kind, meters[i])), None)
+        if idx is None:
+            idle += 1
             continue
-        preferred = kinds[j % len(kinds)]
-        m.faults.append(preferred if preferred in options else options[j % len(options)])
+        idle = 0
+        pool.remove(idx)
+        meters[idx].faults.append(kind)
 
     out_dir = Path(out) if out is not None else None
     writers: dict = {}

@@ -1,0 +1,67 @@
+"""The command line end to end, as a user (or a script) runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+
+def ww(*args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wattwatch.app.cli", *args], capture_output=True, text=True,
+                          check=check, cwd=cwd)
+
+
+def test_simulate_ingest_info_compact(tmp_path: Path):
+    out = tmp_path / "fleet"
+    r = ww("simulate", str(out), "--meters", "5", "--days", "2", "--seed", "4")
+    assert "simulated 5 meters" in r.stdout
+    assert (out / "telemetry.parquet").exists() and (out / "telemetry.csv").exists()
+    events = json.loads((out / "events.json").read_text())
+    assert all({"meter_id", "type", "start", "end"} <= set(e) for e in events)
+
+    db = tmp_path / "s.duckdb"
+    r = ww("ingest", str(out), "--db", str(db), "--json")  # a folder: its telemetry files
+    files = json.loads(r.stdout)["files"]
+    assert [Path(f["source"]).name for f in files] == ["telemetry.csv", "telemetry.parquet"]
+    assert files[1]["stored"] == 0 and files[1]["duplicates"] == files[1]["read"]
+
+    info = json.loads(ww("store", "info", "--json", "--db", str(db)).stdout)
+    frame = pd.read_parquet(out / "telemetry.parquet")
+    assert info["meters"] == 5
+    assert info["readings"] == files[0]["stored"]
+    assert pd.Timestamp(info["first"]) == frame.ts.min() and pd.Timestamp(info["last"]) == frame.ts.max()
+
+    c = json.loads(ww("store", "compact", "--db", str(db), "--older-than-days", "1",
+                      "--as-of", info["last"], "--json").stdout)
+    assert c["readings_compacted"] > 0
+    after = json.loads(ww("store", "info", "--json", "--db", str(db)).stdout)
+    assert after["readings"] == info["readings"] - c["readings_compacted"] and after["hourly_rows"] > 0
+
+
+def test_simulate_rejects_bad_arguments(tmp_path: Path):
+    r = ww("simulate", str(tmp_path / "x"), "--faults", "gremlins", check=False)
+    assert r.returncode != 0 and "unknown fault type" in r.stderr
+
+
+def test_store_info_on_a_missing_store_is_a_clear_error(tmp_path: Path):
+    r = ww("store", "info", "--db", str(tmp_path / "nope.duckdb"), check=False)
+    assert r.returncode != 0 and "no such store" in r.stderr
+
+
+def test_demo_runs_offline_and_quietly_in_a_pipe(tmp_path: Path):
+    r = ww("demo", "--out", str(tmp_path / "demo"), "--meters", "8", "--days", "3")
+    assert "wattwatch demo" in r.stdout and "ingest" in r.stdout
+    assert "\x1b[" not in r.stderr  # no progress bar escape codes outside a terminal
+    assert (tmp_path / "demo" / "wattwatch.duckdb").exists()
+
+
+def test_bench_ingest_prints_rates_and_ratios(tmp_path: Path):
+    r = ww("bench", "ingest", "--rows", "20000", "--workdir", str(tmp_path), "--json")
+    result = json.loads(r.stdout)
+    assert {x["format"] for x in result["results"]} == {"parquet", "csv"}
+    for x in result["results"]:
+        assert x["rows"] > 15000 and x["rows_per_s"] > 0 and x["ratio_to_baseline"] > 0 and x["peak_rss_mb"] > 0

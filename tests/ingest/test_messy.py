@@ -1,0 +1,105 @@
+"""Property: a messy copy of a file (shuffled, duplicated, jittered, NaN-holed duplicates) stores
+exactly the same table as the clean file."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import frame_equal
+from wattwatch.ingest.pipeline import ingest_path
+from wattwatch.schema import CHANNEL_NAMES
+from wattwatch.store import Store
+
+CH = ["v_l1_v", "i_l1_a", "i_n_a", "p_kw", "e_kwh", "temp_c"]
+
+
+def _clean(n_meters: int, n_rows: int, cadence_s: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    parts = []
+    for m in range(n_meters):
+        ts = pd.Timestamp("2025-02-03T00:00:00Z") + pd.to_timedelta(np.arange(n_rows) * cadence_s, unit="s")
+        parts.append(pd.DataFrame({
+            "meter_id": f"M{m}", "ts": ts, "v_l1_v": rng.uniform(220, 240, n_rows).round(1),
+            "i_l1_a": rng.uniform(0, 30, n_rows).round(3), "i_n_a": rng.uniform(0, 30, n_rows).round(3),
+            "p_kw": rng.uniform(0, 6, n_rows).round(4), "e_kwh": np.cumsum(rng.uniform(0, 1, n_rows)).round(3),
+            "temp_c": rng.uniform(15, 40, n_rows).round(2)}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _write(df: pd.DataFrame, path: Path) -> None:
+    out = df.copy()
+    out["ts"] = out["ts"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    out.to_csv(path, index=False, na_rep="")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n_meters=st.integers(1, 3), n_rows=st.integers(3, 40), cadence_s=st.sampled_from([60, 300, 900]),
+       seed=st.integers(0, 2**31), dup_share=st.floats(0, 0.6), jitter_share=st.floats(0, 1),
+       hole_share=st.floats(0, 0.5))
+def test_messy_csv_stores_the_same_table_as_the_clean_file(n_meters, n_rows, cadence_s, seed, dup_share,
+                                                           jitter_share, hole_share):
+    rng = np.random.default_rng(seed)
+    clean = _clean(n_meters, n_rows, cadence_s, seed)
+    dups = clean.sample(frac=dup_share, random_state=seed, replace=True)
+    jitter = rng.random(len(dups)) < jitter_share
+    # Retransmissions arrive late: 0.5-4 s after the original reading.
+    dups.loc[jitter, "ts"] = dups.loc[jitter, "ts"] + pd.to_timedelta(rng.uniform(0.5, 4, jitter.sum()).round(3), unit="s")
+    holes = rng.random((len(dups), len(CH))) < hole_share
+    dups[CH] = dups[CH].mask(holes)
+    messy = pd.concat([clean, dups]).sample(frac=1, random_state=seed + 1)
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        _write(clean, d / "clean.csv")
+        _write(messy, d / "messy.csv")
+        with Store(d / "a.duckdb") as a, Store(d / "b.duckdb") as b:
+            ca = ingest_path(a, d / "clean.csv")
+            cb = ingest_path(b, d / "messy.csv")
+            assert ca.stored == cb.stored == len(clean)
+            assert cb.read == cb.stored + cb.duplicates and cb.duplicates == len(dups)
+            frame_equal(a.query(columns=list(CHANNEL_NAMES)), b.query(columns=list(CHANNEL_NAMES)))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(split=st.floats(0.1, 0.9), overlap=st.floats(0, 0.5), seed=st.integers(0, 2**31))
+def test_overlapping_files_in_any_order_leave_one_row_per_reading(split, overlap, seed):
+    clean = _clean(2, 30, 300, seed).sort_values("ts", kind="stable")
+    n = len(clean)
+    cut = int(n * split)
+    first = clean.iloc[: min(n, cut + int(n * overlap))]
+    second = clean.iloc[max(0, cut - int(n * overlap)):]
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        _write(clean, d / "all.csv")
+        _write(first, d / "1.csv")
+        _write(second, d / "2.csv")
+        with Store(d / "a.duckdb") as a, Store(d / "b.duckdb") as b:
+            ingest_path(a, d / "all.csv")
+            for f in ("2.csv", "1.csv", "2.csv"):
+                ingest_path(b, d / f)
+            frame_equal(a.query(), b.query())
+            assert b.info()["readings"] == n
+
+
+def test_arbitrary_text_rows_are_stored_or_rejected_never_lost(tmp_path: Path):
+    rng = np.random.default_rng(5)
+    lines = ["meter_id,ts,p_kw,v_l1_v"]
+    kinds = []
+    for i in range(400):
+        k = rng.integers(0, 5)
+        kinds.append(k)
+        ts = f"2025-01-01T00:{i // 60:02d}:{i % 60:02d}Z"
+        lines.append([f"M1,{ts},1.5,230", f"M1,{ts},x,230", f"M1,{ts},1.5", f"M1,{ts},1,2,3",
+                      f"M1,{ts},,"][k])
+    p = tmp_path / "r.csv"
+    p.write_text("\n".join(lines) + "\n")
+    with Store(tmp_path / "s.duckdb") as s:
+        c = ingest_path(s, p)
+    assert c.read == 400
+    assert c.stored + c.duplicates + c.rejected == 400
+    assert c.rejected == sum(k in (1, 2, 3) for k in kinds)

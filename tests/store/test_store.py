@@ -1,0 +1,167 @@
+"""Store: idempotent ingest, queries, crash consistency, retention that keeps energy."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+
+from tests.conftest import frame_equal
+from wattwatch.ingest.pipeline import ingest_path
+from wattwatch.store import Store, StoreError
+
+
+def test_same_file_twice_and_both_formats_leave_one_row_per_reading(store, small_fleet):
+    f = small_fleet["files"]
+    first = ingest_path(store, f["parquet"])
+    n = store.info()["readings"]
+    assert first.stored == n and first.duplicates > 0  # the simulator writes duplicated rows
+    again = ingest_path(store, f["parquet"])
+    assert again.stored == 0 and again.merged == n
+    csv = ingest_path(store, f["csv"])
+    assert csv.stored == 0
+    assert store.info()["readings"] == n
+    dup = store.con.execute("SELECT count(*) FROM (SELECT sid, ts FROM readings_raw GROUP BY ALL HAVING count(*) > 1)")
+    assert dup.fetchall()[0][0] == 0
+
+
+def test_query_by_meters_and_half_open_time_range(store, small_fleet):
+    ingest_path(store, small_fleet["files"]["parquet"])
+    meters = store.meters()
+    assert len(meters) == 12
+    start, end = pd.Timestamp("2025-01-07T00:00:00Z"), pd.Timestamp("2025-01-08T00:00:00Z")
+    df = store.query(meters[:2], start=start, end=end)
+    assert set(df.meter_id) == set(meters[:2])
+    assert df.ts.min() >= start - pd.Timedelta(seconds=3) and df.ts.max() < end
+    assert (df.groupby("meter_id").ts.apply(lambda s: s.is_monotonic_increasing)).all()
+    assert store.query(meters[0], start=end, end=start).empty
+    assert store.query([]).empty
+    with pytest.raises(ValueError):
+        store.query(columns=["volts"])
+
+
+def test_store_info_and_version_guard(tmp_path: Path):
+    with Store(tmp_path / "s.duckdb") as s:
+        assert s.info()["readings"] == 0
+        s.con.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match="schema version 999"):
+        Store(tmp_path / "s.duckdb")
+    with pytest.raises(StoreError, match="no such store"):
+        Store(tmp_path / "missing.duckdb", read_only=True)
+
+
+def _big_csv(path: Path, rows: int, meters: int = 400, prefix: str = "M") -> None:
+    n = rows // meters
+    ts = np.datetime64("2025-01-01T00:00:00", "s") + (np.arange(n) * 300).astype("timedelta64[s]")
+    rng = np.random.default_rng(0)
+    table = pa.table({
+        "meter_id": pa.array(np.repeat([f"{prefix}{i:04d}" for i in range(meters)], n)),
+        "ts": pa.array(np.tile(ts, meters).astype("datetime64[ms]"), pa.timestamp("ms", tz="UTC")),
+        "v_l1_v": rng.uniform(220, 240, n * meters), "i_l1_a": rng.uniform(0, 30, n * meters),
+        "p_kw": rng.uniform(0, 6, n * meters),
+    })
+    pacsv.write_csv(table, path)
+
+
+@pytest.mark.slow
+def test_kill_9_mid_ingest_leaves_the_store_consistent(tmp_path: Path):
+    small, big = tmp_path / "small.csv", tmp_path / "big.csv"
+    _big_csv(small, 4000, meters=4, prefix="S")
+    _big_csv(big, 1_200_000)
+    base = tmp_path / "base.duckdb"
+    with Store(base) as s:
+        ingest_path(s, small)
+    clean = tmp_path / "clean.duckdb"
+    shutil.copy(base, clean)
+    with Store(clean) as s:
+        ingest_path(s, big)
+        expected = s.info()["readings"]
+    killed_mid = 0
+    for delay in (1.5, 2.5, 3.5):
+        db = tmp_path / f"crash-{delay}.duckdb"
+        shutil.copy(base, db)
+        proc = subprocess.Popen([sys.executable, "-m", "wattwatch.app.cli", "ingest", str(big), "--db", str(db)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        with Store(db) as s:
+            n = s.info()["readings"]
+            assert n in (4000, expected)  # all of the file or none of it
+            killed_mid += n == 4000
+            ingest_path(s, big)
+            assert s.info()["readings"] == expected
+            assert len(s.query(["M0000"])) == 3000 and len(s.query(["S0000"])) == 1000
+    assert killed_mid >= 1, "no run was killed before it committed; make the file larger"
+
+
+def _register_energy(df: pd.DataFrame) -> pd.Series:
+    """Independent reference: sum of register increments, a drop being a reset to zero."""
+    out = {}
+    for m, g in df.dropna(subset=["e_kwh"]).sort_values("ts").groupby("meter_id"):
+        d = g.e_kwh.diff().iloc[1:]
+        out[m] = float(np.where(d < 0, g.e_kwh.iloc[1:], d).sum())
+    return pd.Series(out)
+
+
+def test_compaction_keeps_energy_and_aggregates(store, small_fleet):
+    ingest_path(store, small_fleet["files"]["parquet"])
+    raw = store.query(columns=["p_kw", "v_l1_v", "e_kwh"])
+    reference = _register_energy(raw)
+    before = store.energy_kwh()
+    pd.testing.assert_series_equal(before.sort_index(), reference.sort_index(), check_names=False, atol=1e-6)
+    assert any(e["type"] == "register_reset" for e in small_fleet["events"])  # resets are in the test
+
+    as_of = pd.Timestamp("2025-01-10T00:00:00Z")  # the fleet spans 2025-01-06 .. 2025-01-10
+    result = store.compact(older_than_days=2, as_of=as_of)
+    cutoff = pd.Timestamp(result["cutoff"])
+    assert cutoff == pd.Timestamp("2025-01-08T00:00:00Z")
+    assert result["readings_compacted"] == (raw.ts < cutoff).sum()
+    assert store.query().ts.min() >= cutoff
+    after = store.energy_kwh()
+    pd.testing.assert_series_equal(after.sort_index(), before.sort_index(), atol=1e-6)
+    # Energy of a window still adds up across the compacted/raw boundary.
+    split = store.energy_kwh(end=cutoff) + store.energy_kwh(start=cutoff)
+    pd.testing.assert_series_equal(split.sort_index(), before.sort_index(), atol=1e-6)
+
+    hourly = store.query_hourly()
+    m = raw.meter_id.iloc[0]
+    one = raw[(raw.meter_id == m) & (raw.ts < cutoff)].copy()
+    one["hour"] = one.ts.dt.floor("h")
+    expect = one.groupby("hour").agg(n=("p_kw", "size"), p_mean=("p_kw", "mean"), p_min=("p_kw", "min"),
+                                     p_max=("p_kw", "max"), v_mean=("v_l1_v", "mean"))
+    got = hourly[hourly.meter_id == m].set_index("hour")
+    got.index = got.index.tz_convert("UTC")
+    np.testing.assert_array_equal(got.n.to_numpy(), expect.n.to_numpy())
+    np.testing.assert_allclose(got.p_kw_mean.to_numpy(), expect.p_mean.to_numpy())
+    np.testing.assert_allclose(got.p_kw_min.to_numpy(), expect.p_min.to_numpy())
+    np.testing.assert_allclose(got.p_kw_max.to_numpy(), expect.p_max.to_numpy())
+
+    # Compacting again with the same reference time changes nothing.
+    again = store.compact(older_than_days=2, as_of=as_of)
+    assert again["readings_compacted"] == 0
+    pd.testing.assert_series_equal(store.energy_kwh().sort_index(), before.sort_index(), atol=1e-6)
+
+
+def test_late_reading_into_a_compacted_hour_is_combined(store, tmp_path: Path):
+    rows = "".join(f"M1,2025-01-01T00:{m:02d}:00Z,{1 + m / 60:.4f},{100 + m / 60:.4f}\n" for m in range(0, 60, 10))
+    (tmp_path / "a.csv").write_text("meter_id,ts,p_kw,e_kwh\n" + rows)
+    ingest_path(store, tmp_path / "a.csv")
+    store.compact(older_than_days=1, as_of="2025-01-03T00:00:00Z")
+    (tmp_path / "late.csv").write_text("meter_id,ts,p_kw,e_kwh\nM1,2025-01-01T00:05:00Z,5.0,100.09\n")
+    ingest_path(store, tmp_path / "late.csv")
+    store.compact(older_than_days=1, as_of="2025-01-03T00:00:00Z")
+    h = store.query_hourly()
+    assert len(h) == 1 and h.n.iloc[0] == 7 and h.p_kw_max.iloc[0] == 5.0
+    assert h.p_kw_mean.iloc[0] == pytest.approx((sum(1 + m / 60 for m in range(0, 60, 10)) + 5.0) / 7)
