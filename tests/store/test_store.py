@@ -165,3 +165,26 @@ def test_late_reading_into_a_compacted_hour_is_combined(store, tmp_path: Path):
     h = store.query_hourly()
     assert len(h) == 1 and h.n.iloc[0] == 7 and h.p_kw_max.iloc[0] == 5.0
     assert h.p_kw_mean.iloc[0] == pytest.approx((sum(1 + m / 60 for m in range(0, 60, 10)) + 5.0) / 7)
+
+
+def test_memory_stays_flat_across_the_blocks_of_one_large_file(tmp_path: Path, monkeypatch):
+    """One transaction per file must not hold every parsed batch until COMMIT (it did, through
+    DuckDB views registered inside the transaction): Arrow memory after each merge stays flat."""
+    import wattwatch.ingest.readers as readers
+
+    big = tmp_path / "big.csv"
+    _big_csv(big, 400_000)
+    monkeypatch.setattr(readers, "CSV_BLOCK_BYTES", 1 << 20)
+    seen = []
+    with Store(tmp_path / "s.duckdb") as s:
+        merge = s._merge
+
+        def spy(good):
+            out = merge(good)
+            seen.append(pa.total_allocated_bytes())
+            return out
+
+        s._merge = spy
+        c = ingest_path(s, big)
+    assert c.stored == 400_000 and len(seen) > 20
+    assert max(seen[-5:]) < min(seen[:5]) + (8 << 20), [x >> 20 for x in seen]

@@ -117,7 +117,7 @@ def _sniff_delimiter(header: str) -> str:
     return best if counts[best] else ","
 
 
-def read_csv(path: Path, delimiter: str | None = None, block_bytes: int = CSV_BLOCK_BYTES,
+def read_csv(path: Path, delimiter: str | None = None, block_bytes: int | None = None,
              column_types: Callable[[list[str]], dict[str, pa.DataType]] | None = None) -> Iterator[RawBatch]:
     """Read a CSV or gzip-compressed CSV in newline-aligned blocks.
 
@@ -128,6 +128,7 @@ def read_csv(path: Path, delimiter: str | None = None, block_bytes: int = CSV_BL
     rejected with its own line number and the good rows around it are kept. The level that worked
     is kept for the next blocks.
     """
+    block_bytes = block_bytes or CSV_BLOCK_BYTES
     try:
         stream = _open_maybe_gzip(path)
         head = stream.read(block_bytes)
