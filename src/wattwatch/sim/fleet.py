@@ -77,7 +77,7 @@ class SimConfig:
     nan_rate: float = 0.0005
     disorder_rate: float = 0.002
     background_loss: float = 0.002
-    profile_days: float = 3.0  # faults start after this, so baselines see normal behaviour first
+    profile_days: float = 7.0  # faults start after this (at most half a short run), as detectors profile a week
 
     def __post_init__(self):
         unknown = set(self.faults) - set(FAULT_CODES)
@@ -200,8 +200,8 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
     dow = ((np.floor(t_local_h / 24) + 3) % 7).astype(int)  # 1970-01-01 was a Thursday (dow 3)
     load, burst = _load_kw(rng, m, t_local_h, dow, step_s)
     events: list[Event] = []
-    # Faults start after the profiling period (at most a third of a short run).
-    lo = max(1, min(int(cfg.profile_days * 24 * steps_h), n // 3))
+    # Faults start after the profiling period (at most half a short run, as detectors profile).
+    lo = max(1, min(int(cfg.profile_days * 24 * steps_h), n // 2))
     ph = m.phases
 
     fault = m.faults[0] if m.faults else None
@@ -304,8 +304,11 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
             episodes = []
             while pos < e:
                 on = int(rng.integers(int(1 * steps_h), int(4 * steps_h) + 1))
-                episodes.append((pos, min(e, pos + on)))
+                if min(e, pos + on) - pos >= steps_h:  # an episode cut short by the window is dropped
+                    episodes.append((pos, min(e, pos + on)))
                 pos += on + int(rng.integers(int(2 * steps_h), int(8 * steps_h) + 1))
+            if not episodes:
+                episodes.append((s, min(n, s + int(steps_h))))
             for a, b in episodes:
                 mask[a:b] = True
             fw.pop("neutral_bypass")

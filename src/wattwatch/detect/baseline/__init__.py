@@ -1,0 +1,1 @@
+"""Per-meter baselines of normal behaviour and deviation from them."""

@@ -1,0 +1,131 @@
+"""Baseline deviation: a per-meter hour-of-week profile of normal consumption and a MACD-style
+fast/slow EWMA of the deviation from it (``WARN_BASELINE_DEVIATION``).
+
+Profile: on hourly means of active power, the median per (day type, hour of day) over the
+profiling period, day types being weekdays (pooled, so one profiled week gives five samples per
+hour), Saturday and Sunday; hours never profiled fall back to the weekday profile. The hourly
+deviation from the profile, as a share of the meter's mean load, is smoothed by a fast (24 h)
+and a slow (7 d) EWMA; the score is |fast − slow| over the meter's limit (4 × the day-to-day
+spread of the fast EWMA while profiling, at least 30 % of its load) for at least 12 h. It rises when consumption
+moves away from where it has been running and decays as the slow average catches up, like MACD:
+a sustained shift (a bypass taking half the load, an unauthorised load) alerts at its onset.
+
+A profiling period whose spread is large compared with the load (``noisy_ratio``) is reported as
+a notice: a baseline learned from it cannot be trusted, and erratic current often means a CT
+clamp not fully closed or a grounding fault (wiring audit)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
+from wattwatch.detect.frame import ema_rows, grid, meter_names
+
+
+@dataclass(frozen=True)
+class BaselineMACDConfig(DetectorConfig):
+    """``fast_h``/``slow_h``: EWMA spans (hours) of the hourly deviation from the profile, as a
+    share of the meter's mean load; the alert limit is ``sigma_k`` times the day-to-day spread of
+    the fast EWMA seen while profiling, and at least ``min_rel`` of the mean load."""
+
+    fast_h: float = 24.0
+    slow_h: float = 168.0
+    sigma_k: float = 5.0
+    min_rel: float = 0.3
+    noisy_ratio: float = 1.0
+    post: PostRule = PostRule(min_duration_s=12 * 3600.0, min_readings=6, merge_gap_s=12 * 3600.0)
+
+
+def _day_type(t_s: np.ndarray) -> np.ndarray:
+    dow = (np.floor(t_s / 86400).astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
+    return np.where(dow < 5, 0, dow - 4)  # 0 weekday, 1 Saturday, 2 Sunday
+
+
+class BaselineMACD(Detector):
+    name = "baseline_macd"
+    code = "WARN_BASELINE_DEVIATION"
+    config_cls = BaselineMACDConfig
+    requires = ("p_kw",)
+    consumption_based = True
+
+    def _hourly(self, df: pd.DataFrame):
+        m, cell, t0 = grid(df, df["p_kw"].to_numpy(float), 3600.0)
+        n_seg, n_bins = m.shape
+        t_bin = t0[:, None] + 3600.0 * np.arange(n_bins)[None, :]
+        return m, cell, t_bin
+
+    def _fit(self, df: pd.DataFrame) -> None:
+        m, _, t_bin = self._hourly(df)
+        n_seg, n_bins = m.shape
+        names = meter_names(df)
+        key_type = _day_type(t_bin)
+        key_hour = ((t_bin % 86400) // 3600).astype(int)
+        ok = np.isfinite(m)
+        rows = np.repeat(np.arange(n_seg), n_bins).reshape(n_seg, n_bins)
+        long = pd.DataFrame({"s": rows[ok], "d": key_type[ok], "h": key_hour[ok], "p": m[ok]})
+        prof = long.groupby(["s", "d", "h"])["p"].median()
+        base = np.full((n_seg, 3, 24), np.nan)
+        if len(prof):
+            idx = prof.index.to_frame().to_numpy()
+            base[idx[:, 0], idx[:, 1], idx[:, 2]] = prof.to_numpy()
+        base = np.where(np.isfinite(base), base, base[:, :1, :])  # unseen day type -> weekday
+        by_hour = long.groupby(["s", "h"])["p"].median()
+        fb = np.full((n_seg, 24), np.nan)
+        if len(by_hour):
+            idx = by_hour.index.to_frame().to_numpy()
+            fb[idx[:, 0], idx[:, 1]] = by_hour.to_numpy()
+        base = np.where(np.isfinite(base), base, fb[:, None, :])
+        resid = m - base[rows, key_type, key_hour]
+        mean = np.nanmean(np.where(ok, m, np.nan), axis=1) if n_bins else np.zeros(n_seg)
+        mean = np.where(np.isfinite(mean) & (np.abs(mean) > 1e-6), np.abs(mean), np.nan)
+        u = resid / mean[:, None]
+        fast = ema_rows(u, 1 - np.exp(-1 / self.config.fast_h), start=0.0)
+        med = np.nanmedian(fast, axis=1) if n_bins else np.zeros(n_seg)
+        spread = 1.4826 * np.nanmedian(np.abs(fast - med[:, None]), axis=1) if n_bins else np.zeros(n_seg)
+        raw = 1.4826 * np.nanmedian(np.abs(u - np.nanmedian(u, axis=1)[:, None]), axis=1) if n_bins else np.zeros(n_seg)
+        self.profile_ = {mm: base[j] for j, mm in enumerate(names)}
+        self.mean_kw_ = dict(zip(names, mean))
+        self.limit_ = dict(zip(names, np.maximum(self.config.min_rel, np.nan_to_num(self.config.sigma_k * spread))))
+        self.noisy_profile_ = {mm: float(r) for mm, r in zip(names, raw) if np.isfinite(r) and r > self.config.noisy_ratio}
+
+    def _macd(self, df: pd.DataFrame):
+        m, cell, t_bin = self._hourly(df)
+        n_seg, n_bins = m.shape
+        names = meter_names(df)
+        base = np.stack([self.profile_.get(mm, np.full((3, 24), np.nan)) for mm in names]) if n_seg else np.zeros((0, 3, 24))
+        mean = np.array([self.mean_kw_.get(mm, np.nan) for mm in names], float)
+        limit = np.array([self.limit_.get(mm, np.nan) for mm in names], float)
+        rows = np.repeat(np.arange(n_seg), n_bins).reshape(n_seg, n_bins)
+        expected = base[rows, _day_type(t_bin), ((t_bin % 86400) // 3600).astype(int)]
+        u = (m - expected) / mean[:, None]
+        # Both averages start at 0, i.e. "on profile", so the first days carry no warm-up artefact.
+        fast = ema_rows(u, 1 - np.exp(-1 / self.config.fast_h), start=0.0)
+        slow = ema_rows(u, 1 - np.exp(-1 / self.config.slow_h), start=0.0)
+        macd = np.where(np.isfinite(m), fast - slow, np.nan)
+        # Deviation only where consumption itself is off its profile in the direction the MACD
+        # says: returning to normal after an anomaly moves the MACD too, but is not an anomaly.
+        dev = np.where(np.sign(fast) == np.sign(macd), np.minimum(np.abs(fast), np.abs(macd)), 0.0)
+        dev = np.where(np.isfinite(macd), np.sign(macd) * dev, np.nan)
+        return dev, limit, expected, m, cell
+
+    def _score(self, df: pd.DataFrame) -> np.ndarray:
+        dev, limit, *_, cell = self._macd(df)
+        if not dev.size:
+            return np.full(len(df), np.nan)
+        return (np.abs(dev) / limit[:, None]).ravel()[cell]
+
+    def describe(self, df, rows, scores) -> Finding:
+        macd, limit, expected, m, cell = self._macd(df)
+        c = np.unique(cell[rows])
+        actual, exp = float(np.nansum(m.ravel()[c])), float(np.nansum(expected.ravel()[c]))
+        rel = actual / exp - 1 if exp > 0 else float("nan")
+        sign = float(np.nanmedian(macd.ravel()[c]))
+        direction = "above" if sign > 0 else "below"
+        return Finding("warning", f"consumption {abs(rel):.0%} {direction} its baseline ({actual:.1f} kWh vs "
+                                  f"{exp:.1f} kWh expected over {len(c)} h)",
+                       {"actual_kwh": rnd(actual, 2), "expected_kwh": rnd(exp, 2), "deviation": rnd(rel, 3),
+                        "macd": rnd(sign, 2), "hours": int(len(c))},
+                       "compare with site activity; a lasting drop can be a bypass, a rise an unauthorised load")

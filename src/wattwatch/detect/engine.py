@@ -1,0 +1,189 @@
+"""Run detectors over a fleet: profile, fit, score, suppress, post-rule, describe.
+
+Meters are processed in chunks (each detector is per meter, so chunking is exact and bounds
+memory; the same split is what a Spark job distributes). Within a chunk:
+
+1. each meter's profiling period (its first ``profile_days``, at most half its data, restarting
+   at an operator's reset) is what every detector learns from;
+2. the outage, harmonic, sensor-fault and frozen-readings rules run first, because they explain
+   other symptoms: no current-based rule judges a reading without supply or with a distorted
+   signal; no consumption rule judges a span where a CT is open (the "drop" is the dead CT) or the
+   data is frozen; neither firmware drift nor thermal drift judges frozen data;
+3. every detector's scores then go through its post-rules into alerts, described by the detector.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from wattwatch.alerts.model import Alert
+from wattwatch.detect.base import Detector
+from wattwatch.detect.frame import prepare, profile_mask, seg_bounds
+from wattwatch.detect.postrules import alert_groups, calibrated, span_mask
+from wattwatch.detect.registry import build_all
+
+FIRST = ("supply_outage", "harmonic_noise", "sensor_fault", "frozen_readings")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    profile_days: float = 7.0
+    profile_max_share: float = 0.5
+    chunk_rows: int = 2_000_000
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "EngineConfig":
+        d = dict(d or {})
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"[engine]: unknown parameter(s) {sorted(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class DetectionResult:
+    alerts: list[Alert] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    readings: int = 0
+    meters: int = 0
+    seconds: float = 0.0
+
+    @property
+    def readings_per_s(self) -> float:
+        return self.readings / self.seconds if self.seconds else float("nan")
+
+
+def _iso(t: float) -> str:
+    return pd.Timestamp(t, unit="s", tz="UTC").isoformat().replace("+00:00", "Z")
+
+
+def detect(frame: pd.DataFrame, detectors: list[Detector] | None = None, config: EngineConfig | None = None,
+           resets: dict[tuple[str, str], pd.Timestamp] | None = None,
+           on_progress: Callable[[int], None] | None = None) -> DetectionResult:
+    """Alerts for every meter in ``frame`` (canonical telemetry, any order).
+
+    Parameters
+    ----------
+    detectors : list of Detector, optional
+        Default: every registered rule and baseline.
+    resets : dict, optional
+        ``(meter_id, detector) -> time``: an operator acknowledged or cleared an alert, so that
+        detector re-learns the meter from this time on and judges nothing before it. The key
+        ``(meter_id, "*")`` applies to every detector.
+    """
+    t0 = time.perf_counter()
+    config = config or EngineConfig()
+    detectors = detectors if detectors is not None else build_all()
+    order = sorted(detectors, key=lambda d: (d.name not in FIRST, FIRST.index(d.name) if d.name in FIRST else 0))
+    result = DetectionResult()
+    if len(frame) == 0:
+        return result
+    meters = pd.unique(frame["meter_id"])
+    result.meters = len(meters)
+    # Meter chunks of about chunk_rows readings.
+    counts = frame["meter_id"].value_counts(sort=False).reindex(meters).to_numpy()
+    chunk_id = np.floor(np.cumsum(counts) / max(config.chunk_rows, 1)).astype(int)
+    skipped: dict[str, set] = {}
+    for c in np.unique(chunk_id):
+        chunk_meters = set(meters[chunk_id == c])
+        part = frame[frame["meter_id"].isin(chunk_meters)]
+        _run_chunk(prepare(part), order, config, resets or {}, result, skipped)
+        result.readings += len(part)
+        if on_progress:
+            on_progress(len(part))
+    for name, ms in skipped.items():
+        result.notices.append(f"{name}: skipped {len(ms)} meter(s) that lack its channels "
+                              f"(e.g. {', '.join(sorted(ms)[:3])})")
+    result.alerts.sort(key=lambda a: (a.meter_id, a.start, a.code))
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _run_chunk(df: pd.DataFrame, detectors: list[Detector], config: EngineConfig,
+               resets: dict, result: DetectionResult, skipped: dict) -> None:
+    seg, t = df["_seg"].to_numpy(), df["_t"].to_numpy()
+    starts, _ = seg_bounds(seg)
+    names = df["meter_id"].to_numpy()[starts]
+    before_reset = np.zeros(len(df), bool)
+    meter_resets: dict[str, pd.Timestamp] = {}
+    for (m, det), at in resets.items():
+        if det == "*":
+            meter_resets[m] = max(meter_resets.get(m, at), at)
+    outage = np.zeros(len(df), bool)
+    noisy = np.zeros(len(df), bool)
+    explained = np.zeros(len(df), bool)  # open CT or frozen data: consumption is not measured
+    frozen = np.zeros(len(df), bool)
+    cons_df = None
+    for det in detectors:
+        per_det = {m: at for (m, d), at in resets.items() if d == det.name}
+        for m, at in meter_resets.items():
+            per_det[m] = max(per_det.get(m, at), at)
+        prof = profile_mask(df, config.profile_days, config.profile_max_share, per_det or None)
+        lacking = _lacking(df, det)
+        if lacking.any():
+            skipped.setdefault(det.name, set()).update(names[lacking])
+        fit_rows = prof & ~lacking[seg]
+        if not fit_rows.any():
+            continue
+        src = df
+        if det.consumption_based:
+            if cons_df is None:
+                # Consumption rules do not see readings without supply or whose consumption is
+                # explained by an open CT or frozen data: blanking their input (not just their
+                # scores) keeps averages from carrying the "drop" past the explained span.
+                cons_df = df.copy()
+                cons_df.loc[outage | explained, ["p_kw", "e_kwh"]] = np.nan
+            src = cons_df
+        det.fit(src[fit_rows])
+        s = det.score(src).to_numpy(copy=True)
+        s[lacking[seg]] = np.nan
+        if det.current_based:
+            s[outage | noisy] = np.nan
+        if det.consumption_based:
+            s[outage | explained] = np.nan
+        if det.name in ("thermal_drift", "firmware_drift"):
+            s[frozen] = np.nan
+        if per_det:
+            ts_reset = np.array([pd.Timestamp(per_det[m]).timestamp() if m in per_det else -np.inf for m in names])
+            before_reset = t < ts_reset[seg]
+            s[before_reset] = np.nan
+        groups = alert_groups(seg, t, s, det.config.post)
+        if det.name == "supply_outage":
+            outage = span_mask(seg, t, groups) & (s >= det.config.post.threshold)
+        elif det.name == "harmonic_noise":
+            noisy = s >= det.config.post.threshold  # per reading: a distorted reading is not evidence
+        elif det.name == "sensor_fault":
+            explained |= span_mask(seg, t, groups)
+            if groups:  # a meter with an open CT: every dead-channel reading explains a "drop"
+                alerted = np.zeros(int(seg.max()) + 1, bool)
+                alerted[[seg[g[0]] for g in groups]] = True
+                explained |= det.dead_channel(src) & alerted[seg]
+        elif det.name == "frozen_readings":
+            frozen = span_mask(seg, t, groups, pad_s=3600.0)
+            explained |= frozen
+        for rows in groups:
+            f = det.describe(src, rows, s)
+            result.alerts.append(Alert(
+                meter_id=str(df["meter_id"].iat[rows[0]]), start=_iso(t[rows[0]]), end=_iso(t[rows[-1]]),
+                code=det.code, severity=f.severity, score=round(calibrated(float(np.nanmax(s[rows]))), 4),
+                detector=det.name, message=f.message, evidence=f.evidence, action=f.action))
+        noisy_profile = getattr(det, "noisy_profile_", None)
+        if noisy_profile:
+            for m, r in sorted(noisy_profile.items()):
+                result.notices.append(f"{m}: profiling period too noisy to trust (spread {r:.0%} of mean load); "
+                                      "wiring audit advised (CT clamp seating, grounding)")
+
+
+def _lacking(df: pd.DataFrame, det: Detector) -> np.ndarray:
+    """Per meter code: True when the meter has no value at all in a channel the detector needs."""
+    seg = df["_seg"].to_numpy()
+    n = int(seg.max()) + 1 if len(seg) else 0
+    out = np.zeros(n, bool)
+    for col in det.requires:
+        out |= np.bincount(seg[np.isfinite(df[col].to_numpy(float))], minlength=n) == 0
+    return out

@@ -1,0 +1,175 @@
+"""Prepared telemetry frames and vectorised per-meter helpers shared by all detectors.
+
+A prepared frame is sorted by meter and time, has a RangeIndex, every canonical channel (NaN when
+the source lacked it) and three helper columns: ``_seg`` (meter code, contiguous), ``_t`` (epoch
+seconds) and ``_dt`` (seconds since the meter's previous reading, NaN on its first). All helpers
+below work on whole arrays: the only loops are over meters or grid blocks, never over readings.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from wattwatch.schema import CHANNEL_NAMES, to_canonical
+
+AUX = ("_seg", "_t", "_dt")
+
+
+def prepare(frame: pd.DataFrame) -> pd.DataFrame:
+    """Canonical, sorted copy of ``frame`` with the helper columns (idempotent)."""
+    if all(c in frame.columns for c in AUX) and frame.index.equals(pd.RangeIndex(len(frame))):
+        return frame
+    df = to_canonical(frame)
+    for c in CHANNEL_NAMES:
+        if c not in df.columns:
+            df[c] = np.nan
+    df = df.sort_values(["meter_id", "ts"], kind="stable").reset_index(drop=True)
+    seg, _ = pd.factorize(df["meter_id"], sort=False)
+    t = df["ts"].to_numpy("datetime64[us]").astype(np.int64) / 1e6
+    dt = np.empty(len(df))
+    if len(df):
+        dt[0] = np.nan
+        dt[1:] = np.diff(t)
+        dt[1:][seg[1:] != seg[:-1]] = np.nan
+    df["_seg"] = seg.astype(np.int32)
+    df["_t"] = t
+    df["_dt"] = dt
+    return df
+
+
+def seg_bounds(seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start (inclusive) and end (exclusive) row of each meter's contiguous block."""
+    if len(seg) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.concatenate([[True], seg[1:] != seg[:-1]]))
+    return starts, np.append(starts[1:], len(seg))
+
+
+def meter_names(df: pd.DataFrame) -> np.ndarray:
+    """Meter id of each segment code."""
+    starts, _ = seg_bounds(df["_seg"].to_numpy())
+    return df["meter_id"].to_numpy()[starts]
+
+
+def per_meter(values: np.ndarray, seg: np.ndarray) -> np.ndarray:
+    """Broadcast one value per meter code to its rows."""
+    return values[seg]
+
+
+def seg_median(x: np.ndarray, seg: np.ndarray, n_seg: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """Median of ``x`` per meter over rows where ``mask`` (and x finite); NaN for empty meters."""
+    ok = np.isfinite(x) if mask is None else (mask & np.isfinite(x))
+    s = pd.Series(x[ok]).groupby(seg[ok]).median()
+    out = np.full(n_seg, np.nan)
+    out[s.index.to_numpy()] = s.to_numpy()
+    return out
+
+
+def seg_quantile(x: np.ndarray, seg: np.ndarray, n_seg: int, q: float, mask: np.ndarray | None = None) -> np.ndarray:
+    ok = np.isfinite(x) if mask is None else (mask & np.isfinite(x))
+    s = pd.Series(x[ok]).groupby(seg[ok]).quantile(q)
+    out = np.full(n_seg, np.nan)
+    out[s.index.to_numpy()] = s.to_numpy()
+    return out
+
+
+def seg_sum(x: np.ndarray, seg: np.ndarray, n_seg: int, mask: np.ndarray | None = None) -> np.ndarray:
+    ok = np.isfinite(x) if mask is None else (mask & np.isfinite(x))
+    return np.bincount(seg[ok], weights=x[ok], minlength=n_seg)
+
+
+def seg_count(seg: np.ndarray, n_seg: int, mask: np.ndarray | None = None) -> np.ndarray:
+    return np.bincount(seg if mask is None else seg[mask], minlength=n_seg)
+
+
+def window_sum(x: np.ndarray, t: np.ndarray, seg: np.ndarray, window_s: float, centred: bool = False) -> np.ndarray:
+    """Sum of ``x`` over each row's time window within its meter: ``(t - w, t]`` (or centred).
+
+    Rows must be sorted by (seg, t). NaN contributes 0.
+    """
+    v = np.where(np.isfinite(x), x, 0.0)
+    c = np.concatenate([[0.0], np.cumsum(v)])
+    key = seg.astype(np.float64) * 1e12 + (t - t.min() if len(t) else t)
+    if centred:
+        lo = np.searchsorted(key, key - window_s / 2, side="left")
+        hi = np.searchsorted(key, key + window_s / 2, side="right")
+    else:
+        lo = np.searchsorted(key, key - window_s, side="right")
+        hi = np.arange(1, len(key) + 1)
+    return c[hi] - c[lo]
+
+
+def profile_mask(df: pd.DataFrame, days: float, max_share: float = 0.5,
+                 resets: dict[str, pd.Timestamp] | None = None) -> np.ndarray:
+    """Rows in each meter's profiling period: its first ``days`` days, at most ``max_share`` of
+    its span, starting at its reset time when an operator reset the meter's rule state."""
+    seg, t = df["_seg"].to_numpy(), df["_t"].to_numpy()
+    starts, ends = seg_bounds(seg)
+    t0 = t[starts].copy()
+    if resets:
+        names = df["meter_id"].to_numpy()[starts]
+        for i, m in enumerate(names):
+            if m in resets:
+                t0[i] = max(t0[i], pd.Timestamp(resets[m]).timestamp())
+    span = t[ends - 1] - t0
+    limit = t0 + np.minimum(days * 86400.0, np.maximum(span, 0) * max_share)
+    return (t >= t0[seg]) & (t <= limit[seg])
+
+
+def grid(df: pd.DataFrame, values: np.ndarray, bin_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean of ``values`` per meter on a regular time grid.
+
+    Returns
+    -------
+    matrix : ndarray (n_meters, n_bins)
+        Bin means, NaN where a meter has no finite value in a bin.
+    cell : ndarray
+        For each row, its flat index into ``matrix`` (so ``matrix.ravel()[cell]`` maps back).
+    t0 : ndarray
+        Start time (epoch s) of bin 0 for each meter.
+    """
+    seg, t = df["_seg"].to_numpy(), df["_t"].to_numpy()
+    starts, ends = seg_bounds(seg)
+    n_seg = len(starts)
+    t0 = np.floor(t[starts] / bin_s) * bin_s if n_seg else np.zeros(0)
+    b = np.floor((t - t0[seg]) / bin_s).astype(np.int64) if len(t) else np.zeros(0, np.int64)
+    n_bins = int(b.max()) + 1 if len(b) else 0
+    cell = seg.astype(np.int64) * n_bins + b
+    ok = np.isfinite(values)
+    sums = np.bincount(cell[ok], weights=values[ok], minlength=n_seg * n_bins)
+    cnt = np.bincount(cell[ok], minlength=n_seg * n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m = np.where(cnt > 0, sums / np.maximum(cnt, 1), np.nan)
+    return m.reshape(n_seg, n_bins), cell, t0
+
+
+def ffill_rows(m: np.ndarray) -> np.ndarray:
+    """Forward-fill NaN along axis 1 (each row independently); leading NaN stay."""
+    idx = np.where(np.isfinite(m), np.arange(m.shape[1])[None, :], 0)
+    np.maximum.accumulate(idx, axis=1, out=idx)
+    out = m[np.arange(m.shape[0])[:, None], idx]
+    out[~np.isfinite(m) & (idx == 0) & ~np.isfinite(m[:, :1])] = np.nan
+    return out
+
+
+def ema_rows(m: np.ndarray, alpha: float, start: float | None = None) -> np.ndarray:
+    """Exponential moving average along axis 1 of every row at once (gaps forward-filled).
+
+    Each row starts from ``start`` when given (e.g. 0 for a deviation that is 0 when normal),
+    else from its first finite value."""
+    from scipy.signal import lfilter
+
+    x = ffill_rows(m)
+    lead = ~np.isfinite(x)
+    if start is None:
+        first = np.argmax(~lead, axis=1) if x.size else np.zeros(0, int)
+        start = x[np.arange(x.shape[0]), first] if x.size else np.zeros(0)
+        start = np.where(np.isfinite(start), start, 0.0)
+    else:
+        start = np.full(x.shape[0], float(start))
+    x = np.where(lead, start[:, None], x)
+    zi = ((1 - alpha) * start)[:, None]
+    y, _ = lfilter([alpha], [1, -(1 - alpha)], x, axis=1, zi=zi)
+    y[lead] = np.nan
+    return y

@@ -1,0 +1,1 @@
+"""Physics rules: each encodes how a fault shows in what a meter reports."""

@@ -1,0 +1,56 @@
+"""Frozen readings: the meter keeps reporting exactly the same values on every channel.
+
+Real measurements are never identical for an hour (a voltage at 0.1 V resolution moves every
+reading), so a run of identical readings is a stuck register or data logger: the data is stale
+and its consumption pattern is wrong (``WARN_CONSUMPTION_ANOMALY``, evidence ``frozen_readings``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
+from wattwatch.schema import CHANNEL_NAMES
+
+
+@dataclass(frozen=True)
+class FrozenReadingsConfig(DetectorConfig):
+    min_channels: int = 3
+    post: PostRule = PostRule(min_duration_s=3600.0, min_readings=6, merge_gap_s=1800.0)
+
+
+class FrozenReadings(Detector):
+    name = "frozen_readings"
+    code = "WARN_CONSUMPTION_ANOMALY"
+    config_cls = FrozenReadingsConfig
+
+    def _fit(self, df: pd.DataFrame) -> None:
+        self.channels_ = [c for c in CHANNEL_NAMES if np.isfinite(df[c].to_numpy(float)).any()]
+
+    def _score(self, df: pd.DataFrame) -> np.ndarray:
+        cols = [c for c in self.channels_ if c in df.columns]
+        x = df[cols].to_numpy(float)
+        seg = df["_seg"].to_numpy()
+        out = np.full(len(df), np.nan)
+        if len(df) < 2 or len(cols) < self.config.min_channels:
+            return out
+        same = ((x[1:] == x[:-1]) | (np.isnan(x[1:]) & np.isnan(x[:-1]))).all(axis=1)
+        enough = np.isfinite(x[1:]).sum(axis=1) >= self.config.min_channels
+        # A supply outage (all zero) repeats too, but it is an outage, not a stuck meter.
+        zeros = (np.nan_to_num(x[1:]) == 0).sum(axis=1) >= np.isfinite(x[1:]).sum(axis=1) - 2
+        out[1:] = np.where(enough & ~zeros, same.astype(float), np.nan)
+        out[1:][seg[1:] != seg[:-1]] = np.nan
+        return out
+
+    def describe(self, df, rows, scores) -> Finding:
+        t = df["_t"].to_numpy()[rows]
+        hours = (t.max() - t.min()) / 3600
+        p = df["p_kw"].to_numpy(float)[rows]
+        e = df["e_kwh"].to_numpy(float)[rows]
+        return Finding("warning", f"every channel repeats the same values for {hours:.1f} h (p = {np.nanmedian(p):.3f} kW, "
+                                  f"register stuck at {np.nanmedian(e):.3f} kWh): frozen readings",
+                       {"kind": "frozen_readings", "hours": rnd(hours, 2), "p_kw": rnd(float(np.nanmedian(p))),
+                        "e_kwh": rnd(float(np.nanmedian(e)))},
+                       "power-cycle or replace the meter's communication module; its data is stale")

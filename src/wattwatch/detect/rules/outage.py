@@ -1,0 +1,55 @@
+"""Supply outage: voltage lost on every phase. Information, and the reason current-based rules
+are blanked for its span (no supply, no load, nothing to judge)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
+from wattwatch.detect.rules._common import nominal_voltage, phases
+
+
+@dataclass(frozen=True)
+class SupplyOutageConfig(DetectorConfig):
+    """``lost_fraction``: a phase is dead below this share of the meter's nominal voltage."""
+
+    lost_fraction: float = 0.1
+    fallback_nominal_v: float = 230.0
+    post: PostRule = PostRule(min_duration_s=0.0, min_readings=1, merge_gap_s=600.0)
+
+
+class SupplyOutage(Detector):
+    name = "supply_outage"
+    code = "INFO_SUPPLY_OUTAGE"
+    config_cls = SupplyOutageConfig
+    requires = ("v_l1_v",)
+
+    def _fit(self, df: pd.DataFrame) -> None:
+        n_seg = int(df["_seg"].max()) + 1
+        nom = nominal_voltage(df, n_seg)
+        self.nominal_v_ = dict(zip(df["meter_id"].to_numpy()[np.unique(df["_seg"], return_index=True)[1]], nom))
+
+    def _nominal(self, df: pd.DataFrame) -> np.ndarray:
+        starts = np.unique(df["_seg"].to_numpy(), return_index=True)[1]
+        names = df["meter_id"].to_numpy()[starts]
+        nom = np.array([self.nominal_v_.get(m, np.nan) for m in names], float)
+        return np.where(np.isfinite(nom), nom, self.config.fallback_nominal_v)
+
+    def _score(self, df: pd.DataFrame) -> np.ndarray:
+        v, _ = phases(df)
+        present = np.isfinite(v)
+        vmax = np.nanmax(np.where(present, v, -np.inf), axis=1)
+        limit = self.config.lost_fraction * self._nominal(df)[df["_seg"].to_numpy()]
+        dead = vmax < limit
+        return np.where(present.any(axis=1), dead.astype(float), np.nan)
+
+    def describe(self, df, rows, scores) -> Finding:
+        t = df["_t"].to_numpy()[rows]
+        minutes = (t.max() - t.min()) / 60
+        v = df["v_l1_v"].to_numpy()[rows]
+        return Finding("info", f"supply lost on all phases for {minutes:.0f} min (current-based rules paused)",
+                       {"duration_min": rnd(minutes, 1), "v_l1_v_max": rnd(np.nanmax(v), 1), "readings": len(rows)},
+                       "none needed for the meter; check the feeder if outages repeat")

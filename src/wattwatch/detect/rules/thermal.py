@@ -1,0 +1,127 @@
+"""Thermal drift: the device runs hotter than its own load-to-temperature model predicts.
+
+Per meter, on a regular grid (default 5 min), temperature is modelled as a first-order thermal
+lag of the load heating (I², the most loaded phase) plus a daily ambient cycle:
+
+    T ≈ c0 + c1 · EMA_τ(I² / I_ref²) + c2 · sin(2πh/24) + c3 · cos(2πh/24)
+
+τ is chosen per meter from a few candidates (10 min to 2.5 h) by least squares on the profiling
+period, all meters at once through batched normal equations. A reading is anomalous when the
+measured temperature exceeds the prediction by more than max(5 °C, 5 σ of the meter's residual):
+heat the load does not explain (a loose connection, a blocked air path, a failing fan)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
+from wattwatch.detect.frame import ema_rows, grid, meter_names, seg_median, seg_quantile
+from wattwatch.detect.rules._common import phases
+
+
+@dataclass(frozen=True)
+class ThermalDriftConfig(DetectorConfig):
+    bin_s: float = 300.0
+    taus_min: tuple[float, ...] = (10.0, 20.0, 40.0, 60.0, 90.0, 150.0)
+    min_excess_c: float = 5.0
+    sigma_k: float = 5.0
+    post: PostRule = PostRule(min_duration_s=3600.0, min_readings=6, merge_gap_s=2 * 3600.0)
+
+
+class ThermalDrift(Detector):
+    name = "thermal_drift"
+    code = "WARN_THERM_DRIFT"
+    config_cls = ThermalDriftConfig
+    requires = ("temp_c", "i_l1_a")
+
+    def _features(self, df: pd.DataFrame, i_ref: np.ndarray, tau_min: float):
+        """Design matrix columns (on rows) for one τ: [1, EMA(I²), sin, cos]."""
+        _, i = phases(df)
+        imax = np.nanmax(np.where(np.isfinite(i), i, -np.inf), axis=1)
+        imax = np.where(np.isfinite(imax), imax, np.nan)
+        seg = df["_seg"].to_numpy()
+        x = (imax / i_ref[seg]) ** 2
+        m, cell, _ = grid(df, x, self.config.bin_s)
+        alpha = 1 - np.exp(-self.config.bin_s / (tau_min * 60))
+        lag = ema_rows(m, alpha).ravel()[cell] if m.size else np.zeros(0)
+        h = (df["_t"].to_numpy() % 86400) / 3600
+        return np.column_stack([np.ones(len(df)), lag, np.sin(2 * np.pi * h / 24), np.cos(2 * np.pi * h / 24)])
+
+    def _solve(self, X: np.ndarray, y: np.ndarray, seg: np.ndarray, n_seg: int, ok: np.ndarray) -> np.ndarray:
+        """Per-meter least squares through batched normal equations (ridge-stabilised)."""
+        k = X.shape[1]
+        A = np.zeros((n_seg, k, k))
+        b = np.zeros((n_seg, k))
+        for a in range(k):
+            b[:, a] = np.bincount(seg[ok], weights=X[ok, a] * y[ok], minlength=n_seg)
+            for c in range(a, k):
+                A[:, a, c] = A[:, c, a] = np.bincount(seg[ok], weights=X[ok, a] * X[ok, c], minlength=n_seg)
+        A += 1e-6 * np.eye(k)[None]
+        return np.linalg.solve(A, b[..., None])[..., 0]
+
+    def _fit(self, df: pd.DataFrame) -> None:
+        seg = df["_seg"].to_numpy()
+        n_seg = int(seg.max()) + 1
+        _, i = phases(df)
+        imax = np.nanmax(np.where(np.isfinite(i), i, -np.inf), axis=1)
+        i_ref = seg_quantile(np.where(np.isfinite(imax), imax, np.nan), seg, n_seg, 0.95)
+        i_ref = np.where(np.isfinite(i_ref) & (i_ref > 0), i_ref, 1.0)
+        y = df["temp_c"].to_numpy(float)
+        best_sse = np.full(n_seg, np.inf)
+        coef = np.full((n_seg, 4), np.nan)
+        tau = np.full(n_seg, np.nan)
+        sigma = np.full(n_seg, np.nan)
+        for tm in self.config.taus_min:
+            X = self._features(df, i_ref, tm)
+            ok = np.isfinite(y) & np.isfinite(X).all(axis=1)
+            beta = self._solve(X, y, seg, n_seg, ok)
+            r = y - (X * beta[seg]).sum(axis=1)
+            sse = np.bincount(seg[ok], weights=r[ok] ** 2, minlength=n_seg)
+            better = sse < best_sse
+            best_sse[better] = sse[better]
+            coef[better] = beta[better]
+            tau[better] = tm
+            med = seg_median(r, seg, n_seg, ok)
+            s = 1.4826 * seg_median(np.abs(r - med[seg]), seg, n_seg, ok)
+            sigma[better] = s[better]
+        has = np.bincount(seg[np.isfinite(y)], minlength=n_seg) > 10
+        names = meter_names(df)
+        self.model_ = {m: (coef[j], tau[j], sigma[j], i_ref[j]) for j, m in enumerate(names) if has[j]}
+
+    def _excess(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(measured − predicted, predicted, limit) per reading; NaN for meters without a model."""
+        seg = df["_seg"].to_numpy()
+        names = meter_names(df)
+        n = len(df)
+        pred = np.full(n, np.nan)
+        limit = np.full(n, np.nan)
+        models = [self.model_.get(m) for m in names]
+        i_ref = np.array([mm[3] if mm else 1.0 for mm in models])
+        for tm in sorted({mm[1] for mm in models if mm}):
+            X = self._features(df, i_ref, tm)
+            beta = np.array([mm[0] if mm and mm[1] == tm else np.full(4, np.nan) for mm in models])
+            p = (X * beta[seg]).sum(axis=1)
+            pred = np.where(np.isfinite(p), p, pred)
+        sig = np.array([mm[2] if mm else np.nan for mm in models])[seg]
+        limit = np.maximum(self.config.min_excess_c, np.nan_to_num(self.config.sigma_k * sig))
+        return df["temp_c"].to_numpy(float) - pred, pred, limit
+
+    def _score(self, df: pd.DataFrame) -> np.ndarray:
+        excess, _, limit = self._excess(df)
+        return excess / limit
+
+    def describe(self, df, rows, scores) -> Finding:
+        excess, pred, limit = self._excess(df)
+        t_meas = df["temp_c"].to_numpy(float)[rows]
+        ex = float(np.nanmax(excess[rows]))
+        m = self.model_.get(df["meter_id"].iloc[rows[0]])
+        lim = float(np.nanmedian(limit[rows]))
+        return Finding("critical" if ex >= 2 * lim else "warning",
+                       f"temperature {np.nanmax(t_meas):.1f} °C, {ex:.1f} °C above what its load explains "
+                       f"(limit {lim:.1f} °C)",
+                       {"temp_c_max": rnd(float(np.nanmax(t_meas)), 1), "predicted_c": rnd(float(np.nanmedian(pred[rows])), 1),
+                        "excess_c": rnd(ex, 2), "limit_c": rnd(lim, 2), "tau_min": rnd(m[1] if m else float("nan"), 0)},
+                       "inspect connections for overheating (loose lugs), airflow and cooling fans")

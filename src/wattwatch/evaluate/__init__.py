@@ -1,0 +1,1 @@
+"""Scoring alerts against labelled events."""
