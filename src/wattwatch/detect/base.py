@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.frame import prepare
+from wattwatch.detect.frame import meter_names, prepare
 
 
 class NotFittedError(RuntimeError):
@@ -112,8 +112,10 @@ class Detector:
     def fit(self, frame: pd.DataFrame) -> "Detector":
         """Learn per-meter state from (normal) telemetry; returns self."""
         df = prepare(frame)
+        self.__dict__.pop("_memo_store", None)
         self._fit(df)
-        self.fitted_meters_ = set(pd.unique(df["meter_id"]))
+        self.__dict__.pop("_memo_store", None)
+        self.fitted_meters_ = set(meter_names(df))
         return self
 
     def score(self, frame: pd.DataFrame) -> pd.Series:
@@ -144,6 +146,18 @@ class Detector:
 
     def _score(self, df: pd.DataFrame) -> np.ndarray:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def _memo(self, df: pd.DataFrame, key: str, fn):
+        """Compute ``fn()`` once per frame: ``describe`` of every alert reuses what ``_score``
+        computed over the whole chunk instead of recomputing it."""
+        tag = (id(df), len(df))
+        memo = self.__dict__.setdefault("_memo_store", {})
+        if memo.get("_tag") != tag:
+            memo.clear()
+            memo["_tag"] = tag
+        if key not in memo:
+            memo[key] = fn()
+        return memo[key]
 
     def get_params(self) -> dict:
         return self.config.to_dict()

@@ -23,7 +23,7 @@ import pandas as pd
 
 from wattwatch.alerts.model import Alert
 from wattwatch.detect.base import Detector
-from wattwatch.detect.frame import prepare, profile_mask, seg_bounds
+from wattwatch.detect.frame import meter_names, prepare, profile_mask, seg_bounds
 from wattwatch.detect.postrules import alert_groups, calibrated, span_mask
 from wattwatch.detect.registry import build_all
 
@@ -83,19 +83,19 @@ def detect(frame: pd.DataFrame, detectors: list[Detector] | None = None, config:
     result = DetectionResult()
     if len(frame) == 0:
         return result
-    meters = pd.unique(frame["meter_id"])
-    result.meters = len(meters)
-    # Meter chunks of about chunk_rows readings.
-    counts = frame["meter_id"].value_counts(sort=False).reindex(meters).to_numpy()
-    chunk_id = np.floor(np.cumsum(counts) / max(config.chunk_rows, 1)).astype(int)
+    full = prepare(frame)
+    starts, ends = seg_bounds(full["_seg"].to_numpy())
+    result.meters = len(starts)
+    # Meter chunks of about chunk_rows readings: contiguous row ranges of the sorted frame.
+    chunk_id = np.floor(ends / max(config.chunk_rows, 1)).astype(int)
     skipped: dict[str, set] = {}
     for c in np.unique(chunk_id):
-        chunk_meters = set(meters[chunk_id == c])
-        part = frame[frame["meter_id"].isin(chunk_meters)]
-        _run_chunk(prepare(part), order, config, resets or {}, result, skipped)
-        result.readings += len(part)
+        a, b = starts[chunk_id == c][0], ends[chunk_id == c][-1]
+        part = full if (a, b) == (0, len(full)) else prepare(full.iloc[a:b])
+        _run_chunk(part, order, config, resets or {}, result, skipped)
+        result.readings += b - a
         if on_progress:
-            on_progress(len(part))
+            on_progress(b - a)
     for name, ms in skipped.items():
         result.notices.append(f"{name}: skipped {len(ms)} meter(s) that lack its channels "
                               f"(e.g. {', '.join(sorted(ms)[:3])})")
@@ -107,8 +107,7 @@ def detect(frame: pd.DataFrame, detectors: list[Detector] | None = None, config:
 def _run_chunk(df: pd.DataFrame, detectors: list[Detector], config: EngineConfig,
                resets: dict, result: DetectionResult, skipped: dict) -> None:
     seg, t = df["_seg"].to_numpy(), df["_t"].to_numpy()
-    starts, _ = seg_bounds(seg)
-    names = df["meter_id"].to_numpy()[starts]
+    names = meter_names(df)
     before_reset = np.zeros(len(df), bool)
     meter_resets: dict[str, pd.Timestamp] = {}
     for (m, det), at in resets.items():
@@ -119,6 +118,7 @@ def _run_chunk(df: pd.DataFrame, detectors: list[Detector], config: EngineConfig
     explained = np.zeros(len(df), bool)  # open CT or frozen data: consumption is not measured
     frozen = np.zeros(len(df), bool)
     cons_df = None
+    fit_cache: dict = {}
     for det in detectors:
         per_det = {m: at for (m, d), at in resets.items() if d == det.name}
         for m, at in meter_resets.items():
@@ -136,10 +136,15 @@ def _run_chunk(df: pd.DataFrame, detectors: list[Detector], config: EngineConfig
                 # Consumption rules do not see readings without supply or whose consumption is
                 # explained by an open CT or frozen data: blanking their input (not just their
                 # scores) keeps averages from carrying the "drop" past the explained span.
-                cons_df = df.copy()
-                cons_df.loc[outage | explained, ["p_kw", "e_kwh"]] = np.nan
+                blank = outage | explained
+                cons_df = pd.DataFrame({**{c: df[c] for c in df.columns},
+                                        "p_kw": np.where(blank, np.nan, df["p_kw"].to_numpy()),
+                                        "e_kwh": np.where(blank, np.nan, df["e_kwh"].to_numpy())}, copy=False)
             src = cons_df
-        det.fit(src[fit_rows])
+        key = (id(src), fit_rows.tobytes().__hash__())
+        if fit_cache.get("key") != key:
+            fit_cache.update(key=key, frame=prepare(src[fit_rows]))
+        det.fit(fit_cache["frame"])
         s = det.score(src).to_numpy(copy=True)
         s[lacking[seg]] = np.nan
         if det.current_based:
@@ -169,7 +174,7 @@ def _run_chunk(df: pd.DataFrame, detectors: list[Detector], config: EngineConfig
         for rows in groups:
             f = det.describe(src, rows, s)
             result.alerts.append(Alert(
-                meter_id=str(df["meter_id"].iat[rows[0]]), start=_iso(t[rows[0]]), end=_iso(t[rows[-1]]),
+                meter_id=str(names[seg[rows[0]]]), start=_iso(t[rows[0]]), end=_iso(t[rows[-1]]),
                 code=det.code, severity=f.severity, score=round(calibrated(float(np.nanmax(s[rows]))), 4),
                 detector=det.name, message=f.message, evidence=f.evidence, action=f.action))
         noisy_profile = getattr(det, "noisy_profile_", None)

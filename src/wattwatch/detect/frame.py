@@ -16,26 +16,40 @@ from wattwatch.schema import CHANNEL_NAMES, to_canonical
 AUX = ("_seg", "_t", "_dt")
 
 
-def prepare(frame: pd.DataFrame) -> pd.DataFrame:
-    """Canonical, sorted copy of ``frame`` with the helper columns (idempotent)."""
-    if all(c in frame.columns for c in AUX) and frame.index.equals(pd.RangeIndex(len(frame))):
-        return frame
-    df = to_canonical(frame)
-    for c in CHANNEL_NAMES:
-        if c not in df.columns:
-            df[c] = np.nan
-    df = df.sort_values(["meter_id", "ts"], kind="stable").reset_index(drop=True)
-    seg, _ = pd.factorize(df["meter_id"], sort=False)
-    t = df["ts"].to_numpy("datetime64[us]").astype(np.int64) / 1e6
-    dt = np.empty(len(df))
-    if len(df):
-        dt[0] = np.nan
+def _assemble(meter: pd.Categorical, ts, channels: dict, seg: np.ndarray, t: np.ndarray) -> pd.DataFrame:
+    dt = np.full(len(t), np.nan)
+    if len(t) > 1:
         dt[1:] = np.diff(t)
         dt[1:][seg[1:] != seg[:-1]] = np.nan
-    df["_seg"] = seg.astype(np.int32)
-    df["_t"] = t
-    df["_dt"] = dt
-    return df
+    data = {"meter_id": meter, "ts": ts, **channels, "_seg": seg.astype(np.int32), "_t": t, "_dt": dt}
+    return pd.DataFrame(data, copy=False)
+
+
+def prepare(frame: pd.DataFrame) -> pd.DataFrame:
+    """Canonical, sorted copy of ``frame`` with the helper columns (idempotent).
+
+    ``meter_id`` becomes a Categorical (cheap to copy and slice); a row subset of a prepared
+    frame (still sorted) is only re-indexed and its codes and gaps recomputed, not sorted again."""
+    if all(c in frame.columns for c in AUX):
+        if frame.index.equals(pd.RangeIndex(len(frame))):
+            return frame
+        seg, _ = pd.factorize(frame["_seg"].to_numpy(), sort=False)
+        meter = frame["meter_id"].to_numpy() if not isinstance(frame["meter_id"].dtype, pd.CategoricalDtype) \
+            else frame["meter_id"].array
+        return _assemble(pd.Categorical(meter) if not isinstance(meter, pd.Categorical) else meter,
+                         frame["ts"].array, {c: frame[c].to_numpy() for c in CHANNEL_NAMES},
+                         seg, frame["_t"].to_numpy())
+    df = to_canonical(frame)
+    codes, uniques = pd.factorize(df["meter_id"], sort=True)
+    ts = df["ts"]
+    t = ts.to_numpy("datetime64[us]").astype(np.int64) / 1e6
+    key_sorted = len(t) < 2 or bool(np.all((np.diff(codes) > 0) | ((np.diff(codes) == 0) & (np.diff(t) >= 0))))
+    order = np.arange(len(t)) if key_sorted else np.lexsort((t, codes))
+    codes = codes[order]
+    meter = pd.Categorical.from_codes(codes, categories=pd.Index(uniques, dtype=object))
+    channels = {c: (df[c].to_numpy(float)[order] if c in df.columns else np.full(len(df), np.nan)) for c in CHANNEL_NAMES}
+    seg = codes if len(codes) == 0 else np.cumsum(np.concatenate([[0], codes[1:] != codes[:-1]]))
+    return _assemble(meter, ts.array.take(order), channels, seg, t[order])
 
 
 def seg_bounds(seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -49,7 +63,10 @@ def seg_bounds(seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def meter_names(df: pd.DataFrame) -> np.ndarray:
     """Meter id of each segment code."""
     starts, _ = seg_bounds(df["_seg"].to_numpy())
-    return df["meter_id"].to_numpy()[starts]
+    col = df["meter_id"]
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return np.asarray(col.cat.categories, dtype=object)[col.array.codes[starts]]
+    return col.to_numpy()[starts]
 
 
 def per_meter(values: np.ndarray, seg: np.ndarray) -> np.ndarray:
@@ -57,21 +74,30 @@ def per_meter(values: np.ndarray, seg: np.ndarray) -> np.ndarray:
     return values[seg]
 
 
+def seg_quantile(x: np.ndarray, seg: np.ndarray, n_seg: int, q: float, mask: np.ndarray | None = None) -> np.ndarray:
+    """Quantile of ``x`` per meter over rows where ``mask`` (and x finite); NaN for empty meters.
+
+    Rows are grouped by meter already (sorted), so a partial sort per meter does it; a loop over
+    meters, not readings. Very many tiny meters go through pandas instead."""
+    ok = np.isfinite(x) if mask is None else (mask & np.isfinite(x))
+    out = np.full(n_seg, np.nan)
+    xs, ss = x[ok], seg[ok]
+    if len(xs) == 0:
+        return out
+    if n_seg > 20_000:
+        r = pd.Series(xs).groupby(ss).quantile(q)
+        out[r.index.to_numpy()] = r.to_numpy()
+        return out
+    starts = np.flatnonzero(np.concatenate([[True], ss[1:] != ss[:-1]]))
+    ends = np.append(starts[1:], len(ss))
+    for a, b in zip(starts, ends):
+        out[ss[a]] = np.quantile(xs[a:b], q) if q != 0.5 else np.median(xs[a:b])
+    return out
+
+
 def seg_median(x: np.ndarray, seg: np.ndarray, n_seg: int, mask: np.ndarray | None = None) -> np.ndarray:
     """Median of ``x`` per meter over rows where ``mask`` (and x finite); NaN for empty meters."""
-    ok = np.isfinite(x) if mask is None else (mask & np.isfinite(x))
-    s = pd.Series(x[ok]).groupby(seg[ok]).median()
-    out = np.full(n_seg, np.nan)
-    out[s.index.to_numpy()] = s.to_numpy()
-    return out
-
-
-def seg_quantile(x: np.ndarray, seg: np.ndarray, n_seg: int, q: float, mask: np.ndarray | None = None) -> np.ndarray:
-    ok = np.isfinite(x) if mask is None else (mask & np.isfinite(x))
-    s = pd.Series(x[ok]).groupby(seg[ok]).quantile(q)
-    out = np.full(n_seg, np.nan)
-    out[s.index.to_numpy()] = s.to_numpy()
-    return out
+    return seg_quantile(x, seg, n_seg, 0.5, mask)
 
 
 def seg_sum(x: np.ndarray, seg: np.ndarray, n_seg: int, mask: np.ndarray | None = None) -> np.ndarray:
@@ -108,7 +134,7 @@ def profile_mask(df: pd.DataFrame, days: float, max_share: float = 0.5,
     starts, ends = seg_bounds(seg)
     t0 = t[starts].copy()
     if resets:
-        names = df["meter_id"].to_numpy()[starts]
+        names = meter_names(df)
         for i, m in enumerate(names):
             if m in resets:
                 t0[i] = max(t0[i], pd.Timestamp(resets[m]).timestamp())

@@ -92,6 +92,9 @@ class BaselineMACD(Detector):
         self.noisy_profile_ = {mm: float(r) for mm, r in zip(names, raw) if np.isfinite(r) and r > self.config.noisy_ratio}
 
     def _macd(self, df: pd.DataFrame):
+        return self._memo(df, "macd", lambda: self._macd_(df))
+
+    def _macd_(self, df: pd.DataFrame):
         m, cell, t_bin = self._hourly(df)
         n_seg, n_bins = m.shape
         names = meter_names(df)

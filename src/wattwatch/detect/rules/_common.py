@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import pandas as pd
 
@@ -9,11 +11,41 @@ from wattwatch.detect.frame import seg_median
 from wattwatch.schema import PHASE_CURRENT_COLUMNS, VOLTAGE_COLUMNS
 
 
+_CACHE: dict[int, tuple] = {}
+_CACHE_FRAMES = 4
+
+
+def frame_cached(df: pd.DataFrame, key: str, fn):
+    """Per-frame cache shared by all detectors (phase arrays are needed by most rules); holds
+    the few most recent frames (a chunk and its profiling subset), checked through weak refs."""
+    for k in [k for k, (ref, _) in _CACHE.items() if ref() is None]:
+        del _CACHE[k]
+    entry = _CACHE.get(id(df))
+    if entry is None or entry[0]() is not df:
+        while len(_CACHE) >= _CACHE_FRAMES:
+            del _CACHE[next(iter(_CACHE))]
+        entry = (weakref.ref(df), {})
+        _CACHE[id(df)] = entry
+    store = entry[1]
+    if key not in store:
+        store[key] = fn()
+    return store[key]
+
+
 def phases(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(voltages, currents) as (n, 3) arrays, NaN where a meter lacks a phase."""
-    v = df[list(VOLTAGE_COLUMNS)].to_numpy(float)
-    i = df[list(PHASE_CURRENT_COLUMNS)].to_numpy(float)
-    return v, i
+    return frame_cached(df, "phases", lambda: (
+        np.column_stack([df[c].to_numpy(float) for c in VOLTAGE_COLUMNS]),
+        np.column_stack([df[c].to_numpy(float) for c in PHASE_CURRENT_COLUMNS])))
+
+
+def max_current(df: pd.DataFrame) -> np.ndarray:
+    """Largest phase current per reading (NaN when the meter reports none)."""
+    def compute():
+        _, i = phases(df)
+        out = np.fmax(np.fmax(i[:, 0], i[:, 1]), i[:, 2])
+        return out
+    return frame_cached(df, "imax", compute)
 
 
 def n_phases(df: pd.DataFrame, n_seg: int) -> np.ndarray:

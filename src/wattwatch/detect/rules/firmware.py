@@ -37,6 +37,9 @@ class FirmwareDrift(Detector):
     consumption_based = True
 
     def _intervals(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return self._memo(df, "intervals", lambda: self._intervals_(df))
+
+    def _intervals_(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         seg, dt = df["_seg"].to_numpy(), df["_dt"].to_numpy()
         e, p = df["e_kwh"].to_numpy(float), df["p_kw"].to_numpy(float)
         n_seg = int(seg.max()) + 1
@@ -56,6 +59,9 @@ class FirmwareDrift(Detector):
         return de, ep
 
     def _ratio(self, df: pd.DataFrame) -> np.ndarray:
+        return self._memo(df, "ratio", lambda: self._ratio_(df))
+
+    def _ratio_(self, df: pd.DataFrame) -> np.ndarray:
         de, ep = self._intervals(df)
         seg, t = df["_seg"].to_numpy(), df["_t"].to_numpy()
         w = self.config.window_s

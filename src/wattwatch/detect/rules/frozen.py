@@ -31,15 +31,24 @@ class FrozenReadings(Detector):
 
     def _score(self, df: pd.DataFrame) -> np.ndarray:
         cols = [c for c in self.channels_ if c in df.columns]
-        x = df[cols].to_numpy(float)
         seg = df["_seg"].to_numpy()
         out = np.full(len(df), np.nan)
         if len(df) < 2 or len(cols) < self.config.min_channels:
             return out
-        same = ((x[1:] == x[:-1]) | (np.isnan(x[1:]) & np.isnan(x[:-1]))).all(axis=1)
-        enough = np.isfinite(x[1:]).sum(axis=1) >= self.config.min_channels
+        n = len(df) - 1
+        same = np.ones(n, bool)
+        finite = np.zeros(n, np.int16)
+        zero = np.zeros(n, np.int16)
+        for c in cols:  # column by column: no (n x channels) copy
+            x = df[c].to_numpy(float)
+            a, b = x[1:], x[:-1]
+            fa = np.isfinite(a)
+            same &= (a == b) | (~fa & np.isnan(b))
+            finite += fa
+            zero += fa & (a == 0)
+        enough = finite >= self.config.min_channels
         # A supply outage (all zero) repeats too, but it is an outage, not a stuck meter.
-        zeros = (np.nan_to_num(x[1:]) == 0).sum(axis=1) >= np.isfinite(x[1:]).sum(axis=1) - 2
+        zeros = zero >= finite - 2
         out[1:] = np.where(enough & ~zeros, same.astype(float), np.nan)
         out[1:][seg[1:] != seg[:-1]] = np.nan
         return out

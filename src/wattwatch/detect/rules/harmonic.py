@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
-from wattwatch.detect.rules._common import phases
+from wattwatch.detect.rules._common import max_current, phases
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class HarmonicNoise(Detector):
     def _score(self, df: pd.DataFrame) -> np.ndarray:
         thd = df["thd_i_pct"].to_numpy(float)
         _, i = phases(df)
-        imax = np.nanmax(np.where(np.isfinite(i), i, -np.inf), axis=1)
+        imax = max_current(df)
         return np.where(imax >= self.config.min_current_a, thd / self.config.limit_pct, np.nan)
 
     def describe(self, df, rows, scores) -> Finding:

@@ -67,11 +67,11 @@ class PhaseImbalance(Detector):
         return np.maximum(cfg.limit, np.where(np.isfinite(normal), normal + cfg.margin, cfg.limit))
 
     def _score(self, df: pd.DataFrame) -> np.ndarray:
-        imb, _ = imbalance(df, self.config)
+        imb, _ = self._memo(df, "imb", lambda: imbalance(df, self.config))
         return imb / self.limits(df)[df["_seg"].to_numpy()]
 
     def describe(self, df, rows, scores) -> Finding:
-        imb, mean = imbalance(df, self.config)
+        imb, mean = self._memo(df, "imb", lambda: imbalance(df, self.config))
         _, i = phases(df)
         cur = np.nanmedian(i[rows], axis=0)
         heavy = int(np.nanargmax(np.abs(cur - np.nanmean(cur)))) + 1

@@ -19,7 +19,7 @@ import pandas as pd
 
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
 from wattwatch.detect.frame import meter_names, seg_median
-from wattwatch.detect.rules._common import n_phases, phases
+from wattwatch.detect.rules._common import max_current, n_phases, phases
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,9 @@ class NeutralTamper(Detector):
         self.resid_sigma_a_ = dict(zip(names, 1.4826 * mad))
 
     def _expected_and_limit(self, df: pd.DataFrame):
+        return self._memo(df, "expected", lambda: self._expected_and_limit_(df))
+
+    def _expected_and_limit_(self, df: pd.DataFrame):
         cfg = self.config
         i, i_n, three, mean, fund, trip = self._parts(df)
         names = meter_names(df)
@@ -104,7 +107,7 @@ class NeutralTamper(Detector):
     def _score(self, df: pd.DataFrame) -> np.ndarray:
         cfg = self.config
         i, i_n, three, mean, expected, limit = self._expected_and_limit(df)
-        imax = np.nanmax(np.where(np.isfinite(i), i, -np.inf), axis=1)
+        imax = max_current(df)
         open_ct = np.where(three, (np.nanmin(i, axis=1) < cfg.zero_a) & (imax >= cfg.min_load_a),
                            (i[:, 0] < cfg.zero_a) & (i_n >= cfg.min_load_a))
         informative = np.isfinite(i_n) & (mean >= cfg.min_load_a) & ~open_ct

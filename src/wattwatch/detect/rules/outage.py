@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
+from wattwatch.detect.frame import meter_names
 from wattwatch.detect.rules._common import nominal_voltage, phases
 
 
@@ -30,11 +31,10 @@ class SupplyOutage(Detector):
     def _fit(self, df: pd.DataFrame) -> None:
         n_seg = int(df["_seg"].max()) + 1
         nom = nominal_voltage(df, n_seg)
-        self.nominal_v_ = dict(zip(df["meter_id"].to_numpy()[np.unique(df["_seg"], return_index=True)[1]], nom))
+        self.nominal_v_ = dict(zip(meter_names(df), nom))
 
     def _nominal(self, df: pd.DataFrame) -> np.ndarray:
-        starts = np.unique(df["_seg"].to_numpy(), return_index=True)[1]
-        names = df["meter_id"].to_numpy()[starts]
+        names = meter_names(df)
         nom = np.array([self.nominal_v_.get(m, np.nan) for m in names], float)
         return np.where(np.isfinite(nom), nom, self.config.fallback_nominal_v)
 

@@ -47,6 +47,9 @@ class PacketLoss(Detector):
 
     def _missing(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(missing share of the expected readings in the centred window, expected count)."""
+        return self._memo(df, "missing", lambda: self._missing_(df))
+
+    def _missing_(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         seg, t = df["_seg"].to_numpy(), df["_t"].to_numpy()
         cad = self._cadence(df)[seg]
         w = float(np.nanmax(np.maximum(self.config.window_s, self.config.min_expected * cad))) if len(t) else 0.0

@@ -11,7 +11,7 @@ import pandas as pd
 
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
 from wattwatch.detect.frame import meter_names, seg_median
-from wattwatch.detect.rules._common import nominal_voltage, phases
+from wattwatch.detect.rules._common import max_current, nominal_voltage, phases
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,9 @@ class SensorFault(Detector):
 
     def _channel_dead(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(score, dead phase index or -1) per reading."""
+        return self._memo(df, "dead", lambda: self._channel_dead_(df))
+
+    def _channel_dead_(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
         v, i = phases(df)
         i_n = df["i_n_a"].to_numpy(float)
@@ -54,10 +57,10 @@ class SensorFault(Detector):
         three = np.isfinite(i).all(axis=1)
         v_ok = v >= cfg.voltage_fraction * nom[:, None]
         zero = (i < cfg.zero_a) & v_ok
-        imax = np.nanmax(np.where(np.isfinite(i), i, -np.inf), axis=1)
+        imax = max_current(df)
         # Evidence of load: the neutral (one phase) or the other phases (three phase).
         load_1 = np.where(np.isfinite(i_n), i_n, np.nan)
-        others = np.where(three[:, None], np.nanmax(np.where(np.isfinite(i), i, -np.inf), axis=1)[:, None], np.nan)
+        others = np.where(three[:, None], max_current(df)[:, None], np.nan)
         normally_loaded = np.nan_to_num(share) >= cfg.min_share
         dead3 = zero & three[:, None] & (others >= cfg.min_load_a) & normally_loaded
         dead1 = zero[:, 0] & ~three & (load_1 >= cfg.min_load_a)

@@ -5,7 +5,7 @@ lag of the load heating (I², the most loaded phase) plus a daily ambient cycle:
 
     T ≈ c0 + c1 · EMA_τ(I² / I_ref²) + c2 · sin(2πh/24) + c3 · cos(2πh/24)
 
-τ is chosen per meter from a few candidates (10 min to 2.5 h) by least squares on the profiling
+τ is chosen per meter from a few candidates (15 min to 2 h) by least squares on the profiling
 period, all meters at once through batched normal equations. A reading is anomalous when the
 measured temperature exceeds the prediction by more than max(5 °C, 5 σ of the meter's residual):
 heat the load does not explain (a loose connection, a blocked air path, a failing fan)."""
@@ -19,13 +19,13 @@ import pandas as pd
 
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
 from wattwatch.detect.frame import ema_rows, grid, meter_names, seg_median, seg_quantile
-from wattwatch.detect.rules._common import phases
+from wattwatch.detect.rules._common import max_current, phases
 
 
 @dataclass(frozen=True)
 class ThermalDriftConfig(DetectorConfig):
     bin_s: float = 300.0
-    taus_min: tuple[float, ...] = (10.0, 20.0, 40.0, 60.0, 90.0, 150.0)
+    taus_min: tuple[float, ...] = (15.0, 45.0, 120.0)
     min_excess_c: float = 5.0
     sigma_k: float = 5.0
     post: PostRule = PostRule(min_duration_s=3600.0, min_readings=6, merge_gap_s=2 * 3600.0)
@@ -39,26 +39,36 @@ class ThermalDrift(Detector):
 
     def _features(self, df: pd.DataFrame, i_ref: np.ndarray, tau_min: float):
         """Design matrix columns (on rows) for one τ: [1, EMA(I²), sin, cos]."""
-        _, i = phases(df)
-        imax = np.nanmax(np.where(np.isfinite(i), i, -np.inf), axis=1)
-        imax = np.where(np.isfinite(imax), imax, np.nan)
-        seg = df["_seg"].to_numpy()
-        x = (imax / i_ref[seg]) ** 2
-        m, cell, _ = grid(df, x, self.config.bin_s)
+
+        def gridded():
+            _, i = phases(df)
+            imax = max_current(df)
+            imax = np.where(np.isfinite(imax), imax, np.nan)
+            x = (imax / i_ref[df["_seg"].to_numpy()]) ** 2
+            return grid(df, x, self.config.bin_s)
+
+        m, cell, _ = self._memo(df, f"grid{hash(i_ref.tobytes())}", gridded)
         alpha = 1 - np.exp(-self.config.bin_s / (tau_min * 60))
         lag = ema_rows(m, alpha).ravel()[cell] if m.size else np.zeros(0)
-        h = (df["_t"].to_numpy() % 86400) / 3600
-        return np.column_stack([np.ones(len(df)), lag, np.sin(2 * np.pi * h / 24), np.cos(2 * np.pi * h / 24)])
 
-    def _solve(self, X: np.ndarray, y: np.ndarray, seg: np.ndarray, n_seg: int, ok: np.ndarray) -> np.ndarray:
+        def daily():
+            h = (df["_t"].to_numpy() % 86400) / 3600
+            return np.sin(2 * np.pi * h / 24), np.cos(2 * np.pi * h / 24)
+
+        sin, cos = self._memo(df, "daily", daily)
+        return [np.ones(len(df)), lag, sin, cos]
+
+    def _solve(self, X: list, y: np.ndarray, seg: np.ndarray, n_seg: int, ok: np.ndarray) -> np.ndarray:
         """Per-meter least squares through batched normal equations (ridge-stabilised)."""
-        k = X.shape[1]
+        k = len(X)
+        Xo = [x[ok] for x in X]
+        so, yo = seg[ok], y[ok]
         A = np.zeros((n_seg, k, k))
         b = np.zeros((n_seg, k))
         for a in range(k):
-            b[:, a] = np.bincount(seg[ok], weights=X[ok, a] * y[ok], minlength=n_seg)
+            b[:, a] = np.bincount(so, weights=Xo[a] * yo, minlength=n_seg)
             for c in range(a, k):
-                A[:, a, c] = A[:, c, a] = np.bincount(seg[ok], weights=X[ok, a] * X[ok, c], minlength=n_seg)
+                A[:, a, c] = A[:, c, a] = np.bincount(so, weights=Xo[a] * Xo[c], minlength=n_seg)
         A += 1e-6 * np.eye(k)[None]
         return np.linalg.solve(A, b[..., None])[..., 0]
 
@@ -66,7 +76,7 @@ class ThermalDrift(Detector):
         seg = df["_seg"].to_numpy()
         n_seg = int(seg.max()) + 1
         _, i = phases(df)
-        imax = np.nanmax(np.where(np.isfinite(i), i, -np.inf), axis=1)
+        imax = max_current(df)
         i_ref = seg_quantile(np.where(np.isfinite(imax), imax, np.nan), seg, n_seg, 0.95)
         i_ref = np.where(np.isfinite(i_ref) & (i_ref > 0), i_ref, 1.0)
         y = df["temp_c"].to_numpy(float)
@@ -76,9 +86,9 @@ class ThermalDrift(Detector):
         sigma = np.full(n_seg, np.nan)
         for tm in self.config.taus_min:
             X = self._features(df, i_ref, tm)
-            ok = np.isfinite(y) & np.isfinite(X).all(axis=1)
+            ok = np.isfinite(y) & np.isfinite(X[1])
             beta = self._solve(X, y, seg, n_seg, ok)
-            r = y - (X * beta[seg]).sum(axis=1)
+            r = y - sum(x * beta[seg, j] for j, x in enumerate(X))
             sse = np.bincount(seg[ok], weights=r[ok] ** 2, minlength=n_seg)
             better = sse < best_sse
             best_sse[better] = sse[better]
@@ -93,6 +103,9 @@ class ThermalDrift(Detector):
 
     def _excess(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(measured − predicted, predicted, limit) per reading; NaN for meters without a model."""
+        return self._memo(df, "excess", lambda: self._excess_(df))
+
+    def _excess_(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         seg = df["_seg"].to_numpy()
         names = meter_names(df)
         n = len(df)
@@ -103,7 +116,7 @@ class ThermalDrift(Detector):
         for tm in sorted({mm[1] for mm in models if mm}):
             X = self._features(df, i_ref, tm)
             beta = np.array([mm[0] if mm and mm[1] == tm else np.full(4, np.nan) for mm in models])
-            p = (X * beta[seg]).sum(axis=1)
+            p = sum(x * beta[seg, j] for j, x in enumerate(X))
             pred = np.where(np.isfinite(p), p, pred)
         sig = np.array([mm[2] if mm else np.nan for mm in models])[seg]
         limit = np.maximum(self.config.min_excess_c, np.nan_to_num(self.config.sigma_k * sig))
@@ -117,7 +130,7 @@ class ThermalDrift(Detector):
         excess, pred, limit = self._excess(df)
         t_meas = df["temp_c"].to_numpy(float)[rows]
         ex = float(np.nanmax(excess[rows]))
-        m = self.model_.get(df["meter_id"].iloc[rows[0]])
+        m = self.model_.get(meter_names(df)[df["_seg"].to_numpy()[rows[0]]])
         lim = float(np.nanmedian(limit[rows]))
         return Finding("critical" if ex >= 2 * lim else "warning",
                        f"temperature {np.nanmax(t_meas):.1f} °C, {ex:.1f} °C above what its load explains "
