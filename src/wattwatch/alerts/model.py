@@ -9,6 +9,15 @@ from dataclasses import asdict, dataclass, field
 SEVERITIES = ("info", "warning", "critical")
 
 
+def _plain(o):
+    """numpy scalars and arrays in evidence become plain JSON values."""
+    if hasattr(o, "item") and getattr(o, "ndim", 1) == 0:
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    raise TypeError(f"{type(o).__name__} is not JSON serializable")
+
+
 @dataclass
 class Alert:
     meter_id: str
@@ -35,7 +44,7 @@ class Alert:
         return d
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False)
+        return json.dumps(self.to_dict(), ensure_ascii=False, default=_plain)
 
     def log_line(self) -> str:
         """``<time> <code> <meter> <message>``."""

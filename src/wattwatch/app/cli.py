@@ -18,8 +18,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Find what is wrong in electrical telemetry.")
 store_app = typer.Typer(no_args_is_help=True, help="Inspect and maintain the store.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures and ratios.")
+alerts_app = typer.Typer(no_args_is_help=True, help="Alerts kept in the store: list, acknowledge, clear.")
 app.add_typer(store_app, name="store")
 app.add_typer(bench_app, name="bench")
+app.add_typer(alerts_app, name="alerts")
 console = Console()
 
 DB_OPTION = typer.Option("wattwatch.duckdb", "--db", help="DuckDB store file.")
@@ -211,6 +213,210 @@ def store_compact(
                       f"into {result['hourly_rows_written']:,} hourly rows")
 
 
+# -------------------------------------------------------------------------------------- detect
+
+
+def run_detection(store, detectors: Optional[str], config_file: Optional[Path], meters=None, start=None, end=None):
+    """Detect on a store's readings (with its resets); return (result, frame)."""
+    from wattwatch.alerts import store as alert_store
+    from wattwatch.detect.engine import EngineConfig, detect as run
+    from wattwatch.detect.registry import build_all, load_config
+
+    try:
+        config = load_config(config_file) if config_file else {}
+        names = [d.strip() for d in detectors.split(",") if d.strip()] if detectors else None
+        dets = build_all(names, config)
+        engine = EngineConfig.from_dict(config.get("engine"))
+    except ValueError as exc:
+        _fail(str(exc))
+    frame = store.query(meters, start=start, end=end, columns=None)
+    resets = alert_store.resets(store.con)
+    with progress_bar("detect", len(frame) or None) as advance:
+        result = run(frame, dets, engine, resets=resets, on_progress=advance)
+    return result, frame
+
+
+def _summary_table(alerts, title: str) -> Table:
+    counts: dict = {}
+    for a in alerts:
+        counts.setdefault(a.code, {"info": 0, "warning": 0, "critical": 0, "meters": set()})
+        counts[a.code][a.severity] += 1
+        counts[a.code]["meters"].add(a.meter_id)
+    table = Table("code", "alerts", "critical", "warning", "info", "meters", title=title)
+    for code, c in sorted(counts.items()):
+        table.add_row(code, str(c["info"] + c["warning"] + c["critical"]), str(c["critical"]), str(c["warning"]),
+                      str(c["info"]), str(len(c["meters"])))
+    return table
+
+
+@app.command()
+def detect(
+    paths: Optional[list[Path]] = typer.Argument(None, help="Telemetry files, or a .duckdb store (default: --db)."),
+    out: Path = typer.Option(Path("alerts.jsonl"), "--out", "-o", help="Alerts, one JSON object per line."),
+    db: Optional[Path] = typer.Option(None, "--db", help="Store to read (and keep alerts in); files are ingested into it."),
+    detectors: Optional[str] = typer.Option(None, "--detectors", help="Comma-separated detector names (default: all)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML detector configuration."),
+    log: Optional[Path] = typer.Option(None, "--log", help="Human log (default: OUT with .log)."),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help="TOML column mapping for files."),
+    rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects"),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+) -> None:
+    """Find faults: files or a store in, alerts out (exit 0 with or without alerts)."""
+    from wattwatch.alerts import store as alert_store
+    from wattwatch.store import Store
+
+    paths = list(paths or [])
+    stores = [p for p in paths if p.suffix == ".duckdb"]
+    files = [p for p in paths if p.suffix != ".duckdb"]
+    if len(stores) > 1 or (stores and db):
+        _fail("give one store: a .duckdb path or --db")
+    db = db or (stores[0] if stores else None)
+    if not files and db is None:
+        db = Path("wattwatch.duckdb")
+        if not db.exists():
+            _fail("nothing to detect on: give telemetry files or a store (--db)")
+    if files:
+        target = db or Path(":memory:")
+        if db is None:
+            store = Store(":memory:")
+            _ingest_into(store, files, mapping, rejects)
+        else:
+            results, errors, _ = run_ingest(files, db, mapping, rejects, quiet=True)
+            if errors:
+                raise typer.Exit(1)
+            store = _open_store(db)
+    else:
+        target = db
+        if not db.exists():
+            _fail(f"{db}: no such store")
+        store = _open_store(db)
+    try:
+        result, _ = run_detection(store, detectors, config)
+        counts = alert_store.upsert(store.con, result.alerts) if target != Path(":memory:") else None
+    finally:
+        store.close()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(a.to_json() + "\n" for a in result.alerts))
+    log = log or out.with_suffix(".log")
+    log.write_text("".join(a.log_line() + "\n" for a in result.alerts))
+    for n in result.notices:
+        err_console.print(f"[yellow]note:[/yellow] {escape(n)}", highlight=False, soft_wrap=True)
+    summary = {"alerts": len(result.alerts), "meters": result.meters, "readings": result.readings,
+               "seconds": round(result.seconds, 3), "readings_per_s": round(result.readings_per_s),
+               "out": str(out), "log": str(log), "stored": counts, "notices": len(result.notices)}
+    if as_json:
+        print(json.dumps(summary))
+        return
+    console.print(_summary_table(result.alerts, f"detect: {result.readings:,} readings, {result.meters} meters"))
+    console.print(f"{len(result.alerts)} alert(s) -> {out}  (log {log}; {result.readings_per_s:,.0f} readings/s)")
+
+
+def _ingest_into(store, files: list[Path], mapping_file: Optional[Path], rejects: Path) -> None:
+    from wattwatch.ingest.mapping import Mapping, MappingError
+    from wattwatch.ingest.pipeline import IngestError, RejectsWriter, ingest_path
+
+    try:
+        mapping = Mapping.from_toml(mapping_file) if mapping_file else Mapping()
+    except MappingError as exc:
+        _fail(str(exc))
+    writer = RejectsWriter(rejects)
+    try:
+        for path, _ in _expand(files):
+            try:
+                c = ingest_path(store, path, mapping)
+            except IngestError as exc:
+                _fail(str(exc), 1)
+            writer.write(c.rejects)
+    finally:
+        writer.close()
+    if writer.count:
+        err_console.print(f"[yellow]note:[/yellow] {writer.count} rejected row(s) -> {escape(str(writer.path))}")
+
+
+@app.command()
+def evaluate(
+    events: Path = typer.Option(..., "--events", help="Labelled events (events.json)."),
+    alerts: Path = typer.Option(..., "--alerts", help="Alerts (alerts.jsonl)."),
+    tolerance_s: float = typer.Option(3600.0, "--tolerance-s", help="Overlap tolerance either side of an event."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Event-level recall per fault type, alert precision, F1 and detection delay."""
+    from wattwatch.alerts.model import read_jsonl
+    from wattwatch.evaluate.events import evaluate as score, load_events
+
+    try:
+        result = score(load_events(events), read_jsonl(alerts), tolerance_s)
+    except (OSError, ValueError, KeyError) as exc:
+        _fail(str(exc))
+    if as_json:
+        print(json.dumps(result))
+        return
+    console.print(_evaluation_table(result))
+
+
+def _evaluation_table(result: dict) -> Table:
+    table = Table("event type", "events", "detected", "recall", "median delay (min)", "expected code",
+                  title=f"recall {result['recall']:.3f} · precision {result['precision']:.3f} "
+                        f"({result['true_alerts']}/{result['alerts']} alerts) · F1 {result['f1']:.3f}")
+    for k, v in result["per_type"].items():
+        delay = "" if v["median_delay_min"] is None else f"{v['median_delay_min']:.0f}"
+        table.add_row(k, str(v["events"]), str(v["detected"]), f"{v['recall']:.2f}", delay, ", ".join(v["expected_code"]))
+    return table
+
+
+# -------------------------------------------------------------------------------------- alerts
+
+
+@alerts_app.command("list")
+def alerts_list(db: Path = DB_OPTION, status: str = typer.Option("open", "--status", help="open, acknowledged, cleared or all"),
+                meter: Optional[str] = typer.Option(None, "--meter"), as_json: bool = typer.Option(False, "--json")) -> None:
+    """Alerts in the store."""
+    from wattwatch.alerts import store as alert_store
+
+    store = _open_store(db)
+    try:
+        df = alert_store.list_alerts(store.con, status, meter)
+    except ValueError as exc:
+        _fail(str(exc))
+    finally:
+        store.close()
+    if as_json:
+        print(df.assign(start=df.start.astype(str), end=df["end"].astype(str)).drop(
+            columns=["first_seen", "last_seen", "status_at"]).to_json(orient="records"))
+        return
+    table = Table("id", "meter", "code", "severity", "start", "end", "status", "message", title=f"alerts ({status})")
+    for r in df.itertuples():
+        table.add_row(r.id, r.meter_id, r.code, r.severity, str(r.start), str(r.end), r.status, r.message[:80])
+    console.print(table)
+
+
+def _set_status(alert_id: str, status: str, db: Path, note: Optional[str]) -> None:
+    from wattwatch.alerts import store as alert_store
+
+    store = _open_store(db)
+    try:
+        res = alert_store.set_status(store.con, alert_id, status, note)
+    except (KeyError, ValueError) as exc:
+        _fail(str(exc).strip("'\""))
+    finally:
+        store.close()
+    console.print(f"{res['id']} {status}; {res['detector']} re-learns {res['meter_id']} from {res['reset_at']}")
+
+
+@alerts_app.command("ack")
+def alerts_ack(alert_id: str = typer.Argument(..., help="Alert id (or a unique prefix)."), db: Path = DB_OPTION,
+               note: Optional[str] = typer.Option(None, "--note")) -> None:
+    """Acknowledge an alert (known issue); resets the meter's rule state for that detector."""
+    _set_status(alert_id, "acknowledged", db, note)
+
+
+@alerts_app.command("clear")
+def alerts_clear(alert_id: str = typer.Argument(..., help="Alert id (or a unique prefix)."), db: Path = DB_OPTION,
+                 note: Optional[str] = typer.Option(None, "--note")) -> None:
+    """Clear an alert (false positive or fixed); resets the meter's rule state for that detector."""
+    _set_status(alert_id, "cleared", db, note)
+
+
 # ---------------------------------------------------------------------------------------- demo
 
 
@@ -221,28 +427,55 @@ def demo(
     days: float = typer.Option(14.0, "--days"),
     seed: int = typer.Option(7, "--seed"),
 ) -> None:
-    """Simulate a labelled fleet, ingest it and run detection; works offline."""
+    """Simulate a labelled fleet, ingest it, detect, evaluate, and write an HTML report; offline."""
+    from wattwatch.alerts import store as alert_store
+    from wattwatch.app.report import write_report
+    from wattwatch.evaluate.events import evaluate as score
     from wattwatch.sim import SimConfig, simulate as run
 
     out.mkdir(parents=True, exist_ok=True)
     db = out / "wattwatch.duckdb"
-    if db.exists():
-        db.unlink()
+    for p in (db, Path(str(db) + ".wal")):
+        p.unlink(missing_ok=True)
     cfg = SimConfig(meters=meters, days=days, seed=seed)
     with progress_bar("simulate", meters) as advance:
-        sim = run(cfg, out / "fleet", formats=("parquet",), on_progress=lambda k: None)
-    results, errors, writer = run_ingest([Path(sim["files"]["parquet"])], db, None, out / "rejects.csv", quiet=True)
+        done = [0]
+
+        def tick(k):
+            advance(k - done[0])
+            done[0] = k
+
+        sim = run(cfg, out / "fleet", formats=("parquet",), on_progress=tick)
+    results, errors, _ = run_ingest([Path(sim["files"]["parquet"])], db, None, out / "rejects.csv", quiet=True)
     if errors:
         _fail("; ".join(errors), 1)
     c = results[0]
+    store = _open_store(db)
+    try:
+        result, frame = run_detection(store, None, None)
+        alert_store.upsert(store.con, result.alerts)
+    finally:
+        store.close()
+    alerts_path = out / "alerts.jsonl"
+    alerts_path.write_text("".join(a.to_json() + "\n" for a in result.alerts))
+    (out / "alerts.log").write_text("".join(a.log_line() + "\n" for a in result.alerts))
+    ev = score(sim["events"], result.alerts)
+    alerted = {a.meter_id for a in result.alerts}
+    frames = {m: g for m, g in frame[frame["meter_id"].isin(alerted)].groupby("meter_id", observed=True)}
+    summary = {"meters": meters, "days": days, "seed": seed, "readings": result.readings, "alerts": len(result.alerts),
+               "recall": round(ev["recall"], 3), "precision": round(ev["precision"], 3)}
+    report = write_report(out / "report.html", frames, result.alerts, summary, ev)
     faults = [e for e in sim["events"] if e["expect_alert"]]
     table = Table("step", "result", title="wattwatch demo")
     table.add_row("simulate", f"{meters} meters x {days:g} days, {sim['rows']:,} rows, {len(faults)} fault events")
     table.add_row("ingest", f"{c.stored:,} stored, {c.duplicates + c.merged:,} duplicates merged, "
                             f"{c.rejected:,} rejected, {c.rows_per_s:,.0f} rows/s")
-    table.add_row("detect", "no detectors yet (the detection engine lands with issue 3)")
+    table.add_row("detect", f"{len(result.alerts)} alerts on {len({a.meter_id for a in result.alerts})} meters, "
+                            f"{result.readings_per_s:,.0f} readings/s")
+    table.add_row("evaluate", f"event recall {ev['recall']:.3f}, alert precision {ev['precision']:.3f}, F1 {ev['f1']:.3f}")
     console.print(table)
-    console.print(f"store: {db}   events: {sim['files']['events']}")
+    console.print(_evaluation_table(ev))
+    console.print(f"alerts: {alerts_path}\nreport: {report.resolve()}")
 
 
 # --------------------------------------------------------------------------------------- bench
@@ -267,6 +500,27 @@ def bench_ingest(
     for r in result["results"]:
         table.add_row(r["format"], f"{r['rows']:,}", f"{r['rows_per_s']:,.0f}", f"{r['target_rows_per_s']:,}",
                       f"{r['baseline_rows_per_s']:,.0f}", f"{r['ratio_to_baseline']:.2f}", f"{r['peak_rss_mb']:,.0f}")
+    console.print(table)
+
+
+@bench_app.command("detect")
+def bench_detect(
+    rows: int = typer.Option(10_000_000, "--rows", help="Approximate readings (1,000 meters at 5 min)."),
+    workdir: Path = typer.Option(Path("bench-out"), "--workdir"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Readings/s of the full rule set on a simulated fleet, peak memory, ratio to a one-rule floor."""
+    from wattwatch.app.bench import detect_benchmark
+
+    r = detect_benchmark(rows=rows, workdir=workdir, log=err_console.print)
+    if as_json:
+        print(json.dumps(r))
+        return
+    table = Table("readings", "meters", "alerts", "detect s", "readings/s", "target", "floor readings/s", "ratio",
+                  "peak RSS MB", title=f"bench detect ({r['machine']})")
+    table.add_row(f"{r['readings']:,}", str(r["meters"]), str(r["alerts"]), f"{r['seconds']:.1f}",
+                  f"{r['readings_per_s']:,.0f}", f"{r['target_readings_per_s']:,}", f"{r['floor_readings_per_s']:,.0f}",
+                  f"{r['ratio_to_floor']:.3f}", f"{r['peak_rss_mb']:,.0f}")
     console.print(table)
 
 

@@ -40,12 +40,16 @@ class PostRule:
         ... and hold at least this many anomalous readings (one-reading blips never alert).
     merge_gap_s : float
         Runs of one meter closer than this are one alert.
+    max_bridge_s : float
+        Readings that cannot be judged (NaN) do not break a run, but only for this long: two
+        anomalous readings further apart are separate runs, whatever lies between.
     """
 
     threshold: float = 1.0
     min_duration_s: float = 900.0
     min_readings: int = 2
     merge_gap_s: float = 3600.0
+    max_bridge_s: float = 1800.0
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,8 @@ class DetectionResult:
 
 
 def _iso(t: float) -> str:
-    return pd.Timestamp(t, unit="s", tz="UTC").isoformat().replace("+00:00", "Z")
+    """Epoch seconds -> ISO-8601 UTC, to the millisecond (float seconds carry sub-µs noise)."""
+    return pd.Timestamp(round(t * 1000), unit="ms", tz="UTC").isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def detect(frame: pd.DataFrame, detectors: list[Detector] | None = None, config: EngineConfig | None = None,
@@ -93,9 +94,9 @@ def detect(frame: pd.DataFrame, detectors: list[Detector] | None = None, config:
         a, b = starts[chunk_id == c][0], ends[chunk_id == c][-1]
         part = full if (a, b) == (0, len(full)) else prepare(full.iloc[a:b])
         _run_chunk(part, order, config, resets or {}, result, skipped)
-        result.readings += b - a
+        result.readings += int(b - a)
         if on_progress:
-            on_progress(b - a)
+            on_progress(int(b - a))
     for name, ms in skipped.items():
         result.notices.append(f"{name}: skipped {len(ms)} meter(s) that lack its channels "
                               f"(e.g. {', '.join(sorted(ms)[:3])})")

@@ -24,7 +24,8 @@ def alert_groups(seg: np.ndarray, t: np.ndarray, score: np.ndarray, post: PostRu
         return []
     above = score[k_idx] >= post.threshold
     ks, kt = seg[k_idx], t[k_idx]
-    new_meter = np.concatenate([[True], ks[1:] != ks[:-1]])
+    # A new "meter" for run purposes also where known readings are too far apart to bridge.
+    new_meter = np.concatenate([[True], (ks[1:] != ks[:-1]) | (np.diff(kt) > post.max_bridge_s)])
     prev_above = np.concatenate([[False], above[:-1]])
     run_start = above & (~prev_above | new_meter)
     # A run of a single anomalous reading is a blip (a motor start, a glitch): it neither alerts

@@ -139,6 +139,9 @@ class Store:
         self.con.execute(_LOG_DDL)
         self.con.execute(_METERS_DDL)
         self.con.execute(_READINGS_VIEW)
+        from wattwatch.alerts.store import ensure_tables
+
+        ensure_tables(self.con)
         self.con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
     def _check_version(self) -> None:

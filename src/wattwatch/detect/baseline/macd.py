@@ -5,7 +5,7 @@ Profile: on hourly means of active power, the median per (day type, hour of day)
 profiling period, day types being weekdays (pooled, so one profiled week gives five samples per
 hour), Saturday and Sunday; hours never profiled fall back to the weekday profile. The hourly
 deviation from the profile, as a share of the meter's mean load, is smoothed by a fast (24 h)
-and a slow (7 d) EWMA; the score is |fast − slow| over the meter's limit (4 × the day-to-day
+and a slow (14 d) EWMA; the score is |fast − slow| over the meter's limit (4 × the day-to-day
 spread of the fast EWMA while profiling, at least 30 % of its load) for at least 12 h. It rises when consumption
 moves away from where it has been running and decays as the slow average catches up, like MACD:
 a sustained shift (a bypass taking half the load, an unauthorised load) alerts at its onset.
@@ -32,8 +32,8 @@ class BaselineMACDConfig(DetectorConfig):
     the fast EWMA seen while profiling, and at least ``min_rel`` of the mean load."""
 
     fast_h: float = 24.0
-    slow_h: float = 168.0
-    sigma_k: float = 5.0
+    slow_h: float = 336.0
+    sigma_k: float = 4.0
     min_rel: float = 0.3
     noisy_ratio: float = 1.0
     post: PostRule = PostRule(min_duration_s=12 * 3600.0, min_readings=6, merge_gap_s=12 * 3600.0)

@@ -20,7 +20,7 @@ class HarmonicNoiseConfig(DetectorConfig):
     this phase current THD is not meaningful (electronics at idle show huge THD on tiny currents)."""
 
     limit_pct: float = 30.0
-    min_current_a: float = 1.0
+    min_current_a: float = 0.5
     post: PostRule = PostRule(min_duration_s=1800.0, min_readings=3, merge_gap_s=3600.0)
 
 

@@ -1,7 +1,9 @@
 """Neutral-current tamper (theft by neutral bypass or partial earth return).
 
 Single phase: the neutral carries the phase current back, less earth leakage (tens of mA). The
-rule compares ΔI = |I_L − I_N| with max(0.5 A, 2 % of I_L) (SPEC §3). Three phase: the measured
+rule compares ΔI = |I_L − I_N| with max(0.5 A, 2 % of I_L) (SPEC §3); at light load (0.2-1 A),
+where that absolute limit cannot be reached, a mismatch of at least 0.1 A and half the current
+counts too (a night-time bypass of a 0.5 A base load). Three phase: the measured
 neutral is compared with the neutral the phase currents imply, |I1 + I2∠−120° + I3∠120°| (a common
 power-factor angle cancels out of the magnitude), plus the triplen harmonics that add up in the
 neutral, whose share the rule learns per meter from THD during profiling.
@@ -41,6 +43,9 @@ class NeutralTamperConfig(DetectorConfig):
     zero_a: float = 0.05
     bypass_neutral_a: float = 0.1
     bypass_load_a: float = 5.0
+    low_load_a: float = 0.2
+    low_rel_limit: float = 0.5
+    low_min_delta_a: float = 0.1
     post: PostRule = PostRule(min_duration_s=30.0, min_readings=2, merge_gap_s=3600.0)
 
 
@@ -108,11 +113,16 @@ class NeutralTamper(Detector):
         cfg = self.config
         i, i_n, three, mean, expected, limit = self._expected_and_limit(df)
         imax = max_current(df)
-        open_ct = np.where(three, (np.nanmin(i, axis=1) < cfg.zero_a) & (imax >= cfg.min_load_a),
+        open_ct = np.where(three, (np.fmin(np.fmin(i[:, 0], i[:, 1]), i[:, 2]) < cfg.zero_a) & (imax >= cfg.min_load_a),
                            (i[:, 0] < cfg.zero_a) & (i_n >= cfg.min_load_a))
+        delta = np.abs(i_n - expected)
         informative = np.isfinite(i_n) & (mean >= cfg.min_load_a) & ~open_ct
-        with np.errstate(invalid="ignore"):
-            return np.where(informative, np.abs(i_n - expected) / limit, np.nan)
+        # Light load, single phase: below the absolute limit a missing neutral is still plain
+        # when most of the current does not come back (leakage is tens of mA, not half the load).
+        light = ~three & np.isfinite(i_n) & (i[:, 0] >= cfg.low_load_a) & (i[:, 0] < cfg.min_load_a) & ~open_ct
+        with np.errstate(invalid="ignore", divide="ignore"):
+            light_score = np.where(delta >= cfg.low_min_delta_a, delta / i[:, 0] / cfg.low_rel_limit, 0.0)
+            return np.where(informative, delta / limit, np.where(light, light_score, np.nan))
 
     def describe(self, df, rows, scores) -> Finding:
         cfg = self.config

@@ -7,7 +7,8 @@ lag of the load heating (I², the most loaded phase) plus a daily ambient cycle:
 
 τ is chosen per meter from a few candidates (15 min to 2 h) by least squares on the profiling
 period, all meters at once through batched normal equations. A reading is anomalous when the
-measured temperature exceeds the prediction by more than max(5 °C, 5 σ of the meter's residual):
+measured temperature exceeds the prediction by more than max(5 °C, 5 σ of the meter's residual,
+40 % of the load-driven rise the model predicts, whose error grows as load leaves the profiled range):
 heat the load does not explain (a loose connection, a blocked air path, a failing fan)."""
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class ThermalDriftConfig(DetectorConfig):
     taus_min: tuple[float, ...] = (15.0, 45.0, 120.0)
     min_excess_c: float = 5.0
     sigma_k: float = 5.0
+    rel_rise: float = 0.4
     post: PostRule = PostRule(min_duration_s=3600.0, min_readings=6, merge_gap_s=2 * 3600.0)
 
 
@@ -110,7 +112,7 @@ class ThermalDrift(Detector):
         names = meter_names(df)
         n = len(df)
         pred = np.full(n, np.nan)
-        limit = np.full(n, np.nan)
+        rise = np.zeros(n)
         models = [self.model_.get(m) for m in names]
         i_ref = np.array([mm[3] if mm else 1.0 for mm in models])
         for tm in sorted({mm[1] for mm in models if mm}):
@@ -118,8 +120,11 @@ class ThermalDrift(Detector):
             beta = np.array([mm[0] if mm and mm[1] == tm else np.full(4, np.nan) for mm in models])
             p = sum(x * beta[seg, j] for j, x in enumerate(X))
             pred = np.where(np.isfinite(p), p, pred)
+            rise = np.where(np.isfinite(p), np.abs(X[1] * beta[seg, 1]), rise)
         sig = np.array([mm[2] if mm else np.nan for mm in models])[seg]
-        limit = np.maximum(self.config.min_excess_c, np.nan_to_num(self.config.sigma_k * sig))
+        # The model's error grows with the heating it extrapolates (load beyond what it saw).
+        limit = np.maximum.reduce([np.full(n, self.config.min_excess_c), np.nan_to_num(self.config.sigma_k * sig),
+                                   self.config.rel_rise * np.nan_to_num(rise)])
         return df["temp_c"].to_numpy(float) - pred, pred, limit
 
     def _score(self, df: pd.DataFrame) -> np.ndarray:

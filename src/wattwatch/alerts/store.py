@@ -1,0 +1,93 @@
+"""Alerts kept in the store: idempotent upsert, lifecycle (open -> acknowledged -> cleared) and
+the rule resets that acknowledging or clearing performs.
+
+Acknowledging or clearing an alert resets that meter's state for that detector, like the seed's
+"false positive lock" removal: the detector re-learns the meter from the end of the alert and
+judges nothing before it, so a cleared false positive is not raised again on the next run and a
+meter whose normal changed (new tenant, new equipment) gets a fresh profile.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from wattwatch.alerts.model import Alert, _plain
+
+STATUSES = ("open", "acknowledged", "cleared")
+
+_DDL = (
+    "CREATE TABLE IF NOT EXISTS alerts (id VARCHAR PRIMARY KEY, meter_id VARCHAR, code VARCHAR, detector VARCHAR, "
+    "severity VARCHAR, start TIMESTAMPTZ, \"end\" TIMESTAMPTZ, score DOUBLE, message VARCHAR, evidence VARCHAR, "
+    "action VARCHAR, status VARCHAR, first_seen TIMESTAMPTZ, last_seen TIMESTAMPTZ, status_at TIMESTAMPTZ, note VARCHAR)",
+    "CREATE TABLE IF NOT EXISTS rule_resets (meter_id VARCHAR, detector VARCHAR, reset_at TIMESTAMPTZ, alert_id VARCHAR, "
+    "status VARCHAR, created TIMESTAMPTZ)",
+)
+
+
+def ensure_tables(con) -> None:
+    for ddl in _DDL:
+        con.execute(ddl)
+
+
+def upsert(con, alerts: list[Alert]) -> dict:
+    """Insert new alerts, extend known ones (same id); statuses are kept. Returns counts."""
+    ensure_tables(con)
+    if not alerts:
+        return {"new": 0, "updated": 0}
+    rows = [(a.id, a.meter_id, a.code, a.detector, a.severity, a.start, a.end, a.score, a.message,
+             json.dumps(a.evidence, default=_plain), a.action) for a in alerts]
+    ids = [r[0] for r in rows]
+    known = {r[0] for r in con.execute(
+        f"SELECT id FROM alerts WHERE id IN ({', '.join('?' for _ in ids)})", ids).fetchall()}
+    con.executemany(
+        "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?::TIMESTAMPTZ, ?::TIMESTAMPTZ, ?, ?, ?, ?, 'open', now(), now(), now(), NULL) "
+        "ON CONFLICT (id) DO UPDATE SET \"end\" = greatest(alerts.\"end\", EXCLUDED.\"end\"), "
+        "score = greatest(alerts.score, EXCLUDED.score), severity = EXCLUDED.severity, message = EXCLUDED.message, "
+        "evidence = EXCLUDED.evidence, action = EXCLUDED.action, last_seen = now()",
+        rows,
+    )
+    return {"new": len(set(ids) - known), "updated": len(set(ids) & known)}
+
+
+def list_alerts(con, status: str | None = "open", meter: str | None = None) -> pd.DataFrame:
+    ensure_tables(con)
+    conds, params = [], []
+    if status and status != "all":
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES} or 'all'")
+        conds.append("status = ?")
+        params.append(status)
+    if meter:
+        conds.append("meter_id = ?")
+        params.append(meter)
+    where = ("WHERE " + " AND ".join(conds)) if conds else ""
+    return con.execute(f"SELECT * FROM alerts {where} ORDER BY start, meter_id, code", params).df()
+
+
+def set_status(con, alert_id: str, status: str, note: str | None = None) -> dict:
+    """Acknowledge or clear an alert (id or unique id prefix) and reset the meter's rule state."""
+    ensure_tables(con)
+    if status not in ("acknowledged", "cleared"):
+        raise ValueError("status must be acknowledged or cleared")
+    found = con.execute("SELECT id, meter_id, detector, \"end\", status FROM alerts WHERE id LIKE ?",
+                        [alert_id + "%"]).fetchall()
+    if not found:
+        raise KeyError(f"no alert {alert_id!r}")
+    if len(found) > 1:
+        raise KeyError(f"alert id prefix {alert_id!r} is ambiguous ({len(found)} alerts)")
+    aid, meter, detector, end, old = found[0]
+    if old == "cleared" and status == "acknowledged":
+        raise ValueError(f"alert {aid} is already cleared")
+    con.execute("UPDATE alerts SET status = ?, status_at = now(), note = coalesce(?, note) WHERE id = ?",
+                [status, note, aid])
+    con.execute("INSERT INTO rule_resets VALUES (?, ?, ?, ?, ?, now())", [meter, detector, end, aid, status])
+    return {"id": aid, "meter_id": meter, "detector": detector, "status": status, "reset_at": pd.Timestamp(end).isoformat()}
+
+
+def resets(con) -> dict[tuple[str, str], pd.Timestamp]:
+    """``(meter_id, detector) -> latest reset time`` for the engine."""
+    ensure_tables(con)
+    rows = con.execute("SELECT meter_id, detector, max(reset_at) FROM rule_resets GROUP BY ALL").fetchall()
+    return {(m, d): pd.Timestamp(at) for m, d, at in rows}

@@ -1,0 +1,66 @@
+"""Alerts: JSON and log line, idempotent storage, lifecycle with rule resets."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from tests.detect.conftest import healthy, window
+from wattwatch.alerts import store as alert_store
+from wattwatch.alerts.model import Alert
+from wattwatch.detect.engine import EngineConfig, detect
+from wattwatch.store import Store
+
+
+def test_alert_json_matches_the_spec_shape_and_id_is_stable():
+    a = Alert("M-17", "2025-03-10T14:05:00Z", "2025-03-10T19:40:00Z", "ERR_IMBAL_LIMIT_EXCEEDED", "critical", 0.93,
+              "neutral_tamper", "neutral current missing", {"i_l1_a": 12.4, "i_n_a": 0.01, "kind": "neutral_bypass"})
+    d = json.loads(a.to_json())
+    assert list(d)[:9] == ["meter_id", "start", "end", "code", "severity", "score", "detector", "message", "evidence"]
+    assert a.log_line() == "2025-03-10T14:05:00Z ERR_IMBAL_LIMIT_EXCEEDED M-17 neutral current missing"
+    b = Alert(**{**a.__dict__, "end": "2025-03-11T00:00:00Z", "message": "later"})
+    assert a.id == b.id  # the same fault seen longer is the same alert
+    assert Alert.from_dict(d).id == a.id
+
+
+def _bypass_frame():
+    f = healthy("residential", days=8, seed=6)
+    w = window(f, "2025-01-10T17:00Z", 3)
+    f.loc[w, "i_l1_a"] = 12.0
+    f.loc[w, "i_n_a"] = 0.01
+    return f
+
+
+def test_rerun_never_duplicates_and_ack_or_clear_resets_rule_state(tmp_path):
+    f = _bypass_frame()
+    engine = EngineConfig(profile_days=3)
+    with Store(tmp_path / "s.duckdb") as s:
+        first = detect(f, config=engine).alerts
+        assert [a.code for a in first] == ["ERR_IMBAL_LIMIT_EXCEEDED"]
+        assert alert_store.upsert(s.con, first) == {"new": 1, "updated": 0}
+        assert alert_store.upsert(s.con, detect(f, config=engine).alerts) == {"new": 0, "updated": 1}
+        assert len(alert_store.list_alerts(s.con, "all")) == 1
+
+        res = alert_store.set_status(s.con, first[0].id[:6], "cleared", "electrician replaced the neutral")
+        assert res["status"] == "cleared" and res["detector"] == "neutral_tamper"
+        resets = alert_store.resets(s.con)
+        assert resets[(first[0].meter_id, "neutral_tamper")] == pd.Timestamp(first[0].end)
+        # The detector re-learns the meter from the reset and judges nothing before it.
+        again = detect(f, config=engine, resets=resets).alerts
+        assert again == []
+        listed = alert_store.list_alerts(s.con, "all")
+        assert listed.status.tolist() == ["cleared"] and listed.note.tolist() == ["electrician replaced the neutral"]
+        assert alert_store.list_alerts(s.con, "open").empty
+
+
+def test_a_new_fault_after_a_reset_still_alerts(tmp_path):
+    f = _bypass_frame()
+    w2 = window(f, "2025-01-12T17:00Z", 3)
+    f.loc[w2, "i_l1_a"] = 12.0
+    f.loc[w2, "i_n_a"] = 0.01
+    engine = EngineConfig(profile_days=3)
+    first = [a for a in detect(f, config=engine).alerts if a.start < "2025-01-11"][0]
+    resets = {(first.meter_id, "neutral_tamper"): pd.Timestamp(first.end)}
+    later = detect(f, config=engine, resets=resets).alerts
+    assert [a.start[:10] for a in later if a.code == "ERR_IMBAL_LIMIT_EXCEEDED"] == ["2025-01-12"]

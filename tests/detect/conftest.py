@@ -1,0 +1,42 @@
+"""Frames for detector tests: healthy single meters built by the simulator, faults added by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from wattwatch.detect.engine import EngineConfig, detect
+from wattwatch.detect.registry import build_all
+from wattwatch.sim import SimConfig, simulate
+
+HEALTHY = dict(fault_share=0.0, outage_share=0.0, reset_share=0.0, motor_starts_per_day=0.0, jitter_s=0.0,
+               duplicate_rate=0.0, nan_rate=0.0, disorder_rate=0.0, background_loss=0.0)
+
+
+def healthy(kind: str, days: float = 6, seed: int = 5) -> pd.DataFrame:
+    """One healthy meter (``residential`` single phase or ``commercial`` three phase), 5-min cadence."""
+    cfg = SimConfig(meters=1, days=days, seed=seed, commercial_share=1.0 if kind == "commercial" else 0.0, **HEALTHY)
+    return simulate(cfg)["frame"]
+
+
+def window(frame: pd.DataFrame, start: str, hours: float) -> np.ndarray:
+    t0 = pd.Timestamp(start)
+    return ((frame.ts >= t0) & (frame.ts < t0 + pd.Timedelta(hours=hours))).to_numpy()
+
+
+ENGINE = EngineConfig(profile_days=3.0)
+
+
+def run(frame: pd.DataFrame, names=None):
+    return detect(frame, build_all(names) if names else None, ENGINE).alerts
+
+
+@pytest.fixture(scope="session")
+def residential() -> pd.DataFrame:
+    return healthy("residential")
+
+
+@pytest.fixture(scope="session")
+def commercial() -> pd.DataFrame:
+    return healthy("commercial")

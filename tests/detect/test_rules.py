@@ -1,0 +1,174 @@
+"""Each rule on a fault built by hand: the right code, a span that covers the fault, the evidence.
+
+Healthy meters come from the simulator with every fault and normal event switched off; the
+engine profiles the first 3 days, faults are added on day 4 onwards."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.detect.conftest import run, window
+
+T = "2025-01-09T17:00:00Z"
+
+
+def only(alerts, code):
+    return [a for a in alerts if a.code == code]
+
+
+def covers(alert, frame, mask, slack_min=30):
+    ts = frame.ts[mask]
+    return (pd.Timestamp(alert.start) <= ts.min() + pd.Timedelta(minutes=slack_min)
+            and pd.Timestamp(alert.end) >= ts.max() - pd.Timedelta(minutes=slack_min))
+
+
+def test_healthy_meters_raise_nothing(residential, commercial):
+    assert run(residential) == []
+    assert run(commercial) == []
+
+
+def test_neutral_bypass_single_phase(residential):
+    f = residential.copy()
+    w = window(f, T, 3)
+    f.loc[w, "i_l1_a"] = 12.0
+    f.loc[w, "i_n_a"] = 0.01
+    alerts = only(run(f), "ERR_IMBAL_LIMIT_EXCEEDED")
+    assert len(alerts) == 1 and covers(alerts[0], f, w, 10)
+    ev = alerts[0].evidence
+    assert ev["kind"] == "neutral_bypass" and ev["i_n_a"] < 0.1 and ev["delta_a"] > 11
+    assert alerts[0].severity == "critical"
+
+
+def test_partial_earth_return_single_phase(residential):
+    f = residential.copy()
+    w = window(f, T, 3)
+    f.loc[w, "i_l1_a"] = np.maximum(f.loc[w, "i_l1_a"], 4.0)
+    f.loc[w, "i_n_a"] = 0.6 * f.loc[w, "i_l1_a"]
+    alerts = only(run(f), "ERR_IMBAL_LIMIT_EXCEEDED")
+    assert len(alerts) == 1 and alerts[0].evidence["kind"] == "partial_earth_return"
+
+
+def test_leakage_under_30ma_and_one_reading_blips_do_not_alert(residential):
+    f = residential.copy()
+    f["i_n_a"] = f["i_l1_a"] - 0.025  # steady earth leakage
+    blips = np.flatnonzero(window(f, T, 24))[::12]  # one reading an hour with the neutral gone
+    f.loc[blips, "i_n_a"] = 0.0
+    f.loc[blips, "i_l1_a"] = 15.0
+    assert only(run(f), "ERR_IMBAL_LIMIT_EXCEEDED") == []
+
+
+def test_partial_earth_return_three_phase(commercial):
+    f = commercial.copy()
+    w = window(f, T, 4)
+    i = f.loc[w, ["i_l1_a", "i_l2_a", "i_l3_a"]].to_numpy()
+    # Half of L1's return current goes to earth: the measured neutral is the phasor sum with
+    # L1 halved, while the phase currents still imply the full sum.
+    a = np.exp(1j * np.deg2rad([0, -120, 120]))
+    f.loc[w, "i_n_a"] = np.abs((i * [0.5, 1, 1] * a).sum(axis=1))
+    alerts = only(run(f), "ERR_IMBAL_LIMIT_EXCEEDED")
+    assert len(alerts) == 1 and alerts[0].evidence["phases"] == 3 and covers(alerts[0], f, w)
+
+
+def test_phase_imbalance(commercial):
+    f = commercial.copy()
+    w = window(f, T, 3)
+    f.loc[w, "i_l1_a"] *= 1.6
+    alerts = run(f)
+    imb = only(alerts, "ERR_PHASE_IMBALANCE_01")
+    assert len(imb) == 1 and imb[0].evidence["phase"] == "L1" and imb[0].evidence["imbalance"] > 0.25
+    assert covers(imb[0], f, w)
+
+
+def test_open_ct_is_a_sensor_fault_not_theft(residential, commercial):
+    f = residential.copy()
+    w = window(f, T, 3)
+    f.loc[w, "i_l1_a"] = np.maximum(f.loc[w, "i_n_a"], 3.0) * 0 + 0.002
+    f.loc[w, "i_n_a"] = np.maximum(f.loc[w, "i_n_a"], 3.0)
+    alerts = run(f)
+    sf = only(alerts, "SENSOR_FAULT")
+    assert len(sf) == 1 and sf[0].evidence["channel"] == "i_l1_a"
+    assert only(alerts, "ERR_IMBAL_LIMIT_EXCEEDED") == []
+    g = commercial.copy()
+    w = window(g, T, 3)
+    g.loc[w, "i_l2_a"] = 0.003
+    alerts = run(g)
+    assert [a.evidence["channel"] for a in only(alerts, "SENSOR_FAULT")] == ["i_l2_a"]
+    assert only(alerts, "ERR_PHASE_IMBALANCE_01") == [] and only(alerts, "ERR_IMBAL_LIMIT_EXCEEDED") == []
+
+
+def test_supply_outage_is_information_and_pauses_current_rules(commercial):
+    f = commercial.copy()
+    w = window(f, T, 2)
+    f.loc[w, ["v_l1_v", "v_l2_v", "v_l3_v", "i_l1_a", "i_l2_a", "i_l3_a", "i_n_a", "p_kw", "q_kvar", "s_kva"]] = 0.0
+    alerts = run(f)
+    assert [a.code for a in alerts] == ["INFO_SUPPLY_OUTAGE"] and alerts[0].severity == "info"
+    assert covers(alerts[0], f, w, 5)
+
+
+def test_firmware_drift_and_register_reset(residential):
+    f = residential.copy()
+    de = f.e_kwh.diff().fillna(0).to_numpy()
+    w = (f.ts >= "2025-01-10T00:00Z").to_numpy()
+    de[w] *= 0.8  # the register under-registers by 20 % from day 5
+    f["e_kwh"] = f.e_kwh.iloc[0] + np.cumsum(de)
+    alerts = only(run(f), "WARN_FIRMWARE_DRIFT")
+    assert len(alerts) == 1 and alerts[0].evidence["deviation"] < -0.15
+    g = residential.copy()
+    at = (g.ts >= "2025-01-10T06:00Z").to_numpy()
+    g.loc[at, "e_kwh"] -= g.loc[at, "e_kwh"].iloc[0] - 0.01  # reset to ~0 after a firmware update
+    assert only(run(g), "WARN_FIRMWARE_DRIFT") == []
+
+
+def test_packet_loss_versus_jitter_and_duplicates(residential):
+    f = residential.copy()
+    rng = np.random.default_rng(1)
+    w = window(f, T, 12)
+    drop = w & (rng.random(len(f)) < 0.3)
+    alerts = only(run(f[~drop]), "ALRM_PKT_LOSS_CRIT")
+    assert len(alerts) == 1 and alerts[0].evidence["missing_share"] > 0.15
+    g = residential.copy()
+    g["ts"] = g.ts + pd.to_timedelta(rng.uniform(-3, 3, len(g)), unit="s")
+    assert only(run(g), "ALRM_PKT_LOSS_CRIT") == []
+
+
+def test_thermal_drift(commercial):
+    f = commercial.copy()
+    w = window(f, T, 6)
+    f.loc[w, "temp_c"] += np.linspace(0, 15, w.sum())
+    alerts = only(run(f), "WARN_THERM_DRIFT")
+    assert len(alerts) == 1 and alerts[0].evidence["excess_c"] > 8
+
+
+def test_harmonic_noise_alerts_and_silences_current_rules(commercial):
+    f = commercial.copy()
+    w = window(f, T, 4)
+    f.loc[w, "thd_i_pct"] = 55.0
+    rng = np.random.default_rng(2)
+    for c in ("i_l1_a", "i_l2_a", "i_l3_a"):  # distorted RMS readings scatter
+        f.loc[w, c] *= 1 + rng.normal(0, 0.15, w.sum())
+    alerts = run(f)
+    assert [a.code for a in alerts] == ["STATUS_SIGNAL_NOISY"]
+
+
+def test_frozen_readings(residential):
+    f = residential.copy()
+    w = window(f, T, 4)
+    first = np.flatnonzero(w)[0]
+    cols = [c for c in f.columns if c not in ("meter_id", "ts")]
+    f.loc[w, cols] = f.loc[first - 1, cols].to_numpy()
+    alerts = only(run(f), "WARN_CONSUMPTION_ANOMALY")
+    assert len(alerts) == 1 and alerts[0].evidence["kind"] == "frozen_readings"
+
+
+def test_baseline_deviation_on_a_lasting_drop():
+    from tests.detect.conftest import healthy
+
+    f = healthy("residential", days=12, seed=9)
+    w = (f.ts >= "2025-01-13T00:00Z").to_numpy()
+    for c in ("i_l1_a", "i_n_a", "p_kw", "q_kvar", "s_kva"):
+        f.loc[w, c] *= 0.4  # a tap before the meter takes 60 % of the load
+    alerts = only(run(f), "WARN_BASELINE_DEVIATION")
+    assert alerts and "below" in alerts[0].message
+    assert pd.Timestamp(alerts[0].start) < pd.Timestamp("2025-01-14T12:00Z")
