@@ -433,13 +433,32 @@ class Store:
         unknown = set(cols) - set(CHANNEL_NAMES)
         if unknown:
             raise ValueError(f"unknown column(s) {sorted(unknown)}")
-        where, params = self._where(meters, start, end, "ts")
-        df = self.con.execute(
-            f"SELECT meter_id, ts, {', '.join(cols)} FROM readings {where} ORDER BY meter_id, ts", params
-        ).df()
+        # Meter ids travel as integer codes (their rank by name) and become a pandas Categorical:
+        # no Python string per reading, and the sort is on integers (10 M readings load in seconds).
+        names = [r[0] for r in self.con.execute("SELECT meter_id FROM meters ORDER BY meter_id").fetchall()]
+        conds, params = [], []
+        if meters is not None:
+            meters = [meters] if isinstance(meters, str) else list(meters)
+            conds.append(f"m.meter_id IN ({', '.join('?' for _ in meters)})" if meters else "FALSE")
+            params += meters
+        if start is not None:
+            conds.append("r.ts >= ?")
+            params.append(_ts(start))
+        if end is not None:
+            conds.append("r.ts < ?")
+            params.append(_ts(end))
+        where = ("WHERE " + " AND ".join(conds)) if conds else ""
+        table = self.con.sql(
+            "WITH m AS (SELECT sid, meter_id, (row_number() OVER (ORDER BY meter_id) - 1)::INTEGER AS k FROM meters) "
+            f"SELECT m.k, r.ts, {', '.join('r.' + c for c in cols)} FROM readings_raw r JOIN m USING (sid) {where} "
+            "ORDER BY m.k, r.ts", params=params).to_arrow_table()
+        codes = table["k"].to_numpy()
+        df = table.drop_columns(["k"]).to_pandas()
+        df.insert(0, "meter_id", pd.Categorical.from_codes(codes, categories=pd.Index(names, dtype=object)))
+        if len(df) and str(df["ts"].dtype) != "datetime64[us, UTC]":
+            df["ts"] = df["ts"].dt.tz_convert("UTC")
         if not columns:
             df = df.dropna(axis=1, how="all") if len(df) else df
-        df["meter_id"] = df["meter_id"].astype("string")
         return df
 
     def query_hourly(self, meters=None, start=None, end=None) -> pd.DataFrame:

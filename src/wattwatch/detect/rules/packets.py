@@ -34,6 +34,9 @@ class PacketLoss(Detector):
         self.cadence_s_ = dict(zip(meter_names(df), seg_median(dt, seg, int(seg.max()) + 1, dt > 0)))
 
     def _cadence(self, df: pd.DataFrame) -> np.ndarray:
+        return self._memo(df, "cadence", lambda: self._cadence_(df))
+
+    def _cadence_(self, df: pd.DataFrame) -> np.ndarray:
         seg, dt = df["_seg"].to_numpy(), df["_dt"].to_numpy()
         names = meter_names(df)
         fitted = np.array([self.cadence_s_.get(m, np.nan) for m in names], float)
