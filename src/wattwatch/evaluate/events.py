@@ -21,22 +21,9 @@ import numpy as np
 import pandas as pd
 
 from wattwatch.alerts.model import Alert
+from wattwatch.codes import CONSUMPTION_FAULTS, FAULT_CODES, RULE_FAULTS
 
-FAULT_CODES = {
-    "neutral_bypass": "ERR_IMBAL_LIMIT_EXCEEDED",
-    "partial_earth_return": "ERR_IMBAL_LIMIT_EXCEEDED",
-    "phase_imbalance": "ERR_PHASE_IMBALANCE_01",
-    "open_ct": "SENSOR_FAULT",
-    "firmware_drift": "WARN_FIRMWARE_DRIFT",
-    "packet_loss": "ALRM_PKT_LOSS_CRIT",
-    "thermal_drift": "WARN_THERM_DRIFT",
-    "harmonic_noise": "STATUS_SIGNAL_NOISY",
-    "theft_under_registration": "WARN_CONSUMPTION_ANOMALY",
-    "level_shift": "WARN_CONSUMPTION_ANOMALY",
-    "frozen_register": "WARN_CONSUMPTION_ANOMALY",
-}
-CONSUMPTION_FAULTS = ("theft_under_registration", "level_shift", "frozen_register")
-RULE_FAULTS = tuple(k for k in FAULT_CODES if k not in CONSUMPTION_FAULTS)
+__all__ = ["CONSUMPTION_FAULTS", "FAULT_CODES", "RULE_FAULTS", "compatible_codes", "evaluate", "load_events"]
 
 
 def compatible_codes(event_type: str) -> set[str]:

@@ -31,28 +31,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from scipy.signal import lfilter
 
+from wattwatch.codes import FAULT_CODES, NORMAL_EVENTS
 from wattwatch.schema import CHANNEL_NAMES
 
-# Fault type -> alert code it should raise (SPEC §3). Normal events map to None (no fault alert);
-# a supply outage is reported as INFO_SUPPLY_OUTAGE, which is information, not a fault.
-FAULT_CODES: dict[str, str] = {
-    "neutral_bypass": "ERR_IMBAL_LIMIT_EXCEEDED",
-    "partial_earth_return": "ERR_IMBAL_LIMIT_EXCEEDED",
-    "phase_imbalance": "ERR_PHASE_IMBALANCE_01",
-    "open_ct": "SENSOR_FAULT",
-    "firmware_drift": "WARN_FIRMWARE_DRIFT",
-    "packet_loss": "ALRM_PKT_LOSS_CRIT",
-    "thermal_drift": "WARN_THERM_DRIFT",
-    "harmonic_noise": "STATUS_SIGNAL_NOISY",
-    "theft_under_registration": "WARN_CONSUMPTION_ANOMALY",
-    "level_shift": "WARN_CONSUMPTION_ANOMALY",
-    "frozen_register": "WARN_CONSUMPTION_ANOMALY",
-}
-NORMAL_EVENTS: dict[str, str | None] = {
-    "supply_outage": "INFO_SUPPLY_OUTAGE",
-    "register_reset": None,
-    "motor_start": None,
-}
 THREE_PHASE_ONLY = {"phase_imbalance"}
 SINGLE_PHASE_ONLY = {"neutral_bypass"}  # on a balanced 3-phase load a missing neutral is invisible
 
