@@ -89,7 +89,9 @@ def to_canonical(frame: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise ValueError(f"telemetry frame lacks required column(s): {', '.join(missing)}")
     out = pd.DataFrame(index=frame.index)
-    out["meter_id"] = frame["meter_id"].astype("string")
+    mid = frame["meter_id"]
+    # A Categorical stays one (no string per reading); anything else becomes pandas strings.
+    out["meter_id"] = mid if isinstance(mid.dtype, pd.CategoricalDtype) else mid.astype("string")
     ts = frame["ts"]
     if not isinstance(ts.dtype, pd.DatetimeTZDtype):
         ts = pd.to_datetime(ts, utc=True)

@@ -14,8 +14,10 @@ memory; the same split is what a Spark job distributes). Within a chunk:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,9 +34,13 @@ FIRST = ("supply_outage", "harmonic_noise", "sensor_fault", "frozen_readings")
 
 @dataclass(frozen=True)
 class EngineConfig:
+    """``workers``: meter chunks scored at once (threads; numpy releases the GIL), default one
+    per core."""
+
     profile_days: float = 7.0
     profile_max_share: float = 0.5
-    chunk_rows: int = 2_000_000
+    chunk_rows: int = 1_000_000
+    workers: int = 0
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "EngineConfig":
@@ -89,14 +95,37 @@ def detect(frame: pd.DataFrame, detectors: list[Detector] | None = None, config:
     result.meters = len(starts)
     # Meter chunks of about chunk_rows readings: contiguous row ranges of the sorted frame.
     chunk_id = np.floor(ends / max(config.chunk_rows, 1)).astype(int)
-    skipped: dict[str, set] = {}
-    for c in np.unique(chunk_id):
-        a, b = starts[chunk_id == c][0], ends[chunk_id == c][-1]
+    bounds = [(int(starts[chunk_id == c][0]), int(ends[chunk_id == c][-1])) for c in np.unique(chunk_id)]
+    workers = min(len(bounds), config.workers or os.cpu_count() or 1)
+
+    def one(ab: tuple[int, int]) -> tuple[DetectionResult, dict]:
+        a, b = ab
         part = full if (a, b) == (0, len(full)) else prepare(full.iloc[a:b])
-        _run_chunk(part, order, config, resets or {}, result, skipped)
-        result.readings += int(b - a)
-        if on_progress:
-            on_progress(int(b - a))
+        # Fitted state is per chunk: each chunk gets its own detector objects.
+        dets = order if workers == 1 else [type(d)(d.config) for d in order]
+        res, skip = DetectionResult(), {}
+        _run_chunk(part, dets, config, resets or {}, res, skip)
+        res.readings = b - a
+        return res, skip
+
+    skipped: dict[str, set] = {}
+    if workers == 1:
+        outcomes = map(one, bounds)
+    else:
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wattwatch-detect")
+        outcomes = pool.map(one, bounds)
+    try:
+        for res, skip in outcomes:
+            result.alerts += res.alerts
+            result.notices += res.notices
+            result.readings += res.readings
+            for k, v in skip.items():
+                skipped.setdefault(k, set()).update(v)
+            if on_progress:
+                on_progress(res.readings)
+    finally:
+        if workers > 1:
+            pool.shutdown()
     for name, ms in skipped.items():
         result.notices.append(f"{name}: skipped {len(ms)} meter(s) that lack its channels "
                               f"(e.g. {', '.join(sorted(ms)[:3])})")

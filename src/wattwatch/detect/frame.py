@@ -33,23 +33,38 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
     if all(c in frame.columns for c in AUX):
         if frame.index.equals(pd.RangeIndex(len(frame))):
             return frame
-        seg, _ = pd.factorize(frame["_seg"].to_numpy(), sort=False)
+        seg = frame["_seg"].to_numpy()
+        seg = seg - seg[0] if len(seg) else seg
+        if len(seg) and not (np.diff(seg) <= 1).all():  # a meter dropped out of the subset
+            seg, _ = pd.factorize(frame["_seg"].to_numpy(), sort=False)
         meter = frame["meter_id"].to_numpy() if not isinstance(frame["meter_id"].dtype, pd.CategoricalDtype) \
             else frame["meter_id"].array
         return _assemble(pd.Categorical(meter) if not isinstance(meter, pd.Categorical) else meter,
                          frame["ts"].array, {c: frame[c].to_numpy() for c in CHANNEL_NAMES},
                          seg, frame["_t"].to_numpy())
-    df = to_canonical(frame)
-    codes, uniques = pd.factorize(df["meter_id"], sort=True)
+    df = to_canonical(frame[["meter_id", "ts"]])
+    mid = df["meter_id"]
+    if isinstance(mid.dtype, pd.CategoricalDtype):
+        codes, uniques = mid.array.codes.astype(np.int64), np.asarray(mid.cat.categories, dtype=object)
+        if not mid.cat.categories.is_monotonic_increasing:
+            codes, uniques = pd.factorize(mid, sort=True)
+    else:
+        codes, uniques = pd.factorize(mid, sort=True)
     ts = df["ts"]
     t = ts.to_numpy("datetime64[us]").astype(np.int64) / 1e6
     key_sorted = len(t) < 2 or bool(np.all((np.diff(codes) > 0) | ((np.diff(codes) == 0) & (np.diff(t) >= 0))))
-    order = np.arange(len(t)) if key_sorted else np.lexsort((t, codes))
-    codes = codes[order]
+    order = None if key_sorted else np.lexsort((t, codes))
+
+    def pick(x: np.ndarray) -> np.ndarray:
+        return x if order is None else x[order]
+
+    codes = pick(codes)
     meter = pd.Categorical.from_codes(codes, categories=pd.Index(uniques, dtype=object))
-    channels = {c: (df[c].to_numpy(float)[order] if c in df.columns else np.full(len(df), np.nan)) for c in CHANNEL_NAMES}
+    # Channels are taken as they are (no copy when already float64 and in order).
+    channels = {c: (pick(pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float, copy=False))
+                    if c in frame.columns else np.full(len(df), np.nan)) for c in CHANNEL_NAMES}
     seg = codes if len(codes) == 0 else np.cumsum(np.concatenate([[0], codes[1:] != codes[:-1]]))
-    return _assemble(meter, ts.array.take(order), channels, seg, t[order])
+    return _assemble(meter, ts.array if order is None else ts.array.take(order), channels, seg, pick(t))
 
 
 def seg_bounds(seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -118,6 +133,19 @@ def window_sum(x: np.ndarray, t: np.ndarray, seg: np.ndarray, window_s: float, c
     """
     v = np.where(np.isfinite(x), x, 0.0)
     c = np.concatenate([[0.0], np.cumsum(v)])
+    lo, hi = _window_bounds(t, seg, window_s, centred)
+    return c[hi] - c[lo]
+
+
+_BOUNDS: dict = {}
+
+
+def _window_bounds(t: np.ndarray, seg: np.ndarray, window_s: float, centred: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Row range of each row's window; the last few are kept (windows repeat across detectors)."""
+    tag = (id(t), len(t), float(window_s), centred)
+    hit = _BOUNDS.get(tag)
+    if hit is not None and hit[0] is t:
+        return hit[1], hit[2]
     key = seg.astype(np.float64) * 1e12 + (t - t.min() if len(t) else t)
     if centred:
         lo = np.searchsorted(key, key - window_s / 2, side="left")
@@ -125,7 +153,10 @@ def window_sum(x: np.ndarray, t: np.ndarray, seg: np.ndarray, window_s: float, c
     else:
         lo = np.searchsorted(key, key - window_s, side="right")
         hi = np.arange(1, len(key) + 1)
-    return c[hi] - c[lo]
+    if len(_BOUNDS) > 8:
+        _BOUNDS.clear()
+    _BOUNDS[tag] = (t, lo, hi)
+    return lo, hi
 
 
 def profile_mask(df: pd.DataFrame, days: float, max_share: float = 0.5,

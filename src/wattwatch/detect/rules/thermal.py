@@ -115,12 +115,14 @@ class ThermalDrift(Detector):
         rise = np.zeros(n)
         models = [self.model_.get(m) for m in names]
         i_ref = np.array([mm[3] if mm else 1.0 for mm in models])
+        taus = np.array([mm[1] if mm else np.nan for mm in models])
         for tm in sorted({mm[1] for mm in models if mm}):
             X = self._features(df, i_ref, tm)
-            beta = np.array([mm[0] if mm and mm[1] == tm else np.full(4, np.nan) for mm in models])
-            p = sum(x * beta[seg, j] for j, x in enumerate(X))
-            pred = np.where(np.isfinite(p), p, pred)
-            rise = np.where(np.isfinite(p), np.abs(X[1] * beta[seg, 1]), rise)
+            rows = (taus == tm)[seg]  # only the meters whose model uses this τ
+            beta = np.array([mm[0] if mm and mm[1] == tm else np.full(4, np.nan) for mm in models])[seg[rows]]
+            p = sum(x[rows] * beta[:, j] for j, x in enumerate(X))
+            pred[rows] = p
+            rise[rows] = np.abs(X[1][rows] * beta[:, 1])
         sig = np.array([mm[2] if mm else np.nan for mm in models])[seg]
         # The model's error grows with the heating it extrapolates (load beyond what it saw).
         limit = np.maximum.reduce([np.full(n, self.config.min_excess_c), np.nan_to_num(self.config.sigma_k * sig),
