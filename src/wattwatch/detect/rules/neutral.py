@@ -46,7 +46,12 @@ class NeutralTamperConfig(DetectorConfig):
     low_load_a: float = 0.2
     low_rel_limit: float = 0.5
     low_min_delta_a: float = 0.1
-    post: PostRule = PostRule(min_duration_s=30.0, min_readings=2, merge_gap_s=3600.0)
+    clear_ok_a: float = 0.1
+    clear_ok_rel: float = 0.05
+    clear_ok_3ph: float = 0.5
+    # Long bridges: a persistent fault spans nights when the deficit cannot be judged, while
+    # isolated blips stay apart because a healthy light load reads as known-normal between them.
+    post: PostRule = PostRule(min_duration_s=30.0, min_readings=2, merge_gap_s=3600.0, max_bridge_s=4 * 3600.0)
 
 
 def implied_neutral(i: np.ndarray) -> np.ndarray:
@@ -122,7 +127,15 @@ class NeutralTamper(Detector):
         light = ~three & np.isfinite(i_n) & (i[:, 0] >= cfg.low_load_a) & (i[:, 0] < cfg.min_load_a) & ~open_ct
         with np.errstate(invalid="ignore", divide="ignore"):
             light_score = np.where(delta >= cfg.low_min_delta_a, delta / i[:, 0] / cfg.low_rel_limit, 0.0)
-            return np.where(informative, delta / limit, np.where(light, light_score, np.nan))
+            score = np.where(informative, delta / limit, np.where(light, light_score, np.nan))
+            # Below the limit, only a mismatch within leakage and CT error (single phase) or under
+            # half the limit (three phase) is evidence of a healthy neutral. A partial deficit in
+            # between cannot be judged either way, so it does not split one persistent fault into
+            # many alerts.
+            clearly_ok = np.where(three, score < cfg.clear_ok_3ph,
+                                  delta <= np.maximum(cfg.clear_ok_a, cfg.clear_ok_rel * i[:, 0]))
+            ambiguous = (score < 1) & ~clearly_ok
+            return np.where(ambiguous, np.nan, score)
 
     def describe(self, df, rows, scores) -> Finding:
         cfg = self.config
