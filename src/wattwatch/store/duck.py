@@ -450,8 +450,15 @@ class Store:
         where = ("WHERE " + " AND ".join(conds)) if conds else ""
         table = self.con.sql(
             "WITH m AS (SELECT sid, meter_id, (row_number() OVER (ORDER BY meter_id) - 1)::INTEGER AS k FROM meters) "
-            f"SELECT m.k, r.ts, {', '.join('r.' + c for c in cols)} FROM readings_raw r JOIN m USING (sid) {where} "
-            "ORDER BY m.k, r.ts", params=params).to_arrow_table()
+            f"SELECT m.k, r.ts, {', '.join('r.' + c for c in cols)} FROM readings_raw r JOIN m USING (sid) {where}",
+            params=params).to_arrow_table()
+        # Sorted here rather than by DuckDB: under the store's memory limit an ORDER BY of 10 M
+        # readings spills to disk (18 s); a numpy sort on (meter code, time) takes about 2 s.
+        if table.num_rows:
+            order = _argsort2(table["k"].to_numpy().astype(np.int64),
+                              pc.cast(table["ts"], pa.int64()).to_numpy(), len(names), stable=True)
+            if not (len(order) and order[0] == 0 and (np.diff(order) == 1).all()):
+                table = table.take(pa.array(order))
         codes = table["k"].to_numpy()
         df = table.drop_columns(["k"]).to_pandas()
         df.insert(0, "meter_id", pd.Categorical.from_codes(codes, categories=pd.Index(names, dtype=object)))
