@@ -16,7 +16,6 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
-from tests.conftest import frame_equal
 from wattwatch.ingest.pipeline import ingest_path
 from wattwatch.store import Store, StoreError
 

@@ -170,11 +170,6 @@ class Detector:
         return f"{type(self).__name__}({self.config})"
 
 
-def has_channel(df: pd.DataFrame, col: str) -> np.ndarray:
-    """Per-meter flag: does the meter report ``col`` at all (any finite value)?"""
-    seg = df["_seg"].to_numpy()
-    n = int(seg.max()) + 1 if len(seg) else 0
-    return np.bincount(seg[np.isfinite(df[col].to_numpy())], minlength=n) > 0
 
 
 def rnd(x: float, nd: int = 3) -> float | None:

@@ -138,7 +138,6 @@ def _run_chunk(df: pd.DataFrame, detectors: list[Detector], config: EngineConfig
                resets: dict, result: DetectionResult, skipped: dict) -> None:
     seg, t = df["_seg"].to_numpy(), df["_t"].to_numpy()
     names = meter_names(df)
-    before_reset = np.zeros(len(df), bool)
     meter_resets: dict[str, pd.Timestamp] = {}
     for (m, det), at in resets.items():
         if det == "*":

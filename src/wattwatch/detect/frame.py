@@ -84,9 +84,6 @@ def meter_names(df: pd.DataFrame) -> np.ndarray:
     return col.to_numpy()[starts]
 
 
-def per_meter(values: np.ndarray, seg: np.ndarray) -> np.ndarray:
-    """Broadcast one value per meter code to its rows."""
-    return values[seg]
 
 
 def seg_quantile(x: np.ndarray, seg: np.ndarray, n_seg: int, q: float, mask: np.ndarray | None = None) -> np.ndarray:
@@ -117,13 +114,8 @@ def seg_median(x: np.ndarray, seg: np.ndarray, n_seg: int, mask: np.ndarray | No
     return seg_quantile(x, seg, n_seg, 0.5, mask)
 
 
-def seg_sum(x: np.ndarray, seg: np.ndarray, n_seg: int, mask: np.ndarray | None = None) -> np.ndarray:
-    ok = np.isfinite(x) if mask is None else (mask & np.isfinite(x))
-    return np.bincount(seg[ok], weights=x[ok], minlength=n_seg)
 
 
-def seg_count(seg: np.ndarray, n_seg: int, mask: np.ndarray | None = None) -> np.ndarray:
-    return np.bincount(seg if mask is None else seg[mask], minlength=n_seg)
 
 
 def window_sum(x: np.ndarray, t: np.ndarray, seg: np.ndarray, window_s: float, centred: bool = False) -> np.ndarray:

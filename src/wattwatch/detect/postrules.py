@@ -46,7 +46,6 @@ def alert_groups(seg: np.ndarray, t: np.ndarray, score: np.ndarray, post: PostRu
     gap = np.concatenate([[np.inf], np.diff(rt)])
     other_meter = np.concatenate([[True], rs[1:] != rs[:-1]])
     new_group = other_meter | (starts_run & (gap >= post.merge_gap_s))
-    gid = np.cumsum(new_group) - 1
     bounds = np.append(np.flatnonzero(new_group), len(rows))
     first, last = bounds[:-1], bounds[1:] - 1
     duration = rt[last] - rt[first]

@@ -367,7 +367,6 @@ class Store:
         Candidates are the rows of ``good`` still marked in ``keep`` plus ``merged_tbl``; matched
         ones are cleared from ``keep`` (in place) and dropped from ``merged_tbl``.
         """
-        con = self.con
         n_good = len(codes)
         c_codes, c_t = codes, t
         if merged_tbl is not None:
@@ -436,18 +435,7 @@ class Store:
         # Meter ids travel as integer codes (their rank by name) and become a pandas Categorical:
         # no Python string per reading, and the sort is on integers (10 M readings load in seconds).
         names = [r[0] for r in self.con.execute("SELECT meter_id FROM meters ORDER BY meter_id").fetchall()]
-        conds, params = [], []
-        if meters is not None:
-            meters = [meters] if isinstance(meters, str) else list(meters)
-            conds.append(f"m.meter_id IN ({', '.join('?' for _ in meters)})" if meters else "FALSE")
-            params += meters
-        if start is not None:
-            conds.append("r.ts >= ?")
-            params.append(_ts(start))
-        if end is not None:
-            conds.append("r.ts < ?")
-            params.append(_ts(end))
-        where = ("WHERE " + " AND ".join(conds)) if conds else ""
+        where, params = self._where(meters, start, end, "r.ts", meter_col="m.meter_id")
         table = self.con.sql(
             "WITH m AS (SELECT sid, meter_id, (row_number() OVER (ORDER BY meter_id) - 1)::INTEGER AS k FROM meters) "
             f"SELECT m.k, r.ts, {', '.join('r.' + c for c in cols)} FROM readings_raw r JOIN m USING (sid) {where}",
@@ -474,11 +462,11 @@ class Store:
         return self.con.execute(f"SELECT * FROM readings_hourly {where} ORDER BY meter_id, hour", params).df()
 
     @staticmethod
-    def _where(meters, start, end, col: str) -> tuple[str, list]:
+    def _where(meters, start, end, col: str, meter_col: str = "meter_id") -> tuple[str, list]:
         conds, params = [], []
         if meters is not None:
             meters = [meters] if isinstance(meters, str) else list(meters)
-            conds.append(f"meter_id IN ({', '.join('?' for _ in meters)})" if meters else "FALSE")
+            conds.append(f"{meter_col} IN ({', '.join('?' for _ in meters)})" if meters else "FALSE")
             params += meters
         if start is not None:
             conds.append(f"{col} >= ?")

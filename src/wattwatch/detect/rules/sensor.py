@@ -45,22 +45,31 @@ class SensorFault(Detector):
         """(score, dead phase index or -1) per reading."""
         return self._memo(df, "dead", lambda: self._channel_dead_(df))
 
+    def _context(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Per reading: the meter's learned nominal voltage and normal phase shares."""
+
+        def compute():
+            names = meter_names(df)
+            seg = df["_seg"].to_numpy()
+            nom = np.array([self.nominal_v_.get(m, np.nan) for m in names], float)
+            nom = np.where(np.isfinite(nom), nom, 230.0)[seg]
+            share = np.array([self.share_.get(m, (np.nan,) * 3) for m in names], float).reshape(-1, 3)[seg]
+            return nom, share
+
+        return self._memo(df, "context", compute)
+
     def _channel_dead_(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
         v, i = phases(df)
         i_n = df["i_n_a"].to_numpy(float)
-        names = meter_names(df)
-        seg = df["_seg"].to_numpy()
-        nom = np.array([self.nominal_v_.get(m, np.nan) for m in names], float)
-        nom = np.where(np.isfinite(nom), nom, 230.0)[seg]
-        share = np.array([self.share_.get(m, (np.nan,) * 3) for m in names], float).reshape(-1, 3)[seg]
+        nom, share = self._context(df)
         three = np.isfinite(i).all(axis=1)
         v_ok = v >= cfg.voltage_fraction * nom[:, None]
         zero = (i < cfg.zero_a) & v_ok
         imax = max_current(df)
         # Evidence of load: the neutral (one phase) or the other phases (three phase).
         load_1 = np.where(np.isfinite(i_n), i_n, np.nan)
-        others = np.where(three[:, None], max_current(df)[:, None], np.nan)
+        others = np.where(three[:, None], imax[:, None], np.nan)
         normally_loaded = np.nan_to_num(share) >= cfg.min_share
         dead3 = zero & three[:, None] & (others >= cfg.min_load_a) & normally_loaded
         dead1 = zero[:, 0] & ~three & (load_1 >= cfg.min_load_a)
@@ -81,11 +90,7 @@ class SensorFault(Detector):
         load or not: what an open CT looks like at night too (used to explain consumption drops)."""
         cfg = self.config
         v, i = phases(df)
-        seg = df["_seg"].to_numpy()
-        names = meter_names(df)
-        nom = np.array([self.nominal_v_.get(m, np.nan) for m in names], float)
-        nom = np.where(np.isfinite(nom), nom, 230.0)[seg]
-        share = np.array([self.share_.get(m, (np.nan,) * 3) for m in names], float).reshape(-1, 3)[seg]
+        nom, share = self._context(df)
         used = np.isfinite(i) & ((np.nan_to_num(share) >= cfg.min_share) | ~np.isfinite(i[:, 1:2]))
         return ((i < cfg.zero_a) & (v >= cfg.voltage_fraction * nom[:, None]) & used).any(axis=1)
 
