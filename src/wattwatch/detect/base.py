@@ -151,6 +151,12 @@ class Detector:
     def _score(self, df: pd.DataFrame) -> np.ndarray:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    @staticmethod
+    def _per_meter(fitted: dict, names: np.ndarray, default: float = np.nan) -> np.ndarray:
+        """Values a fit learned per meter (``{meter_id: value}``) as an array over ``names``
+        (each segment code's meter), ``default`` for meters the fit did not see."""
+        return np.array([fitted.get(m, default) for m in names], float)
+
     def _memo(self, df: pd.DataFrame, key: str, fn):
         """Compute ``fn()`` once per frame: ``describe`` of every alert reuses what ``_score``
         computed over the whole chunk instead of recomputing it."""

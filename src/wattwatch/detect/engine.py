@@ -148,32 +148,37 @@ def _run_chunk(df: pd.DataFrame, detectors: list[Detector], config: EngineConfig
     frozen = np.zeros(len(df), bool)
     cons_df = None
     fit_cache: dict = {}
+    plain_profile = profile_mask(df, config.profile_days, config.profile_max_share)
+    has_values = _has_values(df)
     for det in detectors:
         per_det = {m: at for (m, d), at in resets.items() if d == det.name}
         for m, at in meter_resets.items():
             per_det[m] = max(per_det.get(m, at), at)
-        prof = profile_mask(df, config.profile_days, config.profile_max_share, per_det or None)
-        lacking = _lacking(df, det)
+        prof = profile_mask(df, config.profile_days, config.profile_max_share, per_det) if per_det else plain_profile
+        lacking = np.zeros(len(names), bool)
+        for col in det.requires:
+            lacking |= ~has_values(col)
         if lacking.any():
             skipped.setdefault(det.name, set()).update(names[lacking])
         fit_rows = prof & ~lacking[seg]
         if not fit_rows.any():
             continue
         src = df
-        if det.consumption_based:
-            if cons_df is None:
-                # Consumption rules do not see readings without supply or whose consumption is
-                # explained by an open CT or frozen data: blanking their input (not just their
-                # scores) keeps averages from carrying the "drop" past the explained span.
-                blank = outage | explained
-                cons_df = pd.DataFrame({**{c: df[c] for c in df.columns},
-                                        "p_kw": np.where(blank, np.nan, df["p_kw"].to_numpy()),
-                                        "e_kwh": np.where(blank, np.nan, df["e_kwh"].to_numpy())}, copy=False)
-            src = cons_df
-        key = (id(src), fit_rows.tobytes().__hash__())
+        key = fit_rows.tobytes().__hash__()
         if fit_cache.get("key") != key:
-            fit_cache.update(key=key, frame=prepare(src[fit_rows]))
-        det.fit(fit_cache["frame"])
+            fit_cache = {"key": key, "plain": prepare(df[fit_rows])}
+        fit_frame = fit_cache["plain"]
+        if det.consumption_based:
+            # Consumption rules do not see readings without supply or whose consumption is
+            # explained by an open CT or frozen data: blanking their input (not just their
+            # scores) keeps averages from carrying the "drop" past the explained span.
+            blank = outage | explained
+            if cons_df is None:
+                cons_df = _blanked(df, blank)
+            if "cons" not in fit_cache:
+                fit_cache["cons"] = _blanked(fit_frame, blank[fit_rows])
+            src, fit_frame = cons_df, fit_cache["cons"]
+        det.fit(fit_frame)
         s = det.score(src).to_numpy(copy=True)
         s[lacking[seg]] = np.nan
         if det.current_based:
@@ -213,11 +218,22 @@ def _run_chunk(df: pd.DataFrame, detectors: list[Detector], config: EngineConfig
                                       "wiring audit advised (CT clamp seating, grounding)")
 
 
-def _lacking(df: pd.DataFrame, det: Detector) -> np.ndarray:
-    """Per meter code: True when the meter has no value at all in a channel the detector needs."""
-    seg = df["_seg"].to_numpy()
-    n = int(seg.max()) + 1 if len(seg) else 0
-    out = np.zeros(n, bool)
-    for col in det.requires:
-        out |= np.bincount(seg[np.isfinite(df[col].to_numpy(float))], minlength=n) == 0
-    return out
+def _blanked(df: pd.DataFrame, blank: np.ndarray) -> pd.DataFrame:
+    """``df`` (not copied) with power and energy set to NaN on the ``blank`` rows."""
+    return pd.DataFrame({**{c: df[c] for c in df.columns},
+                         "p_kw": np.where(blank, np.nan, df["p_kw"].to_numpy()),
+                         "e_kwh": np.where(blank, np.nan, df["e_kwh"].to_numpy())}, copy=False)
+
+
+def _has_values(df: pd.DataFrame) -> Callable[[str], np.ndarray]:
+    """``has(col)``: per meter code, True when the meter has at least one value in ``col``
+    (computed once per column and chunk)."""
+    starts, _ = seg_bounds(df["_seg"].to_numpy())
+    done: dict[str, np.ndarray] = {}
+
+    def has(col: str) -> np.ndarray:
+        if col not in done:
+            finite = np.isfinite(df[col].to_numpy(float))
+            done[col] = np.logical_or.reduceat(finite, starts) if len(starts) else np.zeros(0, bool)
+        return done[col]
+    return has

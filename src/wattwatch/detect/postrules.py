@@ -18,7 +18,14 @@ from wattwatch.detect.base import PostRule
 
 def alert_groups(seg: np.ndarray, t: np.ndarray, score: np.ndarray, post: PostRule) -> list[np.ndarray]:
     """Row indices (anomalous readings) of each alert, for rows sorted by (seg, t)."""
-    known = np.isfinite(score)
+    with np.errstate(invalid="ignore"):
+        hot = score >= post.threshold
+    if not hot.any():
+        return []
+    # Only meters with an anomalous reading can alert: the run logic needs their rows alone.
+    alerting = np.zeros(int(seg.max()) + 1, bool)
+    alerting[seg[hot]] = True
+    known = np.isfinite(score) & alerting[seg]
     k_idx = np.flatnonzero(known)
     if len(k_idx) == 0:
         return []

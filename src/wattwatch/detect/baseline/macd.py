@@ -99,8 +99,8 @@ class BaselineMACD(Detector):
         n_seg, n_bins = m.shape
         names = meter_names(df)
         base = np.stack([self.profile_.get(mm, np.full((3, 24), np.nan)) for mm in names]) if n_seg else np.zeros((0, 3, 24))
-        mean = np.array([self.mean_kw_.get(mm, np.nan) for mm in names], float)
-        limit = np.array([self.limit_.get(mm, np.nan) for mm in names], float)
+        mean = self._per_meter(self.mean_kw_, names)
+        limit = self._per_meter(self.limit_, names)
         rows = np.repeat(np.arange(n_seg), n_bins).reshape(n_seg, n_bins)
         expected = base[rows, _day_type(t_bin), ((t_bin % 86400) // 3600).astype(int)]
         u = (m - expected) / mean[:, None]

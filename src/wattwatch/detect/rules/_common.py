@@ -57,6 +57,14 @@ def max_current(df: pd.DataFrame) -> np.ndarray:
     return frame_cached(df, "imax", compute)
 
 
+def max_voltage(df: pd.DataFrame) -> np.ndarray:
+    """Highest phase voltage per reading (NaN when the meter reports none)."""
+    def compute():
+        v, _ = phases(df)
+        return np.fmax(np.fmax(v[:, 0], v[:, 1]), v[:, 2])
+    return frame_cached(df, "vmax", compute)
+
+
 def n_phases(df: pd.DataFrame, n_seg: int) -> np.ndarray:
     """Phases each meter reports current on (1 for single-phase meters, 3 for three-phase)."""
     seg = df["_seg"].to_numpy()
@@ -68,9 +76,7 @@ def n_phases(df: pd.DataFrame, n_seg: int) -> np.ndarray:
 
 def nominal_voltage(df: pd.DataFrame, n_seg: int, mask: np.ndarray | None = None) -> np.ndarray:
     """Per meter: median of its highest phase voltage while supplied (V > 50 V)."""
-    v, _ = phases(df)
-    vmax = np.nanmax(np.where(np.isfinite(v), v, -np.inf), axis=1)
-    vmax = np.where(np.isfinite(vmax), vmax, np.nan)
+    vmax = max_voltage(df)
     ok = vmax > 50
     if mask is not None:
         ok &= mask

@@ -82,9 +82,9 @@ class FirmwareDrift(Detector):
 
     def _limits(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         names = meter_names(df)
-        k = np.array([self.calibration_.get(m, np.nan) for m in names], float)
-        sp = np.array([self.spread_.get(m, np.nan) for m in names], float)
-        lim = np.maximum(self.config.rel_limit, np.nan_to_num(self.config.sigma_k * sp))
+        k = self._per_meter(self.calibration_, names)
+        sp = self._per_meter(self.spread_, names)
+        lim = np.maximum(self.config.rel_limit, np.where(np.isfinite(sp), self.config.sigma_k * sp, 0.0))
         return k, lim
 
     def _score(self, df: pd.DataFrame) -> np.ndarray:

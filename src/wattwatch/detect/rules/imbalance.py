@@ -61,7 +61,7 @@ class PhaseImbalance(Detector):
     def limits(self, df: pd.DataFrame) -> np.ndarray:
         """Effective limit per meter code."""
         cfg = self.config
-        normal = np.array([self.normal_imbalance_.get(m, np.nan) for m in meter_names(df)], float)
+        normal = self._per_meter(self.normal_imbalance_, meter_names(df))
         if not cfg.adaptive:
             return np.full(len(normal), cfg.limit)
         return np.maximum(cfg.limit, np.where(np.isfinite(normal), normal + cfg.margin, cfg.limit))

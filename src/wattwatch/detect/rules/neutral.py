@@ -77,7 +77,7 @@ class NeutralTamper(Detector):
         three = meter_three
         i = np.where(meter_three[:, None] & ~np.isfinite(i), np.nan, i)
         mean = np.where(three, i.mean(axis=1), i[:, 0])
-        fund = np.where(three, implied_neutral(np.nan_to_num(i)), np.nan)
+        fund = np.where(three, implied_neutral(np.where(np.isfinite(i), i, 0.0)), np.nan)
         trip = np.where(three & np.isfinite(thd), 3 * thd / 100 * mean, 0.0)
         return i, i_n, three, mean, fund, trip
 
@@ -105,12 +105,12 @@ class NeutralTamper(Detector):
         i, i_n, three, mean, fund, trip = self._parts(df)
         names = meter_names(df)
         seg = df["_seg"].to_numpy()
-        kappa2 = np.array([self.kappa2_.get(m, 0.0) for m in names], float)[seg]
-        sigma = np.array([self.resid_sigma_a_.get(m, np.nan) for m in names], float)[seg]
+        kappa2 = self._per_meter(self.kappa2_, names, 0.0)[seg]
+        sigma = self._per_meter(self.resid_sigma_a_, names)[seg]
         kappa2 = np.where(np.isfinite(kappa2), kappa2, 0.0)
         expected = np.where(three, np.sqrt(fund ** 2 + kappa2 * trip ** 2), i[:, 0])
-        limit = np.where(three, np.maximum.reduce([np.full(len(df), cfg.abs_limit_3ph_a), cfg.rel_limit_3ph * mean,
-                                                   np.nan_to_num(cfg.sigma_k * sigma)]),
+        limit = np.where(three, np.maximum(np.maximum(cfg.abs_limit_3ph_a, cfg.rel_limit_3ph * mean),
+                                                    np.where(np.isfinite(sigma), cfg.sigma_k * sigma, 0.0)),
                          np.maximum(cfg.abs_limit_a, cfg.rel_limit * i[:, 0]))
         return i, i_n, three, mean, expected, limit
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
 from wattwatch.detect.frame import meter_names
-from wattwatch.detect.rules._common import nominal_voltage, phases
+from wattwatch.detect.rules._common import max_voltage, nominal_voltage
 
 
 @dataclass(frozen=True)
@@ -35,16 +35,13 @@ class SupplyOutage(Detector):
 
     def _nominal(self, df: pd.DataFrame) -> np.ndarray:
         names = meter_names(df)
-        nom = np.array([self.nominal_v_.get(m, np.nan) for m in names], float)
+        nom = self._per_meter(self.nominal_v_, names)
         return np.where(np.isfinite(nom), nom, self.config.fallback_nominal_v)
 
     def _score(self, df: pd.DataFrame) -> np.ndarray:
-        v, _ = phases(df)
-        present = np.isfinite(v)
-        vmax = np.nanmax(np.where(present, v, -np.inf), axis=1)
+        vmax = max_voltage(df)
         limit = self.config.lost_fraction * self._nominal(df)[df["_seg"].to_numpy()]
-        dead = vmax < limit
-        return np.where(present.any(axis=1), dead.astype(float), np.nan)
+        return np.where(np.isfinite(vmax), (vmax < limit).astype(float), np.nan)
 
     def describe(self, df, rows, scores) -> Finding:
         t = df["_t"].to_numpy()[rows]

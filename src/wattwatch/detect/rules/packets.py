@@ -39,7 +39,7 @@ class PacketLoss(Detector):
     def _cadence_(self, df: pd.DataFrame) -> np.ndarray:
         seg, dt = df["_seg"].to_numpy(), df["_dt"].to_numpy()
         names = meter_names(df)
-        fitted = np.array([self.cadence_s_.get(m, np.nan) for m in names], float)
+        fitted = self._per_meter(self.cadence_s_, names)
         here = seg_median(dt, seg, len(names), dt > 0)
         return np.where(np.isfinite(fitted), fitted, here)
 

@@ -51,7 +51,7 @@ class SensorFault(Detector):
         def compute():
             names = meter_names(df)
             seg = df["_seg"].to_numpy()
-            nom = np.array([self.nominal_v_.get(m, np.nan) for m in names], float)
+            nom = self._per_meter(self.nominal_v_, names)
             nom = np.where(np.isfinite(nom), nom, 230.0)[seg]
             share = np.array([self.share_.get(m, (np.nan,) * 3) for m in names], float).reshape(-1, 3)[seg]
             return nom, share
@@ -70,7 +70,7 @@ class SensorFault(Detector):
         # Evidence of load: the neutral (one phase) or the other phases (three phase).
         load_1 = np.where(np.isfinite(i_n), i_n, np.nan)
         others = np.where(three[:, None], imax[:, None], np.nan)
-        normally_loaded = np.nan_to_num(share) >= cfg.min_share
+        normally_loaded = share >= cfg.min_share
         dead3 = zero & three[:, None] & (others >= cfg.min_load_a) & normally_loaded
         dead1 = zero[:, 0] & ~three & (load_1 >= cfg.min_load_a)
         idx = np.where(dead3.any(axis=1), np.argmax(dead3, axis=1), np.where(dead1, 0, -1))
@@ -91,7 +91,7 @@ class SensorFault(Detector):
         cfg = self.config
         v, i = phases(df)
         nom, share = self._context(df)
-        used = np.isfinite(i) & ((np.nan_to_num(share) >= cfg.min_share) | ~np.isfinite(i[:, 1:2]))
+        used = np.isfinite(i) & ((share >= cfg.min_share) | ~np.isfinite(i[:, 1:2]))
         return ((i < cfg.zero_a) & (v >= cfg.voltage_fraction * nom[:, None]) & used).any(axis=1)
 
     def describe(self, df, rows, scores) -> Finding:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
 from wattwatch.detect.frame import ema_rows, grid, meter_names, seg_median, seg_quantile
-from wattwatch.detect.rules._common import max_current, phases
+from wattwatch.detect.rules._common import max_current
 
 
 @dataclass(frozen=True)
@@ -39,26 +39,32 @@ class ThermalDrift(Detector):
     config_cls = ThermalDriftConfig
     requires = ("temp_c", "i_l1_a")
 
-    def _features(self, df: pd.DataFrame, i_ref: np.ndarray, tau_min: float):
-        """Design matrix columns (on rows) for one τ: [1, EMA(I²), sin, cos]."""
+    def _lag(self, df: pd.DataFrame, i_ref: np.ndarray, tau_min: float) -> np.ndarray:
+        """EMA_τ of the normalised load heating (I² / I_ref², most loaded phase) at each reading."""
 
         def gridded():
-            _, i = phases(df)
-            imax = max_current(df)
-            imax = np.where(np.isfinite(imax), imax, np.nan)
-            x = (imax / i_ref[df["_seg"].to_numpy()]) ** 2
+            x = (max_current(df) / i_ref[df["_seg"].to_numpy()]) ** 2
             return grid(df, x, self.config.bin_s)
 
         m, cell, _ = self._memo(df, f"grid{hash(i_ref.tobytes())}", gridded)
         alpha = 1 - np.exp(-self.config.bin_s / (tau_min * 60))
-        lag = ema_rows(m, alpha).ravel()[cell] if m.size else np.zeros(0)
+        return ema_rows(m, alpha).ravel()[cell] if m.size else np.zeros(0)
 
-        def daily():
-            h = (df["_t"].to_numpy() % 86400) / 3600
-            return np.sin(2 * np.pi * h / 24), np.cos(2 * np.pi * h / 24)
+    def _daily(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """sin and cos of the time of day, looked up per minute (1,440 values, not one
+        transcendental per reading; a minute is 0.07 % of the daily cycle)."""
 
-        sin, cos = self._memo(df, "daily", daily)
-        return [np.ones(len(df)), lag, sin, cos]
+        def compute():
+            minute = ((df["_t"].to_numpy() % 86400) // 60).astype(np.int32)
+            angle = 2 * np.pi * (np.arange(1440) + 0.5) / 1440
+            return np.sin(angle)[minute], np.cos(angle)[minute]
+
+        return self._memo(df, "daily", compute)
+
+    def _features(self, df: pd.DataFrame, i_ref: np.ndarray, tau_min: float):
+        """Design matrix columns (on rows) for one τ: [1, EMA(I²), sin, cos]."""
+        sin, cos = self._daily(df)
+        return [np.ones(len(df)), self._lag(df, i_ref, tau_min), sin, cos]
 
     def _solve(self, X: list, y: np.ndarray, seg: np.ndarray, n_seg: int, ok: np.ndarray) -> np.ndarray:
         """Per-meter least squares through batched normal equations (ridge-stabilised)."""
@@ -77,15 +83,14 @@ class ThermalDrift(Detector):
     def _fit(self, df: pd.DataFrame) -> None:
         seg = df["_seg"].to_numpy()
         n_seg = int(seg.max()) + 1
-        _, i = phases(df)
         imax = max_current(df)
-        i_ref = seg_quantile(np.where(np.isfinite(imax), imax, np.nan), seg, n_seg, 0.95)
+        i_ref = seg_quantile(imax, seg, n_seg, 0.95)
         i_ref = np.where(np.isfinite(i_ref) & (i_ref > 0), i_ref, 1.0)
         y = df["temp_c"].to_numpy(float)
         best_sse = np.full(n_seg, np.inf)
         coef = np.full((n_seg, 4), np.nan)
         tau = np.full(n_seg, np.nan)
-        sigma = np.full(n_seg, np.nan)
+        lag = np.full(len(df), np.nan)  # the chosen τ's lag, per reading
         for tm in self.config.taus_min:
             X = self._features(df, i_ref, tm)
             ok = np.isfinite(y) & np.isfinite(X[1])
@@ -96,9 +101,13 @@ class ThermalDrift(Detector):
             best_sse[better] = sse[better]
             coef[better] = beta[better]
             tau[better] = tm
-            med = seg_median(r, seg, n_seg, ok)
-            s = 1.4826 * seg_median(np.abs(r - med[seg]), seg, n_seg, ok)
-            sigma[better] = s[better]
+            rows = better[seg]
+            lag[rows] = X[1][rows]
+        sin, cos = self._daily(df)
+        r = y - (coef[seg, 0] + coef[seg, 1] * lag + coef[seg, 2] * sin + coef[seg, 3] * cos)
+        ok = np.isfinite(r)
+        med = seg_median(r, seg, n_seg, ok)
+        sigma = 1.4826 * seg_median(np.abs(r - med[seg]), seg, n_seg, ok)
         has = np.bincount(seg[np.isfinite(y)], minlength=n_seg) > 10
         names = meter_names(df)
         self.model_ = {m: (coef[j], tau[j], sigma[j], i_ref[j]) for j, m in enumerate(names) if has[j]}
@@ -110,23 +119,21 @@ class ThermalDrift(Detector):
     def _excess_(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         seg = df["_seg"].to_numpy()
         names = meter_names(df)
-        n = len(df)
-        pred = np.full(n, np.nan)
-        rise = np.zeros(n)
         models = [self.model_.get(m) for m in names]
         i_ref = np.array([mm[3] if mm else 1.0 for mm in models])
         taus = np.array([mm[1] if mm else np.nan for mm in models])
-        for tm in sorted({mm[1] for mm in models if mm}):
-            X = self._features(df, i_ref, tm)
-            rows = (taus == tm)[seg]  # only the meters whose model uses this τ
-            beta = np.array([mm[0] if mm and mm[1] == tm else np.full(4, np.nan) for mm in models])[seg[rows]]
-            p = sum(x[rows] * beta[:, j] for j, x in enumerate(X))
-            pred[rows] = p
-            rise[rows] = np.abs(X[1][rows] * beta[:, 1])
+        coef = np.array([mm[0] if mm else np.full(4, np.nan) for mm in models]).reshape(-1, 4)
         sig = np.array([mm[2] if mm else np.nan for mm in models])[seg]
-        # The model's error grows with the heating it extrapolates (load beyond what it saw).
-        limit = np.maximum.reduce([np.full(n, self.config.min_excess_c), np.nan_to_num(self.config.sigma_k * sig),
-                                   self.config.rel_rise * np.nan_to_num(rise)])
+        lag = np.full(len(df), np.nan)
+        for tm in np.unique(taus[np.isfinite(taus)]):
+            rows = (taus == tm)[seg]  # only the meters whose model uses this τ
+            lag[rows] = self._lag(df, i_ref, tm)[rows]
+        sin, cos = self._daily(df)
+        heat = coef[seg, 1] * lag
+        pred = coef[seg, 0] + heat + coef[seg, 2] * sin + coef[seg, 3] * cos
+        # The model's error grows with the heating it extrapolates (load beyond what it saw);
+        # fmax: an unknown sigma or rise leaves the other limits in force.
+        limit = np.fmax(np.fmax(self.config.min_excess_c, self.config.sigma_k * sig), self.config.rel_rise * np.abs(heat))
         return df["temp_c"].to_numpy(float) - pred, pred, limit
 
     def _score(self, df: pd.DataFrame) -> np.ndarray:
