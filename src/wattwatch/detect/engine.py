@@ -39,7 +39,7 @@ class EngineConfig:
 
     profile_days: float = 7.0
     profile_max_share: float = 0.5
-    chunk_rows: int = 1_000_000
+    chunk_rows: int = 500_000
     workers: int = 0
 
     @classmethod

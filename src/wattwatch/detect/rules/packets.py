@@ -45,8 +45,12 @@ class PacketLoss(Detector):
 
     def _lost(self, df: pd.DataFrame) -> np.ndarray:
         """Readings lost in the gap before each reading: round(gap / cadence) - 1 (jitter-proof)."""
-        cad = self._cadence(df)[df["_seg"].to_numpy()]
-        return np.clip(np.round(df["_dt"].to_numpy() / cad) - 1, 0, None)
+
+        def compute():
+            cad = self._cadence(df)[df["_seg"].to_numpy()]
+            return np.clip(np.round(df["_dt"].to_numpy() / cad) - 1, 0, None)
+
+        return self._memo(df, "lost", compute)
 
     def _missing(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(missing share of the expected readings in the centred window, expected count)."""
@@ -71,9 +75,8 @@ class PacketLoss(Detector):
         frac, _ = self._missing(df)
         seg, t = df["_seg"].to_numpy(), df["_t"].to_numpy()
         cad = float(self._cadence(df)[seg[rows[0]]])
-        lost_all = self._lost(df)
-        in_span = (seg == seg[rows[0]]) & (t >= t[rows[0]]) & (t <= t[rows[-1]])
-        lost = float(lost_all[in_span].sum())
+        # One meter's rows are contiguous and sorted: the span is a row range.
+        lost = float(self._lost(df)[rows[0]:rows[-1] + 1].sum())
         expected = (t[rows[-1]] - t[rows[0]]) / cad + 1
         share = lost / expected if expected > 0 else float("nan")
         worst = float(np.nanmax(frac[rows]))

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
-from wattwatch.detect.frame import ema_rows, grid, meter_names, seg_median, seg_quantile
+from wattwatch.detect.frame import ema_rows, ffill_rows, grid, meter_names, seg_median, seg_quantile
 from wattwatch.detect.rules._common import max_current
 
 
@@ -44,11 +44,12 @@ class ThermalDrift(Detector):
 
         def gridded():
             x = (max_current(df) / i_ref[df["_seg"].to_numpy()]) ** 2
-            return grid(df, x, self.config.bin_s)
+            m, cell, _ = grid(df, x, self.config.bin_s)
+            return m, ffill_rows(m), cell
 
-        m, cell, _ = self._memo(df, f"grid{hash(i_ref.tobytes())}", gridded)
+        m, filled, cell = self._memo(df, f"grid{hash(i_ref.tobytes())}", gridded)
         alpha = 1 - np.exp(-self.config.bin_s / (tau_min * 60))
-        return ema_rows(m, alpha).ravel()[cell] if m.size else np.zeros(0)
+        return ema_rows(m, alpha, filled=filled).ravel()[cell] if m.size else np.zeros(0)
 
     def _daily(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """sin and cos of the time of day, looked up per minute (1,440 values, not one
