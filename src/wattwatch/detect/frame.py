@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.signal import lfilter
 
 from wattwatch.schema import CHANNEL_NAMES, to_canonical
 
@@ -17,11 +18,13 @@ AUX = ("_seg", "_t", "_dt")
 
 
 def _assemble(meter: pd.Categorical, ts, channels: dict, seg: np.ndarray, t: np.ndarray) -> pd.DataFrame:
-    dt = np.full(len(t), np.nan)
-    if len(t) > 1:
-        dt[1:] = np.diff(t)
+    # Written in place: on large frames, fresh temporaries cost more than the arithmetic.
+    dt = np.empty(len(t))
+    if len(t):
+        dt[0] = np.nan
+        np.subtract(t[1:], t[:-1], out=dt[1:])
         dt[1:][seg[1:] != seg[:-1]] = np.nan
-    data = {"meter_id": meter, "ts": ts, **channels, "_seg": seg.astype(np.int32), "_t": t, "_dt": dt}
+    data = {"meter_id": meter, "ts": ts, **channels, "_seg": seg.astype(np.int32, copy=False), "_t": t, "_dt": dt}
     return pd.DataFrame(data, copy=False)
 
 
@@ -49,7 +52,7 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
         df = to_canonical(frame[["meter_id", "ts"]])
         mid, ts = df["meter_id"], df["ts"]
     if isinstance(mid.dtype, pd.CategoricalDtype) and mid.cat.categories.is_monotonic_increasing:
-        codes, uniques = mid.array.codes.astype(np.int64), np.asarray(mid.cat.categories, dtype=object)
+        codes, uniques = mid.array.codes, np.asarray(mid.cat.categories, dtype=object)
     else:
         codes, uniques = pd.factorize(mid, sort=True)
     t = ts.array.asi8 / _PER_SECOND[ts.array.unit]
@@ -71,7 +74,9 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
     # Channels are taken as they are (no copy when already float64 and in order).
     channels = {c: (pick(pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float, copy=False))
                     if c in frame.columns else np.full(len(frame), np.nan)) for c in CHANNEL_NAMES}
-    seg = codes if len(codes) == 0 else np.cumsum(np.concatenate([[0], codes[1:] != codes[:-1]]))
+    seg = np.zeros(len(codes), np.int32)
+    if len(codes) > 1:
+        np.cumsum(codes[1:] != codes[:-1], out=seg[1:])
     return _assemble(meter, ts.array if order is None else ts.array.take(order), channels, seg, pick(t))
 
 
@@ -232,8 +237,6 @@ def ema_rows(m: np.ndarray, alpha: float, start: float | None = None, filled: np
     Each row starts from ``start`` when given (e.g. 0 for a deviation that is 0 when normal),
     else from its first finite value. ``filled``: ``ffill_rows(m)`` when the caller already has
     it (several smoothing constants on one matrix)."""
-    from scipy.signal import lfilter
-
     x = ffill_rows(m) if filled is None else filled
     lead = ~np.isfinite(x)
     if start is None:
