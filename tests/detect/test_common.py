@@ -23,7 +23,7 @@ TARGET = {
     "supply_outage": "supply_outage", "harmonic_noise": "harmonic_noise", "phase_imbalance": "phase_imbalance",
     "neutral_tamper": "neutral_bypass", "sensor_fault": "open_ct", "firmware_drift": "firmware_drift",
     "packet_loss": "packet_loss", "thermal_drift": "thermal_drift", "frozen_readings": "frozen_register",
-    "baseline_macd": "level_shift",
+    "baseline_macd": "level_shift", "residual_likelihood": "level_shift",
 }
 
 
@@ -69,6 +69,19 @@ def test_score_is_aligned_with_the_input_and_deterministic(name, fleet, prepared
     key = shuffled.set_index(["meter_id", "ts"]).index
     ref_by_key = pd.Series(ref.to_numpy(), index=frame.set_index(["meter_id", "ts"]).index)
     np.testing.assert_array_equal(back.to_numpy(), ref_by_key.loc[key].to_numpy())
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if getattr(registry.detector_class(n), "causal", False)])
+def test_causal_detectors_do_not_look_ahead(name, fleet, prepared):
+    """A causal detector scores a reading the same whether or not later readings exist (what NAB
+    and a live stream require)."""
+    _, prof = prepared
+    frame = fleet[1].sort_values(["meter_id", "ts"])
+    cut = frame["ts"].min() + (frame["ts"].max() - frame["ts"].min()) * 0.6
+    d = registry.build(name).fit(prof)
+    full = d.score(frame)
+    head = frame[frame["ts"] <= cut]
+    np.testing.assert_allclose(d.score(head).to_numpy(), full.loc[head.index].to_numpy(), rtol=1e-9, equal_nan=True)
 
 
 @pytest.mark.parametrize("name", NAMES)

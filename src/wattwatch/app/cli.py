@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -22,6 +23,8 @@ alerts_app = typer.Typer(no_args_is_help=True, help="Alerts kept in the store: l
 app.add_typer(store_app, name="store")
 app.add_typer(bench_app, name="bench")
 app.add_typer(alerts_app, name="alerts")
+nab_app = typer.Typer(no_args_is_help=True, help="The Numenta Anomaly Benchmark: run a detector, score it.")
+app.add_typer(nab_app, name="nab")
 console = Console()
 
 DB_OPTION = typer.Option("wattwatch.duckdb", "--db", help="DuckDB store file.")
@@ -525,6 +528,86 @@ def bench_detect(
     console.print(table)
     console.print(f"readings/s of each run (median above): {', '.join(f'{x:,}' for x in r['runs_readings_per_s'])}; "
                   f"load from store {r['load_seconds']:.1f} s")
+
+
+# ----------------------------------------------------------------------------------------- nab
+
+NAB_RECOMMENDED = "residual_likelihood"
+NAB_DATA = typer.Option(Path(os.environ.get("WATTWATCH_NAB_DIR", "../shared/data/nab")), "--data",
+                        help="NAB repository layout (data/, labels/, config/, results/).")
+NAB_OUT = typer.Option(Path("nab-results"), "--out", help="Results folder (NAB layout).")
+
+
+def _nab_corpus(data: Path):
+    from wattwatch.evaluate.nab.corpus import NabError, load_corpus
+
+    try:
+        return load_corpus(data)
+    except NabError as exc:
+        _fail(str(exc))
+
+
+def _nab_run(detector: str, data: Path, out: Path, config: Optional[Path]) -> None:
+    from wattwatch.detect.registry import build, load_config
+    from wattwatch.evaluate.nab.runner import run
+
+    corpus = _nab_corpus(data)
+    try:
+        cfg = load_config(config) if config else {}
+        det = build(detector, cfg.get(detector))
+        with progress_bar("nab run", len(corpus.files)) as tick:
+            run(det, corpus, out, log=lambda *_: tick(1))
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+@nab_app.command("run")
+def nab_run(
+    detector: str = typer.Option(NAB_RECOMMENDED, "--detector", help="Registered detector name (must be causal)."),
+    data: Path = NAB_DATA,
+    out: Path = NAB_OUT,
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML with a section for the detector."),
+) -> None:
+    """Score every NAB data file with a detector (learns on the probationary 15 %, scores causally)."""
+    _nab_run(detector, data, out, config)
+    err_console.print(f"results -> {out / detector}")
+
+
+@nab_app.command("score")
+def nab_score(
+    detector: Optional[str] = typer.Option(None, "--detector", help=f"Default: {NAB_RECOMMENDED} (run if needed)."),
+    data: Path = NAB_DATA,
+    out: Path = NAB_OUT,
+    as_json: bool = typer.Option(False, "--json", help="Print the normalised scores as JSON."),
+) -> None:
+    """NAB scores (standard, low-FP, low-FN) next to the published table."""
+    from wattwatch.evaluate.nab.runner import score
+
+    corpus = _nab_corpus(data)
+    name = detector or NAB_RECOMMENDED
+    if not (out / name).exists():
+        if detector:
+            _fail(f"{out / name}: no results; run `wattwatch nab run --detector {name}` first")
+        _nab_run(name, data, out, None)
+    try:
+        summary = score(corpus, out, name)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    if as_json:
+        short = {"reward_low_FP_rate": "reward_low_FP", "reward_low_FN_rate": "reward_low_FN"}
+        print(json.dumps({"detector": name, **{short.get(p, p): round(v["score"], 2) for p, v in summary.items()},
+                          "raw": {p: round(v["raw"], 4) for p, v in summary.items()},
+                          "thresholds": {p: v["threshold"] for p, v in summary.items()}}))
+        return
+    published = corpus.published()
+    table = Table("detector", "standard", "reward_low_FP_rate", "reward_low_FN_rate",
+                  title=f"NAB scores ({len(corpus.files)} files, {corpus.n_windows} windows)")
+    rows = {f"wattwatch {name}": {p: v["score"] for p, v in summary.items()}, **published}
+    for det, sc in sorted(rows.items(), key=lambda kv: -kv[1].get("standard", 0)):
+        style = "bold green" if det.startswith("wattwatch") else None
+        table.add_row(det, *(f"{sc.get(p, float('nan')):.1f}" for p in
+                             ("standard", "reward_low_FP_rate", "reward_low_FN_rate")), style=style)
+    console.print(table)
 
 
 def main() -> None:

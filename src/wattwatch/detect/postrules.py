@@ -78,3 +78,10 @@ def span_mask(seg: np.ndarray, t: np.ndarray, groups: list[np.ndarray], pad_s: f
 def calibrated(score: float) -> float:
     """Map a limit ratio (1 = at the limit) to (0, 1): 0.5 at the limit, 0.75 at twice it."""
     return float(1 - 0.5 ** max(score, 0.0)) if np.isfinite(score) else 0.0
+
+
+def calibrated_array(score: np.ndarray) -> np.ndarray:
+    """:func:`calibrated` over an array (NaN -> 0)."""
+    s = np.asarray(score, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(s), 1 - 0.5 ** np.maximum(np.nan_to_num(s, nan=0.0), 0.0), 0.0)

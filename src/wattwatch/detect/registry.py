@@ -30,8 +30,10 @@ _REGISTRY: dict[str, str] = {
     "thermal_drift": "wattwatch.detect.rules.thermal:ThermalDrift",
     "frozen_readings": "wattwatch.detect.rules.frozen:FrozenReadings",
     "baseline_macd": "wattwatch.detect.baseline.macd:BaselineMACD",
+    "residual_likelihood": "wattwatch.detect.baseline.likelihood:ResidualLikelihood",
 }
-DEFAULT_DETECTORS: tuple[str, ...] = tuple(_REGISTRY)
+# What `detect` runs without --detectors: the rules and the profile baseline.
+DEFAULT_DETECTORS: tuple[str, ...] = tuple(n for n in _REGISTRY if n != "residual_likelihood")
 
 
 def names() -> list[str]:
