@@ -155,6 +155,8 @@ def _detect_worker(db: str, repeats: int = 3) -> dict:
         runs.append(time.perf_counter() - t0)
     seconds = float(np.median(runs))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # Forked detection workers share the frame copy-on-write; their own peak is reported apart.
+    worker_peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     t0 = time.perf_counter()
     df = prepare(frame)
     il, i_n = df["i_l1_a"].to_numpy(), df["i_n_a"].to_numpy()
@@ -165,7 +167,8 @@ def _detect_worker(db: str, repeats: int = 3) -> dict:
             "seconds": round(seconds, 3), "readings_per_s": result.readings / seconds, "load_seconds": round(load_s, 3),
             "runs_readings_per_s": [round(result.readings / s) for s in runs],
             "floor_seconds": round(floor_s, 3), "floor_readings_per_s": result.readings / floor_s,
-            "floor_alerts": len(floor_groups), "ratio_to_floor": floor_s / seconds, "peak_rss_mb": peak_mb}
+            "floor_alerts": len(floor_groups), "ratio_to_floor": floor_s / seconds, "peak_rss_mb": peak_mb,
+            "worker_peak_rss_mb": worker_peak_mb}
 
 
 if __name__ == "__main__":

@@ -527,7 +527,8 @@ def bench_detect(
                   f"{r['ratio_to_floor']:.3f}", f"{r['peak_rss_mb']:,.0f}")
     console.print(table)
     console.print(f"readings/s of each run (median above): {', '.join(f'{x:,}' for x in r['runs_readings_per_s'])}; "
-                  f"load from store {r['load_seconds']:.1f} s")
+                  f"load from store {r['load_seconds']:.1f} s; detection workers' peak RSS {r['worker_peak_rss_mb']:,.0f} MB "
+                  "(pages shared with the parent counted in both)")
 
 
 # ----------------------------------------------------------------------------------------- nab

@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,13 +35,20 @@ FIRST = ("supply_outage", "harmonic_noise", "sensor_fault", "frozen_readings")
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """``workers``: meter chunks scored at once (threads; numpy releases the GIL), default one
-    per core."""
+    """``workers``: meter chunks scored at once, default one per core. ``parallel``: "process"
+    (forked workers inherit the frame copy-on-write and send back only their alerts; threads
+    where the platform cannot fork) or "thread" (numpy releases the GIL, but the rules' pandas
+    and interpreter work does not: measured 20-25 % slower on 2 cores)."""
 
     profile_days: float = 7.0
     profile_max_share: float = 0.5
     chunk_rows: int = 500_000
     workers: int = 0
+    parallel: str = "process"
+
+    def __post_init__(self):
+        if self.parallel not in ("process", "thread"):
+            raise ValueError(f"[engine] parallel: expected 'process' or 'thread', got {self.parallel!r}")
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "EngineConfig":
@@ -108,9 +116,14 @@ def detect(frame: pd.DataFrame, detectors: list[Detector] | None = None, config:
         res.readings = b - a
         return res, skip
 
+    global _FORKED_JOB
     skipped: dict[str, set] = {}
     if workers == 1:
         outcomes = map(one, bounds)
+    elif config.parallel == "process" and "fork" in mp.get_all_start_methods():
+        _FORKED_JOB = one  # inherited by the forked workers (never pickled): they share the frame
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"))
+        outcomes = pool.map(_forked_chunk, bounds)
     else:
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wattwatch-detect")
         outcomes = pool.map(one, bounds)
@@ -126,12 +139,20 @@ def detect(frame: pd.DataFrame, detectors: list[Detector] | None = None, config:
     finally:
         if workers > 1:
             pool.shutdown()
+            _FORKED_JOB = None
     for name, ms in skipped.items():
         result.notices.append(f"{name}: skipped {len(ms)} meter(s) that lack its channels "
                               f"(e.g. {', '.join(sorted(ms)[:3])})")
     result.alerts.sort(key=lambda a: (a.meter_id, a.start, a.code))
     result.seconds = time.perf_counter() - t0
     return result
+
+
+_FORKED_JOB: Callable | None = None
+
+
+def _forked_chunk(ab: tuple[int, int]) -> tuple[DetectionResult, dict]:
+    return _FORKED_JOB(ab)
 
 
 def _run_chunk(df: pd.DataFrame, detectors: list[Detector], config: EngineConfig,
