@@ -51,7 +51,8 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
     if not canonical:  # the store and the readers already give this shape: no copy then
         df = to_canonical(frame[["meter_id", "ts"]])
         mid, ts = df["meter_id"], df["ts"]
-    if isinstance(mid.dtype, pd.CategoricalDtype) and mid.cat.categories.is_monotonic_increasing:
+    sorted_categories = isinstance(mid.dtype, pd.CategoricalDtype) and mid.cat.categories.is_monotonic_increasing
+    if sorted_categories:
         codes, uniques = mid.array.codes, np.asarray(mid.cat.categories, dtype=object)
     else:
         codes, uniques = pd.factorize(mid, sort=True)
@@ -67,7 +68,7 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
         return x if order is None else x[order]
 
     codes = pick(codes)
-    if order is None and isinstance(mid.dtype, pd.CategoricalDtype) and mid.cat.categories.is_monotonic_increasing:
+    if order is None and sorted_categories:
         meter = mid.array  # already sorted, codes unchanged
     else:
         meter = pd.Categorical.from_codes(codes, categories=pd.Index(uniques, dtype=object))

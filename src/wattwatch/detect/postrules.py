@@ -26,9 +26,7 @@ def alert_groups(seg: np.ndarray, t: np.ndarray, score: np.ndarray, post: PostRu
     alerting = np.zeros(int(seg.max()) + 1, bool)
     alerting[seg[hot]] = True
     known = np.isfinite(score) & alerting[seg]
-    k_idx = np.flatnonzero(known)
-    if len(k_idx) == 0:
-        return []
+    k_idx = np.flatnonzero(known)  # not empty: the hot readings are in it
     above = score[k_idx] >= post.threshold
     ks, kt = seg[k_idx], t[k_idx]
     # A new "meter" for run purposes also where known readings are too far apart to bridge.
@@ -77,11 +75,11 @@ def span_mask(seg: np.ndarray, t: np.ndarray, groups: list[np.ndarray], pad_s: f
 
 def calibrated(score: float) -> float:
     """Map a limit ratio (1 = at the limit) to (0, 1): 0.5 at the limit, 0.75 at twice it."""
-    return float(1 - 0.5 ** max(score, 0.0)) if np.isfinite(score) else 0.0
+    return float(calibrated_array(np.array([score], dtype=float))[0])
 
 
 def calibrated_array(score: np.ndarray) -> np.ndarray:
-    """:func:`calibrated` over an array (NaN -> 0)."""
+    """:func:`calibrated` over an array (NaN and infinities -> 0)."""
     s = np.asarray(score, dtype=float)
     with np.errstate(invalid="ignore"):
         return np.where(np.isfinite(s), 1 - 0.5 ** np.maximum(np.nan_to_num(s, nan=0.0), 0.0), 0.0)
