@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -219,8 +220,10 @@ def store_compact(
 # -------------------------------------------------------------------------------------- detect
 
 
-def run_detection(store, detectors: Optional[str], config_file: Optional[Path], meters=None, start=None, end=None):
-    """Detect on a store's readings (with its resets); return (result, frame)."""
+def run_detection(store, detectors: Optional[str], config_file: Optional[Path], meters=None, start=None, end=None,
+                  models: Optional[Path] = None):
+    """Detect on a store's readings (with its resets); return (result, frame). ``models``: a
+    folder of trained learned detectors, which replace (or join) the detectors of the same name."""
     from wattwatch.alerts import store as alert_store
     from wattwatch.detect.engine import EngineConfig, detect as run
     from wattwatch.detect.registry import build_all, load_config
@@ -230,6 +233,11 @@ def run_detection(store, detectors: Optional[str], config_file: Optional[Path], 
         names = [d.strip() for d in detectors.split(",") if d.strip()] if detectors else None
         dets = build_all(names, config)
         engine = EngineConfig.from_dict(config.get("engine"))
+        if models is not None:
+            from wattwatch.detect.learned.persist import load_models
+
+            loaded = {d.name: d for d in load_models(models)}
+            dets = [loaded.pop(d.name, d) for d in dets] + list(loaded.values())
     except ValueError as exc:
         _fail(str(exc))
     frame = store.query(meters, start=start, end=end, columns=None)
@@ -252,20 +260,9 @@ def _summary_table(alerts, title: str) -> Table:
     return table
 
 
-@app.command()
-def detect(
-    paths: Optional[list[Path]] = typer.Argument(None, help="Telemetry files, or a .duckdb store (default: --db)."),
-    out: Path = typer.Option(Path("alerts.jsonl"), "--out", "-o", help="Alerts, one JSON object per line."),
-    db: Optional[Path] = typer.Option(None, "--db", help="Store to read (and keep alerts in); files are ingested into it."),
-    detectors: Optional[str] = typer.Option(None, "--detectors", help="Comma-separated detector names (default: all)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML detector configuration."),
-    log: Optional[Path] = typer.Option(None, "--log", help="Human log (default: OUT with .log)."),
-    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help="TOML column mapping for files."),
-    rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects"),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
-) -> None:
-    """Find faults: files or a store in, alerts out (exit 0 with or without alerts)."""
-    from wattwatch.alerts import store as alert_store
+def _open_input(paths, db: Optional[Path], mapping: Optional[Path], rejects: Path):
+    """The store to read: files ingested into ``db`` (or an in-memory store), or a store path.
+    Returns (store, target) where target is the store's path (``:memory:`` for files alone)."""
     from wattwatch.store import Store
 
     paths = list(paths or [])
@@ -277,7 +274,7 @@ def detect(
     if not files and db is None:
         db = Path("wattwatch.duckdb")
         if not db.exists():
-            _fail("nothing to detect on: give telemetry files or a store (--db)")
+            _fail("nothing to read: give telemetry files or a store (--db)")
     if files:
         target = db or Path(":memory:")
         if db is None:
@@ -293,8 +290,29 @@ def detect(
         if not db.exists():
             _fail(f"{db}: no such store")
         store = _open_store(db)
+    return store, target
+
+
+@app.command()
+def detect(
+    paths: Optional[list[Path]] = typer.Argument(None, help="Telemetry files, or a .duckdb store (default: --db)."),
+    out: Path = typer.Option(Path("alerts.jsonl"), "--out", "-o", help="Alerts, one JSON object per line."),
+    db: Optional[Path] = typer.Option(None, "--db", help="Store to read (and keep alerts in); files are ingested into it."),
+    detectors: Optional[str] = typer.Option(None, "--detectors", help="Comma-separated detector names (default: all)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML detector configuration."),
+    log: Optional[Path] = typer.Option(None, "--log", help="Human log (default: OUT with .log)."),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help="TOML column mapping for files."),
+    rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects"),
+    models: Optional[Path] = typer.Option(None, "--models", help="Trained learned detectors (`wattwatch train`) "
+                                          "to use instead of training them on this data."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+) -> None:
+    """Find faults: files or a store in, alerts out (exit 0 with or without alerts)."""
+    from wattwatch.alerts import store as alert_store
+
+    store, target = _open_input(paths, db, mapping, rejects)
     try:
-        result, _ = run_detection(store, detectors, config)
+        result, _ = run_detection(store, detectors, config, models=models)
         counts = alert_store.upsert(store.con, result.alerts) if target != Path(":memory:") else None
     finally:
         store.close()
@@ -312,6 +330,68 @@ def detect(
         return
     console.print(_summary_table(result.alerts, f"detect: {result.readings:,} readings, {result.meters} meters"))
     console.print(f"{len(result.alerts)} alert(s) -> {out}  (log {log}; {result.readings_per_s:,.0f} readings/s)")
+
+
+@app.command()
+def train(
+    paths: Optional[list[Path]] = typer.Argument(None, help="Telemetry files, or a .duckdb store (default: --db)."),
+    out: Path = typer.Option(Path("models"), "--out", "-o", help="Model folder to write."),
+    db: Optional[Path] = typer.Option(None, "--db", help="Store to read; files are ingested into it."),
+    detectors: str = typer.Option("learned_ensemble", "--detectors", help="Comma-separated learned detectors."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML detector configuration."),
+    normal_start: Optional[str] = typer.Option(None, "--normal-start", help="Start of the period you declare normal (UTC)."),
+    normal_end: Optional[str] = typer.Option(None, "--normal-end", help="End of the period you declare normal (UTC)."),
+    days: float = typer.Option(7.0, "--days", help="Without a declared period: each meter's first DAYS days (at most half its data)."),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help="TOML column mapping for files."),
+    rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects"),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+) -> None:
+    """Train learned detectors on normal telemetry and save them (for `detect --models`)."""
+    import pandas as pd
+
+    from wattwatch.detect.frame import prepare, profile_mask
+    from wattwatch.detect.learned.detectors import LearnedDetector
+    from wattwatch.detect.learned.persist import save_models
+    from wattwatch.detect.registry import build_all, load_config
+
+    try:
+        cfg = load_config(config) if config else {}
+        dets = build_all([d.strip() for d in detectors.split(",") if d.strip()], cfg)
+        bad = [d.name for d in dets if not isinstance(d, LearnedDetector)]
+        if bad:
+            raise ValueError(f"not learned detectors (nothing to train): {', '.join(bad)}")
+        start = pd.Timestamp(normal_start, tz="UTC") if normal_start else None
+        end = pd.Timestamp(normal_end, tz="UTC") if normal_end else None
+    except ValueError as exc:
+        _fail(str(exc))
+    store, _ = _open_input(paths, db, mapping, rejects)
+    try:
+        frame = prepare(store.query(None, start=start, end=end, columns=None))
+    finally:
+        store.close()
+    if len(frame) == 0:
+        _fail("no readings in the declared normal period")
+    if start is None and end is None:
+        frame = prepare(frame[profile_mask(frame, days)])
+        period = f"each meter's first {days:g} days"
+    else:
+        period = f"{normal_start or 'start'} .. {normal_end or 'end'}"
+    trained_on = {"readings": len(frame), "meters": int(frame["_seg"].iat[-1]) + 1, "period": period,
+                  "from": str(frame["ts"].min()), "to": str(frame["ts"].max())}
+    t0 = time.perf_counter()
+    try:
+        for d in dets:
+            d.train(frame)
+    except ValueError as exc:
+        _fail(str(exc))
+    folder = save_models(dets, out, trained_on)
+    summary = {"models": str(folder), "detectors": [d.name for d in dets], **trained_on,
+               "seconds": round(time.perf_counter() - t0, 2)}
+    if as_json:
+        print(json.dumps(summary))
+        return
+    console.print(f"trained {', '.join(summary['detectors'])} on {len(frame):,} readings of {trained_on['meters']} "
+                  f"meters ({period}) in {summary['seconds']} s -> {folder}")
 
 
 def _ingest_into(store, files: list[Path], mapping_file: Optional[Path], rejects: Path) -> None:

@@ -169,6 +169,10 @@ class Detector:
             memo[key] = fn()
         return memo[key]
 
+    def clone(self) -> "Detector":
+        """A fresh, unfitted detector with the same config (each meter chunk fits its own)."""
+        return type(self)(self.config)
+
     def get_params(self) -> dict:
         return self.config.to_dict()
 

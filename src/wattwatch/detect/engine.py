@@ -15,6 +15,7 @@ memory; the same split is what a Spark job distributes). Within a chunk:
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 import multiprocessing as mp
@@ -101,6 +102,7 @@ def detect(frame: pd.DataFrame, detectors: list[Detector] | None = None, config:
     full = prepare(frame)
     starts, ends = seg_bounds(full["_seg"].to_numpy())
     result.meters = len(starts)
+    train_fleet_models(full, order, config)
     # Meter chunks of about chunk_rows readings: contiguous row ranges of the sorted frame.
     chunk_id = np.floor(ends / max(config.chunk_rows, 1)).astype(int)
     bounds = [(int(starts[chunk_id == c][0]), int(ends[chunk_id == c][-1])) for c in np.unique(chunk_id)]
@@ -110,7 +112,7 @@ def detect(frame: pd.DataFrame, detectors: list[Detector] | None = None, config:
         a, b = ab
         part = full if (a, b) == (0, len(full)) else prepare(full.iloc[a:b])
         # Fitted state is per chunk: each chunk gets its own detector objects.
-        dets = order if workers == 1 else [type(d)(d.config) for d in order]
+        dets = order if workers == 1 else [d.clone() for d in order]
         res, skip = DetectionResult(), {}
         _run_chunk(part, dets, config, resets or {}, res, skip)
         res.readings = b - a
@@ -151,7 +153,31 @@ def detect(frame: pd.DataFrame, detectors: list[Detector] | None = None, config:
 _FORKED_JOB: Callable | None = None
 
 
+def train_fleet_models(full: pd.DataFrame, detectors: list[Detector], config: EngineConfig,
+                       max_meters: int = 2000, seed: int = 0) -> None:
+    """Train, once, the fleet-wide model of each learned detector that has none (not loaded with
+    ``--models``): on the profiling periods of up to ``max_meters`` meters (a seeded sample), so
+    every meter chunk is judged by the same model whatever the chunking."""
+    todo = [d for d in detectors if getattr(d, "fleet_model", False) and not d.locked]
+    if not todo:
+        return
+    prof = profile_mask(full, config.profile_days, config.profile_max_share)
+    n_seg = int(full["_seg"].iat[-1]) + 1
+    if n_seg > max_meters:
+        keep = np.zeros(n_seg, bool)
+        keep[np.random.default_rng(seed).choice(n_seg, max_meters, replace=False)] = True
+        prof &= keep[full["_seg"].to_numpy()]
+    fit_frame = prepare(full[prof])
+    for d in todo:
+        d.train(fit_frame)
+
+
 def _forked_chunk(ab: tuple[int, int]) -> tuple[DetectionResult, dict]:
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        # The parent's OpenMP pool does not survive fork: a child entering it waits forever.
+        # One intra-op thread per worker runs inline (the workers are the parallelism).
+        torch.set_num_threads(1)
     return _FORKED_JOB(ab)
 
 

@@ -31,9 +31,20 @@ _REGISTRY: dict[str, str] = {
     "frozen_readings": "wattwatch.detect.rules.frozen:FrozenReadings",
     "baseline_macd": "wattwatch.detect.baseline.macd:BaselineMACD",
     "residual_likelihood": "wattwatch.detect.baseline.likelihood:ResidualLikelihood",
+    "isolation_forest": "wattwatch.detect.learned.detectors:IsolationForestDetector",
+    "local_outlier_factor": "wattwatch.detect.learned.detectors:LOFDetector",
+    "pca_reconstruction": "wattwatch.detect.learned.detectors:PCADetector",
+    "autoencoder": "wattwatch.detect.learned.detectors:AutoencoderDetector",
+    "lstm_autoencoder": "wattwatch.detect.learned.detectors:LSTMAutoencoderDetector",
+    "learned_ensemble": "wattwatch.detect.learned.detectors:EnsembleDetector",
 }
-# What `detect` runs without --detectors: the rules and the profile baseline.
-DEFAULT_DETECTORS: tuple[str, ...] = tuple(n for n in _REGISTRY if n != "residual_likelihood")
+# What `detect` runs without --detectors: the rules, the profile baseline and the learned ensemble
+# (its members run inside it; the single learned detectors and the NAB detector are opt-in).
+DEFAULT_DETECTORS: tuple[str, ...] = (
+    "supply_outage", "harmonic_noise", "phase_imbalance", "neutral_tamper", "sensor_fault", "firmware_drift",
+    "packet_loss", "thermal_drift", "frozen_readings", "baseline_macd", "learned_ensemble")
+LEARNED: tuple[str, ...] = ("isolation_forest", "local_outlier_factor", "pca_reconstruction", "autoencoder",
+                            "lstm_autoencoder", "learned_ensemble")
 
 
 def names() -> list[str]:

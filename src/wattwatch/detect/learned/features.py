@@ -1,0 +1,269 @@
+"""Windowed consumption features, per meter, relative to the meter's own hour-of-week baseline.
+
+The learned detectors judge a meter against itself: every feature is dimensionless (a share of
+the meter's mean load, a log ratio, a deviation in the meter's own units of spread), so one model
+trained on the normal periods of many meters applies to all of them, from a flat to a data centre.
+
+Readings are averaged on a regular grid per meter (``grid_s``, default 5 min) and every feature is
+computed on that grid for all meters at once (numpy over a meters x bins matrix; no loop over
+readings). A reading gets the features of its bin. Windows are trailing (a bin sees itself and
+the bins before it), so a bin's features never depend on later data.
+
+Features (``FEATURES``), for windows of ``windows_min`` (default 5, 15 and 60 min):
+
+- ``level_<w>``: mean power over the window minus the baseline's, as a share of the meter's load;
+- ``ratio_<w>`` (longest window): log of the window's mean power over the baseline's;
+- ``ratio_24h``: the same over the last day: a bypass taking half the load is clear here long
+  before it is clear in any hour;
+- ``slope_<w>``: change of the mean between this window and the one before (shortest window);
+- ``shape_60m``: log of the power's spread within the hour over its usual spread at that time of
+  week (a frozen register has none, a new cycling load has more);
+- ``pf_dev``, ``q_share_dev``: channel ratios (power factor; reactive over apparent power) off the
+  meter's usual values, in units of their usual spread (0 where the meter lacks the channels).
+
+Baseline: per meter, day type (weekday pooled, Saturday, Sunday) x hour of day, the median of the
+hourly mean power over the fitting period (unseen day types fall back to weekdays). Features for
+*training* use a leave-one-day-out baseline (each day judged against the other days of its type;
+a day with none, like the one Saturday of a profiled week, is left out of training), so a model
+never learns from residuals its own day made small.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from wattwatch.detect.frame import grid, meter_names
+
+DAY_S = 86400.0
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """``grid_s``: bin width (s); ``windows_min``: trailing windows in minutes (multiples of the
+    bin, 2-60 min with a 1-min grid); ``eps_rel``: floor of a log ratio, as a share of the load."""
+
+    grid_s: float = 300.0
+    windows_min: tuple[int, ...] = (5, 15, 60)
+    eps_rel: float = 0.05
+
+    def names(self) -> list[str]:
+        w = [f"{m}m" for m in self.windows_min]
+        return ([f"level_{x}" for x in w] + [f"ratio_{w[-1]}", "ratio_24h", f"slope_{w[0]}", "shape_60m",
+                                              "pf_dev", "q_share_dev"])
+
+    def steps(self, minutes: float) -> int:
+        return max(1, int(round(minutes * 60 / self.grid_s)))
+
+
+def _day_type(t_s: np.ndarray) -> np.ndarray:
+    dow = (np.floor(t_s / DAY_S).astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
+    return np.where(dow < 5, 0, dow - 4)  # 0 weekday, 1 Saturday, 2 Sunday
+
+
+def _rolling_mean(m: np.ndarray, k: int) -> np.ndarray:
+    """Trailing mean over ``k`` bins along axis 1, ignoring NaN (NaN where the window is empty)."""
+    ok = np.isfinite(m)
+    cs = np.cumsum(np.where(ok, m, 0.0), axis=1)
+    cn = np.cumsum(ok, axis=1)
+    if k < m.shape[1]:
+        cs[:, k:] = cs[:, k:] - cs[:, :-k].copy()
+        cn[:, k:] = cn[:, k:] - cn[:, :-k].copy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(cn > 0, cs / np.maximum(cn, 1), np.nan)
+
+
+def _shift(m: np.ndarray, k: int) -> np.ndarray:
+    out = np.full_like(m, np.nan)
+    if k < m.shape[1]:
+        out[:, k:] = m[:, :-k]
+    return out
+
+
+@dataclass
+class GridFeatures:
+    """Features of every bin (``values``: meters x bins x features, NaN where a bin has no
+    reading) and how readings map onto bins (``cell``: flat bin index of each row)."""
+
+    values: np.ndarray
+    valid: np.ndarray  # meters x bins: the bin has a power reading
+    cell: np.ndarray
+    t0: np.ndarray
+    power: np.ndarray  # meters x bins: mean power
+    expected: np.ndarray  # meters x bins: baseline power
+
+    def meters(self, keep: np.ndarray) -> "GridFeatures":
+        """The features of the meters ``keep`` (segment codes) only (no reading map)."""
+        return GridFeatures(values=self.values[keep], valid=self.valid[keep], cell=np.zeros(0, np.int64),
+                            t0=self.t0[keep], power=self.power[keep], expected=self.expected[keep])
+
+    def rows(self) -> np.ndarray:
+        """Feature rows of the valid bins (float32, C order), in (meter, time) order."""
+        return np.ascontiguousarray(self.values[self.valid], dtype=np.float32)
+
+
+class Baseline:
+    """Per-meter hour-of-week profile of power, its usual in-hour spread and channel ratios."""
+
+    def __init__(self, config: FeatureConfig):
+        self.config = config
+
+    def fit(self, df: pd.DataFrame) -> "Baseline":
+        cfg = self.config
+        names = meter_names(df)
+        p, _, t0 = grid(df, df["p_kw"].to_numpy(float), 3600.0)
+        n_seg, n_h = p.shape
+        t_h = t0[:, None] + 3600.0 * np.arange(n_h)[None, :]
+        day = np.floor(t_h / DAY_S).astype(np.int64)
+        day -= day[:, :1]
+        hour = ((t_h % DAY_S) // 3600).astype(int)
+        dtype = _day_type(t_h)
+        n_days = int(day.max()) + 1 if day.size else 0
+        # meters x days x 24 hourly means, and each day's type.
+        H = np.full((n_seg, max(n_days, 1), 24), np.nan)
+        D = np.full((n_seg, max(n_days, 1)), -1)
+        rows = np.broadcast_to(np.arange(n_seg)[:, None], p.shape)
+        H[rows, day, hour] = p
+        D[rows, day] = dtype
+        prof = np.full((n_seg, 3, 24), np.nan)
+        loo = np.full_like(H, np.nan)
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices are expected
+            for k in range(3):
+                of_k = (D == k)[:, :, None]
+                prof[:, k] = np.nanmedian(np.where(of_k, H, np.nan), axis=1)
+                for d in range(n_days):
+                    others = of_k & (np.arange(n_days) != d)[None, :, None]
+                    med = np.nanmedian(np.where(others, H, np.nan), axis=1)
+                    here = D[:, d] == k
+                    loo[here, d] = med[here]
+            prof = np.where(np.isfinite(prof), prof, prof[:, :1])  # unseen day type -> weekdays
+            hod = np.nanmedian(H.reshape(n_seg, -1, 24), axis=1)
+            prof = np.where(np.isfinite(prof), prof, hod[:, None, :])
+            mean = np.nanmean(np.where(np.isfinite(p), p, np.nan), axis=1) if n_h else np.zeros(n_seg)
+        scale = np.where(np.isfinite(mean) & (np.abs(mean) > 1e-6), np.abs(mean), 1.0)
+        self.names_ = names
+        self.index_ = {m: i for i, m in enumerate(names)}
+        self.profile_ = prof
+        self.loo_ = loo
+        self.first_day_ = np.floor(t0 / DAY_S).astype(np.int64) if n_seg else np.zeros(0, np.int64)
+        self.scale_ = scale
+        # In-hour spread, by time of week, and channel ratios (median, robust spread).
+        g = self._grid(df)
+        std = np.sqrt(np.maximum(_rolling_mean(g["p"] ** 2, g["k60"]) - _rolling_mean(g["p"], g["k60"]) ** 2, 0))
+        self.spread_ = self._profile_of(std, g["t"], n_seg)
+        self.ratio_stats_ = {}
+        for key in ("pf", "qs"):
+            x = g[key]
+            med = np.nanmedian(x, axis=1) if x.size else np.zeros(n_seg)
+            mad = 1.4826 * np.nanmedian(np.abs(x - med[:, None]), axis=1) if x.size else np.zeros(n_seg)
+            self.ratio_stats_[key] = (med, np.maximum(np.nan_to_num(mad, nan=1.0), 0.01))
+        return self
+
+    # ------------------------------------------------------------------------------ helpers
+
+    def _grid(self, df: pd.DataFrame) -> dict:
+        cfg = self.config
+        p_kw = df["p_kw"].to_numpy(float)
+        p, cell, t0 = grid(df, p_kw, cfg.grid_s)
+        va = np.zeros(len(df))
+        have_v = np.zeros(len(df), bool)
+        for k in (1, 2, 3):
+            v, i = df[f"v_l{k}_v"].to_numpy(float), df[f"i_l{k}_a"].to_numpy(float)
+            ok = np.isfinite(v) & np.isfinite(i)
+            va += np.where(ok, v * i, 0.0)
+            have_v |= ok
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pf_row = np.where(have_v & (va > 1.0), np.abs(p_kw) * 1000.0 / va, np.nan)
+            q, s = df["q_kvar"].to_numpy(float), df["s_kva"].to_numpy(float)
+            qs_row = np.where(np.isfinite(q) & (s > 1e-3), q / s, np.nan)
+        n_seg, n_b = p.shape
+
+        def on_grid(x):
+            ok = np.isfinite(x)
+            sums = np.bincount(cell[ok], weights=x[ok], minlength=n_seg * n_b)
+            cnt = np.bincount(cell[ok], minlength=n_seg * n_b)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(cnt > 0, sums / np.maximum(cnt, 1), np.nan).reshape(n_seg, n_b)
+
+        t = t0[:, None] + cfg.grid_s * np.arange(n_b)[None, :]
+        return {"p": p, "cell": cell, "t0": t0, "t": t, "pf": on_grid(pf_row), "qs": on_grid(qs_row),
+                "k60": cfg.steps(60)}
+
+    def _profile_of(self, m: np.ndarray, t: np.ndarray, n_seg: int) -> np.ndarray:
+        """Median of a meters x bins matrix per (meter, day type, hour)."""
+        ok = np.isfinite(m)
+        s = np.broadcast_to(np.arange(n_seg)[:, None], m.shape)[ok]
+        key = s * 72 + _day_type(t[ok]) * 24 + ((t[ok] % DAY_S) // 3600).astype(int)
+        out = np.full(n_seg * 72, np.nan)
+        if len(key):
+            med = pd.Series(m[ok]).groupby(key).median()
+            out[med.index.to_numpy()] = med.to_numpy()
+        out = out.reshape(n_seg, 3, 24)
+        out = np.where(np.isfinite(out), out, out[:, :1])
+        return out
+
+    def _lookup(self, names: np.ndarray, arr: np.ndarray, default: float) -> np.ndarray:
+        idx = np.array([self.index_.get(m, -1) for m in names], np.int64)
+        out = np.full((len(names),) + arr.shape[1:], default, float)
+        known = idx >= 0
+        out[known] = arr[idx[known]]
+        return out
+
+    # ------------------------------------------------------------------------------ features
+
+    def features(self, df: pd.DataFrame, leave_day_out: bool = False) -> GridFeatures:
+        """Features of every bin of ``df`` (a prepared frame). ``leave_day_out``: judge each day
+        against the other days of its type (for training on the frame the baseline was fit on)."""
+        cfg = self.config
+        names = meter_names(df)
+        g = self._grid(df)
+        P, t = g["p"], g["t"]
+        n_seg, n_b = P.shape
+        rows = np.broadcast_to(np.arange(n_seg)[:, None], P.shape)
+        dtype, hour = _day_type(t), ((t % DAY_S) // 3600).astype(int)
+        prof = self._lookup(names, self.profile_, np.nan)
+        if leave_day_out:
+            idx = np.array([self.index_[m] for m in names], np.int64)
+            day = np.floor(t / DAY_S).astype(np.int64) - self.first_day_[idx][:, None]
+            loo = self.loo_[idx]
+            inside = (day >= 0) & (day < loo.shape[1])
+            B = np.where(inside, loo[rows, np.clip(day, 0, loo.shape[1] - 1), hour], np.nan)
+            # A day with no other day of its type (the one Saturday of a week) has no honest
+            # baseline: it is left out of training, unless the meter has no other day at all.
+            none = ~np.isfinite(B).any(axis=1)
+            B[none] = prof[rows, dtype, hour][none]
+        else:
+            B = prof[rows, dtype, hour]
+        scale = self._lookup(names, self.scale_, 1.0)[:, None]
+        spread = self._lookup(names, self.spread_, np.nan)[rows, dtype, hour]
+        eps = cfg.eps_rel * scale
+        known = np.isfinite(B)
+        B = np.where(known, B, np.nan)
+        feats = []
+        means = {}
+        for w in cfg.windows_min:
+            k = cfg.steps(w)
+            mp, mb = _rolling_mean(P, k), _rolling_mean(B, k)
+            means[w] = (mp, mb)
+            feats.append((mp - mb) / scale)
+        mp, mb = means[cfg.windows_min[-1]]
+        feats.append(np.log((np.maximum(mp, 0) + eps) / (np.maximum(mb, 0) + eps)))
+        k24 = cfg.steps(24 * 60)
+        feats.append(np.log((np.maximum(_rolling_mean(P, k24), 0) + eps) / (np.maximum(_rolling_mean(B, k24), 0) + eps)))
+        k0 = cfg.steps(cfg.windows_min[0])
+        m0 = means[cfg.windows_min[0]][0]
+        feats.append(np.nan_to_num((m0 - _shift(m0, k0)) / scale))
+        k60 = g["k60"]
+        std = np.sqrt(np.maximum(_rolling_mean(P ** 2, k60) - _rolling_mean(P, k60) ** 2, 0))
+        feats.append(np.nan_to_num(np.log((std + eps) / (np.nan_to_num(spread, nan=0.0) + eps))))
+        for key in ("pf", "qs"):
+            med, mad = self.ratio_stats_[key]
+            med, mad = self._lookup(names, med, np.nan), self._lookup(names, mad, 1.0)
+            feats.append(np.nan_to_num(np.clip((g[key] - med[:, None]) / mad[:, None], -50, 50)))
+        values = np.stack(feats, axis=2)
+        valid = np.isfinite(P) & known & np.isfinite(values).all(axis=2)
+        return GridFeatures(values=values, valid=valid, cell=g["cell"], t0=g["t0"], power=P, expected=B)

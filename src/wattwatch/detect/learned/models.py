@@ -1,0 +1,258 @@
+"""The models behind the learned detectors, and the calibration that puts their scores on one scale.
+
+Each model takes scaled feature rows (or sequences of rows) and returns a raw outlier score,
+higher = more abnormal, plus per-feature contributions for explanations. The algorithms are the
+libraries': scikit-learn's IsolationForest, LocalOutlierFactor and PCA, torch for the two
+autoencoders; what is here is the wiring (seeds, sample sizes, batching) and the calibration.
+
+Calibration (``TailCalibrator``): a raw score becomes the probability that a *normal* row scores
+at least as high (its exceedance probability), read off the training scores; beyond their top
+``tail`` share the exceedance follows an exponential tail fitted to the excesses (so a score far
+beyond anything seen in training still ranks, instead of saturating at 1/n). Every detector's
+score is then ``log10(1 / p) / log10(1 / alpha)``: 1.0 means "a normal row scores this high once
+in 1/alpha", whichever model produced it, for every meter.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# torch is imported inside the autoencoders: `import wattwatch` and the rules stay light.
+
+
+class TailCalibrator:
+    """Monotone map from raw scores to exceedance probability under the training distribution."""
+
+    def __init__(self, tail: float = 0.02, n_quantiles: int = 2001):
+        self.tail = tail
+        self.n_quantiles = n_quantiles
+
+    def fit(self, raw: np.ndarray) -> "TailCalibrator":
+        raw = np.asarray(raw, float)
+        raw = raw[np.isfinite(raw)]
+        if len(raw) < 10:
+            raise ValueError(f"calibration needs at least 10 finite training scores, got {len(raw)}")
+        probs = np.linspace(0.0, 1.0, self.n_quantiles)
+        self.levels_ = np.quantile(raw, probs)
+        self.exceed_ = 1.0 - probs
+        self.u_ = float(np.quantile(raw, 1 - self.tail))
+        excess = raw[raw > self.u_] - self.u_
+        spread = float(np.std(raw)) or 1.0
+        self.beta_ = float(excess.mean()) if len(excess) and excess.mean() > 0 else spread
+        return self
+
+    def log10_exceedance(self, raw: np.ndarray) -> np.ndarray:
+        """-log10 P(normal score >= raw): 0 for typical rows, growing without bound in the tail."""
+        raw = np.asarray(raw, float)
+        # Body: interpolate on the quantile table (levels may repeat: take the upper side).
+        p = np.interp(raw, self.levels_, self.exceed_)
+        out = -np.log10(np.maximum(p, self.tail))
+        tail = raw > self.u_
+        out[tail] = -np.log10(self.tail) + (raw[tail] - self.u_) / self.beta_ / np.log(10)
+        return np.where(np.isfinite(raw), out, np.nan)
+
+
+class GaussianScaler:
+    """Each feature mapped to a standard normal through its training quantiles (scikit-learn's
+    QuantileTransformer), then clipped to +-``clip``: consumption features are heavy tailed (an
+    appliance burst is a 50-sigma hour), and a model on raw or IQR-scaled values spends itself on
+    them; on normal scores a feature far outside its training range is at the clip, no further."""
+
+    def __init__(self, clip: float = 6.0):
+        self.clip = clip
+
+    def fit(self, X: np.ndarray, seed: int) -> "GaussianScaler":
+        from sklearn.preprocessing import QuantileTransformer
+
+        flat = X.reshape(-1, X.shape[-1])
+        self.qt_ = QuantileTransformer(n_quantiles=min(1000, len(flat)), output_distribution="normal",
+                                       subsample=200_000, random_state=seed).fit(flat)
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        shape = X.shape
+        Z = self.qt_.transform(X.reshape(-1, shape[-1])).reshape(shape)
+        return np.clip(Z, -self.clip, self.clip).astype(np.float32)
+
+
+class Model:
+    """Base: ``fit(X, seed)``, ``raw(X)`` (higher = worse) and ``contributions(X)``.
+    ``X`` is scaled (robust z) float32; the default contributions are the squared z-scores."""
+
+    sequence = False  # True: rows are (n, steps, features) sequences
+
+    def fit(self, X: np.ndarray, seed: int) -> "Model":  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def raw(self, X: np.ndarray) -> np.ndarray:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        Z = X[:, -1, :] if X.ndim == 3 else X
+        return np.asarray(Z, float) ** 2
+
+
+class IsolationForestModel(Model):
+    def __init__(self, n_estimators: int = 100, contamination: float = 0.01, max_samples: int | str = "auto"):
+        self.params = dict(n_estimators=n_estimators, contamination=contamination, max_samples=max_samples)
+
+    def fit(self, X, seed):
+        from sklearn.ensemble import IsolationForest
+
+        self.est_ = IsolationForest(**self.params, random_state=seed, n_jobs=1).fit(X)
+        return self
+
+    def raw(self, X):
+        return -self.est_.score_samples(X)
+
+
+class LOFModel(Model):
+    def __init__(self, n_neighbors: int = 20, max_fit_rows: int = 20_000):
+        self.n_neighbors = n_neighbors
+        self.max_fit_rows = max_fit_rows
+
+    def fit(self, X, seed):
+        from sklearn.neighbors import LocalOutlierFactor
+
+        if len(X) > self.max_fit_rows:  # neighbour queries cost grows with the reference set
+            X = X[np.random.default_rng(seed).choice(len(X), self.max_fit_rows, replace=False)]
+        self.est_ = LocalOutlierFactor(n_neighbors=self.n_neighbors, novelty=True, n_jobs=1).fit(X)
+        return self
+
+    def raw(self, X):
+        return -self.est_.score_samples(X)
+
+
+class PCAModel(Model):
+    """Reconstruction error from the principal subspace plus the distance inside it, each in units
+    of its components' variance (the Q and Hotelling T² statistics of process monitoring, summed:
+    what PyOD's weighted PCA computes, over all components). A bypass moves every level feature
+    together, along a normal direction, so reconstruction error alone would miss it; the
+    in-subspace distance does not."""
+
+    def fit(self, X, seed):
+        from sklearn.decomposition import PCA
+
+        self.est_ = PCA(n_components=None, svd_solver="full", random_state=seed).fit(X)
+        var = np.maximum(self.est_.explained_variance_, 1e-9)
+        self.weights_ = (1.0 / var).astype(np.float32)
+        return self
+
+    def raw(self, X):
+        Y = (X - self.est_.mean_.astype(np.float32)) @ self.est_.components_.T.astype(np.float32)
+        return (Y * Y) @ self.weights_
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+class _Trainer:
+    """Mini-batch Adam on the reconstruction loss, seeded; CPU."""
+
+    def __init__(self, epochs: int, batch: int, lr: float):
+        self.epochs, self.batch, self.lr = epochs, batch, lr
+
+    def train(self, net, X: np.ndarray, seed: int):
+        torch = _torch()
+        gen = torch.Generator().manual_seed(seed)
+        Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+        opt = torch.optim.Adam(net.parameters(), lr=self.lr)
+        net.train()
+        for _ in range(self.epochs):
+            perm = torch.randperm(len(Xt), generator=gen)
+            for k in range(0, len(Xt), self.batch):
+                xb = Xt[perm[k:k + self.batch]]
+                opt.zero_grad()
+                loss = ((net(xb) - xb) ** 2).mean()
+                loss.backward()
+                opt.step()
+        net.eval()
+        return net
+
+
+def _reconstruct(net, X: np.ndarray, batch: int = 262_144) -> np.ndarray:
+    torch = _torch()
+    out = np.empty(X.shape, np.float32)
+    with torch.inference_mode():
+        for k in range(0, len(X), batch):
+            out[k:k + batch] = net(torch.from_numpy(np.ascontiguousarray(X[k:k + batch], dtype=np.float32))).numpy()
+    return out
+
+
+class DenseAEModel(Model):
+    """A dense autoencoder (d -> hidden -> code -> hidden -> d, ReLU), trained on normal rows
+    only; the score is the mean squared reconstruction error."""
+
+    def __init__(self, hidden: int = 32, code: int = 4, epochs: int = 12, batch: int = 1024, lr: float = 1e-2):
+        self.hidden, self.code = hidden, code
+        self.trainer = _Trainer(epochs, batch, lr)
+
+    def _net(self, d: int):
+        nn = _torch().nn
+        return nn.Sequential(nn.Linear(d, self.hidden), nn.ReLU(), nn.Linear(self.hidden, self.code), nn.ReLU(),
+                             nn.Linear(self.code, self.hidden), nn.ReLU(), nn.Linear(self.hidden, d))
+
+    def fit(self, X, seed):
+        torch = _torch()
+        torch.manual_seed(seed)
+        self.net_ = self.trainer.train(self._net(X.shape[1]), X, seed)
+        return self
+
+    def raw(self, X):
+        R = _reconstruct(self.net_, X)
+        return ((R - X) ** 2).mean(axis=1)
+
+    def contributions(self, X):
+        return np.asarray((_reconstruct(self.net_, X) - X) ** 2, float)
+
+
+class _LSTMAE:
+    """Encoder LSTM -> last hidden state repeated -> decoder LSTM -> linear: a sequence back."""
+
+    def __new__(cls, d: int, hidden: int):
+        nn = _torch().nn
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.enc = nn.LSTM(d, hidden, batch_first=True)
+                self.dec = nn.LSTM(hidden, hidden, batch_first=True)
+                self.out = nn.Linear(hidden, d)
+
+            def forward(self, x):
+                _, (h, _) = self.enc(x)
+                z = h[-1].unsqueeze(1).expand(-1, x.shape[1], -1)
+                y, _ = self.dec(z)
+                return self.out(y)
+
+        return Net()
+
+
+class LSTMAEModel(Model):
+    """An LSTM autoencoder over the last ``steps`` bins of features (trained on normal sequences
+    only); the score is the mean squared reconstruction error of the sequence."""
+
+    sequence = True
+
+    def __init__(self, steps: int = 12, hidden: int = 16, epochs: int = 8, batch: int = 256, lr: float = 5e-3,
+                 max_fit_rows: int = 20_000):
+        self.steps, self.hidden, self.max_fit_rows = steps, hidden, max_fit_rows
+        self.trainer = _Trainer(epochs, batch, lr)
+
+    def fit(self, X, seed):
+        torch = _torch()
+        torch.manual_seed(seed)
+        if len(X) > self.max_fit_rows:
+            X = X[np.sort(np.random.default_rng(seed).choice(len(X), self.max_fit_rows, replace=False))]
+        self.net_ = self.trainer.train(_LSTMAE(X.shape[2], self.hidden), X, seed)
+        return self
+
+    def raw(self, X):
+        R = _reconstruct(self.net_, X, batch=65_536)
+        return ((R - X) ** 2).mean(axis=(1, 2))
+
+    def contributions(self, X):
+        return np.asarray(((_reconstruct(self.net_, X, batch=65_536) - X) ** 2).mean(axis=1), float)
