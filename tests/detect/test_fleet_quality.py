@@ -43,3 +43,30 @@ def test_rule_faults_recall_and_precision_over_seeds(runs):
         assert d / n >= 0.95, f"{k}: recall {d}/{n}"
     assert n_true / alerts >= 0.95, f"precision {n_true}/{alerts}"
     assert any(e["type"] in ("register_reset", "motor_start", "supply_outage") for e in events)
+
+
+@pytest.fixture(scope="module")
+def consumption_run(tmp_path_factory):
+    """A fleet where most faults are consumption faults: the default detector set (rules, MACD
+    baseline and the learned ensemble) against theft, level shifts and frozen registers."""
+    d = tmp_path_factory.mktemp("consumption")
+    sim = simulate(SimConfig(meters=80, days=21, seed=5, fault_share=0.6,
+                             faults=("theft_under_registration", "level_shift", "frozen_register")), d,
+                   formats=("parquet",))
+    with Store(d / "s.duckdb") as s:
+        ingest_path(s, sim["files"]["parquet"])
+        frame = s.query()
+    return sim["events"], detect(frame).alerts
+
+
+def test_consumption_faults_recall_and_precision(consumption_run):
+    events, alerts = consumption_run
+    r = evaluate(events, alerts)
+    for k in ("theft_under_registration", "level_shift", "frozen_register"):
+        assert r["per_type"][k]["events"] >= 10
+        assert r["per_type"][k]["recall"] >= 0.85, (k, r["per_type"][k])
+    assert r["precision"] >= 0.9, r["false_alerts_by_code"]
+    # The learned ensemble takes part: it names consumption faults, with its explanation.
+    learned = [a for a in alerts if a.detector == "learned_ensemble"]
+    assert learned and all(a.code == "WARN_CONSUMPTION_ANOMALY" for a in learned)
+    assert all(a.evidence["drivers"] and a.evidence["drivers"][0]["feature"] for a in learned)

@@ -22,7 +22,8 @@ Features (``FEATURES``), for windows of ``windows_min`` (default 5, 15 and 60 mi
   meter's usual values, in units of their usual spread (0 where the meter lacks the channels).
 
 Baseline: per meter, day type (weekday pooled, Saturday, Sunday) x hour of day, the median of the
-hourly mean power over the fitting period (unseen day types fall back to weekdays). Features for
+hourly mean power over the fitting period. A day type seen on fewer than ``min_days`` days (a week
+of profile has one Saturday) is not judged: one day is an anecdote, not a baseline. Features for
 *training* use a leave-one-day-out baseline (each day judged against the other days of its type;
 a day with none, like the one Saturday of a profiled week, is left out of training), so a model
 never learns from residuals its own day made small.
@@ -30,6 +31,7 @@ never learns from residuals its own day made small.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,11 +45,13 @@ DAY_S = 86400.0
 @dataclass(frozen=True)
 class FeatureConfig:
     """``grid_s``: bin width (s); ``windows_min``: trailing windows in minutes (multiples of the
-    bin, 2-60 min with a 1-min grid); ``eps_rel``: floor of a log ratio, as a share of the load."""
+    bin, 2-60 min with a 1-min grid); ``eps_rel``: floor of a log ratio, as a share of the load;
+    ``min_days``: a day type profiled from fewer days is not judged."""
 
     grid_s: float = 300.0
     windows_min: tuple[int, ...] = (5, 15, 60)
     eps_rel: float = 0.05
+    min_days: int = 2
 
     def names(self) -> list[str]:
         w = [f"{m}m" for m in self.windows_min]
@@ -129,9 +133,12 @@ class Baseline:
         D[rows, day] = dtype
         prof = np.full((n_seg, 3, 24), np.nan)
         loo = np.full_like(H, np.nan)
-        import warnings
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices are expected
+            # Days of each type with at least half a day of data (a jittered first reading at
+            # 23:59:58 does not make a Sunday profiled).
+            full = np.isfinite(H).sum(axis=2) >= 12
+            self.days_ = np.stack([((D == k) & full).sum(axis=1) for k in range(3)], axis=1)
             for k in range(3):
                 of_k = (D == k)[:, :, None]
                 prof[:, k] = np.nanmedian(np.where(of_k, H, np.nan), axis=1)
@@ -156,11 +163,13 @@ class Baseline:
         std = np.sqrt(np.maximum(_rolling_mean(g["p"] ** 2, g["k60"]) - _rolling_mean(g["p"], g["k60"]) ** 2, 0))
         self.spread_ = self._profile_of(std, g["t"], n_seg)
         self.ratio_stats_ = {}
-        for key in ("pf", "qs"):
-            x = g[key]
-            med = np.nanmedian(x, axis=1) if x.size else np.zeros(n_seg)
-            mad = 1.4826 * np.nanmedian(np.abs(x - med[:, None]), axis=1) if x.size else np.zeros(n_seg)
-            self.ratio_stats_[key] = (med, np.maximum(np.nan_to_num(mad, nan=1.0), 0.01))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a meter without the channel: all NaN
+            for key in ("pf", "qs"):
+                x = g[key]
+                med = np.nanmedian(x, axis=1) if x.size else np.zeros(n_seg)
+                mad = 1.4826 * np.nanmedian(np.abs(x - med[:, None]), axis=1) if x.size else np.zeros(n_seg)
+                self.ratio_stats_[key] = (med, np.maximum(np.nan_to_num(mad, nan=1.0), 0.01))
         return self
 
     # ------------------------------------------------------------------------------ helpers
@@ -238,11 +247,17 @@ class Baseline:
             B[none] = prof[rows, dtype, hour][none]
         else:
             B = prof[rows, dtype, hour]
+        # A day type profiled from fewer than min_days days (the one Saturday of a profiled week) is
+        # not a baseline: its bins cannot be judged (weekdays judge the meter meanwhile).
+        thin = self._lookup(names, self.days_, 0)[rows, dtype] < cfg.min_days
+        B = np.where(thin, np.nan, B)
         scale = self._lookup(names, self.scale_, 1.0)[:, None]
         spread = self._lookup(names, self.spread_, np.nan)[rows, dtype, hour]
         eps = cfg.eps_rel * scale
         known = np.isfinite(B)
-        B = np.where(known, B, np.nan)
+        # Windows compare like with like: power only where there is a baseline, and vice versa.
+        P = np.where(known, P, np.nan)
+        B = np.where(np.isfinite(P), B, np.nan)
         feats = []
         means = {}
         for w in cfg.windows_min:

@@ -54,11 +54,12 @@ class TailCalibrator:
 
 class GaussianScaler:
     """Each feature mapped to a standard normal through its training quantiles (scikit-learn's
-    QuantileTransformer), then clipped to +-``clip``: consumption features are heavy tailed (an
-    appliance burst is a 50-sigma hour), and a model on raw or IQR-scaled values spends itself on
-    them; on normal scores a feature far outside its training range is at the clip, no further."""
+    QuantileTransformer): consumption features are heavy tailed (an appliance burst is a 50-sigma
+    hour), and a model on raw or IQR-scaled values spends itself on them. Beyond the training range
+    the map goes on linearly (in units of the feature's robust spread) instead of saturating, so a
+    load halved for a day stays further out than anything normal; clipped at +-``clip``."""
 
-    def __init__(self, clip: float = 6.0):
+    def __init__(self, clip: float = 12.0):
         self.clip = clip
 
     def fit(self, X: np.ndarray, seed: int) -> "GaussianScaler":
@@ -67,12 +68,22 @@ class GaussianScaler:
         flat = X.reshape(-1, X.shape[-1])
         self.qt_ = QuantileTransformer(n_quantiles=min(1000, len(flat)), output_distribution="normal",
                                        subsample=200_000, random_state=seed).fit(flat)
+        q = self.qt_.quantiles_
+        lo, hi = q[0], q[-1]
+        iqr = np.quantile(flat, 0.75, axis=0) - np.quantile(flat, 0.25, axis=0)
+        self.lo_, self.hi_ = lo, hi
+        self.spread_ = np.where(iqr > 1e-9, iqr / 1.349, np.maximum(hi - lo, 1e-3))
+        self.edge_ = float(np.abs(self.qt_.transform(np.vstack([lo, hi]))).max())
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         shape = X.shape
-        Z = self.qt_.transform(X.reshape(-1, shape[-1])).reshape(shape)
-        return np.clip(Z, -self.clip, self.clip).astype(np.float32)
+        flat = X.reshape(-1, shape[-1])
+        Z = self.qt_.transform(flat)
+        above, below = flat > self.hi_, flat < self.lo_
+        Z = np.where(above, self.edge_ + (flat - self.hi_) / self.spread_, Z)
+        Z = np.where(below, -self.edge_ + (flat - self.lo_) / self.spread_, Z)
+        return np.clip(Z, -self.clip, self.clip).reshape(shape).astype(np.float32)
 
 
 class Model:
@@ -107,7 +118,7 @@ class IsolationForestModel(Model):
 
 
 class LOFModel(Model):
-    def __init__(self, n_neighbors: int = 20, max_fit_rows: int = 20_000):
+    def __init__(self, n_neighbors: int = 20, max_fit_rows: int = 10_000):
         self.n_neighbors = n_neighbors
         self.max_fit_rows = max_fit_rows
 
@@ -182,7 +193,28 @@ def _reconstruct(net, X: np.ndarray, batch: int = 262_144) -> np.ndarray:
     return out
 
 
-class DenseAEModel(Model):
+class _TorchModel(Model):
+    """Pickles as the net's architecture arguments and ``state_dict`` (not the module object), so
+    a saved model does not depend on how torch pickles modules."""
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        net = state.pop("net_", None)
+        if net is not None:
+            state["net_state_"] = {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
+        return state
+
+    def __setstate__(self, state):
+        torch = _torch()
+        weights = state.pop("net_state_", None)
+        self.__dict__.update(state)
+        if weights is not None:
+            self.net_ = self._net(self.d_)
+            self.net_.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+            self.net_.eval()
+
+
+class DenseAEModel(_TorchModel):
     """A dense autoencoder (d -> hidden -> code -> hidden -> d, ReLU), trained on normal rows
     only; the score is the mean squared reconstruction error."""
 
@@ -198,7 +230,8 @@ class DenseAEModel(Model):
     def fit(self, X, seed):
         torch = _torch()
         torch.manual_seed(seed)
-        self.net_ = self.trainer.train(self._net(X.shape[1]), X, seed)
+        self.d_ = X.shape[1]
+        self.net_ = self.trainer.train(self._net(self.d_), X, seed)
         return self
 
     def raw(self, X):
@@ -231,7 +264,7 @@ class _LSTMAE:
         return Net()
 
 
-class LSTMAEModel(Model):
+class LSTMAEModel(_TorchModel):
     """An LSTM autoencoder over the last ``steps`` bins of features (trained on normal sequences
     only); the score is the mean squared reconstruction error of the sequence."""
 
@@ -247,8 +280,12 @@ class LSTMAEModel(Model):
         torch.manual_seed(seed)
         if len(X) > self.max_fit_rows:
             X = X[np.sort(np.random.default_rng(seed).choice(len(X), self.max_fit_rows, replace=False))]
-        self.net_ = self.trainer.train(_LSTMAE(X.shape[2], self.hidden), X, seed)
+        self.d_ = X.shape[2]
+        self.net_ = self.trainer.train(self._net(self.d_), X, seed)
         return self
+
+    def _net(self, d: int):
+        return _LSTMAE(d, self.hidden)
 
     def raw(self, X):
         R = _reconstruct(self.net_, X, batch=65_536)

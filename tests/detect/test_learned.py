@@ -1,0 +1,147 @@
+"""Learned detectors: features, calibration, training once per fleet, persistence."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from wattwatch.detect import registry
+from wattwatch.detect.frame import prepare, profile_mask
+from wattwatch.detect.learned.features import Baseline, FeatureConfig
+from wattwatch.detect.learned.models import GaussianScaler, TailCalibrator
+from wattwatch.detect.learned.persist import MANIFEST, ModelFormatError, load_models, save_models
+from wattwatch.sim import SimConfig, simulate
+
+from .conftest import HEALTHY
+
+
+@pytest.fixture(scope="module")
+def flat():
+    """Two meters at a constant 2 kW, 5-min readings, 10 days; meter B halves from day 8."""
+    ts = pd.date_range("2025-01-06", periods=10 * 288, freq="5min", tz="UTC")
+    rows = []
+    for m in ("A", "B"):
+        p = np.full(len(ts), 2.0)
+        if m == "B":
+            p[8 * 288:] = 1.0
+        rows.append(pd.DataFrame({"meter_id": m, "ts": ts, "p_kw": p}))
+    return prepare(pd.concat(rows, ignore_index=True))
+
+
+def test_features_are_relative_to_the_meters_own_baseline(flat):
+    cfg = FeatureConfig()
+    prof = prepare(flat[profile_mask(flat, 7)])
+    gf = Baseline(cfg).fit(prof).features(flat)
+    names = cfg.names()
+    V = gf.values
+    day8, day9 = 8 * 288, 9 * 288 + 100
+    # Meter A stays on its baseline: every level and ratio feature is 0.
+    for f in ("level_5m", "level_60m", "ratio_60m", "ratio_24h"):
+        np.testing.assert_allclose(V[0, :, names.index(f)][gf.valid[0]], 0.0, atol=1e-9)
+    # Meter B halved: a day later the daily ratio is log((1 + eps) / (2 + eps)), eps = 5 % of load.
+    eps = 0.05 * 2.0 * (7 / 7)  # the meter's mean over the profile is 2 kW
+    assert V[1, day9, names.index("ratio_24h")] == pytest.approx(np.log((1 + eps) / (2 + eps)), rel=1e-6)
+    assert V[1, day8 + 12, names.index("level_60m")] == pytest.approx(-0.5)
+    assert V[1, day8 - 1, names.index("level_60m")] == pytest.approx(0.0)
+
+
+def test_features_do_not_look_ahead(flat):
+    prof = prepare(flat[profile_mask(flat, 7)])
+    b = Baseline(FeatureConfig()).fit(prof)
+    full = b.features(flat)
+    head = b.features(prepare(flat[flat["ts"] < pd.Timestamp("2025-01-14T12:00Z")]))
+    n = head.values.shape[1]
+    np.testing.assert_array_equal(full.values[:, :n][head.valid], head.values[head.valid])
+
+
+def test_calibration_is_monotone_and_means_exceedance():
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=200_000)
+    cal = TailCalibrator().fit(train)
+    x = np.linspace(-3, 12, 500)
+    e = cal.log10_exceedance(x)
+    assert np.all(np.diff(e) >= -1e-12)
+    # In the body, -log10 P(X >= q) of the training distribution itself.
+    for q in (0.5, 0.9, 0.97):
+        assert cal.log10_exceedance(np.array([np.quantile(train, q)]))[0] == pytest.approx(-np.log10(1 - q), abs=0.02)
+    # In the tail it keeps ranking instead of saturating at 1 / n.
+    assert e[-1] > 8
+
+
+def test_gaussian_scaler_keeps_ranking_beyond_the_training_range():
+    rng = np.random.default_rng(1)
+    X = rng.standard_t(3, size=(20_000, 2))
+    s = GaussianScaler().fit(X, 0)
+    z = s.transform(np.array([[X[:, 0].max() + 1, 0.0], [X[:, 0].max() + 5, 0.0]]))
+    assert z[1, 0] > z[0, 0] > 4
+
+
+@pytest.fixture(scope="module")
+def small_fleet():
+    sim = simulate(SimConfig(meters=12, days=12, seed=8, fault_share=0.5,
+                             faults=("theft_under_registration", "level_shift"), **{
+                                 k: v for k, v in HEALTHY.items() if k not in ("fault_share",)}))
+    frame = prepare(sim["frame"])
+    return sim, frame, prepare(frame[profile_mask(frame, 6)])
+
+
+def test_train_locks_the_model_and_later_fits_only_relearn_baselines(small_fleet):
+    _, frame, prof = small_fleet
+    d = registry.build("isolation_forest").train(prof)
+    model = d.model_
+    half = prepare(prof[prof["_seg"] < 6])
+    d.fit(half)
+    assert d.model_ is model and d.locked
+    c = d.clone()
+    assert c.model_ is model and c.locked
+
+
+@pytest.mark.parametrize("name", ["learned_ensemble", "lstm_autoencoder"])
+def test_save_load_round_trip(name, small_fleet, tmp_path):
+    _, frame, prof = small_fleet
+    d = registry.build(name).train(prof)
+    save_models([d], tmp_path / "m", {"period": "test"})
+    (loaded,) = load_models(tmp_path / "m")
+    assert type(loaded) is type(d) and loaded.config == d.config and loaded.locked
+    loaded.fit(prof)  # the engine re-learns baselines per chunk; the model stays the saved one
+    np.testing.assert_array_equal(loaded.score(frame).to_numpy(), d.score(frame).to_numpy())
+
+
+def test_incompatible_model_folders_fail_clearly(small_fleet, tmp_path):
+    _, _, prof = small_fleet
+    d = registry.build("pca_reconstruction").train(prof)
+    folder = save_models([d], tmp_path / "m")
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest.update(format=manifest["format"] + 1, wattwatch="9.9.9")
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ModelFormatError, match=r"saved by wattwatch 9\.9\.9 .* retrain"):
+        load_models(folder)
+    manifest.update(format=manifest["format"] - 1)
+    manifest["detectors"]["pca_reconstruction"]["features"] = ["level_5m"]
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ModelFormatError, match="trained on features"):
+        load_models(folder)
+    with pytest.raises(ModelFormatError, match="not a wattwatch model folder"):
+        load_models(tmp_path)
+    with pytest.raises(ValueError, match="train it before saving"):
+        save_models([registry.build("pca_reconstruction")], tmp_path / "x")
+
+
+def test_alerts_explain_which_features_drove_them(small_fleet):
+    sim, frame, _ = small_fleet
+    from wattwatch.detect.engine import EngineConfig, detect
+
+    alerts = detect(frame, registry.build_all(["isolation_forest"]), EngineConfig(profile_days=6)).alerts
+    theft = [e for e in sim["events"] if e["type"] == "theft_under_registration"]
+    hit = [a for a in alerts if any(a.meter_id == e["meter_id"] and a.start <= e["end"] and a.end >= e["start"]
+                                    for e in theft)]
+    assert hit, "no alert on the theft events"
+    a = hit[0]
+    assert a.code == "WARN_CONSUMPTION_ANOMALY" and "drivers" in a.message
+    drivers = a.evidence["drivers"]
+    assert 1 <= len(drivers) <= 3 and abs(sum(d["share"] for d in drivers)) <= 1.0001
+    # A bypass takes load away: the consumption came out below what was expected.
+    assert a.evidence["actual_kwh"] < a.evidence["expected_kwh"]
