@@ -56,7 +56,9 @@ def consumption_run(tmp_path_factory):
     with Store(d / "s.duckdb") as s:
         ingest_path(s, sim["files"]["parquet"])
         frame = s.query()
-    return sim["events"], detect(frame).alerts
+    from wattwatch.detect.registry import DEFAULT_DETECTORS, build_all
+
+    return sim["events"], detect(frame, build_all(list(DEFAULT_DETECTORS) + ["learned_ensemble"])).alerts
 
 
 def test_consumption_faults_recall_and_precision(consumption_run):

@@ -176,3 +176,114 @@ if __name__ == "__main__":
         print(json.dumps(_detect_worker(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 3)))
     else:
         print(json.dumps(_worker(*sys.argv[1:4])))
+
+
+# ------------------------------------------------------------------------------------- learned
+
+LEARNED_BASELINES = {
+    "isolation_forest": "PyOD IForest (scikit-learn IsolationForest)",
+    "local_outlier_factor": "PyOD LOF (scikit-learn LocalOutlierFactor)",
+    "pca_reconstruction": "PyOD PCA",
+    "autoencoder": "PyOD AutoEncoder (torch)",
+    "lstm_autoencoder": "the same torch LSTM autoencoder, called bare",
+}
+
+
+def _library_twin(name: str, det, train_rows, seed: int):
+    """The library's own detector for ``name``, fit on the same training rows with the same
+    hyper-parameters; returns a function scoring the raw feature rows the library's way."""
+    import numpy as np
+
+    if name == "isolation_forest":
+        from pyod.models.iforest import IForest
+
+        m = IForest(n_estimators=det.config.n_estimators, contamination=det.config.contamination,
+                    random_state=seed, n_jobs=1).fit(train_rows)
+        return m.decision_function
+    if name == "local_outlier_factor":
+        from pyod.models.lof import LOF
+
+        rows = train_rows[np.random.default_rng(seed).choice(len(train_rows), min(len(train_rows), det.config.max_fit_rows), replace=False)]
+        m = LOF(n_neighbors=det.config.n_neighbors, novelty=True, n_jobs=1).fit(rows)
+        return m.decision_function
+    if name == "pca_reconstruction":
+        from pyod.models.pca import PCA
+
+        m = PCA(random_state=seed).fit(train_rows)
+        return m.decision_function
+    if name == "autoencoder":
+        from pyod.models.auto_encoder import AutoEncoder
+
+        m = AutoEncoder(hidden_neuron_list=[det.config.hidden, det.config.code_size], epoch_num=2, batch_size=4096,
+                        batch_norm=False, dropout_rate=0.0, random_state=seed, verbose=0).fit(train_rows)
+        return m.decision_function
+    if name == "lstm_autoencoder":
+        import torch
+
+        net = det.model_.net_
+
+        def bare(seqs):
+            with torch.inference_mode():
+                out = []
+                for k in range(0, len(seqs), 65_536):
+                    x = torch.from_numpy(seqs[k:k + 65_536])
+                    out.append(((net(x) - x) ** 2).mean(dim=(1, 2)).numpy())
+            return np.concatenate(out)
+        return bare
+    raise ValueError(name)
+
+
+def learned_benchmark(rows: int = 1_000_000, seed: int = 0, repeats: int = 1, detectors: list[str] | None = None,
+                      log=print) -> dict:
+    """Rows/s of each learned detector scoring the same ``rows`` feature rows (all of its work: its
+    inputs, scaling, model, calibration) against its library twin in the same process."""
+    import numpy as np
+    import pandas as pd
+
+    from wattwatch.detect import registry
+    from wattwatch.detect.frame import prepare, profile_mask
+    from wattwatch.detect.learned.features import Baseline
+    from wattwatch.sim import SimConfig, simulate
+
+    days = 30.0
+    meters = max(1, int(np.ceil(rows / (days * 288))))
+    log(f"simulating {meters} meters x {days:.0f} days for ~{rows:,} feature rows ...")
+    sim = simulate(SimConfig(meters=meters, days=days, seed=seed, fault_share=0.3))
+    frame = prepare(sim["frame"].drop_duplicates(["meter_id", "ts"]))
+    prof = prepare(frame[profile_mask(frame, 7)])
+    names = detectors or ["isolation_forest", "local_outlier_factor", "pca_reconstruction", "autoencoder",
+                          "lstm_autoencoder"]
+    results = []
+    gf = None
+    for name in names:
+        det = registry.build(name, {"seed": seed}).train(prof)
+        if gf is None:
+            gf = det.baseline_.features(frame)
+            keep = np.flatnonzero(gf.valid.ravel())[:rows]
+            valid = np.zeros(gf.valid.size, bool)
+            valid[keep] = True
+            gf.valid = valid.reshape(gf.valid.shape)
+            n = int(gf.valid.sum())
+            train_rows = Baseline(det.config.features()).fit(prof).features(prof, leave_day_out=True).rows()
+            log(f"{n:,} feature rows x {gf.values.shape[2]} features; training rows {len(train_rows):,}")
+        twin = _library_twin(name, det, det.scaler_.transform(train_rows) if name == "lstm_autoencoder" else train_rows,
+                             seed)
+        lib_input = det.scaler_.transform(det._inputs(gf)) if name == "lstm_autoencoder" else gf.rows()
+        ours_s, lib_s = [], []
+        for _ in range(repeats):  # alternated, so a slow minute of the machine hits both
+            t0 = time.perf_counter()
+            ours = det.evidence(gf)
+            ours_s.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            theirs = twin(lib_input)
+            lib_s.append(time.perf_counter() - t0)
+        o, l_ = float(np.median(ours_s)), float(np.median(lib_s))
+        both = np.isfinite(ours[gf.valid]) & np.isfinite(theirs)
+        rho = float(pd.Series(ours[gf.valid][both]).corr(pd.Series(theirs[both]), method="spearman"))
+        results.append({"detector": name, "library": LEARNED_BASELINES[name], "rows": n,
+                        "ours_rows_per_s": round(n / o), "library_rows_per_s": round(n / l_),
+                        "ratio": round(l_ / o, 3), "rank_correlation": round(rho, 3),
+                        "ours_runs_s": [round(x, 2) for x in ours_s], "library_runs_s": [round(x, 2) for x in lib_s]})
+        log(f"  {name}: ours {n / o:,.0f} rows/s, {LEARNED_BASELINES[name]} {n / l_:,.0f} rows/s, ratio {l_ / o:.2f}")
+    return {"machine": _machine(), "rows": n, "repeats": repeats, "results": results,
+            "date": time.strftime("%Y-%m-%d")}

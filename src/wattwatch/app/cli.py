@@ -611,6 +611,33 @@ def bench_detect(
                   "(pages shared with the parent counted in both)")
 
 
+@bench_app.command("learned")
+def bench_learned(
+    rows: int = typer.Option(1_000_000, "--rows", help="Feature rows (5-min bins) to score."),
+    repeats: int = typer.Option(1, "--repeats", help="Timed runs of each side, alternated; medians reported."),
+    detectors: Optional[str] = typer.Option(None, "--detectors", help="Comma-separated learned detectors (default: all five)."),
+    seed: int = typer.Option(0, "--seed"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Rows/s of each learned detector against the library it wraps, same rows, same process."""
+    from wattwatch.app.bench import learned_benchmark
+
+    names = [d.strip() for d in detectors.split(",")] if detectors else None
+    r = learned_benchmark(rows=rows, seed=seed, repeats=repeats, detectors=names, log=err_console.print)
+    if as_json:
+        print(json.dumps(r))
+        return
+    table = Table("detector", "ours rows/s", "library", "library rows/s", "ratio (>= 0.9)", "rank corr.",
+                  title=f"bench learned: {r['rows']:,} feature rows ({r['machine']})")
+    for x in r["results"]:
+        ok = "[green]" if x["ratio"] >= 0.9 else "[red]"
+        table.add_row(x["detector"], f"{x['ours_rows_per_s']:,}", x["library"], f"{x['library_rows_per_s']:,}",
+                      f"{ok}{x['ratio']:.2f}", f"{x['rank_correlation']:.2f}")
+    console.print(table)
+    console.print("ratio = library time / our time (ours includes building its inputs, scaling and calibration); "
+                  "rank corr. = Spearman between the two scorings of the same rows")
+
+
 # ----------------------------------------------------------------------------------------- nab
 
 NAB_RECOMMENDED = "residual_likelihood"

@@ -7,8 +7,8 @@ memory; the same split is what a Spark job distributes). Within a chunk:
    at an operator's reset) is what every detector learns from;
 2. the outage, harmonic, sensor-fault and frozen-readings rules run first, because they explain
    other symptoms: no current-based rule judges a reading without supply or with a distorted
-   signal; no consumption rule judges a span where a CT is open (the "drop" is the dead CT) or the
-   data is frozen; neither firmware drift nor thermal drift judges frozen data;
+   signal; no consumption rule judges a span where a CT is open (the "drop" is the dead CT), the
+   data is frozen or the neutral is bypassed (the drop is the bypass, reported by its rule); neither firmware drift nor thermal drift judges frozen data;
 3. every detector's scores then go through its post-rules into alerts, described by the detector.
 """
 
@@ -31,7 +31,7 @@ from wattwatch.detect.frame import meter_names, prepare, profile_mask, seg_bound
 from wattwatch.detect.postrules import alert_groups, calibrated, span_mask
 from wattwatch.detect.registry import build_all
 
-FIRST = ("supply_outage", "harmonic_noise", "sensor_fault", "frozen_readings")
+FIRST = ("supply_outage", "harmonic_noise", "sensor_fault", "frozen_readings", "neutral_tamper")
 
 
 @dataclass(frozen=True)
@@ -252,6 +252,10 @@ def _run_chunk(df: pd.DataFrame, detectors: list[Detector], config: EngineConfig
         elif det.name == "frozen_readings":
             frozen = span_mask(seg, t, groups, pad_s=3600.0)
             explained |= frozen
+        elif det.name == "neutral_tamper":
+            # A neutral bypass is the reason the meter registers less: the consumption detectors'
+            # "drop" over its span is the same fault, already reported with its cause.
+            explained |= span_mask(seg, t, groups, pad_s=3600.0)
         for rows in groups:
             f = det.describe(src, rows, s)
             result.alerts.append(Alert(

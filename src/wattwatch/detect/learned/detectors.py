@@ -130,12 +130,20 @@ class LearnedDetector(Detector):
         self.model_ = self._model().fit(Xs, cfg.seed)
         self.calibrator_ = TailCalibrator().fit(self.model_.raw(Xs))
 
-    def _inputs(self, gf: GridFeatures) -> np.ndarray:
+    def _inputs(self, gf: GridFeatures, scale: bool = False) -> np.ndarray:
+        """Model inputs of the valid bins: feature rows, or for a sequence model each bin with the
+        ``steps - 1`` bins before it. ``scale``: through the fitted scaler (sequences are built
+        from the scaled grid, so each bin is scaled once, not once per sequence it is in)."""
         model = getattr(self, "model_", None) or self._model()
         if not model.sequence:
-            return gf.rows()
+            X = gf.rows()
+            return self.scaler_.transform(X) if scale else X
         steps = model.steps
-        V = np.where(gf.valid[:, :, None], gf.values, 0.0).astype(np.float32)  # gaps read as "on baseline"
+        V = gf.values
+        if scale:
+            V = np.where(gf.valid[:, :, None], self.scaler_.transform(np.nan_to_num(V)), 0.0).astype(np.float32)
+        else:
+            V = np.where(gf.valid[:, :, None], V, 0.0).astype(np.float32)  # gaps read as "on baseline"
         pad = np.concatenate([np.repeat(V[:, :1], steps - 1, axis=1), V], axis=1)
         win = np.lib.stride_tricks.sliding_window_view(pad, steps, axis=1)  # meters x bins x d x steps
         return np.ascontiguousarray(win[gf.valid].transpose(0, 2, 1))
@@ -144,7 +152,7 @@ class LearnedDetector(Detector):
         """-log10 exceedance probability of each bin on its own (meters x bins, NaN: no data)."""
         out = np.full(gf.valid.shape, np.nan)
         if gf.valid.any():
-            raw = self.model_.raw(self.scaler_.transform(self._inputs(gf)))
+            raw = self.model_.raw(self._inputs(gf, scale=True))
             out[gf.valid] = self.calibrator_.log10_exceedance(raw)
         return out
 
@@ -366,8 +374,8 @@ class EnsembleDetector(LearnedDetector):
             comb = np.mean(L, axis=0)
         return gf, comb / -np.log10(self.config.alpha)
 
-    def _inputs(self, gf: GridFeatures) -> np.ndarray:
-        return gf.rows()
+    def _inputs(self, gf: GridFeatures, scale: bool = False) -> np.ndarray:
+        return gf.rows()  # the members scale for themselves
 
     def _contributions(self, X: np.ndarray) -> np.ndarray:
         one = GridFeatures(values=X[None].astype(float), valid=np.ones((1, len(X)), bool), cell=np.zeros(0, np.int64),
