@@ -203,7 +203,9 @@ def _library_twin(name: str, det, train_rows, seed: int):
     if name == "local_outlier_factor":
         from pyod.models.lof import LOF
 
-        rows = train_rows[np.random.default_rng(seed).choice(len(train_rows), min(len(train_rows), det.config.max_fit_rows), replace=False)]
+        from wattwatch.detect.learned.models import seeded_rows
+
+        rows = seeded_rows(train_rows, det.config.max_fit_rows, seed)  # the reference set ours keeps
         m = LOF(n_neighbors=det.config.n_neighbors, novelty=True, n_jobs=1).fit(rows)
         return m.decision_function
     if name == "pca_reconstruction":

@@ -223,6 +223,12 @@ def grid(df: pd.DataFrame, values: np.ndarray, bin_s: float) -> tuple[np.ndarray
     return m.reshape(n_seg, n_bins), cell, t0
 
 
+def day_type(t_s: np.ndarray) -> np.ndarray:
+    """Day type of epoch seconds (UTC): 0 weekday, 1 Saturday, 2 Sunday."""
+    dow = (np.floor(t_s / 86400).astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
+    return np.where(dow < 5, 0, dow - 4)
+
+
 def ffill_rows(m: np.ndarray) -> np.ndarray:
     """Forward-fill NaN along axis 1 (each row independently); leading NaN stay."""
     idx = np.where(np.isfinite(m), np.arange(m.shape[1])[None, :], 0)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
-from wattwatch.detect.frame import ema_rows, grid, meter_names
+from wattwatch.detect.frame import day_type, ema_rows, grid, meter_names
 
 
 @dataclass(frozen=True)
@@ -37,11 +37,6 @@ class BaselineMACDConfig(DetectorConfig):
     min_rel: float = 0.3
     noisy_ratio: float = 1.0
     post: PostRule = PostRule(min_duration_s=12 * 3600.0, min_readings=6, merge_gap_s=12 * 3600.0)
-
-
-def _day_type(t_s: np.ndarray) -> np.ndarray:
-    dow = (np.floor(t_s / 86400).astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
-    return np.where(dow < 5, 0, dow - 4)  # 0 weekday, 1 Saturday, 2 Sunday
 
 
 class BaselineMACD(Detector):
@@ -61,7 +56,7 @@ class BaselineMACD(Detector):
         m, _, t_bin = self._hourly(df)
         n_seg, n_bins = m.shape
         names = meter_names(df)
-        key_type = _day_type(t_bin)
+        key_type = day_type(t_bin)
         key_hour = ((t_bin % 86400) // 3600).astype(int)
         ok = np.isfinite(m)
         rows = np.repeat(np.arange(n_seg), n_bins).reshape(n_seg, n_bins)
@@ -102,7 +97,7 @@ class BaselineMACD(Detector):
         mean = self._per_meter(self.mean_kw_, names)
         limit = self._per_meter(self.limit_, names)
         rows = np.repeat(np.arange(n_seg), n_bins).reshape(n_seg, n_bins)
-        expected = base[rows, _day_type(t_bin), ((t_bin % 86400) // 3600).astype(int)]
+        expected = base[rows, day_type(t_bin), ((t_bin % 86400) // 3600).astype(int)]
         u = (m - expected) / mean[:, None]
         # Both averages start at 0, i.e. "on profile", so the first days carry no warm-up artefact.
         fast = ema_rows(u, 1 - np.exp(-1 / self.config.fast_h), start=0.0)

@@ -26,7 +26,7 @@ import pandas as pd
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
 from wattwatch.detect.learned.features import Baseline, FeatureConfig, GridFeatures, _rolling_mean
 from wattwatch.detect.learned.models import (DenseAEModel, IsolationForestModel, LOFModel, LSTMAEModel, Model,
-                                             GaussianScaler, PCAModel, TailCalibrator)
+                                             GaussianScaler, PCAModel, TailCalibrator, seeded_rows)
 
 LEARNED_POST = PostRule(threshold=1.0, min_duration_s=3 * 3600.0, min_readings=12, merge_gap_s=12 * 3600.0,
                         max_bridge_s=3600.0)
@@ -122,9 +122,7 @@ class LearnedDetector(Detector):
 
     def _fit_model(self, gf: GridFeatures) -> None:
         cfg = self.config
-        X = self._inputs(gf)
-        if len(X) > cfg.max_train_rows:
-            X = X[np.sort(np.random.default_rng(cfg.seed).choice(len(X), cfg.max_train_rows, replace=False))]
+        X = seeded_rows(self._inputs(gf), cfg.max_train_rows, cfg.seed)
         self.scaler_ = GaussianScaler().fit(X, cfg.seed)
         Xs = self.scaler_.transform(X)
         self.model_ = self._model().fit(Xs, cfg.seed)

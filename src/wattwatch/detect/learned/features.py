@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.frame import grid, meter_names
+from wattwatch.detect.frame import day_type, grid, meter_names
 
 DAY_S = 86400.0
 
@@ -60,11 +60,6 @@ class FeatureConfig:
 
     def steps(self, minutes: float) -> int:
         return max(1, int(round(minutes * 60 / self.grid_s)))
-
-
-def _day_type(t_s: np.ndarray) -> np.ndarray:
-    dow = (np.floor(t_s / DAY_S).astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
-    return np.where(dow < 5, 0, dow - 4)  # 0 weekday, 1 Saturday, 2 Sunday
 
 
 def _rolling_mean(m: np.ndarray, k: int) -> np.ndarray:
@@ -123,7 +118,7 @@ class Baseline:
         day = np.floor(t_h / DAY_S).astype(np.int64)
         day -= day[:, :1]
         hour = ((t_h % DAY_S) // 3600).astype(int)
-        dtype = _day_type(t_h)
+        dtype = day_type(t_h)
         n_days = int(day.max()) + 1 if day.size else 0
         # meters x days x 24 hourly means, and each day's type.
         H = np.full((n_seg, max(n_days, 1), 24), np.nan)
@@ -206,7 +201,7 @@ class Baseline:
         """Median of a meters x bins matrix per (meter, day type, hour)."""
         ok = np.isfinite(m)
         s = np.broadcast_to(np.arange(n_seg)[:, None], m.shape)[ok]
-        key = s * 72 + _day_type(t[ok]) * 24 + ((t[ok] % DAY_S) // 3600).astype(int)
+        key = s * 72 + day_type(t[ok]) * 24 + ((t[ok] % DAY_S) // 3600).astype(int)
         out = np.full(n_seg * 72, np.nan)
         if len(key):
             med = pd.Series(m[ok]).groupby(key).median()
@@ -233,7 +228,7 @@ class Baseline:
         P, t = g["p"], g["t"]
         n_seg, n_b = P.shape
         rows = np.broadcast_to(np.arange(n_seg)[:, None], P.shape)
-        dtype, hour = _day_type(t), ((t % DAY_S) // 3600).astype(int)
+        dtype, hour = day_type(t), ((t % DAY_S) // 3600).astype(int)
         prof = self._lookup(names, self.profile_, np.nan)
         if leave_day_out:
             idx = np.array([self.index_[m] for m in names], np.int64)

@@ -97,6 +97,13 @@ class GaussianScaler:
         return Z.reshape(shape)
 
 
+def seeded_rows(X: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``X`` itself, or ``n`` of its rows drawn without replacement by ``seed`` (in their order)."""
+    if len(X) <= n:
+        return X
+    return X[np.sort(np.random.default_rng(seed).choice(len(X), n, replace=False))]
+
+
 class Model:
     """Base: ``fit(X, seed)``, ``raw(X)`` (higher = worse) and ``contributions(X)``.
     ``X`` is scaled (robust z) float32; the default contributions are the squared z-scores."""
@@ -110,8 +117,7 @@ class Model:
         raise NotImplementedError
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
-        Z = X[:, -1, :] if X.ndim == 3 else X
-        return np.asarray(Z, float) ** 2
+        return np.asarray(X, float) ** 2
 
 
 class IsolationForestModel(Model):
@@ -136,8 +142,7 @@ class LOFModel(Model):
     def fit(self, X, seed):
         from sklearn.neighbors import LocalOutlierFactor
 
-        if len(X) > self.max_fit_rows:  # neighbour queries cost grows with the reference set
-            X = X[np.random.default_rng(seed).choice(len(X), self.max_fit_rows, replace=False)]
+        X = seeded_rows(X, self.max_fit_rows, seed)  # neighbour queries cost grows with the reference set
         self.est_ = LocalOutlierFactor(n_neighbors=self.n_neighbors, novelty=True, n_jobs=1).fit(X)
         return self
 
@@ -289,8 +294,7 @@ class LSTMAEModel(_TorchModel):
     def fit(self, X, seed):
         torch = _torch()
         torch.manual_seed(seed)
-        if len(X) > self.max_fit_rows:
-            X = X[np.sort(np.random.default_rng(seed).choice(len(X), self.max_fit_rows, replace=False))]
+        X = seeded_rows(X, self.max_fit_rows, seed)
         self.d_ = X.shape[2]
         self.net_ = self.trainer.train(self._net(self.d_), X, seed)
         return self
