@@ -58,7 +58,7 @@ def consumption_run(tmp_path_factory):
         frame = s.query()
     from wattwatch.detect.registry import DEFAULT_DETECTORS, build_all
 
-    return sim["events"], detect(frame, build_all(list(DEFAULT_DETECTORS) + ["learned_ensemble"])).alerts
+    return sim["events"], detect(frame, build_all(list(DEFAULT_DETECTORS))).alerts
 
 
 def test_consumption_faults_recall_and_precision(consumption_run):

@@ -145,3 +145,21 @@ def test_alerts_explain_which_features_drove_them(small_fleet):
     assert 1 <= len(drivers) <= 3 and abs(sum(d["share"] for d in drivers)) <= 1.0001
     # A bypass takes load away: the consumption came out below what was expected.
     assert a.evidence["actual_kwh"] < a.evidence["expected_kwh"]
+
+
+def test_detect_trains_a_fleet_model_only_on_enough_normal_data(small_fleet):
+    """One meter's few profile days cannot calibrate a 1e-4 tail: the default run skips the learned
+    ensemble and says so; a model trained elsewhere (``--models``) still judges that meter."""
+    from wattwatch.detect.engine import EngineConfig, detect
+
+    _, frame, prof = small_fleet
+    one = prepare(frame[frame["_seg"] == 0].drop(columns=["_seg", "_t"], errors="ignore"))
+    res = detect(one, registry.build_all(), EngineConfig(profile_days=6))
+    assert not [a for a in res.alerts if a.detector == "learned_ensemble"]
+    assert any(n.startswith("learned_ensemble: not run") and "meter-days" in n for n in res.notices)
+    trained = registry.build("learned_ensemble").train(prof)
+    res = detect(one, [trained], EngineConfig(profile_days=6))
+    assert not any(n.startswith("learned_ensemble: not run") for n in res.notices)
+    # The whole fleet's profile (12 meters x 6 days) is enough: trained in the run, no notice.
+    res = detect(frame, registry.build_all(["learned_ensemble"]), EngineConfig(profile_days=6))
+    assert not any("not run" in n for n in res.notices)

@@ -102,7 +102,8 @@ def detect(frame: pd.DataFrame, detectors: list[Detector] | None = None, config:
     full = prepare(frame)
     starts, ends = seg_bounds(full["_seg"].to_numpy())
     result.meters = len(starts)
-    train_fleet_models(full, order, config)
+    untrained = train_fleet_models(full, order, config, result.notices)
+    order = [d for d in order if all(d is not u for u in untrained)]
     # Meter chunks of about chunk_rows readings: contiguous row ranges of the sorted frame.
     chunk_id = np.floor(ends / max(config.chunk_rows, 1)).astype(int)
     bounds = [(int(starts[chunk_id == c][0]), int(ends[chunk_id == c][-1])) for c in np.unique(chunk_id)]
@@ -154,13 +155,14 @@ _FORKED_JOB: Callable | None = None
 
 
 def train_fleet_models(full: pd.DataFrame, detectors: list[Detector], config: EngineConfig,
-                       max_meters: int = 2000, seed: int = 0) -> None:
+                       notices: list[str], max_meters: int = 2000, seed: int = 0) -> list[Detector]:
     """Train, once, the fleet-wide model of each learned detector that has none (not loaded with
     ``--models``): on the profiling periods of up to ``max_meters`` meters (a seeded sample), so
-    every meter chunk is judged by the same model whatever the chunking."""
+    every meter chunk is judged by the same model whatever the chunking. Returns the detectors
+    that could not be trained (too little normal data; a notice says why)."""
     todo = [d for d in detectors if getattr(d, "fleet_model", False) and not d.locked]
     if not todo:
-        return
+        return []
     prof = profile_mask(full, config.profile_days, config.profile_max_share)
     n_seg = int(full["_seg"].iat[-1]) + 1
     if n_seg > max_meters:
@@ -168,8 +170,22 @@ def train_fleet_models(full: pd.DataFrame, detectors: list[Detector], config: En
         keep[np.random.default_rng(seed).choice(n_seg, max_meters, replace=False)] = True
         prof &= keep[full["_seg"].to_numpy()]
     fit_frame = prepare(full[prof])
+    seg, t = fit_frame["_seg"].to_numpy(), fit_frame["_t"].to_numpy()
+    starts, ends = seg_bounds(seg)
+    meter_days = float(np.sum(t[ends - 1] - t[starts])) / 86400.0 if len(starts) else 0.0
+    dropped = []
     for d in todo:
+        need = getattr(d.config, "min_fleet_meter_days", 0.0)
+        if meter_days < need:
+            # Too little normal data to calibrate a tail at alpha: the model would call the
+            # profile's own ordinary hours rare. Not run, and said so.
+            dropped.append(d)
+            notices.append(f"{d.name}: not run — the profiling period holds {meter_days:.0f} meter-days "
+                           f"of normal data and a fleet model needs at least {need:.0f}; train one on more "
+                           "history with `wattwatch train` and pass `detect --models DIR`")
+            continue
         d.train(fit_frame)
+    return dropped
 
 
 def _forked_chunk(ab: tuple[int, int]) -> tuple[DetectionResult, dict]:

@@ -38,12 +38,12 @@ _REGISTRY: dict[str, str] = {
     "lstm_autoencoder": "wattwatch.detect.learned.detectors:LSTMAutoencoderDetector",
     "learned_ensemble": "wattwatch.detect.learned.detectors:EnsembleDetector",
 }
-# What `detect` runs without --detectors: the rules and the profile baseline. The learned ensemble
-# is opt-in for now (`--detectors` or a config): on single meters with a short profile it still
-# raises false alarms the rule tests catch (see the session note).
+# What `detect` runs without --detectors: the rules, the profile baseline and the learned ensemble
+# (which the engine trains on the run's own profile when that holds enough meter-days, or takes
+# from `detect --models`; otherwise it is skipped with a notice).
 DEFAULT_DETECTORS: tuple[str, ...] = (
     "supply_outage", "harmonic_noise", "phase_imbalance", "neutral_tamper", "sensor_fault", "firmware_drift",
-    "packet_loss", "thermal_drift", "frozen_readings", "baseline_macd")
+    "packet_loss", "thermal_drift", "frozen_readings", "baseline_macd", "learned_ensemble")
 LEARNED: tuple[str, ...] = ("isolation_forest", "local_outlier_factor", "pca_reconstruction", "autoencoder",
                             "lstm_autoencoder", "learned_ensemble")
 

@@ -37,7 +37,11 @@ class LearnedConfig(DetectorConfig):
     """``alpha``: exceedance probability under normal data that scores 1.0; ``grid_s``/``windows_min``:
     see :mod:`features`; ``max_train_rows``: rows (bins) sampled for training (seeded);
     ``persist_min``: trailing window over which per-bin evidence is averaged before the final
-    calibration; ``seed``: every random choice (sample, model initialisation)."""
+    calibration; ``seed``: every random choice (sample, model initialisation);
+    ``min_fleet_meter_days``: the least normal data (meters x days of profile) from which
+    ``detect`` trains a fleet model itself — below it the detector is not run (a notice says so)
+    unless a trained model is given with ``--models``: a tail at ``alpha`` cannot be calibrated
+    on one meter's week."""
 
     alpha: float = 1e-4
     grid_s: float = 300.0
@@ -45,6 +49,7 @@ class LearnedConfig(DetectorConfig):
     max_train_rows: int = 50_000
     persist_min: int = 360
     seed: int = 0
+    min_fleet_meter_days: float = 60.0
     post: PostRule = LEARNED_POST
 
     def __post_init__(self):
