@@ -23,7 +23,7 @@ TARGET = {
     "supply_outage": "supply_outage", "harmonic_noise": "harmonic_noise", "phase_imbalance": "phase_imbalance",
     "neutral_tamper": "neutral_bypass", "sensor_fault": "open_ct", "firmware_drift": "firmware_drift",
     "packet_loss": "packet_loss", "thermal_drift": "thermal_drift", "frozen_readings": "frozen_register",
-    "baseline_macd": "level_shift", "residual_likelihood": "level_shift",
+    "baseline_macd": "level_shift", "residual_likelihood": "level_shift", "window_novelty": "level_shift",
     "isolation_forest": "theft_under_registration", "local_outlier_factor": "theft_under_registration",
     "pca_reconstruction": "theft_under_registration", "autoencoder": "level_shift",
     "lstm_autoencoder": "theft_under_registration", "learned_ensemble": "theft_under_registration",

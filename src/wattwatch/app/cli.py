@@ -640,7 +640,7 @@ def bench_learned(
 
 # ----------------------------------------------------------------------------------------- nab
 
-NAB_RECOMMENDED = "residual_likelihood"
+NAB_RECOMMENDED = "window_novelty"
 NAB_DATA = typer.Option(Path(os.environ.get("WATTWATCH_NAB_DIR", "../shared/data/nab")), "--data",
                         help="NAB repository layout (data/, labels/, config/, results/).")
 NAB_OUT = typer.Option(Path("nab-results"), "--out", help="Results folder (NAB layout).")

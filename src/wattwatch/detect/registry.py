@@ -31,6 +31,7 @@ _REGISTRY: dict[str, str] = {
     "frozen_readings": "wattwatch.detect.rules.frozen:FrozenReadings",
     "baseline_macd": "wattwatch.detect.baseline.macd:BaselineMACD",
     "residual_likelihood": "wattwatch.detect.baseline.likelihood:ResidualLikelihood",
+    "window_novelty": "wattwatch.detect.baseline.novelty:WindowNovelty",
     "isolation_forest": "wattwatch.detect.learned.detectors:IsolationForestDetector",
     "local_outlier_factor": "wattwatch.detect.learned.detectors:LOFDetector",
     "pca_reconstruction": "wattwatch.detect.learned.detectors:PCADetector",

@@ -1,0 +1,191 @@
+"""Window novelty: has the series ever looked like this before? Causal, for one channel per meter.
+
+Two kinds of evidence, each judged against the meter's own past only:
+
+1. **Shape/level novelty.** The series is cut into blocks of ``s`` readings, ``s`` chosen so the
+   profiling period holds ``blocks_per_profile`` feature windows of ``window`` blocks (the time
+   scale follows how much normal data the meter has, as on NAB where files differ 30-fold in
+   length). A block is represented by its extreme reading (the one farther from the running
+   block mean, so a short spike is not averaged away; the block mean when the extreme is within
+   10 % of it), scaled by the profiling period's range. Each window of ``window`` blocks is
+   compared with every earlier window (up to ``memory`` of them); its novelty is the distance
+   to the nearest one. ``log(novelty + eps)`` is turned into a tail probability against the
+   ``history`` novelties before it: a window far from everything seen, when windows are usually
+   close to something seen, is surprising.
+2. **Range break.** A reading beyond the range of everything before it (by more than
+   ``range_tol`` of that range), or beyond the range of the last ``recent_share`` x profile
+   readings by more than ``recent_tol``: a new maximum or minimum.
+
+The evidence is ``max(-log10 tail, range_weight * (2 + 20 * excess))`` (decades); only *onsets*
+are kept: a reading scores when its evidence exceeds everything of the ``onset`` blocks before it,
+so a lasting anomaly is reported where it starts and not again at every reading (an operator, and
+NAB, want the first detection). The profiling period itself scores 0 (it is what is learned).
+Score = ``log2(1 + evidence / limit)``: 1 at the limit; through :func:`calibrated` it is
+``evidence / (evidence + limit)``.
+
+The defaults were chosen on the NAB corpus (see the README for the score and its neighbourhood);
+every step uses readings up to the scored one only, so batch, NAB and a stream agree.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+from scipy.special import log_ndtr
+
+from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
+from wattwatch.detect.frame import meter_names, seg_bounds
+
+
+@dataclass(frozen=True)
+class WindowNoveltyConfig(DetectorConfig):
+    channel: str = "p_kw"
+    window: int = 8
+    blocks_per_profile: int = 160
+    memory: int = 6000
+    history: int = 500
+    eps: float = 0.03
+    range_tol: float = 0.01
+    range_weight: float = 4.0
+    recent_share: float = 0.5
+    recent_tol: float = 0.2
+    recent_weight: float = 1.0
+    onset: int = 50
+    limit: float = 3.0
+    post: PostRule = PostRule(min_duration_s=0.0, min_readings=1, merge_gap_s=3600.0)
+
+    def __post_init__(self):
+        if self.window < 2 or self.blocks_per_profile < self.window or self.memory < 1 or self.history < 10:
+            raise ValueError("window >= 2, blocks_per_profile >= window, memory >= 1 and history >= 10 required")
+        if self.eps <= 0 or self.limit <= 0:
+            raise ValueError("eps and limit must be > 0")
+
+
+def _blocks(x: np.ndarray, s: int) -> np.ndarray:
+    """One value per block of ``s`` readings: the extreme reading unless within 10 % of the mean."""
+    nb = len(x) // s
+    B = x[: nb * s].reshape(nb, s)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks stay NaN
+        mean = np.nanmean(B, axis=1)
+        if s == 1:
+            return mean
+        hi, lo = np.nanmax(B, axis=1), np.nanmin(B, axis=1)
+    run = pd.Series(mean).ewm(alpha=0.5, adjust=False, ignore_na=True).mean().to_numpy()
+    v = np.where(np.abs(hi - run) >= np.abs(lo - run), hi, lo)
+    return np.where(np.abs(v - mean) < 0.1 * np.abs(mean), mean, v)
+
+
+def left_nearest(F: np.ndarray, valid: np.ndarray, memory: int, chunk: int = 1024) -> np.ndarray:
+    """Distance (RMS over features) from each row of ``F`` to its nearest earlier valid row among
+    the ``memory`` before it; NaN where the row is invalid or has no earlier valid row."""
+    m, d = F.shape
+    out = np.full(m, np.nan)
+    G = np.where(valid[:, None], F, 0.0)
+    sq = np.einsum("ij,ij->i", G, G)
+    for a in range(1, m, chunk):
+        b = min(m, a + chunk)
+        lo = max(0, a - memory)
+        D = sq[a:b, None] + sq[None, lo:b] - 2.0 * G[a:b] @ G[lo:b].T
+        i = np.arange(a, b)[:, None]
+        j = np.arange(lo, b)[None, :]
+        ok = (j < i) & (j >= i - memory) & valid[None, lo:b]
+        D = np.where(ok, D, np.inf).min(axis=1)
+        out[a:b] = np.where(np.isfinite(D), np.sqrt(np.maximum(D, 0.0) / d), np.nan)
+    out[~valid] = np.nan
+    return out
+
+
+class WindowNovelty(Detector):
+    name = "window_novelty"
+    code = "WARN_BASELINE_DEVIATION"
+    config_cls = WindowNoveltyConfig
+    requires = ("p_kw",)
+    causal: ClassVar[bool] = True
+
+    def _fit(self, df: pd.DataFrame) -> None:
+        cfg = self.config
+        x, t = df[cfg.channel].to_numpy(float), df["_t"].to_numpy(float)
+        starts, ends = seg_bounds(df["_seg"].to_numpy())
+        self.state_ = {}
+        for m, a, b in zip(meter_names(df), starts, ends):
+            xm = x[a:b]
+            fin = xm[np.isfinite(xm)]
+            if len(fin) < 2 * cfg.window:
+                continue  # too little to learn from: this meter is not judged
+            self.state_[m] = dict(block=max(1, int(round((b - a) / cfg.blocks_per_profile))), rows=int(b - a),
+                                  lo=float(fin.min()), hi=float(fin.max()), t_end=float(t[b - 1]))
+
+    def _parts(self, df: pd.DataFrame):
+        return self._memo(df, "parts", lambda: self._parts_(df))
+
+    def _parts_(self, df: pd.DataFrame):
+        cfg = self.config
+        x, t = df[cfg.channel].to_numpy(float), df["_t"].to_numpy(float)
+        starts, ends = seg_bounds(df["_seg"].to_numpy())
+        evidence = np.full(len(df), np.nan)
+        kind = np.zeros(len(df), np.int8)  # 1 novelty, 2 new extreme, 3 recent extreme
+        for m, a, b in zip(meter_names(df), starts, ends):
+            st = self.state_.get(m)
+            if st is not None:
+                evidence[a:b], kind[a:b] = self._meter(x[a:b], t[a:b], st)
+        return evidence, kind
+
+    def _meter(self, x: np.ndarray, t: np.ndarray, st: dict) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.config
+        n, s, w = len(x), st["block"], cfg.window
+        # 1. Novelty of each window of w blocks against the windows before it.
+        v = (_blocks(x, s) - st["lo"]) / ((st["hi"] - st["lo"]) or 1.0)
+        nov_rows = np.zeros(n)
+        if len(v) >= w + 1:
+            W = np.lib.stride_tricks.sliding_window_view(v, w)
+            valid = np.isfinite(W).all(axis=1)
+            lg = pd.Series(np.log(left_nearest(W, valid, cfg.memory) + cfg.eps))
+            roll = lg.rolling(cfg.history, min_periods=10)
+            mu, sd = roll.mean().shift(1).to_numpy(), roll.std().shift(1).to_numpy()
+            z = (lg.to_numpy() - mu) / np.maximum(np.nan_to_num(sd, nan=1.0), 1e-3)
+            with np.errstate(invalid="ignore"):
+                neg = np.nan_to_num(-log_ndtr(-z) / np.log(10))
+            nov_rows[(np.arange(len(W)) + w) * s - 1] = neg  # a window is known at its last reading
+        # 2. Range breaks: beyond everything before, or beyond the recent range by more.
+        xs = pd.Series(x)
+        hi, lo = xs.cummax().shift(1).to_numpy(), xs.cummin().shift(1).to_numpy()
+        rng = np.maximum(np.nan_to_num(hi - lo), 1e-12)
+        with np.errstate(invalid="ignore"):
+            out_all = np.nan_to_num(np.maximum(x - hi, lo - x) / rng)
+            L = max(2, int(cfg.recent_share * st["rows"]))
+            r = xs.rolling(L, min_periods=2)
+            rhi, rlo = r.max().shift(1).to_numpy(), r.min().shift(1).to_numpy()
+            out_recent = np.nan_to_num(np.maximum(x - rhi, rlo - x) / rng)
+        brk = np.where(out_all > cfg.range_tol, cfg.range_weight * (2 + 20 * out_all), 0.0)
+        rec = np.where(out_recent > cfg.recent_tol, cfg.recent_weight * (2 + 20 * out_recent), 0.0)
+        ev = np.maximum(np.maximum(nov_rows, brk), rec)
+        kind = np.select([ev <= 0, ev == brk, ev == rec], [0, 2, 3], 1).astype(np.int8)
+        ev[t <= st["t_end"]] = 0.0  # the profiling period is learned, not judged
+        # 3. Onsets only: above everything of the `onset` blocks before.
+        prev = pd.Series(ev).rolling(cfg.onset * s, min_periods=1).max().shift(1).fillna(0.0).to_numpy()
+        ev = np.where(ev > prev, ev, 0.0)
+        ev[~np.isfinite(x)] = np.nan
+        return ev, kind
+
+    def _score(self, df: pd.DataFrame) -> np.ndarray:
+        ev, _ = self._parts(df)
+        return np.log2(1.0 + ev / self.config.limit)
+
+    def describe(self, df, rows, scores) -> Finding:
+        ev, kind = self._parts(df)
+        k = rows[int(np.nanargmax(ev[rows]))]
+        x = float(df[self.config.channel].iat[k])
+        st = self.state_.get(df["meter_id"].iat[k], {})
+        what = {1: "a pattern unlike any window seen before", 2: "a value beyond everything seen before",
+                3: "a value far beyond the recent range"}.get(int(kind[k]), "a novel pattern")
+        return Finding("warning", f"{self.config.channel} {x:.4g}: {what} (evidence {ev[k]:.1f} decades; "
+                                  f"profile range {st.get('lo', float('nan')):.4g}..{st.get('hi', float('nan')):.4g})",
+                       {"channel": self.config.channel, "value": rnd(x), "evidence": rnd(float(ev[k]), 2),
+                        "kind": {1: "novel_window", 2: "new_extreme", 3: "recent_extreme"}.get(int(kind[k]), "novel"),
+                        "profile_lo": rnd(st.get("lo")), "profile_hi": rnd(st.get("hi"))},
+                       "compare with site activity: the series left every pattern it had shown")

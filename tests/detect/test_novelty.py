@@ -1,0 +1,42 @@
+"""window_novelty by hand: nearest earlier window, onsets only, the profile is not judged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from wattwatch.detect import registry
+from wattwatch.detect.baseline.novelty import left_nearest
+
+
+def test_left_nearest_matches_brute_force_and_respects_memory():
+    rng = np.random.default_rng(3)
+    F = rng.normal(size=(300, 4))
+    valid = rng.random(300) > 0.1
+    got = left_nearest(F, valid, memory=50, chunk=64)
+    for i in range(300):
+        js = [j for j in range(max(0, i - 50), i) if valid[j]]
+        want = min(np.sqrt(np.mean((F[i] - F[j]) ** 2)) for j in js) if valid[i] and js else np.nan
+        np.testing.assert_allclose(got[i], want, rtol=1e-9, atol=1e-9, equal_nan=True)
+
+
+def _series(values):
+    ts = pd.date_range("2025-03-03", periods=len(values), freq="5min", tz="UTC")
+    return pd.DataFrame({"meter_id": "M", "ts": ts, "p_kw": values})
+
+
+def test_a_new_pattern_scores_once_where_it_starts_and_a_repeat_does_not():
+    rng = np.random.default_rng(0)
+    day = 2 + np.sin(np.arange(288) / 288 * 2 * np.pi)
+    x = np.tile(day, 14) + rng.normal(0, 0.02, 288 * 14)
+    x[10 * 288: 10 * 288 + 144] += 2.5  # a half-day far above anything seen
+    frame = _series(x)
+    det = registry.build("window_novelty").fit(frame.iloc[: 4 * 288])
+    s = det.score(frame).to_numpy()
+    assert (s[: 4 * 288] == 0).all()  # the profile is learned, not judged
+    hits = np.flatnonzero(s >= 1.0)
+    assert len(hits) and 10 * 288 <= hits[0] <= 10 * 288 + 3  # at the onset, within a few readings
+    assert (hits < 10 * 288 + 144).all()  # onsets only: not again while it lasts, nor after
+    assert len(hits) <= 3
+    # The days before the fault repeat the profile: nothing scores there.
+    assert s[4 * 288: 10 * 288].max() < 1.0
