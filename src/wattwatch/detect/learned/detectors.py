@@ -125,10 +125,10 @@ class LearnedDetector(Detector):
     def _fit_persistence(self, sub: GridFeatures) -> None:
         self.persist_cal_ = TailCalibrator().fit(self._persistent(sub)[sub.valid])
 
-    def _fit_model(self, gf: GridFeatures) -> None:
+    def _fit_model(self, gf: GridFeatures, scaler: GaussianScaler | None = None) -> None:
         cfg = self.config
         X = seeded_rows(self._inputs(gf), cfg.max_train_rows, cfg.seed)
-        self.scaler_ = GaussianScaler().fit(X, cfg.seed)
+        self.scaler_ = scaler or GaussianScaler().fit(X, cfg.seed)
         Xs = self.scaler_.transform(X)
         self.model_ = self._model().fit(Xs, cfg.seed)
         self.calibrator_ = TailCalibrator().fit(self.model_.raw(Xs))
@@ -151,18 +151,19 @@ class LearnedDetector(Detector):
         win = np.lib.stride_tricks.sliding_window_view(pad, steps, axis=1)  # meters x bins x d x steps
         return np.ascontiguousarray(win[gf.valid].transpose(0, 2, 1))
 
-    def evidence(self, gf: GridFeatures) -> np.ndarray:
-        """-log10 exceedance probability of each bin on its own (meters x bins, NaN: no data)."""
+    def evidence(self, gf: GridFeatures, Xs: np.ndarray | None = None) -> np.ndarray:
+        """-log10 exceedance probability of each bin on its own (meters x bins, NaN: no data).
+        ``Xs``: the scaled inputs of the valid bins, when already computed."""
         out = np.full(gf.valid.shape, np.nan)
         if gf.valid.any():
-            raw = self.model_.raw(self._inputs(gf, scale=True))
+            raw = self.model_.raw(self._inputs(gf, scale=True) if Xs is None else Xs)
             out[gf.valid] = self.calibrator_.log10_exceedance(raw)
         return out
 
-    def _persistent(self, gf: GridFeatures) -> np.ndarray:
+    def _persistent(self, gf: GridFeatures, Xs: np.ndarray | None = None) -> np.ndarray:
         """Evidence averaged over the trailing ``persist_min``: a consumption fault is a run of
         unusual bins, each of which alone a burst or a quiet hour could explain."""
-        E = self.evidence(gf)
+        E = self.evidence(gf, Xs)
         S = _rolling_mean(E, self.config.features().steps(self.config.persist_min))
         return np.where(gf.valid, S, np.nan)
 
@@ -351,20 +352,32 @@ class EnsembleDetector(LearnedDetector):
             if m._model().sequence:
                 raise ValueError(f"{self.name}: sequence models ({m.name}) cannot be ensemble members")
             m.feature_names_ = self.feature_names_
-            m._fit_model(gf)
+            # One scaler for all (the same rows and seed would fit the same one): scoring scales
+            # each bin once, not once per member.
+            m._fit_model(gf, scaler=self.members_[0].scaler_ if m is not self.members_[0] else None)
         self.model_ = None
 
     def _fit_persistence(self, sub: GridFeatures) -> None:
+        Xs = self._scaled(sub)
         for m in self.members_:
-            m._fit_persistence(sub)
+            m.persist_cal_ = TailCalibrator().fit(m._persistent(sub, Xs)[sub.valid])
         self.persist_cal_ = None  # each member's own calibration is the ensemble's
+
+    def _scaled(self, gf: GridFeatures) -> np.ndarray | None:
+        """The valid bins scaled once for every member (None if the members scale differently,
+        as models saved by another configuration might)."""
+        first = self.members_[0].scaler_
+        if not gf.valid.any() or any(m.scaler_ is not first for m in self.members_):
+            return None
+        return first.transform(gf.rows())
 
     def _per_member(self, gf: GridFeatures) -> np.ndarray:
         """Each member's final -log10 exceedance per bin (members x meters x bins)."""
         out = np.full((len(self.members_),) + gf.valid.shape, np.nan)
         if gf.valid.any():
+            Xs = self._scaled(gf)
             for k, m in enumerate(self.members_):
-                out[k][gf.valid] = m.persist_cal_.log10_exceedance(m._persistent(gf)[gf.valid])
+                out[k][gf.valid] = m.persist_cal_.log10_exceedance(m._persistent(gf, Xs)[gf.valid])
         return out
 
     def _grid_scores_(self, df: pd.DataFrame):

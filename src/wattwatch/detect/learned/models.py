@@ -71,28 +71,40 @@ class GaussianScaler:
                                  subsample=200_000, random_state=seed).fit(flat)
         # Its fitted quantiles, read back with one interpolation per column straight onto the
         # normal quantiles (precomputed): its transform up to interpolating in z instead of in
-        # probability, without an inverse-normal call per value.
-        self.quantiles_ = np.asarray(qt.quantiles_, float)
-        eps = 1e-7
-        self.z_ = norm.ppf(np.clip(np.asarray(qt.references_, float), eps, 1 - eps))
-        self.lo_, self.hi_ = self.quantiles_[0], self.quantiles_[-1]
+        # probability, without an inverse-normal call per value. Repeated quantiles (a feature
+        # that is often exactly 0) map as in scikit-learn: the tied value itself to the middle of
+        # its run's z, values just below / above it to the run's first / last z. Three knots one
+        # ulp apart encode that jump, so one interpolation per value does it all.
+        quantiles = np.asarray(qt.quantiles_, float)
+        z = norm.ppf(np.clip(np.asarray(qt.references_, float), 1e-7, 1 - 1e-7))
+        self.knots_ = []
+        for j in range(quantiles.shape[1]):
+            u, first, count = np.unique(quantiles[:, j], return_index=True, return_counts=True)
+            last = first + count - 1
+            tie = count > 1
+            xs = np.concatenate([u, np.nextafter(u[tie], -np.inf), np.nextafter(u[tie], np.inf)])
+            zs = np.concatenate([0.5 * (z[first] + z[last]), z[first][tie], z[last][tie]])
+            order = np.argsort(xs, kind="stable")
+            self.knots_.append((xs[order], zs[order]))
+        self.lo_, self.hi_ = quantiles[0], quantiles[-1]
         iqr = np.quantile(flat, 0.75, axis=0) - np.quantile(flat, 0.25, axis=0)
         self.spread_ = np.where(iqr > 1e-9, iqr / 1.349, np.maximum(self.hi_ - self.lo_, 1e-3))
-        self.edge_ = float(self.z_[-1])
+        self.edge_ = float(z[-1])
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         shape = X.shape
         flat = X.reshape(-1, shape[-1])
         Z = np.empty(flat.shape, np.float32)
-        for j in range(flat.shape[1]):  # a loop over features (about ten), not rows
+        for j, (u, zk) in enumerate(self.knots_):  # a loop over features (about ten), not rows
             x = flat[:, j]
-            q = self.quantiles_[:, j]
-            # Repeated quantiles (a feature that is often exactly 0): average of the left and
-            # right interpolation, as scikit-learn does, so ties map to the middle of their run.
-            z = 0.5 * (np.interp(x, q, self.z_) - np.interp(-x, -q[::-1], -self.z_[::-1]))
-            z = np.where(x > self.hi_[j], self.edge_ + (x - self.hi_[j]) / self.spread_[j], z)
-            z = np.where(x < self.lo_[j], -self.edge_ + (x - self.lo_[j]) / self.spread_[j], z)
+            z = np.interp(x, u, zk)
+            # Beyond the training range: on linearly, in units of the feature's robust spread.
+            out = (x > self.hi_[j]) | (x < self.lo_[j])
+            if out.any():
+                edge = np.where(x[out] > self.hi_[j], self.edge_ + (x[out] - self.hi_[j]) / self.spread_[j],
+                                -self.edge_ + (x[out] - self.lo_[j]) / self.spread_[j])
+                z[out] = edge
             Z[:, j] = np.clip(z, -self.clip, self.clip)
         return Z.reshape(shape)
 

@@ -17,7 +17,7 @@ from wattwatch.detect.learned.detectors import LearnedDetector
 from wattwatch.schema import SCHEMA_VERSION
 
 # Bump when the saved state or the features change meaning (a new feature, another scaler).
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2  # 2: the feature scaler keeps one knot per distinct training quantile
 MANIFEST = "manifest.json"
 
 
