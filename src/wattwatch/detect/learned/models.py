@@ -315,8 +315,14 @@ class LSTMAEModel(_TorchModel):
         return _LSTMAE(d, self.hidden)
 
     def raw(self, X):
-        R = _reconstruct(self.net_, X, batch=65_536)
-        return ((R - X) ** 2).mean(axis=(1, 2))
+        # The error is reduced inside torch batch by batch: no sequence-sized copy is made.
+        torch = _torch()
+        out = np.empty(len(X), np.float32)
+        with torch.inference_mode():
+            for k in range(0, len(X), 65_536):
+                x = torch.from_numpy(np.ascontiguousarray(X[k:k + 65_536], dtype=np.float32))
+                out[k:k + 65_536] = ((self.net_(x) - x) ** 2).mean(dim=(1, 2)).numpy()
+        return out
 
     def contributions(self, X):
         return np.asarray(((_reconstruct(self.net_, X, batch=65_536) - X) ** 2).mean(axis=1), float)
