@@ -609,6 +609,9 @@ def bench_detect(
     console.print(f"readings/s of each run (median above): {', '.join(f'{x:,}' for x in r['runs_readings_per_s'])}; "
                   f"load from store {r['load_seconds']:.1f} s; detection workers' peak RSS {r['worker_peak_rss_mb']:,.0f} MB "
                   "(pages shared with the parent counted in both)")
+    console.print(f"default set (rules + learned ensemble, fleet model trained in the run), one run: "
+                  f"{r['default_readings_per_s']:,.0f} readings/s ({r['default_seconds']:.1f} s, "
+                  f"{r['default_alerts']:,} alerts)")
 
 
 @bench_app.command("learned")
