@@ -132,6 +132,18 @@ def test_packet_loss_versus_jitter_and_duplicates(residential):
     assert only(run(g), "ALRM_PKT_LOSS_CRIT") == []
 
 
+def test_packet_loss_from_the_first_reading_is_described(residential):
+    # Loss in the meter's first hours: the alert starts at its first reading, which has no gap
+    # before it (describe once crashed on that NaN).
+    f = residential.copy()
+    t0 = f.ts.min()
+    early = ((f.ts > t0) & (f.ts < t0 + pd.Timedelta(hours=4))).to_numpy()
+    drop = early & (np.random.default_rng(1).random(len(f)) < 0.4)
+    alerts = only(run(f[~drop]), "ALRM_PKT_LOSS_CRIT")
+    assert len(alerts) == 1 and pd.Timestamp(alerts[0].start) == t0
+    assert alerts[0].evidence["missing_readings"] == int(drop.sum())
+
+
 def test_thermal_drift(commercial):
     f = commercial.copy()
     w = window(f, T, 6)
@@ -171,3 +183,50 @@ def test_baseline_deviation_on_a_lasting_drop():
     alerts = only(run(f), "WARN_BASELINE_DEVIATION")
     assert alerts and "below" in alerts[0].message
     assert pd.Timestamp(alerts[0].start) < pd.Timestamp("2025-01-14T12:00Z")
+
+
+def _motor_start(f: pd.DataFrame, rows: np.ndarray, factor: float = 3.0, pf_motor: float = 0.35) -> None:
+    """Phase L1 of a three-phase meter catches a motor's inrush in ``rows``: current x factor at a
+    low power factor, and the neutral the three phasors then really carry."""
+    i = f.loc[rows, ["i_l1_a", "i_l2_a", "i_l3_a"]].to_numpy(float)
+    v = f.loc[rows, ["v_l1_v", "v_l2_v", "v_l3_v"]].to_numpy(float)
+    pf = np.repeat(f.loc[rows, "pf"].to_numpy(float)[:, None], 3, axis=1)
+    i[:, 0] *= factor
+    pf[:, 0] = pf_motor
+    angle = np.deg2rad(np.array([0.0, -120.0, 120.0]))[None, :] - np.arccos(pf)
+    f.loc[rows, ["i_l1_a", "i_l2_a", "i_l3_a"]] = i
+    f.loc[rows, "i_n_a"] = np.abs((i * np.exp(1j * angle)).sum(axis=1))
+    f.loc[rows, "pf"] = (v * i * pf).sum(axis=1) / (v * i).sum(axis=1)
+
+
+def test_motor_starts_in_consecutive_readings_are_not_a_neutral_fault(commercial, monkeypatch):
+    f = commercial.copy().reset_index(drop=True)
+    at = np.flatnonzero(window(f, T, 1))
+    starts = np.concatenate([at[:2], at[6:8]])  # twice two starts in a row: runs the post-rule keeps
+    _motor_start(f, starts)
+    assert only(run(f), "ERR_IMBAL_LIMIT_EXCEEDED") == []
+    # Judged as ordinary readings, the inrush's angle shift reads as a neutral deficit.
+    import wattwatch.detect.rules.neutral as neutral
+
+    monkeypatch.setattr(neutral, "inrush", lambda df: np.zeros(len(df), bool))
+    assert len(only(run(f), "ERR_IMBAL_LIMIT_EXCEEDED")) >= 1
+
+
+def test_inrush_marks_motor_starts_not_bursts_or_steps(commercial, residential):
+    from wattwatch.detect.frame import prepare
+    from wattwatch.detect.rules._common import inrush
+
+    f = commercial.copy().reset_index(drop=True)
+    at = np.flatnonzero(window(f, T, 1))
+    _motor_start(f, at[[0, 1, 6]])
+    step = np.flatnonzero(window(f, "2025-01-10T03:00:00Z", 3))
+    f.loc[step, ["i_l1_a", "i_l2_a", "i_l3_a"]] *= 4  # a load that switches on and stays on
+    got = np.flatnonzero(inrush(prepare(f)))
+    assert set(got) == {at[0], at[1], at[6]}
+    r = residential.copy().reset_index(drop=True)
+    k = int(np.flatnonzero(window(r, T, 1))[3])
+    r.loc[k, "i_l1_a"] *= 6  # a kettle caught in one reading: resistive, the power factor rises
+    r.loc[k, "pf"] = 0.99
+    assert not inrush(prepare(r)).any()
+    r.loc[k, "pf"] = 0.4  # the same spike, inductive: a starting motor
+    assert np.flatnonzero(inrush(prepare(r))).tolist() == [k]

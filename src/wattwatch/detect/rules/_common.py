@@ -81,3 +81,56 @@ def nominal_voltage(df: pd.DataFrame, n_seg: int, mask: np.ndarray | None = None
     if mask is not None:
         ok &= mask
     return seg_median(vmax, df["_seg"].to_numpy(), n_seg, ok)
+
+
+def _neighbour(x: np.ndarray, seg: np.ndarray, k: int) -> np.ndarray:
+    """``x`` of the reading ``k`` rows later (k > 0) or earlier (k < 0) on the same meter; NaN
+    where that reading belongs to another meter or lies outside the frame."""
+    out = np.full(len(x), np.nan)
+    if abs(k) >= len(x):
+        return out
+    if k > 0:
+        out[:-k] = np.where(seg[:-k] == seg[k:], x[k:], np.nan)
+    else:
+        out[-k:] = np.where(seg[-k:] == seg[:k], x[:k], np.nan)
+    return out
+
+
+INRUSH_RATIO = 2.5
+INRUSH_MIN_A = 1.0
+INRUSH_PF_DROP = 0.1
+
+
+def inrush(df: pd.DataFrame) -> np.ndarray:
+    """Readings that caught a motor's starting current.
+
+    On some phase the current is at least ``INRUSH_RATIO`` times (and ``INRUSH_MIN_A`` above)
+    what the readings either side show (per side the lower of its two nearest readings, so two
+    starts in a row are both caught while a load that switches on and stays on is not), and,
+    where the meter reports a power factor, the power factor drops with it: a starting motor is
+    inductive, while a kettle or an oven caught in one reading raises it. Such a snapshot stands
+    for a few seconds, not for its interval; rules that weigh currents over time (the neutral
+    balance, the heating) leave it out rather than read it as the interval's current."""
+
+    def compute():
+        seg = df["_seg"].to_numpy()
+        _, i = phases(df)
+        spike = np.zeros(len(df), bool)
+        for k in range(i.shape[1]):
+            x = np.ascontiguousarray(i[:, k])
+            if not np.isfinite(x).any():
+                continue
+            left = np.fmin(_neighbour(x, seg, -1), _neighbour(x, seg, -2))
+            right = np.fmin(_neighbour(x, seg, 1), _neighbour(x, seg, 2))
+            ref = np.fmax(left, right)
+            with np.errstate(invalid="ignore"):
+                spike |= (x >= INRUSH_RATIO * ref) & (x - ref >= INRUSH_MIN_A)
+        if "pf" in df and spike.any():
+            pf = np.abs(df["pf"].to_numpy(float))
+            ref_pf = np.fmax(_neighbour(pf, seg, -1), _neighbour(pf, seg, 1))
+            with np.errstate(invalid="ignore"):
+                resistive = pf > ref_pf - INRUSH_PF_DROP  # False where either is unknown
+            spike &= ~resistive
+        return spike
+
+    return frame_cached(df, "inrush", compute)

@@ -21,7 +21,7 @@ import pandas as pd
 
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
 from wattwatch.detect.frame import meter_names, seg_median
-from wattwatch.detect.rules._common import max_current, n_phases, phases
+from wattwatch.detect.rules._common import inrush, max_current, n_phases, phases
 
 
 @dataclass(frozen=True)
@@ -121,10 +121,13 @@ class NeutralTamper(Detector):
         open_ct = np.where(three, (np.fmin(np.fmin(i[:, 0], i[:, 1]), i[:, 2]) < cfg.zero_a) & (imax >= cfg.min_load_a),
                            (i[:, 0] < cfg.zero_a) & (i_n >= cfg.min_load_a))
         delta = np.abs(i_n - expected)
-        informative = np.isfinite(i_n) & (mean >= cfg.min_load_a) & ~open_ct
+        # A motor's starting current, caught in one reading on one phase, shifts that phase's
+        # angle away from the others: the implied neutral does not hold for it (unknown, not ok).
+        surge = inrush(df)
+        informative = np.isfinite(i_n) & (mean >= cfg.min_load_a) & ~open_ct & ~surge
         # Light load, single phase: below the absolute limit a missing neutral is still plain
         # when most of the current does not come back (leakage is tens of mA, not half the load).
-        light = ~three & np.isfinite(i_n) & (i[:, 0] >= cfg.low_load_a) & (i[:, 0] < cfg.min_load_a) & ~open_ct
+        light = ~three & np.isfinite(i_n) & (i[:, 0] >= cfg.low_load_a) & (i[:, 0] < cfg.min_load_a) & ~open_ct & ~surge
         with np.errstate(invalid="ignore", divide="ignore"):
             light_score = np.where(delta >= cfg.low_min_delta_a, delta / i[:, 0] / cfg.low_rel_limit, 0.0)
             score = np.where(informative, delta / limit, np.where(light, light_score, np.nan))

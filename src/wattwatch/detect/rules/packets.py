@@ -76,7 +76,8 @@ class PacketLoss(Detector):
         seg, t = df["_seg"].to_numpy(), df["_t"].to_numpy()
         cad = float(self._cadence(df)[seg[rows[0]]])
         # One meter's rows are contiguous and sorted: the span is a row range.
-        lost = float(self._lost(df)[rows[0]:rows[-1] + 1].sum())
+        # nansum: a meter's first reading has no gap before it (NaN).
+        lost = float(np.nansum(self._lost(df)[rows[0]:rows[-1] + 1]))
         expected = (t[rows[-1]] - t[rows[0]]) / cad + 1
         share = lost / expected if expected > 0 else float("nan")
         worst = float(np.nanmax(frac[rows]))

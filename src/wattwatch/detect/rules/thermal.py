@@ -1,7 +1,7 @@
 """Thermal drift: the device runs hotter than its own load-to-temperature model predicts.
 
 Per meter, on a regular grid (default 5 min), temperature is modelled as a first-order thermal
-lag of the load heating (I², the most loaded phase) plus a daily ambient cycle:
+lag of the load heating (I², the most loaded phase; readings that caught a motor start left out) plus a daily ambient cycle:
 
     T ≈ c0 + c1 · EMA_τ(I² / I_ref²) + c2 · sin(2πh/24) + c3 · cos(2πh/24)
 
@@ -20,7 +20,7 @@ import pandas as pd
 
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
 from wattwatch.detect.frame import ema_rows, ffill_rows, grid, meter_names, seg_median, seg_quantile
-from wattwatch.detect.rules._common import max_current
+from wattwatch.detect.rules._common import inrush, max_current
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,9 @@ class ThermalDrift(Detector):
         """EMA_τ of the normalised load heating (I² / I_ref², most loaded phase) at each reading."""
 
         def gridded():
-            x = (max_current(df) / i_ref[df["_seg"].to_numpy()]) ** 2
+            # A motor start caught in a reading lasted seconds, not the interval: it did not
+            # heat the enclosure (the bin takes its neighbours' heating instead).
+            x = (np.where(inrush(df), np.nan, max_current(df)) / i_ref[df["_seg"].to_numpy()]) ** 2
             m, cell, _ = grid(df, x, self.config.bin_s)
             return m, ffill_rows(m), cell
 
