@@ -57,6 +57,30 @@ def test_features_do_not_look_ahead(flat):
     np.testing.assert_array_equal(full.values[:, :n][head.valid], head.values[head.valid])
 
 
+def test_detection_baseline_is_the_estimator_training_saw():
+    # One meter, five weekdays whose 09:00 hour draws 1, 1, 2, 4, 10 kW (a skewed, bursty load).
+    # Training judges each day against the median of the other four; a new day must be judged
+    # against the same kind of estimate (their mean, 2.3 kW), not the median of all five (2 kW),
+    # which would read as a steady 15 % rise in detection.
+    ts = pd.date_range("2025-01-06", periods=5 * 288, freq="5min", tz="UTC")  # Monday to Friday
+    p = np.full(len(ts), 1.0)
+    for d, kw in enumerate([1.0, 1.0, 2.0, 4.0, 10.0]):
+        p[d * 288 + 9 * 12:d * 288 + 10 * 12] = kw
+    df = prepare(pd.DataFrame({"meter_id": "A", "ts": ts, "p_kw": p}))
+    b = Baseline(FeatureConfig()).fit(df)
+    loo = [np.median(np.delete([1.0, 1.0, 2.0, 4.0, 10.0], d)) for d in range(5)]  # 3, 3, 2.5, 1.5, 1.5
+    assert b.profile_[0, 0, 9] == pytest.approx(np.mean(loo))
+    assert b.profile_[0, 0, 3] == pytest.approx(1.0)
+
+
+def test_covered_mean_needs_half_its_window():
+    from wattwatch.detect.learned.features import covered_mean
+
+    x = np.array([[np.nan, np.nan, np.nan, 4.0, 6.0, 8.0, 1.0]])
+    got = covered_mean(x, 4)  # a value once the trailing four bins hold at least two
+    np.testing.assert_allclose(got, [[np.nan, np.nan, np.nan, np.nan, 5.0, 6.0, 4.75]])
+
+
 def test_calibration_is_monotone_and_means_exceedance():
     rng = np.random.default_rng(0)
     train = rng.normal(size=200_000)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
-from wattwatch.detect.learned.features import Baseline, FeatureConfig, GridFeatures, _rolling_mean
+from wattwatch.detect.learned.features import Baseline, FeatureConfig, GridFeatures, covered_mean
 from wattwatch.detect.learned.models import (DenseAEModel, IsolationForestModel, LOFModel, LSTMAEModel, Model,
                                              GaussianScaler, PCAModel, TailCalibrator, seeded_rows)
 
@@ -164,7 +164,9 @@ class LearnedDetector(Detector):
         """Evidence averaged over the trailing ``persist_min``: a consumption fault is a run of
         unusual bins, each of which alone a burst or a quiet hour could explain."""
         E = self.evidence(gf, Xs)
-        S = _rolling_mean(E, self.config.features().steps(self.config.persist_min))
+        # Judged once half the window has evidence: after an unjudged weekend, Monday's first
+        # bin alone does not stand for six hours.
+        S = covered_mean(E, self.config.features().steps(self.config.persist_min))
         return np.where(gf.valid, S, np.nan)
 
     def _grid_scores(self, df: pd.DataFrame):

@@ -17,7 +17,8 @@ from wattwatch.detect.learned.detectors import LearnedDetector
 from wattwatch.schema import SCHEMA_VERSION
 
 # Bump when the saved state or the features change meaning (a new feature, another scaler).
-MODEL_FORMAT = 2  # 2: the feature scaler keeps one knot per distinct training quantile
+MODEL_FORMAT = 3  # 2: the feature scaler keeps one knot per distinct training quantile; 3: baseline = mean of
+# leave-one-day-out medians, evidence persistence judged only when half covered
 MANIFEST = "manifest.json"
 
 
