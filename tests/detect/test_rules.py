@@ -185,6 +185,24 @@ def test_baseline_deviation_on_a_lasting_drop():
     assert pd.Timestamp(alerts[0].start) < pd.Timestamp("2025-01-14T12:00Z")
 
 
+def test_baseline_deviation_does_not_echo_an_open_ct():
+    # Three days of a dead CT after a busy hour: the engine blanks what the sensor rule explains,
+    # and the return to normal afterwards is not a deviation (the blanked hours once carried the
+    # last judged hour's deviation into both averages for three days).
+    from tests.detect.conftest import healthy
+
+    f = healthy("residential", days=14, seed=9)
+    busy = ((f.ts >= "2025-01-13T08:00Z") & (f.ts < "2025-01-13T09:00Z")).to_numpy()
+    for c in ("i_l1_a", "i_n_a", "p_kw", "q_kvar", "s_kva"):
+        f.loc[busy, c] *= 4  # oven and kettle in the hour before the CT fails
+    w = ((f.ts >= "2025-01-13T09:00Z") & (f.ts < "2025-01-16T11:05Z")).to_numpy()
+    for c in ("i_l1_a", "p_kw", "q_kvar", "s_kva"):
+        f.loc[w, c] = 0.0
+    alerts = run(f)
+    assert only(alerts, "SENSOR_FAULT")
+    assert only(alerts, "WARN_BASELINE_DEVIATION") == []
+
+
 def _motor_start(f: pd.DataFrame, rows: np.ndarray, factor: float = 3.0, pf_motor: float = 0.35) -> None:
     """Phase L1 of a three-phase meter catches a motor's inrush in ``rows``: current x factor at a
     low power factor, and the neutral the three phasors then really carry."""

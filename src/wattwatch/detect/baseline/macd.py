@@ -77,7 +77,7 @@ class BaselineMACD(Detector):
         mean = np.nanmean(np.where(ok, m, np.nan), axis=1) if n_bins else np.zeros(n_seg)
         mean = np.where(np.isfinite(mean) & (np.abs(mean) > 1e-6), np.abs(mean), np.nan)
         u = resid / mean[:, None]
-        fast = ema_rows(u, 1 - np.exp(-1 / self.config.fast_h), start=0.0)
+        fast = ema_rows(u, 1 - np.exp(-1 / self.config.fast_h), start=0.0, filled=np.where(np.isfinite(u), u, 0.0))
         med = np.nanmedian(fast, axis=1) if n_bins else np.zeros(n_seg)
         spread = 1.4826 * np.nanmedian(np.abs(fast - med[:, None]), axis=1) if n_bins else np.zeros(n_seg)
         raw = 1.4826 * np.nanmedian(np.abs(u - np.nanmedian(u, axis=1)[:, None]), axis=1) if n_bins else np.zeros(n_seg)
@@ -99,9 +99,14 @@ class BaselineMACD(Detector):
         rows = np.repeat(np.arange(n_seg), n_bins).reshape(n_seg, n_bins)
         expected = base[rows, day_type(t_bin), ((t_bin % 86400) // 3600).astype(int)]
         u = (m - expected) / mean[:, None]
-        # Both averages start at 0, i.e. "on profile", so the first days carry no warm-up artefact.
-        fast = ema_rows(u, 1 - np.exp(-1 / self.config.fast_h), start=0.0)
-        slow = ema_rows(u, 1 - np.exp(-1 / self.config.slow_h), start=0.0)
+        # Both averages start at 0, i.e. "on profile", so the first days carry no warm-up artefact,
+        # and an hour without a judged reading (a gap, an outage, an open CT or frozen data the
+        # engine blanked) counts as on profile too: carried forward, the last judged hour before
+        # an open CT fed its deviation (a busy hour, say) into both averages for days, and the
+        # return to normal then read as a deviation.
+        u0 = np.where(np.isfinite(u), u, 0.0)
+        fast = ema_rows(u, 1 - np.exp(-1 / self.config.fast_h), start=0.0, filled=u0)
+        slow = ema_rows(u, 1 - np.exp(-1 / self.config.slow_h), start=0.0, filled=u0)
         macd = np.where(np.isfinite(m), fast - slow, np.nan)
         # Deviation only where consumption itself is off its profile in the direction the MACD
         # says: returning to normal after an anomaly moves the MACD too, but is not an anomaly.
