@@ -120,6 +120,17 @@ def test_firmware_drift_and_register_reset(residential):
     assert only(run(g), "WARN_FIRMWARE_DRIFT") == []
 
 
+def test_lost_readings_in_bursts_are_not_firmware_drift():
+    # A home's bursts (kettle, oven) with the reading at each of the day's five biggest peaks
+    # lost: the register counted that energy, the power readings around the gap did not see it.
+    from tests.detect.conftest import healthy
+
+    f = healthy("residential", days=10, seed=3)
+    later = f[f.ts >= "2025-01-10"]
+    peaks = later.groupby(later.ts.dt.floor("D")).p_kw.nlargest(5).index.get_level_values(1)
+    assert only(run(f.drop(index=peaks)), "WARN_FIRMWARE_DRIFT") == []
+
+
 def test_packet_loss_versus_jitter_and_duplicates(residential):
     f = residential.copy()
     rng = np.random.default_rng(1)

@@ -5,8 +5,10 @@ Per interval the register increment is compared with the trapezoid of reported p
 summed over a sliding window (default 12 h, judged only with at least 1 kWh in it). The calibration ratio and the natural spread of the
 windowed ratio are learned per meter while profiling, so a meter that always reads 1 % high, or
 a bursty load that power snapshots sample coarsely, does not alarm. A register that drops is a
-reset (firmware update, rollover): that interval is left out. Intervals across long gaps and
-frozen stretches (register and power both unchanged) are left out too."""
+reset (firmware update, rollover): that interval is left out. Intervals across a lost reading
+and frozen stretches (register and power both unchanged) are left out too: the register counted
+the lost reading's energy while a trapezoid across the gap cannot, so one lost reading in a
+kettle burst read as 6 % over-registration for the whole window."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ class FirmwareDriftConfig(DetectorConfig):
     rel_limit: float = 0.05
     sigma_k: float = 5.0
     min_energy_kwh: float = 1.0
-    max_gap_factor: float = 3.0
+    max_gap_factor: float = 1.5  # an interval longer than this many cadences spans a lost reading
     post: PostRule = PostRule(min_duration_s=3 * 3600.0, min_readings=6, merge_gap_s=2 * 3600.0)
 
 
