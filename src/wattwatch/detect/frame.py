@@ -238,13 +238,18 @@ def ffill_rows(m: np.ndarray) -> np.ndarray:
     return out
 
 
-def ema_rows(m: np.ndarray, alpha: float, start: float | None = None, filled: np.ndarray | None = None) -> np.ndarray:
-    """Exponential moving average along axis 1 of every row at once (gaps forward-filled).
+def ema_rows(m: np.ndarray, alpha: float, start: float | None = None, filled: np.ndarray | None = None,
+             gap: float | None = None) -> np.ndarray:
+    """Exponential moving average along axis 1 of every row at once (gaps forward-filled, or
+    taken as ``gap`` when given, e.g. 0 for a deviation that is 0 when normal).
 
     Each row starts from ``start`` when given (e.g. 0 for a deviation that is 0 when normal),
     else from its first finite value. ``filled``: ``ffill_rows(m)`` when the caller already has
     it (several smoothing constants on one matrix)."""
-    x = ffill_rows(m) if filled is None else filled
+    if gap is not None:
+        x = np.where(np.isfinite(m), m, gap)
+    else:
+        x = ffill_rows(m) if filled is None else filled
     lead = ~np.isfinite(x)
     if start is None:
         first = np.argmax(~lead, axis=1) if x.size else np.zeros(0, int)

@@ -77,7 +77,7 @@ class BaselineMACD(Detector):
         mean = np.nanmean(np.where(ok, m, np.nan), axis=1) if n_bins else np.zeros(n_seg)
         mean = np.where(np.isfinite(mean) & (np.abs(mean) > 1e-6), np.abs(mean), np.nan)
         u = resid / mean[:, None]
-        fast = ema_rows(u, 1 - np.exp(-1 / self.config.fast_h), start=0.0, filled=np.where(np.isfinite(u), u, 0.0))
+        fast = ema_rows(u, 1 - np.exp(-1 / self.config.fast_h), start=0.0, gap=0.0)
         med = np.nanmedian(fast, axis=1) if n_bins else np.zeros(n_seg)
         spread = 1.4826 * np.nanmedian(np.abs(fast - med[:, None]), axis=1) if n_bins else np.zeros(n_seg)
         raw = 1.4826 * np.nanmedian(np.abs(u - np.nanmedian(u, axis=1)[:, None]), axis=1) if n_bins else np.zeros(n_seg)
@@ -104,9 +104,8 @@ class BaselineMACD(Detector):
         # engine blanked) counts as on profile too: carried forward, the last judged hour before
         # an open CT fed its deviation (a busy hour, say) into both averages for days, and the
         # return to normal then read as a deviation.
-        u0 = np.where(np.isfinite(u), u, 0.0)
-        fast = ema_rows(u, 1 - np.exp(-1 / self.config.fast_h), start=0.0, filled=u0)
-        slow = ema_rows(u, 1 - np.exp(-1 / self.config.slow_h), start=0.0, filled=u0)
+        fast = ema_rows(u, 1 - np.exp(-1 / self.config.fast_h), start=0.0, gap=0.0)
+        slow = ema_rows(u, 1 - np.exp(-1 / self.config.slow_h), start=0.0, gap=0.0)
         macd = np.where(np.isfinite(m), fast - slow, np.nan)
         # Deviation only where consumption itself is off its profile in the direction the MACD
         # says: returning to normal after an anomaly moves the MACD too, but is not an anomaly.

@@ -122,8 +122,8 @@ class LearnedDetector(Detector):
         keep = np.sort(order[: max(1, int(np.searchsorted(np.cumsum(per_meter), 4 * cfg.max_train_rows)) + 1)])
         self._fit_persistence(gf.meters(keep))
 
-    def _fit_persistence(self, sub: GridFeatures) -> None:
-        self.persist_cal_ = TailCalibrator().fit(self._persistent(sub)[sub.valid])
+    def _fit_persistence(self, sub: GridFeatures, Xs: np.ndarray | None = None) -> None:
+        self.persist_cal_ = TailCalibrator().fit(self._persistent(sub, Xs)[sub.valid])
 
     def _fit_model(self, gf: GridFeatures, scaler: GaussianScaler | None = None) -> None:
         cfg = self.config
@@ -359,10 +359,10 @@ class EnsembleDetector(LearnedDetector):
             m._fit_model(gf, scaler=self.members_[0].scaler_ if m is not self.members_[0] else None)
         self.model_ = None
 
-    def _fit_persistence(self, sub: GridFeatures) -> None:
-        Xs = self._scaled(sub)
+    def _fit_persistence(self, sub: GridFeatures, Xs: np.ndarray | None = None) -> None:
+        Xs = self._scaled(sub) if Xs is None else Xs
         for m in self.members_:
-            m.persist_cal_ = TailCalibrator().fit(m._persistent(sub, Xs)[sub.valid])
+            m._fit_persistence(sub, Xs)
         self.persist_cal_ = None  # each member's own calibration is the ensemble's
 
     def _scaled(self, gf: GridFeatures) -> np.ndarray | None:

@@ -212,12 +212,16 @@ class _Trainer:
         return net
 
 
-def _reconstruct(net, X: np.ndarray, batch: int = 262_144) -> np.ndarray:
+def _reconstruct(net, X: np.ndarray, batch: int = 262_144, error: bool = False) -> np.ndarray:
+    """The net's reconstruction of ``X``, batch by batch; ``error``: instead, each row's mean
+    squared reconstruction error, reduced inside torch (no copy of the reconstruction)."""
     torch = _torch()
-    out = np.empty(X.shape, np.float32)
+    out = np.empty(len(X) if error else X.shape, np.float32)
     with torch.inference_mode():
         for k in range(0, len(X), batch):
-            out[k:k + batch] = net(torch.from_numpy(np.ascontiguousarray(X[k:k + batch], dtype=np.float32))).numpy()
+            x = torch.from_numpy(np.ascontiguousarray(X[k:k + batch], dtype=np.float32))
+            y = net(x)
+            out[k:k + batch] = (((y - x) ** 2).mean(dim=tuple(range(1, x.dim()))) if error else y).numpy()
     return out
 
 
@@ -315,14 +319,7 @@ class LSTMAEModel(_TorchModel):
         return _LSTMAE(d, self.hidden)
 
     def raw(self, X):
-        # The error is reduced inside torch batch by batch: no sequence-sized copy is made.
-        torch = _torch()
-        out = np.empty(len(X), np.float32)
-        with torch.inference_mode():
-            for k in range(0, len(X), 65_536):
-                x = torch.from_numpy(np.ascontiguousarray(X[k:k + 65_536], dtype=np.float32))
-                out[k:k + 65_536] = ((self.net_(x) - x) ** 2).mean(dim=(1, 2)).numpy()
-        return out
+        return _reconstruct(self.net_, X, batch=65_536, error=True)
 
     def contributions(self, X):
         return np.asarray(((_reconstruct(self.net_, X, batch=65_536) - X) ** 2).mean(axis=1), float)
