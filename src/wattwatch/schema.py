@@ -10,6 +10,7 @@ line number and the field instead of letting it poison a detector.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +66,46 @@ CHANNEL_NAMES: tuple[str, ...] = tuple(c.name for c in CHANNELS)
 CHANNEL_BY_NAME: dict[str, Channel] = {c.name: c for c in CHANNELS}
 KEY_COLUMNS: tuple[str, ...] = ("meter_id", "ts")
 COLUMNS: tuple[str, ...] = KEY_COLUMNS + CHANNEL_NAMES
+
+# Extra channels: numeric columns a site declares beyond the canonical ones (UPS battery level, UPS
+# mode, per-outlet PDU current). Their names follow the house style, units in the name, so the unit
+# is one of these suffixes; ``_1`` marks a dimensionless value (a mode, a state code, a ratio).
+EXTRA_UNIT_SUFFIXES: tuple[str, ...] = ("_v", "_a", "_kw", "_kvar", "_kva", "_kwh", "_w", "_wh", "_hz", "_c",
+                                        "_pct", "_s", "_rpm", "_1")
+EXTRA_NAME_MAX_LEN = 63
+_EXTRA_NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def extra_channel_error(name: object) -> str | None:
+    """Why ``name`` cannot name an extra channel, or None when it can.
+
+    An extra channel name is a lower-case identifier (``[a-z][a-z0-9_]*``, at most 63 characters,
+    no ``__``, which internal columns use) that is not a canonical column and ends in a unit suffix
+    from :data:`EXTRA_UNIT_SUFFIXES` (``ups_battery_pct``, ``pdu_outlet_3_a``, ``ups_mode_1``).
+
+    Returns
+    -------
+    str or None
+        A message a user can act on, or None for a valid name.
+    """
+    if not isinstance(name, str) or not name:
+        return f"extra channel name must be a non-empty string, not {name!r}"
+    if name in COLUMNS:
+        return f"{name!r} is a canonical column; map it under [columns], not as an extra channel"
+    if name.startswith("_"):
+        return f"{name!r} starts with '_' (reserved for internal columns)"
+    if not _EXTRA_NAME_RE.fullmatch(name):
+        return (f"{name!r} is not a lower-case identifier: use letters a-z, digits and '_', "
+                "starting with a letter (e.g. ups_battery_pct)")
+    if "__" in name:
+        return f"{name!r} contains '__' (reserved for internal columns)"
+    if len(name) > EXTRA_NAME_MAX_LEN:
+        return f"{name!r} is {len(name)} characters long; at most {EXTRA_NAME_MAX_LEN} are allowed"
+    if not name.endswith(EXTRA_UNIT_SUFFIXES):
+        return (f"{name!r} does not end in a unit suffix: add one of {', '.join(EXTRA_UNIT_SUFFIXES)} "
+                "(_1 for a dimensionless value, e.g. ups_mode_1)")
+    return None
+
 
 VOLTAGE_COLUMNS = ("v_l1_v", "v_l2_v", "v_l3_v")
 PHASE_CURRENT_COLUMNS = ("i_l1_a", "i_l2_a", "i_l3_a")

@@ -16,6 +16,11 @@ override entries with a TOML file::
     [defaults]                # constant for a column the source does not have
     meter_id = "UPS-1"
 
+    [extra]                   # extra channels (numbers beyond the canonical schema): name = source
+    ups_battery_pct = "BatteryCapacity"
+    ups_mode_1 = "UPSMode"
+    pdu_outlets_a = ["Outlet1Current", "Outlet2Current"]
+
     [options]
     timezone = "Europe/Rome"  # for timestamps that carry no offset (default UTC)
     ts_format = "%d/%m/%Y %H:%M:%S"
@@ -23,17 +28,24 @@ override entries with a TOML file::
     delimiter = ";"           # CSV; sniffed from the header when absent
     decimal = ","             # CSV decimal separator
     builtin_aliases = true
+
+Extra channel names are user-declared: a lower-case identifier ending in a unit suffix
+(:func:`wattwatch.schema.extra_channel_error` says what is allowed). ``[scale]`` applies to extras
+as to canonical columns; a ``[defaults]`` entry with an extra channel name not in ``[extra]`` makes
+a constant extra channel. Extras go through the same parsing and checks as canonical channels, except
+that only infinities are out of range.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wattwatch.schema import COLUMNS
+from wattwatch.schema import COLUMNS, KEY_COLUMNS, extra_channel_error
 
 # Ordered: the first alias present in a source wins (PODID beats ElectricPanelID, a total beats
 # the sum of per-phase values).
@@ -85,6 +97,25 @@ class MappingError(ValueError):
     """A mapping file or a source's columns cannot be mapped onto the schema."""
 
 
+def _source_names(value: Any, where: str) -> str | tuple[str, ...]:
+    """A source column name, or a tuple of names to add up (a list becomes a tuple)."""
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) and v for v in value):
+        return tuple(value)
+    raise MappingError(f"{where}: source must be a column name or a list of column names, not {value!r}")
+
+
+def _number(value: Any, where: str) -> float:
+    try:
+        x = float(value) if isinstance(value, (int, float, str)) and not isinstance(value, bool) else math.nan
+    except ValueError:
+        x = math.nan
+    if not math.isfinite(x):
+        raise MappingError(f"{where}: must be a finite number, not {value!r}")
+    return x
+
+
 @dataclass(frozen=True)
 class Mapping:
     """How a source's columns become canonical columns.
@@ -109,6 +140,15 @@ class Mapping:
         Whether built-in aliases fill columns the user did not map.
     tables : tuple of str or None
         For SQLite exports, the tables to read (all when None).
+    extra : dict
+        Extra channel name -> source column name, or a tuple of names to add up. Names must pass
+        :func:`wattwatch.schema.extra_channel_error`; ``scale`` and ``defaults`` may name extras.
+
+    Raises
+    ------
+    MappingError
+        A name in ``columns``, ``scale``, ``defaults`` or ``extra`` is neither canonical nor a valid
+        extra channel, or a value is of the wrong kind; the message names the section and the key.
     """
 
     columns: dict[str, Any] = field(default_factory=dict)
@@ -121,6 +161,44 @@ class Mapping:
     decimal: str = "."
     builtin_aliases: bool = True
     tables: tuple[str, ...] | None = None
+    extra: dict[str, str | tuple[str, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        bad = sorted(set(self.columns) - set(COLUMNS))
+        if bad:
+            hint = (" (extra channels go under [extra])"
+                    if any(extra_channel_error(b) is None for b in bad) else "")
+            raise MappingError(f"[columns] names unknown canonical column(s) {bad}{hint}")
+        columns = {k: _source_names(v, f"[columns] {k}") for k, v in self.columns.items()}
+        extra = {}
+        for name, src in self.extra.items():
+            err = extra_channel_error(name)
+            if err is not None:
+                raise MappingError(f"[extra] {name}: {err}")
+            extra[name] = _source_names(src, f"[extra] {name}")
+        for section in ("scale", "defaults"):
+            for key in getattr(self, section):
+                if key in COLUMNS:
+                    continue
+                err = extra_channel_error(key)
+                if err is not None:
+                    raise MappingError(f"[{section}] {key}: not a canonical column, nor an extra channel: {err}")
+        scale = {}
+        for key, value in self.scale.items():
+            if key not in COLUMNS and key not in extra and key not in self.defaults:
+                raise MappingError(f"[scale] {key}: extra channel not declared in [extra]")
+            scale[key] = _number(value, f"[scale] {key}")
+        defaults = {k: (v if k in KEY_COLUMNS else _number(v, f"[defaults] {k}")) for k, v in self.defaults.items()}
+        object.__setattr__(self, "columns", columns)
+        object.__setattr__(self, "extra", extra)
+        object.__setattr__(self, "scale", scale)
+        object.__setattr__(self, "defaults", defaults)
+
+    @property
+    def extra_channels(self) -> tuple[str, ...]:
+        """Names of the extra channels a mapped source yields: ``extra`` in order, then the
+        constant ones ``defaults`` declares."""
+        return tuple(self.extra) + tuple(k for k in self.defaults if k not in COLUMNS and k not in self.extra)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "Mapping":
@@ -130,46 +208,50 @@ class Mapping:
             doc = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise MappingError(f"{path}: cannot read mapping: {exc}") from exc
-        unknown_sections = set(doc) - {"columns", "scale", "defaults", "options"}
+        unknown_sections = set(doc) - {"columns", "scale", "defaults", "extra", "options"}
         if unknown_sections:
             raise MappingError(f"{path}: unknown section(s) {sorted(unknown_sections)}")
-        for section in ("columns", "scale", "defaults"):
-            bad = set(doc.get(section, {})) - set(COLUMNS)
-            if bad:
-                raise MappingError(f"{path}: [{section}] names unknown canonical column(s) {sorted(bad)}")
+        for section in ("columns", "scale", "defaults", "extra", "options"):
+            if not isinstance(doc.get(section, {}), dict):
+                raise MappingError(f"{path}: {section} must be a table ([{section}])")
         opts = doc.get("options", {})
         bad = set(opts) - _OPTION_KEYS
         if bad:
             raise MappingError(f"{path}: [options] has unknown key(s) {sorted(bad)}")
-        cols = {k: (tuple(v) if isinstance(v, list) else v) for k, v in doc.get("columns", {}).items()}
         if opts.get("epoch_unit", "auto") not in ("s", "ms", "us", "auto"):
             raise MappingError(f"{path}: [options] epoch_unit must be s, ms, us or auto")
         tables = opts.get("tables")
-        return cls(
-            columns=cols,
-            scale={k: float(v) for k, v in doc.get("scale", {}).items()},
-            defaults=dict(doc.get("defaults", {})),
-            timezone=opts.get("timezone", "UTC"),
-            ts_format=opts.get("ts_format"),
-            epoch_unit=opts.get("epoch_unit", "auto"),
-            delimiter=opts.get("delimiter"),
-            decimal=opts.get("decimal", "."),
-            builtin_aliases=bool(opts.get("builtin_aliases", True)),
-            tables=tuple(tables) if tables else None,
-        )
+        try:
+            return cls(
+                columns=dict(doc.get("columns", {})),
+                scale=dict(doc.get("scale", {})),
+                defaults=dict(doc.get("defaults", {})),
+                extra=dict(doc.get("extra", {})),
+                timezone=opts.get("timezone", "UTC"),
+                ts_format=opts.get("ts_format"),
+                epoch_unit=opts.get("epoch_unit", "auto"),
+                delimiter=opts.get("delimiter"),
+                decimal=opts.get("decimal", "."),
+                builtin_aliases=bool(opts.get("builtin_aliases", True)),
+                tables=tuple(tables) if tables else None,
+            )
+        except MappingError as exc:
+            raise MappingError(f"{path}: {exc}") from None
 
     def resolve(self, source_columns: list[str]) -> dict[str, tuple[str, ...]]:
-        """Pick the source column(s) for each canonical column this source can fill.
+        """Pick the source column(s) for each canonical column this source can fill, and for each
+        extra channel in ``extra``.
 
         Returns
         -------
         dict
-            Canonical name -> tuple of source column names (summed when more than one).
+            Canonical or extra channel name -> tuple of source column names (summed when more
+            than one). Columns an extra takes are not matched by built-in aliases.
 
         Raises
         ------
         MappingError
-            If a column named in the user mapping is not in the source.
+            If a column named in the user mapping (``columns`` or ``extra``) is not in the source.
         """
         present = set(source_columns)
         by_key: dict[str, str] = {}
@@ -180,15 +262,16 @@ class Mapping:
             by_key.setdefault(norm_name(col.rsplit(".", 1)[-1]), col)
 
         out: dict[str, tuple[str, ...]] = {}
-        for canon, src in self.columns.items():
-            names = src if isinstance(src, tuple) else (src,)
-            missing = [n for n in names if n not in present]
-            if missing:
-                raise MappingError(
-                    f"mapping for {canon!r} names column(s) {missing} not in source "
-                    f"(columns: {', '.join(source_columns[:30])})"
-                )
-            out[canon] = tuple(names)
+        for kind, entries in (("", self.columns), ("extra channel ", self.extra)):
+            for canon, src in entries.items():
+                names = src if isinstance(src, tuple) else (src,)
+                missing = [n for n in names if n not in present]
+                if missing:
+                    raise MappingError(
+                        f"mapping for {kind}{canon!r} names column(s) {missing} not in source "
+                        f"(columns: {', '.join(source_columns[:30])})"
+                    )
+                out[canon] = tuple(names)
         if not self.builtin_aliases:
             return out
         used = {n for names in out.values() for n in names}

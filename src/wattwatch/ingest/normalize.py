@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 
 from wattwatch.ingest.mapping import Mapping, MappingError
 from wattwatch.ingest.readers import LINE
-from wattwatch.schema import CHANNEL_BY_NAME, CHANNEL_NAMES
+from wattwatch.schema import CHANNEL_BY_NAME, CHANNEL_NAMES, Channel
 
 # Tokens that mean "no value" in text exports; they become NULL, not rejects.
 RELATION = "__wattwatch_relation__"
@@ -103,15 +104,17 @@ def _fmt(x: float) -> str:
 class Normalizer:
     """The two statements for one source layout.
 
-    ``fast_sql`` yields ``_line``, the canonical columns and a boolean ``_bad``; it is what every
-    row goes through. ``explain_sql`` yields ``_line``, ``_reason`` and ``_field`` and is run only on
-    the rows ``fast_sql`` marked bad, so building reason strings costs nothing on clean data.
+    ``fast_sql`` yields ``_line``, the canonical columns, the mapping's extra channels (``extras``,
+    DOUBLE, after the canonical ones) and a boolean ``_bad``; it is what every row goes through.
+    ``explain_sql`` yields ``_line``, ``_reason`` and ``_field`` and is run only on the rows
+    ``fast_sql`` marked bad, so building reason strings costs nothing on clean data.
     """
 
     fast_sql: str
     explain_sql: str
     resolved: dict
     ignored: list
+    extras: tuple[str, ...] = ()
 
     def fast(self, relation: str) -> str:
         """The fast statement over ``relation`` (a table name or a parenthesised query)."""
@@ -123,7 +126,7 @@ class Normalizer:
 
 
 def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None = None) -> Normalizer:
-    """Statements selecting canonical columns and checks from ``relation``.
+    """Statements selecting canonical columns, the mapping's extra channels and checks from ``relation``.
 
     Parameters
     ----------
@@ -180,11 +183,15 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
     )
 
     explain_inner: list[str] = [f"{ts_raw} AS ts__raw"]
-    for name in CHANNEL_NAMES:
-        ch = CHANNEL_BY_NAME[name]
+    extras = mapping.extra_channels
+    # Canonical channels carry a physical range; an extra channel is only checked to be finite.
+    channels = [CHANNEL_BY_NAME[n] for n in CHANNEL_NAMES] + [Channel(n, "", "extra channel") for n in extras]
+    for ch in channels:
+        name = ch.name
+        v_col, nan_col, raw_col = (_q(f"{name}__{s}") for s in ("v", "nan", "raw"))
         if name not in resolved:
             default = mapping.defaults.get(name)
-            inner.append(f"{'NULL' if default is None else float(default)}::DOUBLE AS {name}__v")
+            inner.append(f"{'NULL' if default is None else float(default)}::DOUBLE AS {v_col}")
             continue
         parts = [_number_expr(c, types[c], mapping.decimal) for c in resolved[name]]
         value = " + ".join(f"({v})" for v, _ in parts)
@@ -192,28 +199,31 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
         if scale is not None:
             value = f"({value}) * {scale!r}"
         # NaN is a missing value, not a number to store (nor one out of range).
-        inner.append(f"NULLIF({value}, 'NaN'::DOUBLE) AS {name}__v")
+        inner.append(f"NULLIF({value}, 'NaN'::DOUBLE) AS {v_col}")
         texts = [(v, raw) for v, raw in parts if raw is not None]
-        range_bad = f"isinf({name}__v) OR {name}__v < {_fmt(ch.low)} OR {name}__v > {_fmt(ch.high)}"
-        unit = f" {ch.unit}" if ch.unit else ""
-        range_reason = (
-            f"WHEN isinf({name}__v) THEN '{name}: infinite' "
-            f"WHEN {name}__v < {_fmt(ch.low)} OR {name}__v > {_fmt(ch.high)} "
-            f"THEN '{name}: ' || CAST(round({name}__v, 6) AS VARCHAR) || ' outside [{_fmt(ch.low)}, {_fmt(ch.high)}]{unit}'"
-        )
+        range_bad = f"isinf({v_col})"
+        range_reason = f"WHEN isinf({v_col}) THEN '{name}: infinite' "
+        if np.isfinite(ch.low) or np.isfinite(ch.high):
+            unit = f" {ch.unit}" if ch.unit else ""
+            range_bad += f" OR {v_col} < {_fmt(ch.low)} OR {v_col} > {_fmt(ch.high)}"
+            range_reason += (
+                f"WHEN {v_col} < {_fmt(ch.low)} OR {v_col} > {_fmt(ch.high)} "
+                f"THEN '{name}: ' || CAST(round({v_col}, 6) AS VARCHAR) || ' outside [{_fmt(ch.low)}, {_fmt(ch.high)}]{unit}'"
+            )
         if texts:
             bad = " OR ".join(f"(({v}) IS NULL AND {raw} IS NOT NULL AND NOT {_missing(raw)})" for v, raw in texts)
-            inner.append(f"({bad}) AS {name}__nan")
-            flags.append(f"{name}__nan OR {range_bad}")
+            inner.append(f"({bad}) AS {nan_col}")
+            flags.append(f"{nan_col} OR {range_bad}")
             raw_text = " || ' + ' || ".join(f"COALESCE({raw}, '')" for _, raw in texts)
-            explain_inner.append(f"{raw_text} AS {name}__raw")
-            checks.append(f"CASE WHEN {name}__nan THEN '{name}: ''' || {name}__raw || ''' is not a number' "
+            explain_inner.append(f"{raw_text} AS {raw_col}")
+            checks.append(f"CASE WHEN {nan_col} THEN '{name}: ''' || {raw_col} || ''' is not a number' "
                           f"{range_reason} END")
         else:
             flags.append(range_bad)
             checks.append(f"CASE {range_reason} END")
 
-    values = [f"{n}__v AS {n}" for n in CHANNEL_NAMES]
+    # Extra channels follow the canonical ones, in the mapping's order.
+    values = [f"{_q(ch.name + '__v')} AS {_q(ch.name)}" for ch in channels]
     fast = (f"SELECT _line, meter_id, ts, {', '.join(values)}, "
             f"coalesce({' OR '.join(f'({f})' for f in flags)}, false) AS _bad "
             f"FROM (SELECT {', '.join(inner)} FROM {RELATION})")
@@ -221,7 +231,7 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
     reasons = f"NULLIF(concat_ws('; ', {', '.join(checks)}), '')"
     explain = (f"SELECT _line, _reason, split_part(_reason, ':', 1) AS _field FROM ("
                f"SELECT _line, {reasons} AS _reason FROM (SELECT {', '.join(inner + explain_inner)} FROM {RELATION}))")
-    return Normalizer(fast, explain, resolved, ignored)
+    return Normalizer(fast, explain, resolved, ignored, tuple(extras))
 
 
 __all__ = ["build_select", "Normalizer", "MappingError", "MISSING_TOKENS"]

@@ -1,10 +1,12 @@
-"""Ingest files into the store: read, map, check, de-duplicate, merge, report."""
+"""Ingest files (or in-memory frames) into the store: read, map, check, de-duplicate, merge, report."""
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
@@ -12,8 +14,11 @@ import pyarrow as pa
 from wattwatch._prefetch import prefetch
 from wattwatch.ingest.mapping import Mapping, MappingError
 from wattwatch.ingest.normalize import build_select
-from wattwatch.ingest.readers import NotRecordsError, RawBatch, detect_format, read_batches
+from wattwatch.ingest.readers import NotRecordsError, RawBatch, detect_format, read_batches, read_frame
 from wattwatch.store.duck import IngestCounts, Store
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 REJECT_HEADER = ("file", "line", "field", "reason")
 
@@ -35,29 +40,71 @@ def ingest_path(store: Store, path: str | Path, mapping: Mapping | None = None,
     path = Path(path)
     mapping = mapping or Mapping()
     notes: list[str] = []
-    try:
+    with _as_ingest_error(str(path)):
         fmt = detect_format(path)
         size = path.stat().st_size if path.exists() else 0
-        batches = prefetch(_prepared(path, fmt, mapping, notes))
+        raw = read_batches(path, delimiter=mapping.delimiter, tables=mapping.tables,
+                           column_types=lambda names: csv_column_types(names, mapping))
+        batches = prefetch(_prepared(raw, fmt, mapping, notes))
         counts = store.ingest(batches, source=str(path), bytes_total=size, on_progress=on_progress)
-    except NotRecordsError as exc:
-        raise IngestError(str(exc)) from exc
-    except MappingError as exc:
-        raise IngestError(f"{path}: {exc}") from exc
-    except (pa.ArrowException, duckdb.Error, UnicodeDecodeError, OSError, EOFError) as exc:
-        raise IngestError(f"{path}: unreadable: {exc}".splitlines()[0]) from exc
     counts.notes.extend(notes)
     return counts
 
 
-def _prepared(path: Path, fmt: str, mapping: Mapping, notes: list[str]) -> Iterator[tuple]:
+def ingest_frame(store: Store, frame: "pd.DataFrame", mapping: Mapping | None = None,
+                 source: str = "<frame>") -> IngestCounts:
+    """Ingest an in-memory DataFrame in one transaction, exactly as a file with its columns.
+
+    The frame goes through the same mapping (built-in aliases, ``mapping``'s columns and extra
+    channels), checks, de-duplication and rejects as :func:`ingest_path`; a reject's line is the
+    row's position in the frame plus one.
+
+    Parameters
+    ----------
+    store : Store
+        Target store.
+    frame : pandas.DataFrame
+        One row per reading; any column names the mapping can resolve.
+    mapping : Mapping, optional
+        Column mapping (built-in aliases only when None).
+    source : str
+        Name for rejects, notes and ``ingest_log``.
+
+    Raises
+    ------
+    IngestError
+        The frame's columns cannot be mapped (no timestamp, say). Nothing of it is stored.
+    """
+    mapping = mapping or Mapping()
+    notes: list[str] = []
+    with _as_ingest_error(source):
+        raw = read_frame(frame, unit=source)
+        size = int(frame.memory_usage(index=False).sum()) if hasattr(frame, "memory_usage") else 0
+        counts = store.ingest(prefetch(_prepared(raw, "frame", mapping, notes)), source=source, bytes_total=size)
+    counts.notes.extend(notes)
+    return counts
+
+
+@contextmanager
+def _as_ingest_error(source: str):
+    """Turn what a reader, the mapping or the store raise about a source into one-line IngestErrors."""
+    try:
+        yield
+    except NotRecordsError as exc:
+        raise IngestError(str(exc)) from exc
+    except MappingError as exc:
+        raise IngestError(f"{source}: {exc}") from exc
+    except (pa.ArrowException, duckdb.Error, UnicodeDecodeError, OSError, EOFError) as exc:
+        raise IngestError(f"{source}: unreadable: {exc}".splitlines()[0]) from exc
+
+
+def _prepared(raw: Iterable[RawBatch], fmt: str, mapping: Mapping, notes: list[str]) -> Iterator[tuple]:
     """Yield ``(normalizer, arrow table, unit, raw rejects, bytes read, relation)`` for :meth:`Store.ingest`."""
     cache: dict[tuple, object] = {}
     skipped_units: set[str] = set()
     used_units = 0
     last_bytes = 0
-    for batch in read_batches(path, delimiter=mapping.delimiter, tables=mapping.tables,
-                              column_types=lambda names: csv_column_types(names, mapping)):
+    for batch in raw:
         if batch.unit in skipped_units:
             continue
         key = (batch.unit, tuple((f.name, str(f.type)) for f in batch.table.schema))
@@ -123,4 +170,4 @@ class RejectsWriter:
             self._fh = None
 
 
-__all__ = ["ingest_path", "IngestError", "RejectsWriter", "RawBatch"]
+__all__ = ["ingest_path", "ingest_frame", "IngestError", "RejectsWriter", "RawBatch"]

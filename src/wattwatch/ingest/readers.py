@@ -558,3 +558,47 @@ def read_sqlite(path: Path, tables: tuple[str, ...] | None = None,
                                          LINE: pa.array([], pa.int64())}), unit=f"{path}:{name}")
     finally:
         con.close()
+
+
+# --------------------------------------------------------------------------------------- DataFrame
+
+FRAME_BATCH_ROWS = 1 << 20
+
+
+def _frame_column(series) -> pa.Array:
+    try:
+        return pa.array(series, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        # Mixed types (numbers and text in one object column): text, so the normaliser judges
+        # each value and rejects the rows whose value is not a number.
+        return pa.array(series.astype("string"), from_pandas=True)
+
+
+def read_frame(frame, unit: str = "<frame>", batch_rows: int = FRAME_BATCH_ROWS) -> Iterator[RawBatch]:
+    """Read an in-memory :class:`pandas.DataFrame` in row batches; ``_line`` is the row position + 1.
+
+    Columns keep their types (numbers and times are not written out as text and parsed back); a
+    column whose values Arrow cannot type as one (numbers mixed with text) is read as text. Named
+    index levels become columns (as :meth:`pandas.DataFrame.to_parquet` does), an unnamed index is
+    ignored. Nested records (dict values) are flattened as in JSON.
+    """
+    import pandas as pd
+
+    if not isinstance(frame, pd.DataFrame):
+        raise NotRecordsError(f"{unit}: not a pandas DataFrame ({type(frame).__name__})")
+    named = [n for n in frame.index.names if n is not None and n not in frame.columns]
+    if named:
+        frame = frame.reset_index(level=named)
+    names = [".".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in frame.columns]
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise NotRecordsError(f"{unit}: duplicate column name(s) {dup[:10]}")
+    if LINE in names:
+        raise NotRecordsError(f"{unit}: column name {LINE!r} is reserved")
+    n = len(frame)
+    for start in range(0, max(n, 1), batch_rows):
+        part = frame.iloc[start:start + batch_rows]
+        arrays = [_frame_column(part.iloc[:, i]) for i in range(part.shape[1])]
+        arrays.append(pa.array(np.arange(start + 1, start + len(part) + 1, dtype=np.int64)))
+        table = flatten_nested(pa.Table.from_arrays(arrays, names=names + [LINE]))
+        yield RawBatch(table, unit=unit)

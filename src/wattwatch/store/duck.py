@@ -10,6 +10,11 @@ timestamp jitter); the group keeps the timestamp of its most complete row, earli
 and fills that row's missing channels from the others. The cadence is inferred per meter from the
 batch together with the stored readings around it, so a single late reading is judged against the
 meter's real cadence, not a default.
+
+Extra channels (numeric columns beyond the canonical schema that a mapping declares, see
+:mod:`wattwatch.ingest.mapping`) become DOUBLE columns of ``readings_raw`` on the first ingest that
+brings them, recorded in ``channels``; from then on they are de-duplicated, merged, queried and
+compacted exactly like the canonical channels.
 """
 
 from __future__ import annotations
@@ -29,12 +34,14 @@ import pyarrow.compute as pc
 
 from wattwatch._prefetch import prefetch
 from wattwatch.ingest.readers import LINE
-from wattwatch.schema import CHANNEL_NAMES, SCHEMA_VERSION
+from wattwatch.schema import CHANNEL_NAMES, SCHEMA_VERSION, extra_channel_error
 
 DEFAULT_DB = "wattwatch.duckdb"
 DEFAULT_JITTER_TOL_S = 10.0
 MERGE_CHUNK_ROWS = 1 << 20
 AGG_CHANNELS = tuple(c for c in CHANNEL_NAMES if c != "e_kwh")
+_KEYS = frozenset({LINE, "meter_id", "ts", "_bad"})
+_CANONICAL = frozenset(CHANNEL_NAMES)
 
 # Readings are keyed by an integer series id (``sid``) that the ``meters`` catalogue maps to the
 # meter id: an integer key makes inserts ~30 % cheaper than a text one and scans by meter faster.
@@ -44,11 +51,20 @@ _READINGS_DDL = (
     + ", ".join(f"{c} DOUBLE" for c in CHANNEL_NAMES)
     + ")"
 )
-_READINGS_VIEW = (
-    "CREATE OR REPLACE VIEW readings AS SELECT m.meter_id, r.ts, "
-    + ", ".join(f"r.{c}" for c in CHANNEL_NAMES)
-    + " FROM readings_raw r JOIN meters m USING (sid)"
-)
+# Extra channels, in the order they were added (their column order in readings_raw).
+_CHANNELS_DDL = "CREATE TABLE IF NOT EXISTS channels (name VARCHAR PRIMARY KEY, added TIMESTAMPTZ)"
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _readings_view(extras: Sequence[str]) -> str:
+    return ("CREATE OR REPLACE VIEW readings AS SELECT m.meter_id, r.ts, "
+            + ", ".join(f"r.{_q(c)}" for c in (*CHANNEL_NAMES, *extras))
+            + " FROM readings_raw r JOIN meters m USING (sid)")
+
+
 _HOURLY_DDL = (
     "CREATE TABLE IF NOT EXISTS readings_hourly (meter_id VARCHAR NOT NULL, hour TIMESTAMPTZ NOT NULL, n BIGINT, "
     + ", ".join(f"{c}_mean DOUBLE, {c}_min DOUBLE, {c}_max DOUBLE" for c in AGG_CHANNELS)
@@ -138,7 +154,8 @@ class Store:
         self.con.execute(_HOURLY_DDL)
         self.con.execute(_LOG_DDL)
         self.con.execute(_METERS_DDL)
-        self.con.execute(_READINGS_VIEW)
+        self.con.execute(_CHANNELS_DDL)  # stores made before extra channels lack it
+        self.con.execute(_readings_view(self._extra_channels()))
         from wattwatch.alerts.store import ensure_tables
 
         ensure_tables(self.con)
@@ -152,6 +169,31 @@ class Store:
         if row is None or int(row[0]) != SCHEMA_VERSION:
             raise StoreError(f"{self.path}: store schema version {row and row[0]} but this wattwatch "
                              f"reads version {SCHEMA_VERSION}")
+
+    def _extra_channels(self) -> list[str]:
+        """The store's extra channels in the order they were added (none in an old store opened
+        read-only, which has no ``channels`` table)."""
+        try:
+            rows = self.con.execute(
+                "SELECT c.name FROM channels c JOIN pragma_table_info('readings_raw') p ON p.name = c.name "
+                "ORDER BY p.cid").fetchall()
+        except duckdb.CatalogException:
+            return []
+        return [r[0] for r in rows]
+
+    def channels(self) -> list[str]:
+        """Channel names: the canonical ones, then the store's extra channels in the order they were added."""
+        return [*CHANNEL_NAMES, *self._extra_channels()]
+
+    def _add_channels(self, names: Sequence[str]) -> None:
+        """Add extra channel columns to ``readings_raw`` (inside the caller's transaction)."""
+        for name in names:
+            err = extra_channel_error(name)
+            if err is not None:
+                raise ValueError(f"cannot store extra channel: {err}")
+            self.con.execute(f"ALTER TABLE readings_raw ADD COLUMN {_q(name)} DOUBLE")
+            self.con.execute("INSERT INTO channels VALUES (?, now())", [name])
+        self.con.execute(_readings_view(self._extra_channels()))
 
     def close(self) -> None:
         self.con.close()
@@ -172,8 +214,10 @@ class Store:
         ----------
         batches : iterable of tuples
             ``(normalizer, raw table, unit, raw rejects, bytes read, relation)`` as produced by
-            :func:`wattwatch.ingest.pipeline.ingest_path`, the normal caller. With a relation, the
-            raw table only carries the schema and DuckDB streams the rows from the relation.
+            :func:`wattwatch.ingest.pipeline.ingest_path` and ``ingest_frame``, the normal callers.
+            With a relation, the raw table only carries the schema and DuckDB streams the rows
+            from the relation. Extra channels the normalised rows carry and the store lacks are
+            added to it (in this transaction, so a failed source adds none).
         source : str
             Name recorded in ``ingest_log``.
 
@@ -188,6 +232,7 @@ class Store:
         con.execute("SET force_compression = 'alp'")
         con.execute("BEGIN TRANSACTION")
         try:
+            known = set(self._extra_channels())
             for norm, raw, unit, raw_rejects, nbytes, relation in batches:
                 counts.rejects.extend((unit, r.line, "", r.reason + (f" | {r.text}" if r.text else ""))
                                       for r in raw_rejects)
@@ -206,6 +251,11 @@ class Store:
                         counts.rejects.extend((unit, ln, fld, r) for ln, r, fld in why.fetchall())
                         res = res.filter(pc.invert(bad))
                     if res.num_rows:
+                        new = [c for c in res.column_names if c not in _KEYS and c not in _CANONICAL
+                               and c not in known]
+                        if new:
+                            self._add_channels(new)
+                            known.update(new)
                         stored, merged = self._merge(res.drop_columns(["_bad"]))
                         counts.stored += stored
                         counts.merged += merged
@@ -240,7 +290,7 @@ class Store:
         """Yield ``(normalised arrow table, relation or None)`` chunks of one raw batch."""
         if relation is None:
             # DuckDB scans an Arrow table in parallel only across its record batches.
-            chunked = pa.Table.from_batches(raw.to_batches(max_chunksize=1 << 15))
+            chunked = pa.Table.from_batches(raw.to_batches(max_chunksize=1 << 15), schema=raw.schema)
             yield self._query(chunked, norm.fast("_t")).to_arrow_table(), None
             return
         # A second cursor streams the file while this connection merges (and holds the transaction).
@@ -266,8 +316,13 @@ class Store:
             cur.close()
 
     def _merge(self, good: pa.Table) -> tuple[int, int]:
-        """Merge checked rows into ``readings``; return (rows added, rows merged into stored ones)."""
+        """Merge checked rows into ``readings``; return (rows added, rows merged into stored ones).
+
+        ``good`` holds ``_line``, ``meter_id``, ``ts``, the canonical channels and any extra
+        channels (already columns of ``readings_raw``).
+        """
         con = self.con
+        chans = [c for c in good.column_names if c not in _KEYS]
         cap_us = int(self.jitter_tol_s * 1e6)
         enc = pc.dictionary_encode(good["meter_id"]).combine_chunks()
         codes = enc.indices.to_numpy().astype(np.int64)
@@ -298,7 +353,7 @@ class Store:
             m_rows, m_group = order[multi], group[multi]
             sub = good.take(pa.array(m_rows))
             nn = np.zeros(len(m_rows), np.int8)
-            for c in CHANNEL_NAMES:
+            for c in chans:
                 nn += pc.is_valid(sub[c]).to_numpy(zero_copy_only=False)
             # Best row of a group: most complete, then earliest, then first in the file; the
             # others only fill its missing channels (pandas' first() skips NaN per column).
@@ -327,7 +382,8 @@ class Store:
                    and cat[m][0] - tol[i] <= hi[i] and lo[i] <= cat[m][1] + tol[i]]
         merged = 0
         if overlap:
-            merged, merged_tbl = self._match_stored(good, codes, t, keep, merged_tbl, names, sids, overlap, tol)
+            merged, merged_tbl = self._match_stored(good, codes, t, keep, merged_tbl, names, sids, overlap, tol,
+                                                    chans)
         # Catalogue: series id, span and cadence per meter, so later chunks and files skip the
         # stored-row lookup where they do not overlap.
         self._query(pa.table({
@@ -339,14 +395,14 @@ class Store:
             "cadence_s = CASE WHEN EXCLUDED.cadence_s > 0 THEN EXCLUDED.cadence_s ELSE meters.cadence_s END"
         )
         stored = int(keep.sum())
-        cols = ", ".join(CHANNEL_NAMES)
+        # Columns named: a store with extra channels has more columns than this batch may carry.
+        cols = ", ".join(_q(c) for c in chans)
+        insert = f"INSERT INTO readings_raw (sid, ts, {cols}) SELECT _sid, ts, {cols} FROM _t"
         final = good.append_column("_sid", pa.array(sids[codes], pa.int32())).append_column("_keep", pa.array(keep))
-        self._query(final, f"INSERT INTO readings_raw SELECT _sid, ts, {cols} FROM _t"
-                           + ("" if stored == len(keep) else " WHERE _keep"))
+        self._query(final, insert + ("" if stored == len(keep) else " WHERE _keep"))
         if merged_tbl is not None and merged_tbl.num_rows:
             m_codes = pc.index_in(merged_tbl["meter_id"], value_set=pa.array(names, pa.string())).to_numpy()
-            self._query(merged_tbl.append_column("_sid", pa.array(sids[m_codes], pa.int32())),
-                        f"INSERT INTO readings_raw SELECT _sid, ts, {cols} FROM _t")
+            self._query(merged_tbl.append_column("_sid", pa.array(sids[m_codes], pa.int32())), insert)
             stored += merged_tbl.num_rows
         return stored, merged
 
@@ -361,7 +417,7 @@ class Store:
 
     def _match_stored(self, good: pa.Table, codes: np.ndarray, t: np.ndarray, keep: np.ndarray,
                       merged_tbl: pa.Table | None, names: list[str], sids: np.ndarray, overlap: list[int],
-                      tol: np.ndarray) -> tuple[int, pa.Table | None]:
+                      tol: np.ndarray, chans: Sequence[str] = CHANNEL_NAMES) -> tuple[int, pa.Table | None]:
         """Find candidate rows that a stored reading already holds, fill that reading's gaps.
 
         Candidates are the rows of ``good`` still marked in ``keep`` plus ``merged_tbl``; matched
@@ -397,16 +453,16 @@ class Store:
         if len(idx) == 0:
             return 0, merged_tbl
         in_good = idx < n_good
-        parts = [good.select(["meter_id", "ts", *CHANNEL_NAMES]).take(pa.array(idx[in_good]))]
+        parts = [good.select(["meter_id", "ts", *chans]).take(pa.array(idx[in_good]))]
         if merged_tbl is not None and (~in_good).any():
-            parts.append(merged_tbl.select(["meter_id", "ts", *CHANNEL_NAMES]).take(pa.array(idx[~in_good] - n_good)))
+            parts.append(merged_tbl.select(["meter_id", "ts", *chans]).take(pa.array(idx[~in_good] - n_good)))
         hit = pa.concat_tables(parts)
         h_codes = pc.index_in(hit["meter_id"], value_set=pa.array(names, pa.string())).to_numpy()
         hit = hit.append_column("_old_us", pa.array(np.concatenate([old_t[in_good], old_t[~in_good]])))
         hit = hit.append_column("sid", pa.array(sids[h_codes], pa.int32()))
         # A stored reading keeps its values; channels it lacks are filled from the new copy.
-        sets = ", ".join(f"{c} = COALESCE(r.{c}, h.{c})" for c in CHANNEL_NAMES)
-        holes = " OR ".join(f"(r.{c} IS NULL AND h.{c} IS NOT NULL)" for c in CHANNEL_NAMES)
+        sets = ", ".join(f"{_q(c)} = COALESCE(r.{_q(c)}, h.{_q(c)})" for c in chans)
+        holes = " OR ".join(f"(r.{_q(c)} IS NULL AND h.{_q(c)} IS NOT NULL)" for c in chans)
         self._query(
             hit,
             f"UPDATE readings_raw r SET {sets} FROM (SELECT * FROM _t QUALIFY row_number() OVER "
@@ -426,19 +482,26 @@ class Store:
               columns: Sequence[str] | None = None) -> pd.DataFrame:
         """Readings of ``meters`` (all when None) with ``start <= ts < end``, sorted by meter and time.
 
-        Channels that are NULL for every returned row are dropped unless named in ``columns``.
+        ``columns`` may name canonical and extra channels (:meth:`channels`); by default all are
+        returned, after dropping those that are NULL for every returned row.
+
+        Raises
+        ------
+        ValueError
+            A name in ``columns`` is not a channel of this store.
         """
-        cols = list(columns) if columns else list(CHANNEL_NAMES)
-        unknown = set(cols) - set(CHANNEL_NAMES)
+        known = self.channels()
+        cols = list(columns) if columns else known
+        unknown = set(cols) - set(known)
         if unknown:
-            raise ValueError(f"unknown column(s) {sorted(unknown)}")
+            raise ValueError(f"unknown column(s) {sorted(unknown)} (channels of this store: {', '.join(known)})")
         # Meter ids travel as integer codes (their rank by name) and become a pandas Categorical:
         # no Python string per reading, and the sort is on integers (10 M readings load in seconds).
         names = [r[0] for r in self.con.execute("SELECT meter_id FROM meters ORDER BY meter_id").fetchall()]
         where, params = self._where(meters, start, end, "r.ts", meter_col="m.meter_id")
         table = self.con.sql(
             "WITH m AS (SELECT sid, meter_id, (row_number() OVER (ORDER BY meter_id) - 1)::INTEGER AS k FROM meters) "
-            f"SELECT m.k, r.ts, {', '.join('r.' + c for c in cols)} FROM readings_raw r JOIN m USING (sid) {where}",
+            f"SELECT m.k, r.ts, {', '.join('r.' + _q(c) for c in cols)} FROM readings_raw r JOIN m USING (sid) {where}",
             params=params).to_arrow_table()
         # Sorted here rather than by DuckDB: under the store's memory limit an ORDER BY of 10 M
         # readings spills to disk (18 s); a numpy sort on (meter code, time) takes about 2 s.
@@ -522,15 +585,24 @@ class Store:
 
         The cutoff is ``as_of`` (default: now) minus the age, floored to the hour, so an hour is
         either wholly raw or wholly compacted. Per hour and meter the table keeps the count, the
-        mean/min/max of each channel and the register's first and last value with the sum of its
-        increments (see :meth:`energy_kwh`), which is what makes energy still add up.
+        mean/min/max of each channel (extra channels included, as ``<name>_mean`` and so on) and the
+        register's first and last value with the sum of its increments (see :meth:`energy_kwh`),
+        which is what makes energy still add up.
         """
         as_of = _ts(as_of) or datetime.now(timezone.utc)
         cutoff = pd.Timestamp(as_of - timedelta(days=older_than_days)).floor("h").to_pydatetime()
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
-            aggs = ", ".join(f"avg({c}) AS {c}_mean, min({c}) AS {c}_min, max({c}) AS {c}_max" for c in AGG_CHANNELS)
+            extras = self._extra_channels()
+            have = {r[0] for r in con.execute("SELECT name FROM pragma_table_info('readings_hourly')").fetchall()}
+            for c in extras:
+                for stat in ("mean", "min", "max"):
+                    if f"{c}_{stat}" not in have:
+                        con.execute(f"ALTER TABLE readings_hourly ADD COLUMN {_q(f'{c}_{stat}')} DOUBLE")
+            agg_channels = [*AGG_CHANNELS, *extras]
+            aggs = ", ".join(f"avg({_q(c)}) AS {_q(c + '_mean')}, min({_q(c)}) AS {_q(c + '_min')}, "
+                             f"max({_q(c)}) AS {_q(c + '_max')}" for c in agg_channels)
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE _hour AS "
                 "WITH prev AS (SELECT meter_id, arg_max(e_kwh_last, hour) AS e FROM readings_hourly "
@@ -550,11 +622,14 @@ class Store:
             n_hours = con.execute("SELECT count(*) FROM _hour").fetchall()[0][0]
             # An hour compacted before (readings that arrived late) is combined, not duplicated.
             upd = ", ".join(
-                f"{c}_mean = (readings_hourly.{c}_mean * readings_hourly.n + EXCLUDED.{c}_mean * EXCLUDED.n) "
-                f"/ (readings_hourly.n + EXCLUDED.n), {c}_min = least(readings_hourly.{c}_min, EXCLUDED.{c}_min), "
-                f"{c}_max = greatest(readings_hourly.{c}_max, EXCLUDED.{c}_max)" for c in AGG_CHANNELS)
+                f"{mean} = (readings_hourly.{mean} * readings_hourly.n + EXCLUDED.{mean} * EXCLUDED.n) "
+                f"/ (readings_hourly.n + EXCLUDED.n), {lo} = least(readings_hourly.{lo}, EXCLUDED.{lo}), "
+                f"{hi} = greatest(readings_hourly.{hi}, EXCLUDED.{hi})"
+                for mean, lo, hi in ((_q(c + "_mean"), _q(c + "_min"), _q(c + "_max")) for c in agg_channels))
+            # By name: extra channels' columns were appended to readings_hourly in the order they
+            # were first compacted, which need not be the order of the select.
             con.execute(
-                "INSERT INTO readings_hourly SELECT * FROM _hour ON CONFLICT (meter_id, hour) DO UPDATE SET "
+                "INSERT INTO readings_hourly BY NAME SELECT * FROM _hour ON CONFLICT (meter_id, hour) DO UPDATE SET "
                 f"{upd}, n = readings_hourly.n + EXCLUDED.n, "
                 "e_delta_kwh = coalesce(readings_hourly.e_delta_kwh, 0) + coalesce(EXCLUDED.e_delta_kwh, 0), "
                 "e_kwh_first = coalesce(readings_hourly.e_kwh_first, EXCLUDED.e_kwh_first), "
