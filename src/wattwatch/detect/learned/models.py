@@ -11,6 +11,11 @@ at least as high (its exceedance probability), read off the training scores; bey
 beyond anything seen in training still ranks, instead of saturating at 1/n). Every detector's
 score is then ``log10(1 / p) / log10(1 / alpha)``: 1.0 means "a normal row scores this high once
 in 1/alpha", whichever model produced it, for every meter.
+
+Storage: every class here has ``to_state()`` (its constructor arguments and fitted attributes as
+plain values, numeric arrays and the scikit-learn objects :mod:`serialize` rebuilds) and
+``from_state(state)`` (the inverse, checking what it is given); :mod:`serialize` stores them
+without pickles.
 """
 
 from __future__ import annotations
@@ -18,6 +23,32 @@ from __future__ import annotations
 import numpy as np
 
 # torch is imported inside the autoencoders: `import wattwatch` and the rules stay light.
+
+
+def _check_state(cls, state, required: tuple = (), fitted: tuple = ()) -> bool:
+    """``state`` has the keys ``required``, and either all of ``fitted`` or none (an unfitted
+    model); ``ValueError`` naming what is missing or unknown otherwise. True when fitted."""
+    if not isinstance(state, dict):
+        raise ValueError(f"{cls.__name__}: state must be a dict, got {type(state).__name__}")
+    keys = set(state)
+    missing, unknown = set(required) - keys, keys - set(required) - set(fitted)
+    partial = sorted(set(fitted) - keys) if keys & set(fitted) else []
+    if missing or unknown or partial:
+        raise ValueError(f"{cls.__name__}: unexpected state (missing {sorted(missing) + partial}, unknown "
+                         f"{sorted(unknown)})")
+    return bool(fitted) and set(fitted) <= keys
+
+
+def _array(cls, name: str, a, ndim: int, kind: str = "f") -> np.ndarray:
+    if not isinstance(a, np.ndarray) or a.ndim != ndim or a.dtype.kind not in kind:
+        raise ValueError(f"{cls.__name__}: {name} must be a {ndim}-D array of kind {kind!r}")
+    return a
+
+
+def _number(cls, name: str, x, types=(int, float)):
+    if type(x) not in types:
+        raise ValueError(f"{cls.__name__}: {name} must be {' or '.join(t.__name__ for t in types)}, got {x!r:.50}")
+    return x
 
 
 class TailCalibrator:
@@ -50,6 +81,26 @@ class TailCalibrator:
         tail = raw > self.u_
         out[tail] = -np.log10(self.tail) + (raw[tail] - self.u_) / self.beta_ / np.log(10)
         return np.where(np.isfinite(raw), out, np.nan)
+
+    _FITTED = ("levels_", "exceed_", "u_", "beta_")
+
+    def to_state(self) -> dict:
+        state = {"tail": self.tail, "n_quantiles": self.n_quantiles}
+        if hasattr(self, "levels_"):
+            state.update({k: getattr(self, k) for k in self._FITTED})
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict) -> "TailCalibrator":
+        fitted = _check_state(cls, state, ("tail", "n_quantiles"), cls._FITTED)
+        obj = cls(_number(cls, "tail", state["tail"]), _number(cls, "n_quantiles", state["n_quantiles"], (int,)))
+        if fitted:
+            obj.levels_ = _array(cls, "levels_", state["levels_"], 1)
+            obj.exceed_ = _array(cls, "exceed_", state["exceed_"], 1)
+            if len(obj.levels_) != len(obj.exceed_):
+                raise ValueError(f"{cls.__name__}: levels_ and exceed_ differ in length")
+            obj.u_, obj.beta_ = _number(cls, "u_", state["u_"]), _number(cls, "beta_", state["beta_"])
+        return obj
 
 
 class GaussianScaler:
@@ -108,6 +159,34 @@ class GaussianScaler:
             Z[:, j] = np.clip(z, -self.clip, self.clip)
         return Z.reshape(shape)
 
+    _FITTED = ("knots_", "lo_", "hi_", "spread_", "edge_")
+
+    def to_state(self) -> dict:
+        state = {"clip": self.clip}
+        if hasattr(self, "knots_"):
+            state.update({k: getattr(self, k) for k in self._FITTED})
+            state["knots_"] = [tuple(k) for k in self.knots_]
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict) -> "GaussianScaler":
+        fitted = _check_state(cls, state, ("clip",), cls._FITTED)
+        obj = cls(_number(cls, "clip", state["clip"]))
+        if fitted:
+            knots = state["knots_"]
+            if not isinstance(knots, list) or not all(isinstance(k, tuple) and len(k) == 2 for k in knots):
+                raise ValueError(f"{cls.__name__}: knots_ must be a list of (levels, z) pairs")
+            for u, z in knots:
+                if len(_array(cls, "knots_", u, 1)) != len(_array(cls, "knots_", z, 1)):
+                    raise ValueError(f"{cls.__name__}: a knot's levels and z differ in length")
+            obj.knots_ = knots
+            for k in ("lo_", "hi_", "spread_"):
+                if len(_array(cls, k, state[k], 1)) != len(knots):
+                    raise ValueError(f"{cls.__name__}: {k} has {len(state[k])} features, knots_ {len(knots)}")
+                setattr(obj, k, state[k])
+            obj.edge_ = _number(cls, "edge_", state["edge_"])
+        return obj
+
 
 def seeded_rows(X: np.ndarray, n: int, seed: int) -> np.ndarray:
     """``X`` itself, or ``n`` of its rows drawn without replacement by ``seed`` (in their order)."""
@@ -131,6 +210,13 @@ class Model:
     def contributions(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(X, float) ** 2
 
+    def to_state(self) -> dict:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Model":  # pragma: no cover - overridden
+        raise NotImplementedError
+
 
 class IsolationForestModel(Model):
     def __init__(self, n_estimators: int = 100, contamination: float = 0.01, max_samples: int | str = "auto"):
@@ -144,6 +230,21 @@ class IsolationForestModel(Model):
 
     def raw(self, X):
         return -self.est_.score_samples(X)
+
+    def to_state(self) -> dict:
+        return {"params": dict(self.params), **({"est_": self.est_} if hasattr(self, "est_") else {})}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "IsolationForestModel":
+        from sklearn.ensemble import IsolationForest
+
+        fitted = _check_state(cls, state, ("params",), ("est_",))
+        params = state["params"]
+        _check_state(cls, params, ("n_estimators", "contamination", "max_samples"))
+        obj = cls(**params)
+        if fitted:
+            obj.est_ = _estimator(cls, state["est_"], IsolationForest)
+        return obj
 
 
 class LOFModel(Model):
@@ -160,6 +261,21 @@ class LOFModel(Model):
 
     def raw(self, X):
         return -self.est_.score_samples(X)
+
+    def to_state(self) -> dict:
+        state = {"n_neighbors": self.n_neighbors, "max_fit_rows": self.max_fit_rows}
+        return {**state, **({"est_": self.est_} if hasattr(self, "est_") else {})}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "LOFModel":
+        from sklearn.neighbors import LocalOutlierFactor
+
+        fitted = _check_state(cls, state, ("n_neighbors", "max_fit_rows"), ("est_",))
+        obj = cls(_number(cls, "n_neighbors", state["n_neighbors"], (int,)),
+                  _number(cls, "max_fit_rows", state["max_fit_rows"], (int,)))
+        if fitted:
+            obj.est_ = _estimator(cls, state["est_"], LocalOutlierFactor)
+        return obj
 
 
 class PCAModel(Model):
@@ -178,8 +294,29 @@ class PCAModel(Model):
         return self
 
     def raw(self, X):
-        Y = (X - self.est_.mean_.astype(np.float32)) @ self.est_.components_.T.astype(np.float32)
-        return (Y * Y) @ self.weights_
+        # float64: a float32 BLAS product rounds differently with the number of rows in the batch
+        # (seen: 1e-6), so a bin's score would depend on what else was scored with it.
+        Y = (np.asarray(X, np.float64) - self.est_.mean_) @ self.est_.components_.T
+        return (Y * Y) @ self.weights_.astype(np.float64)
+
+    def to_state(self) -> dict:
+        return {"est_": self.est_, "weights_": self.weights_} if hasattr(self, "est_") else {}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "PCAModel":
+        from sklearn.decomposition import PCA
+
+        obj = cls()
+        if _check_state(cls, state, (), ("est_", "weights_")):
+            obj.est_ = _estimator(cls, state["est_"], PCA)
+            obj.weights_ = _array(cls, "weights_", state["weights_"], 1)
+        return obj
+
+
+def _estimator(cls, est, expected: type):
+    if type(est) is not expected:
+        raise ValueError(f"{cls.__name__}: est_ must be a {expected.__name__}, got {type(est).__name__}")
+    return est
 
 
 def _torch():
@@ -193,6 +330,15 @@ class _Trainer:
 
     def __init__(self, epochs: int, batch: int, lr: float):
         self.epochs, self.batch, self.lr = epochs, batch, lr
+
+    def to_state(self) -> dict:
+        return {"epochs": self.epochs, "batch": self.batch, "lr": self.lr}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "_Trainer":
+        _check_state(cls, state, ("epochs", "batch", "lr"))
+        return cls(_number(cls, "epochs", state["epochs"], (int,)), _number(cls, "batch", state["batch"], (int,)),
+                   _number(cls, "lr", state["lr"]))
 
     def train(self, net, X: np.ndarray, seed: int):
         torch = _torch()
@@ -245,10 +391,50 @@ class _TorchModel(Model):
             self.net_.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
             self.net_.eval()
 
+    _ARGS: tuple[str, ...] = ()  # constructor arguments kept as attributes of the same name
+
+    def to_state(self) -> dict:
+        state = {k: getattr(self, k) for k in self._ARGS}
+        state["trainer"] = self.trainer.to_state()
+        if getattr(self, "net_", None) is not None:
+            state["d_"] = self.d_
+            state["weights"] = {k: v.detach().cpu().numpy().copy() for k, v in self.net_.state_dict().items()}
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict) -> "_TorchModel":
+        fitted = _check_state(cls, state, cls._ARGS + ("trainer",), ("d_", "weights"))
+        obj = cls.__new__(cls)
+        for k in cls._ARGS:
+            setattr(obj, k, _number(cls, k, state[k], (int,)))
+        obj.trainer = _Trainer.from_state(state["trainer"])
+        if fitted:
+            torch = _torch()
+            weights = state["weights"]
+            if not isinstance(weights, dict):
+                raise ValueError(f"{cls.__name__}: weights must be a dict of arrays")
+            obj.d_ = _number(cls, "d_", state["d_"], (int,))
+            if not 1 <= obj.d_ <= 1 << 16:
+                raise ValueError(f"{cls.__name__}: unexpected input width d_={obj.d_}")
+            tensors = {}
+            for k, v in weights.items():
+                if not isinstance(v, np.ndarray) or v.dtype.kind != "f":
+                    raise ValueError(f"{cls.__name__}: weights[{k!r}] must be a float array")
+                tensors[k] = torch.from_numpy(v)
+            net = obj._net(obj.d_)
+            try:
+                net.load_state_dict(tensors)
+            except RuntimeError as exc:  # missing / unexpected / misshapen weights
+                raise ValueError(f"{cls.__name__}: weights do not fit the network: {exc}") from None
+            obj.net_ = net.eval()
+        return obj
+
 
 class DenseAEModel(_TorchModel):
     """A dense autoencoder (d -> hidden -> code -> hidden -> d, ReLU), trained on normal rows
     only; the score is the mean squared reconstruction error."""
+
+    _ARGS = ("hidden", "code")
 
     def __init__(self, hidden: int = 32, code: int = 4, epochs: int = 12, batch: int = 1024, lr: float = 1e-2):
         self.hidden, self.code = hidden, code
@@ -301,6 +487,7 @@ class LSTMAEModel(_TorchModel):
     only); the score is the mean squared reconstruction error of the sequence."""
 
     sequence = True
+    _ARGS = ("steps", "hidden", "max_fit_rows")
 
     def __init__(self, steps: int = 12, hidden: int = 16, epochs: int = 8, batch: int = 256, lr: float = 5e-3,
                  max_fit_rows: int = 20_000):

@@ -1,43 +1,130 @@
 """Saving and loading trained learned detectors (``wattwatch train`` / ``detect --models``).
 
 A model folder holds ``manifest.json`` (format, wattwatch and schema versions, feature names,
-each detector's config and file, what it was trained on) and one ``<name>.joblib`` per detector
-with its fleet-wide state (scaler, model, calibrations). Loading checks the manifest before it
-unpickles anything: a folder written by an incompatible version fails with a message that says
-which versions differ and what to do, instead of a model that silently scores garbage.
+each detector's config, file and the file's sha256, what it was trained on) and one
+``<name>.wwm`` per detector with its fleet-wide state (scaler, model, calibrations) in the
+:mod:`serialize` format: no pickles, so loading a folder cannot run code from it. Loading checks
+the manifest before it reads anything else: a folder written by an incompatible version (such as
+the joblib pickles of model format 3 and earlier) fails with a message that says which versions
+differ and what to do, instead of a model that silently scores garbage. A manifest may only name
+files directly inside its folder, and each file must match its recorded hash before it is parsed.
+
+``dumps_state`` / ``loads_state`` are the same bytes for one detector's ``model_state()``, to keep
+a fleet model elsewhere (a blob in the store).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import re
 from pathlib import Path
 
 from wattwatch import __version__
+from wattwatch.detect.learned import serialize
 from wattwatch.detect.learned.detectors import LearnedDetector
 from wattwatch.schema import SCHEMA_VERSION
 
 # Bump when the saved state or the features change meaning (a new feature, another scaler).
-MODEL_FORMAT = 3  # 2: the feature scaler keeps one knot per distinct training quantile; 3: baseline = mean of
-# leave-one-day-out medians, evidence persistence judged only when half covered
+MODEL_FORMAT = 4  # 2: the feature scaler keeps one knot per distinct training quantile; 3: baseline = mean of
+# leave-one-day-out medians, evidence persistence judged only when half covered; 4: serialize archives with
+# sha256 in the manifest instead of joblib pickles
 MANIFEST = "manifest.json"
+SUFFIX = ".wwm"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class ModelFormatError(ValueError):
     """A model folder that this version of wattwatch cannot use."""
 
 
-def save_models(detectors: list[LearnedDetector], out: str | Path, trained_on: dict | None = None) -> Path:
-    import joblib
+# ------------------------------------------------------------------------------ one detector's state
 
+
+def _pack(value):
+    """A detector inside a state (the ensemble's members) as its registry name, config and state."""
+    if isinstance(value, LearnedDetector):
+        return {"detector": value.name, "config": value.config.to_dict(), "state": _pack_state(value.model_state())}
+    return value
+
+
+def _pack_state(state: dict) -> dict:
+    out = {"values": {}, "detectors": {}}
+    for k, v in state.items():
+        if isinstance(v, LearnedDetector) or (isinstance(v, (list, tuple)) and v
+                                              and all(isinstance(m, LearnedDetector) for m in v)):
+            out["detectors"][k] = _pack(v) if isinstance(v, LearnedDetector) else [_pack(m) for m in v]
+        else:
+            out["values"][k] = v
+    return out
+
+
+def _unpack(packed) -> LearnedDetector:
+    from wattwatch.detect import registry
+
+    if not (isinstance(packed, dict) and set(packed) == {"detector", "config", "state"}
+            and isinstance(packed["detector"], str) and isinstance(packed["config"], dict)):
+        raise ValueError("a stored detector needs exactly detector, config and state")
+    d = registry.build(packed["detector"], packed["config"])
+    if not isinstance(d, LearnedDetector):
+        raise ValueError(f"{packed['detector']} is not a learned detector")
+    return _apply_state(d, _unpack_state(packed["state"]), lock=False)
+
+
+def _unpack_state(packed) -> dict:
+    if not (isinstance(packed, dict) and set(packed) == {"values", "detectors"}
+            and isinstance(packed["values"], dict) and isinstance(packed["detectors"], dict)):
+        raise ValueError("not a stored detector state (expected values and detectors)")
+    state = dict(packed["values"])
+    for k, v in packed["detectors"].items():
+        state[k] = [_unpack(m) for m in v] if isinstance(v, list) else _unpack(v)
+    return state
+
+
+def _apply_state(d: LearnedDetector, state: dict, lock: bool = True) -> LearnedDetector:
+    """``d`` with the fitted state ``state`` (what its ``model_state()`` gave when saved)."""
+    if hasattr(d, "set_model_state"):  # detectors that take their state back themselves
+        d.set_model_state(state)
+        return d
+    for k in state:  # set as attributes: fitted ones only (``scaler_``), never a method or the config
+        if not (isinstance(k, str) and k.isidentifier() and k.endswith("_") and not k.startswith("_")):
+            raise ValueError(f"unexpected state attribute {k!r}")
+    for k, v in state.items():
+        setattr(d, k, v)
+    if lock:
+        d.locked_ = True
+    return d
+
+
+def dumps_state(state: dict) -> bytes:
+    """A detector's ``model_state()`` as bytes (the :mod:`serialize` format, no pickle). Detectors
+    inside it (the ensemble's members) are kept as their name, config and own state; objects shared
+    between them (one scaler for every member) stay shared."""
+    return serialize.dumps(_pack_state(state))
+
+
+def loads_state(data: bytes) -> dict:
+    """The state ``dumps_state`` stored; ``ValueError`` if ``data`` is anything else."""
+    return _unpack_state(serialize.loads(data))
+
+
+# ------------------------------------------------------------------------------ model folders
+
+
+def save_models(detectors: list[LearnedDetector], out: str | Path, trained_on: dict | None = None) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     entries = {}
     for d in detectors:
         if not d.locked:
             raise ValueError(f"{d.name}: train it before saving")
-        path = out / f"{d.name}.joblib"
-        joblib.dump(d.model_state(), path)
-        entries[d.name] = {"file": path.name, "config": d.config.to_dict(), "features": d.feature_names_}
+        data = dumps_state(d.model_state())
+        path = out / f"{d.name}{SUFFIX}"
+        path.write_bytes(data)
+        features = getattr(d, "feature_names_", None) or d.config.features().names()
+        entries[d.name] = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(),
+                           "config": d.config.to_dict(), "features": features}
     manifest = {"format": MODEL_FORMAT, "wattwatch": __version__, "schema": SCHEMA_VERSION,
                 "detectors": entries, "trained_on": trained_on or {}}
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
@@ -52,37 +139,72 @@ def read_manifest(folder: str | Path) -> dict:
     except FileNotFoundError:
         raise ModelFormatError(f"{folder}: no {MANIFEST}; not a wattwatch model folder (create one with "
                                "`wattwatch train`)") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelFormatError(f"{path}: unreadable manifest: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise ModelFormatError(f"{path}: unreadable manifest: not a JSON object")
     fmt, schema = manifest.get("format"), manifest.get("schema")
     if fmt != MODEL_FORMAT or schema != SCHEMA_VERSION:
         raise ModelFormatError(
             f"{folder}: models saved by wattwatch {manifest.get('wattwatch', '?')} (model format {fmt}, schema "
             f"{schema}) cannot be loaded by wattwatch {__version__} (model format {MODEL_FORMAT}, schema "
             f"{SCHEMA_VERSION}); retrain them with `wattwatch train`")
+    if not isinstance(manifest.get("detectors"), dict):
+        raise ModelFormatError(f"{path}: unreadable manifest: no detectors")
     return manifest
+
+
+def _model_file(folder: Path, name: str, entry: dict) -> bytes:
+    """The bytes of ``entry``'s file: a plain name directly inside ``folder`` (after following
+    symlinks), matching the manifest's sha256."""
+    file, digest = entry.get("file"), entry.get("sha256")
+    if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+        raise ModelFormatError(f"{folder}: {name}: the manifest records no sha256 for its file; retrain with "
+                               "`wattwatch train`")
+    if not isinstance(file, str) or file in ("", ".", "..") or "/" in file or "\\" in file or "\0" in file \
+            or Path(file).is_absolute() or Path(file).name != file:
+        raise ModelFormatError(f"{folder}: {name}: the manifest names {file!r}; model files must be plain names "
+                               "inside the model folder")
+    root = folder.resolve()
+    try:
+        path = (folder / file).resolve(strict=True)
+    except (OSError, RuntimeError) as exc:
+        raise ModelFormatError(f"{folder}: {name}: cannot read {file}: {exc}") from None
+    if path.parent != root:
+        raise ModelFormatError(f"{folder}: {name}: {file} leads outside the model folder (to {path})")
+    if not path.is_file():
+        raise ModelFormatError(f"{folder}: {name}: {file} is not a file")
+    data = path.read_bytes()
+    if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), digest):
+        raise ModelFormatError(f"{folder}: {name}: {file} does not match the sha256 in {MANIFEST} (changed or "
+                               "corrupted since it was saved); retrain with `wattwatch train`")
+    return data
 
 
 def load_models(folder: str | Path) -> list[LearnedDetector]:
     """The trained detectors of ``folder``, locked (``fit`` re-learns only per-meter baselines)."""
-    import joblib
-
     from wattwatch.detect import registry
 
     folder = Path(folder)
     manifest = read_manifest(folder)
     out = []
     for name, entry in manifest["detectors"].items():
-        d = registry.build(name, entry["config"])
+        if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+            raise ModelFormatError(f"{folder}: {name}: unreadable manifest entry")
+        try:
+            d = registry.build(name, entry["config"])
+        except (ValueError, TypeError) as exc:
+            raise ModelFormatError(f"{folder}: {name}: {exc}") from exc
         if not isinstance(d, LearnedDetector):
             raise ModelFormatError(f"{folder}: {name} is not a learned detector")
         expected = d.config.features().names()
         if entry.get("features") != expected:
             raise ModelFormatError(f"{folder}: {name} was trained on features {entry.get('features')}, this version "
                                    f"computes {expected}; retrain with `wattwatch train`")
-        state = joblib.load(folder / entry["file"])
-        for k, v in state.items():
-            setattr(d, k, v)
-        d.locked_ = True
+        data = _model_file(folder, name, entry)
+        try:
+            _apply_state(d, loads_state(data))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ModelFormatError(f"{folder}: {name}: {entry['file']}: {type(exc).__name__}: {exc}") from exc
         out.append(d)
     return out
