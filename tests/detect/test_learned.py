@@ -115,12 +115,17 @@ def small_fleet():
 def test_train_locks_the_model_and_later_fits_only_relearn_baselines(small_fleet):
     _, frame, prof = small_fleet
     d = registry.build("isolation_forest").train(prof)
-    model = d.model_
+    assert set(d.fleets_) == {300.0}  # 5-minute readings: one fleet model, on the 5-minute grid
+    model = d.fleets_[300.0].model_
     half = prepare(prof[prof["_seg"] < 6])
+    before = d.get_state(["M-00008"])
     d.fit(half)
-    assert d.model_ is model and d.locked
+    assert d.fleets_[300.0].model_ is model and d.locked
+    assert d.get_state(["M-00008"]) == before  # meters not in the frame keep their state
     c = d.clone()
-    assert c.model_ is model and c.locked
+    assert c.fleets_[300.0].model_ is model and c.locked
+    d.fit(half, train=True)  # an explicit retrain replaces it
+    assert d.fleets_[300.0].model_ is not model
 
 
 @pytest.mark.parametrize("name", ["learned_ensemble", "lstm_autoencoder"])

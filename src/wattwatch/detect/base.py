@@ -1,34 +1,59 @@
 """The one detector contract shared by physics rules, baselines and learned models.
 
-A detector is built from a frozen config dataclass, learns per-meter state with ``fit(frame)``
-(fitted attributes end in ``_``) and returns ``score(frame)``: a float Series aligned with the
-frame's index, higher = worse. For rules the score is the measured quantity over its limit, so
-1.0 is the configured threshold; NaN means "cannot judge this reading" (no load, no voltage, a
-channel the meter does not have), which the post-rules neither count nor let break a run.
+A detector is built from a frozen config dataclass, learns per-meter *state* with ``fit(frame)``
+and returns ``score(frame)``: a float Series aligned with the frame's index, higher = worse. For
+rules the score is the measured quantity over its limit, so 1.0 is the configured threshold; NaN
+means "cannot judge this reading" (no load, no voltage, a channel the meter does not have), which
+the post-rules neither count nor let break a run.
+
+State (DESIGN §1.1). What ``fit`` learns about a meter is a plain JSON-able dict per meter
+(``state_[meter_id]``): a profile, a calibration ratio, a thermal model, the meter's cadence. It is
+versioned (``state_version``), kept in the store by :mod:`wattwatch.detect.state`, and reused by
+every later run: scoring never re-learns. ``fit`` on a frame (re)learns exactly the meters in it.
+
+Stitching (DESIGN §1.2). A detector declares how far back it must see (``lookback_s`` seconds and
+``lookback_n`` readings) and how long after a reading its score may still change
+(``lookahead_s`` / ``lookahead_n``; zero for a causal rule). The contract that the common suite
+checks: a reading's score depends only on the readings within that reach (and the state), so
+scoring any piece of a meter's readings that includes the reach around a reading gives that
+reading the score the whole series gives it.
+
+Relations (DESIGN §1.4). What a detector's findings explain is data: ``explains`` lists kinds of
+evidence (``"current"``, ``"consumption"``, ...) that its alerts account for, and ``judges`` the
+kinds a detector's own judgement rests on; the core blanks a detector wherever another explains
+what it judges, and knows no detector by name.
 
 Scores become alerts only in :mod:`wattwatch.detect.postrules` (threshold, persistence,
-suppression, merging); ``describe`` turns the rows of one alert into its message and evidence.
+suppression, merging); ``describe`` turns the rows of one alert into its message and evidence,
+from the context ``_score`` returned alongside the scores (no cache between the two calls).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.frame import meter_names, prepare
+from wattwatch.detect.frame import meter_names, prepare, seg_bounds, seg_median
+
+STATE_KEYS = ("cadence_s", "first_t", "last_t", "readings")  # what every detector's state holds
 
 
 class NotFittedError(RuntimeError):
-    """``score`` was called before ``fit``."""
+    """``score`` was called before ``fit``, or for meters the detector has no state for."""
 
 
 @dataclass(frozen=True)
 class PostRule:
     """How a detector's scores become alerts.
+
+    Durations are seconds; the core adapts them to each meter's cadence (see :meth:`at`), so a rule
+    written for 5-minute readings judges hourly readings on the same physical terms.
 
     Parameters
     ----------
@@ -37,12 +62,16 @@ class PostRule:
     min_duration_s : float
         An alert must span at least this long (first to last anomalous reading).
     min_readings : int
-        ... and hold at least this many anomalous readings (one-reading blips never alert).
+        ... and hold at least this many anomalous readings; with 2 or more, a run of one
+        anomalous reading is a blip and never alerts. At coarse cadences the count asked for is
+        capped by what the duration needs (``ceil(min_duration_s / cadence) + 1``), never below 2
+        when it was 2 or more.
     merge_gap_s : float
-        Runs of one meter closer than this are one alert.
+        Runs of one meter closer than this are one alert (at least 2.5 cadences).
     max_bridge_s : float
         Readings that cannot be judged (NaN) do not break a run, but only for this long: two
-        anomalous readings further apart are separate runs, whatever lies between.
+        anomalous readings further apart are separate runs, whatever lies between (at least 2.5
+        cadences, so one lost reading never splits a run).
     """
 
     threshold: float = 1.0
@@ -50,6 +79,52 @@ class PostRule:
     min_readings: int = 2
     merge_gap_s: float = 3600.0
     max_bridge_s: float = 1800.0
+
+    def __post_init__(self):
+        for f in ("min_duration_s", "merge_gap_s", "max_bridge_s"):
+            v = getattr(self, f)
+            if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
+                raise ValueError(f"post.{f} must be a finite number >= 0, got {v!r}")
+        if not (isinstance(self.min_readings, int) and self.min_readings >= 1):
+            raise ValueError(f"post.min_readings must be an integer >= 1, got {self.min_readings!r}")
+        if not (isinstance(self.threshold, (int, float)) and math.isfinite(self.threshold)):
+            raise ValueError(f"post.threshold must be a finite number, got {self.threshold!r}")
+
+    def at(self, cadence_s: np.ndarray) -> dict[str, np.ndarray]:
+        """Effective settings per meter for cadences ``cadence_s`` (seconds; NaN = unknown)."""
+        c = np.where(np.isfinite(cadence_s) & (cadence_s > 0), cadence_s, 0.0)
+        need = np.ceil(self.min_duration_s / np.where(c > 0, c, np.inf)) + 1
+        floor = min(2, self.min_readings)
+        readings = np.maximum(floor, np.minimum(self.min_readings, need)).astype(np.int64)
+        return {"min_duration_s": np.full(len(c), float(self.min_duration_s)),
+                "min_readings": readings,
+                "merge_gap_s": np.maximum(self.merge_gap_s, 2.5 * c),
+                "max_bridge_s": np.maximum(self.max_bridge_s, 2.5 * c)}
+
+    def horizon_s(self, cadence_s: np.ndarray) -> np.ndarray:
+        """How far (either way) a reading's place in an alert span can depend on other readings:
+        the bound the core uses when one detector's alerts blank another's readings."""
+        e = self.at(cadence_s)
+        gap = np.maximum(e["merge_gap_s"], e["max_bridge_s"])
+        return e["min_duration_s"] + (e["min_readings"] + 1) * gap
+
+
+@dataclass(frozen=True)
+class Explains:
+    """Readings a detector's findings explain, so that detectors judging ``kinds`` leave them alone.
+
+    ``span``: ``"span"``, the readings inside its alerts' spans (first to last anomalous reading),
+    padded by ``pad_s`` either side; ``"hot"``, its anomalous readings inside its alerts;
+    ``"reading"``, every anomalous reading (``score >= threshold``), alert or not. ``extra``: the
+    name of a method ``(df, ctx) -> bool array`` giving further readings that it explains wherever
+    they lie within ``within_s`` of one of its alerts (an open CT reads zero at night too, when
+    there is no load to prove it)."""
+
+    kinds: tuple[str, ...]
+    span: str = "span"
+    pad_s: float = 0.0
+    extra: str | None = None
+    within_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -77,7 +152,10 @@ class DetectorConfig:
             d["post"] = PostRule(**{**base, **post})
         elif isinstance(post, PostRule):
             d["post"] = post
-        return cls(**d)
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise ValueError(f"{cls.__name__}: {exc}") from None
 
 
 @dataclass
@@ -90,6 +168,25 @@ class Finding:
     action: str = ""
 
 
+@dataclass
+class Reach:
+    """Per meter: a reading's score may depend on the readings from ``back_s`` seconds and then
+    ``back_n`` more readings before it, to ``ahead_s`` seconds and ``ahead_n`` readings after it."""
+
+    back_s: np.ndarray
+    back_n: np.ndarray
+    ahead_s: np.ndarray
+    ahead_n: np.ndarray
+
+
+@dataclass
+class Scored:
+    """Scores of a prepared frame and what ``describe`` needs of the same computation."""
+
+    values: np.ndarray
+    ctx: Any = None
+
+
 class Detector:
     """Base class. Subclasses set the class attributes and implement ``_fit`` and ``_score``."""
 
@@ -97,10 +194,18 @@ class Detector:
     code: ClassVar[str] = ""
     config_cls: ClassVar[type[DetectorConfig]] = DetectorConfig
     requires: ClassVar[tuple[str, ...]] = ()
-    # Scores built from current readings are meaningless during a supply outage or while the
-    # signal is too distorted to trust; the engine blanks them there.
-    current_based: ClassVar[bool] = False
-    consumption_based: ClassVar[bool] = False
+    # Kinds of evidence this detector judges (blanked where another detector explains them) and
+    # what its own findings explain.
+    judges: ClassVar[tuple[str, ...]] = ()
+    explains: ClassVar[tuple[Explains, ...]] = ()
+    # Channels set to NaN (not just the scores) where the detector is blanked: a consumption
+    # average must not carry an outage's "drop" past it.
+    blank_input: ClassVar[tuple[str, ...]] = ()
+    # Readings of reach that do not depend on the cadence (neighbours, intervals).
+    lookback_n: ClassVar[int] = 0
+    lookahead_n: ClassVar[int] = 0
+    causal: ClassVar[bool] = False
+    state_version: ClassVar[int] = 1
 
     def __init__(self, config: DetectorConfig | dict | None = None, **params: Any):
         if config is None or isinstance(config, dict):
@@ -114,64 +219,157 @@ class Detector:
     # ------------------------------------------------------------------------------ contract
 
     def fit(self, frame: pd.DataFrame) -> "Detector":
-        """Learn per-meter state from (normal) telemetry; returns self."""
+        """Learn the state of every meter in ``frame`` (its normal telemetry); returns self.
+
+        Meters not in ``frame`` keep the state they had. Each meter's state also records its
+        cadence and the span it was learned on."""
         df = prepare(frame)
-        self.__dict__.pop("_memo_store", None)
-        self._fit(df)
-        self.__dict__.pop("_memo_store", None)
-        self.fitted_meters_ = set(meter_names(df))
+        if len(df) == 0:
+            self.__dict__.setdefault("state_", {})
+            return self
+        names = meter_names(df)
+        facts = meter_facts(df)
+        state = self.__dict__.setdefault("state_", {})
+        # The meter's facts first: ``_fit`` may use them (``self._param(df, "cadence_s")``).
+        for j, m in enumerate(names):
+            state[str(m)] = _plain({k: facts[k][j] for k in STATE_KEYS})
+        learned = self._fit(df) or {}
+        starts, _ = seg_bounds(df["_seg"].to_numpy())
+        has = {c: (np.logical_or.reduceat(np.isfinite(df[c].to_numpy(float)), starts) if c in df.columns
+                   else np.zeros(len(starts), bool)) for c in self.channels()}
+        for j, m in enumerate(names):
+            entry = state[str(m)]
+            entry.update(_plain(dict(learned.get(m, {}))))
+            entry["lacks"] = [c for c in self.channels() if not has[c][j]]
+            entry["state_version"] = self.state_version
+        return self
+
+    @property
+    def fitted_meters_(self) -> set[str]:
+        if "state_" not in self.__dict__:
+            raise AttributeError("fitted_meters_")
+        return set(self.state_)
+
+    def get_state(self, meters=None) -> dict[str, dict]:
+        """Per-meter state (JSON-able), for ``meters`` or all."""
+        self._check_fitted()
+        if meters is None:
+            return {m: dict(v) for m, v in self.state_.items()}
+        return {m: dict(self.state_[m]) for m in meters if m in self.state_}
+
+    def set_state(self, states: dict[str, dict]) -> "Detector":
+        """Adopt per-meter state (from :meth:`get_state` or the store); returns self."""
+        st = self.__dict__.setdefault("state_", {})
+        for m, v in states.items():
+            st[str(m)] = dict(v)
         return self
 
     def score(self, frame: pd.DataFrame) -> pd.Series:
-        """Anomaly score per reading, aligned with ``frame.index``; higher = worse, NaN = unknown."""
-        if not hasattr(self, "fitted_meters_"):
-            raise NotFittedError(f"{self.name}: call fit() before score()")
+        """Anomaly score per reading, aligned with ``frame.index``; higher = worse, NaN = unknown.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``, or when ``frame`` holds meters that were never fitted (their scores
+            would be meaningless; fit them, or let :func:`wattwatch.api.detect` profile them)."""
+        self._check_fitted()
         df = prepare(frame)
         if len(df) == 0:
             return pd.Series(np.zeros(0), index=frame.index, dtype=float, name=self.name)
-        s = np.asarray(self._score(df), dtype=float)
+        self._check_meters(df)
+        s = np.asarray(self.scored(df).values, dtype=float)
         if df is frame:
             return pd.Series(s, index=frame.index, name=self.name)
         # prepare() sorted a copy: map back to the caller's row order.
-        order = frame.reset_index(drop=True).sort_values(["meter_id", "ts"], kind="stable").index.to_numpy()
+        order = _sort_order(frame)
         out = np.empty(len(s))
         out[order] = s
         return pd.Series(out, index=frame.index, name=self.name)
 
-    def describe(self, df: pd.DataFrame, rows: np.ndarray, scores: np.ndarray) -> Finding:
-        """Severity, message and evidence for one alert (``rows`` index the prepared frame)."""
+    def scored(self, df: pd.DataFrame) -> Scored:
+        """Scores of a prepared frame with the context for ``describe`` (the core's entry)."""
+        r = self._score(df)
+        if isinstance(r, Scored):
+            return r
+        return Scored(np.asarray(r, dtype=float))
+
+    def describe(self, df: pd.DataFrame, rows: np.ndarray, scores: np.ndarray, ctx: Any = None) -> Finding:
+        """Severity, message and evidence for one alert (``rows`` index the prepared frame;
+        ``ctx`` is what ``_score`` returned with the scores)."""
         peak = float(np.nanmax(scores[rows])) if len(rows) else float("nan")
         return Finding("critical" if peak >= 2 else "warning", f"{self.name} score {peak:.2f}", {"score": peak})
 
+    # --------------------------------------------------------------------------- reach
+
+    def channels(self) -> tuple[str, ...]:
+        """Channels a meter must have for this detector to judge it."""
+        return self.requires
+
+    def reach(self, meters) -> Reach:
+        """Per meter (state needed): how far back and ahead a reading's score may depend on
+        other readings, in seconds and in readings."""
+        cad = np.array([_num(self.state_.get(m, {}).get("cadence_s"), np.nan) for m in meters], float)
+        n = len(cad)
+        return Reach(np.asarray(self.lookback_s(cad), float), np.full(n, self.lookback_n, np.int64),
+                     np.asarray(self.lookahead_s(cad), float), np.full(n, self.lookahead_n, np.int64))
+
+    def lookback_s(self, cadence_s: np.ndarray) -> np.ndarray:
+        """Seconds before a reading that its score may depend on, per meter cadence."""
+        return np.zeros(len(cadence_s))
+
+    def lookahead_s(self, cadence_s: np.ndarray) -> np.ndarray:
+        """Seconds after a reading before its score is final, per meter cadence."""
+        return np.zeros(len(cadence_s))
+
+    def cadence_note(self, cadence_s: float) -> str | None:
+        """Said once per run and cadence where this detector cannot judge as designed."""
+        return None
+
+    def state_note(self, meter: str, st: dict) -> str | None:
+        """Said once per run about a meter's learned state (a profile too noisy to trust, say)."""
+        return None
+
     # -------------------------------------------------------------------------- for subclasses
 
-    def _fit(self, df: pd.DataFrame) -> None:  # pragma: no cover - overridden
+    def _fit(self, df: pd.DataFrame) -> dict[str, dict] | None:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def _score(self, df: pd.DataFrame) -> np.ndarray:  # pragma: no cover - overridden
+    def _score(self, df: pd.DataFrame) -> np.ndarray | Scored:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    @staticmethod
-    def _per_meter(fitted: dict, names: np.ndarray, default: float = np.nan) -> np.ndarray:
-        """Values a fit learned per meter (``{meter_id: value}``) as an array over ``names``
-        (each segment code's meter), ``default`` for meters the fit did not see."""
-        return np.array([fitted.get(m, default) for m in names], float)
+    def _param(self, df: pd.DataFrame, key: str, default: float = np.nan) -> np.ndarray:
+        """A scalar the fit learned per meter, as an array over ``df``'s segment codes."""
+        st = self.state_
+        return np.array([_num(st.get(m, {}).get(key), default) for m in meter_names(df)], float)
 
-    def _memo(self, df: pd.DataFrame, key: str, fn):
-        """Compute ``fn()`` once per frame: ``describe`` of every alert reuses what ``_score``
-        computed over the whole chunk instead of recomputing it."""
-        tag = (id(df), len(df))
-        memo = self.__dict__.setdefault("_memo_store", {})
-        if memo.get("_tag") != tag:
-            memo.clear()
-            memo["_tag"] = tag
-        if key not in memo:
-            memo[key] = fn()
-        return memo[key]
+    def _param_array(self, df: pd.DataFrame, key: str, shape: tuple[int, ...]) -> np.ndarray:
+        """An array the fit learned per meter, stacked over segment codes (NaN where missing)."""
+        st = self.state_
+        out = np.full((len(meter_names(df)),) + shape, np.nan)
+        for j, m in enumerate(meter_names(df)):
+            v = st.get(m, {}).get(key)
+            if v is not None:
+                out[j] = np.asarray(v, float).reshape(shape)
+        return out
+
+    def _check_fitted(self) -> None:
+        if "state_" not in self.__dict__:
+            raise NotFittedError(f"{self.name}: call fit() before score()")
+
+    def _check_meters(self, df: pd.DataFrame) -> None:
+        unknown = [m for m in meter_names(df) if str(m) not in self.state_]
+        if unknown:
+            raise NotFittedError(
+                f"{self.name}: no state for meter(s) {', '.join(map(str, unknown[:5]))}"
+                f"{' ...' if len(unknown) > 5 else ''} ({len(unknown)} of {len(meter_names(df))}); fit them first "
+                "(detector.fit on their normal readings), or use wattwatch.api.detect, which profiles new meters")
 
     def clone(self) -> "Detector":
-        """A fresh, unfitted detector with the same config (each meter chunk fits its own)."""
-        return type(self)(self.config)
+        """A detector with the same config and a copy of its state."""
+        new = type(self)(self.config)
+        if "state_" in self.__dict__:
+            new.state_ = {m: dict(v) for m, v in self.state_.items()}
+        return new
 
     def get_params(self) -> dict:
         return self.config.to_dict()
@@ -180,8 +378,69 @@ class Detector:
         return f"{type(self).__name__}({self.config})"
 
 
+def meter_of(df: pd.DataFrame, row: int) -> str:
+    """Meter id of one row of a prepared frame."""
+    return str(meter_names(df)[df["_seg"].to_numpy()[row]])
+
+
+def meter_facts(df: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per meter of a prepared frame: cadence (median positive gap, s), first and last time, count."""
+    seg, t, dt = df["_seg"].to_numpy(), df["_t"].to_numpy(), df["_dt"].to_numpy()
+    starts, ends = seg_bounds(seg)
+    n_seg = len(starts)
+    return {"cadence_s": seg_median(dt, seg, n_seg, dt > 0), "first_t": t[starts], "last_t": t[ends - 1],
+            "readings": (ends - starts).astype(float)}
+
+
+def _sort_order(frame: pd.DataFrame) -> np.ndarray:
+    return frame.reset_index(drop=True).sort_values(["meter_id", "ts"], kind="stable").index.to_numpy()
+
+
+def _num(v, default: float) -> float:
+    if v is None:
+        return default
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return default
+
+
+def _plain(o):
+    """JSON-able copy: numpy scalars/arrays to Python, NaN/inf kept as floats (the state codec
+    writes them as null)."""
+    if isinstance(o, dict):
+        return {str(k): _plain(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_plain(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return _plain(o.tolist())
+    if isinstance(o, (np.floating, float)):
+        return float(o)
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.bool_,)):
+        return bool(o)
+    return o
 
 
 def rnd(x: float, nd: int = 3) -> float | None:
     """Round for evidence (None for NaN so the JSON stays valid)."""
     return None if x is None or not np.isfinite(x) else round(float(x), nd)
+
+
+def quiet():
+    """Context manager that silences numpy's warnings about empty or all-NaN slices."""
+    ctx = warnings.catch_warnings()
+
+    class _Q:
+        def __enter__(self):
+            ctx.__enter__()
+            warnings.simplefilter("ignore", RuntimeWarning)
+            np_ctx.__enter__()
+
+        def __exit__(self, *a):
+            np_ctx.__exit__(*a)
+            return ctx.__exit__(*a)
+
+    np_ctx = np.errstate(all="ignore")
+    return _Q()

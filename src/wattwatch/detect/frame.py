@@ -1,9 +1,14 @@
 """Prepared telemetry frames and vectorised per-meter helpers shared by all detectors.
 
 A prepared frame is sorted by meter and time, has a RangeIndex, every canonical channel (NaN when
-the source lacked it) and three helper columns: ``_seg`` (meter code, contiguous), ``_t`` (epoch
-seconds) and ``_dt`` (seconds since the meter's previous reading, NaN on its first). All helpers
-below work on whole arrays: the only loops are over meters or grid blocks, never over readings.
+the source lacked it), any further numeric channel the source had (``ups_battery_pct``, ...), and
+three helper columns: ``_seg`` (meter code, contiguous), ``_t`` (epoch seconds) and ``_dt``
+(seconds since the meter's previous reading, NaN on its first). All helpers below work on whole
+arrays: the only loops are over meters or grid blocks, never over readings.
+
+Values derived from a prepared frame that several detectors need (phase arrays, window bounds)
+are kept in :func:`cache`, which lives on the frame object itself: it dies with the frame and is
+never shared with another frame (no cache keyed by object identity).
 """
 
 from __future__ import annotations
@@ -15,6 +20,20 @@ from scipy.signal import lfilter
 from wattwatch.schema import CHANNEL_NAMES, to_canonical
 
 AUX = ("_seg", "_t", "_dt")
+KEYS = ("meter_id", "ts")
+
+
+def cache(df: pd.DataFrame) -> dict:
+    """Scratch space of one prepared frame (an attribute of the object: a frame derived from it,
+    even an equal one, starts empty)."""
+    return df.__dict__.setdefault("_ww_cache", {})
+
+
+def extra_channels(frame: pd.DataFrame) -> list[str]:
+    """Numeric columns of ``frame`` beyond the canonical schema and the helper columns."""
+    skip = set(KEYS) | set(CHANNEL_NAMES) | set(AUX)
+    return [c for c in frame.columns if isinstance(c, str) and c not in skip and not c.startswith("_")
+            and (pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]))]
 
 
 def _assemble(meter: pd.Categorical, ts, channels: dict, seg: np.ndarray, t: np.ndarray) -> pd.DataFrame:
@@ -43,8 +62,13 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
         meter = frame["meter_id"].to_numpy() if not isinstance(frame["meter_id"].dtype, pd.CategoricalDtype) \
             else frame["meter_id"].array
         return _assemble(pd.Categorical(meter) if not isinstance(meter, pd.Categorical) else meter,
-                         frame["ts"].array, {c: frame[c].to_numpy() for c in CHANNEL_NAMES},
+                         frame["ts"].array, {c: frame[c].to_numpy() for c in (*CHANNEL_NAMES, *extra_channels(frame))},
                          seg, frame["_t"].to_numpy())
+    missing = [c for c in KEYS if c not in frame.columns]
+    if missing:
+        raise KeyError(f"telemetry frame lacks {' and '.join(repr(c) for c in missing)} (columns: "
+                       f"{', '.join(map(str, list(frame.columns)[:20]))}); map the source's columns onto the "
+                       "canonical schema first (wattwatch.api.read_frame or a mapping file)")
     mid, ts = frame["meter_id"], frame["ts"]
     canonical = isinstance(mid.dtype, pd.CategoricalDtype) and isinstance(ts.dtype, pd.DatetimeTZDtype) \
         and str(ts.dtype.tz) == "UTC"
@@ -75,6 +99,8 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
     # Channels are taken as they are (no copy when already float64 and in order).
     channels = {c: (pick(pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float, copy=False))
                     if c in frame.columns else np.full(len(frame), np.nan)) for c in CHANNEL_NAMES}
+    for c in extra_channels(frame):
+        channels[c] = pick(frame[c].to_numpy(dtype=float, copy=False))
     seg = np.zeros(len(codes), np.int32)
     if len(codes) > 1:
         np.cumsum(codes[1:] != codes[:-1], out=seg[1:])
@@ -135,26 +161,38 @@ def seg_median(x: np.ndarray, seg: np.ndarray, n_seg: int, mask: np.ndarray | No
 
 
 
-def window_sum(x: np.ndarray, t: np.ndarray, seg: np.ndarray, window_s: float, centred: bool = False) -> np.ndarray:
+def window_sum(x: np.ndarray, t: np.ndarray, seg: np.ndarray, window_s: float, centred: bool = False,
+               memo: dict | None = None) -> np.ndarray:
     """Sum of ``x`` over each row's time window within its meter: ``(t - w, t]`` (or centred).
 
-    Rows must be sorted by (seg, t). NaN contributes 0.
+    Rows must be sorted by (seg, t). NaN contributes 0. Each window is summed from a cumulative sum
+    restarted at its meter's first row, so a row's sum depends only on the rows of its meter.
+    ``memo``: a frame's :func:`cache`, to share window bounds between detectors.
     """
     v = np.where(np.isfinite(x), x, 0.0)
+    lo, hi = _window_bounds(t, seg, window_s, centred, memo)
+    starts, ends = seg_bounds(seg)
+    if len(starts) > 1:
+        return _segment_window_sum(v, lo, hi, starts, ends)
     c = np.concatenate([[0.0], np.cumsum(v)])
-    lo, hi = _window_bounds(t, seg, window_s, centred)
     return c[hi] - c[lo]
 
 
-_BOUNDS: dict = {}
+def _segment_window_sum(v: np.ndarray, lo: np.ndarray, hi: np.ndarray, starts: np.ndarray,
+                        ends: np.ndarray) -> np.ndarray:
+    out = np.empty(len(v))
+    for a, b in zip(starts, ends):  # a loop over meters: each meter's running sum starts at 0
+        c = np.concatenate([[0.0], np.cumsum(v[a:b])])
+        out[a:b] = c[hi[a:b] - a] - c[lo[a:b] - a]
+    return out
 
 
-def _window_bounds(t: np.ndarray, seg: np.ndarray, window_s: float, centred: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Row range of each row's window; the last few are kept (windows repeat across detectors)."""
-    tag = (id(t), len(t), float(window_s), centred)
-    hit = _BOUNDS.get(tag)
-    if hit is not None and hit[0] is t:
-        return hit[1], hit[2]
+def _window_bounds(t: np.ndarray, seg: np.ndarray, window_s: float, centred: bool,
+                   memo: dict | None) -> tuple[np.ndarray, np.ndarray]:
+    """Row range of each row's window (kept in ``memo`` when given: windows repeat across detectors)."""
+    tag = ("window_bounds", float(window_s), centred)
+    if memo is not None and tag in memo:
+        return memo[tag]
     starts, ends = seg_bounds(seg)
     if len(starts) > 20_000:  # very many tiny meters: one search over a (meter, time) key
         key = seg.astype(np.float64) * 1e12 + (t - t.min() if len(t) else t)
@@ -173,9 +211,8 @@ def _window_bounds(t: np.ndarray, seg: np.ndarray, window_s: float, centred: boo
                 hi[a:b] = np.searchsorted(x, x + window_s / 2, side="right") + a
             else:
                 lo[a:b] = np.searchsorted(x, x - window_s, side="right") + a
-    if len(_BOUNDS) > 8:
-        _BOUNDS.clear()
-    _BOUNDS[tag] = (t, lo, hi)
+    if memo is not None:
+        memo[tag] = (lo, hi)
     return lo, hi
 
 
@@ -206,9 +243,15 @@ def grid(df: pd.DataFrame, values: np.ndarray, bin_s: float) -> tuple[np.ndarray
     cell : ndarray
         For each row, its flat index into ``matrix`` (so ``matrix.ravel()[cell]`` maps back).
     t0 : ndarray
-        Start time (epoch s) of bin 0 for each meter.
+        Start time (epoch s) of bin 0 for each meter: bins are aligned to multiples of ``bin_s``
+        since the epoch, so a reading falls in the same bin whatever piece of data it comes with.
     """
-    seg, t = df["_seg"].to_numpy(), df["_t"].to_numpy()
+    return grid_arrays(df["_seg"].to_numpy(), df["_t"].to_numpy(), values, bin_s)
+
+
+def grid_arrays(seg: np.ndarray, t: np.ndarray, values: np.ndarray, bin_s: float
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`grid` on arrays: ``seg`` contiguous codes 0..n-1 (sorted), ``t`` sorted per meter."""
     starts, ends = seg_bounds(seg)
     n_seg = len(starts)
     t0 = np.floor(t[starts] / bin_s) * bin_s if n_seg else np.zeros(0)
@@ -229,23 +272,44 @@ def day_type(t_s: np.ndarray) -> np.ndarray:
     return np.where(dow < 5, 0, dow - 4)
 
 
-def ffill_rows(m: np.ndarray) -> np.ndarray:
-    """Forward-fill NaN along axis 1 (each row independently); leading NaN stay."""
-    idx = np.where(np.isfinite(m), np.arange(m.shape[1])[None, :], 0)
+def ffill_rows(m: np.ndarray, limit: int | None = None) -> np.ndarray:
+    """Forward-fill NaN along axis 1 (each row independently), at most ``limit`` bins past the
+    last finite value (all the way when None); leading NaN stay."""
+    fin = np.isfinite(m)
+    cols = np.arange(m.shape[1])[None, :]
+    idx = np.where(fin, cols, -1)
     np.maximum.accumulate(idx, axis=1, out=idx)
-    out = m[np.arange(m.shape[0])[:, None], idx]
-    out[~np.isfinite(m) & (idx == 0) & ~np.isfinite(m[:, :1])] = np.nan
+    ok = idx >= 0
+    if limit is not None:
+        ok &= (cols - idx) <= limit
+    out = m[np.arange(m.shape[0])[:, None], np.maximum(idx, 0)]
+    out[~ok] = np.nan
     return out
 
 
+def bounded_fill(m: np.ndarray, limit: int) -> np.ndarray:
+    """NaN filled along axis 1 from the last finite value up to ``limit`` bins on, the rest of a
+    gap from the next finite value (so a value never depends on bins more than ``limit`` back);
+    leading NaN take the first finite value."""
+    f = ffill_rows(m, limit)
+    rest = ~np.isfinite(f)
+    if rest.any():
+        b = ffill_rows(m[:, ::-1])[:, ::-1]
+        f = np.where(rest, b, f)
+    return f
+
+
 def ema_rows(m: np.ndarray, alpha: float, start: float | None = None, filled: np.ndarray | None = None,
-             gap: float | None = None) -> np.ndarray:
+             gap: float | None = None, window: int | None = None) -> np.ndarray:
     """Exponential moving average along axis 1 of every row at once (gaps forward-filled, or
     taken as ``gap`` when given, e.g. 0 for a deviation that is 0 when normal).
 
     Each row starts from ``start`` when given (e.g. 0 for a deviation that is 0 when normal),
-    else from its first finite value. ``filled``: ``ffill_rows(m)`` when the caller already has
-    it (several smoothing constants on one matrix)."""
+    else from its first finite value. ``filled``: the gap-filled matrix when the caller already
+    has it (several smoothing constants on one matrix). ``window``: finite memory: from bin
+    ``window`` of a row on, the average of the last ``window`` bins only (as if started at 0 just
+    before them), so a value never depends on bins further back and scoring a piece that holds
+    that reach gives the value the whole row gives."""
     if gap is not None:
         x = np.where(np.isfinite(m), m, gap)
     else:
@@ -260,5 +324,8 @@ def ema_rows(m: np.ndarray, alpha: float, start: float | None = None, filled: np
     x = np.where(lead, start[:, None], x)
     zi = ((1 - alpha) * start)[:, None]
     y, _ = lfilter([alpha], [1, -(1 - alpha)], x, axis=1, zi=zi)
+    if window is not None and 0 < window < y.shape[1]:
+        # y_t - (1-a)^L y_(t-L) = a * sum_(k<L) (1-a)^k x_(t-k): the start value cancels too.
+        y[:, window:] = y[:, window:] - (1 - alpha) ** window * y[:, :-window]
     y[lead] = np.nan
     return y

@@ -5,23 +5,52 @@ root cause) are neither anomalous nor normal: they do not count towards an alert
 one. Runs of anomalous readings of one meter are merged when closer than ``merge_gap_s``; a merged
 run becomes an alert when it spans at least ``min_duration_s`` and holds at least
 ``min_readings`` anomalous readings. With ``min_readings >= 2`` a run of one anomalous reading is
-dropped before merging, so one-reading blips never alert, alone or together. Everything is vectorised
-over all meters at once.
+dropped before merging, so one-reading blips never alert, alone or together. The settings are per
+meter (:meth:`PostRule.at` adapts them to each meter's cadence). Everything is vectorised over all
+meters at once.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from wattwatch.detect.base import PostRule
 
 
-def alert_groups(seg: np.ndarray, t: np.ndarray, score: np.ndarray, post: PostRule) -> list[np.ndarray]:
-    """Row indices (anomalous readings) of each alert, for rows sorted by (seg, t)."""
+@dataclass
+class Groups:
+    """Anomalous readings grouped into would-be alerts.
+
+    ``rows``: the anomalous readings (blips dropped), in (meter, time) order; group ``g`` holds
+    ``rows[first[g]:last[g] + 1]``; ``kept[g]``: it passes duration and count."""
+
+    rows: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+    kept: np.ndarray
+
+    def alerts(self) -> list[np.ndarray]:
+        return [self.rows[a:b + 1] for a, b, k in zip(self.first, self.last, self.kept) if k]
+
+
+def _per_row(eff: dict | None, post: PostRule, key: str, seg: np.ndarray):
+    if eff is None:
+        return getattr(post, key)
+    return eff[key][seg]
+
+
+def group(seg: np.ndarray, t: np.ndarray, score: np.ndarray, post: PostRule, eff: dict | None = None) -> Groups:
+    """Every group of anomalous readings (kept or not), for rows sorted by (seg, t).
+
+    ``eff``: per-meter settings (``post.at(cadence)``, arrays indexed by segment code); None:
+    ``post`` as it is for every meter."""
+    empty = Groups(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool))
     with np.errstate(invalid="ignore"):
         hot = score >= post.threshold
     if not hot.any():
-        return []
+        return empty
     # Only meters with an anomalous reading can alert: the run logic needs their rows alone.
     alerting = np.zeros(int(seg.max()) + 1, bool)
     alerting[seg[hot]] = True
@@ -29,20 +58,22 @@ def alert_groups(seg: np.ndarray, t: np.ndarray, score: np.ndarray, post: PostRu
     k_idx = np.flatnonzero(known)  # not empty: the hot readings are in it
     above = score[k_idx] >= post.threshold
     ks, kt = seg[k_idx], t[k_idx]
+    bridge = _per_row(eff, post, "max_bridge_s", ks)
     # A new "meter" for run purposes also where known readings are too far apart to bridge.
-    new_meter = np.concatenate([[True], (ks[1:] != ks[:-1]) | (np.diff(kt) > post.max_bridge_s)])
+    new_meter = np.concatenate([[True], (ks[1:] != ks[:-1]) | (np.diff(kt) > (bridge[1:] if eff else bridge))])
     prev_above = np.concatenate([[False], above[:-1]])
     run_start = above & (~prev_above | new_meter)
     # A run of a single anomalous reading is a blip (a motor start, a glitch): it neither alerts
-    # nor joins other blips into an alert.
+    # nor joins other blips into an alert (where the meter asks for at least two readings).
     run_id = np.cumsum(run_start) - 1
     run_len = np.bincount(run_id[above], minlength=int(run_id.max()) + 1 if len(run_id) else 0)
-    if post.min_readings >= 2 and above.any():
-        above = above & (run_len[np.maximum(run_id, 0)] >= 2)
-        run_start = run_start & above
+    min_n = _per_row(eff, post, "min_readings", ks)
+    blip_rule = (min_n >= 2) if eff else np.full(len(ks), post.min_readings >= 2)
+    above = above & ~(blip_rule & (run_len[np.maximum(run_id, 0)] < 2))
+    run_start = run_start & above
     a_idx = np.flatnonzero(above)
     if len(a_idx) == 0:
-        return []
+        return empty
     # Anomalous readings only, in order; a new group starts at a run start that is on another
     # meter or further than merge_gap from the previous anomalous reading.
     rows = k_idx[a_idx]
@@ -50,13 +81,23 @@ def alert_groups(seg: np.ndarray, t: np.ndarray, score: np.ndarray, post: PostRu
     starts_run = run_start[a_idx]
     gap = np.concatenate([[np.inf], np.diff(rt)])
     other_meter = np.concatenate([[True], rs[1:] != rs[:-1]])
-    new_group = other_meter | (starts_run & (gap >= post.merge_gap_s))
+    merge = _per_row(eff, post, "merge_gap_s", rs)
+    new_group = other_meter | (starts_run & (gap >= merge))
     bounds = np.append(np.flatnonzero(new_group), len(rows))
     first, last = bounds[:-1], bounds[1:] - 1
     duration = rt[last] - rt[first]
     count = last - first + 1
-    keep = (duration >= post.min_duration_s) & (count >= post.min_readings)
-    return [rows[a:b + 1] for a, b, k in zip(first, last, keep) if k]
+    gs = rs[first]
+    min_dur = eff["min_duration_s"][gs] if eff else post.min_duration_s
+    min_cnt = eff["min_readings"][gs] if eff else post.min_readings
+    kept = (duration >= min_dur) & (count >= min_cnt)
+    return Groups(rows, first, last, kept)
+
+
+def alert_groups(seg: np.ndarray, t: np.ndarray, score: np.ndarray, post: PostRule,
+                 eff: dict | None = None) -> list[np.ndarray]:
+    """Row indices (anomalous readings) of each alert, for rows sorted by (seg, t)."""
+    return group(seg, t, score, post, eff).alerts()
 
 
 def span_mask(seg: np.ndarray, t: np.ndarray, groups: list[np.ndarray], pad_s: float = 0.0) -> np.ndarray:

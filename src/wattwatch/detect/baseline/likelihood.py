@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import log_ndtr
 
-from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
+from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Reach, Scored, quiet, rnd
+from wattwatch.detect.frame import meter_names, seg_median
 
 
 @dataclass(frozen=True)
@@ -50,45 +51,65 @@ class ResidualLikelihood(Detector):
     requires = ("p_kw",)
     causal: ClassVar[bool] = True
 
-    def _fit(self, df: pd.DataFrame) -> None:
-        # Everything is relative to each meter's own recent past; the fit only records which
-        # meters were seen (nothing to learn that the rolling statistics do not carry).
-        x = df[self.config.channel].to_numpy(float)
-        self.scale_ = float(np.nanmedian(np.abs(x))) if np.isfinite(x).any() else 1.0
+    def channels(self) -> tuple[str, ...]:
+        return (self.config.channel,)
+
+    def reach(self, meters) -> Reach:
+        n = len(meters)
+        c = self.config
+        return Reach(np.zeros(n), np.full(n, c.window + c.long + c.short + 1, np.int64), np.zeros(n), np.zeros(n, np.int64))
+
+    def _fit(self, df: pd.DataFrame) -> dict:
+        # Everything is relative to each meter's own recent past; the fit learns the scale under
+        # which a flat series' spread counts as zero.
+        x = _channel(df, self.config.channel)
+        seg = df["_seg"].to_numpy()
+        scale = seg_median(np.abs(x), seg, int(seg.max()) + 1)
+        return {m: {"scale": float(v) if np.isfinite(v) else 1.0} for m, v in zip(meter_names(df), scale)}
 
     def _parts(self, df: pd.DataFrame):
-        return self._memo(df, "parts", lambda: self._parts_(df))
-
-    def _parts_(self, df: pd.DataFrame):
         cfg = self.config
         seg = df["_seg"].to_numpy()
-        x = pd.Series(df[cfg.channel].to_numpy(float))
+        x = pd.Series(_channel(df, cfg.channel))
+        scale = self._param(df, "scale", 1.0)[seg]
         mean = _rolling(x, seg, cfg.window, 1, "mean", max(3, cfg.window // 10))
         std = _rolling(x, seg, cfg.window, 1, "std", max(3, cfg.window // 10))
-        floor = cfg.min_std_rel * np.maximum(np.abs(mean), self.scale_)
-        z = np.abs(x.to_numpy() - mean) / np.maximum(np.nan_to_num(std), np.maximum(floor, 1e-12))
-        # Surprise in decades of improbability (two-sided), unbounded so that a far-out reading
-        # stands out against the series' usual surprise however noisy the series is.
-        raw = pd.Series(-(log_ndtr(-z) + np.log(2)) / np.log(10))
+        floor = cfg.min_std_rel * np.maximum(np.abs(mean), scale)
+        with quiet():
+            z = np.abs(x.to_numpy() - mean) / np.maximum(np.nan_to_num(std), np.maximum(floor, 1e-12))
+            # Surprise in decades of improbability (two-sided), unbounded so that a far-out reading
+            # stands out against the series' usual surprise however noisy the series is.
+            raw = pd.Series(-(log_ndtr(-z) + np.log(2)) / np.log(10))
         recent = _rolling(raw, seg, cfg.short, 0, "mean", 1)
         mu = _rolling(raw, seg, cfg.long, cfg.short, "mean", max(cfg.short, 50))
         sd = _rolling(raw, seg, cfg.long, cfg.short, "std", max(cfg.short, 50))
         sd = np.maximum(np.nan_to_num(sd), 1e-4)
-        # log10 of the upper tail probability of the recent surprise.
-        log_tail = log_ndtr(-(recent - mu) / sd) / np.log(10)
+        with quiet():
+            # log10 of the upper tail probability of the recent surprise.
+            log_tail = log_ndtr(-(recent - mu) / sd) / np.log(10)
         return -log_tail, mean, std, raw.to_numpy()
 
-    def _score(self, df: pd.DataFrame) -> np.ndarray:
-        return self._parts(df)[0] / self.config.log10_limit
+    def _score(self, df: pd.DataFrame) -> Scored:
+        ctx = self._parts(df)
+        return Scored(ctx[0] / self.config.log10_limit, ctx)
 
-    def describe(self, df, rows, scores) -> Finding:
-        neg_log, mean, std, _ = self._parts(df)
-        x = df[self.config.channel].to_numpy(float)[rows]
-        m = float(np.nanmedian(mean[rows]))
-        return Finding("warning", f"{self.config.channel} {np.nanmedian(x):.3g} against a recent normal of "
-                                  f"{m:.3g} ± {np.nanmedian(std[rows]):.2g}: unusually persistent surprise "
+    def describe(self, df, rows, scores, ctx=None) -> Finding:
+        neg_log, mean, std, _ = ctx
+        x = _channel(df, self.config.channel)[rows]
+        with quiet():
+            m = float(np.nanmedian(mean[rows]))
+            sd = float(np.nanmedian(std[rows]))
+            v = float(np.nanmedian(x))
+        return Finding("warning", f"{self.config.channel} {v:.3g} against a recent normal of "
+                                  f"{m:.3g} ± {sd:.2g}: unusually persistent surprise "
                                   f"(tail probability 1e-{np.nanmax(neg_log[rows]):.0f})",
-                       {"channel": self.config.channel, "value": rnd(float(np.nanmedian(x))), "recent_mean": rnd(m),
-                        "recent_std": rnd(float(np.nanmedian(std[rows]))),
-                        "log10_tail": rnd(-float(np.nanmax(neg_log[rows])), 2)},
-                       "compare with site activity: consumption left its recent pattern")
+                       {"channel": self.config.channel, "value": rnd(v), "recent_mean": rnd(m),
+                        "recent_std": rnd(sd), "log10_tail": rnd(-float(np.nanmax(neg_log[rows])), 2)},
+                       "compare with site activity: the series left its recent pattern")
+
+
+def _channel(df: pd.DataFrame, name: str) -> np.ndarray:
+    """One channel of a prepared frame (canonical or extra); all-NaN when the frame lacks it."""
+    if name in df.columns:
+        return df[name].to_numpy(float)
+    return np.full(len(df), np.nan)

@@ -12,7 +12,12 @@ a sustained shift (a bypass taking half the load, an unauthorised load) alerts a
 
 A profiling period whose spread is large compared with the load (``noisy_ratio``) is reported as
 a notice: a baseline learned from it cannot be trusted, and erratic current often means a CT
-clamp not fully closed or a grounding fault (wiring audit)."""
+clamp not fully closed or a grounding fault (wiring audit).
+
+Both averages have finite memory (``fast_memory`` and ``slow_memory`` spans: the average of the
+last so many hours only, as if started on profile just before), so an hour's score depends only
+on the hours of that reach and judging a week gives the scores judging the year gives. Meters
+reporting less often than hourly have no hour-of-week profile and are not judged."""
 
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
+from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Scored, quiet, rnd
 from wattwatch.detect.frame import day_type, ema_rows, grid, meter_names
 
 
@@ -36,6 +41,9 @@ class BaselineMACDConfig(DetectorConfig):
     sigma_k: float = 4.0
     min_rel: float = 0.3
     noisy_ratio: float = 1.0
+    fast_memory: float = 5.0
+    slow_memory: float = 2.0
+    max_cadence_s: float = 3600.0
     post: PostRule = PostRule(min_duration_s=12 * 3600.0, min_readings=6, merge_gap_s=12 * 3600.0)
 
 
@@ -44,7 +52,31 @@ class BaselineMACD(Detector):
     code = "WARN_BASELINE_DEVIATION"
     config_cls = BaselineMACDConfig
     requires = ("p_kw",)
-    consumption_based = True
+    judges = ("consumption",)
+    blank_input = ("p_kw", "e_kwh")
+
+    def _windows(self) -> tuple[int, int]:
+        c = self.config
+        return int(np.ceil(c.fast_memory * c.fast_h)), int(np.ceil(c.slow_memory * c.slow_h))
+
+    def lookback_s(self, cadence_s):
+        return np.full(len(cadence_s), 3600.0 * max(self._windows()))
+
+    def lookahead_s(self, cadence_s):
+        return np.full(len(cadence_s), 3600.0)  # an hour's mean changes until the hour is over
+
+    def cadence_note(self, cadence_s: float) -> str | None:
+        if cadence_s > self.config.max_cadence_s * 1.05:
+            return (f"{self.name}: not judged at {cadence_s:.0f} s cadence: it compares each hour with the "
+                    "meter's hour-of-week profile, which needs at least hourly readings")
+        return None
+
+    def state_note(self, meter: str, st: dict) -> str | None:
+        r = st.get("noisy_ratio")
+        if r is not None and np.isfinite(r) and r > self.config.noisy_ratio:
+            return (f"{meter}: profiling period too noisy to trust (spread {r:.0%} of mean load); "
+                    "wiring audit advised (CT clamp seating, grounding)")
+        return None
 
     def _hourly(self, df: pd.DataFrame):
         m, cell, t0 = grid(df, df["p_kw"].to_numpy(float), 3600.0)
@@ -52,7 +84,10 @@ class BaselineMACD(Detector):
         t_bin = t0[:, None] + 3600.0 * np.arange(n_bins)[None, :]
         return m, cell, t_bin
 
-    def _fit(self, df: pd.DataFrame) -> None:
+    def _ema(self, u: np.ndarray, hours: float, window: int) -> np.ndarray:
+        return ema_rows(u, 1 - np.exp(-1 / hours), start=0.0, gap=0.0, window=window)
+
+    def _fit(self, df: pd.DataFrame) -> dict:
         m, _, t_bin = self._hourly(df)
         n_seg, n_bins = m.shape
         names = meter_names(df)
@@ -74,57 +109,62 @@ class BaselineMACD(Detector):
             fb[idx[:, 0], idx[:, 1]] = by_hour.to_numpy()
         base = np.where(np.isfinite(base), base, fb[:, None, :])
         resid = m - base[rows, key_type, key_hour]
-        mean = np.nanmean(np.where(ok, m, np.nan), axis=1) if n_bins else np.zeros(n_seg)
-        mean = np.where(np.isfinite(mean) & (np.abs(mean) > 1e-6), np.abs(mean), np.nan)
-        u = resid / mean[:, None]
-        fast = ema_rows(u, 1 - np.exp(-1 / self.config.fast_h), start=0.0, gap=0.0)
-        med = np.nanmedian(fast, axis=1) if n_bins else np.zeros(n_seg)
-        spread = 1.4826 * np.nanmedian(np.abs(fast - med[:, None]), axis=1) if n_bins else np.zeros(n_seg)
-        raw = 1.4826 * np.nanmedian(np.abs(u - np.nanmedian(u, axis=1)[:, None]), axis=1) if n_bins else np.zeros(n_seg)
-        self.profile_ = {mm: base[j] for j, mm in enumerate(names)}
-        self.mean_kw_ = dict(zip(names, mean))
-        self.limit_ = dict(zip(names, np.maximum(self.config.min_rel, np.nan_to_num(self.config.sigma_k * spread))))
-        self.noisy_profile_ = {mm: float(r) for mm, r in zip(names, raw) if np.isfinite(r) and r > self.config.noisy_ratio}
+        with quiet():
+            mean = np.nanmean(np.where(ok, m, np.nan), axis=1) if n_bins else np.zeros(n_seg)
+            mean = np.where(np.isfinite(mean) & (np.abs(mean) > 1e-6), np.abs(mean), np.nan)
+            u = resid / mean[:, None]
+            fast = self._ema(u, self.config.fast_h, self._windows()[0])
+            med = np.nanmedian(fast, axis=1) if n_bins else np.zeros(n_seg)
+            spread = 1.4826 * np.nanmedian(np.abs(fast - med[:, None]), axis=1) if n_bins else np.zeros(n_seg)
+            raw = 1.4826 * np.nanmedian(np.abs(u - np.nanmedian(u, axis=1)[:, None]), axis=1) if n_bins else np.zeros(n_seg)
+        return {mm: {"profile_kw": base[j], "mean_kw": mean[j], "fast_spread": spread[j], "noisy_ratio": raw[j]}
+                for j, mm in enumerate(names)}
+
+    def _limit(self, df: pd.DataFrame) -> np.ndarray:
+        spread = self._param(df, "fast_spread")
+        return np.maximum(self.config.min_rel, np.nan_to_num(self.config.sigma_k * spread))
 
     def _macd(self, df: pd.DataFrame):
-        return self._memo(df, "macd", lambda: self._macd_(df))
-
-    def _macd_(self, df: pd.DataFrame):
         m, cell, t_bin = self._hourly(df)
         n_seg, n_bins = m.shape
-        names = meter_names(df)
-        base = np.stack([self.profile_.get(mm, np.full((3, 24), np.nan)) for mm in names]) if n_seg else np.zeros((0, 3, 24))
-        mean = self._per_meter(self.mean_kw_, names)
-        limit = self._per_meter(self.limit_, names)
+        base = self._param_array(df, "profile_kw", (3, 24))
+        mean = self._param(df, "mean_kw")
+        limit = self._limit(df)
+        too_coarse = self._param(df, "cadence_s") > self.config.max_cadence_s * 1.05
         rows = np.repeat(np.arange(n_seg), n_bins).reshape(n_seg, n_bins)
         expected = base[rows, day_type(t_bin), ((t_bin % 86400) // 3600).astype(int)]
-        u = (m - expected) / mean[:, None]
+        with quiet():
+            u = (m - expected) / mean[:, None]
         # Both averages start at 0, i.e. "on profile", so the first days carry no warm-up artefact,
         # and an hour without a judged reading (a gap, an outage, an open CT or frozen data the
         # engine blanked) counts as on profile too: carried forward, the last judged hour before
         # an open CT fed its deviation (a busy hour, say) into both averages for days, and the
         # return to normal then read as a deviation.
-        fast = ema_rows(u, 1 - np.exp(-1 / self.config.fast_h), start=0.0, gap=0.0)
-        slow = ema_rows(u, 1 - np.exp(-1 / self.config.slow_h), start=0.0, gap=0.0)
+        w_fast, w_slow = self._windows()
+        fast = self._ema(u, self.config.fast_h, w_fast)
+        slow = self._ema(u, self.config.slow_h, w_slow)
         macd = np.where(np.isfinite(m), fast - slow, np.nan)
         # Deviation only where consumption itself is off its profile in the direction the MACD
         # says: returning to normal after an anomaly moves the MACD too, but is not an anomaly.
         dev = np.where(np.sign(fast) == np.sign(macd), np.minimum(np.abs(fast), np.abs(macd)), 0.0)
         dev = np.where(np.isfinite(macd), np.sign(macd) * dev, np.nan)
+        dev[too_coarse] = np.nan
         return dev, limit, expected, m, cell
 
-    def _score(self, df: pd.DataFrame) -> np.ndarray:
-        dev, limit, *_, cell = self._macd(df)
+    def _score(self, df: pd.DataFrame) -> Scored:
+        ctx = self._macd(df)
+        dev, limit, *_, cell = ctx
         if not dev.size:
-            return np.full(len(df), np.nan)
-        return (np.abs(dev) / limit[:, None]).ravel()[cell]
+            return Scored(np.full(len(df), np.nan), ctx)
+        return Scored((np.abs(dev) / limit[:, None]).ravel()[cell], ctx)
 
-    def describe(self, df, rows, scores) -> Finding:
-        macd, limit, expected, m, cell = self._macd(df)
+    def describe(self, df, rows, scores, ctx=None) -> Finding:
+        macd, limit, expected, m, cell = ctx
         c = np.unique(cell[rows])
         actual, exp = float(np.nansum(m.ravel()[c])), float(np.nansum(expected.ravel()[c]))
         rel = actual / exp - 1 if exp > 0 else float("nan")
-        sign = float(np.nanmedian(macd.ravel()[c]))
+        with quiet():
+            sign = float(np.nanmedian(macd.ravel()[c]))
         direction = "above" if sign > 0 else "below"
         return Finding("warning", f"consumption {abs(rel):.0%} {direction} its baseline ({actual:.1f} kWh vs "
                                   f"{exp:.1f} kWh expected over {len(c)} h)",

@@ -24,7 +24,11 @@ Score = ``log2(1 + evidence / limit)``: 1 at the limit; through :func:`calibrate
 ``evidence / (evidence + limit)``.
 
 The defaults were chosen on the NAB corpus (see the README for the score and its neighbourhood);
-every step uses readings up to the scored one only, so batch, NAB and a stream agree.
+every step uses readings up to the scored one only, so batch, NAB and a stream agree. Blocks are
+aligned on the reading's position in the meter's series (``_n``, which the core supplies when a
+piece does not start at the series' first reading), and "everything before" means the last
+``memory`` blocks' readings, so a reading's score depends on a bounded reach (``reach``): scoring
+a piece that holds it gives the score the whole series gives.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import log_ndtr
 
-from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
+from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Reach, Scored, meter_of, quiet, rnd
+from wattwatch.detect.baseline.likelihood import _channel
 from wattwatch.detect.frame import meter_names, seg_bounds
 
 
@@ -106,40 +111,71 @@ class WindowNovelty(Detector):
     config_cls = WindowNoveltyConfig
     requires = ("p_kw",)
     causal: ClassVar[bool] = True
+    uses_position: ClassVar[bool] = True  # blocks are aligned on the reading's index in its series
 
-    def _fit(self, df: pd.DataFrame) -> None:
+    def channels(self) -> tuple[str, ...]:
+        return (self.config.channel,)
+
+    def _horizon_readings(self, st: dict) -> int:
+        c = self.config
+        s = int(st.get("block") or 1)
+        range_n = c.memory * s
+        recent_n = max(2, int(c.recent_share * int(st.get("rows") or 0)))
+        return s * (64 + c.window + c.memory + c.history + c.onset + 2) + range_n + recent_n
+
+    def reach(self, meters) -> Reach:
+        n = len(meters)
+        back = np.array([self._horizon_readings(self.state_.get(m) or {}) for m in meters], np.int64)
+        return Reach(np.zeros(n), back, np.zeros(n), np.zeros(n, np.int64))
+
+    def _fit(self, df: pd.DataFrame) -> dict:
         cfg = self.config
-        x, t = df[cfg.channel].to_numpy(float), df["_t"].to_numpy(float)
+        x = _channel(df, cfg.channel)
+        t = df["_t"].to_numpy(float)
         starts, ends = seg_bounds(df["_seg"].to_numpy())
-        self.state_ = {}
+        out = {}
         for m, a, b in zip(meter_names(df), starts, ends):
             xm = x[a:b]
             fin = xm[np.isfinite(xm)]
             if len(fin) < 2 * cfg.window:
-                continue  # too little to learn from: this meter is not judged
-            self.state_[m] = dict(block=max(1, int(round((b - a) / cfg.blocks_per_profile))), rows=int(b - a),
-                                  lo=float(fin.min()), hi=float(fin.max()), t_end=float(t[b - 1]))
+                out[m] = {"block": None}  # too little to learn from: this meter is not judged
+                continue
+            out[m] = dict(block=max(1, int(round((b - a) / cfg.blocks_per_profile))), rows=int(b - a),
+                          lo=float(fin.min()), hi=float(fin.max()), t_end=float(t[b - 1]))
+        return out
+
+    def score(self, frame: pd.DataFrame) -> pd.Series:
+        out = super().score(frame)
+        if len(out) and not np.isfinite(out.to_numpy()).any():
+            warnings.warn(f"{self.name}: no reading was judged: the readings given all lie in the period each "
+                          "meter was fitted on (that period is learned, not judged); score readings after it",
+                          stacklevel=2)
+        return out
 
     def _parts(self, df: pd.DataFrame):
-        return self._memo(df, "parts", lambda: self._parts_(df))
-
-    def _parts_(self, df: pd.DataFrame):
         cfg = self.config
-        x, t = df[cfg.channel].to_numpy(float), df["_t"].to_numpy(float)
+        x, t = _channel(df, cfg.channel), df["_t"].to_numpy(float)
+        pos = df["_n"].to_numpy() if "_n" in df.columns else None
         starts, ends = seg_bounds(df["_seg"].to_numpy())
         evidence = np.full(len(df), np.nan)
         kind = np.zeros(len(df), np.int8)  # 1 novelty, 2 new extreme, 3 recent extreme
         for m, a, b in zip(meter_names(df), starts, ends):
-            st = self.state_.get(m)
-            if st is not None:
-                evidence[a:b], kind[a:b] = self._meter(x[a:b], t[a:b], st)
+            st = self.state_.get(str(m)) or {}
+            if st.get("block"):
+                n0 = int(pos[a]) if pos is not None else 0
+                evidence[a:b], kind[a:b] = self._meter(x[a:b], t[a:b], st, n0)
         return evidence, kind
 
-    def _meter(self, x: np.ndarray, t: np.ndarray, st: dict) -> tuple[np.ndarray, np.ndarray]:
+    def _meter(self, x: np.ndarray, t: np.ndarray, st: dict, n0: int) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
-        n, s, w = len(x), st["block"], cfg.window
+        s, w = int(st["block"]), cfg.window
+        # Blocks start at multiples of s in the series: pad a piece that starts mid-block.
+        pad = n0 % s
+        xp = np.concatenate([np.full(pad, np.nan), x]) if pad else x
+        n = len(xp)
         # 1. Novelty of each window of w blocks against the windows before it.
-        v = (_blocks(x, s) - st["lo"]) / ((st["hi"] - st["lo"]) or 1.0)
+        with quiet():
+            v = (_blocks(xp, s) - st["lo"]) / ((st["hi"] - st["lo"]) or 1.0)
         nov_rows = np.zeros(n)
         if len(v) >= w + 1:
             W = np.lib.stride_tricks.sliding_window_view(v, w)
@@ -147,40 +183,46 @@ class WindowNovelty(Detector):
             lg = pd.Series(np.log(left_nearest(W, valid, cfg.memory) + cfg.eps))
             roll = lg.rolling(cfg.history, min_periods=10)
             mu, sd = roll.mean().shift(1).to_numpy(), roll.std().shift(1).to_numpy()
-            z = (lg.to_numpy() - mu) / np.maximum(np.nan_to_num(sd, nan=1.0), 1e-3)
-            with np.errstate(invalid="ignore"):
+            with quiet():
+                z = (lg.to_numpy() - mu) / np.maximum(np.nan_to_num(sd, nan=1.0), 1e-3)
                 neg = np.nan_to_num(-log_ndtr(-z) / np.log(10))
             nov_rows[(np.arange(len(W)) + w) * s - 1] = neg  # a window is known at its last reading
-        # 2. Range breaks: beyond everything before, or beyond the recent range by more.
-        xs = pd.Series(x)
-        hi, lo = xs.cummax().shift(1).to_numpy(), xs.cummin().shift(1).to_numpy()
+        # 2. Range breaks: beyond everything of the last `memory` blocks, or beyond the recent
+        # range by more.
+        xs = pd.Series(xp)
+        span = max(2, cfg.memory * s)
+        hi = xs.rolling(span, min_periods=1).max().shift(1).to_numpy()
+        lo = xs.rolling(span, min_periods=1).min().shift(1).to_numpy()
         rng = np.maximum(np.nan_to_num(hi - lo), 1e-12)
-        with np.errstate(invalid="ignore"):
-            out_all = np.nan_to_num(np.maximum(x - hi, lo - x) / rng)
+        with quiet():
+            out_all = np.nan_to_num(np.maximum(xp - hi, lo - xp) / rng)
             L = max(2, int(cfg.recent_share * st["rows"]))
             r = xs.rolling(L, min_periods=2)
             rhi, rlo = r.max().shift(1).to_numpy(), r.min().shift(1).to_numpy()
-            out_recent = np.nan_to_num(np.maximum(x - rhi, rlo - x) / rng)
+            out_recent = np.nan_to_num(np.maximum(xp - rhi, rlo - xp) / rng)
         brk = np.where(out_all > cfg.range_tol, cfg.range_weight * (2 + 20 * out_all), 0.0)
         rec = np.where(out_recent > cfg.recent_tol, cfg.recent_weight * (2 + 20 * out_recent), 0.0)
         ev = np.maximum(np.maximum(nov_rows, brk), rec)
         kind = np.select([ev <= 0, ev == brk, ev == rec], [0, 2, 3], 1).astype(np.int8)
-        ev[t <= st["t_end"]] = 0.0  # the profiling period is learned, not judged
+        tp = np.concatenate([np.full(pad, -np.inf), t]) if pad else t
+        learned = tp <= st["t_end"]
+        ev[learned] = 0.0  # the fitting period is learned, not judged
         # 3. Onsets only: above everything of the `onset` blocks before.
         prev = pd.Series(ev).rolling(cfg.onset * s, min_periods=1).max().shift(1).fillna(0.0).to_numpy()
         ev = np.where(ev > prev, ev, 0.0)
-        ev[~np.isfinite(x)] = np.nan
-        return ev, kind
+        ev[~np.isfinite(xp) | learned] = np.nan
+        return ev[pad:], kind[pad:]
 
-    def _score(self, df: pd.DataFrame) -> np.ndarray:
-        ev, _ = self._parts(df)
-        return np.log2(1.0 + ev / self.config.limit)
+    def _score(self, df: pd.DataFrame) -> Scored:
+        ctx = self._parts(df)
+        with quiet():
+            return Scored(np.log2(1.0 + ctx[0] / self.config.limit), ctx)
 
-    def describe(self, df, rows, scores) -> Finding:
-        ev, kind = self._parts(df)
+    def describe(self, df, rows, scores, ctx=None) -> Finding:
+        ev, kind = ctx
         k = rows[int(np.nanargmax(ev[rows]))]
-        x = float(df[self.config.channel].iat[k])
-        st = self.state_.get(df["meter_id"].iat[k], {})
+        x = float(_channel(df, self.config.channel)[k])
+        st = self.state_.get(meter_of(df, k)) or {}
         what = {1: "a pattern unlike any window seen before", 2: "a value beyond everything seen before",
                 3: "a value far beyond the recent range"}.get(int(kind[k]), "a novel pattern")
         return Finding("warning", f"{self.config.channel} {x:.4g}: {what} (evidence {ev[k]:.1f} decades; "

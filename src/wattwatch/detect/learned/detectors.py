@@ -2,46 +2,54 @@
 
 A learned detector has two kinds of state:
 
-- per meter, the hour-of-week baseline its features are relative to (``baseline_``), re-learned
-  from each meter's profiling period like every rule's state;
-- fleet-wide, the model and its calibration (``scaler_``, ``model_``, ``calibrator_``), learned
-  from the features of normal periods of many meters at once.
+- per meter (``state_``, like every detector): the hour-of-week baseline its features are relative
+  to, learned by ``fit`` from the meter's normal period, and the grid it is judged on;
+- fleet-wide (``fleets_``), per grid step: the model and its calibration (scaler, model, tail
+  calibrations), learned by ``train`` from the normal periods of many meters at once.
 
-``fit`` learns both. ``train`` does the same and then *locks* the model: later ``fit`` calls (the
-engine fits every detector on each meter chunk's profiling period) only re-learn the baselines,
-so one model trained on the whole fleet, or loaded with ``detect --models``, judges every chunk.
-Scores are calibrated to ``log10(1/p) / log10(1/alpha)`` (p: exceedance probability under the
-training scores), so 1.0 means the same for every learned detector and every meter.
+Every meter is judged on its own cadence: its readings are averaged on the finest grid of
+``grid_steps_s`` that is not finer than they are (5, 15, 30 or 60 min), and each grid step has its
+own fleet model, trained on meters of that step (a 15-minute mean is a different quantity from a
+5-minute one). Meters reporting less often than hourly are not judged (a notice says so).
+
+``fit`` learns the baselines; it also trains the fleet model of a grid step the detector has none
+for (``train=None``, the default for a Python user; the core passes ``train=False`` and trains
+fleet models once, beforehand, from every meter's profile). Scores are calibrated to
+``log10(1/p) / log10(1/alpha)`` (p: exceedance probability under the training scores), so 1.0
+means the same for every learned detector, every meter and every grid.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
+from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Reach, Scored, meter_of, rnd
+from wattwatch.detect.frame import meter_names, prepare
 from wattwatch.detect.learned.features import Baseline, FeatureConfig, GridFeatures, covered_mean
 from wattwatch.detect.learned.models import (DenseAEModel, IsolationForestModel, LOFModel, LSTMAEModel, Model,
                                              GaussianScaler, PCAModel, TailCalibrator, seeded_rows)
 
 LEARNED_POST = PostRule(threshold=1.0, min_duration_s=3 * 3600.0, min_readings=12, merge_gap_s=12 * 3600.0,
                         max_bridge_s=3600.0)
+GRID_STEPS_S = (300.0, 900.0, 1800.0, 3600.0)
 
 
 @dataclass(frozen=True)
 class LearnedConfig(DetectorConfig):
     """``alpha``: exceedance probability under normal data that scores 1.0; ``grid_s``/``windows_min``:
-    see :mod:`features`; ``max_train_rows``: rows (bins) sampled for training (seeded);
+    the finest grid and its feature windows (see :mod:`features`; at a coarser grid the windows
+    keep their length in bins); ``max_train_rows``: rows (bins) sampled for training (seeded);
     ``persist_min``: trailing window over which per-bin evidence is averaged before the final
     calibration; ``seed``: every random choice (sample, model initialisation);
-    ``min_fleet_meter_days``: the least normal data (meters x days of profile) from which
-    ``detect`` trains a fleet model itself — below it the detector is not run (a notice says so)
-    unless a trained model is given with ``--models``: a tail at ``alpha`` cannot be calibrated
-    on one meter's week."""
+    ``min_fleet_meter_days``: the least normal data (meters x days of profile, per grid step) from
+    which a fleet model is trained by ``detect`` itself — below it the detector is not run for those
+    meters (a notice says so) unless a trained model is given: a tail at ``alpha`` cannot be
+    calibrated on one meter's week."""
 
     alpha: float = 1e-4
     grid_s: float = 300.0
@@ -62,56 +70,39 @@ class LearnedConfig(DetectorConfig):
     def features(self) -> FeatureConfig:
         return FeatureConfig(grid_s=self.grid_s, windows_min=self.windows_min)
 
+    def at_grid(self, grid_s: float) -> "LearnedConfig":
+        """The same detector on a coarser grid: windows keep their length in bins."""
+        if grid_s == self.grid_s:
+            return self
+        f = grid_s / self.grid_s
+        return dataclasses.replace(self, grid_s=float(grid_s), windows_min=tuple(int(round(w * f)) for w in self.windows_min))
 
-class LearnedDetector(Detector):
-    """Base of the learned detectors: features, training sample, scaling, calibration, alerts."""
+    def grid_for(self, cadence_s: np.ndarray) -> np.ndarray:
+        """Grid step per meter cadence: the finest step not finer than the readings (5 % slack
+        for jitter); NaN where the readings are further apart than an hour."""
+        steps = np.array(sorted({float(self.grid_s), *[g for g in GRID_STEPS_S if g > self.grid_s]}))
+        c = np.asarray(cadence_s, float)
+        idx = np.searchsorted(steps, np.where(np.isfinite(c), c / 1.05, np.inf), side="left")
+        return np.where(idx < len(steps), steps[np.minimum(idx, len(steps) - 1)], np.nan)
 
-    code = "WARN_CONSUMPTION_ANOMALY"
-    config_cls: ClassVar[type[DetectorConfig]] = LearnedConfig
-    requires = ("p_kw",)
-    consumption_based = True
-    fleet_model: ClassVar[bool] = True  # the engine trains one model on the whole fleet's profile
 
-    # ----------------------------------------------------------------------------- to override
+class Fleet:
+    """What a learned detector learned across meters at one grid step: feature scaler, model,
+    calibration of per-bin scores and of their persistence. Methods work on :class:`GridFeatures`."""
 
-    def _model(self) -> Model:  # pragma: no cover - overridden
-        raise NotImplementedError
+    def __init__(self, config: LearnedConfig, model_factory):
+        self.config = config
+        self._factory = model_factory
 
-    # ----------------------------------------------------------------------------- contract
+    # ------------------------------------------------------------------------------ training
 
-    @property
-    def locked(self) -> bool:
-        return getattr(self, "locked_", False)
-
-    def train(self, frame: pd.DataFrame) -> "LearnedDetector":
-        """Fit on ``frame`` (normal telemetry) and lock the model: later ``fit`` calls re-learn
-        only the per-meter baselines."""
-        self.__dict__.pop("locked_", None)
-        self.fit(frame)
-        self.locked_ = True
-        return self
-
-    def clone(self) -> "LearnedDetector":
-        new = type(self)(self.config)
-        if self.locked:
-            for k in self.model_state():
-                setattr(new, k, getattr(self, k))
-            new.locked_ = True
-        return new
-
-    def model_state(self) -> dict:
-        """The fleet-wide fitted state (what ``wattwatch train`` saves)."""
-        return {k: getattr(self, k) for k in ("feature_names_", "scaler_", "model_", "calibrator_", "persist_cal_")}
-
-    def _fit(self, df: pd.DataFrame) -> None:
+    def train(self, frame: pd.DataFrame) -> "Fleet":
         cfg = self.config
-        self.baseline_ = Baseline(cfg.features()).fit(df)
-        if self.locked:
-            return
-        gf = self.baseline_.features(df, leave_day_out=True)
+        base = Baseline(cfg.features()).fit(frame)
+        gf = base.features(frame, leave_day_out=True)
         n = int(gf.valid.sum())
         if n < 50:
-            raise ValueError(f"{self.name}: only {n} feature rows to train on; give it more normal data")
+            raise ValueError(f"only {n} feature rows at a {cfg.grid_s:.0f} s grid to train on; give it more normal data")
         self.feature_names_ = cfg.features().names()
         self._fit_model(gf)
         # Persistence calibration: on whole meters (a seeded sample), so the trailing mean sees
@@ -121,6 +112,7 @@ class LearnedDetector(Detector):
         per_meter = gf.valid.sum(axis=1)[order]
         keep = np.sort(order[: max(1, int(np.searchsorted(np.cumsum(per_meter), 4 * cfg.max_train_rows)) + 1)])
         self._fit_persistence(gf.meters(keep))
+        return self
 
     def _fit_persistence(self, sub: GridFeatures, Xs: np.ndarray | None = None) -> None:
         self.persist_cal_ = TailCalibrator().fit(self._persistent(sub, Xs)[sub.valid])
@@ -130,14 +122,26 @@ class LearnedDetector(Detector):
         X = seeded_rows(self._inputs(gf), cfg.max_train_rows, cfg.seed)
         self.scaler_ = scaler or GaussianScaler().fit(X, cfg.seed)
         Xs = self.scaler_.transform(X)
-        self.model_ = self._model().fit(Xs, cfg.seed)
+        self.model_ = self._factory().fit(Xs, cfg.seed)
         self.calibrator_ = TailCalibrator().fit(self.model_.raw(Xs))
+
+    # ------------------------------------------------------------------------------ state
+
+    def state(self) -> dict:
+        return {k: getattr(self, k) for k in ("feature_names_", "scaler_", "model_", "calibrator_", "persist_cal_")}
+
+    def load(self, state: dict) -> "Fleet":
+        for k, v in state.items():
+            setattr(self, k, v)
+        return self
+
+    # ------------------------------------------------------------------------------ scoring
 
     def _inputs(self, gf: GridFeatures, scale: bool = False) -> np.ndarray:
         """Model inputs of the valid bins: feature rows, or for a sequence model each bin with the
         ``steps - 1`` bins before it. ``scale``: through the fitted scaler (sequences are built
         from the scaled grid, so each bin is scaled once, not once per sequence it is in)."""
-        model = getattr(self, "model_", None) or self._model()
+        model = getattr(self, "model_", None) or self._factory()
         if not model.sequence:
             X = gf.rows()
             return self.scaler_.transform(X) if scale else X
@@ -166,23 +170,15 @@ class LearnedDetector(Detector):
         E = self.evidence(gf, Xs)
         # Judged once half the window has evidence: after an unjudged weekend, Monday's first
         # bin alone does not stand for six hours.
-        S = covered_mean(E, self.config.features().steps(self.config.persist_min))
+        S = covered_mean(E, self.config.features().steps(self.config.persist_min), gf.col0)
         return np.where(gf.valid, S, np.nan)
 
-    def _grid_scores(self, df: pd.DataFrame):
-        return self._memo(df, "grid", lambda: self._grid_scores_(df))
-
-    def _grid_scores_(self, df: pd.DataFrame):
-        gf = self.baseline_.features(df)
+    def grid_scores(self, gf: GridFeatures) -> np.ndarray:
         bins = np.full(gf.valid.shape, np.nan)
         if gf.valid.any():
             S = self._persistent(gf)
             bins[gf.valid] = self.persist_cal_.log10_exceedance(S[gf.valid]) / -np.log10(self.config.alpha)
-        return gf, bins
-
-    def _score(self, df: pd.DataFrame) -> np.ndarray:
-        gf, bins = self._grid_scores(df)
-        return bins.ravel()[gf.cell]
+        return bins
 
     def _contributions(self, X: np.ndarray) -> np.ndarray:
         return self.model_.contributions(self.scaler_.transform(X))
@@ -196,7 +192,8 @@ class LearnedDetector(Detector):
             return []
         sub = GridFeatures(values=gf.values.reshape(-1, 1, gf.values.shape[2])[cells].reshape(1, len(cells), -1),
                            valid=np.ones((1, len(cells)), bool), cell=np.zeros(0, np.int64), t0=gf.t0[:1],
-                           power=gf.power.ravel()[cells][None], expected=gf.expected.ravel()[cells][None])
+                           power=gf.power.ravel()[cells][None], expected=gf.expected.ravel()[cells][None],
+                           col0=np.zeros(1, np.int64))
         if getattr(self.model_, "sequence", False):  # sequences need each bin's history: rebuild them from the full grid
             X = self._inputs(gf)
             pos = np.searchsorted(np.flatnonzero(flat_valid), cells)
@@ -210,14 +207,232 @@ class LearnedDetector(Detector):
         return [{"feature": self.feature_names_[j], "value": rnd(float(raw_mean[j])), "share": rnd(float(share[j]))}
                 for j in order]
 
-    def describe(self, df, rows, scores) -> Finding:
-        gf, bins = self._grid_scores(df)
-        cells = gf.cell[rows]
-        drivers = self.explain(gf, cells)
+
+class EnsembleFleet(Fleet):
+    """Members trained on the same rows, each with its own calibration; combined by the union bound
+    (or the mean of their evidence); see :class:`EnsembleConfig`."""
+
+    def __init__(self, config: "EnsembleConfig", member_factories: list):
+        super().__init__(config, lambda: None)
+        self._members = member_factories
+
+    def state(self) -> dict:
+        return {"feature_names_": self.feature_names_, "members_": [m.state() for m in self.members_],
+                "persist_cal_": None}
+
+    def load(self, state: dict) -> "EnsembleFleet":
+        self.feature_names_ = state["feature_names_"]
+        self.members_ = [Fleet(self.config, f).load(s) for f, s in zip(self._members, state["members_"])]
+        self.persist_cal_ = None
+        return self
+
+    def _fit_model(self, gf: GridFeatures) -> None:
+        self.members_ = [Fleet(self.config, f) for f in self._members]
+        for m in self.members_:
+            if m._factory().sequence:
+                raise ValueError("sequence models cannot be ensemble members")
+            m.feature_names_ = self.feature_names_
+            # One scaler for all (the same rows and seed would fit the same one): scoring scales
+            # each bin once, not once per member.
+            m._fit_model(gf, scaler=self.members_[0].scaler_ if m is not self.members_[0] else None)
+        self.model_ = None
+
+    def _fit_persistence(self, sub: GridFeatures, Xs: np.ndarray | None = None) -> None:
+        Xs = self._scaled(sub) if Xs is None else Xs
+        for m in self.members_:
+            m._fit_persistence(sub, Xs)
+        self.persist_cal_ = None  # each member's own calibration is the ensemble's
+
+    def _scaled(self, gf: GridFeatures) -> np.ndarray | None:
+        """The valid bins scaled once for every member (None if the members scale differently,
+        as models saved by another configuration might)."""
+        first = self.members_[0].scaler_
+        if not gf.valid.any() or any(m.scaler_ is not first for m in self.members_):
+            return None
+        return first.transform(gf.rows())
+
+    def per_member(self, gf: GridFeatures) -> np.ndarray:
+        """Each member's final -log10 exceedance per bin (members x meters x bins)."""
+        out = np.full((len(self.members_),) + gf.valid.shape, np.nan)
+        if gf.valid.any():
+            Xs = self._scaled(gf)
+            for k, m in enumerate(self.members_):
+                out[k][gf.valid] = m.persist_cal_.log10_exceedance(m._persistent(gf, Xs)[gf.valid])
+        return out
+
+    def grid_scores(self, gf: GridFeatures) -> np.ndarray:
+        L = self.per_member(gf)
+        if self.config.combine == "max":
+            # Union bound: P(any of k members this far out) <= k x the smallest p.
+            comb = np.max(L, axis=0) - np.log10(len(self.members_))
+        else:
+            comb = np.mean(L, axis=0)
+        return comb / -np.log10(self.config.alpha)
+
+    def _inputs(self, gf: GridFeatures, scale: bool = False) -> np.ndarray:
+        return gf.rows()  # the members scale for themselves
+
+    def _contributions(self, X: np.ndarray) -> np.ndarray:
+        one = GridFeatures(values=X[None].astype(float), valid=np.ones((1, len(X)), bool), cell=np.zeros(0, np.int64),
+                           t0=np.zeros(1), power=np.zeros((1, len(X))), expected=np.zeros((1, len(X))),
+                           col0=np.zeros(1, np.int64))
+        top = self.members_[int(np.argmax([np.nanmean(m.evidence(one)) for m in self.members_]))]
+        return top._contributions(X)
+
+
+class LearnedDetector(Detector):
+    """Base of the learned detectors: per-meter baselines, fleet models per grid step, alerts."""
+
+    code = "WARN_CONSUMPTION_ANOMALY"
+    config_cls: ClassVar[type[DetectorConfig]] = LearnedConfig
+    requires = ("p_kw",)
+    judges = ("consumption",)
+    blank_input = ("p_kw", "e_kwh")
+    fleet_model: ClassVar[bool] = True  # the core trains one model on the whole fleet's profiles
+    state_version = 2
+
+    # ----------------------------------------------------------------------------- to override
+
+    def _model(self) -> Model:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _new_fleet(self, grid_s: float) -> Fleet:
+        return Fleet(self.config.at_grid(grid_s), self._model)
+
+    # ----------------------------------------------------------------------------- fleet models
+
+    @property
+    def fleets_(self) -> dict[float, Fleet]:
+        return self.__dict__.setdefault("_fleets", {})
+
+    @property
+    def locked(self) -> bool:
+        """Whether a fleet model has been trained (or loaded)."""
+        return bool(self.fleets_)
+
+    def grids(self, frame: pd.DataFrame) -> np.ndarray:
+        """Grid step of each meter of a prepared frame from its cadence (NaN: not judged)."""
+        from wattwatch.detect.base import meter_facts
+
+        return self.config.grid_for(meter_facts(frame)["cadence_s"])
+
+    def train(self, frame: pd.DataFrame) -> "LearnedDetector":
+        """Learn the fleet model of every grid step present in ``frame`` (normal telemetry of many
+        meters) and the baselines of its meters; returns self.
+
+        Raises
+        ------
+        ValueError
+            When no grid step holds enough feature rows to train on."""
+        df = prepare(frame)
+        self.fit(df, train=False)
+        errors = []
+        for g, sub in self._by_grid(df, self.grids(df)):
+            try:
+                self.fleets_[g] = self._new_fleet(g).train(sub)
+            except ValueError as exc:
+                errors.append(f"{self.name}: {exc}")
+        if errors and not self.fleets_:
+            raise ValueError("; ".join(errors))
+        return self
+
+    def model_state(self) -> dict:
+        """The fleet-wide state, per grid step (what `wattwatch train` and the store keep)."""
+        return {str(int(g)): f.state() for g, f in sorted(self.fleets_.items())}
+
+    def set_model_state(self, state: dict) -> "LearnedDetector":
+        self.__dict__["_fleets"] = {float(g): self._new_fleet(float(g)).load(s) for g, s in state.items()}
+        return self
+
+    def clone(self) -> "LearnedDetector":
+        new = super().clone()
+        new.__dict__["_fleets"] = dict(self.fleets_)  # fitted models are shared, never changed in place
+        return new
+
+    # ----------------------------------------------------------------------------- contract
+
+    def fit(self, frame: pd.DataFrame, train: bool | None = None) -> "LearnedDetector":
+        """Learn the baselines of the meters in ``frame``; ``train``: also train the fleet model
+        of their grid steps (None: only of steps that have none yet; the core passes False)."""
+        df = prepare(frame)
+        super().fit(df)
+        if train is False or len(df) == 0:
+            return self
+        grids = self.grids(df)
+        todo = [g for g in np.unique(grids[np.isfinite(grids)]) if train or g not in self.fleets_]
+        for g, sub in self._by_grid(df, grids):
+            if g in todo:
+                self.fleets_[g] = self._new_fleet(g).train(sub)
+        return self
+
+    def _by_grid(self, df: pd.DataFrame, grids: np.ndarray):
+        seg = df["_seg"].to_numpy()
+        for g in np.unique(grids[np.isfinite(grids)]):
+            yield float(g), prepare(df[(grids == g)[seg]])
+
+    def _fit(self, df: pd.DataFrame) -> dict:
+        out: dict[str, dict] = {}
+        grids = self.grids(df)
+        for m in np.asarray(meter_names(df))[~np.isfinite(grids)]:
+            out[str(m)] = {"grid_s": None}
+        for g, sub in self._by_grid(df, grids):
+            out.update(Baseline(self.config.at_grid(g).features()).fit(sub).meter_states())
+        return out
+
+    def _grid_of_meters(self, df: pd.DataFrame) -> np.ndarray:
+        return self._param(df, "grid_s")
+
+    def reach(self, meters) -> Reach:
+        n = len(meters)
+        g = np.array([float((self.state_.get(m) or {}).get("grid_s") or np.nan) for m in meters])
+        g = np.where(np.isfinite(g), g, self.config.grid_s)
+        back = np.zeros(n)
+        for gv in np.unique(g):
+            cfg = self.config.at_grid(gv).features()
+            # Each trailing window of k bins is summed within blocks of k (two blocks back at most),
+            # the persistence window over the features' windows: their reaches add up.
+            k = [cfg.steps(w) for w in cfg.windows_min]
+            features = max(2 * max(k), 2 * cfg.steps(24 * 60), 3 * k[0])
+            steps = features + 2 * cfg.steps(self.config.persist_min) + 1
+            back[g == gv] = steps * gv
+        return Reach(back, np.zeros(n, np.int64), g.copy(), np.zeros(n, np.int64))
+
+    def cadence_note(self, cadence_s: float) -> str | None:
+        if not np.isfinite(self.config.grid_for(np.array([cadence_s]))[0]):
+            return (f"{self.name}: not judged at {cadence_s:.0f} s cadence: its consumption features need at "
+                    "least hourly readings")
+        return None
+
+    def _score(self, df: pd.DataFrame) -> Scored:
+        out = np.full(len(df), np.nan)
+        ctx = {}
+        seg = df["_seg"].to_numpy()
+        grids = self._grid_of_meters(df)
+        for g in np.unique(grids[np.isfinite(grids)]):
+            fleet = self.fleets_.get(float(g))
+            if fleet is None:
+                continue  # no model for this grid: not judged (the core said why)
+            meters = grids == g
+            rows = meters[seg]
+            sub = df if rows.all() else prepare(df[rows])
+            names = meter_names(sub)
+            base = Baseline.from_states(fleet.config.features(), {str(m): self.state_[str(m)] for m in names})
+            gf = base.features(sub)
+            bins = fleet.grid_scores(gf)
+            out[rows] = bins.ravel()[gf.cell]
+            ctx[float(g)] = (np.flatnonzero(rows), gf, fleet)
+        return Scored(out, ctx)
+
+    def describe(self, df, rows, scores, ctx=None) -> Finding:
+        g = float((self.state_.get(meter_of(df, rows[0])) or {}).get("grid_s"))
+        idx, gf, fleet = ctx[g]
+        local = np.searchsorted(idx, rows)
+        cells = gf.cell[local]
+        drivers = fleet.explain(gf, cells)
         c = np.unique(cells)
-        hours = len(c) * self.config.grid_s / 3600
-        actual = float(np.nansum(gf.power.ravel()[c])) * self.config.grid_s / 3600
-        expected = float(np.nansum(gf.expected.ravel()[c])) * self.config.grid_s / 3600
+        hours = len(c) * g / 3600
+        actual = float(np.nansum(gf.power.ravel()[c])) * g / 3600
+        expected = float(np.nansum(gf.expected.ravel()[c])) * g / 3600
         rel = actual / expected - 1 if expected > 0 else float("nan")
         peak = float(np.nanmax(scores[rows]))
         p_min = 10 ** (-peak * -np.log10(self.config.alpha))
@@ -228,7 +443,7 @@ class LearnedDetector(Detector):
             f"{self.name}: consumption pattern abnormal over {hours:.1f} h ({actual:.1f} kWh vs {expected:.1f} kWh "
             f"expected, {abs(rel):.0%} {direction}); drivers: {said} (normal rows score this high with p = {p_min:.1e})",
             {"detector": self.name, "drivers": drivers, "actual_kwh": rnd(actual, 2), "expected_kwh": rnd(expected, 2),
-             "deviation": rnd(rel, 3), "hours": rnd(hours, 2), "exceedance_p": float(f"{p_min:.3g}")},
+             "deviation": rnd(rel, 3), "hours": rnd(hours, 2), "exceedance_p": float(f"{p_min:.3g}"), "grid_s": g},
             "compare with site activity: a lasting drop can be a bypass or tampering, a rise an unauthorised "
             "load, a flat line a stuck register")
 
@@ -303,6 +518,11 @@ class LSTMAutoencoderDetector(LearnedDetector):
         c = self.config
         return LSTMAEModel(c.steps, c.hidden, c.epochs, max_fit_rows=c.max_fit_rows)
 
+    def reach(self, meters) -> Reach:
+        r = super().reach(meters)
+        r.back_s = r.back_s + self.config.steps * r.ahead_s  # each bin's sequence of the steps before it
+        return r
+
 
 # ------------------------------------------------------------------------------ ensemble
 
@@ -343,60 +563,16 @@ class EnsembleDetector(LearnedDetector):
     def _model(self):
         return None
 
-    def model_state(self) -> dict:
-        return {"feature_names_": self.feature_names_, "members_": self.members_, "model_": None,
-                "persist_cal_": self.persist_cal_}
+    def _new_fleet(self, grid_s: float) -> Fleet:
+        cfg = self.config.at_grid(grid_s)
+        base = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(LearnedConfig)}
+        factories = []
+        for n in self.config.members:
+            member = MEMBERS[n](base)
+            if member._model().sequence:
+                raise ValueError(f"{self.name}: sequence models ({n}) cannot be ensemble members")
+            factories.append(member._model)
+        return EnsembleFleet(cfg, factories)
 
-    def _fit_model(self, gf: GridFeatures) -> None:
-        base = {f.name: getattr(self.config, f.name) for f in dataclasses.fields(LearnedConfig)}
-        self.members_ = [MEMBERS[n](base) for n in self.config.members]
-        for m in self.members_:
-            if m._model().sequence:
-                raise ValueError(f"{self.name}: sequence models ({m.name}) cannot be ensemble members")
-            m.feature_names_ = self.feature_names_
-            # One scaler for all (the same rows and seed would fit the same one): scoring scales
-            # each bin once, not once per member.
-            m._fit_model(gf, scaler=self.members_[0].scaler_ if m is not self.members_[0] else None)
-        self.model_ = None
 
-    def _fit_persistence(self, sub: GridFeatures, Xs: np.ndarray | None = None) -> None:
-        Xs = self._scaled(sub) if Xs is None else Xs
-        for m in self.members_:
-            m._fit_persistence(sub, Xs)
-        self.persist_cal_ = None  # each member's own calibration is the ensemble's
-
-    def _scaled(self, gf: GridFeatures) -> np.ndarray | None:
-        """The valid bins scaled once for every member (None if the members scale differently,
-        as models saved by another configuration might)."""
-        first = self.members_[0].scaler_
-        if not gf.valid.any() or any(m.scaler_ is not first for m in self.members_):
-            return None
-        return first.transform(gf.rows())
-
-    def _per_member(self, gf: GridFeatures) -> np.ndarray:
-        """Each member's final -log10 exceedance per bin (members x meters x bins)."""
-        out = np.full((len(self.members_),) + gf.valid.shape, np.nan)
-        if gf.valid.any():
-            Xs = self._scaled(gf)
-            for k, m in enumerate(self.members_):
-                out[k][gf.valid] = m.persist_cal_.log10_exceedance(m._persistent(gf, Xs)[gf.valid])
-        return out
-
-    def _grid_scores_(self, df: pd.DataFrame):
-        gf = self.baseline_.features(df)
-        L = self._per_member(gf)
-        if self.config.combine == "max":
-            # Union bound: P(any of k members this far out) <= k x the smallest p.
-            comb = np.max(L, axis=0) - np.log10(len(self.members_))
-        else:
-            comb = np.mean(L, axis=0)
-        return gf, comb / -np.log10(self.config.alpha)
-
-    def _inputs(self, gf: GridFeatures, scale: bool = False) -> np.ndarray:
-        return gf.rows()  # the members scale for themselves
-
-    def _contributions(self, X: np.ndarray) -> np.ndarray:
-        one = GridFeatures(values=X[None].astype(float), valid=np.ones((1, len(X)), bool), cell=np.zeros(0, np.int64),
-                           t0=np.zeros(1), power=np.zeros((1, len(X))), expected=np.zeros((1, len(X))))
-        top = self.members_[int(np.argmax([np.nanmean(m.evidence(one)) for m in self.members_]))]
-        return top._contributions(X)
+__all__ = ["LearnedDetector", "LearnedConfig", "Fleet", "EnsembleFleet", "MEMBERS", "GRID_STEPS_S", "Any"]

@@ -56,31 +56,59 @@ class FeatureConfig:
 
     def names(self) -> list[str]:
         w = [f"{m}m" for m in self.windows_min]
-        return ([f"level_{x}" for x in w] + [f"ratio_{w[-1]}", "ratio_24h", f"slope_{w[0]}", "shape_60m",
+        return ([f"level_{x}" for x in w] + [f"ratio_{w[-1]}", "ratio_24h", f"slope_{w[0]}", f"shape_{w[-1]}",
                                               "pf_dev", "q_share_dev"])
 
     def steps(self, minutes: float) -> int:
         return max(1, int(round(minutes * 60 / self.grid_s)))
 
 
-def _rolling_mean(m: np.ndarray, k: int, min_count: int = 1) -> np.ndarray:
+def _rolling_sum(x: np.ndarray, k: int, col0: np.ndarray | None) -> np.ndarray:
+    """Trailing sums over ``k`` bins along axis 1 (``x`` finite).
+
+    Each sum is taken from running sums restarted at absolute bin indices that are multiples of
+    ``k`` (``col0``: absolute index of column 0 per row), never from one running sum over the whole
+    row: a bin's sum then has the same rounding whether the matrix starts a day or a month before
+    it, so scoring a piece that holds the ``2k`` bins before a bin gives the bits the whole gives."""
+    n, nb = x.shape
+    if n == 0 or nb == 0:
+        return np.zeros_like(x)
+    B = max(1, int(k))
+    off = (np.zeros(n, np.int64) if col0 is None else np.asarray(col0, np.int64)) % B
+    width = int((off.max() + nb + B - 1) // B * B)
+    rows = np.arange(n)[:, None]
+    cols = off[:, None] + np.arange(nb)[None, :]
+    P = np.zeros((n, width))
+    P[rows, cols] = x
+    C = P.reshape(n, width // B, B).cumsum(axis=2)
+    E = C[:, :, -1]
+    C = C.reshape(n, width)
+    q = cols % B
+    here = C[rows, cols]
+    back = cols - k  # the bin just before the window, padded coordinates
+    prev = np.where(back >= 0, C[rows, np.maximum(back, 0)], 0.0)
+    prev_total = np.where(back >= 0, E[rows, np.maximum(cols // B - 1, 0)], 0.0)
+    return np.where(q >= k, here - prev, np.where(q == k - 1, here, here + (prev_total - prev)))
+
+
+def _rolling_mean(m: np.ndarray, k: int, min_count: int = 1, col0: np.ndarray | None = None) -> np.ndarray:
     """Trailing mean over ``k`` bins along axis 1, ignoring NaN; NaN where the window holds fewer
-    than ``min_count`` values."""
+    than ``min_count`` values. ``col0``: absolute bin index of column 0 per row (see
+    :func:`_rolling_sum`)."""
     ok = np.isfinite(m)
-    cs = np.cumsum(np.where(ok, m, 0.0), axis=1)
+    cs = _rolling_sum(np.where(ok, m, 0.0), k, col0)
     cn = np.cumsum(ok, axis=1)
     if k < m.shape[1]:
-        cs[:, k:] = cs[:, k:] - cs[:, :-k].copy()
         cn[:, k:] = cn[:, k:] - cn[:, :-k].copy()
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(cn >= max(1, min_count), cs / np.maximum(cn, 1), np.nan)
 
 
-def covered_mean(m: np.ndarray, k: int) -> np.ndarray:
+def covered_mean(m: np.ndarray, k: int, col0: np.ndarray | None = None) -> np.ndarray:
     """Trailing mean over ``k`` bins, only where at least half of them hold a value: after bins
     that cannot be judged (a weekend day without a profile, the start of the data, a long gap)
     the window's first bin or two do not stand for the whole window."""
-    return _rolling_mean(m, k, (k + 1) // 2)
+    return _rolling_mean(m, k, (k + 1) // 2, col0)
 
 
 def _shift(m: np.ndarray, k: int) -> np.ndarray:
@@ -101,11 +129,13 @@ class GridFeatures:
     t0: np.ndarray
     power: np.ndarray  # meters x bins: mean power
     expected: np.ndarray  # meters x bins: baseline power
+    col0: np.ndarray | None = None  # per meter: absolute grid index of bin 0 (t0 / grid)
 
     def meters(self, keep: np.ndarray) -> "GridFeatures":
         """The features of the meters ``keep`` (segment codes) only (no reading map)."""
         return GridFeatures(values=self.values[keep], valid=self.valid[keep], cell=np.zeros(0, np.int64),
-                            t0=self.t0[keep], power=self.power[keep], expected=self.expected[keep])
+                            t0=self.t0[keep], power=self.power[keep], expected=self.expected[keep],
+                            col0=None if self.col0 is None else self.col0[keep])
 
     def rows(self) -> np.ndarray:
         """Feature rows of the valid bins (float32, C order), in (meter, time) order."""
@@ -170,7 +200,8 @@ class Baseline:
         self.scale_ = scale
         # In-hour spread, by time of week, and channel ratios (median, robust spread).
         g = self._grid(df)
-        std = np.sqrt(np.maximum(_rolling_mean(g["p"] ** 2, g["k60"]) - _rolling_mean(g["p"], g["k60"]) ** 2, 0))
+        std = np.sqrt(np.maximum(_rolling_mean(g["p"] ** 2, g["k60"], col0=g["col0"])
+                                 - _rolling_mean(g["p"], g["k60"], col0=g["col0"]) ** 2, 0))
         self.spread_ = self._profile_of(std, g["t"], n_seg)
         self.ratio_stats_ = {}
         with warnings.catch_warnings():
@@ -181,6 +212,46 @@ class Baseline:
                 mad = 1.4826 * np.nanmedian(np.abs(x - med[:, None]), axis=1) if x.size else np.zeros(n_seg)
                 self.ratio_stats_[key] = (med, np.maximum(np.nan_to_num(mad, nan=1.0), 0.01))
         return self
+
+    # ------------------------------------------------------------------------------ state
+
+    def meter_states(self) -> dict[str, dict]:
+        """What detection needs of each meter's baseline, as plain per-meter values (the
+        leave-one-day-out table is for training only and is not kept)."""
+        out = {}
+        pf_med, pf_mad = self.ratio_stats_["pf"]
+        qs_med, qs_mad = self.ratio_stats_["qs"]
+        for j, m in enumerate(self.names_):
+            out[str(m)] = {"profile_kw": self.profile_[j].tolist(), "days": self.days_[j].tolist(),
+                           "spread_kw": self.spread_[j].tolist(), "scale_kw": float(self.scale_[j]),
+                           "pf": [float(pf_med[j]), float(pf_mad[j])], "qs": [float(qs_med[j]), float(qs_mad[j])],
+                           "grid_s": float(self.config.grid_s)}
+        return out
+
+    @classmethod
+    def from_states(cls, config: FeatureConfig, states: dict[str, dict]) -> "Baseline":
+        """A baseline for detection from per-meter states (:meth:`meter_states`)."""
+        b = cls(config)
+        names = list(states)
+        n = len(names)
+
+        def arr(key, shape):
+            out = np.full((n,) + shape, np.nan)
+            for j, m in enumerate(names):
+                v = states[m].get(key)
+                if v is not None:
+                    out[j] = np.asarray(v, float).reshape(shape)
+            return out
+
+        b.names_ = np.asarray(names, dtype=object)
+        b.index_ = {m: j for j, m in enumerate(names)}
+        b.profile_ = arr("profile_kw", (3, 24))
+        b.days_ = np.nan_to_num(arr("days", (3,))).astype(np.int64)
+        b.spread_ = arr("spread_kw", (3, 24))
+        b.scale_ = np.nan_to_num(arr("scale_kw", ()), nan=1.0)
+        pf, qs = arr("pf", (2,)), arr("qs", (2,))
+        b.ratio_stats_ = {"pf": (pf[:, 0], np.nan_to_num(pf[:, 1], nan=1.0)), "qs": (qs[:, 0], np.nan_to_num(qs[:, 1], nan=1.0))}
+        return b
 
     # ------------------------------------------------------------------------------ helpers
 
@@ -210,7 +281,7 @@ class Baseline:
 
         t = t0[:, None] + cfg.grid_s * np.arange(n_b)[None, :]
         return {"p": p, "cell": cell, "t0": t0, "t": t, "pf": on_grid(pf_row), "qs": on_grid(qs_row),
-                "k60": cfg.steps(60)}
+                "k60": cfg.steps(cfg.windows_min[-1]), "col0": np.round(t0 / cfg.grid_s).astype(np.int64)}
 
     def _profile_of(self, m: np.ndarray, t: np.ndarray, n_seg: int) -> np.ndarray:
         """Median of a meters x bins matrix per (meter, day type, hour)."""
@@ -241,6 +312,7 @@ class Baseline:
         names = meter_names(df)
         g = self._grid(df)
         P, t = g["p"], g["t"]
+        col0 = g["col0"]
         n_seg, n_b = P.shape
         rows = np.broadcast_to(np.arange(n_seg)[:, None], P.shape)
         dtype, hour = day_type(t), ((t % DAY_S) // 3600).astype(int)
@@ -272,18 +344,19 @@ class Baseline:
         means = {}
         for w in cfg.windows_min:
             k = cfg.steps(w)
-            mp, mb = _rolling_mean(P, k), _rolling_mean(B, k)
+            mp, mb = _rolling_mean(P, k, col0=col0), _rolling_mean(B, k, col0=col0)
             means[w] = (mp, mb)
             feats.append((mp - mb) / scale)
         mp, mb = means[cfg.windows_min[-1]]
         feats.append(np.log((np.maximum(mp, 0) + eps) / (np.maximum(mb, 0) + eps)))
         k24 = cfg.steps(24 * 60)
-        feats.append(np.log((np.maximum(_rolling_mean(P, k24), 0) + eps) / (np.maximum(_rolling_mean(B, k24), 0) + eps)))
+        feats.append(np.log((np.maximum(_rolling_mean(P, k24, col0=col0), 0) + eps)
+                            / (np.maximum(_rolling_mean(B, k24, col0=col0), 0) + eps)))
         k0 = cfg.steps(cfg.windows_min[0])
         m0 = means[cfg.windows_min[0]][0]
         feats.append(np.nan_to_num((m0 - _shift(m0, k0)) / scale))
         k60 = g["k60"]
-        std = np.sqrt(np.maximum(_rolling_mean(P ** 2, k60) - _rolling_mean(P, k60) ** 2, 0))
+        std = np.sqrt(np.maximum(_rolling_mean(P ** 2, k60, col0=col0) - _rolling_mean(P, k60, col0=col0) ** 2, 0))
         feats.append(np.nan_to_num(np.log((std + eps) / (np.nan_to_num(spread, nan=0.0) + eps))))
         for key in ("pf", "qs"):
             med, mad = self.ratio_stats_[key]
@@ -291,4 +364,4 @@ class Baseline:
             feats.append(np.nan_to_num(np.clip((g[key] - med[:, None]) / mad[:, None], -50, 50)))
         values = np.stack(feats, axis=2)
         valid = np.isfinite(P) & known & np.isfinite(values).all(axis=2)
-        return GridFeatures(values=values, valid=valid, cell=g["cell"], t0=g["t0"], power=P, expected=B)
+        return GridFeatures(values=values, valid=valid, cell=g["cell"], t0=g["t0"], power=P, expected=B, col0=col0)

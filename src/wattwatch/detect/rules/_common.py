@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-import threading
-import weakref
-
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.frame import seg_median
+from wattwatch.detect.frame import cache, seg_median
 from wattwatch.schema import PHASE_CURRENT_COLUMNS, VOLTAGE_COLUMNS
 
 
-_CACHE: dict[int, tuple] = {}
-_CACHE_FRAMES = 8
-_LOCK = threading.Lock()
-
-
 def frame_cached(df: pd.DataFrame, key: str, fn):
-    """Per-frame cache shared by all detectors (phase arrays are needed by most rules); holds
-    the few most recent frames (a chunk and its profiling subset), checked through weak refs."""
-    with _LOCK:  # the engine may score chunks in threads
-        for k in [k for k, (ref, _) in _CACHE.items() if ref() is None]:
-            del _CACHE[k]
-        entry = _CACHE.get(id(df))
-        if entry is None or entry[0]() is not df:
-            while len(_CACHE) >= _CACHE_FRAMES:
-                del _CACHE[next(iter(_CACHE))]
-            entry = (weakref.ref(df), {})
-            _CACHE[id(df)] = entry
-    store = entry[1]
+    """``fn()`` computed once per prepared frame and shared by all detectors (phase arrays are
+    needed by most rules); kept on the frame object itself (see :func:`frame.cache`)."""
+    store = cache(df)
     if key not in store:
         store[key] = fn()
     return store[key]

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
-from wattwatch.detect.frame import meter_names, seg_median, window_sum
+from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Scored, quiet, rnd
+from wattwatch.detect.frame import cache, meter_names, seg_median, window_sum
 
 
 @dataclass(frozen=True)
@@ -36,16 +36,21 @@ class FirmwareDrift(Detector):
     code = "WARN_FIRMWARE_DRIFT"
     config_cls = FirmwareDriftConfig
     requires = ("e_kwh", "p_kw")
-    consumption_based = True
+    judges = ("consumption", "register")
+    blank_input = ("p_kw", "e_kwh")
+    # An interval needs the reading before it, and a frozen stretch's catch-up the one before that.
+    lookback_n = 2
+
+    def lookback_s(self, cadence_s):
+        return np.full(len(cadence_s), self.config.window_s / 2)
+
+    def lookahead_s(self, cadence_s):
+        return np.full(len(cadence_s), self.config.window_s / 2)
 
     def _intervals(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        return self._memo(df, "intervals", lambda: self._intervals_(df))
-
-    def _intervals_(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         seg, dt = df["_seg"].to_numpy(), df["_dt"].to_numpy()
         e, p = df["e_kwh"].to_numpy(float), df["p_kw"].to_numpy(float)
-        n_seg = int(seg.max()) + 1
-        cadence = seg_median(dt, seg, n_seg, dt > 0)[seg]
+        cadence = self._param(df, "cadence_s")[seg]
         de = np.full(len(df), np.nan)
         ep = np.full(len(df), np.nan)
         de[1:] = e[1:] - e[:-1]
@@ -54,54 +59,53 @@ class FirmwareDrift(Detector):
         frozen[1:] = (de[1:] == 0) & (p[1:] == p[:-1]) & (p[1:] != 0)
         # The first interval after a frozen stretch carries the register's catch-up jump.
         frozen[1:] |= frozen[:-1]
-        bad = ~np.isfinite(dt) | (dt > self.config.max_gap_factor * cadence) | (de < 0) | frozen
+        with quiet():
+            bad = ~np.isfinite(dt) | (dt > self.config.max_gap_factor * cadence) | (de < 0) | frozen
         bad |= ~np.isfinite(de) | ~np.isfinite(ep)
         de[bad] = np.nan
         ep[bad] = np.nan
         return de, ep
 
-    def _ratio(self, df: pd.DataFrame) -> np.ndarray:
-        return self._memo(df, "ratio", lambda: self._ratio_(df))
-
-    def _ratio_(self, df: pd.DataFrame) -> np.ndarray:
+    def _ratio(self, df: pd.DataFrame) -> tuple[np.ndarray, tuple]:
         de, ep = self._intervals(df)
         seg, t = df["_seg"].to_numpy(), df["_t"].to_numpy()
         w = self.config.window_s
-        DE, EP = window_sum(de, t, seg, w, centred=True), window_sum(ep, t, seg, w, centred=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(EP >= self.config.min_energy_kwh, DE / EP, np.nan)
+        memo = cache(df)
+        DE, EP = window_sum(de, t, seg, w, centred=True, memo=memo), window_sum(ep, t, seg, w, centred=True, memo=memo)
+        with quiet():
+            return np.where(EP >= self.config.min_energy_kwh, DE / EP, np.nan), (de, ep)
 
-    def _fit(self, df: pd.DataFrame) -> None:
-        r = self._ratio(df)
+    def _fit(self, df: pd.DataFrame) -> dict:
+        r, _ = self._ratio(df)
         seg = df["_seg"].to_numpy()
         n_seg = int(seg.max()) + 1
         k = seg_median(r, seg, n_seg)
-        rel = r / k[seg]
+        with quiet():
+            rel = r / k[seg]
         spread = 1.4826 * seg_median(np.abs(rel - 1), seg, n_seg)
-        names = meter_names(df)
-        self.calibration_ = dict(zip(names, k))
-        self.spread_ = dict(zip(names, spread))
+        return {m: {"calibration": a, "spread": b} for m, a, b in zip(meter_names(df), k, spread)}
 
     def _limits(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        names = meter_names(df)
-        k = self._per_meter(self.calibration_, names)
-        sp = self._per_meter(self.spread_, names)
+        k = self._param(df, "calibration")
+        sp = self._param(df, "spread")
         lim = np.maximum(self.config.rel_limit, np.where(np.isfinite(sp), self.config.sigma_k * sp, 0.0))
         return k, lim
 
-    def _score(self, df: pd.DataFrame) -> np.ndarray:
+    def _score(self, df: pd.DataFrame) -> Scored:
         seg = df["_seg"].to_numpy()
         k, lim = self._limits(df)
-        return np.abs(self._ratio(df) / k[seg] - 1) / lim[seg]
+        r, (de, ep) = self._ratio(df)
+        with quiet():
+            return Scored(np.abs(r / k[seg] - 1) / lim[seg], (r, de, ep, k, lim))
 
-    def describe(self, df, rows, scores) -> Finding:
+    def describe(self, df, rows, scores, ctx=None) -> Finding:
         seg = df["_seg"].to_numpy()
-        k, lim = self._limits(df)
-        r = self._ratio(df)[rows]
-        de, ep = self._intervals(df)
+        r_all, de, ep, k, lim = ctx
+        r = r_all[rows]
         reg, ct = float(np.nansum(de[rows])), float(np.nansum(ep[rows]))
         kk = float(k[seg[rows[0]]])
-        dev = float(np.nanmedian(r)) / kk - 1
+        with quiet():
+            dev = float(np.nanmedian(r)) / kk - 1
         direction = "under" if dev < 0 else "over"
         return Finding("warning" if abs(dev) < 0.2 else "critical",
                        f"energy register {direction}-registers by {abs(dev):.0%} against the meter's own power readings "

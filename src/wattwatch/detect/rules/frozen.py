@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
+from wattwatch.detect.base import Detector, DetectorConfig, Explains, Finding, PostRule, quiet, rnd
+from wattwatch.detect.frame import meter_names, seg_bounds
 from wattwatch.schema import CHANNEL_NAMES
 
 
@@ -25,15 +26,26 @@ class FrozenReadings(Detector):
     name = "frozen_readings"
     code = "WARN_CONSUMPTION_ANOMALY"
     config_cls = FrozenReadingsConfig
+    lookback_n = 1
+    # Stale data: its consumption, temperature and register say nothing about the meter now.
+    explains = (Explains(("consumption", "temperature", "register"), pad_s=3600.0),)
 
-    def _fit(self, df: pd.DataFrame) -> None:
-        self.channels_ = [c for c in CHANNEL_NAMES if np.isfinite(df[c].to_numpy(float)).any()]
+    def _fit(self, df: pd.DataFrame) -> dict:
+        starts, _ = seg_bounds(df["_seg"].to_numpy())
+        has = {c: np.logical_or.reduceat(np.isfinite(df[c].to_numpy(float)), starts) for c in CHANNEL_NAMES}
+        return {m: {"channels": [c for c in CHANNEL_NAMES if has[c][j]]} for j, m in enumerate(meter_names(df))}
 
     def _score(self, df: pd.DataFrame) -> np.ndarray:
-        cols = [c for c in self.channels_ if c in df.columns]
         seg = df["_seg"].to_numpy()
+        names = meter_names(df)
         out = np.full(len(df), np.nan)
-        if len(df) < 2 or len(cols) < self.config.min_channels:
+        if len(df) < 2:
+            return out
+        # Channels a meter reported while it was learned (a channel it never had is not "the same").
+        mine = {c: np.array([c in (self.state_.get(m, {}).get("channels") or ()) for m in names], bool)
+                for c in CHANNEL_NAMES}
+        cols = [c for c in CHANNEL_NAMES if mine[c].any()]
+        if len(cols) < self.config.min_channels:
             return out
         n = len(df) - 1
         same = np.ones(n, bool)
@@ -41,6 +53,8 @@ class FrozenReadings(Detector):
         zero = np.zeros(n, np.int16)
         for c in cols:  # column by column: no (n x channels) copy
             x = df[c].to_numpy(float)
+            if not mine[c].all():
+                x = np.where(mine[c][seg], x, np.nan)
             a, b = x[1:], x[:-1]
             fa = np.isfinite(a)
             same &= (a == b) | (~fa & np.isnan(b))
@@ -53,13 +67,14 @@ class FrozenReadings(Detector):
         out[1:][seg[1:] != seg[:-1]] = np.nan
         return out
 
-    def describe(self, df, rows, scores) -> Finding:
+    def describe(self, df, rows, scores, ctx=None) -> Finding:
         t = df["_t"].to_numpy()[rows]
         hours = (t.max() - t.min()) / 3600
         p = df["p_kw"].to_numpy(float)[rows]
         e = df["e_kwh"].to_numpy(float)[rows]
-        return Finding("warning", f"every channel repeats the same values for {hours:.1f} h (p = {np.nanmedian(p):.3f} kW, "
-                                  f"register stuck at {np.nanmedian(e):.3f} kWh): frozen readings",
-                       {"kind": "frozen_readings", "hours": rnd(hours, 2), "p_kw": rnd(float(np.nanmedian(p))),
-                        "e_kwh": rnd(float(np.nanmedian(e)))},
+        with quiet():
+            p_med, e_med = float(np.nanmedian(p)), float(np.nanmedian(e))
+        return Finding("warning", f"every channel repeats the same values for {hours:.1f} h (p = {p_med:.3f} kW, "
+                                  f"register stuck at {e_med:.3f} kWh): frozen readings",
+                       {"kind": "frozen_readings", "hours": rnd(hours, 2), "p_kw": rnd(p_med), "e_kwh": rnd(e_med)},
                        "power-cycle or replace the meter's communication module; its data is stale")

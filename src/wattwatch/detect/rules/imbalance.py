@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
+from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Scored, quiet, rnd
 from wattwatch.detect.frame import meter_names, seg_quantile
 from wattwatch.detect.rules._common import phases
 
@@ -36,7 +36,7 @@ def imbalance(df: pd.DataFrame, cfg: PhaseImbalanceConfig) -> tuple[np.ndarray, 
     mean = i.mean(axis=1)
     dev = np.abs(i - mean[:, None]).max(axis=1)
     open_ct = (i.min(axis=1) < cfg.zero_a) & (i.max(axis=1) >= cfg.min_mean_a)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with quiet():
         imb = np.where(three & (mean >= cfg.min_mean_a) & ~open_ct, dev / mean, np.nan)
     return imb, mean
 
@@ -46,9 +46,9 @@ class PhaseImbalance(Detector):
     code = "ERR_PHASE_IMBALANCE_01"
     config_cls = PhaseImbalanceConfig
     requires = ("i_l1_a", "i_l2_a", "i_l3_a")
-    current_based = True
+    judges = ("current",)
 
-    def _fit(self, df: pd.DataFrame) -> None:
+    def _fit(self, df: pd.DataFrame) -> dict:
         imb, _ = imbalance(df, self.config)
         seg = df["_seg"].to_numpy()
         n_seg = int(seg.max()) + 1
@@ -56,22 +56,23 @@ class PhaseImbalance(Detector):
         # profiling period must not become the meter's "normal".
         med = seg_quantile(imb, seg, n_seg, 0.5)
         p90 = seg_quantile(imb, seg, n_seg, 0.9)
-        self.normal_imbalance_ = dict(zip(meter_names(df), med + 2 * (p90 - med)))
+        return {m: {"imbalance_median": a, "imbalance_p90": b} for m, a, b in zip(meter_names(df), med, p90)}
 
     def limits(self, df: pd.DataFrame) -> np.ndarray:
         """Effective limit per meter code."""
         cfg = self.config
-        normal = self._per_meter(self.normal_imbalance_, meter_names(df))
+        med, p90 = self._param(df, "imbalance_median"), self._param(df, "imbalance_p90")
+        normal = med + 2 * (p90 - med)
         if not cfg.adaptive:
             return np.full(len(normal), cfg.limit)
         return np.maximum(cfg.limit, np.where(np.isfinite(normal), normal + cfg.margin, cfg.limit))
 
-    def _score(self, df: pd.DataFrame) -> np.ndarray:
-        imb, _ = self._memo(df, "imb", lambda: imbalance(df, self.config))
-        return imb / self.limits(df)[df["_seg"].to_numpy()]
+    def _score(self, df: pd.DataFrame) -> Scored:
+        imb, mean = imbalance(df, self.config)
+        return Scored(imb / self.limits(df)[df["_seg"].to_numpy()], (imb, mean))
 
-    def describe(self, df, rows, scores) -> Finding:
-        imb, mean = self._memo(df, "imb", lambda: imbalance(df, self.config))
+    def describe(self, df, rows, scores, ctx=None) -> Finding:
+        imb, mean = ctx
         _, i = phases(df)
         cur = np.nanmedian(i[rows], axis=0)
         heavy = int(np.nanargmax(np.abs(cur - np.nanmean(cur)))) + 1

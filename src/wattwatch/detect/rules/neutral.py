@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
+from wattwatch.detect.base import Detector, DetectorConfig, Explains, Finding, PostRule, Scored, quiet, rnd
 from wattwatch.detect.frame import meter_names, seg_median
 from wattwatch.detect.rules._common import inrush, max_current, n_phases, phases
 
@@ -65,15 +65,24 @@ class NeutralTamper(Detector):
     code = "ERR_IMBAL_LIMIT_EXCEEDED"
     config_cls = NeutralTamperConfig
     requires = ("i_l1_a", "i_n_a")
-    current_based = True
+    judges = ("current",)
+    # A neutral bypass is the reason the meter registers less: the consumption detectors' "drop"
+    # over its span is the same fault, already reported with its cause.
+    explains = (Explains(("consumption",), pad_s=3600.0),)
+    # A motor start is recognised against its two neighbours either side.
+    lookback_n = 2
+    lookahead_n = 2
 
-    def _parts(self, df: pd.DataFrame):
+    def _parts(self, df: pd.DataFrame, phases_: np.ndarray | None = None):
         _, i = phases(df)
         i_n = df["i_n_a"].to_numpy(float)
         thd = df["thd_i_pct"].to_numpy(float)
         seg = df["_seg"].to_numpy()
-        # Phase count is a property of the meter, not of a reading with a NaN hole in it.
-        meter_three = (n_phases(df, int(seg.max()) + 1) == 3)[seg]
+        # Phase count is a property of the meter (learned with its state), not of a reading with
+        # a NaN hole in it, nor of the piece of data being judged.
+        if phases_ is None:
+            phases_ = self._param(df, "phases", 1.0)
+        meter_three = (phases_ == 3)[seg]
         three = meter_three
         i = np.where(meter_three[:, None] & ~np.isfinite(i), np.nan, i)
         mean = np.where(three, i.mean(axis=1), i[:, 0])
@@ -81,32 +90,29 @@ class NeutralTamper(Detector):
         trip = np.where(three & np.isfinite(thd), 3 * thd / 100 * mean, 0.0)
         return i, i_n, three, mean, fund, trip
 
-    def _fit(self, df: pd.DataFrame) -> None:
-        i, i_n, three, mean, fund, trip = self._parts(df)
+    def _fit(self, df: pd.DataFrame) -> dict:
         seg = df["_seg"].to_numpy()
         n_seg = int(seg.max()) + 1
+        n_ph = n_phases(df, n_seg)
+        i, i_n, three, mean, fund, trip = self._parts(df, n_ph.astype(float))
         ok = three & np.isfinite(i_n) & (mean >= self.config.min_load_a)
         # Triplen share: I_N² ≈ fund² + κ²·trip². Per-reading estimates, median per meter: robust
         # to motor starts and other readings where the phase angles differ from each other.
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with quiet():
             k_row = (i_n ** 2 - fund ** 2) / trip ** 2
         kappa2 = np.clip(np.nan_to_num(seg_median(k_row, seg, n_seg, ok & (trip >= 1.0))), 0, 4)
-        resid = i_n - np.sqrt(fund ** 2 + kappa2[seg] * trip ** 2)
+        with quiet():
+            resid = i_n - np.sqrt(fund ** 2 + kappa2[seg] * trip ** 2)
         mad = seg_median(np.abs(resid - seg_median(resid, seg, n_seg, ok)[seg]), seg, n_seg, ok)
-        names = meter_names(df)
-        self.kappa2_ = dict(zip(names, kappa2))
-        self.resid_sigma_a_ = dict(zip(names, 1.4826 * mad))
+        return {m: {"phases": int(p), "kappa2": k, "resid_sigma_a": 1.4826 * d}
+                for m, p, k, d in zip(meter_names(df), n_ph, kappa2, mad)}
 
     def _expected_and_limit(self, df: pd.DataFrame):
-        return self._memo(df, "expected", lambda: self._expected_and_limit_(df))
-
-    def _expected_and_limit_(self, df: pd.DataFrame):
         cfg = self.config
         i, i_n, three, mean, fund, trip = self._parts(df)
-        names = meter_names(df)
         seg = df["_seg"].to_numpy()
-        kappa2 = self._per_meter(self.kappa2_, names, 0.0)[seg]
-        sigma = self._per_meter(self.resid_sigma_a_, names)[seg]
+        kappa2 = self._param(df, "kappa2", 0.0)[seg]
+        sigma = self._param(df, "resid_sigma_a")[seg]
         kappa2 = np.where(np.isfinite(kappa2), kappa2, 0.0)
         expected = np.where(three, np.sqrt(fund ** 2 + kappa2 * trip ** 2), i[:, 0])
         limit = np.where(three, np.maximum(np.maximum(cfg.abs_limit_3ph_a, cfg.rel_limit_3ph * mean),
@@ -114,9 +120,10 @@ class NeutralTamper(Detector):
                          np.maximum(cfg.abs_limit_a, cfg.rel_limit * i[:, 0]))
         return i, i_n, three, mean, expected, limit
 
-    def _score(self, df: pd.DataFrame) -> np.ndarray:
+    def _score(self, df: pd.DataFrame) -> Scored:
         cfg = self.config
-        i, i_n, three, mean, expected, limit = self._expected_and_limit(df)
+        ctx = self._expected_and_limit(df)
+        i, i_n, three, mean, expected, limit = ctx
         imax = max_current(df)
         open_ct = np.where(three, (np.fmin(np.fmin(i[:, 0], i[:, 1]), i[:, 2]) < cfg.zero_a) & (imax >= cfg.min_load_a),
                            (i[:, 0] < cfg.zero_a) & (i_n >= cfg.min_load_a))
@@ -128,7 +135,7 @@ class NeutralTamper(Detector):
         # Light load, single phase: below the absolute limit a missing neutral is still plain
         # when most of the current does not come back (leakage is tens of mA, not half the load).
         light = ~three & np.isfinite(i_n) & (i[:, 0] >= cfg.low_load_a) & (i[:, 0] < cfg.min_load_a) & ~open_ct & ~surge
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with quiet():
             light_score = np.where(delta >= cfg.low_min_delta_a, delta / i[:, 0] / cfg.low_rel_limit, 0.0)
             score = np.where(informative, delta / limit, np.where(light, light_score, np.nan))
             # Below the limit, only a mismatch within leakage and CT error (single phase) or under
@@ -138,11 +145,11 @@ class NeutralTamper(Detector):
             clearly_ok = np.where(three, score < cfg.clear_ok_3ph,
                                   delta <= np.maximum(cfg.clear_ok_a, cfg.clear_ok_rel * i[:, 0]))
             ambiguous = (score < 1) & ~clearly_ok
-            return np.where(ambiguous, np.nan, score)
+            return Scored(np.where(ambiguous, np.nan, score), ctx)
 
-    def describe(self, df, rows, scores) -> Finding:
+    def describe(self, df, rows, scores, ctx=None) -> Finding:
         cfg = self.config
-        i, i_n, three, mean, expected, limit = self._expected_and_limit(df)
+        i, i_n, three, mean, expected, limit = ctx
         il = float(np.nanmedian(np.nanmax(i[rows], axis=1)))
         inn = float(np.nanmedian(i_n[rows]))
         exp = float(np.nanmedian(expected[rows]))

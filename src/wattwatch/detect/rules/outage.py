@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
+from wattwatch.detect.base import Detector, DetectorConfig, Explains, Finding, PostRule, rnd
 from wattwatch.detect.frame import meter_names
 from wattwatch.detect.rules._common import max_voltage, nominal_voltage
 
@@ -27,15 +27,17 @@ class SupplyOutage(Detector):
     code = "INFO_SUPPLY_OUTAGE"
     config_cls = SupplyOutageConfig
     requires = ("v_l1_v",)
+    # No supply, no load: current-based rules have nothing to judge and a consumption "drop" is
+    # the outage itself.
+    explains = (Explains(("current", "consumption"), span="hot"),)
 
-    def _fit(self, df: pd.DataFrame) -> None:
+    def _fit(self, df: pd.DataFrame) -> dict:
         n_seg = int(df["_seg"].max()) + 1
         nom = nominal_voltage(df, n_seg)
-        self.nominal_v_ = dict(zip(meter_names(df), nom))
+        return {m: {"nominal_v": v} for m, v in zip(meter_names(df), nom)}
 
     def _nominal(self, df: pd.DataFrame) -> np.ndarray:
-        names = meter_names(df)
-        nom = self._per_meter(self.nominal_v_, names)
+        nom = self._param(df, "nominal_v")
         return np.where(np.isfinite(nom), nom, self.config.fallback_nominal_v)
 
     def _score(self, df: pd.DataFrame) -> np.ndarray:
@@ -43,7 +45,7 @@ class SupplyOutage(Detector):
         limit = self.config.lost_fraction * self._nominal(df)[df["_seg"].to_numpy()]
         return np.where(np.isfinite(vmax), (vmax < limit).astype(float), np.nan)
 
-    def describe(self, df, rows, scores) -> Finding:
+    def describe(self, df, rows, scores, ctx=None) -> Finding:
         t = df["_t"].to_numpy()[rows]
         minutes = (t.max() - t.min()) / 60
         v = df["v_l1_v"].to_numpy()[rows]

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
-from wattwatch.detect.frame import meter_names, seg_bounds, seg_median, window_sum
+from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Scored, quiet, rnd
+from wattwatch.detect.frame import cache, seg_bounds, window_sum
 
 
 @dataclass(frozen=True)
@@ -28,61 +28,60 @@ class PacketLoss(Detector):
     name = "packet_loss"
     code = "ALRM_PKT_LOSS_CRIT"
     config_cls = PacketLossConfig
+    lookback_n = 1  # a reading's loss is the gap before it
 
-    def _fit(self, df: pd.DataFrame) -> None:
-        seg, dt = df["_seg"].to_numpy(), df["_dt"].to_numpy()
-        self.cadence_s_ = dict(zip(meter_names(df), seg_median(dt, seg, int(seg.max()) + 1, dt > 0)))
+    def _window(self, cadence_s: np.ndarray) -> np.ndarray:
+        """Window per meter: the configured span, long enough to expect ``min_expected`` readings."""
+        with quiet():
+            return np.fmax(self.config.window_s, self.config.min_expected * cadence_s)
 
-    def _cadence(self, df: pd.DataFrame) -> np.ndarray:
-        return self._memo(df, "cadence", lambda: self._cadence_(df))
+    def lookback_s(self, cadence_s):
+        return self._window(cadence_s) / 2
 
-    def _cadence_(self, df: pd.DataFrame) -> np.ndarray:
-        seg, dt = df["_seg"].to_numpy(), df["_dt"].to_numpy()
-        names = meter_names(df)
-        fitted = self._per_meter(self.cadence_s_, names)
-        here = seg_median(dt, seg, len(names), dt > 0)
-        return np.where(np.isfinite(fitted), fitted, here)
+    def lookahead_s(self, cadence_s):
+        return self._window(cadence_s) / 2
 
-    def _lost(self, df: pd.DataFrame) -> np.ndarray:
-        """Readings lost in the gap before each reading: round(gap / cadence) - 1 (jitter-proof)."""
+    def _fit(self, df: pd.DataFrame) -> dict:
+        return {}  # the meter's cadence (kept with every state) is all this rule learns
 
-        def compute():
-            cad = self._cadence(df)[df["_seg"].to_numpy()]
-            return np.clip(np.round(df["_dt"].to_numpy() / cad) - 1, 0, None)
-
-        return self._memo(df, "lost", compute)
-
-    def _missing(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """(missing share of the expected readings in the centred window, expected count)."""
-        return self._memo(df, "missing", lambda: self._missing_(df))
-
-    def _missing_(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def _score(self, df: pd.DataFrame) -> Scored:
         seg, t = df["_seg"].to_numpy(), df["_t"].to_numpy()
-        cad = self._cadence(df)[seg]
-        w = float(np.nanmax(np.maximum(self.config.window_s, self.config.min_expected * cad))) if len(t) else 0.0
+        cad_m = self._param(df, "cadence_s")
+        cad = cad_m[seg]
+        # Readings lost in the gap before each reading: round(gap / cadence) - 1 (jitter-proof).
+        with quiet():
+            lost = np.clip(np.round(df["_dt"].to_numpy() / cad) - 1, 0, None)
+        w_m = self._window(cad_m)
+        w = w_m[seg]
         starts, ends = seg_bounds(seg)
+        # Truncated at the meter's first and last reading here: the start and end of the data are
+        # not loss. (Within half a window of the piece's ends, i.e. inside its reach.)
         first, last = t[starts][seg], t[ends - 1][seg]
-        expected = (np.minimum(t + w / 2, last) - np.maximum(t - w / 2, first)) / cad
-        lost = window_sum(self._lost(df), t, seg, w, centred=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            frac = np.clip(lost / expected, 0, 1)
-        return np.where(expected >= self.config.min_expected, frac, np.nan), expected
+        with quiet():
+            expected = (np.minimum(t + w / 2, last) - np.maximum(t - w / 2, first)) / cad
+        in_window = np.full(len(df), np.nan)
+        memo = cache(df)
+        for wv in np.unique(w_m[np.isfinite(w_m)]):  # one pass per window length (per cadence)
+            rows = w == wv
+            in_window[rows] = window_sum(lost, t, seg, float(wv), centred=True, memo=memo)[rows]
+        with quiet():
+            frac = np.clip(in_window / expected, 0, 1)
+        frac = np.where(expected >= self.config.min_expected, frac, np.nan)
+        return Scored(frac / self.config.limit, (frac, lost, cad))
 
-    def _score(self, df: pd.DataFrame) -> np.ndarray:
-        return self._missing(df)[0] / self.config.limit
-
-    def describe(self, df, rows, scores) -> Finding:
-        frac, _ = self._missing(df)
-        seg, t = df["_seg"].to_numpy(), df["_t"].to_numpy()
-        cad = float(self._cadence(df)[seg[rows[0]]])
+    def describe(self, df, rows, scores, ctx=None) -> Finding:
+        frac, lost_all, cad_all = ctx
+        t = df["_t"].to_numpy()
+        cad = float(cad_all[rows[0]])
         # One meter's rows are contiguous and sorted: the span is a row range.
         # nansum: a meter's first reading has no gap before it (NaN).
-        lost = float(np.nansum(self._lost(df)[rows[0]:rows[-1] + 1]))
+        lost = float(np.nansum(lost_all[rows[0]:rows[-1] + 1]))
         expected = (t[rows[-1]] - t[rows[0]]) / cad + 1
         share = lost / expected if expected > 0 else float("nan")
         worst = float(np.nanmax(frac[rows]))
+        w = float(self._window(np.array([cad]))[0])
         return Finding("critical", f"{lost:.0f} of {expected:.0f} expected readings missing ({share:.0%}; worst "
-                                   f"{self.config.window_s / 3600:g} h window {worst:.0%}, cadence {cad:.0f} s)",
+                                   f"{w / 3600:g} h window {worst:.0%}, cadence {cad:.0f} s)",
                        {"missing_readings": int(lost), "expected_readings": int(round(expected)),
                         "missing_share": rnd(share, 4), "worst_window_share": rnd(worst, 4), "cadence_s": rnd(cad, 1)},
                        "check the meter's communication path (gateway, signal, Ethernet errors)")

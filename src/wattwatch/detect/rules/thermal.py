@@ -9,7 +9,13 @@ lag of the load heating (I², the most loaded phase; readings that caught a moto
 period, all meters at once through batched normal equations. A reading is anomalous when the
 measured temperature exceeds the prediction by more than max(5 °C, 5 σ of the meter's residual,
 40 % of the load-driven rise the model predicts, whose error grows as load leaves the profiled range):
-heat the load does not explain (a loose connection, a blocked air path, a failing fan)."""
+heat the load does not explain (a loose connection, a blocked air path, a failing fan).
+
+The grid follows the meter's cadence (never finer than its readings); the lag has finite memory
+(``memory_taus`` time constants, 10 by default: e^-10 of the heating before that is forgotten)
+and a gap in the data is bridged from the last value for as long, so a reading's score depends
+only on the readings of that reach. At cadences of 6 h and more a daily cycle cannot be told
+from the load's heating and the rule does not judge."""
 
 from __future__ import annotations
 
@@ -18,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, rnd
-from wattwatch.detect.frame import ema_rows, ffill_rows, grid, meter_names, seg_median, seg_quantile
+from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Scored, meter_of, quiet, rnd
+from wattwatch.detect.frame import bounded_fill, ema_rows, grid_arrays, meter_names, seg_median, seg_quantile
 from wattwatch.detect.rules._common import inrush, max_current
 
 
@@ -30,6 +36,8 @@ class ThermalDriftConfig(DetectorConfig):
     min_excess_c: float = 5.0
     sigma_k: float = 5.0
     rel_rise: float = 0.4
+    memory_taus: float = 10.0
+    max_cadence_s: float = 6 * 3600.0
     post: PostRule = PostRule(min_duration_s=3600.0, min_readings=6, merge_gap_s=2 * 3600.0)
 
 
@@ -38,36 +46,67 @@ class ThermalDrift(Detector):
     code = "WARN_THERM_DRIFT"
     config_cls = ThermalDriftConfig
     requires = ("temp_c", "i_l1_a")
+    judges = ("temperature",)
+    # Motor starts are recognised against two neighbours either side.
+    lookback_n = 2
+    lookahead_n = 2
 
-    def _lag(self, df: pd.DataFrame, i_ref: np.ndarray, tau_min: float) -> np.ndarray:
-        """EMA_τ of the normalised load heating (I² / I_ref², most loaded phase) at each reading."""
+    def _bin(self, cadence_s: np.ndarray) -> np.ndarray:
+        """Grid step per meter: the configured bin, or the meter's cadence when coarser (rounded
+        up to a whole number of bins so bins stay aligned to the clock)."""
+        b = self.config.bin_s
+        with quiet():
+            return np.where(np.isfinite(cadence_s) & (cadence_s > b), np.ceil(cadence_s / b - 0.05) * b, b)
 
-        def gridded():
-            # A motor start caught in a reading lasted seconds, not the interval: it did not
-            # heat the enclosure (the bin takes its neighbours' heating instead).
-            x = (np.where(inrush(df), np.nan, max_current(df)) / i_ref[df["_seg"].to_numpy()]) ** 2
-            m, cell, _ = grid(df, x, self.config.bin_s)
-            return m, ffill_rows(m), cell
+    def _memory_bins(self, bin_s: np.ndarray) -> np.ndarray:
+        return np.ceil(self.config.memory_taus * max(self.config.taus_min) * 60 / bin_s).astype(np.int64)
 
-        m, filled, cell = self._memo(df, f"grid{hash(i_ref.tobytes())}", gridded)
-        alpha = 1 - np.exp(-self.config.bin_s / (tau_min * 60))
-        return ema_rows(m, alpha, filled=filled).ravel()[cell] if m.size else np.zeros(0)
+    def lookback_s(self, cadence_s):
+        b = self._bin(cadence_s)
+        return (2 * self._memory_bins(b) + 1) * b  # the lag's memory plus the gap it may bridge
+
+    def lookahead_s(self, cadence_s):
+        return self._bin(cadence_s)  # a bin's mean changes until its last reading is in
+
+    def cadence_note(self, cadence_s: float) -> str | None:
+        if cadence_s >= self.config.max_cadence_s:
+            return (f"{self.name}: not judged at {cadence_s:.0f} s cadence: with fewer than four readings a day "
+                    "the daily ambient cycle cannot be told from the load's heating")
+        if cadence_s > 60 * min(self.config.taus_min):
+            return (f"{self.name}: at {cadence_s:.0f} s cadence the enclosure's thermal lag (time constants "
+                    f"{min(self.config.taus_min):g}-{max(self.config.taus_min):g} min) is not resolved; the "
+                    "temperature is judged against its load with the lag the readings allow")
+        return None
+
+    def _lags(self, df: pd.DataFrame, i_ref: np.ndarray, taus: np.ndarray, bin_m: np.ndarray) -> np.ndarray:
+        """EMA_τ of the normalised load heating (I² / I_ref², most loaded phase) at each reading,
+        for each meter's τ (``taus``, minutes, per segment code) on its grid ``bin_m``."""
+        seg = df["_seg"].to_numpy()
+        # A motor start caught in a reading lasted seconds, not the interval: it did not heat the
+        # enclosure (the bin takes its neighbours' heating instead).
+        with quiet():
+            x = (np.where(inrush(df), np.nan, max_current(df)) / i_ref[seg]) ** 2
+        out = np.full(len(df), np.nan)
+        keys = np.stack([bin_m, taus], axis=1)
+        for b, tau in np.unique(keys[np.isfinite(keys).all(axis=1)], axis=0):
+            meters = (bin_m == b) & (taus == tau)
+            rows = meters[seg]
+            sub_seg = np.searchsorted(np.flatnonzero(meters), seg[rows])
+            m, cell, _ = grid_arrays(sub_seg, df["_t"].to_numpy()[rows], x[rows], float(b))
+            if not m.size:
+                continue
+            mem = int(self._memory_bins(np.array([b]))[0])
+            filled = bounded_fill(m, mem)
+            alpha = 1 - np.exp(-b / (tau * 60))
+            out[rows] = ema_rows(m, alpha, filled=filled, window=mem).ravel()[cell]
+        return out
 
     def _daily(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """sin and cos of the time of day, looked up per minute (1,440 values, not one
         transcendental per reading; a minute is 0.07 % of the daily cycle)."""
-
-        def compute():
-            minute = ((df["_t"].to_numpy() % 86400) // 60).astype(np.int32)
-            angle = 2 * np.pi * (np.arange(1440) + 0.5) / 1440
-            return np.sin(angle)[minute], np.cos(angle)[minute]
-
-        return self._memo(df, "daily", compute)
-
-    def _features(self, df: pd.DataFrame, i_ref: np.ndarray, tau_min: float):
-        """Design matrix columns (on rows) for one τ: [1, EMA(I²), sin, cos]."""
-        sin, cos = self._daily(df)
-        return [np.ones(len(df)), self._lag(df, i_ref, tau_min), sin, cos]
+        minute = ((df["_t"].to_numpy() % 86400) // 60).astype(np.int32)
+        angle = 2 * np.pi * (np.arange(1440) + 0.5) / 1440
+        return np.sin(angle)[minute], np.cos(angle)[minute]
 
     def _solve(self, X: list, y: np.ndarray, seg: np.ndarray, n_seg: int, ok: np.ndarray) -> np.ndarray:
         """Per-meter least squares through batched normal equations (ridge-stabilised)."""
@@ -83,19 +122,22 @@ class ThermalDrift(Detector):
         A += 1e-6 * np.eye(k)[None]
         return np.linalg.solve(A, b[..., None])[..., 0]
 
-    def _fit(self, df: pd.DataFrame) -> None:
+    def _fit(self, df: pd.DataFrame) -> dict:
         seg = df["_seg"].to_numpy()
         n_seg = int(seg.max()) + 1
+        cad = self._param(df, "cadence_s")
+        bin_m = self._bin(cad)
         imax = max_current(df)
         i_ref = seg_quantile(imax, seg, n_seg, 0.95)
         i_ref = np.where(np.isfinite(i_ref) & (i_ref > 0), i_ref, 1.0)
         y = df["temp_c"].to_numpy(float)
+        sin, cos = self._daily(df)
         best_sse = np.full(n_seg, np.inf)
         coef = np.full((n_seg, 4), np.nan)
         tau = np.full(n_seg, np.nan)
         lag = np.full(len(df), np.nan)  # the chosen τ's lag, per reading
         for tm in self.config.taus_min:
-            X = self._features(df, i_ref, tm)
+            X = [np.ones(len(df)), self._lags(df, i_ref, np.full(n_seg, tm), bin_m), sin, cos]
             ok = np.isfinite(y) & np.isfinite(X[1])
             beta = self._solve(X, y, seg, n_seg, ok)
             r = y - sum(x * beta[seg, j] for j, x in enumerate(X))
@@ -106,31 +148,24 @@ class ThermalDrift(Detector):
             tau[better] = tm
             rows = better[seg]
             lag[rows] = X[1][rows]
-        sin, cos = self._daily(df)
         r = y - (coef[seg, 0] + coef[seg, 1] * lag + coef[seg, 2] * sin + coef[seg, 3] * cos)
         ok = np.isfinite(r)
         med = seg_median(r, seg, n_seg, ok)
         sigma = 1.4826 * seg_median(np.abs(r - med[seg]), seg, n_seg, ok)
-        has = np.bincount(seg[np.isfinite(y)], minlength=n_seg) > 10
-        names = meter_names(df)
-        self.model_ = {m: (coef[j], tau[j], sigma[j], i_ref[j]) for j, m in enumerate(names) if has[j]}
+        has = (np.bincount(seg[np.isfinite(y)], minlength=n_seg) > 10) & (cad < self.config.max_cadence_s)
+        return {m: ({"coef": coef[j], "tau_min": tau[j], "sigma_c": sigma[j], "i_ref_a": i_ref[j], "bin_s": bin_m[j]}
+                    if has[j] else {"coef": None})
+                for j, m in enumerate(meter_names(df))}
 
     def _excess(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(measured − predicted, predicted, limit) per reading; NaN for meters without a model."""
-        return self._memo(df, "excess", lambda: self._excess_(df))
-
-    def _excess_(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         seg = df["_seg"].to_numpy()
-        names = meter_names(df)
-        models = [self.model_.get(m) for m in names]
-        i_ref = np.array([mm[3] if mm else 1.0 for mm in models])
-        taus = np.array([mm[1] if mm else np.nan for mm in models])
-        coef = np.array([mm[0] if mm else np.full(4, np.nan) for mm in models]).reshape(-1, 4)
-        sig = np.array([mm[2] if mm else np.nan for mm in models])[seg]
-        lag = np.full(len(df), np.nan)
-        for tm in np.unique(taus[np.isfinite(taus)]):
-            rows = (taus == tm)[seg]  # only the meters whose model uses this τ
-            lag[rows] = self._lag(df, i_ref, tm)[rows]
+        coef = self._param_array(df, "coef", (4,))
+        taus = self._param(df, "tau_min")
+        i_ref = self._param(df, "i_ref_a", 1.0)
+        sig = self._param(df, "sigma_c")[seg]
+        bin_m = self._param(df, "bin_s")
+        lag = self._lags(df, np.where(np.isfinite(i_ref), i_ref, 1.0), taus, bin_m)
         sin, cos = self._daily(df)
         heat = coef[seg, 1] * lag
         pred = coef[seg, 0] + heat + coef[seg, 2] * sin + coef[seg, 3] * cos
@@ -139,19 +174,20 @@ class ThermalDrift(Detector):
         limit = np.fmax(np.fmax(self.config.min_excess_c, self.config.sigma_k * sig), self.config.rel_rise * np.abs(heat))
         return df["temp_c"].to_numpy(float) - pred, pred, limit
 
-    def _score(self, df: pd.DataFrame) -> np.ndarray:
-        excess, _, limit = self._excess(df)
-        return excess / limit
-
-    def describe(self, df, rows, scores) -> Finding:
+    def _score(self, df: pd.DataFrame) -> Scored:
         excess, pred, limit = self._excess(df)
+        with quiet():
+            return Scored(excess / limit, (excess, pred, limit))
+
+    def describe(self, df, rows, scores, ctx=None) -> Finding:
+        excess, pred, limit = ctx
         t_meas = df["temp_c"].to_numpy(float)[rows]
         ex = float(np.nanmax(excess[rows]))
-        m = self.model_.get(meter_names(df)[df["_seg"].to_numpy()[rows[0]]])
+        tau = (self.state_.get(meter_of(df, rows[0])) or {}).get("tau_min")
         lim = float(np.nanmedian(limit[rows]))
         return Finding("critical" if ex >= 2 * lim else "warning",
                        f"temperature {np.nanmax(t_meas):.1f} °C, {ex:.1f} °C above what its load explains "
                        f"(limit {lim:.1f} °C)",
                        {"temp_c_max": rnd(float(np.nanmax(t_meas)), 1), "predicted_c": rnd(float(np.nanmedian(pred[rows])), 1),
-                        "excess_c": rnd(ex, 2), "limit_c": rnd(lim, 2), "tau_min": rnd(m[1] if m else float("nan"), 0)},
+                        "excess_c": rnd(ex, 2), "limit_c": rnd(lim, 2), "tau_min": rnd(tau if tau is not None else float("nan"), 0)},
                        "inspect connections for overheating (loose lugs), airflow and cooling fans")

@@ -1,0 +1,416 @@
+"""The detection core: readings of a group of meters + fitted detectors -> scores and alerts.
+
+A pure function of its inputs (DESIGN §2): no store, no processes, no globals. Runners call it on
+whole files (batch), on meter groups (a process pool, Spark) and on small pieces with a carried
+tail (a stream); :mod:`wattwatch.detect.stitch` is that carry.
+
+1. **Order and suppression as data.** Detectors are ordered so that one whose findings explain a
+   kind of evidence (``explains``) runs before the detectors that judge it (``judges``); where it
+   explains a reading, they do not judge it (and where they ``blank_input``, they do not even see
+   its consumption). The core knows no detector by name.
+2. **Reach.** Each detector declares how far its scores reach back and ahead (``reach``); through a
+   blocking detector the reaches add up (a reading's blanking depends on the blocker's alert
+   spans around it). A reading's score is *exact* when the frame holds that reach before it (or
+   starts at the meter's first reading) and *final* when it holds the reach after it (or no
+   readings will follow).
+3. **Post-rules from a clean point.** Alerts are formed from exact, final scores from a point in
+   time per meter and detector (``since``) from which no earlier reading can change them; the
+   result says which alerts are still open and where the next clean point is.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from wattwatch.alerts.model import Alert
+from wattwatch.detect.base import Detector, Reach, quiet
+from wattwatch.detect.frame import meter_names, prepare, seg_bounds
+from wattwatch.detect.postrules import Groups, calibrated, group, span_mask
+
+
+class CoreError(ValueError):
+    """The detectors cannot be run together (a cycle in what explains what, say)."""
+
+
+def order(detectors: list[Detector]) -> list[Detector]:
+    """Detectors in an order where every detector runs after those that explain what it judges
+    (stable otherwise). Raises CoreError on a cycle."""
+    n = len(detectors)
+    after = {i: set() for i in range(n)}
+    for i, b in enumerate(detectors):
+        kinds = {k for e in b.explains for k in e.kinds}
+        for j, d in enumerate(detectors):
+            if i != j and kinds & set(d.judges):
+                after[j].add(i)
+    done: list[int] = []
+    left = list(range(n))
+    while left:
+        ready = [j for j in left if after[j] <= set(done)]
+        if not ready:
+            names = ", ".join(detectors[j].name for j in left)
+            raise CoreError(f"detectors explain each other in a cycle: {names}")
+        done.append(ready[0])
+        left.remove(ready[0])
+    return [detectors[j] for j in done]
+
+
+@dataclass
+class Judged:
+    """One detector's judgement of a frame."""
+
+    det: Detector
+    scores: np.ndarray          # blanked; NaN where it cannot judge
+    ctx: object
+    input: pd.DataFrame         # the frame it saw (blanked input where it blanks input)
+    eff: dict                   # post-rule settings per segment code
+    exact: np.ndarray           # per row: the frame held the reading's reach before it
+    final: np.ndarray           # per row: ... and after it
+    skipped: np.ndarray         # per segment code: not judged (lacks channels, no state)
+
+
+@dataclass
+class Result:
+    """What the core returns for one frame."""
+
+    frame: pd.DataFrame
+    judged: list[Judged] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    open_ids: set[str] = field(default_factory=set)
+    notices: list[str] = field(default_factory=list)
+    # per detector name: per segment code, where its post-rules may restart next time (epoch s)
+    clean: dict[str, np.ndarray] = field(default_factory=dict)
+    # per detector name: per segment code, time of the last final reading (-inf: none)
+    final_t: dict[str, np.ndarray] = field(default_factory=dict)
+    # per detector name: meters it did not judge -> what they lack ("state": never fitted)
+    skipped: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+
+
+def skipped_notices(skipped: dict[str, dict[str, list[str]]]) -> list[str]:
+    """One notice per detector for the meters it could not judge."""
+    out = []
+    for name, meters in skipped.items():
+        ms = sorted(meters)
+        what = sorted({c for v in meters.values() for c in v})
+        lack = "state (never fitted)" if what == ["state"] else ", ".join(what)
+        out.append(f"{name}: skipped {len(ms)} meter(s) that lack {lack} (e.g. {', '.join(ms[:3])})")
+    return out
+
+
+def _reach_rows(t: np.ndarray, seg: np.ndarray, starts: np.ndarray, ends: np.ndarray, r: Reach,
+                origin: np.ndarray, flush: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(exact, final) per row for a reach per segment code."""
+    exact = np.zeros(len(t), bool)
+    final = np.zeros(len(t), bool)
+    for k, (a, b) in enumerate(zip(starts, ends)):  # a loop over meters, each step vectorised
+        tm = t[a:b]
+        if origin[k]:
+            exact[a:b] = True
+        else:
+            lo = tm - r.back_s[k]
+            j = np.searchsorted(tm, lo, side="left")
+            exact[a:b] = (j >= r.back_n[k]) & (lo >= tm[0]) if np.isfinite(r.back_s[k]) else False
+        if flush[k]:
+            final[a:b] = True
+        else:
+            hi = tm + r.ahead_s[k]
+            after = (b - a) - np.searchsorted(tm, hi, side="right")
+            need = r.ahead_n[k] if r.ahead_s[k] == 0 else max(int(r.ahead_n[k]), 1)
+            final[a:b] = after >= need
+    return exact, final
+
+
+def _chain(own: Reach, extra: list[tuple[Reach, np.ndarray]]) -> Reach:
+    """``own`` extended by each blocker's reach plus its blanking horizon (seconds)."""
+    back_s, back_n = own.back_s.copy(), own.back_n.copy()
+    ahead_s, ahead_n = own.ahead_s.copy(), own.ahead_n.copy()
+    for r, h in extra:
+        back_s = np.maximum(back_s, own.back_s + r.back_s + h)
+        back_n = np.maximum(back_n, own.back_n + r.back_n)
+        ahead_s = np.maximum(ahead_s, own.ahead_s + r.ahead_s + h)
+        ahead_n = np.maximum(ahead_n, own.ahead_n + r.ahead_n)
+    return Reach(back_s, back_n, ahead_s, ahead_n)
+
+
+def reaches(detectors: list[Detector], meters) -> dict[str, Reach]:
+    """Effective reach of each detector (own reach plus its blockers'), per meter of ``meters``."""
+    dets = order(detectors)
+    cad = np.array([_cadence(dets, m) for m in meters], float)
+    eff: dict[str, Reach] = {}
+    for d in dets:
+        blockers = []
+        for b in dets:
+            if b is d or b.name not in eff:
+                continue
+            h = np.zeros(len(meters))
+            hit = False
+            for e in b.explains:
+                if set(e.kinds) & set(d.judges):
+                    hit = True
+                    if e.span != "reading":
+                        h = np.maximum(h, b.config.post.horizon_s(cad) + e.pad_s + e.within_s)
+            if hit:
+                blockers.append((eff[b.name], h))
+        eff[d.name] = _chain(d.reach(list(meters)), blockers)
+    return eff
+
+
+def _cadence(dets: list[Detector], m: str) -> float:
+    for d in dets:
+        v = (getattr(d, "state_", {}).get(m) or {}).get("cadence_s")
+        if v is not None and np.isfinite(v):
+            return float(v)
+    return float("nan")
+
+
+def _iso(t: float) -> str:
+    """Epoch seconds -> ISO-8601 UTC, to the millisecond (float seconds carry sub-µs noise)."""
+    return pd.Timestamp(round(t * 1000), unit="ms", tz="UTC").isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _blanked(df: pd.DataFrame, blank: np.ndarray, channels: tuple[str, ...]) -> pd.DataFrame:
+    """``df`` (columns shared, not copied) with ``channels`` set to NaN on the ``blank`` rows."""
+    cols = {c: df[c] for c in df.columns}
+    for c in channels:
+        if c in cols:
+            cols[c] = np.where(blank, np.nan, df[c].to_numpy(float))
+    return pd.DataFrame(cols, copy=False)
+
+
+def _near(seg: np.ndarray, t: np.ndarray, groups: list[np.ndarray], within_s: float) -> np.ndarray:
+    return span_mask(seg, t, groups, pad_s=within_s)
+
+
+def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=True, since=None,
+        positions: dict | None = None, alerts: bool = True) -> Result:
+    """Judge one group of meters.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Canonical readings (any order); prepared here.
+    detectors : list of Detector
+        Fitted: state for every meter of ``frame`` (a meter without state for a detector is not
+        judged by it and gets a notice).
+    origin, flush : bool or dict meter -> bool
+        The frame starts at each meter's first reading / no readings will follow its last.
+    since : dict (detector name -> dict meter -> epoch s), optional
+        Where each detector's post-rules start per meter (a clean point; default: the frame's
+        start). Alerts are formed from exact, final scores at or after it.
+    positions : dict meter -> int, optional
+        How many readings of the meter precede the frame (for detectors aligned on positions).
+    alerts : bool
+        Form alerts (False: scores only).
+    """
+    df = prepare(frame)
+    res = Result(frame=df)
+    if len(df) == 0:
+        return res
+    names = [str(m) for m in meter_names(df)]
+    seg, t = df["_seg"].to_numpy(), df["_t"].to_numpy()
+    starts, ends = seg_bounds(seg)
+    n_seg = len(names)
+
+    def per_meter(v, default):
+        if isinstance(v, dict):
+            return np.array([bool(v.get(m, default)) for m in names])
+        return np.full(n_seg, bool(default if v is None else v))
+
+    origin_m, flush_m = per_meter(origin, True), per_meter(flush, True)
+    dets = order(detectors)
+    if any(getattr(d, "uses_position", False) for d in dets):
+        pos0 = np.array([int((positions or {}).get(m, 0)) for m in names], np.int64)
+        within = np.arange(len(df)) - np.repeat(starts, ends - starts)
+        df = _with_column(df, "_n", pos0[seg] + within)
+        res.frame = df
+    eff_reach = reaches(dets, names)
+    cad = np.array([_cadence(dets, m) for m in names], float)
+    masks: dict[str, np.ndarray] = {}
+    said_cadence: set = set()
+    for d in dets:
+        st = getattr(d, "state_", {})
+        no_state = np.array([m not in st for m in names])
+        lacks = np.array([bool((st.get(m) or {}).get("lacks")) for m in names])
+        skipped = no_state | lacks
+        blank = np.zeros(len(df), bool)
+        for k in d.judges:
+            if k in masks:
+                blank |= masks[k]
+        src = _blanked(df, blank, d.blank_input) if (d.blank_input and blank.any()) else df
+        s = np.full(len(df), np.nan)
+        ctx = None
+        ok_rows = ~skipped[seg]
+        if ok_rows.any():
+            try:
+                sub = src if ok_rows.all() else None
+                if sub is not None:
+                    scored = d.scored(sub)
+                    s, ctx = np.asarray(scored.values, float).copy(), scored.ctx
+                else:
+                    s, ctx = _score_rows(d, src, ok_rows)
+            except Exception as exc:  # noqa: BLE001 - one failing meter must not stop the run
+                s, ctx, failed = _isolate(d, src, ok_rows, names, seg)
+                skipped = skipped | failed
+                res.notices.append(f"{d.name}: failed on {int(failed.sum())} meter(s) "
+                                   f"({', '.join(np.asarray(names)[failed][:3])}); they are not judged by it: "
+                                   f"{type(exc).__name__}: {exc}")
+        s[skipped[seg]] = np.nan
+        s[blank] = np.nan
+        judge_from = np.array([float((st.get(m) or {}).get("judge_from") or -np.inf) for m in names])
+        s[t < judge_from[seg]] = np.nan
+        exact, final = _reach_rows(t, seg, starts, ends, eff_reach[d.name], origin_m, flush_m)
+        eff = d.config.post.at(cad)
+        res.judged.append(Judged(d, s, ctx, src, eff, exact, final, skipped))
+        # What this detector explains, for those that run after it.
+        if d.explains:
+            groups = None
+            for e in d.explains:
+                if e.span == "reading":
+                    with quiet():
+                        m = s >= d.config.post.threshold
+                else:
+                    if groups is None:
+                        groups = group(seg, t, s, d.config.post, eff).alerts()
+                    m = span_mask(seg, t, groups, e.pad_s)
+                    if e.span == "hot":
+                        with quiet():
+                            m &= s >= d.config.post.threshold
+                    if e.extra and groups:
+                        m |= getattr(d, e.extra)(src, ctx) & _near(seg, t, groups, e.within_s)
+                for k in e.kinds:
+                    masks[k] = masks[k] | m if k in masks else m
+        # Notices said once: meters it cannot judge, cadences it cannot judge as designed.
+        for m, x, y in zip(names, lacks, no_state):
+            if x or y:
+                res.skipped.setdefault(d.name, {})[m] = list((st.get(m) or {}).get("lacks") or ["state"])
+        for c in np.unique(np.round(cad[~skipped & np.isfinite(cad)])):
+            note = d.cadence_note(float(c))
+            if note and (d.name, c) not in said_cadence:
+                said_cadence.add((d.name, c))
+                res.notices.append(note)
+        for m in names:
+            if m in st:
+                note = d.state_note(m, st[m])
+                if note:
+                    res.notices.append(note)
+    if alerts:
+        _post(res, names, seg, t, starts, ends, since or {})
+    return res
+
+
+def _with_column(df: pd.DataFrame, name: str, values: np.ndarray) -> pd.DataFrame:
+    cols = {c: df[c] for c in df.columns}
+    cols[name] = values
+    return pd.DataFrame(cols, copy=False)
+
+
+def _score_rows(d: Detector, src: pd.DataFrame, rows: np.ndarray):
+    """Scores of the meters ``rows`` selects only (the others cannot be judged by ``d``)."""
+    sub = prepare(src[rows])
+    scored = d.scored(sub)
+    s = np.full(len(src), np.nan)
+    s[rows] = scored.values
+    return s, _Sub(np.flatnonzero(rows), sub, scored.ctx)
+
+
+@dataclass
+class _Sub:
+    """Context of a detector that judged a subset of the frame's meters."""
+
+    rows: np.ndarray
+    frame: pd.DataFrame
+    ctx: object
+
+
+def _isolate(d: Detector, src: pd.DataFrame, ok_rows: np.ndarray, names: list[str], seg: np.ndarray):
+    """After a failure on the whole group: each meter alone; those that fail again are dropped."""
+    failed = np.zeros(len(names), bool)
+    starts, ends = seg_bounds(seg)
+    for k, (a, b) in enumerate(zip(starts, ends)):
+        if not ok_rows[a]:
+            continue
+        try:
+            rows = np.zeros(len(src), bool)
+            rows[a:b] = True
+            _score_rows(d, src, rows)
+        except Exception:  # noqa: BLE001
+            failed[k] = True
+    rows = ok_rows & ~failed[seg]
+    if not rows.any():
+        return np.full(len(src), np.nan), None, failed
+    s, ctx = _score_rows(d, src, rows)
+    return s, ctx, failed
+
+
+def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+          since: dict) -> None:
+    """Alerts of every detector from its exact, final scores at or after its clean point."""
+    n_seg = len(names)
+    for j in res.judged:
+        d = j.det
+        start_t = np.full(n_seg, -np.inf)
+        for k, m in enumerate(names):
+            v = (since.get(d.name) or {}).get(m)
+            if v is not None:
+                start_t[k] = v
+        use = j.exact & j.final & (t >= start_t[seg])
+        # Rows it may not use are not NaN ("cannot judge", which bridges) but absent.
+        idx = np.flatnonzero(use)
+        final_t = np.full(n_seg, -np.inf)
+        fin = np.flatnonzero(j.final)
+        if len(fin):
+            np.maximum.at(final_t, seg[fin], t[fin])
+        res.final_t[d.name] = final_t
+        g = group(seg[idx], t[idx], j.scores[idx], d.config.post, j.eff) if len(idx) else None
+        clean = final_t.copy()  # nothing open: the next piece starts fresh after the last final reading
+        clean[~np.isfinite(clean)] = start_t[~np.isfinite(clean)]
+        if g is not None and len(g.rows):
+            rows_all = idx[g.rows]
+            gseg = seg[rows_all[g.first]]
+            t_first, t_last = t[rows_all[g.first]], t[rows_all[g.last]]
+            horizon = np.maximum(j.eff["merge_gap_s"], j.eff["max_bridge_s"])
+            is_open = t_last > final_t[gseg] - horizon[gseg]
+            for gi in np.flatnonzero(is_open):
+                clean[gseg[gi]] = min(clean[gseg[gi]], t_first[gi])
+            for gi in np.flatnonzero(g.kept):
+                rows = rows_all[g.first[gi]:g.last[gi] + 1]
+                a = _alert(d, j, rows)
+                res.alerts.append(a)
+                if is_open[gi]:
+                    res.open_ids.add(a.id)
+        # A trailing run of anomalous readings that is not (yet) a group: its start stays open too.
+        with quiet():
+            hot = j.scores >= d.config.post.threshold
+        known = np.isfinite(j.scores) & use
+        for k in range(n_seg):
+            a, b = starts[k], ends[k]
+            kr = np.flatnonzero(known[a:b])
+            if len(kr) and hot[a + kr[-1]]:
+                run = kr[::-1]
+                cold = np.flatnonzero(~hot[a + run])
+                first = run[cold[0] - 1] if len(cold) else run[-1]
+                clean[k] = min(clean[k], t[a + first])
+        res.clean[d.name] = clean
+
+
+def _alert(d: Detector, j: Judged, rows: np.ndarray) -> Alert:
+    df, ctx, local = j.input, j.ctx, rows
+    if isinstance(ctx, _Sub):
+        df, local, ctx = ctx.frame, np.searchsorted(ctx.rows, rows), ctx.ctx
+    scores = j.scores if df is j.input else j.scores[ctx_rows(j)]
+    f = d.describe(df, local, scores, ctx)
+    t = j.input["_t"].to_numpy()
+    return Alert(meter_id=str(j.input["meter_id"].iat[rows[0]]), start=_iso(t[rows[0]]), end=_iso(t[rows[-1]]),
+                 code=d.code, severity=f.severity, score=round(calibrated(float(np.nanmax(j.scores[rows]))), 4),
+                 detector=d.name, message=f.message, evidence=f.evidence, action=f.action)
+
+
+def ctx_rows(j: Judged) -> np.ndarray:
+    return j.ctx.rows if isinstance(j.ctx, _Sub) else np.arange(len(j.scores))
+
+
+def format_exception(exc: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
