@@ -36,9 +36,11 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _open_store(db: Path, read_only: bool = False):
+def _open_store(db: Path, read_only: bool = False, must_exist: bool = False):
     from wattwatch.store import Store, StoreError
 
+    if must_exist and not Path(db).exists():
+        _fail(f"{db}: no such store")
     try:
         return Store(db, read_only=read_only)
     except StoreError as exc:
@@ -220,31 +222,18 @@ def store_compact(
 # -------------------------------------------------------------------------------------- detect
 
 
-def run_detection(store, detectors: Optional[str], config_file: Optional[Path], meters=None, start=None, end=None,
-                  models: Optional[Path] = None):
-    """Detect on a store's readings (with its resets); return (result, frame). ``models``: a
-    folder of trained learned detectors, which replace (or join) the detectors of the same name."""
-    from wattwatch.alerts import store as alert_store
-    from wattwatch.detect.engine import EngineConfig, detect as run
-    from wattwatch.detect.registry import build_all, load_config
+class _errors:
+    """Turn wattwatch's own errors into a clear message and a non-zero exit (no traceback)."""
 
-    try:
-        config = load_config(config_file) if config_file else {}
-        names = [d.strip() for d in detectors.split(",") if d.strip()] if detectors else None
-        dets = build_all(names, config)
-        engine = EngineConfig.from_dict(config.get("engine"))
-        if models is not None:
-            from wattwatch.detect.learned.persist import load_models
+    def __enter__(self):
+        return self
 
-            loaded = {d.name: d for d in load_models(models)}
-            dets = [loaded.pop(d.name, d) for d in dets] + list(loaded.values())
-    except ValueError as exc:
-        _fail(str(exc))
-    frame = store.query(meters, start=start, end=end, columns=None)
-    resets = alert_store.resets(store.con)
-    with progress_bar("detect", len(frame) or None) as advance:
-        result = run(frame, dets, engine, resets=resets, on_progress=advance)
-    return result, frame
+    def __exit__(self, kind, exc, tb):
+        from wattwatch.errors import WattwatchError
+
+        if exc is not None and isinstance(exc, WattwatchError):
+            _fail(str(exc))
+        return False
 
 
 def _summary_table(alerts, title: str) -> Table:
@@ -260,76 +249,226 @@ def _summary_table(alerts, title: str) -> Table:
     return table
 
 
-def _open_input(paths, db: Optional[Path], mapping: Optional[Path], rejects: Path):
-    """The store to read: files ingested into ``db`` (or an in-memory store), or a store path.
-    Returns (store, target) where target is the store's path (``:memory:`` for files alone)."""
-    from wattwatch.store import Store
-
+def _source(paths, db: Optional[Path]):
+    """(source, db) for the API: a store path, or files (ingested into ``db`` when given)."""
     paths = list(paths or [])
     stores = [p for p in paths if p.suffix == ".duckdb"]
     files = [p for p in paths if p.suffix != ".duckdb"]
-    if len(stores) > 1 or (stores and db):
-        _fail("give one store: a .duckdb path or --db")
-    db = db or (stores[0] if stores else None)
-    if not files and db is None:
-        db = Path("wattwatch.duckdb")
+    if len(stores) > 1 or (stores and db) or (stores and files):
+        _fail("give one store (a .duckdb path or --db), with or without files to ingest into it")
+    if stores:
+        if not stores[0].exists():
+            _fail(f"{stores[0]}: no such store")
+        return stores[0], None
+    if not files:
+        db = db or Path("wattwatch.duckdb")
         if not db.exists():
-            _fail("nothing to read: give telemetry files or a store (--db)")
-    if files:
-        target = db or Path(":memory:")
-        if db is None:
-            store = Store(":memory:")
-            _ingest_into(store, files, mapping, rejects)
-        else:
-            results, errors, _ = run_ingest(files, db, mapping, rejects, quiet=True)
-            if errors:
-                raise typer.Exit(1)
-            store = _open_store(db)
-    else:
-        target = db
-        if not db.exists():
-            _fail(f"{db}: no such store")
-        store = _open_store(db)
-    return store, target
+            _fail(f"nothing to read: give telemetry files or a store ({db} does not exist)")
+        return db, None
+    return [f for f, _ in _expand(files)], db
+
+
+def _names(detectors: Optional[str]):
+    return [d.strip() for d in detectors.split(",") if d.strip()] if detectors else None
 
 
 @app.command()
 def detect(
     paths: Optional[list[Path]] = typer.Argument(None, help="Telemetry files, or a .duckdb store (default: --db)."),
     out: Path = typer.Option(Path("alerts.jsonl"), "--out", "-o", help="Alerts, one JSON object per line."),
-    db: Optional[Path] = typer.Option(None, "--db", help="Store to read (and keep alerts in); files are ingested into it."),
-    detectors: Optional[str] = typer.Option(None, "--detectors", help="Comma-separated detector names (default: all)."),
+    db: Optional[Path] = typer.Option(None, "--db", help="Store to read (and keep state and alerts in); files are ingested into it."),
+    detectors: Optional[str] = typer.Option(None, "--detectors", help="Comma-separated detector names (default: the default set)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML detector configuration."),
+    start: Optional[str] = typer.Option(None, "--start", help="Judge readings from this time (UTC, ISO-8601)."),
+    end: Optional[str] = typer.Option(None, "--end", help="... up to this time (exclusive)."),
+    meters: Optional[str] = typer.Option(None, "--meters", help="Comma-separated meter ids (default: all)."),
     log: Optional[Path] = typer.Option(None, "--log", help="Human log (default: OUT with .log)."),
+    scores: Optional[Path] = typer.Option(None, "--scores", help="Also write every detector's per-reading scores (Parquet)."),
     mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help="TOML column mapping for files."),
     rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects"),
     models: Optional[Path] = typer.Option(None, "--models", help="Trained learned detectors (`wattwatch train`) "
                                           "to use instead of training them on this data."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
-    """Find faults: files or a store in, alerts out (exit 0 with or without alerts)."""
-    from wattwatch.alerts import store as alert_store
+    """Find faults: files or a store in, alerts out (exit 0 with or without alerts).
 
-    store, target = _open_input(paths, db, mapping, rejects)
-    try:
-        result, _ = run_detection(store, detectors, config, models=models)
-        counts = alert_store.upsert(store.con, result.alerts) if target != Path(":memory:") else None
-    finally:
-        store.close()
+    Meters are judged with the state kept in the store (`wattwatch fit`); a meter without state is
+    profiled once on its own first days and that state is kept. With --start/--end the result for
+    those days is the one a run over the whole history gives."""
+    from wattwatch import api
+
+    source, db_arg = _source(paths, db)
+    with _errors():
+        with progress_bar("detect", None) as advance:
+            result = api.detect(source, db=db_arg, detectors=_names(detectors), config=config, start=start, end=end,
+                                meters=_names(meters), models=models, scores=scores is not None, mapping=mapping,
+                                rejects=rejects, on_progress=advance)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(a.to_json() + "\n" for a in result.alerts))
     log = log or out.with_suffix(".log")
     log.write_text("".join(a.log_line() + "\n" for a in result.alerts))
+    if scores is not None and result.scores is not None:
+        scores.parent.mkdir(parents=True, exist_ok=True)
+        result.scores.assign(meter_id=result.scores["meter_id"].astype(str)).to_parquet(scores, index=False)
     for n in result.notices:
         err_console.print(f"[yellow]note:[/yellow] {escape(n)}", highlight=False, soft_wrap=True)
     summary = {"alerts": len(result.alerts), "meters": result.meters, "readings": result.readings,
-               "seconds": round(result.seconds, 3), "readings_per_s": round(result.readings_per_s),
-               "out": str(out), "log": str(log), "stored": counts, "notices": len(result.notices)}
+               "seconds": round(result.seconds, 3), "readings_per_s": round(result.readings_per_s) if result.seconds else 0,
+               "out": str(out), "log": str(log), "stored": result.stored, "notices": len(result.notices),
+               "ongoing": len(result.open_ids)}
     if as_json:
         print(json.dumps(summary))
         return
     console.print(_summary_table(result.alerts, f"detect: {result.readings:,} readings, {result.meters} meters"))
-    console.print(f"{len(result.alerts)} alert(s) -> {out}  (log {log}; {result.readings_per_s:,.0f} readings/s)")
+    console.print(f"{len(result.alerts)} alert(s) -> {out}  (log {log}; {summary['readings_per_s']:,} readings/s)")
+
+
+@app.command()
+def fit(
+    paths: Optional[list[Path]] = typer.Argument(None, help="Telemetry files, or a .duckdb store (default: --db)."),
+    db: Optional[Path] = typer.Option(None, "--db", help="Store to keep the state in; files are ingested into it."),
+    normal_start: Optional[str] = typer.Option(None, "--normal-start", help="Start of the period you declare normal (UTC)."),
+    normal_end: Optional[str] = typer.Option(None, "--normal-end", help="End of the period you declare normal (UTC)."),
+    days: Optional[float] = typer.Option(None, "--days", help="Without a declared period: each meter's first DAYS days "
+                                         "(at most half its data; default: [engine] profile_days)."),
+    detectors: Optional[str] = typer.Option(None, "--detectors", help="Comma-separated detector names (default: the default set)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML detector configuration."),
+    meters: Optional[str] = typer.Option(None, "--meters", help="Comma-separated meter ids (default: all)."),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help="TOML column mapping for files."),
+    rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects"),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+) -> None:
+    """Learn every meter's state (profiles, calibrations, thermal models, fleet models) on a normal
+    period and keep it in the store; every later `detect` uses it."""
+    from wattwatch import api
+
+    source, db_arg = _source(paths, db)
+    if isinstance(source, list) and db_arg is None:
+        _fail("give a store to keep the state in (--db FILE); without one it would be lost when fit ends")
+    with _errors():
+        with progress_bar("fit", None) as advance:
+            fitted = api.fit(source, db=db_arg, detectors=_names(detectors), config=config, normal_start=normal_start,
+                             normal_end=normal_end, days=days, meters=_names(meters), mapping=mapping, rejects=rejects,
+                             on_progress=advance)
+    for n in fitted.notices:
+        err_console.print(f"[yellow]note:[/yellow] {escape(n)}", highlight=False, soft_wrap=True)
+    summary = {"meters": fitted.meters, "readings": fitted.readings, "detectors": [d.name for d in fitted.detectors],
+               "seconds": round(fitted.seconds, 2), "normal_start": normal_start, "normal_end": normal_end,
+               "days": days, "store": str(db_arg or source), "notices": len(fitted.notices)}
+    if as_json:
+        print(json.dumps(summary))
+        return
+    period = f"{normal_start or 'first reading'} .. {normal_end or 'end'}" if (normal_start or normal_end) else \
+        f"each meter's first {days if days is not None else 'profile'} days"
+    console.print(f"fitted {len(fitted.detectors)} detectors on {fitted.readings:,} readings of {fitted.meters} meters "
+                  f"({period}) in {fitted.seconds:.1f} s -> {summary['store']}")
+
+
+state_app = typer.Typer(no_args_is_help=True, help="Meter state kept in the store: list, show, drop.")
+app.add_typer(state_app, name="state")
+
+
+@state_app.command("list")
+def state_list(db: Path = DB_OPTION, as_json: bool = typer.Option(False, "--json")) -> None:
+    """One row per meter: how and when its state was learned, on which period, for which detectors."""
+    from wattwatch.detect import state
+
+    store = _open_store(db, read_only=True, must_exist=True)
+    try:
+        df = state.listing(store.con)
+        fleets = state.fleet_listing(store.con)
+    finally:
+        store.close()
+    rows = []
+    for m, g in df.groupby("meter_id", sort=True):
+        rows.append({"meter_id": m, "detectors": len(g), "how": ",".join(sorted(set(g["how"].dropna()))),
+                     "fitted_at": _iso(g["fitted_at"].max()), "normal_start": _iso(g["normal_start"].min()),
+                     "normal_end": _iso(g["normal_end"].max()), "version": ",".join(map(str, sorted(set(g["state_version"])))),
+                     "cadence_s": json.loads(g["params"].iat[0]).get("cadence_s")})
+    if as_json:
+        print(json.dumps({"meters": rows, "fleet_models": [
+            {"detector": r.detector, "grid_s": r.grid_s, "format": int(r.format), "trained_at": _iso(r.trained_at),
+             "bytes": int(r.bytes)} for r in fleets.itertuples()]}))
+        return
+    table = Table("meter", "detectors", "how", "normal period", "cadence s", "fitted at", title=f"meter state ({db})")
+    for r in rows:
+        table.add_row(escape(str(r["meter_id"])), str(r["detectors"]), r["how"], f"{r['normal_start']} .. {r['normal_end']}",
+                      f"{r['cadence_s']:.0f}" if r["cadence_s"] else "", r["fitted_at"] or "")
+    console.print(table)
+    for r in fleets.itertuples():
+        console.print(f"fleet model {r.detector} at the {r.grid_s:.0f} s grid: {int(r.bytes):,} bytes, trained {_iso(r.trained_at)}")
+
+
+@state_app.command("show")
+def state_show(meter: str = typer.Argument(..., help="Meter id."), db: Path = DB_OPTION,
+               detector: Optional[str] = typer.Option(None, "--detector", help="Only this detector."),
+               as_json: bool = typer.Option(False, "--json")) -> None:
+    """What each detector learned about one meter (JSON)."""
+    from wattwatch.detect import state
+
+    store = _open_store(db, read_only=True, must_exist=True)
+    try:
+        df = state.listing(store.con, meter)
+    finally:
+        store.close()
+    if detector:
+        df = df[df["detector"] == detector]
+    if not len(df):
+        _fail(f"no state for meter {meter!r}" + (f" and detector {detector!r}" if detector else "") + f" in {db}")
+    doc = {r.detector: {"how": r.how, "fitted_at": _iso(r.fitted_at), "normal_start": _iso(r.normal_start),
+                        "normal_end": _iso(r.normal_end), "version": int(r.state_version), "state": json.loads(r.params)}
+           for r in df.itertuples()}
+    print(json.dumps({"meter_id": meter, "detectors": doc}, indent=None if as_json else 1))
+
+
+@state_app.command("drop")
+def state_drop(meters: list[str] = typer.Argument(..., help="Meter id(s)."), db: Path = DB_OPTION,
+               detector: Optional[str] = typer.Option(None, "--detector", help="Only this detector's state.")) -> None:
+    """Forget meters' state; the next detect profiles them again (or `wattwatch fit` refits them)."""
+    from wattwatch.detect import state
+
+    store = _open_store(db, must_exist=True)
+    try:
+        n = state.drop(store.con, list(meters), detector)
+    finally:
+        store.close()
+    if not n:
+        _fail(f"no state for {', '.join(meters)}" + (f" and detector {detector!r}" if detector else "") + f" in {db}")
+    console.print(f"dropped {n} state row(s) of {len(meters)} meter(s)")
+
+
+def _iso(t) -> str | None:
+    import pandas as pd
+
+    if t is None or pd.isna(t):
+        return None
+    return pd.Timestamp(t).tz_convert("UTC").isoformat().replace("+00:00", "Z")
+
+
+@app.command()
+def detectors(as_json: bool = typer.Option(False, "--json")) -> None:
+    """The registered detectors: code, what they judge and explain, default set, parameters."""
+    import dataclasses
+
+    from wattwatch.detect import registry
+
+    rows = []
+    for name in registry.names():
+        d = registry.build(name)
+        params = {f.name: getattr(d.config, f.name) for f in dataclasses.fields(d.config) if f.name != "post"}
+        rows.append({"name": name, "code": d.code, "default": name in registry.DEFAULT_DETECTORS,
+                     "requires": list(d.channels()), "judges": list(d.judges),
+                     "explains": sorted({k for e in d.explains for k in e.kinds}), "causal": bool(d.causal),
+                     "params": params, "post": dataclasses.asdict(d.config.post)})
+    if as_json:
+        print(json.dumps(rows, default=str))
+        return
+    table = Table("detector", "code", "default", "needs", "judges", "explains", "parameters", title="detectors")
+    for r in rows:
+        table.add_row(r["name"], r["code"], "yes" if r["default"] else "", ", ".join(r["requires"]),
+                      ", ".join(r["judges"]), ", ".join(r["explains"]),
+                      ", ".join(f"{k}={v}" for k, v in r["params"].items()))
+    console.print(table)
 
 
 @app.command()
@@ -346,74 +485,35 @@ def train(
     rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects"),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
-    """Train learned detectors on normal telemetry and save them (for `detect --models`)."""
-    import pandas as pd
-
-    from wattwatch.detect.frame import prepare, profile_mask
+    """Train learned detectors' fleet models on normal telemetry and save them in a model folder
+    (for `detect --models` on other data; `wattwatch fit` keeps them in the store instead)."""
+    from wattwatch import api
     from wattwatch.detect.learned.detectors import LearnedDetector
     from wattwatch.detect.learned.persist import save_models
-    from wattwatch.detect.registry import build_all, load_config
 
-    try:
-        cfg = load_config(config) if config else {}
-        dets = build_all([d.strip() for d in detectors.split(",") if d.strip()], cfg)
+    source, db_arg = _source(paths, db)
+    with _errors():
+        dets = api.build_detectors(_names(detectors), config)
         bad = [d.name for d in dets if not isinstance(d, LearnedDetector)]
         if bad:
-            raise ValueError(f"not learned detectors (nothing to train): {', '.join(bad)}")
-        start = pd.Timestamp(normal_start, tz="UTC") if normal_start else None
-        end = pd.Timestamp(normal_end, tz="UTC") if normal_end else None
-    except ValueError as exc:
-        _fail(str(exc))
-    store, _ = _open_input(paths, db, mapping, rejects)
-    try:
-        frame = prepare(store.query(None, start=start, end=end, columns=None))
-    finally:
-        store.close()
-    if len(frame) == 0:
-        _fail("no readings in the declared normal period")
-    if start is None and end is None:
-        frame = prepare(frame[profile_mask(frame, days)])
-        period = f"each meter's first {days:g} days"
-    else:
-        period = f"{normal_start or 'start'} .. {normal_end or 'end'}"
-    trained_on = {"readings": len(frame), "meters": int(frame["_seg"].iat[-1]) + 1, "period": period,
-                  "from": str(frame["ts"].min()), "to": str(frame["ts"].max())}
-    t0 = time.perf_counter()
-    try:
-        for d in dets:
-            d.train(frame)
-    except ValueError as exc:
-        _fail(str(exc))
+            _fail(f"not learned detectors (nothing to train): {', '.join(bad)}")
+        fitted = api.fit(source, db=None if db_arg is None else db_arg, detectors=[d.name for d in dets], config=config,
+                         normal_start=normal_start, normal_end=normal_end, days=days, mapping=mapping, rejects=rejects,
+                         keep=False)
+    dets = [d for d in fitted.detectors if d.locked]
+    if not dets:
+        _fail("; ".join(fitted.notices) or "no fleet model could be trained")
+    period = f"{normal_start or 'start'} .. {normal_end or 'end'}" if (normal_start or normal_end) else \
+        f"each meter's first {days:g} days"
+    trained_on = {"readings": fitted.readings, "meters": fitted.meters, "period": period}
     folder = save_models(dets, out, trained_on)
     summary = {"models": str(folder), "detectors": [d.name for d in dets], **trained_on,
-               "seconds": round(time.perf_counter() - t0, 2)}
+               "grids_s": sorted({g for d in dets for g in d.fleets_}), "seconds": round(fitted.seconds, 2)}
     if as_json:
         print(json.dumps(summary))
         return
-    console.print(f"trained {', '.join(summary['detectors'])} on {len(frame):,} readings of {trained_on['meters']} "
+    console.print(f"trained {', '.join(summary['detectors'])} on {fitted.readings:,} readings of {fitted.meters} "
                   f"meters ({period}) in {summary['seconds']} s -> {folder}")
-
-
-def _ingest_into(store, files: list[Path], mapping_file: Optional[Path], rejects: Path) -> None:
-    from wattwatch.ingest.mapping import Mapping, MappingError
-    from wattwatch.ingest.pipeline import IngestError, RejectsWriter, ingest_path
-
-    try:
-        mapping = Mapping.from_toml(mapping_file) if mapping_file else Mapping()
-    except MappingError as exc:
-        _fail(str(exc))
-    writer = RejectsWriter(rejects)
-    try:
-        for path, _ in _expand(files):
-            try:
-                c = ingest_path(store, path, mapping)
-            except IngestError as exc:
-                _fail(str(exc), 1)
-            writer.write(c.rejects)
-    finally:
-        writer.close()
-    if writer.count:
-        err_console.print(f"[yellow]note:[/yellow] {writer.count} rejected row(s) -> {escape(str(writer.path))}")
 
 
 @app.command()
@@ -511,7 +611,6 @@ def demo(
     seed: int = typer.Option(7, "--seed"),
 ) -> None:
     """Simulate a labelled fleet, ingest it, detect, evaluate, and write an HTML report; offline."""
-    from wattwatch.alerts import store as alert_store
     from wattwatch.app.report import write_report
     from wattwatch.evaluate.events import evaluate as score
     from wattwatch.sim import SimConfig, simulate as run
@@ -533,10 +632,14 @@ def demo(
     if errors:
         _fail("; ".join(errors), 1)
     c = results[0]
-    store = _open_store(db)
+    from wattwatch import api
+
+    with _errors():
+        with progress_bar("detect", None) as advance:
+            result = api.detect(db, on_progress=advance)
+    store = _open_store(db, read_only=True)
     try:
-        result, frame = run_detection(store, None, None)
-        alert_store.upsert(store.con, result.alerts)
+        frame = store.query(sorted({a.meter_id for a in result.alerts}))
     finally:
         store.close()
     alerts_path = out / "alerts.jsonl"
@@ -609,8 +712,9 @@ def bench_detect(
     console.print(f"readings/s of each run (median above): {', '.join(f'{x:,}' for x in r['runs_readings_per_s'])}; "
                   f"load from store {r['load_seconds']:.1f} s; detection workers' peak RSS {r['worker_peak_rss_mb']:,.0f} MB "
                   "(pages shared with the parent counted in both)")
-    console.print(f"default set (rules + learned ensemble, fleet model trained in the run), one run: "
-                  f"{r['default_readings_per_s']:,.0f} readings/s ({r['default_seconds']:.1f} s, "
+    console.print(f"default set (rules + learned ensemble), state fitted beforehand in {r['fit_seconds']:.1f} s: "
+                  f"{r['default_readings_per_s']:,.0f} readings/s median of "
+                  f"{', '.join(f'{x:,}' for x in r['default_runs_readings_per_s'])} ({r['default_seconds']:.1f} s, "
                   f"{r['default_alerts']:,} alerts)")
 
 

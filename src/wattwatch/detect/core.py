@@ -87,6 +87,8 @@ class Result:
     final_t: dict[str, np.ndarray] = field(default_factory=dict)
     # per detector name: meters it did not judge -> what they lack ("state": never fitted)
     skipped: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    # meters where an alert may have begun before ``since`` (an anomalous reading soon after it)
+    unclean: set[str] = field(default_factory=set)
 
 
 def skipped_notices(skipped: dict[str, dict[str, list[str]]]) -> list[str]:
@@ -364,6 +366,14 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
         if len(fin):
             np.maximum.at(final_t, seg[fin], t[fin])
         res.final_t[d.name] = final_t
+        # A clean start: no anomalous reading within a merge gap or bridge after ``since`` (else
+        # it may belong to an alert that began before; the caller looks further back).
+        with quiet():
+            hot_used = (j.scores >= d.config.post.threshold) & use
+        horizon_row = np.maximum(j.eff["merge_gap_s"], j.eff["max_bridge_s"])[seg]
+        early = hot_used & np.isfinite(start_t[seg]) & (t < start_t[seg] + horizon_row)
+        for k in np.unique(seg[early]):
+            res.unclean.add(names[k])
         g = group(seg[idx], t[idx], j.scores[idx], d.config.post, j.eff) if len(idx) else None
         clean = final_t.copy()  # nothing open: the next piece starts fresh after the last final reading
         clean[~np.isfinite(clean)] = start_t[~np.isfinite(clean)]

@@ -37,6 +37,9 @@ from wattwatch.detect.registry import build_all
 @dataclass(frozen=True)
 class EngineConfig:
     """``profile_days``/``profile_max_share``: how a meter without state is profiled.
+    ``max_fleet_meters``: meters (a seeded sample) whose profiles train a fleet model.
+    ``max_trace_days``: how far back a window run looks for the start of an alert still running
+    at the window's start.
     ``workers``: meter chunks judged at once, default one per core. ``parallel``: "process"
     (forked workers inherit the frame copy-on-write and send back only their alerts; threads
     where the platform cannot fork) or "thread" (numpy releases the GIL, but the rules' pandas
@@ -48,6 +51,7 @@ class EngineConfig:
     workers: int = 0
     parallel: str = "process"
     max_fleet_meters: int = 2000
+    max_trace_days: float = 60.0
 
     def __post_init__(self):
         if self.parallel not in ("process", "thread"):
@@ -78,6 +82,7 @@ class DetectionResult:
     seconds: float = 0.0
     open_ids: set[str] = field(default_factory=set)
     scores: pd.DataFrame | None = None
+    unclean: set[str] = field(default_factory=set)
 
     @property
     def readings_per_s(self) -> float:
@@ -88,10 +93,14 @@ class DetectionResult:
 
 
 def profile(full: pd.DataFrame, detectors: list[Detector], config: EngineConfig,
-            resets: dict[tuple[str, str], pd.Timestamp] | None = None, seed: int = 0) -> list[str]:
+            resets: dict[tuple[str, str], pd.Timestamp] | None = None, seed: int = 0,
+            windowed: bool = False, refit: bool = False) -> list[str]:
     """Fit, on a prepared frame, the state of every (meter, detector) that has none (or whose
     operator reset is newer than its state): on the meter's first ``profile_days`` (from the
-    reset). Fleet models of learned detectors are trained first where missing. Returns notices."""
+    reset). Fleet models of learned detectors are trained first where missing. Returns notices.
+
+    ``windowed``: ``full`` holds each meter's profiling period and nothing else (a store query of
+    it). ``refit``: fit every meter of ``full`` and retrain fleet models (``wattwatch fit``)."""
     notices: list[str] = []
     if len(full) == 0:
         return notices
@@ -104,12 +113,15 @@ def profile(full: pd.DataFrame, detectors: list[Detector], config: EngineConfig,
         for (m, name), at in resets.items():
             if name in ("*", d.name) and m in names:
                 per[m] = max(per.get(m, at), at)
-        todo = np.array([m not in st or _reset_pending(st.get(m), per.get(m)) for m in names])
+        todo = np.array([refit or m not in st or _reset_pending(st.get(m), per.get(m)) for m in names])
         if getattr(d, "fleet_model", False):
-            notices += _train_fleet(d, full, config, per, seed)
+            if refit:
+                d.fleets_.clear()
+            notices += _train_fleet(d, full, config, per, seed, windowed)
         if not todo.any():
             continue
-        prof = profile_mask(full, config.profile_days, config.profile_max_share, per or None) & todo[seg]
+        prof = (np.ones(len(full), bool) if windowed else
+                profile_mask(full, config.profile_days, config.profile_max_share, per or None)) & todo[seg]
         if not prof.any():
             continue
         fit_frame = prepare(full[prof])
@@ -129,7 +141,8 @@ def _reset_pending(state: dict | None, at: pd.Timestamp | None) -> bool:
     return float(state.get("judge_from") or -np.inf) < pd.Timestamp(at).timestamp()
 
 
-def _train_fleet(d, full: pd.DataFrame, config: EngineConfig, resets: dict, seed: int) -> list[str]:
+def _train_fleet(d, full: pd.DataFrame, config: EngineConfig, resets: dict, seed: int,
+                 windowed: bool = False) -> list[str]:
     """Train ``d``'s fleet model for every grid step its unfitted meters need and it lacks."""
     names = meter_names(full)
     seg = full["_seg"].to_numpy()
@@ -146,7 +159,8 @@ def _train_fleet(d, full: pd.DataFrame, config: EngineConfig, resets: dict, seed
             meters = np.sort(np.random.default_rng(seed).choice(meters, config.max_fleet_meters, replace=False))
         keep = np.zeros(len(names), bool)
         keep[meters] = True
-        prof = profile_mask(full, config.profile_days, config.profile_max_share, resets or None) & keep[seg]
+        prof = (np.ones(len(full), bool) if windowed else
+                profile_mask(full, config.profile_days, config.profile_max_share, resets or None)) & keep[seg]
         fit_frame = prepare(full[prof])
         fs, ft = fit_frame["_seg"].to_numpy(), fit_frame["_t"].to_numpy()
         a, b = seg_bounds(fs)
@@ -218,7 +232,7 @@ def judge(full: pd.DataFrame, detectors: list[Detector], config: EngineConfig, r
         part = full if (a, b) == (0, len(full)) else prepare(full.iloc[a:b])
         res = core.run(part, dets, **(window or {}))
         scores = _scores_frame(res) if keep_scores else None
-        return res.alerts, res.notices, res.open_ids, b - a, scores, res.skipped
+        return res.alerts, res.notices, res.open_ids, b - a, scores, res.skipped, res.unclean
 
     global _FORKED_JOB
     if workers == 1:
@@ -234,9 +248,10 @@ def judge(full: pd.DataFrame, detectors: list[Detector], config: EngineConfig, r
     parts = []
     skipped: dict[str, dict[str, list[str]]] = {}
     try:
-        for alerts, notices, open_ids, n, scores, skip in outcomes:
+        for alerts, notices, open_ids, n, scores, skip, unclean in outcomes:
             result.alerts += alerts
             result.open_ids |= open_ids
+            result.unclean |= unclean
             for note in notices:
                 if note not in seen:
                     seen.add(note)

@@ -100,7 +100,7 @@ def save(con, detectors: list[Detector], meters=None, how: str = "fit") -> int:
 def _ts(t):
     if t is None or not np.isfinite(t):
         return None
-    return pd.Timestamp(t, unit="s", tz="UTC").to_pydatetime()
+    return pd.Timestamp(round(float(t) * 1e6), unit="us", tz="UTC").to_pydatetime()
 
 
 def load(con, detectors: list[Detector], meters) -> list[str]:

@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from wattwatch._prefetch import prefetch
+from wattwatch.errors import StoreError  # re-exported: wattwatch.store.StoreError
 from wattwatch.ingest.readers import LINE
 from wattwatch.schema import CHANNEL_NAMES, SCHEMA_VERSION, extra_channel_error
 
@@ -80,8 +81,6 @@ _METERS_DDL = (
 )
 
 
-class StoreError(RuntimeError):
-    """The store file cannot be opened or is of an incompatible version."""
 
 
 @dataclass
@@ -107,7 +106,8 @@ def _ts(value) -> datetime | None:
     if value is None:
         return None
     t = pd.Timestamp(value)
-    return (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).to_pydatetime()
+    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    return t.floor("us").to_pydatetime()
 
 
 class Store:
@@ -495,14 +495,46 @@ class Store:
         unknown = set(cols) - set(known)
         if unknown:
             raise ValueError(f"unknown column(s) {sorted(unknown)} (channels of this store: {', '.join(known)})")
+        where, params = self._where(meters, start, end, "r.ts", meter_col="m.meter_id")
+        sql = ("WITH m AS (SELECT sid, meter_id, (row_number() OVER (ORDER BY meter_id) - 1)::INTEGER AS k FROM meters) "
+               f"SELECT m.k, r.ts, {', '.join('r.' + _q(c) for c in cols)} FROM readings_raw r JOIN m USING (sid) {where}")
+        return self._frame(self.con.sql(sql, params=params).to_arrow_table(), columns)
+
+    def query_windows(self, windows: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Readings of each meter within its own window: ``windows`` has ``meter_id``, ``start`` and
+        ``end`` (UTC; ``start <= ts < end``; NaT for no bound), one row per meter."""
+        known = self.channels()
+        cols = list(columns) if columns else known
+        unknown = set(cols) - set(known)
+        if unknown:
+            raise ValueError(f"unknown column(s) {sorted(unknown)} (channels of this store: {', '.join(known)})")
+        w = pa.table({"meter_id": pa.array([str(m) for m in windows["meter_id"]], pa.string()),
+                      "lo": _us(windows["start"]), "hi": _us(windows["end"])})
+        sql = ("WITH m AS (SELECT sid, meter_id, (row_number() OVER (ORDER BY meter_id) - 1)::INTEGER AS k FROM meters) "
+               f"SELECT m.k, r.ts, {', '.join('r.' + _q(c) for c in cols)} FROM readings_raw r JOIN m USING (sid) "
+               "JOIN _t w ON w.meter_id = m.meter_id WHERE (w.lo IS NULL OR r.ts >= w.lo) AND (w.hi IS NULL OR r.ts < w.hi)")
+        return self._frame(self._query(w, sql).to_arrow_table(), columns)
+
+    def catalogue(self, meters: Sequence[str] | None = None) -> pd.DataFrame:
+        """Per meter with readings: first and last reading time, inferred cadence (s), readings."""
+        where, params = self._where(meters, None, None, "ts", meter_col="m.meter_id")
+        return self.con.execute(
+            "SELECT m.meter_id, m.first_ts, m.last_ts, m.cadence_s, c.n AS readings FROM meters m JOIN "
+            f"(SELECT sid, count(*) AS n FROM readings_raw GROUP BY sid) c USING (sid) {where} ORDER BY m.meter_id",
+            params).df()
+
+    def count_before(self, windows: pd.DataFrame) -> dict[str, int]:
+        """Readings of each meter before its ``start`` (``windows``: ``meter_id``, ``start``)."""
+        w = pa.table({"meter_id": pa.array([str(m) for m in windows["meter_id"]], pa.string()),
+                      "lo": _us(windows["start"])})
+        rows = self._query(w, "SELECT m.meter_id, count(r.ts) FROM _t w JOIN meters m ON m.meter_id = w.meter_id "
+                              "LEFT JOIN readings_raw r ON r.sid = m.sid AND r.ts < w.lo GROUP BY m.meter_id").fetchall()
+        return {m: int(n) for m, n in rows}
+
+    def _frame(self, table: pa.Table, columns) -> pd.DataFrame:
         # Meter ids travel as integer codes (their rank by name) and become a pandas Categorical:
         # no Python string per reading, and the sort is on integers (10 M readings load in seconds).
         names = [r[0] for r in self.con.execute("SELECT meter_id FROM meters ORDER BY meter_id").fetchall()]
-        where, params = self._where(meters, start, end, "r.ts", meter_col="m.meter_id")
-        table = self.con.sql(
-            "WITH m AS (SELECT sid, meter_id, (row_number() OVER (ORDER BY meter_id) - 1)::INTEGER AS k FROM meters) "
-            f"SELECT m.k, r.ts, {', '.join('r.' + _q(c) for c in cols)} FROM readings_raw r JOIN m USING (sid) {where}",
-            params=params).to_arrow_table()
         # Sorted here rather than by DuckDB: under the store's memory limit an ORDER BY of 10 M
         # readings spills to disk (18 s); a numpy sort on (meter code, time) takes about 2 s.
         if table.num_rows:
@@ -644,6 +676,13 @@ class Store:
         con.execute("CHECKPOINT")
         return {"cutoff": cutoff.isoformat().replace("+00:00", "Z"), "readings_compacted": int(removed),
                 "hourly_rows_written": int(n_hours)}
+
+
+def _us(values) -> pa.Array:
+    """Times (any resolution, tz or naive UTC, None/NaT) as an Arrow microsecond UTC array, floored
+    (a window bound never shrinks by the rounding)."""
+    t = pd.to_datetime(pd.Series(list(values), dtype=object), utc=True)
+    return pa.array(t.dt.floor("us"), pa.timestamp("us", tz="UTC"))
 
 
 def _argsort2(major: np.ndarray, minor: np.ndarray, n_major: int, stable: bool = False) -> np.ndarray:

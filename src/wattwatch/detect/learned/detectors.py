@@ -224,6 +224,7 @@ class EnsembleFleet(Fleet):
         self.feature_names_ = state["feature_names_"]
         self.members_ = [Fleet(self.config, f).load(s) for f, s in zip(self._members, state["members_"])]
         self.persist_cal_ = None
+        self.model_ = None
         return self
 
     def _fit_model(self, gf: GridFeatures) -> None:

@@ -1,0 +1,590 @@
+"""The Python surface of wattwatch: what a person calls, and all the CLI and dashboard call.
+
+Telemetry goes in as files (CSV, Parquet, JSON, SQLite), as a pandas DataFrame with any column
+names the mapping understands, or as a store (a ``.duckdb`` path or a :class:`Store`). Every
+input goes through the same reader, checks and de-duplication as ``wattwatch ingest``.
+
+Example::
+
+    import pandas as pd
+    from wattwatch import api
+
+    df = pd.read_csv("meters.csv")                       # meter_id, ts, p_kw, ... (or mapped names)
+    fitted = api.fit(df, normal_end="2025-01-13")        # learn each meter's normal, once
+    result = api.detect(df, state=fitted)                # judge with it
+    result.frame()                                       # the alerts as a DataFrame
+    api.evaluate("events.json", result.alerts)           # recall, precision, F1 per fault type
+
+With a store (``db=``), state is kept in it: ``fit`` writes it, ``detect`` reads it, profiles a
+meter it has never seen on the meter's own first days (once: that state is kept) and judges any
+window the same way it judges the whole history (it loads the readings the detectors reach back
+to, and further back while an alert is still running at the window's start).
+
+Errors are :class:`WattwatchError` subclasses (``InputError``, ``ConfigError``, ``StateError``,
+``StoreError``) whose messages say what is wrong, where, and what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from wattwatch.alerts.model import Alert
+from wattwatch.errors import ConfigError, InputError, StateError, StoreError, WattwatchError
+
+__all__ = ["WattwatchError", "InputError", "ConfigError", "StateError", "StoreError", "Fitted", "Detection",
+           "load_config", "build_detectors", "read_frame", "ingest", "fit", "detect", "evaluate", "open_store"]
+
+Source = Any  # DataFrame | str | Path | Sequence[str | Path] | Store
+
+
+# ------------------------------------------------------------------------------------ results
+
+
+@dataclass
+class Fitted:
+    """Detectors with the state ``fit`` learned (pass as ``detect(..., state=fitted)``)."""
+
+    detectors: list
+    notices: list[str] = field(default_factory=list)
+    meters: int = 0
+    readings: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> pd.DataFrame:
+        """Per meter: cadence, the normal period its state was learned on, the detectors fitted."""
+        rows: dict[str, dict] = {}
+        for d in self.detectors:
+            for m, st in getattr(d, "state_", {}).items():
+                r = rows.setdefault(m, {"meter_id": m, "cadence_s": st.get("cadence_s"), "normal_start": st.get("first_t"),
+                                        "normal_end": st.get("last_t"), "detectors": []})
+                if not st.get("lacks"):
+                    r["detectors"].append(d.name)
+        df = pd.DataFrame(list(rows.values()))
+        for c in ("normal_start", "normal_end"):
+            if c in df:
+                df[c] = pd.to_datetime(df[c], unit="s", utc=True)
+        return df
+
+
+@dataclass
+class Detection:
+    """What ``detect`` found: alerts (objects), notices, per-reading scores when asked for."""
+
+    alerts: list[Alert] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    readings: int = 0
+    meters: int = 0
+    seconds: float = 0.0
+    scores: pd.DataFrame | None = None
+    open_ids: set[str] = field(default_factory=set)
+    stored: dict | None = None
+
+    @property
+    def readings_per_s(self) -> float:
+        return self.readings / self.seconds if self.seconds else float("nan")
+
+    def frame(self) -> pd.DataFrame:
+        """The alerts as a DataFrame (one row per alert; evidence as a dict column)."""
+        cols = ["id", "meter_id", "start", "end", "code", "severity", "score", "detector", "message", "evidence",
+                "action", "ongoing"]
+        if not self.alerts:
+            return pd.DataFrame(columns=cols)
+        df = pd.DataFrame([{**a.to_dict(), "ongoing": a.id in self.open_ids} for a in self.alerts])[cols]
+        df["start"] = pd.to_datetime(df["start"], utc=True)
+        df["end"] = pd.to_datetime(df["end"], utc=True)
+        return df
+
+
+# ------------------------------------------------------------------------------------ configuration
+
+
+def load_config(config: str | Path | dict | None) -> dict:
+    """A detector configuration: a TOML file path, a dict of the same shape, or None."""
+    from wattwatch.detect.registry import load_config as _load
+
+    if config is None:
+        return {}
+    if isinstance(config, dict):
+        return config
+    try:
+        return _load(config)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def build_detectors(names: Sequence[str] | str | None = None, config: str | Path | dict | None = None) -> list:
+    """Detectors by registered name (default: the config's list, else the default set)."""
+    from wattwatch.detect.registry import build_all
+
+    cfg = load_config(config)
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    try:
+        return build_all(list(names) if names else None, cfg)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _engine(config: str | Path | dict | None):
+    from wattwatch.detect.engine import EngineConfig
+
+    try:
+        return EngineConfig.from_dict(load_config(config).get("engine"))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+# ------------------------------------------------------------------------------------ input
+
+
+def open_store(path: str | Path, create: bool = False, read_only: bool = False):
+    """A store file; with ``create=False`` it must exist."""
+    from wattwatch.store import Store
+
+    path = Path(path)
+    if not create and str(path) != ":memory:" and not path.exists():
+        raise StoreError(f"{path}: no such store (create one with `wattwatch ingest FILES --db {path}`)")
+    return Store(path, read_only=read_only)
+
+
+def _is_store(x) -> bool:
+    from wattwatch.store import Store
+
+    return isinstance(x, Store) or (isinstance(x, (str, Path)) and str(x).endswith(".duckdb"))
+
+
+def _open(source: Source, db: str | Path | None, mapping, rejects, create: bool = True):
+    """(store, owned, persistent): the store to read, whether we must close it, whether it is a file."""
+    from wattwatch.store import Store
+
+    if isinstance(source, Store):
+        if db is not None:
+            raise InputError("give the telemetry either as a store or with db=, not both")
+        return source, False, str(source.path) != ":memory:"
+    if _is_store(source):
+        if db is not None:
+            raise InputError("give one store: a .duckdb source or db=")
+        return open_store(source), True, True
+    store = open_store(db, create=True) if db is not None else Store(":memory:")
+    try:
+        if source is not None:
+            ingest(source, store, mapping=mapping, rejects=rejects)
+    except BaseException:
+        store.close()
+        raise
+    return store, True, db is not None
+
+
+def ingest(source: Source, db, mapping=None, rejects: str | Path | None = None) -> list:
+    """Load files or a DataFrame into a store (``db``: a path or a :class:`Store`); idempotent.
+
+    Returns the per-source counts (read, stored, duplicates, rejected). Rows that cannot be read go
+    to ``rejects`` (a CSV with file, line, field and reason) when given.
+
+    Raises
+    ------
+    InputError
+        A source that cannot be read at all (not found, not telemetry, no timestamp column).
+    """
+    from wattwatch.ingest.mapping import Mapping, MappingError
+    from wattwatch.ingest.pipeline import IngestError, RejectsWriter, ingest_frame, ingest_path
+    from wattwatch.store import Store
+
+    try:
+        mapping = mapping if isinstance(mapping, Mapping) else (Mapping.from_toml(mapping) if mapping else Mapping())
+    except MappingError as exc:
+        raise InputError(str(exc)) from exc
+    store = db if isinstance(db, Store) else open_store(db, create=True)
+    writer = RejectsWriter(rejects) if rejects else None
+    results = []
+    try:
+        items = [source] if isinstance(source, (pd.DataFrame, str, Path)) else list(source)
+        for item in items:
+            try:
+                if isinstance(item, pd.DataFrame):
+                    counts = ingest_frame(store, item, mapping)
+                else:
+                    path = Path(item)
+                    if not path.exists():
+                        raise InputError(f"{path}: no such file")
+                    counts = ingest_path(store, path, mapping)
+            except (IngestError, MappingError) as exc:
+                raise InputError(str(exc)) from exc
+            if writer:
+                writer.write(counts.rejects)
+            results.append(counts)
+    finally:
+        if writer:
+            writer.close()
+        if store is not db:
+            store.close()
+    return results
+
+
+def read_frame(source: Source, mapping=None) -> pd.DataFrame:
+    """Canonical telemetry (``meter_id``, ``ts`` in UTC, canonical and extra channels) from files
+    or a DataFrame with any column names the mapping understands; duplicates merged, unreadable
+    rows dropped (see :func:`ingest` to keep them in a rejects file)."""
+    store, owned, _ = _open(source, None, mapping, None)
+    try:
+        return store.query()
+    finally:
+        if owned:
+            store.close()
+
+
+# ------------------------------------------------------------------------------------ state
+
+
+def _profile_windows(cat: pd.DataFrame, cfg, normal_start=None, normal_end=None, days=None) -> pd.DataFrame:
+    """Per meter: the period its state is learned on. Declared (``normal_start``/``normal_end``,
+    clipped to the meter's data) or its first ``days`` (default ``profile_days``), at most
+    ``profile_max_share`` of its span."""
+    first = pd.to_datetime(cat["first_ts"], utc=True)
+    last = pd.to_datetime(cat["last_ts"], utc=True)
+    if normal_start is not None or normal_end is not None:
+        lo = first if normal_start is None else pd.Series(pd.Timestamp(normal_start, tz="UTC"), index=cat.index)
+        hi = last + pd.Timedelta(microseconds=1) if normal_end is None else \
+            pd.Series(pd.Timestamp(normal_end, tz="UTC"), index=cat.index)
+        return pd.DataFrame({"meter_id": cat["meter_id"], "start": lo, "end": hi})
+    d = cfg.profile_days if days is None else float(days)
+    span = (last - first).dt.total_seconds()
+    length = np.minimum(d * 86400.0, np.maximum(span, 0) * cfg.profile_max_share)
+    return pd.DataFrame({"meter_id": cat["meter_id"], "start": first,
+                         "end": first + pd.to_timedelta(length, unit="s") + pd.Timedelta(microseconds=1)})
+
+
+def _state_store_load(store, dets, meters) -> list[str]:
+    from wattwatch.detect import state
+
+    notices = state.load(store.con, dets, meters)
+    notices += state.load_fleets(store.con, dets)
+    return notices
+
+
+def _load_models(dets, models) -> list:
+    from wattwatch.detect.learned.persist import ModelFormatError, load_models
+
+    if models is None:
+        return dets
+    try:
+        loaded = {d.name: d for d in load_models(models)}
+    except (ModelFormatError, ValueError) as exc:
+        raise StateError(str(exc)) from exc
+    out = []
+    for d in dets:
+        m = loaded.pop(d.name, None)
+        if m is not None and hasattr(d, "fleets_"):
+            d.fleets_.update(m.fleets_)  # the folder's fleet models replace trained ones
+        out.append(d)
+    return out + list(loaded.values())
+
+
+def fit(source: Source, *, db: str | Path | None = None, detectors: Sequence[str] | str | None = None,
+        config: str | Path | dict | None = None, normal_start=None, normal_end=None, days: float | None = None,
+        meters: Sequence[str] | None = None, mapping=None, rejects=None, keep: bool = True,
+        on_progress: Callable[[int], None] | None = None) -> Fitted:
+    """Learn every detector's state for every meter (and the learned detectors' fleet models) on a
+    normal period, replacing what was there: the declared period (``normal_start`` ..
+    ``normal_end``, UTC) or each meter's first ``days`` (default: the engine's ``profile_days``,
+    at most ``profile_max_share`` of its data).
+
+    With a store (``db`` or a ``.duckdb`` source) the state is kept in it (unless ``keep=False``)
+    and every later ``detect`` on that store uses it. Returns the fitted detectors.
+
+    Raises
+    ------
+    InputError
+        No readings in the normal period.
+    """
+    from wattwatch.detect import state
+    from wattwatch.detect.engine import profile
+    from wattwatch.detect.frame import prepare
+
+    t0 = time.perf_counter()
+    cfg = _engine(config)
+    dets = build_detectors(detectors, config)
+    if (normal_start is not None and normal_end is not None
+            and pd.Timestamp(normal_start, tz="UTC") >= pd.Timestamp(normal_end, tz="UTC")):
+        raise InputError(f"normal period {normal_start} .. {normal_end} is empty: the start must come before the end")
+    if days is not None and not days > 0:
+        raise InputError(f"days must be > 0, got {days}")
+    store, owned, persistent = _open(source, db, mapping, rejects)
+    try:
+        cat = store.catalogue(meters)
+        if not len(cat):
+            raise InputError("no readings to learn from" + (f" for meters {list(meters)[:5]}" if meters else ""))
+        windows = _profile_windows(cat, cfg, normal_start, normal_end, days)
+        frame = prepare(store.query_windows(windows))
+        if not len(frame):
+            raise InputError(f"no readings in the normal period {normal_start or 'start'} .. {normal_end or 'end'}")
+        notices = profile(frame, dets, cfg, windowed=True, refit=True)
+        for d in dets:
+            for st in getattr(d, "state_", {}).values():
+                st["how"] = "fit"
+        if persistent and keep:
+            state.save(store.con, dets, how="fit")
+            state.save_fleets(store.con, dets, {"meters": int(frame["_seg"].iat[-1]) + 1, "readings": len(frame)})
+        if on_progress:
+            on_progress(len(frame))
+        return Fitted(dets, notices, meters=int(frame["_seg"].iat[-1]) + 1, readings=len(frame),
+                      seconds=time.perf_counter() - t0)
+    finally:
+        if owned:
+            store.close()
+
+
+def _ensure_state(store, dets, cat: pd.DataFrame, cfg, persistent: bool, resets: dict) -> list[str]:
+    """Profile meters that have no state (on their own first days), re-learn (meter, detector)
+    pairs an operator reset, and train fleet models a grid step lacks; keep all of it."""
+    from wattwatch.detect import state
+    from wattwatch.detect.engine import _reset_pending, profile
+    from wattwatch.detect.frame import prepare
+
+    names = [str(m) for m in cat["meter_id"]]
+    windows = _profile_windows(cat, cfg).set_index("meter_id")
+    need = set()
+    reset_windows = {}
+    for d in dets:
+        st = getattr(d, "state_", {})
+        for m in names:
+            at = max([v for (mm, dn), v in resets.items() if mm == m and dn in ("*", d.name)], default=None)
+            if m not in st:
+                need.add(m)
+            elif at is not None and _reset_pending(st[m], at):
+                reset_windows[m] = min(reset_windows.get(m, at), at)
+        if getattr(d, "fleet_model", False):
+            grids = d.config.grid_for(cat["cadence_s"].to_numpy(float) / 1.0)
+            known = np.array([float((st.get(m) or {}).get("grid_s") or np.nan) for m in names])
+            grids = np.where(np.isfinite(known), known, grids)
+            for g in np.unique(grids[np.isfinite(grids)]):
+                if float(g) not in d.fleets_:
+                    ms = np.asarray(names)[grids == g]
+                    if len(ms) > cfg.max_fleet_meters:
+                        ms = np.sort(np.random.default_rng(0).choice(ms, cfg.max_fleet_meters, replace=False))
+                    need.update(ms.tolist())
+    notices = []
+    if need:
+        w = windows.loc[sorted(need)].reset_index()
+        frame = prepare(store.query_windows(w))
+        before = {d.name: set(getattr(d, "state_", {})) for d in dets}
+        notices += profile(frame, dets, cfg, windowed=True)
+        if persistent:
+            new = {m for d in dets for m in getattr(d, "state_", {}) if m not in before[d.name]}
+            for d in dets:
+                for m in new:
+                    if m in d.state_:
+                        d.state_[m]["how"] = "profiled"
+            state.save(store.con, dets, sorted(new), how="profiled")
+            state.save_fleets(store.con, dets, {"profiled": True})
+    if reset_windows:
+        first = pd.to_datetime(cat.set_index("meter_id")["first_ts"], utc=True)
+        last = pd.to_datetime(cat.set_index("meter_id")["last_ts"], utc=True)
+        rows = []
+        for m, at in reset_windows.items():
+            at = pd.Timestamp(at).tz_convert("UTC") if pd.Timestamp(at).tzinfo else pd.Timestamp(at, tz="UTC")
+            span = max((last[m] - at).total_seconds(), 0.0)
+            length = min(cfg.profile_days * 86400.0, span * cfg.profile_max_share)
+            rows.append({"meter_id": m, "start": at, "end": at + pd.Timedelta(seconds=length) + pd.Timedelta(microseconds=1)})
+        frame = prepare(store.query_windows(pd.DataFrame(rows)))
+        notices += profile(frame, dets, cfg, resets=resets, windowed=True)
+        if persistent:
+            for d in dets:
+                for m in reset_windows:
+                    if m in getattr(d, "state_", {}) and d.state_[m].get("judge_from"):
+                        d.state_[m]["how"] = "reset"
+            state.save(store.con, dets, sorted(reset_windows), how="reset")
+    return notices
+
+
+def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list | None = None,
+           detectors: Sequence[str] | str | None = None, config: str | Path | dict | None = None,
+           start=None, end=None, meters: Sequence[str] | None = None, models: str | Path | None = None,
+           scores: bool = False, keep: bool = True, mapping=None, rejects=None,
+           on_progress: Callable[[int], None] | None = None) -> Detection:
+    """Judge telemetry: alerts (and per-reading scores with ``scores=True``).
+
+    Parameters
+    ----------
+    source
+        Files, a DataFrame, or a store (``.duckdb`` path or :class:`Store`).
+    db
+        A store to ingest files into and to keep state and alerts in.
+    state
+        Detectors fitted by :func:`fit` (their state is used; meters it lacks are profiled).
+        Without it, a store's kept state is used; meters without state are profiled once on their
+        own first days (and, with a store, that state is kept).
+    start, end
+        Judge only readings in ``[start, end)`` (UTC). The result for those readings is the one a
+        run over the whole history gives: the readings the detectors reach back to are loaded too,
+        and further back while an alert is still running at ``start``.
+    models
+        A model folder (``wattwatch train``): its fleet models replace the learned detectors' own.
+    keep
+        With a store, keep the alerts in it (their lifecycle: open, acknowledged, cleared).
+    """
+    from wattwatch.alerts import store as alert_store
+
+    t0 = time.perf_counter()
+    cfg = _engine(config)
+    if state is not None:
+        dets = list(state.detectors if isinstance(state, Fitted) else state)
+    else:
+        dets = build_detectors(detectors, config)
+    dets = _load_models(dets, models)
+    start_ts = _when(start, "start")
+    end_ts = _when(end, "end")
+    if start_ts is not None and end_ts is not None and start_ts >= end_ts:
+        raise InputError(f"the window {start} .. {end} is empty: start must come before end")
+    store, owned, persistent = _open(source, db, mapping, rejects)
+    result = Detection()
+    try:
+        cat = store.catalogue(meters)
+        if not len(cat):
+            return result
+        names = [str(m) for m in cat["meter_id"]]
+        if persistent and state is None:
+            result.notices += _state_store_load(store, dets, names)
+        resets = alert_store.resets(store.con) if persistent else {}
+        result.notices += _ensure_state(store, dets, cat, cfg, persistent, resets)
+        _judge_window(store, dets, cat, cfg, start_ts, end_ts, result, scores, on_progress)
+        if persistent and keep:
+            result.stored = alert_store.upsert(store.con, result.alerts)
+    finally:
+        if owned:
+            store.close()
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _when(x, what: str):
+    if x is None:
+        return None
+    try:
+        t = pd.Timestamp(x)
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{what}: cannot read {x!r} as a time (ISO-8601, e.g. 2025-01-31T00:00:00Z)") from exc
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detection, keep_scores: bool,
+                  on_progress) -> None:
+    """Judge each meter's readings in [start, end) with the reach around them; alerts that were
+    running at ``start`` are traced back to where they began (up to ``max_trace_days``)."""
+    from wattwatch.detect import core
+    from wattwatch.detect.engine import DetectionResult, judge
+    from wattwatch.detect.frame import prepare
+
+    names = [str(m) for m in cat["meter_id"]]
+    first = pd.to_datetime(cat["first_ts"], utc=True).to_numpy()
+    last = pd.to_datetime(cat["last_ts"], utc=True).to_numpy()
+    reach = core.reaches(dets, names)
+    cad = cat["cadence_s"].to_numpy(float)
+    cad = np.where(np.isfinite(cad) & (cad > 0), cad, 3600.0)
+    back = np.zeros(len(names))
+    ahead = np.zeros(len(names))
+    for r in reach.values():
+        b = np.where(np.isfinite(r.back_s), r.back_s, np.inf)
+        back = np.maximum(back, b + (r.back_n + 2) * cad * 1.5)
+        ahead = np.maximum(ahead, r.ahead_s + (r.ahead_n + 2) * cad * 1.5)
+    uses_pos = any(getattr(d, "uses_position", False) for d in dets)
+    res = DetectionResult()
+    todo = list(range(len(names)))
+    trace = 86400.0
+    since_t = None if start is None else start.timestamp()
+    since: dict[int, float] = {}
+    while todo:
+        lo = []
+        for k in todo:
+            s = since.get(k, since_t)
+            lo.append(None if s is None or not np.isfinite(back[k]) else pd.Timestamp(s - back[k], unit="s", tz="UTC"))
+        hi = [None if end is None else end + pd.Timedelta(seconds=float(ahead[k])) for k in todo]
+        windows = pd.DataFrame({"meter_id": [names[k] for k in todo], "start": lo, "end": hi})
+        frame = prepare(store.query_windows(windows))
+        origin = {names[k]: lo[i] is None or lo[i] <= first[k] for i, k in enumerate(todo)}
+        flush = {names[k]: hi[i] is None or hi[i] > last[k] for i, k in enumerate(todo)}
+        # Post-rules start at the window's start, or earlier while an alert runs across it; a meter
+        # whose whole history is loaded needs no start (its alerts are found from the beginning).
+        s_map = {names[k]: (None if origin[names[k]] else since.get(k, since_t)) for k in todo}
+        window = {"origin": origin, "flush": flush}
+        if since_t is not None:
+            window["since"] = {d.name: {m: v for m, v in s_map.items() if v is not None} for d in dets}
+        if uses_pos:
+            pos_w = pd.DataFrame({"meter_id": [names[k] for k in todo],
+                                  "start": [x if x is not None else pd.Timestamp(0, tz="UTC") for x in lo]})
+            window["positions"] = store.count_before(pos_w)
+        part = DetectionResult()
+        judge(frame, dets, cfg, part, on_progress, keep_scores, window=window)
+        redo = [k for k in todo if names[k] in part.unclean and not origin[names[k]]
+                and s_map[names[k]] is not None and since_t - s_map[names[k]] < cfg.max_trace_days * 86400.0]
+        keep_meters = {names[k] for k in todo if k not in redo}
+        res.alerts += [a for a in part.alerts if a.meter_id in keep_meters]
+        res.open_ids |= {a.id for a in part.alerts if a.meter_id in keep_meters} & part.open_ids
+        res.notices += [n for n in part.notices if n not in res.notices]
+        ts = frame["_t"].to_numpy()
+        inside = np.isin(np.asarray([str(m) for m in frame["meter_id"].cat.categories])[frame["meter_id"].cat.codes],
+                         list(keep_meters)) if len(frame) else np.zeros(0, bool)
+        if start is not None:
+            inside &= ts >= start.timestamp()
+        if end is not None:
+            inside &= ts < end.timestamp()
+        res.readings += int(inside.sum())
+        if keep_scores and part.scores is not None:
+            sc = part.scores[part.scores["meter_id"].astype(str).isin(keep_meters)]
+            res.scores = sc if res.scores is None else pd.concat([res.scores, sc], ignore_index=True)
+        for k in redo:
+            since[k] = since.get(k, since_t) - trace
+        if redo:
+            trace *= 2
+            if any(since_t - since[k] >= cfg.max_trace_days * 86400.0 for k in redo):
+                res.notices.append(f"{len(redo)} meter(s) had an alert running at {start.isoformat()} that began more than "
+                                   f"{cfg.max_trace_days:g} days before; its start is the first anomalous reading after that")
+        todo = redo
+    # What the window holds: alerts that overlap it, scores inside it.
+    lo_iso = None if start is None else start.isoformat().replace("+00:00", "Z")
+    hi_iso = None if end is None else end.isoformat().replace("+00:00", "Z")
+    alerts = [a for a in res.alerts if (lo_iso is None or a.end >= lo_iso) and (hi_iso is None or a.start < hi_iso)]
+    alerts.sort(key=lambda a: (a.meter_id, a.start, a.code, a.detector))
+    result.alerts += alerts
+    result.open_ids |= res.open_ids & {a.id for a in alerts}
+    result.notices += [n for n in res.notices if n not in result.notices]
+    result.meters += len(names)
+    result.readings += res.readings
+    if keep_scores and res.scores is not None:
+        sc = res.scores
+        ts = pd.to_datetime(sc["ts"], utc=True)
+        m = np.ones(len(sc), bool)
+        if start is not None:
+            m &= (ts >= start).to_numpy()
+        if end is not None:
+            m &= (ts < end).to_numpy()
+        result.scores = sc[m].reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------ evaluation
+
+
+def evaluate(events: str | Path | list[dict], alerts: str | Path | list[Alert] | Detection,
+             tolerance_s: float = 3600.0) -> dict:
+    """Event-level recall per fault type, alert precision, F1 and detection delay.
+
+    ``events``: a labelled ``events.json`` (or its list); ``alerts``: an ``alerts.jsonl``, a list of
+    alerts or a :class:`Detection`."""
+    from wattwatch.alerts.model import read_jsonl
+    from wattwatch.evaluate.events import evaluate as _evaluate, load_events
+
+    try:
+        ev = load_events(events) if isinstance(events, (str, Path)) else list(events)
+        al = (read_jsonl(alerts) if isinstance(alerts, (str, Path))
+              else alerts.alerts if isinstance(alerts, Detection) else list(alerts))
+        return _evaluate(ev, al, tolerance_s)
+    except (OSError, KeyError, json.JSONDecodeError, ValueError) as exc:
+        raise InputError(str(exc)) from exc

@@ -1,0 +1,24 @@
+"""Errors a user can act on. Every error wattwatch raises on purpose is a :class:`WattwatchError`;
+the message says what is wrong, where (file, line, field, meter) and what to do."""
+
+from __future__ import annotations
+
+
+class WattwatchError(Exception):
+    """Base of wattwatch's own errors."""
+
+
+class InputError(WattwatchError, ValueError):
+    """Telemetry that cannot be read or mapped onto the canonical schema."""
+
+
+class ConfigError(WattwatchError, ValueError):
+    """A detector, engine or mapping configuration that is not valid."""
+
+
+class StateError(WattwatchError, RuntimeError):
+    """Meter state or a fleet model that is missing, damaged or of another version."""
+
+
+class StoreError(WattwatchError, RuntimeError):
+    """The store file cannot be opened, is not a wattwatch store, or is of an incompatible version."""
