@@ -66,9 +66,12 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
                          seg, frame["_t"].to_numpy())
     missing = [c for c in KEYS if c not in frame.columns]
     if missing:
-        raise KeyError(f"telemetry frame lacks {' and '.join(repr(c) for c in missing)} (columns: "
-                       f"{', '.join(map(str, list(frame.columns)[:20]))}); map the source's columns onto the "
-                       "canonical schema first (wattwatch.api.read_frame or a mapping file)")
+        from wattwatch.errors import InputError
+
+        raise InputError(f"telemetry frame lacks {' and '.join(repr(c) for c in missing)} (columns: "
+                         f"{', '.join(map(str, list(frame.columns)[:20]))}); map the source's columns onto the "
+                         "canonical schema first: wattwatch.api.read_frame(df) maps known names "
+                         "(PODID, Timestamp, Phase1Voltage, ...), a mapping file maps any others")
     mid, ts = frame["meter_id"], frame["ts"]
     canonical = isinstance(mid.dtype, pd.CategoricalDtype) and isinstance(ts.dtype, pd.DatetimeTZDtype) \
         and str(ts.dtype.tz) == "UTC"
@@ -161,13 +164,15 @@ def seg_median(x: np.ndarray, seg: np.ndarray, n_seg: int, mask: np.ndarray | No
 
 
 
-def window_sum(x: np.ndarray, t: np.ndarray, seg: np.ndarray, window_s: float, centred: bool = False,
+def window_sum(x: np.ndarray, t: np.ndarray, seg: np.ndarray, window_s, centred: bool = False,
                memo: dict | None = None) -> np.ndarray:
     """Sum of ``x`` over each row's time window within its meter: ``(t - w, t]`` (or centred).
 
-    Rows must be sorted by (seg, t). NaN contributes 0. Each window is summed from a cumulative sum
-    restarted at its meter's first row, so a row's sum depends only on the rows of its meter.
-    ``memo``: a frame's :func:`cache`, to share window bounds between detectors.
+    Rows must be sorted by (seg, t). NaN contributes 0. ``window_s``: one length for every meter, or
+    an array with one per segment code (meters of different cadences in one frame). Each window is
+    summed from a cumulative sum restarted at its meter's first row, so a row's sum depends only on
+    the rows of its meter. ``memo``: a frame's :func:`cache`, to share window bounds between
+    detectors.
     """
     v = np.where(np.isfinite(x), x, 0.0)
     lo, hi = _window_bounds(t, seg, window_s, centred, memo)
@@ -187,16 +192,19 @@ def _segment_window_sum(v: np.ndarray, lo: np.ndarray, hi: np.ndarray, starts: n
     return out
 
 
-def _window_bounds(t: np.ndarray, seg: np.ndarray, window_s: float, centred: bool,
+def _window_bounds(t: np.ndarray, seg: np.ndarray, window_s, centred: bool,
                    memo: dict | None) -> tuple[np.ndarray, np.ndarray]:
     """Row range of each row's window (kept in ``memo`` when given: windows repeat across detectors)."""
-    tag = ("window_bounds", float(window_s), centred)
+    starts, ends = seg_bounds(seg)
+    per_meter = np.ndim(window_s) > 0
+    w_seg = np.asarray(window_s, float) if per_meter else np.full(len(starts), float(window_s))
+    tag = ("window_bounds", w_seg.tobytes() if per_meter else float(window_s), centred)
     if memo is not None and tag in memo:
         return memo[tag]
-    starts, ends = seg_bounds(seg)
     if len(starts) > 20_000:  # very many tiny meters: one search over a (meter, time) key
+        w = w_seg[seg]
         key = seg.astype(np.float64) * 1e12 + (t - t.min() if len(t) else t)
-        lo_q, hi_q = (key - window_s / 2, key + window_s / 2) if centred else (key - window_s, None)
+        lo_q, hi_q = (key - w / 2, key + w / 2) if centred else (key - w, None)
         lo = np.searchsorted(key, lo_q, side="left" if centred else "right")
         hi = np.searchsorted(key, hi_q, side="right") if centred else np.arange(1, len(key) + 1)
     else:
@@ -204,13 +212,14 @@ def _window_bounds(t: np.ndarray, seg: np.ndarray, window_s: float, centred: boo
         # rows) and differences of its own times carry no cross-meter rounding.
         lo = np.empty(len(t), np.int64)
         hi = np.empty(len(t), np.int64) if centred else np.arange(1, len(t) + 1)
-        for a, b in zip(starts, ends):
+        for k, (a, b) in enumerate(zip(starts, ends)):
             x = t[a:b]
+            w = w_seg[k]
             if centred:
-                lo[a:b] = np.searchsorted(x, x - window_s / 2, side="left") + a
-                hi[a:b] = np.searchsorted(x, x + window_s / 2, side="right") + a
+                lo[a:b] = np.searchsorted(x, x - w / 2, side="left") + a
+                hi[a:b] = np.searchsorted(x, x + w / 2, side="right") + a
             else:
-                lo[a:b] = np.searchsorted(x, x - window_s, side="right") + a
+                lo[a:b] = np.searchsorted(x, x - w, side="right") + a
     if memo is not None:
         memo[tag] = (lo, hi)
     return lo, hi

@@ -108,11 +108,16 @@ class Stitcher:
                 done = self.emitted[d.name].get(m, -np.inf)
                 pend = np.searchsorted(tm, done, side="right")  # first reading not final yet
                 ref = min(since, tm[pend] if pend < len(tm) else np.inf)
-                if not np.isfinite(ref):
-                    continue
+                if ref == np.inf:
+                    continue  # nothing pending, nothing open
+                if ref == -np.inf:
+                    first_idx = 0  # its post-rules still start at the meter's first reading
+                    break
                 back = r.back_s[k]
+                # Keep the back_n readings before the reach and at least one (the core calls a
+                # reading exact when the frame starts at or before its reach).
                 j = np.searchsorted(tm, ref - back, side="left") if np.isfinite(back) else 0
-                first_idx = min(first_idx, max(0, j - int(r.back_n[k])))
+                first_idx = min(first_idx, max(0, j - max(int(r.back_n[k]), 1)))
             keep[a + first_idx:b] = True
             if first_idx > 0:
                 self.origin[m] = False

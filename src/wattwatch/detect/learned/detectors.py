@@ -173,17 +173,18 @@ class Fleet:
         S = covered_mean(E, self.config.features().steps(self.config.persist_min), gf.col0)
         return np.where(gf.valid, S, np.nan)
 
-    def grid_scores(self, gf: GridFeatures) -> np.ndarray:
+    def grid_scores(self, gf: GridFeatures) -> tuple[np.ndarray, Any]:
+        """Calibrated score per bin, and what :meth:`explain` may reuse of the computation."""
         bins = np.full(gf.valid.shape, np.nan)
         if gf.valid.any():
             S = self._persistent(gf)
             bins[gf.valid] = self.persist_cal_.log10_exceedance(S[gf.valid]) / -np.log10(self.config.alpha)
-        return bins
+        return bins, None
 
-    def _contributions(self, X: np.ndarray) -> np.ndarray:
+    def _contributions(self, X: np.ndarray, cells: np.ndarray | None = None, aux: Any = None) -> np.ndarray:
         return self.model_.contributions(self.scaler_.transform(X))
 
-    def explain(self, gf: GridFeatures, cells: np.ndarray, top: int = 3) -> list[dict]:
+    def explain(self, gf: GridFeatures, cells: np.ndarray, top: int = 3, aux: Any = None) -> list[dict]:
         """The features that drove the score over the bins ``cells`` (flat indices), biggest first:
         their mean value and share of the model's per-feature contributions."""
         flat_valid = gf.valid.ravel()
@@ -200,7 +201,7 @@ class Fleet:
             X = X[pos]
         else:
             X = self._inputs(sub)
-        contrib = self._contributions(X).mean(axis=0)
+        contrib = self._contributions(X, cells, aux).mean(axis=0)
         share = contrib / contrib.sum() if contrib.sum() > 0 else contrib
         raw_mean = sub.values[0].mean(axis=0)
         order = np.argsort(-share)[:top]
@@ -261,23 +262,31 @@ class EnsembleFleet(Fleet):
                 out[k][gf.valid] = m.persist_cal_.log10_exceedance(m._persistent(gf, Xs)[gf.valid])
         return out
 
-    def grid_scores(self, gf: GridFeatures) -> np.ndarray:
+    def grid_scores(self, gf: GridFeatures) -> tuple[np.ndarray, Any]:
         L = self.per_member(gf)
         if self.config.combine == "max":
             # Union bound: P(any of k members this far out) <= k x the smallest p.
             comb = np.max(L, axis=0) - np.log10(len(self.members_))
         else:
             comb = np.mean(L, axis=0)
-        return comb / -np.log10(self.config.alpha)
+        return comb / -np.log10(self.config.alpha), L
 
     def _inputs(self, gf: GridFeatures, scale: bool = False) -> np.ndarray:
         return gf.rows()  # the members scale for themselves
 
-    def _contributions(self, X: np.ndarray) -> np.ndarray:
-        one = GridFeatures(values=X[None].astype(float), valid=np.ones((1, len(X)), bool), cell=np.zeros(0, np.int64),
-                           t0=np.zeros(1), power=np.zeros((1, len(X))), expected=np.zeros((1, len(X))),
-                           col0=np.zeros(1, np.int64))
-        top = self.members_[int(np.argmax([np.nanmean(m.evidence(one)) for m in self.members_]))]
+    def _contributions(self, X: np.ndarray, cells: np.ndarray | None = None, aux: Any = None) -> np.ndarray:
+        """The contributions of the member most surprised over the alert's bins (from the
+        evidence scoring already computed, ``aux``; else scored again on ``X``)."""
+        if aux is not None and cells is not None:
+            with np.errstate(all="ignore"):
+                means = [np.nanmean(aux[k].ravel()[cells]) if len(cells) else -np.inf for k in range(len(self.members_))]
+            means = [m if np.isfinite(m) else -np.inf for m in means]
+        else:
+            one = GridFeatures(values=X[None].astype(float), valid=np.ones((1, len(X)), bool), cell=np.zeros(0, np.int64),
+                               t0=np.zeros(1), power=np.zeros((1, len(X))), expected=np.zeros((1, len(X))),
+                               col0=np.zeros(1, np.int64))
+            means = [np.nanmean(m.evidence(one)) for m in self.members_]
+        top = self.members_[int(np.argmax(means))]
         return top._contributions(X)
 
 
@@ -419,17 +428,17 @@ class LearnedDetector(Detector):
             names = meter_names(sub)
             base = Baseline.from_states(fleet.config.features(), {str(m): self.state_[str(m)] for m in names})
             gf = base.features(sub)
-            bins = fleet.grid_scores(gf)
+            bins, aux = fleet.grid_scores(gf)
             out[rows] = bins.ravel()[gf.cell]
-            ctx[float(g)] = (np.flatnonzero(rows), gf, fleet)
+            ctx[float(g)] = (np.flatnonzero(rows), gf, fleet, aux)
         return Scored(out, ctx)
 
     def describe(self, df, rows, scores, ctx=None) -> Finding:
         g = float((self.state_.get(meter_of(df, rows[0])) or {}).get("grid_s"))
-        idx, gf, fleet = ctx[g]
+        idx, gf, fleet, aux = ctx[g]
         local = np.searchsorted(idx, rows)
         cells = gf.cell[local]
-        drivers = fleet.explain(gf, cells)
+        drivers = fleet.explain(gf, cells, aux=aux)
         c = np.unique(cells)
         hours = len(c) * g / 3600
         actual = float(np.nansum(gf.power.ravel()[c])) * g / 3600

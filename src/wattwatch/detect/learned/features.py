@@ -69,26 +69,31 @@ def _rolling_sum(x: np.ndarray, k: int, col0: np.ndarray | None) -> np.ndarray:
     Each sum is taken from running sums restarted at absolute bin indices that are multiples of
     ``k`` (``col0``: absolute index of column 0 per row), never from one running sum over the whole
     row: a bin's sum then has the same rounding whether the matrix starts a day or a month before
-    it, so scoring a piece that holds the ``2k`` bins before a bin gives the bits the whole gives."""
+    it, so scoring a piece that holds the ``2k`` bins before a bin gives the bits the whole gives.
+    Rows are processed in groups that share their alignment (slices, no gathers)."""
     n, nb = x.shape
+    out = np.empty_like(x)
     if n == 0 or nb == 0:
-        return np.zeros_like(x)
+        return out
     B = max(1, int(k))
     off = (np.zeros(n, np.int64) if col0 is None else np.asarray(col0, np.int64)) % B
     width = int((off.max() + nb + B - 1) // B * B)
-    rows = np.arange(n)[:, None]
-    cols = off[:, None] + np.arange(nb)[None, :]
-    P = np.zeros((n, width))
-    P[rows, cols] = x
-    C = P.reshape(n, width // B, B).cumsum(axis=2)
-    E = C[:, :, -1]
-    C = C.reshape(n, width)
-    q = cols % B
-    here = C[rows, cols]
-    back = cols - k  # the bin just before the window, padded coordinates
-    prev = np.where(back >= 0, C[rows, np.maximum(back, 0)], 0.0)
-    prev_total = np.where(back >= 0, E[rows, np.maximum(cols // B - 1, 0)], 0.0)
-    return np.where(q >= k, here - prev, np.where(q == k - 1, here, here + (prev_total - prev)))
+    nblk = width // B
+    for o in np.unique(off):
+        rows = np.flatnonzero(off == o)
+        o = int(o)
+        P = np.zeros((len(rows), nblk, B))
+        flat = P.reshape(len(rows), width)
+        flat[:, o:o + nb] = x[rows]
+        np.cumsum(P, axis=2, out=P)  # running sums restarted at every block
+        # The window (p - B, p] is the rest of the previous block after p's position plus the
+        # current block up to p: C[p] + (total of previous block - C[p - B]).
+        prev = np.zeros_like(P)
+        prev[:, 1:] = P[:, :-1, -1:] - P[:, :-1, :]
+        S = P + prev
+        S[:, :, B - 1] = P[:, :, B - 1]
+        out[rows] = S.reshape(len(rows), width)[:, o:o + nb]
+    return out
 
 
 def _rolling_mean(m: np.ndarray, k: int, min_count: int = 1, col0: np.ndarray | None = None) -> np.ndarray:
