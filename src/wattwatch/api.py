@@ -210,7 +210,7 @@ def ingest(source: Source, db, mapping=None, rejects: str | Path | None = None) 
         for item in items:
             try:
                 if isinstance(item, pd.DataFrame):
-                    counts = ingest_frame(store, item, mapping)
+                    counts = ingest_frame(store, item, _with_named_extras(item, mapping))
                 else:
                     path = Path(item)
                     if not path.exists():
@@ -229,10 +229,30 @@ def ingest(source: Source, db, mapping=None, rejects: str | Path | None = None) 
     return results
 
 
+def _with_named_extras(frame: pd.DataFrame, mapping):
+    """A DataFrame's numeric columns already named like channels (``ups_load_pct``) are kept as
+    extra channels without a mapping file: the name says the unit (files still declare extras)."""
+    import dataclasses
+
+    from wattwatch.schema import COLUMNS, extra_channel_error
+
+    try:
+        used = {c for names in mapping.resolve([str(c) for c in frame.columns]).values() for c in names}
+    except Exception:  # noqa: BLE001 - the ingest reports mapping errors itself
+        return mapping
+    declared = {c for v in mapping.extra.values() for c in ((v,) if isinstance(v, str) else v)} | set(mapping.extra)
+    auto = {c: c for c in frame.columns if isinstance(c, str) and c not in COLUMNS and c not in used
+            and c not in declared and extra_channel_error(c) is None
+            and pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])}
+    return dataclasses.replace(mapping, extra={**mapping.extra, **auto}) if auto else mapping
+
+
 def read_frame(source: Source, mapping=None) -> pd.DataFrame:
     """Canonical telemetry (``meter_id``, ``ts`` in UTC, canonical and extra channels) from files
     or a DataFrame with any column names the mapping understands; duplicates merged, unreadable
-    rows dropped (see :func:`ingest` to keep them in a rejects file)."""
+    rows dropped (see :func:`ingest` to keep them in a rejects file). A DataFrame's numeric columns
+    named like channels (a unit suffix: ``ups_load_pct``, ``pdu_outlet3_a``) are kept as extra
+    channels."""
     store, owned, _ = _open(source, None, mapping, None)
     try:
         return store.query()

@@ -117,7 +117,7 @@ def profile(full: pd.DataFrame, detectors: list[Detector], config: EngineConfig,
         if getattr(d, "fleet_model", False):
             if refit:
                 d.fleets_.clear()
-            notices += _train_fleet(d, full, config, per, seed, windowed)
+            notices += _train_fleet(d, full, config, per, seed, windowed, explicit=refit)
         if not todo.any():
             continue
         prof = (np.ones(len(full), bool) if windowed else
@@ -142,8 +142,10 @@ def _reset_pending(state: dict | None, at: pd.Timestamp | None) -> bool:
 
 
 def _train_fleet(d, full: pd.DataFrame, config: EngineConfig, resets: dict, seed: int,
-                 windowed: bool = False) -> list[str]:
-    """Train ``d``'s fleet model for every grid step its unfitted meters need and it lacks."""
+                 windowed: bool = False, explicit: bool = False) -> list[str]:
+    """Train ``d``'s fleet model for every grid step its unfitted meters need and it lacks.
+    ``explicit``: a user declared the data normal and asked for a fit: train on whatever it holds
+    (the detector's own minimum of feature rows still applies), not only on ``min_fleet_meter_days``."""
     names = meter_names(full)
     seg = full["_seg"].to_numpy()
     grids = d.grids(full)
@@ -165,7 +167,7 @@ def _train_fleet(d, full: pd.DataFrame, config: EngineConfig, resets: dict, seed
         fs, ft = fit_frame["_seg"].to_numpy(), fit_frame["_t"].to_numpy()
         a, b = seg_bounds(fs)
         meter_days = float(np.sum(ft[b - 1] - ft[a])) / 86400.0 if len(a) else 0.0
-        need = float(getattr(d.config, "min_fleet_meter_days", 0.0))
+        need = 0.0 if explicit else float(getattr(d.config, "min_fleet_meter_days", 0.0))
         n_meters = int((grids == g).sum())
         if meter_days < need:
             # Too little normal data to calibrate a tail at alpha: the model would call the

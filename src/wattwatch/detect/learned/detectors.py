@@ -49,7 +49,8 @@ class LearnedConfig(DetectorConfig):
     ``min_fleet_meter_days``: the least normal data (meters x days of profile, per grid step) from
     which a fleet model is trained by ``detect`` itself — below it the detector is not run for those
     meters (a notice says so) unless a trained model is given: a tail at ``alpha`` cannot be
-    calibrated on one meter's week."""
+    calibrated on one meter's week; ``channel``: the series judged (active power by default; any
+    canonical or extra channel, e.g. ``ups_load_pct``)."""
 
     alpha: float = 1e-4
     grid_s: float = 300.0
@@ -58,6 +59,7 @@ class LearnedConfig(DetectorConfig):
     persist_min: int = 360
     seed: int = 0
     min_fleet_meter_days: float = 60.0
+    channel: str = "p_kw"
     post: PostRule = LEARNED_POST
 
     def __post_init__(self):
@@ -68,7 +70,7 @@ class LearnedConfig(DetectorConfig):
             raise ValueError("grid_s must be > 0 and every window at least one grid step")
 
     def features(self) -> FeatureConfig:
-        return FeatureConfig(grid_s=self.grid_s, windows_min=self.windows_min)
+        return FeatureConfig(grid_s=self.grid_s, windows_min=self.windows_min, channel=self.channel)
 
     def at_grid(self, grid_s: float) -> "LearnedConfig":
         """The same detector on a coarser grid: windows keep their length in bins."""
@@ -300,6 +302,9 @@ class LearnedDetector(Detector):
     blank_input = ("p_kw", "e_kwh")
     fleet_model: ClassVar[bool] = True  # the core trains one model on the whole fleet's profiles
     state_version = 2
+
+    def channels(self) -> tuple[str, ...]:
+        return (self.config.channel,)
 
     # ----------------------------------------------------------------------------- to override
 

@@ -47,12 +47,19 @@ DAY_S = 86400.0
 class FeatureConfig:
     """``grid_s``: bin width (s); ``windows_min``: trailing windows in minutes (multiples of the
     bin, 2-60 min with a 1-min grid); ``eps_rel``: floor of a log ratio, as a share of the load;
-    ``min_days``: a day type profiled from fewer days is not judged."""
+    ``min_days``: a day type profiled from fewer days is not judged; ``channel``: the series the
+    level, ratio, slope and shape features are built from (active power by default; any canonical
+    or extra channel, e.g. a UPS's ``ups_load_pct``)."""
 
     grid_s: float = 300.0
     windows_min: tuple[int, ...] = (5, 15, 60)
     eps_rel: float = 0.05
     min_days: int = 2
+    channel: str = "p_kw"
+
+    def series(self, df: pd.DataFrame) -> np.ndarray:
+        """The channel the features follow (all NaN when the frame lacks it)."""
+        return df[self.channel].to_numpy(float) if self.channel in df.columns else np.full(len(df), np.nan)
 
     def names(self) -> list[str]:
         w = [f"{m}m" for m in self.windows_min]
@@ -156,7 +163,7 @@ class Baseline:
     def fit(self, df: pd.DataFrame) -> "Baseline":
         cfg = self.config
         names = meter_names(df)
-        p, _, t0 = grid(df, df["p_kw"].to_numpy(float), 3600.0)
+        p, _, t0 = grid(df, cfg.series(df), 3600.0)
         n_seg, n_h = p.shape
         t_h = t0[:, None] + 3600.0 * np.arange(n_h)[None, :]
         day = np.floor(t_h / DAY_S).astype(np.int64)
@@ -263,7 +270,7 @@ class Baseline:
     def _grid(self, df: pd.DataFrame) -> dict:
         cfg = self.config
         p_kw = df["p_kw"].to_numpy(float)
-        p, cell, t0 = grid(df, p_kw, cfg.grid_s)
+        p, cell, t0 = grid(df, cfg.series(df), cfg.grid_s)
         va = np.zeros(len(df))
         have_v = np.zeros(len(df), bool)
         for k in (1, 2, 3):
