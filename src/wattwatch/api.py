@@ -11,7 +11,8 @@ Example::
 
     df = pd.read_csv("meters.csv")                       # meter_id, ts, p_kw, ... (or mapped names)
     fitted = api.fit(df, normal_end="2025-01-13")        # learn each meter's normal, once
-    result = api.detect(df, state=fitted)                # judge with it
+    scores = api.score(df, state=fitted)                 # every detector's score of every reading
+    result = api.detect(df, state=fitted)                # alerts, judged with the same state
     result.frame()                                       # the alerts as a DataFrame
     api.evaluate("events.json", result.alerts)           # recall, precision, F1 per fault type
 
@@ -40,7 +41,7 @@ from wattwatch.alerts.model import Alert
 from wattwatch.errors import ConfigError, InputError, StateError, StoreError, WattwatchError
 
 __all__ = ["WattwatchError", "InputError", "ConfigError", "StateError", "StoreError", "Fitted", "Detection",
-           "load_config", "build_detectors", "read_frame", "ingest", "fit", "detect", "evaluate", "open_store"]
+           "load_config", "build_detectors", "read_frame", "ingest", "fit", "detect", "score", "evaluate", "open_store"]
 
 Source = Any  # DataFrame | str | Path | Sequence[str | Path] | Store
 
@@ -483,6 +484,22 @@ def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list
             store.close()
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def score(source: Source, *, state: Fitted | list | None = None, detectors: Sequence[str] | str | None = None,
+          config: str | Path | dict | None = None, start=None, end=None, db: str | Path | None = None,
+          meters: Sequence[str] | None = None, mapping=None) -> pd.DataFrame:
+    """Every detector's score of every reading: ``meter_id``, ``ts`` and one column per detector
+    (higher = worse, 1.0 = the detector's limit, NaN = cannot judge). The same judgement as
+    :func:`detect` (state, window, suppression), without the post-rules: for ranking, other
+    thresholds, ROC and PR curves."""
+    res = detect(source, db=db, state=state, detectors=detectors, config=config, start=start, end=end,
+                 meters=meters, scores=True, keep=False, mapping=mapping)
+    if res.scores is None:
+        return pd.DataFrame(columns=["meter_id", "ts"])
+    out = res.scores.copy()
+    out["meter_id"] = out["meter_id"].astype(str)
+    return out.sort_values(["meter_id", "ts"], kind="stable").reset_index(drop=True)
 
 
 def _when(x, what: str):
