@@ -510,10 +510,10 @@ def test_old_joblib_folders_fail_clearly_without_unpickling(folder, tmp_path):
 
 
 def test_state_blobs_are_checked(folder):
-    with pytest.raises(ValueError, match="not a stored detector state"):
+    with pytest.raises(ValueError, match="not a learned detector's fleet state"):
         loads_state(dumps({"scaler_": None}))
     # A valid archive whose state is not one a detector takes: refused, not set on the detector.
-    evil = dumps_state({"score": [1, 2]})
+    evil = dumps_state({"300": {"score": [1, 2]}})
     (folder / "pca_reconstruction.wwm").write_bytes(evil)
     edit_manifest(folder, sha256=sha(evil))
     with pytest.raises(ModelFormatError, match="pca_reconstruction.wwm"):

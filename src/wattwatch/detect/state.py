@@ -183,7 +183,8 @@ def drop(con, meters: list[str], detector: str | None = None) -> int:
 
 def save_fleets(con, detectors: list[Detector], trained_on: dict | None = None) -> int:
     """Keep the fleet models of learned detectors (one row per grid step)."""
-    from wattwatch.detect.learned.persist import MODEL_FORMAT, dumps_state
+    from wattwatch.detect.learned import serialize
+    from wattwatch.detect.learned.persist import MODEL_FORMAT
 
     ensure_tables(con)
     n = 0
@@ -192,7 +193,7 @@ def save_fleets(con, detectors: list[Detector], trained_on: dict | None = None) 
             continue
         key = settings_key(d)
         for g, fleet in d.fleets_.items():
-            blob = dumps_state(fleet.state())
+            blob = serialize.dumps(fleet.state())
             con.execute("INSERT OR REPLACE INTO fleet_models VALUES (?, ?, ?, ?, now(), ?, ?, ?)",
                         [d.name, float(g), key, MODEL_FORMAT, json.dumps(trained_on or {}, default=str),
                          hashlib.sha256(blob).hexdigest(), blob])
@@ -203,7 +204,8 @@ def save_fleets(con, detectors: list[Detector], trained_on: dict | None = None) 
 def load_fleets(con, detectors: list[Detector]) -> list[str]:
     """Give learned detectors the fleet models the store keeps for their settings (grid steps they
     already have, from ``--models`` say, are kept). Returns notices."""
-    from wattwatch.detect.learned.persist import MODEL_FORMAT, loads_state
+    from wattwatch.detect.learned import serialize
+    from wattwatch.detect.learned.persist import MODEL_FORMAT
 
     ensure_tables(con)
     notices = []
@@ -220,7 +222,11 @@ def load_fleets(con, detectors: list[Detector]) -> list[str]:
                 notices.append(f"{d.name}: the stored fleet model for the {g:.0f} s grid is of another format or damaged; "
                                "it is trained again")
                 continue
-            d.fleets_[float(g)] = d._new_fleet(float(g)).load(loads_state(blob))
+            try:
+                d.fleets_[float(g)] = d._new_fleet(float(g)).load(serialize.loads(blob))
+            except (ValueError, TypeError, KeyError) as exc:
+                notices.append(f"{d.name}: the stored fleet model for the {g:.0f} s grid cannot be used ({exc}); "
+                               "it is trained again")
     return notices
 
 

@@ -132,9 +132,18 @@ class Fleet:
     def state(self) -> dict:
         return {k: getattr(self, k) for k in ("feature_names_", "scaler_", "model_", "calibrator_", "persist_cal_")}
 
+    KEYS = ("feature_names_", "scaler_", "model_", "calibrator_", "persist_cal_")
+
     def load(self, state: dict) -> "Fleet":
-        for k, v in state.items():
-            setattr(self, k, v)
+        """Adopt a stored state (only the attributes :meth:`state` gives, of the expected kinds)."""
+        if set(state) != set(self.KEYS):
+            raise ValueError(f"a fleet state holds {sorted(self.KEYS)}, not {sorted(state)}")
+        if not (isinstance(state["scaler_"], GaussianScaler) and isinstance(state["model_"], Model)
+                and isinstance(state["calibrator_"], TailCalibrator) and isinstance(state["persist_cal_"], TailCalibrator)
+                and isinstance(state["feature_names_"], list)):
+            raise ValueError("a fleet state of unexpected kinds (scaler, model, calibrations)")
+        for k in self.KEYS:
+            setattr(self, k, state[k])
         return self
 
     # ------------------------------------------------------------------------------ scoring
@@ -224,6 +233,9 @@ class EnsembleFleet(Fleet):
                 "persist_cal_": None}
 
     def load(self, state: dict) -> "EnsembleFleet":
+        if set(state) != {"feature_names_", "members_", "persist_cal_"} or not isinstance(state["members_"], list) \
+                or len(state["members_"]) != len(self._members):
+            raise ValueError(f"an ensemble state holds {len(self._members)} members, feature names and no calibration")
         self.feature_names_ = state["feature_names_"]
         self.members_ = [Fleet(self.config, f).load(s) for f, s in zip(self._members, state["members_"])]
         self.persist_cal_ = None
@@ -356,6 +368,11 @@ class LearnedDetector(Detector):
         return {str(int(g)): f.state() for g, f in sorted(self.fleets_.items())}
 
     def set_model_state(self, state: dict) -> "LearnedDetector":
+        """Adopt fleet models saved by :meth:`model_state` (``ValueError`` if they do not fit)."""
+        grids = {float(g) for g in state}
+        bad = grids - {float(x) for x in GRID_STEPS_S} - {float(self.config.grid_s)}
+        if bad:
+            raise ValueError(f"{self.name}: fleet models for grid steps {sorted(bad)} this detector does not use")
         self.__dict__["_fleets"] = {float(g): self._new_fleet(float(g)).load(s) for g, s in state.items()}
         return self
 

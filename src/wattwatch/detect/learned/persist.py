@@ -42,71 +42,25 @@ class ModelFormatError(ValueError):
 # ------------------------------------------------------------------------------ one detector's state
 
 
-def _pack(value):
-    """A detector inside a state (the ensemble's members) as its registry name, config and state."""
-    if isinstance(value, LearnedDetector):
-        return {"detector": value.name, "config": value.config.to_dict(), "state": _pack_state(value.model_state())}
-    return value
-
-
-def _pack_state(state: dict) -> dict:
-    out = {"values": {}, "detectors": {}}
-    for k, v in state.items():
-        if isinstance(v, LearnedDetector) or (isinstance(v, (list, tuple)) and v
-                                              and all(isinstance(m, LearnedDetector) for m in v)):
-            out["detectors"][k] = _pack(v) if isinstance(v, LearnedDetector) else [_pack(m) for m in v]
-        else:
-            out["values"][k] = v
-    return out
-
-
-def _unpack(packed) -> LearnedDetector:
-    from wattwatch.detect import registry
-
-    if not (isinstance(packed, dict) and set(packed) == {"detector", "config", "state"}
-            and isinstance(packed["detector"], str) and isinstance(packed["config"], dict)):
-        raise ValueError("a stored detector needs exactly detector, config and state")
-    d = registry.build(packed["detector"], packed["config"])
-    if not isinstance(d, LearnedDetector):
-        raise ValueError(f"{packed['detector']} is not a learned detector")
-    return _apply_state(d, _unpack_state(packed["state"]), lock=False)
-
-
-def _unpack_state(packed) -> dict:
-    if not (isinstance(packed, dict) and set(packed) == {"values", "detectors"}
-            and isinstance(packed["values"], dict) and isinstance(packed["detectors"], dict)):
-        raise ValueError("not a stored detector state (expected values and detectors)")
-    state = dict(packed["values"])
-    for k, v in packed["detectors"].items():
-        state[k] = [_unpack(m) for m in v] if isinstance(v, list) else _unpack(v)
-    return state
-
-
-def _apply_state(d: LearnedDetector, state: dict, lock: bool = True) -> LearnedDetector:
-    """``d`` with the fitted state ``state`` (what its ``model_state()`` gave when saved)."""
-    if hasattr(d, "set_model_state"):  # detectors that take their state back themselves
-        d.set_model_state(state)
-        return d
-    for k in state:  # set as attributes: fitted ones only (``scaler_``), never a method or the config
-        if not (isinstance(k, str) and k.isidentifier() and k.endswith("_") and not k.startswith("_")):
-            raise ValueError(f"unexpected state attribute {k!r}")
-    for k, v in state.items():
-        setattr(d, k, v)
-    if lock:
-        d.locked_ = True
-    return d
-
-
 def dumps_state(state: dict) -> bytes:
-    """A detector's ``model_state()`` as bytes (the :mod:`serialize` format, no pickle). Detectors
-    inside it (the ensemble's members) are kept as their name, config and own state; objects shared
-    between them (one scaler for every member) stay shared."""
-    return serialize.dumps(_pack_state(state))
+    """A learned detector's fleet state (``model_state()``: per grid step, the scaler, model and
+    calibrations, or an ensemble's members) as bytes in the :mod:`serialize` format (no pickle);
+    objects shared between members (one scaler for all) stay shared."""
+    return serialize.dumps(state)
 
 
 def loads_state(data: bytes) -> dict:
     """The state ``dumps_state`` stored; ``ValueError`` if ``data`` is anything else."""
-    return _unpack_state(serialize.loads(data))
+    state = serialize.loads(data)
+    if not (isinstance(state, dict) and all(isinstance(k, str) and k.isdigit() and isinstance(v, dict)
+                                            for k, v in state.items())):
+        raise ValueError("not a learned detector's fleet state (expected {grid step: state})")
+    return state
+
+
+def _apply_state(d: LearnedDetector, state: dict) -> LearnedDetector:
+    """``d`` with the fleet state ``state`` (what its ``model_state()`` gave when saved)."""
+    return d.set_model_state(state)
 
 
 # ------------------------------------------------------------------------------ model folders
