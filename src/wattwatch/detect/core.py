@@ -105,6 +105,8 @@ def skipped_notices(skipped: dict[str, dict[str, list[str]]]) -> list[str]:
 def _reach_rows(t: np.ndarray, seg: np.ndarray, starts: np.ndarray, ends: np.ndarray, r: Reach,
                 origin: np.ndarray, flush: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(exact, final) per row for a reach per segment code."""
+    if origin.all() and flush.all():  # a whole history: every reading is as exact as it gets
+        return np.ones(len(t), bool), np.ones(len(t), bool)
     exact = np.zeros(len(t), bool)
     final = np.zeros(len(t), bool)
     for k, (a, b) in enumerate(zip(starts, ends)):  # a loop over meters, each step vectorised
@@ -288,10 +290,11 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
         for m, x, y in zip(names, lacks, no_state):
             if x or y:
                 res.skipped.setdefault(d.name, {})[m] = list((st.get(m) or {}).get("lacks") or ["state"])
-        for c in np.unique(np.round(cad[~skipped & np.isfinite(cad)])):
+        # Cadences in bands (two significant figures: 86,398 s and 86,401 s are one daily cadence).
+        for c in np.unique(_band(cad[~skipped & np.isfinite(cad)])):
             note = d.cadence_note(float(c))
-            if note and (d.name, c) not in said_cadence:
-                said_cadence.add((d.name, c))
+            if note and (d.name, note) not in said_cadence:
+                said_cadence.add((d.name, note))
                 res.notices.append(note)
         for m in names:
             if m in st:
@@ -301,6 +304,14 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
     if alerts:
         _post(res, names, seg, t, starts, ends, since or {})
     return res
+
+
+def _band(cadence_s: np.ndarray) -> np.ndarray:
+    """Cadences rounded to two significant figures (jitter does not make another cadence)."""
+    c = np.asarray(cadence_s, float)
+    with quiet():
+        mag = 10.0 ** (np.floor(np.log10(np.where(c > 0, c, 1.0))) - 1)
+    return np.round(c / mag) * mag
 
 
 def _with_column(df: pd.DataFrame, name: str, values: np.ndarray) -> pd.DataFrame:

@@ -101,16 +101,23 @@ def alert_groups(seg: np.ndarray, t: np.ndarray, score: np.ndarray, post: PostRu
 
 
 def span_mask(seg: np.ndarray, t: np.ndarray, groups: list[np.ndarray], pad_s: float = 0.0) -> np.ndarray:
-    """Rows that fall inside any group's [first, last] time span (same meter), padded."""
+    """Rows that fall inside any group's [first, last] time span (same meter), padded.
+
+    Searched in each meter's own times (a key mixing meter codes and times in one float rounds
+    at the millisecond, which moved span edges by a reading depending on the frame)."""
     mask = np.zeros(len(seg), bool)
     if not groups:
         return mask
-    key = seg.astype(np.float64) * 1e12 + (t - t.min())
+    from wattwatch.detect.frame import seg_bounds
+
+    starts, ends = seg_bounds(seg)
     for rows in groups:
-        s = seg[rows[0]] * 1e12
-        lo = np.searchsorted(key, s + t[rows[0]] - t.min() - pad_s, side="left")
-        hi = np.searchsorted(key, s + t[rows[-1]] - t.min() + pad_s, side="right")
-        mask[lo:hi] = True
+        k = seg[rows[0]]
+        a, b = starts[k], ends[k]
+        tm = t[a:b]
+        lo = np.searchsorted(tm, t[rows[0]] - pad_s, side="left")
+        hi = np.searchsorted(tm, t[rows[-1]] + pad_s, side="right")
+        mask[a + lo:a + hi] = True
     return mask
 
 

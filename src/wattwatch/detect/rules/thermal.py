@@ -38,6 +38,12 @@ class ThermalDriftConfig(DetectorConfig):
     rel_rise: float = 0.4
     memory_taus: float = 10.0
     max_cadence_s: float = 6 * 3600.0
+
+    def __post_init__(self):
+        # A list from JSON or TOML is the same setting (and a config must stay hashable).
+        object.__setattr__(self, "taus_min", tuple(float(x) for x in self.taus_min))
+        if not self.taus_min or min(self.taus_min) <= 0:
+            raise ValueError("taus_min: give at least one time constant > 0 (minutes)")
     post: PostRule = PostRule(min_duration_s=3600.0, min_readings=6, merge_gap_s=2 * 3600.0)
 
 
