@@ -59,6 +59,15 @@ class ResidualLikelihood(Detector):
         c = self.config
         return Reach(np.zeros(n), np.full(n, c.window + c.long + c.short + 1, np.int64), np.zeros(n), np.zeros(n, np.int64))
 
+    def cadence_note(self, cadence_s: float) -> str | None:
+        # Its windows are counted in readings (as NAB's files are judged): say what that means in time.
+        need = max(3, self.config.window // 10) + max(self.config.short, 50)
+        days = need * cadence_s / 86400.0
+        if days > 7:
+            return (f"{self.name}: its windows are counted in readings ({self.config.window} and {self.config.long}); "
+                    f"at {cadence_s:.0f} s cadence a meter needs {days:.0f} days of readings before it is judged")
+        return None
+
     def _fit(self, df: pd.DataFrame) -> dict:
         # Everything is relative to each meter's own recent past; the fit learns the scale under
         # which a flat series' spread counts as zero.

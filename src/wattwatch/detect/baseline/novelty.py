@@ -128,6 +128,12 @@ class WindowNovelty(Detector):
         back = np.array([self._horizon_readings(self.state_.get(m) or {}) for m in meters], np.int64)
         return Reach(np.zeros(n), back, np.zeros(n), np.zeros(n, np.int64))
 
+    def cadence_note(self, cadence_s: float) -> str | None:
+        if cadence_s >= 86400.0 * 0.95:
+            return (f"{self.name}: at {cadence_s:.0f} s cadence its blocks of readings span days: it judges the "
+                    f"shape of weeks, not of days ({self.config.blocks_per_profile} blocks per profiling period)")
+        return None
+
     def _fit(self, df: pd.DataFrame) -> dict:
         cfg = self.config
         x = _channel(df, cfg.channel)
