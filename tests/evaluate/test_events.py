@@ -46,3 +46,66 @@ def test_recall_precision_f1_and_delay_by_hand():
 def test_no_alerts_means_zero_recall_and_undefined_precision():
     r = evaluate(EVENTS, [])
     assert r["recall"] == 0 and r["alerts"] == 0 and r["precision"] != r["precision"]  # NaN
+
+
+# ------------------------------------------------------------------------ visibility at a cadence
+
+
+def test_events_the_readings_cannot_show_are_invisible_with_the_reason():
+    events = [
+        # An intermittent one-hour bypass seen by one hourly reading: a blip, not a fault.
+        {"meter_id": "M1", "type": "neutral_bypass", "start": "2025-01-10T10:00Z", "end": "2025-01-10T10:00Z"},
+        {"meter_id": "M2", "type": "neutral_bypass", "start": "2025-01-10T10:00Z", "end": "2025-01-10T11:00Z"},
+        # 3 readings lost of 10: below the 4 a loss must count to stand out from random losses.
+        {"meter_id": "M3", "type": "packet_loss", "start": "2025-01-10T00:00Z", "end": "2025-01-10T09:00Z",
+         "detail": {"loss_rate": 0.3}},
+        {"meter_id": "M4", "type": "packet_loss", "start": "2025-01-10T00:00Z", "end": "2025-01-11T23:00Z",
+         "detail": {"loss_rate": 0.3}},
+        # A fault that lay between two hourly readings keeps its true span: it covers none.
+        {"meter_id": "M5", "type": "harmonic_noise", "start": "2025-01-10T10:10Z", "end": "2025-01-10T10:40Z"},
+    ]
+    alerts = [A("M2", "2025-01-10T10:00Z", "2025-01-10T11:00Z", "ERR_IMBAL_LIMIT_EXCEEDED"),
+              A("M1", "2025-01-10T10:00Z", "2025-01-10T10:00Z", "ERR_IMBAL_LIMIT_EXCEEDED"),
+              A("M4", "2025-01-10T02:00Z", "2025-01-11T20:00Z", "ALRM_PKT_LOSS_CRIT")]
+    r = evaluate(events, alerts, cadence_s=3600)
+    bypass = r["per_type"]["neutral_bypass"]
+    assert (bypass["events"], bypass["visible"], bypass["detected_visible"]) == (2, 1, 1)
+    assert bypass["invisible"] == {"under 2 readings": 1}
+    loss = r["per_type"]["packet_loss"]
+    assert (loss["visible"], loss["detected_visible"]) == (1, 1) and loss["invisible"] == {"under 4 readings lost": 1}
+    assert r["per_type"]["harmonic_noise"]["visible"] == 0
+    reasons = {e["meter_id"]: e["reason"] for e in r["invisible_events"]}
+    assert set(reasons) == {"M1", "M3", "M5"}
+    assert "covers 1 reading" in reasons["M1"] and "loses 3 of 10" in reasons["M3"] and "covers 0 readings" in reasons["M5"]
+    assert r["recall_visible"] == 1.0 and r["recall"] == pytest.approx(3 / 5)
+    # An alert on an invisible fault still names a real fault: it is not a false alarm.
+    assert r["precision"] == 1.0
+    # Read every 5 minutes the hour-long bypass and both losses show (33 of 109 readings lost).
+    r5 = evaluate(events[1:4], alerts, cadence_s=300)
+    assert r5["visible_events"] == 3 and r5["invisible_events"] == []
+
+
+def test_without_a_cadence_every_event_is_visible_and_load_events_finds_the_fleets(tmp_path):
+    import json
+
+    r = evaluate(EVENTS, [])
+    assert r["visible_events"] == r["events"] == 3 and r["invisible_events"] == []
+    (tmp_path / "events.json").write_text(json.dumps(EVENTS[:1]))
+    from wattwatch.evaluate.events import load_events
+
+    assert "cadence_s" not in load_events(tmp_path / "events.json")[0]
+    (tmp_path / "meters.json").write_text(json.dumps({"config": {"step": "60min"}, "meters": []}))
+    ev = load_events(tmp_path / "events.json")
+    assert ev[0]["cadence_s"] == 3600.0
+    assert evaluate(ev, [])["visible_events"] == 1  # 10:00 to 12:00 hourly: three readings
+    assert evaluate(ev, [], cadence_s={"M1": 4 * 3600.0})["visible_events"] == 0  # one 4-hourly reading
+
+
+def test_visibility_rules_follow_the_packet_loss_rule():
+    from wattwatch.detect.rules.packets import PacketLossConfig
+    from wattwatch.evaluate.events import Visibility
+
+    v, c = Visibility(), PacketLossConfig()
+    assert (v.min_lost, v.loss_limit) == (c.min_lost, c.limit)
+    with pytest.raises(ValueError):
+        Visibility(min_readings=0)

@@ -71,6 +71,12 @@ def test_energy_register_integrates_power_on_healthy_meters(clean_fleet):
         gain = next(x["cal_gain"] for x in clean_fleet["meters"] if x["meter_id"] == m)
         de = g.e_kwh.diff().iloc[1:].to_numpy()
         integ = (g.p_kw.iloc[1:] * step_h * gain).to_numpy()
+        # A reading that caught a motor's starting current: the inrush lasted seconds, the register
+        # counted the running motor's power for the interval, less than the snapshot says.
+        starts = {pd.Timestamp(e["start"]) for e in _events(clean_fleet, "motor_start", m)}
+        inrush = g.ts.iloc[1:].isin(starts).to_numpy()
+        assert (de[inrush] < integ[inrush]).all()
+        de, integ = de[~inrush], integ[~inrush]
         # Increments follow p*dt within register resolution (1 Wh) and reported-power rounding.
         np.testing.assert_allclose(de.sum(), integ.sum(), rtol=2e-3)
         assert np.abs(de - integ).max() < 2e-3 + 1e-3 * integ.max()
@@ -137,3 +143,63 @@ def test_messy_output_has_jitter_duplicates_holes_and_disorder(small_fleet):
 def test_unknown_fault_type_is_rejected():
     with pytest.raises(ValueError, match="unknown fault"):
         SimConfig(faults=("gremlins",))
+
+
+# ------------------------------------------------------------------------ cadence: readings are snapshots
+
+CLEAN = dict(jitter_s=0, duplicate_rate=0, nan_rate=0, disorder_rate=0, background_loss=0)
+
+
+def _fleet(step: str, **kw) -> pd.DataFrame:
+    cfg = dict(meters=16, days=4, seed=8, fault_share=0.0, profile_days=1.0, **CLEAN)
+    cfg.update(kw)
+    return simulate(SimConfig(step=step, **cfg))
+
+
+def test_consumption_does_not_depend_on_the_cadence():
+    # Written in readings, a kettle boiled for 1-6 readings: 5-30 min at 5-minute cadence, 1-6 hours
+    # at hourly, and the simulated homes used three times the energy when read hourly.
+    mean = {}
+    for step in ("5min", "60min"):
+        f = _fleet(step)["frame"]
+        mean[step] = f[f.v_l2_v.isna()].p_kw.mean()
+    assert mean["60min"] == pytest.approx(mean["5min"], rel=0.15)
+
+
+def test_a_coarse_cadence_reads_the_same_world_every_nth_instant():
+    # Every reading of an hourly meter is the 5-minute world at that instant, and its register
+    # counted the energy of the whole hour (not one snapshot's power times an hour).
+    fine = _fleet("5min", motor_starts_per_day=4.0, fault_share=0.5, outage_share=0.5)
+    coarse = _fleet("60min", motor_starts_per_day=4.0, fault_share=0.5, outage_share=0.5)
+    a = fine["frame"].set_index(["meter_id", "ts"])
+    b = coarse["frame"].set_index(["meter_id", "ts"])
+    # (Packet loss and frozen loggers act on the reports, not on the world.)
+    touched = {e["meter_id"] for e in coarse["events"] if e["type"] in ("packet_loss", "frozen_register")}
+    b = b[~b.index.get_level_values(0).isin(touched)]
+    pd.testing.assert_frame_equal(b, a.loc[b.index])
+    # A normal event is labelled only where a reading shows it; a motor start is one caught by a reading.
+    for e in coarse["events"]:
+        if e["type"] in ("motor_start", "supply_outage", "register_reset"):
+            assert pd.Timestamp(e["start"]).minute == 0 and pd.Timestamp(e["end"]).minute == 0
+    n_fine = sum(e["type"] == "motor_start" for e in fine["events"])
+    n_coarse = sum(e["type"] == "motor_start" for e in coarse["events"])
+    assert n_coarse < n_fine / 4
+
+
+def test_hvac_cycles_are_not_a_perfect_clock():
+    # A compressor's cycle wanders with load and weather; a fixed period aliased against hourly
+    # readings into a bias of the snapshots' energy that lasted weeks. On a Sunday (no occupancy)
+    # a big unit's cycles read at 1-minute steps: a fixed period gives two lengths (floor, ceiling).
+    from wattwatch.sim.fleet import Meter, _load_kw
+
+    m = Meter("M", "commercial", 3, 230.0, 0.0, 100.0, 10.0, 0.9, 1.0, 0.01, 8.0, 60.0, 15.0, 200.0, 20.0, 0.0)
+    ts = pd.date_range("2025-01-12T00:00Z", periods=24 * 60, freq="1min")  # a Sunday
+    t_ns = ts.as_unit("ns").asi8
+    t_h = t_ns / 3.6e12
+    dow = np.full(len(ts), 6)
+    load, _ = _load_kw(np.random.default_rng(4).spawn(1)[0], m, t_h, dow, 60.0, t_ns)
+    on = load > np.median(load) + 3.0  # the unit draws 6 kW over a base of about 10
+    starts = np.flatnonzero(on[1:] & ~on[:-1])
+    cycles = np.diff(starts)
+    assert len(cycles) > 15
+    assert len(set(cycles)) >= 4 and cycles.std() / cycles.mean() > 0.05

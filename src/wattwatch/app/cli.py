@@ -538,12 +538,23 @@ def evaluate(
 
 
 def _evaluation_table(result: dict) -> Table:
-    table = Table("event type", "events", "detected", "recall", "median delay (min)", "expected code",
-                  title=f"recall {result['recall']:.3f} · precision {result['precision']:.3f} "
-                        f"({result['true_alerts']}/{result['alerts']} alerts) · F1 {result['f1']:.3f}")
+    visible = result.get("visible_events")
+    has_vis = visible is not None and visible != result.get("events")
+    title = (f"recall {result['recall']:.3f}" + (f" (visible faults {result['recall_visible']:.3f})" if has_vis else "")
+             + f" · precision {result['precision']:.3f} ({result['true_alerts']}/{result['alerts']} alerts) "
+             f"· F1 {result['f1']:.3f}")
+    cols = ["event type", "events", "detected", "recall"]
+    if has_vis:
+        cols += ["visible", "recall visible", "not visible because"]
+    table = Table(*cols, "median delay (min)", "expected code", title=title)
     for k, v in result["per_type"].items():
         delay = "" if v["median_delay_min"] is None else f"{v['median_delay_min']:.0f}"
-        table.add_row(k, str(v["events"]), str(v["detected"]), f"{v['recall']:.2f}", delay, ", ".join(v["expected_code"]))
+        row = [k, str(v["events"]), str(v["detected"]), f"{v['recall']:.2f}"]
+        if has_vis:
+            rv = v.get("recall_visible", float("nan"))
+            row += [str(v.get("visible", v["events"])), "" if rv != rv else f"{rv:.2f}",
+                    "; ".join(f"{n} {why}" for why, n in (v.get("invisible") or {}).items())]
+        table.add_row(*row, delay, ", ".join(v["expected_code"]))
     return table
 
 

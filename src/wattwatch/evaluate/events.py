@@ -9,12 +9,30 @@ must not alert (register resets, motor starts, leakage, jitter), is a false alar
 Consumption-pattern faults (under-registration theft, level shifts, frozen registers) are named
 by ``WARN_CONSUMPTION_ANOMALY`` and also by ``WARN_BASELINE_DEVIATION``: both codes mean "this
 meter's consumption is not what it should be".
+
+Visibility. Readings are snapshots taken every ``cadence_s`` seconds, so a fault can be too short
+for the readings to show it. Given the cadence (per evaluation, per meter, or per event as
+:func:`load_events` finds it next to a simulated fleet's ``events.json``), each fault event is
+judged visible or not (:class:`Visibility`), with the reason, and recall is also given over the
+visible events (``recall_visible``):
+
+- a fault must cover at least ``min_readings`` readings (2): one anomalous snapshot cannot be told
+  from a one-reading glitch (a motor start, a bad sample), so no rule alerts on it; an
+  intermittent one-hour neutral bypass seen by one hourly reading is such a case;
+- a packet-loss fault must lose at least ``min_lost`` readings (4) and more than ``loss_limit``
+  (5 %) of the readings it spans: "more than 5 % missing" of a handful of readings is one or two
+  random losses, which a meter has every few days (the packet-loss rule's own terms).
+
+Invisible events still make the alerts that name them correct; they only leave the recall over
+visible events. Without a cadence every event is visible.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +41,72 @@ import pandas as pd
 from wattwatch.alerts.model import Alert
 from wattwatch.codes import CONSUMPTION_FAULTS, FAULT_CODES, RULE_FAULTS
 
-__all__ = ["CONSUMPTION_FAULTS", "FAULT_CODES", "RULE_FAULTS", "compatible_codes", "evaluate", "load_events"]
+__all__ = ["CONSUMPTION_FAULTS", "FAULT_CODES", "RULE_FAULTS", "Visibility", "compatible_codes", "evaluate",
+           "load_events", "visibility"]
+
+
+@dataclass(frozen=True)
+class Visibility:
+    """When a labelled fault can show in readings taken every ``cadence_s`` seconds (see the
+    module docstring). ``min_readings``: readings a fault must cover; ``min_lost`` and
+    ``loss_limit``: readings a packet-loss fault must lose, and the share of its span (the
+    packet-loss rule's ``min_lost`` and ``limit``)."""
+
+    min_readings: int = 2
+    min_lost: int = 4
+    loss_limit: float = 0.05
+
+    def __post_init__(self):
+        if not (isinstance(self.min_readings, int) and self.min_readings >= 1):
+            raise ValueError(f"min_readings must be an integer >= 1, got {self.min_readings!r}")
+        if not (isinstance(self.min_lost, int) and self.min_lost >= 0):
+            raise ValueError(f"min_lost must be an integer >= 0, got {self.min_lost!r}")
+        if not (0 <= self.loss_limit < 1):
+            raise ValueError(f"loss_limit must be within [0, 1), got {self.loss_limit!r}")
+
+
+def visibility(event: dict, cadence_s: float | None, rules: Visibility = Visibility()) -> str | None:
+    """Why ``event`` cannot show in readings every ``cadence_s`` seconds, or None when it can
+    (or when the cadence is unknown)."""
+    why = _invisible(event, cadence_s, rules)
+    return None if why is None else why[1]
+
+
+def _invisible(event: dict, cadence_s: float | None, rules: Visibility) -> tuple[str, str] | None:
+    """(short reason, full reason) why ``event`` is invisible at ``cadence_s``, or None."""
+    if cadence_s is None or not (isinstance(cadence_s, (int, float)) and math.isfinite(cadence_s) and cadence_s > 0):
+        return None
+    n = _readings(pd.Timestamp(event["start"]), pd.Timestamp(event["end"]), float(cadence_s))
+    c = f"{cadence_s:g} s"
+    if n < rules.min_readings:
+        return (f"under {rules.min_readings} readings",
+                f"covers {n} reading{'s' if n != 1 else ''} at {c} cadence; at least {rules.min_readings} are "
+                "needed to tell a fault from a one-reading glitch")
+    if event.get("type") == "packet_loss":
+        rate = (event.get("detail") or {}).get("loss_rate")
+        if rate is not None and math.isfinite(float(rate)):
+            lost = int(round(float(rate) * n))
+            if lost < rules.min_lost:
+                return (f"under {rules.min_lost} readings lost",
+                        f"loses {lost} of {n} readings at {c} cadence; at least {rules.min_lost} must be lost "
+                        "to stand out from random single losses")
+            if float(rate) <= rules.loss_limit:
+                return (f"loss not above {rules.loss_limit:.0%}",
+                        f"loses {float(rate):.1%} of its readings, not more than {rules.loss_limit:.0%}")
+    return None
+
+
+def _readings(start: pd.Timestamp, end: pd.Timestamp, cadence_s: float) -> int:
+    """Readings every ``cadence_s`` seconds within [start, end]. Labels are normally the first and
+    last reading that shows the event (their distance is a whole number of cadences); otherwise
+    (a fault that happened between two readings keeps its true span) the readings are taken on
+    the grid of multiples of the cadence since the epoch, as the simulator's are."""
+    span = (end - start).total_seconds()
+    k = span / cadence_s
+    if span >= 0 and abs(k - round(k)) < 0.01:
+        return int(round(k)) + 1
+    a, b = start.timestamp() / cadence_s, end.timestamp() / cadence_s
+    return max(0, int(math.floor(b + 1e-9)) - int(math.ceil(a - 1e-9)) + 1)
 
 
 def compatible_codes(event_type: str) -> set[str]:
@@ -36,18 +119,51 @@ def compatible_codes(event_type: str) -> set[str]:
 
 
 def load_events(path: str | Path) -> list[dict]:
-    doc = json.loads(Path(path).read_text())
+    """Labelled events from ``events.json``. Next to a simulated fleet's events (its ``meters.json``
+    names the cadence it was sampled at), each event also gets ``cadence_s`` unless it has one, so
+    that :func:`evaluate` can judge which faults the readings could show."""
+    path = Path(path)
+    doc = json.loads(path.read_text())
     events = doc["events"] if isinstance(doc, dict) else doc
     for n, e in enumerate(events):
         missing = {"meter_id", "type", "start", "end"} - set(e)
         if missing:
             raise ValueError(f"{path}: event {n}: missing {sorted(missing)}")
+    cadence = _fleet_cadence_s(path.with_name("meters.json"))
+    if cadence is not None:
+        for e in events:
+            e.setdefault("cadence_s", cadence)
     return events
 
 
-def evaluate(events: list[dict], alerts: list[Alert], tolerance_s: float = 3600.0) -> dict:
-    """Per fault type: events, detected, recall, median detection delay; overall precision/F1."""
+def _fleet_cadence_s(path: Path) -> float | None:
+    """The cadence (s) a simulated fleet was sampled at, from its ``meters.json`` (None if absent)."""
+    try:
+        step = json.loads(path.read_text())["config"]["step"]
+        c = pd.Timedelta(step).total_seconds()
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return c if c > 0 else None
+
+
+def evaluate(events: list[dict], alerts: list[Alert], tolerance_s: float = 3600.0,
+             cadence_s: float | dict | None = None, rules: Visibility | None = None) -> dict:
+    """Per fault type: events, detected, recall, median detection delay; overall precision/F1.
+
+    ``cadence_s``: the readings' cadence (seconds), one for all meters or a dict meter -> cadence;
+    None: each event's own ``cadence_s`` where it has one (see :func:`load_events`), else every
+    event is visible. With a cadence, per type and overall: ``visible`` events,
+    ``detected_visible``, ``recall_visible`` (over visible events only) and ``invisible`` (reason
+    -> count); ``invisible_events`` lists them with the reason. ``rules``: what visible means
+    (:class:`Visibility`)."""
     tol = pd.Timedelta(seconds=tolerance_s)
+    rules = rules or Visibility()
+
+    def cadence_of(e: dict):
+        if isinstance(cadence_s, dict):
+            return cadence_s.get(e["meter_id"], e.get("cadence_s"))
+        return cadence_s if cadence_s is not None else e.get("cadence_s")
+
     by_meter: dict[str, list[tuple[pd.Timestamp, pd.Timestamp, Alert]]] = defaultdict(list)
     for a in alerts:
         by_meter[a.meter_id].append((pd.Timestamp(a.start), pd.Timestamp(a.end), a))
@@ -55,6 +171,7 @@ def evaluate(events: list[dict], alerts: list[Alert], tolerance_s: float = 3600.
     alert_ok = np.zeros(len(alerts), bool)
     index = {id(a): k for k, a in enumerate(alerts)}
     per_type: dict[str, dict] = {}
+    invisible: list[dict] = []
     for e in relevant:
         es, ee = pd.Timestamp(e["start"]), pd.Timestamp(e["end"])
         codes = compatible_codes(e["type"])
@@ -62,21 +179,35 @@ def evaluate(events: list[dict], alerts: list[Alert], tolerance_s: float = 3600.
                 if a.code in codes and s <= ee + tol and en >= es - tol]
         for _, a in hits:
             alert_ok[index[id(a)]] = True
-        row = per_type.setdefault(e["type"], {"events": 0, "detected": 0, "delays_min": []})
+        row = per_type.setdefault(e["type"], {"events": 0, "detected": 0, "delays_min": [], "visible": 0,
+                                              "detected_visible": 0, "invisible": defaultdict(int)})
         row["events"] += 1
+        why = _invisible(e, cadence_of(e), rules) if e["type"] in FAULT_CODES else None
+        if why is None:
+            row["visible"] += 1
+        else:
+            row["invisible"][why[0]] += 1
+            invisible.append({"meter_id": e["meter_id"], "type": e["type"], "start": e["start"], "end": e["end"],
+                              "detected": bool(hits), "reason": why[1]})
         if hits:
             row["detected"] += 1
+            row["detected_visible"] += why is None
             row["delays_min"].append(max(0.0, (min(s for s, _ in hits) - es).total_seconds() / 60))
     table = {}
     for k, r in sorted(per_type.items()):
         table[k] = {"events": r["events"], "detected": r["detected"],
                     "recall": r["detected"] / r["events"] if r["events"] else float("nan"),
+                    "visible": r["visible"], "detected_visible": r["detected_visible"],
+                    "recall_visible": r["detected_visible"] / r["visible"] if r["visible"] else float("nan"),
+                    "invisible": dict(sorted(r["invisible"].items())),
                     "median_delay_min": float(np.median(r["delays_min"])) if r["delays_min"] else None,
                     "expected_code": sorted(compatible_codes(k))}
     faults = [k for k in table if k in FAULT_CODES]
     n_ev = sum(table[k]["events"] for k in faults)
     n_det = sum(table[k]["detected"] for k in faults)
     recall = n_det / n_ev if n_ev else float("nan")
+    n_vis = sum(table[k]["visible"] for k in faults)
+    n_dvis = sum(table[k]["detected_visible"] for k in faults)
     precision = float(alert_ok.mean()) if len(alerts) else float("nan")
     f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
     false_by_code: dict[str, int] = defaultdict(int)
@@ -87,7 +218,12 @@ def evaluate(events: list[dict], alerts: list[Alert], tolerance_s: float = 3600.
     return {
         "per_type": table,
         "events": n_ev, "detected": n_det, "recall": recall,
+        "visible_events": n_vis, "detected_visible": n_dvis,
+        "recall_visible": n_dvis / n_vis if n_vis else float("nan"),
         "rule_recall_min": min((table[k]["recall"] for k in rule), default=float("nan")),
+        "rule_recall_visible_min": min((table[k]["recall_visible"] for k in rule if table[k]["visible"]),
+                                       default=float("nan")),
+        "invisible_events": invisible,
         "alerts": len(alerts), "true_alerts": int(alert_ok.sum()), "precision": precision, "f1": f1,
         "false_alerts_by_code": dict(sorted(false_by_code.items())),
     }

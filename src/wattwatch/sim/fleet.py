@@ -59,6 +59,9 @@ class SimConfig:
     disorder_rate: float = 0.002
     background_loss: float = 0.002
     profile_days: float = 7.0  # faults start after this (at most half a short run), as detectors profile a week
+    # The meter's world (load, currents, temperature, faults, energy register) evolves on a grid of at most
+    # this many seconds; a meter reporting less often reports a snapshot of it every `step`.
+    physics_step_s: float = 300.0
 
     def __post_init__(self):
         unknown = set(self.faults) - set(FAULT_CODES)
@@ -68,10 +71,17 @@ class SimConfig:
             raise ValueError("meters must be >= 1 and days > 0")
         if not 0 <= self.fault_share <= 1 or not 0 <= self.commercial_share <= 1:
             raise ValueError("shares must be within [0, 1]")
+        if not self.physics_step_s > 0:
+            raise ValueError("physics_step_s must be > 0")
 
     @property
     def step_s(self) -> float:
         return pd.Timedelta(self.step).total_seconds()
+
+    @property
+    def substeps(self) -> int:
+        """Steps of the simulated world per reading (1 when the cadence is the physics step or finer)."""
+        return max(1, int(np.ceil(self.step_s / self.physics_step_s - 1e-9)))
 
 
 @dataclass
@@ -110,9 +120,13 @@ def _iso(t: pd.Timestamp) -> str:
     return t.tz_convert("UTC").isoformat().replace("+00:00", "Z")
 
 
-def _smooth_noise(rng: np.random.Generator, n: int, scale: float, corr_steps: float) -> np.ndarray:
-    """Slowly varying zero-mean noise (AR(1)) with standard deviation ``scale``."""
-    a = np.exp(-1.0 / max(corr_steps, 1.0))
+def _smooth_noise(rng: np.random.Generator, n: int, scale: float, corr_s: float, step_s: float) -> np.ndarray:
+    """Slowly varying zero-mean noise with standard deviation ``scale`` and correlation time
+    ``corr_s`` seconds, sampled every ``step_s`` seconds (an Ornstein-Uhlenbeck process read at the
+    readings: AR(1) with ``a = exp(-step / corr)``). The correlation is a property of the load, not
+    of the meter's cadence: written in steps, a 15-minute wander became a 3-hour one at hourly
+    cadence."""
+    a = np.exp(-step_s / max(corr_s, 1e-9))
     x = lfilter([np.sqrt(1 - a * a)], [1, -a], rng.standard_normal(n))
     return scale * x
 
@@ -133,8 +147,40 @@ def _make_meter(rng: np.random.Generator, i: int, cfg: SimConfig) -> Meter:
                  float(rng.uniform(8, 18)), 40.0, float(rng.uniform(15, 24)), float(rng.uniform(100, 4e4)))
 
 
-def _load_kw(rng: np.random.Generator, m: Meter, t_local_h: np.ndarray, dow: np.ndarray, step_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """True active load and the share of it drawn by resistive bursts (which raise the pf)."""
+BURST_BIN_S = 300.0  # appliance bursts start and stop on this clock (5 min) ...
+BURST_BINS = (1, 6)  # ... and last this many of its bins (5 to 30 min), whatever the cadence
+
+
+def _bursts(rng: np.random.Generator, t_ns: np.ndarray, utc_offset_h: float) -> np.ndarray:
+    """Appliance bursts (kettles, ovens, washing machines) as readings taken at ``t_ns`` see them.
+
+    Bursts are a process in time: Poisson starts (6 a day, fewer at night) on a ``BURST_BIN_S``
+    clock, each lasting ``BURST_BINS`` bins; a reading is a snapshot and sees the bursts running at
+    its instant. (Drawn per reading, a kettle at hourly cadence boiled for 1-6 hours and the
+    simulated household used several times the energy it uses at 5 minutes.)"""
+    b = int(round(BURST_BIN_S * 1e9))
+    rel = t_ns - t_ns[0]
+    idx = rel // b
+    n_f = int(idx[-1]) + 1 if len(idx) else 0
+    h = ((t_ns[0] + np.arange(n_f, dtype=np.int64) * b) / 3.6e12 + utc_offset_h) % 24
+    burst = np.zeros(n_f)
+    starts = np.flatnonzero(rng.random(n_f) < 6.0 * BURST_BIN_S / 86400 * (0.3 + (h > 6) * (h < 23)))
+    for s, d, kw in zip(starts, rng.integers(BURST_BINS[0], BURST_BINS[1] + 1, len(starts)),
+                        rng.uniform(0.8, 2.5, len(starts))):
+        burst[s:s + d] += kw
+    return burst[idx]
+
+
+def _child_seed(rng: np.random.Generator):
+    """A seed for an independent stream derived from ``rng``'s seed, without drawing from ``rng``."""
+    seq = getattr(rng.bit_generator, "seed_seq", None)
+    return seq.spawn(1)[0] if seq is not None else 0
+
+
+def _load_kw(rng: np.random.Generator, m: Meter, t_local_h: np.ndarray, dow: np.ndarray, step_s: float,
+             t_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """True active load and the share of it drawn by resistive bursts (which raise the pf), at the
+    world's steps (``t_ns``: epoch ns; ``t_local_h``: local hours; ``step_s`` apart)."""
     n = len(t_local_h)
     h = t_local_h % 24
     weekend = dow >= 5
@@ -146,18 +192,22 @@ def _load_kw(rng: np.random.Generator, m: Meter, t_local_h: np.ndarray, dow: np.
         evening = rng.uniform(0.8, 2.2) * np.exp(-0.5 * ((h - 19.5) / 1.8) ** 2)
         midday = np.where(weekend, rng.uniform(0.2, 0.6), 0.05) * np.exp(-0.5 * ((h - 13) / 2.5) ** 2)
         shape = m.base_kw + (morning + evening + midday) * day_scale
-        # Appliance bursts: kettles, ovens, washing machines (Poisson starts, 1-6 steps long).
-        burst = np.zeros(n)
-        starts = np.flatnonzero(rng.random(n) < 6.0 * step_s / 86400 * (0.3 + (h > 6) * (h < 23)))
-        for s, d, kw in zip(starts, rng.integers(1, 7, len(starts)), rng.uniform(0.8, 2.5, len(starts))):
-            burst[s:s + d] += kw
-        load = shape * (1 + _smooth_noise(rng, n, 0.05, 3)) + burst
+        burst = _bursts(rng, t_ns, m.utc_offset_h)
+        load = shape * (1 + _smooth_noise(rng, n, 0.05, 900.0, step_s)) + burst
         return np.clip(load, 0.03, None), burst
     open_h = 1 / (1 + np.exp(-(h - 7.5) * 2.5)) * 1 / (1 + np.exp((h - 18.5) * 2.5))
     occupancy = np.where(dow == 5, 0.3, np.where(dow == 6, 0.05, 1.0)) * open_h
-    hvac = 0.06 * m.peak_kw * (np.sin(2 * np.pi * np.arange(n) * step_s / rng.uniform(1800, 3600)) > 0.3)
+    # HVAC cycling on a thermostat: a 30-60 min cycle whose length wanders with load and weather
+    # (±15 %, over hours). A perfectly periodic cycle is a clock no compressor keeps: read every
+    # 15 or 60 minutes near a multiple of its period it aliased into a bias of the snapshots'
+    # energy lasting days to weeks, which no real meter shows. (The wander has its own random
+    # stream, so every other draw of the meter is what it was.)
+    period = rng.uniform(1800, 3600)
+    wander = _smooth_noise(np.random.default_rng(_child_seed(rng)), n, 0.15, 2 * 3600.0, step_s)
+    phase = 2 * np.pi * np.concatenate([[0.0], np.cumsum(step_s / (period * np.exp(wander)))[:-1]])
+    hvac = 0.06 * m.peak_kw * (np.sin(phase) > 0.3)
     load = m.base_kw + (m.peak_kw - m.base_kw) * occupancy * day_scale * 0.9 + hvac
-    load = load * (1 + _smooth_noise(rng, n, 0.03, 4))
+    load = load * (1 + _smooth_noise(rng, n, 0.03, 1200.0, step_s))
     return np.clip(load, 0.1, None), np.zeros(n)
 
 
@@ -173,13 +223,34 @@ def _window(rng: np.random.Generator, n: int, lo_steps: int, min_len: int, max_l
 
 def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg: SimConfig
                    ) -> tuple[pd.DataFrame, list[Event]]:
-    """One meter's reported telemetry and its labelled events (before jitter/duplication)."""
+    """One meter's reported telemetry and its labelled events (before jitter/duplication).
+
+    The meter's world evolves on a grid of ``cfg.physics_step_s`` (5 min) or the cadence when that
+    is finer; the meter reports every ``substeps``-th instant of it (readings are snapshots), and
+    its energy register integrates every step of it. At coarse cadences this is what a real meter
+    does: an hourly meter's register counts the energy of the whole hour, not one snapshot's power
+    times an hour (which put an hour of a motor's starting current into the register), and a motor
+    start, an outage or a fault episode is seen by the readings that fall in it, if any. Events are
+    labelled by the first and last reading that shows them; a normal event that no reading shows
+    (a 20-minute outage between two hourly readings) is not labelled, a fault no reading shows is
+    labelled with its true span (it covers no reading: invisible at that cadence)."""
+    r = cfg.substeps
+    ts_r = ts  # the readings
+    if r > 1:
+        ts = pd.date_range(ts_r[0], periods=len(ts_r) * r, freq=pd.Timedelta(seconds=cfg.step_s / r))
     n = len(ts)
-    step_s = cfg.step_s
+    step_s = cfg.step_s / r
     steps_h = 3600.0 / step_s
-    t_local_h = ts.as_unit("ns").asi8 / 3.6e12 + m.utc_offset_h
+
+    def seen(a: int, b: int) -> tuple[str, str] | None:
+        """(start, end) labels of world steps [a, b): the first and last reading in them (None: none)."""
+        ca, cb = -(-a // r), -(-b // r)
+        return (_iso(ts_r[ca]), _iso(ts_r[cb - 1])) if cb > ca else None
+
+    t_ns = ts.as_unit("ns").asi8
+    t_local_h = t_ns / 3.6e12 + m.utc_offset_h
     dow = ((np.floor(t_local_h / 24) + 3) % 7).astype(int)  # 1970-01-01 was a Thursday (dow 3)
-    load, burst = _load_kw(rng, m, t_local_h, dow, step_s)
+    load, burst = _load_kw(rng, m, t_local_h, dow, step_s, t_ns)
     events: list[Event] = []
     # Faults start after the profiling period (at most half a short run, as detectors profile).
     lo = max(1, min(int(cfg.profile_days * 24 * steps_h), n // 2))
@@ -209,11 +280,11 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
     # Voltage per phase: slow wander, noise, small drop with load.
     v = np.empty((ph, n))
     for k in range(ph):
-        v[k] = m.v_nom_v * (1 + _smooth_noise(rng, n, 0.012, 36) + rng.normal(0, 0.002, n)
+        v[k] = m.v_nom_v * (1 + _smooth_noise(rng, n, 0.012, 3 * 3600.0, step_s) + rng.normal(0, 0.002, n)
                             - 0.01 * load / m.peak_kw)
     # Phase shares: natural wander a few percent around a third.
     if ph == 3:
-        w = np.stack([_smooth_noise(rng, n, 0.025, 24) for _ in range(3)])
+        w = np.stack([_smooth_noise(rng, n, 0.025, 2 * 3600.0, step_s) for _ in range(3)])
         shares = (1 + w - w.mean(axis=0)) / 3
     else:
         shares = np.ones((1, n))
@@ -231,6 +302,7 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
     i_true = p_phase * 1000 / (v * pf)
     # A reading is a snapshot; a seconds-long inrush does not heat the enclosure.
     i_heat = i_true.copy()
+    pf_run = pf.copy()  # the power factor once a starting motor runs
     # Motor starts: one-reading inrush (3-6x current at low pf), voltage dips a little.
     n_starts = rng.poisson(cfg.motor_starts_per_day * cfg.days)
     starts = rng.integers(lo // 2, n, n_starts) if n_starts else np.array([], int)
@@ -241,8 +313,9 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
             i_true[k, s] *= factor
             pf[k, s] = min(pf[k, s], 0.35 + 0.1 * rng.random())
             v[k, s] *= 1 - rng.uniform(0.01, 0.04)
-        events.append(Event(m.meter_id, "motor_start", _iso(ts[s]), _iso(ts[s]), None, False,
-                            {"factor": round(float(factor), 2)}))
+        if s % r == 0:  # caught by a reading
+            events.append(Event(m.meter_id, "motor_start", _iso(ts[s]), _iso(ts[s]), None, False,
+                                {"factor": round(float(factor), 2)}))
 
     # Measured currents (CT class 0.5 error) and what the meter computes from them.
     i_meas = i_true * (1 + rng.normal(0, 0.002, (ph, n)))
@@ -294,7 +367,8 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
                 mask[a:b] = True
             fw.pop("neutral_bypass")
             for a, b in episodes:
-                events.append(Event(m.meter_id, "neutral_bypass", _iso(ts[a]), _iso(ts[b - 1]),
+                start, end = seen(a, b) or (_iso(ts[a]), _iso(ts[b - 1]))
+                events.append(Event(m.meter_id, "neutral_bypass", start, end,
                                     FAULT_CODES["neutral_bypass"], True, {"intermittent": True}))
         else:
             mask[s:e] = True
@@ -313,8 +387,9 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
         for _ in range(int(rng.integers(1, 3))):
             s, e = _window(rng, n, lo // 3, max(2, int(steps_h / 6)), int(4 * steps_h))
             outage[s:e] = True
-            events.append(Event(m.meter_id, "supply_outage", _iso(ts[s]), _iso(ts[e - 1]),
-                                NORMAL_EVENTS["supply_outage"], False))
+            label = seen(s, e)
+            if label:
+                events.append(Event(m.meter_id, "supply_outage", *label, NORMAL_EVENTS["supply_outage"], False))
     v[:, outage] = 0.0
     i_meas[:, outage] = 0.0
     i_true[:, outage] = 0.0
@@ -328,8 +403,18 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
     with np.errstate(invalid="ignore", divide="ignore"):
         pf_tot = np.where(s_meas > 0, p_meas / s_meas, np.nan)
 
-    # Energy register: integrates the power the metrology sees times the calibration gain.
-    inc = p_meas * m.cal_gain * step_s / 3600
+    # Energy register: integrates the power the metrology sees times the calibration gain (every
+    # step of the world, whether the meter reports it or not). A motor's starting current lasts
+    # seconds: the step it starts in carries the running motor's power, not the inrush's (taken
+    # for the whole step, 24 starts a day added a tenth to a home's energy).
+    p_energy = p_meas.copy()
+    if len(starts):
+        at = np.unique(starts)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            running = (v[:, at] * i_heat[:, at] * pf_run[:, at]).sum(axis=0)
+            inr = (v[:, at] * i_true[:, at] * pf[:, at]).sum(axis=0)
+            p_energy[at] = np.where(inr > 0, p_meas[at] * running / inr, p_meas[at])
+    inc = p_energy * m.cal_gain * step_s / 3600
     if "firmware_drift" in fw:
         s, e = fw["firmware_drift"]
         g = rng.uniform(0.6, 0.9)
@@ -337,13 +422,15 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
         detail["register_gain"] = round(float(g), 3)
     e_kwh = m.e0_kwh + np.cumsum(inc)
     if rng.random() < cfg.reset_share:
-        r = int(rng.integers(lo // 2, n - 1))
-        e_kwh[r:] -= e_kwh[r - 1] if r > 0 else 0
-        e_kwh[r:] = np.clip(e_kwh[r:], 0, None)
-        events.append(Event(m.meter_id, "register_reset", _iso(ts[r]), _iso(ts[r]), None, False))
+        at = int(rng.integers(lo // 2, n - 1))
+        e_kwh[at:] -= e_kwh[at - 1] if at > 0 else 0
+        e_kwh[at:] = np.clip(e_kwh[at:], 0, None)
+        label = seen(at, n)  # the first reading after the reset shows it
+        if label:
+            events.append(Event(m.meter_id, "register_reset", label[0], label[0], None, False))
 
     # Temperature: first-order lag towards ambient + rise * (I / I_rated)^2.
-    amb = m.ambient_c + 3 * np.sin(2 * np.pi * (t_local_h % 24 - 9) / 24) + _smooth_noise(rng, n, 0.5, 48)
+    amb = m.ambient_c + 3 * np.sin(2 * np.pi * (t_local_h % 24 - 9) / 24) + _smooth_noise(rng, n, 0.5, 4 * 3600.0, step_s)
     i_heat[:, outage] = 0.0
     heat = m.rise_c * (i_heat.max(axis=0) / m.rated_a) ** 2
     a = np.exp(-step_s / 60 / m.tau_min)
@@ -368,16 +455,26 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
     frame = pd.DataFrame({"meter_id": m.meter_id, "ts": ts})
     for c in CHANNEL_NAMES:
         frame[c] = cols[c] if cols[c] is not None else np.nan
+    if r > 1:  # what the meter reports: a snapshot every r steps
+        frame = frame.iloc[::r].reset_index(drop=True)
 
+    def readings(a: int, b: int) -> tuple[int, int]:
+        """Reading indices [ca, cb) of world steps [a, b)."""
+        return -(-a // r), -(-b // r)
+
+    # What the meter's data path does to its reports: a stuck logger, lost packets.
     if "frozen_register" in fw:
-        s, e = fw["frozen_register"]
-        frame.iloc[s:e, 2:] = frame.iloc[s - 1, 2:].to_numpy()
-    keep = rng.random(n) >= cfg.background_loss
-    if "packet_loss" in fw:
-        s, e = fw["packet_loss"]
+        s, e = readings(*fw["frozen_register"])
+        if e > s:
+            frame.iloc[s:e, 2:] = frame.iloc[s - 1, 2:].to_numpy()
+    keep = rng.random(len(frame)) >= cfg.background_loss
+    if "packet_loss" in fw and np.subtract(*readings(*fw["packet_loss"])[::-1]) > 0:
+        s, e = readings(*fw["packet_loss"])
         rate = rng.uniform(0.12, 0.4)
         # Bursty loss: drop runs of readings, not isolated ones.
-        lost = _smooth_noise(rng, e - s, 1.0, 3) > np.quantile(_smooth_noise(rng, 4096, 1.0, 3), 1 - rate)
+        # (Runs of about three readings: a link that is down loses the readings it would carry.)
+        lost = (_smooth_noise(rng, e - s, 1.0, 3.0, 1.0)
+                > np.quantile(_smooth_noise(rng, 4096, 1.0, 3.0, 1.0), 1 - rate))
         keep[s:e] &= ~lost
         detail["loss_rate"] = round(float(1 - keep[s:e].mean()), 3)
     frame = frame[keep]
@@ -385,7 +482,8 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
     for name, (s, e) in fw.items():
         if name == "phase_imbalance":
             detail.update(fw_detail)
-        events.append(Event(m.meter_id, name, _iso(ts[s]), _iso(ts[e - 1]), FAULT_CODES[name], True, detail))
+        start, end = seen(s, e) or (_iso(ts[s]), _iso(ts[e - 1]))
+        events.append(Event(m.meter_id, name, start, end, FAULT_CODES[name], True, detail))
     return frame, events
 
 
