@@ -402,18 +402,24 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
                 res.alerts.append(a)
                 if is_open[gi]:
                     res.open_ids.add(a.id)
-        # A trailing run of anomalous readings that is not (yet) a group: its start stays open too.
+        # A trailing run of anomalous readings that is not (yet) a group (a single reading, say) may
+        # still grow while the next known reading can bridge to it: its start stays open too. The
+        # run is walked back as the post-rules see it: known readings, broken by a cold one or by a
+        # gap longer than the bridge (a run that ended longer than the horizon ago is closed).
         with quiet():
             hot = j.scores >= d.config.post.threshold
         known = np.isfinite(j.scores) & use
         for k in range(n_seg):
             a, b = starts[k], ends[k]
-            kr = np.flatnonzero(known[a:b])
-            if len(kr) and hot[a + kr[-1]]:
-                run = kr[::-1]
-                cold = np.flatnonzero(~hot[a + run])
-                first = run[cold[0] - 1] if len(cold) else run[-1]
-                clean[k] = min(clean[k], t[a + first])
+            kr = a + np.flatnonzero(known[a:b])
+            if not len(kr) or not hot[kr[-1]]:
+                continue
+            if t[kr[-1]] <= final_t[k] - max(j.eff["merge_gap_s"][k], j.eff["max_bridge_s"][k]):
+                continue
+            tk = t[kr]
+            breaks = np.flatnonzero(~hot[kr][:-1] | (np.diff(tk) > j.eff["max_bridge_s"][k]))
+            first = kr[breaks[-1] + 1] if len(breaks) else kr[0]
+            clean[k] = min(clean[k], t[first])
         res.clean[d.name] = clean
 
 
