@@ -115,13 +115,7 @@ def test_registry_rejects_unknown_names_and_config_sections(tmp_path):
     assert [d.name for d in built] == ["neutral_tamper"] and built[0].config.abs_limit_a == 0.7
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(
-    reason="autoencoder alone scores this fleet's 2 level shifts at 0.4-0.85 of its limit: in the shifts the level "
-           "features sit at z~1.7 (bursty homes reach +100 % of their mean in normal bins) and ratio_24h at z~3.3, "
-           "which its 4-unit code carries and reconstructs (bounding the reconstruction to the training range "
-           "changed nothing); a code-distance (T2) term lifted them but cost the ensemble 8 of 24 level shifts; "
-           "the ensemble (forest + AE) finds them; open",
-    strict=False)) if n == "autoencoder" else n for n in NAMES])
+@pytest.mark.parametrize("name", NAMES)
 def test_each_detector_finds_its_fault(name, fleet):
     sim, frame = fleet
     target = TARGET[name]

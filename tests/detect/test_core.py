@@ -30,7 +30,7 @@ import pandas as pd
 import pytest
 
 from wattwatch.detect import core, registry
-from wattwatch.detect.base import NotFittedError
+from wattwatch.detect.base import NotFittedError, Detector
 from wattwatch.detect.engine import EngineConfig, detect, profile
 from wattwatch.detect.frame import prepare, profile_mask
 from wattwatch.detect.learned.persist import dumps_state, loads_state
@@ -468,18 +468,7 @@ def test_degenerate_meters_do_not_raise_nor_change_a_normal_meters_scores(name, 
         sorted(a.to_json() for a in res_alone.alerts)
 
 
-FIT_XFAIL = {
-    "baseline_macd": "BaselineMACD._fit (baseline/macd.py ~l.134-136) takes fast_spread as the median of the fast EMA "
-                     "over the whole padded hourly matrix: the EMA carries into the NaN bins after the meter's own "
-                     "last reading (up to the frame's longest meter), so a meter's spread depends on how long the "
-                     "other meters of the fit frame run (0.0141 alone vs 0.0108 next to an 8-day meter); fix: NaN "
-                     "the EMA outside each meter's own [first, last] bin before the median",
-    **{n: "learned Baseline.fit (learned/features.py ~l.197-217): D (day type per day) is set for every day of the "
-          "frame's common hourly grid, so the days after a meter's own last reading (padding up to the longest "
-          "meter) get leave-one-day-out medians and enter loo_mean: profile_kw/spread_kw of a meter change with "
-          "the other meters' span (|d| 0.147 kW); fix: D = -1 on days where the meter has no finite hour "
-          "(np.isfinite(H).any(axis=2))" for n in registry.LEARNED},
-}
+FIT_XFAIL: dict[str, str] = {}  # padding days and bins no longer enter a meter's fit
 
 
 @pytest.mark.parametrize("name", _params(NAMES, FIT_XFAIL))
@@ -565,3 +554,42 @@ def test_window_novelty_warns_when_it_judged_nothing(normal_meter):
     with pytest.warns(UserWarning, match="no reading was judged"):
         s = registry.build("window_novelty").fit(normal_meter).score(normal_meter)
     assert len(s) == len(normal_meter)
+
+
+class _Given(Detector):
+    """A detector whose score is a column of the frame (``score_1``): post-rule cases by hand.
+    Post-rules as sensor_fault's: 15 min and 3 readings, merged within an hour, bridged 30 min."""
+
+    name = "given_score"
+    code = "WARN_GIVEN"
+
+    def _fit(self, df):
+        return {}
+
+    def _score(self, df):
+        return df["score_1"].to_numpy(float)
+
+
+def test_a_closed_alert_is_never_reopened_after_a_long_unknown_stretch():
+    """Day after day of anomalous readings separated by nights that cannot be judged (an open CT
+    with no load to prove it): a piece that ends hours into a night must not restart the post-rules
+    inside an alert that is already over (it once did, walking back over the unknown night and
+    through the earlier alert, and the replay made an alert with a later start: a phantom)."""
+    ts = pd.date_range("2025-01-06", periods=4 * 1440, freq="1min", tz="UTC")
+    h = ts.hour.to_numpy()
+    score = np.where((h >= 8) & (h < 18), 2.0, np.nan)  # hot by day, unknown by night
+    score[:8 * 60 - 30] = 0.0  # known and normal before the first morning
+    noon = (h == 12) & (ts.minute.to_numpy() == 0)
+    score[noon] = 0.0  # one normal reading at noon: an alert goes on across it (merged)
+    frame = pd.DataFrame({"meter_id": "M", "ts": ts, "score_1": score})
+    det = _Given().fit(frame)
+    whole = core.run(frame, [det])
+    assert len(whole.alerts) == 4
+    t = ts.view("int64") / 1e9
+    for cut_h in (2 * 24 + 2, 2 * 24 + 20, 3 * 24 + 1):  # 02:00 and 20:00 on day 3, 01:00 on day 4
+        cut = t[0] + cut_h * 3600
+        st = Stitcher([det])
+        ups = st.feed(frame[t <= cut]).alerts + st.feed(frame[t > cut]).alerts + st.flush().alerts
+        got = latest(ups)
+        assert sorted((a.id, a.start, a.end) for a in got.values()) == \
+            sorted((a.id, a.start, a.end) for a in whole.alerts), f"cut at hour {cut_h}"

@@ -1,7 +1,9 @@
 """Baseline deviation: a per-meter hour-of-week profile of normal consumption and a MACD-style
 fast/slow EWMA of the deviation from it (``WARN_BASELINE_DEVIATION``).
 
-Profile: on hourly means of active power, the median per (day type, hour of day) over the
+Profile: on hourly means of active power (what the energy register counted in the hour where the
+meter has one, ``use_register``: at hourly cadence a power reading is one snapshot of the hour,
+see ``_hourly``), the median per (day type, hour of day) over the
 profiling period, day types being weekdays (pooled, so one profiled week gives five samples per
 hour), Saturday and Sunday; hours never profiled fall back to the weekday profile. The hourly
 deviation from the profile, as a share of the meter's mean load, is smoothed by a fast (24 h)
@@ -27,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Scored, quiet, rnd
-from wattwatch.detect.frame import day_type, ema_rows, grid, meter_names
+from wattwatch.detect.frame import day_type, ema_rows, meter_names, seg_bounds
+from wattwatch.detect.rules._common import binned_power
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,8 @@ class BaselineMACDConfig(DetectorConfig):
     fast_memory: float = 5.0
     slow_memory: float = 2.0
     max_cadence_s: float = 3600.0
+    use_register: bool = True
+    max_interval_s: float = 2 * 3600.0
     post: PostRule = PostRule(min_duration_s=12 * 3600.0, min_readings=6, merge_gap_s=12 * 3600.0)
 
 
@@ -54,16 +59,25 @@ class BaselineMACD(Detector):
     requires = ("p_kw",)
     judges = ("consumption",)
     blank_input = ("p_kw", "e_kwh")
+    # Motor starts are recognised against two neighbours either side.
+    lookback_n = 2
+    lookahead_n = 2
 
     def _windows(self) -> tuple[int, int]:
         c = self.config
         return int(np.ceil(c.fast_memory * c.fast_h)), int(np.ceil(c.slow_memory * c.slow_h))
 
+    def _spill_s(self) -> float:
+        """How far outside its hour a reading can move the hour's mean (an interval of the
+        register is placed by its midpoint)."""
+        return self.config.max_interval_s / 2 if self.config.use_register else 0.0
+
     def lookback_s(self, cadence_s):
-        return np.full(len(cadence_s), 3600.0 * max(self._windows()))
+        return np.full(len(cadence_s), 3600.0 * max(self._windows()) + self._spill_s())
 
     def lookahead_s(self, cadence_s):
-        return np.full(len(cadence_s), 3600.0)  # an hour's mean changes until the hour is over
+        # An hour's mean changes until the hour is over (and the interval ending after it is in).
+        return np.full(len(cadence_s), 3600.0 + self._spill_s())
 
     def cadence_note(self, cadence_s: float) -> str | None:
         if cadence_s > self.config.max_cadence_s * 1.05:
@@ -79,7 +93,13 @@ class BaselineMACD(Detector):
         return None
 
     def _hourly(self, df: pd.DataFrame):
-        m, cell, t0 = grid(df, df["p_kw"].to_numpy(float), 3600.0)
+        """Mean power per clock hour: what the energy register counted in the hour (per interval,
+        placed by its midpoint), else the mean of the hour's power readings (those that caught a
+        motor's starting current left out). At 5-minute cadence the two agree; at hourly cadence a
+        reading is one snapshot, and one that caught a kettle or a motor start would stand for the
+        whole hour and move the fast average for a day, while the register counted what the hour
+        consumed."""
+        m, cell, t0 = binned_power(df, 3600.0, self.config.max_interval_s if self.config.use_register else None)
         n_seg, n_bins = m.shape
         t_bin = t0[:, None] + 3600.0 * np.arange(n_bins)[None, :]
         return m, cell, t_bin
@@ -88,8 +108,13 @@ class BaselineMACD(Detector):
         return ema_rows(u, 1 - np.exp(-1 / hours), start=0.0, gap=0.0, window=window)
 
     def _fit(self, df: pd.DataFrame) -> dict:
-        m, _, t_bin = self._hourly(df)
+        m, cell, t_bin = self._hourly(df)
         n_seg, n_bins = m.shape
+        # Bins after a meter's own last reading only pad the matrix to the longest meter: its
+        # statistics must not depend on how long the other meters of the frame run.
+        starts, ends = seg_bounds(df["_seg"].to_numpy())
+        last_bin = cell[ends - 1] - np.arange(n_seg) * n_bins if n_seg else np.zeros(0, np.int64)
+        own = np.arange(n_bins)[None, :] <= last_bin[:, None]
         names = meter_names(df)
         key_type = day_type(t_bin)
         key_hour = ((t_bin % 86400) // 3600).astype(int)
@@ -113,7 +138,7 @@ class BaselineMACD(Detector):
             mean = np.nanmean(np.where(ok, m, np.nan), axis=1) if n_bins else np.zeros(n_seg)
             mean = np.where(np.isfinite(mean) & (np.abs(mean) > 1e-6), np.abs(mean), np.nan)
             u = resid / mean[:, None]
-            fast = self._ema(u, self.config.fast_h, self._windows()[0])
+            fast = np.where(own, self._ema(u, self.config.fast_h, self._windows()[0]), np.nan)
             med = np.nanmedian(fast, axis=1) if n_bins else np.zeros(n_seg)
             spread = 1.4826 * np.nanmedian(np.abs(fast - med[:, None]), axis=1) if n_bins else np.zeros(n_seg)
             raw = 1.4826 * np.nanmedian(np.abs(u - np.nanmedian(u, axis=1)[:, None]), axis=1) if n_bins else np.zeros(n_seg)

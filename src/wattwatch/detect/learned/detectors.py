@@ -22,6 +22,7 @@ means the same for every learned detector, every meter and every grid.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -60,6 +61,8 @@ class LearnedConfig(DetectorConfig):
     seed: int = 0
     min_fleet_meter_days: float = 60.0
     channel: str = "p_kw"
+    register_interval_s: float | None = 7200.0
+    register_min_interval_s: float = 900.0
     post: PostRule = LEARNED_POST
 
     def __post_init__(self):
@@ -70,7 +73,9 @@ class LearnedConfig(DetectorConfig):
             raise ValueError("grid_s must be > 0 and every window at least one grid step")
 
     def features(self) -> FeatureConfig:
-        return FeatureConfig(grid_s=self.grid_s, windows_min=self.windows_min, channel=self.channel)
+        return FeatureConfig(grid_s=self.grid_s, windows_min=self.windows_min, channel=self.channel,
+                             register_interval_s=self.register_interval_s,
+                             register_min_interval_s=self.register_min_interval_s)
 
     def at_grid(self, grid_s: float) -> "LearnedConfig":
         """The same detector on a coarser grid: windows keep their length in bins."""
@@ -394,7 +399,14 @@ class LearnedDetector(Detector):
         todo = [g for g in np.unique(grids[np.isfinite(grids)]) if train or g not in self.fleets_]
         for g, sub in self._by_grid(df, grids):
             if g in todo:
-                self.fleets_[g] = self._new_fleet(g).train(sub)
+                try:
+                    self.fleets_[g] = self._new_fleet(g).train(sub)
+                except ValueError as exc:
+                    if train:  # asked for: say it loudly
+                        raise
+                    # Fitting the baselines worked; the fleet model needs more normal data. Not
+                    # silent: meters of this grid score NaN ("cannot judge") and this says why.
+                    warnings.warn(f"{self.name}: no fleet model for the {g:.0f} s grid: {exc}", stacklevel=2)
         return self
 
     def _by_grid(self, df: pd.DataFrame, grids: np.ndarray):
@@ -419,6 +431,7 @@ class LearnedDetector(Detector):
         g = np.array([float((self.state_.get(m) or {}).get("grid_s") or np.nan) for m in meters])
         g = np.where(np.isfinite(g), g, self.config.grid_s)
         back = np.zeros(n)
+        ahead = g.copy()
         for gv in np.unique(g):
             cfg = self.config.at_grid(gv).features()
             # Each trailing window of k bins is summed within blocks of k (two blocks back at most),
@@ -426,8 +439,10 @@ class LearnedDetector(Detector):
             k = [cfg.steps(w) for w in cfg.windows_min]
             features = max(2 * max(k), 2 * cfg.steps(24 * 60), 3 * k[0])
             steps = features + 2 * cfg.steps(self.config.persist_min) + 1
-            back[g == gv] = steps * gv
-        return Reach(back, np.zeros(n, np.int64), g.copy(), np.zeros(n, np.int64))
+            # A bin's power can come from a register interval that starts or ends outside it.
+            back[g == gv] = steps * gv + cfg.spill_s()
+            ahead[g == gv] = gv + cfg.spill_s()
+        return Reach(back, np.zeros(n, np.int64), ahead, np.zeros(n, np.int64))
 
     def cadence_note(self, cadence_s: float) -> str | None:
         if not np.isfinite(self.config.grid_for(np.array([cadence_s]))[0]):

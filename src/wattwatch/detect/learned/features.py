@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from wattwatch.detect.frame import day_type, grid, meter_names
+from wattwatch.detect.rules._common import binned_power
 
 DAY_S = 86400.0
 
@@ -49,13 +50,40 @@ class FeatureConfig:
     bin, 2-60 min with a 1-min grid); ``eps_rel``: floor of a log ratio, as a share of the load;
     ``min_days``: a day type profiled from fewer days is not judged; ``channel``: the series the
     level, ratio, slope and shape features are built from (active power by default; any canonical
-    or extra channel, e.g. a UPS's ``ups_load_pct``)."""
+    or extra channel, e.g. a UPS's ``ups_load_pct``); ``register_interval_s``: for active power on
+    a grid of ``register_min_interval_s`` or coarser (meters read every 15 minutes or less often),
+    a bin's power is what the energy register counted in it (intervals up to this long), where the
+    meter has a register (None: the power readings' mean). A power reading is a snapshot: at
+    hourly cadence one that caught a kettle stands for an hour of boiling and the kettles it missed
+    are not there at all, while the register counted the hour's energy. Over a few minutes it is
+    the other way round: a 1 Wh register step is 12 W over 5 minutes, a home's whole night-time
+    wander, while a snapshot every 5 minutes follows a kettle well."""
 
     grid_s: float = 300.0
     windows_min: tuple[int, ...] = (5, 15, 60)
     eps_rel: float = 0.05
     min_days: int = 2
     channel: str = "p_kw"
+    register_interval_s: float | None = 7200.0
+    register_min_interval_s: float = 900.0
+
+    def binned(self, df: pd.DataFrame, bin_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The channel's mean per meter and clock-aligned bin (see :func:`grid`); for active power,
+        the register's energy per bin where it counted (see :attr:`register_interval_s`)."""
+        if self.uses_register() and "e_kwh" in df.columns:
+            # (Power readings as they are elsewhere: the model learned motor starts as normal.)
+            return binned_power(df, bin_s, self.register_interval_s, drop_inrush=False)
+        return grid(df, self.series(df), bin_s)
+
+    def uses_register(self) -> bool:
+        """Whether bins take the register's energy (active power on a coarse enough grid)."""
+        return (self.channel == "p_kw" and self.register_interval_s is not None
+                and self.grid_s >= self.register_min_interval_s)
+
+    def spill_s(self) -> float:
+        """How far outside its bin a reading can move the bin's value (a register interval is
+        placed by its midpoint)."""
+        return self.register_interval_s / 2 if self.uses_register() else 0.0
 
     def series(self, df: pd.DataFrame) -> np.ndarray:
         """The channel the features follow (all NaN when the frame lacks it)."""
@@ -163,7 +191,7 @@ class Baseline:
     def fit(self, df: pd.DataFrame) -> "Baseline":
         cfg = self.config
         names = meter_names(df)
-        p, _, t0 = grid(df, cfg.series(df), 3600.0)
+        p, _, t0 = cfg.binned(df, 3600.0)
         n_seg, n_h = p.shape
         t_h = t0[:, None] + 3600.0 * np.arange(n_h)[None, :]
         day = np.floor(t_h / DAY_S).astype(np.int64)
@@ -177,6 +205,9 @@ class Baseline:
         rows = np.broadcast_to(np.arange(n_seg)[:, None], p.shape)
         H[rows, day, hour] = p
         D[rows, day] = dtype
+        # Days without a single hour of the meter (the padding after its last reading, up to the
+        # frame's longest meter) are no day of its: they must not enter its profile.
+        D = np.where(np.isfinite(H).any(axis=2), D, -1)
         prof = np.full((n_seg, 3, 24), np.nan)
         loo = np.full_like(H, np.nan)
         with warnings.catch_warnings():
@@ -214,6 +245,8 @@ class Baseline:
         g = self._grid(df)
         std = np.sqrt(np.maximum(_rolling_mean(g["p"] ** 2, g["k60"], col0=g["col0"])
                                  - _rolling_mean(g["p"], g["k60"], col0=g["col0"]) ** 2, 0))
+        # Only where the meter has a reading (a trailing window reaches into the padding after it).
+        std = np.where(np.isfinite(g["p"]), std, np.nan)
         self.spread_ = self._profile_of(std, g["t"], n_seg)
         self.ratio_stats_ = {}
         with warnings.catch_warnings():
@@ -270,7 +303,7 @@ class Baseline:
     def _grid(self, df: pd.DataFrame) -> dict:
         cfg = self.config
         p_kw = df["p_kw"].to_numpy(float)
-        p, cell, t0 = grid(df, cfg.series(df), cfg.grid_s)
+        p, cell, t0 = cfg.binned(df, cfg.grid_s)
         va = np.zeros(len(df))
         have_v = np.zeros(len(df), bool)
         for k in (1, 2, 3):

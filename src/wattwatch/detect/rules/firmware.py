@@ -1,14 +1,39 @@
 """Firmware energy drift: the energy register grows differently from the energy the meter's own
 power readings imply, beyond the meter's learned calibration, for hours.
 
-Per interval the register increment is compared with the trapezoid of reported power; both are
-summed over a sliding window (default 12 h, judged only with at least 1 kWh in it). The calibration ratio and the natural spread of the
-windowed ratio are learned per meter while profiling, so a meter that always reads 1 % high, or
-a bursty load that power snapshots sample coarsely, does not alarm. A register that drops is a
-reset (firmware update, rollover): that interval is left out. Intervals across a lost reading
-and frozen stretches (register and power both unchanged) are left out too: the register counted
-the lost reading's energy while a trapezoid across the gap cannot, so one lost reading in a
-kettle burst read as 6 % over-registration for the whole window."""
+Per interval the register increment is compared with the trapezoid of reported power. A register
+that drops is a reset (firmware update, rollover): that interval is left out. Intervals across a
+lost reading and frozen stretches (register and power both unchanged) are left out too: the
+register counted the lost reading's energy while a trapezoid across the gap cannot, so one lost
+reading in a kettle burst read as 6 % over-registration for the whole window.
+
+Power readings are snapshots, while the register counts every second. The intervals are summed
+into clock hours (``bin_s``) and each hour gives a log ratio, register over power; a window's
+ratio is the median of its hours' ratios. At 5-minute cadence an hour holds 12 snapshots and its
+ratio is within a percent; at hourly cadence it holds one, and a snapshot that caught a kettle
+stands for an hour of boiling while the kettles it missed are in the register: a home's hourly
+ratios scatter by 10-50 % with long tails. A sum over the window (as this rule once took) carries
+those tails into the window's ratio (off by 10 % half the time with 12 hourly readings); the
+median of the hours does not, and its sampling error is known from the spread of the meter's hourly
+ratios learned while profiling (``1.25 σ / √n`` for ``n`` hours, σ the larger of the learned
+spread and the window's own: a weekend or a night scatters more). Hours are not independent on
+every meter: a load that cycles about once an hour (a compressor) is caught by hourly snapshots
+at a phase that drifts slowly, so its hours err alike for most of a day; the correlation of
+consecutive hours learned while profiling (ρ) widens the error by ``√((1 + ρ) / (1 − ρ))``. A
+window alerts when its ratio is off the meter's learned calibration by at least ``rel_limit``
+and by ``sigma_k`` of that error.
+
+Windows of ``window_s`` (a day, so that the hours of the day's pattern, bursty evenings and quiet
+nights, weigh alike in every window) and longer, doubling up to ``max_window_s`` (4 days), are
+judged, each with its own sampling error, so a drift that lasts days is found at cadences where half a
+day of snapshots cannot show it, and a short drift where they can; a window is judged with at
+least ``min_hours`` hours of ratios (a median of a few hourly snapshots is not an estimate) and
+``min_energy_kwh`` of energy. Where the reading's own (shortest) window does not deviate the same
+way by the limit, it is not in the drift: a long window still holds a drift for half its length
+after the drift ended.
+
+A drifting register also misstates the consumption: its alerts explain the consumption the
+consumption detectors would otherwise call a drop (they read the register at coarse cadences)."""
 
 from __future__ import annotations
 
@@ -17,16 +42,21 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Scored, quiet, rnd
-from wattwatch.detect.frame import cache, meter_names, seg_median, window_sum
+from wattwatch.detect.base import Detector, DetectorConfig, Explains, Finding, PostRule, Scored, quiet, rnd
+from wattwatch.detect.frame import meter_names
 
 
 @dataclass(frozen=True)
 class FirmwareDriftConfig(DetectorConfig):
-    window_s: float = 12 * 3600.0
+    window_s: float = 86400.0
+    max_window_s: float = 4 * 86400.0
     rel_limit: float = 0.05
-    sigma_k: float = 5.0
+    sigma_k: float = 6.0
     min_energy_kwh: float = 1.0
+    bin_s: float = 3600.0
+    min_hours: int = 18
+    min_bin_kwh: float = 0.02
+    max_rho: float = 0.9
     max_gap_factor: float = 1.5  # an interval longer than this many cadences spans a lost reading
     post: PostRule = PostRule(min_duration_s=3 * 3600.0, min_readings=6, merge_gap_s=2 * 3600.0)
 
@@ -38,14 +68,42 @@ class FirmwareDrift(Detector):
     requires = ("e_kwh", "p_kw")
     judges = ("consumption", "register")
     blank_input = ("p_kw", "e_kwh")
+    # The register's deviation is the fault; the consumption it states meanwhile is not the load's.
+    explains = (Explains(("consumption",), pad_s=3600.0),)
     # An interval needs the reading before it, and a frozen stretch's catch-up the one before that.
     lookback_n = 2
 
+    def windows(self) -> list[float]:
+        """Window lengths judged (s): ``window_s``, doubled while not above ``max_window_s``."""
+        w, out = float(self.config.window_s), []
+        while True:
+            out.append(w)
+            w *= 2
+            if w > self.config.max_window_s:
+                return out
+
+    def _half(self, w: float) -> int:
+        """Bins either side of a bin in a window of ``w`` seconds (the window is 2 h + 1 bins)."""
+        return max(0, int(round(w / self.config.bin_s / 2)))
+
+    def _bin(self, cadence_s: np.ndarray) -> np.ndarray:
+        """Bin width per meter: ``bin_s``, or the cadence when coarser (whole bins, clock-aligned)."""
+        b = self.config.bin_s
+        with quiet():
+            return np.where(np.isfinite(cadence_s) & (cadence_s > b), np.ceil(cadence_s / b - 0.05) * b, b)
+
+    def _reach_s(self, cadence_s):
+        # The window's bins either side of the reading's bin, and the bin itself; an interval is
+        # binned by its midpoint, so one reaching into a bin starts (or ends) up to a cadence outside it.
+        c = np.asarray(cadence_s, float)
+        b = self._bin(c)
+        return (self._half(max(self.windows())) + 1) * b + self.config.max_gap_factor * np.nan_to_num(c)
+
     def lookback_s(self, cadence_s):
-        return np.full(len(cadence_s), self.config.window_s / 2)
+        return self._reach_s(cadence_s)
 
     def lookahead_s(self, cadence_s):
-        return np.full(len(cadence_s), self.config.window_s / 2)
+        return self._reach_s(cadence_s)
 
     def _intervals(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         seg, dt = df["_seg"].to_numpy(), df["_dt"].to_numpy()
@@ -66,41 +124,128 @@ class FirmwareDrift(Detector):
         ep[bad] = np.nan
         return de, ep
 
-    def _ratio(self, df: pd.DataFrame) -> tuple[np.ndarray, tuple]:
+    def _hours(self, df: pd.DataFrame):
+        """Per group of meters with one bin width: the log ratio of each clock bin (register over
+        power; NaN where the bin holds no usable interval or too little energy) and the bin's energy
+        by the power readings. Returns ``([(meters, rows, L, EP, cell, bin_s), ...], de, ep)``:
+        ``meters`` segment codes, ``rows`` their readings (mask), ``L``/``EP`` meters x bins,
+        ``cell`` the flat bin of each of those readings; ``de``/``ep`` per interval."""
         de, ep = self._intervals(df)
-        seg, t = df["_seg"].to_numpy(), df["_t"].to_numpy()
-        w = self.config.window_s
-        memo = cache(df)
-        DE, EP = window_sum(de, t, seg, w, centred=True, memo=memo), window_sum(ep, t, seg, w, centred=True, memo=memo)
-        with quiet():
-            return np.where(EP >= self.config.min_energy_kwh, DE / EP, np.nan), (de, ep)
+        seg, t, dt = df["_seg"].to_numpy(), df["_t"].to_numpy(), df["_dt"].to_numpy()
+        bins = self._bin(self._param(df, "cadence_s"))
+        out = []
+        for b in np.unique(bins[np.isfinite(bins)]):
+            meters = np.flatnonzero(bins == b)
+            rows = np.isin(seg, meters)
+            sub_seg = np.searchsorted(meters, seg[rows])
+            d, p, tr = de[rows], ep[rows], t[rows]
+            ok = np.isfinite(d) & np.isfinite(p)
+            # Bins are clock-aligned (multiples of b since the epoch); an interval belongs to the
+            # bin of its midpoint (an hourly reading 2 s early does not move its hour's energy into
+            # the hour before), a reading to the bin it falls in.
+            starts = np.flatnonzero(np.concatenate([[True], sub_seg[1:] != sub_seg[:-1]]))
+            origin = np.floor(tr[starts] / b) - 1
+            cell_r = (np.floor(tr / b) - origin[sub_seg]).astype(np.int64)
+            with quiet():
+                mid = np.where(ok, tr - dt[rows] / 2, tr)
+            cell_i = np.maximum(np.floor(mid / b) - origin[sub_seg], 0).astype(np.int64)
+            nb = int(max(cell_r.max(), cell_i.max())) + 1 if len(tr) else 0
+            shape = (len(meters), nb)
+            flat_i = sub_seg.astype(np.int64) * nb + cell_i
+            n = len(meters) * nb
+            cnt = np.bincount(flat_i[ok], minlength=n).reshape(shape)
+            DE = np.bincount(flat_i[ok], weights=d[ok], minlength=n).reshape(shape)
+            EP = np.bincount(flat_i[ok], weights=p[ok], minlength=n).reshape(shape)
+            with quiet():
+                L = np.where((cnt > 0) & (EP >= self.config.min_bin_kwh) & (DE > 0), np.log(DE / EP), np.nan)
+            out.append((meters, rows, L, EP, sub_seg.astype(np.int64) * nb + cell_r, float(b)))
+        return out, de, ep
+
+    def _window(self, X: np.ndarray, h: int, stat: str, q: float | None = None) -> np.ndarray:
+        """Centred rolling ``stat`` (or quantile ``q``) over 2h + 1 bins along axis 1 (NaN ignored)."""
+        if X.size == 0:
+            return X.copy()
+        r = pd.DataFrame(X.T).rolling(2 * h + 1, center=True, min_periods=1)
+        return (r.quantile(q) if q is not None else getattr(r, stat)()).to_numpy().T
 
     def _fit(self, df: pd.DataFrame) -> dict:
-        r, _ = self._ratio(df)
-        seg = df["_seg"].to_numpy()
-        n_seg = int(seg.max()) + 1
-        k = seg_median(r, seg, n_seg)
-        with quiet():
-            rel = r / k[seg]
-        spread = 1.4826 * seg_median(np.abs(rel - 1), seg, n_seg)
-        return {m: {"calibration": a, "spread": b} for m, a, b in zip(meter_names(df), k, spread)}
+        groups, _, _ = self._hours(df)
+        names = meter_names(df)
+        out: dict = {}
+        for meters, _, L, _, _, _ in groups:
+            with quiet():
+                k = np.nanmedian(L, axis=1) if L.shape[1] else np.full(len(meters), np.nan)
+                sigma = 1.4826 * np.nanmedian(np.abs(L - k[:, None]), axis=1) if L.shape[1] else k
+                rho = self._lag_correlation((L - k[:, None]) / sigma[:, None])
+            for j, m in enumerate(meters):
+                out[names[m]] = {"calibration": float(np.exp(k[j])) if np.isfinite(k[j]) else float("nan"),
+                                 "hour_sigma": float(sigma[j]), "hour_rho": float(rho[j])}
+        return out
 
-    def _limits(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        k = self._param(df, "calibration")
-        sp = self._param(df, "spread")
-        lim = np.maximum(self.config.rel_limit, np.where(np.isfinite(sp), self.config.sigma_k * sp, 0.0))
-        return k, lim
+    def _lag_correlation(self, Z: np.ndarray, clip: float = 3.0) -> np.ndarray:
+        """Per row: correlation of consecutive bins' deviations (in units of spread, clipped to
+        ``clip`` so that a burst does not decide it), in [0, ``max_rho``]; 0 with too few pairs."""
+        Z = np.clip(Z, -clip, clip)
+        a, b = Z[:, :-1], Z[:, 1:]
+        ok = np.isfinite(a) & np.isfinite(b)
+        n = ok.sum(axis=1)
+        with quiet():
+            a0 = np.where(ok, a - np.nanmean(np.where(ok, a, np.nan), axis=1)[:, None], 0.0)
+            b0 = np.where(ok, b - np.nanmean(np.where(ok, b, np.nan), axis=1)[:, None], 0.0)
+            r = (a0 * b0).sum(axis=1) / np.sqrt((a0 ** 2).sum(axis=1) * (b0 ** 2).sum(axis=1))
+        return np.where((n >= 24) & np.isfinite(r), np.clip(r, 0.0, self.config.max_rho), 0.0)
 
     def _score(self, df: pd.DataFrame) -> Scored:
-        seg = df["_seg"].to_numpy()
-        k, lim = self._limits(df)
-        r, (de, ep) = self._ratio(df)
-        with quiet():
-            return Scored(np.abs(r / k[seg] - 1) / lim[seg], (r, de, ep, k, lim))
+        cfg = self.config
+        groups, de, ep = self._hours(df)
+        k_all = np.log(self._param(df, "calibration"))
+        sig_all = self._param(df, "hour_sigma")
+        rho_all = np.nan_to_num(self._param(df, "hour_rho", 0.0))
+        score = np.full(len(df), np.nan)
+        ratio = np.full(len(df), np.nan)
+        for meters, rows, L, EP, cell, b in groups:
+            k, sig = k_all[meters][:, None], sig_all[meters][:, None]
+            rho = rho_all[meters][:, None]
+            inflate = np.sqrt((1 + rho) / (1 - rho))  # correlated hours: fewer independent ones
+            best = np.full(L.shape, np.nan)
+            best_r = np.full(L.shape, np.nan)
+            best_dev = np.full(L.shape, np.nan)
+            local = None
+            valid = np.isfinite(L)
+            for w in self.windows():
+                h = self._half(w)
+                med = self._window(L, h, "median")
+                # The hours' spread in this window (interquartile range, as a standard deviation):
+                # a weekend or a night scatters more than the profile's typical hour, and a drift
+                # moves every hour alike, leaving it unchanged.
+                iqr = (self._window(L, h, "", 0.75) - self._window(L, h, "", 0.25)) / 1.349
+                n = self._window(valid.astype(float), h, "sum")
+                energy = self._window(np.where(valid, EP, 0.0), h, "sum")
+                with quiet():
+                    dev = med - k
+                    rel = np.abs(np.expm1(dev)) / cfg.rel_limit
+                    z = np.abs(dev) / (1.2533 * np.fmax(sig, iqr) * inflate / np.sqrt(n)) / cfg.sigma_k
+                    judged = (n >= cfg.min_hours) & (energy >= cfg.min_energy_kwh)
+                    sc = np.where(judged, np.fmin(rel, z), np.nan)
+                    take = np.isfinite(sc) & ~(sc <= best)  # the largest; NaN never wins
+                if local is None:
+                    local = np.where(judged, dev, np.nan)
+                best[take], best_r[take], best_dev[take] = sc[take], np.exp(med[take]), dev[take]
+            # Where: a long window still holds a drift for half its length after the drift ended;
+            # the reading's own (shortest) window must deviate the same way by the limit too.
+            with quiet():
+                here = np.where(np.sign(local) == np.sign(best_dev), np.abs(np.expm1(local)) / cfg.rel_limit, 0.0)
+            # (Where the shortest window cannot be judged, near the end of the data or a long gap,
+            # neither can the reading: a long window there is all on one side of it.)
+            best = np.where(np.isfinite(local), np.minimum(best, here), np.nan)
+            idx = np.flatnonzero(rows)
+            score[idx] = best.ravel()[cell]
+            ratio[idx] = best_r.ravel()[cell]
+        return Scored(score, (ratio, de, ep, np.exp(k_all)))
 
     def describe(self, df, rows, scores, ctx=None) -> Finding:
         seg = df["_seg"].to_numpy()
-        r_all, de, ep, k, lim = ctx
+        r_all, de, ep, k = ctx
         r = r_all[rows]
         reg, ct = float(np.nansum(de[rows])), float(np.nansum(ep[rows]))
         kk = float(k[seg[rows[0]]])
@@ -111,5 +256,5 @@ class FirmwareDrift(Detector):
                        f"energy register {direction}-registers by {abs(dev):.0%} against the meter's own power readings "
                        f"({reg:.1f} kWh registered vs {ct * kk:.1f} kWh expected)",
                        {"register_kwh": rnd(reg, 2), "expected_kwh": rnd(ct * kk, 2), "ratio": rnd(float(np.nanmedian(r)), 4),
-                        "calibration": rnd(kk, 4), "deviation": rnd(dev, 4), "limit": rnd(float(lim[seg[rows[0]]]), 4)},
+                        "calibration": rnd(kk, 4), "deviation": rnd(dev, 4), "limit": self.config.rel_limit},
                        "read the meter's firmware version and register on site; compare with a reference meter")

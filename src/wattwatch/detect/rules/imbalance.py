@@ -5,7 +5,11 @@ A meter that was already imbalanced while it was profiled alerts only when it ge
 its own normal (median + 2 × (p90 − median) of its profiled imbalance, plus a margin), not for
 ever; readings where one phase reads
 zero while the others carry load are left to the sensor-fault rule (an open CT is not an
-imbalanced load)."""
+imbalanced load). A reading that caught a motor's starting current on one phase (see
+:func:`~wattwatch.detect.rules._common.inrush`) is not judged either: that snapshot stands for a
+few seconds of the interval, not for how the load is spread over the phases. At 5-minute cadence
+the persistence (3 readings) kept such snapshots out; at hourly cadence it asks for 2 readings, and
+two motor starts in consecutive hours read as a 100 % imbalance for an hour."""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import pandas as pd
 
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Scored, quiet, rnd
 from wattwatch.detect.frame import meter_names, seg_quantile
-from wattwatch.detect.rules._common import phases
+from wattwatch.detect.rules._common import inrush, phases
 
 
 @dataclass(frozen=True)
@@ -30,14 +34,15 @@ class PhaseImbalanceConfig(DetectorConfig):
 
 
 def imbalance(df: pd.DataFrame, cfg: PhaseImbalanceConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(imbalance ratio or NaN, mean phase current) per reading."""
+    """(imbalance ratio or NaN, mean phase current) per reading; NaN where it cannot be judged
+    (not three-phase, light load, an open CT, a motor start caught in the reading)."""
     _, i = phases(df)
     three = np.isfinite(i).all(axis=1)
     mean = i.mean(axis=1)
     dev = np.abs(i - mean[:, None]).max(axis=1)
     open_ct = (i.min(axis=1) < cfg.zero_a) & (i.max(axis=1) >= cfg.min_mean_a)
     with quiet():
-        imb = np.where(three & (mean >= cfg.min_mean_a) & ~open_ct, dev / mean, np.nan)
+        imb = np.where(three & (mean >= cfg.min_mean_a) & ~open_ct & ~inrush(df), dev / mean, np.nan)
     return imb, mean
 
 
@@ -47,6 +52,9 @@ class PhaseImbalance(Detector):
     config_cls = PhaseImbalanceConfig
     requires = ("i_l1_a", "i_l2_a", "i_l3_a")
     judges = ("current",)
+    # Motor starts are recognised against two neighbours either side.
+    lookback_n = 2
+    lookahead_n = 2
 
     def _fit(self, df: pd.DataFrame) -> dict:
         imb, _ = imbalance(df, self.config)
