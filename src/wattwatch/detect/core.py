@@ -28,7 +28,7 @@ import pandas as pd
 
 from wattwatch.alerts.model import Alert
 from wattwatch.detect.base import Detector, Reach, quiet
-from wattwatch.detect.frame import meter_names, prepare, seg_bounds
+from wattwatch.detect.frame import cache, meter_names, prepare, seg_bounds
 from wattwatch.detect.postrules import Groups, calibrated, group, span_mask
 
 
@@ -70,6 +70,7 @@ class Judged:
     exact: np.ndarray           # per row: the frame held the reading's reach before it
     final: np.ndarray           # per row: ... and after it
     skipped: np.ndarray         # per segment code: not judged (lacks channels, no state)
+    groups: Groups | None = None  # its groups over every reading of the frame, when computed
 
 
 @dataclass
@@ -176,12 +177,24 @@ def _iso(t: float) -> str:
 
 
 def _blanked(df: pd.DataFrame, blank: np.ndarray, channels: tuple[str, ...]) -> pd.DataFrame:
-    """``df`` (columns shared, not copied) with ``channels`` set to NaN on the ``blank`` rows."""
+    """``df`` (columns shared, not copied) with ``channels`` set to NaN on the ``blank`` rows. What
+    ``df``'s scratch space holds of other channels (phase arrays, motor starts, window bounds) is
+    handed on: it does not depend on the blanked ones."""
     cols = {c: df[c] for c in df.columns}
     for c in channels:
         if c in cols:
             cols[c] = np.where(blank, np.nan, df[c].to_numpy(float))
-    return pd.DataFrame(cols, copy=False)
+    out = pd.DataFrame(cols, copy=False)
+    cache(out).update({k: v for k, v in cache(df).items() if _independent_of(k, channels)})
+    return out
+
+
+def _independent_of(key, channels: tuple[str, ...]) -> bool:
+    """Whether a scratch entry is computed without ``channels`` (the consumption channels a
+    detector may have blanked): phase voltages and currents, their extremes, motor starts (currents
+    and power factor) and window bounds (times) are."""
+    name = key[0] if isinstance(key, tuple) else key
+    return name in ("phases", "imax", "vmax", "inrush", "window_bounds") and not set(channels) - {"p_kw", "e_kwh"}
 
 
 def _near(seg: np.ndarray, t: np.ndarray, groups: list[np.ndarray], within_s: float) -> np.ndarray:
@@ -230,7 +243,8 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
         within = np.arange(len(df)) - np.repeat(starts, ends - starts)
         df = _with_column(df, "_n", pos0[seg] + within)
         res.frame = df
-    eff_reach = reaches(dets, names)
+    whole = origin_m.all() and flush_m.all()
+    eff_reach = None if whole else reaches(dets, names)  # a whole history needs no reach bookkeeping
     cad = np.array([_cadence(dets, m) for m in names], float)
     masks: dict[str, np.ndarray] = {}
     said_cadence: set = set()
@@ -265,9 +279,13 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
         s[blank] = np.nan
         judge_from = np.array([float((st.get(m) or {}).get("judge_from") or -np.inf) for m in names])
         s[t < judge_from[seg]] = np.nan
-        exact, final = _reach_rows(t, seg, starts, ends, eff_reach[d.name], origin_m, flush_m)
+        if whole:
+            exact = final = np.ones(len(df), bool)
+        else:
+            exact, final = _reach_rows(t, seg, starts, ends, eff_reach[d.name], origin_m, flush_m)
         eff = d.config.post.at(cad)
-        res.judged.append(Judged(d, s, ctx, src, eff, exact, final, skipped))
+        judged = Judged(d, s, ctx, src, eff, exact, final, skipped)
+        res.judged.append(judged)
         # What this detector explains, for those that run after it.
         if d.explains:
             groups = None
@@ -277,7 +295,8 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
                         m = s >= d.config.post.threshold
                 else:
                     if groups is None:
-                        groups = group(seg, t, s, d.config.post, eff).alerts()
+                        judged.groups = group(seg, t, s, d.config.post, eff)
+                        groups = judged.groups.alerts()
                     m = span_mask(seg, t, groups, e.pad_s)
                     if e.span == "hot":
                         with quiet():
@@ -362,6 +381,7 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
           since: dict) -> None:
     """Alerts of every detector from its exact, final scores at or after its clean point."""
     n_seg = len(names)
+    last_t = t[ends - 1] if n_seg else np.zeros(0)
     for j in res.judged:
         d = j.det
         start_t = np.full(n_seg, -np.inf)
@@ -369,23 +389,33 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
             v = (since.get(d.name) or {}).get(m)
             if v is not None:
                 start_t[k] = v
-        use = j.exact & j.final & (t >= start_t[seg])
-        # Rows it may not use are not NaN ("cannot judge", which bridges) but absent.
-        idx = np.flatnonzero(use)
-        final_t = np.full(n_seg, -np.inf)
-        fin = np.flatnonzero(j.final)
-        if len(fin):
-            np.maximum.at(final_t, seg[fin], t[fin])
+        whole = j.exact.all() and j.final.all() and not np.isfinite(start_t).any()
+        if whole:  # a whole history: every reading counts, nothing is pending or carried
+            use = np.ones(len(t), bool)
+            idx = np.arange(len(t))
+            final_t = last_t.copy()
+        else:
+            use = j.exact & j.final & (t >= start_t[seg])
+            # Rows it may not use are not NaN ("cannot judge", which bridges) but absent.
+            idx = np.flatnonzero(use)
+            final_t = np.full(n_seg, -np.inf)
+            fin = np.flatnonzero(j.final)
+            if len(fin):
+                np.maximum.at(final_t, seg[fin], t[fin])
         res.final_t[d.name] = final_t
-        # A clean start: no anomalous reading within a merge gap or bridge after ``since`` (else
-        # it may belong to an alert that began before; the caller looks further back).
-        with quiet():
-            hot_used = (j.scores >= d.config.post.threshold) & use
-        horizon_row = np.maximum(j.eff["merge_gap_s"], j.eff["max_bridge_s"])[seg]
-        early = hot_used & np.isfinite(start_t[seg]) & (t < start_t[seg] + horizon_row)
-        for k in np.unique(seg[early]):
-            res.unclean.add(names[k])
-        g = group(seg[idx], t[idx], j.scores[idx], d.config.post, j.eff) if len(idx) else None
+        if np.isfinite(start_t).any():
+            # A clean start: no anomalous reading within a merge gap or bridge after ``since``
+            # (else it may belong to an alert that began before; the caller looks further back).
+            with quiet():
+                hot_used = (j.scores >= d.config.post.threshold) & use
+            horizon_row = np.maximum(j.eff["merge_gap_s"], j.eff["max_bridge_s"])[seg]
+            early = hot_used & np.isfinite(start_t[seg]) & (t < start_t[seg] + horizon_row)
+            for k in np.unique(seg[early]):
+                res.unclean.add(names[k])
+        if whole and j.groups is not None:
+            g = j.groups  # the same readings: formed already for what it explains
+        else:
+            g = group(seg[idx], t[idx], j.scores[idx], d.config.post, j.eff) if len(idx) else None
         clean = final_t.copy()  # nothing open: the next piece starts fresh after the last final reading
         clean[~np.isfinite(clean)] = start_t[~np.isfinite(clean)]
         if g is not None and len(g.rows):
@@ -406,6 +436,9 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
         # still grow while the next known reading can bridge to it: its start stays open too. The
         # run is walked back as the post-rules see it: known readings, broken by a cold one or by a
         # gap longer than the bridge (a run that ended longer than the horizon ago is closed).
+        res.clean[d.name] = clean
+        if j.final.all():
+            continue  # nothing will follow: no clean point to carry
         with quiet():
             hot = j.scores >= d.config.post.threshold
         known = np.isfinite(j.scores) & use

@@ -165,6 +165,15 @@ class FirmwareDrift(Detector):
         """Centred rolling ``stat`` (or quantile ``q``) over 2h + 1 bins along axis 1 (NaN ignored)."""
         if X.size == 0:
             return X.copy()
+        if stat == "sum":
+            # Sums of a few bins (integers and energies that are exact in a few digits): a running
+            # sum per row, no per-column pandas call.
+            V = np.nan_to_num(X)
+            c = np.concatenate([np.zeros((V.shape[0], 1)), np.cumsum(V, axis=1)], axis=1)
+            j = np.arange(V.shape[1])
+            hi = np.minimum(j + h + 1, V.shape[1])
+            lo = np.maximum(j - h, 0)
+            return c[:, hi] - c[:, lo]
         r = pd.DataFrame(X.T).rolling(2 * h + 1, center=True, min_periods=1)
         return (r.quantile(q) if q is not None else getattr(r, stat)()).to_numpy().T
 
@@ -214,11 +223,11 @@ class FirmwareDrift(Detector):
             valid = np.isfinite(L)
             for w in self.windows():
                 h = self._half(w)
-                med = self._window(L, h, "median")
+                med, q25, q75 = _rolling_quantiles(L, h, (0.5, 0.25, 0.75))
                 # The hours' spread in this window (interquartile range, as a standard deviation):
                 # a weekend or a night scatters more than the profile's typical hour, and a drift
                 # moves every hour alike, leaving it unchanged.
-                iqr = (self._window(L, h, "", 0.75) - self._window(L, h, "", 0.25)) / 1.349
+                iqr = (q75 - q25) / 1.349
                 n = self._window(valid.astype(float), h, "sum")
                 energy = self._window(np.where(valid, EP, 0.0), h, "sum")
                 with quiet():
@@ -258,3 +267,34 @@ class FirmwareDrift(Detector):
                        {"register_kwh": rnd(reg, 2), "expected_kwh": rnd(ct * kk, 2), "ratio": rnd(float(np.nanmedian(r)), 4),
                         "calibration": rnd(kk, 4), "deviation": rnd(dev, 4), "limit": self.config.rel_limit},
                        "read the meter's firmware version and register on site; compare with a reference meter")
+
+
+def _rolling_quantiles(X: np.ndarray, h: int, qs: tuple[float, ...]) -> list[np.ndarray]:
+    """Centred rolling quantiles (linear interpolation, NaN ignored, partial windows at the edges)
+    over 2h + 1 bins along axis 1, for several ``qs`` at once. Short windows: every window sorted
+    once for all the quantiles (numpy); long ones: pandas' rolling quantile per quantile (a sorted
+    window kept as it slides), which is cheaper there. Both are exact order statistics."""
+    if X.size == 0:
+        return [X.copy() for _ in qs]
+    w = 2 * h + 1
+    if w > 60:
+        r = pd.DataFrame(X.T).rolling(w, center=True, min_periods=1)
+        return [(r.median() if q == 0.5 else r.quantile(q)).to_numpy().T for q in qs]
+    n, m = X.shape
+    P = np.full((n, m + 2 * h), np.nan)
+    P[:, h:h + m] = X
+    W = np.lib.stride_tricks.sliding_window_view(P, w, axis=1)
+    S = np.sort(W, axis=-1)  # NaN last
+    c = np.isfinite(W).sum(axis=-1)
+    out = []
+    for q in qs:
+        pos = q * np.maximum(c - 1, 0)
+        lo = np.floor(pos).astype(np.int64)
+        frac = pos - lo
+        hi = np.minimum(lo + 1, w - 1)
+        vlo = np.take_along_axis(S, lo[..., None], -1)[..., 0]
+        vhi = np.take_along_axis(S, hi[..., None], -1)[..., 0]
+        with np.errstate(invalid="ignore"):
+            v = np.where(frac > 0, vlo + (vhi - vlo) * frac, vlo)
+        out.append(np.where(c > 0, v, np.nan))
+    return out
