@@ -227,3 +227,74 @@ def test_a_learned_detector_judges_an_extra_channel():
     assert len(shifts) == 6 and len(found) >= 4
     assert res.alerts and all(any(hit(a, e) for e in shifts) for a in res.alerts)
     assert {d["feature"] for a in res.alerts for d in a.evidence["drivers"]} <= set(d.fleets_[300.0].feature_names_)
+
+
+def test_a_gap_before_the_window_is_loaded_through(tmp_path):
+    """Reaches counted in readings (the last two readings) were turned into time at the meter's
+    cadence: a meter silent for a day before the window's start had none of them loaded, and its
+    first readings in the window went unjudged (an alert running there began later)."""
+    sim = simulate(SimConfig(meters=16, days=14, seed=8, fault_share=0.9, outage_share=0.0, step="15min"))
+    frame = sim["frame"]
+    short = ["neutral_tamper", "phase_imbalance", "sensor_fault", "frozen_readings", "supply_outage"]
+    first = api.detect(frame, detectors=short, keep=False)
+    long = max((a for a in first.alerts if a.detector != "supply_outage"),
+               key=lambda a: pd.Timestamp(a.end) - pd.Timestamp(a.start))
+    a0, a1 = pd.Timestamp(long.start), pd.Timestamp(long.end)
+    assert a1 - a0 > pd.Timedelta(days=1)
+    start = a0 + (a1 - a0) / 2
+    gap = (frame["meter_id"] == long.meter_id) & (frame["ts"] >= start - pd.Timedelta(hours=12)) & (frame["ts"] < start)
+    db = tmp_path / "s.duckdb"
+    api.ingest(frame[~gap], db)
+    api.fit(db, detectors=short)
+    iso = start.isoformat().replace("+00:00", "Z")
+    whole = sorted(_key(a) for a in api.detect(db, detectors=short, keep=False).alerts if a.end >= iso)
+    assert long.meter_id in {k[1] for k in whole}
+    assert sorted(_key(a) for a in api.detect(db, detectors=short, start=start, keep=False).alerts) == whole
+
+
+def test_fit_and_detect_after_compaction(month, tmp_path):
+    """Compaction moves old readings out of the raw table: the normal period and the judged
+    span start at the first raw reading, not at the first reading the store ever had."""
+    frame, _ = month
+    db = tmp_path / "s.duckdb"
+    sub = frame[frame["meter_id"].isin(["M-00001", "M-00002", "M-00003"])]
+    api.ingest(sub, db)
+    end = pd.Timestamp(sub["ts"].max())
+    with api.open_store(db) as s:
+        s.compact(older_than_days=20, as_of=end)
+    fitted = api.fit(db, detectors=RULES)
+    assert fitted.meters == 3 and fitted.readings > 0
+    first_raw = (end - pd.Timedelta(days=20)).floor("h")
+    assert (fitted.summary()["normal_start"] >= first_raw).all()
+    res = api.detect(db, detectors=RULES, keep=False)
+    assert res.meters == 3 and not [n for n in res.notices if "never fitted" in n]
+
+
+def test_fit_takes_times_as_detect_does():
+    frame = simulate(SimConfig(meters=3, days=10, seed=2))["frame"]
+    fitted = api.fit(frame, detectors=["neutral_tamper"], normal_start="2025-01-06T00:00:00+01:00",
+                     normal_end=pd.Timestamp("2025-01-11", tz="Europe/Rome"))
+    assert fitted.meters == 3
+    with pytest.raises(api.InputError, match="normal_end: cannot read 'soon' as a time"):
+        api.fit(frame, detectors=["neutral_tamper"], normal_end="soon")
+    with pytest.raises(api.InputError, match="start must come before the end"):
+        api.fit(frame, detectors=["neutral_tamper"], normal_start="2025-01-09T00:00Z", normal_end="2025-01-08T00:00:00+00:00")
+
+
+def test_fleet_models_given_with_models_are_not_copied_into_the_store(month, tmp_path):
+    """``--models`` is the operator's folder: detect uses it, and keeps in the store only what it
+    trained itself (nothing here), so a later run without ``--models`` does not silently use it."""
+    from wattwatch.detect import state
+    from wattwatch.detect.learned.persist import save_models
+
+    frame, _ = month
+    sub = frame[frame["meter_id"].isin(["M-00001", "M-00002", "M-00003", "M-00004"])]
+    fitted = api.fit(sub, detectors=["learned_ensemble"])
+    folder = save_models(fitted.detectors, tmp_path / "models")
+    db = tmp_path / "s.duckdb"
+    api.ingest(sub, db)
+    res = api.detect(db, detectors=["learned_ensemble"], models=folder)
+    assert res.meters == 4
+    with api.open_store(db) as s:
+        assert not len(state.fleet_listing(s.con))
+        assert set(state.listing(s.con)["meter_id"]) == {"M-00001", "M-00002", "M-00003", "M-00004"}

@@ -272,9 +272,9 @@ def _profile_windows(cat: pd.DataFrame, cfg, normal_start=None, normal_end=None,
     first = pd.to_datetime(cat["first_ts"], utc=True)
     last = pd.to_datetime(cat["last_ts"], utc=True)
     if normal_start is not None or normal_end is not None:
-        lo = first if normal_start is None else pd.Series(pd.Timestamp(normal_start, tz="UTC"), index=cat.index)
+        lo = first if normal_start is None else pd.Series(_when(normal_start, "normal_start"), index=cat.index)
         hi = last + pd.Timedelta(microseconds=1) if normal_end is None else \
-            pd.Series(pd.Timestamp(normal_end, tz="UTC"), index=cat.index)
+            pd.Series(_when(normal_end, "normal_end"), index=cat.index)
         return pd.DataFrame({"meter_id": cat["meter_id"], "start": lo, "end": hi})
     d = cfg.profile_days if days is None else float(days)
     span = (last - first).dt.total_seconds()
@@ -333,8 +333,8 @@ def fit(source: Source, *, db: str | Path | None = None, detectors: Sequence[str
     t0 = time.perf_counter()
     cfg = _engine(config)
     dets = build_detectors(detectors, config)
-    if (normal_start is not None and normal_end is not None
-            and pd.Timestamp(normal_start, tz="UTC") >= pd.Timestamp(normal_end, tz="UTC")):
+    lo, hi = _when(normal_start, "normal_start"), _when(normal_end, "normal_end")
+    if lo is not None and hi is not None and lo >= hi:
         raise InputError(f"normal period {normal_start} .. {normal_end} is empty: the start must come before the end")
     if days is not None and not days > 0:
         raise InputError(f"days must be > 0, got {days}")
@@ -383,7 +383,7 @@ def _ensure_state(store, dets, cat: pd.DataFrame, cfg, persistent: bool, resets:
             elif at is not None and _reset_pending(st[m], at):
                 reset_windows[m] = min(reset_windows.get(m, at), at)
         if getattr(d, "fleet_model", False):
-            grids = d.config.grid_for(cat["cadence_s"].to_numpy(float) / 1.0)
+            grids = d.config.grid_for(cat["cadence_s"].to_numpy(float))
             known = np.array([float((st.get(m) or {}).get("grid_s") or np.nan) for m in names])
             grids = np.where(np.isfinite(known), known, grids)
             for g in np.unique(grids[np.isfinite(grids)]):
@@ -397,6 +397,7 @@ def _ensure_state(store, dets, cat: pd.DataFrame, cfg, persistent: bool, resets:
         w = windows.loc[sorted(need)].reset_index()
         frame = prepare(store.query_windows(w))
         before = {d.name: set(getattr(d, "state_", {})) for d in dets}
+        had = {d.name: {float(g) for g in getattr(d, "fleets_", {})} for d in dets}
         notices += profile(frame, dets, cfg, windowed=True)
         if persistent:
             new = {m for d in dets for m in getattr(d, "state_", {}) if m not in before[d.name]}
@@ -405,9 +406,9 @@ def _ensure_state(store, dets, cat: pd.DataFrame, cfg, persistent: bool, resets:
                     if m in d.state_:
                         d.state_[m]["how"] = "profiled"
             state.save(store.con, dets, sorted(new), how="profiled")
-            state.save_fleets(store.con, dets, {"profiled": True})
+            trained = {d.name: {float(g) for g in getattr(d, "fleets_", {})} - had[d.name] for d in dets}
+            state.save_fleets(store.con, dets, {"profiled": True}, only=trained)
     if reset_windows:
-        first = pd.to_datetime(cat.set_index("meter_id")["first_ts"], utc=True)
         last = pd.to_datetime(cat.set_index("meter_id")["last_ts"], utc=True)
         rows = []
         for m, at in reset_windows.items():
@@ -512,13 +513,71 @@ def _when(x, what: str):
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
+def _load_reach(store, names, todo, since, since_t, back, ahead, end, first, reach):
+    """Each meter's readings from its reach before its window start to its reach after the end.
+
+    A reach counted in readings (``back_n``) was turned into time at the meter's cadence; where a
+    gap sits before the window that time holds fewer readings, so the first readings would not be
+    exact (and could not be judged). Those meters are loaded again from further back, doubling
+    the distance, until the reach is held or their first reading is reached."""
+    from wattwatch.detect.frame import prepare
+
+    back = back.copy()
+    hi = [None if end is None else end + pd.Timedelta(seconds=float(ahead[k])) for k in todo]
+    lo: list = [None] * len(todo)
+    raw = None
+    pending = list(range(len(todo)))
+    while True:
+        for i in pending:
+            s = since.get(todo[i], since_t)
+            b = back[todo[i]]
+            lo[i] = None if s is None or not np.isfinite(b) else pd.Timestamp(s - b, unit="s", tz="UTC")
+        got = store.query_windows(pd.DataFrame({"meter_id": [names[todo[i]] for i in pending],
+                                                "start": [lo[i] for i in pending], "end": [hi[i] for i in pending]}))
+        if raw is None:
+            raw = got
+        else:
+            again_names = [names[todo[i]] for i in pending]
+            raw = pd.concat([raw[~raw["meter_id"].astype(str).isin(again_names)], got], ignore_index=True)
+        frame = prepare(raw)
+        if not len(frame):
+            return frame, lo, hi
+        cats = np.asarray(frame["meter_id"].cat.categories, dtype=object).astype(str)
+        codes = frame["meter_id"].cat.codes.to_numpy()
+        t = frame["_t"].to_numpy()
+        seg_code = codes[np.r_[0, np.flatnonzero(np.diff(frame["_seg"].to_numpy())) + 1]]
+        bounds = np.r_[np.flatnonzero(np.diff(frame["_seg"].to_numpy())) + 1, len(frame)]
+        where = {cats[c]: (a, b) for c, a, b in zip(seg_code, np.r_[0, bounds[:-1]], bounds)}
+        again = []
+        for i in pending:
+            k = todo[i]
+            s = since.get(k, since_t)
+            if s is None or lo[i] is None or lo[i] <= first[k] or names[k] not in where:
+                continue
+            a, b = where[names[k]]
+            tm = t[a:b]
+            i0 = np.searchsorted(tm, s, side="left")
+            if i0 == len(tm):
+                continue
+            for r in reach.values():
+                if not np.isfinite(r.back_s[k]):
+                    continue
+                want = tm[i0] - r.back_s[k]
+                if want < tm[0] or np.searchsorted(tm, want, side="left") < r.back_n[k]:
+                    again.append(i)
+                    back[k] = back[k] * 2.0
+                    break
+        if not again:
+            return frame, lo, hi
+        pending = again
+
+
 def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detection, keep_scores: bool,
                   on_progress) -> None:
     """Judge each meter's readings in [start, end) with the reach around them; alerts that were
     running at ``start`` are traced back to where they began (up to ``max_trace_days``)."""
     from wattwatch.detect import core
     from wattwatch.detect.engine import DetectionResult, judge
-    from wattwatch.detect.frame import prepare
 
     names = [str(m) for m in cat["meter_id"]]
     first = pd.to_datetime(cat["first_ts"], utc=True).to_numpy()
@@ -539,13 +598,7 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
     since_t = None if start is None else start.timestamp()
     since: dict[int, float] = {}
     while todo:
-        lo = []
-        for k in todo:
-            s = since.get(k, since_t)
-            lo.append(None if s is None or not np.isfinite(back[k]) else pd.Timestamp(s - back[k], unit="s", tz="UTC"))
-        hi = [None if end is None else end + pd.Timedelta(seconds=float(ahead[k])) for k in todo]
-        windows = pd.DataFrame({"meter_id": [names[k] for k in todo], "start": lo, "end": hi})
-        frame = prepare(store.query_windows(windows))
+        frame, lo, hi = _load_reach(store, names, todo, since, since_t, back, ahead, end, first, reach)
         origin = {names[k]: lo[i] is None or lo[i] <= first[k] for i, k in enumerate(todo)}
         flush = {names[k]: hi[i] is None or hi[i] > last[k] for i, k in enumerate(todo)}
         # Post-rules start at the window's start, or earlier while an alert runs across it; a meter

@@ -53,3 +53,15 @@ def test_detect_exits_zero_without_alerts_and_nonzero_on_bad_input(tmp_path: Pat
     assert r.returncode != 0 and "junk.csv" in r.stderr
     r = ww("detect", str(quiet), "--detectors", "crystal_ball", "--out", str(tmp_path / "x.jsonl"), check=False)
     assert r.returncode != 0 and "unknown detector" in r.stderr
+
+
+def test_names_with_brackets_are_printed_as_they_are(tmp_path: Path, small_fleet):
+    """Paths and meter ids are the user's text, not Rich markup: ``[b]`` must not vanish."""
+    d = tmp_path / "[b]site"
+    d.mkdir()
+    db = d / "s.duckdb"
+    ww("ingest", small_fleet["files"]["parquet"], "--db", str(db))
+    out = ww("fit", "--db", str(db), "--detectors", "neutral_tamper").stdout
+    assert "[b]site" in out.replace("\n", "")
+    listed = ww("state", "list", "--db", str(db)).stdout
+    assert "[b]site" in listed.replace("\n", "").replace(" ", "")

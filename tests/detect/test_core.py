@@ -593,3 +593,52 @@ def test_a_closed_alert_is_never_reopened_after_a_long_unknown_stretch():
         got = latest(ups)
         assert sorted((a.id, a.start, a.end) for a in got.values()) == \
             sorted((a.id, a.start, a.end) for a in whole.alerts), f"cut at hour {cut_h}"
+
+
+def test_thermal_drift_stitches_through_a_long_stretch_without_current():
+    """Temperature readings with no current for longer than the thermal memory (a CT unplugged
+    for a day and a half): the lag there was filled from the current that came back later, so a
+    piece cut inside the stretch scored it differently from the whole run. It is unknown now."""
+    frame = _sim(meters=3, days=10, seed=21, fault_share=0.0, outage_share=0.0, step="15min")
+    t = _epoch(frame["ts"])
+    t0 = t.min() + 6 * 86400
+    off = (frame["meter_id"] == frame["meter_id"].iloc[0]).to_numpy() & (t >= t0) & (t < t0 + 1.5 * 86400)
+    frame.loc[off, [c for c in CHANNEL_NAMES if c.startswith("i_")]] = np.nan
+    dets = _fitted(["thermal_drift"], frame)
+    whole = core.run(frame, dets)
+    j = whole.judged[0]
+    scores = pd.Series(j.scores, index=pd.MultiIndex.from_arrays(
+        [whole.frame["meter_id"].astype(str), _epoch(whole.frame["ts"])]))
+    in_off = scores.loc[frame["meter_id"].iloc[0]]
+    in_off = in_off[(in_off.index >= t0 + 86400) & (in_off.index < t0 + 1.5 * 86400)]
+    assert len(in_off) and in_off.isna().all(), "no load known within the memory: cannot be judged"
+    for cuts in ([t0 + 0.7 * 86400, t0 + 1.2 * 86400], [t0 + 1.4 * 86400]):
+        steps = _stitched(frame, dets, np.asarray(cuts))
+        problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
+        assert not problems, "\n".join(problems[:6])
+
+
+def test_a_row_subset_keeps_the_readings_positions():
+    frame = prepare(_sim(meters=2, days=2, seed=3))
+    frame["_n"] = np.arange(len(frame)) % 1000
+    sub = prepare(frame.iloc[10:50])
+    assert list(sub["_n"]) == list(range(10, 50))
+
+
+def test_lower_quantile_is_the_same_for_very_many_meters():
+    from wattwatch.detect.frame import seg_quantile
+
+    rng = np.random.default_rng(4)
+    n = 25_000
+    seg = np.repeat(np.arange(n), rng.integers(1, 6, n))
+    x = rng.normal(size=len(seg))
+    x[rng.random(len(seg)) < 0.1] = np.nan
+    for q in (0.05, 0.5, 0.95):
+        got = seg_quantile(x, seg, n, q)
+        # The per-meter loop's answer (a partial sort at floor(q (n - 1))) for each meter:
+        want = np.full(n, np.nan)
+        for k in range(0, n, 997):
+            v = np.sort(x[(seg == k) & np.isfinite(x)])
+            if len(v):
+                want[k] = v[int(q * (len(v) - 1))]
+            assert (np.isnan(want[k]) and np.isnan(got[k])) or want[k] == got[k]

@@ -27,8 +27,13 @@ _DDL = (
 
 
 def ensure_tables(con) -> None:
+    """Create the tables a store lacks (a read-only store that has them is left alone: DuckDB
+    refuses even ``CREATE TABLE IF NOT EXISTS`` there)."""
+    have = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() "
+                                      "WHERE database_name = current_database()").fetchall()}
     for ddl in _DDL:
-        con.execute(ddl)
+        if ddl.split("EXISTS ", 1)[1].split(" ", 1)[0] not in have:
+            con.execute(ddl)
 
 
 def upsert(con, alerts: list[Alert]) -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -91,7 +90,7 @@ def simulate(
     console.print(f"simulated {meters} meters x {days:g} days: {result['rows']:,} rows, "
                   f"{faults_n} fault events -> {out}")
     for kind, path in result["files"].items():
-        console.print(f"  {kind:8s} {path}")
+        console.print(f"  {kind:8s} {escape(str(path))}")
 
 
 # -------------------------------------------------------------------------------------- ingest
@@ -172,7 +171,7 @@ def ingest(
                           f"{c.rejected:,}", f"{c.rows_per_s:,.0f}")
         console.print(table)
         if writer.count:
-            console.print(f"{writer.count:,} rejected row(s) with line and reason -> {writer.path}")
+            console.print(f"{writer.count:,} rejected row(s) with line and reason -> {escape(str(writer.path))}")
     if errors:
         raise typer.Exit(1)
 
@@ -320,7 +319,7 @@ def detect(
         print(json.dumps(summary))
         return
     console.print(_summary_table(result.alerts, f"detect: {result.readings:,} readings, {result.meters} meters"))
-    console.print(f"{len(result.alerts)} alert(s) -> {out}  (log {log}; {summary['readings_per_s']:,} readings/s)")
+    console.print(f"{len(result.alerts)} alert(s) -> {escape(str(out))}  (log {escape(str(log))}; {summary['readings_per_s']:,} readings/s)")
 
 
 @app.command()
@@ -361,7 +360,7 @@ def fit(
     period = f"{normal_start or 'first reading'} .. {normal_end or 'end'}" if (normal_start or normal_end) else \
         f"each meter's first {days if days is not None else 'profile'} days"
     console.print(f"fitted {len(fitted.detectors)} detectors on {fitted.readings:,} readings of {fitted.meters} meters "
-                  f"({period}) in {fitted.seconds:.1f} s -> {summary['store']}")
+                  f"({escape(period)}) in {fitted.seconds:.1f} s -> {escape(summary['store'])}")
 
 
 state_app = typer.Typer(no_args_is_help=True, help="Meter state kept in the store: list, show, drop.")
@@ -390,13 +389,13 @@ def state_list(db: Path = DB_OPTION, as_json: bool = typer.Option(False, "--json
             {"detector": r.detector, "grid_s": r.grid_s, "format": int(r.format), "trained_at": _iso(r.trained_at),
              "bytes": int(r.bytes)} for r in fleets.itertuples()]}))
         return
-    table = Table("meter", "detectors", "how", "normal period", "cadence s", "fitted at", title=f"meter state ({db})")
+    table = Table("meter", "detectors", "how", "normal period", "cadence s", "fitted at", title=f"meter state ({escape(str(db))})")
     for r in rows:
-        table.add_row(escape(str(r["meter_id"])), str(r["detectors"]), r["how"], f"{r['normal_start']} .. {r['normal_end']}",
+        table.add_row(escape(str(r["meter_id"])), escape(str(r["detectors"])), r["how"], f"{r['normal_start']} .. {r['normal_end']}",
                       f"{r['cadence_s']:.0f}" if r["cadence_s"] else "", r["fitted_at"] or "")
     console.print(table)
     for r in fleets.itertuples():
-        console.print(f"fleet model {r.detector} at the {r.grid_s:.0f} s grid: {int(r.bytes):,} bytes, trained {_iso(r.trained_at)}")
+        console.print(f"fleet model {escape(r.detector)} at the {r.grid_s:.0f} s grid: {int(r.bytes):,} bytes, trained {_iso(r.trained_at)}")
 
 
 @state_app.command("show")
@@ -497,7 +496,7 @@ def train(
         bad = [d.name for d in dets if not isinstance(d, LearnedDetector)]
         if bad:
             _fail(f"not learned detectors (nothing to train): {', '.join(bad)}")
-        fitted = api.fit(source, db=None if db_arg is None else db_arg, detectors=[d.name for d in dets], config=config,
+        fitted = api.fit(source, db=db_arg, detectors=[d.name for d in dets], config=config,
                          normal_start=normal_start, normal_end=normal_end, days=days, mapping=mapping, rejects=rejects,
                          keep=False)
     dets = [d for d in fitted.detectors if d.locked]
@@ -513,7 +512,7 @@ def train(
         print(json.dumps(summary))
         return
     console.print(f"trained {', '.join(summary['detectors'])} on {fitted.readings:,} readings of {fitted.meters} "
-                  f"meters ({period}) in {summary['seconds']} s -> {folder}")
+                  f"meters ({escape(period)}) in {summary['seconds']} s -> {escape(str(folder))}")
 
 
 @app.command()
@@ -594,7 +593,7 @@ def _set_status(alert_id: str, status: str, db: Path, note: Optional[str]) -> No
         _fail(str(exc).strip("'\""))
     finally:
         store.close()
-    console.print(f"{res['id']} {status}; {res['detector']} re-learns {res['meter_id']} from {res['reset_at']}")
+    console.print(f"{escape(str(res['id']))} {status}; {escape(str(res['detector']))} re-learns {escape(str(res['meter_id']))} from {res['reset_at']}")
 
 
 @alerts_app.command("ack")
@@ -672,7 +671,7 @@ def demo(
     table.add_row("evaluate", f"event recall {ev['recall']:.3f}, alert precision {ev['precision']:.3f}, F1 {ev['f1']:.3f}")
     console.print(table)
     console.print(_evaluation_table(ev))
-    console.print(f"alerts: {alerts_path}\nreport: {report.resolve()}")
+    console.print(f"alerts: {escape(str(alerts_path))}\nreport: {escape(str(report.resolve()))}")
 
 
 # --------------------------------------------------------------------------------------- bench
@@ -800,7 +799,7 @@ def nab_run(
 ) -> None:
     """Score every NAB data file with a detector (learns on the probationary 15 %, scores causally)."""
     _nab_run(detector, data, out, config)
-    err_console.print(f"results -> {out / detector}")
+    err_console.print(f"results -> {escape(str(out / detector))}")
 
 
 @nab_app.command("score")

@@ -20,7 +20,6 @@ tail (a stream); :mod:`wattwatch.detect.stitch` is that carry.
 
 from __future__ import annotations
 
-import traceback
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -453,7 +452,6 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
             breaks = np.flatnonzero(~hot[kr][:-1] | (np.diff(tk) > j.eff["max_bridge_s"][k]))
             first = kr[breaks[-1] + 1] if len(breaks) else kr[0]
             clean[k] = min(clean[k], t[first])
-        res.clean[d.name] = clean
 
 
 def _alert(d: Detector, j: Judged, rows: np.ndarray) -> Alert:
@@ -471,6 +469,3 @@ def _alert(d: Detector, j: Judged, rows: np.ndarray) -> Alert:
 def ctx_rows(j: Judged) -> np.ndarray:
     return j.ctx.rows if isinstance(j.ctx, _Sub) else np.arange(len(j.scores))
 
-
-def format_exception(exc: BaseException) -> str:
-    return "".join(traceback.format_exception_only(type(exc), exc)).strip()

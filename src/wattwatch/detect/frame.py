@@ -61,9 +61,12 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
             seg, _ = pd.factorize(frame["_seg"].to_numpy(), sort=False)
         meter = frame["meter_id"].to_numpy() if not isinstance(frame["meter_id"].dtype, pd.CategoricalDtype) \
             else frame["meter_id"].array
-        return _assemble(pd.Categorical(meter) if not isinstance(meter, pd.Categorical) else meter,
-                         frame["ts"].array, {c: frame[c].to_numpy() for c in (*CHANNEL_NAMES, *extra_channels(frame))},
-                         seg, frame["_t"].to_numpy())
+        out = _assemble(pd.Categorical(meter) if not isinstance(meter, pd.Categorical) else meter,
+                        frame["ts"].array, {c: frame[c].to_numpy() for c in (*CHANNEL_NAMES, *extra_channels(frame))},
+                        seg, frame["_t"].to_numpy())
+        if "_n" in frame.columns:  # readings' positions in their meter's history (the core's, for stitching)
+            out["_n"] = frame["_n"].to_numpy()
+        return out
     missing = [c for c in KEYS if c not in frame.columns]
     if missing:
         from wattwatch.errors import InputError
@@ -136,18 +139,19 @@ def seg_quantile(x: np.ndarray, seg: np.ndarray, n_seg: int, q: float, mask: np.
     """Lower quantile of ``x`` per meter over rows where ``mask`` (and x finite); NaN if none.
 
     Rows are grouped by meter already (sorted), so a partial sort per meter does it; a loop over
-    meters, not readings. Very many tiny meters go through pandas instead."""
+    meters, not readings (very many small meters: one sort, the same values)."""
     ok = np.isfinite(x) if mask is None else (mask & np.isfinite(x))
     out = np.full(n_seg, np.nan)
     xs, ss = x[ok], seg[ok]
     if len(xs) == 0:
         return out
-    if n_seg > 20_000:
-        r = pd.Series(xs).groupby(ss).quantile(q)
-        out[r.index.to_numpy()] = r.to_numpy()
-        return out
     starts = np.flatnonzero(np.concatenate([[True], ss[1:] != ss[:-1]]))
     ends = np.append(starts[1:], len(ss))
+    if len(starts) > 20_000:  # very many small meters: one sort by (meter, value) instead of a loop
+        order = np.lexsort((xs, ss))
+        k = starts + (q * (ends - starts - 1)).astype(np.int64)
+        out[ss[starts]] = xs[order][k]
+        return out
     for a, b in zip(starts, ends):
         # Lower quantile by one partial sort: robust statistics need no interpolation.
         k = int(q * (b - a - 1))
@@ -201,25 +205,18 @@ def _window_bounds(t: np.ndarray, seg: np.ndarray, window_s, centred: bool,
     tag = ("window_bounds", w_seg.tobytes() if per_meter else float(window_s), centred)
     if memo is not None and tag in memo:
         return memo[tag]
-    if len(starts) > 20_000:  # very many tiny meters: one search over a (meter, time) key
-        w = w_seg[seg]
-        key = seg.astype(np.float64) * 1e12 + (t - t.min() if len(t) else t)
-        lo_q, hi_q = (key - w / 2, key + w / 2) if centred else (key - w, None)
-        lo = np.searchsorted(key, lo_q, side="left" if centred else "right")
-        hi = np.searchsorted(key, hi_q, side="right") if centred else np.arange(1, len(key) + 1)
-    else:
-        # One search per meter: its times fit in cache (2-3x faster than one search over all
-        # rows) and differences of its own times carry no cross-meter rounding.
-        lo = np.empty(len(t), np.int64)
-        hi = np.empty(len(t), np.int64) if centred else np.arange(1, len(t) + 1)
-        for k, (a, b) in enumerate(zip(starts, ends)):
-            x = t[a:b]
-            w = w_seg[k]
-            if centred:
-                lo[a:b] = np.searchsorted(x, x - w / 2, side="left") + a
-                hi[a:b] = np.searchsorted(x, x + w / 2, side="right") + a
-            else:
-                lo[a:b] = np.searchsorted(x, x - w, side="right") + a
+    # One search per meter: its times fit in cache (2-3x faster than one search over all rows)
+    # and differences of its own times carry no cross-meter rounding.
+    lo = np.empty(len(t), np.int64)
+    hi = np.empty(len(t), np.int64) if centred else np.arange(1, len(t) + 1)
+    for k, (a, b) in enumerate(zip(starts, ends)):
+        x = t[a:b]
+        w = w_seg[k]
+        if centred:
+            lo[a:b] = np.searchsorted(x, x - w / 2, side="left") + a
+            hi[a:b] = np.searchsorted(x, x + w / 2, side="right") + a
+        else:
+            lo[a:b] = np.searchsorted(x, x - w, side="right") + a
     if memo is not None:
         memo[tag] = (lo, hi)
     return lo, hi
@@ -296,16 +293,18 @@ def ffill_rows(m: np.ndarray, limit: int | None = None) -> np.ndarray:
     return out
 
 
-def bounded_fill(m: np.ndarray, limit: int) -> np.ndarray:
-    """NaN filled along axis 1 from the last finite value up to ``limit`` bins on, the rest of a
-    gap from the next finite value (so a value never depends on bins more than ``limit`` back);
-    leading NaN take the first finite value."""
+def bounded_fill(m: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """(filled, near): NaN filled along axis 1 from the last finite value up to ``limit`` bins on,
+    the rest of a gap (and leading NaN) from the next finite value, so the bins after a long gap
+    start from what follows it, not from a value more than ``limit`` bins back. ``near`` marks the
+    bins with a finite value at most ``limit`` bins back: a value at any other bin came from
+    later bins and depends on how far the data goes (a caller drops it there)."""
     f = ffill_rows(m, limit)
-    rest = ~np.isfinite(f)
-    if rest.any():
+    near = np.isfinite(f)
+    if not near.all():
         b = ffill_rows(m[:, ::-1])[:, ::-1]
-        f = np.where(rest, b, f)
-    return f
+        f = np.where(near, f, b)
+    return f, near
 
 
 def ema_rows(m: np.ndarray, alpha: float, start: float | None = None, filled: np.ndarray | None = None,

@@ -17,7 +17,6 @@ and a notice says which settings differ (``wattwatch fit`` refreshes it).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -38,8 +37,13 @@ _DDL = (
 
 
 def ensure_tables(con) -> None:
+    """Create the tables a store lacks (a read-only store that has them is left alone: DuckDB
+    refuses even ``CREATE TABLE IF NOT EXISTS`` there)."""
+    have = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() "
+                                      "WHERE database_name = current_database()").fetchall()}
     for ddl in _DDL:
-        con.execute(ddl)
+        if ddl.split("EXISTS ", 1)[1].split(" ", 1)[0] not in have:
+            con.execute(ddl)
 
 
 def settings(det: Detector) -> dict:
@@ -132,7 +136,7 @@ def load(con, detectors: list[Detector], meters) -> list[str]:
                 continue
             if key != mine:
                 other.append((m, key))
-            st[m] = _restore(json.loads(params))
+            st[m] = json.loads(params)
         if old:
             notices.append(f"{d.name}: the stored state of {len(old)} meter(s) (e.g. {', '.join(old[:3])}) was written by "
                            f"another version of wattwatch; they are profiled again (run `wattwatch fit` to refit them "
@@ -142,11 +146,6 @@ def load(con, detectors: list[Detector], meters) -> list[str]:
             notices.append(f"{d.name}: the state of {len(other)} meter(s) was learned with other settings ({diff}); "
                            "it is used as it is — run `wattwatch fit` to refresh it")
     return notices
-
-
-def _restore(o):
-    """Stored JSON back to state values (None stays None: detectors read it as unknown)."""
-    return o
 
 
 def _diff(a: dict, b: dict) -> str:
@@ -181,8 +180,10 @@ def drop(con, meters: list[str], detector: str | None = None) -> int:
 # ------------------------------------------------------------------------------ fleet models
 
 
-def save_fleets(con, detectors: list[Detector], trained_on: dict | None = None) -> int:
-    """Keep the fleet models of learned detectors (one row per grid step)."""
+def save_fleets(con, detectors: list[Detector], trained_on: dict | None = None,
+                only: dict[str, set] | None = None) -> int:
+    """Keep the fleet models of learned detectors (one row per grid step); ``only``: per detector,
+    the grid steps to keep (the ones just trained, not those loaded from ``--models``)."""
     from wattwatch.detect.learned import serialize
     from wattwatch.detect.learned.persist import MODEL_FORMAT
 
@@ -193,6 +194,8 @@ def save_fleets(con, detectors: list[Detector], trained_on: dict | None = None) 
             continue
         key = settings_key(d)
         for g, fleet in d.fleets_.items():
+            if only is not None and float(g) not in only.get(d.name, ()):
+                continue
             blob = serialize.dumps(fleet.state())
             con.execute("INSERT OR REPLACE INTO fleet_models VALUES (?, ?, ?, ?, now(), ?, ?, ?)",
                         [d.name, float(g), key, MODEL_FORMAT, json.dumps(trained_on or {}, default=str),
@@ -237,4 +240,4 @@ def fleet_listing(con) -> pd.DataFrame:
 
 
 __all__ = ["ensure_tables", "save", "load", "listing", "drop", "save_fleets", "load_fleets", "fleet_listing",
-           "settings", "settings_key", "dataclasses"]
+           "settings", "settings_key"]

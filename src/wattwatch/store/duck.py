@@ -157,8 +157,10 @@ class Store:
         self.con.execute(_CHANNELS_DDL)  # stores made before extra channels lack it
         self.con.execute(_readings_view(self._extra_channels()))
         from wattwatch.alerts.store import ensure_tables
+        from wattwatch.detect.state import ensure_tables as ensure_state_tables
 
         ensure_tables(self.con)
+        ensure_state_tables(self.con)
         self.con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
 
     def _check_version(self) -> None:
@@ -516,11 +518,14 @@ class Store:
         return self._frame(self._query(w, sql).to_arrow_table(), columns)
 
     def catalogue(self, meters: Sequence[str] | None = None) -> pd.DataFrame:
-        """Per meter with readings: first and last reading time, inferred cadence (s), readings."""
+        """Per meter with raw readings: first and last raw reading time, inferred cadence (s), readings."""
         where, params = self._where(meters, None, None, "ts", meter_col="m.meter_id")
         return self.con.execute(
-            "SELECT m.meter_id, m.first_ts, m.last_ts, m.cadence_s, c.n AS readings FROM meters m JOIN "
-            f"(SELECT sid, count(*) AS n FROM readings_raw GROUP BY sid) c USING (sid) {where} ORDER BY m.meter_id",
+            # The span comes from the readings themselves: compaction moves old readings out of
+            # readings_raw and does not touch meters.first_ts.
+            "SELECT m.meter_id, c.first_ts, c.last_ts, m.cadence_s, c.n AS readings FROM meters m JOIN "
+            "(SELECT sid, min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS n FROM readings_raw GROUP BY sid) c "
+            f"USING (sid) {where} ORDER BY m.meter_id",
             params).df()
 
     def count_before(self, windows: pd.DataFrame) -> dict[str, int]:

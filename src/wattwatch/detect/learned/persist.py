@@ -58,11 +58,6 @@ def loads_state(data: bytes) -> dict:
     return state
 
 
-def _apply_state(d: LearnedDetector, state: dict) -> LearnedDetector:
-    """``d`` with the fleet state ``state`` (what its ``model_state()`` gave when saved)."""
-    return d.set_model_state(state)
-
-
 # ------------------------------------------------------------------------------ model folders
 
 
@@ -157,7 +152,7 @@ def load_models(folder: str | Path) -> list[LearnedDetector]:
                                    f"computes {expected}; retrain with `wattwatch train`")
         data = _model_file(folder, name, entry)
         try:
-            _apply_state(d, loads_state(data))
+            d.set_model_state(loads_state(data))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise ModelFormatError(f"{folder}: {name}: {entry['file']}: {type(exc).__name__}: {exc}") from exc
         out.append(d)

@@ -102,9 +102,11 @@ class ThermalDrift(Detector):
             if not m.size:
                 continue
             mem = int(self._memory_bins(np.array([b]))[0])
-            filled = bounded_fill(m, mem)
+            filled, near = bounded_fill(m, mem)
             alpha = 1 - np.exp(-b / (tau * 60))
-            out[rows] = ema_rows(m, alpha, filled=filled, window=mem).ravel()[cell]
+            lag = ema_rows(m, alpha, filled=filled, window=mem)
+            lag[~near] = np.nan  # no load known within the memory: cannot say what heats it
+            out[rows] = lag.ravel()[cell]
         return out
 
     def _daily(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
