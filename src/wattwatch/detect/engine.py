@@ -16,6 +16,8 @@ module is its first runner (Spark and the stream engine are others):
 
 from __future__ import annotations
 
+import hashlib
+
 import multiprocessing as mp
 import os
 import sys
@@ -107,6 +109,16 @@ def profile(full: pd.DataFrame, detectors: list[Detector], config: EngineConfig,
     names = [str(m) for m in meter_names(full)]
     seg = full["_seg"].to_numpy()
     resets = resets or {}
+    frames: dict[bytes, pd.DataFrame] = {}  # one fit frame per distinct row set, shared by detectors
+
+    def rows(mask: np.ndarray) -> pd.DataFrame:
+        if mask.all():
+            return full
+        key = hashlib.sha1(np.packbits(mask).tobytes()).digest()
+        if key not in frames:
+            frames[key] = prepare(full[mask])
+        return frames[key]
+
     for d in detectors:
         st = d.__dict__.setdefault("state_", {})
         per: dict[str, pd.Timestamp] = {}
@@ -124,7 +136,7 @@ def profile(full: pd.DataFrame, detectors: list[Detector], config: EngineConfig,
                 profile_mask(full, config.profile_days, config.profile_max_share, per or None)) & todo[seg]
         if not prof.any():
             continue
-        fit_frame = prepare(full[prof])
+        fit_frame = rows(prof)
         if getattr(d, "fleet_model", False):
             d.fit(fit_frame, train=False)
         else:
