@@ -185,10 +185,24 @@ def _open(source: Source, db: str | Path | None, mapping, rejects, create: bool 
 
 
 def ingest(source: Source, db, mapping=None, rejects: str | Path | None = None) -> list:
-    """Load files or a DataFrame into a store (``db``: a path or a :class:`Store`); idempotent.
+    """Load files or a DataFrame into a store; idempotent (a reading stored twice is one reading).
 
-    Returns the per-source counts (read, stored, duplicates, rejected). Rows that cannot be read go
-    to ``rejects`` (a CSV with file, line, field and reason) when given.
+    Parameters
+    ----------
+    source
+        A file, a folder of telemetry files, a list of them, or a DataFrame (column names mapped
+        like a file's).
+    db
+        The store: a ``.duckdb`` path (created when missing) or an open :class:`Store`.
+    mapping
+        A column mapping (TOML path or dict) for sources whose names the readers do not know.
+    rejects
+        A CSV that receives every row that cannot be read, with file, line, field and reason.
+
+    Returns
+    -------
+    list
+        Per source: rows read, stored, merged, duplicates, rejected.
 
     Raises
     ------
@@ -319,7 +333,28 @@ def fit(source: Source, *, db: str | Path | None = None, detectors: Sequence[str
     at most ``profile_max_share`` of its data).
 
     With a store (``db`` or a ``.duckdb`` source) the state is kept in it (unless ``keep=False``)
-    and every later ``detect`` on that store uses it. Returns the fitted detectors.
+    and every later ``detect`` on that store uses it.
+
+    Parameters
+    ----------
+    source
+        Files, a DataFrame, or a store (``.duckdb`` path or :class:`Store`).
+    db
+        A store to ingest files into and to keep the state in.
+    detectors, config
+        Detector names (default: the default set) and their settings (TOML path or dict).
+    normal_start, normal_end
+        The period declared normal (ISO-8601 or a Timestamp; naive times are UTC).
+    days
+        Otherwise each meter's first ``days`` of readings.
+    meters
+        Only these meters.
+
+    Returns
+    -------
+    Fitted
+        The detectors with their state, notices, meters and readings learned on; ``summary()``
+        gives one row per meter.
 
     Raises
     ------
@@ -450,8 +485,24 @@ def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list
         and further back while an alert is still running at ``start``.
     models
         A model folder (``wattwatch train``): its fleet models replace the learned detectors' own.
+    meters
+        Only these meters.
+    scores
+        Also return every detector's score of every judged reading (``Detection.scores``).
     keep
         With a store, keep the alerts in it (their lifecycle: open, acknowledged, cleared).
+
+    Returns
+    -------
+    Detection
+        ``alerts`` (objects; ``frame()`` as a DataFrame), ``notices`` (what could not be judged
+        and why), ``open_ids``, ``readings`` and ``meters`` judged, ``scores`` when asked.
+
+    Raises
+    ------
+    InputError, ConfigError, StateError, StoreError
+        A source, window, detector or parameter, model folder or store that cannot be used; the
+        message says which and what to do.
     """
     from wattwatch.alerts import store as alert_store
 
