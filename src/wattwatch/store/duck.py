@@ -38,6 +38,10 @@ from wattwatch.ingest.readers import LINE
 from wattwatch.schema import CHANNEL_NAMES, SCHEMA_VERSION, extra_channel_error
 
 DEFAULT_DB = "wattwatch.duckdb"
+# Layout of the store's own tables (``meta.store_version``), apart from the canonical schema
+# version: 2 keeps, per compacted hour, the time of every reading and its register value
+# (``ts_list``, ``e_list``) so late readings and re-ingest after compaction stay exact.
+STORE_VERSION = 2
 DEFAULT_JITTER_TOL_S = 10.0
 MERGE_CHUNK_ROWS = 1 << 20
 AGG_CHANNELS = tuple(c for c in CHANNEL_NAMES if c != "e_kwh")
@@ -69,7 +73,8 @@ def _readings_view(extras: Sequence[str]) -> str:
 _HOURLY_DDL = (
     "CREATE TABLE IF NOT EXISTS readings_hourly (meter_id VARCHAR NOT NULL, hour TIMESTAMPTZ NOT NULL, n BIGINT, "
     + ", ".join(f"{c}_mean DOUBLE, {c}_min DOUBLE, {c}_max DOUBLE" for c in AGG_CHANNELS)
-    + ", e_kwh_first DOUBLE, e_kwh_last DOUBLE, e_delta_kwh DOUBLE, PRIMARY KEY (meter_id, hour))"
+    + ", e_kwh_first DOUBLE, e_kwh_last DOUBLE, e_delta_kwh DOUBLE, ts_list TIMESTAMPTZ[], e_list DOUBLE[], "
+    "PRIMARY KEY (meter_id, hour))"
 )
 _LOG_DDL = (
     "CREATE TABLE IF NOT EXISTS ingest_log (source VARCHAR, bytes BIGINT, rows_read BIGINT, stored BIGINT, "
@@ -126,27 +131,55 @@ class Store:
         Largest timestamp difference treated as the same reading reported twice.
     """
 
-    def __init__(self, path: str | Path = DEFAULT_DB, *, read_only: bool = False,
+    def __init__(self, path: str | Path = DEFAULT_DB, *, read_only: bool = False, create: bool = True,
                  memory_limit: str | None = None, threads: int | None = None,
                  jitter_tol_s: float = DEFAULT_JITTER_TOL_S):
         self.path = Path(path)
         self.jitter_tol_s = float(jitter_tol_s)
-        if read_only and not self.path.exists():
-            raise StoreError(f"{self.path}: no such store (run `wattwatch ingest` first)")
+        memory = str(path) == ":memory:"
+        if (read_only or not create) and not memory and not self.path.exists():
+            raise StoreError(f"{self.path}: no such store (create one with `wattwatch ingest FILES --db {self.path}`)")
+        if not memory and self.path.is_dir():
+            raise StoreError(f"{self.path}: is a folder, not a store file")
         try:
             self.con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.Error as exc:
-            raise StoreError(f"{self.path}: cannot open store: {exc}") from exc
-        self.con.execute("SET TimeZone = 'UTC'")
-        self.con.execute(f"SET memory_limit = '{memory_limit or os.environ.get('WATTWATCH_MEMORY_LIMIT', '1GB')}'")
-        self.con.execute("SET preserve_insertion_order = false")
-        if threads:
-            self.con.execute(f"SET threads = {int(threads)}")
-        if not read_only:
-            self._init_schema()
-        self._check_version()
+            raise StoreError(f"{self.path}: cannot open store (not a DuckDB file, damaged, or locked by "
+                             f"another process): {exc}") from exc
+        try:
+            self.con.execute("SET TimeZone = 'UTC'")
+            self.con.execute(f"SET memory_limit = '{memory_limit or os.environ.get('WATTWATCH_MEMORY_LIMIT', '1GB')}'")
+            self.con.execute("SET preserve_insertion_order = false")
+            if threads:
+                self.con.execute(f"SET threads = {int(threads)}")
+            fresh = self._check_foreign()
+            if not fresh:
+                self._check_version()
+            if not read_only:
+                self._init_schema()
+                self._migrate()
+            self._legacy = self._count_legacy_hours()
+        except StoreError:
+            self.con.close()
+            raise
+        except duckdb.Error as exc:
+            self.con.close()
+            raise StoreError(f"{self.path}: cannot read store (damaged file?): {_first_line(exc)}") from exc
 
     # ------------------------------------------------------------------------------------ schema
+
+    def _check_foreign(self) -> bool:
+        """True for an empty database (a new store); raise for a DuckDB file that holds other
+        tables but no wattwatch ``meta`` table (wattwatch never adds its tables to a foreign file)."""
+        names = {r[0] for r in self.con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+        if not names:
+            return True
+        if "meta" not in names:
+            shown = ", ".join(sorted(names)[:5]) + (", ..." if len(names) > 5 else "")
+            raise StoreError(f"{self.path}: not a wattwatch store (a DuckDB file with other tables: {shown}); "
+                             "give another --db path")
+        return False
 
     def _init_schema(self) -> None:
         self.con.execute("CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
@@ -162,15 +195,58 @@ class Store:
         ensure_tables(self.con)
         ensure_state_tables(self.con)
         self.con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        self.con.execute("INSERT OR IGNORE INTO meta VALUES ('store_version', ?)", [str(STORE_VERSION)])
+
+    def _meta(self, key: str) -> list:
+        try:
+            return self.con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
+        except duckdb.CatalogException as exc:
+            raise StoreError(f"{self.path}: not a wattwatch store (no meta table)") from exc
+        except duckdb.Error as exc:
+            raise StoreError(f"{self.path}: not a wattwatch store (unreadable meta table: "
+                             f"{_first_line(exc)})") from exc
 
     def _check_version(self) -> None:
+        rows = self._meta("schema_version")
+        if not rows:
+            raise StoreError(f"{self.path}: damaged wattwatch store: its meta table has no schema_version "
+                             "row; restore it from a backup or ingest into a new --db file")
+        value = rows[0][0]
         try:
-            row = self.con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()[0]
-        except duckdb.CatalogException as exc:
-            raise StoreError(f"{self.path}: not a wattwatch store") from exc
-        if row is None or int(row[0]) != SCHEMA_VERSION:
-            raise StoreError(f"{self.path}: store schema version {row and row[0]} but this wattwatch "
+            version = int(str(value).strip())
+        except ValueError:
+            raise StoreError(f"{self.path}: damaged wattwatch store: schema_version is {value!r}, not a "
+                             f"number (this wattwatch reads version {SCHEMA_VERSION})") from None
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: store schema version {value} but this wattwatch "
                              f"reads version {SCHEMA_VERSION}")
+        rows = self._meta("store_version")
+        if rows:
+            try:
+                layout = int(str(rows[0][0]).strip())
+            except ValueError:
+                raise StoreError(f"{self.path}: damaged wattwatch store: store_version is {rows[0][0]!r}, "
+                                 "not a number") from None
+            if layout > STORE_VERSION or layout < 1:
+                raise StoreError(f"{self.path}: store layout version {layout} but this wattwatch reads "
+                                 f"layouts 1..{STORE_VERSION} (a newer wattwatch wrote it)")
+
+    def _migrate(self) -> None:
+        """Bring a store of an older layout up to :data:`STORE_VERSION` (columns added, nothing
+        rewritten). Layout 1 had no per-reading register list in ``readings_hourly``; its hours
+        keep their stored increment (``e_delta_kwh``) and are read as before."""
+        have = {r[0] for r in self.con.execute("SELECT name FROM pragma_table_info('readings_hourly')").fetchall()}
+        for name, typ in (("ts_list", "TIMESTAMPTZ[]"), ("e_list", "DOUBLE[]")):
+            if name not in have:
+                self.con.execute(f"ALTER TABLE readings_hourly ADD COLUMN {name} {typ}")
+        self.con.execute("INSERT OR REPLACE INTO meta VALUES ('store_version', ?)", [str(STORE_VERSION)])
+
+    def _count_legacy_hours(self) -> int:
+        """Hourly rows written by layout 1 (no list of their readings' times)."""
+        have = {r[0] for r in self.con.execute("SELECT name FROM pragma_table_info('readings_hourly')").fetchall()}
+        if "ts_list" not in have:
+            return -1 if "hour" in have else 0
+        return int(self.con.execute("SELECT count(*) FROM readings_hourly WHERE ts_list IS NULL").fetchall()[0][0])
 
     def _extra_channels(self) -> list[str]:
         """The store's extra channels in the order they were added (none in an old store opened
@@ -273,11 +349,14 @@ class Store:
                  counts.rejected, counts.seconds],
             )
             con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
+        except BaseException as exc:
+            _rollback(con, self.path, exc)
             raise
         finally:
-            con.execute("RESET force_compression")
+            try:
+                con.execute("RESET force_compression")
+            except duckdb.Error:
+                pass
         return counts
 
     def _query(self, table: pa.Table, sql: str):
@@ -439,20 +518,46 @@ class Store:
                           "t": pa.array(c_t[sel]), "tol": pa.array(tol[c_codes[sel]])})
         lo, hi = int(c_t[sel].min() - tol.max()), int(c_t[sel].max() + tol.max())
         # Nearest stored reading before and after each probe (two ASOF joins), kept when within tol.
+        # Stored readings are the raw ones and those of compacted hours (their times are kept in
+        # ``ts_list``): a copy of a compacted reading is a duplicate, not a new raw row.
+        rng = f"BETWEEN make_timestamptz({lo}::BIGINT) AND make_timestamptz({hi}::BIGINT)"
+        legacy = ""
+        if self._legacy > 0:  # layout-1 hours: their readings' times are unknown, any reading there is a copy
+            legacy = ("UNION ALL SELECT p.i, 0 AS d, p.t AS ot, p.tol, TRUE AS c FROM _t p JOIN meters m ON m.sid = p.sid "
+                      "JOIN readings_hourly h ON h.meter_id = m.meter_id "
+                      "AND h.hour = date_trunc('hour', make_timestamptz(p.t)) WHERE h.ts_list IS NULL ")
         matches = self._query(
             probe,
-            "WITH old AS (SELECT sid, epoch_us(ts) AS t FROM readings_raw "
-            f"  WHERE ts BETWEEN make_timestamptz({lo}::BIGINT) AND make_timestamptz({hi}::BIGINT) "
-            "  AND sid IN (SELECT DISTINCT sid FROM _t)), "
-            "before AS (SELECT p.i, p.t - o.t AS d, o.t AS ot, p.tol FROM _t p ASOF JOIN old o "
+            "WITH old AS (SELECT sid, epoch_us(ts) AS t, FALSE AS c FROM readings_raw "
+            f"  WHERE ts {rng} AND sid IN (SELECT DISTINCT sid FROM _t) "
+            "  UNION ALL SELECT m.sid, epoch_us(u.ts) AS t, TRUE AS c FROM (SELECT meter_id, unnest(ts_list) AS ts "
+            f"    FROM readings_hourly WHERE hour BETWEEN make_timestamptz({lo}::BIGINT) - INTERVAL 1 HOUR "
+            f"    AND make_timestamptz({hi}::BIGINT) AND ts_list IS NOT NULL) u JOIN meters m USING (meter_id) "
+            f"  WHERE u.ts {rng} AND m.sid IN (SELECT DISTINCT sid FROM _t)), "
+            "before AS (SELECT p.i, p.t - o.t AS d, o.t AS ot, p.tol, o.c FROM _t p ASOF JOIN old o "
             "  ON p.sid = o.sid AND p.t >= o.t), "
-            "after AS (SELECT p.i, o.t - p.t AS d, o.t AS ot, p.tol FROM _t p ASOF JOIN old o "
+            "after AS (SELECT p.i, o.t - p.t AS d, o.t AS ot, p.tol, o.c FROM _t p ASOF JOIN old o "
             "  ON p.sid = o.sid AND o.t >= p.t) "
-            "SELECT i, arg_min(ot, d) AS ot FROM (SELECT * FROM before UNION ALL SELECT * FROM after) "
-            "WHERE d <= tol GROUP BY i ORDER BY i",
+            "SELECT i, arg_min(ot, d) AS ot, arg_min(c, d) AS c FROM (SELECT * FROM before UNION ALL "
+            f"SELECT * FROM after {legacy}) WHERE d <= tol GROUP BY i ORDER BY i",
         ).fetchnumpy()
         idx, old_t = np.asarray(matches["i"], np.int64), np.asarray(matches["ot"], np.int64)
         if len(idx) == 0:
+            return 0, merged_tbl
+        compacted = np.asarray(matches["c"], bool)
+        # Copies of compacted readings: dropped (duplicates); the hour's aggregates are kept as they are.
+        gone = idx[compacted]
+        keep[gone[gone < n_good]] = False
+        if merged_tbl is not None and (gone >= n_good).any():
+            m_keep = np.ones(merged_tbl.num_rows, bool)
+            m_keep[gone[gone >= n_good] - n_good] = False
+            drop_m = m_keep
+        else:
+            drop_m = None
+        idx, old_t = idx[~compacted], old_t[~compacted]
+        if len(idx) == 0:
+            if drop_m is not None:
+                merged_tbl = merged_tbl.filter(pa.array(drop_m))
             return 0, merged_tbl
         in_good = idx < n_good
         parts = [good.select(["meter_id", "ts", *chans]).take(pa.array(idx[in_good]))]
@@ -472,8 +577,8 @@ class Store:
             f"WHERE r.sid = h.sid AND r.ts = make_timestamptz(h._old_us) AND ({holes})",
         )
         keep[idx[in_good]] = False
-        if merged_tbl is not None and (~in_good).any():
-            m_keep = np.ones(merged_tbl.num_rows, bool)
+        if merged_tbl is not None and ((~in_good).any() or drop_m is not None):
+            m_keep = np.ones(merged_tbl.num_rows, bool) if drop_m is None else drop_m
             m_keep[idx[~in_good] - n_good] = False
             merged_tbl = merged_tbl.filter(pa.array(m_keep))
         return len(idx), merged_tbl
@@ -597,37 +702,94 @@ class Store:
 
         An increment is the difference between consecutive register readings; a drop is a register
         reset (firmware update, rollover), after which the new value itself is the increment.
-        Increments are attributed to the later reading, so compaction moves them between tables
-        without changing the total.
+        Increments are attributed to the later reading. Compacted hours keep every reading's time
+        and register value (``ts_list``, ``e_list``), so the sequence of register readings is the
+        same whatever was compacted, and in whatever order readings arrived: the totals of any
+        window equal those of the same readings ingested at once. Hours compacted by a store of
+        layout 1 (no lists) count as one point at the hour's end carrying its stored increment.
         """
         mcond, mparams = self._where(meters, None, None, "ts")
         tcond, tparams = self._where(None, start, end, "ts")
         raw_cond = (mcond + " AND " if mcond else "WHERE ") + "e_kwh IS NOT NULL"
+        pre = mcond + " AND " if mcond else "WHERE "
+        if self._legacy == -1:  # a layout-1 store opened read-only
+            hourly = ("SELECT meter_id, hour + INTERVAL 1 HOUR - INTERVAL 1 MICROSECOND, e_kwh_last, "
+                      f"coalesce(e_delta_kwh, 0) FROM readings_hourly {mcond}")
+            params = mparams + mparams + tparams
+        else:
+            hourly = ("SELECT meter_id, ts, e, NULL::DOUBLE FROM (SELECT meter_id, unnest(ts_list) AS ts, "
+                      f"unnest(e_list) AS e FROM readings_hourly {pre} ts_list IS NOT NULL) WHERE e IS NOT NULL "
+                      "UNION ALL SELECT meter_id, hour + INTERVAL 1 HOUR - INTERVAL 1 MICROSECOND, e_kwh_last, "
+                      f"coalesce(e_delta_kwh, 0) FROM readings_hourly {pre} ts_list IS NULL")
+            params = mparams * 3 + tparams
         df = self.con.execute(
             f"WITH seq AS (SELECT meter_id, ts, e_kwh AS e, NULL::DOUBLE AS d FROM readings {raw_cond} "
-            "UNION ALL SELECT meter_id, hour + INTERVAL 1 HOUR - INTERVAL 1 MICROSECOND, e_kwh_last, "
-            f"coalesce(e_delta_kwh, 0) FROM readings_hourly {mcond}), "
+            f"UNION ALL {hourly}), "
             "inc AS (SELECT meter_id, ts, e, d, last_value(e IGNORE NULLS) OVER (PARTITION BY meter_id ORDER BY ts "
             "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS e_prev FROM seq) "
             "SELECT meter_id, sum(coalesce(d, CASE WHEN e < e_prev THEN e ELSE e - e_prev END)) AS e_kwh "
             f"FROM inc {tcond} GROUP BY meter_id ORDER BY meter_id",
-            mparams + mparams + tparams,
+            params,
         ).df()
         return df.set_index("meter_id")["e_kwh"].fillna(0.0)
 
     # --------------------------------------------------------------------------------- retention
 
+    @staticmethod
+    def _cutoff(older_than_days, as_of) -> datetime:
+        """``as_of`` minus the age, floored to the hour; clamped to year 1 (an age beyond the
+        calendar compacts nothing). Raises ValueError for an age that is not a finite number >= 0
+        or a time that cannot be read."""
+        try:
+            age = float(older_than_days)
+        except (TypeError, ValueError):
+            raise ValueError(f"--older-than-days {older_than_days!r}: not a number of days") from None
+        if not np.isfinite(age) or age < 0:
+            raise ValueError(f"--older-than-days {older_than_days!r}: must be a finite number of days >= 0")
+        if as_of is None or (isinstance(as_of, str) and not as_of.strip()):
+            ref = datetime.now(timezone.utc)
+        elif isinstance(as_of, datetime):
+            ref = as_of if as_of.tzinfo else as_of.replace(tzinfo=timezone.utc)
+        else:
+            text = str(as_of).strip()
+            try:
+                ref = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+            except ValueError:
+                try:
+                    ref = _ts(text)
+                except (ValueError, TypeError, OverflowError):
+                    raise ValueError(f"--as-of {as_of!r}: not an ISO-8601 time (e.g. 2025-01-31T00:00:00Z)") from None
+            if ref.tzinfo is None:
+                ref = ref.replace(tzinfo=timezone.utc)
+        ref = ref.astimezone(timezone.utc)
+        floor = datetime(1, 1, 1, tzinfo=timezone.utc)
+        try:
+            cutoff = ref - timedelta(days=age)
+        except OverflowError:
+            cutoff = floor
+        return max(cutoff, floor).replace(minute=0, second=0, microsecond=0)
+
     def compact(self, older_than_days: float = 30, as_of=None) -> dict:
         """Downsample readings older than ``older_than_days`` to hourly aggregates.
 
-        The cutoff is ``as_of`` (default: now) minus the age, floored to the hour, so an hour is
-        either wholly raw or wholly compacted. Per hour and meter the table keeps the count, the
-        mean/min/max of each channel (extra channels included, as ``<name>_mean`` and so on) and the
-        register's first and last value with the sum of its increments (see :meth:`energy_kwh`),
-        which is what makes energy still add up.
+        The cutoff is ``as_of`` (default: now) minus the age, floored to the hour. Per hour and
+        meter the table keeps the count, the mean/min/max of each channel (extra channels included,
+        as ``<name>_mean`` and so on), the register's first and last value, the sum of its
+        increments, and the time and register value of every reading (``ts_list``, ``e_list``).
+        Those lists make energy exact in any order of events (see :meth:`energy_kwh`) and let a
+        re-ingested copy of a compacted reading be recognised as a duplicate. Readings that arrive
+        late for an hour already compacted stay raw until the next compaction, which folds them
+        into that hour (aggregates combined, lists merged, increments of that hour and the hours
+        after it recomputed).
+
+        Raises
+        ------
+        ValueError
+            ``older_than_days`` is not a finite number >= 0, or ``as_of`` is not a time.
+        StoreError
+            The disk is full (nothing is committed).
         """
-        as_of = _ts(as_of) or datetime.now(timezone.utc)
-        cutoff = pd.Timestamp(as_of - timedelta(days=older_than_days)).floor("h").to_pydatetime()
+        cutoff = self._cutoff(older_than_days, as_of)
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
@@ -642,18 +804,11 @@ class Store:
                              f"max({_q(c)}) AS {_q(c + '_max')}" for c in agg_channels)
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE _hour AS "
-                "WITH prev AS (SELECT meter_id, arg_max(e_kwh_last, hour) AS e FROM readings_hourly "
-                "  WHERE e_kwh_last IS NOT NULL GROUP BY meter_id), "
-                "seq AS (SELECT r.*, date_trunc('hour', r.ts) AS hour, "
-                "  coalesce(last_value(r.e_kwh IGNORE NULLS) OVER (PARTITION BY r.meter_id ORDER BY r.ts "
-                "    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), p.e) AS e_prev "
-                "  FROM readings r LEFT JOIN prev p USING (meter_id) WHERE r.ts < ?) "
-                f"SELECT meter_id, hour, count(*) AS n, {aggs}, "
+                f"SELECT meter_id, date_trunc('hour', ts) AS hour, count(*) AS n, {aggs}, "
                 "arg_min(e_kwh, ts) FILTER (WHERE e_kwh IS NOT NULL) AS e_kwh_first, "
                 "arg_max(e_kwh, ts) FILTER (WHERE e_kwh IS NOT NULL) AS e_kwh_last, "
-                "sum(CASE WHEN e_kwh IS NULL OR e_prev IS NULL THEN NULL WHEN e_kwh < e_prev THEN e_kwh "
-                "    ELSE e_kwh - e_prev END) AS e_delta_kwh "
-                "FROM seq GROUP BY meter_id, hour",
+                "NULL::DOUBLE AS e_delta_kwh, list(ts ORDER BY ts) AS ts_list, list(e_kwh ORDER BY ts) AS e_list "
+                "FROM readings WHERE ts < ? GROUP BY ALL",
                 [cutoff],
             )
             n_hours = con.execute("SELECT count(*) FROM _hour").fetchall()[0][0]
@@ -664,23 +819,133 @@ class Store:
                 f"{hi} = greatest(readings_hourly.{hi}, EXCLUDED.{hi})"
                 for mean, lo, hi in ((_q(c + "_mean"), _q(c + "_min"), _q(c + "_max")) for c in agg_channels))
             # By name: extra channels' columns were appended to readings_hourly in the order they
-            # were first compacted, which need not be the order of the select.
+            # were first compacted, which need not be the order of the select. A layout-1 hour
+            # (no lists) keeps adding increments the old way.
             con.execute(
                 "INSERT INTO readings_hourly BY NAME SELECT * FROM _hour ON CONFLICT (meter_id, hour) DO UPDATE SET "
                 f"{upd}, n = readings_hourly.n + EXCLUDED.n, "
-                "e_delta_kwh = coalesce(readings_hourly.e_delta_kwh, 0) + coalesce(EXCLUDED.e_delta_kwh, 0), "
+                "e_delta_kwh = CASE WHEN readings_hourly.ts_list IS NULL THEN coalesce(readings_hourly.e_delta_kwh, 0) "
+                "  + coalesce(EXCLUDED.e_delta_kwh, 0) ELSE NULL END, "
                 "e_kwh_first = coalesce(readings_hourly.e_kwh_first, EXCLUDED.e_kwh_first), "
-                "e_kwh_last = coalesce(EXCLUDED.e_kwh_last, readings_hourly.e_kwh_last)"
+                "e_kwh_last = coalesce(EXCLUDED.e_kwh_last, readings_hourly.e_kwh_last), "
+                "ts_list = CASE WHEN readings_hourly.ts_list IS NULL THEN NULL "
+                "  ELSE list_concat(readings_hourly.ts_list, EXCLUDED.ts_list) END, "
+                "e_list = CASE WHEN readings_hourly.ts_list IS NULL THEN NULL "
+                "  ELSE list_concat(readings_hourly.e_list, EXCLUDED.e_list) END"
             )
             removed = con.execute("DELETE FROM readings_raw WHERE ts < ?", [cutoff]).fetchall()[0][0]
+            if n_hours:
+                self._recompute_hours()
             con.execute("DROP TABLE _hour")
             con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
+        except BaseException as exc:
+            _rollback(con, self.path, exc)
             raise
-        con.execute("CHECKPOINT")
+        try:
+            con.execute("CHECKPOINT")
+        except duckdb.Error as exc:
+            if _disk_full(exc):
+                raise StoreError(f"{self.path}: disk full (No space left on device) at the checkpoint after "
+                                 f"compaction (the compaction itself was committed): {_first_line(exc)}") from exc
+            raise
         return {"cutoff": cutoff.isoformat().replace("+00:00", "Z"), "readings_compacted": int(removed),
                 "hourly_rows_written": int(n_hours)}
+
+    def _recompute_hours(self) -> None:
+        """After a compaction (inside its transaction, ``_hour`` holding the hours it wrote):
+        sort the lists of the touched hours, take their first/last register values from them,
+        and recompute the increments of every hour of each touched meter from the earliest touched
+        hour on (a late reading changes the increment of the next reading, which may sit in a
+        later compacted hour)."""
+        con = self.con
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _fix AS SELECT meter_id, hour, list(ts ORDER BY ts) AS ts_list, "
+            "list(e ORDER BY ts) AS e_list, arg_min(e, ts) FILTER (WHERE e IS NOT NULL) AS ef, "
+            "arg_max(e, ts) FILTER (WHERE e IS NOT NULL) AS el FROM (SELECT meter_id, hour, unnest(ts_list) AS ts, "
+            "unnest(e_list) AS e FROM readings_hourly h SEMI JOIN _hour USING (meter_id, hour) "
+            "WHERE h.ts_list IS NOT NULL) GROUP BY meter_id, hour")
+        con.execute(
+            "UPDATE readings_hourly h SET ts_list = f.ts_list, e_list = f.e_list, e_kwh_first = f.ef, "
+            "e_kwh_last = f.el FROM _fix f WHERE h.meter_id = f.meter_id AND h.hour = f.hour")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _delta AS "
+            "WITH lo AS (SELECT meter_id, min(hour) AS lo FROM _hour GROUP BY meter_id), "
+            "prev AS (SELECT h.meter_id, arg_max(h.e_kwh_last, h.hour) AS e FROM readings_hourly h JOIN lo "
+            "  USING (meter_id) WHERE h.hour < lo.lo AND h.e_kwh_last IS NOT NULL GROUP BY h.meter_id), "
+            "seq AS (SELECT meter_id, hour AS hr, ts, e FROM (SELECT h.meter_id, h.hour, unnest(h.ts_list) AS ts, "
+            "    unnest(h.e_list) AS e FROM readings_hourly h JOIN lo USING (meter_id) "
+            "    WHERE h.hour >= lo.lo AND h.ts_list IS NOT NULL) WHERE e IS NOT NULL "
+            "  UNION ALL SELECT h.meter_id, NULL, h.hour + INTERVAL 1 HOUR - INTERVAL 1 MICROSECOND, h.e_kwh_last "
+            "    FROM readings_hourly h JOIN lo USING (meter_id) WHERE h.hour >= lo.lo AND h.ts_list IS NULL "
+            "    AND h.e_kwh_last IS NOT NULL "
+            "  UNION ALL SELECT r.meter_id, NULL, r.ts, r.e_kwh FROM readings r JOIN lo USING (meter_id) "
+            "    WHERE r.ts >= lo.lo AND r.e_kwh IS NOT NULL), "
+            "inc AS (SELECT s.meter_id, s.hr, s.e, coalesce(last_value(s.e IGNORE NULLS) OVER (PARTITION BY s.meter_id "
+            "  ORDER BY s.ts ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), p.e) AS e_prev "
+            "  FROM seq s LEFT JOIN prev p USING (meter_id)) "
+            "SELECT meter_id, hr AS hour, sum(CASE WHEN e_prev IS NULL THEN NULL WHEN e < e_prev THEN e "
+            "  ELSE e - e_prev END) AS d FROM inc WHERE hr IS NOT NULL GROUP BY meter_id, hr")
+        con.execute(
+            "UPDATE readings_hourly h SET e_delta_kwh = d.d FROM _delta d "
+            "WHERE h.meter_id = d.meter_id AND h.hour = d.hour AND h.ts_list IS NOT NULL")
+        con.execute("DROP TABLE _fix")
+        con.execute("DROP TABLE _delta")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _disk_full(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, OSError) and getattr(exc, "errno", None) == 28 or "no space left" in text \
+        or "disk full" in text or "enospc" in text
+
+
+def _rollback(con, path, exc: BaseException) -> None:
+    """Roll back after ``exc``; the rollback's own failure (DuckDB invalidates a connection whose
+    write failed, e.g. on a full disk) must not hide the cause. A full disk becomes a StoreError
+    that says so."""
+    try:
+        con.execute("ROLLBACK")
+    except Exception:  # noqa: BLE001 - the original error is what the user must see
+        pass
+    if _disk_full(exc):
+        raise StoreError(f"{path}: disk full (No space left on device) while writing the store; nothing of "
+                         f"this operation was committed. Free space and run it again. ({_first_line(exc)})") from exc
+
+
+def check_paths(db, rejects=None, inputs=()) -> None:
+    """Refuse an ingest whose rejects file would overwrite the store or one of its inputs.
+
+    ``db`` is the store path, ``rejects`` the rejects CSV path (None: no rejects file), ``inputs``
+    the files (or folders) read. Raises :class:`StoreError` naming both paths; nothing is written.
+    """
+    if rejects is None or str(db) == ":memory:":
+        return
+    rej = Path(rejects)
+
+    def same(a: Path, b: Path) -> bool:
+        try:
+            if a.exists() and b.exists():
+                return os.path.samefile(a, b)
+        except OSError:
+            pass
+        return os.path.realpath(a) == os.path.realpath(b)
+
+    if db is not None and not isinstance(db, (str, Path)):
+        db = getattr(db, "path", None)
+    if db is not None and str(db) != ":memory:":
+        for p in (Path(db), Path(str(db) + ".wal")):
+            if same(rej, p):
+                raise StoreError(f"--rejects {rejects}: is the store file {db}; writing rejects there would "
+                                 "destroy it. Give another --rejects path")
+    for item in inputs:
+        if isinstance(item, (str, Path)):
+            p = Path(item)
+            if same(rej, p):
+                raise StoreError(f"--rejects {rejects}: is the input file {item}; writing rejects there would "
+                                 "overwrite it. Give another --rejects path")
 
 
 def _us(values) -> pa.Array:
