@@ -24,7 +24,9 @@ override entries with a TOML file::
     [options]
     timezone = "Europe/Rome"  # for timestamps that carry no offset (default UTC)
     ts_format = "%d/%m/%Y %H:%M:%S"
-    epoch_unit = "auto"       # s | ms | us | auto
+    epoch_unit = "auto"       # s | ms | us | ns | auto
+    ts_min = "1990-01-01"     # plausible times (UTC unless an offset is given); earlier is a reject
+    ts_max = "2040-01-01"     # default: the time of the ingest plus one day
     delimiter = ";"           # CSV; sniffed from the header when absent
     decimal = ","             # CSV decimal separator
     builtin_aliases = true
@@ -42,6 +44,7 @@ import math
 import re
 import tomllib
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +88,14 @@ BUILTIN_PHASE_SUMS: dict[str, tuple[tuple[str, ...], ...]] = {
     "s_kva": (("phase1apparentpower", "phase2apparentpower", "phase3apparentpower"), ("phase1apparentpower",)),
 }
 
-_OPTION_KEYS = {"timezone", "ts_format", "epoch_unit", "delimiter", "decimal", "builtin_aliases", "tables"}
+_OPTION_KEYS = {"timezone", "ts_format", "epoch_unit", "delimiter", "decimal", "builtin_aliases", "tables",
+                "ts_min", "ts_max"}
+EPOCH_UNITS = ("s", "ms", "us", "ns", "auto")
+# Plausible times: a reading before ts_min or after ts_max is a reject (a clock reset to 1970, an
+# epoch in nanoseconds read as microseconds lands in year 56985). ts_max defaults to the time of
+# the ingest plus one day (clocks run a little fast; nothing is measured in the future).
+DEFAULT_TS_MIN = "1990-01-01T00:00:00Z"
+DEFAULT_TS_MAX_AHEAD = timedelta(days=1)
 
 
 def norm_name(name: str) -> str:
@@ -104,6 +114,24 @@ def _source_names(value: Any, where: str) -> str | tuple[str, ...]:
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) and v for v in value):
         return tuple(value)
     raise MappingError(f"{where}: source must be a column name or a list of column names, not {value!r}")
+
+
+def _instant(value: Any, key: str) -> datetime | None:
+    """A UTC datetime from an ISO-8601 string or a datetime (naive = UTC); None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value.strip().replace("z", "Z").replace("Z", "+00:00"))
+        except ValueError:
+            dt = None
+    else:
+        dt = None
+    if dt is None:
+        raise MappingError(f"[options] {key} must be an ISO-8601 time such as \"1990-01-01\", not {value!r}")
+    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
 
 
 def _number(value: Any, where: str) -> float:
@@ -133,7 +161,11 @@ class Mapping:
     ts_format : str or None
         strptime format for timestamps that are not ISO-8601 or epoch.
     epoch_unit : str
-        ``s``, ``ms``, ``us`` or ``auto`` (from magnitude).
+        ``s``, ``ms``, ``us``, ``ns`` or ``auto`` (from magnitude: s, ms, then us).
+    ts_min, ts_max : str, datetime or None
+        Plausible times (ISO-8601, UTC unless an offset is given): a reading outside is a reject
+        naming its line. ``ts_min`` defaults to 1990-01-01, ``ts_max`` (None) to the time of the
+        ingest plus one day.
     delimiter, decimal : str or None
         CSV options; the delimiter is sniffed when None.
     builtin_aliases : bool
@@ -162,8 +194,11 @@ class Mapping:
     builtin_aliases: bool = True
     tables: tuple[str, ...] | None = None
     extra: dict[str, str | tuple[str, ...]] = field(default_factory=dict)
+    ts_min: Any = DEFAULT_TS_MIN
+    ts_max: Any = None
 
     def __post_init__(self) -> None:
+        self._check_options()
         bad = sorted(set(self.columns) - set(COLUMNS))
         if bad:
             hint = (" (extra channels go under [extra])"
@@ -188,11 +223,67 @@ class Mapping:
             if key not in COLUMNS and key not in extra and key not in self.defaults:
                 raise MappingError(f"[scale] {key}: extra channel not declared in [extra]")
             scale[key] = _number(value, f"[scale] {key}")
-        defaults = {k: (v if k in KEY_COLUMNS else _number(v, f"[defaults] {k}")) for k, v in self.defaults.items()}
+        if "ts" in self.defaults:
+            raise MappingError("[defaults] ts: a constant time is not a reading time; map a column to ts")
+        mid = self.defaults.get("meter_id")
+        if mid is not None and not ((isinstance(mid, str) and mid.strip()) or
+                                    (isinstance(mid, int) and not isinstance(mid, bool))):
+            raise MappingError(f"[defaults] meter_id must be a non-empty string, not {mid!r}")
+        defaults = {k: (str(v).strip() if k in KEY_COLUMNS else _number(v, f"[defaults] {k}"))
+                    for k, v in self.defaults.items()}
         object.__setattr__(self, "columns", columns)
         object.__setattr__(self, "extra", extra)
         object.__setattr__(self, "scale", scale)
         object.__setattr__(self, "defaults", defaults)
+
+    def _check_options(self) -> None:
+        """Options of the wrong kind are errors naming the option (not tracebacks at ingest)."""
+        for key in ("timezone", "epoch_unit", "decimal"):
+            if not isinstance(getattr(self, key), str):
+                raise MappingError(f"[options] {key} must be a string, not {getattr(self, key)!r}")
+        for key in ("ts_format", "delimiter"):
+            v = getattr(self, key)
+            if v is not None and not isinstance(v, str):
+                raise MappingError(f"[options] {key} must be a string, not {v!r}")
+        try:
+            from zoneinfo import ZoneInfo
+
+            if not self.timezone or self.timezone != self.timezone.strip() or "\x00" in self.timezone:
+                raise ValueError
+            ZoneInfo(self.timezone)
+        except Exception:  # noqa: BLE001 - zoneinfo raises several kinds for a bad key
+            raise MappingError(f"[options] timezone: unknown time zone {self.timezone!r} "
+                               "(an IANA name such as \"Europe/Rome\", or \"UTC\")") from None
+        if self.epoch_unit not in EPOCH_UNITS:
+            raise MappingError(f"[options] epoch_unit must be one of {', '.join(EPOCH_UNITS)}, not {self.epoch_unit!r}")
+        for key in ("delimiter", "decimal"):
+            v = getattr(self, key)
+            if v is not None and (len(v) != 1 or v in ("\n", "\r", '"') or not v.isprintable() and v != "\t"):
+                raise MappingError(f"[options] {key} must be one character (not a quote or a line break), not {v!r}")
+        if self.delimiter is not None and self.delimiter == self.decimal:
+            raise MappingError(f"[options] delimiter and decimal are both {self.delimiter!r}")
+        if self.ts_format is not None and (not self.ts_format or "%" not in self.ts_format):
+            raise MappingError(f"[options] ts_format must be a strptime format such as \"%d/%m/%Y %H:%M\", "
+                               f"not {self.ts_format!r}")
+        if not isinstance(self.builtin_aliases, bool):
+            raise MappingError(f"[options] builtin_aliases must be true or false, not {self.builtin_aliases!r}")
+        if self.tables is not None and not (isinstance(self.tables, tuple)
+                                            and all(isinstance(t, str) and t for t in self.tables)):
+            raise MappingError(f"[options] tables must be a list of table names, not {self.tables!r}")
+        lo = _instant(self.ts_min, "ts_min")
+        hi = _instant(self.ts_max, "ts_max")
+        if lo is not None and hi is not None and lo >= hi:
+            raise MappingError(f"[options] ts_min ({lo.isoformat()}) must be before ts_max ({hi.isoformat()})")
+
+    def time_bounds(self, now: datetime | None = None) -> tuple[datetime, datetime]:
+        """(earliest, latest) plausible reading time, UTC; the latest defaults to ``now`` (the
+        time of the call) plus one day."""
+        lo = _instant(self.ts_min, "ts_min") or datetime(1, 1, 1, tzinfo=timezone.utc)
+        hi = _instant(self.ts_max, "ts_max")
+        if hi is None:
+            hi = (now or datetime.now(timezone.utc)).astimezone(timezone.utc) + DEFAULT_TS_MAX_AHEAD
+            hi = hi.replace(microsecond=0)
+        return max(lo, datetime(1, 1, 1, tzinfo=timezone.utc)), min(hi, datetime(9999, 12, 31, tzinfo=timezone.utc))
 
     @property
     def extra_channels(self) -> tuple[str, ...]:
@@ -205,9 +296,19 @@ class Mapping:
         """Read a mapping file; unknown canonical names or options are errors naming the key."""
         path = Path(path)
         try:
-            doc = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+            data = path.read_bytes()
+        except OSError as exc:
             raise MappingError(f"{path}: cannot read mapping: {exc}") from exc
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise MappingError(f"{path}: not a TOML mapping (not UTF-8 text at byte {exc.start})") from None
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise MappingError(f"{path}: cannot read mapping: {exc}") from None
+        except RecursionError:
+            raise MappingError(f"{path}: cannot read mapping: nested too deeply") from None
         unknown_sections = set(doc) - {"columns", "scale", "defaults", "extra", "options"}
         if unknown_sections:
             raise MappingError(f"{path}: unknown section(s) {sorted(unknown_sections)}")
@@ -218,9 +319,16 @@ class Mapping:
         bad = set(opts) - _OPTION_KEYS
         if bad:
             raise MappingError(f"{path}: [options] has unknown key(s) {sorted(bad)}")
-        if opts.get("epoch_unit", "auto") not in ("s", "ms", "us", "auto"):
-            raise MappingError(f"{path}: [options] epoch_unit must be s, ms, us or auto")
         tables = opts.get("tables")
+        if isinstance(tables, str):
+            tables = [tables]
+        if tables is not None and not isinstance(tables, list):
+            raise MappingError(f"{path}: [options] tables must be a list of table names, not {tables!r}")
+        for key in ("ts_min", "ts_max"):  # TOML dates and date-times are fine as they are
+            v = opts.get(key)
+            if v is not None and not isinstance(v, (str, datetime)):
+                if hasattr(v, "isoformat") and not isinstance(v, bool):
+                    opts[key] = v.isoformat()
         try:
             return cls(
                 columns=dict(doc.get("columns", {})),
@@ -232,8 +340,10 @@ class Mapping:
                 epoch_unit=opts.get("epoch_unit", "auto"),
                 delimiter=opts.get("delimiter"),
                 decimal=opts.get("decimal", "."),
-                builtin_aliases=bool(opts.get("builtin_aliases", True)),
+                builtin_aliases=opts.get("builtin_aliases", True),
                 tables=tuple(tables) if tables else None,
+                ts_min=opts.get("ts_min", DEFAULT_TS_MIN),
+                ts_max=opts.get("ts_max"),
             )
         except MappingError as exc:
             raise MappingError(f"{path}: {exc}") from None

@@ -57,43 +57,97 @@ def _number_expr(col: str, t: pa.DataType, decimal: str) -> tuple[str, str | Non
     return f"TRY_CAST({clean} AS DOUBLE)", txt
 
 
+# Epoch seconds DuckDB can turn into a time (years 0001-9999); anything else (inf, 1e308, -1e20)
+# is NULL here and a reject naming the row, never an error for the whole file.
+EPOCH_MIN_S, EPOCH_MAX_S = -62135596800, 253402300799
+
+
 def _epoch_expr(num: str, unit: str) -> str:
     if unit == "s":
-        return f"to_timestamp({num})"
-    if unit == "ms":
-        return f"to_timestamp({num} / 1e3)"
-    if unit == "us":
-        return f"to_timestamp({num} / 1e6)"
-    # auto: seconds until ~year 5138, then milliseconds, then microseconds.
-    return (f"to_timestamp(CASE WHEN abs({num}) < 1e11 THEN {num} WHEN abs({num}) < 1e14 THEN {num} / 1e3 "
-            f"ELSE {num} / 1e6 END)")
+        secs = num
+    elif unit == "ms":
+        secs = f"({num} / 1e3)"
+    elif unit == "us":
+        secs = f"({num} / 1e6)"
+    elif unit == "ns":
+        secs = f"({num} / 1e9)"
+    else:
+        # auto: seconds until ~year 5138, then milliseconds, then microseconds.
+        secs = (f"(CASE WHEN abs({num}) < 1e11 THEN {num} WHEN abs({num}) < 1e14 THEN {num} / 1e3 "
+                f"ELSE {num} / 1e6 END)")
+    return f"(CASE WHEN {secs} BETWEEN {EPOCH_MIN_S} AND {EPOCH_MAX_S} THEN to_timestamp({secs}) END)"
 
 
-def _ts_expr(col: str, t: pa.DataType, mapping: Mapping) -> tuple[str, str]:
+def _ts_expr(col: str, t: pa.DataType, mapping: Mapping) -> tuple[str, str | None, str]:
+    """(instant expression, naive local-time expression or None, raw text expression).
+
+    The instant is TIMESTAMPTZ for values that say their instant (an offset, an epoch, UTC
+    sources); the naive expression is a TIMESTAMP of wall-clock time in ``mapping.timezone``,
+    which the caller resolves (DST gaps and folds) when the zone is not UTC.
+    """
     q = _q(col)
-    tz = _lit(mapping.timezone)
     utc = mapping.timezone.upper() == "UTC"
+    raw = f"CAST({q} AS VARCHAR)"
     if pa.types.is_timestamp(t):
-        if t.tz is not None:
-            return f"CAST({q} AS TIMESTAMPTZ)", f"CAST({q} AS VARCHAR)"
-        return (f"CAST({q} AS TIMESTAMPTZ)" if utc else f"timezone({tz}, CAST({q} AS TIMESTAMP))"), f"CAST({q} AS VARCHAR)"
+        if t.tz is not None or utc:
+            return f"CAST({q} AS TIMESTAMPTZ)", None, raw
+        return "NULL::TIMESTAMPTZ", f"CAST({q} AS TIMESTAMP)", raw
     if pa.types.is_date(t):
-        return f"timezone({tz}, CAST({q} AS TIMESTAMP))", f"CAST({q} AS VARCHAR)"
+        if utc:
+            return f"CAST(CAST({q} AS TIMESTAMP) AS TIMESTAMPTZ)", None, raw
+        return "NULL::TIMESTAMPTZ", f"CAST({q} AS TIMESTAMP)", raw
     if _is_number(t):
-        return _epoch_expr(f"CAST({q} AS DOUBLE)", mapping.epoch_unit), f"CAST({q} AS VARCHAR)"
+        return _epoch_expr(f"CAST({q} AS DOUBLE)", mapping.epoch_unit), None, raw
     txt = f"trim(CAST({q} AS VARCHAR))"
     num = f"TRY_CAST({txt} AS DOUBLE)"
+    epoch = f"WHEN {_missing(txt)} THEN NULL WHEN {num} IS NOT NULL THEN {_epoch_expr(num, mapping.epoch_unit)}"
     if mapping.ts_format:
         naive = f"try_strptime({txt}, {_lit(mapping.ts_format)})"
-        parsed = f"CAST({naive} AS TIMESTAMPTZ)" if utc else f"timezone({tz}, CAST({naive} AS TIMESTAMP))"
-    elif utc:
-        parsed = f"TRY_CAST({txt} AS TIMESTAMPTZ)"
-    else:
-        has_offset = f"regexp_matches({txt}, '(Z|z|[+-][0-9]{{2}}(:?[0-9]{{2}})?)$')"
-        parsed = (f"CASE WHEN {has_offset} THEN TRY_CAST({txt} AS TIMESTAMPTZ) "
-                  f"ELSE timezone({tz}, TRY_CAST({txt} AS TIMESTAMP)) END")
-    expr = f"CASE WHEN {_missing(txt)} THEN NULL WHEN {num} IS NOT NULL THEN {_epoch_expr(num, mapping.epoch_unit)} ELSE {parsed} END"
-    return expr, txt
+        if utc:
+            return f"CASE {epoch} ELSE CAST({naive} AS TIMESTAMPTZ) END", None, txt
+        return (f"CASE {epoch} END", f"CASE WHEN {_missing(txt)} OR {num} IS NOT NULL THEN NULL "
+                f"ELSE CAST({naive} AS TIMESTAMP) END", txt)
+    if utc:
+        return f"CASE {epoch} ELSE TRY_CAST({txt} AS TIMESTAMPTZ) END", None, txt
+    has_offset = f"regexp_matches({txt}, '(Z|z|[+-][0-9]{{2}}(:?[0-9]{{2}})?)$')"
+    return (f"CASE {epoch} WHEN {has_offset} THEN TRY_CAST({txt} AS TIMESTAMPTZ) END",
+            f"CASE WHEN {_missing(txt)} OR {num} IS NOT NULL OR {has_offset} THEN NULL "
+            f"ELSE TRY_CAST({txt} AS TIMESTAMP) END", txt)
+
+
+def _local_layers(tz: str, window: bool) -> list[str]:
+    """Selects (each over the previous one, ``{}`` standing for it) that turn ``ts__n``, a wall-clock
+    time in zone ``tz``, and ``ts__d``, an instant, into ``ts``.
+
+    Policy: a wall-clock time that does not exist (the hour skipped when clocks go forward) is a
+    reject, never shifted. One that exists twice (the hour repeated when clocks go back) is taken
+    from the order of the rows: a meter's first pass through the repeated hour is summer time, a
+    return to a wall-clock time at or before one the meter already reported inside that hour is the
+    second pass (standard time). When the meter's rows around it are not in time order (it already
+    reported a time after the repeated hour) the row is a reject. The two candidate instants are
+    the wall-clock time less the zone's offset one day before and one day after; each that maps
+    back to the same wall-clock time is valid (none: a gap; two: a fold).
+    """
+    z = _lit(tz)
+    w = "OVER (PARTITION BY meter_id ORDER BY _line ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
+    prev = (f"max(CASE WHEN ts__amb THEN ts__n END) {w} AS ts__pamb, "
+            f"max(CASE WHEN NOT ts__amb THEN ts__n END) {w} AS ts__pplain") if window else \
+        "NULL::TIMESTAMP AS ts__pamb, NULL::TIMESTAMP AS ts__pplain"
+    return [
+        "SELECT *, timezone('UTC', ts__n) AS ts__u FROM {}",
+        (f"SELECT *, ts__u - (timezone({z}, ts__u - INTERVAL 1 DAY) - (ts__n - INTERVAL 1 DAY)) AS ts__a, "
+         f"ts__u - (timezone({z}, ts__u + INTERVAL 1 DAY) - (ts__n + INTERVAL 1 DAY)) AS ts__b FROM {{}}"),
+        (f"SELECT *, coalesce(timezone({z}, ts__a) = ts__n, false) AS ts__oka, "
+         f"coalesce(timezone({z}, ts__b) = ts__n, false) AS ts__okb FROM {{}}"),
+        ("SELECT *, coalesce(ts__oka AND ts__okb AND ts__a <> ts__b, false) AS ts__amb, "
+         "(ts__n IS NOT NULL AND NOT ts__oka AND NOT ts__okb) AS ts__gap FROM {}"),
+        "SELECT *, " + prev + " FROM {}",
+        # A meter that already reported a time after the repeated hour is not in time order here.
+        ("SELECT *, CASE WHEN ts__d IS NOT NULL THEN ts__d WHEN ts__n IS NULL OR ts__gap THEN NULL "
+         "WHEN ts__amb THEN (CASE WHEN ts__pplain > ts__n THEN NULL "
+         "WHEN ts__pamb >= ts__n THEN greatest(ts__a, ts__b) ELSE least(ts__a, ts__b) END) "
+         "WHEN ts__oka THEN ts__a ELSE ts__b END AS ts FROM {}"),
+    ]
 
 
 def _fmt(x: float) -> str:
@@ -174,13 +228,38 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
     checks.append("CASE WHEN meter_id IS NULL THEN 'meter_id: missing' END")
 
     ts_col = resolved["ts"][0]
-    ts, ts_raw = _ts_expr(ts_col, types[ts_col], mapping)
-    inner.append(f"{ts} AS ts")
-    flags.append("ts IS NULL")
+    ts, ts_naive, ts_raw = _ts_expr(ts_col, types[ts_col], mapping)
+    local = ts_naive is not None
+    if local:
+        inner += [f"{ts} AS ts__d", f"{ts_naive} AS ts__n"]
+    else:
+        inner.append(f"{ts} AS ts")
+    lo, hi = mapping.time_bounds()
+    lo_sql, hi_sql = (f"TIMESTAMPTZ '{x.strftime('%Y-%m-%d %H:%M:%S')}+00'" for x in (lo, hi))
+    span = f"[{lo.strftime('%Y-%m-%dT%H:%M:%SZ')}, {hi.strftime('%Y-%m-%dT%H:%M:%SZ')}]"
+    flags.append(f"ts IS NULL OR ts < {lo_sql} OR ts > {hi_sql}")
+    tz_name = mapping.timezone.replace("'", "''")
+    is_num = "TRY_CAST(trim(ts__raw) AS DOUBLE) IS NOT NULL"
+    gap_reason = (f"WHEN ts__gap THEN 'ts: ''' || ts__raw || ''' does not exist in {tz_name} "
+                  "(clocks went forward over it); give the time with its UTC offset' ") if local else ""
     checks.append(
         f"CASE WHEN ts__raw IS NULL OR {_missing('ts__raw')} THEN 'ts: missing' "
-        "WHEN ts IS NULL THEN 'ts: cannot parse ''' || ts__raw || ''' as a time' END"
+        + gap_reason
+        + f"WHEN ts IS NULL AND {is_num} THEN 'ts: epoch ''' || ts__raw || ''' is out of range (years "
+        f"0001-9999 read as epoch_unit {mapping.epoch_unit}' || CASE WHEN abs(TRY_CAST(trim(ts__raw) AS DOUBLE)) "
+        "BETWEEN 1e17 AND 1e20 THEN '; an epoch in nanoseconds needs [options] epoch_unit = \"ns\")' ELSE ')' END "
+        "WHEN ts IS NULL THEN 'ts: cannot parse ''' || ts__raw || ''' as a time' "
+        f"WHEN ts < {lo_sql} OR ts > {hi_sql} THEN 'ts: ''' || ts__raw || ''' is ' || "
+        "strftime(timezone('UTC', ts), '%Y-%m-%d %H:%M:%S') || "
+        f"' UTC, outside the plausible time range {span}' || "
+        f"CASE WHEN {is_num} AND ts > {hi_sql} THEN ' (an epoch in nanoseconds? set [options] epoch_unit = \"ns\")' "
+        "ELSE ' (set [options] ts_min / ts_max to widen it)' END END"
     )
+    # Said only when nothing else is wrong with the row: this pass runs on the rejected rows alone,
+    # where a repeated wall-clock time cannot be placed by its neighbours.
+    fallback = (f"CASE WHEN ts__amb THEN 'ts: ''' || ts__raw || ''' occurs twice in {tz_name} (clocks went "
+                "back) and the meter''s rows around it are not in time order, so which pass it belongs to "
+                "is unknown; give the time with its UTC offset' END") if local else "NULL"
 
     explain_inner: list[str] = [f"{ts_raw} AS ts__raw"]
     extras = mapping.extra_channels
@@ -224,13 +303,20 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
 
     # Extra channels follow the canonical ones, in the mapping's order.
     values = [f"{_q(ch.name + '__v')} AS {_q(ch.name)}" for ch in channels]
+    def layered(cols: list[str], window: bool) -> str:
+        sql = f"(SELECT {', '.join(cols)} FROM {RELATION})"
+        if local:
+            for layer in _local_layers(mapping.timezone, window):
+                sql = "(" + layer.format(sql) + ")"
+        return sql
+
     fast = (f"SELECT _line, meter_id, ts, {', '.join(values)}, "
             f"coalesce({' OR '.join(f'({f})' for f in flags)}, false) AS _bad "
-            f"FROM (SELECT {', '.join(inner)} FROM {RELATION})")
+            f"FROM {layered(inner, True)}")
     # concat_ws skips NULLs: the reason lists every failed check, the field is the first one.
-    reasons = f"NULLIF(concat_ws('; ', {', '.join(checks)}), '')"
+    reasons = f"coalesce(NULLIF(concat_ws('; ', {', '.join(checks)}), ''), {fallback})"
     explain = (f"SELECT _line, _reason, split_part(_reason, ':', 1) AS _field FROM ("
-               f"SELECT _line, {reasons} AS _reason FROM (SELECT {', '.join(inner + explain_inner)} FROM {RELATION}))")
+               f"SELECT _line, {reasons} AS _reason FROM {layered(inner + explain_inner, False)})")
     return Normalizer(fast, explain, resolved, ignored, tuple(extras))
 
 
