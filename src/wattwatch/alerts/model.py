@@ -18,6 +18,28 @@ def _plain(o):
     raise TypeError(f"{type(o).__name__} is not JSON serializable")
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7f, *range(0x80, 0xa0)]}
+_CONTROL.update({0x0a: "\\n", 0x0d: "\\r", 0x09: "\\t", 0x5c: "\\\\", 0x2028: "\\u2028", 0x2029: "\\u2029",
+                 0x85: "\\x85"})
+
+
+def log_safe(text: str) -> str:
+    """``text`` with control characters, line separators and backslashes escaped, so that it is
+    always one line of a log and cannot be taken for another entry or a terminal command."""
+    return text.translate(_CONTROL)
+
+
+def _finite(x):
+    """``x`` with NaN and infinities as None (JSON has neither)."""
+    if isinstance(x, float):
+        return x if x == x and x not in (float("inf"), float("-inf")) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    return x
+
+
 @dataclass
 class Alert:
     meter_id: str
@@ -44,11 +66,16 @@ class Alert:
         return d
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, default=_plain)
+        """One line of strict JSON (a NaN or infinite number in the evidence is ``null``)."""
+        try:
+            return json.dumps(self.to_dict(), ensure_ascii=False, default=_plain, allow_nan=False)
+        except ValueError:
+            return json.dumps(_finite(json.loads(json.dumps(self.to_dict(), default=_plain))), ensure_ascii=False)
 
     def log_line(self) -> str:
-        """``<time> <code> <meter> <message>``."""
-        return f"{self.start} {self.code} {self.meter_id} {self.message}"
+        """``<time> <code> <meter> <message>`` on one line, whatever the text: control characters
+        (a newline in a meter id could forge a log line) are written as escapes (``\\n``, ``\\x1b``)."""
+        return " ".join(log_safe(str(x)) for x in (self.start, self.code, self.meter_id, self.message))
 
     @classmethod
     def from_dict(cls, d: dict) -> "Alert":
@@ -57,13 +84,44 @@ class Alert:
 
 
 def read_jsonl(path) -> list[Alert]:
+    """Alerts from a JSON Lines file; ``ValueError`` naming the file, line and field otherwise."""
+    import pandas as pd
+
     out = []
-    with open(path) as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                out.append(Alert.from_dict(json.loads(line)))
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise ValueError(f"{path}: line {n}: not an alert ({exc})") from exc
+    try:
+        fh = open(path, encoding="utf-8")
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a folder, not an alerts file") from None
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such alerts file") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    with fh:
+        try:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    d = json.loads(line)
+                except (json.JSONDecodeError, RecursionError) as exc:
+                    raise ValueError(f"{path}: line {n}: not JSON ({exc})") from None
+                if not isinstance(d, dict):
+                    raise ValueError(f"{path}: line {n}: not an alert (expected a JSON object)")
+                missing = sorted({"meter_id", "start", "end", "code", "severity", "score", "detector", "message"} - set(d))
+                if missing:
+                    raise ValueError(f"{path}: line {n}: not an alert (missing {missing})")
+                for k in ("meter_id", "code", "detector", "message", "start", "end"):
+                    if not isinstance(d[k], str):
+                        raise ValueError(f"{path}: line {n}: {k} must be a string, got {d[k]!r}")
+                for k in ("start", "end"):
+                    try:
+                        if pd.Timestamp(d[k]) is pd.NaT:
+                            raise ValueError
+                    except (ValueError, TypeError, OverflowError):
+                        raise ValueError(f"{path}: line {n}: {k} {d[k]!r} is not a time") from None
+                if d.get("evidence") is not None and not isinstance(d["evidence"], dict):
+                    raise ValueError(f"{path}: line {n}: evidence must be an object")
+                out.append(Alert.from_dict(d))
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}); expected JSON Lines alerts") from None
     return out

@@ -76,8 +76,11 @@ def set_status(con, alert_id: str, status: str, note: str | None = None) -> dict
     ensure_tables(con)
     if status not in ("acknowledged", "cleared"):
         raise ValueError("status must be acknowledged or cleared")
-    found = con.execute("SELECT id, meter_id, detector, \"end\", status FROM alerts WHERE id LIKE ?",
-                        [alert_id + "%"]).fetchall()
+    if not isinstance(alert_id, str) or not alert_id:
+        raise KeyError("give an alert id (or a unique prefix of one)")
+    # A prefix, literally: `_` and `%` in it are characters, not LIKE wildcards.
+    found = con.execute("SELECT id, meter_id, detector, \"end\", status FROM alerts WHERE starts_with(id, ?)",
+                        [alert_id]).fetchall()
     if not found:
         raise KeyError(f"no alert {alert_id!r}")
     if len(found) > 1:

@@ -35,11 +35,53 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _os_message(path, exc: OSError, what: str) -> str:
+    """``path: what: reason`` for an OSError, saying plainly when the disk is full."""
+    import errno
+
+    where = exc.filename if getattr(exc, "filename", None) else path
+    why = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC:
+        why = "no space left on device (the disk is full)"
+    elif exc.errno == errno.EDQUOT:
+        why = "disk quota exceeded"
+    return f"{where}: {what}: {why}"
+
+
+def _finite(x):
+    """``x`` with every NaN or infinity as None: JSON has no NaN (``json.dumps`` writes an invalid ``NaN``)."""
+    import math
+
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    if hasattr(x, "item") and getattr(x, "ndim", 1) == 0:
+        return _finite(x.item())
+    return x
+
+
+def _json(doc, indent=None) -> str:
+    """Strict JSON (null where a value is NaN or infinite)."""
+    return json.dumps(_finite(doc), allow_nan=False, default=str, indent=indent)
+
+
+def _one_line(x) -> str:
+    """User text (meter ids, messages, paths) for a terminal: one line, no control characters."""
+    from wattwatch.alerts.model import log_safe
+
+    return log_safe(str(x))
+
+
 def _open_store(db: Path, read_only: bool = False, must_exist: bool = False):
     from wattwatch.store import Store, StoreError
 
     if must_exist and not Path(db).exists():
-        _fail(f"{db}: no such store")
+        _fail(f"{db}: no such store (only `wattwatch ingest` creates one; check --db)")
+    if Path(db).is_dir():
+        _fail(f"{db}: is a folder, not a store file (--db)")
     try:
         return Store(db, read_only=read_only)
     except StoreError as exc:
@@ -63,7 +105,7 @@ def simulate(
     start: str = typer.Option("2025-01-06T00:00:00Z", "--start", help="First timestamp (UTC)."),
 ) -> None:
     """Write a labelled synthetic fleet: telemetry plus events.json (meter, type, start, end)."""
-    from wattwatch.sim import FAULT_CODES, SimConfig, simulate as run
+    from wattwatch.sim import SimConfig, simulate as run
 
     kw = {}
     if faults:
@@ -77,7 +119,9 @@ def simulate(
         cfg = SimConfig(meters=meters, days=days, seed=seed, step=step, fault_share=fault_share, start=start, **kw)
         cfg.step_s
     except ValueError as exc:
-        _fail(f"{exc} (fault types: {', '.join(FAULT_CODES)})")
+        _fail(str(exc))
+    if out.exists() and not out.is_dir():
+        _fail(f"{out}: exists and is not a folder (simulate writes a folder of files)")
     with progress_bar("simulate", meters) as advance:
         done = [0]
 
@@ -85,7 +129,10 @@ def simulate(
             advance(k - done[0])
             done[0] = k
 
-        result = run(cfg, out, formats=formats, on_progress=tick)
+        try:
+            result = run(cfg, out, formats=formats, on_progress=tick)
+        except OSError as exc:
+            _fail(_os_message(out, exc, "cannot write the simulated fleet"))
     faults_n = sum(e["expect_alert"] for e in result["events"])
     console.print(f"simulated {meters} meters x {days:g} days: {result['rows']:,} rows, "
                   f"{faults_n} fault events -> {out}")
@@ -160,7 +207,7 @@ def ingest(
     """Load files into the store (idempotent: re-ingesting adds nothing)."""
     results, errors, writer = run_ingest(paths, db, mapping, rejects)
     if as_json:
-        print(json.dumps({"files": [
+        print(_json({"files": [
             {"source": c.source, "read": c.read, "stored": c.stored, "duplicates": c.duplicates + c.merged,
              "already_stored": c.merged, "rejected": c.rejected, "seconds": round(c.seconds, 3)} for c in results],
             "errors": errors, "rejects_file": str(writer.path) if writer.count else None}))
@@ -181,34 +228,53 @@ def ingest(
 
 @store_app.command("info")
 def store_info(db: Path = DB_OPTION, as_json: bool = typer.Option(False, "--json")) -> None:
-    """Readings, meters and time span of the store."""
-    store = _open_store(db, read_only=True)
+    """Readings, meters, time span and register energy (kWh, per meter and in total) of the store."""
+    from wattwatch.store import StoreError
+
+    store = _open_store(db, read_only=True, must_exist=True)
     try:
-        info = store.info()
+        info = store.info(energy=True)
+    except StoreError as exc:
+        _fail(str(exc))
     finally:
         store.close()
     if as_json:
         print(json.dumps(info))
         return
-    table = Table("key", "value", title=str(db))
+    energy = info.pop("energy_kwh")
+    table = Table("key", "value", title=escape(str(db)))
     for k, v in info.items():
-        table.add_row(k, f"{v:,}" if isinstance(v, int) else str(v))
+        table.add_row(k, f"{v:,}" if isinstance(v, int) else escape(str(v)))
+    table.add_row("energy_kwh", f"{energy['total']:,.3f}")
     console.print(table)
+    per = energy["meters"]
+    if per:
+        shown = 20
+        et = Table("meter", "energy_kwh", title="register energy per meter")
+        for m, v in list(per.items())[:shown]:
+            et.add_row(escape(m), f"{v:,.3f}")
+        if len(per) > shown:
+            et.add_row(f"... {len(per) - shown:,} more", "(see --json)")
+        console.print(et)
 
 
 @store_app.command("compact")
 def store_compact(
     db: Path = DB_OPTION,
-    older_than_days: float = typer.Option(30.0, "--older-than-days", min=0.0),
+    older_than_days: float = typer.Option(30.0, "--older-than-days"),
     as_of: Optional[str] = typer.Option(None, "--as-of", help="Reference time (default now), ISO-8601."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Downsample readings older than N days to hourly aggregates (energy still adds up)."""
-    store = _open_store(db)
+    from wattwatch.store import StoreError
+
+    store = _open_store(db, must_exist=True)
     try:
         result = store.compact(older_than_days=older_than_days, as_of=as_of)
-    except (ValueError, TypeError) as exc:
-        _fail(f"--as-of: {exc}")
+    except (ValueError, TypeError, OverflowError) as exc:
+        _fail(f"{db}: {exc}")
+    except StoreError as exc:
+        _fail(str(exc))
     finally:
         store.close()
     if as_json:
@@ -232,7 +298,39 @@ class _errors:
 
         if exc is not None and isinstance(exc, WattwatchError):
             _fail(str(exc))
+        if exc is not None and isinstance(exc, OSError):
+            _fail(_os_message(None, exc, "cannot read or write"))
         return False
+
+
+def _check_out(path: Path, option: str) -> None:
+    """Refuse before any work an output path that is a folder or cannot be created."""
+    if path.is_dir():
+        _fail(f"{option} {path}: is a folder; give a file name")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        _fail(f"{option} {path}: cannot write there ({parent} is not a writable folder)")
+
+
+def _write_atomic(path: Path, text: str, option: str, kept: str = "") -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder: a full disk leaves
+    the old file as it was and says so (``kept``: what is safe elsewhere)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        _fail(_os_message(path, exc, f"cannot write {option}") + (f"; {kept}" if kept else ""), 1)
 
 
 def _summary_table(alerts, title: str) -> Table:
@@ -297,18 +395,24 @@ def detect(
     from wattwatch import api
 
     source, db_arg = _source(paths, db)
+    log = log or out.with_suffix(".log")
+    for path, option in ((out, "--out"), (log, "--log"), (scores, "--scores"), (rejects, "--rejects")):
+        if path is not None and (option != "--rejects" or isinstance(source, list)):
+            _check_out(path, option)
     with _errors():
         with progress_bar("detect", None) as advance:
             result = api.detect(source, db=db_arg, detectors=_names(detectors), config=config, start=start, end=end,
                                 meters=_names(meters), models=models, scores=scores is not None, mapping=mapping,
                                 rejects=rejects, on_progress=advance)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(a.to_json() + "\n" for a in result.alerts))
-    log = log or out.with_suffix(".log")
-    log.write_text("".join(a.log_line() + "\n" for a in result.alerts))
+    kept = "the alerts are kept in the store (`wattwatch alerts list`)" if result.stored else ""
+    _write_atomic(out, "".join(a.to_json() + "\n" for a in result.alerts), "--out", kept)
+    _write_atomic(log, "".join(a.log_line() + "\n" for a in result.alerts), "--log", kept)
     if scores is not None and result.scores is not None:
-        scores.parent.mkdir(parents=True, exist_ok=True)
-        result.scores.assign(meter_id=result.scores["meter_id"].astype(str)).to_parquet(scores, index=False)
+        try:
+            scores.parent.mkdir(parents=True, exist_ok=True)
+            result.scores.assign(meter_id=result.scores["meter_id"].astype(str)).to_parquet(scores, index=False)
+        except OSError as exc:
+            _fail(_os_message(scores, exc, "cannot write --scores") + f"; the alerts are in {out}", 1)
     for n in result.notices:
         err_console.print(f"[yellow]note:[/yellow] {escape(n)}", highlight=False, soft_wrap=True)
     summary = {"alerts": len(result.alerts), "meters": result.meters, "readings": result.readings,
@@ -316,7 +420,7 @@ def detect(
                "out": str(out), "log": str(log), "stored": result.stored, "notices": len(result.notices),
                "ongoing": len(result.open_ids)}
     if as_json:
-        print(json.dumps(summary))
+        print(_json(summary))
         return
     console.print(_summary_table(result.alerts, f"detect: {result.readings:,} readings, {result.meters} meters"))
     console.print(f"{len(result.alerts)} alert(s) -> {escape(str(out))}  (log {escape(str(log))}; {summary['readings_per_s']:,} readings/s)")
@@ -355,7 +459,7 @@ def fit(
                "seconds": round(fitted.seconds, 2), "normal_start": normal_start, "normal_end": normal_end,
                "days": days, "store": str(db_arg or source), "notices": len(fitted.notices)}
     if as_json:
-        print(json.dumps(summary))
+        print(_json(summary))
         return
     period = f"{normal_start or 'first reading'} .. {normal_end or 'end'}" if (normal_start or normal_end) else \
         f"each meter's first {days if days is not None else 'profile'} days"
@@ -385,7 +489,7 @@ def state_list(db: Path = DB_OPTION, as_json: bool = typer.Option(False, "--json
                      "normal_end": _iso(g["normal_end"].max()), "version": ",".join(map(str, sorted(set(g["state_version"])))),
                      "cadence_s": json.loads(g["params"].iat[0]).get("cadence_s")})
     if as_json:
-        print(json.dumps({"meters": rows, "fleet_models": [
+        print(_json({"meters": rows, "fleet_models": [
             {"detector": r.detector, "grid_s": r.grid_s, "format": int(r.format), "trained_at": _iso(r.trained_at),
              "bytes": int(r.bytes)} for r in fleets.itertuples()]}))
         return
@@ -417,7 +521,7 @@ def state_show(meter: str = typer.Argument(..., help="Meter id."), db: Path = DB
     doc = {r.detector: {"how": r.how, "fitted_at": _iso(r.fitted_at), "normal_start": _iso(r.normal_start),
                         "normal_end": _iso(r.normal_end), "version": int(r.state_version), "state": json.loads(r.params)}
            for r in df.itertuples()}
-    print(json.dumps({"meter_id": meter, "detectors": doc}, indent=None if as_json else 1))
+    print(_json({"meter_id": meter, "detectors": doc}, indent=None if as_json else 1))
 
 
 @state_app.command("drop")
@@ -460,7 +564,7 @@ def detectors(as_json: bool = typer.Option(False, "--json")) -> None:
                      "explains": sorted({k for e in d.explains for k in e.kinds}), "causal": bool(d.causal),
                      "params": params, "post": dataclasses.asdict(d.config.post)})
     if as_json:
-        print(json.dumps(rows, default=str))
+        print(_json(rows))
         return
     table = Table("detector", "code", "default", "needs", "judges", "explains", "parameters", title="detectors")
     for r in rows:
@@ -509,7 +613,7 @@ def train(
     summary = {"models": str(folder), "detectors": [d.name for d in dets], **trained_on,
                "grids_s": sorted({g for d in dets for g in d.fleets_}), "seconds": round(fitted.seconds, 2)}
     if as_json:
-        print(json.dumps(summary))
+        print(_json(summary))
         return
     console.print(f"trained {', '.join(summary['detectors'])} on {fitted.readings:,} readings of {fitted.meters} "
                   f"meters ({escape(period)}) in {summary['seconds']} s -> {escape(str(folder))}")
@@ -531,7 +635,7 @@ def evaluate(
     except (OSError, ValueError, KeyError) as exc:
         _fail(str(exc))
     if as_json:
-        print(json.dumps(result))
+        print(_json(result))
         return
     console.print(_evaluation_table(result))
 
@@ -566,7 +670,9 @@ def alerts_list(db: Path = DB_OPTION, status: str = typer.Option("open", "--stat
     """Alerts in the store."""
     from wattwatch.alerts import store as alert_store
 
-    store = _open_store(db)
+    if status != "all" and status not in alert_store.STATUSES:
+        _fail(f"--status must be one of {', '.join(alert_store.STATUSES)} or all, not {status!r}")
+    store = _open_store(db, must_exist=True)
     try:
         df = alert_store.list_alerts(store.con, status, meter)
     except ValueError as exc:
@@ -579,21 +685,25 @@ def alerts_list(db: Path = DB_OPTION, status: str = typer.Option("open", "--stat
         return
     table = Table("id", "meter", "code", "severity", "start", "end", "status", "message", title=f"alerts ({status})")
     for r in df.itertuples():
-        table.add_row(r.id, r.meter_id, r.code, r.severity, str(r.start), str(r.end), r.status, r.message[:80])
+        table.add_row(*(escape(_one_line(x)) for x in (r.id, r.meter_id, r.code, r.severity, r.start, r.end, r.status)),
+                      escape(_one_line(r.message)[:80]))
     console.print(table)
 
 
 def _set_status(alert_id: str, status: str, db: Path, note: Optional[str]) -> None:
     from wattwatch.alerts import store as alert_store
 
-    store = _open_store(db)
+    if not alert_id.strip():
+        _fail("give an alert id (or a unique prefix of one); `wattwatch alerts list` shows them")
+    store = _open_store(db, must_exist=True)
     try:
         res = alert_store.set_status(store.con, alert_id, status, note)
     except (KeyError, ValueError) as exc:
-        _fail(str(exc).strip("'\""))
+        _fail(str(exc.args[0]) if exc.args else str(exc))
     finally:
         store.close()
-    console.print(f"{escape(str(res['id']))} {status}; {escape(str(res['detector']))} re-learns {escape(str(res['meter_id']))} from {res['reset_at']}")
+    console.print(f"{escape(_one_line(res['id']))} {status}; {escape(_one_line(res['detector']))} re-learns "
+                  f"{escape(_one_line(res['meter_id']))} from {escape(_one_line(res['reset_at']))}")
 
 
 @alerts_app.command("ack")
@@ -689,7 +799,7 @@ def bench_ingest(
 
     result = ingest_benchmark(rows=rows, workdir=workdir, formats=tuple(formats.split(",")), log=err_console.print)
     if as_json:
-        print(json.dumps(result))
+        print(_json(result))
         return
     table = Table("format", "rows", "wattwatch rows/s", "target", "baseline rows/s", "ratio", "peak RSS MB",
                   title=f"bench ingest ({result['machine']})")
@@ -711,7 +821,7 @@ def bench_detect(
 
     r = detect_benchmark(rows=rows, workdir=workdir, log=err_console.print, repeats=repeats)
     if as_json:
-        print(json.dumps(r))
+        print(_json(r))
         return
     table = Table("readings", "meters", "alerts", "detect s", "readings/s", "target", "floor readings/s", "ratio",
                   "peak RSS MB", title=f"bench detect ({r['machine']})")
@@ -742,7 +852,7 @@ def bench_learned(
     names = [d.strip() for d in detectors.split(",")] if detectors else None
     r = learned_benchmark(rows=rows, seed=seed, repeats=repeats, detectors=names, log=err_console.print)
     if as_json:
-        print(json.dumps(r))
+        print(_json(r))
         return
     table = Table("detector", "ours rows/s", "library", "library rows/s", "ratio (>= 0.9)", "rank corr.",
                   "scaling rows/s", "end to end rows/s",
@@ -781,13 +891,17 @@ def _nab_run(detector: str, data: Path, out: Path, config: Optional[Path]) -> No
     from wattwatch.evaluate.nab.runner import run
 
     corpus = _nab_corpus(data)
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out}: exists and is not a folder")
     try:
         cfg = load_config(config) if config else {}
         det = build(detector, cfg.get(detector))
         with progress_bar("nab run", len(corpus.files)) as tick:
             run(det, corpus, out, log=lambda *_: tick(1))
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         _fail(str(exc))
+    except OSError as exc:
+        _fail(_os_message(out, exc, "cannot write NAB results"))
 
 
 @nab_app.command("run")
@@ -820,21 +934,23 @@ def nab_score(
         _nab_run(name, data, out, None)
     try:
         summary = score(corpus, out, name)
+        published = corpus.published()
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
+    except OSError as exc:
+        _fail(_os_message(out, exc, "cannot read or write NAB results"))
     if as_json:
         short = {"reward_low_FP_rate": "reward_low_FP", "reward_low_FN_rate": "reward_low_FN"}
-        print(json.dumps({"detector": name, **{short.get(p, p): round(v["score"], 2) for p, v in summary.items()},
+        print(_json({"detector": name, **{short.get(p, p): round(v["score"], 2) for p, v in summary.items()},
                           "raw": {p: round(v["raw"], 4) for p, v in summary.items()},
                           "thresholds": {p: v["threshold"] for p, v in summary.items()}}))
         return
-    published = corpus.published()
     table = Table("detector", "standard", "reward_low_FP_rate", "reward_low_FN_rate",
                   title=f"NAB scores ({len(corpus.files)} files, {corpus.n_windows} windows)")
     rows = {f"wattwatch {name}": {p: v["score"] for p, v in summary.items()}, **published}
     for det, sc in sorted(rows.items(), key=lambda kv: -kv[1].get("standard", 0)):
         style = "bold green" if det.startswith("wattwatch") else None
-        table.add_row(det, *(f"{sc.get(p, float('nan')):.1f}" for p in
+        table.add_row(escape(_one_line(det)), *(f"{sc.get(p, float('nan')):.1f}" for p in
                              ("standard", "reward_low_FP_rate", "reward_low_FN_rate")), style=style)
     console.print(table)
 

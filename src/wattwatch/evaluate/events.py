@@ -76,7 +76,7 @@ def _invisible(event: dict, cadence_s: float | None, rules: Visibility) -> tuple
     """(short reason, full reason) why ``event`` is invisible at ``cadence_s``, or None."""
     if cadence_s is None or not (isinstance(cadence_s, (int, float)) and math.isfinite(cadence_s) and cadence_s > 0):
         return None
-    n = _readings(pd.Timestamp(event["start"]), pd.Timestamp(event["end"]), float(cadence_s))
+    n = _readings(_utc(event["start"]), _utc(event["end"]), float(cadence_s))
     c = f"{cadence_s:g} s"
     if n < rules.min_readings:
         return (f"under {rules.min_readings} readings",
@@ -84,7 +84,7 @@ def _invisible(event: dict, cadence_s: float | None, rules: Visibility) -> tuple
                 "needed to tell a fault from a one-reading glitch")
     if event.get("type") == "packet_loss":
         rate = (event.get("detail") or {}).get("loss_rate")
-        if rate is not None and math.isfinite(float(rate)):
+        if isinstance(rate, (int, float)) and not isinstance(rate, bool) and math.isfinite(float(rate)):
             lost = int(round(float(rate) * n))
             if lost < rules.min_lost:
                 return (f"under {rules.min_lost} readings lost",
@@ -121,19 +121,89 @@ def compatible_codes(event_type: str) -> set[str]:
 def load_events(path: str | Path) -> list[dict]:
     """Labelled events from ``events.json``. Next to a simulated fleet's events (its ``meters.json``
     names the cadence it was sampled at), each event also gets ``cadence_s`` unless it has one, so
-    that :func:`evaluate` can judge which faults the readings could show."""
+    that :func:`evaluate` can judge which faults the readings could show.
+
+    Raises ``ValueError`` naming the file, the event's index and the field for anything that is not
+    a list of events with a meter, a type and a start no later than its end."""
     path = Path(path)
-    doc = json.loads(path.read_text())
-    events = doc["events"] if isinstance(doc, dict) else doc
-    for n, e in enumerate(events):
-        missing = {"meter_id", "type", "start", "end"} - set(e)
-        if missing:
-            raise ValueError(f"{path}: event {n}: missing {sorted(missing)}")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a folder, not an events file") from None
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such events file") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}); expected a JSON list of events") from None
+    try:
+        doc = json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
+                         "expected a list of events") from None
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"{path}: not valid JSON: {exc}") from None
+    if isinstance(doc, dict) and "events" in doc:
+        events = doc["events"]
+    else:
+        events = doc
+    if not isinstance(events, list):
+        raise ValueError(f"{path}: expected a JSON list of events (or {{\"events\": [...]}}), "
+                         f"got {_kind(events)}")
+    check_events(events, str(path))
     cadence = _fleet_cadence_s(path.with_name("meters.json"))
     if cadence is not None:
         for e in events:
             e.setdefault("cadence_s", cadence)
     return events
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _kind(x) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null",
+            int: "a number", float: "a number"}.get(type(x), type(x).__name__)
+
+
+def _utc(x) -> pd.Timestamp:
+    """A label's or alert's time as a UTC timestamp (a time without an offset is UTC)."""
+    t = pd.Timestamp(x)
+    if t is pd.NaT:
+        raise ValueError("not a time")
+    return t.tz_localize("UTC") if t.tz is None else t.tz_convert("UTC")
+
+
+def check_events(events: list, where: str = "events") -> None:
+    """``ValueError`` naming ``where``, the event's index and the field unless every event is an
+    object with string ``meter_id`` and ``type`` and ISO-8601 ``start`` <= ``end``."""
+    for n, e in enumerate(events):
+        if not isinstance(e, dict):
+            raise ValueError(f"{where}: event {n}: expected an object with meter_id, type, start, end; got {_kind(e)}")
+        missing = {"meter_id", "type", "start", "end"} - set(e)
+        if missing:
+            raise ValueError(f"{where}: event {n}: missing {sorted(missing)}")
+        for k in ("meter_id", "type"):
+            if not isinstance(e[k], str) or not e[k]:
+                raise ValueError(f"{where}: event {n}: {k} must be a non-empty string, got {_kind(e[k])} {e[k]!r}")
+        times = {}
+        for k in ("start", "end"):
+            v = e[k]
+            if not isinstance(v, str):
+                raise ValueError(f"{where}: event {n}: {k} must be an ISO-8601 time string, got {_kind(v)} {v!r}")
+            try:
+                times[k] = _utc(v)
+            except (ValueError, TypeError, OverflowError):
+                raise ValueError(f"{where}: event {n}: {k} {v!r} is not a time (ISO-8601, e.g. "
+                                 "2025-01-06T00:00:00Z)") from None
+        if times["end"] < times["start"]:
+            raise ValueError(f"{where}: event {n}: end {e['end']} is before start {e['start']}")
+        if "detail" in e and e["detail"] is not None and not isinstance(e["detail"], dict):
+            raise ValueError(f"{where}: event {n}: detail must be an object, got {_kind(e['detail'])}")
+        if "cadence_s" in e and e["cadence_s"] is not None and (
+                isinstance(e["cadence_s"], bool) or not isinstance(e["cadence_s"], (int, float))):
+            raise ValueError(f"{where}: event {n}: cadence_s must be a number, got {_kind(e['cadence_s'])}")
 
 
 def _fleet_cadence_s(path: Path) -> float | None:
@@ -156,6 +226,9 @@ def evaluate(events: list[dict], alerts: list[Alert], tolerance_s: float = 3600.
     ``detected_visible``, ``recall_visible`` (over visible events only) and ``invisible`` (reason
     -> count); ``invisible_events`` lists them with the reason. ``rules``: what visible means
     (:class:`Visibility`)."""
+    if not (isinstance(tolerance_s, (int, float)) and math.isfinite(tolerance_s) and tolerance_s >= 0):
+        raise ValueError(f"tolerance_s must be a finite number >= 0, got {tolerance_s!r}")
+    check_events(events)
     tol = pd.Timedelta(seconds=tolerance_s)
     rules = rules or Visibility()
 
@@ -166,14 +239,14 @@ def evaluate(events: list[dict], alerts: list[Alert], tolerance_s: float = 3600.
 
     by_meter: dict[str, list[tuple[pd.Timestamp, pd.Timestamp, Alert]]] = defaultdict(list)
     for a in alerts:
-        by_meter[a.meter_id].append((pd.Timestamp(a.start), pd.Timestamp(a.end), a))
+        by_meter[a.meter_id].append((_utc(a.start), _utc(a.end), a))
     relevant = [e for e in events if e["type"] in FAULT_CODES or e["type"] == "supply_outage"]
     alert_ok = np.zeros(len(alerts), bool)
     index = {id(a): k for k, a in enumerate(alerts)}
     per_type: dict[str, dict] = {}
     invisible: list[dict] = []
     for e in relevant:
-        es, ee = pd.Timestamp(e["start"]), pd.Timestamp(e["end"])
+        es, ee = _utc(e["start"]), _utc(e["end"])
         codes = compatible_codes(e["type"])
         hits = [(s, a) for s, en, a in by_meter.get(e["meter_id"], [])
                 if a.code in codes and s <= ee + tol and en >= es - tol]

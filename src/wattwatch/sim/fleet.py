@@ -21,6 +21,7 @@ Every random choice comes from one seed; the same arguments give the same files.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -67,12 +68,34 @@ class SimConfig:
         unknown = set(self.faults) - set(FAULT_CODES)
         if unknown:
             raise ValueError(f"unknown fault type(s) {sorted(unknown)}; known: {sorted(FAULT_CODES)}")
+        if not (isinstance(self.seed, int) and 0 <= self.seed < 2 ** 63):
+            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
         if self.meters < 1 or self.days <= 0:
             raise ValueError("meters must be >= 1 and days > 0")
         if not 0 <= self.fault_share <= 1 or not 0 <= self.commercial_share <= 1:
             raise ValueError("shares must be within [0, 1]")
         if not self.physics_step_s > 0:
             raise ValueError("physics_step_s must be > 0")
+        # Every cadence SPEC §2 calls normal: 1 s to 1 day (0, negative and sub-second steps divided
+        # by zero or went negative; steps of hours once looped forever placing intermittent faults).
+        try:
+            step_s = pd.Timedelta(self.step).total_seconds()
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise ValueError(f"step {self.step!r} is not a duration (e.g. 1s, 5min, 1h, 1D): {exc}") from None
+        if not (1.0 <= step_s <= 86400.0):
+            raise ValueError(f"step {self.step!r} must be between 1 s and 1 day")
+        if not (isinstance(self.days, (int, float)) and math.isfinite(self.days)) or self.days * 86400 < step_s:
+            raise ValueError(f"days ({self.days!r}) must span at least one step ({self.step})")
+        try:
+            t0 = pd.Timestamp(self.start)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise ValueError(f"start {self.start!r} is not a time (ISO-8601, e.g. 2025-01-06T00:00:00Z): {exc}") from None
+        if t0 is pd.NaT or not isinstance(t0, pd.Timestamp):
+            raise ValueError(f"start {self.start!r} is not a time (ISO-8601, e.g. 2025-01-06T00:00:00Z)")
+        t0 = t0.tz_localize("UTC") if t0.tz is None else t0.tz_convert("UTC")
+        lo, hi = pd.Timestamp("1970-01-01", tz="UTC"), pd.Timestamp("2200-01-01", tz="UTC")
+        if not (lo <= t0 and (hi - t0).total_seconds() >= self.days * 86400):
+            raise ValueError(f"start {self.start!r} and {self.days:g} days must lie between {lo.year} and {hi.year}")
 
     @property
     def step_s(self) -> float:

@@ -25,7 +25,7 @@ import pandas as pd
 
 from wattwatch.detect.base import Detector
 from wattwatch.detect.postrules import calibrated_array
-from wattwatch.evaluate.nab.corpus import Corpus, DataFile
+from wattwatch.evaluate.nab.corpus import Corpus, DataFile, NabError, safe_key
 from wattwatch.evaluate.nab.scorer import normalised, probation_rows, score_file, threshold_curve
 
 
@@ -50,8 +50,8 @@ def run(det: Detector, corpus: Corpus, out: Path, name: str | None = None, log=l
     name = name or det.name
     base = Path(out) / name
     for k, f in enumerate(corpus.files):
+        path = result_path(out, name, f.key)
         scores = file_scores(det, f)
-        path = base / Path(f.key).parent / f"{name}_{Path(f.key).name}"
         path.parent.mkdir(parents=True, exist_ok=True)
         pd.DataFrame({"timestamp": f.timestamps.dt.strftime("%Y-%m-%d %H:%M:%S"), "value": f.values,
                       "anomaly_score": np.round(scores, 6), "label": f.labels}).to_csv(path, index=False)
@@ -59,16 +59,40 @@ def run(det: Detector, corpus: Corpus, out: Path, name: str | None = None, log=l
     return base
 
 
+def result_path(out: Path, name: str, key: str) -> Path:
+    """``<out>/<name>/<category>/<name>_<file>.csv``; ``NabError`` unless it lies inside ``out``
+    (keys are checked when the corpus is read; this holds for corpora built in code too)."""
+    rel = safe_key(key, Path("the corpus"))
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise NabError(f"detector name {name!r} cannot name a results folder")
+    path = Path(out) / name / Path(*rel.parent.parts) / f"{name}_{rel.name}"
+    root = Path(out).resolve()
+    real = path.resolve()
+    if root not in real.parents:
+        raise NabError(f"{path}: leads outside --out {out} (to {real})")
+    return path
+
+
 def read_results(corpus: Corpus, out: Path, name: str) -> list[np.ndarray]:
     scores = []
     for f in corpus.files:
-        path = Path(out) / name / Path(f.key).parent / f"{name}_{Path(f.key).name}"
+        path = result_path(out, name, f.key)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no results for {f.key}; run `wattwatch nab run --detector {name}` first")
-        df = pd.read_csv(path)
+        try:
+            df = pd.read_csv(path)
+            values = pd.to_numeric(df["anomaly_score"], errors="coerce").to_numpy(float)
+        except KeyError:
+            raise NabError(f"{path}: no anomaly_score column; run `wattwatch nab run --detector {name}` again") from None
+        except (OSError, UnicodeDecodeError, pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
+            raise NabError(f"{path}: unreadable results ({type(exc).__name__}: {str(exc).strip()}); run "
+                           f"`wattwatch nab run --detector {name}` again") from None
         if len(df) != len(f.values):
             raise ValueError(f"{path}: {len(df)} rows, the data file has {len(f.values)}")
-        scores.append(df["anomaly_score"].to_numpy(float))
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise NabError(f"{path}: line {bad[0] + 2}: anomaly_score is not a finite number")
+        scores.append(values)
     return scores
 
 
@@ -90,7 +114,12 @@ def score(corpus: Corpus, out: Path, name: str) -> dict:
         summary[profile.name] = {"score": normalised(total, n_windows, profile), "raw": total,
                                  "threshold": best.threshold, "tp": best.tp, "fp": best.fp}
     final = Path(out) / "final_results.json"
-    merged = json.loads(final.read_text()) if final.exists() else {}
+    try:
+        merged = json.loads(final.read_text()) if final.exists() else {}
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise NabError(f"{final}: unreadable ({exc}); remove it and score again") from None
+    if not isinstance(merged, dict):
+        raise NabError(f"{final}: expected a JSON object of detectors; remove it and score again")
     merged[name] = {p: v["score"] for p, v in summary.items()}
     final.write_text(json.dumps(merged, indent=2, sort_keys=True))
     return summary
