@@ -208,6 +208,9 @@ def ingest(source: Source, db, mapping=None, rejects: str | Path | None = None) 
     ------
     InputError
         A source that cannot be read at all (not found, not telemetry, no timestamp column).
+    StoreError
+        ``rejects`` is the store file or one of the input files (nothing is written), or the
+        store cannot be opened.
     """
     from wattwatch.ingest.mapping import Mapping, MappingError
     from wattwatch.ingest.pipeline import IngestError, RejectsWriter, ingest_frame, ingest_path
@@ -217,11 +220,15 @@ def ingest(source: Source, db, mapping=None, rejects: str | Path | None = None) 
         mapping = mapping if isinstance(mapping, Mapping) else (Mapping.from_toml(mapping) if mapping else Mapping())
     except MappingError as exc:
         raise InputError(str(exc)) from exc
+    from wattwatch.store.duck import check_paths
+
+    items = [source] if isinstance(source, (pd.DataFrame, str, Path)) else list(source)
+    # Before anything is opened or written: a rejects file that is the store or an input would destroy it.
+    check_paths(db.path if isinstance(db, Store) else db, rejects, items)
     store = db if isinstance(db, Store) else open_store(db, create=True)
     writer = RejectsWriter(rejects) if rejects else None
     results = []
     try:
-        items = [source] if isinstance(source, (pd.DataFrame, str, Path)) else list(source)
         for item in items:
             try:
                 if isinstance(item, pd.DataFrame):

@@ -685,15 +685,24 @@ class Store:
         return [r[0] for r in self.con.execute(
             "SELECT meter_id FROM meters WHERE sid IN (SELECT DISTINCT sid FROM readings_raw) ORDER BY 1").fetchall()]
 
-    def info(self) -> dict:
-        """Counts and time span of the store (raw readings; hourly aggregates reported apart)."""
+    def info(self, energy: bool = False) -> dict:
+        """Counts and time span of the store (raw readings; hourly aggregates reported apart).
+
+        With ``energy``, also ``energy_kwh``: ``{"total": kWh, "meters": {meter: kWh}}`` from
+        :meth:`energy_kwh` over raw and compacted readings (rounded to 1e-6 kWh), so the store can
+        be checked against the source files."""
         n, m, first, last = self.con.execute(
             "SELECT count(*), count(DISTINCT sid), min(ts), max(ts) FROM readings_raw").fetchall()[0]
         h, hfirst = self.con.execute("SELECT count(*), min(hour) FROM readings_hourly").fetchall()[0]
         iso = lambda t: None if t is None else pd.Timestamp(t).tz_convert("UTC").isoformat().replace("+00:00", "Z")
-        return {"db": str(self.path), "readings": int(n), "meters": int(m), "first": iso(first), "last": iso(last),
+        info = {"db": str(self.path), "readings": int(n), "meters": int(m), "first": iso(first), "last": iso(last),
                 "hourly_rows": int(h), "hourly_first": iso(hfirst), "schema_version": SCHEMA_VERSION,
                 "bytes": self.path.stat().st_size if self.path.exists() else 0}
+        if energy:
+            e = self.energy_kwh()
+            info["energy_kwh"] = {"total": round(float(e.sum()), 6),
+                                  "meters": {str(m): round(float(v), 6) for m, v in e.items()}}
+        return info
 
     # ---------------------------------------------------------------------------------- energy
 
@@ -921,7 +930,7 @@ def check_paths(db, rejects=None, inputs=()) -> None:
     ``db`` is the store path, ``rejects`` the rejects CSV path (None: no rejects file), ``inputs``
     the files (or folders) read. Raises :class:`StoreError` naming both paths; nothing is written.
     """
-    if rejects is None or str(db) == ":memory:":
+    if rejects is None or str(rejects) == "":
         return
     rej = Path(rejects)
 
@@ -940,12 +949,15 @@ def check_paths(db, rejects=None, inputs=()) -> None:
             if same(rej, p):
                 raise StoreError(f"--rejects {rejects}: is the store file {db}; writing rejects there would "
                                  "destroy it. Give another --rejects path")
+    files = []
     for item in inputs:
         if isinstance(item, (str, Path)):
             p = Path(item)
-            if same(rej, p):
-                raise StoreError(f"--rejects {rejects}: is the input file {item}; writing rejects there would "
-                                 "overwrite it. Give another --rejects path")
+            files += sorted(f for f in p.iterdir() if f.is_file()) if p.is_dir() else [p]
+    for p in files:
+        if same(rej, p):
+            raise StoreError(f"--rejects {rejects}: is the input file {p}; writing rejects there would "
+                             "overwrite it. Give another --rejects path")
 
 
 def _us(values) -> pa.Array:
