@@ -27,6 +27,16 @@ nab_app = typer.Typer(no_args_is_help=True, help="The Numenta Anomaly Benchmark:
 app.add_typer(nab_app, name="nab")
 console = Console()
 
+
+@app.callback()
+def _quiet_numerics() -> None:
+    """Find what is wrong in electrical telemetry."""
+    # numpy's RuntimeWarnings (an all-NaN slice, 0/0 on a meter with no load) say nothing a user
+    # can act on: what cannot be judged is NaN and reported as a notice, not a warning trace.
+    import warnings
+
+    warnings.filterwarnings("ignore", category=RuntimeWarning)
+
 DB_OPTION = typer.Option("wattwatch.duckdb", "--db", help="DuckDB store file.")
 
 
@@ -66,6 +76,11 @@ def _finite(x):
 def _json(doc, indent=None) -> str:
     """Strict JSON (null where a value is NaN or infinite)."""
     return json.dumps(_finite(doc), allow_nan=False, default=str, indent=indent)
+
+
+def _log(*parts) -> None:
+    """Progress lines of the benchmarks (paths and names in them are not markup)."""
+    err_console.print(escape(" ".join(map(str, parts))), highlight=False, soft_wrap=True)
 
 
 def _one_line(x) -> str:
@@ -135,7 +150,7 @@ def simulate(
             _fail(_os_message(out, exc, "cannot write the simulated fleet"))
     faults_n = sum(e["expect_alert"] for e in result["events"])
     console.print(f"simulated {meters} meters x {days:g} days: {result['rows']:,} rows, "
-                  f"{faults_n} fault events -> {out}")
+                  f"{faults_n} fault events -> {escape(str(out))}")
     for kind, path in result["files"].items():
         console.print(f"  {kind:8s} {escape(str(path))}")
 
@@ -212,9 +227,9 @@ def ingest(
              "already_stored": c.merged, "rejected": c.rejected, "seconds": round(c.seconds, 3)} for c in results],
             "errors": errors, "rejects_file": str(writer.path) if writer.count else None}))
     else:
-        table = Table("file", "read", "stored", "duplicates", "rejected", "rows/s", title=f"ingest -> {db}")
+        table = Table("file", "read", "stored", "duplicates", "rejected", "rows/s", title=f"ingest -> {escape(str(db))}")
         for c in results:
-            table.add_row(Path(c.source).name, f"{c.read:,}", f"{c.stored:,}", f"{c.duplicates + c.merged:,}",
+            table.add_row(escape(_one_line(Path(c.source).name)), f"{c.read:,}", f"{c.stored:,}", f"{c.duplicates + c.merged:,}",
                           f"{c.rejected:,}", f"{c.rows_per_s:,.0f}")
         console.print(table)
         if writer.count:
@@ -341,7 +356,7 @@ def _summary_table(alerts, title: str) -> Table:
         counts[a.code]["meters"].add(a.meter_id)
     table = Table("code", "alerts", "critical", "warning", "info", "meters", title=title)
     for code, c in sorted(counts.items()):
-        table.add_row(code, str(c["info"] + c["warning"] + c["critical"]), str(c["critical"]), str(c["warning"]),
+        table.add_row(escape(_one_line(code)), str(c["info"] + c["warning"] + c["critical"]), str(c["critical"]), str(c["warning"]),
                       str(c["info"]), str(len(c["meters"])))
     return table
 
@@ -355,14 +370,27 @@ def _source(paths, db: Optional[Path]):
         _fail("give one store (a .duckdb path or --db), with or without files to ingest into it")
     if stores:
         if not stores[0].exists():
-            _fail(f"{stores[0]}: no such store")
+            _fail(f"{stores[0]}: no such store (only `wattwatch ingest` creates one)")
+        if stores[0].is_dir():
+            _fail(f"{stores[0]}: is a folder, not a store file")
         return stores[0], None
     if not files:
         db = db or Path("wattwatch.duckdb")
         if not db.exists():
-            _fail(f"nothing to read: give telemetry files or a store ({db} does not exist)")
+            _fail(f"{db}: no such store; nothing to read (give telemetry files, or a store `wattwatch ingest` "
+                  "created)")
+        if db.is_dir():
+            _fail(f"{db}: is a folder, not a store file (--db)")
         return db, None
-    return [f for f, _ in _expand(files)], db
+    if db is not None and db.is_dir():
+        _fail(f"{db}: is a folder, not a store file (--db)")
+    missing = [f for f in files if not f.exists()]
+    if missing:
+        _fail(f"{missing[0]}: no such file or folder")
+    expanded = [f for f, _ in _expand(files)]
+    if not expanded:
+        _fail(f"no telemetry files in {', '.join(map(str, files))}")
+    return expanded, db
 
 
 def _names(detectors: Optional[str]):
@@ -495,7 +523,7 @@ def state_list(db: Path = DB_OPTION, as_json: bool = typer.Option(False, "--json
         return
     table = Table("meter", "detectors", "how", "normal period", "cadence s", "fitted at", title=f"meter state ({escape(str(db))})")
     for r in rows:
-        table.add_row(escape(str(r["meter_id"])), escape(str(r["detectors"])), r["how"], f"{r['normal_start']} .. {r['normal_end']}",
+        table.add_row(escape(_one_line(r["meter_id"])), escape(str(r["detectors"])), escape(_one_line(r["how"])), f"{r['normal_start']} .. {r['normal_end']}",
                       f"{r['cadence_s']:.0f}" if r["cadence_s"] else "", r["fitted_at"] or "")
     console.print(table)
     for r in fleets.itertuples():
@@ -568,9 +596,9 @@ def detectors(as_json: bool = typer.Option(False, "--json")) -> None:
         return
     table = Table("detector", "code", "default", "needs", "judges", "explains", "parameters", title="detectors")
     for r in rows:
-        table.add_row(r["name"], r["code"], "yes" if r["default"] else "", ", ".join(r["requires"]),
-                      ", ".join(r["judges"]), ", ".join(r["explains"]),
-                      ", ".join(f"{k}={v}" for k, v in r["params"].items()))
+        table.add_row(*(escape(_one_line(x)) for x in (
+            r["name"], r["code"], "yes" if r["default"] else "", ", ".join(r["requires"]), ", ".join(r["judges"]),
+            ", ".join(r["explains"]), ", ".join(f"{k}={v}" for k, v in r["params"].items()))))
     console.print(table)
 
 
@@ -615,7 +643,7 @@ def train(
     if as_json:
         print(_json(summary))
         return
-    console.print(f"trained {', '.join(summary['detectors'])} on {fitted.readings:,} readings of {fitted.meters} "
+    console.print(f"trained {escape(', '.join(summary['detectors']))} on {fitted.readings:,} readings of {fitted.meters} "
                   f"meters ({escape(period)}) in {summary['seconds']} s -> {escape(str(folder))}")
 
 
@@ -652,12 +680,12 @@ def _evaluation_table(result: dict) -> Table:
     table = Table(*cols, "median delay (min)", "expected code", title=title)
     for k, v in result["per_type"].items():
         delay = "" if v["median_delay_min"] is None else f"{v['median_delay_min']:.0f}"
-        row = [k, str(v["events"]), str(v["detected"]), f"{v['recall']:.2f}"]
+        row = [escape(_one_line(k)), str(v["events"]), str(v["detected"]), f"{v['recall']:.2f}"]
         if has_vis:
             rv = v.get("recall_visible", float("nan"))
             row += [str(v.get("visible", v["events"])), "" if rv != rv else f"{rv:.2f}",
-                    "; ".join(f"{n} {why}" for why, n in (v.get("invisible") or {}).items())]
-        table.add_row(*row, delay, ", ".join(v["expected_code"]))
+                    escape("; ".join(f"{n} {why}" for why, n in (v.get("invisible") or {}).items()))]
+        table.add_row(*row, delay, escape(", ".join(v["expected_code"])))
     return table
 
 
@@ -797,7 +825,7 @@ def bench_ingest(
     """Rows/s of Parquet and CSV ingest of a simulated fleet, against raw DuckDB loads."""
     from wattwatch.app.bench import ingest_benchmark
 
-    result = ingest_benchmark(rows=rows, workdir=workdir, formats=tuple(formats.split(",")), log=err_console.print)
+    result = ingest_benchmark(rows=rows, workdir=workdir, formats=tuple(formats.split(",")), log=_log)
     if as_json:
         print(_json(result))
         return
@@ -819,7 +847,7 @@ def bench_detect(
     """Readings/s of the full rule set on a simulated fleet, peak memory, ratio to a one-rule floor."""
     from wattwatch.app.bench import detect_benchmark
 
-    r = detect_benchmark(rows=rows, workdir=workdir, log=err_console.print, repeats=repeats)
+    r = detect_benchmark(rows=rows, workdir=workdir, log=_log, repeats=repeats)
     if as_json:
         print(_json(r))
         return
@@ -850,7 +878,7 @@ def bench_learned(
     from wattwatch.app.bench import learned_benchmark
 
     names = [d.strip() for d in detectors.split(",")] if detectors else None
-    r = learned_benchmark(rows=rows, seed=seed, repeats=repeats, detectors=names, log=err_console.print)
+    r = learned_benchmark(rows=rows, seed=seed, repeats=repeats, detectors=names, log=_log)
     if as_json:
         print(_json(r))
         return

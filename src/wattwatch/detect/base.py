@@ -138,24 +138,99 @@ class DetectorConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "DetectorConfig":
+        """The config from a dict (TOML section, JSON manifest). ``ConfigError`` (a ``ValueError``)
+        naming the key for an unknown key, a value of the wrong type, NaN or infinity, a negative
+        number, or zero where a length, duration or count must be positive."""
+        from wattwatch.errors import ConfigError
+
+        if d is not None and not isinstance(d, (dict, DetectorConfig)):
+            raise ConfigError(f"{cls.__name__}: expected a table of parameters, got {type(d).__name__}")
         d = dict(d or {})
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"{cls.__name__}: unknown parameter(s) {sorted(unknown)}; known: {sorted(known)}")
+            raise ConfigError(f"{cls.__name__}: unknown parameter(s) {sorted(map(str, unknown))}; known: {sorted(known)}")
+        defaults = cls()
         post = d.pop("post", None)
         if isinstance(post, dict):
-            base = {f.name: getattr(cls().post, f.name) for f in dataclasses.fields(PostRule)}
+            base = {f.name: getattr(defaults.post, f.name) for f in dataclasses.fields(PostRule)}
             bad = set(post) - set(base)
             if bad:
-                raise ValueError(f"{cls.__name__}.post: unknown parameter(s) {sorted(bad)}")
-            d["post"] = PostRule(**{**base, **post})
+                raise ConfigError(f"{cls.__name__}.post: unknown parameter(s) {sorted(map(str, bad))}")
+            for k, v in post.items():
+                _check_value(f"post.{k}", v, base[k], "", cls.__name__)
+            try:
+                d["post"] = PostRule(**{**base, **post})
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{cls.__name__}: {exc}") from None
         elif isinstance(post, PostRule):
             d["post"] = post
+        elif post is not None:
+            raise ConfigError(f"{cls.__name__}: post must be a table of post-rule settings, got {type(post).__name__}")
+        hints = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+        for k, v in d.items():
+            if k != "post":
+                _check_value(k, v, getattr(defaults, k), hints.get(k, ""), cls.__name__)
         try:
             return cls(**d)
-        except TypeError as exc:
-            raise ValueError(f"{cls.__name__}: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{cls.__name__}: {exc}") from None
+
+
+# Parameters that are lengths, durations, sizes or counts of something that must exist: zero is
+# as wrong as a negative value there (a zero window divides by zero or never ends).
+_POSITIVE_SUFFIXES = ("_s", "_h", "_min", "_rows", "_taus", "_memory")
+_POSITIVE = {"window", "memory", "history", "steps", "hidden", "code_size", "epochs", "n_estimators",
+             "n_neighbors", "blocks_per_profile", "min_expected", "short", "long", "eps", "limit", "sigma_k"}
+
+
+def _check_value(key: str, value, default, hint: str, owner: str) -> None:
+    """``ConfigError`` naming ``owner.key`` unless ``value`` fits the parameter ``default`` stands for."""
+    from wattwatch.errors import ConfigError
+
+    def bad(what: str):
+        raise ConfigError(f"{owner}: {key} must be {what}, got {value!r}")
+
+    if value is None and "None" in hint:
+        return
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            bad("true or false")
+        return
+    if isinstance(default, str):
+        if not isinstance(value, str) or not value:
+            bad("a non-empty string")
+        return
+    if isinstance(default, (tuple, list)):
+        if not isinstance(value, (tuple, list)) or not value:
+            bad("a non-empty list")
+        if default and all(isinstance(x, (int, float)) for x in default):
+            for x in value:
+                if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x <= 0:
+                    bad("a list of finite numbers > 0")
+        elif default and all(isinstance(x, str) for x in default):
+            if not all(isinstance(x, str) and x for x in value):
+                bad("a list of names")
+        return
+    if isinstance(default, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            bad("a number")
+        if isinstance(default, int) and not (isinstance(value, int) or float(value).is_integer()):
+            bad("a whole number")
+        if not math.isfinite(value):
+            bad("a finite number (not NaN or infinity)")
+        name = key.rsplit(".", 1)[-1]
+        if key.startswith("post."):
+            if name != "threshold" and value < 0:
+                bad("a number >= 0")
+            if name == "threshold" and value <= 0:
+                bad("a number > 0 (scores are 1.0 at the detector's limit)")
+            return
+        if name in _POSITIVE or name.endswith(_POSITIVE_SUFFIXES) or name.startswith("max_"):
+            if value <= 0:
+                bad("a number > 0")
+        elif value < 0:
+            bad("a number >= 0")
 
 
 @dataclass

@@ -13,10 +13,12 @@ Config file (TOML)::
 from __future__ import annotations
 
 import importlib
+import math
 import tomllib
 from pathlib import Path
 
 from wattwatch.detect.base import Detector
+from wattwatch.errors import ConfigError
 
 # name -> "module:Class"; imported only when built so optional dependencies stay optional.
 _REGISTRY: dict[str, str] = {
@@ -57,14 +59,25 @@ def detector_class(name: str) -> type[Detector]:
     try:
         target = _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown detector {name!r}; known: {', '.join(_REGISTRY)}") from None
+        raise ConfigError(f"unknown detector {name!r}; known: {', '.join(_REGISTRY)}") from None
     module, cls = target.split(":")
     return getattr(importlib.import_module(module), cls)
 
 
 def build(name: str, params: dict | None = None) -> Detector:
-    """A detector from its registered name and a parameter dict (``post`` may be a sub-dict)."""
-    return detector_class(name)(params or {})
+    """A detector from its registered name and a parameter dict (``post`` may be a sub-dict).
+    ``ConfigError`` (a ``ValueError``) naming ``[name]`` and the key for a bad parameter."""
+    if not isinstance(name, str):
+        raise ConfigError(f"detector names are strings, got {name!r}")
+    cls = detector_class(name)
+    if params is not None and not isinstance(params, dict):
+        raise ConfigError(f"[{name}]: expected a table of parameters, got {type(params).__name__} {params!r}")
+    try:
+        return cls(params or {})
+    except ConfigError as exc:
+        raise ConfigError(f"[{name}] {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[{name}] {exc}") from None
 
 
 def register(name: str, target: str) -> None:
@@ -79,13 +92,75 @@ def build_all(names_: list[str] | None = None, config: dict | None = None) -> li
     return [build(n, config.get(n)) for n in chosen]
 
 
+# [engine] keys: (type, lowest value, lowest allowed too?) -- checked here so that a config file
+# names the key (EngineConfig compares before it checks types).
+_ENGINE = {"profile_days": (float, 0.0, False), "profile_max_share": (float, 0.0, False),
+           "chunk_rows": (int, 1, True), "workers": (int, 0, True), "parallel": (str, None, None),
+           "max_fleet_meters": (int, 1, True), "max_trace_days": (float, 0.0, True)}
+
+
+def check_engine(section, where: str = "[engine]") -> None:
+    """``ConfigError`` naming the key for an ``[engine]`` value of the wrong type or range."""
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: expected a table, got {type(section).__name__}")
+    for k, v in section.items():
+        if k not in _ENGINE:
+            raise ConfigError(f"{where}: unknown parameter {k!r}; known: {', '.join(_ENGINE)}")
+        kind, low, inclusive = _ENGINE[k]
+        if kind is str:
+            if not isinstance(v, str):
+                raise ConfigError(f"{where} {k}: expected a string, got {v!r}")
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and not float(v).is_integer()):
+            raise ConfigError(f"{where} {k}: expected {'a whole number' if kind is int else 'a number'}, got {v!r}")
+        if not math.isfinite(v) or v < low or (v == low and not inclusive):
+            raise ConfigError(f"{where} {k}: must be a finite number {'>=' if inclusive else '>'} {low}, got {v!r}")
+    share = section.get("profile_max_share")
+    if share is not None and share > 1:
+        raise ConfigError(f"{where} profile_max_share: must be within (0, 1], got {share!r}")
+
+
+def check_config(doc, where: str = "detector config") -> dict:
+    """``ConfigError`` naming the section and key unless ``doc`` is a detector configuration:
+    ``detectors`` a list of registered names, a table per detector, ``[engine]``."""
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{where}: expected a table, got {type(doc).__name__}")
+    for k, v in doc.items():
+        if k == "detectors":
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise ConfigError(f"{where}: detectors must be a list of detector names, got {v!r}")
+            for x in v:
+                detector_class(x)
+        elif k == "engine":
+            check_engine(v, f"{where}: [engine]")
+        elif k in _REGISTRY:
+            if not isinstance(v, dict):
+                raise ConfigError(f"{where}: [{k}] must be a table of parameters, got {type(v).__name__} {v!r}")
+        elif isinstance(v, dict):
+            raise ConfigError(f"{where}: unknown detector section [{k}]; known: {', '.join(_REGISTRY)}")
+        else:
+            raise ConfigError(f"{where}: unknown key {k!r} (expected detectors = [...], [engine] or a detector "
+                              "section)")
+    return doc
+
+
 def load_config(path: str | Path) -> dict:
     path = Path(path)
     try:
-        doc = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read detector config: {exc}") from exc
-    unknown = [k for k, v in doc.items() if isinstance(v, dict) and k not in _REGISTRY and k != "engine"]
-    if unknown:
-        raise ValueError(f"{path}: unknown detector section(s) {unknown}; known: {', '.join(_REGISTRY)}")
+        doc = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a detector config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read detector config: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: cannot read detector config: not UTF-8 text (byte {exc.start})") from None
+    except (tomllib.TOMLDecodeError, RecursionError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read detector config: {exc}") from None
+    check_config(doc, str(path))
+    for name, section in doc.items():
+        if name in _REGISTRY:
+            try:
+                build(name, section)  # every parameter checked now, naming the file
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: {exc}") from None
     return doc
