@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import sqlite3
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,11 @@ CSV_BLOCK_BYTES = 32 << 20
 PARQUET_BATCH_ROWS = 1 << 20
 JSONL_BLOCK_LINES = 65_536
 SQLITE_BATCH_ROWS = 200_000
+# Telemetry records are a few levels deep; anything deeper is not telemetry (and a JSON parser
+# recursing 100k levels deep runs out of stack).
+MAX_JSON_DEPTH = 64
+# A file whose first 64 KB are more than this share NUL bytes is binary, not text with a bad row.
+BINARY_NUL_SHARE = 0.01
 
 
 class NotRecordsError(ValueError):
@@ -99,16 +105,34 @@ def _open_maybe_gzip(path: Path) -> pa.NativeFile:
 
 
 def _check_text(path: Path, head: bytes) -> str:
-    """Return the head decoded as UTF-8, or raise if it is evidently not text."""
+    """Return the header line (line 1) decoded as UTF-8, or raise if the file is evidently not text.
+
+    Only the header must be clean: a NUL or a byte that is not UTF-8 further down is that row's
+    problem (a one-row reject), not the file's, unless NUL bytes are so common that the file is
+    binary.
+    """
     sample = head[: 1 << 16]
-    if b"\x00" in sample:
-        at = sample.index(b"\x00")
+    if _binary(sample):
+        at = next((i for i, c in enumerate(sample) if c < 9 or 13 < c < 32), 0)
         raise NotRecordsError(f"{path}: not a text CSV file (binary data at byte {at})")
-    cut = sample.rfind(b"\n")
+    first = sample.split(b"\n", 1)[0]
+    if b"\x00" in first:
+        at = first.index(b"\x00")
+        raise NotRecordsError(f"{path}: not a text CSV file: line 1 (the header) holds binary data (NUL at byte {at})")
     try:
-        return (sample[: cut + 1] if cut > 0 and len(head) > len(sample) else sample).decode("utf-8")
+        return first.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise NotRecordsError(f"{path}: not UTF-8 text at byte {exc.start}") from exc
+        raise NotRecordsError(f"{path}: not a text CSV file: line 1 (the header) is not UTF-8 text at byte "
+                              f"{exc.start}") from exc
+
+
+def _binary(sample: bytes) -> bool:
+    """More than :data:`BINARY_NUL_SHARE` of the bytes are control characters (not tab, CR, LF)."""
+    if not sample:
+        return False
+    arr = np.frombuffer(sample, np.uint8)
+    ctrl = int(np.count_nonzero((arr < 9) | ((arr > 13) & (arr < 32))))
+    return ctrl > BINARY_NUL_SHARE * len(arr)
 
 
 def _sniff_delimiter(header: str) -> str:
@@ -138,8 +162,7 @@ def read_csv(path: Path, delimiter: str | None = None, block_bytes: int | None =
         raise NotRecordsError(f"{path}: empty file")
     if head.startswith(b"\xef\xbb\xbf"):
         head = head[3:]
-    text = _check_text(path, head)
-    header_line = text.split("\n", 1)[0].rstrip("\r")
+    header_line = _check_text(path, head).rstrip("\r")
     delim = delimiter or _sniff_delimiter(header_line)
     names = next(csv.reader([header_line], delimiter=delim))
     names = [n.strip() for n in names]
@@ -181,7 +204,7 @@ def read_csv(path: Path, delimiter: str | None = None, block_bytes: int | None =
             level = 0
         blocks += 1
         table = None
-        for lv in range(level, len(ladder)):
+        for lv in (range(level, len(ladder)) if b"\x00" not in block else ()):
             table = _parse_csv_block(block, names, delim, next_line, ladder[lv])
             if table is not None:
                 level = lv
@@ -285,8 +308,11 @@ def read_parquet(path: Path, batch_rows: int = PARQUET_BATCH_ROWS) -> Iterator[R
     except (OSError, pa.ArrowException) as exc:
         raise NotRecordsError(f"{path}: not a readable Parquet file ({exc})") from exc
     schema = pf.schema_arrow
-    if not any(pa.types.is_nested(f.type) for f in schema):
-        quoted = "'" + str(path).replace("'", "''") + "'"
+    # DuckDB expands globs (* ? [ ] { }) and reads URLs and ~ in the paths it is given: a path
+    # that holds any of those is read here instead, so that a path is only ever that one file.
+    local = str(path.resolve())
+    if not any(pa.types.is_nested(f.type) for f in schema) and not any(ch in local for ch in "*?[]{}~\\"):
+        quoted = "'" + local.replace("'", "''") + "'"
         empty = schema.empty_table().append_column(LINE, pa.array([], pa.int64()))
         yield RawBatch(empty, unit=str(path), bytes_read=path.stat().st_size,
                        relation=f"(SELECT *, file_row_number + 1 AS {LINE} FROM read_parquet({quoted}, file_row_number = true))")
@@ -306,25 +332,53 @@ def read_parquet(path: Path, batch_rows: int = PARQUET_BATCH_ROWS) -> Iterator[R
 # -------------------------------------------------------------------------------------------- JSON
 
 
+def _is_record_list(t: pa.DataType) -> bool:
+    return (pa.types.is_list(t) or pa.types.is_large_list(t)) and pa.types.is_struct(t.value_type)
+
+
+def _has_time_field(t: pa.DataType) -> bool:
+    """Whether a list of records holds a field a timestamp is found under (its readings)."""
+    from wattwatch.ingest.mapping import BUILTIN_ALIASES, norm_name
+
+    aliases = {norm_name(a) for a in BUILTIN_ALIASES["ts"]}
+    stack = [t.value_type]
+    while stack:
+        st = stack.pop()
+        for f in st:
+            if norm_name(f.name) in aliases:
+                return True
+            if pa.types.is_struct(f.type):
+                stack.append(f.type)
+    return False
+
+
 def flatten_nested(table: pa.Table) -> pa.Table:
-    """Flatten struct columns to dotted names and explode lists of records into rows.
+    """Flatten struct columns to dotted names and explode a list of records into rows.
 
     A record such as ``{"PODID": "X", "readings": [{"start_ts": ..., "Phase1Voltage": ...}, ...]}``
-    becomes one row per reading that also carries ``PODID``. Lists of scalars are left alone.
+    becomes one row per reading that also carries ``PODID``. Lists of scalars are left alone. When
+    a record holds several lists of records (readings and alarms, say), only one is exploded: the
+    one whose records carry a time field (else the first); exploding both would give one row per
+    pair, and a record whose other list is empty would lose its readings. The others stay
+    columns (ignored unless mapped).
     """
+    keep: set[str] = set()
     for _ in range(16):
         changed = False
         if any(pa.types.is_struct(f.type) for f in table.schema):
             table = table.flatten()
             changed = True
-        for i, f in enumerate(table.schema):
-            if (pa.types.is_list(f.type) or pa.types.is_large_list(f.type)) and pa.types.is_struct(f.type.value_type):
-                col = table.column(i).combine_chunks()
-                parents = pc.list_parent_indices(col)
-                rest = table.remove_column(i).take(parents)
-                table = rest.append_column(f.name, pc.list_flatten(col))
-                changed = True
-                break
+        lists = [i for i, f in enumerate(table.schema) if _is_record_list(f.type) and f.name not in keep]
+        if lists:
+            timed = [i for i in lists if _has_time_field(table.schema.field(i).type)]
+            i = (timed or lists)[0]
+            keep.update(table.schema.field(j).name for j in lists if j != i)
+            f = table.schema.field(i)
+            col = table.column(i).combine_chunks()
+            parents = pc.list_parent_indices(col)
+            rest = table.remove_column(i).take(parents)
+            table = rest.append_column(f.name, pc.list_flatten(col))
+            changed = True
         if not changed:
             return table
     return table
@@ -333,9 +387,11 @@ def flatten_nested(table: pa.Table) -> pa.Table:
 def _records_table(records: list, where: str, path: Path) -> pa.Table:
     if not all(isinstance(r, dict) for r in records):
         raise NotRecordsError(f"{path}: {where} holds values that are not records (JSON objects)")
+    # from_pylist takes the columns from the first record only: name every key of every record.
+    names = list(dict.fromkeys(k for r in records for k in r))
     try:
-        return pa.Table.from_pylist(records)
-    except (pa.ArrowException, TypeError, ValueError):
+        return pa.Table.from_pydict({k: [r.get(k) for r in records] for k in names})
+    except (pa.ArrowException, TypeError, ValueError, OverflowError, RecursionError):
         # Mixed types in a field (a number here, a string there): keep everything as text and let
         # the normaliser decide per value.
         keys: dict[str, None] = {}
@@ -375,10 +431,27 @@ def read_json(path: Path) -> Iterator[RawBatch]:
         raw = stream.read()
     except (OSError, pa.ArrowException) as exc:
         raise NotRecordsError(f"{path}: cannot read: {exc}") from exc
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    lenient = False
+    depth = _json_depth(raw)
+    if depth > MAX_JSON_DEPTH:
+        if raw.lstrip()[:1] == b"{" and b"\n" in raw.strip():  # JSON Lines: the deep line is a reject
+            yield from read_jsonl(path)
+            return
+        raise NotRecordsError(f"{path}: JSON nested {depth} levels deep (telemetry records are at most "
+                              f"{MAX_JSON_DEPTH})")
     try:
         doc = json.loads(raw)
     except UnicodeDecodeError as exc:
-        raise NotRecordsError(f"{path}: not UTF-8 JSON text") from exc
+        if raw.lstrip()[:1] == b"{" and b"\n" in raw.strip():
+            yield from read_jsonl(path)
+            return
+        # One record's bad bytes: read the text with them escaped and reject the records that hold them.
+        doc = _loads_lenient(raw, path, exc)
+        lenient = True
+    except RecursionError as exc:
+        raise NotRecordsError(f"{path}: JSON nested too deeply") from exc
     except json.JSONDecodeError as exc:
         if raw.lstrip()[:1] == b"{" and b"\n" in raw.strip():
             yield from read_jsonl(path)
@@ -399,37 +472,71 @@ def read_json(path: Path) -> Iterator[RawBatch]:
         raise NotRecordsError(f"{path}: JSON that is not records (top level is {type(doc).__name__})")
     if not records:
         raise NotRecordsError(f"{path}: JSON holds no records")
+    rejects: list[RawReject] = []
+    if lenient:
+        bad = [i for i, r in enumerate(records) if not _utf8_clean(r)]
+        rejects = [RawReject(i + 1, f"record {i + 1} holds bytes that are not UTF-8 text",
+                             json.dumps(records[i], ensure_ascii=True)[:200]) for i in bad]
+        drop = set(bad)
+        records = [r for i, r in enumerate(records) if i not in drop]
+        if not records:
+            yield RawBatch(pa.table({LINE: pa.array([], type=pa.int64())}), unit=str(path), rejects=rejects,
+                           bytes_read=len(raw))
+            return
     table = flatten_nested(_records_table(records, "the top-level list", path))
     # Explosion keeps parent order, so record numbers follow the row order of the top level.
     table = table.append_column(LINE, pa.array(np.arange(1, table.num_rows + 1, dtype=np.int64)))
-    yield RawBatch(table, unit=str(path), bytes_read=len(raw))
+    yield RawBatch(table, unit=str(path), rejects=rejects, bytes_read=len(raw))
+
+
+def _loads_lenient(raw: bytes, path: Path, exc: UnicodeDecodeError):
+    """The document with bytes that are not UTF-8 kept as lone surrogates (see ``_utf8_clean``)."""
+    try:
+        return json.loads(raw.decode("utf-8", "surrogateescape"))
+    except (json.JSONDecodeError, RecursionError, UnicodeDecodeError):
+        raise NotRecordsError(f"{path}: not UTF-8 JSON text (byte {exc.start})") from exc
+
+
+def _utf8_clean(rec) -> bool:
+    try:
+        json.dumps(rec, ensure_ascii=False).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def read_jsonl(path: Path, block_lines: int = JSONL_BLOCK_LINES) -> Iterator[RawBatch]:
-    """Read JSON Lines in blocks; ``_line`` is the physical line number of each record."""
+    """Read JSON Lines in blocks; ``_line`` is the physical line number of each record.
+
+    A line that is not a JSON object (bad JSON, bytes that are not UTF-8, a NUL, nesting deeper
+    than :data:`MAX_JSON_DEPTH`) is a reject with its line; a file none of whose first lines is
+    an object is not JSON Lines at all.
+    """
     stream = _open_maybe_gzip(path)
     try:
         head = stream.read(1 << 16)
     except (OSError, pa.ArrowException) as exc:
         raise NotRecordsError(f"{path}: cannot read: {exc}") from exc
-    if b"\x00" in head:
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    if _binary(head[: 1 << 16]):
         raise NotRecordsError(f"{path}: not a JSON Lines text file (binary data)")
     first = head.lstrip()[:1]
-    if first not in (b"{", b""):
+    if first not in (b"{", b"") and not any(ln.lstrip()[:1] == b"{" for ln in head.split(b"\n")[:-1] or [head]):
         raise NotRecordsError(f"{path}: JSON Lines must hold one object per line (starts with {first!r})")
-    text_stream = io.TextIOWrapper(io.BufferedReader(_Chain(head, stream)), encoding="utf-8", errors="strict", newline="\n")
+    byte_stream = io.BufferedReader(_Chain(head, stream), buffer_size=1 << 20)
     lineno = 0
     good_any = False
     while True:
-        lines: list[str] = []
+        lines: list[bytes] = []
         try:
             for _ in range(block_lines):
-                line = text_stream.readline()
+                line = byte_stream.readline()
                 if not line:
                     break
                 lines.append(line)
-        except UnicodeDecodeError as exc:
-            raise NotRecordsError(f"{path}: not UTF-8 text near line {lineno + len(lines) + 1}") from exc
+        except (OSError, pa.ArrowException, EOFError) as exc:
+            raise NotRecordsError(f"{path}: truncated or corrupt near line {lineno + len(lines) + 1}: {exc}") from exc
         if not lines:
             break
         start = lineno + 1
@@ -439,6 +546,24 @@ def read_jsonl(path: Path, block_lines: int = JSONL_BLOCK_LINES) -> Iterator[Raw
         yield batch
     if not good_any:
         raise NotRecordsError(f"{path}: no JSON records found")
+
+
+def _utf8(blob: bytes) -> bool:
+    """Whether ``blob`` is valid UTF-8 (pyarrow's JSON reader passes bad bytes on unchecked)."""
+    try:
+        blob.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def _json_depth(blob: bytes) -> int:
+    """Upper bound of the bracket nesting depth of ``blob`` (brackets inside strings count too)."""
+    if not blob:
+        return 0
+    arr = np.frombuffer(blob, np.uint8)
+    step = ((arr == 0x7B) | (arr == 0x5B)).astype(np.int8) - ((arr == 0x7D) | (arr == 0x5D)).astype(np.int8)
+    return int(np.cumsum(step, dtype=np.int64).max())
 
 
 class _Chain(io.RawIOBase):
@@ -460,10 +585,10 @@ class _Chain(io.RawIOBase):
         return len(data)
 
 
-def _parse_jsonl_block(lines: list[str], start: int, path: Path) -> RawBatch:
-    blob = "".join(lines).encode("utf-8")
+def _parse_jsonl_block(lines: list[bytes], start: int, path: Path) -> RawBatch:
+    blob = b"".join(lines)
     nonblank = [i for i, s in enumerate(lines) if s.strip()]
-    if len(nonblank) == len(lines):
+    if len(nonblank) == len(lines) and b"\x00" not in blob and _utf8(blob) and _json_depth(blob) <= MAX_JSON_DEPTH:
         try:
             table = pajson.read_json(io.BytesIO(blob))
             if table.num_rows == len(lines):
@@ -474,14 +599,27 @@ def _parse_jsonl_block(lines: list[str], start: int, path: Path) -> RawBatch:
             pass
     records, line_nos, rejects = [], [], []
     for i in nonblank:
-        s = lines[i]
+        raw = lines[i].strip()
+        shown = raw[:200].decode("utf-8", "replace").replace("\x00", "\\0")
+        try:
+            s = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            rejects.append(RawReject(start + i, f"not UTF-8 text at column {exc.start + 1}", shown))
+            continue
+        if "\x00" in s:
+            rejects.append(RawReject(start + i, "binary data (NUL byte) in row", shown))
+            continue
+        depth = _json_depth(raw)
+        if depth > MAX_JSON_DEPTH:
+            rejects.append(RawReject(start + i, f"nested {depth} levels deep (at most {MAX_JSON_DEPTH})", shown))
+            continue
         try:
             rec = json.loads(s)
-        except json.JSONDecodeError as exc:
-            rejects.append(RawReject(start + i, f"not valid JSON: {exc.msg}", s.strip()[:200]))
+        except (json.JSONDecodeError, RecursionError) as exc:
+            rejects.append(RawReject(start + i, f"not valid JSON: {getattr(exc, 'msg', exc)}", shown))
             continue
         if not isinstance(rec, dict):
-            rejects.append(RawReject(start + i, "not a JSON object", s.strip()[:200]))
+            rejects.append(RawReject(start + i, "not a JSON object", shown))
             continue
         records.append(rec)
         line_nos.append(start + i)
@@ -499,6 +637,18 @@ def _parse_jsonl_block(lines: list[str], start: int, path: Path) -> RawBatch:
 # ------------------------------------------------------------------------------------------ SQLite
 
 
+def _sql_ident(name: str) -> str:
+    """A quoted SQL identifier (any name, quotes doubled)."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def _sqlite_text(b: bytes) -> str:
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        return b.decode("latin-1")
+
+
 def read_sqlite(path: Path, tables: tuple[str, ...] | None = None,
                 batch_rows: int = SQLITE_BATCH_ROWS) -> Iterator[RawBatch]:
     """Read every table of a SQLite export (or those named); ``_line`` is the table's rowid.
@@ -510,7 +660,11 @@ def read_sqlite(path: Path, tables: tuple[str, ...] | None = None,
         if fh.read(16) != b"SQLite format 3\x00":
             raise NotRecordsError(f"{path}: not a SQLite database")
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        # A path is a path: no URI parameters from its name (a '?' or '#' in it), read-only.
+        uri = "file:" + urllib.parse.quote(str(path.resolve())) + "?mode=ro"
+        con = sqlite3.connect(uri, uri=True)
+        # Text that is not UTF-8 is decoded as Latin-1 (a value, not a failure of the whole table).
+        con.text_factory = _sqlite_text
         names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
     except sqlite3.DatabaseError as exc:
         raise NotRecordsError(f"{path}: not a readable SQLite database ({exc})") from exc
@@ -524,12 +678,21 @@ def read_sqlite(path: Path, tables: tuple[str, ...] | None = None,
         if not names:
             raise NotRecordsError(f"{path}: SQLite database has no tables")
         for name in names:
-            cols = [r[1] for r in con.execute(f'PRAGMA table_info("{name}")')]
+            qname = _sql_ident(name)
             try:
-                cur = con.execute(f'SELECT rowid, * FROM "{name}"')
+                cols = [r[1] for r in con.execute(f"PRAGMA table_info({qname})")]
+            except sqlite3.DatabaseError as exc:
+                raise NotRecordsError(f"{path}: table {name}: unreadable ({exc})") from exc
+            if len(set(cols)) != len(cols) or LINE in cols:
+                raise NotRecordsError(f"{path}: table {name}: duplicate or reserved column names {cols[:20]}")
+            try:
+                cur = con.execute(f"SELECT rowid, * FROM {qname}")
                 rowid_ok = True
-            except sqlite3.OperationalError:  # WITHOUT ROWID tables
-                cur = con.execute(f'SELECT * FROM "{name}"')
+            except sqlite3.OperationalError:  # WITHOUT ROWID tables (or a view)
+                try:
+                    cur = con.execute(f"SELECT * FROM {qname}")
+                except sqlite3.DatabaseError as exc:
+                    raise NotRecordsError(f"{path}: table {name}: unreadable ({exc})") from exc
                 rowid_ok = False
             counter = 0
             while True:
