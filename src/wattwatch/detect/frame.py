@@ -255,16 +255,50 @@ def grid(df: pd.DataFrame, values: np.ndarray, bin_s: float) -> tuple[np.ndarray
     return grid_arrays(df["_seg"].to_numpy(), df["_t"].to_numpy(), values, bin_s)
 
 
+# Grid allocations are bounded: a meter whose readings span an absurd time (a clock reset to year
+# 1, an epoch in nanoseconds read as microseconds) must not make a (meters x bins) matrix of
+# gigabytes. Past GRID_MAX_CELLS cells (and 16 per reading), a meter whose span is more than twice
+# the frame's median span and more than its share of the budget is judged on its latest bins only
+# (a share of the budget, at least twice the median span); no meter gets more than GRID_MAX_BINS.
+# Its readings before that are not on the grid: their cell is an extra last column that is always
+# NaN, so they read as "cannot judge". Frames without such a meter get the same grid as before.
+GRID_MAX_CELLS = 1 << 24
+GRID_MAX_BINS = 1 << 21
+
+
 def grid_arrays(seg: np.ndarray, t: np.ndarray, values: np.ndarray, bin_s: float
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`grid` on arrays: ``seg`` contiguous codes 0..n-1 (sorted), ``t`` sorted per meter."""
+    """:func:`grid` on arrays: ``seg`` contiguous codes 0..n-1 (sorted), ``t`` sorted per meter.
+
+    The allocation is bounded (see :data:`GRID_MAX_CELLS`): a meter spanning an absurd time is
+    gridded over its latest bins only, its earlier readings mapped to an all-NaN last column.
+    """
     starts, ends = seg_bounds(seg)
     n_seg = len(starts)
     t0 = np.floor(t[starts] / bin_s) * bin_s if n_seg else np.zeros(0)
-    b = np.floor((t - t0[seg]) / bin_s).astype(np.int64) if len(t) else np.zeros(0, np.int64)
-    n_bins = int(b.max()) + 1 if len(b) else 0
+    clipped = None
+    if n_seg:
+        last_bin = np.floor(t[ends - 1] / bin_s) * bin_s
+        span = np.floor((last_bin - t0) / bin_s) + 1  # float: an absurd span does not overflow
+        widest = float(span.max())
+        if widest > GRID_MAX_BINS or n_seg * widest > max(GRID_MAX_CELLS, 16 * len(t)):
+            cap = float(min(GRID_MAX_BINS, max(GRID_MAX_CELLS // n_seg, 2 * float(np.median(span)), 1)))
+            wide = span > cap
+            if wide.any():
+                t0 = np.where(wide, last_bin - (cap - 1) * bin_s, t0)
+                clipped = wide
+    b = np.floor((t - t0[seg]) / bin_s) if len(t) else np.zeros(0)
+    if clipped is not None:
+        n_bins = int(np.max(np.where(clipped, 0, b[ends - 1]))) + 1
+        n_bins = max(n_bins, int(cap)) + 1  # the last column holds the readings off the grid
+        b = np.where(b < 0, n_bins - 1, b)
+    else:
+        n_bins = int(b.max()) + 1 if len(b) else 0
+    b = b.astype(np.int64)
     cell = seg.astype(np.int64) * n_bins + b
     ok = np.isfinite(values)
+    if clipped is not None:
+        ok &= b != n_bins - 1
     sums = np.bincount(cell[ok], weights=values[ok], minlength=n_seg * n_bins)
     cnt = np.bincount(cell[ok], minlength=n_seg * n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
