@@ -145,6 +145,12 @@ def csv_column_types(names: list[str], mapping: Mapping) -> dict[str, pa.DataTyp
     return types
 
 
+def _printable(value):
+    if not isinstance(value, str):
+        return value
+    return value.replace("\x00", "\\0").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class RejectsWriter:
     """Appends rejected rows to one CSV per command run; created only when there is a reject."""
 
@@ -158,10 +164,11 @@ class RejectsWriter:
             return
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "w", newline="")
+            self._fh = open(self.path, "w", newline="", encoding="utf-8")
             self._writer = csv.writer(self._fh)
             self._writer.writerow(REJECT_HEADER)
-        self._writer.writerows(rows)
+        # A NUL or a lone surrogate from a hostile file must not break the rejects file itself.
+        self._writer.writerows(tuple(_printable(v) for v in row) for row in rows)
         self.count += len(rows)
 
     def close(self) -> None:
