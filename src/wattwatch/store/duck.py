@@ -155,9 +155,20 @@ class Store:
             fresh = self._check_foreign()
             if not fresh:
                 self._check_version()
+            elif read_only:
+                raise StoreError(f"{self.path}: an empty DuckDB file, not a wattwatch store yet "
+                                 f"(create one with `wattwatch ingest FILES --db {self.path}`)")
             if not read_only:
-                self._init_schema()
-                self._migrate()
+                # One transaction: a kill while a store is being created leaves no half-made store
+                # (a meta table without its schema_version row would be refused as damaged).
+                self.con.execute("BEGIN TRANSACTION")
+                try:
+                    self._init_schema()
+                    self._migrate()
+                    self.con.execute("COMMIT")
+                except BaseException as exc:
+                    _rollback(self.con, self.path, exc)
+                    raise
             self._legacy = self._count_legacy_hours()
         except StoreError:
             self.con.close()
