@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import json
 import re
+import stat
 from pathlib import Path
 
 from wattwatch import __version__
@@ -33,6 +34,10 @@ MODEL_FORMAT = 4  # 2: the feature scaler keeps one knot per distinct training q
 MANIFEST = "manifest.json"
 SUFFIX = ".wwm"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+# What a model folder's files may weigh (a fleet model of 2,000 meters is a few MB): a bigger file
+# was not written by `train`, and reading it would only exhaust memory.
+MAX_MANIFEST_BYTES = 4 << 20
+MAX_MODEL_BYTES = 1 << 30
 
 
 class ModelFormatError(ValueError):
@@ -80,16 +85,54 @@ def save_models(detectors: list[LearnedDetector], out: str | Path, trained_on: d
     return out
 
 
+def _inside_file(folder: Path, file: str, what: str, limit: int) -> Path:
+    """``folder/file`` after following symlinks: a regular file directly inside ``folder`` of at
+    most ``limit`` bytes (a FIFO would block the read, a device or huge file exhaust memory)."""
+    root = folder.resolve()
+    try:
+        path = (folder / file).resolve(strict=True)
+    except FileNotFoundError:
+        raise
+    except (OSError, RuntimeError) as exc:
+        raise ModelFormatError(f"{folder}: cannot read {what} {file}: {exc}") from None
+    if path.parent != root:
+        raise ModelFormatError(f"{folder}: {what} {file} leads outside the model folder (to {path}); a model "
+                               "folder's files must be inside it")
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ModelFormatError(f"{folder}: cannot read {what} {file}: {exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelFormatError(f"{folder}: {what} {file} is not a regular file")
+    if st.st_size > limit:
+        raise ModelFormatError(f"{folder}: {what} {file} is {st.st_size:,} bytes, more than the {limit:,} a "
+                               "wattwatch model folder holds; not a file `wattwatch train` wrote")
+    return path
+
+
+def _read_limited(path: Path, limit: int, folder: Path, what: str) -> bytes:
+    with open(path, "rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise ModelFormatError(f"{folder}: {what} {path.name} grew past {limit:,} bytes while read")
+    return data
+
+
 def read_manifest(folder: str | Path) -> dict:
     folder = Path(folder)
     path = folder / MANIFEST
+    if not folder.is_dir():
+        raise ModelFormatError(f"{folder}: no such model folder (create one with `wattwatch train`)")
     try:
-        manifest = json.loads(path.read_text())
+        real = _inside_file(folder, MANIFEST, "manifest", MAX_MANIFEST_BYTES)
+        manifest = json.loads(_read_limited(real, MAX_MANIFEST_BYTES, folder, "manifest").decode("utf-8"))
     except FileNotFoundError:
         raise ModelFormatError(f"{folder}: no {MANIFEST}; not a wattwatch model folder (create one with "
                                "`wattwatch train`)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFormatError(f"{path}: unreadable manifest: {exc}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ModelFormatError(f"{path}: unreadable manifest: {exc}") from None
+    except OSError as exc:
+        raise ModelFormatError(f"{path}: cannot read the manifest: {exc.strerror or exc}") from None
     if not isinstance(manifest, dict):
         raise ModelFormatError(f"{path}: unreadable manifest: not a JSON object")
     fmt, schema = manifest.get("format"), manifest.get("schema")
@@ -114,16 +157,13 @@ def _model_file(folder: Path, name: str, entry: dict) -> bytes:
             or Path(file).is_absolute() or Path(file).name != file:
         raise ModelFormatError(f"{folder}: {name}: the manifest names {file!r}; model files must be plain names "
                                "inside the model folder")
-    root = folder.resolve()
     try:
-        path = (folder / file).resolve(strict=True)
-    except (OSError, RuntimeError) as exc:
-        raise ModelFormatError(f"{folder}: {name}: cannot read {file}: {exc}") from None
-    if path.parent != root:
-        raise ModelFormatError(f"{folder}: {name}: {file} leads outside the model folder (to {path})")
-    if not path.is_file():
-        raise ModelFormatError(f"{folder}: {name}: {file} is not a file")
-    data = path.read_bytes()
+        path = _inside_file(folder, file, f"{name}:", MAX_MODEL_BYTES)
+        data = _read_limited(path, MAX_MODEL_BYTES, folder, f"{name}:")
+    except FileNotFoundError:
+        raise ModelFormatError(f"{folder}: {name}: {file} is missing (named in {MANIFEST})") from None
+    except OSError as exc:
+        raise ModelFormatError(f"{folder}: {name}: cannot read {file}: {exc.strerror or exc}") from None
     if not hmac.compare_digest(hashlib.sha256(data).hexdigest(), digest):
         raise ModelFormatError(f"{folder}: {name}: {file} does not match the sha256 in {MANIFEST} (changed or "
                                "corrupted since it was saved); retrain with `wattwatch train`")
@@ -153,7 +193,7 @@ def load_models(folder: str | Path) -> list[LearnedDetector]:
         data = _model_file(folder, name, entry)
         try:
             d.set_model_state(loads_state(data))
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise ModelFormatError(f"{folder}: {name}: {entry['file']}: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # whatever a crafted archive provokes is a refusal, not a traceback
+            raise ModelFormatError(f"{folder}: {name}: {entry['file']}: {type(exc).__name__}: {exc}") from None
         out.append(d)
     return out
