@@ -158,6 +158,12 @@ class Store:
             elif read_only:
                 raise StoreError(f"{self.path}: an empty DuckDB file, not a wattwatch store yet "
                                  f"(create one with `wattwatch ingest FILES --db {self.path}`)")
+            if read_only:
+                names = {r[0] for r in self.con.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+                lost = sorted({"readings_raw", "meters", "readings_hourly"} - names)
+                if lost:
+                    raise StoreError(f"{self.path}: damaged wattwatch store: table(s) {', '.join(lost)} missing")
             if not read_only:
                 # One transaction: a kill while a store is being created leaves no half-made store
                 # (a meta table without its schema_version row would be refused as damaged).
