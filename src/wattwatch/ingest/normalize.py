@@ -78,6 +78,9 @@ def _epoch_expr(num: str, unit: str) -> str:
     return f"(CASE WHEN {secs} BETWEEN {EPOCH_MIN_S} AND {EPOCH_MAX_S} THEN to_timestamp({secs}) END)"
 
 
+BAD_OFFSET = r"[0-9]:[0-9]{2}(:[0-9]{2}(\.[0-9]*)?)?\s*[+-](19|[2-9][0-9]|[0-9]{3,})(:?[0-9]{2})?$"
+
+
 def _ts_expr(col: str, t: pa.DataType, mapping: Mapping) -> tuple[str, str | None, str]:
     """(instant expression, naive local-time expression or None, raw text expression).
 
@@ -100,7 +103,9 @@ def _ts_expr(col: str, t: pa.DataType, mapping: Mapping) -> tuple[str, str | Non
         return _epoch_expr(f"CAST({q} AS DOUBLE)", mapping.epoch_unit), None, raw
     txt = f"trim(CAST({q} AS VARCHAR))"
     num = f"TRY_CAST({txt} AS DOUBLE)"
-    epoch = f"WHEN {_missing(txt)} THEN NULL WHEN {num} IS NOT NULL THEN {_epoch_expr(num, mapping.epoch_unit)}"
+    # A UTC offset beyond +-18:00 is not an offset (DuckDB would shift the time by it).
+    epoch = (f"WHEN {_missing(txt)} THEN NULL WHEN {num} IS NOT NULL THEN {_epoch_expr(num, mapping.epoch_unit)} "
+             f"WHEN regexp_matches({txt}, {_lit(BAD_OFFSET)}) THEN NULL")
     if mapping.ts_format:
         naive = f"try_strptime({txt}, {_lit(mapping.ts_format)})"
         if utc:
@@ -278,7 +283,9 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
         if scale is not None:
             value = f"({value}) * {scale!r}"
         # NaN is a missing value, not a number to store (nor one out of range).
-        inner.append(f"NULLIF({value}, 'NaN'::DOUBLE) AS {v_col}")
+        # Not NULLIF(x, 'NaN') nor isnan(x): over Parquet, DuckDB folds both from the column's
+        # min/max statistics (which leave NaN out), so a NaN there stayed NaN and was "out of range".
+        inner.append(f"CASE WHEN isfinite({value}) OR isinf({value}) THEN {value} END AS {v_col}")
         texts = [(v, raw) for v, raw in parts if raw is not None]
         range_bad = f"isinf({v_col})"
         range_reason = f"WHEN isinf({v_col}) THEN '{name}: infinite' "

@@ -11,10 +11,12 @@ that is not records) raises :class:`NotRecordsError` with a one-line message nam
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import sqlite3
 import urllib.parse
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,10 +100,20 @@ def read_batches(path: str | Path, delimiter: str | None = None, tables: tuple[s
 # --------------------------------------------------------------------------------------------- CSV
 
 
-def _open_maybe_gzip(path: Path) -> pa.NativeFile:
+def _open_maybe_gzip(path: Path):
+    """A binary stream of the file, decompressed when it starts with the gzip magic.
+
+    Python's gzip reader is used because it raises at a truncated stream (pyarrow's returns what
+    it has and stops, so a cut-off .csv.gz would be half ingested without a word)."""
     with open(path, "rb") as fh:
         magic = fh.read(2)
-    return pa.input_stream(str(path), compression="gzip" if magic == b"\x1f\x8b" else None)
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rb")
+    return pa.input_stream(str(path), compression=None)
+
+
+# What reading a (possibly gzip) stream raises on a damaged file.
+READ_ERRORS = (OSError, EOFError, zlib.error, pa.ArrowException)
 
 
 def _check_text(path: Path, head: bytes) -> str:
@@ -132,7 +144,7 @@ def _binary(sample: bytes) -> bool:
         return False
     arr = np.frombuffer(sample, np.uint8)
     ctrl = int(np.count_nonzero((arr < 9) | ((arr > 13) & (arr < 32))))
-    return ctrl > BINARY_NUL_SHARE * len(arr)
+    return ctrl > max(BINARY_NUL_SHARE * len(arr), 16)
 
 
 def _sniff_delimiter(header: str) -> str:
@@ -156,8 +168,8 @@ def read_csv(path: Path, delimiter: str | None = None, block_bytes: int | None =
     try:
         stream = _open_maybe_gzip(path)
         head = stream.read(block_bytes)
-    except (OSError, pa.ArrowException) as exc:
-        raise NotRecordsError(f"{path}: cannot read: {exc}") from exc
+    except READ_ERRORS as exc:
+        raise NotRecordsError(f"{path}: cannot read (truncated or corrupt): {exc}") from exc
     if not head.strip():
         raise NotRecordsError(f"{path}: empty file")
     if head.startswith(b"\xef\xbb\xbf"):
@@ -181,7 +193,7 @@ def read_csv(path: Path, delimiter: str | None = None, block_bytes: int | None =
         if not eof:
             try:
                 more = stream.read(block_bytes)
-            except (OSError, pa.ArrowException) as exc:
+            except READ_ERRORS as exc:
                 raise NotRecordsError(f"{path}: truncated or corrupt after byte {bytes_read}: {exc}") from exc
             bytes_read += len(more)
             if more:
@@ -429,7 +441,7 @@ def read_json(path: Path) -> Iterator[RawBatch]:
     stream = _open_maybe_gzip(path)
     try:
         raw = stream.read()
-    except (OSError, pa.ArrowException) as exc:
+    except READ_ERRORS as exc:
         raise NotRecordsError(f"{path}: cannot read: {exc}") from exc
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
@@ -473,9 +485,15 @@ def read_json(path: Path) -> Iterator[RawBatch]:
     if not records:
         raise NotRecordsError(f"{path}: JSON holds no records")
     rejects: list[RawReject] = []
+    table = None
+    if not lenient:
+        try:
+            table = flatten_nested(_records_table(records, "the top-level list", path))
+        except UnicodeEncodeError:  # an escaped lone surrogate ("\ud800") in some record
+            lenient = True
     if lenient:
         bad = [i for i, r in enumerate(records) if not _utf8_clean(r)]
-        rejects = [RawReject(i + 1, f"record {i + 1} holds bytes that are not UTF-8 text",
+        rejects = [RawReject(i + 1, f"record {i + 1} holds text that is not Unicode (bytes that are not UTF-8, or a lone surrogate)",
                              json.dumps(records[i], ensure_ascii=True)[:200]) for i in bad]
         drop = set(bad)
         records = [r for i, r in enumerate(records) if i not in drop]
@@ -483,7 +501,8 @@ def read_json(path: Path) -> Iterator[RawBatch]:
             yield RawBatch(pa.table({LINE: pa.array([], type=pa.int64())}), unit=str(path), rejects=rejects,
                            bytes_read=len(raw))
             return
-    table = flatten_nested(_records_table(records, "the top-level list", path))
+    if table is None:
+        table = flatten_nested(_records_table(records, "the top-level list", path))
     # Explosion keeps parent order, so record numbers follow the row order of the top level.
     table = table.append_column(LINE, pa.array(np.arange(1, table.num_rows + 1, dtype=np.int64)))
     yield RawBatch(table, unit=str(path), rejects=rejects, bytes_read=len(raw))
@@ -515,7 +534,7 @@ def read_jsonl(path: Path, block_lines: int = JSONL_BLOCK_LINES) -> Iterator[Raw
     stream = _open_maybe_gzip(path)
     try:
         head = stream.read(1 << 16)
-    except (OSError, pa.ArrowException) as exc:
+    except READ_ERRORS as exc:
         raise NotRecordsError(f"{path}: cannot read: {exc}") from exc
     if head.startswith(b"\xef\xbb\xbf"):
         head = head[3:]
@@ -535,7 +554,7 @@ def read_jsonl(path: Path, block_lines: int = JSONL_BLOCK_LINES) -> Iterator[Raw
                 if not line:
                     break
                 lines.append(line)
-        except (OSError, pa.ArrowException, EOFError) as exc:
+        except READ_ERRORS as exc:
             raise NotRecordsError(f"{path}: truncated or corrupt near line {lineno + len(lines) + 1}: {exc}") from exc
         if not lines:
             break
@@ -620,6 +639,9 @@ def _parse_jsonl_block(lines: list[bytes], start: int, path: Path) -> RawBatch:
             continue
         if not isinstance(rec, dict):
             rejects.append(RawReject(start + i, "not a JSON object", shown))
+            continue
+        if "\\u" in s and not _utf8_clean(rec):  # an escaped lone surrogate
+            rejects.append(RawReject(start + i, "a string holds a lone UTF-16 surrogate (not text)", shown))
             continue
         records.append(rec)
         line_nos.append(start + i)
