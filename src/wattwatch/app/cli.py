@@ -183,13 +183,17 @@ def run_ingest(paths: list[Path], db: Path, mapping_file: Optional[Path], reject
         mapping = Mapping.from_toml(mapping_file) if mapping_file else Mapping()
     except MappingError as exc:
         _fail(str(exc))
+    if not any(p.exists() for p in paths):
+        _fail(f"{paths[0]}: no such file or folder" if len(paths) == 1 else "none of the paths exist: "
+              + ", ".join(map(str, paths)), 1)
     store = _open_store(db)
     writer = RejectsWriter(rejects)
     results, errors = [], []
+    failed: list[OSError] = []
     try:
         for path, explicit in _expand(paths):
             size = path.stat().st_size if path.is_file() else 0
-            with progress_bar(f"ingest {path.name}", size or None, bytes_mode=True) as advance:
+            with progress_bar(f"ingest {escape(path.name)}", size or None, bytes_mode=True) as advance:
                 try:
                     counts = ingest_path(store, path, mapping, on_progress=advance)
                 except IngestError as exc:
@@ -200,14 +204,28 @@ def run_ingest(paths: list[Path], db: Path, mapping_file: Optional[Path], reject
                     errors.append(str(exc))
                     err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
                     continue
-            writer.write(counts.rejects)
-            results.append(counts)
+            results.append(counts)  # committed: a full disk below loses the rejects file, not these
+            if not failed:
+                try:
+                    writer.write(counts.rejects)
+                except OSError as exc:
+                    failed.append(exc)
             if not quiet:
                 for note in counts.notes:
                     err_console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
     finally:
-        writer.close()
+        try:
+            writer.close()
+        except OSError as exc:
+            failed.append(exc)
         store.close()
+    if failed:
+        msg = (_os_message(rejects, failed[0], "cannot write the rejected rows (--rejects)") +
+               f"; the readings of {len(results)} file(s) were stored and are kept in {db}; ingest again with "
+               "another --rejects to get the rejected rows (re-ingesting stores nothing twice)")
+        errors.append(msg)
+        err_console.print(f"[red]error:[/red] {escape(msg)}", highlight=False, soft_wrap=True)
+        writer.count = 0
     return results, errors, writer
 
 
@@ -332,6 +350,13 @@ def _check_out(path: Path, option: str) -> None:
 def _write_atomic(path: Path, text: str, option: str, kept: str = "") -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder: a full disk leaves
     the old file as it was and says so (``kept``: what is safe elsewhere)."""
+    if path.exists() and not path.is_file():  # a device or FIFO (/dev/stdout): written in place, never replaced
+        try:
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            _fail(_os_message(path, exc, f"cannot write {option}") + (f"; {kept}" if kept else ""), 1)
+        return
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
