@@ -679,9 +679,11 @@ class Store:
         return df
 
     def query_hourly(self, meters=None, start=None, end=None) -> pd.DataFrame:
-        """Hourly aggregates written by :meth:`compact`."""
+        """Hourly aggregates written by :meth:`compact` (without the per-reading lists, which
+        :meth:`energy_kwh` and de-duplication use)."""
         where, params = self._where(meters, start, end, "hour")
-        return self.con.execute(f"SELECT * FROM readings_hourly {where} ORDER BY meter_id, hour", params).df()
+        cols = "* EXCLUDE (ts_list, e_list)" if self._legacy != -1 else "*"
+        return self.con.execute(f"SELECT {cols} FROM readings_hourly {where} ORDER BY meter_id, hour", params).df()
 
     @staticmethod
     def _where(meters, start, end, col: str, meter_col: str = "meter_id") -> tuple[str, list]:
