@@ -36,6 +36,9 @@ SQLITE_BATCH_ROWS = 200_000
 # Telemetry records are a few levels deep; anything deeper is not telemetry (and a JSON parser
 # recursing 100k levels deep runs out of stack).
 MAX_JSON_DEPTH = 64
+# A CSV line longer than this is not telemetry; a JSON document (read whole) no larger than this.
+MAX_LINE_BYTES = 256 << 20
+MAX_JSON_DOC_BYTES = 2 << 30
 # A file whose first 64 KB are more than this share NUL bytes is binary, not text with a bad row.
 BINARY_NUL_SHARE = 0.01
 
@@ -207,6 +210,8 @@ def read_csv(path: Path, delimiter: str | None = None, block_bytes: int | None =
         else:
             cut = buf.rfind(b"\n")
             if cut < 0:
+                if len(buf) > MAX_LINE_BYTES:  # a gzip bomb of one endless line must not fill memory
+                    raise NotRecordsError(f"{path}: line {next_line} is longer than {MAX_LINE_BYTES >> 20} MB")
                 continue
             block, buf = buf[: cut + 1], buf[cut + 1:]
         n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
@@ -440,9 +445,12 @@ def read_json(path: Path) -> Iterator[RawBatch]:
     """
     stream = _open_maybe_gzip(path)
     try:
-        raw = stream.read()
+        raw = stream.read(MAX_JSON_DOC_BYTES + 1)
     except READ_ERRORS as exc:
         raise NotRecordsError(f"{path}: cannot read: {exc}") from exc
+    if len(raw) > MAX_JSON_DOC_BYTES:  # read whole: a (decompressed) document has a ceiling
+        raise NotRecordsError(f"{path}: a JSON document larger than {MAX_JSON_DOC_BYTES >> 20} MB "
+                              "(write it as JSON Lines, which is read in blocks)")
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     lenient = False
