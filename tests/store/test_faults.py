@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.store.test_integrity import T0, fleet
+from tests.store.test_integrity import T0, fleet, reference_hourly
 from wattwatch.ingest.pipeline import ingest_path
 from wattwatch.store import Store, StoreError
 
@@ -47,7 +47,7 @@ def _state(db: Path) -> tuple[int, dict]:
     return int(n), e
 
 
-def _ops(tmp: Path) -> list:
+def _ops(tmp: Path) -> tuple[list, pd.DataFrame]:
     df = fleet(meters=40, days=3, step_min=1, seed=7)
     h = pd.Timedelta(hours=1)
     late = (df.ts >= T0 + 5 * h) & (df.ts < T0 + 6 * h)
@@ -61,12 +61,12 @@ def _ops(tmp: Path) -> list:
         part.to_csv(tmp / f"{name}.csv", index=False)
     f = lambda name: str(tmp / f"{name}.csv")  # noqa: E731
     return [["ingest", f("day0")], ["ingest", f("day1")], ["compact", str(T0 + 30 * h)],
-            ["ingest", f("late_day2")], ["ingest", f("all")], ["compact", str(T0 + 60 * h)], ["ingest", f("all")]]
+            ["ingest", f("late_day2")], ["ingest", f("all")], ["compact", str(T0 + 60 * h)], ["ingest", f("all")]], df
 
 
 @pytest.mark.slow
 def test_kill_9_at_random_points_of_ingest_and_compaction(tmp_path: Path):
-    ops = _ops(tmp_path)
+    ops, df = _ops(tmp_path)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     cmd = [sys.executable, "-c", WORKER]
     # Reference: the state after each acknowledged operation, from an uninterrupted run.
@@ -78,6 +78,10 @@ def test_kill_9_at_random_points_of_ingest_and_compaction(tmp_path: Path):
             s.con.execute("CHECKPOINT")
             shutil.copy(ref, tmp_path / "snap.duckdb")
             states.append(_state(tmp_path / "snap.duckdb"))
+    # The uninterrupted run itself holds each reading once and the files' energy.
+    ref = reference_hourly(df).groupby(level="meter_id").sum()
+    assert states[-1][0] == len(df)
+    assert states[-1][1] == pytest.approx({m: float(v) for m, v in ref.items()}, abs=1e-5)
     # The kills land at seeded random fractions of the operations' time (after the imports),
     # timed on an uninterrupted run here, so a faster or busier machine still hits every phase.
     proc = subprocess.Popen(cmd + [str(tmp_path / "full.duckdb"), json.dumps(ops)], env=env,
