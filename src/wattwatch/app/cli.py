@@ -264,11 +264,15 @@ def store_info(db: Path = DB_OPTION, as_json: bool = typer.Option(False, "--json
     """Readings, meters, time span and register energy (kWh, per meter and in total) of the store."""
     from wattwatch.store import StoreError
 
+    import duckdb
+
     store = _open_store(db, read_only=True, must_exist=True)
     try:
         info = store.info(energy=True)
     except StoreError as exc:
         _fail(str(exc))
+    except duckdb.Error as exc:  # a damaged block found only when read
+        _fail(f"{db}: cannot read store (damaged file?): {str(exc).strip().splitlines()[0]}")
     finally:
         store.close()
     if as_json:
@@ -301,6 +305,8 @@ def store_compact(
     """Downsample readings older than N days to hourly aggregates (energy still adds up)."""
     from wattwatch.store import StoreError
 
+    import duckdb
+
     store = _open_store(db, must_exist=True)
     try:
         result = store.compact(older_than_days=older_than_days, as_of=as_of)
@@ -308,6 +314,8 @@ def store_compact(
         _fail(f"{db}: {exc}")
     except StoreError as exc:
         _fail(str(exc))
+    except duckdb.Error as exc:  # a damaged block found only when read; the compaction was rolled back
+        _fail(f"{db}: cannot compact (damaged file?), nothing changed: {str(exc).strip().splitlines()[0]}")
     finally:
         store.close()
     if as_json:
