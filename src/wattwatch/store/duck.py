@@ -15,6 +15,17 @@ Extra channels (numeric columns beyond the canonical schema that a mapping decla
 :mod:`wattwatch.ingest.mapping`) become DOUBLE columns of ``readings_raw`` on the first ingest that
 brings them, recorded in ``channels``; from then on they are de-duplicated, merged, queried and
 compacted exactly like the canonical channels.
+
+Compaction (:meth:`Store.compact`) keeps per meter and hour the aggregates and, since store layout
+2 (``meta.store_version``), the time and register value of every compacted reading. Energy is
+therefore the same whatever was compacted and in whatever order readings arrived (late readings,
+re-ingest), and a copy of a compacted reading is a duplicate: the hour's aggregates are kept as
+they are. Layout-1 stores are migrated on a writable open (columns added); their hours keep their
+stored increment, and any reading that falls in one of them is taken as a copy.
+
+Only a new or empty DuckDB file becomes a store; a file with other tables, a damaged ``meta``
+table or an unreadable file is a :class:`StoreError` naming the file (``create=False`` refuses a
+missing path). A write that fails on a full disk is rolled back and said as such.
 """
 
 from __future__ import annotations
