@@ -664,7 +664,27 @@ def bad_file_args():
          exit="nonzero", stderr=["nope.toml"])
 
 
+def reserved_name_cases():
+    """Source columns named like the reader's own line column must not pass for line numbers."""
+    import pyarrow as pa
+
+    case("ingest", "reserved_line_column_csv", "a CSV column named _line: ignored, rejects keep their true line",
+         {"x.csv": "meter_id,ts,v_l1_v,_line\nM1,2025-01-06T00:00:00Z,230,99\nM1,2025-01-06T00:05:00Z,abc,99\n"},
+         stored=1, rejects=1, stderr=["_line (source)"])
+    ts = pa.array([1736121600_000_000, 1736121900_000_000], pa.timestamp("us", tz="UTC"))
+    for col in ("_line", "file_row_number", "__ln"):
+        pcase(f"reserved_{col.strip('_')}_parquet", f"a Parquet column named {col}: ignored, no clash with the scan",
+              pa.table({"meter_id": ["M1", "M1"], "ts": ts, "v_l1_v": [230.0, -1.0], col: [7, 7]}), stored=1, rejects=1)
+    jcase("reserved_line_json", "a JSON key _line: ignored", [rec(0, _line=9), rec(5, v=-1, _line=9)], stored=1, rejects=1)
+    jlcase("reserved_ln_jsonl", "JSON Lines keys _line and __ln with a bad line: line numbers stay true",
+           jl(rec(0, _line=9, __ln=9), b"{bad", rec(10, _line=9, __ln=9)), stored=2, rejects=1)
+    scase("reserved_line_sqlite", "a SQLite column named _line: ignored",
+          lambda con: table(con, "t", [("M1", "2025-01-06T00:00:00Z", 230.0, 5)], cols="meter_id TEXT, ts TEXT, v_l1_v REAL, _line INT"),
+          stored=1, rejects=0)
+
+
 def main() -> None:
+    reserved_name_cases()
     build_parquet_cases()
     build_sqlite_cases()
     bad_file_args()

@@ -43,6 +43,17 @@ MAX_JSON_DOC_BYTES = 2 << 30
 BINARY_NUL_SHARE = 0.01
 
 
+def _free(name: str) -> str:
+    """A source column's name, renamed when it is the reader's own ``_line`` (or the Parquet scan's
+    ``file_row_number``): a file's column must not pass for the line numbers of its rows."""
+    return name + " (source)" if name in (LINE, "__ln", "file_row_number") else name
+
+
+def _free_table(table: pa.Table) -> pa.Table:
+    names = table.column_names
+    return table if not any(_free(n) != n for n in names) else table.rename_columns([_free(n) for n in names])
+
+
 class NotRecordsError(ValueError):
     """The file cannot be read as telemetry records at all."""
 
@@ -180,7 +191,7 @@ def read_csv(path: Path, delimiter: str | None = None, block_bytes: int | None =
     header_line = _check_text(path, head).rstrip("\r")
     delim = delimiter or _sniff_delimiter(header_line)
     names = next(csv.reader([header_line], delimiter=delim))
-    names = [n.strip() for n in names]
+    names = [_free(n.strip()) for n in names]
     if len(names) < 2 or len(set(names)) != len(names) or not all(names):
         raise NotRecordsError(f"{path}: line 1 is not a CSV header (columns: {names[:10]})")
     typed = column_types(names) if column_types else {}
@@ -328,7 +339,8 @@ def read_parquet(path: Path, batch_rows: int = PARQUET_BATCH_ROWS) -> Iterator[R
     # DuckDB expands globs (* ? [ ] { }) and reads URLs and ~ in the paths it is given: a path
     # that holds any of those is read here instead, so that a path is only ever that one file.
     local = str(path.resolve())
-    if not any(pa.types.is_nested(f.type) for f in schema) and not any(ch in local for ch in "*?[]{}~\\"):
+    if (not any(pa.types.is_nested(f.type) for f in schema) and not any(ch in local for ch in "*?[]{}~\\")
+            and all(_free(n) == n for n in schema.names)):
         quoted = "'" + local.replace("'", "''") + "'"
         empty = schema.empty_table().append_column(LINE, pa.array([], pa.int64()))
         yield RawBatch(empty, unit=str(path), bytes_read=path.stat().st_size,
@@ -337,7 +349,7 @@ def read_parquet(path: Path, batch_rows: int = PARQUET_BATCH_ROWS) -> Iterator[R
     start = 1
     try:
         for batch in pf.iter_batches(batch_size=batch_rows):
-            table = flatten_nested(pa.Table.from_batches([batch]))
+            table = _free_table(flatten_nested(pa.Table.from_batches([batch])))
             n = table.num_rows
             table = table.append_column(LINE, pa.array(np.arange(start, start + n, dtype=np.int64)))
             start += n
@@ -512,7 +524,7 @@ def read_json(path: Path) -> Iterator[RawBatch]:
     if table is None:
         table = flatten_nested(_records_table(records, "the top-level list", path))
     # Explosion keeps parent order, so record numbers follow the row order of the top level.
-    table = table.append_column(LINE, pa.array(np.arange(1, table.num_rows + 1, dtype=np.int64)))
+    table = _free_table(table).append_column(LINE, pa.array(np.arange(1, table.num_rows + 1, dtype=np.int64)))
     yield RawBatch(table, unit=str(path), rejects=rejects, bytes_read=len(raw))
 
 
@@ -620,7 +632,7 @@ def _parse_jsonl_block(lines: list[bytes], start: int, path: Path) -> RawBatch:
             table = pajson.read_json(io.BytesIO(blob))
             if table.num_rows == len(lines):
                 table = flatten_nested(table)
-                table = table.append_column(LINE, pa.array(np.arange(start, start + len(lines), dtype=np.int64)))
+                table = _free_table(table).append_column(LINE, pa.array(np.arange(start, start + len(lines), dtype=np.int64)))
                 return RawBatch(table, unit=str(path), bytes_read=len(blob))
         except pa.ArrowException:
             pass
@@ -656,7 +668,7 @@ def _parse_jsonl_block(lines: list[bytes], start: int, path: Path) -> RawBatch:
     if records:
         table = _records_table(records, "a line", path)
         # Exploding nested lists changes the row count; carry the line through the explosion.
-        table = table.append_column("__ln", pa.array(line_nos, type=pa.int64()))
+        table = _free_table(table).append_column("__ln", pa.array(line_nos, type=pa.int64()))
         table = flatten_nested(table)
         table = table.rename_columns([LINE if n == "__ln" else n for n in table.column_names])
     else:
@@ -713,8 +725,9 @@ def read_sqlite(path: Path, tables: tuple[str, ...] | None = None,
                 cols = [r[1] for r in con.execute(f"PRAGMA table_info({qname})")]
             except sqlite3.DatabaseError as exc:
                 raise NotRecordsError(f"{path}: table {name}: unreadable ({exc})") from exc
-            if len(set(cols)) != len(cols) or LINE in cols:
-                raise NotRecordsError(f"{path}: table {name}: duplicate or reserved column names {cols[:20]}")
+            cols = [_free(c) for c in cols]
+            if len(set(cols)) != len(cols):
+                raise NotRecordsError(f"{path}: table {name}: duplicate column names {cols[:20]}")
             try:
                 cur = con.execute(f"SELECT rowid, * FROM {qname}")
                 rowid_ok = True
