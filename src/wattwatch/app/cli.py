@@ -348,6 +348,10 @@ def _check_out(path: Path, option: str) -> None:
     """Refuse before any work an output path that is a folder or cannot be created."""
     if path.is_dir():
         _fail(f"{option} {path}: is a folder; give a file name")
+    if path.exists() and not path.is_file():
+        if not os.access(path, os.W_OK):
+            _fail(f"{option} {path}: cannot write there (not writable)")
+        return
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -796,11 +800,19 @@ def demo(
     from wattwatch.evaluate.events import evaluate as score
     from wattwatch.sim import SimConfig, simulate as run
 
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        cfg = SimConfig(meters=meters, days=days, seed=seed)
+    except ValueError as exc:
+        _fail(str(exc))
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out}: exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _fail(_os_message(out, exc, "cannot create the demo folder"))
     db = out / "wattwatch.duckdb"
     for p in (db, Path(str(db) + ".wal")):
         p.unlink(missing_ok=True)
-    cfg = SimConfig(meters=meters, days=days, seed=seed)
     with progress_bar("simulate", meters) as advance:
         done = [0]
 

@@ -130,7 +130,10 @@ def check_config(doc, where: str = "detector config") -> dict:
             if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
                 raise ConfigError(f"{where}: detectors must be a list of detector names, got {v!r}")
             for x in v:
-                detector_class(x)
+                try:
+                    detector_class(x)
+                except ConfigError as exc:
+                    raise ConfigError(f"{where}: detectors: {exc}") from None
         elif k == "engine":
             check_engine(v, f"{where}: [engine]")
         elif k in _REGISTRY:
