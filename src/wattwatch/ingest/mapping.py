@@ -31,6 +31,15 @@ override entries with a TOML file::
     decimal = ","             # CSV decimal separator
     builtin_aliases = true
 
+Times: a reading before ``ts_min`` (default 1990-01-01) or after ``ts_max`` (default: the time of
+the ingest plus one day) is a reject naming its line and ``ts``. With a ``timezone`` other than
+UTC, times without an offset are wall-clock times there: one that does not exist (skipped when
+clocks go forward) is a reject, never shifted; one that exists twice (clocks go back) is placed by
+the order of the meter's rows (its first pass through the repeated hour is summer time, a return
+to an earlier wall-clock time inside it is the second pass, standard time), and is a reject when
+the meter already reported a time after the repeated hour (not in time order). Times with an
+offset or epochs are instants and need none of this.
+
 Extra channel names are user-declared: a lower-case identifier ending in a unit suffix
 (:func:`wattwatch.schema.extra_channel_error` says what is allowed). ``[scale]`` applies to extras
 as to canonical columns; a ``[defaults]`` entry with an extra channel name not in ``[extra]`` makes
