@@ -355,3 +355,11 @@ def test_nan_in_a_parquet_double_column_is_a_gap_not_out_of_range(store, tmp_pat
     pq.write_table(pa.table({"meter_id": ["M1"] * 3, "ts": ts, "v_l1_v": [230.0, float("nan"), 231.0]}), p)
     c = ingest_path(store, p)
     assert (c.stored, c.rejected) == (3, 0)
+
+
+def test_a_header_wider_than_64kb_is_read_whole(store, tmp_path: Path):
+    cols = ["meter_id", "ts", "v_l1_v"] + [f"column_number_{i}" for i in range(5000)]
+    p = tmp_path / "wide.csv"
+    p.write_text(",".join(cols) + "\n" + "M1,2025-01-06T00:00:00Z,230" + ",1" * 5000 + "\n")
+    c = ingest_path(store, p)
+    assert (c.stored, c.rejected) == (1, 0)

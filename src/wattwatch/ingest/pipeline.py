@@ -14,7 +14,7 @@ import pyarrow as pa
 from wattwatch._prefetch import prefetch
 from wattwatch.ingest.mapping import Mapping, MappingError
 from wattwatch.ingest.normalize import build_select
-from wattwatch.ingest.readers import NotRecordsError, RawBatch, detect_format, read_batches, read_frame
+from wattwatch.ingest.readers import LINE, NotRecordsError, RawBatch, detect_format, read_batches, read_frame
 from wattwatch.store.duck import IngestCounts, Store
 
 if TYPE_CHECKING:
@@ -125,7 +125,13 @@ def _prepared(raw: Iterable[RawBatch], fmt: str, mapping: Mapping, notes: list[s
             used_units += 1
         delta = max(batch.bytes_read - last_bytes, 0)
         last_bytes = max(last_bytes, batch.bytes_read)
-        yield cache[key], batch.table, batch.unit, batch.rejects, delta, batch.relation
+        norm = cache[key]
+        table = batch.table
+        if batch.relation is None and table.num_columns > 64:
+            # Only the mapped columns go on to DuckDB (a 20,000-column export took seconds a row).
+            used = {n for names in norm.resolved.values() for n in names} | {LINE}
+            table = table.select([i for i, n in enumerate(table.column_names) if n in used])
+        yield norm, table, batch.unit, batch.rejects, delta, batch.relation
     if fmt == "sqlite" and used_units == 0:
         raise MappingError("no table holds telemetry (" + "; ".join(notes) + ")")
 

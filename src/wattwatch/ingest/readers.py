@@ -141,7 +141,7 @@ def _check_text(path: Path, head: bytes) -> str:
     if _binary(sample):
         at = next((i for i, c in enumerate(sample) if c < 9 or 13 < c < 32), 0)
         raise NotRecordsError(f"{path}: not a text CSV file (binary data at byte {at})")
-    first = sample.split(b"\n", 1)[0]
+    first = head.split(b"\n", 1)[0]  # the whole header, however wide
     if b"\x00" in first:
         at = first.index(b"\x00")
         raise NotRecordsError(f"{path}: not a text CSV file: line 1 (the header) holds binary data (NUL at byte {at})")
@@ -283,6 +283,8 @@ def _parse_csv_block(block: bytes, names: list[str], delim: str, first_line: int
         empty = pc.is_null(col) if not pa.types.is_string(col.type) else pc.equal(pc.utf8_length(col), 0)
         empty = pc.fill_null(empty, True)
         blank = empty if blank is None else pc.and_(blank, empty)
+        if not pc.any(blank).as_py():  # (stop at the first column that rules every row out)
+            break
     if blank is not None and pc.any(blank).as_py():
         table = table.filter(pc.invert(blank))
     return table
