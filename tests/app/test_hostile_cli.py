@@ -30,6 +30,15 @@ def _csv(path: Path, meters=("M1", "M2"), hours=24, bad_rows=0) -> Path:
     return path
 
 
+def _is_device(path: str) -> bool:
+    import stat
+
+    try:
+        return stat.S_ISCHR(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _run(*args):
     res = CliRunner().invoke(app, [str(a) for a in args])
     assert res.exception is None or isinstance(res.exception, SystemExit), \
@@ -132,7 +141,7 @@ def test_detect_out_a_folder_is_refused_before_any_work(tmp_path):
     assert list(folder.iterdir()) == []
 
 
-@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.skipif(not _is_device("/dev/full"), reason="needs /dev/full")
 def test_a_full_disk_when_writing_out_says_so_and_keeps_the_alerts_in_the_store(tmp_path):
     from wattwatch.alerts import store as alert_store
     from wattwatch.store import Store
@@ -154,7 +163,7 @@ def test_a_full_disk_when_writing_out_says_so_and_keeps_the_alerts_in_the_store(
         assert len(alert_store.list_alerts(s.con, "all")) >= 1
 
 
-@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.skipif(not _is_device("/dev/full"), reason="needs /dev/full")
 def test_a_full_disk_when_writing_rejects_says_so_and_keeps_the_readings(tmp_path):
     import duckdb
 
@@ -235,3 +244,35 @@ def test_numpy_warnings_never_reach_the_terminal(tmp_path):
                              env=env, cwd=tmp_path, timeout=300)
         assert res.returncode == 0, res.stderr
         assert "Warning" not in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["detect", "--out", "{tmp}/a.jsonl", "--start", "9999-01-01"], ["--start", "out of range"]),
+    (["detect", "--out", "{tmp}/a.jsonl", "--end", "0001-01-01"], ["--end", "out of range"]),
+    (["fit", "--normal-start", "9999-01-01"], ["--normal-start", "out of range"]),
+    (["fit", "--days", "inf"], ["--days", "finite"]),
+    (["train", "--out", "{tmp}/t.csv"], ["not a folder"]),
+])
+def test_times_out_of_range_and_odd_outputs_are_clear_errors(tmp_path, args, words):
+    db, _ = _store_with_alerts(tmp_path, ("M1",))
+    res = _run(*[a.replace("{tmp}", str(tmp_path)) for a in args], "--db", db)
+    assert res.exit_code == 2, res.output
+    for w in words:
+        assert w in _err(res), res.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["bench", "ingest", "--rows", "-1"], ["--rows"]),
+    (["bench", "detect", "--rows", "0"], ["--rows"]),
+    (["bench", "learned", "--rows", "2000", "--detectors", "nope"], ["nope"]),
+    (["evaluate", "--events", "{tmp}/e.json", "--alerts", "{tmp}/a.jsonl", "--tolerance-s", "1e300"], ["tolerance"]),
+])
+def test_bench_and_evaluate_arguments_are_checked(tmp_path, args, words):
+    (tmp_path / "e.json").write_text('[{"meter_id": "M1", "type": "open_ct", "start": "2025-01-06", "end": "2025-01-07"}]')
+    (tmp_path / "a.jsonl").write_text("")
+    res = _run(*[a.replace("{tmp}", str(tmp_path)) for a in args], *(
+        ["--workdir", str(tmp_path / "b")] if args[:2] in (["bench", "ingest"], ["bench", "detect"]) else []))
+    assert res.exit_code == 2, res.output
+    for w in words:
+        assert w in _err(res), res.stderr
+    assert not (tmp_path / "b").exists()

@@ -109,9 +109,17 @@ case("cli", "ingest_file_name_with_markup", "a file name holding Rich markup",
 case("cli", "ingest_meter_ids_with_markup", "meter ids holding Rich markup are stored as they are",
      ["ingest", "{case}/t.csv", "--db", "{tmp}/s.duckdb", "--rejects", "{tmp}/r.csv"], exit=0, stored=12,
      files={"t.csv": MARKUP})
-case("cli", "ingest_rejects_to_a_full_disk", "the disk fills while writing rejects: say so, keep the readings",
-     ["ingest", "{case}/t.csv", "--db", "{tmp}/s.duckdb", "--rejects", "/dev/full"], exit=1,
-     stderr=["disk is full", "were stored and are kept"], stored=2, files={"t.csv": REJECTS})
+# A full disk (/dev/full) is tried in tests/app/test_hostile_cli.py, skipped where there is none.
+case("cli", "ingest_rejects_is_a_folder", "rejects cannot be written (a folder): say so, keep the readings",
+     ["ingest", "{case}/t.csv", "--db", "{tmp}/s.duckdb", "--rejects", "{tmp}"], exit=1,
+     stderr=["cannot write the rejected rows", "were stored and are kept"], stored=2, files={"t.csv": REJECTS})
+case("cli", "ingest_rejects_under_a_file", "rejects under a file: say so, keep the readings",
+     ["ingest", "{case}/t.csv", "--db", "{tmp}/s.duckdb", "--rejects", "{case}/t.csv/r.csv"], exit=1,
+     stderr=["cannot write the rejected rows", "were stored and are kept"], stored=2, files={"t.csv": REJECTS},
+     unchanged=["{case}/t.csv"])
+case("cli", "detect_outage_alerts_written", "the outage fleet used by the full-disk test gives an alert",
+     ["detect", "--db", "{tmp}/s.duckdb", "--out", "{tmp}/a.jsonl", "--detectors", "supply_outage", "--json"], exit=0,
+     stdout=['"alerts": 1'], setup=[INGEST], files={"t.csv": OUTAGE})
 
 # ---------------------------------------------------------------------- store must exist (14)
 
@@ -177,9 +185,6 @@ case("cli", "detect_scores_is_a_folder", "--scores names a folder", [*DETECT, "-
      stderr=["--scores", "folder"], setup=[INGEST], files={"t.csv": TELEMETRY})
 case("cli", "detect_out_under_a_file", "--out under a file", ["detect", "--db", "{tmp}/s.duckdb", "--out",
      "{case}/t.csv/a.jsonl"], stderr=["--out", "cannot write"], setup=[INGEST], files={"t.csv": TELEMETRY})
-case("cli", "detect_out_full_disk", "the disk fills while writing --out: say so; the alerts stay in the store",
-     ["detect", "--db", "{tmp}/s.duckdb", "--out", "/dev/full", "--log", "{tmp}/a.log", "--detectors", "supply_outage"],
-     exit=1, stderr=["disk is full", "kept in the store"], setup=[INGEST], files={"t.csv": OUTAGE})
 case("cli", "detect_markup_out_path", "an --out path holding markup",
      ["detect", "--db", "{tmp}/s.duckdb", "--out", "{tmp}/[red]a[bold].jsonl", "--detectors", "supply_outage"], exit=0,
      setup=[INGEST], files={"t.csv": TELEMETRY})
@@ -257,6 +262,33 @@ case("cli", "train_not_learned", "train a rule (nothing to train)", ["train", "-
      absent=["{tmp}/m"])
 case("cli", "train_too_little_data", "train on six hours", ["train", "--db", "{tmp}/s.duckdb", "--out", "{tmp}/m"],
      exit="nonzero", stderr=[], setup=[INGEST], files={"t.csv": TELEMETRY}, absent=["{tmp}/m"])
+
+for name, args, words in [
+    ("detect_start_year_9999", ["detect", "--db", "{tmp}/s.duckdb", "--out", "{tmp}/a.jsonl", "--start",
+                                "9999-01-01"], ["--start", "out of range"]),
+    ("detect_end_year_1", ["detect", "--db", "{tmp}/s.duckdb", "--out", "{tmp}/a.jsonl", "--end", "0001-01-01"],
+     ["--end", "out of range"]),
+    ("fit_normal_start_year_9999", ["fit", "--db", "{tmp}/s.duckdb", "--normal-start", "9999-01-01"],
+     ["--normal-start", "out of range"]),
+    ("fit_days_infinite", ["fit", "--db", "{tmp}/s.duckdb", "--days", "inf"], ["--days", "finite"]),
+    ("train_days_infinite", ["train", "--db", "{tmp}/s.duckdb", "--days", "inf", "--out", "{tmp}/m"],
+     ["--days", "finite"]),
+    ("train_out_is_a_file", ["train", "--db", "{tmp}/s.duckdb", "--out", "{case}/t.csv"], ["not a folder"]),
+]:
+    case("cli", name, " ".join(args[:1] + args[3:]), args, stderr=words, setup=[INGEST], files={"t.csv": TELEMETRY},
+         absent=["{tmp}/a.jsonl", "{tmp}/m"])
+for name, args, words in [
+    ("bench_ingest_negative_rows", ["bench", "ingest", "--rows", "-1", "--workdir", "{tmp}/b"], ["--rows"]),
+    ("bench_detect_zero_rows", ["bench", "detect", "--rows", "0", "--workdir", "{tmp}/b"], ["--rows"]),
+    ("bench_detect_zero_repeats", ["bench", "detect", "--repeats", "0", "--workdir", "{tmp}/b"], ["--repeats"]),
+    ("bench_learned_unknown_detector", ["bench", "learned", "--rows", "2000", "--detectors", "nope"], ["nope"]),
+    ("bench_learned_rule", ["bench", "learned", "--rows", "2000", "--detectors", "neutral_tamper"],
+     ["neutral_tamper"]),
+]:
+    case("cli", name, " ".join(args), args, stderr=words, absent=["{tmp}/b"])
+case("cli", "evaluate_tolerance_huge", "evaluate --tolerance-s 1e300 (OverflowError)", [
+    "evaluate", "--events", "{case}/events.json", "--alerts", "{case}/a.jsonl", "--tolerance-s", "1e300"],
+    stderr=["tolerance"], files={"events.json": json.dumps([GOOD_EVENT]), "a.jsonl": ""})
 
 # ---------------------------------------------------------------------------------- misc
 

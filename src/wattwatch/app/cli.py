@@ -430,6 +430,28 @@ def _source(paths, db: Optional[Path]):
     return expanded, db
 
 
+def _check_times(**times) -> None:
+    """Refuse times far outside any telemetry (year 9999 or 0001 overflowed nanosecond arithmetic
+    deep in a run); unreadable ones are left to the API, which says what it expected."""
+    import math
+
+    import pandas as pd
+
+    for option, value in times.items():
+        if value is None:
+            continue
+        if isinstance(value, float):
+            if not math.isfinite(value) or value <= 0:
+                _fail(f"--{option.replace('_', '-')} must be a finite number > 0, got {value!r}")
+            continue
+        try:
+            t = pd.Timestamp(value)
+        except (ValueError, TypeError, OverflowError):
+            continue
+        if t is not pd.NaT and not (1900 <= t.year <= 2200):
+            _fail(f"--{option.replace('_', '-')} {value}: out of range (telemetry times lie between 1900 and 2200)")
+
+
 def _names(detectors: Optional[str]):
     return [d.strip() for d in detectors.split(",") if d.strip()] if detectors else None
 
@@ -459,6 +481,7 @@ def detect(
     those days is the one a run over the whole history gives."""
     from wattwatch import api
 
+    _check_times(start=start, end=end)
     source, db_arg = _source(paths, db)
     log = log or out.with_suffix(".log")
     for path, option in ((out, "--out"), (log, "--log"), (scores, "--scores"), (rejects, "--rejects")):
@@ -510,6 +533,7 @@ def fit(
     period and keep it in the store; every later `detect` uses it."""
     from wattwatch import api
 
+    _check_times(normal_start=normal_start, normal_end=normal_end, days=days)
     source, db_arg = _source(paths, db)
     if isinstance(source, list) and db_arg is None:
         _fail("give a store to keep the state in (--db FILE); without one it would be lost when fit ends")
@@ -659,6 +683,9 @@ def train(
     from wattwatch.detect.learned.detectors import LearnedDetector
     from wattwatch.detect.learned.persist import save_models
 
+    _check_times(normal_start=normal_start, normal_end=normal_end, days=days)
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out}: exists and is not a folder (train writes a model folder)")
     source, db_arg = _source(paths, db)
     with _errors():
         dets = api.build_detectors(_names(detectors), config)
@@ -674,7 +701,10 @@ def train(
     period = f"{normal_start or 'start'} .. {normal_end or 'end'}" if (normal_start or normal_end) else \
         f"each meter's first {days:g} days"
     trained_on = {"readings": fitted.readings, "meters": fitted.meters, "period": period}
-    folder = save_models(dets, out, trained_on)
+    try:
+        folder = save_models(dets, out, trained_on)
+    except OSError as exc:
+        _fail(_os_message(out, exc, "cannot write the model folder"), 1)
     summary = {"models": str(folder), "detectors": [d.name for d in dets], **trained_on,
                "grids_s": sorted({g for d in dets for g in d.fleets_}), "seconds": round(fitted.seconds, 2)}
     if as_json:
@@ -870,7 +900,10 @@ def bench_ingest(
     """Rows/s of Parquet and CSV ingest of a simulated fleet, against raw DuckDB loads."""
     from wattwatch.app.bench import ingest_benchmark
 
-    result = ingest_benchmark(rows=rows, workdir=workdir, formats=tuple(formats.split(",")), log=_log)
+    if rows < 1000:
+        _fail(f"--rows must be at least 1000, got {rows}")
+    with _errors():
+        result = ingest_benchmark(rows=rows, workdir=workdir, formats=tuple(formats.split(",")), log=_log)
     if as_json:
         print(_json(result))
         return
@@ -892,7 +925,10 @@ def bench_detect(
     """Readings/s of the full rule set on a simulated fleet, peak memory, ratio to a one-rule floor."""
     from wattwatch.app.bench import detect_benchmark
 
-    r = detect_benchmark(rows=rows, workdir=workdir, log=_log, repeats=repeats)
+    if rows < 1000 or repeats < 1:
+        _fail(f"--rows must be at least 1000 and --repeats at least 1, got {rows} and {repeats}")
+    with _errors():
+        r = detect_benchmark(rows=rows, workdir=workdir, log=_log, repeats=repeats)
     if as_json:
         print(_json(r))
         return
@@ -923,7 +959,16 @@ def bench_learned(
     from wattwatch.app.bench import learned_benchmark
 
     names = [d.strip() for d in detectors.split(",")] if detectors else None
-    r = learned_benchmark(rows=rows, seed=seed, repeats=repeats, detectors=names, log=_log)
+    if rows < 1000 or repeats < 1 or seed < 0:
+        _fail(f"--rows must be at least 1000, --repeats at least 1 and --seed >= 0, got {rows}, {repeats}, {seed}")
+    if names:
+        from wattwatch.app.bench import LEARNED_BASELINES
+
+        unknown = [n for n in names if n not in LEARNED_BASELINES]
+        if unknown:
+            _fail(f"--detectors: no benchmark for {', '.join(unknown)}; choose from {', '.join(LEARNED_BASELINES)}")
+    with _errors():
+        r = learned_benchmark(rows=rows, seed=seed, repeats=repeats, detectors=names, log=_log)
     if as_json:
         print(_json(r))
         return

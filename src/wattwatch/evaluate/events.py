@@ -226,8 +226,8 @@ def evaluate(events: list[dict], alerts: list[Alert], tolerance_s: float = 3600.
     ``detected_visible``, ``recall_visible`` (over visible events only) and ``invisible`` (reason
     -> count); ``invisible_events`` lists them with the reason. ``rules``: what visible means
     (:class:`Visibility`)."""
-    if not (isinstance(tolerance_s, (int, float)) and math.isfinite(tolerance_s) and tolerance_s >= 0):
-        raise ValueError(f"tolerance_s must be a finite number >= 0, got {tolerance_s!r}")
+    if not (isinstance(tolerance_s, (int, float)) and math.isfinite(tolerance_s) and 0 <= tolerance_s <= 1e9):
+        raise ValueError(f"tolerance_s must be a number of seconds within [0, 1e9], got {tolerance_s!r}")
     check_events(events)
     tol = pd.Timedelta(seconds=tolerance_s)
     rules = rules or Visibility()
