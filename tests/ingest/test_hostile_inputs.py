@@ -363,3 +363,18 @@ def test_a_header_wider_than_64kb_is_read_whole(store, tmp_path: Path):
     p.write_text(",".join(cols) + "\n" + "M1,2025-01-06T00:00:00Z,230" + ",1" * 5000 + "\n")
     c = ingest_path(store, p)
     assert (c.stored, c.rejected) == (1, 0)
+
+
+@pytest.mark.parametrize("tail", [b"junk\n[1]\n{\"x\":\n", b'{"other": 1, "ts": 5}\n'])
+def test_a_later_jsonl_block_that_cannot_be_mapped_rejects_its_lines_not_the_file(store, tmp_path: Path,
+                                                                                   monkeypatch, tail: bytes):
+    from wattwatch.ingest import readers
+
+    monkeypatch.setattr(readers.read_jsonl, "__defaults__", (4,))  # blocks of 4 lines
+    good = b"".join(json.dumps({"meter_id": "M1", "ts": f"2025-01-06T00:{m:02d}:00Z", "v_l1_v": 230}).encode() + b"\n"
+                    for m in range(0, 40, 5))
+    p = tmp_path / "x.jsonl"
+    p.write_bytes(good + tail)
+    c = ingest_path(store, p)
+    assert c.stored == 8 and c.rejected == tail.count(b"\n")
+    assert min(_by_line(c)) == 9

@@ -14,7 +14,7 @@ import pyarrow as pa
 from wattwatch._prefetch import prefetch
 from wattwatch.ingest.mapping import Mapping, MappingError
 from wattwatch.ingest.normalize import build_select
-from wattwatch.ingest.readers import LINE, NotRecordsError, RawBatch, detect_format, read_batches, read_frame
+from wattwatch.ingest.readers import LINE, NotRecordsError, RawBatch, RawReject, detect_format, read_batches, read_frame
 from wattwatch.store.duck import IngestCounts, Store
 
 if TYPE_CHECKING:
@@ -104,6 +104,9 @@ def _prepared(raw: Iterable[RawBatch], fmt: str, mapping: Mapping, notes: list[s
     skipped_units: set[str] = set()
     used_units = 0
     last_bytes = 0
+    last: dict[str, tuple] = {}  # unit -> (normalizer, schema) of its last mapped block
+    pending: list = []  # rejects of blocks that could not be mapped, reported with the next one
+    first_error = None
     for batch in raw:
         if batch.unit in skipped_units:
             continue
@@ -118,6 +121,19 @@ def _prepared(raw: Iterable[RawBatch], fmt: str, mapping: Mapping, notes: list[s
                     notes.append(f"table {batch.unit.rsplit(':', 1)[-1]} skipped: {exc}")
                     skipped_units.add(batch.unit)
                     continue
+                # A later block of a file (JSON Lines are typed per block) whose records all lack a
+                # mapped column, or hold none at all: its rows are rejects, the file's good rows stay.
+                lines = batch.table.column(LINE).to_pylist() if LINE in batch.table.column_names else []
+                why = [RawReject(int(ln), f"record lacks a mapped column: {exc}") for ln in lines]
+                pending.extend(batch.rejects + why)
+                if batch.unit in last:
+                    norm, schema = last[batch.unit]
+                    yield norm, schema.empty_table(), batch.unit, pending, 0, None
+                    pending = []
+                    continue
+                if batch.table.num_rows == 0:
+                    first_error = first_error or exc
+                    continue  # (a first block of junk lines: the records may start later)
                 raise
             if norm.ignored and not any(n.startswith(f"{batch.unit}: ignored") for n in notes):
                 notes.append(f"{batch.unit}: ignored column(s) not in the schema: {', '.join(norm.ignored[:20])}")
@@ -131,7 +147,11 @@ def _prepared(raw: Iterable[RawBatch], fmt: str, mapping: Mapping, notes: list[s
             # Only the mapped columns go on to DuckDB (a 20,000-column export took seconds a row).
             used = {n for names in norm.resolved.values() for n in names} | {LINE}
             table = table.select([i for i, n in enumerate(table.column_names) if n in used])
-        yield norm, table, batch.unit, batch.rejects, delta, batch.relation
+        last[batch.unit] = (norm, table.schema)
+        yield norm, table, batch.unit, pending + batch.rejects, delta, batch.relation
+        pending = []
+    if first_error is not None and not last:
+        raise first_error
     if fmt == "sqlite" and used_units == 0:
         raise MappingError("no table holds telemetry (" + "; ".join(notes) + ")")
 
