@@ -276,3 +276,23 @@ def test_bench_and_evaluate_arguments_are_checked(tmp_path, args, words):
     for w in words:
         assert w in _err(res), res.stderr
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["detect", "{csv}", "--out", "{csv}"], ["detect", "{csv}", "--out", "{tmp}/a.jsonl", "--log", "{csv}"],
+    ["detect", "{csv}", "--db", "{db}", "--out", "{tmp}/a.jsonl", "--scores", "{csv}"],
+    ["detect", "{csv}", "--db", "{db}", "--out", "{db}"], ["detect", "--db", "{db}", "--out", "{db}"],
+    ["detect", "{csv}", "--db", "{db}", "--out", "{tmp}/a.jsonl", "--rejects", "{csv}"],
+    ["detect", "{csv}", "--db", "{db}", "--out", "{tmp}/a.jsonl", "--rejects", "{db}"],
+    ["fit", "{csv}", "--db", "{db}", "--rejects", "{db}"], ["ingest", "{csv}", "--db", "{db}", "--rejects", "{csv}"],
+    ["ingest", "{csv}", "--db", "{db}", "--rejects", "{db}"],
+])
+def test_outputs_never_overwrite_the_store_or_an_input(tmp_path, args):
+    data = _csv(tmp_path / "t.csv", ("M1",), bad_rows=2)
+    db = tmp_path / "s.duckdb"
+    assert _run("ingest", data, "--db", db, "--rejects", tmp_path / "r.csv").exit_code == 0
+    before = {p: p.read_bytes() for p in (data, db)}
+    res = _run(*[a.replace("{csv}", str(data)).replace("{db}", str(db)).replace("{tmp}", str(tmp_path)) for a in args])
+    assert res.exit_code == 2, res.output
+    assert "would" in _err(res), res.stderr
+    assert all(p.read_bytes() == b for p, b in before.items())

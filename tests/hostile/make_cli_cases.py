@@ -290,6 +290,28 @@ case("cli", "evaluate_tolerance_huge", "evaluate --tolerance-s 1e300 (OverflowEr
     "evaluate", "--events", "{case}/events.json", "--alerts", "{case}/a.jsonl", "--tolerance-s", "1e300"],
     stderr=["tolerance"], files={"events.json": json.dumps([GOOD_EVENT]), "a.jsonl": ""})
 
+for name, args in [
+    ("detect_out_is_the_input", ["detect", "{case}/t.csv", "--out", "{case}/t.csv"]),
+    ("detect_log_is_the_input", ["detect", "{case}/t.csv", "--out", "{tmp}/a.jsonl", "--log", "{case}/t.csv"]),
+    ("detect_scores_is_the_input", ["detect", "{case}/t.csv", "--out", "{tmp}/a.jsonl", "--scores", "{case}/t.csv"]),
+    ("detect_out_is_the_store", ["detect", "--db", "{tmp}/s.duckdb", "--out", "{tmp}/s.duckdb"]),
+    ("detect_out_is_the_wal", ["detect", "--db", "{tmp}/s.duckdb", "--out", "{tmp}/s.duckdb.wal"]),
+    ("detect_rejects_is_the_input", ["detect", "{case}/t.csv", "--db", "{tmp}/s.duckdb", "--out", "{tmp}/a.jsonl",
+                                     "--rejects", "{case}/t.csv"]),
+    ("detect_rejects_is_the_store", ["detect", "{case}/t.csv", "--db", "{tmp}/s.duckdb", "--out", "{tmp}/a.jsonl",
+                                     "--rejects", "{tmp}/s.duckdb"]),
+    ("fit_rejects_is_the_store", ["fit", "{case}/t.csv", "--db", "{tmp}/s.duckdb", "--rejects", "{tmp}/s.duckdb"]),
+    ("train_rejects_is_the_input", ["train", "{case}/t.csv", "--db", "{tmp}/s.duckdb", "--out", "{tmp}/m",
+                                    "--rejects", "{case}/t.csv"]),
+    ("ingest_rejects_is_the_input", ["ingest", "{case}/t.csv", "--db", "{tmp}/s.duckdb", "--rejects",
+                                     "{case}/t.csv"]),
+    ("detect_out_and_log_the_same", ["detect", "--db", "{tmp}/s.duckdb", "--out", "{tmp}/a.jsonl", "--log",
+                                     "{tmp}/a.jsonl"]),
+]:
+    case("cli", name, "an output that would overwrite the store or an input: refused before any work", args,
+         stderr=["would" if "same" not in name else "same file"], setup=[INGEST], files={"t.csv": REJECTS},
+         unchanged=["{case}/t.csv"], stored=2, absent=["{tmp}/a.jsonl", "{tmp}/m"])
+
 # ---------------------------------------------------------------------------------- misc
 
 case("cli", "evaluate_tolerance_negative", "evaluate --tolerance-s -1", ["evaluate", "--events", "{case}/events.json",

@@ -186,6 +186,7 @@ def run_ingest(paths: list[Path], db: Path, mapping_file: Optional[Path], reject
     if not any(p.exists() for p in paths):
         _fail(f"{paths[0]}: no such file or folder" if len(paths) == 1 else "none of the paths exist: "
               + ", ".join(map(str, paths)), 1)
+    _no_clobber(db, [p for p in paths if p.exists()], rejects=rejects)
     store = _open_store(db)
     writer = RejectsWriter(rejects)
     results, errors = [], []
@@ -344,6 +345,49 @@ class _errors:
         return False
 
 
+def _same(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _no_clobber(db, inputs, **outputs) -> None:
+    """Refuse, before any work, an output (``--rejects``, ``--out``, ``--log``, ``--scores``) that
+    is the store, its WAL or one of the inputs: writing it would destroy what it names."""
+    from wattwatch.store import StoreError
+    from wattwatch.store.duck import check_paths
+
+    files = []
+    for p in inputs or []:
+        p = Path(p)
+        if p.is_dir():
+            files += [f for f in sorted(p.iterdir()) if f.is_file()]
+        else:
+            files.append(p)
+    try:
+        check_paths(db, outputs.get("rejects"), files)
+    except StoreError as exc:
+        _fail(str(exc))
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        flag = f"--{option}"
+        if db is not None and any(_same(Path(path), p) for p in (Path(db), Path(str(db) + ".wal"))):
+            _fail(f"{flag} {path}: is the store file {db}; writing there would destroy it. Give another {flag} path")
+        for f in files:
+            if _same(Path(path), f):
+                _fail(f"{flag} {path}: is the input file {f}; writing there would overwrite it. Give another "
+                      f"{flag} path")
+    outs = [(o, Path(p)) for o, p in outputs.items() if p is not None and o != "rejects"]
+    for i, (o1, p1) in enumerate(outs):
+        for o2, p2 in outs[i + 1:]:
+            if _same(p1, p2):
+                _fail(f"--{o1} and --{o2} are the same file ({p1}); give two paths")
+
+
 def _check_out(path: Path, option: str) -> None:
     """Refuse before any work an output path that is a folder or cannot be created."""
     if path.is_dir():
@@ -484,6 +528,9 @@ def detect(
     _check_times(start=start, end=end)
     source, db_arg = _source(paths, db)
     log = log or out.with_suffix(".log")
+    files = source if isinstance(source, list) else []
+    store_path = db_arg if isinstance(source, list) else source
+    _no_clobber(store_path, files, out=out, log=log, scores=scores, rejects=rejects if files else None)
     for path, option in ((out, "--out"), (log, "--log"), (scores, "--scores"), (rejects, "--rejects")):
         if path is not None and (option != "--rejects" or isinstance(source, list)):
             _check_out(path, option)
@@ -537,6 +584,8 @@ def fit(
     source, db_arg = _source(paths, db)
     if isinstance(source, list) and db_arg is None:
         _fail("give a store to keep the state in (--db FILE); without one it would be lost when fit ends")
+    if isinstance(source, list):
+        _no_clobber(db_arg, source, rejects=rejects)
     with _errors():
         with progress_bar("fit", None) as advance:
             fitted = api.fit(source, db=db_arg, detectors=_names(detectors), config=config, normal_start=normal_start,
@@ -687,6 +736,8 @@ def train(
     if out.exists() and not out.is_dir():
         _fail(f"--out {out}: exists and is not a folder (train writes a model folder)")
     source, db_arg = _source(paths, db)
+    if isinstance(source, list):
+        _no_clobber(db_arg, source, rejects=rejects)
     with _errors():
         dets = api.build_detectors(_names(detectors), config)
         bad = [d.name for d in dets if not isinstance(d, LearnedDetector)]
