@@ -296,3 +296,18 @@ def test_outputs_never_overwrite_the_store_or_an_input(tmp_path, args):
     assert res.exit_code == 2, res.output
     assert "would" in _err(res), res.stderr
     assert all(p.read_bytes() == b for p, b in before.items())
+
+
+def test_report_titles_show_meter_ids_as_text(tmp_path):
+    import pandas as pd
+
+    from wattwatch.alerts.model import Alert
+    from wattwatch.app.report import write_report
+
+    m = '<a href="https://example.invalid">M1</a>'
+    a = Alert(m, "2025-01-06T01:00:00Z", "2025-01-06T02:00:00Z", "C", "info", 1.0, "d", "<b>x</b>")
+    frame = pd.DataFrame({"meter_id": [m] * 3, "ts": pd.date_range("2025-01-06", periods=3, freq="h", tz="UTC"),
+                          "p_kw": [1.0, 2.0, 3.0]})
+    text = write_report(tmp_path / "r.html", {m: frame}, [a], {"meters": 1}).read_text()
+    assert "<b>x</b>" not in text and "&lt;b&gt;x&lt;/b&gt;" in text
+    assert "\\u003ca href" not in text.lower() and "&lt;a href" in text  # plotly would render the link

@@ -77,7 +77,9 @@ def write_report(path: str | Path, frames: dict[str, pd.DataFrame], alerts: list
     for m in meters:
         if m not in frames or frames[m].empty:
             continue
-        fig = meter_figure(frames[m], by_meter[m], f"{m}: " + ", ".join(sorted({a.code for a in by_meter[m]})))
+        # plotly renders tags in titles (<a href>, <b>): a meter id is text
+        title = html.escape(f"{m}: " + ", ".join(sorted({a.code for a in by_meter[m]})))
+        fig = meter_figure(frames[m], by_meter[m], title)
         parts.append(pio.to_html(fig, include_plotlyjs="inline" if first else False, full_html=False))
         first = False
     path.write_text("<!doctype html><html><head><meta charset='utf-8'><title>wattwatch report</title></head><body "
