@@ -311,3 +311,10 @@ def test_report_titles_show_meter_ids_as_text(tmp_path):
     text = write_report(tmp_path / "r.html", {m: frame}, [a], {"meters": 1}).read_text()
     assert "<b>x</b>" not in text and "&lt;b&gt;x&lt;/b&gt;" in text
     assert "\\u003ca href" not in text.lower() and "&lt;a href" in text  # plotly would render the link
+
+
+def test_terminal_control_characters_in_user_text_are_shown_as_escapes(tmp_path):
+    db, _ = _store_with_alerts(tmp_path, ("M1",))
+    res = _run("state", "show", "M\x1b[2J\x07X", "--db", db)
+    assert res.exit_code == 2
+    assert "\x1b" not in res.stderr and "\x07" not in res.stderr and "\\x1b[2J" in res.stderr, repr(res.stderr)

@@ -40,8 +40,18 @@ def _quiet_numerics() -> None:
 DB_OPTION = typer.Option("wattwatch.duckdb", "--db", help="DuckDB store file.")
 
 
+# Control characters in user text (a meter id, a path) must not reach the terminal as commands
+# (ESC sequences, bell, carriage return): shown as escapes; newlines and tabs kept.
+_TERM = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7f, *range(0x80, 0xa0)] if c not in (0x0a, 0x09)}
+
+
+def _term(text) -> str:
+    """``text`` for the terminal: Rich markup escaped, control characters shown as escapes."""
+    return escape(str(text).translate(_TERM))
+
+
 def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    err_console.print(f"[red]error:[/red] {_term(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -150,9 +160,9 @@ def simulate(
             _fail(_os_message(out, exc, "cannot write the simulated fleet"))
     faults_n = sum(e["expect_alert"] for e in result["events"])
     console.print(f"simulated {meters} meters x {days:g} days: {result['rows']:,} rows, "
-                  f"{faults_n} fault events -> {escape(str(out))}")
+                  f"{faults_n} fault events -> {_term(str(out))}")
     for kind, path in result["files"].items():
-        console.print(f"  {kind:8s} {escape(str(path))}")
+        console.print(f"  {kind:8s} {_term(str(path))}")
 
 
 # -------------------------------------------------------------------------------------- ingest
@@ -199,11 +209,11 @@ def run_ingest(paths: list[Path], db: Path, mapping_file: Optional[Path], reject
                     counts = ingest_path(store, path, mapping, on_progress=advance)
                 except IngestError as exc:
                     if not explicit and isinstance(exc.__cause__, MappingError):
-                        err_console.print(f"[yellow]note:[/yellow] {escape(str(path))} skipped: not telemetry "
+                        err_console.print(f"[yellow]note:[/yellow] {_term(path)} skipped: not telemetry "
                                           "(no timestamp or meter column)", highlight=False, soft_wrap=True)
                         continue
                     errors.append(str(exc))
-                    err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+                    err_console.print(f"[red]error:[/red] {_term(exc)}", highlight=False, soft_wrap=True)
                     continue
             results.append(counts)  # committed: a full disk below loses the rejects file, not these
             if not failed:
@@ -213,7 +223,7 @@ def run_ingest(paths: list[Path], db: Path, mapping_file: Optional[Path], reject
                     failed.append(exc)
             if not quiet:
                 for note in counts.notes:
-                    err_console.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
+                    err_console.print(f"[yellow]note:[/yellow] {_term(note)}", highlight=False, soft_wrap=True)
     finally:
         try:
             writer.close()
@@ -225,7 +235,7 @@ def run_ingest(paths: list[Path], db: Path, mapping_file: Optional[Path], reject
                f"; the readings of {len(results)} file(s) were stored and are kept in {db}; ingest again with "
                "another --rejects to get the rejected rows (re-ingesting stores nothing twice)")
         errors.append(msg)
-        err_console.print(f"[red]error:[/red] {escape(msg)}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]error:[/red] {_term(msg)}", highlight=False, soft_wrap=True)
         writer.count = 0
     return results, errors, writer
 
@@ -246,13 +256,13 @@ def ingest(
              "already_stored": c.merged, "rejected": c.rejected, "seconds": round(c.seconds, 3)} for c in results],
             "errors": errors, "rejects_file": str(writer.path) if writer.count else None}))
     else:
-        table = Table("file", "read", "stored", "duplicates", "rejected", "rows/s", title=f"ingest -> {escape(str(db))}")
+        table = Table("file", "read", "stored", "duplicates", "rejected", "rows/s", title=f"ingest -> {_term(str(db))}")
         for c in results:
             table.add_row(escape(_one_line(Path(c.source).name)), f"{c.read:,}", f"{c.stored:,}", f"{c.duplicates + c.merged:,}",
                           f"{c.rejected:,}", f"{c.rows_per_s:,.0f}")
         console.print(table)
         if writer.count:
-            console.print(f"{writer.count:,} rejected row(s) with line and reason -> {escape(str(writer.path))}")
+            console.print(f"{writer.count:,} rejected row(s) with line and reason -> {_term(str(writer.path))}")
     if errors:
         raise typer.Exit(1)
 
@@ -280,9 +290,9 @@ def store_info(db: Path = DB_OPTION, as_json: bool = typer.Option(False, "--json
         print(json.dumps(info))
         return
     energy = info.pop("energy_kwh")
-    table = Table("key", "value", title=escape(str(db)))
+    table = Table("key", "value", title=_term(str(db)))
     for k, v in info.items():
-        table.add_row(k, f"{v:,}" if isinstance(v, int) else escape(str(v)))
+        table.add_row(k, f"{v:,}" if isinstance(v, int) else _term(str(v)))
     table.add_row("energy_kwh", f"{energy['total']:,.3f}")
     console.print(table)
     per = energy["meters"]
@@ -549,7 +559,7 @@ def detect(
         except OSError as exc:
             _fail(_os_message(scores, exc, "cannot write --scores") + f"; the alerts are in {out}", 1)
     for n in result.notices:
-        err_console.print(f"[yellow]note:[/yellow] {escape(n)}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]note:[/yellow] {_term(n)}", highlight=False, soft_wrap=True)
     summary = {"alerts": len(result.alerts), "meters": result.meters, "readings": result.readings,
                "seconds": round(result.seconds, 3), "readings_per_s": round(result.readings_per_s) if result.seconds else 0,
                "out": str(out), "log": str(log), "stored": result.stored, "notices": len(result.notices),
@@ -558,7 +568,7 @@ def detect(
         print(_json(summary))
         return
     console.print(_summary_table(result.alerts, f"detect: {result.readings:,} readings, {result.meters} meters"))
-    console.print(f"{len(result.alerts)} alert(s) -> {escape(str(out))}  (log {escape(str(log))}; {summary['readings_per_s']:,} readings/s)")
+    console.print(f"{len(result.alerts)} alert(s) -> {_term(str(out))}  (log {_term(str(log))}; {summary['readings_per_s']:,} readings/s)")
 
 
 @app.command()
@@ -592,7 +602,7 @@ def fit(
                              normal_end=normal_end, days=days, meters=_names(meters), mapping=mapping, rejects=rejects,
                              on_progress=advance)
     for n in fitted.notices:
-        err_console.print(f"[yellow]note:[/yellow] {escape(n)}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]note:[/yellow] {_term(n)}", highlight=False, soft_wrap=True)
     summary = {"meters": fitted.meters, "readings": fitted.readings, "detectors": [d.name for d in fitted.detectors],
                "seconds": round(fitted.seconds, 2), "normal_start": normal_start, "normal_end": normal_end,
                "days": days, "store": str(db_arg or source), "notices": len(fitted.notices)}
@@ -631,9 +641,9 @@ def state_list(db: Path = DB_OPTION, as_json: bool = typer.Option(False, "--json
             {"detector": r.detector, "grid_s": r.grid_s, "format": int(r.format), "trained_at": _iso(r.trained_at),
              "bytes": int(r.bytes)} for r in fleets.itertuples()]}))
         return
-    table = Table("meter", "detectors", "how", "normal period", "cadence s", "fitted at", title=f"meter state ({escape(str(db))})")
+    table = Table("meter", "detectors", "how", "normal period", "cadence s", "fitted at", title=f"meter state ({_term(str(db))})")
     for r in rows:
-        table.add_row(escape(_one_line(r["meter_id"])), escape(str(r["detectors"])), escape(_one_line(r["how"])), f"{r['normal_start']} .. {r['normal_end']}",
+        table.add_row(escape(_one_line(r["meter_id"])), _term(str(r["detectors"])), escape(_one_line(r["how"])), f"{r['normal_start']} .. {r['normal_end']}",
                       f"{r['cadence_s']:.0f}" if r["cadence_s"] else "", r["fitted_at"] or "")
     console.print(table)
     for r in fleets.itertuples():
@@ -762,7 +772,7 @@ def train(
         print(_json(summary))
         return
     console.print(f"trained {escape(', '.join(summary['detectors']))} on {fitted.readings:,} readings of {fitted.meters} "
-                  f"meters ({escape(period)}) in {summary['seconds']} s -> {escape(str(folder))}")
+                  f"meters ({escape(period)}) in {summary['seconds']} s -> {_term(str(folder))}")
 
 
 @app.command()
@@ -935,7 +945,7 @@ def demo(
     table.add_row("evaluate", f"event recall {ev['recall']:.3f}, alert precision {ev['precision']:.3f}, F1 {ev['f1']:.3f}")
     console.print(table)
     console.print(_evaluation_table(ev))
-    console.print(f"alerts: {escape(str(alerts_path))}\nreport: {escape(str(report.resolve()))}")
+    console.print(f"alerts: {_term(str(alerts_path))}\nreport: {_term(str(report.resolve()))}")
 
 
 # --------------------------------------------------------------------------------------- bench
@@ -1082,7 +1092,7 @@ def nab_run(
 ) -> None:
     """Score every NAB data file with a detector (learns on the probationary 15 %, scores causally)."""
     _nab_run(detector, data, out, config)
-    err_console.print(f"results -> {escape(str(out / detector))}")
+    err_console.print(f"results -> {_term(str(out / detector))}")
 
 
 @nab_app.command("score")
