@@ -318,3 +318,16 @@ def test_terminal_control_characters_in_user_text_are_shown_as_escapes(tmp_path)
     res = _run("state", "show", "M\x1b[2J\x07X", "--db", db)
     assert res.exit_code == 2
     assert "\x1b" not in res.stderr and "\x07" not in res.stderr and "\\x1b[2J" in res.stderr, repr(res.stderr)
+
+
+def test_warnings_are_notes_without_source_lines(tmp_path):
+    root = tmp_path / "nab"
+    (root / "labels").mkdir(parents=True)
+    (root / "data" / "c").mkdir(parents=True)
+    (root / "labels" / "combined_windows.json").write_text('{"c/x.csv": []}')
+    (root / "data" / "c" / "x.csv").write_text("timestamp,value\n2014-01-01 00:00:00,1\n2014-01-01 00:05:00,2\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(wattwatch.__file__).parents[1]), "PYTHONWARNINGS": "default"}
+    res = subprocess.run([sys.executable, "-m", "wattwatch.app.cli", "nab", "run", "--data", str(root), "--out",
+                          str(tmp_path / "out")], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "note: window_novelty" in res.stderr and "Warning" not in res.stderr and ".py:" not in res.stderr, res.stderr

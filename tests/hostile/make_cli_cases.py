@@ -586,6 +586,23 @@ CASES["nab/score_corrupt_final_results"]["files"].update({
     "out/final_results.json": "[1, 2", "out/window_novelty/cat/window_novelty_x.csv":
     "timestamp,value,anomaly_score,label\n" + "".join(
         f"{line.split(',')[0]},{line.split(',')[1].strip()},0.0,0\n" for line in SERIES.splitlines()[1:])})
+def _rows(values, stamps=None) -> str:
+    ts = [line.split(",")[0] for line in SERIES.splitlines()[1:]]
+    return "timestamp,value\n" + "".join(f"{(stamps or ts)[i]},{v}\n" for i, v in enumerate(values))
+
+
+for name, about, text in [
+    ("data_constant", "a constant series", _rows([5] * 120)),
+    ("data_extreme_values", "values near the float limit", _rows([1e308 if i % 7 else -1e308 for i in range(120)])),
+    ("data_reversed_times", "times in reverse order", _rows(list(range(120)), [line.split(",")[0] for line in
+                                                                                SERIES.splitlines()[1:]][::-1])),
+    ("data_repeated_times", "every time twice", _rows(list(range(120)), [line.split(",")[0] for line in
+                                                                          SERIES.splitlines()[1:] for _ in (0, 1)])),
+    ("data_two_rows", "two rows: nothing to judge (a note, no warning trace)", _rows([1, 2])),
+    ("data_offsets", "times with an offset", _rows(list(range(120)), [line.split(",")[0] + "+02:00" for line in
+                                                                      SERIES.splitlines()[1:]])),
+]:
+    nab_case(name, about, {"cat/x.csv": []}, {"data/cat/x.csv": text}, [], exit=0)
 nab_case("valid_small_corpus", "a small valid corpus runs", {"cat/x.csv": [["2014-01-01 05:00:00",
          "2014-01-01 06:00:00"]]}, {"data/cat/x.csv": SERIES}, [], exit=0)
 

@@ -36,6 +36,12 @@ def _quiet_numerics() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", category=RuntimeWarning)
+    # Other warnings (a detector that could judge nothing) are notes: the message, not a source line.
+    warnings.showwarning = _warning_note
+
+
+def _warning_note(message, category, filename, lineno, file=None, line=None) -> None:
+    err_console.print(f"[yellow]note:[/yellow] {_term(message)}", highlight=False, soft_wrap=True)
 
 DB_OPTION = typer.Option("wattwatch.duckdb", "--db", help="DuckDB store file.")
 
