@@ -331,3 +331,21 @@ def test_warnings_are_notes_without_source_lines(tmp_path):
                           str(tmp_path / "out")], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert res.returncode == 0, res.stderr
     assert "note: window_novelty" in res.stderr and "Warning" not in res.stderr and ".py:" not in res.stderr, res.stderr
+
+
+def test_a_simulated_fleet_folder_is_detected_without_reading_its_labels(tmp_path):
+    from wattwatch.sim import SimConfig, simulate
+
+    simulate(SimConfig(meters=2, days=1, step="1h", seed=1), tmp_path / "fleet", formats=("csv",))
+    res = _run("detect", tmp_path / "fleet", "--out", tmp_path / "a.jsonl", "--rejects", tmp_path / "r.csv",
+               "--detectors", "supply_outage", "--json")
+    assert res.exit_code == 0, res.output
+
+
+def test_a_detector_named_twice_runs_once(tmp_path):
+    data = tmp_path / "t.csv"
+    data.write_text("meter_id,ts,v_l1_v,i_l1_a,i_n_a,p_kw\n" + "".join(
+        f"M1,2025-01-06T{h:02d}:00:00Z,{0 if 4 <= h < 8 else 230},{0 if 4 <= h < 8 else 2},2,0.4\n" for h in range(14)))
+    res = _run("detect", data, "--out", tmp_path / "a.jsonl", "--detectors", "supply_outage,supply_outage", "--json")
+    assert res.exit_code == 0, res.output
+    assert '"alerts": 1' in res.stdout, res.stdout

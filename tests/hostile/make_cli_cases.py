@@ -312,6 +312,15 @@ for name, args in [
          stderr=["would" if "same" not in name else "same file"], setup=[INGEST], files={"t.csv": REJECTS},
          unchanged=["{case}/t.csv"], stored=2, absent=["{tmp}/a.jsonl", "{tmp}/m"])
 
+case("cli", "detect_simulated_folder", "a simulated fleet's folder: its events.json and meters.json are not read "
+     "as telemetry", ["detect", "{case}/fleet", "--out", "{tmp}/a.jsonl", "--rejects", "{tmp}/r.csv", "--detectors",
+                      "supply_outage"], exit=0,
+     files={"fleet/telemetry.csv": TELEMETRY, "fleet/events.json": json.dumps([GOOD_EVENT]),
+            "fleet/meters.json": json.dumps({"config": {"step": "1h"}, "meters": []})})
+case("cli", "detect_detector_named_twice", "a detector named twice runs once (its alerts were doubled)",
+     ["detect", "--db", "{tmp}/s.duckdb", "--out", "{tmp}/a.jsonl", "--detectors", "supply_outage,supply_outage",
+      "--json"], exit=0, stdout=['"alerts": 1'], setup=[INGEST], files={"t.csv": OUTAGE})
+
 # ---------------------------------------------------------------------------------- misc
 
 case("cli", "evaluate_tolerance_negative", "evaluate --tolerance-s -1", ["evaluate", "--events", "{case}/events.json",

@@ -177,6 +177,9 @@ _SUFFIXES = (".csv", ".csv.gz", ".tsv", ".parquet", ".pq", ".json", ".json.gz", 
              ".ndjson", ".db", ".sqlite", ".sqlite3")
 
 
+_SIDECARS = ("events.json", "meters.json")
+
+
 def _expand(paths: list[Path]) -> list[tuple[Path, bool]]:
     """(file, named explicitly) pairs: a folder stands for the data files in it (sorted, not
     recursive); a file found in a folder that holds no telemetry is skipped, not an error."""
@@ -484,7 +487,9 @@ def _source(paths, db: Optional[Path]):
     missing = [f for f in files if not f.exists()]
     if missing:
         _fail(f"{missing[0]}: no such file or folder")
-    expanded = [f for f, _ in _expand(files)]
+    # A folder stands for its telemetry: the labels and fleet description `simulate` writes next to it
+    # are not readings (an explicitly named file is always read).
+    expanded = [f for f, explicit in _expand(files) if explicit or f.name not in _SIDECARS]
     if not expanded:
         _fail(f"no telemetry files in {', '.join(map(str, files))}")
     return expanded, db
@@ -513,7 +518,11 @@ def _check_times(**times) -> None:
 
 
 def _names(detectors: Optional[str]):
-    return [d.strip() for d in detectors.split(",") if d.strip()] if detectors else None
+    """Comma-separated names, each once, in the order given (a name twice ran a detector twice)."""
+    if not detectors:
+        return None
+    names = list(dict.fromkeys(d.strip() for d in detectors.split(",") if d.strip()))
+    return names or None
 
 
 @app.command()
