@@ -195,3 +195,20 @@ def test_a_model_folder_written_by_train_still_loads(tmp_path):
     folder = persist.save_models([d], tmp_path / "m")
     (loaded,) = persist.load_models(folder)
     assert loaded.locked and set(loaded.fleets_) == set(d.fleets_)
+
+
+def test_saving_into_a_folder_with_planted_symlinks_never_writes_through_them(tmp_path):
+    from wattwatch.sim import SimConfig, simulate
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "manifest.json").symlink_to(victim)
+    (out / f"{NAME}{getattr(persist, 'SUFFIX', '.joblib')}").symlink_to(victim)
+    frame = simulate(SimConfig(meters=3, days=4, seed=8, step="15min", fault_share=0.0))["frame"]
+    d = registry.build(NAME, {"max_train_rows": 4000, "min_fleet_meter_days": 1.0}).train(frame)
+    persist.save_models([d], out)
+    assert victim.read_text() == "precious"
+    assert not (out / "manifest.json").is_symlink()
+    assert len(persist.load_models(out)) == 1

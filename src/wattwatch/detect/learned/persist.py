@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import re
 import stat
 from pathlib import Path
@@ -75,14 +76,27 @@ def save_models(detectors: list[LearnedDetector], out: str | Path, trained_on: d
             raise ValueError(f"{d.name}: train it before saving")
         data = dumps_state(d.model_state())
         path = out / f"{d.name}{SUFFIX}"
-        path.write_bytes(data)
+        _write_new(path, data)
         features = getattr(d, "feature_names_", None) or d.config.features().names()
         entries[d.name] = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(),
                            "config": d.config.to_dict(), "features": features}
     manifest = {"format": MODEL_FORMAT, "wattwatch": __version__, "schema": SCHEMA_VERSION,
                 "detectors": entries, "trained_on": trained_on or {}}
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    _write_new(out / MANIFEST, (json.dumps(manifest, indent=2, default=str) + "\n").encode())
     return out
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Write ``path`` as a new file (temporary file, then rename): a symlink planted in the output
+    folder is replaced, never followed to overwrite what it points at."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "xb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _inside_file(folder: Path, file: str, what: str, limit: int) -> Path:
