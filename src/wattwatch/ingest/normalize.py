@@ -174,14 +174,23 @@ class Normalizer:
     resolved: dict
     ignored: list
     extras: tuple[str, ...] = ()
+    # (NaN-to-NULL as a statistics-proof CASE, the same as a cheaper NULLIF) per channel: the
+    # NULLIF form is used over an in-memory table (``_t``), whose columns carry no statistics.
+    nan_forms: tuple[tuple[str, str], ...] = ()
+
+    def _sql(self, sql: str, relation: str) -> str:
+        if relation.strip() == "_t":
+            for slow, cheap in self.nan_forms:
+                sql = sql.replace(slow, cheap)
+        return sql.replace(RELATION, relation)
 
     def fast(self, relation: str) -> str:
         """The fast statement over ``relation`` (a table name or a parenthesised query)."""
-        return self.fast_sql.replace(RELATION, relation)
+        return self._sql(self.fast_sql, relation)
 
     def explain(self, relation: str) -> str:
         """The explain statement over ``relation``."""
-        return self.explain_sql.replace(RELATION, relation)
+        return self._sql(self.explain_sql, relation)
 
 
 def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None = None) -> Normalizer:
@@ -267,6 +276,7 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
                 "is unknown; give the time with its UTC offset' END") if local else "NULL"
 
     explain_inner: list[str] = [f"{ts_raw} AS ts__raw"]
+    nan_forms: list[tuple[str, str]] = []
     extras = mapping.extra_channels
     # Canonical channels carry a physical range; an extra channel is only checked to be finite.
     channels = [CHANNEL_BY_NAME[n] for n in CHANNEL_NAMES] + [Channel(n, "", "extra channel") for n in extras]
@@ -285,7 +295,9 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
         # NaN is a missing value, not a number to store (nor one out of range).
         # Not NULLIF(x, 'NaN') nor isnan(x): over Parquet, DuckDB folds both from the column's
         # min/max statistics (which leave NaN out), so a NaN there stayed NaN and was "out of range".
-        inner.append(f"CASE WHEN isfinite({value}) OR isinf({value}) THEN {value} END AS {v_col}")
+        slow = f"CASE WHEN isfinite({value}) OR isinf({value}) THEN {value} END AS {v_col}"
+        nan_forms.append((slow, f"NULLIF({value}, 'NaN'::DOUBLE) AS {v_col}"))
+        inner.append(slow)
         texts = [(v, raw) for v, raw in parts if raw is not None]
         range_bad = f"isinf({v_col})"
         range_reason = f"WHEN isinf({v_col}) THEN '{name}: infinite' "
@@ -324,7 +336,7 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
     reasons = f"coalesce(NULLIF(concat_ws('; ', {', '.join(checks)}), ''), {fallback})"
     explain = (f"SELECT _line, _reason, split_part(_reason, ':', 1) AS _field FROM ("
                f"SELECT _line, {reasons} AS _reason FROM {layered(inner + explain_inner, False)})")
-    return Normalizer(fast, explain, resolved, ignored, tuple(extras))
+    return Normalizer(fast, explain, resolved, ignored, tuple(extras), tuple(nan_forms))
 
 
 __all__ = ["build_select", "Normalizer", "MappingError", "MISSING_TOKENS"]
