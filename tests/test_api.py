@@ -146,6 +146,8 @@ def test_errors_say_what_and_where(tmp_path, month):
         api.detect(frame.head(100), detectors=["crystal_ball"])
     with pytest.raises(api.InputError, match="start must come before end"):
         api.detect(frame.head(100), start="2025-02-01", end="2025-01-01")
+    with pytest.raises(api.InputError, match="outside 1900..2200"):
+        api.detect(frame.head(100), start="9999-01-01")
     with pytest.raises(api.InputError, match="cannot read 'yesterday' as a time"):
         api.detect(frame.head(100), start="yesterday")
     with pytest.raises(api.StoreError, match="no such store"):

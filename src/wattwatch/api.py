@@ -568,7 +568,10 @@ def _when(x, what: str):
         t = pd.Timestamp(x)
     except (ValueError, TypeError) as exc:
         raise InputError(f"{what}: cannot read {x!r} as a time (ISO-8601, e.g. 2025-01-31T00:00:00Z)") from exc
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    if not pd.Timestamp("1900-01-01", tz="UTC") <= t <= pd.Timestamp("2200-01-01", tz="UTC"):
+        raise InputError(f"{what}: {x!r} is outside 1900..2200 (a typo in the year?)")
+    return t
 
 
 def _load_reach(store, names, todo, since, since_t, back, ahead, end, first, reach):
