@@ -18,7 +18,10 @@ def test_alert_json_matches_the_spec_shape_and_id_is_stable():
               "neutral_tamper", "neutral current missing", {"i_l1_a": 12.4, "i_n_a": 0.01, "kind": "neutral_bypass"})
     d = json.loads(a.to_json())
     assert list(d)[:9] == ["meter_id", "start", "end", "code", "severity", "score", "detector", "message", "evidence"]
-    assert a.log_line() == "2025-03-10T14:05:00Z ERR_IMBAL_LIMIT_EXCEEDED M-17 neutral current missing"
+    # SPEC's <time> <code> <meter> <message>, then severity, end and id (to ack from the log) and the action.
+    assert a.log_line() == ("2025-03-10T14:05:00Z ERR_IMBAL_LIMIT_EXCEEDED M-17 neutral current missing "
+                            f"[critical, until 2025-03-10T19:40:00Z, id {a.id}]")
+    assert Alert(**{**a.__dict__, "action": "check the neutral"}).log_line().endswith("; action: check the neutral]")
     b = Alert(**{**a.__dict__, "end": "2025-03-11T00:00:00Z", "message": "later"})
     assert a.id == b.id  # the same fault seen longer is the same alert
     assert Alert.from_dict(d).id == a.id
@@ -45,7 +48,8 @@ def test_rerun_never_duplicates_and_ack_or_clear_resets_rule_state(tmp_path):
         res = alert_store.set_status(s.con, first[0].id[:6], "cleared", "electrician replaced the neutral")
         assert res["status"] == "cleared" and res["detector"] == "neutral_tamper"
         resets = alert_store.resets(s.con)
-        assert resets[(first[0].meter_id, "neutral_tamper")] == pd.Timestamp(first[0].end)
+        # just after the end: the alert's own last reading is not judged again (it raised a phantom)
+        assert resets[(first[0].meter_id, "neutral_tamper")] == pd.Timestamp(first[0].end) + alert_store.AFTER
         # The detector re-learns the meter from the reset and judges nothing before it.
         again = detect(f, config=engine, resets=resets).alerts
         assert again == []

@@ -52,6 +52,7 @@ class Alert:
     message: str
     evidence: dict = field(default_factory=dict)
     action: str = ""
+    status: str = "open"
 
     @property
     def id(self) -> str:
@@ -73,14 +74,49 @@ class Alert:
             return json.dumps(_finite(json.loads(json.dumps(self.to_dict(), default=_plain))), ensure_ascii=False)
 
     def log_line(self) -> str:
-        """``<time> <code> <meter> <message>`` on one line, whatever the text: control characters
-        (a newline in a meter id could forge a log line) are written as escapes (``\\n``, ``\\x1b``)."""
-        return " ".join(log_safe(str(x)) for x in (self.start, self.code, self.meter_id, self.message))
+        """``<start> <code> <meter> <message> [<severity>, until <end>, id <id>; action: <action>]``
+        on one line, whatever the text (SPEC's ``<time> <code> <meter> <message>``, then what one
+        needs to act: ``wattwatch alerts ack <id>``). Control characters (a newline in a meter id
+        could forge a log line) are written as escapes (``\\n``, ``\\x1b``)."""
+        head = " ".join(log_safe(str(x)) for x in (self.start, self.code, self.meter_id, self.message))
+        tail = f"{self.severity}, until {self.end}, id {self.id}"
+        if self.action:
+            tail += f"; action: {self.action}"
+        return f"{head} [{log_safe(tail)}]"
 
     @classmethod
     def from_dict(cls, d: dict) -> "Alert":
         fields = {k: d[k] for k in ("meter_id", "start", "end", "code", "severity", "score", "detector", "message")}
-        return cls(**fields, evidence=d.get("evidence") or {}, action=d.get("action", ""))
+        return cls(**fields, evidence=d.get("evidence") or {}, action=d.get("action") or "",
+                   status=d.get("status") or "open")
+
+
+def iso(t) -> str | None:
+    """A time as the output model writes it: ISO-8601 UTC to the millisecond with ``Z``."""
+    import pandas as pd
+
+    if t is None or t is pd.NaT or (isinstance(t, float) and t != t):
+        return None
+    ts = pd.Timestamp(t)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def record(r: dict) -> dict:
+    """An alert kept in the store (a row of ``alerts``) in the output model of ``alerts.jsonl``:
+    the same fields, times ``…Z``, evidence an object, the stored id and status (plus the note)."""
+    ev = r.get("evidence")
+    if isinstance(ev, str):
+        try:
+            ev = json.loads(ev)
+        except json.JSONDecodeError:
+            ev = {"text": ev}
+    a = Alert(meter_id=r["meter_id"], start=iso(r["start"]), end=iso(r["end"]), code=r["code"],
+              severity=r["severity"], score=None if r["score"] != r["score"] else float(r["score"]),
+              detector=r["detector"], message=r["message"], evidence=ev if isinstance(ev, dict) else {},
+              action=r.get("action") or "", status=r.get("status") or "open")
+    note = r.get("note")
+    return {**a.to_dict(), "id": r["id"], "note": None if note is None or note != note else note}
 
 
 def read_jsonl(path) -> list[Alert]:

@@ -56,14 +56,25 @@ def upsert(con, alerts: list[Alert]) -> dict:
     return {"new": len(set(ids) - known), "updated": len(set(ids) & known)}
 
 
-def list_alerts(con, status: str | None = "open", meter: str | None = None) -> pd.DataFrame:
+def list_alerts(con, status: str | None = "open", meter: str | None = None, min_severity: str | None = None,
+                min_score: float | None = None) -> pd.DataFrame:
+    """Alerts kept in the store, by status, meter, least severity and least calibrated score."""
+    from wattwatch.codes import SEVERITIES, severity_rank
+
     ensure_tables(con)
     conds, params = [], []
     if status and status != "all":
         if status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES} or 'all'")
+            raise ValueError(f"status must be one of {', '.join(STATUSES)} or all, not {status!r}")
         conds.append("status = ?")
         params.append(status)
+    if min_severity:
+        keep = list(SEVERITIES[severity_rank(min_severity):])
+        conds.append(f"severity IN ({', '.join('?' for _ in keep)})")
+        params += keep
+    if min_score is not None:
+        conds.append("score >= ?")
+        params.append(float(min_score))
     if meter:
         conds.append("meter_id = ?")
         params.append(meter)
@@ -87,15 +98,30 @@ def set_status(con, alert_id: str, status: str, note: str | None = None) -> dict
         raise KeyError(f"alert id prefix {alert_id!r} is ambiguous ({len(found)} alerts)")
     aid, meter, detector, end, old = found[0]
     if old == "cleared" and status == "acknowledged":
-        raise ValueError(f"alert {aid} is already cleared")
+        raise ValueError(f"alert {aid} is already cleared (a cleared alert cannot be acknowledged)")
+    if old == status:
+        # Nothing to do: the status and the rule reset it made stand (a second reset would not
+        # change what the detector learns, and the note of the first is kept).
+        at = con.execute("SELECT status_at FROM alerts WHERE id = ?", [aid]).fetchone()[0]
+        return {"id": aid, "meter_id": meter, "detector": detector, "status": status, "unchanged": True,
+                "since": None if at is None else pd.Timestamp(at).isoformat(),
+                "reset_at": pd.Timestamp(end).isoformat()}
     con.execute("UPDATE alerts SET status = ?, status_at = now(), note = coalesce(?, note) WHERE id = ?",
                 [status, note, aid])
     con.execute("INSERT INTO rule_resets VALUES (?, ?, ?, ?, ?, now())", [meter, detector, end, aid, status])
-    return {"id": aid, "meter_id": meter, "detector": detector, "status": status, "reset_at": pd.Timestamp(end).isoformat()}
+    return {"id": aid, "meter_id": meter, "detector": detector, "status": status, "unchanged": False,
+            "reset_at": pd.Timestamp(end).isoformat()}
+
+
+# The detector judges and re-learns from just after the alert's last reading: that reading was part
+# of the alert (anomalous), and judging it again raised a phantom alert of its own at the cleared
+# alert's end ("supply lost on all phases for 0 min").
+AFTER = pd.Timedelta(microseconds=1)
 
 
 def resets(con) -> dict[tuple[str, str], pd.Timestamp]:
-    """``(meter_id, detector) -> latest reset time`` for the engine."""
+    """``(meter_id, detector) -> latest reset time`` for the engine: the instant just after the
+    acknowledged or cleared alert's end (the alert's own readings are never judged again)."""
     ensure_tables(con)
     rows = con.execute("SELECT meter_id, detector, max(reset_at) FROM rule_resets GROUP BY ALL").fetchall()
-    return {(m, d): pd.Timestamp(at) for m, d, at in rows}
+    return {(m, d): pd.Timestamp(at) + AFTER for m, d, at in rows}

@@ -15,21 +15,50 @@ from rich.table import Table
 
 from wattwatch.app.progress import err_console, progress_bar
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+# `-h` is help everywhere, like `--help`.
+HELP = {"help_option_names": ["-h", "--help"]}
+
+
+def _flag_type(self, ctx):
+    """Flags show no value type in help (typer printed `--json <bool>`, yet `--json true` fails)."""
+    if getattr(self, "is_flag", False):
+        return None
+    return _display_type_rich(self, ctx)
+
+
+_display_type_rich = typer.core.TyperOption.display_type_rich
+typer.core.TyperOption.display_type_rich = _flag_type
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, context_settings=HELP,
                   help="Find what is wrong in electrical telemetry.")
-store_app = typer.Typer(no_args_is_help=True, help="Inspect and maintain the store.")
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that print figures and ratios.")
-alerts_app = typer.Typer(no_args_is_help=True, help="Alerts kept in the store: list, acknowledge, clear.")
+store_app = typer.Typer(no_args_is_help=True, context_settings=HELP, help="Inspect and maintain the store.")
+bench_app = typer.Typer(no_args_is_help=True, context_settings=HELP, help="Benchmarks that print figures and ratios.")
+alerts_app = typer.Typer(no_args_is_help=True, context_settings=HELP,
+                         help="Alerts kept in the store: list, acknowledge, clear.")
 app.add_typer(store_app, name="store")
 app.add_typer(bench_app, name="bench")
 app.add_typer(alerts_app, name="alerts")
-nab_app = typer.Typer(no_args_is_help=True, help="The Numenta Anomaly Benchmark: run a detector, score it.")
+nab_app = typer.Typer(no_args_is_help=True, context_settings=HELP,
+                      help="The Numenta Anomaly Benchmark: run a detector, score it.")
 app.add_typer(nab_app, name="nab")
 console = Console()
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("wattwatch")
+        except PackageNotFoundError:
+            v = "unknown (not installed)"
+        print(f"wattwatch {v}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _quiet_numerics() -> None:
+def _quiet_numerics(_v: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
+                                            help="Print the version and exit.")) -> None:
     """Find what is wrong in electrical telemetry."""
     # numpy's RuntimeWarnings (an all-NaN slice, 0/0 on a meter with no load) say nothing a user
     # can act on: what cannot be judged is NaN and reported as a notice, not a warning trace.
@@ -44,6 +73,9 @@ def _warning_note(message, category, filename, lineno, file=None, line=None) -> 
     err_console.print(f"[yellow]note:[/yellow] {_term(message)}", highlight=False, soft_wrap=True)
 
 DB_OPTION = typer.Option("wattwatch.duckdb", "--db", help="DuckDB store file.")
+MIN_SEVERITY = typer.Option(None, "--min-severity", help="Only alerts at least this severe: info, warning or critical.")
+MIN_SCORE = typer.Option(None, "--min-score", help="Only alerts with at least this calibrated score "
+                         "(0.5 = at the limit, 0.75 = twice it).")
 
 
 # Control characters in user text (a meter id, a path) must not reach the terminal as commands
@@ -542,6 +574,8 @@ def detect(
     models: Optional[Path] = typer.Option(None, "--models", help="Trained learned detectors (`wattwatch train`) "
                                           "to use instead of training them on this data."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+    min_severity: Optional[str] = MIN_SEVERITY,
+    min_score: Optional[float] = MIN_SCORE,
 ) -> None:
     """Find faults: files or a store in, alerts out (exit 0 with or without alerts).
 
@@ -551,6 +585,7 @@ def detect(
     from wattwatch import api
 
     _check_times(start=start, end=end)
+    _check_filters(min_severity, min_score)
     source, db_arg = _source(paths, db)
     log = log or out.with_suffix(".log")
     files = source if isinstance(source, list) else []
@@ -565,8 +600,9 @@ def detect(
                                 meters=_names(meters), models=models, scores=scores is not None, mapping=mapping,
                                 rejects=rejects, on_progress=advance)
     kept = "the alerts are kept in the store (`wattwatch alerts list`)" if result.stored else ""
-    _write_atomic(out, "".join(a.to_json() + "\n" for a in result.alerts), "--out", kept)
-    _write_atomic(log, "".join(a.log_line() + "\n" for a in result.alerts), "--log", kept)
+    alerts = [a for a in result.alerts if _passes(a, min_severity, min_score)]
+    _write_atomic(out, "".join(a.to_json() + "\n" for a in alerts), "--out", kept)
+    _write_atomic(log, "".join(a.log_line() + "\n" for a in alerts), "--log", kept)
     if scores is not None and result.scores is not None:
         try:
             scores.parent.mkdir(parents=True, exist_ok=True)
@@ -575,15 +611,23 @@ def detect(
             _fail(_os_message(scores, exc, "cannot write --scores") + f"; the alerts are in {out}", 1)
     for n in result.notices:
         err_console.print(f"[yellow]note:[/yellow] {_term(n)}", highlight=False, soft_wrap=True)
-    summary = {"alerts": len(result.alerts), "meters": result.meters, "readings": result.readings,
+    if result.stored is None:
+        err_console.print(f"[yellow]note:[/yellow] no store: the alerts are kept only in {_term(out)} (and {_term(log)}); "
+                          "give --db FILE to keep them in a store for `wattwatch alerts list|ack|clear`",
+                          highlight=False, soft_wrap=True)
+    summary = {"alerts": len(alerts), "meters": result.meters, "readings": result.readings,
                "seconds": round(result.seconds, 3), "readings_per_s": round(result.readings_per_s) if result.seconds else 0,
                "out": str(out), "log": str(log), "stored": result.stored, "notices": len(result.notices),
-               "ongoing": len(result.open_ids)}
+               "ongoing": len(result.open_ids), "filtered_out": len(result.alerts) - len(alerts)}
     if as_json:
         print(_json(summary))
         return
-    console.print(_summary_table(result.alerts, f"detect: {result.readings:,} readings, {result.meters} meters"))
-    console.print(f"{len(result.alerts)} alert(s) -> {_term(str(out))}  (log {_term(str(log))}; {summary['readings_per_s']:,} readings/s)")
+    console.print(_summary_table(alerts, f"detect: {result.readings:,} readings, {result.meters} meters"))
+    if len(alerts) < len(result.alerts):
+        err_console.print(f"[yellow]note:[/yellow] {len(result.alerts) - len(alerts)} alert(s) below --min-severity/"
+                          "--min-score left out of the output" + (" (the store keeps them)" if result.stored else ""),
+                          highlight=False, soft_wrap=True)
+    console.print(f"{len(alerts)} alert(s) -> {_term(str(out))}  (log {_term(str(log))}; {summary['readings_per_s']:,} readings/s)")
 
 
 @app.command()
@@ -630,7 +674,7 @@ def fit(
                   f"({escape(period)}) in {fitted.seconds:.1f} s -> {escape(summary['store'])}")
 
 
-state_app = typer.Typer(no_args_is_help=True, help="Meter state kept in the store: list, show, drop.")
+state_app = typer.Typer(no_args_is_help=True, context_settings=HELP, help="Meter state kept in the store: list, show, drop.")
 app.add_typer(state_app, name="state")
 
 
@@ -712,22 +756,46 @@ def _iso(t) -> str | None:
 
 
 @app.command()
-def detectors(as_json: bool = typer.Option(False, "--json")) -> None:
+def detectors(name: Optional[str] = typer.Argument(None, help="One detector: its code, channels, parameters and defaults."),
+              as_json: bool = typer.Option(False, "--json")) -> None:
     """The registered detectors: code, what they judge and explain, default set, parameters."""
     import dataclasses
 
+    from wattwatch.codes import SEVERITY_POLICY
     from wattwatch.detect import registry
 
+    names = registry.names()
+    if name is not None:
+        if name not in names:
+            _fail(f"no detector {name!r}; the detectors are: {', '.join(names)}")
+        names = [name]
     rows = []
-    for name in registry.names():
-        d = registry.build(name)
+    for n in names:
+        d = registry.build(n)
         params = {f.name: getattr(d.config, f.name) for f in dataclasses.fields(d.config) if f.name != "post"}
-        rows.append({"name": name, "code": d.code, "default": name in registry.DEFAULT_DETECTORS,
+        floor, ceiling, _, why = SEVERITY_POLICY.get(d.code, ("info", "critical", True, ""))
+        rows.append({"name": n, "code": d.code, "default": n in registry.DEFAULT_DETECTORS,
                      "requires": list(d.channels()), "judges": list(d.judges),
                      "explains": sorted({k for e in d.explains for k in e.kinds}), "causal": bool(d.causal),
+                     "severity": {"floor": floor, "ceiling": ceiling, "consequence": why},
                      "params": params, "post": dataclasses.asdict(d.config.post)})
     if as_json:
-        print(_json(rows))
+        print(_json(rows[0] if name is not None else rows))
+        return
+    if name is not None:
+        r = rows[0]
+        table = Table("", "", title=f"detector {escape(_one_line(name))}", show_header=False)
+        for k, v in (("code", r["code"]), ("in the default set", "yes" if r["default"] else "no"),
+                     ("channels needed", ", ".join(r["requires"]) or "-"), ("judges", ", ".join(r["judges"]) or "-"),
+                     ("explains", ", ".join(r["explains"]) or "-"), ("causal", "yes" if r["causal"] else "no"),
+                     ("severity", f"{r['severity']['floor']} .. {r['severity']['ceiling']}: {r['severity']['consequence']}")):
+            table.add_row(k, escape(_one_line(v)))
+        for k, v in r["params"].items():
+            table.add_row(escape(_one_line(f"[{name}] {k}")), escape(_one_line(repr(v) if isinstance(v, str) else v)))
+        for k, v in r["post"].items():
+            table.add_row(escape(_one_line(f"[{name}.post] {k}")), escape(_one_line(v)))
+        console.print(table)
+        console.print("Parameters and their defaults; set them in a --config TOML under the section shown.")
         return
     table = Table("detector", "code", "default", "needs", "judges", "explains", "parameters", title="detectors")
     for r in rows:
@@ -735,6 +803,7 @@ def detectors(as_json: bool = typer.Option(False, "--json")) -> None:
             r["name"], r["code"], "yes" if r["default"] else "", ", ".join(r["requires"]), ", ".join(r["judges"]),
             ", ".join(r["explains"]), ", ".join(f"{k}={v}" for k, v in r["params"].items()))))
     console.print(table)
+    console.print("`wattwatch detectors NAME` shows one detector's parameters and defaults.")
 
 
 @app.command()
@@ -835,29 +904,63 @@ def _evaluation_table(result: dict) -> Table:
 # -------------------------------------------------------------------------------------- alerts
 
 
+def _check_filters(min_severity: Optional[str], min_score: Optional[float]) -> None:
+    """--min-severity names a tier, --min-score is a calibrated score in [0, 1]."""
+    import math
+
+    from wattwatch.codes import SEVERITIES
+
+    if min_severity is not None and min_severity not in SEVERITIES:
+        _fail(f"--min-severity must be one of {', '.join(SEVERITIES)}, not {min_severity!r}")
+    if min_score is not None and not (math.isfinite(min_score) and 0 <= min_score <= 1):
+        _fail(f"--min-score must be a calibrated score between 0 and 1 (0.5 = at the limit), not {min_score!r}")
+
+
+def _passes(a, min_severity: Optional[str], min_score: Optional[float]) -> bool:
+    from wattwatch.codes import severity_rank
+
+    if min_severity is not None and severity_rank(a.severity) < severity_rank(min_severity):
+        return False
+    return min_score is None or (a.score is not None and a.score >= min_score)
+
+
+
+
+def _id_column(table: Table) -> None:
+    """Full ids when stdout is not a terminal (a pipe, a file): an id there is for `alerts ack`."""
+    if not console.is_terminal:
+        table.columns[0].no_wrap = True
+        table.columns[0].min_width = 16
+
+
 @alerts_app.command("list")
 def alerts_list(db: Path = DB_OPTION, status: str = typer.Option("open", "--status", help="open, acknowledged, cleared or all"),
-                meter: Optional[str] = typer.Option(None, "--meter"), as_json: bool = typer.Option(False, "--json")) -> None:
-    """Alerts in the store."""
+                meter: Optional[str] = typer.Option(None, "--meter"), as_json: bool = typer.Option(False, "--json"),
+                min_severity: Optional[str] = MIN_SEVERITY, min_score: Optional[float] = MIN_SCORE) -> None:
+    """Alerts in the store (the fields of alerts.jsonl, with their status)."""
     from wattwatch.alerts import store as alert_store
+    from wattwatch.alerts.model import record
 
     if status != "all" and status not in alert_store.STATUSES:
         _fail(f"--status must be one of {', '.join(alert_store.STATUSES)} or all, not {status!r}")
+    _check_filters(min_severity, min_score)
     store = _open_store(db, must_exist=True)
     try:
-        df = alert_store.list_alerts(store.con, status, meter)
+        df = alert_store.list_alerts(store.con, status, meter, min_severity, min_score)
     except ValueError as exc:
         _fail(str(exc))
     finally:
         store.close()
+    rows = [record(r) for r in df.to_dict("records")]
     if as_json:
-        print(df.assign(start=df.start.astype(str), end=df["end"].astype(str)).drop(
-            columns=["first_seen", "last_seen", "status_at"]).to_json(orient="records"))
+        print(_json(rows))
         return
-    table = Table("id", "meter", "code", "severity", "start", "end", "status", "message", title=f"alerts ({status})")
-    for r in df.itertuples():
-        table.add_row(*(escape(_one_line(x)) for x in (r.id, r.meter_id, r.code, r.severity, r.start, r.end, r.status)),
-                      escape(_one_line(r.message)[:80]))
+    table = Table("id", "meter", "code", "severity", "score", "start", "end", "status", "message", title=f"alerts ({status})")
+    _id_column(table)
+    for r in rows:
+        score = "" if r["score"] is None else f"{r['score']:.2f}"
+        table.add_row(*(escape(_one_line(r[k])) for k in ("id", "meter_id", "code", "severity")), score,
+                      *(escape(_one_line(r[k])) for k in ("start", "end", "status")), escape(_one_line(r["message"])[:80]))
     console.print(table)
 
 
@@ -873,8 +976,14 @@ def _set_status(alert_id: str, status: str, db: Path, note: Optional[str]) -> No
         _fail(str(exc.args[0]) if exc.args else str(exc))
     finally:
         store.close()
+    if res.get("unchanged"):
+        # Exit 0: the alert is in the state asked for; a script that acks twice has not failed.
+        err_console.print(f"[yellow]note:[/yellow] alert {escape(_one_line(res['id']))} is already {status}"
+                          + (f" (since {escape(_one_line(res['since']))})" if res.get("since") else "")
+                          + "; nothing changed", highlight=False, soft_wrap=True)
+        return
     console.print(f"{escape(_one_line(res['id']))} {status}; {escape(_one_line(res['detector']))} re-learns "
-                  f"{escape(_one_line(res['meter_id']))} from {escape(_one_line(res['reset_at']))}")
+                  f"{escape(_one_line(res['meter_id']))} from after {escape(_one_line(res['reset_at']))}")
 
 
 @alerts_app.command("ack")
@@ -1066,14 +1175,38 @@ def bench_learned(
 # ----------------------------------------------------------------------------------------- nab
 
 NAB_RECOMMENDED = "window_novelty"
-NAB_DATA = typer.Option(Path(os.environ.get("WATTWATCH_NAB_DIR", "../shared/data/nab")), "--data",
-                        help="NAB repository layout (data/, labels/, config/, results/).")
+NAB_DATA = typer.Option(None, "--data", help="NAB repository layout (data/, labels/, config/, results/). Default: "
+                        "$WATTWATCH_NAB_DIR, else ../shared/data/nab from the working folder, else from the wattwatch checkout.")
+
+
+def _nab_candidates() -> list[Path]:
+    """Where the NAB corpus is looked for when --data is not given, in order."""
+    if os.environ.get("WATTWATCH_NAB_DIR"):
+        return [Path(os.environ["WATTWATCH_NAB_DIR"])]
+    here = Path("../shared/data/nab")
+    checkout = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "nab"
+    return [here, Path(os.path.normpath(checkout))]
+
+
+def _nab_data(data: Optional[Path]) -> Path:
+    """--data, or the first default location that holds the corpus; an error that says where it
+    looked and how to pass it otherwise."""
+    if data is not None:
+        return data
+    places = _nab_candidates()
+    for p in places:
+        if (p / "labels").is_dir():
+            return p
+    where = ", ".join(str(p.resolve() if not p.is_absolute() else p) for p in places)
+    _fail(f"no NAB corpus found (looked in {where}); give its folder with --data DIR or set WATTWATCH_NAB_DIR "
+          "(the NAB repository layout: data/, labels/, config/)")
 NAB_OUT = typer.Option(Path("nab-results"), "--out", help="Results folder (NAB layout).")
 
 
-def _nab_corpus(data: Path):
+def _nab_corpus(data: Optional[Path]):
     from wattwatch.evaluate.nab.corpus import NabError, load_corpus
 
+    data = _nab_data(data)
     try:
         return load_corpus(data)
     except NabError as exc:
@@ -1101,7 +1234,7 @@ def _nab_run(detector: str, data: Path, out: Path, config: Optional[Path]) -> No
 @nab_app.command("run")
 def nab_run(
     detector: str = typer.Option(NAB_RECOMMENDED, "--detector", help="Registered detector name (must be causal)."),
-    data: Path = NAB_DATA,
+    data: Optional[Path] = NAB_DATA,
     out: Path = NAB_OUT,
     config: Optional[Path] = typer.Option(None, "--config", help="TOML with a section for the detector."),
 ) -> None:
@@ -1113,7 +1246,7 @@ def nab_run(
 @nab_app.command("score")
 def nab_score(
     detector: Optional[str] = typer.Option(None, "--detector", help=f"Default: {NAB_RECOMMENDED} (run if needed)."),
-    data: Path = NAB_DATA,
+    data: Optional[Path] = NAB_DATA,
     out: Path = NAB_OUT,
     as_json: bool = typer.Option(False, "--json", help="Print the normalised scores as JSON."),
 ) -> None:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from wattwatch.alerts.model import Alert
+from wattwatch.codes import severity
 from wattwatch.detect.base import Detector, Reach, quiet
 from wattwatch.detect.frame import cache, meter_names, prepare, seg_bounds
 from wattwatch.detect.postrules import Groups, calibrated, group, span_mask
@@ -461,8 +462,10 @@ def _alert(d: Detector, j: Judged, rows: np.ndarray) -> Alert:
     scores = j.scores if df is j.input else j.scores[ctx_rows(j)]
     f = d.describe(df, local, scores, ctx)
     t = j.input["_t"].to_numpy()
+    score = round(calibrated(float(np.nanmax(j.scores[rows]))), 4)
+    # Severity from the code's consequence and the calibrated score (codes.SEVERITY_POLICY).
     return Alert(meter_id=str(j.input["meter_id"].iat[rows[0]]), start=_iso(t[rows[0]]), end=_iso(t[rows[-1]]),
-                 code=d.code, severity=f.severity, score=round(calibrated(float(np.nanmax(j.scores[rows]))), 4),
+                 code=d.code, severity=severity(d.code, score, f.severity), score=score,
                  detector=d.name, message=f.message, evidence=f.evidence, action=f.action)
 
 
