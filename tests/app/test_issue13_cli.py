@@ -182,3 +182,11 @@ def test_min_severity_and_min_score_on_detect_and_alerts_list(outage_store):
     assert r.returncode != 0 and "info, warning, critical" in r.stderr
     r = ww("detect", "--db", db, "--out", str(tmp / "x.jsonl"), "--min-score", "7", check=False)
     assert r.returncode != 0 and "between 0 and 1" in r.stderr
+
+
+def test_alerts_commands_never_create_a_store(tmp_path: Path):
+    # 83dfb55: `alerts list` in a fresh folder printed an empty table and left a wattwatch.duckdb behind.
+    for cmd in (["alerts", "list"], ["alerts", "ack", "abc"], ["alerts", "clear", "abc"]):
+        r = ww(*cmd, check=False, cwd=tmp_path)
+        assert r.returncode != 0 and "no such store" in r.stderr and "ingest" in r.stderr, cmd
+    assert list(tmp_path.iterdir()) == []
