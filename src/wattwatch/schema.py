@@ -141,3 +141,64 @@ def to_canonical(frame: pd.DataFrame) -> pd.DataFrame:
         if c in frame.columns:
             out[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
     return out
+
+
+# Units a source column may be declared in (mapping ``[units]``, ``[wide] unit``): per quantity,
+# the factor to the quantity's base unit. Temperatures also carry an offset (°F -> °C).
+UNIT_FAMILIES: dict[str, dict[str, float]] = {
+    "power": {"w": 1e-3, "kw": 1.0, "mw": 1e3, "gw": 1e6},
+    "reactive power": {"var": 1e-3, "kvar": 1.0, "mvar": 1e3},
+    "apparent power": {"va": 1e-3, "kva": 1.0, "mva": 1e3},
+    "energy": {"wh": 1e-3, "kwh": 1.0, "mwh": 1e3, "gwh": 1e6},
+    "current": {"ma": 1e-3, "a": 1.0, "ka": 1e3},
+    "voltage": {"mv": 1e-3, "v": 1.0, "kv": 1e3},
+    "temperature": {"c": 1.0, "degc": 1.0, "°c": 1.0, "f": 5 / 9, "degf": 5 / 9, "°f": 5 / 9, "k": 1.0},
+    "percent": {"%": 1.0, "pct": 1.0, "fraction": 100.0},
+}
+# Offsets to °C after the factor: °F -> (x - 32) * 5/9, K -> x - 273.15.
+_UNIT_OFFSETS = {"f": -32 * 5 / 9, "degf": -32 * 5 / 9, "°f": -32 * 5 / 9, "k": -273.15}
+_SUFFIX_UNIT = {"_v": "v", "_a": "a", "_kw": "kw", "_kvar": "kvar", "_kva": "kva", "_kwh": "kwh", "_w": "w",
+                "_wh": "wh", "_c": "c", "_pct": "%"}
+_CANON_UNIT = {"V": "v", "A": "a", "kW": "kw", "kvar": "kvar", "kVA": "kva", "kWh": "kwh", "°C": "c", "%": "%"}
+
+
+def channel_unit(name: str) -> str | None:
+    """The (lower-case) unit a canonical or extra channel is stored in, or None (dimensionless)."""
+    ch = CHANNEL_BY_NAME.get(name)
+    if ch is not None:
+        return _CANON_UNIT.get(ch.unit)
+    for suffix, unit in sorted(_SUFFIX_UNIT.items(), key=lambda kv: -len(kv[0])):
+        if name.endswith(suffix):
+            return unit
+    return None
+
+
+def unit_conversion(unit: str, channel: str) -> tuple[float, float]:
+    """``(factor, offset)`` taking a value in ``unit`` to ``channel``'s unit: ``x * factor + offset``.
+
+    Raises
+    ------
+    ValueError
+        ``unit`` is unknown, or not a unit of the channel's quantity (the message lists those that are).
+    """
+    key = unit.strip().lower().replace(" ", "")
+    target = channel_unit(channel)
+    family = next((f for f, units in UNIT_FAMILIES.items() if target in units), None)
+    if family is None:
+        raise ValueError(f"{channel} is dimensionless; it takes no unit (use [scale] to multiply)")
+    units = UNIT_FAMILIES[family]
+    if key not in units:
+        shown = ", ".join(_display(u) for u in units)
+        known = next((f for f, us in UNIT_FAMILIES.items() if key in us), None)
+        what = f"{unit!r} is a unit of {known}, not of {family}" if known else f"unknown unit {unit!r}"
+        raise ValueError(f"{what} ({channel} is {family}; units: {shown})")
+    factor = units[key] / units[target]
+    offset = _UNIT_OFFSETS.get(key, 0.0) / units[target]
+    return factor, offset
+
+
+def _display(u: str) -> str:
+    return {"w": "W", "kw": "kW", "mw": "MW", "gw": "GW", "var": "var", "kvar": "kvar", "mvar": "Mvar", "va": "VA",
+            "kva": "kVA", "mva": "MVA", "wh": "Wh", "kwh": "kWh", "mwh": "MWh", "gwh": "GWh", "ma": "mA", "a": "A",
+            "ka": "kA", "mv": "mV", "v": "V", "kv": "kV", "c": "°C", "degc": "degC", "°c": "°C", "f": "°F",
+            "degf": "degF", "°f": "°F", "k": "K"}.get(u, u)

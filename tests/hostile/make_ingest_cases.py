@@ -105,11 +105,17 @@ for tag, cell in [("1e309", "1e309"), ("word", "abc"), ("comma_decimal", '"1,5"'
                   ("sql", "'; DROP TABLE readings; --"), ("hex", "0xE6"), ("two_dots", "2.3.0")]:
     mixed("ingest", f"csv_value_{tag}", f"voltage {cell[:30]!r}: a reject naming line 3 and v_l1_v, the rest kept",
           f"M1,2025-01-06T00:05:00Z,{cell}", field="v_l1_v")
-for tag, cell in [("nan", "NaN"), ("null", "null"), ("dash", "-"), ("plus", "+230"), ("spaces", "  230  "),
-                  ("exp", "2.3e2"), ("neg_zero", "-0"), ("tiny", "1e-400"), ("na", "N/A"),
+for tag, cell in [("plus", "+230"), ("spaces", "  230  "),
+                  ("exp", "2.3e2"), ("neg_zero", "-0"), ("tiny", "1e-400"),
                   ("underscore", "1_000")]:
-    mixed("ingest", f"csv_value_ok_{tag}", f"voltage {cell!r} is a number or a gap: the row is kept",
+    mixed("ingest", f"csv_value_ok_{tag}", f"voltage {cell!r} is a number: the row is kept",
           f"M1,2025-01-06T00:05:00Z,{cell}", stored=3, rejects=0)
+# A gap token is no value, not junk; a row whose only channel is a gap holds no reading at all
+# (issue 13: it was stored as an empty reading), so it is a reject saying "no channel value".
+for tag, cell in [("nan", "NaN"), ("null", "null"), ("dash", "-"), ("na", "N/A")]:
+    mixed("ingest", f"csv_value_ok_{tag}", f"voltage {cell!r} is a gap (not junk); with no other channel the "
+          "row holds no reading: a reject 'no channel value', the rest kept",
+          f"M1,2025-01-06T00:05:00Z,{cell}", stored=2, rejects=1)
 
 # ------------------------------------------------------------------------- CSV: bytes, encoding
 mixed("ingest", "csv_nul_in_row3", "a NUL byte in row 3 (inside the first 64 KB): that row only", b"M1,2025-01-06T00:05:00Z,2\x0030")
@@ -254,7 +260,7 @@ jcase("json_bigint", "an integer beyond int64: that record is a reject, the othe
                 b'{"meter_id":"M1","ts":"2025-01-06T00:05:00Z","v_l1_v":99999999999999999999999},'
                 b'{"meter_id":"M1","ts":"2025-01-06T00:10:00Z","v_l1_v":231}]', stored=2, rejects=1)
 jcase("json_bigint_ts", "an epoch beyond int64: that record is a reject", None,
-      raw=b'[{"meter_id":"M1","ts":1736121600},{"meter_id":"M1","ts":123456789012345678901234567890}]',
+      raw=b'[{"meter_id":"M1","ts":1736121600,"v_l1_v":230},{"meter_id":"M1","ts":123456789012345678901234567890,"v_l1_v":230}]',
       stored=1, rejects=1)
 jcase("json_deep_100k", "100,000-deep nesting (gzip, so the case is small): refused naming the file, no crash", None,
       raw=gzip.compress(b"[" * 100_000 + b"]" * 100_000, mtime=0), fname="x.json.gz", exit=1,
@@ -262,7 +268,7 @@ jcase("json_deep_100k", "100,000-deep nesting (gzip, so the case is small): refu
 jcase("json_deep_object_1000", "1,000-deep object: refused naming the file", None,
       raw=b'{"a":' * 1000 + b"1" + b"}" * 1000, exit=1, stderr=["x.json", "nested"])
 jcase("json_depth_40", "40 levels of nesting under a record are fine (ignored columns)", None,
-      raw=b'[{"meter_id":"M1","ts":"2025-01-06T00:00:00Z","x":' + b'{"a":' * 40 + b"1" + b"}" * 40 + b"}]",
+      raw=b'[{"meter_id":"M1","ts":"2025-01-06T00:00:00Z","v_l1_v":230,"x":' + b'{"a":' * 40 + b"1" + b"}" * 40 + b"}]",
       stored=1, rejects=0)
 jcase("json_latin1_record", "a Latin-1 byte in record 2 of a JSON document: that record only", None,
       raw=b'[{"meter_id":"M1","ts":"2025-01-06T00:00:00Z","v_l1_v":230},'
@@ -270,8 +276,8 @@ jcase("json_latin1_record", "a Latin-1 byte in record 2 of a JSON document: that
           b'{"meter_id":"M1","ts":"2025-01-06T00:10:00Z","v_l1_v":231}]', stored=2, rejects=1)
 jcase("json_bom", "a UTF-8 BOM before a JSON document", None,
       raw=b"\xef\xbb\xbf" + json.dumps([rec(0), rec(5)]).encode(), stored=2, rejects=0)
-jcase("json_nan_literal", "NaN literal: a gap, the record kept", None,
-      raw=b'[{"meter_id":"M1","ts":"2025-01-06T00:00:00Z","v_l1_v":NaN},{"meter_id":"M1","ts":"2025-01-06T00:05:00Z","v_l1_v":230}]',
+jcase("json_nan_literal", "NaN literal: a gap, the record (and its p_kw) kept", None,
+      raw=b'[{"meter_id":"M1","ts":"2025-01-06T00:00:00Z","v_l1_v":NaN,"p_kw":1},{"meter_id":"M1","ts":"2025-01-06T00:05:00Z","v_l1_v":230}]',
       stored=2, rejects=0)
 jcase("json_infinity_literal", "Infinity literal: that record is a reject naming v_l1_v", None,
       raw=b'[{"meter_id":"M1","ts":"2025-01-06T00:00:00Z","v_l1_v":Infinity},{"meter_id":"M1","ts":"2025-01-06T00:05:00Z","v_l1_v":230}]',
@@ -282,13 +288,13 @@ jcase("json_1e400", "1e400 (infinite as a double): a reject", None,
 jcase("json_null_ts", "a null time: 'ts: missing'", [rec(0), {"meter_id": "M1", "ts": None, "v_l1_v": 1}], stored=1, rejects=1)
 jcase("json_bool_ts", "a boolean time: a reject", [rec(0), {"meter_id": "M1", "ts": True, "v_l1_v": 1}], stored=1, rejects=1)
 jcase("json_object_value", "an object where a number belongs: ignored subcolumns, the time still maps",
-      [rec(0), rec(5, v={"x": 1})], stored=2, rejects=0)
+      [rec(0), rec(5, v={"x": 1}, p_kw=1)], stored=2, rejects=0)
 jcase("json_list_value", "a list where a number belongs: that value is not a number", [rec(0), rec(5, v=[1, 2])],
       stored=1, rejects=1)
 jcase("json_mixed_types", "a number here, a string there: each value judged", [rec(0, v=230), rec(5, v="231"), rec(10, v="x")],
       stored=2, rejects=1)
 jcase("json_missing_key", "a record without v_l1_v keeps its other columns; a later key is not dropped",
-      [{"meter_id": "M1", "ts": "2025-01-06T00:00:00Z"}, rec(5)], stored=2, rejects=0)
+      [{"meter_id": "M1", "ts": "2025-01-06T00:00:00Z", "p_kw": 1}, rec(5)], stored=2, rejects=0)
 jcase("json_duplicate_keys", "duplicate keys in an object: the last one wins (JSON parsers' rule)", None,
       raw=b'[{"meter_id":"M1","ts":"2025-01-06T00:00:00Z","v_l1_v":1,"v_l1_v":230}]', stored=1, rejects=0)
 jcase("json_truncated", "a truncated JSON document: refused naming the file and where", None,
@@ -300,7 +306,7 @@ jcase("json_nul_escape", "an escaped NUL in a meter id is text, the record kept"
 jcase("json_lone_surrogate_escape", "an escaped lone surrogate in a meter id: that record is a reject", None,
       raw=b'[{"meter_id":"M\\ud800","ts":"2025-01-06T00:00:00Z","v_l1_v":230},{"meter_id":"M1","ts":"2025-01-06T00:05:00Z","v_l1_v":230}]',
       stored=1, rejects=1)
-jcase("json_dotted_keys", "keys with dots and an empty key", [{"meter_id": "M1", "ts": "2025-01-06T00:00:00Z", "a.b": 1, "": 2}],
+jcase("json_dotted_keys", "keys with dots and an empty key", [{"meter_id": "M1", "ts": "2025-01-06T00:00:00Z", "v_l1_v": 230, "a.b": 1, "": 2}],
       stored=1, rejects=0)
 jcase("json_far_future", "a record in year 2199: rejected naming ts", [rec(0), {"meter_id": "M1", "ts": "2199-01-01T00:00:00Z"}],
       stored=1, rejects=1)
@@ -337,7 +343,7 @@ jlcase("jsonl_bigint", "an integer beyond int64 on line 2: that line is a reject
        stored=2, rejects=1)
 jlcase("jsonl_bad_epoch", "an epoch of 1e308 on line 2: that line only",
        jl(rec(0), {"meter_id": "M1", "ts": 1e308}, rec(10)), stored=2, rejects=1)
-jlcase("jsonl_schema_drift", "a key only in later lines is kept", jl({"meter_id": "M1", "ts": "2025-01-06T00:00:00Z"}, rec(10)),
+jlcase("jsonl_schema_drift", "a key only in later lines is kept", jl({"meter_id": "M1", "ts": "2025-01-06T00:00:00Z", "p_kw": 1}, rec(10)),
        stored=2, rejects=0)
 jlcase("jsonl_gz", "gzip JSON Lines with a bad line", gzip.compress(jl(rec(0), b"{", rec(10)), mtime=0),
        fname="x.jsonl.gz", stored=2, rejects=1)
@@ -383,8 +389,9 @@ def build_parquet_cases():
                     "v_l1_v": [230.0] * 2}), stored=1, rejects=1)
     pcase("parquet_inf_value", "an infinite voltage: that row only",
           pa.table({"meter_id": ["M1"] * 3, "ts": ts3, "v_l1_v": [230.0, float("inf"), 231.0]}), stored=2, rejects=1)
-    pcase("parquet_nan_value", "a NaN voltage is a gap, the row kept",
-          pa.table({"meter_id": ["M1"] * 3, "ts": ts3, "v_l1_v": [230.0, float("nan"), 231.0]}), stored=3, rejects=0)
+    pcase("parquet_nan_value", "a NaN voltage is a gap, the row (and its p_kw) kept",
+          pa.table({"meter_id": ["M1"] * 3, "ts": ts3, "v_l1_v": [230.0, float("nan"), 231.0],
+                    "p_kw": [1.0, 2.0, 3.0]}), stored=3, rejects=0)
     pcase("parquet_null_meter", "a null meter id: that row only",
           pa.table({"meter_id": ["M1", None, "M1"], "ts": ts3, "v_l1_v": [230.0] * 3}), stored=2, rejects=1)
     pcase("parquet_dictionary", "dictionary-encoded meter ids",
@@ -397,7 +404,8 @@ def build_parquet_cases():
           pa.table({"meter_id": ["M1"] * 3, "ts": ts3, "v_l1_v": pa.array([230, 231, 232], pa.decimal128(10, 2))}),
           stored=3, rejects=0)
     pcase("parquet_empty", "a Parquet file with no rows: nothing stored, no error",
-          pa.table({"meter_id": pa.array([], pa.string()), "ts": pa.array([], pa.timestamp("us", tz="UTC"))}),
+          pa.table({"meter_id": pa.array([], pa.string()), "ts": pa.array([], pa.timestamp("us", tz="UTC")),
+                    "v_l1_v": pa.array([], pa.float64())}),
           stored=0, rejects=0)
     pcase("parquet_nested_empty_sibling", "nested Parquet with an empty sibling list",
           pa.table({"PODID": ["P1", "P2"],

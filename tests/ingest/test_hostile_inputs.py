@@ -170,12 +170,15 @@ def test_nested_json_with_an_empty_sibling_list_keeps_every_reading(store, tmp_p
 
 
 def test_json_records_with_different_keys_keep_every_column(store, tmp_path: Path):
-    doc = [{"meter_id": "M1", "ts": "2025-01-06T00:00:00Z"},
-           {"meter_id": "M1", "ts": "2025-01-06T00:05:00Z", "v_l1_v": 231}]
+    doc = [{"meter_id": "M1", "ts": "2025-01-06T00:00:00Z", "p_kw": 1.0},
+           {"meter_id": "M1", "ts": "2025-01-06T00:05:00Z", "v_l1_v": 231},
+           {"meter_id": "M1", "ts": "2025-01-06T00:10:00Z"}]
     p = tmp_path / "keys.json"
     p.write_text(json.dumps(doc))
-    ingest_path(store, p)
+    c = ingest_path(store, p)
     assert _stored(store)["v_l1_v"].tolist()[1] == 231
+    # The record with neither (only a meter and a time) is a reject, not an empty reading.
+    assert (c.stored, c.rejected) == (2, 1) and "no channel value" in c.rejects[0][3]
 
 
 # ------------------------------------------------------------- 8: NUL and Latin-1 in the head
@@ -352,9 +355,16 @@ def test_nan_in_a_parquet_double_column_is_a_gap_not_out_of_range(store, tmp_pat
 
     p = tmp_path / "nan.parquet"
     ts = pa.array([1736121600_000_000, 1736121900_000_000, 1736122200_000_000], pa.timestamp("us", tz="UTC"))
-    pq.write_table(pa.table({"meter_id": ["M1"] * 3, "ts": ts, "v_l1_v": [230.0, float("nan"), 231.0]}), p)
+    pq.write_table(pa.table({"meter_id": ["M1"] * 3, "ts": ts, "v_l1_v": [230.0, float("nan"), 231.0],
+                             "p_kw": [1.0, 2.0, 3.0]}), p)
     c = ingest_path(store, p)
     assert (c.stored, c.rejected) == (3, 0)
+    # A row whose only channel is NaN has no channel value: a reject saying so, not "out of range".
+    p2 = tmp_path / "nan_only.parquet"
+    pq.write_table(pa.table({"meter_id": ["M2"] * 3, "ts": ts, "v_l1_v": [230.0, float("nan"), 231.0]}), p2)
+    c = ingest_path(store, p2)
+    assert (c.stored, c.rejected) == (2, 1)
+    assert "no channel value" in c.rejects[0][3] and "outside" not in c.rejects[0][3]
 
 
 def test_a_header_wider_than_64kb_is_read_whole(store, tmp_path: Path):

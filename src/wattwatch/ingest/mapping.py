@@ -21,6 +21,23 @@ override entries with a TOML file::
     ups_mode_1 = "UPSMode"
     pdu_outlets_a = ["Outlet1Current", "Outlet2Current"]
 
+    [units]                   # the unit a source column is in; converted to the channel's unit
+    p_kw = "MW"               # W kW MW GW, var kvar Mvar, VA kVA MVA, Wh kWh MWh GWh, mA A kA,
+    temp_c = "degF"           # mV V kV, degC/°C, degF/°F (offset too), K
+
+    [ranges]                  # plausible [low, high] per channel in its canonical unit (outside: a reject)
+    p_kw = [-5e6, 5e6]        # default: schema.py, grown by the unit's factor (a MW source: ±1e9 kW)
+
+    [wide]                    # one column per meter (SCADA/AMI export), melted to one row per cell
+    meter_columns = "*"       # every column but the time column and `ignore`, or a list of names
+    ts = "Datetime"           # default: [columns] ts, else the built-in aliases
+    channel = "p_kw"          # what the cells are (canonical or extra channel; default p_kw)
+    unit = "MW"               # as [units] for the channel
+    meter_prefix = "grid-"    # meter id = prefix + column name ...
+    ignore = ["Comment"]
+    [wide.meters]             # ... or given per column
+    REGION_01 = "north"
+
     [options]
     timezone = "Europe/Rome"  # for timestamps that carry no offset (default UTC)
     ts_format = "%d/%m/%Y %H:%M:%S"
@@ -40,6 +57,11 @@ to an earlier wall-clock time inside it is the second pass, standard time), and 
 the meter already reported a time after the repeated hour (not in time order). Times with an
 offset or epochs are instants and need none of this.
 
+A blank cell of a wide export is no reading (not an empty row); a rejected cell names its source
+line and its column (the meter). A row with no channel value at all (only a meter and a time) is a
+reject ("no channel value"); a mapping under which no column maps to a channel is an error before
+anything is stored ("maps no channel"). ``[scale]`` multiplies before the unit conversion.
+
 Extra channel names are user-declared: a lower-case identifier ending in a unit suffix
 (:func:`wattwatch.schema.extra_channel_error` says what is allowed). ``[scale]`` applies to extras
 as to canonical columns; a ``[defaults]`` entry with an extra channel name not in ``[extra]`` makes
@@ -49,6 +71,7 @@ that only infinities are out of range.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import tomllib
@@ -57,7 +80,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from wattwatch.schema import COLUMNS, KEY_COLUMNS, extra_channel_error
+from wattwatch.schema import CHANNEL_BY_NAME, COLUMNS, KEY_COLUMNS, extra_channel_error, unit_conversion
 
 # Ordered: the first alias present in a source wins (PODID beats ElectricPanelID, a total beats
 # the sum of per-phase values).
@@ -154,6 +177,89 @@ def _number(value: Any, where: str) -> float:
 
 
 @dataclass(frozen=True)
+class Wide:
+    """A wide export: one time column, one column per meter holding one channel.
+
+    Parameters
+    ----------
+    meter_columns : "*" or tuple of str
+        The meter columns; ``"*"`` is every column but the time column and ``ignore``.
+    channel : str
+        Canonical or extra channel the cells are (default ``p_kw``).
+    ts : str or None
+        The time column (default: ``[columns] ts``, else the built-in aliases).
+    meter_prefix : str
+        Prepended to a column name to make its meter id.
+    meters : dict
+        Source column -> meter id (overrides the column name and the prefix).
+    ignore : tuple of str
+        Columns that are neither time nor meter (with ``meter_columns = "*"``).
+    unit : str or None
+        Unit of the cells (``MW``, ``kW``, ...), converted to the channel's unit.
+    """
+
+    meter_columns: Any = "*"
+    channel: str = "p_kw"
+    ts: str | None = None
+    meter_prefix: str = ""
+    meters: dict[str, str] = field(default_factory=dict)
+    ignore: tuple[str, ...] = ()
+    unit: str | None = None
+
+    def __post_init__(self) -> None:
+        mc = self.meter_columns
+        if isinstance(mc, list):
+            mc = tuple(mc)
+        if not (mc == "*" or (isinstance(mc, tuple) and mc and all(isinstance(c, str) and c for c in mc))):
+            raise MappingError(f"[wide] meter_columns must be \"*\" or a list of column names, not {mc!r}")
+        object.__setattr__(self, "meter_columns", mc)
+        if not isinstance(self.channel, str) or (self.channel not in COLUMNS and extra_channel_error(self.channel)):
+            raise MappingError(f"[wide] channel: {self.channel!r} is neither a canonical channel nor a valid "
+                               f"extra channel name: {extra_channel_error(self.channel)}")
+        if self.channel in KEY_COLUMNS:
+            raise MappingError(f"[wide] channel must be a channel (p_kw, e_kwh, ...), not {self.channel!r}")
+        for key in ("ts", "unit"):
+            v = getattr(self, key)
+            if v is not None and not (isinstance(v, str) and v):
+                raise MappingError(f"[wide] {key} must be a string, not {v!r}")
+        if not isinstance(self.meter_prefix, str):
+            raise MappingError(f"[wide] meter_prefix must be a string, not {self.meter_prefix!r}")
+        if not isinstance(self.meters, dict) or not all(isinstance(k, str) and isinstance(v, str) and v.strip()
+                                                        for k, v in self.meters.items()):
+            raise MappingError("[wide] meters must be a table of source column = \"meter id\"")
+        ig = tuple(self.ignore) if isinstance(self.ignore, (list, tuple)) else self.ignore
+        if not (isinstance(ig, tuple) and all(isinstance(c, str) for c in ig)):
+            raise MappingError(f"[wide] ignore must be a list of column names, not {self.ignore!r}")
+        object.__setattr__(self, "ignore", ig)
+
+    def layout(self, source_columns: list[str], ts_col: str) -> list[str]:
+        """The meter columns of a source whose time column is ``ts_col``."""
+        if self.meter_columns == "*":
+            skip = {ts_col, *self.ignore}
+            # (pandas writes a named or non-range index to Parquet as __index_level_N__)
+            return [c for c in source_columns if c not in skip and not c.startswith("__index_level_")]
+        missing = [c for c in self.meter_columns if c not in source_columns]
+        if missing:
+            raise MappingError(f"[wide] meter_columns names column(s) {missing} not in source"
+                               + _suggest(missing[0], source_columns))
+        return list(self.meter_columns)
+
+    def meter_id(self, column: str) -> str:
+        return self.meters.get(column) or f"{self.meter_prefix}{column}"
+
+
+def _suggest(name: str, columns: list[str], limit: int = 30) -> str:
+    """" (closest: ...; columns: ...)": the source's columns, those most like ``name`` first."""
+    close = difflib.get_close_matches(name, columns, n=5, cutoff=0.5)
+    by_norm = [c for c in columns if norm_name(c) == norm_name(name) and c not in close]
+    close = by_norm + close
+    rest = [c for c in columns if c not in close]
+    shown = ", ".join(rest[:limit]) + (f", ... ({len(rest) - limit} more)" if len(rest) > limit else "")
+    head = f"closest: {', '.join(repr(c) for c in close)}; " if close else ""
+    return f" ({head}columns: {shown})"
+
+
+@dataclass(frozen=True)
 class Mapping:
     """How a source's columns become canonical columns.
 
@@ -205,9 +311,14 @@ class Mapping:
     extra: dict[str, str | tuple[str, ...]] = field(default_factory=dict)
     ts_min: Any = DEFAULT_TS_MIN
     ts_max: Any = None
+    units: dict[str, str] = field(default_factory=dict)
+    ranges: dict[str, Any] = field(default_factory=dict)
+    wide: Wide | None = None
 
     def __post_init__(self) -> None:
         self._check_options()
+        if self.wide is not None and not isinstance(self.wide, Wide):
+            raise MappingError("[wide] must be a table")
         bad = sorted(set(self.columns) - set(COLUMNS))
         if bad:
             hint = (" (extra channels go under [extra])"
@@ -240,6 +351,36 @@ class Mapping:
             raise MappingError(f"[defaults] meter_id must be a non-empty string, not {mid!r}")
         defaults = {k: (str(v).strip() if k in KEY_COLUMNS else _number(v, f"[defaults] {k}"))
                     for k, v in self.defaults.items()}
+        units: dict[str, str] = dict(self.units)
+        if self.wide is not None and self.wide.unit is not None:
+            units.setdefault(self.wide.channel, self.wide.unit)
+        conv = {}
+        for key, unit in units.items():
+            where = f"[units] {key}" if key in self.units else f"[wide] unit ({key})"
+            if key in KEY_COLUMNS or (key not in COLUMNS and extra_channel_error(key)):
+                raise MappingError(f"{where}: not a channel")
+            if not isinstance(unit, str):
+                raise MappingError(f"{where}: a unit is a string such as \"MW\", not {unit!r}")
+            try:
+                conv[key] = unit_conversion(unit, key)
+            except ValueError as exc:
+                raise MappingError(f"{where}: {exc}") from None
+        ranges = {}
+        for key, rng in self.ranges.items():
+            if key in KEY_COLUMNS or (key not in COLUMNS and extra_channel_error(key)):
+                raise MappingError(f"[ranges] {key}: not a channel")
+            if not (isinstance(rng, (list, tuple)) and len(rng) == 2):
+                raise MappingError(f"[ranges] {key} must be [low, high], not {rng!r}")
+            lo, hi = (_number(v, f"[ranges] {key}") if v is not None else None for v in rng)
+            ch = CHANNEL_BY_NAME.get(key)
+            lo = lo if lo is not None else (ch.low if ch else -math.inf)
+            hi = hi if hi is not None else (ch.high if ch else math.inf)
+            if lo > hi:
+                raise MappingError(f"[ranges] {key}: low {lo:g} is above high {hi:g}")
+            ranges[key] = (lo, hi)
+        object.__setattr__(self, "units", units)
+        object.__setattr__(self, "conversions", conv)
+        object.__setattr__(self, "ranges", ranges)
         object.__setattr__(self, "columns", columns)
         object.__setattr__(self, "extra", extra)
         object.__setattr__(self, "scale", scale)
@@ -298,7 +439,29 @@ class Mapping:
     def extra_channels(self) -> tuple[str, ...]:
         """Names of the extra channels a mapped source yields: ``extra`` in order, then the
         constant ones ``defaults`` declares."""
-        return tuple(self.extra) + tuple(k for k in self.defaults if k not in COLUMNS and k not in self.extra)
+        names = tuple(self.extra) + tuple(k for k in self.defaults if k not in COLUMNS and k not in self.extra)
+        if self.wide is not None and self.wide.channel not in COLUMNS and self.wide.channel not in names:
+            names += (self.wide.channel,)
+        return names
+
+    def range_of(self, name: str) -> tuple[float, float]:
+        """Plausible (low, high) of a channel in its canonical unit: ``[ranges]``, else schema.py."""
+        if name in self.ranges:
+            return self.ranges[name]
+        ch = CHANNEL_BY_NAME.get(name)
+        if ch is None:
+            return (-math.inf, math.inf)
+        # A source declared in larger units (MW, kV, kA; or scaled up) is a larger installation:
+        # the default range grows with the factor (1,500 MW of regional load is not implausible).
+        factor, offset = self.conversion(name)
+        grow = abs(factor) if abs(factor) > 1 and offset == 0 else 1.0
+        return (ch.low * grow, ch.high * grow)
+
+    def conversion(self, name: str) -> tuple[float, float]:
+        """(factor, offset) taking a channel's source value to its canonical unit, ``[scale]`` included."""
+        factor, offset = getattr(self, "conversions", {}).get(name, (1.0, 0.0))
+        scale = self.scale.get(name, 1.0)
+        return scale * factor, offset
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "Mapping":
@@ -318,10 +481,11 @@ class Mapping:
             raise MappingError(f"{path}: cannot read mapping: {exc}") from None
         except RecursionError:
             raise MappingError(f"{path}: cannot read mapping: nested too deeply") from None
-        unknown_sections = set(doc) - {"columns", "scale", "defaults", "extra", "options"}
+        sections = ("columns", "scale", "defaults", "extra", "options", "units", "ranges", "wide")
+        unknown_sections = set(doc) - set(sections)
         if unknown_sections:
             raise MappingError(f"{path}: unknown section(s) {sorted(unknown_sections)}")
-        for section in ("columns", "scale", "defaults", "extra", "options"):
+        for section in sections:
             if not isinstance(doc.get(section, {}), dict):
                 raise MappingError(f"{path}: {section} must be a table ([{section}])")
         opts = doc.get("options", {})
@@ -339,7 +503,18 @@ class Mapping:
                 if hasattr(v, "isoformat") and not isinstance(v, bool):
                     opts[key] = v.isoformat()
         try:
+            wide = None
+            if "wide" in doc:
+                w = dict(doc["wide"])
+                bad = set(w) - {"meter_columns", "channel", "ts", "meter_prefix", "meters", "ignore", "unit"}
+                if bad:
+                    raise MappingError(f"[wide] has unknown key(s) {sorted(bad)} (keys: meter_columns, channel, "
+                                       "ts, meter_prefix, meters, ignore, unit)")
+                wide = Wide(**w)
             return cls(
+                units=dict(doc.get("units", {})),
+                ranges=dict(doc.get("ranges", {})),
+                wide=wide,
                 columns=dict(doc.get("columns", {})),
                 scale=dict(doc.get("scale", {})),
                 defaults=dict(doc.get("defaults", {})),
@@ -386,10 +561,8 @@ class Mapping:
                 names = src if isinstance(src, tuple) else (src,)
                 missing = [n for n in names if n not in present]
                 if missing:
-                    raise MappingError(
-                        f"mapping for {kind}{canon!r} names column(s) {missing} not in source "
-                        f"(columns: {', '.join(source_columns[:30])})"
-                    )
+                    raise MappingError(f"mapping for {kind}{canon!r} names column(s) {missing} not in source"
+                                       + _suggest(missing[0], list(source_columns)))
                 out[canon] = tuple(names)
         if not self.builtin_aliases:
             return out

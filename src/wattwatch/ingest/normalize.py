@@ -193,7 +193,12 @@ class Normalizer:
         return self._sql(self.explain_sql, relation)
 
 
-def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None = None) -> Normalizer:
+def _bound(x: float) -> str:
+    return _fmt(x) if np.isfinite(x) else ("'Infinity'::DOUBLE" if x > 0 else "'-Infinity'::DOUBLE")
+
+
+def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None = None,
+                 wide_column: str | None = None) -> Normalizer:
     """Statements selecting canonical columns, the mapping's extra channels and checks from ``relation``.
 
     Parameters
@@ -210,7 +215,7 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
     MappingError
         When no column gives a timestamp, or no column or default gives a meter id.
     """
-    types = {f.name: f.type for f in schema if f.name != LINE}
+    types = {f.name: f.type for f in schema if f.name not in (LINE, wide_column)}
     resolved = mapping.resolve(list(types))
     if "ts" not in resolved:
         raise MappingError(f"no column maps to ts (columns: {', '.join(list(types)[:30])}); "
@@ -219,6 +224,12 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
     if "meter_id" not in resolved and meter_default is None:
         raise MappingError(f"no column maps to meter_id (columns: {', '.join(list(types)[:30])}); "
                            "give one with [columns] meter_id = \"...\" or [defaults] meter_id = \"...\"")
+    extras = mapping.extra_channels
+    chan_names = [n for n in CHANNEL_NAMES] + list(extras)
+    if not any(n in resolved or n in mapping.defaults for n in chan_names):
+        raise MappingError(f"maps no channel: none of the columns ({', '.join(list(types)[:30])}) maps to a "
+                           f"channel ({', '.join(CHANNEL_NAMES)}, or an [extra] one); map one with "
+                           "[columns] p_kw = \"...\" (or [wide] for one column per meter)")
     for canon, names in resolved.items():
         if canon in ("meter_id", "ts") and len(names) > 1:
             raise MappingError(f"{canon} must map to a single column, not {list(names)}")
@@ -276,9 +287,10 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
                 "is unknown; give the time with its UTC offset' END") if local else "NULL"
 
     explain_inner: list[str] = [f"{ts_raw} AS ts__raw"]
+    nan_cols: list[str] = []
     nan_forms: list[tuple[str, str]] = []
-    extras = mapping.extra_channels
-    # Canonical channels carry a physical range; an extra channel is only checked to be finite.
+    # Canonical channels carry a physical range; an extra channel is only checked to be finite
+    # (unless [ranges] gives it one).
     channels = [CHANNEL_BY_NAME[n] for n in CHANNEL_NAMES] + [Channel(n, "", "extra channel") for n in extras]
     for ch in channels:
         name = ch.name
@@ -289,9 +301,11 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
             continue
         parts = [_number_expr(c, types[c], mapping.decimal) for c in resolved[name]]
         value = " + ".join(f"({v})" for v, _ in parts)
-        scale = mapping.scale.get(name)
-        if scale is not None:
-            value = f"({value}) * {scale!r}"
+        factor, offset = mapping.conversion(name)
+        if factor != 1.0:
+            value = f"({value}) * {factor!r}"
+        if offset != 0.0:
+            value = f"({value}) + {offset!r}"
         # NaN is a missing value, not a number to store (nor one out of range).
         # Not NULLIF(x, 'NaN') nor isnan(x): over Parquet, DuckDB folds both from the column's
         # min/max statistics (which leave NaN out), so a NaN there stayed NaN and was "out of range".
@@ -301,12 +315,17 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
         texts = [(v, raw) for v, raw in parts if raw is not None]
         range_bad = f"isinf({v_col})"
         range_reason = f"WHEN isinf({v_col}) THEN '{name}: infinite' "
-        if np.isfinite(ch.low) or np.isfinite(ch.high):
+        low, high = mapping.range_of(name)
+        if np.isfinite(low) or np.isfinite(high):
             unit = f" {ch.unit}" if ch.unit else ""
-            range_bad += f" OR {v_col} < {_fmt(ch.low)} OR {v_col} > {_fmt(ch.high)}"
+            lo_s, hi_s = _bound(low), _bound(high)
+            range_bad += f" OR {v_col} < {lo_s} OR {v_col} > {hi_s}"
+            given = "set in [ranges]" if name in mapping.ranges else "default"
+            hint = (f" (plausible range of {name}, {given}; a source in other units needs [units] {name} = "
+                    f"\"MW\" (say); to change the range set [ranges] {name} = [low, high] in the mapping)")
             range_reason += (
-                f"WHEN {v_col} < {_fmt(ch.low)} OR {v_col} > {_fmt(ch.high)} "
-                f"THEN '{name}: ' || CAST(round({v_col}, 6) AS VARCHAR) || ' outside [{_fmt(ch.low)}, {_fmt(ch.high)}]{unit}'"
+                f"WHEN {v_col} < {lo_s} OR {v_col} > {hi_s} "
+                f"THEN '{name}: ' || CAST(round({v_col}, 6) AS VARCHAR) || {_lit(f' outside [{_fmt(low)}, {_fmt(high)}]{unit}' + hint)}"
             )
         if texts:
             bad = " OR ".join(f"(({v}) IS NULL AND {raw} IS NOT NULL AND NOT {_missing(raw)})" for v, raw in texts)
@@ -314,11 +333,25 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
             flags.append(f"{nan_col} OR {range_bad}")
             raw_text = " || ' + ' || ".join(f"COALESCE({raw}, '')" for _, raw in texts)
             explain_inner.append(f"{raw_text} AS {raw_col}")
-            checks.append(f"CASE WHEN {nan_col} THEN '{name}: ''' || {raw_col} || ''' is not a number' "
+            comma = ""
+            if mapping.decimal == ".":
+                comma = (f" || CASE WHEN regexp_matches({raw_col}, '^\\s*[-+]?[0-9]+,[0-9]+\\s*$') THEN "
+                         "' (a decimal comma? set [options] decimal = \",\" in the mapping)' ELSE '' END")
+            checks.append(f"CASE WHEN {nan_col} THEN '{name}: ''' || {raw_col} || ''' is not a number'{comma} "
                           f"{range_reason} END")
+            nan_cols.append(nan_col)
         else:
             flags.append(range_bad)
             checks.append(f"CASE {range_reason} END")
+
+    # A row with no value in any channel is not a reading (only meter and time): a reject.
+    mapped = [ch.name for ch in channels if ch.name in resolved or mapping.defaults.get(ch.name) is not None]
+    none = " AND ".join(f"{_q(n + '__v')} IS NULL" for n in mapped)
+    if nan_cols:
+        none += " AND NOT (" + " OR ".join(nan_cols) + ")"
+    flags.append(none)
+    shown = ", ".join(mapped[:8]) + (", ..." if len(mapped) > 8 else "")
+    checks.append(f"CASE WHEN {none} THEN {_lit(f'no channel value: the row has only a meter and a time ({shown} blank)')} END")
 
     # Extra channels follow the canonical ones, in the mapping's order.
     values = [f"{_q(ch.name + '__v')} AS {_q(ch.name)}" for ch in channels]
@@ -334,8 +367,17 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
             f"FROM {layered(inner, True)}")
     # concat_ws skips NULLs: the reason lists every failed check, the field is the first one.
     reasons = f"coalesce(NULLIF(concat_ws('; ', {', '.join(checks)}), ''), {fallback})"
-    explain = (f"SELECT _line, _reason, split_part(_reason, ':', 1) AS _field FROM ("
-               f"SELECT _line, {reasons} AS _reason FROM {layered(inner + explain_inner, False)})")
+    if wide_column is not None:
+        # A wide export: the reason and field name the source column (the meter) of the cell; only
+        # the bad cells of a line are reported (its other cells are good readings).
+        inner_x = inner + explain_inner + [f"{_q(wide_column)} AS _wcol"]
+        reasons = (f"CASE WHEN {reasons} IS NULL THEN NULL WHEN starts_with({reasons}, 'ts:') OR "
+                   f"starts_with({reasons}, 'meter_id:') THEN {reasons} ELSE _wcol || ': ' || {reasons} END")
+        explain = (f"SELECT _line, _reason, split_part(_reason, ':', 1) AS _field FROM ("
+                   f"SELECT _line, {reasons} AS _reason FROM {layered(inner_x, False)}) WHERE _reason IS NOT NULL")
+    else:
+        explain = (f"SELECT _line, _reason, split_part(_reason, ':', 1) AS _field FROM ("
+                   f"SELECT _line, {reasons} AS _reason FROM {layered(inner + explain_inner, False)})")
     return Normalizer(fast, explain, resolved, ignored, tuple(extras), tuple(nan_forms))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,11 +11,13 @@ from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from wattwatch._prefetch import prefetch
 from wattwatch.ingest.mapping import Mapping, MappingError
-from wattwatch.ingest.normalize import build_select
+from wattwatch.ingest.normalize import MISSING_TOKENS, build_select
 from wattwatch.ingest.readers import LINE, NotRecordsError, RawBatch, RawReject, detect_format, read_batches, read_frame
+from wattwatch.schema import COLUMNS
 from wattwatch.store.duck import IngestCounts, Store
 
 if TYPE_CHECKING:
@@ -110,11 +113,17 @@ def _prepared(raw: Iterable[RawBatch], fmt: str, mapping: Mapping, notes: list[s
     for batch in raw:
         if batch.unit in skipped_units:
             continue
+        batch_mapping, wide_col = mapping, None
+        if mapping.wide is not None and (batch.table.num_rows or batch.relation is not None
+                                         or len(batch.table.column_names) > 1):
+            batch, batch_mapping = melt_wide(batch, mapping)
+            wide_col = WIDE_COLUMN
         key = (batch.unit, tuple((f.name, str(f.type)) for f in batch.table.schema))
         if key not in cache:
             default_meter = batch.unit.rsplit(":", 1)[-1] if fmt == "sqlite" else None
             try:
-                norm = build_select(batch.table.schema, mapping, default_meter=default_meter)
+                norm = build_select(batch.table.schema, batch_mapping, default_meter=default_meter,
+                                    wide_column=wide_col)
             except MappingError as exc:
                 if fmt == "sqlite":
                     # A .db export holds non-telemetry tables too (settings, alarms); say so, go on.
@@ -156,11 +165,107 @@ def _prepared(raw: Iterable[RawBatch], fmt: str, mapping: Mapping, notes: list[s
         raise MappingError("no table holds telemetry (" + "; ".join(notes) + ")")
 
 
+WIDE_COLUMN, WIDE_METER, WIDE_VALUE = "__column", "__meter", "__value"
+
+
+def _wide_ts(names: list[str], mapping: Mapping) -> str:
+    """The time column of a wide source: ``[wide] ts``, ``[columns] ts`` or a built-in alias."""
+    wide = mapping.wide
+    ts = wide.ts or mapping.columns.get("ts")
+    if ts is None:
+        ts = (Mapping().resolve(names).get("ts") or (None,))[0]
+        if ts is None:
+            raise MappingError(f"[wide] no column maps to ts (columns: {', '.join(names[:30])}); "
+                               "name it with [wide] ts = \"...\"")
+    elif ts not in names:
+        from wattwatch.ingest.mapping import _suggest
+
+        raise MappingError(f"[wide] ts names column {ts!r} not in source" + _suggest(ts, names))
+    return ts
+
+
+def melt_wide(batch: RawBatch, mapping: Mapping) -> tuple[RawBatch, Mapping]:
+    """A wide batch (one time column, one column per meter) in long form, and the mapping for it.
+
+    Vectorised: one filter per meter column (pyarrow), or a DuckDB UNPIVOT over a relation. A blank
+    cell (null, NaN or a missing token) is no reading, not a row. The long table has the time
+    column, ``_line`` (the source line, shared by the cells of a line), ``__column`` (the source
+    column, named by rejects), ``__meter`` and ``__value``.
+    """
+    wide = mapping.wide
+    table = batch.table
+    names = [n for n in table.column_names if n != LINE]
+    ts = _wide_ts(names, mapping)
+    cols = wide.layout(names, ts)
+    if not cols:
+        raise MappingError(f"[wide] no meter columns besides the time column {ts!r} (columns: {', '.join(names[:30])})")
+    numeric = all(pa.types.is_integer(table.schema.field(c).type) or pa.types.is_floating(table.schema.field(c).type)
+                  or pa.types.is_null(table.schema.field(c).type) or pa.types.is_decimal(table.schema.field(c).type)
+                  for c in cols)
+    vtype = pa.float64() if numeric else pa.string()
+    canon = wide.channel in COLUMNS
+    long_mapping = dataclasses.replace(
+        mapping, wide=None, builtin_aliases=False,
+        columns={"ts": ts, "meter_id": WIDE_METER, **({wide.channel: WIDE_VALUE} if canon else {})},
+        extra={wide.channel: WIDE_VALUE} if not canon else {},
+        defaults={k: v for k, v in mapping.defaults.items() if k != "meter_id"},
+        scale={k: v for k, v in mapping.scale.items() if k in COLUMNS or k == wide.channel},
+        units={k: v for k, v in mapping.units.items() if k in COLUMNS or k == wide.channel})
+    ts_field = table.schema.field(ts)
+    schema = pa.schema([ts_field, pa.field(LINE, pa.int64()), pa.field(WIDE_COLUMN, pa.string()),
+                        pa.field(WIDE_METER, pa.string()), pa.field(WIDE_VALUE, vtype)])
+    if batch.relation is not None:
+        q = lambda n: '"' + n.replace('"', '""') + '"'  # noqa: E731
+        lit = lambda v: "'" + v.replace("'", "''") + "'"  # noqa: E731
+        sql_t = "DOUBLE" if numeric else "VARCHAR"
+        inner = ", ".join([q(ts), LINE] + [f"CAST({q(c)} AS {sql_t}) AS {q(c)}" for c in cols])
+        renames = " ".join(f"WHEN {lit(c)} THEN {lit(m)}" for c, m in wide.meters.items() if c in cols)
+        meter = f"CASE {WIDE_COLUMN} {renames} ELSE {lit(wide.meter_prefix)} || {WIDE_COLUMN} END" if renames \
+            else f"{lit(wide.meter_prefix)} || {WIDE_COLUMN}"
+        if numeric:
+            absent = f"isnan({WIDE_VALUE})"
+        else:
+            absent = f"lower(trim({WIDE_VALUE})) IN ({', '.join(lit(t) for t in MISSING_TOKENS)})"
+        relation = (f"(SELECT {q(ts)}, {LINE}, {WIDE_COLUMN}, {meter} AS {WIDE_METER}, {WIDE_VALUE} FROM "
+                    f"(UNPIVOT (SELECT {inner} FROM {batch.relation}) ON {', '.join(q(c) for c in cols)} "
+                    f"INTO NAME {WIDE_COLUMN} VALUE {WIDE_VALUE}) WHERE NOT {absent})")
+        return dataclasses.replace(batch, table=schema.empty_table(), relation=relation), long_mapping
+    parts = []
+    tokens = pa.array(MISSING_TOKENS)
+    for c in cols:
+        v = table[c]
+        if numeric:
+            v = pc.cast(v, pa.float64())
+            keep = pc.and_(pc.is_valid(v), pc.invert(pc.fill_null(pc.is_nan(v), True)))
+        else:
+            v = pc.cast(v, pa.string())
+            keep = pc.and_(pc.is_valid(v), pc.invert(pc.is_in(pc.utf8_lower(pc.utf8_trim_whitespace(v)),
+                                                               value_set=tokens)))
+        keep = pc.fill_null(keep, False)
+        n = pc.sum(keep).as_py() or 0
+        if not n:
+            continue
+        parts.append(pa.Table.from_arrays(
+            [pc.filter(table[ts], keep), pc.filter(table[LINE], keep), pa.repeat(pa.scalar(c), n),
+             pa.repeat(pa.scalar(wide.meter_id(c)), n), pc.filter(v, keep)], schema=schema))
+    long = pa.concat_tables(parts) if parts else schema.empty_table()
+    return dataclasses.replace(batch, table=long), long_mapping
+
+
 def csv_column_types(names: list[str], mapping: Mapping) -> dict[str, pa.DataType]:
     """Types pyarrow can parse a CSV's mapped columns as: numbers as float64, and the timestamp
     as UTC when offsets are the norm (naive times need the mapping's zone, so they stay text)."""
     if mapping.decimal != ".":
         return {}
+    if mapping.wide is not None:
+        try:
+            ts = _wide_ts(names, mapping)
+            types = {c: pa.float64() for c in mapping.wide.layout(names, ts)}
+        except MappingError:
+            return {}
+        if mapping.ts_format is None and mapping.timezone.upper() == "UTC":
+            types[ts] = pa.timestamp("us", tz="UTC")
+        return types
     try:
         resolved = mapping.resolve(names)
     except MappingError:
