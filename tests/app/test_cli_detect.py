@@ -65,3 +65,14 @@ def test_names_with_brackets_are_printed_as_they_are(tmp_path: Path, small_fleet
     assert "[b]site" in out.replace("\n", "")
     listed = ww("state", "list", "--db", str(db)).stdout
     assert "[b]site" in listed.replace("\n", "").replace(" ", "")
+
+
+def test_a_file_whose_every_row_is_rejected_exits_non_zero(tmp_path: Path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("meter_id,ts,p_kw\nM1,2025-01-06T00:00:00Z,abc\nM1,2025-01-06T00:05:00Z,xyz\n")
+    good = tmp_path / "good.csv"
+    good.write_text("meter_id,ts,p_kw\nM1,2025-01-06T00:00:00Z,1.5\n")
+    r = ww("ingest", str(bad), str(good), "--db", str(tmp_path / "s.duckdb"), "--rejects", str(tmp_path / "r.csv"),
+           check=False)
+    assert r.returncode == 1 and "nothing usable read from" in r.stderr and "bad.csv" in r.stderr
+    assert "good.csv" not in r.stderr.split("nothing usable")[1]

@@ -304,6 +304,14 @@ def ingest(
         console.print(table)
         if writer.count:
             console.print(f"{writer.count:,} rejected row(s) with line and reason -> {_term(str(writer.path))}")
+    # A file whose every row was rejected gave nothing usable (a re-ingest of a partly bad file
+    # still counts its duplicates as read).
+    unusable = [c.source for c in results if c.rejected > 0 and c.stored + c.merged + c.duplicates == 0]
+    if unusable:
+        where = f" (reasons in {_term(str(writer.path))})" if writer.count else ""
+        err_console.print(f"[red]error:[/red] nothing usable read from {', '.join(_term(str(u)) for u in unusable)}: "
+                          f"every row was rejected{where}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     if errors:
         raise typer.Exit(1)
 
