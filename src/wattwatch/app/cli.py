@@ -404,46 +404,21 @@ class _errors:
         return False
 
 
-def _same(a: Path, b: Path) -> bool:
-    try:
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)
-    except OSError:
-        pass
-    return os.path.realpath(a) == os.path.realpath(b)
-
-
 def _no_clobber(db, inputs, **outputs) -> None:
     """Refuse, before any work, an output (``--rejects``, ``--out``, ``--log``, ``--scores``) that
-    is the store, its WAL or one of the inputs: writing it would destroy what it names."""
+    is the store, its WAL or one of the inputs (writing it would destroy what it names), or two
+    outputs that are one file."""
     from wattwatch.store import StoreError
-    from wattwatch.store.duck import check_paths
+    from wattwatch.store.duck import check_paths, same_file
 
-    files = []
-    for p in inputs or []:
-        p = Path(p)
-        if p.is_dir():
-            files += [f for f in sorted(p.iterdir()) if f.is_file()]
-        else:
-            files.append(p)
     try:
-        check_paths(db, outputs.get("rejects"), files)
+        check_paths(db, inputs=list(inputs or []), outputs=outputs)
     except StoreError as exc:
         _fail(str(exc))
-    for option, path in outputs.items():
-        if path is None:
-            continue
-        flag = f"--{option}"
-        if db is not None and any(_same(Path(path), p) for p in (Path(db), Path(str(db) + ".wal"))):
-            _fail(f"{flag} {path}: is the store file {db}; writing there would destroy it. Give another {flag} path")
-        for f in files:
-            if _same(Path(path), f):
-                _fail(f"{flag} {path}: is the input file {f}; writing there would overwrite it. Give another "
-                      f"{flag} path")
     outs = [(o, Path(p)) for o, p in outputs.items() if p is not None and o != "rejects"]
     for i, (o1, p1) in enumerate(outs):
         for o2, p2 in outs[i + 1:]:
-            if _same(p1, p2):
+            if same_file(p1, p2):
                 _fail(f"--{o1} and --{o2} are the same file ({p1}); give two paths")
 
 

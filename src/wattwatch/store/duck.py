@@ -954,40 +954,46 @@ def _rollback(con, path, exc: BaseException) -> None:
                          f"this operation was committed. Free space and run it again. ({_first_line(exc)})") from exc
 
 
-def check_paths(db, rejects=None, inputs=()) -> None:
-    """Refuse an ingest whose rejects file would overwrite the store or one of its inputs.
+def same_file(a, b) -> bool:
+    """``a`` and ``b`` name one file (a link, a relative path, ``..``), whether or not it exists yet."""
+    a, b = Path(a), Path(b)
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
 
-    ``db`` is the store path, ``rejects`` the rejects CSV path (None: no rejects file), ``inputs``
-    the files (or folders) read. Raises :class:`StoreError` naming both paths; nothing is written.
+
+def check_paths(db, rejects=None, inputs=(), outputs: dict | None = None) -> None:
+    """Refuse outputs that would overwrite the store or one of the inputs.
+
+    ``db`` is the store path (or a :class:`Store`), ``rejects`` the rejects CSV path (None: no
+    rejects file), ``outputs`` other outputs by option name (``{"out": path}``; None values are
+    skipped), ``inputs`` the files (or folders) read. Raises :class:`StoreError` naming the option
+    and both paths; nothing is written.
     """
-    if rejects is None or str(rejects) == "":
+    named = {"rejects": rejects, **(outputs or {})}
+    named = {o: Path(p) for o, p in named.items() if p is not None and str(p) != ""}
+    if not named:
         return
-    rej = Path(rejects)
-
-    def same(a: Path, b: Path) -> bool:
-        try:
-            if a.exists() and b.exists():
-                return os.path.samefile(a, b)
-        except OSError:
-            pass
-        return os.path.realpath(a) == os.path.realpath(b)
-
     if db is not None and not isinstance(db, (str, Path)):
         db = getattr(db, "path", None)
-    if db is not None and str(db) != ":memory:":
-        for p in (Path(db), Path(str(db) + ".wal")):
-            if same(rej, p):
-                raise StoreError(f"--rejects {rejects}: is the store file {db}; writing rejects there would "
-                                 "destroy it. Give another --rejects path")
+    stores = [Path(db), Path(str(db) + ".wal")] if db is not None and str(db) != ":memory:" else []
     files = []
     for item in inputs:
         if isinstance(item, (str, Path)):
             p = Path(item)
             files += sorted(f for f in p.iterdir() if f.is_file()) if p.is_dir() else [p]
-    for p in files:
-        if same(rej, p):
-            raise StoreError(f"--rejects {rejects}: is the input file {p}; writing rejects there would "
-                             "overwrite it. Give another --rejects path")
+    for option, out in named.items():
+        flag = f"--{option}"
+        if any(same_file(out, p) for p in stores):
+            raise StoreError(f"{flag} {out}: is the store file {db}; writing there would destroy it. "
+                             f"Give another {flag} path")
+        for p in files:
+            if same_file(out, p):
+                raise StoreError(f"{flag} {out}: is the input file {p}; writing there would overwrite it. "
+                                 f"Give another {flag} path")
 
 
 def _us(values) -> pa.Array:
