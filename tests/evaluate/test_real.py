@@ -86,6 +86,7 @@ def test_protocol_overlap_with_tolerance_and_per_kind_counts():
     assert (r["labels"], r["detected"], r["alerts"], r["true_alerts"]) == (3, 2, 4, 2)
     assert r["recall"] == pytest.approx(2 / 3) and r["precision"] == 0.5
     assert r["f1"] == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
+    assert r["alerts_by_code"] == {"": {"alerts": 4, "false": 2}}
     assert r["per_kind"] == {"spike": {"labels": 2, "detected": 1, "recall": 0.5},
                              "zero_run": {"labels": 1, "detected": 1, "recall": 1.0}}
     # 2 false alerts over 2 x 60 judged days less the widened labels (3 h + 7 h + 7 h)

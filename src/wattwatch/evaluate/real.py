@@ -109,7 +109,7 @@ def train_ends(frame: pd.DataFrame) -> pd.Series:
 
 
 def score(labels: list[dict], alerts: list[dict], judged: dict[str, tuple], before=BEFORE, after=AFTER) -> dict:
-    """Match ``alerts`` (dicts or objects with ``meter_id, start, end``) to ``labels`` over the judged
+    """Match ``alerts`` (dicts or objects with ``meter_id, start, end``, optionally ``code``) to ``labels`` over the judged
     period of each meter (``judged``: meter -> (start, end), UTC). See the module docstring."""
     labs = []
     for lab in labels:
@@ -131,11 +131,11 @@ def score(labels: list[dict], alerts: list[dict], judged: dict[str, tuple], befo
         js, je = (_utc(t) for t in judged[m])
         if e < js or s > je:
             continue
-        al.append((m, s, e))
+        al.append((m, s, e, str(get("code") or "")))
     hit = np.zeros(len(labs), bool)
     ok = np.zeros(len(al), bool)
     for i, (m, ls, le, _) in enumerate(labs):
-        for j, (am, s, e) in enumerate(al):
+        for j, (am, s, e, _) in enumerate(al):
             if am == m and s <= le + after and e >= ls - before:
                 hit[i] = ok[j] = True
     per_kind: dict[str, dict] = {}
@@ -165,11 +165,17 @@ def score(labels: list[dict], alerts: list[dict], judged: dict[str, tuple], befo
             covered += cur_e - cur_s
         days += max(0.0, ((je - js) - covered).total_seconds() / 86400)
     false = int((~ok).sum())
+    codes: dict[str, list[int]] = {}
+    for (_, _, _, code), good in zip(al, ok):
+        c = codes.setdefault(code, [0, 0])
+        c[0] += 1
+        c[1] += int(not good)
     return {"labels": len(labs), "detected": int(hit.sum()), "recall": recall, "alerts": len(al),
             "true_alerts": int(ok.sum()), "precision": precision, "f1": f1 if not math.isnan(f1) else 0.0,
             "false_alerts": false, "unlabelled_meter_days": days,
             "false_per_1000_meter_days": 1000 * false / days if days > 0 else float("nan"),
-            "per_kind": dict(sorted(per_kind.items()))}
+            "per_kind": dict(sorted(per_kind.items())),
+            "alerts_by_code": {k: {"alerts": v[0], "false": v[1]} for k, v in sorted(codes.items())}}
 
 
 # ------------------------------------------------------------------------------------ detectors
@@ -243,10 +249,6 @@ def run(data: str | Path, datasets=None, labels: str | Path | None = None, peer:
             with tempfile.TemporaryDirectory(prefix="ww-real-") as tmp:
                 alerts = wattwatch_alerts(frame, Path(tmp))
             row["wattwatch"] = score(mine, alerts, judged)
-            codes: dict[str, int] = {}
-            for a in alerts:
-                codes[a.code] = codes.get(a.code, 0) + 1
-            row["wattwatch"]["codes"] = dict(sorted(codes.items()))
             pooled["wattwatch"].append((mine, alerts, judged))
         except Exception as exc:  # noqa: BLE001 - a crash is a result to report, with its traceback
             row["wattwatch"] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
