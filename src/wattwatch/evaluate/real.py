@@ -111,7 +111,7 @@ def train_ends(frame: pd.DataFrame) -> pd.Series:
 def score(labels: list[dict], alerts: list[dict], judged: dict[str, tuple], before=BEFORE, after=AFTER) -> dict:
     """Match ``alerts`` (dicts or objects with ``meter_id, start, end``, optionally ``code``) to ``labels`` over the judged
     period of each meter (``judged``: meter -> (start, end), UTC). See the module docstring."""
-    labs = []
+    labs, ids = [], []
     for lab in labels:
         m = lab["meter_id"]
         if m not in judged:
@@ -121,6 +121,7 @@ def score(labels: list[dict], alerts: list[dict], judged: dict[str, tuple], befo
         if e < js or s > je:
             continue
         labs.append((m, max(s, js), min(e, je), lab["kind"]))
+        ids.append(lab.get("id", ""))
     al = []
     for a in alerts:
         get = a.get if isinstance(a, dict) else (lambda k, a=a: getattr(a, k))
@@ -175,6 +176,8 @@ def score(labels: list[dict], alerts: list[dict], judged: dict[str, tuple], befo
             "false_alerts": false, "unlabelled_meter_days": days,
             "false_per_1000_meter_days": 1000 * false / days if days > 0 else float("nan"),
             "per_kind": dict(sorted(per_kind.items())),
+            "judged_labels": [{"id": i, "meter_id": m, "kind": k, "start": ls.isoformat(), "end": le.isoformat(),
+                               "found": bool(h)} for i, (m, ls, le, k), h in zip(ids, labs, hit)],
             "alerts_by_code": {k: {"alerts": v[0], "false": v[1]} for k, v in sorted(codes.items())}}
 
 
