@@ -472,7 +472,7 @@ def _ensure_state(store, dets, cat: pd.DataFrame, cfg, persistent: bool, resets:
 def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list | None = None,
            detectors: Sequence[str] | str | None = None, config: str | Path | dict | None = None,
            start=None, end=None, meters: Sequence[str] | None = None, models: str | Path | None = None,
-           scores: bool = False, keep: bool = True, mapping=None, rejects=None,
+           scores: bool | str | Path = False, keep: bool = True, mapping=None, rejects=None,
            on_progress: Callable[[int], None] | None = None) -> Detection:
     """Judge telemetry: alerts (and per-reading scores with ``scores=True``).
 
@@ -495,7 +495,10 @@ def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list
     meters
         Only these meters.
     scores
-        Also return every detector's score of every judged reading (``Detection.scores``).
+        ``True``: also return every detector's score of every judged reading and a combined,
+        calibrated score (``Detection.scores``, the table of :mod:`wattwatch.detect.scores`); a
+        path: also write that table there as Parquet (refused, before any work, when it is the
+        store or an input file).
     keep
         With a store, keep the alerts in it (their lifecycle: open, acknowledged, cleared).
 
@@ -524,20 +527,42 @@ def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list
     end_ts = _when(end, "end")
     if start_ts is not None and end_ts is not None and start_ts >= end_ts:
         raise InputError(f"the window {start} .. {end} is empty: start must come before end")
+    want_scores = scores is not None and scores is not False
+    scores_path = None if isinstance(scores, bool) or scores is None else Path(scores)
+    if scores_path is not None:
+        from wattwatch.store.duck import check_paths
+
+        inputs = [source] if isinstance(source, (str, Path)) else \
+            [x for x in source if isinstance(x, (str, Path))] if isinstance(source, (list, tuple)) else []
+        store_file = db if db is not None else (source if _is_store(source) else None)
+        check_paths(store_file, inputs=inputs, outputs={"scores": scores_path})
+        if scores_path.is_dir():
+            raise InputError(f"scores {scores_path}: is a folder; give a file name")
     store, owned, persistent = _open(source, db, mapping, rejects)
     result = Detection()
     try:
         cat = store.catalogue(meters)
         if not len(cat):
+            if want_scores:
+                _score_table(result, dets, scores_path)
             return result
         names = [str(m) for m in cat["meter_id"]]
         if persistent and state is None:
             result.notices += _state_store_load(store, dets, names)
         resets = alert_store.resets(store.con) if persistent else {}
         result.notices += _ensure_state(store, dets, cat, cfg, persistent, resets)
-        _judge_window(store, dets, cat, cfg, start_ts, end_ts, result, scores, on_progress)
+        _judge_window(store, dets, cat, cfg, start_ts, end_ts, result, want_scores,
+                      on_progress)
+        if want_scores:
+            _score_table(result, dets, scores_path)
         if persistent and keep:
             result.stored = alert_store.upsert(store.con, result.alerts)
+        if persistent and result.alerts:
+            # Each alert as the store keeps it: one acknowledged or cleared earlier and found again
+            # (same id) keeps that status in alerts.jsonl, as in `alerts list`.
+            kept = alert_store.statuses(store.con, [a.id for a in result.alerts])
+            for a in result.alerts:
+                a.status = kept.get(a.id, a.status)
     finally:
         if owned:
             store.close()
@@ -545,20 +570,28 @@ def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list
     return result
 
 
+def _score_table(result: Detection, dets: list, path: Path | None) -> None:
+    """``result.scores`` as the scores table (one column per detector run, the combined score),
+    written to ``path`` when given."""
+    from wattwatch.detect import scores as score_table
+
+    result.scores = score_table.table(result.scores, [d.name for d in dets])
+    if path is not None:
+        score_table.write(result.scores, path)
+
+
 def score(source: Source, *, state: Fitted | list | None = None, detectors: Sequence[str] | str | None = None,
           config: str | Path | dict | None = None, start=None, end=None, db: str | Path | None = None,
           meters: Sequence[str] | None = None, mapping=None) -> pd.DataFrame:
-    """Every detector's score of every reading: ``meter_id``, ``ts`` and one column per detector
-    (higher = worse, 1.0 = the detector's limit, NaN = cannot judge). The same judgement as
-    :func:`detect` (state, window, suppression), without the post-rules: for ranking, other
-    thresholds, ROC and PR curves."""
+    """Every detector's score of every reading: ``meter_id``, ``ts``, one column per detector
+    (higher = worse, 1.0 = the detector's limit, NaN = cannot judge), ``score`` (the combined
+    score, calibrated like an alert's: 0.5 at a limit, 0.75 at twice it) and ``detector`` (the
+    one that gave it); see :mod:`wattwatch.detect.scores`. The same judgement as :func:`detect`
+    (state, window, suppression), without the post-rules: for ranking, other thresholds, ROC and
+    PR curves. Nothing is kept in a store."""
     res = detect(source, db=db, state=state, detectors=detectors, config=config, start=start, end=end,
                  meters=meters, scores=True, keep=False, mapping=mapping)
-    if res.scores is None:
-        return pd.DataFrame(columns=["meter_id", "ts"])
-    out = res.scores.copy()
-    out["meter_id"] = out["meter_id"].astype(str)
-    return out.sort_values(["meter_id", "ts"], kind="stable").reset_index(drop=True)
+    return res.scores
 
 
 def _when(x, what: str):
