@@ -333,7 +333,8 @@ def _load_models(dets, models) -> list:
 def fit(source: Source, *, db: str | Path | None = None, detectors: Sequence[str] | str | None = None,
         config: str | Path | dict | None = None, normal_start=None, normal_end=None, days: float | None = None,
         meters: Sequence[str] | None = None, mapping=None, rejects=None, keep: bool = True,
-        on_progress: Callable[[int], None] | None = None) -> Fitted:
+        on_progress: Callable[[int], None] | None = None,
+        on_stage: Callable[[str, float | None], None] | None = None) -> Fitted:
     """Learn every detector's state for every meter (and the learned detectors' fleet models) on a
     normal period, replacing what was there: the declared period (``normal_start`` ..
     ``normal_end``, UTC) or each meter's first ``days`` (default: the engine's ``profile_days``,
@@ -356,6 +357,10 @@ def fit(source: Source, *, db: str | Path | None = None, detectors: Sequence[str
         Otherwise each meter's first ``days`` of readings.
     meters
         Only these meters.
+    on_progress, on_stage
+        For a progress display: ``on_stage(description, total)`` as each stage starts (reading
+        the normal period, learning each detector, training a fleet model), ``on_progress(n)``
+        as work of a stage with a total completes.
 
     Returns
     -------
@@ -386,10 +391,12 @@ def fit(source: Source, *, db: str | Path | None = None, detectors: Sequence[str
         if not len(cat):
             raise InputError("no readings to learn from" + (f" for meters {list(meters)[:5]}" if meters else ""))
         windows = _profile_windows(cat, cfg, normal_start, normal_end, days)
+        if on_stage:
+            on_stage(f"reading the normal period of {len(cat):,} meter(s)", None)
         frame = prepare(store.query_windows(windows))
         if not len(frame):
             raise InputError(f"no readings in the normal period {normal_start or 'start'} .. {normal_end or 'end'}")
-        notices = profile(frame, dets, cfg, windowed=True, refit=True)
+        notices = profile(frame, dets, cfg, windowed=True, refit=True, on_stage=on_stage)
         for d in dets:
             for st in getattr(d, "state_", {}).values():
                 st["how"] = "fit"
@@ -405,7 +412,7 @@ def fit(source: Source, *, db: str | Path | None = None, detectors: Sequence[str
             store.close()
 
 
-def _ensure_state(store, dets, cat: pd.DataFrame, cfg, persistent: bool, resets: dict) -> list[str]:
+def _ensure_state(store, dets, cat: pd.DataFrame, cfg, persistent: bool, resets: dict, on_stage=None) -> list[str]:
     """Profile meters that have no state (on their own first days), re-learn (meter, detector)
     pairs an operator reset, and train fleet models a grid step lacks; keep all of it."""
     from wattwatch.detect import state
@@ -440,7 +447,9 @@ def _ensure_state(store, dets, cat: pd.DataFrame, cfg, persistent: bool, resets:
         frame = prepare(store.query_windows(w))
         before = {d.name: set(getattr(d, "state_", {})) for d in dets}
         had = {d.name: {float(g) for g in getattr(d, "fleets_", {})} for d in dets}
-        notices += profile(frame, dets, cfg, windowed=True)
+        if on_stage:
+            on_stage(f"reading the first days of {len(need):,} meter(s) without state", None)
+        notices += profile(frame, dets, cfg, windowed=True, on_stage=on_stage)
         if persistent:
             new = {m for d in dets for m in getattr(d, "state_", {}) if m not in before[d.name]}
             for d in dets:
@@ -459,7 +468,7 @@ def _ensure_state(store, dets, cat: pd.DataFrame, cfg, persistent: bool, resets:
             length = min(cfg.profile_days * 86400.0, span * cfg.profile_max_share)
             rows.append({"meter_id": m, "start": at, "end": at + pd.Timedelta(seconds=length) + pd.Timedelta(microseconds=1)})
         frame = prepare(store.query_windows(pd.DataFrame(rows)))
-        notices += profile(frame, dets, cfg, resets=resets, windowed=True)
+        notices += profile(frame, dets, cfg, resets=resets, windowed=True, on_stage=on_stage)
         if persistent:
             for d in dets:
                 for m in reset_windows:
@@ -473,7 +482,8 @@ def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list
            detectors: Sequence[str] | str | None = None, config: str | Path | dict | None = None,
            start=None, end=None, meters: Sequence[str] | None = None, models: str | Path | None = None,
            scores: bool | str | Path = False, keep: bool = True, mapping=None, rejects=None,
-           on_progress: Callable[[int], None] | None = None) -> Detection:
+           on_progress: Callable[[int], None] | None = None,
+           on_stage: Callable[[str, float | None], None] | None = None) -> Detection:
     """Judge telemetry: alerts (and per-reading scores with ``scores=True``).
 
     Parameters
@@ -501,6 +511,10 @@ def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list
         store or an input file).
     keep
         With a store, keep the alerts in it (their lifecycle: open, acknowledged, cleared).
+    on_progress, on_stage
+        For a progress display: ``on_stage(description, total)`` as each stage starts (profiling
+        meters without state a detector at a time, training a fleet model, judging with the
+        readings as total), ``on_progress(n)`` as readings are judged.
 
     Returns
     -------
@@ -550,9 +564,9 @@ def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list
         if persistent and state is None:
             result.notices += _state_store_load(store, dets, names)
         resets = alert_store.resets(store.con) if persistent else {}
-        result.notices += _ensure_state(store, dets, cat, cfg, persistent, resets)
+        result.notices += _ensure_state(store, dets, cat, cfg, persistent, resets, on_stage)
         _judge_window(store, dets, cat, cfg, start_ts, end_ts, result, want_scores,
-                      on_progress)
+                      on_progress, on_stage)
         if want_scores:
             _score_table(result, dets, scores_path)
         if persistent and keep:
@@ -667,7 +681,7 @@ def _load_reach(store, names, todo, since, since_t, back, ahead, end, first, rea
 
 
 def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detection, keep_scores: bool,
-                  on_progress) -> None:
+                  on_progress, on_stage=None) -> None:
     """Judge each meter's readings in [start, end) with the reach around them; alerts that were
     running at ``start`` are traced back to where they began (up to ``max_trace_days``)."""
     from wattwatch.detect import core
@@ -692,6 +706,8 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
     since_t = None if start is None else start.timestamp()
     since: dict[int, float] = {}
     while todo:
+        if on_stage:
+            on_stage(f"loading the readings of {len(todo):,} meter(s)", None)
         frame, lo, hi = _load_reach(store, names, todo, since, since_t, back, ahead, end, first, reach)
         origin = {names[k]: lo[i] is None or lo[i] <= first[k] for i, k in enumerate(todo)}
         flush = {names[k]: hi[i] is None or hi[i] > last[k] for i, k in enumerate(todo)}
@@ -706,7 +722,7 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
                                   "start": [x if x is not None else pd.Timestamp(0, tz="UTC") for x in lo]})
             window["positions"] = store.count_before(pos_w)
         part = DetectionResult()
-        judge(frame, dets, cfg, part, on_progress, keep_scores, window=window)
+        judge(frame, dets, cfg, part, on_progress, keep_scores, window=window, on_stage=on_stage)
         redo = [k for k in todo if names[k] in part.unclean and not origin[names[k]]
                 and s_map[names[k]] is not None and since_t - s_map[names[k]] < cfg.max_trace_days * 86400.0]
         keep_meters = {names[k] for k in todo if k not in redo}

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from wattwatch.app.progress import err_console, progress_bar
+from wattwatch.app.progress import err_console, progress_bar, stages
 
 # `-h` is help everywhere, like `--help`.
 HELP = {"help_option_names": ["-h", "--help"]}
@@ -579,10 +579,10 @@ def detect(
         if path is not None and (option != "--rejects" or isinstance(source, list)):
             _check_out(path, option)
     with _errors():
-        with progress_bar("detect", None) as advance:
+        with stages("detect") as st:
             result = api.detect(source, db=db_arg, detectors=_names(detectors), config=config, start=start, end=end,
                                 meters=_names(meters), models=models, scores=scores is not None, mapping=mapping,
-                                rejects=rejects, on_progress=advance)
+                                rejects=rejects, on_progress=st.advance, on_stage=st.stage)
     kept = "the alerts are kept in the store (`wattwatch alerts list`)" if result.stored else ""
     alerts = [a for a in result.alerts if _passes(a, min_severity, min_score)]
     _write_atomic(out, "".join(a.to_json() + "\n" for a in alerts), "--out", kept)
@@ -641,10 +641,10 @@ def fit(
     if isinstance(source, list):
         _no_clobber(db_arg, source, rejects=rejects)
     with _errors():
-        with progress_bar("fit", None) as advance:
+        with stages("fit") as st:
             fitted = api.fit(source, db=db_arg, detectors=_names(detectors), config=config, normal_start=normal_start,
                              normal_end=normal_end, days=days, meters=_names(meters), mapping=mapping, rejects=rejects,
-                             on_progress=advance)
+                             on_stage=st.stage)
     for n in fitted.notices:
         err_console.print(f"[yellow]note:[/yellow] {_term(n)}", highlight=False, soft_wrap=True)
     summary = {"meters": fitted.meters, "readings": fitted.readings, "detectors": [d.name for d in fitted.detectors],
@@ -822,9 +822,10 @@ def train(
         bad = [d.name for d in dets if not isinstance(d, LearnedDetector)]
         if bad:
             _fail(f"not learned detectors (nothing to train): {', '.join(bad)}")
-        fitted = api.fit(source, db=db_arg, detectors=[d.name for d in dets], config=config,
-                         normal_start=normal_start, normal_end=normal_end, days=days, mapping=mapping, rejects=rejects,
-                         keep=False)
+        with stages("train") as st:
+            fitted = api.fit(source, db=db_arg, detectors=[d.name for d in dets], config=config,
+                             normal_start=normal_start, normal_end=normal_end, days=days, mapping=mapping,
+                             rejects=rejects, keep=False, on_stage=st.stage)
     dets = [d for d in fitted.detectors if d.locked]
     if not dets:
         _fail("; ".join(fitted.notices) or "no fleet model could be trained")
@@ -1073,8 +1074,8 @@ def demo(
     from wattwatch import api
 
     with _errors():
-        with progress_bar("detect", None) as advance:
-            result = api.detect(db, on_progress=advance)
+        with stages("detect") as st:
+            result = api.detect(db, on_progress=st.advance, on_stage=st.stage)
     store = _open_store(db, read_only=True)
     try:
         frame = store.query(sorted({a.meter_id for a in result.alerts}))
