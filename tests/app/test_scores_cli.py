@@ -132,6 +132,10 @@ def test_score_auc_against_labels():
     assert r["overall"]["b"]["roc_auc"] == pytest.approx(12 / 14)
     assert r["overall"]["score"]["roc_auc"] == pytest.approx(12 / 14)
     assert r["per_type"]["neutral_bypass"]["positives"] == 2
+    # Per detector: its column on the faults its code names (b raises another code: not rated).
+    r = score_auc(events, df, codes={"a": "ERR_IMBAL_LIMIT_EXCEEDED", "b": "WARN_THERM_DRIFT"})
+    assert r["per_detector"]["a"]["fault_types"] == ["neutral_bypass"] and r["per_detector"]["a"]["roc_auc"] == 1.0
+    assert "b" not in r["per_detector"]
     with pytest.raises(ValueError, match="no column 'zz'"):
         score_auc(events, df, columns=["zz"])
 
@@ -143,6 +147,7 @@ def test_evaluate_scores_on_the_command_line(tmp_path: Path, small_fleet):
     r = json.loads(ww("evaluate", "--events", files["events"], "--scores", str(s), "--json").stdout)
     assert r["positives"] > 0 and 0.5 < r["overall"]["score"]["roc_auc"] <= 1
     assert set(r["per_kind"]) == {"residential", "commercial"}
+    assert r["per_detector"]["neutral_tamper"]["fault_types"] == ["neutral_bypass", "partial_earth_return"]
     both = json.loads(ww("evaluate", "--events", files["events"], "--scores", str(s), "--alerts",
                          str(tmp_path / "x.jsonl"), "--json").stdout)
     assert set(both) == {"alerts", "scores"} and "recall" in both["alerts"]

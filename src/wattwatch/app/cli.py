@@ -867,7 +867,7 @@ def evaluate(
         if alerts is not None:
             doc["alerts"] = score(labelled, read_jsonl(alerts), tolerance_s)
         if scores is not None:
-            doc["scores"] = score_auc(labelled, _read_scores(scores), meter_kinds(events))
+            doc["scores"] = score_auc(labelled, _read_scores(scores), meter_kinds(events), codes=_detector_codes())
     except (OSError, ValueError, KeyError) as exc:
         _fail(str(exc))
     if as_json:
@@ -878,6 +878,13 @@ def evaluate(
         console.print(_evaluation_table(doc["alerts"]))
     if "scores" in doc:
         console.print(_auc_table(doc["scores"]))
+
+
+def _detector_codes() -> dict:
+    """Registered detector name -> the alert code it raises."""
+    from wattwatch.detect import registry
+
+    return {n: registry.build(n).code for n in registry.names()}
 
 
 def _read_scores(path: Path):
@@ -905,6 +912,7 @@ def _auc_table(r: dict) -> Table:
     rows = [(c, v) for c, v in r["overall"].items()]
     rows += [(f"{r['column']} on {k}", v) for k, v in r["per_type"].items()]
     rows += [(f"{r['column']} on {k} meters", v) for k, v in r["per_kind"].items()]
+    rows += [(f"{k} on {', '.join(v['fault_types'])}", v) for k, v in r.get("per_detector", {}).items()]
     for name, v in rows:
         table.add_row(escape(_one_line(name)), f"{v['positives']:,}", f"{v['negatives']:,}", f(v["base_rate"]),
                       f(v["judged_share"]), f(v["roc_auc"]), f(v["pr_auc"]))

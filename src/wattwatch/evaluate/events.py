@@ -306,7 +306,7 @@ def evaluate(events: list[dict], alerts: list[Alert], tolerance_s: float = 3600.
 
 
 def score_auc(events: list[dict], scores: pd.DataFrame, kinds: dict[str, str] | None = None,
-              columns: list[str] | None = None) -> dict:
+              columns: list[str] | None = None, codes: dict[str, str] | None = None) -> dict:
     """ROC-AUC and PR-AUC (average precision, ``sklearn.metrics``) of per-reading scores (the
     table of ``detect --scores``, :mod:`wattwatch.detect.scores`) against labelled events.
 
@@ -320,8 +320,10 @@ def score_auc(events: list[dict], scores: pd.DataFrame, kinds: dict[str, str] | 
     ``columns``: the score columns to rate (default: ``score``, the combined one, then each
     detector column). Returns ``overall`` (per column: ``roc_auc``, ``pr_auc``), ``per_type``
     (combined score, each fault type's readings against all negatives), ``per_kind`` (combined
-    score per meter kind, when ``kinds`` maps meter -> kind), and the counts. An AUC is None
-    where there are no positives or no negatives."""
+    score per meter kind, when ``kinds`` maps meter -> kind), ``per_detector`` (when ``codes``
+    maps a detector column to its alert code: that column on the readings of the faults its code
+    names, against all negatives, since a detector is not meant to see the other faults), and the
+    counts. An AUC is None where there are no positives or no negatives."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     check_events(events)
@@ -387,9 +389,16 @@ def score_auc(events: list[dict], scores: pd.DataFrame, kinds: dict[str, str] | 
         kind_of = np.array([kinds.get(m) for m in meters], dtype=object)
         for k in sorted({x for x in kind_of if x is not None}):
             per_kind[k] = rate(main, use & (kind_of == k))
+    per_detector = {}
+    for col, code in (codes or {}).items():
+        if col not in df.columns:
+            continue
+        types = sorted({k for k in fault_type[positive] if code in compatible_codes(k)})
+        if types:
+            per_detector[col] = {**rate(col, np.isin(fault_type, types) | (use & ~positive)), "fault_types": types}
     return {"readings": n, "rated": int(use.sum()), "left_out_in_outages": int((~use).sum()),
             "positives": int(positive.sum()), "column": main, "overall": overall, "per_type": per_type,
-            "per_kind": per_kind}
+            "per_kind": per_kind, "per_detector": per_detector}
 
 
 def meter_kinds(events_path: str | Path) -> dict[str, str] | None:
