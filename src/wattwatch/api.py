@@ -333,7 +333,8 @@ def _load_models(dets, models) -> list:
 def fit(source: Source, *, db: str | Path | None = None, detectors: Sequence[str] | str | None = None,
         config: str | Path | dict | None = None, normal_start=None, normal_end=None, days: float | None = None,
         meters: Sequence[str] | None = None, mapping=None, rejects=None, keep: bool = True,
-        on_progress: Callable[[int], None] | None = None) -> Fitted:
+        on_progress: Callable[[int], None] | None = None,
+        on_stage: Callable[[str, float | None], None] | None = None) -> Fitted:
     """Learn every detector's state for every meter (and the learned detectors' fleet models) on a
     normal period, replacing what was there: the declared period (``normal_start`` ..
     ``normal_end``, UTC) or each meter's first ``days`` (default: the engine's ``profile_days``,
@@ -356,6 +357,10 @@ def fit(source: Source, *, db: str | Path | None = None, detectors: Sequence[str
         Otherwise each meter's first ``days`` of readings.
     meters
         Only these meters.
+    on_progress, on_stage
+        For a progress display: ``on_stage(description, total)`` as each stage starts (reading
+        the normal period, learning each detector, training a fleet model), ``on_progress(n)``
+        as work of a stage with a total completes.
 
     Returns
     -------
@@ -386,10 +391,12 @@ def fit(source: Source, *, db: str | Path | None = None, detectors: Sequence[str
         if not len(cat):
             raise InputError("no readings to learn from" + (f" for meters {list(meters)[:5]}" if meters else ""))
         windows = _profile_windows(cat, cfg, normal_start, normal_end, days)
+        if on_stage:
+            on_stage(f"reading the normal period of {len(cat):,} meter(s)", None)
         frame = prepare(store.query_windows(windows))
         if not len(frame):
             raise InputError(f"no readings in the normal period {normal_start or 'start'} .. {normal_end or 'end'}")
-        notices = profile(frame, dets, cfg, windowed=True, refit=True)
+        notices = profile(frame, dets, cfg, windowed=True, refit=True, on_stage=on_stage)
         for d in dets:
             for st in getattr(d, "state_", {}).values():
                 st["how"] = "fit"
@@ -405,7 +412,7 @@ def fit(source: Source, *, db: str | Path | None = None, detectors: Sequence[str
             store.close()
 
 
-def _ensure_state(store, dets, cat: pd.DataFrame, cfg, persistent: bool, resets: dict) -> list[str]:
+def _ensure_state(store, dets, cat: pd.DataFrame, cfg, persistent: bool, resets: dict, on_stage=None) -> list[str]:
     """Profile meters that have no state (on their own first days), re-learn (meter, detector)
     pairs an operator reset, and train fleet models a grid step lacks; keep all of it."""
     from wattwatch.detect import state
@@ -440,7 +447,9 @@ def _ensure_state(store, dets, cat: pd.DataFrame, cfg, persistent: bool, resets:
         frame = prepare(store.query_windows(w))
         before = {d.name: set(getattr(d, "state_", {})) for d in dets}
         had = {d.name: {float(g) for g in getattr(d, "fleets_", {})} for d in dets}
-        notices += profile(frame, dets, cfg, windowed=True)
+        if on_stage:
+            on_stage(f"reading the first days of {len(need):,} meter(s) without state", None)
+        notices += profile(frame, dets, cfg, windowed=True, on_stage=on_stage)
         if persistent:
             new = {m for d in dets for m in getattr(d, "state_", {}) if m not in before[d.name]}
             for d in dets:
@@ -459,7 +468,7 @@ def _ensure_state(store, dets, cat: pd.DataFrame, cfg, persistent: bool, resets:
             length = min(cfg.profile_days * 86400.0, span * cfg.profile_max_share)
             rows.append({"meter_id": m, "start": at, "end": at + pd.Timedelta(seconds=length) + pd.Timedelta(microseconds=1)})
         frame = prepare(store.query_windows(pd.DataFrame(rows)))
-        notices += profile(frame, dets, cfg, resets=resets, windowed=True)
+        notices += profile(frame, dets, cfg, resets=resets, windowed=True, on_stage=on_stage)
         if persistent:
             for d in dets:
                 for m in reset_windows:
@@ -472,8 +481,9 @@ def _ensure_state(store, dets, cat: pd.DataFrame, cfg, persistent: bool, resets:
 def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list | None = None,
            detectors: Sequence[str] | str | None = None, config: str | Path | dict | None = None,
            start=None, end=None, meters: Sequence[str] | None = None, models: str | Path | None = None,
-           scores: bool = False, keep: bool = True, mapping=None, rejects=None,
-           on_progress: Callable[[int], None] | None = None) -> Detection:
+           scores: bool | str | Path = False, keep: bool = True, mapping=None, rejects=None,
+           on_progress: Callable[[int], None] | None = None,
+           on_stage: Callable[[str, float | None], None] | None = None) -> Detection:
     """Judge telemetry: alerts (and per-reading scores with ``scores=True``).
 
     Parameters
@@ -495,9 +505,16 @@ def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list
     meters
         Only these meters.
     scores
-        Also return every detector's score of every judged reading (``Detection.scores``).
+        ``True``: also return every detector's score of every judged reading and a combined,
+        calibrated score (``Detection.scores``, the table of :mod:`wattwatch.detect.scores`); a
+        path: also write that table there as Parquet (refused, before any work, when it is the
+        store or an input file).
     keep
         With a store, keep the alerts in it (their lifecycle: open, acknowledged, cleared).
+    on_progress, on_stage
+        For a progress display: ``on_stage(description, total)`` as each stage starts (profiling
+        meters without state a detector at a time, training a fleet model, judging with the
+        readings as total), ``on_progress(n)`` as readings are judged.
 
     Returns
     -------
@@ -524,20 +541,42 @@ def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list
     end_ts = _when(end, "end")
     if start_ts is not None and end_ts is not None and start_ts >= end_ts:
         raise InputError(f"the window {start} .. {end} is empty: start must come before end")
+    want_scores = scores is not None and scores is not False
+    scores_path = None if isinstance(scores, bool) or scores is None else Path(scores)
+    if scores_path is not None:
+        from wattwatch.store.duck import check_paths
+
+        inputs = [source] if isinstance(source, (str, Path)) else \
+            [x for x in source if isinstance(x, (str, Path))] if isinstance(source, (list, tuple)) else []
+        store_file = db if db is not None else (source if _is_store(source) else None)
+        check_paths(store_file, inputs=inputs, outputs={"scores": scores_path})
+        if scores_path.is_dir():
+            raise InputError(f"scores {scores_path}: is a folder; give a file name")
     store, owned, persistent = _open(source, db, mapping, rejects)
     result = Detection()
     try:
         cat = store.catalogue(meters)
         if not len(cat):
+            if want_scores:
+                _score_table(result, dets, scores_path)
             return result
         names = [str(m) for m in cat["meter_id"]]
         if persistent and state is None:
             result.notices += _state_store_load(store, dets, names)
         resets = alert_store.resets(store.con) if persistent else {}
-        result.notices += _ensure_state(store, dets, cat, cfg, persistent, resets)
-        _judge_window(store, dets, cat, cfg, start_ts, end_ts, result, scores, on_progress)
+        result.notices += _ensure_state(store, dets, cat, cfg, persistent, resets, on_stage)
+        _judge_window(store, dets, cat, cfg, start_ts, end_ts, result, want_scores,
+                      on_progress, on_stage)
+        if want_scores:
+            _score_table(result, dets, scores_path)
         if persistent and keep:
             result.stored = alert_store.upsert(store.con, result.alerts)
+        if persistent and result.alerts:
+            # Each alert as the store keeps it: one acknowledged or cleared earlier and found again
+            # (same id) keeps that status in alerts.jsonl, as in `alerts list`.
+            kept = alert_store.statuses(store.con, [a.id for a in result.alerts])
+            for a in result.alerts:
+                a.status = kept.get(a.id, a.status)
     finally:
         if owned:
             store.close()
@@ -545,20 +584,28 @@ def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list
     return result
 
 
+def _score_table(result: Detection, dets: list, path: Path | None) -> None:
+    """``result.scores`` as the scores table (one column per detector run, the combined score),
+    written to ``path`` when given."""
+    from wattwatch.detect import scores as score_table
+
+    result.scores = score_table.table(result.scores, [d.name for d in dets])
+    if path is not None:
+        score_table.write(result.scores, path)
+
+
 def score(source: Source, *, state: Fitted | list | None = None, detectors: Sequence[str] | str | None = None,
           config: str | Path | dict | None = None, start=None, end=None, db: str | Path | None = None,
           meters: Sequence[str] | None = None, mapping=None) -> pd.DataFrame:
-    """Every detector's score of every reading: ``meter_id``, ``ts`` and one column per detector
-    (higher = worse, 1.0 = the detector's limit, NaN = cannot judge). The same judgement as
-    :func:`detect` (state, window, suppression), without the post-rules: for ranking, other
-    thresholds, ROC and PR curves."""
+    """Every detector's score of every reading: ``meter_id``, ``ts``, one column per detector
+    (higher = worse, 1.0 = the detector's limit, NaN = cannot judge), ``score`` (the combined
+    score, calibrated like an alert's: 0.5 at a limit, 0.75 at twice it) and ``detector`` (the
+    one that gave it); see :mod:`wattwatch.detect.scores`. The same judgement as :func:`detect`
+    (state, window, suppression), without the post-rules: for ranking, other thresholds, ROC and
+    PR curves. Nothing is kept in a store."""
     res = detect(source, db=db, state=state, detectors=detectors, config=config, start=start, end=end,
                  meters=meters, scores=True, keep=False, mapping=mapping)
-    if res.scores is None:
-        return pd.DataFrame(columns=["meter_id", "ts"])
-    out = res.scores.copy()
-    out["meter_id"] = out["meter_id"].astype(str)
-    return out.sort_values(["meter_id", "ts"], kind="stable").reset_index(drop=True)
+    return res.scores
 
 
 def _when(x, what: str):
@@ -634,7 +681,7 @@ def _load_reach(store, names, todo, since, since_t, back, ahead, end, first, rea
 
 
 def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detection, keep_scores: bool,
-                  on_progress) -> None:
+                  on_progress, on_stage=None) -> None:
     """Judge each meter's readings in [start, end) with the reach around them; alerts that were
     running at ``start`` are traced back to where they began (up to ``max_trace_days``)."""
     from wattwatch.detect import core
@@ -659,6 +706,8 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
     since_t = None if start is None else start.timestamp()
     since: dict[int, float] = {}
     while todo:
+        if on_stage:
+            on_stage(f"loading the readings of {len(todo):,} meter(s)", None)
         frame, lo, hi = _load_reach(store, names, todo, since, since_t, back, ahead, end, first, reach)
         origin = {names[k]: lo[i] is None or lo[i] <= first[k] for i, k in enumerate(todo)}
         flush = {names[k]: hi[i] is None or hi[i] > last[k] for i, k in enumerate(todo)}
@@ -673,7 +722,7 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
                                   "start": [x if x is not None else pd.Timestamp(0, tz="UTC") for x in lo]})
             window["positions"] = store.count_before(pos_w)
         part = DetectionResult()
-        judge(frame, dets, cfg, part, on_progress, keep_scores, window=window)
+        judge(frame, dets, cfg, part, on_progress, keep_scores, window=window, on_stage=on_stage)
         redo = [k for k in todo if names[k] in part.unclean and not origin[names[k]]
                 and s_map[names[k]] is not None and since_t - s_map[names[k]] < cfg.max_trace_days * 86400.0]
         keep_meters = {names[k] for k in todo if k not in redo}

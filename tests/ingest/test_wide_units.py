@@ -180,3 +180,129 @@ def test_an_unknown_mapped_column_lists_the_valid_ones_closest_first(store, tmp_
     p.write_text("Device,Zeit,ActivePowerKW,Voltage\nM1,2025-01-06T00:00:00Z,1,230\n")
     with pytest.raises(IngestError, match=r"\['ActivePowerKw'\].*closest: 'ActivePowerKW'.*columns: .*Device"):
         ingest_path(store, p, _mapping(tmp_path, '[columns]\nmeter_id = "Device"\nts = "Zeit"\np_kw = "ActivePowerKw"\n'))
+
+
+# ------------------------------------------------------------------ several channels per meter, SQLite
+
+WIDE_CHANNELS = """\
+[wide]
+ts = "time"
+[wide.channels]
+p_kw = "{meter}_P"
+v_l1_v = "{meter}_V"
+[units]
+p_kw = "W"
+"""
+
+
+def _channels_frame() -> pd.DataFrame:
+    ts = pd.date_range("2025-01-06", periods=4, freq="h", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+    return pd.DataFrame({"time": ts,
+                         "m1_P": [1000.0, 2000, np.nan, 4000], "m1_V": [230.0, 231, np.nan, 229],
+                         "m2_P": [500.0, np.nan, 700, 800], "m2_V": ["230", "abc", "", "232"],
+                         "m3_P": [100.0, 200, 300, 400]})  # m3 has no voltage column
+
+
+def _write(df: pd.DataFrame, p: Path, fmt: str) -> None:
+    import sqlite3
+
+    if fmt == "csv":
+        df.to_csv(p, index=False)
+    elif fmt == "parquet":
+        df.to_parquet(p)
+    else:
+        con = sqlite3.connect(p)
+        df.to_sql("readings", con, index=False)
+        con.execute("CREATE TABLE settings (key TEXT, value TEXT)")  # not telemetry: skipped with a note
+        con.commit()
+        con.close()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "db"])
+def test_wide_several_channels_per_meter_in_every_format(store, tmp_path: Path, fmt: str):
+    p = tmp_path / f"w.{fmt}"
+    _write(_channels_frame(), p, fmt)
+    c = ingest_path(store, p, _mapping(tmp_path, WIDE_CHANNELS))
+    # 3 meters x 4 lines = 12 cells groups; m1 at line 3 is all blank: no reading (not a reject);
+    # m2's 'abc' voltage is a reject naming the line, the meter and the channel.
+    assert (c.stored, c.rejected) == (10, 1)
+    _, line, fld, reason = c.rejects[0]
+    assert line == (3 if fmt == "csv" else 2) and fld == "m2" and reason == "m2: v_l1_v: 'abc' is not a number"
+    got = _stored(store)
+    assert sorted(got["meter_id"].unique()) == ["m1", "m2", "m3"]
+    m1 = got[got["meter_id"] == "m1"]
+    np.testing.assert_allclose(m1["p_kw"], [1.0, 2.0, 4.0])  # W -> kW
+    np.testing.assert_allclose(m1["v_l1_v"], [230, 231, 229])
+    m2 = got[got["meter_id"] == "m2"]
+    assert m2["v_l1_v"].isna().tolist() == [False, True, False]  # a blank voltage: p_kw alone is stored
+    assert got[got["meter_id"] == "m3"]["v_l1_v"].isna().all()  # a meter without a voltage column
+    if fmt == "db":
+        assert any("settings skipped" in n for n in c.notes)
+
+
+def test_wide_channels_unknown_column_lists_the_patterns_and_the_matching_columns(store, tmp_path: Path):
+    df = _channels_frame().assign(m1_Q=1.0)
+    p = tmp_path / "w.csv"
+    df.to_csv(p, index=False)
+    with pytest.raises(IngestError, match=r"'m1_Q' match no \[wide.channels\] pattern \(p_kw = '\{meter\}_P', "
+                                          r"v_l1_v = '\{meter\}_V'\).*ignore.*columns that match: m1_P, m1_V"):
+        ingest_path(store, p, _mapping(tmp_path, WIDE_CHANNELS))
+    c = ingest_path(store, p, _mapping(tmp_path, WIDE_CHANNELS.replace('ts = "time"', 'ts = "time"\nignore = ["m1_Q"]')))
+    assert c.stored == 10
+    # A list of meters names the {meter} parts; a meter without any column names the closest.
+    listed = WIDE_CHANNELS.replace('ts = "time"', 'ts = "time"\nmeter_columns = ["m1", "m9"]')
+    with pytest.raises(IngestError, match=r"meter 'm9' has no column.*closest"):
+        ingest_path(store, p, _mapping(tmp_path, listed))
+
+
+def test_wide_channels_renames_prefix_and_extra_channels(store, tmp_path: Path):
+    p = tmp_path / "w.csv"
+    p.write_text("time,A.kw,A.temp,B.kw\n2025-01-06T00:00:00Z,1.5,68,2\n")
+    m = _mapping(tmp_path, '[wide]\nts = "time"\nmeter_prefix = "site-"\n[wide.meters]\nB = "boiler"\n'
+                           '[wide.channels]\np_kw = "{meter}.kw"\ntemp_c = "{meter}.temp"\ncase_temp_c = "{meter}.case"\n'
+                           '[units]\ntemp_c = "degF"\n')
+    c = ingest_path(store, p, m)
+    assert (c.stored, c.rejected) == (2, 0)
+    got = _stored(store)
+    assert got["meter_id"].tolist() == ["boiler", "site-A"]
+    assert got["temp_c"].iloc[1] == pytest.approx(20.0)
+
+
+def test_wide_channels_config_errors(tmp_path: Path):
+    with pytest.raises(MappingError, match=r"one \{meter\}"):
+        _mapping(tmp_path, '[wide.channels]\np_kw = "P"\n')
+    with pytest.raises(MappingError, match="not a channel"):
+        _mapping(tmp_path, '[wide.channels]\npower = "{meter}_P"\n')
+    with pytest.raises(MappingError, match=r"\[units\]"):
+        _mapping(tmp_path, '[wide]\nunit = "MW"\n[wide.channels]\np_kw = "{meter}_P"\n')
+
+
+def test_wide_single_channel_from_sqlite(store, tmp_path: Path):
+    import sqlite3
+
+    df = _regions(n_hours=6, n_regions=3)
+    p = tmp_path / "load.db"
+    con = sqlite3.connect(p)
+    df.to_sql("load", con, index=False)
+    con.close()
+    c = ingest_path(store, p, _mapping(tmp_path, WIDE_MW))
+    assert (c.stored, c.rejected) == (18, 0)
+    np.testing.assert_allclose(_stored(store).query("meter_id == 'REGION_00'")["p_kw"], df["REGION_00"] * 1000)
+
+
+def test_wide_channels_is_vectorised_on_a_large_export(store, tmp_path: Path):
+    # 200 meters x 2 channels x 2,000 lines = 400,000 readings from one file in a few seconds.
+    import time
+
+    rng = np.random.default_rng(1)
+    n, k = 2000, 200
+    data = {"time": pd.date_range("2025-01-06", periods=n, freq="min", tz="UTC")}
+    for i in range(k):
+        data[f"M{i}_P"] = rng.random(n)
+        data[f"M{i}_V"] = 230 + rng.random(n)
+    p = tmp_path / "big.parquet"
+    pd.DataFrame(data).to_parquet(p)
+    t0 = time.perf_counter()
+    c = ingest_path(store, p, _mapping(tmp_path, WIDE_CHANNELS.replace('p_kw = "W"', 'p_kw = "kW"')))
+    assert c.stored == n * k and c.rejected == 0
+    assert time.perf_counter() - t0 < 60

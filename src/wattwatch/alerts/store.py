@@ -56,6 +56,16 @@ def upsert(con, alerts: list[Alert]) -> dict:
     return {"new": len(set(ids) - known), "updated": len(set(ids) & known)}
 
 
+def statuses(con, ids: list[str]) -> dict[str, str]:
+    """``id -> status`` of the alerts among ``ids`` that the store keeps (others are absent)."""
+    ensure_tables(con)
+    ids = sorted(set(ids))
+    if not ids:
+        return {}
+    rows = con.execute(f"SELECT id, status FROM alerts WHERE id IN ({', '.join('?' for _ in ids)})", ids).fetchall()
+    return {i: s for i, s in rows}
+
+
 def list_alerts(con, status: str | None = "open", meter: str | None = None, min_severity: str | None = None,
                 min_score: float | None = None) -> pd.DataFrame:
     """Alerts kept in the store, by status, meter, least severity and least calibrated score."""

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from wattwatch.app.progress import err_console, progress_bar
+from wattwatch.app.progress import err_console, progress_bar, stages
 
 # `-h` is help everywhere, like `--help`.
 HELP = {"help_option_names": ["-h", "--help"]}
@@ -551,7 +551,8 @@ def detect(
     end: Optional[str] = typer.Option(None, "--end", help="... up to this time (exclusive)."),
     meters: Optional[str] = typer.Option(None, "--meters", help="Comma-separated meter ids (default: all)."),
     log: Optional[Path] = typer.Option(None, "--log", help="Human log (default: OUT with .log)."),
-    scores: Optional[Path] = typer.Option(None, "--scores", help="Also write every detector's per-reading scores (Parquet)."),
+    scores: Optional[Path] = typer.Option(None, "--scores", help="Also write every reading's score per detector and "
+                                          "combined (Parquet: meter_id, ts, one column per detector, score, detector)."),
     mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help="TOML column mapping for files."),
     rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects"),
     models: Optional[Path] = typer.Option(None, "--models", help="Trained learned detectors (`wattwatch train`) "
@@ -578,18 +579,19 @@ def detect(
         if path is not None and (option != "--rejects" or isinstance(source, list)):
             _check_out(path, option)
     with _errors():
-        with progress_bar("detect", None) as advance:
+        with stages("detect") as st:
             result = api.detect(source, db=db_arg, detectors=_names(detectors), config=config, start=start, end=end,
                                 meters=_names(meters), models=models, scores=scores is not None, mapping=mapping,
-                                rejects=rejects, on_progress=advance)
+                                rejects=rejects, on_progress=st.advance, on_stage=st.stage)
     kept = "the alerts are kept in the store (`wattwatch alerts list`)" if result.stored else ""
     alerts = [a for a in result.alerts if _passes(a, min_severity, min_score)]
     _write_atomic(out, "".join(a.to_json() + "\n" for a in alerts), "--out", kept)
     _write_atomic(log, "".join(a.log_line() + "\n" for a in alerts), "--log", kept)
     if scores is not None and result.scores is not None:
+        from wattwatch.detect.scores import write as write_scores
+
         try:
-            scores.parent.mkdir(parents=True, exist_ok=True)
-            result.scores.assign(meter_id=result.scores["meter_id"].astype(str)).to_parquet(scores, index=False)
+            write_scores(result.scores, scores)
         except OSError as exc:
             _fail(_os_message(scores, exc, "cannot write --scores") + f"; the alerts are in {out}", 1)
     for n in result.notices:
@@ -639,10 +641,10 @@ def fit(
     if isinstance(source, list):
         _no_clobber(db_arg, source, rejects=rejects)
     with _errors():
-        with progress_bar("fit", None) as advance:
+        with stages("fit") as st:
             fitted = api.fit(source, db=db_arg, detectors=_names(detectors), config=config, normal_start=normal_start,
                              normal_end=normal_end, days=days, meters=_names(meters), mapping=mapping, rejects=rejects,
-                             on_progress=advance)
+                             on_stage=st.stage)
     for n in fitted.notices:
         err_console.print(f"[yellow]note:[/yellow] {_term(n)}", highlight=False, soft_wrap=True)
     summary = {"meters": fitted.meters, "readings": fitted.readings, "detectors": [d.name for d in fitted.detectors],
@@ -820,9 +822,10 @@ def train(
         bad = [d.name for d in dets if not isinstance(d, LearnedDetector)]
         if bad:
             _fail(f"not learned detectors (nothing to train): {', '.join(bad)}")
-        fitted = api.fit(source, db=db_arg, detectors=[d.name for d in dets], config=config,
-                         normal_start=normal_start, normal_end=normal_end, days=days, mapping=mapping, rejects=rejects,
-                         keep=False)
+        with stages("train") as st:
+            fitted = api.fit(source, db=db_arg, detectors=[d.name for d in dets], config=config,
+                             normal_start=normal_start, normal_end=normal_end, days=days, mapping=mapping,
+                             rejects=rejects, keep=False, on_stage=st.stage)
     dets = [d for d in fitted.detectors if d.locked]
     if not dets:
         _fail("; ".join(fitted.notices) or "no fleet model could be trained")
@@ -845,22 +848,75 @@ def train(
 @app.command()
 def evaluate(
     events: Path = typer.Option(..., "--events", help="Labelled events (events.json)."),
-    alerts: Path = typer.Option(..., "--alerts", help="Alerts (alerts.jsonl)."),
+    alerts: Optional[Path] = typer.Option(None, "--alerts", help="Alerts (alerts.jsonl): event recall, precision, F1."),
+    scores: Optional[Path] = typer.Option(None, "--scores", help="Per-reading scores (`detect --scores`): ROC-AUC "
+                                          "and PR-AUC of the combined score and of each detector."),
     tolerance_s: float = typer.Option(3600.0, "--tolerance-s", help="Overlap tolerance either side of an event."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Event-level recall per fault type, alert precision, F1 and detection delay."""
+    """Event-level recall per fault type, alert precision, F1 and detection delay (--alerts);
+    ROC-AUC and PR-AUC of per-reading scores (--scores)."""
     from wattwatch.alerts.model import read_jsonl
-    from wattwatch.evaluate.events import evaluate as score, load_events
+    from wattwatch.evaluate.events import evaluate as score, load_events, meter_kinds, score_auc
 
+    if alerts is None and scores is None:
+        _fail("give --alerts FILE (alerts.jsonl), --scores FILE (detect --scores) or both")
+    doc = {}
     try:
-        result = score(load_events(events), read_jsonl(alerts), tolerance_s)
+        labelled = load_events(events)
+        if alerts is not None:
+            doc["alerts"] = score(labelled, read_jsonl(alerts), tolerance_s)
+        if scores is not None:
+            doc["scores"] = score_auc(labelled, _read_scores(scores), meter_kinds(events), codes=_detector_codes())
     except (OSError, ValueError, KeyError) as exc:
         _fail(str(exc))
     if as_json:
-        print(_json(result))
+        # --alerts alone keeps its document as it was; --scores adds one of its own.
+        print(_json(doc["alerts"] if scores is None else doc["scores"] if alerts is None else doc))
         return
-    console.print(_evaluation_table(result))
+    if "alerts" in doc:
+        console.print(_evaluation_table(doc["alerts"]))
+    if "scores" in doc:
+        console.print(_auc_table(doc["scores"]))
+
+
+def _detector_codes() -> dict:
+    """Registered detector name -> the alert code it raises."""
+    from wattwatch.detect import registry
+
+    return {n: registry.build(n).code for n in registry.names()}
+
+
+def _read_scores(path: Path):
+    """The scores table from ``detect --scores``; errors name the file."""
+    import pandas as pd
+
+    if path.is_dir():
+        raise ValueError(f"--scores {path}: is a folder, not a scores file")
+    if not path.exists():
+        raise ValueError(f"--scores {path}: no such file")
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises its own types for a file that is not Parquet
+        raise ValueError(f"--scores {path}: not a Parquet scores file ({str(exc).splitlines()[0][:200]}); "
+                         "write one with `wattwatch detect ... --scores FILE`") from None
+
+
+def _auc_table(r: dict) -> Table:
+    def f(x):
+        return "" if x is None else f"{x:.3f}"
+
+    table = Table("scores", "positives", "negatives", "base rate", "judged", "ROC-AUC", "PR-AUC",
+                  title=f"per-reading scores: {r['rated']:,} readings rated, {r['positives']:,} inside faults "
+                        f"({r['left_out_in_outages']:,} in outages left out)")
+    rows = [(c, v) for c, v in r["overall"].items()]
+    rows += [(f"{r['column']} on {k}", v) for k, v in r["per_type"].items()]
+    rows += [(f"{r['column']} on {k} meters", v) for k, v in r["per_kind"].items()]
+    rows += [(f"{k} on {', '.join(v['fault_types'])}", v) for k, v in r.get("per_detector", {}).items()]
+    for name, v in rows:
+        table.add_row(escape(_one_line(name)), f"{v['positives']:,}", f"{v['negatives']:,}", f(v["base_rate"]),
+                      f(v["judged_share"]), f(v["roc_auc"]), f(v["pr_auc"]))
+    return table
 
 
 def _evaluation_table(result: dict) -> Table:
@@ -1026,8 +1082,8 @@ def demo(
     from wattwatch import api
 
     with _errors():
-        with progress_bar("detect", None) as advance:
-            result = api.detect(db, on_progress=advance)
+        with stages("detect") as st:
+            result = api.detect(db, on_progress=st.advance, on_stage=st.stage)
     store = _open_store(db, read_only=True)
     try:
         frame = store.query(sorted({a.meter_id for a in result.alerts}))

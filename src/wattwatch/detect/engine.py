@@ -96,13 +96,16 @@ class DetectionResult:
 
 def profile(full: pd.DataFrame, detectors: list[Detector], config: EngineConfig,
             resets: dict[tuple[str, str], pd.Timestamp] | None = None, seed: int = 0,
-            windowed: bool = False, refit: bool = False) -> list[str]:
+            windowed: bool = False, refit: bool = False,
+            on_stage: Callable[[str, float | None], None] | None = None) -> list[str]:
     """Fit, on a prepared frame, the state of every (meter, detector) that has none (or whose
     operator reset is newer than its state): on the meter's first ``profile_days`` (from the
     reset). Fleet models of learned detectors are trained first where missing. Returns notices.
 
     ``windowed``: ``full`` holds each meter's profiling period and nothing else (a store query of
-    it). ``refit``: fit every meter of ``full`` and retrain fleet models (``wattwatch fit``)."""
+    it). ``refit``: fit every meter of ``full`` and retrain fleet models (``wattwatch fit``).
+    ``on_stage(description, total)``: told what is being learned, a detector (and a fleet model)
+    at a time, as the work starts (for a progress display)."""
     notices: list[str] = []
     if len(full) == 0:
         return notices
@@ -119,7 +122,7 @@ def profile(full: pd.DataFrame, detectors: list[Detector], config: EngineConfig,
             frames[key] = prepare(full[mask])
         return frames[key]
 
-    for d in detectors:
+    for i, d in enumerate(detectors):
         st = d.__dict__.setdefault("state_", {})
         per: dict[str, pd.Timestamp] = {}
         for (m, name), at in resets.items():
@@ -129,9 +132,11 @@ def profile(full: pd.DataFrame, detectors: list[Detector], config: EngineConfig,
         if getattr(d, "fleet_model", False):
             if refit:
                 d.fleets_.clear()
-            notices += _train_fleet(d, full, config, per, seed, windowed, explicit=refit)
+            notices += _train_fleet(d, full, config, per, seed, windowed, explicit=refit, on_stage=on_stage)
         if not todo.any():
             continue
+        if on_stage:
+            on_stage(f"learning {d.name} on {int(todo.sum()):,} meter(s) ({i + 1}/{len(detectors)} detectors)", None)
         prof = (np.ones(len(full), bool) if windowed else
                 profile_mask(full, config.profile_days, config.profile_max_share, per or None)) & todo[seg]
         if not prof.any():
@@ -154,7 +159,7 @@ def _reset_pending(state: dict | None, at: pd.Timestamp | None) -> bool:
 
 
 def _train_fleet(d, full: pd.DataFrame, config: EngineConfig, resets: dict, seed: int,
-                 windowed: bool = False, explicit: bool = False) -> list[str]:
+                 windowed: bool = False, explicit: bool = False, on_stage=None) -> list[str]:
     """Train ``d``'s fleet model for every grid step its unfitted meters need and it lacks.
     ``explicit``: a user declared the data normal and asked for a fit: train on whatever it holds
     (the detector's own minimum of feature rows still applies), not only on ``min_fleet_meter_days``."""
@@ -189,6 +194,8 @@ def _train_fleet(d, full: pd.DataFrame, config: EngineConfig, resets: dict, seed
                            f"{need:.0f}; train one on more history (`wattwatch fit` on a longer normal period, or "
                            "`wattwatch train` and `detect --models DIR`)")
             continue
+        if on_stage:
+            on_stage(f"training {d.name} on {len(meters):,} meter(s), {meter_days:,.0f} meter-days at the {g:.0f} s grid", None)
         try:
             d.fleets_[float(g)] = d._new_fleet(float(g)).train(fit_frame)
         except ValueError as exc:
@@ -201,7 +208,8 @@ def _train_fleet(d, full: pd.DataFrame, config: EngineConfig, resets: dict, seed
 
 def detect(frame: pd.DataFrame, detectors: list[Detector] | None = None, config: EngineConfig | None = None,
            resets: dict[tuple[str, str], pd.Timestamp] | None = None,
-           on_progress: Callable[[int], None] | None = None, keep_scores: bool = False) -> DetectionResult:
+           on_progress: Callable[[int], None] | None = None, keep_scores: bool = False,
+           on_stage: Callable[[str, float | None], None] | None = None) -> DetectionResult:
     """Alerts for every meter in ``frame`` (canonical telemetry, any order), judged whole.
 
     Parameters
@@ -222,19 +230,22 @@ def detect(frame: pd.DataFrame, detectors: list[Detector] | None = None, config:
     if len(frame) == 0:
         return result
     full = prepare(frame)
-    result.notices += profile(full, detectors, config, resets)
-    judge(full, detectors, config, result, on_progress, keep_scores)
+    result.notices += profile(full, detectors, config, resets, on_stage=on_stage)
+    judge(full, detectors, config, result, on_progress, keep_scores, on_stage=on_stage)
     result.seconds = time.perf_counter() - t0
     return result
 
 
 def judge(full: pd.DataFrame, detectors: list[Detector], config: EngineConfig, result: DetectionResult,
           on_progress: Callable[[int], None] | None = None, keep_scores: bool = False,
-          window: dict | None = None) -> None:
+          window: dict | None = None, on_stage: Callable[[str, float | None], None] | None = None) -> None:
     """Run the core on ``full`` (prepared, every meter fitted) in chunks; adds to ``result``.
     ``window``: keyword arguments for :func:`core.run` per meter (origin, flush, since,
-    positions), for runs over part of a meter's history."""
+    positions), for runs over part of a meter's history. ``on_stage(description, total)`` is
+    told the stage once (total = readings), ``on_progress(n)`` the readings of each chunk done."""
     starts, ends = seg_bounds(full["_seg"].to_numpy())
+    if on_stage:
+        on_stage(f"judging {len(starts):,} meter(s) with {len(detectors)} detector(s)", float(len(full)))
     result.meters += len(starts)
     dets = core.order(detectors)
     chunk_id = np.floor(ends / max(config.chunk_rows, 1)).astype(int)

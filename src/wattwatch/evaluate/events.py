@@ -42,7 +42,7 @@ from wattwatch.alerts.model import Alert
 from wattwatch.codes import CONSUMPTION_FAULTS, FAULT_CODES, RULE_FAULTS
 
 __all__ = ["CONSUMPTION_FAULTS", "FAULT_CODES", "RULE_FAULTS", "Visibility", "compatible_codes", "evaluate",
-           "load_events", "visibility"]
+           "load_events", "meter_kinds", "score_auc", "visibility"]
 
 
 @dataclass(frozen=True)
@@ -300,3 +300,112 @@ def evaluate(events: list[dict], alerts: list[Alert], tolerance_s: float = 3600.
         "alerts": len(alerts), "true_alerts": int(alert_ok.sum()), "precision": precision, "f1": f1,
         "false_alerts_by_code": dict(sorted(false_by_code.items())),
     }
+
+
+# ------------------------------------------------------------------------------ per-reading scores
+
+
+def score_auc(events: list[dict], scores: pd.DataFrame, kinds: dict[str, str] | None = None,
+              columns: list[str] | None = None, codes: dict[str, str] | None = None) -> dict:
+    """ROC-AUC and PR-AUC (average precision, ``sklearn.metrics``) of per-reading scores (the
+    table of ``detect --scores``, :mod:`wattwatch.detect.scores`) against labelled events.
+
+    A reading is positive when it lies within a fault event on its meter (a type that names a
+    fault code; the span padded by half the event's ``cadence_s`` when it has one, since readings
+    sit a little off the labelled grid); negative when it lies within no labelled fault and no
+    supply outage. Readings inside outages are left out: an outage is a real event (the outage
+    detector reports it), neither a fault nor normal. A reading a detector cannot judge (NaN)
+    ranks below every judged one (it raised nothing).
+
+    ``columns``: the score columns to rate (default: ``score``, the combined one, then each
+    detector column). Returns ``overall`` (per column: ``roc_auc``, ``pr_auc``), ``per_type``
+    (combined score, each fault type's readings against all negatives), ``per_kind`` (combined
+    score per meter kind, when ``kinds`` maps meter -> kind), ``per_detector`` (when ``codes``
+    maps a detector column to its alert code: that column on the readings of the faults its code
+    names, against all negatives, since a detector is not meant to see the other faults), and the
+    counts. An AUC is None where there are no positives or no negatives."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    check_events(events)
+    need = {"meter_id", "ts"}
+    if not need <= set(scores.columns):
+        raise ValueError(f"scores: missing column(s) {sorted(need - set(scores.columns))}; expected the table "
+                         "`wattwatch detect --scores` writes (meter_id, ts, one column per detector, score)")
+    if columns is None:
+        columns = (["score"] if "score" in scores.columns else []) + [
+            c for c in scores.columns if c not in ("meter_id", "ts", "score", "detector")]
+    missing = [c for c in columns if c not in scores.columns]
+    if missing:
+        raise ValueError(f"scores: no column {missing[0]!r}; the columns are {', '.join(map(str, scores.columns))}")
+    df = scores.assign(meter_id=scores["meter_id"].astype(str))
+    order = np.lexsort((pd.to_datetime(df["ts"], utc=True).to_numpy(), df["meter_id"].to_numpy()))
+    df = df.iloc[order].reset_index(drop=True)
+    t = pd.to_datetime(df["ts"], utc=True).dt.tz_convert(None).to_numpy().astype("datetime64[us]").astype(np.int64)
+    meters = df["meter_id"].to_numpy()
+    uniq, first = np.unique(meters, return_index=True)
+    bounds = dict(zip(uniq, zip(first, np.r_[first[1:], len(meters)])))
+    n = len(df)
+    fault_type = np.full(n, None, dtype=object)
+    outage = np.zeros(n, bool)
+    for e in events:
+        kind = e["type"]
+        if kind not in FAULT_CODES and kind != "supply_outage":
+            continue
+        ab = bounds.get(e["meter_id"])
+        if ab is None:
+            continue
+        a, b = ab
+        cad = e.get("cadence_s")
+        pad = 0.5 * float(cad) * 1e6 if isinstance(cad, (int, float)) and math.isfinite(cad) and cad > 0 else 0.0
+        lo = np.searchsorted(t[a:b], _utc(e["start"]).value // 1000 - pad, side="left") + a
+        hi = np.searchsorted(t[a:b], _utc(e["end"]).value // 1000 + pad, side="right") + a
+        if kind == "supply_outage":
+            outage[lo:hi] = True
+        else:
+            fault_type[lo:hi] = kind
+    positive = fault_type != None  # noqa: E711 (element-wise)
+    use = positive | ~outage
+
+    def rate(col: str, mask: np.ndarray) -> dict:
+        y = positive[mask]
+        s = df[col].to_numpy(dtype=float)[mask]
+        judged = np.isfinite(s)
+        floor = (np.min(s[judged]) - 1.0) if judged.any() else 0.0
+        s = np.where(judged, s, floor)
+        pos, neg = int(y.sum()), int((~y).sum())
+        both = pos > 0 and neg > 0
+        return {"positives": pos, "negatives": neg, "judged_share": float(judged.mean()) if len(s) else float("nan"),
+                "roc_auc": float(roc_auc_score(y, s)) if both else None,
+                "pr_auc": float(average_precision_score(y, s)) if both else None,
+                "base_rate": pos / (pos + neg) if pos + neg else None}
+
+    overall = {c: rate(c, use) for c in columns}
+    main = columns[0] if columns else None
+    per_type = {}
+    for kind in sorted({k for k in fault_type[positive]}):
+        per_type[kind] = rate(main, (fault_type == kind) | (use & ~positive))
+    per_kind = {}
+    if kinds:
+        kind_of = np.array([kinds.get(m) for m in meters], dtype=object)
+        for k in sorted({x for x in kind_of if x is not None}):
+            per_kind[k] = rate(main, use & (kind_of == k))
+    per_detector = {}
+    for col, code in (codes or {}).items():
+        if col not in df.columns:
+            continue
+        types = sorted({k for k in fault_type[positive] if code in compatible_codes(k)})
+        if types:
+            per_detector[col] = {**rate(col, np.isin(fault_type, types) | (use & ~positive)), "fault_types": types}
+    return {"readings": n, "rated": int(use.sum()), "left_out_in_outages": int((~use).sum()),
+            "positives": int(positive.sum()), "column": main, "overall": overall, "per_type": per_type,
+            "per_kind": per_kind, "per_detector": per_detector}
+
+
+def meter_kinds(events_path: str | Path) -> dict[str, str] | None:
+    """Meter -> kind (residential, commercial, ...) from the ``meters.json`` next to a simulated
+    fleet's ``events.json``; None when there is none."""
+    try:
+        doc = json.loads(Path(events_path).with_name("meters.json").read_text())
+        return {str(m["meter_id"]): str(m["kind"]) for m in doc["meters"] if m.get("kind")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -38,6 +38,15 @@ override entries with a TOML file::
     [wide.meters]             # ... or given per column
     REGION_01 = "north"
 
+    [wide]                    # several channels per meter (m1_P, m1_V, m2_P, m2_V, ...)
+    ts = "time"
+    meter_columns = "*"       # every column but ts and `ignore` must match a pattern; or a list of meters
+    [wide.channels]           # channel = source column pattern; {meter} is the meter's part of the name
+    p_kw = "{meter}_P"
+    v_l1_v = "{meter}_V"
+    [units]                   # units per channel, as for any source
+    p_kw = "W"
+
     [options]
     timezone = "Europe/Rome"  # for timestamps that carry no offset (default UTC)
     ts_format = "%d/%m/%Y %H:%M:%S"
@@ -61,6 +70,16 @@ A blank cell of a wide export is no reading (not an empty row); a rejected cell 
 line and its column (the meter). A row with no channel value at all (only a meter and a time) is a
 reject ("no channel value"); a mapping under which no column maps to a channel is an error before
 anything is stored ("maps no channel"). ``[scale]`` multiplies before the unit conversion.
+
+Several channels per meter (``[wide.channels]``): each source column matches one pattern, which
+gives its channel and its meter (the part of the name ``{meter}`` stands for; ``[wide.meters]``
+renames that part, ``meter_prefix`` is prepended). A line gives one reading per meter with every
+channel of that meter; a meter's blank cells are absent channels, all of them blank is no
+reading; a bad cell is a reject naming the line, the meter and the channel. With
+``meter_columns = "*"`` a column that matches no pattern is an error listing the patterns and the
+columns that do match (``ignore`` it if it is not a reading); with a list of meters, a meter
+without any column is an error naming the closest columns. ``unit`` is for one channel only;
+several channels take ``[units]``.
 
 Extra channel names are user-declared: a lower-case identifier ending in a unit suffix
 (:func:`wattwatch.schema.extra_channel_error` says what is allowed). ``[scale]`` applies to extras
@@ -196,24 +215,50 @@ class Wide:
         Columns that are neither time nor meter (with ``meter_columns = "*"``).
     unit : str or None
         Unit of the cells (``MW``, ``kW``, ...), converted to the channel's unit.
+    channels : dict
+        Several channels per meter: channel -> source column pattern with one ``{meter}``
+        (``{"p_kw": "{meter}_P", "v_l1_v": "{meter}_V"}``). Then ``meter_columns`` lists meters
+        (the ``{meter}`` parts), ``meters`` renames them, and ``channel``/``unit`` are not used.
     """
 
     meter_columns: Any = "*"
-    channel: str = "p_kw"
+    channel: str | None = None
     ts: str | None = None
     meter_prefix: str = ""
     meters: dict[str, str] = field(default_factory=dict)
     ignore: tuple[str, ...] = ()
     unit: str | None = None
+    channels: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.channels, dict):
+            raise MappingError("[wide] channels must be a table of channel = \"column pattern with {meter}\"")
+        if self.channels:
+            if self.channel is not None or self.unit is not None:
+                raise MappingError("[wide] channel and unit are for one channel per meter; with [wide.channels] "
+                                   "the channels are its keys and their units go in [units]")
+            for ch, pat in self.channels.items():
+                if ch in KEY_COLUMNS or (ch not in COLUMNS and extra_channel_error(ch)):
+                    raise MappingError(f"[wide.channels] {ch}: not a channel (p_kw, v_l1_v, ... or an extra "
+                                       f"channel name): {extra_channel_error(ch)}")
+                if not isinstance(pat, str) or pat.count("{meter}") != 1 or pat == "{meter}":
+                    raise MappingError(f"[wide.channels] {ch}: a pattern is a column name with one {{meter}} and "
+                                       f"more around it, such as \"{{meter}}_P\", not {pat!r}")
+            pats = list(self.channels.values())
+            if len(set(pats)) != len(pats):
+                raise MappingError("[wide.channels]: two channels have the same pattern")
+            object.__setattr__(self, "channels", dict(self.channels))
+        elif self.channel is None:
+            object.__setattr__(self, "channel", "p_kw")
         mc = self.meter_columns
         if isinstance(mc, list):
             mc = tuple(mc)
         if not (mc == "*" or (isinstance(mc, tuple) and mc and all(isinstance(c, str) and c for c in mc))):
             raise MappingError(f"[wide] meter_columns must be \"*\" or a list of column names, not {mc!r}")
         object.__setattr__(self, "meter_columns", mc)
-        if not isinstance(self.channel, str) or (self.channel not in COLUMNS and extra_channel_error(self.channel)):
+        if self.channels:
+            pass
+        elif not isinstance(self.channel, str) or (self.channel not in COLUMNS and extra_channel_error(self.channel)):
             raise MappingError(f"[wide] channel: {self.channel!r} is neither a canonical channel nor a valid "
                                f"extra channel name: {extra_channel_error(self.channel)}")
         if self.channel in KEY_COLUMNS:
@@ -246,6 +291,47 @@ class Wide:
 
     def meter_id(self, column: str) -> str:
         return self.meters.get(column) or f"{self.meter_prefix}{column}"
+
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        """The channels the cells hold."""
+        return tuple(self.channels) if self.channels else (self.channel,)
+
+    def groups(self, source_columns: list[str], ts_col: str) -> dict[str, dict[str, str]]:
+        """With ``channels``: meter part -> {channel: source column}, meters in order of first column."""
+        regex = {ch: re.compile(re.escape(p).replace(re.escape("{meter}"), "(.+)")) for ch, p in self.channels.items()}
+        patterns = ", ".join(f"{ch} = {p!r}" for ch, p in self.channels.items())
+        out: dict[str, dict[str, str]] = {}
+        if self.meter_columns == "*":
+            skip = {ts_col, *self.ignore}
+            unknown = []
+            for c in source_columns:
+                if c in skip or c.startswith("__index_level_"):
+                    continue
+                hits = [(ch, m.group(1)) for ch, r in regex.items() if (m := r.fullmatch(c))]
+                if not hits:
+                    unknown.append(c)
+                    continue
+                if len(hits) > 1:
+                    raise MappingError(f"[wide.channels] column {c!r} matches several patterns "
+                                       f"({', '.join(ch for ch, _ in hits)}); make the patterns distinct")
+                ch, meter = hits[0]
+                out.setdefault(meter, {})[ch] = c
+            if unknown:
+                good = [c for g in out.values() for c in g.values()]
+                shown = ", ".join(good[:12]) + (f", ... ({len(good) - 12} more)" if len(good) > 12 else "")
+                raise MappingError(f"[wide] column(s) {', '.join(repr(c) for c in unknown[:10])} match no "
+                                   f"[wide.channels] pattern ({patterns}); list them in [wide] ignore if they are "
+                                   f"not readings, or fix the patterns (columns that match: {shown or 'none'})")
+            return out
+        for meter in self.meter_columns:
+            cols = {ch: p.replace("{meter}", meter) for ch, p in self.channels.items()}
+            cols = {ch: c for ch, c in cols.items() if c in source_columns}
+            if not cols:
+                want = next(iter(self.channels.values())).replace("{meter}", meter)
+                raise MappingError(f"[wide] meter {meter!r} has no column ({patterns})" + _suggest(want, source_columns))
+            out[meter] = cols
+        return out
 
 
 def _suggest(name: str, columns: list[str], limit: int = 30) -> str:
@@ -352,7 +438,7 @@ class Mapping:
         defaults = {k: (str(v).strip() if k in KEY_COLUMNS else _number(v, f"[defaults] {k}"))
                     for k, v in self.defaults.items()}
         units: dict[str, str] = dict(self.units)
-        if self.wide is not None and self.wide.unit is not None:
+        if self.wide is not None and self.wide.unit is not None and not self.wide.channels:
             units.setdefault(self.wide.channel, self.wide.unit)
         conv = {}
         for key, unit in units.items():
@@ -440,8 +526,8 @@ class Mapping:
         """Names of the extra channels a mapped source yields: ``extra`` in order, then the
         constant ones ``defaults`` declares."""
         names = tuple(self.extra) + tuple(k for k in self.defaults if k not in COLUMNS and k not in self.extra)
-        if self.wide is not None and self.wide.channel not in COLUMNS and self.wide.channel not in names:
-            names += (self.wide.channel,)
+        if self.wide is not None:
+            names += tuple(ch for ch in self.wide.channel_names if ch not in COLUMNS and ch not in names)
         return names
 
     def range_of(self, name: str) -> tuple[float, float]:
@@ -506,10 +592,10 @@ class Mapping:
             wide = None
             if "wide" in doc:
                 w = dict(doc["wide"])
-                bad = set(w) - {"meter_columns", "channel", "ts", "meter_prefix", "meters", "ignore", "unit"}
+                bad = set(w) - {"meter_columns", "channel", "ts", "meter_prefix", "meters", "ignore", "unit", "channels"}
                 if bad:
                     raise MappingError(f"[wide] has unknown key(s) {sorted(bad)} (keys: meter_columns, channel, "
-                                       "ts, meter_prefix, meters, ignore, unit)")
+                                       "ts, meter_prefix, meters, ignore, unit, channels)")
                 wide = Wide(**w)
             return cls(
                 units=dict(doc.get("units", {})),

@@ -116,7 +116,15 @@ def _prepared(raw: Iterable[RawBatch], fmt: str, mapping: Mapping, notes: list[s
         batch_mapping, wide_col = mapping, None
         if mapping.wide is not None and (batch.table.num_rows or batch.relation is not None
                                          or len(batch.table.column_names) > 1):
-            batch, batch_mapping = melt_wide(batch, mapping)
+            try:
+                batch, batch_mapping = melt_wide(batch, mapping)
+            except MappingError as exc:
+                if fmt != "sqlite":
+                    raise
+                # A .db export holds non-telemetry tables too (settings, alarms); say so, go on.
+                notes.append(f"table {batch.unit.rsplit(':', 1)[-1]} skipped: {exc}")
+                skipped_units.add(batch.unit)
+                continue
             wide_col = WIDE_COLUMN
         key = (batch.unit, tuple((f.name, str(f.type)) for f in batch.table.schema))
         if key not in cache:
@@ -196,6 +204,8 @@ def melt_wide(batch: RawBatch, mapping: Mapping) -> tuple[RawBatch, Mapping]:
     table = batch.table
     names = [n for n in table.column_names if n != LINE]
     ts = _wide_ts(names, mapping)
+    if wide.channels:
+        return _melt_channels(batch, mapping, ts, wide.groups(names, ts))
     cols = wide.layout(names, ts)
     if not cols:
         raise MappingError(f"[wide] no meter columns besides the time column {ts!r} (columns: {', '.join(names[:30])})")
@@ -252,6 +262,94 @@ def melt_wide(batch: RawBatch, mapping: Mapping) -> tuple[RawBatch, Mapping]:
     return dataclasses.replace(batch, table=long), long_mapping
 
 
+def _is_number(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t) or pa.types.is_decimal(t)
+
+
+def _melt_channels(batch: RawBatch, mapping: Mapping, ts: str, groups: dict[str, dict[str, str]]):
+    """:func:`melt_wide` with several channels per meter (``[wide.channels]``): one row per line
+    and meter with a column per channel (a meter's absent channel is null); a line where all of a
+    meter's cells are blank gives no row. Vectorised per column (pyarrow) or one DuckDB UNPIVOT."""
+    wide = mapping.wide
+    table = batch.table
+    if not groups:
+        raise MappingError(f"[wide] no column matches [wide.channels] ({', '.join(wide.channels.values())})")
+    chans = list(wide.channels)
+    value = {ch: f"__v_{ch}" for ch in chans}
+    numeric = {ch: all(_is_number(table.schema.field(g[ch]).type) for g in groups.values() if ch in g) for ch in chans}
+    long_mapping = dataclasses.replace(
+        mapping, wide=None, builtin_aliases=False,
+        columns={"ts": ts, "meter_id": WIDE_METER, **{ch: value[ch] for ch in chans if ch in COLUMNS}},
+        extra={ch: value[ch] for ch in chans if ch not in COLUMNS},
+        defaults={k: v for k, v in mapping.defaults.items() if k != "meter_id"},
+        scale={k: v for k, v in mapping.scale.items() if k in COLUMNS or k in chans},
+        units={k: v for k, v in mapping.units.items() if k in COLUMNS or k in chans})
+    schema = pa.schema([table.schema.field(ts), pa.field(LINE, pa.int64()), pa.field(WIDE_COLUMN, pa.string()),
+                        pa.field(WIDE_METER, pa.string()),
+                        *(pa.field(value[ch], pa.float64() if numeric[ch] else pa.string()) for ch in chans)])
+    if batch.relation is not None:
+        q = lambda n: '"' + n.replace('"', '""') + '"'  # noqa: E731
+        lit = lambda v: "'" + v.replace("'", "''") + "'"  # noqa: E731
+        tokens = ", ".join(lit(t) for t in MISSING_TOKENS)
+        inner, sets = [q(ts), LINE], []
+        k = 0
+        for meter, g in groups.items():
+            cells = []
+            for ch in chans:
+                alias = f"__c{k}"
+                k += 1
+                if ch not in g:
+                    expr = f"CAST(NULL AS {'DOUBLE' if numeric[ch] else 'VARCHAR'})"
+                elif numeric[ch]:
+                    x = f"CAST({q(g[ch])} AS DOUBLE)"
+                    expr = f"CASE WHEN isnan({x}) THEN NULL ELSE {x} END"
+                else:
+                    x = f"CAST({q(g[ch])} AS VARCHAR)"
+                    expr = f"CASE WHEN lower(trim({x})) IN ({tokens}) THEN NULL ELSE {x} END"
+                inner.append(f"{expr} AS {alias}")
+                cells.append(alias)
+            sets.append(f"({', '.join(cells)}) AS {lit(meter)}")
+        renames = " ".join(f"WHEN {lit(c)} THEN {lit(m)}" for c, m in wide.meters.items() if c in groups)
+        meter = f"CASE {WIDE_COLUMN} {renames} ELSE {lit(wide.meter_prefix)} || {WIDE_COLUMN} END" if renames \
+            else f"{lit(wide.meter_prefix)} || {WIDE_COLUMN}"
+        vals = [q(value[ch]) for ch in chans]
+        relation = (f"(SELECT {q(ts)}, {LINE}, {WIDE_COLUMN}, {meter} AS {WIDE_METER}, {', '.join(vals)} FROM "
+                    f"(SELECT {', '.join(inner)} FROM {batch.relation}) UNPIVOT INCLUDE NULLS "
+                    f"(({', '.join(vals)}) FOR {WIDE_COLUMN} IN ({', '.join(sets)})) "
+                    f"WHERE NOT ({' AND '.join(f'{v} IS NULL' for v in vals)}))")
+        return dataclasses.replace(batch, table=schema.empty_table(), relation=relation), long_mapping
+    tokens = pa.array(MISSING_TOKENS)
+    n_rows = table.num_rows
+    parts = []
+    for meter, g in groups.items():
+        arrays, any_value = [], None
+        for ch in chans:
+            if ch not in g:
+                arrays.append(pa.nulls(n_rows, pa.float64() if numeric[ch] else pa.string()))
+                continue
+            v = table[g[ch]]
+            if numeric[ch]:
+                v = pc.cast(v, pa.float64())
+                blank = pc.fill_null(pc.is_nan(v), True)
+            else:
+                v = pc.cast(v, pa.string())
+                blank = pc.or_(pc.is_null(v), pc.fill_null(pc.is_in(pc.utf8_lower(pc.utf8_trim_whitespace(v)),
+                                                                   value_set=tokens), True))
+            v = pc.if_else(blank, pa.scalar(None, v.type), v)
+            arrays.append(v)
+            here = pc.invert(blank)
+            any_value = here if any_value is None else pc.or_(any_value, here)
+        keep = pc.fill_null(any_value, False)
+        n = pc.sum(keep).as_py() or 0
+        if not n:
+            continue
+        parts.append(pa.Table.from_arrays(
+            [pc.filter(table[ts], keep), pc.filter(table[LINE], keep), pa.repeat(pa.scalar(meter), n),
+             pa.repeat(pa.scalar(wide.meter_id(meter)), n), *(pc.filter(a, keep) for a in arrays)], schema=schema))
+    long = pa.concat_tables(parts) if parts else schema.empty_table()
+    return dataclasses.replace(batch, table=long), long_mapping
+
+
 def csv_column_types(names: list[str], mapping: Mapping) -> dict[str, pa.DataType]:
     """Types pyarrow can parse a CSV's mapped columns as: numbers as float64, and the timestamp
     as UTC when offsets are the norm (naive times need the mapping's zone, so they stay text)."""
@@ -260,7 +358,10 @@ def csv_column_types(names: list[str], mapping: Mapping) -> dict[str, pa.DataTyp
     if mapping.wide is not None:
         try:
             ts = _wide_ts(names, mapping)
-            types = {c: pa.float64() for c in mapping.wide.layout(names, ts)}
+            if mapping.wide.channels:
+                types = {c: pa.float64() for g in mapping.wide.groups(names, ts).values() for c in g.values()}
+            else:
+                types = {c: pa.float64() for c in mapping.wide.layout(names, ts)}
         except MappingError:
             return {}
         if mapping.ts_format is None and mapping.timezone.upper() == "UTC":
