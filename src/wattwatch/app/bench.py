@@ -391,8 +391,10 @@ def synthetic_alerts(meters: int, n: int, start, days: float, seed: int = 0) -> 
 
 
 def measure_open(browser, path: Path, meter: int | None = 0) -> dict:
-    """Open ``path`` in a fresh page of ``browser``: seconds to load it and draw every plot in view,
-    and (``meter``) to go to that meter's section and draw its figure; console errors collected."""
+    """Open ``path`` in a fresh page of ``browser``: seconds from the start of navigation until the
+    page is built and every figure in view is drawn (the page's own clock, read back: polling from
+    outside would load the page it measures), and (``meter``) from scrolling to that meter's section
+    until its figure is drawn. Console and page errors are collected."""
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -401,20 +403,22 @@ def measure_open(browser, path: Path, meter: int | None = 0) -> dict:
         t0 = time.perf_counter()
         page.goto(path.resolve().as_uri())
         page.wait_for_selector("body[data-ready='1']", timeout=60_000)
-        # Every figure in view drawn (the overview's; meter figures below the fold are drawn on scroll).
-        page.wait_for_function(
-            "() => [...document.querySelectorAll('.plot')].filter(d => {const r = d.getBoundingClientRect();"
-            " return r.top < innerHeight && r.bottom > 0}).every(d => d.dataset.drawn === '1')", timeout=60_000)
-        open_s = time.perf_counter() - t0
+        wall_s = time.perf_counter() - t0
+        in_view = ("() => [...document.querySelectorAll('.plot')].filter(d => {const r = d.getBoundingClientRect();"
+                   " return r.top < innerHeight && r.bottom > 0})")
+        # Every figure in view at the open is drawn then; the time is the last one's.
+        page.wait_for_function(f"() => ({in_view})().every(d => d.dataset.drawn === '1')", polling=100, timeout=60_000)
+        open_ms = page.evaluate(f"() => Math.max(...({in_view})().map(d => window.wattwatchReport.drawnAt[d.id]))")
         meter_s = None
+        if meter is not None:  # the sections are built after the open, in slices
+            page.wait_for_selector("body[data-sections='1']", timeout=60_000)
         if meter is not None and page.query_selector(f"#plot-m-{meter}"):
-            t0 = time.perf_counter()
-            page.evaluate(f"document.getElementById('m-{meter}').scrollIntoView()")
+            t_ms = page.evaluate(f"() => {{document.getElementById('m-{meter}').scrollIntoView(); return performance.now()}}")
             page.wait_for_selector(f"#plot-m-{meter}[data-drawn='1']", timeout=60_000)
-            meter_s = time.perf_counter() - t0
+            meter_s = (page.evaluate(f"() => window.wattwatchReport.drawnAt['plot-m-{meter}']") - t_ms) / 1000
         info = page.evaluate("() => ({sections: document.querySelectorAll('section.meter').length,"
                              " evidence: document.querySelectorAll('table.evidence').length})")
-        return {"open_s": open_s, "meter_s": meter_s, "errors": errors, **info}
+        return {"open_s": open_ms / 1000, "wall_s": wall_s, "meter_s": meter_s, "errors": errors, **info}
     finally:
         page.close()
 
@@ -427,8 +431,9 @@ def _floor_page(path: Path) -> Path:
           "const t=await new Response(new Blob([b]).stream().pipeThrough(new DecompressionStream('gzip'))).text();"
           "const s=document.createElement('script');s.text=t;document.head.append(s);"
           "const d=document.querySelector('.plot');await Plotly.newPlot(d,[{type:'scatter',y:[1,3,2]}]);"
-          "d.dataset.drawn='1';document.body.dataset.ready='1';})();")
-    path.write_text(f"<!doctype html><html><body><div class='plot' style='height:300px'></div>"
+          "d.dataset.drawn='1';window.wattwatchReport={drawnAt:{floor:performance.now()}};"
+          "document.body.dataset.ready='1';})();")
+    path.write_text(f"<!doctype html><html><body><div class='plot' id='floor' style='height:300px'></div>"
                     f"<script type='application/octet-stream' id='p'>{_plotly_b64()}</script><script>{js}</script>"
                     "</body></html>")
     return path
@@ -488,7 +493,8 @@ def report_benchmark(meters: int = 1000, days: float = 35.0, alerts: int = 1000,
             "days": days, "cadence_s": cadence_s, "alerts": alerts, "sections": runs[0]["sections"],
             "evidence_tables": runs[0]["evidence"], "bytes": size, "plotly_bytes": len(_plotly_b64()),
             "write_s": round(write_s, 3), "open_s": round(open_s, 3), "meter_s": round(meter_s, 3),
-            "runs_open_s": [round(r["open_s"], 3) for r in runs], "floor_open_s": round(floor_s, 3),
+            "runs_open_s": [round(r["open_s"], 3) for r in runs], "best_open_s": round(min(r["open_s"] for r in runs), 3),
+            "floor_open_s": round(floor_s, 3),
             "ratio_to_floor": round(open_s / floor_s, 2), "errors": sorted({e for r in runs for e in r["errors"]}),
             "target_bytes": REPORT_TARGETS["bytes"], "target_open_s": REPORT_TARGETS["open_s"],
             "meets_target": size <= REPORT_TARGETS["bytes"] and open_s <= REPORT_TARGETS["open_s"]}

@@ -1152,6 +1152,42 @@ def bench_detect(
                   f"{r['default_alerts']:,} alerts)")
 
 
+@bench_app.command("report")
+def bench_report(
+    meters: int = typer.Option(1000, "--meters", help="Meters in the synthetic fleet."),
+    days: float = typer.Option(35.0, "--days"),
+    alerts: int = typer.Option(1000, "--alerts", help="Synthetic alerts kept in the store."),
+    cadence_s: int = typer.Option(900, "--cadence-s", help="Seconds between readings."),
+    workdir: Path = typer.Option(Path("bench-out"), "--workdir"),
+    repeats: int = typer.Option(3, "--repeats", help="Page opens (alternated with the floor); medians reported."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Size and open time (headless Chromium) of the report of a synthetic fleet, against a floor
+    page that only loads the same plotly.js and draws one figure."""
+    from wattwatch.app.bench import CHROMIUM, report_benchmark
+
+    if meters < 1 or alerts < 1 or days <= 0 or cadence_s < 1 or repeats < 1:
+        _fail("--meters, --alerts, --cadence-s and --repeats must be at least 1 and --days > 0")
+    if not Path(CHROMIUM).exists():
+        _fail(f"{CHROMIUM}: no Chromium to open the report in (install it: bash scripts/system-deps.sh)")
+    with _errors():
+        r = report_benchmark(meters=meters, days=days, alerts=alerts, cadence_s=cadence_s, workdir=workdir,
+                             repeats=repeats, log=_log)
+    if as_json:
+        print(_json(r))
+        return
+    table = Table("meters x days", "alerts", "sections", "size MB", "target", "open s", "target", "one meter s",
+                  "floor open s", "ratio", title=f"bench report ({r['machine']})")
+    table.add_row(f"{r['meters']} x {r['days']:g}", str(r["alerts"]), str(r["sections"]), f"{r['bytes'] / 1e6:.2f}",
+                  f"{r['target_bytes'] / 1e6:.0f}", f"{r['open_s']:.2f}", f"{r['target_open_s']:.0f}",
+                  f"{r['meter_s']:.2f}", f"{r['floor_open_s']:.2f}", f"{r['ratio_to_floor']:.2f}")
+    console.print(table)
+    console.print(f"open s of each run (median above): {', '.join(f'{x:.2f}' for x in r['runs_open_s'])}; "
+                  f"report written in {r['write_s']:.1f} s; plotly.js is {r['plotly_bytes'] / 1e6:.2f} MB of the file; "
+                  "floor = a page with the same plotly.js drawing one figure"
+                  + (f"; console errors: {'; '.join(r['errors'])}" if r["errors"] else ""))
+
+
 @bench_app.command("learned")
 def bench_learned(
     rows: int = typer.Option(1_000_000, "--rows", help="Feature rows (5-min bins) to score."),

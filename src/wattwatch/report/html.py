@@ -64,6 +64,7 @@ def document(data: ReportData, title: str = "wattwatch report", evaluation: dict
         "alerts": data.alerts, "overview": ov,
         "consequence": {c: SEVERITY_POLICY[c][3] for c in codes if c in SEVERITY_POLICY},
         "telemetry": {m: t.to_json() for m, t in data.telemetry.items()},
+        "series": {m: list(t.series) for m, t in data.telemetry.items()},
         "evaluation": evaluation, "summary": summary,
     })
 
@@ -71,8 +72,12 @@ def document(data: ReportData, title: str = "wattwatch report", evaluation: dict
 def render(data: ReportData, title: str = "wattwatch report", evaluation: dict | None = None,
            summary: dict | None = None) -> str:
     """The HTML text of the report."""
-    doc = json.dumps(document(data, title, evaluation, summary), ensure_ascii=False, allow_nan=False,
-                     separators=(",", ":"), default=str)
+    d = document(data, title, evaluation, summary)
+    # The channels travel in their own block, inflated after the overview is drawn (they are most
+    # of the data and no figure in view at the open needs them).
+    telemetry = d.pop("telemetry")
+    doc, tel = (json.dumps(x, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=str)
+                for x in (d, telemetry))
     css = _PKG.joinpath("report.css").read_text(encoding="utf-8")
     js = _PKG.joinpath("report.js").read_text(encoding="utf-8")
     return (
@@ -85,6 +90,7 @@ def render(data: ReportData, title: str = "wattwatch report", evaluation: dict |
         # base64 text holds no '<', so neither script body can end early.
         f"<script type='application/octet-stream' id='ww-plotly'>{_plotly_b64()}</script>"
         f"<script type='application/octet-stream' id='ww-data'>{_b64gz(doc.encode('utf-8'))}</script>"
+        f"<script type='application/octet-stream' id='ww-telemetry'>{_b64gz(tel.encode('utf-8'))}</script>"
         f"<script>{js}</script></body></html>"
     )
 

@@ -61,7 +61,9 @@
     s.text = lib;
     document.head.append(s);
     Plotly = window.Plotly;
+    performance.mark("ww-plotly");
     D = JSON.parse(await inflate("ww-data"));
+    performance.mark("ww-data");
   } catch (err) {
     document.getElementById("loading").textContent = "The report could not be opened: " + err.message;
     throw err;
@@ -138,13 +140,16 @@
   app.append(el("section", {id: "nav"}, el("h2", {text: "Meters (" + D.meters.length + ")"}), idx));
 
   // ------------------------------------------------------------------ meter sections
+  // Sections are built after the overview's figures are drawn, in slices between frames: the page
+  // opens (overview drawn) at the same speed whatever the number of meters, and plotly's text
+  // measurements do not lay out a document of 1,000 alert cards.
   const sections = el("div", {id: "meters"});
-  app.append(sections);
-  for (const [i, m] of D.meters.entries()) {
+  function buildSection(i) {
+    const m = D.meters[i];
     const sec = el("section", {cls: "meter", id: "m-" + i, "data-meter": m.id});
     const al = m.alerts.map((k) => D.alerts[k]);
     sec.append(el("h2", {}, el("span", {text: m.id}), " ", el("a", {href: "#nav", cls: "up", text: "↑ index"})));
-    const panels = m.drawn ? D.panels.filter((p) => p[1].some((c) => c in D.telemetry[m.id].series)) : [];
+    const panels = m.drawn ? D.panels.filter((p) => p[1].some((c) => D.series[m.id].includes(c))) : [];
     const h = m.drawn ? 70 + 150 * panels.length : 90 + 26 * new Set(al.map((a) => a.code)).size;
     if (m.drawn || al.length) sec.append(el("div", {cls: "plot meter-plot", id: "plot-m-" + i, "data-i": String(i), style: "height:" + h + "px"}));
     if (!m.drawn) sec.append(el("p", {cls: "muted", text: D.has_telemetry
@@ -163,13 +168,14 @@
       card.append(facts, el("div", {cls: "evidence-title", text: "evidence"}), evidenceTable(a.evidence));
       sec.append(card);
     }
-    sections.append(sec);
+    return sec;
   }
   document.getElementById("loading").remove();
 
   // ------------------------------------------------------------------ figures
-  const drawn = [];
-  function done(div) { div.setAttribute("data-drawn", "1"); drawn.push(div.id); }
+  // When each figure was drawn (ms since the page started loading): what the benchmark reads.
+  const drawnAt = {};
+  function done(div) { div.setAttribute("data-drawn", "1"); drawnAt[div.id] = performance.now(); }
 
   function countsFigure() {
     const codes = Object.keys(ov.by_code);
@@ -238,7 +244,10 @@
       return Plotly.newPlot(div, traces, {margin: {l: 230, r: 10, t: 20, b: 30}, shapes: sp.shapes,
         xaxis: {type: "date", range: [t0, t1]}, yaxis: {type: "category", automargin: true}}, CONFIG).then(() => done(div));
     }
-    const T = D.telemetry[m.id], x = xs(T);
+    return channels().then((all) => meterChannels(div, m, al, sp, all[m.id]));
+  }
+  function meterChannels(div, m, al, sp, T) {
+    const x = xs(T);
     const panels = D.panels.filter((p) => p[1].some((c) => c in T.series));
     const n = panels.length, gap = 0.035, hh = (1 - gap * (n - 1)) / n;
     const traces = [], layout = {margin: {l: 60, r: 10, t: 30, b: 30}, showlegend: true, legend: {orientation: "h", y: -0.04, yanchor: "top"},
@@ -258,7 +267,15 @@
     return Plotly.newPlot(div, traces, layout, CONFIG).then(() => done(div));
   }
 
-  await Promise.all([countsFigure(), stripFigure()]);
+  performance.mark("ww-dom");
+  let telemetry = null;
+  function channels() { return telemetry || (telemetry = inflate("ww-telemetry").then(JSON.parse)); }
+  await countsFigure();
+  performance.mark("ww-counts");
+  await stripFigure();
+  const openedAt = performance.now();
+  channels();  // start inflating the channels now, for the first meter figure
+  app.append(sections);
   const pending = new Set();
   const io = new IntersectionObserver((entries) => {
     for (const e of entries) {
@@ -268,7 +285,21 @@
       meterFigure(e.target);
     }
   }, {rootMargin: "400px 0px"});
-  for (const div of document.querySelectorAll(".meter-plot")) io.observe(div);
-  window.wattwatchReport = {drawn: drawn, ready: true, meters: D.meters.length, alerts: D.alerts.length};
+  let next = 0;
+  const wanted = location.hash;
+  function slice() {
+    const stop = Math.min(D.meters.length, next + 40);
+    for (; next < stop; next++) {
+      const sec = buildSection(next);
+      sections.append(sec);
+      const div = sec.querySelector(".meter-plot");
+      if (div) io.observe(div);
+    }
+    if (next < D.meters.length) { setTimeout(slice, 0); return; }
+    document.body.setAttribute("data-sections", "1");
+    if (wanted && wanted.startsWith("#m-")) { const t = document.getElementById(wanted.slice(1)); if (t) t.scrollIntoView(); }
+  }
+  slice();
+  window.wattwatchReport = {drawnAt: drawnAt, openedAt: openedAt, meters: D.meters.length, alerts: D.alerts.length};
   document.body.setAttribute("data-ready", "1");
 })();
