@@ -32,7 +32,7 @@
     const a = Math.abs(x);
     return a >= 1000 ? x.toFixed(0) : a >= 10 ? x.toFixed(2) : x.toPrecision(3);
   }
-  // plotly renders a few tags in its text (<b>, <a href>): user text given to it is escaped.
+  // plotly renders a few tags in its text (bold, links): user text given to it is escaped.
   function esc(s) { return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;"); }
   function sevBadge(s) { return el("span", {cls: "sev sev-" + (SEV.includes(s) ? s : "info"), text: s}); }
 
