@@ -116,3 +116,23 @@ def test_panels_group_canonical_and_extra_channels():
     p = rd.panels_for(["p_kw", "i_l1_a", "i_n_a", "ups_battery_pct", "pdu_outlet_3_a", "temp_c"])
     assert p == [("power (kW)", ["p_kw"]), ("current (A)", ["i_l1_a", "i_n_a"]), ("temperature (°C)", ["temp_c"]),
                  ("extra channels (%)", ["ups_battery_pct"]), ("extra channels (A)", ["pdu_outlet_3_a"])]
+
+
+def test_compacted_hours_are_drawn_with_their_min_and_max(tmp_path):
+    ts = pd.date_range("2025-01-01", periods=4 * 288, freq="5min", tz="UTC")
+    p = np.full(len(ts), 1.0)
+    p[400] = 99.0  # 2025-01-02 09:20, in the part compacted below
+    db = tmp_path / "c.duckdb"
+    api.ingest(pd.DataFrame({"meter_id": "M1", "ts": ts, "p_kw": p, "e_kwh": 100 + np.cumsum(p) / 12}), db)
+    with Store(db) as s:
+        s.compact(older_than_days=2, as_of="2025-01-05")
+    with Store(db, read_only=True) as s:
+        assert len(s.query(["M1"])) < len(ts)  # the first two days left the raw table
+        t = rd.store_telemetry(s, ["M1"], pd.Timestamp("2025-01-01", tz="UTC"), pd.Timestamp("2025-01-05", tz="UTC"),
+                               3600.0, ["p_kw", "e_kwh"])["M1"]
+    first_day = t.series["p_kw"][:48]
+    assert None not in first_day and max(first_day) == 1.0
+    assert max(v for v in t.series["p_kw"] if v is not None) == 99.0
+    assert t.readings == len(ts)
+    e = [v for v in t.series["e_kwh"] if v is not None]
+    assert len(e) == 192 and e == sorted(e)

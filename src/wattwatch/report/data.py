@@ -224,8 +224,15 @@ def store_telemetry(store, meters: list[str], start: pd.Timestamp, end: pd.Times
             f"SELECT r.meter_id, CAST(floor((epoch(r.ts) - ?) / ?) AS BIGINT) AS b, count(*) AS n, {aggs} "
             "FROM readings r JOIN _report_meters m ON m.meter_id = r.meter_id WHERE r.ts >= ? AND r.ts < ? "
             "GROUP BY 1, 2", [t0, step_s, start.to_pydatetime(), end.to_pydatetime()]).df()
+        hourly = _compacted(con, channels, t0, step_s, start, end)
     finally:
         con.unregister("_report_meters")
+    if hourly is not None and len(hourly):
+        # Readings compacted into hourly aggregates (`store compact`) keep their min and max: the
+        # same picture for the hours they cover.
+        both = pd.concat([df, hourly], ignore_index=True)
+        how = {"n": "sum", **{f"{c}__min": "min" for c in channels}, **{f"{c}__max": "max" for c in channels}}
+        df = both.groupby(["meter_id", "b"], as_index=False, sort=False).agg(how)
     out: dict[str, Telemetry] = {}
     for m, g in df.groupby("meter_id", sort=False):
         b = g["b"].to_numpy()
@@ -240,6 +247,29 @@ def store_telemetry(store, meters: list[str], start: pd.Timestamp, end: pd.Times
         if series:
             out[str(m)] = Telemetry(t0=t0, step_s=step_s, bins=bins, series=series, readings=int(g["n"].sum()))
     return out
+
+
+def _compacted(con, channels: list[str], t0: float, step_s: float, start: pd.Timestamp, end: pd.Timestamp):
+    """Hourly aggregates of ``_report_meters`` in ``[start, end)`` binned like the raw readings,
+    or None when the store has none there."""
+    from wattwatch.store.duck import AGG_CHANNELS, _q
+
+    (n,) = con.execute("SELECT count(*) FROM readings_hourly WHERE hour >= ? AND hour < ?",
+                       [start.to_pydatetime(), end.to_pydatetime()]).fetchall()[0]
+    if not n:
+        return None
+    have = {r[0] for r in con.execute("SELECT name FROM pragma_table_info('readings_hourly')").fetchall()}
+
+    def agg(c: str) -> str:
+        lo, hi = (("e_kwh_first", "e_kwh_last") if c == "e_kwh" else (f"{c}_min", f"{c}_max"))
+        if (c not in AGG_CHANNELS and c != "e_kwh") or lo not in have or hi not in have:
+            return f"CAST(NULL AS DOUBLE) AS {_q(c + '__min')}, CAST(NULL AS DOUBLE) AS {_q(c + '__max')}"
+        return f"min({_q(lo)}) AS {_q(c + '__min')}, max({_q(hi)}) AS {_q(c + '__max')}"
+
+    return con.execute(
+        f"SELECT h.meter_id, CAST(floor((epoch(h.hour) - ?) / ?) AS BIGINT) AS b, sum(h.n) AS n, "
+        f"{', '.join(agg(c) for c in channels)} FROM readings_hourly h JOIN _report_meters m ON m.meter_id = h.meter_id "
+        "WHERE h.hour >= ? AND h.hour < ? GROUP BY 1, 2", [t0, step_s, start.to_pydatetime(), end.to_pydatetime()]).df()
 
 
 def panels_for(channels: list[str]) -> list[tuple[str, list[str]]]:

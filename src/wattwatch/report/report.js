@@ -105,8 +105,8 @@
   ct.append(el("tr", {cls: "total"}, el("td", {text: "all"}), el("td", {text: String(D.alerts.length)}),
     ...["critical", "warning", "info"].map((s) => el("td", {text: String(ov.by_severity[s])})),
     el("td", {text: String(D.meters.length)}), el("td", {})));
-  const barDiv = el("div", {cls: "plot", id: "plot-counts", style: "height:260px"});
-  overview.append(el("div", {cls: "row"}, el("div", {cls: "col"}, ct), el("div", {cls: "col"}, barDiv)));
+  const barDiv = el("div", {cls: "plot", id: "plot-counts", style: "height:" + (90 + 22 * Object.keys(ov.by_code).length) + "px"});
+  overview.append(ct, barDiv);
 
   if (D.evaluation) {
     const E = D.evaluation;
@@ -262,8 +262,8 @@
     });
     layout.xaxis = {type: "date", range: [t0, t1], anchor: "y" + (n > 1 ? String(n) : "")};
     const binText = T.step >= 3600 ? (T.step / 3600) + " h" : T.step >= 60 ? (T.step / 60) + " min" : T.step + " s";
-    layout.annotations.push({xref: "paper", yref: "paper", x: 1, y: 1, yanchor: "bottom", xanchor: "right", showarrow: false,
-      text: "each " + binText + " bin drawn as its min and max · " + T.n + " readings", font: {size: 9, color: "#777"}});
+    div.before(el("p", {cls: "muted bins", text: T.n + " readings; each " + binText + " bin drawn as its minimum and maximum; "
+      + "alert spans shaded by severity (info blue, warning amber, critical red)"}));
     return Plotly.newPlot(div, traces, layout, CONFIG).then(() => done(div));
   }
 
