@@ -144,6 +144,7 @@
   // opens (overview drawn) at the same speed whatever the number of meters, and plotly's text
   // measurements do not lay out a document of 1,000 alert cards.
   const sections = el("div", {id: "meters"});
+  const notDrawn = new Set(D.not_drawn);
   function buildSection(i) {
     const m = D.meters[i];
     const sec = el("section", {cls: "meter", id: "m-" + i, "data-meter": m.id});
@@ -153,7 +154,7 @@
     const h = m.drawn ? 70 + 150 * panels.length : 90 + 26 * new Set(al.map((a) => a.code)).size;
     if (m.drawn || al.length) sec.append(el("div", {cls: "plot meter-plot", id: "plot-m-" + i, "data-i": String(i), style: "height:" + h + "px"}));
     if (!m.drawn) sec.append(el("p", {cls: "muted", text: D.has_telemetry
-      ? (D.not_drawn.includes(m.id) ? "Channels not drawn (size budget): wattwatch report" + (D.db ? " --db " + D.db : "") + " --meters " + m.id + " --out " + "meter.html"
+      ? (notDrawn.has(m.id) ? "Channels not drawn (size budget): wattwatch report" + (D.db ? " --db " + D.db : "") + " --meters " + m.id + " --out " + "meter.html"
         : "No readings of this meter in the store for this period.")
       : "Telemetry not available (report made from an alerts file): the figure shows the alert spans."}));
     if (!al.length) sec.append(el("p", {cls: "muted", text: "No alerts in this period."}));
