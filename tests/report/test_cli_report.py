@@ -84,3 +84,26 @@ def test_errors_name_what_is_wrong(sim_run, tmp_path):
     r = _run("report", "--alerts", empty, "--out", out)
     assert r.exit_code == 1 and "no alerts" in r.stderr
     assert not out.exists()
+
+
+def test_bench_report_prints_size_open_time_and_the_floor(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+
+    import wattwatch
+    from wattwatch.app.bench import CHROMIUM
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing (install it with `bash scripts/system-deps.sh`)")
+    # Its own process: the bench starts its own Playwright, which cannot run beside the session's.
+    env = {**os.environ, "PYTHONPATH": str(Path(wattwatch.__file__).parents[1])}
+    r = subprocess.run([sys.executable, "-m", "wattwatch.app.cli", "bench", "report", "--meters", "30", "--days", "3",
+                        "--alerts", "20", "--cadence-s", "3600", "--repeats", "1", "--workdir", str(tmp_path), "--json"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    x = json.loads(r.stdout)
+    assert x["errors"] == [] and x["evidence_tables"] == 20
+    assert 0 < x["plotly_bytes"] < x["bytes"] and x["open_s"] > 0 and x["floor_open_s"] > 0 and x["meter_s"] > 0

@@ -417,7 +417,10 @@ def measure_open(browser, path: Path, meter: int | None = 0) -> dict:
             page.wait_for_selector(f"#plot-m-{meter}[data-drawn='1']", timeout=60_000)
             meter_s = (page.evaluate(f"() => window.wattwatchReport.drawnAt['plot-m-{meter}']") - t_ms) / 1000
         info = page.evaluate("() => ({sections: document.querySelectorAll('section.meter').length,"
-                             " evidence: document.querySelectorAll('table.evidence').length})")
+                             " evidence: document.querySelectorAll('table.evidence').length,"
+                             " drawn_meters: document.querySelectorAll('#index td').length ? [...document.querySelectorAll("
+                             "'#index tr')].filter(r => r.lastChild.textContent === 'drawn').length : 0,"
+                             " note: (document.getElementById('telemetry-note') || {}).textContent || ''})")
         return {"open_s": open_ms / 1000, "wall_s": wall_s, "meter_s": meter_s, "errors": errors, **info}
     finally:
         page.close()
@@ -491,6 +494,7 @@ def report_benchmark(meters: int = 1000, days: float = 35.0, alerts: int = 1000,
 
     return {"benchmark": "report", "machine": _machine(), "date": time.strftime("%Y-%m-%d"), "meters": meters,
             "days": days, "cadence_s": cadence_s, "alerts": alerts, "sections": runs[0]["sections"],
+            "drawn_meters": runs[0]["drawn_meters"], "note": runs[0]["note"],
             "evidence_tables": runs[0]["evidence"], "bytes": size, "plotly_bytes": len(_plotly_b64()),
             "write_s": round(write_s, 3), "open_s": round(open_s, 3), "meter_s": round(meter_s, 3),
             "runs_open_s": [round(r["open_s"], 3) for r in runs], "best_open_s": round(min(r["open_s"] for r in runs), 3),
