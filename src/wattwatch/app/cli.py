@@ -1182,7 +1182,8 @@ def bench_report(
                   f"{r['meter_s']:.2f}", f"{r['floor_open_s']:.2f}", f"{r['ratio_to_floor']:.2f}")
     console.print(table)
     console.print(f"{r['sections']} meter sections; open s of each run (median above): "
-                  f"{', '.join(f'{x:.2f}' for x in r['runs_open_s'])}; report written in {r['write_s']:.1f} s; plotly.js is {r['plotly_bytes'] / 1e6:.2f} MB of the file; "
+                  f"{', '.join(f'{x:.2f}' for x in r['runs_open_s'])} (page clock, from navigation start; from "
+                  f"Playwright's goto to the page built: {', '.join(f'{x:.2f}' for x in r['runs_wall_s'])}); report written in {r['write_s']:.1f} s; plotly.js is {r['plotly_bytes'] / 1e6:.2f} MB of the file; "
                   "floor = a page with the same plotly.js drawing one figure"
                   + (f"; console errors: {'; '.join(r['errors'])}" if r["errors"] else ""))
 
