@@ -35,7 +35,8 @@ _EXTRA_UNITS = {"_v": "V", "_a": "A", "_kw": "kW", "_kvar": "kvar", "_kva": "kVA
                 "_wh": "Wh", "_hz": "Hz", "_c": "°C", "_pct": "%", "_s": "s", "_rpm": "rpm", "_1": ""}
 # Bin widths the report picks from (seconds): the smallest one that keeps a meter within its share
 # of the point budget.
-NICE_BINS_S = (1, 5, 10, 30, 60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800)
+NICE_BINS_S = (1, 5, 10, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200, 10800, 14400, 21600, 28800, 43200, 86400,
+               172800, 604800)
 # Values (two per bin per channel) the whole report may embed, and the fewest bins a drawn meter
 # gets over the report's period: below that a figure no longer shows the shape of a day.
 POINT_BUDGET = 420_000
@@ -180,12 +181,11 @@ def plan(n_meters: int, n_series: float, period_s: float, cadence_s: float | Non
     Each meter gets ``budget / (meters * series * 2)`` bins, at most :data:`MAX_BINS`; when that
     falls below :data:`MIN_BINS`, only as many meters as fit at :data:`MIN_BINS` are drawn."""
     per_meter = budget / max(1.0, n_meters * max(1.0, n_series) * 2)
-    bins = min(MAX_BINS, per_meter)
-    drawn = n_meters
-    if bins < MIN_BINS:
-        bins = MIN_BINS
-        drawn = int(budget // (MIN_BINS * max(1.0, n_series) * 2))
-    return max(0, min(n_meters, drawn)), bin_width(period_s, int(bins), cadence_s)
+    step = bin_width(period_s, int(min(MAX_BINS, max(MIN_BINS, per_meter))), cadence_s)
+    # The nice width holds fewer bins than asked for: as many meters as the budget holds at it.
+    bins = math.ceil(period_s / step)
+    drawn = int(budget // (bins * max(1.0, n_series) * 2))
+    return max(0, min(n_meters, drawn)), step
 
 
 def _round(values: np.ndarray) -> list:
