@@ -136,3 +136,19 @@ def test_compacted_hours_are_drawn_with_their_min_and_max(tmp_path):
     assert t.readings == len(ts)
     e = [v for v in t.series["e_kwh"] if v is not None]
     assert len(e) == 192 and e == sorted(e)
+
+
+def test_a_report_past_its_byte_cap_leaves_out_the_least_severe_channels(store):
+    from wattwatch.report import html
+
+    alerts = [_alert(m, "2025-01-02T00:00:00Z", "2025-01-02T02:00:00Z", severity=sev, score=sc)
+              for m, sev, sc in (("M1", "critical", 0.95), ("M2", "info", 0.6), ("M3", "warning", 0.8))]
+    d = rd.prepare(alerts, store)
+    assert set(d.telemetry) == {"M1", "M2", "M3"}
+    full = len(html.render(d))
+    cap = full - 100  # one meter's channels too many
+    text = html.fit(d, max_bytes=cap)
+    assert len(text) <= cap
+    assert "M1" in d.telemetry and "M2" not in d.telemetry and "M2" in d.not_drawn
+    assert d.meters == ["M1", "M3", "M2"]  # every meter keeps its section
+    assert "most severe of 3" in d.telemetry_note

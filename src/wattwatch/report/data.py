@@ -39,7 +39,7 @@ NICE_BINS_S = (1, 5, 10, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200, 108
                172800, 604800)
 # Values (two per bin per channel) the whole report may embed, and the fewest bins a drawn meter
 # gets over the report's period: below that a figure no longer shows the shape of a day.
-POINT_BUDGET = 420_000
+POINT_BUDGET = 380_000
 MIN_BINS = 120
 MAX_BINS = 2000
 SIGNIFICANT = 4
@@ -76,6 +76,29 @@ class ReportData:
     telemetry_note: str = ""
     source: str = ""
     db: str | None = None
+    missing: list[str] = field(default_factory=list)
+
+    def write_note(self) -> None:
+        """Say which meters' channels are not drawn (size budget, or no readings) and how to draw them."""
+        note = ""
+        if self.not_drawn:
+            drawn = len(self.meters) - len(self.not_drawn)
+            note = (f"the channels of the {drawn} most severe of {len(self.meters)} meters are drawn (the report "
+                    f"keeps under its size budget); the other {len(self.not_drawn)} list their alerts with evidence: "
+                    "draw them with `wattwatch report --meters A,B,...`")
+        if self.missing:
+            note += (" " if note else "") + (f"{len(self.missing)} meter(s) have no readings in the store in this "
+                                             "period: " + ", ".join(self.missing[:10])
+                                             + (", ..." if len(self.missing) > 10 else ""))
+        self.telemetry_note = note
+
+    def undraw(self, k: int) -> None:
+        """Leave out the channels of the ``k`` least severe drawn meters (they keep their sections)."""
+        drawn = [m for m in self.meters if m in self.telemetry]
+        for m in drawn[max(0, len(drawn) - k):]:
+            del self.telemetry[m]
+        self.not_drawn = [m for m in self.meters if m not in self.telemetry and m not in set(self.missing)]
+        self.write_note()
 
     def overview(self) -> dict:
         """Counts by code and severity, and the meters x days strip (worst severity per day,
@@ -376,15 +399,8 @@ def prepare(alerts: list[Alert | dict] | None = None, store=None, *, meters: lis
     drawn, step = plan(len(order), n_series, period_s, cadence, budget)
     data.telemetry = store_telemetry(store, order[:drawn], p_start, p_end, step, channels)
     data.not_drawn = order[drawn:]
-    missing = [m for m in order[:drawn] if m not in data.telemetry]
-    if data.not_drawn:
-        data.telemetry_note = (f"the channels of the {drawn} most severe of {len(order)} meters are drawn (the report "
-                               f"keeps under its size budget); the other {len(data.not_drawn)} list their alerts "
-                               "with evidence: draw them with `wattwatch report --meters A,B,...`")
-    if missing:
-        data.telemetry_note += (" " if data.telemetry_note else "") + (
-            f"{len(missing)} meter(s) have no readings in the store in this period: "
-            + ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else ""))
+    data.missing = [m for m in order[:drawn] if m not in data.telemetry]
+    data.write_note()
     return data
 
 

@@ -14,6 +14,7 @@ import base64
 import gzip
 import html
 import json
+import math
 import time
 from importlib.resources import files
 from pathlib import Path
@@ -95,13 +96,32 @@ def render(data: ReportData, title: str = "wattwatch report", evaluation: dict |
     )
 
 
+MAX_BYTES = 1_900_000
+
+
+def fit(data: ReportData, title: str = "wattwatch report", evaluation: dict | None = None,
+        summary: dict | None = None, max_bytes: int = MAX_BYTES) -> str:
+    """The report's HTML within ``max_bytes``: the point budget keeps most reports well below it;
+    channels that compress badly (noise) may not, and then the least severe drawn meters' channels
+    are left out (their sections stay, the page says so) until it fits."""
+    text = render(data, title, evaluation, summary)
+    for _ in range(8):
+        if len(text) <= max_bytes or not data.telemetry:
+            break
+        tel = len(text.split("id='ww-telemetry'>", 1)[1].split("<", 1)[0])
+        per_meter = tel / len(data.telemetry)
+        data.undraw(max(1, math.ceil((len(text) - max_bytes) / per_meter * 1.05)))
+        text = render(data, title, evaluation, summary)
+    return text
+
+
 def write(path: str | Path, data: ReportData, title: str = "wattwatch report", evaluation: dict | None = None,
           summary: dict | None = None) -> Path:
     """Write the report to ``path`` (through a temporary file, so a failed write leaves no half page)."""
     import os
 
     path = Path(path)
-    text = render(data, title, evaluation, summary)
+    text = fit(data, title, evaluation, summary)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
