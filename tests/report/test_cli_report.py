@@ -107,3 +107,16 @@ def test_bench_report_prints_size_open_time_and_the_floor(tmp_path):
     x = json.loads(r.stdout)
     assert x["errors"] == [] and x["evidence_tables"] == 20
     assert 0 < x["plotly_bytes"] < x["bytes"] and x["open_s"] > 0 and x["floor_open_s"] > 0 and x["meter_s"] > 0
+
+
+def test_without_sources_it_reads_the_default_store_or_says_what_to_give(sim_run, tmp_path, monkeypatch):
+    import shutil
+
+    db, _ = sim_run
+    monkeypatch.chdir(tmp_path)
+    r = _run("report", "--out", "r.html")
+    assert r.exit_code == 2 and "give --db STORE or --alerts FILE" in r.stderr
+    shutil.copy(db, tmp_path / "wattwatch.duckdb")
+    r = _run("report")
+    assert r.exit_code == 0, r.output
+    assert _doc(tmp_path / "report.html")["has_telemetry"]
