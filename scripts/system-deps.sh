@@ -3,7 +3,7 @@
 # Idempotent; a no-op when everything is there. Runs as root (CI, the dev machines) or via sudo.
 set -euo pipefail
 
-PACKAGES=()   # e.g. mosquitto influxdb snmpd chromium default-jre-headless, as issues need them
+PACKAGES=(chromium)   # chromium: the HTML report's browser tests (tests/report); add others as issues need them
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -41,7 +41,8 @@ from wattwatch.alerts.model import Alert
 from wattwatch.errors import ConfigError, InputError, StateError, StoreError, WattwatchError
 
 __all__ = ["WattwatchError", "InputError", "ConfigError", "StateError", "StoreError", "Fitted", "Detection",
-           "load_config", "build_detectors", "read_frame", "ingest", "fit", "detect", "score", "evaluate", "open_store"]
+           "load_config", "build_detectors", "read_frame", "ingest", "fit", "detect", "score", "evaluate", "open_store",
+           "report"]
 
 Source = Any  # DataFrame | str | Path | Sequence[str | Path] | Store
 
@@ -788,3 +789,74 @@ def evaluate(events: str | Path | list[dict], alerts: str | Path | list[Alert] |
         return _evaluate(ev, al, tolerance_s)
     except (OSError, KeyError, json.JSONDecodeError, ValueError) as exc:
         raise InputError(str(exc)) from exc
+
+
+# ------------------------------------------------------------------------------------ report
+
+
+def report(out: str | Path, *, db: str | Path | None = None, alerts: str | Path | list[Alert] | Detection | None = None,
+           meters: Sequence[str] | None = None, start=None, end=None, title: str = "wattwatch report",
+           evaluation: dict | None = None, summary: dict | None = None) -> Path:
+    """Write the HTML report of a run: one self-contained file that opens offline.
+
+    It holds a fleet overview (the period, meters, alerts by code and severity, a meters x days
+    strip of the worst severity) and a section per alerting meter: its channels binned to a
+    bounded number of points (each bin drawn as its min and max), the alert spans shaded by
+    severity, each alert's message, recommended action and evidence as a table.
+
+    Parameters
+    ----------
+    out : str or Path
+        The HTML file to write.
+    db : str or Path, optional
+        A store: its telemetry, and its alerts (every status) when ``alerts`` is not given.
+    alerts : str, Path, list of Alert or Detection, optional
+        An ``alerts.jsonl`` (as ``detect`` writes it), alerts, or a detection result. Without
+        ``db`` the report draws the alert spans only and says that telemetry was not available.
+    meters : sequence of str, optional
+        Only these meters (each must be in the alerts or the store).
+    start, end : time, optional
+        Only alerts overlapping ``[start, end)`` and readings in it (UTC unless a zone is given).
+    title : str
+        The page title.
+    evaluation, summary : dict, optional
+        An :func:`evaluate` result shown in the overview; a summary kept in the page's data.
+
+    Returns
+    -------
+    Path
+        ``out``.
+
+    Raises
+    ------
+    InputError
+        No alerts to report, an unknown meter, an unreadable time or alerts file.
+    StoreError
+        ``db`` is not a readable store.
+    """
+    from wattwatch.alerts.model import read_jsonl
+    from wattwatch.report import data as rdata, html as rhtml
+
+    if db is None and alerts is None:
+        raise InputError("give a store (db=...) or an alerts file (alerts=...) to report on")
+    source = ""
+    if isinstance(alerts, (str, Path)):
+        source = str(alerts)
+        try:
+            alerts = read_jsonl(alerts)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+    elif isinstance(alerts, Detection):
+        alerts = alerts.alerts
+    store = None
+    if db is not None:
+        from wattwatch.store import Store
+
+        store = Store(db, read_only=True)
+    try:
+        prepared = rdata.prepare(None if alerts is None else list(alerts), store, meters=list(meters) if meters else None,
+                                 start=start, end=end, source=source)
+    finally:
+        if store is not None:
+            store.close()
+    return rhtml.write(out, prepared, title=title, evaluation=evaluation, summary=summary)

@@ -323,3 +323,184 @@ def learned_benchmark(rows: int = 1_000_000, seed: int = 0, repeats: int = 1, de
             f"feature scaling {n / feat_s:,.0f} rows/s")
     return {"machine": _machine(), "rows": n, "repeats": repeats, "results": results,
             "date": time.strftime("%Y-%m-%d")}
+
+
+# -------------------------------------------------------------------------------------- report
+
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM = "/usr/bin/chromium"
+REPORT_TARGETS = {"bytes": 2_000_000, "open_s": 2.0}
+
+
+def synthetic_fleet(meters: int = 1000, days: float = 35.0, cadence_s: int = 900, seed: int = 0):
+    """A three-phase fleet built with numpy in seconds (no simulation): a daily load shape per meter
+    with noise, phase currents from it at ~230 V, a rising energy register, temperature and THD."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    n = int(days * 86400 // cadence_s)
+    t = np.arange(n) * cadence_s
+    day = np.sin(2 * np.pi * (t % 86400) / 86400 - np.pi / 2)  # low at night
+    base = rng.uniform(0.5, 20.0, meters)[:, None]
+    p = np.clip(base * (1.0 + 0.5 * day[None, :]) + rng.normal(0, 0.05, (meters, n)) * base, 0.0, None)
+    v = 230 + rng.normal(0, 1.5, (meters, 3, n))
+    share = rng.dirichlet([20, 20, 20], meters)[:, :, None]
+    i = p[:, None, :] * 1000 * share / v
+    frame = pd.DataFrame({
+        "meter_id": np.repeat([f"M{k:05d}" for k in range(meters)], n),
+        "ts": np.tile(pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(t, unit="s"), meters),
+        "v_l1_v": v[:, 0].ravel(), "v_l2_v": v[:, 1].ravel(), "v_l3_v": v[:, 2].ravel(),
+        "i_l1_a": i[:, 0].ravel(), "i_l2_a": i[:, 1].ravel(), "i_l3_a": i[:, 2].ravel(),
+        "i_n_a": np.abs(i[:, 0] - i[:, 1]).ravel() * 0.3, "p_kw": p.ravel(), "q_kvar": (0.2 * p).ravel(),
+        "s_kva": (1.02 * p).ravel(), "pf": np.full(meters * n, 0.98),
+        "e_kwh": (np.cumsum(p, axis=1) * cadence_s / 3600 + rng.uniform(0, 5e4, meters)[:, None]).ravel(),
+        "temp_c": (25 + 5 * day[None, :] + rng.normal(0, 0.3, (meters, n))).ravel(),
+        "thd_i_pct": np.abs(5 + rng.normal(0, 0.5, (meters, n))).ravel(),
+    })
+    return frame
+
+
+def synthetic_alerts(meters: int, n: int, start, days: float, seed: int = 0) -> list:
+    """``n`` alerts on a skewed share of the meters (a few meters carry many), codes and scores
+    drawn at random, severities from the codes' policy, evidence of a handful of numbers."""
+    import numpy as np
+    import pandas as pd
+
+    from wattwatch.alerts.model import Alert
+    from wattwatch.codes import SEVERITY_POLICY, severity
+
+    rng = np.random.default_rng(seed)
+    codes = sorted(SEVERITY_POLICY)
+    who = np.minimum((rng.pareto(1.2, n) * meters / 8).astype(int), meters - 1)
+    out = []
+    for k in range(n):
+        code = codes[rng.integers(len(codes))]
+        score = float(rng.uniform(0.5, 1.0))
+        s = pd.Timestamp(start) + pd.Timedelta(seconds=float(rng.uniform(0, days * 86400 - 7200)))
+        e = s + pd.Timedelta(minutes=float(rng.choice([0, 15, 60, 240, 1440])))
+        out.append(Alert(meter_id=f"M{who[k]:05d}", start=s.isoformat(), end=e.isoformat(), code=code,
+                         severity=severity(code, score), score=round(score, 3), detector="synthetic",
+                         message=f"synthetic {code.lower()} finding {k}",
+                         evidence={"ratio": round(float(rng.uniform(1, 5)), 3), "limit": 0.1,
+                                   "i_n_a": round(float(rng.uniform(0, 40)), 2),
+                                   "i_l1_a": round(float(rng.uniform(0, 40)), 2), "readings": int(rng.integers(1, 500))},
+                         action="check the meter's wiring on site"))
+    return out
+
+
+def measure_open(browser, path: Path, meter: int | None = 0) -> dict:
+    """Open ``path`` in a fresh page of ``browser``: seconds from the start of navigation until the
+    page is built and every figure in view is drawn (the page's own clock, read back: polling from
+    outside would load the page it measures), and (``meter``) from scrolling to that meter's section
+    until its figure is drawn. Console and page errors are collected."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        t0 = time.perf_counter()
+        page.goto(path.resolve().as_uri())
+        page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+        wall_s = time.perf_counter() - t0
+        in_view = ("() => [...document.querySelectorAll('.plot')].filter(d => {const r = d.getBoundingClientRect();"
+                   " return r.top < innerHeight && r.bottom > 0})")
+        # Every figure in view at the open is drawn then; the time is the last one's.
+        page.wait_for_function(f"() => ({in_view})().every(d => d.dataset.drawn === '1')", polling=100, timeout=60_000)
+        open_ms = page.evaluate(f"() => Math.max(...({in_view})().map(d => window.wattwatchReport.drawnAt[d.id]))")
+        meter_s = None
+        if meter is not None:  # the sections are built after the open, in slices
+            page.wait_for_selector("body[data-sections='1']", timeout=60_000)
+        if meter is not None and page.query_selector(f"#plot-m-{meter}"):
+            t_ms = page.evaluate(f"() => {{document.getElementById('m-{meter}').scrollIntoView(); return performance.now()}}")
+            page.wait_for_selector(f"#plot-m-{meter}[data-drawn='1']", timeout=60_000)
+            meter_s = (page.evaluate(f"() => window.wattwatchReport.drawnAt['plot-m-{meter}']") - t_ms) / 1000
+        info = page.evaluate("() => ({sections: document.querySelectorAll('section.meter').length,"
+                             " evidence: document.querySelectorAll('table.evidence').length,"
+                             " drawn_meters: document.querySelectorAll('#index td').length ? [...document.querySelectorAll("
+                             "'#index tr')].filter(r => r.lastChild.textContent === 'drawn').length : 0,"
+                             " note: (document.getElementById('telemetry-note') || {}).textContent || ''})")
+        return {"open_s": open_ms / 1000, "wall_s": wall_s, "meter_s": meter_s, "errors": errors, **info}
+    finally:
+        page.close()
+
+
+def _floor_page(path: Path) -> Path:
+    """The floor: a page that inflates the same plotly.js bundle and draws one small figure."""
+    from wattwatch.report.html import _plotly_b64
+
+    js = ("(async()=>{const b=Uint8Array.from(atob(document.getElementById('p').textContent),c=>c.charCodeAt(0));"
+          "const t=await new Response(new Blob([b]).stream().pipeThrough(new DecompressionStream('gzip'))).text();"
+          "const s=document.createElement('script');s.text=t;document.head.append(s);"
+          "const d=document.querySelector('.plot');await Plotly.newPlot(d,[{type:'scatter',y:[1,3,2]}]);"
+          "d.dataset.drawn='1';window.wattwatchReport={drawnAt:{floor:performance.now()}};"
+          "document.body.dataset.ready='1';})();")
+    path.write_text(f"<!doctype html><html><body><div class='plot' id='floor' style='height:300px'></div>"
+                    f"<script type='application/octet-stream' id='p'>{_plotly_b64()}</script><script>{js}</script>"
+                    "</body></html>")
+    return path
+
+
+def report_benchmark(meters: int = 1000, days: float = 35.0, alerts: int = 1000, cadence_s: int = 900,
+                     workdir: Path = Path("bench-out"), seed: int = 0, repeats: int = 3, browser=None, log=print,
+                     floor: bool = True) -> dict:
+    """Size and open time of the report of ``meters`` x ``days`` with ``alerts`` alerts, in headless
+    Chromium, against the floor (a page with the same plotly.js bundle and one figure)."""
+    import numpy as np
+
+    from wattwatch import api
+    from wattwatch.alerts.store import upsert
+    from wattwatch.store import Store
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    db = workdir / f"report-{meters}x{days:g}d-{cadence_s}s-{alerts}a-{seed}.duckdb"
+    if not db.exists():
+        t0 = time.perf_counter()
+        frame = synthetic_fleet(meters, days, cadence_s, seed)
+        log(f"building {len(frame):,} readings ({meters} meters x {days:g} days at {cadence_s} s) into {db} ...")
+        tmp = db.with_suffix(".tmp.duckdb")
+        tmp.unlink(missing_ok=True)
+        api.ingest(frame, tmp)
+        with Store(tmp) as s:
+            upsert(s.con, synthetic_alerts(meters, alerts, frame["ts"].min(), days, seed))
+        tmp.rename(db)
+        log(f"  built in {time.perf_counter() - t0:.1f} s")
+    out = workdir / "report.html"
+    t0 = time.perf_counter()
+    api.report(out, db=db)
+    write_s = time.perf_counter() - t0
+    floor_page = _floor_page(workdir / "floor.html") if floor else None
+    own = browser is None
+    if own:
+        from playwright.sync_api import sync_playwright
+
+        pw = sync_playwright().start()
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
+    try:
+        runs, floors = [], []
+        for k in range(max(1, repeats)):  # alternated, so a slow second of the machine hits both
+            runs.append(measure_open(browser, out, 0 if k == 0 else None))  # one meter's section: once
+            if floor_page is not None:
+                floors.append(measure_open(browser, floor_page, None))
+    finally:
+        if own:
+            browser.close()
+            pw.stop()
+    open_s = float(np.median([r["open_s"] for r in runs]))
+    meter_s = runs[0]["meter_s"] if runs[0]["meter_s"] is not None else float("nan")
+    floor_s = float(np.median([r["open_s"] for r in floors])) if floors else float("nan")
+    size = out.stat().st_size
+    from wattwatch.report.html import _plotly_b64
+
+    return {"benchmark": "report", "machine": _machine(), "date": time.strftime("%Y-%m-%d"), "meters": meters,
+            "days": days, "cadence_s": cadence_s, "alerts": alerts, "sections": runs[0]["sections"],
+            "drawn_meters": runs[0]["drawn_meters"], "note": runs[0]["note"],
+            "evidence_tables": runs[0]["evidence"], "bytes": size, "plotly_bytes": len(_plotly_b64()),
+            "write_s": round(write_s, 3), "open_s": round(open_s, 3), "meter_s": round(meter_s, 3),
+            "runs_open_s": [round(r["open_s"], 3) for r in runs], "runs_wall_s": [round(r["wall_s"], 3) for r in runs], "best_open_s": round(min(r["open_s"] for r in runs), 3),
+            "floor_open_s": round(floor_s, 3),
+            "ratio_to_floor": round(open_s / floor_s, 2), "errors": sorted({e for r in runs for e in r["errors"]}),
+            "target_bytes": REPORT_TARGETS["bytes"], "target_open_s": REPORT_TARGETS["open_s"],
+            "meets_target": size <= REPORT_TARGETS["bytes"] and open_s <= REPORT_TARGETS["open_s"]}

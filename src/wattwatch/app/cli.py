@@ -1039,6 +1039,47 @@ def alerts_clear(alert_id: str = typer.Argument(..., help="Alert id (or a unique
     _set_status(alert_id, "cleared", db, note)
 
 
+# -------------------------------------------------------------------------------------- report
+
+
+@app.command()
+def report(
+    db: Optional[Path] = typer.Option(None, "--db", help="Store: its telemetry, and its alerts unless --alerts is given "
+                                      "(default: wattwatch.duckdb when neither is given)."),
+    alerts: Optional[Path] = typer.Option(None, "--alerts", help="Alerts file (JSON Lines, as `detect` writes it)."),
+    out: Path = typer.Option(Path("report.html"), "--out", "-o", help="The HTML file to write."),
+    meters: Optional[str] = typer.Option(None, "--meters", help="Comma-separated meter ids (default: every alerting meter)."),
+    start: Optional[str] = typer.Option(None, "--from", help="Only alerts and readings from this time (UTC, ISO-8601)."),
+    end: Optional[str] = typer.Option(None, "--to", help="... up to this time (exclusive)."),
+) -> None:
+    """Write a self-contained HTML report of a run (opens offline): a fleet overview, then per
+    alerting meter its channels with the alert spans shaded, evidence and recommended action.
+
+    Exit 1 when there is no alert to report, 2 on a usage or input error."""
+    from wattwatch import api
+    from wattwatch.report.data import NothingToReport
+
+    _check_times(**{"from": start, "to": end})
+    if db is None and alerts is None:
+        db = Path("wattwatch.duckdb")
+        if not db.exists():
+            _fail("give --db STORE or --alerts FILE (no wattwatch.duckdb here)")
+    if db is not None and not db.exists():
+        _fail(f"{db}: no such store (only `wattwatch ingest` creates one; check --db)")
+    if db is not None and db.is_dir():
+        _fail(f"{db}: is a folder, not a store file (--db)")
+    if alerts is not None and not alerts.exists():
+        _fail(f"{alerts}: no such alerts file (--alerts)")
+    _no_clobber(db, [alerts] if alerts is not None else [], out=out)
+    _check_out(out, "--out")
+    with _errors():
+        try:
+            path = api.report(out, db=db, alerts=alerts, meters=_names(meters), start=start, end=end)
+        except NothingToReport as exc:
+            _fail(str(exc), 1)
+    console.print(f"report -> {_term(str(path))} ({path.stat().st_size / 1e6:.2f} MB)")
+
+
 # ---------------------------------------------------------------------------------------- demo
 
 
@@ -1050,7 +1091,6 @@ def demo(
     seed: int = typer.Option(7, "--seed"),
 ) -> None:
     """Simulate a labelled fleet, ingest it, detect, evaluate, and write an HTML report; offline."""
-    from wattwatch.app.report import write_report
     from wattwatch.evaluate.events import evaluate as score
     from wattwatch.sim import SimConfig, simulate as run
 
@@ -1084,20 +1124,16 @@ def demo(
     with _errors():
         with stages("detect") as st:
             result = api.detect(db, on_progress=st.advance, on_stage=st.stage)
-    store = _open_store(db, read_only=True)
-    try:
-        frame = store.query(sorted({a.meter_id for a in result.alerts}))
-    finally:
-        store.close()
     alerts_path = out / "alerts.jsonl"
     alerts_path.write_text("".join(a.to_json() + "\n" for a in result.alerts))
     (out / "alerts.log").write_text("".join(a.log_line() + "\n" for a in result.alerts))
     ev = score(sim["events"], result.alerts)
-    alerted = {a.meter_id for a in result.alerts}
-    frames = {m: g for m, g in frame[frame["meter_id"].isin(alerted)].groupby("meter_id", observed=True)}
     summary = {"meters": meters, "days": days, "seed": seed, "readings": result.readings, "alerts": len(result.alerts),
                "recall": round(ev["recall"], 3), "precision": round(ev["precision"], 3)}
-    report = write_report(out / "report.html", frames, result.alerts, summary, ev)
+    report = out / "report.html"
+    if result.alerts:
+        with _errors():
+            api.report(report, db=db, alerts=result.alerts, title="wattwatch demo", evaluation=ev, summary=summary)
     faults = [e for e in sim["events"] if e["expect_alert"]]
     table = Table("step", "result", title="wattwatch demo")
     table.add_row("simulate", f"{meters} meters x {days:g} days, {sim['rows']:,} rows, {len(faults)} fault events")
@@ -1108,7 +1144,8 @@ def demo(
     table.add_row("evaluate", f"event recall {ev['recall']:.3f}, alert precision {ev['precision']:.3f}, F1 {ev['f1']:.3f}")
     console.print(table)
     console.print(_evaluation_table(ev))
-    console.print(f"alerts: {_term(str(alerts_path))}\nreport: {_term(str(report.resolve()))}")
+    console.print(f"alerts: {_term(str(alerts_path))}\nreport: "
+                  + (_term(str(report.resolve())) if result.alerts else "none (no alerts)"))
 
 
 # --------------------------------------------------------------------------------------- bench
@@ -1169,6 +1206,42 @@ def bench_detect(
                   f"{r['default_readings_per_s']:,.0f} readings/s median of "
                   f"{', '.join(f'{x:,}' for x in r['default_runs_readings_per_s'])} ({r['default_seconds']:.1f} s, "
                   f"{r['default_alerts']:,} alerts)")
+
+
+@bench_app.command("report")
+def bench_report(
+    meters: int = typer.Option(1000, "--meters", help="Meters in the synthetic fleet."),
+    days: float = typer.Option(35.0, "--days"),
+    alerts: int = typer.Option(1000, "--alerts", help="Synthetic alerts kept in the store."),
+    cadence_s: int = typer.Option(900, "--cadence-s", help="Seconds between readings."),
+    workdir: Path = typer.Option(Path("bench-out"), "--workdir"),
+    repeats: int = typer.Option(3, "--repeats", help="Page opens (alternated with the floor); medians reported."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Size and open time (headless Chromium) of the report of a synthetic fleet, against a floor
+    page that only loads the same plotly.js and draws one figure."""
+    from wattwatch.app.bench import CHROMIUM, report_benchmark
+
+    if meters < 1 or alerts < 1 or days <= 0 or cadence_s < 1 or repeats < 1:
+        _fail("--meters, --alerts, --cadence-s and --repeats must be at least 1 and --days > 0")
+    if not Path(CHROMIUM).exists():
+        _fail(f"{CHROMIUM}: no Chromium to open the report in (install it: bash scripts/system-deps.sh)")
+    with _errors():
+        r = report_benchmark(meters=meters, days=days, alerts=alerts, cadence_s=cadence_s, workdir=workdir,
+                             repeats=repeats, log=_log)
+    if as_json:
+        print(_json(r))
+        return
+    table = Table("fleet", "alerts", "MB (<= 2)", "open s (<= 2)", "one meter s", "floor s", "ratio",
+                  title=f"bench report ({r['machine']})")
+    table.add_row(f"{r['meters']} x {r['days']:g} d", str(r["alerts"]), f"{r['bytes'] / 1e6:.2f}", f"{r['open_s']:.2f}",
+                  f"{r['meter_s']:.2f}", f"{r['floor_open_s']:.2f}", f"{r['ratio_to_floor']:.2f}")
+    console.print(table)
+    console.print(f"{r['sections']} meter sections; open s of each run (median above): "
+                  f"{', '.join(f'{x:.2f}' for x in r['runs_open_s'])} (page clock, from navigation start; from "
+                  f"Playwright's goto to the page built: {', '.join(f'{x:.2f}' for x in r['runs_wall_s'])}); report written in {r['write_s']:.1f} s; plotly.js is {r['plotly_bytes'] / 1e6:.2f} MB of the file; "
+                  "floor = a page with the same plotly.js drawing one figure"
+                  + (f"; console errors: {'; '.join(r['errors'])}" if r["errors"] else ""))
 
 
 @bench_app.command("learned")
