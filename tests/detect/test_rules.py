@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from tests.detect.conftest import run, window
 
@@ -78,6 +79,53 @@ def test_phase_imbalance(commercial):
     imb = only(alerts, "ERR_PHASE_IMBALANCE_01")
     assert len(imb) == 1 and imb[0].evidence["phase"] == "L1" and imb[0].evidence["imbalance"] > 0.25
     assert covers(imb[0], f, w)
+
+
+def _lopsided(commercial):
+    """A healthy commercial meter whose normal is imbalanced: L1 carries a steady extra load, L2
+    a little less (imbalance ~9 %, 99th percentile over 10 %, above the SPEC's fixed limit)."""
+    f = commercial.copy()
+    f["i_l1_a"] *= 1.12
+    f["i_l2_a"] *= 0.98
+    i = f[["i_l1_a", "i_l2_a", "i_l3_a"]].to_numpy()
+    imb = np.abs(i - i.mean(axis=1, keepdims=True)).max(axis=1) / i.mean(axis=1)
+    assert np.quantile(imb, 0.99) > 0.10
+    return f
+
+
+def test_healthy_meter_with_a_high_normal_imbalance_is_not_flagged(commercial):
+    assert only(run(_lopsided(commercial)), "ERR_PHASE_IMBALANCE_01") == []
+
+
+def test_a_phase_step_on_a_meter_with_a_high_normal_imbalance_is_found(commercial):
+    # L2's current rises by 25 % for 6 hours: on this meter the imbalance even falls (L2 was the
+    # light phase), so no limit on the imbalance itself can see it; L2's share of the current
+    # stepping away from its own normal share does.
+    f = _lopsided(commercial)
+    w = window(f, T, 6)
+    f.loc[w, "i_l2_a"] *= 1.25
+    imb = only(run(f), "ERR_PHASE_IMBALANCE_01")
+    assert len(imb) == 1 and covers(imb[0], f, w), [(a.start, a.end) for a in imb]
+    ev = imb[0].evidence
+    assert ev["phase"] == "L2" and ev["imbalance"] < ev["limit"]  # the level alone stays under its limit
+    assert abs(ev["normal_share"] - 0.98 / 3.1) < 0.01 and ev["share"] > ev["normal_share"] + 0.035
+    assert ev["step"] == pytest.approx(ev["share"] - ev["normal_share"], abs=2e-3)
+    assert "L2 carries" in imb[0].message
+
+
+def test_a_meter_without_learned_shares_is_judged_on_the_fixed_limit(commercial):
+    from wattwatch.detect.registry import build
+    from wattwatch.detect.rules.imbalance import PhaseImbalance
+
+    f = _lopsided(commercial)
+    det = build("phase_imbalance")
+    det.set_state({m: {"cadence_s": 300.0} for m in f.meter_id.unique()})
+    s = det.score(f)
+    i = f[["i_l1_a", "i_l2_a", "i_l3_a"]].to_numpy()
+    imb = np.abs(i - i.mean(axis=1, keepdims=True)).max(axis=1) / i.mean(axis=1)
+    ok = np.isfinite(s.to_numpy())
+    assert isinstance(det, PhaseImbalance) and ok.mean() > 0.9
+    np.testing.assert_allclose(s.to_numpy()[ok], imb[ok] / 0.10, rtol=1e-9)
 
 
 def test_open_ct_is_a_sensor_fault_not_theft(residential, commercial):
