@@ -213,6 +213,30 @@ def test_thermal_drift(commercial):
     assert len(alerts) == 1 and alerts[0].evidence["excess_c"] > 8
 
 
+def test_a_device_cooling_inside_an_outage_is_not_thermal_drift_while_a_real_drift_is(commercial):
+    # A 3-hour feeder outage at full load: the load vanishes and the enclosure cools with a lag
+    # (3 h) longer than the thermal model's; the model's prediction falls faster than the device
+    # cools, and the old rule read the difference as heat its load did not explain (15 °C). With
+    # no supply there is no heat source: the outage explains the temperature for its span and the
+    # cooling lag after it. A real drift the next day is still found.
+    f = commercial.copy()
+    w = window(f, "2025-01-09T12:00Z", 3)
+    rows = np.flatnonzero(w)
+    for c in ("v_l1_v", "v_l2_v", "v_l3_v", "i_l1_a", "i_l2_a", "i_l3_a", "i_n_a", "p_kw", "q_kvar", "s_kva"):
+        f.loc[w, c] = 0.0
+    t0 = f.temp_c[rows[0] - 1]
+    f.loc[w, "temp_c"] = 20.0 + (t0 - 20.0) * np.exp(-5.0 * np.arange(1, len(rows) + 1) / 180.0)
+    drift = window(f, "2025-01-10T09:00Z", 6)
+    f.loc[drift, "temp_c"] += np.linspace(0, 15, drift.sum())
+    alerts = run(f)
+    assert len(only(alerts, "INFO_SUPPLY_OUTAGE")) == 1
+    therm = only(alerts, "WARN_THERM_DRIFT")
+    assert len(therm) == 1, [(a.start, a.end) for a in therm]
+    ts = f.ts[drift]
+    assert ts.min() <= pd.Timestamp(therm[0].start) and pd.Timestamp(therm[0].end) <= ts.max() + pd.Timedelta(hours=1)
+    assert therm[0].evidence["excess_c"] > 8
+
+
 def test_harmonic_noise_alerts_and_silences_current_rules(commercial):
     f = commercial.copy()
     w = window(f, T, 4)
@@ -285,7 +309,10 @@ def test_motor_starts_in_consecutive_readings_are_not_a_neutral_fault(commercial
     f = commercial.copy().reset_index(drop=True)
     at = np.flatnonzero(window(f, T, 1))
     starts = np.concatenate([at[:2], at[6:8]])  # twice two starts in a row: runs the post-rule keeps
-    _motor_start(f, starts)
+    # A starting motor's power factor is 0.2-0.4; at 0.35 the angle shift on this meter (its
+    # normal split over the phases is not even, so its learned neutral spread is wider) stays in
+    # the rule's ambiguous band even unfiltered, and the counterfactual below proved nothing.
+    _motor_start(f, starts, pf_motor=0.25)
     assert only(run(f), "ERR_IMBAL_LIMIT_EXCEEDED") == []
     # Judged as ordinary readings, the inrush's angle shift reads as a neutral deficit.
     import wattwatch.detect.rules.neutral as neutral
