@@ -237,6 +237,31 @@ def test_a_device_cooling_inside_an_outage_is_not_thermal_drift_while_a_real_dri
     assert therm[0].evidence["excess_c"] > 8
 
 
+def test_a_load_that_falls_away_cools_with_the_device_lag_not_a_coarse_one():
+    # A shop (enclosure time constant 80 min) whose load ran 80 % higher for two days: every
+    # evening the load falls away at closing and the device cools with its own lag. With time
+    # constants 15, 45 and 120 min to choose from the model took 45 min, cooled faster than the
+    # device and read the difference as heat its load did not explain (7 °C for an hour).
+    from scipy.signal import lfilter
+
+    from tests.detect.conftest import HEALTHY
+    from wattwatch.detect.registry import build
+    from wattwatch.sim import SimConfig, simulate
+
+    sim = simulate(SimConfig(meters=1, days=6, seed=7, commercial_share=1.0, **HEALTHY))
+    f, m = sim["frame"].reset_index(drop=True), sim["meters"][0]
+    assert 75 < m["tau_min"] < 85
+    cols = ["i_l1_a", "i_l2_a", "i_l3_a"]
+    w = window(f, "2025-01-10T00:00Z", 48)
+    heat = m["rise_c"] * (f[cols].max(axis=1).to_numpy() / m["rated_a"]) ** 2  # the simulator's physics
+    a = np.exp(-5 / m["tau_min"])
+    f["temp_c"] += lfilter([1 - a], [1, -a], np.where(w, heat * (1.8 ** 2 - 1), 0.0))
+    f.loc[w, cols] *= 1.8
+    assert only(run(f, ["thermal_drift"]), "WARN_THERM_DRIFT") == []
+    det = build("thermal_drift").fit(f[f.ts < f.ts.min() + pd.Timedelta(days=3)])
+    assert 60 <= det.state_[m["meter_id"]]["tau_min"] <= 90
+
+
 def test_harmonic_noise_alerts_and_silences_current_rules(commercial):
     f = commercial.copy()
     w = window(f, T, 4)
