@@ -1,15 +1,28 @@
 """Phase imbalance on three-phase meters: max deviation of a phase current from the phase mean,
-over the mean (SPEC: > 10 % with mean >= 1 A for >= 15 min).
+over the mean (SPEC: > 10 % with mean >= 1 A for >= 15 min), and the change of one phase's share of
+the current from the meter's own normal share (SPEC §3, updated).
 
-A meter that was already imbalanced while it was profiled alerts only when it gets worse than
-its own normal (median + 2 × (p90 − median) of its profiled imbalance, plus a margin), not for
-ever; readings where one phase reads
-zero while the others carry load are left to the sensor-fault rule (an open CT is not an
-imbalanced load). A reading that caught a motor's starting current on one phase (see
-:func:`~wattwatch.detect.rules._common.inrush`) is not judged either: that snapshot stands for a
-few seconds of the interval, not for how the load is spread over the phases. At 5-minute cadence
-the persistence (3 readings) kept such snapshots out; at hourly cadence it asks for 2 readings, and
-two motor starts in consecutive hours read as a 100 % imbalance for an hour."""
+Two scores, the worse one counts:
+
+- The level: the imbalance over its limit. A meter that was already imbalanced while it was
+  profiled alerts on the level only when it gets worse than its own normal (median + 2 × (p90 −
+  median) of its profiled imbalance, plus a margin), not for ever; a meter without learned state
+  is judged on the SPEC's fixed limit.
+- The change: on commercial sites some phase often carries much more than the others for good (a
+  kitchen or a lift on L1), and their imbalance runs at 10-15 % on a healthy day. On such a meter a
+  limit above its own normal hides a phase whose current rose by a quarter (a step of the
+  imbalance of ~14 %). What gives the fault away is each phase's *share* of the total current
+  (I_k / ΣI) stepping away from that meter's own normal share: learned at fit time as the median
+  share per phase, with its spread (the 90th percentile of the distance from it; both robust to a
+  fault that covers part of the profiling period). The step counts when it exceeds
+  ``max(min_step, spread_k × spread)``.
+
+Readings where one phase reads zero while the others carry load are left to the sensor-fault rule
+(an open CT is not an imbalanced load). A reading that caught a motor's starting current on one
+phase (see :func:`~wattwatch.detect.rules._common.inrush`) is not judged either: that snapshot
+stands for a few seconds of the interval, not for how the load is spread over the phases. At
+5-minute cadence the persistence (3 readings) kept such snapshots out; at hourly cadence it asks
+for 2 readings, and two motor starts in consecutive hours read as a 100 % imbalance for an hour."""
 
 from __future__ import annotations
 
@@ -30,12 +43,17 @@ class PhaseImbalanceConfig(DetectorConfig):
     adaptive: bool = True
     margin: float = 0.05
     zero_a: float = 0.05
+    # The change of a phase's share of the current from the meter's own normal share.
+    share_step: bool = True
+    min_step: float = 0.03
+    spread_k: float = 3.0
     post: PostRule = PostRule(min_duration_s=900.0, min_readings=3, merge_gap_s=3600.0)
 
 
 def imbalance(df: pd.DataFrame, cfg: PhaseImbalanceConfig) -> tuple[np.ndarray, np.ndarray]:
     """(imbalance ratio or NaN, mean phase current) per reading; NaN where it cannot be judged
-    (not three-phase, light load, an open CT, a motor start caught in the reading)."""
+    (not three-phase, light load, an open CT, a motor start caught in the reading). Each phase's
+    share of the current is ``shares(i, mean)`` where the ratio is finite."""
     _, i = phases(df)
     three = np.isfinite(i).all(axis=1)
     mean = i.mean(axis=1)
@@ -44,6 +62,13 @@ def imbalance(df: pd.DataFrame, cfg: PhaseImbalanceConfig) -> tuple[np.ndarray, 
     with quiet():
         imb = np.where(three & (mean >= cfg.min_mean_a) & ~open_ct & ~inrush(df), dev / mean, np.nan)
     return imb, mean
+
+
+def shares(df: pd.DataFrame, imb: np.ndarray) -> np.ndarray:
+    """(n, 3) share of the total current per phase, NaN where the imbalance cannot be judged."""
+    _, i = phases(df)
+    with quiet():
+        return np.where(np.isfinite(imb)[:, None], i / i.sum(axis=1, keepdims=True), np.nan)
 
 
 class PhaseImbalance(Detector):
@@ -55,6 +80,7 @@ class PhaseImbalance(Detector):
     # Motor starts are recognised against two neighbours either side.
     lookback_n = 2
     lookahead_n = 2
+    state_version = 2  # + each phase's normal share of the current and its spread
 
     def _fit(self, df: pd.DataFrame) -> dict:
         imb, _ = imbalance(df, self.config)
@@ -64,7 +90,14 @@ class PhaseImbalance(Detector):
         # profiling period must not become the meter's "normal".
         med = seg_quantile(imb, seg, n_seg, 0.5)
         p90 = seg_quantile(imb, seg, n_seg, 0.9)
-        return {m: {"imbalance_median": a, "imbalance_p90": b} for m, a, b in zip(meter_names(df), med, p90)}
+        sh = shares(df, imb)
+        share_med = np.stack([seg_quantile(sh[:, k], seg, n_seg, 0.5) for k in range(3)], axis=1)
+        dist = np.abs(sh - share_med[seg])
+        spread = np.stack([seg_quantile(dist[:, k], seg, n_seg, 0.9) for k in range(3)], axis=1)
+        return {m: {"imbalance_median": a, "imbalance_p90": b,
+                    "share_median": list(sm) if np.isfinite(sm).all() else None,
+                    "share_spread": list(sp) if np.isfinite(sp).all() else None}
+                for m, a, b, sm, sp in zip(meter_names(df), med, p90, share_med, spread)}
 
     def limits(self, df: pd.DataFrame) -> np.ndarray:
         """Effective limit per meter code."""
@@ -75,21 +108,55 @@ class PhaseImbalance(Detector):
             return np.full(len(normal), cfg.limit)
         return np.maximum(cfg.limit, np.where(np.isfinite(normal), normal + cfg.margin, cfg.limit))
 
+    def normal_shares(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(normal share, allowed step) per meter code and phase, (n_seg, 3); NaN for meters
+        without learned shares (or with the change score switched off)."""
+        cfg = self.config
+        med = self._param_array(df, "share_median", (3,))
+        spread = self._param_array(df, "share_spread", (3,))
+        allow = np.fmax(cfg.min_step, cfg.spread_k * spread)
+        if not cfg.share_step:
+            med = np.full_like(med, np.nan)
+        return med, np.where(np.isfinite(med), allow, np.nan)
+
     def _score(self, df: pd.DataFrame) -> Scored:
         imb, mean = imbalance(df, self.config)
-        return Scored(imb / self.limits(df)[df["_seg"].to_numpy()], (imb, mean))
+        seg = df["_seg"].to_numpy()
+        level = imb / self.limits(df)[seg]
+        normal, allow = self.normal_shares(df)
+        step = shares(df, imb) - normal[seg]
+        with quiet():
+            change = np.nanmax(np.abs(step) / allow[seg], axis=1)  # NaN where no share is known
+        return Scored(np.fmax(level, change), (imb, mean, step))
 
     def describe(self, df, rows, scores, ctx=None) -> Finding:
-        imb, mean = ctx
+        imb, mean, step = ctx
         _, i = phases(df)
         cur = np.nanmedian(i[rows], axis=0)
-        heavy = int(np.nanargmax(np.abs(cur - np.nanmean(cur)))) + 1
         med = float(np.nanmedian(imb[rows]))
-        limit = float(self.limits(df)[df["_seg"].to_numpy()[rows[0]]])
-        sev = "critical" if med >= 2 * limit else "warning"
-        return Finding(sev, f"phase imbalance {med:.0%} (limit {limit:.0%}), L{heavy} deviates most "
-                            f"({cur[0]:.1f} / {cur[1]:.1f} / {cur[2]:.1f} A)",
-                       {"imbalance": rnd(med), "imbalance_max": rnd(np.nanmax(imb[rows])), "limit": rnd(limit),
-                        "i_l1_a": rnd(cur[0], 2), "i_l2_a": rnd(cur[1], 2), "i_l3_a": rnd(cur[2], 2),
-                        "phase": f"L{heavy}"},
+        j = df["_seg"].to_numpy()[rows[0]]
+        limit = float(self.limits(df)[j])
+        normal, allow = self.normal_shares(df)
+        normal, allow = normal[j], allow[j]
+        ev = {"imbalance": rnd(med), "imbalance_max": rnd(np.nanmax(imb[rows])), "limit": rnd(limit),
+              "i_l1_a": rnd(cur[0], 2), "i_l2_a": rnd(cur[1], 2), "i_l3_a": rnd(cur[2], 2)}
+        with quiet():
+            st = np.nanmedian(step[rows], axis=0)
+        if np.isfinite(st).any() and np.isfinite(normal).all():
+            # The phase whose share moved furthest from its own normal, for as long as the alert.
+            k = int(np.nanargmax(np.abs(st) / allow))
+            share = normal[k] + st[k]
+            sev = "critical" if (med >= 2 * limit or abs(st[k]) >= 2 * allow[k]) else "warning"
+            ev.update({"phase": f"L{k + 1}", "share": rnd(share), "normal_share": rnd(normal[k]),
+                       "step": rnd(st[k]), "allowed_step": rnd(allow[k])})
+            msg = (f"L{k + 1} carries {share:.0%} of the current (normally {normal[k]:.0%}, a step of "
+                   f"{st[k] * 100:+.1f} points, allowed ±{allow[k] * 100:.1f}); imbalance {med:.0%} (limit {limit:.0%}) "
+                   f"({cur[0]:.1f} / {cur[1]:.1f} / {cur[2]:.1f} A)")
+        else:
+            k = int(np.nanargmax(np.abs(cur - np.nanmean(cur))))
+            sev = "critical" if med >= 2 * limit else "warning"
+            ev["phase"] = f"L{k + 1}"
+            msg = (f"phase imbalance {med:.0%} (limit {limit:.0%}), L{k + 1} deviates most "
+                   f"({cur[0]:.1f} / {cur[1]:.1f} / {cur[2]:.1f} A)")
+        return Finding(sev, msg, ev,
                        "rebalance single-phase loads across phases; check for a failed capacitor bank or a lost phase load")

@@ -1,5 +1,8 @@
 """Supply outage: voltage lost on every phase. Information, and the reason current-based rules
-are blanked for its span (no supply, no load, nothing to judge)."""
+are blanked for its span (no supply, no load, nothing to judge), and the thermal rule for its span
+and the device's cooling lag around it (no supply, no heat source: a temperature above what the
+vanished load predicts is the heat stored before the outage, released with the enclosure's own lag,
+which the thermal model's single time constant may not follow)."""
 
 from __future__ import annotations
 
@@ -11,6 +14,10 @@ import pandas as pd
 from wattwatch.detect.base import Detector, DetectorConfig, Explains, Finding, PostRule, rnd
 from wattwatch.detect.frame import meter_names
 from wattwatch.detect.rules._common import max_voltage, nominal_voltage
+
+# How long after the supply returns the temperature may still carry the cooling the outage began
+# (the thermal rule's longest time constant, 2 h); padded either side of the outage's span.
+COOLING_LAG_S = 2 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -29,7 +36,8 @@ class SupplyOutage(Detector):
     requires = ("v_l1_v",)
     # No supply, no load: current-based rules have nothing to judge and a consumption "drop" is
     # the outage itself.
-    explains = (Explains(("current", "consumption"), span="hot"),)
+    explains = (Explains(("current", "consumption"), span="hot"),
+                Explains(("temperature",), span="span", pad_s=COOLING_LAG_S))
 
     def _fit(self, df: pd.DataFrame) -> dict:
         n_seg = int(df["_seg"].max()) + 1
