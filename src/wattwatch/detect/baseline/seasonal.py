@@ -1,0 +1,372 @@
+"""Seasonal consumption profile: each reading against the meter's own day-type x time-of-day
+profile, scaled to the level it has been running at lately (``WARN_CONSUMPTION_ANOMALY``).
+
+For meters read every 15 minutes to every few hours (building and household load; finer cadences
+are judged by the rules, the hour-of-week baseline and the learned ensemble).
+
+**Profile** (learned by ``fit`` on the whole normal period, however long: ``fit --normal-end`` or
+``--days``). Slots of ``max(cadence, 15 min)`` through the day, per day type: weekdays (pooled),
+Saturday, Sunday. Per (day type, slot): the median of the normal readings and their robust spread
+(1.4826 x MAD). Medians and MAD keep the anomalies left inside the normal period (a zero day, a
+spike) from moving the profile. A day type the normal period lacks falls back to the weekday
+profile. Public holidays are not modelled (the ``holidays`` package is not a dependency): a
+holiday reads as a weekday with unusually low load and may alert. The state says how much history
+the profile had (``history_days`` and days per day type) and the evidence repeats it.
+
+**Level** (adapting with the seasons). A reading is compared with ``level x profile``, where the
+level is the median, over the previous ``level_days`` calendar days, of each day's consumption
+relative to its profile (clamped to ``level_min`` .. ``level_max``): a building that uses 30 %
+more in summer moves its level within days, with no alert storm, while a single unusual day or a
+zero run (at most half the window) does not move the median. The level never uses the reading's
+own day, so what is judged cannot hide itself.
+
+**Score** (calibrated per meter, so one threshold fits all meters). The residual
+``z = (x - level x profile) / (level x spread)``, the spread floored at ``floor_rel`` of the
+meter's typical load and at its reading resolution. Three kinds of evidence:
+
+1. *reading*: ``|z|`` over the meter's reading limit, the larger of ``z_min`` and ``cal_k`` times
+   the 99th percentile of ``|z|`` over its normal period: a one-hour drop to zero or a spike is
+   reported as a single-reading alert (evidence ``single_reading``);
+2. *day*: the mean of the (clipped) ``z`` over the trailing 24 h, against the same calibration
+   of that mean (``day_z_min``, ``cal_k``): an unusual day where no single hour is extreme;
+3. *flat*: a non-zero value repeated exactly for more readings than the meter's longest such run
+   in its normal period (at least ``flat_min_h`` hours and 3 readings; at most ``flat_max_h``
+   hours needed): a frozen meter on a meter that reports power alone (``frozen_readings`` needs
+   three channels).
+
+Score = max of the three ratios: 1.0 is the limit; :func:`calibrated` maps it to 0.5 there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Reach, Scored, meter_of, quiet, rnd
+from wattwatch.detect.frame import day_type, meter_names, seg_bounds
+
+DAY = 86400.0
+KINDS = {1: "single_reading", 2: "reading_run", 3: "unusual_day", 4: "flat_line"}
+
+
+@dataclass(frozen=True)
+class SeasonalProfileConfig(DetectorConfig):
+    """``min_cadence_s``/``max_cadence_s``: cadences judged (others get a notice); ``slot_s``: the
+    finest profile slot; ``level_days``: days of the level's trailing median; ``floor_rel``: least
+    spread as a share of the meter's typical load; ``z_min``/``day_z_min``: least limits of the
+    reading and 24-h evidence; ``cal_k``: the limits are at least this times the 99th percentile
+    seen in the normal period; ``flat_min_h``/``flat_max_h``: a frozen run must last at least /
+    never needs more than this long."""
+
+    channel: str = "p_kw"
+    min_cadence_s: float = 600.0
+    max_cadence_s: float = 3 * 3600.0
+    slot_s: float = 900.0
+    level_days: int = 7
+    level_min: float = 0.2
+    level_max: float = 5.0
+    floor_rel: float = 0.05
+    z_min: float = 6.0
+    day_z_min: float = 2.5
+    cal_k: float = 1.5
+    flat_min_h: float = 3.0
+    flat_max_h: float = 24.0
+    post: PostRule = PostRule(min_duration_s=0.0, min_readings=1, merge_gap_s=6 * 3600.0, max_bridge_s=6 * 3600.0)
+
+    def __post_init__(self):
+        if not (0 < self.min_cadence_s <= self.max_cadence_s):
+            raise ValueError("min_cadence_s must be > 0 and <= max_cadence_s")
+        if not (0 < self.level_min <= 1 <= self.level_max):
+            raise ValueError("level_min must be within (0, 1] and level_max >= 1")
+        if self.level_days < 1 or self.cal_k <= 0 or self.z_min <= 0 or self.day_z_min <= 0:
+            raise ValueError("level_days >= 1, cal_k, z_min and day_z_min > 0 required")
+        if self.flat_max_h < self.flat_min_h:
+            raise ValueError("flat_max_h must be >= flat_min_h")
+
+
+def _slots(cadence_s: np.ndarray, slot_s: float) -> np.ndarray:
+    """Profile slot width per meter: the cadence (at least ``slot_s``), a whole divisor of a day."""
+    c = np.where(np.isfinite(cadence_s) & (cadence_s > 0), cadence_s, slot_s)
+    per_day = np.maximum(1, np.floor(DAY / np.maximum(c, slot_s) + 1e-6))
+    return DAY / per_day
+
+
+def _flat_runs(x: np.ndarray, seg: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    """Per reading: how many readings in a row (this one included, at most ``cap`` per row) have
+    carried exactly this non-zero value."""
+    n = len(x)
+    same = np.zeros(n, bool)
+    if n > 1:
+        with quiet():
+            same[1:] = (x[1:] == x[:-1]) & (seg[1:] == seg[:-1]) & (x[1:] != 0) & np.isfinite(x[1:])
+    # run length via the index of the last "break"
+    idx = np.where(~same, np.arange(n), 0)
+    np.maximum.accumulate(idx, out=idx)
+    run = np.arange(n) - idx + 1
+    run = np.where(np.isfinite(x) & (x != 0), run, 0)
+    return np.minimum(run, cap)
+
+
+class SeasonalProfile(Detector):
+    name = "seasonal_profile"
+    code = "WARN_CONSUMPTION_ANOMALY"
+    config_cls = SeasonalProfileConfig
+    requires = ("p_kw",)
+    judges = ("consumption",)
+    blank_input = ("p_kw",)
+    state_version = 1
+
+    def channels(self) -> tuple[str, ...]:
+        return (self.config.channel,)
+
+    # ------------------------------------------------------------------------------ reach
+
+    def _flat_cap(self, st: dict) -> int:
+        return int(st.get("flat_need") or 3) + 1
+
+    def reach(self, meters) -> Reach:
+        n = len(meters)
+        back = np.full(n, (4 * self.config.level_days + 3) * DAY)
+        back_n = np.array([self._flat_cap(self.state_.get(m) or {}) for m in meters], np.int64)
+        return Reach(back, back_n, np.zeros(n), np.zeros(n, np.int64))
+
+    def cadence_note(self, cadence_s: float) -> str | None:
+        c = self.config
+        if cadence_s < c.min_cadence_s * 0.95:
+            return (f"{self.name}: not judged at {cadence_s:.0f} s cadence (judges {c.min_cadence_s:.0f} s to "
+                    f"{c.max_cadence_s:.0f} s; finer readings are judged by baseline_macd and learned_ensemble)")
+        if cadence_s > c.max_cadence_s * 1.05:
+            return (f"{self.name}: not judged at {cadence_s:.0f} s cadence: a profile through the day needs "
+                    f"readings at least every {c.max_cadence_s / 3600:.0f} h")
+        return None
+
+    def state_note(self, meter: str, st: dict) -> str | None:
+        if st.get("judged") and (st.get("history_days") or 0) < 14:
+            return (f"{self.name}: {meter}: profile learned from {st.get('history_days', 0):.0f} day(s) only "
+                    f"({st.get('days_by_type')} weekdays/Saturdays/Sundays); fit on several weeks for weekend structure")
+        return None
+
+    # ------------------------------------------------------------------------------ pieces
+
+    def _keys(self, df: pd.DataFrame, slot_w: np.ndarray):
+        t = df["_t"].to_numpy(float)
+        seg = df["_seg"].to_numpy()
+        w = slot_w[seg]
+        slot = np.floor((t % DAY) / w + 1e-9).astype(np.int64)
+        return seg, t, day_type(t).astype(np.int64), np.minimum(slot, 95)
+
+    def _level(self, x, expected, seg, t, n_seg):
+        """Per reading: the median daily ratio (consumption / profile) over the previous
+        ``level_days`` calendar days (1 where there is none yet), clamped."""
+        c = self.config
+        day = np.floor(t / DAY).astype(np.int64)
+        if not len(t):
+            return np.ones(0)
+        d0 = np.full(n_seg, np.iinfo(np.int64).max)
+        np.minimum.at(d0, seg, day)
+        rel = day - d0[seg]
+        n_days = int(rel.max()) + 1
+        if n_days * n_seg > 50_000_000:  # an absurd span: no level adaptation rather than a huge matrix
+            return np.ones(len(t))
+        ok = np.isfinite(x) & np.isfinite(expected)
+        flat = seg * n_days + rel
+        X = np.bincount(flat[ok], weights=x[ok], minlength=n_seg * n_days)
+        E = np.bincount(flat[ok], weights=expected[ok], minlength=n_seg * n_days)
+        N = np.bincount(flat[ok], minlength=n_seg * n_days)
+        with quiet():
+            ratio = np.where((N >= 3) & (E > 0), X / E, np.nan).reshape(n_seg, n_days)
+        med = pd.DataFrame(ratio.T).rolling(c.level_days, min_periods=max(1, c.level_days // 2)).median()
+        lev = med.shift(1).to_numpy().T.ravel()[flat]
+        lev = np.where(np.isfinite(lev), lev, 1.0)
+        return np.clip(lev, c.level_min, c.level_max)
+
+    def _residual(self, df: pd.DataFrame, prof: np.ndarray, spread: np.ndarray, slot_w: np.ndarray,
+                  limit: np.ndarray):
+        x = df[self.config.channel].to_numpy(float) if self.config.channel in df.columns else np.full(len(df), np.nan)
+        seg, t, dt, slot = self._keys(df, slot_w)
+        expected = prof[seg, dt, slot]
+        lev = self._level(x, expected, seg, t, len(prof))
+        with quiet():
+            # The spread grows with the level but does not shrink with it: a building running at
+            # half its winter load keeps most of its hour-to-hour noise.
+            z = (x - lev * expected) / (np.maximum(lev, 1.0) * spread[seg, dt, slot])
+        # The shape through the day moves with the seasons too (a heating system starting an hour
+        # earlier): each slot's residual is taken relative to the median residual of the same slot
+        # on the previous days of its class (weekdays: the last ``level_days`` days; weekends:
+        # the last ``3 x level_days`` days, so as many samples), never the reading's own day.
+        sp = spread[seg, dt, slot]
+        # Accepted-normal readings only: those within the reading limit (a frozen or zero run
+        # does not become the profile, and its end does not read as a new anomaly).
+        accepted = np.where(np.abs(z) < limit[seg], z, np.nan)
+        shift = self._slot_median(accepted, seg, slot, t, dt > 0)
+        z = z - shift
+        return x, z, lev * expected + np.maximum(lev, 1.0) * shift * sp, lev, seg, t
+
+    def _slot_median(self, z, seg, slot, t, weekend):
+        c = self.config
+        if not len(z):
+            return np.zeros(0)
+        out = np.zeros(len(z))
+        for cls, days in ((False, c.level_days), (True, 3 * c.level_days)):
+            rows = np.flatnonzero(weekend == cls)
+            if not len(rows):
+                continue
+            order = rows[np.lexsort((t[rows], slot[rows], seg[rows]))]
+            key = seg[order] * 96 + slot[order]
+            s = pd.Series(z[order], index=pd.to_datetime(t[order], unit="s"))
+            with quiet():
+                r = s.groupby(key, sort=False).rolling(f"{days}D", closed="left", min_periods=3).median()
+            out[order] = np.nan_to_num(r.to_numpy(), nan=0.0)
+        return out
+
+    def _day_mean(self, z: np.ndarray, seg: np.ndarray, t: np.ndarray, clip: np.ndarray) -> np.ndarray:
+        """Mean of the clipped residual over the trailing 24 h (this reading included; rows are
+        sorted by meter and time, and grouped rolling keeps that order)."""
+        zc = np.clip(z, -clip[seg], clip[seg])
+        s = pd.Series(zc, index=pd.to_datetime(t, unit="s"))
+        g = s.groupby(seg, sort=False).rolling("86400s", min_periods=1)
+        out, cnt = g.mean().to_numpy(), g.count().to_numpy()
+        return np.where(cnt >= 3, out, np.nan)
+
+    # ------------------------------------------------------------------------------ fit
+
+    def _fit(self, df: pd.DataFrame) -> dict:
+        c = self.config
+        names = meter_names(df)
+        n_seg = len(names)
+        cad = self._param(df, "cadence_s")
+        judged = (cad >= c.min_cadence_s * 0.95) & (cad <= c.max_cadence_s * 1.05)
+        slot_w = _slots(cad, c.slot_s)
+        x = df[c.channel].to_numpy(float) if c.channel in df.columns else np.full(len(df), np.nan)
+        seg, t, dt, slot = self._keys(df, slot_w)
+        ok = np.isfinite(x)
+        long = pd.DataFrame({"s": seg[ok], "d": dt[ok], "h": slot[ok], "x": x[ok]})
+        g = long.groupby(["s", "d", "h"])["x"]
+        med = g.median()
+        prof = np.full((n_seg, 3, 96), np.nan)
+        spread = np.full((n_seg, 3, 96), np.nan)
+        if len(med):
+            idx = med.index.to_frame().to_numpy()
+            prof[idx[:, 0], idx[:, 1], idx[:, 2]] = med.to_numpy()
+            dev = (long["x"] - med.reindex(pd.MultiIndex.from_frame(long[["s", "d", "h"]])).to_numpy()).abs()
+            mad = dev.groupby([long["s"], long["d"], long["h"]]).median()
+            spread[idx[:, 0], idx[:, 1], idx[:, 2]] = 1.4826 * mad.reindex(med.index).to_numpy()
+        prof = np.where(np.isfinite(prof), prof, prof[:, :1, :])   # unseen day type -> weekday
+        spread = np.where(np.isfinite(spread), spread, spread[:, :1, :])
+        with quiet():
+            typical = np.nanmedian(np.abs(prof.reshape(n_seg, -1)), axis=1)
+            typical = np.where(np.isfinite(typical) & (typical > 0), typical,
+                               np.nanmean(np.abs(prof.reshape(n_seg, -1)), axis=1))
+        # Reading resolution: the smallest step between distinct values.
+        res = np.zeros(n_seg)
+        starts, ends = seg_bounds(seg)
+        days_by_type = np.zeros((n_seg, 3), np.int64)
+        day = np.floor(t / DAY).astype(np.int64)
+        for k, (a, b) in enumerate(zip(starts, ends)):  # per meter, each step vectorised
+            u = np.unique(x[a:b][np.isfinite(x[a:b])])
+            if len(u) > 1:
+                res[k] = float(np.min(np.diff(u)))
+            dd = np.unique(day[a:b][ok[a:b]])
+            days_by_type[k] = np.bincount(day_type(dd * DAY + 1).astype(np.int64), minlength=3)[:3]
+        floor = np.maximum(c.floor_rel * np.nan_to_num(typical), res)
+        floor = np.where(floor > 0, floor, 1e-6)
+        spread = np.maximum(np.nan_to_num(spread, nan=np.inf), floor[:, None, None])
+        # Calibration on the normal period itself, judged as later readings will be.
+        x_, z, _, _, _, _ = self._residual(df, prof, spread, slot_w, np.full(n_seg, c.z_min))
+        clip = np.full(n_seg, c.z_min)
+        zd = self._day_mean(z, seg, t, clip)
+        # One limit for both sides (separate tails were tried: the lower tail of household load
+        # is short, and its limit then flagged every quiet hour; 919 alerts instead of 696 on the
+        # six OPSD homes).
+        def q99(v):
+            with quiet():
+                return np.nan_to_num(pd.Series(np.abs(v)).groupby(seg).quantile(0.99)
+                                     .reindex(range(n_seg)).to_numpy())
+        lim_z = np.maximum(c.z_min, c.cal_k * np.stack([q99(z), q99(z)]))
+        lim_d = np.maximum(c.day_z_min, c.cal_k * np.stack([q99(zd), q99(zd)]))
+        # Flat runs seen while normal: a frozen run must be longer than the longest of them.
+        cad_ok = np.where(np.isfinite(cad) & (cad > 0), cad, 3600.0)
+        lo_n = np.maximum(3, np.ceil(c.flat_min_h * 3600.0 / cad_ok)).astype(np.int64)
+        hi_n = np.maximum(lo_n, np.ceil(c.flat_max_h * 3600.0 / cad_ok)).astype(np.int64)
+        runs = _flat_runs(x, seg, np.full(len(x), 10**9)[seg] if len(x) else np.zeros(0))
+        longest = np.zeros(n_seg, np.int64)
+        if len(runs):
+            np.maximum.at(longest, seg, runs)
+        flat_need = np.clip(longest + 1, lo_n, hi_n)
+        out = {}
+        for k, m in enumerate(names):
+            hist = float(len(np.unique(day[starts[k]:ends[k]][ok[starts[k]:ends[k]]])))
+            out[m] = {"judged": bool(judged[k] and np.isfinite(prof[k]).any()), "slot_s": float(slot_w[k]),
+                      "profile": prof[k], "spread": np.where(np.isfinite(spread[k]), spread[k], np.nan),
+                      "typical": float(np.nan_to_num(typical[k])), "resolution": float(res[k]),
+                      "limit_z": float(lim_z[0, k]), "limit_z_low": float(lim_z[1, k]),
+                      "limit_day": float(lim_d[0, k]), "limit_day_low": float(lim_d[1, k]), "flat_need": int(flat_need[k]),
+                      "history_days": hist, "days_by_type": days_by_type[k].tolist(),
+                      "level_days": int(c.level_days)}
+        return out
+
+    # ------------------------------------------------------------------------------ score
+
+    def _parts(self, df: pd.DataFrame):
+        c = self.config
+        n_seg = len(meter_names(df))
+        judged = self._param(df, "judged", 0.0) > 0
+        prof = self._param_array(df, "profile", (3, 96))
+        spread = self._param_array(df, "spread", (3, 96))
+        spread = np.where(np.isfinite(spread), spread, np.inf)
+        slot_w = self._param(df, "slot_s", c.slot_s)
+        lim_z, lim_d = self._param(df, "limit_z", c.z_min), self._param(df, "limit_day", c.day_z_min)
+        low_z, low_d = self._param(df, "limit_z_low", c.z_min), self._param(df, "limit_day_low", c.day_z_min)
+        flat_need = np.nan_to_num(self._param(df, "flat_need", 3.0), nan=3.0)
+        x, z, expected, lev, seg, t = self._residual(df, prof, spread, slot_w, np.minimum(lim_z, low_z))
+        zd = self._day_mean(z, seg, t, np.minimum(lim_z, low_z))
+        runs = _flat_runs(x, seg, (flat_need + 1).astype(np.int64)[seg])
+        with quiet():
+            s_read = np.where(z >= 0, z / lim_z[seg], -z / low_z[seg])
+            s_day = np.where(zd >= 0, zd / lim_d[seg], -zd / low_d[seg])
+        s_flat = runs / flat_need[seg]
+        with quiet():
+            score = np.fmax(np.fmax(s_read, s_day), np.where(s_flat >= 1, s_flat, 0.0))
+        kind = np.select([s_flat >= np.maximum(s_read, 1), s_read >= np.maximum(s_day, 1), s_day >= 1],
+                         [4, 1, 3], 0).astype(np.int8)
+        score = np.where(np.isfinite(x) & judged[seg], score, np.nan)
+        return score, dict(x=x, z=z, zd=zd, expected=expected, level=lev, runs=runs, kind=kind, n_seg=n_seg)
+
+    def _score(self, df: pd.DataFrame) -> Scored:
+        s, ctx = self._parts(df)
+        return Scored(s, ctx)
+
+    def describe(self, df, rows, scores, ctx=None) -> Finding:
+        x, exp, kind = ctx["x"], ctx["expected"], ctx["kind"]
+        st = self.state_.get(meter_of(df, rows[0])) or {}
+        k = rows[int(np.nanargmax(scores[rows]))]
+        kinds = kind[rows]
+        hot = rows[np.asarray(scores[rows] >= self.config.post.threshold)]
+        t = df["_t"].to_numpy()
+        hours = float(t[rows[-1]] - t[rows[0]]) / 3600
+        single = len(hot) == 1
+        if (kinds == 4).any():
+            what, ev_kind = f"the same value {x[k]:.4g} repeated for {int(ctx['runs'][k])}+ readings: frozen meter", "flat_line"
+            action = "check the meter's data logger or communication module; its data is stale"
+        elif single and kind[k] == 1:
+            ev_kind = "single_reading"
+            what = f"a single reading of {x[k]:.4g} where {exp[k]:.4g} was expected"
+            action = "check the reading: a one-off drop to zero is a logger or supply gap, a spike a meter glitch"
+        elif (kinds == 3).any() and not (kinds == 1).any():
+            ev_kind = "unusual_day"
+            what = f"the last 24 h ran {np.nanmean(x[rows]) / max(np.nanmean(exp[rows]), 1e-9) - 1:+.0%} off profile"
+            action = "compare with site activity (a holiday, a shutdown, equipment left on)"
+        else:
+            ev_kind = "reading_run"
+            what = f"{len(hot)} readings off profile over {hours:.1f} h (worst {x[k]:.4g} vs {exp[k]:.4g} expected)"
+            action = "compare with site activity; zero readings where load is expected are a supply or meter gap"
+        with quiet():
+            sev = "warning"
+        return Finding(sev, f"{self.config.channel}: {what} (profile from {st.get('history_days', 0):.0f} days)",
+                       {"kind": ev_kind, "single_reading": bool(single), "value": rnd(x[k]), "expected": rnd(exp[k]),
+                        "level": rnd(ctx["level"][k]), "z": rnd(ctx["z"][k], 2), "readings": int(len(hot)),
+                        "hours": rnd(hours, 2), "history_days": st.get("history_days"),
+                        "days_by_type": st.get("days_by_type"), "limit_z": rnd(st.get("limit_z"), 2)},
+                       action)
