@@ -202,7 +202,9 @@ class SeasonalProfile(Detector):
         accepted = np.where(np.abs(z) < limit[seg], z, np.nan)
         shift = self._slot_median(accepted, seg, slot, t, dt > 0)
         z = z - shift
-        return x, z, lev * expected + np.maximum(lev, 1.0) * shift * sp, lev, seg, t
+        with quiet():
+            expected = lev * expected + np.maximum(lev, 1.0) * np.where(shift != 0, shift * sp, 0.0)
+        return x, z, expected, lev, seg, t
 
     def _slot_median(self, z, seg, slot, t, weekend):
         c = self.config
