@@ -32,7 +32,7 @@ def test_profile_learns_weekend_structure_from_eight_weeks_and_says_so():
     fitted, res = run(building())
     st = fitted.detectors[0].get_state()["office"]
     assert st["history_days"] == 56 and st["days_by_type"] == [40, 8, 8]
-    prof = np.asarray(st["profile"])
+    prof = np.exp(np.asarray(st["profile"])) - st["eps"]  # kept on a log scale
     assert abs(prof[0, 10] - 100) < 5 and abs(prof[1, 10] - 15) < 2  # weekday vs Saturday, 10:00
     assert res.alerts == [], [a.message for a in res.alerts]
 
@@ -45,7 +45,7 @@ def test_a_one_hour_drop_to_zero_is_a_single_reading_alert():
     assert len(res.alerts) == 1, [a.message for a in res.alerts]
     a = res.alerts[0]
     assert a.start == a.end == "2024-03-13T11:00:00.000Z"
-    assert a.evidence["single_reading"] is True and a.evidence["kind"] == "single_reading"
+    assert a.evidence["single_reading"] is True and a.evidence["kind"] == "zero_reading"
     assert a.evidence["history_days"] == 56 and 0.5 < a.score <= 1
 
 
@@ -96,3 +96,11 @@ def test_whole_equals_pieces_at_hourly_cadence():
     part = d.score(piece).to_numpy()
     judged = piece.ts.to_numpy() >= np.datetime64(start)
     np.testing.assert_allclose(part[judged], whole[-judged.sum():], rtol=1e-9, atol=1e-12)
+
+
+def test_a_one_hour_drop_on_a_meter_that_sometimes_reads_zero_is_judged_against_its_profile():
+    df = building()
+    df.loc[(df.ts.dt.dayofweek == 6) & (df.ts.dt.hour < 6), "p_kw"] = 0.0  # Sunday nights switched off
+    df.loc[df.ts == pd.Timestamp("2024-03-13 11:00"), "p_kw"] = 2.0
+    _, res = run(df)
+    assert [(a.start, a.evidence["kind"]) for a in res.alerts] == [("2024-03-13T11:00:00.000Z", "single_reading")]

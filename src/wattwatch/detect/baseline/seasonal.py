@@ -48,7 +48,7 @@ from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, R
 from wattwatch.detect.frame import day_type, meter_names, seg_bounds
 
 DAY = 86400.0
-KINDS = {1: "single_reading", 2: "reading_run", 3: "unusual_day", 4: "flat_line"}
+KINDS = {1: "single_reading", 2: "reading_run", 3: "unusual_day", 4: "flat_line", 5: "zero"}
 
 
 @dataclass(frozen=True)
@@ -68,9 +68,13 @@ class SeasonalProfileConfig(DetectorConfig):
     level_min: float = 0.2
     level_max: float = 5.0
     floor_rel: float = 0.05
+    eps_rel: float = 0.1
     z_min: float = 6.0
-    day_z_min: float = 2.5
-    cal_k: float = 1.5
+    day_z_min: float = 4.0
+    tail_days: float = 60.0
+    accept_k: float = 2.0
+    zero_rel: float = 0.02
+    zero_share: float = 0.002
     flat_min_h: float = 3.0
     flat_max_h: float = 24.0
     post: PostRule = PostRule(min_duration_s=0.0, min_readings=1, merge_gap_s=6 * 3600.0, max_bridge_s=6 * 3600.0)
@@ -80,8 +84,8 @@ class SeasonalProfileConfig(DetectorConfig):
             raise ValueError("min_cadence_s must be > 0 and <= max_cadence_s")
         if not (0 < self.level_min <= 1 <= self.level_max):
             raise ValueError("level_min must be within (0, 1] and level_max >= 1")
-        if self.level_days < 1 or self.cal_k <= 0 or self.z_min <= 0 or self.day_z_min <= 0:
-            raise ValueError("level_days >= 1, cal_k, z_min and day_z_min > 0 required")
+        if self.level_days < 1 or self.tail_days <= 0 or self.z_min <= 0 or self.day_z_min <= 0:
+            raise ValueError("level_days >= 1, tail_days, z_min and day_z_min > 0 required")
         if self.flat_max_h < self.flat_min_h:
             raise ValueError("flat_max_h must be >= flat_min_h")
 
@@ -91,6 +95,28 @@ def _slots(cadence_s: np.ndarray, slot_s: float) -> np.ndarray:
     c = np.where(np.isfinite(cadence_s) & (cadence_s > 0), cadence_s, slot_s)
     per_day = np.maximum(1, np.floor(DAY / np.maximum(c, slot_s) + 1e-6))
     return DAY / per_day
+
+
+def _log_load(x: np.ndarray, eps: np.ndarray) -> np.ndarray:
+    """Load on a log scale: deviations are relative (a household's 3 kW oven hour and a
+    building's 300 kW are alike), and a drop to zero lies ``log(typical / eps)`` below."""
+    with quiet():
+        return np.log(np.maximum(x, 0.0) + eps)
+
+
+def _tail_limit(z: np.ndarray, seg: np.ndarray, n_seg: int, cad_s: np.ndarray, days: float) -> np.ndarray:
+    """Per meter: the |z| exceeded once in ``days`` days of readings at its cadence, by an
+    exponential tail over the 95th percentile (NaN-free; 0 where there is too little)."""
+    v = pd.Series(np.abs(z))
+    ok = np.isfinite(v.to_numpy())
+    with quiet():
+        u = v[ok].groupby(seg[ok]).quantile(0.95).reindex(range(n_seg)).to_numpy()
+        over = v.to_numpy() - u[seg]
+        sel = ok & (over > 0)
+        beta = pd.Series(over[sel]).groupby(seg[sel]).mean().reindex(range(n_seg)).to_numpy()
+        per_reading = np.where(np.isfinite(cad_s) & (cad_s > 0), cad_s, 3600.0) / (days * DAY)
+        lim = u + beta * np.log(0.05 / per_reading)
+    return np.nan_to_num(lim, nan=0.0)
 
 
 def _flat_runs(x: np.ndarray, seg: np.ndarray, cap: np.ndarray) -> np.ndarray:
@@ -157,54 +183,56 @@ class SeasonalProfile(Detector):
         slot = np.floor((t % DAY) / w + 1e-9).astype(np.int64)
         return seg, t, day_type(t).astype(np.int64), np.minimum(slot, 95)
 
-    def _level(self, x, expected, seg, t, n_seg):
-        """Per reading: the median daily ratio (consumption / profile) over the previous
-        ``level_days`` calendar days (1 where there is none yet), clamped."""
+    def _level(self, r, seg, t, n_seg):
+        """Per reading: the median over the previous ``level_days`` calendar days of each day's
+        median residual ``r`` (log load minus log profile; 0 where there is none yet), clamped to
+        ``log(level_min)`` .. ``log(level_max)``."""
         c = self.config
-        day = np.floor(t / DAY).astype(np.int64)
         if not len(t):
-            return np.ones(0)
+            return np.zeros(0)
+        day = np.floor(t / DAY).astype(np.int64)
         d0 = np.full(n_seg, np.iinfo(np.int64).max)
         np.minimum.at(d0, seg, day)
         rel = day - d0[seg]
         n_days = int(rel.max()) + 1
         if n_days * n_seg > 50_000_000:  # an absurd span: no level adaptation rather than a huge matrix
-            return np.ones(len(t))
-        ok = np.isfinite(x) & np.isfinite(expected)
+            return np.zeros(len(t))
         flat = seg * n_days + rel
-        X = np.bincount(flat[ok], weights=x[ok], minlength=n_seg * n_days)
-        E = np.bincount(flat[ok], weights=expected[ok], minlength=n_seg * n_days)
-        N = np.bincount(flat[ok], minlength=n_seg * n_days)
-        with quiet():
-            ratio = np.where((N >= 3) & (E > 0), X / E, np.nan).reshape(n_seg, n_days)
-        med = pd.DataFrame(ratio.T).rolling(c.level_days, min_periods=max(1, c.level_days // 2)).median()
-        lev = med.shift(1).to_numpy().T.ravel()[flat]
-        lev = np.where(np.isfinite(lev), lev, 1.0)
-        return np.clip(lev, c.level_min, c.level_max)
+        ok = np.isfinite(r)
+        daily = np.full(n_seg * n_days, np.nan)
+        if ok.any():
+            g = pd.Series(r[ok]).groupby(flat[ok])
+            med, cnt = g.median(), g.size()
+            med = med[cnt >= 3]
+            daily[med.index.to_numpy()] = med.to_numpy()
+        roll = pd.DataFrame(daily.reshape(n_seg, n_days).T).rolling(c.level_days, min_periods=max(1, c.level_days // 2))
+        lev = roll.median().shift(1).to_numpy().T.ravel()[flat]
+        lev = np.where(np.isfinite(lev), lev, 0.0)
+        return np.clip(lev, np.log(c.level_min), np.log(c.level_max))
 
     def _residual(self, df: pd.DataFrame, prof: np.ndarray, spread: np.ndarray, slot_w: np.ndarray,
-                  limit: np.ndarray):
+                  limit: np.ndarray, eps: np.ndarray):
         x = df[self.config.channel].to_numpy(float) if self.config.channel in df.columns else np.full(len(df), np.nan)
         seg, t, dt, slot = self._keys(df, slot_w)
-        expected = prof[seg, dt, slot]
-        lev = self._level(x, expected, seg, t, len(prof))
+        y = _log_load(x, eps[seg])
+        base = prof[seg, dt, slot]
+        sp = spread[seg, dt, slot]
+        lev = self._level(y - base, seg, t, len(prof))
         with quiet():
-            # The spread grows with the level but does not shrink with it: a building running at
-            # half its winter load keeps most of its hour-to-hour noise.
-            z = (x - lev * expected) / (np.maximum(lev, 1.0) * spread[seg, dt, slot])
+            z = (y - base - lev) / sp
         # The shape through the day moves with the seasons too (a heating system starting an hour
         # earlier): each slot's residual is taken relative to the median residual of the same slot
         # on the previous days of its class (weekdays: the last ``level_days`` days; weekends:
         # the last ``3 x level_days`` days, so as many samples), never the reading's own day.
-        sp = spread[seg, dt, slot]
-        # Accepted-normal readings only: those within the reading limit (a frozen or zero run
-        # does not become the profile, and its end does not read as a new anomaly).
-        accepted = np.where(np.abs(z) < limit[seg], z, np.nan)
+        # Accepted-normal readings only: those within ``accept_k`` x the reading limit (a zero run
+        # does not become the profile, and its end does not read as a new anomaly; a moderate new
+        # habit, an hour that now runs 30 % lower every night, does, within days).
+        accepted = np.where(np.abs(z) < self.config.accept_k * limit[seg], z, np.nan)
         shift = self._slot_median(accepted, seg, slot, t, dt > 0)
         z = z - shift
         with quiet():
-            expected = lev * expected + np.maximum(lev, 1.0) * np.where(shift != 0, shift * sp, 0.0)
-        return x, z, expected, lev, seg, t
+            expected = np.exp(base + lev + np.where(shift != 0, shift * sp, 0.0)) - eps[seg]
+        return x, z, expected, np.exp(lev), seg, t
 
     def _slot_median(self, z, seg, slot, t, weekend):
         c = self.config
@@ -244,7 +272,12 @@ class SeasonalProfile(Detector):
         x = df[c.channel].to_numpy(float) if c.channel in df.columns else np.full(len(df), np.nan)
         seg, t, dt, slot = self._keys(df, slot_w)
         ok = np.isfinite(x)
-        long = pd.DataFrame({"s": seg[ok], "d": dt[ok], "h": slot[ok], "x": x[ok]})
+        with quiet():
+            typical = pd.Series(np.abs(x[ok])).groupby(seg[ok]).median().reindex(range(n_seg)).to_numpy()
+        typical = np.where(np.isfinite(typical) & (typical > 0), typical, 1.0)
+        eps = c.eps_rel * typical
+        y = _log_load(x, eps[seg])
+        long = pd.DataFrame({"s": seg[ok], "d": dt[ok], "h": slot[ok], "x": y[ok]})
         g = long.groupby(["s", "d", "h"])["x"]
         med = g.median()
         prof = np.full((n_seg, 3, 96), np.nan)
@@ -257,10 +290,6 @@ class SeasonalProfile(Detector):
             spread[idx[:, 0], idx[:, 1], idx[:, 2]] = 1.4826 * mad.reindex(med.index).to_numpy()
         prof = np.where(np.isfinite(prof), prof, prof[:, :1, :])   # unseen day type -> weekday
         spread = np.where(np.isfinite(spread), spread, spread[:, :1, :])
-        with quiet():
-            typical = np.nanmedian(np.abs(prof.reshape(n_seg, -1)), axis=1)
-            typical = np.where(np.isfinite(typical) & (typical > 0), typical,
-                               np.nanmean(np.abs(prof.reshape(n_seg, -1)), axis=1))
         # Reading resolution: the smallest step between distinct values.
         res = np.zeros(n_seg)
         starts, ends = seg_bounds(seg)
@@ -272,22 +301,26 @@ class SeasonalProfile(Detector):
                 res[k] = float(np.min(np.diff(u)))
             dd = np.unique(day[a:b][ok[a:b]])
             days_by_type[k] = np.bincount(day_type(dd * DAY + 1).astype(np.int64), minlength=3)[:3]
-        floor = np.maximum(c.floor_rel * np.nan_to_num(typical), res)
-        floor = np.where(floor > 0, floor, 1e-6)
+        # Least spread (log units): ``floor_rel`` of the load, and one resolution step at typical load.
+        floor = np.maximum(c.floor_rel, np.log1p(res / typical))
         spread = np.maximum(np.nan_to_num(spread, nan=np.inf), floor[:, None, None])
         # Calibration on the normal period itself, judged as later readings will be.
-        x_, z, _, _, _, _ = self._residual(df, prof, spread, slot_w, np.full(n_seg, c.z_min))
+        x_, z, _, _, _, _ = self._residual(df, prof, spread, slot_w, np.full(n_seg, c.z_min), eps)
         clip = np.full(n_seg, c.z_min)
         zd = self._day_mean(z, seg, t, clip)
-        # One limit for both sides (separate tails were tried: the lower tail of household load
-        # is short, and its limit then flagged every quiet hour; 919 alerts instead of 696 on the
-        # six OPSD homes).
-        def q99(v):
-            with quiet():
-                return np.nan_to_num(pd.Series(np.abs(v)).groupby(seg).quantile(0.99)
-                                     .reindex(range(n_seg)).to_numpy())
-        lim_z = np.maximum(c.z_min, c.cal_k * np.stack([q99(z), q99(z)]))
-        lim_d = np.maximum(c.day_z_min, c.cal_k * np.stack([q99(zd), q99(zd)]))
+        # The limits: where the normal period's tail says a reading (a 24-h mean) is rarer than
+        # once in ``tail_days`` days, from an exponential fitted to the top 5 % of |z| (peaks over
+        # threshold): heavy-tailed household load gets a high limit, a steady building a low one,
+        # and every meter the same rate of false alarms. At least ``z_min`` / ``day_z_min``.
+        lim_z = np.maximum(c.z_min, _tail_limit(z, seg, n_seg, cad_s=cad, days=c.tail_days))
+        lim_d = np.maximum(c.day_z_min, _tail_limit(zd, seg, n_seg, cad_s=cad, days=c.tail_days))
+        lim_z, lim_d = np.stack([lim_z, lim_z]), np.stack([lim_d, lim_d])
+        # Zero readings: how often the meter read (near) zero while normal. A meter that never
+        # did (a whole building) and now reads zero has lost its supply, its CT or its logger.
+        with quiet():
+            near0 = (np.abs(x) <= c.zero_rel * typical[seg]) & ok
+            zshare = np.bincount(seg, weights=near0.astype(float), minlength=n_seg) / \
+                np.maximum(np.bincount(seg, weights=ok.astype(float), minlength=n_seg), 1)
         # Flat runs seen while normal: a frozen run must be longer than the longest of them.
         cad_ok = np.where(np.isfinite(cad) & (cad > 0), cad, 3600.0)
         lo_n = np.maximum(3, np.ceil(c.flat_min_h * 3600.0 / cad_ok)).astype(np.int64)
@@ -302,7 +335,7 @@ class SeasonalProfile(Detector):
             hist = float(len(np.unique(day[starts[k]:ends[k]][ok[starts[k]:ends[k]]])))
             out[m] = {"judged": bool(judged[k] and np.isfinite(prof[k]).any()), "slot_s": float(slot_w[k]),
                       "profile": prof[k], "spread": np.where(np.isfinite(spread[k]), spread[k], np.nan),
-                      "typical": float(np.nan_to_num(typical[k])), "resolution": float(res[k]),
+                      "typical": float(typical[k]), "eps": float(eps[k]), "zero_share": float(zshare[k]), "resolution": float(res[k]),
                       "limit_z": float(lim_z[0, k]), "limit_z_low": float(lim_z[1, k]),
                       "limit_day": float(lim_d[0, k]), "limit_day_low": float(lim_d[1, k]), "flat_need": int(flat_need[k]),
                       "history_days": hist, "days_by_type": days_by_type[k].tolist(),
@@ -322,17 +355,22 @@ class SeasonalProfile(Detector):
         lim_z, lim_d = self._param(df, "limit_z", c.z_min), self._param(df, "limit_day", c.day_z_min)
         low_z, low_d = self._param(df, "limit_z_low", c.z_min), self._param(df, "limit_day_low", c.day_z_min)
         flat_need = np.nan_to_num(self._param(df, "flat_need", 3.0), nan=3.0)
-        x, z, expected, lev, seg, t = self._residual(df, prof, spread, slot_w, np.minimum(lim_z, low_z))
+        eps = np.nan_to_num(self._param(df, "eps", 0.1), nan=0.1)
+        x, z, expected, lev, seg, t = self._residual(df, prof, spread, slot_w, np.minimum(lim_z, low_z), eps)
         zd = self._day_mean(z, seg, t, np.minimum(lim_z, low_z))
         runs = _flat_runs(x, seg, (flat_need + 1).astype(np.int64)[seg])
         with quiet():
             s_read = np.where(z >= 0, z / lim_z[seg], -z / low_z[seg])
             s_day = np.where(zd >= 0, zd / lim_d[seg], -zd / low_d[seg])
         s_flat = runs / flat_need[seg]
+        typical = np.nan_to_num(self._param(df, "typical", np.nan), nan=np.inf)
+        zshare = np.nan_to_num(self._param(df, "zero_share", 1.0), nan=1.0)
         with quiet():
-            score = np.fmax(np.fmax(s_read, s_day), np.where(s_flat >= 1, s_flat, 0.0))
-        kind = np.select([s_flat >= np.maximum(s_read, 1), s_read >= np.maximum(s_day, 1), s_day >= 1],
-                         [4, 1, 3], 0).astype(np.int8)
+            s_zero = np.where((np.abs(x) <= c.zero_rel * typical[seg]) & (zshare[seg] < c.zero_share), 2.0, 0.0)
+        with quiet():
+            score = np.fmax(np.fmax(np.fmax(s_read, s_day), np.where(s_flat >= 1, s_flat, 0.0)), s_zero)
+        kind = np.select([s_zero > 0, s_flat >= np.maximum(s_read, 1), s_read >= np.maximum(s_day, 1), s_day >= 1],
+                         [5, 4, 1, 3], 0).astype(np.int8)
         score = np.where(np.isfinite(x) & judged[seg], score, np.nan)
         return score, dict(x=x, z=z, zd=zd, expected=expected, level=lev, runs=runs, kind=kind, n_seg=n_seg)
 
@@ -349,7 +387,13 @@ class SeasonalProfile(Detector):
         t = df["_t"].to_numpy()
         hours = float(t[rows[-1]] - t[rows[0]]) / 3600
         single = len(hot) == 1
-        if (kinds == 4).any():
+        if (kinds == 5).any():
+            nz = int((kinds == 5).sum())
+            ev_kind = "zero_reading" if nz == 1 else "zero_run"
+            what = (f"{nz} reading(s) at zero ({hours:.1f} h) on a meter that read zero in "
+                    f"{100 * (st.get('zero_share') or 0):.2g} % of its normal readings (expected {exp[k]:.4g})")
+            action = "check supply, CT and logger: a whole-meter zero where load never stops is lost data or lost supply"
+        elif (kinds == 4).any():
             what, ev_kind = f"the same value {x[k]:.4g} repeated for {int(ctx['runs'][k])}+ readings: frozen meter", "flat_line"
             action = "check the meter's data logger or communication module; its data is stale"
         elif single and kind[k] == 1:
