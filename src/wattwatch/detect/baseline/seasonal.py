@@ -75,6 +75,7 @@ class SeasonalProfileConfig(DetectorConfig):
     accept_k: float = 2.0
     zero_rel: float = 0.02
     zero_share: float = 0.002
+    max_frozen_share: float = 0.5
     flat_min_h: float = 3.0
     flat_max_h: float = 24.0
     post: PostRule = PostRule(min_duration_s=0.0, min_readings=1, merge_gap_s=6 * 3600.0, max_bridge_s=6 * 3600.0)
@@ -117,6 +118,24 @@ def _tail_limit(z: np.ndarray, seg: np.ndarray, n_seg: int, cad_s: np.ndarray, d
         per_reading = np.where(np.isfinite(cad_s) & (cad_s > 0), cad_s, 3600.0) / (days * DAY)
         lim = u + beta * np.log(0.05 / per_reading)
     return np.nan_to_num(lim, nan=0.0)
+
+
+def _carry(onset: np.ndarray, member: np.ndarray, seg: np.ndarray, t: np.ndarray, max_s: float) -> np.ndarray:
+    """``onset`` carried forward through each run of consecutive ``member`` readings of a meter,
+    for at most ``max_s`` seconds after the run's first flagged reading."""
+    n = len(onset)
+    if not n:
+        return onset
+    brk = ~member
+    brk[1:] |= seg[1:] != seg[:-1]
+    brk[0] = True
+    # index of the last flagged onset, reset at every break
+    last = np.where(onset, np.arange(n), -1)
+    rid = np.cumsum(brk)
+    lastm = pd.Series(last).where(last >= 0).groupby(rid).ffill().to_numpy()
+    ok = np.isfinite(lastm) & member
+    start_t = t[np.where(ok, lastm, 0).astype(np.int64)]
+    return ok & (t - start_t <= max_s)
 
 
 def _flat_runs(x: np.ndarray, seg: np.ndarray, cap: np.ndarray) -> np.ndarray:
@@ -169,6 +188,10 @@ class SeasonalProfile(Detector):
         return None
 
     def state_note(self, meter: str, st: dict) -> str | None:
+        if st.get("judged") and (st.get("frozen_share") or 0) > self.config.max_frozen_share:
+            return (f"{self.name}: {meter}: {100 * st['frozen_share']:.0f} % of its normal period repeats one value "
+                    "(a frozen logger): no profile learned, judged for zero readings and flat runs only; refit it "
+                    "on a period of real readings (`wattwatch fit --normal-start/--normal-end`)")
         if st.get("judged") and (st.get("history_days") or 0) < 14:
             return (f"{self.name}: {meter}: profile learned from {st.get('history_days', 0):.0f} day(s) only "
                     f"({st.get('days_by_type')} weekdays/Saturdays/Sundays); fit on several weeks for weekend structure")
@@ -209,6 +232,27 @@ class SeasonalProfile(Detector):
         lev = roll.median().shift(1).to_numpy().T.ravel()[flat]
         lev = np.where(np.isfinite(lev), lev, 0.0)
         return np.clip(lev, np.log(c.level_min), np.log(c.level_max))
+
+    def _recent_share(self, hit, known, seg, t, n_seg):
+        """Per reading: the share of ``hit`` among the known readings of the previous
+        ``level_days`` calendar days (0 where there are none)."""
+        if not len(t):
+            return np.zeros(0)
+        day = np.floor(t / DAY).astype(np.int64)
+        d0 = np.full(n_seg, np.iinfo(np.int64).max)
+        np.minimum.at(d0, seg, day)
+        rel = day - d0[seg]
+        n_days = int(rel.max()) + 1
+        if n_days * n_seg > 50_000_000:
+            return np.zeros(len(t))
+        flat = seg * n_days + rel
+        H = np.bincount(flat, weights=(hit & known).astype(float), minlength=n_seg * n_days).reshape(n_seg, n_days)
+        N = np.bincount(flat, weights=known.astype(float), minlength=n_seg * n_days).reshape(n_seg, n_days)
+        k = self.config.level_days
+        h = pd.DataFrame(H.T).rolling(k, min_periods=1).sum().shift(1).to_numpy().T.ravel()[flat]
+        n = pd.DataFrame(N.T).rolling(k, min_periods=1).sum().shift(1).to_numpy().T.ravel()[flat]
+        with quiet():
+            return np.where(n > 0, h / n, 0.0)
 
     def _residual(self, df: pd.DataFrame, prof: np.ndarray, spread: np.ndarray, slot_w: np.ndarray,
                   limit: np.ndarray, eps: np.ndarray):
@@ -274,8 +318,12 @@ class SeasonalProfile(Detector):
         ok = np.isfinite(x)
         with quiet():
             typical = pd.Series(np.abs(x[ok])).groupby(seg[ok]).median().reindex(range(n_seg)).to_numpy()
+            high = pd.Series(np.abs(x[ok])).groupby(seg[ok]).quantile(0.9).reindex(range(n_seg)).to_numpy()
         typical = np.where(np.isfinite(typical) & (typical > 0), typical, 1.0)
-        eps = c.eps_rel * typical
+        # The log offset from the meter's busy load (90th percentile), not its median: a home
+        # whose solar panels cover it at noon reads near zero then, and 0.5 kW over 0.01 kW is no
+        # 50-fold anomaly.
+        eps = c.eps_rel * np.where(np.isfinite(high) & (high > 0), high, typical)
         y = _log_load(x, eps[seg])
         long = pd.DataFrame({"s": seg[ok], "d": dt[ok], "h": slot[ok], "x": y[ok]})
         g = long.groupby(["s", "d", "h"])["x"]
@@ -330,12 +378,19 @@ class SeasonalProfile(Detector):
         if len(runs):
             np.maximum.at(longest, seg, runs)
         flat_need = np.clip(longest + 1, lo_n, hi_n)
+        # A normal period that is mostly one repeated value (a logger that was frozen while the
+        # meter was being learned) teaches no profile: such a meter is judged for zeros and flat
+        # runs only, and a notice says to refit it on real readings.
+        in_flat = (runs >= 3) & ok if len(runs) else np.zeros(0, bool)
+        frozen_share = np.bincount(seg, weights=in_flat.astype(float), minlength=n_seg) / \
+            np.maximum(np.bincount(seg, weights=ok.astype(float), minlength=n_seg), 1)
         out = {}
         for k, m in enumerate(names):
             hist = float(len(np.unique(day[starts[k]:ends[k]][ok[starts[k]:ends[k]]])))
             out[m] = {"judged": bool(judged[k] and np.isfinite(prof[k]).any()), "slot_s": float(slot_w[k]),
                       "profile": prof[k], "spread": np.where(np.isfinite(spread[k]), spread[k], np.nan),
-                      "typical": float(typical[k]), "eps": float(eps[k]), "zero_share": float(zshare[k]), "resolution": float(res[k]),
+                      "typical": float(typical[k]), "eps": float(eps[k]), "zero_share": float(zshare[k]),
+                      "frozen_share": float(frozen_share[k]), "resolution": float(res[k]),
                       "limit_z": float(lim_z[0, k]), "limit_z_low": float(lim_z[1, k]),
                       "limit_day": float(lim_d[0, k]), "limit_day_low": float(lim_d[1, k]), "flat_need": int(flat_need[k]),
                       "history_days": hist, "days_by_type": days_by_type[k].tolist(),
@@ -363,12 +418,26 @@ class SeasonalProfile(Detector):
             s_read = np.where(z >= 0, z / lim_z[seg], -z / low_z[seg])
             s_day = np.where(zd >= 0, zd / lim_d[seg], -zd / low_d[seg])
         s_flat = runs / flat_need[seg]
+        degenerate = np.nan_to_num(self._param(df, "frozen_share", 0.0)) > c.max_frozen_share
+        s_read = np.where(degenerate[seg], 0.0, s_read)
+        s_day = np.where(degenerate[seg], 0.0, s_day)
         typical = np.nan_to_num(self._param(df, "typical", np.nan), nan=np.inf)
         zshare = np.nan_to_num(self._param(df, "zero_share", 1.0), nan=1.0)
         with quiet():
-            s_zero = np.where((np.abs(x) <= c.zero_rel * typical[seg]) & (zshare[seg] < c.zero_share), 2.0, 0.0)
+            zero = np.abs(x) <= c.zero_rel * typical[seg]
+            # ... nor in the last ``level_days`` days (a meter whose solar panels now cover it at
+            # noon, a site closed for the summer: a new normal, reported once where it begins).
+            recent = self._recent_share(zero, np.isfinite(x), seg, t, n_seg)
+            onset = zero & (zshare[seg] < c.zero_share) & (recent < c.zero_share)
+            # A zero run that began as such stays one for up to ``level_days`` days (a dead meter
+            # is one alert, not one per day its own zeros make "recent").
+            s_zero = np.where(_carry(onset, zero, seg, t, c.level_days * DAY), 2.0, 0.0)
         with quiet():
             score = np.fmax(np.fmax(np.fmax(s_read, s_day), np.where(s_flat >= 1, s_flat, 0.0)), s_zero)
+            # On a meter that never read zero while normal, zero readings are judged as zeros only:
+            # a long dead spell is reported where it begins, not again wherever its distance from
+            # the adapting profile crosses the limit.
+            score = np.where(zero & (zshare[seg] < c.zero_share), s_zero, score)
         kind = np.select([s_zero > 0, s_flat >= np.maximum(s_read, 1), s_read >= np.maximum(s_day, 1), s_day >= 1],
                          [5, 4, 1, 3], 0).astype(np.int8)
         score = np.where(np.isfinite(x) & judged[seg], score, np.nan)
