@@ -73,6 +73,7 @@ class SeasonalProfileConfig(DetectorConfig):
     day_z_min: float = 4.0
     tail_days: float = 60.0
     accept_k: float = 2.0
+    recal_days: float = 28.0
     zero_rel: float = 0.02
     zero_share: float = 0.002
     max_frozen_share: float = 0.5
@@ -173,7 +174,7 @@ class SeasonalProfile(Detector):
 
     def reach(self, meters) -> Reach:
         n = len(meters)
-        back = np.full(n, (4 * self.config.level_days + 3) * DAY)
+        back = np.full(n, (4 * self.config.level_days + 3) * DAY + self.config.recal_days * DAY)
         back_n = np.array([self._flat_cap(self.state_.get(m) or {}) for m in meters], np.int64)
         return Reach(back, back_n, np.zeros(n), np.zeros(n, np.int64))
 
@@ -232,6 +233,22 @@ class SeasonalProfile(Detector):
         lev = roll.median().shift(1).to_numpy().T.ravel()[flat]
         lev = np.where(np.isfinite(lev), lev, 0.0)
         return np.clip(lev, np.log(c.level_min), np.log(c.level_max))
+
+    def _rolling_limit(self, z, seg, t, cad):
+        """Per reading: the |z| limit the previous ``recal_days`` days' tail gives (as
+        :func:`_tail_limit`: exponential over the 95th percentile, its scale from the 95th and
+        99th; NaN until a week is seen)."""
+        c = self.config
+        if not len(z) or c.recal_days <= 0:
+            return np.full(len(z), np.nan)
+        s = pd.Series(np.abs(z), index=pd.to_datetime(t, unit="s"))
+        cad_ok = np.where(np.isfinite(cad) & (cad > 0), cad, 3600.0)
+        need = int(max(20, np.nanmin(7 * DAY / cad_ok)))
+        g = s.groupby(seg, sort=False).rolling(f"{c.recal_days}D", closed="left", min_periods=need)
+        q95, q99 = g.quantile(0.95).to_numpy(), g.quantile(0.99).to_numpy()
+        beta = np.maximum(q99 - q95, 0) / np.log(5.0)
+        per_reading = cad_ok[seg] / (c.tail_days * DAY)
+        return q95 + beta * np.log(0.05 / per_reading)
 
     def _recent_share(self, hit, known, seg, t, n_seg):
         """Per reading: the share of ``hit`` among the known readings of the previous
@@ -414,9 +431,13 @@ class SeasonalProfile(Detector):
         x, z, expected, lev, seg, t = self._residual(df, prof, spread, slot_w, np.minimum(lim_z, low_z), eps)
         zd = self._day_mean(z, seg, t, np.minimum(lim_z, low_z))
         runs = _flat_runs(x, seg, (flat_need + 1).astype(np.int64)[seg])
+        # The limit follows the tail of the last ``recal_days`` days too (never below the fitted
+        # one): a season in which the meter is livelier than while it was learned raises it.
+        roll = self._rolling_limit(z, seg, t, self._param(df, "cadence_s"))
         with quiet():
-            s_read = np.where(z >= 0, z / lim_z[seg], -z / low_z[seg])
-            s_day = np.where(zd >= 0, zd / lim_d[seg], -zd / low_d[seg])
+            s_read = np.where(z >= 0, z / np.fmax(lim_z[seg], roll), -z / np.fmax(low_z[seg], roll))
+            roll_d = self._rolling_limit(zd, seg, t, self._param(df, "cadence_s"))
+            s_day = np.where(zd >= 0, zd / np.fmax(lim_d[seg], roll_d), -zd / np.fmax(low_d[seg], roll_d))
         s_flat = runs / flat_need[seg]
         degenerate = np.nan_to_num(self._param(df, "frozen_share", 0.0)) > c.max_frozen_share
         s_read = np.where(degenerate[seg], 0.0, s_read)
