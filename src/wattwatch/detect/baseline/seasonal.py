@@ -73,6 +73,7 @@ class SeasonalProfileConfig(DetectorConfig):
     day_z_min: float = 4.0
     tail_days: float = 60.0
     accept_k: float = 2.0
+    min_days: int = 3
     recal_days: float = 28.0
     zero_rel: float = 0.02
     zero_share: float = 0.002
@@ -313,12 +314,12 @@ class SeasonalProfile(Detector):
         return out
 
     def _day_mean(self, z: np.ndarray, seg: np.ndarray, t: np.ndarray, clip: np.ndarray) -> np.ndarray:
-        """Mean of the clipped residual over the trailing 24 h (this reading included; rows are
+        """Median of the clipped residual over the trailing 24 h (this reading included; rows are
         sorted by meter and time, and grouped rolling keeps that order)."""
         zc = np.clip(z, -clip[seg], clip[seg])
         s = pd.Series(zc, index=pd.to_datetime(t, unit="s"))
         g = s.groupby(seg, sort=False).rolling("86400s", min_periods=1)
-        out, cnt = g.mean().to_numpy(), g.count().to_numpy()
+        out, cnt = g.median().to_numpy(), g.count().to_numpy()
         return np.where(cnt >= 3, out, np.nan)
 
     # ------------------------------------------------------------------------------ fit
@@ -342,30 +343,47 @@ class SeasonalProfile(Detector):
         # 50-fold anomaly.
         eps = c.eps_rel * np.where(np.isfinite(high) & (high > 0), high, typical)
         y = _log_load(x, eps[seg])
-        long = pd.DataFrame({"s": seg[ok], "d": dt[ok], "h": slot[ok], "x": y[ok]})
-        g = long.groupby(["s", "d", "h"])["x"]
-        med = g.median()
-        prof = np.full((n_seg, 3, 96), np.nan)
-        spread = np.full((n_seg, 3, 96), np.nan)
-        if len(med):
-            idx = med.index.to_frame().to_numpy()
-            prof[idx[:, 0], idx[:, 1], idx[:, 2]] = med.to_numpy()
-            dev = (long["x"] - med.reindex(pd.MultiIndex.from_frame(long[["s", "d", "h"]])).to_numpy()).abs()
-            mad = dev.groupby([long["s"], long["d"], long["h"]]).median()
-            spread[idx[:, 0], idx[:, 1], idx[:, 2]] = 1.4826 * mad.reindex(med.index).to_numpy()
-        prof = np.where(np.isfinite(prof), prof, prof[:, :1, :])   # unseen day type -> weekday
-        spread = np.where(np.isfinite(spread), spread, spread[:, :1, :])
-        # Reading resolution: the smallest step between distinct values.
-        res = np.zeros(n_seg)
         starts, ends = seg_bounds(seg)
         days_by_type = np.zeros((n_seg, 3), np.int64)
         day = np.floor(t / DAY).astype(np.int64)
+        res = np.zeros(n_seg)  # reading resolution: the smallest step between distinct values
         for k, (a, b) in enumerate(zip(starts, ends)):  # per meter, each step vectorised
             u = np.unique(x[a:b][np.isfinite(x[a:b])])
             if len(u) > 1:
                 res[k] = float(np.min(np.diff(u)))
             dd = np.unique(day[a:b][ok[a:b]])
             days_by_type[k] = np.bincount(day_type(dd * DAY + 1).astype(np.int64), minlength=3)[:3]
+        # Saturdays and Sundays pooled while either has fewer than ``min_days`` days.
+        pooled_we = days_by_type[:, 1:].min(axis=1) < c.min_days
+        d_eff = np.where((dt == 2) & pooled_we[seg], 1, dt)
+        long = pd.DataFrame({"s": seg[ok], "d": d_eff[ok], "h": slot[ok], "x": y[ok]})
+        keys = [long["s"], long["d"], long["h"]]
+        g = long.groupby(["s", "d", "h"])["x"]
+        med, cnt = g.median(), g.size()
+        prof = np.full((n_seg, 3, 96), np.nan)
+        spread = np.full((n_seg, 3, 96), np.nan)
+        count = np.zeros((n_seg, 3, 96))
+        if len(med):
+            idx = med.index.to_frame().to_numpy()
+            prof[idx[:, 0], idx[:, 1], idx[:, 2]] = med.to_numpy()
+            count[idx[:, 0], idx[:, 1], idx[:, 2]] = cnt.reindex(med.index).to_numpy()
+            dev = (long["x"] - med.reindex(pd.MultiIndex.from_frame(long[["s", "d", "h"]])).to_numpy()).abs()
+            mad = dev.groupby(keys).median()
+            spread[idx[:, 0], idx[:, 1], idx[:, 2]] = 1.4826 * mad.reindex(med.index).to_numpy()
+        prof[:, 2] = np.where(pooled_we[:, None], prof[:, 1], prof[:, 2])
+        spread[:, 2] = np.where(pooled_we[:, None], spread[:, 1], spread[:, 2])
+        count[:, 2] = np.where(pooled_we[:, None], count[:, 1], count[:, 2])
+        prof = np.where(np.isfinite(prof), prof, prof[:, :1, :])   # unseen day type -> weekday
+        spread = np.where(np.isfinite(spread), spread, spread[:, :1, :])
+        count = np.where(count > 0, count, count[:, :1, :])
+        # A slot's spread from a few days is itself noisy (one Saturday has none): shrunk towards
+        # the meter's typical slot spread as if ``min_days`` more days had shown that.
+        with quiet():
+            pooled = np.nanmedian(np.where(count >= 2, spread, np.nan).reshape(n_seg, -1), axis=1)
+            pooled = np.where(np.isfinite(pooled), pooled, np.nanmedian(spread.reshape(n_seg, -1), axis=1))
+            n0 = float(c.min_days)
+            spread = np.sqrt((count * np.nan_to_num(spread) ** 2 + n0 * np.nan_to_num(pooled)[:, None, None] ** 2)
+                             / np.maximum(count + n0, 1))
         # Least spread (log units): ``floor_rel`` of the load, and one resolution step at typical load.
         floor = np.maximum(c.floor_rel, np.log1p(res / typical))
         spread = np.maximum(np.nan_to_num(spread, nan=np.inf), floor[:, None, None])
@@ -411,6 +429,7 @@ class SeasonalProfile(Detector):
                       "limit_z": float(lim_z[0, k]), "limit_z_low": float(lim_z[1, k]),
                       "limit_day": float(lim_d[0, k]), "limit_day_low": float(lim_d[1, k]), "flat_need": int(flat_need[k]),
                       "history_days": hist, "days_by_type": days_by_type[k].tolist(),
+                      "weekend_pooled": bool(pooled_we[k]),
                       "level_days": int(c.level_days)}
         return out
 
