@@ -49,12 +49,13 @@ def test_a_one_hour_drop_to_zero_is_a_single_reading_alert():
     assert a.evidence["history_days"] == 56 and 0.5 < a.score <= 1
 
 
-def test_a_spike_is_found_and_a_normal_weekend_is_not():
+def test_a_spike_beyond_the_busiest_hours_is_found_and_a_busy_hour_at_night_alone_is_not():
     df = building()
-    hit = df.index[df.ts == pd.Timestamp("2024-04-06 03:00")][0]  # a Saturday night
-    df.loc[hit, "p_kw"] = 80.0
+    df.loc[df.ts == pd.Timestamp("2024-04-06 03:00"), "p_kw"] = 250.0  # a Saturday night, 2.5x the busiest hour
+    df.loc[df.ts == pd.Timestamp("2024-04-10 02:00"), "p_kw"] = 90.0   # a weekday night at daytime load
     _, res = run(df)
     assert [(a.start, a.evidence["kind"]) for a in res.alerts] == [("2024-04-06T03:00:00.000Z", "single_reading")]
+    assert res.alerts[0].evidence["single_reading"] is True
 
 
 def test_seasonal_drift_is_followed_without_an_alert_storm():

@@ -337,6 +337,7 @@ class SeasonalProfile(Detector):
         with quiet():
             typical = pd.Series(np.abs(x[ok])).groupby(seg[ok]).median().reindex(range(n_seg)).to_numpy()
             high = pd.Series(np.abs(x[ok])).groupby(seg[ok]).quantile(0.9).reindex(range(n_seg)).to_numpy()
+            top = pd.Series(x[ok]).groupby(seg[ok]).quantile(0.999).reindex(range(n_seg)).to_numpy()
         typical = np.where(np.isfinite(typical) & (typical > 0), typical, 1.0)
         # The log offset from the meter's busy load (90th percentile), not its median: a home
         # whose solar panels cover it at noon reads near zero then, and 0.5 kW over 0.01 kW is no
@@ -424,7 +425,7 @@ class SeasonalProfile(Detector):
             hist = float(len(np.unique(day[starts[k]:ends[k]][ok[starts[k]:ends[k]]])))
             out[m] = {"judged": bool(judged[k] and np.isfinite(prof[k]).any()), "slot_s": float(slot_w[k]),
                       "profile": prof[k], "spread": np.where(np.isfinite(spread[k]), spread[k], np.nan),
-                      "typical": float(typical[k]), "eps": float(eps[k]), "zero_share": float(zshare[k]),
+                      "typical": float(typical[k]), "top": float(top[k]), "eps": float(eps[k]), "zero_share": float(zshare[k]),
                       "frozen_share": float(frozen_share[k]), "resolution": float(res[k]),
                       "limit_z": float(lim_z[0, k]), "limit_z_low": float(lim_z[1, k]),
                       "limit_day": float(lim_d[0, k]), "limit_day_low": float(lim_d[1, k]), "flat_need": int(flat_need[k]),
@@ -453,8 +454,14 @@ class SeasonalProfile(Detector):
         # The limit follows the tail of the last ``recal_days`` days too (never below the fitted
         # one): a season in which the meter is livelier than while it was learned raises it.
         roll = self._rolling_limit(z, seg, t, self._param(df, "cadence_s"))
+        # Above the profile, a reading alerts only beyond the busiest readings of the normal
+        # period (its 99.9th percentile, at the current level): a household's 4 kW hour is a
+        # kettle and an oven, a building's reading twice its busiest hour is a glitch.
+        top = np.nan_to_num(self._param(df, "top", np.nan), nan=-np.inf)
         with quiet():
-            s_read = np.where(z >= 0, z / np.fmax(lim_z[seg], roll), -z / np.fmax(low_z[seg], roll))
+            s_up = z / np.fmax(lim_z[seg], roll)
+            s_up = np.where(x > top[seg] * np.maximum(lev, 1.0), s_up, np.minimum(s_up, 0.9))
+            s_read = np.where(z >= 0, s_up, -z / np.fmax(low_z[seg], roll))
             roll_d = self._rolling_limit(zd, seg, t, self._param(df, "cadence_s"))
             s_day = np.where(zd >= 0, zd / np.fmax(lim_d[seg], roll_d), -zd / np.fmax(low_d[seg], roll_d))
         s_flat = runs / flat_need[seg]
