@@ -74,6 +74,7 @@ class SeasonalProfileConfig(DetectorConfig):
     tail_days: float = 60.0
     accept_k: float = 2.0
     min_days: int = 3
+    min_history_days: float = 14.0
     recal_days: float = 28.0
     zero_rel: float = 0.02
     zero_share: float = 0.002
@@ -194,9 +195,11 @@ class SeasonalProfile(Detector):
             return (f"{self.name}: {meter}: {100 * st['frozen_share']:.0f} % of its normal period repeats one value "
                     "(a frozen logger): no profile learned, judged for zero readings and flat runs only; refit it "
                     "on a period of real readings (`wattwatch fit --normal-start/--normal-end`)")
-        if st.get("judged") and (st.get("history_days") or 0) < 14:
+        if st.get("judged") and (st.get("history_days") or 0) < self.config.min_history_days:
             return (f"{self.name}: {meter}: profile learned from {st.get('history_days', 0):.0f} day(s) only "
-                    f"({st.get('days_by_type')} weekdays/Saturdays/Sundays); fit on several weeks for weekend structure")
+                    f"({st.get('days_by_type')} weekdays/Saturdays/Sundays): single readings and unusual days are "
+                    f"judged from {self.config.min_history_days:.0f} days of normal on; fit on several weeks "
+                    "(`wattwatch fit --days 56` or --normal-end)")
         return None
 
     # ------------------------------------------------------------------------------ pieces
@@ -464,6 +467,18 @@ class SeasonalProfile(Detector):
             s_read = np.where(z >= 0, s_up, -z / np.fmax(low_z[seg], roll))
             roll_d = self._rolling_limit(zd, seg, t, self._param(df, "cadence_s"))
             s_day = np.where(zd >= 0, zd / np.fmax(lim_d[seg], roll_d), -zd / np.fmax(low_d[seg], roll_d))
+        # A profile from fewer than ``min_history_days`` days cannot calibrate the tail of one
+        # reading or of a day: there a reading must be the second of two beyond the limit, and the
+        # 24-h evidence waits for more history (a notice says so).
+        short = np.nan_to_num(self._param(df, "history_days", 0.0)) < c.min_history_days
+        if short.any():
+            prev = np.full(len(s_read), np.nan)
+            if len(s_read) > 1:
+                prev[1:] = np.where(seg[1:] == seg[:-1], s_read[:-1], np.nan)
+            with quiet():
+                both = np.where(np.sign(z) == np.sign(np.r_[np.nan, z[:-1]]), np.fmin(s_read, prev), 0.0)
+            s_read = np.where(short[seg], np.nan_to_num(both), s_read)
+            s_day = np.where(short[seg], 0.0, s_day)
         s_flat = runs / flat_need[seg]
         degenerate = np.nan_to_num(self._param(df, "frozen_share", 0.0)) > c.max_frozen_share
         s_read = np.where(degenerate[seg], 0.0, s_read)
