@@ -1265,6 +1265,9 @@ def nab_score(
     console.print(table)
 
 
+from wattwatch.app import quality as _quality  # noqa: E402,F401 - registers bench quality(-real), nab folds
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,239 @@
+"""Label the plain faults in the real-data extracts (shared/data/real) — step 1 of 2.
+
+Usage (from the repository root):
+
+    python scripts/label_real.py candidates [--data DIR]     # writes data/real_labels/candidates.json
+    python scripts/label_real.py show ID [ID ...]             # a printout of each candidate in context
+    python scripts/label_real.py build                       # candidates + review.json -> labels.json
+
+Step 1 applies the explicit, conservative criteria below to every dataset (vectorised over each
+meter's readings; nothing of wattwatch's detectors is used). Step 2 is by hand: each candidate was
+looked at (``show``) and kept or rejected with a written reason in ``data/real_labels/review.json``;
+``build`` joins the two into ``labels.json`` (kept ones) and keeps the rejected ones with their
+reasons under ``rejected``.
+
+Criteria (cadence c; a "run" is consecutive readings with no time step over 1.5 c):
+
+- ``zero_run``: >= 3 consecutive readings exactly 0 lasting >= 1 h, on channels where zero is not a
+  normal reading (ZERO_ABNORMAL: whole-building/house/plant power and voltage; not an idle branch
+  circuit, not PV at night, not grid import of a home whose PV covers its load).
+- ``flat_line``: >= 4 consecutive identical non-zero readings lasting >= 3 h (>= 24 h on a coarse
+  channel, where >= 5 % of consecutive non-zero readings are equal anyway), on power, current and
+  voltage channels (not cumulative registers, which are flat whenever nothing is used).
+- ``ceiling``: the channel's maximum reached by >= 3 readings, or a round maximum (a multiple of
+  100) over 1.5x the channel's 99.9th percentile.
+- ``gap``: no reading for >= max(4 c, 1 h) inside a meter's span (from the last reading before to
+  the first after).
+- ``register_reset``: a cumulative register (``e_kwh``) that goes down; ``register_jump``: one that
+  rises in one step by over 50 x its 99.9th-percentile step.
+- ``spike``: one reading over 1.2 x the channel's 99.9th percentile while both neighbours are under
+  its 99th percentile; ``drop``: one reading under a fifth of both neighbours, which are both over
+  the channel's 5th percentile (itself > 0). On whole-meter power (voltage at 1 min), not on PV.
+- ``dead_channel``: a current channel that is exactly 0 for the whole file while power on the same
+  meter reaches over 1 kW.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from wattwatch.evaluate.real_data import DATASETS, find_data, load  # noqa: E402
+
+OUT = ROOT / "data" / "real_labels"
+VALUE_CHANNELS = ("p_kw", "q_kvar", "i_l1_a", "v_l1_v")
+# (dataset, meter prefix or "*", channel): zero is not a normal reading there.
+ZERO_ABNORMAL = [("uci_household", "*", "p_kw"), ("uci_household", "*", "v_l1_v"), ("ampds2", "*", "v_l1_v"),
+                 ("steel", "*", "p_kw"), ("bdg2", "*", "p_kw"), ("opsd", "opsd_residential1", "p_kw"),
+                 ("opsd", "opsd_residential2", "p_kw"), ("opsd", "opsd_residential5", "p_kw"),
+                 ("pvdaq", "pvdaq_serf_west", "v_l1_v")]
+SPIKE_CHANNELS = {"uci_household": ("v_l1_v",), "ampds2": ("v_l1_v",), "steel": ("p_kw",), "bdg2": ("p_kw",),
+                  "opsd": ("p_kw",), "pvdaq": ()}
+
+
+def _iso(t) -> str:
+    return pd.Timestamp(t).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _runs(mask: np.ndarray, seg: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) index of each run of True within one segment."""
+    m = mask.astype(np.int8)
+    brk = np.r_[True, (seg[1:] != seg[:-1])]
+    start = m.astype(bool) & (brk | np.r_[True, ~mask[:-1]])
+    end = m.astype(bool) & (np.r_[brk[1:], True] | np.r_[~mask[1:], True])
+    return list(zip(np.flatnonzero(start), np.flatnonzero(end)))
+
+
+def _zero_abnormal(ds: str, meter: str, ch: str) -> bool:
+    return any(d == ds and (m == "*" or m == meter) and c == ch for d, m, c in ZERO_ABNORMAL)
+
+
+def candidates_for(ds: str, df: pd.DataFrame) -> list[dict]:
+    c = pd.Timedelta(seconds=DATASETS[ds]["cadence_s"])
+    out: list[dict] = []
+
+    def add(meter, ch, kind, s, e, criterion, **stats):
+        out.append({"dataset": ds, "meter_id": meter, "channel": ch, "kind": kind, "start": _iso(s), "end": _iso(e),
+                    "criterion": criterion, **{k: (round(float(v), 6) if isinstance(v, (float, np.floating)) else v)
+                                               for k, v in stats.items()}})
+
+    for meter, g in df.groupby("meter_id", sort=True):
+        ts = g["ts"].reset_index(drop=True)
+        step = ts.diff()
+        seg = np.cumsum((step > 1.5 * c).fillna(False).to_numpy())
+        # gaps
+        long_gap = max(4 * c, pd.Timedelta(hours=1))
+        for k in np.flatnonzero((step >= long_gap).to_numpy()):
+            add(meter, "*", "gap", ts[k - 1], ts[k], f"no reading for {step[k]} (>= {long_gap})",
+                missing_readings=int(step[k] / c) - 1)
+        for ch in [x for x in g.columns if x not in ("meter_id", "ts")]:
+            x = g[ch].to_numpy(dtype=float)
+            if np.isnan(x).all():
+                continue
+            # dead channel
+            if ch == "i_l1_a" and np.nanmax(np.abs(x)) == 0 and np.nanmax(g["p_kw"].to_numpy()) > 1:
+                add(meter, ch, "dead_channel", ts.iat[0], ts.iat[-1], "current exactly 0 for the whole file while "
+                    f"power reaches {np.nanmax(g['p_kw']):.2f} kW", readings=len(x))
+                continue
+            if ch == "e_kwh":
+                d = np.diff(x)
+                for k in np.flatnonzero(d < 0):
+                    add(meter, ch, "register_reset", ts[k], ts[k + 1], f"register {x[k]:g} -> {x[k + 1]:g}")
+                step_hi = np.nanquantile(d[d > 0], 0.999) if (d > 0).any() else np.inf
+                for k in np.flatnonzero(d > 50 * step_hi):
+                    add(meter, ch, "register_jump", ts[k], ts[k + 1], f"register {x[k]:g} -> {x[k + 1]:g} in one "
+                        f"step (over 50 x its p99.9 step {step_hi:g})")
+                continue
+            if ch not in VALUE_CHANNELS:
+                continue
+            # zero runs
+            if _zero_abnormal(ds, meter, ch):
+                for a, b in _runs(x == 0, seg):
+                    n = b - a + 1
+                    if n >= 3 and ts[b] - ts[a] >= pd.Timedelta(hours=1):
+                        add(meter, ch, "zero_run", ts[a], ts[b], f"{n} readings exactly 0", readings=int(n))
+            # flat lines (identical non-zero values); a coarse channel (>= 5 % of its consecutive
+            # non-zero readings equal) needs a whole day
+            nz = (x[1:] != 0) & ~np.isnan(x[1:])
+            repeat = float((x[1:] == x[:-1])[nz].mean()) if nz.any() else 0.0
+            min_flat = pd.Timedelta(hours=3) if repeat < 0.05 else pd.Timedelta(hours=24)
+            same = np.r_[False, (x[1:] == x[:-1]) & (seg[1:] == seg[:-1])]
+            start_of = same.copy()
+            start_of[:-1] |= same[1:]  # the first reading of a run of equal values belongs to it
+            for a, b in _runs(start_of & (x != 0) & ~np.isnan(x), seg):
+                # split where the value changes between two equal-value runs that touch
+                idx = np.arange(a, b + 1)
+                cut = np.flatnonzero(np.diff(x[idx]) != 0) + 1
+                for part in np.split(idx, cut):
+                    n = len(part)
+                    if n >= 4 and ts[part[-1]] - ts[part[0]] >= min_flat:
+                        add(meter, ch, "flat_line", ts[part[0]], ts[part[-1]], f"{n} readings at {x[part[0]]:g}",
+                            readings=int(n), value=float(x[part[0]]))
+            # ceilings
+            mx = np.nanmax(x)
+            at_max = x == mx
+            q999 = np.nanquantile(x, 0.999)
+            if mx > 0 and (at_max.sum() >= 3 or (mx % 100 == 0 and mx > 1.5 * q999)):
+                for a, b in _runs(at_max, seg):
+                    add(meter, ch, "ceiling", ts[a], ts[b], f"at the channel maximum {mx:g} ({int(at_max.sum())} "
+                        f"readings there; p99.9 {q999:g})", readings=int(b - a + 1), value=float(mx))
+            # single-reading spikes and drops
+            if ch in SPIKE_CHANNELS.get(ds, ()):
+                same_seg_prev = np.r_[False, seg[1:] == seg[:-1]]
+                same_seg_next = np.r_[seg[1:] == seg[:-1], False]
+                prev = np.r_[np.nan, x[:-1]]
+                nxt = np.r_[x[1:], np.nan]
+                ok = same_seg_prev & same_seg_next & ~np.isnan(prev) & ~np.isnan(nxt)
+                q99, q999, q05 = np.nanquantile(x, [0.99, 0.999, 0.05])
+                spike = ok & (x > 1.2 * q999) & (np.fmax(prev, nxt) < q99)
+                drop = ok & (x < 0.2 * np.fmin(prev, nxt)) & (np.fmin(prev, nxt) > q05) & (q05 > 0)
+                for k in np.flatnonzero(spike):
+                    add(meter, ch, "spike", ts[k], ts[k], f"{x[k]:g} over 1.2 x p99.9 ({q999:g}); neighbours "
+                        f"{prev[k]:g}, {nxt[k]:g} under p99 ({q99:g})", value=float(x[k]))
+                for k in np.flatnonzero(drop):
+                    add(meter, ch, "drop", ts[k], ts[k], f"{x[k]:g} under a fifth of both neighbours {prev[k]:g}, "
+                        f"{nxt[k]:g} (both over p5 {q05:g})", value=float(x[k]))
+    return out
+
+
+def cmd_candidates(data) -> None:
+    root = find_data(data)
+    if root is None:
+        sys.exit("no real-data folder (give --data DIR or set WATTWATCH_REAL_DIR)")
+    allc = []
+    for ds in DATASETS:
+        cs = candidates_for(ds, load(ds, root))
+        allc += cs
+        kinds = pd.Series([c["kind"] for c in cs]).value_counts().to_dict() if cs else {}
+        print(f"{ds}: {len(cs)} candidates {kinds}")
+    for n, cnd in enumerate(allc):
+        cnd["id"] = f"{cnd['dataset']}-{n:04d}"
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "candidates.json").write_text(json.dumps(allc, indent=1) + "\n")
+    print(f"{len(allc)} candidates -> {OUT / 'candidates.json'}")
+
+
+def cmd_show(ids, data, context: int = 6) -> None:
+    root = find_data(data)
+    cands = {c["id"]: c for c in json.loads((OUT / "candidates.json").read_text())}
+    cache = {}
+    for i in ids:
+        cnd = cands[i]
+        ds = cnd["dataset"]
+        if ds not in cache:
+            cache[ds] = load(ds, root)
+        g = cache[ds][cache[ds]["meter_id"] == cnd["meter_id"]].set_index("ts")
+        ch = cnd["channel"] if cnd["channel"] != "*" else "p_kw"
+        s, e = pd.Timestamp(cnd["start"]), pd.Timestamp(cnd["end"])
+        pos_s, pos_e = g.index.searchsorted(s), g.index.searchsorted(e, side="right")
+        win = g.iloc[max(0, pos_s - context):pos_e + context][ch]
+        print(f"== {i} {cnd['kind']} {cnd['meter_id']}.{cnd['channel']} {cnd['start']} .. {cnd['end']}: {cnd['criterion']}")
+        if len(win) > 2 * context + 8:
+            win = pd.concat([win.iloc[:context + 4], win.iloc[-context - 4:]])
+        print("   " + " ".join(f"{t:%m-%d %H:%M}={v:.4g}" for t, v in win.items()))
+
+
+def cmd_build() -> None:
+    cands = {c["id"]: c for c in json.loads((OUT / "candidates.json").read_text())}
+    review = json.loads((OUT / "review.json").read_text())
+    missing = sorted(set(cands) - set(review["decisions"]))
+    if missing:
+        sys.exit(f"review.json has no decision for {len(missing)} candidates, e.g. {missing[:5]}")
+    keep, rejected = [], []
+    for i, c in cands.items():
+        d = review["decisions"][i]
+        row = {k: c[k] for k in ("id", "dataset", "meter_id", "channel", "kind", "start", "end", "criterion")}
+        row["reason"] = d["reason"]
+        (keep if d["keep"] else rejected).append(row)
+    doc = {"schema": 1, "about": review["about"], "datasets": {k: {"folder": v["folder"], "licence": v["licence"],
+                                                                  "cadence_s": v["cadence_s"]}
+                                                              for k, v in DATASETS.items()},
+           "labels": keep, "rejected": rejected}
+    (OUT / "labels.json").write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"{len(keep)} labels kept, {len(rejected)} rejected -> {OUT / 'labels.json'}")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("what", choices=["candidates", "show", "build"])
+    ap.add_argument("ids", nargs="*")
+    ap.add_argument("--data", default=None)
+    a = ap.parse_args(argv)
+    if a.what == "candidates":
+        cmd_candidates(a.data)
+    elif a.what == "show":
+        cmd_show(a.ids, a.data)
+    else:
+        cmd_build()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+"""wattwatch against the plain faults labelled in real data, with one library peer side by side.
+
+Labels: ``data/real_labels/labels.json`` (made by ``scripts/label_real.py``: explicit criteria, then
+each candidate kept or rejected by hand with a reason; never by running wattwatch's detectors).
+Each label: ``dataset, meter_id, channel, kind, start, end`` (UTC, ISO-8601) and ``reason``.
+
+Protocol (issue 14's, for hourly buildings, applied to every dataset):
+
+- each meter's normal is learned on its first 8 weeks, or its first quarter when that is shorter
+  (a meter shorter than 32 weeks), with the anomalies inside left in (``fit`` with ``days=56`` and
+  ``[engine] profile_max_share = 0.25``); the rest of the meter's data is judged with the default
+  configuration;
+- an alert counts when it overlaps a labelled run on the same meter widened by ``before`` (1 h)
+  and ``after`` (6 h); labels wholly inside the learning period are not judged, labels that start
+  in it are judged from its end;
+- event recall = judged labels with at least one alert / judged labels (overall and per kind);
+  alert precision = alerts that overlap a label / alerts in the judged period (any code: a label
+  says "something is wrong here", not which code); event F1 from the two;
+- false-alarm pressure: alerts that overlap no label, per 1,000 meter-days of judged time outside
+  the (widened) labels.
+
+The peer: PyOD ``IForest`` per meter on simple per-reading features of active power (value, hour,
+weekday, difference to the previous reading, difference to the same time a day earlier), fitted on
+the same learning period, threshold at the 99.5th percentile of its training scores; consecutive
+flagged readings form one alert.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from wattwatch.evaluate.real_data import DATASETS, load
+
+__all__ = ["KINDS", "LABEL_FIELDS", "check_labels", "default_labels", "load_labels", "score", "run", "train_ends"]
+
+KINDS = ("zero_run", "flat_line", "ceiling", "dead_channel", "gap", "register_reset", "register_jump", "spike", "drop")
+LABEL_FIELDS = ("dataset", "meter_id", "channel", "kind", "start", "end", "reason")
+TRAIN_DAYS = 56.0
+TRAIN_SHARE = 0.25
+BEFORE = pd.Timedelta(hours=1)
+AFTER = pd.Timedelta(hours=6)
+
+
+def default_labels() -> Path:
+    """``data/real_labels/labels.json`` of the wattwatch checkout."""
+    return Path(__file__).resolve().parents[3] / "data" / "real_labels" / "labels.json"
+
+
+def _utc(x) -> pd.Timestamp:
+    t = pd.Timestamp(x)
+    return t.tz_localize("UTC") if t.tz is None else t.tz_convert("UTC")
+
+
+def check_labels(labels: list, where: str = "labels") -> None:
+    """``ValueError`` naming ``where``, the label's index and the field unless every label has the
+    fields of :data:`LABEL_FIELDS`, a known dataset and kind, and ISO-8601 ``start`` <= ``end``."""
+    if not isinstance(labels, list):
+        raise ValueError(f"{where}: expected a list of labels")
+    for n, lab in enumerate(labels):
+        if not isinstance(lab, dict):
+            raise ValueError(f"{where}: label {n}: expected an object")
+        missing = [k for k in LABEL_FIELDS if k not in lab]
+        if missing:
+            raise ValueError(f"{where}: label {n}: missing {missing}")
+        for k in LABEL_FIELDS:
+            if not isinstance(lab[k], str) or not lab[k]:
+                raise ValueError(f"{where}: label {n}: {k} must be a non-empty string, got {lab[k]!r}")
+        if lab["dataset"] not in DATASETS:
+            raise ValueError(f"{where}: label {n}: dataset {lab['dataset']!r} is not one of {', '.join(DATASETS)}")
+        if lab["kind"] not in KINDS:
+            raise ValueError(f"{where}: label {n}: kind {lab['kind']!r} is not one of {', '.join(KINDS)}")
+        try:
+            s, e = _utc(lab["start"]), _utc(lab["end"])
+        except (ValueError, TypeError):
+            raise ValueError(f"{where}: label {n}: start/end must be ISO-8601 times, got {lab['start']!r}, "
+                             f"{lab['end']!r}") from None
+        if e < s:
+            raise ValueError(f"{where}: label {n}: end {lab['end']} is before start {lab['start']}")
+
+
+def load_labels(path: str | Path | None = None) -> list[dict]:
+    """The kept labels of a labels file (default :func:`default_labels`), checked."""
+    path = Path(path) if path else default_labels()
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such labels file") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON (line {exc.lineno}: {exc.msg})") from None
+    labels = doc["labels"] if isinstance(doc, dict) and "labels" in doc else doc
+    check_labels(labels, str(path))
+    return labels
+
+
+def train_ends(frame: pd.DataFrame) -> pd.Series:
+    """Per meter: the end of its learning period (first 8 weeks, at most a quarter of its span)."""
+    g = frame.groupby("meter_id")["ts"]
+    first, last = g.min(), g.max()
+    length = np.minimum(TRAIN_DAYS * 86400.0, (last - first).dt.total_seconds() * TRAIN_SHARE)
+    return first + pd.to_timedelta(length, unit="s")
+
+
+def score(labels: list[dict], alerts: list[dict], judged: dict[str, tuple], before=BEFORE, after=AFTER) -> dict:
+    """Match ``alerts`` (dicts or objects with ``meter_id, start, end``, optionally ``code``) to ``labels`` over the judged
+    period of each meter (``judged``: meter -> (start, end), UTC). See the module docstring."""
+    labs, ids = [], []
+    for lab in labels:
+        m = lab["meter_id"]
+        if m not in judged:
+            continue
+        js, je = (_utc(t) for t in judged[m])
+        s, e = _utc(lab["start"]), _utc(lab["end"])
+        if e < js or s > je:
+            continue
+        labs.append((m, max(s, js), min(e, je), lab["kind"]))
+        ids.append(lab.get("id", ""))
+    al = []
+    for a in alerts:
+        get = a.get if isinstance(a, dict) else (lambda k, a=a: getattr(a, k))
+        m = str(get("meter_id"))
+        if m not in judged:
+            continue
+        s, e = _utc(get("start")), _utc(get("end"))
+        js, je = (_utc(t) for t in judged[m])
+        if e < js or s > je:
+            continue
+        al.append((m, s, e, str(get("code") or "")))
+    hit = np.zeros(len(labs), bool)
+    ok = np.zeros(len(al), bool)
+    for i, (m, ls, le, _) in enumerate(labs):
+        for j, (am, s, e, _) in enumerate(al):
+            if am == m and s <= le + after and e >= ls - before:
+                hit[i] = ok[j] = True
+    per_kind: dict[str, dict] = {}
+    for (m, ls, le, kind), h in zip(labs, hit):
+        r = per_kind.setdefault(kind, {"labels": 0, "detected": 0})
+        r["labels"] += 1
+        r["detected"] += int(h)
+    for r in per_kind.values():
+        r["recall"] = r["detected"] / r["labels"]
+    recall = float(hit.mean()) if len(labs) else float("nan")
+    precision = float(ok.mean()) if len(al) else float("nan")
+    f1 = 2 * precision * recall / (precision + recall) if (precision + recall) > 0 else 0.0
+    # judged meter-days outside the widened labels
+    days = 0.0
+    for m, (js, je) in judged.items():
+        js, je = _utc(js), _utc(je)
+        spans = sorted((max(ls - before, js), min(le + after, je)) for lm, ls, le, _ in labs if lm == m)
+        covered, cur_s, cur_e = pd.Timedelta(0), None, None
+        for s, e in spans:
+            if cur_e is None or s > cur_e:
+                if cur_e is not None:
+                    covered += cur_e - cur_s
+                cur_s, cur_e = s, e
+            else:
+                cur_e = max(cur_e, e)
+        if cur_e is not None:
+            covered += cur_e - cur_s
+        days += max(0.0, ((je - js) - covered).total_seconds() / 86400)
+    false = int((~ok).sum())
+    codes: dict[str, list[int]] = {}
+    for (_, _, _, code), good in zip(al, ok):
+        c = codes.setdefault(code, [0, 0])
+        c[0] += 1
+        c[1] += int(not good)
+    return {"labels": len(labs), "detected": int(hit.sum()), "recall": recall, "alerts": len(al),
+            "true_alerts": int(ok.sum()), "precision": precision, "f1": f1 if not math.isnan(f1) else 0.0,
+            "false_alerts": false, "unlabelled_meter_days": days,
+            "false_per_1000_meter_days": 1000 * false / days if days > 0 else float("nan"),
+            "per_kind": dict(sorted(per_kind.items())),
+            "judged_labels": [{"id": i, "meter_id": m, "kind": k, "start": ls.isoformat(), "end": le.isoformat(),
+                               "found": bool(h)} for i, (m, ls, le, k), h in zip(ids, labs, hit)],
+            "alerts_by_code": {k: {"alerts": v[0], "false": v[1]} for k, v in sorted(codes.items())}}
+
+
+# ------------------------------------------------------------------------------------ detectors
+
+
+def _features(g: pd.DataFrame, cadence_s: float) -> np.ndarray:
+    x = g["p_kw"].to_numpy(float)
+    ts = pd.DatetimeIndex(g["ts"])
+    s = pd.Series(x, index=ts)
+    prev = s.shift(1, freq=pd.Timedelta(seconds=cadence_s)).reindex(ts).to_numpy()
+    day = s.shift(1, freq=pd.Timedelta(days=1)).reindex(ts).to_numpy()
+    return np.column_stack([x, ts.hour + ts.minute / 60, ts.dayofweek, np.nan_to_num(x - prev),
+                            np.nan_to_num(x - day)])
+
+
+def peer_alerts(frame: pd.DataFrame, ends: pd.Series, cadence_s: float, seed: int = 0) -> list[dict]:
+    """PyOD IsolationForest per meter (see the module docstring)."""
+    from pyod.models.iforest import IForest
+
+    out = []
+    for m, g in frame[frame["p_kw"].notna()].groupby("meter_id", sort=True):
+        g = g.sort_values("ts")
+        X = _features(g, cadence_s)
+        train = (g["ts"] <= ends[m]).to_numpy()
+        if train.sum() < 20 or (~train).sum() == 0:
+            continue
+        det = IForest(n_estimators=100, random_state=seed).fit(X[train])
+        thr = np.quantile(det.decision_function(X[train]), 0.995)
+        flag = (det.decision_function(X) > thr) & ~train
+        ts = g["ts"].to_numpy()
+        idx = np.flatnonzero(flag)
+        if not len(idx):
+            continue
+        brk = np.flatnonzero(np.diff(idx) > 1) + 1
+        for run in np.split(idx, brk):
+            out.append({"meter_id": m, "start": pd.Timestamp(ts[run[0]]).isoformat(),
+                        "end": pd.Timestamp(ts[run[-1]]).isoformat(), "code": "PEER_IFOREST"})
+    return out
+
+
+def wattwatch_alerts(frame: pd.DataFrame, workdir: Path) -> list:
+    """Ingest into a fresh store, fit every meter on its learning period, detect with defaults."""
+    from wattwatch import api
+
+    db = Path(workdir) / "real.duckdb"
+    api.ingest(frame, db)
+    api.fit(db, days=TRAIN_DAYS, config={"engine": {"profile_max_share": TRAIN_SHARE}})
+    return list(api.detect(db).alerts)
+
+
+def run(data: str | Path, datasets=None, labels: str | Path | None = None, peer: bool = True, log=print) -> dict:
+    """Both detectors on each dataset; per dataset and overall results (see :func:`score`)."""
+    labs = load_labels(labels)
+    names = list(datasets) if datasets else list(DATASETS)
+    result = {"protocol": {"train": f"first {TRAIN_DAYS:g} days, at most {TRAIN_SHARE:.0%} of the meter's span",
+                           "tolerance": f"-{BEFORE}, +{AFTER}"}, "datasets": {}}
+    pooled: dict[str, list] = {"wattwatch": [], "peer": []}
+    for name in names:
+        if name not in DATASETS:
+            raise ValueError(f"unknown real dataset {name!r}; known: {', '.join(DATASETS)}")
+        t0 = time.perf_counter()
+        frame = load(name, data)
+        ends = train_ends(frame)
+        last = frame.groupby("meter_id")["ts"].max()
+        judged = {m: (ends[m], last[m]) for m in ends.index}
+        mine = [lab for lab in labs if lab["dataset"] == name]
+        row = {"meters": len(judged), "readings": len(frame), "labels_total": len(mine),
+               "load_s": time.perf_counter() - t0}
+        t0 = time.perf_counter()
+        try:
+            with tempfile.TemporaryDirectory(prefix="ww-real-") as tmp:
+                alerts = wattwatch_alerts(frame, Path(tmp))
+            row["wattwatch"] = score(mine, alerts, judged)
+            pooled["wattwatch"].append((mine, alerts, judged))
+        except Exception as exc:  # noqa: BLE001 - a crash is a result to report, with its traceback
+            row["wattwatch"] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        row["wattwatch_s"] = time.perf_counter() - t0
+        if peer:
+            t0 = time.perf_counter()
+            alerts = peer_alerts(frame, ends, DATASETS[name]["cadence_s"])
+            row["peer"] = score(mine, alerts, judged)
+            pooled["peer"].append((mine, alerts, judged))
+            row["peer_s"] = time.perf_counter() - t0
+        result["datasets"][name] = row
+        log(f"{name}: done in {row['load_s'] + row['wattwatch_s'] + row.get('peer_s', 0):.1f} s")
+    result["overall"] = {}
+    for who, parts in pooled.items():
+        if parts:
+            result["overall"][who] = score([x for p in parts for x in p[0]], [x for p in parts for x in p[1]],
+                                           {k: v for p in parts for k, v in p[2].items()})
+    return result

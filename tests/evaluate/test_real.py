@@ -1,0 +1,186 @@
+"""The labelled real-data set (data/real_labels) and the protocol that scores detectors on it."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from wattwatch.evaluate.real import (KINDS, check_labels, default_labels, load_labels, peer_alerts, score,
+                                     train_ends)
+from wattwatch.evaluate.real_data import DATASETS, find_data, load
+
+REAL = find_data()
+needs_real = pytest.mark.skipif(REAL is None or not REAL.is_dir(),
+                                reason="real-data extracts not found (set WATTWATCH_REAL_DIR to shared/data/real)")
+
+
+def test_label_file_schema():
+    doc = json.loads(default_labels().read_text())
+    labels = load_labels()
+    assert labels and labels == doc["labels"]
+    ids = [lab["id"] for lab in labels + doc["rejected"]]
+    assert len(ids) == len(set(ids))
+    for lab in labels + doc["rejected"]:
+        assert len(lab["reason"]) > 20, lab  # a written reason, kept or rejected
+        assert lab["kind"] in KINDS and lab["dataset"] in DATASETS
+    assert set(doc["datasets"]) == set(DATASETS) and all(v["licence"] for v in doc["datasets"].values())
+    # every kept label comes from a reviewed candidate
+    review = json.loads((default_labels().parent / "review.json").read_text())["decisions"]
+    assert all(review[lab["id"]]["keep"] for lab in labels)
+    assert not any(review[lab["id"]]["keep"] for lab in doc["rejected"])
+
+
+@pytest.mark.parametrize("bad, field", [
+    ({"kind": "wobble"}, "kind"), ({"end": "2016-01-01T00:00:00Z"}, "before start"),
+    ({"dataset": "nowhere"}, "dataset"), ({"start": "yesterday-ish"}, "ISO-8601")])
+def test_check_labels_names_label_and_field(bad, field):
+    good = {"dataset": "bdg2", "meter_id": "m", "channel": "p_kw", "kind": "gap", "start": "2016-02-01T00:00:00Z",
+            "end": "2016-02-02T00:00:00Z", "reason": "no reading"}
+    check_labels([good])
+    with pytest.raises(ValueError, match=rf"label 1: .*{field}"):
+        check_labels([good, {**good, **bad}])
+    with pytest.raises(ValueError, match=r"label 0: missing \['reason'\]"):
+        check_labels([{k: v for k, v in good.items() if k != "reason"}])
+
+
+@needs_real
+def test_every_label_lies_inside_its_meters_data():
+    labels = load_labels()
+    for name in sorted({lab["dataset"] for lab in labels}):
+        frame = load(name, REAL)
+        g = frame.groupby("meter_id")["ts"]
+        first, last = g.min(), g.max()
+        for lab in (x for x in labels if x["dataset"] == name):
+            m = lab["meter_id"]
+            assert m in first.index, lab
+            assert first[m] <= pd.Timestamp(lab["start"]) <= pd.Timestamp(lab["end"]) <= last[m], lab
+            if lab["channel"] not in ("*",):
+                assert lab["channel"] in frame.columns, lab
+
+
+def T(s):
+    return pd.Timestamp(s, tz="UTC")
+
+
+def test_protocol_overlap_with_tolerance_and_per_kind_counts():
+    judged = {"a": (T("2020-01-01"), T("2020-03-01")), "b": (T("2020-01-01"), T("2020-03-01"))}
+    labels = [
+        {"meter_id": "a", "kind": "zero_run", "start": "2020-02-01T10:00:00Z", "end": "2020-02-01T12:00:00Z"},
+        {"meter_id": "a", "kind": "spike", "start": "2020-02-10T10:00:00Z", "end": "2020-02-10T10:00:00Z"},
+        {"meter_id": "b", "kind": "spike", "start": "2020-02-10T10:00:00Z", "end": "2020-02-10T10:00:00Z"},
+        {"meter_id": "b", "kind": "gap", "start": "2019-12-01T00:00:00Z", "end": "2019-12-02T00:00:00Z"},  # learning
+        {"meter_id": "zz", "kind": "gap", "start": "2020-02-01T00:00:00Z", "end": "2020-02-02T00:00:00Z"},  # not judged
+    ]
+    alerts = [
+        {"meter_id": "a", "start": "2020-02-01T08:00:00Z", "end": "2020-02-01T09:00:00Z"},   # ends 1 h before: counts
+        {"meter_id": "a", "start": "2020-02-10T15:59:00Z", "end": "2020-02-10T17:00:00Z"},   # 5 h 59 after: counts
+        {"meter_id": "b", "start": "2020-02-10T16:01:00Z", "end": "2020-02-10T17:00:00Z"},   # 6 h 1 min after: no
+        {"meter_id": "b", "start": "2020-02-10T08:00:00Z", "end": "2020-02-10T08:59:00Z"},   # 1 h 1 min before: no
+        {"meter_id": "b", "start": "2019-12-01T00:00:00Z", "end": "2019-12-01T05:00:00Z"},   # in learning: ignored
+    ]
+    r = score(labels, alerts, judged)
+    assert (r["labels"], r["detected"], r["alerts"], r["true_alerts"]) == (3, 2, 4, 2)
+    assert r["recall"] == pytest.approx(2 / 3) and r["precision"] == 0.5
+    assert r["f1"] == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
+    assert r["alerts_by_code"] == {"": {"alerts": 4, "false": 2}}
+    assert r["per_kind"] == {"spike": {"labels": 2, "detected": 1, "recall": 0.5},
+                             "zero_run": {"labels": 1, "detected": 1, "recall": 1.0}}
+    # 2 false alerts over 2 x 60 judged days less the widened labels (3 h + 7 h + 7 h)
+    days = 120 - (2 + 1 + 6 + 0 + 1 + 6 + 1 + 6) / 24
+    assert r["unlabelled_meter_days"] == pytest.approx(days)
+    assert r["false_per_1000_meter_days"] == pytest.approx(2000 / days)
+
+
+def test_protocol_label_starting_in_learning_period_is_judged_from_its_end():
+    judged = {"a": (T("2020-01-10"), T("2020-03-01"))}
+    labels = [{"meter_id": "a", "kind": "zero_run", "start": "2020-01-01T00:00:00Z", "end": "2020-01-20T00:00:00Z"}]
+    late = [{"meter_id": "a", "start": "2020-01-15T00:00:00Z", "end": "2020-01-15T01:00:00Z"}]
+    early = [{"meter_id": "a", "start": "2020-01-05T00:00:00Z", "end": "2020-01-05T01:00:00Z"}]
+    assert score(labels, late, judged)["detected"] == 1
+    r = score(labels, early, judged)
+    assert r["detected"] == 0 and r["alerts"] == 0
+
+
+def test_train_ends_eight_weeks_or_a_quarter():
+    ts_long = pd.date_range("2020-01-01", periods=400 * 24, freq="h", tz="UTC")
+    ts_short = pd.date_range("2020-01-01", periods=40 * 24, freq="h", tz="UTC")
+    f = pd.concat([pd.DataFrame({"meter_id": "long", "ts": ts_long}), pd.DataFrame({"meter_id": "short", "ts": ts_short})])
+    e = train_ends(f)
+    assert e["long"] == T("2020-01-01") + pd.Timedelta(days=56)
+    assert e["short"] == T("2020-01-01") + (ts_short[-1] - ts_short[0]) / 4
+
+
+def test_peer_flags_an_obvious_spike_after_training_only():
+    ts = pd.date_range("2020-01-01", periods=24 * 60, freq="h", tz="UTC")
+    rng = np.random.default_rng(1)
+    p = 10 + 5 * np.sin(2 * np.pi * ts.hour.to_numpy() / 24) + rng.normal(0, 0.3, len(ts))
+    k = 24 * 50 + 13
+    p[k] = 200.0
+    f = pd.DataFrame({"meter_id": "m", "ts": ts, "p_kw": p})
+    ends = train_ends(f)
+    alerts = peer_alerts(f, ends, 3600)
+    assert alerts and all(pd.Timestamp(a["end"]) > ends["m"] for a in alerts)
+    assert any(pd.Timestamp(a["start"]) <= ts[k] <= pd.Timestamp(a["end"]) for a in alerts)
+    r = score([{"meter_id": "m", "kind": "spike", "start": ts[k].isoformat(), "end": ts[k].isoformat()}], alerts,
+              {"m": (ends["m"], ts[-1])})
+    assert r["detected"] == 1
+
+
+@needs_real
+def test_labels_found_by_the_documented_criteria_cover_the_readme_faults():
+    """The READMEs name faults that are really there; the labelled set has them."""
+    labels = load_labels()
+    have = Counter((lab["meter_id"], lab["kind"]) for lab in labels)
+    assert have[("pvdaq_serf_west", "dead_channel")] == 1          # SERF West AC current 0 A throughout
+    assert have[("Mouse_science_Micheal", "flat_line")] >= 1        # 336.4486 repeated for hours
+    assert have[("Shrew_office_Sherill", "zero_run")] >= 1          # long zero run
+    assert have[("opsd_residential3", "register_jump")] == 1
+
+
+def test_cli_quality_real_without_data_says_where_it_looked(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from wattwatch.app.cli import app
+
+    monkeypatch.setenv("WATTWATCH_REAL_DIR", str(tmp_path / "nope"))
+    r = CliRunner().invoke(app, ["bench", "quality-real", "--datasets", "steel"])
+    assert r.exit_code == 2 and "nope" in r.output
+    r = CliRunner().invoke(app, ["bench", "quality-real", "--data", str(tmp_path), "--datasets", "mars"])
+    assert r.exit_code == 2 and "unknown mars" in r.output
+
+
+MAPPINGS = default_labels().parent / "mappings"
+
+
+def test_every_mapping_parses():
+    from wattwatch.ingest.mapping import Mapping
+
+    files = sorted(MAPPINGS.glob("*.toml"))
+    assert len(files) == 8
+    for f in files:
+        Mapping.from_toml(f)
+
+
+@needs_real
+def test_bdg2_mappings_ingest_what_the_loader_reads(tmp_path):
+    """The three per-zone BDG2 mappings give `wattwatch ingest` the same readings (meter, UTC time,
+    value) as the evaluation's loader."""
+    from wattwatch import api
+    from wattwatch.store import Store
+
+    src = next((REAL / DATASETS["bdg2"]["folder"]).glob("bdg2_electricity_*.csv.gz"))
+    db = tmp_path / "b.duckdb"
+    for zone in ("london", "eastern", "mountain"):
+        api.ingest(src, db, mapping=MAPPINGS / f"bdg2_{zone}.toml")
+    with Store(db) as s:
+        got = s.query()[["meter_id", "ts", "p_kw"]]
+    want = load("bdg2", REAL)[["meter_id", "ts", "p_kw"]]
+    got = got.assign(meter_id=got["meter_id"].astype(str), ts=pd.to_datetime(got["ts"], utc=True))
+    key = ["meter_id", "ts"]
+    m = want.merge(got, on=key, how="outer", suffixes=("_want", "_got"), indicator=True)
+    assert (m["_merge"] == "both").all(), m[m["_merge"] != "both"].head()
+    assert np.allclose(m["p_kw_want"], m["p_kw_got"])
