@@ -30,7 +30,7 @@ TARGET = {
     "seasonal_profile": "level_shift",
 }
 # Detectors that judge coarser cadences only, run on the 5-minute fleet with their cadence floor lowered.
-AT_FINE_CADENCE = {"seasonal_profile": {"min_cadence_s": 60.0}}
+AT_FINE_CADENCE = {"seasonal_profile": {"min_cadence_s": 60.0, "min_history_days": 3.0}}
 
 
 @pytest.fixture(scope="module")

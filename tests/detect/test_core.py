@@ -46,7 +46,7 @@ PROFILE_DAYS = 3.0
 ENGINE = EngineConfig(profile_days=PROFILE_DAYS, workers=1)
 RTOL = ATOL = 1e-9
 # Detectors that judge coarser cadences only, run on the 5-minute fleets with their floor lowered.
-AT_FINE_CADENCE = {"seasonal_profile": {"min_cadence_s": 60.0}}
+AT_FINE_CADENCE = {"seasonal_profile": {"min_cadence_s": 60.0, "min_history_days": 3.0}}
 
 
 # ------------------------------------------------------------------------------------ helpers

@@ -247,9 +247,11 @@ class SeasonalProfile(Detector):
             return np.full(len(z), np.nan)
         s = pd.Series(np.abs(z), index=pd.to_datetime(t, unit="s"))
         cad_ok = np.where(np.isfinite(cad) & (cad > 0), cad, 3600.0)
-        need = int(max(20, np.nanmin(7 * DAY / cad_ok)))
-        g = s.groupby(seg, sort=False).rolling(f"{c.recal_days}D", closed="left", min_periods=need)
+        need = np.maximum(20, 7 * DAY / cad_ok)  # per meter: a week of its readings
+        g = s.groupby(seg, sort=False).rolling(f"{c.recal_days}D", closed="left", min_periods=1)
         q95, q99 = g.quantile(0.95).to_numpy(), g.quantile(0.99).to_numpy()
+        enough = g.count().to_numpy() >= need[seg]
+        q95, q99 = np.where(enough, q95, np.nan), np.where(enough, q99, np.nan)
         beta = np.maximum(q99 - q95, 0) / np.log(5.0)
         per_reading = cad_ok[seg] / (c.tail_days * DAY)
         return q95 + beta * np.log(0.05 / per_reading)
@@ -476,7 +478,8 @@ class SeasonalProfile(Detector):
             if len(s_read) > 1:
                 prev[1:] = np.where(seg[1:] == seg[:-1], s_read[:-1], np.nan)
             with quiet():
-                both = np.where(np.sign(z) == np.sign(np.r_[np.nan, z[:-1]]), np.fmin(s_read, prev), 0.0)
+                same_side = (np.sign(z) == np.sign(np.r_[np.nan, z[:-1]])) & np.isfinite(prev)
+                both = np.where(same_side, np.minimum(s_read, prev), 0.0)
             s_read = np.where(short[seg], np.nan_to_num(both), s_read)
             s_day = np.where(short[seg], 0.0, s_day)
         s_flat = runs / flat_need[seg]
