@@ -20,21 +20,32 @@ more in summer moves its level within days, with no alert storm, while a single 
 zero run (at most half the window) does not move the median. The level never uses the reading's
 own day, so what is judged cannot hide itself.
 
-**Score** (calibrated per meter, so one threshold fits all meters). The residual
-``z = (x - level x profile) / (level x spread)``, the spread floored at ``floor_rel`` of the
-meter's typical load and at its reading resolution. Three kinds of evidence:
+**Score** (calibrated per meter, so one threshold fits all meters). Load is taken on a log scale
+(``log(max(x, 0) + eps)``, ``eps`` = ``eps_rel`` x the meter's 90th percentile), so deviations are
+relative. The residual ``z = (y - profile - level - slot shift) / spread``; the slot spread is
+floored at ``floor_rel`` and one reading resolution, and shrunk towards the meter's typical spread
+as if ``min_days`` more days had shown it. Evidence, each over a per-meter limit:
 
-1. *reading*: ``|z|`` over the meter's reading limit, the larger of ``z_min`` and ``cal_k`` times
-   the 99th percentile of ``|z|`` over its normal period: a one-hour drop to zero or a spike is
+1. *reading*: ``|z|`` over the meter's limit: where an exponential tail fitted over the 95th
+   percentile of the normal period's ``|z|`` says a reading is rarer than once in ``tail_days``
+   days (at least ``z_min``), raised by the same tail over the last ``recal_days`` days when that
+   is livelier. Above the profile a reading must also exceed the normal period's 99.9th percentile
+   at the current level (a household's busy hour is no fault). A one-hour drop or a spike is
    reported as a single-reading alert (evidence ``single_reading``);
-2. *day*: the mean of the (clipped) ``z`` over the trailing 24 h, against the same calibration
-   of that mean (``day_z_min``, ``cal_k``): an unusual day where no single hour is extreme;
+2. *day*: the median ``z`` of the trailing 24 h against the same kind of limit (at least
+   ``day_z_min``): an unusual day where no single hour is extreme;
 3. *flat*: a non-zero value repeated exactly for more readings than the meter's longest such run
    in its normal period (at least ``flat_min_h`` hours and 3 readings; at most ``flat_max_h``
    hours needed): a frozen meter on a meter that reports power alone (``frozen_readings`` needs
-   three channels).
+   three channels);
+4. *zero*: a (near) zero reading on a meter that read zero in under ``zero_share`` of its normal
+   readings and of the last ``level_days`` days (evidence ``zero_reading`` / ``zero_run``); the
+   run is one alert.
 
-Score = max of the three ratios: 1.0 is the limit; :func:`calibrated` maps it to 0.5 there.
+With fewer than ``min_history_days`` days of profile, a reading alerts only as the second of two
+beyond the limit and the 24-h evidence waits (a notice says so). A normal period that is mostly
+one repeated value teaches no profile (notice; zeros and flat runs still judged).
+Score = max of the ratios: 1.0 is the limit; :func:`calibrated` maps it to 0.5 there.
 """
 
 from __future__ import annotations
@@ -56,9 +67,14 @@ class SeasonalProfileConfig(DetectorConfig):
     """``min_cadence_s``/``max_cadence_s``: cadences judged (others get a notice); ``slot_s``: the
     finest profile slot; ``level_days``: days of the level's trailing median; ``floor_rel``: least
     spread as a share of the meter's typical load; ``z_min``/``day_z_min``: least limits of the
-    reading and 24-h evidence; ``cal_k``: the limits are at least this times the 99th percentile
-    seen in the normal period; ``flat_min_h``/``flat_max_h``: a frozen run must last at least /
-    never needs more than this long."""
+    reading and 24-h evidence; ``tail_days``: a reading at the limit is that rare in normal data;
+    ``recal_days``: the trailing window whose tail may raise the limits; ``accept_k``: readings
+    within this times the limit move the slot shape; ``min_days``: days per day type before
+    Saturday and Sunday get profiles of their own (and the spread shrinkage); ``min_history_days``:
+    profile days before single readings and days alert; ``zero_rel``/``zero_share``: what is a zero
+    and how rare zeros must have been; ``max_frozen_share``: a normal period repeating one value
+    more than this teaches no profile; ``flat_min_h``/``flat_max_h``: a frozen run must last at
+    least / never needs more than this long."""
 
     channel: str = "p_kw"
     min_cadence_s: float = 600.0
