@@ -45,6 +45,8 @@ ROOTS = ("supply_outage", "harmonic_noise", "sensor_fault", "frozen_readings", "
 PROFILE_DAYS = 3.0
 ENGINE = EngineConfig(profile_days=PROFILE_DAYS, workers=1)
 RTOL = ATOL = 1e-9
+# Detectors that judge coarser cadences only, run on the 5-minute fleets with their floor lowered.
+AT_FINE_CADENCE = {"seasonal_profile": {"min_cadence_s": 60.0, "min_history_days": 3.0}}
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -81,7 +83,7 @@ def _fitted(names: list[str], frame: pd.DataFrame, models: dict | None = None) -
         if models is not None and n in models:
             dets.append(models[n].clone())
         else:
-            dets.append(registry.build(n))
+            dets.append(registry.build(n, AT_FINE_CADENCE.get(n)))
     profile(prepare(frame), dets, ENGINE)
     return dets
 
@@ -270,7 +272,7 @@ def test_state_round_trips_through_json(name, fleet, models):
     if name in LEARNED:
         d = models[name]
     else:
-        d = registry.build(name).fit(_profile_frame(fleet))
+        d = registry.build(name, AT_FINE_CADENCE.get(name)).fit(_profile_frame(fleet))
     want = d.score(fleet).to_numpy()
     fresh = registry.build(name, json.loads(json.dumps(d.config.to_dict())))
     fresh.set_state(json.loads(json.dumps(d.get_state())))
@@ -288,7 +290,7 @@ CONFIG_XFAIL: dict[str, str] = {}  # ThermalDriftConfig normalises taus_min to a
 @pytest.mark.parametrize("name", _params(NAMES, CONFIG_XFAIL))
 def test_config_survives_json(name):
     """A config saved as JSON (the store, a TOML file) loads back equal and hashable (frozen)."""
-    d = registry.build(name)
+    d = registry.build(name, AT_FINE_CADENCE.get(name))
     again = registry.build(name, json.loads(json.dumps(d.config.to_dict())))
     assert again.config == d.config
     hash(again.config)
@@ -366,7 +368,7 @@ def test_fit_on_a_short_fine_cadence_profile_does_not_raise(name, step, meters, 
     frame = _sim(meters=meters, days=days, step=step, seed=7, fault_share=0.0, outage_share=0.0, profile_days=days / 2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        d = registry.build(name).fit(_profile_frame(frame, days / 2))
+        d = registry.build(name, AT_FINE_CADENCE.get(name)).fit(_profile_frame(frame, days / 2))
         _no_failures(core.run(frame, [d]).notices)
 
 
@@ -409,10 +411,10 @@ def _detector(name: str, models) -> object:
     """A fresh detector; a learned one with the fleet's trained model (fitting a new meter only
     learns its baseline; training a fleet model on one odd meter is not what this checks)."""
     if name in LEARNED:
-        d = registry.build(name)
+        d = registry.build(name, AT_FINE_CADENCE.get(name))
         d.set_model_state(models[name].model_state())
         return d
-    return registry.build(name)
+    return registry.build(name, AT_FINE_CADENCE.get(name))
 
 
 def _key_index(frame: pd.DataFrame) -> pd.MultiIndex:

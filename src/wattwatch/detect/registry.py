@@ -34,6 +34,7 @@ _REGISTRY: dict[str, str] = {
     "baseline_macd": "wattwatch.detect.baseline.macd:BaselineMACD",
     "residual_likelihood": "wattwatch.detect.baseline.likelihood:ResidualLikelihood",
     "window_novelty": "wattwatch.detect.baseline.novelty:WindowNovelty",
+    "seasonal_profile": "wattwatch.detect.baseline.seasonal:SeasonalProfile",
     "isolation_forest": "wattwatch.detect.learned.detectors:IsolationForestDetector",
     "local_outlier_factor": "wattwatch.detect.learned.detectors:LOFDetector",
     "pca_reconstruction": "wattwatch.detect.learned.detectors:PCADetector",
@@ -46,7 +47,7 @@ _REGISTRY: dict[str, str] = {
 # from `detect --models`; otherwise it is skipped with a notice).
 DEFAULT_DETECTORS: tuple[str, ...] = (
     "supply_outage", "harmonic_noise", "phase_imbalance", "neutral_tamper", "sensor_fault", "firmware_drift",
-    "packet_loss", "thermal_drift", "frozen_readings", "baseline_macd", "learned_ensemble")
+    "packet_loss", "thermal_drift", "frozen_readings", "baseline_macd", "seasonal_profile", "learned_ensemble")
 LEARNED: tuple[str, ...] = ("isolation_forest", "local_outlier_factor", "pca_reconstruction", "autoencoder",
                             "lstm_autoencoder", "learned_ensemble")
 

@@ -1,0 +1,568 @@
+"""Seasonal consumption profile: each reading against the meter's own day-type x time-of-day
+profile, scaled to the level it has been running at lately (``WARN_CONSUMPTION_ANOMALY``).
+
+For meters read every 15 minutes to every few hours (building and household load; finer cadences
+are judged by the rules, the hour-of-week baseline and the learned ensemble).
+
+**Profile** (learned by ``fit`` on the whole normal period, however long: ``fit --normal-end`` or
+``--days``). Slots of ``max(cadence, 15 min)`` through the day, per day type: weekdays (pooled),
+Saturday, Sunday. Per (day type, slot): the median of the normal readings and their robust spread
+(1.4826 x MAD). Medians and MAD keep the anomalies left inside the normal period (a zero day, a
+spike) from moving the profile. A day type the normal period lacks falls back to the weekday
+profile. Public holidays are not modelled (the ``holidays`` package is not a dependency): a
+holiday reads as a weekday with unusually low load and may alert. The state says how much history
+the profile had (``history_days`` and days per day type) and the evidence repeats it.
+
+**Level** (adapting with the seasons). A reading is compared with ``level x profile``, where the
+level is the median, over the previous ``level_days`` calendar days, of each day's consumption
+relative to its profile (clamped to ``level_min`` .. ``level_max``): a building that uses 30 %
+more in summer moves its level within days, with no alert storm, while a single unusual day or a
+zero run (at most half the window) does not move the median. The level never uses the reading's
+own day, so what is judged cannot hide itself.
+
+**Score** (calibrated per meter, so one threshold fits all meters). Load is taken on a log scale
+(``log(max(x, 0) + eps)``, ``eps`` = ``eps_rel`` x the meter's 90th percentile), so deviations are
+relative. The residual ``z = (y - profile - level - slot shift) / spread``; the slot spread is
+floored at ``floor_rel`` and one reading resolution, and shrunk towards the meter's typical spread
+as if ``min_days`` more days had shown it. Evidence, each over a per-meter limit:
+
+1. *reading*: ``|z|`` over the meter's limit: where an exponential tail fitted over the 95th
+   percentile of the normal period's ``|z|`` says a reading is rarer than once in ``tail_days``
+   days (at least ``z_min``), raised by the same tail over the last ``recal_days`` days when that
+   is livelier. Above the profile a reading must also exceed the normal period's 99.9th percentile
+   at the current level (a household's busy hour is no fault). A one-hour drop or a spike is
+   reported as a single-reading alert (evidence ``single_reading``);
+2. *day*: the median ``z`` of the trailing 24 h against the same kind of limit (at least
+   ``day_z_min``): an unusual day where no single hour is extreme;
+3. *flat*: a non-zero value repeated exactly for more readings than the meter's longest such run
+   in its normal period (at least ``flat_min_h`` hours and 3 readings; at most ``flat_max_h``
+   hours needed): a frozen meter on a meter that reports power alone (``frozen_readings`` needs
+   three channels);
+4. *zero*: a (near) zero reading on a meter that read zero in under ``zero_share`` of its normal
+   readings and of the last ``level_days`` days (evidence ``zero_reading`` / ``zero_run``); the
+   run is one alert.
+
+With fewer than ``min_history_days`` days of profile, a reading alerts only as the second of two
+beyond the limit and the 24-h evidence waits (a notice says so). A normal period that is mostly
+one repeated value teaches no profile (notice; zeros and flat runs still judged).
+Score = max of the ratios: 1.0 is the limit; :func:`calibrated` maps it to 0.5 there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Reach, Scored, meter_of, quiet, rnd
+from wattwatch.detect.frame import day_type, meter_names, seg_bounds
+
+DAY = 86400.0
+KINDS = {1: "single_reading", 2: "reading_run", 3: "unusual_day", 4: "flat_line", 5: "zero"}
+
+
+@dataclass(frozen=True)
+class SeasonalProfileConfig(DetectorConfig):
+    """``min_cadence_s``/``max_cadence_s``: cadences judged (others get a notice); ``slot_s``: the
+    finest profile slot; ``level_days``: days of the level's trailing median; ``floor_rel``: least
+    spread as a share of the meter's typical load; ``z_min``/``day_z_min``: least limits of the
+    reading and 24-h evidence; ``tail_days``: a reading at the limit is that rare in normal data;
+    ``recal_days``: the trailing window whose tail may raise the limits; ``accept_k``: readings
+    within this times the limit move the slot shape; ``min_days``: days per day type before
+    Saturday and Sunday get profiles of their own (and the spread shrinkage); ``min_history_days``:
+    profile days before single readings and days alert; ``zero_rel``/``zero_share``: what is a zero
+    and how rare zeros must have been; ``max_frozen_share``: a normal period repeating one value
+    more than this teaches no profile; ``flat_min_h``/``flat_max_h``: a frozen run must last at
+    least / never needs more than this long."""
+
+    channel: str = "p_kw"
+    min_cadence_s: float = 600.0
+    max_cadence_s: float = 3 * 3600.0
+    slot_s: float = 900.0
+    level_days: int = 7
+    level_min: float = 0.2
+    level_max: float = 5.0
+    floor_rel: float = 0.05
+    eps_rel: float = 0.1
+    z_min: float = 6.0
+    day_z_min: float = 4.0
+    tail_days: float = 60.0
+    accept_k: float = 2.0
+    min_days: int = 3
+    min_history_days: float = 14.0
+    recal_days: float = 28.0
+    zero_rel: float = 0.02
+    zero_share: float = 0.002
+    max_frozen_share: float = 0.5
+    flat_min_h: float = 3.0
+    flat_max_h: float = 24.0
+    post: PostRule = PostRule(min_duration_s=0.0, min_readings=1, merge_gap_s=6 * 3600.0, max_bridge_s=6 * 3600.0)
+
+    def __post_init__(self):
+        if not (0 < self.min_cadence_s <= self.max_cadence_s):
+            raise ValueError("min_cadence_s must be > 0 and <= max_cadence_s")
+        if not (0 < self.level_min <= 1 <= self.level_max):
+            raise ValueError("level_min must be within (0, 1] and level_max >= 1")
+        if self.level_days < 1 or self.tail_days <= 0 or self.z_min <= 0 or self.day_z_min <= 0:
+            raise ValueError("level_days >= 1, tail_days, z_min and day_z_min > 0 required")
+        if self.flat_max_h < self.flat_min_h:
+            raise ValueError("flat_max_h must be >= flat_min_h")
+
+
+def _slots(cadence_s: np.ndarray, slot_s: float) -> np.ndarray:
+    """Profile slot width per meter: the cadence (at least ``slot_s``), a whole divisor of a day."""
+    c = np.where(np.isfinite(cadence_s) & (cadence_s > 0), cadence_s, slot_s)
+    per_day = np.maximum(1, np.floor(DAY / np.maximum(c, slot_s) + 1e-6))
+    return DAY / per_day
+
+
+def _log_load(x: np.ndarray, eps: np.ndarray) -> np.ndarray:
+    """Load on a log scale: deviations are relative (a household's 3 kW oven hour and a
+    building's 300 kW are alike), and a drop to zero lies ``log(typical / eps)`` below."""
+    with quiet():
+        return np.log(np.maximum(x, 0.0) + eps)
+
+
+def _tail_limit(z: np.ndarray, seg: np.ndarray, n_seg: int, cad_s: np.ndarray, days: float) -> np.ndarray:
+    """Per meter: the |z| exceeded once in ``days`` days of readings at its cadence, by an
+    exponential tail over the 95th percentile (NaN-free; 0 where there is too little)."""
+    v = pd.Series(np.abs(z))
+    ok = np.isfinite(v.to_numpy())
+    with quiet():
+        u = v[ok].groupby(seg[ok]).quantile(0.95).reindex(range(n_seg)).to_numpy()
+        over = v.to_numpy() - u[seg]
+        sel = ok & (over > 0)
+        beta = pd.Series(over[sel]).groupby(seg[sel]).mean().reindex(range(n_seg)).to_numpy()
+        per_reading = np.where(np.isfinite(cad_s) & (cad_s > 0), cad_s, 3600.0) / (days * DAY)
+        lim = u + beta * np.log(0.05 / per_reading)
+    return np.nan_to_num(lim, nan=0.0)
+
+
+def _carry(onset: np.ndarray, member: np.ndarray, seg: np.ndarray, t: np.ndarray, max_s: float) -> np.ndarray:
+    """``onset`` carried forward through each run of consecutive ``member`` readings of a meter,
+    for at most ``max_s`` seconds after the run's first flagged reading."""
+    n = len(onset)
+    if not n:
+        return onset
+    brk = ~member
+    brk[1:] |= seg[1:] != seg[:-1]
+    brk[0] = True
+    # index of the last flagged onset, reset at every break
+    last = np.where(onset, np.arange(n), -1)
+    rid = np.cumsum(brk)
+    lastm = pd.Series(last).where(last >= 0).groupby(rid).ffill().to_numpy()
+    ok = np.isfinite(lastm) & member
+    start_t = t[np.where(ok, lastm, 0).astype(np.int64)]
+    return ok & (t - start_t <= max_s)
+
+
+def _flat_runs(x: np.ndarray, seg: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    """Per reading: how many readings in a row (this one included, at most ``cap`` per row) have
+    carried exactly this non-zero value."""
+    n = len(x)
+    same = np.zeros(n, bool)
+    if n > 1:
+        with quiet():
+            same[1:] = (x[1:] == x[:-1]) & (seg[1:] == seg[:-1]) & (x[1:] != 0) & np.isfinite(x[1:])
+    # run length via the index of the last "break"
+    idx = np.where(~same, np.arange(n), 0)
+    np.maximum.accumulate(idx, out=idx)
+    run = np.arange(n) - idx + 1
+    run = np.where(np.isfinite(x) & (x != 0), run, 0)
+    return np.minimum(run, cap)
+
+
+class SeasonalProfile(Detector):
+    name = "seasonal_profile"
+    code = "WARN_CONSUMPTION_ANOMALY"
+    config_cls = SeasonalProfileConfig
+    requires = ("p_kw",)
+    judges = ("consumption",)
+    blank_input = ("p_kw",)
+    state_version = 1
+
+    def channels(self) -> tuple[str, ...]:
+        return (self.config.channel,)
+
+    # ------------------------------------------------------------------------------ reach
+
+    def _flat_cap(self, st: dict) -> int:
+        return int(st.get("flat_need") or 3) + 1
+
+    def reach(self, meters) -> Reach:
+        n = len(meters)
+        back = np.full(n, (4 * self.config.level_days + 3) * DAY + self.config.recal_days * DAY)
+        back_n = np.array([self._flat_cap(self.state_.get(m) or {}) for m in meters], np.int64)
+        return Reach(back, back_n, np.zeros(n), np.zeros(n, np.int64))
+
+    def cadence_note(self, cadence_s: float) -> str | None:
+        c = self.config
+        if cadence_s < c.min_cadence_s * 0.95:
+            return (f"{self.name}: not judged at {cadence_s:.0f} s cadence (judges {c.min_cadence_s:.0f} s to "
+                    f"{c.max_cadence_s:.0f} s; finer readings are judged by baseline_macd and learned_ensemble)")
+        if cadence_s > c.max_cadence_s * 1.05:
+            return (f"{self.name}: not judged at {cadence_s:.0f} s cadence: a profile through the day needs "
+                    f"readings at least every {c.max_cadence_s / 3600:.0f} h")
+        return None
+
+    def state_note(self, meter: str, st: dict) -> str | None:
+        if st.get("judged") and (st.get("frozen_share") or 0) > self.config.max_frozen_share:
+            return (f"{self.name}: {meter}: {100 * st['frozen_share']:.0f} % of its normal period repeats one value "
+                    "(a frozen logger): no profile learned, judged for zero readings and flat runs only; refit it "
+                    "on a period of real readings (`wattwatch fit --normal-start/--normal-end`)")
+        if st.get("judged") and (st.get("history_days") or 0) < self.config.min_history_days:
+            return (f"{self.name}: {meter}: profile learned from {st.get('history_days', 0):.0f} day(s) only "
+                    f"({st.get('days_by_type')} weekdays/Saturdays/Sundays): single readings and unusual days are "
+                    f"judged from {self.config.min_history_days:.0f} days of normal on; fit on several weeks "
+                    "(`wattwatch fit --days 56` or --normal-end)")
+        return None
+
+    # ------------------------------------------------------------------------------ pieces
+
+    def _keys(self, df: pd.DataFrame, slot_w: np.ndarray):
+        t = df["_t"].to_numpy(float)
+        seg = df["_seg"].to_numpy()
+        w = slot_w[seg]
+        slot = np.floor((t % DAY) / w + 1e-9).astype(np.int64)
+        return seg, t, day_type(t).astype(np.int64), np.minimum(slot, 95)
+
+    def _level(self, r, seg, t, n_seg):
+        """Per reading: the median over the previous ``level_days`` calendar days of each day's
+        median residual ``r`` (log load minus log profile; 0 where there is none yet), clamped to
+        ``log(level_min)`` .. ``log(level_max)``."""
+        c = self.config
+        if not len(t):
+            return np.zeros(0)
+        day = np.floor(t / DAY).astype(np.int64)
+        d0 = np.full(n_seg, np.iinfo(np.int64).max)
+        np.minimum.at(d0, seg, day)
+        rel = day - d0[seg]
+        n_days = int(rel.max()) + 1
+        if n_days * n_seg > 50_000_000:  # an absurd span: no level adaptation rather than a huge matrix
+            return np.zeros(len(t))
+        flat = seg * n_days + rel
+        ok = np.isfinite(r)
+        daily = np.full(n_seg * n_days, np.nan)
+        if ok.any():
+            g = pd.Series(r[ok]).groupby(flat[ok])
+            med, cnt = g.median(), g.size()
+            med = med[cnt >= 3]
+            daily[med.index.to_numpy()] = med.to_numpy()
+        roll = pd.DataFrame(daily.reshape(n_seg, n_days).T).rolling(c.level_days, min_periods=max(1, c.level_days // 2))
+        lev = roll.median().shift(1).to_numpy().T.ravel()[flat]
+        lev = np.where(np.isfinite(lev), lev, 0.0)
+        return np.clip(lev, np.log(c.level_min), np.log(c.level_max))
+
+    def _rolling_limit(self, z, seg, t, cad):
+        """Per reading: the |z| limit the previous ``recal_days`` days' tail gives (as
+        :func:`_tail_limit`: exponential over the 95th percentile, its scale from the 95th and
+        99th; NaN until a week is seen)."""
+        c = self.config
+        if not len(z) or c.recal_days <= 0:
+            return np.full(len(z), np.nan)
+        s = pd.Series(np.abs(z), index=pd.to_datetime(t, unit="s"))
+        cad_ok = np.where(np.isfinite(cad) & (cad > 0), cad, 3600.0)
+        need = np.maximum(20, 7 * DAY / cad_ok)  # per meter: a week of its readings
+        g = s.groupby(seg, sort=False).rolling(f"{c.recal_days}D", closed="left", min_periods=1)
+        q95, q99 = g.quantile(0.95).to_numpy(), g.quantile(0.99).to_numpy()
+        enough = g.count().to_numpy() >= need[seg]
+        q95, q99 = np.where(enough, q95, np.nan), np.where(enough, q99, np.nan)
+        beta = np.maximum(q99 - q95, 0) / np.log(5.0)
+        per_reading = cad_ok[seg] / (c.tail_days * DAY)
+        return q95 + beta * np.log(0.05 / per_reading)
+
+    def _recent_share(self, hit, known, seg, t, n_seg):
+        """Per reading: the share of ``hit`` among the known readings of the previous
+        ``level_days`` calendar days (0 where there are none)."""
+        if not len(t):
+            return np.zeros(0)
+        day = np.floor(t / DAY).astype(np.int64)
+        d0 = np.full(n_seg, np.iinfo(np.int64).max)
+        np.minimum.at(d0, seg, day)
+        rel = day - d0[seg]
+        n_days = int(rel.max()) + 1
+        if n_days * n_seg > 50_000_000:
+            return np.zeros(len(t))
+        flat = seg * n_days + rel
+        H = np.bincount(flat, weights=(hit & known).astype(float), minlength=n_seg * n_days).reshape(n_seg, n_days)
+        N = np.bincount(flat, weights=known.astype(float), minlength=n_seg * n_days).reshape(n_seg, n_days)
+        k = self.config.level_days
+        h = pd.DataFrame(H.T).rolling(k, min_periods=1).sum().shift(1).to_numpy().T.ravel()[flat]
+        n = pd.DataFrame(N.T).rolling(k, min_periods=1).sum().shift(1).to_numpy().T.ravel()[flat]
+        with quiet():
+            return np.where(n > 0, h / n, 0.0)
+
+    def _residual(self, df: pd.DataFrame, prof: np.ndarray, spread: np.ndarray, slot_w: np.ndarray,
+                  limit: np.ndarray, eps: np.ndarray):
+        x = df[self.config.channel].to_numpy(float) if self.config.channel in df.columns else np.full(len(df), np.nan)
+        seg, t, dt, slot = self._keys(df, slot_w)
+        y = _log_load(x, eps[seg])
+        base = prof[seg, dt, slot]
+        sp = spread[seg, dt, slot]
+        lev = self._level(y - base, seg, t, len(prof))
+        with quiet():
+            z = (y - base - lev) / sp
+        # The shape through the day moves with the seasons too (a heating system starting an hour
+        # earlier): each slot's residual is taken relative to the median residual of the same slot
+        # on the previous days of its class (weekdays: the last ``level_days`` days; weekends:
+        # the last ``3 x level_days`` days, so as many samples), never the reading's own day.
+        # Accepted-normal readings only: those within ``accept_k`` x the reading limit (a zero run
+        # does not become the profile, and its end does not read as a new anomaly; a moderate new
+        # habit, an hour that now runs 30 % lower every night, does, within days).
+        accepted = np.where(np.abs(z) < self.config.accept_k * limit[seg], z, np.nan)
+        shift = self._slot_median(accepted, seg, slot, t, dt > 0)
+        z = z - shift
+        with quiet():
+            expected = np.exp(base + lev + np.where(shift != 0, shift * sp, 0.0)) - eps[seg]
+        return x, z, expected, np.exp(lev), seg, t
+
+    def _slot_median(self, z, seg, slot, t, weekend):
+        c = self.config
+        if not len(z):
+            return np.zeros(0)
+        out = np.zeros(len(z))
+        for cls, days in ((False, c.level_days), (True, 3 * c.level_days)):
+            rows = np.flatnonzero(weekend == cls)
+            if not len(rows):
+                continue
+            order = rows[np.lexsort((t[rows], slot[rows], seg[rows]))]
+            key = seg[order] * 96 + slot[order]
+            s = pd.Series(z[order], index=pd.to_datetime(t[order], unit="s"))
+            with quiet():
+                r = s.groupby(key, sort=False).rolling(f"{days}D", closed="left", min_periods=3).median()
+            out[order] = np.nan_to_num(r.to_numpy(), nan=0.0)
+        return out
+
+    def _day_mean(self, z: np.ndarray, seg: np.ndarray, t: np.ndarray, clip: np.ndarray) -> np.ndarray:
+        """Median of the clipped residual over the trailing 24 h (this reading included; rows are
+        sorted by meter and time, and grouped rolling keeps that order)."""
+        zc = np.clip(z, -clip[seg], clip[seg])
+        s = pd.Series(zc, index=pd.to_datetime(t, unit="s"))
+        g = s.groupby(seg, sort=False).rolling("86400s", min_periods=1)
+        out, cnt = g.median().to_numpy(), g.count().to_numpy()
+        return np.where(cnt >= 3, out, np.nan)
+
+    # ------------------------------------------------------------------------------ fit
+
+    def _fit(self, df: pd.DataFrame) -> dict:
+        c = self.config
+        names = meter_names(df)
+        n_seg = len(names)
+        cad = self._param(df, "cadence_s")
+        judged = (cad >= c.min_cadence_s * 0.95) & (cad <= c.max_cadence_s * 1.05)
+        slot_w = _slots(cad, c.slot_s)
+        x = df[c.channel].to_numpy(float) if c.channel in df.columns else np.full(len(df), np.nan)
+        seg, t, dt, slot = self._keys(df, slot_w)
+        ok = np.isfinite(x)
+        with quiet():
+            typical = pd.Series(np.abs(x[ok])).groupby(seg[ok]).median().reindex(range(n_seg)).to_numpy()
+            high = pd.Series(np.abs(x[ok])).groupby(seg[ok]).quantile(0.9).reindex(range(n_seg)).to_numpy()
+            top = pd.Series(x[ok]).groupby(seg[ok]).quantile(0.999).reindex(range(n_seg)).to_numpy()
+        typical = np.where(np.isfinite(typical) & (typical > 0), typical, 1.0)
+        # The log offset from the meter's busy load (90th percentile), not its median: a home
+        # whose solar panels cover it at noon reads near zero then, and 0.5 kW over 0.01 kW is no
+        # 50-fold anomaly.
+        eps = c.eps_rel * np.where(np.isfinite(high) & (high > 0), high, typical)
+        y = _log_load(x, eps[seg])
+        starts, ends = seg_bounds(seg)
+        days_by_type = np.zeros((n_seg, 3), np.int64)
+        day = np.floor(t / DAY).astype(np.int64)
+        res = np.zeros(n_seg)  # reading resolution: the smallest step between distinct values
+        for k, (a, b) in enumerate(zip(starts, ends)):  # per meter, each step vectorised
+            u = np.unique(x[a:b][np.isfinite(x[a:b])])
+            if len(u) > 1:
+                res[k] = float(np.min(np.diff(u)))
+            dd = np.unique(day[a:b][ok[a:b]])
+            days_by_type[k] = np.bincount(day_type(dd * DAY + 1).astype(np.int64), minlength=3)[:3]
+        # Saturdays and Sundays pooled while either has fewer than ``min_days`` days.
+        pooled_we = days_by_type[:, 1:].min(axis=1) < c.min_days
+        d_eff = np.where((dt == 2) & pooled_we[seg], 1, dt)
+        long = pd.DataFrame({"s": seg[ok], "d": d_eff[ok], "h": slot[ok], "x": y[ok]})
+        keys = [long["s"], long["d"], long["h"]]
+        g = long.groupby(["s", "d", "h"])["x"]
+        med, cnt = g.median(), g.size()
+        prof = np.full((n_seg, 3, 96), np.nan)
+        spread = np.full((n_seg, 3, 96), np.nan)
+        count = np.zeros((n_seg, 3, 96))
+        if len(med):
+            idx = med.index.to_frame().to_numpy()
+            prof[idx[:, 0], idx[:, 1], idx[:, 2]] = med.to_numpy()
+            count[idx[:, 0], idx[:, 1], idx[:, 2]] = cnt.reindex(med.index).to_numpy()
+            dev = (long["x"] - med.reindex(pd.MultiIndex.from_frame(long[["s", "d", "h"]])).to_numpy()).abs()
+            mad = dev.groupby(keys).median()
+            spread[idx[:, 0], idx[:, 1], idx[:, 2]] = 1.4826 * mad.reindex(med.index).to_numpy()
+        prof[:, 2] = np.where(pooled_we[:, None], prof[:, 1], prof[:, 2])
+        spread[:, 2] = np.where(pooled_we[:, None], spread[:, 1], spread[:, 2])
+        count[:, 2] = np.where(pooled_we[:, None], count[:, 1], count[:, 2])
+        prof = np.where(np.isfinite(prof), prof, prof[:, :1, :])   # unseen day type -> weekday
+        spread = np.where(np.isfinite(spread), spread, spread[:, :1, :])
+        count = np.where(count > 0, count, count[:, :1, :])
+        # A slot's spread from a few days is itself noisy (one Saturday has none): shrunk towards
+        # the meter's typical slot spread as if ``min_days`` more days had shown that.
+        with quiet():
+            pooled = np.nanmedian(np.where(count >= 2, spread, np.nan).reshape(n_seg, -1), axis=1)
+            pooled = np.where(np.isfinite(pooled), pooled, np.nanmedian(spread.reshape(n_seg, -1), axis=1))
+            n0 = float(c.min_days)
+            spread = np.sqrt((count * np.nan_to_num(spread) ** 2 + n0 * np.nan_to_num(pooled)[:, None, None] ** 2)
+                             / np.maximum(count + n0, 1))
+        # Least spread (log units): ``floor_rel`` of the load, and one resolution step at typical load.
+        floor = np.maximum(c.floor_rel, np.log1p(res / typical))
+        spread = np.maximum(np.nan_to_num(spread, nan=np.inf), floor[:, None, None])
+        # Calibration on the normal period itself, judged as later readings will be.
+        x_, z, _, _, _, _ = self._residual(df, prof, spread, slot_w, np.full(n_seg, c.z_min), eps)
+        clip = np.full(n_seg, c.z_min)
+        zd = self._day_mean(z, seg, t, clip)
+        # The limits: where the normal period's tail says a reading (a 24-h mean) is rarer than
+        # once in ``tail_days`` days, from an exponential fitted to the top 5 % of |z| (peaks over
+        # threshold): heavy-tailed household load gets a high limit, a steady building a low one,
+        # and every meter the same rate of false alarms. At least ``z_min`` / ``day_z_min``.
+        lim_z = np.maximum(c.z_min, _tail_limit(z, seg, n_seg, cad_s=cad, days=c.tail_days))
+        lim_d = np.maximum(c.day_z_min, _tail_limit(zd, seg, n_seg, cad_s=cad, days=c.tail_days))
+        lim_z, lim_d = np.stack([lim_z, lim_z]), np.stack([lim_d, lim_d])
+        # Zero readings: how often the meter read (near) zero while normal. A meter that never
+        # did (a whole building) and now reads zero has lost its supply, its CT or its logger.
+        with quiet():
+            near0 = (np.abs(x) <= c.zero_rel * typical[seg]) & ok
+            zshare = np.bincount(seg, weights=near0.astype(float), minlength=n_seg) / \
+                np.maximum(np.bincount(seg, weights=ok.astype(float), minlength=n_seg), 1)
+        # Flat runs seen while normal: a frozen run must be longer than the longest of them.
+        cad_ok = np.where(np.isfinite(cad) & (cad > 0), cad, 3600.0)
+        lo_n = np.maximum(3, np.ceil(c.flat_min_h * 3600.0 / cad_ok)).astype(np.int64)
+        hi_n = np.maximum(lo_n, np.ceil(c.flat_max_h * 3600.0 / cad_ok)).astype(np.int64)
+        runs = _flat_runs(x, seg, np.full(len(x), 10**9)[seg] if len(x) else np.zeros(0))
+        longest = np.zeros(n_seg, np.int64)
+        if len(runs):
+            np.maximum.at(longest, seg, runs)
+        flat_need = np.clip(longest + 1, lo_n, hi_n)
+        # A normal period that is mostly one repeated value (a logger that was frozen while the
+        # meter was being learned) teaches no profile: such a meter is judged for zeros and flat
+        # runs only, and a notice says to refit it on real readings.
+        in_flat = (runs >= 3) & ok if len(runs) else np.zeros(0, bool)
+        frozen_share = np.bincount(seg, weights=in_flat.astype(float), minlength=n_seg) / \
+            np.maximum(np.bincount(seg, weights=ok.astype(float), minlength=n_seg), 1)
+        out = {}
+        for k, m in enumerate(names):
+            hist = float(len(np.unique(day[starts[k]:ends[k]][ok[starts[k]:ends[k]]])))
+            out[m] = {"judged": bool(judged[k] and np.isfinite(prof[k]).any()), "slot_s": float(slot_w[k]),
+                      "profile": prof[k], "spread": np.where(np.isfinite(spread[k]), spread[k], np.nan),
+                      "typical": float(typical[k]), "top": float(top[k]), "eps": float(eps[k]), "zero_share": float(zshare[k]),
+                      "frozen_share": float(frozen_share[k]), "resolution": float(res[k]),
+                      "limit_z": float(lim_z[0, k]), "limit_z_low": float(lim_z[1, k]),
+                      "limit_day": float(lim_d[0, k]), "limit_day_low": float(lim_d[1, k]), "flat_need": int(flat_need[k]),
+                      "history_days": hist, "days_by_type": days_by_type[k].tolist(),
+                      "weekend_pooled": bool(pooled_we[k]),
+                      "level_days": int(c.level_days)}
+        return out
+
+    # ------------------------------------------------------------------------------ score
+
+    def _parts(self, df: pd.DataFrame):
+        c = self.config
+        n_seg = len(meter_names(df))
+        judged = self._param(df, "judged", 0.0) > 0
+        prof = self._param_array(df, "profile", (3, 96))
+        spread = self._param_array(df, "spread", (3, 96))
+        spread = np.where(np.isfinite(spread), spread, np.inf)
+        slot_w = self._param(df, "slot_s", c.slot_s)
+        lim_z, lim_d = self._param(df, "limit_z", c.z_min), self._param(df, "limit_day", c.day_z_min)
+        low_z, low_d = self._param(df, "limit_z_low", c.z_min), self._param(df, "limit_day_low", c.day_z_min)
+        flat_need = np.nan_to_num(self._param(df, "flat_need", 3.0), nan=3.0)
+        eps = np.nan_to_num(self._param(df, "eps", 0.1), nan=0.1)
+        x, z, expected, lev, seg, t = self._residual(df, prof, spread, slot_w, np.minimum(lim_z, low_z), eps)
+        zd = self._day_mean(z, seg, t, np.minimum(lim_z, low_z))
+        runs = _flat_runs(x, seg, (flat_need + 1).astype(np.int64)[seg])
+        # The limit follows the tail of the last ``recal_days`` days too (never below the fitted
+        # one): a season in which the meter is livelier than while it was learned raises it.
+        roll = self._rolling_limit(z, seg, t, self._param(df, "cadence_s"))
+        # Above the profile, a reading alerts only beyond the busiest readings of the normal
+        # period (its 99.9th percentile, at the current level): a household's 4 kW hour is a
+        # kettle and an oven, a building's reading twice its busiest hour is a glitch.
+        top = np.nan_to_num(self._param(df, "top", np.nan), nan=-np.inf)
+        with quiet():
+            s_up = z / np.fmax(lim_z[seg], roll)
+            s_up = np.where(x > top[seg] * np.maximum(lev, 1.0), s_up, np.minimum(s_up, 0.9))
+            s_read = np.where(z >= 0, s_up, -z / np.fmax(low_z[seg], roll))
+            roll_d = self._rolling_limit(zd, seg, t, self._param(df, "cadence_s"))
+            s_day = np.where(zd >= 0, zd / np.fmax(lim_d[seg], roll_d), -zd / np.fmax(low_d[seg], roll_d))
+        # A profile from fewer than ``min_history_days`` days cannot calibrate the tail of one
+        # reading or of a day: there a reading must be the second of two beyond the limit, and the
+        # 24-h evidence waits for more history (a notice says so).
+        short = np.nan_to_num(self._param(df, "history_days", 0.0)) < c.min_history_days
+        if short.any():
+            prev = np.full(len(s_read), np.nan)
+            if len(s_read) > 1:
+                prev[1:] = np.where(seg[1:] == seg[:-1], s_read[:-1], np.nan)
+            with quiet():
+                same_side = (np.sign(z) == np.sign(np.r_[np.nan, z[:-1]])) & np.isfinite(prev)
+                both = np.where(same_side, np.minimum(s_read, prev), 0.0)
+            s_read = np.where(short[seg], np.nan_to_num(both), s_read)
+            s_day = np.where(short[seg], 0.0, s_day)
+        s_flat = runs / flat_need[seg]
+        degenerate = np.nan_to_num(self._param(df, "frozen_share", 0.0)) > c.max_frozen_share
+        s_read = np.where(degenerate[seg], 0.0, s_read)
+        s_day = np.where(degenerate[seg], 0.0, s_day)
+        typical = np.nan_to_num(self._param(df, "typical", np.nan), nan=np.inf)
+        zshare = np.nan_to_num(self._param(df, "zero_share", 1.0), nan=1.0)
+        with quiet():
+            zero = np.abs(x) <= c.zero_rel * typical[seg]
+            # ... nor in the last ``level_days`` days (a meter whose solar panels now cover it at
+            # noon, a site closed for the summer: a new normal, reported once where it begins).
+            recent = self._recent_share(zero, np.isfinite(x), seg, t, n_seg)
+            onset = zero & (zshare[seg] < c.zero_share) & (recent < c.zero_share)
+            # A zero run that began as such stays one for up to ``level_days`` days (a dead meter
+            # is one alert, not one per day its own zeros make "recent").
+            s_zero = np.where(_carry(onset, zero, seg, t, c.level_days * DAY), 2.0, 0.0)
+        with quiet():
+            score = np.fmax(np.fmax(np.fmax(s_read, s_day), np.where(s_flat >= 1, s_flat, 0.0)), s_zero)
+            # On a meter that never read zero while normal, zero readings are judged as zeros only:
+            # a long dead spell is reported where it begins, not again wherever its distance from
+            # the adapting profile crosses the limit.
+            score = np.where(zero & (zshare[seg] < c.zero_share), s_zero, score)
+        kind = np.select([s_zero > 0, s_flat >= np.maximum(s_read, 1), s_read >= np.maximum(s_day, 1), s_day >= 1],
+                         [5, 4, 1, 3], 0).astype(np.int8)
+        score = np.where(np.isfinite(x) & judged[seg], score, np.nan)
+        return score, dict(x=x, z=z, zd=zd, expected=expected, level=lev, runs=runs, kind=kind, n_seg=n_seg)
+
+    def _score(self, df: pd.DataFrame) -> Scored:
+        s, ctx = self._parts(df)
+        return Scored(s, ctx)
+
+    def describe(self, df, rows, scores, ctx=None) -> Finding:
+        x, exp, kind = ctx["x"], ctx["expected"], ctx["kind"]
+        st = self.state_.get(meter_of(df, rows[0])) or {}
+        k = rows[int(np.nanargmax(scores[rows]))]
+        kinds = kind[rows]
+        hot = rows[np.asarray(scores[rows] >= self.config.post.threshold)]
+        t = df["_t"].to_numpy()
+        hours = float(t[rows[-1]] - t[rows[0]]) / 3600
+        single = len(hot) == 1
+        if (kinds == 5).any():
+            nz = int((kinds == 5).sum())
+            ev_kind = "zero_reading" if nz == 1 else "zero_run"
+            what = (f"{nz} reading(s) at zero ({hours:.1f} h) on a meter that read zero in "
+                    f"{100 * (st.get('zero_share') or 0):.2g} % of its normal readings (expected {exp[k]:.4g})")
+            action = "check supply, CT and logger: a whole-meter zero where load never stops is lost data or lost supply"
+        elif (kinds == 4).any():
+            what, ev_kind = f"the same value {x[k]:.4g} repeated for {int(ctx['runs'][k])}+ readings: frozen meter", "flat_line"
+            action = "check the meter's data logger or communication module; its data is stale"
+        elif single and kind[k] == 1:
+            ev_kind = "single_reading"
+            what = f"a single reading of {x[k]:.4g} where {exp[k]:.4g} was expected"
+            action = "check the reading: a one-off drop to zero is a logger or supply gap, a spike a meter glitch"
+        elif (kinds == 3).any() and not (kinds == 1).any():
+            ev_kind = "unusual_day"
+            what = f"the last 24 h ran {np.nanmean(x[rows]) / max(np.nanmean(exp[rows]), 1e-9) - 1:+.0%} off profile"
+            action = "compare with site activity (a holiday, a shutdown, equipment left on)"
+        else:
+            ev_kind = "reading_run"
+            what = f"{len(hot)} readings off profile over {hours:.1f} h (worst {x[k]:.4g} vs {exp[k]:.4g} expected)"
+            action = "compare with site activity; zero readings where load is expected are a supply or meter gap"
+        with quiet():
+            sev = "warning"
+        return Finding(sev, f"{self.config.channel}: {what} (profile from {st.get('history_days', 0):.0f} days)",
+                       {"kind": ev_kind, "single_reading": bool(single), "value": rnd(x[k]), "expected": rnd(exp[k]),
+                        "level": rnd(ctx["level"][k]), "z": rnd(ctx["z"][k], 2), "readings": int(len(hot)),
+                        "hours": rnd(hours, 2), "history_days": st.get("history_days"),
+                        "days_by_type": st.get("days_by_type"), "limit_z": rnd(st.get("limit_z"), 2)},
+                       action)

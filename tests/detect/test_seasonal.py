@@ -1,0 +1,110 @@
+"""seasonal_profile: consumption at 15-minute and hourly cadence against a day-type x time-of-day
+profile learned from the whole normal period, at the level the meter has been running at."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from wattwatch import api
+from wattwatch.detect import registry
+from wattwatch.detect.engine import EngineConfig, detect
+
+
+def building(weeks: int = 20, step: str = "1h", seed: int = 0, drift: float = 0.0) -> pd.DataFrame:
+    """An office: 100 kW on weekday working hours, 30 kW otherwise, 15 kW at weekends; noise 3 %;
+    ``drift``: the level grows by this share over the whole span (a season)."""
+    rng = np.random.default_rng(seed)
+    ts = pd.date_range("2024-01-01", periods=int(weeks * 7 * 86400 / pd.Timedelta(step).total_seconds()), freq=step)
+    h, dow = ts.hour.to_numpy(), ts.dayofweek.to_numpy()
+    base = np.where(dow >= 5, 15.0, np.where((h >= 8) & (h < 18), 100.0, 30.0))
+    level = 1 + drift * np.linspace(0, 1, len(ts))
+    p = base * level * (1 + 0.03 * rng.standard_normal(len(ts)))
+    return pd.DataFrame({"meter_id": "office", "ts": ts, "p_kw": p})
+
+
+def run(df, normal_end="2024-02-26", detectors=("seasonal_profile",)):
+    fitted = api.fit(df, detectors=list(detectors), normal_end=normal_end)
+    return fitted, api.detect(df, state=fitted)
+
+
+def test_profile_learns_weekend_structure_from_eight_weeks_and_says_so():
+    fitted, res = run(building())
+    st = fitted.detectors[0].get_state()["office"]
+    assert st["history_days"] == 56 and st["days_by_type"] == [40, 8, 8]
+    prof = np.exp(np.asarray(st["profile"])) - st["eps"]  # kept on a log scale
+    assert abs(prof[0, 10] - 100) < 5 and abs(prof[1, 10] - 15) < 2  # weekday vs Saturday, 10:00
+    assert res.alerts == [], [a.message for a in res.alerts]
+
+
+def test_a_one_hour_drop_to_zero_is_a_single_reading_alert():
+    df = building()
+    hit = df.index[df.ts == pd.Timestamp("2024-03-13 11:00")][0]
+    df.loc[hit, "p_kw"] = 0.0
+    _, res = run(df)
+    assert len(res.alerts) == 1, [a.message for a in res.alerts]
+    a = res.alerts[0]
+    assert a.start == a.end == "2024-03-13T11:00:00.000Z"
+    assert a.evidence["single_reading"] is True and a.evidence["kind"] == "zero_reading"
+    assert a.evidence["history_days"] == 56 and 0.5 < a.score <= 1
+
+
+def test_a_spike_beyond_the_busiest_hours_is_found_and_a_busy_hour_at_night_alone_is_not():
+    df = building()
+    df.loc[df.ts == pd.Timestamp("2024-04-06 03:00"), "p_kw"] = 250.0  # a Saturday night, 2.5x the busiest hour
+    df.loc[df.ts == pd.Timestamp("2024-04-10 02:00"), "p_kw"] = 90.0   # a weekday night at daytime load
+    _, res = run(df)
+    assert [(a.start, a.evidence["kind"]) for a in res.alerts] == [("2024-04-06T03:00:00.000Z", "single_reading")]
+    assert res.alerts[0].evidence["single_reading"] is True
+
+
+def test_seasonal_drift_is_followed_without_an_alert_storm():
+    # +60 % over 20 weeks: a profile frozen at its first 8 weeks would flag every working hour
+    # of the last weeks.
+    _, res = run(building(drift=0.6))
+    assert len(res.alerts) == 0, [a.message for a in res.alerts[:5]]
+
+
+def test_a_frozen_meter_at_hourly_cadence_is_found():
+    df = building()
+    run_ = (df.ts >= "2024-03-20 09:00") & (df.ts < "2024-03-20 21:00")
+    df.loc[run_, "p_kw"] = 97.3
+    _, res = run(df)
+    kinds = {a.evidence["kind"] for a in res.alerts}
+    assert "flat_line" in kinds, [a.message for a in res.alerts]
+    assert all(a.start >= "2024-03-20T09" and a.end <= "2024-03-21T03" for a in res.alerts)
+
+
+def test_fifteen_minute_default_run_judges_consumption_and_does_not_crash():
+    df = building(weeks=10, step="15min")
+    hit = (df.ts >= "2024-03-06 10:00") & (df.ts < "2024-03-06 10:30")
+    df.loc[hit, "p_kw"] = 0.0
+    res = api.detect(df)  # default detectors, profiled on the meter's own first days
+    assert any(a.detector == "seasonal_profile" and a.start <= "2024-03-06T10:15" <= a.end for a in res.alerts)
+    assert any("learned_ensemble: not judged at 900 s" in n for n in res.notices)
+    assert "seasonal_profile" in registry.DEFAULT_DETECTORS
+
+
+@pytest.mark.parametrize("normal_end", ["2024-02-26", "2024-01-08"])  # 8 weeks; one week (short history)
+def test_whole_equals_pieces_at_hourly_cadence(normal_end):
+    """Scoring a piece that holds the detector's reach gives each reading the whole series' score."""
+    df = pd.concat([building(weeks=16), building(weeks=16, seed=1).assign(meter_id="shop")], ignore_index=True)
+    df.loc[df.ts == pd.Timestamp("2024-03-13 11:00"), "p_kw"] = 0.0
+    d = registry.build("seasonal_profile").fit(df[df.ts < normal_end])
+    whole = pd.Series(d.score(df).to_numpy(), index=pd.MultiIndex.from_frame(df[["meter_id", "ts"]]))
+    back = d.reach(["office"]).back_s[0]
+    start = pd.Timestamp("2024-04-01")
+    piece = df[df.ts >= start - pd.Timedelta(seconds=back)]
+    part = pd.Series(d.score(piece).to_numpy(), index=pd.MultiIndex.from_frame(piece[["meter_id", "ts"]]))
+    judged = part[piece.ts.to_numpy() >= np.datetime64(start)]
+    assert np.isfinite(judged).all()
+    np.testing.assert_allclose(judged.to_numpy(), whole.loc[judged.index].to_numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_a_one_hour_drop_on_a_meter_that_sometimes_reads_zero_is_judged_against_its_profile():
+    df = building()
+    df.loc[(df.ts.dt.dayofweek == 6) & (df.ts.dt.hour < 6), "p_kw"] = 0.0  # Sunday nights switched off
+    df.loc[df.ts == pd.Timestamp("2024-03-13 11:00"), "p_kw"] = 2.0
+    _, res = run(df)
+    assert [(a.start, a.evidence["kind"]) for a in res.alerts] == [("2024-03-13T11:00:00.000Z", "single_reading")]
