@@ -60,12 +60,12 @@ class LooseCTConfig(DetectorConfig):
     window: int = 9
     floor: float = 0.04
     k_normal: float = 4.0
-    k_resolution: float = 1.5
+    k_resolution: float = 2.0
     min_load_a: float = 0.5
     min_kw: float = 0.05
     voltage_fraction: float = 0.5
     off_level: float = 0.05
-    max_power_step: float = 0.1
+    max_power_step: float = 0.25
     post: PostRule = PostRule(min_duration_s=1800.0, min_readings=4, merge_gap_s=3600.0, max_bridge_s=3600.0)
 
 
