@@ -11,7 +11,8 @@ three phase currents plus the triplen harmonics that add up in it (three phase).
 Faults then change what the meter reports, each the way the physical fault would: a neutral bypass
 takes the return current out of the neutral sensor, an open CT zeroes one current channel (and the
 power the meter computes from it), under-registering firmware scales the register's increments,
-and so on. Normal events that a good detector must not flag are added too: supply outages,
+and so on. A loose CT clamp is the one fault on the reported current alone: the meter's power
+metrology does not run through that clamp, so the current jumps about while the power stays steady. Normal events that a good detector must not flag are added too: supply outages,
 register resets after firmware updates, one-reading motor-start inrush, earth leakage under 30 mA,
 timestamp jitter, duplicated and out-of-order rows, single NaN channels.
 
@@ -137,7 +138,7 @@ class Meter:
     ambient_c: float
     e0_kwh: float
     faults: list[str] = field(default_factory=list)
-    extras: list[str] = field(default_factory=list)  # loose_ct, variable_load (see SimConfig)
+    extras: list[str] = field(default_factory=list)  # normal look-alikes: variable_load (see SimConfig)
 
 
 @dataclass
@@ -388,7 +389,7 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
     p_phase = load * shares  # kW, true
     # Own random stream for what was added later (loose clamp, erratic load): the draws above and
     # below are unchanged.
-    xr = np.random.default_rng(_child_seed(rng)) if (m.extras or fault == "loose_ct") else None
+    xr = np.random.default_rng(_child_seed(rng)) if (m.extras or "loose_ct" in fw) else None
     if "variable_load" in m.extras:
         p_phase, spells = _variable_load(xr, m, p_phase, t_local_h, dow, step_s)
         for a, b in spells:
@@ -499,18 +500,10 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
     q_meas = np.sqrt(np.clip(s_meas ** 2 - p_meas ** 2, 0, None))
     with np.errstate(invalid="ignore", divide="ignore"):
         pf_tot = np.where(s_meas > 0, p_meas / s_meas, np.nan)
-    if "loose_ct" in fw or "loose_ct" in m.extras:
+    if "loose_ct" in fw:
         # The meter's power metrology is not on the loose clamp: only the reported current is.
-        if "loose_ct" in fw:
-            span = fw["loose_ct"]
-        else:
-            span = _window(xr, n, lo, int(6 * steps_h), int(72 * steps_h))
-        i_meas, lc_detail = _loose_clamp(xr, i_meas, *span)
-        if "loose_ct" in fw:
-            detail.update(lc_detail)
-        else:
-            label = seen(*span) or (_iso(ts[span[0]]), _iso(ts[span[1] - 1]))
-            events.append(Event(m.meter_id, "loose_ct", *label, FAULT_CODES["loose_ct"], True, lc_detail))
+        i_meas, lc_detail = _loose_clamp(xr, i_meas, *fw["loose_ct"])
+        detail.update(lc_detail)
 
     # Energy register: integrates the power the metrology sees times the calibration gain (every
     # step of the world, whether the meter reports it or not). A motor's starting current lasts
@@ -598,14 +591,14 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
 
 def _assign_extras(rng: np.random.Generator, meters: list[Meter], cfg: SimConfig) -> None:
     """Give ``loose_ct_share`` and ``variable_load_share`` of the fleet's meters, among those
-    without a fault, a loose CT clamp or an erratic load (``Meter.extras``), from a stream of
-    their own."""
+    without a fault, a loose CT clamp (a fault: ``Meter.faults``) or an erratic load (a normal
+    look-alike: ``Meter.extras``), chosen from a stream of their own."""
     free = [i for i, m in enumerate(meters) if not m.faults]
     order = [free[int(j)] for j in rng.permutation(len(free))]
     n_lc = int(round(cfg.loose_ct_share * len(meters)))
     n_vl = int(round(cfg.variable_load_share * len(meters)))
     for i in order[:n_lc]:
-        meters[i].extras.append("loose_ct")
+        meters[i].faults.append("loose_ct")
     for i in order[n_lc:n_lc + n_vl]:
         meters[i].extras.append("variable_load")
 
