@@ -4,6 +4,8 @@ imbalance step, an open CT); the imbalance, neutral and consumption rules kept o
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -201,3 +203,34 @@ def test_simulator_labels_loose_clamps_and_leaves_the_other_meters_as_they_were(
 def test_simulator_places_loose_ct_like_any_fault_when_named():
     sim = simulate(SimConfig(meters=2, days=9, seed=3, fault_share=1.0, faults=("loose_ct",)))
     assert sorted(e["type"] for e in sim["events"] if e["expect_alert"]) == ["loose_ct", "loose_ct"]
+
+
+UCI = Path("/work/shared/data/real/uci_household_1min/household_power_consumption_20061216_20070111.csv.gz")
+
+
+@pytest.fixture(scope="module")
+def uci() -> pd.DataFrame:
+    """Real whole-house readings at 1 min (UCI; current reported to 0.2 A, power to 2 W)."""
+    if not UCI.exists():
+        pytest.skip("real UCI household extract not present")
+    u = pd.read_csv(UCI)
+    p, q = u.Global_active_power, u.Global_reactive_power
+    return pd.DataFrame({"meter_id": "uci", "ts": pd.to_datetime(u.Date + " " + u.Time, format="%d/%m/%Y %H:%M:%S",
+                                                                  utc=True),
+                         "v_l1_v": u.Voltage, "i_l1_a": u.Global_intensity, "p_kw": p, "pf": p / np.sqrt(p ** 2 + q ** 2)})
+
+
+def test_real_household_meter_raises_no_loose_ct_and_a_loosened_clamp_is_found(uci):
+    """26 days of a real home (a heater cycling within minutes, so that current and power
+    averages disagree on switching minutes, and a 0.2 A current resolution): no loose CT. The
+    same readings with a loose clamp on the current for 10 h: found."""
+    engine = EngineConfig(profile_days=7.0)
+    assert detect(uci, [build("loose_ct")], engine).alerts == []
+    f = uci.copy()
+    w = ((f.ts >= "2007-01-03T12:00Z") & (f.ts < "2007-01-03T22:00Z")).to_numpy()
+    rng = np.random.default_rng(3)
+    g = 1 - 0.5 * rng.random(w.sum())
+    g[rng.random(w.sum()) < 0.1] = 0.05
+    f.loc[w, "i_l1_a"] = np.round(f.loc[w, "i_l1_a"] * g / 0.2) * 0.2  # the meter's own resolution
+    got = detect(f, [build("loose_ct")], engine).alerts
+    assert len(got) == 1 and got[0].evidence["kind"] == "loose_ct" and overlaps(got[0], f, w)
