@@ -8,7 +8,7 @@ reading the rule compares the apparent power the currents imply, Σ V_k·I_k, wi
 the meter reports through its active power and power factor (P / pf; pf 1 when the meter reports
 none):
 
-    d = log(Σ V_k·I_k / 1000) − log(P / pf)
+    d = ln(Σ V_k·I_k / 1000) − ln(P / pf)
 
 For a healthy meter ``d`` is a constant (the meter's own calibration and wiring) plus its own small
 noise, whatever the load does: a welder, an arc furnace or a variable-speed drive makes the current
@@ -16,9 +16,18 @@ noise, whatever the load does: a welder, an arc furnace or a variable-speed driv
 it, an open CT (current → 0) is one step of ``d`` and then steady again. A loose clamp makes ``d``
 erratic. The erratic measure is the rolling median (``window`` readings, centred) of the absolute
 reading-to-reading change of ``d``: a median needs most of the window to move, so one step (an open
-CT, a load switching, a motor start caught in one reading) never raises it. It is compared with the
-meter's own normal (the 90th percentile of the same measure over the fit period) times
-``k_normal``, and never below ``floor``: score = measure / max(floor, k_normal × normal).
+CT, a load switching, a motor start caught in one reading) never raises it. Changes between readings
+whose power itself moved by more than ``max_power_step`` (in ln P) are not counted: when a load
+switches within an interval, the interval's averages of current and power disagree for that reading
+(a real 1-minute home meter with a cycling heater does, by up to 40 %), which says nothing about the
+clamp. The measure is compared with a limit per reading:
+
+    score = measure / (max(floor, k_normal × normal) + k_resolution × resolution allowance)
+
+``normal`` is the meter's own: the 90th percentile over the fit period of the measure beyond what
+resolution explains. The resolution allowance is the change of ``d`` the channels' reporting steps
+alone can make at that load (n_phases × ΔI / I + ΔP / P, with ΔI and ΔP the smallest steps the
+meter's readings take, learned in the fit: 0.2 A on a meter that reports to 0.2 A).
 
 The phase named is the one whose own current moves most erratically (the same rolling median of
 |Δ log I_k|); the evidence reports that phase's erratic measure and those of the power, the voltage
@@ -54,8 +63,9 @@ class LooseCTConfig(DetectorConfig):
     small currents is not a loose clamp); ``min_kw``: least active power judged;
     ``voltage_fraction``: of the meter's nominal voltage, for a phase to count as supplied;
     ``max_power_step``: |Δ ln P| between two readings above which their change of ``d`` is not
-    counted (the load switched between or within them); ``off_level``: |d − the meter's normal level| above which a reading's current is not what its
-    power implies (used to extend the suppression of other rules around an alert)."""
+    counted (the load switched between or within them); ``off_level``: |d − the meter's normal
+    level| above which a reading's current is not what its power implies (used to extend the
+    suppression of other rules around an alert)."""
 
     window: int = 9
     floor: float = 0.04
@@ -251,7 +261,8 @@ class LooseCT(Detector):
                   f"{ch}_p10": rnd(float(np.nanpercentile(cur, 10)), 2),
                   f"{ch}_p90": rnd(float(np.nanpercentile(cur, 90)), 2),
                   "p_kw_median": rnd(float(np.nanmedian(p[rows])), 3)}
-        steady = f"power {ev['power_erratic']:.1%}" if ev["power_erratic"] is not None else "power steady"
+        steady = (f"the power ({ev['power_erratic']:.1%} per reading)" if ev["power_erratic"] is not None
+                  else "the power")
         sev = "critical" if med_e >= 3 * float(np.nanmedian(limit[rows])) else "warning"
         return Finding(sev, f"{ch} jumps erratically ({med_e:.1%} per reading against what the power implies; "
                             f"normal {(normal or 0):.1%}) while {steady} and the voltage stay steady: loose or "
