@@ -26,7 +26,8 @@ TOL = pd.Timedelta(hours=1)
 
 
 def overlap(a, e) -> bool:
-    return pd.Timestamp(a.start) <= pd.Timestamp(e["end"]) + TOL and pd.Timestamp(a.end) >= pd.Timestamp(e["start"]) - TOL
+    start, end = pd.Timestamp(e["start"]), pd.Timestamp(e["end"])
+    return pd.Timestamp(a.start) <= end + TOL and pd.Timestamp(a.end) >= start - TOL
 
 
 def main(out: Path) -> None:

@@ -215,9 +215,9 @@ def uci() -> pd.DataFrame:
         pytest.skip("real UCI household extract not present")
     u = pd.read_csv(UCI)
     p, q = u.Global_active_power, u.Global_reactive_power
-    return pd.DataFrame({"meter_id": "uci", "ts": pd.to_datetime(u.Date + " " + u.Time, format="%d/%m/%Y %H:%M:%S",
-                                                                  utc=True),
-                         "v_l1_v": u.Voltage, "i_l1_a": u.Global_intensity, "p_kw": p, "pf": p / np.sqrt(p ** 2 + q ** 2)})
+    ts = pd.to_datetime(u.Date + " " + u.Time, format="%d/%m/%Y %H:%M:%S", utc=True)
+    return pd.DataFrame({"meter_id": "uci", "ts": ts, "v_l1_v": u.Voltage, "i_l1_a": u.Global_intensity, "p_kw": p,
+                         "pf": p / np.sqrt(p ** 2 + q ** 2)})
 
 
 def test_real_household_meter_raises_no_loose_ct_and_a_loosened_clamp_is_found(uci):

@@ -12,7 +12,8 @@ Faults then change what the meter reports, each the way the physical fault would
 takes the return current out of the neutral sensor, an open CT zeroes one current channel (and the
 power the meter computes from it), under-registering firmware scales the register's increments,
 and so on. A loose CT clamp is the one fault on the reported current alone: the meter's power
-metrology does not run through that clamp, so the current jumps about while the power stays steady. Normal events that a good detector must not flag are added too: supply outages,
+metrology does not run through that clamp, so the current jumps about while the power stays steady.
+Normal events that a good detector must not flag are added too: supply outages,
 register resets after firmware updates, one-reading motor-start inrush, earth leakage under 30 mA,
 timestamp jitter, duplicated and out-of-order rows, single NaN channels.
 
