@@ -8,6 +8,7 @@ FAULT_CODES: dict[str, str] = {
     "partial_earth_return": "ERR_IMBAL_LIMIT_EXCEEDED",
     "phase_imbalance": "ERR_PHASE_IMBALANCE_01",
     "open_ct": "SENSOR_FAULT",
+    "loose_ct": "SENSOR_FAULT",
     "firmware_drift": "WARN_FIRMWARE_DRIFT",
     "packet_loss": "ALRM_PKT_LOSS_CRIT",
     "thermal_drift": "WARN_THERM_DRIFT",
@@ -21,6 +22,8 @@ NORMAL_EVENTS: dict[str, str | None] = {
     "supply_outage": "INFO_SUPPLY_OUTAGE",
     "register_reset": None,
     "motor_start": None,
+    # A welder, arc furnace or variable-speed drive: current and power jump together (not a loose CT).
+    "variable_load": None,
 }
 CONSUMPTION_FAULTS = ("theft_under_registration", "level_shift", "frozen_register")
 RULE_FAULTS = tuple(k for k in FAULT_CODES if k not in CONSUMPTION_FAULTS)

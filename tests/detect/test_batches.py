@@ -19,7 +19,7 @@ def frame():
     return sim["frame"].sort_values(["meter_id", "ts"]).reset_index(drop=True)
 
 
-@pytest.mark.parametrize("name", ["neutral_tamper", "phase_imbalance", "firmware_drift", "packet_loss", "sensor_fault",
+@pytest.mark.parametrize("name", ["neutral_tamper", "phase_imbalance", "firmware_drift", "packet_loss", "sensor_fault", "loose_ct",
                                   "thermal_drift"])
 def test_equal_sized_micro_batches_each_get_their_own_scores(name, frame):
     pristine = registry.build(name).fit(frame)

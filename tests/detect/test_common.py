@@ -21,7 +21,8 @@ NAMES = registry.names()
 # The fault each detector must find (normal events stand for the information rules).
 TARGET = {
     "supply_outage": "supply_outage", "harmonic_noise": "harmonic_noise", "phase_imbalance": "phase_imbalance",
-    "neutral_tamper": "neutral_bypass", "sensor_fault": "open_ct", "firmware_drift": "firmware_drift",
+    "neutral_tamper": "neutral_bypass", "sensor_fault": "open_ct", "loose_ct": "loose_ct",
+    "firmware_drift": "firmware_drift",
     "packet_loss": "packet_loss", "thermal_drift": "thermal_drift", "frozen_readings": "frozen_register",
     "baseline_macd": "level_shift", "residual_likelihood": "level_shift", "window_novelty": "level_shift",
     "isolation_forest": "theft_under_registration", "local_outlier_factor": "theft_under_registration",

@@ -46,6 +46,8 @@ def test_every_fault_type_and_normal_event_is_present(clean_fleet):
 
 def test_power_is_voltage_times_current_times_power_factor(clean_fleet):
     f = clean_fleet["frame"]
+    # A loose CT clamp is on the reported current only (the power metrology is not on it).
+    f = f[~f.meter_id.isin([m["meter_id"] for m in clean_fleet["meters"] if "loose_ct" in m["faults"]])]
     v = f[["v_l1_v", "v_l2_v", "v_l3_v"]].fillna(0).to_numpy()
     i = f[["i_l1_a", "i_l2_a", "i_l3_a"]].fillna(0).to_numpy()
     s_kva = (v * i).sum(axis=1) / 1000

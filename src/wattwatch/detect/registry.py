@@ -27,6 +27,7 @@ _REGISTRY: dict[str, str] = {
     "phase_imbalance": "wattwatch.detect.rules.imbalance:PhaseImbalance",
     "neutral_tamper": "wattwatch.detect.rules.neutral:NeutralTamper",
     "sensor_fault": "wattwatch.detect.rules.sensor:SensorFault",
+    "loose_ct": "wattwatch.detect.rules.loosect:LooseCT",
     "firmware_drift": "wattwatch.detect.rules.firmware:FirmwareDrift",
     "packet_loss": "wattwatch.detect.rules.packets:PacketLoss",
     "thermal_drift": "wattwatch.detect.rules.thermal:ThermalDrift",
@@ -46,8 +47,9 @@ _REGISTRY: dict[str, str] = {
 # (which the engine trains on the run's own profile when that holds enough meter-days, or takes
 # from `detect --models`; otherwise it is skipped with a notice).
 DEFAULT_DETECTORS: tuple[str, ...] = (
-    "supply_outage", "harmonic_noise", "phase_imbalance", "neutral_tamper", "sensor_fault", "firmware_drift",
-    "packet_loss", "thermal_drift", "frozen_readings", "baseline_macd", "seasonal_profile", "learned_ensemble")
+    "supply_outage", "harmonic_noise", "phase_imbalance", "neutral_tamper", "sensor_fault", "loose_ct",
+    "firmware_drift", "packet_loss", "thermal_drift", "frozen_readings", "baseline_macd", "seasonal_profile",
+    "learned_ensemble")
 LEARNED: tuple[str, ...] = ("isolation_forest", "local_outlier_factor", "pca_reconstruction", "autoencoder",
                             "lstm_autoencoder", "learned_ensemble")
 

@@ -11,7 +11,9 @@ three phase currents plus the triplen harmonics that add up in it (three phase).
 Faults then change what the meter reports, each the way the physical fault would: a neutral bypass
 takes the return current out of the neutral sensor, an open CT zeroes one current channel (and the
 power the meter computes from it), under-registering firmware scales the register's increments,
-and so on. Normal events that a good detector must not flag are added too: supply outages,
+and so on. A loose CT clamp is the one fault on the reported current alone: the meter's power
+metrology does not run through that clamp, so the current jumps about while the power stays steady.
+Normal events that a good detector must not flag are added too: supply outages,
 register resets after firmware updates, one-reading motor-start inrush, earth leakage under 30 mA,
 timestamp jitter, duplicated and out-of-order rows, single NaN channels.
 
@@ -37,6 +39,10 @@ from wattwatch.schema import CHANNEL_NAMES
 
 THREE_PHASE_ONLY = {"phase_imbalance"}
 SINGLE_PHASE_ONLY = {"neutral_bypass"}  # on a balanced 3-phase load a missing neutral is invisible
+# Fault types placed by their own share (SimConfig.loose_ct_share) rather than in the round-robin
+# of ``faults`` (adding one there would have moved every other fault to another meter); name them
+# in ``faults`` to have them placed like the others too.
+SEPARATE_FAULTS = ("loose_ct",)
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,7 @@ class SimConfig:
     start: str = "2025-01-06T00:00:00Z"  # a Monday
     commercial_share: float = 0.3
     fault_share: float = 0.4
-    faults: tuple[str, ...] = tuple(FAULT_CODES)
+    faults: tuple[str, ...] = tuple(k for k in FAULT_CODES if k not in SEPARATE_FAULTS)
     outage_share: float = 0.15
     reset_share: float = 0.1
     motor_starts_per_day: float = 2.0
@@ -63,6 +69,14 @@ class SimConfig:
     # The meter's world (load, currents, temperature, faults, energy register) evolves on a grid of at most
     # this many seconds; a meter reporting less often reports a snapshot of it every `step`.
     physics_step_s: float = 300.0
+    # Drawn apart from the faults above (from their own random streams, on meters without one), so
+    # that adding them left every other meter and fault as it was: a CT clamp that works loose
+    # after profiling, and its look-alike, an erratic load (welder, arc furnace, variable-speed
+    # drive) whose current and power jump together, present from the start. The look-alike is off
+    # by default: erratic loads in the profiling period widen what the fleet-trained learned
+    # detectors call normal (they then missed theft events they find without them).
+    loose_ct_share: float = 0.04
+    variable_load_share: float = 0.0
 
     def __post_init__(self):
         unknown = set(self.faults) - set(FAULT_CODES)
@@ -72,7 +86,8 @@ class SimConfig:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
         if self.meters < 1 or self.days <= 0:
             raise ValueError("meters must be >= 1 and days > 0")
-        if not 0 <= self.fault_share <= 1 or not 0 <= self.commercial_share <= 1:
+        if not all(0 <= x <= 1 for x in (self.fault_share, self.commercial_share, self.loose_ct_share,
+                                          self.variable_load_share)):
             raise ValueError("shares must be within [0, 1]")
         if not self.physics_step_s > 0:
             raise ValueError("physics_step_s must be > 0")
@@ -126,6 +141,7 @@ class Meter:
     ambient_c: float
     e0_kwh: float
     faults: list[str] = field(default_factory=list)
+    extras: list[str] = field(default_factory=list)  # normal look-alikes: variable_load (see SimConfig)
 
 
 @dataclass
@@ -264,6 +280,58 @@ def _window(rng: np.random.Generator, n: int, lo_steps: int, min_len: int, max_l
     return s, min(n, s + length)
 
 
+def _loose_clamp(rng: np.random.Generator, i_meas: np.ndarray, s: int, e: int) -> tuple[np.ndarray, dict]:
+    """A CT clamp not fully closed on one phase over steps [s, e): the reported current is
+    attenuated by an amount that changes from reading to reading (up to ``depth``), and now and
+    then (``drop_rate``) nearly lost. Returns the reported currents and the event's detail."""
+    k = int(rng.integers(0, i_meas.shape[0]))
+    depth = float(rng.uniform(0.3, 0.7))
+    drop_rate = float(rng.uniform(0.03, 0.15))
+    g = 1 - depth * rng.random(e - s)
+    drops = rng.random(e - s) < drop_rate
+    g[drops] = rng.uniform(0.0, 0.1, int(drops.sum()))
+    out = i_meas.copy()
+    out[k, s:e] *= g
+    return out, {"channel": f"i_l{k + 1}_a", "phase": f"L{k + 1}", "depth": round(depth, 3),
+                 "drop_rate": round(drop_rate, 3)}
+
+
+def _variable_load(rng: np.random.Generator, m: Meter, p_phase: np.ndarray, t_local_h: np.ndarray,
+                   dow: np.ndarray, step_s: float) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """An erratic load, current and power jumping together: a welder on a home's phase, an arc
+    furnace or a variable-speed drive on all three phases of a commercial site, running in 1-3
+    spells a day of 30 min to 3 h (weekdays on commercial sites) from the first day. Returns the
+    phases' true power with it and the spells [a, b) in steps."""
+    n = p_phase.shape[1]
+    steps_h = 3600.0 / step_s
+    days = int(np.floor(t_local_h[-1] / 24) - np.floor(t_local_h[0] / 24)) + 1
+    day0 = np.floor(t_local_h[0] / 24)
+    kw = float(rng.uniform(1.0, 2.5)) if m.phases == 1 else float(rng.uniform(0.1, 0.25) * m.peak_kw)
+    on = np.zeros(n, bool)
+    spells = []
+    for d in range(days):  # a loop over days, not readings
+        count = int(rng.integers(1, 4))
+        starts_h = rng.uniform(7, 17, count)
+        lengths_h = rng.uniform(0.5, 3, count)
+        for a_h, l_h in zip(starts_h, lengths_h):
+            a = int(np.searchsorted(t_local_h, (day0 + d) * 24 + a_h))
+            b = min(n, a + max(1, int(l_h * steps_h)))
+            if a >= n or (m.phases == 3 and dow[a] >= 5):
+                continue
+            on[a:b] = True
+            spells.append((a, b))
+    level = kw * (0.2 + 0.8 * rng.random(n)) * on
+    out = p_phase.copy()
+    out += level / p_phase.shape[0]
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(spells):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+        else:
+            merged.append((a, b))
+    return out, merged
+
+
 def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg: SimConfig
                    ) -> tuple[pd.DataFrame, list[Event]]:
     """One meter's reported telemetry and its labelled events (before jitter/duplication).
@@ -306,7 +374,7 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
             "neutral_bypass": (6, 48), "partial_earth_return": (12, 72), "phase_imbalance": (6, 72),
             "open_ct": (6, 96), "firmware_drift": (24, 120), "packet_loss": (6, 48), "thermal_drift": (12, 72),
             "harmonic_noise": (3, 24), "theft_under_registration": (48, 240), "level_shift": (48, 240),
-            "frozen_register": (6, 48),
+            "frozen_register": (6, 48), "loose_ct": (6, 72),
         }[fault]
         s, e = _window(rng, n, lo, int(lengths[0] * steps_h), int(lengths[1] * steps_h))
         fw[fault] = (s, e)
@@ -344,6 +412,16 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
                  + rng.normal(0, 0.01, (ph, n)), 0.6, 0.999)
 
     p_phase = load * shares  # kW, true
+    # Own random stream for what was added later (loose clamp, erratic load): the draws above and
+    # below are unchanged.
+    xr = np.random.default_rng(_child_seed(rng)) if (m.extras or "loose_ct" in fw) else None
+    if "variable_load" in m.extras:
+        p_phase, spells = _variable_load(xr, m, p_phase, t_local_h, dow, step_s)
+        for a, b in spells:
+            label = seen(a, b) if a >= lo else None
+            if label:
+                events.append(Event(m.meter_id, "variable_load", *label, NORMAL_EVENTS["variable_load"], False,
+                                    {"phases": "L1" if ph == 1 else "L1-L3"}))
     i_true = p_phase * 1000 / (v * pf)
     # A reading is a snapshot; a seconds-long inrush does not heat the enclosure.
     i_heat = i_true.copy()
@@ -447,6 +525,10 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
     q_meas = np.sqrt(np.clip(s_meas ** 2 - p_meas ** 2, 0, None))
     with np.errstate(invalid="ignore", divide="ignore"):
         pf_tot = np.where(s_meas > 0, p_meas / s_meas, np.nan)
+    if "loose_ct" in fw:
+        # The meter's power metrology is not on the loose clamp: only the reported current is.
+        i_meas, lc_detail = _loose_clamp(xr, i_meas, *fw["loose_ct"])
+        detail.update(lc_detail)
 
     # Energy register: integrates the power the metrology sees times the calibration gain (every
     # step of the world, whether the meter reports it or not). A motor's starting current lasts
@@ -532,6 +614,20 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
     return frame, events
 
 
+def _assign_extras(rng: np.random.Generator, meters: list[Meter], cfg: SimConfig) -> None:
+    """Give ``loose_ct_share`` and ``variable_load_share`` of the fleet's meters, among those
+    without a fault, a loose CT clamp (a fault: ``Meter.faults``) or an erratic load (a normal
+    look-alike: ``Meter.extras``), chosen from a stream of their own."""
+    free = [i for i, m in enumerate(meters) if not m.faults]
+    order = [free[int(j)] for j in rng.permutation(len(free))]
+    n_lc = int(round(cfg.loose_ct_share * len(meters)))
+    n_vl = int(round(cfg.variable_load_share * len(meters)))
+    for i in order[:n_lc]:
+        meters[i].faults.append("loose_ct")
+    for i in order[n_lc:n_lc + n_vl]:
+        meters[i].extras.append("variable_load")
+
+
 def _messy(rng: np.random.Generator, frame: pd.DataFrame, cfg: SimConfig) -> pd.DataFrame:
     """Timestamp jitter, duplicated rows (exact and jittered), NaN channels, local disorder."""
     n = len(frame)
@@ -599,6 +695,7 @@ def simulate(cfg: SimConfig, out: str | Path | None = None, formats: tuple[str, 
     frames, events = [], []
     rows = 0
     seeds = rng.spawn(cfg.meters)
+    _assign_extras(np.random.default_rng(rng.spawn(1)[0]), meters, cfg)
     for c0 in range(0, cfg.meters, chunk_meters):
         parts = []
         for i in range(c0, min(cfg.meters, c0 + chunk_meters)):

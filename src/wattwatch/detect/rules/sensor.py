@@ -94,7 +94,7 @@ class SensorFault(Detector):
         ch = f"i_l{k + 1}_a"
         i_n = df["i_n_a"].to_numpy(float)[rows]
         with quiet():
-            ev = {"channel": ch, ch: rnd(float(np.nanmedian(i[rows, k])), 3), "v": rnd(float(np.nanmedian(v[rows, k])), 1),
+            ev = {"kind": "open_ct", "channel": ch, ch: rnd(float(np.nanmedian(i[rows, k])), 3), "v": rnd(float(np.nanmedian(v[rows, k])), 1),
                   "i_n_a": rnd(float(np.nanmedian(i_n)), 2) if np.isfinite(i_n).any() else None,
                   "other_phases_a": [rnd(float(np.nanmedian(i[rows, j])), 2) for j in range(3)
                                      if j != k and np.isfinite(i[rows, j]).any()]}

@@ -1,0 +1,270 @@
+"""Loose or partly closed CT clamp: one phase's reported current jumps about erratically while the
+power the meter reports, the voltage and the other phases stay steady (the seeds' "most common
+cause of false positives": a clamp not fully closed attenuates the signal by an amount that
+changes from reading to reading).
+
+What gives it away is the *consistency* between current and power, not the current alone. Per
+reading the rule compares the apparent power the currents imply, Σ V_k·I_k, with the apparent power
+the meter reports through its active power and power factor (P / pf; pf 1 when the meter reports
+none):
+
+    d = ln(Σ V_k·I_k / 1000) − ln(P / pf)
+
+For a healthy meter ``d`` is a constant (the meter's own calibration and wiring) plus its own small
+noise, whatever the load does: a welder, an arc furnace or a variable-speed drive makes the current
+*and* the power jump together, a real imbalance step moves one phase's current and the power with
+it, an open CT (current → 0) is one step of ``d`` and then steady again. A loose clamp makes ``d``
+erratic. The erratic measure is the rolling median (``window`` readings, centred) of the absolute
+reading-to-reading change of ``d``: a median needs most of the window to move, so one step (an open
+CT, a load switching, a motor start caught in one reading) never raises it. Changes between readings
+whose power itself moved by more than ``max_power_step`` (in ln P) are not counted: when a load
+switches within an interval, the interval's averages of current and power disagree for that reading
+(a real 1-minute home meter with a cycling heater does, by up to 40 %), which says nothing about the
+clamp. The measure is compared with a limit per reading:
+
+    score = measure / (max(floor, k_normal × normal) + k_resolution × resolution allowance)
+
+``normal`` is the meter's own: the 90th percentile over the fit period of the measure beyond what
+resolution explains. The resolution allowance is the change of ``d`` the channels' reporting steps
+alone can make at that load (n_phases × ΔI / I + ΔP / P, with ΔI and ΔP the smallest steps the
+meter's readings take, learned in the fit: 0.2 A on a meter that reports to 0.2 A).
+
+The phase named is the one whose own current moves most erratically (the same rolling median of
+|Δ log I_k|); the evidence reports that phase's erratic measure and those of the power, the voltage
+and the other phases, so a reader sees what stayed steady.
+
+While it lasts the loose clamp explains the readings of the current- and consumption-based rules
+(phase imbalance, neutral balance, open-CT and the consumption detectors): a wrong current is not
+an imbalanced load, a neutral bypass or a consumption anomaly. Beyond its alert spans it also
+explains, within ``Explains.within_s``, the readings whose current power cannot account for (``d``
+away from the meter's normal level), where the rolling measure has not yet risen or has already
+fallen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from wattwatch.detect.base import Detector, DetectorConfig, Explains, Finding, PostRule, Scored, quiet, rnd
+from wattwatch.detect.frame import meter_names, seg_bounds, seg_median, seg_quantile
+from wattwatch.detect.rules._common import n_phases, nominal_voltage, phases
+
+
+@dataclass(frozen=True)
+class LooseCTConfig(DetectorConfig):
+    """``window``: readings in the centred rolling window (odd; an even value is taken one up);
+    ``floor``: the least erratic measure (median |Δd|, natural-log units ≈ relative change) that
+    counts, whatever the meter's normal; ``k_normal``: times the meter's own normal measure;
+    ``k_resolution``: times the change the channels' reporting resolution alone can make
+    (n_phases × resolution of I / I + resolution of P / P), added to the limit;
+    ``min_load_a``: summed phase current below which the readings are not judged (quantisation of
+    small currents is not a loose clamp); ``min_kw``: least active power judged;
+    ``voltage_fraction``: of the meter's nominal voltage, for a phase to count as supplied;
+    ``max_power_step``: |Δ ln P| between two readings above which their change of ``d`` is not
+    counted (the load switched between or within them); ``off_level``: |d − the meter's normal
+    level| above which a reading's current is not what its power implies (used to extend the
+    suppression of other rules around an alert)."""
+
+    window: int = 9
+    floor: float = 0.04
+    k_normal: float = 4.0
+    k_resolution: float = 2.0
+    min_load_a: float = 0.5
+    min_kw: float = 0.05
+    voltage_fraction: float = 0.5
+    off_level: float = 0.05
+    max_power_step: float = 0.25
+    # Long bridges: a home's evenings (power too unsteady to judge) and nights (too light) must not
+    # split one loose spell into an alert a day.
+    post: PostRule = PostRule(min_duration_s=1800.0, min_readings=3, merge_gap_s=3600.0, max_bridge_s=4 * 3600.0)
+
+
+def _lagged_diff(x: np.ndarray, seg: np.ndarray) -> np.ndarray:
+    """x[t] − x[t−1] within a meter (NaN on its first reading or where either is NaN)."""
+    out = np.full(len(x), np.nan)
+    if len(x) > 1:
+        out[1:] = x[1:] - x[:-1]
+        out[1:][seg[1:] != seg[:-1]] = np.nan
+    return out
+
+
+def _resolution(x: np.ndarray, seg: np.ndarray, n_seg: int) -> np.ndarray:
+    """Per meter: the smallest step between two different consecutive values of ``x`` (the
+    channel's reporting resolution, e.g. 0.2 A or 0.001 A); NaN when it never changes."""
+    dx = np.abs(np.round(_lagged_diff(x, seg), 6))
+    return seg_quantile(dx, seg, n_seg, 0.0, dx > 0)
+
+
+def _rolling_median(x: np.ndarray, seg: np.ndarray, window: int) -> np.ndarray:
+    """Centred rolling median over ``window`` readings of each meter (at least half of them known);
+    NaN where the window would reach past the meter's first or last reading in the frame."""
+    h = window // 2
+    with quiet():
+        r = pd.Series(x).rolling(2 * h + 1, center=True, min_periods=h + 1).median().to_numpy()
+    starts, ends = seg_bounds(seg)
+    pos = np.arange(len(x)) - np.repeat(starts, ends - starts)
+    left = np.repeat(ends - starts, ends - starts) - pos - 1
+    r[(pos < h) | (left < h)] = np.nan
+    return r
+
+
+class LooseCT(Detector):
+    name = "loose_ct"
+    code = "SENSOR_FAULT"
+    config_cls = LooseCTConfig
+    requires = ("i_l1_a", "p_kw")
+    # Its own judgement rests on the currents: an outage or distorted readings blank it.
+    judges = ("current",)
+    # A wrong current explains what current- and consumption-based rules would read in it.
+    explains = (Explains(("current", "consumption"), pad_s=1800.0, extra="unexplained", within_s=6 * 3600.0),)
+    state_version = 1
+
+    def _h(self) -> int:
+        return max(1, int(self.config.window) // 2)
+
+    @property
+    def lookback_n(self) -> int:  # type: ignore[override]
+        return self._h() + 1  # the window's half, plus the reading before it for the change
+
+    @property
+    def lookahead_n(self) -> int:  # type: ignore[override]
+        return self._h()
+
+    # ------------------------------------------------------------------ the consistency measure
+
+    def _parts(self, df: pd.DataFrame, learned: dict | None = None, any_load: bool = False):
+        """(d, ok, q, v, i, p) per reading: the log ratio of current-implied to reported apparent
+        power where it can be judged (``any_load``: at any load the power shows, not only from
+        ``min_load_a``), and the part of a change of it that the channels' resolution alone can
+        make (relative). ``learned``: per-meter arrays (phases, nominal_v, res_i, res_p) when
+        fitting; else from the state."""
+        cfg = self.config
+        seg = df["_seg"].to_numpy()
+        v, i = phases(df)
+        get = (lambda k, dflt: learned[k]) if learned is not None else (lambda k, dflt: self._param(df, k, dflt))
+        three = (get("phases", 1.0) == 3)[seg]
+        nominal = get("nominal_v", np.nan)
+        nom = np.where(np.isfinite(nominal), nominal, 230.0)[seg]
+        res_i = np.nan_to_num(get("res_i", 0.0))[seg]
+        res_p = np.nan_to_num(get("res_p", 0.0))[seg]
+        p = df["p_kw"].to_numpy(float)
+        pf = np.abs(df["pf"].to_numpy(float))
+        with quiet():
+            pf = np.where(np.isfinite(pf) & (pf >= 0.05) & (pf <= 1.0), pf, 1.0)
+            vi = v * i
+            s_i = np.where(three, vi.sum(axis=1), vi[:, 0]) / 1000.0
+            s_p = p / pf
+            # The load is judged by what the power implies, not by the current under suspicion.
+            n_ph = np.where(three, 3, 1)
+            v_mean = np.where(three, v.mean(axis=1), v[:, 0])
+            i_implied = s_p * 1000.0 / v_mean  # summed over the phases
+            v_ok = np.where(three, (v >= cfg.voltage_fraction * nom[:, None]).all(axis=1),
+                            v[:, 0] >= cfg.voltage_fraction * nom)
+            loaded = ((i_implied >= cfg.min_load_a) & (p >= cfg.min_kw)) if not any_load else p > 0
+            ok = v_ok & loaded & np.isfinite(s_i)
+            # A reading that dropped to zero is a large change, not an infinite one.
+            d = np.where(ok, np.log(np.maximum(s_i, 0.05 * s_p)) - np.log(s_p), np.nan)
+            # Resolution: a current reported to 0.2 A moves d by up to 0.1 A / I on its own.
+            q = np.where(ok, n_ph * res_i / i_implied + res_p / p, np.nan)
+        return d, ok, q, v, i, p
+
+    def _measure(self, d: np.ndarray, q: np.ndarray, p: np.ndarray, seg: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """(rolling median of |Δd|, rolling median of the resolution allowance) per reading. A
+        change is counted only between readings whose power is steady (|Δ ln P| at most
+        ``max_power_step``): a load that switches within an interval makes the interval's averages
+        of current and power disagree for that reading (a thermostat cycling a heater does), which
+        says nothing about the clamp."""
+        w = 2 * self._h() + 1
+        with quiet():
+            dd = np.abs(_lagged_diff(d, seg))
+            dd[~(np.abs(_lagged_diff(np.log(p), seg)) <= self.config.max_power_step)] = np.nan
+        return _rolling_median(dd, seg, w), _rolling_median(q, seg, w)
+
+    def _fit(self, df: pd.DataFrame) -> dict:
+        seg = df["_seg"].to_numpy()
+        n_seg = int(seg.max()) + 1
+        _, i = phases(df)
+        learned = {"phases": n_phases(df, n_seg).astype(float), "nominal_v": nominal_voltage(df, n_seg),
+                   "res_i": np.fmin(np.fmin(*[_resolution(i[:, k], seg, n_seg) for k in range(2)]),
+                                    _resolution(i[:, 2], seg, n_seg)),
+                   "res_p": _resolution(df["p_kw"].to_numpy(float), seg, n_seg)}
+        d, ok, q, *_ = self._parts(df, learned)
+        e, qr = self._measure(d, q, df["p_kw"].to_numpy(float), seg)
+        # The meter's own inconsistency beyond what resolution explains; median-based measures
+        # and a 90th percentile, so that a loose spell inside the fit period does not become normal.
+        with quiet():
+            excess = np.maximum(e - self.config.k_resolution * qr, 0.0)
+        normal = seg_quantile(excess, seg, n_seg, 0.9)
+        level = seg_median(d, seg, n_seg)
+        return {m: {"phases": int(learned["phases"][j]), "nominal_v": float(learned["nominal_v"][j]),
+                    "res_i": float(learned["res_i"][j]), "res_p": float(learned["res_p"][j]),
+                    "level": float(level[j]), "erratic_normal": float(normal[j])}
+                for j, m in enumerate(meter_names(df))}
+
+    def _limit(self, df: pd.DataFrame, qr: np.ndarray) -> np.ndarray:
+        """Per reading: what the erratic measure may reach on this meter."""
+        cfg = self.config
+        normal = self._param(df, "erratic_normal")
+        base = np.maximum(cfg.floor, np.where(np.isfinite(normal), cfg.k_normal * normal, 0.0))
+        return base[df["_seg"].to_numpy()] + cfg.k_resolution * np.nan_to_num(qr)
+
+    def _score(self, df: pd.DataFrame) -> Scored:
+        seg = df["_seg"].to_numpy()
+        d, ok, q, v, i, p = self._parts(df)
+        e, qr = self._measure(d, q, p, seg)
+        limit = self._limit(df, qr)
+        return Scored(e / limit, (e, limit))
+
+    def unexplained(self, df: pd.DataFrame, ctx=None) -> np.ndarray:
+        """Readings whose current the reported power does not account for (``d`` more than
+        ``off_level`` from the meter's normal level): what a loose clamp's spell looks like
+        reading by reading, before and after the rolling measure sees it."""
+        seg = df["_seg"].to_numpy()
+        d, *_ = self._parts(df, any_load=True)
+        level = self._param(df, "level")[seg]
+        with quiet():
+            return np.abs(d - np.where(np.isfinite(level), level, 0.0)) > self.config.off_level
+
+    # ---------------------------------------------------------------------------- the finding
+
+    def describe(self, df, rows, scores, ctx=None) -> Finding:
+        e, limit = ctx
+        seg = df["_seg"].to_numpy()
+        d, ok, q, v, i, p = self._parts(df)
+        h = 2 * self._h() + 1
+        with quiet():
+            lv = _rolling_median(np.abs(_lagged_diff(np.log(np.where(v[:, 0] > 0, v[:, 0], np.nan)), seg)), seg, h)
+            per_phase = [_rolling_median(np.abs(_lagged_diff(np.log(np.where(i[:, k] > 0, i[:, k], np.nan)), seg)),
+                                         seg, h) for k in range(3)]
+            lp = _rolling_median(np.abs(_lagged_diff(np.log(np.where(p > 0, p, np.nan)), seg)), seg, h)
+            phase_e = [float(np.nanmedian(x[rows])) if np.isfinite(x[rows]).any() else np.nan for x in per_phase]
+        k = int(np.nanargmax(np.where(np.isfinite(phase_e), phase_e, -np.inf))) if np.isfinite(phase_e).any() else 0
+        m = str(meter_names(df)[seg[rows[0]]])
+        normal = (self.state_.get(m) or {}).get("erratic_normal")
+        med_e = float(np.nanmedian(e[rows]))
+        others = {f"L{j + 1}": rnd(phase_e[j], 4) for j in range(3) if j != k and np.isfinite(phase_e[j])}
+        ch = f"i_l{k + 1}_a"
+        with quiet():
+            cur = i[rows, k]
+            ev = {"kind": "loose_ct", "phase": f"L{k + 1}", "channel": ch,
+                  "erratic": rnd(med_e, 4), "erratic_max": rnd(float(np.nanmax(e[rows])), 4),
+                  "erratic_normal": rnd(normal, 4) if normal is not None else None,
+                  "limit": rnd(float(np.nanmedian(limit[rows])), 4),
+                  "phase_current_erratic": rnd(phase_e[k], 4),
+                  "power_erratic": rnd(float(np.nanmedian(lp[rows])), 4),
+                  "voltage_erratic": rnd(float(np.nanmedian(lv[rows])), 4),
+                  "other_phases_erratic": others,
+                  f"{ch}_median": rnd(float(np.nanmedian(cur)), 2),
+                  f"{ch}_p10": rnd(float(np.nanpercentile(cur, 10)), 2),
+                  f"{ch}_p90": rnd(float(np.nanpercentile(cur, 90)), 2),
+                  "p_kw_median": rnd(float(np.nanmedian(p[rows])), 3)}
+        steady = (f"the power ({ev['power_erratic']:.1%} per reading)" if ev["power_erratic"] is not None
+                  else "the power")
+        sev = "critical" if med_e >= 3 * float(np.nanmedian(limit[rows])) else "warning"
+        return Finding(sev, f"{ch} jumps erratically ({med_e:.1%} per reading against what the power implies; "
+                            f"normal {(normal or 0):.1%}) while {steady} and the voltage stay steady: loose or "
+                            "partly closed CT clamp", ev,
+                       "close and seat the CT clamp on site; current-based findings on this meter are paused meanwhile")
