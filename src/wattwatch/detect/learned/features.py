@@ -233,7 +233,16 @@ class Baseline:
             prof = np.where(np.isfinite(prof), prof, prof[:, :1])  # unseen day type -> weekdays
             hod = np.nanmedian(H.reshape(n_seg, -1, 24), axis=1)
             prof = np.where(np.isfinite(prof), prof, hod[:, None, :])
-            mean = np.nanmean(np.where(np.isfinite(p), p, np.nan), axis=1) if n_h else np.zeros(n_seg)
+            # A sequential sum (cumsum), not numpy's pairwise one: the rows are padded to the
+            # frame's longest meter, and pairwise blocks over a longer row round differently, so a
+            # meter fitted next to a longer one learned a scale one ulp off what it learns alone.
+            ok = np.isfinite(p)
+            if n_h:
+                total = np.cumsum(np.where(ok, p, 0.0), axis=1)[:, -1]
+                count = ok.sum(axis=1)
+                mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+            else:
+                mean = np.zeros(n_seg)
         scale = np.where(np.isfinite(mean) & (np.abs(mean) > 1e-6), np.abs(mean), 1.0)
         self.names_ = names
         self.index_ = {m: i for i, m in enumerate(names)}
