@@ -27,11 +27,18 @@ def test_alert_json_matches_the_spec_shape_and_id_is_stable():
     assert Alert.from_dict(d).id == a.id
 
 
+def _bypass(f, w):
+    """A neutral bypass under a 12 A load: the phase current and the power the meter computes from
+    it agree (a phase current that disagrees with the power is a loose clamp, not theft); the
+    neutral reads next to nothing."""
+    f.loc[w, "i_l1_a"] = 12.0
+    f.loc[w, "p_kw"] = f.loc[w, "v_l1_v"] * 12.0 * f.loc[w, "pf"] / 1000
+    f.loc[w, "i_n_a"] = 0.01
+
+
 def _bypass_frame():
     f = healthy("residential", days=8, seed=6)
-    w = window(f, "2025-01-10T17:00Z", 3)
-    f.loc[w, "i_l1_a"] = 12.0
-    f.loc[w, "i_n_a"] = 0.01
+    _bypass(f, window(f, "2025-01-10T17:00Z", 3))
     return f
 
 
@@ -60,9 +67,7 @@ def test_rerun_never_duplicates_and_ack_or_clear_resets_rule_state(tmp_path):
 
 def test_a_new_fault_after_a_reset_still_alerts(tmp_path):
     f = _bypass_frame()
-    w2 = window(f, "2025-01-12T17:00Z", 3)
-    f.loc[w2, "i_l1_a"] = 12.0
-    f.loc[w2, "i_n_a"] = 0.01
+    _bypass(f, window(f, "2025-01-12T17:00Z", 3))
     engine = EngineConfig(profile_days=3)
     first = [a for a in detect(f, config=engine).alerts if a.start < "2025-01-11"][0]
     resets = {(first.meter_id, "neutral_tamper"): pd.Timestamp(first.end)}

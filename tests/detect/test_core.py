@@ -524,10 +524,15 @@ def test_mixed_cadences_in_one_frame_judge_each_meter_as_alone(name, mixed_caden
 @pytest.mark.parametrize("step", ["15min", "60min"])
 def test_default_set_whole_equals_stitched(step):
     frame = _sim(meters=21, days=7, step=step, seed=23, fault_share=0.9, outage_share=0.5, profile_days=PROFILE_DAYS)
-    dets = registry.build_all(list(registry.DEFAULT_DETECTORS))
+    # By default the ensemble leaves meters read every 15 min or slower to seasonal_profile; it is
+    # let in here (max_cadence_s) so that its stitching at coarse grids stays checked too.
+    dets = registry.build_all(list(registry.DEFAULT_DETECTORS),
+                              {"learned_ensemble": {"max_cadence_s": 3600.0}})
     notices = profile(prepare(frame), dets, ENGINE)
     ensemble = next(d for d in dets if d.name == "learned_ensemble")
     assert ensemble.fleets_, f"the ensemble was not trained, so it judges nothing: {notices}"
+    seasonal = next(d for d in dets if d.name == "seasonal_profile")
+    assert seasonal.state_, f"seasonal_profile learned no meter at {step}: {notices}"
     whole = _assert_whole_equals_stitched(frame, dets, _seed("default", step))
     assert whole.alerts, "the fleet should raise alerts"
 

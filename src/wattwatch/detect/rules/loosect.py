@@ -78,7 +78,7 @@ class LooseCTConfig(DetectorConfig):
     max_power_step: float = 0.25
     # Long bridges: a home's evenings (power too unsteady to judge) and nights (too light) must not
     # split one loose spell into an alert a day.
-    post: PostRule = PostRule(min_duration_s=1800.0, min_readings=3, merge_gap_s=3600.0, max_bridge_s=4 * 3600.0)
+    post: PostRule = PostRule(min_duration_s=1800.0, min_readings=3, merge_gap_s=3 * 3600.0, max_bridge_s=4 * 3600.0)
 
 
 def _lagged_diff(x: np.ndarray, seg: np.ndarray) -> np.ndarray:
