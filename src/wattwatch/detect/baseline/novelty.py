@@ -55,7 +55,8 @@ class WindowNoveltyConfig(DetectorConfig):
     history: int = 500
     eps: float = 0.03
     range_tol: float = 0.01
-    range_weight: float = 4.0
+    range_weight: float = 1.0
+    tail: float = 0.05
     recent_share: float = 0.5
     recent_tol: float = 0.2
     recent_weight: float = 1.0
@@ -68,6 +69,8 @@ class WindowNoveltyConfig(DetectorConfig):
             raise ValueError("window >= 2, blocks_per_profile >= window, memory >= 1 and history >= 10 required")
         if self.eps <= 0 or self.limit <= 0:
             raise ValueError("eps and limit must be > 0")
+        if not 0.0 < self.tail < 0.5:
+            raise ValueError("tail must be in (0, 0.5)")
 
 
 def _blocks(x: np.ndarray, s: int) -> np.ndarray:
@@ -121,7 +124,9 @@ class WindowNovelty(Detector):
         s = int(st.get("block") or 1)
         range_n = c.memory * s
         recent_n = max(2, int(c.recent_share * int(st.get("rows") or 0)))
-        return s * (64 + c.window + c.memory + c.history + c.onset + 2) + range_n + recent_n
+        # range_n twice: a record is judged against the last range_n readings, and the last record
+        # is looked for among the range_n readings before it
+        return s * (64 + c.window + c.memory + c.history + c.onset + 2) + 2 * range_n + recent_n
 
     def reach(self, meters) -> Reach:
         n = len(meters)
@@ -193,20 +198,21 @@ class WindowNovelty(Detector):
                 z = (lg.to_numpy() - mu) / np.maximum(np.nan_to_num(sd, nan=1.0), 1e-3)
                 neg = np.nan_to_num(-log_ndtr(-z) / np.log(10))
             nov_rows[(np.arange(len(W)) + w) * s - 1] = neg  # a window is known at its last reading
-        # 2. Range breaks: beyond everything of the last `memory` blocks, or beyond the recent
-        # range by more.
+        # 2. Range breaks: beyond everything of the last `memory` blocks by more than that history's
+        # own tail makes plausible, or beyond the recent range by more.
         xs = pd.Series(xp)
         span = max(2, cfg.memory * s)
-        hi = xs.rolling(span, min_periods=1).max().shift(1).to_numpy()
-        lo = xs.rolling(span, min_periods=1).min().shift(1).to_numpy()
+        hist = xs.rolling(span, min_periods=1)
+        hi, lo = hist.max().shift(1).to_numpy(), hist.min().shift(1).to_numpy()
         rng = np.maximum(np.nan_to_num(hi - lo), 1e-12)
         with quiet():
+            brk = self._tail_evidence(xs, span, hi, lo, rng)
             out_all = np.nan_to_num(np.maximum(xp - hi, lo - xp) / rng)
             L = max(2, int(cfg.recent_share * st["rows"]))
             r = xs.rolling(L, min_periods=2)
             rhi, rlo = r.max().shift(1).to_numpy(), r.min().shift(1).to_numpy()
             out_recent = np.nan_to_num(np.maximum(xp - rhi, rlo - xp) / rng)
-        brk = np.where(out_all > cfg.range_tol, cfg.range_weight * (2 + 20 * out_all), 0.0)
+        brk = np.where(out_all > cfg.range_tol, brk, 0.0)
         rec = np.where(out_recent > cfg.recent_tol, cfg.recent_weight * (2 + 20 * out_recent), 0.0)
         ev = np.maximum(np.maximum(nov_rows, brk), rec)
         kind = np.select([ev <= 0, ev == brk, ev == rec], [0, 2, 3], 1).astype(np.int8)
@@ -218,6 +224,44 @@ class WindowNovelty(Detector):
         ev = np.where(ev > prev, ev, 0.0)
         ev[~np.isfinite(xp) | learned] = np.nan
         return ev[pad:], kind[pad:]
+
+    def _tail_evidence(self, xs: pd.Series, span: int, hi: np.ndarray, lo: np.ndarray,
+                       rng: np.ndarray) -> np.ndarray:
+        """Evidence (decades) that a reading beyond the history's maximum (minimum) is not just the
+        next record of that history: the history's top (bottom) ``tail`` share is read as an
+        exponential tail whose scale is its width over the log of how many readings it holds (the
+        largest of k exponential draws sits ~scale x ln k above the tail's start), and a reading
+        ``e`` beyond the extreme has conditional probability ``exp(-e / scale)`` of being that far.
+        A seasonal drift that moves the record by a fraction of the tail's width is ~0 decades; a
+        blackout to zero or a day 80 % above every peak is tens. The scale is at least
+        ``range_tol`` of the range over ln k (a flat history does not make every wiggle a record)."""
+        cfg = self.config
+        q = xs.rolling(span, min_periods=1)
+        qh = q.quantile(1.0 - cfg.tail).shift(1).to_numpy()
+        ql = q.quantile(cfg.tail).shift(1).to_numpy()
+        lnk = np.log(np.maximum(cfg.tail * q.count().shift(1).to_numpy(), 2.0))
+        floor = cfg.range_tol * rng
+        sc_hi = np.maximum(np.nan_to_num(hi - qh), floor) / lnk
+        sc_lo = np.maximum(np.nan_to_num(ql - lo), floor) / lnk
+        x = xs.to_numpy()
+        z_hi, z_lo = np.nan_to_num((x - hi) / sc_hi), np.nan_to_num((lo - x) / sc_lo)
+        # A record counts when it is one by more than range_tol of the range (the same gate as the
+        # evidence): creeping a hair past the old extreme does not make the next jump look routine.
+        ev_hi = cfg.range_weight * np.maximum(z_hi, 0.0) / np.log(10.0) + self._record_rarity(x - hi > floor, span)
+        ev_lo = cfg.range_weight * np.maximum(z_lo, 0.0) / np.log(10.0) + self._record_rarity(lo - x > floor, span)
+        return np.where(z_hi > 0, ev_hi, np.where(z_lo > 0, ev_lo, 0.0))
+
+    @staticmethod
+    def _record_rarity(rec: np.ndarray, span: int) -> np.ndarray:
+        """``log10`` of how many readings have passed since this side's last record (at most
+        ``span``): under exchangeable readings, the chance that a reading is a record of the
+        ``n`` before it is ``1/n``. A meter whose season sets a record every few days earns
+        little for one more; a meter that has kept within its range for months earns ~3-4
+        decades for leaving it."""
+        i = np.arange(len(rec), dtype=float)
+        last = pd.Series(np.where(rec, i, np.nan)).ffill().shift(1).to_numpy()
+        since = np.where(np.isfinite(last), i - last, i + 1.0)
+        return np.log10(np.clip(since, 1.0, float(span)))
 
     def _score(self, df: pd.DataFrame) -> Scored:
         ctx = self._parts(df)
