@@ -196,7 +196,7 @@ class WindowNovelty(Detector):
             mu, sd = roll.mean().shift(1).to_numpy(), roll.std().shift(1).to_numpy()
             with quiet():
                 z = (lg.to_numpy() - mu) / np.maximum(np.nan_to_num(sd, nan=1.0), 1e-3)
-                neg = np.nan_to_num(-log_ndtr(-z) / np.log(10))
+                neg = np.nan_to_num(np.maximum(z, 0.0) / np.log(10))
             nov_rows[(np.arange(len(W)) + w) * s - 1] = neg  # a window is known at its last reading
         # 2. Range breaks: beyond everything of the last `memory` blocks by more than that history's
         # own tail makes plausible, or beyond the recent range by more.
