@@ -11,12 +11,19 @@ Two kinds of evidence, each judged against the meter's own past only:
    compared with every earlier window (up to ``memory`` of them); its novelty is the distance
    to the nearest one. ``log(novelty + eps)`` is turned into a tail probability against the
    ``history`` novelties before it: a window far from everything seen, when windows are usually
-   close to something seen, is surprising.
-2. **Range break.** A reading beyond the range of everything before it (by more than
-   ``range_tol`` of that range), or beyond the range of the last ``recent_share`` x profile
-   readings by more than ``recent_tol``: a new maximum or minimum.
+   close to something seen, is surprising. The tail beyond their mean is read as exponential
+   with their standard deviation as scale (``z / ln 10`` decades): real novelty scores are
+   heavier-tailed than the normal, whose tail made z = 5 on healthy hourly load 6.5 decades.
+2. **Range break.** A reading beyond the range of everything before it (the last ``memory``
+   blocks, by more than ``range_tol`` of that range) is weighed, not just flagged: the evidence
+   is how unlikely it is that the meter sets such a record at all (``log10`` of the readings since
+   its last record on that side) plus how far past the old extreme it goes in units of the
+   history's own tail (the top or bottom ``tail`` share, read as exponential). A season that
+   moves the load a per cent past last week's peak earns ~0-3 decades; a blackout to zero or a
+   day 80 % above every peak, tens. Or: beyond the range of the last ``recent_share`` x profile
+   readings by more than ``recent_tol`` (``2 + 20 * excess``).
 
-The evidence is ``max(-log10 tail, range_weight * (2 + 20 * excess))`` (decades); only *onsets*
+The evidence is the largest of the three (decades); only *onsets*
 are kept: a reading scores when its evidence exceeds everything of the ``onset`` blocks before it,
 so a lasting anomaly is reported where it starts and not again at every reading (an operator, and
 NAB, want the first detection). The profiling period itself scores 0 (it is what is learned).
@@ -39,7 +46,6 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-from scipy.special import log_ndtr
 
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Reach, Scored, meter_of, quiet, rnd
 from wattwatch.detect.baseline.likelihood import _channel
