@@ -563,6 +563,28 @@ def test_window_novelty_warns_when_it_judged_nothing(normal_meter):
     assert len(s) == len(normal_meter)
 
 
+def test_window_novelty_stitches_where_its_reach_binds():
+    """A small memory makes the reach shorter than the series: a new extreme is judged against the
+    last ``memory`` blocks, and how long ago the meter last set a record is looked for among the
+    ``memory`` blocks before those; a piece holding the reach gives the whole run's bits."""
+    rng = np.random.default_rng(5)
+    h = np.arange(16 * 168)
+    frames = []
+    for k in range(2):
+        day = 1.0 + 0.35 * np.sin((h % 24 - 8 + k) / 24 * 2 * np.pi)
+        swing = np.convolve(rng.normal(0, 0.04, len(h)), np.ones(48) / np.sqrt(48), mode="same")
+        x = 100.0 * day * (1.0 + 0.45 * h / len(h)) * (1 + swing + rng.normal(0, 0.01, len(h)))
+        x[1500 + 100 * k: 1524 + 100 * k] *= 1.8
+        frames.append(pd.DataFrame({"meter_id": f"M{k}", "ts": pd.date_range("2023-01-02", periods=len(h), freq="h",
+                                                                              tz="UTC"), "p_kw": x}))
+    frame = pd.concat(frames, ignore_index=True)
+    det = registry.build("window_novelty", {"memory": 30, "history": 20, "onset": 5, "blocks_per_profile": 40})
+    det.fit(frame[frame["ts"] < frame["ts"].iloc[0] + pd.Timedelta(days=7)])
+    assert int(det.reach(["M0"]).back_n[0]) < len(h) // 2  # the reach binds
+    whole = _assert_whole_equals_stitched(frame, [det], _seed("stitch", "novelty-reach"), n_cuts=6)
+    assert np.isfinite(whole.judged[0].scores).any()
+
+
 class _Given(Detector):
     """A detector whose score is a column of the frame (``score_1``): post-rule cases by hand.
     Post-rules as sensor_fault's: 15 min and 3 readings, merged within an hour, bridged 30 min."""

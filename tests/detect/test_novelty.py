@@ -40,3 +40,46 @@ def test_a_new_pattern_scores_once_where_it_starts_and_a_repeat_does_not():
     assert len(hits) <= 3
     # The days before the fault repeat the profile: nothing scores there.
     assert np.nanmax(s[4 * 288: 10 * 288]) < 1.0
+
+
+def _seasonal_hourly(weeks: int, seed: int = 0, weather: float = 0.0) -> np.ndarray:
+    """Hourly load with a daily and a weekly pattern whose level rises slowly (+45 % over the
+    weeks, as winter turns to summer): every few days a new maximum, a little above the last.
+    ``weather``: a slow (two-day) random swing of that size, as real load has."""
+    rng = np.random.default_rng(seed)
+    h = np.arange(weeks * 168)
+    day = 1.0 + 0.35 * np.sin((h % 24 - 8) / 24 * 2 * np.pi)
+    week = np.where((h // 24) % 7 >= 5, 0.8, 1.0)
+    trend = 1.0 + 0.45 * h / len(h)
+    swing = np.convolve(rng.normal(0, weather, len(h)), np.ones(48) / np.sqrt(48), mode="same")
+    return 1000.0 * day * week * trend * (1 + swing + rng.normal(0, 0.01, len(h)))
+
+
+def test_a_slow_seasonal_rise_is_not_a_storm_of_new_extremes_but_a_step_is_found():
+    # Issue 13: each record of a drifting season, a per cent above the last, scored 9-11 decades of
+    # "beyond everything seen before"; a new extreme must be weighed against the meter's own tail
+    # and how often it sets records. A day at +80 % is still found.
+    x = _seasonal_hourly(16)
+    step = 12 * 168 + 48
+    x[step: step + 24] *= 1.8
+    ts = pd.date_range("2023-01-02", periods=len(x), freq="h", tz="UTC")
+    frame = pd.DataFrame({"meter_id": "M", "ts": ts, "p_kw": x})
+    det = registry.build("window_novelty").fit(frame.iloc[:168])
+    s = det.score(frame).to_numpy()
+    before = np.nan_to_num(s[:step])
+    assert (before >= 1.0).sum() <= 3, np.flatnonzero(before >= 1.0)
+    assert np.nanmax(s[step: step + 3]) >= 1.0  # the +80 % day, at its start
+
+
+def test_healthy_weather_swings_are_not_a_storm_of_novel_windows():
+    # Issue 13, second half: with weather-like swings, windows a little unlike any seen scored 4-10
+    # decades under a normal tail on log-novelty (~10 alerts per half year on healthy load).
+    x = _seasonal_hourly(16, weather=0.04)
+    step = 12 * 168 + 48
+    x[step: step + 24] *= 1.8
+    ts = pd.date_range("2023-01-02", periods=len(x), freq="h", tz="UTC")
+    frame = pd.DataFrame({"meter_id": "M", "ts": ts, "p_kw": x})
+    det = registry.build("window_novelty").fit(frame.iloc[:168])
+    s = det.score(frame).to_numpy()
+    assert (np.nan_to_num(s[:step]) >= 1.0).sum() <= 3, np.flatnonzero(np.nan_to_num(s[:step]) >= 1.0)
+    assert np.nanmax(s[step: step + 24]) >= 1.0  # the +80 % day

@@ -11,12 +11,19 @@ Two kinds of evidence, each judged against the meter's own past only:
    compared with every earlier window (up to ``memory`` of them); its novelty is the distance
    to the nearest one. ``log(novelty + eps)`` is turned into a tail probability against the
    ``history`` novelties before it: a window far from everything seen, when windows are usually
-   close to something seen, is surprising.
-2. **Range break.** A reading beyond the range of everything before it (by more than
-   ``range_tol`` of that range), or beyond the range of the last ``recent_share`` x profile
-   readings by more than ``recent_tol``: a new maximum or minimum.
+   close to something seen, is surprising. The tail beyond their mean is read as exponential
+   with their standard deviation as scale (``z / ln 10`` decades): real novelty scores are
+   heavier-tailed than the normal, whose tail made z = 5 on healthy hourly load 6.5 decades.
+2. **Range break.** A reading beyond the range of everything before it (the last ``memory``
+   blocks, by more than ``range_tol`` of that range) is weighed, not just flagged: the evidence
+   is how unlikely it is that the meter sets such a record at all (``log10`` of the readings since
+   its last record on that side) plus how far past the old extreme it goes in units of the
+   history's own tail (the top or bottom ``tail`` share, read as exponential). A season that
+   moves the load a per cent past last week's peak earns ~0-3 decades; a blackout to zero or a
+   day 80 % above every peak, tens. Or: beyond the range of the last ``recent_share`` x profile
+   readings by more than ``recent_tol`` (``2 + 20 * excess``).
 
-The evidence is ``max(-log10 tail, range_weight * (2 + 20 * excess))`` (decades); only *onsets*
+The evidence is the largest of the three (decades); only *onsets*
 are kept: a reading scores when its evidence exceeds everything of the ``onset`` blocks before it,
 so a lasting anomaly is reported where it starts and not again at every reading (an operator, and
 NAB, want the first detection). The profiling period itself scores 0 (it is what is learned).
@@ -39,7 +46,6 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-from scipy.special import log_ndtr
 
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Reach, Scored, meter_of, quiet, rnd
 from wattwatch.detect.baseline.likelihood import _channel
@@ -55,7 +61,8 @@ class WindowNoveltyConfig(DetectorConfig):
     history: int = 500
     eps: float = 0.03
     range_tol: float = 0.01
-    range_weight: float = 4.0
+    range_weight: float = 1.0
+    tail: float = 0.05
     recent_share: float = 0.5
     recent_tol: float = 0.2
     recent_weight: float = 1.0
@@ -68,6 +75,8 @@ class WindowNoveltyConfig(DetectorConfig):
             raise ValueError("window >= 2, blocks_per_profile >= window, memory >= 1 and history >= 10 required")
         if self.eps <= 0 or self.limit <= 0:
             raise ValueError("eps and limit must be > 0")
+        if not 0.0 < self.tail < 0.5:
+            raise ValueError("tail must be in (0, 0.5)")
 
 
 def _blocks(x: np.ndarray, s: int) -> np.ndarray:
@@ -121,7 +130,9 @@ class WindowNovelty(Detector):
         s = int(st.get("block") or 1)
         range_n = c.memory * s
         recent_n = max(2, int(c.recent_share * int(st.get("rows") or 0)))
-        return s * (64 + c.window + c.memory + c.history + c.onset + 2) + range_n + recent_n
+        # range_n twice: a record is judged against the last range_n readings, and the last record
+        # is looked for among the range_n readings before it
+        return s * (64 + c.window + c.memory + c.history + c.onset + 2) + 2 * range_n + recent_n
 
     def reach(self, meters) -> Reach:
         n = len(meters)
@@ -191,22 +202,23 @@ class WindowNovelty(Detector):
             mu, sd = roll.mean().shift(1).to_numpy(), roll.std().shift(1).to_numpy()
             with quiet():
                 z = (lg.to_numpy() - mu) / np.maximum(np.nan_to_num(sd, nan=1.0), 1e-3)
-                neg = np.nan_to_num(-log_ndtr(-z) / np.log(10))
+                neg = np.nan_to_num(np.maximum(z, 0.0) / np.log(10))
             nov_rows[(np.arange(len(W)) + w) * s - 1] = neg  # a window is known at its last reading
-        # 2. Range breaks: beyond everything of the last `memory` blocks, or beyond the recent
-        # range by more.
+        # 2. Range breaks: beyond everything of the last `memory` blocks by more than that history's
+        # own tail makes plausible, or beyond the recent range by more.
         xs = pd.Series(xp)
         span = max(2, cfg.memory * s)
-        hi = xs.rolling(span, min_periods=1).max().shift(1).to_numpy()
-        lo = xs.rolling(span, min_periods=1).min().shift(1).to_numpy()
+        hist = xs.rolling(span, min_periods=1)
+        hi, lo = hist.max().shift(1).to_numpy(), hist.min().shift(1).to_numpy()
         rng = np.maximum(np.nan_to_num(hi - lo), 1e-12)
         with quiet():
+            brk = self._tail_evidence(xs, span, hi, lo, rng)
             out_all = np.nan_to_num(np.maximum(xp - hi, lo - xp) / rng)
             L = max(2, int(cfg.recent_share * st["rows"]))
             r = xs.rolling(L, min_periods=2)
             rhi, rlo = r.max().shift(1).to_numpy(), r.min().shift(1).to_numpy()
             out_recent = np.nan_to_num(np.maximum(xp - rhi, rlo - xp) / rng)
-        brk = np.where(out_all > cfg.range_tol, cfg.range_weight * (2 + 20 * out_all), 0.0)
+        brk = np.where(out_all > cfg.range_tol, brk, 0.0)
         rec = np.where(out_recent > cfg.recent_tol, cfg.recent_weight * (2 + 20 * out_recent), 0.0)
         ev = np.maximum(np.maximum(nov_rows, brk), rec)
         kind = np.select([ev <= 0, ev == brk, ev == rec], [0, 2, 3], 1).astype(np.int8)
@@ -218,6 +230,44 @@ class WindowNovelty(Detector):
         ev = np.where(ev > prev, ev, 0.0)
         ev[~np.isfinite(xp) | learned] = np.nan
         return ev[pad:], kind[pad:]
+
+    def _tail_evidence(self, xs: pd.Series, span: int, hi: np.ndarray, lo: np.ndarray,
+                       rng: np.ndarray) -> np.ndarray:
+        """Evidence (decades) that a reading beyond the history's maximum (minimum) is not just the
+        next record of that history: the history's top (bottom) ``tail`` share is read as an
+        exponential tail whose scale is its width over the log of how many readings it holds (the
+        largest of k exponential draws sits ~scale x ln k above the tail's start), and a reading
+        ``e`` beyond the extreme has conditional probability ``exp(-e / scale)`` of being that far.
+        A seasonal drift that moves the record by a fraction of the tail's width is ~0 decades; a
+        blackout to zero or a day 80 % above every peak is tens. The scale is at least
+        ``range_tol`` of the range over ln k (a flat history does not make every wiggle a record)."""
+        cfg = self.config
+        q = xs.rolling(span, min_periods=1)
+        qh = q.quantile(1.0 - cfg.tail).shift(1).to_numpy()
+        ql = q.quantile(cfg.tail).shift(1).to_numpy()
+        lnk = np.log(np.maximum(cfg.tail * q.count().shift(1).to_numpy(), 2.0))
+        floor = cfg.range_tol * rng
+        sc_hi = np.maximum(np.nan_to_num(hi - qh), floor) / lnk
+        sc_lo = np.maximum(np.nan_to_num(ql - lo), floor) / lnk
+        x = xs.to_numpy()
+        z_hi, z_lo = np.nan_to_num((x - hi) / sc_hi), np.nan_to_num((lo - x) / sc_lo)
+        # A record counts when it is one by more than range_tol of the range (the same gate as the
+        # evidence): creeping a hair past the old extreme does not make the next jump look routine.
+        ev_hi = cfg.range_weight * np.maximum(z_hi, 0.0) / np.log(10.0) + self._record_rarity(x - hi > floor, span)
+        ev_lo = cfg.range_weight * np.maximum(z_lo, 0.0) / np.log(10.0) + self._record_rarity(lo - x > floor, span)
+        return np.where(z_hi > 0, ev_hi, np.where(z_lo > 0, ev_lo, 0.0))
+
+    @staticmethod
+    def _record_rarity(rec: np.ndarray, span: int) -> np.ndarray:
+        """``log10`` of how many readings have passed since this side's last record (at most
+        ``span``): under exchangeable readings, the chance that a reading is a record of the
+        ``n`` before it is ``1/n``. A meter whose season sets a record every few days earns
+        little for one more; a meter that has kept within its range for months earns ~3-4
+        decades for leaving it."""
+        i = np.arange(len(rec), dtype=float)
+        last = pd.Series(np.where(rec, i, np.nan)).ffill().shift(1).to_numpy()
+        since = np.where(np.isfinite(last), i - last, i + 1.0)
+        return np.log10(np.clip(since, 1.0, float(span)))
 
     def _score(self, df: pd.DataFrame) -> Scored:
         ctx = self._parts(df)
