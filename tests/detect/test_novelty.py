@@ -55,31 +55,33 @@ def _seasonal_hourly(weeks: int, seed: int = 0, weather: float = 0.0) -> np.ndar
     return 1000.0 * day * week * trend * (1 + swing + rng.normal(0, 0.01, len(h)))
 
 
+STEP = 12 * 168 + 48  # the +80 % day, in week 13, after a one-week profile
+
+
+def _scores_with_a_high_day(weather: float = 0.0) -> np.ndarray:
+    """window_novelty's scores of 16 weeks of seasonal hourly load with a day at +80 % at STEP,
+    learned on its first week."""
+    x = _seasonal_hourly(16, weather=weather)
+    x[STEP: STEP + 24] *= 1.8
+    ts = pd.date_range("2023-01-02", periods=len(x), freq="h", tz="UTC")
+    frame = pd.DataFrame({"meter_id": "M", "ts": ts, "p_kw": x})
+    return registry.build("window_novelty").fit(frame.iloc[:168]).score(frame).to_numpy()
+
+
 def test_a_slow_seasonal_rise_is_not_a_storm_of_new_extremes_but_a_step_is_found():
     # Issue 13: each record of a drifting season, a per cent above the last, scored 9-11 decades of
     # "beyond everything seen before"; a new extreme must be weighed against the meter's own tail
     # and how often it sets records. A day at +80 % is still found.
-    x = _seasonal_hourly(16)
-    step = 12 * 168 + 48
-    x[step: step + 24] *= 1.8
-    ts = pd.date_range("2023-01-02", periods=len(x), freq="h", tz="UTC")
-    frame = pd.DataFrame({"meter_id": "M", "ts": ts, "p_kw": x})
-    det = registry.build("window_novelty").fit(frame.iloc[:168])
-    s = det.score(frame).to_numpy()
-    before = np.nan_to_num(s[:step])
+    s = _scores_with_a_high_day()
+    before = np.nan_to_num(s[:STEP])
     assert (before >= 1.0).sum() <= 3, np.flatnonzero(before >= 1.0)
-    assert np.nanmax(s[step: step + 3]) >= 1.0  # the +80 % day, at its start
+    assert np.nanmax(s[STEP: STEP + 3]) >= 1.0  # the +80 % day, at its start
 
 
 def test_healthy_weather_swings_are_not_a_storm_of_novel_windows():
     # Issue 13, second half: with weather-like swings, windows a little unlike any seen scored 4-10
     # decades under a normal tail on log-novelty (~10 alerts per half year on healthy load).
-    x = _seasonal_hourly(16, weather=0.04)
-    step = 12 * 168 + 48
-    x[step: step + 24] *= 1.8
-    ts = pd.date_range("2023-01-02", periods=len(x), freq="h", tz="UTC")
-    frame = pd.DataFrame({"meter_id": "M", "ts": ts, "p_kw": x})
-    det = registry.build("window_novelty").fit(frame.iloc[:168])
-    s = det.score(frame).to_numpy()
-    assert (np.nan_to_num(s[:step]) >= 1.0).sum() <= 3, np.flatnonzero(np.nan_to_num(s[:step]) >= 1.0)
-    assert np.nanmax(s[step: step + 24]) >= 1.0  # the +80 % day
+    s = _scores_with_a_high_day(weather=0.04)
+    before = np.nan_to_num(s[:STEP])
+    assert (before >= 1.0).sum() <= 3, np.flatnonzero(before >= 1.0)
+    assert np.nanmax(s[STEP: STEP + 24]) >= 1.0  # the +80 % day

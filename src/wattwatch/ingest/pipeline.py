@@ -243,15 +243,8 @@ def melt_wide(batch: RawBatch, mapping: Mapping) -> tuple[RawBatch, Mapping]:
     parts = []
     tokens = pa.array(MISSING_TOKENS)
     for c in cols:
-        v = table[c]
-        if numeric:
-            v = pc.cast(v, pa.float64())
-            keep = pc.and_(pc.is_valid(v), pc.invert(pc.fill_null(pc.is_nan(v), True)))
-        else:
-            v = pc.cast(v, pa.string())
-            keep = pc.and_(pc.is_valid(v), pc.invert(pc.is_in(pc.utf8_lower(pc.utf8_trim_whitespace(v)),
-                                                               value_set=tokens)))
-        keep = pc.fill_null(keep, False)
+        v, blank = _blank_cells(table[c], numeric, tokens)
+        keep = pc.invert(blank)
         n = pc.sum(keep).as_py() or 0
         if not n:
             continue
@@ -260,6 +253,17 @@ def melt_wide(batch: RawBatch, mapping: Mapping) -> tuple[RawBatch, Mapping]:
              pa.repeat(pa.scalar(wide.meter_id(c)), n), pc.filter(v, keep)], schema=schema))
     long = pa.concat_tables(parts) if parts else schema.empty_table()
     return dataclasses.replace(batch, table=long), long_mapping
+
+
+def _blank_cells(v: pa.ChunkedArray, numeric: bool, tokens: pa.Array) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+    """A wide column cast to float64 (number columns) or text, and which of its cells are blank:
+    null, NaN, or a missing-value token (``-``, ``N/A`` ...) in a text column. Never null."""
+    if numeric:
+        v = pc.cast(v, pa.float64())
+        return v, pc.fill_null(pc.is_nan(v), True)
+    v = pc.cast(v, pa.string())
+    return v, pc.or_(pc.is_null(v), pc.fill_null(pc.is_in(pc.utf8_lower(pc.utf8_trim_whitespace(v)),
+                                                          value_set=tokens), True))
 
 
 def _is_number(t: pa.DataType) -> bool:
@@ -327,14 +331,7 @@ def _melt_channels(batch: RawBatch, mapping: Mapping, ts: str, groups: dict[str,
             if ch not in g:
                 arrays.append(pa.nulls(n_rows, pa.float64() if numeric[ch] else pa.string()))
                 continue
-            v = table[g[ch]]
-            if numeric[ch]:
-                v = pc.cast(v, pa.float64())
-                blank = pc.fill_null(pc.is_nan(v), True)
-            else:
-                v = pc.cast(v, pa.string())
-                blank = pc.or_(pc.is_null(v), pc.fill_null(pc.is_in(pc.utf8_lower(pc.utf8_trim_whitespace(v)),
-                                                                   value_set=tokens), True))
+            v, blank = _blank_cells(table[g[ch]], numeric[ch], tokens)
             v = pc.if_else(blank, pa.scalar(None, v.type), v)
             arrays.append(v)
             here = pc.invert(blank)

@@ -173,6 +173,22 @@ def _flat_runs(x: np.ndarray, seg: np.ndarray, cap: np.ndarray) -> np.ndarray:
     return np.minimum(run, cap)
 
 
+def _day_grid(seg: np.ndarray, t: np.ndarray, n_seg: int) -> tuple[np.ndarray, int] | None:
+    """Each reading's cell in a meters x calendar-days grid counted from each meter's first day:
+    ``(flat index, days)``; None when there are no readings or the span is absurd (over 5e7 cells:
+    no day-based adaptation rather than a huge matrix)."""
+    if not len(t):
+        return None
+    day = np.floor(t / DAY).astype(np.int64)
+    d0 = np.full(n_seg, np.iinfo(np.int64).max)
+    np.minimum.at(d0, seg, day)
+    rel = day - d0[seg]
+    n_days = int(rel.max()) + 1
+    if n_days * n_seg > 50_000_000:
+        return None
+    return seg * n_days + rel, n_days
+
+
 class SeasonalProfile(Detector):
     name = "seasonal_profile"
     code = "WARN_CONSUMPTION_ANOMALY"
@@ -232,16 +248,10 @@ class SeasonalProfile(Detector):
         median residual ``r`` (log load minus log profile; 0 where there is none yet), clamped to
         ``log(level_min)`` .. ``log(level_max)``."""
         c = self.config
-        if not len(t):
-            return np.zeros(0)
-        day = np.floor(t / DAY).astype(np.int64)
-        d0 = np.full(n_seg, np.iinfo(np.int64).max)
-        np.minimum.at(d0, seg, day)
-        rel = day - d0[seg]
-        n_days = int(rel.max()) + 1
-        if n_days * n_seg > 50_000_000:  # an absurd span: no level adaptation rather than a huge matrix
+        grid = _day_grid(seg, t, n_seg)
+        if grid is None:
             return np.zeros(len(t))
-        flat = seg * n_days + rel
+        flat, n_days = grid
         ok = np.isfinite(r)
         daily = np.full(n_seg * n_days, np.nan)
         if ok.any():
@@ -275,16 +285,10 @@ class SeasonalProfile(Detector):
     def _recent_share(self, hit, known, seg, t, n_seg):
         """Per reading: the share of ``hit`` among the known readings of the previous
         ``level_days`` calendar days (0 where there are none)."""
-        if not len(t):
-            return np.zeros(0)
-        day = np.floor(t / DAY).astype(np.int64)
-        d0 = np.full(n_seg, np.iinfo(np.int64).max)
-        np.minimum.at(d0, seg, day)
-        rel = day - d0[seg]
-        n_days = int(rel.max()) + 1
-        if n_days * n_seg > 50_000_000:
+        grid = _day_grid(seg, t, n_seg)
+        if grid is None:
             return np.zeros(len(t))
-        flat = seg * n_days + rel
+        flat, n_days = grid
         H = np.bincount(flat, weights=(hit & known).astype(float), minlength=n_seg * n_days).reshape(n_seg, n_days)
         N = np.bincount(flat, weights=known.astype(float), minlength=n_seg * n_days).reshape(n_seg, n_days)
         k = self.config.level_days
