@@ -3,12 +3,20 @@
 # Idempotent; a no-op when everything is there. Runs as root (CI, the dev machines) or via sudo.
 set -euo pipefail
 
-PACKAGES=(chromium)   # chromium: the HTML report's browser tests (tests/report); add others as issues need them
+# chromium: the HTML report's browser tests (tests/report)
+# openjdk-17-jre-headless: Spark (fleet --engine spark, detect --engine spark)
+# mosquitto: the MQTT broker the grid agents, edge reports and live monitoring talk through
+PACKAGES=(chromium openjdk-17-jre-headless mosquitto)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
+# A Java 17 runtime already on the PATH (another vendor's JDK) serves Spark as well.
+if [[ " ${missing[*]} " == *" openjdk-17-jre-headless "* ]] && java -version 2>&1 | grep -q 'version "17'; then
+  missing=("${missing[@]/openjdk-17-jre-headless}")
+  missing=(${missing[@]})
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 SUDO=""

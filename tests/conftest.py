@@ -44,3 +44,24 @@ def frame_equal(a: pd.DataFrame, b: pd.DataFrame) -> None:
     a = a.reindex(columns=cols).sort_values(["meter_id", "ts"]).reset_index(drop=True)
     b = b.reindex(columns=cols).sort_values(["meter_id", "ts"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b, check_dtype=False)
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker(tmp_path_factory):
+    """One real mosquitto per test run on 127.0.0.1 and a free port (tests use their own topics).
+    A test that restarts a broker starts its own ``tests.support.services.Mosquitto``."""
+    from tests.support.services import Mosquitto, free_port
+
+    broker = Mosquitto(free_port(), tmp_path_factory.mktemp("mosquitto")).start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local[2] Spark session per test run, driver bound to 127.0.0.1."""
+    from wattwatch.runners.spark import session
+
+    s = session("local[2]", app="wattwatch-tests")
+    yield s
+    s.stop()
