@@ -42,7 +42,7 @@ from wattwatch.errors import ConfigError, InputError, StateError, StoreError, Wa
 
 __all__ = ["WattwatchError", "InputError", "ConfigError", "StateError", "StoreError", "Fitted", "Detection",
            "load_config", "build_detectors", "read_frame", "ingest", "fit", "detect", "score", "evaluate", "open_store",
-           "report"]
+           "report", "grid_simulate", "grid_monitor"]
 
 Source = Any  # DataFrame | str | Path | Sequence[str | Path] | Store
 
@@ -860,3 +860,109 @@ def report(out: str | Path, *, db: str | Path | None = None, alerts: str | Path 
         if store is not None:
             store.close()
     return rhtml.write(out, prepared, title=title, evaluation=evaluation, summary=summary)
+
+
+# ------------------------------------------------------------------------------------ grid
+
+
+def _keep_grid_alerts(alerts: list[Alert], db) -> dict | None:
+    """Alerts into a store's lifecycle (open -> acknowledged -> cleared); a re-run finds the
+    same ids and keeps their status."""
+    if db is None:
+        return None
+    from wattwatch.alerts import store as alert_store
+
+    store = open_store(db, create=True)
+    try:
+        stored = alert_store.upsert(store.con, alerts)
+        kept = alert_store.statuses(store.con, [a.id for a in alerts])
+        for a in alerts:
+            a.status = kept.get(a.id, a.status)
+    finally:
+        store.close()
+    return stored
+
+
+def grid_simulate(scenario="paper", *, case: str | None = None, seed: int | None = None, transport: str = "inprocess",
+                  broker: tuple[str, int] | None = None, topic: str = "wattwatch/grid", out: str | Path | None = None,
+                  db: str | Path | None = None, plot: bool = True, on_progress=None):
+    """Simulate prosumers on a pandapower case watched by their neighbours (SPEC §5).
+
+    Parameters
+    ----------
+    scenario : str, Path or Scenario
+        ``paper`` (accidental over-generation corrected, then a smaller persistent
+        under-generation), ``accidental``, ``persistent``, ``fdi``, a scenario TOML, or a
+        :class:`wattwatch.grid.config.Scenario`.
+    case, seed : optional
+        Override the scenario's case and seed.
+    transport : str
+        ``inprocess`` (one agent per prosumer, default), ``mqtt`` (the same agents over the broker
+        ``broker=(host, port)`` under ``topic``) or ``batch`` (vectorised, for large cases).
+    out : str or Path, optional
+        A folder for Parquet time series, ``alerts.jsonl``, ``alerts.log``, ``run.json`` and ``grid.png``.
+    db : str or Path, optional
+        A store to keep the alerts in (with lifecycle).
+
+    Returns
+    -------
+    GridRun
+        With ``alerts`` (list of Alert), ``stored`` (counts) and ``paths`` added.
+    """
+    import dataclasses
+
+    from wattwatch.grid import config as gcfg
+    from wattwatch.grid.alerts import alerts_from
+    from wattwatch.grid.simulate import simulate
+
+    if isinstance(scenario, gcfg.Scenario):
+        sc = scenario
+    elif isinstance(scenario, Path) or (isinstance(scenario, str) and scenario.endswith(".toml")):
+        sc = gcfg.scenario_from_toml(scenario)
+    else:
+        sc = gcfg.builtin(str(scenario))
+    changes = {k: v for k, v in (("case", case), ("seed", seed)) if v is not None}
+    if changes:
+        try:
+            sc = dataclasses.replace(sc, **changes)
+        except gcfg.ConfigError:
+            raise
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise InputError(f"{out}: exists and is not a folder (out takes a folder)")
+    run = simulate(sc, transport, broker=broker, topic=topic, on_progress=on_progress)
+    run.alerts = alerts_from(run.intervals, sc.watch, prefix=f"{sc.case}/", isolations=run.isolations)
+    run.stored = _keep_grid_alerts(run.alerts, db)
+    run.paths = {}
+    if out is not None:
+        from wattwatch.grid.output import write
+
+        meta = {**run.meta, "scenario": sc.to_dict(), "seconds": round(run.seconds, 3), "isolations": run.isolations,
+                "dispatches": run.dispatches, "alerts": len(run.alerts)}
+        run.paths = write(out, samples=run.samples, intervals=run.intervals, pairs=run.pairs, alerts=run.alerts,
+                          cfg=sc.watch, meta=meta, plot=plot,
+                          title=f"{sc.case}: neighbour watch ({run.meta['prosumers']} prosumers, {transport})")
+    return run
+
+
+def grid_monitor(measurements: str | Path, *, topology: str | Path, references: str | Path,
+                 out: str | Path | None = None, db: str | Path | None = None, plot: bool = True):
+    """The neighbour watch on measured tie-line flows and agreed references (see
+    :mod:`wattwatch.grid.monitor` for the file formats). Returns a ``MonitorResult`` with
+    ``alerts``, ``stored`` and ``paths``."""
+    from wattwatch.grid.alerts import alerts_from
+    from wattwatch.grid.monitor import monitor
+
+    res = monitor(measurements, topology, references)
+    cfg = res.topology.watch_cfg
+    res.alerts = alerts_from(res.intervals, cfg, isolations=res.isolations)
+    res.stored = _keep_grid_alerts(res.alerts, db)
+    res.paths = {}
+    if out is not None:
+        from wattwatch.grid.output import write
+
+        meta = {"measurements": str(measurements), "topology": str(topology), "references": str(references),
+                "watch": __import__("dataclasses").asdict(cfg), "isolations": res.isolations, "notices": res.notices,
+                "alerts": len(res.alerts)}
+        res.paths = write(out, samples=res.samples, intervals=res.intervals, pairs=res.pairs, alerts=res.alerts, cfg=cfg,
+                          meta=meta, plot=plot, title=f"neighbour watch: {Path(measurements).name}")
+    return res

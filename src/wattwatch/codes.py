@@ -58,6 +58,8 @@ SEVERITY_POLICY: dict[str, tuple[str, str, bool, str]] = {
     "WARN_CONSUMPTION_ANOMALY": ("info", "warning", True,
                                  "abnormal consumption pattern (under-registration, level shift, frozen register)"),
     "ALRM_PROSUMER_ISOLATE": ("warning", "critical", True, "a prosumer is to be isolated from the grid"),
+    "WARN_PROSUMER_PENALTY": ("warning", "warning", False,
+                              "a prosumer is not delivering its agreed power and its penalty is growing"),
 }
 _DEFAULT_POLICY = ("info", "critical", True, "")
 
