@@ -885,7 +885,7 @@ def _keep_grid_alerts(alerts: list[Alert], db) -> dict | None:
 
 def grid_simulate(scenario="paper", *, case: str | None = None, seed: int | None = None, transport: str = "inprocess",
                   broker: tuple[str, int] | None = None, topic: str = "wattwatch/grid", out: str | Path | None = None,
-                  db: str | Path | None = None, plot: bool = True, on_progress=None):
+                  db: str | Path | None = None, plot: bool = True, on_progress=None, measurements: bool = False):
     """Simulate prosumers on a pandapower case watched by their neighbours (SPEC §5).
 
     Parameters
@@ -903,6 +903,9 @@ def grid_simulate(scenario="paper", *, case: str | None = None, seed: int | None
         A folder for Parquet time series, ``alerts.jsonl``, ``alerts.log``, ``run.json`` and ``grid.png``.
     db : str or Path, optional
         A store to keep the alerts in (with lifecycle).
+    measurements : bool
+        Also write ``measurements.parquet`` (every tie-line meter), ``references.parquet`` and
+        ``topology.toml`` to ``out``: the inputs of :func:`grid_monitor`.
 
     Returns
     -------
@@ -929,7 +932,7 @@ def grid_simulate(scenario="paper", *, case: str | None = None, seed: int | None
             raise
     if out is not None and Path(out).exists() and not Path(out).is_dir():
         raise InputError(f"{out}: exists and is not a folder (out takes a folder)")
-    run = simulate(sc, transport, broker=broker, topic=topic, on_progress=on_progress)
+    run = simulate(sc, transport, broker=broker, topic=topic, on_progress=on_progress, keep_measurements=measurements)
     run.alerts = alerts_from(run.intervals, sc.watch, prefix=f"{sc.case}/", isolations=run.isolations)
     run.stored = _keep_grid_alerts(run.alerts, db)
     run.paths = {}
@@ -941,6 +944,13 @@ def grid_simulate(scenario="paper", *, case: str | None = None, seed: int | None
         run.paths = write(out, samples=run.samples, intervals=run.intervals, pairs=run.pairs, alerts=run.alerts,
                           cfg=sc.watch, meta=meta, plot=plot,
                           title=f"{sc.case}: neighbour watch ({run.meta['prosumers']} prosumers, {transport})")
+        if measurements:
+            run.measurements.to_parquet(Path(out) / "measurements.parquet", index=False)
+            run.references.to_parquet(Path(out) / "references.parquet", index=False)
+            (Path(out) / "topology.toml").write_text(run.topology_toml, encoding="utf-8")
+            run.paths.update({k: str(Path(out) / f) for k, f in (("measurements", "measurements.parquet"),
+                                                                  ("references", "references.parquet"),
+                                                                  ("topology", "topology.toml"))})
     return run
 
 

@@ -1437,6 +1437,8 @@ def grid_simulate(
     topic: str = typer.Option("wattwatch/grid", "--topic", help="MQTT topic prefix."),
     db: Optional[Path] = typer.Option(None, "--db", help="Store to keep the alerts in (`wattwatch alerts list`)."),
     no_plot: bool = typer.Option(False, "--no-plot", help="Skip the PNG."),
+    measurements: bool = typer.Option(False, "--measurements", help="Also write measurements.parquet, references.parquet "
+                                      "and topology.toml (the inputs of `wattwatch grid monitor`)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Simulate prosumers on a pandapower case: reference from the OPF, neighbours probing each
@@ -1450,7 +1452,7 @@ def grid_simulate(
             st.stage("simulating", None)
             run = api.grid_simulate(scenario, case=case, seed=seed, transport=transport,
                                     broker=_broker(broker) if transport == "mqtt" else None, topic=topic, out=out, db=db,
-                                    plot=not no_plot, on_progress=st.advance)
+                                    plot=not no_plot, on_progress=st.advance, measurements=measurements)
     not_conv = [d for d in run.dispatches if not d["converged"]]
     for d in run.dispatches:
         if d["method"] != "ac-opf" and not d["note"].startswith("cached"):

@@ -30,6 +30,9 @@ class WatchConfig:
         λ in (0, 1): the return-to-normal factor (F(z) = λ·F(z−1) + u(z)).
     kappa
         κ: weight of a change of |d̃| (the prosumer adjusting) against a persisting mismatch.
+        With κ(1 − λ) > 1 the onset of a deviation overshoots F's persisting level, so the
+        penalty falls while the deviation persists; keep κ ≤ 1/(1 − λ) for a penalty that grows
+        monotonically under a persistent deviation.
     beta
         β: the penalty growth, P = exp(β·max(F, 0)) − 1.
     c_th

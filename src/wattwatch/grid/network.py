@@ -55,6 +55,7 @@ class Grid:
     ptdf: np.ndarray                     # (branches, buses): from-end flow per MW injected (withdrawn at the slack)
     isolated: set = field(default_factory=set)
     _ac_failed: bool = False
+    _ac_failures: int = 0
     _base: dict = field(default_factory=dict)
 
     @property
@@ -159,7 +160,9 @@ class Grid:
                 except Exception as exc:  # pandapower raises OPFNotConverged (and others on a bad start)
                     note = f"AC OPF did not converge ({type(exc).__name__}); "
                 if not ok:
-                    self._ac_failed = True
+                    # Two failures in a run: the case does not suit PIPS; go straight to DC next time.
+                    self._ac_failures += 1
+                    self._ac_failed = self._ac_failures >= 2
             if not ok:
                 method = "dc-opf+ac-pf"
                 try:

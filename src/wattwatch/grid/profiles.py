@@ -61,9 +61,9 @@ def load_days() -> np.ndarray:
         kw = e[col].diff().to_numpy()[1:]
         ts = e["utc_timestamp"].to_numpy()[1:]
         ok = np.diff(e["utc_timestamp"].to_numpy()) == np.timedelta64(1, "h")
-        s = pd.Series(np.where(ok, kw, np.nan), index=pd.DatetimeIndex(ts))
+        s = pd.Series(np.where(ok, kw, np.nan), index=pd.DatetimeIndex(ts, tz="UTC") if pd.DatetimeIndex(ts).tz is None else pd.DatetimeIndex(ts))
         # The register marks the end of the hour's energy; the row's timestamp is its start.
-        s.index = (s.index - pd.Timedelta(hours=1)).tz_localize("UTC").tz_convert("Europe/Berlin").tz_localize(None)
+        s.index = (s.index - pd.Timedelta(hours=1)).tz_convert("Europe/Berlin").tz_localize(None)
         t = s.to_frame("kw").assign(day=s.index.normalize(), h=s.index.hour)
         wide = t.pivot_table(index="day", columns="h", values="kw").reindex(columns=range(24))
         wide = wide[wide.notna().all(axis=1)]

@@ -46,10 +46,13 @@ class GridRun:
 
 
 def simulate(sc: Scenario, transport: str = "batch", *, broker: tuple[str, int] | None = None,
-             topic: str = "wattwatch/grid", timeout_s: float = 30.0, on_progress=None) -> GridRun:
+             topic: str = "wattwatch/grid", timeout_s: float = 30.0, on_progress=None,
+             keep_measurements: bool = False) -> GridRun:
     """Run ``sc``. ``transport``: ``batch`` (vectorised), ``inprocess`` (one agent per prosumer,
     messages through an in-process bus), ``mqtt`` (the same agents over a broker ``(host, port)``
-    under ``topic``)."""
+    under ``topic``). ``keep_measurements``: also keep every tie-line meter reading and the
+    agreed references in the form ``grid monitor`` reads (``run.measurements``,
+    ``run.references``, ``run.topology_toml``)."""
     from wattwatch.errors import ConfigError
 
     if transport not in TRANSPORTS:
@@ -68,7 +71,7 @@ def simulate(sc: Scenario, transport: str = "batch", *, broker: tuple[str, int] 
         engine = AgentWatch(grid, cfg, watch, sc.probe_noise_mw, sc.seed, bus)
     names = np.array(grid.names())
     k = cfg.samples
-    rec_s, rec_i, rec_p, isolations = [], [], [], []
+    rec_s, rec_i, rec_p, rec_m, isolations = [], [], [], [], []
     isolated_mask = np.zeros(grid.n, bool)
     try:
         for z in range(world.n_intervals):
@@ -76,6 +79,8 @@ def simulate(sc: Scenario, transport: str = "batch", *, broker: tuple[str, int] 
             st: Step = engine.step(iv)
             end = world.interval_end(z)
             rec_s.append((iv.ts, iv.ref_mw, iv.actual_mw, iv.reported_mw, st.probe))
+            if keep_measurements:
+                rec_m.append((iv.meas_mw, iv.loss_mw))
             with np.errstate(all="ignore"):
                 w = st.watchers > 0
                 d_mean = np.where(w, np.nansum(st.d, axis=0) / np.maximum(st.watchers, 1), np.nan)
@@ -115,7 +120,30 @@ def simulate(sc: Scenario, transport: str = "batch", *, broker: tuple[str, int] 
     meta = {"case": sc.case, "buses": grid.n, "branches": int(len(grid.branch_ends)), "slack": names[grid.slack],
             "prosumers": int((world.watched | isolated_mask).sum()), "intervals": world.n_intervals, "samples_per_interval": k,
             "sample_min": cfg.sample_min, "transport": transport}
-    return GridRun(sc, samples, intervals, pairs, isolations, world.dispatches, seconds, transport, meta)
+    run = GridRun(sc, samples, intervals, pairs, isolations, world.dispatches, seconds, transport, meta)
+    if keep_measurements:
+        run.measurements, run.references, run.topology_toml = _monitor_inputs(grid, names, samples, rec_s, rec_m, cfg)
+    return run
+
+
+def _monitor_inputs(grid, names, samples, rec_s, rec_m, cfg):
+    """The run's meter readings, references and topology as ``grid monitor`` reads them."""
+    ts = pd.DatetimeIndex(np.concatenate([r[0].tz_convert(None).to_numpy() for r in rec_s])).tz_localize("UTC")
+    meas = np.concatenate([r[0] for r in rec_m], axis=2)      # (B, 2, S)
+    loss = rec_m[0][1]                                         # agreed losses of the first operating point
+    nb = meas.shape[0]
+    ends = grid.branch_ends
+    at = np.stack([names[ends[:, 0]], names[ends[:, 1]]], axis=1)   # (B, 2)
+    lines = np.array(grid.branch_names)
+    m = pd.DataFrame({"ts": np.tile(ts, nb * 2), "line": np.repeat(lines, 2 * len(ts)),
+                      "at": np.repeat(at.ravel(), len(ts)), "p_mw": meas.reshape(nb * 2, -1).ravel()})
+    ref = samples[["ts", "prosumer", "p_ref_mw"]].copy()
+    toml = ["# written by wattwatch grid simulate: the case's tie-lines", "[grid]", f'slack = "{names[grid.slack]}"', ""]
+    for k, (a, b) in enumerate(ends):
+        toml += ["[[line]]", f'id = "{lines[k]}"', f'from = "{names[a]}"', f'to = "{names[b]}"', f"loss_mw = {float(loss[k])!r}", ""]
+    toml += ["[watch]"] + [f"{f} = {v!r}".replace("True", "true").replace("False", "false")
+                           for f, v in __import__("dataclasses").asdict(cfg).items() if v is not None]
+    return m, ref, "\n".join(toml) + "\n"
 
 
 def _samples(names, rec, keep) -> pd.DataFrame:

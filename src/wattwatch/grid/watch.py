@@ -49,8 +49,9 @@ def step(f_prev: np.ndarray, dt_prev: np.ndarray, dt: np.ndarray, cfg: WatchConf
 
 
 def penalty(f: np.ndarray, cfg: WatchConfig) -> np.ndarray:
-    """P = exp(β·max(F, 0)) − 1 (0 in normal operation)."""
-    return np.expm1(cfg.beta * np.maximum(f, 0.0))
+    """P = exp(β·max(F, 0)) − 1 (0 in normal operation); β·F is capped at 700 so that a huge
+    anomaly gives a huge finite price (exp(700) ≈ 1e304), not infinity."""
+    return np.expm1(np.minimum(cfg.beta * np.maximum(f, 0.0), 700.0))
 
 
 def run(d: np.ndarray, cfg: WatchConfig) -> tuple[np.ndarray, np.ndarray]:
