@@ -61,6 +61,10 @@ class WatchConfig:
     signed_persistence: bool = False
 
     def __post_init__(self):
+        try:
+            _check_types(self)
+        except ConfigError as exc:
+            raise ConfigError(f"watch.{exc}") from None
         checks = {
             "interval_min": self.interval_min > 0, "samples": isinstance(self.samples, int) and self.samples >= 1,
             "delta_mwh": self.delta_mwh >= 0, "d_th_mwh": self.d_th_mwh > 0, "lam": 0 < self.lam < 1,
@@ -101,6 +105,7 @@ class Deviation:
     kind: str = "deviation"
 
     def __post_init__(self):
+        _check_types(self)
         if self.kind not in ("deviation", "fdi"):
             raise ConfigError(f"deviation kind must be deviation or fdi, not {self.kind!r}")
 
@@ -146,6 +151,7 @@ class Scenario:
     watch: WatchConfig = field(default_factory=WatchConfig)
 
     def __post_init__(self):
+        _check_types(self)
         if self.case not in CASES:
             raise ConfigError(f"case must be one of {', '.join(CASES)}, not {self.case!r}")
         if self.profile not in ("flat", "real"):
@@ -156,12 +162,43 @@ class Scenario:
         for name in ("line_noise_mw", "probe_noise_mw", "pv_share", "load_share"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{name} must be ≥ 0")
+        import pandas as pd
+
+        try:
+            if pd.Timestamp(self.start) is pd.NaT:
+                raise ValueError
+        except (ValueError, TypeError):
+            raise ConfigError(f"start {self.start!r} is not a time (ISO-8601, UTC)") from None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
 CASES = ("case5", "case30", "case118", "case300")
+
+
+def _check_types(obj) -> None:
+    """Numbers are numbers, strings strings (TOML gives whatever the user wrote)."""
+    import typing
+
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        t = str(hints[f.name])
+        if t in ("<class 'float'>", "float | None", "typing.Optional[float]"):
+            if v is None and "None" in t:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ConfigError(f"{f.name} must be a finite number, not {v!r}")
+        elif t == "<class 'int'>":
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ConfigError(f"{f.name} must be an integer, not {v!r}")
+        elif t == "<class 'str'>":
+            if not isinstance(v, str):
+                raise ConfigError(f"{f.name} must be a string, not {v!r}")
+        elif t == "<class 'bool'>":
+            if not isinstance(v, bool):
+                raise ConfigError(f"{f.name} must be true or false, not {v!r}")
 
 
 def _build(cls, d: dict, where: str):

@@ -216,7 +216,8 @@ def monitor(measurements: str | Path, topology: str | Path | Topology, reference
     diff = (probe - ref).reshape(topo.n, n_s // k, k)
     present = (~np.isnan(diff)).sum(axis=2)
     with np.errstate(all="ignore"):
-        d = np.where(present > 0, np.nanmean(diff, axis=2) * cfg.interval_min / 60.0, 0.0)
+        sums = np.nansum(diff, axis=2)
+        d = np.where(present > 0, sums / np.maximum(present, 1) * cfg.interval_min / 60.0, 0.0)
     n_z = d.shape[1]
     if (present == 0).any():
         gaps = int(((present == 0) & ~np.isnan(ref).reshape(topo.n, n_z, k).all(axis=2)).sum())
