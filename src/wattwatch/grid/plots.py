@@ -53,7 +53,7 @@ def plot_run(samples: pd.DataFrame, intervals: pd.DataFrame, cfg: WatchConfig, p
     ax[2].set_xlabel("time (UTC)")
     for a in ax:
         a.grid(alpha=0.3)
-        a.legend(fontsize=7, loc="upper left", ncol=3)
+        a.legend(fontsize=7, loc="best", ncol=3)
     fig.suptitle(title or "neighbour watch", fontsize=11)
     fig.tight_layout()
     path = Path(path)
