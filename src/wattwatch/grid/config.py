@@ -126,6 +126,10 @@ class Scenario:
     pv_share, load_share
         With ``real``: each prosumer gets PV of this share of its bus's load (or of the case's mean
         load on a bus without load) and household-shaped load variation of this share.
+    profile_mix_mw
+        With ``real``: each prosumer's PV and load shapes average one real day per this many MW
+        of its base load (1 to 100 days): a 300 MW bus aggregates many homes and PV sites, a 2 MW
+        one few.
     dispatch_hours
         With ``real``: the reference is re-agreed (OPF) every so many hours.
     line_noise_mw
@@ -142,6 +146,7 @@ class Scenario:
     profile: str = "flat"
     pv_share: float = 0.3
     load_share: float = 0.2
+    profile_mix_mw: float = 10.0
     dispatch_hours: float = 1.0
     line_noise_mw: float = 0.5
     probe_noise_mw: float = 0.0
@@ -156,7 +161,7 @@ class Scenario:
             raise ConfigError(f"case must be one of {', '.join(CASES)}, not {self.case!r}")
         if self.profile not in ("flat", "real"):
             raise ConfigError(f"profile must be flat or real, not {self.profile!r}")
-        for name in ("hours", "dispatch_hours"):
+        for name in ("hours", "dispatch_hours", "profile_mix_mw"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0")
         for name in ("line_noise_mw", "probe_noise_mw", "pv_share", "load_share"):

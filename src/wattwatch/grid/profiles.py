@@ -83,13 +83,17 @@ def _at_minutes(values: np.ndarray, slot_min: float, minutes: np.ndarray) -> np.
     return np.stack([np.interp(m, x, np.tile(v, 3)) for v in np.atleast_2d(values)])
 
 
-def prosumer_profiles(n: int, minutes: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def prosumer_profiles(n: int, minutes: np.ndarray, seed: int, mix: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(pv, load)``, each (n, len(minutes)): PV per unit of peak and load per unit of mean for
-    ``n`` prosumers, each with its own real day of PV and of household load (seeded), sampled at
-    ``minutes`` since local midnight of the first day (later days reuse the prosumer's day)."""
+    ``n`` prosumers, sampled at ``minutes`` since local midnight of the first day (later days
+    reuse the prosumer's day). Prosumer i's shapes are the mean of ``mix[i]`` real days (seeded
+    picks; 1 = one home's day, as peaky as a home is): a bus that aggregates many homes and PV
+    sites sees their variations partly cancel."""
     rng = np.random.default_rng(seed)
     pv = pv_days()
     load = load_days()
-    pv_pick = pv[rng.integers(0, len(pv), n)]
-    load_pick = load[rng.integers(0, len(load), n)]
+    mix = np.ones(n, int) if mix is None else np.asarray(mix, int)
+    pv_pick = np.stack([pv[rng.integers(0, len(pv), m)].mean(axis=0) for m in mix])
+    pv_pick = pv_pick / np.maximum(pv_pick.max(axis=1, keepdims=True), 1e-9)
+    load_pick = np.stack([load[rng.integers(0, len(load), m)].mean(axis=0) for m in mix])
     return _at_minutes(pv_pick, 15.0, minutes), _at_minutes(load_pick, 60.0, minutes)

@@ -74,8 +74,9 @@ class World:
             from wattwatch.grid.profiles import prosumer_profiles
 
             tod = self.start.hour * 60 + self.start.minute + self.minutes
-            pv, load = prosumer_profiles(n, tod, seed=sc.seed)
             size = np.where(base > 0, base, base[base > 0].mean() if (base > 0).any() else 1.0)
+            mix = np.clip(np.ceil(size / sc.profile_mix_mw), 1, 100).astype(int)
+            pv, load = prosumer_profiles(n, tod, seed=sc.seed, mix=mix)
             self.pv_mw = sc.pv_share * size[:, None] * pv * self.watched[:, None]
             self.load_scale = 1.0 + sc.load_share * (load - 1.0) * self.watched[:, None]
         else:
@@ -88,8 +89,9 @@ class World:
     # ------------------------------------------------------------------ references
     def _period_means(self, period: int):
         k = self.cfg.samples
-        a = period * self.period_intervals * k
-        b = min(self.n_intervals * k, a + self.period_intervals * k)
+        total = self.n_intervals * k
+        a = min(period * self.period_intervals * k, total - 1)
+        b = min(total, a + self.period_intervals * k)
         if self.pv_mw is None:
             return None, None, a, b
         return self.load_scale[:, a:b].mean(axis=1), self.pv_mw[:, a:b].mean(axis=1), a, b
@@ -109,7 +111,18 @@ class World:
         if not d.converged:
             if self.dispatch is None:
                 raise ConfigError(f"{self.sc.case}: no operating point: {d.note or 'power flow did not converge'}")
-            # Keep the last operating point for the others (reported in dispatches).
+            # No new AC point: keep the last one for everybody else and let the slack take the
+            # balance of what the isolation removed (linear flows); reported in dispatches.
+            prev = self.dispatch
+            inj = prev.injection_mw.copy()
+            iso = sorted(self.grid.isolated)
+            inj[iso] = 0.0
+            inj[self.grid.slack] += prev.injection_mw[iso].sum()
+            ends = flows(self.grid, prev, inj[:, None])[:, :, 0]
+            self.dispatch = Dispatch("previous+slack", False, d.seconds, inj, ends, prev.loss_mw.copy(), note=d.note)
+            self.dispatches[-1].update(method="previous+slack", slack_mw=float(inj[self.grid.slack]),
+                                       note=(d.note + "; " if d.note else "") + "kept the last operating point, the slack "
+                                       "takes the balance")
             return self.dispatch
         self.dispatch = d
         return d
