@@ -4,8 +4,8 @@ and isolates. Messages are JSON; the same agents run on an in-process bus or ove
 
 Topics under a prefix ``T``:
 
-``T/agreed``          utility -> all   interval z, agreed references and branch losses of the
-                                       operating point, each agent's current neighbour set
+``T/agreed/<agent>``  utility -> agent interval z, the agent's current neighbour set, their agreed
+                                       references and the agreed losses of their tie-lines
 ``T/meas/<bus>``      meters of <bus>  the flows out of <bus> into each of its tie-lines (K samples)
 ``T/penalty/<agent>`` agent -> utility d, F and P of every prosumer the agent watches
 
@@ -123,7 +123,7 @@ class ProsumerAgent:
         self._meas: dict[int, dict[str, dict]] = defaultdict(dict)
         self._lock = threading.Lock()
         far = sorted({b for lst in incident.values() for _, b in lst})
-        endpoint.subscribe(f"{prefix}/agreed", self._on_agreed)
+        endpoint.subscribe(f"{prefix}/agreed/{name}", self._on_agreed)
         for b in far:
             endpoint.subscribe(f"{prefix}/meas/{b}", self._on_meas)
 
@@ -142,9 +142,9 @@ class ProsumerAgent:
     def _try(self, z: int) -> None:
         with self._lock:
             ag = self._agreed.get(z)
-            if ag is None or self.name not in ag["watch"]:
+            if ag is None:
                 return
-            mine = ag["watch"][self.name]
+            mine = ag["watch"]
             need = {b for i in mine for _, b in self.incident[i]}
             have = self._meas.get(z, {})
             if not need <= set(have):
@@ -249,12 +249,16 @@ class AgentWatch:
         n, names, k = self.grid.n, self.names, self.cfg.samples
         iso = self.grid.isolated
         active = [j for j in range(n) if j not in iso]
-        watch_lists = {names[j]: [names[i] for i in np.flatnonzero(self.watch[j])] for j in active}
         br = self.grid.branch_names
-        agreed = {"z": iv.z, "watch": watch_lists,
-                  "ref": {names[i]: iv.ref_mw[i].tolist() for i in range(n)},
-                  "loss": {br[b]: float(iv.loss_mw[b]) for b in range(len(br))}}
-        self.ep.publish(f"{self.prefix}/agreed", json.dumps(agreed))
+        for j in active:
+            # Each agent gets the agreed references of the prosumers it watches and the agreed
+            # losses of their tie-lines, nothing else.
+            mine = np.flatnonzero(self.watch[j])
+            lines = sorted({b for i in mine for b, _ in self.branch_of_bus[names[i]]})
+            agreed = {"z": iv.z, "watch": [names[i] for i in mine],
+                      "ref": {names[i]: iv.ref_mw[i].tolist() for i in mine},
+                      "loss": {br[b]: float(iv.loss_mw[b]) for b in lines}}
+            self.ep.publish(f"{self.prefix}/agreed/{names[j]}", json.dumps(agreed))
         for i in range(n):
             ends = {br[b]: iv.meas_mw[b, e].tolist() for b, e in self.branch_of_bus[names[i]]}
             self.ep.publish(f"{self.prefix}/meas/{names[i]}", json.dumps({"z": iv.z, "ends": ends}))
