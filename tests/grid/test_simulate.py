@@ -169,3 +169,31 @@ def test_bad_scenarios_are_refused():
         simulate(Scenario(deviations=(Deviation("P99", 5.0),)), "batch")
     with pytest.raises(ConfigError, match="case"):
         Scenario(case="case9999")
+
+
+def test_a_redispatch_that_does_not_converge_keeps_the_last_point_and_the_slack_balances(monkeypatch):
+    from wattwatch.grid import network
+
+    sc = builtin("persistent")
+    real = network.Grid.dispatch
+    calls = {"n": 0}
+
+    def flaky(self):
+        calls["n"] += 1
+        d = real(self)
+        if self.isolated:   # the re-dispatch after the isolation fails
+            return network.Dispatch("ac-opf", False, 0.0, d.injection_mw * np.nan, d.end_flow_mw * np.nan,
+                                    d.loss_mw * np.nan, note="forced failure")
+        return d
+
+    monkeypatch.setattr(network.Grid, "dispatch", flaky)
+    run = simulate(sc, "batch")
+    (iso,) = run.isolations
+    assert iso["redispatch_method"] == "previous+slack" and iso["redispatch_converged"] is False
+    after = run.samples[run.samples["ts"] > iso["ts"]]
+    p3 = after[after["prosumer"] == "P3"]
+    assert np.abs(p3["p_actual_mw"]).max() == 0
+    # What P3 injected before, the slack now injects: the others keep their agreed points.
+    others = after[after["prosumer"] != "P3"]
+    assert np.allclose(others["p_actual_mw"], others["p_ref_mw"])
+    assert (run.intervals.loc[run.intervals["prosumer"] != "P3", "penalty"].fillna(0) == 0).all()
