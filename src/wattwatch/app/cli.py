@@ -1441,8 +1441,10 @@ def grid_simulate(
                                       "and topology.toml (the inputs of `wattwatch grid monitor`)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
-    """Simulate prosumers on a pandapower case: reference from the OPF, neighbours probing each
-    other from tie-line meters, penalties, isolation and re-dispatch."""
+    """Simulate prosumers on a pandapower case, watched by their neighbours.
+
+    The reference comes from the OPF; neighbours probe each other from tie-line meters; penalties
+    grow with the mismatch; the utility isolates and re-dispatches."""
     from wattwatch import api
 
     if out.exists() and not out.is_dir():
