@@ -50,6 +50,7 @@ def test_a_missing_far_end_meter_falls_back_to_the_own_end_with_a_notice(files):
     (lambda df: df.assign(line=df["line"].where(df.index != 0, "L99")), r"flows\.csv: line 2: field line: 'L99'"),
     (lambda df: df.assign(at=df["at"].where(df.index != 2, "P5")), r"flows\.csv: line 4: field at: 'P5' is not an end"),
     (lambda df: df.assign(p_mw=df["p_mw"].astype(str).where(df.index != 3, "12,5")), r"line 5: field p_mw: '12,5'"),
+    (lambda df: df.assign(ts=df["ts"].where(df.index != 1, "1970-01-01T00:00:00Z")), r"flows\.csv: the data span .* too long"),
 ])
 def test_bad_measurements_name_file_line_and_field(files, mutate, match):
     m, r, t = files

@@ -191,9 +191,12 @@ def monitor(measurements: str | Path, topology: str | Path | Topology, reference
     k = cfg.samples
     n_s = int(((t1 - t0) // step) + 1)
     n_s = -(-n_s // k) * k
+    nb = len(topo.branch_names)
+    if n_s * max(nb, topo.n) > 50_000_000:
+        raise InputError(f"{measurements}: the data span {t0} .. {t1} is {n_s:,} samples of {cfg.sample_min:g} min for "
+                         f"{nb} lines: too long for one run; split it by time (or check the ts field for a stray date)")
     si = ((mts - t0) // step).to_numpy().astype(int)
     ri = ((rts - t0) // step).to_numpy().astype(int)
-    nb = len(topo.branch_names)
     meas = np.full((nb, 2, n_s), np.nan)
     meas[bidx, end, si] = mp          # last value wins for a repeated (line, end, sample)
     ref = np.full((topo.n, n_s), np.nan)
