@@ -926,10 +926,7 @@ def grid_simulate(scenario="paper", *, case: str | None = None, seed: int | None
         sc = gcfg.builtin(str(scenario))
     changes = {k: v for k, v in (("case", case), ("seed", seed)) if v is not None}
     if changes:
-        try:
-            sc = dataclasses.replace(sc, **changes)
-        except gcfg.ConfigError:
-            raise
+        sc = dataclasses.replace(sc, **changes)
     if out is not None and Path(out).exists() and not Path(out).is_dir():
         raise InputError(f"{out}: exists and is not a folder (out takes a folder)")
     run = simulate(sc, transport, broker=broker, topic=topic, on_progress=on_progress, keep_measurements=measurements)

@@ -213,9 +213,9 @@ class AgentWatch:
                                              self.prefix, seed, buses, probe_noise_mw))
 
     def _may_watch(self, j: int) -> np.ndarray:
-        """Buses j can come to watch: within the same connected component, two hops of the
-        branch graph away or fewer, plus what the current watch says (neighbour-set updates
-        through isolated junctions can extend this; agents are re-subscribed then)."""
+        """Buses j may watch at the start: its adjacent buses (and what the current watch says).
+        A neighbour-set update through an isolated junction can add more; :meth:`update` then
+        subscribes the agent to the new prosumer's far-end meters."""
         n = self.grid.n
         adj = np.zeros((n, n), bool)
         a, b = self.grid.branch_ends[:, 0], self.grid.branch_ends[:, 1]
@@ -237,13 +237,12 @@ class AgentWatch:
             ag = self.agents[j]
             name = self.names[i]
             if name not in ag.incident:
+                subscribed = {b for lst in ag.incident.values() for _, b in lst}
                 inc = self.grid.incident()[i]
                 ag.incident[name] = [(self.grid.branch_names[b], self.names[int(self.grid.branch_ends[b, 1 - e])])
                                      for b, e in inc]
-                subscribed = {b for lst in ag.incident.values() for _, b in lst if lst is not ag.incident[name]}
-                for _, b in ag.incident[name]:
-                    if b not in subscribed:
-                        ag.ep.subscribe(f"{self.prefix}/meas/{b}", ag._on_meas)
+                for b in sorted({b for _, b in ag.incident[name]} - subscribed):
+                    ag.ep.subscribe(f"{self.prefix}/meas/{b}", ag._on_meas)
 
     def step(self, iv: Interval) -> Step:
         n, names, k = self.grid.n, self.names, self.cfg.samples

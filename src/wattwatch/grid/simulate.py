@@ -91,7 +91,7 @@ def simulate(sc: Scenario, transport: str = "batch", *, broker: tuple[str, int] 
             rec_p.append((end, jj, ii, st.d[jj, ii], st.f[jj, ii], st.p[jj, ii]))
             if st.isolate.any():
                 ks = np.flatnonzero(st.isolate)
-                disp = world.isolate(ks, z) if z + 1 < world.n_intervals else world.isolate(ks, z)
+                disp = world.isolate(ks, z)
                 for i in ks:
                     isolations.append({"prosumer": names[i], "bus": int(grid.buses[i]), "interval": z, "ts": end,
                                        "penalty": float(st.penalty[i]), "signals": int(st.signals[i]),
