@@ -108,3 +108,26 @@ def test_a_one_hour_drop_on_a_meter_that_sometimes_reads_zero_is_judged_against_
     df.loc[df.ts == pd.Timestamp("2024-03-13 11:00"), "p_kw"] = 2.0
     _, res = run(df)
     assert [(a.start, a.evidence["kind"]) for a in res.alerts] == [("2024-03-13T11:00:00.000Z", "single_reading")]
+
+
+def test_a_jittery_fifteen_minute_clock_reads_each_slot_alike_and_raises_no_alarm():
+    """A 15-minute meter whose clock stamps a second or two either side of the quarter hour
+    (13:14:59 one day, 13:15:01 the next). Slots by the floor of the time put a Saturday's and a
+    Sunday's readings in neighbouring slots; a weekend slot that saw none while learned borrowed the
+    weekday's profile, and a quiet Sunday hour read as a drop to a third (the 15-min fleet's ten
+    false consumption alerts). Slots by nominal time: none, and the meter's phase is in the state.
+    Its measured cadence (900.07 s) makes quarter-hour slots, not 95 slots of 909 s."""
+    df = building(weeks=5, step="15min", seed=3)
+    rng = np.random.default_rng(4)
+    df["ts"] = df["ts"] + pd.to_timedelta(rng.uniform(-2.0, 2.0, len(df)), unit="s")
+    fitted, res = run(df, normal_end="2024-01-08")
+    st = fitted.detectors[0].get_state()["office"]
+    assert st["cadence_s"] > 900 and st["slot_s"] == 900.0  # quarter hours, though the clock measures 900.07 s
+    assert abs(st["slot_phase_s"]) < 1.0
+    assert res.alerts == [], [(a.start, a.message) for a in res.alerts]
+    # A meter stamping mid-slot (hh:07:30 ± 2 s) learns that phase.
+    df2 = df.assign(ts=df["ts"] + pd.Timedelta(seconds=450))
+    fitted2, res2 = run(df2, normal_end="2024-01-08")
+    ph = fitted2.detectors[0].get_state()["office"]["slot_phase_s"]
+    assert abs(abs(ph) - 450) < 1.0  # half a slot: +450 and -450 are the same phase
+    assert res2.alerts == [], [(a.start, a.message) for a in res2.alerts]

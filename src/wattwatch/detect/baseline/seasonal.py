@@ -111,10 +111,27 @@ class SeasonalProfileConfig(DetectorConfig):
 
 
 def _slots(cadence_s: np.ndarray, slot_s: float) -> np.ndarray:
-    """Profile slot width per meter: the cadence (at least ``slot_s``), a whole divisor of a day."""
+    """Profile slot width per meter: the cadence (at least ``slot_s``), a whole divisor of a day.
+    The cadence is taken 1 % short: a 15-minute meter whose clock jitters is measured at 900.07 s,
+    and 95 slots of 909 s would drift through the quarter hours."""
     c = np.where(np.isfinite(cadence_s) & (cadence_s > 0), cadence_s, slot_s)
-    per_day = np.maximum(1, np.floor(DAY / np.maximum(c, slot_s) + 1e-6))
+    per_day = np.maximum(1, np.floor(DAY / np.maximum(0.99 * c, slot_s) + 1e-6))
     return DAY / per_day
+
+
+def _phase(t: np.ndarray, seg: np.ndarray, slot_w: np.ndarray) -> np.ndarray:
+    """Per meter: where in its slot (seconds from the slot's start) its readings are stamped, the
+    circular mean of ``t mod slot``, within (−slot/2, slot/2] (about 0 for a meter that reads on the
+    quarter hour, whatever its clock's jitter either side of it)."""
+    n_seg = len(slot_w)
+    if not len(t):
+        return np.zeros(n_seg)
+    w = slot_w[seg]
+    a = 2 * np.pi * (t % w) / w
+    c = np.bincount(seg, weights=np.cos(a), minlength=n_seg)
+    s = np.bincount(seg, weights=np.sin(a), minlength=n_seg)
+    ang = np.where((c != 0) | (s != 0), np.arctan2(s, c), 0.0)
+    return ang / (2 * np.pi) * slot_w  # arctan2: within (−π, π]
 
 
 def _log_load(x: np.ndarray, eps: np.ndarray) -> np.ndarray:
@@ -236,12 +253,18 @@ class SeasonalProfile(Detector):
 
     # ------------------------------------------------------------------------------ pieces
 
-    def _keys(self, df: pd.DataFrame, slot_w: np.ndarray):
+    def _keys(self, df: pd.DataFrame, slot_w: np.ndarray, phase: np.ndarray):
+        """(seg, t, day type, slot) per reading. A reading belongs to the slot of its nominal time:
+        its time less the meter's phase (where in the slot its readings fall, :func:`_phase`),
+        rounded to the nearest slot. A 15-minute meter whose clock stamps 13:14:59 one day and
+        13:15:01 the next reads the same slot on both (floor put them in two: one slot of a day
+        type then saw no reading while learned and borrowed the weekday's)."""
         t = df["_t"].to_numpy(float)
         seg = df["_seg"].to_numpy()
         w = slot_w[seg]
-        slot = np.floor((t % DAY) / w + 1e-9).astype(np.int64)
-        return seg, t, day_type(t).astype(np.int64), np.minimum(slot, 95)
+        tn = t - np.nan_to_num(phase)[seg] + w / 2
+        slot = np.floor((tn % DAY) / w + 1e-9).astype(np.int64)
+        return seg, t, day_type(tn).astype(np.int64), np.minimum(slot, 95)
 
     def _level(self, r, seg, t, n_seg):
         """Per reading: the median over the previous ``level_days`` calendar days of each day's
@@ -298,9 +321,9 @@ class SeasonalProfile(Detector):
             return np.where(n > 0, h / n, 0.0)
 
     def _residual(self, df: pd.DataFrame, prof: np.ndarray, spread: np.ndarray, slot_w: np.ndarray,
-                  limit: np.ndarray, eps: np.ndarray):
+                  limit: np.ndarray, eps: np.ndarray, phase: np.ndarray):
         x = df[self.config.channel].to_numpy(float) if self.config.channel in df.columns else np.full(len(df), np.nan)
-        seg, t, dt, slot = self._keys(df, slot_w)
+        seg, t, dt, slot = self._keys(df, slot_w, phase)
         y = _log_load(x, eps[seg])
         base = prof[seg, dt, slot]
         sp = spread[seg, dt, slot]
@@ -357,7 +380,8 @@ class SeasonalProfile(Detector):
         judged = (cad >= c.min_cadence_s * 0.95) & (cad <= c.max_cadence_s * 1.05)
         slot_w = _slots(cad, c.slot_s)
         x = df[c.channel].to_numpy(float) if c.channel in df.columns else np.full(len(df), np.nan)
-        seg, t, dt, slot = self._keys(df, slot_w)
+        phase = _phase(df["_t"].to_numpy(float), df["_seg"].to_numpy(), slot_w)
+        seg, t, dt, slot = self._keys(df, slot_w, phase)
         ok = np.isfinite(x)
         with quiet():
             typical = pd.Series(np.abs(x[ok])).groupby(seg[ok]).median().reindex(range(n_seg)).to_numpy()
@@ -414,7 +438,7 @@ class SeasonalProfile(Detector):
         floor = np.maximum(c.floor_rel, np.log1p(res / typical))
         spread = np.maximum(np.nan_to_num(spread, nan=np.inf), floor[:, None, None])
         # Calibration on the normal period itself, judged as later readings will be.
-        x_, z, _, _, _, _ = self._residual(df, prof, spread, slot_w, np.full(n_seg, c.z_min), eps)
+        x_, z, _, _, _, _ = self._residual(df, prof, spread, slot_w, np.full(n_seg, c.z_min), eps, phase)
         clip = np.full(n_seg, c.z_min)
         zd = self._day_mean(z, seg, t, clip)
         # The limits: where the normal period's tail says a reading (a 24-h mean) is rarer than
@@ -449,6 +473,7 @@ class SeasonalProfile(Detector):
         for k, m in enumerate(names):
             hist = float(len(np.unique(day[starts[k]:ends[k]][ok[starts[k]:ends[k]]])))
             out[m] = {"judged": bool(judged[k] and np.isfinite(prof[k]).any()), "slot_s": float(slot_w[k]),
+                      "slot_phase_s": float(phase[k]),
                       "profile": prof[k], "spread": np.where(np.isfinite(spread[k]), spread[k], np.nan),
                       "typical": float(typical[k]), "top": float(top[k]), "eps": float(eps[k]), "zero_share": float(zshare[k]),
                       "frozen_share": float(frozen_share[k]), "resolution": float(res[k]),
@@ -473,7 +498,8 @@ class SeasonalProfile(Detector):
         low_z, low_d = self._param(df, "limit_z_low", c.z_min), self._param(df, "limit_day_low", c.day_z_min)
         flat_need = np.nan_to_num(self._param(df, "flat_need", 3.0), nan=3.0)
         eps = np.nan_to_num(self._param(df, "eps", 0.1), nan=0.1)
-        x, z, expected, lev, seg, t = self._residual(df, prof, spread, slot_w, np.minimum(lim_z, low_z), eps)
+        phase = np.nan_to_num(self._param(df, "slot_phase_s", 0.0))
+        x, z, expected, lev, seg, t = self._residual(df, prof, spread, slot_w, np.minimum(lim_z, low_z), eps, phase)
         zd = self._day_mean(z, seg, t, np.minimum(lim_z, low_z))
         runs = _flat_runs(x, seg, (flat_need + 1).astype(np.int64)[seg])
         # The limit follows the tail of the last ``recal_days`` days too (never below the fitted
