@@ -76,6 +76,10 @@ class PostRule:
         Readings that cannot be judged (NaN) do not break a run, but only for this long: two
         anomalous readings further apart are separate runs, whatever lies between (at least 2.5
         cadences, so one lost reading never splits a run).
+    bridge_gaps : bool
+        Two anomalous readings with no reading at all between them are one run however far apart
+        (``max_bridge_s`` then limits only bridges over readings that could not be judged): for
+        a detector whose finding is the absence of readings, a data gap of days is one event.
     """
 
     threshold: float = 1.0
@@ -84,12 +88,15 @@ class PostRule:
     merge_gap_s: float = 3600.0
     max_bridge_s: float = 1800.0
     merge_gap_n: float = 0.0
+    bridge_gaps: bool = False
 
     def __post_init__(self):
         for f in ("min_duration_s", "merge_gap_s", "max_bridge_s", "merge_gap_n"):
             v = getattr(self, f)
             if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
                 raise ValueError(f"post.{f} must be a finite number >= 0, got {v!r}")
+        if not isinstance(self.bridge_gaps, bool):
+            raise ValueError(f"post.bridge_gaps must be true or false, got {self.bridge_gaps!r}")
         if not (isinstance(self.min_readings, int) and self.min_readings >= 1):
             raise ValueError(f"post.min_readings must be an integer >= 1, got {self.min_readings!r}")
         if not (isinstance(self.threshold, (int, float)) and math.isfinite(self.threshold)):

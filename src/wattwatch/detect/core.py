@@ -450,7 +450,10 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
             if t[kr[-1]] <= final_t[k] - max(j.eff["merge_gap_s"][k], j.eff["max_bridge_s"][k]):
                 continue
             tk = t[kr]
-            breaks = np.flatnonzero(~hot[kr][:-1] | (np.diff(tk) > j.eff["max_bridge_s"][k]))
+            far = np.diff(tk) > j.eff["max_bridge_s"][k]
+            if d.config.post.bridge_gaps:
+                far &= np.diff(kr) > 1  # as the post-rules: consecutive readings are never split
+            breaks = np.flatnonzero(~hot[kr][:-1] | far)
             first = kr[breaks[-1] + 1] if len(breaks) else kr[0]
             clean[k] = min(clean[k], t[first])
 

@@ -60,7 +60,10 @@ def group(seg: np.ndarray, t: np.ndarray, score: np.ndarray, post: PostRule, eff
     ks, kt = seg[k_idx], t[k_idx]
     bridge = _per_row(eff, post, "max_bridge_s", ks)
     # A new "meter" for run purposes also where known readings are too far apart to bridge.
-    new_meter = np.concatenate([[True], (ks[1:] != ks[:-1]) | (np.diff(kt) > (bridge[1:] if eff else bridge))])
+    far = np.diff(kt) > (bridge[1:] if eff else bridge)
+    if post.bridge_gaps:
+        far &= np.diff(k_idx) > 1  # consecutive readings: nothing between them to break the run
+    new_meter = np.concatenate([[True], (ks[1:] != ks[:-1]) | far])
     prev_above = np.concatenate([[False], above[:-1]])
     run_start = above & (~prev_above | new_meter)
     # A run of a single anomalous reading is a blip (a motor start, a glitch): it neither alerts
