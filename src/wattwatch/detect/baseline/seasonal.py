@@ -213,7 +213,7 @@ class SeasonalProfile(Detector):
     requires = ("p_kw",)
     judges = ("consumption",)
     blank_input = ("p_kw",)
-    state_version = 1
+    state_version = 2  # 2: slots by nominal time (slot_phase_s)
 
     def channels(self) -> tuple[str, ...]:
         return (self.config.channel,)
