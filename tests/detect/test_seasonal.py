@@ -131,3 +131,23 @@ def test_a_jittery_fifteen_minute_clock_reads_each_slot_alike_and_raises_no_alar
     ph = fitted2.detectors[0].get_state()["office"]["slot_phase_s"]
     assert abs(abs(ph) - 450) < 1.0  # half a slot: +450 and -450 are the same phase
     assert res2.alerts == [], [(a.start, a.message) for a in res2.alerts]
+
+
+def test_a_weekday_run_like_the_meters_own_sunday_is_a_holiday_not_an_anomaly():
+    """Easter Monday: the office runs all day as on its Sundays (15 kW). No alert (before: a run of
+    readings 'off profile' from midnight, the weekday's night and working hours). A working day's
+    one-hour drop to weekend load after a normal morning is still a single-reading alert, and a
+    weekday at zero is not a holiday."""
+    df = building(seed=5)
+    rng = np.random.default_rng(1)
+    hol = df.ts.dt.date == pd.Timestamp("2024-04-01").date()  # a Monday in the judged period
+    df.loc[hol, "p_kw"] = 15.0 * (1 + 0.03 * rng.standard_normal(int(hol.sum())))
+    drop = df.ts == pd.Timestamp("2024-04-10 11:00")  # a Wednesday, after a normal morning
+    df.loc[drop, "p_kw"] = 15.0
+    dead = (df.ts >= pd.Timestamp("2024-04-17 00:00")) & (df.ts < pd.Timestamp("2024-04-17 06:00"))
+    df.loc[dead, "p_kw"] = 0.0
+    _, res = run(df)
+    got = [(a.start[:13], a.evidence["kind"]) for a in res.alerts]
+    assert not [g for g in got if g[0].startswith("2024-04-01")], got
+    assert ("2024-04-10T11", "single_reading") in got
+    assert any(g[0].startswith("2024-04-17") for g in got), got

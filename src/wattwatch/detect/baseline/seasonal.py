@@ -9,8 +9,10 @@ are judged by the rules, the hour-of-week baseline and the learned ensemble).
 Saturday, Sunday. Per (day type, slot): the median of the normal readings and their robust spread
 (1.4826 x MAD). Medians and MAD keep the anomalies left inside the normal period (a zero day, a
 spike) from moving the profile. A day type the normal period lacks falls back to the weekday
-profile. Public holidays are not modelled (the ``holidays`` package is not a dependency): a
-holiday reads as a weekday with unusually low load and may alert. The state says how much history
+profile. A weekday that has run like the meter's own Saturday or Sunday since midnight (a public
+holiday, a bridge day, a closure) is judged against that profile for as long as it keeps doing so;
+its first reading the weekend profile does not fit makes it a weekday again for the rest of the day.
+No holiday calendar is used (holidays differ by country, region and building). The state says how much history
 the profile had (``history_days`` and days per day type) and the evidence repeats it.
 
 **Level** (adapting with the seasons). A reading is compared with ``level x profile``, where the
@@ -74,7 +76,8 @@ class SeasonalProfileConfig(DetectorConfig):
     profile days before single readings and days alert; ``zero_rel``/``zero_share``: what is a zero
     and how rare zeros must have been; ``max_frozen_share``: a normal period repeating one value
     more than this teaches no profile; ``flat_min_h``/``flat_max_h``: a frozen run must last at
-    least / never needs more than this long."""
+    least / never needs more than this long; ``holiday_z``: a weekday reading within this many
+    spreads of the meter's Saturday or Sunday profile runs like that day (see "Profile")."""
 
     channel: str = "p_kw"
     min_cadence_s: float = 600.0
@@ -97,6 +100,7 @@ class SeasonalProfileConfig(DetectorConfig):
     max_frozen_share: float = 0.5
     flat_min_h: float = 3.0
     flat_max_h: float = 24.0
+    holiday_z: float = 3.0
     post: PostRule = PostRule(min_duration_s=0.0, min_readings=1, merge_gap_s=6 * 3600.0, max_bridge_s=6 * 3600.0)
 
     def __post_init__(self):
@@ -154,6 +158,20 @@ def _tail_limit(z: np.ndarray, seg: np.ndarray, n_seg: int, cad_s: np.ndarray, d
         per_reading = np.where(np.isfinite(cad_s) & (cad_s > 0), cad_s, 3600.0) / (days * DAY)
         lim = u + beta * np.log(0.05 / per_reading)
     return np.nan_to_num(lim, nan=0.0)
+
+
+def _day_cumsum(flag: np.ndarray, seg: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """Per reading: how many ``flag`` readings its meter has had on its day so far, this one
+    included (rows sorted by meter and time)."""
+    n = len(flag)
+    if not n:
+        return np.zeros(0, np.int64)
+    start = np.ones(n, bool)
+    start[1:] = (seg[1:] != seg[:-1]) | (day[1:] != day[:-1])
+    c = np.cumsum(flag.astype(np.int64))
+    before = np.where(start, c - flag.astype(np.int64), 0)
+    np.maximum.accumulate(np.where(start, np.arange(n), 0), out=(idx := np.zeros(n, np.int64)))
+    return c - before[idx]
 
 
 def _carry(onset: np.ndarray, member: np.ndarray, seg: np.ndarray, t: np.ndarray, max_s: float) -> np.ndarray:
@@ -342,6 +360,24 @@ class SeasonalProfile(Detector):
         z = z - shift
         with quiet():
             expected = np.exp(base + lev + np.where(shift != 0, shift * sp, 0.0)) - eps[seg]
+        # A weekday that has run like one of the meter's own weekend days since midnight (a public
+        # holiday, a bridge day, a school closed for the day: every reading so far within
+        # ``holiday_z`` spreads of that profile) is judged against that day's profile while it
+        # keeps doing so: a building closed as on a Sunday is not a consumption anomaly.
+        # Its first reading that the weekend profile does not fit makes it a weekday again for the
+        # rest of the day (a working day's one-hour drop to weekend load is still judged as one).
+        if len(z):
+            day = np.floor((t - np.nan_to_num(phase)[seg] + slot_w[seg] / 2) / DAY).astype(np.int64)
+            weekday = dt == 0
+            for k in (1, 2):
+                with quiet():
+                    zk = (y - prof[seg, k, slot] - lev) / spread[seg, k, slot]
+                    misfit = weekday & np.isfinite(zk) & ~(np.abs(zk) < self.config.holiday_z)
+                    use = weekday & np.isfinite(zk) & (_day_cumsum(misfit, seg, day) == 0) & (np.abs(zk) < np.abs(z))
+                if use.any():
+                    z = np.where(use, zk, z)
+                    with quiet():
+                        expected = np.where(use, np.exp(prof[seg, k, slot] + lev) - eps[seg], expected)
         return x, z, expected, np.exp(lev), seg, t
 
     def _slot_median(self, z, seg, slot, t, weekend):
