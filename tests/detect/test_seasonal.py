@@ -151,3 +151,34 @@ def test_a_weekday_run_like_the_meters_own_sunday_is_a_holiday_not_an_anomaly():
     assert not [g for g in got if g[0].startswith("2024-04-01")], got
     assert ("2024-04-10T11", "single_reading") in got
     assert any(g[0].startswith("2024-04-17") for g in got), got
+
+
+def test_repeats_a_coarse_meter_makes_by_chance_are_no_frozen_meter_but_a_frozen_day_is():
+    """A household's hourly energy to 10 Wh: its night base load repeats the previous hour now and
+    then (5 % of all its hours). Eight normal weeks showed runs of at most 3; later runs of 4 are chance (about
+    0.8 % of readings), not a frozen meter (before: flat_line alerts, the need being the longest
+    normal run + 1). A day frozen at one value still is."""
+    rng = np.random.default_rng(7)
+    ts = pd.date_range("2024-01-01", periods=20 * 7 * 24, freq="1h")
+    h = ts.hour.to_numpy()
+    night = (h < 6)
+    p = np.where(night, np.round(0.15 + 0.01 * rng.integers(-2, 3, len(ts)) * (rng.random(len(ts)) < 0.8), 2),
+                 np.round(0.4 + 0.3 * rng.random(len(ts)), 3))
+    # Runs of at most 3 in the normal period: break longer ones.
+    x = p.copy()
+    for i in range(3, len(x)):
+        if ts[i] < pd.Timestamp("2024-02-26") and x[i] == x[i - 1] == x[i - 2] == x[i - 3]:
+            x[i] += 0.01
+    df = pd.DataFrame({"meter_id": "home", "ts": ts, "p_kw": x})
+    for day in ("2024-03-05", "2024-03-19", "2024-04-02"):
+        run4 = (df.ts >= pd.Timestamp(f"{day} 01:00")) & (df.ts < pd.Timestamp(f"{day} 05:00"))
+        df.loc[run4, "p_kw"] = 0.15
+        df.loc[df.ts == pd.Timestamp(f"{day} 00:00"), "p_kw"] = 0.17  # the run is four readings long
+        df.loc[df.ts == pd.Timestamp(f"{day} 05:00"), "p_kw"] = 0.13
+    frozen = (df.ts >= pd.Timestamp("2024-04-20 00:00")) & (df.ts < pd.Timestamp("2024-04-21 00:00"))
+    df.loc[frozen, "p_kw"] = 0.52
+    fitted, res = run(df)
+    flats = [a.start[:10] for a in res.alerts if a.evidence["kind"] == "flat_line"]
+    assert flats == ["2024-04-20"], flats
+    st = fitted.detectors[0].get_state()["home"]
+    assert 0.02 < st["repeat_share"] < 0.2 and st["flat_need"] > 4

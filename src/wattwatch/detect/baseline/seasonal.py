@@ -37,8 +37,9 @@ as if ``min_days`` more days had shown it. Evidence, each over a per-meter limit
 2. *day*: the median ``z`` of the trailing 24 h against the same kind of limit (at least
    ``day_z_min``): an unusual day where no single hour is extreme;
 3. *flat*: a non-zero value repeated exactly for more readings than the meter's longest such run
-   in its normal period (at least ``flat_min_h`` hours and 3 readings; at most ``flat_max_h``
-   hours needed): a frozen meter on a meter that reports power alone (``frozen_readings`` needs
+   in its normal period, and for more than chance makes once in ``tail_days`` days given how often
+   its readings repeat their predecessor while normal (at least ``flat_min_h`` hours and 3
+   readings; at most ``flat_max_h`` hours needed): a frozen meter on a meter that reports power alone (``frozen_readings`` needs
    three channels);
 4. *zero*: a (near) zero reading on a meter that read zero in under ``zero_share`` of its normal
    readings and of the last ``level_days`` days (evidence ``zero_reading`` / ``zero_run``); the
@@ -498,7 +499,22 @@ class SeasonalProfile(Detector):
         longest = np.zeros(n_seg, np.int64)
         if len(runs):
             np.maximum.at(longest, seg, runs)
-        flat_need = np.clip(longest + 1, lo_n, hi_n)
+        # ... and rarer than once in ``tail_days`` days by chance: a meter whose readings repeat
+        # their predecessor exactly in a share p of the normal period (a household's hourly energy
+        # to 5 Wh, whose night base load repeats) makes a run of n by chance about
+        # readings x p^(n-1) times; an eight-week normal period need not have shown the longest.
+        with quiet():
+            both = np.zeros(len(x), bool)
+            rep = np.zeros(len(x), bool)
+            if len(x) > 1:
+                both[1:] = (seg[1:] == seg[:-1]) & ok[1:] & ok[:-1] & (x[1:] != 0) & (x[:-1] != 0)
+                rep[1:] = both[1:] & (x[1:] == x[:-1])
+            p_rep = np.bincount(seg, weights=rep.astype(float), minlength=n_seg) / \
+                np.maximum(np.bincount(seg, weights=both.astype(float), minlength=n_seg), 1)
+            per_tail = c.tail_days * DAY / cad_ok
+            by_chance = 1 + np.ceil(np.log(0.05 / per_tail) / np.log(np.clip(p_rep, 1e-12, 0.999)))
+        by_chance = np.where(p_rep > 0, np.nan_to_num(by_chance, nan=0.0), 0).astype(np.int64)
+        flat_need = np.clip(np.maximum(longest + 1, by_chance), lo_n, hi_n)
         # A normal period that is mostly one repeated value (a logger that was frozen while the
         # meter was being learned) teaches no profile: such a meter is judged for zeros and flat
         # runs only, and a notice says to refit it on real readings.
@@ -515,7 +531,7 @@ class SeasonalProfile(Detector):
                       "frozen_share": float(frozen_share[k]), "resolution": float(res[k]),
                       "limit_z": float(lim_z[0, k]), "limit_z_low": float(lim_z[1, k]),
                       "limit_day": float(lim_d[0, k]), "limit_day_low": float(lim_d[1, k]), "flat_need": int(flat_need[k]),
-                      "history_days": hist, "days_by_type": days_by_type[k].tolist(),
+                      "history_days": hist, "repeat_share": float(p_rep[k]), "days_by_type": days_by_type[k].tolist(),
                       "weekend_pooled": bool(pooled_we[k]),
                       "level_days": int(c.level_days)}
         return out
