@@ -671,3 +671,24 @@ def test_lower_quantile_is_the_same_for_very_many_meters():
             if len(v):
                 want[k] = v[int(q * (len(v) - 1))]
             assert (np.isnan(want[k]) and np.isnan(got[k])) or want[k] == got[k]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_long_data_gap_stitches_bit_for_bit(seed):
+    """packet_loss bridges a gap of days between its two edge readings (nothing between them to
+    break the run): cut anywhere, including inside the gap and right after it, the stitched run
+    gives the whole run's one data-gap alert and scores."""
+    rng = np.random.default_rng(seed)
+    ts = pd.date_range("2025-01-06", periods=24 * 40, freq="60min", tz="UTC")
+    f = pd.DataFrame({"meter_id": "logger", "ts": ts, "p_kw": 50 + 5 * rng.standard_normal(len(ts))})
+    f = f[~((f.ts >= pd.Timestamp("2025-01-20T04:00Z")) & (f.ts < pd.Timestamp("2025-01-23T10:00Z")))]
+    dets = [registry.build("packet_loss")]
+    profile(prepare(f), dets, ENGINE)
+    # Cuts at random, plus one inside the gap and one just past its far edge.
+    cuts = np.sort(np.r_[_cuts(f, seed, 4), _epoch(pd.Series([pd.Timestamp("2025-01-21T12:00Z"),
+                                                               pd.Timestamp("2025-01-23T10:30Z")]))])
+    whole = core.run(f, dets)
+    assert [a.evidence["kind"] for a in whole.alerts] == ["data_gap"]
+    steps = _stitched(f, dets, cuts)
+    problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
+    assert not problems, "\n".join(problems[:12])

@@ -234,3 +234,34 @@ def test_real_household_meter_raises_no_loose_ct_and_a_loosened_clamp_is_found(u
     f.loc[w, "i_l1_a"] = np.round(f.loc[w, "i_l1_a"] * g / 0.2) * 0.2  # the meter's own resolution
     got = detect(f, [build("loose_ct")], engine).alerts
     assert len(got) == 1 and got[0].evidence["kind"] == "loose_ct" and overlaps(got[0], f, w)
+
+
+@pytest.mark.parametrize("kind", ["residential", "commercial"])
+def test_a_two_day_loose_spell_at_hourly_cadence_is_one_finding_and_nothing_else(kind):
+    """At hourly cadence the 9-reading window sees a home's loose clamp in fragments (evenings too
+    unsteady, nights too light): they are merged within two windows of readings, and the readings
+    between them stay explained, so the spell is one SENSOR_FAULT and no neutral or imbalance alert
+    (before: three loose_ct fragments 12 h apart on the home)."""
+    f = meter(kind, "60min", days=12)
+    w = loosen(f, "i_l1_a", start="2025-01-14T08:00:00Z", hours=48, seed=1)
+    without = {a.code for a in alerts(f, [n for n in RULES if n != "loose_ct"]) if overlaps(a, f, w)}
+    assert "ERR_IMBAL_LIMIT_EXCEEDED" in without  # the wrong current reads as a neutral fault
+    got = [a for a in alerts(f) if overlaps(a, f, w)]
+    assert [(a.code, a.evidence.get("kind")) for a in got] == [("SENSOR_FAULT", "loose_ct")]
+    t = f.ts[w]
+    assert pd.Timestamp(got[0].start) <= t.min() + pd.Timedelta(hours=4)
+    assert pd.Timestamp(got[0].end) >= t.max() - pd.Timedelta(hours=4)
+
+
+def test_loose_ct_padding_and_merging_scale_with_the_cadence():
+    det = build("loose_ct")
+    (e,) = det.explains
+    cad = np.array([60.0, 300.0, 900.0, 3600.0, np.nan])
+    # Seconds rule at fast cadences; readings (half the window, 24 readings) at hourly.
+    assert list(e.pad(cad)) == [1800.0, 1800.0, 3600.0, 4 * 3600.0, 1800.0]
+    assert list(e.within(cad)) == [6 * 3600.0, 6 * 3600.0, 6 * 3600.0, 24 * 3600.0, 6 * 3600.0]
+    assert list(det.config.post.at(cad)["merge_gap_s"]) == [3 * 3600.0, 3 * 3600.0, 4.5 * 3600.0, 18 * 3600.0,
+                                                            3 * 3600.0]
+    # A wider window pads further.
+    (e9,) = build("loose_ct", {"window": 15}).explains
+    assert e9.pad(np.array([3600.0]))[0] == 7 * 3600.0

@@ -446,3 +446,34 @@ def test_baseline_deviation_at_hourly_cadence_reads_the_register():
     g["e_kwh"] = g.e_kwh.iloc[0] + np.cumsum(np.where(w, 0.4 * de, de))
     alerts = only(run_week(g), "WARN_BASELINE_DEVIATION")
     assert alerts and "below" in alerts[0].message
+
+
+def _power_only(step: str, days: float, seed: int = 0) -> pd.DataFrame:
+    """A logger that reports power alone at ``step`` (a building's or a PV system's export)."""
+    ts = pd.date_range("2025-01-06", periods=int(days * 86400 / pd.Timedelta(step).total_seconds()), freq=step,
+                       tz="UTC")
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"meter_id": "logger", "ts": ts, "p_kw": 50 + 5 * rng.standard_normal(len(ts))})
+
+
+@pytest.mark.parametrize("step,start,hours", [("60min", "2025-01-20T04:00Z", 25),     # both edges 25 h apart
+                                              ("60min", "2025-01-20T04:00Z", 24 * 60),  # two months
+                                              ("15min", "2025-01-20T14:00Z", 12.25),   # beyond half the window
+                                              ("5min", "2025-01-20T14:00Z", 30)])
+def test_a_long_data_gap_is_reported_as_such_at_any_cadence(step, start, hours):
+    """A logger that stops for 12 h, a day or months: one ALRM_PKT_LOSS_CRIT spanning the gap, from
+    the last reading before it to the first after, evidence kind data_gap (before: nothing; the
+    reading before a gap longer than half the window saw no loss, and edges more than a day apart
+    were split by the bridge into two one-reading blips)."""
+    f = _power_only(step, days=14 + hours / 24 + 7)
+    gap = window(f, start, hours)
+    f = f[~gap].reset_index(drop=True)
+    before = f.ts[f.ts < pd.Timestamp(start)].max()
+    after = f.ts[f.ts > pd.Timestamp(start)].min()
+    got = run(f, ["packet_loss"])
+    assert len(got) == 1, [(a.start, a.end, a.message) for a in got]
+    a = got[0]
+    assert a.code == "ALRM_PKT_LOSS_CRIT" and a.evidence["kind"] == "data_gap"
+    assert pd.Timestamp(a.start) == before and pd.Timestamp(a.end) == after
+    assert pd.Timestamp(a.evidence["gap_start"]) == before and pd.Timestamp(a.evidence["gap_end"]) == after
+    assert abs(a.evidence["gap_hours"] - (after - before).total_seconds() / 3600) < 0.01

@@ -108,3 +108,77 @@ def test_a_one_hour_drop_on_a_meter_that_sometimes_reads_zero_is_judged_against_
     df.loc[df.ts == pd.Timestamp("2024-03-13 11:00"), "p_kw"] = 2.0
     _, res = run(df)
     assert [(a.start, a.evidence["kind"]) for a in res.alerts] == [("2024-03-13T11:00:00.000Z", "single_reading")]
+
+
+def test_a_jittery_fifteen_minute_clock_reads_each_slot_alike_and_raises_no_alarm():
+    """A 15-minute meter whose clock stamps a second or two either side of the quarter hour
+    (13:14:59 one day, 13:15:01 the next). Slots by the floor of the time put a Saturday's and a
+    Sunday's readings in neighbouring slots; a weekend slot that saw none while learned borrowed the
+    weekday's profile, and a quiet Sunday hour read as a drop to a third (the 15-min fleet's ten
+    false consumption alerts). Slots by nominal time: none, and the meter's phase is in the state.
+    Its measured cadence (900.07 s) makes quarter-hour slots, not 95 slots of 909 s."""
+    df = building(weeks=5, step="15min", seed=3)
+    rng = np.random.default_rng(4)
+    df["ts"] = df["ts"] + pd.to_timedelta(rng.uniform(-2.0, 2.0, len(df)), unit="s")
+    fitted, res = run(df, normal_end="2024-01-08")
+    st = fitted.detectors[0].get_state()["office"]
+    assert st["cadence_s"] > 900 and st["slot_s"] == 900.0  # quarter hours, though the clock measures 900.07 s
+    assert abs(st["slot_phase_s"]) < 1.0
+    assert res.alerts == [], [(a.start, a.message) for a in res.alerts]
+    # A meter stamping mid-slot (hh:07:30 ± 2 s) learns that phase.
+    df2 = df.assign(ts=df["ts"] + pd.Timedelta(seconds=450))
+    fitted2, res2 = run(df2, normal_end="2024-01-08")
+    ph = fitted2.detectors[0].get_state()["office"]["slot_phase_s"]
+    assert abs(abs(ph) - 450) < 1.0  # half a slot: +450 and -450 are the same phase
+    assert res2.alerts == [], [(a.start, a.message) for a in res2.alerts]
+
+
+def test_a_weekday_run_like_the_meters_own_sunday_is_a_holiday_not_an_anomaly():
+    """Easter Monday: the office runs all day as on its Sundays (15 kW). No alert (before: a run of
+    readings 'off profile' from midnight, the weekday's night and working hours). A working day's
+    one-hour drop to weekend load after a normal morning is still a single-reading alert, and a
+    weekday at zero is not a holiday."""
+    df = building(seed=5)
+    rng = np.random.default_rng(1)
+    hol = df.ts.dt.date == pd.Timestamp("2024-04-01").date()  # a Monday in the judged period
+    df.loc[hol, "p_kw"] = 15.0 * (1 + 0.03 * rng.standard_normal(int(hol.sum())))
+    drop = df.ts == pd.Timestamp("2024-04-10 11:00")  # a Wednesday, after a normal morning
+    df.loc[drop, "p_kw"] = 15.0
+    dead = (df.ts >= pd.Timestamp("2024-04-17 00:00")) & (df.ts < pd.Timestamp("2024-04-17 06:00"))
+    df.loc[dead, "p_kw"] = 0.0
+    _, res = run(df)
+    got = [(a.start[:13], a.evidence["kind"]) for a in res.alerts]
+    assert not [g for g in got if g[0].startswith("2024-04-01")], got
+    assert ("2024-04-10T11", "single_reading") in got
+    assert any(g[0].startswith("2024-04-17") for g in got), got
+
+
+def test_repeats_a_coarse_meter_makes_by_chance_are_no_frozen_meter_but_a_frozen_day_is():
+    """A household's hourly energy to 10 Wh: its night base load repeats the previous hour now and
+    then (5 % of all its hours). Eight normal weeks showed runs of at most 3; later runs of 4 are chance (about
+    0.8 % of readings), not a frozen meter (before: flat_line alerts, the need being the longest
+    normal run + 1). A day frozen at one value still is."""
+    rng = np.random.default_rng(7)
+    ts = pd.date_range("2024-01-01", periods=20 * 7 * 24, freq="1h")
+    h = ts.hour.to_numpy()
+    night = (h < 6)
+    p = np.where(night, np.round(0.15 + 0.01 * rng.integers(-2, 3, len(ts)) * (rng.random(len(ts)) < 0.8), 2),
+                 np.round(0.4 + 0.3 * rng.random(len(ts)), 3))
+    # Runs of at most 3 in the normal period: break longer ones.
+    x = p.copy()
+    for i in range(3, len(x)):
+        if ts[i] < pd.Timestamp("2024-02-26") and x[i] == x[i - 1] == x[i - 2] == x[i - 3]:
+            x[i] += 0.01
+    df = pd.DataFrame({"meter_id": "home", "ts": ts, "p_kw": x})
+    for day in ("2024-03-05", "2024-03-19", "2024-04-02"):
+        run4 = (df.ts >= pd.Timestamp(f"{day} 01:00")) & (df.ts < pd.Timestamp(f"{day} 05:00"))
+        df.loc[run4, "p_kw"] = 0.15
+        df.loc[df.ts == pd.Timestamp(f"{day} 00:00"), "p_kw"] = 0.17  # the run is four readings long
+        df.loc[df.ts == pd.Timestamp(f"{day} 05:00"), "p_kw"] = 0.13
+    frozen = (df.ts >= pd.Timestamp("2024-04-20 00:00")) & (df.ts < pd.Timestamp("2024-04-21 00:00"))
+    df.loc[frozen, "p_kw"] = 0.52
+    fitted, res = run(df)
+    flats = [a.start[:10] for a in res.alerts if a.evidence["kind"] == "flat_line"]
+    assert flats == ["2024-04-20"], flats
+    st = fitted.detectors[0].get_state()["home"]
+    assert 0.02 < st["repeat_share"] < 0.2 and st["flat_need"] > 4

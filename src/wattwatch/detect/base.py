@@ -68,10 +68,18 @@ class PostRule:
         when it was 2 or more.
     merge_gap_s : float
         Runs of one meter closer than this are one alert (at least 2.5 cadences).
+    merge_gap_n : float
+        ... and at least this many cadences (0: seconds only). For a detector that sees what it
+        judges only in stretches of readings (a rolling window of readings, say), so that its
+        fragments are merged alike at 5-minute and at hourly cadence.
     max_bridge_s : float
         Readings that cannot be judged (NaN) do not break a run, but only for this long: two
         anomalous readings further apart are separate runs, whatever lies between (at least 2.5
         cadences, so one lost reading never splits a run).
+    bridge_gaps : bool
+        Two anomalous readings with no reading at all between them are one run however far apart
+        (``max_bridge_s`` then limits only bridges over readings that could not be judged): for
+        a detector whose finding is the absence of readings, a data gap of days is one event.
     """
 
     threshold: float = 1.0
@@ -79,12 +87,16 @@ class PostRule:
     min_readings: int = 2
     merge_gap_s: float = 3600.0
     max_bridge_s: float = 1800.0
+    merge_gap_n: float = 0.0
+    bridge_gaps: bool = False
 
     def __post_init__(self):
-        for f in ("min_duration_s", "merge_gap_s", "max_bridge_s"):
+        for f in ("min_duration_s", "merge_gap_s", "max_bridge_s", "merge_gap_n"):
             v = getattr(self, f)
             if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
                 raise ValueError(f"post.{f} must be a finite number >= 0, got {v!r}")
+        if not isinstance(self.bridge_gaps, bool):
+            raise ValueError(f"post.bridge_gaps must be true or false, got {self.bridge_gaps!r}")
         if not (isinstance(self.min_readings, int) and self.min_readings >= 1):
             raise ValueError(f"post.min_readings must be an integer >= 1, got {self.min_readings!r}")
         if not (isinstance(self.threshold, (int, float)) and math.isfinite(self.threshold)):
@@ -98,7 +110,7 @@ class PostRule:
         readings = np.maximum(floor, np.minimum(self.min_readings, need)).astype(np.int64)
         return {"min_duration_s": np.full(len(c), float(self.min_duration_s)),
                 "min_readings": readings,
-                "merge_gap_s": np.maximum(self.merge_gap_s, 2.5 * c),
+                "merge_gap_s": np.maximum(self.merge_gap_s, np.maximum(self.merge_gap_n, 2.5) * c),
                 "max_bridge_s": np.maximum(self.max_bridge_s, 2.5 * c)}
 
     def horizon_s(self, cadence_s: np.ndarray) -> np.ndarray:
@@ -118,13 +130,31 @@ class Explains:
     ``"reading"``, every anomalous reading (``score >= threshold``), alert or not. ``extra``: the
     name of a method ``(df, ctx) -> bool array`` giving further readings that it explains wherever
     they lie within ``within_s`` of one of its alerts (an open CT reads zero at night too, when
-    there is no load to prove it)."""
+    there is no load to prove it). ``pad_n`` and ``within_n``: the same in readings (cadences) of
+    the meter, whichever is longer: a detector that needs a window of readings to see a fault sees
+    its onset and end that many readings late or early, hours at hourly cadence."""
 
     kinds: tuple[str, ...]
     span: str = "span"
     pad_s: float = 0.0
     extra: str | None = None
     within_s: float = 0.0
+    pad_n: float = 0.0
+    within_n: float = 0.0
+
+    @staticmethod
+    def _scaled(s: float, n: float, cadence_s) -> np.ndarray:
+        c = np.asarray(cadence_s, float)
+        c = np.where(np.isfinite(c) & (c > 0), c, 0.0)
+        return np.maximum(float(s), float(n) * c)
+
+    def pad(self, cadence_s) -> np.ndarray:
+        """Padding (seconds) per meter of cadences ``cadence_s``: ``max(pad_s, pad_n × cadence)``."""
+        return self._scaled(self.pad_s, self.pad_n, cadence_s)
+
+    def within(self, cadence_s) -> np.ndarray:
+        """Reach of ``extra`` (seconds) per meter: ``max(within_s, within_n × cadence)``."""
+        return self._scaled(self.within_s, self.within_n, cadence_s)
 
 
 @dataclass(frozen=True)

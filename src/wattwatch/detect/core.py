@@ -156,7 +156,7 @@ def reaches(detectors: list[Detector], meters) -> dict[str, Reach]:
                 if set(e.kinds) & set(d.judges):
                     hit = True
                     if e.span != "reading":
-                        h = np.maximum(h, b.config.post.horizon_s(cad) + e.pad_s + e.within_s)
+                        h = np.maximum(h, b.config.post.horizon_s(cad) + e.pad(cad) + e.within(cad))
             if hit:
                 blockers.append((eff[b.name], h))
         eff[d.name] = _chain(d.reach(list(meters)), blockers)
@@ -197,7 +197,7 @@ def _independent_of(key, channels: tuple[str, ...]) -> bool:
     return name in ("phases", "imax", "vmax", "inrush", "window_bounds") and not set(channels) - {"p_kw", "e_kwh"}
 
 
-def _near(seg: np.ndarray, t: np.ndarray, groups: list[np.ndarray], within_s: float) -> np.ndarray:
+def _near(seg: np.ndarray, t: np.ndarray, groups: list[np.ndarray], within_s) -> np.ndarray:
     return span_mask(seg, t, groups, pad_s=within_s)
 
 
@@ -297,12 +297,12 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
                     if groups is None:
                         judged.groups = group(seg, t, s, d.config.post, eff)
                         groups = judged.groups.alerts()
-                    m = span_mask(seg, t, groups, e.pad_s)
+                    m = span_mask(seg, t, groups, e.pad(cad))
                     if e.span == "hot":
                         with quiet():
                             m &= s >= d.config.post.threshold
                     if e.extra and groups:
-                        m |= getattr(d, e.extra)(src, ctx) & _near(seg, t, groups, e.within_s)
+                        m |= getattr(d, e.extra)(src, ctx) & _near(seg, t, groups, e.within(cad))
                 for k in e.kinds:
                     masks[k] = masks[k] | m if k in masks else m
         # Notices said once: meters it cannot judge, cadences it cannot judge as designed.
@@ -450,7 +450,10 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
             if t[kr[-1]] <= final_t[k] - max(j.eff["merge_gap_s"][k], j.eff["max_bridge_s"][k]):
                 continue
             tk = t[kr]
-            breaks = np.flatnonzero(~hot[kr][:-1] | (np.diff(tk) > j.eff["max_bridge_s"][k]))
+            far = np.diff(tk) > j.eff["max_bridge_s"][k]
+            if d.config.post.bridge_gaps:
+                far &= np.diff(kr) > 1  # as the post-rules: consecutive readings are never split
+            breaks = np.flatnonzero(~hot[kr][:-1] | far)
             first = kr[breaks[-1] + 1] if len(breaks) else kr[0]
             clean[k] = min(clean[k], t[first])
 

@@ -60,7 +60,10 @@ def group(seg: np.ndarray, t: np.ndarray, score: np.ndarray, post: PostRule, eff
     ks, kt = seg[k_idx], t[k_idx]
     bridge = _per_row(eff, post, "max_bridge_s", ks)
     # A new "meter" for run purposes also where known readings are too far apart to bridge.
-    new_meter = np.concatenate([[True], (ks[1:] != ks[:-1]) | (np.diff(kt) > (bridge[1:] if eff else bridge))])
+    far = np.diff(kt) > (bridge[1:] if eff else bridge)
+    if post.bridge_gaps:
+        far &= np.diff(k_idx) > 1  # consecutive readings: nothing between them to break the run
+    new_meter = np.concatenate([[True], (ks[1:] != ks[:-1]) | far])
     prev_above = np.concatenate([[False], above[:-1]])
     run_start = above & (~prev_above | new_meter)
     # A run of a single anomalous reading is a blip (a motor start, a glitch): it neither alerts
@@ -100,8 +103,9 @@ def alert_groups(seg: np.ndarray, t: np.ndarray, score: np.ndarray, post: PostRu
     return group(seg, t, score, post, eff).alerts()
 
 
-def span_mask(seg: np.ndarray, t: np.ndarray, groups: list[np.ndarray], pad_s: float = 0.0) -> np.ndarray:
-    """Rows that fall inside any group's [first, last] time span (same meter), padded.
+def span_mask(seg: np.ndarray, t: np.ndarray, groups: list[np.ndarray], pad_s=0.0) -> np.ndarray:
+    """Rows that fall inside any group's [first, last] time span (same meter), padded by ``pad_s``
+    (seconds; one number, or an array indexed by segment code: each meter its own).
 
     Searched in each meter's own times (a key mixing meter codes and times in one float rounds
     at the millisecond, which moved span edges by a reading depending on the frame)."""
@@ -111,12 +115,14 @@ def span_mask(seg: np.ndarray, t: np.ndarray, groups: list[np.ndarray], pad_s: f
     from wattwatch.detect.frame import seg_bounds
 
     starts, ends = seg_bounds(seg)
+    per_meter = np.ndim(pad_s) > 0
     for rows in groups:
         k = seg[rows[0]]
         a, b = starts[k], ends[k]
         tm = t[a:b]
-        lo = np.searchsorted(tm, t[rows[0]] - pad_s, side="left")
-        hi = np.searchsorted(tm, t[rows[-1]] + pad_s, side="right")
+        pad = float(pad_s[k]) if per_meter else pad_s
+        lo = np.searchsorted(tm, t[rows[0]] - pad, side="left")
+        hi = np.searchsorted(tm, t[rows[-1]] + pad, side="right")
         mask[a + lo:a + hi] = True
     return mask
 

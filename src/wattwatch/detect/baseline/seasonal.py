@@ -9,8 +9,10 @@ are judged by the rules, the hour-of-week baseline and the learned ensemble).
 Saturday, Sunday. Per (day type, slot): the median of the normal readings and their robust spread
 (1.4826 x MAD). Medians and MAD keep the anomalies left inside the normal period (a zero day, a
 spike) from moving the profile. A day type the normal period lacks falls back to the weekday
-profile. Public holidays are not modelled (the ``holidays`` package is not a dependency): a
-holiday reads as a weekday with unusually low load and may alert. The state says how much history
+profile. A weekday that has run like the meter's own Saturday or Sunday since midnight (a public
+holiday, a bridge day, a closure) is judged against that profile for as long as it keeps doing so;
+its first reading the weekend profile does not fit makes it a weekday again for the rest of the day.
+No holiday calendar is used (holidays differ by country, region and building). The state says how much history
 the profile had (``history_days`` and days per day type) and the evidence repeats it.
 
 **Level** (adapting with the seasons). A reading is compared with ``level x profile``, where the
@@ -35,8 +37,9 @@ as if ``min_days`` more days had shown it. Evidence, each over a per-meter limit
 2. *day*: the median ``z`` of the trailing 24 h against the same kind of limit (at least
    ``day_z_min``): an unusual day where no single hour is extreme;
 3. *flat*: a non-zero value repeated exactly for more readings than the meter's longest such run
-   in its normal period (at least ``flat_min_h`` hours and 3 readings; at most ``flat_max_h``
-   hours needed): a frozen meter on a meter that reports power alone (``frozen_readings`` needs
+   in its normal period, and for more than chance makes once in ``tail_days`` days given how often
+   its readings repeat their predecessor while normal (at least ``flat_min_h`` hours and 3
+   readings; at most ``flat_max_h`` hours needed): a frozen meter on a meter that reports power alone (``frozen_readings`` needs
    three channels);
 4. *zero*: a (near) zero reading on a meter that read zero in under ``zero_share`` of its normal
    readings and of the last ``level_days`` days (evidence ``zero_reading`` / ``zero_run``); the
@@ -74,7 +77,8 @@ class SeasonalProfileConfig(DetectorConfig):
     profile days before single readings and days alert; ``zero_rel``/``zero_share``: what is a zero
     and how rare zeros must have been; ``max_frozen_share``: a normal period repeating one value
     more than this teaches no profile; ``flat_min_h``/``flat_max_h``: a frozen run must last at
-    least / never needs more than this long."""
+    least / never needs more than this long; ``holiday_z``: a weekday reading within this many
+    spreads of the meter's Saturday or Sunday profile runs like that day (see "Profile")."""
 
     channel: str = "p_kw"
     min_cadence_s: float = 600.0
@@ -97,6 +101,7 @@ class SeasonalProfileConfig(DetectorConfig):
     max_frozen_share: float = 0.5
     flat_min_h: float = 3.0
     flat_max_h: float = 24.0
+    holiday_z: float = 3.0
     post: PostRule = PostRule(min_duration_s=0.0, min_readings=1, merge_gap_s=6 * 3600.0, max_bridge_s=6 * 3600.0)
 
     def __post_init__(self):
@@ -111,10 +116,27 @@ class SeasonalProfileConfig(DetectorConfig):
 
 
 def _slots(cadence_s: np.ndarray, slot_s: float) -> np.ndarray:
-    """Profile slot width per meter: the cadence (at least ``slot_s``), a whole divisor of a day."""
+    """Profile slot width per meter: the cadence (at least ``slot_s``), a whole divisor of a day.
+    The cadence is taken 1 % short: a 15-minute meter whose clock jitters is measured at 900.07 s,
+    and 95 slots of 909 s would drift through the quarter hours."""
     c = np.where(np.isfinite(cadence_s) & (cadence_s > 0), cadence_s, slot_s)
-    per_day = np.maximum(1, np.floor(DAY / np.maximum(c, slot_s) + 1e-6))
+    per_day = np.maximum(1, np.floor(DAY / np.maximum(0.99 * c, slot_s) + 1e-6))
     return DAY / per_day
+
+
+def _phase(t: np.ndarray, seg: np.ndarray, slot_w: np.ndarray) -> np.ndarray:
+    """Per meter: where in its slot (seconds from the slot's start) its readings are stamped, the
+    circular mean of ``t mod slot``, within (−slot/2, slot/2] (about 0 for a meter that reads on the
+    quarter hour, whatever its clock's jitter either side of it)."""
+    n_seg = len(slot_w)
+    if not len(t):
+        return np.zeros(n_seg)
+    w = slot_w[seg]
+    a = 2 * np.pi * (t % w) / w
+    c = np.bincount(seg, weights=np.cos(a), minlength=n_seg)
+    s = np.bincount(seg, weights=np.sin(a), minlength=n_seg)
+    ang = np.where((c != 0) | (s != 0), np.arctan2(s, c), 0.0)
+    return ang / (2 * np.pi) * slot_w  # arctan2: within (−π, π]
 
 
 def _log_load(x: np.ndarray, eps: np.ndarray) -> np.ndarray:
@@ -137,6 +159,20 @@ def _tail_limit(z: np.ndarray, seg: np.ndarray, n_seg: int, cad_s: np.ndarray, d
         per_reading = np.where(np.isfinite(cad_s) & (cad_s > 0), cad_s, 3600.0) / (days * DAY)
         lim = u + beta * np.log(0.05 / per_reading)
     return np.nan_to_num(lim, nan=0.0)
+
+
+def _day_cumsum(flag: np.ndarray, seg: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """Per reading: how many ``flag`` readings its meter has had on its day so far, this one
+    included (rows sorted by meter and time)."""
+    n = len(flag)
+    if not n:
+        return np.zeros(0, np.int64)
+    start = np.ones(n, bool)
+    start[1:] = (seg[1:] != seg[:-1]) | (day[1:] != day[:-1])
+    c = np.cumsum(flag.astype(np.int64))
+    before = np.where(start, c - flag.astype(np.int64), 0)
+    np.maximum.accumulate(np.where(start, np.arange(n), 0), out=(idx := np.zeros(n, np.int64)))
+    return c - before[idx]
 
 
 def _carry(onset: np.ndarray, member: np.ndarray, seg: np.ndarray, t: np.ndarray, max_s: float) -> np.ndarray:
@@ -196,7 +232,7 @@ class SeasonalProfile(Detector):
     requires = ("p_kw",)
     judges = ("consumption",)
     blank_input = ("p_kw",)
-    state_version = 1
+    state_version = 2  # 2: slots by nominal time (slot_phase_s)
 
     def channels(self) -> tuple[str, ...]:
         return (self.config.channel,)
@@ -236,12 +272,18 @@ class SeasonalProfile(Detector):
 
     # ------------------------------------------------------------------------------ pieces
 
-    def _keys(self, df: pd.DataFrame, slot_w: np.ndarray):
+    def _keys(self, df: pd.DataFrame, slot_w: np.ndarray, phase: np.ndarray):
+        """(seg, t, day type, slot) per reading. A reading belongs to the slot of its nominal time:
+        its time less the meter's phase (where in the slot its readings fall, :func:`_phase`),
+        rounded to the nearest slot. A 15-minute meter whose clock stamps 13:14:59 one day and
+        13:15:01 the next reads the same slot on both (floor put them in two: one slot of a day
+        type then saw no reading while learned and borrowed the weekday's)."""
         t = df["_t"].to_numpy(float)
         seg = df["_seg"].to_numpy()
         w = slot_w[seg]
-        slot = np.floor((t % DAY) / w + 1e-9).astype(np.int64)
-        return seg, t, day_type(t).astype(np.int64), np.minimum(slot, 95)
+        tn = t - np.nan_to_num(phase)[seg] + w / 2
+        slot = np.floor((tn % DAY) / w + 1e-9).astype(np.int64)
+        return seg, t, day_type(tn).astype(np.int64), np.minimum(slot, 95)
 
     def _level(self, r, seg, t, n_seg):
         """Per reading: the median over the previous ``level_days`` calendar days of each day's
@@ -298,9 +340,9 @@ class SeasonalProfile(Detector):
             return np.where(n > 0, h / n, 0.0)
 
     def _residual(self, df: pd.DataFrame, prof: np.ndarray, spread: np.ndarray, slot_w: np.ndarray,
-                  limit: np.ndarray, eps: np.ndarray):
+                  limit: np.ndarray, eps: np.ndarray, phase: np.ndarray):
         x = df[self.config.channel].to_numpy(float) if self.config.channel in df.columns else np.full(len(df), np.nan)
-        seg, t, dt, slot = self._keys(df, slot_w)
+        seg, t, dt, slot = self._keys(df, slot_w, phase)
         y = _log_load(x, eps[seg])
         base = prof[seg, dt, slot]
         sp = spread[seg, dt, slot]
@@ -319,6 +361,24 @@ class SeasonalProfile(Detector):
         z = z - shift
         with quiet():
             expected = np.exp(base + lev + np.where(shift != 0, shift * sp, 0.0)) - eps[seg]
+        # A weekday that has run like one of the meter's own weekend days since midnight (a public
+        # holiday, a bridge day, a school closed for the day: every reading so far within
+        # ``holiday_z`` spreads of that profile) is judged against that day's profile while it
+        # keeps doing so: a building closed as on a Sunday is not a consumption anomaly.
+        # Its first reading that the weekend profile does not fit makes it a weekday again for the
+        # rest of the day (a working day's one-hour drop to weekend load is still judged as one).
+        if len(z):
+            day = np.floor((t - np.nan_to_num(phase)[seg] + slot_w[seg] / 2) / DAY).astype(np.int64)
+            weekday = dt == 0
+            for k in (1, 2):
+                with quiet():
+                    zk = (y - prof[seg, k, slot] - lev) / spread[seg, k, slot]
+                    misfit = weekday & np.isfinite(zk) & ~(np.abs(zk) < self.config.holiday_z)
+                    use = weekday & np.isfinite(zk) & (_day_cumsum(misfit, seg, day) == 0) & (np.abs(zk) < np.abs(z))
+                if use.any():
+                    z = np.where(use, zk, z)
+                    with quiet():
+                        expected = np.where(use, np.exp(prof[seg, k, slot] + lev) - eps[seg], expected)
         return x, z, expected, np.exp(lev), seg, t
 
     def _slot_median(self, z, seg, slot, t, weekend):
@@ -357,7 +417,8 @@ class SeasonalProfile(Detector):
         judged = (cad >= c.min_cadence_s * 0.95) & (cad <= c.max_cadence_s * 1.05)
         slot_w = _slots(cad, c.slot_s)
         x = df[c.channel].to_numpy(float) if c.channel in df.columns else np.full(len(df), np.nan)
-        seg, t, dt, slot = self._keys(df, slot_w)
+        phase = _phase(df["_t"].to_numpy(float), df["_seg"].to_numpy(), slot_w)
+        seg, t, dt, slot = self._keys(df, slot_w, phase)
         ok = np.isfinite(x)
         with quiet():
             typical = pd.Series(np.abs(x[ok])).groupby(seg[ok]).median().reindex(range(n_seg)).to_numpy()
@@ -414,7 +475,7 @@ class SeasonalProfile(Detector):
         floor = np.maximum(c.floor_rel, np.log1p(res / typical))
         spread = np.maximum(np.nan_to_num(spread, nan=np.inf), floor[:, None, None])
         # Calibration on the normal period itself, judged as later readings will be.
-        x_, z, _, _, _, _ = self._residual(df, prof, spread, slot_w, np.full(n_seg, c.z_min), eps)
+        x_, z, _, _, _, _ = self._residual(df, prof, spread, slot_w, np.full(n_seg, c.z_min), eps, phase)
         clip = np.full(n_seg, c.z_min)
         zd = self._day_mean(z, seg, t, clip)
         # The limits: where the normal period's tail says a reading (a 24-h mean) is rarer than
@@ -438,7 +499,22 @@ class SeasonalProfile(Detector):
         longest = np.zeros(n_seg, np.int64)
         if len(runs):
             np.maximum.at(longest, seg, runs)
-        flat_need = np.clip(longest + 1, lo_n, hi_n)
+        # ... and rarer than once in ``tail_days`` days by chance: a meter whose readings repeat
+        # their predecessor exactly in a share p of the normal period (a household's hourly energy
+        # to 5 Wh, whose night base load repeats) makes a run of n by chance about
+        # readings x p^(n-1) times; an eight-week normal period need not have shown the longest.
+        with quiet():
+            both = np.zeros(len(x), bool)
+            rep = np.zeros(len(x), bool)
+            if len(x) > 1:
+                both[1:] = (seg[1:] == seg[:-1]) & ok[1:] & ok[:-1] & (x[1:] != 0) & (x[:-1] != 0)
+                rep[1:] = both[1:] & (x[1:] == x[:-1])
+            p_rep = np.bincount(seg, weights=rep.astype(float), minlength=n_seg) / \
+                np.maximum(np.bincount(seg, weights=both.astype(float), minlength=n_seg), 1)
+            per_tail = c.tail_days * DAY / cad_ok
+            by_chance = 1 + np.ceil(np.log(0.05 / per_tail) / np.log(np.clip(p_rep, 1e-12, 0.999)))
+        by_chance = np.where(p_rep > 0, np.nan_to_num(by_chance, nan=0.0), 0).astype(np.int64)
+        flat_need = np.clip(np.maximum(longest + 1, by_chance), lo_n, hi_n)
         # A normal period that is mostly one repeated value (a logger that was frozen while the
         # meter was being learned) teaches no profile: such a meter is judged for zeros and flat
         # runs only, and a notice says to refit it on real readings.
@@ -449,12 +525,13 @@ class SeasonalProfile(Detector):
         for k, m in enumerate(names):
             hist = float(len(np.unique(day[starts[k]:ends[k]][ok[starts[k]:ends[k]]])))
             out[m] = {"judged": bool(judged[k] and np.isfinite(prof[k]).any()), "slot_s": float(slot_w[k]),
+                      "slot_phase_s": float(phase[k]),
                       "profile": prof[k], "spread": np.where(np.isfinite(spread[k]), spread[k], np.nan),
                       "typical": float(typical[k]), "top": float(top[k]), "eps": float(eps[k]), "zero_share": float(zshare[k]),
                       "frozen_share": float(frozen_share[k]), "resolution": float(res[k]),
                       "limit_z": float(lim_z[0, k]), "limit_z_low": float(lim_z[1, k]),
                       "limit_day": float(lim_d[0, k]), "limit_day_low": float(lim_d[1, k]), "flat_need": int(flat_need[k]),
-                      "history_days": hist, "days_by_type": days_by_type[k].tolist(),
+                      "history_days": hist, "repeat_share": float(p_rep[k]), "days_by_type": days_by_type[k].tolist(),
                       "weekend_pooled": bool(pooled_we[k]),
                       "level_days": int(c.level_days)}
         return out
@@ -473,7 +550,8 @@ class SeasonalProfile(Detector):
         low_z, low_d = self._param(df, "limit_z_low", c.z_min), self._param(df, "limit_day_low", c.day_z_min)
         flat_need = np.nan_to_num(self._param(df, "flat_need", 3.0), nan=3.0)
         eps = np.nan_to_num(self._param(df, "eps", 0.1), nan=0.1)
-        x, z, expected, lev, seg, t = self._residual(df, prof, spread, slot_w, np.minimum(lim_z, low_z), eps)
+        phase = np.nan_to_num(self._param(df, "slot_phase_s", 0.0))
+        x, z, expected, lev, seg, t = self._residual(df, prof, spread, slot_w, np.minimum(lim_z, low_z), eps, phase)
         zd = self._day_mean(z, seg, t, np.minimum(lim_z, low_z))
         runs = _flat_runs(x, seg, (flat_need + 1).astype(np.int64)[seg])
         # The limit follows the tail of the last ``recal_days`` days too (never below the fitted

@@ -36,9 +36,11 @@ and the other phases, so a reader sees what stayed steady.
 While it lasts the loose clamp explains the readings of the current- and consumption-based rules
 (phase imbalance, neutral balance, open-CT and the consumption detectors): a wrong current is not
 an imbalanced load, a neutral bypass or a consumption anomaly. Beyond its alert spans it also
-explains, within ``Explains.within_s``, the readings whose current power cannot account for (``d``
-away from the meter's normal level), where the rolling measure has not yet risen or has already
-fallen."""
+explains, within 6 h or 24 readings of them (whichever is longer), the readings whose current power
+cannot account for (``d`` away from the meter's normal level), where the rolling measure has not yet
+risen or has already fallen; its spans are padded by 30 min or half its window of readings, and its
+fragments are merged within 3 h or two windows of readings: at hourly cadence a loose clamp is seen
+in fragments hours apart, and the rules it keeps off must stay off between them."""
 
 from __future__ import annotations
 
@@ -77,8 +79,11 @@ class LooseCTConfig(DetectorConfig):
     off_level: float = 0.05
     max_power_step: float = 0.25
     # Long bridges: a home's evenings (power too unsteady to judge) and nights (too light) must not
-    # split one loose spell into an alert a day.
-    post: PostRule = PostRule(min_duration_s=1800.0, min_readings=3, merge_gap_s=3 * 3600.0, max_bridge_s=4 * 3600.0)
+    # split one loose spell into an alert a day. The measure needs most of a window of readings to
+    # move, so after such a stretch a spell shows again only a window later: fragments within two
+    # windows of readings are one spell too (18 h at hourly cadence; 3 h rules at 5 and 15 minutes).
+    post: PostRule = PostRule(min_duration_s=1800.0, min_readings=3, merge_gap_s=3 * 3600.0, max_bridge_s=4 * 3600.0,
+                              merge_gap_n=18.0)
 
 
 def _lagged_diff(x: np.ndarray, seg: np.ndarray) -> np.ndarray:
@@ -117,8 +122,15 @@ class LooseCT(Detector):
     requires = ("i_l1_a", "p_kw")
     # Its own judgement rests on the currents: an outage or distorted readings blank it.
     judges = ("current",)
-    # A wrong current explains what current- and consumption-based rules would read in it.
-    explains = (Explains(("current", "consumption"), pad_s=1800.0, extra="unexplained", within_s=6 * 3600.0),)
+    # A wrong current explains what current- and consumption-based rules would read in it: the
+    # alert spans padded by 30 min or the window's half (the rolling median sees a spell's onset and
+    # end up to that many readings late or early), and readings whose current the power does not
+    # account for within 6 h or 24 readings (a day at hourly cadence, where a spell is seen in
+    # fragments hours apart) of an alert.
+    @property
+    def explains(self) -> tuple[Explains, ...]:  # type: ignore[override]
+        return (Explains(("current", "consumption"), pad_s=1800.0, pad_n=float(self._h()), extra="unexplained",
+                         within_s=6 * 3600.0, within_n=24.0),)
     state_version = 1
 
     def _h(self) -> int:

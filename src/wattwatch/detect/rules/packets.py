@@ -21,7 +21,13 @@ near a loss is not part of it), so an alert spans the lossy stretch, not half a 
 at hourly cadence) either side of it. A gap has two readings at its edges: two are enough for an
 alert (``min_readings``), the duration being the gap's; a gap of up to a day does not split the
 stretch (``max_bridge_s``: there are no readings in it to say otherwise), nor does a pause in the
-loss shorter than the window (``merge_gap_s``)."""
+loss shorter than the window (``merge_gap_s``).
+
+A long data gap (a logger that stops for a day or for months) is the same finding: the reading
+before the gap borders it as the reading after does, however long it is, and two readings with
+nothing between them are never split by the bridge (``PostRule.bridge_gaps``), so the alert spans
+the gap, from the last reading before it to the first after; where one gap makes up most of the
+span the evidence says so (``kind = "data_gap"``, ``gap_start``, ``gap_end``, ``gap_hours``)."""
 
 from __future__ import annotations
 
@@ -36,11 +42,19 @@ from wattwatch.detect.frame import cache, seg_bounds, window_sum
 
 @dataclass(frozen=True)
 class PacketLossConfig(DetectorConfig):
+    """``limit``: share of expected readings lost that alerts; ``window_s``: the window the share is
+    taken over (longer at coarse cadence, see the module docstring); ``min_expected`` and
+    ``min_lost``: readings a window must expect / have lost to count; ``data_gap_share``: an alert
+    whose longest single gap is at least this share of its span is reported as a data gap
+    (evidence ``kind = "data_gap"``), else as packet loss (``kind = "packet_loss"``)."""
+
     limit: float = 0.05
     window_s: float = 6 * 3600.0
     min_expected: int = 20
     min_lost: int = 4
-    post: PostRule = PostRule(min_duration_s=1800.0, min_readings=2, merge_gap_s=6 * 3600.0, max_bridge_s=86400.0)
+    data_gap_share: float = 0.5
+    post: PostRule = PostRule(min_duration_s=1800.0, min_readings=2, merge_gap_s=6 * 3600.0, max_bridge_s=86400.0,
+                              bridge_gaps=True)
 
 
 class PacketLoss(Detector):
@@ -86,6 +100,17 @@ class PacketLoss(Detector):
         # One pass, each meter with its own window (its cadence's).
         in_window = window_sum(lost, t, seg, np.where(np.isfinite(w_m), w_m, 0.0), centred=True, memo=cache(df))
         in_window = np.where(np.isfinite(w), in_window, np.nan)
+        # A reading borders the gap after it however long: a gap longer than half the window is
+        # counted at its first edge too (the window centred there does not reach the reading that
+        # carries it), so a data gap of hours or months has both its edges in the loss.
+        lost_next = np.zeros(len(t))
+        t_next = np.full(len(t), -np.inf)
+        if len(t) > 1:
+            same = seg[1:] == seg[:-1]
+            lost_next[:-1] = np.where(same, np.nan_to_num(lost[1:]), 0.0)
+            t_next[:-1] = np.where(same, t[1:], -np.inf)
+        with quiet():
+            in_window = in_window + np.where(t_next > t + w / 2, lost_next, 0.0)
         with quiet():
             frac = np.clip(in_window / expected, 0, 1)
         frac = np.where(expected >= self.config.min_expected, frac, np.nan)
@@ -116,10 +141,24 @@ class PacketLoss(Detector):
         share = lost / expected if expected > 0 else float("nan")
         worst = float(np.nanmax(frac[rows]))
         w = float(self._window(np.array([cad]))[0])
+        # The longest gap inside the span: from the reading before it to the one after.
+        span_lost = np.nan_to_num(lost_all[rows[0] + 1:rows[-1] + 1])
+        g = int(np.argmax(span_lost)) + rows[0] + 1 if len(span_lost) else rows[0]
+        gap_s = float(t[g] - t[g - 1]) if g > rows[0] else 0.0
+        span_s = float(t[rows[-1]] - t[rows[0]])
+        ev = {"kind": "packet_loss", "missing_readings": int(lost), "expected_readings": int(round(expected)),
+              "missing_share": rnd(share, 4), "worst_window_share": rnd(worst, 4), "cadence_s": rnd(cad, 1)}
+        if gap_s > 0 and span_s > 0 and gap_s >= self.config.data_gap_share * span_s:
+            iso = lambda x: pd.Timestamp(round(x * 1000), unit="ms", tz="UTC").isoformat().replace("+00:00", "Z")
+            ev.update(kind="data_gap", gap_start=iso(t[g - 1]), gap_end=iso(t[g]), gap_hours=rnd(gap_s / 3600, 2),
+                      gap_readings=int(span_lost[g - rows[0] - 1]))
+            return Finding("critical", f"no readings for {gap_s / 3600:.1f} h ({ev['gap_readings']} expected readings "
+                                       f"missing, cadence {cad:.0f} s): a data gap from {ev['gap_start']} to "
+                                       f"{ev['gap_end']}", ev,
+                           "check the meter's logger and communication path; backfill the gap from the meter's "
+                           "own memory if it keeps one")
         return Finding("critical", f"{lost:.0f} of {expected:.0f} expected readings missing ({share:.0%}; worst "
-                                   f"{w / 3600:g} h window {worst:.0%}, cadence {cad:.0f} s)",
-                       {"missing_readings": int(lost), "expected_readings": int(round(expected)),
-                        "missing_share": rnd(share, 4), "worst_window_share": rnd(worst, 4), "cadence_s": rnd(cad, 1)},
+                                   f"{w / 3600:g} h window {worst:.0%}, cadence {cad:.0f} s)", ev,
                        "check the meter's communication path (gateway, signal, Ethernet errors)")
 
 
