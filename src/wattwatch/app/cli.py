@@ -1151,6 +1151,47 @@ def demo(
 # --------------------------------------------------------------------------------------- bench
 
 
+@app.command()
+def watch(
+    config: Path = typer.Option(..., "--config", "-c", help="Site config (TOML): [[sources]], [store], [stream], detectors."),
+    until_done: bool = typer.Option(False, "--until-done", help="Stop when every source is finished (a replay at "
+                                    "its end), judging what is pending as final."),
+) -> None:
+    """Watch a site live: read its sources (MQTT, replayed files), store every reading, judge it as it
+    arrives with the same rules and state as `detect`, keep alerts (opened at once, grown, ended) in
+    the store. SIGINT/SIGTERM stop cleanly; a restart resumes from the store's checkpoint."""
+    import logging
+
+    from wattwatch import api
+    from wattwatch.app.watchview import LogLines, render
+
+    with _errors():
+        site = api.load_site(config)
+    tty = console.is_terminal and os.environ.get("WATTWATCH_PROGRESS") != "0"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    wlog = logging.getLogger("wattwatch.watch")
+    wlog.addHandler(handler)
+    wlog.setLevel(logging.INFO)
+    lines = LogLines(lambda m: print(_one_line(m), flush=True))
+    with _errors():
+        if tty:
+            from rich.live import Live
+
+            holder = {}
+            with Live(console=console, refresh_per_second=2, transient=False) as live:
+                def on_step(engine, rep, batches):
+                    holder["e"] = engine
+                    live.update(render(engine, site.sources))
+                result = api.watch(site, until_done=until_done, on_step=on_step)
+        else:
+            result = api.watch(site, until_done=until_done, on_step=lines)
+    c = result.counters
+    print(_one_line(f"stopped: readings {c.get('readings', 0):,}, stored {c.get('stored', 0):,}, judged "
+                    f"{c.get('judged', 0):,}, alerts new {c.get('alerts_new', 0):,}, open {len(result.open_ids)}"
+                    + (" (resumed from checkpoint)" if result.resumed else "")), flush=True)
+
+
 @bench_app.command("ingest")
 def bench_ingest(
     rows: int = typer.Option(5_000_000, "--rows", help="Approximate rows in the simulated file."),
