@@ -1190,6 +1190,9 @@ def watch(
     print(_one_line(f"stopped: readings {c.get('readings', 0):,}, stored {c.get('stored', 0):,}, judged "
                     f"{c.get('judged', 0):,}, alerts new {c.get('alerts_new', 0):,}, open {len(result.open_ids)}"
                     + (" (resumed from checkpoint)" if result.resumed else "")), flush=True)
+    for v in result.sources:
+        print(_one_line(f"source {v['name']}: {v['status']}, " + ", ".join(
+            f"{k} {int(v[k]):,}" for k in sorted(v) if k not in ("name", "kind", "status", "p50_ms"))), flush=True)
 
 
 @bench_app.command("ingest")
