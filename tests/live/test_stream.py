@@ -182,3 +182,60 @@ def test_kill_9_then_restart_loses_no_reading_and_duplicates_no_alert(fleet, tmp
     assert n == len(fleet["frame"]), "readings lost or doubled across kill -9"
     assert dup == 0
     assert ids == sorted(a.id for a in fleet["detect"].alerts)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_watch_cleanly_with_a_checkpoint(fleet, tmp_path, sig):
+    cfg = _site(tmp_path, fleet, speed=900 * 4)  # slow: the replay would take a minute
+    p = _cli("watch", "--config", str(cfg), cwd=tmp_path)
+    for line in p.stdout:  # a summary line comes after the first step
+        if line.startswith("readings "):
+            break
+    time.sleep(0.5)
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert "stopped: readings" in out and "Traceback" not in err
+    with Store(tmp_path / "site.duckdb") as s:
+        meta = json.loads(s.con.execute("SELECT meta FROM stream_checkpoint").fetchone()[0])
+        n = s.con.execute("SELECT count(*) FROM readings_raw").fetchone()[0]
+    upto = pd.Timestamp(meta["sources"]["fleet"]["upto_us"], unit="us", tz="UTC")
+    # The checkpointed position is exactly what the store holds: every reading up to it, none after.
+    assert 0 < n < len(fleet["frame"])
+    assert n == int((fleet["frame"]["ts"] <= upto).sum())
+
+
+def test_a_poller_counts_errors_and_timeouts_and_goes_on():
+    import asyncio
+
+    from wattwatch.sources.base import Poller
+
+    class Flaky(Poller):
+        def __init__(self):
+            super().__init__("flaky", interval_s=0.01, timeout_s=0.05)
+            self.k = 0
+
+        async def poll(self):
+            self.k += 1
+            if self.k == 2:
+                raise ConnectionError("gateway reset")
+            if self.k == 3:
+                await asyncio.sleep(1)  # past the timeout
+            if self.k == 6:
+                return None
+            return pd.DataFrame({"meter_id": ["a"], "ts": [pd.Timestamp("2026-01-01", tz="UTC") + pd.Timedelta(seconds=self.k)],
+                                 "p_kw": [1.0]})
+
+    got = []
+
+    async def emit(b):
+        got.append(b)
+
+    async def main():
+        src = Flaky()
+        await src.run(emit, asyncio.Event())
+        return src
+
+    src = asyncio.run(main())
+    assert src.counters["errors"] == 1 and src.counters["timeouts"] == 1 and src.counters["polls"] == 6
+    assert len(got) == 3 and src.done and src.status == "finished"
