@@ -13,10 +13,12 @@ SHOWN = ("readings", "messages", "malformed", "polls", "timeouts", "errors", "la
 
 def render(engine, sources) -> Group:
     """Sources and their counters, the engine's counters, the alerts still open (newest first)."""
-    src = Table("source", "kind", "status", *SHOWN, title="sources", title_justify="left")
-    for s in sources:
-        v = s.view()
-        src.add_row(escape(s.name), s.kind, escape(str(v.get("status", ""))), *(f"{int(v.get(k, 0)):,}" for k in SHOWN))
+    views = [s.view() for s in sources]
+    # Counters that some source has (an MQTT source has no polls, a poller no messages).
+    shown = [k for k in SHOWN if any(v.get(k) for v in views)] or ["readings"]
+    src = Table("source", "kind", "status", *shown, title="sources", title_justify="left")
+    for s, v in zip(sources, views):
+        src.add_row(escape(s.name), s.kind, escape(str(v.get("status", ""))), *(f"{int(v.get(k, 0)):,}" for k in shown))
     c = engine.counters
     eng = Table("readings", "stored", "judged", "late", "rejected", "profiled", "alerts new", "updated", "ended",
                 title="engine", title_justify="left")
