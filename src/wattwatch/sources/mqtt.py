@@ -71,12 +71,15 @@ class MqttSource(Source):
             self.counters["refused"] += 1
             return
         self.counters["connects"] += 1
-        self.status = "connected"
         client.subscribe([(t, self.qos) for t in self.topics])
+        self.status = "connected"
+        log.info("%s: connected to %s:%d (session %s)", self.name, self.host, self.port,
+                 "resumed" if getattr(flags, "session_present", False) else "new")
 
     def _on_disconnect(self, client, userdata, flags, reason, properties=None):
         self.counters["disconnects"] += 1
         self.status = "reconnecting"
+        log.warning("%s: disconnected from %s:%d (%s); reconnecting", self.name, self.host, self.port, reason)
 
     def _on_message(self, client, userdata, msg):
         self.counters["messages"] += 1
