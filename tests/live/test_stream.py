@@ -239,3 +239,22 @@ def test_a_poller_counts_errors_and_timeouts_and_goes_on():
     src = asyncio.run(main())
     assert src.counters["errors"] == 1 and src.counters["timeouts"] == 1 and src.counters["polls"] == 6
     assert len(got) == 3 and src.done and src.status == "finished"
+
+
+def test_hold_keeps_the_newest_readings_until_later_ones_arrive(tmp_path):
+    """hold_s: a reading is judged once its meter has one hold_s later (a late copy merges first)."""
+    ts = pd.date_range("2026-01-01", periods=48, freq="5min", tz="UTC")
+    frame = pd.DataFrame({"meter_id": "a", "ts": ts, "p_kw": 1.0, "v_l1_v": 230.0, "i_l1_a": 4.0})
+    store = Store(tmp_path / "h.duckdb")
+    cfg = {"engine": {"profile_days": 0.05}}
+    eng = StreamEngine(store, api.build_detectors(["supply_outage"], cfg), api._engine(cfg), StreamConfig(hold_s=600))
+    eng.add(frame.iloc[:30])
+    eng.step()
+    assert eng.counters["judged"] == 28  # the two readings within 10 min of the newest wait
+    eng.add(frame.iloc[30:40])
+    eng.step()
+    assert eng.counters["judged"] == 38
+    eng.add(frame.iloc[40:])
+    eng.flush()
+    assert eng.counters["judged"] == 48
+    store.close()

@@ -1204,6 +1204,8 @@ def bench_stream(
     river_readings: int = typer.Option(50_000, "--river-readings", help="Readings the river baseline runs on."),
     workdir: Optional[Path] = typer.Option(None, "--workdir"),
     seed: int = typer.Option(7, "--seed"),
+    detectors: Optional[str] = typer.Option(None, "--detectors", help="Comma-separated detectors (default: the "
+                                            "default set)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Readings/s (per core) through the stream engine with the full default rule set at an offered
@@ -1215,7 +1217,7 @@ def bench_stream(
         _fail("--meters must be >= 1, --rate and --hours > 0, --cadence-s >= 1")
     with _errors():
         r = stream_benchmark(meters=meters, cadence_s=cadence_s, stream_hours=hours, rate=rate, seed=seed,
-                             river_readings=river_readings, workdir=workdir, log=_log)
+                             river_readings=river_readings, workdir=workdir, detectors=_names(detectors), log=_log)
     if as_json:
         print(_json(r))
         return
