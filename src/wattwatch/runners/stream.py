@@ -88,7 +88,7 @@ class StepReport:
     readings: int = 0                  # arrived in this step
     stored: int = 0                    # new rows in the store
     judged: int = 0                    # readings fed to the core
-    alerts: list[Alert] = field(default_factory=list)   # new or grown (upserts)
+    alerts: list[Alert] = field(default_factory=list)   # new or changed (what was upserted)
     new: list[str] = field(default_factory=list)        # ids seen for the first time
     ended: list[str] = field(default_factory=list)      # ids that can no longer grow
     notices: list[str] = field(default_factory=list)
@@ -111,6 +111,7 @@ class StreamEngine:
         self.counters: Counter = Counter()
         self.open_ids: set[str] = set()
         self.alerts: dict[str, Alert] = {}       # latest version of every alert this run touched
+        self._written: dict[str, tuple] = {}     # what was last written of each
         self.notices: list[str] = []
         self.sources: dict[str, dict] = {}       # checkpointed source positions
         self._last_ck = time.monotonic()
@@ -267,21 +268,25 @@ class StreamEngine:
         for n in res.notices:
             rep.notices.append(n)
             self.notices.append(n)
-        if res.alerts:
+        # An open alert comes back at every step; only versions that changed are written.
+        changed = [a for a in res.alerts if self._written.get(a.id) != _version(a)]
+        if changed:
             con = self.store.con
             con.execute("BEGIN TRANSACTION")
             try:
-                alert_store.upsert(con, res.alerts)
+                alert_store.upsert(con, changed)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+            for a in changed:
+                self._written[a.id] = _version(a)
         rep.written_at = time.monotonic()
         for a in res.alerts:
             if a.id not in self.alerts and a.id not in self.open_ids:
                 rep.new.append(a.id)
             self.alerts[a.id] = a
-        rep.alerts = list(res.alerts)
+        rep.alerts = changed
         rep.ended = sorted(self.open_ids - res.open_ids)
         self.open_ids = set(res.open_ids)
         self.counters["alerts_new"] += len(rep.new)
@@ -322,6 +327,10 @@ class StreamEngine:
         self.profiled.update(ready)
         self.dirty.update(ready)
         self.counters["profiled"] += len(ready)
+
+
+def _version(a: Alert) -> tuple:
+    return (a.end, a.score, a.severity, a.message, a.action, json.dumps(a.evidence, sort_keys=True, default=str))
 
 
 def _us(x) -> int:
