@@ -193,13 +193,16 @@ client_id = "ww-{base}"
         pub.disconnect()
         pub.loop_stop()
 
+    pids = []
     p = start()
+    pids.append(p.pid)
     send(0, 150)
     time.sleep(0.5)  # some stored (and acknowledged), some maybe in flight
     p.send_signal(signal.SIGKILL)
     p.wait(10)
     send(150, 300)  # while the watcher is down
     p = start()
+    pids.append(p.pid)
     # Stop and start until the session is drained: what one run received but did not store is
     # delivered again to the next (never acknowledged), so the count only grows to 300.
     stored = []
@@ -208,12 +211,23 @@ client_id = "ww-{base}"
         p.send_signal(signal.SIGTERM)
         out, err = p.communicate(timeout=60)
         assert p.returncode == 0, err
-        with Store(tmp_path / "site.duckdb") as s:
-            stored.append(s.con.execute("SELECT count(*) FROM readings_raw").fetchone()[0])
+        stored.append(_count(tmp_path / "site.duckdb", pids))
         if stored[-1] >= 300:
             break
         p = start()
+        pids.append(p.pid)
     with Store(tmp_path / "site.duckdb") as s:
         frame = s.query()
     assert len(frame) == 300, f"stored after each run: {stored}"
     assert sorted(frame["p_kw"].round(6)) == [1.0 + k for k in range(300)]
+
+
+def _count(db, pids) -> int:
+    import subprocess
+
+    try:
+        with Store(db) as s:
+            return s.con.execute("SELECT count(*) FROM readings_raw").fetchone()[0]
+    except Exception as exc:  # noqa: BLE001 - say who holds the lock
+        ps = subprocess.run(["ps", "-eo", "pid,ppid,stat,etime,args"], capture_output=True, text=True).stdout
+        raise AssertionError(f"{exc}\nwatchers: {pids} (test {os.getpid()})\n{ps}") from exc

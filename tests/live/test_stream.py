@@ -191,7 +191,7 @@ def test_a_signal_stops_watch_cleanly_with_a_checkpoint(fleet, tmp_path, sig):
     for line in p.stdout:  # a summary line comes after the first step
         if line.startswith("readings "):
             break
-    time.sleep(0.5)
+    time.sleep(2.5)  # some cycles stored (4 a second), most still to come
     p.send_signal(sig)
     out, err = p.communicate(timeout=60)
     assert p.returncode == 0, err
