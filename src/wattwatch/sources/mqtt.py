@@ -76,6 +76,15 @@ class MqttSource(Source):
         log.info("%s: connected to %s:%d (session %s)", self.name, self.host, self.port,
                  "resumed" if getattr(flags, "session_present", False) else "new")
 
+    def _on_subscribe(self, client, userdata, mid, reasons, properties=None):
+        bad = [str(r) for r in reasons if getattr(r, "is_failure", False)]
+        if bad:
+            self.counters["refused"] += 1
+            log.error("%s: subscription refused by the broker: %s", self.name, ", ".join(bad))
+            return
+        self.status = "subscribed"
+        log.info("%s: subscribed to %s", self.name, ", ".join(self.topics))
+
     def _on_disconnect(self, client, userdata, flags, reason, properties=None):
         self.counters["disconnects"] += 1
         self.status = "reconnecting"
@@ -186,6 +195,7 @@ class MqttSource(Source):
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
         c.reconnect_delay_set(0.2, 5)
         c.connect_async(self.host, self.port, keepalive=self.keepalive)
         c.loop_start()
