@@ -42,7 +42,7 @@ from wattwatch.errors import ConfigError, InputError, StateError, StoreError, Wa
 
 __all__ = ["WattwatchError", "InputError", "ConfigError", "StateError", "StoreError", "Fitted", "Detection",
            "load_config", "build_detectors", "read_frame", "ingest", "fit", "detect", "score", "evaluate", "open_store",
-           "report", "grid_simulate", "grid_monitor"]
+           "report", "grid_simulate", "grid_monitor", "watch", "load_site"]
 
 Source = Any  # DataFrame | str | Path | Sequence[str | Path] | Store
 
@@ -973,3 +973,164 @@ def grid_monitor(measurements: str | Path, *, topology: str | Path, references: 
         res.paths = write(out, samples=res.samples, intervals=res.intervals, pairs=res.pairs, alerts=res.alerts, cfg=cfg,
                           meta=meta, plot=plot, title=f"neighbour watch: {Path(measurements).name}")
     return res
+
+# ------------------------------------------------------------------------------------ live
+
+
+@dataclass
+class Site:
+    """A site config for :func:`watch`: sources, store, stream settings and the detector config
+    (the same ``detectors = [...]``, ``[engine]`` and detector sections ``detect`` takes)."""
+
+    sources: list
+    store: Path
+    stream: Any
+    detector_config: dict
+    path: Path | None = None
+
+
+def load_site(config: str | Path | dict) -> Site:
+    """Read a site config (TOML path or dict). ``[[sources]]`` (``type = "mqtt"`` or ``"replay"``),
+    ``[store] path``, ``[stream]`` (``hold_s``, ``checkpoint_s``, ``max_pending``); every other
+    key is detector configuration as for ``detect --config``. Relative paths are relative to the
+    config file. Raises ConfigError naming the file and key."""
+    import tomllib
+
+    from wattwatch import sources as src
+    from wattwatch.detect.registry import check_config
+    from wattwatch.runners.stream import StreamConfig
+
+    where = "site config"
+    root = None
+    if isinstance(config, dict):
+        doc = dict(config)
+    else:
+        path = Path(config)
+        where, root = str(path), path.resolve().parent
+        try:
+            doc = tomllib.loads(path.read_bytes().decode("utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such site config") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: is a folder, not a site config") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        except (tomllib.TOMLDecodeError, ValueError) as exc:
+            raise ConfigError(f"{path}: cannot read site config: {exc}") from None
+    specs = doc.pop("sources", None)
+    if not isinstance(specs, list) or not specs:
+        raise ConfigError(f"{where}: give at least one [[sources]] table")
+    store = doc.pop("store", {})
+    if not isinstance(store, dict) or not isinstance(store.get("path", "wattwatch.duckdb"), str):
+        raise ConfigError(f"{where}: [store] must be a table with path = \"FILE.duckdb\"")
+    unknown = set(store) - {"path"}
+    if unknown:
+        raise ConfigError(f"{where}: [store]: unknown key(s) {sorted(unknown)}")
+    store_path = Path(store.get("path", "wattwatch.duckdb"))
+    if root is not None and not store_path.is_absolute():
+        store_path = root / store_path
+    try:
+        stream = StreamConfig.from_dict(doc.pop("stream", None))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    built, names = [], set()
+    for k, spec in enumerate(specs):
+        try:
+            s = src.build(spec, f"{where}: [[sources]] #{k + 1}", root)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if s.name in names:
+            raise ConfigError(f"{where}: two sources are named {s.name!r}; names must be unique")
+        names.add(s.name)
+        built.append(s)
+    check_config(doc, where)
+    return Site(built, store_path, stream, doc, None if root is None else Path(config))
+
+
+@dataclass
+class Watch:
+    """What a :func:`watch` run did: counters, the alerts it opened or updated (latest version per
+    id), those still growing, notices, and per source its counters."""
+
+    counters: dict
+    alerts: list
+    open_ids: set
+    notices: list
+    sources: list
+    resumed: bool = False
+    seconds: float = 0.0
+
+
+def watch(config: str | Path | dict | Site, *, stop=None, until_done: bool = False, on_step=None,
+          engine_hook=None) -> Watch:
+    """Watch a site live: read its sources, store every reading, judge them piece by piece with the
+    same core and state as :func:`detect` and keep the alerts (opened at once, grown and ended
+    with stable ids) in the store; a checkpoint there lets a restart resume where it stopped.
+
+    Parameters
+    ----------
+    config
+        A site config (TOML path, dict, or :func:`load_site`'s result).
+    stop
+        An ``asyncio.Event`` or ``threading.Event``: set it to stop cleanly (SIGINT and SIGTERM
+        do the same when this runs in the main thread).
+    until_done
+        Stop once every source is finished (a replay at its end) and judge what is pending as
+        final, as ``detect`` on the store would.
+    on_step
+        ``on_step(engine, report, batches)`` after every step (the console view uses it).
+
+    Raises
+    ------
+    ConfigError, StoreError
+    """
+    import asyncio
+    import signal
+    import threading
+
+    from wattwatch.runners import stream as live
+
+    t0 = time.perf_counter()
+    site = config if isinstance(config, Site) else load_site(config)
+    dets = build_detectors(None, site.detector_config)
+    cfg = _engine(site.detector_config)
+    store = open_store(site.store, create=True)
+    try:
+        engine = live.StreamEngine(store, dets, cfg, site.stream)
+        if engine_hook:
+            engine_hook(engine)
+
+        async def main():
+            ev = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            installed = []
+            if threading.current_thread() is threading.main_thread():
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    try:
+                        loop.add_signal_handler(sig, ev.set)
+                        installed.append(sig)
+                    except (NotImplementedError, RuntimeError):
+                        pass
+            watcher = None
+            if stop is not None:
+                async def relay():
+                    while not ev.is_set():
+                        if stop.is_set():
+                            ev.set()
+                            return
+                        await asyncio.sleep(0.05)
+                watcher = asyncio.create_task(relay())
+            try:
+                await live.run(engine, site.sources, ev, flush_at_end=until_done,
+                               on_step=(lambda rep, b: on_step(engine, rep, b)) if on_step else None)
+            finally:
+                if watcher:
+                    watcher.cancel()
+                for sig in installed:
+                    loop.remove_signal_handler(sig)
+
+        asyncio.run(main())
+        return Watch(dict(engine.counters), list(engine.alerts.values()), set(engine.open_ids), list(engine.notices),
+                     [s.view() for s in site.sources], engine.resumed, time.perf_counter() - t0)
+    finally:
+        store.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pyarrow as pa
 
 from wattwatch.alerts.model import Alert, _plain
 
@@ -24,6 +25,12 @@ _DDL = (
     "CREATE TABLE IF NOT EXISTS rule_resets (meter_id VARCHAR, detector VARCHAR, reset_at TIMESTAMPTZ, alert_id VARCHAR, "
     "status VARCHAR, created TIMESTAMPTZ)",
 )
+
+
+_UPSERT_SCHEMA = pa.schema([("id", pa.string()), ("meter_id", pa.string()), ("code", pa.string()),
+                            ("detector", pa.string()), ("severity", pa.string()), ("start", pa.string()),
+                            ("end", pa.string()), ("score", pa.float64()), ("message", pa.string()),
+                            ("evidence", pa.string()), ("action", pa.string())])
 
 
 def ensure_tables(con) -> None:
@@ -41,18 +48,29 @@ def upsert(con, alerts: list[Alert]) -> dict:
     ensure_tables(con)
     if not alerts:
         return {"new": 0, "updated": 0}
-    rows = [(a.id, a.meter_id, a.code, a.detector, a.severity, a.start, a.end, a.score, a.message,
-             json.dumps(a.evidence, default=_plain), a.action) for a in alerts]
-    ids = [r[0] for r in rows]
+    # One row per id (as upserting them one by one would leave it: the latest text, the greatest
+    # end and score), written in one statement: executemany cost ~20 ms a row.
+    by: dict[str, dict] = {}
+    for a in alerts:
+        row = {"id": a.id, "meter_id": a.meter_id, "code": a.code, "detector": a.detector, "severity": a.severity,
+               "start": a.start, "end": a.end, "score": a.score, "message": a.message,
+               "evidence": json.dumps(a.evidence, default=_plain), "action": a.action}
+        old = by.get(a.id)
+        if old is not None:
+            row["end"] = max(old["end"], row["end"], key=lambda t: pd.Timestamp(t))
+            row["score"] = max(old["score"], row["score"])
+        by[a.id] = row
+    ids = list(by)
     known = {r[0] for r in con.execute(
         f"SELECT id FROM alerts WHERE id IN ({', '.join('?' for _ in ids)})", ids).fetchall()}
-    con.executemany(
-        "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?::TIMESTAMPTZ, ?::TIMESTAMPTZ, ?, ?, ?, ?, 'open', now(), now(), now(), NULL) "
+    table = pa.Table.from_pylist(list(by.values()), schema=_UPSERT_SCHEMA)
+    con.from_arrow(table).query(
+        "_new",
+        "INSERT INTO alerts SELECT id, meter_id, code, detector, severity, start::TIMESTAMPTZ, \"end\"::TIMESTAMPTZ, "
+        "score, message, evidence, action, 'open', now(), now(), now(), NULL FROM _new "
         "ON CONFLICT (id) DO UPDATE SET \"end\" = greatest(alerts.\"end\", EXCLUDED.\"end\"), "
         "score = greatest(alerts.score, EXCLUDED.score), severity = EXCLUDED.severity, message = EXCLUDED.message, "
-        "evidence = EXCLUDED.evidence, action = EXCLUDED.action, last_seen = now()",
-        rows,
-    )
+        "evidence = EXCLUDED.evidence, action = EXCLUDED.action, last_seen = now()")
     return {"new": len(set(ids) - known), "updated": len(set(ids) & known)}
 
 

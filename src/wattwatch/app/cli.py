@@ -1151,6 +1151,93 @@ def demo(
 # --------------------------------------------------------------------------------------- bench
 
 
+@app.command()
+def watch(
+    config: Path = typer.Option(..., "--config", "-c", help="Site config (TOML): [[sources]], [store], [stream], detectors."),
+    until_done: bool = typer.Option(False, "--until-done", help="Stop when every source is finished (a replay at "
+                                    "its end), judging what is pending as final."),
+) -> None:
+    """Watch a site live: read its sources (MQTT, replayed files), store every reading, judge it as it
+    arrives with the same rules and state as `detect`, keep alerts (opened at once, grown, ended) in
+    the store. SIGINT/SIGTERM stop cleanly; a restart resumes from the store's checkpoint."""
+    import logging
+
+    from wattwatch import api
+    from wattwatch.app.watchview import LogLines, render
+
+    with _errors():
+        site = api.load_site(config)
+    tty = console.is_terminal and os.environ.get("WATTWATCH_PROGRESS") != "0"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    wlog = logging.getLogger("wattwatch.watch")
+    wlog.addHandler(handler)
+    wlog.setLevel(logging.INFO)
+    lines = LogLines(lambda m: print(_one_line(m), flush=True))
+    with _errors():
+        if tty:
+            from rich.live import Live
+
+            holder = {}
+            with Live(console=console, refresh_per_second=2, transient=False) as live:
+                def on_step(engine, rep, batches):
+                    holder["e"] = engine
+                    live.update(render(engine, site.sources))
+                result = api.watch(site, until_done=until_done, on_step=on_step)
+        else:
+            result = api.watch(site, until_done=until_done, on_step=lines)
+    c = result.counters
+    print(_one_line(f"stopped: readings {c.get('readings', 0):,}, stored {c.get('stored', 0):,}, judged "
+                    f"{c.get('judged', 0):,}, alerts new {c.get('alerts_new', 0):,}, open {len(result.open_ids)}"
+                    + (" (resumed from checkpoint)" if result.resumed else "")), flush=True)
+    for v in result.sources:
+        print(_one_line(f"source {v['name']}: {v['status']}, " + ", ".join(
+            f"{k} {int(v[k]):,}" for k in sorted(v) if k not in ("name", "kind", "status", "p50_ms"))), flush=True)
+
+
+@bench_app.command("stream")
+def bench_stream(
+    meters: int = typer.Option(200, "--meters"),
+    cadence_s: float = typer.Option(60.0, "--cadence-s", help="Each meter's cadence."),
+    hours: float = typer.Option(6.0, "--hours", help="Hours of readings streamed after the profiling day."),
+    rate: float = typer.Option(20_000.0, "--rate", help="Offered readings per second (wall time)."),
+    river_readings: int = typer.Option(50_000, "--river-readings", help="Readings the river baseline runs on."),
+    workdir: Optional[Path] = typer.Option(None, "--workdir"),
+    seed: int = typer.Option(7, "--seed"),
+    detectors: Optional[str] = typer.Option(None, "--detectors", help="Comma-separated detectors (default: the "
+                                            "default set)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Readings/s (per core) through the stream engine with the full default rule set at an offered
+    rate, p50/p99 latency from a reading's arrival to its alert being written, state per meter,
+    against river's HalfSpaceTrees (learn_one + score_one) on the same readings."""
+    from wattwatch.app.benchstream import stream_benchmark
+
+    if meters < 1 or rate <= 0 or hours <= 0 or cadence_s < 1:
+        _fail("--meters must be >= 1, --rate and --hours > 0, --cadence-s >= 1")
+    with _errors():
+        r = stream_benchmark(meters=meters, cadence_s=cadence_s, stream_hours=hours, rate=rate, seed=seed,
+                             river_readings=river_readings, workdir=workdir, detectors=_names(detectors), log=_log)
+    if as_json:
+        print(_json(r))
+        return
+    t = Table("figure", "value", title=f"bench stream ({r['machine']})")
+    rv = r.get("river", {})
+    rows = [("meters x cadence", f"{r['meters']:,} x {r['cadence_s']:g} s"), ("readings streamed", f"{r['readings']:,}"),
+            ("offered rate", f"{r['offered_rate']:,.0f}/s"), ("kept up", str(r["kept_up"])),
+            ("readings/s (wall)", f"{r['readings_per_s']:,}"), ("readings/s per CPU s", f"{r['readings_per_cpu_s']:,}"),
+            ("reading latency p50 / p99", f"{r['reading_latency_ms']['p50']} / {r['reading_latency_ms']['p99']} ms"),
+            ("alert latency p50 / p99", f"{r['alert_latency_ms']['p50']} / {r['alert_latency_ms']['p99']} ms "
+                                        f"({r['alert_latency_ms']['n']} alerts)"),
+            ("learned state per meter", f"{r['state_bytes_per_meter']:,} B"),
+            ("carried tail per meter", f"{r['carry_bytes_per_meter']:,} B ({r['carry_rows_per_meter']} readings)"),
+            ("river HalfSpaceTrees readings/s", f"{rv.get('readings_per_s', rv.get('error'))}"),
+            ("ratio to river (per CPU s)", str(r.get("ratio_to_river")))]
+    for k, v in rows:
+        t.add_row(k, v)
+    console.print(t)
+
+
 @bench_app.command("ingest")
 def bench_ingest(
     rows: int = typer.Option(5_000_000, "--rows", help="Approximate rows in the simulated file."),

@@ -1,0 +1,159 @@
+"""``wattwatch bench stream``: the stream engine at a stated offered rate, against river's
+HalfSpaceTrees on the same readings in the same run.
+
+A simulated fleet (``meters`` at ``cadence_s``) is split into a profiling period (``profile_days``,
+learned once with ``fit`` into a fresh store, the learned detectors' fleet model included when
+the period holds enough meter-days) and a stream. The stream is offered to a
+:class:`~wattwatch.runners.stream.StreamEngine` with the full default rule set at ``rate``
+readings per second of wall time: reading *i* arrives at ``t0 + i / rate``; at each step the
+engine takes every reading that has arrived (a micro-batch; a ``tick_s`` at least between steps),
+stores it, judges it and writes the alerts. Figures:
+
+- throughput: readings judged per wall second and per CPU second (per core), and whether the
+  engine kept up with the offered rate (it lags when a step takes longer than the readings it
+  holds took to arrive);
+- latency of a reading: from its arrival to the commit of the step that judged it (p50, p99);
+- latency of an alert: from the arrival of the reading its first version ends on to the commit
+  that wrote it (p50, p99; this includes the wait for the later readings the post-rules need);
+- state per meter: the learned state (JSON) and the carried tail of readings (Parquet).
+
+Baseline: one river ``MinMaxScaler | HalfSpaceTrees`` per meter over the same channels,
+``learn_one`` + ``score_one`` per reading, on the same readings (CPU-bound, no pacing).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+FEATURES = ("p_kw", "q_kvar", "v_l1_v", "i_l1_a", "i_n_a", "pf", "temp_c", "e_kwh")
+
+
+def stream_benchmark(meters: int = 200, cadence_s: float = 60.0, stream_hours: float = 6.0, profile_days: float = 1.0,
+                     rate: float = 20_000.0, tick_s: float = 0.25, seed: int = 7, river_readings: int = 50_000,
+                     workdir: Path | None = None, detectors: list[str] | None = None, log=print) -> dict:
+    from wattwatch import api
+    from wattwatch.runners.stream import StreamConfig, StreamEngine
+    from wattwatch.sim import SimConfig, simulate
+    from wattwatch.store import Store
+
+    days = profile_days + stream_hours / 24.0
+    log(f"simulating {meters} meters x {days:.2f} days at {cadence_s:g} s ...")
+    sim = simulate(SimConfig(meters=meters, days=days, step=f"{int(cadence_s)}s", seed=seed, fault_share=0.5,
+                             profile_days=profile_days))
+    frame = sim["frame"]
+    frame = frame.drop_duplicates(["meter_id", "ts"]).sort_values(["ts", "meter_id"], kind="stable").reset_index(drop=True)
+    t_first = frame["ts"].min()
+    split = t_first + pd.Timedelta(days=profile_days)
+    prof, live = frame[frame["ts"] < split], frame[frame["ts"] >= split].reset_index(drop=True)
+    work = Path(workdir or tempfile.mkdtemp(prefix="ww-bench-stream-"))
+    work.mkdir(parents=True, exist_ok=True)
+    db = work / "stream.duckdb"
+    for p in (db, Path(str(db) + ".wal")):
+        p.unlink(missing_ok=True)
+    cfg = {"engine": {"profile_days": profile_days}}
+    if detectors:
+        cfg["detectors"] = list(detectors)
+    log(f"learning state on {len(prof):,} readings (first {profile_days:g} day(s)) ...")
+    t0 = time.perf_counter()
+    api.ingest(prof, db)
+    fitted = api.fit(db, days=profile_days, config=cfg)
+    fit_s = time.perf_counter() - t0
+    store = Store(db)
+    engine = StreamEngine(store, api.build_detectors(None, cfg), api._engine(cfg), StreamConfig(checkpoint_s=5.0))
+    names = [d.name for d in engine.dets]
+    # The profiling day is in the store: judged first, as a backfill (not timed as streaming).
+    t0 = time.perf_counter()
+    engine.step()
+    backfill_s = time.perf_counter() - t0
+    log(f"streaming {len(live):,} readings at {rate:,.0f} readings/s offered through {len(names)} detectors ...")
+    key = pd.MultiIndex.from_arrays([live["meter_id"].astype(str), live["ts"].astype("datetime64[us, UTC]")])
+    n = len(live)
+    arrival_rel = np.arange(n) / rate
+    reading_lat = np.full(n, np.nan)
+    alert_lat: list[float] = []
+    steps = 0
+    i = 0
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    while i < n:
+        now = time.perf_counter() - wall0
+        j = int(np.searchsorted(arrival_rel, now, side="right"))
+        if j <= i:
+            time.sleep(max(0.0, min(tick_s, arrival_rel[i] - now)))
+            continue
+        engine.add(live.iloc[i:j])
+        rep = engine.step()
+        done = time.perf_counter() - wall0
+        reading_lat[i:j] = done - arrival_rel[i:j]
+        for a in rep.alerts:
+            if a.id in rep.new:
+                k = key.get_indexer([(a.meter_id, pd.Timestamp(a.end).tz_convert("UTC"))])[0]
+                if k >= 0:
+                    alert_lat.append(done - arrival_rel[k])
+        steps += 1
+        i = j
+        spare = tick_s - (time.perf_counter() - wall0 - now)
+        if spare > 0:
+            time.sleep(spare)
+    wall = time.perf_counter() - wall0
+    cpu = time.process_time() - cpu0
+    state = engine.carry_bytes()
+    engine.checkpoint()
+    store.close()
+    offered_s = n / rate
+    result = {
+        "machine": f"{os.cpu_count()} cores (shared)",
+        "meters": meters, "cadence_s": cadence_s, "detectors": names, "readings": n, "offered_rate": rate,
+        "fit_s": round(fit_s, 1), "backfill_s": round(backfill_s, 1), "fit_notices": fitted.notices[:5],
+        "steps": steps, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+        "readings_per_s": round(n / wall), "readings_per_cpu_s": round(n / cpu) if cpu else None,
+        "kept_up": bool(wall <= offered_s * 1.1 + tick_s),
+        "reading_latency_ms": {"p50": _ms(reading_lat, 50), "p99": _ms(reading_lat, 99)},
+        "alerts_new": int(engine.counters["alerts_new"]),
+        "alert_latency_ms": {"p50": _ms(alert_lat, 50), "p99": _ms(alert_lat, 99), "n": len(alert_lat)},
+        "state_bytes_per_meter": round(state["state_bytes_per_meter"]),
+        "carry_bytes_per_meter": round(state["tail_bytes_per_meter"]),
+        "carry_rows_per_meter": round(state["tail_rows"] / max(state["meters"], 1), 1),
+    }
+    log("river HalfSpaceTrees on the same readings ...")
+    result["river"] = river_baseline(live, river_readings, seed)
+    if result["river"].get("readings_per_s"):
+        result["ratio_to_river"] = round(result["readings_per_cpu_s"] / result["river"]["readings_per_s"], 2)
+    return result
+
+
+def _ms(x, q) -> float | None:
+    x = np.asarray(x, float)
+    x = x[np.isfinite(x)]
+    return round(float(np.percentile(x, q)) * 1000.0, 1) if len(x) else None
+
+
+def river_baseline(live: pd.DataFrame, limit: int, seed: int) -> dict:
+    """``learn_one`` + ``score_one`` per reading, one model per meter (its own state, as ours)."""
+    try:
+        from river import anomaly, compose, preprocessing
+    except ImportError:
+        return {"error": "river is not installed (pip install river; it is in the dev extras)"}
+    sub = live.iloc[:limit]
+    cols = [c for c in FEATURES if c in sub.columns and sub[c].notna().any()]
+    rows = sub[cols].to_dict("records")
+    meters = sub["meter_id"].astype(str).to_numpy()
+    models: dict = {}
+    t0 = time.process_time()
+    for m, x in zip(meters, rows):
+        x = {k: v for k, v in x.items() if v == v}
+        model = models.get(m)
+        if model is None:
+            model = models[m] = compose.Pipeline(preprocessing.MinMaxScaler(),
+                                                 anomaly.HalfSpaceTrees(n_trees=10, height=8, window_size=250,
+                                                                        seed=seed))
+        model.score_one(x)
+        model.learn_one(x)
+    cpu = time.process_time() - t0
+    return {"model": "MinMaxScaler | HalfSpaceTrees(n_trees=10, height=8, window_size=250) per meter (river defaults)",
+            "readings": len(rows), "cpu_s": round(cpu, 2), "readings_per_s": round(len(rows) / cpu) if cpu else None}

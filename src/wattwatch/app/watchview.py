@@ -1,0 +1,58 @@
+"""The live view of ``wattwatch watch``: a rich table on a terminal, quiet log lines in a pipe."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Group
+from rich.markup import escape
+from rich.table import Table
+
+SHOWN = ("readings", "messages", "malformed", "polls", "timeouts", "errors", "late", "connects", "disconnects")
+
+
+def render(engine, sources) -> Group:
+    """Sources and their counters, the engine's counters, the alerts still open (newest first)."""
+    views = [s.view() for s in sources]
+    # Counters that some source has (an MQTT source has no polls, a poller no messages).
+    shown = [k for k in SHOWN if any(v.get(k) for v in views)] or ["readings"]
+    src = Table("source", "kind", "status", *shown, title="sources", title_justify="left")
+    for s, v in zip(sources, views):
+        src.add_row(escape(s.name), s.kind, escape(str(v.get("status", ""))), *(f"{int(v.get(k, 0)):,}" for k in shown))
+    c = engine.counters
+    eng = Table("readings", "stored", "judged", "late", "rejected", "profiled", "alerts new", "updated", "ended",
+                title="engine", title_justify="left")
+    eng.add_row(*(f"{int(c.get(k, 0)):,}" for k in ("readings", "stored", "judged", "late", "rejected", "profiled",
+                                                    "alerts_new", "alerts_updated", "alerts_ended")))
+    al = Table("id", "meter", "code", "severity", "start", "until", "score", title=f"open alerts ({len(engine.open_ids)})",
+               title_justify="left")
+    open_alerts = sorted((engine.alerts[i] for i in engine.open_ids if i in engine.alerts), key=lambda a: a.start,
+                         reverse=True)
+    for a in open_alerts[:15]:
+        al.add_row(a.id, escape(a.meter_id), a.code, a.severity, a.start, a.end, f"{a.score:.3f}")
+    return Group(src, eng, al)
+
+
+class LogLines:
+    """One line per alert opened or ended, and a summary line at most every ``every_s``."""
+
+    def __init__(self, echo, every_s: float = 10.0):
+        self.echo = echo
+        self.every_s = every_s
+        self.last = 0.0
+
+    def __call__(self, engine, rep, batches) -> None:
+        for i in rep.new:
+            a = engine.alerts[i]
+            self.echo(f"alert open {a.id} {a.meter_id!r} {a.code} {a.severity} from {a.start}: {a.message}")
+        for i in rep.ended:
+            a = engine.alerts.get(i)
+            self.echo(f"alert ended {i}" + (f" {a.meter_id!r} {a.code} until {a.end}" if a else ""))
+        for n in rep.notices:
+            self.echo(f"notice: {n}")
+        now = time.monotonic()
+        if now - self.last >= self.every_s:
+            self.last = now
+            c = engine.counters
+            self.echo(f"readings {c.get('readings', 0):,} stored {c.get('stored', 0):,} judged {c.get('judged', 0):,} "
+                      f"late {c.get('late', 0):,} open alerts {len(engine.open_ids)}")

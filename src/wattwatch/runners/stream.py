@@ -1,0 +1,450 @@
+"""The stream runner (DESIGN §2): live readings judged in small pieces by the same core, with carried
+state, alerts upserted as they open, grow and end, and a checkpoint in the store.
+
+One step of :class:`StreamEngine`:
+
+1. **Store.** The readings that arrived (one poll cycle, or whatever queued up meanwhile) are
+   ingested into the DuckDB store in one transaction — checked, de-duplicated and merged exactly
+   as ``wattwatch ingest`` does (a reading delivered twice is one reading). Only then is the
+   source told (:meth:`Source.committed`; MQTT acknowledges the messages then).
+2. **State.** A meter with no state in the store is profiled once its own first ``profile_days``
+   are stored (the window ``detect`` uses on a long enough history), and that state is kept.
+3. **Judge.** Per meter, the stored readings after the last one judged (up to ``hold_s`` before
+   its newest, so that a late copy merges before its reading is judged) are fed to a
+   :class:`~wattwatch.detect.stitch.Stitcher`: the core on the new readings plus the carried
+   tail, so every reading gets the score, and every alert the id and span, that ``detect`` on the
+   whole history gives.
+4. **Alerts.** New and grown alerts are upserted into the store's alerts table (stable ids; an
+   acknowledged alert keeps its status); an alert that can no longer grow is reported ended.
+5. **Checkpoint** (every ``checkpoint_s`` and on stop): the stitcher's carry (its tail of readings
+   as Parquet, clean points, positions), the time up to which each meter was judged and each
+   source's position, in one row of ``stream_checkpoint``. A restart (even after ``kill -9``)
+   loads it, judges what the store holds beyond it, and sources resume from their positions;
+   readings re-delivered since are duplicates to the store and alerts found again are the same
+   ids, so nothing is lost and nothing doubled.
+
+Readings of a meter that arrive older than its last judged reading are stored (and counted as
+``late``) but not judged live; ``detect`` on the store judges them.
+
+:func:`run` is the asyncio loop around it: sources push batches into an inbox, one task takes
+everything queued (a micro-batch), the engine works in a thread so pollers keep their cadence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from wattwatch.alerts import store as alert_store
+from wattwatch.alerts.model import Alert
+from wattwatch.detect import core
+from wattwatch.detect.stitch import Stitcher
+
+log = logging.getLogger("wattwatch.watch")
+
+CHECKPOINT_VERSION = 1
+_DDL = ("CREATE TABLE IF NOT EXISTS stream_checkpoint (name VARCHAR PRIMARY KEY, version INTEGER, "
+        "saved TIMESTAMPTZ, meta VARCHAR, tail BLOB)")
+NEG = -(1 << 62)  # "nothing judged yet" in epoch microseconds
+
+
+@dataclass
+class StreamConfig:
+    """``hold_s``: a reading is judged once its meter has a stored reading ``hold_s`` later (0:
+    at once; raise it when copies of a reading arrive late). ``checkpoint_s``: seconds between
+    checkpoints (alerts are written every step regardless). ``max_pending``: batches queued
+    before a paced source waits."""
+
+    hold_s: float = 0.0
+    checkpoint_s: float = 5.0
+    max_pending: int = 64
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "StreamConfig":
+        d = dict(d or {})
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"[stream]: unknown parameter(s) {sorted(unknown)}")
+        out = cls(**{k: type(getattr(cls, k))(v) for k, v in d.items()})
+        if out.hold_s < 0 or out.checkpoint_s < 0 or out.max_pending < 1:
+            raise ValueError("[stream]: hold_s and checkpoint_s must be >= 0, max_pending >= 1")
+        return out
+
+
+@dataclass
+class StepReport:
+    """What one step did."""
+
+    readings: int = 0                  # arrived in this step
+    stored: int = 0                    # new rows in the store
+    judged: int = 0                    # readings fed to the core
+    alerts: list[Alert] = field(default_factory=list)   # new or changed (what was upserted)
+    new: list[str] = field(default_factory=list)        # ids seen for the first time
+    ended: list[str] = field(default_factory=list)      # ids that can no longer grow
+    notices: list[str] = field(default_factory=list)
+    written_at: float = 0.0            # monotonic time the alerts were committed
+
+
+class StreamEngine:
+    """Judges readings as they are stored; see the module. Not thread-safe: one caller at a time."""
+
+    def __init__(self, store, detectors: list, config=None, stream: StreamConfig | None = None,
+                 name: str = "watch"):
+        from wattwatch.detect import state
+        from wattwatch.detect.engine import EngineConfig
+
+        self.store = store
+        self.cfg = config or EngineConfig()
+        self.scfg = stream or StreamConfig()
+        self.name = name
+        self.dets = core.order(list(detectors))
+        self.counters: Counter = Counter()
+        self.open_ids: set[str] = set()
+        self.alerts: dict[str, Alert] = {}       # latest version of every alert this run touched
+        self._written: dict[str, tuple] = {}     # what was last written of each
+        self.notices: list[str] = []
+        self.sources: dict[str, dict] = {}       # checkpointed source positions
+        self._last_ck = time.monotonic()
+        con = store.con
+        con.execute(_DDL)
+        alert_store.ensure_tables(con)
+        cat = store.catalogue()
+        known = [str(m) for m in cat["meter_id"]]
+        self.notices += state.load(con, self.dets, known) + state.load_fleets(con, self.dets)
+        # Per meter: first and last stored reading (epoch µs), last judged reading.
+        self.first: dict[str, int] = {}
+        self.last: dict[str, int] = {}
+        for m, a, b in zip(known, cat["first_ts"], cat["last_ts"]):
+            self.first[m] = _us(a)
+            self.last[m] = _us(b)
+        self.fed: dict[str, int] = {}
+        self.stitcher = Stitcher(self.dets, keep_scores=False)
+        self.profiled: set[str] = {m for m in known if any(m in getattr(d, "state_", {}) for d in self.dets)}
+        self.resumed = self._load_checkpoint()
+        self.dirty: set[str] = set(self.profiled)  # judge what the store holds beyond the checkpoint
+
+    # ------------------------------------------------------------------------------ checkpoint
+
+    def _load_checkpoint(self) -> bool:
+        row = self.store.con.execute("SELECT version, meta, tail FROM stream_checkpoint WHERE name = ?",
+                                     [self.name]).fetchone()
+        if row is None:
+            return False
+        version, meta, tail = row
+        if version != CHECKPOINT_VERSION:
+            raise ValueError(f"{self.store.path}: checkpoint {self.name!r} was written by another version "
+                             f"(layout {version}, this is {CHECKPOINT_VERSION}); drop it to start afresh")
+        m = json.loads(meta)
+        st = self.stitcher
+        st.origin = m["origin"]
+        st.n_before = m["n_before"]
+        st.since = {d.name: m["since"].get(d.name, {}) for d in self.dets}
+        st.emitted = {d.name: m["emitted"].get(d.name, {}) for d in self.dets}
+        st._said = set(m["said"])
+        if tail is not None:
+            t = pq.read_table(io.BytesIO(tail)).to_pandas()
+            t["meter_id"] = t["meter_id"].astype(str)
+            st.tail = t
+        self.fed = {k: int(v) for k, v in m["fed"].items()}
+        self.profiled |= set(m["profiled"])
+        self.open_ids = set(m["open"])
+        self.sources = m["sources"]
+        self.counters.update(m.get("counters", {}))
+        return True
+
+    def checkpoint(self, sources: dict[str, dict] | None = None) -> None:
+        """Save the carry, what was judged and the sources' positions (one transaction)."""
+        if sources is not None:
+            self.sources.update(sources)
+        st = self.stitcher
+        meta = {"origin": st.origin, "n_before": st.n_before, "since": st.since, "emitted": st.emitted,
+                "said": sorted(st._said), "fed": self.fed, "profiled": sorted(self.profiled),
+                "open": sorted(self.open_ids), "sources": self.sources,
+                "counters": {k: int(v) for k, v in self.counters.items()}}
+        blob = None
+        if st.tail is not None and len(st.tail):
+            buf = io.BytesIO()
+            pq.write_table(pa.Table.from_pandas(st.tail, preserve_index=False), buf)
+            blob = buf.getvalue()
+        self.store.con.execute(
+            "INSERT OR REPLACE INTO stream_checkpoint VALUES (?, ?, now(), ?, ?)",
+            [self.name, CHECKPOINT_VERSION, json.dumps(meta), blob])
+        self._last_ck = time.monotonic()
+        self.counters["checkpoints"] += 1
+
+    def carry_bytes(self) -> dict:
+        """Size of what is carried per meter: the tail of readings (Parquet) and the learned state
+        (JSON), for the state-size figure."""
+        st = self.stitcher
+        tail = 0
+        if st.tail is not None and len(st.tail):
+            buf = io.BytesIO()
+            pq.write_table(pa.Table.from_pandas(st.tail, preserve_index=False), buf)
+            tail = len(buf.getvalue())
+        learned = sum(len(json.dumps(v, default=str)) for d in self.dets for v in getattr(d, "state_", {}).values())
+        meters = max(len(self.profiled), 1)
+        return {"meters": len(self.profiled), "tail_bytes_per_meter": tail / meters,
+                "state_bytes_per_meter": learned / meters,
+                "tail_rows": 0 if st.tail is None else len(st.tail)}
+
+    # ------------------------------------------------------------------------------ steps
+
+    def add(self, frame: pd.DataFrame, source: str = "watch") -> int:
+        """Store readings (one transaction); returns how many new rows the store kept."""
+        from wattwatch.ingest.pipeline import ingest_frame
+
+        if frame is None or not len(frame):
+            return 0
+        counts = ingest_frame(self.store, frame, source=f"watch:{source}")
+        if counts.rejected:
+            self.counters["rejected"] += counts.rejected
+            for unit, line, fld, why in counts.rejects[:3]:
+                log.warning("%s: reading rejected (row %s, %s): %s", source, line, fld or "-", why)
+        self.counters["readings"] += len(frame)
+        self.counters["stored"] += counts.stored
+        ts = pd.to_datetime(frame["ts"], utc=True, errors="coerce")
+        g = pd.DataFrame({"m": frame["meter_id"].astype(str).to_numpy(),
+                          "t": ts.to_numpy("datetime64[us]").astype(np.int64), "ok": ts.notna().to_numpy()})
+        g = g[g["ok"]]
+        if len(g):
+            agg = g.groupby("m", sort=False)["t"].agg(["min", "max"])
+            for m, lo, hi in zip(agg.index, agg["min"].to_numpy(), agg["max"].to_numpy()):
+                self.first[m] = min(self.first.get(m, lo), int(lo))
+                self.last[m] = max(self.last.get(m, hi), int(hi))
+                if lo <= self.fed.get(m, NEG):
+                    self.counters["late"] += int((g["t"][g["m"] == m] <= self.fed[m]).sum())
+                self.dirty.add(m)
+        return counts.stored
+
+    def step(self, final: bool = False) -> StepReport:
+        """Profile meters whose first days are stored, judge every new stored reading, upsert the
+        alerts. ``final``: no readings will follow (every pending reading becomes final)."""
+        rep = StepReport()
+        self._profile_ready(final, rep)
+        todo = sorted(m for m in self.dirty if m in self.profiled)
+        hold = int(round(self.scfg.hold_s * 1e6))
+        rows = []
+        for m in todo:
+            lo = self.fed.get(m, NEG)
+            hi = self.last.get(m, NEG) if final else self.last.get(m, NEG) - hold
+            if hi > lo:
+                rows.append((m, lo, hi))
+        piece = None
+        if rows:
+            w = pd.DataFrame({"meter_id": [r[0] for r in rows],
+                              "start": [pd.NaT if r[1] == NEG else pd.Timestamp(r[1] + 1, unit="us", tz="UTC") for r in rows],
+                              "end": [pd.Timestamp(r[2] + 1, unit="us", tz="UTC") for r in rows]})
+            piece = self.store.query_windows(w)
+            if len(piece):
+                piece["meter_id"] = piece["meter_id"].astype(str)
+                t = piece["ts"].to_numpy("datetime64[us]").astype(np.int64)
+                mx = pd.Series(t).groupby(piece["meter_id"].to_numpy(), sort=False).max()
+                for m, v in mx.items():
+                    self.fed[m] = int(v)
+        self.dirty = {m for m in self.dirty if m not in self.profiled or self.fed.get(m, NEG) < self.last.get(m, NEG)}
+        if piece is not None and len(piece):
+            rep.judged = len(piece)
+            res = self.stitcher.feed(piece, final=final)
+        elif final:
+            res = self.stitcher.flush()
+        else:
+            res = None
+        if res is not None:
+            self._take(res, rep)
+        self.counters["judged"] += rep.judged
+        return rep
+
+    def _take(self, res, rep: StepReport) -> None:
+        for n in res.notices:
+            rep.notices.append(n)
+            self.notices.append(n)
+        # An open alert comes back at every step; only versions that changed are written.
+        changed = [a for a in res.alerts if self._written.get(a.id) != _version(a)]
+        if changed:
+            con = self.store.con
+            con.execute("BEGIN TRANSACTION")
+            try:
+                alert_store.upsert(con, changed)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            for a in changed:
+                self._written[a.id] = _version(a)
+        rep.written_at = time.monotonic()
+        for a in res.alerts:
+            if a.id not in self.alerts and a.id not in self.open_ids:
+                rep.new.append(a.id)
+            self.alerts[a.id] = a
+        rep.alerts = changed
+        rep.ended = sorted(self.open_ids - res.open_ids)
+        self.open_ids = set(res.open_ids)
+        self.counters["alerts_new"] += len(rep.new)
+        self.counters["alerts_updated"] += len(rep.alerts) - len(rep.new)
+        self.counters["alerts_ended"] += len(rep.ended)
+
+    def flush(self) -> StepReport:
+        """No readings will follow: judge every pending reading as final (the end of a replay)."""
+        return self.step(final=True)
+
+    def due(self) -> bool:
+        return time.monotonic() - self._last_ck >= self.scfg.checkpoint_s
+
+    def _profile_ready(self, final: bool, rep: StepReport) -> None:
+        """Profile (once) the meters whose first ``profile_days`` are stored; on ``final``, every
+        meter, on the window ``detect`` gives a history of that length."""
+        from wattwatch import api
+
+        need = [m for m in self.last if m not in self.profiled]
+        if not need:
+            return
+        day = 86400e6
+        span_need = self.cfg.profile_days * day
+        ready = [m for m in need if final or self.last[m] - self.first[m] >= span_need]
+        if not ready:
+            return
+        first = pd.to_datetime([self.first[m] for m in ready], unit="us", utc=True)
+        # The window detect takes on a history of at least profile_days / profile_max_share:
+        # exactly profile_days (on final, the meter's whole span as detect sees it).
+        last = [self.last[m] if final else self.first[m] + int(span_need / self.cfg.profile_max_share) for m in ready]
+        cat = pd.DataFrame({"meter_id": ready, "first_ts": first,
+                            "last_ts": pd.to_datetime(last, unit="us", utc=True),
+                            "cadence_s": self.store.catalogue(ready).set_index("meter_id")["cadence_s"]
+                            .reindex(ready).to_numpy(float)})
+        notes = api._ensure_state(self.store, self.dets, cat, self.cfg, True, {})
+        rep.notices += notes
+        self.notices += notes
+        self.profiled.update(ready)
+        self.dirty.update(ready)
+        self.counters["profiled"] += len(ready)
+
+
+def _version(a: Alert) -> tuple:
+    return (a.end, a.score, a.severity, a.message, a.action, json.dumps(a.evidence, sort_keys=True, default=str))
+
+
+def _us(x) -> int:
+    if x is None or pd.isna(x):
+        return NEG
+    return int(pd.Timestamp(x).tz_convert("UTC").value // 1000) if pd.Timestamp(x).tzinfo else \
+        int(pd.Timestamp(x).value // 1000)
+
+
+# ------------------------------------------------------------------------------------ asyncio loop
+
+
+class Inbox:
+    """Batches from every source, taken all at once by the engine task (a micro-batch)."""
+
+    def __init__(self, max_pending: int = 64):
+        self.items: list = []
+        self.max_pending = max_pending
+        self.changed = asyncio.Event()
+        self.space = asyncio.Event()
+        self.space.set()
+
+    async def put(self, batch) -> None:
+        while len(self.items) >= self.max_pending:
+            self.space.clear()
+            await self.space.wait()
+        self.items.append(batch)
+        self.changed.set()
+
+    def put_nowait(self, batch) -> None:
+        self.items.append(batch)
+        self.changed.set()
+
+    def take(self) -> list:
+        out, self.items = self.items, []
+        self.changed.clear()
+        self.space.set()
+        return out
+
+
+async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_s: float = 1.0,
+              on_step=None, flush_at_end: bool = False) -> None:
+    """Run ``sources`` into ``engine`` until ``stop`` is set (or, with ``flush_at_end``, until every
+    source is done: then every pending reading is judged as final). ``on_step(report, batches)``
+    is called after each step (for the console and the benchmark)."""
+    for s in sources:
+        if s.name in engine.sources:
+            s.restore(engine.sources[s.name])
+    inbox = Inbox(engine.scfg.max_pending)
+    tasks = {asyncio.create_task(_guard(s, inbox, stop), name=f"source:{s.name}"): s for s in sources}
+    # What the store already holds beyond the checkpoint (a restart) is judged first.
+    rep = await asyncio.to_thread(engine.step)
+    if on_step:
+        on_step(rep, [])
+    try:
+        while True:
+            if not inbox.items:
+                try:
+                    await asyncio.wait_for(inbox.changed.wait(), tick_s)
+                except asyncio.TimeoutError:
+                    pass
+            batches = inbox.take()
+            everything_done = all(s.done for s in sources) and not inbox.items
+            rep = await asyncio.to_thread(_work, engine, batches, sources)
+            if on_step:
+                on_step(rep, batches)
+            if stop.is_set() and not inbox.items:
+                break
+            if everything_done and all(t.done() for t in tasks):
+                if flush_at_end:
+                    rep = await asyncio.to_thread(engine.flush)
+                    if on_step:
+                        on_step(rep, [])
+                break
+    finally:
+        stop.set()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for s in sources:
+            try:
+                s.close()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("%s: close failed: %s", s.name, exc)
+        await asyncio.to_thread(engine.checkpoint, {s.name: s.position() for s in sources})
+
+
+async def _guard(source, inbox: Inbox, stop: asyncio.Event) -> None:
+    try:
+        await source.run(inbox.put, stop)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a source that dies is said, the others go on
+        source.status = f"failed: {type(exc).__name__}"
+        source.counters["failures"] += 1
+        source.done = True
+        log.error("%s: stopped: %s: %s", source.name, type(exc).__name__, exc)
+
+
+def _work(engine: StreamEngine, batches: list, sources: list) -> StepReport:
+    by = {s.name: s for s in sources}
+    n = 0
+    if batches:
+        frames = [b.frame for b in batches if len(b.frame)]
+        if frames:
+            frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+            n = len(frame)
+            engine.add(frame, source="+".join(sorted({b.source for b in batches})))
+        for b in batches:  # the readings are in the store: the sources may forget them
+            s = by.get(b.source)
+            if s is not None:
+                s.committed(b.token)
+    rep = engine.step()
+    rep.readings = n
+    if engine.due():
+        engine.checkpoint({s.name: s.position() for s in sources})
+    return rep

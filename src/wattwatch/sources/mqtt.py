@@ -1,0 +1,238 @@
+"""MQTT subscription source: meters that push JSON readings.
+
+Each message is one JSON object or a list of them. Fields carry canonical names (``p_kw``,
+``v_l1_v`` …, SPEC §2) unless ``fields`` maps them (``{"p_kw": "power"}``) and ``scale``
+converts (``{"p_kw": 0.001}`` for watts). The time is ``ts`` (ISO-8601, or epoch seconds or
+milliseconds by magnitude); a message without one takes its arrival time. The meter is the
+``meter_id`` field, or the topic: ``meter = "topic:2"`` takes topic level 2 (0-based) and
+``meters = {"site/a/pdu7" = "PDU-7"}`` maps whole topics.
+
+A malformed message (not JSON, not an object, no meter, a time or value that cannot be read) is
+counted (``malformed``) and logged — the first few in full, then every hundredth — and never stops
+the source. Messages are acknowledged (QoS 1) only once their readings are in the store, on a
+persistent session (``clean_session = False``, a fixed client id): after a crash or a broker
+restart the broker delivers what was not stored again, and the store takes a reading delivered
+twice as one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+import time
+from datetime import datetime, timezone
+
+import pandas as pd
+
+from wattwatch.schema import CHANNEL_NAMES
+from wattwatch.sources.base import Batch, Source, canonical, log
+
+_LOG_FIRST = 5
+
+
+class MqttSource(Source):
+    kind = "mqtt"
+
+    def __init__(self, name: str, *, host: str = "127.0.0.1", port: int = 1883, topics=("#",), qos: int = 1,
+                 meter: str | None = None, meters: dict | None = None, fields: dict | None = None,
+                 scale: dict | None = None, client_id: str | None = None, username: str | None = None,
+                 password: str | None = None, batch_s: float = 0.2, keepalive: int = 30):
+        super().__init__(name)
+        if qos not in (0, 1, 2):
+            raise ValueError(f"source {name}: qos must be 0, 1 or 2, got {qos}")
+        self.host, self.port, self.qos = host, int(port), int(qos)
+        self.topics = [topics] if isinstance(topics, str) else list(topics)
+        if not self.topics:
+            raise ValueError(f"source {name}: give at least one topic")
+        self.meter_level = None
+        if meter is not None:
+            if not (isinstance(meter, str) and meter.startswith("topic:") and meter[6:].lstrip("-").isdigit()):
+                raise ValueError(f"source {name}: meter must look like 'topic:N' (topic level N), got {meter!r}")
+            self.meter_level = int(meter[6:])
+        self.meters = dict(meters or {})
+        self.fields = dict(fields or {})
+        self.scale = {k: float(v) for k, v in (scale or {}).items()}
+        self.batch_s = float(batch_s)
+        self.keepalive = int(keepalive)
+        self.client_id = client_id or f"wattwatch-{name}"
+        self.username, self.password = username, password
+        self._rows: list[dict] = []
+        self._acks: list[tuple[int, int]] = []
+        self._lock = threading.Lock()
+        self._client = None
+
+    # ---------------------------------------------------------------- paho callbacks (its thread)
+
+    def _on_connect(self, client, userdata, flags, reason, properties=None):
+        if getattr(reason, "is_failure", False):
+            self.status = f"refused: {reason}"
+            self.counters["refused"] += 1
+            return
+        self.counters["connects"] += 1
+        client.subscribe([(t, self.qos) for t in self.topics])
+        self.status = "connected"
+        log.info("%s: connected to %s:%d (session %s)", self.name, self.host, self.port,
+                 "resumed" if getattr(flags, "session_present", False) else "new")
+
+    def _on_subscribe(self, client, userdata, mid, reasons, properties=None):
+        bad = [str(r) for r in reasons if getattr(r, "is_failure", False)]
+        if bad:
+            self.counters["refused"] += 1
+            log.error("%s: subscription refused by the broker: %s", self.name, ", ".join(bad))
+            return
+        self.status = "subscribed"
+        log.info("%s: subscribed to %s", self.name, ", ".join(self.topics))
+
+    def _on_disconnect(self, client, userdata, flags, reason, properties=None):
+        self.counters["disconnects"] += 1
+        self.status = "reconnecting"
+        log.warning("%s: disconnected from %s:%d (%s); reconnecting", self.name, self.host, self.port, reason)
+
+    def _on_message(self, client, userdata, msg):
+        self.counters["messages"] += 1
+        try:
+            rows = self.parse(msg.topic, msg.payload)
+        except ValueError as exc:
+            rows = []
+            n = self.counters["malformed"] = self.counters["malformed"] + 1
+            if n <= _LOG_FIRST or n % 100 == 0:
+                log.warning("%s: malformed message #%d on %s: %s", self.name, n, msg.topic, exc)
+        with self._lock:
+            self._rows.extend(rows)
+            if msg.qos > 0:
+                if rows:
+                    self._acks.append((msg.mid, msg.qos))
+                else:  # nothing to store: acknowledge at once (a bad message is never sent again)
+                    client.ack(msg.mid, msg.qos)
+
+    # ---------------------------------------------------------------- parsing
+
+    def parse(self, topic: str, payload: bytes) -> list[dict]:
+        """Readings of one message (raises ValueError saying what is wrong with it)."""
+        try:
+            doc = json.loads(payload)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"not JSON ({exc})") from None
+        items = doc if isinstance(doc, list) else [doc]
+        if not items:
+            raise ValueError("an empty list")
+        now = datetime.now(timezone.utc)
+        out = []
+        for k, item in enumerate(items):
+            where = f"item {k}: " if isinstance(doc, list) else ""
+            if not isinstance(item, dict):
+                raise ValueError(f"{where}expected a JSON object, got {type(item).__name__}")
+            row = {"meter_id": self._meter(topic, item, where), "ts": self._ts(item, now, where)}
+            n = 0
+            for c in CHANNEL_NAMES:
+                src = self.fields.get(c, c)
+                if src in item and item[src] is not None:
+                    v = item[src]
+                    if isinstance(v, bool) or not isinstance(v, (int, float)):
+                        raise ValueError(f"{where}field {src!r} is not a number: {v!r}"[:200])
+                    v = float(v) * self.scale.get(c, 1.0)
+                    if not math.isfinite(v):
+                        raise ValueError(f"{where}field {src!r} is not finite")
+                    row[c] = v
+                    n += 1
+            if n == 0:
+                raise ValueError(f"{where}no channel value (expected fields such as p_kw, v_l1_v)")
+            out.append(row)
+        return out
+
+    def _meter(self, topic: str, item: dict, where: str) -> str:
+        src = self.fields.get("meter_id", "meter_id")
+        if src in item:
+            m = item[src]
+            if not isinstance(m, (str, int)) or isinstance(m, bool) or str(m) == "":
+                raise ValueError(f"{where}meter_id must be text or a number, got {m!r}"[:200])
+            return str(m)
+        if topic in self.meters:
+            return str(self.meters[topic])
+        if self.meter_level is not None:
+            parts = topic.split("/")
+            try:
+                m = parts[self.meter_level]
+            except IndexError:
+                raise ValueError(f"topic {topic!r} has no level {self.meter_level}") from None
+            if m:
+                return m
+        raise ValueError(f"{where}no meter: no {src!r} field and topic {topic!r} is not mapped")
+
+    def _ts(self, item: dict, now: datetime, where: str):
+        src = self.fields.get("ts", "ts")
+        if src not in item or item[src] is None:
+            return now
+        v = item[src]
+        try:
+            if isinstance(v, bool):
+                raise ValueError
+            if isinstance(v, (int, float)):
+                if not math.isfinite(v):
+                    raise ValueError
+                unit = "ms" if abs(v) > 1e11 else "s"
+                t = pd.Timestamp(v, unit=unit, tz="UTC")
+            elif isinstance(v, str):
+                t = pd.Timestamp(v)
+                t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+            else:
+                raise ValueError
+        except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):
+            raise ValueError(f"{where}field {src!r}: not a time: {v!r}"[:200]) from None
+        return t
+
+    # ---------------------------------------------------------------- source
+
+    def _connect(self):
+        import paho.mqtt.client as mqtt
+
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=False,
+                        manual_ack=True)
+        if self.username:
+            c.username_pw_set(self.username, self.password)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
+        c.reconnect_delay_set(0.2, 5)
+        c.connect_async(self.host, self.port, keepalive=self.keepalive)
+        c.loop_start()
+        self._client = c
+
+    async def run(self, emit, stop: asyncio.Event) -> None:
+        self.status = "connecting"
+        self._connect()
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), self.batch_s)
+            except asyncio.TimeoutError:
+                pass
+            batch = self.drain()
+            if batch is not None:
+                await emit(batch)
+
+    def drain(self) -> Batch | None:
+        with self._lock:
+            rows, acks = self._rows, self._acks
+            self._rows, self._acks = [], []
+        if not rows:
+            return None
+        self.counters["readings"] += len(rows)
+        return Batch(self.name, canonical(pd.DataFrame(rows), self.name), arrived=time.monotonic(), token=acks)
+
+    def committed(self, token) -> None:
+        c = self._client
+        if c is None:
+            return
+        for mid, qos in token or ():
+            c.ack(mid, qos)
+
+    def close(self) -> None:
+        c = self._client
+        if c is not None:
+            c.disconnect()
+            c.loop_stop()
+            self._client = None
+        self.status = "closed"

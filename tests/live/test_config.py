@@ -1,0 +1,48 @@
+"""Site configs for `wattwatch watch`: every mistake is refused naming the file and the key."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from wattwatch import api
+from wattwatch.app.cli import app
+from wattwatch.errors import ConfigError
+
+GOOD_MQTT = '[[sources]]\ntype = "mqtt"\nname = "m"\ntopics = ["a/#"]\nmeter = "topic:1"\n'
+
+
+@pytest.mark.parametrize("text, says", [
+    ("", "at least one [[sources]]"),
+    ('[[sources]]\ntype = "modbus"\n', "type must be one of replay, mqtt"),
+    ('[[sources]]\ntype = "replay"\n', "path (the telemetry file to replay) is required"),
+    ('[[sources]]\ntype = "replay"\npath = "nope.csv"\n', "no such file"),
+    ('[[sources]]\ntype = "mqtt"\ntopics = ["a"]\nmeter = "level2"\n', "meter must look like 'topic:N'"),
+    ('[[sources]]\ntype = "mqtt"\ntopic = "a"\n', "unknown key(s) ['topic']"),
+    (GOOD_MQTT + GOOD_MQTT, "two sources are named 'm'"),
+    (GOOD_MQTT + '[stream]\nhold = 3\n', "[stream]: unknown parameter(s) ['hold']"),
+    (GOOD_MQTT + '[stream]\nhold_s = -1\n', "hold_s and checkpoint_s must be >= 0"),
+    (GOOD_MQTT + '[store]\npath = 3\n', "[store] must be a table"),
+    (GOOD_MQTT + '[no_such_rule]\nx = 1\n', "unknown detector section [no_such_rule]"),
+    (GOOD_MQTT + '[engine]\nprofile_days = "x"\n', "profile_days"),
+    ("[[sources]\n", "cannot read site config"),
+])
+def test_a_bad_site_config_is_refused_naming_the_file_and_key(tmp_path, text, says):
+    cfg = tmp_path / "site.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        api.load_site(cfg)
+    assert str(cfg) in str(e.value) and says in str(e.value)
+    r = CliRunner().invoke(app, ["watch", "--config", str(cfg)])
+    assert r.exit_code == 2 and r.exception is None or isinstance(r.exception, SystemExit), r.output
+    assert "Traceback" not in r.output
+
+
+def test_relative_paths_are_relative_to_the_config(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "t.csv").write_text("meter_id,ts,p_kw\na,2026-01-01T00:00:00Z,1.0\na,2026-01-01T00:05:00Z,1.1\n")
+    cfg = tmp_path / "site.toml"
+    cfg.write_text('[store]\npath = "s.duckdb"\n[[sources]]\ntype = "replay"\npath = "data/t.csv"\n')
+    site = api.load_site(cfg)
+    assert site.store == tmp_path / "s.duckdb"
+    assert site.sources[0].cycle_us == 300_000_000 and len(site.sources[0].frame) == 2

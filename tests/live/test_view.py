@@ -1,0 +1,38 @@
+"""The live console view renders sources, counters and open alerts (user text never read as markup)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from types import SimpleNamespace
+
+from rich.console import Console
+
+from wattwatch.alerts.model import Alert
+from wattwatch.app.watchview import LogLines, render
+from wattwatch.sources.mqtt import MqttSource
+
+
+def test_render_shows_sources_counters_and_open_alerts():
+    src = MqttSource("[bold]meters", topics=["x/#"])
+    src.counters.update(messages=12, readings=10, malformed=2)
+    a = Alert(meter_id="[red]M-1", start="2026-01-01T00:00:00.000Z", end="2026-01-01T01:00:00.000Z",
+              code="SENSOR_FAULT", severity="critical", score=0.97, detector="sensor_fault", message="open CT")
+    eng = SimpleNamespace(counters=Counter(readings=10, stored=10, judged=9, alerts_new=1), open_ids={a.id},
+                          alerts={a.id: a})
+    con = Console(width=200, record=True)
+    con.print(render(eng, [src]))
+    text = con.export_text()
+    assert "[bold]meters" in text and "[red]M-1" in text  # escaped, shown literally
+    assert "malformed" in text and "SENSOR_FAULT" in text and a.id in text
+    assert "polls" not in text  # a counter no source has is not a column
+
+
+def test_log_lines_say_each_alert_once():
+    a = Alert(meter_id="M-1", start="2026-01-01T00:00:00.000Z", end="2026-01-01T01:00:00.000Z",
+              code="SENSOR_FAULT", severity="critical", score=0.97, detector="sensor_fault", message="open CT")
+    eng = SimpleNamespace(counters=Counter(), open_ids={a.id}, alerts={a.id: a})
+    out = []
+    lines = LogLines(out.append, every_s=1e9)
+    lines(eng, SimpleNamespace(new=[a.id], ended=[], notices=[]), [])
+    lines(eng, SimpleNamespace(new=[], ended=[a.id], notices=[]), [])
+    assert [x.split()[:3] for x in out if x.startswith("alert")] == [["alert", "open", a.id], ["alert", "ended", a.id]]
