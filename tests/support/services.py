@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -46,7 +47,10 @@ class Mosquitto:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.folder.mkdir(parents=True, exist_ok=True)
         conf = self.folder / "mosquitto.conf"
-        conf.write_text(
+        # Started as root, mosquitto drops to the `mosquitto` user and can no longer write its log
+        # or persist sessions in the test's root-owned folder: stay the user that started it.
+        user = "user root\n" if os.geteuid() == 0 else ""
+        conf.write_text(user +
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
             f"persistence_location {self.folder}/\nautosave_interval 1\n"
             f"log_dest file {self.folder}/mosquitto.log\n{self.extra}")
