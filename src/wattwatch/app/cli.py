@@ -560,6 +560,10 @@ def detect(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
     min_severity: Optional[str] = MIN_SEVERITY,
     min_score: Optional[float] = MIN_SCORE,
+    engine: str = typer.Option("local", "--engine", help="local (process pool) or spark (meter groups in "
+                               "applyInPandas; state fitted on the driver and broadcast); same alerts."),
+    master: Optional[str] = typer.Option(None, "--master", help="Spark master for --engine spark: local[2] "
+                                         "(default), spark://HOST:7077, yarn."),
 ) -> None:
     """Find faults: files or a store in, alerts out (exit 0 with or without alerts).
 
@@ -570,6 +574,10 @@ def detect(
 
     _check_times(start=start, end=end)
     _check_filters(min_severity, min_score)
+    if engine not in ("local", "spark"):
+        _fail(f"--engine: expected local or spark, got {engine!r}")
+    if master is not None and engine != "spark":
+        _fail("--master is for --engine spark")
     source, db_arg = _source(paths, db)
     log = log or out.with_suffix(".log")
     files = source if isinstance(source, list) else []
@@ -582,7 +590,8 @@ def detect(
         with stages("detect") as st:
             result = api.detect(source, db=db_arg, detectors=_names(detectors), config=config, start=start, end=end,
                                 meters=_names(meters), models=models, scores=scores is not None, mapping=mapping,
-                                rejects=rejects, on_progress=st.advance, on_stage=st.stage)
+                                rejects=rejects, engine=engine, master=master, on_progress=st.advance,
+                                on_stage=st.stage)
     kept = "the alerts are kept in the store (`wattwatch alerts list`)" if result.stored else ""
     alerts = [a for a in result.alerts if _passes(a, min_severity, min_score)]
     _write_atomic(out, "".join(a.to_json() + "\n" for a in alerts), "--out", kept)
