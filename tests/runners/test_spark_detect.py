@@ -17,7 +17,7 @@ import pytest
 
 from wattwatch import api
 from wattwatch.detect import registry
-from wattwatch.detect.engine import DetectionResult, EngineConfig, judge, profile
+from wattwatch.detect.engine import DetectionResult, EngineConfig, detect, judge, profile
 from wattwatch.detect.frame import prepare
 from wattwatch.runners import spark as sparkrun
 from wattwatch.runners.group import judge_group
@@ -137,3 +137,32 @@ def test_without_java_the_cli_says_what_to_install(tmp_path):
     assert proc.returncode != 0
     assert "Java 17" in proc.stderr and "make setup" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "a.jsonl").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--meters", "1"], ["--meters"]),
+    (["--masters", " , "], ["--masters"]),
+    (["--pods", "0"], ["--pods"]),
+])
+def test_bench_fleet_arguments_are_checked_before_any_work(tmp_path, args, words):
+    from typer.testing import CliRunner
+
+    from wattwatch.app.cli import app
+
+    res = CliRunner().invoke(app, ["bench", "fleet", *args, "--workdir", str(tmp_path / "b")])
+    assert res.exit_code == 2, res.output
+    for w in words:
+        assert w in res.stderr.replace("\n", "")
+    assert not (tmp_path / "b").exists()
+
+
+def test_the_naive_baseline_fits_and_judges_one_meter_inside_its_udf(fleet):
+    from wattwatch.app.bench import _naive_rows
+
+    sim, _, _ = fleet
+    one = sim["frame"][sim["frame"]["meter_id"] == BAD]
+    rows = _naive_rows(one)
+    alerts = rows[rows["kind"] == "alert"]
+    assert set(alerts["meter"]) <= {BAD} and int(rows.loc[rows["kind"] == "readings", "n"].sum()) == len(one)
+    want = detect(one, registry.build_all(), EngineConfig(workers=1))
+    assert want.alerts and sorted(json.loads(t)["id"] for t in alerts["text"]) == sorted(a.id for a in want.alerts)
