@@ -28,10 +28,12 @@ BAD = "M-00003"
 
 @pytest.fixture(scope="module")
 def fleet():
-    """10 meters x 6 days at 5 min with faults; the default set fitted, the learned ensemble's
-    fleet model trained explicitly on the profiles (as `wattwatch fit` does)."""
+    """10 meters x 6 days at 5 min with faults, times to the nanosecond; the default set fitted, the
+    learned ensemble's fleet model trained explicitly on the profiles (as `wattwatch fit` does)."""
     sim = simulate(SimConfig(meters=10, days=6, seed=5, fault_share=0.6, profile_days=2.0, outage_share=0.3))
-    full = prepare(sim["frame"])
+    frame = sim["frame"].copy()
+    frame["ts"] = frame["ts"].dt.as_unit("ns") + pd.Timedelta(123, "ns")  # finer than Spark's timestamps hold
+    full = prepare(frame)
     dets = registry.build_all()
     profile(full, dets, EngineConfig(profile_days=2.0), refit=True)
     assert any(d.name == "learned_ensemble" and d.fleets_ for d in dets), "the learned stage must take part"
@@ -161,7 +163,9 @@ def test_the_naive_baseline_fits_and_judges_one_meter_inside_its_udf(fleet):
 
     sim, _, _ = fleet
     one = sim["frame"][sim["frame"]["meter_id"] == BAD]
-    rows = _naive_rows(one)
+    sent = pd.DataFrame({"meter_id": one["meter_id"].astype(str), "ts": one["ts"].array.asi8,
+                         **{c: one[c] for c in one.columns if c not in ("meter_id", "ts")}})
+    rows = _naive_rows(sent, one["ts"].dtype.unit)
     alerts = rows[rows["kind"] == "alert"]
     assert set(alerts["meter"]) <= {BAD} and int(rows.loc[rows["kind"] == "readings", "n"].sum()) == len(one)
     want = detect(one, registry.build_all(), EngineConfig(workers=1))

@@ -292,14 +292,15 @@ def _warm_rows(pdf):
     return pdf
 
 
-def _naive_rows(pdf):
-    """The naive UDF: one meter; the default detectors built, fitted and run on it alone."""
+def _naive_rows(pdf, unit: str = "ns"):
+    """The naive UDF: one meter; the default detectors built, fitted and run on it alone
+    (``pdf`` as :func:`wattwatch.runners.spark.to_spark` sends it, times in ``unit``)."""
     from wattwatch.detect.engine import EngineConfig, detect
     from wattwatch.detect.registry import build_all
     from wattwatch.runners.group import Outcome
     from wattwatch.runners.spark import _canonical, _rows
 
-    res = detect(_canonical(pdf), build_all(), EngineConfig(workers=1))
+    res = detect(_canonical(pdf, unit), build_all(), EngineConfig(workers=1))
     return _rows(Outcome(alerts=res.alerts, notices=res.notices, open_ids=res.open_ids, readings=res.readings))
 
 
@@ -333,7 +334,8 @@ def _fleet_worker(path: str, master: str) -> dict:
 
     t0 = time.perf_counter()
     sdf = sparkrun.to_spark(spark, full)
-    naive = sdf.groupBy("meter_id").applyInPandas(_naive_rows, sparkrun.RESULT_SCHEMA).collect()
+    unit = sparkrun.ts_unit(full)
+    naive = sdf.groupBy("meter_id").applyInPandas(lambda p: _naive_rows(p, unit), sparkrun.RESULT_SCHEMA).collect()
     naive_s = time.perf_counter() - t0
     naive_alerts = sum(1 for row in naive if row["kind"] == "alert")
     meters = ours.meters

@@ -188,8 +188,10 @@ def _outcomes(rows) -> list:
 
 
 def to_spark(spark, full: "pd.DataFrame", group: "np.ndarray | None" = None):
-    """A prepared frame's canonical columns (``meter_id`` as text, ``ts`` UTC) as a Spark DataFrame,
-    with a ``_g`` column when ``group`` (one group number per meter) is given."""
+    """A prepared frame's canonical columns as a Spark DataFrame, with a ``_g`` column when
+    ``group`` (one group number per meter) is given. ``meter_id`` is text; ``ts`` travels as the
+    integer count of its own unit (column ``ts``, the unit in :func:`ts_unit`): Spark's timestamps
+    hold microseconds, and a reading's time must reach the core exactly as the local engine sees it."""
     import numpy as np
     import pandas as pd
 
@@ -199,19 +201,23 @@ def to_spark(spark, full: "pd.DataFrame", group: "np.ndarray | None" = None):
     cols = ["meter_id", "ts", *[c for c in CHANNEL_NAMES if c in full.columns], *extra_channels(full)]
     pdf = pd.DataFrame({c: full[c] for c in cols}, copy=False)
     pdf["meter_id"] = pdf["meter_id"].astype(str)
+    pdf["ts"] = full["ts"].array.asi8
     if group is not None:
         pdf["_g"] = np.asarray(group, np.int32)[full["_seg"].to_numpy()]
     return spark.createDataFrame(pdf)
 
 
-def _canonical(pdf: "pd.DataFrame") -> "pd.DataFrame":
-    """A group's rows as Spark hands them to Python: times are naive in the session time zone (UTC)."""
+def ts_unit(full: "pd.DataFrame") -> str:
+    """The unit of ``full``'s times (``ns``, ``us``, ...), which :func:`to_spark` sends as integers."""
+    return full["ts"].dtype.unit
+
+
+def _canonical(pdf: "pd.DataFrame", unit: str) -> "pd.DataFrame":
+    """A group's rows as :func:`to_spark` sent them: ``ts`` back from integers of ``unit``, UTC."""
     import pandas as pd
 
     pdf = pdf.drop(columns=[c for c in ("_g",) if c in pdf.columns])
-    ts = pdf["ts"]
-    if not isinstance(ts.dtype, pd.DatetimeTZDtype):
-        pdf["ts"] = ts.dt.tz_localize("UTC")
+    pdf["ts"] = pd.DatetimeIndex(pdf["ts"].to_numpy().astype(f"datetime64[{unit}]")).tz_localize("UTC")
     return pdf
 
 
@@ -261,10 +267,11 @@ def judge(full, detectors: list, config, result, on_progress=None, keep_scores: 
                                f"({', '.join(bad) or 'the window'}): {type(exc).__name__}: {exc}") from exc
     bc = spark.sparkContext.broadcast(blob)
     token = uuid.uuid4().hex
+    unit = ts_unit(full)
 
     def run_group(pdf):
         p = _payload(bc, token)
-        return _rows(judge_group(_canonical(pdf), p["detectors"], p["window"], p["keep_scores"]))
+        return _rows(judge_group(_canonical(pdf, unit), p["detectors"], p["window"], p["keep_scores"]))
 
     sdf = to_spark(spark, full, group).repartitionByRange(n_groups, "_g")
     try:
