@@ -159,7 +159,7 @@ def test_bench_fleet_arguments_are_checked_before_any_work(tmp_path, args, words
 
 
 def test_the_naive_baseline_fits_and_judges_one_meter_inside_its_udf(fleet):
-    from wattwatch.app.bench import _naive_rows
+    from wattwatch.app.bench import FLEET_BENCH_DETECTORS, _naive_rows
 
     sim, _, _ = fleet
     one = sim["frame"][sim["frame"]["meter_id"] == BAD]
@@ -168,5 +168,5 @@ def test_the_naive_baseline_fits_and_judges_one_meter_inside_its_udf(fleet):
     rows = _naive_rows(sent, one["ts"].dtype.unit)
     alerts = rows[rows["kind"] == "alert"]
     assert set(alerts["meter"]) <= {BAD} and int(rows.loc[rows["kind"] == "readings", "n"].sum()) == len(one)
-    want = detect(one, registry.build_all(), EngineConfig(workers=1))
+    want = detect(one, registry.build_all(list(FLEET_BENCH_DETECTORS)), EngineConfig(workers=1))
     assert want.alerts and sorted(json.loads(t)["id"] for t in alerts["text"]) == sorted(a.id for a in want.alerts)
