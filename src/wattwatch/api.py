@@ -483,6 +483,7 @@ def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list
            detectors: Sequence[str] | str | None = None, config: str | Path | dict | None = None,
            start=None, end=None, meters: Sequence[str] | None = None, models: str | Path | None = None,
            scores: bool | str | Path = False, keep: bool = True, mapping=None, rejects=None,
+           engine: str = "local", master: str | None = None,
            on_progress: Callable[[int], None] | None = None,
            on_stage: Callable[[str, float | None], None] | None = None) -> Detection:
     """Judge telemetry: alerts (and per-reading scores with ``scores=True``).
@@ -512,6 +513,14 @@ def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list
         store or an input file).
     keep
         With a store, keep the alerts in it (their lifecycle: open, acknowledged, cleared).
+    engine, master
+        ``"local"`` (default: meter chunks on a process pool) or ``"spark"``: meter groups judged
+        inside Spark's ``applyInPandas`` on ``master`` (``local[2]``, ``spark://HOST:7077``,
+        ``yarn``; default ``local[2]``, or the session already running), with the state fitted
+        and the fleet models trained here, on the driver, and broadcast. Both give the same alerts
+        and notices. Example::
+
+            res = wattwatch.api.detect("fleet.parquet", engine="spark", master="local[2]")
     on_progress, on_stage
         For a progress display: ``on_stage(description, total)`` as each stage starts (profiling
         meters without state a detector at a time, training a fleet model, judging with the
@@ -532,6 +541,7 @@ def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list
     from wattwatch.alerts import store as alert_store
 
     t0 = time.perf_counter()
+    judge = _runner(engine, master)
     cfg = _engine(config)
     if state is not None:
         dets = list(state.detectors if isinstance(state, Fitted) else state)
@@ -567,7 +577,7 @@ def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list
         resets = alert_store.resets(store.con) if persistent else {}
         result.notices += _ensure_state(store, dets, cat, cfg, persistent, resets, on_stage)
         _judge_window(store, dets, cat, cfg, start_ts, end_ts, result, want_scores,
-                      on_progress, on_stage)
+                      on_progress, on_stage, judge=judge)
         if want_scores:
             _score_table(result, dets, scores_path)
         if persistent and keep:
@@ -681,12 +691,34 @@ def _load_reach(store, names, todo, since, since_t, back, ahead, end, first, rea
         pending = again
 
 
+def _runner(engine: str, master: str | None):
+    """The judging step of ``engine``: :func:`wattwatch.detect.engine.judge` or Spark's."""
+    if engine == "local":
+        if master is not None:
+            raise ConfigError(f"master {master!r} is for engine='spark'; the local engine runs on this machine")
+        from wattwatch.detect.engine import judge
+
+        return judge
+    if engine == "spark":
+        import functools
+
+        from wattwatch.runners import spark
+
+        spark.session(master or "local[2]")  # fails now, before any work, when Java or pyspark is missing
+        return functools.partial(spark.judge, master=master or "local[2]")
+    raise ConfigError(f"engine: expected 'local' or 'spark', got {engine!r}")
+
+
 def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detection, keep_scores: bool,
-                  on_progress, on_stage=None) -> None:
+                  on_progress, on_stage=None, judge=None) -> None:
     """Judge each meter's readings in [start, end) with the reach around them; alerts that were
-    running at ``start`` are traced back to where they began (up to ``max_trace_days``)."""
+    running at ``start`` are traced back to where they began (up to ``max_trace_days``).
+    ``judge``: the runner's judging step (default: the local engine's)."""
     from wattwatch.detect import core
-    from wattwatch.detect.engine import DetectionResult, judge
+    from wattwatch.detect.engine import DetectionResult
+
+    if judge is None:
+        from wattwatch.detect.engine import judge
 
     names = [str(m) for m in cat["meter_id"]]
     first = pd.to_datetime(cat["first_ts"], utc=True).to_numpy()

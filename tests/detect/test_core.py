@@ -215,9 +215,11 @@ def models(fleet):
     return Models()
 
 
-def _no_failures(notices) -> None:
-    """The core isolates a detector that raises on a meter into a notice: that is an exception too."""
-    failed = [n for n in notices if ": failed on " in n]
+def _no_failures(*results) -> None:
+    """The core isolates a detector that raises on a meter (``Result.failed``, a notice in an
+    engine's result): that is an exception too. Takes core results or engine notices."""
+    failed = [n for r in results for n in (core.failed_notices(r.failed) + r.notices if hasattr(r, "failed") else r)
+              if ": failed on " in n]
     assert not failed, failed
 
 
@@ -336,7 +338,7 @@ def test_every_cadence_fits_scores_and_alerts_without_exception(name, cadence_fl
         s = d.score(frame)
     assert len(s) == len(frame) and s.index.equals(frame.index) and s.dtype == float
     res = core.run(frame, [d])
-    _no_failures(res.notices)
+    _no_failures(res)
     assert len(res.judged) == 1 and len(res.judged[0].scores) == len(frame)
     for a in res.alerts:  # alerts are well formed at any cadence
         assert a.detector == name and a.start <= a.end and np.isfinite(a.score)
@@ -369,7 +371,7 @@ def test_fit_on_a_short_fine_cadence_profile_does_not_raise(name, step, meters, 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         d = registry.build(name, AT_FINE_CADENCE.get(name)).fit(_profile_frame(frame, days / 2))
-        _no_failures(core.run(frame, [d]).notices)
+        _no_failures(core.run(frame, [d]))
 
 
 @pytest.mark.parametrize("cadence", list(CADENCES))
@@ -456,12 +458,12 @@ def test_degenerate_meters_do_not_raise_nor_change_a_normal_meters_scores(name, 
         for key, f in odd.items():  # each odd meter alone too (the only meter of its frame)
             solo = _detector(name, models).fit(f)
             assert len(solo.score(f)) == len(f), key
-            _no_failures(core.run(f, [solo]).notices)
+            _no_failures(core.run(f, [solo]))
         got = _per_meter_scores(d, mixed)
         want = _per_meter_scores(d, normal_meter)
         res_mixed, res_alone = core.run(mixed, [d]), core.run(normal_meter, [d])
     m = str(normal_meter["meter_id"].iat[0])
-    _no_failures(res_mixed.notices + res_alone.notices)
+    _no_failures(res_mixed, res_alone)
     np.testing.assert_allclose(got.loc[want.index].to_numpy(), want.to_numpy(), rtol=RTOL, atol=ATOL, equal_nan=True)
     w = pd.Series(res_alone.judged[0].scores, index=_key_index(res_alone.frame))
     g = pd.Series(res_mixed.judged[0].scores, index=_key_index(res_mixed.frame)).loc[w.index]
@@ -508,7 +510,7 @@ def test_mixed_cadences_in_one_frame_judge_each_meter_as_alone(name, mixed_caden
             d.fit(prof)
         got = _per_meter_scores(d, mixed_cadences)
         res = core.run(mixed_cadences, [d])
-        _no_failures(res.notices)
+        _no_failures(res)
         for m, f in mixed_cadences.groupby("meter_id", observed=True):
             want = _per_meter_scores(d, f)
             np.testing.assert_allclose(got.loc[want.index].to_numpy(), want.to_numpy(), rtol=RTOL, atol=ATOL,

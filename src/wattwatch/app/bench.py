@@ -195,9 +195,175 @@ def _detect_worker(db: str, repeats: int = 3) -> dict:
             "default_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+# --------------------------------------------------------------------------------------- fleet
+
+FLEET_TARGET_RATIO = 0.25  # detect --engine spark per meter against the naive applyInPandas
+# Both sides run the default set without the learned stage: a fleet model cannot be trained on one
+# meter (the naive UDF's learned ensemble would only say "not run"), so with it the two sides would
+# not do the same work.
+FLEET_BENCH_DETECTORS = ("supply_outage", "harmonic_noise", "phase_imbalance", "neutral_tamper", "sensor_fault",
+                         "loose_ct", "firmware_drift", "packet_loss", "thermal_drift", "frozen_readings",
+                         "baseline_macd", "seasonal_profile")
+
+
+def fleet_benchmark(meters: int = 200, days: float = 14.0, seed: int = 0, masters: tuple[str, ...] = ("local[2]", "local[1]"),
+                    pods: int | None = None, workdir: Path = Path("bench-out"), log=print) -> dict:
+    """Per-meter cost of ``detect --engine spark`` against a naive ``applyInPandas`` on the same
+    simulated fleet, per Spark master; ``pods``: also ``fleet --engine spark`` on that many PODs
+    (``wattwatch.fleet.bench.run_pods``, when that module is installed).
+
+    Spark allows one session per process, so each master runs in its own worker process (a fresh
+    JVM and Python workers each): there, after a warm-up job that starts the Python workers,
+
+    - **ours** is what ``detect --engine spark`` does on a fleet without state: on the driver, every
+      meter's state profiled, the fitted
+      detectors pickled and broadcast, then meter groups (``GROUPS_PER_CORE`` per core) through
+      the core in ``applyInPandas``, rows back to the driver;
+    - **naive** is one meter per group, the same detectors built, fitted and run inside the UDF
+      (``engine.detect`` on the meter alone), alerts back as JSON rows.
+
+    Both run :data:`FLEET_BENCH_DETECTORS` (the default set without the learned ensemble, whose
+    fleet model cannot be trained on one meter).
+
+    The ratio is ours / naive seconds on the same meters in the same process."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / f"bench-fleet-{meters}x{days:g}d-s{seed}.parquet"
+    if not path.exists():
+        from wattwatch.sim import SimConfig, simulate
+
+        log(f"simulating {meters} meters x {days:g} days at 5 min (seed {seed}) into {path} ...")
+        sim = simulate(SimConfig(meters=meters, days=days, seed=seed, fault_share=0.3, profile_days=min(7.0, days / 2)))
+        tmp = path.with_suffix(".tmp.parquet")
+        sim["frame"].to_parquet(tmp, index=False)
+        tmp.rename(path)
+    runs = []
+    for master in masters:
+        log(f"detect --engine spark and the naive applyInPandas on {master} (own process) ...")
+        proc = subprocess.run([sys.executable, "-m", "wattwatch.app.bench", "fleet", str(path), master],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"bench fleet worker ({master}) failed:\n{proc.stderr[-3000:]}")
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    out = {"benchmark": "fleet", "machine": _machine(), "date": time.strftime("%Y-%m-%d"), "meters": meters,
+           "days": days, "seed": seed, "target_ratio": FLEET_TARGET_RATIO, "runs": runs,
+           "isolation": "each master in its own worker process (one Spark session per process)"}
+    by = {r["master"]: r for r in runs}
+    if "local[1]" in by and "local[2]" in by:
+        out["scaling_ours"] = by["local[1]"]["ours_s"] / by["local[2]"]["ours_s"]
+        out["scaling_naive"] = by["local[1]"]["naive_s"] / by["local[2]"]["naive_s"]
+    if pods:
+        log(f"fleet --engine spark on {pods:,} PODs (own process) ...")
+        proc = subprocess.run([sys.executable, "-m", "wattwatch.app.bench", "pods", str(pods), masters[0], str(workdir)],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"bench fleet --pods worker failed:\n{proc.stderr[-3000:]}")
+        out["pods"] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+def pods_available() -> bool:
+    """Whether ``wattwatch.fleet.bench.run_pods`` (the per-POD fleet benchmark) is installed."""
+    try:
+        from wattwatch.fleet.bench import run_pods  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _pods_worker(n_pods: int, master: str, workdir: str) -> dict:
+    import inspect
+
+    from wattwatch.fleet.bench import run_pods
+
+    offer = {"master": master, "workdir": Path(workdir), "log": lambda *a, **k: None}
+    params = inspect.signature(run_pods).parameters
+    kwargs = {k: v for k, v in offer.items() if k in params}
+    t0 = time.perf_counter()
+    r = run_pods(n_pods, **kwargs)
+    wall = time.perf_counter() - t0
+    r = dict(r) if isinstance(r, dict) else {"result": repr(r)}
+    r.setdefault("pods", n_pods)
+    r["bench_wall_s"] = round(wall, 3)
+    r["bench_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return r
+
+
+def _warm_rows(pdf):
+    """Warm-up UDF: the Python worker imports what both sides use (the detectors, torch)."""
+    import torch  # noqa: F401 - the learned detectors' models
+
+    from wattwatch.detect.registry import DEFAULT_DETECTORS, build_all
+    from wattwatch.runners import group  # noqa: F401
+
+    build_all(list(DEFAULT_DETECTORS))
+    return pdf
+
+
+def _naive_rows(pdf, unit: str = "ns"):
+    """The naive UDF: one meter; the default detectors built, fitted and run on it alone
+    (``pdf`` as :func:`wattwatch.runners.spark.to_spark` sends it, times in ``unit``)."""
+    from wattwatch.detect.engine import EngineConfig, detect
+    from wattwatch.detect.registry import build_all
+    from wattwatch.runners.group import Outcome
+    from wattwatch.runners.spark import _canonical, _rows
+
+    res = detect(_canonical(pdf, unit), build_all(list(FLEET_BENCH_DETECTORS)), EngineConfig(workers=1))
+    return _rows(Outcome(alerts=res.alerts, notices=res.notices, open_ids=res.open_ids, readings=res.readings))
+
+
+def _fleet_worker(path: str, master: str) -> dict:
+    import warnings
+
+    import pandas as pd
+
+    from wattwatch.detect.engine import DetectionResult, EngineConfig, profile
+    from wattwatch.detect.frame import prepare
+    from wattwatch.detect.registry import build_all
+    from wattwatch.runners import spark as sparkrun
+
+    warnings.filterwarnings("ignore", category=RuntimeWarning)
+    full = prepare(pd.read_parquet(path))
+    spark = sparkrun.session(master, app="wattwatch-bench-fleet")
+    cores = spark.sparkContext.defaultParallelism
+    # Warm-up, for neither side: the JVM's first job, the Python workers' start and their imports.
+    t0 = time.perf_counter()
+    spark.range(4 * cores).groupBy("id").applyInPandas(_warm_rows, "id long").collect()
+    warm_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    dets = build_all(list(FLEET_BENCH_DETECTORS))
+    cfg = EngineConfig()
+    notes = profile(full, dets, cfg)
+    fit_s = time.perf_counter() - t0
+    ours = DetectionResult()
+    sparkrun.judge(full, dets, cfg, ours, master=master)
+    ours_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    sdf = sparkrun.to_spark(spark, full)
+    unit = sparkrun.ts_unit(full)
+    naive = sdf.groupBy("meter_id").applyInPandas(lambda p: _naive_rows(p, unit), sparkrun.RESULT_SCHEMA).collect()
+    naive_s = time.perf_counter() - t0
+    naive_alerts = sum(1 for row in naive if row["kind"] == "alert")
+    meters = ours.meters
+    spark.stop()
+    return {"master": master, "cores": cores, "meters": meters, "readings": ours.readings,
+            "groups": min(meters, sparkrun.GROUPS_PER_CORE * cores), "warmup_s": round(warm_s, 3),
+            "ours_s": round(ours_s, 3), "ours_fit_s": round(fit_s, 3), "ours_judge_s": round(ours_s - fit_s, 3),
+            "ours_ms_per_meter": 1000 * ours_s / meters, "ours_alerts": len(ours.alerts),
+            "detectors": list(FLEET_BENCH_DETECTORS), "notices": notes + ours.notices,
+            "naive_s": round(naive_s, 3), "naive_ms_per_meter": 1000 * naive_s / meters, "naive_alerts": naive_alerts,
+            "ratio": ours_s / naive_s, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "detect":
         print(json.dumps(_detect_worker(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 3)))
+    elif sys.argv[1] == "fleet":
+        print(json.dumps(_fleet_worker(sys.argv[2], sys.argv[3])))
+    elif sys.argv[1] == "pods":
+        print(json.dumps(_pods_worker(int(sys.argv[2]), sys.argv[3], sys.argv[4]), default=str))
     else:
         print(json.dumps(_worker(*sys.argv[1:4])))
 

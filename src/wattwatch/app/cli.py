@@ -560,6 +560,10 @@ def detect(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
     min_severity: Optional[str] = MIN_SEVERITY,
     min_score: Optional[float] = MIN_SCORE,
+    engine: str = typer.Option("local", "--engine", help="local (process pool) or spark (meter groups in "
+                               "applyInPandas; state fitted on the driver and broadcast); same alerts."),
+    master: Optional[str] = typer.Option(None, "--master", help="Spark master for --engine spark: local[2] "
+                                         "(default), spark://HOST:7077, yarn."),
 ) -> None:
     """Find faults: files or a store in, alerts out (exit 0 with or without alerts).
 
@@ -570,6 +574,10 @@ def detect(
 
     _check_times(start=start, end=end)
     _check_filters(min_severity, min_score)
+    if engine not in ("local", "spark"):
+        _fail(f"--engine: expected local or spark, got {engine!r}")
+    if master is not None and engine != "spark":
+        _fail("--master is for --engine spark")
     source, db_arg = _source(paths, db)
     log = log or out.with_suffix(".log")
     files = source if isinstance(source, list) else []
@@ -582,7 +590,8 @@ def detect(
         with stages("detect") as st:
             result = api.detect(source, db=db_arg, detectors=_names(detectors), config=config, start=start, end=end,
                                 meters=_names(meters), models=models, scores=scores is not None, mapping=mapping,
-                                rejects=rejects, on_progress=st.advance, on_stage=st.stage)
+                                rejects=rejects, engine=engine, master=master, on_progress=st.advance,
+                                on_stage=st.stage)
     kept = "the alerts are kept in the store (`wattwatch alerts list`)" if result.stored else ""
     alerts = [a for a in result.alerts if _passes(a, min_severity, min_score)]
     _write_atomic(out, "".join(a.to_json() + "\n" for a in alerts), "--out", kept)
@@ -1293,6 +1302,63 @@ def bench_detect(
                   f"{r['default_readings_per_s']:,.0f} readings/s median of "
                   f"{', '.join(f'{x:,}' for x in r['default_runs_readings_per_s'])} ({r['default_seconds']:.1f} s, "
                   f"{r['default_alerts']:,} alerts)")
+
+
+@bench_app.command("fleet")
+def bench_fleet(
+    meters: int = typer.Option(200, "--meters", help="Meters in the simulated fleet (5-min cadence)."),
+    days: float = typer.Option(14.0, "--days"),
+    seed: int = typer.Option(0, "--seed"),
+    masters: str = typer.Option("local[2],local[1]", "--masters", help="Spark masters, each run in its own process."),
+    pods: Optional[int] = typer.Option(None, "--pods", help="Also `fleet --engine spark` on this many PODs x one "
+                                       "month (wattwatch.fleet.bench.run_pods)."),
+    workdir: Path = typer.Option(Path("bench-out"), "--workdir"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Per-meter cost of detect --engine spark against a naive applyInPandas (one meter per group,
+    fit and score inside the UDF) on the same fleet; local[1] against local[2]."""
+    from wattwatch.app.bench import FLEET_TARGET_RATIO, fleet_benchmark, pods_available
+
+    if meters < 2 or days < 2 or seed < 0:
+        _fail(f"--meters must be at least 2, --days at least 2 and --seed >= 0, got {meters}, {days}, {seed}")
+    names = tuple(m.strip() for m in masters.split(",") if m.strip())
+    if not names:
+        _fail("--masters: give at least one Spark master, e.g. local[2]")
+    if pods is not None:
+        if pods < 1:
+            _fail(f"--pods must be at least 1, got {pods}")
+        if not pods_available():
+            _fail("--pods needs wattwatch.fleet.bench.run_pods (the fleet feature benchmark), which this "
+                  "installation lacks")
+    from wattwatch.runners.spark import java_major
+
+    if (java_major() or 0) < 17:
+        _fail("Spark needs a Java 17 runtime: run `make setup` (it installs openjdk-17-jre-headless) or set JAVA_HOME")
+    with _errors():
+        r = fleet_benchmark(meters=meters, days=days, seed=seed, masters=names, pods=pods, workdir=workdir, log=_log)
+    if as_json:
+        print(_json(r))
+        return
+    table = Table("master", "meters", "readings", "ours s", "ours ms/meter", "naive s", "naive ms/meter",
+                  f"ratio (<= {FLEET_TARGET_RATIO})", "alerts ours / naive", "peak RSS MB",
+                  title=f"bench fleet ({r['machine']})")
+    for x in r["runs"]:
+        ok = "[green]" if x["ratio"] <= FLEET_TARGET_RATIO else "[red]"
+        table.add_row(x["master"], f"{x['meters']:,}", f"{x['readings']:,}", f"{x['ours_s']:.1f}",
+                      f"{x['ours_ms_per_meter']:.1f}", f"{x['naive_s']:.1f}", f"{x['naive_ms_per_meter']:.1f}",
+                      f"{ok}{x['ratio']:.3f}", f"{x['ours_alerts']} / {x['naive_alerts']}", f"{x['peak_rss_mb']:,.0f}")
+    console.print(table)
+    for x in r["runs"]:
+        console.print(f"{x['master']}: ours = {x['ours_fit_s']:.1f} s state and fleet model on the driver + "
+                      f"{x['ours_judge_s']:.1f} s judging in {x['groups']} group(s) on Spark; "
+                      f"warm-up job {x['warmup_s']:.1f} s, not counted")
+    console.print("both sides: the default detectors without the learned ensemble (a fleet model cannot be trained "
+                  "on one meter, so the naive UDF could not run it)")
+    if "scaling_ours" in r:
+        console.print(f"local[1] / local[2] time: ours {r['scaling_ours']:.2f}x, naive {r['scaling_naive']:.2f}x "
+                      f"({r['isolation']})")
+    if "pods" in r:
+        console.print("fleet --engine spark on PODs: " + ", ".join(f"{k} = {v}" for k, v in r["pods"].items()))
 
 
 @bench_app.command("report")

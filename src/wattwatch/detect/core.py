@@ -90,6 +90,8 @@ class Result:
     skipped: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     # meters where an alert may have begun before ``since`` (an anomalous reading soon after it)
     unclean: set[str] = field(default_factory=set)
+    # per detector name: meters it failed on -> the error (that meter alone); see failed_notices
+    failed: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def skipped_notices(skipped: dict[str, dict[str, list[str]]]) -> list[str]:
@@ -100,6 +102,17 @@ def skipped_notices(skipped: dict[str, dict[str, list[str]]]) -> list[str]:
         what = sorted({c for v in meters.values() for c in v})
         lack = "state (never fitted)" if what == ["state"] else ", ".join(what)
         out.append(f"{name}: skipped {len(ms)} meter(s) that lack {lack} (e.g. {', '.join(ms[:3])})")
+    return out
+
+
+def failed_notices(failed: dict[str, dict[str, str]]) -> list[str]:
+    """One notice per detector for the meters it failed on. Built from every group's failures
+    merged, so it reads the same whatever the grouping (chunks, Spark groups, stream pieces)."""
+    out = []
+    for name, meters in failed.items():
+        ms = sorted(meters)
+        out.append(f"{name}: failed on {len(ms)} meter(s) ({', '.join(ms[:3])}{', ...' if len(ms) > 3 else ''}); "
+                   f"they are not judged by it: {meters[ms[0]]}")
     return out
 
 
@@ -269,12 +282,10 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
                     s, ctx = np.asarray(scored.values, float).copy(), scored.ctx
                 else:
                     s, ctx = _score_rows(d, src, ok_rows)
-            except Exception as exc:  # noqa: BLE001 - one failing meter must not stop the run
-                s, ctx, failed = _isolate(d, src, ok_rows, names, seg)
+            except Exception:  # noqa: BLE001 - one failing meter must not stop the run
+                s, ctx, failed, errors = _isolate(d, src, ok_rows, names, seg)
                 skipped = skipped | failed
-                res.notices.append(f"{d.name}: failed on {int(failed.sum())} meter(s) "
-                                   f"({', '.join(np.asarray(names)[failed][:3])}); they are not judged by it: "
-                                   f"{type(exc).__name__}: {exc}")
+                res.failed.setdefault(d.name, {}).update(errors)
         s[skipped[seg]] = np.nan
         s[blank] = np.nan
         judge_from = np.array([float((st.get(m) or {}).get("judge_from") or -np.inf) for m in names])
@@ -360,6 +371,7 @@ class _Sub:
 def _isolate(d: Detector, src: pd.DataFrame, ok_rows: np.ndarray, names: list[str], seg: np.ndarray):
     """After a failure on the whole group: each meter alone; those that fail again are dropped."""
     failed = np.zeros(len(names), bool)
+    errors: dict[str, str] = {}
     starts, ends = seg_bounds(seg)
     for k, (a, b) in enumerate(zip(starts, ends)):
         if not ok_rows[a]:
@@ -368,13 +380,14 @@ def _isolate(d: Detector, src: pd.DataFrame, ok_rows: np.ndarray, names: list[st
             rows = np.zeros(len(src), bool)
             rows[a:b] = True
             _score_rows(d, src, rows)
-        except Exception:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001
             failed[k] = True
+            errors[names[k]] = f"{type(exc).__name__}: {exc}"
     rows = ok_rows & ~failed[seg]
     if not rows.any():
-        return np.full(len(src), np.nan), None, failed
+        return np.full(len(src), np.nan), None, failed, errors
     s, ctx = _score_rows(d, src, rows)
-    return s, ctx, failed
+    return s, ctx, failed, errors
 
 
 def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts: np.ndarray, ends: np.ndarray,

@@ -34,6 +34,7 @@ from wattwatch.detect import core
 from wattwatch.detect.base import Detector
 from wattwatch.detect.frame import meter_names, prepare, profile_mask, seg_bounds
 from wattwatch.detect.registry import build_all
+from wattwatch.runners.group import Merge, judge_group
 
 
 @dataclass(frozen=True)
@@ -255,9 +256,7 @@ def judge(full: pd.DataFrame, detectors: list[Detector], config: EngineConfig, r
     def one(ab: tuple[int, int]):
         a, b = ab
         part = full if (a, b) == (0, len(full)) else prepare(full.iloc[a:b])
-        res = core.run(part, dets, **(window or {}))
-        scores = _scores_frame(res) if keep_scores else None
-        return res.alerts, res.notices, res.open_ids, b - a, scores, res.skipped, res.unclean
+        return judge_group(part, dets, window, keep_scores)
 
     global _FORKED_JOB
     if workers == 1:
@@ -269,42 +268,17 @@ def judge(full: pd.DataFrame, detectors: list[Detector], config: EngineConfig, r
     else:
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wattwatch-detect")
         outcomes = pool.map(one, bounds)
-    seen = set(result.notices)
-    parts = []
-    skipped: dict[str, dict[str, list[str]]] = {}
+    merge = Merge(result, keep_scores)
     try:
-        for alerts, notices, open_ids, n, scores, skip, unclean in outcomes:
-            result.alerts += alerts
-            result.open_ids |= open_ids
-            result.unclean |= unclean
-            for note in notices:
-                if note not in seen:
-                    seen.add(note)
-                    result.notices.append(note)
-            for name, meters in skip.items():
-                skipped.setdefault(name, {}).update(meters)
-            result.readings += n
-            if scores is not None:
-                parts.append(scores)
+        for o in outcomes:
+            merge.add(o)
             if on_progress:
-                on_progress(n)
+                on_progress(o.readings)
     finally:
         if workers > 1:
             pool.shutdown()
             _FORKED_JOB = None
-    result.notices += core.skipped_notices(skipped)
-    result.alerts.sort(key=lambda a: (a.meter_id, a.start, a.code, a.detector))
-    if keep_scores:
-        result.scores = pd.concat(parts, ignore_index=True) if parts else None
-
-
-def _scores_frame(res: core.Result) -> pd.DataFrame:
-    """Exact, final per-reading scores of every detector (NaN where it cannot judge)."""
-    df = res.frame
-    out = pd.DataFrame({"meter_id": df["meter_id"], "ts": df["ts"]})
-    for j in res.judged:
-        out[j.det.name] = np.where(j.exact & j.final, j.scores, np.nan)
-    return out
+    merge.finish()
 
 
 _FORKED_JOB: Callable | None = None

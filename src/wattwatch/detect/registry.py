@@ -50,6 +50,11 @@ DEFAULT_DETECTORS: tuple[str, ...] = (
     "supply_outage", "harmonic_noise", "phase_imbalance", "neutral_tamper", "sensor_fault", "loose_ct",
     "firmware_drift", "packet_loss", "thermal_drift", "frozen_readings", "baseline_macd", "seasonal_profile",
     "learned_ensemble")
+# What a meter is judged by when the detection core fails on it even alone (a runner retries a
+# failed group meter by meter first): the physics rules, which need no fleet model or learned stage.
+FALLBACK_DETECTORS: tuple[str, ...] = (
+    "supply_outage", "harmonic_noise", "phase_imbalance", "neutral_tamper", "sensor_fault", "loose_ct",
+    "firmware_drift", "packet_loss", "thermal_drift", "frozen_readings")
 LEARNED: tuple[str, ...] = ("isolation_forest", "local_outlier_factor", "pca_reconstruction", "autoencoder",
                             "lstm_autoencoder", "learned_ensemble")
 

@@ -64,7 +64,7 @@ class Stitcher:
         starts, ends = seg_bounds(seg)
         step.alerts = res.alerts
         step.open_ids = res.open_ids
-        for n in res.notices + core.skipped_notices(res.skipped):
+        for n in res.notices + core.skipped_notices(res.skipped) + core.failed_notices(res.failed):
             if n not in self._said:
                 self._said.add(n)
                 step.notices.append(n)
