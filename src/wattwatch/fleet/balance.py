@@ -86,7 +86,9 @@ def energy_balance(hourly: pd.DataFrame, panels: pd.DataFrame | None, period: st
         ``pod_id, panel_id, hour, e_kwh`` and optionally ``coverage`` (share of the hour the reading
         covers). A row whose ``pod_id`` equals its ``panel_id`` is the panel meter itself.
     panels : DataFrame or None
-        The panel meters' readings, ``panel_id, hour, e_kwh``; None to take them from ``hourly``.
+        The panel meters' readings (``panel_id, hour, e_kwh``), or a mapping ``panel_id, meter_id``
+        naming the panel meters among ``hourly``'s rows (``FleetFeatures.panels``); None: the rows
+        with ``is_panel`` true, else those whose ``pod_id`` equals their ``panel_id``.
     period : str
         "month", "week", "day" (or a pandas period alias) for the per-period table.
     baseline_days, before_days : int
@@ -106,17 +108,28 @@ def energy_balance(hourly: pd.DataFrame, panels: pd.DataFrame | None, period: st
     missing = need - set(hourly.columns)
     if missing:
         raise ValueError(f"hourly: missing column(s) {sorted(missing)}")
-    hourly = hourly.copy()
+    hourly = hourly[hourly["panel_id"].notna() & hourly["pod_id"].notna()].copy()  # a POD on no panel: nothing to balance
     hourly["hour"] = _utc(hourly["hour"])
     hourly["pod_id"] = hourly["pod_id"].astype(str)
     hourly["panel_id"] = hourly["panel_id"].astype(str)
-    is_panel = hourly["pod_id"] == hourly["panel_id"]
-    if panels is None:
-        pan = hourly.loc[is_panel, ["panel_id", "hour", "e_kwh"]]
+    pan = None
+    if panels is not None and "hour" not in panels.columns and {"panel_id", "meter_id"} <= set(panels.columns):
+        # A mapping panel_id -> meter_id (``FleetFeatures.panels``): the panel meters' rows are in ``hourly``.
+        pm = panels[["panel_id", "meter_id"]].astype(str).drop_duplicates("meter_id")
+        is_panel = hourly["pod_id"].isin(set(pm["meter_id"]))
+        pan = hourly.loc[is_panel, ["pod_id", "hour", "e_kwh"]].merge(
+            pm, left_on="pod_id", right_on="meter_id")[["panel_id", "hour", "e_kwh"]]
+    elif "is_panel" in hourly.columns:
+        is_panel = hourly["is_panel"].fillna(False).astype(bool)
     else:
+        is_panel = hourly["pod_id"] == hourly["panel_id"]
+    if pan is None and panels is None:
+        pan = hourly.loc[is_panel, ["panel_id", "hour", "e_kwh"]]
+    elif pan is None:
         miss = {"panel_id", "hour", "e_kwh"} - set(panels.columns)
         if miss:
-            raise ValueError(f"panels: missing column(s) {sorted(miss)}")
+            raise ValueError(f"panels: missing column(s) {sorted(miss)} (need the panel meters' readings "
+                             "panel_id, hour, e_kwh or a mapping panel_id, meter_id)")
         pan = panels[["panel_id", "hour", "e_kwh"]].copy()
         pan["panel_id"] = pan["panel_id"].astype(str)
         pan["hour"] = _utc(pan["hour"])

@@ -44,8 +44,11 @@ import numpy as np
 import pandas as pd
 
 KEYS = ("pod_id", "period")
-NON_FEATURES = {"pod_id", "period", "panel_id", "town_code", "meter_id", "period_start", "period_end",
-                "coverage", "n_readings", "complete", "excluded", "reason"}
+# Keys and bookkeeping of the feature table (wattwatch.fleet.features.ID_COLUMNS and friends).
+# ``coverage`` says how complete the data is, not how the POD consumes: a POD with a few missing
+# hours is a data-quality matter, not a suspect, so it is not a feature here by default.
+NON_FEATURES = {"pod_id", "period", "period_start", "period_end", "panel_id", "town", "town_code", "peer_group",
+                "meter_id", "coverage", "n_readings", "complete", "excluded", "reason", "is_panel"}
 MODELS = ("pca", "iforest", "lof")
 CLIP = 20.0
 TIE = 0.02

@@ -231,6 +231,9 @@ def write_pods(result: dict, out: Path, cfg: PodSimConfig, json_records: bool = 
     frame = canonical(both, pf, step_s)
     files = {"parquet": str(out / "telemetry.parquet"), "panels": str(out / "panels.csv"),
              "labels": str(out / "labels.json")}
+    # panel_id and town ride along as columns of the file (the fleet readers keep them per meter).
+    frame = frame.merge(result["panels"][["meter_id", "panel_id"]], on="meter_id", how="left")
+    frame["town"] = "T000"
     frame.to_parquet(files["parquet"], index=False)
     result["panels"].to_csv(files["panels"], index=False)
     (out / "labels.json").write_text(json.dumps({"config": asdict(cfg), "tech_loss": result["tech_loss"],
@@ -242,24 +245,45 @@ def write_pods(result: dict, out: Path, cfg: PodSimConfig, json_records: bool = 
 
 def write_nested_json(frame: pd.DataFrame, mapping: pd.DataFrame, folder: Path, step_s: float,
                       town_code: str = "T000") -> str:
-    """Write the readings as ENEA-style smart-meter JSON records (one file per panel)."""
+    """Write the readings as SCPS *UrbanDataset* documents (the nested layout of seed 002 that
+    :func:`wattwatch.fleet.readers.read_fleet_json` reads): one ``.json`` file per panel, one
+    ``values.line`` per reading with its ``period`` (``start_ts``, ``end_ts``, UTC) and a
+    ``property`` list (``PODID``, ``ElectricPanelID``, ``TownCode``, phase powers, voltage, current,
+    power factor, ``TotalActiveEnergy`` of the interval in kWh). Units are declared in
+    ``propertyDefinition``."""
     folder.mkdir(parents=True, exist_ok=True)
-    f = frame.merge(mapping, on="meter_id", how="left")
+    f = frame if "panel_id" in frame.columns else frame.merge(mapping[["meter_id", "panel_id"]], on="meter_id", how="left")
+    f = f.sort_values(["panel_id", "meter_id", "ts"], kind="mergesort")
     start = f["ts"].dt.tz_convert("UTC")
-    end = start + pd.Timedelta(seconds=step_s)
-    fmt = "%Y-%m-%dT%H:%M:%SZ"
-    rec = pd.DataFrame({
-        "PODID": f["meter_id"], "ElectricPanelID": f["panel_id"], "TownCode": town_code,
-        "start_ts": start.dt.strftime(fmt), "end_ts": end.dt.strftime(fmt),
-        "Phase1ActivePower": f["p_kw"], "Phase1ReactivePower": f["q_kvar"], "Phase1ApparentPower": f["s_kva"],
-        "Phase1PowerFactor": f["pf"], "Phase1Voltage": 230.0,
-        "Line1Current": f["s_kva"] * 1000 / 230.0,
-        "TotalActivePower": f["p_kw"], "TotalReactivePower": f["q_kvar"], "TotalApparentPower": f["s_kva"],
-        "TotalActiveEnergy": f["p_kw"] * step_s / 3600.0,
-        "TotalReactiveEnergy": f["q_kvar"] * step_s / 3600.0, "height": 0.0,
-    })
-    for pid, part in rec.groupby(f["panel_id"], sort=True):
-        (folder / f"{pid}.json").write_text(part.to_json(orient="records", lines=True))
+    fmt = "%Y-%m-%dT%H:%M:%S"
+    cols = {
+        "start_ts": start.dt.strftime(fmt).to_numpy(),
+        "end_ts": (start + pd.Timedelta(seconds=step_s)).dt.strftime(fmt).to_numpy(),
+        "PODID": f["meter_id"].to_numpy(), "ElectricPanelID": f["panel_id"].to_numpy(),
+        "Phase1ActivePower": f["p_kw"].round(5).to_numpy(), "Phase1ReactivePower": f["q_kvar"].round(5).to_numpy(),
+        "Phase1ApparentPower": f["s_kva"].round(5).to_numpy(), "Phase1PowerFactor": f["pf"].round(4).to_numpy(),
+        "Phase1Voltage": np.full(len(f), 230.0), "Line1Current": (f["s_kva"] * 1000 / 230.0).round(4).to_numpy(),
+        "TotalActiveEnergy": (f["p_kw"] * step_s / 3600.0).round(6).to_numpy(),
+    }
+    units = {"Phase1ActivePower": "kilowatt", "Phase1ReactivePower": "kilovoltAmpereReactive",
+             "Phase1ApparentPower": "kilovoltAmpere", "Phase1PowerFactor": "dimensionless",
+             "Phase1Voltage": "volt", "Line1Current": "ampere", "TotalActiveEnergy": "kilowattHour"}
+    numeric = list(units)
+    panel_col = cols["ElectricPanelID"]
+    for pid in pd.unique(panel_col):
+        idx = np.flatnonzero(panel_col == pid)
+        lines = [{"id": int(j + 1), "period": {"start_ts": cols["start_ts"][i], "end_ts": cols["end_ts"][i]},
+                  "property": [{"name": "PODID", "val": str(cols["PODID"][i])},
+                               {"name": "ElectricPanelID", "val": str(pid)},
+                               {"name": "TownCode", "val": town_code}]
+                  + [{"name": k, "val": f"{cols[k][i]:.6g}"} for k in numeric]}
+                 for j, i in enumerate(idx)]  # document building: one dict per reading is what JSON is
+        doc = {"UrbanDataset": {
+            "specification": {"id": {"value": "SmartMeterMonitoring"}, "properties": {"propertyDefinition": [
+                {"propertyName": k, "unitOfMeasure": u} for k, u in units.items()]}},
+            "context": {"producer": {"id": "wattwatch-sim"}, "timeZone": "UTC"},
+            "values": {"line": lines}}}
+        (folder / f"{pid}.json").write_text(json.dumps(doc))
     return str(folder)
 
 
