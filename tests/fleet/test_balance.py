@@ -88,3 +88,23 @@ def test_an_hour_with_a_missing_pod_is_not_balanced_and_bad_input_is_named(theft
         energy_balance(h.drop(columns=["e_kwh"]), None)
     with pytest.raises(ValueError, match="panels"):
         energy_balance(h, r["panel_hourly"].drop(columns=["e_kwh"]))
+
+
+def test_a_small_theft_behind_a_big_one_on_the_same_panel_is_found_by_explaining_away():
+    r = sim(seed=7, months=4, fault_months=2)  # clean; the thefts are put in by hand below
+    h = r["hourly"].copy()
+    panel = h["panel_id"].value_counts().index[0]
+    size = h[h["panel_id"] == panel].groupby("pod_id")["e_kwh"].sum().sort_values()
+    # the big thief: the panel's largest POD (19 % of its energy) registers 40 %; the small one, a
+    # household with 0.4 % of it, registers 30 % from four days later
+    big, small = size.index[-1], size.index[-11]
+    assert size[small] / size.sum() < 0.005
+    t0 = pd.Timestamp("2025-03-10", tz="UTC")
+    h.loc[(h["pod_id"] == big) & (h["hour"] >= t0), "e_kwh"] *= 0.4
+    h.loc[(h["pod_id"] == small) & (h["hour"] >= t0 + pd.Timedelta(days=4)), "e_kwh"] *= 0.3
+    ranks = {}
+    for rounds in (5, 0):
+        s = energy_balance(h, r["panel_hourly"], "month", explain_rounds=rounds).suspects.set_index("pod_id")
+        ranks[rounds] = (s.loc[big, "rank"], s.loc[small, "rank"])
+    assert ranks[5][0] == 1 and ranks[5][1] <= 5
+    assert ranks[0][1] > 5  # without explaining away the big theft hides the small one

@@ -17,11 +17,13 @@ too small to send an inspector for is not flagged however steady).
 
 The PODs behind the panel are then ranked by how well a change in their registered energy when the
 loss began explains it: each POD's *missing* energy per hour after the start is its expected energy
-(its own mean for that hour of the week over the ``before_days`` before the start) minus what it
+(its own mean for that hour of the week over the ``before_days`` before the start, times the day's
+seasonal factor that the panel meter shows against its own profile of those days) minus what it
 registered. ``suspicion = max(0, ρ) · clip(missing / unexplained, 0, 1)`` with ρ the correlation,
 over the hours after the start, of the POD's missing energy with the panel's unexplained loss. A
 POD whose real consumption dropped (vacation, a closed shop) also "misses" energy, but the panel saw
-the drop too, so the unexplained loss does not follow it: ρ stays near 0.
+the drop too, so the unexplained loss does not follow it: ρ stays near 0. The ranking explains away:
+the first POD's missing energy is taken out of the loss before the second is chosen, and so on.
 
 Everything is vectorised over panels and PODs (the CUSUM steps over days, over all panels at once).
 """
@@ -77,7 +79,7 @@ def _utc(s: pd.Series) -> pd.Series:
 
 def energy_balance(hourly: pd.DataFrame, panels: pd.DataFrame | None, period: str = "month", *,
                    baseline_days: int = 28, before_days: int = 28, k: float | None = None, h: float = 8.0,
-                   min_share: float = 0.005, min_coverage: float = 0.9) -> BalanceResult:
+                   min_share: float = 0.005, min_coverage: float = 0.9, explain_rounds: int = 5) -> BalanceResult:
     """Balance every panel meter against its PODs; find persistent losses and rank the PODs.
 
     Parameters
@@ -103,6 +105,8 @@ def energy_balance(hourly: pd.DataFrame, panels: pd.DataFrame | None, period: st
         Smallest mean unexplained share after the start that is flagged.
     min_coverage : float
         A POD's hour counts only with at least this coverage.
+    explain_rounds : int
+        PODs placed per panel by explaining away (see the module docstring).
     """
     need = {"pod_id", "panel_id", "hour", "e_kwh"}
     missing = need - set(hourly.columns)
@@ -246,12 +250,13 @@ def energy_balance(hourly: pd.DataFrame, panels: pd.DataFrame | None, period: st
     per["loss_start"] = per["loss_start"].where(per["flagged"])
     per = per[empty_cols]
 
-    suspects = _suspects(pods[ok], hb, pinfo, before_days)
+    suspects = _suspects(pods[ok], hb, pinfo, before_days, explain_rounds)
     hourly_out = hb[["panel_id", "hour", "panel_kwh", "pods_kwh", "loss_kwh", "tech_kwh", "unexplained_kwh"]]
     return BalanceResult(per, hourly_out, pinfo.reset_index(), suspects, notes)
 
 
-def _suspects(pods: pd.DataFrame, hb: pd.DataFrame, pinfo: pd.DataFrame, before_days: int) -> pd.DataFrame:
+def _suspects(pods: pd.DataFrame, hb: pd.DataFrame, pinfo: pd.DataFrame, before_days: int,
+              explain_rounds: int = 5) -> pd.DataFrame:
     """Rank each panel's PODs by how well their drop in registered energy explains the loss."""
     p = pods[["pod_id", "panel_id", "hour", "e_kwh"]].merge(
         pinfo[["start_day", "flagged"]], left_on="panel_id", right_index=True, how="inner")
@@ -264,26 +269,70 @@ def _suspects(pods: pd.DataFrame, hb: pd.DataFrame, pinfo: pd.DataFrame, before_
     mean_before = p[before].groupby("pod_id")["e_kwh"].mean().rename("mean_before")
     pa_ = pa_.join(mean_before, on="pod_id")
     pa_["expected"] = pa_["expected"].fillna(pa_["mean_before"])
+    # The season moves every POD at once (spring lowers them all): the panel meter, which sees the
+    # true load, gives the day's factor against its own hour-of-week profile before the start, and
+    # each POD's expectation is scaled by it. A POD that followed the season misses nothing.
+    hp = hb[["panel_id", "hour", "panel_kwh"]].merge(pinfo[["start_day"]], left_on="panel_id", right_index=True)
+    hhow = hp["hour"].dt.dayofweek * 24 + hp["hour"].dt.hour
+    hbefore = (hp["hour"] < hp["start_day"]) & (hp["hour"] >= hp["start_day"] - pd.Timedelta(days=before_days))
+    pprof = hp[hbefore].assign(how=hhow[hbefore]).groupby(["panel_id", "how"])["panel_kwh"].mean().rename("p_exp")
+    hp = hp.assign(how=hhow, day=hp["hour"].dt.floor("D")).join(pprof, on=["panel_id", "how"])
+    dd = hp.dropna(subset=["p_exp"]).groupby(["panel_id", "day"])[["panel_kwh", "p_exp"]].sum()
+    season = (dd["panel_kwh"] / dd["p_exp"].where(dd["p_exp"] > 0)).rename("season")
+    pa_ = pa_.assign(day=pa_["hour"].dt.floor("D")).join(season, on=["panel_id", "day"])
+    pa_["expected"] = pa_["expected"] * pa_["season"].fillna(1.0)
     pa_["missing"] = pa_["expected"] - pa_["e_kwh"]
     pa_ = pa_.merge(hb[["panel_id", "hour", "unexplained_kwh"]], on=["panel_id", "hour"], how="inner")
-    mm, uu = pa_["missing"], pa_["unexplained_kwh"]
-    g = pa_.assign(m=mm, u=uu, mu=mm * uu, m2=mm * mm, u2=uu * uu).groupby(["panel_id", "pod_id"])
-    sums = g[["m", "u", "mu", "m2", "u2"]].sum()
-    n = g.size()
-    cov = sums["mu"] - sums["m"] * sums["u"] / n
-    var_m = sums["m2"] - sums["m"] ** 2 / n
-    var_u = sums["u2"] - sums["u"] ** 2 / n
-    with np.errstate(all="ignore"):
-        corr = (cov / np.sqrt(var_m * var_u)).where((var_m > 0) & (var_u > 0))
-    unexpl = sums["u"]  # the panel's unexplained kWh over the same hours
-    with np.errstate(all="ignore"):
-        explained = (sums["m"] / unexpl.where(unexpl > 0)).clip(0, 1)
-    out = pd.DataFrame({"missing_kwh": sums["m"], "corr": corr, "explained_share": explained}).reset_index()
-    out["suspicion"] = out["corr"].clip(lower=0).fillna(0) * out["explained_share"].fillna(0)
+    pa_ = pa_[["panel_id", "pod_id", "hour", "missing", "unexplained_kwh"]].reset_index(drop=True)
+
+    def stats(frame: pd.DataFrame) -> pd.DataFrame:
+        mm, uu = frame["missing"], frame["u"]
+        g = frame.assign(m=mm, mu=mm * uu, m2=mm * mm, u2=uu * uu).groupby(["panel_id", "pod_id"])
+        sums = g[["m", "u", "mu", "m2", "u2"]].sum()
+        n = g.size()
+        cov = sums["mu"] - sums["m"] * sums["u"] / n
+        var_m = sums["m2"] - sums["m"] ** 2 / n
+        var_u = sums["u2"] - sums["u"] ** 2 / n
+        with np.errstate(all="ignore"):
+            corr = (cov / np.sqrt(var_m * var_u)).where((var_m > 0) & (var_u > 0))
+            unexpl = sums["u"]  # the panel's unexplained kWh over the same hours
+            explained = (sums["m"] / unexpl.where(unexpl > 0)).clip(0, 1)
+        o = pd.DataFrame({"missing_kwh": sums["m"], "corr": corr, "explained_share": explained}).reset_index()
+        o["suspicion"] = o["corr"].clip(lower=0).fillna(0) * o["explained_share"].fillna(0)
+        return o
+
+    # Explaining away: the most suspect POD of each panel is ranked, its missing energy taken out of
+    # the panel's unexplained loss, and the rest scored again (a big theft hides a small one on the
+    # same panel otherwise: the loss follows the big one's hours and the small one's correlation is
+    # near 0). ``explain_rounds`` places per panel; the rest keep the order of the last round.
+    work = pa_.assign(u=pa_["unexplained_kwh"])
+    placed = []
+    for r in range(explain_rounds):
+        o = stats(work)
+        if o.empty:
+            break
+        o = o.sort_values(["panel_id", "suspicion", "missing_kwh", "pod_id"], ascending=[True, False, False, True],
+                          kind="mergesort")
+        top = o.groupby("panel_id", sort=False).head(1)
+        top = top[top["suspicion"] > 0]
+        if top.empty:
+            break
+        placed.append(top.assign(rank=r + 1))
+        gone = work["pod_id"].isin(set(top["pod_id"]))
+        took = work[gone].groupby(["panel_id", "hour"])["missing"].sum().rename("took")
+        work = work[~gone].join(took, on=["panel_id", "hour"])
+        work["u"] = work["u"] - work["took"].fillna(0.0)
+        work = work.drop(columns="took")
+    rest = stats(work) if len(work) else pd.DataFrame(columns=["panel_id", "pod_id", "missing_kwh", "corr",
+                                                                "explained_share", "suspicion"])
+    rest = rest.sort_values(["panel_id", "suspicion", "missing_kwh", "pod_id"], ascending=[True, False, False, True],
+                            kind="mergesort")
+    n_placed = (pd.concat(placed).groupby("panel_id").size() if placed else pd.Series(dtype=int))
+    rest["rank"] = rest.groupby("panel_id").cumcount() + 1 + rest["panel_id"].map(n_placed).fillna(0).astype(int)
+    out = pd.concat(placed + [rest], ignore_index=True)
     out = out.merge(pinfo[["flagged"]].rename(columns={"flagged": "panel_flagged"}), left_on="panel_id",
                     right_index=True, how="left")
-    out = out.sort_values(["panel_id", "suspicion", "missing_kwh", "pod_id"], ascending=[True, False, False, True],
-                          kind="mergesort")
-    out["rank"] = out.groupby("panel_id").cumcount() + 1
+    out = out.sort_values(["panel_id", "rank"], kind="mergesort")
+    out["rank"] = out["rank"].astype(np.int64)
     return out[["panel_id", "pod_id", "rank", "suspicion", "missing_kwh", "corr", "explained_share",
                 "panel_flagged"]].reset_index(drop=True)
