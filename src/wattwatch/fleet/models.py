@@ -283,21 +283,27 @@ def score(features: pd.DataFrame, *, seed: int = 0, feature_cols: list[str] | No
         raise ValueError(f"features: no usable feature column (dropped: {dropped})")
     x = np.nan_to_num(np.clip(z, -CLIP, CLIP), nan=0.0)
 
+    import warnings
+
     rng = np.random.default_rng(seed)
     xs = x[np.sort(rng.choice(n, search_rows, replace=False))] if n > search_rows else x
-    n_comp, pca_info = choose_pca(xs, seed)
-    max_samples, if_info = choose_by_stability(xs, "iforest", _iforest_candidates(len(xs)), seed=seed, q=q,
-                                               replicates=replicates)
-    n_neighbors, lof_info = choose_by_stability(xs, "lof", _lof_candidates(len(xs)), seed=seed, q=q,
-                                                replicates=replicates)
-    # On the full table, LOF's neighbourhood keeps the share of the fleet it had in the search sample.
-    k_full = int(round(n_neighbors * n / len(xs)))
-
-    scores = {
-        "pca": _pca_scores(x, x, min(n_comp, x.shape[1]), seed),
-        "iforest": _iforest_scores(x, x, max_samples, seed),
-        "lof": _lof_scores(x, k_full),
-    }
+    # Library warnings (LOF on many identical rows, e.g. months of zeros) are kept in ``chosen``
+    # rather than printed once per candidate and subsample.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        n_comp, pca_info = choose_pca(xs, seed)
+        max_samples, if_info = choose_by_stability(xs, "iforest", _iforest_candidates(len(xs)), seed=seed, q=q,
+                                                   replicates=replicates)
+        n_neighbors, lof_info = choose_by_stability(xs, "lof", _lof_candidates(len(xs)), seed=seed, q=q,
+                                                    replicates=replicates)
+        # On the full table, LOF's neighbourhood keeps the share of the fleet it had in the search sample.
+        k_full = int(round(n_neighbors * n / len(xs)))
+        scores = {
+            "pca": _pca_scores(x, x, min(n_comp, x.shape[1]), seed),
+            "iforest": _iforest_scores(x, x, max_samples, seed),
+            "lof": _lof_scores(x, k_full),
+        }
+    n_dupes = int(len(x) - len(np.unique(x, axis=0)))
     out = frame[list(KEYS)].copy()
     kq = max(1, int(np.ceil(q * n)))
     pct = []
@@ -340,5 +346,7 @@ def score(features: pd.DataFrame, *, seed: int = 0, feature_cols: list[str] | No
         "iforest": {"max_samples": int(max_samples), "n_estimators": N_TREES, **if_info},
         "lof": {"n_neighbors": int(n_neighbors), "n_neighbors_full": int(k_full), **lof_info},
         "vote": f"top {q:.0%} of each model ({kq} rows); label = at least 2 of 3 votes",
+        "duplicate_rows": n_dupes,
+        "warnings": sorted({f"{w.category.__name__}: {w.message}" for w in caught}),
     }
     return FleetScores(table=out, chosen=chosen, silhouette=sil)
