@@ -31,13 +31,14 @@ def main() -> None:
     ap.add_argument("--sim-only", action="store_true")
     ap.add_argument("--data", default=None, help="the real-data folder (default: the usual places)")
     ap.add_argument("--json", default=None, help="also write the numbers here")
+    ap.add_argument("--cache", default=None, help="keep/reuse the simulated fleet's features in this folder")
     a = ap.parse_args()
     pd.set_option("display.width", 200)
     out = {}
     if not a.real_only:
         cfg = PodSimConfig(pods=a.pods, panels=a.panels, months=a.months, fault_months=a.fault_months, seed=a.seed,
                            theft_share=a.theft, shift_share=a.shift, vacation_share=a.vacation)
-        r = simulated(cfg, seed=a.model_seed)
+        r = simulated(cfg, seed=a.model_seed, cache=a.cache)
         piv = r["ranking"].pivot_table(index=["fault", "positives"], columns="model",
                                        values=["roc_auc", "precision_at_k"])
         print("\nsimulated fleet: ROC-AUC and precision@k (k = positives) per fault type")

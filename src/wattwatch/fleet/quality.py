@@ -78,20 +78,40 @@ def fleet_frame(sim: dict) -> pd.DataFrame:
     return f
 
 
-def simulated(cfg: PodSimConfig, seed: int = 0, log=print) -> dict:
-    """Run the simulated evaluation; returns the tables."""
+def simulated(cfg: PodSimConfig, seed: int = 0, log=print, cache: str | Path | None = None) -> dict:
+    """Run the simulated evaluation; returns the tables. With ``cache``, the simulated fleet's
+    features, hourly table and labels are kept there (keyed by the config) and reused."""
     import time
 
     from wattwatch.fleet.balance import energy_balance
     from wattwatch.fleet.features import pod_periods
 
-    t = time.time()
-    sim = simulate_pods(cfg)
-    log(f"simulated {cfg.pods} PODs on {cfg.panels} panels, {cfg.months} months: {len(sim['hourly']):,} POD-hours "
-        f"({time.time() - t:.0f} s)")
-    t = time.time()
-    ff = pod_periods(fleet_frame(sim), "month")
-    log(f"features: {len(ff.features):,} POD-months, {len(ff.excluded):,} meters excluded ({time.time() - t:.0f} s)")
+    import hashlib
+    from dataclasses import asdict
+    from types import SimpleNamespace
+
+    key = hashlib.sha256(json.dumps(asdict(cfg), sort_keys=True).encode()).hexdigest()[:12]
+    folder = Path(cache) / f"pods-{key}" if cache else None
+    if folder is not None and (folder / "labels.json").exists():
+        ff = SimpleNamespace(features=pd.read_parquet(folder / "features.parquet"),
+                             hourly=pd.read_parquet(folder / "hourly.parquet"),
+                             panels=pd.read_parquet(folder / "panels.parquet"))
+        sim = {"labels": json.loads((folder / "labels.json").read_text())}
+        log(f"features of the simulated fleet from {folder}")
+    else:
+        t = time.time()
+        sim = simulate_pods(cfg)
+        log(f"simulated {cfg.pods} PODs on {cfg.panels} panels, {cfg.months} months: {len(sim['hourly']):,} "
+            f"POD-hours ({time.time() - t:.0f} s)")
+        t = time.time()
+        ff = pod_periods(fleet_frame(sim), "month")
+        log(f"features: {len(ff.features):,} POD-months, {len(ff.excluded):,} meters excluded ({time.time() - t:.0f} s)")
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            ff.features.to_parquet(folder / "features.parquet")
+            ff.hourly.to_parquet(folder / "hourly.parquet")
+            ff.panels.to_parquet(folder / "panels.parquet")
+            (folder / "labels.json").write_text(json.dumps(sim["labels"]))
     t = time.time()
     res = score(ff.features, seed=seed)
     log(f"scored ({time.time() - t:.0f} s): " + ", ".join(
