@@ -73,3 +73,18 @@ def test_writes_parquet_mapping_labels_and_nested_json(tmp_path):
     assert len(lines) == len(t)
     props = {p["name"]: p["val"] for p in lines[0]["property"]}
     assert {"PODID", "ElectricPanelID", "TownCode", "TotalActiveEnergy"} <= set(props)
+
+
+def test_the_fleet_readers_read_what_the_simulator_writes(tmp_path):
+    readers = pytest.importorskip("wattwatch.fleet.readers")  # fleetfeat's branch
+    cfg = PodSimConfig(seed=3, pods=8, panels=2, months=2, fault_months=1, theft_share=0.2)
+    r = simulate_pods(cfg, out=tmp_path, json_records=True)
+    for path in (tmp_path / "json", tmp_path / "telemetry.parquet"):
+        got = readers.read_fleet([path])
+        assert not got.rejects
+        assert set(got.frame["meter_id"]) == {f"POD-{i:06d}" for i in range(1, 9)} | {"PNL-001", "PNL-002"}
+        assert got.frame.groupby("meter_id")["panel_id"].first().to_dict() == dict(
+            zip(r["panels"]["meter_id"], r["panels"]["panel_id"]))
+    fr = readers.read_fleet([tmp_path / "json"]).frame
+    pods = fr[fr["meter_id"].str.startswith("POD")]
+    assert pods["e_int_kwh"].sum() == pytest.approx(r["hourly"]["e_kwh"].sum(), rel=1e-5)
