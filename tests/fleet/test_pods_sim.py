@@ -64,8 +64,10 @@ def test_writes_parquet_mapping_labels_and_nested_json(tmp_path):
     t = pd.read_parquet(tmp_path / "telemetry.parquet")
     assert set(t["meter_id"]) == {f"POD-{i:06d}" for i in range(1, 7)} | {"PNL-001", "PNL-002"}
     assert (t.groupby("meter_id")["e_kwh"].diff().dropna() >= 0).all()  # a cumulative register
-    m = pd.read_csv(tmp_path / "panels.csv")
+    m = pd.read_csv(tmp_path / "pods.csv")
     assert set(m["role"]) == {"pod", "panel"} and len(m) == 8
+    p = pd.read_csv(tmp_path / "panels.csv")  # the panel meters, as `wattwatch fleet --panels` takes them
+    assert list(p.columns) == ["panel_id", "meter_id"] and set(p["meter_id"]) == {"PNL-001", "PNL-002"}
     assert json.loads((tmp_path / "labels.json").read_text())["labels"] == r["labels"]
     docs = sorted((tmp_path / "json").glob("*.json"))
     assert len(docs) == 2

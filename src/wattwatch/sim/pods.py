@@ -88,7 +88,9 @@ def simulate_pods(cfg: PodSimConfig, out: str | Path | None = None, json_records
         role``: "pod" or "panel", a panel meter's panel_id is its own id); ``labels``: the injected events; ``pods``: the
         POD descriptions; ``files``: what was written. With ``out``: ``telemetry.parquet``
         (canonical schema: ``meter_id, ts, p_kw`` mean power over the interval, ``e_kwh`` cumulative
-        register, ``pf``, ``q_kvar``), ``panels.csv``, ``labels.json``, and with ``json_records``
+        register, ``pf``, ``q_kvar``; ``panel_id`` and ``town`` columns), ``panels.csv`` (the panel
+        meters, ``panel_id, meter_id``: what ``wattwatch fleet --panels`` takes), ``pods.csv`` (every
+        meter's ``meter_id, panel_id, role``), ``labels.json``, and with ``json_records``
         the nested smart-meter JSON under ``json/`` (see :func:`write_nested_json`).
     """
     rng = np.random.default_rng(cfg.seed)
@@ -222,20 +224,22 @@ def canonical(hourly: pd.DataFrame, pf: dict[str, float], step_s: float) -> pd.D
 
 
 def write_pods(result: dict, out: Path, cfg: PodSimConfig, json_records: bool = False) -> dict:
-    """Write ``telemetry.parquet``, ``panels.csv``, ``labels.json`` (and the nested JSON) under ``out``."""
+    """Write ``telemetry.parquet``, ``panels.csv``, ``pods.csv``, ``labels.json`` (and the nested JSON) under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     step_s = pd.Timedelta(cfg.step).total_seconds()
     pf = {p["pod_id"]: p["pf"] for p in result["pods"]}
     both = pd.concat([result["hourly"][["pod_id", "hour", "e_kwh"]],
                       result["panel_hourly"].rename(columns={"panel_id": "pod_id"})], ignore_index=True)
     frame = canonical(both, pf, step_s)
-    files = {"parquet": str(out / "telemetry.parquet"), "panels": str(out / "panels.csv"),
+    files = {"parquet": str(out / "telemetry.parquet"), "panels": str(out / "panels.csv"), "pods": str(out / "pods.csv"),
              "labels": str(out / "labels.json")}
     # panel_id and town ride along as columns of the file (the fleet readers keep them per meter).
     frame = frame.merge(result["panels"][["meter_id", "panel_id"]], on="meter_id", how="left")
     frame["town"] = "T000"
     frame.to_parquet(files["parquet"], index=False)
-    result["panels"].to_csv(files["panels"], index=False)
+    m = result["panels"]
+    m.loc[m["role"] == "panel", ["panel_id", "meter_id"]].to_csv(files["panels"], index=False)
+    m.to_csv(files["pods"], index=False)
     (out / "labels.json").write_text(json.dumps({"config": asdict(cfg), "tech_loss": result["tech_loss"],
                                                  "labels": result["labels"]}, indent=1))
     if json_records:
