@@ -32,7 +32,8 @@ others (phase shares add up to 1, energy = mean power x hours); it picked 12 of 
 residual of noise directions, ROC-AUC 0.44 on thefts. Stability picks 1 there.)
 
 The selection runs on at most ``search_rows`` rows (a seeded sample) so that it costs the same for
-a city and a country; the final models are fitted on every row.
+a city and a country; the final models are fitted on every row (LOF's ``n_neighbors`` scaled by
+rows / search rows, so the neighbourhood stays the same share of the fleet; ``n_neighbors_full``).
 
 Rows are sorted by (pod_id, period) first, so the result does not depend on the order the rows
 came in (the Spark and local engines deliver them differently).
@@ -40,6 +41,7 @@ came in (the Spark and local engines deliver them differently).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -95,14 +97,12 @@ def robust_scale(x: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str]
     """
     x = np.where(np.isfinite(x), x, np.nan)
     present = np.isfinite(x).mean(axis=0) if len(x) else np.zeros(x.shape[1])
-    with np.errstate(all="ignore"):
-        import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            med = np.nanmedian(x, axis=0)
-            q75, q25 = np.nanpercentile(x, [75, 25], axis=0)
-            mad = np.nanmedian(np.abs(x - med), axis=0) * 1.4826
-            sd = np.nanstd(x, axis=0)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: dropped below
+        med = np.nanmedian(x, axis=0)
+        q75, q25 = np.nanpercentile(x, [75, 25], axis=0)
+        mad = np.nanmedian(np.abs(x - med), axis=0) * 1.4826
+        sd = np.nanstd(x, axis=0)
     spread = (q75 - q25) / 1.349
     spread = np.where(spread > 0, spread, np.where(mad > 0, mad, sd))
     dropped = {}
@@ -268,8 +268,6 @@ def score(features: pd.DataFrame, *, seed: int = 0, feature_cols: list[str] | No
     if not kept:
         raise ValueError(f"features: no usable feature column (dropped: {dropped})")
     x = np.nan_to_num(np.clip(z, -CLIP, CLIP), nan=0.0)
-
-    import warnings
 
     rng = np.random.default_rng(seed)
     xs = x[np.sort(rng.choice(n, search_rows, replace=False))] if n > search_rows else x
