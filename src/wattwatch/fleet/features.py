@@ -178,11 +178,15 @@ def readings(frame: pd.DataFrame) -> pd.DataFrame:
     f = conform(frame) if list(frame.columns) != list(_fleet_columns()) else frame
     f = f[f["meter_id"].notna() & f["ts"].notna()]
     key = ["meter_id", "ts"]
-    if f.duplicated(key).any():
+    dup = f.duplicated(key, keep=False).to_numpy()
+    if dup.any():
+        # Only the duplicated rows are merged (channel means, the latest end, the largest group ids).
+        d = f[dup]
         num = [c for c in f.columns if c not in ("meter_id", "ts", "ts_end", "panel_id", "town")]
-        agg = {c: "mean" for c in num}
-        agg.update({"ts_end": "max", "panel_id": "max", "town": "max"})
-        f = f.groupby(key, sort=False, observed=True).agg(agg).reset_index()
+        merged = d.groupby(key, sort=False, observed=True).agg({**{c: "mean" for c in num}, "ts_end": "max"})
+        for c in ("panel_id", "town"):
+            merged[c] = group_max_str(d, key, c).reindex(merged.index)
+        f = pd.concat([f[~dup], merged.reset_index()[list(f.columns)]], ignore_index=True)
     f = f.sort_values(key, kind="stable").reset_index(drop=True)
     t0 = f["ts"].astype("int64").to_numpy()
     mid = f["meter_id"].to_numpy()
@@ -215,6 +219,14 @@ def readings(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def group_max_str(df: pd.DataFrame, key: list[str] | str, col: str) -> pd.Series:
+    """The largest non-missing string of ``col`` per ``key`` group (Spark's ``max``), vectorised."""
+    key = [key] if isinstance(key, str) else key
+    d = df[key + [col]].dropna(subset=[col])
+    d = d.sort_values(key + [col], kind="stable").drop_duplicates(key, keep="last")
+    return d.set_index(key)[col].astype("string")
+
+
 def _fleet_columns():
     from wattwatch.fleet.readers import FLEET_COLUMNS
 
@@ -245,6 +257,17 @@ def hourly_table(r: pd.DataFrame) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------ pandas
 
 
+def meters_of(df: pd.DataFrame, key: str) -> pd.DataFrame:
+    """``meter_id, panel_id, town`` per meter (the largest id when a meter's rows disagree)."""
+    ids = pd.Index(pd.unique(df[key].astype("string").dropna()), dtype="string").sort_values()
+    out = pd.DataFrame({"meter_id": ids})
+    d = df.assign(**{key: df[key].astype("string")})
+    for c in ("panel_id", "town"):
+        out[c] = group_max_str(d, key, c).reindex(ids).to_numpy()
+    return out.astype({"meter_id": "string", "panel_id": "string", "town": "string"})
+
+
+
 def pod_periods(frame: pd.DataFrame, period: str = "month", *, tz: str = "UTC", min_coverage: float = 0.8,
                 min_peers: int = 5, panels: pd.DataFrame | None = None, hourly: str = "all") -> FleetFeatures:
     """Features per POD and period from a fleet frame (see :mod:`wattwatch.fleet.readers`).
@@ -268,7 +291,7 @@ def pod_periods(frame: pd.DataFrame, period: str = "month", *, tz: str = "UTC", 
     """
     _check(period, tz)
     r = readings(frame)
-    meters = r.groupby("meter_id", sort=True, observed=True).agg(panel_id=("panel_id", "max"), town=("town", "max")).reset_index()
+    meters = meters_of(r, "meter_id")
     pan = panel_meters(meters, panels)
     hr = hourly_table(r)
     if len(hr):
@@ -287,15 +310,15 @@ def pod_periods(frame: pd.DataFrame, period: str = "month", *, tz: str = "UTC", 
     weekend = (hr_local.dt.dayofweek >= 5).to_numpy()
     hmax = np.where(cov_h >= MIN_HOUR_COVER, e / np.where(cov_h > 0, cov_h, np.nan), np.nan)
     H = pd.DataFrame({"pod_id": hr["meter_id"].to_numpy(), "period": label.to_numpy(), "e": e, "cov": cov_c,
-                      "e_n": np.where(night, e, 0.0), "c_n": np.where(night, cov_c, 0.0),
-                      "e_we": np.where(weekend, e, 0.0), "c_we": np.where(weekend, cov_c, 0.0), "hmax": hmax})
+                      "raw": cov_h, "e_n": np.where(night, e, 0.0), "c_n": np.where(night, cov_h, 0.0),
+                      "e_we": np.where(weekend, e, 0.0), "c_we": np.where(weekend, cov_h, 0.0), "hmax": hmax})
     agg = H.groupby(["pod_id", "period"], sort=True, observed=True).agg(
-        e_sum=("e", "sum"), cov_sum=("cov", "sum"), e_n=("e_n", "sum"), c_n=("c_n", "sum"),
+        e_sum=("e", "sum"), cov_sum=("cov", "sum"), cov_raw=("raw", "sum"), e_n=("e_n", "sum"), c_n=("c_n", "sum"),
         e_we=("e_we", "sum"), c_we=("c_we", "sum"), p_max_kw=("hmax", "max")).reset_index()
     # daily regression sums
     day = hr_local.dt.floor("D")
     didx = ((day - pstart).dt.days).to_numpy()
-    D = pd.DataFrame({"pod_id": hr["meter_id"].to_numpy(), "period": label.to_numpy(), "d": didx, "e": e, "c": cov_c})
+    D = pd.DataFrame({"pod_id": hr["meter_id"].to_numpy(), "period": label.to_numpy(), "d": didx, "e": e, "c": cov_h})
     D = D.groupby(["pod_id", "period", "d"], sort=True, observed=True).agg(e=("e", "sum"), c=("c", "sum")).reset_index()
     D = D[D["c"] >= MIN_DAY_COVER_H]
     D["y"] = D["e"] / D["c"]
@@ -357,7 +380,7 @@ def _hourly_out(hr: pd.DataFrame, meters: pd.DataFrame, pan: pd.DataFrame, which
 class Partials:
     """Per POD-period partial sums both engines compute (small; collected on Spark)."""
 
-    agg: pd.DataFrame    # pod_id, period, e_sum, cov_sum, e_n, c_n, e_we, c_we, p_max_kw
+    agg: pd.DataFrame    # pod_id, period, e_sum, cov_sum (hours clipped at 1), cov_raw, e_n, c_n, e_we, c_we, p_max_kw
     reg: pd.DataFrame    # pod_id, period, n_d, sx, sy, sxy, sxx
     rsum: pd.DataFrame   # pod_id, period, n_readings, ph1, ph2, ph3, q_abs, p_abs
     pfq: pd.DataFrame    # pod_id, period, pf_q10, pf_q50
@@ -377,11 +400,11 @@ def finish(p: Partials, period: str, *, min_coverage: float, min_peers: int) -> 
     """Partial sums -> features, excluded PODs and notes (the one step both engines share)."""
     notes: list[str] = []
     key = ["pod_id", "period"]
-    agg = p.agg.copy()
-    for d in (agg, p.reg, p.rsum, p.pfq):
+    agg, reg, rsum, pfq = (d.copy() for d in (p.agg, p.reg, p.rsum, p.pfq))
+    for d in (agg, reg, rsum, pfq):
         d["pod_id"] = d["pod_id"].astype("string")
         d["period"] = d["period"].astype(str)
-    df = agg.merge(p.reg, on=key, how="left").merge(p.rsum, on=key, how="outer").merge(p.pfq, on=key, how="left")
+    df = agg.merge(reg, on=key, how="left").merge(rsum, on=key, how="outer").merge(pfq, on=key, how="left")
     spans = p.spans.copy()
     spans["period"] = spans["period"].astype(str)
     # An edge period the data span covers less than half of (data ending at 01:00 on the 1st) is
@@ -425,14 +448,16 @@ def finish(p: Partials, period: str, *, min_coverage: float, min_peers: int) -> 
     f["n_readings"] = df["n_readings"].fillna(0).astype("int64").to_numpy()
     f["coverage"] = df["coverage"].to_numpy()
     f["e_kwh_sum"] = df["e_sum"].to_numpy()
-    f["p_mean_kw"] = _ratio(df["e_sum"], df["cov_sum"])
+    # Mean powers divide by the hours readings cover (overlapping interval records count twice, as
+    # their energy does); the coverage feature counts each hour at most once.
+    f["p_mean_kw"] = _ratio(df["e_sum"], df["cov_raw"])
     f["p_max_kw"] = df["p_max_kw"].to_numpy()
     f["load_factor"] = _ratio(f["p_mean_kw"], f["p_max_kw"])
     mn = _ratio(df["e_n"], df["c_n"])
-    md = _ratio(df["e_sum"] - df["e_n"], df["cov_sum"] - df["c_n"])
+    md = _ratio(df["e_sum"] - df["e_n"], df["cov_raw"] - df["c_n"])
     f["night_share"] = _ratio(mn, mn + md)
     mwe = _ratio(df["e_we"], df["c_we"])
-    mwd = _ratio(df["e_sum"] - df["e_we"], df["cov_sum"] - df["c_we"])
+    mwd = _ratio(df["e_sum"] - df["e_we"], df["cov_raw"] - df["c_we"])
     f["weekend_share"] = _ratio(mwe, mwe + mwd)
     tot = df["ph1"].to_numpy() + df["ph2"].to_numpy() + df["ph3"].to_numpy()
     for k in (1, 2, 3):

@@ -444,8 +444,9 @@ def _number(x):
     """A JSON value as a number when it is one (a string holding a number counts); else NaN marker."""
     if isinstance(x, bool) or isinstance(x, (dict, list)):
         return "x"
-    if isinstance(x, str) and x.strip() == "":
-        return np.nan
+    if isinstance(x, str):
+        x = x.strip()
+        return np.nan if x == "" else x
     return x
 
 
