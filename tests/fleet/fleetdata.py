@@ -48,3 +48,49 @@ def messy_fleet(seed: int = 0, days: int = 21, n: int = 14, start: str = "2025-0
     frames.append(panel.assign(meter_id="QE0", panel_id="QE0", town="T1", p_kw=8.0 + np.sin(np.arange(len(panel)) / 5)))
     out = pd.concat(frames, ignore_index=True)
     return out.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+# field -> (column, factor from the column to the unit the document declares)
+URBAN_FIELDS = {"Phase1ActivePower": ("p_l1_kw", 1.0), "Phase2ActivePower": ("p_l2_kw", 1.0),
+                "Phase3ActivePower": ("p_l3_kw", 1.0), "TotalReactivePower": ("q_kvar", 1.0),
+                "Phase1PowerFactor": ("pf", 1.0), "TotalActiveEnergy": ("e_int_kwh", 1.0)}
+
+
+def write_urban(frame: pd.DataFrame, path, tz_hours: int = 1, watts: bool = False, lines_per_doc: int | None = None,
+                jsonl: bool = False) -> None:
+    """Write fleet rows as SCPS UrbanDataset documents (local times in ``UTC+tz_hours``; active
+    powers declared in watts when ``watts``). Records without ``ts_end`` get ``ts`` + 1 h."""
+    import json
+    import math
+
+    rows = frame.sort_values(["meter_id", "ts"]).to_dict("records")
+    lines = []
+    for i, r in enumerate(rows, start=1):
+        ts = r["ts"] + pd.Timedelta(hours=tz_hours)
+        te = r.get("ts_end")
+        te = (te if isinstance(te, pd.Timestamp) and not pd.isna(te) else r["ts"] + pd.Timedelta(hours=1)) + pd.Timedelta(hours=tz_hours)
+        props = [{"name": "PODID", "val": r["meter_id"]}]
+        if isinstance(r.get("panel_id"), str):
+            props.append({"name": "ElectricPanelID", "val": r["panel_id"]})
+        if isinstance(r.get("town"), str):
+            props.append({"name": "TownCode", "val": r["town"]})
+        for name, (col, _) in URBAN_FIELDS.items():
+            v = r.get(col)
+            if v is not None and not (isinstance(v, float) and math.isnan(v)):
+                if watts and name.endswith("ActivePower"):
+                    v = v * 1000.0
+                props.append({"name": name, "val": repr(float(v))})
+        lines.append({"id": i, "period": {"start_ts": ts.strftime("%Y-%m-%dT%H:%M:%S"),
+                                          "end_ts": te.strftime("%Y-%m-%dT%H:%M:%S")}, "property": props})
+    unit = "watt" if watts else "kilowatt"
+    defs = [{"propertyName": f"Phase{k}ActivePower", "unitOfMeasure": unit, "dataType": "double"} for k in (1, 2, 3)]
+    defs.append({"propertyName": "TotalActiveEnergy", "unitOfMeasure": "kilowattHour", "dataType": "double"})
+    step = lines_per_doc or max(len(lines), 1)
+    docs = [{"UrbanDataset": {"specification": {"version": "2.0", "properties": {"propertyDefinition": defs}},
+                              "context": {"timeZone": f"UTC+{tz_hours}", "timestamp": "2025-04-01T00:00:00"},
+                              "values": {"line": lines[k:k + step]}}} for k in range(0, len(lines), step)]
+    with open(path, "w") as fh:
+        if jsonl:
+            fh.write("".join(json.dumps(d) + "\n" for d in docs))
+        else:
+            json.dump(docs[0] if len(docs) == 1 else docs, fh)

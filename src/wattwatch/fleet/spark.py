@@ -116,6 +116,9 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
     for kind, ps in groups.items():
         try:
             if kind in ("json", "jsonl"):
+                # A repeated property name in a record: the last wins (as the pandas reader does)
+                # instead of failing the job.
+                spark.conf.set("spark.sql.mapKeyDedupPolicy", "LAST_WIN")
                 raw = spark.read.option("multiLine", kind == "json").option("mode", "PERMISSIVE").json(ps)
                 sdf, rej = _from_json(raw, energy)
             elif kind == "parquet":
@@ -206,31 +209,43 @@ def _urban_records(raw):
     cols = [F.col("_file"), (F.col("_pos") + 1).alias("_line"), F.col("_offset"),
             F.col("ln.period.start_ts").cast("string").alias("start_ts") if _field(lt, "period", "start_ts") is not None else F.lit(None).cast("string").alias("start_ts"),
             F.col("ln.period.end_ts").cast("string").alias("end_ts") if _field(lt, "period", "end_ts") is not None else F.lit(None).cast("string").alias("end_ts")]
-    has_props = _field(lt, "property", "name") is not None
-    val_ok = _field(lt, "property", "val") is not None
+    has_props = _field(lt, "property", "name") is not None and _field(lt, "property", "val") is not None
+    with_units = have_defs and _field(s, "UrbanDataset", "specification", "properties", "propertyDefinition",
+                                      "unitOfMeasure") is not None
+    # A record's properties as a map (the last of a repeated name wins, as in the pandas reader), and
+    # the document's declared units likewise: one lookup per field, not one array scan each.
+    lines = lines.select("*", (F.map_from_entries(F.transform(
+        F.filter(F.col("ln.property"), lambda x: x["name"].isNotNull()),
+        lambda x: F.struct(x["name"].cast("string"), x["val"].cast("string"))))
+        if has_props else F.lit(None).cast("map<string,string>")).alias("_props"),
+        (F.map_from_entries(F.transform(F.filter(F.col("_defs"), lambda d: d["propertyName"].isNotNull()), lambda d: F.struct(
+            d["propertyName"].cast("string"), d["unitOfMeasure"].cast("string"))))
+         if with_units else F.lit(None).cast("map<string,string>")).alias("_units"))
+
     def prop(name):
-        if not (has_props and val_ok):
-            return F.lit(None).cast("string")
-        hit = F.filter(F.col("ln.property"), lambda x: x["name"] == F.lit(name))
-        return F.when(F.size(hit) > 0, F.element_at(hit, -1)["val"].cast("string"))
+        return F.col("_props")[F.lit(name)]
+
     for name in list(ID_FIELDS):
         cols.append(prop(name).alias(name))
     for name, (_, qty) in NUMERIC_FIELDS.items():
         v = prop(name)
         if name == "height" and _field(lt, "coordinates", "height") is not None:
             v = F.coalesce(v, F.col("ln.coordinates.height").cast("string"))
-        if have_defs and _field(s, "UrbanDataset", "specification", "properties", "propertyDefinition", "unitOfMeasure") is not None:
-            d = F.filter(F.col("_defs"), lambda x: x["propertyName"] == F.lit(name))
-            u = F.lower(F.regexp_replace(F.element_at(d, -1)["unitOfMeasure"], "[ -]", ""))
+        cols.append(v.alias(name))
+        if with_units and any(q == qty and f != 1.0 for q, f in SCPS_UNITS.values()):
+            cols.append(F.lower(F.regexp_replace(F.col("_units")[F.lit(name)], "[ -]", "")).alias(f"_unit_{name}"))
+    recs = lines.select(*cols)
+    # Factors in a second projection, so each field's property filter runs once per record.
+    fcols = []
+    for name, (_, qty) in NUMERIC_FIELDS.items():
+        if f"_unit_{name}" in recs.columns:
+            u = F.col(f"_unit_{name}")
             fac = F.lit(1.0)
             for key, (q, f) in SCPS_UNITS.items():
                 if q == qty and f != 1.0:
                     fac = F.when(u == key, F.lit(f)).otherwise(fac)
-            fac = F.when(F.size(d) > 0, fac).otherwise(F.lit(1.0))
-            num = _num(v)
-            v = F.when(num.isNotNull() & (fac != 1.0), (num * fac).cast("string")).otherwise(v)
-        cols.append(v.alias(name))
-    recs = lines.select(*cols)
+            fcols.append(fac.alias(f"_f_{name}"))
+    recs = recs.select(*[c for c in recs.columns if not c.startswith("_unit_")], *fcols)
     return recs, corrupt
 
 
@@ -251,78 +266,78 @@ def _flat_records(raw):
 
 
 def _flatten_spark(recs_corrupt, energy: str):
-    """Spark twin of ``readers._flatten``: the same checks in the same order, the same columns."""
+    """Spark twin of ``readers._flatten``: the same checks in the same order, the same columns.
+
+    Built in projections (parsed columns, then checks on them, then derived channels) so that
+    each parse runs once per record and the plan stays small."""
     F = _F()
     recs, corrupt = recs_corrupt
-    checks = []  # (condition, field, reason), the first that holds names the reject
-    ids = {}
+    parsed = [F.col("_file"), F.col("_line")]
     for src, col in ID_FIELDS.items():
-        s = F.trim(F.col(src))
-        s = F.when(s != "", s)
-        ids[col] = s
-    checks.append((ids["meter_id"].isNull(), "PODID", F.lit("no POD id")))
-    ts = parse_times_col(F.col("start_ts"), F.col("_offset"))
-    te = parse_times_col(F.col("end_ts"), F.col("_offset"))
-    checks.append((ts.isNull(), "start_ts", F.lit("missing or unreadable start_ts")))
-    checks.append((F.col("end_ts").isNotNull() & te.isNull(), "end_ts", F.lit("unreadable end_ts")))
-    checks.append((te.isNotNull() & (te <= ts), "end_ts", F.lit("end_ts not after start_ts")))
-    nums = {}
+        v = F.trim(F.col(src))
+        parsed.append(F.when(v != "", v).alias(f"_{col}"))
+    parsed.append(parse_times_col(F.col("start_ts"), F.col("_offset")).alias("_ts"))
+    parsed.append(parse_times_col(F.col("end_ts"), F.col("_offset")).alias("_te"))
+    parsed.append(F.col("end_ts").isNotNull().alias("_has_end"))
     for src, (col, _) in NUMERIC_FIELDS.items():
-        num = _num(F.col(src))
-        empty = F.trim(F.col(src)) == ""
-        checks.append((F.col(src).isNotNull() & ~empty & num.isNull(), src, F.lit("not a number")))
+        raw = F.trim(F.col(src))
+        parsed.append((F.col(src).isNotNull() & (raw != "")).alias(f"_given_{col}"))
+        num = F.when(raw != "", raw.try_cast("double"))
+        if f"_f_{src}" in recs.columns:
+            num = num * F.col(f"_f_{src}")
+        parsed.append(num.alias(f"_n_{col}"))
+    # A non-deterministic column is a barrier: Spark does not push the reject filter below it,
+    # which would inline every parse into every check (a plan too large to compile).
+    df = recs.select(*parsed, F.spark_partition_id().alias("_barrier"))
+    checks = [(F.col("_meter_id").isNull(), "PODID", "no POD id"),
+              (F.col("_ts").isNull(), "start_ts", "missing or unreadable start_ts"),
+              (F.col("_has_end") & F.col("_te").isNull(), "end_ts", "unreadable end_ts"),
+              (F.col("_te").isNotNull() & (F.col("_te") <= F.col("_ts")), "end_ts", "end_ts not after start_ts")]
+    for src, (col, _) in NUMERIC_FIELDS.items():
+        num = F.col(f"_n_{col}")
+        checks.append((F.col(f"_given_{col}") & num.isNull(), src, "not a number"))
         lo, hi = column_range(col)
-        rng = F.lit(f"outside the physical range [{lo:g}, {hi:g}]")
         out = F.isnan(num) | (F.abs(num) == float("inf"))
         if np.isfinite(lo):
             out = out | (num < lo)
         if np.isfinite(hi):
             out = out | (num > hi)
-        checks.append((num.isNotNull() & out, src, rng))
-        nums[col] = num
-    reason = F.lit(None).cast("string")
-    fld = F.lit(None).cast("string")
-    for cond, name, why in reversed(checks):
-        reason = F.when(cond, why).otherwise(reason)
-        fld = F.when(cond, F.lit(name)).otherwise(fld)
-    df = recs.select("*", reason.alias("_reason"), fld.alias("_field"), ts.alias("_ts"), te.alias("_te"),
-                     *[ids[c].alias(f"_{c}") for c in ("meter_id", "panel_id", "town")],
-                     *[v.alias(f"_n_{c}") for c, v in nums.items()])
+        checks.append((num.isNotNull() & out, src, f"outside the physical range [{lo:g}, {hi:g}]"))
+    # The first check that holds names the reject: a CASE over simple column tests.
+    reason = F.when(checks[0][0], F.lit(checks[0][2]))
+    fld = F.when(checks[0][0], F.lit(checks[0][1]))
+    for cond, name, why in checks[1:]:
+        reason = reason.when(cond, F.lit(why))
+        fld = fld.when(cond, F.lit(name))
+    df = df.select("*", reason.alias("_reason"), fld.alias("_field"), F.spark_partition_id().alias("_barrier2"))
     rejects = _collect_rejects(df, F.col("_reason"), F.col("_field"), F.col("_line"))
     if corrupt is not None:
         rejects += [(r["_file"], int(r["_line"]), "", r["_bad"]) for r in corrupt.limit(MAX_REJECTS_COLLECTED).collect()]
     good = df.where(F.col("_reason").isNull())
-    n = {c: F.col(f"_n_{c}") for c in nums}
+    n = {col: F.col(f"_n_{col}") for _, (col, _) in NUMERIC_FIELDS.items()}
     nul = F.lit(None).cast("double")
 
     def phase_sum(q, unit, total):
-        cs = [n[f"{q}_l{k}_{unit}"] for k in PHASES if f"{q}_l{k}_{unit}" in n]
-        any_ = F.lit(False)
-        for c in cs:
-            any_ = any_ | c.isNotNull()
-        tot = sum((F.coalesce(c, F.lit(0.0)) for c in cs[1:]), F.coalesce(cs[0], F.lit(0.0))) if cs else nul
-        s = F.when(any_, tot) if cs else nul
-        return F.coalesce(s, n.get(total, nul)) if total in n else s
+        cs = [n[f"{q}_l{k}_{unit}"] for k in PHASES]
+        any_ = cs[0].isNotNull() | cs[1].isNotNull() | cs[2].isNotNull()
+        tot = F.coalesce(cs[0], F.lit(0.0)) + F.coalesce(cs[1], F.lit(0.0)) + F.coalesce(cs[2], F.lit(0.0))
+        return F.when(any_, tot).otherwise(n[total])
 
-    p = phase_sum("p", "kw", "p_total_kw")
-    q = phase_sum("q", "kvar", "q_total_kvar")
-    sa = phase_sum("s", "kva", "s_total_kva")
     pfs = [n[f"pf_l{k}"] for k in PHASES]
-    cnt = sum((F.when(c.isNotNull(), F.lit(1)).otherwise(F.lit(0)) for c in pfs[1:]), F.when(pfs[0].isNotNull(), F.lit(1)).otherwise(F.lit(0)))
-    tot = sum((F.coalesce(c, F.lit(0.0)) for c in pfs[1:]), F.coalesce(pfs[0], F.lit(0.0)))
-    pf_phase = F.when(cnt > 0, tot / cnt)
-    ratio = F.when(sa > 0, p / sa)
-    pf = F.coalesce(ratio, pf_phase)
-    pf = F.when(pf.isNotNull(), F.least(F.greatest(pf, F.lit(-1.0)), F.lit(1.0)))
-    e = n["e_field_kwh"]
-    out = good.select(
+    cnt = sum(F.when(c.isNotNull(), F.lit(1)).otherwise(F.lit(0)) for c in pfs)
+    tot = F.coalesce(pfs[0], F.lit(0.0)) + F.coalesce(pfs[1], F.lit(0.0)) + F.coalesce(pfs[2], F.lit(0.0))
+    step = good.select(
         F.col("_meter_id").alias("meter_id"), F.col("_ts").alias("ts"), F.col("_te").alias("ts_end"),
         F.col("_panel_id").alias("panel_id"), F.col("_town").alias("town"),
         *[n[c].alias(c) for c in ("v_l1_v", "v_l2_v", "v_l3_v", "i_l1_a", "i_l2_a", "i_l3_a", "p_l1_kw", "p_l2_kw",
                                   "p_l3_kw", "q_int_kvarh", "height_m")],
-        p.alias("p_kw"), q.alias("q_kvar"), sa.alias("s_kva"), pf.alias("pf"),
-        (e if energy == "interval" else nul).alias("e_int_kwh"), (e if energy == "register" else nul).alias("e_kwh"))
-    return _select_fleet(out), rejects
+        phase_sum("p", "kw", "p_total_kw").alias("p_kw"), phase_sum("q", "kvar", "q_total_kvar").alias("q_kvar"),
+        phase_sum("s", "kva", "s_total_kva").alias("s_kva"), F.when(cnt > 0, tot / cnt).alias("_pf_phase"),
+        (n["e_field_kwh"] if energy == "interval" else nul).alias("e_int_kwh"),
+        (n["e_field_kwh"] if energy == "register" else nul).alias("e_kwh"))
+    pf = F.coalesce(F.when(F.col("s_kva") > 0, F.col("p_kw") / F.col("s_kva")), F.col("_pf_phase"))
+    step = step.withColumn("pf", F.when(pf.isNotNull(), F.least(F.greatest(pf, F.lit(-1.0)), F.lit(1.0))))
+    return _select_fleet(step), rejects
 
 
 def _from_canonical(df, energy: str):
