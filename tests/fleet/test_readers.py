@@ -115,8 +115,10 @@ def test_spark_reads_the_same_frame_and_rejects(spark, nested, tmp_path):
 
     sdf, rejects, _ = read_fleet_spark(spark, [str(nested)])
     got = sdf.toPandas().sort_values(["meter_id", "ts"]).reset_index(drop=True)
+    for c in ("ts", "ts_end"):  # Spark hands timestamps back naive, in its session zone (UTC)
+        got[c] = pd.to_datetime(got[c]).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
     want = read_fleet_json(nested).frame
-    pd.testing.assert_frame_equal(got.astype(want.dtypes.to_dict()), want, check_dtype=False)
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
     norm = lambda rs: sorted((r[1], r[2], r[3]) for r in rs)  # noqa: E731
     assert norm(rejects) == norm(read_fleet_json(nested).rejects)
     assert all(r[0].endswith("pell.json") for r in rejects)

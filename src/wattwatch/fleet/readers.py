@@ -46,8 +46,11 @@ not a number or is physically impossible) goes to the rejects with file, record 
 the other readers (for the nested layout ``line`` is the record's 1-based position in
 ``values.line``; in JSON Lines it is the text line of the document).
 
-Everything ``wattwatch ingest`` reads (CSV, Parquet, JSON/JSONL records, SQLite) is read through the
-existing readers and mapping; ``panel_id`` and ``town`` columns of such files are kept. On Spark,
+A Parquet or CSV file in canonical columns (``meter_id``, ``ts``, ...) is read with every fleet
+column it has (``ts_end``, ``e_int_kwh``, ``p_l1_kw``, ``panel_id``, ``town`` ...), the same way on
+both engines. Everything else ``wattwatch ingest`` reads (other layouts through a mapping, JSON/JSONL
+records, SQLite) goes through the existing readers and mapping; ``panel_id`` and ``town`` columns of
+such files are kept. On Spark,
 the nested/flat JSON is read by ``spark.read.json`` and flattened with native columns, Parquet and
 CSV in canonical columns natively, and any path Spark understands (``hdfs://``, ``s3a://``, globs)
 is handed to Spark untouched.
@@ -491,6 +494,8 @@ def read_fleet(paths: Sequence[str | Path] | str | Path, *, mapping=None, energy
     for p in files:
         if is_fleet_json(p):
             got = read_fleet_json(p, energy=energy)
+        elif mapping is None and _canonical_columns(p):
+            got = read_canonical(p)
         else:
             got = _read_ingestable(p, mapping, api)
         frames.append(got.frame)
@@ -500,6 +505,74 @@ def read_fleet(paths: Sequence[str | Path] | str | Path, *, mapping=None, energy
             on_file(p, len(got.frame))
     frame = pd.concat(frames, ignore_index=True) if frames else empty_fleet_frame()
     return FleetInput(conform(frame) if len(frame) else empty_fleet_frame(), rejects, notes)
+
+
+def _canonical_columns(p: Path) -> bool:
+    """Whether a Parquet/CSV file is in canonical columns (``meter_id`` and ``ts``)."""
+    name = p.name.lower()
+    try:
+        if name.endswith((".parquet", ".pq")):
+            import pyarrow.parquet as pq
+
+            cols = pq.read_schema(p).names
+        elif name.endswith((".csv", ".csv.gz")):
+            cols = list(pd.read_csv(p, nrows=0).columns)
+        else:
+            return False
+    except Exception:  # noqa: BLE001 - unreadable here: the ingest readers say why
+        return False
+    return "meter_id" in cols and "ts" in cols
+
+
+def read_canonical(p: Path) -> FleetInput:
+    """A Parquet/CSV file in canonical columns with every fleet column it has (``ts_end``,
+    ``e_int_kwh``, ``p_l1_kw`` ..., ``panel_id``, ``town``), the way the Spark engine reads it:
+    rows without a meter id or a readable ``ts``, or with a value outside its physical range, are
+    rejected (line: the row's position, plus one for a CSV header)."""
+    name = p.name.lower()
+    if name.endswith((".parquet", ".pq")):
+        raw = pd.read_parquet(p)
+        first = 1
+    else:
+        raw = pd.read_csv(p, dtype=str, keep_default_na=False)
+        first = 2
+    n = len(raw)
+    out = pd.DataFrame(index=raw.index)
+    mid = raw["meter_id"].astype("string")
+    out["meter_id"] = mid.mask(mid.str.strip() == "")
+    for c in ("ts", "ts_end"):
+        if c not in raw.columns:
+            continue
+        v = raw[c]
+        if isinstance(v.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(v):
+            t = pd.to_datetime(v, utc=True)
+        else:
+            t = parse_times(v.mask(v.astype("string") == ""), 0)
+        out[c] = t.astype("datetime64[us, UTC]")
+    for c in ("panel_id", "town"):
+        if c in raw.columns:
+            g = raw[c].astype("string")
+            out[c] = g.mask(g == "")
+    reason = pd.Series(pd.NA, index=raw.index, dtype="string")
+    fld = pd.Series(pd.NA, index=raw.index, dtype="string")
+
+    def flag(mask, name, why):
+        mask = pd.Series(mask, index=raw.index).fillna(False).astype(bool) & reason.isna()
+        reason[mask] = why
+        fld[mask] = name
+
+    flag(out["meter_id"].isna(), "meter_id", "no meter id")
+    flag(out["ts"].isna(), "ts", "missing or unreadable timestamp")
+    for c in FLOAT_COLUMNS:
+        if c in raw.columns:
+            num = pd.to_numeric(raw[c].mask(raw[c].astype("string") == ""), errors="coerce").astype("float64")
+            lo, hi = column_range(c)
+            flag(num.notna() & ((num < lo) | (num > hi)), c, f"outside the physical range [{lo:g}, {hi:g}]")
+            out[c] = num
+    bad = reason.notna().to_numpy()
+    lines = np.arange(first, first + n)
+    rejects = list(zip([str(p)] * int(bad.sum()), lines[bad].tolist(), fld[bad].tolist(), reason[bad].tolist()))
+    return FleetInput(conform(out[~bad]), rejects)
 
 
 def _read_ingestable(p: Path, mapping, api) -> FleetInput:

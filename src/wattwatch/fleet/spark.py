@@ -62,12 +62,16 @@ def _field(schema, *names):
     return t
 
 
-def parse_times_col(s, offset_min):
-    """Spark twin of :func:`wattwatch.fleet.readers.parse_times` on a string column."""
+def time_parts(s):
+    """``(base, offset)`` strings of a timestamp column (see :func:`parse_times_col`)."""
     F = _F()
     s = s.cast("string")
-    base = F.regexp_extract(s, _TS_RE, 1)
-    off = F.regexp_extract(s, _TS_RE, 2)
+    return F.regexp_extract(s, _TS_RE, 1), F.regexp_extract(s, _TS_RE, 2)
+
+
+def times_from_parts(base, off, offset_min):
+    """UTC timestamps from :func:`time_parts` and the document's offset (minutes east of UTC)."""
+    F = _F()
     base = F.regexp_replace(F.regexp_replace(base, "/", "-"), "T", " ")
     # 'SSSSSS' parses 1 to 6 fraction digits, as pandas' ISO8601 does.
     ts = F.when(base != "", F.try_to_timestamp(base, F.lit("yyyy-MM-dd HH:mm[:ss][.SSSSSS]")))
@@ -77,6 +81,12 @@ def parse_times_col(s, offset_min):
         * (F.substring(digits, 1, 2).cast("int") * 60 + F.coalesce(F.substring(digits, 3, 2).cast("int"), F.lit(0))))
     minutes = F.when(off != "", own).otherwise(offset_min)
     return F.timestamp_micros(F.unix_micros(ts) - minutes.cast("long") * F.lit(60_000_000))
+
+
+def parse_times_col(s, offset_min):
+    """Spark twin of :func:`wattwatch.fleet.readers.parse_times` on a string column."""
+    base, off = time_parts(s)
+    return times_from_parts(base, off, offset_min)
 
 
 def _num(c):
@@ -122,6 +132,8 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
                 raw = spark.read.option("multiLine", kind == "json").option("mode", "PERMISSIVE").json(ps)
                 sdf, rej = _from_json(raw, energy)
             elif kind == "parquet":
+                # pandas writes nanosecond timestamps, which Spark only reads as longs (see _from_canonical).
+                spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
                 sdf, rej = _from_canonical(spark.read.parquet(*ps), energy)
             else:
                 sdf, rej = _from_canonical(spark.read.option("header", True).csv(ps), energy)
@@ -183,26 +195,31 @@ def _urban_records(raw):
     base = raw.select(F.input_file_name().alias("_file"), tz.cast("string").alias("_tz"), defs.alias("_defs"),
                       ud["values"]["line"].alias("_lines"),
                       (F.col("_corrupt_record") if has_corrupt else F.lit(None).cast("string")).alias("_corrupt"))
-    # Validate the (few) distinct time zones and units on the driver; errors name the file.
-    tzs = base.select("_file", "_tz").distinct().collect()
+    # Validate the (few) distinct time zones and units on the driver, in one job; errors name the file.
+    with_units = _field(s, "UrbanDataset", "specification", "properties", "propertyDefinition", "unitOfMeasure") is not None
+    if with_units:
+        pairs = F.transform(F.filter("_defs", lambda d: d["propertyName"].isin(list(NUMERIC_FIELDS))),
+                            lambda d: F.struct(d["propertyName"].cast("string").alias("n"),
+                                               d["unitOfMeasure"].cast("string").alias("u")))
+    else:
+        pairs = F.array().cast("array<struct<n:string,u:string>>")
+    found = (base.select("_file", "_tz", F.explode_outer(pairs).alias("d"))
+             .select("_file", "_tz", F.col("d.n").alias("n"), F.col("d.u").alias("u")).distinct().collect())
     tz_min = {}
-    for r in tzs:
-        try:
-            tz_min[r["_tz"]] = tz_offset_minutes(r["_tz"])
-        except ValueError as exc:
-            raise InputError(f"{r['_file']}: context.{exc}") from exc
-    have_defs = _field(s, "UrbanDataset", "specification", "properties", "propertyDefinition") is not None
-    if have_defs and _field(s, "UrbanDataset", "specification", "properties", "propertyDefinition", "unitOfMeasure") is not None:
-        units = (base.select("_file", F.explode_outer("_defs").alias("d"))
-                 .select("_file", F.col("d.propertyName").alias("n"), F.col("d.unitOfMeasure").alias("u"))
-                 .where(F.col("n").isin(list(NUMERIC_FIELDS))).distinct().collect())
-        for r in units:
+    for r in found:
+        if r["_tz"] not in tz_min:
+            try:
+                tz_min[r["_tz"]] = tz_offset_minutes(r["_tz"])
+            except ValueError as exc:
+                raise InputError(f"{r['_file']}: context.{exc}") from exc
+        if r["n"] is not None:
             unit_factor(r["u"], NUMERIC_FIELDS[r["n"]][1], f"{r['_file']}: {r['n']}")
+    have_defs = with_units
     tzmap = F.create_map(*[x for k, v in tz_min.items() if k is not None for x in (F.lit(k), F.lit(v))]) if any(
         k is not None for k in tz_min) else None
     offset = F.coalesce(tzmap[F.col("_tz")] if tzmap is not None else F.lit(0), F.lit(0))
     corrupt = base.where(F.col("_corrupt").isNotNull()).select(
-        "_file", F.lit(1).alias("_line"), F.lit("not valid JSON").alias("_bad"))
+        "_file", F.lit(1).alias("_line"), F.lit("not valid JSON").alias("_bad")) if has_corrupt else None
     lines = base.where(F.col("_corrupt").isNull()).select(
         "_file", offset.alias("_offset"), "_defs", F.posexplode("_lines").alias("_pos", "ln"))
     lt = _field(s, "UrbanDataset", "values", "line")
@@ -272,12 +289,18 @@ def _flatten_spark(recs_corrupt, energy: str):
     each parse runs once per record and the plan stays small."""
     F = _F()
     recs, corrupt = recs_corrupt
+    # Projections separated by a non-deterministic column (a barrier): Spark keeps them apart
+    # instead of inlining every parse into every check (generated code past the JVM's 64 KB).
+    sb, so = time_parts(F.col("start_ts"))
+    eb, eo = time_parts(F.col("end_ts"))
+    recs = recs.select("*", sb.alias("_sb"), so.alias("_so"), eb.alias("_eb"), eo.alias("_eo"),
+                       F.spark_partition_id().alias("_barrier0"))
     parsed = [F.col("_file"), F.col("_line")]
     for src, col in ID_FIELDS.items():
         v = F.trim(F.col(src))
         parsed.append(F.when(v != "", v).alias(f"_{col}"))
-    parsed.append(parse_times_col(F.col("start_ts"), F.col("_offset")).alias("_ts"))
-    parsed.append(parse_times_col(F.col("end_ts"), F.col("_offset")).alias("_te"))
+    parsed.append(times_from_parts(F.col("_sb"), F.col("_so"), F.col("_offset")).alias("_ts"))
+    parsed.append(times_from_parts(F.col("_eb"), F.col("_eo"), F.col("_offset")).alias("_te"))
     parsed.append(F.col("end_ts").isNotNull().alias("_has_end"))
     for src, (col, _) in NUMERIC_FIELDS.items():
         raw = F.trim(F.col(src))
@@ -286,8 +309,6 @@ def _flatten_spark(recs_corrupt, energy: str):
         if f"_f_{src}" in recs.columns:
             num = num * F.col(f"_f_{src}")
         parsed.append(num.alias(f"_n_{col}"))
-    # A non-deterministic column is a barrier: Spark does not push the reject filter below it,
-    # which would inline every parse into every check (a plan too large to compile).
     df = recs.select(*parsed, F.spark_partition_id().alias("_barrier"))
     checks = [(F.col("_meter_id").isNull(), "PODID", "no POD id"),
               (F.col("_ts").isNull(), "start_ts", "missing or unreadable start_ts"),
@@ -303,13 +324,20 @@ def _flatten_spark(recs_corrupt, energy: str):
         if np.isfinite(hi):
             out = out | (num > hi)
         checks.append((num.isNotNull() & out, src, f"outside the physical range [{lo:g}, {hi:g}]"))
-    # The first check that holds names the reject: a CASE over simple column tests.
-    reason = F.when(checks[0][0], F.lit(checks[0][2]))
-    fld = F.when(checks[0][0], F.lit(checks[0][1]))
-    for cond, name, why in checks[1:]:
-        reason = reason.when(cond, F.lit(why))
-        fld = fld.when(cond, F.lit(name))
-    df = df.select("*", reason.alias("_reason"), fld.alias("_field"), F.spark_partition_id().alias("_barrier2"))
+    # The first check that holds names the reject: one CASE giving its number, then two lookups.
+    code = F.when(checks[0][0], F.lit(1))
+    for k, (cond, _, _) in enumerate(checks[1:], start=2):
+        code = code.when(cond, F.lit(k))
+    reasons = F.array(*[F.lit(c[2]) for c in checks])
+    fields = F.array(*[F.lit(c[1]) for c in checks])
+    df = df.select("*", code.alias("_code"))
+    df = df.select("*", F.when(F.col("_code").isNotNull(), F.element_at(reasons, F.col("_code"))).alias("_reason"),
+                   F.when(F.col("_code").isNotNull(), F.element_at(fields, F.col("_code"))).alias("_field"),
+                   F.spark_partition_id().alias("_barrier2"))
+    # JSON is parsed once: the rejects and the features read the parsed records from here.
+    from pyspark import StorageLevel
+
+    df = df.persist(StorageLevel.MEMORY_AND_DISK)
     rejects = _collect_rejects(df, F.col("_reason"), F.col("_field"), F.col("_line"))
     if corrupt is not None:
         rejects += [(r["_file"], int(r["_line"]), "", r["_bad"]) for r in corrupt.limit(MAX_REJECTS_COLLECTED).collect()]
@@ -341,7 +369,10 @@ def _flatten_spark(recs_corrupt, energy: str):
 
 
 def _from_canonical(df, energy: str):
-    """Canonical columns (as ``wattwatch simulate`` / the POD simulator write them) natively."""
+    """Canonical columns (as ``wattwatch simulate`` / the POD simulator write them) natively.
+
+    ``ts`` may be a timestamp, an ISO-8601 string (CSV) or, from Parquet, a TIMESTAMP(NANOS)
+    column (pandas' default), which Spark hands over as a long of nanoseconds since the epoch."""
     F = _F()
     names = df.columns
     if "meter_id" not in names or "ts" not in names:
@@ -349,9 +380,13 @@ def _from_canonical(df, energy: str):
                          "map other layouts with `wattwatch ingest` first or use --engine local")
     from pyspark.sql.types import StringType, TimestampType, TimestampNTZType
 
+    from pyspark.sql.types import LongType
+
     ts_type = df.schema["ts"].dataType
     if isinstance(ts_type, StringType):
         ts = parse_times_col(F.col("ts"), F.lit(0))
+    elif isinstance(ts_type, LongType):  # a Parquet TIMESTAMP(NANOS) column (pandas' default), as Spark reads it
+        ts = F.timestamp_micros(F.floor(F.col("ts") / 1000).cast("long"))
     elif isinstance(ts_type, TimestampNTZType):
         ts = F.to_utc_timestamp(F.col("ts"), "UTC")
     else:
@@ -359,6 +394,8 @@ def _from_canonical(df, energy: str):
     df = df.withColumn("_file", F.input_file_name()).withColumn("ts", ts)
     if "ts_end" in names and isinstance(df.schema["ts_end"].dataType, StringType):
         df = df.withColumn("ts_end", parse_times_col(F.col("ts_end"), F.lit(0)))
+    elif "ts_end" in names and isinstance(df.schema["ts_end"].dataType, LongType):
+        df = df.withColumn("ts_end", F.timestamp_micros(F.floor(F.col("ts_end") / 1000).cast("long")))
     checks = [(F.col("meter_id").isNull() | (F.trim(F.col("meter_id").cast("string")) == ""), "meter_id", F.lit("no meter id")),
               (F.col("ts").isNull(), "ts", F.lit("missing or unreadable timestamp"))]
     for c in FLOAT_COLUMNS:
