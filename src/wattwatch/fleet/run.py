@@ -141,7 +141,10 @@ def run_fleet(paths: Sequence[str | Path] | str | Path, *, period: str = "month"
         secs["read"] = time.perf_counter() - t
         stage(f"features per POD and {period} (Spark)", None)
         t = time.perf_counter()
-        ff = pod_periods_spark(sdf, period, tz=tz, min_coverage=min_coverage, min_peers=min_peers, panels=pan)
+        from wattwatch.fleet.spark import partitions_for
+
+        ff = pod_periods_spark(sdf, period, tz=tz, min_coverage=min_coverage, min_peers=min_peers, panels=pan,
+                               partitions=partitions_for(paths))
     secs["features"] = time.perf_counter() - t
     notes = notes + ff.notes
     run = FleetRun(features=ff, rejects=len(rej), readings=n_readings, notes=notes, seconds=secs)

@@ -33,6 +33,19 @@ def _F():
     return F
 
 
+def partitions_for(paths, minimum: int = 8, bytes_per_partition: int = 8 << 20) -> int | None:
+    """Shuffle partitions for local inputs (one per 8 MB of files, at least ``minimum``): a
+    persisted partition must fit the executor's memory when it is read back. None (the session's
+    setting) when an input is remote."""
+    total = 0
+    for p in ([paths] if isinstance(paths, (str, Path)) else paths):
+        if is_remote(str(p)):
+            return None
+        q = Path(p)
+        total += sum(f.stat().st_size for f in q.rglob("*") if f.is_file()) if q.is_dir() else q.stat().st_size
+    return max(minimum, -(-total // bytes_per_partition))
+
+
 def is_remote(path: str) -> bool:
     """A path Spark resolves itself (a URI scheme, or a glob): passed through untouched."""
     s = str(path)
@@ -337,7 +350,7 @@ def _flatten_spark(recs_corrupt, energy: str):
     # JSON is parsed once: the rejects and the features read the parsed records from here.
     from pyspark import StorageLevel
 
-    df = df.persist(StorageLevel.MEMORY_AND_DISK)
+    df = df.persist(StorageLevel.DISK_ONLY)
     rejects = _collect_rejects(df, F.col("_reason"), F.col("_field"), F.col("_line"))
     if corrupt is not None:
         rejects += [(r["_file"], int(r["_line"]), "", r["_bad"]) for r in corrupt.limit(MAX_REJECTS_COLLECTED).collect()]
@@ -445,12 +458,17 @@ def _period_cols(local, period: str):
 
 
 def readings_spark(sdf, partitions: int | None = None):
-    """Spark twin of :func:`wattwatch.fleet.features.readings` (steps 1-2)."""
+    """Spark twin of :func:`wattwatch.fleet.features.readings` (steps 1-2).
+
+    ``partitions``: how many meter groups the readings are shuffled into (default: the session's
+    ``spark.sql.shuffle.partitions``); :func:`partitions_for` sizes it from the input."""
     from pyspark.sql import Window
 
     F = _F()
     df = _select_fleet(sdf).where(F.col("meter_id").isNotNull() & F.col("ts").isNotNull())
-    df = df.repartition(partitions or df.sparkSession.sparkContext.defaultParallelism * 4, "meter_id")
+    if partitions is None:
+        partitions = int(df.sparkSession.conf.get("spark.sql.shuffle.partitions"))
+    df = df.repartition(partitions, "meter_id")
     num = [c for c in FLOAT_COLUMNS]
     df = df.groupBy("meter_id", "ts").agg(*[F.avg(c).alias(c) for c in num], F.max("ts_end").alias("ts_end"),
                                           F.max("panel_id").alias("panel_id"), F.max("town").alias("town"))
@@ -506,8 +524,8 @@ def pod_periods_spark(sdf, period: str = "month", *, tz: str = "UTC", min_covera
 
     F = _F()
     _check(period, tz)
-    r = readings_spark(sdf, partitions).persist(StorageLevel.MEMORY_AND_DISK)
-    hr = hourly_spark(r).persist(StorageLevel.MEMORY_AND_DISK)
+    r = readings_spark(sdf, partitions).persist(StorageLevel.DISK_ONLY)
+    hr = hourly_spark(r).persist(StorageLevel.DISK_ONLY)
     try:
         # reading-level sums per POD-period (one job), with the span and the meters' groups
         loc = _local(F.timestamp_micros("t0"), tz)
