@@ -42,7 +42,7 @@ from wattwatch.errors import ConfigError, InputError, StateError, StoreError, Wa
 
 __all__ = ["WattwatchError", "InputError", "ConfigError", "StateError", "StoreError", "Fitted", "Detection",
            "load_config", "build_detectors", "read_frame", "ingest", "fit", "detect", "score", "evaluate", "open_store",
-           "report", "grid_simulate", "grid_monitor", "watch", "load_site"]
+           "report", "grid_simulate", "grid_monitor", "watch", "load_site", "fleet"]
 
 Source = Any  # DataFrame | str | Path | Sequence[str | Path] | Store
 
@@ -1166,3 +1166,39 @@ def watch(config: str | Path | dict | Site, *, stop=None, until_done: bool = Fal
                      [s.view() for s in site.sources], engine.resumed, time.perf_counter() - t0)
     finally:
         store.close()
+
+# ------------------------------------------------------------------------------------ fleet
+
+
+def fleet(paths, period: str = "month", engine: str = "local", master: str = "local[2]", out: str | Path | None = None,
+          *, tz: str = "UTC", min_coverage: float = 0.8, min_peers: int = 5, panels=None, energy: str = "interval",
+          mapping=None, rejects: str | Path | None = None, seed: int = 0, on_stage=None):
+    """Score a fleet of PODs per period: features, cross-meter models and energy balance.
+
+    Parameters
+    ----------
+    paths
+        Files, folders or (Spark) any path Spark reads (``hdfs://``, ``s3a://``, globs): the nested
+        smart-meter JSON (SCPS UrbanDataset or flat PODID records) or anything ``ingest`` reads.
+    period
+        ``month``, ``week`` or ``day`` (in ``tz``).
+    engine, master
+        ``local`` (pandas) or ``spark`` on ``master`` (``local[2]``, ``spark://HOST:7077``, ``yarn``).
+    out
+        The table to write (``fleet.parquet``); the excluded list, balance and a JSON summary go
+        next to it (see :mod:`wattwatch.fleet.run`). None: nothing is written.
+    tz, min_coverage, min_peers, panels, energy
+        Period time zone; complete-POD threshold; smallest peer group; panel-meter mapping
+        (CSV or DataFrame ``panel_id, meter_id``); ``interval`` or ``register`` TotalActiveEnergy.
+    rejects
+        CSV for the records that cannot be read (file, line, field, reason).
+
+    Returns
+    -------
+    wattwatch.fleet.run.FleetRun
+    """
+    from wattwatch.fleet.run import run_fleet
+
+    return run_fleet(paths, period=period, engine=engine, master=master, out=out, tz=tz, min_coverage=min_coverage,
+                     min_peers=min_peers, panels=panels, energy=energy, mapping=mapping, rejects=rejects, seed=seed,
+                     on_stage=on_stage)

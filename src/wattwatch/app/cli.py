@@ -1089,6 +1089,78 @@ def report(
     console.print(f"report -> {_term(str(path))} ({path.stat().st_size / 1e6:.2f} MB)")
 
 
+# --------------------------------------------------------------------------------------- fleet
+
+
+@app.command()
+def fleet(
+    paths: list[str] = typer.Argument(..., help="Nested smart-meter JSON (SCPS UrbanDataset or flat PODID records) or any "
+                                      "file `ingest` reads; on --engine spark also hdfs://, s3a:// paths and globs."),
+    period: str = typer.Option("month", "--period", help="month, week or day."),
+    engine: str = typer.Option("local", "--engine", help="local (pandas) or spark."),
+    master: str = typer.Option("local[2]", "--master", help="Spark master: local[N], spark://HOST:7077 or yarn."),
+    out: Path = typer.Option(Path("fleet.parquet"), "--out", "-o", help="Table per POD and period; the excluded list, "
+                             "balance and a JSON summary are written next to it."),
+    tz: str = typer.Option("UTC", "--tz", help="Time zone of periods, night and weekend (e.g. Europe/Rome)."),
+    min_coverage: float = typer.Option(0.8, "--min-coverage", min=0.0, max=1.0,
+                                       help="A POD is scored only with at least this coverage in every period."),
+    min_peers: int = typer.Option(5, "--min-peers", min=1, help="Smallest panel or town that is its own peer group."),
+    panels: Optional[Path] = typer.Option(None, "--panels", help="CSV panel_id,meter_id naming the panel meters "
+                                          "(default: a meter whose id is its panel_id)."),
+    energy_register: bool = typer.Option(False, "--energy-register", help="TotalActiveEnergy is a cumulative register "
+                                         "(default: the energy of each record's interval, as the platform documents)."),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help="TOML column mapping (local engine)."),
+    rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects", help="Where unreadable records go."),
+    seed: int = typer.Option(0, "--seed", "-s", help="Seed of the models' random choices."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Score a fleet of PODs per period: consumption features, cross-meter models and energy balance.
+
+    Exit 0 when the table is written, 2 on a usage or input error."""
+    from wattwatch import api
+    from wattwatch.fleet.run import ENGINES, siblings
+    from wattwatch.fleet.features import PERIODS
+
+    if period not in PERIODS:
+        _fail(f"--period must be one of {', '.join(PERIODS)}, not {period!r}")
+    if engine not in ENGINES:
+        _fail(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    from wattwatch.fleet.spark import is_remote
+
+    local_inputs = [Path(p) for p in paths if not (engine == "spark" and is_remote(p))]
+    missing = [str(p) for p in local_inputs if not p.exists()]
+    if missing:
+        _fail(f"{missing[0]}: no such file or folder")
+    outs = siblings(out)
+    _no_clobber(None, local_inputs, rejects=rejects, out=out, **{"excluded list": outs["excluded"],
+                                                                "summary": outs["summary"]})
+    _check_out(out, "--out")
+    with _errors():
+        with stages("fleet") as st:
+            run = api.fleet(paths, period=period, engine=engine, master=master, out=out, tz=tz,
+                            min_coverage=min_coverage, min_peers=min_peers, panels=panels,
+                            energy="register" if energy_register else "interval", mapping=mapping, rejects=rejects,
+                            seed=seed, on_stage=st.stage)
+    f = run.features.features
+    if as_json:
+        print(_json({"pods_scored": int(f["pod_id"].nunique()), "rows": len(f), "excluded": len(run.features.excluded),
+                     "rejects": run.rejects, "notes": run.notes, "outputs": run.written,
+                     "seconds": {k: round(v, 3) for k, v in run.seconds.items()}}))
+        return
+    for note in run.notes:
+        err_console.print(f"[yellow]note:[/yellow] {_term(note)}", highlight=False, soft_wrap=True)
+    table = Table("output", "rows", "file", title=f"fleet ({engine}, per {period})")
+    table.add_row("per POD and period", f"{len(run.table):,}", _term(run.written.get("table", "")))
+    table.add_row("excluded", f"{len(run.features.excluded):,}", _term(run.written.get("excluded", "")))
+    if run.balance is not None:
+        table.add_row("energy balance", f"{len(run.balance.periods):,}", _term(run.written.get("balance", "")))
+    console.print(table)
+    console.print(f"{f['pod_id'].nunique():,} POD(s) scored over {f['period'].nunique()} {period}(s); "
+                  f"{len(run.features.excluded):,} excluded (reasons in {_term(run.written.get('excluded', ''))})")
+    if run.rejects:
+        console.print(f"{run.rejects:,} rejected record(s) with file, line and field -> {_term(str(rejects))}")
+
+
 # ---------------------------------------------------------------------------------------- demo
 
 

@@ -1,0 +1,614 @@
+"""The Spark engine of the fleet features: Spark's own readers, native columns and aggregations.
+
+Mirrors :mod:`wattwatch.fleet.readers` and :mod:`wattwatch.fleet.features` step by step (same
+rules, same order of fallbacks) so both engines give the same features; no Python runs per row.
+Only the per-POD-per-period partial sums (and, for the energy balance, the hourly energy of
+panels that have a panel meter) are collected; the last arithmetic is
+:func:`wattwatch.fleet.features.finish`, shared with pandas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from wattwatch.errors import InputError
+from wattwatch.fleet.features import (DAY_US, HOUR_US, MIN_DAY_COVER_H, MIN_HOUR_COVER, NIGHT_HOURS,
+                                      REGISTER_DIGIT_KWH, REGISTER_TOLERANCE, FleetFeatures, Partials, _check,
+                                      finish, meters_of, panel_meters, span_hours)
+from wattwatch.fleet.readers import (_TS_RE, FLOAT_COLUMNS, ID_FIELDS, NUMERIC_FIELDS, PHASES, SCPS_UNITS,
+                                     column_range, tz_offset_minutes, unit_factor)
+
+MAX_REJECTS_COLLECTED = 100_000
+_REMOTE = ("hdfs://", "s3a://", "s3://", "s3n://", "gs://", "abfs://", "abfss://", "wasb://", "wasbs://", "file://",
+           "viewfs://", "dbfs:/")
+
+
+def _F():
+    from pyspark.sql import functions as F
+
+    return F
+
+
+def partitions_for(paths, minimum: int = 8, bytes_per_partition: int = 8 << 20) -> int | None:
+    """Shuffle partitions for local inputs (one per 8 MB of files, at least ``minimum``): a
+    persisted partition must fit the executor's memory when it is read back. None (the session's
+    setting) when an input is remote."""
+    total = 0
+    for p in ([paths] if isinstance(paths, (str, Path)) else paths):
+        if is_remote(str(p)):
+            return None
+        q = Path(p)
+        total += sum(f.stat().st_size for f in q.rglob("*") if f.is_file()) if q.is_dir() else q.stat().st_size
+    return max(minimum, -(-total // bytes_per_partition))
+
+
+def is_remote(path: str) -> bool:
+    """A path Spark resolves itself (a URI scheme, or a glob): passed through untouched."""
+    s = str(path)
+    return s.startswith(_REMOTE) or any(ch in s for ch in "*?[{")
+
+
+def _kind(path: str) -> str:
+    s = str(path).lower().rstrip("/")
+    for suf, kind in ((".jsonl", "jsonl"), (".ndjson", "jsonl"), (".json", "json"), (".parquet", "parquet"),
+                      (".pq", "parquet"), (".csv", "csv"), (".csv.gz", "csv")):
+        if s.endswith(suf):
+            return kind
+    return "parquet"  # a folder of Parquet parts (how Spark writes a table)
+
+
+def _field(schema, *names):
+    """The nested Spark type at ``names`` or None."""
+    from pyspark.sql.types import ArrayType, StructType
+
+    t = schema
+    for n in names:
+        if isinstance(t, ArrayType):
+            t = t.elementType
+        if not isinstance(t, StructType) or n not in t.fieldNames():
+            return None
+        t = t[n].dataType
+    return t
+
+
+def time_parts(s):
+    """``(base, offset)`` strings of a timestamp column (see :func:`parse_times_col`)."""
+    F = _F()
+    s = s.cast("string")
+    return F.regexp_extract(s, _TS_RE, 1), F.regexp_extract(s, _TS_RE, 2)
+
+
+def times_from_parts(base, off, offset_min):
+    """UTC timestamps from :func:`time_parts` and the document's offset (minutes east of UTC)."""
+    F = _F()
+    base = F.regexp_replace(F.regexp_replace(base, "/", "-"), "T", " ")
+    # 'SSSSSS' parses 1 to 6 fraction digits, as pandas' ISO8601 does.
+    ts = F.when(base != "", F.try_to_timestamp(base, F.lit("yyyy-MM-dd HH:mm[:ss][.SSSSSS]")))
+    digits = F.regexp_replace(F.regexp_replace(off, ":", ""), "^[+-]", "")
+    own = F.when(off == "Z", F.lit(0)).otherwise(
+        F.when(F.substring(off, 1, 1) == "-", F.lit(-1)).otherwise(F.lit(1))
+        * (F.substring(digits, 1, 2).cast("int") * 60 + F.coalesce(F.substring(digits, 3, 2).cast("int"), F.lit(0))))
+    minutes = F.when(off != "", own).otherwise(offset_min)
+    return F.timestamp_micros(F.unix_micros(ts) - minutes.cast("long") * F.lit(60_000_000))
+
+
+def parse_times_col(s, offset_min):
+    """Spark twin of :func:`wattwatch.fleet.readers.parse_times` on a string column."""
+    base, off = time_parts(s)
+    return times_from_parts(base, off, offset_min)
+
+
+def _num(c):
+    """A JSON value (string or number) as a double, None when it is not a number."""
+    F = _F()
+    s = F.trim(c.cast("string"))
+    return F.when(s == "", F.lit(None).cast("double")).otherwise(s.try_cast("double"))
+
+
+# ---------------------------------------------------------------------------------------- readers
+
+
+def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy: str = "interval"):
+    """The fleet frame of ``paths`` as a Spark DataFrame, plus the rejects.
+
+    Returns
+    -------
+    (DataFrame, list of (file, line, field, reason), list of notes)
+    """
+    if energy not in ("interval", "register"):
+        raise InputError(f"energy must be 'interval' or 'register', not {energy!r}")
+    items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    groups: dict[str, list[str]] = {}
+    for p in items:
+        s = str(p)
+        if not is_remote(s):
+            lp = Path(s)
+            if not lp.exists():
+                raise InputError(f"{s}: no such file")
+            if lp.is_dir() and not any(lp.glob("*.parquet")) and not any(lp.glob("part-*")):
+                for q in sorted(x for x in lp.rglob("*") if x.is_file() and not x.name.startswith((".", "_"))):
+                    groups.setdefault(_kind(str(q)), []).append(str(q.resolve()))
+                continue
+            s = str(lp.resolve())
+        groups.setdefault(_kind(s), []).append(s)
+    frames, rejects, notes = [], [], []
+    for kind, ps in groups.items():
+        try:
+            if kind in ("json", "jsonl"):
+                # A repeated property name in a record: the last wins (as the pandas reader does)
+                # instead of failing the job.
+                spark.conf.set("spark.sql.mapKeyDedupPolicy", "LAST_WIN")
+                raw = spark.read.option("multiLine", kind == "json").option("mode", "PERMISSIVE").json(ps)
+                sdf, rej = _from_json(raw, energy)
+            elif kind == "parquet":
+                # pandas writes nanosecond timestamps, which Spark only reads as longs (see _from_canonical).
+                spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
+                sdf, rej = _from_canonical(spark.read.parquet(*ps), energy)
+            else:
+                sdf, rej = _from_canonical(spark.read.option("header", True).csv(ps), energy)
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Spark's analysis errors name the path; keep one line
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"{', '.join(ps[:3])}: cannot be read by Spark: {msg}") from exc
+        frames.append(sdf)
+        rejects.extend(rej)
+    out = frames[0]
+    for f in frames[1:]:
+        out = out.unionByName(f)
+    return out, rejects, notes
+
+
+def _select_fleet(df):
+    """``df`` (meter_id, ts, ts_end, panel_id, town and some float columns) in the fleet column order."""
+    F = _F()
+    cols = [F.col("meter_id").cast("string").alias("meter_id"), F.col("ts").cast("timestamp").alias("ts"),
+            (F.col("ts_end") if "ts_end" in df.columns else F.lit(None)).cast("timestamp").alias("ts_end"),
+            (F.col("panel_id") if "panel_id" in df.columns else F.lit(None)).cast("string").alias("panel_id"),
+            (F.col("town") if "town" in df.columns else F.lit(None)).cast("string").alias("town")]
+    cols += [(F.col(c) if c in df.columns else F.lit(None)).cast("double").alias(c) for c in FLOAT_COLUMNS]
+    return df.select(*cols)
+
+
+def _collect_rejects(df, reason, fld, line):
+    F = _F()
+    bad = df.filter(reason.isNotNull()).select(F.col("_file"), line.alias("line"), fld.alias("field"), reason.alias("reason"))
+    rows = bad.limit(MAX_REJECTS_COLLECTED).collect()
+    return [(r["_file"], int(r["line"]) if r["line"] is not None else -1, r["field"] or "", r["reason"]) for r in rows]
+
+
+def _from_json(raw, energy: str):
+    F = _F()
+    schema = raw.schema
+    if "UrbanDataset" in schema.fieldNames():
+        recs = _urban_records(raw)
+    elif "PODID" in schema.fieldNames():
+        recs = _flat_records(raw)
+    else:
+        raise InputError("JSON without UrbanDataset or PODID records: read it with `wattwatch ingest` readers "
+                         "(local engine) or convert it to Parquet")
+    return _flatten_spark(recs, energy)
+
+
+def _urban_records(raw):
+    """One row per ``values.line`` element: _file, _line, start_ts, end_ts, _offset, then each known
+    field as a string (the last property of that name) already multiplied by its unit factor."""
+    F = _F()
+    s = raw.schema
+    ud = F.col("UrbanDataset")
+    has_corrupt = "_corrupt_record" in s.fieldNames()
+    tz = ud["context"]["timeZone"] if _field(s, "UrbanDataset", "context", "timeZone") is not None else F.lit(None)
+    defs = (ud["specification"]["properties"]["propertyDefinition"]
+            if _field(s, "UrbanDataset", "specification", "properties", "propertyDefinition") is not None
+            else F.lit(None))
+    base = raw.select(F.input_file_name().alias("_file"), tz.cast("string").alias("_tz"), defs.alias("_defs"),
+                      ud["values"]["line"].alias("_lines"),
+                      (F.col("_corrupt_record") if has_corrupt else F.lit(None).cast("string")).alias("_corrupt"))
+    # Validate the (few) distinct time zones and units on the driver, in one job; errors name the file.
+    with_units = _field(s, "UrbanDataset", "specification", "properties", "propertyDefinition", "unitOfMeasure") is not None
+    if with_units:
+        pairs = F.transform(F.filter("_defs", lambda d: d["propertyName"].isin(list(NUMERIC_FIELDS))),
+                            lambda d: F.struct(d["propertyName"].cast("string").alias("n"),
+                                               d["unitOfMeasure"].cast("string").alias("u")))
+    else:
+        pairs = F.array().cast("array<struct<n:string,u:string>>")
+    found = (base.select("_file", "_tz", F.explode_outer(pairs).alias("d"))
+             .select("_file", "_tz", F.col("d.n").alias("n"), F.col("d.u").alias("u")).distinct().collect())
+    tz_min = {}
+    for r in found:
+        if r["_tz"] not in tz_min:
+            try:
+                tz_min[r["_tz"]] = tz_offset_minutes(r["_tz"])
+            except ValueError as exc:
+                raise InputError(f"{r['_file']}: context.{exc}") from exc
+        if r["n"] is not None:
+            unit_factor(r["u"], NUMERIC_FIELDS[r["n"]][1], f"{r['_file']}: {r['n']}")
+    have_defs = with_units
+    tzmap = F.create_map(*[x for k, v in tz_min.items() if k is not None for x in (F.lit(k), F.lit(v))]) if any(
+        k is not None for k in tz_min) else None
+    offset = F.coalesce(tzmap[F.col("_tz")] if tzmap is not None else F.lit(0), F.lit(0))
+    corrupt = base.where(F.col("_corrupt").isNotNull()).select(
+        "_file", F.lit(1).alias("_line"), F.lit("not valid JSON").alias("_bad")) if has_corrupt else None
+    lines = base.where(F.col("_corrupt").isNull()).select(
+        "_file", offset.alias("_offset"), "_defs", F.posexplode("_lines").alias("_pos", "ln"))
+    lt = _field(s, "UrbanDataset", "values", "line")
+    cols = [F.col("_file"), (F.col("_pos") + 1).alias("_line"), F.col("_offset"),
+            F.col("ln.period.start_ts").cast("string").alias("start_ts") if _field(lt, "period", "start_ts") is not None else F.lit(None).cast("string").alias("start_ts"),
+            F.col("ln.period.end_ts").cast("string").alias("end_ts") if _field(lt, "period", "end_ts") is not None else F.lit(None).cast("string").alias("end_ts")]
+    has_props = _field(lt, "property", "name") is not None and _field(lt, "property", "val") is not None
+    with_units = have_defs and _field(s, "UrbanDataset", "specification", "properties", "propertyDefinition",
+                                      "unitOfMeasure") is not None
+    # A record's properties as a map (the last of a repeated name wins, as in the pandas reader), and
+    # the document's declared units likewise: one lookup per field, not one array scan each.
+    lines = lines.select("*", (F.map_from_entries(F.transform(
+        F.filter(F.col("ln.property"), lambda x: x["name"].isNotNull()),
+        lambda x: F.struct(x["name"].cast("string"), x["val"].cast("string"))))
+        if has_props else F.lit(None).cast("map<string,string>")).alias("_props"),
+        (F.map_from_entries(F.transform(F.filter(F.col("_defs"), lambda d: d["propertyName"].isNotNull()), lambda d: F.struct(
+            d["propertyName"].cast("string"), d["unitOfMeasure"].cast("string"))))
+         if with_units else F.lit(None).cast("map<string,string>")).alias("_units"))
+
+    def prop(name):
+        return F.col("_props")[F.lit(name)]
+
+    for name in list(ID_FIELDS):
+        cols.append(prop(name).alias(name))
+    for name, (_, qty) in NUMERIC_FIELDS.items():
+        v = prop(name)
+        if name == "height" and _field(lt, "coordinates", "height") is not None:
+            v = F.coalesce(v, F.col("ln.coordinates.height").cast("string"))
+        cols.append(v.alias(name))
+        if with_units and any(q == qty and f != 1.0 for q, f in SCPS_UNITS.values()):
+            cols.append(F.lower(F.regexp_replace(F.col("_units")[F.lit(name)], "[ -]", "")).alias(f"_unit_{name}"))
+    recs = lines.select(*cols)
+    # Factors in a second projection, so each field's property filter runs once per record.
+    fcols = []
+    for name, (_, qty) in NUMERIC_FIELDS.items():
+        if f"_unit_{name}" in recs.columns:
+            u = F.col(f"_unit_{name}")
+            fac = F.lit(1.0)
+            for key, (q, f) in SCPS_UNITS.items():
+                if q == qty and f != 1.0:
+                    fac = F.when(u == key, F.lit(f)).otherwise(fac)
+            fcols.append(fac.alias(f"_f_{name}"))
+    recs = recs.select(*[c for c in recs.columns if not c.startswith("_unit_")], *fcols)
+    return recs, corrupt
+
+
+def _flat_records(raw):
+    F = _F()
+    names = raw.schema.fieldNames()
+    cols = [F.input_file_name().alias("_file"), F.lit(None).cast("long").alias("_line"), F.lit(0).alias("_offset")]
+    for n in list(ID_FIELDS) + ["start_ts", "end_ts"] + list(NUMERIC_FIELDS):
+        cols.append((F.col(n).cast("string") if n in names else F.lit(None).cast("string")).alias(n))
+    recs = raw.select(*cols)
+    if "_corrupt_record" in names:
+        corrupt = raw.where(F.col("_corrupt_record").isNotNull()).select(
+            F.input_file_name().alias("_file"), F.lit(-1).alias("_line"), F.lit("not valid JSON").alias("_bad"))
+        recs = raw.where(F.col("_corrupt_record").isNull()).select(*cols)
+    else:
+        corrupt = None
+    return recs, corrupt
+
+
+def _flatten_spark(recs_corrupt, energy: str):
+    """Spark twin of ``readers._flatten``: the same checks in the same order, the same columns.
+
+    Built in projections (parsed columns, then checks on them, then derived channels) so that
+    each parse runs once per record and the plan stays small."""
+    F = _F()
+    recs, corrupt = recs_corrupt
+    # Projections separated by a non-deterministic column (a barrier): Spark keeps them apart
+    # instead of inlining every parse into every check (generated code past the JVM's 64 KB).
+    sb, so = time_parts(F.col("start_ts"))
+    eb, eo = time_parts(F.col("end_ts"))
+    recs = recs.select("*", sb.alias("_sb"), so.alias("_so"), eb.alias("_eb"), eo.alias("_eo"),
+                       F.spark_partition_id().alias("_barrier0"))
+    parsed = [F.col("_file"), F.col("_line")]
+    for src, col in ID_FIELDS.items():
+        v = F.trim(F.col(src))
+        parsed.append(F.when(v != "", v).alias(f"_{col}"))
+    parsed.append(times_from_parts(F.col("_sb"), F.col("_so"), F.col("_offset")).alias("_ts"))
+    parsed.append(times_from_parts(F.col("_eb"), F.col("_eo"), F.col("_offset")).alias("_te"))
+    parsed.append(F.col("end_ts").isNotNull().alias("_has_end"))
+    for src, (col, _) in NUMERIC_FIELDS.items():
+        raw = F.trim(F.col(src))
+        parsed.append((F.col(src).isNotNull() & (raw != "")).alias(f"_given_{col}"))
+        num = F.when(raw != "", raw.try_cast("double"))
+        if f"_f_{src}" in recs.columns:
+            num = num * F.col(f"_f_{src}")
+        parsed.append(num.alias(f"_n_{col}"))
+    df = recs.select(*parsed, F.spark_partition_id().alias("_barrier"))
+    checks = [(F.col("_meter_id").isNull(), "PODID", "no POD id"),
+              (F.col("_ts").isNull(), "start_ts", "missing or unreadable start_ts"),
+              (F.col("_has_end") & F.col("_te").isNull(), "end_ts", "unreadable end_ts"),
+              (F.col("_te").isNotNull() & (F.col("_te") <= F.col("_ts")), "end_ts", "end_ts not after start_ts")]
+    for src, (col, _) in NUMERIC_FIELDS.items():
+        num = F.col(f"_n_{col}")
+        checks.append((F.col(f"_given_{col}") & num.isNull(), src, "not a number"))
+        lo, hi = column_range(col)
+        out = F.isnan(num) | (F.abs(num) == float("inf"))
+        if np.isfinite(lo):
+            out = out | (num < lo)
+        if np.isfinite(hi):
+            out = out | (num > hi)
+        checks.append((num.isNotNull() & out, src, f"outside the physical range [{lo:g}, {hi:g}]"))
+    # The first check that holds names the reject: one CASE giving its number, then two lookups.
+    code = F.when(checks[0][0], F.lit(1))
+    for k, (cond, _, _) in enumerate(checks[1:], start=2):
+        code = code.when(cond, F.lit(k))
+    reasons = F.array(*[F.lit(c[2]) for c in checks])
+    fields = F.array(*[F.lit(c[1]) for c in checks])
+    df = df.select("*", code.alias("_code"))
+    df = df.select("*", F.when(F.col("_code").isNotNull(), F.element_at(reasons, F.col("_code"))).alias("_reason"),
+                   F.when(F.col("_code").isNotNull(), F.element_at(fields, F.col("_code"))).alias("_field"),
+                   F.spark_partition_id().alias("_barrier2"))
+    # JSON is parsed once: the rejects and the features read the parsed records from here.
+    from pyspark import StorageLevel
+
+    df = df.persist(StorageLevel.DISK_ONLY)
+    rejects = _collect_rejects(df, F.col("_reason"), F.col("_field"), F.col("_line"))
+    if corrupt is not None:
+        rejects += [(r["_file"], int(r["_line"]), "", r["_bad"]) for r in corrupt.limit(MAX_REJECTS_COLLECTED).collect()]
+    good = df.where(F.col("_reason").isNull())
+    n = {col: F.col(f"_n_{col}") for _, (col, _) in NUMERIC_FIELDS.items()}
+    nul = F.lit(None).cast("double")
+
+    def phase_sum(q, unit, total):
+        cs = [n[f"{q}_l{k}_{unit}"] for k in PHASES]
+        any_ = cs[0].isNotNull() | cs[1].isNotNull() | cs[2].isNotNull()
+        tot = F.coalesce(cs[0], F.lit(0.0)) + F.coalesce(cs[1], F.lit(0.0)) + F.coalesce(cs[2], F.lit(0.0))
+        return F.when(any_, tot).otherwise(n[total])
+
+    pfs = [n[f"pf_l{k}"] for k in PHASES]
+    cnt = sum(F.when(c.isNotNull(), F.lit(1)).otherwise(F.lit(0)) for c in pfs)
+    tot = F.coalesce(pfs[0], F.lit(0.0)) + F.coalesce(pfs[1], F.lit(0.0)) + F.coalesce(pfs[2], F.lit(0.0))
+    step = good.select(
+        F.col("_meter_id").alias("meter_id"), F.col("_ts").alias("ts"), F.col("_te").alias("ts_end"),
+        F.col("_panel_id").alias("panel_id"), F.col("_town").alias("town"),
+        *[n[c].alias(c) for c in ("v_l1_v", "v_l2_v", "v_l3_v", "i_l1_a", "i_l2_a", "i_l3_a", "p_l1_kw", "p_l2_kw",
+                                  "p_l3_kw", "q_int_kvarh", "height_m")],
+        phase_sum("p", "kw", "p_total_kw").alias("p_kw"), phase_sum("q", "kvar", "q_total_kvar").alias("q_kvar"),
+        phase_sum("s", "kva", "s_total_kva").alias("s_kva"), F.when(cnt > 0, tot / cnt).alias("_pf_phase"),
+        (n["e_field_kwh"] if energy == "interval" else nul).alias("e_int_kwh"),
+        (n["e_field_kwh"] if energy == "register" else nul).alias("e_kwh"))
+    pf = F.coalesce(F.when(F.col("s_kva") > 0, F.col("p_kw") / F.col("s_kva")), F.col("_pf_phase"))
+    step = step.withColumn("pf", F.when(pf.isNotNull(), F.least(F.greatest(pf, F.lit(-1.0)), F.lit(1.0))))
+    return _select_fleet(step), rejects
+
+
+def _from_canonical(df, energy: str):
+    """Canonical columns (as ``wattwatch simulate`` / the POD simulator write them) natively.
+
+    ``ts`` may be a timestamp, an ISO-8601 string (CSV) or, from Parquet, a TIMESTAMP(NANOS)
+    column (pandas' default), which Spark hands over as a long of nanoseconds since the epoch."""
+    F = _F()
+    names = df.columns
+    if "meter_id" not in names or "ts" not in names:
+        raise InputError("the Spark engine reads Parquet/CSV in canonical columns (meter_id, ts, p_kw, ...); "
+                         "map other layouts with `wattwatch ingest` first or use --engine local")
+    from pyspark.sql.types import StringType, TimestampType, TimestampNTZType
+
+    from pyspark.sql.types import LongType
+
+    ts_type = df.schema["ts"].dataType
+    if isinstance(ts_type, StringType):
+        ts = parse_times_col(F.col("ts"), F.lit(0))
+    elif isinstance(ts_type, LongType):  # a Parquet TIMESTAMP(NANOS) column (pandas' default), as Spark reads it
+        ts = F.timestamp_micros(F.floor(F.col("ts") / 1000).cast("long"))
+    elif isinstance(ts_type, TimestampNTZType):
+        ts = F.to_utc_timestamp(F.col("ts"), "UTC")
+    else:
+        ts = F.col("ts").cast("timestamp")
+    df = df.withColumn("_file", F.input_file_name()).withColumn("ts", ts)
+    if "ts_end" in names and isinstance(df.schema["ts_end"].dataType, StringType):
+        df = df.withColumn("ts_end", parse_times_col(F.col("ts_end"), F.lit(0)))
+    elif "ts_end" in names and isinstance(df.schema["ts_end"].dataType, LongType):
+        df = df.withColumn("ts_end", F.timestamp_micros(F.floor(F.col("ts_end") / 1000).cast("long")))
+    checks = [(F.col("meter_id").isNull() | (F.trim(F.col("meter_id").cast("string")) == ""), "meter_id", F.lit("no meter id")),
+              (F.col("ts").isNull(), "ts", F.lit("missing or unreadable timestamp"))]
+    for c in FLOAT_COLUMNS:
+        if c in names:
+            v = F.col(c).cast("string").try_cast("double") if isinstance(df.schema[c].dataType, StringType) else F.col(c).cast("double")
+            df = df.withColumn(c, v)
+            lo, hi = column_range(c)
+            bad = F.lit(False)
+            if np.isfinite(lo):
+                bad = bad | (F.col(c) < lo)
+            if np.isfinite(hi):
+                bad = bad | (F.col(c) > hi)
+            checks.append((F.col(c).isNotNull() & bad, c, F.lit(f"outside the physical range [{lo:g}, {hi:g}]")))
+    reason = F.lit(None).cast("string")
+    fld = F.lit(None).cast("string")
+    for cond, name, why in reversed(checks):
+        reason = F.when(cond, why).otherwise(reason)
+        fld = F.when(cond, F.lit(name)).otherwise(fld)
+    df = df.withColumn("_reason", reason).withColumn("_field", fld)
+    rejects = _collect_rejects(df, F.col("_reason"), F.col("_field"), F.lit(-1))
+    good = df.where(F.col("_reason").isNull())
+    if energy == "interval" and "e_kwh" in names and "e_int_kwh" not in names:
+        pass  # canonical e_kwh is a register whatever ``energy`` says (the schema defines it so)
+    return _select_fleet(good), rejects
+
+
+# ---------------------------------------------------------------------------------------- features
+
+
+def _local(col, tz: str):
+    F = _F()
+    return F.from_utc_timestamp(col, tz) if tz != "UTC" else col
+
+
+def _period_cols(local, period: str):
+    F = _F()
+    if period == "month":
+        start = F.date_trunc("month", local)
+        label = F.date_format(start, "yyyy-MM")
+    elif period == "week":
+        start = F.date_trunc("week", local)
+        label = F.date_format(start, "yyyy-MM-dd")
+    else:
+        start = F.date_trunc("day", local)
+        label = F.date_format(start, "yyyy-MM-dd")
+    return label, start
+
+
+def readings_spark(sdf, partitions: int | None = None):
+    """Spark twin of :func:`wattwatch.fleet.features.readings` (steps 1-2).
+
+    ``partitions``: how many meter groups the readings are shuffled into (default: the session's
+    ``spark.sql.shuffle.partitions``); :func:`partitions_for` sizes it from the input."""
+    from pyspark.sql import Window
+
+    F = _F()
+    df = _select_fleet(sdf).where(F.col("meter_id").isNotNull() & F.col("ts").isNotNull())
+    if partitions is None:
+        partitions = int(df.sparkSession.conf.get("spark.sql.shuffle.partitions"))
+    df = df.repartition(partitions, "meter_id")
+    num = [c for c in FLOAT_COLUMNS]
+    df = df.groupBy("meter_id", "ts").agg(*[F.avg(c).alias(c) for c in num], F.max("ts_end").alias("ts_end"),
+                                          F.max("panel_id").alias("panel_id"), F.max("town").alias("town"))
+    w = Window.partitionBy("meter_id").orderBy("ts")
+    wm = Window.partitionBy("meter_id")
+    t0 = F.unix_micros("ts")
+    df = df.withColumn("t0", t0)
+    nxt = F.lead("t0").over(w)
+    df = df.withColumn("step", (nxt - F.col("t0")).cast("double")).withColumn("reg_next", F.lead("e_kwh").over(w))
+    df = df.withColumn("med", F.floor(F.percentile(F.col("step"), F.lit(0.5)).over(wm)).cast("double"))
+    end = F.unix_micros("ts_end").cast("double")
+    has_end = F.col("ts_end").isNotNull() & (end > F.col("t0"))
+    dt = F.when(has_end, end - F.col("t0")).otherwise(
+        F.when(F.col("step").isNull(), F.col("med")).otherwise(F.least("step", "med")))
+    df = df.withColumn("dt", F.when(dt > 0, dt))
+    dt_h = F.col("dt") / F.lit(float(HOUR_US))
+    pe = F.col("p_kw") * dt_h
+    diff = F.col("reg_next") - F.col("e_kwh")
+    adjacent = F.col("step").isNotNull() & (F.col("step") == F.col("dt"))
+    consistent = adjacent & (diff >= 0) & (F.col("p_kw").isNull() | (F.abs(diff - pe) <= F.lit(REGISTER_TOLERANCE) * F.abs(pe) + F.lit(REGISTER_DIGIT_KWH)))
+    consistent = F.coalesce(consistent, F.lit(False))
+    e = F.when(F.col("e_int_kwh").isNotNull(), F.col("e_int_kwh")).when(consistent, diff).otherwise(pe)
+    df = df.withColumn("e", F.when(F.col("dt").isNotNull(), e))
+    return df.select("meter_id", "panel_id", "town", "t0", "dt", "e", "p_kw", "q_kvar", "pf", "p_l1_kw", "p_l2_kw",
+                     "p_l3_kw", "i_l1_a", "i_l2_a", "i_l3_a")
+
+
+def hourly_spark(r):
+    """Spark twin of :func:`wattwatch.fleet.features.hourly_table`: ``meter_id, h, e_kwh, cover_us``."""
+    F = _F()
+    H = F.lit(HOUR_US)
+    ok = r.where(F.col("e").isNotNull() & F.col("dt").isNotNull()).select(
+        "meter_id", "t0", F.col("dt").cast("long").alias("dtl"), "e")
+    h0 = F.expr(f"t0 div {HOUR_US}")
+    h1 = F.expr(f"(t0 + dtl - 1) div {HOUR_US}")
+    x = ok.select("meter_id", "t0", "dtl", "e", F.explode(F.sequence(h0, h1)).alias("h"))
+    ov = F.least(F.col("t0") + F.col("dtl"), (F.col("h") + 1) * H) - F.greatest(F.col("t0"), F.col("h") * H)
+    x = x.select("meter_id", "h", (F.col("e") * ov / F.col("dtl")).alias("ep"), ov.alias("ov"))
+    return x.groupBy("meter_id", "h").agg(F.sum("ep").alias("e_kwh"), F.sum("ov").alias("cover_us"))
+
+
+def pod_periods_spark(sdf, period: str = "month", *, tz: str = "UTC", min_coverage: float = 0.8, min_peers: int = 5,
+                      panels: pd.DataFrame | None = None, hourly: str = "balance",
+                      partitions: int | None = None) -> FleetFeatures:
+    """Features per POD and period from a Spark fleet frame; the same numbers as
+    :func:`wattwatch.fleet.features.pod_periods` (to floating-point summation order).
+
+    ``hourly="balance"`` (default here) collects the hourly energy only of panels with a panel
+    meter (what the energy balance needs; a country's full hourly table stays in Spark), ``"all"``
+    collects every meter's.
+    """
+    from pyspark import StorageLevel
+
+    F = _F()
+    _check(period, tz)
+    r = readings_spark(sdf, partitions).persist(StorageLevel.DISK_ONLY)
+    hr = hourly_spark(r).persist(StorageLevel.DISK_ONLY)
+    try:
+        # reading-level sums per POD-period (one job), with the span and the meters' groups
+        loc = _local(F.timestamp_micros("t0"), tz)
+        label, _ = _period_cols(loc, period)
+        w = F.col("dt") / F.lit(float(HOUR_US))
+        has_p = F.col("p_l1_kw").isNotNull() | F.col("p_l2_kw").isNotNull() | F.col("p_l3_kw").isNotNull()
+        terms = []
+        for k in (1, 2, 3):
+            xk = F.when(has_p, F.col(f"p_l{k}_kw")).otherwise(F.col(f"i_l{k}_a"))
+            terms.append(F.sum(F.abs(F.coalesce(xk, F.lit(0.0))) * F.coalesce(w, F.lit(0.0))).alias(f"ph{k}"))
+        both = F.col("q_kvar").isNotNull() & F.col("p_kw").isNotNull() & w.isNotNull()
+        rs = (r.withColumn("period", label)
+              .groupBy(F.col("meter_id").alias("pod_id"), "period")
+              .agg(F.count(F.lit(1)).alias("n_readings"), *terms,
+                   F.sum(F.when(both, F.abs("q_kvar") * w).otherwise(F.lit(0.0))).alias("q_abs"),
+                   F.sum(F.when(both, F.abs("p_kw") * w).otherwise(F.lit(0.0))).alias("p_abs"),
+                   F.percentile(F.abs("pf"), F.array(F.lit(0.1), F.lit(0.5))).alias("pfq"),
+                   F.min("t0").alias("t_first"), F.max(F.col("t0") + F.coalesce(F.col("dt"), F.lit(0.0))).alias("t_last"),
+                   F.max("panel_id").alias("panel_id"), F.max("town").alias("town"))
+              .toPandas())
+        # hourly-based sums per POD-period (one job) and the daily regression sums (one job)
+        hl = _local(F.timestamp_micros(F.col("h") * F.lit(HOUR_US)), tz)
+        hlabel, hstart = _period_cols(hl, period)
+        cov_h = F.col("cover_us") / F.lit(float(HOUR_US))
+        cov_c = F.least(cov_h, F.lit(1.0))
+        night = F.hour(hl).isin(list(NIGHT_HOURS))
+        weekend = F.dayofweek(hl).isin([1, 7])
+        hmax = F.when(cov_h >= MIN_HOUR_COVER, F.col("e_kwh") / F.when(cov_h > 0, cov_h))
+        hx = hr.select(F.col("meter_id").alias("pod_id"), hlabel.alias("period"), F.col("e_kwh").alias("e"),
+                       cov_c.alias("cov"), cov_h.alias("raw"), night.alias("night"), weekend.alias("we"), hmax.alias("hmax"),
+                       F.datediff(F.to_date(hl), F.to_date(hstart)).alias("d"))
+        agg = (hx.groupBy("pod_id", "period")
+               .agg(F.sum("e").alias("e_sum"), F.sum("cov").alias("cov_sum"), F.sum("raw").alias("cov_raw"),
+                    F.sum(F.when(F.col("night"), F.col("e")).otherwise(F.lit(0.0))).alias("e_n"),
+                    F.sum(F.when(F.col("night"), F.col("raw")).otherwise(F.lit(0.0))).alias("c_n"),
+                    F.sum(F.when(F.col("we"), F.col("e")).otherwise(F.lit(0.0))).alias("e_we"),
+                    F.sum(F.when(F.col("we"), F.col("raw")).otherwise(F.lit(0.0))).alias("c_we"),
+                    F.max("hmax").alias("p_max_kw"))
+               .toPandas())
+        days = (hx.groupBy("pod_id", "period", "d").agg(F.sum("e").alias("e"), F.sum("raw").alias("c"))
+                .where(F.col("c") >= MIN_DAY_COVER_H)
+                .select("pod_id", "period", F.col("d").cast("double").alias("x"), (F.col("e") / F.col("c")).alias("y")))
+        reg = (days.groupBy("pod_id", "period")
+               .agg(F.count(F.lit(1)).alias("n_d"), F.sum("x").alias("sx"), F.sum("y").alias("sy"),
+                    F.sum(F.col("x") * F.col("y")).alias("sxy"), F.sum(F.col("x") * F.col("x")).alias("sxx"))
+               .toPandas())
+        meters = meters_of(rs, "pod_id")
+        pan = panel_meters(meters, panels)
+        if len(agg):
+            first = int(rs["t_first"].min())
+            last = int(np.nanmax(rs["t_last"].to_numpy()))
+            spans = span_hours(first, last, period, tz)
+        else:
+            spans = pd.DataFrame({"period": pd.Series([], dtype=object), "period_hours": [], "period_start": [],
+                                  "full_hours": []})
+        pfq = pd.DataFrame({"pod_id": rs["pod_id"], "period": rs["period"],
+                            "pf_q10": [np.nan if v is None else float(v[0]) for v in rs["pfq"]],
+                            "pf_q50": [np.nan if v is None else float(v[1]) for v in rs["pfq"]]})
+        rsum = rs[["pod_id", "period", "n_readings", "ph1", "ph2", "ph3", "q_abs", "p_abs"]].copy()
+        for d in (agg, reg, rsum, pfq):
+            d["pod_id"] = d["pod_id"].astype("string")
+        parts = Partials(agg=agg, reg=reg, rsum=rsum, pfq=pfq.dropna(subset=["pf_q10", "pf_q50"], how="all"),
+                         spans=spans, meters=meters, panels=pan)
+        feats, excluded, notes = finish(parts, period, min_coverage=min_coverage, min_peers=min_peers)
+        # the hourly table: all meters, or only what the energy balance needs
+        hsel = hr
+        if hourly == "balance":
+            keep_panels = sorted(set(pan["panel_id"].astype(str)))
+            keep_meters = sorted(set(pan["meter_id"].astype(str)) | set(
+                meters.loc[meters["panel_id"].isin(keep_panels), "meter_id"].astype(str)))
+            hsel = hr.where(F.col("meter_id").isin(keep_meters)) if keep_meters else None
+        if hsel is None:
+            hp = pd.DataFrame({"meter_id": pd.Series([], dtype="string"), "h": pd.Series([], dtype="int64"),
+                               "e_kwh": pd.Series([], dtype="float64"), "cover_us": pd.Series([], dtype="int64")})
+        else:
+            hp = hsel.toPandas()
+        from wattwatch.fleet.features import _hourly_out
+
+        hourly_out = _hourly_out(hp, meters, pan, "all")
+        return FleetFeatures(feats, hourly_out, excluded, pan, period, notes)
+    finally:
+        hr.unpersist()
+        r.unpersist()
+
+
+__all__ = ["read_fleet_spark", "pod_periods_spark", "readings_spark", "hourly_spark", "is_remote", "parse_times_col"]

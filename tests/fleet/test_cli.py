@@ -1,0 +1,78 @@
+"""``wattwatch fleet`` and ``api.fleet``: outputs, errors naming files, and local == Spark."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from tests.fleet.fleetdata import messy_fleet, write_urban
+from wattwatch import api
+from wattwatch.app.cli import app
+from wattwatch.errors import InputError
+from wattwatch.fleet.features import FEATURES
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def pell(tmp_path_factory):
+    """Five PODs (15 min .. 1 day, interval records, a register, single-phase) and a panel meter as
+    SCPS JSON (watts, UTC+1), 5 days; the 1-minute POD is left out to keep the files small."""
+    d = tmp_path_factory.mktemp("pell")
+    f = messy_fleet(seed=2, days=5, n=6)
+    f = f[f["meter_id"] != "POD00"]
+    write_urban(f[f["meter_id"] != "POD05"], d / "pell.json", watts=True)
+    write_urban(f[f["meter_id"] == "POD05"], d / "pod05.jsonl", jsonl=True, lines_per_doc=40)
+    return d
+
+
+def test_fleet_command_writes_the_table_the_excluded_list_and_a_summary(pell, tmp_path):
+    out = tmp_path / "fleet.parquet"
+    res = runner.invoke(app, ["fleet", str(pell / "pell.json"), str(pell / "pod05.jsonl"), "--period", "day",
+                              "--tz", "Europe/Rome", "--min-peers", "2", "--out", str(out),
+                              "--rejects", str(tmp_path / "rej.csv")])
+    assert res.exit_code == 0, res.output
+    table = pd.read_parquet(out)
+    assert set(FEATURES) <= set(table.columns)
+    assert {"POD01", "POD03", "POD05"} <= set(table["pod_id"])
+    excluded = pd.read_csv(tmp_path / "fleet.excluded.csv")
+    assert "QE0" in set(excluded["pod_id"])  # the panel meter, listed and not scored
+    summary = json.loads((tmp_path / "fleet.json").read_text())
+    assert summary["pods_scored"] == table["pod_id"].nunique() and summary["period"] == "day"
+    assert "POD(s) scored" in res.output
+
+
+def test_fleet_command_errors_name_the_file(pell, tmp_path):
+    res = runner.invoke(app, ["fleet", str(tmp_path / "missing.json"), "--out", str(tmp_path / "f.parquet")])
+    assert res.exit_code == 2 and "missing.json: no such file" in res.output
+    res = runner.invoke(app, ["fleet", str(pell / "pell.json"), "--period", "year", "--out", str(tmp_path / "f.parquet")])
+    assert res.exit_code == 2 and "--period must be one of month, week, day" in res.output
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"UrbanDataset": {"values": {"line": [')
+    res = runner.invoke(app, ["fleet", str(bad), "--out", str(tmp_path / "f.parquet")])
+    assert res.exit_code == 2 and "bad.json: not valid JSON" in res.output
+    res = runner.invoke(app, ["fleet", str(pell / "pell.json"), "--out", str(pell / "pell.json")])
+    assert res.exit_code == 2 and not (tmp_path / "f.parquet").exists()
+    with pytest.raises(InputError, match="no POD has complete data"):
+        api.fleet([pell / "pod05.jsonl"], period="day", min_coverage=1.01)
+
+
+def test_local_and_spark_engines_give_the_same_fleet_table(tmp_path, spark):
+    """Canonical Parquet (the Spark JSON reader has its own test in test_readers; JSON in Spark
+    costs a few extra jobs, and the project's Spark tests share a 3-minute budget)."""
+    f = messy_fleet(seed=3, days=5, n=6)
+    f = f[f["meter_id"] != "POD00"]
+    path = tmp_path / "fleet.parquet"
+    f.to_parquet(path, index=False)
+    a = api.fleet([path], period="day", tz="Europe/Rome", min_peers=2, out=tmp_path / "local.parquet")
+    b = api.fleet([str(path)], period="day", engine="spark", tz="Europe/Rome", min_peers=2,
+                  out=tmp_path / "spark.parquet")
+    ta, tb = pd.read_parquet(tmp_path / "local.parquet"), pd.read_parquet(tmp_path / "spark.parquet")
+    assert len(ta) > 0 and list(ta["pod_id"]) == list(tb["pod_id"]) and list(ta["period"]) == list(tb["period"])
+    for c in FEATURES:
+        np.testing.assert_allclose(ta[c].to_numpy(float), tb[c].to_numpy(float), rtol=1e-6, atol=1e-9, err_msg=c)
+    pd.testing.assert_frame_equal(a.features.excluded, b.features.excluded)

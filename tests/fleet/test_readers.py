@@ -1,0 +1,124 @@
+"""Fleet readers: the nested SCPS UrbanDataset and flat PODID JSON, units, time zones, rejects,
+ordinary telemetry files, and Spark's JSON reader giving the same frame."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.fleet.fleetdata import write_urban
+from wattwatch.errors import InputError
+from wattwatch.fleet.readers import FLEET_COLUMNS, read_fleet, read_fleet_json
+
+
+def urban(lines, defs=None, tz="UTC+1"):
+    return {"UrbanDataset": {"specification": {"properties": {"propertyDefinition": defs or []}},
+                             "context": {"timeZone": tz}, "values": {"line": lines}}}
+
+
+def line(i, start, end, **props):
+    return {"id": i, "period": {"start_ts": start, "end_ts": end},
+            "property": [{"name": k, "val": v} for k, v in props.items()]}
+
+
+@pytest.fixture
+def nested(tmp_path):
+    doc = urban([
+        line(1, "2025-01-01T00:00:00", "2025-01-01T01:00:00", PODID="IT001", ElectricPanelID="QE7", TownCode="058091",
+             Phase1ActivePower="840", Phase2ActivePower="500", Phase1ApparentPower="1.0", Phase2ApparentPower="0.6",
+             Phase1Voltage="230.5", Line1Current="3.6", TotalActiveEnergy="1.34", TotalReactiveEnergy="0.2"),
+        line(2, "2025-01-01T01:00:00", "2025-01-01T02:00:00", PODID="IT001", Phase1ActivePower="abc"),
+        line(3, "2025-01-01T02:00:00", "2025-01-01T03:00:00", Phase1ActivePower="1"),
+        line(4, "2025-01-01T03:00:00", "2025-01-01T02:00:00", PODID="IT001"),
+        line(5, "2025-01-01T04:00:00Z", "2025-01-01T05:00:00Z", PODID="IT001", Phase1Voltage="-5"),
+        line(6, "2025/01/01 05:00:00", None, PODID="IT002", Phase1ActivePower="2000", Phase1PowerFactor="0.9"),
+    ], defs=[{"propertyName": f"Phase{k}ActivePower", "unitOfMeasure": "watt"} for k in (1, 2, 3)])
+    path = tmp_path / "pell.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_nested_layout_units_time_zone_and_mapping(nested):
+    got = read_fleet_json(nested)
+    f = got.frame
+    assert list(f.columns) == list(FLEET_COLUMNS)
+    assert list(f["meter_id"]) == ["IT001", "IT002"]
+    a = f.iloc[0]
+    assert a["ts"] == pd.Timestamp("2024-12-31 23:00", tz="UTC")  # local UTC+1 -> UTC
+    assert a["ts_end"] == pd.Timestamp("2025-01-01 00:00", tz="UTC")
+    assert (a["panel_id"], a["town"]) == ("QE7", "058091")
+    assert a["p_l1_kw"] == pytest.approx(0.84) and a["p_l2_kw"] == pytest.approx(0.5)  # watts declared
+    assert a["p_kw"] == pytest.approx(1.34)  # sum of the phases
+    assert a["s_kva"] == pytest.approx(1.6) and a["pf"] == pytest.approx(1.34 / 1.6)
+    assert (a["v_l1_v"], a["i_l1_a"]) == (230.5, 3.6)
+    assert a["e_int_kwh"] == pytest.approx(1.34) and np.isnan(a["e_kwh"])
+    assert a["q_int_kvarh"] == pytest.approx(0.2)
+    b = f.iloc[1]
+    assert b["ts"] == pd.Timestamp("2025-01-01 04:00", tz="UTC") and pd.isna(b["ts_end"])
+    assert b["p_kw"] == pytest.approx(2.0) and b["pf"] == pytest.approx(0.9)  # no apparent power: the phase pf
+
+
+def test_bad_records_are_rejected_with_file_record_and_field(nested):
+    rej = {(r[1], r[2]): r[3] for r in read_fleet_json(nested).rejects}
+    assert all(r[0] == str(nested) for r in read_fleet_json(nested).rejects)
+    assert rej == {(2, "Phase1ActivePower"): "not a number", (3, "PODID"): "no POD id",
+                   (4, "end_ts"): "end_ts not after start_ts", (5, "Phase1Voltage"): "outside the physical range [0, 50000]"}
+
+
+def test_register_energy_and_unknown_units(tmp_path, nested):
+    got = read_fleet_json(nested, energy="register")
+    assert got.frame["e_kwh"].iloc[0] == pytest.approx(1.34) and got.frame["e_int_kwh"].isna().all()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(urban([], defs=[{"propertyName": "Phase1ActivePower", "unitOfMeasure": "volt"}])))
+    with pytest.raises(InputError, match=r"bad\.json: Phase1ActivePower: unitOfMeasure 'volt' is a unit of voltage"):
+        read_fleet_json(bad)
+    tzbad = tmp_path / "tz.json"
+    tzbad.write_text(json.dumps(urban([], tz="Mars/Olympus")))
+    with pytest.raises(InputError, match="tz.json.*timeZone"):
+        read_fleet_json(tzbad)
+
+
+def test_flat_records_and_json_lines(tmp_path):
+    flat = tmp_path / "flat.json"
+    flat.write_text(json.dumps([
+        {"PODID": "A", "start_ts": "2025-01-01T00:00:00Z", "end_ts": "2025-01-01T00:15:00Z", "Phase1ActivePower": 1.5,
+         "TotalActivePower": 9.0, "height": 7.5},
+        {"PODID": "A", "start_ts": "2025-01-01T00:15:00Z", "TotalActivePower": 2.0}]))
+    f = read_fleet([flat]).frame
+    assert list(f["p_kw"]) == [1.5, 2.0]  # the phase sum wins; the total when no phase is given
+    assert f["height_m"].iloc[0] == 7.5
+    rows = pd.DataFrame({"meter_id": "B", "ts": pd.date_range("2025-01-01", periods=6, freq="h", tz="UTC"),
+                         "p_l1_kw": np.arange(6.0)})
+    jl = tmp_path / "docs.jsonl"
+    write_urban(rows, jl, jsonl=True, lines_per_doc=4)
+    g = read_fleet([jl]).frame
+    assert len(g) == 6 and list(g["p_kw"]) == list(np.arange(6.0))
+    assert (g["ts"] == rows["ts"]).all()
+
+
+def test_ordinary_telemetry_files_keep_panel_and_town(tmp_path):
+    csv = tmp_path / "meters.csv"
+    pd.DataFrame({"meter_id": ["M1", "M1", "M2"], "ts": ["2025-01-01T00:00:00Z", "2025-01-01T01:00:00Z", "not a time"],
+                  "p_kw": [1.0, 2.0, 3.0], "panel_id": ["QE1", "QE1", "QE2"], "town": ["T", "T", "T"]}).to_csv(csv, index=False)
+    got = read_fleet([csv])
+    assert list(got.frame["meter_id"]) == ["M1", "M1"] and list(got.frame["panel_id"]) == ["QE1", "QE1"]
+    assert len(got.rejects) == 1 and got.rejects[0][0] == str(csv) and got.rejects[0][2] == "ts"
+    with pytest.raises(InputError, match="nope.json: no such file"):
+        read_fleet([tmp_path / "nope.json"])
+
+
+def test_spark_reads_the_same_frame_and_rejects(spark, nested, tmp_path):
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    sdf, rejects, _ = read_fleet_spark(spark, [str(nested)])
+    got = sdf.toPandas().sort_values(["meter_id", "ts"]).reset_index(drop=True)
+    for c in ("ts", "ts_end"):  # Spark hands timestamps back naive, in its session zone (UTC)
+        got[c] = pd.to_datetime(got[c]).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
+    want = read_fleet_json(nested).frame
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    norm = lambda rs: sorted((r[1], r[2], r[3]) for r in rs)  # noqa: E731
+    assert norm(rejects) == norm(read_fleet_json(nested).rejects)
+    assert all(r[0].endswith("pell.json") for r in rejects)
