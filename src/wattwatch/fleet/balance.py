@@ -67,9 +67,16 @@ class BalanceResult:
     notes: list = field(default_factory=list)
 
 
-def _period(ts: pd.Series, period: str) -> pd.Series:
-    freq = PERIOD_FREQ.get(period, period)
-    return ts.dt.tz_convert("UTC").dt.tz_localize(None).dt.to_period(freq).astype(str)
+def _period(ts: pd.Series, period: str, tz: str = "UTC") -> pd.Series:
+    """The period label of each hour, as the feature table labels it (``fleet.features.period_of``:
+    month ``YYYY-MM``, week and day ``YYYY-MM-DD``) in the run's time zone; another pandas period
+    alias gives pandas' own label."""
+    local = ts.dt.tz_convert(tz).dt.tz_localize(None)
+    if period in ("month", "week", "day"):
+        from wattwatch.fleet.features import period_of
+
+        return period_of(local, period)[0]
+    return local.dt.to_period(PERIOD_FREQ.get(period, period)).astype(str)
 
 
 def _utc(s: pd.Series) -> pd.Series:
@@ -80,7 +87,7 @@ def _utc(s: pd.Series) -> pd.Series:
 def energy_balance(hourly: pd.DataFrame, panels: pd.DataFrame | None, period: str = "month", *,
                    baseline_days: int = 28, before_days: int = 28, k: float | None = None, h: float = 8.0,
                    min_share: float = 0.005, min_coverage: float = 0.9, explain_rounds: int = 5,
-                   seasonal: bool = False) -> BalanceResult:
+                   seasonal: bool = False, tz: str = "UTC") -> BalanceResult:
     """Balance every panel meter against its PODs; find persistent losses and rank the PODs.
 
     Parameters
@@ -93,7 +100,8 @@ def energy_balance(hourly: pd.DataFrame, panels: pd.DataFrame | None, period: st
         naming the panel meters among ``hourly``'s rows (``FleetFeatures.panels``); None: the rows
         with ``is_panel`` true, else those whose ``pod_id`` equals their ``panel_id``.
     period : str
-        "month", "week", "day" (or a pandas period alias) for the per-period table.
+        "month", "week", "day" (or a pandas period alias) for the per-period table, taken in ``tz``
+        and labelled as the feature table labels its periods.
     baseline_days, before_days : int
         Days that train the technical-loss allowance; days before a loss's start that give each
         POD's expected energy.
@@ -241,7 +249,7 @@ def energy_balance(hourly: pd.DataFrame, panels: pd.DataFrame | None, period: st
         coef.rename(columns={"a": "a_kwh", "c": "c_per_kwh"}))
 
     # Per panel and period.
-    hb["period"] = _period(hb["hour"], period)
+    hb["period"] = _period(hb["hour"], period, tz)
     per = hb.groupby(["panel_id", "period"], as_index=False).agg(
         panel_kwh=("panel_kwh", "sum"), pods_kwh=("pods_kwh", "sum"), loss_kwh=("loss_kwh", "sum"),
         tech_kwh=("tech_kwh", "sum"), unexplained_kwh=("unexplained_kwh", "sum"), valid_hours=("hour", "size"),

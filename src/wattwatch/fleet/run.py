@@ -1,9 +1,10 @@
 """``wattwatch fleet``: read, features per POD and period, cross-meter scores, energy balance, write.
 
 One function, :func:`run_fleet`, does the whole run for the CLI and ``api.fleet``. The models and
-the energy balance are called at one seam each (``_score`` and ``_balance``) when their modules
-(``wattwatch.fleet.models``, ``wattwatch.fleet.balance``) are present; without them the run writes
-the features and the excluded list and says what it skipped.
+the energy balance (``wattwatch.fleet.models``, ``wattwatch.fleet.balance``) run on the driver on
+both engines, on the feature table and the hourly energy table (small next to the readings), so the
+local and Spark engines give the same scores whenever they give the same features. The balance
+labels its periods as the features do, in the run's time zone.
 
 Outputs, next to ``out`` (``fleet.parquet``):
 
@@ -19,7 +20,6 @@ Outputs, next to ``out`` (``fleet.parquet``):
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -64,18 +64,6 @@ class FleetRun:
     readings: int | None = None
     notes: list = field(default_factory=list)
     seconds: dict = field(default_factory=dict)
-
-
-def _optional(module: str):
-    """``wattwatch.fleet.<module>`` or None when that module is not in this build (an ImportError
-    from inside it is a real error and propagates)."""
-    name = f"wattwatch.fleet.{module}"
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name == name:
-            return None
-        raise
 
 
 def siblings(out: Path) -> dict[str, Path]:
@@ -164,7 +152,7 @@ def run_fleet(paths: Sequence[str | Path] | str | Path, *, period: str = "month"
             table = ff.features.merge(run.scores.table, on=["pod_id", "period"], how="left", suffixes=("", "_score"))
         secs["models"] = time.perf_counter() - t
         t = time.perf_counter()
-        run.balance = _balance(ff, period, stage, notes)
+        run.balance = _balance(ff, period, tz, stage, notes)
         secs["balance"] = time.perf_counter() - t
     run.table = table
     if out_paths is not None:
@@ -174,24 +162,20 @@ def run_fleet(paths: Sequence[str | Path] | str | Path, *, period: str = "month"
 
 
 def _score(ff: FleetFeatures, seed: int, stage, notes: list):
-    models = _optional("models")
-    if models is None:
-        notes.append("cross-meter models not in this build (wattwatch.fleet.models): features only")
-        return None
+    from wattwatch.fleet import models
+
     stage(f"scoring {len(ff.features):,} POD-periods (PCA, Isolation Forest, LOF)", None)
     return models.score(ff.features, seed=seed)
 
 
-def _balance(ff: FleetFeatures, period: str, stage, notes: list):
-    balance = _optional("balance")
-    if balance is None:
-        notes.append("energy balance not in this build (wattwatch.fleet.balance)")
-        return None
+def _balance(ff: FleetFeatures, period: str, tz: str, stage, notes: list):
+    from wattwatch.fleet import balance
+
     if ff.panels.empty:
         notes.append("energy balance skipped: no panel meter (a meter whose id is its panel_id, or --panels)")
         return None
     stage(f"energy balance of {ff.panels['panel_id'].nunique()} panel(s)", None)
-    return balance.energy_balance(ff.hourly, ff.panels, period)
+    return balance.energy_balance(ff.hourly, ff.panels, period, tz=tz)
 
 
 def _panels(panels) -> pd.DataFrame | None:
