@@ -111,9 +111,9 @@ def test_readings_malformed_messages_and_mapping_through_a_real_broker(mqtt_brok
 
 
 def test_broker_restart_loses_nothing(tmp_path):
-    # Run as root, mosquitto drops to the `mosquitto` user and can then neither write its log nor
-    # persist sessions in a folder root made: it keeps root here so that sessions survive the restart.
-    broker = Mosquitto(free_port(), tmp_path / "broker", extra="user root\n" if os.geteuid() == 0 else "").start()
+    # Mosquitto keeps the user that started it (tests/support/services.py), so sessions persisted in
+    # the test's folder survive the restart.
+    broker = Mosquitto(free_port(), tmp_path / "broker").start()
     try:
         base = f"r{uuid.uuid4().hex[:8]}"
         src = MqttSource("meters", host=broker.host, port=broker.port, topics=[f"{base}/#"], meter="topic:1",

@@ -49,7 +49,7 @@ class Mosquitto:
         conf = self.folder / "mosquitto.conf"
         # Started as root, mosquitto drops to the `mosquitto` user and can no longer write its log
         # or persist sessions in the test's root-owned folder: stay the user that started it.
-        user = "user root\n" if os.geteuid() == 0 else ""
+        user = "user root\n" if os.geteuid() == 0 and "user " not in self.extra else ""
         conf.write_text(user +
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
             f"persistence_location {self.folder}/\nautosave_interval 1\n"
