@@ -30,6 +30,7 @@ import pandas as pd
 
 from wattwatch.errors import InputError
 from wattwatch.fleet.features import FleetFeatures
+from wattwatch.jsonsafe import finite
 
 ENGINES = ("local", "spark")
 
@@ -223,24 +224,9 @@ def _write(run: FleetRun, paths: dict[str, Path], period: str, engine: str, mast
     if run.scores is not None:
         summary["chosen"] = getattr(run.scores, "chosen", None)
         summary["silhouette"] = getattr(run.scores, "silhouette", None)
-    paths["summary"].write_text(json.dumps(_finite(summary), default=str, indent=1, allow_nan=False) + "\n")
+    paths["summary"].write_text(json.dumps(finite(summary), default=str, indent=1, allow_nan=False) + "\n")
     written["summary"] = str(paths["summary"])
     return written
-
-
-def _finite(x):
-    """JSON has no NaN: non-finite floats become null."""
-    import math
-
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {str(k): _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    if hasattr(x, "item") and getattr(x, "ndim", 1) == 0:
-        return _finite(x.item())
-    return x
 
 
 __all__ = ["run_fleet", "FleetRun", "siblings", "ENGINES"]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from wattwatch.codes import SEVERITY_POLICY
 from wattwatch.report.data import ReportData
+from wattwatch.jsonsafe import finite
 
 _PKG = files("wattwatch.report")
 
@@ -34,18 +35,6 @@ def _plotly_b64() -> str:
     return base64.b64encode(_PKG.joinpath("plotly-cartesian.min.js.gz").read_bytes()).decode("ascii")
 
 
-def _finite(x):
-    if isinstance(x, float):
-        return x if x == x and x not in (float("inf"), float("-inf")) else None
-    if isinstance(x, dict):
-        return {str(k): _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    if hasattr(x, "item") and getattr(x, "ndim", 1) == 0:
-        return _finite(x.item())
-    return x
-
-
 def document(data: ReportData, title: str = "wattwatch report", evaluation: dict | None = None,
              summary: dict | None = None) -> dict:
     """The JSON document the page is built from."""
@@ -54,7 +43,7 @@ def document(data: ReportData, title: str = "wattwatch report", evaluation: dict
         by_meter.setdefault(a["meter_id"], []).append(i)
     ov = data.overview()
     codes = sorted({a["code"] for a in data.alerts})
-    return _finite({
+    return finite({
         "title": title,
         "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "period": [data.period[0].isoformat().replace("+00:00", "Z"), data.period[1].isoformat().replace("+00:00", "Z")],
