@@ -380,16 +380,25 @@ def _convert(wide: pd.DataFrame, factors: dict[str, float]) -> pd.DataFrame:
     return wide
 
 
+class _Flags:
+    """Why each row is rejected and which field says so: the first reason a row gets stands."""
+
+    def __init__(self, index: pd.Index):
+        self.index = index
+        self.reason = pd.Series(pd.NA, index=index, dtype="string")
+        self.field = pd.Series(pd.NA, index=index, dtype="string")
+
+    def flag(self, mask, name, why) -> None:
+        mask = pd.Series(mask, index=self.index).fillna(False).astype(bool) & self.reason.isna()
+        self.reason[mask] = why
+        self.field[mask] = name
+
+
 def _flatten(raw: pd.DataFrame, file: str, energy: str) -> FleetInput:
     """Raw wide records (source field names, values as parsed) -> fleet frame + rejects."""
     n = len(raw)
-    reason = pd.Series(pd.NA, index=raw.index, dtype="string")
-    fld = pd.Series(pd.NA, index=raw.index, dtype="string")
-
-    def flag(mask, name, why):
-        mask = pd.Series(mask, index=raw.index).fillna(False).astype(bool) & reason.isna()
-        reason[mask] = why
-        fld[mask] = name
+    flags = _Flags(raw.index)
+    reason, fld, flag = flags.reason, flags.field, flags.flag
 
     if "_bad" in raw.columns:
         flag(raw["_bad"].notna(), "", raw["_bad"].astype("string"))
@@ -553,13 +562,8 @@ def read_canonical(p: Path) -> FleetInput:
         if c in raw.columns:
             g = raw[c].astype("string")
             out[c] = g.mask(g == "")
-    reason = pd.Series(pd.NA, index=raw.index, dtype="string")
-    fld = pd.Series(pd.NA, index=raw.index, dtype="string")
-
-    def flag(mask, name, why):
-        mask = pd.Series(mask, index=raw.index).fillna(False).astype(bool) & reason.isna()
-        reason[mask] = why
-        fld[mask] = name
+    flags = _Flags(raw.index)
+    reason, fld, flag = flags.reason, flags.field, flags.flag
 
     flag(out["meter_id"].isna(), "meter_id", "no meter id")
     flag(out["ts"].isna(), "ts", "missing or unreadable timestamp")
