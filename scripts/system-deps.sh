@@ -6,7 +6,9 @@ set -euo pipefail
 # chromium: the HTML report's browser tests (tests/report)
 # openjdk-17-jre-headless: Spark (fleet --engine spark, detect --engine spark)
 # mosquitto: the MQTT broker the grid agents, edge reports and live monitoring talk through
-PACKAGES=(chromium openjdk-17-jre-headless mosquitto)
+# influxdb (1.x, InfluxQL on 8086): live monitoring's time-series sink; tests start their own influxd
+# snmpd, snmp: the SNMPv3 agent and client tools live monitoring's PDU/UPS tests run against
+PACKAGES=(chromium openjdk-17-jre-headless mosquitto influxdb snmpd snmp)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
