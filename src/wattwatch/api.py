@@ -1019,6 +1019,7 @@ class Site:
     stream: Any
     detector_config: dict
     path: Path | None = None
+    outputs: list = field(default_factory=list)   # [[sinks]] (and actions): see wattwatch.sinks
 
 
 def load_site(config: str | Path | dict) -> Site:
@@ -1028,6 +1029,7 @@ def load_site(config: str | Path | dict) -> Site:
     config file. Raises ConfigError naming the file and key."""
     import tomllib
 
+    from wattwatch import sinks
     from wattwatch import sources as src
     from wattwatch.detect.registry import check_config
     from wattwatch.runners.stream import StreamConfig
@@ -1075,8 +1077,22 @@ def load_site(config: str | Path | dict) -> Site:
             raise ConfigError(f"{where}: two sources are named {s.name!r}; names must be unique")
         names.add(s.name)
         built.append(s)
+    outputs = []
+    for table, registry in (("sinks", None),):
+        specs = doc.pop(table, [])
+        if not isinstance(specs, list):
+            raise ConfigError(f"{where}: {table} must be [[{table}]] tables")
+        for k, spec in enumerate(specs):
+            try:
+                o = sinks.build(spec, f"{where}: [[{table}]] #{k + 1}", root, registry)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            if o.name in names:
+                raise ConfigError(f"{where}: two sources/outputs are named {o.name!r}; names must be unique")
+            names.add(o.name)
+            outputs.append(o)
     check_config(doc, where)
-    return Site(built, store_path, stream, doc, None if root is None else Path(config))
+    return Site(built, store_path, stream, doc, None if root is None else Path(config), outputs)
 
 
 @dataclass
@@ -1091,6 +1107,7 @@ class Watch:
     sources: list
     resumed: bool = False
     seconds: float = 0.0
+    outputs: list = field(default_factory=list)   # per sink/action: its counters
 
 
 def watch(config: str | Path | dict | Site, *, stop=None, until_done: bool = False, on_step=None,
@@ -1153,7 +1170,7 @@ def watch(config: str | Path | dict | Site, *, stop=None, until_done: bool = Fal
                         await asyncio.sleep(0.05)
                 watcher = asyncio.create_task(relay())
             try:
-                await live.run(engine, site.sources, ev, flush_at_end=until_done,
+                await live.run(engine, site.sources, ev, flush_at_end=until_done, outputs=site.outputs,
                                on_step=(lambda rep, b: on_step(engine, rep, b)) if on_step else None)
             finally:
                 if watcher:
@@ -1163,7 +1180,8 @@ def watch(config: str | Path | dict | Site, *, stop=None, until_done: bool = Fal
 
         asyncio.run(main())
         return Watch(dict(engine.counters), list(engine.alerts.values()), set(engine.open_ids), list(engine.notices),
-                     [s.view() for s in site.sources], engine.resumed, time.perf_counter() - t0)
+                     [s.view() for s in site.sources], engine.resumed, time.perf_counter() - t0,
+                     [o.view() for o in site.outputs])
     finally:
         store.close()
 

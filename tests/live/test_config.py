@@ -14,7 +14,9 @@ GOOD_MQTT = '[[sources]]\ntype = "mqtt"\nname = "m"\ntopics = ["a/#"]\nmeter = "
 
 @pytest.mark.parametrize("text, says", [
     ("", "at least one [[sources]]"),
-    ('[[sources]]\ntype = "modbus"\n', "type must be one of replay, mqtt"),
+    ('[[sources]]\ntype = "pigeon"\n', "type must be one of replay, mqtt"),
+    (GOOD_MQTT + '[[sinks]]\ntype = "pigeon"\n', "[[sinks]] #1: type must be one of"),
+    ('sinks = 3\n' + GOOD_MQTT, "sinks must be [[sinks]] tables"),
     ('[[sources]]\ntype = "replay"\n', "path (the telemetry file to replay) is required"),
     ('[[sources]]\ntype = "replay"\npath = "nope.csv"\n', "no such file"),
     ('[[sources]]\ntype = "mqtt"\ntopics = ["a"]\nmeter = "level2"\n', "meter must look like 'topic:N'"),

@@ -372,10 +372,15 @@ class Inbox:
 
 
 async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_s: float = 1.0,
-              on_step=None, flush_at_end: bool = False) -> None:
+              on_step=None, flush_at_end: bool = False, outputs=()) -> None:
     """Run ``sources`` into ``engine`` until ``stop`` is set (or, with ``flush_at_end``, until every
     source is done: then every pending reading is judged as final). ``on_step(report, batches)``
-    is called after each step (for the console and the benchmark)."""
+    is called after each step (for the console and the benchmark). ``outputs``
+    (:class:`wattwatch.sinks.Output`) get each step's committed readings and alert changes after
+    the store has them, and are closed at the end."""
+    from wattwatch.sinks import deliver
+
+    outputs = list(outputs)
     for s in sources:
         if s.name in engine.sources:
             s.restore(engine.sources[s.name])
@@ -383,6 +388,7 @@ async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_
     tasks = {asyncio.create_task(_guard(s, inbox, stop), name=f"source:{s.name}"): s for s in sources}
     # What the store already holds beyond the checkpoint (a restart) is judged first.
     rep = await asyncio.to_thread(engine.step)
+    deliver(outputs, "alerts", rep, engine)
     if on_step:
         on_step(rep, [])
     try:
@@ -394,7 +400,7 @@ async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_
                     pass
             batches = inbox.take()
             everything_done = all(s.done for s in sources) and not inbox.items
-            rep = await asyncio.to_thread(_work, engine, batches, sources)
+            rep = await asyncio.to_thread(_work, engine, batches, sources, outputs)
             if on_step:
                 on_step(rep, batches)
             if stop.is_set() and not inbox.items:
@@ -402,6 +408,7 @@ async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_
             if everything_done and all(t.done() for t in tasks):
                 if flush_at_end:
                     rep = await asyncio.to_thread(engine.flush)
+                    deliver(outputs, "alerts", rep, engine)
                     if on_step:
                         on_step(rep, [])
                 break
@@ -416,6 +423,7 @@ async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_
             except Exception as exc:  # noqa: BLE001
                 log.warning("%s: close failed: %s", s.name, exc)
         await asyncio.to_thread(engine.checkpoint, {s.name: s.position() for s in sources})
+        await asyncio.to_thread(deliver, outputs, "close")
 
 
 async def _guard(source, inbox: Inbox, stop: asyncio.Event) -> None:
@@ -430,7 +438,9 @@ async def _guard(source, inbox: Inbox, stop: asyncio.Event) -> None:
         log.error("%s: stopped: %s: %s", source.name, type(exc).__name__, exc)
 
 
-def _work(engine: StreamEngine, batches: list, sources: list) -> StepReport:
+def _work(engine: StreamEngine, batches: list, sources: list, outputs=()) -> StepReport:
+    from wattwatch.sinks import deliver
+
     by = {s.name: s for s in sources}
     n = 0
     if batches:
@@ -439,12 +449,14 @@ def _work(engine: StreamEngine, batches: list, sources: list) -> StepReport:
             frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
             n = len(frame)
             engine.add(frame, source="+".join(sorted({b.source for b in batches})))
+            deliver(outputs, "readings", frame)
         for b in batches:  # the readings are in the store: the sources may forget them
             s = by.get(b.source)
             if s is not None:
                 s.committed(b.token)
     rep = engine.step()
     rep.readings = n
+    deliver(outputs, "alerts", rep, engine)
     if engine.due():
         engine.checkpoint({s.name: s.position() for s in sources})
     return rep

@@ -1,12 +1,22 @@
-"""Live inputs for ``wattwatch watch``: see :mod:`wattwatch.sources.base` for the interface."""
+"""Live inputs for ``wattwatch watch``: see :mod:`wattwatch.sources.base` for the interface.
+
+A kind is registered in :data:`KINDS` as ``"module:function"``; the function takes
+``(name, spec, root)`` — the ``[[sources]]`` table without ``type`` and ``name``, and the config
+file's folder for relative paths — and returns a :class:`Source` (ValueError naming the key).
+"""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from wattwatch.sources.base import Batch, Poller, Source
 
-KINDS = ("replay", "mqtt")
+# type -> "module:function(name, spec, root) -> Source"
+KINDS: dict[str, str] = {
+    "replay": "wattwatch.sources.replay:from_spec",
+    "mqtt": "wattwatch.sources.mqtt:from_spec",
+}
 
 
 def build(spec: dict, where: str = "[[sources]]", root: Path | None = None) -> Source:
@@ -20,37 +30,24 @@ def build(spec: dict, where: str = "[[sources]]", root: Path | None = None) -> S
         raise ValueError(f"{where}: type must be one of {', '.join(KINDS)}, got {kind!r}")
     if not isinstance(name, str) or not name:
         raise ValueError(f"{where}: name must be text")
+    module, func = KINDS[kind].split(":")
     try:
-        if kind == "replay":
-            from wattwatch.sources.replay import ReplaySource
-
-            path = spec.pop("path", None)
-            if not isinstance(path, str):
-                raise ValueError("path (the telemetry file to replay) is required")
-            p = Path(path)
-            if root is not None and not p.is_absolute():
-                p = root / p
-            if not p.exists():
-                raise ValueError(f"path {p}: no such file")
-            _only(spec, {"speed", "cycle_s", "mapping"})
-            mapping = spec.get("mapping")
-            if mapping and root is not None and not Path(mapping).is_absolute():
-                mapping = str(root / mapping)
-            return ReplaySource(name, p, speed=float(spec.get("speed", 0.0)), cycle_s=spec.get("cycle_s"),
-                                mapping=mapping)
-        from wattwatch.sources.mqtt import MqttSource
-
-        _only(spec, {"host", "port", "topics", "qos", "meter", "meters", "fields", "scale", "client_id", "username",
-                     "password", "batch_s", "keepalive"})
-        return MqttSource(name, **spec)
+        return getattr(importlib.import_module(module), func)(name, spec, root)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{where} {name!r}: {exc}") from None
 
 
-def _only(spec: dict, keys: set) -> None:
+def only(spec: dict, keys: set) -> None:
+    """ValueError when ``spec`` has a key outside ``keys``."""
     unknown = set(spec) - keys
     if unknown:
         raise ValueError(f"unknown key(s) {sorted(unknown)}; known: {', '.join(sorted(keys))}")
 
 
-__all__ = ["Batch", "Poller", "Source", "build", "KINDS"]
+def resolve(path: str, root: Path | None) -> Path:
+    """``path`` relative to the config file's folder (``root``) unless absolute."""
+    p = Path(path)
+    return root / p if root is not None and not p.is_absolute() else p
+
+
+__all__ = ["Batch", "Poller", "Source", "build", "KINDS", "only", "resolve"]

@@ -236,3 +236,12 @@ class MqttSource(Source):
             c.loop_stop()
             self._client = None
         self.status = "closed"
+
+
+def from_spec(name: str, spec: dict, root=None) -> MqttSource:
+    """An MQTT source from its ``[[sources]]`` table."""
+    from wattwatch.sources import only
+
+    only(spec, {"host", "port", "topics", "qos", "meter", "meters", "fields", "scale", "client_id", "username",
+                "password", "batch_s", "keepalive"})
+    return MqttSource(name, **spec)

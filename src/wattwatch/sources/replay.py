@@ -71,3 +71,20 @@ class ReplaySource(Poller):
         self.upto = int(self._t[j - 1])
         self.status = f"at {pd.Timestamp(self.upto, unit='us', tz='UTC'):%Y-%m-%d %H:%M}"
         return self.frame.iloc[i:j]
+
+
+def from_spec(name: str, spec: dict, root=None) -> ReplaySource:
+    """A replay source from its ``[[sources]]`` table (``path``, ``speed``, ``cycle_s``, ``mapping``)."""
+    from wattwatch.sources import only, resolve
+
+    path = spec.get("path")
+    if not isinstance(path, str):
+        raise ValueError("path (the telemetry file to replay) is required")
+    p = resolve(path, root)
+    if not p.exists():
+        raise ValueError(f"path {p}: no such file")
+    only(spec, {"path", "speed", "cycle_s", "mapping"})
+    mapping = spec.get("mapping")
+    if mapping:
+        mapping = str(resolve(mapping, root))
+    return ReplaySource(name, p, speed=float(spec.get("speed", 0.0)), cycle_s=spec.get("cycle_s"), mapping=mapping)
