@@ -1012,6 +1012,51 @@ def alerts_list(db: Path = DB_OPTION, status: str = typer.Option("open", "--stat
     console.print(table)
 
 
+@alerts_app.command("show")
+def alerts_show(alert_id: str = typer.Argument(..., help="Alert id (or a unique prefix)."), db: Path = DB_OPTION,
+                as_json: bool = typer.Option(False, "--json")) -> None:
+    """One alert: its fields, status, and every action taken for it (`[[actions]]` of `watch`)
+    with its outcome."""
+    from wattwatch.actions.base import actions_for
+    from wattwatch.alerts import store as alert_store
+    from wattwatch.alerts.model import iso, record
+
+    if not alert_id.strip():
+        _fail("give an alert id (or a unique prefix of one); `wattwatch alerts list` shows them")
+    store = _open_store(db, must_exist=True)
+    try:
+        try:
+            row = alert_store.find(store.con, alert_id)
+        except KeyError as exc:
+            _fail(str(exc.args[0]))
+        acts = actions_for(store.con, row["id"])
+    finally:
+        store.close()
+    rec = record(row)
+    taken = [{"action": r["action"], "kind": r["kind"], "event": r["event"], "at": iso(r["done_at"]),
+              "dry_run": bool(r["dry_run"]), "outcome": r["outcome"], "detail": r["detail"],
+              "attempts": None if r["attempts"] != r["attempts"] else int(r["attempts"]),
+              "ms": None if r["ms"] != r["ms"] else float(r["ms"])} for r in acts.to_dict("records")]
+    if as_json:
+        print(_json({**rec, "actions": taken}))
+        return
+    table = Table("field", "value", title=f"alert {escape(_one_line(rec['id']))}", show_header=False)
+    for k in ("meter_id", "code", "severity", "score", "start", "end", "status", "detector", "message", "action", "note"):
+        v = rec.get(k)
+        if v is not None and v != "":
+            table.add_row(k, escape(_one_line(f"{v:.2f}" if k == "score" else v)))
+    console.print(table)
+    if not taken:
+        console.print("no action taken for this alert")
+        return
+    t = Table("at", "action", "kind", "event", "dry run", "outcome", "attempts", "ms", "detail", title="actions")
+    for r in taken:
+        t.add_row(*(escape(_one_line(r[k])) for k in ("at", "action", "kind", "event")), "yes" if r["dry_run"] else "no",
+                  escape(_one_line(r["outcome"])), str(r["attempts"]), "" if r["ms"] is None else f"{r['ms']:.0f}",
+                  escape(_one_line(r["detail"] or ""))[:200])
+    console.print(t)
+
+
 def _set_status(alert_id: str, status: str, db: Path, note: Optional[str]) -> None:
     from wattwatch.alerts import store as alert_store
 
