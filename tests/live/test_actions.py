@@ -308,7 +308,8 @@ def test_webhook_gives_up_after_its_retries_and_does_not_retry_a_4xx(tmp_path):
     h.close()
     hook = Hook(fail=99, code=403)
     spec["url"] = hook.url
-    h = Harness(tmp_path, {"actions": [spec]})
+    (tmp_path / "b").mkdir()
+    h = Harness(tmp_path / "b", {"actions": [spec]})
     h.opened(a)
     log = h.log(a)
     hook.stop()
