@@ -448,3 +448,71 @@ def test_a_slow_action_does_not_stall_the_engine_and_a_full_queue_drops_logged(t
     # one running, two queued, the other two dropped (and logged as such)
     assert out.count("dropped") >= 1 and out.count("ok") >= 2 and len(out) == 5
     h.close()
+
+
+# ------------------------------------------------------------------------------------ end to end
+
+
+def test_watch_replay_with_a_fault_acts_and_logs_every_action_with_its_alert(tmp_path):
+    """``api.watch`` on a replayed fleet with injected faults: the alerts it opens trigger a
+    command (real), a webhook (real, signed) and a Modbus write left in dry run; every action
+    is in ``actions_log`` with its alert id, and ``wattwatch alerts show`` lists them."""
+    from typer.testing import CliRunner
+
+    from wattwatch.app.cli import app
+    from wattwatch.sim import SimConfig, simulate
+
+    simulate(SimConfig(meters=3, days=2.0, step="15min", seed=5, fault_share=1.0, profile_days=1.0), tmp_path)
+    got = tmp_path / "got.jsonl"
+    exe = _script(tmp_path, f"import sys\nopen({str(got)!r}, 'a').write(sys.stdin.read() + '\\n')\n")
+    hook = Hook()
+    cfg = tmp_path / "site.toml"
+    cfg.write_text(
+        '[store]\npath = "s.duckdb"\n[[sources]]\ntype = "replay"\npath = "telemetry.parquet"\ncycle_s = 900\n'
+        '[engine]\nprofile_days = 1.0\n'
+        '[meter_tags]\n"*" = ["site-a"]\n'
+        f'[[actions]]\ntype = "command"\nname = "script"\nargv = ["{exe}", "{{id}}"]\ndry_run = false\n'
+        'on = ["opened", "ended"]\nmatch = { tags = ["site-a"] }\n'
+        f'[[actions]]\ntype = "webhook"\nname = "ops"\nurl = "{hook.url}"\nsecret_env = "WW_E2E_SECRET"\n'
+        'dry_run = false\nmatch = { min_severity = "warning" }\n'
+        '[[actions]]\ntype = "modbus_write"\nname = "shed"\nhost = "127.0.0.1"\nport = 1\ntarget = "coil"\n'
+        'address = 3\nvalue = false\nallow = [{ device_id = 1, target = "coil", address = 3, values = [false] }]\n')
+    os.environ["WW_E2E_SECRET"] = "k"
+    try:
+        site = api.load_site(cfg)
+    finally:
+        del os.environ["WW_E2E_SECRET"]
+    res = api.watch(site, until_done=True)
+    hook.stop()
+    with Store(tmp_path / "s.duckdb", read_only=True) as s:
+        alerts = s.con.execute("SELECT id, severity FROM alerts").df()
+        log = s.con.execute("SELECT * FROM actions_log").df()
+    ids = set(alerts["id"])
+    assert ids and set(log["alert_id"]) <= ids
+    script = log[log["action"] == "script"]
+    # every alert opened once -> one run each; those that ended, one more
+    opened = script[script["event"] == "opened"]
+    assert set(opened["alert_id"]) == ids and len(opened) == len(ids)
+    assert (script["outcome"] == "ok").all() and not script["dry_run"].any()
+    assert len(got.read_text().splitlines()) == len(script)
+    warn = set(alerts[alerts["severity"].isin(["warning", "critical"])]["id"])
+    ops = log[log["action"] == "ops"]
+    assert warn and set(ops["alert_id"]) == warn and (ops["outcome"] == "ok").all()
+    assert len(hook.got) == len(ops)
+    for headers, body, _ in hook.got:
+        assert headers["X-Wattwatch-Signature"] == "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
+    shed = log[log["action"] == "shed"]
+    assert set(shed["alert_id"]) == ids and shed["dry_run"].all() and (shed["outcome"] == "ok").all()
+    views = {v["name"]: v for v in res.outputs}
+    assert views["script"]["ok"] == len(script) and views["shed"]["status"] == "dry run"
+    # the alert's actions, from the command line
+    aid = sorted(warn)[0]
+    r = CliRunner().invoke(app, ["alerts", "show", aid[:10], "--db", str(tmp_path / "s.duckdb"), "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["id"] == aid and {a["action"] for a in doc["actions"]} >= {"script", "ops", "shed"}
+    assert all(a["outcome"] == "ok" for a in doc["actions"])
+    r = CliRunner().invoke(app, ["alerts", "show", aid, "--db", str(tmp_path / "s.duckdb")])
+    assert r.exit_code == 0 and "dry run: would write coil 3" in r.stdout.replace("\n", "")
+    r = CliRunner().invoke(app, ["alerts", "show", "zzzz", "--db", str(tmp_path / "s.duckdb")])
+    assert r.exit_code == 2 and "no alert 'zzzz'" in r.output

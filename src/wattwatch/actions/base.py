@@ -38,7 +38,7 @@ from wattwatch.alerts.model import Alert, log_safe
 from wattwatch.codes import SEVERITIES
 from wattwatch.sinks import Output
 
-log = logging.getLogger("wattwatch.actions")
+log = logging.getLogger("wattwatch.watch.actions")
 
 EVENTS = ("opened", "updated", "ended")
 OUTCOMES = ("ok", "refused", "failed", "rate_limited", "dropped")

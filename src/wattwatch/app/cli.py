@@ -1049,12 +1049,13 @@ def alerts_show(alert_id: str = typer.Argument(..., help="Alert id (or a unique 
     if not taken:
         console.print("no action taken for this alert")
         return
-    t = Table("at", "action", "kind", "event", "dry run", "outcome", "attempts", "ms", "detail", title="actions")
+    # One line per action (the detail is what one reads: a table would cut it).
+    console.print(f"actions ({len(taken)}):")
     for r in taken:
-        t.add_row(*(escape(_one_line(r[k])) for k in ("at", "action", "kind", "event")), "yes" if r["dry_run"] else "no",
-                  escape(_one_line(r["outcome"])), str(r["attempts"]), "" if r["ms"] is None else f"{r['ms']:.0f}",
-                  escape(_one_line(r["detail"] or ""))[:200])
-    console.print(t)
+        how = f"{r['attempts']} attempt(s)" + ("" if r["ms"] is None else f", {r['ms']:.0f} ms")
+        line = (f"{r['at']} {r['action']} ({r['kind']}) {r['event']}: {r['outcome']}"
+                + (" [dry run]" if r["dry_run"] else "") + f" [{how}] {r['detail'] or ''}")
+        console.print("  " + escape(_one_line(line)), highlight=False, soft_wrap=True)
 
 
 def _set_status(alert_id: str, status: str, db: Path, note: Optional[str]) -> None:
@@ -1319,6 +1320,10 @@ def watch(
     for v in result.sources:
         print(_one_line(f"source {v['name']}: {v['status']}, " + ", ".join(
             f"{k} {int(v[k]):,}" for k in sorted(v) if k not in ("name", "kind", "status", "p50_ms"))), flush=True)
+    for v in result.outputs:
+        print(_one_line(f"{v['kind']} {v['name']}: {v['status']}" + "".join(
+            f", {k} {v[k]:,}" for k in sorted(v) if k not in ("name", "kind", "status") and isinstance(v[k], int))),
+            flush=True)
 
 
 @bench_app.command("stream")
