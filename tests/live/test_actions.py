@@ -516,3 +516,33 @@ def test_watch_replay_with_a_fault_acts_and_logs_every_action_with_its_alert(tmp
     assert r.exit_code == 0 and "dry run: would write coil 3" in r.stdout.replace("\n", "")
     r = CliRunner().invoke(app, ["alerts", "show", "zzzz", "--db", str(tmp_path / "s.duckdb")])
     assert r.exit_code == 2 and "no alert 'zzzz'" in r.output
+
+
+def test_meter_tags_mistake_names_file_and_key(tmp_path):
+    cfg = tmp_path / "site.toml"
+    cfg.write_text(f'[meter_tags]\n"pdu-*" = 3\n[[sources]]\ntype = "replay"\npath = "{_REPLAY}"\n')
+    with pytest.raises(ConfigError, match=r"site\.toml: \[meter_tags\]: 'pdu-\*'"):
+        api.load_site(cfg)
+
+
+def test_alerts_show_prints_hostile_text_as_text_and_never_creates_a_store(tmp_path):
+    from typer.testing import CliRunner
+
+    from wattwatch.actions.base import ensure_log
+    from wattwatch.alerts import store as alert_store
+    from wattwatch.app.cli import app
+
+    db = tmp_path / "s.duckdb"
+    a = _alert(meter="[red]M\x1b[2J")
+    with Store(db) as s:
+        alert_store.upsert(s.con, [a])
+        ensure_log(s.con)
+        s.con.execute("INSERT INTO actions_log VALUES (?, 'x', 'command', 'opened', now(), false, 'failed', ?, 1, 3.0, "
+                      "?, ?)", [a.id, "exit 1; stderr: [bold]boom\nfake line\x1b[31m", a.meter_id, a.code])
+    r = CliRunner().invoke(app, ["alerts", "show", a.id, "--db", str(db)])
+    assert r.exit_code == 0, r.output
+    out = r.stdout
+    assert "[bold]boom\\nfake line\\x1b[31m" in out and "\x1b" not in out and "[red]M\\x1b[2J" in out
+    typo = tmp_path / "typo.duckdb"
+    r = CliRunner().invoke(app, ["alerts", "show", a.id, "--db", str(typo)])
+    assert r.exit_code == 2 and "no such store" in r.output and not typo.exists()
