@@ -546,3 +546,26 @@ def test_alerts_show_prints_hostile_text_as_text_and_never_creates_a_store(tmp_p
     typo = tmp_path / "typo.duckdb"
     r = CliRunner().invoke(app, ["alerts", "show", a.id, "--db", str(typo)])
     assert r.exit_code == 2 and "no such store" in r.output and not typo.exists()
+
+
+def test_a_watcher_killed_before_its_checkpoint_does_not_act_twice(tmp_path):
+    """The alerts a restarted watcher finds again (killed after acting, before checkpointing: here
+    the checkpoint is dropped) are the same ids; the actions already taken are not taken again."""
+    from wattwatch.sim import SimConfig, simulate
+
+    simulate(SimConfig(meters=2, days=2.0, step="15min", seed=5, fault_share=1.0, profile_days=1.0), tmp_path)
+    got = tmp_path / "got.txt"
+    exe = _script(tmp_path, f"import sys\nsys.stdin.read()\nopen({str(got)!r}, 'a').write(sys.argv[1] + '\\n')\n")
+    cfg = tmp_path / "site.toml"
+    cfg.write_text('[store]\npath = "s.duckdb"\n[[sources]]\ntype = "replay"\npath = "telemetry.parquet"\n'
+                   'cycle_s = 900\n[engine]\nprofile_days = 1.0\n'
+                   f'[[actions]]\ntype = "command"\nargv = ["{exe}", "{{id}}"]\ndry_run = false\n')
+    api.watch(cfg, until_done=True)
+    first = got.read_text().splitlines()
+    assert first and len(first) == len(set(first))
+    with Store(tmp_path / "s.duckdb") as s:
+        s.con.execute("DELETE FROM stream_checkpoint")
+    res = api.watch(cfg, until_done=True)
+    assert not res.resumed and {a.id for a in res.alerts} >= set(first)   # found again, as new
+    assert got.read_text().splitlines() == first                           # but not acted on again
+    assert res.outputs[0]["already_done"] == len(first)
