@@ -291,6 +291,11 @@ def test_webhook_is_signed_and_retried_with_backoff_after_500s(tmp_path):
         assert headers["X-Wattwatch-Timestamp"].isdigit()
         doc = json.loads(body)
         assert doc["event"] == "opened" and doc["alert"]["id"] == a.id and doc["alert"]["meter_id"] == "pdu-1"
+    assert len({body for _, body, _ in hook.got}) == 1       # a retry is the same message, same signature
+    import pandas as pd
+
+    sent = pd.Timestamp(json.loads(hook.got[0][1])["sent_at"]).timestamp()
+    assert int(hook.got[0][0]["X-Wattwatch-Timestamp"]) == int(sent)
     assert "s3cr3t" not in "".join(log["detail"])
     h.close()
 

@@ -399,9 +399,11 @@ class Action(Output):
                               [a.id, self.name, self.kind, ev, self.dry_run, outcome, detail[:2000], attempts,
                                round(ms, 3), a.meter_id, a.code])
 
-    def payload(self, a: Alert, event: str) -> bytes:
-        """The JSON every kind sends: the event, this action, when, and the alert (strict JSON)."""
-        doc = {"event": event, "action": self.name, "sent_at": pd.Timestamp.now(tz="UTC").isoformat(),
+    def payload(self, a: Alert, event: str, now: float | None = None) -> bytes:
+        """The JSON every kind sends: the event, this action, when (``now``, Unix seconds), and the
+        alert (strict JSON)."""
+        t = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now, unit="s", tz="UTC")
+        doc = {"event": event, "action": self.name, "sent_at": t.isoformat(timespec="milliseconds"),
                "dry_run": self.dry_run, "alert": json.loads(a.to_json())}
         return json.dumps(doc, ensure_ascii=False, allow_nan=False).encode()
 

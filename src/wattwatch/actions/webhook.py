@@ -13,6 +13,7 @@ Every request carries ``Content-Type: application/json``, ``X-Wattwatch-Timestam
 seconds; the body's ``sent_at`` is the same instant and is covered by the signature) and, with
 ``secret_env``, ``X-Wattwatch-Signature: sha256=<hex HMAC-SHA256 of the exact body bytes>``: the
 receiver recomputes it over the raw body with the shared secret and compares in constant time.
+A retry sends the same body, timestamp and signature (a receiver can de-duplicate on them).
 The secret must be set when the config is read (otherwise the config is refused), and is never
 logged. Redirects are not followed (a redirect is a failed delivery: the URL in the config is the
 only place the alert goes). Only ``http`` and ``https`` URLs.
@@ -75,8 +76,9 @@ class WebhookAction(Action):
     def perform(self, alert, event: str, dry_run: bool) -> Result:
         if dry_run:
             return Result("ok", f"dry run: would POST to {self.url}", 0)
-        body = self.payload(alert, event)
-        ts = str(int(time.time()))
+        now = time.time()
+        body = self.payload(alert, event, now)
+        ts = str(int(now))
         headers = {**self.headers, "Content-Type": "application/json", "X-Wattwatch-Timestamp": ts,
                    "User-Agent": "wattwatch"}
         if self.secret is not None:
