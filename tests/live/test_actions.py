@@ -574,3 +574,25 @@ def test_a_watcher_killed_before_its_checkpoint_does_not_act_twice(tmp_path):
     assert not res.resumed and {a.id for a in res.alerts} >= set(first)   # found again, as new
     assert got.read_text().splitlines() == first                           # but not acted on again
     assert res.outputs[0]["already_done"] == len(first)
+
+
+def test_the_live_view_shows_what_actions_did(tmp_path):
+    from collections import Counter
+
+    from rich.console import Console
+
+    from wattwatch.app.watchview import render
+
+    exe = _script(tmp_path, "import sys\nsys.stdin.read()\n")
+    h = Harness(tmp_path, {"actions": [{"type": "command", "name": "[b]page", "argv": [exe], "dry_run": False,
+                                        "rate_limit": {"per_meter": 1}}]})
+    h.opened(_alert(), _alert(start="2026-01-01T01:00:00.000Z"))
+    h.log()
+    eng = SimpleNamespace(counters=Counter(), open_ids=set(), alerts={})
+    con = Console(width=200, record=True)
+    con.print(render(eng, [], h.actions))
+    text = con.export_text()
+    h.close()
+    assert "sinks and actions" in text and "[b]page" in text and "rate_limited" in text
+    row = next(line for line in text.splitlines() if "[b]page" in line)
+    assert row.split("│")[1:] and "command" in row and " 1 " in row

@@ -1309,7 +1309,7 @@ def watch(
             with Live(console=console, refresh_per_second=2, transient=False) as live:
                 def on_step(engine, rep, batches):
                     holder["e"] = engine
-                    live.update(render(engine, site.sources))
+                    live.update(render(engine, site.sources, site.outputs))
                 result = api.watch(site, until_done=until_done, on_step=on_step)
         else:
             result = api.watch(site, until_done=until_done, on_step=lines)
