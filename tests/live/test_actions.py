@@ -596,3 +596,59 @@ def test_the_live_view_shows_what_actions_did(tmp_path):
     assert "sinks and actions" in text and "[b]page" in text and "rate_limited" in text
     row = next(line for line in text.splitlines() if "[b]page" in line)
     assert row.split("│")[1:] and "command" in row and " 1 " in row
+
+
+def _self_signed(folder):
+    """A CA-less self-signed certificate for 127.0.0.1 (PEM cert, PEM key)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    c, k = folder / "cert.pem", folder / "key.pem"
+    c.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    k.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()))
+    return c, k
+
+
+def test_webhook_over_https_verifies_the_certificate(tmp_path):
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    hook = Hook()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    hook.server.socket = ctx.wrap_socket(hook.server.socket, server_side=True)
+    url = hook.url.replace("http://", "https://")
+    spec = {"type": "webhook", "name": "tls", "url": url, "dry_run": False, "retries": 2, "backoff_s": 0.01}
+    (tmp_path / "a").mkdir()
+    h = Harness(tmp_path / "a", {"actions": [spec]})      # the system's CAs only: refused, not retried
+    a = _alert()
+    h.opened(a)
+    log = h.log(a)
+    h.close()
+    assert list(log["outcome"]) == ["failed"] and "CERTIFICATE_VERIFY_FAILED" in log["detail"].iat[0]
+    assert "not retried" in log["detail"].iat[0] and hook.got == []
+    (tmp_path / "b").mkdir()
+    h = Harness(tmp_path / "b", {"actions": [{**spec, "ca_file": str(cert)}]})
+    h.opened(a)
+    log = h.log(a)
+    h.close()
+    hook.stop()
+    assert list(log["outcome"]) == ["ok"] and len(hook.got) == 1
+    with pytest.raises(ConfigError, match="ca_file"):
+        api.load_site({"sources": [{"type": "replay", "path": str(_REPLAY)}],
+                       "actions": [{**spec, "ca_file": str(tmp_path / "none.pem")}]})

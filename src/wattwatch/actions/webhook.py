@@ -8,6 +8,7 @@ Keys (besides the common ones of :mod:`wattwatch.actions.base`)::
     retries = 3            # attempts after the first, on 5xx, 408, 429, timeouts, refused connections
     backoff_s = 0.5        # wait before retry k: backoff_s * 2**(k-1)
     headers = { "X-Site" = "plant-2" }
+    ca_file = "ops-ca.pem"  # https: trust this CA (PEM; relative to the config file) besides the system's
 
 Every request carries ``Content-Type: application/json``, ``X-Wattwatch-Timestamp`` (Unix
 seconds; the body's ``sent_at`` is the same instant and is covered by the signature) and, with
@@ -16,7 +17,9 @@ receiver recomputes it over the raw body with the shared secret and compares in 
 A retry sends the same body, timestamp and signature (a receiver can de-duplicate on them).
 The secret must be set when the config is read (otherwise the config is refused), and is never
 logged. Redirects are not followed (a redirect is a failed delivery: the URL in the config is the
-only place the alert goes). Only ``http`` and ``https`` URLs.
+only place the alert goes). Only ``http`` and ``https`` URLs; certificates are verified (the
+system's CAs, plus ``ca_file``), and a certificate that does not verify is not retried. The
+environment's ``HTTPS_PROXY``/``NO_PROXY`` apply as for any urllib client.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -39,9 +43,6 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect, urllib.request.ProxyHandler({}))
-
-
 def sign(secret: bytes, body: bytes) -> str:
     """The ``X-Wattwatch-Signature`` header value of ``body``."""
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
@@ -52,7 +53,7 @@ class WebhookAction(Action):
 
     def __init__(self, name: str, spec: dict, root: Path | None):
         super().__init__(name, spec)
-        only(spec, COMMON | {"url", "secret_env", "timeout_s", "retries", "backoff_s", "headers"})
+        only(spec, COMMON | {"url", "secret_env", "timeout_s", "retries", "backoff_s", "headers", "ca_file"})
         self.url = text(spec, "url", required=True)
         scheme = self.url.split(":", 1)[0].lower()
         if scheme not in ("http", "https") or "://" not in self.url:
@@ -72,6 +73,17 @@ class WebhookAction(Action):
                                                     and "\r" not in k + v for k, v in headers.items()):
             raise ValueError("headers must be a table of NAME = \"text\" (one line each)")
         self.headers = headers
+        self.ssl = None
+        ca = text(spec, "ca_file")
+        if ca is not None:
+            if scheme != "https":
+                raise ValueError("ca_file is for https:// URLs")
+            p = Path(ca) if Path(ca).is_absolute() or root is None else root / ca
+            try:
+                self.ssl = ssl.create_default_context(cafile=str(p))
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"ca_file: {p}: not a readable PEM certificate file ({exc})") from None
+        self._opener = urllib.request.build_opener(_NoRedirect, urllib.request.HTTPSHandler(context=self.ssl))
 
     def perform(self, alert, event: str, dry_run: bool) -> Result:
         if dry_run:
@@ -89,7 +101,7 @@ class WebhookAction(Action):
                 time.sleep(self.backoff_s * 2 ** (attempt - 2))
             req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
             try:
-                with _OPENER.open(req, timeout=self.timeout_s) as r:
+                with self._opener.open(req, timeout=self.timeout_s) as r:
                     r.read(1 << 16)
                     return Result("ok", f"HTTP {r.status}", attempt)
             except urllib.error.HTTPError as exc:
@@ -100,6 +112,8 @@ class WebhookAction(Action):
             except (urllib.error.URLError, TimeoutError, OSError) as exc:
                 reason = getattr(exc, "reason", exc)
                 why = f"{type(reason).__name__}: {reason}"
+                if isinstance(reason, ssl.SSLCertVerificationError):   # trying again will not help
+                    return Result("failed", why + " (not retried)", attempt)
         return Result("failed", f"{why} after {self.retries + 1} attempt(s)", self.retries + 1)
 
 
