@@ -93,10 +93,11 @@ def _replay_file(tmp_path_factory):
 # ------------------------------------------------------------------------------------ modbus
 
 
-@pytest.fixture(scope="module")
-def modbus():
+@pytest.fixture(scope="module", params=["socket", "rtu"])
+def modbus(request):
     """A real pymodbus TCP server on 127.0.0.1 (unit 3: coils all on, holding registers 0), with
-    every request it receives recorded."""
+    every request it receives recorded; Modbus/TCP framing, then RTU frames over TCP (a gateway)."""
+    from pymodbus import FramerType
     from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, ModbusServerContext
     from pymodbus.server import ModbusTcpServer
 
@@ -116,7 +117,8 @@ def modbus():
     box = {}
 
     async def main():
-        box["server"] = ModbusTcpServer(ctx, address=("127.0.0.1", port), trace_pdu=trace)
+        box["server"] = ModbusTcpServer(ctx, address=("127.0.0.1", port), trace_pdu=trace,
+                                        framer=FramerType(request.param))
         await box["server"].serve_forever()
 
     def serve():
@@ -126,15 +128,16 @@ def modbus():
     t = threading.Thread(target=serve, daemon=True)
     t.start()
     wait_port(port)
-    yield SimpleNamespace(port=port, seen=seen)
+    yield SimpleNamespace(port=port, seen=seen, framing=request.param)
     asyncio.run_coroutine_threadsafe(box["server"].shutdown(), loop).result(10)
     t.join(10)
 
 
-def _read(port, target, address):
+def _read(modbus, target, address):
+    from pymodbus import FramerType
     from pymodbus.client import ModbusTcpClient
 
-    c = ModbusTcpClient("127.0.0.1", port=port, timeout=3)
+    c = ModbusTcpClient("127.0.0.1", port=modbus.port, timeout=3, framer=FramerType(modbus.framing))
     assert c.connect()
     try:
         if target == "coil":
@@ -147,8 +150,9 @@ def _read(port, target, address):
 WRITES = (5, 6, 15, 16)  # write coil / register / multiple coils / multiple registers
 
 
-def _shed(port, **kw):
-    spec = {"type": "modbus_write", "name": "shed", "host": "127.0.0.1", "port": port, "target": "coil",
+def _shed(port, framing="socket", **kw):
+    spec = {"type": "modbus_write", "name": "shed", "host": "127.0.0.1", "port": port, "framing": framing,
+            "target": "coil",
             "address": 7, "device_id": 3, "value": False, "dry_run": False, "timeout_s": 2, "retries": 1,
             "backoff_s": 0.05, "allow": [{"device_id": 3, "target": "coil", "address": 7, "values": [False, True]}]}
     spec.update(kw)
@@ -156,24 +160,24 @@ def _shed(port, **kw):
 
 
 def test_modbus_write_sheds_a_load_reads_it_back_and_logs_it(modbus, tmp_path):
-    assert _read(modbus.port, "coil", 7) is True
-    h = Harness(tmp_path, {"actions": [_shed(modbus.port, on=["opened", "ended"], ended_value=True)]})
+    assert _read(modbus, "coil", 7) is True
+    h = Harness(tmp_path, {"actions": [_shed(modbus.port, modbus.framing, on=["opened", "ended"], ended_value=True)]})
     a = _alert()
     h.opened(a)
     log = h.log(a)
     assert list(log["outcome"]) == ["ok"] and not log["dry_run"].iat[0]
     assert "read back False" in log["detail"].iat[0] and log["kind"].iat[0] == "modbus_write"
-    assert _read(modbus.port, "coil", 7) is False        # the load is shed on the device
+    assert _read(modbus, "coil", 7) is False        # the load is shed on the device
     h.ended(a)
     log = h.log(a)
     assert list(log["event"]) == ["opened", "ended"] and list(log["outcome"]) == ["ok", "ok"]
-    assert _read(modbus.port, "coil", 7) is True         # and restored when the alert ended
+    assert _read(modbus, "coil", 7) is True         # and restored when the alert ended
     h.close()
 
 
 def test_modbus_value_off_the_allow_list_is_refused_and_nothing_is_written(modbus, tmp_path):
     # Fan speed by severity: 60 % is allowed, 100 % is not (max 80).
-    spec = _shed(modbus.port, name="fan", target="holding", address=40, value={"warning": 60, "critical": 100},
+    spec = _shed(modbus.port, modbus.framing, name="fan", target="holding", address=40, value={"warning": 60, "critical": 100},
                  allow=[{"device_id": 3, "target": "holding", "address": 40, "min": 0, "max": 80}])
     h = Harness(tmp_path, {"actions": [spec]})
     before = len(modbus.seen)
@@ -182,15 +186,15 @@ def test_modbus_value_off_the_allow_list_is_refused_and_nothing_is_written(modbu
     log = h.log(a)
     assert list(log["outcome"]) == ["refused"] and "allow-list" in log["detail"].iat[0]
     assert not any(fc in WRITES for fc in modbus.seen[before:])   # no request reached the device
-    assert _read(modbus.port, "holding", 40) == 0
+    assert _read(modbus, "holding", 40) == 0
     w = _alert(severity="warning", start="2026-01-01T01:00:00.000Z")
     h.opened(w)
-    assert list(h.log(w)["outcome"]) == ["ok"] and _read(modbus.port, "holding", 40) == 60
+    assert list(h.log(w)["outcome"]) == ["ok"] and _read(modbus, "holding", 40) == 60
     h.close()
 
 
 def test_modbus_dry_run_by_default_writes_nothing(modbus, tmp_path):
-    spec = _shed(modbus.port, address=9, allow=[{"device_id": 3, "target": "coil", "address": 9, "values": [False]}])
+    spec = _shed(modbus.port, modbus.framing, address=9, allow=[{"device_id": 3, "target": "coil", "address": 9, "values": [False]}])
     del spec["dry_run"]
     h = Harness(tmp_path, {"actions": [spec]})
     before = len(modbus.seen)
@@ -199,7 +203,7 @@ def test_modbus_dry_run_by_default_writes_nothing(modbus, tmp_path):
     log = h.log(a)
     assert list(log["outcome"]) == ["ok"] and bool(log["dry_run"].iat[0])
     assert log["detail"].iat[0].startswith("dry run: would write coil 9 = False on device 3")
-    assert modbus.seen[before:] == [] and _read(modbus.port, "coil", 9) is True
+    assert modbus.seen[before:] == [] and _read(modbus, "coil", 9) is True
     h.close()
 
 
@@ -213,7 +217,7 @@ def test_modbus_device_down_fails_after_retries(tmp_path):
     h.close()
 
 
-def test_modbus_config_mistakes_name_file_and_key(tmp_path, modbus):
+def test_modbus_config_mistakes_name_file_and_key(tmp_path):
     cfg = tmp_path / "site.toml"
     base = f'[[sources]]\ntype = "replay"\npath = "{_REPLAY}"\n'
     cases = {

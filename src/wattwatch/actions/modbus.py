@@ -5,6 +5,8 @@ Keys (besides the common ones of :mod:`wattwatch.actions.base`)::
 
     host = "10.0.0.7"
     port = 502
+    framing = "socket"              # Modbus/TCP; "rtu": RTU frames over TCP (serial-to-Ethernet
+                                    # gateways, often port 2000)
     target = "coil"                 # or "holding" (a holding register, 0..65535)
     address = 16                    # 0-based protocol address
     device_id = 1                   # Modbus unit id (default 1) ...
@@ -90,10 +92,13 @@ class ModbusWriteAction(Action):
 
     def __init__(self, name: str, spec: dict, root: Path | None):
         super().__init__(name, spec)
-        only(spec, COMMON | {"host", "port", "target", "address", "device_id", "devices", "value", "ended_value",
+        only(spec, COMMON | {"host", "port", "framing", "target", "address", "device_id", "devices", "value", "ended_value",
                              "allow", "readback", "timeout_s", "retries", "backoff_s"})
         self.host = text(spec, "host", required=True)
         self.port = number(spec, "port", 502, 1, 65535, True)
+        self.framing = spec.get("framing", "socket")
+        if self.framing not in ("socket", "rtu"):
+            raise ValueError(f"framing must be socket (Modbus/TCP) or rtu (RTU over TCP), got {self.framing!r}")
         self.target = spec.get("target")
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
@@ -179,10 +184,11 @@ class ModbusWriteAction(Action):
         return Result("failed", f"{what}: {why} after {self.retries + 1} attempt(s)", self.retries + 1)
 
     async def _write(self, dev: int, v) -> str:
+        from pymodbus import FramerType
         from pymodbus.client import AsyncModbusTcpClient
 
-        client = AsyncModbusTcpClient(self.host, port=self.port, timeout=self.timeout_s, retries=0,
-                                      reconnect_delay=0)
+        client = AsyncModbusTcpClient(self.host, port=self.port, framer=FramerType(self.framing),
+                                      timeout=self.timeout_s, retries=0, reconnect_delay=0)
         try:
             if not await client.connect():
                 raise ConnectionError(f"cannot connect to {self.host}:{self.port}")
