@@ -177,7 +177,8 @@ def test_modbus_write_sheds_a_load_reads_it_back_and_logs_it(modbus, tmp_path):
 
 def test_modbus_value_off_the_allow_list_is_refused_and_nothing_is_written(modbus, tmp_path):
     # Fan speed by severity: 60 % is allowed, 100 % is not (max 80).
-    spec = _shed(modbus.port, modbus.framing, name="fan", target="holding", address=40, value={"warning": 60, "critical": 100},
+    spec = _shed(modbus.port, modbus.framing, name="fan", target="holding", address=40,
+                 value={"warning": 60, "critical": 100},
                  allow=[{"device_id": 3, "target": "holding", "address": 40, "min": 0, "max": 80}])
     h = Harness(tmp_path, {"actions": [spec]})
     before = len(modbus.seen)
@@ -194,7 +195,8 @@ def test_modbus_value_off_the_allow_list_is_refused_and_nothing_is_written(modbu
 
 
 def test_modbus_dry_run_by_default_writes_nothing(modbus, tmp_path):
-    spec = _shed(modbus.port, modbus.framing, address=9, allow=[{"device_id": 3, "target": "coil", "address": 9, "values": [False]}])
+    spec = _shed(modbus.port, modbus.framing, address=9,
+                 allow=[{"device_id": 3, "target": "coil", "address": 9, "values": [False]}])
     del spec["dry_run"]
     h = Harness(tmp_path, {"actions": [spec]})
     before = len(modbus.seen)

@@ -155,7 +155,8 @@ class Match:
                 raise ValueError(f"match.severity: {bad[0]!r} is not one of {', '.join(SEVERITIES)}")
         if "min_severity" in m:
             if m["min_severity"] not in SEVERITIES:
-                raise ValueError(f"match.min_severity must be one of {', '.join(SEVERITIES)}, got {m['min_severity']!r}")
+                raise ValueError(f"match.min_severity must be one of {', '.join(SEVERITIES)}, "
+                                 f"got {m['min_severity']!r}")
             out.min_severity = m["min_severity"]
         if "meter" in m:
             out.meters = texts(m["meter"], "match.meter")

@@ -92,8 +92,8 @@ class ModbusWriteAction(Action):
 
     def __init__(self, name: str, spec: dict, root: Path | None):
         super().__init__(name, spec)
-        only(spec, COMMON | {"host", "port", "framing", "target", "address", "device_id", "devices", "value", "ended_value",
-                             "allow", "readback", "timeout_s", "retries", "backoff_s"})
+        only(spec, COMMON | {"host", "port", "framing", "target", "address", "device_id", "devices", "value",
+                             "ended_value", "allow", "readback", "timeout_s", "retries", "backoff_s"})
         self.host = text(spec, "host", required=True)
         self.port = number(spec, "port", 502, 1, 65535, True)
         self.framing = spec.get("framing", "socket")
