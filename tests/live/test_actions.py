@@ -658,3 +658,21 @@ def test_webhook_over_https_verifies_the_certificate(tmp_path):
     with pytest.raises(ConfigError, match="ca_file"):
         api.load_site({"sources": [{"type": "replay", "path": str(_REPLAY)}],
                        "actions": [{**spec, "ca_file": str(tmp_path / "none.pem")}]})
+
+
+def test_updates_of_an_acknowledged_alert_do_not_act(tmp_path):
+    from wattwatch.alerts import store as alert_store
+
+    exe = _script(tmp_path, "import sys\nsys.stdin.read()\n")
+    h = Harness(tmp_path, {"actions": [{"type": "command", "argv": [exe], "dry_run": False, "on": ["updated"]}]})
+    a, b = _alert(), _alert(meter="pdu-2")
+    alert_store.upsert(h.store.con, [a, b])
+    alert_store.set_status(h.store.con, a.id, "acknowledged")
+    for x in (a, b):
+        h.engine.alerts[x.id] = x
+    for o in h.actions:
+        o.alerts(StepReport(alerts=[a, b]), h.engine)     # both grew; neither is new
+    log = h.log()
+    assert list(log["alert_id"]) == [b.id] and list(log["event"]) == ["updated"]
+    assert h.action.counters["handled_skipped"] == 1
+    h.close()

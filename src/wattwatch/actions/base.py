@@ -15,7 +15,8 @@ Common keys of an ``[[actions]]`` table::
 ``tags``: the meter must carry every listed tag; a meter's tags come from the site config's
 ``[meter_tags]`` table (meter glob -> list of tags).
 
-An ``opened`` or ``ended`` event that this action already handled (logged ``ok``, ``refused`` or
+An ``updated`` event of an alert that was acknowledged or cleared (``wattwatch alerts ack``) does
+not act: someone has it in hand. An ``opened`` or ``ended`` event that this action already handled (logged ``ok``, ``refused`` or
 ``failed``, same ``dry_run``) is not repeated: a watcher restarted after ``kill -9`` finds the
 alerts it found before, and does not shed the same load twice.
 """
@@ -294,9 +295,19 @@ class Action(Output):
             a = engine.alerts.get(aid) or _stored_alert(engine.store.con, aid)
             if a is not None:
                 events.append((a, "ended"))
+        # An alert someone acknowledged or cleared is handled: its growth no longer acts.
+        handled = set()
+        if "updated" in self.on and any(ev == "updated" for _, ev in events):
+            from wattwatch.alerts.store import statuses
+
+            got = statuses(engine.store.con, [a.id for a, ev in events if ev == "updated"])
+            handled = {i for i, st in got.items() if st != "open"}
         now = time.monotonic()
         for a, ev in events:
             if ev not in self.on or not self.match(a, self.meter_tags(a.meter_id)):
+                continue
+            if ev == "updated" and a.id in handled:
+                self.counters["handled_skipped"] += 1
                 continue
             self.counters["matched"] += 1
             key = (a.id, ev)
