@@ -676,3 +676,44 @@ def test_updates_of_an_acknowledged_alert_do_not_act(tmp_path):
     assert list(log["alert_id"]) == [b.id] and list(log["event"]) == ["updated"]
     assert h.action.counters["handled_skipped"] == 1
     h.close()
+
+
+def test_mqtt_publish_over_tls_trusts_only_the_given_ca(tmp_path):
+    import paho.mqtt.client as mqtt
+
+    from tests.support.services import Mosquitto
+
+    cert, key = _self_signed(tmp_path)
+    broker = Mosquitto(free_port(), tmp_path / "broker", extra=f"certfile {cert}\nkeyfile {key}\n").start()
+    try:
+        got, ready = [], threading.Event()
+        sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-actions-tls-sub")
+        sub.tls_set(ca_certs=str(cert))
+        sub.on_connect = lambda c, u, f, rc, p=None: (c.subscribe("ww-tls/#", qos=1), ready.set())
+        sub.on_message = lambda c, u, m: got.append(m.topic)
+        sub.connect(broker.host, broker.port)
+        sub.loop_start()
+        assert ready.wait(10)
+        time.sleep(0.3)
+        spec = {"type": "mqtt_publish", "host": broker.host, "port": broker.port, "dry_run": False,
+                "topic": "ww-tls/{code}", "timeout_s": 2}
+        (tmp_path / "a").mkdir()
+        h = Harness(tmp_path / "a", {"actions": [{**spec, "tls": True}]})   # system CAs: not trusted
+        a = _alert()
+        h.opened(a)
+        log = h.log(a)
+        h.close()
+        assert list(log["outcome"]) == ["failed"] and "not connected" in log["detail"].iat[0]
+        (tmp_path / "b").mkdir()
+        h = Harness(tmp_path / "b", {"actions": [{**spec, "ca_file": str(cert)}]})
+        h.opened(a)
+        log = h.log(a)
+        h.close()
+        end = time.monotonic() + 10
+        while not got and time.monotonic() < end:
+            time.sleep(0.05)
+        sub.loop_stop()
+        sub.disconnect()
+        assert list(log["outcome"]) == ["ok"] and got == ["ww-tls/ALRM_PHASE_IMBALANCE"]
+    finally:
+        broker.stop()

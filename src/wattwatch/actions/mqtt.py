@@ -10,6 +10,8 @@ Keys (besides the common ones of :mod:`wattwatch.actions.base`)::
     timeout_s = 5            # connect, and wait for the broker's acknowledgement
     client_id = "wattwatch-actions"
     username = "..."         # optional; password from the environment: password_env = "VAR"
+    tls = true               # TLS with the system's CAs; ca_file = "broker-ca.pem" (implies tls)
+                             # trusts that CA instead (relative to the config file)
 
 A field put into the topic has ``/``, ``+``, ``#`` and control characters replaced by ``_``: a
 meter id can neither add topic levels nor make a wildcard (which brokers refuse to publish to).
@@ -35,7 +37,7 @@ class MqttAction(Action):
     def __init__(self, name: str, spec: dict, root: Path | None):
         super().__init__(name, spec)
         only(spec, COMMON | {"host", "port", "topic", "qos", "retain", "timeout_s", "client_id", "username",
-                             "password_env"})
+                             "password_env", "tls", "ca_file"})
         self.host = text(spec, "host", "127.0.0.1")
         self.port = number(spec, "port", 1883, 1, 65535, True)
         self.topic = check_template(text(spec, "topic", "wattwatch/alerts/{meter_id}/{code}"), "topic")
@@ -52,8 +54,16 @@ class MqttAction(Action):
             self.password = os.environ.get(pw_env)
             if self.password is None:
                 raise ValueError(f"password_env: the environment variable {pw_env} is not set")
+        ca = text(spec, "ca_file")
+        self.ca_file = None if ca is None else str(Path(ca) if Path(ca).is_absolute() or root is None else root / ca)
+        if self.ca_file is not None and not Path(self.ca_file).is_file():
+            raise ValueError(f"ca_file: {self.ca_file} is not a file")
+        self.tls = flag(spec, "tls", self.ca_file is not None)
+        if self.ca_file is not None and not self.tls:
+            raise ValueError("ca_file is for tls = true")
         self._client = None
         self._connected = threading.Event()
+        self._why = ""
 
     def topic_for(self, alert, event: str) -> str:
         vals = {k: _UNSAFE.sub("_", str(v)) for k, v in self.values(alert, event).items()}
@@ -65,7 +75,17 @@ class MqttAction(Action):
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True)
         if self.username:
             c.username_pw_set(self.username, self.password)
-        c.on_connect = lambda cl, ud, fl, rc, pr=None: self._connected.set() if not rc.is_failure else None
+        if self.tls:
+            c.tls_set(ca_certs=self.ca_file)
+
+        def on_connect(cl, ud, fl, rc, pr=None):
+            if rc.is_failure:
+                self._why = f": broker refused: {rc}"
+            else:
+                self._why = ""
+                self._connected.set()
+
+        c.on_connect = on_connect
         c.on_disconnect = lambda cl, ud, fl, rc, pr=None: self._connected.clear()
         c.reconnect_delay_set(0.5, 30)
         c.connect_async(self.host, self.port, keepalive=30)
@@ -79,7 +99,8 @@ class MqttAction(Action):
         if self._client is None:
             self._connect()
         if not self._connected.wait(self.timeout_s):
-            return Result("failed", f"broker {self.host}:{self.port} not connected within {self.timeout_s:g} s")
+            return Result("failed", f"broker {self.host}:{self.port} not connected within {self.timeout_s:g} s"
+                          + self._why)
         info = self._client.publish(topic, self.payload(alert, event), qos=self.qos, retain=self.retain)
         try:
             info.wait_for_publish(self.timeout_s)
