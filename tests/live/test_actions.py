@@ -717,3 +717,19 @@ def test_mqtt_publish_over_tls_trusts_only_the_given_ca(tmp_path):
         assert list(log["outcome"]) == ["ok"] and got == ["ww-tls/ALRM_PHASE_IMBALANCE"]
     finally:
         broker.stop()
+
+
+def test_an_alert_opened_before_a_restart_that_ends_after_it_acts_from_the_store(tmp_path):
+    from wattwatch.alerts import store as alert_store
+
+    out = tmp_path / "ended.json"
+    exe = _script(tmp_path, f"import sys\nopen({str(out)!r}, 'w').write(sys.stdin.read())\n")
+    h = Harness(tmp_path, {"actions": [{"type": "command", "argv": [exe], "dry_run": False, "on": ["ended"]}]})
+    a = _alert()
+    alert_store.upsert(h.store.con, [a])     # in the store, not among this run's alerts
+    h.ended(a)
+    log = h.log(a)
+    assert list(log["event"]) == ["ended"] and list(log["outcome"]) == ["ok"]
+    doc = json.loads(out.read_text())
+    assert doc["event"] == "ended" and doc["alert"]["id"] == a.id and doc["alert"]["message"] == a.message
+    h.close()

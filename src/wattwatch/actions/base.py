@@ -291,7 +291,7 @@ class Action(Output):
             a = engine.alerts.get(aid)
             if a is not None:
                 events.append((a, "opened"))
-        for aid in report.ended:
+        for aid in report.ended if "ended" in self.on else ():
             a = engine.alerts.get(aid) or _stored_alert(engine.store.con, aid)
             if a is not None:
                 events.append((a, "ended"))
