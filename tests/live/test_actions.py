@@ -16,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wattwatch import api
 from wattwatch.actions.base import actions_for
@@ -733,3 +735,20 @@ def test_an_alert_opened_before_a_restart_that_ends_after_it_acts_from_the_store
     doc = json.loads(out.read_text())
     assert doc["event"] == "ended" and doc["alert"]["id"] == a.id and doc["alert"]["message"] == a.message
     h.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 50), st.sampled_from("abc")), max_size=60),
+       st.integers(0, 5), st.integers(0, 3), st.floats(0.5, 20))
+def test_rate_limit_never_exceeds_its_bounds_and_refuses_only_when_full(events, most, per_meter, window):
+    from wattwatch.actions.base import RateLimit
+
+    rl = RateLimit({"max": most, "per_meter": per_meter, "window_s": window})
+    allowed = []
+    for t, m in sorted(events):
+        recent = [(u, n) for u, n in allowed if u > t - window]
+        full = len(recent) >= most or sum(n == m for _, n in recent) >= per_meter
+        ok = rl.allow(m, t) is None
+        assert ok == (not full)            # refused exactly when a window is full
+        if ok:
+            allowed.append((t, m))
