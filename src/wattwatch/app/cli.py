@@ -1280,7 +1280,8 @@ def demo(
 
 @app.command()
 def watch(
-    config: Path = typer.Option(..., "--config", "-c", help="Site config (TOML): [[sources]], [store], [stream], detectors."),
+    config: Path = typer.Option(..., "--config", "-c", help="Site config (TOML): \\[\\[sources]], \\[store], \\[stream], "
+                                  "\\[\\[sinks]], \\[\\[actions]], \\[meter_tags], detectors."),
     until_done: bool = typer.Option(False, "--until-done", help="Stop when every source is finished (a replay at "
                                     "its end), judging what is pending as final."),
 ) -> None:
