@@ -95,44 +95,52 @@ def _replay_file(tmp_path_factory):
 # ------------------------------------------------------------------------------------ modbus
 
 
+class ModbusServer:
+    """A real pymodbus TCP server on 127.0.0.1 in its own thread (unit 3: coils all on, holding
+    registers 0), with the function code of every request it receives recorded."""
+
+    def __init__(self, framing: str = "socket"):
+        from pymodbus import FramerType
+        from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, ModbusServerContext
+        from pymodbus.server import ModbusTcpServer
+
+        self.port, self.framing, self.seen = free_port(), framing, []
+
+        def trace(sending, pdu):
+            if not sending:
+                self.seen.append(pdu.function_code)
+            return pdu
+
+        dev = ModbusDeviceContext(co=ModbusSequentialDataBlock(1, [True] * 64),
+                                  hr=ModbusSequentialDataBlock(1, [0] * 256),
+                                  di=ModbusSequentialDataBlock(1, [False] * 8), ir=ModbusSequentialDataBlock(1, [0] * 8))
+        ctx = ModbusServerContext(devices={3: dev}, single=False)
+        self.loop = asyncio.new_event_loop()
+
+        async def main():
+            self.server = ModbusTcpServer(ctx, address=("127.0.0.1", self.port), trace_pdu=trace,
+                                          framer=FramerType(framing))
+            await self.server.serve_forever()
+
+        def serve():
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(main())
+
+        self.thread = threading.Thread(target=serve, daemon=True)
+        self.thread.start()
+        wait_port(self.port)
+
+    def stop(self):
+        asyncio.run_coroutine_threadsafe(self.server.shutdown(), self.loop).result(10)
+        self.thread.join(10)
+
+
 @pytest.fixture(scope="module", params=["socket", "rtu"])
 def modbus(request):
-    """A real pymodbus TCP server on 127.0.0.1 (unit 3: coils all on, holding registers 0), with
-    every request it receives recorded; Modbus/TCP framing, then RTU frames over TCP (a gateway)."""
-    from pymodbus import FramerType
-    from pymodbus.datastore import ModbusDeviceContext, ModbusSequentialDataBlock, ModbusServerContext
-    from pymodbus.server import ModbusTcpServer
-
-    port = free_port()
-    seen: list[int] = []
-
-    def trace(sending, pdu):
-        if not sending:
-            seen.append(pdu.function_code)
-        return pdu
-
-    dev = ModbusDeviceContext(co=ModbusSequentialDataBlock(1, [True] * 64),
-                              hr=ModbusSequentialDataBlock(1, [0] * 256),
-                              di=ModbusSequentialDataBlock(1, [False] * 8), ir=ModbusSequentialDataBlock(1, [0] * 8))
-    ctx = ModbusServerContext(devices={3: dev}, single=False)
-    loop = asyncio.new_event_loop()
-    box = {}
-
-    async def main():
-        box["server"] = ModbusTcpServer(ctx, address=("127.0.0.1", port), trace_pdu=trace,
-                                        framer=FramerType(request.param))
-        await box["server"].serve_forever()
-
-    def serve():
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(main())
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    wait_port(port)
-    yield SimpleNamespace(port=port, seen=seen, framing=request.param)
-    asyncio.run_coroutine_threadsafe(box["server"].shutdown(), loop).result(10)
-    t.join(10)
+    """A Modbus/TCP server, then one speaking RTU frames over TCP (a serial gateway)."""
+    server = ModbusServer(request.param)
+    yield server
+    server.stop()
 
 
 def _read(modbus, target, address):
@@ -193,6 +201,9 @@ def test_modbus_value_off_the_allow_list_is_refused_and_nothing_is_written(modbu
     w = _alert(severity="warning", start="2026-01-01T01:00:00.000Z")
     h.opened(w)
     assert list(h.log(w)["outcome"]) == ["ok"] and _read(modbus, "holding", 40) == 60
+    i = _alert(severity="info", start="2026-01-01T02:00:00.000Z")   # no value for info: not acted on
+    h.opened(i)
+    assert h.log(i).empty and h.action.counters["matched"] == 2
     h.close()
 
 
@@ -479,6 +490,7 @@ def test_watch_replay_with_a_fault_acts_and_logs_every_action_with_its_alert(tmp
     got = tmp_path / "got.jsonl"
     exe = _script(tmp_path, f"import sys\nopen({str(got)!r}, 'a').write(sys.stdin.read() + '\\n')\n")
     hook = Hook()
+    plc = ModbusServer()
     cfg = tmp_path / "site.toml"
     cfg.write_text(
         '[store]\npath = "s.duckdb"\n[[sources]]\ntype = "replay"\npath = "telemetry.parquet"\ncycle_s = 900\n'
@@ -489,7 +501,11 @@ def test_watch_replay_with_a_fault_acts_and_logs_every_action_with_its_alert(tmp
         f'[[actions]]\ntype = "webhook"\nname = "ops"\nurl = "{hook.url}"\nsecret_env = "WW_E2E_SECRET"\n'
         'dry_run = false\nmatch = { min_severity = "warning" }\n'
         '[[actions]]\ntype = "modbus_write"\nname = "shed"\nhost = "127.0.0.1"\nport = 1\ntarget = "coil"\n'
-        'address = 3\nvalue = false\nallow = [{ device_id = 1, target = "coil", address = 3, values = [false] }]\n')
+        'address = 3\nvalue = false\nallow = [{ device_id = 1, target = "coil", address = 3, values = [false] }]\n'
+        '[[actions]]\ntype = "modbus_write"\nname = "fan"\nhost = "127.0.0.1"\ntarget = "holding"\naddress = 12\n'
+        f'port = {plc.port}\ndevice_id = 3\nvalue = {{ warning = 70, critical = 100 }}\ndry_run = false\n'
+        'on = ["opened"]\nrate_limit = { max = 1 }\n'
+        'allow = [{ device_id = 3, target = "holding", address = 12, values = [70, 100] }]\n')
     os.environ["WW_E2E_SECRET"] = "k"
     try:
         site = api.load_site(cfg)
@@ -497,6 +513,8 @@ def test_watch_replay_with_a_fault_acts_and_logs_every_action_with_its_alert(tmp
         del os.environ["WW_E2E_SECRET"]
     res = api.watch(site, until_done=True)
     hook.stop()
+    fan = _read(plc, "holding", 12)
+    plc.stop()
     with Store(tmp_path / "s.duckdb", read_only=True) as s:
         alerts = s.con.execute("SELECT id, severity FROM alerts").df()
         log = s.con.execute("SELECT * FROM actions_log").df()
@@ -516,6 +534,12 @@ def test_watch_replay_with_a_fault_acts_and_logs_every_action_with_its_alert(tmp
         assert headers["X-Wattwatch-Signature"] == "sha256=" + hmac.new(b"k", body, hashlib.sha256).hexdigest()
     shed = log[log["action"] == "shed"]
     assert set(shed["alert_id"]) == ids and shed["dry_run"].all() and (shed["outcome"] == "ok").all()
+    # the fan: the first alert's write went to the device (read back), the rest were rate-limited
+    fans = log[log["action"] == "fan"]
+    done = fans[fans["outcome"] == "ok"]
+    assert len(done) == 1 and (fans["outcome"] != "ok").eq(fans["outcome"] == "rate_limited").all()
+    sev = alerts.set_index("id").loc[done["alert_id"].iat[0], "severity"]
+    assert fan == {"warning": 70, "critical": 100}[sev] and f"read back {fan}" in done["detail"].iat[0]
     views = {v["name"]: v for v in res.outputs}
     assert views["script"]["ok"] == len(script) and views["shed"]["status"] == "dry run"
     # the alert's actions, from the command line
@@ -524,7 +548,7 @@ def test_watch_replay_with_a_fault_acts_and_logs_every_action_with_its_alert(tmp
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["id"] == aid and {a["action"] for a in doc["actions"]} >= {"script", "ops", "shed"}
-    assert all(a["outcome"] == "ok" for a in doc["actions"])
+    assert all(a["outcome"] == "ok" for a in doc["actions"] if a["action"] != "fan")
     r = CliRunner().invoke(app, ["alerts", "show", aid, "--db", str(tmp_path / "s.duckdb")])
     assert r.exit_code == 0 and "dry run: would write coil 3" in r.stdout.replace("\n", "")
     r = CliRunner().invoke(app, ["alerts", "show", "zzzz", "--db", str(tmp_path / "s.duckdb")])

@@ -277,6 +277,12 @@ class Action(Output):
     def shutdown(self) -> None:
         """Release the kind's connections (worker thread, at close)."""
 
+    def applies(self, alert: Alert, event: str) -> bool:
+        """Whether this kind has anything to do for the alert (beyond ``match``); a kind whose
+        config leaves some alerts out (a Modbus value given for some severities) says no here,
+        before the rate limit counts it."""
+        return True
+
     # ---- the Output interface (engine thread)
     def alerts(self, report, engine) -> None:
         if self._closed:
@@ -304,7 +310,7 @@ class Action(Output):
             handled = {i for i, st in got.items() if st != "open"}
         now = time.monotonic()
         for a, ev in events:
-            if ev not in self.on or not self.match(a, self.meter_tags(a.meter_id)):
+            if ev not in self.on or not self.match(a, self.meter_tags(a.meter_id)) or not self.applies(a, ev):
                 continue
             if ev == "updated" and a.id in handled:
                 self.counters["handled_skipped"] += 1

@@ -13,6 +13,7 @@ Keys (besides the common ones of :mod:`wattwatch.actions.base`)::
     devices = { "rack-a-*" = 3, "rack-b-*" = 4 }   # ... or per meter glob (first match); a meter
                                     # that matches none is refused
     value = false                   # a number/bool, or per severity: { warning = 60, critical = 100 }
+                                    # (a severity left out is not acted on)
     ended_value = true              # written on `ended` events (e.g. restore the load); needs on = [.., "ended"]
     allow = [ { device_id = 3, target = "coil", address = 16, values = [false, true] },
               { device_id = 1, target = "holding", address = 100, min = 0, max = 100 } ]
@@ -149,6 +150,10 @@ class ModbusWriteAction(Action):
 
     def _allowed(self, device_id: int, value) -> bool:
         return any(e.allows(device_id, self.target, self.address, value) for e in self.allow)
+
+    def applies(self, alert, event: str) -> bool:
+        """A value per severity that leaves a severity out does not act on it."""
+        return alert.severity in (self.ended_value if event == "ended" else self.value)
 
     def plan(self, alert, event: str) -> tuple[int, object]:
         """(unit id, value) for this alert and event; Refused when not allowed."""
