@@ -1024,13 +1024,15 @@ class Site:
 
 def load_site(config: str | Path | dict) -> Site:
     """Read a site config (TOML path or dict). ``[[sources]]`` (``type = "mqtt"`` or ``"replay"``),
-    ``[store] path``, ``[stream]`` (``hold_s``, ``checkpoint_s``, ``max_pending``); every other
+    ``[store] path``, ``[stream]`` (``hold_s``, ``checkpoint_s``, ``max_pending``), ``[[sinks]]``,
+    ``[[actions]]`` (:mod:`wattwatch.actions`) and ``[meter_tags]`` (meter glob -> tags); every other
     key is detector configuration as for ``detect --config``. Relative paths are relative to the
     config file. Raises ConfigError naming the file and key."""
     import tomllib
 
-    from wattwatch import sinks
+    from wattwatch import actions, sinks
     from wattwatch import sources as src
+    from wattwatch.actions.base import meter_tags
     from wattwatch.detect.registry import check_config
     from wattwatch.runners.stream import StreamConfig
 
@@ -1077,8 +1079,12 @@ def load_site(config: str | Path | dict) -> Site:
             raise ConfigError(f"{where}: two sources are named {s.name!r}; names must be unique")
         names.add(s.name)
         built.append(s)
+    try:
+        tags = meter_tags(doc.pop("meter_tags", None), f"{where}: [meter_tags]")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     outputs = []
-    for table, registry in (("sinks", None),):
+    for table, registry in (("sinks", None), ("actions", actions.KINDS)):
         specs = doc.pop(table, [])
         if not isinstance(specs, list):
             raise ConfigError(f"{where}: {table} must be [[{table}]] tables")
@@ -1090,6 +1096,8 @@ def load_site(config: str | Path | dict) -> Site:
             if o.name in names:
                 raise ConfigError(f"{where}: two sources/outputs are named {o.name!r}; names must be unique")
             names.add(o.name)
+            if hasattr(o, "bind"):
+                o.bind(tags)
             outputs.append(o)
     check_config(doc, where)
     return Site(built, store_path, stream, doc, None if root is None else Path(config), outputs)

@@ -110,6 +110,19 @@ def list_alerts(con, status: str | None = "open", meter: str | None = None, min_
     return con.execute(f"SELECT * FROM alerts {where} ORDER BY start, meter_id, code", params).df()
 
 
+def find(con, alert_id: str) -> dict:
+    """The stored row of one alert (id or unique id prefix); KeyError when none or ambiguous."""
+    ensure_tables(con)
+    if not isinstance(alert_id, str) or not alert_id:
+        raise KeyError("give an alert id (or a unique prefix of one)")
+    df = con.execute("SELECT * FROM alerts WHERE starts_with(id, ?) LIMIT 2", [alert_id]).df()
+    if not len(df):
+        raise KeyError(f"no alert {alert_id!r}")
+    if len(df) > 1:
+        raise KeyError(f"alert id prefix {alert_id!r} is ambiguous")
+    return df.to_dict("records")[0]
+
+
 def set_status(con, alert_id: str, status: str, note: str | None = None) -> dict:
     """Acknowledge or clear an alert (id or unique id prefix) and reset the meter's rule state."""
     ensure_tables(con)

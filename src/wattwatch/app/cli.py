@@ -1012,6 +1012,52 @@ def alerts_list(db: Path = DB_OPTION, status: str = typer.Option("open", "--stat
     console.print(table)
 
 
+@alerts_app.command("show")
+def alerts_show(alert_id: str = typer.Argument(..., help="Alert id (or a unique prefix)."), db: Path = DB_OPTION,
+                as_json: bool = typer.Option(False, "--json")) -> None:
+    """One alert: its fields, status, and every action taken for it (`[[actions]]` of `watch`)
+    with its outcome."""
+    from wattwatch.actions.base import actions_for
+    from wattwatch.alerts import store as alert_store
+    from wattwatch.alerts.model import iso, record
+
+    if not alert_id.strip():
+        _fail("give an alert id (or a unique prefix of one); `wattwatch alerts list` shows them")
+    store = _open_store(db, must_exist=True)
+    try:
+        try:
+            row = alert_store.find(store.con, alert_id)
+        except KeyError as exc:
+            _fail(str(exc.args[0]))
+        acts = actions_for(store.con, row["id"])
+    finally:
+        store.close()
+    rec = record(row)
+    taken = [{"action": r["action"], "kind": r["kind"], "event": r["event"], "at": iso(r["done_at"]),
+              "dry_run": bool(r["dry_run"]), "outcome": r["outcome"], "detail": r["detail"],
+              "attempts": None if r["attempts"] != r["attempts"] else int(r["attempts"]),
+              "ms": None if r["ms"] != r["ms"] else float(r["ms"])} for r in acts.to_dict("records")]
+    if as_json:
+        print(_json({**rec, "actions": taken}))
+        return
+    table = Table("field", "value", title=f"alert {escape(_one_line(rec['id']))}", show_header=False)
+    for k in ("meter_id", "code", "severity", "score", "start", "end", "status", "detector", "message", "action", "note"):
+        v = rec.get(k)
+        if v is not None and v != "":
+            table.add_row(k, escape(_one_line(f"{v:.2f}" if k == "score" else v)))
+    console.print(table)
+    if not taken:
+        console.print("no action taken for this alert")
+        return
+    # One line per action (the detail is what one reads: a table would cut it).
+    console.print(f"actions ({len(taken)}):")
+    for r in taken:
+        how = f"{r['attempts']} attempt(s)" + ("" if r["ms"] is None else f", {r['ms']:.0f} ms")
+        line = (f"{r['at']} {r['action']} ({r['kind']}) {r['event']}: {r['outcome']}"
+                + (" [dry run]" if r["dry_run"] else "") + f" [{how}] {r['detail'] or ''}")
+        console.print("  " + escape(_one_line(line)), highlight=False, soft_wrap=True)
+
+
 def _set_status(alert_id: str, status: str, db: Path, note: Optional[str]) -> None:
     from wattwatch.alerts import store as alert_store
 
@@ -1234,7 +1280,8 @@ def demo(
 
 @app.command()
 def watch(
-    config: Path = typer.Option(..., "--config", "-c", help="Site config (TOML): [[sources]], [store], [stream], detectors."),
+    config: Path = typer.Option(..., "--config", "-c", help="Site config (TOML): \\[\\[sources]], \\[store], \\[stream], "
+                                  "\\[\\[sinks]], \\[\\[actions]], \\[meter_tags], detectors."),
     until_done: bool = typer.Option(False, "--until-done", help="Stop when every source is finished (a replay at "
                                     "its end), judging what is pending as final."),
 ) -> None:
@@ -1263,7 +1310,7 @@ def watch(
             with Live(console=console, refresh_per_second=2, transient=False) as live:
                 def on_step(engine, rep, batches):
                     holder["e"] = engine
-                    live.update(render(engine, site.sources))
+                    live.update(render(engine, site.sources, site.outputs))
                 result = api.watch(site, until_done=until_done, on_step=on_step)
         else:
             result = api.watch(site, until_done=until_done, on_step=lines)
@@ -1274,6 +1321,10 @@ def watch(
     for v in result.sources:
         print(_one_line(f"source {v['name']}: {v['status']}, " + ", ".join(
             f"{k} {int(v[k]):,}" for k in sorted(v) if k not in ("name", "kind", "status", "p50_ms"))), flush=True)
+    for v in result.outputs:
+        print(_one_line(f"{v['kind']} {v['name']}: {v['status']}" + "".join(
+            f", {k} {v[k]:,}" for k in sorted(v) if k not in ("name", "kind", "status") and isinstance(v[k], int))),
+            flush=True)
 
 
 @bench_app.command("stream")

@@ -9,10 +9,13 @@ from rich.markup import escape
 from rich.table import Table
 
 SHOWN = ("readings", "messages", "malformed", "polls", "timeouts", "errors", "late", "connects", "disconnects")
+# Counters of outputs (sinks, actions) worth a column when one has them.
+OUT_SHOWN = ("matched", "queue", "ok", "refused", "failed", "rate_limited", "dropped", "already_done", "failures")
 
 
-def render(engine, sources) -> Group:
-    """Sources and their counters, the engine's counters, the alerts still open (newest first)."""
+def render(engine, sources, outputs=()) -> Group:
+    """Sources and their counters, the engine's counters, the outputs (sinks and actions: what
+    they did), the alerts still open (newest first)."""
     views = [s.view() for s in sources]
     # Counters that some source has (an MQTT source has no polls, a poller no messages).
     shown = [k for k in SHOWN if any(v.get(k) for v in views)] or ["readings"]
@@ -30,7 +33,16 @@ def render(engine, sources) -> Group:
                          reverse=True)
     for a in open_alerts[:15]:
         al.add_row(a.id, escape(a.meter_id), a.code, a.severity, a.start, a.end, f"{a.score:.3f}")
-    return Group(src, eng, al)
+    parts = [src, eng]
+    if outputs:
+        ov = [o.view() for o in outputs]
+        cols = [k for k in OUT_SHOWN if any(v.get(k) for v in ov)]
+        out = Table("output", "kind", "status", *cols, title="sinks and actions", title_justify="left")
+        for v in ov:
+            out.add_row(escape(str(v["name"])), escape(str(v["kind"])), escape(str(v.get("status", ""))),
+                        *(f"{int(v.get(k, 0)):,}" for k in cols))
+        parts.append(out)
+    return Group(*parts, al)
 
 
 class LogLines:

@@ -1,0 +1,443 @@
+"""What every action shares: the ``[[actions]]`` keys common to all kinds (``match``, ``on``,
+``dry_run``, ``rate_limit``, ``queue``), the worker thread with its bounded queue, and the
+``actions_log`` table in the store.
+
+Common keys of an ``[[actions]]`` table::
+
+    match = { code = ["ALRM_*"], severity = ["critical"], min_severity = "warning",
+              meter = ["pdu-*"], tags = ["non-essential"] }   # every given key must match
+    on = ["opened"]            # events: opened, updated, ended (default: opened)
+    dry_run = true             # default: log what would be done, do nothing
+    rate_limit = { max = 10, per_meter = 2, window_s = 3600 }
+    queue = 256                # jobs waiting for the worker; beyond it a job is dropped (logged)
+
+``code`` and ``meter`` are shell-style globs (``*``, ``?``, ``[..]``), matched case-sensitively.
+``tags``: the meter must carry every listed tag; a meter's tags come from the site config's
+``[meter_tags]`` table (meter glob -> list of tags).
+
+An ``updated`` event of an alert that was acknowledged or cleared (``wattwatch alerts ack``) does
+not act: someone has it in hand. An ``opened`` or ``ended`` event that this action already handled (logged ``ok``, ``refused`` or
+``failed``, same ``dry_run``) is not repeated: a watcher restarted after ``kill -9`` finds the
+alerts it found before, and does not shed the same load twice.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import queue
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import pandas as pd
+
+from wattwatch.alerts.model import Alert, log_safe
+from wattwatch.codes import SEVERITIES
+from wattwatch.sinks import Output
+
+log = logging.getLogger("wattwatch.watch.actions")
+
+EVENTS = ("opened", "updated", "ended")
+OUTCOMES = ("ok", "refused", "failed", "rate_limited", "dropped")
+COMMON = {"match", "on", "dry_run", "rate_limit", "queue", "close_timeout_s"}
+FIELDS = ("id", "meter_id", "code", "severity", "detector", "event", "action")
+_FIELD = re.compile(r"\{([^{}]*)\}")
+
+LOG_DDL = ("CREATE TABLE IF NOT EXISTS actions_log (alert_id VARCHAR, action VARCHAR, kind VARCHAR, event VARCHAR, "
+           "done_at TIMESTAMPTZ, dry_run BOOLEAN, outcome VARCHAR, detail VARCHAR, attempts INTEGER, ms DOUBLE, "
+           "meter_id VARCHAR, code VARCHAR)")
+
+
+def ensure_log(con) -> None:
+    """Create ``actions_log`` when the store lacks it."""
+    have = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() "
+                                      "WHERE database_name = current_database()").fetchall()}
+    if "actions_log" not in have:
+        con.execute(LOG_DDL)
+
+
+def actions_for(con, alert_id: str) -> pd.DataFrame:
+    """The ``actions_log`` rows of one alert, oldest first (empty when the store has none)."""
+    have = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() "
+                                      "WHERE database_name = current_database()").fetchall()}
+    if "actions_log" not in have:
+        return pd.DataFrame(columns=["alert_id", "action", "kind", "event", "done_at", "dry_run", "outcome", "detail",
+                                     "attempts", "ms", "meter_id", "code"])
+    return con.execute("SELECT * FROM actions_log WHERE alert_id = ? ORDER BY done_at, action", [alert_id]).df()
+
+
+# ---------------------------------------------------------------------------------- spec helpers
+
+
+def text(spec: dict, key: str, default=None, required: bool = False) -> str | None:
+    v = spec.get(key, default)
+    if v is None:
+        if required:
+            raise ValueError(f"{key} is required")
+        return None
+    if not isinstance(v, str) or not v:
+        raise ValueError(f"{key} must be non-empty text, got {v!r}")
+    return v
+
+
+def number(spec: dict, key: str, default: float, lo: float, hi: float, integer: bool = False, label: str = ""):
+    v = spec.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
+        raise ValueError(f"{label}{key} must be {'an integer' if integer else 'a number'}, got {v!r}")
+    if not (lo <= v <= hi):
+        raise ValueError(f"{label}{key} must be between {lo} and {hi}, got {v!r}")
+    return int(v) if integer else float(v)
+
+
+def flag(spec: dict, key: str, default: bool) -> bool:
+    v = spec.get(key, default)
+    if not isinstance(v, bool):
+        raise ValueError(f"{key} must be true or false, got {v!r}")
+    return v
+
+
+def texts(v, key: str) -> list[str]:
+    """A string or a list of strings, as a list."""
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list) or not v or not all(isinstance(x, str) and x for x in v):
+        raise ValueError(f"{key} must be text or a list of text, got {v!r}")
+    return list(v)
+
+
+def only(spec: dict, keys: set, where: str = "") -> None:
+    unknown = set(spec) - keys
+    if unknown:
+        raise ValueError(f"{where}unknown key(s) {sorted(unknown)}; known: {', '.join(sorted(keys))}")
+
+
+def check_template(t: str, key: str) -> str:
+    """A template may name only the alert fields in :data:`FIELDS` as ``{field}``."""
+    for name in _FIELD.findall(t):
+        if name not in FIELDS:
+            raise ValueError(f"{key}: unknown field {{{name}}} in {t!r}; known: {', '.join(FIELDS)}")
+    return t
+
+
+def fill(t: str, values: dict) -> str:
+    """``t`` with ``{field}`` replaced (no format mini-language: a value is never interpreted)."""
+    return _FIELD.sub(lambda m: str(values.get(m.group(1), m.group(0))), t)
+
+
+# ---------------------------------------------------------------------------------- matching
+
+
+@dataclass
+class Match:
+    codes: list[str] | None = None
+    severities: list[str] | None = None
+    min_severity: str | None = None
+    meters: list[str] | None = None
+    tags: list[str] | None = None
+
+    @classmethod
+    def from_spec(cls, m) -> "Match":
+        if m is None:
+            return cls()
+        if not isinstance(m, dict):
+            raise ValueError(f"match must be a table (code, severity, min_severity, meter, tags), got {m!r}")
+        only(m, {"code", "severity", "min_severity", "meter", "tags"}, "match: ")
+        out = cls()
+        if "code" in m:
+            out.codes = texts(m["code"], "match.code")
+        if "severity" in m:
+            out.severities = texts(m["severity"], "match.severity")
+            bad = [s for s in out.severities if s not in SEVERITIES]
+            if bad:
+                raise ValueError(f"match.severity: {bad[0]!r} is not one of {', '.join(SEVERITIES)}")
+        if "min_severity" in m:
+            if m["min_severity"] not in SEVERITIES:
+                raise ValueError(f"match.min_severity must be one of {', '.join(SEVERITIES)}, "
+                                 f"got {m['min_severity']!r}")
+            out.min_severity = m["min_severity"]
+        if "meter" in m:
+            out.meters = texts(m["meter"], "match.meter")
+        if "tags" in m:
+            out.tags = texts(m["tags"], "match.tags")
+        return out
+
+    def __call__(self, a: Alert, tags: set[str]) -> bool:
+        if self.codes is not None and not any(fnmatch.fnmatchcase(a.code, p) for p in self.codes):
+            return False
+        if self.severities is not None and a.severity not in self.severities:
+            return False
+        if self.min_severity is not None and (a.severity not in SEVERITIES or
+                                              SEVERITIES.index(a.severity) < SEVERITIES.index(self.min_severity)):
+            return False
+        if self.meters is not None and not any(fnmatch.fnmatchcase(a.meter_id, p) for p in self.meters):
+            return False
+        return self.tags is None or set(self.tags) <= tags
+
+
+def meter_tags(doc, where: str = "[meter_tags]") -> dict[str, list[str]]:
+    """``[meter_tags]``: meter glob -> list of tags (ValueError naming the key)."""
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ValueError(f"{where} must be a table of meter glob = [tags]")
+    return {k: texts(v, f"{where}: {k!r}") for k, v in doc.items()}
+
+
+class RateLimit:
+    """At most ``max`` actions per ``window_s`` for the action, ``per_meter`` per meter (sliding)."""
+
+    def __init__(self, spec):
+        spec = {} if spec is None else spec
+        if not isinstance(spec, dict):
+            raise ValueError(f"rate_limit must be a table (max, per_meter, window_s), got {spec!r}")
+        only(spec, {"max", "per_meter", "window_s"}, "rate_limit: ")
+        lab = "rate_limit."
+        self.max = number(spec, "max", 0, 0, 1e9, True, lab) if "max" in spec else None
+        self.per_meter = number(spec, "per_meter", 0, 0, 1e9, True, lab) if "per_meter" in spec else None
+        self.window_s = number(spec, "window_s", 3600.0, 1e-3, 366 * 86400, label=lab)
+        self.all: deque = deque()
+        self.meters: dict[str, deque] = {}
+
+    def allow(self, meter: str, now: float) -> str | None:
+        """None when an action may run now (and counts it); otherwise why not."""
+        lo = now - self.window_s
+        while self.all and self.all[0] <= lo:
+            self.all.popleft()
+        d = self.meters.setdefault(meter, deque())
+        while d and d[0] <= lo:
+            d.popleft()
+        if self.max is not None and len(self.all) >= self.max:
+            return f"{self.max} action(s) in {self.window_s:g} s (rate_limit.max)"
+        if self.per_meter is not None and len(d) >= self.per_meter:
+            return f"{self.per_meter} action(s) for this meter in {self.window_s:g} s (rate_limit.per_meter)"
+        self.all.append(now)
+        d.append(now)
+        return None
+
+
+@dataclass
+class Result:
+    outcome: str          # ok, refused, failed
+    detail: str
+    attempts: int = 1
+
+
+class Refused(Exception):
+    """An action that must not be done (off the allow-list): logged ``refused``, nothing done."""
+
+
+# ---------------------------------------------------------------------------------- the action
+
+
+class Action(Output):
+    """Base of every action kind: matching, rate limits, the worker and the log.
+
+    A kind implements :meth:`perform` (``dry_run`` tells it to check and describe, not act) and
+    may override :meth:`shutdown` to release connections."""
+
+    kind = "action"
+
+    def __init__(self, name: str, spec: dict):
+        super().__init__(name)
+        self.match = Match.from_spec(spec.get("match"))
+        on = texts(spec.get("on", ["opened"]), "on")
+        bad = [e for e in on if e not in EVENTS]
+        if bad:
+            raise ValueError(f"on: {bad[0]!r} is not an event; events: {', '.join(EVENTS)}")
+        self.on = set(on)
+        self.dry_run = flag(spec, "dry_run", True)
+        self.limit = RateLimit(spec.get("rate_limit"))
+        self.queue_size = number(spec, "queue", 256, 1, 1_000_000, True)
+        self.close_timeout_s = number(spec, "close_timeout_s", 30.0, 0.0, 3600.0)
+        self.tags: dict[str, list[str]] = {}
+        self.status = "dry run" if self.dry_run else "ready"
+        self._q: queue.Queue = queue.Queue(self.queue_size)
+        self._thread: threading.Thread | None = None
+        self._cur = None                     # the worker's own connection to the store
+        self._lock = threading.Lock()        # the log connection, used by the worker and the engine thread
+        self._done: set[tuple[str, str]] | None = None
+        self._limited: set[tuple[str, str]] = set()
+        self._closed = False
+
+    # ---- configuration from the site
+    def bind(self, tags: dict[str, list[str]]) -> None:
+        self.tags = dict(tags)
+
+    def meter_tags(self, meter: str) -> set[str]:
+        return {t for glob, ts in self.tags.items() if fnmatch.fnmatchcase(meter, glob) for t in ts}
+
+    # ---- what a kind implements
+    def perform(self, alert: Alert, event: str, dry_run: bool) -> Result:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
+        """Release the kind's connections (worker thread, at close)."""
+
+    def applies(self, alert: Alert, event: str) -> bool:
+        """Whether this kind has anything to do for the alert (beyond ``match``); a kind whose
+        config leaves some alerts out (a Modbus value given for some severities) says no here,
+        before the rate limit counts it."""
+        return True
+
+    # ---- the Output interface (engine thread)
+    def alerts(self, report, engine) -> None:
+        if self._closed:
+            return
+        if self._cur is None:
+            self._start(engine.store.con)
+        new = set(report.new)
+        events: list[tuple[Alert, str]] = []
+        for a in report.alerts:
+            events.append((a, "opened" if a.id in new else "updated"))
+        for aid in new - {a.id for a in report.alerts}:
+            a = engine.alerts.get(aid)
+            if a is not None:
+                events.append((a, "opened"))
+        for aid in report.ended if "ended" in self.on else ():
+            a = engine.alerts.get(aid) or _stored_alert(engine.store.con, aid)
+            if a is not None:
+                events.append((a, "ended"))
+        # An alert someone acknowledged or cleared is handled: its growth no longer acts.
+        handled = set()
+        if "updated" in self.on and any(ev == "updated" for _, ev in events):
+            from wattwatch.alerts.store import statuses
+
+            got = statuses(engine.store.con, [a.id for a, ev in events if ev == "updated"])
+            handled = {i for i, st in got.items() if st != "open"}
+        now = time.monotonic()
+        for a, ev in events:
+            if ev not in self.on or not self.match(a, self.meter_tags(a.meter_id)) or not self.applies(a, ev):
+                continue
+            if ev == "updated" and a.id in handled:
+                self.counters["handled_skipped"] += 1
+                continue
+            self.counters["matched"] += 1
+            key = (a.id, ev)
+            if ev != "updated" and key in self._done:
+                self.counters["already_done"] += 1
+                continue
+            why = self.limit.allow(a.meter_id, now)
+            if why is not None:
+                self.counters["rate_limited"] += 1
+                if key not in self._limited:   # once per alert and event, not at every step it grows
+                    self._limited.add(key)
+                    self._log(a, ev, "rate_limited", why, 0, 0.0)
+                continue
+            if ev != "updated":
+                self._done.add(key)
+            try:
+                self._q.put_nowait((a, ev, time.monotonic()))
+                self.counters["queued"] += 1
+            except queue.Full:
+                self.counters["dropped"] += 1
+                self._log(a, ev, "dropped", f"the worker's queue is full ({self.queue_size} jobs waiting)", 0, 0.0)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self._q.put(None)
+            self._thread.join(self.close_timeout_s)
+            left = []
+            while True:
+                try:
+                    job = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if job is not None:
+                    left.append(job)
+            for a, ev, _ in left:
+                self.counters["failed"] += 1
+                self._log(a, ev, "failed", "not run: the watcher stopped first", 0, 0.0)
+            if self._thread.is_alive():
+                self.status = "stopped (a job still running)"
+        try:
+            self.shutdown()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("%s: closing: %s", self.name, exc)
+        with self._lock:
+            if self._cur is not None:
+                self._cur.close()
+                self._cur = None
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until every queued job has run (tests, the benchmark); False on timeout."""
+        end = time.monotonic() + timeout
+        while self._q.unfinished_tasks and time.monotonic() < end:
+            time.sleep(0.01)
+        return not self._q.unfinished_tasks
+
+    # ---- internals
+    def _start(self, con) -> None:
+        ensure_log(con)
+        self._cur = con.cursor()
+        with self._lock:
+            rows = self._cur.execute(
+                "SELECT alert_id, event FROM actions_log WHERE action = ? AND dry_run = ? AND event <> 'updated' "
+                "AND outcome IN ('ok', 'refused', 'failed')", [self.name, self.dry_run]).fetchall()
+        self._done = {(a, e) for a, e in rows}
+        self._thread = threading.Thread(target=self._worker, name=f"action:{self.name}", daemon=True)
+        self._thread.start()
+
+    def _worker(self) -> None:
+        while True:
+            job = self._q.get()
+            try:
+                if job is None:
+                    return
+                a, ev, _queued = job
+                t0 = time.perf_counter()
+                try:
+                    res = self.perform(a, ev, self.dry_run)
+                except Refused as exc:
+                    res = Result("refused", str(exc), 0)
+                except Exception as exc:  # noqa: BLE001 - an action never stops the watcher
+                    res = Result("failed", f"{type(exc).__name__}: {exc}")
+                ms = (time.perf_counter() - t0) * 1e3
+                self.counters[res.outcome] += 1
+                if res.outcome != "ok":
+                    log.warning("%s: %s %s for alert %s: %s", self.name, ev, res.outcome, a.id, log_safe(res.detail))
+                self._log(a, ev, res.outcome, res.detail, res.attempts, ms)
+            except Exception as exc:  # noqa: BLE001 - the log itself failed: count it, go on
+                self.counters["failures"] += 1
+                log.warning("%s: cannot log an action: %s", self.name, exc)
+            finally:
+                self._q.task_done()
+
+    def _log(self, a: Alert, ev: str, outcome: str, detail: str, attempts: int, ms: float) -> None:
+        with self._lock:
+            if self._cur is None:
+                return
+            self._cur.execute("INSERT INTO actions_log VALUES (?, ?, ?, ?, now(), ?, ?, ?, ?, ?, ?, ?)",
+                              [a.id, self.name, self.kind, ev, self.dry_run, outcome, detail[:2000], attempts,
+                               round(ms, 3), a.meter_id, a.code])
+
+    def payload(self, a: Alert, event: str, now: float | None = None) -> bytes:
+        """The JSON every kind sends: the event, this action, when (``now``, Unix seconds), and the
+        alert (strict JSON)."""
+        t = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now, unit="s", tz="UTC")
+        doc = {"event": event, "action": self.name, "sent_at": t.isoformat(timespec="milliseconds"),
+               "dry_run": self.dry_run, "alert": json.loads(a.to_json())}
+        return json.dumps(doc, ensure_ascii=False, allow_nan=False).encode()
+
+    def values(self, a: Alert, event: str) -> dict:
+        return {"id": a.id, "meter_id": a.meter_id, "code": a.code, "severity": a.severity,
+                "detector": a.detector, "event": event, "action": self.name}
+
+    def view(self) -> dict:
+        return {**super().view(), "queue": self._q.qsize()}
+
+
+def _stored_alert(con, aid: str) -> Alert | None:
+    """An alert from the store (one that ended in this run but opened before a restart)."""
+    from wattwatch.alerts.model import record
+
+    df = con.execute("SELECT * FROM alerts WHERE id = ?", [aid]).df()
+    if not len(df):
+        return None
+    return Alert.from_dict(record(df.to_dict("records")[0]))
