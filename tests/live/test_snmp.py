@@ -145,6 +145,47 @@ def test_agent_down_and_back_counts_the_loss_and_keeps_the_other_device(pdu, ups
     assert pdu.view()["dropped"] >= 1
 
 
+def test_agent_restarted_or_replaced_on_the_same_port_is_read_again(monkeypatch):
+    """A restarted agent keeps its engine ID (boots counted): the next poll reads it. A replaced one
+    (new engine ID) is reached again after REDISCOVER_AFTER polls without an answer."""
+    monkeypatch.setattr(snmp, "REDISCOVER_S", 0.0)
+    a = agent.start("pdu7", {"model": "apc_rpdu2", "outlets": 2, **KEYS})
+    port = a.port
+    src = snmp.from_spec("x", {"interval_s": 2.0, "request_timeout_s": 0.3, **KEYS,
+                               "devices": [{"name": "pdu7", "port": port, "model": "apc_rpdu2"}]}, None)
+    got = []
+
+    async def go():
+        nonlocal a
+        got.append(len(await src.poll()))
+        a.stop()
+        got.append(len(await src.poll()))                  # down: nothing
+        a = agent.start("pdu7", {"model": "apc_rpdu2", "outlets": 2, "port": port, **KEYS})
+        got.append(len(await src.poll()))                  # restarted: read at once
+        a.stop()
+        a = agent.start("pdu7", {"model": "apc_rpdu2", "outlets": 2, "port": port, "engine_salt": "new", **KEYS})
+        for _ in range(snmp.REDISCOVER_AFTER + 1):
+            got.append(len(await src.poll()))
+        src.close()
+    try:
+        asyncio.run(go())
+    finally:
+        a.stop()
+    assert got[:3] == [3, 0, 3]
+    assert got[-1] == 3 and 0 in got[3:]                   # replaced: lost for a few polls, then read
+    assert src.counters["rediscoveries"] == 1 and src.counters["lost"] == got.count(0)
+
+
+def test_master_key_is_rfc3414_password_to_key():
+    from hashlib import sha1, sha256, sha512
+
+    from pysnmp.proto.secmod.rfc3414.localkey import hash_passphrase
+
+    for pw in ["auth-secret-1", "abcdefgh", "x" * 70, "päss-wörd-ü"]:
+        for name, h in [("sha", sha1), ("sha256", sha256), ("sha512", sha512)]:
+            assert snmp.master_key(pw, name) == bytes(hash_passphrase(pw.encode(), h))
+
+
 def test_malformed_cells_are_counted_and_that_outlet_has_no_reading(pdu):
     pdu.inject("malformed", outlet=3)
     src = source((pdu, {}))

@@ -44,7 +44,7 @@ from wattwatch.sources.snmp import (AUTH_PROTOCOLS, PRIV_PROTOCOLS, Model, _secr
 FAULTS = ("no_response", "wrong_credentials", "overload", "on_battery", "malformed")
 _SPEC_KEYS = {"model", "models", "host", "port", "user", "auth_key", "auth_key_env", "priv_key", "priv_key_env",
               "auth_protocol", "priv_protocol", "outlets", "seed", "telemetry", "step_s", "voltage_v", "pf",
-              "load_a"}
+              "load_a", "engine_salt"}
 
 
 class _Values:
@@ -174,6 +174,8 @@ class Running:
         self.values = _Values(name, self.model, outlets, int(spec.get("seed", 0)), float(spec.get("voltage_v", 230.0)),
                               float(spec.get("pf", 0.95)), (float(load[0]), float(load[1])), telemetry, step_s)
         self.outlets = outlets
+        # engine_salt: another value makes another engine ID (a replaced or factory-reset device)
+        self.engine_salt = str(spec.get("engine_salt", ""))
         self.counters: Counter = Counter()
         self.muted = False
         self._oids = self._layout()
@@ -284,7 +286,14 @@ class Running:
 
         import pysnmp.entity.config as cfg_mod
 
-        e = engine.SnmpEngine()
+        # A device keeps its engine ID across restarts (as a real agent does; pysnmp counts the
+        # boots): format 5 (octets), from the device name and port.
+        import hashlib
+
+        from pysnmp.proto import rfc1902
+
+        eid = b"\x80\x00\x1f\x88\x05" + hashlib.sha1(f"{self.name}:{self.port}:{self.engine_salt}".encode()).digest()[:12]
+        e = engine.SnmpEngine(snmpEngineID=rfc1902.OctetString(eid))
         config.add_transport(e, udp.DOMAIN_NAME, Transport(loop=loop).open_server_mode(sock=self._sock))
         self._add_user(e, self.auth_key, self.priv_key)
         config.add_vacm_user(e, 3, self.user, "authPriv" if self.priv_protocol != "none" else "authNoPriv",

@@ -57,7 +57,9 @@ from wattwatch.sources.base import Poller, canonical
 log = logging.getLogger("wattwatch.watch")
 
 _LOG_FIRST = 5
-MAX_ROWS = 4096  # a table walk stops here (a device that never ends its table)
+MAX_ROWS = 4096
+REDISCOVER_AFTER = 3     # polls in a row without an answer before the device's engine is discovered again
+REDISCOVER_S = 30.0      # at most this often per device  # a table walk stops here (a device that never ends its table)
 
 # The OID maps shipped with wattwatch. OIDs: APC PowerNet-MIB rPDU2 (phase voltage, metered
 # outlets), RFC 1628 UPS-MIB.
@@ -280,6 +282,8 @@ class Device:
     _target: object = None
     _auth: object = None
     _engine: object = None
+    failing: int = 0            # consecutive polls without an answer
+    reset_at: float = 0.0       # monotonic time of the last rediscovery
 
     @property
     def credentials(self) -> tuple:
@@ -457,6 +461,27 @@ class SnmpSource(Poller):
             await self._prepare(SnmpEngine)
         await super().run(emit, stop)
 
+    def _maybe_rediscover(self, dev: Device) -> None:
+        """After ``REDISCOVER_AFTER`` polls in a row without an answer, forget what was learned of
+        the device (engine ID, boots, time): a replaced or factory-reset agent has a new engine ID,
+        which a client that keeps the old one never reaches again. At most once per ``REDISCOVER_S``."""
+        from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
+        from pysnmp.hlapi.v3arch.asyncio.cmdgen import LCD
+
+        now = time.monotonic()
+        if dev.failing < REDISCOVER_AFTER or now - dev.reset_at < REDISCOVER_S:
+            return
+        dev.reset_at = now
+        old = self._engines.pop(("own", dev.name), None)  # its own from now on; a shared one serves the others
+        if old is not None:
+            old.close_dispatcher()
+        dev._engine = self._engines[("own", dev.name)] = SnmpEngine()
+        LCD.configure(dev._engine, self._auth(dev), dev._target, dev.context.encode())
+        dev.counters["rediscoveries"] += 1
+        self.counters["rediscoveries"] += 1
+        log.info("%s: %s: no answer %d times in a row; discovering its engine again", self.name, dev.name,
+                 dev.failing)
+
     def _auth(self, dev: Device):
         import pysnmp.hlapi.v3arch.asyncio as h
 
@@ -574,6 +599,9 @@ class SnmpSource(Poller):
                         if vals:
                             rows.append({"meter_id": meter_name(t, dev.name, idx), "ts": ts, **inherit, **vals})
             except _Refused as exc:
+                dev.failing += 1
+                if exc.kind in ("timeouts", "auth_failures"):
+                    self._maybe_rediscover(dev)
                 dev.counters[exc.kind] += 1
                 dev.counters["lost"] += 1
                 self.counters[exc.kind] += 1
@@ -584,6 +612,7 @@ class SnmpSource(Poller):
                     log.warning("%s: %s (%s:%d): %s #%d: %s", self.name, dev.name, dev.host, dev.port,
                                 exc.kind.rstrip("s").replace("_", " "), n, exc)
                 return []
+            dev.failing = 0
             took = (time.monotonic() - t0) * 1000.0
             dev.response_ms.append(took)
             dev.counters["answered"] += 1
