@@ -78,6 +78,21 @@ def test_authpriv_sha_aes_get_and_getbulk_give_one_meter_per_outlet(pdu, ups):
     assert v["kind"] == "snmp" and v["p50_ms"] > 0 and v["p99_ms"] >= v["p50_ms"]
 
 
+def test_getbulk_walks_a_table_longer_than_one_request_and_asks_only_for_its_rows(pdu):
+    src = source((pdu, {}), max_repetitions=4)               # 6 outlets: two GETBULK rounds
+    f = poll(src)
+    assert sorted(f["meter_id"])[1:] == [f"pdu1/outlet{i}" for i in range(1, 7)]
+    src = source((pdu, {}))
+
+    async def go():
+        await src.poll()
+        before = pdu.counters["getnext"]
+        await src.poll()
+        src.close()
+        return pdu.counters["getnext"] - before
+    assert asyncio.run(go()) == 7                             # 6 rows + 1 to see the end, not 25
+
+
 def test_sha256_aes256_and_keys_from_the_environment(monkeypatch):
     a = agent.start("pdu9", {"model": "apc_rpdu2", "outlets": 2, "auth_protocol": "sha256",
                              "priv_protocol": "aes256", **KEYS})
