@@ -240,6 +240,22 @@ def test_an_oid_map_from_a_file_is_served_and_read(tmp_path):
         a.stop()
 
 
+def test_values_from_a_telemetry_file(tmp_path):
+    ts = pd.date_range("2025-01-01", periods=3, freq="1min", tz="UTC")
+    rows = [("pdu5", t, 231.0, None) for t in ts] + \
+           [(f"pdu5/outlet{k}", t, None, 0.5 * k + 0.1 * j) for k in (1, 2) for j, t in enumerate(ts)]
+    pd.DataFrame(rows, columns=["meter_id", "ts", "v_l1_v", "i_l1_a"]).to_csv(tmp_path / "t.csv", index=False)
+    a = agent.start("pdu5", {"model": "apc_rpdu2", "outlets": 2, "telemetry": "t.csv", "step_s": 3600, **KEYS},
+                    tmp_path)
+    try:
+        f = poll(source((a, {}))).set_index("meter_id")
+    finally:
+        a.stop()
+    assert f.loc["pdu5", "v_l1_v"] == 231
+    assert f.loc["pdu5/outlet1", "i_l1_a"] == pytest.approx(0.5) and f.loc["pdu5/outlet2", "i_l1_a"] == pytest.approx(1.0)
+    assert f.loc["pdu5/outlet2", "p_kw"] == pytest.approx(231 * 1.0 * 0.95 / 1000, abs=0.0006)
+
+
 @pytest.mark.parametrize("spec, needle", [
     ({"devices": [{"name": "p", "model": "nope"}]}, "model: must be one of"),
     ({"devices": [{"name": "p", "model": "apc_rpdu2", "colour": 1}]}, "devices[0]: unknown key"),

@@ -94,6 +94,11 @@ class _Values:
         batt = faults.get("on_battery")
         noise = float(self.rng.normal(0, 1))
         v = self.voltage_v * (1 + 0.005 * math.sin(2 * math.pi * t / 600)) + 0.3 * noise
+        fv = self._file_value(meter, row, "v_l1_v")
+        if fv is None and row is not None:  # an outlet sees its PDU's supply
+            fv = self._file_value(self.name, None, "v_l1_v")
+        if fv is not None:
+            v = fv
         if channel.startswith("v_"):
             return 0.0 if batt is not None else v
         k = (row - 1) % self.outlets if row is not None else None
@@ -102,15 +107,18 @@ class _Values:
         else:
             amps = self.base_a[k] * (1 + 0.08 * math.sin(2 * math.pi * t / 300 + self.phase[k]))
         amps = max(0.0, amps + 0.01 * noise)
+        fi = self._file_value(meter, row, "i_l1_a")
+        if fi is not None:
+            amps = fi
         ov = faults.get("overload")
         if ov is not None and (k is None or ov.get("outlet", 1) == row):
             amps = float(ov.get("amps", 20.0))
         if channel.startswith("i_"):
             return amps
         if channel == "p_kw":
-            return self.voltage_v * amps * self.pf / 1000.0
+            return v * amps * self.pf / 1000.0
         if channel == "s_kva":
-            return self.voltage_v * amps / 1000.0
+            return v * amps / 1000.0
         if channel == "pf":
             return self.pf
         if channel == "ups_battery_pct":
