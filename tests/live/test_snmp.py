@@ -274,6 +274,20 @@ def test_config_errors_name_the_key(spec, needle):
     assert needle in str(e.value)
 
 
+def test_a_site_config_with_an_inline_model_is_checked_naming_file_and_key(tmp_path):
+    cfg = tmp_path / "site.toml"
+    cfg.write_text('[[sources]]\ntype = "snmp"\nuser = "ops"\nauth_key = "auth-secret-1"\npriv_key = "priv-secret-1"\n'
+                   '[[sources.devices]]\nname = "m1"\nmodel = "meter"\n'
+                   '[sources.models.meter.scalars]\nv_l1_v = { oid = "1.3.6.1.4.1.99999.1", scale = "ten" }\n')
+    with pytest.raises(ConfigError) as e:
+        api.load_site(cfg)
+    assert str(cfg) in str(e.value) and "models.meter.scalars.v_l1_v.scale" in str(e.value)
+    cfg.write_text(cfg.read_text().replace('"ten"', "0.1"))
+    site = api.load_site(cfg)
+    (dev,) = site.sources[0].devices
+    assert dev.model.scalars[0].scale == 0.1 and dev.port == 161 and "auth-secret" not in repr(dev)
+
+
 def test_watch_stores_snmp_readings_and_alerts_packet_loss_and_ups_on_battery(tmp_path):
     """`api.watch` with an snmp source: the PDU stops answering for a few seconds (its loss is
     counted and alerted as ALRM_PKT_LOSS_CRIT on its meters), the UPS loses its input
@@ -328,12 +342,14 @@ model = "ups_mib"
         ups.stop()
     res = box["res"]
     racks = {v["name"]: v for v in res.sources}["racks"]
-    assert racks["timeouts"] >= 6 and racks["lost"] >= 6        # ~12 polls of the PDU lost
+    assert racks["timeouts"] >= 4 and racks["lost"] >= 4        # ~12 polls of the PDU lost (fewer if late)
     with Store(tmp_path / "site.duckdb", read_only=True) as s:
         r = s.query(["ups1", "pdu1/outlet1"])
         alerts = s.con.execute("SELECT meter_id, code FROM alerts").df()
     per = r.groupby("meter_id", observed=True)["ts"].count()
-    assert per["pdu1/outlet1"] < per["ups1"] - 6                 # nothing was invented for the lost polls
+    # One reading per meter per answered poll, none for a lost one (a poll answered as the watcher
+    # stopped may not reach the store).
+    assert 0 <= racks["answered"] - (per["pdu1/outlet1"] + per["ups1"]) <= 2
     u = r[r["meter_id"] == "ups1"]
     assert {3.0, 5.0} <= set(u["ups_mode_1"]) and u["ups_battery_pct"].min() < 100
     codes = set(zip(alerts["meter_id"], alerts["code"]))

@@ -271,8 +271,8 @@ class Device:
     port: int
     model: Model
     user: str
-    auth_key: str
-    priv_key: str | None
+    auth_key: str = field(repr=False)
+    priv_key: str | None = field(repr=False)
     auth_protocol: str = "sha"
     priv_protocol: str = "aes"
     context: str = ""
