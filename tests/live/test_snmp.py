@@ -201,6 +201,26 @@ def test_master_key_is_rfc3414_password_to_key():
             assert snmp.master_key(pw, name) == bytes(hash_passphrase(pw.encode(), h))
 
 
+def test_a_device_whose_response_time_climbs_is_said_slow_and_back(pdu):
+    src = source((pdu, {}), request_timeout_s=1.0)
+
+    async def go():
+        for _ in range(snmp.NORMAL_POLLS):
+            await src.poll()
+        pdu.inject("delay", ms=400)
+        slow = [len(await src.poll()) for _ in range(snmp.SLOW_WINDOW)]
+        was = src.devices[0].status
+        pdu.inject("clear")
+        for _ in range(snmp.SLOW_WINDOW):
+            await src.poll()
+        src.close()
+        return slow, was
+    slow, was = asyncio.run(go())
+    d = src.devices[0]
+    assert slow == [7] * snmp.SLOW_WINDOW and was == "slow"     # slow, not lost: every reading kept
+    assert d.counters["slow_polls"] >= 1 and d.status == "ok" and d.counters["lost"] == 0
+
+
 def test_malformed_cells_are_counted_and_that_outlet_has_no_reading(pdu):
     pdu.inject("malformed", outlet=3)
     src = source((pdu, {}))

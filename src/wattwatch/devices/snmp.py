@@ -20,7 +20,8 @@ Faults (:meth:`Running.inject`, at run time; ``on=False`` or ``inject("clear")``
 - ``overload`` (``outlet=1``, ``amps=20.0``): an outlet draws ``amps`` (its power follows);
 - ``on_battery`` (``drain_pct_per_min=5.0``): a UPS loses its input: input voltage 0, output
   source ``battery(5)`` (UPS-MIB upsOutputSource), battery charge falling at the given rate;
-- ``malformed`` (``outlet=1``): that outlet's table cells answer text (``"n/a"``), not a number.
+- ``malformed`` (``outlet=1``): that outlet's table cells answer text (``"n/a"``), not a number;
+- ``delay`` (``ms=200``): every request is answered ``ms`` late (a slow agent, a congested link).
 
 ``start(name, spec, root)`` returns a :class:`Running` (``.endpoint``, ``.inject``, ``.view``,
 ``.stop``) as every device kind of ``wattwatch devices`` does.
@@ -41,7 +42,7 @@ import numpy as np
 from wattwatch.sources.snmp import (AUTH_PROTOCOLS, PRIV_PROTOCOLS, Model, _secret, load_models, master_key,
                                     meter_name)
 
-FAULTS = ("no_response", "wrong_credentials", "overload", "on_battery", "malformed")
+FAULTS = ("no_response", "wrong_credentials", "overload", "on_battery", "malformed", "delay")
 _SPEC_KEYS = {"model", "models", "host", "port", "user", "auth_key", "auth_key_env", "priv_key", "priv_key_env",
               "auth_protocol", "priv_protocol", "outlets", "seed", "telemetry", "step_s", "voltage_v", "pf",
               "load_a", "engine_salt"}
@@ -264,6 +265,12 @@ class Running:
                 if agent.muted:
                     agent.counters["dropped"] += 1
                     return
+                delay = agent.values.faults.get("delay")
+                if delay is not None:  # a slow agent or link: the answer comes late
+                    agent.counters["delayed"] += 1
+                    loop.call_later(float(delay.get("ms", 200.0)) / 1000.0, super().datagram_received, datagram,
+                                    transportAddress)
+                    return
                 super().datagram_received(datagram, transportAddress)
 
         class Controller(instrum.AbstractMibInstrumController):
@@ -367,7 +374,8 @@ class Running:
         if fault not in FAULTS:
             raise ValueError(f"snmp device {self.name}: fault must be one of {', '.join(FAULTS)} or clear, "
                              f"got {fault!r}")
-        allowed = {"overload": {"outlet", "amps"}, "on_battery": {"drain_pct_per_min"}, "malformed": {"outlet"}}
+        allowed = {"overload": {"outlet", "amps"}, "on_battery": {"drain_pct_per_min"}, "malformed": {"outlet"},
+                   "delay": {"ms"}}
         unknown = set(params) - allowed.get(fault, set())
         if unknown:
             raise ValueError(f"snmp device {self.name}: fault {fault}: unknown parameter(s) {sorted(unknown)}")

@@ -31,7 +31,9 @@ cannot be read gives no reading for that cycle (the core's packet-loss rule sees
 per device and in total: ``device_polls``, ``answered``, ``lost`` (device polls without a
 reading), ``timeouts``, ``auth_failures`` (wrong key, unknown user, decryption failure, …),
 ``malformed`` (error status, an OID the device lacks, a value that is not a number, a walk whose
-OIDs do not increase), ``errors``, and the response time (p50/p99 over the last 256 polls).
+OIDs do not increase), ``errors``, ``rediscoveries``, the response time (p50/p99 over the last 256
+polls) and ``slow_polls``: a device whose response time climbs well above its own usual time (or
+past half the request timeout) is warned about once and shown as ``slow`` while it lasts.
 """
 
 from __future__ import annotations
@@ -59,7 +61,10 @@ log = logging.getLogger("wattwatch.watch")
 _LOG_FIRST = 5
 MAX_ROWS = 4096
 REDISCOVER_AFTER = 3     # polls in a row without an answer before the device's engine is discovered again
-REDISCOVER_S = 30.0      # at most this often per device  # a table walk stops here (a device that never ends its table)
+REDISCOVER_S = 30.0      # at most this often per device
+NORMAL_POLLS = 8         # answered polls that set a device's usual response time
+SLOW_WINDOW = 5          # answers whose median is compared with it
+SLOW_FACTOR, SLOW_MIN_MS = 3.0, 50.0  # a table walk stops here (a device that never ends its table)
 
 # The OID maps shipped with wattwatch. OIDs: APC PowerNet-MIB rPDU2 (phase voltage, metered
 # outlets), RFC 1628 UPS-MIB.
@@ -284,6 +289,8 @@ class Device:
     _engine: object = None
     rows: dict = field(default_factory=dict)   # table -> rows at its last walk (sizes the next GETBULK)
     failing: int = 0            # consecutive polls without an answer
+    normal_ms: float | None = None   # its usual response time (median of its first answered polls)
+    slow: bool = False
     reset_at: float = 0.0       # monotonic time of the last rediscovery
 
     @property
@@ -462,6 +469,29 @@ class SnmpSource(Poller):
             await self._prepare(SnmpEngine)
         await super().run(emit, stop)
 
+    def _watch_speed(self, dev: Device) -> None:
+        """A device whose response time climbs (a long cable run, an overloaded agent or gateway) is
+        said once, while it lasts (status ``slow``, ``slow_polls`` counted): the median of its last
+        ``SLOW_WINDOW`` answers above ``SLOW_FACTOR`` times its usual time (and ``SLOW_MIN_MS`` more),
+        or above half the request timeout (a little more and the poll is lost)."""
+        ms = dev.response_ms
+        if dev.normal_ms is None:
+            if len(ms) >= NORMAL_POLLS:
+                dev.normal_ms = float(np.median(ms))
+            return
+        recent = float(np.median(list(ms)[-SLOW_WINDOW:]))
+        limit = min(max(SLOW_FACTOR * dev.normal_ms, dev.normal_ms + SLOW_MIN_MS), 500.0 * self.request_timeout_s)
+        slow = recent > limit
+        if slow:
+            dev.counters["slow_polls"] += 1
+            self.counters["slow_polls"] += 1
+        if slow and not dev.slow:
+            log.warning("%s: %s (%s:%d) answers slowly: %.0f ms (usually %.0f ms, timeout %.0f ms)", self.name,
+                        dev.name, dev.host, dev.port, recent, dev.normal_ms, 1000 * self.request_timeout_s)
+        elif dev.slow and not slow:
+            log.info("%s: %s answers at its usual speed again (%.0f ms)", self.name, dev.name, recent)
+        dev.slow = slow
+
     def _maybe_rediscover(self, dev: Device) -> None:
         """After ``REDISCOVER_AFTER`` polls in a row without an answer, forget what was learned of
         the device (engine ID, boots, time): a replaced or factory-reset agent has a new engine ID,
@@ -621,9 +651,10 @@ class SnmpSource(Poller):
             dev.failing = 0
             took = (time.monotonic() - t0) * 1000.0
             dev.response_ms.append(took)
+            self._watch_speed(dev)
             dev.counters["answered"] += 1
             self.counters["answered"] += 1
-            dev.status = "ok"
+            dev.status = "slow" if dev.slow else "ok"
             return rows
 
     async def poll(self) -> pd.DataFrame:
