@@ -71,6 +71,7 @@ def test_authpriv_sha_aes_get_and_getbulk_give_one_meter_per_outlet(pdu, ups):
     assert ((out["p_kw"] - out["v_l1_v"] * out["i_l1_a"] * 0.95 / 1000).abs() < 0.04).all()
     u = f[f["meter_id"] == "ups1"].iloc[0]
     assert u["ups_battery_pct"] == 100 and u["ups_mode_1"] == 3 and 220 < u["v_l1_v"] < 240
+    assert u["ups_battery_status_1"] == 2 and u["ups_on_battery_s"] == 0 and u["ups_runtime_s"] == 1800
     assert pdu.counters["getnext"] > before.get("getnext", 0)         # the outlet table came by GETBULK
     assert pdu.counters["get"] > before.get("get", 0)                 # the scalars by GET
     assert src.counters["answered"] == 2 and src.counters["lost"] == 0
@@ -237,7 +238,8 @@ def test_overload_and_on_battery_are_what_the_poller_reads(pdu, ups):
     assert f.loc["pdu1/outlet2", "i_l1_a"] == pytest.approx(18.0)
     assert f.loc["pdu1/outlet2", "p_kw"] == pytest.approx(18.0 * 230 * 0.95 / 1000, rel=0.02)
     assert f.loc["ups1", "v_l1_v"] == 0 and f.loc["ups1", "ups_mode_1"] == 5
-    assert f.loc["ups1", "ups_battery_pct"] < 100
+    assert f.loc["ups1", "ups_battery_pct"] < 100 and f.loc["ups1", "ups_on_battery_s"] > 0
+    assert f.loc["ups1", "ups_runtime_s"] % 60 == 0 and f.loc["ups1", "ups_runtime_s"] <= 1800  # minutes -> s
 
 
 def test_an_oid_map_from_a_file_is_served_and_read(tmp_path):

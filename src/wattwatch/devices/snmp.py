@@ -122,10 +122,16 @@ class _Values:
             return v * amps / 1000.0
         if channel == "pf":
             return self.pf
+        charge = 100.0 if batt is None else \
+            max(0.0, 100.0 - float(batt.get("drain_pct_per_min", 5.0)) * (t - batt["since"]) / 60.0)
         if channel == "ups_battery_pct":
-            if batt is None:
-                return 100.0
-            return max(0.0, 100.0 - float(batt.get("drain_pct_per_min", 5.0)) * (t - batt["since"]) / 60.0)
+            return charge
+        if channel == "ups_battery_status_1":   # UPS-MIB upsBatteryStatus
+            return 4.0 if charge <= 0 else 3.0 if charge < 25 else 2.0
+        if channel == "ups_on_battery_s":
+            return 0.0 if batt is None else t - batt["since"]
+        if channel == "ups_runtime_s":          # 30 min at full charge and this load
+            return 30 * 60 * charge / 100.0
         if channel == "ups_mode_1":
             return 5.0 if batt is not None else 3.0
         if channel == "temp_c":

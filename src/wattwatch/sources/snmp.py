@@ -88,6 +88,9 @@ BUILTIN_MODELS: dict[str, dict] = {
     "ups_mib": {
         "description": "UPS (RFC 1628 UPS-MIB), single-phase input and output",
         "scalars": {
+            "ups_battery_status_1": {"oid": "1.3.6.1.2.1.33.1.2.1.0"},      # upsBatteryStatus: 2 normal, 3 low, 4 depleted
+            "ups_on_battery_s": {"oid": "1.3.6.1.2.1.33.1.2.2.0"},          # upsSecondsOnBattery, s (0 on mains)
+            "ups_runtime_s": {"oid": "1.3.6.1.2.1.33.1.2.3.0", "scale": 60.0},  # upsEstimatedMinutesRemaining
             "ups_battery_pct": {"oid": "1.3.6.1.2.1.33.1.2.4.0"},           # upsEstimatedChargeRemaining, %
             "temp_c": {"oid": "1.3.6.1.2.1.33.1.2.7.0"},                    # upsBatteryTemperature, °C
             "ups_mode_1": {"oid": "1.3.6.1.2.1.33.1.4.1.0"},                # upsOutputSource: 3 normal, 5 battery
