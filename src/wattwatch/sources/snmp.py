@@ -421,7 +421,9 @@ class SnmpSource(Poller):
                  max_repetitions: int = 25, max_get: int = 32):
         if not interval_s > 0:
             raise ValueError(f"source {name}: interval_s must be > 0, got {interval_s}")
-        super().__init__(name, interval_s)
+        # The base cancels a poll after timeout_s; this one ends its cycle at 0.9 interval itself,
+        # keeping what answered, so the base's limit only catches a stuck event loop.
+        super().__init__(name, interval_s, timeout_s=interval_s + 2.0)
         if not devices:
             raise ValueError(f"source {name}: give at least one [[sources.devices]] table")
         names = [d.name for d in devices]
@@ -668,7 +670,7 @@ class SnmpSource(Poller):
         ts = pd.Timestamp.now(tz="UTC").floor("ms")
         tasks = {asyncio.ensure_future(self._poll_device(d, ts)): d for d in self.devices}
         # Every device answers within the cycle or is lost for it: what did answer is kept.
-        done, pending = await asyncio.wait(tasks, timeout=0.9 * (self.timeout_s or self.interval_s))
+        done, pending = await asyncio.wait(tasks, timeout=0.9 * self.interval_s)
         for t in pending:
             t.cancel()
             d = tasks[t]
