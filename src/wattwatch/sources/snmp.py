@@ -64,7 +64,7 @@ REDISCOVER_AFTER = 3     # polls in a row without an answer before the device's 
 REDISCOVER_S = 30.0      # at most this often per device
 NORMAL_POLLS = 8         # answered polls that set a device's usual response time
 SLOW_WINDOW = 5          # answers whose median is compared with it
-SLOW_FACTOR, SLOW_MIN_MS = 3.0, 50.0  # a table walk stops here (a device that never ends its table)
+SLOW_FACTOR, SLOW_MIN_MS = 3.0, 100.0  # a table walk stops here (a device that never ends its table)
 
 # The OID maps shipped with wattwatch. OIDs: APC PowerNet-MIB rPDU2 (phase voltage, metered
 # outlets), RFC 1628 UPS-MIB.
