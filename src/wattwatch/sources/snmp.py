@@ -59,12 +59,12 @@ from wattwatch.sources.base import Poller, canonical
 log = logging.getLogger("wattwatch.watch")
 
 _LOG_FIRST = 5
-MAX_ROWS = 4096
+MAX_ROWS = 4096          # a table walk stops here (a device that never ends its table)
 REDISCOVER_AFTER = 3     # polls in a row without an answer before the device's engine is discovered again
 REDISCOVER_S = 30.0      # at most this often per device
 NORMAL_POLLS = 8         # answered polls that set a device's usual response time
 SLOW_WINDOW = 5          # answers whose median is compared with it
-SLOW_FACTOR, SLOW_MIN_MS = 3.0, 100.0  # a table walk stops here (a device that never ends its table)
+SLOW_FACTOR, SLOW_MIN_MS = 3.0, 100.0  # slow: above 3x the usual time and at least 100 ms more
 
 # The OID maps shipped with wattwatch. OIDs: APC PowerNet-MIB rPDU2 (phase voltage, metered
 # outlets), RFC 1628 UPS-MIB.
