@@ -305,15 +305,14 @@ class Running:
                         out.append((v2c.ObjectIdentifier(r[0]), agent._encode(*r[1:])))
                 return out
 
-        import pysnmp.entity.config as cfg_mod
-
         # A device keeps its engine ID across restarts (as a real agent does; pysnmp counts the
         # boots): format 5 (octets), from the device name and port.
         import hashlib
 
         from pysnmp.proto import rfc1902
 
-        eid = b"\x80\x00\x1f\x88\x05" + hashlib.sha1(f"{self.name}:{self.port}:{self.engine_salt}".encode()).digest()[:12]
+        seed = f"{self.name}:{self.port}:{self.engine_salt}".encode()
+        eid = b"\x80\x00\x1f\x88\x05" + hashlib.sha1(seed).digest()[:12]
         e = engine.SnmpEngine(snmpEngineID=rfc1902.OctetString(eid))
         config.add_transport(e, udp.DOMAIN_NAME, Transport(loop=loop).open_server_mode(sock=self._sock))
         self._add_user(e, self.auth_key, self.priv_key)
@@ -325,7 +324,6 @@ class Running:
         for responder in (cmdrsp.GetCommandResponder, cmdrsp.NextCommandResponder, cmdrsp.BulkCommandResponder):
             responder(e, ctx)
         e.transport_dispatcher.job_started(1)
-        self._cfg = cfg_mod
         return e
 
     def _add_user(self, e, auth_key, priv_key) -> None:
@@ -389,7 +387,9 @@ class Running:
             self.muted = bool(on)
         elif fault == "wrong_credentials":
             # The agent's keys change (or come back): a client with the old ones is refused.
-            a, p = (self.auth_key, self.priv_key) if not on else (self.auth_key[::-1] + "x", (self.priv_key or "")[::-1] + "x")
+            a, p = (self.auth_key, self.priv_key)
+            if on:
+                a, p = a[::-1] + "x", (p or "")[::-1] + "x"
 
             def rekey():
                 from pysnmp.entity import config

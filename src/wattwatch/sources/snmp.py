@@ -88,7 +88,7 @@ BUILTIN_MODELS: dict[str, dict] = {
     "ups_mib": {
         "description": "UPS (RFC 1628 UPS-MIB), single-phase input and output",
         "scalars": {
-            "ups_battery_status_1": {"oid": "1.3.6.1.2.1.33.1.2.1.0"},      # upsBatteryStatus: 2 normal, 3 low, 4 depleted
+            "ups_battery_status_1": {"oid": "1.3.6.1.2.1.33.1.2.1.0"},      # upsBatteryStatus: 2 ok, 3 low, 4 empty
             "ups_on_battery_s": {"oid": "1.3.6.1.2.1.33.1.2.2.0"},          # upsSecondsOnBattery, s (0 on mains)
             "ups_runtime_s": {"oid": "1.3.6.1.2.1.33.1.2.3.0", "scale": 60.0},  # upsEstimatedMinutesRemaining
             "ups_battery_pct": {"oid": "1.3.6.1.2.1.33.1.2.4.0"},           # upsEstimatedChargeRemaining, %
@@ -172,7 +172,8 @@ def _channel(name, where: str) -> str:
     if name not in COLUMNS:
         err = extra_channel_error(name)
         if err:
-            raise ValueError(f"{where}: not a canonical channel (v_l1_v, i_l1_a, p_kw, ...) nor an extra channel: {err}")
+            raise ValueError(f"{where}: not a canonical channel (v_l1_v, i_l1_a, p_kw, ...) "
+                             f"nor an extra channel: {err}")
     return name
 
 
