@@ -281,10 +281,11 @@ class Running:
 
         class Controller(instrum.AbstractMibInstrumController):
             oids = [r[0] for r in agent._oids]
+            by = {r[0]: r for r in agent._oids}
 
             def read_variables(self, *var_binds, **context):
                 agent.counters["get"] += 1
-                by = {r[0]: r for r in agent._oids}
+                by = self.by
                 out = []
                 for oid, _ in var_binds:
                     r = by.get(tuple(oid))
