@@ -201,11 +201,16 @@ class StreamEngine:
 
     def add(self, frame: pd.DataFrame, source: str = "watch") -> int:
         """Store readings (one transaction); returns how many new rows the store kept."""
+        from wattwatch.ingest.mapping import Mapping
         from wattwatch.ingest.pipeline import ingest_frame
+        from wattwatch.schema import COLUMNS, extra_channel_error
 
         if frame is None or not len(frame):
             return 0
-        counts = ingest_frame(self.store, frame, source=f"watch:{source}")
+        # Extra channels a source reports under their own names (ups_battery_pct, ups_mode_1) are
+        # kept as the mapping's [extra] keeps them in a file.
+        extras = {c: c for c in frame.columns if c not in COLUMNS and extra_channel_error(c) is None}
+        counts = ingest_frame(self.store, frame, Mapping(extra=extras) if extras else None, source=f"watch:{source}")
         if counts.rejected:
             self.counters["rejected"] += counts.rejected
             for unit, line, fld, why in counts.rejects[:3]:
