@@ -1,0 +1,294 @@
+"""Head-end for edge meters: signed tamper reports (and telemetry) over MQTT, ``type = "tamper"``.
+
+::
+
+    [[sources]]
+    type = "tamper"
+    host = "127.0.0.1"
+    port = 8883
+    tls_ca = "ca.pem"                 # and tls_cert / tls_key for a client certificate
+    topics = ["meter/+/tamper"]       # reports; any other topic is telemetry (as type = "mqtt")
+    telemetry = ["meter/+/telemetry"]
+    meter = "topic:1"                 # telemetry's meter (as type = "mqtt")
+    keys = { "M-17" = "keys/M-17.key", "M-18" = "keys/M-18.pub.pem" }
+    keys_dir = "keys"                 # or <meter>.key (hex HMAC) / <meter>.pub.pem (Ed25519) here
+    window_s = 300                    # a report signed further than this from now is refused
+
+Every report on ``meter/<id>/tamper`` is checked in this order, and the first failure decides:
+
+- **malformed**: larger than ``max_bytes``, not JSON, not an object, a field missing or of the
+  wrong type (``counter`` an integer, ``ts`` a number, ``status`` one of the known ones ...);
+- **forged**: the topic's meter differs from the signed ``meter_id``, no key for the meter, an
+  algorithm other than the meter's key's, or a signature that does not verify (a tampered field
+  is a signature that does not verify);
+- **replayed**: ``ts`` further than ``window_s`` from now, or ``counter`` not above the last one
+  accepted from that meter. The exact copy of the *last* accepted report is a redelivery (QoS 1
+  after a lost PUBACK), counted as ``duplicates``, and changes nothing.
+
+Rejections are counted (``counters``: ``malformed``, ``forged``, ``replayed``) and become
+``ALRM_SECURITY_EVENT`` alerts (one per meter and hour, its counts per reason growing; detector
+``edge_security``), never tamper alerts. A report that passes becomes its alert as it arrives:
+``ERR_IMBAL_LIMIT_EXCEEDED`` (entering tamper, grown by the ``cleared`` report) or
+``STATUS_SIGNAL_NOISY``, with the meter's evidence; the alert id follows the event's first cycle,
+so a report sent again after a power cut is the same alert. The last counter per meter is part of
+the source's checkpointed position.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+from wattwatch.alerts.model import Alert, log_safe
+from wattwatch.edge.signing import METER_ID, digest, load_key, verify
+from wattwatch.sources.base import log
+from wattwatch.sources.mqtt import MqttSource, tls_paths
+
+SECURITY_CODE = "ALRM_SECURITY_EVENT"
+STATUSES = {"tamper", "cleared", "signal_noisy", "signal_ok", "report"}
+REASONS = ("malformed", "forged", "replayed")
+
+
+class Rejected(Exception):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class TamperSource(MqttSource):
+    kind = "tamper"
+
+    def __init__(self, name: str, *, keys: dict | None = None, keys_dir: str | None = None, window_s: float = 300.0,
+                 max_bytes: int = 65536, telemetry=(), topics=("meter/+/tamper",), clock=None, **kw):
+        tel = [telemetry] if isinstance(telemetry, str) else list(telemetry)
+        super().__init__(name, topics=list(topics) + tel, **kw)
+        self.tamper_topics = [topics] if isinstance(topics, str) else list(topics)
+        self.window_s = float(window_s)
+        self.max_bytes = int(max_bytes)
+        self.keys: dict[str, tuple] = {}
+        for m, path in (keys or {}).items():
+            if not METER_ID.match(str(m)):
+                raise ValueError(f"keys: meter id {m!r} must be letters, digits, '.', '_' or '-'")
+            self.keys[str(m)] = load_key(Path(path), private=False)
+        self.keys_dir = Path(keys_dir) if keys_dir else None
+        if not self.keys and self.keys_dir is None:
+            raise ValueError(f"source {name}: give keys (meter -> key file) or keys_dir")
+        self.last: dict[str, tuple[int, str]] = {}    # meter -> (counter, digest) of the last accepted
+        self._alerts: list[Alert] = []
+        self._security: dict[tuple, dict] = {}
+        self._state_lock = threading.Lock()
+        import time as _t
+        self.clock = clock or _t.time
+
+    # ------------------------------------------------------------------------ routing
+
+    def _is_tamper(self, topic: str) -> bool:
+        from paho.mqtt.client import topic_matches_sub
+
+        return any(topic_matches_sub(t, topic) for t in self.tamper_topics)
+
+    def _on_message(self, client, userdata, msg):
+        if not self._is_tamper(msg.topic):
+            return super()._on_message(client, userdata, msg)
+        self.counters["reports"] += 1
+        alerts = self.handle(msg.topic, msg.payload)
+        with self._lock:
+            self._alerts.extend(alerts)
+            if msg.qos > 0:
+                if alerts:
+                    self._acks.append((msg.mid, msg.qos))
+                else:
+                    client.ack(msg.mid, msg.qos)
+
+    def drain(self):
+        from wattwatch.sources.base import Batch
+        import pandas as pd
+        import time
+
+        with self._lock:
+            alerts, self._alerts = self._alerts, []
+            if not alerts:
+                pass
+            elif not self._rows:  # alerts alone: a batch without readings
+                acks, self._acks = self._acks, []
+                return Batch(self.name, pd.DataFrame(), arrived=time.monotonic(), token=acks, alerts=alerts)
+        b = super().drain()
+        if b is not None:
+            b.alerts = alerts
+        return b
+
+    # ------------------------------------------------------------------------ checks
+
+    def _key(self, meter: str):
+        k = self.keys.get(meter)
+        if k is None and self.keys_dir is not None:
+            for fname in (f"{meter}.key", f"{meter}.pub.pem"):
+                p = self.keys_dir / fname
+                if p.is_file():
+                    k = load_key(p, private=False)
+                    self.keys[meter] = k
+                    break
+        return k
+
+    def check(self, topic: str, payload: bytes) -> dict:
+        """The report, or :class:`Rejected` with the reason (see the module)."""
+        if len(payload) > self.max_bytes:
+            raise Rejected("malformed", f"{len(payload)} bytes, more than max_bytes {self.max_bytes}")
+        try:
+            doc = json.loads(payload)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise Rejected("malformed", f"not JSON ({exc})"[:200]) from None
+        if not isinstance(doc, dict):
+            raise Rejected("malformed", f"expected a JSON object, got {type(doc).__name__}")
+        for f, types in (("meter_id", str), ("counter", int), ("ts", (int, float)), ("status", str), ("alg", str),
+                         ("sig", str), ("event", str)):
+            v = doc.get(f)
+            if v is None or isinstance(v, bool) or not isinstance(v, types):
+                raise Rejected("malformed", f"field {f!r} missing or not a {getattr(types, '__name__', 'number')}")
+        if not math.isfinite(doc["ts"]) or doc["counter"] < 1:
+            raise Rejected("malformed", "field 'ts' not finite or 'counter' below 1")
+        if doc["status"] not in STATUSES:
+            raise Rejected("malformed", f"field 'status': unknown {doc['status']!r}"[:200])
+        if "evidence" in doc and not isinstance(doc["evidence"], dict):
+            raise Rejected("malformed", "field 'evidence' is not an object")
+        parts = topic.split("/")
+        topic_meter = parts[1] if len(parts) >= 3 else None
+        meter = doc["meter_id"]
+        if not METER_ID.match(meter):
+            raise Rejected("malformed", "field 'meter_id' is not a valid meter id")
+        if topic_meter != meter:
+            raise Rejected("forged", f"signed meter {meter!r} published on another meter's topic")
+        key = self._key(meter)
+        if key is None:
+            raise Rejected("forged", f"no key for meter {meter!r}")
+        alg, k = key
+        if doc["alg"] != alg:
+            raise Rejected("forged", f"algorithm {doc['alg']!r}, the meter's key is {alg}"[:200])
+        try:
+            ok = verify(doc, alg, k)
+        except ValueError:  # NaN or the like in the payload: cannot be canonical
+            raise Rejected("malformed", "payload cannot be put in canonical form") from None
+        if not ok:
+            raise Rejected("forged", "signature does not verify")
+        now = self.clock()
+        if abs(now - doc["ts"]) > self.window_s:
+            raise Rejected("replayed", f"signed at {_iso(doc['ts']) if abs(doc['ts']) < 1e11 else doc['ts']}, "
+                                       f"outside the {self.window_s:g} s window")
+        with self._state_lock:
+            last = self.last.get(meter)
+            d = digest(doc)
+            if last is not None and doc["counter"] <= last[0]:
+                if doc["counter"] == last[0] and d == last[1]:
+                    raise Rejected("duplicate", "the last accepted report again")
+                raise Rejected("replayed", f"counter {doc['counter']} not above the last accepted {last[0]}")
+            self.last[meter] = (doc["counter"], d)
+        return doc
+
+    def handle(self, topic: str, payload: bytes) -> list[Alert]:
+        try:
+            doc = self.check(topic, payload)
+        except Rejected as r:
+            self.counters[r.reason] += 1
+            if r.reason == "duplicate":
+                return []
+            n = self.counters[r.reason]
+            if n <= 5 or n % 100 == 0:
+                log.warning("%s: %s report #%d on %s: %s", self.name, r.reason, n, log_safe(topic)[:200], r.detail)
+            return [self._security_alert(topic, r)]
+        self.counters["accepted"] += 1
+        return self.alerts_of(doc)
+
+    def _security_alert(self, topic: str, r: Rejected) -> Alert:
+        parts = topic.split("/")
+        meter = parts[1] if len(parts) >= 3 and METER_ID.match(parts[1]) else "(unknown)"
+        now = self.clock()
+        hour = math.floor(now / 3600) * 3600
+        with self._state_lock:
+            s = self._security.setdefault((meter, hour), {**{k: 0 for k in REASONS}, "first": now})
+            s[r.reason] += 1
+            s["last"] = now
+            s["detail"] = r.detail
+            counts = {k: s[k] for k in REASONS}
+        total = sum(counts.values())
+        attack = counts["forged"] + counts["replayed"] > 0
+        said = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+        return Alert(meter_id=meter, start=_iso(hour), end=_iso(s["last"]), code=SECURITY_CODE,
+                     severity="critical" if attack else "warning", score=1.0 if attack else 0.75,
+                     detector="edge_security",
+                     message=f"tamper reports for meter {meter} refused this hour: {said}; last: {r.detail}"[:300],
+                     evidence={**counts, "count": total, "topic": log_safe(topic)[:200], "first": _iso(s["first"]),
+                               "last": _iso(s["last"]), "detail": r.detail},
+                     action="check the meter's key and the network path to the head-end; refused reports "
+                            "were not taken as tamper events")
+
+    def alerts_of(self, doc: dict) -> list[Alert]:
+        status = doc["status"]
+        ev = dict(doc.get("evidence") or {})
+        meter = doc["meter_id"]
+        start = doc.get("cycle_start") or _iso(doc["ts"])
+        end = doc.get("cycle_end") or start
+        if not isinstance(start, str) or not isinstance(end, str):
+            return []
+        extra = {"counter": doc["counter"], "signed_at": _iso(doc["ts"]), "event": doc["event"], "source": "edge"}
+        if status in ("tamper", "cleared"):
+            kind = doc.get("kind") if doc.get("kind") in ("neutral_bypass", "partial_earth_return") else "partial_earth_return"
+            delta = doc.get("delta_a")
+            limit = ev.get("limit_a")
+            ratio = delta / limit if isinstance(delta, (int, float)) and isinstance(limit, (int, float)) and limit > 0 else 1.0
+            score = round(1 - 0.5 ** max(ratio, 1.0), 4)
+            what = "neutral current missing" if kind == "neutral_bypass" else "part of the return current bypasses the neutral"
+            msg = (f"{what} at the meter: ΔI {delta} A (limit {limit} A), neutral {ev.get('i_n_a')} A while the phase "
+                   f"carries {ev.get('i_l_a')} A ({kind.replace('_', ' ')})")
+            if status == "cleared":
+                msg += f"; cleared at {doc.get('cleared_at')}"
+            return [Alert(meter_id=meter, start=start, end=end, code="ERR_IMBAL_LIMIT_EXCEEDED",
+                          severity="critical" if kind == "neutral_bypass" else "warning", score=score,
+                          detector="edge_tamper", message=msg[:400],
+                          evidence={**ev, "kind": kind, "delta_a": delta, "status": status,
+                                    "cleared_at": doc.get("cleared_at"), **extra},
+                          action="inspect the meter's neutral wiring and seals on site; possible energy diversion")]
+        if status in ("signal_noisy", "signal_ok"):
+            return [Alert(meter_id=meter, start=start, end=end, code="STATUS_SIGNAL_NOISY", severity="info",
+                          score=0.5, detector="edge_harmonics",
+                          message=f"current THD {ev.get('thd_i_pct')} % at the meter (3rd {ev.get('h3_pct')} %, "
+                                  f"5th {ev.get('h5_pct')} %): RMS readings unreliable"[:400],
+                          evidence={**ev, "status": status, **extra},
+                          action="non-linear loads; the meter judges the neutral on the fundamental meanwhile")]
+        return []  # an on-demand status report: accepted, nothing to alert
+
+    # ------------------------------------------------------------------------ checkpoint
+
+    def position(self) -> dict:
+        with self._state_lock:
+            return {"last": {m: list(v) for m, v in self.last.items()}}
+
+    def restore(self, position: dict) -> None:
+        last = (position or {}).get("last") or {}
+        with self._state_lock:
+            for m, v in last.items():
+                if isinstance(v, list) and len(v) == 2 and isinstance(v[0], int):
+                    if m not in self.last or self.last[m][0] < v[0]:
+                        self.last[m] = (v[0], str(v[1]))
+
+
+def from_spec(name: str, spec: dict, root=None) -> TamperSource:
+    from wattwatch.sources import only, resolve
+
+    only(spec, {"host", "port", "topics", "telemetry", "qos", "meter", "meters", "fields", "scale", "client_id",
+                "username", "password", "batch_s", "keepalive", "tls_ca", "tls_cert", "tls_key", "keys", "keys_dir",
+                "window_s", "max_bytes"})
+    spec = tls_paths(spec, root)
+    if "keys" in spec:
+        if not isinstance(spec["keys"], dict):
+            raise ValueError("keys must be a table: meter id -> key file")
+        spec["keys"] = {m: str(resolve(p, root)) if isinstance(p, str) else p for m, p in spec["keys"].items()}
+    if "keys_dir" in spec:
+        spec["keys_dir"] = str(resolve(spec["keys_dir"], root))
+    return TamperSource(name, **spec)

@@ -1,0 +1,197 @@
+"""Signed tamper reports through a real mosquitto with TLS and client certificates (a CA made by
+the test): valid reports become alerts with their evidence; forged, tampered, replayed and
+malformed reports are all refused, counted and alerted as security events, none becomes a tamper
+alert; a broker restart and a power cut at the meter lose no tamper event."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+import uuid
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from tests.edge.pki import ed25519_keys, hmac_key, make_pki, tls_listener
+from tests.live.test_mqtt import _Watcher
+from tests.support.services import Mosquitto, free_port
+from wattwatch.alerts import store as alert_store
+from wattwatch.edge.publish import Publisher, TamperLog
+from wattwatch.edge.signing import Signer
+from wattwatch.sources.tamper import TamperSource
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def tls_broker(tmp_path_factory, pki):
+    port = free_port()
+    b = Mosquitto(free_port(), tmp_path_factory.mktemp("tls-broker"), extra=tls_listener(port, pki)).start()
+    b.tls_port = port
+    yield b
+    b.stop()
+
+
+def _tls_client(broker, pki, cert="client"):
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"attacker-{uuid.uuid4().hex[:8]}")
+    c.tls_set(ca_certs=str(pki["ca"]), certfile=str(pki[cert][0]), keyfile=str(pki[cert][1]),
+              cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    c.connect("127.0.0.1", broker.tls_port)
+    c.loop_start()
+    return c
+
+
+def _event(status="tamper", start="2026-01-01T00:00:30.000Z", delta=12.3):
+    return {"status": status, "kind": "neutral_bypass", "delta_a": delta, "event": f"tamper@{start}",
+            "cycle_start": start, "cycle_end": "2026-01-01T00:01:00.000Z",
+            "evidence": {"i_l_a": 12.4, "i_n_a": 0.02, "limit_a": 0.5, "thd_i_pct": 3.1}}
+
+
+def _headend(broker, pki, tmp_path, keys, name):
+    src = TamperSource(name, host="127.0.0.1", port=broker.tls_port, tls_ca=str(pki["ca"]), tls_cert=str(pki["client"][0]),
+                       tls_key=str(pki["client"][1]), keys=keys, client_id=f"he-{name}", batch_s=0.05)
+    return src, _Watcher(tmp_path / f"{name}.duckdb", src)
+
+
+def _wait(pred, timeout=20.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+def _alerts(w):
+    return alert_store.list_alerts(w.store.con, status=None)
+
+
+def test_forged_tampered_replayed_and_malformed_reports_are_refused_and_never_alerts(tls_broker, pki, tmp_path):
+    k1 = hmac_key(tmp_path / "M-1.key")
+    priv2, pub2 = ed25519_keys(tmp_path, "M-2")
+    src, w = _headend(tls_broker, pki, tmp_path, {"M-1": str(k1), "M-2": str(pub2)}, f"he{uuid.uuid4().hex[:6]}")
+    try:
+        tls = dict(host="127.0.0.1", port=tls_broker.tls_port, tls_ca=str(pki["ca"]), tls_cert=str(pki["client"][0]),
+                   tls_key=str(pki["client"][1]))
+        p1 = Publisher("M-1", Signer.from_file(k1), TamperLog(tmp_path / "m1.log"), **tls)
+        p2 = Publisher("M-2", Signer.from_file(priv2), TamperLog(tmp_path / "m2.log"), **tls)
+        good = [p1.publish(_event()), p1.publish(_event("cleared")), p2.publish(_event(start="2026-01-01T00:05:00.000Z"))]
+        assert p1.wait_acked(10) and p2.wait_acked(10)
+        assert _wait(lambda: src.counters["accepted"] == 3), dict(src.counters)
+
+        wrong = Signer.from_file(hmac_key(tmp_path / "wrong.key"))
+        other_priv, _ = ed25519_keys(tmp_path, "X")
+        now = time.time()
+        base = {**_event(start="2026-01-01T01:00:00.000Z"), "v": 1, "ts": now}
+        forged = [
+            ("meter/M-1/tamper", wrong.sign({**base, "meter_id": "M-1", "counter": 50})),           # wrong key
+            ("meter/M-2/tamper", Signer.from_file(other_priv).sign({**base, "meter_id": "M-2", "counter": 50})),
+            ("meter/M-2/tamper", Signer.from_file(k1).sign({**base, "meter_id": "M-2", "counter": 50})),  # alg swap
+            ("meter/M-2/tamper", good[0]),                                                         # another meter's topic
+            ("meter/M-9/tamper", wrong.sign({**base, "meter_id": "M-9", "counter": 1})),           # unknown meter
+            ("meter/M-1/tamper", {**good[1], "sig": ""}),                                          # no signature
+        ]
+        tampered = [("meter/M-1/tamper", {**good[1], "status": "tamper", "counter": 99}),
+                    ("meter/M-1/tamper", {**good[1], "delta_a": 0.01, "counter": 100}),
+                    ("meter/M-1/tamper", {**good[1], "counter": good[1]["counter"] + 1}),
+                    ("meter/M-2/tamper", {**good[2], "evidence": {**good[2]["evidence"], "i_n_a": 12.4}, "counter": 7}),
+                    ("meter/M-2/tamper", {**good[2], "ts": time.time() + 1, "counter": 8})]
+        # Replays: old reports again, and a genuinely signed one from outside the time window.
+        replayed = [("meter/M-1/tamper", good[0]), ("meter/M-1/tamper", good[0]),
+                    ("meter/M-1/tamper", Signer.from_file(k1).sign({**base, "meter_id": "M-1", "counter": 1000,
+                                                                    "ts": now - 3600})),
+                    ("meter/M-2/tamper", Signer.from_file(priv2).sign({**base, "meter_id": "M-2", "counter": 1000,
+                                                                       "ts": now + 3600}))]
+        malformed = [("meter/M-1/tamper", b"\x00not json"), ("meter/M-1/tamper", b"[1,2]"),
+                     ("meter/M-1/tamper", b'{"meter_id": "M-1"}'), ("meter/M-1/tamper", b'{"meter_id": "M-1", "counter": NaN}'),
+                     ("meter/M-1/tamper", json.dumps({**good[1], "counter": "7"}).encode()),
+                     ("meter/M-1/tamper", b"{" + b" " * 70000 + b"}")]
+        atk = _tls_client(tls_broker, pki)
+        for topic, msg in forged + tampered + replayed + malformed:
+            body = msg if isinstance(msg, bytes) else json.dumps(msg)
+            atk.publish(topic, body, qos=1).wait_for_publish(5)
+        # The last valid report delivered again (a lost PUBACK): a duplicate, not an attack.
+        atk.publish("meter/M-2/tamper", json.dumps(good[2]), qos=1).wait_for_publish(5)
+        n_bad = len(forged) + len(tampered) + len(replayed) + len(malformed)
+        assert _wait(lambda: src.counters["forged"] + src.counters["replayed"] + src.counters["malformed"] == n_bad
+                     and src.counters["duplicate"] == 1), dict(src.counters)
+        time.sleep(0.5)
+        assert src.counters["forged"] == len(forged) + len(tampered)
+        assert src.counters["replayed"] == len(replayed)
+        assert src.counters["malformed"] == len(malformed)
+        assert src.counters["accepted"] == 3
+        atk.disconnect()
+        atk.loop_stop()
+        # A client certificate from another CA does not even get to publish.
+        # (TLS 1.3: the client's handshake may finish before the broker refuses the certificate,
+        # so the proof is that no MQTT session comes up.)
+        try:
+            rogue = _tls_client(tls_broker, pki, "rogue")
+            assert not _wait(rogue.is_connected, 3.0)
+            rogue.loop_stop()
+        except (ssl.SSLError, OSError):
+            pass
+        p1.close()
+        p2.close()
+    finally:
+        w.stop_ev and w.loop.call_soon_threadsafe(w.stop_ev.set)
+        w.thread.join(15)
+    alerts = _alerts(w)
+    w.store.close()
+    tamper = alerts[alerts["code"] == "ERR_IMBAL_LIMIT_EXCEEDED"]
+    # Exactly the two valid events (M-1's tamper grown by its cleared report, M-2's): nothing forged.
+    assert sorted(tamper["meter_id"]) == ["M-1", "M-2"]
+    m1 = tamper[tamper["meter_id"] == "M-1"].iloc[0]
+    ev = json.loads(m1["evidence"]) if isinstance(m1["evidence"], str) else m1["evidence"]
+    assert ev["status"] == "cleared" and ev["i_n_a"] == 0.02 and ev["kind"] == "neutral_bypass"
+    assert ev["counter"] == good[1]["counter"]
+    sec = alerts[alerts["code"] == "ALRM_SECURITY_EVENT"]
+    counts = [json.loads(e)["count"] if isinstance(e, str) else e["count"] for e in sec["evidence"]]
+    assert sum(counts) == n_bad and set(sec["detector"]) == {"edge_security"}
+
+
+def test_broker_restart_and_power_cut_lose_no_tamper_event(tmp_path, pki):
+    port = free_port()
+    broker = Mosquitto(free_port(), tmp_path / "broker", extra=tls_listener(port, pki)).start()
+    broker.tls_port = port
+    key = hmac_key(tmp_path / "M-5.key")
+    name = f"he{uuid.uuid4().hex[:6]}"
+    src, w = _headend(broker, pki, tmp_path, {"M-5": str(key)}, name)
+    tls = dict(host="127.0.0.1", port=port, tls_ca=str(pki["ca"]), tls_cert=str(pki["client"][0]),
+               tls_key=str(pki["client"][1]), client_id="edge-M-5")
+    try:
+        pub = Publisher("M-5", Signer.from_file(key), TamperLog(tmp_path / "m5.log"), **tls)
+        pub.publish(_event(start="2026-01-01T00:00:00.000Z"))
+        assert pub.wait_acked(10)
+        broker.stop()
+        # The broker is down: two events are logged and queued; the meter then loses power with
+        # one of them (a new Publisher on the same log, as after a reboot).
+        pub.publish(_event(start="2026-01-01T00:10:00.000Z"))
+        pub.close()
+        assert TamperLog(tmp_path / "m5.log").pending() == [2]
+        broker.start()
+        pub = Publisher("M-5", Signer.from_file(key), TamperLog(tmp_path / "m5.log"), **tls)
+        assert pub.resend_pending() == 1
+        pub.publish(_event(start="2026-01-01T00:20:00.000Z"))
+        assert pub.wait_acked(20), pub.log.pending()
+        assert _wait(lambda: src.counters["accepted"] == 3, 30), dict(src.counters)
+        # Once more: the broker restarts while the meter publishes (paho re-sends after reconnecting).
+        broker.restart()
+        pub.publish(_event("cleared", start="2026-01-01T00:20:00.000Z"))
+        assert pub.wait_acked(30), pub.log.pending()
+        assert _wait(lambda: src.counters["accepted"] == 4, 30), dict(src.counters)
+        pub.close()
+        assert src.counters["forged"] == src.counters["replayed"] == src.counters["malformed"] == 0
+    finally:
+        w.stop_ev and w.loop.call_soon_threadsafe(w.stop_ev.set)
+        w.thread.join(15)
+        broker.stop()
+    alerts = _alerts(w)
+    w.store.close()
+    starts = sorted(str(s)[:19] for s in alerts[alerts["code"] == "ERR_IMBAL_LIMIT_EXCEEDED"]["start"])
+    assert len(starts) == 3 and starts[0].startswith("2026-01-01 00:00:00")
+    assert (alerts["code"] == "ALRM_SECURITY_EVENT").sum() == 0
