@@ -43,6 +43,8 @@ from wattwatch.detect.rules.harmonic import HarmonicNoiseConfig
 from wattwatch.detect.rules.neutral import NeutralTamperConfig, single_phase_limit, tamper_kind, verdict
 from wattwatch.edge.metrology import Cycles
 
+EPS = 1e-9  # durations add up cycle by cycle in floating point
+
 
 @dataclass(frozen=True)
 class TamperConfig:
@@ -116,7 +118,9 @@ class TamperMachine:
         self._hist = np.empty(0)                  # I_L of the last inrush_ref_s of cycles
         self._last_start = -(1 << 40)             # cycle of the last inrush start
         self.counts = {"cycles": 0, "over": 0, "noisy": 0, "surge": 0, "unsupplied": 0}
-        self.last: dict = {}
+        self._last_ref = None
+        self._noisy_since = 0
+        self._noisy_snap: dict = {}
 
     def ts(self, cycle: int) -> str:
         t = self.t0 + cycle * self.cycle_s
@@ -182,8 +186,7 @@ class TamperMachine:
         n["noisy"] += int(j.noisy.sum())
         n["surge"] += int(j.surge.sum())
         n["unsupplied"] += int((~j.supplied).sum())
-        k_last = len(c) - 1
-        self.last = self._snapshot(c, j, k_last)
+        self._last_ref = (c, j, len(c) - 1)   # the status report's last cycle, built on demand
         quiet = self.state == "normal" and self.first_over is None and not over.any() \
             and not self.noisy_state and not j.noisy.any()
         if quiet:  # the common case: nothing to step through
@@ -196,10 +199,10 @@ class TamperMachine:
             elif j.supplied[k]:
                 self.clean_run_s += dt
                 self.noisy_run_s = 0.0
-            if not self.noisy_state and self.noisy_run_s >= cfg.noisy_s:
+            if not self.noisy_state and self.noisy_run_s >= cfg.noisy_s - EPS:
                 self.noisy_state = True
                 events.append(self._event("signal_noisy", c, j, k))
-            elif self.noisy_state and self.clean_run_s >= cfg.noisy_s:
+            elif self.noisy_state and self.clean_run_s >= cfg.noisy_s - EPS:
                 self.noisy_state = False
                 events.append(self._event("signal_ok", c, j, k))
             if over[k]:
@@ -213,17 +216,17 @@ class TamperMachine:
                 self.over_s += dt
                 self.ok_s = 0.0
                 self._track(c, j, k)
-                if self.state != "tamper" and self.over_s >= cfg.persistence_s:
+                if self.state != "tamper" and self.over_s >= cfg.persistence_s - EPS:
                     self.state = "tamper"
                     events.append(self._event("tamper", c, j, k))
             elif ok[k]:
                 self._was_over = False
                 self.ok_s += dt
-                if self.state == "tamper" and self.ok_s >= cfg.clear_s:
+                if self.state == "tamper" and self.ok_s >= cfg.clear_s - EPS:
                     events.append(self._event("cleared", c, j, k))
                     self.state = "normal"
                     self._forget()
-                elif self.state != "tamper" and self.first_over is not None and self.ok_s >= cfg.reset_s:
+                elif self.state != "tamper" and self.first_over is not None and self.ok_s >= cfg.reset_s - EPS:
                     self._forget()
         return events
 
@@ -262,19 +265,27 @@ class TamperMachine:
             start = self.first_over if self.first_over is not None else cyc
             end = cyc if status == "tamper" else (self.last_over if self.last_over is not None else cyc)
             ev = {"status": status, "kind": kind, "delta_a": round(float(np.median(deltas)), 3),
-                  "event": f"tamper@{start}", "cycle_start": self.ts(start), "cycle_end": self.ts(end),
+                  "event": f"tamper@{self.ts(start)}", "cycle_start": self.ts(start), "cycle_end": self.ts(end),
                   "evidence": {**p, "delta_max_a": round(self._peak.get("delta_max", 0.0), 3),
                                "over_s": round(self.over_s, 3), "episodes": self.episodes,
                                "phases": 3 if self.three else 1, "at": snap}}
             if status == "cleared":
                 ev["cleared_at"] = self.ts(cyc)
             return ev
-        return {"status": status, "kind": "harmonics", "delta_a": snap["delta_a"], "event": f"noisy@{cyc}",
-                "cycle_start": self.ts(cyc - int(round(self.cfg.noisy_s / self.cycle_s)) + 1),
-                "cycle_end": self.ts(cyc), "evidence": snap}
+        # signal_noisy and the signal_ok that ends it share the event and its first cycle.
+        if status == "signal_noisy":
+            self._noisy_since = cyc - int(round(self.cfg.noisy_s / self.cycle_s)) + 1
+            self._noisy_snap = snap
+            end, ev = cyc, snap
+        else:
+            end, ev = cyc - int(round(self.cfg.noisy_s / self.cycle_s)), {**self._noisy_snap, "at": snap}
+        start = self._noisy_since
+        return {"status": status, "kind": "harmonics", "delta_a": snap["delta_a"], "event": f"noisy@{self.ts(start)}",
+                "cycle_start": self.ts(start), "cycle_end": self.ts(max(start, end)), "evidence": ev}
 
     def status(self) -> dict:
         """The on-demand report: state, counters and the last cycle."""
+        last = self._snapshot(*self._last_ref) if self._last_ref is not None else {}
         return {"status": self.state, "signal_noisy": self.noisy_state, "counts": dict(self.counts),
                 "pending_over_s": round(self.over_s, 3) if self.first_over is not None else 0.0,
-                "earth_leakage_a": self.last.get("residual_a"), "last": self.last}
+                "earth_leakage_a": last.get("residual_a"), "last": last}
