@@ -100,25 +100,28 @@ def test_forged_tampered_replayed_and_malformed_reports_are_refused_and_never_al
                     ("meter/M-1/tamper", {**good[1], "counter": good[1]["counter"] + 1}),
                     ("meter/M-2/tamper", {**good[2], "evidence": {**good[2]["evidence"], "i_n_a": 12.4}, "counter": 7}),
                     ("meter/M-2/tamper", {**good[2], "ts": time.time() + 1, "counter": 8})]
-        # Replays: old reports again, and a genuinely signed one from outside the time window.
-        replayed = [("meter/M-1/tamper", good[0]), ("meter/M-1/tamper", good[0]),
-                    ("meter/M-1/tamper", Signer.from_file(k1).sign({**base, "meter_id": "M-1", "counter": 1000,
+        # Replays: genuinely signed reports from outside the time window, and a used counter (as a
+        # thief holding an old signed "cleared" report with that counter would send).
+        replayed = [("meter/M-1/tamper", Signer.from_file(k1).sign({**base, "meter_id": "M-1", "counter": 1000,
                                                                     "ts": now - 3600})),
                     ("meter/M-2/tamper", Signer.from_file(priv2).sign({**base, "meter_id": "M-2", "counter": 1000,
-                                                                       "ts": now + 3600}))]
+                                                                       "ts": now + 3600})),
+                    ("meter/M-1/tamper", Signer.from_file(k1).sign({**base, "meter_id": "M-1", "counter": 1,
+                                                                    "status": "cleared"}))]
+        # Verbatim copies of accepted reports: refused, no effect, counted as duplicates (a QoS 1
+        # redelivery is exactly this).
+        copies = [("meter/M-1/tamper", good[0]), ("meter/M-1/tamper", good[0]), ("meter/M-2/tamper", good[2])]
         malformed = [("meter/M-1/tamper", b"\x00not json"), ("meter/M-1/tamper", b"[1,2]"),
                      ("meter/M-1/tamper", b'{"meter_id": "M-1"}'), ("meter/M-1/tamper", b'{"meter_id": "M-1", "counter": NaN}'),
                      ("meter/M-1/tamper", json.dumps({**good[1], "counter": "7"}).encode()),
                      ("meter/M-1/tamper", b"{" + b" " * 70000 + b"}")]
         atk = _tls_client(tls_broker, pki)
-        for topic, msg in forged + tampered + replayed + malformed:
+        for topic, msg in forged + tampered + replayed + malformed + copies:
             body = msg if isinstance(msg, bytes) else json.dumps(msg)
             atk.publish(topic, body, qos=1).wait_for_publish(5)
-        # The last valid report delivered again (a lost PUBACK): a duplicate, not an attack.
-        atk.publish("meter/M-2/tamper", json.dumps(good[2]), qos=1).wait_for_publish(5)
         n_bad = len(forged) + len(tampered) + len(replayed) + len(malformed)
         assert _wait(lambda: src.counters["forged"] + src.counters["replayed"] + src.counters["malformed"] == n_bad
-                     and src.counters["duplicate"] == 1), dict(src.counters)
+                     and src.counters["duplicate"] == len(copies)), dict(src.counters)
         time.sleep(0.5)
         assert src.counters["forged"] == len(forged) + len(tampered)
         assert src.counters["replayed"] == len(replayed)
@@ -178,7 +181,7 @@ def test_broker_restart_and_power_cut_lose_no_tamper_event(tmp_path, pki):
         assert pub.resend_pending() == 1
         pub.publish(_event(start="2026-01-01T00:20:00.000Z"))
         assert pub.wait_acked(20), pub.log.pending()
-        assert _wait(lambda: src.counters["accepted"] == 3, 30), dict(src.counters)
+        assert _wait(lambda: src.counters["accepted"] == 3, 30), str(dict(src.counters))
         # Once more: the broker restarts while the meter publishes (paho re-sends after reconnecting).
         broker.restart()
         pub.publish(_event("cleared", start="2026-01-01T00:20:00.000Z"))
@@ -195,3 +198,27 @@ def test_broker_restart_and_power_cut_lose_no_tamper_event(tmp_path, pki):
     starts = sorted(str(s)[:19] for s in alerts[alerts["code"] == "ERR_IMBAL_LIMIT_EXCEEDED"]["start"])
     assert len(starts) == 3 and starts[0].startswith("2026-01-01 00:00:00")
     assert (alerts["code"] == "ALRM_SECURITY_EVENT").sum() == 0
+
+
+def test_anti_replay_window_takes_reordered_reports_and_survives_a_restart(tmp_path):
+    key = hmac_key(tmp_path / "M-7.key")
+    s = Signer.from_file(key)
+    now = time.time()
+
+    def rep(c, **kw):
+        return json.dumps(s.sign({**_event(), "v": 1, "meter_id": "M-7", "counter": c, "ts": now, **kw})).encode()
+
+    src = TamperSource("he", keys={"M-7": str(key)}, reorder=4, clock=lambda: now)
+    verdicts = []
+    for payload in (rep(1), rep(3), rep(2), rep(2), rep(2, delta_a=0.1), rep(9), rep(4), rep(5)):
+        before = dict(src.counters)
+        src.handle("meter/M-7/tamper", payload)
+        verdicts.append(next(k for k in ("accepted", "duplicate", "replayed") if src.counters[k] != before.get(k, 0)))
+    # 2 arrives after 3 and is taken; its copy is a duplicate; another report with counter 2 is a
+    # replay; once 9 is in, the window of 4 reaches down to 6: 4 and 5 are refused as too old.
+    assert verdicts == ["accepted", "accepted", "accepted", "duplicate", "replayed", "accepted", "replayed", "replayed"]
+    again = TamperSource("he", keys={"M-7": str(key)}, reorder=4, clock=lambda: now)
+    again.restore(json.loads(json.dumps(src.position())))
+    again.handle("meter/M-7/tamper", rep(9))
+    again.handle("meter/M-7/tamper", rep(8))
+    assert again.counters["duplicate"] == 1 and again.counters["accepted"] == 1

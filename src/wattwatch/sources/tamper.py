@@ -13,6 +13,7 @@
     keys = { "M-17" = "keys/M-17.key", "M-18" = "keys/M-18.pub.pem" }
     keys_dir = "keys"                 # or <meter>.key (hex HMAC) / <meter>.pub.pem (Ed25519) here
     window_s = 300                    # a report signed further than this from now is refused
+    reorder = 64                      # counters accepted out of order up to this far back
 
 Every report on ``meter/<id>/tamper`` is checked in this order, and the first failure decides:
 
@@ -21,17 +22,21 @@ Every report on ``meter/<id>/tamper`` is checked in this order, and the first fa
 - **forged**: the topic's meter differs from the signed ``meter_id``, no key for the meter, an
   algorithm other than the meter's key's, or a signature that does not verify (a tampered field
   is a signature that does not verify);
-- **replayed**: ``ts`` further than ``window_s`` from now, or ``counter`` not above the last one
-  accepted from that meter. The exact copy of the *last* accepted report is a redelivery (QoS 1
-  after a lost PUBACK), counted as ``duplicates``, and changes nothing.
+- **replayed**: ``ts`` further than ``window_s`` from now; a ``counter`` already used by another
+  report; or a counter more than ``reorder`` (64) below the highest accepted from that meter (an
+  anti-replay window as in IPsec: a meter's reports may arrive out of order after a reconnect, a
+  re-sent one overtaken by a newer one, and are still taken).
+- **duplicate**: the exact copy of a report accepted within the window (a QoS 1 redelivery after
+  a lost acknowledgement looks exactly like this) is refused and counted as ``duplicate``: it
+  cannot change anything, and is not a security event.
 
 Rejections are counted (``counters``: ``malformed``, ``forged``, ``replayed``) and become
 ``ALRM_SECURITY_EVENT`` alerts (one per meter and hour, its counts per reason growing; detector
 ``edge_security``), never tamper alerts. A report that passes becomes its alert as it arrives:
 ``ERR_IMBAL_LIMIT_EXCEEDED`` (entering tamper, grown by the ``cleared`` report) or
 ``STATUS_SIGNAL_NOISY``, with the meter's evidence; the alert id follows the event's first cycle,
-so a report sent again after a power cut is the same alert. The last counter per meter is part of
-the source's checkpointed position.
+so a report sent again after a power cut is the same alert. The window of accepted counters per
+meter is part of the source's checkpointed position.
 """
 
 from __future__ import annotations
@@ -66,7 +71,8 @@ class TamperSource(MqttSource):
     kind = "tamper"
 
     def __init__(self, name: str, *, keys: dict | None = None, keys_dir: str | None = None, window_s: float = 300.0,
-                 max_bytes: int = 65536, telemetry=(), topics=("meter/+/tamper",), clock=None, **kw):
+                 max_bytes: int = 65536, telemetry=(), topics=("meter/+/tamper",), clock=None, reorder: int = 64,
+                 **kw):
         tel = [telemetry] if isinstance(telemetry, str) else list(telemetry)
         super().__init__(name, topics=list(topics) + tel, **kw)
         self.tamper_topics = [topics] if isinstance(topics, str) else list(topics)
@@ -80,7 +86,9 @@ class TamperSource(MqttSource):
         self.keys_dir = Path(keys_dir) if keys_dir else None
         if not self.keys and self.keys_dir is None:
             raise ValueError(f"source {name}: give keys (meter -> key file) or keys_dir")
-        self.last: dict[str, tuple[int, str]] = {}    # meter -> (counter, digest) of the last accepted
+        self.reorder = int(reorder)
+        # meter -> {counter: digest} of the last ``reorder`` counters accepted (the anti-replay window)
+        self.seen: dict[str, dict[int, str]] = {}
         self._alerts: list[Alert] = []
         self._security: dict[tuple, dict] = {}
         self._state_lock = threading.Lock()
@@ -182,13 +190,18 @@ class TamperSource(MqttSource):
             raise Rejected("replayed", f"signed at {_iso(doc['ts']) if abs(doc['ts']) < 1e11 else doc['ts']}, "
                                        f"outside the {self.window_s:g} s window")
         with self._state_lock:
-            last = self.last.get(meter)
-            d = digest(doc)
-            if last is not None and doc["counter"] <= last[0]:
-                if doc["counter"] == last[0] and d == last[1]:
-                    raise Rejected("duplicate", "the last accepted report again")
-                raise Rejected("replayed", f"counter {doc['counter']} not above the last accepted {last[0]}")
-            self.last[meter] = (doc["counter"], d)
+            seen = self.seen.setdefault(meter, {})
+            top = max(seen) if seen else 0
+            c, d = doc["counter"], digest(doc)
+            if c in seen:
+                if seen[c] == d:
+                    raise Rejected("duplicate", f"report {c} again (a QoS 1 redelivery or a copy: no effect)")
+                raise Rejected("replayed", f"counter {c} already used by another report")
+            if c <= top - self.reorder:
+                raise Rejected("replayed", f"counter {c} older than the last {self.reorder} accepted (latest {top})")
+            seen[c] = d
+            for old in sorted(seen)[:-self.reorder]:
+                del seen[old]
         return doc
 
     def handle(self, topic: str, payload: bytes) -> list[Alert]:
@@ -267,15 +280,20 @@ class TamperSource(MqttSource):
 
     def position(self) -> dict:
         with self._state_lock:
-            return {"last": {m: list(v) for m, v in self.last.items()}}
+            return {"seen": {m: [[c, d] for c, d in sorted(v.items())] for m, v in self.seen.items()}}
 
     def restore(self, position: dict) -> None:
-        last = (position or {}).get("last") or {}
+        seen = (position or {}).get("seen") or {}
         with self._state_lock:
-            for m, v in last.items():
-                if isinstance(v, list) and len(v) == 2 and isinstance(v[0], int):
-                    if m not in self.last or self.last[m][0] < v[0]:
-                        self.last[m] = (v[0], str(v[1]))
+            for m, pairs in seen.items():
+                if not isinstance(pairs, list):
+                    continue
+                mine = self.seen.setdefault(str(m), {})
+                for p in pairs:
+                    if isinstance(p, list) and len(p) == 2 and isinstance(p[0], int) and not isinstance(p[0], bool):
+                        mine.setdefault(p[0], str(p[1]))
+                for old in sorted(mine)[:-self.reorder]:
+                    del mine[old]
 
 
 def from_spec(name: str, spec: dict, root=None) -> TamperSource:
@@ -283,7 +301,7 @@ def from_spec(name: str, spec: dict, root=None) -> TamperSource:
 
     only(spec, {"host", "port", "topics", "telemetry", "qos", "meter", "meters", "fields", "scale", "client_id",
                 "username", "password", "batch_s", "keepalive", "tls_ca", "tls_cert", "tls_key", "keys", "keys_dir",
-                "window_s", "max_bytes"})
+                "window_s", "max_bytes", "reorder"})
     spec = tls_paths(spec, root)
     if "keys" in spec:
         if not isinstance(spec["keys"], dict):
