@@ -222,3 +222,59 @@ def test_anti_replay_window_takes_reordered_reports_and_survives_a_restart(tmp_p
     again.handle("meter/M-7/tamper", rep(9))
     again.handle("meter/M-7/tamper", rep(8))
     assert again.counters["duplicate"] == 1 and again.counters["accepted"] == 1
+
+
+def test_meter_to_head_end_end_to_end_with_a_site_config(tls_broker, pki, tmp_path):
+    """``wattwatch edge`` on a simulated partial earth return, publishing over TLS with a client
+    certificate, and the head-end built from a site config's ``type = "tamper"`` source: one
+    alert with the meter's evidence, its id stable when the report comes again."""
+    from wattwatch import api
+    from wattwatch.edge import run as edge_run
+
+    (tmp_path / "keys").mkdir()
+    priv, pub = ed25519_keys(tmp_path / "keys", "M-3")
+    pub.rename(tmp_path / "keys" / "M-3.pub.pem")
+    name = f"he{uuid.uuid4().hex[:6]}"
+    site = api.load_site({"sources": [{"type": "tamper", "name": name, "host": "127.0.0.1", "port": tls_broker.tls_port,
+                                       "tls_ca": str(pki["ca"]), "tls_cert": str(pki["client"][0]),
+                                       "tls_key": str(pki["client"][1]), "keys_dir": str(tmp_path / "keys"),
+                                       "client_id": name, "batch_s": 0.05}],
+                          "store": {"path": str(tmp_path / "site.duckdb")}})
+    src = site.sources[0]
+    assert isinstance(src, TamperSource)
+    w = _Watcher(tmp_path / "he.duckdb", src)
+    try:
+        (tmp_path / "meter.toml").write_text(
+            f'meter_id = "M-3"\n[simulate]\nscenario = "partial_earth_return"\nseconds = 60\nseed = 3\n'
+            f'[tamper]\npersistence_s = 10\n[signing]\nkey_file = "{priv}"\n[log]\npath = "m3.log"\n'
+            f'[mqtt]\nhost = "127.0.0.1"\nport = {tls_broker.tls_port}\ntls_ca = "{pki["ca"]}"\n'
+            f'tls_cert = "{pki["client"][0]}"\ntls_key = "{pki["client"][1]}"\nclient_id = "edge-M-3"\n')
+        summary = edge_run.run(edge_run.load(tmp_path / "meter.toml"))
+        assert summary["all_acknowledged"] and [e["status"] for e in summary["events"]] == ["tamper"]
+        assert _wait(lambda: src.counters["accepted"] == 1)
+        assert _wait(lambda: len(_alerts(w)) == 1)
+    finally:
+        w.loop.call_soon_threadsafe(w.stop_ev.set)
+        w.thread.join(15)
+    alerts = _alerts(w)
+    w.store.close()
+    a = alerts.iloc[0]
+    ev = json.loads(a["evidence"])
+    assert a["code"] == "ERR_IMBAL_LIMIT_EXCEEDED" and a["meter_id"] == "M-3" and a["severity"] == "warning"
+    assert ev["kind"] == "partial_earth_return" and 2 < ev["delta_a"] < 6 and ev["source"] == "edge"
+    assert str(a["start"]).startswith("2026-01-01 00:00:15")
+
+
+def test_harmonic_reports_become_one_signal_noisy_alert(tmp_path):
+    key = hmac_key(tmp_path / "M-8.key")
+    s = Signer.from_file(key)
+    now = time.time()
+    src = TamperSource("he", keys={"M-8": str(key)}, clock=lambda: now)
+    common = {"v": 1, "meter_id": "M-8", "ts": now, "kind": "harmonics", "event": "noisy@t",
+              "cycle_start": "2026-01-01T00:00:00.000Z", "evidence": {"thd_i_pct": 96.0, "h3_pct": 75.0, "h5_pct": 50.0}}
+    on = src.handle("meter/M-8/tamper", json.dumps(s.sign({**common, "counter": 1, "status": "signal_noisy",
+                                                           "cycle_end": "2026-01-01T00:00:10.000Z"})).encode())
+    off = src.handle("meter/M-8/tamper", json.dumps(s.sign({**common, "counter": 2, "status": "signal_ok",
+                                                            "cycle_end": "2026-01-01T00:05:00.000Z"})).encode())
+    assert [a.code for a in on + off] == ["STATUS_SIGNAL_NOISY"] * 2 and on[0].id == off[0].id
+    assert off[0].end == "2026-01-01T00:05:00.000Z" and "96.0" in on[0].message
