@@ -108,3 +108,19 @@ def test_noisy_on_and_off_share_their_event():
     assert (on["status"], off["status"]) == ("signal_noisy", "signal_ok")
     assert on["event"] == off["event"] and on["cycle_start"] == off["cycle_start"] == "1970-01-01T00:00:00.000Z"
     assert off["cycle_end"] == "1970-01-01T00:00:29.980Z"  # the last noisy cycle
+
+
+def test_a_status_report_on_demand(tmp_path):
+
+    from wattwatch.edge import run as edge_run
+
+    (tmp_path / "k").write_text("ef" * 32)
+    (tmp_path / "m.toml").write_text('meter_id = "M-4"\n[simulate]\nscenario = "leakage"\nseconds = 4\n'
+                                     '[signing]\nkey_file = "k"\n')
+    sent = []
+    edge_run.STATUS_REQUEST.set()  # what SIGUSR1 does
+    summary = edge_run.run(edge_run.load(tmp_path / "m.toml"), echo=sent.append)
+    assert [m["status"] for m in sent] == ["report"] and summary["events"] == []
+    ev = sent[0]["evidence"]
+    assert ev["status"] == "normal" and ev["counts"]["cycles"] >= 1 and ev["last"]["i_l_a"] > 0
+    assert not edge_run.STATUS_REQUEST.is_set()

@@ -26,13 +26,19 @@ reports. The config (every key optional except ``meter_id`` and one input)::
     tls_ca = "ca.pem"          # TLS when given; tls_cert/tls_key for a client certificate
     ack_timeout_s = 10
 
-Relative paths are relative to the config file.
+Relative paths are relative to the config file. Reports go out when the meter enters or leaves
+the tamper state (and ``signal_noisy`` / ``signal_ok``), and on demand: ``--status`` at the end of
+the input, SIGUSR1 at any time (a ``status = "report"`` message with the state, the counts and the
+last cycle).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
 import sys
+import threading
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -136,6 +142,22 @@ def _t0(value, where: str) -> float:
     return t.timestamp()
 
 
+STATUS_REQUEST = threading.Event()
+
+
+@contextlib.contextmanager
+def _on_demand():
+    """SIGUSR1 asks for a status report (``kill -USR1 <pid>``); :data:`STATUS_REQUEST` does too."""
+    old = None
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGUSR1"):
+        old = signal.signal(signal.SIGUSR1, lambda *_: STATUS_REQUEST.set())
+    try:
+        yield STATUS_REQUEST
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGUSR1, old)
+
+
 def run(site: EdgeSite, *, echo=None, status: bool = False) -> dict:
     """Run the input to its end; returns a summary (events, counts, what is still unacknowledged)."""
     try:
@@ -182,16 +204,23 @@ def run(site: EdgeSite, *, echo=None, status: bool = False) -> dict:
             meter = EdgeMeter(site.meter_id, chans, fs, site.tamper, f_nominal=f_nominal, t0=t0, on_event=pub.publish)
         except ValueError as exc:
             raise ConfigError(f"{site.where}: {exc}") from None
+        def report():
+            pub.publish({"status": "report", "kind": "status", "event": f"status@{meter.machine.ts(meter.machine.counts['cycles'])}",
+                         "evidence": meter.status()})
+
         t = time.perf_counter()
-        try:
-            for b in it:
-                meter.feed(b)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        with _on_demand() as asked:
+            try:
+                for b in it:
+                    meter.feed(b)
+                    if asked.is_set():   # SIGUSR1 (or STATUS_REQUEST): a status report now
+                        asked.clear()
+                        report()
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         took = time.perf_counter() - t
         if status:
-            pub.publish({"status": "report", "kind": "status", "event": f"status@{meter.machine.counts['cycles']}",
-                         "evidence": meter.status()})
+            report()
         acked = pub.wait_acked(ack_timeout) if pub.client is not None else True
         seconds = meter.samples / fs
         return {"meter_id": site.meter_id, "seconds": round(seconds, 3), "fs": fs, "cycles": meter.machine.counts["cycles"],
