@@ -49,6 +49,8 @@ def bench_edge(
                                "(a fifth of them, at least 20, with 30 s)."),
     seed: int = typer.Option(0, "--seed"),
     cpu_seconds: float = typer.Option(60.0, "--cpu-seconds", min=5.0, help="Seconds of waveform for the CPU figure."),
+    detection: bool = typer.Option(False, "--detection", help="Also run every simulator scenario (3 seeds, 200 s, "
+                                   "both rates, persistence 30 s and 0): faults found, look-alike trips."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Latency from the first sample of a bypass to the publish call (p50/p99 at 3.2 and 6.4 kHz,
@@ -56,7 +58,7 @@ def bench_edge(
     waveform and meters per core."""
     from wattwatch.edge import bench
 
-    r = bench.run(trials=trials, seed=seed, cpu_seconds=cpu_seconds)
+    r = bench.run(trials=trials, seed=seed, cpu_seconds=cpu_seconds, with_detection=detection)
     if as_json:
         print(_json(r))
         return
@@ -76,6 +78,14 @@ def bench_edge(
     console.print(c)
     p = r["publish"]
     console.print(f"publish (HMAC-SHA256 + tamper log append with fsync): p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms")
+    if "detection" in r:
+        d = Table("scenario", "rate", "persistence", "runs", "found", "tamper reports", "kind", "trip after (s)",
+                  title="bench edge: simulated waveforms")
+        for x in r["detection"]:
+            d.add_row(x["scenario"], f"{x['fs'] / 1000:g} kHz", f"{x['persistence_s']:g} s", str(x["runs"]),
+                      str(x["found"]) if x["fault"] else "-", str(x["tamper_reports"]), ", ".join(x["kinds"]) or "-",
+                      ", ".join(f"{v:g}" for v in x["trip_after_s"]) or "-")
+        console.print(d)
 
 
 def register(app, bench_app) -> None:
