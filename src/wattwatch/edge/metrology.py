@@ -88,7 +88,7 @@ class Metrology:
     def __init__(self, channels, fs: float, f_nominal: float = 50.0):
         if not 1000 <= fs <= 100_000:
             raise ValueError(f"sample rate {fs} Hz: expected 1 kHz .. 100 kHz")
-        if f_nominal not in (50.0, 60.0) and not 40 <= f_nominal <= 70:
+        if not 40 <= f_nominal <= 70:
             raise ValueError(f"f_nominal {f_nominal} Hz: expected 40..70 Hz")
         self.three, self.idx = layout(tuple(channels))
         self.channels = tuple(channels)

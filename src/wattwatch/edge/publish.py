@@ -130,7 +130,6 @@ class Publisher:
         self._mids: dict[int, int] = {}
         self._early: set[int] = set()
         self._lock = threading.Lock()
-        self.publish_calls: list[float] = []     # perf_counter at each publish call (latency bench)
         self.client = None
         if host:
             import ssl
@@ -161,7 +160,6 @@ class Publisher:
         self.log.ack(seq)
 
     def _send(self, seq: int, msg: dict) -> None:
-        self.publish_calls.append(time.perf_counter())
         if self.echo is not None:
             self.echo(msg)
         if self.client is None:  # no broker: handed to echo (stdout) and the log only

@@ -9,8 +9,7 @@ reports. The config (every key optional except ``meter_id`` and one input)::
     channels = ["v", "i_l", "i_n"]   # npy only (csv takes its header, wwf carries them)
     f_nominal = 50
     t0 = "2026-01-01T00:00:00Z"      # time of the first sample (default: now)
-    block_s = 0.02             # samples handed to the metrology at once (a DMA block)
-    [simulate]                 # instead of [input]: scenario, seconds, fs, seed, phases
+    [simulate]                 # instead of [input]: scenario, seconds, fs, seed, phases, block_s
     scenario = "bypass"
     [tamper]                   # the state machine (wattwatch.edge.tamper.TamperConfig)
     persistence_s = 30
@@ -41,7 +40,7 @@ import sys
 import threading
 import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -66,7 +65,6 @@ class EdgeSite:
     mqtt: dict | None
     root: Path
     where: str = "edge config"
-    extra: dict = field(default_factory=dict)
 
 
 def _table(doc: dict, key: str, where: str, known: set) -> dict | None:
@@ -101,7 +99,7 @@ def load(path: Path) -> EdgeSite:
     meter = doc.get("meter_id")
     if not isinstance(meter, str) or not METER_ID.match(meter):
         raise ConfigError(f"{where}: meter_id must be 1-64 letters, digits, '.', '_' or '-', got {meter!r}")
-    inp = _table(doc, "input", where, {"path", "format", "fs", "channels", "f_nominal", "t0", "block_s"})
+    inp = _table(doc, "input", where, {"path", "format", "fs", "channels", "f_nominal", "t0"})
     sim = _table(doc, "simulate", where, {"scenario", "seconds", "fs", "seed", "phases", "block_s"})
     if (inp is None) == (sim is None):
         raise ConfigError(f"{where}: give exactly one of [input] and [simulate]")
@@ -196,10 +194,9 @@ def run(site: EdgeSite, *, echo=None, status: bool = False) -> dict:
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
             t0 = _t0(i.get("t0"), site.where)
-            f_nominal = float(i.get("f_nominal", 50.0))
-            block_s = i.get("block_s")
-            if block_s is not None and not (isinstance(block_s, (int, float)) and math.isfinite(block_s) and block_s > 0):
-                raise ConfigError(f"{site.where}: [input] block_s must be > 0")
+            f_nominal = i.get("f_nominal", 50.0)
+            if isinstance(f_nominal, bool) or not isinstance(f_nominal, (int, float)) or not math.isfinite(f_nominal):
+                raise ConfigError(f"{site.where}: [input] f_nominal must be a number (50 or 60)")
         try:
             meter = EdgeMeter(site.meter_id, chans, fs, site.tamper, f_nominal=f_nominal, t0=t0, on_event=pub.publish)
         except ValueError as exc:

@@ -44,12 +44,15 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pandas as pd
+
 from wattwatch.alerts.model import Alert, log_safe
 from wattwatch.edge.signing import METER_ID, digest, load_key, verify
-from wattwatch.sources.base import log
+from wattwatch.sources.base import Batch, log
 from wattwatch.sources.mqtt import MqttSource, tls_paths
 
 SECURITY_CODE = "ALRM_SECURITY_EVENT"
@@ -92,8 +95,7 @@ class TamperSource(MqttSource):
         self._alerts: list[Alert] = []
         self._security: dict[tuple, dict] = {}
         self._state_lock = threading.Lock()
-        import time as _t
-        self.clock = clock or _t.time
+        self.clock = clock or time.time
 
     # ------------------------------------------------------------------------ routing
 
@@ -116,15 +118,9 @@ class TamperSource(MqttSource):
                     client.ack(msg.mid, msg.qos)
 
     def drain(self):
-        from wattwatch.sources.base import Batch
-        import pandas as pd
-        import time
-
         with self._lock:
             alerts, self._alerts = self._alerts, []
-            if not alerts:
-                pass
-            elif not self._rows:  # alerts alone: a batch without readings
+            if alerts and not self._rows:  # alerts alone: a batch without readings
                 acks, self._acks = self._acks, []
                 return Batch(self.name, pd.DataFrame(), arrived=time.monotonic(), token=acks, alerts=alerts)
         b = super().drain()
