@@ -278,3 +278,19 @@ def test_harmonic_reports_become_one_signal_noisy_alert(tmp_path):
                                                             "cycle_end": "2026-01-01T00:05:00.000Z"})).encode())
     assert [a.code for a in on + off] == ["STATUS_SIGNAL_NOISY"] * 2 and on[0].id == off[0].id
     assert off[0].end == "2026-01-01T00:05:00.000Z" and "96.0" in on[0].message
+
+
+def test_telemetry_topics_are_readings_and_report_topics_are_reports(tmp_path):
+    from types import SimpleNamespace
+
+    key = hmac_key(tmp_path / "M-1.key")
+    src = TamperSource("he", keys={"M-1": str(key)}, telemetry=["meter/+/telemetry"], meter="topic:1")
+    acks = []
+    client = SimpleNamespace(ack=lambda mid, qos: acks.append(mid))
+    src._on_message(client, None, SimpleNamespace(topic="meter/M-1/telemetry", payload=b'{"p_kw": 1.5, "i_n_a": 6.1}',
+                                                  qos=1, mid=1))
+    src._on_message(client, None, SimpleNamespace(topic="meter/M-1/tamper", payload=b'{"status": "tamper"}', qos=1, mid=2))
+    b = src.drain()
+    assert list(b.frame["meter_id"]) == ["M-1"] and b.frame["i_n_a"].iloc[0] == 6.1
+    assert [a.code for a in b.alerts] == ["ALRM_SECURITY_EVENT"] and src.counters["malformed"] == 1
+    assert sorted(m for m, _ in b.token) == [1, 2] and acks == []  # both acknowledged once stored
