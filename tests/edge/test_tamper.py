@@ -139,3 +139,16 @@ def test_config_errors_name_the_key():
         TamperConfig.from_dict({"persistence_s": "30"})
     cfg = TamperConfig.from_dict({"persistence_s": 5, "neutral": {"abs_limit_a": 0.7}})
     assert cfg.persistence_s == 5.0 and cfg.neutral.abs_limit_a == 0.7
+
+
+def test_a_diversion_under_a_non_linear_load_is_still_found():
+    """On noisy cycles ΔI is judged on the fundamental: a diversion takes a share of the whole
+    current, fundamental included, so it is still a tamper (while the LED load alone is not)."""
+    w = Waveform("led_smps", seconds=60.0, fs=3200.0, seed=2)
+    x = w.samples()
+    x[int(20 * w.fs):, 2] *= 0.7            # 30 % of the return current to earth from 20 s
+    m = EdgeMeter("M-1", w.channels, w.fs, TamperConfig(persistence_s=10.0), t0=w.t0)
+    m.feed(x)
+    ev = tamper_events(m)
+    assert [e["status"] for e in ev] == ["tamper"] and ev[0]["kind"] == "partial_earth_return"
+    assert ev[0]["evidence"]["noisy"] and ev[0]["cycle_start"].endswith("00:00:20.000Z")
