@@ -124,3 +124,21 @@ def test_a_status_report_on_demand(tmp_path):
     ev = sent[0]["evidence"]
     assert ev["status"] == "normal" and ev["counts"]["cycles"] >= 1 and ev["last"]["i_l_a"] > 0
     assert not edge_run.STATUS_REQUEST.is_set()
+
+
+def test_a_long_tamper_log_is_compacted_keeping_the_counter_and_what_is_pending(tmp_path):
+    p = tmp_path / "t.log"
+    log = TamperLog(p)
+    for k in range(300):
+        s = log.next()
+        log.append(s, {"status": "tamper", "event": f"e{k}", "pad": "x" * 100})
+        if k != 123:
+            log.ack(s)
+    log.close()
+    size = p.stat().st_size
+    log = TamperLog(p, compact_bytes=1000)
+    assert p.stat().st_size < size / 50 and log.seq == 300 and log.pending() == [124]
+    assert log.next() == 301
+    log.close()
+    again = TamperLog(p)
+    assert again.seq == 300 and again.pending() == [124] and again.records[124]["event"] == "e123"

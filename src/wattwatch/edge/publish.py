@@ -5,7 +5,9 @@ survives a power cut.
 (``{"seq": n, "msg": {...}}``) and fsync'd; when the broker acknowledges it (PUBACK) an
 ``{"ack": n}`` line follows, fsync'd too. The counter is the highest ``seq`` in the log, so it
 never goes back after a restart. A line cut short by a power cut is dropped when the log is
-opened (and the file truncated to the last whole line).
+opened (and the file truncated to the last whole line). Past ``compact_bytes`` (1 MiB) the log is
+rewritten on opening as ``{"counter": n}`` and the unacknowledged messages (new file, fsync,
+rename).
 
 On start, :class:`Publisher` sends again every logged message without an ``ack``: signed anew with
 the next counter and the current time (the head-end would refuse the old counter or an old time as
@@ -27,7 +29,7 @@ from wattwatch.edge.signing import Signer
 
 
 class TamperLog:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, compact_bytes: int = 1 << 20):
         self.path = Path(path)
         self.records: dict[int, dict] = {}
         self.acked: set[int] = set()
@@ -36,6 +38,8 @@ class TamperLog:
         self.dropped_tail = 0
         if self.path.exists():
             self._load()
+            if self.path.stat().st_size > compact_bytes:
+                self._compact()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._f = open(self.path, "ab")
 
@@ -65,12 +69,34 @@ class TamperLog:
                 self.acked.add(int(rec["ack"]))
             if "superseded" in rec:
                 self.acked.add(int(rec["superseded"]))
+            if "counter" in rec:
+                self.seq = max(self.seq, int(rec["counter"]))
             good = pos
         if good < len(data):
             with open(self.path, "r+b") as f:
                 f.truncate(good)
                 f.flush()
                 os.fsync(f.fileno())
+
+    def _compact(self) -> None:
+        """Rewrite the log as the counter and the unacknowledged messages (a new file, fsync'd,
+        then renamed over the old one: a power cut leaves one or the other, whole)."""
+        pending = sorted(s for s in self.records if s not in self.acked)
+        tmp = self.path.with_name(self.path.name + ".compact")
+        with open(tmp, "wb") as f:
+            f.write(json.dumps({"counter": self.seq}).encode() + b"\n")
+            for s in pending:
+                f.write(json.dumps({"seq": s, "msg": self.records[s]}, separators=(",", ":")).encode() + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        dfd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        self.records = {s: self.records[s] for s in pending}
+        self.acked = set()
 
     def _write(self, rec: dict) -> None:
         line = json.dumps(rec, separators=(",", ":"), allow_nan=False).encode() + b"\n"
