@@ -114,6 +114,11 @@ def test_forged_tampered_replayed_and_malformed_reports_are_refused_and_never_al
         malformed = [("meter/M-1/tamper", b"\x00not json"), ("meter/M-1/tamper", b"[1,2]"),
                      ("meter/M-1/tamper", b'{"meter_id": "M-1"}'), ("meter/M-1/tamper", b'{"meter_id": "M-1", "counter": NaN}'),
                      ("meter/M-1/tamper", json.dumps({**good[1], "counter": "7"}).encode()),
+                     # Signed with the meter's own key, yet not a report the store could keep.
+                     ("meter/M-1/tamper", json.dumps(Signer.from_file(k1).sign(
+                         {**base, "meter_id": "M-1", "counter": 60, "cycle_start": "yesterday"})).encode()),
+                     ("meter/M-1/tamper", json.dumps(Signer.from_file(k1).sign(
+                         {**base, "meter_id": "M-1", "counter": 61, "delta_a": "12 A"})).encode()),
                      ("meter/M-1/tamper", b"{" + b" " * 70000 + b"}")]
         atk = _tls_client(tls_broker, pki)
         for topic, msg in forged + tampered + replayed + malformed + copies:

@@ -162,6 +162,17 @@ class TamperSource(MqttSource):
             raise Rejected("malformed", f"field 'status': unknown {doc['status']!r}"[:200])
         if "evidence" in doc and not isinstance(doc["evidence"], dict):
             raise Rejected("malformed", "field 'evidence' is not an object")
+        for f in ("cycle_start", "cycle_end"):
+            if f in doc:
+                try:
+                    t = pd.Timestamp(doc[f]) if isinstance(doc[f], str) else None
+                except (ValueError, OverflowError):
+                    t = None
+                if t is None or t is pd.NaT or t.tzinfo is None:
+                    raise Rejected("malformed", f"field {f!r}: not a time with a zone: {doc[f]!r}"[:200])
+        d = doc.get("delta_a")
+        if d is not None and (isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d)):
+            raise Rejected("malformed", "field 'delta_a' is not a number")
         parts = topic.split("/")
         topic_meter = parts[1] if len(parts) >= 3 else None
         meter = doc["meter_id"]
