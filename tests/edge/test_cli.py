@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,12 +14,21 @@ from wattwatch.edge.publish import Publisher, TamperLog
 from wattwatch.edge.signing import HMAC, Signer
 from wattwatch.edge.simulate import Waveform
 
-WW = [sys.executable, "-m", "wattwatch.app.cli"]
-
-
 def _cli(args, cwd, stdin=None):
-    env = {**os.environ, "WATTWATCH_PROGRESS": "0"}
-    return subprocess.run(WW + args, cwd=cwd, env=env, input=stdin, capture_output=True, timeout=120)
+    """The CLI in this process (importing wattwatch again per call costs seconds)."""
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    from wattwatch.app.cli import app
+
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        r = CliRunner().invoke(app, args, input=stdin, env={"WATTWATCH_PROGRESS": "0"})
+    finally:
+        os.chdir(here)
+    return SimpleNamespace(returncode=r.exit_code, stdout=r.stdout_bytes, stderr=r.stderr_bytes, exception=r.exception)
 
 
 def test_simulate_waveform_then_edge_from_a_file_and_from_a_pipe(tmp_path):
