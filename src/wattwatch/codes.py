@@ -60,6 +60,10 @@ SEVERITY_POLICY: dict[str, tuple[str, str, bool, str]] = {
     "ALRM_PROSUMER_ISOLATE": ("warning", "critical", True, "a prosumer is to be isolated from the grid"),
     "WARN_PROSUMER_PENALTY": ("warning", "warning", False,
                               "a prosumer is not delivering its agreed power and its penalty is growing"),
+    # Not a meter fault: a report to the head-end refused as forged, replayed or malformed (an
+    # attack on the reporting path, or a meter whose key or clock is wrong).
+    "ALRM_SECURITY_EVENT": ("warning", "critical", True,
+                            "someone may be forging or replaying meter reports to hide or fake a tamper event"),
 }
 _DEFAULT_POLICY = ("info", "critical", True, "")
 

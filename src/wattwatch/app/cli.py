@@ -166,9 +166,25 @@ def simulate(
     fmt: str = typer.Option("parquet,csv", "--format", help="parquet, csv or both."),
     clean: bool = typer.Option(False, "--clean", help="No jitter, duplicates, NaN holes or disorder."),
     start: str = typer.Option("2025-01-06T00:00:00Z", "--start", help="First timestamp (UTC)."),
+    waveform: Optional[str] = typer.Option(None, "--waveform", help="Sampled waveforms for the edge meter instead: "
+                                           "comma-separated scenarios (bypass, partial_earth_return, intermittent_bypass, "
+                                           "leakage, motor_starts, led_smps, voltage_sags, normal) or all."),
+    seconds: float = typer.Option(120.0, "--seconds", min=1.0, help="--waveform: seconds per scenario."),
+    rate: float = typer.Option(3200.0, "--rate", help="--waveform: samples per second (3200-6400)."),
+    phases: int = typer.Option(1, "--phases", help="--waveform: 1 or 3."),
 ) -> None:
-    """Write a labelled synthetic fleet: telemetry plus events.json (meter, type, start, end)."""
+    """Write a labelled synthetic fleet: telemetry plus events.json (meter, type, start, end); with
+    --waveform, sampled waveforms (<scenario>.wwf, see `wattwatch edge`) plus events.json."""
     from wattwatch.sim import SimConfig, simulate as run
+
+    if waveform is not None:
+        from wattwatch.app.edgecli import simulate_waveform
+
+        res = simulate_waveform(out, waveform, seconds, rate, phases, seed)
+        for name, path in res["files"].items():
+            n = sum(e["expect_alert"] for e in res["events"][name]["events"])
+            console.print(f"  {name:22s} {_term(str(path))} ({n} tamper event{'s' if n != 1 else ''})")
+        return
 
     kw = {}
     if faults:
@@ -1769,6 +1785,9 @@ def grid_monitor(
 
 
 from wattwatch.app import quality as _quality  # noqa: E402,F401 - registers bench quality(-real), nab folds
+from wattwatch.app import edgecli as _edgecli  # noqa: E402
+
+_edgecli.register(app, bench_app)  # edge, bench edge
 
 
 def main() -> None:

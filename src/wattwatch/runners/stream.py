@@ -298,6 +298,32 @@ class StreamEngine:
         self.counters["alerts_updated"] += len(rep.alerts) - len(rep.new)
         self.counters["alerts_ended"] += len(rep.ended)
 
+    def add_events(self, alerts: list[Alert]) -> tuple[list[Alert], list[str]]:
+        """Store alerts that sources made themselves (a signed tamper report is an alert as it
+        arrives, not a reading to judge): upserted in one transaction, stable ids, so a report
+        delivered twice is one alert. Returns (changed, new ids)."""
+        changed = [a for a in alerts if self._written.get(a.id) != _version(a)]
+        if changed:
+            con = self.store.con
+            con.execute("BEGIN TRANSACTION")
+            try:
+                alert_store.upsert(con, changed)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            for a in changed:
+                self._written[a.id] = _version(a)
+        new = []
+        for a in alerts:
+            if a.id not in self.alerts:
+                new.append(a.id)
+            self.alerts[a.id] = a
+        new = list(dict.fromkeys(new))
+        self.counters["event_alerts_new"] += len(new)
+        self.counters["event_alerts_updated"] += len(changed) - len(set(new) & {a.id for a in changed})
+        return changed, new
+
     def flush(self) -> StepReport:
         """No readings will follow: judge every pending reading as final (the end of a replay)."""
         return self.step(final=True)
@@ -455,12 +481,18 @@ def _work(engine: StreamEngine, batches: list, sources: list, outputs=()) -> Ste
             n = len(frame)
             engine.add(frame, source="+".join(sorted({b.source for b in batches})))
             deliver(outputs, "readings", frame)
+        events = [a for b in batches for a in b.alerts]
+        changed, new = engine.add_events(events) if events else ([], [])
         for b in batches:  # the readings are in the store: the sources may forget them
             s = by.get(b.source)
             if s is not None:
                 s.committed(b.token)
+    else:
+        changed, new = [], []
     rep = engine.step()
     rep.readings = n
+    rep.alerts = changed + rep.alerts
+    rep.new = new + rep.new
     deliver(outputs, "alerts", rep, engine)
     if engine.due():
         engine.checkpoint({s.name: s.position() for s in sources})

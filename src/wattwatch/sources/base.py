@@ -42,6 +42,7 @@ class Batch:
     frame: pd.DataFrame                 # canonical: meter_id, ts (UTC), channels
     arrived: float = field(default_factory=time.monotonic)
     token: Any = None                   # handed back to the source once the batch is stored
+    alerts: list = field(default_factory=list)   # event alerts (signed tamper reports) to store as they are
 
 
 # The engine's inbox: waits while too many batches are pending (a replay at full speed is paced

@@ -12,7 +12,8 @@ counted (``malformed``) and logged — the first few in full, then every hundred
 the source. Messages are acknowledged (QoS 1) only once their readings are in the store, on a
 persistent session (``clean_session = False``, a fixed client id): after a crash or a broker
 restart the broker delivers what was not stored again, and the store takes a reading delivered
-twice as one.
+twice as one. ``tls_ca`` (and ``tls_cert`` with ``tls_key`` for a client certificate) connect
+over TLS.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class MqttSource(Source):
     def __init__(self, name: str, *, host: str = "127.0.0.1", port: int = 1883, topics=("#",), qos: int = 1,
                  meter: str | None = None, meters: dict | None = None, fields: dict | None = None,
                  scale: dict | None = None, client_id: str | None = None, username: str | None = None,
-                 password: str | None = None, batch_s: float = 0.2, keepalive: int = 30):
+                 password: str | None = None, batch_s: float = 0.2, keepalive: int = 30,
+                 tls_ca: str | None = None, tls_cert: str | None = None, tls_key: str | None = None):
         super().__init__(name)
         if qos not in (0, 1, 2):
             raise ValueError(f"source {name}: qos must be 0, 1 or 2, got {qos}")
@@ -58,6 +60,9 @@ class MqttSource(Source):
         self.keepalive = int(keepalive)
         self.client_id = client_id or f"wattwatch-{name}"
         self.username, self.password = username, password
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError(f"source {name}: give tls_cert and tls_key together (a client certificate)")
+        self.tls_ca, self.tls_cert, self.tls_key = tls_ca, tls_cert, tls_key
         self._rows: list[dict] = []
         self._acks: list[tuple[int, int]] = []
         self._lock = threading.Lock()
@@ -192,6 +197,11 @@ class MqttSource(Source):
                         manual_ack=True)
         if self.username:
             c.username_pw_set(self.username, self.password)
+        if self.tls_ca or self.tls_cert:
+            import ssl
+
+            c.tls_set(ca_certs=self.tls_ca, certfile=self.tls_cert, keyfile=self.tls_key,
+                      cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
@@ -243,5 +253,18 @@ def from_spec(name: str, spec: dict, root=None) -> MqttSource:
     from wattwatch.sources import only
 
     only(spec, {"host", "port", "topics", "qos", "meter", "meters", "fields", "scale", "client_id", "username",
-                "password", "batch_s", "keepalive"})
-    return MqttSource(name, **spec)
+                "password", "batch_s", "keepalive", "tls_ca", "tls_cert", "tls_key"})
+    return MqttSource(name, **tls_paths(spec, root))
+
+
+def tls_paths(spec: dict, root) -> dict:
+    """``spec`` with its TLS files (``tls_ca``, ``tls_cert``, ``tls_key``) relative to the config."""
+    from wattwatch.sources import resolve
+
+    spec = dict(spec)
+    for k in ("tls_ca", "tls_cert", "tls_key"):
+        if k in spec:
+            if not isinstance(spec[k], str):
+                raise ValueError(f"{k} must be a file path")
+            spec[k] = str(resolve(spec[k], root))
+    return spec

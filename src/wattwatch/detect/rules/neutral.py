@@ -54,6 +54,42 @@ class NeutralTamperConfig(DetectorConfig):
     post: PostRule = PostRule(min_duration_s=30.0, min_readings=2, merge_gap_s=3600.0, max_bridge_s=4 * 3600.0)
 
 
+def single_phase_limit(i_l, cfg: NeutralTamperConfig):
+    """The single-phase limit on ΔI: max(``abs_limit_a``, ``rel_limit`` × I_L) (SPEC §3)."""
+    return np.maximum(cfg.abs_limit_a, cfg.rel_limit * np.asarray(i_l, float))
+
+
+def verdict(delta, i_l, limit, three, informative, light, cfg: NeutralTamperConfig) -> np.ndarray:
+    """The decision shared by the batch rule, the stream and the edge meter (:mod:`wattwatch.edge`).
+
+    ``delta``: |I_N − expected| per reading (or per cycle); ``i_l``: the (first) phase current;
+    ``informative``: the load is high enough to judge (``min_load_a``), no inrush, no open CT;
+    ``light``: single phase at light load (``low_load_a`` .. ``min_load_a``). Returns the score:
+    ≥ 1 over the limit, < 1 clearly within it, NaN where it cannot be told (not informative, or a
+    partial deficit between leakage and the limit)."""
+    delta = np.asarray(delta, float)
+    i_l = np.asarray(i_l, float)
+    with quiet():
+        light_score = np.where(delta >= cfg.low_min_delta_a, delta / i_l / cfg.low_rel_limit, 0.0)
+        score = np.where(informative, delta / limit, np.where(light, light_score, np.nan))
+        # Below the limit, only a mismatch within leakage and CT error (single phase) or under
+        # half the limit (three phase) is evidence of a healthy neutral. A partial deficit in
+        # between cannot be judged either way, so it does not split one persistent fault into
+        # many alerts.
+        clearly_ok = np.where(three, score < cfg.clear_ok_3ph,
+                              delta <= np.maximum(cfg.clear_ok_a, cfg.clear_ok_rel * i_l))
+        ambiguous = (score < 1) & ~clearly_ok
+        return np.where(ambiguous, np.nan, score)
+
+
+def tamper_kind(i_n: float, i_l: float, expected: float, cfg: NeutralTamperConfig) -> str:
+    """``neutral_bypass`` (I_N ≈ 0 while I_L > ``bypass_load_a``, or while the phases imply a
+    neutral above the limit) or ``partial_earth_return``."""
+    bypass = i_n < cfg.bypass_neutral_a and i_l > cfg.bypass_load_a
+    return "neutral_bypass" if bypass or (i_n < cfg.bypass_neutral_a and expected > cfg.abs_limit_a) \
+        else "partial_earth_return"
+
+
 def implied_neutral(i: np.ndarray) -> np.ndarray:
     """Fundamental neutral current implied by three phase currents 120° apart."""
     i1, i2, i3 = i[:, 0], i[:, 1], i[:, 2]
@@ -117,7 +153,7 @@ class NeutralTamper(Detector):
         expected = np.where(three, np.sqrt(fund ** 2 + kappa2 * trip ** 2), i[:, 0])
         limit = np.where(three, np.maximum(np.maximum(cfg.abs_limit_3ph_a, cfg.rel_limit_3ph * mean),
                                                     np.where(np.isfinite(sigma), cfg.sigma_k * sigma, 0.0)),
-                         np.maximum(cfg.abs_limit_a, cfg.rel_limit * i[:, 0]))
+                         single_phase_limit(i[:, 0], cfg))
         return i, i_n, three, mean, expected, limit
 
     def _score(self, df: pd.DataFrame) -> Scored:
@@ -135,17 +171,7 @@ class NeutralTamper(Detector):
         # Light load, single phase: below the absolute limit a missing neutral is still plain
         # when most of the current does not come back (leakage is tens of mA, not half the load).
         light = ~three & np.isfinite(i_n) & (i[:, 0] >= cfg.low_load_a) & (i[:, 0] < cfg.min_load_a) & ~open_ct & ~surge
-        with quiet():
-            light_score = np.where(delta >= cfg.low_min_delta_a, delta / i[:, 0] / cfg.low_rel_limit, 0.0)
-            score = np.where(informative, delta / limit, np.where(light, light_score, np.nan))
-            # Below the limit, only a mismatch within leakage and CT error (single phase) or under
-            # half the limit (three phase) is evidence of a healthy neutral. A partial deficit in
-            # between cannot be judged either way, so it does not split one persistent fault into
-            # many alerts.
-            clearly_ok = np.where(three, score < cfg.clear_ok_3ph,
-                                  delta <= np.maximum(cfg.clear_ok_a, cfg.clear_ok_rel * i[:, 0]))
-            ambiguous = (score < 1) & ~clearly_ok
-            return Scored(np.where(ambiguous, np.nan, score), ctx)
+        return Scored(verdict(delta, i[:, 0], limit, three, informative, light, cfg), ctx)
 
     def describe(self, df, rows, scores, ctx=None) -> Finding:
         cfg = self.config
@@ -154,8 +180,7 @@ class NeutralTamper(Detector):
         inn = float(np.nanmedian(i_n[rows]))
         exp = float(np.nanmedian(expected[rows]))
         delta = float(np.nanmedian(np.abs(i_n[rows] - expected[rows])))
-        bypass = inn < cfg.bypass_neutral_a and il > cfg.bypass_load_a
-        kind = "neutral_bypass" if bypass or (inn < cfg.bypass_neutral_a and exp > cfg.abs_limit_a) else "partial_earth_return"
+        kind = tamper_kind(inn, il, exp, cfg)
         three_ph = bool(three[rows].all())
         what = "neutral current missing" if kind == "neutral_bypass" else "part of the return current bypasses the neutral"
         ref = f"phases imply {exp:.1f} A" if three_ph else f"phase carries {il:.1f} A"

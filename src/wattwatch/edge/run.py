@@ -1,0 +1,230 @@
+"""``wattwatch edge --config meter.toml``: one meter's input → metrology → tamper machine → signed
+reports. The config (every key optional except ``meter_id`` and one input)::
+
+    meter_id = "M-17"
+    [input]                    # a file (wwf, csv, npy), "-" for a pipe (wwf on stdin), or [simulate]
+    path = "bypass.wwf"
+    format = "wwf"             # default: by suffix
+    fs = 3200                  # csv / npy only (wwf carries it)
+    channels = ["v", "i_l", "i_n"]   # npy only (csv takes its header, wwf carries them)
+    f_nominal = 50
+    t0 = "2026-01-01T00:00:00Z"      # time of the first sample (default: now)
+    [simulate]                 # instead of [input]: scenario, seconds, fs, seed, phases, block_s
+    scenario = "bypass"
+    [tamper]                   # the state machine (wattwatch.edge.tamper.TamperConfig)
+    persistence_s = 30
+    [tamper.neutral]           # the batch rule's limits (abs_limit_a, rel_limit, bypass_load_a ...)
+    [signing]
+    key_file = "M-17.key"      # hex HMAC-SHA256 secret, or a PEM Ed25519 private key
+    [log]
+    path = "tamper.log"        # appended and fsync'd; holds the counter and what is not acknowledged
+    [mqtt]                     # omit to only print the events
+    host = "127.0.0.1"
+    port = 8883
+    topic = "meter/{meter_id}/tamper"
+    tls_ca = "ca.pem"          # TLS when given; tls_cert/tls_key for a client certificate
+    ack_timeout_s = 10
+
+Relative paths are relative to the config file. Reports go out when the meter enters or leaves
+the tamper state (and ``signal_noisy`` / ``signal_ok``), and on demand: ``--status`` at the end of
+the input, SIGUSR1 at any time (a ``status = "report"`` message with the state, the counts and the
+last cycle).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import sys
+import threading
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from wattwatch.edge.meter import EdgeMeter
+from wattwatch.edge.metrology import blocks
+from wattwatch.edge.publish import Publisher, TamperLog
+from wattwatch.edge.signing import METER_ID, Signer
+from wattwatch.edge.simulate import Waveform
+from wattwatch.edge.tamper import TamperConfig
+from wattwatch.errors import ConfigError
+
+
+@dataclass
+class EdgeSite:
+    meter_id: str
+    input: dict
+    simulate: dict | None
+    tamper: TamperConfig
+    key_file: Path
+    log_path: Path
+    mqtt: dict | None
+    root: Path
+    where: str = "edge config"
+
+
+def _table(doc: dict, key: str, where: str, known: set) -> dict | None:
+    t = doc.get(key)
+    if t is None:
+        return None
+    if not isinstance(t, dict):
+        raise ConfigError(f"{where}: [{key}] must be a table")
+    bad = set(t) - known
+    if bad:
+        raise ConfigError(f"{where}: [{key}]: unknown key(s) {sorted(bad)}; known: {', '.join(sorted(known))}")
+    return dict(t)
+
+
+def load(path: Path) -> EdgeSite:
+    path = Path(path)
+    where = str(path)
+    try:
+        doc = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such edge config") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not an edge config") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: cannot read edge config: {exc}") from None
+    root = path.resolve().parent
+    bad = set(doc) - {"meter_id", "input", "simulate", "tamper", "signing", "log", "mqtt"}
+    if bad:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(bad)}")
+    meter = doc.get("meter_id")
+    if not isinstance(meter, str) or not METER_ID.match(meter):
+        raise ConfigError(f"{where}: meter_id must be 1-64 letters, digits, '.', '_' or '-', got {meter!r}")
+    inp = _table(doc, "input", where, {"path", "format", "fs", "channels", "f_nominal", "t0"})
+    sim = _table(doc, "simulate", where, {"scenario", "seconds", "fs", "seed", "phases", "block_s"})
+    if (inp is None) == (sim is None):
+        raise ConfigError(f"{where}: give exactly one of [input] and [simulate]")
+    try:
+        tamper = TamperConfig.from_dict(doc.get("tamper"), f"{where}: [tamper]")
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(str(exc)) from None
+    signing = _table(doc, "signing", where, {"key_file"}) or {}
+    if "key_file" not in signing:
+        raise ConfigError(f"{where}: [signing] key_file is required (hex HMAC secret or PEM Ed25519 key)")
+    log = _table(doc, "log", where, {"path"}) or {}
+    mqtt = _table(doc, "mqtt", where, {"host", "port", "topic", "qos", "client_id", "tls_ca", "tls_cert", "tls_key",
+                                       "username", "password", "keepalive", "ack_timeout_s"})
+
+    def rel(p):
+        q = Path(p)
+        return q if q.is_absolute() else root / q
+    if mqtt:
+        for k in ("tls_ca", "tls_cert", "tls_key"):
+            if k in mqtt:
+                mqtt[k] = str(rel(mqtt[k]))
+        if mqtt.get("qos", 1) not in (1, 2):
+            raise ConfigError(f"{where}: [mqtt] qos must be 1 or 2 (tamper events are never fire-and-forget)")
+    if inp is not None and "path" in inp and inp["path"] != "-":
+        inp["path"] = str(rel(inp["path"]))
+    return EdgeSite(meter, inp or {}, sim, tamper, rel(signing["key_file"]), rel(log.get("path", f"{meter}.tamper.log")),
+                    mqtt, root, where)
+
+
+def _t0(value, where: str) -> float:
+    if value is None:
+        return time.time()
+    try:
+        t = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{where}: [input] t0: not a time: {value!r}") from None
+    t = t.tz_localize("UTC") if t.tzinfo is None else t
+    return t.timestamp()
+
+
+STATUS_REQUEST = threading.Event()
+
+
+@contextlib.contextmanager
+def _on_demand():
+    """SIGUSR1 asks for a status report (``kill -USR1 <pid>``); :data:`STATUS_REQUEST` does too."""
+    old = None
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGUSR1"):
+        old = signal.signal(signal.SIGUSR1, lambda *_: STATUS_REQUEST.set())
+    try:
+        yield STATUS_REQUEST
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGUSR1, old)
+
+
+def run(site: EdgeSite, *, echo=None, status: bool = False) -> dict:
+    """Run the input to its end; returns a summary (events, counts, what is still unacknowledged)."""
+    try:
+        signer = Signer.from_file(site.key_file)
+    except ValueError as exc:
+        raise ConfigError(f"{site.where}: [signing] key_file: {exc}") from None
+    try:
+        log = TamperLog(site.log_path)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    mq = dict(site.mqtt or {})
+    ack_timeout = float(mq.pop("ack_timeout_s", 10.0))
+    pub = Publisher(site.meter_id, signer, log, echo=echo, **mq)
+    try:
+        resent = pub.resend_pending()
+        if site.simulate is not None:
+            s = dict(site.simulate)
+            block_s = float(s.pop("block_s", 0.02))
+            try:
+                w = Waveform(**s)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"{site.where}: [simulate]: {exc}") from None
+            fs, chans, it, t0 = w.fs, w.channels, w.blocks(block_s), w.t0
+            f_nominal = w.f0
+        else:
+            i = site.input
+            src = i.get("path")
+            if src is None:
+                raise ConfigError(f"{site.where}: [input] path is required (\"-\" for stdin)")
+            fs_cfg = i.get("fs")
+            try:
+                fs, chans, it = blocks(sys.stdin.buffer if src == "-" else Path(src), fmt=i.get("format"),
+                                       channels=i.get("channels"), fs=fs_cfg, block=4096)
+            except FileNotFoundError:
+                raise ConfigError(f"{site.where}: [input] path: {src}: no such file") from None
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            t0 = _t0(i.get("t0"), site.where)
+            f_nominal = i.get("f_nominal", 50.0)
+            if isinstance(f_nominal, bool) or not isinstance(f_nominal, (int, float)) or not math.isfinite(f_nominal):
+                raise ConfigError(f"{site.where}: [input] f_nominal must be a number (50 or 60)")
+        try:
+            meter = EdgeMeter(site.meter_id, chans, fs, site.tamper, f_nominal=f_nominal, t0=t0, on_event=pub.publish)
+        except ValueError as exc:
+            raise ConfigError(f"{site.where}: {exc}") from None
+        def report():
+            pub.publish({"status": "report", "kind": "status", "event": f"status@{meter.machine.ts(meter.machine.counts['cycles'])}",
+                         "evidence": meter.status()})
+
+        t = time.perf_counter()
+        with _on_demand() as asked:
+            try:
+                for b in it:
+                    meter.feed(b)
+                    if asked.is_set():   # SIGUSR1 (or STATUS_REQUEST): a status report now
+                        asked.clear()
+                        report()
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        took = time.perf_counter() - t
+        if status:
+            report()
+        acked = pub.wait_acked(ack_timeout) if pub.client is not None else True
+        seconds = meter.samples / fs
+        return {"meter_id": site.meter_id, "seconds": round(seconds, 3), "fs": fs, "cycles": meter.machine.counts["cycles"],
+                "events": [{k: e.get(k) for k in ("status", "kind", "delta_a", "cycle_start", "cycle_end")}
+                           for e in meter.events],
+                "state": meter.machine.state, "counts": meter.machine.counts, "resent": resent,
+                "unacknowledged": pub.unacked(), "all_acknowledged": acked, "counter": log.seq,
+                "cpu_s_per_meter_s": round(took / seconds, 6) if seconds else None}
+    finally:
+        pub.close()

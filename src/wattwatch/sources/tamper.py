@@ -1,0 +1,319 @@
+"""Head-end for edge meters: signed tamper reports (and telemetry) over MQTT, ``type = "tamper"``.
+
+::
+
+    [[sources]]
+    type = "tamper"
+    host = "127.0.0.1"
+    port = 8883
+    tls_ca = "ca.pem"                 # and tls_cert / tls_key for a client certificate
+    topics = ["meter/+/tamper"]       # reports; any other topic is telemetry (as type = "mqtt")
+    telemetry = ["meter/+/telemetry"]
+    meter = "topic:1"                 # telemetry's meter (as type = "mqtt")
+    keys = { "M-17" = "keys/M-17.key", "M-18" = "keys/M-18.pub.pem" }
+    keys_dir = "keys"                 # or <meter>.key (hex HMAC) / <meter>.pub.pem (Ed25519) here
+    window_s = 300                    # a report signed further than this from now is refused
+    reorder = 64                      # counters accepted out of order up to this far back
+
+Every report on ``meter/<id>/tamper`` is checked in this order, and the first failure decides:
+
+- **malformed**: larger than ``max_bytes``, not JSON, not an object, a field missing or of the
+  wrong type (``counter`` an integer, ``ts`` a number, ``status`` one of the known ones ...);
+- **forged**: the topic's meter differs from the signed ``meter_id``, no key for the meter, an
+  algorithm other than the meter's key's, or a signature that does not verify (a tampered field
+  is a signature that does not verify);
+- **replayed**: ``ts`` further than ``window_s`` from now; a ``counter`` already used by another
+  report; or a counter more than ``reorder`` (64) below the highest accepted from that meter (an
+  anti-replay window as in IPsec: a meter's reports may arrive out of order after a reconnect, a
+  re-sent one overtaken by a newer one, and are still taken).
+- **duplicate**: the exact copy of a report accepted within the window (a QoS 1 redelivery after
+  a lost acknowledgement looks exactly like this) is refused and counted as ``duplicate``: it
+  cannot change anything, and is not a security event.
+
+Rejections are counted (``counters``: ``malformed``, ``forged``, ``replayed``) and become
+``ALRM_SECURITY_EVENT`` alerts (one per meter and hour, its counts per reason growing; detector
+``edge_security``), never tamper alerts. A report that passes becomes its alert as it arrives:
+``ERR_IMBAL_LIMIT_EXCEEDED`` (entering tamper, grown by the ``cleared`` report) or
+``STATUS_SIGNAL_NOISY``, with the meter's evidence; the alert id follows the event's first cycle,
+so a report sent again after a power cut is the same alert. The window of accepted counters per
+meter is part of the source's checkpointed position.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from wattwatch.alerts.model import Alert, log_safe
+from wattwatch.edge.signing import METER_ID, digest, load_key, verify
+from wattwatch.sources.base import Batch, log
+from wattwatch.sources.mqtt import MqttSource, tls_paths
+
+SECURITY_CODE = "ALRM_SECURITY_EVENT"
+STATUSES = {"tamper", "cleared", "signal_noisy", "signal_ok", "report"}
+REASONS = ("malformed", "forged", "replayed")
+
+
+class Rejected(Exception):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class TamperSource(MqttSource):
+    kind = "tamper"
+
+    def __init__(self, name: str, *, keys: dict | None = None, keys_dir: str | None = None, window_s: float = 300.0,
+                 max_bytes: int = 65536, telemetry=(), topics=("meter/+/tamper",), clock=None, reorder: int = 64,
+                 **kw):
+        tel = [telemetry] if isinstance(telemetry, str) else list(telemetry)
+        super().__init__(name, topics=list(topics) + tel, **kw)
+        self.tamper_topics = [topics] if isinstance(topics, str) else list(topics)
+        self.window_s = float(window_s)
+        self.max_bytes = int(max_bytes)
+        self.keys: dict[str, tuple] = {}
+        for m, path in (keys or {}).items():
+            if not METER_ID.match(str(m)):
+                raise ValueError(f"keys: meter id {m!r} must be letters, digits, '.', '_' or '-'")
+            self.keys[str(m)] = load_key(Path(path), private=False)
+        self.keys_dir = Path(keys_dir) if keys_dir else None
+        if not self.keys and self.keys_dir is None:
+            raise ValueError(f"source {name}: give keys (meter -> key file) or keys_dir")
+        self.reorder = int(reorder)
+        # meter -> {counter: digest} of the last ``reorder`` counters accepted (the anti-replay window)
+        self.seen: dict[str, dict[int, str]] = {}
+        self._alerts: list[Alert] = []
+        self._security: dict[tuple, dict] = {}
+        self._state_lock = threading.Lock()
+        self.clock = clock or time.time
+
+    # ------------------------------------------------------------------------ routing
+
+    def _is_tamper(self, topic: str) -> bool:
+        from paho.mqtt.client import topic_matches_sub
+
+        return any(topic_matches_sub(t, topic) for t in self.tamper_topics)
+
+    def _on_message(self, client, userdata, msg):
+        if not self._is_tamper(msg.topic):
+            return super()._on_message(client, userdata, msg)
+        self.counters["reports"] += 1
+        alerts = self.handle(msg.topic, msg.payload)
+        with self._lock:
+            self._alerts.extend(alerts)
+            if msg.qos > 0:
+                if alerts:
+                    self._acks.append((msg.mid, msg.qos))
+                else:
+                    client.ack(msg.mid, msg.qos)
+
+    def drain(self):
+        with self._lock:
+            alerts, self._alerts = self._alerts, []
+            if alerts and not self._rows:  # alerts alone: a batch without readings
+                acks, self._acks = self._acks, []
+                return Batch(self.name, pd.DataFrame(), arrived=time.monotonic(), token=acks, alerts=alerts)
+        b = super().drain()
+        if b is not None:
+            b.alerts = alerts
+        return b
+
+    # ------------------------------------------------------------------------ checks
+
+    def _key(self, meter: str):
+        k = self.keys.get(meter)
+        if k is None and self.keys_dir is not None:
+            for fname in (f"{meter}.key", f"{meter}.pub.pem"):
+                p = self.keys_dir / fname
+                if p.is_file():
+                    k = load_key(p, private=False)
+                    self.keys[meter] = k
+                    break
+        return k
+
+    def check(self, topic: str, payload: bytes) -> dict:
+        """The report, or :class:`Rejected` with the reason (see the module)."""
+        if len(payload) > self.max_bytes:
+            raise Rejected("malformed", f"{len(payload)} bytes, more than max_bytes {self.max_bytes}")
+        try:
+            doc = json.loads(payload)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise Rejected("malformed", f"not JSON ({exc})"[:200]) from None
+        if not isinstance(doc, dict):
+            raise Rejected("malformed", f"expected a JSON object, got {type(doc).__name__}")
+        for f, types in (("meter_id", str), ("counter", int), ("ts", (int, float)), ("status", str), ("alg", str),
+                         ("sig", str), ("event", str)):
+            v = doc.get(f)
+            if v is None or isinstance(v, bool) or not isinstance(v, types):
+                raise Rejected("malformed", f"field {f!r} missing or not a {getattr(types, '__name__', 'number')}")
+        if not math.isfinite(doc["ts"]) or doc["counter"] < 1:
+            raise Rejected("malformed", "field 'ts' not finite or 'counter' below 1")
+        if doc["status"] not in STATUSES:
+            raise Rejected("malformed", f"field 'status': unknown {doc['status']!r}"[:200])
+        if "evidence" in doc and not isinstance(doc["evidence"], dict):
+            raise Rejected("malformed", "field 'evidence' is not an object")
+        for f in ("cycle_start", "cycle_end"):
+            if f in doc:
+                try:
+                    t = pd.Timestamp(doc[f]) if isinstance(doc[f], str) else None
+                except (ValueError, OverflowError):
+                    t = None
+                if t is None or t is pd.NaT or t.tzinfo is None:
+                    raise Rejected("malformed", f"field {f!r}: not a time with a zone: {doc[f]!r}"[:200])
+        d = doc.get("delta_a")
+        if d is not None and (isinstance(d, bool) or not isinstance(d, (int, float)) or not math.isfinite(d)):
+            raise Rejected("malformed", "field 'delta_a' is not a number")
+        parts = topic.split("/")
+        topic_meter = parts[1] if len(parts) >= 3 else None
+        meter = doc["meter_id"]
+        if not METER_ID.match(meter):
+            raise Rejected("malformed", "field 'meter_id' is not a valid meter id")
+        if topic_meter != meter:
+            raise Rejected("forged", f"signed meter {meter!r} published on another meter's topic")
+        key = self._key(meter)
+        if key is None:
+            raise Rejected("forged", f"no key for meter {meter!r}")
+        alg, k = key
+        if doc["alg"] != alg:
+            raise Rejected("forged", f"algorithm {doc['alg']!r}, the meter's key is {alg}"[:200])
+        try:
+            ok = verify(doc, alg, k)
+        except ValueError:  # NaN or the like in the payload: cannot be canonical
+            raise Rejected("malformed", "payload cannot be put in canonical form") from None
+        if not ok:
+            raise Rejected("forged", "signature does not verify")
+        now = self.clock()
+        if abs(now - doc["ts"]) > self.window_s:
+            raise Rejected("replayed", f"signed at {_iso(doc['ts']) if abs(doc['ts']) < 1e11 else doc['ts']}, "
+                                       f"outside the {self.window_s:g} s window")
+        with self._state_lock:
+            seen = self.seen.setdefault(meter, {})
+            top = max(seen) if seen else 0
+            c, d = doc["counter"], digest(doc)
+            if c in seen:
+                if seen[c] == d:
+                    raise Rejected("duplicate", f"report {c} again (a QoS 1 redelivery or a copy: no effect)")
+                raise Rejected("replayed", f"counter {c} already used by another report")
+            if c <= top - self.reorder:
+                raise Rejected("replayed", f"counter {c} older than the last {self.reorder} accepted (latest {top})")
+            seen[c] = d
+            for old in sorted(seen)[:-self.reorder]:
+                del seen[old]
+        return doc
+
+    def handle(self, topic: str, payload: bytes) -> list[Alert]:
+        try:
+            doc = self.check(topic, payload)
+        except Rejected as r:
+            self.counters[r.reason] += 1
+            if r.reason == "duplicate":
+                return []
+            n = self.counters[r.reason]
+            if n <= 5 or n % 100 == 0:
+                log.warning("%s: %s report #%d on %s: %s", self.name, r.reason, n, log_safe(topic)[:200], r.detail)
+            return [self._security_alert(topic, r)]
+        self.counters["accepted"] += 1
+        return self.alerts_of(doc)
+
+    def _security_alert(self, topic: str, r: Rejected) -> Alert:
+        parts = topic.split("/")
+        meter = parts[1] if len(parts) >= 3 and METER_ID.match(parts[1]) else "(unknown)"
+        now = self.clock()
+        hour = math.floor(now / 3600) * 3600
+        with self._state_lock:
+            s = self._security.setdefault((meter, hour), {**{k: 0 for k in REASONS}, "first": now})
+            s[r.reason] += 1
+            s["last"] = now
+            s["detail"] = r.detail
+            counts = {k: s[k] for k in REASONS}
+        total = sum(counts.values())
+        attack = counts["forged"] + counts["replayed"] > 0
+        said = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+        return Alert(meter_id=meter, start=_iso(hour), end=_iso(s["last"]), code=SECURITY_CODE,
+                     severity="critical" if attack else "warning", score=1.0 if attack else 0.75,
+                     detector="edge_security",
+                     message=f"tamper reports for meter {meter} refused this hour: {said}; last: {r.detail}"[:300],
+                     evidence={**counts, "count": total, "topic": log_safe(topic)[:200], "first": _iso(s["first"]),
+                               "last": _iso(s["last"]), "detail": r.detail},
+                     action="check the meter's key and the network path to the head-end; refused reports "
+                            "were not taken as tamper events")
+
+    def alerts_of(self, doc: dict) -> list[Alert]:
+        status = doc["status"]
+        ev = dict(doc.get("evidence") or {})
+        meter = doc["meter_id"]
+        start = doc.get("cycle_start") or _iso(doc["ts"])
+        end = doc.get("cycle_end") or start
+        if not isinstance(start, str) or not isinstance(end, str):
+            return []
+        extra = {"counter": doc["counter"], "signed_at": _iso(doc["ts"]), "event": doc["event"], "source": "edge"}
+        if status in ("tamper", "cleared"):
+            kind = doc.get("kind") if doc.get("kind") in ("neutral_bypass", "partial_earth_return") else "partial_earth_return"
+            delta = doc.get("delta_a")
+            limit = ev.get("limit_a")
+            ratio = delta / limit if isinstance(delta, (int, float)) and isinstance(limit, (int, float)) and limit > 0 else 1.0
+            score = round(1 - 0.5 ** max(ratio, 1.0), 4)
+            what = "neutral current missing" if kind == "neutral_bypass" else "part of the return current bypasses the neutral"
+            msg = (f"{what} at the meter: ΔI {delta} A (limit {limit} A), neutral {ev.get('i_n_a')} A while the phase "
+                   f"carries {ev.get('i_l_a')} A ({kind.replace('_', ' ')})")
+            if status == "cleared":
+                msg += f"; cleared at {doc.get('cleared_at')}"
+            return [Alert(meter_id=meter, start=start, end=end, code="ERR_IMBAL_LIMIT_EXCEEDED",
+                          severity="critical" if kind == "neutral_bypass" else "warning", score=score,
+                          detector="edge_tamper", message=msg[:400],
+                          evidence={**ev, "kind": kind, "delta_a": delta, "status": status,
+                                    "cleared_at": doc.get("cleared_at"), **extra},
+                          action="inspect the meter's neutral wiring and seals on site; possible energy diversion")]
+        if status in ("signal_noisy", "signal_ok"):
+            return [Alert(meter_id=meter, start=start, end=end, code="STATUS_SIGNAL_NOISY", severity="info",
+                          score=0.5, detector="edge_harmonics",
+                          message=f"current THD {ev.get('thd_i_pct')} % at the meter (3rd {ev.get('h3_pct')} %, "
+                                  f"5th {ev.get('h5_pct')} %): RMS readings unreliable"[:400],
+                          evidence={**ev, "status": status, **extra},
+                          action="non-linear loads; the meter judges the neutral on the fundamental meanwhile")]
+        return []  # an on-demand status report: accepted, nothing to alert
+
+    # ------------------------------------------------------------------------ checkpoint
+
+    def position(self) -> dict:
+        with self._state_lock:
+            return {"seen": {m: [[c, d] for c, d in sorted(v.items())] for m, v in self.seen.items()}}
+
+    def restore(self, position: dict) -> None:
+        seen = (position or {}).get("seen") or {}
+        with self._state_lock:
+            for m, pairs in seen.items():
+                if not isinstance(pairs, list):
+                    continue
+                mine = self.seen.setdefault(str(m), {})
+                for p in pairs:
+                    if isinstance(p, list) and len(p) == 2 and isinstance(p[0], int) and not isinstance(p[0], bool):
+                        mine.setdefault(p[0], str(p[1]))
+                for old in sorted(mine)[:-self.reorder]:
+                    del mine[old]
+
+
+def from_spec(name: str, spec: dict, root=None) -> TamperSource:
+    from wattwatch.sources import only, resolve
+
+    only(spec, {"host", "port", "topics", "telemetry", "qos", "meter", "meters", "fields", "scale", "client_id",
+                "username", "password", "batch_s", "keepalive", "tls_ca", "tls_cert", "tls_key", "keys", "keys_dir",
+                "window_s", "max_bytes", "reorder"})
+    spec = tls_paths(spec, root)
+    if "keys" in spec:
+        if not isinstance(spec["keys"], dict):
+            raise ValueError("keys must be a table: meter id -> key file")
+        spec["keys"] = {m: str(resolve(p, root)) if isinstance(p, str) else p for m, p in spec["keys"].items()}
+    if "keys_dir" in spec:
+        spec["keys_dir"] = str(resolve(spec["keys_dir"], root))
+    return TamperSource(name, **spec)

@@ -1,0 +1,151 @@
+"""``wattwatch simulate --waveform`` and ``wattwatch edge --config`` end to end (file and pipe),
+the tamper log across a power cut, and on/off reports that share their event."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from wattwatch.edge.meter import EdgeMeter
+from wattwatch.edge.publish import Publisher, TamperLog
+from wattwatch.edge.signing import HMAC, Signer
+from wattwatch.edge.simulate import Waveform
+
+def _cli(args, cwd, stdin=None):
+    """The CLI in this process (importing wattwatch again per call costs seconds)."""
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    from wattwatch.app.cli import app
+
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        r = CliRunner().invoke(app, args, input=stdin, env={"WATTWATCH_PROGRESS": "0"})
+    finally:
+        os.chdir(here)
+    return SimpleNamespace(returncode=r.exit_code, stdout=r.stdout_bytes, stderr=r.stderr_bytes, exception=r.exception)
+
+
+def test_simulate_waveform_then_edge_from_a_file_and_from_a_pipe(tmp_path):
+    r = _cli(["simulate", "wf", "--waveform", "bypass,leakage", "--seconds", "60", "--seed", "4"], tmp_path)
+    assert r.returncode == 0, r.stderr.decode()
+    meta = json.loads((tmp_path / "wf" / "events.json").read_text())
+    assert meta["bypass"]["events"][0]["kind"] == "neutral_bypass" and meta["leakage"]["events"][0]["expect_alert"] is False
+    (tmp_path / "M-1.key").write_text("ab" * 32)
+    for name, path in (("file", "wf/bypass.wwf"), ("pipe", "-")):
+        (tmp_path / f"{name}.toml").write_text(
+            f'meter_id = "M-1"\n[input]\npath = "{path}"\nt0 = "2026-01-01T00:00:00Z"\n[tamper]\npersistence_s = 5\n'
+            f'[signing]\nkey_file = "M-1.key"\n[log]\npath = "{name}.log"\n')
+        stdin = (tmp_path / "wf" / "bypass.wwf").read_bytes() if path == "-" else None
+        r = _cli(["edge", "--config", f"{name}.toml", "--json"], tmp_path, stdin)
+        assert r.returncode == 0, r.stderr.decode()
+        lines = r.stdout.decode().strip().splitlines()
+        msg, summary = json.loads(lines[0]), json.loads("\n".join(lines[1:]))
+        assert msg["status"] == "tamper" and msg["kind"] == "neutral_bypass" and msg["counter"] == 1
+        assert msg["cycle_start"] == "2026-01-01T00:00:15.000Z" and msg["alg"] == HMAC and msg["sig"]
+        assert summary["state"] == "tamper" and summary["unacknowledged"] == 0
+    (tmp_path / "leak.toml").write_text('meter_id = "M-1"\n[input]\npath = "wf/leakage.wwf"\n[tamper]\npersistence_s = 0\n'
+                                        '[signing]\nkey_file = "M-1.key"\n')
+    r = _cli(["edge", "--config", "leak.toml", "--json"], tmp_path)
+    assert r.returncode == 0 and json.loads(r.stdout)["events"] == []
+
+
+@pytest.mark.parametrize("text, why", [
+    ('meter_id = "../x"\n[input]\npath = "a.wwf"\n[signing]\nkey_file = "k"\n', "meter_id must be"),
+    ('meter_id = "M"\n[signing]\nkey_file = "k"\n', "exactly one of [input] and [simulate]"),
+    ('meter_id = "M"\n[input]\npath = "a.wwf"\n[signing]\nkey_file = "k"\n[mqtt]\nqos = 0\nhost = "h"\n', "qos must be 1 or 2"),
+    ('meter_id = "M"\n[input]\npath = "a.wwf"\n[signing]\nkey_file = "k"\n', "k: cannot read the key file"),
+    ('meter_id = "M"\n[input]\npath = "a.wwf"\n[signing]\nkey_file = "M.key"\n', "a.wwf: no such file"),
+    ('meter_id = "M"\n[input]\npath = "bad.wwf"\n[signing]\nkey_file = "M.key"\n', "bad.wwf: byte 0: not a wattwatch"),
+])
+def test_edge_config_errors_name_the_file_and_key(tmp_path, text, why):
+    from wattwatch.edge import run as edge_run
+    from wattwatch.errors import ConfigError
+
+    (tmp_path / "m.toml").write_text(text)
+    (tmp_path / "M.key").write_text("cd" * 32)
+    (tmp_path / "bad.wwf").write_bytes(b"RIFF" + bytes(40))
+    with pytest.raises(ConfigError) as e:
+        edge_run.run(edge_run.load(tmp_path / "m.toml"))
+    assert why in str(e.value)
+
+
+def test_edge_cli_says_what_is_wrong_without_a_traceback(tmp_path):
+    (tmp_path / "m.toml").write_text('meter_id = "M"\n[input]\npath = "a.wwf"\n[signing]\nkey_file = "k"\n'
+                                     '[tamper]\npersistance_s = 3\n')
+    r = _cli(["edge", "--config", "m.toml"], tmp_path)
+    err = r.stderr.decode()
+    assert r.returncode == 2 and "unknown key(s) ['persistance_s']" in err and "Traceback" not in err
+
+
+def test_tamper_log_survives_a_torn_write_and_the_counter_never_goes_back(tmp_path):
+    p = tmp_path / "t.log"
+    pub = Publisher("M", Signer(HMAC, b"s" * 32), TamperLog(p))
+    pub.client = None
+    pub.log.next()  # a counter taken, then the power goes: its line never written
+    pub.publish({"status": "tamper", "event": "e1"})
+    pub.close()
+    with open(p, "ab") as f:
+        f.write(b'{"seq":9,"msg":{"stat')  # cut mid-line
+    log = TamperLog(p)
+    assert log.seq == 2 and log.dropped_tail > 0 and p.read_bytes().endswith(b"\n")
+    log.close()
+    # A message logged but never acknowledged is sent again, signed anew with the next counter.
+    log = TamperLog(p)
+    log.append(log.next(), {"status": "tamper", "event": "e2", "cycle_start": "x"})
+    log.close()
+    sent = []
+    pub = Publisher("M", Signer(HMAC, b"s" * 32), TamperLog(p), echo=sent.append)
+    assert pub.resend_pending() == 1 and sent[0]["counter"] == 4 and sent[0]["event"] == "e2"
+    pub.close()
+    assert TamperLog(p).pending() == []
+
+
+def test_noisy_on_and_off_share_their_event():
+    a = Waveform("led_smps", seconds=30, fs=3200.0, seed=1).samples()
+    b = Waveform("normal", seconds=30, fs=3200.0, seed=1).samples()
+    m = EdgeMeter("M", ("v", "i_l", "i_n"), 3200.0, t0=0.0)
+    m.feed(np.concatenate([a, b]))
+    on, off = m.events
+    assert (on["status"], off["status"]) == ("signal_noisy", "signal_ok")
+    assert on["event"] == off["event"] and on["cycle_start"] == off["cycle_start"] == "1970-01-01T00:00:00.000Z"
+    assert off["cycle_end"] == "1970-01-01T00:00:29.980Z"  # the last noisy cycle
+
+
+def test_a_status_report_on_demand(tmp_path):
+
+    from wattwatch.edge import run as edge_run
+
+    (tmp_path / "k").write_text("ef" * 32)
+    (tmp_path / "m.toml").write_text('meter_id = "M-4"\n[simulate]\nscenario = "leakage"\nseconds = 4\n'
+                                     '[signing]\nkey_file = "k"\n')
+    sent = []
+    edge_run.STATUS_REQUEST.set()  # what SIGUSR1 does
+    summary = edge_run.run(edge_run.load(tmp_path / "m.toml"), echo=sent.append)
+    assert [m["status"] for m in sent] == ["report"] and summary["events"] == []
+    ev = sent[0]["evidence"]
+    assert ev["status"] == "normal" and ev["counts"]["cycles"] >= 1 and ev["last"]["i_l_a"] > 0
+    assert not edge_run.STATUS_REQUEST.is_set()
+
+
+def test_a_long_tamper_log_is_compacted_keeping_the_counter_and_what_is_pending(tmp_path):
+    p = tmp_path / "t.log"
+    log = TamperLog(p)
+    for k in range(300):
+        s = log.next()
+        log.append(s, {"status": "tamper", "event": f"e{k}", "pad": "x" * 100})
+        if k != 123:
+            log.ack(s)
+    log.close()
+    size = p.stat().st_size
+    log = TamperLog(p, compact_bytes=1000)
+    assert p.stat().st_size < size / 50 and log.seq == 300 and log.pending() == [124]
+    assert log.next() == 301
+    log.close()
+    again = TamperLog(p)
+    assert again.seq == 300 and again.pending() == [124] and again.records[124]["event"] == "e123"
