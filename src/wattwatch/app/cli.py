@@ -1048,6 +1048,68 @@ def alerts_clear(alert_id: str = typer.Argument(..., help="Alert id (or a unique
     _set_status(alert_id, "cleared", db, note)
 
 
+# -------------------------------------------------------------------------------------- dashboard
+
+
+@app.command()
+def dashboard(
+    db: Path = typer.Option(Path("wattwatch.duckdb"), "--db", help="The store to show (uploads are ingested into it)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (127.0.0.1: this machine only)."),
+    port: int = typer.Option(8501, "--port", min=1, max=65535),
+    users: Optional[Path] = typer.Option(None, "--users", help="Users TOML: [users.NAME] role = viewer|operator, "
+                                         "password = a hash from --hash-password (also WATTWATCH_DASHBOARD_USERS)."),
+    read_only: bool = typer.Option(False, "--read-only", help="Nobody may acknowledge, clear, upload or run."),
+    session_minutes: float = typer.Option(480.0, "--session-minutes", min=1, help="A sign-in lasts at most this long."),
+    idle_minutes: float = typer.Option(30.0, "--idle-minutes", min=1, help="... and ends after this long idle."),
+    fleet: Optional[Path] = typer.Option(None, "--fleet", help="A `wattwatch fleet` table (fleet.parquet) to show."),
+    grid: Optional[Path] = typer.Option(None, "--grid", help="The --out folder of `wattwatch grid simulate|monitor`."),
+    events: Optional[Path] = typer.Option(None, "--events", help="Labelled events.json for the Evaluation page."),
+    status: Optional[Path] = typer.Option(None, "--status", help="The status file a running `watch` writes "
+                                          "([[sinks]] type = \"status\") for the Live page."),
+    refresh_s: float = typer.Option(5.0, "--refresh-s", min=0.5, help="Live page refresh period."),
+    hash_password: bool = typer.Option(False, "--hash-password", help="Read a password (prompted, or one line "
+                                       "on stdin) and print its scrypt hash for the users file; then exit."),
+) -> None:
+    """Serve the dashboard (Streamlit): fleet, meter, alerts with ack/clear, uploads and runs, live,
+    grid, evaluation; signed in, operators write, viewers read."""
+    from wattwatch.dashboard import auth, serve
+    from wattwatch.dashboard.settings import Settings
+
+    if hash_password:
+        import getpass
+
+        if sys.stdin.isatty():
+            pw = getpass.getpass("password: ")
+            if pw != getpass.getpass("again: "):
+                _fail("the two passwords differ")
+        else:
+            pw = sys.stdin.readline().rstrip("\r\n")
+        if not pw:
+            _fail("an empty password")
+        print(auth.hash_password(pw))
+        return
+    try:
+        found = auth.load_users(users)
+    except auth.UsersError as exc:
+        _fail(str(exc))
+    if not found:
+        _fail("no users: give --users FILE or WATTWATCH_DASHBOARD_USERS (hashes from `wattwatch dashboard --hash-password`)")
+    if Path(db).is_dir():
+        _fail(f"{db}: is a folder, not a store file (--db)")
+    for name, p in (("--fleet", fleet), ("--events", events)):
+        if p is not None and not p.is_file():
+            _fail(f"{p}: no such file ({name})")
+    if grid is not None and not (grid / "intervals.parquet").is_file():
+        _fail(f"{grid}: not a grid run folder (no intervals.parquet) (--grid)")
+    settings = Settings(db=db.resolve(), users_file=users.resolve() if users else None, read_only=read_only,
+                        session_minutes=session_minutes, idle_minutes=idle_minutes,
+                        uploads=db.resolve().parent / (db.name + ".uploads"), fleet=fleet, grid=grid, events=events,
+                        status=status, refresh_s=refresh_s)
+    err_console.print(f"wattwatch dashboard on http://{host}:{port}  ({len(found)} user(s); "
+                      f"{'read-only' if read_only else 'operators may write'}; store {_term(str(db))})", highlight=False)
+    raise typer.Exit(serve.run(settings, host, port))
+
+
 # -------------------------------------------------------------------------------------- report
 
 

@@ -1,0 +1,594 @@
+"""The Streamlit app of ``wattwatch dashboard``: sign-in, fleet, meter, alerts, data, live, grid,
+evaluation. Run by ``streamlit run`` on :mod:`wattwatch.dashboard.script`; settings come from the
+environment (:mod:`wattwatch.dashboard.settings`)."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+
+import pandas as pd
+import streamlit as st
+
+from wattwatch.codes import SEVERITIES
+from wattwatch.dashboard import actions, data
+from wattwatch.dashboard.auth import AuthError, Authenticator, PermissionDenied, Session, load_users
+from wattwatch.dashboard.settings import Settings
+
+PAGES = ("Fleet", "Meter", "Alerts", "Data", "Live", "Grid", "Evaluation")
+SEV_COLOR = {"info": "rgba(66,133,244,0.18)", "warning": "rgba(255,153,0,0.25)", "critical": "rgba(220,20,60,0.30)"}
+DEFAULT_CHANNELS = ("p_kw", "v_l1_v", "i_l1_a", "i_n_a", "temp_c")
+
+
+@st.cache_resource(show_spinner=False)
+def _authenticator(users_file: str | None, users_env: str, read_only: bool, ttl_s: float, idle_s: float):
+    """One per process and configuration: the rate limiter is shared by every browser session."""
+    return Authenticator(load_users(users_file, {"WATTWATCH_DASHBOARD_USERS": users_env}), ttl_s=ttl_s,
+                         idle_s=idle_s, read_only=read_only)
+
+
+def _client() -> str:
+    try:
+        return st.context.ip_address or "?"
+    except Exception:  # noqa: BLE001 - AppTest has no client
+        return "?"
+
+
+def _session() -> Session | None:
+    s = st.session_state.get("session")
+    if s is None:
+        return None
+    if not s.valid():
+        st.session_state.pop("session", None)
+        st.session_state["expired"] = True
+        return None
+    s.touch()
+    return s
+
+
+def sign_in_page(auth: Authenticator) -> None:
+    st.title("wattwatch")
+    if st.session_state.pop("expired", False):
+        st.warning("Your session has expired; sign in again.")
+    with st.form("signin"):
+        name = st.text_input("User", key="signin_user")
+        pw = st.text_input("Password", type="password", key="signin_password")
+        ok = st.form_submit_button("Sign in")
+    if ok:
+        try:
+            st.session_state["session"] = auth.sign_in(name, pw, _client())
+        except AuthError as exc:
+            st.error(str(exc))
+            return
+        st.rerun()
+
+
+def _go(page: str, meter: str | None = None) -> None:
+    st.session_state["page"] = page
+    if meter is not None:
+        st.session_state["meter"] = meter
+
+
+# ------------------------------------------------------------------------------------ fleet
+
+
+def fleet_page(cfg: Settings, session: Session) -> None:
+    st.header("Fleet")
+    problem = data.check_store(cfg.db)
+    if problem:
+        st.info(problem)
+        return
+    alerts = data.alerts_frame(cfg.db)
+    meters = data.meters_frame(cfg.db)
+    c1, c2, c3, c4 = st.columns(4)
+    codes = c1.multiselect("Code", sorted(alerts["code"].unique()), key="f_code")
+    sevs = c2.multiselect("Severity", list(SEVERITIES), key="f_sev")
+    stats = c3.multiselect("Status", ["open", "acknowledged", "cleared"], key="f_status")
+    groups = c4.multiselect("Meter group", sorted(meters["group"].unique()), key="f_group")
+    when = None
+    if len(alerts):
+        lo, hi = alerts["start"].min().to_pydatetime(), alerts["end"].max().to_pydatetime()
+        if hi > lo:
+            when = st.slider("Time (UTC)", min_value=lo.replace(tzinfo=None), max_value=hi.replace(tzinfo=None),
+                             value=(lo.replace(tzinfo=None), hi.replace(tzinfo=None)), step=timedelta(hours=1),
+                             key="f_time", format="YYYY-MM-DD HH:mm")
+    f = data.filter_alerts(alerts, codes, sevs, stats, groups, None, *(when or (None, None)))
+    m = meters[meters["group"].isin(groups)] if groups else meters
+    rank = data.ranking(f, None if (codes or sevs or stats) else m)
+    k1, k2, k3, k4 = st.columns(4)
+    k1.metric("Meters", f"{len(m):,}")
+    k2.metric("Alerts", f"{len(f):,}")
+    k3.metric("Open", f"{int((f['status'] == 'open').sum()):,}")
+    k4.metric("Critical open", f"{int(((f['status'] == 'open') & (f['severity'] == 'critical')).sum()):,}")
+    st.subheader("Meters, most to act on first")
+    st.dataframe(rank.head(500), hide_index=True, key="rank_table",
+                 column_config={"max_open_score": st.column_config.NumberColumn(format="%.3f"),
+                                "max_score": st.column_config.NumberColumn(format="%.3f")})
+    if len(rank) > 500:
+        st.caption(f"the first 500 of {len(rank):,} meters")
+    if len(rank):
+        pick = st.selectbox("Open a meter", list(rank["meter_id"].head(2000)), key="fleet_pick")
+        st.button("Open meter", key="fleet_open", on_click=_go, args=("Meter", pick))
+    st.subheader("Alerts over time")
+    counts = data.counts_over_time(f)
+    if len(counts):
+        import plotly.graph_objects as go
+
+        fig = go.Figure([go.Bar(x=counts["period"], y=counts[s], name=s,
+                                marker_color=SEV_COLOR[s].replace("0.18", "0.9").replace("0.25", "0.9").replace("0.30", "0.9"))
+                         for s in SEVERITIES])
+        fig.update_layout(barmode="stack", height=280, margin=dict(l=10, r=10, t=10, b=10))
+        st.plotly_chart(fig, key="counts_chart")
+    if cfg.fleet is not None:
+        st.subheader("Fleet scoring (`wattwatch fleet`)")
+        try:
+            table = pd.read_parquet(cfg.fleet)
+        except Exception as exc:  # noqa: BLE001 - a file the operator named; say what is wrong
+            st.warning(f"{cfg.fleet}: cannot read the fleet table: {exc}")
+        else:
+            by = "consensus_rank" if "consensus_rank" in table else table.columns[0]
+            st.dataframe(table.sort_values(by).head(200), hide_index=True, key="fleet_table")
+
+
+# ------------------------------------------------------------------------------------ meter
+
+
+def _meter_figure(series: pd.DataFrame, channels: list[str], binned: bool, spans: pd.DataFrame):
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=len(channels), cols=1, shared_xaxes=True, vertical_spacing=0.03,
+                        subplot_titles=channels)
+    for k, ch in enumerate(channels, 1):
+        if binned:
+            fig.add_trace(go.Scatter(x=series["ts"], y=series[ch + "_max"], mode="lines", line=dict(width=0),
+                                     showlegend=False, hoverinfo="skip"), row=k, col=1)
+            fig.add_trace(go.Scatter(x=series["ts"], y=series[ch + "_min"], mode="lines", line=dict(width=0),
+                                     fill="tonexty", fillcolor="rgba(31,119,180,0.3)", showlegend=False,
+                                     name=ch + " min..max"), row=k, col=1)
+        fig.add_trace(go.Scatter(x=series["ts"], y=series[ch], mode="lines", line=dict(width=1, color="#1f77b4"),
+                                 name=ch, showlegend=False), row=k, col=1)
+    for r in spans.itertuples(index=False):
+        end = r.end if r.end > r.start else r.start + pd.Timedelta(minutes=1)
+        fig.add_vrect(x0=r.start, x1=end, fillcolor=SEV_COLOR.get(r.severity, SEV_COLOR["info"]), line_width=0,
+                      layer="below", row="all", col=1)
+    fig.update_layout(height=170 * len(channels) + 60, margin=dict(l=10, r=10, t=30, b=10))
+    return fig
+
+
+def meter_page(cfg: Settings, session: Session) -> None:
+    st.header("Meter")
+    problem = data.check_store(cfg.db)
+    if problem:
+        st.info(problem)
+        return
+    meters = data.meters_frame(cfg.db)
+    if not len(meters):
+        st.info("the store has no meters yet")
+        return
+    alerts = data.alerts_frame(cfg.db)
+    ids = list(meters["meter_id"])
+    cur = st.session_state.get("meter")
+    if cur not in ids:
+        rank = data.ranking(alerts, meters)
+        cur = rank["meter_id"].iloc[0]
+    meter = st.selectbox("Meter", ids, index=ids.index(cur), key="meter_select")
+    st.session_state["meter"] = meter
+    first, last, chans, n = data.meter_span(cfg.db, meter)
+    mine = alerts[alerts["meter_id"] == meter].sort_values("start")
+    st.caption(f"{n:,} readings from {first} to {last}; {len(mine)} alert(s), "
+               f"{int((mine['status'] == 'open').sum())} open")
+    if first is None:
+        return
+    default = [c for c in DEFAULT_CHANNELS if c in chans][:3] or chans[:3]
+    shown = st.multiselect("Channels", chans, default=default, key="meter_channels")
+    labels = ["whole history"] + [f"{r.start:%Y-%m-%d %H:%M} {r.code} ({r.severity}, {r.status})"
+                                  for r in mine.itertuples()]
+    z = st.selectbox("Zoom to", range(len(labels)), format_func=lambda k: labels[k], key="meter_zoom")
+    if z:
+        a = mine.iloc[z - 1]
+        pad = max(pd.Timedelta(hours=2), (a["end"] - a["start"]) * 0.5)
+        lo, hi = max(first, a["start"] - pad), min(last, a["end"] + pad)
+    else:
+        lo, hi = first, last
+    if hi > lo:
+        lo, hi = st.slider("Span (UTC)", min_value=first.to_pydatetime().replace(tzinfo=None),
+                           max_value=last.to_pydatetime().replace(tzinfo=None),
+                           value=(lo.to_pydatetime().replace(tzinfo=None), hi.to_pydatetime().replace(tzinfo=None)),
+                           step=timedelta(minutes=1), format="YYYY-MM-DD HH:mm", key=f"meter_span_{meter}_{z}")
+        lo, hi = pd.Timestamp(lo, tz="UTC"), pd.Timestamp(hi, tz="UTC")
+    if shown:
+        t0 = time.perf_counter()
+        series, binned = data.meter_series(cfg.db, meter, shown, lo, hi)
+        spans = mine[(mine["end"] >= lo) & (mine["start"] <= hi)]
+        st.plotly_chart(_meter_figure(series, shown, binned, spans), key="meter_chart")
+        st.caption(("binned to {:,} points per channel (min..max band, mean line); zoom in for every reading"
+                    if binned else "every reading ({:,})").format(len(series))
+                   + f" · query {1000 * (time.perf_counter() - t0):.0f} ms")
+    st.subheader("Alerts of this meter")
+    if not len(mine):
+        st.write("none")
+        return
+    pick = st.selectbox("Alert", range(len(mine)), format_func=lambda k: labels[k + 1], key="meter_alert",
+                        index=max(0, z - 1))
+    a = mine.iloc[pick]
+    st.markdown(f"**{a['code']}** · {a['severity']} · score {a['score']:.3f} · {a['detector']} · status "
+                f"**{a['status']}** · id `{a['id']}`")
+    st.write(a["message"])
+    st.markdown("**Recommended action:** " + (a["action"] or "—"))
+    st.table(data.evidence_table(a["evidence"]))
+    st.subheader("History")
+    hist = mine[["id", "start", "end", "code", "severity", "score", "status", "status_at", "note"]]
+    st.dataframe(hist, hide_index=True, key="meter_history")
+    _status_buttons(cfg, session, [a["id"]], "meter")
+
+
+# ------------------------------------------------------------------------------------ alerts
+
+
+def _status_buttons(cfg: Settings, session: Session, ids: list[str], where: str) -> None:
+    if not session.can_write():
+        st.caption("Read-only: acknowledging and clearing need an operator"
+                   + (" (the dashboard runs read-only)" if session.read_only else "") + ".")
+        return
+    note = st.text_input("Note", key=f"{where}_note")
+    c1, c2 = st.columns(2)
+    for col, label, status in ((c1, "Acknowledge", "acknowledged"), (c2, "Clear", "cleared")):
+        if col.button(f"{label} ({len(ids)})", key=f"{where}_{status}", disabled=not ids):
+            try:
+                res = actions.set_status(session, cfg.db, ids, status, note)
+            except PermissionDenied as exc:
+                st.error(str(exc))
+                return
+            bad = [r for r in res if "error" in r]
+            st.session_state["flash"] = (f"{len(res) - len(bad)} alert(s) {status}"
+                                         + (f"; {len(bad)} refused: {bad[0]['error']}" if bad else ""))
+            st.rerun()
+
+
+def alerts_page(cfg: Settings, session: Session) -> None:
+    st.header("Alerts")
+    problem = data.check_store(cfg.db)
+    if problem:
+        st.info(problem)
+        return
+    alerts = data.alerts_frame(cfg.db)
+    c1, c2, c3, c4 = st.columns(4)
+    stats = c1.multiselect("Status", ["open", "acknowledged", "cleared"], default=["open"], key="a_status")
+    sevs = c2.multiselect("Severity", list(SEVERITIES), key="a_sev")
+    codes = c3.multiselect("Code", sorted(alerts["code"].unique()), key="a_code")
+    meters = c4.multiselect("Meter", sorted(alerts["meter_id"].unique()), key="a_meter")
+    f = data.filter_alerts(alerts, codes, sevs, stats, None, meters).sort_values(["score"], ascending=False)
+    st.download_button("Export CSV", data.export_csv(f), file_name="alerts.csv", mime="text/csv", key="a_csv")
+    view = f[["id", "meter_id", "code", "severity", "score", "start", "end", "status", "message", "note"]]
+    st.dataframe(view, hide_index=True, key="alerts_table",
+                 column_config={"score": st.column_config.NumberColumn(format="%.3f")})
+    st.caption(f"{len(f):,} alert(s)")
+    if not session.can_write():
+        _status_buttons(cfg, session, [], "alerts")
+        return
+    label = {r.id: f"{r.id} {r.meter_id} {r.code}" for r in f.head(1000).itertuples()}
+    every = st.checkbox(f"All {len(f):,} shown", key="a_all")
+    ids = list(f["id"]) if every else st.multiselect("Alerts to act on", list(label), format_func=label.get,
+                                                      key="a_pick")
+    _status_buttons(cfg, session, ids, "alerts")
+
+
+# ------------------------------------------------------------------------------------ data in
+
+
+def _preview_columns(path) -> dict[str, list[str]]:
+    from wattwatch.ingest.readers import read_batches
+
+    units: dict[str, list[str]] = {}
+    for b in read_batches(path):
+        units.setdefault(b.unit, list(b.table.column_names))
+        if len(units) >= 16:
+            break
+    return units
+
+
+def _mapping_toml(rows: pd.DataFrame, tz: str) -> str:
+    cols, extra = {}, {}
+    for r in rows.itertuples(index=False):
+        to = (r.maps_to or "").strip()
+        if not to or to == "(auto)":
+            continue
+        (extra if to.startswith("extra:") else cols)[to.removeprefix("extra:")] = r.column
+    out = []
+    if cols:
+        out.append("[columns]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in cols.items()))
+    if extra:
+        out.append("[extra]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in extra.items()))
+    if tz and tz != "UTC":
+        out.append(f"[options]\ntimezone = {json.dumps(tz)}\n")
+    return "\n".join(out)
+
+
+def data_page(cfg: Settings, session: Session) -> None:
+    from wattwatch.schema import CHANNEL_NAMES
+
+    st.header("Data")
+    problem = data.check_store(cfg.db)
+    if problem is None:
+        s = data.store_summary(cfg.db)
+        st.write(f"Store `{cfg.db}`: {s['readings']:,} readings of {s['meters']:,} meters, {s['first']} .. {s['last']}")
+    else:
+        st.info(problem)
+    if not session.can_write():
+        st.caption("Uploads and detection runs need an operator"
+                   + (" (the dashboard runs read-only)." if session.read_only else "."))
+        return
+    if cfg.db is None or cfg.uploads is None:
+        return
+    if st.session_state.get("flash_data"):
+        st.success(st.session_state.pop("flash_data"))
+    st.subheader("Upload telemetry")
+    up = st.file_uploader("CSV, Parquet, JSON, JSON Lines or SQLite .db (one table per device group)",
+                          type=["csv", "gz", "parquet", "json", "jsonl", "db", "sqlite", "sqlite3"], key="upload")
+    if up is not None:
+        key = f"{up.name}:{up.size}"
+        if st.session_state.get("upload_key") != key:
+            try:
+                st.session_state["upload_path"] = str(actions.save_upload(session, cfg.uploads, up.name, up.getvalue()))
+                st.session_state["upload_key"] = key
+            except (PermissionDenied, ValueError) as exc:
+                st.error(str(exc))
+                return
+        path = st.session_state["upload_path"]
+        try:
+            units = _preview_columns(path)
+        except Exception as exc:  # noqa: BLE001 - the reader's message names file and line
+            st.error(f"{up.name}: {exc}")
+            return
+        st.write(f"{len(units)} table(s)/part(s): " + ", ".join(f"`{u.rsplit(':', 1)[-1]}`" for u in units))
+        columns = sorted({c for cs in units.values() for c in cs})
+        st.caption("Column mapping: leave (auto) to let the built-in aliases decide; pick a channel to map a "
+                   "column yourself, or extra:NAME for an extra channel.")
+        rows = pd.DataFrame({"column": columns, "maps_to": ["(auto)"] * len(columns)})
+        options = ["(auto)", "meter_id", "ts", *CHANNEL_NAMES]
+        edited = st.data_editor(rows, key="mapping_editor", hide_index=True, disabled=["column"],
+                                column_config={"maps_to": st.column_config.SelectboxColumn(options=options)})
+        tz = st.text_input("Time zone of times without an offset", "UTC", key="upload_tz")
+        toml = st.text_area("Mapping (TOML; edit freely)", _mapping_toml(edited, tz), key=f"mapping_toml_{key}",
+                            height=140)
+        if st.button("Ingest into the store", key="ingest"):
+            try:
+                with st.spinner("ingesting ..."):
+                    counts = actions.ingest(session, cfg.db, path, toml)
+            except PermissionDenied as exc:
+                st.error(str(exc))
+                return
+            except Exception as exc:  # noqa: BLE001 - InputError etc.: shown as the CLI shows it
+                st.error(str(exc))
+                return
+            got = sum(c.stored for c in counts)
+            rej = sum(c.rejected for c in counts)
+            st.session_state["flash_data"] = f"{up.name}: {got:,} readings stored, {rej:,} rejected"
+            st.rerun()
+    st.subheader("Run detection")
+    from wattwatch.detect.registry import DEFAULT_DETECTORS, LEARNED, names
+
+    dets = st.multiselect("Detectors", names(), default=[d for d in DEFAULT_DETECTORS if d not in LEARNED],
+                          key="detectors")
+    if st.button("Run detection", key="run", disabled=problem is not None and not data.store_exists(cfg.db)):
+        bar = st.progress(0.0, text="starting ...")
+        state = {"total": None, "done": 0, "stage": ""}
+
+        def on_stage(desc, total):
+            state.update(stage=desc, total=total, done=0)
+            bar.progress(0.0, text=desc)
+
+        def on_progress(n):
+            state["done"] += n
+            if state["total"]:
+                bar.progress(min(1.0, state["done"] / state["total"]), text=state["stage"])
+        try:
+            res = actions.run_detection(session, cfg.db, dets, on_progress=on_progress, on_stage=on_stage)
+        except PermissionDenied as exc:
+            st.error(str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001
+            st.error(str(exc))
+            return
+        bar.progress(1.0, text="done")
+        st.session_state["flash_data"] = (f"detection: {len(res.alerts)} alert(s) on {res.meters} meter(s), "
+                                          f"{res.readings:,} readings" + (f"; {len(res.notices)} notice(s)" if res.notices else ""))
+        st.rerun()
+
+
+# ------------------------------------------------------------------------------------ live, grid, evaluation
+
+
+def live_page(cfg: Settings, session: Session) -> None:
+    st.header("Live")
+    st.caption(f"refreshes every {cfg.refresh_s:g} s while `wattwatch watch` runs")
+
+    @st.fragment(run_every=cfg.refresh_s)
+    def panel():
+        status = data.read_status(cfg.status)
+        problem = data.check_store(cfg.db)
+        if status is not None:
+            st.write(f"watch status at {status.get('at')}")
+            st.dataframe(pd.DataFrame([status.get("counters", {})]), hide_index=True, key="live_counters")
+            if status.get("sources"):
+                st.dataframe(pd.DataFrame(status["sources"]), hide_index=True, key="live_sources")
+            st.metric("Open alerts", len(status.get("open", [])))
+            if status.get("open"):
+                st.dataframe(pd.DataFrame(status["open"]), hide_index=True, key="live_open")
+            return
+        if problem is not None:
+            st.info(problem + ("" if cfg.status else "; give --status FILE (a `status` output of watch) to follow "
+                               "a running watch"))
+            return
+        s = data.store_summary(cfg.db)
+        a = data.alerts_frame(cfg.db)
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Readings", f"{s['readings']:,}")
+        c2.metric("Latest reading", str(s["last"])[:19])
+        c3.metric("Open alerts", int((a["status"] == "open").sum()))
+        st.dataframe(a[a["status"] == "open"].sort_values("last_seen", ascending=False)
+                     [["meter_id", "code", "severity", "start", "end", "last_seen"]].head(50),
+                     hide_index=True, key="live_alerts")
+        st.caption(f"updated {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC")
+
+    panel()
+
+
+def _topology(pairs: pd.DataFrame, penalty: pd.Series, isolated: set):
+    import numpy as np
+    import plotly.graph_objects as go
+
+    nodes = sorted(set(pairs["watcher"]) | set(pairs["prosumer"]) | set(penalty.index))
+    ang = np.linspace(0, 2 * np.pi, len(nodes), endpoint=False)
+    pos = {n: (np.cos(a), np.sin(a)) for n, a in zip(nodes, ang)}
+    edges = pairs[["watcher", "prosumer"]].drop_duplicates()
+    xs, ys = [], []
+    for w, p in edges.itertuples(index=False):
+        xs += [pos[w][0], pos[p][0], None]
+        ys += [pos[w][1], pos[p][1], None]
+    pen = [float(penalty.get(n, 0.0)) for n in nodes]
+    fig = go.Figure([go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="#bbb", width=1), hoverinfo="skip"),
+                     go.Scatter(x=[pos[n][0] for n in nodes], y=[pos[n][1] for n in nodes], mode="markers+text",
+                                text=[n + (" ✕" if n in isolated else "") for n in nodes], textposition="top center",
+                                marker=dict(size=16, color=pen, colorscale="OrRd", showscale=True,
+                                            colorbar=dict(title="penalty"),
+                                            line=dict(color=["black" if n in isolated else "white" for n in nodes],
+                                                      width=2)),
+                                hovertext=[f"{n}: peak penalty {p:.2f}" for n, p in zip(nodes, pen)], hoverinfo="text")])
+    fig.update_layout(showlegend=False, height=420, xaxis=dict(visible=False), yaxis=dict(visible=False),
+                      margin=dict(l=10, r=10, t=10, b=10))
+    return fig
+
+
+def grid_page(cfg: Settings, session: Session) -> None:
+    import plotly.express as px
+
+    st.header("Grid")
+    if cfg.grid is None:
+        st.info("no grid run given (start with --grid DIR, the --out folder of `wattwatch grid simulate|monitor`)")
+    else:
+        try:
+            iv = pd.read_parquet(cfg.grid / "intervals.parquet")
+            pairs = pd.read_parquet(cfg.grid / "pairs.parquet")
+        except Exception as exc:  # noqa: BLE001
+            st.warning(f"{cfg.grid}: cannot read the grid run: {exc}")
+            iv = None
+        if iv is not None:
+            peak = iv.groupby("prosumer")["penalty"].max().fillna(0.0)
+            isolated = set(iv.loc[iv["isolated"], "prosumer"])
+            st.subheader("Topology: neighbours watching each prosumer, coloured by peak penalty (✕ isolated)")
+            st.plotly_chart(_topology(pairs, peak, isolated), key="grid_topology")
+            st.subheader("Penalty over time")
+            fig = px.line(iv, x="ts", y="penalty", color="prosumer", height=320)
+            dec = iv[iv["decision"] != ""]
+            if len(dec):
+                fig.add_scatter(x=dec["ts"], y=dec["penalty"], mode="markers", marker=dict(symbol="x", size=12,
+                                color="black"), name="isolate")
+            st.plotly_chart(fig, key="grid_penalty")
+            st.subheader("Decisions")
+            st.dataframe(dec[["ts", "prosumer", "penalty", "signals", "watchers", "decision"]], hide_index=True,
+                         key="grid_decisions")
+    if data.check_store(cfg.db) is None:
+        a = data.alerts_frame(cfg.db)
+        g = a[a["code"].isin(["ALRM_PROSUMER_ISOLATE", "WARN_PROSUMER_PENALTY"])]
+        st.subheader("Prosumer alerts in the store")
+        st.dataframe(g[["meter_id", "code", "severity", "start", "status", "message"]], hide_index=True,
+                     key="grid_alerts")
+
+
+def evaluation_page(cfg: Settings, session: Session) -> None:
+    from wattwatch import api
+
+    st.header("Evaluation")
+    events = None
+    if cfg.events is not None:
+        try:
+            from wattwatch.evaluate.events import load_events
+
+            events = load_events(cfg.events)
+        except ValueError as exc:
+            st.error(str(exc))
+            return
+    elif session.can_write():
+        up = st.file_uploader("Labelled events (events.json)", type=["json"], key="events_upload")
+        if up is not None:
+            try:
+                from wattwatch.evaluate.events import check_events
+
+                events = json.loads(up.getvalue().decode("utf-8-sig"))
+                if not isinstance(events, list):
+                    raise ValueError(f"{up.name}: expected a JSON list of events")
+                check_events(events, up.name)
+            except (ValueError, UnicodeDecodeError) as exc:
+                st.error(str(exc))
+                return
+    if events is None:
+        st.info("no labels given (start with --events events.json" +
+                (", or upload one)" if session.can_write() else ")"))
+        return
+    problem = data.check_store(cfg.db)
+    if problem:
+        st.info(problem)
+        return
+    alerts = data.alerts_frame(cfg.db)
+    ev = api.evaluate(events, data.alerts_objects(alerts))
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Recall", f"{ev['recall']:.2f}")
+    c2.metric("Precision", f"{ev['precision']:.2f}")
+    c3.metric("F1", f"{ev['f1']:.2f}")
+    c4.metric("Events / alerts", f"{ev['events']} / {ev['alerts']}")
+    st.subheader("Per fault type")
+    rows = [{"type": k, "events": v["events"], "detected": v["detected"], "recall": v["recall"],
+             "recall_visible": v["recall_visible"], "median_delay_min": v["median_delay_min"],
+             "expected_code": ", ".join(v["expected_code"])} for k, v in ev["per_type"].items()]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="eval_types")
+    st.subheader("Precision per code")
+    per = alerts.groupby("code").size().rename("alerts").to_frame()
+    per["false"] = pd.Series(ev["false_alerts_by_code"], dtype=float).reindex(per.index).fillna(0).astype(int)
+    per["precision"] = 1 - per["false"] / per["alerts"]
+    st.dataframe(per.reset_index(), hide_index=True, key="eval_codes")
+    st.subheader("Confusion: fault type × alert code")
+    st.dataframe(data.confusion(events, alerts), key="eval_confusion")
+
+
+# ------------------------------------------------------------------------------------ main
+
+RENDER = {"Fleet": fleet_page, "Meter": meter_page, "Alerts": alerts_page, "Data": data_page, "Live": live_page,
+          "Grid": grid_page, "Evaluation": evaluation_page}
+
+
+def main() -> None:
+    import os
+
+    st.set_page_config(page_title="wattwatch", layout="wide")
+    cfg = Settings.from_env()
+    try:
+        auth = _authenticator(str(cfg.users_file) if cfg.users_file else None,
+                              os.environ.get("WATTWATCH_DASHBOARD_USERS", ""), cfg.read_only,
+                              cfg.session_minutes * 60, cfg.idle_minutes * 60)
+    except ValueError as exc:
+        st.error(str(exc))
+        return
+    session = _session()
+    if session is None:
+        if not auth.users:
+            st.error("no users: give --users FILE or WATTWATCH_DASHBOARD_USERS (see `wattwatch dashboard --help`)")
+            return
+        sign_in_page(auth)
+        return
+    if "page" not in st.session_state:
+        q = st.query_params
+        st.session_state["page"] = q.get("page") if q.get("page") in PAGES else "Fleet"
+        if q.get("meter"):
+            st.session_state["meter"] = q.get("meter")
+    with st.sidebar:
+        st.markdown(f"**{session.user}** · {session.role}" + (" · read-only" if session.read_only else ""))
+        if st.button("Sign out", key="signout"):
+            st.session_state.clear()
+            st.rerun()
+        st.radio("Page", PAGES, key="page")
+    if st.session_state.get("flash"):
+        st.success(st.session_state.pop("flash"))
+    RENDER[st.session_state["page"]](cfg, session)
