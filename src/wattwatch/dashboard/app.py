@@ -592,3 +592,7 @@ def main() -> None:
     if st.session_state.get("flash"):
         st.success(st.session_state.pop("flash"))
     RENDER[st.session_state["page"]](cfg, session)
+    # The end of this run, for browser tests and the benchmark: every element above has been sent.
+    st.session_state["_runs"] = st.session_state.get("_runs", 0) + 1
+    st.html(f"<span class='ww-done' data-page='{st.session_state['page']}' data-run='{st.session_state['_runs']}'>"
+            "</span>")

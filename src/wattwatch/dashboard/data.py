@@ -52,31 +52,55 @@ def meter_group(ids: pd.Series) -> pd.Series:
     return g.where(g != "", ids.astype(str))
 
 
-def alerts_frame(db) -> pd.DataFrame:
-    """Every alert the store keeps, with ``group``; evidence as JSON text, times UTC."""
-    from wattwatch.alerts.store import ensure_tables
+_CACHE: dict = {}
 
+
+def _version(db) -> tuple:
+    """What changes when the store is written: the file's and its WAL's size and time."""
+    out = []
+    for p in (Path(db), Path(str(db) + ".wal")):
+        try:
+            st = p.stat()
+            out.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+def snapshot(db) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(alerts, meters) of the store, read in one open and kept until the store file changes
+    (a write by the dashboard, the CLI or ``watch`` changes its size or time)."""
+    key = (str(Path(db).resolve()), _version(db))
+    with LOCK:
+        hit = _CACHE.get(key[0])
+        if hit is not None and hit[0] == key[1]:
+            return hit[1].copy(), hit[2].copy()
     with open_store(db) as s:
         have = {r[0] for r in s.con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-        if "alerts" not in have:
-            ensure_tables  # noqa: B018 - read-only: an old store without the table has no alerts
-            df = pd.DataFrame(columns=["id", "meter_id", "code", "detector", "severity", "start", "end", "score",
-                                       "message", "evidence", "action", "status", "first_seen", "last_seen",
-                                       "status_at", "note"])
+        if "alerts" not in have:  # read-only: a store from before alerts were kept has none
+            alerts = pd.DataFrame(columns=["id", "meter_id", "code", "detector", "severity", "start", "end", "score",
+                                           "message", "evidence", "action", "status", "first_seen", "last_seen",
+                                           "status_at", "note"])
         else:
-            df = s.con.execute("SELECT * FROM alerts ORDER BY start, meter_id, code").df()
+            alerts = s.con.execute("SELECT * FROM alerts ORDER BY start, meter_id, code").df()
+        meters = s.con.execute("SELECT meter_id, cadence_s FROM meters ORDER BY meter_id").df()
     for c in ("start", "end", "first_seen", "last_seen", "status_at"):
-        df[c] = pd.to_datetime(df[c], utc=True)
-    df["group"] = meter_group(df["meter_id"]) if len(df) else pd.Series(dtype=str)
-    return df
+        alerts[c] = pd.to_datetime(alerts[c], utc=True)
+    alerts["group"] = meter_group(alerts["meter_id"]) if len(alerts) else pd.Series(dtype=str)
+    meters["group"] = meter_group(meters["meter_id"]) if len(meters) else pd.Series(dtype=str)
+    with LOCK:
+        _CACHE[key[0]] = (_version(db), alerts, meters)
+    return alerts.copy(), meters.copy()
+
+
+def alerts_frame(db) -> pd.DataFrame:
+    """Every alert the store keeps, with ``group``; evidence as JSON text, times UTC."""
+    return snapshot(db)[0]
 
 
 def meters_frame(db) -> pd.DataFrame:
     """Every meter of the store (with or without alerts): ``meter_id``, ``group``, ``cadence_s``."""
-    with open_store(db) as s:
-        df = s.con.execute("SELECT meter_id, cadence_s FROM meters ORDER BY meter_id").df()
-    df["group"] = meter_group(df["meter_id"]) if len(df) else pd.Series(dtype=str)
-    return df
+    return snapshot(db)[1]
 
 
 def filter_alerts(df: pd.DataFrame, codes=None, severities=None, statuses=None, groups=None, meters=None,
@@ -283,7 +307,7 @@ def check_store(db) -> str | None:
     if not Path(db).exists():
         return f"{db}: no store yet (an operator can upload telemetry on the Data page)"
     try:
-        with open_store(db):
-            return None
+        snapshot(db)
+        return None
     except StoreError as exc:
         return str(exc)
