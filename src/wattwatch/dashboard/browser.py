@@ -28,12 +28,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def served(settings: Settings, port: int | None = None, timeout: float = 90.0, log: Path | None = None):
+def served(settings: Settings, port: int | None = None, timeout: float = 90.0, log: Path | None = None,
+           env: dict | None = None):
     """``streamlit run`` of the dashboard on 127.0.0.1:``port`` (a free one by default) until the
     block ends; yields the base URL."""
     port = port or free_port()
     out = open(log, "wb") if log else subprocess.DEVNULL
-    proc = serve.start(settings, "127.0.0.1", port, stdout=out, stderr=subprocess.STDOUT)
+    proc = serve.start(settings, "127.0.0.1", port, env=env, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         end = time.monotonic() + timeout

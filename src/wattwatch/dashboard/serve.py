@@ -29,8 +29,9 @@ def environment(settings: Settings, base: dict | None = None) -> dict[str, str]:
     return env
 
 
-def start(settings: Settings, host: str = "127.0.0.1", port: int = 8501, **popen) -> subprocess.Popen:
-    return subprocess.Popen(command(host, port), env=environment(settings), **popen)
+def start(settings: Settings, host: str = "127.0.0.1", port: int = 8501, env: dict | None = None,
+          **popen) -> subprocess.Popen:
+    return subprocess.Popen(command(host, port), env={**environment(settings), **(env or {})}, **popen)
 
 
 def run(settings: Settings, host: str = "127.0.0.1", port: int = 8501) -> int:
