@@ -160,8 +160,8 @@ def test_live_page_follows_a_watch_status_file(app, tmp_path):
 
     st = tmp_path / "status.json"
     st.write_text(json.dumps({"at": "2025-01-01T00:00:00Z", "counters": {"readings": 42, "alerts": 1},
-                              "sources": [{"name": "meters", "kind": "mqtt", "status": "connected"}],
-                              "open": [{"meter_id": "m1", "code": "SENSOR_FAULT"}]}))
+                              "meters": [{"meter_id": "m1", "readings": 42, "last": "2025-01-01T00:00:00Z"}],
+                              "open": [{"meter_id": "m1", "code": "SENSOR_FAULT"}], "open_total": 1}))
     at = goto(sign_in(app(WATTWATCH_DASHBOARD_STATUS=st), OPERATOR), "Live")
     assert frame_with(at, "readings")["readings"].iloc[0] == 42
     assert at.metric[0].value == "1"

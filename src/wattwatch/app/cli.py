@@ -1495,6 +1495,42 @@ def bench_fleet(
         console.print("fleet --engine spark on PODs: " + ", ".join(f"{k} = {v}" for k, v in r["pods"].items()))
 
 
+@bench_app.command("dashboard")
+def bench_dashboard(
+    meters: int = typer.Option(1000, "--meters", help="Meters in the synthetic fleet."),
+    days: float = typer.Option(35.0, "--days"),
+    alerts: int = typer.Option(1000, "--alerts", help="Synthetic alerts kept in the store."),
+    cadence_s: int = typer.Option(900, "--cadence-s", help="Seconds between readings."),
+    workdir: Path = typer.Option(Path("bench-out"), "--workdir"),
+    repeats: int = typer.Option(3, "--repeats", help="Browser sessions; medians reported."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Page load, fleet view and meter view times of the served dashboard in headless Chromium
+    (1,000 meters x 35 days, plus one meter with a year of 1-minute readings)."""
+    from wattwatch.dashboard.bench import dashboard_benchmark
+    from wattwatch.dashboard.browser import CHROMIUM
+
+    if meters < 1 or alerts < 1 or days <= 0 or cadence_s < 1 or repeats < 1:
+        _fail("--meters, --alerts, --cadence-s and --repeats must be at least 1 and --days > 0")
+    if not Path(CHROMIUM).exists():
+        _fail(f"{CHROMIUM}: no Chromium (install it: bash scripts/system-deps.sh)")
+    with _errors():
+        r = dashboard_benchmark(meters=meters, days=days, cadence_s=cadence_s, alerts=alerts, workdir=workdir,
+                                repeats=repeats, log=_log)
+    if as_json:
+        print(_json(r))
+        return
+    table = Table("fleet", "page load s", "fleet after sign-in s", "fleet s (<= 2)", "meter s",
+                  "1-year 1-min meter after sign-in s", title=f"bench dashboard ({r['machine']}; medians of {r['repeats']})")
+    table.add_row(f"{r['meters']} x {r['days']:g} d, {r['alerts']} alerts", f"{r['median_load_s']:.2f}",
+                  f"{r['median_fleet_after_sign_in_s']:.2f}", f"{r['median_fleet_s']:.2f}", f"{r['median_meter_s']:.2f}",
+                  f"{r['median_year_meter_after_sign_in_s']:.2f}")
+    console.print(table)
+    console.print(f"meter query: a year of 1-min readings binned to {r['query_year_points']} points in "
+                  f"{r['query_year_binned_s']:.2f} s; one day raw ({r['query_one_day_points']} readings) in "
+                  f"{r['query_one_day_raw_s']:.2f} s")
+
+
 @bench_app.command("report")
 def bench_report(
     meters: int = typer.Option(1000, "--meters", help="Meters in the synthetic fleet."),

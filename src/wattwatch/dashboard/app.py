@@ -410,13 +410,15 @@ def live_page(cfg: Settings, session: Session) -> None:
         status = data.read_status(cfg.status)
         problem = data.check_store(cfg.db)
         if status is not None:
-            st.write(f"watch status at {status.get('at')}")
+            st.write(f"`watch` status at {status.get('at')}")
             st.dataframe(pd.DataFrame([status.get("counters", {})]), hide_index=True, key="live_counters")
-            if status.get("sources"):
-                st.dataframe(pd.DataFrame(status["sources"]), hide_index=True, key="live_sources")
-            st.metric("Open alerts", len(status.get("open", [])))
+            c1, c2 = st.columns(2)
+            c1.metric("Open alerts", status.get("open_total", len(status.get("open", []))))
+            c2.metric("Meters reporting", len(status.get("meters", [])))
             if status.get("open"):
                 st.dataframe(pd.DataFrame(status["open"]), hide_index=True, key="live_open")
+            if status.get("meters"):
+                st.dataframe(pd.DataFrame(status["meters"]), hide_index=True, key="live_meters")
             return
         if problem is not None:
             st.info(problem + ("" if cfg.status else "; give --status FILE (a `status` output of watch) to follow "
