@@ -149,10 +149,12 @@ def _meter_figure(series: pd.DataFrame, channels: list[str], binned: bool, spans
                                      name=ch + " min..max"), row=k, col=1)
         fig.add_trace(go.Scatter(x=series["ts"], y=series[ch], mode="lines", line=dict(width=1, color="#1f77b4"),
                                  name=ch, showlegend=False), row=k, col=1)
-    for r in spans.itertuples(index=False):
-        end = r.end if r.end > r.start else r.start + pd.Timedelta(minutes=1)
-        fig.add_vrect(x0=r.start, x1=end, fillcolor=SEV_COLOR.get(r.severity, SEV_COLOR["info"]), line_width=0,
-                      layer="below", row="all", col=1)
+    # One shape per alert over the whole figure height (paper y; the x axes are matched), set in one
+    # go: plotly's add_vrect(row="all") validates the layout per call and took ~55 s for 74 alerts.
+    ends = spans["end"].where(spans["end"] > spans["start"], spans["start"] + pd.Timedelta(minutes=1))
+    fig.layout.shapes = [dict(type="rect", xref="x", yref="paper", x0=s0, x1=e0, y0=0, y1=1, line_width=0,
+                              layer="below", fillcolor=SEV_COLOR.get(sev, SEV_COLOR["info"]))
+                         for s0, e0, sev in zip(spans["start"], ends, spans["severity"])]
     fig.update_layout(height=170 * len(channels) + 60, margin=dict(l=10, r=10, t=30, b=10))
     return fig
 
@@ -201,11 +203,12 @@ def meter_page(cfg: Settings, session: Session) -> None:
     if shown:
         t0 = time.perf_counter()
         series, binned = data.meter_series(cfg.db, meter, shown, lo, hi)
+        t1 = time.perf_counter()
         spans = mine[(mine["end"] >= lo) & (mine["start"] <= hi)]
         st.plotly_chart(_meter_figure(series, shown, binned, spans), key="meter_chart")
         st.caption(("binned to {:,} points per channel (min..max band, mean line); zoom in for every reading"
                     if binned else "every reading ({:,})").format(len(series))
-                   + f" · query {1000 * (time.perf_counter() - t0):.0f} ms")
+                   + f" · query {1000 * (t1 - t0):.0f} ms, figure {1000 * (time.perf_counter() - t1):.0f} ms")
     st.subheader("Alerts of this meter")
     if not len(mine):
         st.write("none")
