@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -55,6 +56,7 @@ def sign_in_page(auth: Authenticator) -> None:
         name = st.text_input("User", key="signin_user")
         pw = st.text_input("Password", type="password", key="signin_password")
         ok = st.form_submit_button("Sign in")
+    _preload()
     if ok:
         try:
             st.session_state["session"] = auth.sign_in(name, pw, _client())
@@ -62,6 +64,17 @@ def sign_in_page(auth: Authenticator) -> None:
             st.error(str(exc))
             return
         st.rerun()
+
+
+def _preload() -> None:
+    """Load the browser code of charts and tables while the user signs in (Streamlit fetches and
+    parses plotly.js, 4.7 MB, the first time a chart is shown): an empty chart and table, hidden."""
+    import plotly.graph_objects as go
+
+    st.html("<style>.st-key-ww-preload{display:none}</style>")
+    with st.container(key="ww-preload"):
+        st.plotly_chart(go.Figure(), key="ww-preload-chart")
+        st.dataframe(pd.DataFrame({"x": []}), key="ww-preload-table")
 
 
 def _go(page: str, meter: str | None = None) -> None:
@@ -292,7 +305,9 @@ def _preview_columns(path) -> dict[str, list[str]]:
     return units
 
 
-def _mapping_toml(rows: pd.DataFrame, tz: str) -> str:
+def _mapping_toml(rows: pd.DataFrame, tz: str, table: str | None = None) -> str:
+    """A TOML mapping from the editor's rows (``column``, ``maps_to``); with ``table``, for that
+    table of a SQLite export only (``[options] tables``)."""
     cols, extra = {}, {}
     for r in rows.itertuples(index=False):
         to = (r.maps_to or "").strip()
@@ -304,9 +319,21 @@ def _mapping_toml(rows: pd.DataFrame, tz: str) -> str:
         out.append("[columns]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in cols.items()))
     if extra:
         out.append("[extra]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in extra.items()))
-    if tz and tz != "UTC":
-        out.append(f"[options]\ntimezone = {json.dumps(tz)}\n")
+    opts = ([f"timezone = {json.dumps(tz)}"] if tz and tz != "UTC" else []) + \
+        ([f"tables = [{json.dumps(table)}]"] if table else [])
+    if opts:
+        out.append("[options]\n" + "".join(o + "\n" for o in opts))
     return "\n".join(out)
+
+
+def _tables(units: dict[str, list[str]], path: str) -> dict[str | None, list[str]]:
+    """Columns per SQLite table (``path:table`` units), or ``{None: columns}`` for a one-table file."""
+    from wattwatch.ingest.readers import LINE, detect_format
+
+    clean = {u: [c for c in cs if c != LINE] for u, cs in units.items()}
+    if detect_format(Path(path)) == "sqlite":
+        return {u.rsplit(":", 1)[-1]: cs for u, cs in clean.items()}
+    return {None: sorted({c for cs in clean.values() for c in cs})}
 
 
 def data_page(cfg: Settings, session: Session) -> None:
@@ -345,21 +372,30 @@ def data_page(cfg: Settings, session: Session) -> None:
         except Exception as exc:  # noqa: BLE001 - the reader's message names file and line
             st.error(f"{up.name}: {exc}")
             return
-        st.write(f"{len(units)} table(s)/part(s): " + ", ".join(f"`{u.rsplit(':', 1)[-1]}`" for u in units))
-        columns = sorted({c for cs in units.values() for c in cs})
+        tables = _tables(units, path)
+        if None not in tables:
+            st.write(f"SQLite export, {len(tables)} table(s) (one per device group; the table name is the meter id): "
+                     + ", ".join(f"`{t}`" for t in tables))
         st.caption("Column mapping: leave (auto) to let the built-in aliases decide; pick a channel to map a "
-                   "column yourself, or extra:NAME for an extra channel.")
-        rows = pd.DataFrame({"column": columns, "maps_to": ["(auto)"] * len(columns)})
+                   "column yourself, or extra:NAME (e.g. extra:ups_battery_pct) for an extra channel.")
         options = ["(auto)", "meter_id", "ts", *CHANNEL_NAMES]
-        edited = st.data_editor(rows, key="mapping_editor", hide_index=True, disabled=["column"],
-                                column_config={"maps_to": st.column_config.SelectboxColumn(options=options)})
         tz = st.text_input("Time zone of times without an offset", "UTC", key="upload_tz")
-        toml = st.text_area("Mapping (TOML; edit freely)", _mapping_toml(edited, tz), key=f"mapping_toml_{key}",
-                            height=140)
+        tomls: dict = {}
+        for k, (table, columns) in enumerate(tables.items()):
+            with st.expander(f"Mapping of table {table}" if table else "Mapping", expanded=k == 0):
+                rows = pd.DataFrame({"column": columns, "maps_to": ["(auto)"] * len(columns)})
+                edited = st.data_editor(rows, key=f"mapping_editor_{k}", hide_index=True, disabled=["column"],
+                                        column_config={"maps_to": st.column_config.TextColumn(
+                                            help="(auto), meter_id, ts, a channel (" + ", ".join(options[3:8])
+                                            + ", ...) or extra:NAME")})
+                tomls[table] = st.text_area("Mapping (TOML; edit freely)", _mapping_toml(edited, tz, table),
+                                            key=f"mapping_toml_{key}_{k}", height=140)
         if st.button("Ingest into the store", key="ingest"):
+            counts = []
             try:
                 with st.spinner("ingesting ..."):
-                    counts = actions.ingest(session, cfg.db, path, toml)
+                    for table, toml in tomls.items():
+                        counts += actions.ingest(session, cfg.db, path, toml)
             except PermissionDenied as exc:
                 st.error(str(exc))
                 return

@@ -35,13 +35,8 @@ def start(settings: Settings, host: str = "127.0.0.1", port: int = 8501, env: di
 
 
 def run(settings: Settings, host: str = "127.0.0.1", port: int = 8501) -> int:
-    proc = start(settings, host, port)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        try:
-            return proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            return proc.wait()
+    """Become the Streamlit server (exec): signals (Ctrl-C, SIGTERM from a service manager) reach
+    it directly, and no child is left behind when this process is stopped."""
+    cmd = command(host, port)
+    os.execve(cmd[0], cmd, environment(settings))
+    return 0  # not reached
