@@ -110,9 +110,12 @@ def test_meter_page_shows_channels_spans_evidence_action_and_zoom(app, sim_store
     assert not at.exception
 
 
-def test_operator_acknowledges_from_the_alerts_page(app, store_copy):
+def test_operator_acknowledges_from_the_alerts_page(app, store_copy, tmp_path):
     before = snapshot(store_copy)
-    at = goto(sign_in(app(), OPERATOR), "Alerts")
+    audit = tmp_path / "audit.log"
+    at = app(WATTWATCH_DASHBOARD_LOG=audit)
+    sign_in(at, (OPERATOR[0], "a wrong password"))
+    at = goto(sign_in(at, OPERATOR), "Alerts")
     assert {"alerts_acknowledged", "alerts_cleared"} <= button_keys(at)
     target = frame_with(at, "note")["id"].iloc[0]
     at.multiselect(key="a_pick").set_value([target]).run()
@@ -123,6 +126,9 @@ def test_operator_acknowledges_from_the_alerts_page(app, store_copy):
     assert after[target][1] == "acknowledged" and after[target][2] == "[olga] known: feeder work"
     assert sum(a[1] != "open" for a in after.values()) == 1 and snapshot(store_copy)["resets"] == before["resets"] + 1
     assert any("1 alert(s) acknowledged" in s.value for s in at.success)
+    log = audit.read_text()
+    assert "failed sign-in: user='olga'" in log and "signed in: user='olga' role=operator" in log
+    assert f"acknowledge by olga: {target} -> acknowledged" in log
 
 
 def test_viewer_and_read_only_get_no_write_controls(app, store_copy):

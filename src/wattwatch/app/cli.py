@@ -1067,6 +1067,8 @@ def dashboard(
     status: Optional[Path] = typer.Option(None, "--status", help="The status file a running `watch` writes "
                                           "([[sinks]] type = \"status\") for the Live page."),
     refresh_s: float = typer.Option(5.0, "--refresh-s", min=0.5, help="Live page refresh period."),
+    log: Optional[Path] = typer.Option(None, "--log", help="Append sign-ins, refusals and every write (who, what) "
+                                       "to this file (they also go to stderr)."),
     hash_password: bool = typer.Option(False, "--hash-password", help="Read a password (prompted, or one line "
                                        "on stdin) and print its scrypt hash for the users file; then exit."),
 ) -> None:
@@ -1104,7 +1106,7 @@ def dashboard(
     settings = Settings(db=db.resolve(), users_file=users.resolve() if users else None, read_only=read_only,
                         session_minutes=session_minutes, idle_minutes=idle_minutes,
                         uploads=db.resolve().parent / (db.name + ".uploads"), fleet=fleet, grid=grid, events=events,
-                        status=status, refresh_s=refresh_s)
+                        status=status, refresh_s=refresh_s, log=log.resolve() if log else None)
     err_console.print(f"wattwatch dashboard on http://{host}:{port}  ({len(found)} user(s); "
                       f"{'read-only' if read_only else 'operators may write'}; store {_term(str(db))})", highlight=False)
     raise typer.Exit(serve.run(settings, host, port))

@@ -15,7 +15,7 @@ import streamlit as st
 from wattwatch.codes import SEVERITIES
 from wattwatch.dashboard import actions, data
 from wattwatch.dashboard.auth import AuthError, Authenticator, PermissionDenied, Session, load_users
-from wattwatch.dashboard.settings import Settings
+from wattwatch.dashboard.settings import Settings, configure_logging
 
 PAGES = ("Fleet", "Meter", "Alerts", "Data", "Live", "Grid", "Evaluation")
 SEV_COLOR = {"info": "rgba(66,133,244,0.18)", "warning": "rgba(255,153,0,0.25)", "critical": "rgba(220,20,60,0.30)"}
@@ -605,6 +605,7 @@ def main() -> None:
 
     st.set_page_config(page_title="wattwatch", layout="wide")
     cfg = Settings.from_env()
+    configure_logging(cfg.log)
     try:
         auth = _authenticator(str(cfg.users_file) if cfg.users_file else None,
                               os.environ.get("WATTWATCH_DASHBOARD_USERS", ""), cfg.read_only,

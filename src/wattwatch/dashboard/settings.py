@@ -18,6 +18,7 @@ ENV = {
     "events": "WATTWATCH_DASHBOARD_EVENTS",
     "status": "WATTWATCH_DASHBOARD_STATUS",
     "refresh_s": "WATTWATCH_DASHBOARD_REFRESH_S",
+    "log": "WATTWATCH_DASHBOARD_LOG",
 }
 
 
@@ -34,6 +35,7 @@ class Settings:
     events: Path | None = None
     status: Path | None = None
     refresh_s: float = 5.0
+    log: Path | None = None
 
     @classmethod
     def from_env(cls, environ=None) -> "Settings":
@@ -46,7 +48,7 @@ class Settings:
                    session_minutes=num("session_minutes", 480.0), idle_minutes=num("idle_minutes", 30.0),
                    uploads=path("uploads") or (db.parent / (db.name + ".uploads") if db else None),
                    fleet=path("fleet"), grid=path("grid"), events=path("events"), status=path("status"),
-                   refresh_s=num("refresh_s", 5.0))
+                   refresh_s=num("refresh_s", 5.0), log=path("log"))
 
     def to_env(self) -> dict[str, str]:
         out = {}
@@ -56,3 +58,31 @@ class Settings:
                 continue
             out[var] = "1" if v is True else str(v)
         return out
+
+
+_LOGGING: set = set()
+
+
+def configure_logging(log: Path | None) -> None:
+    """Sign-ins, refusals and every write (``wattwatch.dashboard.*`` loggers) to stderr and, with
+    ``log``, appended to that file; once per process."""
+    import logging
+    import sys
+
+    key = str(log)
+    if key in _LOGGING:
+        return
+    _LOGGING.add(key)
+    logger = logging.getLogger("wattwatch.dashboard")
+    logger.setLevel(logging.INFO)
+    fmt = logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not any(getattr(h, "_wattwatch", False) for h in logger.handlers):
+        h = logging.StreamHandler(sys.stderr)
+        h._wattwatch = True
+        h.setFormatter(fmt)
+        logger.addHandler(h)
+    if log is not None:
+        fh = logging.FileHandler(log, encoding="utf-8")
+        fh._wattwatch = True
+        fh.setFormatter(fmt)
+        logger.addHandler(fh)
