@@ -39,7 +39,7 @@ def main() -> None:
         env = {"WATTWATCH_DASHBOARD_USERS": f"olga:operator:{hash_password('screenshots')}"}
         with B.served(Settings(db=db, events=tmp / "events.json"), env=env) as base, sync_playwright() as pw:
             browser = B.launch(pw)
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page = browser.new_page(viewport={"width": 1440, "height": 1750})
             page.goto(base)
             page.get_by_role("button", name="Sign in").wait_for()
             page.screenshot(path=str(args.out / "dashboard-signin.png"))

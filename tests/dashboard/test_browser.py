@@ -77,8 +77,10 @@ def test_operator_uploads_runs_sees_alerts_and_acknowledges(served, sim_store):
     before = {a[0]: a[1] for a in snapshot(db)["alerts"]}
     assert set(before.values()) == {"open"} and len(before) == n
     page.get_by_role("textbox", name="Note").fill("seen on site")
+    r = B.last_run(page)
     page.get_by_role("button", name="Acknowledge (1)").click()
     page.get_by_text("1 alert(s) acknowledged").wait_for(timeout=60_000)
+    B.drawn(page, "Meter", charts=1, tables=1, after=r)   # the run after the click (which ends in st.rerun)
     after = snapshot(db)["alerts"]
     changed = [a for a in after if a[1] != "open"]
     assert len(changed) == 1 and changed[0][1] == "acknowledged" and changed[0][2] == "[olga] seen on site"

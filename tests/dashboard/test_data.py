@@ -59,3 +59,9 @@ def test_counts_over_time_and_csv_export(sim_store):
     csv = data.export_csv(a).decode()
     assert csv.splitlines()[0].startswith("id,meter_id,start,end,code,severity,score")
     assert len(pd.read_csv(__import__("io").StringIO(csv))) == len(a)
+
+
+def test_evidence_table_keeps_each_value_as_written():
+    t = data.evidence_table('{"readings": 24, "duration_min": 115.0, "phases": [1, 2], "ok": true, "x": null}')
+    assert dict(zip(t["field"], t["value"])) == {"readings": "24", "duration_min": "115.0", "phases": "[1, 2]",
+                                                 "ok": "true", "x": "null"}

@@ -216,3 +216,12 @@ def test_sessions_expire(app):
     at.session_state["session"].last_seen = time.time() - 301      # idle for 5 min and a second
     at.run()
     assert not at.sidebar.radio and any("expired" in w.value for w in at.warning)
+
+
+def test_fleet_page_shows_the_fleet_table_when_given(app, tmp_path):
+    table = pd.DataFrame({"pod": ["IT001", "IT002", "IT003"], "period": ["2025-01"] * 3,
+                          "consensus_rank": [3, 1, 2], "consensus_score": [0.2, 0.9, 0.5]})
+    table.to_parquet(tmp_path / "fleet.parquet")
+    at = sign_in(app(WATTWATCH_DASHBOARD_FLEET=tmp_path / "fleet.parquet"), VIEWER)
+    shown = frame_with(at, "consensus_rank")
+    assert list(shown["pod"]) == ["IT002", "IT003", "IT001"]          # ranked as `wattwatch fleet` ranked them

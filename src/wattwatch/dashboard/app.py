@@ -19,6 +19,7 @@ from wattwatch.dashboard.settings import Settings, configure_logging
 
 PAGES = ("Fleet", "Meter", "Alerts", "Data", "Live", "Grid", "Evaluation")
 SEV_COLOR = {"info": "rgba(66,133,244,0.18)", "warning": "rgba(255,153,0,0.25)", "critical": "rgba(220,20,60,0.30)"}
+SEV_SOLID = {"info": "rgb(66,133,244)", "warning": "rgb(255,153,0)", "critical": "rgb(220,20,60)"}
 DEFAULT_CHANNELS = ("p_kw", "v_l1_v", "i_l1_a", "i_n_a", "temp_c")
 
 
@@ -128,8 +129,7 @@ def fleet_page(cfg: Settings, session: Session) -> None:
     if len(counts):
         import plotly.graph_objects as go
 
-        fig = go.Figure([go.Bar(x=counts["period"], y=counts[s], name=s,
-                                marker_color=SEV_COLOR[s].replace("0.18", "0.9").replace("0.25", "0.9").replace("0.30", "0.9"))
+        fig = go.Figure([go.Bar(x=counts["period"], y=counts[s], name=s, marker_color=SEV_SOLID[s])
                          for s in SEVERITIES])
         fig.update_layout(barmode="stack", height=280, margin=dict(l=10, r=10, t=10, b=10))
         st.plotly_chart(fig, key="counts_chart")

@@ -228,11 +228,10 @@ def evidence_table(evidence) -> pd.DataFrame:
             evidence = {"text": evidence}
     if not isinstance(evidence, dict):
         evidence = {}
-    rows = [{"field": str(k), "value": v if isinstance(v, (str, int, float, bool)) or v is None
-             else json.dumps(v, default=str)} for k, v in evidence.items()]
-    out = pd.DataFrame(rows, columns=["field", "value"])
-    out["value"] = out["value"].astype(str)
-    return out
+    # Each value as text on its own (a column of ints and floats would show 24 as 24.0).
+    rows = [{"field": str(k), "value": v if isinstance(v, str) else json.dumps(v, default=str)}
+            for k, v in evidence.items()]
+    return pd.DataFrame(rows, columns=["field", "value"])
 
 
 def export_csv(alerts: pd.DataFrame) -> bytes:
