@@ -42,7 +42,9 @@ def _page(browser):
 
 
 def _buttons(page) -> list[str]:
-    return [b.inner_text().strip() for b in page.locator("[data-testid='stMain'] button:not([aria-label='Show password'])").all()]
+    return page.evaluate("() => [...document.querySelectorAll(\"[data-testid='stMain'] button\")]"
+                         ".filter(b => !b.closest('.st-key-ww-preload') && b.getAttribute('aria-label') !== 'Show password')"
+                         ".map(b => b.innerText.trim())")
 
 
 def test_operator_uploads_runs_sees_alerts_and_acknowledges(served, sim_store):

@@ -65,6 +65,7 @@ def button_keys(at) -> set:
 def test_anonymous_sees_only_the_sign_in(app):
     at = app()
     assert [t.label for t in at.text_input] == ["User", "Password"]
+    assert [b.label for b in at.button if not (b.key or "").startswith("ww-preload")] == ["Sign in"]
     assert not at.sidebar.radio and not at.header
     assert all(d.value.empty for d in at.dataframe)                 # only the hidden, empty preload table
     at.text_input(key="signin_user").input(OPERATOR[0])

@@ -1522,9 +1522,10 @@ def bench_dashboard(
     if as_json:
         print(_json(r))
         return
-    table = Table("fleet", "page load s", "fleet after sign-in s", "fleet s (<= 2)", "meter s",
+    table = Table("fleet", "page load s", "sign-in page ready s", "fleet after sign-in s", "fleet s (<= 2)", "meter s",
                   "1-year 1-min meter after sign-in s", title=f"bench dashboard ({r['machine']}; medians of {r['repeats']})")
     table.add_row(f"{r['meters']} x {r['days']:g} d, {r['alerts']} alerts", f"{r['median_load_s']:.2f}",
+                  f"{r['median_sign_in_ready_s']:.2f}",
                   f"{r['median_fleet_after_sign_in_s']:.2f}", f"{r['median_fleet_s']:.2f}", f"{r['median_meter_s']:.2f}",
                   f"{r['median_year_meter_after_sign_in_s']:.2f}")
     console.print(table)

@@ -68,14 +68,30 @@ def sign_in_page(auth: Authenticator) -> None:
 
 
 def _preload() -> None:
-    """Load the browser code of charts and tables while the user signs in (Streamlit fetches and
-    parses plotly.js, 4.7 MB, the first time a chart is shown): an empty chart and table, hidden."""
+    """Load the browser code of what the next pages show while the user signs in: Streamlit
+    fetches each element's code the first time it is shown (plotly.js alone is 4.7 MB), from this
+    same server. One of each, empty and hidden; none of them does anything."""
     import plotly.graph_objects as go
 
     st.html("<style>.st-key-ww-preload{display:none}</style>")
     with st.container(key="ww-preload"):
         st.plotly_chart(go.Figure(), key="ww-preload-chart")
         st.dataframe(pd.DataFrame({"x": []}), key="ww-preload-table")
+        st.table(pd.DataFrame({"x": []}))
+        st.multiselect("preload", [], key="ww-preload-multiselect")
+        st.selectbox("preload", ["-"], key="ww-preload-selectbox")
+        st.slider("preload", 0, 1, (0, 1), key="ww-preload-slider")
+        st.metric("preload", 0)
+        st.checkbox("preload", key="ww-preload-checkbox")
+        st.radio("preload", ["-"], key="ww-preload-radio")
+        st.button("preload", key="ww-preload-button", disabled=True)
+        st.caption("preload")
+
+
+def _done(page: str) -> None:
+    """The end of this run, for browser tests and the benchmark: every element above has been sent."""
+    st.session_state["_runs"] = st.session_state.get("_runs", 0) + 1
+    st.html(f"<span class='ww-done' data-page='{page}' data-run='{st.session_state['_runs']}'></span>")
 
 
 def _go(page: str, meter: str | None = None) -> None:
@@ -632,6 +648,7 @@ def main() -> None:
             st.error("no users: give --users FILE or WATTWATCH_DASHBOARD_USERS (see `wattwatch dashboard --help`)")
             return
         sign_in_page(auth)
+        _done("signin")
         return
     if "page" not in st.session_state:
         q = st.query_params
@@ -647,7 +664,4 @@ def main() -> None:
     if st.session_state.get("flash"):
         st.success(st.session_state.pop("flash"))
     RENDER[st.session_state["page"]](cfg, session)
-    # The end of this run, for browser tests and the benchmark: every element above has been sent.
-    st.session_state["_runs"] = st.session_state.get("_runs", 0) + 1
-    st.html(f"<span class='ww-done' data-page='{st.session_state['page']}' data-run='{st.session_state['_runs']}'>"
-            "</span>")
+    _done(st.session_state["page"])

@@ -78,6 +78,13 @@ def sign_in(page, base: str, user: str, password: str, timeout: float = 60_000) 
     page.get_by_role("button", name="Sign in").click()
 
 
+def sign_in_ready(page, timeout: float = 60_000) -> None:
+    """Wait until the sign-in page's run has finished and the code it preloads is loaded."""
+    page.wait_for_function(
+        "() => document.querySelector('.ww-done[data-page=\"signin\"]')"
+        " && document.querySelector('.st-key-ww-preload .js-plotly-plot')", polling=50, timeout=timeout)
+
+
 def go(page, name: str) -> None:
     """Open a page of the dashboard from the sidebar."""
     page.locator('[data-testid="stSidebar"]').get_by_text(name, exact=True).click()
