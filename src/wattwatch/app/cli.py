@@ -1056,7 +1056,7 @@ def dashboard(
     db: Path = typer.Option(Path("wattwatch.duckdb"), "--db", help="The store to show (uploads are ingested into it)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (127.0.0.1: this machine only)."),
     port: int = typer.Option(8501, "--port", min=1, max=65535),
-    users: Optional[Path] = typer.Option(None, "--users", help="Users TOML: [users.NAME] role = viewer|operator, "
+    users: Optional[Path] = typer.Option(None, "--users", help="Users TOML, a table users.NAME per user: role = viewer|operator, "
                                          "password = a hash from --hash-password (also WATTWATCH_DASHBOARD_USERS)."),
     read_only: bool = typer.Option(False, "--read-only", help="Nobody may acknowledge, clear, upload or run."),
     session_minutes: float = typer.Option(480.0, "--session-minutes", min=1, help="A sign-in lasts at most this long."),
