@@ -1110,6 +1110,70 @@ def alerts_clear(alert_id: str = typer.Argument(..., help="Alert id (or a unique
     _set_status(alert_id, "cleared", db, note)
 
 
+# -------------------------------------------------------------------------------------- dashboard
+
+
+@app.command()
+def dashboard(
+    db: Path = typer.Option(Path("wattwatch.duckdb"), "--db", help="The store to show (uploads are ingested into it)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (127.0.0.1: this machine only)."),
+    port: int = typer.Option(8501, "--port", min=1, max=65535),
+    users: Optional[Path] = typer.Option(None, "--users", help="Users TOML, a table users.NAME per user: role = viewer|operator, "
+                                         "password = a hash from --hash-password (also WATTWATCH_DASHBOARD_USERS)."),
+    read_only: bool = typer.Option(False, "--read-only", help="Nobody may acknowledge, clear, upload or run."),
+    session_minutes: float = typer.Option(480.0, "--session-minutes", min=1, help="A sign-in lasts at most this long."),
+    idle_minutes: float = typer.Option(30.0, "--idle-minutes", min=1, help="... and ends after this long idle."),
+    fleet: Optional[Path] = typer.Option(None, "--fleet", help="A `wattwatch fleet` table (fleet.parquet) to show."),
+    grid: Optional[Path] = typer.Option(None, "--grid", help="The --out folder of `wattwatch grid simulate|monitor`."),
+    events: Optional[Path] = typer.Option(None, "--events", help="Labelled events.json for the Evaluation page."),
+    status: Optional[Path] = typer.Option(None, "--status", help="The status file a running `watch` writes "
+                                          "([[sinks]] type = \"status\") for the Live page."),
+    refresh_s: float = typer.Option(5.0, "--refresh-s", min=0.5, help="Live page refresh period."),
+    log: Optional[Path] = typer.Option(None, "--log", help="Append sign-ins, refusals and every write (who, what) "
+                                       "to this file (they also go to stderr)."),
+    hash_password: bool = typer.Option(False, "--hash-password", help="Read a password (prompted, or one line "
+                                       "on stdin) and print its scrypt hash for the users file; then exit."),
+) -> None:
+    """Serve the dashboard (Streamlit): fleet, meter, alerts with ack/clear, uploads and runs, live,
+    grid, evaluation; signed in, operators write, viewers read."""
+    from wattwatch.dashboard import auth, serve
+    from wattwatch.dashboard.settings import Settings
+
+    if hash_password:
+        import getpass
+
+        if sys.stdin.isatty():
+            pw = getpass.getpass("password: ")
+            if pw != getpass.getpass("again: "):
+                _fail("the two passwords differ")
+        else:
+            pw = sys.stdin.readline().rstrip("\r\n")
+        if not pw:
+            _fail("an empty password")
+        print(auth.hash_password(pw))
+        return
+    try:
+        found = auth.load_users(users)
+    except auth.UsersError as exc:
+        _fail(str(exc))
+    if not found:
+        _fail("no users: give --users FILE or WATTWATCH_DASHBOARD_USERS (hashes from `wattwatch dashboard --hash-password`)")
+    if Path(db).is_dir():
+        _fail(f"{db}: is a folder, not a store file (--db)")
+    for name, p in (("--fleet", fleet), ("--events", events)):
+        if p is not None and not p.is_file():
+            _fail(f"{p}: no such file ({name})")
+    if grid is not None and not (grid / "intervals.parquet").is_file():
+        _fail(f"{grid}: not a grid run folder (no intervals.parquet) (--grid)")
+    settings = Settings(db=db.resolve(), users_file=users.resolve() if users else None, read_only=read_only,
+                        session_minutes=session_minutes, idle_minutes=idle_minutes,
+                        uploads=db.resolve().parent / (db.name + ".uploads"), fleet=fleet, grid=grid, events=events,
+                        status=status, refresh_s=refresh_s, log=log.resolve() if log else None)
+    err_console.print(f"wattwatch dashboard on http://{host}:{port}  ({len(found)} user(s); "
+                      f"{'read-only' if read_only else 'operators may write'}; store {_term(str(db))})", highlight=False)
+    raise typer.Exit(serve.run(settings, host, port))
+
+
 # -------------------------------------------------------------------------------------- report
 
 
@@ -1498,6 +1562,43 @@ def bench_fleet(
                       f"({r['isolation']})")
     if "pods" in r:
         console.print("fleet --engine spark on PODs: " + ", ".join(f"{k} = {v}" for k, v in r["pods"].items()))
+
+
+@bench_app.command("dashboard")
+def bench_dashboard(
+    meters: int = typer.Option(1000, "--meters", help="Meters in the synthetic fleet."),
+    days: float = typer.Option(35.0, "--days"),
+    alerts: int = typer.Option(1000, "--alerts", help="Synthetic alerts kept in the store."),
+    cadence_s: int = typer.Option(900, "--cadence-s", help="Seconds between readings."),
+    workdir: Path = typer.Option(Path("bench-out"), "--workdir"),
+    repeats: int = typer.Option(3, "--repeats", help="Browser sessions; medians reported."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Page load, fleet view and meter view times of the served dashboard in headless Chromium
+    (1,000 meters x 35 days, plus one meter with a year of 1-minute readings)."""
+    from wattwatch.dashboard.bench import dashboard_benchmark
+    from wattwatch.dashboard.browser import CHROMIUM
+
+    if meters < 1 or alerts < 1 or days <= 0 or cadence_s < 1 or repeats < 1:
+        _fail("--meters, --alerts, --cadence-s and --repeats must be at least 1 and --days > 0")
+    if not Path(CHROMIUM).exists():
+        _fail(f"{CHROMIUM}: no Chromium (install it: bash scripts/system-deps.sh)")
+    with _errors():
+        r = dashboard_benchmark(meters=meters, days=days, cadence_s=cadence_s, alerts=alerts, workdir=workdir,
+                                repeats=repeats, log=_log)
+    if as_json:
+        print(_json(r))
+        return
+    table = Table("fleet", "page load s", "sign-in page ready s", "fleet after sign-in s", "fleet s (<= 2)", "meter s",
+                  "1-year 1-min meter after sign-in s", title=f"bench dashboard ({r['machine']}; medians of {r['repeats']})")
+    table.add_row(f"{r['meters']} x {r['days']:g} d, {r['alerts']} alerts", f"{r['median_load_s']:.2f}",
+                  f"{r['median_sign_in_ready_s']:.2f}",
+                  f"{r['median_fleet_after_sign_in_s']:.2f}", f"{r['median_fleet_s']:.2f}", f"{r['median_meter_s']:.2f}",
+                  f"{r['median_year_meter_after_sign_in_s']:.2f}")
+    console.print(table)
+    console.print(f"meter query: a year of 1-min readings binned to {r['query_year_points']} points in "
+                  f"{r['query_year_binned_s']:.2f} s; one day raw ({r['query_one_day_points']} readings) in "
+                  f"{r['query_one_day_raw_s']:.2f} s")
 
 
 @bench_app.command("report")

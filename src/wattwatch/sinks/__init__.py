@@ -24,6 +24,7 @@ log = logging.getLogger("wattwatch.watch")
 
 # type -> "module:function(name, spec, root) -> Output"
 KINDS: dict[str, str] = {}
+KINDS["status"] = "wattwatch.dashboard.status:from_spec"   # the dashboard's Live page follows it
 
 
 class Output:

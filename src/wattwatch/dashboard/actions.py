@@ -1,0 +1,98 @@
+"""What the dashboard writes — acknowledge, clear, upload, run — each behind :func:`require_operator`.
+
+These functions are the only path from the page to the store's write lock; each checks the
+session itself (anonymous, viewer, expired or read-only sessions are refused before the store is
+opened), so hiding a button is a convenience, not the guard. Every write and every refusal is
+logged with the user's name.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from wattwatch.dashboard.auth import Session, require_operator
+from wattwatch.dashboard.data import LOCK, open_store
+
+log = logging.getLogger("wattwatch.dashboard.audit")
+
+UPLOAD_SUFFIXES = (".csv", ".gz", ".parquet", ".json", ".jsonl", ".db", ".sqlite", ".sqlite3")
+MAX_UPLOAD_BYTES = 512 * 1024 * 1024
+
+
+def set_status(session: Session, db, ids: Sequence[str], status: str, note: str | None = None) -> list[dict]:
+    """Acknowledge or clear the alerts ``ids`` in the store (the lifecycle ``wattwatch alerts``
+    uses: the detector re-learns the meter after each). Per id: the result, or ``error``."""
+    from wattwatch.alerts import store as alert_store
+
+    verb = {"acknowledged": "acknowledge", "cleared": "clear"}.get(status)
+    if verb is None:
+        raise ValueError("status must be acknowledged or cleared")
+    user = require_operator(session, f"{verb} {len(ids)} alert(s)")
+    if not ids:
+        return []
+    text = f"[{user}] {note.strip()}" if note and note.strip() else f"[{user}]"
+    out = []
+    with open_store(db, write=True) as s:
+        for aid in ids:
+            try:
+                res = alert_store.set_status(s.con, str(aid), status, text)
+            except (KeyError, ValueError) as exc:
+                res = {"id": str(aid), "error": str(exc.args[0]) if exc.args else str(exc)}
+            out.append(res)
+            log.info("%s by %s: %s -> %s", verb, user, aid, res.get("error") or res["status"])
+    return out
+
+
+def _safe_name(name: str) -> str:
+    """A file name of our own for an upload: a random stem and the upload's (checked) suffix —
+    the uploaded name never becomes a path."""
+    low = str(name).lower()
+    for suf in (".csv.gz", *UPLOAD_SUFFIXES):
+        if low.endswith(suf):
+            return f"upload-{secrets.token_hex(6)}{suf}"
+    raise ValueError(f"{name}: not a telemetry file (csv, csv.gz, parquet, json, jsonl, SQLite .db)")
+
+
+def save_upload(session: Session, folder: Path, name: str, data: bytes) -> Path:
+    """Keep an uploaded file in the dashboard's upload folder (operators only)."""
+    user = require_operator(session, f"upload {name!r}")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise ValueError(f"{name}: {len(data):,} bytes is more than the {MAX_UPLOAD_BYTES:,} an upload may have")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / _safe_name(name)
+    path.write_bytes(data)
+    log.info("upload by %s: %r (%d bytes) -> %s", user, name, len(data), path.name)
+    return path
+
+
+def ingest(session: Session, db, path: Path, mapping_toml: str | None = None) -> list:
+    """Ingest a saved upload into the store with an optional TOML mapping (operators only)."""
+    from wattwatch import api
+
+    user = require_operator(session, f"ingest {Path(path).name}")
+    mapping = None
+    if mapping_toml and mapping_toml.strip():
+        mapping = Path(path).with_suffix(".mapping.toml")
+        mapping.write_text(mapping_toml, encoding="utf-8")
+    with LOCK:
+        counts = api.ingest(Path(path), db, mapping=mapping)
+    log.info("ingest by %s: %s: %s", user, Path(path).name,
+             [(c.read, c.stored, c.rejected) if hasattr(c, "read") else c for c in counts])
+    return counts
+
+
+def run_detection(session: Session, db, detectors: Sequence[str] | None = None,
+                  on_progress: Callable[[int], None] | None = None,
+                  on_stage: Callable[[str, float | None], None] | None = None):
+    """``api.detect`` on the store, alerts kept in it (operators only)."""
+    from wattwatch import api
+
+    user = require_operator(session, "run detection")
+    log.info("detect by %s: detectors %s", user, list(detectors) if detectors else "default")
+    with LOCK:
+        return api.detect(db, detectors=list(detectors) if detectors else None, on_progress=on_progress,
+                          on_stage=on_stage)

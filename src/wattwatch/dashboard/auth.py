@@ -1,0 +1,238 @@
+"""Sign-in for the dashboard: users and roles, scrypt password hashes, sessions that expire,
+failed sign-ins rate limited and logged.
+
+Users come from a TOML file::
+
+    [users.alice]
+    role = "operator"                       # or "viewer"
+    password = "scrypt$16384$8$1$<salt>$<hash>"   # `wattwatch dashboard --hash-password`
+
+or from the environment, ``WATTWATCH_DASHBOARD_USERS="alice:operator:scrypt$...;bob:viewer:scrypt$..."``.
+A password is never kept or accepted in plain text: an entry whose password is not a scrypt hash
+is refused when the users are loaded (naming the file and the user).
+
+Every function that writes (acknowledge, clear, upload, run) takes a :class:`Session` and calls
+:func:`require_operator` itself, so the rule holds whatever the page shows.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import threading
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("wattwatch.dashboard.auth")
+
+ROLES = ("viewer", "operator")
+# scrypt cost: N = 2^14, r = 8 -> 16 MiB of memory per hash (memory-hard), ~50 ms on one core.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 14, 8, 1
+_MAXMEM = 64 * 1024 * 1024
+
+
+class AuthError(Exception):
+    """A sign-in that failed (wrong name or password, or rate limited)."""
+
+
+class PermissionDenied(Exception):
+    """A write asked for by a session that may not write (anonymous, viewer, expired, read-only)."""
+
+
+class UsersError(ValueError):
+    """A users file or variable that cannot be used (names the file and the user)."""
+
+
+def hash_password(password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P,
+                  salt: bytes | None = None) -> str:
+    """``scrypt$N$r$p$salt$hash`` (base64) of ``password`` with a fresh random salt."""
+    if not isinstance(password, str) or not password:
+        raise ValueError("a password must be non-empty text")
+    salt = secrets.token_bytes(16) if salt is None else salt
+    dk = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=_MAXMEM, dklen=32)
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return f"scrypt${n}${r}${p}${b64(salt)}${b64(dk)}"
+
+
+def _parse_hash(h: str) -> tuple[int, int, int, bytes, bytes]:
+    parts = h.split("$") if isinstance(h, str) else []
+    if len(parts) != 6 or parts[0] != "scrypt":
+        raise ValueError("not a scrypt hash (make one with `wattwatch dashboard --hash-password`)")
+    try:
+        n, r, p = int(parts[1]), int(parts[2]), int(parts[3])
+        salt, dk = base64.b64decode(parts[4], validate=True), base64.b64decode(parts[5], validate=True)
+    except ValueError:
+        raise ValueError("a damaged scrypt hash (N, r, p must be integers; salt and hash base64)") from None
+    if n < 2 ** 14 or n & (n - 1) or r < 8 or not 1 <= p <= 16 or len(salt) < 16 or len(dk) < 32:
+        raise ValueError("a scrypt hash weaker than N=16384, r=8, a 16-byte salt and a 32-byte key")
+    if 128 * r * n > _MAXMEM:
+        raise ValueError(f"a scrypt hash whose cost (N={n}, r={r}) needs more than {_MAXMEM >> 20} MiB")
+    return n, r, p, salt, dk
+
+
+def verify_password(password: str, stored: str) -> bool:
+    n, r, p, salt, dk = _parse_hash(stored)
+    got = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=_MAXMEM, dklen=len(dk))
+    return hmac.compare_digest(got, dk)
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    role: str
+    password_hash: str = field(repr=False)
+
+
+def _user(name, role, pw, where: str) -> User:
+    if not isinstance(name, str) or not name or len(name) > 64 or not name.isprintable():
+        raise UsersError(f"{where}: a user name must be printable text of 1..64 characters, got {name!r}")
+    if role not in ROLES:
+        raise UsersError(f"{where}: user {name!r}: role must be viewer or operator, got {role!r}")
+    try:
+        _parse_hash(pw)
+    except ValueError as exc:
+        raise UsersError(f"{where}: user {name!r}: password: {exc}") from None
+    return User(name, role, pw)
+
+
+def load_users(path: str | Path | None = None, environ: dict | None = None) -> dict[str, User]:
+    """Users from a TOML file (``[users.NAME] role, password``) and/or ``WATTWATCH_DASHBOARD_USERS``."""
+    environ = os.environ if environ is None else environ
+    users: dict[str, User] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UsersError(f"{path}: no such users file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsersError(f"{path}: cannot read the users file: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise UsersError(f"{path}: not TOML: {exc}") from None
+        table = doc.get("users")
+        if not isinstance(table, dict):
+            raise UsersError(f"{path}: expected a [users.NAME] table per user")
+        for name, entry in table.items():
+            if not isinstance(entry, dict):
+                raise UsersError(f"{path}: [users.{name}] must be a table with role and password")
+            extra = sorted(set(entry) - {"role", "password"})
+            if extra:
+                raise UsersError(f"{path}: [users.{name}]: unknown key(s) {', '.join(extra)}")
+            users[name] = _user(name, entry.get("role"), entry.get("password"), str(path))
+    text = environ.get("WATTWATCH_DASHBOARD_USERS", "")
+    for k, item in enumerate(x for x in text.split(";") if x.strip()):
+        bits = item.strip().split(":", 2)
+        if len(bits) != 3:
+            raise UsersError(f"WATTWATCH_DASHBOARD_USERS: entry {k + 1}: expected name:role:scrypt$..., "
+                             f"got {len(bits)} field(s)")
+        users[bits[0]] = _user(bits[0], bits[1], bits[2], f"WATTWATCH_DASHBOARD_USERS entry {k + 1}")
+    return users
+
+
+@dataclass
+class Session:
+    """Who is signed in, since when; ``None`` user = anonymous."""
+
+    user: str | None = None
+    role: str | None = None
+    started: float = 0.0
+    last_seen: float = 0.0
+    ttl_s: float = 8 * 3600
+    idle_s: float = 30 * 60
+    read_only: bool = False
+    token: str = field(default_factory=lambda: secrets.token_hex(8))
+
+    def valid(self, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        return (self.user is not None and now - self.started <= self.ttl_s and now - self.last_seen <= self.idle_s)
+
+    def touch(self, now: float | None = None) -> None:
+        self.last_seen = time.time() if now is None else now
+
+    def can_write(self, now: float | None = None) -> bool:
+        return self.valid(now) and self.role == "operator" and not self.read_only
+
+
+def require_operator(session: Session | None, what: str, now: float | None = None) -> str:
+    """The signed-in operator's name, or :class:`PermissionDenied` (logged) saying why not."""
+    if session is None or session.user is None:
+        why = "sign in as an operator"
+    elif not session.valid(now):
+        why = "the session has expired; sign in again"
+    elif session.read_only:
+        why = "the dashboard runs read-only"
+    elif session.role != "operator":
+        why = f"{session.user} is a {session.role}; only an operator may"
+    else:
+        return session.user
+    log.warning("refused %s for %s: %s", what, getattr(session, "user", None) or "anonymous", why)
+    raise PermissionDenied(f"{what}: refused: {why}")
+
+
+class RateLimiter:
+    """Failed sign-ins per key (user name, client address): after ``limit`` failures within
+    ``window_s`` the key is locked for ``lock_s``, doubled at each further lock (capped at a day)."""
+
+    def __init__(self, limit: int = 5, window_s: float = 900.0, lock_s: float = 60.0):
+        self.limit, self.window_s, self.lock_s = limit, window_s, lock_s
+        self._fails: dict[str, list[float]] = {}
+        self._locked: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def locked_for(self, key: str, now: float | None = None) -> float:
+        now = time.time() if now is None else now
+        with self._lock:
+            until, _ = self._locked.get(key, (0.0, 0))
+            return max(0.0, until - now)
+
+    def fail(self, key: str, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self._lock:
+            recent = [t for t in self._fails.get(key, []) if now - t <= self.window_s] + [now]
+            self._fails[key] = recent
+            if len(recent) >= self.limit:
+                _, times = self._locked.get(key, (0.0, 0))
+                self._locked[key] = (now + min(self.lock_s * 2 ** times, 86400.0), times + 1)
+                self._fails[key] = []
+
+    def success(self, key: str) -> None:
+        with self._lock:
+            self._fails.pop(key, None)
+
+
+# A hash to check when the user is unknown, so a wrong name costs the same time as a wrong password.
+_DUMMY = hash_password("wattwatch-dummy", salt=b"\0" * 16)
+
+
+class Authenticator:
+    def __init__(self, users: dict[str, User], limiter: RateLimiter | None = None, ttl_s: float = 8 * 3600,
+                 idle_s: float = 30 * 60, read_only: bool = False):
+        self.users = users
+        self.limiter = limiter or RateLimiter()
+        self.ttl_s, self.idle_s, self.read_only = ttl_s, idle_s, read_only
+
+    def sign_in(self, name: str, password: str, client: str = "?", now: float | None = None) -> Session:
+        now = time.time() if now is None else now
+        keys = [f"user:{name}", f"client:{client}"]
+        wait = max(self.limiter.locked_for(k, now) for k in keys)
+        if wait > 0:
+            log.warning("sign-in refused (rate limited, %.0f s left): user=%r client=%s", wait, name, client)
+            raise AuthError(f"too many failed sign-ins; try again in {int(wait) + 1} s")
+        user = self.users.get(name)
+        ok = verify_password(password or "", user.password_hash if user else _DUMMY) and user is not None
+        if not ok:
+            for k in keys:
+                self.limiter.fail(k, now)
+            log.warning("failed sign-in: user=%r client=%s", name, client)
+            raise AuthError("wrong user name or password")
+        for k in keys:
+            self.limiter.success(k)
+        log.info("signed in: user=%r role=%s client=%s", name, user.role, client)
+        return Session(user=name, role=user.role, started=now, last_seen=now, ttl_s=self.ttl_s,
+                       idle_s=self.idle_s, read_only=self.read_only)

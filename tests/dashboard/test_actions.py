@@ -1,0 +1,66 @@
+"""The functions that write check the session themselves: an anonymous visitor, a viewer, an
+expired session or a read-only dashboard changes nothing in the store (or the upload folder)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.dashboard.conftest import snapshot
+from wattwatch.dashboard import actions
+from wattwatch.dashboard.auth import PermissionDenied, Session
+
+
+def _sessions():
+    now = time.time()
+    return {"anonymous": None, "signed-out": Session(),
+            "viewer": Session("victor", "viewer", now, now),
+            "expired operator": Session("olga", "operator", now - 10 * 3600, now - 10),
+            "read-only operator": Session("olga", "operator", now, now, read_only=True)}
+
+
+def test_nobody_but_an_operator_writes(store_copy, sim_store, tmp_path):
+    before = snapshot(store_copy)
+    ids = [a[0] for a in before["alerts"]]
+    uploads = tmp_path / "uploads"
+    for name, s in _sessions().items():
+        for status in ("acknowledged", "cleared"):
+            with pytest.raises(PermissionDenied):
+                actions.set_status(s, store_copy, ids, status, "note")
+        with pytest.raises(PermissionDenied):
+            actions.save_upload(s, uploads, "t.csv", sim_store[2].read_bytes())
+        with pytest.raises(PermissionDenied):
+            actions.ingest(s, store_copy, sim_store[2])
+        with pytest.raises(PermissionDenied):
+            actions.run_detection(s, store_copy, ["outage"])
+        assert snapshot(store_copy) == before, name
+    assert not uploads.exists()
+
+
+def test_operator_acks_in_bulk_with_the_cli_lifecycle(store_copy):
+    from wattwatch.alerts import store as alert_store
+    from wattwatch.store import Store
+
+    now = time.time()
+    op = Session("olga", "operator", now, now)
+    ids = [a[0] for a in snapshot(store_copy)["alerts"]][:2]
+    res = actions.set_status(op, store_copy, ids, "acknowledged", "crew sent")
+    assert [r["status"] for r in res] == ["acknowledged"] * 2
+    with Store(store_copy, read_only=True) as s:
+        df = alert_store.list_alerts(s.con, "acknowledged")
+        assert set(df["id"]) == set(ids) and set(df["note"]) == {"[olga] crew sent"}
+        assert s.con.execute("SELECT count(*) FROM rule_resets").fetchone()[0] == 2
+    # A cleared alert cannot be acknowledged: said per id, the others still done.
+    actions.set_status(op, store_copy, ids[:1], "cleared")
+    res = actions.set_status(op, store_copy, ids, "acknowledged")
+    assert "already cleared" in res[0]["error"] and res[1]["unchanged"]
+
+
+def test_upload_names_never_become_paths(tmp_path):
+    now = time.time()
+    op = Session("olga", "operator", now, now)
+    p = actions.save_upload(op, tmp_path / "up", "../../etc/passwd.csv", b"meter_id,ts,p_kw\n")
+    assert p.parent == tmp_path / "up" and p.name.startswith("upload-") and p.suffix == ".csv"
+    with pytest.raises(ValueError, match="not a telemetry file"):
+        actions.save_upload(op, tmp_path / "up", "evil.py", b"print(1)")

@@ -1,0 +1,94 @@
+"""Sign-in: scrypt hashes, users from TOML and the environment, sessions that expire, failed
+sign-ins rate limited and logged, and the operator check every write makes."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from wattwatch.dashboard.auth import (AuthError, Authenticator, PermissionDenied, RateLimiter, Session, UsersError,
+                                      hash_password, load_users, require_operator, verify_password)
+
+
+def test_hash_is_scrypt_salted_and_verifies():
+    a, b = hash_password("pw"), hash_password("pw")
+    assert a.startswith("scrypt$16384$8$1$") and a != b       # a fresh salt each time
+    assert "pw" not in a.split("$", 4)[-1]
+    assert verify_password("pw", a) and not verify_password("pW", a)
+
+
+def test_plain_text_and_weak_hashes_are_refused(tmp_path):
+    f = tmp_path / "users.toml"
+    f.write_text('[users.ann]\nrole = "operator"\npassword = "hunter2"\n')
+    with pytest.raises(UsersError, match=r"users.toml: user 'ann': password: not a scrypt hash"):
+        load_users(f, {})
+    weak = hash_password("x", n=2 ** 10)
+    f.write_text(f'[users.ann]\nrole = "operator"\npassword = "{weak}"\n')
+    with pytest.raises(UsersError, match="weaker than N=16384"):
+        load_users(f, {})
+    f.write_text(f'[users.ann]\nrole = "admin"\npassword = "{hash_password("x")}"\n')
+    with pytest.raises(UsersError, match="role must be viewer or operator"):
+        load_users(f, {})
+
+
+def test_users_from_file_and_environment(tmp_path):
+    f = tmp_path / "users.toml"
+    f.write_text(f'[users.ann]\nrole = "viewer"\npassword = "{hash_password("a")}"\n')
+    env = {"WATTWATCH_DASHBOARD_USERS": f"bob:operator:{hash_password('b')}"}
+    users = load_users(f, env)
+    assert {u.name: u.role for u in users.values()} == {"ann": "viewer", "bob": "operator"}
+    with pytest.raises(UsersError, match="WATTWATCH_DASHBOARD_USERS: entry 1"):
+        load_users(None, {"WATTWATCH_DASHBOARD_USERS": "bob:operator"})
+
+
+@pytest.fixture
+def auth():
+    users = load_users(None, {"WATTWATCH_DASHBOARD_USERS": f"op:operator:{hash_password('right')};"
+                                                           f"vi:viewer:{hash_password('v')}"})
+    return Authenticator(users, RateLimiter(limit=3, window_s=60, lock_s=30), ttl_s=100, idle_s=20)
+
+
+def test_failed_sign_ins_are_rate_limited_and_logged(auth, caplog):
+    caplog.set_level(logging.WARNING, "wattwatch.dashboard.auth")
+    for k in range(3):
+        with pytest.raises(AuthError, match="wrong user name or password"):
+            auth.sign_in("op", "wrong", "10.0.0.1", now=1000 + k)
+    # Locked now: even the right password is refused until the lock ends.
+    with pytest.raises(AuthError, match="too many failed sign-ins"):
+        auth.sign_in("op", "right", "10.0.0.2", now=1004)
+    assert sum("failed sign-in: user='op'" in r.message for r in caplog.records) == 3
+    assert any("rate limited" in r.message for r in caplog.records)
+    assert auth.sign_in("op", "right", "10.0.0.2", now=1040).role == "operator"
+
+
+def test_unknown_user_counts_against_the_client(auth):
+    for k in range(3):
+        with pytest.raises(AuthError):
+            auth.sign_in(f"nobody{k}", "x", "10.9.9.9", now=1000 + k)
+    with pytest.raises(AuthError, match="too many"):
+        auth.sign_in("vi", "v", "10.9.9.9", now=1005)     # the same client, another (real) user
+
+
+def test_sessions_expire_absolute_and_idle(auth):
+    s = auth.sign_in("op", "right", now=1000)
+    assert s.can_write(now=1010)
+    s.touch(now=1015)
+    assert s.valid(now=1030) and not s.valid(now=1036)     # idle 20 s after the last touch
+    s.touch(now=1090)
+    assert not s.valid(now=1101)                            # 100 s after sign-in whatever the activity
+    with pytest.raises(PermissionDenied, match="expired"):
+        require_operator(s, "clear 1 alert(s)", now=1101)
+
+
+def test_require_operator_refuses_everyone_else(caplog):
+    caplog.set_level(logging.WARNING, "wattwatch.dashboard.auth")
+    now = 5000.0
+    cases = {"anonymous": (None, "sign in"), "empty": (Session(), "sign in"),
+             "viewer": (Session("vi", "viewer", now, now), "is a viewer"),
+             "read-only": (Session("op", "operator", now, now, read_only=True), "read-only")}
+    for _name, (s, why) in cases.items():
+        with pytest.raises(PermissionDenied, match=why):
+            require_operator(s, "acknowledge 1 alert(s)", now=now)
+    assert require_operator(Session("op", "operator", now, now), "x", now=now) == "op"
+    assert sum("refused acknowledge" in r.message for r in caplog.records) == 4
