@@ -259,6 +259,11 @@ class SeasonalProfile(Detector):
                     f"readings at least every {c.max_cadence_s / 3600:.0f} h")
         return None
 
+    def idle(self, st: dict) -> bool:
+        # Its scores are NaN wherever the fit did not judge the meter (a cadence outside
+        # min/max_cadence_s, no profile): at 5-min readings that was all of its work, for nothing.
+        return not st.get("judged")
+
     def state_note(self, meter: str, st: dict) -> str | None:
         if st.get("judged") and (st.get("frozen_share") or 0) > self.config.max_frozen_share:
             return (f"{self.name}: {meter}: {100 * st['frozen_share']:.0f} % of its normal period repeats one value "
