@@ -84,9 +84,10 @@ def session(master: str = "local[2]", app: str = "wattwatch", conf: dict[str, st
 
 # ------------------------------------------------------------------------------ detect on Spark
 
-# What a group returns: one row per alert (the alert model as JSON), open id, notice, meter whose
-# alert may have begun earlier (unclean), the per-detector skipped / failed / fallback tables (JSON),
-# the group's reading count, and its per-reading scores (Arrow IPC bytes) when asked.
+# What the naive baseline's UDF returns (``wattwatch bench fleet``; :func:`judge` returns Outcomes):
+# one row per alert (the alert model as JSON), open id, notice, meter whose alert may have begun
+# earlier (unclean), the per-detector skipped / failed / fallback tables (JSON), the group's reading
+# count, and its per-reading scores (Arrow IPC bytes) when asked.
 RESULT_SCHEMA = "kind string, meter string, text string, n long, blob binary"
 GROUPS_PER_CORE = 4
 _PAYLOADS: dict[str, object] = {}  # per Python worker: job token -> the unpickled detectors
@@ -146,45 +147,6 @@ def _rows(o) -> "pd.DataFrame":
         blob = sink.getvalue().to_pybytes()
     rows.append(("readings", None, None, int(o.readings), blob))
     return pd.DataFrame(rows, columns=["kind", "meter", "text", "n", "blob"])
-
-
-def _outcomes(rows) -> list:
-    """Rows of :data:`RESULT_SCHEMA` (every group's) back into one Outcome per kind of content."""
-    import json
-
-    import pyarrow as pa
-
-    from wattwatch.alerts.model import Alert
-    from wattwatch.runners.group import Outcome
-
-    o = Outcome()
-    scores = []
-    for kind, meter, text, n, blob in rows:
-        if kind == "alert":
-            o.alerts.append(Alert.from_dict(json.loads(text)))
-        elif kind == "open":
-            o.open_ids.add(text)
-        elif kind == "notice":
-            o.notices.append(text)
-        elif kind == "unclean":
-            o.unclean.add(meter)
-        elif kind == "skipped":
-            for name, meters in json.loads(text).items():
-                o.skipped.setdefault(name, {}).update(meters)
-        elif kind == "failed":
-            for name, meters in json.loads(text).items():
-                o.failed.setdefault(name, {}).update(meters)
-        elif kind == "fallback":
-            o.fallback.update({m: tuple(v) for m, v in json.loads(text).items()})
-        elif kind == "readings":
-            o.readings += int(n)
-            if blob is not None:
-                scores.append(pa.ipc.open_stream(bytes(blob)).read_pandas())
-    if scores:
-        import pandas as pd
-
-        o.scores = pd.concat(scores, ignore_index=True)
-    return [o]
 
 
 def to_spark(spark, full: "pd.DataFrame", group: "np.ndarray | None" = None):
