@@ -113,3 +113,44 @@ def test_missing_values_constant_columns_and_bad_input():
         score(pd.concat([f, f.iloc[:1]]))
     with pytest.raises(ValueError, match="no column"):
         score(f, feature_cols=["nope"])
+
+
+def test_consensus_leaves_out_a_model_whose_top_list_does_not_hold_under_resampling():
+    """Two models agree, in every subsample, on the same 50 rows (5 %); a third is surer of
+    itself but flags another 5 % in each subsample. The consensus is chosen by the stability of its
+    own top list on the same subsamples: it keeps the two, drops the third, and its top 50 on the
+    full table are the 50 rows."""
+    from wattwatch.fleet.models import choose_consensus, combine
+
+    rng = np.random.default_rng(0)
+    n, b, k = 1000, 6, 50
+    members = np.zeros((b, n), bool)
+    for i in range(b):
+        members[i, np.sort(rng.choice(n, 800, replace=False))] = True
+    hot = np.zeros(n)
+    hot[:k] = 5.0
+
+    def flaky(size):  # sure of itself, a different list each time
+        return rng.normal(size=size) + 30.0 * (rng.random(size) < 0.05)
+
+    reps = {m: np.where(members, hot + rng.normal(size=(b, n)) * 0.5, np.nan) for m in ("pca", "lof")}
+    reps["iforest"] = np.where(members, flaky((b, n)), np.nan)
+    use, rule, info = choose_consensus(reps, members, q=0.05)
+    assert set(use) == {"pca", "lof"}, info["values"]
+    assert max(info["values"]["pca+iforest+lof:" + r] for r in ("rank", "zscore")) < info["values"]["pca+lof:" + rule]
+    full = {m: hot + rng.normal(size=n) * 0.5 for m in ("pca", "lof")} | {"iforest": flaky(n)}
+    assert set(np.argsort(-combine(full, use, rule))[:k]) == set(range(k))
+
+
+def test_the_table_says_which_consensus_it_used_and_its_score_follows_it(planted):
+    from wattwatch.fleet.models import _percentile, combine
+
+    _, _, r = planted
+    c = r.chosen["consensus"]
+    assert c["models"] and set(c["models"]) <= {"pca", "iforest", "lof"} and c["rule"] in ("rank", "zscore")
+    assert c["values"]["+".join(c["models"]) + ":" + c["rule"]] >= max(c["values"].values()) - 0.02 - 1e-12
+    t = r.table
+    want = _percentile(combine({m: t[f"{m}_score"].to_numpy() for m in ("pca", "iforest", "lof")},
+                               tuple(c["models"]), c["rule"]))
+    np.testing.assert_allclose(t["consensus_score"].to_numpy(), want, rtol=0, atol=1e-12)
+    assert t["consensus_score"].between(0, 1).all()

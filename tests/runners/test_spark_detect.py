@@ -170,3 +170,34 @@ def test_the_naive_baseline_fits_and_judges_one_meter_inside_its_udf(fleet):
     assert set(alerts["meter"]) <= {BAD} and int(rows.loc[rows["kind"] == "readings", "n"].sum()) == len(one)
     want = detect(one, registry.build_all(list(FLEET_BENCH_DETECTORS)), EngineConfig(workers=1))
     assert want.alerts and sorted(json.loads(t)["id"] for t in alerts["text"]) == sorted(a.id for a in want.alerts)
+
+
+def test_groups_travel_as_arrow_messages_with_times_to_the_nanosecond(fleet):
+    """Each group is one Arrow IPC message (no Spark DataFrame of readings, no shuffle): every meter
+    in exactly one message, its rows in order, times to the nanosecond, channels as they were."""
+    from wattwatch.detect.frame import meter_names, seg_bounds
+
+    _, full, _ = fleet
+    starts, ends = seg_bounds(full["_seg"].to_numpy())
+    names = [str(m) for m in meter_names(full)]
+    group = sparkrun.meter_groups(ends - starts, 3)
+    msgs = sparkrun.group_messages(full, group)
+    assert [k for k, _ in msgs] == [0, 1, 2]
+    back = pd.concat([sparkrun.read_message(m) for _, m in msgs], ignore_index=True)
+    back = back.sort_values(["meter_id", "ts"], kind="stable").reset_index(drop=True)
+    assert len(back) == len(full) and back["ts"].dtype == full["ts"].dtype
+    assert (back["ts"].array.asi8 % 1000 == 123).all()  # the fixture's 123 ns survive
+    want = full.assign(meter_id=full["meter_id"].astype(str))[list(back.columns)]
+    pd.testing.assert_frame_equal(back, want.reset_index(drop=True), check_dtype=False)
+    for k, m in msgs:  # one group's meters only, each meter's rows in time order
+        part = sparkrun.read_message(m)
+        assert all(group[names.index(n)] == k for n in part["meter_id"].unique())
+        assert part.groupby("meter_id")["ts"].apply(lambda t: t.is_monotonic_increasing).all()
+
+
+def test_group_count_per_core_and_capped_in_readings():
+    sizes = np.full(40, 100_000)  # 4 M readings
+    assert sparkrun.group_count(sizes, cores=2) == max(2 * sparkrun.GROUPS_PER_CORE, 8)
+    assert sparkrun.group_count(np.full(400, 100_000), cores=2) == 80  # 40 M / 500 k
+    assert sparkrun.group_count(np.full(3, 10), cores=8) == 3  # never more groups than meters
+    assert sparkrun.group_count(sizes, cores=2, groups=5) == 5

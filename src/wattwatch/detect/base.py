@@ -434,6 +434,11 @@ class Detector:
         """Said once per run about a meter's learned state (a profile too noisy to trust, say)."""
         return None
 
+    def idle(self, st: dict) -> bool:
+        """Whether this detector gives the meter whose state is ``st`` no score at all (NaN on
+        every reading: a cadence it does not judge), so that the core need not compute it."""
+        return False
+
     # -------------------------------------------------------------------------- for subclasses
 
     def _fit(self, df: pd.DataFrame) -> dict[str, dict] | None:  # pragma: no cover - overridden

@@ -273,7 +273,10 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
         src = _blanked(df, blank, d.blank_input) if (d.blank_input and blank.any()) else df
         s = np.full(len(df), np.nan)
         ctx = None
-        ok_rows = ~skipped[seg]
+        # Meters whose state says the detector gives them no score are not computed (not skipped:
+        # no notice; their scores are the NaN they would have been).
+        idle = np.array([m in st and d.idle(st[m]) for m in names], bool)
+        ok_rows = ~(skipped | idle)[seg]
         if ok_rows.any():
             try:
                 sub = src if ok_rows.all() else None

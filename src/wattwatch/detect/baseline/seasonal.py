@@ -60,6 +60,7 @@ import pandas as pd
 
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Reach, Scored, meter_of, quiet, rnd
 from wattwatch.detect.frame import day_type, meter_names, seg_bounds
+from wattwatch.detect.rolling import grouped_rolling, time_index
 
 DAY = 86400.0
 KINDS = {1: "single_reading", 2: "reading_run", 3: "unusual_day", 4: "flat_line", 5: "zero"}
@@ -258,6 +259,11 @@ class SeasonalProfile(Detector):
                     f"readings at least every {c.max_cadence_s / 3600:.0f} h")
         return None
 
+    def idle(self, st: dict) -> bool:
+        # Its scores are NaN wherever the fit did not judge the meter (a cadence outside
+        # min/max_cadence_s, no profile): at 5-min readings that was all of its work, for nothing.
+        return not st.get("judged")
+
     def state_note(self, meter: str, st: dict) -> str | None:
         if st.get("judged") and (st.get("frozen_share") or 0) > self.config.max_frozen_share:
             return (f"{self.name}: {meter}: {100 * st['frozen_share']:.0f} % of its normal period repeats one value "
@@ -313,10 +319,10 @@ class SeasonalProfile(Detector):
         c = self.config
         if not len(z) or c.recal_days <= 0:
             return np.full(len(z), np.nan)
-        s = pd.Series(np.abs(z), index=pd.to_datetime(t, unit="s"))
         cad_ok = np.where(np.isfinite(cad) & (cad > 0), cad, 3600.0)
         need = np.maximum(20, 7 * DAY / cad_ok)  # per meter: a week of its readings
-        g = s.groupby(seg, sort=False).rolling(f"{c.recal_days}D", closed="left", min_periods=1)
+        g = grouped_rolling(np.abs(z), seg, time_index(t), pd.Timedelta(days=c.recal_days).value,
+                            closed="left", min_periods=1)
         q95, q99 = g.quantile(0.95).to_numpy(), g.quantile(0.99).to_numpy()
         enough = g.count().to_numpy() >= need[seg]
         q95, q99 = np.where(enough, q95, np.nan), np.where(enough, q99, np.nan)
@@ -386,15 +392,16 @@ class SeasonalProfile(Detector):
         if not len(z):
             return np.zeros(0)
         out = np.zeros(len(z))
+        ns = time_index(t)
         for cls, days in ((False, c.level_days), (True, 3 * c.level_days)):
             rows = np.flatnonzero(weekend == cls)
             if not len(rows):
                 continue
             order = rows[np.lexsort((t[rows], slot[rows], seg[rows]))]
             key = seg[order] * 96 + slot[order]
-            s = pd.Series(z[order], index=pd.to_datetime(t[order], unit="s"))
             with quiet():
-                r = s.groupby(key, sort=False).rolling(f"{days}D", closed="left", min_periods=3).median()
+                r = grouped_rolling(z[order], key, ns[order], pd.Timedelta(days=days).value,
+                                    closed="left", min_periods=3).median()
             out[order] = np.nan_to_num(r.to_numpy(), nan=0.0)
         return out
 
@@ -402,8 +409,7 @@ class SeasonalProfile(Detector):
         """Median of the clipped residual over the trailing 24 h (this reading included; rows are
         sorted by meter and time, and grouped rolling keeps that order)."""
         zc = np.clip(z, -clip[seg], clip[seg])
-        s = pd.Series(zc, index=pd.to_datetime(t, unit="s"))
-        g = s.groupby(seg, sort=False).rolling("86400s", min_periods=1)
+        g = grouped_rolling(zc, seg, time_index(t), pd.Timedelta(seconds=86400).value, min_periods=1)
         out, cnt = g.median().to_numpy(), g.count().to_numpy()
         return np.where(cnt >= 3, out, np.nan)
 
