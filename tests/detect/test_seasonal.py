@@ -55,8 +55,22 @@ def test_a_spike_beyond_the_busiest_hours_is_found_and_a_busy_hour_at_night_alon
     df.loc[df.ts == pd.Timestamp("2024-04-06 03:00"), "p_kw"] = 250.0  # a Saturday night, 2.5x the busiest hour
     df.loc[df.ts == pd.Timestamp("2024-04-10 02:00"), "p_kw"] = 90.0   # a weekday night at daytime load
     _, res = run(df)
-    assert [(a.start, a.evidence["kind"]) for a in res.alerts] == [("2024-04-06T03:00:00.000Z", "single_reading")]
+    assert [(a.start, a.evidence["kind"]) for a in res.alerts] == [("2024-04-06T03:00:00.000Z", "spike")]
     assert res.alerts[0].evidence["single_reading"] is True
+
+
+def test_point_anomalies_are_reported_as_drops_and_spikes():
+    """A one-hour dip to a quarter of the working-hours load, a two-hour dip, and a spike at three
+    times the busiest hour: each one alert whose evidence says what it is (before: all three
+    "single_reading" / "reading_run", which says how many readings, not what happened)."""
+    df = building(seed=3)
+    df.loc[df.ts == pd.Timestamp("2024-03-13 11:00"), "p_kw"] = 25.0
+    df.loc[(df.ts >= pd.Timestamp("2024-03-20 10:00")) & (df.ts <= pd.Timestamp("2024-03-20 11:00")), "p_kw"] = 20.0
+    df.loc[df.ts == pd.Timestamp("2024-03-27 15:00"), "p_kw"] = 300.0
+    _, res = run(df)
+    got = [(a.start[:13], a.evidence["kind"], a.evidence["single_reading"]) for a in res.alerts]
+    assert got == [("2024-03-13T11", "drop", True), ("2024-03-20T10", "drop", False), ("2024-03-27T15", "spike", True)], got
+    assert "dropping to 25" in res.alerts[0].message and "spiking to 300" in res.alerts[2].message
 
 
 def test_seasonal_drift_is_followed_without_an_alert_storm():
@@ -107,7 +121,7 @@ def test_a_one_hour_drop_on_a_meter_that_sometimes_reads_zero_is_judged_against_
     df.loc[(df.ts.dt.dayofweek == 6) & (df.ts.dt.hour < 6), "p_kw"] = 0.0  # Sunday nights switched off
     df.loc[df.ts == pd.Timestamp("2024-03-13 11:00"), "p_kw"] = 2.0
     _, res = run(df)
-    assert [(a.start, a.evidence["kind"]) for a in res.alerts] == [("2024-03-13T11:00:00.000Z", "single_reading")]
+    assert [(a.start, a.evidence["kind"]) for a in res.alerts] == [("2024-03-13T11:00:00.000Z", "drop")]
 
 
 def test_a_jittery_fifteen_minute_clock_reads_each_slot_alike_and_raises_no_alarm():
@@ -149,7 +163,7 @@ def test_a_weekday_run_like_the_meters_own_sunday_is_a_holiday_not_an_anomaly():
     _, res = run(df)
     got = [(a.start[:13], a.evidence["kind"]) for a in res.alerts]
     assert not [g for g in got if g[0].startswith("2024-04-01")], got
-    assert ("2024-04-10T11", "single_reading") in got
+    assert ("2024-04-10T11", "drop") in got
     assert any(g[0].startswith("2024-04-17") for g in got), got
 
 

@@ -78,7 +78,9 @@ class SeasonalProfileConfig(DetectorConfig):
     and how rare zeros must have been; ``max_frozen_share``: a normal period repeating one value
     more than this teaches no profile; ``flat_min_h``/``flat_max_h``: a frozen run must last at
     least / never needs more than this long; ``holiday_z``: a weekday reading within this many
-    spreads of the meter's Saturday or Sunday profile runs like that day (see "Profile")."""
+    spreads of the meter's Saturday or Sunday profile runs like that day (see "Profile");
+    ``point_max``: up to this many readings in a row off the profile on one side are reported as a
+    ``drop`` or a ``spike``, more as a ``reading_run``."""
 
     channel: str = "p_kw"
     min_cadence_s: float = 600.0
@@ -102,6 +104,7 @@ class SeasonalProfileConfig(DetectorConfig):
     flat_min_h: float = 3.0
     flat_max_h: float = 24.0
     holiday_z: float = 3.0
+    point_max: int = 3
     post: PostRule = PostRule(min_duration_s=0.0, min_readings=1, merge_gap_s=6 * 3600.0, max_bridge_s=6 * 3600.0)
 
     def __post_init__(self):
@@ -111,6 +114,8 @@ class SeasonalProfileConfig(DetectorConfig):
             raise ValueError("level_min must be within (0, 1] and level_max >= 1")
         if self.level_days < 1 or self.tail_days <= 0 or self.z_min <= 0 or self.day_z_min <= 0:
             raise ValueError("level_days >= 1, tail_days, z_min and day_z_min > 0 required")
+        if self.point_max < 1:
+            raise ValueError("point_max must be >= 1")
         if self.flat_max_h < self.flat_min_h:
             raise ValueError("flat_max_h must be >= flat_min_h")
 
@@ -606,6 +611,15 @@ class SeasonalProfile(Detector):
         score = np.where(np.isfinite(x) & judged[seg], score, np.nan)
         return score, dict(x=x, z=z, zd=zd, expected=expected, level=lev, runs=runs, kind=kind, n_seg=n_seg)
 
+    def _point(self, ctx, hot) -> bool:
+        """At most ``point_max`` readings over the limit, in a row, all reading-evidence and on one
+        side of the profile: a short drop or spike rather than a run."""
+        n = len(hot)
+        if not (1 <= n <= self.config.point_max) or not (ctx["kind"][hot] == 1).all():
+            return False
+        z = ctx["z"][hot]
+        return bool((np.diff(hot) == 1).all() and ((z > 0).all() or (z < 0).all()))
+
     def _score(self, df: pd.DataFrame) -> Scored:
         s, ctx = self._parts(df)
         return Scored(s, ctx)
@@ -628,10 +642,15 @@ class SeasonalProfile(Detector):
         elif (kinds == 4).any():
             what, ev_kind = f"the same value {x[k]:.4g} repeated for {int(ctx['runs'][k])}+ readings: frozen meter", "flat_line"
             action = "check the meter's data logger or communication module; its data is stale"
-        elif single and kind[k] == 1:
-            ev_kind = "single_reading"
-            what = f"a single reading of {x[k]:.4g} where {exp[k]:.4g} was expected"
-            action = "check the reading: a one-off drop to zero is a logger or supply gap, a spike a meter glitch"
+        elif (single and kind[k] == 1) or self._point(ctx, hot):
+            # A point anomaly: one reading (or a few in a row, all on one side) far off the slot's
+            # profile, reported as what it is.
+            up = bool(ctx["z"][k] > 0)
+            ev_kind = "spike" if up else "drop"
+            what = (f"{'a single reading' if single else f'{len(hot)} readings in a row'} "
+                    f"{'spiking to' if up else 'dropping to'} {x[k]:.4g} where {exp[k]:.4g} was expected")
+            action = ("check the reading: a spike far above the busiest hours is a meter or logger glitch" if up else
+                      "check the reading: a short drop where load is expected is a logger, supply or CT gap")
         elif (kinds == 3).any() and not (kinds == 1).any():
             ev_kind = "unusual_day"
             what = f"the last 24 h ran {np.nanmean(x[rows]) / max(np.nanmean(exp[rows]), 1e-9) - 1:+.0%} off profile"
