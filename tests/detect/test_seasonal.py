@@ -196,3 +196,28 @@ def test_repeats_a_coarse_meter_makes_by_chance_are_no_frozen_meter_but_a_frozen
     assert flats == ["2024-04-20"], flats
     st = fitted.detectors[0].get_state()["home"]
     assert 0.02 < st["repeat_share"] < 0.2 and st["flat_need"] > 4
+
+
+def test_an_outage_left_in_the_normal_period_does_not_make_zeros_normal():
+    """Three days at zero inside the eight normal weeks (an outage nobody cut out) are one run, not
+    a routine: a later dead day is one zero_run alert from its first hour to its last, and a second
+    dead day three days after the meter came back is a new one (before: zeros counted as this
+    meter's normal, the dead days were judged against the profile in pieces, and the second was
+    'recent')."""
+    df = building(seed=7)
+    df.loc[(df.ts >= "2024-01-17") & (df.ts < "2024-01-20"), "p_kw"] = 0.0  # in the normal period
+    df.loc[(df.ts >= "2024-03-13") & (df.ts < "2024-03-14"), "p_kw"] = 0.0  # a dead Wednesday
+    df.loc[(df.ts >= "2024-03-18") & (df.ts < "2024-03-19"), "p_kw"] = 0.0  # and the next Monday
+    fitted, res = run(df)
+    st = fitted.detectors[0].get_state()["office"]
+    assert st["zero_runs"] == 1 and st["zero_share"] > 0.002
+    got = [(a.start[:13], a.end[:13], a.evidence["kind"]) for a in res.alerts if a.start >= "2024-02-26"]
+    assert got == [("2024-03-13T00", "2024-03-13T23", "zero_run"), ("2024-03-18T00", "2024-03-18T23", "zero_run")], got
+
+
+def test_a_meter_that_rests_at_zero_every_night_is_not_alerted_for_it():
+    df = building(seed=8)
+    df.loc[(df.ts.dt.hour < 5), "p_kw"] = 0.0  # switched off every night, 00:00-05:00
+    fitted, res = run(df)
+    assert fitted.detectors[0].get_state()["office"]["zero_runs"] >= 50
+    assert res.alerts == [], [(a.start, a.message) for a in res.alerts]

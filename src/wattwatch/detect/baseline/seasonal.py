@@ -41,9 +41,12 @@ as if ``min_days`` more days had shown it. Evidence, each over a per-meter limit
    its readings repeat their predecessor while normal (at least ``flat_min_h`` hours and 3
    readings; at most ``flat_max_h`` hours needed): a frozen meter on a meter that reports power alone (``frozen_readings`` needs
    three channels);
-4. *zero*: a (near) zero reading on a meter that read zero in under ``zero_share`` of its normal
-   readings and of the last ``level_days`` days (evidence ``zero_reading`` / ``zero_run``); the
-   run is one alert.
+4. *zero*: a (near) zero reading on a meter whose zeros are not part of its normal (it read zero
+   in under ``zero_share`` of its normal readings, or its zeros there came in fewer runs than one
+   per ``zero_run_days`` days: an outage or two left inside the normal period do not make zeros
+   normal, a site switched off every night or weekend does) and that read zero in under
+   ``zero_share`` of the last ``level_days`` days or there in a single run (evidence
+   ``zero_reading`` / ``zero_run``); the run is one alert.
 
 With fewer than ``min_history_days`` days of profile, a reading alerts only as the second of two
 beyond the limit and the 24-h evidence waits (a notice says so). A normal period that is mostly
@@ -75,7 +78,8 @@ class SeasonalProfileConfig(DetectorConfig):
     within this times the limit move the slot shape; ``min_days``: days per day type before
     Saturday and Sunday get profiles of their own (and the spread shrinkage); ``min_history_days``:
     profile days before single readings and days alert; ``zero_rel``/``zero_share``: what is a zero
-    and how rare zeros must have been; ``max_frozen_share``: a normal period repeating one value
+    and how rare zeros must have been; ``zero_run_days``: zeros are a meter's normal only when its
+    normal period had a zero run at least once per this many days; ``max_frozen_share``: a normal period repeating one value
     more than this teaches no profile; ``flat_min_h``/``flat_max_h``: a frozen run must last at
     least / never needs more than this long; ``holiday_z``: a weekday reading within this many
     spreads of the meter's Saturday or Sunday profile runs like that day (see "Profile");
@@ -100,6 +104,7 @@ class SeasonalProfileConfig(DetectorConfig):
     recal_days: float = 28.0
     zero_rel: float = 0.02
     zero_share: float = 0.002
+    zero_run_days: float = 14.0
     max_frozen_share: float = 0.5
     flat_min_h: float = 3.0
     flat_max_h: float = 24.0
@@ -114,6 +119,8 @@ class SeasonalProfileConfig(DetectorConfig):
             raise ValueError("level_min must be within (0, 1] and level_max >= 1")
         if self.level_days < 1 or self.tail_days <= 0 or self.z_min <= 0 or self.day_z_min <= 0:
             raise ValueError("level_days >= 1, tail_days, z_min and day_z_min > 0 required")
+        if not self.zero_run_days > 0:
+            raise ValueError("zero_run_days must be > 0")
         if self.point_max < 1:
             raise ValueError("point_max must be >= 1")
         if self.flat_max_h < self.flat_min_h:
@@ -329,9 +336,9 @@ class SeasonalProfile(Detector):
         per_reading = cad_ok[seg] / (c.tail_days * DAY)
         return q95 + beta * np.log(0.05 / per_reading)
 
-    def _recent_share(self, hit, known, seg, t, n_seg):
+    def _recent_share(self, hit, known, seg, t, n_seg, count: bool = False):
         """Per reading: the share of ``hit`` among the known readings of the previous
-        ``level_days`` calendar days (0 where there are none)."""
+        ``level_days`` calendar days (0 where there are none); with ``count``, how many."""
         grid = _day_grid(seg, t, n_seg)
         if grid is None:
             return np.zeros(len(t))
@@ -340,6 +347,8 @@ class SeasonalProfile(Detector):
         N = np.bincount(flat, weights=known.astype(float), minlength=n_seg * n_days).reshape(n_seg, n_days)
         k = self.config.level_days
         h = pd.DataFrame(H.T).rolling(k, min_periods=1).sum().shift(1).to_numpy().T.ravel()[flat]
+        if count:
+            return np.nan_to_num(h)
         n = pd.DataFrame(N.T).rolling(k, min_periods=1).sum().shift(1).to_numpy().T.ravel()[flat]
         with quiet():
             return np.where(n > 0, h / n, 0.0)
@@ -496,6 +505,12 @@ class SeasonalProfile(Detector):
             near0 = (np.abs(x) <= c.zero_rel * typical[seg]) & ok
             zshare = np.bincount(seg, weights=near0.astype(float), minlength=n_seg) / \
                 np.maximum(np.bincount(seg, weights=ok.astype(float), minlength=n_seg), 1)
+            # ... and in how many separate runs: a building switched off every night has dozens,
+            # an outage left inside the normal period is one.
+            z_on = near0.copy()
+            if len(z_on) > 1:
+                z_on[1:] &= ~(near0[:-1] & (seg[1:] == seg[:-1]))
+            zruns = np.bincount(seg, weights=z_on.astype(float), minlength=n_seg)
         # Flat runs seen while normal: a frozen run must be longer than the longest of them.
         cad_ok = np.where(np.isfinite(cad) & (cad > 0), cad, 3600.0)
         lo_n = np.maximum(3, np.ceil(c.flat_min_h * 3600.0 / cad_ok)).astype(np.int64)
@@ -533,6 +548,7 @@ class SeasonalProfile(Detector):
                       "slot_phase_s": float(phase[k]),
                       "profile": prof[k], "spread": np.where(np.isfinite(spread[k]), spread[k], np.nan),
                       "typical": float(typical[k]), "top": float(top[k]), "eps": float(eps[k]), "zero_share": float(zshare[k]),
+                      "zero_runs": int(zruns[k]),
                       "frozen_share": float(frozen_share[k]), "resolution": float(res[k]),
                       "limit_z": float(lim_z[0, k]), "limit_z_low": float(lim_z[1, k]),
                       "limit_day": float(lim_d[0, k]), "limit_day_low": float(lim_d[1, k]), "flat_need": int(flat_need[k]),
@@ -591,12 +607,24 @@ class SeasonalProfile(Detector):
         s_day = np.where(degenerate[seg], 0.0, s_day)
         typical = np.nan_to_num(self._param(df, "typical", np.nan), nan=np.inf)
         zshare = np.nan_to_num(self._param(df, "zero_share", 1.0), nan=1.0)
+        # Zeros are this meter's normal when it read zero often enough while normal and in runs
+        # that recur (a state stored before ``zero_runs`` was kept: by the share alone).
+        zruns = np.nan_to_num(self._param(df, "zero_runs", np.inf), nan=np.inf)
+        hist = np.nan_to_num(self._param(df, "history_days", 0.0))
+        zero_normal = (zshare >= c.zero_share) & (zruns >= np.maximum(1.0, hist / c.zero_run_days))
         with quiet():
             zero = np.abs(x) <= c.zero_rel * typical[seg]
             # ... nor in the last ``level_days`` days (a meter whose solar panels now cover it at
             # noon, a site closed for the summer: a new normal, reported once where it begins).
             recent = self._recent_share(zero, np.isfinite(x), seg, t, n_seg)
-            onset = zero & (zshare[seg] < c.zero_share) & (recent < c.zero_share)
+            # ... in runs that recur: zeros on two separate occasions in those days are a new
+            # routine; a single earlier run (an outage three days ago) is not, and a new run after
+            # the meter came back is a new fault.
+            z_on = zero & np.isfinite(x)
+            if len(z_on) > 1:
+                z_on[1:] &= ~(zero[:-1] & (seg[1:] == seg[:-1]))
+            recent_runs = self._recent_share(z_on, np.ones(len(x), bool), seg, t, n_seg, count=True)
+            onset = zero & ~zero_normal[seg] & ~((recent >= c.zero_share) & (recent_runs >= 2))
             # A zero run that began as such stays one for up to ``level_days`` days (a dead meter
             # is one alert, not one per day its own zeros make "recent").
             s_zero = np.where(_carry(onset, zero, seg, t, c.level_days * DAY), 2.0, 0.0)
@@ -605,7 +633,7 @@ class SeasonalProfile(Detector):
             # On a meter that never read zero while normal, zero readings are judged as zeros only:
             # a long dead spell is reported where it begins, not again wherever its distance from
             # the adapting profile crosses the limit.
-            score = np.where(zero & (zshare[seg] < c.zero_share), s_zero, score)
+            score = np.where(zero & ~zero_normal[seg], s_zero, score)
         kind = np.select([s_zero > 0, s_flat >= np.maximum(s_read, 1), s_read >= np.maximum(s_day, 1), s_day >= 1],
                          [5, 4, 1, 3], 0).astype(np.int8)
         score = np.where(np.isfinite(x) & judged[seg], score, np.nan)
