@@ -221,3 +221,36 @@ def test_a_meter_that_rests_at_zero_every_night_is_not_alerted_for_it():
     fitted, res = run(df)
     assert fitted.detectors[0].get_state()["office"]["zero_runs"] >= 50
     assert res.alerts == [], [(a.start, a.message) for a in res.alerts]
+
+
+def london_office(weeks: int = 20, seed: int = 0) -> pd.DataFrame:
+    """``building`` on a London wall clock (08:00-18:00 local all year), stamped in UTC: from the
+    last Sunday of March every working hour is an hour earlier in UTC."""
+    rng = np.random.default_rng(seed)
+    local = pd.date_range("2024-01-01", periods=weeks * 7 * 24, freq="1h", tz="Europe/London")
+    h, dow = local.hour.to_numpy(), local.dayofweek.to_numpy()
+    base = np.where(dow >= 5, 15.0, np.where((h >= 8) & (h < 18), 100.0, 30.0))
+    p = base * (1 + 0.03 * rng.standard_normal(len(local)))
+    return pd.DataFrame({"meter_id": "office", "ts": local.tz_convert("UTC"), "p_kw": p})
+
+
+def test_slots_on_the_meters_wall_clock_when_its_time_zone_is_given():
+    """Without a zone (UTC slots, nothing inferred) the office's 17:00 local closing reads as a drop
+    on the first working days of summer time; with ``timezone = "Europe/London"`` the profile is
+    kept in local time and summer is like winter. The zone is kept in the state and the evidence."""
+    df = london_office()
+    plain, res = run(df)
+    assert [a.evidence["kind"] for a in res.alerts if a.start >= "2024-03-31"], "UTC slots should misread DST"
+    assert res.alerts[0].evidence["timezone"] == "UTC (none given)"
+    zoned = api.fit(df, detectors=["seasonal_profile"], normal_end="2024-02-26",
+                    config={"seasonal_profile": {"timezone": "Europe/London"}})
+    assert zoned.detectors[0].get_state()["office"]["timezone"] == "Europe/London"
+    assert api.detect(df, state=zoned).alerts == []
+    df.loc[df.ts == pd.Timestamp("2024-04-10 10:00", tz="UTC"), "p_kw"] = 0.0  # 11:00 local
+    got = [(a.start, a.evidence["kind"], a.evidence["timezone"]) for a in api.detect(df, state=zoned).alerts]
+    assert got == [("2024-04-10T10:00:00.000Z", "zero_reading", "Europe/London")], got
+
+
+def test_an_unknown_time_zone_is_refused_naming_the_field():
+    with pytest.raises(ValueError, match="timezone: unknown time zone 'Mars/Olympus'"):
+        registry.build("seasonal_profile", {"timezone": "Mars/Olympus"})

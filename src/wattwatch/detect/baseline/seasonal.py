@@ -62,7 +62,7 @@ import numpy as np
 import pandas as pd
 
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Reach, Scored, meter_of, quiet, rnd
-from wattwatch.detect.frame import day_type, meter_names, seg_bounds
+from wattwatch.detect.frame import day_type, local_offset_s, meter_names, seg_bounds
 
 DAY = 86400.0
 KINDS = {1: "single_reading", 2: "reading_run", 3: "unusual_day", 4: "flat_line", 5: "zero"}
@@ -84,7 +84,8 @@ class SeasonalProfileConfig(DetectorConfig):
     least / never needs more than this long; ``holiday_z``: a weekday reading within this many
     spreads of the meter's Saturday or Sunday profile runs like that day (see "Profile");
     ``point_max``: up to this many readings in a row off the profile on one side are reported as a
-    ``drop`` or a ``spike``, more as a ``reading_run``."""
+    ``drop`` or a ``spike``, more as a ``reading_run``; ``timezone``: the IANA zone of the meters'
+    wall clock, in which the profile's slots and days are taken (empty: UTC; nothing is inferred)."""
 
     channel: str = "p_kw"
     min_cadence_s: float = 600.0
@@ -110,6 +111,7 @@ class SeasonalProfileConfig(DetectorConfig):
     flat_max_h: float = 24.0
     holiday_z: float = 3.0
     point_max: int = 3
+    timezone: str = ""
     post: PostRule = PostRule(min_duration_s=0.0, min_readings=1, merge_gap_s=6 * 3600.0, max_bridge_s=6 * 3600.0)
 
     def __post_init__(self):
@@ -119,6 +121,14 @@ class SeasonalProfileConfig(DetectorConfig):
             raise ValueError("level_min must be within (0, 1] and level_max >= 1")
         if self.level_days < 1 or self.tail_days <= 0 or self.z_min <= 0 or self.day_z_min <= 0:
             raise ValueError("level_days >= 1, tail_days, z_min and day_z_min > 0 required")
+        if self.timezone and self.timezone.upper() != "UTC":
+            from zoneinfo import ZoneInfo
+
+            try:
+                ZoneInfo(self.timezone)
+            except Exception:  # noqa: BLE001 - any failure is an unknown zone to the user
+                raise ValueError(f"timezone: unknown time zone {self.timezone!r} (an IANA name such as "
+                                 "'Europe/London'; empty for UTC)") from None
         if not self.zero_run_days > 0:
             raise ValueError("zero_run_days must be > 0")
         if self.point_max < 1:
@@ -284,8 +294,14 @@ class SeasonalProfile(Detector):
 
     # ------------------------------------------------------------------------------ pieces
 
-    def _keys(self, df: pd.DataFrame, slot_w: np.ndarray, phase: np.ndarray):
-        """(seg, t, day type, slot) per reading. A reading belongs to the slot of its nominal time:
+    def _zones(self, df: pd.DataFrame) -> list[str]:
+        return [str((self.state_.get(m) or {}).get("timezone") or "") for m in meter_names(df)]
+
+    def _keys(self, df: pd.DataFrame, slot_w: np.ndarray, phase: np.ndarray, zones: list[str] | None = None):
+        """(seg, t, day type, slot, local nominal time) per reading, slots and days on the meter's
+        wall clock (``timezone``, kept in its state; UTC when none was given: a building's 08:00
+        start is then one slot earlier in summer, and its days end at UTC midnight).
+        A reading belongs to the slot of its nominal time:
         its time less the meter's phase (where in the slot its readings fall, :func:`_phase`),
         rounded to the nearest slot. A 15-minute meter whose clock stamps 13:14:59 one day and
         13:15:01 the next reads the same slot on both (floor put them in two: one slot of a day
@@ -294,8 +310,12 @@ class SeasonalProfile(Detector):
         seg = df["_seg"].to_numpy()
         w = slot_w[seg]
         tn = t - np.nan_to_num(phase)[seg] + w / 2
+        zones = self._zones(df) if zones is None else zones
+        for z in sorted(set(zones) - {"", "UTC"}):
+            rows = np.flatnonzero(np.array([zz == z for zz in zones], bool)[seg])
+            tn[rows] += local_offset_s(t[rows], z)
         slot = np.floor((tn % DAY) / w + 1e-9).astype(np.int64)
-        return seg, t, day_type(tn).astype(np.int64), np.minimum(slot, 95)
+        return seg, t, day_type(tn).astype(np.int64), np.minimum(slot, 95), tn
 
     def _level(self, r, seg, t, n_seg):
         """Per reading: the median over the previous ``level_days`` calendar days of each day's
@@ -354,9 +374,9 @@ class SeasonalProfile(Detector):
             return np.where(n > 0, h / n, 0.0)
 
     def _residual(self, df: pd.DataFrame, prof: np.ndarray, spread: np.ndarray, slot_w: np.ndarray,
-                  limit: np.ndarray, eps: np.ndarray, phase: np.ndarray):
+                  limit: np.ndarray, eps: np.ndarray, phase: np.ndarray, zones: list[str] | None = None):
         x = df[self.config.channel].to_numpy(float) if self.config.channel in df.columns else np.full(len(df), np.nan)
-        seg, t, dt, slot = self._keys(df, slot_w, phase)
+        seg, t, dt, slot, tn = self._keys(df, slot_w, phase, zones)
         y = _log_load(x, eps[seg])
         base = prof[seg, dt, slot]
         sp = spread[seg, dt, slot]
@@ -382,7 +402,7 @@ class SeasonalProfile(Detector):
         # Its first reading that the weekend profile does not fit makes it a weekday again for the
         # rest of the day (a working day's one-hour drop to weekend load is still judged as one).
         if len(z):
-            day = np.floor((t - np.nan_to_num(phase)[seg] + slot_w[seg] / 2) / DAY).astype(np.int64)
+            day = np.floor(tn / DAY).astype(np.int64)
             weekday = dt == 0
             for k in (1, 2):
                 with quiet():
@@ -432,7 +452,7 @@ class SeasonalProfile(Detector):
         slot_w = _slots(cad, c.slot_s)
         x = df[c.channel].to_numpy(float) if c.channel in df.columns else np.full(len(df), np.nan)
         phase = _phase(df["_t"].to_numpy(float), df["_seg"].to_numpy(), slot_w)
-        seg, t, dt, slot = self._keys(df, slot_w, phase)
+        seg, t, dt, slot, tn = self._keys(df, slot_w, phase, [c.timezone] * n_seg)
         ok = np.isfinite(x)
         with quiet():
             typical = pd.Series(np.abs(x[ok])).groupby(seg[ok]).median().reindex(range(n_seg)).to_numpy()
@@ -446,7 +466,7 @@ class SeasonalProfile(Detector):
         y = _log_load(x, eps[seg])
         starts, ends = seg_bounds(seg)
         days_by_type = np.zeros((n_seg, 3), np.int64)
-        day = np.floor(t / DAY).astype(np.int64)
+        day = np.floor(tn / DAY).astype(np.int64)  # the meter's own calendar days
         res = np.zeros(n_seg)  # reading resolution: the smallest step between distinct values
         for k, (a, b) in enumerate(zip(starts, ends)):  # per meter, each step vectorised
             u = np.unique(x[a:b][np.isfinite(x[a:b])])
@@ -489,7 +509,8 @@ class SeasonalProfile(Detector):
         floor = np.maximum(c.floor_rel, np.log1p(res / typical))
         spread = np.maximum(np.nan_to_num(spread, nan=np.inf), floor[:, None, None])
         # Calibration on the normal period itself, judged as later readings will be.
-        x_, z, _, _, _, _ = self._residual(df, prof, spread, slot_w, np.full(n_seg, c.z_min), eps, phase)
+        x_, z, _, _, _, _ = self._residual(df, prof, spread, slot_w, np.full(n_seg, c.z_min), eps, phase,
+                                             [c.timezone] * n_seg)
         clip = np.full(n_seg, c.z_min)
         zd = self._day_mean(z, seg, t, clip)
         # The limits: where the normal period's tail says a reading (a 24-h mean) is rarer than
@@ -545,7 +566,7 @@ class SeasonalProfile(Detector):
         for k, m in enumerate(names):
             hist = float(len(np.unique(day[starts[k]:ends[k]][ok[starts[k]:ends[k]]])))
             out[m] = {"judged": bool(judged[k] and np.isfinite(prof[k]).any()), "slot_s": float(slot_w[k]),
-                      "slot_phase_s": float(phase[k]),
+                      "slot_phase_s": float(phase[k]), "timezone": c.timezone,
                       "profile": prof[k], "spread": np.where(np.isfinite(spread[k]), spread[k], np.nan),
                       "typical": float(typical[k]), "top": float(top[k]), "eps": float(eps[k]), "zero_share": float(zshare[k]),
                       "zero_runs": int(zruns[k]),
@@ -693,5 +714,6 @@ class SeasonalProfile(Detector):
                        {"kind": ev_kind, "single_reading": bool(single), "value": rnd(x[k]), "expected": rnd(exp[k]),
                         "level": rnd(ctx["level"][k]), "z": rnd(ctx["z"][k], 2), "readings": int(len(hot)),
                         "hours": rnd(hours, 2), "history_days": st.get("history_days"),
+                        "timezone": st.get("timezone") or "UTC (none given)",
                         "days_by_type": st.get("days_by_type"), "limit_z": rnd(st.get("limit_z"), 2)},
                        action)
