@@ -254,3 +254,4 @@ def test_slots_on_the_meters_wall_clock_when_its_time_zone_is_given():
 def test_an_unknown_time_zone_is_refused_naming_the_field():
     with pytest.raises(ValueError, match="timezone: unknown time zone 'Mars/Olympus'"):
         registry.build("seasonal_profile", {"timezone": "Mars/Olympus"})
+

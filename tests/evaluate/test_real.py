@@ -203,3 +203,18 @@ def test_bdg2_wall_clock_zones_match_the_loaders_offsets():
     local = first.ts.tz_convert(z["Rat_education_Penny"]).tz_localize(None)
     assert local == pd.Timestamp(raw["timestamp"].iloc[0])
     assert zones("pvdaq", REAL) == {}
+
+
+@needs_real
+def test_the_opsd_register_jump_is_reported_as_a_spike(tmp_path):
+    """OPSD household 3's grid-import register jumps by 804 kWh on its last reading (label
+    opsd-register_jump): read as that hour's energy it is 300 times the household's typical hour,
+    but its wide, PV-lively spread kept the z limit above it (before: no alert). A reading ten times
+    the busiest of the normal period is a spike whatever the spread."""
+    from wattwatch.evaluate.real import wattwatch_alerts
+
+    frame = load("opsd", REAL)
+    frame = frame[frame.meter_id == "opsd_residential3"]
+    alerts = [a for a in wattwatch_alerts(frame, tmp_path) if a.end >= "2017-07-08T15"]
+    assert [(a.start, a.detector, a.evidence["kind"]) for a in alerts] == \
+        [("2017-07-08T16:00:00.000Z", "seasonal_profile", "spike")], [(a.start, a.message) for a in alerts]

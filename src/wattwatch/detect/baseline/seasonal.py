@@ -32,7 +32,8 @@ as if ``min_days`` more days had shown it. Evidence, each over a per-meter limit
    percentile of the normal period's ``|z|`` says a reading is rarer than once in ``tail_days``
    days (at least ``z_min``), raised by the same tail over the last ``recal_days`` days when that
    is livelier. Above the profile a reading must also exceed the normal period's 99.9th percentile
-   at the current level (a household's busy hour is no fault). A one-hour drop or a spike is
+   at the current level (a household's busy hour is no fault); ``spike_top_k`` times that
+   percentile is a spike whatever the spread (a jumped register read as an hour's energy). A one-hour drop or a spike is
    reported as a single-reading alert (evidence ``single_reading``);
 2. *day*: the median ``z`` of the trailing 24 h against the same kind of limit (at least
    ``day_z_min``): an unusual day where no single hour is extreme;
@@ -84,7 +85,8 @@ class SeasonalProfileConfig(DetectorConfig):
     least / never needs more than this long; ``holiday_z``: a weekday reading within this many
     spreads of the meter's Saturday or Sunday profile runs like that day (see "Profile");
     ``point_max``: up to this many readings in a row off the profile on one side are reported as a
-    ``drop`` or a ``spike``, more as a ``reading_run``; ``timezone``: the IANA zone of the meters'
+    ``drop`` or a ``spike``, more as a ``reading_run``; ``spike_top_k``: a reading this many times the
+    normal period's 99.9th percentile (at the current level) is a spike however wide the meter's spread; ``timezone``: the IANA zone of the meters'
     wall clock, in which the profile's slots and days are taken (empty: UTC; nothing is inferred)."""
 
     channel: str = "p_kw"
@@ -111,6 +113,7 @@ class SeasonalProfileConfig(DetectorConfig):
     flat_max_h: float = 24.0
     holiday_z: float = 3.0
     point_max: int = 3
+    spike_top_k: float = 10.0
     timezone: str = ""
     post: PostRule = PostRule(min_duration_s=0.0, min_readings=1, merge_gap_s=6 * 3600.0, max_bridge_s=6 * 3600.0)
 
@@ -129,6 +132,8 @@ class SeasonalProfileConfig(DetectorConfig):
             except Exception:  # noqa: BLE001 - any failure is an unknown zone to the user
                 raise ValueError(f"timezone: unknown time zone {self.timezone!r} (an IANA name such as "
                                  "'Europe/London'; empty for UTC)") from None
+        if not self.spike_top_k > 1:
+            raise ValueError("spike_top_k must be > 1")
         if not self.zero_run_days > 0:
             raise ValueError("zero_run_days must be > 0")
         if self.point_max < 1:
@@ -606,6 +611,11 @@ class SeasonalProfile(Detector):
         with quiet():
             s_up = z / np.fmax(lim_z[seg], roll)
             s_up = np.where(x > top[seg] * np.maximum(lev, 1.0), s_up, np.minimum(s_up, 0.9))
+            # ... and one ``spike_top_k`` times that busiest reading is a spike whatever the meter's
+            # spread: more than its service connection can deliver (a household's busiest hour is
+            # a few kW on a 15-25 kW connection), a glitch or a jumped register read as power.
+            over = x / (c.spike_top_k * top[seg] * np.maximum(lev, 1.0))
+            s_up = np.where((top[seg] > 0) & (over >= 1), np.fmax(s_up, over), s_up)
             s_read = np.where(z >= 0, s_up, -z / np.fmax(low_z[seg], roll))
             roll_d = self._rolling_limit(zd, seg, t, self._param(df, "cadence_s"))
             s_day = np.where(zd >= 0, zd / np.fmax(lim_d[seg], roll_d), -zd / np.fmax(low_d[seg], roll_d))
