@@ -87,7 +87,7 @@ class SeasonalProfileConfig(DetectorConfig):
     ``point_max``: up to this many readings in a row off the profile on one side are reported as a
     ``drop`` or a ``spike``, more as a ``reading_run``; ``spike_top_k``: a reading this many times the
     normal period's 99.9th percentile (at the current level) is a spike however wide the meter's spread; ``timezone``: the IANA zone of the meters'
-    wall clock, in which the profile's slots and days are taken (empty: UTC; nothing is inferred)."""
+    wall clock, in which the profile's slots and days are taken (default UTC: nothing is inferred)."""
 
     channel: str = "p_kw"
     min_cadence_s: float = 600.0
@@ -114,7 +114,7 @@ class SeasonalProfileConfig(DetectorConfig):
     holiday_z: float = 3.0
     point_max: int = 3
     spike_top_k: float = 10.0
-    timezone: str = ""
+    timezone: str = "UTC"
     post: PostRule = PostRule(min_duration_s=0.0, min_readings=1, merge_gap_s=6 * 3600.0, max_bridge_s=6 * 3600.0)
 
     def __post_init__(self):
@@ -131,7 +131,7 @@ class SeasonalProfileConfig(DetectorConfig):
                 ZoneInfo(self.timezone)
             except Exception:  # noqa: BLE001 - any failure is an unknown zone to the user
                 raise ValueError(f"timezone: unknown time zone {self.timezone!r} (an IANA name such as "
-                                 "'Europe/London'; empty for UTC)") from None
+                                 "'Europe/London', or UTC)") from None
         if not self.spike_top_k > 1:
             raise ValueError("spike_top_k must be > 1")
         if not self.zero_run_days > 0:
@@ -724,6 +724,6 @@ class SeasonalProfile(Detector):
                        {"kind": ev_kind, "single_reading": bool(single), "value": rnd(x[k]), "expected": rnd(exp[k]),
                         "level": rnd(ctx["level"][k]), "z": rnd(ctx["z"][k], 2), "readings": int(len(hot)),
                         "hours": rnd(hours, 2), "history_days": st.get("history_days"),
-                        "timezone": st.get("timezone") or "UTC (none given)",
+                        "timezone": st.get("timezone") if st.get("timezone") not in (None, "", "UTC") else "UTC (none given)",
                         "days_by_type": st.get("days_by_type"), "limit_z": rnd(st.get("limit_z"), 2)},
                        action)
