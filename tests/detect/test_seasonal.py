@@ -255,3 +255,17 @@ def test_an_unknown_time_zone_is_refused_naming_the_field():
     with pytest.raises(ValueError, match="timezone: unknown time zone 'Mars/Olympus'"):
         registry.build("seasonal_profile", {"timezone": "Mars/Olympus"})
 
+
+
+def test_a_frozen_fill_left_in_the_normal_period_does_not_teach_that_frozen_days_are_normal():
+    """One day of the normal period is a constant fill (the logger repeated one value for 23 h, as
+    on the BDG2 Mouse site); later a 12-hour frozen run. Before: the fill set the need to the
+    longest normal run + 1 (a day) and the frozen run passed. The second-longest normal run
+    counts: a run seen once may be the fault itself."""
+    df = building(seed=9)
+    df.loc[(df.ts >= "2024-01-24 01:00") & (df.ts <= "2024-01-24 23:00"), "p_kw"] = 61.7
+    df.loc[(df.ts >= "2024-03-20 09:00") & (df.ts < "2024-03-20 21:00"), "p_kw"] = 97.3
+    fitted, res = run(df)
+    assert fitted.detectors[0].get_state()["office"]["flat_need"] < 12
+    got = [(a.start[:10], a.evidence["kind"]) for a in res.alerts if a.start >= "2024-02-26"]
+    assert got == [("2024-03-20", "flat_line")], got

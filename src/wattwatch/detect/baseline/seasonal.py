@@ -37,8 +37,8 @@ as if ``min_days`` more days had shown it. Evidence, each over a per-meter limit
    reported as a single-reading alert (evidence ``single_reading``);
 2. *day*: the median ``z`` of the trailing 24 h against the same kind of limit (at least
    ``day_z_min``): an unusual day where no single hour is extreme;
-3. *flat*: a non-zero value repeated exactly for more readings than the meter's longest such run
-   in its normal period, and for more than chance makes once in ``tail_days`` days given how often
+3. *flat*: a non-zero value repeated exactly for more readings than the meter's second-longest
+   such run in its normal period (the longest may be a frozen fill left in it), and for more than chance makes once in ``tail_days`` days given how often
    its readings repeat their predecessor while normal (at least ``flat_min_h`` hours and 3
    readings; at most ``flat_max_h`` hours needed): a frozen meter on a meter that reports power alone (``frozen_readings`` needs
    three channels);
@@ -542,9 +542,20 @@ class SeasonalProfile(Detector):
         lo_n = np.maximum(3, np.ceil(c.flat_min_h * 3600.0 / cad_ok)).astype(np.int64)
         hi_n = np.maximum(lo_n, np.ceil(c.flat_max_h * 3600.0 / cad_ok)).astype(np.int64)
         runs = _flat_runs(x, seg, np.full(len(x), 10**9)[seg] if len(x) else np.zeros(0))
+        # The longest run that recurred (the second longest): a run seen once may be the frozen
+        # logger left inside the normal period (a day of one constant fill), which must not teach
+        # that frozen runs shorter than a day are normal; a meter that really holds a value for
+        # hours does so more than once.
         longest = np.zeros(n_seg, np.int64)
         if len(runs):
-            np.maximum.at(longest, seg, runs)
+            end = np.ones(len(runs), bool)
+            end[:-1] = ~((runs[1:] == runs[:-1] + 1) & (seg[1:] == seg[:-1]))
+            rs, rl = seg[end & (runs > 0)], runs[end & (runs > 0)]
+            order = np.lexsort((-rl, rs))
+            rs, rl = rs[order], rl[order]
+            rank = np.arange(len(rs)) - np.searchsorted(rs, rs, side="left")
+            second = rank == 1
+            longest[rs[second]] = rl[second]
         # ... and rarer than once in ``tail_days`` days by chance: a meter whose readings repeat
         # their predecessor exactly in a share p of the normal period (a household's hourly energy
         # to 5 Wh, whose night base load repeats) makes a run of n by chance about
