@@ -55,8 +55,22 @@ def test_a_spike_beyond_the_busiest_hours_is_found_and_a_busy_hour_at_night_alon
     df.loc[df.ts == pd.Timestamp("2024-04-06 03:00"), "p_kw"] = 250.0  # a Saturday night, 2.5x the busiest hour
     df.loc[df.ts == pd.Timestamp("2024-04-10 02:00"), "p_kw"] = 90.0   # a weekday night at daytime load
     _, res = run(df)
-    assert [(a.start, a.evidence["kind"]) for a in res.alerts] == [("2024-04-06T03:00:00.000Z", "single_reading")]
+    assert [(a.start, a.evidence["kind"]) for a in res.alerts] == [("2024-04-06T03:00:00.000Z", "spike")]
     assert res.alerts[0].evidence["single_reading"] is True
+
+
+def test_point_anomalies_are_reported_as_drops_and_spikes():
+    """A one-hour dip to a quarter of the working-hours load, a two-hour dip, and a spike at three
+    times the busiest hour: each one alert whose evidence says what it is (before: all three
+    "single_reading" / "reading_run", which says how many readings, not what happened)."""
+    df = building(seed=3)
+    df.loc[df.ts == pd.Timestamp("2024-03-13 11:00"), "p_kw"] = 25.0
+    df.loc[(df.ts >= pd.Timestamp("2024-03-20 10:00")) & (df.ts <= pd.Timestamp("2024-03-20 11:00")), "p_kw"] = 20.0
+    df.loc[df.ts == pd.Timestamp("2024-03-27 15:00"), "p_kw"] = 300.0
+    _, res = run(df)
+    got = [(a.start[:13], a.evidence["kind"], a.evidence["single_reading"]) for a in res.alerts]
+    assert got == [("2024-03-13T11", "drop", True), ("2024-03-20T10", "drop", False), ("2024-03-27T15", "spike", True)], got
+    assert "dropping to 25" in res.alerts[0].message and "spiking to 300" in res.alerts[2].message
 
 
 def test_seasonal_drift_is_followed_without_an_alert_storm():
@@ -107,7 +121,7 @@ def test_a_one_hour_drop_on_a_meter_that_sometimes_reads_zero_is_judged_against_
     df.loc[(df.ts.dt.dayofweek == 6) & (df.ts.dt.hour < 6), "p_kw"] = 0.0  # Sunday nights switched off
     df.loc[df.ts == pd.Timestamp("2024-03-13 11:00"), "p_kw"] = 2.0
     _, res = run(df)
-    assert [(a.start, a.evidence["kind"]) for a in res.alerts] == [("2024-03-13T11:00:00.000Z", "single_reading")]
+    assert [(a.start, a.evidence["kind"]) for a in res.alerts] == [("2024-03-13T11:00:00.000Z", "drop")]
 
 
 def test_a_jittery_fifteen_minute_clock_reads_each_slot_alike_and_raises_no_alarm():
@@ -149,7 +163,7 @@ def test_a_weekday_run_like_the_meters_own_sunday_is_a_holiday_not_an_anomaly():
     _, res = run(df)
     got = [(a.start[:13], a.evidence["kind"]) for a in res.alerts]
     assert not [g for g in got if g[0].startswith("2024-04-01")], got
-    assert ("2024-04-10T11", "single_reading") in got
+    assert ("2024-04-10T11", "drop") in got
     assert any(g[0].startswith("2024-04-17") for g in got), got
 
 
@@ -182,3 +196,76 @@ def test_repeats_a_coarse_meter_makes_by_chance_are_no_frozen_meter_but_a_frozen
     assert flats == ["2024-04-20"], flats
     st = fitted.detectors[0].get_state()["home"]
     assert 0.02 < st["repeat_share"] < 0.2 and st["flat_need"] > 4
+
+
+def test_an_outage_left_in_the_normal_period_does_not_make_zeros_normal():
+    """Three days at zero inside the eight normal weeks (an outage nobody cut out) are one run, not
+    a routine: a later dead day is one zero_run alert from its first hour to its last, and a second
+    dead day three days after the meter came back is a new one (before: zeros counted as this
+    meter's normal, the dead days were judged against the profile in pieces, and the second was
+    'recent')."""
+    df = building(seed=7)
+    df.loc[(df.ts >= "2024-01-17") & (df.ts < "2024-01-20"), "p_kw"] = 0.0  # in the normal period
+    df.loc[(df.ts >= "2024-03-13") & (df.ts < "2024-03-14"), "p_kw"] = 0.0  # a dead Wednesday
+    df.loc[(df.ts >= "2024-03-18") & (df.ts < "2024-03-19"), "p_kw"] = 0.0  # and the next Monday
+    fitted, res = run(df)
+    st = fitted.detectors[0].get_state()["office"]
+    assert st["zero_runs"] == 1 and st["zero_share"] > 0.002
+    got = [(a.start[:13], a.end[:13], a.evidence["kind"]) for a in res.alerts if a.start >= "2024-02-26"]
+    assert got == [("2024-03-13T00", "2024-03-13T23", "zero_run"), ("2024-03-18T00", "2024-03-18T23", "zero_run")], got
+
+
+def test_a_meter_that_rests_at_zero_every_night_is_not_alerted_for_it():
+    df = building(seed=8)
+    df.loc[(df.ts.dt.hour < 5), "p_kw"] = 0.0  # switched off every night, 00:00-05:00
+    fitted, res = run(df)
+    assert fitted.detectors[0].get_state()["office"]["zero_runs"] >= 50
+    assert res.alerts == [], [(a.start, a.message) for a in res.alerts]
+
+
+def london_office(weeks: int = 20, seed: int = 0) -> pd.DataFrame:
+    """``building`` on a London wall clock (08:00-18:00 local all year), stamped in UTC: from the
+    last Sunday of March every working hour is an hour earlier in UTC."""
+    rng = np.random.default_rng(seed)
+    local = pd.date_range("2024-01-01", periods=weeks * 7 * 24, freq="1h", tz="Europe/London")
+    h, dow = local.hour.to_numpy(), local.dayofweek.to_numpy()
+    base = np.where(dow >= 5, 15.0, np.where((h >= 8) & (h < 18), 100.0, 30.0))
+    p = base * (1 + 0.03 * rng.standard_normal(len(local)))
+    return pd.DataFrame({"meter_id": "office", "ts": local.tz_convert("UTC"), "p_kw": p})
+
+
+def test_slots_on_the_meters_wall_clock_when_its_time_zone_is_given():
+    """Without a zone (UTC slots, nothing inferred) the office's 17:00 local closing reads as a drop
+    on the first working days of summer time; with ``timezone = "Europe/London"`` the profile is
+    kept in local time and summer is like winter. The zone is kept in the state and the evidence."""
+    df = london_office()
+    plain, res = run(df)
+    assert [a.evidence["kind"] for a in res.alerts if a.start >= "2024-03-31"], "UTC slots should misread DST"
+    assert res.alerts[0].evidence["timezone"] == "UTC (none given)"
+    zoned = api.fit(df, detectors=["seasonal_profile"], normal_end="2024-02-26",
+                    config={"seasonal_profile": {"timezone": "Europe/London"}})
+    assert zoned.detectors[0].get_state()["office"]["timezone"] == "Europe/London"
+    assert api.detect(df, state=zoned).alerts == []
+    df.loc[df.ts == pd.Timestamp("2024-04-10 10:00", tz="UTC"), "p_kw"] = 0.0  # 11:00 local
+    got = [(a.start, a.evidence["kind"], a.evidence["timezone"]) for a in api.detect(df, state=zoned).alerts]
+    assert got == [("2024-04-10T10:00:00.000Z", "zero_reading", "Europe/London")], got
+
+
+def test_an_unknown_time_zone_is_refused_naming_the_field():
+    with pytest.raises(ValueError, match="timezone: unknown time zone 'Mars/Olympus'"):
+        registry.build("seasonal_profile", {"timezone": "Mars/Olympus"})
+
+
+
+def test_a_frozen_fill_left_in_the_normal_period_does_not_teach_that_frozen_days_are_normal():
+    """One day of the normal period is a constant fill (the logger repeated one value for 23 h, as
+    on the BDG2 Mouse site); later a 12-hour frozen run. Before: the fill set the need to the
+    longest normal run + 1 (a day) and the frozen run passed. The second-longest normal run
+    counts: a run seen once may be the fault itself."""
+    df = building(seed=9)
+    df.loc[(df.ts >= "2024-01-24 01:00") & (df.ts <= "2024-01-24 23:00"), "p_kw"] = 61.7
+    df.loc[(df.ts >= "2024-03-20 09:00") & (df.ts < "2024-03-20 21:00"), "p_kw"] = 97.3
+    fitted, res = run(df)
+    assert fitted.detectors[0].get_state()["office"]["flat_need"] < 12
+    got = [(a.start[:10], a.evidence["kind"]) for a in res.alerts if a.start >= "2024-02-26"]
+    assert got == [("2024-03-20", "flat_line")], got

@@ -184,3 +184,37 @@ def test_bdg2_mappings_ingest_what_the_loader_reads(tmp_path):
     m = want.merge(got, on=key, how="outer", suffixes=("_want", "_got"), indicator=True)
     assert (m["_merge"] == "both").all(), m[m["_merge"] != "both"].head()
     assert np.allclose(m["p_kw_want"], m["p_kw_got"])
+
+
+@needs_real
+def test_bdg2_wall_clock_zones_match_the_loaders_offsets():
+    """The loader converts BDG2's local times with each site's standard offset, so the zone that
+    gives the buildings' wall-clock hours back is that fixed offset (POSIX signs), never a zone
+    with daylight saving (which would shift every summer hour once more)."""
+    from wattwatch.evaluate.real_data import _standard_zone, zones
+
+    assert _standard_zone("US/Eastern") == "Etc/GMT+5" and _standard_zone("Europe/London") == "Etc/GMT+0"
+    assert _standard_zone("Asia/Kolkata") == "Asia/Kolkata"  # +05:30 has no Etc/ zone
+    z = zones("bdg2", REAL)
+    assert z["Rat_education_Penny"] == "Etc/GMT+5" and z["Fox_education_Maureen"] == "Etc/GMT+7"
+    frame = load("bdg2", REAL)
+    raw = pd.read_csv(next((REAL / DATASETS["bdg2"]["folder"]).glob("bdg2_electricity_*.csv.gz")), nrows=48)
+    first = frame[frame.meter_id == "Rat_education_Penny"].iloc[0]
+    local = first.ts.tz_convert(z["Rat_education_Penny"]).tz_localize(None)
+    assert local == pd.Timestamp(raw["timestamp"].iloc[0])
+    assert zones("pvdaq", REAL) == {}
+
+
+@needs_real
+def test_the_opsd_register_jump_is_reported_as_a_spike(tmp_path):
+    """OPSD household 3's grid-import register jumps by 804 kWh on its last reading (label
+    opsd-register_jump): read as that hour's energy it is 300 times the household's typical hour,
+    but its wide, PV-lively spread kept the z limit above it (before: no alert). A reading ten times
+    the busiest of the normal period is a spike whatever the spread."""
+    from wattwatch.evaluate.real import wattwatch_alerts
+
+    frame = load("opsd", REAL)
+    frame = frame[frame.meter_id == "opsd_residential3"]
+    alerts = [a for a in wattwatch_alerts(frame, tmp_path) if a.end >= "2017-07-08T15"]
+    assert [(a.start, a.detector, a.evidence["kind"]) for a in alerts] == \
+        [("2017-07-08T16:00:00.000Z", "seasonal_profile", "spike")], [(a.start, a.message) for a in alerts]

@@ -39,6 +39,9 @@ def bench_quality_real(
     labels: Optional[Path] = typer.Option(None, "--labels", help="Labels file (default: data/real_labels/labels.json "
                                           "of the checkout)."),
     peer: bool = typer.Option(True, "--peer/--no-peer", help="Also run the PyOD IsolationForest peer."),
+    local_time: bool = typer.Option(True, "--local-time/--utc", help="Give seasonal_profile each meter's "
+                                    "wall-clock time zone where the dataset says it (BDG2 metadata, OPSD, steel); "
+                                    "--utc: none, as a user who gives no zone."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """wattwatch (defaults, each meter fitted on its first 8 weeks / first quarter) and a PyOD
@@ -59,7 +62,7 @@ def bench_quality_real(
     t0 = time.perf_counter()
     try:
         result = run(root, names, labels, peer=peer, log=(lambda *a: None) if as_json else
-                     (lambda m: console.print(escape(m), style="dim")))
+                     (lambda m: console.print(escape(m), style="dim")), local_time=local_time)
     except (OSError, ValueError) as exc:
         _fail(str(exc))
     result["seconds"] = time.perf_counter() - t0

@@ -371,3 +371,15 @@ def ema_rows(m: np.ndarray, alpha: float, start: float | None = None, filled: np
         y[:, window:] = y[:, window:] - (1 - alpha) ** window * y[:, :-window]
     y[lead] = np.nan
     return y
+
+
+def local_offset_s(t_s: np.ndarray, zone: str) -> np.ndarray:
+    """Seconds to add to epoch seconds ``t_s`` (UTC) for the wall-clock time in IANA ``zone`` at
+    each instant (daylight saving included; all zeros for ``""`` or ``"UTC"``)."""
+    t_s = np.asarray(t_s, float)
+    if not zone or zone.upper() == "UTC" or not len(t_s):
+        return np.zeros(len(t_s))
+    utc = pd.DatetimeIndex(pd.to_datetime(np.round(t_s * 1e3).astype(np.int64), unit="ms", utc=True))
+    local = utc.tz_convert(zone).tz_localize(None)
+    return (local.asi8 - utc.tz_localize(None).asi8) / 1e9 if local.unit == "ns" else \
+        (local - utc.tz_localize(None)).total_seconds().to_numpy()

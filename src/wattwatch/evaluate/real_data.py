@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["DATASETS", "candidates", "find_data", "load"]
+__all__ = ["DATASETS", "candidates", "find_data", "load", "zones"]
 
 #: dataset -> (folder, cadence in seconds, the readme's licence)
 DATASETS: dict[str, dict] = {
@@ -157,3 +157,28 @@ def load(name: str, root: str | Path) -> pd.DataFrame:
     num = [c for c in df.columns if c not in ("meter_id", "ts")]
     df[num] = df[num].astype("float64").replace([np.inf, -np.inf], np.nan)
     return df.sort_values(["meter_id", "ts"], kind="stable").reset_index(drop=True)
+
+
+def _standard_zone(zone: str) -> str:
+    """The fixed-offset zone of ``zone``'s standard (January) offset: ``Etc/GMT+5`` for US/Eastern
+    (POSIX signs), the zone itself where the offset is not whole hours."""
+    off = pd.Timestamp("2016-01-15").tz_localize(zone).utcoffset().total_seconds() / 3600
+    return f"Etc/GMT{-int(off):+d}" if off == int(off) else zone
+
+
+def zones(name: str, root: str | Path) -> dict[str, str]:
+    """Per meter of dataset ``name``: the IANA zone of its wall clock, as its loader's UTC times
+    must be read to get it back (empty where none is known or the clock that matters is UTC).
+
+    BDG2: each building's zone from ``metadata.csv``, at its standard offset, since the loader
+    converts with that offset (the buildings' wall-clock hours come back exactly, the daylight-
+    saving hours as the data has them). OPSD: Europe/Berlin (true UTC times). Steel: Asia/Seoul.
+    PV (pvdaq) none: the sun keeps no daylight saving, so its profile is best in UTC."""
+    if name == "bdg2":
+        meta = pd.read_csv(Path(root) / DATASETS["bdg2"]["folder"] / "metadata.csv", usecols=["building_id", "timezone"])
+        return {b: _standard_zone(z) for b, z in zip(meta["building_id"], meta["timezone"]) if isinstance(z, str)}
+    if name == "opsd":
+        return {f"opsd_residential{n}": "Europe/Berlin" for n in range(1, 7)}
+    if name == "steel":
+        return {"steel_daewoo": "Asia/Seoul"}
+    return {}

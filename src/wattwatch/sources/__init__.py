@@ -17,7 +17,6 @@ KINDS: dict[str, str] = {
     "replay": "wattwatch.sources.replay:from_spec",
     "mqtt": "wattwatch.sources.mqtt:from_spec",
     "snmp": "wattwatch.sources.snmp:from_spec",
-
     "tamper": "wattwatch.sources.tamper:from_spec",
 }
 

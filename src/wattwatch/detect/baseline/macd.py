@@ -8,9 +8,22 @@ profiling period, day types being weekdays (pooled, so one profiled week gives f
 hour), Saturday and Sunday; hours never profiled fall back to the weekday profile. The hourly
 deviation from the profile, as a share of the meter's mean load, is smoothed by a fast (24 h)
 and a slow (14 d) EWMA; the score is |fast − slow| over the meter's limit (4 × the day-to-day
-spread of the fast EWMA while profiling, at least 30 % of its load) for at least 12 h. It rises when consumption
+spread of the fast EWMA while profiling, at least 30 % of its load, raised to 4 x that spread over the
+previous ``recal_days`` days when the meter has been livelier since) for at least 12 h. It rises when consumption
 moves away from where it has been running and decays as the slow average catches up, like MACD:
 a sustained shift (a bypass taking half the load, an unauthorised load) alerts at its onset.
+
+**A livelier season is not a fault.** A school profiled in winter swings 30-60 % from day to
+day with the weather once cooling starts; against the winter spread each hot spell read as a
+deviation (21 of the 93 false alerts on the BDG2 buildings). The limit therefore follows the
+spread (interquartile range / 1.349) of the fast average over the previous ``recal_days`` days
+too, never below the fitted one and never including the hour judged: a meter whose load has been
+swinging with the season needs a larger step to alert, while a steady meter's limit stays where
+profiling put it and a sudden step (a bypass, a level shift) still alerts at its onset. Only on
+meters profiled on at least ``recal_min_profile_days`` days (``fit --days 56``): the fitted spread
+is in-sample, and from a week's profile (one Saturday, one Sunday, each matching its own profile
+exactly) it is half what the same steady meter shows afterwards, so a trailing spread would raise
+every short-profiled meter's limit (measured: a theft at 15 and at 60 minutes then missed).
 
 A profiling period whose spread is large compared with the load (``noisy_ratio``) is reported as
 a notice: a baseline learned from it cannot be trusted, and erratic current often means a CT
@@ -37,7 +50,10 @@ from wattwatch.detect.rules._common import binned_power
 class BaselineMACDConfig(DetectorConfig):
     """``fast_h``/``slow_h``: EWMA spans (hours) of the hourly deviation from the profile, as a
     share of the meter's mean load; the alert limit is ``sigma_k`` times the day-to-day spread of
-    the fast EWMA seen while profiling, and at least ``min_rel`` of the mean load."""
+    the fast EWMA seen while profiling, and at least ``min_rel`` of the mean load; ``recal_days``: the
+trailing window whose spread of the fast EWMA, times ``recal_k``, may raise the limit (0: never),
+once it holds ``recal_min_days`` days, on meters profiled on at least ``recal_min_profile_days``
+days."""
 
     fast_h: float = 24.0
     slow_h: float = 336.0
@@ -49,7 +65,18 @@ class BaselineMACDConfig(DetectorConfig):
     max_cadence_s: float = 3600.0
     use_register: bool = True
     max_interval_s: float = 2 * 3600.0
+    recal_days: float = 28.0
+    recal_min_days: float = 7.0
+    recal_k: float = 4.0
+    recal_min_profile_days: float = 28.0
     post: PostRule = PostRule(min_duration_s=12 * 3600.0, min_readings=6, merge_gap_s=12 * 3600.0)
+
+    def __post_init__(self):
+        if not (self.recal_days >= 0 and self.recal_min_days >= 0) or \
+                (self.recal_days > 0 and self.recal_min_days > self.recal_days):
+            raise ValueError("recal_days and recal_min_days must be >= 0, and recal_min_days <= recal_days")
+        if not self.recal_k > 0:
+            raise ValueError("recal_k must be > 0")
 
 
 class BaselineMACD(Detector):
@@ -67,13 +94,20 @@ class BaselineMACD(Detector):
         c = self.config
         return int(np.ceil(c.fast_memory * c.fast_h)), int(np.ceil(c.slow_memory * c.slow_h))
 
+    def _recal_h(self) -> int:
+        return int(np.ceil(24 * self.config.recal_days))
+
     def _spill_s(self) -> float:
         """How far outside its hour a reading can move the hour's mean (an interval of the
         register is placed by its midpoint)."""
         return self.config.max_interval_s / 2 if self.config.use_register else 0.0
 
     def lookback_s(self, cadence_s):
-        return np.full(len(cadence_s), 3600.0 * max(self._windows()) + self._spill_s())
+        w_fast, w_slow = self._windows()
+        # The recalibrated limit needs the fast average over ``recal_days`` before the hour, and
+        # each of those hours its own ``w_fast`` hours.
+        hours = max(w_slow, (self._recal_h() + w_fast) if self._recal_h() else 0)
+        return np.full(len(cadence_s), 3600.0 * hours + self._spill_s())
 
     def lookahead_s(self, cadence_s):
         # An hour's mean changes until the hour is over (and the interval ending after it is in).
@@ -142,8 +176,14 @@ class BaselineMACD(Detector):
             med = np.nanmedian(fast, axis=1) if n_bins else np.zeros(n_seg)
             spread = 1.4826 * np.nanmedian(np.abs(fast - med[:, None]), axis=1) if n_bins else np.zeros(n_seg)
             raw = 1.4826 * np.nanmedian(np.abs(u - np.nanmedian(u, axis=1)[:, None]), axis=1) if n_bins else np.zeros(n_seg)
-        return {mm: {"profile_kw": base[j], "mean_kw": mean[j], "fast_spread": spread[j], "noisy_ratio": raw[j]}
-                for j, mm in enumerate(names)}
+        # Days of profile per meter (days with at least one hour of readings).
+        day_id = np.floor(t_bin / 86400.0).astype(np.int64)
+        n_days = np.zeros(n_seg)
+        if ok.any():
+            key = np.unique(np.stack([rows[ok], day_id[ok]], axis=1), axis=0)
+            n_days = np.bincount(key[:, 0], minlength=n_seg).astype(float)
+        return {mm: {"profile_kw": base[j], "mean_kw": mean[j], "fast_spread": spread[j], "noisy_ratio": raw[j],
+                     "history_days": float(n_days[j])} for j, mm in enumerate(names)}
 
     def _limit(self, df: pd.DataFrame) -> np.ndarray:
         spread = self._param(df, "fast_spread")
@@ -169,6 +209,7 @@ class BaselineMACD(Detector):
         fast = self._ema(u, self.config.fast_h, w_fast)
         slow = self._ema(u, self.config.slow_h, w_slow)
         macd = np.where(np.isfinite(m), fast - slow, np.nan)
+        limit = self._recalibrated(limit, fast, self._param(df, "history_days", 0.0))
         # Deviation only where consumption itself is off its profile in the direction the MACD
         # says: returning to normal after an anomaly moves the MACD too, but is not an anomaly.
         dev = np.where(np.sign(fast) == np.sign(macd), np.minimum(np.abs(fast), np.abs(macd)), 0.0)
@@ -176,12 +217,29 @@ class BaselineMACD(Detector):
         dev[too_coarse] = np.nan
         return dev, limit, expected, m, cell
 
+    def _recalibrated(self, limit: np.ndarray, fast: np.ndarray, history_days: np.ndarray) -> np.ndarray:
+        """Per (meter, hour): the fitted ``limit``, raised to ``sigma_k`` x the spread (IQR / 1.349)
+        of the fast average over the previous ``recal_days`` days (the hour itself excluded),
+        where those hold at least ``recal_min_days`` days, on meters with ``history_days`` of
+        profile at least ``recal_min_profile_days``."""
+        c = self.config
+        n_seg, n_bins = fast.shape
+        out = np.broadcast_to(limit[:, None], (n_seg, n_bins)).copy()
+        w = self._recal_h()
+        if not w or not fast.size:
+            return out
+        roll = pd.DataFrame(fast.T).rolling(w, min_periods=max(1, int(np.ceil(24 * c.recal_min_days))))
+        with quiet():
+            iqr = (roll.quantile(0.75) - roll.quantile(0.25)).shift(1).to_numpy().T / 1.349
+        mature = np.nan_to_num(history_days) >= c.recal_min_profile_days
+        return np.where(mature[:, None], np.fmax(out, c.recal_k * iqr), out)
+
     def _score(self, df: pd.DataFrame) -> Scored:
         ctx = self._macd(df)
         dev, limit, *_, cell = ctx
         if not dev.size:
             return Scored(np.full(len(df), np.nan), ctx)
-        return Scored((np.abs(dev) / limit[:, None]).ravel()[cell], ctx)
+        return Scored((np.abs(dev) / limit).ravel()[cell], ctx)
 
     def describe(self, df, rows, scores, ctx=None) -> Finding:
         macd, limit, expected, m, cell = ctx

@@ -32,18 +32,22 @@ as if ``min_days`` more days had shown it. Evidence, each over a per-meter limit
    percentile of the normal period's ``|z|`` says a reading is rarer than once in ``tail_days``
    days (at least ``z_min``), raised by the same tail over the last ``recal_days`` days when that
    is livelier. Above the profile a reading must also exceed the normal period's 99.9th percentile
-   at the current level (a household's busy hour is no fault). A one-hour drop or a spike is
+   at the current level (a household's busy hour is no fault); ``spike_top_k`` times that
+   percentile is a spike whatever the spread (a jumped register read as an hour's energy). A one-hour drop or a spike is
    reported as a single-reading alert (evidence ``single_reading``);
 2. *day*: the median ``z`` of the trailing 24 h against the same kind of limit (at least
    ``day_z_min``): an unusual day where no single hour is extreme;
-3. *flat*: a non-zero value repeated exactly for more readings than the meter's longest such run
-   in its normal period, and for more than chance makes once in ``tail_days`` days given how often
+3. *flat*: a non-zero value repeated exactly for more readings than the meter's second-longest
+   such run in its normal period (the longest may be a frozen fill left in it), and for more than chance makes once in ``tail_days`` days given how often
    its readings repeat their predecessor while normal (at least ``flat_min_h`` hours and 3
    readings; at most ``flat_max_h`` hours needed): a frozen meter on a meter that reports power alone (``frozen_readings`` needs
    three channels);
-4. *zero*: a (near) zero reading on a meter that read zero in under ``zero_share`` of its normal
-   readings and of the last ``level_days`` days (evidence ``zero_reading`` / ``zero_run``); the
-   run is one alert.
+4. *zero*: a (near) zero reading on a meter whose zeros are not part of its normal (it read zero
+   in under ``zero_share`` of its normal readings, or its zeros there came in fewer runs than one
+   per ``zero_run_days`` days: an outage or two left inside the normal period do not make zeros
+   normal, a site switched off every night or weekend does) and that read zero in under
+   ``zero_share`` of the last ``level_days`` days or there in a single run (evidence
+   ``zero_reading`` / ``zero_run``); the run is one alert.
 
 With fewer than ``min_history_days`` days of profile, a reading alerts only as the second of two
 beyond the limit and the 24-h evidence waits (a notice says so). A normal period that is mostly
@@ -59,7 +63,7 @@ import numpy as np
 import pandas as pd
 
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Reach, Scored, meter_of, quiet, rnd
-from wattwatch.detect.frame import day_type, meter_names, seg_bounds
+from wattwatch.detect.frame import day_type, local_offset_s, meter_names, seg_bounds
 from wattwatch.detect.rolling import grouped_rolling, time_index
 
 DAY = 86400.0
@@ -76,10 +80,15 @@ class SeasonalProfileConfig(DetectorConfig):
     within this times the limit move the slot shape; ``min_days``: days per day type before
     Saturday and Sunday get profiles of their own (and the spread shrinkage); ``min_history_days``:
     profile days before single readings and days alert; ``zero_rel``/``zero_share``: what is a zero
-    and how rare zeros must have been; ``max_frozen_share``: a normal period repeating one value
+    and how rare zeros must have been; ``zero_run_days``: zeros are a meter's normal only when its
+    normal period had a zero run at least once per this many days; ``max_frozen_share``: a normal period repeating one value
     more than this teaches no profile; ``flat_min_h``/``flat_max_h``: a frozen run must last at
     least / never needs more than this long; ``holiday_z``: a weekday reading within this many
-    spreads of the meter's Saturday or Sunday profile runs like that day (see "Profile")."""
+    spreads of the meter's Saturday or Sunday profile runs like that day (see "Profile");
+    ``point_max``: up to this many readings in a row off the profile on one side are reported as a
+    ``drop`` or a ``spike``, more as a ``reading_run``; ``spike_top_k``: a reading this many times the
+    normal period's 99.9th percentile (at the current level) is a spike however wide the meter's spread; ``timezone``: the IANA zone of the meters'
+    wall clock, in which the profile's slots and days are taken (default UTC: nothing is inferred)."""
 
     channel: str = "p_kw"
     min_cadence_s: float = 600.0
@@ -99,10 +108,14 @@ class SeasonalProfileConfig(DetectorConfig):
     recal_days: float = 28.0
     zero_rel: float = 0.02
     zero_share: float = 0.002
+    zero_run_days: float = 14.0
     max_frozen_share: float = 0.5
     flat_min_h: float = 3.0
     flat_max_h: float = 24.0
     holiday_z: float = 3.0
+    point_max: int = 3
+    spike_top_k: float = 10.0
+    timezone: str = "UTC"
     post: PostRule = PostRule(min_duration_s=0.0, min_readings=1, merge_gap_s=6 * 3600.0, max_bridge_s=6 * 3600.0)
 
     def __post_init__(self):
@@ -112,6 +125,20 @@ class SeasonalProfileConfig(DetectorConfig):
             raise ValueError("level_min must be within (0, 1] and level_max >= 1")
         if self.level_days < 1 or self.tail_days <= 0 or self.z_min <= 0 or self.day_z_min <= 0:
             raise ValueError("level_days >= 1, tail_days, z_min and day_z_min > 0 required")
+        if self.timezone and self.timezone.upper() != "UTC":
+            from zoneinfo import ZoneInfo
+
+            try:
+                ZoneInfo(self.timezone)
+            except Exception:  # noqa: BLE001 - any failure is an unknown zone to the user
+                raise ValueError(f"timezone: unknown time zone {self.timezone!r} (an IANA name such as "
+                                 "'Europe/London', or UTC)") from None
+        if not self.spike_top_k > 1:
+            raise ValueError("spike_top_k must be > 1")
+        if not self.zero_run_days > 0:
+            raise ValueError("zero_run_days must be > 0")
+        if self.point_max < 1:
+            raise ValueError("point_max must be >= 1")
         if self.flat_max_h < self.flat_min_h:
             raise ValueError("flat_max_h must be >= flat_min_h")
 
@@ -278,8 +305,14 @@ class SeasonalProfile(Detector):
 
     # ------------------------------------------------------------------------------ pieces
 
-    def _keys(self, df: pd.DataFrame, slot_w: np.ndarray, phase: np.ndarray):
-        """(seg, t, day type, slot) per reading. A reading belongs to the slot of its nominal time:
+    def _zones(self, df: pd.DataFrame) -> list[str]:
+        return [str((self.state_.get(m) or {}).get("timezone") or "") for m in meter_names(df)]
+
+    def _keys(self, df: pd.DataFrame, slot_w: np.ndarray, phase: np.ndarray, zones: list[str] | None = None):
+        """(seg, t, day type, slot, local nominal time) per reading, slots and days on the meter's
+        wall clock (``timezone``, kept in its state; UTC when none was given: a building's 08:00
+        start is then one slot earlier in summer, and its days end at UTC midnight).
+        A reading belongs to the slot of its nominal time:
         its time less the meter's phase (where in the slot its readings fall, :func:`_phase`),
         rounded to the nearest slot. A 15-minute meter whose clock stamps 13:14:59 one day and
         13:15:01 the next reads the same slot on both (floor put them in two: one slot of a day
@@ -288,8 +321,12 @@ class SeasonalProfile(Detector):
         seg = df["_seg"].to_numpy()
         w = slot_w[seg]
         tn = t - np.nan_to_num(phase)[seg] + w / 2
+        zones = self._zones(df) if zones is None else zones
+        for z in sorted(set(zones) - {"", "UTC"}):
+            rows = np.flatnonzero(np.array([zz == z for zz in zones], bool)[seg])
+            tn[rows] += local_offset_s(t[rows], z)
         slot = np.floor((tn % DAY) / w + 1e-9).astype(np.int64)
-        return seg, t, day_type(tn).astype(np.int64), np.minimum(slot, 95)
+        return seg, t, day_type(tn).astype(np.int64), np.minimum(slot, 95), tn
 
     def _level(self, r, seg, t, n_seg):
         """Per reading: the median over the previous ``level_days`` calendar days of each day's
@@ -330,9 +367,9 @@ class SeasonalProfile(Detector):
         per_reading = cad_ok[seg] / (c.tail_days * DAY)
         return q95 + beta * np.log(0.05 / per_reading)
 
-    def _recent_share(self, hit, known, seg, t, n_seg):
+    def _recent_share(self, hit, known, seg, t, n_seg, count: bool = False):
         """Per reading: the share of ``hit`` among the known readings of the previous
-        ``level_days`` calendar days (0 where there are none)."""
+        ``level_days`` calendar days (0 where there are none); with ``count``, how many."""
         grid = _day_grid(seg, t, n_seg)
         if grid is None:
             return np.zeros(len(t))
@@ -341,14 +378,16 @@ class SeasonalProfile(Detector):
         N = np.bincount(flat, weights=known.astype(float), minlength=n_seg * n_days).reshape(n_seg, n_days)
         k = self.config.level_days
         h = pd.DataFrame(H.T).rolling(k, min_periods=1).sum().shift(1).to_numpy().T.ravel()[flat]
+        if count:
+            return np.nan_to_num(h)
         n = pd.DataFrame(N.T).rolling(k, min_periods=1).sum().shift(1).to_numpy().T.ravel()[flat]
         with quiet():
             return np.where(n > 0, h / n, 0.0)
 
     def _residual(self, df: pd.DataFrame, prof: np.ndarray, spread: np.ndarray, slot_w: np.ndarray,
-                  limit: np.ndarray, eps: np.ndarray, phase: np.ndarray):
+                  limit: np.ndarray, eps: np.ndarray, phase: np.ndarray, zones: list[str] | None = None):
         x = df[self.config.channel].to_numpy(float) if self.config.channel in df.columns else np.full(len(df), np.nan)
-        seg, t, dt, slot = self._keys(df, slot_w, phase)
+        seg, t, dt, slot, tn = self._keys(df, slot_w, phase, zones)
         y = _log_load(x, eps[seg])
         base = prof[seg, dt, slot]
         sp = spread[seg, dt, slot]
@@ -374,7 +413,7 @@ class SeasonalProfile(Detector):
         # Its first reading that the weekend profile does not fit makes it a weekday again for the
         # rest of the day (a working day's one-hour drop to weekend load is still judged as one).
         if len(z):
-            day = np.floor((t - np.nan_to_num(phase)[seg] + slot_w[seg] / 2) / DAY).astype(np.int64)
+            day = np.floor(tn / DAY).astype(np.int64)
             weekday = dt == 0
             for k in (1, 2):
                 with quiet():
@@ -424,7 +463,7 @@ class SeasonalProfile(Detector):
         slot_w = _slots(cad, c.slot_s)
         x = df[c.channel].to_numpy(float) if c.channel in df.columns else np.full(len(df), np.nan)
         phase = _phase(df["_t"].to_numpy(float), df["_seg"].to_numpy(), slot_w)
-        seg, t, dt, slot = self._keys(df, slot_w, phase)
+        seg, t, dt, slot, tn = self._keys(df, slot_w, phase, [c.timezone] * n_seg)
         ok = np.isfinite(x)
         with quiet():
             typical = pd.Series(np.abs(x[ok])).groupby(seg[ok]).median().reindex(range(n_seg)).to_numpy()
@@ -438,7 +477,7 @@ class SeasonalProfile(Detector):
         y = _log_load(x, eps[seg])
         starts, ends = seg_bounds(seg)
         days_by_type = np.zeros((n_seg, 3), np.int64)
-        day = np.floor(t / DAY).astype(np.int64)
+        day = np.floor(tn / DAY).astype(np.int64)  # the meter's own calendar days
         res = np.zeros(n_seg)  # reading resolution: the smallest step between distinct values
         for k, (a, b) in enumerate(zip(starts, ends)):  # per meter, each step vectorised
             u = np.unique(x[a:b][np.isfinite(x[a:b])])
@@ -481,7 +520,8 @@ class SeasonalProfile(Detector):
         floor = np.maximum(c.floor_rel, np.log1p(res / typical))
         spread = np.maximum(np.nan_to_num(spread, nan=np.inf), floor[:, None, None])
         # Calibration on the normal period itself, judged as later readings will be.
-        x_, z, _, _, _, _ = self._residual(df, prof, spread, slot_w, np.full(n_seg, c.z_min), eps, phase)
+        x_, z, _, _, _, _ = self._residual(df, prof, spread, slot_w, np.full(n_seg, c.z_min), eps, phase,
+                                             [c.timezone] * n_seg)
         clip = np.full(n_seg, c.z_min)
         zd = self._day_mean(z, seg, t, clip)
         # The limits: where the normal period's tail says a reading (a 24-h mean) is rarer than
@@ -497,14 +537,31 @@ class SeasonalProfile(Detector):
             near0 = (np.abs(x) <= c.zero_rel * typical[seg]) & ok
             zshare = np.bincount(seg, weights=near0.astype(float), minlength=n_seg) / \
                 np.maximum(np.bincount(seg, weights=ok.astype(float), minlength=n_seg), 1)
+            # ... and in how many separate runs: a building switched off every night has dozens,
+            # an outage left inside the normal period is one.
+            z_on = near0.copy()
+            if len(z_on) > 1:
+                z_on[1:] &= ~(near0[:-1] & (seg[1:] == seg[:-1]))
+            zruns = np.bincount(seg, weights=z_on.astype(float), minlength=n_seg)
         # Flat runs seen while normal: a frozen run must be longer than the longest of them.
         cad_ok = np.where(np.isfinite(cad) & (cad > 0), cad, 3600.0)
         lo_n = np.maximum(3, np.ceil(c.flat_min_h * 3600.0 / cad_ok)).astype(np.int64)
         hi_n = np.maximum(lo_n, np.ceil(c.flat_max_h * 3600.0 / cad_ok)).astype(np.int64)
         runs = _flat_runs(x, seg, np.full(len(x), 10**9)[seg] if len(x) else np.zeros(0))
+        # The longest run that recurred (the second longest): a run seen once may be the frozen
+        # logger left inside the normal period (a day of one constant fill), which must not teach
+        # that frozen runs shorter than a day are normal; a meter that really holds a value for
+        # hours does so more than once.
         longest = np.zeros(n_seg, np.int64)
         if len(runs):
-            np.maximum.at(longest, seg, runs)
+            end = np.ones(len(runs), bool)
+            end[:-1] = ~((runs[1:] == runs[:-1] + 1) & (seg[1:] == seg[:-1]))
+            rs, rl = seg[end & (runs > 0)], runs[end & (runs > 0)]
+            order = np.lexsort((-rl, rs))
+            rs, rl = rs[order], rl[order]
+            rank = np.arange(len(rs)) - np.searchsorted(rs, rs, side="left")
+            second = rank == 1
+            longest[rs[second]] = rl[second]
         # ... and rarer than once in ``tail_days`` days by chance: a meter whose readings repeat
         # their predecessor exactly in a share p of the normal period (a household's hourly energy
         # to 5 Wh, whose night base load repeats) makes a run of n by chance about
@@ -531,9 +588,10 @@ class SeasonalProfile(Detector):
         for k, m in enumerate(names):
             hist = float(len(np.unique(day[starts[k]:ends[k]][ok[starts[k]:ends[k]]])))
             out[m] = {"judged": bool(judged[k] and np.isfinite(prof[k]).any()), "slot_s": float(slot_w[k]),
-                      "slot_phase_s": float(phase[k]),
+                      "slot_phase_s": float(phase[k]), "timezone": c.timezone,
                       "profile": prof[k], "spread": np.where(np.isfinite(spread[k]), spread[k], np.nan),
                       "typical": float(typical[k]), "top": float(top[k]), "eps": float(eps[k]), "zero_share": float(zshare[k]),
+                      "zero_runs": int(zruns[k]),
                       "frozen_share": float(frozen_share[k]), "resolution": float(res[k]),
                       "limit_z": float(lim_z[0, k]), "limit_z_low": float(lim_z[1, k]),
                       "limit_day": float(lim_d[0, k]), "limit_day_low": float(lim_d[1, k]), "flat_need": int(flat_need[k]),
@@ -570,6 +628,11 @@ class SeasonalProfile(Detector):
         with quiet():
             s_up = z / np.fmax(lim_z[seg], roll)
             s_up = np.where(x > top[seg] * np.maximum(lev, 1.0), s_up, np.minimum(s_up, 0.9))
+            # ... and one ``spike_top_k`` times that busiest reading is a spike whatever the meter's
+            # spread: more than its service connection can deliver (a household's busiest hour is
+            # a few kW on a 15-25 kW connection), a glitch or a jumped register read as power.
+            over = x / (c.spike_top_k * top[seg] * np.maximum(lev, 1.0))
+            s_up = np.where((top[seg] > 0) & (over >= 1), np.fmax(s_up, over), s_up)
             s_read = np.where(z >= 0, s_up, -z / np.fmax(low_z[seg], roll))
             roll_d = self._rolling_limit(zd, seg, t, self._param(df, "cadence_s"))
             s_day = np.where(zd >= 0, zd / np.fmax(lim_d[seg], roll_d), -zd / np.fmax(low_d[seg], roll_d))
@@ -592,12 +655,24 @@ class SeasonalProfile(Detector):
         s_day = np.where(degenerate[seg], 0.0, s_day)
         typical = np.nan_to_num(self._param(df, "typical", np.nan), nan=np.inf)
         zshare = np.nan_to_num(self._param(df, "zero_share", 1.0), nan=1.0)
+        # Zeros are this meter's normal when it read zero often enough while normal and in runs
+        # that recur (a state stored before ``zero_runs`` was kept: by the share alone).
+        zruns = np.nan_to_num(self._param(df, "zero_runs", np.inf), nan=np.inf)
+        hist = np.nan_to_num(self._param(df, "history_days", 0.0))
+        zero_normal = (zshare >= c.zero_share) & (zruns >= np.maximum(1.0, hist / c.zero_run_days))
         with quiet():
             zero = np.abs(x) <= c.zero_rel * typical[seg]
             # ... nor in the last ``level_days`` days (a meter whose solar panels now cover it at
             # noon, a site closed for the summer: a new normal, reported once where it begins).
             recent = self._recent_share(zero, np.isfinite(x), seg, t, n_seg)
-            onset = zero & (zshare[seg] < c.zero_share) & (recent < c.zero_share)
+            # ... in runs that recur: zeros on two separate occasions in those days are a new
+            # routine; a single earlier run (an outage three days ago) is not, and a new run after
+            # the meter came back is a new fault.
+            z_on = zero & np.isfinite(x)
+            if len(z_on) > 1:
+                z_on[1:] &= ~(zero[:-1] & (seg[1:] == seg[:-1]))
+            recent_runs = self._recent_share(z_on, np.ones(len(x), bool), seg, t, n_seg, count=True)
+            onset = zero & ~zero_normal[seg] & ~((recent >= c.zero_share) & (recent_runs >= 2))
             # A zero run that began as such stays one for up to ``level_days`` days (a dead meter
             # is one alert, not one per day its own zeros make "recent").
             s_zero = np.where(_carry(onset, zero, seg, t, c.level_days * DAY), 2.0, 0.0)
@@ -606,11 +681,20 @@ class SeasonalProfile(Detector):
             # On a meter that never read zero while normal, zero readings are judged as zeros only:
             # a long dead spell is reported where it begins, not again wherever its distance from
             # the adapting profile crosses the limit.
-            score = np.where(zero & (zshare[seg] < c.zero_share), s_zero, score)
+            score = np.where(zero & ~zero_normal[seg], s_zero, score)
         kind = np.select([s_zero > 0, s_flat >= np.maximum(s_read, 1), s_read >= np.maximum(s_day, 1), s_day >= 1],
                          [5, 4, 1, 3], 0).astype(np.int8)
         score = np.where(np.isfinite(x) & judged[seg], score, np.nan)
         return score, dict(x=x, z=z, zd=zd, expected=expected, level=lev, runs=runs, kind=kind, n_seg=n_seg)
+
+    def _point(self, ctx, hot) -> bool:
+        """At most ``point_max`` readings over the limit, in a row, all reading-evidence and on one
+        side of the profile: a short drop or spike rather than a run."""
+        n = len(hot)
+        if not (1 <= n <= self.config.point_max) or not (ctx["kind"][hot] == 1).all():
+            return False
+        z = ctx["z"][hot]
+        return bool((np.diff(hot) == 1).all() and ((z > 0).all() or (z < 0).all()))
 
     def _score(self, df: pd.DataFrame) -> Scored:
         s, ctx = self._parts(df)
@@ -634,10 +718,15 @@ class SeasonalProfile(Detector):
         elif (kinds == 4).any():
             what, ev_kind = f"the same value {x[k]:.4g} repeated for {int(ctx['runs'][k])}+ readings: frozen meter", "flat_line"
             action = "check the meter's data logger or communication module; its data is stale"
-        elif single and kind[k] == 1:
-            ev_kind = "single_reading"
-            what = f"a single reading of {x[k]:.4g} where {exp[k]:.4g} was expected"
-            action = "check the reading: a one-off drop to zero is a logger or supply gap, a spike a meter glitch"
+        elif (single and kind[k] == 1) or self._point(ctx, hot):
+            # A point anomaly: one reading (or a few in a row, all on one side) far off the slot's
+            # profile, reported as what it is.
+            up = bool(ctx["z"][k] > 0)
+            ev_kind = "spike" if up else "drop"
+            what = (f"{'a single reading' if single else f'{len(hot)} readings in a row'} "
+                    f"{'spiking to' if up else 'dropping to'} {x[k]:.4g} where {exp[k]:.4g} was expected")
+            action = ("check the reading: a spike far above the busiest hours is a meter or logger glitch" if up else
+                      "check the reading: a short drop where load is expected is a logger, supply or CT gap")
         elif (kinds == 3).any() and not (kinds == 1).any():
             ev_kind = "unusual_day"
             what = f"the last 24 h ran {np.nanmean(x[rows]) / max(np.nanmean(exp[rows]), 1e-9) - 1:+.0%} off profile"
@@ -652,5 +741,6 @@ class SeasonalProfile(Detector):
                        {"kind": ev_kind, "single_reading": bool(single), "value": rnd(x[k]), "expected": rnd(exp[k]),
                         "level": rnd(ctx["level"][k]), "z": rnd(ctx["z"][k], 2), "readings": int(len(hot)),
                         "hours": rnd(hours, 2), "history_days": st.get("history_days"),
+                        "timezone": st.get("timezone") if st.get("timezone") not in (None, "", "UTC") else "UTC (none given)",
                         "days_by_type": st.get("days_by_type"), "limit_z": rnd(st.get("limit_z"), 2)},
                        action)
