@@ -23,7 +23,9 @@ import pandas as pd
 log = logging.getLogger("wattwatch.watch")
 
 # type -> "module:function(name, spec, root) -> Output"
-KINDS: dict[str, str] = {}
+KINDS: dict[str, str] = {
+    "influx": "wattwatch.sinks.influx:from_spec",
+}
 
 
 class Output:
