@@ -9,6 +9,7 @@ watcher with a non-empty on-disk buffer, then a restart: every reading arrives, 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -260,7 +261,8 @@ profile_days = 1.0
 
 def _stored(db: Path) -> pd.DataFrame:
     with Store(db, read_only=True) as s:
-        return s.query()
+        f = s.query()
+    return f.assign(meter_id=f["meter_id"].astype(str))
 
 
 def test_influx_down_for_a_minute_while_watch_runs_loses_nothing(tmp_path):
@@ -333,6 +335,10 @@ def test_kill_9_with_a_non_empty_buffer_then_restart_everything_arrives_once(tmp
         out, err = p2.communicate(timeout=180)
         assert p2.returncode == 0, err
         assert "resumed from checkpoint" in out, out
+        line = next(x for x in out.splitlines() if x.startswith("output tsdb:"))
+        counts = {k: int(v.replace(",", "")) for k, v in re.findall(r"(\w+) ([\d,]+)", line.split(";")[0])}
+        assert line.startswith("output tsdb: closed,") and counts["dropped"] == 0 and counts["backlog"] == 0, line
+        assert counts["buffered"] > 0 and counts["flushed"] >= counts["buffered"], line   # the killed run's buffer
         stored = _stored(tmp_path / "site.duckdb")
         assert len(stored) == len(api.read_frame(telemetry))
         got = influx.read(_url(server, "site"))

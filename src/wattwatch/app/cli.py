@@ -1298,6 +1298,11 @@ def watch(
     for v in result.sources:
         print(_one_line(f"source {v['name']}: {v['status']}, " + ", ".join(
             f"{k} {int(v[k]):,}" for k in sorted(v) if k not in ("name", "kind", "status", "p50_ms"))), flush=True)
+    for v in result.outputs:  # sinks and actions: their counters (an InfluxDB sink: written, buffered, flushed, ...)
+        nums = ", ".join(f"{k} {int(v[k]):,}" for k in sorted(v)
+                         if isinstance(v[k], (int, float)) and not isinstance(v[k], bool))
+        print(_one_line(f"output {v['name']}: {v['status']}, {nums}"
+                        + (f"; last error: {v['last_error']}" if v.get("last_error") else "")), flush=True)
 
 
 @bench_app.command("stream")
