@@ -45,6 +45,7 @@ def _frame(n=400, meters=("m1", "odd id,with=space chars")) -> pd.DataFrame:
     if len(f) > 9:
         f.loc[5, "p_kw"] = np.nan      # a missing channel value: no field, the other channel stays
         f.loc[9, "v_v"] = np.inf       # not a number InfluxDB can hold: left out like NaN
+        f.loc[7, "p_kw"], f.loc[8, "p_kw"] = 1e20, -1.2345678901234567e-7   # exponents round-trip exactly
     return f
 
 
