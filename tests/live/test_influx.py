@@ -91,6 +91,8 @@ def test_disk_buffer_keeps_order_across_segments_cuts_a_torn_tail_and_resumes_at
     body, n, pos, used = b2.read(100, 1 << 20)
     assert n == 4 and [int(x[3:]) for x in body.decode().split() if x.startswith("rec")][::5] == [2, 3, 4, 5]
     assert not b2.append(b"x" * 20_000, 1)                  # over the bound: refused, nothing written
+    with pytest.raises(ValueError, match="in use by another"):
+        DiskBuffer(tmp_path, max_bytes=10_000)               # a second watcher on the same folder
     b2.close()
 
 

@@ -45,6 +45,7 @@ backlog written later), ``retries``, ``dropped`` (buffer full, or refused by Inf
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -76,6 +77,14 @@ class DiskBuffer:
         self.max_bytes, self.segment_bytes, self.fsync_s = int(max_bytes), int(segment_bytes), float(fsync_s)
         self.lock = threading.Lock()
         self.torn = 0
+        # One writer per folder: a second watcher on the same buffer would interleave its records.
+        self._lockfd = os.open(self.folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._lockfd)
+            raise ValueError(f"buffer {self.folder}: in use by another running watcher (give each sink its own "
+                             "buffer folder)") from None
         cur = self._load_cursor()
         segs = self._segments()
         for s in segs:
@@ -224,6 +233,7 @@ class DiskBuffer:
                 os.fsync(self._fd)
                 os.close(self._fd)
                 self._fd = None
+                os.close(self._lockfd)  # releases the flock
 
 
 def _name(seg: int) -> str:
@@ -272,7 +282,13 @@ class InfluxSink(Output):
         self._stop = threading.Event()
         self._ready = False
         self._thread = threading.Thread(target=self._run, name=f"influx:{name}", daemon=True)
-        self._thread.start()
+        self._started = False
+
+    def _start(self) -> None:
+        """The writer thread starts with the first call of the engine (not when the config is read)."""
+        if not self._started:
+            self._started = True
+            self._thread.start()
 
     # -------------------------------------------------------------------- engine side (no network)
 
@@ -297,11 +313,13 @@ class InfluxSink(Output):
             self.counters[key] += n
 
     def readings(self, frame: pd.DataFrame) -> None:
+        self._start()
         body, n, empty = influx.reading_lines(frame, self.measurement, self.precision)
         self.counters["empty"] += empty
         self._put(body, n)
 
     def alerts(self, report, engine) -> None:
+        self._start()
         if not self.alerts_measurement:
             return
         todo = {a.id: a for a in report.alerts}
@@ -316,6 +334,7 @@ class InfluxSink(Output):
 
     def close(self) -> None:
         """Send what waits for up to ``close_timeout_s``; what is left stays on disk for the next start."""
+        self._start()
         self._stop.set()
         self._wake.set()
         self._thread.join(self.close_timeout_s + self.client.timeout_s + 1)
