@@ -40,7 +40,11 @@ class Unreachable(InfluxError):
 
 
 class Refused(InfluxError):
-    """A 4xx (bad line protocol, bad query, authentication): retrying does not help."""
+    """A 4xx (bad line protocol, bad query): retrying the same request does not help."""
+
+
+class Denied(Refused):
+    """401/403: the user or password is wrong or lacks the right; fixed by the operator, not the data."""
 
 
 @dataclass
@@ -74,7 +78,7 @@ class Client:
                 body = json.loads(body).get("error", body)
             except (ValueError, AttributeError):
                 pass
-            cls = Unreachable if exc.code >= 500 else Refused
+            cls = Unreachable if exc.code >= 500 else Denied if exc.code in (401, 403) else Refused
             raise cls(f"{where}: HTTP {exc.code}: {body}".strip()) from None
         except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
@@ -367,5 +371,5 @@ def _canonical(f: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["meter_id", "ts"], kind="stable").reset_index(drop=True)
 
 
-__all__ = ["Client", "InfluxError", "Unreachable", "Refused", "reading_lines", "alert_lines", "read", "parse_url",
+__all__ = ["Client", "InfluxError", "Unreachable", "Refused", "Denied", "reading_lines", "alert_lines", "read", "parse_url",
            "ident", "literal", "PRECISIONS"]

@@ -352,3 +352,31 @@ def test_kill_9_with_a_non_empty_buffer_then_restart_everything_arrives_once(tmp
             or DiskBuffer(buf, 1 << 30).points == 0
     finally:
         server.stop()
+
+
+def test_auth_a_wrong_password_keeps_the_points_on_disk_and_the_right_one_sends_them(tmp_path):
+    server = Influxd(free_port(), tmp_path / "influxd", http_extra="auth-enabled = true").start()
+    try:
+        # The first user may be created without credentials; it is the admin.
+        influx.Client(server.url).query("CREATE USER \"ops\" WITH PASSWORD 's3cret' WITH ALL PRIVILEGES", write=True)
+        f = _frame(50)
+        bad = InfluxSink("tsdb", url=server.url, database="auth", buffer=tmp_path / "buf", retention="INF",
+                         user="ops", password="wrong", retry_min_s=0.2, retry_max_s=0.3, close_timeout_s=0.5)
+        bad.readings(f)
+        _wait(lambda: bad.counters["retries"] >= 2, what="refused attempts")
+        bad.close()
+        assert bad.counters["dropped"] == 0 and bad.view()["backlog"] == len(f)
+        assert "401" in bad.view()["last_error"]
+        good = InfluxSink("tsdb", url=server.url, database="auth", buffer=tmp_path / "buf", retention="INF",
+                          user="ops", password="s3cret")
+        good.close()
+        assert good.counters["written"] == len(f) and good.counters["dropped"] == 0
+        got = api.read_influx(f"influx://ops:s3cret@127.0.0.1:{server.port}/auth?measurement=readings")
+        want = f.copy()
+        want.loc[9, "v_v"] = np.nan
+        frame_equal(got, want)
+        with pytest.raises(api.InputError) as e:
+            api.read_influx(f"influx://ops:wrong@127.0.0.1:{server.port}/auth?measurement=readings")
+        assert "401" in str(e.value) and "wrong" not in str(e.value)
+    finally:
+        server.stop()

@@ -82,6 +82,7 @@ class Influxd:
     port: int
     folder: Path
     proc: subprocess.Popen | None = None
+    http_extra: str = ""          # more [http] settings, e.g. 'auth-enabled = true'
 
     @property
     def url(self) -> str:
@@ -103,7 +104,7 @@ class Influxd:
             f'  wal-fsync-delay = "0s"\n'
             f'[monitor]\n  store-enabled = false\n'
             f'[continuous_queries]\n  enabled = true\n  run-interval = "1s"\n  log-enabled = false\n'
-            f'[http]\n  enabled = true\n  bind-address = "127.0.0.1:{self.port}"\n  log-enabled = false\n'
+            f'[http]\n  enabled = true\n  bind-address = "127.0.0.1:{self.port}"\n  log-enabled = false\n  {self.http_extra}\n'
             f'[logging]\n  level = "warn"\n')
         self._log = open(f / "influxd.log", "ab")
         self.proc = subprocess.Popen([exe, "-config", str(conf)], stdout=self._log, stderr=self._log)

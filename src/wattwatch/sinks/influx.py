@@ -421,6 +421,8 @@ class InfluxSink(Output):
                     continue
                 try:
                     self.client.write(body, self.db, self.rp, self.precision, self.gzip)
+                except influx.Denied:
+                    raise       # credentials: the points wait on disk until an operator fixes them
                 except influx.Refused as exc:
                     # Bad data or no right to write: retrying cannot help; counted and said, not kept.
                     # A partial write ("points beyond retention policy dropped=N") kept the others.
@@ -438,7 +440,7 @@ class InfluxSink(Output):
                     self._count("flushed", n)
                     self.status = "flushing"
                 delay = self.retry_min_s
-            except influx.Unreachable as exc:
+            except (influx.Unreachable, influx.Denied) as exc:
                 self._count("retries", 1)
                 self._fail(exc)
                 self._stop.wait(delay) if not self._stop.is_set() else time.sleep(min(delay, 0.2))
