@@ -313,9 +313,9 @@ def _cli(*args, **kw):
 
 
 def test_kill_9_with_a_non_empty_buffer_then_restart_everything_arrives_once(tmp_path):
-    telemetry = _fleet(tmp_path, days=2.5, meters=4)
+    telemetry = _fleet(tmp_path, days=2.0, meters=4)
     server = Influxd(free_port(), tmp_path / "influxd")          # down while the first watcher runs
-    cfg = _site(tmp_path, telemetry, server.port, speed=900 * 20)
+    cfg = _site(tmp_path, telemetry, server.port, speed=900 * 30)
     buf = tmp_path / "influx-buffer"
     p = _cli("watch", "--config", str(cfg), "--until-done", cwd=tmp_path)
     try:
