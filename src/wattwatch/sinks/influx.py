@@ -424,7 +424,8 @@ class InfluxSink(Output):
                 except influx.Denied:
                     raise       # credentials: the points wait on disk until an operator fixes them
                 except influx.Refused as exc:
-                    # Bad data or no right to write: retrying cannot help; counted and said, not kept.
+                    # Bad data (a 400: field type conflict, beyond the retention): retrying cannot help;
+                    # counted, said, not kept.
                     # A partial write ("points beyond retention policy dropped=N") kept the others.
                     m = re.search(r"dropped=(\d+)", str(exc))
                     lost = min(int(m.group(1)), n) if m and "partial write" in str(exc) else n
