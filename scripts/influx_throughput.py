@@ -82,7 +82,7 @@ def engine_cost(server, work: Path, meters: int, days: float, seed: int) -> dict
     frame = api.read_frame(work / "telemetry.parquet")
     day = frame["ts"].min().floor("1D") + pd.Timedelta("1D")
     pieces = [frame[frame["ts"] < day]] + [p for _, p in frame[frame["ts"] >= day].groupby(
-        frame["ts"][frame["ts"] >= day].dt.floor("5min"), sort=True)]
+        frame["ts"][frame["ts"] >= day].dt.round("5min"), sort=True)]
     out = {}
     for on in (False, True):
         run = work / ("on" if on else "off")

@@ -180,32 +180,35 @@ def channel_columns(frame: pd.DataFrame) -> list[str]:
 
 def reading_lines(frame: pd.DataFrame, measurement: str, precision: str = "ms") -> tuple[bytes, int, int]:
     """Line protocol for canonical readings: ``(body, points, empty)`` — ``empty`` readings had no
-    finite value (InfluxDB has no point without a field). Vectorised in Arrow: values formatted
-    in their shortest round-trip form, missing and non-finite values skipped per field."""
+    finite value (InfluxDB has no point without a field). Vectorised in Arrow with a fixed number
+    of calls whatever the number of channels (a live step's small batch costs little): every
+    value of every channel formatted at once in its shortest round-trip form, missing and
+    non-finite values dropped, the rest joined per reading."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if not len(frame):
         return b"", 0, 0
-    m = frame["meter_id"]
-    meter = _esc_arrow(m.to_numpy(object) if m.dtype == object else m.astype(str).to_numpy(object))
-    parts = []
-    for c in channel_columns(frame):
-        v = frame[c].to_numpy(dtype=float, na_value=np.nan)
-        ok = np.isfinite(v)
-        if not ok.any():
-            continue
-        text = pc.cast(pa.array(v, pa.float64(), mask=~ok), pa.string())
-        parts.append(pc.fill_null(pc.binary_join_element_wise("," + _esc_key(str(c)) + "=", text, ""), ""))
-    if not parts:
+    cols = channel_columns(frame)
+    if not cols:
         return b"", 0, len(frame)
-    fields = pc.utf8_slice_codeunits(pc.binary_join_element_wise(*parts, ""), 1)  # the leading comma
-    t = pc.cast(pa.array(_times(frame["ts"], precision), pa.int64()), pa.string())
-    keep = pc.not_equal(fields, "")
-    n = int(pc.sum(keep).as_py() or 0)
+    v = np.column_stack([frame[c].to_numpy(dtype=float, na_value=np.nan) for c in cols]).ravel()  # row-major
+    ok = np.isfinite(v)
+    per_row = ok.reshape(len(frame), len(cols)).sum(axis=1)
+    keep = per_row > 0
+    n = int(keep.sum())
     if not n:
         return b"", 0, len(frame)
-    return _join_lines(pc.filter(meter, keep), pc.filter(fields, keep), pc.filter(t, keep), measurement), n, len(frame) - n
+    keys = pa.array([_esc_key(str(c)) + "=" for c in cols], pa.string())
+    which = np.tile(np.arange(len(cols), dtype=np.int32), len(frame))[ok]
+    kv = pc.binary_join_element_wise(pc.take(keys, pa.array(which)),
+                                      pc.cast(pa.array(v[ok], pa.float64()), pa.string()), "")
+    offsets = np.concatenate([[0], np.cumsum(per_row[keep])]).astype(np.int32)
+    fields = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), kv), ",")
+    m = frame["meter_id"]
+    meter = m.to_numpy(object) if m.dtype == object else m.astype(str).to_numpy(object)
+    t = pc.cast(pa.array(_times(frame["ts"], precision)[keep], pa.int64()), pa.string())
+    return _join_lines(_esc_arrow(meter[keep]), fields, t, measurement), n, len(frame) - n
 
 
 def _join_lines(meter, fields, t, measurement: str) -> bytes:
