@@ -65,3 +65,14 @@ def spark():
     s = session("local[2]", app="wattwatch-tests")
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="session")
+def influxd(tmp_path_factory):
+    """One real InfluxDB 1.x per test run on 127.0.0.1 and a free port (tests use their own
+    databases). A test that stops the server starts its own ``tests.support.services.Influxd``."""
+    from tests.support.services import Influxd, free_port
+
+    server = Influxd(free_port(), tmp_path_factory.mktemp("influxd")).start()
+    yield server
+    server.stop()

@@ -163,10 +163,37 @@ def _is_store(x) -> bool:
     return isinstance(x, Store) or (isinstance(x, (str, Path)) and str(x).endswith(".duckdb"))
 
 
+def _is_influx(x) -> bool:
+    return isinstance(x, str) and x.startswith(("influx://", "influxs://"))
+
+
+def read_influx(url: str, *, start=None, end=None, meters=None) -> pd.DataFrame:
+    """Readings of an InfluxDB 1.x measurement as the canonical frame:
+    ``influx://[USER[:PASSWORD]@]HOST:PORT/DB?measurement=M[&rp=RP][&chunk=1D]`` (``influxs://``: https),
+    queried one time chunk at a time (see :mod:`wattwatch.influx`). ``detect``, ``fit`` and
+    ``read_frame`` take such a URL as their source. Raises InputError naming the URL."""
+    from wattwatch import influx
+
+    try:
+        return influx.read(url, start=start, end=end, meters=meters)
+    except ValueError as exc:
+        raise InputError(_redact(str(exc))) from None
+    except influx.InfluxError as exc:
+        raise InputError(f"{_redact(url)}: cannot read: {exc}") from None
+
+
+def _redact(url: str) -> str:
+    import re
+
+    return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)
+
+
 def _open(source: Source, db: str | Path | None, mapping, rejects, create: bool = True):
     """(store, owned, persistent): the store to read, whether we must close it, whether it is a file."""
     from wattwatch.store import Store
 
+    if _is_influx(source):
+        source = read_influx(source)
     if isinstance(source, Store):
         if db is not None:
             raise InputError("give the telemetry either as a store or with db=, not both")
@@ -557,7 +584,7 @@ def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list
     if scores_path is not None:
         from wattwatch.store.duck import check_paths
 
-        inputs = [source] if isinstance(source, (str, Path)) else \
+        inputs = [] if _is_influx(source) else [source] if isinstance(source, (str, Path)) else \
             [x for x in source if isinstance(x, (str, Path))] if isinstance(source, (list, tuple)) else []
         store_file = db if db is not None else (source if _is_store(source) else None)
         check_paths(store_file, inputs=inputs, outputs={"scores": scores_path})

@@ -71,3 +71,68 @@ class Mosquitto:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+@dataclass
+class Influxd:
+    """An InfluxDB 1.x server (``/usr/bin/influxd``) on 127.0.0.1:``port`` with its meta, data and
+    WAL in ``folder``, reporting and self-monitoring off, continuous queries checked every second;
+    ``stop()``/``start()`` (or ``restart()``) keep the port and the data. ``url`` is its HTTP API."""
+
+    port: int
+    folder: Path
+    proc: subprocess.Popen | None = None
+    http_extra: str = ""          # more [http] settings, e.g. 'auth-enabled = true'
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> "Influxd":
+        import urllib.request
+
+        exe = shutil.which("influxd") or "/usr/bin/influxd"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if not getattr(self, "_rpc", None):
+            self._rpc = free_port()
+        conf = self.folder / "influxdb.conf"
+        f = self.folder
+        conf.write_text(
+            f'reporting-disabled = true\nbind-address = "127.0.0.1:{self._rpc}"\n'
+            f'[meta]\n  dir = "{f}/meta"\n'
+            f'[data]\n  dir = "{f}/data"\n  wal-dir = "{f}/wal"\n  query-log-enabled = false\n'
+            f'  wal-fsync-delay = "0s"\n'
+            f'[monitor]\n  store-enabled = false\n'
+            f'[continuous_queries]\n  enabled = true\n  run-interval = "1s"\n  log-enabled = false\n'
+            f'[http]\n  enabled = true\n  bind-address = "127.0.0.1:{self.port}"\n  log-enabled = false\n  {self.http_extra}\n'
+            f'[logging]\n  level = "warn"\n')
+        self._log = open(f / "influxd.log", "ab")
+        self.proc = subprocess.Popen([exe, "-config", str(conf)], stdout=self._log, stderr=self._log)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"influxd exited ({self.proc.returncode}); see {f / 'influxd.log'}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as r:
+                    if r.status == 204:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        raise TimeoutError(f"influxd did not answer /ping on {self.url} in {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if getattr(self, "_log", None):
+            self._log.close()
+            self._log = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()

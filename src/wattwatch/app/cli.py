@@ -526,6 +526,26 @@ def _source(paths, db: Optional[Path]):
     return expanded, db
 
 
+INFLUX_HELP = ("Read the readings from InfluxDB 1.x instead of files: influx://[USER[:PASSWORD]@]HOST:PORT/DB?"
+               "measurement=M[&rp=RP][&chunk=1D] (influxs:// for https); with --db they are ingested into that store.")
+
+
+def _influx_source(influx: Optional[str], paths, db: Optional[Path]):
+    """(url, db) for --influx, or None. --db stays the DuckDB store that keeps state and alerts."""
+    if db is not None and str(db).startswith(("influx:", "influxs:")):
+        _fail("--db is the DuckDB store that keeps state and alerts; give the InfluxDB measurement to read as "
+              "--influx influx://HOST:PORT/DB?measurement=M (and --db FILE.duckdb to keep the results)")
+    if influx is None:
+        return None
+    if paths:
+        _fail("give the readings either as files/a store or as --influx URL, not both")
+    if not influx.startswith(("influx://", "influxs://")):
+        _fail(f"--influx: expected influx://HOST:PORT/DB?measurement=M, got {influx!r}")
+    if db is not None and db.is_dir():
+        _fail(f"{db}: is a folder, not a store file (--db)")
+    return influx, db
+
+
 def _check_times(**times) -> None:
     """Refuse times far outside any telemetry (year 9999 or 0001 overflowed nanosecond arithmetic
     deep in a run); unreadable ones are left to the API, which says what it expected."""
@@ -580,6 +600,7 @@ def detect(
                                "applyInPandas; state fitted on the driver and broadcast); same alerts."),
     master: Optional[str] = typer.Option(None, "--master", help="Spark master for --engine spark: local[2] "
                                          "(default), spark://HOST:7077, yarn."),
+    influx: Optional[str] = typer.Option(None, "--influx", help=INFLUX_HELP),
 ) -> None:
     """Find faults: files or a store in, alerts out (exit 0 with or without alerts).
 
@@ -594,10 +615,11 @@ def detect(
         _fail(f"--engine: expected local or spark, got {engine!r}")
     if master is not None and engine != "spark":
         _fail("--master is for --engine spark")
-    source, db_arg = _source(paths, db)
+    from_influx = _influx_source(influx, paths, db)
+    source, db_arg = from_influx or _source(paths, db)
     log = log or out.with_suffix(".log")
     files = source if isinstance(source, list) else []
-    store_path = db_arg if isinstance(source, list) else source
+    store_path = db_arg if isinstance(source, list) or from_influx else source
     _no_clobber(store_path, files, out=out, log=log, scores=scores, rejects=rejects if files else None)
     for path, option in ((out, "--out"), (log, "--log"), (scores, "--scores"), (rejects, "--rejects")):
         if path is not None and (option != "--rejects" or isinstance(source, list)):
@@ -654,14 +676,16 @@ def fit(
     mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help="TOML column mapping for files."),
     rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects"),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+    influx: Optional[str] = typer.Option(None, "--influx", help=INFLUX_HELP),
 ) -> None:
     """Learn every meter's state (profiles, calibrations, thermal models, fleet models) on a normal
     period and keep it in the store; every later `detect` uses it."""
     from wattwatch import api
 
     _check_times(normal_start=normal_start, normal_end=normal_end, days=days)
-    source, db_arg = _source(paths, db)
-    if isinstance(source, list) and db_arg is None:
+    from_influx = _influx_source(influx, paths, db)
+    source, db_arg = from_influx or _source(paths, db)
+    if (isinstance(source, list) or from_influx) and db_arg is None:
         _fail("give a store to keep the state in (--db FILE); without one it would be lost when fit ends")
     if isinstance(source, list):
         _no_clobber(db_arg, source, rejects=rejects)
@@ -1401,10 +1425,11 @@ def watch(
     for v in result.sources:
         print(_one_line(f"source {v['name']}: {v['status']}, " + ", ".join(
             f"{k} {int(v[k]):,}" for k in sorted(v) if k not in ("name", "kind", "status", "p50_ms"))), flush=True)
-    for v in result.outputs:
-        print(_one_line(f"{v['kind']} {v['name']}: {v['status']}" + "".join(
-            f", {k} {v[k]:,}" for k in sorted(v) if k not in ("name", "kind", "status") and isinstance(v[k], int))),
-            flush=True)
+    for v in result.outputs:  # sinks and actions: their counters (an InfluxDB sink: written, buffered, flushed, ...)
+        nums = ", ".join(f"{k} {int(v[k]):,}" for k in sorted(v)
+                         if isinstance(v[k], (int, float)) and not isinstance(v[k], bool))
+        print(_one_line(f"output {v['name']} ({v['kind']}): {v['status']}, {nums}"
+                        + (f"; last error: {v['last_error']}" if v.get("last_error") else "")), flush=True)
 
 
 @bench_app.command("stream")

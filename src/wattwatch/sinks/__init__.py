@@ -23,8 +23,10 @@ import pandas as pd
 log = logging.getLogger("wattwatch.watch")
 
 # type -> "module:function(name, spec, root) -> Output"
-KINDS: dict[str, str] = {}
-KINDS["status"] = "wattwatch.dashboard.status:from_spec"   # the dashboard's Live page follows it
+KINDS: dict[str, str] = {
+    "influx": "wattwatch.sinks.influx:from_spec",
+    "status": "wattwatch.dashboard.status:from_spec",   # the dashboard's Live page follows it
+}
 
 
 class Output:

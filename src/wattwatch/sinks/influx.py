@@ -1,0 +1,496 @@
+"""InfluxDB 1.x sink for ``wattwatch watch`` (``[[sinks]] type = "influx"``).
+
+```toml
+[[sinks]]
+type = "influx"
+name = "tsdb"
+url = "http://127.0.0.1:8086"     # http or https only; the one server this sink talks to
+database = "wattwatch"
+measurement = "readings"           # readings: tag meter_id, one float field per channel
+alerts_measurement = "alerts"      # alert versions (tags meter_id, code, detector); "" = none
+retention = "30d"                  # retention policy `rp` (default "wattwatch"), the database default
+downsample = "readings_1h"         # CQ: hourly mean/max/min per meter and channel into this measurement
+downsample_rp = "autogen"          # ... kept under this (existing) policy
+precision = "ms"                   # s, ms, u, ns
+buffer = "influx-buffer"           # folder of the on-disk buffer (relative to the config file)
+max_buffer_mb = 512                # full: new readings are dropped and counted (`dropped`)
+```
+
+**Every committed batch goes through the on-disk buffer**: :meth:`InfluxSink.readings` (the
+engine's worker thread) encodes the batch as line protocol and appends it, as one record, to the
+active segment file of the buffer folder; that is all it does (no network I/O). A writer thread
+reads the records in order from a persisted cursor, sends them in batches of up to
+``batch_points`` points to ``/write``, and advances the cursor only when InfluxDB accepted them.
+When InfluxDB is down the records simply stay on disk (retries with exponential backoff up to
+``retry_max_s``) and are sent in order when it is back; a watcher killed with ``kill -9`` finds
+them on the next start. Because the buffer is written before anything is sent, a reading the store
+has committed is never only in memory. A batch sent again after a crash (sent, cursor not yet saved)
+rewrites the same points (same measurement, tags and time): InfluxDB keeps each point once.
+
+**fsync policy**: the appended records are in the page cache at once (a killed process loses
+nothing); the writer thread fsyncs the active segment every ``fsync_s`` seconds (default 1) and
+the cursor file on every advance (write, fsync, rename), so a power loss loses at most the last
+``fsync_s`` of appends. ``fsync_s = 0`` fsyncs every append in the engine thread.
+
+Record layout: ``WWLP`` magic, payload length, CRC-32 and point count (little-endian uint32), then
+the payload (line protocol). A torn last record (a crash mid-append) fails its length or CRC check
+and is cut off on start (counted ``torn``).
+
+Counters (``view()``): ``written`` (points InfluxDB accepted), ``buffered`` (points that had to wait
+on disk because InfluxDB was unreachable or a backlog was waiting), ``flushed`` (points of such a
+backlog written later), ``retries``, ``dropped`` (buffer full, or refused by InfluxDB with a 4xx),
+``empty`` (readings without a finite value: no point), ``backlog`` (points on disk not yet written),
+``last_error``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import re
+import struct
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import pandas as pd
+
+from wattwatch import influx
+from wattwatch.sinks import Output
+
+log = logging.getLogger("wattwatch.watch")
+
+_HEAD = struct.Struct("<4sIII")
+_MAGIC = b"WWLP"
+
+
+class DiskBuffer:
+    """An append-only set of segment files with a persisted read cursor. ``append`` from one
+    thread, ``read``/``ack`` from another (a lock guards the shared positions)."""
+
+    def __init__(self, folder: Path, max_bytes: int, segment_bytes: int = 16 << 20, fsync_s: float = 1.0):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.max_bytes, self.segment_bytes, self.fsync_s = int(max_bytes), int(segment_bytes), float(fsync_s)
+        self.lock = threading.Lock()
+        self.torn = 0
+        # One writer per folder: a second watcher on the same buffer would interleave its records.
+        self._lockfd = os.open(self.folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._lockfd)
+            raise ValueError(f"buffer {self.folder}: in use by another running watcher (give each sink its own "
+                             "buffer folder)") from None
+        cur = self._load_cursor()
+        segs = self._segments()
+        for s in segs:
+            if s < cur[0]:
+                (self.folder / _name(s)).unlink()
+        segs = [s for s in segs if s >= cur[0]] or [cur[0]]
+        self.read_pos = cur                                       # (segment, offset) of the next unsent record
+        self.points = 0                                           # points in unsent records
+        self.bytes = 0
+        for s in segs:  # count what is waiting; cut a torn tail
+            path = self.folder / _name(s)
+            start = cur[1] if s == cur[0] else 0
+            end, n = self._scan(path, start)
+            size = path.stat().st_size if path.exists() else 0
+            if end < size:
+                self.torn += size - end
+                with open(path, "r+b") as f:
+                    f.truncate(end)
+                    os.fsync(f.fileno())
+            self.points += n
+            self.bytes += max(end - start, 0)
+        self.write_seg = segs[-1]
+        self._fd = os.open(self.folder / _name(self.write_seg), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.write_off = os.fstat(self._fd).st_size
+        self._dirty = False
+        self._last_sync = time.monotonic()
+
+    # -------------------------------------------------------------------- files
+
+    def _segments(self) -> list[int]:
+        return sorted(int(p.stem) for p in self.folder.glob("*.seg") if p.stem.isdigit())
+
+    def _load_cursor(self) -> tuple[int, int]:
+        p = self.folder / "cursor.json"
+        if not p.exists():
+            segs = self._segments()
+            return (segs[0] if segs else 1, 0)
+        try:
+            d = json.loads(p.read_text())
+            return int(d["segment"]), int(d["offset"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{p}: unreadable buffer cursor ({exc}); move the folder aside to start afresh") from None
+
+    def _save_cursor(self) -> None:
+        p = self.folder / "cursor.json"
+        tmp = p.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump({"segment": self.read_pos[0], "offset": self.read_pos[1]}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+
+    @staticmethod
+    def _scan(path: Path, start: int) -> tuple[int, int]:
+        """(offset after the last whole record, points in the whole records) from ``start``."""
+        if not path.exists():
+            return start, 0
+        n, off = 0, start
+        with open(path, "rb") as f:
+            f.seek(start)
+            while True:
+                head = f.read(_HEAD.size)
+                if len(head) < _HEAD.size:
+                    break
+                magic, size, crc, pts = _HEAD.unpack(head)
+                body = f.read(size)
+                if magic != _MAGIC or len(body) < size or zlib.crc32(body) != crc:
+                    break
+                off += _HEAD.size + size
+                n += pts
+        return off, n
+
+    # -------------------------------------------------------------------- both sides
+
+    def append(self, payload: bytes, points: int) -> bool:
+        """Append one record; False (nothing written) when the buffer would exceed its bound."""
+        rec = _HEAD.pack(_MAGIC, len(payload), zlib.crc32(payload), points) + payload
+        with self.lock:
+            if self.bytes + len(rec) > self.max_bytes:
+                return False
+            if self.write_off >= self.segment_bytes:
+                os.fsync(self._fd)
+                os.close(self._fd)
+                self.write_seg += 1
+                self._fd = os.open(self.folder / _name(self.write_seg), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                self.write_off = 0
+            os.write(self._fd, rec)
+            self.write_off += len(rec)
+            self.bytes += len(rec)
+            self.points += points
+            self._dirty = True
+            if self.fsync_s <= 0:
+                os.fsync(self._fd)
+                self._dirty = False
+        return True
+
+    def sync(self, force: bool = False) -> None:
+        with self.lock:
+            if self._dirty and (force or time.monotonic() - self._last_sync >= self.fsync_s):
+                os.fsync(self._fd)
+                self._dirty = False
+                self._last_sync = time.monotonic()
+
+    def read(self, max_points: int, max_bytes: int) -> tuple[bytes, int, tuple[int, int], int]:
+        """The next unsent records, whole, up to the limits (at least one): ``(payload, points,
+        position after them, bytes)``; empty payload when nothing waits."""
+        with self.lock:
+            seg, off = self.read_pos
+            end_seg, end_off = self.write_seg, self.write_off
+        parts, pts, used = [], 0, 0
+        while (seg, off) < (end_seg, end_off) and pts < max_points and used < max_bytes:
+            path = self.folder / _name(seg)
+            limit = end_off if seg == end_seg else path.stat().st_size
+            if off >= limit:
+                seg, off = seg + 1, 0
+                continue
+            with open(path, "rb") as f:
+                f.seek(off)
+                while off < limit and pts < max_points and used < max_bytes:
+                    magic, size, crc, n = _HEAD.unpack(f.read(_HEAD.size))
+                    body = f.read(size)
+                    if magic != _MAGIC or zlib.crc32(body) != crc:
+                        raise ValueError(f"{path}: record at byte {off} is damaged")
+                    parts.append(body)
+                    pts += n
+                    off += _HEAD.size + size
+                    used += _HEAD.size + size
+        return b"".join(parts), pts, (seg, off), used
+
+    def ack(self, pos: tuple[int, int], points: int, used: int) -> None:
+        """Records up to ``pos`` were written: advance and persist the cursor, drop sent segments."""
+        with self.lock:
+            old = self.read_pos[0]
+            self.read_pos = pos
+            self.points -= points
+            self.bytes -= used
+            write_seg = self.write_seg
+        self._save_cursor()
+        for s in range(old, min(pos[0], write_seg + 1)):
+            if s < pos[0]:
+                (self.folder / _name(s)).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        with self.lock:
+            if self._fd is not None:
+                os.fsync(self._fd)
+                os.close(self._fd)
+                self._fd = None
+                os.close(self._lockfd)  # releases the flock
+
+
+def _name(seg: int) -> str:
+    return f"{seg:08d}.seg"
+
+
+class InfluxSink(Output):
+    kind = "influx"
+
+    def __init__(self, name: str, *, url: str, database: str, buffer: Path, measurement: str = "readings",
+                 alerts_measurement: str = "alerts", rp: str = "wattwatch", retention: str = "30d",
+                 downsample: str = "readings_1h", downsample_rp: str = "autogen", precision: str = "ms",
+                 gzip: bool = False, user: str | None = None, password: str | None = None,
+                 max_buffer_mb: float = 512, segment_mb: float = 16, batch_points: int = 5000,
+                 fsync_s: float = 1.0, retry_min_s: float = 0.5, retry_max_s: float = 30.0,
+                 timeout_s: float = 10.0, close_timeout_s: float = 10.0):
+        super().__init__(name)
+        if precision not in influx.PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(influx.PRECISIONS)}, got {precision!r}")
+        for key, v in (("measurement", measurement), ("database", database), ("rp", rp)):
+            if not isinstance(v, str) or not v:
+                raise ValueError(f"{key} must be a non-empty name")
+        if not (max_buffer_mb > 0 and segment_mb > 0 and batch_points > 0 and retry_min_s > 0
+                and retry_max_s >= retry_min_s and timeout_s > 0 and fsync_s >= 0 and close_timeout_s >= 0):
+            raise ValueError("max_buffer_mb, segment_mb, batch_points, retry_min_s, timeout_s must be > 0, "
+                             "retry_max_s >= retry_min_s, fsync_s and close_timeout_s >= 0")
+        self.client = influx.Client(url, user, password, timeout_s)
+        self.db, self.rp, self.retention = database, rp, retention
+        self.measurement, self.alerts_measurement = measurement, alerts_measurement
+        self.downsample, self.downsample_rp = downsample, downsample_rp
+        self.precision, self.gzip = precision, bool(gzip)
+        self.batch_points, self.retry_min_s, self.retry_max_s = int(batch_points), retry_min_s, retry_max_s
+        self.close_timeout_s = close_timeout_s
+        self.buf = DiskBuffer(buffer, int(max_buffer_mb * (1 << 20)), int(segment_mb * (1 << 20)), fsync_s)
+        self.counters.update({"written": 0, "buffered": 0, "flushed": 0, "retries": 0, "dropped": 0})
+        if self.buf.torn:
+            self.counters["torn"] += self.buf.torn
+            log.warning("%s: cut a torn record (%d bytes) at the end of the buffer in %s", name, self.buf.torn, buffer)
+        if self.buf.points:
+            self.counters["buffered"] += self.buf.points    # left by an earlier run: sent first, in order
+        self.last_error = ""
+        self.status = "starting"
+        self._down = bool(self.buf.points)
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._ready = False
+        self._thread = threading.Thread(target=self._run, name=f"influx:{name}", daemon=True)
+        self._started = False
+
+    def _start(self) -> None:
+        """The writer thread starts with the first call of the engine (not when the config is read)."""
+        if not self._started:
+            self._started = True
+            self._thread.start()
+
+    # -------------------------------------------------------------------- engine side (no network)
+
+    def _put(self, body: bytes, n: int) -> None:
+        if not n:
+            return
+        with self._lock:  # with _fail: a point is counted `buffered` once, when it has to wait
+            if not self.buf.append(body, n):
+                self.counters["dropped"] += n
+                self.counters["buffer_full"] += 1
+                full = self.counters["buffer_full"]
+                if full in (1, 10) or full % 100 == 0:
+                    log.error("%s: on-disk buffer full (%d MB): %d points dropped", self.name,
+                              self.buf.max_bytes >> 20, n)
+                return
+            if self._down:
+                self.counters["buffered"] += n
+        self._wake.set()
+
+    def _count(self, key: str, n: int) -> None:
+        with self._lock:
+            self.counters[key] += n
+
+    def readings(self, frame: pd.DataFrame) -> None:
+        self._start()
+        body, n, empty = influx.reading_lines(frame, self.measurement, self.precision)
+        self.counters["empty"] += empty
+        self._put(body, n)
+
+    def alerts(self, report, engine) -> None:
+        self._start()
+        if not self.alerts_measurement:
+            return
+        todo = {a.id: a for a in report.alerts}
+        for i in report.ended:
+            if i in engine.alerts:
+                todo[i] = engine.alerts[i]
+        if not todo:
+            return
+        body, n = influx.alert_lines(list(todo.values()), self.alerts_measurement, self.precision,
+                                     {i: "ended" for i in report.ended})
+        self._put(body, n)
+
+    def close(self) -> None:
+        """Send what waits for up to ``close_timeout_s``; what is left stays on disk for the next start."""
+        self._start()
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(self.close_timeout_s + self.client.timeout_s + 1)
+        self.buf.close()
+        if self.buf.points:
+            log.warning("%s: %d points stay in %s until the next start", self.name, self.buf.points, self.buf.folder)
+
+    def view(self) -> dict:
+        v = super().view()
+        v["backlog"] = self.buf.points
+        v["last_error"] = self.last_error
+        return v
+
+    # -------------------------------------------------------------------- writer thread
+
+    def setup(self) -> None:
+        """Database, retention policy (the database default) and the hourly downsample CQ. Creating
+        them again with the same definition changes nothing; a different retention is altered, a
+        different CQ replaced."""
+        c, db = self.client, self.db
+        c.query(f"CREATE DATABASE {influx.ident(db)}", write=True)
+        rps = influx._frame(c.query(f"SHOW RETENTION POLICIES ON {influx.ident(db)}", db))[0]
+        verb = "ALTER" if len(rps) and self.rp in set(rps["name"]) else "CREATE"
+        c.query(f"{verb} RETENTION POLICY {influx.ident(self.rp)} ON {influx.ident(db)} DURATION {self.retention} "
+                f"REPLICATION 1{' SHARD DURATION 1d' if verb == 'CREATE' and self.retention != 'INF' else ''} DEFAULT",
+                write=True)
+        if self.downsample:
+            name = f"{self.downsample}_cq"
+            body = (f"SELECT mean(*), max(*), min(*) INTO {influx.ident(db)}.{influx.ident(self.downsample_rp)}."
+                    f"{influx.ident(self.downsample)} FROM {influx.ident(db)}.{influx.ident(self.rp)}."
+                    f"{influx.ident(self.measurement)} GROUP BY time(1h), {influx.ident('meter_id')}")
+            have = {}
+            for r in c.query("SHOW CONTINUOUS QUERIES", db):
+                for s in r.get("series", []) or []:
+                    if s.get("name") == db:
+                        have.update({row[0]: row[1] for row in s.get("values", [])})
+            if name in have and body.replace('"', "") not in have[name].replace('"', ""):
+                c.query(f"DROP CONTINUOUS QUERY {influx.ident(name)} ON {influx.ident(db)}", write=True)
+                have.pop(name)
+            if name not in have:
+                c.query(f"CREATE CONTINUOUS QUERY {influx.ident(name)} ON {influx.ident(db)} BEGIN {body} END",
+                        write=True)
+        self._ready = True
+
+    def downsample_query(self, start, end) -> str:
+        """The CQ's statement for one explicit window (to backfill, or to check it)."""
+        lo, hi = pd.Timestamp(start).value, pd.Timestamp(end).value
+        return (f"SELECT mean(*), max(*), min(*) INTO {influx.ident(self.db)}.{influx.ident(self.downsample_rp)}."
+                f"{influx.ident(self.downsample)} FROM {influx.ident(self.db)}.{influx.ident(self.rp)}."
+                f"{influx.ident(self.measurement)} WHERE time >= {lo} AND time < {hi} "
+                f"GROUP BY time(1h), {influx.ident('meter_id')}")
+
+    def _fail(self, exc: Exception) -> None:
+        self.last_error = str(exc)
+        with self._lock:
+            if not self._down:
+                log.warning("%s: InfluxDB unreachable, buffering on disk: %s", self.name, exc)
+                self.counters["buffered"] += self.buf.points   # what waits now: it is flushed later
+                self._down = True
+        self.status = "down: buffering"
+
+    def _run(self) -> None:
+        delay = self.retry_min_s
+        give_up = None
+        while True:
+            if self._stop.is_set():
+                give_up = give_up or time.monotonic() + self.close_timeout_s
+                if not self.buf.points or time.monotonic() >= give_up:
+                    break
+            self.buf.sync()
+            try:
+                if not self._ready:
+                    self.setup()
+                    self.status = "ready"
+                body, n, pos, used = self.buf.read(self.batch_points, 8 << 20)
+                if not n:
+                    with self._lock:
+                        if self._down and not self.buf.points:
+                            log.warning("%s: InfluxDB back; the buffer is flushed", self.name)
+                            self._down = False
+                    self.status = "ready"
+                    self._wake.wait(min(self.buf.fsync_s, 0.5) if self.buf.fsync_s > 0 else 0.5)
+                    self._wake.clear()
+                    continue
+                try:
+                    self.client.write(body, self.db, self.rp, self.precision, self.gzip)
+                except influx.Denied:
+                    raise       # credentials: the points wait on disk until an operator fixes them
+                except influx.Refused as exc:
+                    # Bad data (a 400: field type conflict, beyond the retention): retrying cannot help;
+                    # counted, said, not kept.
+                    # A partial write ("points beyond retention policy dropped=N") kept the others.
+                    m = re.search(r"dropped=(\d+)", str(exc))
+                    lost = min(int(m.group(1)), n) if m and "partial write" in str(exc) else n
+                    self._count("dropped", lost)
+                    self._count("written", n - lost)
+                    self.last_error = str(exc)
+                    log.error("%s: InfluxDB refused %d of %d points: %s", self.name, lost, n, exc)
+                    self.buf.ack(pos, n, used)
+                    continue
+                self.buf.ack(pos, n, used)
+                self._count("written", n)
+                if self._down:
+                    self._count("flushed", n)
+                    self.status = "flushing"
+                delay = self.retry_min_s
+            except (influx.Unreachable, influx.Denied) as exc:
+                self._count("retries", 1)
+                self._fail(exc)
+                self._stop.wait(delay) if not self._stop.is_set() else time.sleep(min(delay, 0.2))
+                delay = min(delay * 2, self.retry_max_s)
+            except Exception as exc:  # noqa: BLE001 - the writer thread never dies silently
+                self._count("retries", 1)
+                self._fail(exc)
+                log.exception("%s: writer error", self.name)
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.retry_max_s)
+        self.buf.sync(force=True)
+        self.status = "closed" if not self.buf.points else f"closed ({self.buf.points} points on disk)"
+
+
+_KEYS = {"url", "database", "measurement", "alerts_measurement", "rp", "retention", "downsample", "downsample_rp",
+         "precision", "gzip", "user", "password", "password_env", "buffer", "max_buffer_mb", "segment_mb",
+         "batch_points", "fsync_s", "retry_min_s", "retry_max_s", "timeout_s", "close_timeout_s"}
+
+
+def from_spec(name: str, spec: dict, root=None) -> InfluxSink:
+    """An InfluxDB sink from its ``[[sinks]]`` table (ValueError naming the key)."""
+    from wattwatch.sources import only, resolve
+
+    only(spec, _KEYS)
+    for key in ("url", "database"):
+        if not isinstance(spec.get(key), str) or not spec[key]:
+            raise ValueError(f"{key} is required (text)")
+    kw = dict(spec)
+    kw["buffer"] = resolve(str(kw.get("buffer", f"{name}-buffer")), root)
+    env = kw.pop("password_env", None)
+    if env:
+        if env not in os.environ:
+            raise ValueError(f"password_env: environment variable {env} is not set")
+        kw["password"] = os.environ[env]
+    for key in ("max_buffer_mb", "segment_mb", "fsync_s", "retry_min_s", "retry_max_s", "timeout_s", "close_timeout_s"):
+        if key in kw:
+            if isinstance(kw[key], bool) or not isinstance(kw[key], (int, float)):
+                raise ValueError(f"{key} must be a number, got {kw[key]!r}")
+            kw[key] = float(kw[key])
+    if "batch_points" in kw and (isinstance(kw["batch_points"], bool) or not isinstance(kw["batch_points"], int)):
+        raise ValueError(f"batch_points must be an integer, got {kw['batch_points']!r}")
+    if "retention" in kw and not (isinstance(kw["retention"], str)
+                                  and re.fullmatch(r"INF|(\d+(ns|u|ms|s|m|h|d|w))+", kw["retention"])):
+        raise ValueError(f"retention must be an InfluxQL duration such as 30d, 52w or INF, got {kw['retention']!r}")
+    for key in ("measurement", "alerts_measurement", "rp", "downsample", "downsample_rp", "precision", "user",
+                "password", "database"):
+        if key in kw and not isinstance(kw[key], str):
+            raise ValueError(f"{key} must be text, got {kw[key]!r}")
+    return InfluxSink(name, **kw)
+
+
+__all__ = ["InfluxSink", "DiskBuffer", "from_spec"]
