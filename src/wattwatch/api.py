@@ -1067,6 +1067,11 @@ def load_site(config: str | Path | dict) -> Site:
         stream = StreamConfig.from_dict(doc.pop("stream", None))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
+    # Register maps of Modbus devices ([models.NAME], or models = "FILE") serve every modbus source.
+    models = doc.pop("models", None)
+    if models is not None:
+        specs = [dict(s, models=s.get("models", models)) if isinstance(s, dict) and s.get("type") == "modbus" else s
+                 for s in specs]
     built, names = [], set()
     for k, spec in enumerate(specs):
         try:

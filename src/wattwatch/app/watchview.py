@@ -8,7 +8,8 @@ from rich.console import Group
 from rich.markup import escape
 from rich.table import Table
 
-SHOWN = ("readings", "messages", "malformed", "polls", "timeouts", "errors", "late", "connects", "disconnects")
+SHOWN = ("readings", "messages", "malformed", "polls", "lost", "timeouts", "crc_errors", "reconnects", "errors", "late",
+         "connects", "disconnects")
 
 
 def render(engine, sources) -> Group:
@@ -24,9 +25,10 @@ def render(engine, sources) -> Group:
                 title="engine", title_justify="left")
     eng.add_row(*(f"{int(c.get(k, 0)):,}" for k in ("readings", "stored", "judged", "late", "rejected", "profiled",
                                                     "alerts_new", "alerts_updated", "alerts_ended")))
-    al = Table("id", "meter", "code", "severity", "start", "until", "score", title=f"open alerts ({len(engine.open_ids)})",
+    open_ids = set(engine.open_ids) | set(getattr(engine, "health_open", ()))
+    al = Table("id", "meter", "code", "severity", "start", "until", "score", title=f"open alerts ({len(open_ids)})",
                title_justify="left")
-    open_alerts = sorted((engine.alerts[i] for i in engine.open_ids if i in engine.alerts), key=lambda a: a.start,
+    open_alerts = sorted((engine.alerts[i] for i in open_ids if i in engine.alerts), key=lambda a: a.start,
                          reverse=True)
     for a in open_alerts[:15]:
         al.add_row(a.id, escape(a.meter_id), a.code, a.severity, a.start, a.end, f"{a.score:.3f}")

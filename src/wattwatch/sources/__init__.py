@@ -16,6 +16,7 @@ from wattwatch.sources.base import Batch, Poller, Source
 KINDS: dict[str, str] = {
     "replay": "wattwatch.sources.replay:from_spec",
     "mqtt": "wattwatch.sources.mqtt:from_spec",
+    "modbus": "wattwatch.sources.modbus:from_spec",
 }
 
 
