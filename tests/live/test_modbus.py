@@ -296,7 +296,7 @@ def test_fleet_replayed_through_modbus_devices_and_watched_equals_detect(tmp_pat
     meters = sorted(frame["meter_id"].astype(str).unique())
     d = dev.start("fleet", {"registers": regs, "replay": frame, "meters": meters, "cycle_s": 900})
     db = tmp_path / "live.duckdb"
-    site = {"sources": [{"type": "modbus", "name": "fleet", "interval_s": 0.01, "timeout_s": 1.0,
+    site = {"sources": [{"type": "modbus", "name": "fleet", "interval_s": 0.01, "timeout_s": 1.0, "deadline_s": 2.0,
                          "models": {"meter": {"registers": regs}},
                          "devices": [{"meter_id": m, "port": d.port, "unit": u + 1, "model": "meter"}
                                      for u, m in enumerate(meters)]}],
