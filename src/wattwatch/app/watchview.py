@@ -12,8 +12,29 @@ SHOWN = ("readings", "messages", "malformed", "polls", "lost", "timeouts", "crc_
          "connects", "disconnects")
 
 
-def render(engine, sources) -> Group:
-    """Sources and their counters, the engine's counters, the alerts still open (newest first)."""
+DEVICE_SHOWN = ("polls", "lost", "timeouts", "exceptions", "malformed", "crc_errors", "retries")
+
+
+def render(engine, sources, demo=None) -> Group:
+    """Sources and their counters, polled devices (Modbus) and their counters, the engine's
+    counters, the alerts still open (newest first); with ``demo``, the simulated devices too."""
+    extra = []
+    rows = [d for s in sources for d in (s.devices_view() if hasattr(s, "devices_view") else [])]
+    if rows:
+        dev = Table("meter", "gateway", "unit", *DEVICE_SHOWN, "p50 ms", "slow", title="polled devices",
+                    title_justify="left")
+        for d in rows[:30]:
+            dev.add_row(escape(d["meter_id"]), escape(d["gateway"]), str(d["unit"]),
+                        *(f"{int(d.get(k, 0)):,}" for k in DEVICE_SHOWN), f"{d.get('p50_ms', 0):.1f}",
+                        "yes" if d.get("slow") else "")
+        extra.append(dev)
+    if demo is not None:
+        sim = Table("device", "kind", "status", "port", "faults", "requests/published", title="simulated devices",
+                    title_justify="left")
+        for v in demo.views():
+            sim.add_row(escape(str(v.get("name"))), str(v.get("kind")), str(v.get("status")), str(v.get("port")),
+                        escape(str(v.get("faults", "-"))), f"{int(v.get('requests', v.get('published', 0))):,}")
+        extra.append(sim)
     views = [s.view() for s in sources]
     # Counters that some source has (an MQTT source has no polls, a poller no messages).
     shown = [k for k in SHOWN if any(v.get(k) for v in views)] or ["readings"]
@@ -32,7 +53,7 @@ def render(engine, sources) -> Group:
                          reverse=True)
     for a in open_alerts[:15]:
         al.add_row(a.id, escape(a.meter_id), a.code, a.severity, a.start, a.end, f"{a.score:.3f}")
-    return Group(src, eng, al)
+    return Group(src, *extra, eng, al)
 
 
 class LogLines:
@@ -57,4 +78,4 @@ class LogLines:
             self.last = now
             c = engine.counters
             self.echo(f"readings {c.get('readings', 0):,} stored {c.get('stored', 0):,} judged {c.get('judged', 0):,} "
-                      f"late {c.get('late', 0):,} open alerts {len(engine.open_ids)}")
+                      f"late {c.get('late', 0):,} open alerts {len(engine.open_ids) + len(getattr(engine, 'health_open', ()))}")

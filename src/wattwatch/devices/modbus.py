@@ -65,7 +65,7 @@ class Meter:
         self.fault: dict = {}
         self.served = 0
         self.energy = 0.0
-        self.base_a = float(rng.uniform(4.0, 20.0))
+        self.base_a = rng.uniform(4.0, 20.0, 3)     # per phase: a real site is not balanced
         self.rows = None
         if frame is not None:   # every record encoded once (records x registers per table)
             frame = frame.sort_values("ts", kind="stable")
