@@ -1184,7 +1184,8 @@ def watch(config: str | Path | dict | Site, *, stop=None, until_done: bool = Fal
                     loop.remove_signal_handler(sig)
 
         asyncio.run(main())
-        return Watch(dict(engine.counters), list(engine.alerts.values()), set(engine.open_ids), list(engine.notices),
+        return Watch(dict(engine.counters), list(engine.alerts.values()), set(engine.open_ids) | engine.health_open,
+                     list(engine.notices),
                      [s.view() for s in site.sources], engine.resumed, time.perf_counter() - t0,
                      [o.view() for o in site.outputs])
     finally:

@@ -35,9 +35,9 @@ Counters per device and in total: ``polls``, ``lost``, ``timeouts``, ``exception
 exception responses), ``malformed`` (exception responses, wrong lengths, bad CRC, frames that do
 not parse), ``crc_errors`` and ``frame_slips`` (RTU framing: a frame whose CRC is wrong, bytes that
 never formed a frame), ``reconnects``, and the response time (ms, from the first request of a
-poll to its last answer). A device whose response time climbs (the median of its last
-``slow_recent`` polls above ``slow_factor`` times its own settled median and at least
-``slow_min_ms`` above it) gets a ``WARN_LINK_SLOW`` alert that ends when it recovers.
+poll to its last answer). A device whose response time climbs (each of its last ``slow_recent``
+polls above ``slow_factor`` times its own settled median and at least ``slow_min_ms`` above it)
+gets a ``WARN_LINK_SLOW`` alert that ends when the median of its last polls is back under that.
 """
 
 from __future__ import annotations
@@ -446,7 +446,7 @@ class ModbusPoller(Poller):
 
     def __init__(self, name: str, devices: list[dict], models: dict[str, Model], *, interval_s: float = 1.0,
                  timeout_s: float = 0.5, retries: int = 2, backoff_s: float = 0.05, concurrency: int = 64,
-                 deadline_s: float | None = None, slow_factor: float = 3.0, slow_min_ms: float = 50.0,
+                 deadline_s: float | None = None, slow_factor: float = 3.0, slow_min_ms: float = 100.0,
                  slow_recent: int = 5, slow_settle: int = 10):
         super().__init__(name, interval_s=interval_s, timeout_s=(deadline_s or interval_s or timeout_s * 4) * 2 + 1)
         if not timeout_s > 0 or retries < 0 or backoff_s < 0 or concurrency < 1:
@@ -652,9 +652,12 @@ class ModbusPoller(Poller):
             if d.settled >= self.slow_settle:
                 d.baseline_ms = float(np.median(list(d.times)[-self.slow_settle:]))
             return
-        recent = float(np.median(list(d.times)[-self.slow_recent:]))
+        last = list(d.times)[-self.slow_recent:]
+        recent = float(np.median(last))
         limit = max(d.baseline_ms * self.slow_factor, d.baseline_ms + self.slow_min_ms)
-        if recent > limit:
+        # Opens when every one of the last polls was slow (a busy moment of this host is not a
+        # climbing link); stays open while their median is.
+        if (min(last) > limit) if d.slow is None else (recent > limit):
             if d.slow is None:
                 d.slow = {"start": when, "peak": recent}
                 d.counters["slow_alerts"] += 1
