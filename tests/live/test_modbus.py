@@ -180,6 +180,10 @@ def test_malformed_frames_and_exceptions_are_counted_not_invented(framing):
             assert p.counters["crc_errors"] >= 2
         else:
             assert p.counters["bad_length"] >= 2
+        if framing == "rtu":   # a frame cut short never parses: a frame slip
+            d.inject("corrupt", share=1.0, how="truncate")
+            assert len(_poll(p)[0]) == 0
+            assert p.counters["frame_slips"] >= 1
         d.inject("clear")
         d.inject("exception", share=1.0, unit=2)
         f = _poll(p)[0]
@@ -188,7 +192,7 @@ def test_malformed_frames_and_exceptions_are_counted_not_invented(framing):
         assert p.devices[1].counters["exceptions"] >= 1 and p.devices[0].counters["exceptions"] == 0
         d.inject("clear")
         assert len(_poll(p)[0]) == 2, "after the faults the devices are read again"
-        assert p.counters["lost"] == 3
+        assert p.counters["lost"] == (5 if framing == "rtu" else 3)
         p.close()
     finally:
         d.stop()
@@ -344,3 +348,20 @@ def test_fleet_replayed_through_modbus_devices_and_watched_equals_detect(tmp_pat
     for i, a in want.items():
         assert kept[i][0] == a.meter_id and kept[i][1] == a.code
         assert round(float(kept[i][4]), 4) == round(float(a.score), 4), (i, a.code)
+
+
+def test_a_dead_gateway_is_retried_with_backoff_not_per_device():
+    """Ten meters behind a gateway that refuses connections: one cycle makes a few connection
+    attempts (exponential backoff), not one per meter and retry, and loses every poll at once."""
+    port = dev.free_port()
+    models = {"m": mb.parse_model("m", {"registers": REGS})}
+    p = mb.ModbusPoller("p", [{"meter_id": f"M{u}", "port": port, "unit": u, "model": "m"} for u in range(1, 11)],
+                        models, interval_s=1.0, timeout_s=0.5, retries=2, backoff_s=0.1)
+    t0 = time.monotonic()
+    frame = _poll(p)[0]
+    took = time.monotonic() - t0
+    assert len(frame) == 0 and p.counters["lost"] == 10
+    assert 1 <= p.counters["connect_failures"] <= 4, dict(p.counters)
+    assert p.counters["skipped"] >= 10
+    assert took < 1.2
+    p.close()

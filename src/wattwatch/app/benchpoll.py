@@ -40,7 +40,11 @@ def model(registers: int) -> list[dict]:
 
 
 def _serve(gateways: int, units: int, regs: list[dict], q, stop) -> None:
+    import logging
+
     from wattwatch.devices import modbus as dev
+
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
     running = [dev.start(f"gw{g}", {"registers": regs, "meters": [f"g{g}u{u}" for u in range(1, units + 1)],
                                     "interval_s": 1.0, "seed": g}) for g in range(gateways)]

@@ -17,7 +17,8 @@ seeded generator. A meter serves one *record* at a time; a new record is taken
 
 Faults (:meth:`Running.inject`, also ``faults = {...}`` at start): ``drop`` (share of responses
 never sent), ``delay`` (``ms``, optional ``jitter_ms``: every answer that much later),
-``corrupt`` (share of responses mangled: a wrong MBAP length on Modbus/TCP, a wrong CRC on RTU),
+``corrupt`` (share of responses mangled: a wrong MBAP length on Modbus/TCP, a wrong CRC on RTU, or
+with ``how = "truncate"`` an RTU frame cut short, a frame slip),
 ``exception`` (share answered with exception 0x04), ``down`` / ``up`` (the gateway stops
 listening and drops its connections / listens again on the same port), ``clear``. ``unit = N``
 limits ``delay``, ``drop`` and ``exception`` to one meter. The generator also takes meter faults:
@@ -313,9 +314,9 @@ class Running:
         c = self.faults.get("corrupt")
         if c and self.rng.random() < c.get("share", 1.0) and len(data) > 4:
             self.counters["corrupted"] += 1
-            if self.framing == "rtu":
+            if self.framing == "rtu" and c.get("how") != "truncate":
                 return data[:-1] + bytes([data[-1] ^ 0x5A])     # CRC wrong
-            return data[:-1]                                     # MBAP length says one byte more
+            return data[:-3] if self.framing == "rtu" else data[:-1]   # shorter than it says
         return data
 
     def set_values(self, unit: int, values: dict) -> None:
@@ -340,7 +341,8 @@ class Running:
             for m in self.meters.values():
                 m.fault.clear()
         elif fault in ("drop", "corrupt", "exception"):
-            self.faults[fault] = {"share": float(params.get("share", 1.0)), "unit": params.get("unit")}
+            self.faults[fault] = {"share": float(params.get("share", 1.0)), "unit": params.get("unit"),
+                                  "how": params.get("how")}
         elif fault == "delay":
             self.faults["delay"] = {"ms": float(params.get("ms", 100.0)), "jitter_ms": float(params.get("jitter_ms", 0)),
                                     "unit": params.get("unit")}

@@ -27,7 +27,9 @@ The reads are planned once per model: registers of one table that are contiguous
 Every ``interval_s`` all devices are polled concurrently, at most ``concurrency`` at a time
 (one request at a time per gateway: serial gateways answer one unit at a time). A request that
 times out or finds the connection gone is retried (``retries``, exponential backoff from
-``backoff_s``, never past the cycle's deadline) after a reconnect. A device that has not answered
+``backoff_s``, never past the cycle's deadline) after a reconnect; a gateway that refuses connections
+is tried again after an exponential backoff (from ``backoff_s``, at most four intervals), its
+devices' polls lost at once meanwhile (so a dead gateway does not eat the cycle of the others). A device that has not answered
 every read by the deadline has *lost* its poll: no reading is made up; the detection core's
 packet-loss rule sees the gap (``ALRM_PKT_LOSS_CRIT``).
 
@@ -385,6 +387,8 @@ class Gateway:
         self.current: Device | None = None
         self.down_since: float | None = None
         self.wire = _Wire(self)
+        self.failures = 0
+        self.next_try = 0.0
 
     def count(self, k: str, n: int = 1) -> None:
         self.counters[k] += n
@@ -400,6 +404,11 @@ class Gateway:
             return True
         if self.client is not None:
             self.client.close()
+            self.client = None
+        now = time.monotonic()
+        if now < self.next_try:    # backing off: the devices behind it are lost at once this time
+            self.count("skipped")
+            return False
         self.client = AsyncModbusTcpClient(
             self.host, port=self.port, framer=FramerType.RTU if self.framing == "rtu" else FramerType.SOCKET,
             timeout=self.timeout_s, retries=0, reconnect_delay=0, reconnect_delay_max=0,
@@ -414,8 +423,16 @@ class Gateway:
                 log.info("%s: gateway %s reconnected", self.owner.name, self.key)
             self.counters["connects"] += 1
             self.down_since = None
+            self.failures = 0
+            self.next_try = 0.0
             return True
         self.count("connect_failures")
+        # Exponential backoff between connection attempts, at most a few poll intervals, so that
+        # a gateway that is back is found again within them.
+        self.failures += 1
+        o = self.owner
+        cap = max(4 * o.interval_s, 1.0)
+        self.next_try = time.monotonic() + min(o.backoff_s * (2 ** (self.failures - 1)), cap)
         if self.down_since is None:
             self.down_since = time.monotonic()
             log.warning("%s: gateway %s unreachable", self.owner.name, self.key)
