@@ -1279,10 +1279,16 @@ def watch(
 def _watch_run(api, config, until_done, duration, running_demo, LogLines, render, logging, threading) -> None:
     stop = threading.Event()
     timer = None
-    if duration is not None:
+    if duration is not None:   # counted from the first step: the watcher is up (detectors built, store open)
         timer = threading.Timer(duration, stop.set)
         timer.daemon = True
-        timer.start()
+
+    def started(step):
+        def on(*a):
+            if timer is not None and not timer.is_alive() and not stop.is_set():
+                timer.start()
+            return step(*a)
+        return on
     with _errors():
         site = api.load_site(config)
     tty = console.is_terminal and os.environ.get("WATTWATCH_PROGRESS") != "0"
@@ -1301,9 +1307,9 @@ def _watch_run(api, config, until_done, duration, running_demo, LogLines, render
                 def on_step(engine, rep, batches):
                     holder["e"] = engine
                     live.update(render(engine, site.sources, running_demo))
-                result = api.watch(site, until_done=until_done, on_step=on_step, stop=stop)
+                result = api.watch(site, until_done=until_done, on_step=started(on_step), stop=stop)
         else:
-            result = api.watch(site, until_done=until_done, on_step=lines, stop=stop)
+            result = api.watch(site, until_done=until_done, on_step=started(lines), stop=stop)
     if timer is not None:
         timer.cancel()
     c = result.counters
