@@ -102,6 +102,7 @@ def poll_benchmark(devices: int = 1000, registers: int = 20, interval_s: float =
                 d.times.clear()
             poller.counters.clear()
             poller.response_ms.clear()
+            poller.device_ms.clear()
             cycles.clear()
             readings[0] = 0
             t0 = time.process_time()

@@ -513,6 +513,7 @@ class ModbusPoller(Poller):
             raise ValueError("devices: give at least one [[sources.devices]] table")
         self._sem: asyncio.Semaphore | None = None
         self._loop = None
+        self.device_ms: deque = deque(maxlen=4096)   # response time of the last device polls
         self._health: dict[str, object] = {}   # alert id -> latest version not yet handed over
         self.cycles = 0
 
@@ -602,7 +603,7 @@ class ModbusPoller(Poller):
             self.counters["lost"] += 1
             return None
         dev.times.append(took)
-        self.response_ms.append(took)
+        self.device_ms.append(took)
         if time.monotonic() <= deadline:
             dev.counters["on_time"] += 1
             self.counters["on_time"] += 1
@@ -622,7 +623,6 @@ class ModbusPoller(Poller):
         when = pd.Timestamp.now(tz="UTC").floor("ms")
         deadline = t0 + self.deadline_s
         res = await asyncio.gather(*(self._poll_device(d, deadline) for d in self.devices))
-        del self.response_ms[:-4096]
         self.cycles += 1
         for d, got in zip(self.devices, res):
             self._watch_speed(d, when, got is not None)
@@ -727,9 +727,10 @@ class ModbusPoller(Poller):
         return out
 
     def view(self) -> dict:
-        v = super().view()
-        if self.response_ms:
-            v["p99_ms"] = round(float(np.percentile(self.response_ms, 99)), 2)
+        v = super().view()      # p50_ms there is of whole cycles; these are of device polls
+        if self.device_ms:
+            v["device_p50_ms"] = round(float(np.median(self.device_ms)), 2)
+            v["device_p99_ms"] = round(float(np.percentile(self.device_ms, 99)), 2)
         v["devices"] = len(self.devices)
         v["gateways"] = len(self.gateways)
         return v
