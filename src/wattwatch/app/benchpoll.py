@@ -138,6 +138,10 @@ def poll_benchmark(devices: int = 1000, registers: int = 20, interval_s: float =
         "cycle_ms": {"p50": round(float(np.median(cycles)) * 1000, 1) if cycles else None,
                      "max": round(float(np.max(cycles)) * 1000, 1) if cycles else None},
         "poller_cpu_s_per_s": round(cpu / seconds, 3),
+        "poller_cpu_ms_per_poll": round(1000 * cpu / max(polls, 1), 3),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "servers_cpu_s": round(child_stats.get("cpu_s", float("nan")), 2),
         "server_requests": child_stats.get("requests"),
+        "server_cpu_ms_per_request": round(1000 * child_stats.get("cpu_s", float("nan"))
+                                           / max(child_stats.get("requests") or 1, 1), 3),
     }

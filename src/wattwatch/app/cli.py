@@ -1403,8 +1403,10 @@ def bench_poll(
                  ("lost / timeouts", f"{r['lost']:,} / {r['timeouts']:,}"),
                  ("response p50 / p99", f"{r['response_ms']['p50']} / {r['response_ms']['p99']} ms"),
                  ("cycle p50 / max", f"{r['cycle_ms']['p50']} / {r['cycle_ms']['max']} ms"),
-                 ("poller CPU", f"{r['poller_cpu_s_per_s']} s per s"),
-                 ("servers CPU", f"{r['servers_cpu_s']} s ({r['server_requests']:,} requests)")]:
+                 ("poller CPU", f"{r['poller_cpu_s_per_s']} s per s ({r['poller_cpu_ms_per_poll']} ms per device poll)"),
+                 ("servers CPU", f"{r['servers_cpu_s']} s ({r['server_requests']:,} requests, "
+                                 f"{r['server_cpu_ms_per_request']} ms each, start-up included)"),
+                 ("load average (1/5/15 min)", " / ".join(str(x) for x in r["load_average"]))]:
         t.add_row(k, v)
     console.print(t)
 
