@@ -29,6 +29,7 @@ limits ``delay``, ``drop`` and ``exception`` to one meter. The generator also ta
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import socket
 import threading
@@ -385,13 +386,14 @@ class Running:
             self._loop.close()
 
 
+@functools.lru_cache(maxsize=1)
 def _context_class():
+    """A pymodbus server context that hands every request to the simulated gateway (built on first
+    use: pymodbus is imported only by what needs it)."""
     from pymodbus.datastore import ModbusServerContext
 
     class _Ctx(ModbusServerContext):
-        """Hands every request to the simulated gateway (no pymodbus datastore)."""
-
-        def __init__(self, dev: Running):  # noqa: D401 - no super().__init__: it builds a datastore
+        def __init__(self, dev: Running):  # no super().__init__: it would build a pymodbus datastore
             self.dev = dev
             self.simdevices = []
             self.old_simulator = True
@@ -409,13 +411,8 @@ def _context_class():
     return _Ctx
 
 
-def _Context(dev):
-    global _Context_cls
-    try:
-        cls = _Context_cls
-    except NameError:
-        cls = _Context_cls = _context_class()
-    return cls(dev)
+def _Context(dev: Running):
+    return _context_class()(dev)
 
 
 def start(name: str, spec: dict, root: Path | None = None) -> Running:
