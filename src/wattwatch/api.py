@@ -1023,9 +1023,11 @@ class Site:
 
 
 def load_site(config: str | Path | dict) -> Site:
-    """Read a site config (TOML path or dict). ``[[sources]]`` (``type = "mqtt"`` or ``"replay"``),
-    ``[store] path``, ``[stream]`` (``hold_s``, ``checkpoint_s``, ``max_pending``); every other
-    key is detector configuration as for ``detect --config``. Relative paths are relative to the
+    """Read a site config (TOML path or dict). ``[[sources]]`` (``type`` one of
+    :data:`wattwatch.sources.KINDS`: ``mqtt``, ``replay``, ``modbus`` …), ``[models.NAME]``
+    (Modbus register maps, or ``models = "FILE"``, shared by every modbus source that does not
+    name its own), ``[store] path``, ``[stream]`` (``hold_s``, ``checkpoint_s``, ``max_pending``);
+    every other key is detector configuration as for ``detect --config``. Relative paths are relative to the
     config file. Raises ConfigError naming the file and key."""
     import tomllib
 
