@@ -1050,10 +1050,13 @@ class Site:
 
 
 def load_site(config: str | Path | dict) -> Site:
-    """Read a site config (TOML path or dict). ``[[sources]]`` (``type = "mqtt"`` or ``"replay"``),
-    ``[store] path``, ``[stream]`` (``hold_s``, ``checkpoint_s``, ``max_pending``), ``[[sinks]]``,
-    ``[[actions]]`` (:mod:`wattwatch.actions`) and ``[meter_tags]`` (meter glob -> tags); every other
-    key is detector configuration as for ``detect --config``. Relative paths are relative to the
+    """Read a site config (TOML path or dict). ``[[sources]]`` (``type`` one of
+    :data:`wattwatch.sources.KINDS`: ``mqtt``, ``replay``, ``modbus``, ``snmp``, ``tamper``),
+    ``[models.NAME]`` (Modbus register maps, or ``models = "FILE"``, shared by every modbus source
+    that does not name its own), ``[store] path``, ``[stream]`` (``hold_s``, ``checkpoint_s``,
+    ``max_pending``), ``[[sinks]]``, ``[[actions]]`` (:mod:`wattwatch.actions`) and ``[meter_tags]``
+    (meter glob -> tags); every other key is detector configuration as for ``detect --config``.
+    Relative paths are relative to the
     config file. Raises ConfigError naming the file and key."""
     import tomllib
 
@@ -1096,6 +1099,11 @@ def load_site(config: str | Path | dict) -> Site:
         stream = StreamConfig.from_dict(doc.pop("stream", None))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
+    # Register maps of Modbus devices ([models.NAME], or models = "FILE") serve every modbus source.
+    models = doc.pop("models", None)
+    if models is not None:
+        specs = [dict(s, models=s.get("models", models)) if isinstance(s, dict) and s.get("type") == "modbus" else s
+                 for s in specs]
     built, names = [], set()
     for k, spec in enumerate(specs):
         try:
@@ -1214,7 +1222,8 @@ def watch(config: str | Path | dict | Site, *, stop=None, until_done: bool = Fal
                     loop.remove_signal_handler(sig)
 
         asyncio.run(main())
-        return Watch(dict(engine.counters), list(engine.alerts.values()), set(engine.open_ids), list(engine.notices),
+        return Watch(dict(engine.counters), list(engine.alerts.values()), set(engine.open_ids) | engine.health_open,
+                     list(engine.notices),
                      [s.view() for s in site.sources], engine.resumed, time.perf_counter() - t0,
                      [o.view() for o in site.outputs])
     finally:

@@ -57,6 +57,9 @@ SEVERITY_POLICY: dict[str, tuple[str, str, bool, str]] = {
     "WARN_BASELINE_DEVIATION": ("info", "warning", False, "consumption unlike the meter's own history: check site activity"),
     "WARN_CONSUMPTION_ANOMALY": ("info", "warning", True,
                                  "abnormal consumption pattern (under-registration, level shift, frozen register)"),
+    "WARN_LINK_SLOW": ("warning", "warning", False,
+                       "a device answers ever slower (long cable run, overloaded gateway): polls will start to miss "
+                       "their deadline and readings will be lost"),
     "ALRM_PROSUMER_ISOLATE": ("warning", "critical", True, "a prosumer is to be isolated from the grid"),
     "WARN_PROSUMER_PENALTY": ("warning", "warning", False,
                               "a prosumer is not delivering its agreed power and its penalty is growing"),

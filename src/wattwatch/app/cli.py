@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -1384,19 +1385,61 @@ def demo(
 
 @app.command()
 def watch(
-    config: Path = typer.Option(..., "--config", "-c", help="Site config (TOML): \\[\\[sources]], \\[store], \\[stream], "
-                                  "\\[\\[sinks]], \\[\\[actions]], \\[meter_tags], detectors."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Site config (TOML): \\[\\[sources]], "
+                                          "\\[store], \\[stream], \\[models], \\[\\[sinks]], \\[\\[actions]], "
+                                          "\\[meter_tags], detectors."),
     until_done: bool = typer.Option(False, "--until-done", help="Stop when every source is finished (a replay at "
                                     "its end), judging what is pending as final."),
+    demo: bool = typer.Option(False, "--demo", help="Start simulated devices on 127.0.0.1 (Modbus/TCP and RTU "
+                              "gateways, MQTT meters, the SNMP PDU if available) with faults on a schedule, and watch "
+                              "them."),
+    duration: Optional[float] = typer.Option(None, "--duration", "--until", help="Stop after this many seconds."),
 ) -> None:
-    """Watch a site live: read its sources (MQTT, replayed files), store every reading, judge it as it
-    arrives with the same rules and state as `detect`, keep alerts (opened at once, grown, ended) in
-    the store. SIGINT/SIGTERM stop cleanly; a restart resumes from the store's checkpoint."""
+    """Watch a site live: read its sources (Modbus/TCP, MQTT, replayed files), store every reading, judge it
+    as it arrives with the same rules and state as `detect`, keep alerts (opened at once, grown, ended)
+    in the store. SIGINT/SIGTERM stop cleanly; a restart resumes from the store's checkpoint."""
     import logging
+    import threading
 
     from wattwatch import api
     from wattwatch.app.watchview import LogLines, render
 
+    if (config is None) == (not demo):
+        _fail("give --config SITE.toml or --demo (not both)")
+    if duration is not None and not duration > 0:
+        _fail("--duration must be > 0 seconds")
+    running_demo = None
+    if demo:
+        from wattwatch.devices.demo import Demo
+
+        running_demo = Demo(log=lambda m: print(_one_line(m), flush=True))
+        config = running_demo.site
+        for k, ep in running_demo.endpoints().items():
+            print(_one_line(f"device {k}: {ep}"), flush=True)
+        for e in running_demo.events:
+            print(_one_line(e), flush=True)
+        print(_one_line(f"site config: {config}"), flush=True)
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)   # its own connect/retry chatter
+    try:
+        _watch_run(api, config, until_done, duration, running_demo, LogLines, render, logging, threading)
+    finally:
+        if running_demo is not None:
+            running_demo.stop()
+
+
+def _watch_run(api, config, until_done, duration, running_demo, LogLines, render, logging, threading) -> None:
+    stop = threading.Event()
+    timer = None
+    if duration is not None:   # counted from the first step: the watcher is up (detectors built, store open)
+        timer = threading.Timer(duration, stop.set)
+        timer.daemon = True
+
+    def started(step):
+        def on(*a):
+            if timer is not None and not timer.is_alive() and not stop.is_set():
+                timer.start()
+            return step(*a)
+        return on
     with _errors():
         site = api.load_site(config)
     tty = console.is_terminal and os.environ.get("WATTWATCH_PROGRESS") != "0"
@@ -1414,10 +1457,12 @@ def watch(
             with Live(console=console, refresh_per_second=2, transient=False) as live:
                 def on_step(engine, rep, batches):
                     holder["e"] = engine
-                    live.update(render(engine, site.sources, site.outputs))
-                result = api.watch(site, until_done=until_done, on_step=on_step)
+                    live.update(render(engine, site.sources, site.outputs, running_demo))
+                result = api.watch(site, until_done=until_done, on_step=started(on_step), stop=stop)
         else:
-            result = api.watch(site, until_done=until_done, on_step=lines)
+            result = api.watch(site, until_done=until_done, on_step=started(lines), stop=stop)
+    if timer is not None:
+        timer.cancel()
     c = result.counters
     print(_one_line(f"stopped: readings {c.get('readings', 0):,}, stored {c.get('stored', 0):,}, judged "
                     f"{c.get('judged', 0):,}, alerts new {c.get('alerts_new', 0):,}, open {len(result.open_ids)}"
@@ -1473,6 +1518,95 @@ def bench_stream(
     for k, v in rows:
         t.add_row(k, v)
     console.print(t)
+
+
+@bench_app.command("poll")
+def bench_poll(
+    devices: int = typer.Option(1000, "--devices", help="Simulated Modbus meters (in a child process)."),
+    registers: int = typer.Option(20, "--registers", help="Contiguous holding registers per meter (1..28)."),
+    units: int = typer.Option(20, "--units", help="Meters (unit ids) per gateway."),
+    interval_s: float = typer.Option(1.0, "--interval-s", help="Poll interval; a poll's deadline is the next tick."),
+    seconds: float = typer.Option(20.0, "--seconds", help="How long to poll."),
+    concurrency: int = typer.Option(256, "--concurrency", help="Device polls in flight at once."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Poll many simulated Modbus devices from one process: the share of device polls that met their
+    deadline, lost polls, p50/p99 response time, and the CPU the poller and the servers used."""
+    from wattwatch.app.benchpoll import poll_benchmark
+
+    if devices < 1 or units < 1 or interval_s <= 0 or seconds <= 0 or concurrency < 1:
+        _fail("--devices, --units and --concurrency must be >= 1, --interval-s and --seconds > 0")
+    if devices % units:
+        _fail(f"--devices ({devices}) must be a multiple of --units ({units})")
+    import logging
+
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    with _errors():
+        try:
+            r = poll_benchmark(devices=devices, registers=registers, interval_s=interval_s, seconds=seconds,
+                               units=units, concurrency=concurrency, log=_log)
+        except ValueError as exc:
+            _fail(str(exc))
+    if as_json:
+        print(_json(r))
+        return
+    t = Table("figure", "value", title=f"bench poll ({r['machine']})")
+    for k, v in [("devices x registers", f"{r['devices']:,} x {r['registers']} ({r['gateways']} gateways x "
+                                         f"{r['units_per_gateway']} units, {r['requests_per_poll']} request/poll)"),
+                 ("interval", f"{r['interval_s']:g} s for {r['seconds']:g} s ({r['cycles']} cycles)"),
+                 ("device polls", f"{r['device_polls']:,}"),
+                 ("met their deadline", f"{r['on_time']:,} ({100 * r['on_time_share']:.2f} %)"),
+                 ("lost / timeouts", f"{r['lost']:,} / {r['timeouts']:,}"),
+                 ("response p50 / p99", f"{r['response_ms']['p50']} / {r['response_ms']['p99']} ms"),
+                 ("cycle p50 / max", f"{r['cycle_ms']['p50']} / {r['cycle_ms']['max']} ms"),
+                 ("poller CPU", f"{r['poller_cpu_s_per_s']} s per s ({r['poller_cpu_ms_per_poll']} ms per device poll)"),
+                 ("servers CPU", f"{r['servers_cpu_s']} s ({r['server_requests']:,} requests, "
+                                 f"{r['server_cpu_ms_per_request']} ms each, start-up included)"),
+                 ("load average (1/5/15 min)", " / ".join(str(x) for x in r["load_average"]))]:
+        t.add_row(k, v)
+    console.print(t)
+
+
+@app.command()
+def devices(
+    config: Path = typer.Option(..., "--config", "-c", help="Devices file (TOML): [[devices]] tables (type = "
+                                "modbus, mqtt or snmp) and shared [models.NAME] register maps."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Stop after this many seconds (default: "
+                                             "until Ctrl-C)."),
+    every_s: float = typer.Option(10.0, "--every", help="Seconds between counter lines."),
+) -> None:
+    """Run simulated field devices on 127.0.0.1 (Modbus/TCP and RTU-over-TCP meters, MQTT meters, the
+    SNMP PDU) until Ctrl-C; prints each device's endpoint, then its counters now and then."""
+    import json
+    import signal
+    import threading
+
+    from wattwatch import devices as devs
+
+    import logging
+
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    try:
+        running = devs.start_all(config)
+    except ValueError as exc:
+        _fail(str(exc))
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        for r in running:
+            print(_one_line(f"device {r.name}: {json.dumps(r.endpoint, default=str)}"), flush=True)
+        t0 = time.monotonic()
+        while not stop.wait(min(every_s, max(0.05, (duration or 1e9) - (time.monotonic() - t0)))):
+            if duration is not None and time.monotonic() - t0 >= duration:
+                break
+            for r in running:
+                v = r.view()
+                print(_one_line(f"{v.get('name')}: " + ", ".join(f"{k} {v[k]}" for k in v if k != "name")), flush=True)
+    finally:
+        for r in running:
+            r.stop()
+    print("devices stopped", flush=True)
 
 
 @bench_app.command("ingest")

@@ -8,14 +8,37 @@ from rich.console import Group
 from rich.markup import escape
 from rich.table import Table
 
-SHOWN = ("readings", "messages", "malformed", "polls", "timeouts", "errors", "late", "connects", "disconnects")
+SHOWN = ("readings", "messages", "malformed", "polls", "lost", "timeouts", "crc_errors", "reconnects", "errors", "late",
+         "connects", "disconnects")
+
+
 # Counters of outputs (sinks, actions) worth a column when one has them.
-OUT_SHOWN = ("matched", "queue", "ok", "refused", "failed", "rate_limited", "dropped", "already_done", "failures")
+OUT_SHOWN = ("matched", "queue", "ok", "refused", "failed", "rate_limited", "dropped", "already_done", "failures",
+             "written", "buffered", "flushed", "backlog")
+DEVICE_SHOWN = ("polls", "lost", "timeouts", "exceptions", "malformed", "crc_errors", "retries")
 
 
-def render(engine, sources, outputs=()) -> Group:
-    """Sources and their counters, the engine's counters, the outputs (sinks and actions: what
-    they did), the alerts still open (newest first)."""
+def render(engine, sources, outputs=(), demo=None) -> Group:
+    """Sources and their counters, polled devices (Modbus) and their counters, the engine's
+    counters, the outputs (sinks and actions: what they did), the alerts still open (newest
+    first); with ``demo``, the simulated devices too."""
+    extra = []
+    rows = [d for s in sources for d in (s.devices_view() if hasattr(s, "devices_view") else [])]
+    if rows:
+        dev = Table("meter", "gateway", "unit", *DEVICE_SHOWN, "p50 ms", "slow", title="polled devices",
+                    title_justify="left")
+        for d in rows[:30]:
+            dev.add_row(escape(d["meter_id"]), escape(d["gateway"]), str(d["unit"]),
+                        *(f"{int(d.get(k, 0)):,}" for k in DEVICE_SHOWN), f"{d.get('p50_ms', 0):.1f}",
+                        "yes" if d.get("slow") else "")
+        extra.append(dev)
+    if demo is not None:
+        sim = Table("device", "kind", "status", "port", "faults", "requests/published", title="simulated devices",
+                    title_justify="left")
+        for v in demo.views():
+            sim.add_row(escape(str(v.get("name"))), str(v.get("kind")), str(v.get("status")), str(v.get("port")),
+                        escape(str(v.get("faults", "-"))), f"{int(v.get('requests', v.get('published', 0))):,}")
+        extra.append(sim)
     views = [s.view() for s in sources]
     # Counters that some source has (an MQTT source has no polls, a poller no messages).
     shown = [k for k in SHOWN if any(v.get(k) for v in views)] or ["readings"]
@@ -27,13 +50,14 @@ def render(engine, sources, outputs=()) -> Group:
                 title="engine", title_justify="left")
     eng.add_row(*(f"{int(c.get(k, 0)):,}" for k in ("readings", "stored", "judged", "late", "rejected", "profiled",
                                                     "alerts_new", "alerts_updated", "alerts_ended")))
-    al = Table("id", "meter", "code", "severity", "start", "until", "score", title=f"open alerts ({len(engine.open_ids)})",
+    open_ids = set(engine.open_ids) | set(getattr(engine, "health_open", ()))
+    al = Table("id", "meter", "code", "severity", "start", "until", "score", title=f"open alerts ({len(open_ids)})",
                title_justify="left")
-    open_alerts = sorted((engine.alerts[i] for i in engine.open_ids if i in engine.alerts), key=lambda a: a.start,
+    open_alerts = sorted((engine.alerts[i] for i in open_ids if i in engine.alerts), key=lambda a: a.start,
                          reverse=True)
     for a in open_alerts[:15]:
         al.add_row(a.id, escape(a.meter_id), a.code, a.severity, a.start, a.end, f"{a.score:.3f}")
-    parts = [src, eng]
+    parts = [src, *extra, eng]
     if outputs:
         ov = [o.view() for o in outputs]
         cols = [k for k in OUT_SHOWN if any(v.get(k) for v in ov)]
@@ -67,4 +91,4 @@ class LogLines:
             self.last = now
             c = engine.counters
             self.echo(f"readings {c.get('readings', 0):,} stored {c.get('stored', 0):,} judged {c.get('judged', 0):,} "
-                      f"late {c.get('late', 0):,} open alerts {len(engine.open_ids)}")
+                      f"late {c.get('late', 0):,} open alerts {len(engine.open_ids) + len(getattr(engine, 'health_open', ()))}")

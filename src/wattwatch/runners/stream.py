@@ -111,6 +111,7 @@ class StreamEngine:
         self.counters: Counter = Counter()
         self.open_ids: set[str] = set()
         self.alerts: dict[str, Alert] = {}       # latest version of every alert this run touched
+        self.health_open: set[str] = set()       # open alerts sources raised about their devices
         self._written: dict[str, tuple] = {}     # what was last written of each
         self.notices: list[str] = []
         self.sources: dict[str, dict] = {}       # checkpointed source positions
@@ -324,6 +325,35 @@ class StreamEngine:
         self.counters["event_alerts_updated"] += len(changed) - len(set(new) & {a.id for a in changed})
         return changed, new
 
+    def add_health(self, alerts: list, rep: StepReport) -> None:
+        """Alerts a source raises about its own devices (a Modbus device whose response time
+        climbs): upserted like the core's, kept open until a version says ``evidence.ended``."""
+        if not alerts:
+            return
+        con = self.store.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            alert_store.upsert(con, alerts)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        for a in alerts:
+            if a.id not in self.alerts:
+                rep.new.append(a.id)
+                self.counters["alerts_new"] += 1
+            else:
+                self.counters["alerts_updated"] += 1
+            self.alerts[a.id] = a
+            rep.alerts.append(a)
+            if a.evidence.get("ended"):
+                if a.id in self.health_open:
+                    self.health_open.discard(a.id)
+                    rep.ended.append(a.id)
+                    self.counters["alerts_ended"] += 1
+            else:
+                self.health_open.add(a.id)
+
     def flush(self) -> StepReport:
         """No readings will follow: judge every pending reading as final (the end of a replay)."""
         return self.step(final=True)
@@ -493,6 +523,11 @@ def _work(engine: StreamEngine, batches: list, sources: list, outputs=()) -> Ste
     rep.readings = n
     rep.alerts = changed + rep.alerts
     rep.new = new + rep.new
+
+    for s in sources:   # device health the sources found (e.g. a climbing response time)
+        health = getattr(s, "health", None)
+        if health is not None:
+            engine.add_health(health(), rep)
     deliver(outputs, "alerts", rep, engine)
     if engine.due():
         engine.checkpoint({s.name: s.position() for s in sources})

@@ -1,0 +1,767 @@
+"""Modbus/TCP and Modbus RTU over TCP poller (pymodbus asyncio client).
+
+A site polls *devices* (a meter behind a unit id) on *gateways* (host, port, framing). Each device
+follows a *model*: a register map kept once per device model in TOML::
+
+    [models.em24]                      # in the site config, or in a file: models = "models.toml"
+    registers = [
+      { channel = "v_l1_v", table = "input", address = 0, type = "int32", word_order = "little", scale = 0.1 },
+      { channel = "p_kw",   table = "input", address = 40, type = "float32" },
+      { channel = "e_kwh",  table = "holding", address = 100, type = "uint32", scale = 0.01 },
+      { channel = "ts",     table = "holding", address = 200, type = "float64" },   # the meter's clock
+    ]
+
+``table`` is ``holding``, ``input``, ``coil`` or ``discrete``; ``type`` is ``int16``, ``uint16``,
+``int32``, ``uint32``, ``float32``, ``float64`` (``bool`` for coils); ``byte_order`` (within a
+register) and ``word_order`` (between registers) are ``big`` or ``little`` (``ABCD`` is big/big,
+``CDAB`` big bytes/little words, ``BADC`` little/big, ``DCBA`` little/little); the value is
+``raw * scale + offset`` into the canonical ``channel`` (SPEC §1). Integer registers holding the
+SunSpec "not implemented" value (0x8000, 0xFFFF, 0x80000000, 0xFFFFFFFF) and NaN floats are a
+missing value, not a number (``na = false`` turns that off for a register). A ``ts`` register is
+the meter's own clock in epoch seconds (scale it for milliseconds): with it the reading carries the
+meter's time; without it the time of the poll cycle.
+
+The reads are planned once per model: registers of one table that are contiguous (or no more than
+``max_gap`` registers apart) are read in one request, up to 125 registers (2000 bits) a request.
+
+Every ``interval_s`` all devices are polled concurrently, at most ``concurrency`` at a time
+(one request at a time per gateway: serial gateways answer one unit at a time). A request that
+times out or finds the connection gone is retried (``retries``, exponential backoff from
+``backoff_s``, never past the cycle's deadline) after a reconnect; a gateway that refuses connections
+is tried again after an exponential backoff (from ``backoff_s``, at most four intervals), its
+devices' polls lost at once meanwhile (so a dead gateway does not eat the cycle of the others). A device that has not answered
+every read by the deadline has *lost* its poll: no reading is made up; the detection core's
+packet-loss rule sees the gap (``ALRM_PKT_LOSS_CRIT``).
+
+Counters per device and in total: ``polls``, ``lost``, ``timeouts``, ``exceptions`` (Modbus
+exception responses), ``malformed`` (exception responses, wrong lengths, bad CRC, frames that do
+not parse), ``crc_errors`` and ``frame_slips`` (RTU framing: a frame whose CRC is wrong, bytes that
+never formed a frame), ``reconnects``, and the response time (ms, from the first request of a
+poll to its last answer). A device whose response time climbs (each of its last ``slow_recent``
+polls above ``slow_factor`` times its own settled median and at least ``slow_min_ms`` above it)
+gets a ``WARN_LINK_SLOW`` alert that ends when the median of its last polls is back under that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import struct
+import time
+import tomllib
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from wattwatch.schema import CHANNEL_NAMES
+from wattwatch.sources.base import Poller
+
+log = logging.getLogger("wattwatch.watch")
+
+# type -> (registers, big-endian numpy dtype, SunSpec "not implemented" raw value)
+TYPES: dict[str, tuple[int, str, int | None]] = {
+    "int16": (1, ">i2", -0x8000), "uint16": (1, ">u2", 0xFFFF), "int32": (2, ">i4", -0x80000000),
+    "uint32": (2, ">u4", 0xFFFFFFFF), "float32": (2, ">f4", None), "float64": (4, ">f8", None),
+    "bool": (1, "bool", None),
+}
+TABLES = {"holding": 3, "input": 4, "coil": 1, "discrete": 2}   # table -> read function code
+BIT_TABLES = ("coil", "discrete")
+MAX_REGS, MAX_BITS = 125, 2000
+ORDERS = ("big", "little")
+SLOW_CODE = "WARN_LINK_SLOW"
+
+
+# ------------------------------------------------------------------------------------ register maps
+
+
+@dataclass(frozen=True)
+class Field:
+    """One value of a register map."""
+
+    channel: str
+    table: str
+    address: int
+    type: str = "uint16"
+    byte_order: str = "big"
+    word_order: str = "big"
+    scale: float = 1.0
+    offset: float = 0.0
+    na: bool = True
+
+    @property
+    def width(self) -> int:
+        return TYPES[self.type][0]
+
+
+@dataclass(frozen=True)
+class Read:
+    """One request: ``count`` registers (bits) of ``table`` from ``address``."""
+
+    table: str
+    address: int
+    count: int
+    fields: tuple
+
+    @property
+    def function(self) -> int:
+        return TABLES[self.table]
+
+
+@dataclass
+class Model:
+    name: str
+    fields: list
+    reads: list = field(default_factory=list)
+
+    @property
+    def channels(self) -> list[str]:
+        return [f.channel for f in self.fields]
+
+
+_FIELD_KEYS = {"channel", "table", "address", "type", "byte_order", "word_order", "scale", "offset", "na"}
+
+
+def parse_model(name: str, doc, where: str = "models", max_gap: int = 0) -> Model:
+    """A :class:`Model` from ``[models.NAME]`` (``registers = [...]``); ValueError naming the key."""
+    at = f"{where}.{name}"
+    if not isinstance(doc, dict):
+        raise ValueError(f"{at}: expected a table with registers = [...]")
+    unknown = set(doc) - {"registers"}
+    if unknown:
+        raise ValueError(f"{at}: unknown key(s) {sorted(unknown)}; known: registers")
+    regs = doc.get("registers")
+    if not isinstance(regs, list) or not regs:
+        raise ValueError(f"{at}.registers: give at least one register table")
+    fields, seen = [], {}
+    for k, r in enumerate(regs):
+        w = f"{at}.registers[{k}]"
+        if not isinstance(r, dict):
+            raise ValueError(f"{w}: expected a table")
+        bad = set(r) - _FIELD_KEYS
+        if bad:
+            raise ValueError(f"{w}: unknown key(s) {sorted(bad)}; known: {', '.join(sorted(_FIELD_KEYS))}")
+        ch = r.get("channel")
+        if ch != "ts" and ch not in CHANNEL_NAMES:
+            raise ValueError(f"{w}.channel: {ch!r} is not a canonical channel (ts or one of "
+                             f"{', '.join(CHANNEL_NAMES)})")
+        if ch in seen:
+            raise ValueError(f"{w}.channel: {ch!r} is mapped twice (also {seen[ch]})")
+        seen[ch] = w
+        table = r.get("table", "holding")
+        if table not in TABLES:
+            raise ValueError(f"{w}.table: must be one of {', '.join(TABLES)}, got {table!r}")
+        addr = r.get("address")
+        if isinstance(addr, bool) or not isinstance(addr, int) or not 0 <= addr <= 0xFFFF:
+            raise ValueError(f"{w}.address: must be an integer 0..65535, got {addr!r}")
+        typ = r.get("type", "bool" if table in BIT_TABLES else "uint16")
+        if typ not in TYPES:
+            raise ValueError(f"{w}.type: must be one of {', '.join(TYPES)}, got {typ!r}")
+        if (typ == "bool") != (table in BIT_TABLES):
+            raise ValueError(f"{w}.type: {table} tables hold {'bool' if table in BIT_TABLES else 'registers'}, "
+                             f"got {typ!r}")
+        if addr + TYPES[typ][0] - 1 > 0xFFFF:
+            raise ValueError(f"{w}.address: {typ} at {addr} runs past register 65535")
+        for o in ("byte_order", "word_order"):
+            if r.get(o, "big") not in ORDERS:
+                raise ValueError(f"{w}.{o}: must be big or little, got {r.get(o)!r}")
+        for o in ("scale", "offset"):
+            v = r.get(o, 1.0 if o == "scale" else 0.0)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"{w}.{o}: must be a finite number, got {v!r}")
+        if r.get("scale", 1.0) == 0:
+            raise ValueError(f"{w}.scale: must not be 0")
+        if not isinstance(r.get("na", True), bool):
+            raise ValueError(f"{w}.na: must be true or false")
+        fields.append(Field(ch, table, addr, typ, r.get("byte_order", "big"), r.get("word_order", "big"),
+                            float(r.get("scale", 1.0)), float(r.get("offset", 0.0)), r.get("na", True)))
+    # Overlapping registers of one table are a map error (two values cannot share a register).
+    for t in TABLES:
+        fs = sorted((f for f in fields if f.table == t), key=lambda f: f.address)
+        for a, b in zip(fs, fs[1:]):
+            if b.address < a.address + a.width:
+                raise ValueError(f"{at}: {a.channel} ({a.type} at {t} {a.address}) overlaps {b.channel} "
+                                 f"(at {b.address})")
+    return Model(name, fields, plan(fields, max_gap))
+
+
+def plan(fields, max_gap: int = 0) -> list[Read]:
+    """Group ``fields`` into requests: per table, in address order, a field joins the current
+    request when it starts no more than ``max_gap`` registers after its end and the request stays
+    within 125 registers (2000 bits)."""
+    out = []
+    for t in TABLES:
+        fs = sorted((f for f in fields if f.table == t), key=lambda f: f.address)
+        limit = MAX_BITS if t in BIT_TABLES else MAX_REGS
+        cur: list = []
+        for f in fs:
+            if cur:
+                start, end = cur[0].address, cur[-1].address + cur[-1].width
+                if f.address - end <= max_gap and f.address + f.width - start <= limit:
+                    cur.append(f)
+                    continue
+                out.append(Read(t, start, end - start, tuple(cur)))
+            cur = [f]
+        if cur:
+            out.append(Read(t, cur[0].address, cur[-1].address + cur[-1].width - cur[0].address, tuple(cur)))
+    # The read holding the meter's clock goes first: a device that latches its record when the
+    # clock is read (a snapshot) then serves every other read from the same record.
+    out.sort(key=lambda r: not any(f.channel == "ts" for f in r.fields))
+    return out
+
+
+def load_models(spec, root: Path | None, max_gap: int = 0) -> dict[str, Model]:
+    """Models from a ``[models]`` table (``NAME = {registers = [...]}``), a TOML file naming them
+    (``models = "models.toml"`` holding ``[models.NAME]``), or a table whose values are such files."""
+    from wattwatch.sources import resolve
+
+    if isinstance(spec, str):
+        p = resolve(spec, root)
+        try:
+            doc = tomllib.loads(p.read_bytes().decode("utf-8"))
+        except FileNotFoundError:
+            raise ValueError(f"models: {p}: no such file") from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"models: {p}: cannot read: {exc}") from None
+        if not isinstance(doc.get("models"), dict):
+            raise ValueError(f"models: {p}: expected [models.NAME] tables")
+        return {k: parse_model(k, v, f"{p}: models", max_gap) for k, v in doc["models"].items()}
+    if not isinstance(spec, dict) or not spec:
+        raise ValueError("models: give [models.NAME] tables or a TOML file with them")
+    out = {}
+    for k, v in spec.items():
+        if isinstance(v, str):
+            out.update({n: m for n, m in load_models(v, root, max_gap).items() if n == k} or
+                       _missing(k, v))
+        else:
+            out[k] = parse_model(k, v, "models", max_gap)
+    return out
+
+
+def _missing(name, path):
+    raise ValueError(f"models.{name}: {path} has no [models.{name}]")
+
+
+# ------------------------------------------------------------------------------------ encoding
+
+
+def decode(f: Field, regs: np.ndarray) -> np.ndarray:
+    """Values of field ``f`` from its raw registers ``regs`` (devices x width, uint16; bits for
+    coils), vectorised over devices: ``raw * scale + offset``, NaN where the register says
+    "not implemented"."""
+    regs = np.asarray(regs)
+    if f.type == "bool":
+        raw = regs.reshape(len(regs), -1)[:, 0].astype(float)
+        return raw * f.scale + f.offset
+    n, w = len(regs), f.width
+    r = regs.reshape(n, w).astype(np.uint16)
+    if f.word_order == "little":
+        r = r[:, ::-1]
+    b = np.ascontiguousarray(r.astype(">u2")).view(np.uint8).reshape(n, w, 2)
+    if f.byte_order == "little":
+        b = b[:, :, ::-1]
+    raw = np.ascontiguousarray(b).reshape(n, 2 * w).view(TYPES[f.type][1]).reshape(n)
+    val = raw.astype(float)
+    na = TYPES[f.type][2]
+    if f.na and na is not None:
+        val[raw == na] = np.nan
+    return val * f.scale + f.offset
+
+
+def encode(f: Field, values) -> np.ndarray:
+    """Raw registers (n x width, uint16) that :func:`decode` reads back as ``values``: the inverse
+    (rounded for integers, clipped to the type's range, NaN as "not implemented")."""
+    v = (np.asarray(values, dtype=float) - f.offset) / f.scale
+    n = len(v)
+    if f.type == "bool":
+        return (np.nan_to_num(v) != 0).astype(np.uint16).reshape(n, 1)
+    w, dt, na = TYPES[f.type]
+    if dt[1] == "f":
+        raw = v.astype(dt)
+    else:
+        info = np.iinfo(np.dtype(dt))
+        lo = info.min + (1 if na == info.min else 0)
+        hi = info.max - (1 if na == info.max else 0)
+        raw = np.clip(np.rint(np.nan_to_num(v, nan=0.0)), lo, hi).astype(dt)
+        if na is not None:
+            raw[np.isnan(v)] = na
+    b = np.ascontiguousarray(raw.astype(dt)).view(np.uint8).reshape(n, w, 2)
+    if f.byte_order == "little":
+        b = b[:, :, ::-1]
+    r = np.ascontiguousarray(b).view(">u2").reshape(n, w).astype(np.uint16)
+    if f.word_order == "little":
+        r = r[:, ::-1]
+    return np.ascontiguousarray(r)
+
+
+def span(model: Model) -> dict[str, tuple[int, int]]:
+    """Per table, the first address and the number of registers the model covers."""
+    out = {}
+    for t in TABLES:
+        fs = [f for f in model.fields if f.table == t]
+        if fs:
+            lo = min(f.address for f in fs)
+            out[t] = (lo, max(f.address + f.width for f in fs) - lo)
+    return out
+
+
+# ------------------------------------------------------------------------------------ RTU framing
+
+
+def crc16(data: bytes) -> int:
+    """Modbus RTU CRC-16 (poly 0xA001, init 0xFFFF), as sent: low byte first."""
+    crc = 0xFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc
+
+
+def rtu_frame_ok(frame: bytes) -> bool:
+    return len(frame) >= 4 and struct.unpack("<H", frame[-2:])[0] == crc16(frame[:-2])
+
+
+class _Wire:
+    """Watches the bytes a gateway sends back (pymodbus ``trace_packet``): an RTU frame whose CRC
+    is wrong is a CRC error; a socket frame whose MBAP length disagrees with what came is a wrong
+    length. Counted on the gateway and the device whose request is in flight."""
+
+    def __init__(self, gw: "Gateway"):
+        self.gw = gw
+        self.got = 0
+        self.bad = False
+
+    def __call__(self, sending: bool, data: bytes) -> bytes:
+        if sending:
+            self.got = 0
+            self.bad = False
+            return data
+        self.got += len(data)
+        if self.gw.framing == "rtu":
+            # A read response: unit, function, byte count, data, CRC; an exception: unit, fn|0x80, code, CRC.
+            if len(data) >= 5:
+                n = 5 if data[1] & 0x80 else 5 + data[2] if data[1] in (1, 2, 3, 4) else 8
+                if len(data) >= n and not rtu_frame_ok(data[:n]):
+                    self.gw.count("crc_errors")
+                    self.gw.count("malformed")
+                    self.got = 0
+                    self.bad = True
+                    return b""    # dropped: the request times out (and is retried)
+        elif len(data) >= 7:
+            length = struct.unpack(">H", data[4:6])[0]
+            if length + 6 != len(data) and len(data) > length + 6:
+                self.gw.count("bad_length")
+                self.gw.count("malformed")
+                return b""
+        return data
+
+
+# ------------------------------------------------------------------------------------ devices
+
+
+@dataclass
+class Device:
+    meter_id: str
+    gateway: str
+    unit: int
+    model: Model
+    counters: Counter = field(default_factory=Counter)
+    times: deque = field(default_factory=lambda: deque(maxlen=256))
+    baseline_ms: float | None = None
+    settled: int = 0
+    slow: dict | None = None          # the open WARN_LINK_SLOW alert's facts
+
+
+class Gateway:
+    def __init__(self, key: str, host: str, port: int, framing: str, timeout_s: float, owner: "ModbusPoller"):
+        self.key, self.host, self.port, self.framing = key, host, int(port), framing
+        self.timeout_s = timeout_s
+        self.owner = owner
+        self.client = None
+        self.lock = asyncio.Lock()
+        self.counters: Counter = Counter()
+        self.current: Device | None = None
+        self.down_since: float | None = None
+        self.wire = _Wire(self)
+        self.failures = 0
+        self.next_try = 0.0
+
+    def count(self, k: str, n: int = 1) -> None:
+        self.counters[k] += n
+        self.owner.counters[k] += n
+        if self.current is not None:
+            self.current.counters[k] += n
+
+    async def ensure(self) -> bool:
+        from pymodbus.client import AsyncModbusTcpClient
+        from pymodbus.framer import FramerType
+
+        if self.client is not None and self.client.connected:
+            return True
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        now = time.monotonic()
+        if now < self.next_try:    # backing off: the devices behind it are lost at once this time
+            self.count("skipped")
+            return False
+        self.client = AsyncModbusTcpClient(
+            self.host, port=self.port, framer=FramerType.RTU if self.framing == "rtu" else FramerType.SOCKET,
+            timeout=self.timeout_s, retries=0, reconnect_delay=0, reconnect_delay_max=0,
+            trace_packet=self.wire)
+        try:
+            ok = await asyncio.wait_for(self.client.connect(), self.timeout_s)
+        except (asyncio.TimeoutError, OSError):
+            ok = False
+        if ok:
+            if self.counters["connects"]:
+                self.count("reconnects")
+                log.info("%s: gateway %s reconnected", self.owner.name, self.key)
+            self.counters["connects"] += 1
+            self.down_since = None
+            self.failures = 0
+            self.next_try = 0.0
+            return True
+        self.count("connect_failures")
+        # Exponential backoff between connection attempts, at most a few poll intervals, so that
+        # a gateway that is back is found again within them.
+        self.failures += 1
+        o = self.owner
+        cap = max(4 * o.interval_s, 1.0)
+        self.next_try = time.monotonic() + min(o.backoff_s * (2 ** (self.failures - 1)), cap)
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            log.warning("%s: gateway %s unreachable", self.owner.name, self.key)
+        self.client.close()
+        self.client = None
+        return False
+
+    def drop(self) -> None:
+        if self.client is not None:
+            try:
+                self.client.close()
+            except RuntimeError:   # its event loop is gone already
+                pass
+            self.client = None
+
+    def close(self) -> None:
+        self.drop()
+
+
+class _Lost(Exception):
+    pass
+
+
+class ModbusPoller(Poller):
+    """See the module docstring."""
+
+    kind = "modbus"
+
+    def __init__(self, name: str, devices: list[dict], models: dict[str, Model], *, interval_s: float = 1.0,
+                 timeout_s: float = 0.5, retries: int = 2, backoff_s: float = 0.05, concurrency: int = 64,
+                 deadline_s: float | None = None, slow_factor: float = 3.0, slow_min_ms: float = 100.0,
+                 slow_recent: int = 5, slow_settle: int = 10):
+        super().__init__(name, interval_s=interval_s, timeout_s=(deadline_s or interval_s or timeout_s * 4) * 2 + 1)
+        if not timeout_s > 0 or retries < 0 or backoff_s < 0 or concurrency < 1:
+            raise ValueError("timeout_s must be > 0, retries and backoff_s >= 0, concurrency >= 1")
+        self.request_timeout_s = float(timeout_s)
+        self.retries, self.backoff_s = int(retries), float(backoff_s)
+        self.deadline_s = float(deadline_s) if deadline_s else (self.interval_s or self.request_timeout_s * (retries + 1))
+        self.concurrency = int(concurrency)
+        self.slow_factor, self.slow_min_ms = float(slow_factor), float(slow_min_ms)
+        self.slow_recent, self.slow_settle = int(slow_recent), int(slow_settle)
+        self.models = models
+        self.gateways: dict[str, Gateway] = {}
+        self.devices: list[Device] = []
+        seen = set()
+        for k, d in enumerate(devices):
+            w = f"devices[{k}]"
+            if not isinstance(d, dict):
+                raise ValueError(f"{w}: expected a table")
+            bad = set(d) - {"meter_id", "host", "port", "unit", "model", "framing"}
+            if bad:
+                raise ValueError(f"{w}: unknown key(s) {sorted(bad)}; known: framing, host, meter_id, model, port, unit")
+            m = d.get("meter_id")
+            if not isinstance(m, (str, int)) or isinstance(m, bool) or str(m) == "":
+                raise ValueError(f"{w}.meter_id: required (text)")
+            if str(m) in seen:
+                raise ValueError(f"{w}.meter_id: {m!r} is polled twice")
+            seen.add(str(m))
+            if d.get("model") not in models:
+                raise ValueError(f"{w}.model: {d.get('model')!r} is not a model (known: {', '.join(models) or 'none'})")
+            framing = d.get("framing", "tcp")
+            if framing not in ("tcp", "rtu"):
+                raise ValueError(f"{w}.framing: tcp (Modbus/TCP) or rtu (RTU over TCP), got {framing!r}")
+            port = d.get("port", 2000 if framing == "rtu" else 502)
+            unit = d.get("unit", 1)
+            if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+                raise ValueError(f"{w}.port: must be 1..65535, got {port!r}")
+            if isinstance(unit, bool) or not isinstance(unit, int) or not 0 <= unit <= 247:
+                raise ValueError(f"{w}.unit: must be 0..247, got {unit!r}")
+            host = d.get("host", "127.0.0.1")
+            if not isinstance(host, str) or not host:
+                raise ValueError(f"{w}.host: must be text")
+            key = f"{host}:{port}/{framing}"
+            if key not in self.gateways:
+                self.gateways[key] = Gateway(key, host, port, framing, self.request_timeout_s, self)
+            self.devices.append(Device(str(m), key, unit, models[d["model"]]))
+        if not self.devices:
+            raise ValueError("devices: give at least one [[sources.devices]] table")
+        self._sem: asyncio.Semaphore | None = None
+        self._loop = None
+        self.device_ms: deque = deque(maxlen=4096)   # response time of the last device polls
+        self._health: dict[str, object] = {}   # alert id -> latest version not yet handed over
+        self.cycles = 0
+
+    # ------------------------------------------------------------------------------ one request
+
+    async def _request(self, gw: Gateway, dev: Device, r: Read, deadline: float) -> np.ndarray:
+        from pymodbus.exceptions import ModbusException
+
+        for attempt in range(self.retries + 1):
+            if attempt:
+                pause = self.backoff_s * (2 ** (attempt - 1))
+                if time.monotonic() + pause >= deadline:
+                    break
+                dev.counters["retries"] += 1
+                self.counters["retries"] += 1
+                await asyncio.sleep(pause)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            if not await gw.ensure():
+                continue
+            call = {1: gw.client.read_coils, 2: gw.client.read_discrete_inputs,
+                    3: gw.client.read_holding_registers, 4: gw.client.read_input_registers}[r.function]
+            try:
+                rr = await asyncio.wait_for(call(r.address, count=r.count, device_id=dev.unit),
+                                            min(self.request_timeout_s, left) + 0.05)
+            except asyncio.TimeoutError:
+                self._timed_out(gw)
+                continue
+            except ModbusException as exc:
+                text = str(exc).lower()
+                if "no response" in text or "timeout" in text:
+                    self._timed_out(gw)
+                else:
+                    gw.count("errors")
+                    gw.drop()
+                continue
+            except (OSError, ConnectionError):
+                gw.count("errors")
+                gw.drop()
+                continue
+            if rr.isError():
+                code = getattr(rr, "exception_code", None)
+                gw.count("exceptions")
+                gw.count("malformed")
+                if code in (5, 6):   # acknowledge / busy: ask again
+                    continue
+                raise _Lost(f"exception response {code}")
+            vals = rr.bits if r.table in BIT_TABLES else rr.registers
+            if len(vals) < r.count or (r.table not in BIT_TABLES and len(vals) != r.count):
+                gw.count("wrong_length")
+                gw.count("malformed")
+                continue
+            return np.asarray(vals[: r.count], dtype=np.uint16)
+        raise _Lost("no answer")
+
+    def _timed_out(self, gw: Gateway) -> None:
+        """No answer in time. Bytes that came but never made a frame are a frame slip (RTU) or a
+        frame shorter than its MBAP length says (TCP): malformed. The connection is dropped either
+        way, so that a late answer is not taken for the next request's."""
+        if gw.wire.bad:
+            pass        # counted as a CRC error when it came
+        elif gw.wire.got:
+            gw.count("frame_slips" if gw.framing == "rtu" else "bad_length")
+            gw.count("malformed")
+        else:
+            gw.count("timeouts")
+        gw.wire.got = 0
+        gw.drop()
+
+    async def _poll_device(self, dev: Device, deadline: float) -> dict[Read, np.ndarray] | None:
+        gw = self.gateways[dev.gateway]
+        async with self._sem:
+            async with gw.lock:
+                gw.current = dev
+                t0 = time.monotonic()
+                try:
+                    got = {r: await self._request(gw, dev, r, deadline) for r in dev.model.reads}
+                except _Lost:
+                    got = None
+                finally:
+                    gw.current = None
+                took = (time.monotonic() - t0) * 1000.0
+        dev.counters["polls"] += 1
+        if got is None:
+            dev.counters["lost"] += 1
+            self.counters["lost"] += 1
+            return None
+        dev.times.append(took)
+        self.device_ms.append(took)
+        if time.monotonic() <= deadline:
+            dev.counters["on_time"] += 1
+            self.counters["on_time"] += 1
+        return got
+
+    # ------------------------------------------------------------------------------ one cycle
+
+    async def poll(self) -> pd.DataFrame:
+        loop = asyncio.get_running_loop()
+        if self._sem is None or self._loop is not loop:   # locks and clients belong to one event loop
+            self._loop = loop
+            self._sem = asyncio.Semaphore(self.concurrency)
+            for g in self.gateways.values():
+                g.client = None
+                g.lock = asyncio.Lock()
+        t0 = time.monotonic()
+        when = pd.Timestamp.now(tz="UTC").floor("ms")
+        deadline = t0 + self.deadline_s
+        res = await asyncio.gather(*(self._poll_device(d, deadline) for d in self.devices))
+        self.cycles += 1
+        for d, got in zip(self.devices, res):
+            self._watch_speed(d, when, got is not None)
+        # Decode per model, vectorised over its devices that answered.
+        frames = []
+        for model in {id(d.model): d.model for d in self.devices}.values():
+            idx = [i for i, d in enumerate(self.devices) if d.model is model and res[i] is not None]
+            if not idx:
+                continue
+            cols: dict[str, np.ndarray] = {}
+            for r in model.reads:
+                block = np.stack([res[i][r] for i in idx])
+                for f in r.fields:
+                    k = f.address - r.address
+                    cols[f.channel] = decode(f, block[:, k:k + f.width])
+            out = pd.DataFrame({"meter_id": [self.devices[i].meter_id for i in idx]})
+            if "ts" in cols:
+                t = cols.pop("ts")
+                ok = np.isfinite(t)
+                out["ts"] = pd.to_datetime(np.where(ok, np.round(t * 1e6), 0).astype(np.int64), unit="us", utc=True)
+                if not ok.all():     # a clock that says nothing: the reading has no time, it is lost
+                    self.counters["no_time"] += int((~ok).sum())
+                    out, cols = out[ok], {k: v[ok] for k, v in cols.items()}
+            else:
+                out["ts"] = when
+            for c, v in cols.items():
+                out[c] = v
+            frames.append(out)
+        if not frames:
+            return pd.DataFrame()
+        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        self.status = f"{sum(g is not None for g in res)}/{len(res)} answered"
+        return frame.reset_index(drop=True)
+
+    # ------------------------------------------------------------------------------ response time
+
+    def _watch_speed(self, d: Device, when: pd.Timestamp, ok: bool) -> None:
+        """Settle each device's own median response time, then warn when the median of its last
+        ``slow_recent`` polls climbs above ``slow_factor`` times it (and ``slow_min_ms`` above)."""
+        if not ok:
+            return
+        if d.baseline_ms is None:
+            d.settled += 1
+            if d.settled >= self.slow_settle:
+                d.baseline_ms = float(np.median(list(d.times)[-self.slow_settle:]))
+            return
+        last = list(d.times)[-self.slow_recent:]
+        recent = float(np.median(last))
+        limit = max(d.baseline_ms * self.slow_factor, d.baseline_ms + self.slow_min_ms)
+        # Opens when every one of the last polls was slow (a busy moment of this host is not a
+        # climbing link); stays open while their median is.
+        if (min(last) > limit) if d.slow is None else (recent > limit):
+            if d.slow is None:
+                d.slow = {"start": when, "peak": recent}
+                d.counters["slow_alerts"] += 1
+                self.counters["slow_alerts"] += 1
+                log.warning("%s: %s (gateway %s unit %d) answers in %.0f ms, its usual is %.0f ms",
+                            self.name, d.meter_id, d.gateway, d.unit, recent, d.baseline_ms)
+            d.slow["peak"] = max(d.slow["peak"], recent)
+            d.slow["end"], d.slow["recent"], d.slow["limit"] = when, recent, limit
+            self._emit_slow(d, ended=False)
+        else:
+            if d.slow is not None:
+                self._emit_slow(d, ended=True)
+                d.slow = None
+            # The usual response time follows slow drifts, never a climb.
+            d.baseline_ms = 0.95 * d.baseline_ms + 0.05 * recent
+
+    def _emit_slow(self, d: Device, ended: bool) -> None:
+        from wattwatch.alerts.model import Alert, iso
+        from wattwatch.codes import severity
+
+        s = d.slow
+        ratio = s["peak"] / s["limit"]
+        score = round(1.0 - 0.5 ** ratio, 4)
+        a = Alert(meter_id=d.meter_id, start=iso(s["start"]), end=iso(s.get("end", s["start"])), code=SLOW_CODE,
+                  severity=severity(SLOW_CODE, score), score=score, detector="modbus_response_time",
+                  message=f"Modbus response time climbed to {s['peak']:.0f} ms (usual {d.baseline_ms:.0f} ms) "
+                          f"on gateway {d.gateway} unit {d.unit}",
+                  evidence={"source": self.name, "gateway": d.gateway, "unit": d.unit,
+                            "usual_ms": round(d.baseline_ms, 2), "recent_ms": round(s["recent"], 2),
+                            "peak_ms": round(s["peak"], 2), "limit_ms": round(s["limit"], 2), "ended": ended})
+        self._health[a.id] = a
+
+    def health(self) -> list:
+        """The source's own alerts (device health) changed since the last call; an alert whose
+        evidence says ``ended`` will not change again."""
+        out = list(self._health.values())
+        self._health.clear()
+        return out
+
+    # ------------------------------------------------------------------------------ source
+
+    def devices_view(self) -> list[dict]:
+        out = []
+        for d in self.devices:
+            v = {"meter_id": d.meter_id, "gateway": d.gateway, "unit": d.unit, **d.counters}
+            if d.times:
+                v["p50_ms"] = round(float(np.median(d.times)), 2)
+            v["slow"] = d.slow is not None
+            out.append(v)
+        return out
+
+    def view(self) -> dict:
+        v = super().view()      # p50_ms there is of whole cycles; these are of device polls
+        if self.device_ms:
+            v["device_p50_ms"] = round(float(np.median(self.device_ms)), 2)
+            v["device_p99_ms"] = round(float(np.percentile(self.device_ms, 99)), 2)
+        v["devices"] = len(self.devices)
+        v["gateways"] = len(self.gateways)
+        return v
+
+    def close(self) -> None:
+        for g in self.gateways.values():
+            g.close()
+        self.status = "closed"
+
+
+def from_spec(name: str, spec: dict, root=None) -> ModbusPoller:
+    """A Modbus poller from its ``[[sources]]`` table: ``models`` (tables or a TOML file),
+    ``devices`` (``meter_id``, ``host``, ``port``, ``unit``, ``model``, ``framing``), ``interval_s``,
+    ``timeout_s``, ``retries``, ``backoff_s``, ``concurrency``, ``deadline_s``, ``max_gap`` and the
+    response-time warning's ``slow_factor``, ``slow_min_ms``, ``slow_recent``, ``slow_settle``."""
+    from wattwatch.sources import only
+
+    only(spec, {"models", "devices", "interval_s", "timeout_s", "retries", "backoff_s", "concurrency", "deadline_s",
+                "max_gap", "slow_factor", "slow_min_ms", "slow_recent", "slow_settle"})
+    if "models" not in spec:
+        raise ValueError("models: give [models.NAME] register maps (in the site config or a file: models = \"FILE\")")
+    gap = spec.get("max_gap", 0)
+    if isinstance(gap, bool) or not isinstance(gap, int) or not 0 <= gap <= 124:
+        raise ValueError(f"max_gap: must be an integer 0..124, got {gap!r}")
+    models = load_models(spec["models"], root, gap)
+    devices = spec.get("devices")
+    if not isinstance(devices, list):
+        raise ValueError("devices: give [[sources.devices]] tables (meter_id, host, port, unit, model)")
+    kw = {k: spec[k] for k in ("interval_s", "timeout_s", "retries", "backoff_s", "concurrency", "deadline_s",
+                               "slow_factor", "slow_min_ms", "slow_recent", "slow_settle") if k in spec}
+    for k, v in kw.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"{k}: must be a number, got {v!r}")
+    return ModbusPoller(name, devices, models, **kw)

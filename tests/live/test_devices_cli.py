@@ -1,0 +1,164 @@
+"""``wattwatch devices``, ``wattwatch watch --demo`` and ``wattwatch bench poll`` as a person runs them
+(subprocesses, real servers on 127.0.0.1), the site config's [models] and the live view of
+polled devices."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+
+import paho.mqtt.client as mqtt
+import pytest
+from rich.console import Console
+
+from wattwatch import api
+from wattwatch.errors import ConfigError
+
+EXE = [str(Path(sys.executable).parent / "wattwatch")]
+
+
+def _env():
+    env = dict(os.environ, WATTWATCH_PROGRESS="0")
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+DEVICES = """
+[models.em]
+registers = [
+  { channel = "v_l1_v", table = "input", address = 0, type = "int32", word_order = "little", scale = 0.1 },
+  { channel = "p_kw", table = "input", address = 2, type = "float32" },
+]
+
+[[devices]]
+type = "modbus"
+name = "gw"
+model = "em"
+meters = ["A", "B"]
+interval_s = 0.2
+
+[[devices]]
+type = "mqtt"
+name = "pub"
+port = {port}
+meters = ["Q1"]
+interval_s = 0.2
+"""
+
+
+def test_devices_command_serves_modbus_and_publishes_mqtt(tmp_path, mqtt_broker):
+    cfg = tmp_path / "devices.toml"
+    cfg.write_text(DEVICES.replace("{port}", str(mqtt_broker.port)))
+    got = []
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    sub.on_message = lambda c, u, m: got.append(json.loads(m.payload))
+    sub.connect(mqtt_broker.host, mqtt_broker.port)
+    sub.subscribe("meters/#")
+    sub.loop_start()
+    p = subprocess.Popen([*EXE, "devices", "--config", str(cfg), "--duration", "30", "--every", "100"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        line = p.stdout.readline()
+        m = re.match(r"device gw: (.*)$", line.strip())
+        assert m, line + p.stderr.read() if p.poll() is not None else line
+        ep = json.loads(m.group(1))
+        assert ep["host"] == "127.0.0.1" and ep["units"] == {"1": "A", "2": "B"}
+        # Poll it as the site would.
+        from wattwatch.sources import modbus as mb
+        import asyncio
+
+        models = mb.load_models(str(cfg), None)
+        poller = mb.ModbusPoller("p", [{"meter_id": "A", "port": ep["port"], "unit": 1, "model": "em"}], models,
+                                 interval_s=1, timeout_s=1)
+        frame = asyncio.run(poller.poll())
+        poller.close()
+        assert list(frame["meter_id"]) == ["A"] and 220 < frame["v_l1_v"].iloc[0] < 240
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert got and got[0]["meter_id"] == "Q1" and "p_kw" in got[0]
+    finally:
+        p.terminate()
+        out, err = p.communicate(20)
+        sub.loop_stop()
+    assert p.returncode == 0, err
+    assert "devices stopped" in out
+
+
+def test_devices_file_errors_name_the_table(tmp_path):
+    cfg = tmp_path / "devices.toml"
+    cfg.write_text('[[devices]]\ntype = "modbus"\nname = "x"\nregisters = [{ channel = "watts", address = 0 }]\n')
+    r = subprocess.run([*EXE, "devices", "--config", str(cfg), "--duration", "1"], capture_output=True, text=True,
+                       env=_env(), timeout=60)
+    assert r.returncode != 0
+    assert "[[devices]] #1" in r.stderr + r.stdout and "watts" in r.stderr + r.stdout
+    cfg.write_text('[[devices]]\ntype = "modbus"\nname = "x"\nhost = "0.0.0.0"\nmeters = 1\n'
+                   'registers = [{ channel = "p_kw", address = 0 }]\n')
+    r = subprocess.run([*EXE, "devices", "--config", str(cfg), "--duration", "1"], capture_output=True, text=True,
+                       env=_env(), timeout=60)
+    assert r.returncode != 0 and "127.0.0.1 only" in r.stderr + r.stdout
+
+
+def test_watch_demo_runs_briefly_and_stops_cleanly(tmp_path):
+    r = subprocess.run([*EXE, "watch", "--demo", "--duration", "6"], capture_output=True, text=True, env=_env(),
+                       timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout
+    assert re.search(r"device tcp: .*'framing': 'tcp'", out) and re.search(r"device rtu: .*'framing': 'rtu'", out)
+    assert "site config:" in out
+    m = re.search(r"source modbus: closed, .*readings ([\d,]+)", out)
+    assert m and int(m.group(1).replace(",", "")) >= 5 * 3, out[-2000:]   # 5 meters, a few cycles
+    if "device mqtt:" in out:
+        assert re.search(r"source mqtt: .*readings [1-9]", out), out[-2000:]
+    assert not list(tmp_path.iterdir()), "the demo keeps its files in a temporary folder"
+
+
+def test_watch_needs_config_or_demo():
+    r = subprocess.run([*EXE, "watch"], capture_output=True, text=True, env=_env(), timeout=60)
+    assert r.returncode != 0 and "--demo" in r.stderr + r.stdout
+
+
+def test_bench_poll_small(tmp_path):
+    r = subprocess.run([*EXE, "bench", "poll", "--devices", "40", "--units", "20", "--seconds", "3", "--json"],
+                       capture_output=True, text=True, env=_env(), timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads(r.stdout)
+    assert doc["devices"] == 40 and doc["requests_per_poll"] == 1 and doc["registers"] == 20
+    assert doc["device_polls"] >= 40 * 2
+    assert doc["on_time"] + doc["lost"] <= doc["device_polls"]
+    assert doc["response_ms"]["p50"] > 0
+
+
+def test_site_models_table_serves_modbus_sources(tmp_path):
+    site = {"models": {"em": {"registers": [{"channel": "p_kw", "address": 0, "type": "float32"}]}},
+            "sources": [{"type": "modbus", "name": "m", "devices": [{"meter_id": "A", "port": 1502, "model": "em"}]}],
+            "store": {"path": str(tmp_path / "s.duckdb")}}
+    s = api.load_site(site)
+    assert s.sources[0].kind == "modbus" and s.sources[0].devices[0].model.name == "em"
+    bad = dict(site, sources=[{"type": "modbus", "name": "m", "devices": [{"meter_id": "A", "model": "nope"}]}])
+    with pytest.raises(ConfigError, match=r"\[\[sources\]\] #1 'm': devices\[0\]\.model"):
+        api.load_site(bad)
+    with pytest.raises(ConfigError, match="unknown key"):
+        api.load_site(dict(site, sources=[dict(site["sources"][0], speed=2)]))
+
+
+def test_view_shows_polled_devices():
+    from wattwatch.app.watchview import render
+    from wattwatch.sources import modbus as mb
+
+    models = {"em": mb.parse_model("em", {"registers": [{"channel": "p_kw", "address": 0, "type": "float32"}]})}
+    p = mb.ModbusPoller("plant", [{"meter_id": "[b]A", "port": 1502, "model": "em"}], models)
+    p.devices[0].counters.update(polls=10, lost=3, timeouts=2)
+    eng = SimpleNamespace(counters=Counter(), open_ids=set(), health_open=set(), alerts={})
+    con = Console(width=200, record=True)
+    con.print(render(eng, [p]))
+    text = con.export_text()
+    assert "polled devices" in text and "[b]A" in text and "127.0.0.1:1502/tcp" in text
