@@ -18,7 +18,6 @@ KINDS: dict[str, str] = {
     "mqtt": "wattwatch.sources.mqtt:from_spec",
     "snmp": "wattwatch.sources.snmp:from_spec",
     "tamper": "wattwatch.sources.tamper:from_spec",
-
     "modbus": "wattwatch.sources.modbus:from_spec",
 }
 
