@@ -233,7 +233,9 @@ def test_malformed_cells_are_counted_and_that_outlet_has_no_reading(pdu):
 def test_overload_and_on_battery_are_what_the_poller_reads(pdu, ups):
     pdu.inject("overload", outlet=2, amps=18.0)
     ups.inject("on_battery", drain_pct_per_min=60.0)
-    time.sleep(0.3)
+    # UPS-MIB carries whole percent and whole seconds: wait until both have moved by more than one unit
+    # (0.3 s passed on a loaded machine, where the poll came late, and failed on an idle one).
+    time.sleep(1.5)
     f = poll(source((pdu, {}), (ups, {}))).set_index("meter_id")
     assert f.loc["pdu1/outlet2", "i_l1_a"] == pytest.approx(18.0)
     assert f.loc["pdu1/outlet2", "p_kw"] == pytest.approx(18.0 * 230 * 0.95 / 1000, rel=0.02)
