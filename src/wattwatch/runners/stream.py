@@ -270,23 +270,28 @@ class StreamEngine:
         self.counters["judged"] += rep.judged
         return rep
 
+    def _upsert(self, alerts: list[Alert]) -> None:
+        """Write alert versions in one transaction and remember what was written of each."""
+        if not alerts:
+            return
+        con = self.store.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            alert_store.upsert(con, alerts)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        for a in alerts:
+            self._written[a.id] = _version(a)
+
     def _take(self, res, rep: StepReport) -> None:
         for n in res.notices:
             rep.notices.append(n)
             self.notices.append(n)
         # An open alert comes back at every step; only versions that changed are written.
         changed = [a for a in res.alerts if self._written.get(a.id) != _version(a)]
-        if changed:
-            con = self.store.con
-            con.execute("BEGIN TRANSACTION")
-            try:
-                alert_store.upsert(con, changed)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            for a in changed:
-                self._written[a.id] = _version(a)
+        self._upsert(changed)
         rep.written_at = time.monotonic()
         for a in res.alerts:
             if a.id not in self.alerts and a.id not in self.open_ids:
@@ -304,17 +309,7 @@ class StreamEngine:
         arrives, not a reading to judge): upserted in one transaction, stable ids, so a report
         delivered twice is one alert. Returns (changed, new ids)."""
         changed = [a for a in alerts if self._written.get(a.id) != _version(a)]
-        if changed:
-            con = self.store.con
-            con.execute("BEGIN TRANSACTION")
-            try:
-                alert_store.upsert(con, changed)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            for a in changed:
-                self._written[a.id] = _version(a)
+        self._upsert(changed)
         new = []
         for a in alerts:
             if a.id not in self.alerts:
@@ -330,14 +325,7 @@ class StreamEngine:
         climbs): upserted like the core's, kept open until a version says ``evidence.ended``."""
         if not alerts:
             return
-        con = self.store.con
-        con.execute("BEGIN TRANSACTION")
-        try:
-            alert_store.upsert(con, alerts)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+        self._upsert(alerts)
         for a in alerts:
             if a.id not in self.alerts:
                 rep.new.append(a.id)
