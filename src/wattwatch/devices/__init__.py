@@ -15,18 +15,18 @@ import importlib
 import tomllib
 from pathlib import Path
 
-# kind -> module with start(name, spec, root)
+# kind -> "module:start(name, spec, root)"
 KINDS: dict[str, str] = {
-    "modbus": "wattwatch.devices.modbus",
-    "mqtt": "wattwatch.devices.mqtt",
-    "snmp": "wattwatch.devices.snmp",
+    "modbus": "wattwatch.devices.modbus:start",
+    "mqtt": "wattwatch.devices.mqtt:start",
+    "snmp": "wattwatch.devices.snmp:start",
 }
 
 
 def available(kind: str) -> bool:
     """Whether the module of ``kind`` can be imported (the SNMP agent is another module's)."""
     try:
-        importlib.import_module(KINDS[kind])
+        importlib.import_module(KINDS[kind].split(":")[0])
         return True
     except ImportError:
         return False
@@ -34,23 +34,9 @@ def available(kind: str) -> bool:
 
 def start(spec: dict, where: str = "[[devices]]", root: Path | None = None):
     """Start one device from its table (ValueError naming the table and key)."""
-    if not isinstance(spec, dict):
-        raise ValueError(f"{where}: expected a table, got {type(spec).__name__}")
-    spec = dict(spec)
-    kind = spec.pop("type", None)
-    name = spec.pop("name", None) or kind
-    if kind not in KINDS:
-        raise ValueError(f"{where}: type must be one of {', '.join(KINDS)}, got {kind!r}")
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"{where}: name must be text")
-    try:
-        module = importlib.import_module(KINDS[kind])
-    except ImportError as exc:
-        raise ValueError(f"{where} {name!r}: kind {kind} is not available here ({exc})") from None
-    try:
-        return module.start(name, spec, root)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ValueError(f"{where} {name!r}: {exc}") from None
+    from wattwatch.plugins import build
+
+    return build(spec, where, root, KINDS, errors=(TypeError, ValueError, KeyError))
 
 
 def load(path: str | Path) -> tuple[list[dict], Path]:

@@ -13,7 +13,6 @@ relative paths — and returns an :class:`Output` (ValueError naming the key whe
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections import Counter
 from pathlib import Path
@@ -56,22 +55,9 @@ class Output:
 
 def build(spec: dict, where: str, root: Path | None = None, kinds: dict[str, str] | None = None) -> Output:
     """An output from one table of a site config (ValueError naming the table and key)."""
-    kinds = KINDS if kinds is None else kinds
-    if not isinstance(spec, dict):
-        raise ValueError(f"{where}: expected a table, got {type(spec).__name__}")
-    spec = dict(spec)
-    kind = spec.pop("type", None)
-    name = spec.pop("name", None) or kind
-    if kind not in kinds:
-        known = ", ".join(sorted(kinds)) or "none available"
-        raise ValueError(f"{where}: type must be one of {known}, got {kind!r}")
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"{where}: name must be text")
-    module, func = kinds[kind].split(":")
-    try:
-        return getattr(importlib.import_module(module), func)(name, spec, root)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{where} {name!r}: {exc}") from None
+    from wattwatch.plugins import build as _build
+
+    return _build(spec, where, root, KINDS if kinds is None else kinds)
 
 
 def deliver(outputs, method: str, *args) -> None:

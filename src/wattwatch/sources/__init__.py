@@ -7,7 +7,6 @@ file's folder for relative paths — and returns a :class:`Source` (ValueError n
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 from wattwatch.sources.base import Batch, Poller, Source
@@ -24,20 +23,9 @@ KINDS: dict[str, str] = {
 
 def build(spec: dict, where: str = "[[sources]]", root: Path | None = None) -> Source:
     """A source from one ``[[sources]]`` table of a site config (ValueError naming the key)."""
-    if not isinstance(spec, dict):
-        raise ValueError(f"{where}: expected a table, got {type(spec).__name__}")
-    spec = dict(spec)
-    kind = spec.pop("type", None)
-    name = spec.pop("name", None) or kind
-    if kind not in KINDS:
-        raise ValueError(f"{where}: type must be one of {', '.join(KINDS)}, got {kind!r}")
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"{where}: name must be text")
-    module, func = KINDS[kind].split(":")
-    try:
-        return getattr(importlib.import_module(module), func)(name, spec, root)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{where} {name!r}: {exc}") from None
+    from wattwatch.plugins import build as _build
+
+    return _build(spec, where, root, KINDS)
 
 
 def only(spec: dict, keys: set) -> None:
