@@ -82,6 +82,14 @@ class Meter:
 
     # ------------------------------------------------------------------ records
 
+    def inject(self, fault: str, params: dict) -> None:
+        """A generator fault on this meter: ``open_ct`` (``phase``, default 1), ``neutral_bypass``,
+        or ``normal`` (none)."""
+        if fault == "normal":
+            self.fault.clear()
+        else:
+            self.fault[fault] = params.get("phase", 1) if fault == "open_ct" else True
+
     def latch(self, now_s: float) -> bool:
         """Take the next record; False when this meter has none for the cycle (a lost reading)."""
         self.k += 1
@@ -357,10 +365,7 @@ class Running:
         elif fault in ("open_ct", "neutral_bypass", "normal"):
             targets = [self.meters[params["unit"]]] if "unit" in params else list(self.meters.values())
             for m in targets:
-                if fault == "normal":
-                    m.fault.clear()
-                else:
-                    m.fault[fault] = params.get("phase", 1) if fault == "open_ct" else True
+                m.inject(fault, params)
         else:
             raise ValueError(f"device {self.name}: unknown fault {fault!r} (drop, delay, corrupt, exception, down, up, "
                              "open_ct, neutral_bypass, normal, clear)")

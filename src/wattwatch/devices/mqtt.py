@@ -149,10 +149,7 @@ class Running:
         elif fault in ("open_ct", "neutral_bypass", "normal"):
             targets = [self.meters[params["meter_id"]]] if "meter_id" in params else list(self.meters.values())
             for m in targets:
-                if fault == "normal":
-                    m.fault.clear()
-                else:
-                    m.fault[fault] = params.get("phase", 1) if fault == "open_ct" else True
+                m.inject(fault, params)
         else:
             raise ValueError(f"device {self.name}: unknown fault {fault!r} (drop, malformed, silent, open_ct, "
                              "neutral_bypass, normal, clear)")
