@@ -37,9 +37,12 @@ def test_penalty_grows_under_a_persistent_deviation_and_decays_after(cfg, excess
     during = p[3:3 + on]
     assert (p[:3] == 0).all()
     assert during[-1] > 0  # (with κ = 0 the first interval, a change, adds nothing yet)
-    assert (np.diff(during) >= -1e-12).all(), "the penalty must not fall while the deviation persists"
+    # Rounding is relative: at the penalties a large excess reaches (exp of hundreds, ~1e236 with
+    # beta = 1) two equal values differ by ~1e-16 of themselves, far above an absolute 1e-12.
+    tol = 1e-12 * np.maximum(1.0, np.abs(p[:-1]))
+    assert (np.diff(during) >= -tol[3:2 + on]).all(), "the penalty must not fall while the deviation persists"
     after = p[3 + on:]
-    assert (np.diff(after) <= 1e-12).all() and after[0] <= during[-1] and f[3 + on] < f[2 + on]
+    assert (np.diff(after) <= tol[3 + on:]).all() and after[0] <= during[-1] and f[3 + on] < f[2 + on]
     # Geometric decay with λ: after `off` intervals F is λ^off of its value when it stopped.
     assert f[-1] == pytest.approx(f[2 + on] * cfg.lam ** off, rel=1e-9, abs=1e-12)
 
