@@ -67,7 +67,13 @@ def _wait(pred, timeout=20.0):
 
 
 def _alerts(w):
-    return alert_store.list_alerts(w.store.con, status=None)
+    # A connection of its own: the watcher's thread uses ``w.store.con`` meanwhile, and DuckDB
+    # refuses a second caller on a busy connection instead of waiting (failed under load).
+    cur = w.store.con.cursor()
+    try:
+        return alert_store.list_alerts(cur, status=None)
+    finally:
+        cur.close()
 
 
 def test_forged_tampered_replayed_and_malformed_reports_are_refused_and_never_alerts(tls_broker, pki, tmp_path):
