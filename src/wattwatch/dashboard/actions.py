@@ -87,12 +87,26 @@ def ingest(session: Session, db, path: Path, mapping_toml: str | None = None) ->
 
 def run_detection(session: Session, db, detectors: Sequence[str] | None = None,
                   on_progress: Callable[[int], None] | None = None,
-                  on_stage: Callable[[str, float | None], None] | None = None):
-    """``api.detect`` on the store, alerts kept in it (operators only)."""
+                  on_stage: Callable[[str, float | None], None] | None = None,
+                  model_folder: str | None = None, models_root: Path | None = None):
+    """``api.detect`` on the store, alerts kept in it (operators only). Meters are judged with the
+    state the store keeps (``wattwatch fit``); with ``model_folder`` (a name listed under
+    ``models_root``, see :mod:`wattwatch.dashboard.models`) its fleet models are used as
+    ``detect --models`` uses them. A name that is not a listed folder is refused before anything
+    is read."""
     from wattwatch import api
+    from wattwatch.dashboard import models
 
     user = require_operator(session, "run detection")
-    log.info("detect by %s: detectors %s", user, list(detectors) if detectors else "default")
+    folder = None
+    if model_folder is not None:
+        try:
+            folder = models.resolve(models_root, model_folder)
+        except models.OutsideRoot as exc:
+            log.warning("refused detect by %s: model folder %r: %s", user, model_folder, exc)
+            raise
+    log.info("detect by %s: detectors %s, state %s", user, list(detectors) if detectors else "default",
+             f"model folder {folder.name} ({folder.path})" if folder else "kept in the store")
     with LOCK:
         return api.detect(db, detectors=list(detectors) if detectors else None, on_progress=on_progress,
-                          on_stage=on_stage)
+                          on_stage=on_stage, models=folder.path if folder else None)

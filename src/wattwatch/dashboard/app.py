@@ -440,6 +440,7 @@ def data_page(cfg: Settings, session: Session) -> None:
 
     dets = st.multiselect("Detectors", names(), default=[d for d in DEFAULT_DETECTORS if d not in LEARNED],
                           key="detectors")
+    choice, folder_names = _state_choice(cfg, problem)
     if st.button("Run detection", key="run", disabled=problem is not None and not data.store_exists(cfg.db)):
         bar = st.progress(0.0, text="starting ...")
         state = {"total": None, "done": 0, "stage": ""}
@@ -452,18 +453,65 @@ def data_page(cfg: Settings, session: Session) -> None:
             state["done"] += n
             if state["total"]:
                 bar.progress(min(1.0, state["done"] / state["total"]), text=state["stage"])
+        folder = choice if choice in folder_names else None
         try:
-            res = actions.run_detection(session, cfg.db, dets, on_progress=on_progress, on_stage=on_stage)
+            res = actions.run_detection(session, cfg.db, dets, on_progress=on_progress, on_stage=on_stage,
+                                        model_folder=folder, models_root=cfg.models_dir)
         except PermissionDenied as exc:
             st.error(str(exc))
             return
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - OutsideRoot, StateError ...: the message says what
             st.error(str(exc))
             return
         bar.progress(1.0, text="done")
+        used = f"model folder `{folder}` under --models-dir" if folder else "the state kept in the store"
+        st.session_state["last_run"] = {"at": f"{pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M:%S} UTC",
+                                        "state": f"model folder {folder}" if folder else "kept in the store",
+                                        "detectors": ", ".join(sorted(set(dets) | set(folder_names.get(folder, ()))))
+                                        or "default set",
+                                        "alerts": len(res.alerts), "meters": res.meters, "readings": res.readings,
+                                        "notices": len(res.notices)}
         st.session_state["flash_data"] = (f"detection: {len(res.alerts)} alert(s) on {res.meters} meter(s), "
-                                          f"{res.readings:,} readings" + (f"; {len(res.notices)} notice(s)" if res.notices else ""))
+                                          f"{res.readings:,} readings, with {used}"
+                                          + (f"; {len(res.notices)} notice(s)" if res.notices else ""))
         st.rerun()
+    if st.session_state.get("last_run"):
+        st.caption("Last run from this page")
+        st.dataframe(pd.DataFrame([st.session_state["last_run"]]), hide_index=True, key="last_run")
+
+
+def _state_choice(cfg: Settings, problem: str | None) -> tuple[str, dict]:
+    """The state a run uses: the store's own (what `wattwatch fit` kept, meters without it profiled
+    on their first days) or one of the model folders listed under --models-dir. Returns the choice
+    and {folder name: its detectors} of the usable folders."""
+    from wattwatch.dashboard import models
+
+    found = models.folders(cfg.models_dir)
+    usable = {f.name: f.detectors for f in found if not f.problem}
+    label = {"(store)": "state kept in the store (`wattwatch fit`)"} | {f.name: f.label() for f in found if not f.problem}
+    choice = st.selectbox("State / models", list(label), format_func=label.get, key="run_state")
+    if choice == "(store)":
+        if problem is None:
+            kept = models.store_state(cfg.db)
+            if kept["meters"]:
+                st.caption(f"{kept['meters']:,} meter(s) have kept state ("
+                           + ", ".join(f"{h}: {k:,}" for h, k in kept["how"].items()) + f"), last fitted "
+                           f"{str(kept['fitted_at'])[:19]}; fleet models: {', '.join(kept['fleet_models']) or 'none'}. "
+                           "Meters without state are profiled on their first days and it is kept.")
+            else:
+                st.caption("The store keeps no fitted state yet: each meter is profiled on its own first days "
+                           "and that state is kept (`wattwatch fit` fits it on a period you choose).")
+    else:
+        st.caption(f"The fleet models of `{choice}` replace the learned detectors' own (as `detect --models`); "
+                   f"its detectors ({', '.join(usable[choice])}) run with those chosen above.")
+    bad = [f for f in found if f.problem]
+    if cfg.models_dir is None:
+        st.caption("No model folders: start the dashboard with --models-dir DIR to choose `wattwatch train` folders.")
+    elif not found:
+        st.caption(f"No model folder (a folder with {models.MANIFEST}) under the models folder.")
+    for f in bad:
+        st.warning(f"{f.name}: cannot be used: {f.problem}")
+    return choice, usable
 
 
 # ------------------------------------------------------------------------------------ live, grid, evaluation
