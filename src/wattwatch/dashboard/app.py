@@ -517,28 +517,21 @@ def _state_choice(cfg: Settings, problem: str | None) -> tuple[str, dict]:
 # ------------------------------------------------------------------------------------ live, grid, evaluation
 
 
+LIVE_METRICS = (("Readings", "readings"), ("Stored", "stored"), ("Judged", "judged"), ("Alerts opened", "alerts_new"))
+
+
 def live_page(cfg: Settings, session: Session) -> None:
     st.header("Live")
     st.caption(f"refreshes every {cfg.refresh_s:g} s while `wattwatch watch` runs")
 
     @st.fragment(run_every=cfg.refresh_s)
     def panel():
-        status = data.read_status(cfg.status)
-        problem = data.check_store(cfg.db)
-        if status is not None:
-            st.write(f"`watch` status at {status.get('at')}")
-            st.dataframe(pd.DataFrame([status.get("counters", {})]), hide_index=True, key="live_counters")
-            c1, c2 = st.columns(2)
-            c1.metric("Open alerts", status.get("open_total", len(status.get("open", []))))
-            c2.metric("Meters reporting", len(status.get("meters", [])))
-            if status.get("open"):
-                st.dataframe(pd.DataFrame(status["open"]), hide_index=True, key="live_open")
-            if status.get("meters"):
-                st.dataframe(pd.DataFrame(status["meters"]), hide_index=True, key="live_meters")
+        if cfg.status is not None:
+            _live_status(cfg)
             return
+        problem = data.check_store(cfg.db)
         if problem is not None:
-            st.info(problem + ("" if cfg.status else "; give --status FILE (a `status` output of watch) to follow "
-                               "a running watch"))
+            st.info(problem + "; give --status FILE (a `status` output of watch) to follow a running watch")
             return
         s = data.store_summary(cfg.db)
         a = data.alerts_frame(cfg.db)
@@ -552,6 +545,36 @@ def live_page(cfg: Settings, session: Session) -> None:
         st.caption(f"updated {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC")
 
     panel()
+
+
+def _live_status(cfg: Settings) -> None:
+    """The Live panel from the status file a running ``watch`` writes after every step. The store
+    is not opened: while ``watch`` runs it holds the store's write lock, and a reader that opens
+    the file as ``watch`` starts would make ``watch`` fail to take it."""
+    status = data.read_status(cfg.status)
+    if status is None:
+        st.info(f"waiting for `wattwatch watch` to write {cfg.status} (a `[[sinks]] type = \"status\"` output "
+                "of its site config); the other pages show the store when no watch holds it")
+        return
+    counters = status.get("counters") if isinstance(status.get("counters"), dict) else {}
+    at = pd.to_datetime(status.get("at"), utc=True, errors="coerce")
+    age = (pd.Timestamp.now(tz="UTC") - at).total_seconds() if at is not pd.NaT else None
+    st.write(f"`watch` status at {status.get('at')}"
+             + (f" ({age:,.0f} s ago: is `watch` still running?)" if age is not None and age > 10 * cfg.refresh_s
+                else ""))
+    cols = st.columns(len(LIVE_METRICS) + 2)
+    for col, (label, k) in zip(cols, LIVE_METRICS):
+        col.metric(label, f"{int(counters.get(k, 0)):,}")
+    cols[-2].metric("Open alerts", f"{int(status.get('open_total', len(status.get('open', [])))):,}")
+    cols[-1].metric("Meters reporting", f"{len(status.get('meters', [])):,}")
+    st.dataframe(pd.DataFrame([counters]), hide_index=True, key="live_counters")
+    if status.get("open"):
+        st.subheader("Open alerts")
+        st.dataframe(pd.DataFrame(status["open"]), hide_index=True, key="live_open")
+    if status.get("meters"):
+        st.subheader("Meters")
+        st.dataframe(pd.DataFrame(status["meters"]), hide_index=True, key="live_meters")
+    st.caption(f"updated {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC")
 
 
 def _topology(pairs: pd.DataFrame, penalty: pd.Series, isolated: set):
