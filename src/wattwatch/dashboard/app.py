@@ -464,10 +464,12 @@ def data_page(cfg: Settings, session: Session) -> None:
             st.error(str(exc))
             return
         bar.progress(1.0, text="done")
-        used = f"model folder `{folder}` under --models-dir" if folder else "the state kept in the store"
+        kind = "model folder" if folder_names.get(folder, ("", "models"))[1] == "models" else "fitted store"
+        used = f"{kind} `{folder}` under --models-dir" if folder else "the state kept in the store"
         st.session_state["last_run"] = {"at": f"{pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M:%S} UTC",
-                                        "state": f"model folder {folder}" if folder else "kept in the store",
-                                        "detectors": ", ".join(sorted(set(dets) | set(folder_names.get(folder, ()))))
+                                        "state": f"{kind} {folder}" if folder else "kept in the store",
+                                        "detectors": ", ".join(sorted(set(dets) | set(
+                                            folder_names[folder][0] if folder and kind == "model folder" else ())))
                                         or "default set",
                                         "alerts": len(res.alerts), "meters": res.meters, "readings": res.readings,
                                         "notices": len(res.notices)}
@@ -482,12 +484,12 @@ def data_page(cfg: Settings, session: Session) -> None:
 
 def _state_choice(cfg: Settings, problem: str | None) -> tuple[str, dict]:
     """The state a run uses: the store's own (what `wattwatch fit` kept, meters without it profiled
-    on their first days) or one of the model folders listed under --models-dir. Returns the choice
-    and {folder name: its detectors} of the usable folders."""
+    on their first days), or a model folder or fitted store listed under --models-dir. Returns the
+    choice and {name: (its detectors, kind)} of the usable ones."""
     from wattwatch.dashboard import models
 
-    found = models.folders(cfg.models_dir)
-    usable = {f.name: f.detectors for f in found if not f.problem}
+    found = models.folders(cfg.models_dir, exclude=cfg.db)
+    usable = {f.name: (f.detectors, f.kind) for f in found if not f.problem}
     label = {"(store)": "state kept in the store (`wattwatch fit`)"} | {f.name: f.label() for f in found if not f.problem}
     choice = st.selectbox("State / models", list(label), format_func=label.get, key="run_state")
     if choice == "(store)":
@@ -501,14 +503,18 @@ def _state_choice(cfg: Settings, problem: str | None) -> tuple[str, dict]:
             else:
                 st.caption("The store keeps no fitted state yet: each meter is profiled on its own first days "
                            "and that state is kept (`wattwatch fit` fits it on a period you choose).")
-    else:
+    elif usable[choice][1] == "models":
         st.caption(f"The fleet models of `{choice}` replace the learned detectors' own (as `detect --models`); "
-                   f"its detectors ({', '.join(usable[choice])}) run with those chosen above.")
+                   f"its detectors ({', '.join(usable[choice][0])}) run with those chosen above.")
+    else:
+        st.caption(f"The chosen detectors judge each meter with the state `{choice}` keeps (read-only; as "
+                   "`detect(state=fit(...))`); meters it has no state for are profiled on their first days.")
     bad = [f for f in found if f.problem]
     if cfg.models_dir is None:
-        st.caption("No model folders: start the dashboard with --models-dir DIR to choose `wattwatch train` folders.")
+        st.caption("No model folders: start the dashboard with --models-dir DIR to choose `wattwatch train` folders "
+                   "or stores `wattwatch fit` fitted.")
     elif not found:
-        st.caption(f"No model folder (a folder with {models.MANIFEST}) under the models folder.")
+        st.caption(f"No model folder (a folder with {models.MANIFEST}) or fitted store under the models folder.")
     for f in bad:
         st.warning(f"{f.name}: cannot be used: {f.problem}")
     return choice, usable
