@@ -479,7 +479,7 @@ def data_page(cfg: Settings, session: Session) -> None:
         st.rerun()
     if st.session_state.get("last_run"):
         st.caption("Last run from this page")
-        st.dataframe(pd.DataFrame([st.session_state["last_run"]]), hide_index=True, key="last_run")
+        st.dataframe(pd.DataFrame([st.session_state["last_run"]]), hide_index=True, key="last_run_table")
 
 
 def _state_choice(cfg: Settings, problem: str | None) -> tuple[str, dict]:
