@@ -88,6 +88,9 @@ def test_live_page_follows_a_running_watch_without_reloading(tmp_path, users_env
             opened = _wait(page, lambda: _metric(page, "Open alerts"), lambda v: v > 0 and v != open0, 45, watch)
             page.get_by_role("heading", name="Open alerts").wait_for(timeout=10_000)
             assert _metric(page, "Meters reporting") == 3
+            if os.environ.get("WATTWATCH_SCREENSHOTS"):    # docs/dashboard-live.png for the README
+                page.screenshot(path=str(Path(os.environ["WATTWATCH_SCREENSHOTS"]) / "dashboard-live.png"),
+                                full_page=True)
         finally:
             watch.send_signal(signal.SIGTERM)
             try:
