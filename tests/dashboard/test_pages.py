@@ -180,6 +180,18 @@ def test_live_page_follows_a_watch_status_file(app, tmp_path):
     assert "s ago: is `watch` still running?" in " ".join(m.value for m in at.markdown)   # written long ago
 
 
+def test_live_page_survives_a_garbled_status_file(app, tmp_path):
+    import json
+
+    st = tmp_path / "status.json"
+    st.write_text(json.dumps({"at": [1], "counters": {"readings": "many", "stored": {"x": 1}}, "meters": "m1",
+                              "open": [1, {"meter_id": "m1"}], "open_total": None}))
+    at = goto(sign_in(app(WATTWATCH_DASHBOARD_STATUS=st), OPERATOR), "Live")
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Readings"] == "0" and metrics["Open alerts"] == "0" and metrics["Meters reporting"] == "0"
+
+
 def test_live_page_waits_for_the_status_file_without_opening_the_store(app, store_copy, tmp_path):
     from wattwatch.store import Store
 

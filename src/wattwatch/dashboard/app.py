@@ -487,14 +487,19 @@ def _state_choice(cfg: Settings, problem: str | None) -> tuple[str, dict]:
     on their first days), or a model folder or fitted store listed under --models-dir. Returns the
     choice and {name: (its detectors, kind)} of the usable ones."""
     from wattwatch.dashboard import models
+    from wattwatch.errors import StoreError
 
     found = models.folders(cfg.models_dir, exclude=cfg.db)
     usable = {f.name: (f.detectors, f.kind) for f in found if not f.problem}
     label = {"(store)": "state kept in the store (`wattwatch fit`)"} | {f.name: f.label() for f in found if not f.problem}
     choice = st.selectbox("State / models", list(label), format_func=label.get, key="run_state")
     if choice == "(store)":
-        if problem is None:
-            kept = models.store_state(cfg.db)
+        try:
+            kept = models.store_state(cfg.db) if problem is None else None
+        except StoreError as exc:       # taken by another process since the page checked it
+            kept = None
+            st.caption(str(exc))
+        if kept is not None:
             if kept["meters"]:
                 st.caption(f"{kept['meters']:,} meter(s) have kept state ("
                            + ", ".join(f"{h}: {k:,}" for h, k in kept["how"].items()) + f"), last fitted "
@@ -562,24 +567,38 @@ def _live_status(cfg: Settings) -> None:
         st.info(f"waiting for `wattwatch watch` to write {cfg.status} (a `[[sinks]] type = \"status\"` output "
                 "of its site config); the other pages show the store when no watch holds it")
         return
+    def whole(v) -> int:   # a count from the file, 0 for anything that is not one
+        try:
+            return int(v)
+        except (TypeError, ValueError, OverflowError):
+            return 0
+
     counters = status.get("counters") if isinstance(status.get("counters"), dict) else {}
-    at = pd.to_datetime(status.get("at"), utc=True, errors="coerce")
-    age = (pd.Timestamp.now(tz="UTC") - at).total_seconds() if at is not pd.NaT else None
+    opened = status.get("open") if isinstance(status.get("open"), list) else []
+    meters = status.get("meters") if isinstance(status.get("meters"), list) else []
+    try:
+        at = pd.Timestamp(status.get("at"))
+        at = at.tz_localize("UTC") if at.tzinfo is None else at
+        age = (pd.Timestamp.now(tz="UTC") - at).total_seconds()
+    except (TypeError, ValueError):
+        age = None
     st.write(f"`watch` status at {status.get('at')}"
              + (f" ({age:,.0f} s ago: is `watch` still running?)" if age is not None and age > 10 * cfg.refresh_s
                 else ""))
     cols = st.columns(len(LIVE_METRICS) + 2)
     for col, (label, k) in zip(cols, LIVE_METRICS):
-        col.metric(label, f"{int(counters.get(k, 0)):,}")
-    cols[-2].metric("Open alerts", f"{int(status.get('open_total', len(status.get('open', [])))):,}")
-    cols[-1].metric("Meters reporting", f"{len(status.get('meters', [])):,}")
-    st.dataframe(pd.DataFrame([counters]), hide_index=True, key="live_counters")
-    if status.get("open"):
+        col.metric(label, f"{whole(counters.get(k, 0)):,}")
+    cols[-2].metric("Open alerts", f"{whole(status.get('open_total', len(opened))):,}")
+    cols[-1].metric("Meters reporting", f"{len(meters):,}")
+    st.dataframe(pd.DataFrame([{k: str(v) if isinstance(v, (dict, list)) else v for k, v in counters.items()}]),
+                 hide_index=True, key="live_counters")
+    rows = lambda xs: pd.DataFrame([x for x in xs if isinstance(x, dict)])  # noqa: E731
+    if opened:
         st.subheader("Open alerts")
-        st.dataframe(pd.DataFrame(status["open"]), hide_index=True, key="live_open")
-    if status.get("meters"):
+        st.dataframe(rows(opened), hide_index=True, key="live_open")
+    if meters:
         st.subheader("Meters")
-        st.dataframe(pd.DataFrame(status["meters"]), hide_index=True, key="live_meters")
+        st.dataframe(rows(meters), hide_index=True, key="live_meters")
     st.caption(f"updated {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC")
 
 
