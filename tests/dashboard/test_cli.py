@@ -37,6 +37,8 @@ def test_refusals_name_the_problem(tmp_path, monkeypatch):
     users.write_text(f'[users.ann]\nrole = "operator"\npassword = "{runner_hash}"\n')
     res = runner.invoke(app, ["dashboard", "--users", str(users), "--grid", str(tmp_path)])
     assert res.exit_code == 2 and "not a grid run folder" in res.output
+    res = runner.invoke(app, ["dashboard", "--users", str(users), "--models-dir", str(tmp_path / "none")])
+    assert res.exit_code == 2 and "no such folder (--models-dir)" in " ".join(res.output.split())
 
 
 def test_the_command_serves_on_the_given_port(tmp_path, sim_store, users_env):

@@ -175,7 +175,30 @@ def test_live_page_follows_a_watch_status_file(app, tmp_path):
                               "open": [{"meter_id": "m1", "code": "SENSOR_FAULT"}], "open_total": 1}))
     at = goto(sign_in(app(WATTWATCH_DASHBOARD_STATUS=st), OPERATOR), "Live")
     assert frame_with(at, "readings")["readings"].iloc[0] == 42
-    assert at.metric[0].value == "1"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Readings"] == "42" and metrics["Open alerts"] == "1" and metrics["Meters reporting"] == "1"
+    assert "s ago: is `watch` still running?" in " ".join(m.value for m in at.markdown)   # written long ago
+
+
+def test_live_page_survives_a_garbled_status_file(app, tmp_path):
+    import json
+
+    st = tmp_path / "status.json"
+    st.write_text(json.dumps({"at": [1], "counters": {"readings": "many", "stored": {"x": 1}}, "meters": "m1",
+                              "open": [1, {"meter_id": "m1"}], "open_total": None}))
+    at = goto(sign_in(app(WATTWATCH_DASHBOARD_STATUS=st), OPERATOR), "Live")
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Readings"] == "0" and metrics["Open alerts"] == "0" and metrics["Meters reporting"] == "0"
+
+
+def test_live_page_waits_for_the_status_file_without_opening_the_store(app, store_copy, tmp_path):
+    from wattwatch.store import Store
+
+    with Store(store_copy):      # as `watch` does while it runs: hold the store's write lock ...
+        at = goto(sign_in(app(WATTWATCH_DASHBOARD_STATUS=tmp_path / "live.json"), OPERATOR), "Live")
+    # ... the page waits for the status file instead of opening the store
+    assert any("waiting for `wattwatch watch` to write" in i.value for i in at.info) and not at.metric
 
 
 def test_grid_page_draws_topology_penalties_and_decisions(app, tmp_path):

@@ -1154,6 +1154,9 @@ def dashboard(
     status: Optional[Path] = typer.Option(None, "--status", help="The status file a running `watch` writes "
                                           "([[sinks]] type = \"status\") for the Live page."),
     refresh_s: float = typer.Option(5.0, "--refresh-s", min=0.5, help="Live page refresh period."),
+    models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="A folder of model folders (`wattwatch "
+                                              "train --out`): the Data page lists those under it to run detection "
+                                              "with (nothing outside it can be chosen)."),
     log: Optional[Path] = typer.Option(None, "--log", help="Append sign-ins, refusals and every write (who, what) "
                                        "to this file (they also go to stderr)."),
     hash_password: bool = typer.Option(False, "--hash-password", help="Read a password (prompted, or one line "
@@ -1190,10 +1193,13 @@ def dashboard(
             _fail(f"{p}: no such file ({name})")
     if grid is not None and not (grid / "intervals.parquet").is_file():
         _fail(f"{grid}: not a grid run folder (no intervals.parquet) (--grid)")
+    if models_dir is not None and not models_dir.is_dir():
+        _fail(f"{models_dir}: no such folder (--models-dir)")
     settings = Settings(db=db.resolve(), users_file=users.resolve() if users else None, read_only=read_only,
                         session_minutes=session_minutes, idle_minutes=idle_minutes,
                         uploads=db.resolve().parent / (db.name + ".uploads"), fleet=fleet, grid=grid, events=events,
-                        status=status, refresh_s=refresh_s, log=log.resolve() if log else None)
+                        status=status, refresh_s=refresh_s, log=log.resolve() if log else None,
+                        models_dir=models_dir.resolve() if models_dir else None)
     err_console.print(f"wattwatch dashboard on http://{host}:{port}  ({len(found)} user(s); "
                       f"{'read-only' if read_only else 'operators may write'}; store {_term(str(db))})", highlight=False)
     raise typer.Exit(serve.run(settings, host, port))

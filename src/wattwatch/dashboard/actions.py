@@ -87,12 +87,34 @@ def ingest(session: Session, db, path: Path, mapping_toml: str | None = None) ->
 
 def run_detection(session: Session, db, detectors: Sequence[str] | None = None,
                   on_progress: Callable[[int], None] | None = None,
-                  on_stage: Callable[[str, float | None], None] | None = None):
-    """``api.detect`` on the store, alerts kept in it (operators only)."""
+                  on_stage: Callable[[str, float | None], None] | None = None,
+                  model_folder: str | None = None, models_root: Path | None = None):
+    """``api.detect`` on the store, alerts kept in it (operators only). Meters are judged with the
+    state the store keeps (``wattwatch fit``); with ``model_folder`` (a name listed under
+    ``models_root``, see :mod:`wattwatch.dashboard.models`) a model folder's fleet models are used
+    as ``detect --models`` uses them, or a fitted store's state as ``detect(state=...)`` uses a
+    ``fit``'s. A name that is not listed is refused before anything is read."""
     from wattwatch import api
+    from wattwatch.dashboard import models
 
     user = require_operator(session, "run detection")
-    log.info("detect by %s: detectors %s", user, list(detectors) if detectors else "default")
+    folder = None
+    if model_folder is not None:
+        try:
+            folder = models.resolve(models_root, model_folder, exclude=db)
+        except models.OutsideRoot as exc:
+            log.warning("refused detect by %s: model folder %r: %s", user, model_folder, exc)
+            raise
+    what = "kept in the store" if folder is None else \
+        f"{'model folder' if folder.kind == 'models' else 'fitted store'} {folder.name} ({folder.path})"
+    log.info("detect by %s: detectors %s, state %s", user, list(detectors) if detectors else "default", what)
+    names = list(detectors) if detectors else None
     with LOCK:
-        return api.detect(db, detectors=list(detectors) if detectors else None, on_progress=on_progress,
-                          on_stage=on_stage)
+        if folder is not None and folder.kind == "state":
+            dets = api.build_detectors(names)
+            notices = models.load_state(folder, dets)
+            res = api.detect(db, state=dets, on_progress=on_progress, on_stage=on_stage)
+            res.notices[:0] = notices
+            return res
+        return api.detect(db, detectors=names, on_progress=on_progress, on_stage=on_stage,
+                          models=folder.path if folder else None)

@@ -440,6 +440,7 @@ def data_page(cfg: Settings, session: Session) -> None:
 
     dets = st.multiselect("Detectors", names(), default=[d for d in DEFAULT_DETECTORS if d not in LEARNED],
                           key="detectors")
+    choice, folder_names = _state_choice(cfg, problem)
     if st.button("Run detection", key="run", disabled=problem is not None and not data.store_exists(cfg.db)):
         bar = st.progress(0.0, text="starting ...")
         state = {"total": None, "done": 0, "stage": ""}
@@ -452,21 +453,82 @@ def data_page(cfg: Settings, session: Session) -> None:
             state["done"] += n
             if state["total"]:
                 bar.progress(min(1.0, state["done"] / state["total"]), text=state["stage"])
+        folder = choice if choice in folder_names else None
         try:
-            res = actions.run_detection(session, cfg.db, dets, on_progress=on_progress, on_stage=on_stage)
+            res = actions.run_detection(session, cfg.db, dets, on_progress=on_progress, on_stage=on_stage,
+                                        model_folder=folder, models_root=cfg.models_dir)
         except PermissionDenied as exc:
             st.error(str(exc))
             return
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - OutsideRoot, StateError ...: the message says what
             st.error(str(exc))
             return
         bar.progress(1.0, text="done")
+        kind = "model folder" if folder_names.get(folder, ("", "models"))[1] == "models" else "fitted store"
+        used = f"{kind} `{folder}` under --models-dir" if folder else "the state kept in the store"
+        st.session_state["last_run"] = {"at": f"{pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M:%S} UTC",
+                                        "state": f"{kind} {folder}" if folder else "kept in the store",
+                                        "detectors": ", ".join(sorted(set(dets) | set(
+                                            folder_names[folder][0] if folder and kind == "model folder" else ())))
+                                        or "default set",
+                                        "alerts": len(res.alerts), "meters": res.meters, "readings": res.readings,
+                                        "notices": len(res.notices)}
         st.session_state["flash_data"] = (f"detection: {len(res.alerts)} alert(s) on {res.meters} meter(s), "
-                                          f"{res.readings:,} readings" + (f"; {len(res.notices)} notice(s)" if res.notices else ""))
+                                          f"{res.readings:,} readings, with {used}"
+                                          + (f"; {len(res.notices)} notice(s)" if res.notices else ""))
         st.rerun()
+    if st.session_state.get("last_run"):
+        st.caption("Last run from this page")
+        st.dataframe(pd.DataFrame([st.session_state["last_run"]]), hide_index=True, key="last_run_table")
+
+
+def _state_choice(cfg: Settings, problem: str | None) -> tuple[str, dict]:
+    """The state a run uses: the store's own (what `wattwatch fit` kept, meters without it profiled
+    on their first days), or a model folder or fitted store listed under --models-dir. Returns the
+    choice and {name: (its detectors, kind)} of the usable ones."""
+    from wattwatch.dashboard import models
+    from wattwatch.errors import StoreError
+
+    found = models.folders(cfg.models_dir, exclude=cfg.db)
+    usable = {f.name: (f.detectors, f.kind) for f in found if not f.problem}
+    label = {"(store)": "state kept in the store (`wattwatch fit`)"} | {f.name: f.label() for f in found if not f.problem}
+    choice = st.selectbox("State / models", list(label), format_func=label.get, key="run_state")
+    if choice == "(store)":
+        try:
+            kept = models.store_state(cfg.db) if problem is None else None
+        except StoreError as exc:       # taken by another process since the page checked it
+            kept = None
+            st.caption(str(exc))
+        if kept is not None:
+            if kept["meters"]:
+                st.caption(f"{kept['meters']:,} meter(s) have kept state ("
+                           + ", ".join(f"{h}: {k:,}" for h, k in kept["how"].items()) + f"), last fitted "
+                           f"{str(kept['fitted_at'])[:19]}; fleet models: {', '.join(kept['fleet_models']) or 'none'}. "
+                           "Meters without state are profiled on their first days and it is kept.")
+            else:
+                st.caption("The store keeps no fitted state yet: each meter is profiled on its own first days "
+                           "and that state is kept (`wattwatch fit` fits it on a period you choose).")
+    elif usable[choice][1] == "models":
+        st.caption(f"The fleet models of `{choice}` replace the learned detectors' own (as `detect --models`); "
+                   f"its detectors ({', '.join(usable[choice][0])}) run with those chosen above.")
+    else:
+        st.caption(f"The chosen detectors judge each meter with the state `{choice}` keeps (read-only; as "
+                   "`detect(state=fit(...))`); meters it has no state for are profiled on their first days.")
+    bad = [f for f in found if f.problem]
+    if cfg.models_dir is None:
+        st.caption("No model folders: start the dashboard with --models-dir DIR to choose `wattwatch train` folders "
+                   "or stores `wattwatch fit` fitted.")
+    elif not found:
+        st.caption(f"No model folder (a folder with {models.MANIFEST}) or fitted store under the models folder.")
+    for f in bad:
+        st.warning(f"{f.name}: cannot be used: {f.problem}")
+    return choice, usable
 
 
 # ------------------------------------------------------------------------------------ live, grid, evaluation
+
+
+LIVE_METRICS = (("Readings", "readings"), ("Stored", "stored"), ("Judged", "judged"), ("Alerts opened", "alerts_new"))
 
 
 def live_page(cfg: Settings, session: Session) -> None:
@@ -475,22 +537,12 @@ def live_page(cfg: Settings, session: Session) -> None:
 
     @st.fragment(run_every=cfg.refresh_s)
     def panel():
-        status = data.read_status(cfg.status)
-        problem = data.check_store(cfg.db)
-        if status is not None:
-            st.write(f"`watch` status at {status.get('at')}")
-            st.dataframe(pd.DataFrame([status.get("counters", {})]), hide_index=True, key="live_counters")
-            c1, c2 = st.columns(2)
-            c1.metric("Open alerts", status.get("open_total", len(status.get("open", []))))
-            c2.metric("Meters reporting", len(status.get("meters", [])))
-            if status.get("open"):
-                st.dataframe(pd.DataFrame(status["open"]), hide_index=True, key="live_open")
-            if status.get("meters"):
-                st.dataframe(pd.DataFrame(status["meters"]), hide_index=True, key="live_meters")
+        if cfg.status is not None:
+            _live_status(cfg)
             return
+        problem = data.check_store(cfg.db)
         if problem is not None:
-            st.info(problem + ("" if cfg.status else "; give --status FILE (a `status` output of watch) to follow "
-                               "a running watch"))
+            st.info(problem + "; give --status FILE (a `status` output of watch) to follow a running watch")
             return
         s = data.store_summary(cfg.db)
         a = data.alerts_frame(cfg.db)
@@ -504,6 +556,50 @@ def live_page(cfg: Settings, session: Session) -> None:
         st.caption(f"updated {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC")
 
     panel()
+
+
+def _live_status(cfg: Settings) -> None:
+    """The Live panel from the status file a running ``watch`` writes after every step. The store
+    is not opened: while ``watch`` runs it holds the store's write lock, and a reader that opens
+    the file as ``watch`` starts would make ``watch`` fail to take it."""
+    status = data.read_status(cfg.status)
+    if status is None:
+        st.info(f"waiting for `wattwatch watch` to write {cfg.status} (a `[[sinks]] type = \"status\"` output "
+                "of its site config); the other pages show the store when no watch holds it")
+        return
+    def whole(v) -> int:   # a count from the file, 0 for anything that is not one
+        try:
+            return int(v)
+        except (TypeError, ValueError, OverflowError):
+            return 0
+
+    counters = status.get("counters") if isinstance(status.get("counters"), dict) else {}
+    opened = status.get("open") if isinstance(status.get("open"), list) else []
+    meters = status.get("meters") if isinstance(status.get("meters"), list) else []
+    try:
+        at = pd.Timestamp(status.get("at"))
+        at = at.tz_localize("UTC") if at.tzinfo is None else at
+        age = (pd.Timestamp.now(tz="UTC") - at).total_seconds()
+    except (TypeError, ValueError):
+        age = None
+    st.write(f"`watch` status at {status.get('at')}"
+             + (f" ({age:,.0f} s ago: is `watch` still running?)" if age is not None and age > 10 * cfg.refresh_s
+                else ""))
+    cols = st.columns(len(LIVE_METRICS) + 2)
+    for col, (label, k) in zip(cols, LIVE_METRICS):
+        col.metric(label, f"{whole(counters.get(k, 0)):,}")
+    cols[-2].metric("Open alerts", f"{whole(status.get('open_total', len(opened))):,}")
+    cols[-1].metric("Meters reporting", f"{len(meters):,}")
+    st.dataframe(pd.DataFrame([{k: str(v) if isinstance(v, (dict, list)) else v for k, v in counters.items()}]),
+                 hide_index=True, key="live_counters")
+    rows = lambda xs: pd.DataFrame([x for x in xs if isinstance(x, dict)])  # noqa: E731
+    if opened:
+        st.subheader("Open alerts")
+        st.dataframe(rows(opened), hide_index=True, key="live_open")
+    if meters:
+        st.subheader("Meters")
+        st.dataframe(rows(meters), hide_index=True, key="live_meters")
+    st.caption(f"updated {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC")
 
 
 def _topology(pairs: pd.DataFrame, penalty: pd.Series, isolated: set):

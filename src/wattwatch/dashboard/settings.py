@@ -19,6 +19,7 @@ ENV = {
     "status": "WATTWATCH_DASHBOARD_STATUS",
     "refresh_s": "WATTWATCH_DASHBOARD_REFRESH_S",
     "log": "WATTWATCH_DASHBOARD_LOG",
+    "models_dir": "WATTWATCH_DASHBOARD_MODELS_DIR",
 }
 
 
@@ -36,6 +37,7 @@ class Settings:
     status: Path | None = None
     refresh_s: float = 5.0
     log: Path | None = None
+    models_dir: Path | None = None   # model folders (`wattwatch train --out`) the Data page may use
 
     @classmethod
     def from_env(cls, environ=None) -> "Settings":
@@ -48,7 +50,7 @@ class Settings:
                    session_minutes=num("session_minutes", 480.0), idle_minutes=num("idle_minutes", 30.0),
                    uploads=path("uploads") or (db.parent / (db.name + ".uploads") if db else None),
                    fleet=path("fleet"), grid=path("grid"), events=path("events"), status=path("status"),
-                   refresh_s=num("refresh_s", 5.0), log=path("log"))
+                   refresh_s=num("refresh_s", 5.0), log=path("log"), models_dir=path("models_dir"))
 
     def to_env(self) -> dict[str, str]:
         out = {}
