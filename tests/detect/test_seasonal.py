@@ -269,3 +269,33 @@ def test_a_frozen_fill_left_in_the_normal_period_does_not_teach_that_frozen_days
     assert fitted.detectors[0].get_state()["office"]["flat_need"] < 12
     got = [(a.start[:10], a.evidence["kind"]) for a in res.alerts if a.start >= "2024-02-26"]
     assert got == [("2024-03-20", "flat_line")], got
+
+
+def swinging(weeks: int = 20, seed: int = 3) -> pd.DataFrame:
+    """The office, steady while learned (to 2024-02-26), then a season in which whole days move with
+    the weather: each day from 2024-03-04 on is scaled by its own factor (log-normal, 15 %)."""
+    df = building(weeks=weeks, seed=seed)
+    rng = np.random.default_rng(seed + 100)
+    day = (df.ts - pd.Timestamp("2024-01-01")).dt.days.to_numpy()
+    f = np.exp(0.15 * rng.standard_normal(day.max() + 1))
+    df["p_kw"] *= np.where(df.ts >= "2024-03-04", f[day], 1.0)
+    return df
+
+
+def test_a_whole_day_is_unusual_against_how_the_meters_days_have_moved_lately():
+    # Weeks of days swinging 15 % with the weather: a day 40 % up is one of them, not an unusual
+    # day; on the steady office the same day is one (no reading alone is extreme).
+    hot = (pd.Timestamp("2024-04-17"), pd.Timestamp("2024-04-18"))  # a Wednesday
+    for df, expect in ((swinging(), False), (building(seed=3), True)):
+        d = (df.ts >= hot[0]) & (df.ts < hot[1])
+        base = df.loc[(df.ts >= hot[0] - pd.Timedelta(days=7)) & (df.ts < hot[1] - pd.Timedelta(days=7)), "p_kw"]
+        df.loc[d, "p_kw"] = 1.4 * base.to_numpy() * 1.0
+        _, res = run(df)
+        days = [a for a in res.alerts if a.evidence["kind"] == "unusual_day"]
+        on_it = [a for a in res.alerts if a.start < "2024-04-18T06" and a.end >= "2024-04-17"]
+        assert bool(on_it) is expect, [(a.start, a.evidence["kind"], a.message) for a in res.alerts]
+        if expect:
+            assert [a.evidence["kind"] for a in on_it] == ["unusual_day"], [a.message for a in on_it]
+        else:
+            # none on the swings either, after the season's first day (news after steady weeks)
+            assert all(a.start < "2024-03-05" for a in days), [(a.start, a.message) for a in days]

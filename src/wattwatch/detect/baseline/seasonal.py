@@ -344,10 +344,18 @@ class SeasonalProfile(Detector):
             med, cnt = g.median(), g.size()
             med = med[cnt >= 3]
             daily[med.index.to_numpy()] = med.to_numpy()
-        roll = pd.DataFrame(daily.reshape(n_seg, n_days).T).rolling(c.level_days, min_periods=max(1, c.level_days // 2))
+        days = pd.DataFrame(daily.reshape(n_seg, n_days).T)
+        roll = days.rolling(c.level_days, min_periods=max(1, c.level_days // 2))
         lev = roll.median().shift(1).to_numpy().T.ravel()[flat]
         lev = np.where(np.isfinite(lev), lev, 0.0)
-        return np.clip(lev, np.log(c.level_min), np.log(c.level_max))
+        # How much whole days have moved lately: the robust spread (10th to 90th percentile / 2.563)
+        # of the daily level over the previous ``recal_days`` days (NaN until two weeks are seen).
+        w = max(int(c.recal_days), 14)
+        with quiet():
+            r10 = days.rolling(w, min_periods=14).quantile(0.1).shift(1).to_numpy().T.ravel()[flat]
+            r90 = days.rolling(w, min_periods=14).quantile(0.9).shift(1).to_numpy().T.ravel()[flat]
+        day_sd = (r90 - r10) / 2.563
+        return np.clip(lev, np.log(c.level_min), np.log(c.level_max)), day_sd
 
     def _rolling_limit(self, z, seg, t, cad):
         """Per reading: the |z| limit the previous ``recal_days`` days' tail gives (as
@@ -391,7 +399,7 @@ class SeasonalProfile(Detector):
         y = _log_load(x, eps[seg])
         base = prof[seg, dt, slot]
         sp = spread[seg, dt, slot]
-        lev = self._level(y - base, seg, t, len(prof))
+        lev, day_sd = self._level(y - base, seg, t, len(prof))
         with quiet():
             z = (y - base - lev) / sp
         # The shape through the day moves with the seasons too (a heating system starting an hour
@@ -424,7 +432,9 @@ class SeasonalProfile(Detector):
                     z = np.where(use, zk, z)
                     with quiet():
                         expected = np.where(use, np.exp(prof[seg, k, slot] + lev) - eps[seg], expected)
-        return x, z, expected, np.exp(lev), seg, t
+                    sp = np.where(use, spread[seg, k, slot], sp)
+        # (also the spread each reading was judged with, and the recent spread of whole days)
+        return x, z, expected, np.exp(lev), seg, t, sp, day_sd
 
     def _slot_median(self, z, seg, slot, t, weekend):
         c = self.config
@@ -520,7 +530,7 @@ class SeasonalProfile(Detector):
         floor = np.maximum(c.floor_rel, np.log1p(res / typical))
         spread = np.maximum(np.nan_to_num(spread, nan=np.inf), floor[:, None, None])
         # Calibration on the normal period itself, judged as later readings will be.
-        x_, z, _, _, _, _ = self._residual(df, prof, spread, slot_w, np.full(n_seg, c.z_min), eps, phase,
+        x_, z, _, _, _, _, _, _ = self._residual(df, prof, spread, slot_w, np.full(n_seg, c.z_min), eps, phase,
                                              [c.timezone] * n_seg)
         clip = np.full(n_seg, c.z_min)
         zd = self._day_mean(z, seg, t, clip)
@@ -615,7 +625,8 @@ class SeasonalProfile(Detector):
         flat_need = np.nan_to_num(self._param(df, "flat_need", 3.0), nan=3.0)
         eps = np.nan_to_num(self._param(df, "eps", 0.1), nan=0.1)
         phase = np.nan_to_num(self._param(df, "slot_phase_s", 0.0))
-        x, z, expected, lev, seg, t = self._residual(df, prof, spread, slot_w, np.minimum(lim_z, low_z), eps, phase)
+        x, z, expected, lev, seg, t, sp, day_sd = self._residual(df, prof, spread, slot_w, np.minimum(lim_z, low_z), eps,
+                                                                 phase)
         zd = self._day_mean(z, seg, t, np.minimum(lim_z, low_z))
         runs = _flat_runs(x, seg, (flat_need + 1).astype(np.int64)[seg])
         # The limit follows the tail of the last ``recal_days`` days too (never below the fitted
@@ -636,6 +647,14 @@ class SeasonalProfile(Detector):
             s_read = np.where(z >= 0, s_up, -z / np.fmax(low_z[seg], roll))
             roll_d = self._rolling_limit(zd, seg, t, self._param(df, "cadence_s"))
             s_day = np.where(zd >= 0, zd / np.fmax(lim_d[seg], roll_d), -zd / np.fmax(low_d[seg], roll_d))
+            # A whole day off its profile must also be off the way the meter's days have been
+            # moving lately: the trailing 24 h's shift (log units) against ``day_z_min`` times the
+            # recent spread of its daily level. A school whose days swing 30 % with the weather
+            # through a season is not having an unusual day at +40 %; a meter that has run steady
+            # for weeks and now doubles for a day is (the spread is NaN until two weeks are seen).
+            shift_d = self._day_mean(np.where(np.isfinite(z), z * sp, np.nan), seg, t, np.full(len(lim_z), np.inf))
+            s_lvl = np.abs(shift_d) / (c.day_z_min * day_sd)
+            s_day = np.where(np.isfinite(s_lvl) & (day_sd > 0), np.minimum(s_day, s_lvl), s_day)
         # A profile from fewer than ``min_history_days`` days cannot calibrate the tail of one
         # reading or of a day: there a reading must be the second of two beyond the limit, and the
         # 24-h evidence waits for more history (a notice says so).
