@@ -299,3 +299,18 @@ def test_a_whole_day_is_unusual_against_how_the_meters_days_have_moved_lately():
         else:
             # none on the swings either, after the season's first day (news after steady weeks)
             assert all(a.start < "2024-03-05" for a in days), [(a.start, a.message) for a in days]
+
+
+def test_zeros_that_were_a_routine_for_months_are_not_news_after_a_quiet_fortnight():
+    # Midday zeros every day for eight weeks after the normal period (solar panels covering the
+    # load), then two weeks without, then one zero noon: a routine, not a fault. A building that
+    # never read zero still gets its one zero hour reported (the one-hour drop test above).
+    df = building(weeks=22, seed=4)
+    h, ts = df.ts.dt.hour, df.ts
+    df.loc[(ts >= "2024-02-26") & (ts < "2024-04-22") & (h == 12), "p_kw"] = 0.0
+    df.loc[ts == pd.Timestamp("2024-05-08 12:00"), "p_kw"] = 0.0
+    _, res = run(df)
+    late = [a for a in res.alerts if a.start >= "2024-05-01"]
+    assert late == [], [(a.start, a.message) for a in late]
+    first = [a for a in res.alerts if a.evidence["kind"].startswith("zero")]
+    assert first and first[0].start.startswith("2024-02-26T12"), [(a.start, a.message) for a in res.alerts]

@@ -36,7 +36,9 @@ as if ``min_days`` more days had shown it. Evidence, each over a per-meter limit
    percentile is a spike whatever the spread (a jumped register read as an hour's energy). A one-hour drop or a spike is
    reported as a single-reading alert (evidence ``single_reading``);
 2. *day*: the median ``z`` of the trailing 24 h against the same kind of limit (at least
-   ``day_z_min``): an unusual day where no single hour is extreme;
+   ``day_z_min``), and its shift (log units) beyond ``day_z_min`` times the robust spread of the
+   meter's daily level over the previous ``recal_days`` days (a day off the way its days have been
+   moving lately, not one more warm day of a season): an unusual day where no single hour is extreme;
 3. *flat*: a non-zero value repeated exactly for more readings than the meter's second-longest
    such run in its normal period (the longest may be a frozen fill left in it), and for more than chance makes once in ``tail_days`` days given how often
    its readings repeat their predecessor while normal (at least ``flat_min_h`` hours and 3
@@ -46,8 +48,10 @@ as if ``min_days`` more days had shown it. Evidence, each over a per-meter limit
    in under ``zero_share`` of its normal readings, or its zeros there came in fewer runs than one
    per ``zero_run_days`` days: an outage or two left inside the normal period do not make zeros
    normal, a site switched off every night or weekend does) and that read zero in under
-   ``zero_share`` of the last ``level_days`` days or there in a single run (evidence
-   ``zero_reading`` / ``zero_run``); the run is one alert.
+   ``zero_share`` of the last ``level_days`` days or there in a single run, and in fewer runs than
+   one per week over the last ``zero_routine_days`` days (a home whose solar panels covered it all
+   summer reading zero on a sunny November noon is no fault) (evidence ``zero_reading`` /
+   ``zero_run``); the run is one alert.
 
 With fewer than ``min_history_days`` days of profile, a reading alerts only as the second of two
 beyond the limit and the 24-h evidence waits (a notice says so). A normal period that is mostly
@@ -81,7 +85,8 @@ class SeasonalProfileConfig(DetectorConfig):
     Saturday and Sunday get profiles of their own (and the spread shrinkage); ``min_history_days``:
     profile days before single readings and days alert; ``zero_rel``/``zero_share``: what is a zero
     and how rare zeros must have been; ``zero_run_days``: zeros are a meter's normal only when its
-    normal period had a zero run at least once per this many days; ``max_frozen_share``: a normal period repeating one value
+    normal period had a zero run at least once per this many days; ``zero_routine_days``: zero runs
+    averaging one a week over this many past days are a routine too; ``max_frozen_share``: a normal period repeating one value
     more than this teaches no profile; ``flat_min_h``/``flat_max_h``: a frozen run must last at
     least / never needs more than this long; ``holiday_z``: a weekday reading within this many
     spreads of the meter's Saturday or Sunday profile runs like that day (see "Profile");
@@ -109,6 +114,7 @@ class SeasonalProfileConfig(DetectorConfig):
     zero_rel: float = 0.02
     zero_share: float = 0.002
     zero_run_days: float = 14.0
+    zero_routine_days: float = 91.0
     max_frozen_share: float = 0.5
     flat_min_h: float = 3.0
     flat_max_h: float = 24.0
@@ -135,6 +141,8 @@ class SeasonalProfileConfig(DetectorConfig):
                                  "'Europe/London', or UTC)") from None
         if not self.spike_top_k > 1:
             raise ValueError("spike_top_k must be > 1")
+        if not self.zero_routine_days >= 7:
+            raise ValueError("zero_routine_days must be >= 7")
         if not self.zero_run_days > 0:
             raise ValueError("zero_run_days must be > 0")
         if self.point_max < 1:
@@ -272,7 +280,8 @@ class SeasonalProfile(Detector):
 
     def reach(self, meters) -> Reach:
         n = len(meters)
-        back = np.full(n, (4 * self.config.level_days + 3) * DAY + self.config.recal_days * DAY)
+        back = np.full(n, max((4 * self.config.level_days + 3) * DAY + self.config.recal_days * DAY,
+                              (self.config.zero_routine_days + 1) * DAY))
         back_n = np.array([self._flat_cap(self.state_.get(m) or {}) for m in meters], np.int64)
         return Reach(back, back_n, np.zeros(n), np.zeros(n, np.int64))
 
@@ -375,16 +384,16 @@ class SeasonalProfile(Detector):
         per_reading = cad_ok[seg] / (c.tail_days * DAY)
         return q95 + beta * np.log(0.05 / per_reading)
 
-    def _recent_share(self, hit, known, seg, t, n_seg, count: bool = False):
+    def _recent_share(self, hit, known, seg, t, n_seg, count: bool = False, days: int | None = None):
         """Per reading: the share of ``hit`` among the known readings of the previous
-        ``level_days`` calendar days (0 where there are none); with ``count``, how many."""
+        ``level_days`` (or ``days``) calendar days (0 where there are none); with ``count``, how many."""
         grid = _day_grid(seg, t, n_seg)
         if grid is None:
             return np.zeros(len(t))
         flat, n_days = grid
         H = np.bincount(flat, weights=(hit & known).astype(float), minlength=n_seg * n_days).reshape(n_seg, n_days)
         N = np.bincount(flat, weights=known.astype(float), minlength=n_seg * n_days).reshape(n_seg, n_days)
-        k = self.config.level_days
+        k = days or self.config.level_days
         h = pd.DataFrame(H.T).rolling(k, min_periods=1).sum().shift(1).to_numpy().T.ravel()[flat]
         if count:
             return np.nan_to_num(h)
@@ -691,7 +700,12 @@ class SeasonalProfile(Detector):
             if len(z_on) > 1:
                 z_on[1:] &= ~(zero[:-1] & (seg[1:] == seg[:-1]))
             recent_runs = self._recent_share(z_on, np.ones(len(x), bool), seg, t, n_seg, count=True)
-            onset = zero & ~zero_normal[seg] & ~((recent >= c.zero_share) & (recent_runs >= 2))
+            # ... nor a routine of the last ``zero_routine_days`` days: zero runs averaging one a
+            # week over that time (a home whose solar panels covered it through the summer
+            # reads zero on a sunny November noon; a building's monthly zero hour stays news).
+            routine = self._recent_share(z_on, np.ones(len(x), bool), seg, t, n_seg, count=True,
+                                         days=int(c.zero_routine_days)) >= c.zero_routine_days / 7
+            onset = zero & ~zero_normal[seg] & ~((recent >= c.zero_share) & (recent_runs >= 2)) & ~routine
             # A zero run that began as such stays one for up to ``level_days`` days (a dead meter
             # is one alert, not one per day its own zeros make "recent").
             s_zero = np.where(_carry(onset, zero, seg, t, c.level_days * DAY), 2.0, 0.0)
