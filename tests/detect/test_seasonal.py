@@ -314,3 +314,18 @@ def test_zeros_that_were_a_routine_for_months_are_not_news_after_a_quiet_fortnig
     assert late == [], [(a.start, a.message) for a in late]
     first = [a for a in res.alerts if a.evidence["kind"].startswith("zero")]
     assert first and first[0].start.startswith("2024-02-26T12"), [(a.start, a.message) for a in res.alerts]
+
+
+def test_the_hour_the_clock_skips_is_no_drop_when_the_zone_is_given():
+    # A logger on London time logs a short hour where the clocks go forward (01:00 UTC on
+    # 2024-03-31); with the zone given that reading is not judged alone, the same short hour a
+    # week later is a drop. Without a zone nothing is inferred: the short hour is a drop.
+    df = london_office(seed=5)
+    for t in ("2024-03-31 01:00", "2024-04-07 01:00"):
+        df.loc[df.ts == pd.Timestamp(t, tz="UTC"), "p_kw"] *= 0.5
+    zoned = api.fit(df, detectors=["seasonal_profile"], normal_end="2024-02-26",
+                    config={"seasonal_profile": {"timezone": "Europe/London"}})
+    got = [(a.start, a.evidence["kind"]) for a in api.detect(df, state=zoned).alerts]
+    assert got == [("2024-04-07T01:00:00.000Z", "drop")], got
+    _, res = run(df)
+    assert "2024-03-31T01:00:00.000Z" in [a.start for a in res.alerts], [(a.start, a.message) for a in res.alerts]

@@ -337,6 +337,17 @@ class SeasonalProfile(Detector):
         slot = np.floor((tn % DAY) / w + 1e-9).astype(np.int64)
         return seg, t, day_type(tn).astype(np.int64), np.minimum(slot, 95), tn
 
+    def _near_clock_change(self, df: pd.DataFrame, t: np.ndarray, seg: np.ndarray, slot_w: np.ndarray) -> np.ndarray:
+        """Per reading: whether its meter's zone (``timezone``) changes its UTC offset within 1.5
+        slot widths of it (never for UTC or a fixed-offset zone)."""
+        near = np.zeros(len(t), bool)
+        zones = self._zones(df)
+        for z in sorted(set(zones) - {"", "UTC"}):
+            rows = np.flatnonzero(np.array([zz == z for zz in zones], bool)[seg])
+            w = 1.5 * slot_w[seg[rows]]
+            near[rows] = local_offset_s(t[rows] - w, z) != local_offset_s(t[rows] + w, z)
+        return near
+
     def _level(self, r, seg, t, n_seg):
         """Per reading: the median over the previous ``level_days`` calendar days of each day's
         median residual ``r`` (log load minus log profile; 0 where there is none yet), clamped to
@@ -680,6 +691,10 @@ class SeasonalProfile(Detector):
         s_flat = runs / flat_need[seg]
         degenerate = np.nan_to_num(self._param(df, "frozen_share", 0.0)) > c.max_frozen_share
         s_read = np.where(degenerate[seg], 0.0, s_read)
+        # The readings next to a daylight-saving change of the meter's zone (within 1.5 readings
+        # of it): a logger on local time skips or repeats an hour there, so its reading is short
+        # or double. Not judged as a single reading (zeros, flat runs and days still are).
+        s_read = np.where(self._near_clock_change(df, t, seg, slot_w), np.minimum(s_read, 0.9), s_read)
         s_day = np.where(degenerate[seg], 0.0, s_day)
         typical = np.nan_to_num(self._param(df, "typical", np.nan), nan=np.inf)
         zshare = np.nan_to_num(self._param(df, "zero_share", 1.0), nan=1.0)
