@@ -329,3 +329,22 @@ def test_the_hour_the_clock_skips_is_no_drop_when_the_zone_is_given():
     assert got == [("2024-04-07T01:00:00.000Z", "drop")], got
     _, res = run(df)
     assert "2024-03-31T01:00:00.000Z" in [a.start for a in res.alerts], [(a.start, a.message) for a in res.alerts]
+
+
+def test_a_meter_with_only_an_energy_register_is_judged_on_its_hourly_energy():
+    # An hourly AMI export with the register alone: judged on the register's steps (mean kW), so a
+    # dead hour (the register standing still) is found; a register reset is no consumption.
+    df = building(seed=6)
+    e = np.cumsum(df["p_kw"].to_numpy())  # kWh at each hour's end
+    t0 = int(np.flatnonzero(df.ts == pd.Timestamp("2024-03-13 11:00"))[0])
+    e[t0:] -= df["p_kw"].to_numpy()[t0]  # the 11:00 hour counted nothing
+    reg = pd.DataFrame({"meter_id": "office", "ts": df.ts, "e_kwh": e})
+    fitted, res = run(reg)
+    st = fitted.detectors[0].get_state()["office"]
+    assert st["from_register"] is True and st["lacks"] == [] and st["history_days"] == 56
+    got = [(a.start, a.evidence["kind"], a.evidence["source"]) for a in res.alerts]
+    assert got == [("2024-03-13T11:00:00.000Z", "zero_reading", "e_kwh register (mean kW per interval)")], got
+    assert res.alerts[0].message.startswith("p_kw from e_kwh:")
+    # with power present the register is not used
+    fitted, _ = run(df.assign(e_kwh=e))
+    assert fitted.detectors[0].get_state()["office"]["from_register"] is False

@@ -295,6 +295,14 @@ class SeasonalProfile(Detector):
                     f"readings at least every {c.max_cadence_s / 3600:.0f} h")
         return None
 
+    def fit(self, frame: pd.DataFrame) -> "SeasonalProfile":
+        super().fit(frame)
+        # A meter judged on its energy register lacks no channel (the base marks it as lacking p_kw).
+        for st in self.state_.values():
+            if st.get("from_register") and st.get("lacks") == [self.config.channel]:
+                st["lacks"] = []
+        return self
+
     def idle(self, st: dict) -> bool:
         # Its scores are NaN wherever the fit did not judge the meter (a cadence outside
         # min/max_cadence_s, no profile): at 5-min readings that was all of its work, for nothing.
@@ -412,9 +420,27 @@ class SeasonalProfile(Detector):
         with quiet():
             return np.where(n > 0, h / n, 0.0)
 
+    def _power(self, df: pd.DataFrame, reg: np.ndarray | None = None) -> np.ndarray:
+        """The judged channel; on the meters marked ``reg`` (per meter: no power channel, an energy
+        register), the mean kW of each interval from the register's step (``e_kwh`` difference over
+        the time since the previous reading; NaN across a reset, a first reading or a gap of more
+        than twice the meter's cadence)."""
+        c = self.config
+        x = df[c.channel].to_numpy(float) if c.channel in df.columns else np.full(len(df), np.nan)
+        if reg is None or not np.any(reg) or "e_kwh" not in df.columns or not len(x):
+            return x
+        seg = df["_seg"].to_numpy()
+        e, dt = df["e_kwh"].to_numpy(float), df["_dt"].to_numpy(float)  # _dt: NaN at a meter's first row
+        de = np.r_[np.nan, np.diff(e)]
+        cad = np.nan_to_num(self._param(df, "cadence_s"), nan=3600.0)
+        with quiet():
+            p = np.where((de >= 0) & (dt > 0) & (dt <= 2 * cad[seg]), de / dt * 3600.0, np.nan)
+        return np.where(np.asarray(reg, bool)[seg], p, x)
+
     def _residual(self, df: pd.DataFrame, prof: np.ndarray, spread: np.ndarray, slot_w: np.ndarray,
-                  limit: np.ndarray, eps: np.ndarray, phase: np.ndarray, zones: list[str] | None = None):
-        x = df[self.config.channel].to_numpy(float) if self.config.channel in df.columns else np.full(len(df), np.nan)
+                  limit: np.ndarray, eps: np.ndarray, phase: np.ndarray, zones: list[str] | None = None,
+                  reg: np.ndarray | None = None):
+        x = self._power(df, reg)
         seg, t, dt, slot, tn = self._keys(df, slot_w, phase, zones)
         y = _log_load(x, eps[seg])
         base = prof[seg, dt, slot]
@@ -491,7 +517,16 @@ class SeasonalProfile(Detector):
         cad = self._param(df, "cadence_s")
         judged = (cad >= c.min_cadence_s * 0.95) & (cad <= c.max_cadence_s * 1.05)
         slot_w = _slots(cad, c.slot_s)
-        x = df[c.channel].to_numpy(float) if c.channel in df.columns else np.full(len(df), np.nan)
+        # A meter with no power reading but an energy register (hourly AMI exports often carry the
+        # register alone) is judged on the register's interval energy as mean kW.
+        reg = np.zeros(n_seg, bool)
+        if c.channel == "p_kw" and "e_kwh" in df.columns and len(df):
+            s0, _ = seg_bounds(df["_seg"].to_numpy())
+            has_p = np.logical_or.reduceat(np.isfinite(df[c.channel].to_numpy(float)), s0) if c.channel in df.columns \
+                else np.zeros(n_seg, bool)
+            has_e = np.logical_or.reduceat(np.isfinite(df["e_kwh"].to_numpy(float)), s0)
+            reg = ~has_p & has_e
+        x = self._power(df, reg)
         phase = _phase(df["_t"].to_numpy(float), df["_seg"].to_numpy(), slot_w)
         seg, t, dt, slot, tn = self._keys(df, slot_w, phase, [c.timezone] * n_seg)
         ok = np.isfinite(x)
@@ -551,7 +586,7 @@ class SeasonalProfile(Detector):
         spread = np.maximum(np.nan_to_num(spread, nan=np.inf), floor[:, None, None])
         # Calibration on the normal period itself, judged as later readings will be.
         x_, z, _, _, _, _, _, _ = self._residual(df, prof, spread, slot_w, np.full(n_seg, c.z_min), eps, phase,
-                                             [c.timezone] * n_seg)
+                                                 [c.timezone] * n_seg, reg)
         clip = np.full(n_seg, c.z_min)
         zd = self._day_mean(z, seg, t, clip)
         # The limits: where the normal period's tail says a reading (a 24-h mean) is rarer than
@@ -623,6 +658,7 @@ class SeasonalProfile(Detector):
                       "typical": float(typical[k]), "top": float(top[k]), "eps": float(eps[k]), "zero_share": float(zshare[k]),
                       "zero_runs": int(zruns[k]),
                       "frozen_share": float(frozen_share[k]), "resolution": float(res[k]),
+                      "from_register": bool(reg[k]),
                       "limit_z": float(lim_z[0, k]), "limit_z_low": float(lim_z[1, k]),
                       "limit_day": float(lim_d[0, k]), "limit_day_low": float(lim_d[1, k]), "flat_need": int(flat_need[k]),
                       "history_days": hist, "repeat_share": float(p_rep[k]), "days_by_type": days_by_type[k].tolist(),
@@ -645,8 +681,9 @@ class SeasonalProfile(Detector):
         flat_need = np.nan_to_num(self._param(df, "flat_need", 3.0), nan=3.0)
         eps = np.nan_to_num(self._param(df, "eps", 0.1), nan=0.1)
         phase = np.nan_to_num(self._param(df, "slot_phase_s", 0.0))
+        reg = np.nan_to_num(self._param(df, "from_register", 0.0)) > 0
         x, z, expected, lev, seg, t, sp, day_sd = self._residual(df, prof, spread, slot_w, np.minimum(lim_z, low_z), eps,
-                                                                 phase)
+                                                                 phase, reg=reg)
         zd = self._day_mean(z, seg, t, np.minimum(lim_z, low_z))
         runs = _flat_runs(x, seg, (flat_need + 1).astype(np.int64)[seg])
         # The limit follows the tail of the last ``recal_days`` days too (never below the fitted
@@ -785,10 +822,12 @@ class SeasonalProfile(Detector):
             action = "compare with site activity; zero readings where load is expected are a supply or meter gap"
         with quiet():
             sev = "warning"
-        return Finding(sev, f"{self.config.channel}: {what} (profile from {st.get('history_days', 0):.0f} days)",
+        chan = "p_kw from e_kwh" if st.get("from_register") else self.config.channel
+        return Finding(sev, f"{chan}: {what} (profile from {st.get('history_days', 0):.0f} days)",
                        {"kind": ev_kind, "single_reading": bool(single), "value": rnd(x[k]), "expected": rnd(exp[k]),
                         "level": rnd(ctx["level"][k]), "z": rnd(ctx["z"][k], 2), "readings": int(len(hot)),
                         "hours": rnd(hours, 2), "history_days": st.get("history_days"),
                         "timezone": st.get("timezone") if st.get("timezone") not in (None, "", "UTC") else "UTC (none given)",
+                        "source": "e_kwh register (mean kW per interval)" if st.get("from_register") else self.config.channel,
                         "days_by_type": st.get("days_by_type"), "limit_z": rnd(st.get("limit_z"), 2)},
                        action)
