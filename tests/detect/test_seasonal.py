@@ -348,3 +348,18 @@ def test_a_meter_with_only_an_energy_register_is_judged_on_its_hourly_energy():
     # with power present the register is not used
     fitted, _ = run(df.assign(e_kwh=e))
     assert fitted.detectors[0].get_state()["office"]["from_register"] is False
+
+
+def test_whole_equals_pieces_on_a_register_only_meter():
+    df = building(weeks=16)
+    df = pd.DataFrame({"meter_id": "office", "ts": df.ts, "e_kwh": np.cumsum(df["p_kw"].to_numpy())})
+    d = registry.build("seasonal_profile").fit(df[df.ts < "2024-02-26"])
+    assert d.get_state()["office"]["from_register"] is True
+    whole = pd.Series(d.score(df).to_numpy(), index=df.ts)
+    back = d.reach(["office"]).back_s[0]
+    start = pd.Timestamp("2024-04-01")
+    piece = df[df.ts >= start - pd.Timedelta(seconds=back)]
+    part = pd.Series(d.score(piece).to_numpy(), index=piece.ts)
+    judged = part[part.index >= start]
+    assert np.isfinite(judged).all()
+    np.testing.assert_allclose(judged.to_numpy(), whole.loc[judged.index].to_numpy(), rtol=1e-9, atol=1e-12)
