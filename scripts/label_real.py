@@ -5,6 +5,9 @@ Usage (from the repository root):
     python scripts/label_real.py candidates [--data DIR]     # writes data/real_labels/candidates.json
     python scripts/label_real.py show ID [ID ...]             # a printout of each candidate in context
     python scripts/label_real.py build                       # candidates + review.json -> labels.json
+    python scripts/label_real.py candidates-expert            # data/real_labels/candidates_expert.json
+    python scripts/label_real.py show-expert ID [ID ...]      # a printout of each expert-kind candidate
+    python scripts/label_real.py build-expert                # labels.json + review_expert.json -> labels_expert.json
 
 Step 1 applies the explicit, conservative criteria below to every dataset (vectorised over each
 meter's readings; nothing of wattwatch's detectors is used). Step 2 is by hand: each candidate was
@@ -31,6 +34,28 @@ Criteria (cadence c; a "run" is consecutive readings with no time step over 1.5 
   the channel's 5th percentile (itself > 0). On whole-meter power (voltage at 1 min), not on PV.
 - ``dead_channel``: a current channel that is exactly 0 for the whole file while power on the same
   meter reaches over 1 kW.
+
+**The expert-kind set** (``*-expert``; issue 14): the kinds the independent evaluation's experts
+label on hourly building meters that the plain set lacks (one-hour dips and spikes, day-long
+constant fills, unusual days), on whole-building power of the commercial buildings (BDG2 hourly; not
+the households, whose load is spiky by nature, nor PV, nor the steel plant, whose production schedule
+moves whole days between 0.1 x and 12 x its weekday median). The criteria look at both
+sides of a candidate in time (a labeller sees the whole record), never at wattwatch's detectors;
+``labels_expert.json`` is the plain labels plus the kept expert-kind ones. Same time rule as above.
+
+- ``drop``: one or two readings in a row, each under 55 % of both readings around the run and
+  under 55 % of the same time 7 days before and 7 days after (those present, at least one), the
+  readings around the run over the channel's 5th percentile (a zero hour included).
+- ``spike``: one or two readings in a row, each over 1.8 x both readings around the run and the
+  same time 7 days before and after (those present, at least one), and over the channel's 99th
+  percentile.
+- ``flat_line`` (fill): >= 12 identical non-zero readings (half a day at hourly cadence) on a coarse
+  channel, where the plain set needs a whole day; runs the plain set already has are left out.
+- ``unusual_day``: a calendar day of the site (standard time) with >= 20 readings whose mean is
+  under 0.6 x or over 1.5 x the median of the same weekday's means in the 4 weeks before and the 4
+  weeks after (at least 4 of them present), and under 0.6 x / over 1.5 x the median of the 3 days
+  of its day type (weekday or weekend) either side (a school's whole term does not make each of
+  its days unusual).
 """
 
 from __future__ import annotations
@@ -181,9 +206,9 @@ def cmd_candidates(data) -> None:
     print(f"{len(allc)} candidates -> {OUT / 'candidates.json'}")
 
 
-def cmd_show(ids, data, context: int = 6) -> None:
+def cmd_show(ids, data, context: int = 6, source: str = "candidates.json") -> None:
     root = find_data(data)
-    cands = {c["id"]: c for c in json.loads((OUT / "candidates.json").read_text())}
+    cands = {c["id"]: c for c in json.loads((OUT / source).read_text())}
     cache = {}
     for i in ids:
         cnd = cands[i]
@@ -199,6 +224,160 @@ def cmd_show(ids, data, context: int = 6) -> None:
         if len(win) > 2 * context + 8:
             win = pd.concat([win.iloc[:context + 4], win.iloc[-context - 4:]])
         print("   " + " ".join(f"{t:%m-%d %H:%M}={v:.4g}" for t, v in win.items()))
+
+# BDG2 only: the steel plant's production schedule moves its days between 0.1 x and 12 x its weekday
+# median (shutdown weeks, weekend shifts); without the production calendar no day of it can be called
+# unusual by eye, and its plain set already labels what is plainly wrong.
+EXPERT_DATASETS = ("bdg2",)
+
+
+def _overlaps(c: dict, plain: list[dict]) -> bool:
+    s, e = pd.Timestamp(c["start"]), pd.Timestamp(c["end"])
+    return any(p["meter_id"] == c["meter_id"] and pd.Timestamp(p["start"]) <= e and pd.Timestamp(p["end"]) >= s
+               for p in plain)
+
+
+def expert_candidates_for(ds: str, df: pd.DataFrame, zone: dict[str, str]) -> list[dict]:
+    """The expert-kind candidates of one dataset (criteria in the module docstring), on the
+    whole-building power channel ``p_kw`` reindexed to the regular cadence grid (absent = NaN)."""
+    c = pd.Timedelta(seconds=DATASETS[ds]["cadence_s"])
+    week = int(pd.Timedelta(days=7) / c)
+    out: list[dict] = []
+
+    def add(meter, kind, s, e, criterion, **stats):
+        out.append({"dataset": ds, "meter_id": meter, "channel": "p_kw", "kind": kind, "start": _iso(s),
+                    "end": _iso(e), "criterion": criterion,
+                    **{k: round(float(v), 6) for k, v in stats.items()}})
+
+    for meter, g in df.groupby("meter_id", sort=True):
+        s = g.set_index("ts")["p_kw"]
+        s = s[~s.index.duplicated()]
+        s = s.reindex(pd.date_range(s.index[0], s.index[-1], freq=c))
+        x, ts = s.to_numpy(float), s.index
+        n = len(x)
+        q05, q99 = np.nanquantile(x, [0.05, 0.99])
+        wk_b = np.r_[np.full(week, np.nan), x[:-week]] if n > week else np.full(n, np.nan)
+        wk_a = np.r_[x[week:], np.full(week, np.nan)] if n > week else np.full(n, np.nan)
+        with np.errstate(invalid="ignore"):
+            for width in (1, 2):
+                if n < width + 2:
+                    continue
+                idx = np.arange(1, n - width)
+                prev, nxt = x[idx - 1], x[idx + width]
+                run = np.stack([x[idx + k] for k in range(width)])
+                wb = np.stack([wk_b[idx + k] for k in range(width)])
+                wa = np.stack([wk_a[idx + k] for k in range(width)])
+                ref_week = np.fmin(wb, wa)  # NaN only when both are absent
+                has_week = np.isfinite(wb) | np.isfinite(wa)
+                around = np.fmin(prev, nxt)
+                drop = (np.isfinite(prev) & np.isfinite(nxt) & (around > q05) & np.isfinite(run).all(0)
+                        & (run < 0.55 * around).all(0) & has_week.all(0)
+                        & (run < 0.55 * np.where(np.isfinite(ref_week), ref_week, np.inf)).all(0)
+                        & (run < 0.55 * np.fmax(wb, wa)).all(0))
+                hi_week = np.fmax(wb, wa)
+                spike = (np.isfinite(prev) & np.isfinite(nxt) & np.isfinite(run).all(0) & has_week.all(0)
+                         & (run > 1.8 * np.fmax(prev, nxt)).all(0) & (run > q99).all(0)
+                         & (run > 1.8 * hi_week).all(0))
+                for kind, hit in (("drop", drop), ("spike", spike)):
+                    for k in np.flatnonzero(hit):
+                        i = idx[k]
+                        # a run of two only when neither reading alone qualifies as a run of one
+                        vals = ", ".join(f"{v:g}" for v in x[i:i + width])
+                        add(meter, kind, ts[i], ts[i + width - 1],
+                            f"{width} reading(s) {vals} vs around {prev[k]:g}, {nxt[k]:g} and the week before/after "
+                            + ", ".join(f"{v:g}" for v in np.r_[wb[:, k], wa[:, k]]), value=float(x[i]))
+        # half-day fills on a coarse channel
+        nzv = (x[1:] != 0) & np.isfinite(x[1:]) & np.isfinite(x[:-1])
+        repeat = float((x[1:] == x[:-1])[nzv].mean()) if nzv.any() else 0.0
+        if repeat >= 0.05 or c >= pd.Timedelta(hours=1):
+            seg = np.zeros(n, np.int64)
+            same = np.r_[False, x[1:] == x[:-1]]
+            start_of = same.copy()
+            start_of[:-1] |= same[1:]
+            for a, b in _runs(start_of & (x != 0) & np.isfinite(x), seg):
+                idx = np.arange(a, b + 1)
+                for part in np.split(idx, np.flatnonzero(np.diff(x[idx]) != 0) + 1):
+                    if len(part) >= 12:
+                        add(meter, "flat_line", ts[part[0]], ts[part[-1]], f"{len(part)} readings at {x[part[0]]:g} "
+                            f"(>= 12 on a coarse channel, {100 * repeat:.1f} % of its readings repeat the one before)",
+                            readings=float(len(part)), value=float(x[part[0]]))
+        # unusual days (site standard time)
+        off = pd.Timestamp("2016-01-15").tz_localize(zone.get(meter, "UTC")).utcoffset()
+        local = (ts + off).tz_localize(None) if ts.tz is None else (ts.tz_convert("UTC") + off).tz_localize(None)
+        day = pd.Series(x, index=local).resample("D")
+        mean, cnt = day.mean(), day.count()
+        mean = mean.where(cnt >= 20)
+        dow = mean.index.dayofweek
+        same_wd = pd.concat([mean.shift(k) for k in (7, 14, 21, 28, -7, -14, -21, -28)], axis=1)
+        wd_ref = same_wd.median(axis=1).where(same_wd.notna().sum(axis=1) >= 4)
+        weekend = pd.Series(dow >= 5, index=mean.index)
+        near = []
+        for cls in (False, True):
+            m = mean.where(weekend == cls)
+            v = m.dropna()
+            prev3 = v.shift(1).rolling(3, min_periods=2).median()
+            next3 = v[::-1].shift(1).rolling(3, min_periods=2).median()[::-1]
+            near.append(pd.concat([v.shift(1), v.shift(2), v.shift(3), v.shift(-1), v.shift(-2), v.shift(-3)],
+                                  axis=1).median(axis=1).where(prev3.notna() & next3.notna()))
+        near_ref = pd.concat(near).reindex(mean.index)
+        r1, r2 = mean / wd_ref, mean / near_ref
+        odd = ((r1 < 0.6) & (r2 < 0.6)) | ((r1 > 1.5) & (r2 > 1.5))
+        for d in mean.index[odd.fillna(False).to_numpy()]:
+            s0 = pd.Timestamp(d) - off
+            e0 = s0 + pd.Timedelta(days=1) - c
+            add(meter, "unusual_day", s0.tz_localize("UTC"), e0.tz_localize("UTC"),
+                f"day mean {mean[d]:.4g} = {r1[d]:.2f} x the same weekday's median over +-4 weeks ({wd_ref[d]:.4g}), "
+                f"{r2[d]:.2f} x the 3 days of its type either side ({near_ref[d]:.4g})", ratio=float(r1[d]))
+    return out
+
+
+def cmd_candidates_expert(data) -> None:
+    from wattwatch.evaluate.real_data import zones
+
+    root = find_data(data)
+    if root is None:
+        sys.exit("no real-data folder (give --data DIR or set WATTWATCH_REAL_DIR)")
+    plain = json.loads((OUT / "candidates.json").read_text())
+    kept = json.loads((OUT / "labels.json").read_text())["labels"]
+    allc = []
+    for ds in EXPERT_DATASETS:
+        df = load(ds, root)
+        raw = {m: z for m, z in zones(ds, root).items()}
+        # one already a plain candidate of its kind, or inside a kept plain label (a zero day inside
+        # a labelled zero run), is not a new event
+        cs = [c for c in expert_candidates_for(ds, df, raw)
+              if not _overlaps(c, [p for p in plain if p["dataset"] == ds and p["kind"] == c["kind"]])
+              and not _overlaps(c, [p for p in kept if p["dataset"] == ds])]
+        # a drop or spike of two readings that contains one of one is the same candidate
+        ones = [c for c in cs if c["kind"] in ("drop", "spike") and c["start"] == c["end"]]
+        cs = [c for c in cs if c["start"] == c["end"] or c["kind"] not in ("drop", "spike")
+              or not _overlaps(c, [o for o in ones if o["kind"] == c["kind"]])]
+        allc += cs
+        print(f"{ds}: {len(cs)} expert-kind candidates {pd.Series([c['kind'] for c in cs]).value_counts().to_dict()}")
+    for n, cnd in enumerate(allc):
+        cnd["id"] = f"{cnd['dataset']}-e{n:04d}"
+    (OUT / "candidates_expert.json").write_text(json.dumps(allc, indent=1) + "\n")
+    print(f"{len(allc)} candidates -> {OUT / 'candidates_expert.json'}")
+
+
+def cmd_build_expert() -> None:
+    cands = {c["id"]: c for c in json.loads((OUT / "candidates_expert.json").read_text())}
+    review = json.loads((OUT / "review_expert.json").read_text())
+    missing = sorted(set(cands) - set(review["decisions"]))
+    if missing:
+        sys.exit(f"review_expert.json has no decision for {len(missing)} candidates, e.g. {missing[:5]}")
+    plain = json.loads((OUT / "labels.json").read_text())
+    keep, rejected = list(plain["labels"]), []
+    for i, c in cands.items():
+        d = review["decisions"][i]
+        row = {k: c[k] for k in ("id", "dataset", "meter_id", "channel", "kind", "start", "end", "criterion")}
+        row["reason"] = d["reason"]
+        (keep if d["keep"] else rejected).append(row)
+    doc = {"schema": 1, "about": review["about"], "datasets": plain["datasets"], "labels": keep,
+           "rejected": rejected}
+    (OUT / "labels_expert.json").write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"{len(keep)} labels ({len(keep) - len(plain['labels'])} expert-kind kept, {len(rejected)} rejected) "
+          f"-> {OUT / 'labels_expert.json'}")
 
 
 def cmd_build() -> None:
@@ -223,7 +402,7 @@ def cmd_build() -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("what", choices=["candidates", "show", "build"])
+    ap.add_argument("what", choices=["candidates", "show", "build", "candidates-expert", "show-expert", "build-expert"])
     ap.add_argument("ids", nargs="*")
     ap.add_argument("--data", default=None)
     a = ap.parse_args(argv)
@@ -231,6 +410,12 @@ def main(argv=None) -> None:
         cmd_candidates(a.data)
     elif a.what == "show":
         cmd_show(a.ids, a.data)
+    elif a.what == "candidates-expert":
+        cmd_candidates_expert(a.data)
+    elif a.what == "show-expert":
+        cmd_show(a.ids, a.data, source="candidates_expert.json")
+    elif a.what == "build-expert":
+        cmd_build_expert()
     else:
         cmd_build()
 

@@ -269,3 +269,97 @@ def test_a_frozen_fill_left_in_the_normal_period_does_not_teach_that_frozen_days
     assert fitted.detectors[0].get_state()["office"]["flat_need"] < 12
     got = [(a.start[:10], a.evidence["kind"]) for a in res.alerts if a.start >= "2024-02-26"]
     assert got == [("2024-03-20", "flat_line")], got
+
+
+def swinging(weeks: int = 20, seed: int = 3) -> pd.DataFrame:
+    """The office, steady while learned (to 2024-02-26), then a season in which whole days move with
+    the weather: each day from 2024-03-04 on is scaled by its own factor (log-normal, 15 %)."""
+    df = building(weeks=weeks, seed=seed)
+    rng = np.random.default_rng(seed + 100)
+    day = (df.ts - pd.Timestamp("2024-01-01")).dt.days.to_numpy()
+    f = np.exp(0.15 * rng.standard_normal(day.max() + 1))
+    df["p_kw"] *= np.where(df.ts >= "2024-03-04", f[day], 1.0)
+    return df
+
+
+def test_a_whole_day_is_unusual_against_how_the_meters_days_have_moved_lately():
+    # Weeks of days swinging 15 % with the weather: a day 40 % up is one of them, not an unusual
+    # day; on the steady office the same day is one (no reading alone is extreme).
+    hot = (pd.Timestamp("2024-04-17"), pd.Timestamp("2024-04-18"))  # a Wednesday
+    for df, expect in ((swinging(), False), (building(seed=3), True)):
+        d = (df.ts >= hot[0]) & (df.ts < hot[1])
+        base = df.loc[(df.ts >= hot[0] - pd.Timedelta(days=7)) & (df.ts < hot[1] - pd.Timedelta(days=7)), "p_kw"]
+        df.loc[d, "p_kw"] = 1.4 * base.to_numpy() * 1.0
+        _, res = run(df)
+        days = [a for a in res.alerts if a.evidence["kind"] == "unusual_day"]
+        on_it = [a for a in res.alerts if a.start < "2024-04-18T06" and a.end >= "2024-04-17"]
+        assert bool(on_it) is expect, [(a.start, a.evidence["kind"], a.message) for a in res.alerts]
+        if expect:
+            assert [a.evidence["kind"] for a in on_it] == ["unusual_day"], [a.message for a in on_it]
+        else:
+            # none on the swings either, after the season's first day (news after steady weeks)
+            assert all(a.start < "2024-03-05" for a in days), [(a.start, a.message) for a in days]
+
+
+def test_zeros_that_were_a_routine_for_months_are_not_news_after_a_quiet_fortnight():
+    # Midday zeros every day for eight weeks after the normal period (solar panels covering the
+    # load), then two weeks without, then one zero noon: a routine, not a fault. A building that
+    # never read zero still gets its one zero hour reported (the one-hour drop test above).
+    df = building(weeks=22, seed=4)
+    h, ts = df.ts.dt.hour, df.ts
+    df.loc[(ts >= "2024-02-26") & (ts < "2024-04-22") & (h == 12), "p_kw"] = 0.0
+    df.loc[ts == pd.Timestamp("2024-05-08 12:00"), "p_kw"] = 0.0
+    _, res = run(df)
+    late = [a for a in res.alerts if a.start >= "2024-05-01"]
+    assert late == [], [(a.start, a.message) for a in late]
+    first = [a for a in res.alerts if a.evidence["kind"].startswith("zero")]
+    assert first and first[0].start.startswith("2024-02-26T12"), [(a.start, a.message) for a in res.alerts]
+
+
+def test_the_hour_the_clock_skips_is_no_drop_when_the_zone_is_given():
+    # A logger on London time logs a short hour where the clocks go forward (01:00 UTC on
+    # 2024-03-31); with the zone given that reading is not judged alone, the same short hour a
+    # week later is a drop. Without a zone nothing is inferred: the short hour is a drop.
+    df = london_office(seed=5)
+    for t in ("2024-03-31 01:00", "2024-04-07 01:00"):
+        df.loc[df.ts == pd.Timestamp(t, tz="UTC"), "p_kw"] *= 0.5
+    zoned = api.fit(df, detectors=["seasonal_profile"], normal_end="2024-02-26",
+                    config={"seasonal_profile": {"timezone": "Europe/London"}})
+    got = [(a.start, a.evidence["kind"]) for a in api.detect(df, state=zoned).alerts]
+    assert got == [("2024-04-07T01:00:00.000Z", "drop")], got
+    _, res = run(df)
+    assert "2024-03-31T01:00:00.000Z" in [a.start for a in res.alerts], [(a.start, a.message) for a in res.alerts]
+
+
+def test_a_meter_with_only_an_energy_register_is_judged_on_its_hourly_energy():
+    # An hourly AMI export with the register alone: judged on the register's steps (mean kW), so a
+    # dead hour (the register standing still) is found; a register reset is no consumption.
+    df = building(seed=6)
+    e = np.cumsum(df["p_kw"].to_numpy())  # kWh at each hour's end
+    t0 = int(np.flatnonzero(df.ts == pd.Timestamp("2024-03-13 11:00"))[0])
+    e[t0:] -= df["p_kw"].to_numpy()[t0]  # the 11:00 hour counted nothing
+    reg = pd.DataFrame({"meter_id": "office", "ts": df.ts, "e_kwh": e})
+    fitted, res = run(reg)
+    st = fitted.detectors[0].get_state()["office"]
+    assert st["from_register"] is True and st["lacks"] == [] and st["history_days"] == 56
+    got = [(a.start, a.evidence["kind"], a.evidence["source"]) for a in res.alerts]
+    assert got == [("2024-03-13T11:00:00.000Z", "zero_reading", "e_kwh register (mean kW per interval)")], got
+    assert res.alerts[0].message.startswith("p_kw from e_kwh:")
+    # with power present the register is not used
+    fitted, _ = run(df.assign(e_kwh=e))
+    assert fitted.detectors[0].get_state()["office"]["from_register"] is False
+
+
+def test_whole_equals_pieces_on_a_register_only_meter():
+    df = building(weeks=16)
+    df = pd.DataFrame({"meter_id": "office", "ts": df.ts, "e_kwh": np.cumsum(df["p_kw"].to_numpy())})
+    d = registry.build("seasonal_profile").fit(df[df.ts < "2024-02-26"])
+    assert d.get_state()["office"]["from_register"] is True
+    whole = pd.Series(d.score(df).to_numpy(), index=df.ts)
+    back = d.reach(["office"]).back_s[0]
+    start = pd.Timestamp("2024-04-01")
+    piece = df[df.ts >= start - pd.Timedelta(seconds=back)]
+    part = pd.Series(d.score(piece).to_numpy(), index=piece.ts)
+    judged = part[part.index >= start]
+    assert np.isfinite(judged).all()
+    np.testing.assert_allclose(judged.to_numpy(), whole.loc[judged.index].to_numpy(), rtol=1e-9, atol=1e-12)

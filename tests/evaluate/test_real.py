@@ -34,6 +34,24 @@ def test_label_file_schema():
     assert not any(review[lab["id"]]["keep"] for lab in doc["rejected"])
 
 
+def test_expert_kind_label_file_is_the_plain_set_plus_reviewed_candidates():
+    folder = default_labels().parent
+    plain = load_labels()
+    doc = json.loads((folder / "labels_expert.json").read_text())
+    labels = load_labels(folder / "labels_expert.json")
+    assert labels[:len(plain)] == plain  # the plain set, unchanged, then the expert-kind ones
+    extra, rejected = labels[len(plain):], doc["rejected"]
+    review = json.loads((folder / "review_expert.json").read_text())["decisions"]
+    cands = {c["id"] for c in json.loads((folder / "candidates_expert.json").read_text())}
+    assert {lab["id"] for lab in extra + rejected} == cands == set(review)  # every candidate decided once
+    assert all(review[lab["id"]]["keep"] for lab in extra) and not any(review[r["id"]]["keep"] for r in rejected)
+    for lab in extra + rejected:
+        assert len(lab["reason"]) > 20 and lab["dataset"] == "bdg2" and lab["channel"] == "p_kw", lab
+    assert {lab["kind"] for lab in extra} <= {"drop", "spike", "flat_line", "unusual_day"}
+    ids = [lab["id"] for lab in labels]
+    assert len(ids) == len(set(ids))
+
+
 @pytest.mark.parametrize("bad, field", [
     ({"kind": "wobble"}, "kind"), ({"end": "2016-01-01T00:00:00Z"}, "before start"),
     ({"dataset": "nowhere"}, "dataset"), ({"start": "yesterday-ish"}, "ISO-8601")])
@@ -218,3 +236,30 @@ def test_the_opsd_register_jump_is_reported_as_a_spike(tmp_path):
     alerts = [a for a in wattwatch_alerts(frame, tmp_path) if a.end >= "2017-07-08T15"]
     assert [(a.start, a.detector, a.evidence["kind"]) for a in alerts] == \
         [("2017-07-08T16:00:00.000Z", "seasonal_profile", "spike")], [(a.start, a.message) for a in alerts]
+
+
+def test_expert_kind_criteria_find_dips_spikes_fills_and_odd_days_and_nothing_in_plain_load():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "label_real.py"
+    spec = importlib.util.spec_from_file_location("label_real", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rng = np.random.default_rng(1)
+    ts = pd.date_range("2024-01-01", periods=20 * 7 * 24, freq="1h", tz="UTC")
+    h, dow = ts.hour.to_numpy(), ts.dayofweek.to_numpy()
+    p = np.where(dow >= 5, 150.0, np.where((h >= 8) & (h < 18), 500.0, 200.0)) * (1 + 0.03 * rng.standard_normal(len(ts)))
+    clean = pd.DataFrame({"meter_id": "b", "ts": ts, "p_kw": p})
+    assert mod.expert_candidates_for("bdg2", clean, {}) == []
+    df = clean.copy()
+    at = {k: int(np.flatnonzero(ts == pd.Timestamp(v, tz="UTC"))[0]) for k, v in
+          {"dip": "2024-03-06 11:00", "spike": "2024-03-13 03:00", "fill": "2024-03-20 01:00"}.items()}
+    df.loc[at["dip"], "p_kw"] = 0.3 * p[at["dip"]]
+    df.loc[at["spike"], "p_kw"] = 1000.0
+    df.loc[at["fill"]:at["fill"] + 13, "p_kw"] = 321.1234
+    day = (ts >= pd.Timestamp("2024-04-10", tz="UTC")) & (ts < pd.Timestamp("2024-04-11", tz="UTC"))
+    df.loc[day, "p_kw"] *= 2.2
+    got = sorted((c["kind"], c["start"][:13]) for c in mod.expert_candidates_for("bdg2", df, {}))
+    assert got == [("drop", "2024-03-06T11"), ("flat_line", "2024-03-20T01"), ("spike", "2024-03-13T03"),
+                   ("unusual_day", "2024-04-10T00")], got

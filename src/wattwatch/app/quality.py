@@ -71,7 +71,8 @@ def bench_quality_real(
         return
     who = ["wattwatch", "peer"] if peer else ["wattwatch"]
     table = Table("dataset", "detector", "labels", "found", "recall", "alerts", "precision", "event F1",
-                  "false / 1000 meter-days", "s", title="Plain faults in real data (labelled set)")
+                  "false / 1000 meter-days", "s",
+                  title=f"Faults labelled in real data ({labels.name if labels else 'labels.json: plain faults'})")
     rows = list(result["datasets"].items()) + [("all", {**result["overall"], "overall": True})]
     for name, row in rows:
         for w in who:

@@ -41,7 +41,8 @@ from wattwatch.evaluate.real_data import DATASETS, load, zones as data_zones
 
 __all__ = ["KINDS", "LABEL_FIELDS", "check_labels", "default_labels", "load_labels", "score", "run", "train_ends"]
 
-KINDS = ("zero_run", "flat_line", "ceiling", "dead_channel", "gap", "register_reset", "register_jump", "spike", "drop")
+KINDS = ("zero_run", "flat_line", "ceiling", "dead_channel", "gap", "register_reset", "register_jump", "spike", "drop",
+         "unusual_day")
 LABEL_FIELDS = ("dataset", "meter_id", "channel", "kind", "start", "end", "reason")
 TRAIN_DAYS = 56.0
 TRAIN_SHARE = 0.25

@@ -36,7 +36,9 @@ as if ``min_days`` more days had shown it. Evidence, each over a per-meter limit
    percentile is a spike whatever the spread (a jumped register read as an hour's energy). A one-hour drop or a spike is
    reported as a single-reading alert (evidence ``single_reading``);
 2. *day*: the median ``z`` of the trailing 24 h against the same kind of limit (at least
-   ``day_z_min``): an unusual day where no single hour is extreme;
+   ``day_z_min``), and its shift (log units) beyond ``day_z_min`` times the robust spread of the
+   meter's daily level over the previous ``recal_days`` days (a day off the way its days have been
+   moving lately, not one more warm day of a season): an unusual day where no single hour is extreme;
 3. *flat*: a non-zero value repeated exactly for more readings than the meter's second-longest
    such run in its normal period (the longest may be a frozen fill left in it), and for more than chance makes once in ``tail_days`` days given how often
    its readings repeat their predecessor while normal (at least ``flat_min_h`` hours and 3
@@ -46,8 +48,10 @@ as if ``min_days`` more days had shown it. Evidence, each over a per-meter limit
    in under ``zero_share`` of its normal readings, or its zeros there came in fewer runs than one
    per ``zero_run_days`` days: an outage or two left inside the normal period do not make zeros
    normal, a site switched off every night or weekend does) and that read zero in under
-   ``zero_share`` of the last ``level_days`` days or there in a single run (evidence
-   ``zero_reading`` / ``zero_run``); the run is one alert.
+   ``zero_share`` of the last ``level_days`` days or there in a single run, and in fewer runs than
+   one per week over the last ``zero_routine_days`` days (a home whose solar panels covered it all
+   summer reading zero on a sunny November noon is no fault) (evidence ``zero_reading`` /
+   ``zero_run``); the run is one alert.
 
 With fewer than ``min_history_days`` days of profile, a reading alerts only as the second of two
 beyond the limit and the 24-h evidence waits (a notice says so). A normal period that is mostly
@@ -81,7 +85,8 @@ class SeasonalProfileConfig(DetectorConfig):
     Saturday and Sunday get profiles of their own (and the spread shrinkage); ``min_history_days``:
     profile days before single readings and days alert; ``zero_rel``/``zero_share``: what is a zero
     and how rare zeros must have been; ``zero_run_days``: zeros are a meter's normal only when its
-    normal period had a zero run at least once per this many days; ``max_frozen_share``: a normal period repeating one value
+    normal period had a zero run at least once per this many days; ``zero_routine_days``: zero runs
+    averaging one a week over this many past days are a routine too; ``max_frozen_share``: a normal period repeating one value
     more than this teaches no profile; ``flat_min_h``/``flat_max_h``: a frozen run must last at
     least / never needs more than this long; ``holiday_z``: a weekday reading within this many
     spreads of the meter's Saturday or Sunday profile runs like that day (see "Profile");
@@ -109,6 +114,7 @@ class SeasonalProfileConfig(DetectorConfig):
     zero_rel: float = 0.02
     zero_share: float = 0.002
     zero_run_days: float = 14.0
+    zero_routine_days: float = 91.0
     max_frozen_share: float = 0.5
     flat_min_h: float = 3.0
     flat_max_h: float = 24.0
@@ -135,6 +141,8 @@ class SeasonalProfileConfig(DetectorConfig):
                                  "'Europe/London', or UTC)") from None
         if not self.spike_top_k > 1:
             raise ValueError("spike_top_k must be > 1")
+        if not self.zero_routine_days >= 7:
+            raise ValueError("zero_routine_days must be >= 7")
         if not self.zero_run_days > 0:
             raise ValueError("zero_run_days must be > 0")
         if self.point_max < 1:
@@ -272,7 +280,8 @@ class SeasonalProfile(Detector):
 
     def reach(self, meters) -> Reach:
         n = len(meters)
-        back = np.full(n, (4 * self.config.level_days + 3) * DAY + self.config.recal_days * DAY)
+        back = np.full(n, max((4 * self.config.level_days + 3) * DAY + self.config.recal_days * DAY,
+                              (self.config.zero_routine_days + 1) * DAY))
         back_n = np.array([self._flat_cap(self.state_.get(m) or {}) for m in meters], np.int64)
         return Reach(back, back_n, np.zeros(n), np.zeros(n, np.int64))
 
@@ -285,6 +294,14 @@ class SeasonalProfile(Detector):
             return (f"{self.name}: not judged at {cadence_s:.0f} s cadence: a profile through the day needs "
                     f"readings at least every {c.max_cadence_s / 3600:.0f} h")
         return None
+
+    def fit(self, frame: pd.DataFrame) -> "SeasonalProfile":
+        super().fit(frame)
+        # A meter judged on its energy register lacks no channel (the base marks it as lacking p_kw).
+        for st in self.state_.values():
+            if st.get("from_register") and st.get("lacks") == [self.config.channel]:
+                st["lacks"] = []
+        return self
 
     def idle(self, st: dict) -> bool:
         # Its scores are NaN wherever the fit did not judge the meter (a cadence outside
@@ -328,6 +345,17 @@ class SeasonalProfile(Detector):
         slot = np.floor((tn % DAY) / w + 1e-9).astype(np.int64)
         return seg, t, day_type(tn).astype(np.int64), np.minimum(slot, 95), tn
 
+    def _near_clock_change(self, df: pd.DataFrame, t: np.ndarray, seg: np.ndarray, slot_w: np.ndarray) -> np.ndarray:
+        """Per reading: whether its meter's zone (``timezone``) changes its UTC offset within 1.5
+        slot widths of it (never for UTC or a fixed-offset zone)."""
+        near = np.zeros(len(t), bool)
+        zones = self._zones(df)
+        for z in sorted(set(zones) - {"", "UTC"}):
+            rows = np.flatnonzero(np.array([zz == z for zz in zones], bool)[seg])
+            w = 1.5 * slot_w[seg[rows]]
+            near[rows] = local_offset_s(t[rows] - w, z) != local_offset_s(t[rows] + w, z)
+        return near
+
     def _level(self, r, seg, t, n_seg):
         """Per reading: the median over the previous ``level_days`` calendar days of each day's
         median residual ``r`` (log load minus log profile; 0 where there is none yet), clamped to
@@ -344,10 +372,18 @@ class SeasonalProfile(Detector):
             med, cnt = g.median(), g.size()
             med = med[cnt >= 3]
             daily[med.index.to_numpy()] = med.to_numpy()
-        roll = pd.DataFrame(daily.reshape(n_seg, n_days).T).rolling(c.level_days, min_periods=max(1, c.level_days // 2))
+        days = pd.DataFrame(daily.reshape(n_seg, n_days).T)
+        roll = days.rolling(c.level_days, min_periods=max(1, c.level_days // 2))
         lev = roll.median().shift(1).to_numpy().T.ravel()[flat]
         lev = np.where(np.isfinite(lev), lev, 0.0)
-        return np.clip(lev, np.log(c.level_min), np.log(c.level_max))
+        # How much whole days have moved lately: the robust spread (10th to 90th percentile / 2.563)
+        # of the daily level over the previous ``recal_days`` days (NaN until two weeks are seen).
+        w = max(int(c.recal_days), 14)
+        with quiet():
+            r10 = days.rolling(w, min_periods=14).quantile(0.1).shift(1).to_numpy().T.ravel()[flat]
+            r90 = days.rolling(w, min_periods=14).quantile(0.9).shift(1).to_numpy().T.ravel()[flat]
+        day_sd = (r90 - r10) / 2.563
+        return np.clip(lev, np.log(c.level_min), np.log(c.level_max)), day_sd
 
     def _rolling_limit(self, z, seg, t, cad):
         """Per reading: the |z| limit the previous ``recal_days`` days' tail gives (as
@@ -367,16 +403,16 @@ class SeasonalProfile(Detector):
         per_reading = cad_ok[seg] / (c.tail_days * DAY)
         return q95 + beta * np.log(0.05 / per_reading)
 
-    def _recent_share(self, hit, known, seg, t, n_seg, count: bool = False):
+    def _recent_share(self, hit, known, seg, t, n_seg, count: bool = False, days: int | None = None):
         """Per reading: the share of ``hit`` among the known readings of the previous
-        ``level_days`` calendar days (0 where there are none); with ``count``, how many."""
+        ``level_days`` (or ``days``) calendar days (0 where there are none); with ``count``, how many."""
         grid = _day_grid(seg, t, n_seg)
         if grid is None:
             return np.zeros(len(t))
         flat, n_days = grid
         H = np.bincount(flat, weights=(hit & known).astype(float), minlength=n_seg * n_days).reshape(n_seg, n_days)
         N = np.bincount(flat, weights=known.astype(float), minlength=n_seg * n_days).reshape(n_seg, n_days)
-        k = self.config.level_days
+        k = days or self.config.level_days
         h = pd.DataFrame(H.T).rolling(k, min_periods=1).sum().shift(1).to_numpy().T.ravel()[flat]
         if count:
             return np.nan_to_num(h)
@@ -384,14 +420,32 @@ class SeasonalProfile(Detector):
         with quiet():
             return np.where(n > 0, h / n, 0.0)
 
+    def _power(self, df: pd.DataFrame, reg: np.ndarray | None = None) -> np.ndarray:
+        """The judged channel; on the meters marked ``reg`` (per meter: no power channel, an energy
+        register), the mean kW of each interval from the register's step (``e_kwh`` difference over
+        the time since the previous reading; NaN across a reset, a first reading or a gap of more
+        than twice the meter's cadence)."""
+        c = self.config
+        x = df[c.channel].to_numpy(float) if c.channel in df.columns else np.full(len(df), np.nan)
+        if reg is None or not np.any(reg) or "e_kwh" not in df.columns or not len(x):
+            return x
+        seg = df["_seg"].to_numpy()
+        e, dt = df["e_kwh"].to_numpy(float), df["_dt"].to_numpy(float)  # _dt: NaN at a meter's first row
+        de = np.r_[np.nan, np.diff(e)]
+        cad = np.nan_to_num(self._param(df, "cadence_s"), nan=3600.0)
+        with quiet():
+            p = np.where((de >= 0) & (dt > 0) & (dt <= 2 * cad[seg]), de / dt * 3600.0, np.nan)
+        return np.where(np.asarray(reg, bool)[seg], p, x)
+
     def _residual(self, df: pd.DataFrame, prof: np.ndarray, spread: np.ndarray, slot_w: np.ndarray,
-                  limit: np.ndarray, eps: np.ndarray, phase: np.ndarray, zones: list[str] | None = None):
-        x = df[self.config.channel].to_numpy(float) if self.config.channel in df.columns else np.full(len(df), np.nan)
+                  limit: np.ndarray, eps: np.ndarray, phase: np.ndarray, zones: list[str] | None = None,
+                  reg: np.ndarray | None = None):
+        x = self._power(df, reg)
         seg, t, dt, slot, tn = self._keys(df, slot_w, phase, zones)
         y = _log_load(x, eps[seg])
         base = prof[seg, dt, slot]
         sp = spread[seg, dt, slot]
-        lev = self._level(y - base, seg, t, len(prof))
+        lev, day_sd = self._level(y - base, seg, t, len(prof))
         with quiet():
             z = (y - base - lev) / sp
         # The shape through the day moves with the seasons too (a heating system starting an hour
@@ -424,7 +478,9 @@ class SeasonalProfile(Detector):
                     z = np.where(use, zk, z)
                     with quiet():
                         expected = np.where(use, np.exp(prof[seg, k, slot] + lev) - eps[seg], expected)
-        return x, z, expected, np.exp(lev), seg, t
+                    sp = np.where(use, spread[seg, k, slot], sp)
+        # (also the spread each reading was judged with, and the recent spread of whole days)
+        return x, z, expected, np.exp(lev), seg, t, sp, day_sd
 
     def _slot_median(self, z, seg, slot, t, weekend):
         c = self.config
@@ -461,7 +517,16 @@ class SeasonalProfile(Detector):
         cad = self._param(df, "cadence_s")
         judged = (cad >= c.min_cadence_s * 0.95) & (cad <= c.max_cadence_s * 1.05)
         slot_w = _slots(cad, c.slot_s)
-        x = df[c.channel].to_numpy(float) if c.channel in df.columns else np.full(len(df), np.nan)
+        # A meter with no power reading but an energy register (hourly AMI exports often carry the
+        # register alone) is judged on the register's interval energy as mean kW.
+        reg = np.zeros(n_seg, bool)
+        if c.channel == "p_kw" and "e_kwh" in df.columns and len(df):
+            s0, _ = seg_bounds(df["_seg"].to_numpy())
+            has_p = np.logical_or.reduceat(np.isfinite(df[c.channel].to_numpy(float)), s0) if c.channel in df.columns \
+                else np.zeros(n_seg, bool)
+            has_e = np.logical_or.reduceat(np.isfinite(df["e_kwh"].to_numpy(float)), s0)
+            reg = ~has_p & has_e
+        x = self._power(df, reg)
         phase = _phase(df["_t"].to_numpy(float), df["_seg"].to_numpy(), slot_w)
         seg, t, dt, slot, tn = self._keys(df, slot_w, phase, [c.timezone] * n_seg)
         ok = np.isfinite(x)
@@ -520,8 +585,8 @@ class SeasonalProfile(Detector):
         floor = np.maximum(c.floor_rel, np.log1p(res / typical))
         spread = np.maximum(np.nan_to_num(spread, nan=np.inf), floor[:, None, None])
         # Calibration on the normal period itself, judged as later readings will be.
-        x_, z, _, _, _, _ = self._residual(df, prof, spread, slot_w, np.full(n_seg, c.z_min), eps, phase,
-                                             [c.timezone] * n_seg)
+        x_, z, _, _, _, _, _, _ = self._residual(df, prof, spread, slot_w, np.full(n_seg, c.z_min), eps, phase,
+                                                 [c.timezone] * n_seg, reg)
         clip = np.full(n_seg, c.z_min)
         zd = self._day_mean(z, seg, t, clip)
         # The limits: where the normal period's tail says a reading (a 24-h mean) is rarer than
@@ -593,6 +658,7 @@ class SeasonalProfile(Detector):
                       "typical": float(typical[k]), "top": float(top[k]), "eps": float(eps[k]), "zero_share": float(zshare[k]),
                       "zero_runs": int(zruns[k]),
                       "frozen_share": float(frozen_share[k]), "resolution": float(res[k]),
+                      "from_register": bool(reg[k]),
                       "limit_z": float(lim_z[0, k]), "limit_z_low": float(lim_z[1, k]),
                       "limit_day": float(lim_d[0, k]), "limit_day_low": float(lim_d[1, k]), "flat_need": int(flat_need[k]),
                       "history_days": hist, "repeat_share": float(p_rep[k]), "days_by_type": days_by_type[k].tolist(),
@@ -615,7 +681,9 @@ class SeasonalProfile(Detector):
         flat_need = np.nan_to_num(self._param(df, "flat_need", 3.0), nan=3.0)
         eps = np.nan_to_num(self._param(df, "eps", 0.1), nan=0.1)
         phase = np.nan_to_num(self._param(df, "slot_phase_s", 0.0))
-        x, z, expected, lev, seg, t = self._residual(df, prof, spread, slot_w, np.minimum(lim_z, low_z), eps, phase)
+        reg = np.nan_to_num(self._param(df, "from_register", 0.0)) > 0
+        x, z, expected, lev, seg, t, sp, day_sd = self._residual(df, prof, spread, slot_w, np.minimum(lim_z, low_z), eps,
+                                                                 phase, reg=reg)
         zd = self._day_mean(z, seg, t, np.minimum(lim_z, low_z))
         runs = _flat_runs(x, seg, (flat_need + 1).astype(np.int64)[seg])
         # The limit follows the tail of the last ``recal_days`` days too (never below the fitted
@@ -636,6 +704,14 @@ class SeasonalProfile(Detector):
             s_read = np.where(z >= 0, s_up, -z / np.fmax(low_z[seg], roll))
             roll_d = self._rolling_limit(zd, seg, t, self._param(df, "cadence_s"))
             s_day = np.where(zd >= 0, zd / np.fmax(lim_d[seg], roll_d), -zd / np.fmax(low_d[seg], roll_d))
+            # A whole day off its profile must also be off the way the meter's days have been
+            # moving lately: the trailing 24 h's shift (log units) against ``day_z_min`` times the
+            # recent spread of its daily level. A school whose days swing 30 % with the weather
+            # through a season is not having an unusual day at +40 %; a meter that has run steady
+            # for weeks and now doubles for a day is (the spread is NaN until two weeks are seen).
+            shift_d = self._day_mean(np.where(np.isfinite(z), z * sp, np.nan), seg, t, np.full(len(lim_z), np.inf))
+            s_lvl = np.abs(shift_d) / (c.day_z_min * day_sd)
+            s_day = np.where(np.isfinite(s_lvl) & (day_sd > 0), np.minimum(s_day, s_lvl), s_day)
         # A profile from fewer than ``min_history_days`` days cannot calibrate the tail of one
         # reading or of a day: there a reading must be the second of two beyond the limit, and the
         # 24-h evidence waits for more history (a notice says so).
@@ -652,6 +728,10 @@ class SeasonalProfile(Detector):
         s_flat = runs / flat_need[seg]
         degenerate = np.nan_to_num(self._param(df, "frozen_share", 0.0)) > c.max_frozen_share
         s_read = np.where(degenerate[seg], 0.0, s_read)
+        # The readings next to a daylight-saving change of the meter's zone (within 1.5 readings
+        # of it): a logger on local time skips or repeats an hour there, so its reading is short
+        # or double. Not judged as a single reading (zeros, flat runs and days still are).
+        s_read = np.where(self._near_clock_change(df, t, seg, slot_w), np.minimum(s_read, 0.9), s_read)
         s_day = np.where(degenerate[seg], 0.0, s_day)
         typical = np.nan_to_num(self._param(df, "typical", np.nan), nan=np.inf)
         zshare = np.nan_to_num(self._param(df, "zero_share", 1.0), nan=1.0)
@@ -672,7 +752,12 @@ class SeasonalProfile(Detector):
             if len(z_on) > 1:
                 z_on[1:] &= ~(zero[:-1] & (seg[1:] == seg[:-1]))
             recent_runs = self._recent_share(z_on, np.ones(len(x), bool), seg, t, n_seg, count=True)
-            onset = zero & ~zero_normal[seg] & ~((recent >= c.zero_share) & (recent_runs >= 2))
+            # ... nor a routine of the last ``zero_routine_days`` days: zero runs averaging one a
+            # week over that time (a home whose solar panels covered it through the summer
+            # reads zero on a sunny November noon; a building's monthly zero hour stays news).
+            routine = self._recent_share(z_on, np.ones(len(x), bool), seg, t, n_seg, count=True,
+                                         days=int(c.zero_routine_days)) >= c.zero_routine_days / 7
+            onset = zero & ~zero_normal[seg] & ~((recent >= c.zero_share) & (recent_runs >= 2)) & ~routine
             # A zero run that began as such stays one for up to ``level_days`` days (a dead meter
             # is one alert, not one per day its own zeros make "recent").
             s_zero = np.where(_carry(onset, zero, seg, t, c.level_days * DAY), 2.0, 0.0)
@@ -737,10 +822,12 @@ class SeasonalProfile(Detector):
             action = "compare with site activity; zero readings where load is expected are a supply or meter gap"
         with quiet():
             sev = "warning"
-        return Finding(sev, f"{self.config.channel}: {what} (profile from {st.get('history_days', 0):.0f} days)",
+        chan = "p_kw from e_kwh" if st.get("from_register") else self.config.channel
+        return Finding(sev, f"{chan}: {what} (profile from {st.get('history_days', 0):.0f} days)",
                        {"kind": ev_kind, "single_reading": bool(single), "value": rnd(x[k]), "expected": rnd(exp[k]),
                         "level": rnd(ctx["level"][k]), "z": rnd(ctx["z"][k], 2), "readings": int(len(hot)),
                         "hours": rnd(hours, 2), "history_days": st.get("history_days"),
                         "timezone": st.get("timezone") if st.get("timezone") not in (None, "", "UTC") else "UTC (none given)",
+                        "source": "e_kwh register (mean kW per interval)" if st.get("from_register") else self.config.channel,
                         "days_by_type": st.get("days_by_type"), "limit_z": rnd(st.get("limit_z"), 2)},
                        action)
