@@ -12,7 +12,8 @@ from wattwatch.sim import SimConfig, simulate
 from wattwatch.sim.shapes import DAY, library
 
 REAL = find_data()
-needs_real = pytest.mark.skipif(REAL is None or not REAL.is_dir(), reason="real-data extracts (shared/data/real) absent")
+needs_real = pytest.mark.skipif(REAL is None or not REAL.is_dir(),
+                                reason="real-data extracts (shared/data/real) absent")
 
 
 @pytest.fixture(scope="module")

@@ -139,7 +139,8 @@ def bench_quality(
     ev = result["evaluation"]
     table = Table("fault type", "events", "found", "recall", "recall (visible)", "precision", "F1",
                   "median delay min",
-                  title=f"Simulated fleet ({shapes} load shapes) at {step}: {meters} meters x {days:g} days, seed {seed} "
+                  title=f"Simulated fleet ({shapes} load shapes) at {step}: {meters} meters x {days:g} days, "
+                        f"seed {seed} "
                         f"({result['seconds']:.0f} s)")
     for k, r in ev["per_type"].items():
         table.add_row(k, str(r["events"]), str(r["detected"]), _f(r["recall"]), _f(r["recall_visible"]),
