@@ -33,3 +33,25 @@ def test_quality_on_a_tiny_hourly_fleet_reports_per_type_rows_or_the_crash(tmp_p
     assert out["fault_types"] and all("precision" in ev["per_type"][k] and "f1" in ev["per_type"][k]
                                       for k in out["fault_types"])
     assert (tmp_path / "fleet" / "events.json").exists()
+
+
+def test_quality_with_real_shapes_runs_end_to_end_and_keeps_the_alerts(tmp_path):
+    from wattwatch.evaluate.real_data import find_data
+
+    real = find_data()
+    if real is None or not real.is_dir():
+        pytest.skip("real-data extracts (shared/data/real) absent")
+    out = quality(step="15min", meters=6, days=9, seed=2, fault_share=0.5, workdir=tmp_path, shapes="real", data=real)
+    assert "error" not in out, out.get("traceback")
+    assert out["config"]["shapes"] == "real"
+    import json
+
+    meters = json.loads((tmp_path / "fleet" / "meters.json").read_text())["meters"]
+    assert all(m["shape"]["source"] for m in meters)
+    alerts = json.loads((tmp_path / "alerts.json").read_text())
+    assert len(alerts) == out["evaluation"]["alerts"]
+
+
+def test_quality_with_real_shapes_and_no_data_says_where_it_looked(tmp_path):
+    with pytest.raises(ValueError, match="nowhere"):
+        quality(step="15min", meters=2, days=3, seed=1, workdir=tmp_path, shapes="real", data=tmp_path / "nowhere")

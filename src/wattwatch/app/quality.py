@@ -112,15 +112,23 @@ def bench_quality(
     fault_share: float = typer.Option(0.5, "--fault-share", min=0.0, max=1.0),
     workdir: Optional[Path] = typer.Option(None, "--workdir", help="Keep the fleet, store and alerts here "
                                            "(default: a temporary folder)."),
+    shapes: str = typer.Option("synthetic", "--shapes", help="Where the meters' load comes from: synthetic "
+                               "(a daily/weekly formula) or real (real household and commercial load shapes "
+                               "from the real-data extracts; half homes, half three-phase commercial)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="--shapes real: the real-data folder (default "
+                                        "$WATTWATCH_REAL_DIR, else ../shared/data/real)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Simulate a labelled fleet at --step, ingest it, detect with the default configuration and
     evaluate: recall, precision and F1 per fault type (a crash is reported with its traceback)."""
     from wattwatch.evaluate.fleet import quality
 
+    if shapes not in ("synthetic", "real"):
+        _fail(f"--shapes must be synthetic or real, got {shapes!r}")
     try:
-        result = quality(step=step, meters=meters, days=days, seed=seed, fault_share=fault_share, workdir=workdir)
-    except ValueError as exc:
+        result = quality(step=step, meters=meters, days=days, seed=seed, fault_share=fault_share, workdir=workdir,
+                         shapes=shapes, data=data)
+    except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     if as_json:
         print(_json(result))
@@ -132,7 +140,8 @@ def bench_quality(
     ev = result["evaluation"]
     table = Table("fault type", "events", "found", "recall", "recall (visible)", "precision", "F1",
                   "median delay min",
-                  title=f"Simulated fleet at {step}: {meters} meters x {days:g} days, seed {seed} "
+                  title=f"Simulated fleet ({shapes} load shapes) at {step}: {meters} meters x {days:g} days, "
+                        f"seed {seed} "
                         f"({result['seconds']:.0f} s)")
     for k, r in ev["per_type"].items():
         table.add_row(k, str(r["events"]), str(r["detected"]), _f(r["recall"]), _f(r["recall_visible"]),

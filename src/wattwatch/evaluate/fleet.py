@@ -35,11 +35,18 @@ def per_type_precision(result: dict, alerts: list) -> dict[str, float]:
 
 
 def quality(step: str = "5min", meters: int = 60, days: float = 21.0, seed: int = 42, fault_share: float = 0.5,
-            workdir: str | Path | None = None) -> dict:
+            workdir: str | Path | None = None, shapes: str = "synthetic", data: str | Path | None = None) -> dict:
+    """``shapes="real"``: the meters' load comes from real load shapes (:mod:`wattwatch.sim.shapes`,
+    read from ``data``), half homes and half three-phase commercial sites."""
     from wattwatch import api
     from wattwatch.sim import SimConfig, simulate
+    from wattwatch.sim.fleet import real_root
 
-    cfg = SimConfig(meters=meters, days=days, seed=seed, step=step, fault_share=fault_share)
+    extra = {}
+    if shapes == "real":
+        extra = {"shapes": "real", "commercial_share": 0.5}
+        extra["real_dir"] = real_root(SimConfig(shapes="real", real_dir=str(data) if data else None))
+    cfg = SimConfig(meters=meters, days=days, seed=seed, step=step, fault_share=fault_share, **extra)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ww-quality-") as tmp:
         work = Path(workdir) if workdir else Path(tmp)
@@ -49,7 +56,8 @@ def quality(step: str = "5min", meters: int = 60, days: float = 21.0, seed: int 
         if db.exists():
             db.unlink()
         api.ingest(sim["files"]["parquet"], db)
-        out = {"config": {"step": step, "meters": meters, "days": days, "seed": seed, "fault_share": fault_share},
+        out = {"config": {"step": step, "meters": meters, "days": days, "seed": seed, "fault_share": fault_share,
+                          "shapes": shapes, **({"data": extra["real_dir"]} if extra else {})},
                "simulate_ingest_s": time.perf_counter() - t0}
         t1 = time.perf_counter()
         try:
@@ -59,6 +67,8 @@ def quality(step: str = "5min", meters: int = 60, days: float = 21.0, seed: int 
                        seconds=time.perf_counter() - t0)
             return out
         out["detect_s"] = time.perf_counter() - t1
+        if workdir:  # kept with the fleet and the store, to look at every miss and false alert
+            (work / "alerts.json").write_text("[\n" + ",\n".join(a.to_json() for a in alerts) + "\n]\n")
         ev = evaluate(sim["events"], alerts, cadence_s=cfg.step_s)
         prec = per_type_precision(ev, alerts)
         for k, r in ev["per_type"].items():

@@ -77,8 +77,15 @@ class SimConfig:
     # detectors call normal (they then missed theft events they find without them).
     loose_ct_share: float = 0.04
     variable_load_share: float = 0.0
+    # Where each meter's true load comes from: "synthetic" (a daily/weekly formula with appliance
+    # bursts) or "real" (real household and commercial load shapes, :mod:`wattwatch.sim.shapes`,
+    # read from ``real_dir``, else $WATTWATCH_REAL_DIR, else ../shared/data/real).
+    shapes: str = "synthetic"
+    real_dir: str | None = None
 
     def __post_init__(self):
+        if self.shapes not in ("synthetic", "real"):
+            raise ValueError(f"shapes must be 'synthetic' or 'real', got {self.shapes!r}")
         unknown = set(self.faults) - set(FAULT_CODES)
         if unknown:
             raise ValueError(f"unknown fault type(s) {sorted(unknown)}; known: {sorted(FAULT_CODES)}")
@@ -142,6 +149,7 @@ class Meter:
     e0_kwh: float
     faults: list[str] = field(default_factory=list)
     extras: list[str] = field(default_factory=list)  # normal look-alikes: variable_load (see SimConfig)
+    shape: dict = field(default_factory=dict)  # shapes="real": the real load shape's source, start day, scale
 
 
 @dataclass
@@ -216,11 +224,30 @@ def _child_seed(rng: np.random.Generator):
     return seq.spawn(1)[0] if seq is not None else 0
 
 
+def real_root(cfg: SimConfig) -> str:
+    """The real-data folder a ``shapes="real"`` fleet reads (a clear error when there is none)."""
+    from wattwatch.evaluate.real_data import candidates, find_data
+
+    root = find_data(cfg.real_dir)
+    if root is None or not Path(root).is_dir():
+        looked = [str(cfg.real_dir)] if cfg.real_dir else [str(p) for p in candidates()]
+        raise ValueError("real load shapes need the real-data extracts (shared/data/real); none found at "
+                         + ", ".join(looked) + " (give --data DIR or set WATTWATCH_REAL_DIR)")
+    return str(Path(root).resolve())
+
+
 def _load_kw(rng: np.random.Generator, m: Meter, t_local_h: np.ndarray, dow: np.ndarray, step_s: float,
-             t_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+             t_ns: np.ndarray, cfg: SimConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
     """True active load and the share of it drawn by resistive bursts (which raise the pf), at the
     world's steps (``t_ns``: epoch ns; ``t_local_h``: local hours; ``step_s`` apart)."""
     n = len(t_local_h)
+    if cfg is not None and cfg.shapes == "real":
+        from wattwatch.sim.shapes import real_load_kw
+
+        load, m.shape = real_load_kw(rng, m.kind, m.peak_kw, t_local_h, cfg.days, real_root(cfg))
+        if m.kind == "commercial":  # hourly and 15-min shapes, interpolated: the minutes' wander
+            load = load * (1 + _smooth_noise(rng, n, 0.03, 1200.0, step_s))
+        return np.clip(load, 0.03 if m.kind == "residential" else 0.1, None), np.zeros(n)
     h = t_local_h % 24
     weekend = dow >= 5
     day = np.floor(t_local_h / 24).astype(int)
@@ -361,7 +388,7 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
     t_ns = ts.as_unit("ns").asi8
     t_local_h = t_ns / 3.6e12 + m.utc_offset_h
     dow = ((np.floor(t_local_h / 24) + 3) % 7).astype(int)  # 1970-01-01 was a Thursday (dow 3)
-    load, burst = _load_kw(rng, m, t_local_h, dow, step_s, t_ns)
+    load, burst = _load_kw(rng, m, t_local_h, dow, step_s, t_ns, cfg)
     events: list[Event] = []
     # Faults start after the profiling period (at most half a short run, as detectors profile).
     lo = max(1, min(int(cfg.profile_days * 24 * steps_h), n // 2))

@@ -1,0 +1,70 @@
+"""baseline_macd on a real household's day-to-day variability: a home whose daily energy varies by a
+third from one day to the next (as the UCI household does, days independent) is judged against
+that out-of-sample spread, not against the spread of its profiled week measured in-sample."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from wattwatch import api
+from wattwatch.detect import registry
+
+DAY_SD = 0.33  # the UCI household's daily energy, log standard deviation
+
+
+def home(days: int = 28, seed: int = 0) -> pd.DataFrame:
+    """5-minute readings: a morning and an evening peak on a 0.3 kW base, each day scaled by an
+    independent log-normal factor (sd ``DAY_SD``), 10 % reading noise."""
+    rng = np.random.default_rng(seed)
+    ts = pd.date_range("2025-01-06", periods=days * 288, freq="5min")
+    h = (ts.hour + ts.minute / 60).to_numpy()
+    shape = 0.3 + 0.8 * np.exp(-0.5 * ((h - 7.5) / 1.0) ** 2) + 2.0 * np.exp(-0.5 * ((h - 19.5) / 2.0) ** 2)
+    day = np.exp(rng.normal(0, DAY_SD, days))[np.arange(len(ts)) // 288]
+    p = shape * day * (1 + 0.1 * rng.standard_normal(len(ts)))
+    return pd.DataFrame({"meter_id": "home", "ts": ts, "p_kw": np.clip(p, 0.05, None)})
+
+
+def _alerts(df):
+    fitted = api.fit(df, detectors=["baseline_macd"], days=7)
+    return api.detect(df, state=fitted).alerts
+
+
+def test_the_day_to_day_spread_is_measured_out_of_sample():
+    spreads = []
+    for seed in range(6):
+        d = registry.build("baseline_macd").fit(home(days=7, seed=seed))
+        st = d.state_["home"]
+        spreads.append(st["day_spread"])
+        # In-sample, the fast average's spread is a fraction of what the days really do.
+        assert st["fast_spread"] < 0.68 * DAY_SD
+    assert 0.15 < np.median(spreads) < 0.6, spreads
+
+
+def test_a_households_busy_and_quiet_days_are_no_baseline_deviation():
+    n = sum(len(_alerts(home(seed=seed))) for seed in range(6))
+    assert n <= 1, n  # 6 homes x 3 judged weeks
+
+
+def test_a_sustained_shift_on_a_noisy_home_still_alerts():
+    """A load the size of the home's mean added for five days (an unauthorised heater), and a
+    bypass taking 60 % of the load for a week. Found on the homes whose profiled week gave a
+    spread near the true one (seeds 0 and 1, both faults, at their onset or within a day); a week
+    that happened to be lively (seeds 2 and 3) sets the limit higher and finds neither: one week
+    is little evidence of how a household's days vary (the trade-off the README states)."""
+    found = 0
+    for seed in range(4):
+        df = home(seed=seed)
+        shift = (df.ts >= "2025-01-16") & (df.ts < "2025-01-21")
+        df.loc[shift, "p_kw"] += df.loc[df.ts < "2025-01-13", "p_kw"].mean() * 1.5
+        found += any("2025-01-15" <= a.start <= "2025-01-21" for a in _alerts(df))
+        df = home(seed=seed)
+        theft = (df.ts >= "2025-01-18") & (df.ts < "2025-01-25")
+        df.loc[theft, "p_kw"] *= 0.4
+        found += any("2025-01-17" <= a.start <= "2025-01-25" for a in _alerts(df))
+    assert found >= 4, found
+
+
+def test_the_sustained_average_is_within_the_declared_reach():
+    d = registry.build("baseline_macd")
+    assert d.lookback_s(np.array([300.0]))[0] >= 3600 * d.config.fast_memory * d.config.sustained_h
