@@ -265,3 +265,19 @@ def test_loose_ct_padding_and_merging_scale_with_the_cadence():
     # A wider window pads further.
     (e9,) = build("loose_ct", {"window": 15}).explains
     assert e9.pad(np.array([3600.0]))[0] == 7 * 3600.0
+
+
+def test_the_finding_of_a_meter_is_the_same_alone_or_among_others():
+    """``describe`` works on the alert's meter alone (a live engine describes every open alert at
+    each step): the finding, evidence included, equals the one of that meter judged alone."""
+    frames = []
+    for k, (kind, ch) in enumerate([("residential", "i_l1_a"), ("commercial", "i_l2_a"), ("commercial", "i_l3_a")]):
+        f = meter(kind, seed=5 + k)
+        loosen(f, ch, seed=k)
+        frames.append(f.assign(meter_id=f"M-{k}"))
+    together = pd.concat(frames, ignore_index=True)
+    got = {(a.meter_id, a.start): a for a in alerts(together, ["loose_ct"])}
+    alone = {(a.meter_id, a.start): a for f in frames for a in alerts(f, ["loose_ct"])}
+    assert len(alone) >= 2 and set(got) == set(alone)
+    for key, a in alone.items():
+        assert (got[key].message, got[key].evidence, got[key].score) == (a.message, a.evidence, a.score), key

@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from wattwatch.detect.base import Detector, DetectorConfig, Explains, Finding, PostRule, Scored, quiet, rnd
-from wattwatch.detect.frame import meter_names, seg_bounds, seg_median, seg_quantile
+from wattwatch.detect.frame import meter_names, prepare, seg_bounds, seg_median, seg_quantile
 from wattwatch.detect.rules._common import n_phases, nominal_voltage, phases
 
 
@@ -245,19 +245,20 @@ class LooseCT(Detector):
     def describe(self, df, rows, scores, ctx=None) -> Finding:
         e, limit = ctx
         seg = df["_seg"].to_numpy()
-        d, ok, q, v, i, p = self._parts(df)
         h = 2 * self._h() + 1
-        # The rolling medians are per meter (their windows never cross a meter's first or last
-        # reading): computed on the alert's meter alone, the same values at a fraction of the cost
-        # (a live engine describes each open alert again at every step).
+        # Everything here is per reading or per meter (the rolling medians' windows never cross a
+        # meter's first or last reading): computed on the alert's meter alone, the same values at a
+        # fraction of the cost (a live engine describes each open alert again at every step).
         starts, ends = seg_bounds(seg)
         a, b = int(starts[seg[rows[0]]]), int(ends[seg[rows[0]]])
-        sg, r = seg[a:b], rows - a
+        one = df if (a, b) == (0, len(df)) else prepare(df.iloc[a:b])
+        d, ok, q, v, i, p = self._parts(one)
+        sg, r = one["_seg"].to_numpy(), rows - a
         with quiet():
-            lv = _rolling_median(np.abs(_lagged_diff(np.log(np.where(v[a:b, 0] > 0, v[a:b, 0], np.nan)), sg)), sg, h)
-            per_phase = [_rolling_median(np.abs(_lagged_diff(np.log(np.where(i[a:b, k] > 0, i[a:b, k], np.nan)), sg)),
+            lv = _rolling_median(np.abs(_lagged_diff(np.log(np.where(v[:, 0] > 0, v[:, 0], np.nan)), sg)), sg, h)
+            per_phase = [_rolling_median(np.abs(_lagged_diff(np.log(np.where(i[:, k] > 0, i[:, k], np.nan)), sg)),
                                          sg, h) for k in range(3)]
-            lp = _rolling_median(np.abs(_lagged_diff(np.log(np.where(p[a:b] > 0, p[a:b], np.nan)), sg)), sg, h)
+            lp = _rolling_median(np.abs(_lagged_diff(np.log(np.where(p > 0, p, np.nan)), sg)), sg, h)
             phase_e = [float(np.nanmedian(x[r])) if np.isfinite(x[r]).any() else np.nan for x in per_phase]
         k = int(np.nanargmax(np.where(np.isfinite(phase_e), phase_e, -np.inf))) if np.isfinite(phase_e).any() else 0
         m = str(meter_names(df)[seg[rows[0]]])
@@ -266,7 +267,7 @@ class LooseCT(Detector):
         others = {f"L{j + 1}": rnd(phase_e[j], 4) for j in range(3) if j != k and np.isfinite(phase_e[j])}
         ch = f"i_l{k + 1}_a"
         with quiet():
-            cur = i[rows, k]
+            cur = i[r, k]
             ev = {"kind": "loose_ct", "phase": f"L{k + 1}", "channel": ch,
                   "erratic": rnd(med_e, 4), "erratic_max": rnd(float(np.nanmax(e[rows])), 4),
                   "erratic_normal": rnd(normal, 4) if normal is not None else None,
@@ -278,7 +279,7 @@ class LooseCT(Detector):
                   f"{ch}_median": rnd(float(np.nanmedian(cur)), 2),
                   f"{ch}_p10": rnd(float(np.nanpercentile(cur, 10)), 2),
                   f"{ch}_p90": rnd(float(np.nanpercentile(cur, 90)), 2),
-                  "p_kw_median": rnd(float(np.nanmedian(p[rows])), 3)}
+                  "p_kw_median": rnd(float(np.nanmedian(p[r])), 3)}
         steady = (f"the power ({ev['power_erratic']:.1%} per reading)" if ev["power_erratic"] is not None
                   else "the power")
         sev = "critical" if med_e >= 3 * float(np.nanmedian(limit[rows])) else "warning"
