@@ -1,0 +1,104 @@
+"""Re-judging live (issue 16): readings that arrive late are judged from the store so that the
+stream's alerts equal `detect` on the same readings; acknowledging or clearing an alert re-learns
+its detector on the meter live, as `detect` does, and later readings are judged with that state."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from wattwatch import api
+from wattwatch.alerts import store as alert_store
+from wattwatch.runners import control
+from wattwatch.runners.stream import StreamConfig, StreamEngine
+from wattwatch.sim import SimConfig, simulate
+from wattwatch.store import Store
+
+CONFIG = {"engine": {"profile_days": 1.0}}
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("late-fleet")
+    simulate(SimConfig(meters=8, days=2.5, step="15min", seed=16, fault_share=0.9, profile_days=1.0,
+                       outage_share=0.5), out)
+    batch = out / "batch.duckdb"
+    det = api.detect(out / "telemetry.parquet", db=batch, config=CONFIG)
+    return {"dir": out, "batch": batch, "detect": det, "frame": api.read_frame(batch)}
+
+
+def _view(a) -> dict:
+    d = json.loads(a.to_json()) if hasattr(a, "to_json") else a
+    return {k: d[k] for k in ("id", "meter_id", "start", "end", "code", "detector", "severity", "score", "message")}
+
+
+def _mismatches(want, got) -> list[str]:
+    W = {a["id"]: a for a in map(_view, want)}
+    G = {a["id"]: a for a in map(_view, got)}
+    return [f"{i}: detect {W.get(i)} != stream {G.get(i)}" for i in sorted(set(W) | set(G)) if W.get(i) != G.get(i)]
+
+
+def _stored(store) -> list[dict]:
+    from wattwatch.alerts.model import record
+
+    return [record(r) for r in alert_store.list_alerts(store.con, "all").to_dict("records")]
+
+
+def _late_schedule(frame: pd.DataFrame, seed: int = 5):
+    """The profiling day at once, then one 15-minute cycle per piece; but a quarter of the meters
+    deliver a 3-hour stretch 6 hours late (a gateway's backlog), and 2 % of all readings come
+    a day late (or at the end). Nothing arrives late into a meter's profiling day (its state is
+    learned once, as `detect` on a store that keeps state does)."""
+    rng = np.random.default_rng(seed)
+    frame = frame.sort_values("ts", kind="stable").reset_index(drop=True)
+    day = (frame["ts"].min() + pd.Timedelta("1D")).ceil("1h")
+    due = frame["ts"].copy()
+    meters = sorted(frame["meter_id"].astype(str).unique())
+    for m in rng.choice(meters, max(1, len(meters) // 4), replace=False):
+        gap = (frame["meter_id"].astype(str) == m) & (frame["ts"] >= day + pd.Timedelta("4h")) & \
+              (frame["ts"] < day + pd.Timedelta("7h"))
+        due[gap] = day + pd.Timedelta("13h")
+    late = (frame["ts"] >= day) & (rng.random(len(frame)) < 0.02)
+    due[late] = frame["ts"][late] + pd.Timedelta("1D")
+    yield frame[frame["ts"] < day]
+    rest = frame[frame["ts"] >= day]
+    k = due[frame["ts"] >= day].dt.floor("15min")
+    for _, piece in rest.groupby(k, sort=True):
+        yield piece
+
+
+def test_late_readings_are_judged_live_and_the_alerts_equal_detect(fleet, tmp_path):
+    want = fleet["detect"].alerts
+    store = Store(tmp_path / "live.duckdb")
+    eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG), StreamConfig(checkpoint_s=0))
+    for piece in _late_schedule(fleet["frame"]):
+        eng.add(piece)
+        eng.step()
+    eng.flush()
+    assert eng.counters["late"] >= 40 and eng.counters["rewinds"] >= 10, dict(eng.counters)
+    problems = _mismatches(want, list(eng.alerts.values()))
+    assert not problems, "\n".join(problems[:10])
+    kept = _stored(store)
+    problems = _mismatches(want, kept)
+    assert not problems, "\n".join(problems[:10])
+    assert store.con.execute("SELECT count(*) FROM readings_raw").fetchone()[0] == len(fleet["frame"])
+    store.close()
+
+
+def test_without_rejudging_the_late_schedule_differs_from_detect(fleet, tmp_path, monkeypatch):
+    """The test above can fail: judged only as they come, late readings leave alerts detect does
+    not give (a gap later filled) or miss ones it gives."""
+    from wattwatch.runners import rejudge
+
+    monkeypatch.setattr(rejudge, "mark", lambda *a, **k: None)
+    store = Store(tmp_path / "live.duckdb")
+    eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG), StreamConfig(checkpoint_s=0))
+    for piece in _late_schedule(fleet["frame"]):
+        eng.add(piece)
+        eng.step()
+    eng.flush()
+    assert _mismatches(fleet["detect"].alerts, list(eng.alerts.values()))
+    store.close()
