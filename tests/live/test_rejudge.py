@@ -102,3 +102,82 @@ def test_without_rejudging_the_late_schedule_differs_from_detect(fleet, tmp_path
     eng.flush()
     assert _mismatches(fleet["detect"].alerts, list(eng.alerts.values()))
     store.close()
+
+
+@pytest.fixture(scope="module")
+def long_fleet(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("reset-fleet")
+    simulate(SimConfig(meters=6, days=6.0, step="15min", seed=21, fault_share=0.9, profile_days=1.0), out)
+    return {"dir": out, "frame": api.read_frame(out / "telemetry.parquet")}
+
+
+def _pieces(frame, day, every="3h"):
+    yield frame[frame["ts"] < day]
+    rest = frame[frame["ts"] >= day]
+    for _, p in rest.groupby(rest["ts"].dt.floor(every), sort=True):
+        yield p
+
+
+def test_clearing_an_alert_live_relearns_like_detect(long_fleet, tmp_path):
+    """Clear an alert while the stream runs (the request a command hands to `watch`): its detector
+    re-learns the meter on the same window `detect` uses after the same reset, and every alert
+    from then on is the one `detect` gives on the same store with that reset."""
+    frame = long_fleet["frame"].sort_values("ts", kind="stable")
+    day = (frame["ts"].min() + pd.Timedelta("1D")).ceil("1h")
+    store = Store(tmp_path / "live.duckdb")
+    eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG), StreamConfig(checkpoint_s=0))
+    cleared = None
+    last = frame["ts"].max()
+    plain = api.detect(long_fleet["dir"] / "telemetry.parquet", config=CONFIG).alerts   # no reset
+    for piece in _pieces(frame, day):
+        eng.add(piece)
+        eng.step()
+        if cleared is None:
+            # An alert (every detector learns each meter's state), early enough that detect's re-learning
+            # window after it (profile_days, at most half the span after it) is as long live.
+            learned = [a for a in eng.alerts.values() if pd.Timestamp(a.end) <= last - pd.Timedelta("2.05D")
+                       # one whose detector alerts on that meter again later (what a clear changes)
+                       and any(p.meter_id == a.meter_id and p.detector == a.detector and p.start > a.end
+                               for p in plain)]
+            if not learned:
+                continue
+            a = sorted(learned, key=lambda a: (a.start, a.id))[0]
+            det = next(d for d in eng.dets if d.name == a.detector)
+            before = json.dumps(det.state_[a.meter_id], sort_keys=True, default=str)
+            ans = control.apply(eng, control.parse(json.dumps(
+                {"op": "set_status", "id": a.id, "status": "cleared", "note": "new normal"}).encode()))
+            assert ans["ok"] and ans["status"] == "cleared" and (a.meter_id, a.detector) in eng.resets
+            cleared = (a, det, before, pd.Timestamp(ans["reset_at"]))
+    eng.flush()
+    assert cleared is not None, "no alert early enough to clear"
+    a, det, before, reset_at = cleared
+    assert eng.counters["relearned"] == 1 and not eng.resets
+    st = det.state_[a.meter_id]
+    assert st["judge_from"] == pytest.approx((reset_at + alert_store.AFTER).timestamp())
+    assert json.dumps(st, sort_keys=True, default=str) != before        # the meter's state changed live
+    kept = store.con.execute("SELECT how FROM meter_state WHERE meter_id = ? AND detector = ?",
+                             [a.meter_id, a.detector]).fetchone()
+    assert kept is not None and kept[0] == "reset"
+    assert store.con.execute("SELECT status FROM alerts WHERE id = ?", [a.id]).fetchone()[0] == "cleared"
+    live = _stored(store)
+    store.close()
+
+    # Batch: the same readings, state profiled as the stream did, then the same reset; detect again.
+    batch = tmp_path / "batch.duckdb"
+    api.ingest(long_fleet["dir"] / "telemetry.parquet", db=batch)
+    with Store(batch) as b:
+        api.detect(b, config=CONFIG, end=day)   # profiles every meter on its first day, as the stream did
+        alert_store.ensure_tables(b.con)
+        b.con.execute("INSERT INTO rule_resets VALUES (?, ?, ?, ?, 'cleared', now())",
+                      [a.meter_id, a.detector, reset_at.to_pydatetime(), a.id])
+        want = api.detect(b, config=CONFIG).alerts
+    after = lambda xs: sorted(_view(x)["id"] for x in xs if x.meter_id == a.meter_id and x.detector == a.detector  # noqa: E731
+                              and pd.Timestamp(x.start) > reset_at)
+    print("cleared", a.id, a.meter_id, a.detector, reset_at, "after reset:", after(want), "without:", after(plain))
+    assert after(want) != after(plain), "the clear should change what later readings alert on"
+    # detect judges nothing of that detector on that meter before the reset; the store keeps what
+    # was found before it (the cleared alert among them).
+    keep = [x for x in live if not (x["meter_id"] == a.meter_id and x["detector"] == a.detector
+                                    and pd.Timestamp(x["start"]) <= reset_at)]
+    problems = _mismatches(want, keep)
+    assert not problems, "\n".join(problems[:10])
