@@ -75,6 +75,16 @@ profile_days = 1.0
         assert r.returncode != 0 and "already cleared" in r.stderr + r.stdout
         r = _cli("alerts", "clear", "no-such-alert", "--db", str(db))
         assert r.returncode != 0 and "no alert 'no-such-alert'" in r.stderr + r.stdout
+        # The dashboard's acknowledge/clear (same lifecycle) goes through the watcher too.
+        import time as _t
+
+        from wattwatch.dashboard import actions
+        from wattwatch.dashboard.auth import Session
+
+        now = _t.time()
+        got = actions.set_status(Session("olga", "operator", now, now), db, [aid, "no-such-alert"], "cleared", "dup")
+        assert got[0]["id"] == aid and got[0]["status"] == "cleared" and got[0]["unchanged"]
+        assert "no alert" in got[1]["error"]
         assert p.poll() is None, "the watcher should still run"
     finally:
         p.send_signal(signal.SIGTERM)
