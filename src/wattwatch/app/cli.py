@@ -1172,14 +1172,16 @@ def _set_status(alert_id: str, status: str, db: Path, note: Optional[str]) -> No
 @alerts_app.command("ack")
 def alerts_ack(alert_id: str = typer.Argument(..., help="Alert id (or a unique prefix)."), db: Path = DB_OPTION,
                note: Optional[str] = typer.Option(None, "--note")) -> None:
-    """Acknowledge an alert (known issue); resets the meter's rule state for that detector."""
+    """Acknowledge an alert (known issue); resets the meter's rule state for that detector. While
+    `watch` holds the store, the running watcher does it (and re-learns the meter live)."""
     _set_status(alert_id, "acknowledged", db, note)
 
 
 @alerts_app.command("clear")
 def alerts_clear(alert_id: str = typer.Argument(..., help="Alert id (or a unique prefix)."), db: Path = DB_OPTION,
                  note: Optional[str] = typer.Option(None, "--note")) -> None:
-    """Clear an alert (false positive or fixed); resets the meter's rule state for that detector."""
+    """Clear an alert (false positive or fixed); resets the meter's rule state for that detector. While
+    `watch` holds the store, the running watcher does it (and re-learns the meter live)."""
     _set_status(alert_id, "cleared", db, note)
 
 
