@@ -3,7 +3,7 @@ step, on time and with late deliveries (a quarter of the meters send a 3-hour st
 late, 2 % of readings come a day late), alternately in one process; and whether each run's
 alerts equal `detect` on the same readings.
 
-    python scripts/measure_rejudge.py --meters 40 --days 4 --repeat 2 [--json]
+    python scripts/measure_rejudge.py --meters 16 --days 3 --repeat 2 [--json]
 """
 
 from __future__ import annotations
@@ -68,8 +68,8 @@ def run(frame, late: bool, folder: Path, want: dict) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--meters", type=int, default=40)
-    ap.add_argument("--days", type=float, default=4.0)
+    ap.add_argument("--meters", type=int, default=16)
+    ap.add_argument("--days", type=float, default=3.0)
     ap.add_argument("--seed", type=int, default=16)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--json", action="store_true")
@@ -85,11 +85,10 @@ def main(argv=None) -> int:
         for _ in range(a.repeat):
             for late in (False, True):
                 rows.append(run(frame, late, tmp, want))
+                if not a.json:
+                    print(rows[-1], flush=True)
     if a.json:
         print(json.dumps(rows, indent=1))
-    else:
-        for r in rows:
-            print(r)
     return 0
 
 
