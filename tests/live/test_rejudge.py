@@ -181,3 +181,23 @@ def test_clearing_an_alert_live_relearns_like_detect(long_fleet, tmp_path):
                                     and pd.Timestamp(x["start"]) <= reset_at)]
     problems = _mismatches(want, keep)
     assert not problems, "\n".join(problems[:10])
+
+
+def test_a_reset_made_while_no_watcher_ran_is_picked_up_on_start(long_fleet, tmp_path):
+    frame = long_fleet["frame"].sort_values("ts", kind="stable")
+    day = (frame["ts"].min() + pd.Timedelta("1D")).ceil("1h")
+    path = tmp_path / "live.duckdb"
+    with Store(path) as store:
+        eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG))
+        for piece in _pieces(frame[frame["ts"] < day + pd.Timedelta("4D")], day, "6h"):
+            eng.add(piece)
+            eng.step()
+        eng.checkpoint()
+        a = sorted(eng.alerts.values(), key=lambda a: (a.start, a.id))[0]
+        assert not eng.resets
+    with Store(path) as store:          # `wattwatch alerts clear` with the watcher stopped
+        res = alert_store.set_status(store.con, a.id, "cleared")
+    with Store(path) as store:
+        eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG))
+        assert eng.resumed and (a.meter_id, a.detector) in eng.resets
+        assert eng.resets[(a.meter_id, a.detector)] == pd.Timestamp(res["reset_at"]) + alert_store.AFTER
