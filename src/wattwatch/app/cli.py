@@ -1058,22 +1058,32 @@ def alerts_show(alert_id: str = typer.Argument(..., help="Alert id (or a unique 
                 as_json: bool = typer.Option(False, "--json")) -> None:
     """One alert: its fields, status, and every action taken for it (`[[actions]]` of `watch`)
     with its outcome."""
+    import pandas as pd
+
     from wattwatch.actions.base import actions_for
     from wattwatch.alerts import store as alert_store
     from wattwatch.alerts.model import iso, record
 
     if not alert_id.strip():
         _fail("give an alert id (or a unique prefix of one); `wattwatch alerts list` shows them")
-    store = _open_store(db, must_exist=True)
-    try:
+    store = _store_or_watcher(db)
+    if store is None:   # `watch` holds the store: it reads the alert for us between steps
+        ans = _ask_watcher(db, {"op": "show", "id": alert_id})
+        rec = ans["alert"]
+        acts = pd.DataFrame(ans["actions"], columns=["action", "kind", "event", "done_at", "dry_run", "outcome",
+                                                     "detail", "attempts", "ms"])
+        acts["done_at"] = pd.to_datetime(acts["done_at"], utc=True)
+        acts[["attempts", "ms"]] = acts[["attempts", "ms"]].astype(float)
+    else:
         try:
-            row = alert_store.find(store.con, alert_id)
-        except KeyError as exc:
-            _fail(str(exc.args[0]))
-        acts = actions_for(store.con, row["id"])
-    finally:
-        store.close()
-    rec = record(row)
+            try:
+                row = alert_store.find(store.con, alert_id)
+            except KeyError as exc:
+                _fail(str(exc.args[0]))
+            acts = actions_for(store.con, row["id"])
+        finally:
+            store.close()
+        rec = record(row)
     taken = [{"action": r["action"], "kind": r["kind"], "event": r["event"], "at": iso(r["done_at"]),
               "dry_run": bool(r["dry_run"]), "outcome": r["outcome"], "detail": r["detail"],
               "attempts": None if r["attempts"] != r["attempts"] else int(r["attempts"]),
@@ -1099,18 +1109,56 @@ def alerts_show(alert_id: str = typer.Argument(..., help="Alert id (or a unique 
         console.print("  " + escape(_one_line(line)), highlight=False, soft_wrap=True)
 
 
+def _store_or_watcher(db: Path):
+    """The store opened for writing, or None when a running `watch` holds it (the command is then
+    handed to the watcher: wattwatch.runners.control)."""
+    from wattwatch.runners import control
+    from wattwatch.store import Store, StoreError
+
+    _open_store_checks(db)
+    try:
+        return Store(db)
+    except StoreError as exc:
+        if control.watcher(db) is not None:
+            return None
+        _fail(str(exc))
+
+
+def _open_store_checks(db: Path) -> None:
+    if not Path(db).exists():
+        _fail(f"{db}: no such store (only `wattwatch ingest` creates one; check --db)")
+    if Path(db).is_dir():
+        _fail(f"{db}: is a folder, not a store file (--db)")
+
+
+def _ask_watcher(db: Path, req: dict) -> dict:
+    """Hand ``req`` to the watcher holding ``db``; its answer (errors become a clear failure)."""
+    from wattwatch.runners import control
+
+    try:
+        ans = control.request(db, req)
+    except (control.NoWatcher, TimeoutError, ValueError) as exc:
+        _fail(str(exc))
+    if not ans.get("ok"):
+        _fail(str(ans.get("error") or "the watcher refused the request"))
+    return ans
+
+
 def _set_status(alert_id: str, status: str, db: Path, note: Optional[str]) -> None:
     from wattwatch.alerts import store as alert_store
 
     if not alert_id.strip():
         _fail("give an alert id (or a unique prefix of one); `wattwatch alerts list` shows them")
-    store = _open_store(db, must_exist=True)
-    try:
-        res = alert_store.set_status(store.con, alert_id, status, note)
-    except (KeyError, ValueError) as exc:
-        _fail(str(exc.args[0]) if exc.args else str(exc))
-    finally:
-        store.close()
+    store = _store_or_watcher(db)
+    if store is None:   # `watch` holds the store: it applies the change (and re-learns) between steps
+        res = _ask_watcher(db, {"op": "set_status", "id": alert_id, "status": status, "note": note})
+    else:
+        try:
+            res = alert_store.set_status(store.con, alert_id, status, note)
+        except (KeyError, ValueError) as exc:
+            _fail(str(exc.args[0]) if exc.args else str(exc))
+        finally:
+            store.close()
     if res.get("unchanged"):
         # Exit 0: the alert is in the state asked for; a script that acks twice has not failed.
         err_console.print(f"[yellow]note:[/yellow] alert {escape(_one_line(res['id']))} is already {status}"
@@ -1124,14 +1172,16 @@ def _set_status(alert_id: str, status: str, db: Path, note: Optional[str]) -> No
 @alerts_app.command("ack")
 def alerts_ack(alert_id: str = typer.Argument(..., help="Alert id (or a unique prefix)."), db: Path = DB_OPTION,
                note: Optional[str] = typer.Option(None, "--note")) -> None:
-    """Acknowledge an alert (known issue); resets the meter's rule state for that detector."""
+    """Acknowledge an alert (known issue); resets the meter's rule state for that detector. While
+    `watch` holds the store, the running watcher does it (and re-learns the meter live)."""
     _set_status(alert_id, "acknowledged", db, note)
 
 
 @alerts_app.command("clear")
 def alerts_clear(alert_id: str = typer.Argument(..., help="Alert id (or a unique prefix)."), db: Path = DB_OPTION,
                  note: Optional[str] = typer.Option(None, "--note")) -> None:
-    """Clear an alert (false positive or fixed); resets the meter's rule state for that detector."""
+    """Clear an alert (false positive or fixed); resets the meter's rule state for that detector. While
+    `watch` holds the store, the running watcher does it (and re-learns the meter live)."""
     _set_status(alert_id, "cleared", db, note)
 
 

@@ -35,7 +35,29 @@ def set_status(session: Session, db, ids: Sequence[str], status: str, note: str 
         return []
     text = f"[{user}] {note.strip()}" if note and note.strip() else f"[{user}]"
     out = []
-    with open_store(db, write=True) as s:
+    from wattwatch.runners import control
+    from wattwatch.store import StoreError
+
+    try:
+        ctx = open_store(db, write=True)
+        s = ctx.__enter__()
+    except StoreError:
+        if control.watcher(db) is None:
+            raise
+        # `watch` holds the store: hand each change to it (it applies them between steps and
+        # re-learns the meters, runners/control.py).
+        for aid in ids:
+            try:
+                res = control.request(db, {"op": "set_status", "id": str(aid), "status": status, "note": text})
+            except (control.NoWatcher, TimeoutError, ValueError) as exc:
+                res = {"ok": False, "error": str(exc)}
+            if not res.pop("ok", False):
+                res = {"id": str(aid), "error": res.get("error") or "refused"}
+            out.append(res)
+            log.info("%s by %s (through the running watcher): %s -> %s", verb, user, aid,
+                     res.get("error") or res["status"])
+        return out
+    with _entered(ctx, s) as s:
         for aid in ids:
             try:
                 res = alert_store.set_status(s.con, str(aid), status, text)
@@ -44,6 +66,19 @@ def set_status(session: Session, db, ids: Sequence[str], status: str, note: str 
             out.append(res)
             log.info("%s by %s: %s -> %s", verb, user, aid, res.get("error") or res["status"])
     return out
+
+
+class _entered:
+    """A context manager already entered (``open_store``'s, entered to see whether it opens)."""
+
+    def __init__(self, ctx, value):
+        self.ctx, self.value = ctx, value
+
+    def __enter__(self):
+        return self.value
+
+    def __exit__(self, *exc):
+        return self.ctx.__exit__(*exc)
 
 
 def _safe_name(name: str) -> str:

@@ -36,6 +36,7 @@ class Step:
     open_ids: set[str] = field(default_factory=set)     # of those, the ones that may still grow
     scores: pd.DataFrame | None = None                  # meter_id, ts, detector, score
     notices: list[str] = field(default_factory=list)
+    unclean: set[str] = field(default_factory=set)       # meters whose clean point was not clean (core)
 
 
 class Stitcher:
@@ -64,6 +65,7 @@ class Stitcher:
         starts, ends = seg_bounds(seg)
         step.alerts = res.alerts
         step.open_ids = res.open_ids
+        step.unclean = set(res.unclean)
         for n in res.notices + core.skipped_notices(res.skipped) + core.failed_notices(res.failed):
             if n not in self._said:
                 self._said.add(n)

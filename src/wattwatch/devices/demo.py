@@ -1,6 +1,7 @@
 """``wattwatch watch --demo``: a small site on 127.0.0.1 — two Modbus gateways (Modbus/TCP with
 three meters, an RTU-over-TCP serial gateway with two), MQTT meters on a mosquitto started from
-PATH (when there is one), the SNMP PDU when :mod:`wattwatch.devices.snmp` is importable — a site
+PATH (when there is one), an SNMPv3 PDU and UPS (pysnmp agents, polled with authPriv SHA + AES) when
+:mod:`wattwatch.devices.snmp` is importable — a site
 config for them in a temporary folder, and faults injected on a schedule so that alerts appear
 within a minute or two (meters are profiled on their first minute):
 
@@ -11,7 +12,9 @@ within a minute or two (meters are profiled on their first minute):
    75   neutral bypass on ``tcp-1`` and the first MQTT meter (ERR_IMBAL_LIMIT_EXCEEDED)
    80   ``tcp-3`` answers 250 ms late (WARN_LINK_SLOW)
    85   the serial gateway goes down (its meters' polls are lost: ALRM_PKT_LOSS_CRIT) ...
-  100   ... and comes back (reconnect)
+   90   outlet 2 of the SNMP PDU draws 16 A (stored; SPEC has no over-current code)
+   95   the UPS loses its input and runs on battery (input voltage 0: INFO_SUPPLY_OUTAGE)
+  100   ... the serial gateway comes back (reconnect)
 ======  ==========================================================================
 """
 
@@ -58,7 +61,8 @@ DETECTOR_CONFIG = {
 }
 SCHEDULE = [(70, "tcp", "open_ct", {"unit": 2, "phase": 1}), (75, "tcp", "neutral_bypass", {"unit": 1}),
             (75, "mqtt", "neutral_bypass", {"meter_id": "mqtt-1"}), (80, "tcp", "delay", {"ms": 250, "unit": 3}),
-            (85, "rtu", "down", {}), (100, "rtu", "up", {})]
+            (85, "rtu", "down", {}), (90, "pdu", "overload", {"outlet": 2, "amps": 16.0}),
+            (95, "ups", "on_battery", {"drain_pct_per_min": 20.0}), (100, "rtu", "up", {})]
 
 
 def _toml(v) -> str:
@@ -78,7 +82,7 @@ def _toml(v) -> str:
 class Demo:
     """The running demo: devices, broker, the site config's path; :meth:`stop` ends them all."""
 
-    def __init__(self, folder: Path | None = None, *, speed: float = 1.0, log=print):
+    def __init__(self, folder: Path | None = None, *, speed: float = 1.0, log=print, profile_s: float = 60.0):
         self.tmp = None
         if folder is None:
             self.tmp = tempfile.TemporaryDirectory(prefix="wattwatch-demo-")
@@ -87,6 +91,7 @@ class Demo:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.log = log
         self.speed = speed
+        self.profile_s = float(profile_s)
         self.running: dict[str, object] = {}
         self.broker = None
         self._stop = threading.Event()
@@ -127,19 +132,17 @@ class Demo:
             try:
                 from wattwatch.devices import snmp
 
-                pdu = snmp.start("pdu", {}, self.folder)
-                self.running["snmp"] = pdu
-                table = getattr(snmp, "demo_source", None)
-                if table is not None:
-                    sources.append(table(pdu))
-                else:
-                    self.events.append("the SNMP PDU runs, but wattwatch.devices.snmp has no demo_source() to poll it")
+                agents = snmp.demo_agents(self.folder)
+                self.running.update(agents)
+                sources.append(snmp.demo_source(agents))
             except Exception as exc:  # noqa: BLE001 - the demo goes on without it
-                self.events.append(f"SNMP PDU not started: {type(exc).__name__}: {exc}")
+                self.events.append(f"SNMP PDU/UPS not started: {type(exc).__name__}: {exc}")
         lines = ["# wattwatch watch --demo: simulated devices on 127.0.0.1", f"detectors = {_toml(DETECTORS)}", "",
                  f'[store]\npath = "{(self.folder / "demo.duckdb").as_posix()}"', "",
                  "[stream]\ncheckpoint_s = 5.0", ""]
         for k, v in DETECTOR_CONFIG.items():
+            if k == "engine":
+                v = {**v, "profile_days": self.profile_s / 86400}
             lines.append(f"[{k}]")
             lines += [f"{a} = {_toml(b)}" for a, b in v.items()]
             lines.append("")

@@ -453,3 +453,31 @@ def _read_telemetry(path, root) -> dict:
 def start(name: str, spec: dict, root: Path | None = None) -> Running:
     """Start a simulated SNMPv3 agent on 127.0.0.1 (``port = 0``: a free port); see the module."""
     return Running(name, dict(spec), root)
+
+
+# The demo's agents are on 127.0.0.1 only and live as long as the demo: fixed keys (no secret to
+# keep), SNMPv3 authPriv with SHA and AES-128 as a real site would run it.
+DEMO_KEYS = {"user": "wattwatch-demo", "auth_key": "demo-auth-key-1", "priv_key": "demo-priv-key-1",
+             "auth_protocol": "sha", "priv_protocol": "aes"}
+
+
+def demo_agents(root: Path | None = None) -> dict[str, Running]:
+    """The demo's rack: a PDU (APC PowerNet-MIB, 4 outlets) and a UPS (RFC 1628 UPS-MIB)."""
+    out: dict[str, Running] = {}
+    try:
+        out["pdu"] = start("pdu", {"model": "apc_rpdu2", "outlets": 4, "seed": 11, **DEMO_KEYS}, root)
+        out["ups"] = start("ups", {"model": "ups_mib", "seed": 12, **DEMO_KEYS}, root)
+    except BaseException:
+        for r in out.values():
+            r.stop()
+        raise
+    return out
+
+
+def demo_source(agents, interval_s: float = 1.0) -> dict:
+    """The ``[[sources]]`` table that polls ``agents`` (what :func:`demo_agents` started) over
+    SNMPv3 authPriv: meters ``pdu`` and ``pdu/outlet1`` … and ``ups``."""
+    agents = list(agents.values()) if isinstance(agents, dict) else list(agents)
+    return {"type": "snmp", "name": "snmp", "interval_s": float(interval_s),
+            "request_timeout_s": min(0.5, 0.4 * float(interval_s)), **DEMO_KEYS,
+            "devices": [{"name": a.name, "host": "127.0.0.1", "port": a.port, "model": a.model.name} for a in agents]}

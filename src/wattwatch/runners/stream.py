@@ -23,8 +23,9 @@ One step of :class:`StreamEngine`:
    readings re-delivered since are duplicates to the store and alerts found again are the same
    ids, so nothing is lost and nothing doubled.
 
-Readings of a meter that arrive older than its last judged reading are stored (and counted as
-``late``) but not judged live; ``detect`` on the store judges them.
+Readings of a meter that arrive older than its last judged reading are stored (counted as
+``late``) and the meter is re-judged from the store around them (:mod:`wattwatch.runners.rejudge`);
+so is a meter whose alert was acknowledged or cleared, once its detector has re-learned.
 
 :func:`run` is the asyncio loop around it: sources push batches into an inbox, one task takes
 everything queued (a micro-batch), the engine works in a thread so pollers keep their cadence.
@@ -49,6 +50,7 @@ from wattwatch.alerts import store as alert_store
 from wattwatch.alerts.model import Alert
 from wattwatch.detect import core
 from wattwatch.detect.stitch import Stitcher
+from wattwatch.runners import rejudge
 
 log = logging.getLogger("wattwatch.watch")
 
@@ -133,6 +135,7 @@ class StreamEngine:
         self.profiled: set[str] = {m for m in known if any(m in getattr(d, "state_", {}) for d in self.dets)}
         self.resumed = self._load_checkpoint()
         self.dirty: set[str] = set(self.profiled)  # judge what the store holds beyond the checkpoint
+        rejudge.attach(self)                       # late readings and resets to re-judge (rejudge.py)
 
     # ------------------------------------------------------------------------------ checkpoint
 
@@ -161,6 +164,7 @@ class StreamEngine:
         self.open_ids = set(m["open"])
         self.sources = m["sources"]
         self.counters.update(m.get("counters", {}))
+        self.rewinds = {k: tuple(v) for k, v in m.get("rewinds", {}).items()}
         return True
 
     def checkpoint(self, sources: dict[str, dict] | None = None) -> None:
@@ -171,7 +175,8 @@ class StreamEngine:
         meta = {"origin": st.origin, "n_before": st.n_before, "since": st.since, "emitted": st.emitted,
                 "said": sorted(st._said), "fed": self.fed, "profiled": sorted(self.profiled),
                 "open": sorted(self.open_ids), "sources": self.sources,
-                "counters": {k: int(v) for k, v in self.counters.items()}}
+                "counters": {k: int(v) for k, v in self.counters.items()},
+                "rewinds": {k: list(v) for k, v in getattr(self, "rewinds", {}).items()}}
         blob = None
         if st.tail is not None and len(st.tail):
             buf = io.BytesIO()
@@ -228,7 +233,10 @@ class StreamEngine:
                 self.first[m] = min(self.first.get(m, lo), int(lo))
                 self.last[m] = max(self.last.get(m, hi), int(hi))
                 if lo <= self.fed.get(m, NEG):
-                    self.counters["late"] += int((g["t"][g["m"] == m] <= self.fed[m]).sum())
+                    tm = g["t"][g["m"] == m]
+                    self.counters["late"] += int((tm <= self.fed[m]).sum())
+                    if counts.stored:   # something new among them: re-judge the meter from there
+                        rejudge.mark(self, m, int(lo) / 1e6)
                 self.dirty.add(m)
         return counts.stored
 
@@ -237,6 +245,8 @@ class StreamEngine:
         alerts. ``final``: no readings will follow (every pending reading becomes final)."""
         rep = StepReport()
         self._profile_ready(final, rep)
+        rejudge.relearn_ready(self, final, rep)
+        rejudge.run(self, rep)
         todo = sorted(m for m in self.dirty if m in self.profiled)
         hold = int(round(self.scfg.hold_s * 1e6))
         rows = []
@@ -297,8 +307,8 @@ class StreamEngine:
             if a.id not in self.alerts and a.id not in self.open_ids:
                 rep.new.append(a.id)
             self.alerts[a.id] = a
-        rep.alerts = changed
-        rep.ended = sorted(self.open_ids - res.open_ids)
+        rep.alerts += changed
+        rep.ended += sorted(self.open_ids - res.open_ids)
         self.open_ids = set(res.open_ids)
         self.counters["alerts_new"] += len(rep.new)
         self.counters["alerts_updated"] += len(rep.alerts) - len(rep.new)
@@ -434,6 +444,7 @@ async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_
         if s.name in engine.sources:
             s.restore(engine.sources[s.name])
     inbox = Inbox(engine.scfg.max_pending)
+    ctl = _channel(engine)
     tasks = {asyncio.create_task(_guard(s, inbox, stop), name=f"source:{s.name}"): s for s in sources}
     # What the store already holds beyond the checkpoint (a restart) is judged first.
     rep = await asyncio.to_thread(engine.step)
@@ -452,6 +463,8 @@ async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_
             rep = await asyncio.to_thread(_work, engine, batches, sources, outputs)
             if on_step:
                 on_step(rep, batches)
+            if ctl is not None:   # `alerts ack|clear|show` handed over by commands (control.py)
+                await asyncio.to_thread(ctl.serve, engine)
             if stop.is_set() and not inbox.items:
                 break
             if everything_done and all(t.done() for t in tasks):
@@ -473,6 +486,23 @@ async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_
                 log.warning("%s: close failed: %s", s.name, exc)
         await asyncio.to_thread(engine.checkpoint, {s.name: s.position() for s in sources})
         await asyncio.to_thread(deliver, outputs, "close")
+        if ctl is not None:
+            ctl.close()
+
+
+def _channel(engine):
+    """The folder commands hand requests to this watcher through (none for an in-memory store)."""
+    from wattwatch.runners import control
+
+    path = getattr(engine.store, "path", None)
+    if path is None or str(path) == ":memory:":
+        return None
+    try:
+        return control.Channel(path)
+    except OSError as exc:
+        log.warning("%s: no command channel (alerts ack/clear must wait for the watcher to stop): %s",
+                    control.folder(path), exc)
+        return None
 
 
 async def _guard(source, inbox: Inbox, stop: asyncio.Event) -> None:

@@ -1,0 +1,267 @@
+"""Re-judging part of a meter's past live, from the store: late readings and operator resets.
+
+The stream engine judges each meter's readings once, in time order, with a carry
+(:mod:`wattwatch.detect.stitch`). Two things change a past it has already judged:
+
+- **Late readings**: a reading older than its meter's last judged one (a store-and-forward meter,
+  a gateway's backlog) changes the scores of the readings around it;
+- **Resets**: acknowledging or clearing an alert resets that (meter, detector): ``detect``
+  re-learns the detector on the meter's first ``profile_days`` after the alert and judges nothing
+  before it (:mod:`wattwatch.alerts.store`). Live, the same window is learned once the store holds
+  it (as a new meter is profiled once its first ``profile_days`` are stored); until then the old
+  state goes on judging.
+
+Both rewind the meter: the stitcher's carry of it is rebuilt from the store, from where the
+change can reach (the reading's time less every detector's reach ahead, or the reset time), as
+``detect --start`` judges a window: post-rules restart there and go further back while an alert
+ran across it (the core says so: ``unclean``), up to ``max_trace_days``, else from the meter's
+first reading. The alerts found again keep their ids; open alerts in the re-judged span that are
+not found again (a packet-loss gap a late reading filled) are withdrawn from the store
+(``alerts_withdrawn``), so the stream's alerts are again those of ``detect`` on the same readings.
+Acknowledged and cleared alerts are never withdrawn.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import numpy as np
+import pandas as pd
+
+from wattwatch.alerts import store as alert_store
+
+log = logging.getLogger("wattwatch.watch")
+
+NEG = -(1 << 62)
+DAY = 86400.0
+
+
+def attach(engine) -> None:
+    """Give ``engine`` its pending rewinds and resets: resets kept in the store whose detector
+    state has not re-learned yet (made while no watcher ran, or before a restart)."""
+    from wattwatch.detect.engine import _reset_pending
+
+    engine.rewinds = dict(getattr(engine, "rewinds", {}) or {})   # meter -> (from s, withdraw from at least s)
+    engine.resets = {}
+    by = {d.name: d for d in engine.dets}
+    for (m, dn), at in alert_store.resets(engine.store.con).items():
+        for d in ([by[dn]] if dn in by else engine.dets if dn == "*" else []):
+            st = getattr(d, "state_", {}).get(m)
+            if st is not None and _reset_pending(st, at):
+                engine.resets[(m, d.name)] = at
+
+
+def mark(engine, meter: str, from_s: float, withdraw_s: float | None = None) -> None:
+    """Re-judge ``meter`` from ``from_s`` (epoch s) at the next step."""
+    w = -np.inf if withdraw_s is None else withdraw_s
+    old = engine.rewinds.get(meter)
+    engine.rewinds[meter] = (from_s, w) if old is None else (min(old[0], from_s), min(old[1], w))
+
+
+def note_reset(engine, meter: str, detector: str, reset_at) -> None:
+    """An alert was acknowledged or cleared: its (meter, detector) re-learns once the store holds
+    ``profile_days`` after ``reset_at`` (the alert's end)."""
+    at = pd.Timestamp(reset_at)
+    at = (at.tz_localize("UTC") if at.tzinfo is None else at.tz_convert("UTC")) + alert_store.AFTER
+    names = [d.name for d in engine.dets] if detector == "*" else [detector]
+    for n in names:
+        if any(d.name == n for d in engine.dets):
+            k = (str(meter), n)
+            engine.resets[k] = max(engine.resets.get(k, at), at)
+
+
+def relearn_ready(engine, final: bool, rep) -> None:
+    """Re-learn the reset (meter, detector) pairs whose window the store now holds, as ``detect``
+    does on a history that long, and rewind their meters to the reset."""
+    from wattwatch import api
+
+    if not engine.resets:
+        return
+    need_us = engine.cfg.profile_days * DAY * 1e6
+    ready = {k: at for k, at in engine.resets.items() if k[0] in engine.profiled
+             and (final or engine.last.get(k[0], NEG) - at.value // 1000 >= need_us)}
+    if not ready:
+        return
+    meters = sorted({m for m, _ in ready})
+    at_m = {m: min(at for (mm, _), at in ready.items() if mm == m) for m in meters}
+    cat = engine.store.catalogue(meters)
+    cat["meter_id"] = cat["meter_id"].astype(str)
+    if not final:
+        # The window detect learns on a long enough history: profile_days from the reset.
+        span = pd.Timedelta(seconds=engine.cfg.profile_days * DAY / engine.cfg.profile_max_share)
+        cat["last_ts"] = [at_m[m] + span for m in cat["meter_id"]]
+    notes = api._ensure_state(engine.store, engine.dets, cat, engine.cfg, True, ready)
+    rep.notices += notes
+    engine.notices += notes
+    for k, at in ready.items():
+        engine.resets.pop(k, None)
+        t = at.timestamp()
+        mark(engine, k[0], t, t)
+        engine.counters["relearned"] += 1
+        log.info("%s: %s re-learned from %s (reset)", k[0], k[1], at.isoformat())
+
+
+def _ahead_back(engine, meters: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per meter: how far (s) any detector's score reaches ahead and back (the margins
+    ``detect`` loads around a window)."""
+    from wattwatch.detect import core
+
+    reach = core.reaches(engine.dets, meters)
+    cad = np.array([core._cadence(engine.dets, m) for m in meters], float)
+    cad = np.where(np.isfinite(cad) & (cad > 0), cad, 3600.0)
+    back = np.zeros(len(meters))
+    ahead = np.zeros(len(meters))
+    for r in reach.values():
+        back = np.maximum(back, np.where(np.isfinite(r.back_s), r.back_s, np.inf) + (r.back_n + 2) * cad * 1.5)
+        ahead = np.maximum(ahead, np.where(np.isfinite(r.ahead_s), r.ahead_s, np.inf) + (r.ahead_n + 2) * cad * 1.5)
+    return ahead, back
+
+
+def run(engine, rep) -> None:
+    """Rewind the marked meters (see the module): one feed of the stitcher with their stored
+    readings from where the change reaches up to where they were judged; the alerts go through
+    the engine as a step's do."""
+    st = engine.stitcher
+    todo = sorted(m for m in engine.rewinds if m in engine.profiled and engine.fed.get(m, NEG) > NEG)
+    for m in [m for m in engine.rewinds if m not in todo and engine.fed.get(m, NEG) == NEG]:
+        engine.rewinds.pop(m)  # never judged: the step judges it from its first reading anyway
+    if not todo:
+        return
+    ahead, back = _ahead_back(engine, todo)
+    frm = {m: engine.rewinds[m][0] - ahead[i] for i, m in enumerate(todo)}   # post-rules restart (s)
+    frm = _before_alerts(engine, frm)
+    trace = {m: DAY for m in todo}
+    snap = _snapshot(st)
+    for _ in range(64):
+        origin, starts = {}, {}
+        for i, m in enumerate(todo):
+            # Feed from the earliest restart point: this one, or an alert still open before it.
+            s = min([frm[m], *(snap[3][d.name].get(m, np.inf) for d in engine.dets)])
+            first_s = engine.first.get(m, NEG) / 1e6
+            lo = s - back[i] if np.isfinite(s) else -np.inf
+            origin[m] = not np.isfinite(lo) or lo <= first_s
+            starts[m] = None if origin[m] else lo
+        _restore(st, snap)
+        pos = {}
+        w = [(m, starts[m]) for m in todo if starts[m] is not None]
+        if w:
+            pos = engine.store.count_before(pd.DataFrame({
+                "meter_id": [m for m, _ in w], "start": pd.to_datetime([s for _, s in w], unit="s", utc=True)}))
+        for m in todo:
+            for d in engine.dets:
+                if origin[m]:
+                    st.since[d.name].pop(m, None)
+                    st.emitted[d.name].pop(m, None)
+                else:
+                    st.since[d.name][m] = min(st.since[d.name].get(m, np.inf), frm[m])
+                    st.emitted[d.name][m] = min(st.emitted[d.name].get(m, np.inf), frm[m])
+            st.origin[m] = origin[m]
+            st.n_before[m] = 0 if origin[m] else int(pos.get(m, 0))
+        if st.tail is not None and len(st.tail):
+            st.tail = st.tail[~st.tail["meter_id"].astype(str).isin(todo)].reset_index(drop=True)
+        win = pd.DataFrame({"meter_id": todo,
+                            "start": [pd.NaT if starts[m] is None else pd.Timestamp(starts[m], unit="s", tz="UTC")
+                                      for m in todo],
+                            "end": [pd.Timestamp(engine.fed[m] + 1, unit="us", tz="UTC") for m in todo]})
+        piece = engine.store.query_windows(win)
+        piece["meter_id"] = piece["meter_id"].astype(str)
+        res = st.feed(piece)
+        redo = [m for m in todo if m in getattr(res, "unclean", ()) and not origin[m]]
+        if not redo:
+            break
+        for m in redo:   # an alert ran across the restart point: look further back (as detect does)
+            trace[m] *= 2
+            far = engine.rewinds[m][0] - trace[m]
+            frm[m] = -np.inf if engine.rewinds[m][0] - far > engine.cfg.max_trace_days * DAY else min(frm[m], far)
+        frm = _before_alerts(engine, frm)
+    engine.counters["rejudged"] += len(piece)
+    engine.counters["rewinds"] += len(todo)
+    # Where each detector's post-rules restarted: every alert of it from there was found again.
+    restart = {m: {d.name: (-np.inf if origin[m] else st_since) for d in engine.dets
+                   for st_since in [snap_since(snap, d.name, m, frm[m])]} for m in todo}
+    engine._take(res, rep)
+    _exact(engine, [a for a in res.alerts if a.meter_id in set(todo)])
+    _withdraw(engine, res, rep, {m: {d: max(v, engine.rewinds[m][1]) for d, v in restart[m].items()}
+                                 for m in todo})
+    for m in todo:
+        engine.rewinds.pop(m, None)
+
+
+def _before_alerts(engine, frm: dict[str, float]) -> dict[str, float]:
+    """Move each restart point before the start of any kept alert of the meter that runs across
+    it: re-judged from there, such an alert is found again whole (grown, shrunk or gone), not cut."""
+    names = [d.name for d in engine.dets]
+    out = dict(frm)
+    for m, s in frm.items():
+        if not np.isfinite(s):
+            continue
+        rows = engine.store.con.execute(
+            f"SELECT epoch_us(start) / 1e6, epoch_us(\"end\") / 1e6 FROM alerts WHERE meter_id = ? "
+            f"AND detector IN ({', '.join('?' for _ in names)}) ORDER BY start DESC", [m, *names]).fetchall()
+        for a, b in rows:       # newest first: each one moved over may reach an older one
+            if a < s <= b + 1e-6:
+                s = a - 1e-6
+        out[m] = s
+    return out
+
+
+def _exact(engine, alerts) -> None:
+    """A re-judged alert is what the re-judging found: its end and score may have shrunk (a late
+    reading filled a gap), which the store's upsert (it keeps the greatest) does not write."""
+    if not alerts:
+        return
+    con = engine.store.con
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for a in {a.id: a for a in alerts}.values():
+            con.execute("UPDATE alerts SET \"end\" = ?::TIMESTAMPTZ, score = ? WHERE id = ?", [a.end, a.score, a.id])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def snap_since(snap, name: str, m: str, frm: float) -> float:
+    return min(snap[3][name].get(m, np.inf), frm)
+
+
+def _withdraw(engine, res, rep, since: dict[str, dict[str, float]]) -> None:
+    """Delete open alerts of the rewound meters, in their re-judged span (per detector: from where
+    its post-rules restarted), that were not found again."""
+    found = {a.id for a in res.alerts}
+    con = engine.store.con
+    gone = []
+    for m, per in since.items():
+        rows = con.execute("SELECT id, detector, epoch_us(start) FROM alerts WHERE meter_id = ? AND status = 'open'",
+                           [m]).fetchall()
+        gone += [i for i, d, t in rows if d in per and t / 1e6 >= per[d] and i not in found]
+    if not gone:
+        return
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"DELETE FROM alerts WHERE id IN ({', '.join('?' for _ in gone)})", gone)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    for i in gone:
+        engine.alerts.pop(i, None)
+        engine._written.pop(i, None)
+        if i in engine.open_ids:
+            engine.open_ids.discard(i)
+            rep.ended.append(i)
+        log.info("alert %s withdrawn: not found again when its meter was re-judged", i)
+    engine.counters["alerts_withdrawn"] += len(gone)
+
+
+def _snapshot(st):
+    return (None if st.tail is None else st.tail.copy(), dict(st.origin), dict(st.n_before),
+            copy.deepcopy(st.since), copy.deepcopy(st.emitted), set(st._said))
+
+
+def _restore(st, snap) -> None:
+    tail, origin, n_before, since, emitted, said = snap
+    st.tail = None if tail is None else tail.copy()
+    st.origin, st.n_before = dict(origin), dict(n_before)
+    st.since, st.emitted, st._said = copy.deepcopy(since), copy.deepcopy(emitted), set(said)
