@@ -301,6 +301,16 @@ def _warm_rows(pdf):
     return pdf
 
 
+def _warm_part(items):
+    """The same warm-up for the RDD API's Python workers: Spark keeps them apart from the SQL
+    (``applyInPandas``) workers (other processes), so warming only the latter warmed only the naive
+    side, and ``detect --engine spark``'s timing paid its workers' start and imports (2-8 s)."""
+    import os
+
+    _warm_rows(None)
+    yield os.getpid()
+
+
 def _naive_rows(pdf, unit: str = "ns"):
     """The naive UDF: one meter; the default detectors built, fitted and run on it alone
     (``pdf`` as :func:`wattwatch.runners.spark.to_spark` sends it, times in ``unit``)."""
@@ -330,6 +340,7 @@ def _fleet_worker(path: str, master: str) -> dict:
     # Warm-up, for neither side: the JVM's first job, the Python workers' start and their imports.
     t0 = time.perf_counter()
     spark.range(4 * cores).groupBy("id").applyInPandas(_warm_rows, "id long").collect()
+    spark.sparkContext.parallelize(range(4 * cores), 4 * cores).mapPartitions(_warm_part).collect()
     warm_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
