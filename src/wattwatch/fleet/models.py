@@ -4,7 +4,8 @@ Which delivery points (PODs) behave unlike the rest of the fleet this period? Th
 scikit-learn look at the feature table from three angles: PCA reconstruction error (a row that the
 fleet's main directions of variation do not explain), Isolation Forest (a row that random splits
 isolate quickly) and the Local Outlier Factor (a row in a sparser neighbourhood than its
-neighbours'). Their scores are combined into a consensus ranking, and by a vote.
+neighbours'). Their scores are combined into a consensus ranking, whose top q is the label; how
+many models put a row in their own top q is kept as ``votes``.
 
 The consensus. Averaging the three rank percentiles, as a first version did, let a model that is
 unsure of its list drag the others' (on the simulated POD fleet Isolation Forest's precision@k was
@@ -82,7 +83,8 @@ class FleetScores:
         ``{model}_rank`` (1 = most anomalous) for pca, iforest and lof; ``consensus_score`` (the rank
         percentile, 0..1, higher = worse, of the consensus ``chosen["consensus"]`` names: models and
         rule, chosen by stability), ``consensus_rank``, ``votes`` (how many
-        models put the row in their top q), ``consensus_label`` (votes >= 2), ``rank_in_period``
+        models put the row in their top q), ``consensus_label`` (the row is in the consensus's own
+        top q: ``consensus_rank`` <= ceil(q n), ties included), ``rank_in_period``
         and ``driver_1..3`` with ``driver_1..3_z``: the features with the largest robust |z|.
     chosen : dict
         Hyper-parameters and the criterion value of every candidate tried.
@@ -389,7 +391,10 @@ def score(features: pd.DataFrame, *, seed: int = 0, feature_cols: list[str] | No
     out["consensus_score"] = cons
     out["consensus_rank"] = _rank_desc(cons)
     out["votes"] = votes
-    out["consensus_label"] = votes >= 2
+    # The label is the chosen consensus's own top-q list (the list whose stability chose it), so
+    # that label and score say the same thing; a 2-of-3 vote of all three models labelled rows that
+    # the consensus score (following a subset) ranked low. ``votes`` stays, for information.
+    out["consensus_label"] = out["consensus_rank"].to_numpy() <= kq
     out["rank_in_period"] = out.groupby("period", sort=False)["consensus_score"].rank(
         ascending=False, method="min").astype(np.int64)
     # The features that drove the row: largest robust |z| (before the clip).
@@ -416,7 +421,8 @@ def score(features: pd.DataFrame, *, seed: int = 0, feature_cols: list[str] | No
         "iforest": {"max_samples": int(max_samples), "n_estimators": N_TREES, **if_info},
         "lof": {"n_neighbors": int(n_neighbors), "n_neighbors_full": int(k_full), **lof_info},
         "consensus": {"models": list(use), "rule": rule, **cons_info},
-        "vote": f"top {q:.0%} of each model ({kq} rows); label = at least 2 of 3 votes",
+        "vote": f"top {q:.0%} of each model ({kq} rows), counted in votes",
+        "label": f"consensus_label: the top {q:.0%} of the consensus ({'+'.join(use)}, {rule}): consensus_rank <= {kq}",
         "duplicate_rows": n_dupes,
         "warnings": sorted({f"{w.category.__name__}: {w.message}" for w in caught}),
     }
