@@ -215,9 +215,9 @@ def fleet_benchmark(meters: int = 200, days: float = 14.0, seed: int = 0, master
     Spark allows one session per process, so each master runs in its own worker process (a fresh
     JVM and Python workers each): there, after a warm-up job that starts the Python workers,
 
-    - **ours** is what ``detect --engine spark`` does on a fleet without state: on the driver, every
-      meter's state profiled, the fitted
-      detectors pickled and broadcast, then meter groups (``GROUPS_PER_CORE`` per core, at most
+    - **ours** is what ``detect --engine spark`` does on a fleet without state: every meter's state
+      fitted in meter groups on Spark (``runners.spark.profile``), the fitted detectors pickled and
+      broadcast, then meter groups (``GROUPS_PER_CORE`` per core, at most
       500k readings each) each sent as one Arrow IPC message, one task per group (no shuffle),
       through the core, Outcomes back to the driver;
     - **naive** is one meter per group, the same detectors built, fitted and run inside the UDF
@@ -328,7 +328,7 @@ def _fleet_worker(path: str, master: str) -> dict:
 
     import pandas as pd
 
-    from wattwatch.detect.engine import DetectionResult, EngineConfig, profile
+    from wattwatch.detect.engine import DetectionResult, EngineConfig
     from wattwatch.detect.frame import prepare
     from wattwatch.detect.registry import build_all
     from wattwatch.runners import spark as sparkrun
@@ -346,7 +346,7 @@ def _fleet_worker(path: str, master: str) -> dict:
     t0 = time.perf_counter()
     dets = build_all(list(FLEET_BENCH_DETECTORS))
     cfg = EngineConfig()
-    notes = profile(full, dets, cfg)
+    notes = sparkrun.profile(full, dets, cfg, master=master)  # what detect --engine spark fits with
     fit_s = time.perf_counter() - t0
     ours = DetectionResult()
     sparkrun.judge(full, dets, cfg, ours, master=master)
