@@ -214,14 +214,14 @@ def test_fitting_on_spark_learns_the_local_state(spark, fleet):
     resets = {(meter, "*"): pd.Timestamp(full["ts"].min()) + pd.Timedelta(hours=12)}
     local, on_spark = registry.build_all(list(FLEET_BENCH_DETECTORS)), registry.build_all(list(FLEET_BENCH_DETECTORS))
     notes_local = profile(full, local, cfg, resets)
-    notes_spark = sparkrun.profile(full, on_spark, cfg, resets, groups=3)
+    notes_spark = sparkrun.profile(full, on_spark, cfg, resets, groups=3, where="spark")
     assert notes_local == notes_spark
     for a, b in zip(local, on_spark):
         assert set(a.state_) == set(b.state_) == {str(m) for m in full["meter_id"].unique()}, a.name
         assert json.dumps(a.get_state(), sort_keys=True) == json.dumps(b.get_state(), sort_keys=True), a.name
     assert on_spark[0].state_[meter]["judge_from"] == resets[(meter, "*")].timestamp()
     before = {d.name: dict(d.state_) for d in on_spark}
-    assert sparkrun.profile(full, on_spark, cfg, resets) == []  # nothing left to fit: no job
+    assert sparkrun.profile(full, on_spark, cfg, resets, where="spark") == []  # nothing left to fit: no job
     assert all(d.state_[m] is before[d.name][m] for d in on_spark for m in before[d.name])
     r_local, r_spark = DetectionResult(), DetectionResult()
     judge(full, local, EngineConfig(workers=1), r_local)

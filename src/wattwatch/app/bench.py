@@ -216,8 +216,8 @@ def fleet_benchmark(meters: int = 200, days: float = 14.0, seed: int = 0, master
     JVM and Python workers each): there, after a warm-up job that starts the Python workers,
 
     - **ours** is what ``detect --engine spark`` does on a fleet without state: every meter's state
-      fitted in meter groups on Spark (``runners.spark.profile``), the fitted detectors pickled and
-      broadcast, then meter groups (``GROUPS_PER_CORE`` per core, at most
+      fitted by ``runners.spark.profile`` (on the driver for ``local[N]``, in meter groups on Spark
+      for a cluster), the fitted detectors pickled and broadcast, then meter groups (``GROUPS_PER_CORE`` per core, at most
       500k readings each) each sent as one Arrow IPC message, one task per group (no shuffle),
       through the core, Outcomes back to the driver;
     - **naive** is one meter per group, the same detectors built, fitted and run inside the UDF
