@@ -43,6 +43,9 @@ def main() -> None:
                                        values=["roc_auc", "precision_at_k"])
         print("\nsimulated fleet: ROC-AUC and precision@k (k = positives) per fault type")
         print(piv.round(3).to_string())
+        cons = r["chosen"].get("consensus", {})
+        print(f"\nconsensus chosen by stability: {'+'.join(cons.get('models', []))} ({cons.get('rule')}); "
+              f"label: {r['chosen'].get('label', 'votes >= 2')}")
         print("\nenergy balance localisation:")
         for k, v in r["localisation"].items():
             print(f"  {k}: {v:.3f}" if isinstance(v, float) else f"  {k}: {v}")

@@ -440,11 +440,16 @@ def fit(source: Source, *, db: str | Path | None = None, detectors: Sequence[str
             store.close()
 
 
-def _ensure_state(store, dets, cat: pd.DataFrame, cfg, persistent: bool, resets: dict, on_stage=None) -> list[str]:
+def _ensure_state(store, dets, cat: pd.DataFrame, cfg, persistent: bool, resets: dict, on_stage=None,
+                  profile=None) -> list[str]:
     """Profile meters that have no state (on their own first days), re-learn (meter, detector)
-    pairs an operator reset, and train fleet models a grid step lacks; keep all of it."""
+    pairs an operator reset, and train fleet models a grid step lacks; keep all of it.
+    ``profile``: the runner's fitting step (default: the local engine's)."""
     from wattwatch.detect import state
-    from wattwatch.detect.engine import _reset_pending, profile
+    from wattwatch.detect.engine import _reset_pending
+
+    if profile is None:
+        from wattwatch.detect.engine import profile
     from wattwatch.detect.frame import prepare
 
     names = [str(m) for m in cat["meter_id"]]
@@ -602,7 +607,8 @@ def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list
         if persistent and state is None:
             result.notices += _state_store_load(store, dets, names)
         resets = alert_store.resets(store.con) if persistent else {}
-        result.notices += _ensure_state(store, dets, cat, cfg, persistent, resets, on_stage)
+        result.notices += _ensure_state(store, dets, cat, cfg, persistent, resets, on_stage,
+                                        profile=getattr(judge, "profile", None))
         _judge_window(store, dets, cat, cfg, start_ts, end_ts, result, want_scores,
                       on_progress, on_stage, judge=judge)
         if want_scores:
@@ -719,7 +725,8 @@ def _load_reach(store, names, todo, since, since_t, back, ahead, end, first, rea
 
 
 def _runner(engine: str, master: str | None):
-    """The judging step of ``engine``: :func:`wattwatch.detect.engine.judge` or Spark's."""
+    """The judging step of ``engine``: :func:`wattwatch.detect.engine.judge` or Spark's, which
+    carries Spark's fitting step as ``.profile`` (:func:`wattwatch.runners.spark.profile`)."""
     if engine == "local":
         if master is not None:
             raise ConfigError(f"master {master!r} is for engine='spark'; the local engine runs on this machine")
@@ -732,7 +739,9 @@ def _runner(engine: str, master: str | None):
         from wattwatch.runners import spark
 
         spark.session(master or "local[2]")  # fails now, before any work, when Java or pyspark is missing
-        return functools.partial(spark.judge, master=master or "local[2]")
+        run = functools.partial(spark.judge, master=master or "local[2]")
+        run.profile = functools.partial(spark.profile, master=master or "local[2]")  # its fitting step
+        return run
     raise ConfigError(f"engine: expected 'local' or 'spark', got {engine!r}")
 
 

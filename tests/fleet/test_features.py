@@ -161,3 +161,45 @@ def test_pandas_and_spark_give_the_same_features(spark):
                                   check_dtype=False)
     np.testing.assert_allclose(a.hourly["e_kwh"], b.hourly["e_kwh"], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(a.hourly["coverage"], b.hourly["coverage"], rtol=1e-9, atol=1e-12)
+
+
+def _edge_fleet() -> pd.DataFrame:
+    """Eight hourly PODs and a panel meter on QE1, two weeks; POD ONE has a single reading, POD NAN
+    only readings whose every channel is NaN."""
+    ok = [pod(f"P{i}", 14, 3600, lambda ts, i=i: 1.0 + i + 0.1 * np.sin(np.arange(len(ts))), panel_id="QE1",
+              pf=0.9, q_kvar=0.3) for i in range(8)]
+    one = pod("ONE", 14, 3600, 1.0, panel_id="QE1", pf=0.9, q_kvar=0.3).iloc[:1]
+    nan = pod("NAN", 14, 3600, np.nan, panel_id="QE1", pf=np.nan, q_kvar=np.nan)
+    panel = pod("QE1", 14, 3600, 40.0, panel_id="QE1")
+    return pd.concat(ok + [one, nan, panel], ignore_index=True)
+
+
+@pytest.mark.parametrize("min_coverage", [0.8, 0.0])
+def test_a_single_reading_pod_and_an_all_nan_pod_are_excluded_with_the_reason(min_coverage):
+    ff = pod_periods(_edge_fleet(), "week", min_coverage=min_coverage)
+    ex = ff.excluded.set_index("pod_id")["reason"]
+    # whatever the threshold (0 included): no time covered means nothing to compare, never a
+    # row of missing features that the models would impute to the fleet's median
+    assert set(ex.index) == {"ONE", "NAN", "QE1"}
+    assert "2025-03-03: no time covered by readings with a value" in ex["NAN"] and "2 of 2 periods" in ex["NAN"]
+    assert "2025-03-10: no data" in ex["ONE"]
+    assert set(ff.features["pod_id"]) == {f"P{i}" for i in range(8)}
+    assert np.isfinite(ff.features["e_kwh_sum"]).all()
+
+
+def test_single_reading_and_all_nan_pods_end_to_end_and_on_spark(tmp_path, spark):
+    from wattwatch import api
+    from wattwatch.fleet.spark import pod_periods_spark
+
+    f = _edge_fleet()
+    a = pod_periods(f, "week", min_coverage=0.0)
+    b = pod_periods_spark(spark.createDataFrame(conform(f)), "week", min_coverage=0.0, hourly="all")
+    pd.testing.assert_frame_equal(a.excluded, b.excluded)
+    pd.testing.assert_frame_equal(a.features[["pod_id", "period"]], b.features[["pod_id", "period"]])
+    path = tmp_path / "edge.parquet"
+    f.to_parquet(path, index=False)
+    r = api.fleet([path], period="week", min_coverage=0.0, min_peers=2, out=tmp_path / "fleet.parquet")
+    table = pd.read_parquet(tmp_path / "fleet.parquet")
+    assert set(table["pod_id"]) == {f"P{i}" for i in range(8)} and np.isfinite(table["consensus_score"]).all()
+    assert {"ONE", "NAN"} <= set(pd.read_csv(tmp_path / "fleet.excluded.csv")["pod_id"])
+    assert r.balance is not None  # the panel is balanced with its two PODs without data among its PODs

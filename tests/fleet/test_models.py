@@ -43,7 +43,11 @@ def test_planted_outliers_rank_on_top_for_every_model_and_the_consensus(planted)
     assert y[t["consensus_label"].to_numpy()].mean() >= 0.7
     assert r.silhouette > 0.1
     assert set(t["votes"]) <= {0, 1, 2, 3}
-    assert (t["consensus_label"] == (t["votes"] >= 2)).all()
+    # the label is the chosen consensus's own top q (not a vote of models the consensus may leave out)
+    kq = int(np.ceil(r.chosen["q"] * len(t)))
+    assert (t["consensus_label"] == (t["consensus_rank"] <= kq)).all()
+    assert t["consensus_label"].sum() >= kq
+    assert r.chosen["label"].startswith("consensus_label: the top 5% of the consensus (" + "+".join(r.chosen["consensus"]["models"]))
 
 
 def test_table_has_ranks_drivers_and_the_chosen_hyper_parameters(planted):

@@ -201,3 +201,29 @@ def test_group_count_per_core_and_capped_in_readings():
     assert sparkrun.group_count(np.full(400, 100_000), cores=2) == 80  # 40 M / 500 k
     assert sparkrun.group_count(np.full(3, 10), cores=8) == 3  # never more groups than meters
     assert sparkrun.group_count(sizes, cores=2, groups=5) == 5
+
+
+def test_fitting_on_spark_learns_the_local_state(spark, fleet):
+    """The per-meter fit in meter groups on Spark learns what the local engine learns, an operator
+    reset included; a second call finds nothing to fit; the alerts judged with it are the same."""
+    from wattwatch.app.bench import FLEET_BENCH_DETECTORS
+
+    _, full, _ = fleet
+    cfg = EngineConfig(profile_days=2.0)
+    meter = str(full["meter_id"].iat[0])
+    resets = {(meter, "*"): pd.Timestamp(full["ts"].min()) + pd.Timedelta(hours=12)}
+    local, on_spark = registry.build_all(list(FLEET_BENCH_DETECTORS)), registry.build_all(list(FLEET_BENCH_DETECTORS))
+    notes_local = profile(full, local, cfg, resets)
+    notes_spark = sparkrun.profile(full, on_spark, cfg, resets, groups=3, where="spark")
+    assert notes_local == notes_spark
+    for a, b in zip(local, on_spark):
+        assert set(a.state_) == set(b.state_) == {str(m) for m in full["meter_id"].unique()}, a.name
+        assert json.dumps(a.get_state(), sort_keys=True) == json.dumps(b.get_state(), sort_keys=True), a.name
+    assert on_spark[0].state_[meter]["judge_from"] == resets[(meter, "*")].timestamp()
+    before = {d.name: dict(d.state_) for d in on_spark}
+    assert sparkrun.profile(full, on_spark, cfg, resets, where="spark") == []  # nothing left to fit: no job
+    assert all(d.state_[m] is before[d.name][m] for d in on_spark for m in before[d.name])
+    r_local, r_spark = DetectionResult(), DetectionResult()
+    judge(full, local, EngineConfig(workers=1), r_local)
+    sparkrun.judge(full, on_spark, cfg, r_spark)
+    assert [a.to_json() for a in r_local.alerts] == [a.to_json() for a in r_spark.alerts] and r_local.alerts

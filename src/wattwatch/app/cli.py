@@ -1767,7 +1767,7 @@ def bench_fleet(
                       f"{ok}{x['ratio']:.3f}", f"{x['ours_alerts']} / {x['naive_alerts']}", f"{x['peak_rss_mb']:,.0f}")
     console.print(table)
     for x in r["runs"]:
-        console.print(f"{x['master']}: ours = {x['ours_fit_s']:.1f} s state and fleet model on the driver + "
+        console.print(f"{x['master']}: ours = {x['ours_fit_s']:.1f} s fitting the state (on the driver for local[N]) + "
                       f"{x['ours_judge_s']:.1f} s judging in {x['groups']} group(s) on Spark; "
                       f"warm-up job {x['warmup_s']:.1f} s, not counted")
     console.print("both sides: the default detectors without the learned ensemble (a fleet model cannot be trained "

@@ -23,7 +23,7 @@ arithmetic — ratios, previous periods, peer medians — is one shared pandas f
    is not a half-empty first month); an edge period the span covers less than half of is left out
    with a note.
 5. **Complete-POD filter** (``.excluded``): a POD is scored only with coverage >= ``min_coverage``
-   (0.8) in every period of the span; otherwise it is listed with the reason (which periods, what
+   (0.8), and above 0 (some time covered by readings with a value), in every period of the span; otherwise it is listed with the reason (which periods, what
    coverage). Panel meters are listed too (they feed the energy balance, they are not PODs).
 6. **Peer group**: the POD's panel when the panel has at least ``min_peers`` (5) scored PODs in the
    period, else its town under the same rule, else the whole fleet.
@@ -431,14 +431,18 @@ def finish(p: Partials, period: str, *, min_coverage: float, min_peers: int) -> 
     pods = [m for m in all_meters if m not in panel_ids]
     cov = df.pivot_table(index="pod_id", columns="period", values="coverage", aggfunc="first", observed=True)
     cov = cov.reindex(index=pd.Index(pods, dtype="string"), columns=required)
-    bad_cells = cov.isna() | (cov < min_coverage)
+    # A period with no time covered by readings with a value (every channel NaN, one reading alone)
+    # has no consumption to compare, whatever the threshold: at min_coverage 0 such a POD was scored
+    # on features that were all missing (imputed to the fleet's median: the most normal POD).
+    bad_cells = cov.isna() | (cov < min_coverage) | (cov <= 0)
     bad_pods = bad_cells.any(axis=1)
     for m in cov.index[bad_pods.to_numpy()]:
         row = cov.loc[m]
-        why = [f"{per}: no data" if np.isnan(v) else f"{per}: coverage {v:.2f}" for per, v in row.items()
-               if np.isnan(v) or v < min_coverage]
+        why = [f"{per}: no data" if np.isnan(v) else f"{per}: no time covered by readings with a value" if v <= 0 else
+               f"{per}: coverage {v:.2f}" for per, v in row.items() if np.isnan(v) or v < min_coverage or v <= 0]
         shown = "; ".join(why[:4]) + (f"; and {len(why) - 4} more" if len(why) > 4 else "")
-        excluded.append((str(m), f"incomplete (coverage < {min_coverage:g} in {len(why)} of {len(required)} periods): {shown}"))
+        excluded.append((str(m), f"incomplete (coverage under {min_coverage:g}, or none, in "
+                                 f"{len(why)} of {len(required)} periods): {shown}"))
     keep = set(str(m) for m in cov.index[~bad_pods.to_numpy()])
     df = df[df["pod_id"].isin(keep)].copy()
     df = df.merge(meters.rename(columns={"meter_id": "pod_id"}), on="pod_id", how="left")

@@ -4,7 +4,8 @@ Which delivery points (PODs) behave unlike the rest of the fleet this period? Th
 scikit-learn look at the feature table from three angles: PCA reconstruction error (a row that the
 fleet's main directions of variation do not explain), Isolation Forest (a row that random splits
 isolate quickly) and the Local Outlier Factor (a row in a sparser neighbourhood than its
-neighbours'). Their scores are combined into a consensus ranking, and by a vote.
+neighbours'). Their scores are combined into a consensus ranking, whose top q is the label; how
+many models put a row in their own top q is kept as ``votes``.
 
 The consensus. Averaging the three rank percentiles, as a first version did, let a model that is
 unsure of its list drag the others' (on the simulated POD fleet Isolation Forest's precision@k was
@@ -82,7 +83,8 @@ class FleetScores:
         ``{model}_rank`` (1 = most anomalous) for pca, iforest and lof; ``consensus_score`` (the rank
         percentile, 0..1, higher = worse, of the consensus ``chosen["consensus"]`` names: models and
         rule, chosen by stability), ``consensus_rank``, ``votes`` (how many
-        models put the row in their top q), ``consensus_label`` (votes >= 2), ``rank_in_period``
+        models put the row in their top q), ``consensus_label`` (the row is in the consensus's own
+        top q: ``consensus_rank`` <= ceil(q n), ties included), ``rank_in_period``
         and ``driver_1..3`` with ``driver_1..3_z``: the features with the largest robust |z|.
     chosen : dict
         Hyper-parameters and the criterion value of every candidate tried.
@@ -137,11 +139,32 @@ def _rank_desc(s: np.ndarray) -> np.ndarray:
     return rankdata(-s, method="min").astype(np.int64)
 
 
-def _pca_scores(x_fit: np.ndarray, x: np.ndarray, n_components: int, seed: int) -> np.ndarray:
+def _pca_scores(x_fit: np.ndarray, x: np.ndarray, n_components: int, seed: int,
+                observed: np.ndarray | None = None) -> np.ndarray:
+    """Squared reconstruction error per row of ``x``. ``observed`` (the shape of ``x``): which values
+    were present; a row with missing values is projected on the components by its present values
+    only (least squares) and its error summed over them, times d / present: the median put in its
+    place breaks the correlations the components learned (f1 missing, f2 normal: a large error on f1
+    that the POD never showed), which made normal rows with a missing feature PCA's suspects."""
     from sklearn.decomposition import PCA
     p = PCA(n_components=n_components, svd_solver="full", random_state=seed).fit(x_fit)
     r = x - p.inverse_transform(p.transform(x))
-    return np.einsum("ij,ij->i", r, r)
+    out = np.einsum("ij,ij->i", r, r)
+    if observed is None or observed.all():
+        return out
+    w, c = p.components_, x - p.mean_
+    holes = ~observed.all(axis=1)
+    patterns, which = np.unique(observed[holes], axis=0, return_inverse=True)
+    rows = np.flatnonzero(holes)
+    for k, obs in enumerate(patterns):  # one least-squares solve per pattern of missing features
+        at = rows[which.ravel() == k]
+        if not obs.any():
+            out[at] = 0.0
+            continue
+        t = np.linalg.lstsq(w[:, obs].T, c[np.ix_(at, obs)].T, rcond=None)[0]
+        rk = c[np.ix_(at, obs)] - t.T @ w[:, obs]
+        out[at] = np.einsum("ij,ij->i", rk, rk) * (x.shape[1] / obs.sum())
+    return out
 
 
 def _iforest_scores(x_fit: np.ndarray, x: np.ndarray, max_samples: int, seed: int) -> np.ndarray:
@@ -192,7 +215,8 @@ def _silhouette_top(x: np.ndarray, s: np.ndarray, q: float, seed: int) -> float:
 
 
 def choose_by_stability(x: np.ndarray, model: str, candidates: list[int], *, seed: int, q: float,
-                        replicates: int = 6, share: float = 0.8, keep: dict | None = None) -> tuple[int, dict]:
+                        replicates: int = 6, share: float = 0.8, keep: dict | None = None,
+                        observed: np.ndarray | None = None) -> tuple[int, dict]:
     """The candidate whose top-q list is most stable across seeded subsamples (see module doc).
     ``keep``: given a dict, the chosen candidate's replicate scores (``scores``, (B, n), NaN where a
     row was left out) and ``members`` are put in it (the subsamples depend on ``seed``, ``n``,
@@ -212,7 +236,7 @@ def choose_by_stability(x: np.ndarray, model: str, candidates: list[int], *, see
             if model == "lof":
                 sc[b, idx] = _lof_scores(xb, c)
             elif model == "pca":
-                sc[b, idx] = _pca_scores(xb, xb, c, seed)
+                sc[b, idx] = _pca_scores(xb, xb, c, seed, None if observed is None else observed[idx])
             else:
                 sc[b, idx] = _iforest_scores(xb, xb, c, seed + 1000 + b)
         vals[c] = _topk_jaccard(sc, members, q)
@@ -220,7 +244,7 @@ def choose_by_stability(x: np.ndarray, model: str, candidates: list[int], *, see
     tied = [c for c in candidates if vals[c] >= top - TIE]
     if len(tied) > 1:
         for c in tied:
-            full = (_lof_scores(x, c) if model == "lof" else _pca_scores(x, x, c, seed) if model == "pca"
+            full = (_lof_scores(x, c) if model == "lof" else _pca_scores(x, x, c, seed, observed) if model == "pca"
                     else _iforest_scores(x, x, c, seed))
             sil[c] = _silhouette_top(x, full, q, seed)
         best = max(tied, key=lambda c: (np.nan_to_num(sil[c], nan=-2.0), -candidates.index(c)))
@@ -352,16 +376,18 @@ def score(features: pd.DataFrame, *, seed: int = 0, feature_cols: list[str] | No
     if not kept:
         raise ValueError(f"features: no usable feature column (dropped: {dropped})")
     x = np.nan_to_num(np.clip(z, -CLIP, CLIP), nan=0.0)
+    observed = np.isfinite(z)
 
     rng = np.random.default_rng(seed)
-    xs = x[np.sort(rng.choice(n, search_rows, replace=False))] if n > search_rows else x
+    sample = np.sort(rng.choice(n, search_rows, replace=False)) if n > search_rows else np.arange(n)
+    xs = x[sample]
     # Library warnings (LOF on many identical rows, e.g. months of zeros) are kept in ``chosen``
     # rather than printed once per candidate and subsample.
     keep = {m: {} for m in MODELS}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         n_comp, pca_info = choose_by_stability(xs, "pca", _pca_candidates(xs.shape[1], len(xs)), seed=seed, q=q,
-                                               replicates=replicates, keep=keep["pca"])
+                                               replicates=replicates, keep=keep["pca"], observed=observed[sample])
         max_samples, if_info = choose_by_stability(xs, "iforest", _iforest_candidates(len(xs)), seed=seed, q=q,
                                                    replicates=replicates, keep=keep["iforest"])
         n_neighbors, lof_info = choose_by_stability(xs, "lof", _lof_candidates(len(xs)), seed=seed, q=q,
@@ -370,7 +396,7 @@ def score(features: pd.DataFrame, *, seed: int = 0, feature_cols: list[str] | No
         # On the full table, LOF's neighbourhood keeps the share of the fleet it had in the search sample.
         k_full = int(round(n_neighbors * n / len(xs)))
         scores = {
-            "pca": _pca_scores(x, x, min(n_comp, x.shape[1]), seed),
+            "pca": _pca_scores(x, x, min(n_comp, x.shape[1]), seed, observed),
             "iforest": _iforest_scores(x, x, max_samples, seed),
             "lof": _lof_scores(x, k_full),
         }
@@ -389,7 +415,10 @@ def score(features: pd.DataFrame, *, seed: int = 0, feature_cols: list[str] | No
     out["consensus_score"] = cons
     out["consensus_rank"] = _rank_desc(cons)
     out["votes"] = votes
-    out["consensus_label"] = votes >= 2
+    # The label is the chosen consensus's own top-q list (the list whose stability chose it), so
+    # that label and score say the same thing; a 2-of-3 vote of all three models labelled rows that
+    # the consensus score (following a subset) ranked low. ``votes`` stays, for information.
+    out["consensus_label"] = out["consensus_rank"].to_numpy() <= kq
     out["rank_in_period"] = out.groupby("period", sort=False)["consensus_score"].rank(
         ascending=False, method="min").astype(np.int64)
     # The features that drove the row: largest robust |z| (before the clip).
@@ -416,7 +445,8 @@ def score(features: pd.DataFrame, *, seed: int = 0, feature_cols: list[str] | No
         "iforest": {"max_samples": int(max_samples), "n_estimators": N_TREES, **if_info},
         "lof": {"n_neighbors": int(n_neighbors), "n_neighbors_full": int(k_full), **lof_info},
         "consensus": {"models": list(use), "rule": rule, **cons_info},
-        "vote": f"top {q:.0%} of each model ({kq} rows); label = at least 2 of 3 votes",
+        "vote": f"top {q:.0%} of each model ({kq} rows), counted in votes",
+        "label": f"consensus_label: the top {q:.0%} of the consensus ({'+'.join(use)}, {rule}): consensus_rank <= {kq}",
         "duplicate_rows": n_dupes,
         "warnings": sorted({f"{w.category.__name__}: {w.message}" for w in caught}),
     }
