@@ -147,14 +147,14 @@ def _engine(config: str | Path | dict | None):
 # ------------------------------------------------------------------------------------ input
 
 
-def open_store(path: str | Path, create: bool = False, read_only: bool = False):
-    """A store file; with ``create=False`` it must exist."""
+def open_store(path: str | Path, create: bool = False, read_only: bool = False, lock_wait_s: float = 0.0):
+    """A store file; with ``create=False`` it must exist; ``lock_wait_s``: see :class:`Store`."""
     from wattwatch.store import Store
 
     path = Path(path)
     if not create and str(path) != ":memory:" and not path.exists():
         raise StoreError(f"{path}: no such store (create one with `wattwatch ingest FILES --db {path}`)")
-    return Store(path, read_only=read_only)
+    return Store(path, read_only=read_only, lock_wait_s=lock_wait_s)
 
 
 def _is_store(x) -> bool:
@@ -1162,6 +1162,9 @@ class Watch:
     outputs: list = field(default_factory=list)   # per sink/action: its counters
 
 
+WATCH_LOCK_WAIT_S = 15.0
+
+
 def watch(config: str | Path | dict | Site, *, stop=None, until_done: bool = False, on_step=None,
           engine_hook=None) -> Watch:
     """Watch a site live: read its sources, store every reading, judge them piece by piece with the
@@ -1195,7 +1198,8 @@ def watch(config: str | Path | dict | Site, *, stop=None, until_done: bool = Fal
     site = config if isinstance(config, Site) else load_site(config)
     dets = build_detectors(None, site.detector_config)
     cfg = _engine(site.detector_config)
-    store = open_store(site.store, create=True)
+    # A dashboard page or an `alerts list` may hold the file for a moment as watch starts: wait it out.
+    store = open_store(site.store, create=True, lock_wait_s=WATCH_LOCK_WAIT_S)
     try:
         engine = live.StreamEngine(store, dets, cfg, site.stream)
         if engine_hook:

@@ -191,3 +191,29 @@ def test_memory_stays_flat_across_the_blocks_of_one_large_file(tmp_path: Path, m
         c = ingest_path(s, big)
     assert c.stored == 400_000 and len(seen) > 20
     assert max(seen[-5:]) < min(seen[:5]) + (8 << 20), [x >> 20 for x in seen]
+
+
+def test_a_writer_waits_out_a_short_reader_lock(tmp_path):
+    """``lock_wait_s``: a writer opening while another process holds the file gets it once the
+    reader lets go (``watch`` starting beside a dashboard page); without it, it fails at once."""
+    import subprocess
+    import sys
+    import time
+
+    from wattwatch.store import Store, StoreError
+
+    db = tmp_path / "s.duckdb"
+    Store(db).close()
+    code = ("import sys, time, duckdb; c = duckdb.connect(sys.argv[1], read_only=True); "
+            "print('held', flush=True); time.sleep(float(sys.argv[2])); c.close()")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(db), "1.5"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(StoreError, match="locked"):
+            Store(db)
+        t0 = time.monotonic()
+        s = Store(db, lock_wait_s=30)
+        assert time.monotonic() - t0 < 25
+        s.close()
+    finally:
+        holder.wait(30)

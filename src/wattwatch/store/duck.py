@@ -140,11 +140,15 @@ class Store:
         disk beyond it, which keeps ingest of large files within a fixed footprint.
     jitter_tol_s : float
         Largest timestamp difference treated as the same reading reported twice.
+    lock_wait_s : float
+        How long to keep trying when another process holds the file's lock (default 0: fail at
+        once). A long-running writer (``watch``) waits out short readers (a dashboard page, an
+        ``alerts list``) instead of failing to start.
     """
 
     def __init__(self, path: str | Path = DEFAULT_DB, *, read_only: bool = False, create: bool = True,
                  memory_limit: str | None = None, threads: int | None = None,
-                 jitter_tol_s: float = DEFAULT_JITTER_TOL_S):
+                 jitter_tol_s: float = DEFAULT_JITTER_TOL_S, lock_wait_s: float = 0.0):
         self.path = Path(path)
         self.jitter_tol_s = float(jitter_tol_s)
         memory = str(path) == ":memory:"
@@ -152,11 +156,17 @@ class Store:
             raise StoreError(f"{self.path}: no such store (create one with `wattwatch ingest FILES --db {self.path}`)")
         if not memory and self.path.is_dir():
             raise StoreError(f"{self.path}: is a folder, not a store file")
-        try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.Error as exc:
-            raise StoreError(f"{self.path}: cannot open store (not a DuckDB file, damaged, or locked by "
-                             f"another process): {exc}") from exc
+        deadline = time.monotonic() + max(0.0, float(lock_wait_s))
+        while True:
+            try:
+                self.con = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.Error as exc:
+                if "lock" in str(exc).lower() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    continue
+                raise StoreError(f"{self.path}: cannot open store (not a DuckDB file, damaged, or locked by "
+                                 f"another process): {exc}") from exc
         try:
             self.con.execute("SET TimeZone = 'UTC'")
             self.con.execute(f"SET memory_limit = '{memory_limit or os.environ.get('WATTWATCH_MEMORY_LIMIT', '1GB')}'")
