@@ -67,6 +67,11 @@ profile_days = 1.0
         assert r.returncode == 0, r.stderr
         shown = json.loads(r.stdout)
         assert shown["id"] == aid and shown["status"] == "acknowledged" and shown["note"] == "on it"
+        r = _cli("alerts", "list", "--status", "acknowledged", "--db", str(db), "--json")
+        assert r.returncode == 0, r.stderr
+        assert [a["id"] for a in json.loads(r.stdout)] == [aid]
+        r = _cli("alerts", "list", "--status", "open", "--db", str(db), "--json")
+        assert r.returncode == 0 and aid not in [a["id"] for a in json.loads(r.stdout)], r.stderr
         r = _cli("alerts", "ack", aid, "--db", str(db))
         assert r.returncode == 0 and "already acknowledged" in r.stderr
         r = _cli("alerts", "clear", aid, "--db", str(db))
@@ -121,6 +126,9 @@ class _Eng:
     (b'{"op": "set_status", "id": "x", "status": "deleted"}', "status must be"),
     (b'{"op": "set_status", "id": 5, "status": "cleared"}', "id must be"),
     (b'{"op": "show", "id": "' + b"x" * 70000 + b'"}', "larger than"),
+    (b'{"op": "list", "status": "open", "sql": "DROP TABLE alerts"}', "unknown field"),
+    (b'{"op": "list", "min_score": "1; DROP"}', "min_score must be"),
+    (b'{"op": "list", "status": "nonsense"}', "status must be"),
 ])
 def test_a_bad_request_is_answered_with_an_error_and_nothing_is_done(tmp_path, raw, needle):
     import duckdb

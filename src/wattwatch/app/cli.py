@@ -1033,14 +1033,18 @@ def alerts_list(db: Path = DB_OPTION, status: str = typer.Option("open", "--stat
     if status != "all" and status not in alert_store.STATUSES:
         _fail(f"--status must be one of {', '.join(alert_store.STATUSES)} or all, not {status!r}")
     _check_filters(min_severity, min_score)
-    store = _open_store(db, must_exist=True)
-    try:
-        df = alert_store.list_alerts(store.con, status, meter, min_severity, min_score)
-    except ValueError as exc:
-        _fail(str(exc))
-    finally:
-        store.close()
-    rows = [record(r) for r in df.to_dict("records")]
+    store = _reader_or_watcher(db)
+    if store is None:   # `watch` holds the store: it lists the alerts for us between steps
+        rows = _ask_watcher(db, {"op": "list", "status": status, "meter": meter, "min_severity": min_severity,
+                                 "min_score": min_score})["alerts"]
+    else:
+        try:
+            df = alert_store.list_alerts(store.con, status, meter, min_severity, min_score)
+        except ValueError as exc:
+            _fail(str(exc))
+        finally:
+            store.close()
+        rows = [record(r) for r in df.to_dict("records")]
     if as_json:
         print(_json(rows))
         return
@@ -1118,6 +1122,21 @@ def _store_or_watcher(db: Path):
     _open_store_checks(db)
     try:
         return Store(db)
+    except StoreError as exc:
+        if control.watcher(db) is not None:
+            return None
+        _fail(str(exc))
+
+
+def _reader_or_watcher(db: Path):
+    """The store opened for reading, or None when a running `watch` holds it (see
+    :func:`_store_or_watcher`)."""
+    from wattwatch.runners import control
+    from wattwatch.store import Store, StoreError
+
+    _open_store_checks(db)
+    try:
+        return Store(db, read_only=True)
     except StoreError as exc:
         if control.watcher(db) is not None:
             return None

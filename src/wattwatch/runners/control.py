@@ -14,7 +14,8 @@ finds the store locked hands itself to the watcher through a folder next to the 
 - the command waits for its answer (default 30 s) and removes it.
 
 Operations: ``set_status`` (acknowledge or clear: the store's lifecycle, then the live re-learning
-``detect`` would do, :mod:`wattwatch.runners.rejudge`) and ``show`` (one alert and its actions).
+``detect`` would do, :mod:`wattwatch.runners.rejudge`), ``show`` (one alert and its actions) and
+``list`` (the alerts by status, meter, least severity and least score, as ``alerts list``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ log = logging.getLogger("wattwatch.watch")
 
 MAX_REQUEST = 64 * 1024
 _REQ = re.compile(r"^req-([0-9a-f]{32})\.json$")
-OPS = ("set_status", "show")
+OPS = ("set_status", "show", "list")
 
 
 class NoWatcher(RuntimeError):
@@ -100,10 +101,20 @@ def parse(raw: bytes) -> dict:
     op = req.get("op")
     if op not in OPS:
         raise ValueError(f"op must be one of {', '.join(OPS)}, got {op!r}")
-    allowed = {"set_status": {"op", "id", "status", "note"}, "show": {"op", "id"}}[op]
+    allowed = {"set_status": {"op", "id", "status", "note"}, "show": {"op", "id"},
+               "list": {"op", "status", "meter", "min_severity", "min_score"}}[op]
     extra = set(req) - allowed
     if extra:
         raise ValueError(f"{op}: unknown field(s) {sorted(extra)}")
+    if op == "list":
+        for k in ("status", "meter", "min_severity"):
+            v = req.get(k)
+            if v is not None and (not isinstance(v, str) or len(v) > 256):
+                raise ValueError(f"{k} must be text of at most 256 characters")
+        ms = req.get("min_score")
+        if ms is not None and (isinstance(ms, bool) or not isinstance(ms, (int, float)) or ms != ms):
+            raise ValueError("min_score must be a number")
+        return req
     aid = req.get("id")
     if not isinstance(aid, str) or not aid or len(aid) > 256:
         raise ValueError("id must be an alert id (text, at most 256 characters)")
@@ -121,6 +132,12 @@ def apply(engine, req: dict) -> dict:
     from wattwatch.alerts import store as alert_store
 
     con = engine.store.con
+    if req["op"] == "list":
+        from wattwatch.alerts.model import record
+
+        df = alert_store.list_alerts(con, req.get("status") or "open", req.get("meter"), req.get("min_severity"),
+                                     req.get("min_score"))
+        return {"ok": True, "alerts": json.loads(json.dumps([record(r) for r in df.to_dict("records")], default=str))}
     if req["op"] == "show":
         from wattwatch.actions.base import actions_for
         from wattwatch.alerts.model import record
