@@ -27,7 +27,7 @@ demo: $(STAMP)
 	$(VENV)/bin/wattwatch demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 bench: $(STAMP)
 	$(VENV)/bin/wattwatch bench ingest

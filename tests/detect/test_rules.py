@@ -295,7 +295,11 @@ def test_baseline_deviation_on_a_lasting_drop():
     f["e_kwh"] = f.e_kwh.iloc[0] + np.cumsum(np.where(w, 0.4 * de, de))
     alerts = only(run(f), "WARN_BASELINE_DEVIATION")
     assert alerts and "below" in alerts[0].message
-    assert pd.Timestamp(alerts[0].start) < pd.Timestamp("2025-01-14T12:00Z")
+    # Found within three days. Since baseline_macd judges a day against the day-to-day spread
+    # measured out of sample (a real home's days differ by a third; 85 of 98 false alerts on the
+    # real-load-shape fleet were ordinary busy or quiet days), one day at -60 % on a home is no
+    # longer enough on its own: the sustained and week windows find it (before: within 36 h).
+    assert pd.Timestamp(alerts[0].start) < pd.Timestamp("2025-01-16T00:00Z")
 
 
 def test_baseline_deviation_does_not_echo_an_open_ct():
