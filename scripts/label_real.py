@@ -189,10 +189,16 @@ def candidates_for(ds: str, df: pd.DataFrame) -> list[dict]:
     return out
 
 
-def cmd_candidates(data) -> None:
+def _data_root(data) -> Path:
+    """The real-data folder, or exit saying how to give it."""
     root = find_data(data)
     if root is None:
         sys.exit("no real-data folder (give --data DIR or set WATTWATCH_REAL_DIR)")
+    return root
+
+
+def cmd_candidates(data) -> None:
+    root = _data_root(data)
     allc = []
     for ds in DATASETS:
         cs = candidates_for(ds, load(ds, root))
@@ -334,9 +340,7 @@ def expert_candidates_for(ds: str, df: pd.DataFrame, zone: dict[str, str]) -> li
 def cmd_candidates_expert(data) -> None:
     from wattwatch.evaluate.real_data import zones
 
-    root = find_data(data)
-    if root is None:
-        sys.exit("no real-data folder (give --data DIR or set WATTWATCH_REAL_DIR)")
+    root = _data_root(data)
     plain = json.loads((OUT / "candidates.json").read_text())
     kept = json.loads((OUT / "labels.json").read_text())["labels"]
     allc = []

@@ -70,14 +70,20 @@ def _late_schedule(frame: pd.DataFrame, seed: int = 5):
         yield piece
 
 
-def test_late_readings_are_judged_live_and_the_alerts_equal_detect(fleet, tmp_path):
-    want = fleet["detect"].alerts
+def _stream_late(fleet, tmp_path):
+    """The fleet streamed in the late schedule through a fresh engine (its store and engine)."""
     store = Store(tmp_path / "live.duckdb")
     eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG), StreamConfig(checkpoint_s=0))
     for piece in _late_schedule(fleet["frame"]):
         eng.add(piece)
         eng.step()
     eng.flush()
+    return store, eng
+
+
+def test_late_readings_are_judged_live_and_the_alerts_equal_detect(fleet, tmp_path):
+    want = fleet["detect"].alerts
+    store, eng = _stream_late(fleet, tmp_path)
     assert eng.counters["late"] >= 40 and eng.counters["rewinds"] >= 10, dict(eng.counters)
     problems = _mismatches(want, list(eng.alerts.values()))
     assert not problems, "\n".join(problems[:10])
@@ -94,12 +100,7 @@ def test_without_rejudging_the_late_schedule_differs_from_detect(fleet, tmp_path
     from wattwatch.runners import rejudge
 
     monkeypatch.setattr(rejudge, "mark", lambda *a, **k: None)
-    store = Store(tmp_path / "live.duckdb")
-    eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG), StreamConfig(checkpoint_s=0))
-    for piece in _late_schedule(fleet["frame"]):
-        eng.add(piece)
-        eng.step()
-    eng.flush()
+    store, eng = _stream_late(fleet, tmp_path)
     assert _mismatches(fleet["detect"].alerts, list(eng.alerts.values()))
     store.close()
 

@@ -1033,7 +1033,7 @@ def alerts_list(db: Path = DB_OPTION, status: str = typer.Option("open", "--stat
     if status != "all" and status not in alert_store.STATUSES:
         _fail(f"--status must be one of {', '.join(alert_store.STATUSES)} or all, not {status!r}")
     _check_filters(min_severity, min_score)
-    store = _reader_or_watcher(db)
+    store = _store_or_watcher(db, read_only=True)
     if store is None:   # `watch` holds the store: it lists the alerts for us between steps
         rows = _ask_watcher(db, {"op": "list", "status": status, "meter": meter, "min_severity": min_severity,
                                  "min_score": min_score})["alerts"]
@@ -1113,30 +1113,15 @@ def alerts_show(alert_id: str = typer.Argument(..., help="Alert id (or a unique 
         console.print("  " + escape(_one_line(line)), highlight=False, soft_wrap=True)
 
 
-def _store_or_watcher(db: Path):
-    """The store opened for writing, or None when a running `watch` holds it (the command is then
-    handed to the watcher: wattwatch.runners.control)."""
+def _store_or_watcher(db: Path, read_only: bool = False):
+    """The store opened (for writing unless ``read_only``), or None when a running `watch` holds
+    it (the command is then handed to the watcher: wattwatch.runners.control)."""
     from wattwatch.runners import control
     from wattwatch.store import Store, StoreError
 
     _open_store_checks(db)
     try:
-        return Store(db)
-    except StoreError as exc:
-        if control.watcher(db) is not None:
-            return None
-        _fail(str(exc))
-
-
-def _reader_or_watcher(db: Path):
-    """The store opened for reading, or None when a running `watch` holds it (see
-    :func:`_store_or_watcher`)."""
-    from wattwatch.runners import control
-    from wattwatch.store import Store, StoreError
-
-    _open_store_checks(db)
-    try:
-        return Store(db, read_only=True)
+        return Store(db, read_only=read_only)
     except StoreError as exc:
         if control.watcher(db) is not None:
             return None
