@@ -1548,6 +1548,8 @@ def bench_stream(
     seed: int = typer.Option(7, "--seed"),
     detectors: Optional[str] = typer.Option(None, "--detectors", help="Comma-separated detectors (default: the "
                                             "default set)."),
+    tick_s: float = typer.Option(0.25, "--tick-s", help="Least seconds between two steps (a reading waits up to "
+                                 "this long before its step starts)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Readings/s (per core) through the stream engine with the full default rule set at an offered
@@ -1555,11 +1557,12 @@ def bench_stream(
     against river's HalfSpaceTrees (learn_one + score_one) on the same readings."""
     from wattwatch.app.benchstream import stream_benchmark
 
-    if meters < 1 or rate <= 0 or hours <= 0 or cadence_s < 1:
-        _fail("--meters must be >= 1, --rate and --hours > 0, --cadence-s >= 1")
+    if meters < 1 or rate <= 0 or hours <= 0 or cadence_s < 1 or tick_s < 0:
+        _fail("--meters must be >= 1, --rate and --hours > 0, --cadence-s >= 1, --tick-s >= 0")
     with _errors():
         r = stream_benchmark(meters=meters, cadence_s=cadence_s, stream_hours=hours, rate=rate, seed=seed,
-                             river_readings=river_readings, workdir=workdir, detectors=_names(detectors), log=_log)
+                             river_readings=river_readings, workdir=workdir, detectors=_names(detectors), log=_log,
+                             tick_s=tick_s)
     if as_json:
         print(_json(r))
         return
@@ -1571,6 +1574,8 @@ def bench_stream(
             ("reading latency p50 / p99", f"{r['reading_latency_ms']['p50']} / {r['reading_latency_ms']['p99']} ms"),
             ("alert latency p50 / p99", f"{r['alert_latency_ms']['p50']} / {r['alert_latency_ms']['p99']} ms "
                                         f"({r['alert_latency_ms']['n']} alerts)"),
+            ("step CPU p50 / p99", f"{r['step_cpu_ms']['p50']} / {r['step_cpu_ms']['p99']} ms "
+                                   f"({r['step_cpu_ms']['readings_p50']:g} readings per step, median)"),
             ("learned state per meter", f"{r['state_bytes_per_meter']:,} B"),
             ("carried tail per meter", f"{r['carry_bytes_per_meter']:,} B ({r['carry_rows_per_meter']} readings)"),
             ("river HalfSpaceTrees readings/s", f"{rv.get('readings_per_s', rv.get('error'))}"),

@@ -116,28 +116,63 @@ def failed_notices(failed: dict[str, dict[str, str]]) -> list[str]:
     return out
 
 
+class SegTimes:
+    """Times of a frame sorted by meter then time, searchable per meter in one call: each query
+    is answered within its own meter's readings (``np.searchsorted`` on that meter's times) for
+    all meters at once. Times are compared in whole microseconds (the store's resolution), so a
+    reach of exactly k cadences lands on a reading, not a rounding error beside it."""
+
+    def __init__(self, t: np.ndarray, seg: np.ndarray, starts: np.ndarray, ends: np.ndarray):
+        self.us = np.round(np.asarray(t, float) * 1e6).astype(np.int64)
+        self.seg = np.asarray(seg, np.int64)
+        self.starts, self.ends = np.asarray(starts, np.int64), np.asarray(ends, np.int64)
+        n = len(self.us)
+        self.t0 = int(self.us.min()) if n else 0
+        self.span = (int(self.us.max()) - self.t0 + 2) if n else 1
+        # One increasing key: meter code times a span longer than all times, plus the time.
+        self.key = self.seg * self.span + (self.us - self.t0)
+        self.first = self.us[self.starts] if n else np.zeros(0, np.int64)
+        self.last = self.us[self.ends - 1] if n else np.zeros(0, np.int64)
+
+    @staticmethod
+    def to_us(x_s: np.ndarray) -> np.ndarray:
+        """Seconds (finite, or +-inf meaning beyond any reading) to clipped integer microseconds."""
+        x = np.clip(np.asarray(x_s, float), -4e12, 4e12)
+        return np.round(x * 1e6).astype(np.int64)
+
+    def search(self, k: np.ndarray, q_us: np.ndarray, side: str) -> np.ndarray:
+        """Per query: its meter ``k``'s count of readings before ``q_us`` (``side="left"``: times
+        < q; ``"right"``: times <= q), as ``np.searchsorted`` on that meter's times."""
+        k = np.asarray(k, np.int64)
+        if side == "left":
+            q = np.clip(q_us, self.first[k], self.last[k] + 1)
+        else:
+            q = np.clip(q_us, self.first[k] - 1, self.last[k])
+        return np.searchsorted(self.key, k * self.span + (q - self.t0), side=side) - self.starts[k]
+
+
 def _reach_rows(t: np.ndarray, seg: np.ndarray, starts: np.ndarray, ends: np.ndarray, r: Reach,
-                origin: np.ndarray, flush: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(exact, final) per row for a reach per segment code."""
+                origin: np.ndarray, flush: np.ndarray, st: SegTimes | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(exact, final) per row for a reach per segment code (all meters at once)."""
     if origin.all() and flush.all():  # a whole history: every reading is as exact as it gets
         return np.ones(len(t), bool), np.ones(len(t), bool)
-    exact = np.zeros(len(t), bool)
-    final = np.zeros(len(t), bool)
-    for k, (a, b) in enumerate(zip(starts, ends)):  # a loop over meters, each step vectorised
-        tm = t[a:b]
-        if origin[k]:
-            exact[a:b] = True
-        else:
-            lo = tm - r.back_s[k]
-            j = np.searchsorted(tm, lo, side="left")
-            exact[a:b] = (j >= r.back_n[k]) & (lo >= tm[0]) if np.isfinite(r.back_s[k]) else False
-        if flush[k]:
-            final[a:b] = True
-        else:
-            hi = tm + r.ahead_s[k]
-            after = (b - a) - np.searchsorted(tm, hi, side="right")
-            need = r.ahead_n[k] if r.ahead_s[k] == 0 else max(int(r.ahead_n[k]), 1)
-            final[a:b] = after >= need
+    st = st or SegTimes(t, seg, starts, ends)
+    seg = st.seg
+    us = st.us
+    back_s, ahead_s = np.asarray(r.back_s, float), np.asarray(r.ahead_s, float)
+    # Exact: the reach back starts at or after the meter's first reading in the frame and at least
+    # back_n readings precede it (or the frame starts at the meter's first reading).
+    lo = us - SegTimes.to_us(back_s)[seg]
+    j = st.search(seg, lo, "left")
+    exact = np.isfinite(back_s)[seg] & (lo >= st.first[seg]) & (j >= np.asarray(r.back_n)[seg])
+    exact |= origin[seg]
+    # Final: the frame holds the reach ahead (and ahead_n readings after it, at least one when
+    # the reach is a time).
+    hi = us + SegTimes.to_us(ahead_s)[seg]
+    after = (st.ends - st.starts)[seg] - st.search(seg, hi, "right")
+    ahead_n = np.asarray(r.ahead_n)
+    need = np.where(ahead_s == 0, ahead_n, np.maximum(ahead_n.astype(np.int64), 1))
+    final = (after >= need[seg]) | flush[seg]
     return exact, final
 
 
@@ -261,6 +296,7 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
     cad = np.array([_cadence(dets, m) for m in names], float)
     masks: dict[str, np.ndarray] = {}
     said_cadence: set = set()
+    seg_times = None if whole else SegTimes(t, seg, starts, ends)
     for d in dets:
         st = getattr(d, "state_", {})
         no_state = np.array([m not in st for m in names])
@@ -296,7 +332,7 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
         if whole:
             exact = final = np.ones(len(df), bool)
         else:
-            exact, final = _reach_rows(t, seg, starts, ends, eff_reach[d.name], origin_m, flush_m)
+            exact, final = _reach_rows(t, seg, starts, ends, eff_reach[d.name], origin_m, flush_m, seg_times)
         eff = d.config.post.at(cad)
         judged = Judged(d, s, ctx, src, eff, exact, final, skipped)
         res.judged.append(judged)

@@ -51,11 +51,29 @@ class Stitcher:
         self.since: dict[str, dict[str, float]] = {d.name: {} for d in self.detectors}
         self.emitted: dict[str, dict[str, float]] = {d.name: {} for d in self.detectors}
         self._said: set[str] = set()
+        # Per meter: ids of its alerts that may still grow (as of the last piece that judged it).
+        self.open: dict[str, set[str]] = {}
+        # Meters to judge at the next piece even without new readings (their open alerts are not
+        # known: a carry loaded from a checkpoint).
+        self.stale: set[str] = set()
 
     def feed(self, piece: pd.DataFrame, final: bool = False) -> Step:
-        parts = [p for p in (self.tail, _plain(piece)) if p is not None and len(p)]
+        """Judge ``piece`` with the carried tail of its meters. A meter without readings in the
+        piece is not judged again (unless ``final``): the core is a pure function of a meter's
+        readings and carry, so it would give what it gave last time; its tail is kept as it is
+        and its open alerts stay open."""
+        piece = _plain(piece)
+        tail, idle = self.tail, None
+        if not final and tail is not None and len(tail):
+            active = set(pd.unique(piece["meter_id"].astype(str))) | self.stale if len(piece) else set(self.stale)
+            sel = tail["meter_id"].astype(str).isin(active).to_numpy()
+            if not sel.all():
+                idle, tail = tail[~sel], tail[sel]
+        self.stale = set()
+        parts = [p for p in (tail, piece) if p is not None and len(p)]
         step = Step()
         if not parts:
+            step.open_ids = set().union(*self.open.values())
             return step
         frame = prepare(pd.concat(parts, ignore_index=True)) if len(parts) > 1 else prepare(parts[0])
         names = [str(m) for m in meter_names(frame)]
@@ -64,7 +82,12 @@ class Stitcher:
         seg, t = res.frame["_seg"].to_numpy(), res.frame["_t"].to_numpy()
         starts, ends = seg_bounds(seg)
         step.alerts = res.alerts
-        step.open_ids = res.open_ids
+        for m in names:
+            self.open.pop(m, None)
+        for a in res.alerts:
+            if a.id in res.open_ids:
+                self.open.setdefault(a.meter_id, set()).add(a.id)
+        step.open_ids = set().union(*self.open.values())
         step.unclean = set(res.unclean)
         for n in res.notices + core.skipped_notices(res.skipped) + core.failed_notices(res.failed):
             if n not in self._said:
@@ -89,6 +112,8 @@ class Stitcher:
                     self.emitted[name][m] = max(self.emitted[name].get(m, -np.inf), ft)
                 self.since[name][m] = float(res.clean[name][k])
         self._cut_tail(res.frame, names, starts, ends, t)
+        if idle is not None and len(idle):
+            self.tail = pd.concat([idle, self.tail], ignore_index=True) if len(self.tail) else idle.reset_index(drop=True)
         return step
 
     def flush(self) -> Step:
@@ -98,34 +123,36 @@ class Stitcher:
         return step
 
     def _cut_tail(self, frame: pd.DataFrame, names: list[str], starts, ends, t) -> None:
+        """Keep, per meter, the readings the pending ones reach back to (all meters at once)."""
         reach = core.reaches(self.detectors, names)
-        keep = np.zeros(len(frame), bool)
-        for k, m in enumerate(names):
-            a, b = starts[k], ends[k]
-            tm = t[a:b]
-            first_idx = b - a
-            for d in self.detectors:
-                r = reach[d.name]
-                since = self.since[d.name].get(m, -np.inf)
-                done = self.emitted[d.name].get(m, -np.inf)
-                pend = np.searchsorted(tm, done, side="right")  # first reading not final yet
-                ref = min(since, tm[pend] if pend < len(tm) else np.inf)
-                if ref == np.inf:
-                    continue  # nothing pending, nothing open
-                if ref == -np.inf:
-                    first_idx = 0  # its post-rules still start at the meter's first reading
-                    break
-                back = r.back_s[k]
-                # Keep the back_n readings before the reach and at least one (the core calls a
-                # reading exact when the frame starts at or before its reach).
-                j = np.searchsorted(tm, ref - back, side="left") if np.isfinite(back) else 0
-                first_idx = min(first_idx, max(0, j - max(int(r.back_n[k]), 1)))
-            keep[a + first_idx:b] = True
-            if first_idx > 0:
-                self.origin[m] = False
-                self.n_before[m] = self.n_before.get(m, 0) + int(first_idx)
-            else:
-                self.origin.setdefault(m, True)
+        seg = frame["_seg"].to_numpy()
+        st = core.SegTimes(t, seg, starts, ends)
+        ks = np.arange(len(names))
+        lens = (st.ends - st.starts)
+        first_idx = lens.copy()
+        for d in self.detectors:
+            r = reach[d.name]
+            since = np.array([self.since[d.name].get(m, -np.inf) for m in names], float)
+            done = np.array([self.emitted[d.name].get(m, -np.inf) for m in names], float)
+            pend = st.search(ks, core.SegTimes.to_us(done), "right")  # first reading not final yet
+            t_pend = np.where(pend < lens, t[st.starts + np.minimum(pend, lens - 1)], np.inf)
+            ref = np.minimum(since, t_pend)
+            # ref = +inf: nothing pending, nothing open; -inf: its post-rules still start at the
+            # meter's first reading (keep everything).
+            back = np.asarray(r.back_s, float)
+            # Keep the back_n readings before the reach and at least one (the core calls a
+            # reading exact when the frame starts at or before its reach).
+            ok = np.isfinite(back) & np.isfinite(ref)
+            j = np.where(ok, st.search(ks, core.SegTimes.to_us(np.where(ok, ref - back, 0.0)), "left"), 0)
+            cand = np.maximum(0, j - np.maximum(np.asarray(r.back_n).astype(np.int64), 1))
+            first_idx = np.where(ref == -np.inf, 0, np.where(np.isfinite(ref), np.minimum(first_idx, cand), first_idx))
+        keep = (np.arange(len(frame)) - st.starts[seg]) >= first_idx[seg]
+        for k in np.flatnonzero(first_idx > 0):
+            m = names[k]
+            self.origin[m] = False
+            self.n_before[m] = self.n_before.get(m, 0) + int(first_idx[k])
+        for k in np.flatnonzero(first_idx == 0):
+            self.origin.setdefault(names[k], True)
         tail = frame[keep]
         self.tail = tail.drop(columns=[c for c in (*AUX, "_n") if c in tail.columns]).reset_index(drop=True)
 

@@ -159,6 +159,7 @@ class StreamEngine:
             t = pq.read_table(io.BytesIO(tail)).to_pandas()
             t["meter_id"] = t["meter_id"].astype(str)
             st.tail = t
+            st.stale = set(t["meter_id"].unique())  # their open alerts are known once judged again
         self.fed = {k: int(v) for k, v in m["fed"].items()}
         self.profiled |= set(m["profiled"])
         self.open_ids = set(m["open"])
