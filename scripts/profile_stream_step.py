@@ -1,0 +1,101 @@
+"""Where a stream step's time goes: a simulated fleet (200 meters at 1 min) is profiled on its
+first day, streamed in 5,000-reading steps up to its last ``25 x --per-step`` readings, then 20
+steps of ``--per-step`` readings (in time order: 200 is one reading per meter, 20 is a tenth of
+the meters) are timed, wall and CPU, per phase of the engine (store, read back, stitch and its
+parts, alert upsert).
+
+    python scripts/profile_stream_step.py --detectors supply_outage,harmonic_noise,loose_ct,frozen_readings \
+        --per-step 20 [--hours 3] [--meters 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--detectors", default=None, help="comma-separated (default: the default set)")
+    ap.add_argument("--per-step", type=int, default=200)
+    ap.add_argument("--hours", type=float, default=3.0)
+    ap.add_argument("--meters", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=7)
+    a = ap.parse_args()
+
+    from wattwatch import api
+    from wattwatch.detect import core
+    from wattwatch.runners.stream import StreamConfig, StreamEngine
+    from wattwatch.sim import SimConfig, simulate
+    from wattwatch.store import Store
+
+    sim = simulate(SimConfig(meters=a.meters, days=1 + a.hours / 24, step="60s", seed=a.seed, fault_share=0.5,
+                             profile_days=1))
+    frame = sim["frame"].drop_duplicates(["meter_id", "ts"]).sort_values(["ts", "meter_id"], kind="stable")
+    frame = frame.reset_index(drop=True)
+    split = frame["ts"].min() + pd.Timedelta(days=1)
+    prof, live = frame[frame["ts"] < split], frame[frame["ts"] >= split].reset_index(drop=True)
+    db = Path(tempfile.mkdtemp(prefix="ww-step-")) / "s.duckdb"
+    cfg = {"engine": {"profile_days": 1}}
+    if a.detectors:
+        cfg["detectors"] = a.detectors.split(",")
+    api.ingest(prof, db)
+    api.fit(db, days=1, config=cfg)
+    store = Store(db)
+    eng = StreamEngine(store, api.build_detectors(None, cfg), api._engine(cfg), StreamConfig(checkpoint_s=5.0))
+    eng.step()
+    acc: dict = collections.defaultdict(lambda: [0.0, 0.0])
+
+    def wrap(obj, name, label):
+        f = getattr(obj, name)
+
+        def timed(*args, **kw):
+            w, c = time.perf_counter(), time.process_time()
+            try:
+                return f(*args, **kw)
+            finally:
+                acc[label][0] += time.perf_counter() - w
+                acc[label][1] += time.process_time() - c
+        setattr(obj, name, timed)
+
+    n, i, steps = len(live), 0, 20
+    warm = n - 25 * a.per_step
+    while i < warm:
+        j = min(i + 5000, warm)
+        eng.add(live.iloc[i:j])
+        eng.step()
+        i = j
+    wrap(eng, "add", "store (check, de-duplicate, merge)")
+    wrap(store, "query_windows", "read back")
+    wrap(eng.stitcher, "feed", "stitch (core + carry)")
+    wrap(eng.stitcher, "_cut_tail", "  of which cut the tail")
+    wrap(core, "_reach_rows", "  of which reach rows")
+    wrap(core, "_alert", "  of which describe alerts")
+    wrap(eng, "_upsert", "upsert alerts")
+    wall = cpu = 0.0
+    for _ in range(steps):
+        w, c = time.perf_counter(), time.process_time()
+        eng.add(live.iloc[i:i + a.per_step])
+        eng.step()
+        i += a.per_step
+        wall += time.perf_counter() - w
+        cpu += time.process_time() - c
+    print(f"{a.per_step} readings per step, {a.meters} meters, {len(eng.dets)} detectors; per step (ms) wall / CPU: "
+          f"{wall / steps * 1000:.1f} / {cpu / steps * 1000:.1f}")
+    for k, (w, c) in acc.items():
+        print(f"  {k:38s} {w / steps * 1000:8.1f} {c / steps * 1000:8.1f}")
+    carry = eng.carry_bytes()
+    print(f"carried tail {carry['tail_bytes_per_meter']:,.0f} B/meter ({carry['tail_rows'] / max(carry['meters'], 1):.0f} "
+          f"readings), learned state {carry['state_bytes_per_meter']:,.0f} B/meter")
+    store.close()
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
