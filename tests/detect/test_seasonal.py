@@ -271,6 +271,21 @@ def test_a_frozen_fill_left_in_the_normal_period_does_not_teach_that_frozen_days
     assert got == [("2024-03-20", "flat_line")], got
 
 
+def test_a_meter_learned_on_a_frozen_logger_still_finds_half_day_frozen_runs():
+    """The whole normal period is one repeated value (a logger frozen while the meter was learned,
+    as a BDG2 meter's spring); later real readings with a 14-hour frozen run. Before: the frozen
+    period's repeat share (1) set the need to a whole day and the run passed. Its normal period
+    says nothing about how long the meter's own readings repeat: the least need counts."""
+    df = building(seed=4)
+    df.loc[df.ts < "2024-02-26", "p_kw"] = 42.0
+    df.loc[(df.ts >= "2024-03-20 06:00") & (df.ts < "2024-03-20 20:00"), "p_kw"] = 88.8
+    fitted, res = run(df)
+    st = fitted.detectors[0].get_state()["office"]
+    assert st["frozen_share"] > 0.5 and st["flat_need"] == 3
+    got = [(a.start[:10], a.evidence["kind"]) for a in res.alerts if a.start >= "2024-02-26"]
+    assert got == [("2024-03-20", "flat_line")], got
+
+
 def swinging(weeks: int = 20, seed: int = 3) -> pd.DataFrame:
     """The office, steady while learned (to 2024-02-26), then a season in which whole days move with
     the weather: each day from 2024-03-04 on is scaled by its own factor (log-normal, 15 %)."""

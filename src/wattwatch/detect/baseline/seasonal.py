@@ -652,13 +652,17 @@ class SeasonalProfile(Detector):
             per_tail = c.tail_days * DAY / cad_ok
             by_chance = 1 + np.ceil(np.log(0.05 / per_tail) / np.log(np.clip(p_rep, 1e-12, 0.999)))
         by_chance = np.where(p_rep > 0, np.nan_to_num(by_chance, nan=0.0), 0).astype(np.int64)
-        flat_need = np.clip(np.maximum(longest + 1, by_chance), lo_n, hi_n)
         # A normal period that is mostly one repeated value (a logger that was frozen while the
         # meter was being learned) teaches no profile: such a meter is judged for zeros and flat
         # runs only, and a notice says to refit it on real readings.
         in_flat = (runs >= 3) & ok if len(runs) else np.zeros(0, bool)
         frozen_share = np.bincount(seg, weights=in_flat.astype(float), minlength=n_seg) / \
             np.maximum(np.bincount(seg, weights=ok.astype(float), minlength=n_seg), 1)
+        # Nor how long the meter's own readings repeat: its runs and repeat share are the frozen
+        # logger's (a repeat share of 1 made the need a whole day, and the half-day fills of a
+        # BDG2 meter learned on a frozen spring passed). It needs the least run, ``flat_min_h``.
+        flat_need = np.where(frozen_share > c.max_frozen_share, lo_n,
+                             np.clip(np.maximum(longest + 1, by_chance), lo_n, hi_n))
         out = {}
         for k, m in enumerate(names):
             hist = float(len(np.unique(day[starts[k]:ends[k]][ok[starts[k]:ends[k]]])))
