@@ -286,6 +286,26 @@ def test_a_meter_learned_on_a_frozen_logger_still_finds_half_day_frozen_runs():
     assert got == [("2024-03-20", "flat_line")], got
 
 
+def test_a_ramp_down_two_hours_early_is_no_drop_but_a_dip_still_is():
+    """One weekday the office winds down from 15:00 instead of 18:00, a smooth ramp (as a BDG2
+    health building's evening did): each reading lies between its neighbours, a shift of the
+    ramp in time, not a one-hour drop (before: drop alerts). A dip the same afternoon of another
+    day (one reading at 40 %, its neighbours on profile) is still a drop, as is a two-hour dip."""
+    df = building(seed=6)
+    day = lambda d, h: (df.ts == pd.Timestamp(f"2024-{d} {h:02d}:00")).to_numpy()  # noqa: E731
+    for h, v in zip(range(15, 18), (85.0, 65.0, 45.0)):
+        df.loc[day("03-20", h), "p_kw"] = v
+    df.loc[day("03-27", 16), "p_kw"] = 40.0
+    df.loc[day("04-03", 14), "p_kw"] = 45.0
+    df.loc[day("04-03", 15), "p_kw"] = 38.0
+    fitted, res = run(df)
+    got = [(a.start[:13], a.evidence["kind"]) for a in res.alerts if a.start >= "2024-02-26"]
+    assert got == [("2024-03-27T16", "drop"), ("2024-04-03T15", "drop")], got
+    # The reading after it decides: the detector declares one reading of lookahead.
+    det = fitted.detectors[0]
+    assert list(det.reach(["office"]).ahead_n) == [1]
+
+
 def swinging(weeks: int = 20, seed: int = 3) -> pd.DataFrame:
     """The office, steady while learned (to 2024-02-26), then a season in which whole days move with
     the weather: each day from 2024-03-04 on is scaled by its own factor (log-normal, 15 %)."""
