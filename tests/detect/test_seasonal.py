@@ -271,6 +271,41 @@ def test_a_frozen_fill_left_in_the_normal_period_does_not_teach_that_frozen_days
     assert got == [("2024-03-20", "flat_line")], got
 
 
+def test_a_meter_learned_on_a_frozen_logger_still_finds_half_day_frozen_runs():
+    """The whole normal period is one repeated value (a logger frozen while the meter was learned,
+    as a BDG2 meter's spring); later real readings with a 14-hour frozen run. Before: the frozen
+    period's repeat share (1) set the need to a whole day and the run passed. Its normal period
+    says nothing about how long the meter's own readings repeat: the least need counts."""
+    df = building(seed=4)
+    df.loc[df.ts < "2024-02-26", "p_kw"] = 42.0
+    df.loc[(df.ts >= "2024-03-20 06:00") & (df.ts < "2024-03-20 20:00"), "p_kw"] = 88.8
+    fitted, res = run(df)
+    st = fitted.detectors[0].get_state()["office"]
+    assert st["frozen_share"] > 0.5 and st["flat_need"] == 3
+    got = [(a.start[:10], a.evidence["kind"]) for a in res.alerts if a.start >= "2024-02-26"]
+    assert got == [("2024-03-20", "flat_line")], got
+
+
+def test_a_ramp_down_two_hours_early_is_no_drop_but_a_dip_still_is():
+    """One weekday the office winds down from 15:00 instead of 18:00, a smooth ramp (as a BDG2
+    health building's evening did): each reading lies between its neighbours, a shift of the
+    ramp in time, not a one-hour drop (before: drop alerts). A dip the same afternoon of another
+    day (one reading at 40 %, its neighbours on profile) is still a drop, as is a two-hour dip."""
+    df = building(seed=6)
+    day = lambda d, h: (df.ts == pd.Timestamp(f"2024-{d} {h:02d}:00")).to_numpy()  # noqa: E731
+    for h, v in zip(range(15, 18), (85.0, 65.0, 45.0)):
+        df.loc[day("03-20", h), "p_kw"] = v
+    df.loc[day("03-27", 16), "p_kw"] = 40.0
+    df.loc[day("04-03", 14), "p_kw"] = 45.0
+    df.loc[day("04-03", 15), "p_kw"] = 38.0
+    fitted, res = run(df)
+    got = [(a.start[:13], a.evidence["kind"]) for a in res.alerts if a.start >= "2024-02-26"]
+    assert got == [("2024-03-27T16", "drop"), ("2024-04-03T15", "drop")], got
+    # The reading after it decides: the detector declares one reading of lookahead.
+    det = fitted.detectors[0]
+    assert list(det.reach(["office"]).ahead_n) == [1]
+
+
 def swinging(weeks: int = 20, seed: int = 3) -> pd.DataFrame:
     """The office, steady while learned (to 2024-02-26), then a season in which whole days move with
     the weather: each day from 2024-03-04 on is scaled by its own factor (log-normal, 15 %)."""

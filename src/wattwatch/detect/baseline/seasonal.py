@@ -283,7 +283,8 @@ class SeasonalProfile(Detector):
         back = np.full(n, max((4 * self.config.level_days + 3) * DAY + self.config.recal_days * DAY,
                               (self.config.zero_routine_days + 1) * DAY))
         back_n = np.array([self._flat_cap(self.state_.get(m) or {}) for m in meters], np.int64)
-        return Reach(back, back_n, np.zeros(n), np.zeros(n, np.int64))
+        # A reading on a ramp is told by the reading after it (``_on_ramp``).
+        return Reach(back, back_n, np.zeros(n), np.ones(n, np.int64))
 
     def cadence_note(self, cadence_s: float) -> str | None:
         c = self.config
@@ -652,13 +653,17 @@ class SeasonalProfile(Detector):
             per_tail = c.tail_days * DAY / cad_ok
             by_chance = 1 + np.ceil(np.log(0.05 / per_tail) / np.log(np.clip(p_rep, 1e-12, 0.999)))
         by_chance = np.where(p_rep > 0, np.nan_to_num(by_chance, nan=0.0), 0).astype(np.int64)
-        flat_need = np.clip(np.maximum(longest + 1, by_chance), lo_n, hi_n)
         # A normal period that is mostly one repeated value (a logger that was frozen while the
         # meter was being learned) teaches no profile: such a meter is judged for zeros and flat
         # runs only, and a notice says to refit it on real readings.
         in_flat = (runs >= 3) & ok if len(runs) else np.zeros(0, bool)
         frozen_share = np.bincount(seg, weights=in_flat.astype(float), minlength=n_seg) / \
             np.maximum(np.bincount(seg, weights=ok.astype(float), minlength=n_seg), 1)
+        # Nor how long the meter's own readings repeat: its runs and repeat share are the frozen
+        # logger's (a repeat share of 1 made the need a whole day, and the half-day fills of a
+        # BDG2 meter learned on a frozen spring passed). It needs the least run, ``flat_min_h``.
+        flat_need = np.where(frozen_share > c.max_frozen_share, lo_n,
+                             np.clip(np.maximum(longest + 1, by_chance), lo_n, hi_n))
         out = {}
         for k, m in enumerate(names):
             hist = float(len(np.unique(day[starts[k]:ends[k]][ok[starts[k]:ends[k]]])))
@@ -742,6 +747,14 @@ class SeasonalProfile(Detector):
         # of it): a logger on local time skips or repeats an hour there, so its reading is short
         # or double. Not judged as a single reading (zeros, flat runs and days still are).
         s_read = np.where(self._near_clock_change(df, t, seg, slot_w), np.minimum(s_read, 0.9), s_read)
+        # A reading strictly between its two neighbours (the readings just before and after it)
+        # lies on a ramp: a building starting up or winding down an hour or two earlier or later
+        # than its profile (BDG2: an evening ramp-down starting 2 h early read as a one-hour drop;
+        # at 15 min, a morning ramp a quarter hour late). A point anomaly is off its neighbours too,
+        # so its extreme reading is never between them: a dip of one or more readings, a spike, a
+        # step (the first reading after it equals the next) still alert. Not judged as a single
+        # reading (whole days, zeros and flat runs still are).
+        s_read = np.where(self._on_ramp(x, seg, t, self._param(df, "cadence_s")[seg]), np.minimum(s_read, 0.9), s_read)
         s_day = np.where(degenerate[seg], 0.0, s_day)
         typical = np.nan_to_num(self._param(df, "typical", np.nan), nan=np.inf)
         zshare = np.nan_to_num(self._param(df, "zero_share", 1.0), nan=1.0)
@@ -781,6 +794,23 @@ class SeasonalProfile(Detector):
                          [5, 4, 1, 3], 0).astype(np.int8)
         score = np.where(np.isfinite(x) & judged[seg], score, np.nan)
         return score, dict(x=x, z=z, zd=zd, expected=expected, level=lev, runs=runs, kind=kind, n_seg=n_seg)
+
+    @staticmethod
+    def _on_ramp(x: np.ndarray, seg: np.ndarray, t: np.ndarray, cad: np.ndarray) -> np.ndarray:
+        """Per reading: strictly between the meter's readings just before and just after it (each
+        within 1.5 cadences ``cad`` of it, per reading)."""
+        n = len(x)
+        out = np.zeros(n, bool)
+        if n < 3:
+            return out
+        cad = np.nan_to_num(cad, nan=np.inf)
+        with quiet():
+            prev_ok = (seg[1:-1] == seg[:-2]) & (t[1:-1] - t[:-2] <= 1.5 * cad[1:-1])
+            next_ok = (seg[1:-1] == seg[2:]) & (t[2:] - t[1:-1] <= 1.5 * cad[1:-1])
+            a, b, c = x[:-2], x[1:-1], x[2:]
+            between = ((a < b) & (b < c)) | ((a > b) & (b > c))
+        out[1:-1] = prev_ok & next_ok & between
+        return out
 
     def _point(self, ctx, hot) -> bool:
         """At most ``point_max`` readings over the limit, in a row, all reading-evidence and on one
