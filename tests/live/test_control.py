@@ -44,9 +44,11 @@ def _cli(*args):
     return SimpleNamespace(returncode=r.exit_code, stdout=r.stdout, stderr=r.stderr)
 
 
-def test_ack_show_and_clear_reach_a_running_watcher(fleet, tmp_path):
-    # 6 poll cycles a second: the profiling day takes 16 s, then alerts open; the replay's last 24 s
-    # leave the commands below a running watcher (watch stops when its only source has ended).
+def test_ack_show_and_clear_reach_a_running_watcher(fleet, tmp_path, mqtt_broker):
+    # The replay plays 40 poll cycles a second: the first alert opens a few seconds in, past the
+    # profiling day. An MQTT subscription that gets nothing (the run's shared broker) keeps the
+    # watcher running once the replay has ended (watch stops when every source has), however long
+    # the commands below take on a loaded machine.
     (tmp_path / "site.toml").write_text(f"""
 [store]
 path = "site.duckdb"
@@ -56,8 +58,15 @@ checkpoint_s = 0.5
 type = "replay"
 name = "fleet"
 path = "{fleet}"
-speed = {900 * 6}
+speed = {900 * 40}
 cycle_s = 900
+[[sources]]
+type = "mqtt"
+name = "idle"
+host = "{mqtt_broker.host}"
+port = {mqtt_broker.port}
+topics = ["ww-test-control/#"]
+client_id = "ww-test-control-{os.getpid()}"
 [engine]
 profile_days = 1.0
 """)
