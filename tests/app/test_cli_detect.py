@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.app.test_cli import ww
+from tests.support.cli import ww
 
 
 def test_detect_files_then_store_evaluate_and_lifecycle(tmp_path: Path, small_fleet):

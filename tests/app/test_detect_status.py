@@ -7,7 +7,7 @@ from pathlib import Path
 
 import duckdb
 
-from tests.app.test_cli import ww
+from tests.support.cli import ww
 
 
 def test_jsonl_carries_the_stored_status(tmp_path: Path, small_fleet):

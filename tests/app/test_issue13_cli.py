@@ -1,6 +1,7 @@
 """Issue 13 (items 3-6): one output model, the alert lifecycle, CLI conventions, severity filters.
 
-Each test fails on 83dfb55 (run with ``PYTHONPATH=<old>/src``: ``ww`` runs ``python -m wattwatch.app.cli``)."""
+Each test fails on 83dfb55 (run with ``PYTHONPATH=<old>/src``: ``ww`` runs that tree's CLI app in the test
+process, tests/support/cli.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.test_cli import ww
+from tests.support.cli import ww
 
 FIELDS = {"id", "meter_id", "start", "end", "code", "severity", "score", "detector", "message", "evidence", "action",
           "status"}

@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from tests.app.test_cli import ww
+from tests.support.cli import ww
 from wattwatch import api
 from wattwatch.detect import scores as score_table
 from wattwatch.detect.engine import EngineConfig, detect as engine_detect

@@ -24,12 +24,25 @@ def test_demo_polls_the_pdu_and_ups_over_snmpv3_and_alerts_the_ups_on_battery(tm
     try:
         site = demo.site.read_text()
         assert 'type = "snmp"' in site and 'priv_protocol = "aes"' in site and 'auth_protocol = "sha"' in site
-        th = threading.Thread(target=lambda: box.update(res=api.watch(demo.site, stop=stop)))
+        seen, opened = set(), threading.Event()
+
+        def on_step(engine, rep, batches):   # after the step: its readings and alerts are in the store
+            if any(a.meter_id == "ups" and a.code == "INFO_SUPPLY_OUTAGE" for a in rep.alerts):
+                seen.add("alert")
+            for b in batches:
+                f = b.frame
+                if "ups_battery_pct" in f and (f["meter_id"].astype(str).eq("ups") & (f["ups_battery_pct"] < 100)).any():
+                    seen.add("draining")
+            if seen == {"alert", "draining"}:
+                opened.set()
+
+        th = threading.Thread(target=lambda: box.update(res=api.watch(demo.site, stop=stop, on_step=on_step)))
         th.start()
         deadline = time.monotonic() + 75
         while time.monotonic() < deadline and not any("on_battery" in e for e in demo.events):
             time.sleep(0.5)
-        time.sleep(25)          # the outage lasts; its alert opens once the post-rules allow
+        # The outage lasts: stop once its alert is open and the battery has drained a whole percent.
+        opened.wait(60)
         stop.set()
         th.join(60)
         assert not th.is_alive()

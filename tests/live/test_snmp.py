@@ -355,7 +355,15 @@ model = "ups_mib"
 """)
     stop = threading.Event()
     box = {}
-    th = threading.Thread(target=lambda: box.update(res=api.watch(tmp_path / "site.toml", stop=stop)))
+    want = {("ups1", "INFO_SUPPLY_OUTAGE"), ("pdu1/outlet1", "ALRM_PKT_LOSS_CRIT"), ("pdu1", "ALRM_PKT_LOSS_CRIT")}
+    opened, all_open = set(), threading.Event()
+
+    def on_step(engine, rep, batches):     # after the step: its alerts are in the store
+        opened.update((a.meter_id, a.code) for a in rep.alerts)
+        if want <= opened:
+            all_open.set()
+
+    th = threading.Thread(target=lambda: box.update(res=api.watch(tmp_path / "site.toml", stop=stop, on_step=on_step)))
     try:
         th.start()
         time.sleep(6)
@@ -363,7 +371,7 @@ model = "ups_mib"
         ups.inject("on_battery", drain_pct_per_min=30.0)
         time.sleep(3)
         pdu.inject("clear")
-        time.sleep(6)
+        all_open.wait(30)   # the alerts open once the post-rules allow (a few seconds): stop then
     finally:
         stop.set()
         th.join(60)
