@@ -236,6 +236,11 @@ def blocks(source, *, fmt: str | None = None, channels=None, fs: float | None = 
             arr = np.load(source, allow_pickle=False)
         except (ValueError, OSError) as exc:
             raise ValueError(f"{name}: not a readable NPY array ({exc})") from None
+        if not isinstance(arr, np.ndarray):  # an NPZ archive under an .npy name
+            if hasattr(arr, "close"):
+                arr.close()
+            raise ValueError(f"{name}: not an NPY array (an NPZ archive of {type(arr).__name__}); save one array "
+                             "with numpy.save")
         if arr.ndim != 2 or arr.dtype.kind not in "fiu":
             raise ValueError(f"{name}: expected a 2-D numeric array (samples × channels), got {arr.shape} {arr.dtype}")
         if channels is None or len(channels) != arr.shape[1]:

@@ -60,17 +60,26 @@ class TamperLog:
                 rec = json.loads(line)
             except ValueError:
                 raise ValueError(f"{self.path}: line {lineno}: not JSON: the tamper log is damaged") from None
-            if not isinstance(rec, dict):
-                raise ValueError(f"{self.path}: line {lineno}: expected an object")
+            if not isinstance(rec, dict) or not rec.keys() & {"seq", "ack", "superseded", "counter"}:
+                raise ValueError(f"{self.path}: line {lineno}: expected a record (seq/msg, ack, superseded or "
+                                 "counter): the tamper log is damaged")
+            for f in ("seq", "ack", "superseded", "counter"):
+                v = rec.get(f, 1)
+                if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                    raise ValueError(f"{self.path}: line {lineno}: field {f!r}: expected a counter (an integer "
+                                     f">= 0), got {v!r}: the tamper log is damaged"[:300])
             if "seq" in rec:
-                self.records[int(rec["seq"])] = rec["msg"]
-                self.seq = max(self.seq, int(rec["seq"]))
+                if not isinstance(rec.get("msg"), dict):
+                    raise ValueError(f"{self.path}: line {lineno}: field 'msg': expected the signed report (an "
+                                     "object): the tamper log is damaged")
+                self.records[rec["seq"]] = rec["msg"]
+                self.seq = max(self.seq, rec["seq"])
             if "ack" in rec:
-                self.acked.add(int(rec["ack"]))
+                self.acked.add(rec["ack"])
             if "superseded" in rec:
-                self.acked.add(int(rec["superseded"]))
+                self.acked.add(rec["superseded"])
             if "counter" in rec:
-                self.seq = max(self.seq, int(rec["counter"]))
+                self.seq = max(self.seq, rec["counter"])
             good = pos
         if good < len(data):
             with open(self.path, "r+b") as f:
@@ -149,7 +158,9 @@ class Publisher:
         self.meter_id = meter_id
         self.signer = signer
         self.log = log
-        self.topic = topic.format(meter_id=meter_id)
+        # A plain substitution, not str.format: a format string from a config file could reach
+        # attributes of the value (``{meter_id.__class__}``).
+        self.topic = topic.replace("{meter_id}", meter_id)
         self.qos = int(qos)
         self.echo = echo
         self.clock = clock

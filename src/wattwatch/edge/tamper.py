@@ -65,8 +65,12 @@ class TamperConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None, where: str = "[tamper]") -> "TamperConfig":
+        if d is not None and not isinstance(d, dict):
+            raise ValueError(f"{where} must be a table, got {d!r}"[:200])
         d = dict(d or {})
         nd = d.pop("neutral", {}) or {}
+        if not isinstance(nd, dict):
+            raise ValueError(f"{where}.neutral must be a table, got {nd!r}"[:200])
         known = {f.name for f in fields(cls)} - {"neutral"}
         unknown = set(d) - known
         if unknown:
@@ -80,6 +84,9 @@ class TamperConfig:
         bad = set(nd) - nfields
         if bad:
             raise ValueError(f"{where}.neutral: unknown key(s) {sorted(bad)}; known: {', '.join(sorted(nfields))}")
+        for k, v in nd.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{where}.neutral: {k} must be a number >= 0, got {v!r}"[:200])
         neutral = replace(NeutralTamperConfig(), **{k: float(v) for k, v in nd.items()})
         return cls(neutral=neutral, **out)
 
