@@ -15,3 +15,11 @@ def test_bypass_onset_to_publish_within_50_ms_on_its_own_core():
         assert 0 < r["own_core_p50_ms"] <= 21.0 and r["own_core_p99_ms"] < 50.0, r
     c = bench.cpu(3200.0, seconds=5.0)
     assert c["cycle_blocks"]["meters_per_core"] >= 1 and c["second_blocks"]["cpu_ms_per_meter_s"] > 0
+
+
+def test_soak_judges_every_cycle_at_every_persistence():
+    rows = bench.soak(hours=40 / 3600, fs=3200.0, scenarios=("motor_starts",), block_s=3.0)
+    assert [r["persistence_s"] for r in rows] == [30.0, 0.0]
+    for r in rows:
+        assert r["cycles"] == 40 * 50 and r["tamper_reports"] == 0 and r["over_cycles"] == 0
+        assert r["excluded_cycles"] > 100 and r["cpu_ms_per_meter_s"] > 0   # two starts, 3 s each at least

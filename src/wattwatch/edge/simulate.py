@@ -114,7 +114,13 @@ class Waveform:
 
     def _vscale(self, t):
         s = np.ones_like(t)
-        for a, b, d in self.sags:
+        if not len(t) or not len(self.sags):
+            return s
+        # Only the sags that overlap this stretch (they are in time order and do not overlap), so
+        # a stretch costs the same an hour or a day into the scenario.
+        lo = np.searchsorted(self.sags[:, 1], t[0], side="right")
+        hi = np.searchsorted(self.sags[:, 0], t[-1], side="right")
+        for a, b, d in self.sags[lo:hi]:
             s[(t >= a) & (t < b)] = d
         return s
 
@@ -134,7 +140,12 @@ class Waveform:
         """(motor current as measured by the phase CT, the part the neutral CT misses)."""
         m = np.zeros_like(t)
         miss = np.zeros_like(t)
-        for s in self.starts:
+        if not len(t):
+            return m, miss
+        # Only the motor runs that overlap this stretch (see _vscale).
+        lo = np.searchsorted(self.starts, t[0] - MOTOR_RUN_S, side="right")
+        hi = np.searchsorted(self.starts, t[-1], side="right")
+        for s in self.starts[lo:hi]:
             on = t >= s
             if not on.any():
                 continue
