@@ -130,6 +130,7 @@ def test_rms_per_cycle_path_equals_the_waveform_path_and_24h_of_leakage_never_tr
     for c0 in range(0, total, 200_000):
         events += m.step(w.cycles(c0, min(total, c0 + 200_000)))
     assert m.counts["cycles"] == total and events == [] and m.counts["over"] == 0
+    assert m.counts["leakage"] == 0   # 25 mA: normal leakage, all day
 
 
 def test_config_errors_name_the_key():
@@ -167,3 +168,26 @@ def test_a_stretch_of_samples_is_the_same_however_it_is_cut(scenario):
     env = lambda x: np.sqrt(np.convolve(x ** 2, np.ones(64) / 64, "valid"))
     for ch in (0, 1, 2):
         assert np.allclose(env(whole[:, ch]), env(cut[:, ch]), atol=0.05 if ch else 1.0), ch
+
+
+def test_leakage_under_30_ma_is_normal_above_it_is_counted_and_never_tamper():
+    """``leak_normal_a`` decides: 25 mA of leakage reads normal even at 15-18 A, where the two
+    sensors' 0.2 % gain mismatch alone leaves ~40 mA of residual; 150 mA reads above normal (and
+    counted) at light and heavy load alike; neither trips, even at persistence 0."""
+    for leak, expect in ((None, "normal"), (0.15, "above_normal")):
+        for seed in (1, 3):            # last load 18.4 A and 1.1 A
+            w = Waveform("leakage", seconds=40.0, fs=3200.0, seed=seed)
+            if leak is not None:
+                w.leak_a = leak
+            m = EdgeMeter("M-1", w.channels, w.fs, TamperConfig(persistence_s=0.0), t0=w.t0)
+            for b in w.blocks(1.0):
+                m.feed(b)
+            st = m.status()
+            judged = m.machine.counts["cycles"] - m.machine.counts["surge"]
+            assert st["earth_leakage"] == expect and m.events == [] and m.machine.counts["over"] == 0, (seed, st)
+            assert m.machine.counts["leakage"] == (0 if leak is None else judged), m.machine.counts
+    # A stricter limit is config: 25 mA is then above normal at light load.
+    w = Waveform("leakage", seconds=20.0, fs=3200.0, seed=3)
+    m = EdgeMeter("M-1", w.channels, w.fs, TamperConfig(leak_normal_a=0.015), t0=w.t0)
+    m.feed(w.samples())
+    assert m.status()["earth_leakage"] == "above_normal" and m.events == []

@@ -8,8 +8,13 @@ and the limit left undecided), so batch, live and edge agree on the same RMS val
   ``persistence_s`` (default 30 s) without ``reset_s`` of clearly healthy cycles in between (an
   intermittent bypass that switches off for a few seconds still adds up); it leaves once the
   neutral has been clearly healthy for ``clear_s``;
-- **leakage**: ΔI below ``leak_normal_a`` (30 mA) is normal earth leakage; up to the limit it is
-  reported as leakage in the status, never as tamper;
+- **leakage**: earth leakage below ``leak_normal_a`` (30 mA) is normal. It is read from the RMS
+  of the instantaneous residual I_L − I_N (what an RCD sees) less what the two current sensors'
+  gain mismatch alone can make of the load, ``leak_ct_rel`` (0.5 %, class 0.5 sensors) of I_L: a
+  judged cycle under the tamper limit whose leakage is at or above ``leak_normal_a`` is counted
+  as ``leakage`` and the status report says ``earth_leakage = "above_normal"``; never tamper (the
+  tamper limit is the batch rule's, 0.5 A or more). On heavy loads the sensors cannot resolve
+  30 mA (at 20 A they may disagree by 100 mA): such leakage reads normal;
 - **kind**: ``neutral_bypass`` (I_N ≈ 0 while I_L > 5 A) or ``partial_earth_return``
   (:func:`~wattwatch.detect.rules.neutral.tamper_kind`);
 - **harmonics**: THD of the phase current at or above ``noisy_thd_pct`` (the batch harmonic rule's
@@ -52,6 +57,7 @@ class TamperConfig:
     reset_s: float = 5.0
     clear_s: float = 60.0
     leak_normal_a: float = 0.030
+    leak_ct_rel: float = 0.005
     noisy_thd_pct: float = HarmonicNoiseConfig.limit_pct
     noisy_min_a: float = HarmonicNoiseConfig.min_current_a
     noisy_s: float = 10.0
@@ -101,6 +107,8 @@ class Judged:
     noisy: np.ndarray
     surge: np.ndarray
     supplied: np.ndarray
+    leak: np.ndarray         # judged, under the tamper limit, leakage at or above leak_normal_a
+    leakage: np.ndarray      # residual less the sensors' possible gain mismatch (leak_ct_rel × I_L)
 
 
 class TamperMachine:
@@ -124,7 +132,7 @@ class TamperMachine:
         self._peak: dict = {}
         self._hist = np.empty(0)                  # I_L of the last inrush_ref_s of cycles
         self._last_start = -(1 << 40)             # cycle of the last inrush start
-        self.counts = {"cycles": 0, "over": 0, "noisy": 0, "surge": 0, "unsupplied": 0}
+        self.counts = {"cycles": 0, "over": 0, "noisy": 0, "surge": 0, "unsupplied": 0, "leakage": 0}
         self._last_ref = None
         self._noisy_since = 0
         self._noisy_snap: dict = {}
@@ -174,7 +182,9 @@ class TamperMachine:
         informative = base & (mean >= ncfg.min_load_a)
         light = base & ~np.bool_(self.three) & (i_ref >= ncfg.low_load_a) & (i_ref < ncfg.min_load_a)
         score = verdict(delta, i_ref, limit, np.full(k, self.three), informative, light, ncfg)
-        return Judged(score, limit, delta, noisy, surge, supplied)
+        leakage = np.maximum(c.residual - cfg.leak_ct_rel * c.i_l, 0.0)
+        leak = base & ~(score >= 1) & (leakage >= cfg.leak_normal_a)
+        return Judged(score, limit, delta, noisy, surge, supplied, leak, leakage)
 
     # ------------------------------------------------------------------------ state
 
@@ -193,6 +203,7 @@ class TamperMachine:
         n["noisy"] += int(j.noisy.sum())
         n["surge"] += int(j.surge.sum())
         n["unsupplied"] += int((~j.supplied).sum())
+        n["leakage"] += int(j.leak.sum())
         self._last_ref = (c, j, len(c) - 1)   # the status report's last cycle, built on demand
         quiet = self.state == "normal" and self.first_over is None and not over.any() \
             and not self.noisy_state and not j.noisy.any()
@@ -260,7 +271,10 @@ class TamperMachine:
                 "delta_a": r(j.delta[k]), "delta_rms_a": r(c.delta[k]), "delta_fund_a": r(c.delta_fund[k]),
                 "residual_a": r(c.residual[k]), "limit_a": r(j.limit[k]), "thd_i_pct": r(c.thd[k], 1),
                 "h3_pct": r(c.h3[k], 1), "h5_pct": r(c.h5[k], 1), "h7_pct": r(c.h7[k], 1),
-                "freq_hz": r(c.freq[k], 3), "noisy": bool(j.noisy[k]), "inrush": bool(j.surge[k])}
+                "freq_hz": r(c.freq[k], 3), "noisy": bool(j.noisy[k]), "inrush": bool(j.surge[k]),
+                "earth_leakage_a": r(j.leakage[k]),
+                "earth_leakage": "above_normal" if j.leak[k] else "normal" if j.leakage[k] < self.cfg.leak_normal_a
+                else None}
 
     def _event(self, status: str, c: Cycles, j: Judged, k: int) -> dict:
         snap = self._snapshot(c, j, k)
@@ -295,4 +309,5 @@ class TamperMachine:
         last = self._snapshot(*self._last_ref) if self._last_ref is not None else {}
         return {"status": self.state, "signal_noisy": self.noisy_state, "counts": dict(self.counts),
                 "pending_over_s": round(self.over_s, 3) if self.first_over is not None else 0.0,
-                "earth_leakage_a": last.get("residual_a"), "last": last}
+                "earth_leakage_a": last.get("earth_leakage_a"), "earth_leakage": last.get("earth_leakage"),
+                "last": last}
