@@ -305,3 +305,42 @@ def test_telemetry_topics_are_readings_and_report_topics_are_reports(tmp_path):
     assert list(b.frame["meter_id"]) == ["M-1"] and b.frame["i_n_a"].iloc[0] == 6.1
     assert [a.code for a in b.alerts] == ["ALRM_SECURITY_EVENT"] and src.counters["malformed"] == 1
     assert sorted(m for m, _ in b.token) == [1, 2] and acks == []  # both acknowledged once stored
+
+
+def test_a_report_the_broker_holds_for_an_offline_head_end_survives_a_broker_restart(tmp_path, pki):
+    """The other half of "a broker restart loses no tamper event": a report the broker has
+    acknowledged to the meter but not yet delivered (the head-end is down) is kept across the
+    restart (QoS 1 on the head-end's persistent session, broker persistence on) and arrives once
+    the head-end is back."""
+    port = free_port()
+    broker = Mosquitto(free_port(), tmp_path / "broker", extra=tls_listener(port, pki)).start()
+    key = hmac_key(tmp_path / "M-6.key")
+    name = f"he{uuid.uuid4().hex[:6]}"
+    tls = dict(host="127.0.0.1", port=port, tls_ca=str(pki["ca"]), tls_cert=str(pki["client"][0]),
+               tls_key=str(pki["client"][1]))
+
+    def headend():
+        src = TamperSource(name, keys={"M-6": str(key)}, client_id=f"he-{name}", batch_s=0.05, **tls)
+        return src, _Watcher(tmp_path / "he.duckdb", src)
+    try:
+        src, w = headend()          # subscribes once: the broker now keeps its session
+        w.stop()
+        pub = Publisher("M-6", Signer.from_file(key), TamperLog(tmp_path / "m6.log"), client_id="edge-M-6", **tls)
+        sent = pub.publish(_event(start="2026-01-01T00:30:00.000Z"))
+        assert pub.wait_acked(10)   # acknowledged by the broker, delivered to nobody yet
+        pub.close()
+        broker.restart()
+        src, w = headend()
+        try:
+            assert _wait(lambda: src.counters["accepted"] == 1, 20), dict(src.counters)
+            assert _wait(lambda: len(_alerts(w)) == 1)
+        finally:
+            w.loop.call_soon_threadsafe(w.stop_ev.set)
+            w.thread.join(15)
+        alerts = _alerts(w)
+        w.store.close()
+    finally:
+        broker.stop()
+    a = alerts.iloc[0]
+    assert a["code"] == "ERR_IMBAL_LIMIT_EXCEEDED" and json.loads(a["evidence"])["counter"] == sent["counter"]
+    assert src.counters["forged"] == src.counters["replayed"] == src.counters["malformed"] == 0
