@@ -56,6 +56,20 @@ def test_simulate_waveform_then_edge_from_a_file_and_from_a_pipe(tmp_path):
     assert r.returncode == 0 and json.loads(r.stdout)["events"] == []
 
 
+@pytest.mark.parametrize("args, why", [
+    (["--rate", "10"], "--rate 10: expected samples per second"),   # a file edge could not read back
+    (["--rate", "nan"], "--rate nan: expected samples per second"),
+    (["--phases", "2"], "phases must be 1 or 3"),
+    (["--waveform", "bypass,nope"], "unknown scenario(s) ['nope']"),
+])
+def test_simulate_waveform_refuses_what_it_could_not_write_readably(tmp_path, args, why):
+    base = ["simulate", "wf", "--seconds", "2"]
+    r = _cli(base + (args if "--waveform" in args else ["--waveform", "bypass", *args]), tmp_path)
+    err = r.stderr.decode()
+    assert r.returncode == 2 and why in err and "Traceback" not in err, (r.returncode, err, r.exception)
+    assert not (tmp_path / "wf" / "bypass.wwf").exists()
+
+
 @pytest.mark.parametrize("text, why", [
     ('meter_id = "../x"\n[input]\npath = "a.wwf"\n[signing]\nkey_file = "k"\n', "meter_id must be"),
     ('meter_id = "M"\n[signing]\nkey_file = "k"\n', "exactly one of [input] and [simulate]"),

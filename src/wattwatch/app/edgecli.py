@@ -116,6 +116,8 @@ def simulate_waveform(out: Path, scenarios: str, seconds: float, rate: float, ph
     from wattwatch.edge.metrology import write_wwf
     from wattwatch.edge.simulate import SCENARIOS, Waveform
 
+    if not 1000 <= rate <= 100_000:  # NaN too: the waveform file could not be read back
+        _fail(f"--rate {rate:g}: expected samples per second, 1000 .. 100000 (a meter samples at 3200-6400)")
     names = list(SCENARIOS) if scenarios in ("all", "") else [s.strip() for s in scenarios.split(",") if s.strip()]
     bad = [s for s in names if s not in SCENARIOS]
     if bad:

@@ -6,8 +6,10 @@ random levels every ~30 s):
 
 =======================  ===========================================================================
 ``normal``               the load alone
-``bypass``               neutral bypass from 30 s to 100 s (the neutral reads 0 A, load 8-15 A)
-``partial_earth_return`` 30 % of the return current goes to earth from 30 s to 100 s
+``bypass``               neutral bypass from 30 s to 100 s (the neutral reads 0 A, load 8-15 A;
+                         three phase: the whole neutral)
+``partial_earth_return`` 30 % of the return current goes to earth from 30 s to 100 s (three phase:
+                         30 % of L1's)
 ``intermittent_bypass``  from 30 s on, the bypass is on for 12 s, off for 3 s, to 110 s
 ``leakage``              25 mA of earth leakage all the time (look-alike: must not trip)
 ``motor_starts``         a 4 A motor (a compressor, a pump) starts every ~20 s and runs 8 s: 6x inrush
@@ -194,8 +196,9 @@ class Waveform:
                 load, seen_n = load + m, seen_n + m - miss
             leak = np.sqrt(2) * self.leak_a * np.sin(th + shift + np.pi / 2) * vs if p == 0 else 0.0
             cols.append(load + leak)
-            # The diverted share (on L1 for three phase) returns by earth, not by the neutral.
-            i_n += seen_n * (1 - div) if p == 0 else seen_n
+            # The diverted share returns by earth, not by the neutral: a bypassed neutral carries
+            # nothing of any phase; a partial earth return (three phase) is a share of L1's.
+            i_n += seen_n * (1 - div) if p == 0 or self.scenario != "partial_earth_return" else seen_n
             i_sum += load + leak
         for k in range(1, len(cols)):
             cols[k] = cols[k] * self._gain[k] + rng.normal(0, NOISE_A, len(t))
@@ -236,4 +239,4 @@ class Waveform:
         nan = np.full(len(idx), np.nan)
         return Cycles(index=idx, v=v, i_l=il, i_ph=il[:, None], i_n=i_n, expected=il, delta=np.abs(il - i_n),
                       delta_fund=np.abs(np.abs(il_ph) - np.abs(in_ph)), residual=res, thd=thd, h3=nan, h5=nan,
-                      h7=nan, freq=freq)
+                      h7=nan, freq=freq, residual_fund=np.abs(il_ph - in_ph))

@@ -9,9 +9,9 @@ and the limit left undecided), so batch, live and edge agree on the same RMS val
   intermittent bypass that switches off for a few seconds still adds up); it leaves once the
   neutral has been clearly healthy for ``clear_s``;
 - **leakage**: earth leakage below ``leak_normal_a`` (30 mA) is normal. It is read from the RMS
-  of the instantaneous residual I_L − I_N (what an RCD sees) less what the two current sensors'
-  gain mismatch alone can make of the load, ``leak_ct_rel`` (0.5 %, class 0.5 sensors) of I_L: a
-  judged cycle under the tamper limit whose leakage is at or above ``leak_normal_a`` is counted
+  of the instantaneous residual I_L − I_N (what an RCD sees; its fundamental on noisy cycles) less
+  what the two current sensors' gain mismatch alone can make of the load, ``leak_ct_rel`` (0.5 %,
+  class 0.5 sensors) of I_L: a judged cycle under the tamper limit whose leakage is at or above ``leak_normal_a`` is counted
   as ``leakage`` and the status report says ``earth_leakage = "above_normal"``; never tamper (the
   tamper limit is the batch rule's, 0.5 A or more). On heavy loads the sensors cannot resolve
   30 mA (at 20 A they may disagree by 100 mA): such leakage reads normal;
@@ -182,7 +182,10 @@ class TamperMachine:
         informative = base & (mean >= ncfg.min_load_a)
         light = base & ~np.bool_(self.three) & (i_ref >= ncfg.low_load_a) & (i_ref < ncfg.min_load_a)
         score = verdict(delta, i_ref, limit, np.full(k, self.three), informative, light, ncfg)
-        leakage = np.maximum(c.residual - cfg.leak_ct_rel * c.i_l, 0.0)
+        # On noisy cycles the residual's fundamental (as ΔI): the neutral sensor's response to an
+        # LED load's harmonics (triplens add up in a three-phase neutral) is not earth leakage.
+        res = c.residual if c.residual_fund is None else np.where(noisy, c.residual_fund, c.residual)
+        leakage = np.maximum(res - cfg.leak_ct_rel * c.i_l, 0.0)
         leak = base & ~(score >= 1) & (leakage >= cfg.leak_normal_a)
         return Judged(score, limit, delta, noisy, surge, supplied, leak, leakage)
 
