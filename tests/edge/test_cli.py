@@ -189,6 +189,22 @@ def test_a_status_report_on_demand(tmp_path):
     assert not edge_run.STATUS_REQUEST.is_set()
 
 
+def test_every_tamper_log_write_and_the_new_file_s_name_are_fsynced(tmp_path, monkeypatch):
+    import stat
+
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(stat.S_ISDIR(os.fstat(fd).st_mode)), real(fd)))
+    log = TamperLog(tmp_path / "logs" / "t.log")
+    assert synced == [True]                       # the folder holding the new file's name
+    log.append(log.next(), {"status": "tamper"})
+    log.ack(1)
+    assert synced == [True, False, False]         # each line before it counts as written
+    log.close()
+    TamperLog(tmp_path / "logs" / "t.log").close()
+    assert synced == [True, False, False]         # an existing log: nothing to sync on opening
+
+
 def test_a_long_tamper_log_is_compacted_keeping_the_counter_and_what_is_pending(tmp_path):
     p = tmp_path / "t.log"
     log = TamperLog(p)

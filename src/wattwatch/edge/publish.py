@@ -28,6 +28,14 @@ from pathlib import Path
 from wattwatch.edge.signing import Signer
 
 
+def _fsync_dir(folder: Path) -> None:
+    dfd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
 class TamperLog:
     def __init__(self, path: Path, compact_bytes: int = 1 << 20):
         self.path = Path(path)
@@ -41,7 +49,10 @@ class TamperLog:
             if self.path.stat().st_size > compact_bytes:
                 self._compact()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.path.exists()
         self._f = open(self.path, "ab")
+        if new:  # the file's name must survive a power cut too, not only its lines
+            _fsync_dir(self.path.parent)
 
     def _load(self) -> None:
         data = self.path.read_bytes()
@@ -99,11 +110,7 @@ class TamperLog:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
-        dfd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        _fsync_dir(self.path.parent)
         self.records = {s: self.records[s] for s in pending}
         self.acked = set()
 
