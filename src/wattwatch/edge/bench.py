@@ -188,6 +188,7 @@ def soak(hours: float = 24.0, fs: float = 3200.0, scenarios=LOOK_ALIKES, seed: i
                          "cycles": m.counts["cycles"], "tamper_reports": sum(e["status"] == "tamper" for e in ev),
                          "over_cycles": m.counts["over"], "noisy_cycles": m.counts["noisy"],
                          "excluded_cycles": m.counts["surge"], "unsupplied_cycles": m.counts["unsupplied"],
+                         "leakage_above_normal_cycles": m.counts["leakage"],
                          "other_events": sorted({e["status"] for e in ev} - {"tamper", "cleared"}),
                          "cpu_ms_per_meter_s": round((cpu["metrology"] + cpu[p]) / (hours * 3600.0) * 1000, 4)})
     return rows
