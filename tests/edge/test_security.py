@@ -344,3 +344,40 @@ def test_a_report_the_broker_holds_for_an_offline_head_end_survives_a_broker_res
     a = alerts.iloc[0]
     assert a["code"] == "ERR_IMBAL_LIMIT_EXCEEDED" and json.loads(a["evidence"])["counter"] == sent["counter"]
     assert src.counters["forged"] == src.counters["replayed"] == src.counters["malformed"] == 0
+
+
+def test_a_damaged_key_file_refuses_that_meter_s_reports_without_stopping_the_head_end(tmp_path):
+    """A key file in keys_dir that cannot be read raised out of the MQTT callback (the source's
+    thread) on that meter's first report; now the report is refused and alerted, and the other
+    meters' reports go on."""
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "M-9.key").write_text("not hex\n")
+    good = hmac_key(tmp_path / "keys" / "M-1.key")
+    now = time.time()
+    src = TamperSource("he", keys_dir=str(tmp_path / "keys"), clock=lambda: now)
+
+    def rep(meter, signer):
+        return json.dumps(signer.sign({**_event(), "v": 1, "meter_id": meter, "counter": 1, "ts": now})).encode()
+    bad = src.handle("meter/M-9/tamper", rep("M-9", Signer.from_file(good)))
+    ok = src.handle("meter/M-1/tamper", rep("M-1", Signer.from_file(good)))
+    assert [a.code for a in bad] == ["ALRM_SECURITY_EVENT"] and "no usable key" in bad[0].message
+    assert [a.code for a in ok] == ["ERR_IMBAL_LIMIT_EXCEEDED"] and src.counters["forged"] == 1
+
+
+@pytest.mark.parametrize("spec, why", [
+    ({"keys_dir": "nokeys"}, "nokeys: no such folder"),
+    ({"keys": {"M-1": 5}}, "keys must be a table"),
+    ({"window_s": "x"}, "window_s must be a number >= 1"),
+    ({"reorder": -1}, "reorder must be an integer >= 1"),
+    ({"max_bytes": "big"}, "max_bytes must be an integer"),
+])
+def test_tamper_source_config_errors_name_the_key(tmp_path, spec, why):
+    from wattwatch import api
+    from wattwatch.errors import ConfigError
+
+    (tmp_path / "keys").mkdir()
+    spec = {"keys_dir": str(tmp_path / "keys"), **spec}
+    if spec["keys_dir"] == "nokeys":
+        spec["keys_dir"] = str(tmp_path / "nokeys")
+    with pytest.raises(ConfigError, match=why):
+        api.load_site({"sources": [{"type": "tamper", "name": "t", **spec}], "store": {"path": str(tmp_path / "s.duckdb")}})
