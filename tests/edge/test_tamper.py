@@ -200,3 +200,55 @@ def test_leakage_under_30_ma_is_normal_above_it_is_counted_and_never_tamper():
     m = EdgeMeter("M-1", w.channels, w.fs, TamperConfig(leak_normal_a=0.015), t0=w.t0)
     m.feed(w.samples())
     assert m.status()["earth_leakage"] == "above_normal" and m.events == []
+
+
+def test_the_vectorised_harmonics_switches_equal_the_cycle_by_cycle_loop():
+    """Blocks with no fault pending follow the noisy/clean runs with numpy; the same cycles stepped
+    one by one (``vector_noisy = False``) give the same events and the same state, whatever the
+    block sizes, with noisy stretches, outages and a bypass in between."""
+    rng = np.random.default_rng(7)
+    n = 40_000
+    # Stretches of 0.1-20 s: clean, noisy (THD 80 %), unsupplied, or bypassed (ΔI = the load).
+    kinds = rng.choice(4, size=400, p=[0.45, 0.4, 0.1, 0.05])
+    lens = rng.integers(5, 1000, size=400)
+    lab = np.repeat(kinds, lens)[:n]
+    i_l = np.full(n, 8.0)
+    i_n = np.where(lab == 3, 0.0, i_l - 0.02)
+    nan = np.full(n, np.nan)
+    cyc = Cycles(index=np.arange(n), v=np.where(lab == 2, 0.0, 230.0), i_l=i_l, i_ph=i_l[:, None], i_n=i_n,
+                 expected=i_l, delta=np.abs(i_l - i_n), delta_fund=np.abs(i_l - i_n), residual=np.abs(i_l - i_n),
+                 thd=np.where(lab == 1, 80.0, 3.0), h3=nan, h5=nan, h7=nan, freq=np.full(n, 50.0))
+    cfg = TamperConfig(persistence_s=2.0, clear_s=3.0, noisy_s=2.0)
+    runs = []
+    for vector in (True, False):
+        m = TamperMachine(cfg, 0.02, 0.0)
+        m.vector_noisy = vector
+        cuts = np.cumsum(np.random.default_rng(1).integers(1, 700, size=n))
+        cuts = np.concatenate([[0], cuts[cuts < n], [n]])
+        ev = []
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            part = Cycles(**{f: getattr(cyc, f)[a:b] for f in ("index", "v", "i_l", "i_n", "expected", "delta",
+                                                              "delta_fund", "residual", "thd", "h3", "h5", "h7",
+                                                              "freq")}, i_ph=cyc.i_ph[a:b])
+            ev += m.step(part)
+        runs.append(([(e["status"], e["event"], e["cycle_start"], e["cycle_end"]) for e in ev],
+                     (m.state, m.noisy_state, round(m.noisy_run_s, 6), round(m.clean_run_s, 6))))
+    assert runs[0] == runs[1]
+    statuses = [e[0] for e in runs[0][0]]
+    assert statuses.count("signal_noisy") > 10 and statuses.count("tamper") > 2, statuses
+
+
+def test_a_clean_block_between_two_short_noisy_stretches_resets_the_noisy_run():
+    """1.5 s noisy, then a whole clean block (the fast path that steps nothing), then 1 s noisy:
+    never 2 s in a row, so no signal_noisy (the clean block used to leave the 1.5 s standing)."""
+    def block(first, k, thd):
+        i = np.full(k, 8.0)
+        nan = np.full(k, np.nan)
+        return Cycles(index=np.arange(first, first + k), v=np.full(k, 230.0), i_l=i, i_ph=i[:, None], i_n=i - 0.02,
+                      expected=i, delta=np.full(k, 0.02), delta_fund=np.full(k, 0.02), residual=np.full(k, 0.02),
+                      thd=np.full(k, thd), h3=nan, h5=nan, h7=nan, freq=np.full(k, 50.0))
+    m = TamperMachine(TamperConfig(noisy_s=2.0), 0.02, 0.0)
+    ev = m.step(block(0, 75, 80.0)) + m.step(block(75, 50, 3.0)) + m.step(block(125, 50, 80.0))
+    assert ev == [] and not m.noisy_state and m.noisy_run_s == pytest.approx(1.0)
+    ev = m.step(block(175, 50, 80.0))                       # 2 s in a row now
+    assert [e["status"] for e in ev] == ["signal_noisy"]
