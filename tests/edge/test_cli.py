@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from wattwatch.edge.meter import EdgeMeter
+from wattwatch.edge.metrology import write_wwf
 from wattwatch.edge.publish import Publisher, TamperLog
 from wattwatch.edge.signing import HMAC, Signer
 from wattwatch.edge.simulate import Waveform
@@ -55,6 +56,20 @@ def test_simulate_waveform_then_edge_from_a_file_and_from_a_pipe(tmp_path):
     assert r.returncode == 0 and json.loads(r.stdout)["events"] == []
 
 
+@pytest.mark.parametrize("args, why", [
+    (["--rate", "10"], "--rate 10: expected samples per second"),   # a file edge could not read back
+    (["--rate", "nan"], "--rate nan: expected samples per second"),
+    (["--phases", "2"], "phases must be 1 or 3"),
+    (["--waveform", "bypass,nope"], "unknown scenario(s) ['nope']"),
+])
+def test_simulate_waveform_refuses_what_it_could_not_write_readably(tmp_path, args, why):
+    base = ["simulate", "wf", "--seconds", "2"]
+    r = _cli(base + (args if "--waveform" in args else ["--waveform", "bypass", *args]), tmp_path)
+    err = r.stderr.decode()
+    assert r.returncode == 2 and why in err and "Traceback" not in err, (r.returncode, err, r.exception)
+    assert not (tmp_path / "wf" / "bypass.wwf").exists()
+
+
 @pytest.mark.parametrize("text, why", [
     ('meter_id = "../x"\n[input]\npath = "a.wwf"\n[signing]\nkey_file = "k"\n', "meter_id must be"),
     ('meter_id = "M"\n[signing]\nkey_file = "k"\n', "exactly one of [input] and [simulate]"),
@@ -62,6 +77,25 @@ def test_simulate_waveform_then_edge_from_a_file_and_from_a_pipe(tmp_path):
     ('meter_id = "M"\n[input]\npath = "a.wwf"\n[signing]\nkey_file = "k"\n', "k: cannot read the key file"),
     ('meter_id = "M"\n[input]\npath = "a.wwf"\n[signing]\nkey_file = "M.key"\n', "a.wwf: no such file"),
     ('meter_id = "M"\n[input]\npath = "bad.wwf"\n[signing]\nkey_file = "M.key"\n', "bad.wwf: byte 0: not a wattwatch"),
+    # Wrong types are refused before anything runs, naming the table and the key.
+    ('meter_id = "M"\n[input]\npath = 5\n[signing]\nkey_file = "M.key"\n', "[input] path must be a file path"),
+    ('meter_id = "M"\n[input]\npath = "a.npy"\nfs = "3200"\n[signing]\nkey_file = "M.key"\n', "[input] fs must be a number > 0, got '3200'"),
+    ('meter_id = "M"\n[input]\npath = "a.npy"\nchannels = "v,i_l,i_n"\n[signing]\nkey_file = "M.key"\n', "[input] channels must be a list"),
+    ('meter_id = "M"\n[signing]\nkey_file = 5\n[input]\npath = "a.wwf"\n', "[signing] key_file must be a file path"),
+    ('meter_id = "M"\n[input]\npath = "a.wwf"\n[signing]\nkey_file = "M.key"\n[log]\npath = 5\n', "[log] path must be"),
+    ('meter_id = "M"\n[simulate]\nscenario = "bypass"\nblock_s = "x"\n[signing]\nkey_file = "M.key"\n', "[simulate] block_s must be a number > 0"),
+    ('meter_id = "M"\n[simulate]\nscenario = "bypass"\nseconds = inf\n[signing]\nkey_file = "M.key"\n', "[simulate] seconds must be a number > 0"),
+    ('meter_id = "M"\n[input]\npath = "a.wwf"\n[signing]\nkey_file = "M.key"\n[tamper.neutral]\nabs_limit_a = "x"\n', "neutral: abs_limit_a must be a number >= 0"),
+    ('meter_id = "M"\n[input]\npath = "a.wwf"\n[signing]\nkey_file = "M.key"\n[tamper.neutral]\nabs_limit_a = -1\n', "neutral: abs_limit_a must be a number >= 0"),
+    ('meter_id = "M"\n[input]\npath = "a.wwf"\n[signing]\nkey_file = "M.key"\n[mqtt]\nhost = "h"\nport = "x"\n', "[mqtt] port must be an integer"),
+    ('meter_id = "M"\n[input]\npath = "a.wwf"\n[signing]\nkey_file = "M.key"\n[mqtt]\nhost = 5\n', "[mqtt] host must be a string"),
+    ('meter_id = "M"\n[input]\npath = "a.wwf"\n[signing]\nkey_file = "M.key"\n[mqtt]\nhost = "h"\ntls_ca = "ca.pem"\n', "[mqtt] tls_ca: "),
+    ('meter_id = "M"\n[input]\npath = "a.wwf"\n[signing]\nkey_file = "M.key"\n[mqtt]\nhost = "h"\nack_timeout_s = "x"\n', "[mqtt] ack_timeout_s must be"),
+    # A topic is a substitution of {meter_id}, not a format string that could reach attributes.
+    ('meter_id = "M"\n[input]\npath = "a.wwf"\n[signing]\nkey_file = "M.key"\n[mqtt]\nhost = "h"\ntopic = "m/{meter_id.__class__}"\n', "topic must hold {meter_id}"),
+    # The input's channels are named with the input, not only the config.
+    ('meter_id = "M"\n[input]\npath = "two.wwf"\n[signing]\nkey_file = "M.key"\n', "two.wwf: channels: missing ['i_n']"),
+    ('meter_id = "M"\n[input]\npath = "z.npy"\nfs = 3200\nchannels = ["v", "i_l", "i_n"]\n[signing]\nkey_file = "M.key"\n', "z.npy: not an NPY array (an NPZ archive"),
 ])
 def test_edge_config_errors_name_the_file_and_key(tmp_path, text, why):
     from wattwatch.edge import run as edge_run
@@ -70,6 +104,9 @@ def test_edge_config_errors_name_the_file_and_key(tmp_path, text, why):
     (tmp_path / "m.toml").write_text(text)
     (tmp_path / "M.key").write_text("cd" * 32)
     (tmp_path / "bad.wwf").write_bytes(b"RIFF" + bytes(40))
+    write_wwf(tmp_path / "two.wwf", np.ones((64, 3)), 3200.0, ("v", "i_l", "i_x"))
+    np.savez(tmp_path / "z.npz", a=np.ones((64, 3)))
+    (tmp_path / "z.npz").rename(tmp_path / "z.npy")
     with pytest.raises(ConfigError) as e:
         edge_run.run(edge_run.load(tmp_path / "m.toml"))
     assert why in str(e.value)
@@ -106,6 +143,25 @@ def test_tamper_log_survives_a_torn_write_and_the_counter_never_goes_back(tmp_pa
     assert TamperLog(p).pending() == []
 
 
+@pytest.mark.parametrize("line, why", [
+    (b'{"seq": 1}', "line 2: field 'msg': expected the signed report"),
+    (b'{"seq": "a", "msg": {}}', "line 2: field 'seq': expected a counter"),
+    (b'{"ack": null}', "line 2: field 'ack': expected a counter"),
+    (b'{"seq": 2, "msg": [1]}', "line 2: field 'msg'"),
+    (b'{"hello": 1}', "line 2: expected a record"),
+])
+def test_a_damaged_tamper_log_is_refused_naming_the_line(tmp_path, line, why):
+    from wattwatch.edge import run as edge_run
+    from wattwatch.errors import ConfigError
+
+    (tmp_path / "k").write_text("ef" * 32)
+    (tmp_path / "t.log").write_bytes(b'{"counter": 3}\n' + line + b"\n")
+    (tmp_path / "m.toml").write_text('meter_id = "M"\n[simulate]\nscenario = "normal"\nseconds = 1\n'
+                                     '[signing]\nkey_file = "k"\n[log]\npath = "t.log"\n')
+    with pytest.raises(ConfigError, match="t.log: " + why.replace("(", r"\(")):
+        edge_run.run(edge_run.load(tmp_path / "m.toml"))
+
+
 def test_noisy_on_and_off_share_their_event():
     a = Waveform("led_smps", seconds=30, fs=3200.0, seed=1).samples()
     b = Waveform("normal", seconds=30, fs=3200.0, seed=1).samples()
@@ -131,6 +187,22 @@ def test_a_status_report_on_demand(tmp_path):
     ev = sent[0]["evidence"]
     assert ev["status"] == "normal" and ev["counts"]["cycles"] >= 1 and ev["last"]["i_l_a"] > 0
     assert not edge_run.STATUS_REQUEST.is_set()
+
+
+def test_every_tamper_log_write_and_the_new_file_s_name_are_fsynced(tmp_path, monkeypatch):
+    import stat
+
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(stat.S_ISDIR(os.fstat(fd).st_mode)), real(fd)))
+    log = TamperLog(tmp_path / "logs" / "t.log")
+    assert synced == [True]                       # the folder holding the new file's name
+    log.append(log.next(), {"status": "tamper"})
+    log.ack(1)
+    assert synced == [True, False, False]         # each line before it counts as written
+    log.close()
+    TamperLog(tmp_path / "logs" / "t.log").close()
+    assert synced == [True, False, False]         # an existing log: nothing to sync on opening
 
 
 def test_a_long_tamper_log_is_compacted_keeping_the_counter_and_what_is_pending(tmp_path):

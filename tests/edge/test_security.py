@@ -305,3 +305,79 @@ def test_telemetry_topics_are_readings_and_report_topics_are_reports(tmp_path):
     assert list(b.frame["meter_id"]) == ["M-1"] and b.frame["i_n_a"].iloc[0] == 6.1
     assert [a.code for a in b.alerts] == ["ALRM_SECURITY_EVENT"] and src.counters["malformed"] == 1
     assert sorted(m for m, _ in b.token) == [1, 2] and acks == []  # both acknowledged once stored
+
+
+def test_a_report_the_broker_holds_for_an_offline_head_end_survives_a_broker_restart(tmp_path, pki):
+    """The other half of "a broker restart loses no tamper event": a report the broker has
+    acknowledged to the meter but not yet delivered (the head-end is down) is kept across the
+    restart (QoS 1 on the head-end's persistent session, broker persistence on) and arrives once
+    the head-end is back."""
+    port = free_port()
+    broker = Mosquitto(free_port(), tmp_path / "broker", extra=tls_listener(port, pki)).start()
+    key = hmac_key(tmp_path / "M-6.key")
+    name = f"he{uuid.uuid4().hex[:6]}"
+    tls = dict(host="127.0.0.1", port=port, tls_ca=str(pki["ca"]), tls_cert=str(pki["client"][0]),
+               tls_key=str(pki["client"][1]))
+
+    def headend():
+        src = TamperSource(name, keys={"M-6": str(key)}, client_id=f"he-{name}", batch_s=0.05, **tls)
+        return src, _Watcher(tmp_path / "he.duckdb", src)
+    try:
+        src, w = headend()          # subscribes once: the broker now keeps its session
+        w.stop()
+        pub = Publisher("M-6", Signer.from_file(key), TamperLog(tmp_path / "m6.log"), client_id="edge-M-6", **tls)
+        sent = pub.publish(_event(start="2026-01-01T00:30:00.000Z"))
+        assert pub.wait_acked(10)   # acknowledged by the broker, delivered to nobody yet
+        pub.close()
+        broker.restart()
+        src, w = headend()
+        try:
+            assert _wait(lambda: src.counters["accepted"] == 1, 20), dict(src.counters)
+            assert _wait(lambda: len(_alerts(w)) == 1)
+        finally:
+            w.loop.call_soon_threadsafe(w.stop_ev.set)
+            w.thread.join(15)
+        alerts = _alerts(w)
+        w.store.close()
+    finally:
+        broker.stop()
+    a = alerts.iloc[0]
+    assert a["code"] == "ERR_IMBAL_LIMIT_EXCEEDED" and json.loads(a["evidence"])["counter"] == sent["counter"]
+    assert src.counters["forged"] == src.counters["replayed"] == src.counters["malformed"] == 0
+
+
+def test_a_damaged_key_file_refuses_that_meter_s_reports_without_stopping_the_head_end(tmp_path):
+    """A key file in keys_dir that cannot be read raised out of the MQTT callback (the source's
+    thread) on that meter's first report; now the report is refused and alerted, and the other
+    meters' reports go on."""
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "M-9.key").write_text("not hex\n")
+    good = hmac_key(tmp_path / "keys" / "M-1.key")
+    now = time.time()
+    src = TamperSource("he", keys_dir=str(tmp_path / "keys"), clock=lambda: now)
+
+    def rep(meter, signer):
+        return json.dumps(signer.sign({**_event(), "v": 1, "meter_id": meter, "counter": 1, "ts": now})).encode()
+    bad = src.handle("meter/M-9/tamper", rep("M-9", Signer.from_file(good)))
+    ok = src.handle("meter/M-1/tamper", rep("M-1", Signer.from_file(good)))
+    assert [a.code for a in bad] == ["ALRM_SECURITY_EVENT"] and "no usable key" in bad[0].message
+    assert [a.code for a in ok] == ["ERR_IMBAL_LIMIT_EXCEEDED"] and src.counters["forged"] == 1
+
+
+@pytest.mark.parametrize("spec, why", [
+    ({"keys_dir": "nokeys"}, "nokeys: no such folder"),
+    ({"keys": {"M-1": 5}}, "keys must be a table"),
+    ({"window_s": "x"}, "window_s must be a number >= 1"),
+    ({"reorder": -1}, "reorder must be an integer >= 1"),
+    ({"max_bytes": "big"}, "max_bytes must be an integer"),
+])
+def test_tamper_source_config_errors_name_the_key(tmp_path, spec, why):
+    from wattwatch import api
+    from wattwatch.errors import ConfigError
+
+    (tmp_path / "keys").mkdir()
+    spec = {"keys_dir": str(tmp_path / "keys"), **spec}
+    if spec["keys_dir"] == "nokeys":
+        spec["keys_dir"] = str(tmp_path / "nokeys")
+    with pytest.raises(ConfigError, match=why):
+        api.load_site({"sources": [{"type": "tamper", "name": "t", **spec}], "store": {"path": str(tmp_path / "s.duckdb")}})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.table import Table
@@ -50,6 +51,11 @@ def bench_edge(
     cpu_seconds: float = typer.Option(60.0, "--cpu-seconds", min=5.0, help="Seconds of waveform for the CPU figure."),
     detection: bool = typer.Option(False, "--detection", help="Also run every simulator scenario (3 seeds, 200 s, "
                                    "both rates, persistence 30 s and 0): faults found, look-alike trips."),
+    soak_hours: float = typer.Option(0.0, "--soak-hours", min=0.0, max=168.0, help="Also run hours of each "
+                                     "look-alike (25 mA leakage, motor starts, LED/SMPS, voltage sags) through the "
+                                     "whole waveform path at persistence 30 s and 0: tamper reports (must be 0)."),
+    soak_rate: Optional[float] = typer.Option(None, "--soak-rate", help="--soak-hours at this rate only "
+                                              "(3200 or 6400; default both)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Latency from the first sample of a bypass to the publish call (p50/p99 at 3.2 and 6.4 kHz,
@@ -57,16 +63,21 @@ def bench_edge(
     waveform and meters per core."""
     from wattwatch.edge import bench
 
-    r = bench.run(trials=trials, seed=seed, cpu_seconds=cpu_seconds, with_detection=detection)
+    if soak_rate is not None and not 1000 <= soak_rate <= 100_000:
+        _fail(f"--soak-rate {soak_rate:g}: expected samples per second, 1000 .. 100000 (3200 or 6400)")
+    r = bench.run(trials=trials, seed=seed, cpu_seconds=cpu_seconds, with_detection=detection, soak_hours=soak_hours,
+                  soak_rates=None if soak_rate is None else (soak_rate,))
     if as_json:
         print(_json(r))
         return
     t = Table("rate", "persistence", "trials", "p50 ms", "p99 ms", "p99 beyond persistence", "p99 own core",
-              "processing p50 / p99 ms", title="bench edge: first bypassed sample → publish call")
+              "processing p50 / p99 ms", "logged p50 / p99 ms",
+              title="bench edge: first bypassed sample → publish call (logged: → signed, fsync'd, handed to MQTT)")
     for x in r["latency"]:
         t.add_row(f"{x['fs'] / 1000:g} kHz", f"{x['persistence_s']:g} s", str(x["trials"]), f"{x['p50_ms']:.1f}",
                   f"{x['p99_ms']:.1f}", f"{x['p99_after_persistence_ms']:.1f}", f"{x['own_core_p99_ms']:.1f}",
-                  f"{x['processing_p50_ms']:.2f} / {x['processing_p99_ms']:.2f}")
+                  f"{x['processing_p50_ms']:.2f} / {x['processing_p99_ms']:.2f}",
+                  f"{x['logged_p50_ms']:.1f} / {x['logged_p99_ms']:.1f}")
     console.print(t)
     c = Table("rate", "CPU ms per meter-second (1-cycle blocks)", "meters per core", "(1-s blocks)", "meters per core",
               title="bench edge: CPU")
@@ -85,6 +96,15 @@ def bench_edge(
                       str(x["found"]) if x["fault"] else "-", str(x["tamper_reports"]), ", ".join(x["kinds"]) or "-",
                       ", ".join(f"{v:g}" for v in x["trip_after_s"]) or "-")
         console.print(d)
+    if "soak" in r:
+        k = Table("scenario", "rate", "hours", "persistence", "cycles", "tamper reports", "cycles over limit",
+                  "noisy cycles", "excluded (inrush/step)", "other events", "CPU ms per meter-second",
+                  title="bench edge: look-alikes through the waveform path")
+        for x in r["soak"]:
+            k.add_row(x["scenario"], f"{x['fs'] / 1000:g} kHz", f"{x['hours']:g}", f"{x['persistence_s']:g} s",
+                      f"{x['cycles']:,}", str(x["tamper_reports"]), f"{x['over_cycles']:,}", f"{x['noisy_cycles']:,}",
+                      f"{x['excluded_cycles']:,}", ", ".join(x["other_events"]) or "-", f"{x['cpu_ms_per_meter_s']:.3f}")
+        console.print(k)
 
 
 def register(app, bench_app) -> None:
@@ -98,6 +118,8 @@ def simulate_waveform(out: Path, scenarios: str, seconds: float, rate: float, ph
     from wattwatch.edge.metrology import write_wwf
     from wattwatch.edge.simulate import SCENARIOS, Waveform
 
+    if not 1000 <= rate <= 100_000:  # NaN too: the waveform file could not be read back
+        _fail(f"--rate {rate:g}: expected samples per second, 1000 .. 100000 (a meter samples at 3200-6400)")
     names = list(SCENARIOS) if scenarios in ("all", "") else [s.strip() for s in scenarios.split(",") if s.strip()]
     bad = [s for s in names if s not in SCENARIOS]
     if bad:

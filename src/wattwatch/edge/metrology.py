@@ -75,6 +75,7 @@ class Cycles:
     h5: np.ndarray
     h7: np.ndarray
     freq: np.ndarray         # Hz (NaN where no full period ended in the cycle)
+    residual_fund: np.ndarray | None = None   # the residual's fundamental (phasor), RMS A
 
     def __len__(self) -> int:
         return len(self.index)
@@ -136,6 +137,7 @@ class Metrology:
             residual = np.sqrt(np.mean(res ** 2, axis=1))
             delta = residual
             delta_fund = np.abs(spec[:, cols, 1].sum(axis=1) - spec[:, ix["i_n"], 1])
+            residual_fund = delta_fund
             worst = np.argmax(i_ph, axis=1)
             ph = np.asarray(cols)[worst]
             hm = mag[np.arange(k), ph]                              # spectrum of the largest phase
@@ -146,6 +148,7 @@ class Metrology:
             residual = np.sqrt(np.mean((w[:, il] - w[:, inn]) ** 2, axis=1))
             delta = np.abs(rms[:, il] - i_n)
             delta_fund = np.abs(mag[:, il, 1] - mag[:, inn, 1])
+            residual_fund = np.abs(spec[:, il, 1] - spec[:, inn, 1])
             hm = mag[:, il]
         fund = hm[:, 1]
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -155,7 +158,7 @@ class Metrology:
         return Cycles(index=np.arange(first, first + k), v=rms[:, ix["v"]], i_l=i_ph.max(axis=1) if k else np.empty(0),
                       i_ph=i_ph, i_n=i_n, expected=expected, delta=delta, delta_fund=delta_fund, residual=residual,
                       thd=thd, h3=np.where(fund > 1e-3, h[3], np.nan), h5=np.where(fund > 1e-3, h[5], np.nan),
-                      h7=np.where(fund > 1e-3, h[7], np.nan), freq=np.full(k, np.nan))
+                      h7=np.where(fund > 1e-3, h[7], np.nan), freq=np.full(k, np.nan), residual_fund=residual_fund)
 
     def _freq(self, v: np.ndarray, out: Cycles) -> None:
         """Frequency per cycle from rising zero crossings (the last one carries between blocks)."""
@@ -236,6 +239,11 @@ def blocks(source, *, fmt: str | None = None, channels=None, fs: float | None = 
             arr = np.load(source, allow_pickle=False)
         except (ValueError, OSError) as exc:
             raise ValueError(f"{name}: not a readable NPY array ({exc})") from None
+        if not isinstance(arr, np.ndarray):  # an NPZ archive under an .npy name
+            if hasattr(arr, "close"):
+                arr.close()
+            raise ValueError(f"{name}: not an NPY array (an NPZ archive of {type(arr).__name__}); save one array "
+                             "with numpy.save")
         if arr.ndim != 2 or arr.dtype.kind not in "fiu":
             raise ValueError(f"{name}: expected a 2-D numeric array (samples × channels), got {arr.shape} {arr.dtype}")
         if channels is None or len(channels) != arr.shape[1]:

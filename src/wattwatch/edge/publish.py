@@ -28,6 +28,14 @@ from pathlib import Path
 from wattwatch.edge.signing import Signer
 
 
+def _fsync_dir(folder: Path) -> None:
+    dfd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
 class TamperLog:
     def __init__(self, path: Path, compact_bytes: int = 1 << 20):
         self.path = Path(path)
@@ -41,7 +49,10 @@ class TamperLog:
             if self.path.stat().st_size > compact_bytes:
                 self._compact()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.path.exists()
         self._f = open(self.path, "ab")
+        if new:  # the file's name must survive a power cut too, not only its lines
+            _fsync_dir(self.path.parent)
 
     def _load(self) -> None:
         data = self.path.read_bytes()
@@ -60,17 +71,26 @@ class TamperLog:
                 rec = json.loads(line)
             except ValueError:
                 raise ValueError(f"{self.path}: line {lineno}: not JSON: the tamper log is damaged") from None
-            if not isinstance(rec, dict):
-                raise ValueError(f"{self.path}: line {lineno}: expected an object")
+            if not isinstance(rec, dict) or not rec.keys() & {"seq", "ack", "superseded", "counter"}:
+                raise ValueError(f"{self.path}: line {lineno}: expected a record (seq/msg, ack, superseded or "
+                                 "counter): the tamper log is damaged")
+            for f in ("seq", "ack", "superseded", "counter"):
+                v = rec.get(f, 1)
+                if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                    raise ValueError(f"{self.path}: line {lineno}: field {f!r}: expected a counter (an integer "
+                                     f">= 0), got {v!r}: the tamper log is damaged"[:300])
             if "seq" in rec:
-                self.records[int(rec["seq"])] = rec["msg"]
-                self.seq = max(self.seq, int(rec["seq"]))
+                if not isinstance(rec.get("msg"), dict):
+                    raise ValueError(f"{self.path}: line {lineno}: field 'msg': expected the signed report (an "
+                                     "object): the tamper log is damaged")
+                self.records[rec["seq"]] = rec["msg"]
+                self.seq = max(self.seq, rec["seq"])
             if "ack" in rec:
-                self.acked.add(int(rec["ack"]))
+                self.acked.add(rec["ack"])
             if "superseded" in rec:
-                self.acked.add(int(rec["superseded"]))
+                self.acked.add(rec["superseded"])
             if "counter" in rec:
-                self.seq = max(self.seq, int(rec["counter"]))
+                self.seq = max(self.seq, rec["counter"])
             good = pos
         if good < len(data):
             with open(self.path, "r+b") as f:
@@ -90,11 +110,7 @@ class TamperLog:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
-        dfd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        _fsync_dir(self.path.parent)
         self.records = {s: self.records[s] for s in pending}
         self.acked = set()
 
@@ -149,7 +165,9 @@ class Publisher:
         self.meter_id = meter_id
         self.signer = signer
         self.log = log
-        self.topic = topic.format(meter_id=meter_id)
+        # A plain substitution, not str.format: a format string from a config file could reach
+        # attributes of the value (``{meter_id.__class__}``).
+        self.topic = topic.replace("{meter_id}", meter_id)
         self.qos = int(qos)
         self.echo = echo
         self.clock = clock

@@ -34,6 +34,7 @@ last cycle).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import math
 import signal
 import sys
@@ -67,15 +68,58 @@ class EdgeSite:
     where: str = "edge config"
 
 
-def _table(doc: dict, key: str, where: str, known: set) -> dict | None:
+# What each key of each table must be (checked before anything runs: a wrong type is a message
+# naming the file, the table and the key, never a traceback further on).
+_TEXT, _PATH, _NUM, _POS, _NONNEG, _INT, _NAMES, _TIME = "text", "path", "num", "pos", "nonneg", "int", "names", "time"
+SCHEMA = {
+    "input": {"path": _PATH, "format": _TEXT, "fs": _POS, "channels": _NAMES, "f_nominal": _POS, "t0": _TIME},
+    "simulate": {"scenario": _TEXT, "seconds": _POS, "fs": _POS, "seed": _INT, "phases": _INT, "block_s": _POS},
+    "signing": {"key_file": _PATH},
+    "log": {"path": _PATH},
+    "mqtt": {"host": _TEXT, "port": _INT, "topic": _TEXT, "qos": _INT, "client_id": _TEXT, "tls_ca": _PATH,
+             "tls_cert": _PATH, "tls_key": _PATH, "username": _TEXT, "password": _TEXT, "keepalive": _INT,
+             "ack_timeout_s": _NONNEG},
+}
+_SAID = {_TEXT: "a string", _PATH: "a file path (a string)", _NUM: "a number", _POS: "a number > 0",
+         _NONNEG: "a number >= 0", _INT: "an integer", _NAMES: "a list of channel names (strings)",
+         _TIME: "a time (a string such as \"2026-01-01T00:00:00Z\")"}
+# Upper bounds where a larger value is a mistake that would otherwise run for ever or overflow.
+_MAX = {("simulate", "seconds"): 7 * 86400.0, ("simulate", "block_s"): 3600.0, ("mqtt", "port"): 65535,
+        ("mqtt", "keepalive"): 65535, ("simulate", "seed"): 2 ** 63 - 1}
+
+
+def _typed(value, kind: str) -> bool:
+    if kind in (_TEXT, _PATH):
+        return isinstance(value, str) and value != "" and "\0" not in value
+    if kind == _NAMES:
+        return isinstance(value, list) and all(isinstance(c, str) and c for c in value)
+    if kind == _TIME:
+        return isinstance(value, (str, datetime.datetime))
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if kind == _INT:
+        return isinstance(value, int) and value >= 0
+    if not math.isfinite(value):
+        return False
+    return value > 0 if kind == _POS else value >= 0 if kind == _NONNEG else True
+
+
+def _table(doc: dict, key: str, where: str) -> dict | None:
     t = doc.get(key)
     if t is None:
         return None
     if not isinstance(t, dict):
         raise ConfigError(f"{where}: [{key}] must be a table")
-    bad = set(t) - known
+    known = SCHEMA[key]
+    bad = set(t) - set(known)
     if bad:
         raise ConfigError(f"{where}: [{key}]: unknown key(s) {sorted(bad)}; known: {', '.join(sorted(known))}")
+    for k, v in t.items():
+        if not _typed(v, known[k]):
+            raise ConfigError(f"{where}: [{key}] {k} must be {_SAID[known[k]]}, got {v!r}"[:300])
+        top = _MAX.get((key, k))
+        if top is not None and v > top:
+            raise ConfigError(f"{where}: [{key}] {k} must be at most {top:g}, got {v!r}")
     return dict(t)
 
 
@@ -99,20 +143,21 @@ def load(path: Path) -> EdgeSite:
     meter = doc.get("meter_id")
     if not isinstance(meter, str) or not METER_ID.match(meter):
         raise ConfigError(f"{where}: meter_id must be 1-64 letters, digits, '.', '_' or '-', got {meter!r}")
-    inp = _table(doc, "input", where, {"path", "format", "fs", "channels", "f_nominal", "t0"})
-    sim = _table(doc, "simulate", where, {"scenario", "seconds", "fs", "seed", "phases", "block_s"})
+    inp = _table(doc, "input", where)
+    sim = _table(doc, "simulate", where)
     if (inp is None) == (sim is None):
         raise ConfigError(f"{where}: give exactly one of [input] and [simulate]")
+    if inp is not None and "path" not in inp:
+        raise ConfigError(f"{where}: [input] path is required (\"-\" for stdin)")
     try:
         tamper = TamperConfig.from_dict(doc.get("tamper"), f"{where}: [tamper]")
     except (ValueError, TypeError) as exc:
         raise ConfigError(str(exc)) from None
-    signing = _table(doc, "signing", where, {"key_file"}) or {}
+    signing = _table(doc, "signing", where) or {}
     if "key_file" not in signing:
         raise ConfigError(f"{where}: [signing] key_file is required (hex HMAC secret or PEM Ed25519 key)")
-    log = _table(doc, "log", where, {"path"}) or {}
-    mqtt = _table(doc, "mqtt", where, {"host", "port", "topic", "qos", "client_id", "tls_ca", "tls_cert", "tls_key",
-                                       "username", "password", "keepalive", "ack_timeout_s"})
+    log = _table(doc, "log", where) or {}
+    mqtt = _table(doc, "mqtt", where)
 
     def rel(p):
         q = Path(p)
@@ -121,9 +166,20 @@ def load(path: Path) -> EdgeSite:
         for k in ("tls_ca", "tls_cert", "tls_key"):
             if k in mqtt:
                 mqtt[k] = str(rel(mqtt[k]))
+                if not Path(mqtt[k]).is_file():
+                    raise ConfigError(f"{where}: [mqtt] {k}: {mqtt[k]}: no such file")
+        if "tls_key" in mqtt and "tls_cert" not in mqtt:
+            raise ConfigError(f"{where}: [mqtt] tls_key needs tls_cert (the client certificate)")
         if mqtt.get("qos", 1) not in (1, 2):
             raise ConfigError(f"{where}: [mqtt] qos must be 1 or 2 (tamper events are never fire-and-forget)")
-    if inp is not None and "path" in inp and inp["path"] != "-":
+        if "topic" in mqtt:
+            rest = mqtt["topic"].replace("{meter_id}", "")
+            if any(ch in rest for ch in "{}+#") or "{meter_id}" not in mqtt["topic"]:
+                raise ConfigError(f"{where}: [mqtt] topic must hold {{meter_id}} and no other {{...}}, + or #, "
+                                  f"got {mqtt['topic']!r}")
+        if "host" not in mqtt:
+            raise ConfigError(f"{where}: [mqtt] host is required (leave out [mqtt] to only print the events)")
+    if inp is not None and inp["path"] != "-":
         inp["path"] = str(rel(inp["path"]))
     return EdgeSite(meter, inp or {}, sim, tamper, rel(signing["key_file"]), rel(log.get("path", f"{meter}.tamper.log")),
                     mqtt, root, where)
@@ -134,8 +190,10 @@ def _t0(value, where: str) -> float:
         return time.time()
     try:
         t = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise ConfigError(f"{where}: [input] t0: not a time: {value!r}") from None
+    except (ValueError, TypeError, OverflowError):
+        t = None
+    if t is None or t is pd.NaT:
+        raise ConfigError(f"{where}: [input] t0: not a time: {value!r}")
     t = t.tz_localize("UTC") if t.tzinfo is None else t
     return t.timestamp()
 
@@ -182,9 +240,7 @@ def run(site: EdgeSite, *, echo=None, status: bool = False) -> dict:
             f_nominal = w.f0
         else:
             i = site.input
-            src = i.get("path")
-            if src is None:
-                raise ConfigError(f"{site.where}: [input] path is required (\"-\" for stdin)")
+            src = i["path"]
             fs_cfg = i.get("fs")
             try:
                 fs, chans, it = blocks(sys.stdin.buffer if src == "-" else Path(src), fmt=i.get("format"),
@@ -200,7 +256,8 @@ def run(site: EdgeSite, *, echo=None, status: bool = False) -> dict:
         try:
             meter = EdgeMeter(site.meter_id, chans, fs, site.tamper, f_nominal=f_nominal, t0=t0, on_event=pub.publish)
         except ValueError as exc:
-            raise ConfigError(f"{site.where}: {exc}") from None
+            what = "[simulate]" if site.simulate is not None else f"[input] {site.input.get('path')}"
+            raise ConfigError(f"{site.where}: {what}: {exc}") from None
         def report():
             pub.publish({"status": "report", "kind": "status", "event": f"status@{meter.machine.ts(meter.machine.counts['cycles'])}",
                          "evidence": meter.status()})

@@ -6,8 +6,10 @@ random levels every ~30 s):
 
 =======================  ===========================================================================
 ``normal``               the load alone
-``bypass``               neutral bypass from 30 s to 100 s (the neutral reads 0 A, load 8-15 A)
-``partial_earth_return`` 30 % of the return current goes to earth from 30 s to 100 s
+``bypass``               neutral bypass from 30 s to 100 s (the neutral reads 0 A, load 8-15 A;
+                         three phase: the whole neutral)
+``partial_earth_return`` 30 % of the return current goes to earth from 30 s to 100 s (three phase:
+                         30 % of L1's)
 ``intermittent_bypass``  from 30 s on, the bypass is on for 12 s, off for 3 s, to 110 s
 ``leakage``              25 mA of earth leakage all the time (look-alike: must not trip)
 ``motor_starts``         a 4 A motor (a compressor, a pump) starts every ~20 s and runs 8 s: 6x inrush
@@ -114,7 +116,13 @@ class Waveform:
 
     def _vscale(self, t):
         s = np.ones_like(t)
-        for a, b, d in self.sags:
+        if not len(t) or not len(self.sags):
+            return s
+        # Only the sags that overlap this stretch (they are in time order and do not overlap), so
+        # a stretch costs the same an hour or a day into the scenario.
+        lo = np.searchsorted(self.sags[:, 1], t[0], side="right")
+        hi = np.searchsorted(self.sags[:, 0], t[-1], side="right")
+        for a, b, d in self.sags[lo:hi]:
             s[(t >= a) & (t < b)] = d
         return s
 
@@ -134,7 +142,12 @@ class Waveform:
         """(motor current as measured by the phase CT, the part the neutral CT misses)."""
         m = np.zeros_like(t)
         miss = np.zeros_like(t)
-        for s in self.starts:
+        if not len(t):
+            return m, miss
+        # Only the motor runs that overlap this stretch (see _vscale).
+        lo = np.searchsorted(self.starts, t[0] - MOTOR_RUN_S, side="right")
+        hi = np.searchsorted(self.starts, t[-1], side="right")
+        for s in self.starts[lo:hi]:
             on = t >= s
             if not on.any():
                 continue
@@ -183,8 +196,9 @@ class Waveform:
                 load, seen_n = load + m, seen_n + m - miss
             leak = np.sqrt(2) * self.leak_a * np.sin(th + shift + np.pi / 2) * vs if p == 0 else 0.0
             cols.append(load + leak)
-            # The diverted share (on L1 for three phase) returns by earth, not by the neutral.
-            i_n += seen_n * (1 - div) if p == 0 else seen_n
+            # The diverted share returns by earth, not by the neutral: a bypassed neutral carries
+            # nothing of any phase; a partial earth return (three phase) is a share of L1's.
+            i_n += seen_n * (1 - div) if p == 0 or self.scenario != "partial_earth_return" else seen_n
             i_sum += load + leak
         for k in range(1, len(cols)):
             cols[k] = cols[k] * self._gain[k] + rng.normal(0, NOISE_A, len(t))
@@ -225,4 +239,4 @@ class Waveform:
         nan = np.full(len(idx), np.nan)
         return Cycles(index=idx, v=v, i_l=il, i_ph=il[:, None], i_n=i_n, expected=il, delta=np.abs(il - i_n),
                       delta_fund=np.abs(np.abs(il_ph) - np.abs(in_ph)), residual=res, thd=thd, h3=nan, h5=nan,
-                      h7=nan, freq=freq)
+                      h7=nan, freq=freq, residual_fund=np.abs(il_ph - in_ph))

@@ -79,8 +79,6 @@ class TamperSource(MqttSource):
         tel = [telemetry] if isinstance(telemetry, str) else list(telemetry)
         super().__init__(name, topics=list(topics) + tel, **kw)
         self.tamper_topics = [topics] if isinstance(topics, str) else list(topics)
-        self.window_s = float(window_s)
-        self.max_bytes = int(max_bytes)
         self.keys: dict[str, tuple] = {}
         for m, path in (keys or {}).items():
             if not METER_ID.match(str(m)):
@@ -89,7 +87,15 @@ class TamperSource(MqttSource):
         self.keys_dir = Path(keys_dir) if keys_dir else None
         if not self.keys and self.keys_dir is None:
             raise ValueError(f"source {name}: give keys (meter -> key file) or keys_dir")
+        if self.keys_dir is not None and not self.keys_dir.is_dir():
+            raise ValueError(f"keys_dir {self.keys_dir}: no such folder")
+        for k, v, low in (("window_s", window_s, 1), ("reorder", reorder, 1), ("max_bytes", max_bytes, 256)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < low \
+                    or (k != "window_s" and v != int(v)):
+                raise ValueError(f"{k} must be {'a number' if k == 'window_s' else 'an integer'} >= {low}, got {v!r}")
         self.reorder = int(reorder)
+        self.window_s = float(window_s)
+        self.max_bytes = int(max_bytes)
         # meter -> {counter: digest} of the last ``reorder`` counters accepted (the anti-replay window)
         self.seen: dict[str, dict[int, str]] = {}
         self._alerts: list[Alert] = []
@@ -136,7 +142,13 @@ class TamperSource(MqttSource):
             for fname in (f"{meter}.key", f"{meter}.pub.pem"):
                 p = self.keys_dir / fname
                 if p.is_file():
-                    k = load_key(p, private=False)
+                    try:
+                        k = load_key(p, private=False)
+                    except ValueError as exc:
+                        # A damaged key file is the operator's to fix: this meter's reports are
+                        # refused (and alerted) meanwhile; it must not stop the source for all.
+                        log.error("%s: %s", self.name, exc)
+                        raise Rejected("forged", f"no usable key for meter {meter!r}: {exc}"[:300]) from None
                     self.keys[meter] = k
                     break
         return k
@@ -311,8 +323,10 @@ def from_spec(name: str, spec: dict, root=None) -> TamperSource:
                 "window_s", "max_bytes", "reorder"})
     spec = tls_paths(spec, root)
     if "keys" in spec:
-        if not isinstance(spec["keys"], dict):
-            raise ValueError("keys must be a table: meter id -> key file")
+        if not isinstance(spec["keys"], dict) or not all(isinstance(p, str) for p in spec["keys"].values()):
+            raise ValueError("keys must be a table: meter id -> key file (a path)")
+    if "keys_dir" in spec and not isinstance(spec["keys_dir"], str):
+        raise ValueError(f"keys_dir must be a folder (a path), got {spec['keys_dir']!r}")
         spec["keys"] = {m: str(resolve(p, root)) if isinstance(p, str) else p for m, p in spec["keys"].items()}
     if "keys_dir" in spec:
         spec["keys_dir"] = str(resolve(spec["keys_dir"], root))
