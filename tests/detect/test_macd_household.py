@@ -147,9 +147,12 @@ def test_a_weekend_day_is_judged_with_the_error_of_its_one_day_profile():
     d = registry.build("baseline_macd").fit(df)
     assert list(d.state_["home"]["type_days"]) == [5.0, 1.0, 1.0]
     t = (pd.date_range("2025-01-13", periods=14 * 24, freq="h").astype("int64") // 10**9).to_numpy(float)[None, :]
-    pv = d._profile_var(t, np.array([[5.0, 1.0, 1.0]]), d.config.fast_h, d._windows()[0])
+    day, wide = np.array([0.3]), np.array([0.45])  # the weekend's spread is not measured by weekday pairs
+    pv = d._profile_var(t, np.array([[5.0, 1.0, 1.0]]), d.config.fast_h, d._windows()[0], day, wide)
     wed_eve, sun_eve = 2 * 24 + 20, 6 * 24 + 20  # hours since Monday 2025-01-13
-    assert pv[0, sun_eve] > 2 * pv[0, wed_eve] > 0.15  # ~0.2 = 1/5 on a weekday, twice that on Sunday evening
+    # A weekday against a median of five (the average started on Monday holds 94 % of its weight).
+    assert np.isclose(pv[0, wed_eve], 0.94 ** 2 * 0.3 ** 2 / 5, rtol=0.02)
+    assert pv[0, sun_eve] > 4 * pv[0, wed_eve]  # Sunday evening: mostly one profiled Sunday, wider
 
 
 def test_a_busy_weekend_day_is_no_baseline_deviation():
