@@ -122,3 +122,46 @@ def test_hours_without_readings_count_on_neither_side_of_the_week():
     assert np.isnan(z[0, :83]).all() and np.allclose(z[0, 83:], 0.0)
     m[0, 250:400] = np.nan
     assert np.isnan(d._week(m, np.ones((1, 400)), np.zeros(1))[0, 340:]).all()
+
+
+def test_a_drop_is_judged_against_a_limit_it_can_reach():
+    """The day spread is measured in logs (a busy day doubles, a quiet one halves), the averages
+    are relative deviations: the limit goes back to one per direction, exp(L) - 1 above and
+    1 - exp(-L) below. As one number both ways a noisy home's limit exceeded 100 %, which no drop
+    can reach, while an ordinary busy day came close to it."""
+    df = home(days=7, seed=2)
+    d = registry.build("baseline_macd").fit(df)
+    one = df.head(1).assign(_seg=0)  # the limits are per meter: one row of the (one-meter) frame
+    up, down = d._limit(one, sign=1.0)[0], d._limit(one, sign=-1.0)[0]
+    log_lim = d.config.sigma_k * d._iid_factor(d.config.fast_h) * d.state_["home"]["day_spread"]
+    assert np.isclose(up, max(np.expm1(log_lim), d.config.min_rel))
+    assert np.isclose(down, max(-np.expm1(-log_lim), d.config.min_rel))
+    assert down < up and down < 1.0
+
+
+def test_a_weekend_day_is_judged_with_the_error_of_its_one_day_profile():
+    """From one profiled week the Saturday and Sunday profiles are one day each: a weekend day is
+    compared with a profile as noisy as itself, a weekday with a median of five. The fit keeps
+    the days per type, and the limit of an average that holds the weekend is wider."""
+    df = home(days=7, seed=0)
+    d = registry.build("baseline_macd").fit(df)
+    assert list(d.state_["home"]["type_days"]) == [5.0, 1.0, 1.0]
+    t = (pd.date_range("2025-01-13", periods=14 * 24, freq="h").astype("int64") // 10**9).to_numpy(float)[None, :]
+    day, wide = np.array([0.3]), np.array([0.45])  # the weekend's spread is not measured by weekday pairs
+    pv = d._profile_var(t, np.array([[5.0, 1.0, 1.0]]), d.config.fast_h, d._windows()[0], day, wide)
+    wed_eve, sun_eve = 2 * 24 + 20, 6 * 24 + 20  # hours since Monday 2025-01-13
+    # A weekday against a median of five (the average started on Monday holds 94 % of its weight).
+    assert np.isclose(pv[0, wed_eve], 0.94 ** 2 * 0.3 ** 2 / 5, rtol=0.02)
+    assert pv[0, sun_eve] > 4 * pv[0, wed_eve]  # Sunday evening: mostly one profiled Sunday, wider
+
+
+def test_a_busy_weekend_day_is_no_baseline_deviation():
+    """A Sunday 2.5 times as busy as usual (log 0.92: under 3 sigma of a day on this home), judged
+    against a Sunday profile learned from one Sunday: no alert on six homes (two alerted when the
+    profile's own error was not counted and the limit was one number both ways)."""
+    n = 0
+    for seed in range(6):
+        df = home(seed=seed)
+        df.loc[(df.ts >= "2025-01-19") & (df.ts < "2025-01-20"), "p_kw"] *= 2.5
+        n += len(_alerts(df))
+    assert n == 0, n
