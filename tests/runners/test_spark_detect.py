@@ -145,6 +145,7 @@ def test_without_java_the_cli_says_what_to_install(tmp_path):
     (["--meters", "1"], ["--meters"]),
     (["--masters", " , "], ["--masters"]),
     (["--pods", "0"], ["--pods"]),
+    (["--repeats", "0"], ["--repeats"]),
 ])
 def test_bench_fleet_arguments_are_checked_before_any_work(tmp_path, args, words):
     from typer.testing import CliRunner
@@ -156,6 +157,15 @@ def test_bench_fleet_arguments_are_checked_before_any_work(tmp_path, args, words
     for w in words:
         assert w in res.stderr.replace("\n", "")
     assert not (tmp_path / "b").exists()
+
+
+def test_marginal_cost_is_per_meter_between_two_fleet_sizes():
+    from wattwatch.app.bench import marginal
+
+    # 2 s fixed + 0.1 s per meter: the totals' ratio hides the per-meter cost, the marginal does not
+    assert marginal(60, 2 + 6.0, 120, 2 + 12.0) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="more meters"):
+        marginal(120, 1.0, 120, 2.0)
 
 
 def test_the_naive_baseline_fits_and_judges_one_meter_inside_its_udf(fleet):
