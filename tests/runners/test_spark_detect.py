@@ -145,6 +145,7 @@ def test_without_java_the_cli_says_what_to_install(tmp_path):
     (["--meters", "1"], ["--meters"]),
     (["--masters", " , "], ["--masters"]),
     (["--pods", "0"], ["--pods"]),
+    (["--repeats", "0"], ["--repeats"]),
 ])
 def test_bench_fleet_arguments_are_checked_before_any_work(tmp_path, args, words):
     from typer.testing import CliRunner
@@ -156,6 +157,15 @@ def test_bench_fleet_arguments_are_checked_before_any_work(tmp_path, args, words
     for w in words:
         assert w in res.stderr.replace("\n", "")
     assert not (tmp_path / "b").exists()
+
+
+def test_marginal_cost_is_per_meter_between_two_fleet_sizes():
+    from wattwatch.app.bench import marginal
+
+    # 2 s fixed + 0.1 s per meter: the totals' ratio hides the per-meter cost, the marginal does not
+    assert marginal(60, 2 + 6.0, 120, 2 + 12.0) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="more meters"):
+        marginal(120, 1.0, 120, 2.0)
 
 
 def test_the_naive_baseline_fits_and_judges_one_meter_inside_its_udf(fleet):
@@ -192,7 +202,8 @@ def test_groups_travel_as_arrow_messages_with_times_to_the_nanosecond(fleet):
     for k, m in msgs:  # one group's meters only, each meter's rows in time order
         part = sparkrun.read_message(m)
         assert all(group[names.index(n)] == k for n in part["meter_id"].unique())
-        assert part.groupby("meter_id")["ts"].apply(lambda t: t.is_monotonic_increasing).all()
+        assert part.groupby("meter_id", observed=True)["ts"].apply(lambda t: t.is_monotonic_increasing).all()
+        assert list(part["meter_id"].cat.categories) == sorted(part["meter_id"].unique())  # its own meters only
 
 
 def test_group_count_per_core_and_capped_in_readings():

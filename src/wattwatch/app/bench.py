@@ -207,7 +207,7 @@ FLEET_BENCH_DETECTORS = ("supply_outage", "harmonic_noise", "phase_imbalance", "
 
 
 def fleet_benchmark(meters: int = 200, days: float = 14.0, seed: int = 0, masters: tuple[str, ...] = ("local[2]", "local[1]"),
-                    pods: int | None = None, workdir: Path = Path("bench-out"), log=print) -> dict:
+                    pods: int | None = None, workdir: Path = Path("bench-out"), log=print, repeats: int = 3) -> dict:
     """Per-meter cost of ``detect --engine spark`` against a naive ``applyInPandas`` on the same
     simulated fleet, per Spark master; ``pods``: also ``fleet --engine spark`` on that many PODs
     (``wattwatch.fleet.bench.run_pods``, when that module is installed).
@@ -226,7 +226,13 @@ def fleet_benchmark(meters: int = 200, days: float = 14.0, seed: int = 0, master
     Both run :data:`FLEET_BENCH_DETECTORS` (the default set without the learned ensemble, whose
     fleet model cannot be trained on one meter).
 
-    The ratio is ours / naive seconds on the same meters in the same process."""
+    The ratio is ours / naive seconds on the same meters in the same process, the median of
+    ``repeats`` rounds (each round times both sides on the whole fleet and on every other meter,
+    in alternating order). A job's fixed cost (its start, the broadcast, first-task work) is not a
+    meter's: the marginal cost per meter between the half and the whole fleet, per side, and its
+    ratio are reported beside the totals (``marginal_ratio``), never instead of them."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / f"bench-fleet-{meters}x{days:g}d-s{seed}.parquet"
@@ -241,13 +247,13 @@ def fleet_benchmark(meters: int = 200, days: float = 14.0, seed: int = 0, master
     runs = []
     for master in masters:
         log(f"detect --engine spark and the naive applyInPandas on {master} (own process) ...")
-        proc = subprocess.run([sys.executable, "-m", "wattwatch.app.bench", "fleet", str(path), master],
+        proc = subprocess.run([sys.executable, "-m", "wattwatch.app.bench", "fleet", str(path), master, str(repeats)],
                               capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"bench fleet worker ({master}) failed:\n{proc.stderr[-3000:]}")
         runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     out = {"benchmark": "fleet", "machine": _machine(), "date": time.strftime("%Y-%m-%d"), "meters": meters,
-           "days": days, "seed": seed, "target_ratio": FLEET_TARGET_RATIO, "runs": runs,
+           "days": days, "seed": seed, "target_ratio": FLEET_TARGET_RATIO, "runs": runs, "repeats": repeats,
            "isolation": "each master in its own worker process (one Spark session per process)"}
     by = {r["master"]: r for r in runs}
     if "local[1]" in by and "local[2]" in by:
@@ -323,7 +329,25 @@ def _naive_rows(pdf, unit: str = "ns"):
     return _rows(Outcome(alerts=res.alerts, notices=res.notices, open_ids=res.open_ids, readings=res.readings))
 
 
-def _fleet_worker(path: str, master: str) -> dict:
+def marginal(n_small: int, s_small: float, n_large: int, s_large: float) -> float:
+    """Seconds per extra meter between two fleet sizes: what a meter costs once the job's fixed
+    costs (job start, broadcast, first-task work) are paid, which the larger fleet pays once too."""
+    if n_large <= n_small:
+        raise ValueError(f"the larger fleet must hold more meters ({n_small} then {n_large})")
+    return (s_large - s_small) / (n_large - n_small)
+
+
+def _median(xs: list[float]) -> float:
+    import statistics
+
+    return float(statistics.median(xs))
+
+
+def _fleet_worker(path: str, master: str, repeats: int = 3) -> dict:
+    """One master's measurements, all in this process (one Spark session): after the warm-up,
+    ``repeats`` rounds, each timing ours and naive on the whole fleet and on half of it (every
+    other meter), the four in an order that alternates between rounds (so neither side always runs
+    first or after the other; the machine's load drifts over a round)."""
     import warnings
 
     import pandas as pd
@@ -335,6 +359,7 @@ def _fleet_worker(path: str, master: str) -> dict:
 
     warnings.filterwarnings("ignore", category=RuntimeWarning)
     full = prepare(pd.read_parquet(path))
+    half = prepare(full[full["_seg"].to_numpy() % 2 == 0])
     spark = sparkrun.session(master, app="wattwatch-bench-fleet")
     cores = spark.sparkContext.defaultParallelism
     # Warm-up, for neither side: the JVM's first job, the Python workers' start and their imports.
@@ -342,38 +367,67 @@ def _fleet_worker(path: str, master: str) -> dict:
     spark.range(4 * cores).groupBy("id").applyInPandas(_warm_rows, "id long").collect()
     spark.sparkContext.parallelize(range(4 * cores), 4 * cores).mapPartitions(_warm_part).collect()
     warm_s = time.perf_counter() - t0
+    frames = {"full": full, "half": half}
+    sdfs = {k: (sparkrun.to_spark(spark, f), sparkrun.ts_unit(f)) for k, f in frames.items()}
 
-    t0 = time.perf_counter()
-    dets = build_all(list(FLEET_BENCH_DETECTORS))
-    cfg = EngineConfig()
-    notes = sparkrun.profile(full, dets, cfg, master=master)  # what detect --engine spark fits with
-    fit_s = time.perf_counter() - t0
-    ours = DetectionResult()
-    sparkrun.judge(full, dets, cfg, ours, master=master)
-    ours_s = time.perf_counter() - t0
+    def ours(key: str) -> dict:
+        f = frames[key]
+        t0 = time.perf_counter()
+        dets = build_all(list(FLEET_BENCH_DETECTORS))
+        cfg = EngineConfig()
+        notes = sparkrun.profile(f, dets, cfg, master=master)  # what detect --engine spark fits with
+        fit_s = time.perf_counter() - t0
+        res = DetectionResult()
+        sparkrun.judge(f, dets, cfg, res, master=master)
+        total = time.perf_counter() - t0
+        return {"s": total, "fit_s": fit_s, "judge_s": total - fit_s, "alerts": len(res.alerts),
+                "meters": res.meters, "readings": res.readings, "notices": notes + res.notices}
 
-    t0 = time.perf_counter()
-    sdf = sparkrun.to_spark(spark, full)
-    unit = sparkrun.ts_unit(full)
-    naive = sdf.groupBy("meter_id").applyInPandas(lambda p: _naive_rows(p, unit), sparkrun.RESULT_SCHEMA).collect()
-    naive_s = time.perf_counter() - t0
-    naive_alerts = sum(1 for row in naive if row["kind"] == "alert")
-    meters = ours.meters
+    def naive(key: str) -> dict:
+        sdf, unit = sdfs[key]
+        t0 = time.perf_counter()
+        rows = sdf.groupBy("meter_id").applyInPandas(lambda p: _naive_rows(p, unit), sparkrun.RESULT_SCHEMA).collect()
+        return {"s": time.perf_counter() - t0, "alerts": sum(1 for row in rows if row["kind"] == "alert")}
+
+    plan = [("ours", "full"), ("naive", "full"), ("ours", "half"), ("naive", "half")]
+    got: dict[tuple[str, str], list[dict]] = {k: [] for k in plan}
+    for r in range(repeats):
+        for side, key in (plan if r % 2 == 0 else plan[::-1]):
+            got[(side, key)].append(ours(key) if side == "ours" else naive(key))
+    o, n = got[("ours", "full")], got[("naive", "full")]
+    oh, nh = got[("ours", "half")], got[("naive", "half")]
+    meters, meters_half = o[0]["meters"], oh[0]["meters"]
+    # Per round: the ratio of totals on the whole fleet, and the ratio of marginal costs per meter
+    # between the half and the whole fleet (measured in the same round).
+    ratios = [a["s"] / b["s"] for a, b in zip(o, n)]
+    m_ours = [marginal(meters_half, a["s"], meters, b["s"]) for a, b in zip(oh, o)]
+    m_naive = [marginal(meters_half, a["s"], meters, b["s"]) for a, b in zip(nh, n)]
+    m_ratios = [a / b for a, b in zip(m_ours, m_naive)]
     spark.stop()
-    return {"master": master, "cores": cores, "meters": meters, "readings": ours.readings,
+    r3 = lambda xs: [round(x, 3) for x in xs]  # noqa: E731
+    return {"master": master, "cores": cores, "meters": meters, "meters_half": meters_half, "readings": o[0]["readings"],
             "groups": sparkrun.group_count(full.groupby("_seg").size().to_numpy(), cores), "warmup_s": round(warm_s, 3),
-            "ours_s": round(ours_s, 3), "ours_fit_s": round(fit_s, 3), "ours_judge_s": round(ours_s - fit_s, 3),
-            "ours_ms_per_meter": 1000 * ours_s / meters, "ours_alerts": len(ours.alerts),
-            "detectors": list(FLEET_BENCH_DETECTORS), "notices": notes + ours.notices,
-            "naive_s": round(naive_s, 3), "naive_ms_per_meter": 1000 * naive_s / meters, "naive_alerts": naive_alerts,
-            "ratio": ours_s / naive_s, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "repeats": repeats, "ours_s": round(_median([x["s"] for x in o]), 3),
+            "ours_fit_s": round(_median([x["fit_s"] for x in o]), 3),
+            "ours_judge_s": round(_median([x["judge_s"] for x in o]), 3),
+            "ours_ms_per_meter": 1000 * _median([x["s"] for x in o]) / meters, "ours_alerts": o[0]["alerts"],
+            "detectors": list(FLEET_BENCH_DETECTORS), "notices": o[0]["notices"],
+            "naive_s": round(_median([x["s"] for x in n]), 3),
+            "naive_ms_per_meter": 1000 * _median([x["s"] for x in n]) / meters, "naive_alerts": n[0]["alerts"],
+            "ratio": _median(ratios), "ratios": r3(ratios),
+            "ours_runs_s": r3([x["s"] for x in o]), "naive_runs_s": r3([x["s"] for x in n]),
+            "ours_half_runs_s": r3([x["s"] for x in oh]), "naive_half_runs_s": r3([x["s"] for x in nh]),
+            "ours_marginal_ms_per_meter": 1000 * _median(m_ours), "naive_marginal_ms_per_meter": 1000 * _median(m_naive),
+            "marginal_ratio": _median(m_ratios), "marginal_ratios": r3(m_ratios),
+            "alerts_equal": all(a["alerts"] == b["alerts"] for a, b in zip(o + oh, n + nh)),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "detect":
         print(json.dumps(_detect_worker(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 3)))
     elif sys.argv[1] == "fleet":
-        print(json.dumps(_fleet_worker(sys.argv[2], sys.argv[3])))
+        print(json.dumps(_fleet_worker(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 3)))
     elif sys.argv[1] == "pods":
         print(json.dumps(_pods_worker(int(sys.argv[2]), sys.argv[3], sys.argv[4]), default=str))
     else:

@@ -1740,14 +1740,18 @@ def bench_fleet(
     pods: Optional[int] = typer.Option(None, "--pods", help="Also `fleet --engine spark` on this many PODs x one "
                                        "month (wattwatch.fleet.bench.run_pods)."),
     workdir: Path = typer.Option(Path("bench-out"), "--workdir"),
+    repeats: int = typer.Option(3, "--repeats", help="Rounds per master, each timing both sides on the whole "
+                                "fleet and on every other meter (alternating order); medians reported."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Per-meter cost of detect --engine spark against a naive applyInPandas (one meter per group,
-    fit and score inside the UDF) on the same fleet; local[1] against local[2]."""
+    fit and score inside the UDF) on the same fleet; local[1] against local[2]; totals and the
+    marginal cost per meter (whole fleet against half of it)."""
     from wattwatch.app.bench import FLEET_TARGET_RATIO, fleet_benchmark, pods_available
 
-    if meters < 2 or days < 2 or seed < 0:
-        _fail(f"--meters must be at least 2, --days at least 2 and --seed >= 0, got {meters}, {days}, {seed}")
+    if meters < 4 or days < 2 or seed < 0 or repeats < 1:
+        _fail(f"--meters must be at least 4 (half of them are timed too), --days at least 2, --seed >= 0 and "
+              f"--repeats at least 1, got {meters}, {days}, {seed}, {repeats}")
     names = tuple(m.strip() for m in masters.split(",") if m.strip())
     if not names:
         _fail("--masters: give at least one Spark master, e.g. local[2]")
@@ -1762,19 +1766,26 @@ def bench_fleet(
     if (java_major() or 0) < 17:
         _fail("Spark needs a Java 17 runtime: run `make setup` (it installs openjdk-17-jre-headless) or set JAVA_HOME")
     with _errors():
-        r = fleet_benchmark(meters=meters, days=days, seed=seed, masters=names, pods=pods, workdir=workdir, log=_log)
+        r = fleet_benchmark(meters=meters, days=days, seed=seed, masters=names, pods=pods, workdir=workdir, log=_log,
+                            repeats=repeats)
     if as_json:
         print(_json(r))
         return
     table = Table("master", "meters", "readings", "ours s", "ours ms/meter", "naive s", "naive ms/meter",
-                  f"ratio (<= {FLEET_TARGET_RATIO})", "alerts ours / naive", "peak RSS MB",
-                  title=f"bench fleet ({r['machine']})")
+                  f"ratio (<= {FLEET_TARGET_RATIO}), each round", "marginal ms/meter ours / naive", "marginal ratio, each round",
+                  "alerts ours / naive", "peak RSS MB", title=f"bench fleet ({r['machine']}; medians of {r['repeats']} rounds)")
     for x in r["runs"]:
         ok = "[green]" if x["ratio"] <= FLEET_TARGET_RATIO else "[red]"
+        mok = "[green]" if x["marginal_ratio"] <= FLEET_TARGET_RATIO else "[red]"
         table.add_row(x["master"], f"{x['meters']:,}", f"{x['readings']:,}", f"{x['ours_s']:.1f}",
                       f"{x['ours_ms_per_meter']:.1f}", f"{x['naive_s']:.1f}", f"{x['naive_ms_per_meter']:.1f}",
-                      f"{ok}{x['ratio']:.3f}", f"{x['ours_alerts']} / {x['naive_alerts']}", f"{x['peak_rss_mb']:,.0f}")
+                      f"{ok}{x['ratio']:.3f}[/] ({', '.join(f'{v:.2f}' for v in x['ratios'])})",
+                      f"{x['ours_marginal_ms_per_meter']:.1f} / {x['naive_marginal_ms_per_meter']:.1f}",
+                      f"{mok}{x['marginal_ratio']:.3f}[/] ({', '.join(f'{v:.2f}' for v in x['marginal_ratios'])})",
+                      f"{x['ours_alerts']} / {x['naive_alerts']}", f"{x['peak_rss_mb']:,.0f}")
     console.print(table)
+    console.print("marginal = (seconds on the whole fleet - seconds on every other meter) / the meters between them, "
+                  "per side and round: a meter's cost once each job's fixed cost is paid")
     for x in r["runs"]:
         console.print(f"{x['master']}: ours = {x['ours_fit_s']:.1f} s fitting the state (on the driver for local[N]) + "
                       f"{x['ours_judge_s']:.1f} s judging in {x['groups']} group(s) on Spark; "
@@ -1782,7 +1793,7 @@ def bench_fleet(
     console.print("both sides: the default detectors without the learned ensemble (a fleet model cannot be trained "
                   "on one meter, so the naive UDF could not run it)")
     if "scaling_ours" in r:
-        console.print(f"local[1] / local[2] time: ours {r['scaling_ours']:.2f}x, naive {r['scaling_naive']:.2f}x "
+        console.print(f"local[1] / local[2] time (medians): ours {r['scaling_ours']:.2f}x, naive {r['scaling_naive']:.2f}x "
                       f"({r['isolation']})")
     if "pods" in r:
         console.print("fleet --engine spark on PODs: " + ", ".join(f"{k} = {v}" for k, v in r["pods"].items()))

@@ -114,6 +114,7 @@ def profile(full: pd.DataFrame, detectors: list[Detector], config: EngineConfig,
     seg = full["_seg"].to_numpy()
     resets = resets or {}
     frames: dict[bytes, pd.DataFrame] = {}  # one fit frame per distinct row set, shared by detectors
+    plain_mask = None  # the profiling rows without a reset (one pass over the frame, not one per detector)
 
     def rows(mask: np.ndarray) -> pd.DataFrame:
         if mask.all():
@@ -138,8 +139,15 @@ def profile(full: pd.DataFrame, detectors: list[Detector], config: EngineConfig,
             continue
         if on_stage:
             on_stage(f"learning {d.name} on {int(todo.sum()):,} meter(s) ({i + 1}/{len(detectors)} detectors)", None)
-        prof = (np.ones(len(full), bool) if windowed else
-                profile_mask(full, config.profile_days, config.profile_max_share, per or None)) & todo[seg]
+        if windowed:
+            prof = np.ones(len(full), bool)
+        elif per:
+            prof = profile_mask(full, config.profile_days, config.profile_max_share, per)
+        else:  # the same for every detector without an operator reset: computed once
+            if plain_mask is None:
+                plain_mask = profile_mask(full, config.profile_days, config.profile_max_share, None)
+            prof = plain_mask
+        prof = prof & todo[seg]
         if not prof.any():
             continue
         fit_frame = rows(prof)

@@ -89,9 +89,12 @@ def session(master: str = "local[2]", app: str = "wattwatch", conf: dict[str, st
 # earlier (unclean), the per-detector skipped / failed / fallback tables (JSON), the group's reading
 # count, and its per-reading scores (Arrow IPC bytes) when asked.
 RESULT_SCHEMA = "kind string, meter string, text string, n long, blob binary"
-# A task costs ~0.15 s; 2 per core keep groups even (the 120-meter bench fleet judged on local[2]:
-# 1.9 s in 2 groups, 2.3 s in 4, 2.5 s in 8, 3.9 s in 16).
-GROUPS_PER_CORE = 2
+# One group per core: one wave of tasks. A second wave pays the gap between a task's end and the
+# next task's start (its result back, the next message sent: 0.8-1.5 s between the waves of the
+# 120-meter bench fleet on local[2] at load 7-12), and the snake deal keeps the groups even in
+# readings. Judged on local[2], interleaved in one process (2026-12-03, load 12-15): median 6.0 s
+# in 2 groups against 7.6 s in 4 (2026-12-02: 1.9 s in 2, 2.3 s in 4, 2.5 s in 8, 3.9 s in 16).
+GROUPS_PER_CORE = 1
 _PAYLOADS: dict[str, object] = {}  # per Python worker: job token -> the unpickled detectors
 
 
@@ -205,7 +208,7 @@ MESSAGE_COMPRESSION = "lz4"
 
 def group_messages(full: "pd.DataFrame", group: "np.ndarray") -> list[tuple[int, bytes]]:
     """Each meter group of ``full`` (prepared) as one Arrow IPC stream: its canonical columns,
-    ``meter_id`` as text and ``ts`` as it is (Arrow keeps the unit, nanoseconds included, and the
+    ``meter_id`` as a dictionary of names and ``ts`` as it is (Arrow keeps the unit, nanoseconds included, and the
     zone). One table is built for the whole frame (rows stably sorted by group, so each meter
     keeps its rows in order) and sliced, without copies, per group."""
     import numpy as np
@@ -215,12 +218,21 @@ def group_messages(full: "pd.DataFrame", group: "np.ndarray") -> list[tuple[int,
     from wattwatch.detect.frame import extra_channels
     from wattwatch.schema import CHANNEL_NAMES
 
-    cols = ["meter_id", "ts", *[c for c in CHANNEL_NAMES if c in full.columns], *extra_channels(full)]
+    cols = ["ts", *[c for c in CHANNEL_NAMES if c in full.columns], *extra_channels(full)]
     gid = np.asarray(group, np.int64)[full["_seg"].to_numpy()]
     order = np.argsort(gid, kind="stable")
     pdf = pd.DataFrame({c: full[c].to_numpy()[order] if c != "ts" else full[c].array[order] for c in cols})
-    pdf["meter_id"] = pdf["meter_id"].astype(str)
     table = pa.Table.from_pandas(pdf, preserve_index=False)
+    # meter_id as a dictionary of the meters' names (a prepared frame's categories) and a code per
+    # reading: not one Python string per reading to build here, send, and decode and factorize
+    # again in the task (0.1-0.3 s of the 120-meter bench fleet's CPU).
+    mid = full["meter_id"]
+    names = np.asarray(mid.cat.categories, dtype=object).astype(str) if isinstance(mid.dtype, pd.CategoricalDtype) else None
+    if names is not None and len(set(names)) == len(names):
+        meter = pa.DictionaryArray.from_arrays(pa.array(mid.array.codes[order], pa.int32()), pa.array(names, pa.string()))
+    else:  # names that are equal as text (1 and "1"): one meter, as text
+        meter = pa.array(mid.to_numpy()[order].astype(str), pa.string())
+    table = table.add_column(0, "meter_id", meter)
     g_sorted = gid[order]
     out = []
     # LZ4-compressed buffers: a telemetry group shrinks 2.3x (channels a meter lacks are runs of
@@ -237,10 +249,15 @@ def group_messages(full: "pd.DataFrame", group: "np.ndarray") -> list[tuple[int,
 
 
 def read_message(blob: bytes) -> "pd.DataFrame":
-    """A group's rows back from :func:`group_messages`' Arrow IPC stream."""
+    """A group's rows back from :func:`group_messages`' Arrow IPC stream (``meter_id`` categorical:
+    the group's own meters, in the order of their names)."""
+    import pandas as pd
     import pyarrow as pa
 
-    return pa.ipc.open_stream(blob).read_pandas()
+    pdf = pa.ipc.open_stream(blob).read_pandas()
+    if isinstance(pdf["meter_id"].dtype, pd.CategoricalDtype):
+        pdf["meter_id"] = pdf["meter_id"].cat.remove_unused_categories()
+    return pdf
 
 
 def judge(full, detectors: list, config, result, on_progress=None, keep_scores: bool = False,

@@ -87,25 +87,43 @@ class ThermalDrift(Detector):
                     "temperature is judged against its load with the lag the readings allow")
         return None
 
-    def _lags(self, df: pd.DataFrame, i_ref: np.ndarray, taus: np.ndarray, bin_m: np.ndarray) -> np.ndarray:
+    def _lags(self, df: pd.DataFrame, i_ref: np.ndarray, taus: np.ndarray, bin_m: np.ndarray,
+              memo: dict | None = None) -> np.ndarray:
         """EMA_τ of the normalised load heating (I² / I_ref², most loaded phase) at each reading,
-        for each meter's τ (``taus``, minutes, per segment code) on its grid ``bin_m``."""
+        for each meter's τ (``taus``, minutes, per segment code) on its grid ``bin_m``.
+        ``memo``: shared by calls on the same frame, ``i_ref`` and ``bin_m`` (``_fit`` trying each
+        τ): the heating and each meter set's grid, which do not depend on τ, are made once."""
         seg = df["_seg"].to_numpy()
-        # A motor start caught in a reading lasted seconds, not the interval: it did not heat the
-        # enclosure (the bin takes its neighbours' heating instead).
-        with quiet():
-            x = (np.where(inrush(df), np.nan, max_current(df)) / i_ref[seg]) ** 2
+
+        def kept(key, make):
+            if memo is None:
+                return make()
+            if key not in memo:
+                memo[key] = make()
+            return memo[key]
+
+        def heating():
+            # A motor start caught in a reading lasted seconds, not the interval: it did not heat
+            # the enclosure (the bin takes its neighbours' heating instead).
+            with quiet():
+                return (np.where(inrush(df), np.nan, max_current(df)) / i_ref[seg]) ** 2
+
+        x = kept("x", heating)
         out = np.full(len(df), np.nan)
         keys = np.stack([bin_m, taus], axis=1)
         for b, tau in np.unique(keys[np.isfinite(keys).all(axis=1)], axis=0):
             meters = (bin_m == b) & (taus == tau)
-            rows = meters[seg]
-            sub_seg = np.searchsorted(np.flatnonzero(meters), seg[rows])
-            m, cell, _ = grid_arrays(sub_seg, df["_t"].to_numpy()[rows], x[rows], float(b))
+
+            def gridded(meters=meters, b=b):
+                rows = meters[seg]
+                sub_seg = np.searchsorted(np.flatnonzero(meters), seg[rows])
+                m, cell, _ = grid_arrays(sub_seg, df["_t"].to_numpy()[rows], x[rows], float(b))
+                mem = int(self._memory_bins(np.array([b]))[0])
+                return (rows, m, cell, mem, *(bounded_fill(m, mem) if m.size else (None, None)))
+
+            rows, m, cell, mem, filled, near = kept((float(b), meters.tobytes()), gridded)
             if not m.size:
                 continue
-            mem = int(self._memory_bins(np.array([b]))[0])
-            filled, near = bounded_fill(m, mem)
             alpha = 1 - np.exp(-b / (tau * 60))
             lag = ema_rows(m, alpha, filled=filled, window=mem)
             lag[~near] = np.nan  # no load known within the memory: cannot say what heats it
@@ -119,17 +137,43 @@ class ThermalDrift(Detector):
         angle = 2 * np.pi * (np.arange(1440) + 0.5) / 1440
         return np.sin(angle)[minute], np.cos(angle)[minute]
 
-    def _solve(self, X: list, y: np.ndarray, seg: np.ndarray, n_seg: int, ok: np.ndarray) -> np.ndarray:
-        """Per-meter least squares through batched normal equations (ridge-stabilised)."""
+    def _solve(self, X: list, y: np.ndarray, seg: np.ndarray, n_seg: int, ok: np.ndarray,
+               memo: dict | None = None, fixed: tuple[int, ...] = ()) -> np.ndarray:
+        """Per-meter least squares through batched normal equations (ridge-stabilised).
+
+        ``fixed``: the columns of ``X`` that are the same array in every call sharing ``memo``;
+        their sums with each other and with ``y`` are kept in ``memo`` and reused while ``ok`` is
+        the same mask (the same bincounts, so the same numbers: only the τ column changes
+        between the time constants ``_fit`` tries)."""
         k = len(X)
-        Xo = [x[ok] for x in X]
-        so, yo = seg[ok], y[ok]
+        if memo is not None and not (memo.get("ok") is not None and np.array_equal(memo["ok"], ok)):
+            memo.clear()
+            memo["ok"] = ok
+        so = seg[ok]
+
+        def kept(key, make):
+            if memo is None:
+                return make()
+            if key not in memo:
+                memo[key] = make()
+            return memo[key]
+
+        Xo = {a: kept(("x", a), lambda: X[a][ok]) if a in fixed else X[a][ok] for a in range(k)}
+        yo = kept("y", lambda: y[ok])
+
+        def sums(key, make):
+            if memo is not None and all(j in fixed for j in key):
+                if key not in memo:
+                    memo[key] = np.bincount(so, weights=make(), minlength=n_seg)
+                return memo[key]
+            return np.bincount(so, weights=make(), minlength=n_seg)
+
         A = np.zeros((n_seg, k, k))
         b = np.zeros((n_seg, k))
         for a in range(k):
-            b[:, a] = np.bincount(so, weights=Xo[a] * yo, minlength=n_seg)
+            b[:, a] = sums((a,), lambda: Xo[a] * yo)
             for c in range(a, k):
-                A[:, a, c] = A[:, c, a] = np.bincount(so, weights=Xo[a] * Xo[c], minlength=n_seg)
+                A[:, a, c] = A[:, c, a] = sums((a, c), lambda: Xo[a] * Xo[c])
         A += 1e-6 * np.eye(k)[None]
         return np.linalg.solve(A, b[..., None])[..., 0]
 
@@ -147,10 +191,11 @@ class ThermalDrift(Detector):
         coef = np.full((n_seg, 4), np.nan)
         tau = np.full(n_seg, np.nan)
         lag = np.full(len(df), np.nan)  # the chosen τ's lag, per reading
+        ones, memo, grids = np.ones(len(df)), {}, {}
         for tm in self.config.taus_min:
-            X = [np.ones(len(df)), self._lags(df, i_ref, np.full(n_seg, tm), bin_m), sin, cos]
+            X = [ones, self._lags(df, i_ref, np.full(n_seg, tm), bin_m, grids), sin, cos]
             ok = np.isfinite(y) & np.isfinite(X[1])
-            beta = self._solve(X, y, seg, n_seg, ok)
+            beta = self._solve(X, y, seg, n_seg, ok, memo, fixed=(0, 2, 3))
             r = y - sum(x * beta[seg, j] for j, x in enumerate(X))
             sse = np.bincount(seg[ok], weights=r[ok] ** 2, minlength=n_seg)
             better = sse < best_sse
