@@ -32,6 +32,15 @@ from wattwatch.detect.frame import bounded_fill, ema_rows, grid_arrays, meter_na
 from wattwatch.detect.rules._common import inrush, max_current
 
 
+def _kept(memo: dict | None, key, make):
+    """``memo[key]``, made by ``make()`` the first time; without a memo, made every time."""
+    if memo is None:
+        return make()
+    if key not in memo:
+        memo[key] = make()
+    return memo[key]
+
+
 @dataclass(frozen=True)
 class ThermalDriftConfig(DetectorConfig):
     bin_s: float = 300.0
@@ -95,20 +104,13 @@ class ThermalDrift(Detector):
         τ): the heating and each meter set's grid, which do not depend on τ, are made once."""
         seg = df["_seg"].to_numpy()
 
-        def kept(key, make):
-            if memo is None:
-                return make()
-            if key not in memo:
-                memo[key] = make()
-            return memo[key]
-
         def heating():
             # A motor start caught in a reading lasted seconds, not the interval: it did not heat
             # the enclosure (the bin takes its neighbours' heating instead).
             with quiet():
                 return (np.where(inrush(df), np.nan, max_current(df)) / i_ref[seg]) ** 2
 
-        x = kept("x", heating)
+        x = _kept(memo, "x", heating)
         out = np.full(len(df), np.nan)
         keys = np.stack([bin_m, taus], axis=1)
         for b, tau in np.unique(keys[np.isfinite(keys).all(axis=1)], axis=0):
@@ -121,7 +123,7 @@ class ThermalDrift(Detector):
                 mem = int(self._memory_bins(np.array([b]))[0])
                 return (rows, m, cell, mem, *(bounded_fill(m, mem) if m.size else (None, None)))
 
-            rows, m, cell, mem, filled, near = kept((float(b), meters.tobytes()), gridded)
+            rows, m, cell, mem, filled, near = _kept(memo, (float(b), meters.tobytes()), gridded)
             if not m.size:
                 continue
             alpha = 1 - np.exp(-b / (tau * 60))
@@ -151,22 +153,12 @@ class ThermalDrift(Detector):
             memo["ok"] = ok
         so = seg[ok]
 
-        def kept(key, make):
-            if memo is None:
-                return make()
-            if key not in memo:
-                memo[key] = make()
-            return memo[key]
-
-        Xo = {a: kept(("x", a), lambda: X[a][ok]) if a in fixed else X[a][ok] for a in range(k)}
-        yo = kept("y", lambda: y[ok])
+        Xo = {a: _kept(memo, ("x", a), lambda: X[a][ok]) if a in fixed else X[a][ok] for a in range(k)}
+        yo = _kept(memo, "y", lambda: y[ok])
 
         def sums(key, make):
-            if memo is not None and all(j in fixed for j in key):
-                if key not in memo:
-                    memo[key] = np.bincount(so, weights=make(), minlength=n_seg)
-                return memo[key]
-            return np.bincount(so, weights=make(), minlength=n_seg)
+            total = lambda: np.bincount(so, weights=make(), minlength=n_seg)
+            return _kept(memo, key, total) if all(j in fixed for j in key) else total()
 
         A = np.zeros((n_seg, k, k))
         b = np.zeros((n_seg, k))
