@@ -152,8 +152,7 @@ def test_forged_tampered_replayed_and_malformed_reports_are_refused_and_never_al
         p1.close()
         p2.close()
     finally:
-        w.stop_ev and w.loop.call_soon_threadsafe(w.stop_ev.set)
-        w.thread.join(15)
+        w.halt()
     alerts = _alerts(w)
     w.store.close()
     tamper = alerts[alerts["code"] == "ERR_IMBAL_LIMIT_EXCEEDED"]
@@ -201,8 +200,7 @@ def test_broker_restart_and_power_cut_lose_no_tamper_event(tmp_path, pki):
         pub.close()
         assert src.counters["forged"] == src.counters["replayed"] == src.counters["malformed"] == 0
     finally:
-        w.stop_ev and w.loop.call_soon_threadsafe(w.stop_ev.set)
-        w.thread.join(15)
+        w.halt()
         broker.stop()
     alerts = _alerts(w)
     w.store.close()
@@ -265,8 +263,7 @@ def test_meter_to_head_end_end_to_end_with_a_site_config(tls_broker, pki, tmp_pa
         assert _wait(lambda: src.counters["accepted"] == 1)
         assert _wait(lambda: len(_alerts(w)) == 1)
     finally:
-        w.loop.call_soon_threadsafe(w.stop_ev.set)
-        w.thread.join(15)
+        w.halt()
     alerts = _alerts(w)
     w.store.close()
     a = alerts.iloc[0]
@@ -335,8 +332,7 @@ def test_a_report_the_broker_holds_for_an_offline_head_end_survives_a_broker_res
             assert _wait(lambda: src.counters["accepted"] == 1, 20), dict(src.counters)
             assert _wait(lambda: len(_alerts(w)) == 1)
         finally:
-            w.loop.call_soon_threadsafe(w.stop_ev.set)
-            w.thread.join(15)
+            w.halt()
         alerts = _alerts(w)
         w.store.close()
     finally:

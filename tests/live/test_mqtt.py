@@ -68,9 +68,14 @@ class _Watcher:
         while self.stored() < n and time.monotonic() < deadline:
             time.sleep(0.05)
 
-    def stop(self):
-        self.loop.call_soon_threadsafe(self.stop_ev.set)
+    def halt(self):
+        """Stop the engine's thread; the store stays open (to read what it kept)."""
+        if self.stop_ev is not None:  # None until the engine's loop has started
+            self.loop.call_soon_threadsafe(self.stop_ev.set)
         self.thread.join(15)
+
+    def stop(self):
+        self.halt()
         assert not self.thread.is_alive()
         frame = self.store.query()
         self.store.close()
