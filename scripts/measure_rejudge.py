@@ -15,7 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from wattwatch import api
@@ -23,25 +22,22 @@ from wattwatch.runners.stream import StreamConfig, StreamEngine
 from wattwatch.sim import SimConfig, simulate
 from wattwatch.store import Store
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.live
+from tests.live.test_rejudge import _late_schedule  # noqa: E402
+
 CONFIG = {"engine": {"profile_days": 1.0}}
 
 
 def schedule(frame: pd.DataFrame, late: bool, seed: int = 5):
-    rng = np.random.default_rng(seed)
+    """The test's late schedule (tests/live/test_rejudge.py), or the same 15-minute cycles on time."""
+    if late:
+        yield from _late_schedule(frame, seed)
+        return
     frame = frame.sort_values("ts", kind="stable").reset_index(drop=True)
     day = (frame["ts"].min() + pd.Timedelta("1D")).ceil("1h")
-    due = frame["ts"].copy()
-    if late:
-        meters = sorted(frame["meter_id"].astype(str).unique())
-        for m in rng.choice(meters, max(1, len(meters) // 4), replace=False):
-            gap = (frame["meter_id"].astype(str) == m) & (frame["ts"] >= day + pd.Timedelta("4h")) & \
-                  (frame["ts"] < day + pd.Timedelta("7h"))
-            due[gap] = day + pd.Timedelta("13h")
-        lt = (frame["ts"] >= day) & (rng.random(len(frame)) < 0.02)
-        due[lt] = frame["ts"][lt] + pd.Timedelta("1D")
     yield frame[frame["ts"] < day]
-    rest = frame["ts"] >= day
-    for _, piece in frame[rest].groupby(due[rest].dt.floor("15min"), sort=True):
+    rest = frame[frame["ts"] >= day]
+    for _, piece in rest.groupby(rest["ts"].dt.floor("15min"), sort=True):
         yield piece
 
 
