@@ -189,6 +189,30 @@ def test_a_status_report_on_demand(tmp_path):
     assert not edge_run.STATUS_REQUEST.is_set()
 
 
+def test_sigusr1_while_the_edge_is_still_starting_is_answered_not_fatal(tmp_path, monkeypatch):
+    import signal
+
+    from wattwatch.edge import run as edge_run
+
+    if not hasattr(signal, "SIGUSR1"):
+        pytest.skip("no SIGUSR1 here")
+    (tmp_path / "k").write_text("ef" * 32)
+    (tmp_path / "m.toml").write_text('meter_id = "M-5"\n[simulate]\nscenario = "leakage"\nseconds = 2\n'
+                                     '[signing]\nkey_file = "k"\n')
+    real = edge_run.Signer.from_file
+
+    def slow_start(path):    # the signal arrives while the key is being read, before any block is fed
+        os.kill(os.getpid(), signal.SIGUSR1)
+        return real(path)
+
+    monkeypatch.setattr(edge_run.Signer, "from_file", staticmethod(slow_start))
+    before = signal.getsignal(signal.SIGUSR1)
+    sent = []
+    edge_run.run(edge_run.load(tmp_path / "m.toml"), echo=sent.append)
+    assert [m["status"] for m in sent] == ["report"]      # answered at the first block
+    assert signal.getsignal(signal.SIGUSR1) is before     # and the old handler is back
+
+
 def test_every_tamper_log_write_and_the_new_file_s_name_are_fsynced(tmp_path, monkeypatch):
     import stat
 

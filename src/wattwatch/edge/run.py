@@ -215,7 +215,16 @@ def _on_demand():
 
 
 def run(site: EdgeSite, *, echo=None, status: bool = False) -> dict:
-    """Run the input to its end; returns a summary (events, counts, what is still unacknowledged)."""
+    """Run the input to its end; returns a summary (events, counts, what is still unacknowledged).
+
+    SIGUSR1 is caught from the first line on: a request that arrives while the key, the tamper log
+    and the broker connection are being set up is answered at the first block, not the default
+    action of the signal (which ends the process)."""
+    with _on_demand() as asked:
+        return _run(site, asked, echo=echo, status=status)
+
+
+def _run(site: EdgeSite, asked: threading.Event, *, echo=None, status: bool = False) -> dict:
     try:
         signer = Signer.from_file(site.key_file)
     except ValueError as exc:
@@ -263,15 +272,14 @@ def run(site: EdgeSite, *, echo=None, status: bool = False) -> dict:
                          "evidence": meter.status()})
 
         t = time.perf_counter()
-        with _on_demand() as asked:
-            try:
-                for b in it:
-                    meter.feed(b)
-                    if asked.is_set():   # SIGUSR1 (or STATUS_REQUEST): a status report now
-                        asked.clear()
-                        report()
-            except ValueError as exc:
-                raise ConfigError(str(exc)) from None
+        try:
+            for b in it:
+                meter.feed(b)
+                if asked.is_set():   # SIGUSR1 (or STATUS_REQUEST): a status report now
+                    asked.clear()
+                    report()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         took = time.perf_counter() - t
         if status:
             report()
