@@ -1067,7 +1067,7 @@ def load_site(config: str | Path | dict) -> Site:
     (meter glob -> tags); every other key is detector configuration as for ``detect --config``.
     Relative paths are relative to the
     config file. Raises ConfigError naming the file and key."""
-    import tomllib
+    from wattwatch.tomlfile import read_toml
 
     from wattwatch import actions, sinks
     from wattwatch import sources as src
@@ -1082,16 +1082,7 @@ def load_site(config: str | Path | dict) -> Site:
     else:
         path = Path(config)
         where, root = str(path), path.resolve().parent
-        try:
-            doc = tomllib.loads(path.read_bytes().decode("utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such site config") from None
-        except IsADirectoryError:
-            raise ConfigError(f"{path}: is a folder, not a site config") from None
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-        except (tomllib.TOMLDecodeError, ValueError) as exc:
-            raise ConfigError(f"{path}: cannot read site config: {exc}") from None
+        doc = read_toml(path, "site config")
     specs = doc.pop("sources", None)
     if not isinstance(specs, list) or not specs:
         raise ConfigError(f"{where}: give at least one [[sources]] table")

@@ -25,7 +25,7 @@ import os
 import secrets
 import threading
 import time
-import tomllib
+from wattwatch.tomlfile import read_toml
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,14 +107,7 @@ def load_users(path: str | Path | None = None, environ: dict | None = None) -> d
     users: dict[str, User] = {}
     if path is not None:
         path = Path(path)
-        try:
-            doc = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UsersError(f"{path}: no such users file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsersError(f"{path}: cannot read the users file: {exc}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise UsersError(f"{path}: not TOML: {exc}") from None
+        doc = read_toml(path, "users file", UsersError)
         table = doc.get("users")
         if not isinstance(table, dict):
             raise UsersError(f"{path}: expected a [users.NAME] table per user")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 import math
-import tomllib
+from wattwatch.tomlfile import read_toml
 from pathlib import Path
 
 from wattwatch.detect.base import Detector
@@ -157,16 +157,7 @@ def check_config(doc, where: str = "detector config") -> dict:
 
 def load_config(path: str | Path) -> dict:
     path = Path(path)
-    try:
-        doc = tomllib.loads(path.read_bytes().decode("utf-8"))
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder, not a detector config file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read detector config: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: cannot read detector config: not UTF-8 text (byte {exc.start})") from None
-    except (tomllib.TOMLDecodeError, RecursionError, ValueError) as exc:
-        raise ConfigError(f"{path}: cannot read detector config: {exc}") from None
+    doc = read_toml(path, "detector config")
     check_config(doc, str(path))
     for name, section in doc.items():
         if name in _REGISTRY:

@@ -12,7 +12,7 @@ the kind's own keys; relative paths are relative to the file.
 from __future__ import annotations
 
 import importlib
-import tomllib
+from wattwatch.tomlfile import read_toml
 from pathlib import Path
 
 # kind -> "module:start(name, spec, root)"
@@ -42,12 +42,7 @@ def start(spec: dict, where: str = "[[devices]]", root: Path | None = None):
 def load(path: str | Path) -> tuple[list[dict], Path]:
     """The ``[[devices]]`` tables of a devices file, and its folder."""
     p = Path(path)
-    try:
-        doc = tomllib.loads(p.read_bytes().decode("utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"{p}: no such devices file") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"{p}: cannot read devices file: {exc}") from None
+    doc = read_toml(p, "devices file", ValueError)
     specs = doc.get("devices")
     if not isinstance(specs, list) or not specs:
         raise ValueError(f"{p}: give at least one [[devices]] table")

@@ -40,7 +40,7 @@ import signal
 import sys
 import threading
 import time
-import tomllib
+from wattwatch.tomlfile import read_toml
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,16 +126,7 @@ def _table(doc: dict, key: str, where: str) -> dict | None:
 def load(path: Path) -> EdgeSite:
     path = Path(path)
     where = str(path)
-    try:
-        doc = tomllib.loads(path.read_bytes().decode("utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such edge config") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder, not an edge config") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: cannot read edge config: {exc}") from None
+    doc = read_toml(path, "edge config")
     root = path.resolve().parent
     bad = set(doc) - {"meter_id", "input", "simulate", "tamper", "signing", "log", "mqtt"}
     if bad:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
+from wattwatch.tomlfile import read_toml
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -241,18 +241,7 @@ def scenario_from_dict(d: dict, where: str = "scenario") -> Scenario:
 
 
 def load_toml(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder, not a TOML file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
+    return read_toml(path, "grid config")
 
 
 def scenario_from_toml(path: str | Path) -> Scenario:

@@ -93,7 +93,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-import tomllib
+from wattwatch.tomlfile import read_toml
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -553,20 +553,7 @@ class Mapping:
     def from_toml(cls, path: str | Path) -> "Mapping":
         """Read a mapping file; unknown canonical names or options are errors naming the key."""
         path = Path(path)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise MappingError(f"{path}: cannot read mapping: {exc}") from exc
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise MappingError(f"{path}: not a TOML mapping (not UTF-8 text at byte {exc.start})") from None
-        try:
-            doc = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise MappingError(f"{path}: cannot read mapping: {exc}") from None
-        except RecursionError:
-            raise MappingError(f"{path}: cannot read mapping: nested too deeply") from None
+        doc = read_toml(path, "mapping", MappingError)
         sections = ("columns", "scale", "defaults", "extra", "options", "units", "ranges", "wide")
         unknown_sections = set(doc) - set(sections)
         if unknown_sections:

@@ -49,7 +49,7 @@ import logging
 import math
 import struct
 import time
-import tomllib
+from wattwatch.tomlfile import read_toml
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,12 +220,7 @@ def load_models(spec, root: Path | None, max_gap: int = 0) -> dict[str, Model]:
 
     if isinstance(spec, str):
         p = resolve(spec, root)
-        try:
-            doc = tomllib.loads(p.read_bytes().decode("utf-8"))
-        except FileNotFoundError:
-            raise ValueError(f"models: {p}: no such file") from None
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"models: {p}: cannot read: {exc}") from None
+        doc = read_toml(p, "models file (Modbus register maps)", ValueError)
         if not isinstance(doc.get("models"), dict):
             raise ValueError(f"models: {p}: expected [models.NAME] tables")
         return {k: parse_model(k, v, f"{p}: models", max_gap) for k, v in doc["models"].items()}

@@ -45,7 +45,7 @@ import math
 import os
 import re
 import time
-import tomllib
+from wattwatch.tomlfile import read_toml
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -248,12 +248,7 @@ def load_models(models=None, root: Path | None = None) -> dict[str, Model]:
         return out
     if isinstance(models, str):
         p = resolve(models, root)
-        try:
-            doc = tomllib.loads(p.read_bytes().decode("utf-8"))
-        except (FileNotFoundError, IsADirectoryError):
-            raise ValueError(f"models {p}: no such file") from None
-        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"models {p}: cannot read: {exc}") from None
+        doc = read_toml(p, "models file (SNMP OID maps)", ValueError)
         extra, where = doc.get("models"), f"{p}: models"
         if not isinstance(extra, dict) or set(doc) - {"models"}:
             raise ValueError(f"models {p}: expected only [models.NAME] tables")
