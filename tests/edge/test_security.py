@@ -209,6 +209,12 @@ def test_broker_restart_and_power_cut_lose_no_tamper_event(tmp_path, pki):
     assert (alerts["code"] == "ALRM_SECURITY_EVENT").sum() == 0
 
 
+def test_a_deeply_nested_report_is_refused_as_malformed(tmp_path):
+    src = TamperSource("he", keys={"M-7": str(hmac_key(tmp_path / "M-7.key"))})
+    src.handle("meter/M-7/tamper", b"[" * 5000 + b"]" * 5000)
+    assert src.counters["malformed"] == 1 and src.counters.get("accepted", 0) == 0
+
+
 def test_anti_replay_window_takes_reordered_reports_and_survives_a_restart(tmp_path):
     key = hmac_key(tmp_path / "M-7.key")
     s = Signer.from_file(key)

@@ -121,6 +121,32 @@ def test_mqtt_agents_decide_as_in_process(mqtt_broker, paper_run):
     assert np.array_equal(run.pairs["p"].to_numpy(), paper_run.pairs["p"].to_numpy())
 
 
+def test_a_malformed_grid_message_is_dropped_and_the_agent_still_hears(mqtt_broker):
+    import json
+    import threading
+
+    from wattwatch.grid.agents import _MqttEndpoint
+
+    got, seen = [], threading.Event()
+
+    def on_meas(topic, payload):   # what the agents do with a message: JSON, then fields
+        got.append(json.loads(payload)["z"])
+        seen.set()
+
+    rx = _MqttEndpoint(mqtt_broker.host, mqtt_broker.port, "t-grid-rx", 10)
+    tx = _MqttEndpoint(mqtt_broker.host, mqtt_broker.port, "t-grid-tx", 10)
+    try:
+        rx.subscribe("test/grid/bad/meas/1", on_meas)
+        for bad in (b"\xff\xfe", "[" * 5000 + "]" * 5000, "{}", "not json"):
+            tx._c.publish("test/grid/bad/meas/1", bad, qos=1)
+        tx.publish("test/grid/bad/meas/1", json.dumps({"z": 7}))
+        assert seen.wait(10), "the good message after four bad ones never arrived"
+        assert got == [7] and rx.malformed == 4
+    finally:
+        rx.close()
+        tx.close()
+
+
 def test_probe_noise_per_neighbour_gives_the_same_decisions_in_agents():
     sc = dataclasses.replace(builtin("persistent"), probe_noise_mw=3.0, seed=2)
     a, b = simulate(sc, "batch"), simulate(sc, "inprocess")

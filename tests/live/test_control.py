@@ -150,6 +150,7 @@ class _Eng:
     (b'{"op": "list", "status": "open", "sql": "DROP TABLE alerts"}', "unknown field"),
     (b'{"op": "list", "min_score": "1; DROP"}', "min_score must be"),
     (b'{"op": "list", "status": "nonsense"}', "status must be"),
+    (b"[" * 5000 + b"]" * 5000, "nested too deeply"),
 ])
 def test_a_bad_request_is_answered_with_an_error_and_nothing_is_done(tmp_path, raw, needle):
     import duckdb

@@ -157,6 +157,13 @@ def test_a_malformed_message_is_refused_saying_why(payload, why):
         src.parse("x/y", payload)
 
 
+def test_a_deeply_nested_message_is_malformed_not_a_dead_network_thread():
+    # RecursionError escaping on_message would end paho's network thread: the source would hear no more.
+    src = MqttSource("s", topics=["x/#"])
+    with pytest.raises(ValueError, match="nested too deeply"):
+        src.parse("x/y", b"[" * 5000 + b"]" * 5000)
+
+
 def test_kill_9_of_the_watcher_loses_no_mqtt_reading(mqtt_broker, tmp_path):
     """Readings received but not yet stored when the watcher dies were never acknowledged, and
     those published while it is down wait in its session: after a restart all are stored once."""

@@ -17,6 +17,7 @@ i's own meters (a prosumer injecting false data controls those).
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import defaultdict
@@ -28,6 +29,8 @@ from wattwatch.grid import watch as W
 from wattwatch.grid.config import WatchConfig
 from wattwatch.grid.engine import Step, pair_noise_rng
 from wattwatch.grid.world import Interval
+
+log = logging.getLogger(__name__)
 
 
 class InProcessBus:
@@ -57,6 +60,7 @@ class _MqttEndpoint:
         import paho.mqtt.client as mqtt
 
         self._cbs: dict[str, object] = {}
+        self.malformed = 0
         self._c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
         self._c.on_message = self._on_message
         self._sub_done = threading.Event()
@@ -70,8 +74,18 @@ class _MqttEndpoint:
 
     def _on_message(self, client, userdata, msg):
         cb = self._cbs.get(msg.topic)
-        if cb is not None:
+        if cb is None:
+            return
+        # A message an agent cannot use (not UTF-8, not JSON, nested too deeply, fields missing) is
+        # counted and dropped: raised inside paho's callback it would end the connection's network
+        # thread, and the agent would hear nothing more.
+        try:
             cb(msg.topic, msg.payload.decode())
+        except (ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
+            self.malformed += 1
+            if self.malformed <= 10 or self.malformed % 100 == 0:
+                log.warning("grid MQTT: malformed message #%d on %s dropped: %s", self.malformed, msg.topic,
+                            str(exc)[:200])
 
     def subscribe(self, topic: str, callback) -> None:
         self._cbs[topic] = callback

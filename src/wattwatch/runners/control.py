@@ -96,6 +96,8 @@ def parse(raw: bytes) -> dict:
         req = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"request is not JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("request is not JSON: nested too deeply") from None
     if not isinstance(req, dict):
         raise ValueError("request must be a JSON object")
     op = req.get("op")

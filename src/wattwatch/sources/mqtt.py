@@ -120,6 +120,8 @@ class MqttSource(Source):
             doc = json.loads(payload)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValueError(f"not JSON ({exc})") from None
+        except RecursionError:   # '[[[[...' a few thousand deep: the parser's recursion, not a reading
+            raise ValueError("JSON nested too deeply") from None
         items = doc if isinstance(doc, list) else [doc]
         if not items:
             raise ValueError("an empty list")

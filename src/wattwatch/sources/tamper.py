@@ -161,6 +161,8 @@ class TamperSource(MqttSource):
             doc = json.loads(payload)
         except (UnicodeDecodeError, ValueError) as exc:
             raise Rejected("malformed", f"not JSON ({exc})"[:200]) from None
+        except RecursionError:
+            raise Rejected("malformed", "JSON nested too deeply") from None
         if not isinstance(doc, dict):
             raise Rejected("malformed", f"expected a JSON object, got {type(doc).__name__}")
         for f, types in (("meter_id", str), ("counter", int), ("ts", (int, float)), ("status", str), ("alg", str),
