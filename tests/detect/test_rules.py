@@ -499,3 +499,26 @@ def test_a_long_data_gap_is_reported_as_such_at_any_cadence(step, start, hours):
     assert pd.Timestamp(a.start) == before and pd.Timestamp(a.end) == after
     assert pd.Timestamp(a.evidence["gap_start"]) == before and pd.Timestamp(a.evidence["gap_end"]) == after
     assert abs(a.evidence["gap_hours"] - (after - before).total_seconds() / 3600) < 0.01
+
+
+def _one_second_meter(jitter_s: float, hours: float = 8.0, seed: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = int(hours * 3600)
+    ts = pd.Timestamp("2025-01-06T00:00Z") + pd.to_timedelta(np.arange(n) + rng.uniform(-jitter_s, jitter_s, n), unit="s")
+    f = pd.DataFrame({"meter_id": "S-1", "ts": ts, "p_kw": 1.0 + 0.1 * rng.random(n), "v_l1_v": 230.0,
+                      "i_l1_a": 4.5})
+    return f.sort_values("ts", kind="stable").reset_index(drop=True)
+
+
+def test_stamps_jittering_by_much_of_the_cadence_are_not_packet_loss():
+    # A 1-s logger whose stamps jitter by +-0.45 s: gaps of up to 1.9 s, each once read as a lost
+    # reading (27 % "missing" on a simulated 1-s fleet with every reading there). A gap is a loss
+    # beyond what the meter's shortest gap says its jitter allows, and a window never loses more
+    # than it expects beyond what it holds; a real 30-minute outage is still 8 % of 6 h.
+    f = _one_second_meter(0.45)
+    assert only(run(f, ["packet_loss"]), "ALRM_PKT_LOSS_CRIT") == []
+    cut = window(f, "2025-01-06T03:00Z", 0.5)
+    alerts = only(run(f[~cut], ["packet_loss"]), "ALRM_PKT_LOSS_CRIT")
+    assert len(alerts) == 1 and 1750 <= alerts[0].evidence["missing_readings"] <= 1810
+    # ... and it spans the outage, not the hours of jittered gaps around it.
+    assert alerts[0].start >= "2025-01-06T02:59" and alerts[0].end <= "2025-01-06T03:31"

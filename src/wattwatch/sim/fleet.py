@@ -658,8 +658,12 @@ def _assign_extras(rng: np.random.Generator, meters: list[Meter], cfg: SimConfig
 def _messy(rng: np.random.Generator, frame: pd.DataFrame, cfg: SimConfig) -> pd.DataFrame:
     """Timestamp jitter, duplicated rows (exact and jittered), NaN channels, local disorder."""
     n = len(frame)
-    if cfg.jitter_s > 0:
-        frame["ts"] = frame["ts"] + pd.to_timedelta(np.round(rng.uniform(-cfg.jitter_s, cfg.jitter_s, n), 3), unit="s")
+    # A clock's jitter is a small part of the cadence: +-2 s on a 1-s meter reordered its readings and
+    # opened 3-s gaps that no real 1-s logger has (the packet-loss rule read 27 % of them as lost).
+    # Both jitters are bounded by a fifth of the step (unchanged from 10 s up).
+    jitter_s = min(cfg.jitter_s, 0.2 * cfg.step_s)
+    if jitter_s > 0:
+        frame["ts"] = frame["ts"] + pd.to_timedelta(np.round(rng.uniform(-jitter_s, jitter_s, n), 3), unit="s")
     if cfg.nan_rate > 0:
         channels = frame.columns[2:]
         holes = rng.random((n, len(channels))) < cfg.nan_rate
@@ -669,7 +673,8 @@ def _messy(rng: np.random.Generator, frame: pd.DataFrame, cfg: SimConfig) -> pd.
     if cfg.duplicate_rate > 0:
         dup = frame[rng.random(n) < cfg.duplicate_rate].copy()
         jittered = rng.random(len(dup)) < 0.5
-        dup.loc[jittered, "ts"] += pd.to_timedelta(rng.uniform(0.5, 4, jittered.sum()).round(3), unit="s")
+        late = rng.uniform(0.5, 4, jittered.sum()) * min(1.0, 0.2 * cfg.step_s / 2.0)
+        dup.loc[jittered, "ts"] += pd.to_timedelta(late.round(3), unit="s")
         frame = pd.concat([frame, dup])
         frame = frame.sort_values(["meter_id", "ts"], kind="stable")
     order = np.arange(len(frame))

@@ -1,8 +1,10 @@
 """Packet loss: more than 5 % of the expected readings missing in a window (default 6 h).
 
 The cadence is inferred per meter (median gap), so 1-minute and 15-minute meters are judged on
-their own terms; timestamp jitter does not matter (readings are counted, not aligned to a grid)
-and duplicates are merged before detection. The window is centred and truncated at the meter's
+their own terms; timestamp jitter does not matter (a gap of g cadences is round(g) - 1 lost
+readings, and a window never counts more lost than it expects beyond the readings it holds, so
+stamps jittering by a large part of the cadence are not loss) and duplicates are merged before
+detection. The window is centred and truncated at the meter's
 first and last reading, so the start and end of the data are not mistaken for loss.
 
 A share is only evidence when it counts enough readings: 5 % of a 6-hour window of hourly
@@ -38,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Scored, quiet, rnd
-from wattwatch.detect.frame import cache, seg_bounds, window_sum
+from wattwatch.detect.frame import cache, meter_names, seg_bounds, window_sum
 
 
 @dataclass(frozen=True)
@@ -81,15 +83,34 @@ class PacketLoss(Detector):
         return np.fmax(self._window(cadence_s) / 2, self.config.window_s)
 
     def _fit(self, df: pd.DataFrame) -> dict:
-        return {}  # the meter's cadence (kept with every state) is all this rule learns
+        """Besides the meter's cadence (kept with every state): how much shorter than the cadence its
+        shortest gap is (``gap_low``, the least gap / cadence above 0.05). Losses never shorten a
+        gap, jitter does, and as much as it shortens some it lengthens others: a gap is a loss only
+        beyond ``2 - gap_low`` cadences (1.5 for a steady clock), so stamps jittering by +-0.45 of
+        the cadence (gaps of 0.1-1.9) are not read as lost readings one by one."""
+        seg = df["_seg"].to_numpy()
+        with quiet():
+            ratio = df["_dt"].to_numpy(float) / self._param(df, "cadence_s")[seg]
+        # The shortest gap, not counting re-sent copies a few per cent of the cadence after a reading.
+        low = pd.Series(np.where(ratio > 0.05, ratio, np.nan)).groupby(seg).min()
+        out = {}
+        for j, m in enumerate(meter_names(df)):
+            v = float(low.get(j, np.nan))
+            if np.isfinite(v):
+                out[m] = {"gap_low": rnd(v, 4)}
+        return out
 
     def _score(self, df: pd.DataFrame) -> Scored:
         seg, t = df["_seg"].to_numpy(), df["_t"].to_numpy()
         cad_m = self._param(df, "cadence_s")
         cad = cad_m[seg]
-        # Readings lost in the gap before each reading: round(gap / cadence) - 1 (jitter-proof).
+        # Readings lost in the gap before each reading: round(gap / cadence) - 1, for a gap longer
+        # than the meter's jitter allows (1.5 cadences for a steady clock; see _fit).
+        low = self._param(df, "gap_low")
+        thr = np.where(np.isfinite(low), np.clip(2.05 - low, 1.5, 1.95), 1.5)[seg]
         with quiet():
-            lost = np.clip(np.round(df["_dt"].to_numpy() / cad) - 1, 0, None)
+            ratio = df["_dt"].to_numpy() / cad
+            lost = np.where(ratio >= thr, np.clip(np.round(ratio) - 1, 0, None), np.where(np.isnan(ratio), np.nan, 0.0))
         w_m = self._window(cad_m)
         w = w_m[seg]
         starts, ends = seg_bounds(seg)
@@ -101,6 +122,13 @@ class PacketLoss(Detector):
         # One pass, each meter with its own window (its cadence's).
         in_window = window_sum(lost, t, seg, np.where(np.isfinite(w_m), w_m, 0.0), centred=True, memo=cache(df))
         in_window = np.where(np.isfinite(w), in_window, np.nan)
+        # Counted, not only measured from gaps: a window cannot have lost more readings than it
+        # expects beyond those it holds (+1 for the fence post). Gaps alone overcount when the
+        # stamps jitter by a large part of the cadence (a 1-s logger stamping +-0.4 s opens 1.8-s
+        # gaps, each read as a lost reading, while every reading is there).
+        held = window_sum(np.ones(len(t)), t, seg, np.where(np.isfinite(w_m), w_m, 0.0), centred=True, memo=cache(df))
+        with quiet():
+            in_window = np.minimum(in_window, np.clip(np.round(expected) + 1 - held, 0, None))
         # A reading borders the gap after it however long: a gap longer than half the window is
         # counted at its first edge too (the window centred there does not reach the reading that
         # carries it), so a data gap of hours or months has both its edges in the loss.
@@ -144,6 +172,7 @@ class PacketLoss(Detector):
         # nansum: a meter's first reading has no gap before it (NaN).
         lost = float(np.nansum(lost_all[rows[0]:rows[-1] + 1]))
         expected = (t[rows[-1]] - t[rows[0]]) / cad + 1
+        lost = min(lost, max(0.0, round(expected) - (rows[-1] - rows[0] + 1)))   # counted, as in _score
         share = lost / expected if expected > 0 else float("nan")
         worst = float(np.nanmax(frac[rows]))
         w = float(self._window(np.array([cad]))[0])
