@@ -84,8 +84,8 @@ on the steel plant 0.18 against 0.58. The base-load floor (``use_floor``) is the
 the last ``floor_h`` (24) hours, judged only where two such days agree (the lower of the two for a
 rise, the higher for a drop: one heater left on all day, or one odd reading, moves neither), in
 logs against the median of the profiled days' floors, against ``sigma_k`` x their day spread (a
-drop: the spread of the days below the median, since a standby's days are skewed up, never more
-than the Shamos spread of all pairs; a rise: the Shamos spread, and a rise must also be at least
+drop: the spread of the days below the median, since a standby's days are skewed up, between
+half and all of the Shamos spread of all pairs; a rise: the Shamos spread, and a rise must also be at least
 ``min_rel`` of the mean load, the least the energy averages judge). It is evidence in the energy's
 own direction (the fast or the sustained average off the same way; ``floor_gate``), and it is
 evidence against: on a meter whose floor would show the least fault of the direction (a bypass of
@@ -355,7 +355,10 @@ class BaselineMACD(Detector):
                 ref[seg] = r
                 spread[seg] = 1.0483 * float(np.median(np.abs(lv[i] - lv[j])))
                 med = float(np.median(lv))
-                low[seg] = min(spread[seg], 1.4826 * float(np.median(med - lv[lv <= med])))
+                # From a week the days below the median are three or four: their spread is
+                # trusted down to half the all-pairs one (a floor that scales with the day's
+                # activity is not a standby, and a lucky week must not make it one).
+                low[seg] = float(np.clip(1.4826 * np.median(med - lv[lv <= med]), spread[seg] / 2, spread[seg]))
         return ref, spread, low, days
 
     def _floor(self, df: pd.DataFrame, cell: np.ndarray, n_seg: int, n_bins: int) -> np.ndarray:
