@@ -345,8 +345,12 @@ class BaselineMACD(Detector):
         for seg, g in d.groupby("s"):  # per meter: a few days each
             v = g["min"].to_numpy(float)
             seg = int(seg)
+            # A day whose lowest reading is zero or below held an outage or a dropout the profile
+            # kept (or the meter exports): not its standby. A meter with fewer than
+            # ``floor_min_days`` days above zero (one that exports most days) has no floor.
+            v = v[v > 0]
             days[seg] = len(v)
-            if len(v) < self.config.floor_min_days or (v <= 0).any():
+            if len(v) < self.config.floor_min_days:
                 continue
             lv = np.log(v)
             i, j = np.triu_indices(len(lv), 1)
@@ -377,7 +381,8 @@ class BaselineMACD(Detector):
         n = self._param(df, "floor_days", 0.0)
         use = np.isfinite(ref) & np.isfinite(s) & (ref > 0)
         if not (c.use_floor and use.any() and n_bins):
-            return np.full((n_seg, n_bins), np.nan), np.zeros(n_seg, bool), np.zeros(n_seg, bool)
+            return (np.full((n_seg, n_bins), np.nan), np.zeros(n_seg, bool), np.zeros(n_seg, bool),
+                    np.full((n_seg, n_bins), np.nan))
         w = int(np.ceil(c.floor_h))
         hmin = self._hour_min(df, cell, n_seg, n_bins)
         d1 = pd.DataFrame(hmin.T).rolling(w, min_periods=int(np.ceil(0.75 * w))).min().to_numpy().T
@@ -389,27 +394,31 @@ class BaselineMACD(Detector):
             up = np.log(np.maximum(np.minimum(d1, d2), 0.05 * r) / r)
             dn = np.log(np.maximum(np.maximum(d1, d2), 0.05 * r) / r)
             z = np.where(up > 0, up, np.where(dn < 0, dn, np.where(np.isfinite(up), 0.0, np.nan)))
-            s_z = np.where(z < 0, np.fmin(s, self._param(df, "floor_spread_low", np.nan))[:, None], s[:, None])
-            lim = np.maximum(np.log1p(c.min_rel), c.sigma_k * s_z * np.sqrt(1 + (np.pi / 2) / np.maximum(n, 1))[:, None])
-            score = np.abs(z) / lim
+            k = (c.sigma_k * np.sqrt(1 + (np.pi / 2) / np.maximum(n, 1)))[:, None]
+            lim_low = np.maximum(np.log1p(c.min_rel), k * np.fmin(s, self._param(df, "floor_spread_low", np.nan))[:, None])
+            lim_all = np.maximum(np.log1p(c.min_rel), k * s[:, None])
+            score = np.abs(z) / np.where(z < 0, lim_low, lim_all)
             # A rise is also judged as load added: a home's floor doubles when a heater stays on
             # through the night (0.2 -> 0.4 kW, a tenth of its mean load), while a load that runs
             # all the time adds to every reading. Risen by less than ``min_rel`` of the mean load
             # (the least the energy averages judge), it is no deviation.
             mean = self._param(df, "mean_kw")[:, None]
             score = np.where(z > 0, np.minimum(score, r * np.expm1(z) / (c.min_rel * mean)), score)
+            # The last ``floor_h`` hours' floor alone, scored the same way: what the veto reads (an
+            # added load shows in it within a day, while both days agree only after two).
+            z1 = np.log(np.maximum(d1, 0.05 * r) / r)
+            one = np.abs(z1) / np.where(z1 < 0, lim_low, lim_all)
+            one = np.where(z1 > 0, np.minimum(one, r * np.expm1(z1) / (c.min_rel * mean)), one)
             # Whether the floor would show the least fault judged, per direction: a bypass of
             # ``floor_fault_drop`` of the load (scaling the floor) reaching the drop limit, a load
             # of ``floor_fault_rise`` x the mean running all the time reaching the rise limits.
-            s_dn = np.fmin(s, self._param(df, "floor_spread_low", np.nan))
-            k = c.sigma_k * np.sqrt(1 + (np.pi / 2) / np.maximum(n, 1))
-            lim_dn = np.maximum(np.log1p(c.min_rel), k * s_dn)
-            lim_up = np.maximum(np.log1p(c.min_rel), k * s)
+            lim_dn, lim_up = lim_low[:, 0], lim_all[:, 0]
             tell_dn = -np.log1p(-c.floor_fault_drop) >= lim_dn
             rise = c.floor_fault_rise * self._param(df, "mean_kw")
             tell_up = (np.log1p(rise / ref) >= lim_up) & (c.floor_fault_rise >= c.min_rel)
         ok = use[:, None]
-        return (np.where(ok, np.sign(z) * score, np.nan), np.where(use, tell_dn, False), np.where(use, tell_up, False))
+        return (np.where(ok, np.sign(z) * score, np.nan), np.where(use, tell_dn, False), np.where(use, tell_up, False),
+                np.where(ok, np.sign(z1) * one, np.nan))
 
     def _day_spread(self, m, ok, rows, day_id, key_type, n_seg) -> np.ndarray:
         """Per meter: the day-to-day spread of daily energy, in logs, from whole profiled days
@@ -564,15 +573,15 @@ class BaselineMACD(Detector):
             # days leave alone, and what a bypass or a meter taking a share of the load moves with
             # the rest), while the energy agrees: the fast or the sustained average off the same
             # way by at least ``floor_gate`` of its own limit.
-            zf, tell_dn, tell_up = self._floor(df, cell, n_seg, n_bins)
+            zf, tell_dn, tell_up, z1 = self._floor(df, cell, n_seg, n_bins)
             with quiet():
                 # The floor says no: on a meter whose floor would show the least fault of the
                 # direction, a deviation of the energy the floor does not share (by at least
                 # ``floor_veto`` of its limit) is a busy or quiet day, not a bypass or an added
                 # load: its score is halved.
                 tell = np.where(sgn < 0, tell_dn[:, None], np.where(sgn > 0, tell_up[:, None], False))
-                agree = np.nan_to_num(np.where(sgn < 0, -zf, zf)) >= self.config.floor_veto
-                veto = tell & ~agree & np.isfinite(zf)
+                agree = np.nan_to_num(np.where(sgn < 0, -z1, z1)) >= self.config.floor_veto
+                veto = tell & ~agree & np.isfinite(z1)
                 r = np.where(veto, 0.5 * r, r)
                 gate = (np.sign(dev0) == np.sign(zf)) & (ratio(dev0, lim_up, lim_dn) >= self.config.floor_gate)
                 if self.config.sustained_h > 0 and day_known.any():
