@@ -90,8 +90,10 @@ half and all of the Shamos spread of all pairs; a rise: the Shamos spread, and a
 own direction (the fast or the sustained average off the same way; ``floor_gate``), and it is
 evidence against: on a meter whose floor would show the least fault of the direction (a bypass of
 ``floor_fault_drop``, 40 %, of the load; a load of ``floor_fault_rise``, 60 %, of the mean running
-all the time), an energy deviation its floor does not share by at least ``floor_veto`` of the
-floor's limit is a busy or a quiet day: its score is halved. Only where the floor is a standby,
+all the time), an energy deviation that the last ``floor_h`` hours' floor (one day: an added
+load shows in it within a day) does not share by at least ``floor_veto`` of the floor's limit is a
+busy or a quiet day: its score is halved. Profiled days whose lowest reading is zero or below
+(an outage or a dropout the profile kept) are left out. Only where the floor is a standby,
 between ``floor_min_share`` and ``floor_max_share`` (40 %) of the mean load: a building's night
 load is most of its energy (0.5-0.85 of the mean on the BDG2 buildings, homes 0.1-0.16) and moves
 with the weather and the term like the rest of it. The evidence's ``basis`` says ``floor`` when
