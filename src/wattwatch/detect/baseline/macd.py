@@ -75,6 +75,30 @@ one week gives no pair of weekend days). Measured on the real-shape 5-minute fle
 alerts 18 -> 12 (seed 7), 26 -> 18 (seed 11), recall unchanged; a short level shift on a home is
 found later or not at all (seed 31: 5/8 -> 3/8).
 
+**A home's standby does not care how busy its day was.** The fridge, the router, the boiler's
+electronics and every appliance on standby draw the same at 4 am on a quiet day and on a busy one;
+a bypass taking a share of the load takes that share of them too, and a load left running all the
+time lifts them. On the real UCI household the day's lowest 5-minute reading varies by 0.12 from
+day to day (log, Shamos; 0.28 for the lowest hourly mean) where the day's energy varies by 0.38;
+on the steel plant 0.18 against 0.58. The base-load floor (``use_floor``) is the lowest reading of
+the last ``floor_h`` (24) hours, judged only where two such days agree (the lower of the two for a
+rise, the higher for a drop: one heater left on all day, or one odd reading, moves neither), in
+logs against the median of the profiled days' floors, against ``sigma_k`` x their day spread (a
+drop: the spread of the days below the median, since a standby's days are skewed up, between
+half and all of the Shamos spread of all pairs; a rise: the Shamos spread, and a rise must also be at least
+``min_rel`` of the mean load, the least the energy averages judge). It is evidence in the energy's
+own direction (the fast or the sustained average off the same way; ``floor_gate``), and it is
+evidence against: on a meter whose floor would show the least fault of the direction (a bypass of
+``floor_fault_drop``, 40 %, of the load; a load of ``floor_fault_rise``, 60 %, of the mean running
+all the time), an energy deviation that the last ``floor_h`` hours' floor (one day: an added
+load shows in it within a day) does not share by at least ``floor_veto`` of the floor's limit is a
+busy or a quiet day: its score is halved. Profiled days whose lowest reading is zero or below
+(an outage or a dropout the profile kept) are left out. Only where the floor is a standby,
+between ``floor_min_share`` and ``floor_max_share`` (40 %) of the mean load: a building's night
+load is most of its energy (0.5-0.85 of the mean on the BDG2 buildings, homes 0.1-0.16) and moves
+with the weather and the term like the rest of it. The evidence's ``basis`` says ``floor`` when
+the floor set the alert's highest hour (``window_h`` 48).
+
 A profiling period whose spread is large compared with the load (``noisy_ratio``) is reported as
 a notice: a baseline learned from it cannot be trusted, and erratic current often means a CT
 clamp not fully closed or a grounding fault (wiring audit).
@@ -103,7 +127,13 @@ class BaselineMACDConfig(DetectorConfig):
     the fast EWMA seen while profiling, and at least ``min_rel`` of the mean load; ``recal_days``: the
 trailing window whose spread of the fast EWMA, times ``recal_k``, may raise the limit (0: never),
 once it holds ``recal_min_days`` days, on meters profiled on at least ``recal_min_profile_days``
-days. ``use_week``/``week_h``/``week_cover``: the week window (see the module notes)."""
+days. ``use_week``/``week_h``/``week_cover``: the week window (see the module notes).
+``use_floor``/``floor_h``: the base-load floor (the lowest reading of each ``floor_h`` hours; see
+the module notes), learned from at least ``floor_min_days`` profiled days on meters whose floor is
+between ``floor_min_share`` and ``floor_max_share`` of their mean load, counted only while the
+fast or the sustained average is off the same way by at least ``floor_gate`` of its own limit;
+``floor_veto``/``floor_fault_drop``/``floor_fault_rise``: when the floor's disagreement halves an
+energy deviation's score."""
 
     fast_h: float = 24.0
     slow_h: float = 336.0
@@ -124,6 +154,15 @@ days. ``use_week``/``week_h``/``week_cover``: the week window (see the module no
     week_h: float = 168.0
     week_cover: float = 0.5
     day_min: int = 3
+    use_floor: bool = True
+    floor_h: float = 24.0
+    floor_min_days: int = 5
+    floor_min_share: float = 0.02
+    floor_max_share: float = 0.4
+    floor_gate: float = 0.0
+    floor_veto: float = 0.5
+    floor_fault_drop: float = 0.4
+    floor_fault_rise: float = 0.6
     post: PostRule = PostRule(min_duration_s=12 * 3600.0, min_readings=6, merge_gap_s=12 * 3600.0)
 
     def __post_init__(self):
@@ -134,6 +173,10 @@ days. ``use_week``/``week_h``/``week_cover``: the week window (see the module no
             raise ValueError("recal_k must be > 0")
         if not 0 < self.week_cover <= 1:
             raise ValueError("week_cover must be in (0, 1]")
+        if not (self.floor_h >= 1 and self.floor_min_days >= 2 and 0 < self.floor_min_share < self.floor_max_share
+                and self.floor_gate >= 0 and 0 < self.floor_fault_drop < 1 and self.floor_fault_rise > 0):
+            raise ValueError("floor_h must be >= 1, floor_min_days >= 2, 0 < floor_min_share < floor_max_share, "
+                             "floor_gate >= 0, 0 < floor_fault_drop < 1 and floor_fault_rise > 0")
 
 
 class BaselineMACD(Detector):
@@ -245,6 +288,7 @@ class BaselineMACD(Detector):
             key = np.unique(np.stack([rows[ok], day_id[ok]], axis=1), axis=0)
             n_days = np.bincount(key[:, 0], minlength=n_seg).astype(float)
         day_spread, plain_spread = self._day_spread(m, ok, rows, day_id, key_type, n_seg)
+        floor_kw, floor_spread, floor_low, floor_days = self._floor_fit(self._hour_min(df, cell, n_seg, n_bins), day_id, own, mean)
         # Profiled days per day type (weekday, Saturday, Sunday; a day counts with half its hours
         # read): the profile of a type seen on n days is itself off by ~ day spread / sqrt(n).
         type_days = np.zeros((n_seg, 3))
@@ -265,8 +309,118 @@ class BaselineMACD(Detector):
         week_bias = np.where(np.isfinite(week_bias), week_bias, 0.0)
         return {mm: {"profile_kw": base[j], "mean_kw": mean[j], "fast_spread": spread[j], "noisy_ratio": raw[j],
                      "history_days": float(n_days[j]), "day_spread": day_spread[j], "week_bias": float(week_bias[j]),
-                     "plain_day_spread": plain_spread[j], "type_days": type_days[j]}
+                     "plain_day_spread": plain_spread[j], "type_days": type_days[j],
+                     "floor_kw": floor_kw[j], "floor_spread": floor_spread[j], "floor_spread_low": floor_low[j], "floor_days": float(floor_days[j])}
                 for j, mm in enumerate(names)}
+
+    def _hour_min(self, df: pd.DataFrame, cell: np.ndarray, n_seg: int, n_bins: int) -> np.ndarray:
+        """Per (meter, clock hour): the lowest power reading of the hour (readings that caught a
+        motor start left out; blanked readings, e.g. inside an outage, are NaN and not counted)."""
+        from wattwatch.detect.rules._common import inrush
+
+        out = np.full(n_seg * n_bins, np.nan)
+        if not n_bins or not len(df):
+            return out.reshape(n_seg, n_bins)
+        p = np.where(inrush(df), np.nan, df["p_kw"].to_numpy(float))
+        ok = np.isfinite(p) & (cell >= 0) & (cell < n_seg * n_bins)
+        if ok.any():
+            low = pd.Series(p[ok]).groupby(cell[ok]).min()
+            out[low.index.to_numpy(np.int64)] = low.to_numpy()
+        return out.reshape(n_seg, n_bins)
+
+    def _floor_fit(self, hmin: np.ndarray, day_id: np.ndarray, own: np.ndarray, mean: np.ndarray):
+        """Per meter: the base-load floor of the profiling period (the median over profiled days of
+        each day's lowest reading; days with at least half their hours read), the day-to-day
+        spread of its log (the Shamos estimator over all pairs of days: no centre needed, out of
+        sample), and the number of days. NaN (not used) with fewer than ``floor_min_days`` days,
+        a floor at or below zero on any of them (export, a load switched off), or a floor under
+        ``floor_min_share`` of the mean load (its log would swing with a few watts)."""
+        n_seg, n_bins = hmin.shape
+        ref, spread, days = np.full(n_seg, np.nan), np.full(n_seg, np.nan), np.zeros(n_seg)
+        low = np.full(n_seg, np.nan)
+        ok = np.isfinite(hmin) & own
+        if not ok.any():
+            return ref, spread, low, days
+        rows = np.broadcast_to(np.arange(n_seg)[:, None], hmin.shape)
+        d = pd.DataFrame({"s": rows[ok], "day": day_id[ok], "v": hmin[ok]}).groupby(["s", "day"])["v"].agg(["min", "size"])
+        d = d[d["size"] >= 12].reset_index()
+        for seg, g in d.groupby("s"):  # per meter: a few days each
+            v = g["min"].to_numpy(float)
+            seg = int(seg)
+            # A day whose lowest reading is zero or below held an outage or a dropout the profile
+            # kept (or the meter exports): not its standby. A meter with fewer than
+            # ``floor_min_days`` days above zero (one that exports most days) has no floor.
+            v = v[v > 0]
+            days[seg] = len(v)
+            if len(v) < self.config.floor_min_days:
+                continue
+            lv = np.log(v)
+            i, j = np.triu_indices(len(lv), 1)
+            r = float(np.exp(np.median(lv)))
+            if np.isfinite(mean[seg]) and self.config.floor_min_share * mean[seg] <= r <= self.config.floor_max_share * mean[seg]:
+                ref[seg] = r
+                spread[seg] = 1.0483 * float(np.median(np.abs(lv[i] - lv[j])))
+                med = float(np.median(lv))
+                # From a week the days below the median are three or four: their spread is
+                # trusted down to half the all-pairs one (a floor that scales with the day's
+                # activity is not a standby, and a lucky week must not make it one).
+                low[seg] = float(np.clip(1.4826 * np.median(med - lv[lv <= med]), spread[seg] / 2, spread[seg]))
+        return ref, spread, low, days
+
+    def _floor(self, df: pd.DataFrame, cell: np.ndarray, n_seg: int, n_bins: int) -> np.ndarray:
+        """Per (meter, hour): the base-load floor's deviation from the profiled one over its limit,
+        signed (NaN: not judged on its floor).
+
+        The floor of a day is its lowest reading over the last ``floor_h`` hours; two of them
+        (the last ``floor_h`` hours and the ``floor_h`` before) must agree: a rise counts only as
+        far as both floors rose (their lower one), a drop only as far as both fell (their higher
+        one), so one busy day (a heater left on all day) or one odd low reading is no deviation.
+        The limit: ``sigma_k`` x the profiled floor's day spread, with the error of its median
+        over n days (a median's variance is pi/2 x the mean's), at least log(1 + ``min_rel``)."""
+        c = self.config
+        ref = self._param(df, "floor_kw", np.nan)
+        s = self._param(df, "floor_spread", np.nan)
+        n = self._param(df, "floor_days", 0.0)
+        use = np.isfinite(ref) & np.isfinite(s) & (ref > 0)
+        if not (c.use_floor and use.any() and n_bins):
+            return (np.full((n_seg, n_bins), np.nan), np.zeros(n_seg, bool), np.zeros(n_seg, bool),
+                    np.full((n_seg, n_bins), np.nan))
+        w = int(np.ceil(c.floor_h))
+        hmin = self._hour_min(df, cell, n_seg, n_bins)
+        d1 = pd.DataFrame(hmin.T).rolling(w, min_periods=int(np.ceil(0.75 * w))).min().to_numpy().T
+        d2 = np.full_like(d1, np.nan)
+        d2[:, w:] = d1[:, :-w] if n_bins > w else d2[:, w:]
+        with quiet():
+            r = np.where(use, ref, np.nan)[:, None]
+            # (np.maximum keeps a NaN: without both days' floors there is no value.)
+            up = np.log(np.maximum(np.minimum(d1, d2), 0.05 * r) / r)
+            dn = np.log(np.maximum(np.maximum(d1, d2), 0.05 * r) / r)
+            z = np.where(up > 0, up, np.where(dn < 0, dn, np.where(np.isfinite(up), 0.0, np.nan)))
+            k = (c.sigma_k * np.sqrt(1 + (np.pi / 2) / np.maximum(n, 1)))[:, None]
+            lim_low = np.maximum(np.log1p(c.min_rel), k * np.fmin(s, self._param(df, "floor_spread_low", np.nan))[:, None])
+            lim_all = np.maximum(np.log1p(c.min_rel), k * s[:, None])
+            score = np.abs(z) / np.where(z < 0, lim_low, lim_all)
+            # A rise is also judged as load added: a home's floor doubles when a heater stays on
+            # through the night (0.2 -> 0.4 kW, a tenth of its mean load), while a load that runs
+            # all the time adds to every reading. Risen by less than ``min_rel`` of the mean load
+            # (the least the energy averages judge), it is no deviation.
+            mean = self._param(df, "mean_kw")[:, None]
+            score = np.where(z > 0, np.minimum(score, r * np.expm1(z) / (c.min_rel * mean)), score)
+            # The last ``floor_h`` hours' floor alone, scored the same way: what the veto reads (an
+            # added load shows in it within a day, while both days agree only after two).
+            z1 = np.log(np.maximum(d1, 0.05 * r) / r)
+            one = np.abs(z1) / np.where(z1 < 0, lim_low, lim_all)
+            one = np.where(z1 > 0, np.minimum(one, r * np.expm1(z1) / (c.min_rel * mean)), one)
+            # Whether the floor would show the least fault judged, per direction: a bypass of
+            # ``floor_fault_drop`` of the load (scaling the floor) reaching the drop limit, a load
+            # of ``floor_fault_rise`` x the mean running all the time reaching the rise limits.
+            lim_dn, lim_up = lim_low[:, 0], lim_all[:, 0]
+            tell_dn = -np.log1p(-c.floor_fault_drop) >= lim_dn
+            rise = c.floor_fault_rise * self._param(df, "mean_kw")
+            tell_up = (np.log1p(rise / ref) >= lim_up) & (c.floor_fault_rise >= c.min_rel)
+        ok = use[:, None]
+        return (np.where(ok, np.sign(z) * score, np.nan), np.where(use, tell_dn, False), np.where(use, tell_up, False),
+                np.where(ok, np.sign(z1) * one, np.nan))
 
     def _day_spread(self, m, ok, rows, day_id, key_type, n_seg) -> np.ndarray:
         """Per meter: the day-to-day spread of daily energy, in logs, from whole profiled days
@@ -416,6 +570,28 @@ class BaselineMACD(Detector):
                 take = day_known[:, None] & (score_w > np.nan_to_num(r))
             r, sgn = np.where(take, score_w, r), np.where(take, np.sign(z), sgn)
             which = np.where(take, 2, which)
+        if self.config.use_floor:
+            # The base-load floor (fridges, routers, standby: what a household's busy and quiet
+            # days leave alone, and what a bypass or a meter taking a share of the load moves with
+            # the rest), while the energy agrees: the fast or the sustained average off the same
+            # way by at least ``floor_gate`` of its own limit.
+            zf, tell_dn, tell_up, z1 = self._floor(df, cell, n_seg, n_bins)
+            with quiet():
+                # The floor says no: on a meter whose floor would show the least fault of the
+                # direction, a deviation of the energy the floor does not share (by at least
+                # ``floor_veto`` of its limit) is a busy or quiet day, not a bypass or an added
+                # load: its score is halved.
+                tell = np.where(sgn < 0, tell_dn[:, None], np.where(sgn > 0, tell_up[:, None], False))
+                agree = np.nan_to_num(np.where(sgn < 0, -z1, z1)) >= self.config.floor_veto
+                veto = tell & ~agree & np.isfinite(z1)
+                r = np.where(veto, 0.5 * r, r)
+                gate = (np.sign(dev0) == np.sign(zf)) & (ratio(dev0, lim_up, lim_dn) >= self.config.floor_gate)
+                if self.config.sustained_h > 0 and day_known.any():
+                    gate |= (np.sign(dev_s) == np.sign(zf)) & (r_s >= self.config.floor_gate)
+                score_f = np.where(gate & np.isfinite(m) & (zf != 0), np.abs(zf), 0.0)
+                take = score_f > np.nan_to_num(r)
+            r, sgn = np.where(take, score_f, r), np.where(take, np.sign(zf), sgn)
+            which = np.where(take, 3, which)
         # Expressed against the fast limit of the direction, so that one ratio scores and
         # describes every window.
         limit = np.where(sgn < 0, lim_dn, lim_up)
@@ -502,14 +678,17 @@ class BaselineMACD(Detector):
             sign = float(np.nanmedian(macd.ravel()[c]))
         direction = "above" if sign > 0 else "below"
         # The window that set the alert's highest hour: the fast (24 h) average, the sustained
-        # (72 h) one, or the week's energy against its profile.
+        # (72 h) one, the week's energy against its profile, or the base-load floor (two days).
         with quiet():
             r = np.abs(macd.ravel()[c]) / np.broadcast_to(limit, macd.shape).ravel()[c]
         top = c[int(np.nanargmax(r))] if np.isfinite(r).any() else c[0]
         cfg = self.config
-        window_h = (cfg.fast_h, cfg.sustained_h, cfg.week_h)[int(which.ravel()[top])]
+        kind = int(which.ravel()[top])
+        window_h = (cfg.fast_h, cfg.sustained_h, cfg.week_h, 2 * cfg.floor_h)[kind]
+        basis = "base-load floor" if kind == 3 else "window"
         return Finding("warning", f"consumption {abs(rel):.0%} {direction} its baseline ({actual:.1f} kWh vs "
-                                  f"{exp:.1f} kWh expected over {len(c)} h; {window_h:g}-h window)",
+                                  f"{exp:.1f} kWh expected over {len(c)} h; {window_h:g}-h {basis})",
                        {"actual_kwh": rnd(actual, 2), "expected_kwh": rnd(exp, 2), "deviation": rnd(rel, 3),
-                        "macd": rnd(sign, 2), "hours": int(len(c)), "window_h": float(window_h)},
+                        "macd": rnd(sign, 2), "hours": int(len(c)), "window_h": float(window_h),
+                        "basis": "floor" if kind == 3 else "energy"},
                        "compare with site activity; a lasting drop can be a bypass, a rise an unauthorised load")
