@@ -192,3 +192,67 @@ def test_detect_trains_a_fleet_model_only_on_enough_normal_data(small_fleet):
     # The whole fleet's profile (12 meters x 6 days) is enough: trained in the run, no notice.
     res = detect(frame, registry.build_all(["learned_ensemble"]), EngineConfig(profile_days=6))
     assert not any("not run" in n for n in res.notices)
+
+
+def _plant(seed: int, days: int = 14, stop_day: int | None = 9, theft_day: int | None = 10) -> pd.DataFrame:
+    """A plant from Monday 2025-01-06, 5-min readings: weekdays ~30 kW from 08:00 to 20:00, a
+    Saturday morning shift, a stopped Sunday, ~1 kW idle. ``stop_day`` (a Wednesday by default)
+    it stays idle all day; ``theft_day`` a bypass takes half of what it draws."""
+    rng = np.random.default_rng(seed)
+    ts = pd.date_range("2025-01-06", periods=days * 288, freq="5min", tz="UTC")
+    day, hour = np.arange(len(ts)) // 288, (np.arange(len(ts)) % 288) / 12
+    dow = day % 7
+    working = np.where(dow < 5, (hour >= 8) & (hour < 20), (dow == 5) & (hour >= 8) & (hour < 13))
+    level = rng.uniform(0.8, 1.2, days)[day]  # days differ
+    p = np.where(working, 30.0 * level, 1.0) * rng.uniform(0.9, 1.1, len(ts))
+    if stop_day is not None:
+        p[day == stop_day] = 1.0 * rng.uniform(0.9, 1.1, 288)
+    if theft_day is not None:
+        p[day == theft_day] *= 0.5
+    return pd.DataFrame({"meter_id": f"P{seed}", "ts": ts, "p_kw": p * (1 + seed / 10)})
+
+
+def test_a_stopped_weekday_is_judged_against_the_profiled_stopped_sunday_too():
+    """A plant stopped on a weekday reads, hour by hour, as its profiled Sunday: the features of
+    that alternative (``GridFeatures.quiet``) are back to normal once the stop fills the day,
+    while its own weekday profile reads the whole load as gone. A bypass taking half of the load is
+    nearer the working day than the stop, so it keeps its own profile's features."""
+    df = prepare(_plant(0))
+    b = Baseline(FeatureConfig()).fit(prepare(df[profile_mask(df, 7)]))
+    gf = b.features(df)
+    names = FeatureConfig().names()
+    late = 9 * 288 + 23 * 12 + 11  # the stopped Wednesday, 23:55: its trailing day is all stop
+    noon = 9 * 288 + 12 * 12
+    lv, r24 = names.index("level_60m"), names.index("ratio_24h")
+    assert gf.values[0, noon, lv] < -1.5 and gf.values[0, late, r24] < -2.0
+    assert gf.quiet is not None and gf.quiet.valid[0, late]
+    assert abs(gf.quiet.values[0, noon, lv]) < 0.05 and abs(gf.quiet.values[0, late, r24]) < 0.15
+    theft = 10 * 288 + 14 * 12
+    hourly = [j for j, n in enumerate(names) if n != "ratio_24h"]  # (the day before held the stop)
+    np.testing.assert_array_equal(gf.quiet.values[0, theft, hourly], gf.values[0, theft, hourly])
+    assert gf.values[0, theft, lv] < -0.3
+    # A meter whose weekend is not quieter than its weekdays has no alternative.
+    home = df.assign(p_kw=np.where(pd.DatetimeIndex(df["ts"]).dayofweek >= 5, 40.0, df["p_kw"]))
+    hb = Baseline(FeatureConfig()).fit(prepare(home[profile_mask(home, 7)]))
+    assert hb.features(prepare(home)).quiet is None
+
+
+def test_learned_scores_a_plant_stop_its_profile_showed_as_normal_and_a_bypass_as_not():
+    """Fleet level: ten plants, each profiled on its first week (a stopped Sunday in it) and a model
+    trained on them; a weekday stop in week 2 scored against its own weekday profile alone is an
+    anomaly (the model never saw a working day's load gone), with the quiet alternative it is not;
+    the next day's bypass of half the load still is."""
+    df = prepare(pd.concat([_plant(s) for s in range(10)], ignore_index=True))
+    prof = prepare(df[profile_mask(df, 7)])
+    d = registry.build("isolation_forest").train(prof)
+    fleet = d.fleets_[300.0]
+    base = Baseline(fleet.config.features()).fit(prof)
+    gf = base.features(df)
+    with_quiet, _ = fleet.grid_scores(gf)
+    gf.quiet = None
+    without, _ = fleet.grid_scores(gf)
+    stop = slice(9 * 288 + 8 * 12, 10 * 288)
+    theft = slice(10 * 288 + 10 * 12, 10 * 288 + 20 * 12)
+    assert np.nanmax(without[:, stop], axis=1).min() >= 1.0  # every plant: an alert without it
+    assert np.nanmax(with_quiet[:, stop]) < 1.0
+    assert np.nanmax(with_quiet[:, theft], axis=1).min() >= 1.0

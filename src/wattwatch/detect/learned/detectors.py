@@ -182,10 +182,29 @@ class Fleet:
             out[gf.valid] = self.calibrator_.log10_exceedance(raw)
         return out
 
+    def _quiet_evidence(self, gf: GridFeatures, E: np.ndarray) -> np.ndarray:
+        """Each bin's evidence, or less where the bin is usual for a quieter day type the meter
+        showed in its profile (``gf.quiet``, see :meth:`Baseline._quiet_day`): a plant stopped on
+        a weekday as on its profiled Sunday is a stop, not a fault. Only bins with some evidence
+        (p < 0.1 on their own) are judged again, so the cost is a small share of scoring. Training
+        has no such alternative (it judges each profiled day against the other days of its type):
+        scores only go down, the calibration stays conservative."""
+        q = gf.quiet
+        if q is None or getattr(getattr(self, "model_", None), "sequence", False):  # sequences need every bin
+            return E
+        look = gf.valid & q.valid & (E > 1.0)
+        if not look.any():
+            return E
+        alt = GridFeatures(values=q.values, valid=look, cell=np.zeros(0, np.int64), t0=q.t0, power=q.power,
+                           expected=q.expected, col0=q.col0)
+        Ea = self.evidence(alt)
+        return np.where(look & np.isfinite(Ea), np.minimum(E, Ea), E)
+
     def _persistent(self, gf: GridFeatures, Xs: np.ndarray | None = None) -> np.ndarray:
         """Evidence averaged over the trailing ``persist_min``: a consumption fault is a run of
         unusual bins, each of which alone a burst or a quiet hour could explain."""
         E = self.evidence(gf, Xs)
+        E = self._quiet_evidence(gf, E)
         # Judged once half the window has evidence: after an unjudged weekend, Monday's first
         # bin alone does not stand for six hours.
         S = covered_mean(E, self.config.features().steps(self.config.persist_min), gf.col0)

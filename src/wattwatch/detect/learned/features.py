@@ -170,6 +170,7 @@ class GridFeatures:
     power: np.ndarray  # meters x bins: mean power
     expected: np.ndarray  # meters x bins: baseline power
     col0: np.ndarray | None = None  # per meter: absolute grid index of bin 0 (t0 / grid)
+    quiet: "GridFeatures | None" = None  # the same bins against a quieter profiled day type (see Baseline)
 
     def meters(self, keep: np.ndarray) -> "GridFeatures":
         """The features of the meters ``keep`` (segment codes) only (no reading map)."""
@@ -387,13 +388,63 @@ class Baseline:
         # not a baseline: its bins cannot be judged (weekdays judge the meter meanwhile).
         thin = self._lookup(names, self.days_, 0)[rows, dtype] < cfg.min_days
         B = np.where(thin, np.nan, B)
-        scale = self._lookup(names, self.scale_, 1.0)[:, None]
-        spread = self._lookup(names, self.spread_, np.nan)[rows, dtype, hour]
-        eps = cfg.eps_rel * scale
+        spread_all = self._lookup(names, self.spread_, np.nan)
+        spread = spread_all[rows, dtype, hour]
         known = np.isfinite(B)
         # Windows compare like with like: power only where there is a baseline, and vice versa.
         P = np.where(known, P, np.nan)
         B = np.where(np.isfinite(P), B, np.nan)
+        values, valid = self._stack(names, g, P, B, spread)
+        out = GridFeatures(values=values, valid=valid, cell=g["cell"], t0=g["t0"], power=P, expected=B, col0=col0)
+        if not leave_day_out:
+            out.quiet = self._quiet_day(names, g, P, B, spread, prof, spread_all, rows, dtype, hour, valid)
+        return out
+
+    def _quiet_day(self, names, g, P, B, spread, prof, spread_all, rows, dtype, hour, valid) -> "GridFeatures | None":
+        """The same bins judged, hour by hour, against whichever profiled day type of the meter
+        that is quieter than the bin's own (a plant's Sunday, an office's weekend) its last hour
+        is closer to, where that is closer than its own type's profile: a meter can be in a state
+        one of its profiled days showed (a plant stopped, as on its profiled Sunday; a shift cut
+        short) without that being a consumption fault. One profiled day of the type is enough to
+        show the state exists (it is no baseline to accuse from: thin types are still not
+        judged). None when no meter has such a day type."""
+        days = self._lookup(names, self.days_, 0)
+        energy = np.nansum(prof, axis=2)  # meters x 3: each type's profiled day, kWh
+        own = energy[rows, dtype]
+        # Closeness in logs: a bypass taking half a plant's load is far nearer its working day
+        # than its stopped Sunday; a stop is at the Sunday's level.
+        eps = self.config.eps_rel * self._lookup(names, self.scale_, 1.0)[:, None]
+
+        def far(x):
+            return np.abs(np.log((np.maximum(P60, 0) + eps) / (np.maximum(x, 0) + eps)))
+
+        P60 = _rolling_mean(P, g["k60"], col0=g["col0"])
+        best = far(B)
+        alt_B, alt_s = B.copy(), spread.copy()
+        used = np.zeros(B.shape, bool)
+        for k in (1, 2):
+            Bk = prof[rows, k, hour]
+            ok = (days[:, k] >= 1)[:, None] & (energy[:, k][:, None] < own) & (dtype != k) & np.isfinite(Bk)
+            d = far(Bk)
+            take = ok & np.isfinite(d) & (d < best)
+            alt_B = np.where(take, Bk, alt_B)
+            alt_s = np.where(take, spread_all[rows, k, hour], alt_s)
+            best = np.where(take, d, best)
+            used |= take
+        if not used.any():
+            return None
+        alt_B = np.where(np.isfinite(P), alt_B, np.nan)
+        values, v = self._stack(names, g, P, alt_B, alt_s)
+        return GridFeatures(values=values, valid=v & valid, cell=np.zeros(0, np.int64), t0=g["t0"], power=P,
+                            expected=alt_B, col0=g["col0"])
+
+    def _stack(self, names, g, P, B, spread) -> tuple[np.ndarray, np.ndarray]:
+        """Feature values (meters x bins x features) of power ``P`` against the expected ``B``, and
+        which bins are valid."""
+        cfg = self.config
+        col0 = g["col0"]
+        scale = self._lookup(names, self.scale_, 1.0)[:, None]
+        eps = cfg.eps_rel * scale
         feats = []
         means = {}
         for w in cfg.windows_min:
@@ -417,5 +468,5 @@ class Baseline:
             med, mad = self._lookup(names, med, np.nan), self._lookup(names, mad, 1.0)
             feats.append(np.nan_to_num(np.clip((g[key] - med[:, None]) / mad[:, None], -50, 50)))
         values = np.stack(feats, axis=2)
-        valid = np.isfinite(P) & known & np.isfinite(values).all(axis=2)
-        return GridFeatures(values=values, valid=valid, cell=g["cell"], t0=g["t0"], power=P, expected=B, col0=col0)
+        valid = np.isfinite(P) & np.isfinite(B) & np.isfinite(values).all(axis=2)
+        return values, valid
