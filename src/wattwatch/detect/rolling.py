@@ -77,4 +77,56 @@ def grouped_rolling(values: np.ndarray, key: np.ndarray, ns: np.ndarray, window_
     return pd.Series(np.asarray(values, float)).rolling(_Bounds(start, end), min_periods=min_periods)
 
 
-__all__ = ["grouped_rolling", "time_index", "window_bounds"]
+# Above this window the sorting network (window² / 2 comparators) is no longer cheaper than pandas'
+# skip list (measured: 9 readings 2-3x faster; the cost grows with the square of the window).
+NETWORK_MAX_WINDOW = 15
+_BLOCK = 1 << 12  # rows per block: the window's arrays stay in cache (4096: 2.2x pandas; 65536: 1.4x)
+
+
+def centred_median(x: np.ndarray, window: int, min_periods: int) -> np.ndarray:
+    """``pd.Series(x).rolling(window, center=True, min_periods=min_periods).median()``, equal to
+    it value for value, for an odd ``window`` of at most :data:`NETWORK_MAX_WINDOW` computed by a
+    sorting network over all rows at once (pandas otherwise).
+
+    As pandas: infinities count as missing, a window with fewer than ``min_periods`` known values
+    gives NaN, an even count of known values gives the mean of the two middle ones (``(a + b) / 2``,
+    the same operation). Each window's values are sorted by an odd-even transposition network
+    (``window`` rounds of compare-exchanges, each one ``np.minimum``/``np.maximum`` over a block
+    of rows), missing values as +inf so that they sort last; the median is then picked at the
+    ranks the window's own count of known values gives. ``loose_ct``'s measure is four such
+    medians of every reading (its rolling medians were most of its time)."""
+    x = np.asarray(x, float)
+    window, min_periods = int(window), int(min_periods)
+    n = len(x)
+    if window % 2 == 0 or window > NETWORK_MAX_WINDOW or window < 1 or n == 0:
+        return pd.Series(x).rolling(window, center=True, min_periods=min_periods).median().to_numpy()
+    h = window // 2
+    known = np.isfinite(x)
+    pad = np.full(n + 2 * h, np.inf)
+    pad[h:h + n] = np.where(known, x, np.inf)
+    kc = np.zeros(n + 2 * h + 1, np.int64)
+    np.cumsum(np.concatenate([np.zeros(h, bool), known, np.zeros(h, bool)]), out=kc[1:])
+    count = kc[window:window + n] - kc[:n]  # known values in each row's window
+    out = np.empty(n)
+    for b0 in range(0, n, _BLOCK):
+        b1 = min(n, b0 + _BLOCK)
+        m = b1 - b0
+        a = [pad[b0 + k:b1 + k].copy() for k in range(window)]
+        tmp = np.empty(m)
+        for r in range(window):
+            for i in range(r % 2, window - 1, 2):
+                np.minimum(a[i], a[i + 1], out=tmp)
+                np.maximum(a[i], a[i + 1], out=a[i + 1])
+                a[i], tmp = tmp, a[i]
+        c = count[b0:b1]
+        srt = np.stack(a)
+        rows = np.arange(m)
+        hi = srt[c // 2, rows]
+        lo = srt[np.maximum(c - 1, 0) // 2, rows]
+        with np.errstate(invalid="ignore"):
+            out[b0:b1] = np.where(c % 2 == 1, hi, (lo + hi) / 2)
+    out[count < max(min_periods, 1)] = np.nan
+    return out
+
+
+__all__ = ["centred_median", "grouped_rolling", "time_index", "window_bounds"]
