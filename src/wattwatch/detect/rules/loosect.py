@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import Detector, DetectorConfig, Explains, Finding, PostRule, Scored, quiet, rnd
+from wattwatch.detect.base import PHASE_CHANNELS, Detector, DetectorConfig, Explains, Finding, PostRule, Scored, quiet, rnd
 from wattwatch.detect.frame import meter_names, prepare, seg_bounds, seg_median, seg_quantile
 from wattwatch.detect.rolling import centred_median
 from wattwatch.detect.rules._common import n_phases, nominal_voltage, phases
@@ -126,6 +126,7 @@ class LooseCT(Detector):
     code = "SENSOR_FAULT"
     config_cls = LooseCTConfig
     requires = ("i_l1_a", "p_kw")
+    reads_also = (*PHASE_CHANNELS, "pf")  # phases; power factor of the reported apparent power
     # Its own judgement rests on the currents: an outage or distorted readings blank it.
     judges = ("current",)
     # A wrong current explains what current- and consumption-based rules would read in it: the
