@@ -44,3 +44,49 @@ def test_time_index_is_pandas_conversion():
     t = np.array([0.0, 1.7e9, -5.0, 4e9, 1.7e9 + 0.123456789, 1.7e9 + 1e-9])
     assert np.array_equal(time_index(t), pd.to_datetime(t, unit="s").asi8)
     assert np.array_equal(time_index(t[:4]), pd.to_datetime(t[:4], unit="s").asi8)
+
+
+def _messy(rng, n: int) -> np.ndarray:
+    """Random values with NaN holes and long NaN gaps, infinities, ties and zeros."""
+    x = np.round(rng.normal(size=n), int(rng.integers(1, 4)))  # rounded: many ties
+    x[rng.random(n) < 0.2] = np.nan
+    for _ in range(int(rng.integers(0, 4))):  # gaps: runs of missing readings
+        a = int(rng.integers(0, max(1, n)))
+        x[a:a + int(rng.integers(1, 40))] = np.nan
+    x[rng.random(n) < 0.01] = np.inf
+    x[rng.random(n) < 0.01] = -np.inf
+    x[rng.random(n) < 0.03] = 0.0
+    return x
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_centred_median_equals_pandas(seed):
+    from wattwatch.detect.rolling import _BLOCK, centred_median
+
+    rng = np.random.default_rng(seed)
+    for n in (0, 1, 2, 7, 300, 2 * _BLOCK + 5):  # across the blocks' edges too
+        x = _messy(rng, n)
+        for window in (1, 3, 5, 7, 9, 11, 13, 15, 4, 21):  # even or wider: pandas' own
+            for minp in (0, 1, window // 2 + 1, window):
+                want = pd.Series(x).rolling(window, center=True, min_periods=minp).median().to_numpy()
+                got = centred_median(x, window, minp)
+                assert np.array_equal(want, got, equal_nan=True), (n, window, minp)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_loose_ct_rolling_median_equals_pandas_per_meter(seed):
+    """loose_ct's centred median per meter (NaN where the window leaves the meter) equals pandas'
+    rolling median of each meter alone."""
+    from wattwatch.detect.rules.loosect import _rolling_median
+
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 400, int(rng.integers(1, 12)))
+    seg = np.repeat(np.arange(len(sizes)), sizes).astype(np.int32)
+    x = _messy(rng, len(seg))
+    for window in (3, 9, 11):
+        h = window // 2
+        want = np.concatenate([
+            np.where((np.arange(k) >= h) & (np.arange(k)[::-1] >= h),
+                     pd.Series(x[seg == j]).rolling(2 * h + 1, center=True, min_periods=h + 1).median().to_numpy(),
+                     np.nan) for j, k in enumerate(sizes)])
+        assert np.array_equal(want, _rolling_median(x, seg, window), equal_nan=True)

@@ -168,6 +168,27 @@ def test_marginal_cost_is_per_meter_between_two_fleet_sizes():
         marginal(120, 1.0, 120, 2.0)
 
 
+def test_marginal_summary_is_a_slope_through_three_sizes_per_round_and_pooled():
+    from wattwatch.app.bench import marginal_summary, slope
+
+    sizes = [30, 60, 120]
+    assert slope([60, 120], [8.0, 14.0]) == pytest.approx(0.1)  # two sizes: the difference quotient
+    # ours 2 s + 0.02 s/meter, naive 1 s + 0.1 s/meter; round 2's half-fleet runs hit by a load spike
+    ours = [[2.6, 3.2, 4.4], [2.6, 9.2, 4.4], [2.6, 3.2, 4.4]]
+    naive = [[4.0, 7.0, 13.0], [4.0, 12.0, 13.0], [4.0, 7.0, 13.0]]
+    m = marginal_summary(sizes, ours, naive)
+    assert m["ours_marginal_ms_per_meter"] == pytest.approx(20.0) and m["naive_marginal_ms_per_meter"] == pytest.approx(100.0)
+    assert m["marginal_ratio"] == pytest.approx(0.2)
+    lo, hi = m["marginal_ratio_range"]
+    assert lo < 0.1 and hi == pytest.approx(0.2)  # the spiked round is in the spread, not in the median
+    assert 0 < m["marginal_ratio_pooled"] < 1
+    # A round whose naive slope is not positive resolves no per-meter cost: no ratio for it.
+    m = marginal_summary(sizes, [[3.0, 3.0, 3.0]], [[9.0, 8.0, 7.0]])
+    assert m["marginal_ratios"] == [None] and m["marginal_ratio"] is None and m["marginal_ratio_pooled"] is None
+    with pytest.raises(ValueError, match="two or more fleet sizes"):
+        slope([60, 60], [1.0, 2.0])
+
+
 def test_the_naive_baseline_fits_and_judges_one_meter_inside_its_udf(fleet):
     from wattwatch.app.bench import FLEET_BENCH_DETECTORS, _naive_rows
 

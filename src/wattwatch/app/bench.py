@@ -227,10 +227,11 @@ def fleet_benchmark(meters: int = 200, days: float = 14.0, seed: int = 0, master
     fleet model cannot be trained on one meter).
 
     The ratio is ours / naive seconds on the same meters in the same process, the median of
-    ``repeats`` rounds (each round times both sides on the whole fleet and on every other meter,
-    in alternating order). A job's fixed cost (its start, the broadcast, first-task work) is not a
-    meter's: the marginal cost per meter between the half and the whole fleet, per side, and its
-    ratio are reported beside the totals (``marginal_ratio``), never instead of them."""
+    ``repeats`` rounds (each round times both sides on the whole fleet, on every other meter and on
+    every fourth, in alternating order). A job's fixed cost (its start, the broadcast, first-task
+    work) is not a meter's: the marginal cost per meter, per side, is the slope through the three
+    sizes (per round, median and range over the rounds, and pooled), and its ratio is reported
+    beside the totals (``marginal_ratio``), never instead of them."""
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
     workdir = Path(workdir)
@@ -337,6 +338,45 @@ def marginal(n_small: int, s_small: float, n_large: int, s_large: float) -> floa
     return (s_large - s_small) / (n_large - n_small)
 
 
+def slope(ns, ss) -> float:
+    """Seconds per extra meter through (meters, seconds) points at two or more fleet sizes: the
+    least-squares line's slope (two points: :func:`marginal`). Sizes far apart and more than two of
+    them keep one slow or fast run from making the slope absurd (it is a difference of times)."""
+    import numpy as np
+
+    n, s = np.asarray(ns, float), np.asarray(ss, float)
+    if len(n) != len(s) or len(np.unique(n)) < 2:
+        raise ValueError(f"a slope needs times at two or more fleet sizes, got sizes {list(ns)}")
+    n0 = n - n.mean()
+    return float(np.sum(n0 * (s - s.mean())) / np.sum(n0 * n0))
+
+
+def marginal_summary(sizes: list[int], ours: list[list[float]], naive: list[list[float]]) -> dict:
+    """The marginal cost per meter of each side and their ratio, from ``ours[r][k]`` and
+    ``naive[r][k]``: seconds of round ``r`` on the fleet of ``sizes[k]`` meters.
+
+    Per round, each side's slope over the sizes measured in that round, and the ratio of the two
+    (None when naive's slope is not positive: the round did not resolve a cost per meter); reported
+    as the median over the rounds with the lowest and highest, beside the pooled slope (one line
+    through every round's points) and its ratio. A single round's difference of two times is what
+    made this figure absurd before (ratios of -0.16 and 1.14 at load 14-21)."""
+    o = [slope(sizes, r) for r in ours]
+    n = [slope(sizes, r) for r in naive]
+    ratios = [a / b if b > 0 else None for a, b in zip(o, n)]
+    ok = [x for x in ratios if x is not None]
+    po = slope([m for _ in ours for m in sizes], [x for r in ours for x in r])
+    pn = slope([m for _ in naive for m in sizes], [x for r in naive for x in r])
+    return {"marginal_sizes": list(sizes),
+            "ours_marginal_ms_per_meter": 1000 * _median(o), "naive_marginal_ms_per_meter": 1000 * _median(n),
+            "ours_marginal_ms_runs": [round(1000 * x, 2) for x in o],
+            "naive_marginal_ms_runs": [round(1000 * x, 2) for x in n],
+            "marginal_ratio": _median(ok) if ok else None,
+            "marginal_ratios": [None if x is None else round(x, 3) for x in ratios],
+            "marginal_ratio_range": [round(min(ok), 3), round(max(ok), 3)] if ok else None,
+            "ours_marginal_pooled_ms": 1000 * po, "naive_marginal_pooled_ms": 1000 * pn,
+            "marginal_ratio_pooled": po / pn if pn > 0 else None}
+
+
 def _median(xs: list[float]) -> float:
     import statistics
 
@@ -345,9 +385,10 @@ def _median(xs: list[float]) -> float:
 
 def _fleet_worker(path: str, master: str, repeats: int = 3) -> dict:
     """One master's measurements, all in this process (one Spark session): after the warm-up,
-    ``repeats`` rounds, each timing ours and naive on the whole fleet and on half of it (every
-    other meter), the four in an order that alternates between rounds (so neither side always runs
-    first or after the other; the machine's load drifts over a round)."""
+    ``repeats`` rounds, each timing ours and naive on the whole fleet, on half of it (every other
+    meter) and on a quarter (every fourth), the six in an order that alternates between rounds (so
+    neither side always runs first or after the other; the machine's load drifts over a round).
+    The marginal cost per meter is the slope through the three sizes (:func:`marginal_summary`)."""
     import warnings
 
     import pandas as pd
@@ -360,6 +401,7 @@ def _fleet_worker(path: str, master: str, repeats: int = 3) -> dict:
     warnings.filterwarnings("ignore", category=RuntimeWarning)
     full = prepare(pd.read_parquet(path))
     half = prepare(full[full["_seg"].to_numpy() % 2 == 0])
+    quarter = prepare(full[full["_seg"].to_numpy() % 4 == 0])
     spark = sparkrun.session(master, app="wattwatch-bench-fleet")
     cores = spark.sparkContext.defaultParallelism
     # Warm-up, for neither side: the JVM's first job, the Python workers' start and their imports.
@@ -367,7 +409,7 @@ def _fleet_worker(path: str, master: str, repeats: int = 3) -> dict:
     spark.range(4 * cores).groupBy("id").applyInPandas(_warm_rows, "id long").collect()
     spark.sparkContext.parallelize(range(4 * cores), 4 * cores).mapPartitions(_warm_part).collect()
     warm_s = time.perf_counter() - t0
-    frames = {"full": full, "half": half}
+    frames = {"full": full, "half": half, "quarter": quarter}
     sdfs = {k: (sparkrun.to_spark(spark, f), sparkrun.ts_unit(f)) for k, f in frames.items()}
 
     def ours(key: str) -> dict:
@@ -389,7 +431,8 @@ def _fleet_worker(path: str, master: str, repeats: int = 3) -> dict:
         rows = sdf.groupBy("meter_id").applyInPandas(lambda p: _naive_rows(p, unit), sparkrun.RESULT_SCHEMA).collect()
         return {"s": time.perf_counter() - t0, "alerts": sum(1 for row in rows if row["kind"] == "alert")}
 
-    plan = [("ours", "full"), ("naive", "full"), ("ours", "half"), ("naive", "half")]
+    keys = ("full", "half", "quarter")
+    plan = [(side, key) for key in keys for side in ("ours", "naive")]
     got: dict[tuple[str, str], list[dict]] = {k: [] for k in plan}
     for r in range(repeats):
         for side, key in (plan if r % 2 == 0 else plan[::-1]):
@@ -397,12 +440,12 @@ def _fleet_worker(path: str, master: str, repeats: int = 3) -> dict:
     o, n = got[("ours", "full")], got[("naive", "full")]
     oh, nh = got[("ours", "half")], got[("naive", "half")]
     meters, meters_half = o[0]["meters"], oh[0]["meters"]
-    # Per round: the ratio of totals on the whole fleet, and the ratio of marginal costs per meter
-    # between the half and the whole fleet (measured in the same round).
+    sizes = [got[("ours", k)][0]["meters"] for k in keys]
+    # Per round: the ratio of totals on the whole fleet; the marginal cost per meter over the three
+    # sizes measured in the same round (and pooled over the rounds).
     ratios = [a["s"] / b["s"] for a, b in zip(o, n)]
-    m_ours = [marginal(meters_half, a["s"], meters, b["s"]) for a, b in zip(oh, o)]
-    m_naive = [marginal(meters_half, a["s"], meters, b["s"]) for a, b in zip(nh, n)]
-    m_ratios = [a / b for a, b in zip(m_ours, m_naive)]
+    per_round = lambda side: [[got[(side, k)][r]["s"] for k in keys] for r in range(repeats)]  # noqa: E731
+    margin = marginal_summary(sizes, per_round("ours"), per_round("naive"))
     spark.stop()
     r3 = lambda xs: [round(x, 3) for x in xs]  # noqa: E731
     return {"master": master, "cores": cores, "meters": meters, "meters_half": meters_half, "readings": o[0]["readings"],
@@ -417,9 +460,11 @@ def _fleet_worker(path: str, master: str, repeats: int = 3) -> dict:
             "ratio": _median(ratios), "ratios": r3(ratios),
             "ours_runs_s": r3([x["s"] for x in o]), "naive_runs_s": r3([x["s"] for x in n]),
             "ours_half_runs_s": r3([x["s"] for x in oh]), "naive_half_runs_s": r3([x["s"] for x in nh]),
-            "ours_marginal_ms_per_meter": 1000 * _median(m_ours), "naive_marginal_ms_per_meter": 1000 * _median(m_naive),
-            "marginal_ratio": _median(m_ratios), "marginal_ratios": r3(m_ratios),
-            "alerts_equal": all(a["alerts"] == b["alerts"] for a, b in zip(o + oh, n + nh)),
+            "ours_quarter_runs_s": r3([x["s"] for x in got[("ours", "quarter")]]),
+            "naive_quarter_runs_s": r3([x["s"] for x in got[("naive", "quarter")]]),
+            **margin,
+            "alerts_equal": all(a["alerts"] == b["alerts"] for k in keys
+                                for a, b in zip(got[("ours", k)], got[("naive", k)])),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 

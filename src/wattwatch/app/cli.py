@@ -1741,16 +1741,16 @@ def bench_fleet(
                                        "month (wattwatch.fleet.bench.run_pods)."),
     workdir: Path = typer.Option(Path("bench-out"), "--workdir"),
     repeats: int = typer.Option(3, "--repeats", help="Rounds per master, each timing both sides on the whole "
-                                "fleet and on every other meter (alternating order); medians reported."),
+                                "fleet, every other meter and every fourth (alternating order); medians reported."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Per-meter cost of detect --engine spark against a naive applyInPandas (one meter per group,
     fit and score inside the UDF) on the same fleet; local[1] against local[2]; totals and the
-    marginal cost per meter (whole fleet against half of it)."""
+    marginal cost per meter (the slope through the whole fleet, half and a quarter of it)."""
     from wattwatch.app.bench import FLEET_TARGET_RATIO, fleet_benchmark, pods_available
 
     if meters < 4 or days < 2 or seed < 0 or repeats < 1:
-        _fail(f"--meters must be at least 4 (half of them are timed too), --days at least 2, --seed >= 0 and "
+        _fail(f"--meters must be at least 4 (half and a quarter of them are timed too), --days at least 2, --seed >= 0 and "
               f"--repeats at least 1, got {meters}, {days}, {seed}, {repeats}")
     names = tuple(m.strip() for m in masters.split(",") if m.strip())
     if not names:
@@ -1776,16 +1776,23 @@ def bench_fleet(
                   "alerts ours / naive", "peak RSS MB", title=f"bench fleet ({r['machine']}; medians of {r['repeats']} rounds)")
     for x in r["runs"]:
         ok = "[green]" if x["ratio"] <= FLEET_TARGET_RATIO else "[red]"
-        mok = "[green]" if x["marginal_ratio"] <= FLEET_TARGET_RATIO else "[red]"
+        mr = x["marginal_ratio"]
+        mok = "[green]" if mr is not None and mr <= FLEET_TARGET_RATIO else "[red]"
+        rng = x.get("marginal_ratio_range")
+        pooled = x.get("marginal_ratio_pooled")
         table.add_row(x["master"], f"{x['meters']:,}", f"{x['readings']:,}", f"{x['ours_s']:.1f}",
                       f"{x['ours_ms_per_meter']:.1f}", f"{x['naive_s']:.1f}", f"{x['naive_ms_per_meter']:.1f}",
                       f"{ok}{x['ratio']:.3f}[/] ({', '.join(f'{v:.2f}' for v in x['ratios'])})",
                       f"{x['ours_marginal_ms_per_meter']:.1f} / {x['naive_marginal_ms_per_meter']:.1f}",
-                      f"{mok}{x['marginal_ratio']:.3f}[/] ({', '.join(f'{v:.2f}' for v in x['marginal_ratios'])})",
+                      (f"{mok}{mr:.3f}[/]" if mr is not None else "[red]unresolved[/]")
+                      + f" ({', '.join('-' if v is None else f'{v:.2f}' for v in x['marginal_ratios'])}"
+                      + (f"; range {rng[0]:.2f}-{rng[1]:.2f}" if rng else "")
+                      + (f"; pooled {pooled:.2f}" if pooled is not None else "") + ")",
                       f"{x['ours_alerts']} / {x['naive_alerts']}", f"{x['peak_rss_mb']:,.0f}")
     console.print(table)
-    console.print("marginal = (seconds on the whole fleet - seconds on every other meter) / the meters between them, "
-                  "per side and round: a meter's cost once each job's fixed cost is paid")
+    console.print("marginal = the slope of seconds against meters through the whole fleet, every other meter and "
+                  "every fourth, per side and round (median, range; pooled = one line through every round's points): "
+                  "a meter's cost once each job's fixed cost is paid; '-': naive's slope was not positive that round")
     for x in r["runs"]:
         console.print(f"{x['master']}: ours = {x['ours_fit_s']:.1f} s fitting the state (on the driver for local[N]) + "
                       f"{x['ours_judge_s']:.1f} s judging in {x['groups']} group(s) on Spark; "

@@ -40,8 +40,11 @@ import numpy as np
 import pandas as pd
 
 from wattwatch.detect.frame import meter_names, prepare, seg_bounds, seg_median
+from wattwatch.schema import PHASE_CURRENT_COLUMNS, VOLTAGE_COLUMNS
 
 STATE_KEYS = ("cadence_s", "first_t", "last_t", "readings")  # what every detector's state holds
+# The phase voltages and currents: rules/_common.phases() reads the six together.
+PHASE_CHANNELS: tuple[str, ...] = (*VOLTAGE_COLUMNS, *PHASE_CURRENT_COLUMNS)
 
 
 class NotFittedError(RuntimeError):
@@ -299,6 +302,9 @@ class Detector:
     code: ClassVar[str] = ""
     config_cls: ClassVar[type[DetectorConfig]] = DetectorConfig
     requires: ClassVar[tuple[str, ...]] = ()
+    # Every other channel it reads when a frame has it (in fit, score, describe and what it
+    # explains), beyond ``channels()``: see :meth:`reads`. None: not declared.
+    reads_also: ClassVar[tuple[str, ...] | None] = None
     # Kinds of evidence this detector judges (blanked where another detector explains them) and
     # what its own findings explain.
     judges: ClassVar[tuple[str, ...]] = ()
@@ -409,6 +415,16 @@ class Detector:
     def channels(self) -> tuple[str, ...]:
         """Channels a meter must have for this detector to judge it."""
         return self.requires
+
+    def reads(self) -> tuple[str, ...] | None:
+        """Every channel this detector may read: those it requires (:meth:`channels`) and those it
+        uses when present (``reads_also``). A frame without the others gives it the same state,
+        scores and alerts (``tests/detect/test_reads.py`` scrambles them to check), so a runner
+        that ships readings elsewhere (Spark) ships only these. None when the detector does not
+        declare them (a plugin, say): then every channel must be shipped."""
+        if self.reads_also is None:
+            return None
+        return tuple(dict.fromkeys((*self.channels(), *self.reads_also)))
 
     def reach(self, meters) -> Reach:
         """Per meter (state needed): how far back and ahead a reading's score may depend on

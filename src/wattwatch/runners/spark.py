@@ -206,8 +206,25 @@ def group_count(sizes, cores: int, groups: int | None = None) -> int:
 MESSAGE_COMPRESSION = "lz4"
 
 
-def group_messages(full: "pd.DataFrame", group: "np.ndarray") -> list[tuple[int, bytes]]:
-    """Each meter group of ``full`` (prepared) as one Arrow IPC stream: its canonical columns,
+def shipped_channels(detectors: list) -> set[str] | None:
+    """The channels ``detectors`` read (the union of each one's :meth:`~wattwatch.detect.base.Detector.reads`),
+    the only ones a group's message need carry; None (every channel) when one of them does not say.
+    A canonical channel left out reaches the task as NaN (``prepare`` adds it), an extra one not at
+    all: no detector of the run reads either, so state, scores and alerts are those of the whole
+    frame (``tests/detect/test_reads.py``)."""
+    out: set[str] = set()
+    for d in detectors:
+        r = d.reads() if hasattr(d, "reads") else None
+        if r is None:
+            return None
+        out.update(r)
+    return out
+
+
+def group_messages(full: "pd.DataFrame", group: "np.ndarray", channels: "set[str] | None" = None
+                   ) -> list[tuple[int, bytes]]:
+    """Each meter group of ``full`` (prepared) as one Arrow IPC stream: its canonical columns
+    (only those in ``channels`` when given, see :func:`shipped_channels`),
     ``meter_id`` as a dictionary of names and ``ts`` as it is (Arrow keeps the unit, nanoseconds included, and the
     zone). One table is built for the whole frame (rows stably sorted by group, so each meter
     keeps its rows in order) and sliced, without copies, per group."""
@@ -218,7 +235,8 @@ def group_messages(full: "pd.DataFrame", group: "np.ndarray") -> list[tuple[int,
     from wattwatch.detect.frame import extra_channels
     from wattwatch.schema import CHANNEL_NAMES
 
-    cols = ["ts", *[c for c in CHANNEL_NAMES if c in full.columns], *extra_channels(full)]
+    cols = ["ts", *[c for c in (*CHANNEL_NAMES, *extra_channels(full))
+                    if c in full.columns and (channels is None or c in channels)]]
     gid = np.asarray(group, np.int64)[full["_seg"].to_numpy()]
     order = np.argsort(gid, kind="stable")
     pdf = pd.DataFrame({c: full[c].to_numpy()[order] if c != "ts" else full[c].array[order] for c in cols})
@@ -306,7 +324,7 @@ def judge(full, detectors: list, config, result, on_progress=None, keep_scores: 
                 bad.append(d.name)
         raise SparkUnavailable(f"the fitted detectors cannot be pickled for Spark "
                                f"({', '.join(bad) or 'the window'}): {type(exc).__name__}: {exc}") from exc
-    messages = group_messages(full, group)
+    messages = group_messages(full, group, shipped_channels(dets))
     bc = sc.broadcast(blob)
     token = uuid.uuid4().hex
 
@@ -421,7 +439,7 @@ def profile(full, detectors: list, config, resets: dict | None = None, seed: int
             yield k, notes, learned
 
     try:
-        messages = group_messages(part, group)
+        messages = group_messages(part, group, shipped_channels(rest))
         out = sc.parallelize(messages, len(messages)).mapPartitions(fit_groups).collect()
     finally:
         bc.unpersist()

@@ -49,6 +49,7 @@ class ResidualLikelihood(Detector):
     code = "WARN_BASELINE_DEVIATION"
     config_cls = ResidualLikelihoodConfig
     requires = ("p_kw",)
+    reads_also = ()  # its channel only
     causal: ClassVar[bool] = True
 
     def channels(self) -> tuple[str, ...]:

@@ -115,7 +115,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Scored, quiet, rnd
+from wattwatch.detect.base import PHASE_CHANNELS, Detector, DetectorConfig, Finding, PostRule, Scored, quiet, rnd
 from wattwatch.detect.frame import day_type, ema_rows, meter_names, seg_bounds
 from wattwatch.detect.rules._common import binned_power
 
@@ -184,6 +184,7 @@ class BaselineMACD(Detector):
     code = "WARN_BASELINE_DEVIATION"
     config_cls = BaselineMACDConfig
     requires = ("p_kw",)
+    reads_also = (*PHASE_CHANNELS, "pf", "e_kwh")  # binned_power: the register, and motor starts left out
     judges = ("consumption",)
     blank_input = ("p_kw", "e_kwh")
     # Motor starts are recognised against two neighbours either side.

@@ -119,6 +119,7 @@ class WindowNovelty(Detector):
     code = "WARN_BASELINE_DEVIATION"
     config_cls = WindowNoveltyConfig
     requires = ("p_kw",)
+    reads_also = ()  # its channel only
     causal: ClassVar[bool] = True
     uses_position: ClassVar[bool] = True  # blocks are aligned on the reading's index in its series
 

@@ -266,6 +266,7 @@ class SeasonalProfile(Detector):
     code = "WARN_CONSUMPTION_ANOMALY"
     config_cls = SeasonalProfileConfig
     requires = ("p_kw",)
+    reads_also = ("p_kw", "e_kwh")  # the register stands in for the power
     judges = ("consumption",)
     blank_input = ("p_kw",)
     state_version = 2  # 2: slots by nominal time (slot_phase_s)

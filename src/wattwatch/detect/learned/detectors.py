@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Reach, Scored, meter_of, rnd
+from wattwatch.detect.base import PHASE_CHANNELS, Detector, DetectorConfig, Finding, PostRule, Reach, Scored, meter_of, rnd
 from wattwatch.detect.frame import meter_names, prepare
 from wattwatch.detect.learned.features import Baseline, FeatureConfig, GridFeatures, covered_mean
 from wattwatch.detect.learned.models import (DenseAEModel, IsolationForestModel, LOFModel, LSTMAEModel, Model,
@@ -336,6 +336,7 @@ class LearnedDetector(Detector):
     code = "WARN_CONSUMPTION_ANOMALY"
     config_cls: ClassVar[type[DetectorConfig]] = LearnedConfig
     requires = ("p_kw",)
+    reads_also = (*PHASE_CHANNELS, "p_kw", "e_kwh", "pf", "q_kvar", "s_kva")  # the grid features: binned power and register, power factor, reactive share
     judges = ("consumption",)
     blank_input = ("p_kw", "e_kwh")
     fleet_model: ClassVar[bool] = True  # the core trains one model on the whole fleet's profiles

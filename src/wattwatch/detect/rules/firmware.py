@@ -66,6 +66,7 @@ class FirmwareDrift(Detector):
     code = "WARN_FIRMWARE_DRIFT"
     config_cls = FirmwareDriftConfig
     requires = ("e_kwh", "p_kw")
+    reads_also = ()  # the register and the power only
     judges = ("consumption", "register")
     blank_input = ("p_kw", "e_kwh")
     # The register's deviation is the fault; the consumption it states meanwhile is not the load's.

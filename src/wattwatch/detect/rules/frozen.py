@@ -26,6 +26,7 @@ class FrozenReadings(Detector):
     name = "frozen_readings"
     code = "WARN_CONSUMPTION_ANOMALY"
     config_cls = FrozenReadingsConfig
+    reads_also = CHANNEL_NAMES  # every canonical channel a meter has
     lookback_n = 1
     # Stale data: its consumption, temperature and register say nothing about the meter now.
     explains = (Explains(("consumption", "temperature", "register"), pad_s=3600.0),)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import Detector, DetectorConfig, Explains, Finding, PostRule, quiet, rnd
+from wattwatch.detect.base import PHASE_CHANNELS, Detector, DetectorConfig, Explains, Finding, PostRule, quiet, rnd
 from wattwatch.detect.frame import meter_names, seg_median
 from wattwatch.detect.rules._common import max_current
 
@@ -30,6 +30,7 @@ class HarmonicNoise(Detector):
     code = "STATUS_SIGNAL_NOISY"
     config_cls = HarmonicNoiseConfig
     requires = ("thd_i_pct",)
+    reads_also = (*PHASE_CHANNELS,)  # the largest phase current
     # A distorted reading is not evidence for current-based rules (per reading, not per span).
     explains = (Explains(("current",), span="reading"),)
 

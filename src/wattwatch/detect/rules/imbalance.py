@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Scored, quiet, rnd
+from wattwatch.detect.base import PHASE_CHANNELS, Detector, DetectorConfig, Finding, PostRule, Scored, quiet, rnd
 from wattwatch.detect.frame import meter_names, seg_quantile
 from wattwatch.detect.rules._common import inrush, phases
 
@@ -76,6 +76,7 @@ class PhaseImbalance(Detector):
     code = "ERR_PHASE_IMBALANCE_01"
     config_cls = PhaseImbalanceConfig
     requires = ("i_l1_a", "i_l2_a", "i_l3_a")
+    reads_also = (*PHASE_CHANNELS, "pf")  # phases; motor starts (inrush) read the power factor
     judges = ("current",)
     # Motor starts are recognised against two neighbours either side.
     lookback_n = 2

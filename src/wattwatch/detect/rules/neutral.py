@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import Detector, DetectorConfig, Explains, Finding, PostRule, Scored, quiet, rnd
+from wattwatch.detect.base import PHASE_CHANNELS, Detector, DetectorConfig, Explains, Finding, PostRule, Scored, quiet, rnd
 from wattwatch.detect.frame import meter_names, seg_median
 from wattwatch.detect.rules._common import inrush, max_current, n_phases, phases
 
@@ -101,6 +101,7 @@ class NeutralTamper(Detector):
     code = "ERR_IMBAL_LIMIT_EXCEEDED"
     config_cls = NeutralTamperConfig
     requires = ("i_l1_a", "i_n_a")
+    reads_also = (*PHASE_CHANNELS, "pf", "thd_i_pct")  # phases, motor starts, the distortion
     judges = ("current",)
     # A neutral bypass is the reason the meter registers less: the consumption detectors' "drop"
     # over its span is the same fault, already reported with its cause.

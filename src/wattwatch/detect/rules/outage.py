@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import Detector, DetectorConfig, Explains, Finding, PostRule, rnd
+from wattwatch.detect.base import PHASE_CHANNELS, Detector, DetectorConfig, Explains, Finding, PostRule, rnd
 from wattwatch.detect.frame import meter_names
 from wattwatch.detect.rules._common import max_voltage, nominal_voltage
 
@@ -34,6 +34,7 @@ class SupplyOutage(Detector):
     code = "INFO_SUPPLY_OUTAGE"
     config_cls = SupplyOutageConfig
     requires = ("v_l1_v",)
+    reads_also = PHASE_CHANNELS  # max_voltage and nominal_voltage: the phase arrays
     # No supply, no load: current-based rules have nothing to judge and a consumption "drop" is
     # the outage itself.
     explains = (Explains(("current", "consumption"), span="hot"),

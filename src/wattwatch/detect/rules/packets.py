@@ -64,6 +64,7 @@ class PacketLoss(Detector):
     name = "packet_loss"
     code = "ALRM_PKT_LOSS_CRIT"
     config_cls = PacketLossConfig
+    reads_also = ()  # times only
     lookback_n = 1  # a reading's loss is the gap before it
     lookahead_n = 1  # ... and a reading borders the gap after it, however long
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import Detector, DetectorConfig, Explains, Finding, PostRule, Scored, quiet, rnd
+from wattwatch.detect.base import PHASE_CHANNELS, Detector, DetectorConfig, Explains, Finding, PostRule, Scored, quiet, rnd
 from wattwatch.detect.frame import meter_names, seg_median
 from wattwatch.detect.rules._common import max_current, nominal_voltage, phases
 
@@ -28,6 +28,7 @@ class SensorFault(Detector):
     code = "SENSOR_FAULT"
     config_cls = SensorFaultConfig
     requires = ("i_l1_a",)
+    reads_also = (*PHASE_CHANNELS, "i_n_a")  # phases and the neutral current
     judges = ("current",)
     # An open CT under-registers: the consumption "drop" over its span is this fault. At night the
     # dead channel reads zero with no load to prove it: those readings are explained too, within

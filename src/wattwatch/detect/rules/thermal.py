@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Scored, meter_of, quiet, rnd
+from wattwatch.detect.base import PHASE_CHANNELS, Detector, DetectorConfig, Finding, PostRule, Scored, meter_of, quiet, rnd
 from wattwatch.detect.frame import bounded_fill, ema_rows, grid_arrays, meter_names, seg_median, seg_quantile
 from wattwatch.detect.rules._common import inrush, max_current
 
@@ -64,6 +64,7 @@ class ThermalDrift(Detector):
     code = "WARN_THERM_DRIFT"
     config_cls = ThermalDriftConfig
     requires = ("temp_c", "i_l1_a")
+    reads_also = (*PHASE_CHANNELS, "pf")  # the largest phase current; motor starts
     judges = ("temperature",)
     # Motor starts are recognised against two neighbours either side.
     lookback_n = 2

@@ -1,0 +1,107 @@
+"""What a detector declares it reads (``Detector.reads``) is all it reads: the channels it does not
+declare can hold anything (here: random values on every reading, and an extra channel) and its
+state, scores, notices and alerts stay the same. The Spark runner relies on it to ship only those
+channels (``runners.spark.shipped_channels``)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from wattwatch.detect import registry
+from wattwatch.detect.engine import DetectionResult, EngineConfig, judge, profile
+from wattwatch.detect.frame import prepare, seg_bounds
+from wattwatch.runners import spark as sparkrun
+from wattwatch.runners.group import judge_group
+from wattwatch.schema import CHANNEL_NAMES
+from wattwatch.sim import SimConfig, simulate
+
+EXTRA = "ups_battery_pct"  # a site's own numeric channel
+
+
+@pytest.fixture(scope="module")
+def frame():
+    sim = simulate(SimConfig(meters=8, days=5, seed=11, fault_share=0.7, profile_days=2.0, outage_share=0.3))
+    f = sim["frame"].copy()
+    f[EXTRA] = np.random.default_rng(3).uniform(20, 100, len(f))
+    return f
+
+
+def _scrambled(frame: pd.DataFrame, keep: tuple[str, ...], seed: int) -> pd.DataFrame:
+    """``frame`` with every channel not in ``keep`` replaced by random values on every reading."""
+    rng = np.random.default_rng(seed)
+    out = frame.copy()
+    for c in (*CHANNEL_NAMES, EXTRA):
+        if c in out.columns and c not in keep:
+            out[c] = rng.uniform(0.0, 0.99 if c == "pf" else 400.0, len(out))
+    return out
+
+
+def _run(frame: pd.DataFrame, name: str):
+    """``name`` fitted on ``frame``'s first two days (as `wattwatch fit`: the learned stage trained on
+    whatever they hold), then judging all of it."""
+    d = registry.build(name)
+    full, cfg = prepare(frame), EngineConfig(workers=1, profile_days=2.0)
+    res = DetectionResult()
+    res.notices += profile(full, [d], cfg, refit=True)
+    judge(full, [d], cfg, res, keep_scores=True)
+    return d, res
+
+
+def test_every_registered_detector_declares_what_it_reads():
+    for name in registry.names():
+        d = registry.build(name)
+        r = d.reads()
+        assert r is not None, name
+        assert set(d.channels()) <= set(r), name
+
+
+NON_LEARNED = [n for n in registry.names() if n not in registry.LEARNED]
+
+
+@pytest.mark.parametrize("name", [*NON_LEARNED, "pca_reconstruction"])
+def test_channels_a_detector_does_not_read_do_not_change_it(frame, name):
+    d_full, full = _run(frame, name)
+    keep = d_full.reads()
+    changed = [c for c in (*CHANNEL_NAMES, EXTRA) if c not in keep]
+    d_scr, scr = _run(_scrambled(frame, keep, seed=len(name)), name)
+    if name in registry.LEARNED:
+        assert d_full.fleets_, "the learned stage must be trained to be tested"
+    assert [a.to_json() for a in full.alerts] == [a.to_json() for a in scr.alerts], (name, changed)
+    assert full.notices == scr.notices
+    assert json.dumps(d_full.get_state(), sort_keys=True) == json.dumps(d_scr.get_state(), sort_keys=True)
+    pd.testing.assert_frame_equal(full.scores, scr.scores, rtol=0, atol=0)
+
+
+def test_judging_the_pruned_messages_equals_judging_the_full_frame(frame):
+    """A group's message carries only the channels its run reads; judged in a task, it gives what
+    the full frame gives."""
+    full = prepare(frame)
+    names = ["phase_imbalance", "packet_loss", "firmware_drift", "residual_likelihood"]
+    dets = registry.build_all(names)
+    profile(full, dets, EngineConfig(profile_days=2.0))
+    keep = sparkrun.shipped_channels(dets)
+    assert keep == {"v_l1_v", "v_l2_v", "v_l3_v", "i_l1_a", "i_l2_a", "i_l3_a", "pf", "p_kw", "e_kwh"}
+    starts, ends = seg_bounds(full["_seg"].to_numpy())
+    group = sparkrun.meter_groups(ends - starts, 2)
+    for k, msg in sparkrun.group_messages(full, group, keep):
+        part = sparkrun.read_message(msg)
+        assert set(part.columns) == {"meter_id", "ts", *keep}  # temp_c, thd, q, s, i_n, the extra: not sent
+        mine = full[np.isin(full["meter_id"].astype(str), part["meter_id"].astype(str).unique())]
+        want, got = judge_group(mine, dets, keep_scores=True), judge_group(part, dets, keep_scores=True)
+        assert [a.to_json() for a in want.alerts] == [a.to_json() for a in got.alerts]
+        assert want.notices == got.notices and want.readings == got.readings
+        pd.testing.assert_frame_equal(want.scores.assign(meter_id=want.scores["meter_id"].astype(str)),
+                                      got.scores.assign(meter_id=got.scores["meter_id"].astype(str)),
+                                      check_dtype=False, rtol=0, atol=0)
+    # The default set reads every canonical channel (frozen_readings watches all a meter has), not
+    # a site's extra channels; a detector that does not declare what it reads ships everything.
+    assert sparkrun.shipped_channels(registry.build_all()) == set(CHANNEL_NAMES)
+
+    class Undeclared(registry.detector_class("packet_loss")):
+        reads_also = None
+
+    assert sparkrun.shipped_channels([*dets, Undeclared()]) is None
