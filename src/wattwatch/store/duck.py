@@ -406,7 +406,9 @@ class Store:
                         if new:
                             self._add_channels(new)
                             known.update(new)
-                        stored, merged = self._merge(res.drop_columns(["_bad"]), live, stored_out)
+                        good = res.drop_columns(["_bad"])
+                        stored, merged = self._merge(good, live, stored_out) if live or stored_out is not None \
+                            else self._merge(good)
                         counts.stored += stored
                         counts.merged += merged
                 if on_progress:
