@@ -94,14 +94,16 @@ LIVE_NORMALISER_S = 60.0
 
 
 def ingest_live(store: Store, frame: "pd.DataFrame", mapping: Mapping | None = None,
-                source: str = "<live>", cache: dict | None = None) -> tuple[IngestCounts, "pd.DataFrame | None"]:
+                source: str = "<live>", cache: dict | None = None
+                ) -> tuple[IngestCounts, "pd.DataFrame | None", set[str]]:
     """:func:`ingest_frame` for a watcher's small batches (``Store.ingest(..., live=True)``): the
     same checks, de-duplication, merge and rejects, in fewer statements, and the rows it stored.
 
     ``cache`` (a dict the caller keeps between calls) holds the normalisers, rebuilt every
-    ``LIVE_NORMALISER_S``. Returns the counts and the readings added to the store (``meter_id``
-    as str, ``ts``, channels, sorted by meter and time), or None when the batch also filled
-    channels of readings already stored (read those from the store).
+    ``LIVE_NORMALISER_S``. Returns the counts, the readings added to the store (``meter_id`` as
+    str, ``ts``, channels, sorted by meter and time; None for a wide mapping) and the meters whose
+    readings already stored the batch may have changed (a copy filled their channels: read those
+    meters from the store).
     """
     import time as _time
 
@@ -109,7 +111,7 @@ def ingest_live(store: Store, frame: "pd.DataFrame", mapping: Mapping | None = N
 
     mapping = mapping or Mapping()
     if mapping.wide is not None:
-        return ingest_frame(store, frame, mapping, source), None
+        return ingest_frame(store, frame, mapping, source), None, set()
     if cache is None:
         cache = {}
     now = _time.monotonic()
@@ -124,17 +126,17 @@ def ingest_live(store: Store, frame: "pd.DataFrame", mapping: Mapping | None = N
         counts = store.ingest(_prepared(raw, "frame", mapping, notes, cache), source=source, bytes_total=size,
                               live=True, stored_out=out)
     counts.notes.extend(notes)
-    if any(t is None for t in out):
-        return counts, None
+    touched = set().union(*(t for _, t in out)) if out else set()
     if not out:
         return counts, pd.DataFrame({"meter_id": pd.Series([], dtype=object),
-                                     "ts": pd.Series([], dtype="datetime64[us, UTC]")})
-    table = pa.concat_tables(out, promote_options="default") if len(out) > 1 else out[0]
+                                     "ts": pd.Series([], dtype="datetime64[us, UTC]")}), touched
+    tables = [t for t, _ in out]
+    table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
     df = table.to_pandas()
     df["meter_id"] = df["meter_id"].astype(str)
     if len(df) and str(df["ts"].dtype) != "datetime64[us, UTC]":
         df["ts"] = df["ts"].dt.tz_convert("UTC").astype("datetime64[us, UTC]")
-    return counts, df.sort_values(["meter_id", "ts"], kind="stable").reset_index(drop=True)
+    return counts, df.sort_values(["meter_id", "ts"], kind="stable").reset_index(drop=True), touched
 
 
 @contextmanager

@@ -223,9 +223,9 @@ class StreamEngine:
         # Extra channels a source reports under their own names (ups_battery_pct, ups_mode_1) are
         # kept as the mapping's [extra] keeps them in a file.
         extras = {c: c for c in frame.columns if c not in COLUMNS and extra_channel_error(c) is None}
-        counts, rows = ingest_live(self.store, frame, Mapping(extra=extras) if extras else None,
-                                   source=f"watch:{source}", cache=self._norms)
-        self._hand(frame, rows)
+        counts, rows, touched = ingest_live(self.store, frame, Mapping(extra=extras) if extras else None,
+                                            source=f"watch:{source}", cache=self._norms)
+        self._hand(frame, rows, touched)
         if counts.rejected:
             self.counters["rejected"] += counts.rejected
             for unit, line, fld, why in counts.rejects[:3]:
@@ -249,15 +249,19 @@ class StreamEngine:
                 self.dirty.add(m)
         return counts.stored
 
-    def _hand(self, frame: pd.DataFrame, rows: pd.DataFrame | None) -> None:
+    def _hand(self, frame: pd.DataFrame, rows: pd.DataFrame | None, touched: set[str]) -> None:
         """Keep the rows an ingest stored for the next step (before ``self.last`` moves)."""
         metered = pd.unique(frame["meter_id"].astype(str)) if "meter_id" in frame.columns else []
-        if rows is None:   # it also changed readings already stored: read those meters back
-            for m in metered:
-                self.exact.pop(str(m), None)
+        if rows is None:
+            touched = set(map(str, metered))
+        for m in touched:   # readings already stored may have changed: read those meters back
+            self.exact.pop(m, None)
+        if rows is None:
             return
         for m in metered:
             m = str(m)
+            if m in touched:
+                continue
             f = self.fed.get(m, NEG)
             if m not in self.exact and m in self.profiled and f > NEG and f >= self.last.get(m, NEG):
                 self.exact[m] = f   # everything stored was judged: what follows is handed here

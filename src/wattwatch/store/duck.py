@@ -360,9 +360,10 @@ class Store:
             Readings after their meter's last stored one (beyond the duplicate tolerance) need no
             look-up in the store; only the others go through the stored-row match.
         stored_out : list, optional
-            Receives, per merged chunk, an Arrow table of the rows this ingest added to the store
-            (``meter_id``, ``ts``, channels) — or None when it also filled channels of readings
-            already stored (then the store, not these rows, says what changed).
+            Receives, per merged chunk, ``(rows, touched)``: an Arrow table of the rows this ingest
+            added to the store (``meter_id``, ``ts``, channels) and the meters whose readings already
+            stored it may have changed (filled channels of a copy): for those the store, not these
+            rows, says what changed.
 
         Any exception rolls the whole source back and propagates.
         """
@@ -605,7 +606,8 @@ class Store:
             k_codes = pc.index_in(kept["meter_id"], value_set=pa.array(names, pa.string())).to_numpy()
             (self._run if live else self._query)(kept.append_column("_sid", pa.array(sids[k_codes], pa.int32())), insert)
             if stored_out is not None:
-                stored_out.append(None if merged else kept.select(["meter_id", "ts", *chans]))
+                touched = {names[i] for i in overlap} if merged else set()
+                stored_out.append((kept.select(["meter_id", "ts", *chans]), touched))
             return kept.num_rows, merged
         final = good.append_column("_sid", pa.array(sids[codes], pa.int32())).append_column("_keep", pa.array(keep))
         self._query(final, insert + ("" if stored == len(keep) else " WHERE _keep"))
