@@ -3,8 +3,11 @@
 readings in time order, as a watcher receives them), each stored through ``ingest_frame`` (check,
 de-duplicate, merge) and read back with ``query_windows`` (the step's judging windows), timed
 wall and CPU per part. One process, the history sizes interleaved, repeated ``--repeat`` times.
+``--live`` stores through ``ingest_live`` instead (the watcher's path since branch live16s), which
+returns the rows it stored: the read-back is then still timed, for comparison, though a step no
+longer does it.
 
-    python scripts/bench_store_step.py --hours 1,24,168 --per-step 20
+    python scripts/bench_store_step.py --hours 1,24,168 --per-step 20 [--live]
 """
 
 from __future__ import annotations
@@ -35,9 +38,10 @@ def main() -> None:
     ap.add_argument("--per-step", type=int, default=20)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--live", action="store_true", help="store through ingest_live (the watcher's path)")
     a = ap.parse_args()
 
-    from wattwatch.ingest.pipeline import ingest_frame
+    from wattwatch.ingest.pipeline import ingest_frame, ingest_live
     from wattwatch.store import Store
 
     start = pd.Timestamp("2026-01-01", tz="UTC")
@@ -54,13 +58,17 @@ def main() -> None:
         live["e_kwh"] += n * 0.08
         stores[h] = (s, live, n)
     res = {h: [[], []] for h in stores}
+    caches: dict = {h: {} for h in stores}
     for r in range(a.repeat):
         for h, (s, live, n) in stores.items():
             for k in range(a.steps):
                 i = (r * a.steps + k) * a.per_step
                 piece = live.iloc[i:i + a.per_step]
                 w = time.process_time()
-                ingest_frame(s, piece, source="watch")
+                if a.live:
+                    ingest_live(s, piece, source="watch", cache=caches[h])
+                else:
+                    ingest_frame(s, piece, source="watch")
                 c1 = time.process_time()
                 # The judging windows: since the previous reading of each meter in the piece.
                 g = piece.groupby("meter_id", sort=False)["ts"]

@@ -88,6 +88,57 @@ def ingest_frame(store: Store, frame: "pd.DataFrame", mapping: Mapping | None = 
     return counts
 
 
+# A normaliser's statement holds its time bound (now + 1 day) as a constant: the live path
+# rebuilds its normalisers this often, so the bound is at most this late.
+LIVE_NORMALISER_S = 60.0
+
+
+def ingest_live(store: Store, frame: "pd.DataFrame", mapping: Mapping | None = None,
+                source: str = "<live>", cache: dict | None = None
+                ) -> tuple[IngestCounts, "pd.DataFrame | None", set[str]]:
+    """:func:`ingest_frame` for a watcher's small batches (``Store.ingest(..., live=True)``): the
+    same checks, de-duplication, merge and rejects, in fewer statements, and the rows it stored.
+
+    ``cache`` (a dict the caller keeps between calls) holds the normalisers, rebuilt every
+    ``LIVE_NORMALISER_S``. Returns the counts, the readings added to the store (``meter_id`` as
+    str, ``ts``, channels, sorted by meter and time; None for a wide mapping) and the meters whose
+    readings already stored the batch may have changed (a copy filled their channels: read those
+    meters from the store).
+    """
+    import time as _time
+
+    import pandas as pd
+
+    mapping = mapping or Mapping()
+    if mapping.wide is not None:
+        return ingest_frame(store, frame, mapping, source), None, set()
+    if cache is None:
+        cache = {}
+    now = _time.monotonic()
+    if now - cache.get("_built", float("-inf")) > LIVE_NORMALISER_S:
+        cache.clear()
+        cache["_built"] = now
+    notes: list[str] = []
+    out: list = []
+    with _as_ingest_error(source):
+        raw = read_frame(frame, unit=source)
+        size = int(frame.memory_usage(index=False).sum()) if hasattr(frame, "memory_usage") else 0
+        counts = store.ingest(_prepared(raw, "frame", mapping, notes, cache), source=source, bytes_total=size,
+                              live=True, stored_out=out)
+    counts.notes.extend(notes)
+    touched = set().union(*(t for _, t in out)) if out else set()
+    if not out:
+        return counts, pd.DataFrame({"meter_id": pd.Series([], dtype=object),
+                                     "ts": pd.Series([], dtype="datetime64[us, UTC]")}), touched
+    tables = [t for t, _ in out]
+    table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+    df = table.to_pandas()
+    df["meter_id"] = df["meter_id"].astype(str)
+    if len(df) and str(df["ts"].dtype) != "datetime64[us, UTC]":
+        df["ts"] = df["ts"].dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+    return counts, df.sort_values(["meter_id", "ts"], kind="stable").reset_index(drop=True), touched
+
+
 @contextmanager
 def _as_ingest_error(source: str):
     """Turn what a reader, the mapping or the store raise about a source into one-line IngestErrors."""
@@ -101,9 +152,11 @@ def _as_ingest_error(source: str):
         raise IngestError(f"{source}: unreadable: {exc}".splitlines()[0]) from exc
 
 
-def _prepared(raw: Iterable[RawBatch], fmt: str, mapping: Mapping, notes: list[str]) -> Iterator[tuple]:
-    """Yield ``(normalizer, arrow table, unit, raw rejects, bytes read, relation)`` for :meth:`Store.ingest`."""
-    cache: dict[tuple, object] = {}
+def _prepared(raw: Iterable[RawBatch], fmt: str, mapping: Mapping, notes: list[str],
+              cache: dict | None = None) -> Iterator[tuple]:
+    """Yield ``(normalizer, arrow table, unit, raw rejects, bytes read, relation)`` for :meth:`Store.ingest`.
+    ``cache``: normalisers by (unit, layout), kept across calls by the caller (the live path)."""
+    cache = {} if cache is None else cache
     skipped_units: set[str] = set()
     used_units = 0
     last_bytes = 0

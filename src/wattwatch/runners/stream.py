@@ -131,6 +131,12 @@ class StreamEngine:
             self.first[m] = _us(a)
             self.last[m] = _us(b)
         self.fed: dict[str, int] = {}
+        # The rows the store took from add() and no step has judged yet, and per meter the time
+        # f such that every stored reading of it after f is among them (a step takes a window
+        # starting at or after f from here instead of reading it back from the store).
+        self.handed: pd.DataFrame | None = None
+        self.exact: dict[str, int] = {}
+        self._norms: dict = {}                    # the live ingest's normalisers (pipeline.ingest_live)
         self.stitcher = Stitcher(self.dets, keep_scores=False)
         self.profiled: set[str] = {m for m in known if any(m in getattr(d, "state_", {}) for d in self.dets)}
         self.resumed = self._load_checkpoint()
@@ -209,7 +215,7 @@ class StreamEngine:
     def add(self, frame: pd.DataFrame, source: str = "watch") -> int:
         """Store readings (one transaction); returns how many new rows the store kept."""
         from wattwatch.ingest.mapping import Mapping
-        from wattwatch.ingest.pipeline import ingest_frame
+        from wattwatch.ingest.pipeline import ingest_live
         from wattwatch.schema import COLUMNS, extra_channel_error
 
         if frame is None or not len(frame):
@@ -217,7 +223,9 @@ class StreamEngine:
         # Extra channels a source reports under their own names (ups_battery_pct, ups_mode_1) are
         # kept as the mapping's [extra] keeps them in a file.
         extras = {c: c for c in frame.columns if c not in COLUMNS and extra_channel_error(c) is None}
-        counts = ingest_frame(self.store, frame, Mapping(extra=extras) if extras else None, source=f"watch:{source}")
+        counts, rows, touched = ingest_live(self.store, frame, Mapping(extra=extras) if extras else None,
+                                            source=f"watch:{source}", cache=self._norms)
+        self._hand(frame, rows, touched)
         if counts.rejected:
             self.counters["rejected"] += counts.rejected
             for unit, line, fld, why in counts.rejects[:3]:
@@ -241,6 +249,71 @@ class StreamEngine:
                 self.dirty.add(m)
         return counts.stored
 
+    def _hand(self, frame: pd.DataFrame, rows: pd.DataFrame | None, touched: set[str]) -> None:
+        """Keep the rows an ingest stored for the next step (before ``self.last`` moves)."""
+        metered = pd.unique(frame["meter_id"].astype(str)) if "meter_id" in frame.columns else []
+        if rows is None:
+            touched = set(map(str, metered))
+        for m in touched:   # readings already stored may have changed: read those meters back
+            self.exact.pop(m, None)
+        if rows is None:
+            return
+        for m in metered:
+            m = str(m)
+            if m in touched:
+                continue
+            f = self.fed.get(m, NEG)
+            if m not in self.exact and m in self.profiled and f > NEG and f >= self.last.get(m, NEG):
+                self.exact[m] = f   # everything stored was judged: what follows is handed here
+        if len(rows):
+            self.handed = rows if self.handed is None or not len(self.handed) else \
+                pd.concat([self.handed, rows], ignore_index=True)
+
+    def _piece(self, rows: list[tuple]) -> pd.DataFrame:
+        """The stored readings of each meter in its window (lo, hi] (epoch µs): from the handed
+        rows where they hold every stored reading of it there, else read back from the store."""
+        h = self.handed
+        own = [r for r in rows if r[0] in self.exact and r[1] >= self.exact[r[0]]] if h is not None else []
+        mine = {r[0] for r in own}
+        ask = [r for r in rows if r[0] not in mine]
+        parts = []
+        if ask:
+            w = pd.DataFrame({"meter_id": [r[0] for r in ask],
+                              "start": [pd.NaT if r[1] == NEG else pd.Timestamp(r[1] + 1, unit="us", tz="UTC") for r in ask],
+                              "end": [pd.Timestamp(r[2] + 1, unit="us", tz="UTC") for r in ask]})
+            got = self.store.query_windows(w)
+            got["meter_id"] = got["meter_id"].astype(str)
+            parts.append(got)
+        if own:
+            t = h["ts"].to_numpy("datetime64[us]").astype(np.int64)
+            lo = pd.Series({r[0]: r[1] for r in own}, dtype=np.int64)
+            hi = pd.Series({r[0]: r[2] for r in own}, dtype=np.int64)
+            mid = h["meter_id"].to_numpy()
+            lo_r = lo.reindex(mid).to_numpy(float)
+            hi_r = hi.reindex(mid).to_numpy(float)
+            sel = (t > lo_r) & (t <= hi_r)           # NaN (a meter not in `own`) compares False
+            parts.append(h[sel])
+            self.counters["handed"] += int(sel.sum())
+        piece = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        if len(parts) > 1 or own:
+            piece = piece.dropna(axis=1, how="all") if len(piece) else piece
+            order = [*("meter_id", "ts"), *(c for c in self.store.channels(live=True) if c in piece.columns)]
+            piece = piece[order + [c for c in piece.columns if c not in order]]
+            piece = piece.sort_values(["meter_id", "ts"], kind="stable").reset_index(drop=True)
+        return piece
+
+    def _prune_handed(self) -> None:
+        """Drop handed rows no step will take: judged ones and those of meters read back."""
+        h = self.handed
+        if h is None or not len(h):
+            return
+        mid = h["meter_id"].to_numpy()
+        f = pd.Series(self.fed, dtype=np.int64).reindex(mid).to_numpy(float)
+        ok = pd.Series(True, index=list(self.exact), dtype=bool).reindex(mid, fill_value=False).to_numpy() \
+            if self.exact else np.zeros(len(h), bool)
+        keep = ok & ~(h["ts"].to_numpy("datetime64[us]").astype(np.int64) <= f)
+        self.handed = h[keep].reset_index(drop=True) if not keep.all() else h
+
     def step(self, final: bool = False) -> StepReport:
         """Profile meters whose first days are stored, judge every new stored reading, upsert the
         alerts. ``final``: no readings will follow (every pending reading becomes final)."""
@@ -258,16 +331,13 @@ class StreamEngine:
                 rows.append((m, lo, hi))
         piece = None
         if rows:
-            w = pd.DataFrame({"meter_id": [r[0] for r in rows],
-                              "start": [pd.NaT if r[1] == NEG else pd.Timestamp(r[1] + 1, unit="us", tz="UTC") for r in rows],
-                              "end": [pd.Timestamp(r[2] + 1, unit="us", tz="UTC") for r in rows]})
-            piece = self.store.query_windows(w)
+            piece = self._piece(rows)
             if len(piece):
-                piece["meter_id"] = piece["meter_id"].astype(str)
                 t = piece["ts"].to_numpy("datetime64[us]").astype(np.int64)
                 mx = pd.Series(t).groupby(piece["meter_id"].to_numpy(), sort=False).max()
                 for m, v in mx.items():
                     self.fed[m] = int(v)
+        self._prune_handed()
         self.dirty = {m for m in self.dirty if m not in self.profiled or self.fed.get(m, NEG) < self.last.get(m, NEG)}
         if piece is not None and len(piece):
             rep.judged = len(piece)

@@ -151,6 +151,15 @@ class Store:
                  jitter_tol_s: float = DEFAULT_JITTER_TOL_S, lock_wait_s: float = 0.0):
         self.path = Path(path)
         self.jitter_tol_s = float(jitter_tol_s)
+        # The live path (``ingest(..., live=True)``, a watcher's small batches): the meters table
+        # as committed (meter -> first µs, last µs, cadence µs, sid; loaded on first use, kept in
+        # step by every merge), changes staged by the open transaction, the extra channels, and
+        # per batch layout a temp table with the normalising statement prepared over it.
+        self._cat_cache: dict[str, tuple] | None = None
+        self._cat_staged: dict[str, tuple] = {}
+        self._live_extras: list[str] | None = None
+        self._live_stmts: dict[tuple, tuple[str, str]] = {}
+        self._live_seq = 0
         memory = str(path) == ":memory:"
         if (read_only or not create) and not memory and not self.path.exists():
             raise StoreError(f"{self.path}: no such store (create one with `wattwatch ingest FILES --db {self.path}`)")
@@ -297,8 +306,14 @@ class Store:
             return []
         return [r[0] for r in rows]
 
-    def channels(self) -> list[str]:
-        """Channel names: the canonical ones, then the store's extra channels in the order they were added."""
+    def channels(self, live: bool = False) -> list[str]:
+        """Channel names: the canonical ones, then the store's extra channels in the order they were
+        added. ``live``: as the live ingest path last read them (no statement; this process is the
+        store's only writer)."""
+        if live:
+            if self._live_extras is None:
+                self._live_extras = self._extra_channels()
+            return [*CHANNEL_NAMES, *self._live_extras]
         return [*CHANNEL_NAMES, *self._extra_channels()]
 
     def _add_channels(self, names: Sequence[str]) -> None:
@@ -310,6 +325,7 @@ class Store:
             self.con.execute(f"ALTER TABLE readings_raw ADD COLUMN {_q(name)} DOUBLE")
             self.con.execute("INSERT INTO channels VALUES (?, now())", [name])
         self.con.execute(_readings_view(self._extra_channels()))
+        self._live_extras = None
 
     def close(self) -> None:
         self.con.close()
@@ -323,7 +339,8 @@ class Store:
     # ------------------------------------------------------------------------------------ ingest
 
     def ingest(self, batches: Iterable, source: str, *, bytes_total: int = 0,
-               on_progress: Callable[[int], None] | None = None) -> IngestCounts:
+               on_progress: Callable[[int], None] | None = None, live: bool = False,
+               stored_out: list | None = None) -> IngestCounts:
         """Check, de-duplicate and merge one source in a single transaction.
 
         Parameters
@@ -336,6 +353,17 @@ class Store:
             added to it (in this transaction, so a failed source adds none).
         source : str
             Name recorded in ``ingest_log``.
+        live : bool
+            A watcher's small batch: the same checks, de-duplication and merge with fewer
+            statements (the normalising statement prepared once per batch layout, the meters
+            catalogue kept in memory, rows handed to DuckDB by name instead of bound relations).
+            Readings after their meter's last stored one (beyond the duplicate tolerance) need no
+            look-up in the store; only the others go through the stored-row match.
+        stored_out : list, optional
+            Receives, per merged chunk, ``(rows, touched)``: an Arrow table of the rows this ingest
+            added to the store (``meter_id``, ``ts``, channels) and the meters whose readings already
+            stored it may have changed (filled channels of a copy): for those the store, not these
+            rows, says what changed.
 
         Any exception rolls the whole source back and propagates.
         """
@@ -347,13 +375,20 @@ class Store:
         # their defaults.
         con.execute("SET force_compression = 'alp'")
         con.execute("BEGIN TRANSACTION")
+        self._cat_staged = {}
         try:
-            known = set(self._extra_channels())
+            if live:
+                if self._live_extras is None:
+                    self._live_extras = self._extra_channels()
+                known = set(self._live_extras)
+            else:
+                known = set(self._extra_channels())
             for norm, raw, unit, raw_rejects, nbytes, relation in batches:
                 counts.rejects.extend((unit, r.line, "", r.reason + (f" | {r.text}" if r.text else ""))
                                       for r in raw_rejects)
                 counts.read += len(raw_rejects)
-                for res, rel in self._normalised(norm, raw, relation):
+                for res, rel in (self._normalised_live(norm, raw) if live and relation is None
+                                 else self._normalised(norm, raw, relation)):
                     counts.read += res.num_rows
                     bad = res["_bad"]
                     if pc.any(bad).as_py():
@@ -372,7 +407,9 @@ class Store:
                         if new:
                             self._add_channels(new)
                             known.update(new)
-                        stored, merged = self._merge(res.drop_columns(["_bad"]))
+                        good = res.drop_columns(["_bad"])
+                        stored, merged = self._merge(good, live, stored_out) if live or stored_out is not None \
+                            else self._merge(good)
                         counts.stored += stored
                         counts.merged += merged
                 if on_progress:
@@ -387,7 +424,11 @@ class Store:
                  counts.rejected, counts.seconds],
             )
             con.execute("COMMIT")
+            if self._cat_cache is not None:
+                self._cat_cache.update(self._cat_staged)
+            self._cat_staged = {}
         except BaseException as exc:
+            self._forget_live()
             _rollback(con, self.path, exc)
             raise
         finally:
@@ -404,6 +445,42 @@ class Store:
         table alive until COMMIT, so a large file would hold every batch in memory.
         """
         return self.con.from_arrow(table).query("_t", sql)
+
+    def _run(self, table: pa.Table, sql: str):
+        """Run ``sql`` with ``table`` visible as ``_t`` through DuckDB's scan of the caller's
+        variables: no relation is bound first (a few ms a statement less than :meth:`_query`).
+        For the live path's small tables (a transaction may keep them alive until it ends)."""
+        _t = table  # noqa: F841 - found by name by DuckDB
+        return self.con.execute(sql)
+
+    def _forget_live(self) -> None:
+        """After a rollback: what the live path keeps in memory may no longer be the store's."""
+        self._cat_cache = None
+        self._cat_staged = {}
+        self._live_extras = None
+        self._live_stmts = {}
+
+    def _normalised_live(self, norm, raw: pa.Table):
+        """:meth:`_normalised` for a small in-memory batch: the normalising statement is prepared
+        once per layout over a temporary table; each batch is inserted there, selected, deleted."""
+        key = (norm.fast_sql, raw.schema.to_string())
+        names = self._live_stmts.get(key)
+        if names is None:
+            if len(self._live_stmts) >= 8:   # a normaliser is rebuilt every minute (its time bound)
+                for tbl, prep in self._live_stmts.values():
+                    self.con.execute(f"DEALLOCATE {prep}")
+                    self.con.execute(f"DROP TABLE IF EXISTS {tbl}")
+                self._live_stmts = {}
+            self._live_seq += 1
+            names = (f"_ww_live_in_{self._live_seq}", f"_ww_live_norm_{self._live_seq}")
+            self._run(raw, f"CREATE TEMP TABLE {names[0]} AS SELECT * FROM _t LIMIT 0")
+            self.con.execute(f"PREPARE {names[1]} AS {norm.fast(names[0])}")
+            self._live_stmts[key] = names
+        tbl, prep = names
+        self._run(raw, f"INSERT INTO {tbl} SELECT * FROM _t")
+        res = self.con.sql(f"EXECUTE {prep}").to_arrow_table()
+        self.con.execute(f"DELETE FROM {tbl}")
+        yield res, None
 
     def _normalised(self, norm, raw: pa.Table, relation: str | None):
         """Yield ``(normalised arrow table, relation or None)`` chunks of one raw batch."""
@@ -434,11 +511,11 @@ class Store:
         finally:
             cur.close()
 
-    def _merge(self, good: pa.Table) -> tuple[int, int]:
+    def _merge(self, good: pa.Table, live: bool = False, stored_out: list | None = None) -> tuple[int, int]:
         """Merge checked rows into ``readings``; return (rows added, rows merged into stored ones).
 
         ``good`` holds ``_line``, ``meter_id``, ``ts``, the canonical channels and any extra
-        channels (already columns of ``readings_raw``).
+        channels (already columns of ``readings_raw``). ``live``, ``stored_out``: see :meth:`ingest`.
         """
         con = self.con
         chans = [c for c in good.column_names if c not in _KEYS]
@@ -456,7 +533,7 @@ class Store:
 
         # Cadence per meter: 75th percentile of the positive gaps (robust to duplicates below 75 %
         # and to packet loss); meters with too few gaps here use the cadence stored for them.
-        cat = self._catalogue(names)
+        cat = self._live_catalogue(names) if live else self._catalogue(names)
         cadence = np.array([cat[m][2] if m in cat else 0.0 for m in names], float)
         pos = same & (gap > 0)
         q_codes, q75 = _group_quantile(cs[1:][pos], gap[pos], len(names), 0.75, min_count=2)
@@ -487,7 +564,10 @@ class Store:
         sids = np.array([cat[m][3] if m in cat else -1 for m in names], np.int64)
         new = sids < 0
         if new.any():
-            base = con.execute("SELECT coalesce(max(sid), 0) FROM meters").fetchall()[0][0]
+            if live:
+                base = max((v[3] for d in (self._cat_cache, self._cat_staged) for v in d.values()), default=0)
+            else:
+                base = con.execute("SELECT coalesce(max(sid), 0) FROM meters").fetchall()[0][0]
             sids[new] = base + 1 + np.arange(int(new.sum()))
 
         # Per-meter span of this chunk, for the overlap test against stored readings.
@@ -505,7 +585,7 @@ class Store:
                                                     chans)
         # Catalogue: series id, span and cadence per meter, so later chunks and files skip the
         # stored-row lookup where they do not overlap.
-        self._query(pa.table({
+        (self._run if live else self._query)(pa.table({
             "meter_id": pa.array(names, pa.string()), "sid": pa.array(sids, pa.int32()),
             "first_us": pa.array(lo), "last_us": pa.array(hi), "n": pa.array(n_per), "cadence_us": pa.array(cadence)}),
             "INSERT INTO meters SELECT meter_id, sid, make_timestamptz(first_us), make_timestamptz(last_us), "
@@ -513,10 +593,22 @@ class Store:
             "first_ts = least(meters.first_ts, EXCLUDED.first_ts), last_ts = greatest(meters.last_ts, EXCLUDED.last_ts), "
             "cadence_s = CASE WHEN EXCLUDED.cadence_s > 0 THEN EXCLUDED.cadence_s ELSE meters.cadence_s END"
         )
+        if self._cat_cache is not None:
+            self._stage_catalogue(names, sids, lo, hi, n_per, cadence, cat)
         stored = int(keep.sum())
         # Columns named: a store with extra channels has more columns than this batch may carry.
         cols = ", ".join(_q(c) for c in chans)
         insert = f"INSERT INTO readings_raw (sid, ts, {cols}) SELECT _sid, ts, {cols} FROM _t"
+        if live or stored_out is not None:   # one append of every new row
+            kept = good if stored == len(keep) else good.filter(pa.array(keep))
+            if merged_tbl is not None and merged_tbl.num_rows:
+                kept = pa.concat_tables([kept, merged_tbl.select(kept.column_names)])
+            k_codes = pc.index_in(kept["meter_id"], value_set=pa.array(names, pa.string())).to_numpy()
+            (self._run if live else self._query)(kept.append_column("_sid", pa.array(sids[k_codes], pa.int32())), insert)
+            if stored_out is not None:
+                touched = {names[i] for i in overlap} if merged else set()
+                stored_out.append((kept.select(["meter_id", "ts", *chans]), touched))
+            return kept.num_rows, merged
         final = good.append_column("_sid", pa.array(sids[codes], pa.int32())).append_column("_keep", pa.array(keep))
         self._query(final, insert + ("" if stored == len(keep) else " WHERE _keep"))
         if merged_tbl is not None and merged_tbl.num_rows:
@@ -524,6 +616,32 @@ class Store:
             self._query(merged_tbl.append_column("_sid", pa.array(sids[m_codes], pa.int32())), insert)
             stored += merged_tbl.num_rows
         return stored, merged
+
+    def _live_catalogue(self, meter_ids: list[str]) -> dict[str, tuple[int | None, int | None, float, int]]:
+        """:meth:`_catalogue` from memory (the whole meters table is read once)."""
+        if self._cat_cache is None:
+            rows = self.con.execute("SELECT meter_id, epoch_us(first_ts), epoch_us(last_ts), "
+                                    "coalesce(cadence_s, 0) * 1e6, sid FROM meters").fetchall()
+            self._cat_cache = {r[0]: (r[1], r[2], float(r[3]), int(r[4])) for r in rows}
+        out = {}
+        for m in meter_ids:
+            v = self._cat_staged.get(m) or self._cat_cache.get(m)
+            if v is not None:
+                out[m] = v
+        return out
+
+    def _stage_catalogue(self, names, sids, lo, hi, n_per, cadence, cat) -> None:
+        """What the meters upsert just wrote, as the in-memory catalogue will read it back."""
+        staged = self._cat_staged
+        stored_cad = cadence / 1e6 * 1e6   # written in seconds, read back in µs, as DuckDB does
+        for i in np.flatnonzero(n_per > 0):
+            m = names[i]
+            old = staged.get(m) or self._cat_cache.get(m)
+            if old is None or old[0] is None:
+                staged[m] = (int(lo[i]), int(hi[i]), float(stored_cad[i]) if cadence[i] > 0 else 0.0, int(sids[i]))
+            else:
+                staged[m] = (min(old[0], int(lo[i])), max(old[1], int(hi[i])),
+                             float(stored_cad[i]) if cadence[i] > 0 else old[2], int(sids[i]))
 
     def _catalogue(self, meter_ids: list[str]) -> dict[str, tuple[int | None, int | None, float, int]]:
         """(first µs, last µs, cadence µs, sid) of each known meter."""

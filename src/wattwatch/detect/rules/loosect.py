@@ -47,6 +47,8 @@ in fragments hours apart, and the rules it keeps off must stay off between them.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -293,14 +295,50 @@ class LooseCT(Detector):
     # ---------------------------------------------------------------------------- the finding
 
     def describe(self, df, rows, scores, ctx=None) -> Finding:
-        e, limit, any_change = ctx
         seg = df["_seg"].to_numpy()
+        starts, ends = seg_bounds(seg)
+        a, b = int(starts[seg[rows[0]]]), int(ends[seg[rows[0]]])
+        # A live engine judges an open alert again at every step that brings its meter readings;
+        # while nothing describe reads has changed (the alert's readings and its rolling windows'
+        # reach around them, their measures, the learned normals) the description is the same.
+        key = self._describe_key(df, rows, ctx, a, b)
+        memo = self.__dict__.setdefault("_described", {})
+        hit = memo.get(key)
+        if hit is not None:
+            return Finding(hit.severity, hit.message, copy.deepcopy(hit.evidence), hit.action)
+        f = self._describe(df, rows, ctx, seg, a, b)
+        if len(memo) >= 4096:
+            memo.clear()
+        memo[key] = Finding(f.severity, f.message, copy.deepcopy(f.evidence), f.action)
+        return f
+
+    def _describe_key(self, df, rows, ctx, a: int, b: int) -> bytes:
+        """A digest of everything :meth:`_describe` reads for ``rows``: the readings from the
+        rolling windows' reach before the first to their reach after the last (and how far each
+        edge is from the meter's first and last reading, where the medians turn NaN), the rows'
+        erratic measure, limit and change flags, and the meter's learned normals."""
+        e, limit, any_change = ctx
+        h = self._h()
+        lo, hi = max(a, int(rows[0]) - h - 1), min(b, int(rows[-1]) + h + 1)
+        cols = [c for c in df.columns if c not in ("_seg", "_n") and pd.api.types.is_numeric_dtype(df[c].dtype)]
+        d = hashlib.blake2b(digest_size=20)
+        d.update(np.ascontiguousarray(df[cols].iloc[lo:hi].to_numpy(float)).tobytes())
+        d.update(np.ascontiguousarray(df["ts"].iloc[lo:hi].to_numpy("datetime64[us]")).tobytes())
+        d.update((np.asarray(rows, np.int64) - lo).tobytes())
+        d.update(np.array([hi - lo, min(lo - a, h + 2), min(b - hi, h + 2)], np.int64).tobytes())
+        for x in (e, limit, any_change):
+            d.update(np.ascontiguousarray(np.asarray(x)[rows]).tobytes())
+        m = str(meter_names(df)[df["_seg"].iat[int(rows[0])]])
+        st = self.state_.get(m) or {}
+        d.update(repr((m, st.get("erratic_normal"), st.get("erratic_normal_any"), tuple(cols))).encode())
+        return d.digest()
+
+    def _describe(self, df, rows, ctx, seg, a: int, b: int) -> Finding:
+        e, limit, any_change = ctx
         h = 2 * self._h() + 1
         # Everything here is per reading or per meter (the rolling medians' windows never cross a
         # meter's first or last reading): computed on the alert's meter alone, the same values at a
         # fraction of the cost (a live engine describes each open alert again at every step).
-        starts, ends = seg_bounds(seg)
-        a, b = int(starts[seg[rows[0]]]), int(ends[seg[rows[0]]])
         one = df if (a, b) == (0, len(df)) else prepare(df.iloc[a:b])
         d, ok, q, v, i, p = self._parts(one)
         sg, r = one["_seg"].to_numpy(), rows - a

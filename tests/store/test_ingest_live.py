@@ -1,0 +1,137 @@
+"""The live ingest path (issue 16: a watcher's small batches, ``pipeline.ingest_live``): the same
+rows, merges, meters catalogue, counts and rejects as ``ingest_frame`` whatever a batch holds —
+readings in time order, copies within the batch (timestamp jitter), copies and late readings of
+stored ones that fill their gaps, out-of-range values, new meters, extra channels — and the rows it
+hands back are exactly what the store gained (and it names the meters whose stored readings a copy
+filled). A failed
+batch leaves the in-memory catalogue as the store is."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from wattwatch.ingest.pipeline import IngestError, ingest_frame, ingest_live
+from wattwatch.store import Store
+
+T0 = pd.Timestamp("2026-03-01", tz="UTC")
+CHANNELS = ("p_kw", "v_l1_v", "i_l1_a", "e_kwh")
+
+
+def _batches(seed: int) -> list[pd.DataFrame]:
+    """Pieces of a 6-meter fleet at 1 min: mostly in time order, with jittered copies, late and
+    copied readings carrying channels the stored ones lack, bad values, a meter that joins late,
+    an extra channel from some point on."""
+    rng = np.random.default_rng(seed)
+    meters = [f"m{k}" for k in range(6)]
+    out, minute = [], 0
+    for step in range(16):
+        n = int(rng.integers(1, 4))
+        ms = meters if step >= 8 else meters[:5]
+        t = T0 + pd.to_timedelta(np.repeat(np.arange(minute, minute + n), len(ms)) * 60
+                                 + rng.uniform(-0.4, 0.4, n * len(ms)), unit="s")
+        f = pd.DataFrame({"meter_id": np.tile(np.array(ms, dtype=object), n), "ts": t})
+        for c in CHANNELS:
+            f[c] = rng.normal(230 if c == "v_l1_v" else 5.0, 1.0, len(f)).round(3)
+        f.loc[rng.random(len(f)) < 0.2, "i_l1_a"] = np.nan            # gaps a later copy may fill
+        minute += n
+        extra = []
+        if step % 5 == 2:   # copies within the batch (jitter well under the tolerance)
+            c = f.sample(3, random_state=seed + step).copy()
+            c["ts"] += pd.Timedelta(seconds=2)
+            c["i_l1_a"] = 7.5
+            extra.append(c)
+        if step % 6 == 4 and out:   # copies of stored readings, and late readings in old gaps
+            prev = out[-2]
+            gaps = prev[prev["i_l1_a"].isna() & (prev.index < len(prev) - 6)]   # readings stored with a gap
+            old = (gaps.head(2) if len(gaps) else prev.sample(2, random_state=seed + step)).copy()
+            old["i_l1_a"] = 9.25
+            late = old.copy()
+            late["ts"] += pd.Timedelta(seconds=30)
+            extra += [old, late]
+        if step % 7 == 3:   # out of range: rejected
+            b = f.iloc[:1].copy()
+            b["v_l1_v"] = -5.0
+            b["ts"] += pd.Timedelta(seconds=20)
+            extra.append(b)
+        if step >= 11:
+            f["ups_battery_pct"] = rng.uniform(50, 100, len(f)).round(1)
+        out.append(pd.concat([f, *extra], ignore_index=True) if extra else f)
+    return out
+
+
+def _rows(s: Store) -> pd.DataFrame:
+    return s.con.execute("SELECT * FROM readings ORDER BY meter_id, ts").df()
+
+
+def _meters(s: Store) -> pd.DataFrame:
+    return s.con.execute("SELECT meter_id, first_ts, last_ts, cadence_s FROM meters ORDER BY meter_id").df()
+
+
+def test_live_ingest_stores_what_ingest_frame_stores_and_hands_back_what_it_added(tmp_path):
+    from wattwatch.ingest.mapping import Mapping
+
+    a, b = Store(tmp_path / "a.duckdb"), Store(tmp_path / "b.duckdb")
+    cache: dict = {}
+    handed = fallbacks = filled = 0
+    try:
+        after = _rows(b)
+        for k, f in enumerate(_batches(1)):
+            m = Mapping(extra={"ups_battery_pct": "ups_battery_pct"}) if "ups_battery_pct" in f else None
+            want = ingest_frame(a, f, m, source="x")
+            before = after
+            got, rows, touched = ingest_live(b, f, m, source="x", cache=cache)
+            assert (got.read, got.stored, got.merged, got.duplicates, got.rejected) == \
+                (want.read, want.stored, want.merged, want.duplicates, want.rejected), f"batch {k}"
+            assert [r[1:] for r in got.rejects] == [r[1:] for r in want.rejects], f"batch {k}"
+            after = _rows(b)
+            pd.testing.assert_frame_equal(_meters(b), _meters(a), obj=f"meters after batch {k}")
+            # What the store gained (the rows after less the rows before, by meter and time) is
+            # what was handed back; stored readings changed only on the meters said touched.
+            key = lambda d: pd.MultiIndex.from_arrays([d["meter_id"].astype(str), d["ts"]])
+            new = after[~key(after).isin(key(before))].reset_index(drop=True)
+            old = after[key(after).isin(key(before))].reset_index(drop=True)[before.columns]
+            changed = ~((old == before) | (old.isna() & before.isna())).all(axis=1)
+            filled += bool(changed.any())
+            assert set(old.loc[changed, "meter_id"].astype(str)) <= touched, f"batch {k}"
+            if touched:
+                fallbacks += 1
+                assert got.merged > 0, f"batch {k}: meters said touched though no stored reading matched"
+            handed += 1
+            cols = [c for c in new.columns if c in rows.columns or new[c].notna().any()]
+            pd.testing.assert_frame_equal(rows.reindex(columns=cols).reset_index(drop=True),
+                                          new[cols].reset_index(drop=True), check_dtype=False,
+                                          obj=f"rows handed back for batch {k}")
+        pd.testing.assert_frame_equal(after, _rows(a), obj="store after every batch")
+        assert handed >= 8 and fallbacks >= 2 and filled >= 1, (handed, fallbacks, filled)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_failed_live_batch_leaves_the_catalogue_as_the_store_is(tmp_path, monkeypatch):
+    s = Store(tmp_path / "c.duckdb")
+    cache: dict = {}
+    try:
+        pieces = _batches(3)
+        ingest_live(s, pieces[0], source="x", cache=cache)
+        ingest_live(s, pieces[1], source="x", cache=cache)
+        real = Store._stage_catalogue
+
+        def boom(self, *a, **kw):
+            real(self, *a, **kw)
+            raise RuntimeError("disk gone")
+
+        monkeypatch.setattr(Store, "_stage_catalogue", boom)
+        with pytest.raises((RuntimeError, IngestError)):
+            ingest_live(s, pieces[2], source="x", cache=cache)
+        monkeypatch.undo()
+        # The batch is not stored; sent again it is stored whole, judged against the store's meters.
+        counts, rows, _ = ingest_live(s, pieces[2], source="x", cache=cache)
+        assert rows is not None and counts.stored == len(rows) > 0
+        cat = s._live_catalogue(sorted(_meters(s)["meter_id"]))
+        stored = s._catalogue(sorted(_meters(s)["meter_id"]))
+        assert cat == stored
+    finally:
+        s.close()
