@@ -76,3 +76,29 @@ def influxd(tmp_path_factory):
     server = Influxd(free_port(), tmp_path_factory.mktemp("influxd")).start()
     yield server
     server.stop()
+
+
+
+# Two pytest-xdist workers (`make test`: ``-n 2 --dist loadgroup``). A worker is a process with its own
+# session fixtures, so every module that uses one of the shared services below runs on the worker that
+# holds it: the modules using the Spark session are one group, those using the broker another, those
+# using influxd a third (groups that share a module are joined), so there is still one Spark session,
+# one mosquitto and one influxd per run. Every other module is a group of its own, so its
+# module-scoped fixtures are built once. Without xdist the marks do nothing.
+SHARED_SERVICES = ("spark", "mqtt_broker", "influxd")
+
+
+def pytest_collection_modifyitems(config, items):
+    used: dict[str, set[str]] = {}
+    for item in items:
+        used.setdefault(item.nodeid.split("::")[0], set()).update(
+            f for f in getattr(item, "fixturenames", ()) if f in SHARED_SERVICES)
+    joined = {f: {f} for f in SHARED_SERVICES}            # services a module uses together share a worker
+    for fixtures in used.values():
+        merged = set().union(*(joined[f] for f in fixtures)) if fixtures else set()
+        for f in merged:
+            joined[f] = merged
+    for item in items:
+        fixtures = used[item.nodeid.split("::")[0]]
+        group = "+".join(sorted(joined[min(fixtures)])) if fixtures else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
