@@ -89,6 +89,7 @@ def influxd(tmp_path_factory):
 SHARED_SERVICES = ("spark", "mqtt_broker", "influxd")
 
 
+@pytest.hookimpl(tryfirst=True)        # before xdist's own, which reads the marks into the node ids
 def pytest_collection_modifyitems(config, items):
     used: dict[str, set[str]] = {}
     for item in items:
@@ -110,6 +111,25 @@ def pytest_collection_modifyitems(config, items):
         # worker is left with a long one at the end; the rest by number of tests, as xdist would.
         sizes = Counter(group_of.values())
         items.sort(key=lambda it: (_rank(group_of[it.nodeid]), -sizes[group_of[it.nodeid]]))
+    if getattr(config.option, "loadgroup", False):
+        _name_groups(items, group_of)
+
+
+def _name_groups(items, group_of) -> None:
+    """xdist's loadgroup reads an item's group from an ``@group`` suffix of its node id, which its own
+    hook adds by writing ``item._nodeid``; pytest 9.2 keeps the id in ``item._id`` and that write is
+    lost, so every test was dealt alone (pytest-xdist issue #1386). Add the suffix here on such a
+    pytest, and refuse to run rather than start a second Spark session or broker if it did not take."""
+    for item in items:
+        want = f"{item.nodeid}@{group_of[item.nodeid]}"
+        if hasattr(item, "_id") and "_nodeid" not in getattr(item, "__dict__", {}):
+            from _pytest.nodeid import coerce_node_id
+
+            item._id = coerce_node_id(want)
+        else:
+            continue                        # an older pytest: xdist's own hook adds the suffix
+        if item.nodeid != want:
+            raise pytest.UsageError(f"cannot give {item.nodeid} its xdist group: run `make test TEST_WORKERS=0`")
 
 
 # Groups that took the longest at the last measurement (`--durations`, 2026-12-03), dealt first.
