@@ -26,8 +26,12 @@ system-deps:
 demo: $(STAMP)
 	$(VENV)/bin/wattwatch demo
 
+# Two pytest-xdist workers, one per core; tests/conftest.py keeps the Spark, broker and InfluxDB users
+# on one worker each (one session/server per run). `make test TEST_WORKERS=0` runs in one process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 bench: $(STAMP)
 	$(VENV)/bin/wattwatch bench ingest

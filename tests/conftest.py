@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -76,3 +77,67 @@ def influxd(tmp_path_factory):
     server = Influxd(free_port(), tmp_path_factory.mktemp("influxd")).start()
     yield server
     server.stop()
+
+
+
+# Two pytest-xdist workers (`make test`: ``-n 2 --dist loadgroup``). A worker is a process with its own
+# session fixtures, so every module that uses one of the shared services below runs on the worker that
+# holds it: the modules using the Spark session are one group, those using the broker another, those
+# using influxd a third (groups that share a module are joined), so there is still one Spark session,
+# one mosquitto and one influxd per run. Every other module is a group of its own, so its
+# module-scoped fixtures are built once. Without xdist the marks do nothing.
+SHARED_SERVICES = ("spark", "mqtt_broker", "influxd")
+
+
+@pytest.hookimpl(tryfirst=True)        # before xdist's own, which reads the marks into the node ids
+def pytest_collection_modifyitems(config, items):
+    used: dict[str, set[str]] = {}
+    for item in items:
+        used.setdefault(item.nodeid.split("::")[0], set()).update(
+            f for f in getattr(item, "fixturenames", ()) if f in SHARED_SERVICES)
+    joined = {f: {f} for f in SHARED_SERVICES}            # services a module uses together share a worker
+    for fixtures in used.values():
+        merged = set().union(*(joined[f] for f in fixtures)) if fixtures else set()
+        for f in merged:
+            joined[f] = merged
+    group_of = {}
+    for item in items:
+        fixtures = used[item.nodeid.split("::")[0]]
+        group_of[item.nodeid] = "+".join(sorted(joined[min(fixtures)])) if fixtures else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group_of[item.nodeid]))
+    if hasattr(config, "workerinput"):
+        # On an xdist worker (the workers' orders must agree, and `make test` passes
+        # --no-loadscope-reorder so the groups are dealt in this order): the longest groups first, so no
+        # worker is left with a long one at the end; the rest by number of tests, as xdist would.
+        sizes = Counter(group_of.values())
+        items.sort(key=lambda it: (_rank(group_of[it.nodeid]), -sizes[group_of[it.nodeid]]))
+    if getattr(config.option, "loadgroup", False):
+        _name_groups(items, group_of)
+
+
+def _name_groups(items, group_of) -> None:
+    """xdist's loadgroup reads an item's group from an ``@group`` suffix of its node id, which its own
+    hook adds by writing ``item._nodeid``; pytest 9.2 keeps the id in ``item._id`` and that write is
+    lost, so every test was dealt alone (pytest-xdist issue #1386). Add the suffix here on such a
+    pytest, and refuse to run rather than start a second Spark session or broker if it did not take."""
+    for item in items:
+        want = f"{item.nodeid}@{group_of[item.nodeid]}"
+        if hasattr(item, "_id") and "_nodeid" not in getattr(item, "__dict__", {}):
+            from _pytest.nodeid import coerce_node_id
+
+            item._id = coerce_node_id(want)
+        else:
+            continue                        # an older pytest: xdist's own hook adds the suffix
+        if item.nodeid != want:
+            raise pytest.UsageError(f"cannot give {item.nodeid} its xdist group: run `make test TEST_WORKERS=0`")
+
+
+# Groups that took the longest at the last measurement (`--durations`, 2026-12-03), dealt first.
+LONG_GROUPS = ("spark", "influxd", "mqtt_broker", "tests/app/test_cli.py", "tests/live/test_rejudge.py",
+               "tests/dashboard/test_browser.py", "tests/edge/test_tamper.py", "tests/live/test_stream.py",
+               "tests/store/test_faults.py", "tests/store/test_store.py", "tests/dashboard/test_models.py",
+               "tests/dashboard/test_live_browser.py")
+
+
+def _rank(group: str) -> int:
+    return LONG_GROUPS.index(group) if group in LONG_GROUPS else len(LONG_GROUPS)
