@@ -1,4 +1,4 @@
-"""Fixtures of the report tests: one headless Chromium for the session, a small simulated run
+"""Fixtures of the report tests: one headless Chromium per module, a small simulated run
 (rule detectors: fast) kept in a store, and a small synthetic fleet with hand-made alerts."""
 
 from __future__ import annotations
@@ -10,8 +10,12 @@ import pytest
 from wattwatch.app.bench import BROWSER_ARGS, CHROMIUM
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    # Per module, not per session: while Playwright's sync API is open its event loop counts as
+    # running in this thread, and any later test in the same process that calls asyncio.run (watch)
+    # failed with "asyncio.run() cannot be called from a running event loop" — which test came
+    # after the report tests depended on how pytest-xdist dealt them.
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is missing (install it with `bash scripts/system-deps.sh`)")
     from playwright.sync_api import sync_playwright
