@@ -92,3 +92,11 @@ def test_bench_detect_reports_the_rule_set_and_the_default_set(tmp_path: Path):
     assert x["readings_per_s"] > 0 and x["floor_readings_per_s"] > 0 and x["peak_rss_mb"] > 0
     assert x["default_readings_per_s"] > 0 and x["default_alerts"] >= x["alerts"]
     assert x["default_not_run"] == []
+
+
+def test_python_m_runs_every_registered_command():
+    # `python -m wattwatch.app.cli` ran a second copy of the module without the commands other modules
+    # register on import: "No such command 'quality'".
+    for argv in (["bench", "quality", "--help"], ["edge", "--help"], ["bench", "quality-real", "--help"]):
+        r = subprocess.run([sys.executable, "-m", "wattwatch.app.cli", *argv], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, (argv, r.stderr[-500:])

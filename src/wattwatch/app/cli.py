@@ -2141,4 +2141,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m wattwatch.app.cli`: this file runs as `__main__`, a second copy of the module, and the
+    # commands other modules register on import (bench quality, edge, nab folds) are on the imported
+    # copy, `wattwatch.app.cli`; run that one ("No such command 'quality'" before).
+    from wattwatch.app import cli as _cli
+
+    _cli.main()
