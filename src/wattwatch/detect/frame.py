@@ -187,6 +187,14 @@ def window_sum(x: np.ndarray, t: np.ndarray, seg: np.ndarray, window_s, centred:
     return c[hi] - c[lo]
 
 
+def window_count(t: np.ndarray, seg: np.ndarray, window_s, centred: bool = False,
+                 memo: dict | None = None) -> np.ndarray:
+    """Rows in each row's window within its meter (the bounds :func:`window_sum` uses, shared
+    through ``memo``): ``window_sum`` of ones without the sums."""
+    lo, hi = _window_bounds(t, seg, window_s, centred, memo)
+    return (hi - lo).astype(float)
+
+
 def _segment_window_sum(v: np.ndarray, lo: np.ndarray, hi: np.ndarray, starts: np.ndarray,
                         ends: np.ndarray) -> np.ndarray:
     out = np.empty(len(v))

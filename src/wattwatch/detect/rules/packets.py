@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Scored, quiet, rnd
-from wattwatch.detect.frame import cache, meter_names, seg_bounds, window_sum
+from wattwatch.detect.frame import cache, meter_names, seg_bounds, seg_quantile, window_count, window_sum
 
 
 @dataclass(frozen=True)
@@ -92,14 +92,11 @@ class PacketLoss(Detector):
         seg = df["_seg"].to_numpy()
         with quiet():
             ratio = df["_dt"].to_numpy(float) / self._param(df, "cadence_s")[seg]
+        names = meter_names(df)
         # The shortest gap, not counting re-sent copies a few per cent of the cadence after a reading.
-        low = pd.Series(np.where(ratio > 0.05, ratio, np.nan)).groupby(seg).min()
-        out = {}
-        for j, m in enumerate(meter_names(df)):
-            v = float(low.get(j, np.nan))
-            if np.isfinite(v):
-                out[m] = {"gap_low": rnd(v, 4)}
-        return out
+        with quiet():
+            low = seg_quantile(ratio, seg, len(names), 0.0, ratio > 0.05)
+        return {m: {"gap_low": rnd(float(v), 4)} for m, v in zip(names, low) if np.isfinite(v)}
 
     def _score(self, df: pd.DataFrame) -> Scored:
         seg, t = df["_seg"].to_numpy(), df["_t"].to_numpy()
@@ -121,13 +118,14 @@ class PacketLoss(Detector):
         with quiet():
             expected = (np.minimum(t + w / 2, last) - np.maximum(t - w / 2, first)) / cad
         # One pass, each meter with its own window (its cadence's).
-        in_window = window_sum(lost, t, seg, np.where(np.isfinite(w_m), w_m, 0.0), centred=True, memo=cache(df))
+        w_known = np.where(np.isfinite(w_m), w_m, 0.0)
+        in_window = window_sum(lost, t, seg, w_known, centred=True, memo=cache(df))
         in_window = np.where(np.isfinite(w), in_window, np.nan)
         # Counted, not only measured from gaps: a window cannot have lost more readings than it
         # expects beyond those it holds (+1 for the fence post). Gaps alone overcount when the
         # stamps jitter by a large part of the cadence (a 1-s logger stamping +-0.4 s opens 1.8-s
         # gaps, each read as a lost reading, while every reading is there).
-        held = window_sum(np.ones(len(t)), t, seg, np.where(np.isfinite(w_m), w_m, 0.0), centred=True, memo=cache(df))
+        held = window_count(t, seg, w_known, centred=True, memo=cache(df))
         with quiet():
             in_window = np.minimum(in_window, np.clip(np.round(expected) + 1 - held, 0, None))
         # A reading borders the gap after it however long: a gap longer than half the window is
