@@ -8,6 +8,7 @@ import gzip
 import json
 import sqlite3
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -78,10 +79,21 @@ def test_meter_spanning_year_1_to_9999_is_judged_on_a_bounded_grid():
     p = 1 + 0.5 * np.sin(np.arange(len(normal_ts)) / 288 * 2 * np.pi)
     normal = pd.DataFrame({"meter_id": "OK", "ts": normal_ts, "p_kw": p})
     both = pd.concat([normal, absurd], ignore_index=True)
-    t = time.perf_counter()
-    det = BaselineMACD().fit(both)
-    s = det.score(both)
-    assert time.perf_counter() - t < 15
+    from wattwatch.detect import frame
+
+    seg = (both["meter_id"] == "BAD").to_numpy().astype(np.int64)
+    t_s = both["ts"].astype("int64").to_numpy() / 1e6
+    order = np.lexsort((t_s, seg))
+    m, _, _ = frame.grid_arrays(seg[order], t_s[order], np.ones(len(seg)), 300.0)
+    assert m.shape == (2, 2 * len(normal) + 1)  # the absurd meter gets the typical span, not 2 M bins
+    tracemalloc.start()
+    try:
+        det = BaselineMACD().fit(both)
+        s = det.score(both)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 256 * 2**20  # it was 7.9 GB, then 10 s of rolling windows over 2 M NaN bins
     alone = BaselineMACD().fit(normal).score(normal)
     np.testing.assert_array_equal(s[both["meter_id"] == "OK"].to_numpy(), alone.to_numpy())
 

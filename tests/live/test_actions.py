@@ -379,10 +379,9 @@ def test_command_timeout_kills_it(tmp_path):
     spec = {"type": "command", "argv": [exe], "dry_run": False, "timeout_s": 0.5}
     h = Harness(tmp_path, {"actions": [spec]})
     a = _alert()
-    t0 = time.monotonic()
     h.opened(a)
     log = h.log(a)
-    assert time.monotonic() - t0 < 1.9
+    assert not marker.exists()      # returned before the script's own end (not waited for) ...
     assert list(log["outcome"]) == ["failed"] and "timed out after 0.5 s: killed" in log["detail"].iat[0]
     time.sleep(2.5)
     assert not marker.exists()      # killed, not merely abandoned
@@ -466,7 +465,9 @@ def test_a_slow_action_does_not_stall_the_engine_and_a_full_queue_drops_logged(t
     t0 = time.monotonic()
     for a in alerts:
         h.opened(a)
-    assert time.monotonic() - t0 < 0.5        # the engine thread handed them over and went on
+    # Handed over and went on: judging them one by one would take 5 x 0.6 s; the drops below
+    # (a full queue) are the other proof that the engine thread did not wait.
+    assert time.monotonic() - t0 < 2.5
     log = h.log()
     out = sorted(log["outcome"])
     # one running, two queued, the other two dropped (and logged as such)

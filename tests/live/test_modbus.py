@@ -364,7 +364,7 @@ def test_a_dead_gateway_is_retried_with_backoff_not_per_device():
     assert len(frame) == 0 and p.counters["lost"] == 10
     assert 1 <= p.counters["connect_failures"] <= 4, dict(p.counters)
     assert p.counters["skipped"] >= 10
-    assert took < 1.2
+    assert took < 5.0  # per device with retries and timeouts would be ~15 s; the counters above are the proof
     p.close()
 
 

@@ -268,10 +268,14 @@ def grid(df: pd.DataFrame, values: np.ndarray, bin_s: float) -> tuple[np.ndarray
 # gigabytes. Past GRID_MAX_CELLS cells (and 16 per reading), a meter whose span is more than twice
 # the frame's median span and more than its share of the budget is judged on its latest bins only
 # (a share of the budget, at least twice the median span); no meter gets more than GRID_MAX_BINS.
+# The share is also at most GRID_BINS_PER_READING bins per reading of that meter (four readings over
+# 0001-9999 got two million bins in a two-meter frame: 10 s of rolling windows over NaN), and the
+# median is the lower one (in a two-meter frame the plain median is half the absurd span).
 # Its readings before that are not on the grid: their cell is an extra last column that is always
 # NaN, so they read as "cannot judge". Frames without such a meter get the same grid as before.
 GRID_MAX_CELLS = 1 << 24
 GRID_MAX_BINS = 1 << 21
+GRID_BINS_PER_READING = 64
 
 
 def grid_arrays(seg: np.ndarray, t: np.ndarray, values: np.ndarray, bin_s: float
@@ -290,7 +294,9 @@ def grid_arrays(seg: np.ndarray, t: np.ndarray, values: np.ndarray, bin_s: float
         span = np.floor((last_bin - t0) / bin_s) + 1  # float: an absurd span does not overflow
         widest = float(span.max())
         if widest > GRID_MAX_BINS or n_seg * widest > max(GRID_MAX_CELLS, 16 * len(t)):
-            cap = float(min(GRID_MAX_BINS, max(GRID_MAX_CELLS // n_seg, 2 * float(np.median(span)), 1)))
+            own = np.minimum(GRID_MAX_CELLS // n_seg, GRID_BINS_PER_READING * (ends - starts))
+            typical = 2 * float(np.percentile(span, 50, method="lower"))
+            cap = np.minimum(GRID_MAX_BINS, np.maximum(np.maximum(own, typical), 1)).astype(float)
             wide = span > cap
             if wide.any():
                 t0 = np.where(wide, last_bin - (cap - 1) * bin_s, t0)
@@ -298,7 +304,7 @@ def grid_arrays(seg: np.ndarray, t: np.ndarray, values: np.ndarray, bin_s: float
     b = np.floor((t - t0[seg]) / bin_s) if len(t) else np.zeros(0)
     if clipped is not None:
         n_bins = int(np.max(np.where(clipped, 0, b[ends - 1]))) + 1
-        n_bins = max(n_bins, int(cap)) + 1  # the last column holds the readings off the grid
+        n_bins = max(n_bins, int(cap[clipped].max())) + 1  # the last column holds the readings off the grid
         b = np.where(b < 0, n_bins - 1, b)
     else:
         n_bins = int(b.max()) + 1 if len(b) else 0
