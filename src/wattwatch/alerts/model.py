@@ -6,6 +6,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
+from wattwatch.userfile import read_text
+
 SEVERITIES = ("info", "warning", "critical")
 
 
@@ -123,41 +125,32 @@ def read_jsonl(path) -> list[Alert]:
     """Alerts from a JSON Lines file; ``ValueError`` naming the file, line and field otherwise."""
     import pandas as pd
 
+    text = read_text(path, "alerts file", ValueError, article="an", expect="expected JSON Lines alerts")
     out = []
-    try:
-        fh = open(path, encoding="utf-8")
-    except IsADirectoryError:
-        raise ValueError(f"{path}: is a folder, not an alerts file") from None
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such alerts file") from None
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    with fh:
+    # Lines as a text-mode file gives them (universal newlines), not str.splitlines (which also
+    # splits at U+2028 and other breaks a JSON string may hold).
+    for n, line in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), 1):
+        if not line.strip():
+            continue
         try:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    d = json.loads(line)
-                except (json.JSONDecodeError, RecursionError) as exc:
-                    raise ValueError(f"{path}: line {n}: not JSON ({exc})") from None
-                if not isinstance(d, dict):
-                    raise ValueError(f"{path}: line {n}: not an alert (expected a JSON object)")
-                missing = sorted({"meter_id", "start", "end", "code", "severity", "score", "detector", "message"} - set(d))
-                if missing:
-                    raise ValueError(f"{path}: line {n}: not an alert (missing {missing})")
-                for k in ("meter_id", "code", "detector", "message", "start", "end"):
-                    if not isinstance(d[k], str):
-                        raise ValueError(f"{path}: line {n}: {k} must be a string, got {d[k]!r}")
-                for k in ("start", "end"):
-                    try:
-                        if pd.Timestamp(d[k]) is pd.NaT:
-                            raise ValueError
-                    except (ValueError, TypeError, OverflowError):
-                        raise ValueError(f"{path}: line {n}: {k} {d[k]!r} is not a time") from None
-                if d.get("evidence") is not None and not isinstance(d["evidence"], dict):
-                    raise ValueError(f"{path}: line {n}: evidence must be an object")
-                out.append(Alert.from_dict(d))
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}); expected JSON Lines alerts") from None
+            d = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise ValueError(f"{path}: line {n}: not JSON ({exc})") from None
+        if not isinstance(d, dict):
+            raise ValueError(f"{path}: line {n}: not an alert (expected a JSON object)")
+        missing = sorted({"meter_id", "start", "end", "code", "severity", "score", "detector", "message"} - set(d))
+        if missing:
+            raise ValueError(f"{path}: line {n}: not an alert (missing {missing})")
+        for k in ("meter_id", "code", "detector", "message", "start", "end"):
+            if not isinstance(d[k], str):
+                raise ValueError(f"{path}: line {n}: {k} must be a string, got {d[k]!r}")
+        for k in ("start", "end"):
+            try:
+                if pd.Timestamp(d[k]) is pd.NaT:
+                    raise ValueError
+            except (ValueError, TypeError, OverflowError):
+                raise ValueError(f"{path}: line {n}: {k} {d[k]!r} is not a time") from None
+        if d.get("evidence") is not None and not isinstance(d["evidence"], dict):
+            raise ValueError(f"{path}: line {n}: evidence must be an object")
+        out.append(Alert.from_dict(d))
     return out
