@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
+from wattwatch.jsonsafe import finite
 from wattwatch.userfile import read_text
 
 SEVERITIES = ("info", "warning", "critical")
@@ -29,17 +30,6 @@ def log_safe(text: str) -> str:
     """``text`` with control characters, line separators and backslashes escaped, so that it is
     always one line of a log and cannot be taken for another entry or a terminal command."""
     return text.translate(_CONTROL)
-
-
-def _finite(x):
-    """``x`` with NaN and infinities as None (JSON has neither)."""
-    if isinstance(x, float):
-        return x if x == x and x not in (float("inf"), float("-inf")) else None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_finite(v) for v in x]
-    return x
 
 
 @dataclass
@@ -73,7 +63,7 @@ class Alert:
         try:
             return json.dumps(self.to_dict(), ensure_ascii=False, default=_plain, allow_nan=False)
         except ValueError:
-            return json.dumps(_finite(json.loads(json.dumps(self.to_dict(), default=_plain))), ensure_ascii=False)
+            return json.dumps(finite(json.loads(json.dumps(self.to_dict(), default=_plain))), ensure_ascii=False)
 
     def log_line(self) -> str:
         """``<start> <code> <meter> <message> [<severity>, until <end>, id <id>; action: <action>]``

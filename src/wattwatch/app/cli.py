@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from wattwatch.app.progress import err_console, progress_bar, stages
+from wattwatch.jsonsafe import finite
 
 # `-h` is help everywhere, like `--help`.
 HELP = {"help_option_names": ["-h", "--help"]}
@@ -107,24 +108,9 @@ def _os_message(path, exc: OSError, what: str) -> str:
     return f"{where}: {what}: {why}"
 
 
-def _finite(x):
-    """``x`` with every NaN or infinity as None: JSON has no NaN (``json.dumps`` writes an invalid ``NaN``)."""
-    import math
-
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    if hasattr(x, "item") and getattr(x, "ndim", 1) == 0:
-        return _finite(x.item())
-    return x
-
-
 def _json(doc, indent=None) -> str:
     """Strict JSON (null where a value is NaN or infinite)."""
-    return json.dumps(_finite(doc), allow_nan=False, default=str, indent=indent)
+    return json.dumps(finite(doc, str_keys=False), allow_nan=False, default=str, indent=indent)
 
 
 def _log(*parts) -> None:
