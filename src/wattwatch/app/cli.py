@@ -1107,10 +1107,8 @@ def _store_or_watcher(db: Path, read_only: bool = False):
 
     _open_store_checks(db)
     try:
-        return Store(db, read_only=read_only)
+        return control.open_or_hand_over(db, lambda: Store(db, read_only=read_only))
     except StoreError as exc:
-        if control.watcher(db) is not None:
-            return None
         _fail(str(exc))
 
 
@@ -1125,10 +1123,7 @@ def _ask_watcher(db: Path, req: dict) -> dict:
     """Hand ``req`` to the watcher holding ``db``; its answer (errors become a clear failure)."""
     from wattwatch.runners import control
 
-    try:
-        ans = control.request(db, req)
-    except (control.NoWatcher, TimeoutError, ValueError) as exc:
-        _fail(str(exc))
+    ans = control.ask(db, req)
     if not ans.get("ok"):
         _fail(str(ans.get("error") or "the watcher refused the request"))
     return ans
