@@ -23,6 +23,7 @@ import json
 import numpy as np
 import pandas as pd
 
+from wattwatch import dbtables
 from wattwatch.detect.base import Detector
 from wattwatch.jsonsafe import finite
 
@@ -39,11 +40,7 @@ _DDL = (
 def ensure_tables(con) -> None:
     """Create the tables a store lacks (a read-only store that has them is left alone: DuckDB
     refuses even ``CREATE TABLE IF NOT EXISTS`` there)."""
-    have = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() "
-                                      "WHERE database_name = current_database()").fetchall()}
-    for ddl in _DDL:
-        if ddl.split("EXISTS ", 1)[1].split(" ", 1)[0] not in have:
-            con.execute(ddl)
+    dbtables.ensure_tables(con, _DDL)
 
 
 def settings(det: Detector) -> dict:
