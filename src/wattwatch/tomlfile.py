@@ -14,24 +14,15 @@ import tomllib
 from pathlib import Path
 
 from wattwatch.errors import ConfigError
+from wattwatch.userfile import read_text
 
 
 def read_toml(path: str | Path, what: str, error: type[Exception] = ConfigError) -> dict:
     """The document in *path*; *what* names the file's kind in messages ("site config", "devices
-    file"); *error* is the exception type the caller's users already catch."""
+    file"); *error* is the exception type the caller's users already catch. The file is read by
+    :func:`wattwatch.userfile.read_text` (missing, folder, unreadable, not UTF-8)."""
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise error(f"{p}: no such {what}") from None
-    except IsADirectoryError:
-        raise error(f"{p}: is a folder, not a {what}") from None
-    except OSError as exc:
-        raise error(f"{p}: cannot read {what}: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise error(f"{p}: not UTF-8 text (byte {exc.start}); a {what} is a UTF-8 TOML file") from None
+    text = read_text(p, what, error, expect=f"a {what} is a UTF-8 TOML file")
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

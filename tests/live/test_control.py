@@ -169,3 +169,34 @@ def test_a_bad_request_is_answered_with_an_error_and_nothing_is_done(tmp_path, r
     ch.close()
     with pytest.raises(control.NoWatcher):
         control.request(tmp_path / "s.duckdb", {"op": "show", "id": "x"}, timeout_s=1)
+
+
+def test_open_or_hand_over_and_ask_without_a_running_watcher(tmp_path):
+    """The one decision the CLI (`alerts ack|clear|list|show`) and the dashboard (ack, clear) share:
+    a store that does not open is handed to the watcher only while one runs; otherwise its error
+    stands. ``ask`` turns an unreachable watcher into an answer, as the watcher's own refusals."""
+    from wattwatch.store import StoreError
+
+    db = tmp_path / "s.duckdb"
+
+    def locked():
+        raise StoreError(f"{db}: locked by another process")
+
+    with pytest.raises(StoreError, match="locked"):
+        control.open_or_hand_over(db, locked)
+    assert control.open_or_hand_over(db, lambda: "opened") == "opened"
+    ans = control.ask(db, {"op": "show", "id": "abc"})
+    assert ans["ok"] is False and "no running `wattwatch watch`" in ans["error"]
+    assert control.ask(db, {"op": "drop_tables"}) == \
+        {"ok": False, "error": "op must be one of set_status, show, list, got 'drop_tables'"}
+    # A watcher that is running (this process stands for it): the command is handed over.
+    d = control.folder(db)
+    d.mkdir()
+    (d / "watcher.json").write_text(json.dumps({"pid": os.getpid(), "started": 0}))
+    assert control.open_or_hand_over(db, locked) is None
+    # and one that died is no watcher: the store's error stands
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (d / "watcher.json").write_text(json.dumps({"pid": dead.pid, "started": 0}))
+    with pytest.raises(StoreError, match="locked"):
+        control.open_or_hand_over(db, locked)

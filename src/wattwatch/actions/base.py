@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from wattwatch import dbtables
 from wattwatch.alerts.model import Alert, log_safe
 from wattwatch.codes import SEVERITIES
 from wattwatch.sinks import Output
@@ -54,17 +55,12 @@ LOG_DDL = ("CREATE TABLE IF NOT EXISTS actions_log (alert_id VARCHAR, action VAR
 
 def ensure_log(con) -> None:
     """Create ``actions_log`` when the store lacks it."""
-    have = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() "
-                                      "WHERE database_name = current_database()").fetchall()}
-    if "actions_log" not in have:
-        con.execute(LOG_DDL)
+    dbtables.ensure_tables(con, [LOG_DDL])
 
 
 def actions_for(con, alert_id: str) -> pd.DataFrame:
     """The ``actions_log`` rows of one alert, oldest first (empty when the store has none)."""
-    have = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() "
-                                      "WHERE database_name = current_database()").fetchall()}
-    if "actions_log" not in have:
+    if "actions_log" not in dbtables.tables(con):
         return pd.DataFrame(columns=["alert_id", "action", "kind", "event", "done_at", "dry_run", "outcome", "detail",
                                      "attempts", "ms", "meter_id", "code"])
     return con.execute("SELECT * FROM actions_log WHERE alert_id = ? ORDER BY done_at, action", [alert_id]).df()

@@ -6,6 +6,9 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
+from wattwatch.jsonsafe import finite
+from wattwatch.userfile import read_text
+
 SEVERITIES = ("info", "warning", "critical")
 
 
@@ -27,17 +30,6 @@ def log_safe(text: str) -> str:
     """``text`` with control characters, line separators and backslashes escaped, so that it is
     always one line of a log and cannot be taken for another entry or a terminal command."""
     return text.translate(_CONTROL)
-
-
-def _finite(x):
-    """``x`` with NaN and infinities as None (JSON has neither)."""
-    if isinstance(x, float):
-        return x if x == x and x not in (float("inf"), float("-inf")) else None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_finite(v) for v in x]
-    return x
 
 
 @dataclass
@@ -71,7 +63,7 @@ class Alert:
         try:
             return json.dumps(self.to_dict(), ensure_ascii=False, default=_plain, allow_nan=False)
         except ValueError:
-            return json.dumps(_finite(json.loads(json.dumps(self.to_dict(), default=_plain))), ensure_ascii=False)
+            return json.dumps(finite(json.loads(json.dumps(self.to_dict(), default=_plain))), ensure_ascii=False)
 
     def log_line(self) -> str:
         """``<start> <code> <meter> <message> [<severity>, until <end>, id <id>; action: <action>]``
@@ -123,41 +115,32 @@ def read_jsonl(path) -> list[Alert]:
     """Alerts from a JSON Lines file; ``ValueError`` naming the file, line and field otherwise."""
     import pandas as pd
 
+    text = read_text(path, "alerts file", ValueError, article="an", expect="expected JSON Lines alerts")
     out = []
-    try:
-        fh = open(path, encoding="utf-8")
-    except IsADirectoryError:
-        raise ValueError(f"{path}: is a folder, not an alerts file") from None
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such alerts file") from None
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    with fh:
+    # Lines as a text-mode file gives them (universal newlines), not str.splitlines (which also
+    # splits at U+2028 and other breaks a JSON string may hold).
+    for n, line in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), 1):
+        if not line.strip():
+            continue
         try:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    d = json.loads(line)
-                except (json.JSONDecodeError, RecursionError) as exc:
-                    raise ValueError(f"{path}: line {n}: not JSON ({exc})") from None
-                if not isinstance(d, dict):
-                    raise ValueError(f"{path}: line {n}: not an alert (expected a JSON object)")
-                missing = sorted({"meter_id", "start", "end", "code", "severity", "score", "detector", "message"} - set(d))
-                if missing:
-                    raise ValueError(f"{path}: line {n}: not an alert (missing {missing})")
-                for k in ("meter_id", "code", "detector", "message", "start", "end"):
-                    if not isinstance(d[k], str):
-                        raise ValueError(f"{path}: line {n}: {k} must be a string, got {d[k]!r}")
-                for k in ("start", "end"):
-                    try:
-                        if pd.Timestamp(d[k]) is pd.NaT:
-                            raise ValueError
-                    except (ValueError, TypeError, OverflowError):
-                        raise ValueError(f"{path}: line {n}: {k} {d[k]!r} is not a time") from None
-                if d.get("evidence") is not None and not isinstance(d["evidence"], dict):
-                    raise ValueError(f"{path}: line {n}: evidence must be an object")
-                out.append(Alert.from_dict(d))
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}); expected JSON Lines alerts") from None
+            d = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise ValueError(f"{path}: line {n}: not JSON ({exc})") from None
+        if not isinstance(d, dict):
+            raise ValueError(f"{path}: line {n}: not an alert (expected a JSON object)")
+        missing = sorted({"meter_id", "start", "end", "code", "severity", "score", "detector", "message"} - set(d))
+        if missing:
+            raise ValueError(f"{path}: line {n}: not an alert (missing {missing})")
+        for k in ("meter_id", "code", "detector", "message", "start", "end"):
+            if not isinstance(d[k], str):
+                raise ValueError(f"{path}: line {n}: {k} must be a string, got {d[k]!r}")
+        for k in ("start", "end"):
+            try:
+                if pd.Timestamp(d[k]) is pd.NaT:
+                    raise ValueError
+            except (ValueError, TypeError, OverflowError):
+                raise ValueError(f"{path}: line {n}: {k} {d[k]!r} is not a time") from None
+        if d.get("evidence") is not None and not isinstance(d["evidence"], dict):
+            raise ValueError(f"{path}: line {n}: evidence must be an object")
+        out.append(Alert.from_dict(d))
     return out

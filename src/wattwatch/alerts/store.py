@@ -14,6 +14,7 @@ import json
 import pandas as pd
 import pyarrow as pa
 
+from wattwatch import dbtables
 from wattwatch.alerts.model import Alert, _plain
 
 STATUSES = ("open", "acknowledged", "cleared")
@@ -36,11 +37,7 @@ _UPSERT_SCHEMA = pa.schema([("id", pa.string()), ("meter_id", pa.string()), ("co
 def ensure_tables(con) -> None:
     """Create the tables a store lacks (a read-only store that has them is left alone: DuckDB
     refuses even ``CREATE TABLE IF NOT EXISTS`` there)."""
-    have = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() "
-                                      "WHERE database_name = current_database()").fetchall()}
-    for ddl in _DDL:
-        if ddl.split("EXISTS ", 1)[1].split(" ", 1)[0] not in have:
-            con.execute(ddl)
+    dbtables.ensure_tables(con, _DDL)
 
 
 def upsert(con, alerts: list[Alert]) -> dict:

@@ -134,6 +134,16 @@ def detect_benchmark(rows: int = 10_000_000, workdir: Path = Path("bench-out"), 
     return r
 
 
+def _timed_runs(run, repeats: int) -> tuple[list[float], object]:
+    """The seconds each of ``repeats`` (at least one) calls of ``run`` took, and the last one's result."""
+    runs, result = [], None
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        result = run()
+        runs.append(time.perf_counter() - t0)
+    return runs, result
+
+
 def _detect_worker(db: str, repeats: int = 3) -> dict:
     import warnings
 
@@ -161,20 +171,12 @@ def _detect_worker(db: str, repeats: int = 3) -> dict:
     fit_s = time.perf_counter() - t0
     by_name = {d.name: d for d in dets_default}
     dets_rules = [by_name[n] for n in rules]  # the same fitted objects
-    runs = []
-    for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        result = detect(full_frame, dets_rules)
-        runs.append(time.perf_counter() - t0)
+    runs, result = _timed_runs(lambda: detect(full_frame, dets_rules), repeats)
     seconds = float(np.median(runs))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     # Forked detection workers share the frame copy-on-write; their own peak is reported apart.
     worker_peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    default_runs = []
-    for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        full = detect(full_frame, dets_default)
-        default_runs.append(time.perf_counter() - t0)
+    default_runs, full = _timed_runs(lambda: detect(full_frame, dets_default), repeats)
     default_s = float(np.median(default_runs))
     t0 = time.perf_counter()
     df = prepare(frame)

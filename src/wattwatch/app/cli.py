@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from wattwatch.app.progress import err_console, progress_bar, stages
+from wattwatch.jsonsafe import finite
 
 # `-h` is help everywhere, like `--help`.
 HELP = {"help_option_names": ["-h", "--help"]}
@@ -107,24 +108,9 @@ def _os_message(path, exc: OSError, what: str) -> str:
     return f"{where}: {what}: {why}"
 
 
-def _finite(x):
-    """``x`` with every NaN or infinity as None: JSON has no NaN (``json.dumps`` writes an invalid ``NaN``)."""
-    import math
-
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    if hasattr(x, "item") and getattr(x, "ndim", 1) == 0:
-        return _finite(x.item())
-    return x
-
-
 def _json(doc, indent=None) -> str:
     """Strict JSON (null where a value is NaN or infinite)."""
-    return json.dumps(_finite(doc), allow_nan=False, default=str, indent=indent)
+    return json.dumps(finite(doc, str_keys=False), allow_nan=False, default=str, indent=indent)
 
 
 def _log(*parts) -> None:
@@ -1121,10 +1107,8 @@ def _store_or_watcher(db: Path, read_only: bool = False):
 
     _open_store_checks(db)
     try:
-        return Store(db, read_only=read_only)
+        return control.open_or_hand_over(db, lambda: Store(db, read_only=read_only))
     except StoreError as exc:
-        if control.watcher(db) is not None:
-            return None
         _fail(str(exc))
 
 
@@ -1139,10 +1123,7 @@ def _ask_watcher(db: Path, req: dict) -> dict:
     """Hand ``req`` to the watcher holding ``db``; its answer (errors become a clear failure)."""
     from wattwatch.runners import control
 
-    try:
-        ans = control.request(db, req)
-    except (control.NoWatcher, TimeoutError, ValueError) as exc:
-        _fail(str(exc))
+    ans = control.ask(db, req)
     if not ans.get("ok"):
         _fail(str(ans.get("error") or "the watcher refused the request"))
     return ans
@@ -1806,13 +1787,21 @@ def bench_fleet(
         console.print("fleet --engine spark on PODs: " + ", ".join(f"{k} = {v}" for k, v in r["pods"].items()))
 
 
+# The synthetic fleet `bench dashboard` and `bench report` build and time in Chromium.
+_SYNTH = {"meters": typer.Option(1000, "--meters", help="Meters in the synthetic fleet."),
+          "days": typer.Option(35.0, "--days"),
+          "alerts": typer.Option(1000, "--alerts", help="Synthetic alerts kept in the store."),
+          "cadence_s": typer.Option(900, "--cadence-s", help="Seconds between readings."),
+          "workdir": typer.Option(Path("bench-out"), "--workdir")}
+
+
 @bench_app.command("dashboard")
 def bench_dashboard(
-    meters: int = typer.Option(1000, "--meters", help="Meters in the synthetic fleet."),
-    days: float = typer.Option(35.0, "--days"),
-    alerts: int = typer.Option(1000, "--alerts", help="Synthetic alerts kept in the store."),
-    cadence_s: int = typer.Option(900, "--cadence-s", help="Seconds between readings."),
-    workdir: Path = typer.Option(Path("bench-out"), "--workdir"),
+    meters: int = _SYNTH["meters"],
+    days: float = _SYNTH["days"],
+    alerts: int = _SYNTH["alerts"],
+    cadence_s: int = _SYNTH["cadence_s"],
+    workdir: Path = _SYNTH["workdir"],
     repeats: int = typer.Option(3, "--repeats", help="Browser sessions; medians reported."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -1821,10 +1810,7 @@ def bench_dashboard(
     from wattwatch.dashboard.bench import dashboard_benchmark
     from wattwatch.dashboard.browser import CHROMIUM
 
-    if meters < 1 or alerts < 1 or days <= 0 or cadence_s < 1 or repeats < 1:
-        _fail("--meters, --alerts, --cadence-s and --repeats must be at least 1 and --days > 0")
-    if not Path(CHROMIUM).exists():
-        _fail(f"{CHROMIUM}: no Chromium (install it: bash scripts/system-deps.sh)")
+    _browser_bench_checks(meters, alerts, days, cadence_s, repeats, CHROMIUM)
     with _errors():
         r = dashboard_benchmark(meters=meters, days=days, cadence_s=cadence_s, alerts=alerts, workdir=workdir,
                                 repeats=repeats, log=_log)
@@ -1843,13 +1829,22 @@ def bench_dashboard(
                   f"{r['query_one_day_raw_s']:.2f} s")
 
 
+def _browser_bench_checks(meters: int, alerts: int, days: float, cadence_s: int, repeats: int, chromium: str,
+                          use: str = "") -> None:
+    """The synthetic fleet's sizes of `bench dashboard|report`, and the Chromium they time in."""
+    if meters < 1 or alerts < 1 or days <= 0 or cadence_s < 1 or repeats < 1:
+        _fail("--meters, --alerts, --cadence-s and --repeats must be at least 1 and --days > 0")
+    if not Path(chromium).exists():
+        _fail(f"{chromium}: no Chromium{use} (install it: bash scripts/system-deps.sh)")
+
+
 @bench_app.command("report")
 def bench_report(
-    meters: int = typer.Option(1000, "--meters", help="Meters in the synthetic fleet."),
-    days: float = typer.Option(35.0, "--days"),
-    alerts: int = typer.Option(1000, "--alerts", help="Synthetic alerts kept in the store."),
-    cadence_s: int = typer.Option(900, "--cadence-s", help="Seconds between readings."),
-    workdir: Path = typer.Option(Path("bench-out"), "--workdir"),
+    meters: int = _SYNTH["meters"],
+    days: float = _SYNTH["days"],
+    alerts: int = _SYNTH["alerts"],
+    cadence_s: int = _SYNTH["cadence_s"],
+    workdir: Path = _SYNTH["workdir"],
     repeats: int = typer.Option(3, "--repeats", help="Page opens (alternated with the floor); medians reported."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -1857,10 +1852,7 @@ def bench_report(
     page that only loads the same plotly.js and draws one figure."""
     from wattwatch.app.bench import CHROMIUM, report_benchmark
 
-    if meters < 1 or alerts < 1 or days <= 0 or cadence_s < 1 or repeats < 1:
-        _fail("--meters, --alerts, --cadence-s and --repeats must be at least 1 and --days > 0")
-    if not Path(CHROMIUM).exists():
-        _fail(f"{CHROMIUM}: no Chromium to open the report in (install it: bash scripts/system-deps.sh)")
+    _browser_bench_checks(meters, alerts, days, cadence_s, repeats, CHROMIUM, " to open the report in")
     with _errors():
         r = report_benchmark(meters=meters, days=days, alerts=alerts, cadence_s=cadence_s, workdir=workdir,
                              repeats=repeats, log=_log)

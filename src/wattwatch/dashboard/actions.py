@@ -36,21 +36,14 @@ def set_status(session: Session, db, ids: Sequence[str], status: str, note: str 
     text = f"[{user}] {note.strip()}" if note and note.strip() else f"[{user}]"
     out = []
     from wattwatch.runners import control
-    from wattwatch.store import StoreError
 
-    try:
-        ctx = open_store(db, write=True)
-        s = ctx.__enter__()
-    except StoreError:
-        if control.watcher(db) is None:
-            raise
+    ctx = open_store(db, write=True)
+    s = control.open_or_hand_over(db, ctx.__enter__)
+    if s is None:
         # `watch` holds the store: hand each change to it (it applies them between steps and
         # re-learns the meters, runners/control.py).
         for aid in ids:
-            try:
-                res = control.request(db, {"op": "set_status", "id": str(aid), "status": status, "note": text})
-            except (control.NoWatcher, TimeoutError, ValueError) as exc:
-                res = {"ok": False, "error": str(exc)}
+            res = control.ask(db, {"op": "set_status", "id": str(aid), "status": status, "note": text})
             if not res.pop("ok", False):
                 res = {"id": str(aid), "error": res.get("error") or "refused"}
             out.append(res)

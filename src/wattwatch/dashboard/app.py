@@ -100,14 +100,20 @@ def _go(page: str, meter: str | None = None) -> None:
         st.session_state["meter"] = meter
 
 
+def _store_ready(cfg: Settings) -> bool:
+    """Whether the store can be read; if not, the page says why (no store yet, not a store...)."""
+    problem = data.check_store(cfg.db)
+    if problem:
+        st.info(problem)
+    return not problem
+
+
 # ------------------------------------------------------------------------------------ fleet
 
 
 def fleet_page(cfg: Settings, session: Session) -> None:
     st.header("Fleet")
-    problem = data.check_store(cfg.db)
-    if problem:
-        st.info(problem)
+    if not _store_ready(cfg):
         return
     alerts = data.alerts_frame(cfg.db)
     meters = data.meters_frame(cfg.db)
@@ -203,9 +209,7 @@ def _meter_figure(series: pd.DataFrame, channels: list[str], binned: bool, spans
 
 def meter_page(cfg: Settings, session: Session) -> None:
     st.header("Meter")
-    problem = data.check_store(cfg.db)
-    if problem:
-        st.info(problem)
+    if not _store_ready(cfg):
         return
     meters = data.meters_frame(cfg.db)
     if not len(meters):
@@ -294,9 +298,7 @@ def _status_buttons(cfg: Settings, session: Session, ids: list[str], where: str)
 
 def alerts_page(cfg: Settings, session: Session) -> None:
     st.header("Alerts")
-    problem = data.check_store(cfg.db)
-    if problem:
-        st.info(problem)
+    if not _store_ready(cfg):
         return
     alerts = data.alerts_frame(cfg.db)
     c1, c2, c3, c4 = st.columns(4)
@@ -694,9 +696,7 @@ def evaluation_page(cfg: Settings, session: Session) -> None:
         st.info("no labels given (start with --events events.json" +
                 (", or upload one)" if session.can_write() else ")"))
         return
-    problem = data.check_store(cfg.db)
-    if problem:
-        st.info(problem)
+    if not _store_ready(cfg):
         return
     alerts = data.alerts_frame(cfg.db)
     ev = api.evaluate(events, data.alerts_objects(alerts))

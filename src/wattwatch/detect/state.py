@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 
 import numpy as np
 import pandas as pd
 
+from wattwatch import dbtables
 from wattwatch.detect.base import Detector
+from wattwatch.jsonsafe import finite
 
 _DDL = (
     "CREATE TABLE IF NOT EXISTS meter_state (meter_id VARCHAR NOT NULL, detector VARCHAR NOT NULL, "
@@ -39,11 +40,7 @@ _DDL = (
 def ensure_tables(con) -> None:
     """Create the tables a store lacks (a read-only store that has them is left alone: DuckDB
     refuses even ``CREATE TABLE IF NOT EXISTS`` there)."""
-    have = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() "
-                                      "WHERE database_name = current_database()").fetchall()}
-    for ddl in _DDL:
-        if ddl.split("EXISTS ", 1)[1].split(" ", 1)[0] not in have:
-            con.execute(ddl)
+    dbtables.ensure_tables(con, _DDL)
 
 
 def settings(det: Detector) -> dict:
@@ -72,17 +69,6 @@ def _json_default(o):
     raise TypeError(f"{type(o).__name__} is not JSON serializable")
 
 
-def _finite(o):
-    """NaN/inf as None, recursively (JSON has no NaN)."""
-    if isinstance(o, dict):
-        return {k: _finite(v) for k, v in o.items()}
-    if isinstance(o, list):
-        return [_finite(v) for v in o]
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    return o
-
-
 def save(con, detectors: list[Detector], meters=None, how: str = "fit") -> int:
     """Write the state of ``meters`` (default: every meter each detector has state for), replacing
     what the store had for them. Returns the number of (meter, detector) rows written."""
@@ -95,7 +81,7 @@ def save(con, detectors: list[Detector], meters=None, how: str = "fit") -> int:
         for m in ms:
             p = st[m]
             rows.append((str(m), d.name, int(p.get("state_version", d.state_version)), key, p.get("how", how),
-                         _ts(p.get("first_t")), _ts(p.get("last_t")), _dumps(_finite(p))))
+                         _ts(p.get("first_t")), _ts(p.get("last_t")), _dumps(finite(p, str_keys=False, arrays=True))))
     if rows:
         con.executemany("INSERT OR REPLACE INTO meter_state VALUES (?, ?, ?, ?, ?, now(), ?, ?, ?)", rows)
     return len(rows)

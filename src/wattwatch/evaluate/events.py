@@ -40,6 +40,7 @@ import pandas as pd
 
 from wattwatch.alerts.model import Alert
 from wattwatch.codes import CONSUMPTION_FAULTS, FAULT_CODES, RULE_FAULTS
+from wattwatch.userfile import read_text
 
 __all__ = ["CONSUMPTION_FAULTS", "FAULT_CODES", "RULE_FAULTS", "Visibility", "compatible_codes", "evaluate",
            "load_events", "meter_kinds", "score_auc", "visibility"]
@@ -126,16 +127,7 @@ def load_events(path: str | Path) -> list[dict]:
     Raises ``ValueError`` naming the file, the event's index and the field for anything that is not
     a list of events with a meter, a type and a start no later than its end."""
     path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except IsADirectoryError:
-        raise ValueError(f"{path}: is a folder, not an events file") from None
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such events file") from None
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}); expected a JSON list of events") from None
+    text = read_text(path, "events file", ValueError, article="an", expect="expected a JSON list of events")
     try:
         doc = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from wattwatch.evaluate.real_data import DATASETS, load, zones as data_zones
+from wattwatch.userfile import read_text
 
 __all__ = ["KINDS", "LABEL_FIELDS", "check_labels", "default_labels", "load_labels", "score", "run", "train_ends"]
 
@@ -90,10 +91,9 @@ def check_labels(labels: list, where: str = "labels") -> None:
 def load_labels(path: str | Path | None = None) -> list[dict]:
     """The kept labels of a labels file (default :func:`default_labels`), checked."""
     path = Path(path) if path else default_labels()
+    text = read_text(path, "labels file", ValueError, expect="a labels file is UTF-8 JSON")
     try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such labels file") from None
+        doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not JSON (line {exc.lineno}: {exc.msg})") from None
     labels = doc["labels"] if isinstance(doc, dict) and "labels" in doc else doc

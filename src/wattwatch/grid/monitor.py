@@ -33,6 +33,7 @@ import pandas as pd
 from wattwatch.errors import ConfigError, InputError
 from wattwatch.grid import watch as W
 from wattwatch.grid.config import WatchConfig, load_toml, watch_from_dict
+from wattwatch.userfile import open_file
 
 
 @dataclass
@@ -101,21 +102,18 @@ def read_topology(path: str | Path, watch: WatchConfig | None = None) -> Topolog
 
 def _read_table(path: Path, what: str, need: tuple[str, ...]) -> tuple[pd.DataFrame, str]:
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such {what} file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, not a {what} file")
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            df = pd.read_parquet(path)
-            unit = "row"
-        else:
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-            unit = "line"
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text; expected {what} as CSV or Parquet") from None
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise InputError(f"{path}: cannot read {what} ({str(exc).splitlines()[0][:200]})") from None
+    with open_file(path, f"{what} file", InputError) as fh:
+        try:
+            if path.suffix.lower() in (".parquet", ".pq"):
+                df = pd.read_parquet(fh)
+                unit = "row"
+            else:
+                df = pd.read_csv(fh, dtype=str, keep_default_na=False, encoding="utf-8")
+                unit = "line"
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: not UTF-8 text; expected {what} as CSV or Parquet") from None
+        except (ValueError, OSError, pd.errors.ParserError) as exc:
+            raise InputError(f"{path}: cannot read {what} ({str(exc).splitlines()[0][:200]})") from None
     missing = [c for c in need if c not in df.columns]
     if missing:
         raise InputError(f"{path}: {what} lacks column(s) {missing} (has {list(df.columns)[:12]}); "

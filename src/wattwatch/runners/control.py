@@ -216,6 +216,29 @@ def request(store_path, req: dict, timeout_s: float = 30.0) -> dict:
     raise TimeoutError(f"{store_path}: the running watcher did not answer within {timeout_s:g} s")
 
 
+def open_or_hand_over(store_path, open_store):
+    """What ``open_store()`` opens, or None when it raises ``StoreError`` while a running watcher
+    holds ``store_path`` (the command is then handed to it: :func:`ask`). Without a watcher the
+    ``StoreError`` (missing, locked by another process, not a store) is the caller's."""
+    from wattwatch.store import StoreError
+
+    try:
+        return open_store()
+    except StoreError:
+        if watcher(store_path) is None:
+            raise
+        return None
+
+
+def ask(store_path, req: dict, timeout_s: float = 30.0) -> dict:
+    """:func:`request`, with a watcher that is gone, silent or a request it would refuse as an
+    answer ``{"ok": False, "error": ...}`` like the watcher's own refusals."""
+    try:
+        return request(store_path, req, timeout_s)
+    except (NoWatcher, TimeoutError, ValueError) as exc:
+        return {"ok": False, "error": str(exc)}
+
+
 def _write(path: Path, obj) -> None:
     tmp = path.with_name(f".tmp-{secrets.token_hex(8)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from wattwatch.evaluate.nab.scorer import STANDARD_PROFILES, CostProfile, FileLayout, layout
+from wattwatch.userfile import open_file, read_text
 
 
 class NabError(ValueError):
@@ -66,14 +67,9 @@ class Corpus:
 
 
 def _read_json(path: Path, what: str):
+    text = read_text(path, f"{what} file", NabError, article="the", expect=f"the {what} file is UTF-8 JSON")
     try:
-        return json.loads(path.read_bytes().decode("utf-8-sig"))
-    except IsADirectoryError:
-        raise NabError(f"{path}: is a folder, not the {what} file") from None
-    except OSError as exc:
-        raise NabError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise NabError(f"{path}: {what}: not UTF-8 text (byte {exc.start})") from None
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise NabError(f"{path}: {what}: not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     except (ValueError, RecursionError) as exc:
@@ -126,18 +122,17 @@ def _windows(key: str, spans, wpath: Path) -> list[tuple[pd.Timestamp, pd.Timest
 
 
 def _data_file(path: Path, key: str):
-    try:
-        df = pd.read_csv(path, encoding="utf-8")
-    except IsADirectoryError:
-        raise NabError(f"{path}: is a folder, not a data file") from None
-    except OSError as exc:
-        raise NabError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise NabError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except pd.errors.EmptyDataError:
-        raise NabError(f"{path}: empty; expected columns timestamp,value") from None
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise NabError(f"{path}: not a CSV file: {str(exc).strip()}") from None
+    with open_file(path, "data file", NabError) as fh:
+        try:
+            df = pd.read_csv(fh, encoding="utf-8")
+        except OSError as exc:
+            raise NabError(f"{path}: cannot read data file: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise NabError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        except pd.errors.EmptyDataError:
+            raise NabError(f"{path}: empty; expected columns timestamp,value") from None
+        except (pd.errors.ParserError, ValueError) as exc:
+            raise NabError(f"{path}: not a CSV file: {str(exc).strip()}") from None
     if list(df.columns[:2]) != ["timestamp", "value"]:
         raise NabError(f"{path}: expected columns timestamp,value, found {list(df.columns)}")
     if len(df) < 2:
