@@ -306,6 +306,22 @@ def test_a_ramp_down_two_hours_early_is_no_drop_but_a_dip_still_is():
     assert list(det.reach(["office"]).ahead_n) == [1]
 
 
+def test_a_stretch_run_lower_together_is_no_single_reading_drop_but_a_short_dip_still_is():
+    """One weekday the office eases down to 60 % through the middle of the day and back (as a BDG2
+    office on a bank holiday, a hospital's quiet Sunday): each low reading sits with neighbours
+    as low as itself, a stretch off the profile, not a point (before: 'readings in a row
+    dropping' alerts). Three readings at 30 % between readings on profile are still a drop."""
+    df = building(seed=6)
+    day = lambda d, h: (df.ts == pd.Timestamp(f"2024-{d} {h:02d}:00")).to_numpy()  # noqa: E731
+    for h, f in zip(range(9, 17), (0.85, 0.7, 0.6, 0.6, 0.6, 0.6, 0.7, 0.85)):
+        df.loc[day("03-14", h), "p_kw"] *= f
+    for h in (10, 11, 12):
+        df.loc[day("04-09", h), "p_kw"] = 30.0
+    _, res = run(df)
+    got = [(a.start[:13], a.end[:13], a.evidence["kind"]) for a in res.alerts if a.start >= "2024-02-26"]
+    assert got == [("2024-04-09T10", "2024-04-09T12", "drop")], got
+
+
 def swinging(weeks: int = 20, seed: int = 3) -> pd.DataFrame:
     """The office, steady while learned (to 2024-02-26), then a season in which whole days move with
     the weather: each day from 2024-03-04 on is scaled by its own factor (log-normal, 15 %)."""
