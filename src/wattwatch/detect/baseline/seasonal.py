@@ -290,8 +290,9 @@ class SeasonalProfile(Detector):
         back = np.full(n, max((4 * self.config.level_days + 3) * DAY + self.config.recal_days * DAY,
                               (self.config.zero_routine_days + 1) * DAY))
         back_n = np.array([self._flat_cap(self.state_.get(m) or {}) for m in meters], np.int64)
-        # A reading on a ramp is told by the reading after it (``_on_ramp``).
-        return Reach(back, back_n, np.zeros(n), np.ones(n, np.int64))
+        # A reading on a ramp or in a stretch is told by the reading after it (``_on_ramp``,
+        # ``_plateau``); one in a frozen run by the run's length ahead of it.
+        return Reach(back, back_n, np.zeros(n), np.maximum(1, back_n))
 
     def cadence_note(self, cadence_s: float) -> str | None:
         c = self.config
@@ -707,7 +708,14 @@ class SeasonalProfile(Detector):
         x, z, expected, lev, seg, t, sp, day_sd = self._residual(df, prof, spread, slot_w, np.minimum(lim_z, low_z), eps,
                                                                  phase, reg=reg)
         zd = self._day_mean(z, seg, t, np.minimum(lim_z, low_z))
-        runs = _flat_runs(x, seg, (flat_need + 1).astype(np.int64)[seg])
+        # A frozen run is reported whole: each of its readings carries the run's full length (to
+        # ``flat_need`` + 1), counted back and ahead, so the alert starts where the value froze
+        # rather than at the reading that made the run long enough (a one-reading alert when the
+        # run was just that long).
+        cap = (flat_need + 1).astype(np.int64)[seg]
+        back_run = _flat_runs(x, seg, cap)
+        ahead_run = _flat_runs(x[::-1], seg[::-1], cap[::-1])[::-1]
+        runs = np.where(back_run > 0, np.minimum(back_run + ahead_run - 1, cap), 0)
         # The limit follows the tail of the last ``recal_days`` days too (never below the fitted
         # one): a season in which the meter is livelier than while it was learned raises it.
         roll = self._rolling_limit(z, seg, t, self._param(df, "cadence_s"))
