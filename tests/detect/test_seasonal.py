@@ -336,6 +336,18 @@ def test_a_stretch_run_lower_together_is_no_single_reading_drop_but_a_short_dip_
     assert got == [("2024-04-09T10", "2024-04-09T12", "drop")], got
 
 
+def test_hours_near_zero_are_a_drop_however_alike_they_are():
+    """Near zero the log scale flattens: five night hours at 3 % of the load are each "near" their
+    neighbours, and were left to the day evidence as a stretch (BDG2 school: four hours at 10.8 kWh
+    where 430 were expected, reported on their last hour only). Each is judged as a reading."""
+    df = building(seed=6)
+    night = (df.ts >= "2024-04-16 01:00") & (df.ts < "2024-04-16 06:00")
+    df.loc[night, "p_kw"] = [1.0, 1.1, 0.9, 1.05, 0.95]
+    d = registry.build("seasonal_profile").fit(df[df.ts < "2024-02-26"])
+    score = d.score(df).to_numpy()
+    assert (score[night.to_numpy()] >= 1).all(), score[night.to_numpy()]
+
+
 def swinging(weeks: int = 20, seed: int = 3) -> pd.DataFrame:
     """The office, steady while learned (to 2024-02-26), then a season in which whole days move with
     the weather: each day from 2024-03-04 on is scaled by its own factor (log-normal, 15 %)."""

@@ -839,7 +839,8 @@ class SeasonalProfile(Detector):
     def _plateau(self, x: np.ndarray, expected: np.ndarray, eps: np.ndarray, seg: np.ndarray, t: np.ndarray,
                  cad: np.ndarray) -> np.ndarray:
         """Per reading: both its neighbours (each within 1.5 cadences ``cad``) within ``plateau_k``
-        times its own distance from ``expected`` of it, on the log scale (``eps``: per meter)."""
+        times its own distance from ``expected`` of it, on the log scale (``eps``: per meter), and
+        the reading above ``eps``."""
         n = len(x)
         out = np.zeros(n, bool)
         if n < 3 or self.config.plateau_k <= 0:
@@ -852,6 +853,9 @@ class SeasonalProfile(Detector):
             prev_ok = (seg[1:-1] == seg[:-2]) & (t[1:-1] - t[:-2] <= 1.5 * cad[1:-1])
             next_ok = (seg[1:-1] == seg[2:]) & (t[2:] - t[1:-1] <= 1.5 * cad[1:-1])
             close = (np.abs(y[1:-1] - y[:-2]) < near[1:-1]) & (np.abs(y[1:-1] - y[2:]) < near[1:-1])
+            # Under ``eps`` the log scale flattens (every reading near zero is "near" the next):
+            # hours at a fortieth of the load are a drop however alike they are.
+            close &= x[1:-1] > e[1:-1]
         out[1:-1] = prev_ok & next_ok & close
         return out
 
