@@ -51,7 +51,7 @@ sides of a candidate in time (a labeller sees the whole record), never at wattwa
   percentile.
 - ``flat_line`` (fill): >= 12 identical non-zero readings (half a day at hourly cadence) on a coarse
   channel, where the plain set needs a whole day; runs the plain set already has are left out.
-- ``unusual_day``: a calendar day of the site (standard time) with >= 20 readings whose mean is
+- ``unusual_day``: a calendar day of the site (its wall clock) with >= 20 readings whose mean is
   under 0.6 x or over 1.5 x the median of the same weekday's means in the 4 weeks before and the 4
   weeks after (at least 4 of them present), and under 0.6 x / over 1.5 x the median of the 3 days
   of its day type (weekday or weekend) either side (a school's whole term does not make each of
@@ -307,9 +307,9 @@ def expert_candidates_for(ds: str, df: pd.DataFrame, zone: dict[str, str]) -> li
                         add(meter, "flat_line", ts[part[0]], ts[part[-1]], f"{len(part)} readings at {x[part[0]]:g} "
                             f"(>= 12 on a coarse channel, {100 * repeat:.1f} % of its readings repeat the one before)",
                             readings=float(len(part)), value=float(x[part[0]]))
-        # unusual days (site standard time)
-        off = pd.Timestamp("2016-01-15").tz_localize(zone.get(meter, "UTC")).utcoffset()
-        local = (ts + off).tz_localize(None) if ts.tz is None else (ts.tz_convert("UTC") + off).tz_localize(None)
+        # unusual days (the site's wall-clock days)
+        tz = zone.get(meter, "UTC")
+        local = (ts.tz_localize("UTC") if ts.tz is None else ts).tz_convert(tz).tz_localize(None)
         day = pd.Series(x, index=local).resample("D")
         mean, cnt = day.mean(), day.count()
         mean = mean.where(cnt >= 20)
@@ -329,9 +329,9 @@ def expert_candidates_for(ds: str, df: pd.DataFrame, zone: dict[str, str]) -> li
         r1, r2 = mean / wd_ref, mean / near_ref
         odd = ((r1 < 0.6) & (r2 < 0.6)) | ((r1 > 1.5) & (r2 > 1.5))
         for d in mean.index[odd.fillna(False).to_numpy()]:
-            s0 = pd.Timestamp(d) - off
-            e0 = s0 + pd.Timedelta(days=1) - c
-            add(meter, "unusual_day", s0.tz_localize("UTC"), e0.tz_localize("UTC"),
+            s0, e0 = (pd.Timestamp(d + k).tz_localize(tz, ambiguous=True, nonexistent="shift_forward")
+                      for k in (pd.Timedelta(0), pd.Timedelta(days=1)))
+            add(meter, "unusual_day", s0, e0 - c,
                 f"day mean {mean[d]:.4g} = {r1[d]:.2f} x the same weekday's median over +-4 weeks ({wd_ref[d]:.4g}), "
                 f"{r2[d]:.2f} x the 3 days of its type either side ({near_ref[d]:.4g})", ratio=float(r1[d]))
     return out

@@ -43,6 +43,15 @@ def test_a_season_swinging_with_the_weather_is_no_baseline_deviation():
         assert alerts == [], [(a.start, a.message) for a in alerts]
 
 
+def test_the_sustained_and_week_windows_follow_the_season_too():
+    """Livelier spells (swings of 40-50 %) passed the fast average's recalibrated limit but not the
+    72-h and week windows', which kept the winter spread (before: an alert on 2024-05-01 and on
+    2024-04-18 from the 72-h window; BDG2's schools: a false alert at each cooling spell)."""
+    for swing, seed in ((0.4, 0), (0.5, 2)):
+        alerts = _macd_alerts(school(seed=seed, swing=swing))
+        assert alerts == [], [(a.start, a.evidence.get("window_h"), a.message) for a in alerts]
+
+
 def test_a_step_on_a_steady_meter_still_alerts_at_its_onset():
     df = school(swing=0.0)
     step = (df.ts >= "2024-05-06 00:00") & (df.ts < "2024-05-09 00:00")  # +70 % for three days

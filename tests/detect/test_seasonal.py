@@ -90,6 +90,20 @@ def test_a_frozen_meter_at_hourly_cadence_is_found():
     assert all(a.start >= "2024-03-20T09" and a.end <= "2024-03-21T03" for a in res.alerts)
 
 
+def test_a_frozen_run_is_reported_from_where_the_value_froze():
+    """A run just long enough to be a frozen meter was one alert on its last reading (the one that
+    made it long enough; a BDG2 office's four equal hours gave a one-reading 'frozen meter'). The
+    alert now spans the whole run, from its first reading, as does a longer one."""
+    df = building()
+    for a, b, v in (("2024-03-20 09:00", "2024-03-20 21:00", 97.3), ("2024-04-10 10:00", "2024-04-10 14:00", 96.1)):
+        df.loc[(df.ts >= a) & (df.ts < b), "p_kw"] = v
+    fitted, res = run(df)
+    need = fitted.detectors[0].get_state()["office"]["flat_need"]
+    assert need <= 4  # the second run is long enough
+    got = [(a.start[:13], a.end[:13]) for a in res.alerts if a.evidence["kind"] == "flat_line"]
+    assert got == [("2024-03-20T09", "2024-03-20T20"), ("2024-04-10T10", "2024-04-10T13")], got
+
+
 def test_fifteen_minute_default_run_judges_consumption_and_does_not_crash():
     df = building(weeks=10, step="15min")
     hit = (df.ts >= "2024-03-06 10:00") & (df.ts < "2024-03-06 10:30")
@@ -303,7 +317,35 @@ def test_a_ramp_down_two_hours_early_is_no_drop_but_a_dip_still_is():
     assert got == [("2024-03-27T16", "drop"), ("2024-04-03T15", "drop")], got
     # The reading after it decides: the detector declares one reading of lookahead.
     det = fitted.detectors[0]
-    assert list(det.reach(["office"]).ahead_n) == [1]
+    assert det.reach(["office"]).ahead_n[0] >= 1
+
+
+def test_a_stretch_run_lower_together_is_no_single_reading_drop_but_a_short_dip_still_is():
+    """One weekday the office eases down to 60 % through the middle of the day and back (as a BDG2
+    office on a bank holiday, a hospital's quiet Sunday): each low reading sits with neighbours
+    as low as itself, a stretch off the profile, not a point (before: 'readings in a row
+    dropping' alerts). Three readings at 30 % between readings on profile are still a drop."""
+    df = building(seed=6)
+    day = lambda d, h: (df.ts == pd.Timestamp(f"2024-{d} {h:02d}:00")).to_numpy()  # noqa: E731
+    for h, f in zip(range(9, 17), (0.85, 0.7, 0.6, 0.6, 0.6, 0.6, 0.7, 0.85)):
+        df.loc[day("03-14", h), "p_kw"] *= f
+    for h, v in zip((10, 11, 12), (30.0, 31.0, 29.5)):  # (not one repeated value: that is a frozen run)
+        df.loc[day("04-09", h), "p_kw"] = v
+    _, res = run(df)
+    got = [(a.start[:13], a.end[:13], a.evidence["kind"]) for a in res.alerts if a.start >= "2024-02-26"]
+    assert got == [("2024-04-09T10", "2024-04-09T12", "drop")], got
+
+
+def test_hours_near_zero_are_a_drop_however_alike_they_are():
+    """Near zero the log scale flattens: five night hours at 3 % of the load are each "near" their
+    neighbours, and were left to the day evidence as a stretch (BDG2 school: four hours at 10.8 kWh
+    where 430 were expected, reported on their last hour only). Each is judged as a reading."""
+    df = building(seed=6)
+    night = (df.ts >= "2024-04-16 01:00") & (df.ts < "2024-04-16 06:00")
+    df.loc[night, "p_kw"] = [1.0, 1.1, 0.9, 1.05, 0.95]
+    d = registry.build("seasonal_profile").fit(df[df.ts < "2024-02-26"])
+    score = d.score(df).to_numpy()
+    assert (score[night.to_numpy()] >= 1).all(), score[night.to_numpy()]
 
 
 def swinging(weeks: int = 20, seed: int = 3) -> pd.DataFrame:

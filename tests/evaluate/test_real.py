@@ -205,21 +205,34 @@ def test_bdg2_mappings_ingest_what_the_loader_reads(tmp_path):
 
 
 @needs_real
-def test_bdg2_wall_clock_zones_match_the_loaders_offsets():
-    """The loader converts BDG2's local times with each site's standard offset, so the zone that
-    gives the buildings' wall-clock hours back is that fixed offset (POSIX signs), never a zone
-    with daylight saving (which would shift every summer hour once more)."""
-    from wattwatch.evaluate.real_data import _standard_zone, zones
+def test_bdg2_wall_clock_zones_are_the_sites_real_zones():
+    """BDG2's stamps are the sites' wall clocks, daylight saving included: the loader localises
+    them in each site's real zone (the London spring-forward stamp dropped, the doubled autumn hour
+    read as summer time) and ``zones`` gives that zone back, so every reading's wall-clock time is
+    its stamp in the file. Before: the January offset, which put every summer hour one hour late
+    in UTC and left the clock changes where no detector knew them."""
+    from wattwatch.evaluate.real_data import zones
 
-    assert _standard_zone("US/Eastern") == "Etc/GMT+5" and _standard_zone("Europe/London") == "Etc/GMT+0"
-    assert _standard_zone("Asia/Kolkata") == "Asia/Kolkata"  # +05:30 has no Etc/ zone
     z = zones("bdg2", REAL)
-    assert z["Rat_education_Penny"] == "Etc/GMT+5" and z["Fox_education_Maureen"] == "Etc/GMT+7"
+    assert z["Mouse_health_Justin"] == "Europe/London" and z["Rat_education_Penny"] == "US/Eastern"
+    assert z["Fox_education_Maureen"] == "America/Phoenix"  # Arizona: no daylight saving
     frame = load("bdg2", REAL)
-    raw = pd.read_csv(next((REAL / DATASETS["bdg2"]["folder"]).glob("bdg2_electricity_*.csv.gz")), nrows=48)
-    first = frame[frame.meter_id == "Rat_education_Penny"].iloc[0]
-    local = first.ts.tz_convert(z["Rat_education_Penny"]).tz_localize(None)
-    assert local == pd.Timestamp(raw["timestamp"].iloc[0])
+    raw = pd.read_csv(next((REAL / DATASETS["bdg2"]["folder"]).glob("bdg2_electricity_*.csv.gz")))
+    long = raw.melt(id_vars="timestamp", var_name="meter_id", value_name="raw").dropna()
+    local = frame.assign(timestamp=[t.tz_convert(z[m]).strftime("%Y-%m-%d %H:%M:%S")
+                                    for m, t in zip(frame["meter_id"], frame["ts"])])
+    m = local.merge(long, on=["meter_id", "timestamp"], how="right", indicator=True)
+    # every reading comes back at its stamp with its value; the only ones missing are the London
+    # stamps of 01:00 on the spring-forward Sundays, which that clock never shows
+    assert np.allclose(m.loc[m["_merge"] == "both", "p_kw"], m.loc[m["_merge"] == "both", "raw"])
+    gone = m[m["_merge"] != "both"]
+    assert set(gone["timestamp"]) == {"2016-03-27 01:00:00", "2017-03-26 01:00:00"}, gone
+    assert set(gone["meter_id"]) == {k for k, v in z.items() if v == "Europe/London"}
+    justin = frame[frame.meter_id == "Mouse_health_Justin"].set_index("ts")["p_kw"]
+    assert justin[pd.Timestamp("2016-10-30 00:00", tz="UTC")] > 1000  # 01:00 BST, two hours' energy
+    assert pd.Timestamp("2016-10-30 01:00", tz="UTC") not in justin.index
+    fox = frame[frame.meter_id == "Fox_education_Maureen"]
+    assert pd.Timestamp("2017-03-12 09:00", tz="UTC") in set(fox["ts"])  # 02:00 MST, which US/Mountain skips
     assert zones("pvdaq", REAL) == {}
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["DATASETS", "candidates", "find_data", "load", "zones"]
+__all__ = ["BDG2_ZONE_FIX", "DATASETS", "candidates", "find_data", "load", "zones"]
 
 #: dataset -> (folder, cadence in seconds, the readme's licence)
 DATASETS: dict[str, dict] = {
@@ -86,24 +86,40 @@ def _steel(root: Path) -> pd.DataFrame:
                          "pf": df["Lagging_Current_Power_Factor"] / 100}).sort_values("ts", kind="stable")
 
 
+#: BDG2 sites whose metadata zone is not the zone of their clock: Fox (Tempe, Arizona, 33.4 N
+#: 111.9 W) is listed as US/Mountain, but Arizona keeps no daylight saving and the data agrees (a
+#: reading at 02:00 on 2017-03-12, which US/Mountain skips, and no repeated hour in November).
+BDG2_ZONE_FIX = {"Fox": "America/Phoenix"}
+
+
+def _bdg2_zones(root: Path) -> dict[str, str]:
+    meta = pd.read_csv(Path(root) / DATASETS["bdg2"]["folder"] / "metadata.csv",
+                       usecols=["building_id", "site_id", "timezone"])
+    return {b: BDG2_ZONE_FIX.get(site, z) for b, site, z in zip(meta["building_id"], meta["site_id"], meta["timezone"])
+            if isinstance(z, str)}
+
+
 def _bdg2(root: Path) -> pd.DataFrame:
-    folder = Path(root) / DATASETS["bdg2"]["folder"]
+    """Each building's readings at their true UTC times. BDG2 stamps are the site's local
+    wall-clock time, daylight saving included: London's spring-forward hour 01:00 carries part of
+    an hour next to a short 02:00 (Mouse_health_Justin 2016-03-27: 345 and 239 kWh between hours of
+    575), its autumn 01:00 two hours' energy (2016-10-30: 1,145 kWh); the eastern schools have no
+    reading at the skipped 02:00 (Rat_education_Eleonora 2016-03-13). The stamp that does not exist
+    on the site's clock is dropped; a repeated one is read as the first (daylight-saving) hour."""
     wide = pd.read_csv(_file(root, "bdg2", "bdg2_electricity_*.csv.gz"))
-    meta = pd.read_csv(folder / "metadata.csv", usecols=["building_id", "timezone"])
-    zones = dict(zip(meta["building_id"], meta["timezone"]))
+    zones = _bdg2_zones(root)
     naive = pd.to_datetime(wide["timestamp"])
+    local = {z: naive.dt.tz_localize(z, ambiguous=np.ones(len(naive), bool), nonexistent="NaT").dt.tz_convert("UTC")
+             for z in sorted(set(zones.values()))}
     parts = []
     for col in sorted(c for c in wide.columns if c != "timestamp"):
         v = pd.to_numeric(wide[col], errors="coerce")
-        keep = v.notna().to_numpy()
-        # Site time without daylight saving (8,784 + 8,760 rows, no repeated or skipped hour): the
-        # zone's standard offset, taken in January.
-        offset = pd.Timestamp("2016-01-15").tz_localize(zones[col]).utcoffset()
-        ts = (naive[keep] - offset).dt.tz_localize("UTC")
-        parts.append(pd.DataFrame({"meter_id": col, "ts": ts.to_numpy(), "p_kw": v[keep].to_numpy()}))
+        ts = local[zones[col]]
+        keep = (v.notna() & ts.notna()).to_numpy()
+        parts.append(pd.DataFrame({"meter_id": col, "ts": ts[keep].to_numpy(), "p_kw": v[keep].to_numpy()}))
     out = pd.concat(parts, ignore_index=True)
     out["ts"] = pd.to_datetime(out["ts"], utc=True)
-    return out[out["ts"].notna()].reset_index(drop=True)
+    return out.reset_index(drop=True)
 
 
 def _opsd(root: Path) -> pd.DataFrame:
@@ -159,24 +175,16 @@ def load(name: str, root: str | Path) -> pd.DataFrame:
     return df.sort_values(["meter_id", "ts"], kind="stable").reset_index(drop=True)
 
 
-def _standard_zone(zone: str) -> str:
-    """The fixed-offset zone of ``zone``'s standard (January) offset: ``Etc/GMT+5`` for US/Eastern
-    (POSIX signs), the zone itself where the offset is not whole hours."""
-    off = pd.Timestamp("2016-01-15").tz_localize(zone).utcoffset().total_seconds() / 3600
-    return f"Etc/GMT{-int(off):+d}" if off == int(off) else zone
-
-
 def zones(name: str, root: str | Path) -> dict[str, str]:
     """Per meter of dataset ``name``: the IANA zone of its wall clock, as its loader's UTC times
     must be read to get it back (empty where none is known or the clock that matters is UTC).
 
-    BDG2: each building's zone from ``metadata.csv``, at its standard offset, since the loader
-    converts with that offset (the buildings' wall-clock hours come back exactly, the daylight-
-    saving hours as the data has them). OPSD: Europe/Berlin (true UTC times). Steel: Asia/Seoul.
-    PV (pvdaq) none: the sun keeps no daylight saving, so its profile is best in UTC."""
+    BDG2: each building's zone from ``metadata.csv`` (daylight saving included; Fox in Arizona:
+    America/Phoenix, :data:`BDG2_ZONE_FIX`), the clock its stamps were written in. OPSD:
+    Europe/Berlin (true UTC times). Steel: Asia/Seoul. PV (pvdaq) none: the sun keeps no daylight
+    saving, so its profile is best in UTC."""
     if name == "bdg2":
-        meta = pd.read_csv(Path(root) / DATASETS["bdg2"]["folder"] / "metadata.csv", usecols=["building_id", "timezone"])
-        return {b: _standard_zone(z) for b, z in zip(meta["building_id"], meta["timezone"]) if isinstance(z, str)}
+        return _bdg2_zones(Path(root))
     if name == "opsd":
         return {f"opsd_residential{n}": "Europe/Berlin" for n in range(1, 7)}
     if name == "steel":

@@ -42,11 +42,21 @@ class Source:
     clean_days: np.ndarray  # first days of windows with no defect (commercial), or all days
 
 
-def _grid(ts: pd.Series, p: pd.Series, offset_h: float, cadence_s: float) -> tuple[np.ndarray, int]:
+def _wall(ts, clock: float | str) -> pd.DatetimeIndex:
+    """Local wall-clock times of UTC ``ts``: a fixed offset in hours, or an IANA zone (the hour
+    skipped in spring is then a gap, the repeated autumn hour two readings at one time)."""
+    ts = pd.DatetimeIndex(ts)
+    if isinstance(clock, str):
+        return ts.tz_convert(clock).tz_localize(None)
+    return ts.tz_convert("UTC").tz_localize(None) + pd.Timedelta(hours=clock)
+
+
+def _grid(ts: pd.Series, p: pd.Series, clock: float | str, cadence_s: float) -> tuple[np.ndarray, int]:
     """Power on the 5-minute local grid from local midnight of the first whole day: 5-minute means
     of finer data, linear interpolation of coarser (values stand at the middle of their interval).
-    Gaps up to an hour are interpolated; longer ones stay NaN."""
-    local = pd.DatetimeIndex(ts).tz_convert("UTC").tz_localize(None) + pd.Timedelta(hours=offset_h)
+    ``clock``: the source's wall clock (:func:`_wall`). Gaps up to an hour are interpolated; longer
+    ones stay NaN."""
+    local = _wall(ts, clock)
     s = pd.Series(p.to_numpy(float), index=local).sort_index()
     s = s[~s.index.duplicated()]
     if cadence_s < GRID_S:
@@ -63,11 +73,17 @@ def _grid(ts: pd.Series, p: pd.Series, offset_h: float, cadence_s: float) -> tup
     return out.to_numpy(float), int(day0.dayofweek)
 
 
-def _clean_days(hourly_src: pd.Series, values: np.ndarray, need_days: int, cadence_s: float) -> np.ndarray:
+def _clean_days(hourly_src: pd.Series, values: np.ndarray, need_days: int, cadence_s: float,
+                changes: pd.DatetimeIndex | None = None) -> np.ndarray:
     """Start days of ``need_days``-day windows of ``values`` without a missing, zero or flat-lined
-    (equal source readings for three hours) stretch."""
+    (equal source readings for three hours) stretch, nor a clock change (``changes``, local times:
+    a logger on the site's wall clock writes a short hour in spring and a double one in autumn)."""
     n_days = len(values) // DAY
     bad_day = np.zeros(n_days, bool)
+    if changes is not None and len(changes) and len(hourly_src):
+        idx = ((changes - hourly_src.index[0]).total_seconds() // 86400).astype(int)
+        idx = np.asarray(idx)
+        bad_day[idx[(idx >= 0) & (idx < n_days)]] = True
     v = values[: n_days * DAY].reshape(n_days, DAY)
     bad_day |= np.isnan(v).any(axis=1) | (v <= 0).any(axis=1)
     k = max(2, int(round(3 * 3600 / cadence_s)))
@@ -110,12 +126,14 @@ def library(root: str, need_days: int) -> tuple[Source, ...]:
             # are no shape of a load.
             if len(q) < 24 * need_days or q.round(6).nunique() < 200:
                 continue
-            off = pd.Timestamp("2016-01-15", tz="UTC").tz_convert(zs.get(mid, "UTC")).utcoffset().total_seconds() / 3600
-            vals, dow0 = _grid(g["ts"], p, off, cadence)
-            src_local = pd.Series(p.to_numpy(), index=pd.DatetimeIndex(g["ts"]).tz_convert("UTC").tz_localize(None)
-                                  + pd.Timedelta(hours=off - cadence / 3600 / 2))
+            clock = zs.get(mid, "UTC")  # the site's wall clock, daylight saving included
+            vals, dow0 = _grid(g["ts"], p, clock, cadence)
+            src_local = pd.Series(p.to_numpy(), index=_wall(g["ts"], clock) - pd.Timedelta(hours=cadence / 3600 / 2))
             src_local = src_local[src_local.index >= src_local.index[0].ceil("D")]
-            days = _clean_days(src_local, vals, need_days, cadence)
+            wall = _wall(g["ts"], clock)
+            shift = (wall - pd.DatetimeIndex(g["ts"]).tz_convert("UTC").tz_localize(None)).to_numpy()
+            changes = wall[np.flatnonzero(shift[1:] != shift[:-1]) + 1]  # the site's clock changes
+            days = _clean_days(src_local, vals, need_days, cadence, changes)
             if len(days):
                 sources.append(Source(f"{name}:{mid}", "commercial", vals[: len(vals) // DAY * DAY], dow0, days))
     if not any(s.kind == "commercial" for s in sources):

@@ -210,9 +210,9 @@ class BaselineMACD(Detector):
     def lookback_s(self, cadence_s):
         w_fast, w_slow, w_sus = self._windows()
         w_slow = max(w_slow, w_sus, self._week_w())
-        # The recalibrated limit needs the fast average over ``recal_days`` before the hour, and
-        # each of those hours its own ``w_fast`` hours.
-        hours = max(w_slow, (self._recal_h() + w_fast) if self._recal_h() else 0)
+        # The recalibrated limits need the fast and sustained averages and the week's energy over
+        # ``recal_days`` before the hour, and each of those hours its own window.
+        hours = max(w_slow, (self._recal_h() + max(w_fast, w_sus, self._week_w())) if self._recal_h() else 0)
         return np.full(len(cadence_s), 3600.0 * hours + self._spill_s())
 
     def lookahead_s(self, cadence_s):
@@ -544,8 +544,9 @@ class BaselineMACD(Detector):
             sus = self._ema(u, self.config.sustained_h, self._windows()[2])
             dev_s = deviation(sus)
             pv_s = self._profile_var(t_bin, type_days, self.config.sustained_h, w_sus, day_s, wide_s)
-            r_s = ratio(dev_s, self._limit(df, self.config.sustained_h, sign=1.0, prof_var=pv_s),
-                        self._limit(df, self.config.sustained_h, sign=-1.0, prof_var=pv_s))
+            # (on a long-profiled meter its limit follows the season as the fast one does)
+            r_s = ratio(dev_s, self._recalibrated(self._limit(df, self.config.sustained_h, sign=1.0, prof_var=pv_s), sus, hist),
+                        self._recalibrated(self._limit(df, self.config.sustained_h, sign=-1.0, prof_var=pv_s), sus, hist))
             with quiet():
                 take = day_known[:, None] & (r_s > r)
             r, sgn = np.where(take, r_s, r), np.where(take, np.sign(dev_s), sgn)
@@ -557,7 +558,9 @@ class BaselineMACD(Detector):
             # that many independent days has. Only while the averages still say consumption is
             # off in the same direction: a week that held a theft is not one after it ended.
             z = self._week(m, expected, self._param(df, "week_bias", 0.0))
-            lim_w = self._limit(df, week_days=self.config.week_h / 24.0)[:, None]
+            # (on a long-profiled meter, as the other windows: at least ``recal_k`` x the spread
+            # of its own value over the previous ``recal_days`` days)
+            lim_w = self._recalibrated(self._limit(df, week_days=self.config.week_h / 24.0), z, hist)
             with quiet():
                 # The fast and the sustained averages' MACD deviations (off the profile and off the
                 # slow average, the same sign) each at least half as far as the week: once a theft

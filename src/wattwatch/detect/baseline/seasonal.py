@@ -34,7 +34,9 @@ as if ``min_days`` more days had shown it. Evidence, each over a per-meter limit
    is livelier. Above the profile a reading must also exceed the normal period's 99.9th percentile
    at the current level (a household's busy hour is no fault); ``spike_top_k`` times that
    percentile is a spike whatever the spread (a jumped register read as an hour's energy). A one-hour drop or a spike is
-   reported as a single-reading alert (evidence ``single_reading``);
+   reported as a single-reading alert (evidence ``single_reading``). A point is off its neighbours
+   too: a reading strictly between them (a ramp in time) or with both near it (``plateau_k``: a
+   stretch run lower together, a bank holiday) is left to the 24-h evidence;
 2. *day*: the median ``z`` of the trailing 24 h against the same kind of limit (at least
    ``day_z_min``), and its shift (log units) beyond ``day_z_min`` times the robust spread of the
    meter's daily level over the previous ``recal_days`` days (a day off the way its days have been
@@ -92,7 +94,10 @@ class SeasonalProfileConfig(DetectorConfig):
     spreads of the meter's Saturday or Sunday profile runs like that day (see "Profile");
     ``point_max``: up to this many readings in a row off the profile on one side are reported as a
     ``drop`` or a ``spike``, more as a ``reading_run``; ``spike_top_k``: a reading this many times the
-    normal period's 99.9th percentile (at the current level) is a spike however wide the meter's spread; ``timezone``: the IANA zone of the meters'
+    normal period's 99.9th percentile (at the current level) is a spike however wide the meter's spread;
+    ``plateau_k``: a reading whose two neighbours are both within this share of its own distance
+    from the profile (log scale) is part of a stretch, not judged as a single reading (0: off; 0.6
+    chosen on half of the BDG2 buildings, see README); ``timezone``: the IANA zone of the meters'
     wall clock, in which the profile's slots and days are taken (default UTC: nothing is inferred)."""
 
     channel: str = "p_kw"
@@ -121,6 +126,7 @@ class SeasonalProfileConfig(DetectorConfig):
     holiday_z: float = 3.0
     point_max: int = 3
     spike_top_k: float = 10.0
+    plateau_k: float = 0.6
     timezone: str = "UTC"
     post: PostRule = PostRule(min_duration_s=0.0, min_readings=1, merge_gap_s=6 * 3600.0, max_bridge_s=6 * 3600.0)
 
@@ -284,8 +290,9 @@ class SeasonalProfile(Detector):
         back = np.full(n, max((4 * self.config.level_days + 3) * DAY + self.config.recal_days * DAY,
                               (self.config.zero_routine_days + 1) * DAY))
         back_n = np.array([self._flat_cap(self.state_.get(m) or {}) for m in meters], np.int64)
-        # A reading on a ramp is told by the reading after it (``_on_ramp``).
-        return Reach(back, back_n, np.zeros(n), np.ones(n, np.int64))
+        # A reading on a ramp or in a stretch is told by the reading after it (``_on_ramp``,
+        # ``_plateau``); one in a frozen run by the run's length ahead of it.
+        return Reach(back, back_n, np.zeros(n), np.maximum(1, back_n))
 
     def cadence_note(self, cadence_s: float) -> str | None:
         c = self.config
@@ -701,7 +708,14 @@ class SeasonalProfile(Detector):
         x, z, expected, lev, seg, t, sp, day_sd = self._residual(df, prof, spread, slot_w, np.minimum(lim_z, low_z), eps,
                                                                  phase, reg=reg)
         zd = self._day_mean(z, seg, t, np.minimum(lim_z, low_z))
-        runs = _flat_runs(x, seg, (flat_need + 1).astype(np.int64)[seg])
+        # A frozen run is reported whole: each of its readings carries the run's full length (to
+        # ``flat_need`` + 1), counted back and ahead, so the alert starts where the value froze
+        # rather than at the reading that made the run long enough (a one-reading alert when the
+        # run was just that long).
+        cap = (flat_need + 1).astype(np.int64)[seg]
+        back_run = _flat_runs(x, seg, cap)
+        ahead_run = _flat_runs(x[::-1], seg[::-1], cap[::-1])[::-1]
+        runs = np.where(back_run > 0, np.minimum(back_run + ahead_run - 1, cap), 0)
         # The limit follows the tail of the last ``recal_days`` days too (never below the fitted
         # one): a season in which the meter is livelier than while it was learned raises it.
         roll = self._rolling_limit(z, seg, t, self._param(df, "cadence_s"))
@@ -756,6 +770,15 @@ class SeasonalProfile(Detector):
         # step (the first reading after it equals the next) still alert. Not judged as a single
         # reading (whole days, zeros and flat runs still are).
         s_read = np.where(self._on_ramp(x, seg, t, self._param(df, "cadence_s")[seg]), np.minimum(s_read, 0.9), s_read)
+        # A reading that both its neighbours stay near (each within ``plateau_k`` of its own
+        # distance from the profile, on the log scale) is part of a stretch run off the profile
+        # together, not a point: an office at two thirds of its load all through a bank holiday,
+        # a hospital's quiet Sunday, an evening an hour lower throughout (BDG2). A dip or a spike
+        # is off its neighbours as well, and a run of a few low readings is off its neighbours at
+        # either end. Not judged as a single reading (the stretch is judged by the 24-h evidence;
+        # zeros and flat runs still are).
+        s_read = np.where(self._plateau(x, expected, eps, seg, t, self._param(df, "cadence_s")[seg]),
+                          np.minimum(s_read, 0.9), s_read)
         s_day = np.where(degenerate[seg], 0.0, s_day)
         typical = np.nan_to_num(self._param(df, "typical", np.nan), nan=np.inf)
         zshare = np.nan_to_num(self._param(df, "zero_share", 1.0), nan=1.0)
@@ -813,14 +836,41 @@ class SeasonalProfile(Detector):
         out[1:-1] = prev_ok & next_ok & between
         return out
 
+    def _plateau(self, x: np.ndarray, expected: np.ndarray, eps: np.ndarray, seg: np.ndarray, t: np.ndarray,
+                 cad: np.ndarray) -> np.ndarray:
+        """Per reading: both its neighbours (each within 1.5 cadences ``cad``) within ``plateau_k``
+        times its own distance from ``expected`` of it, on the log scale (``eps``: per meter), and
+        the reading above ``eps``."""
+        n = len(x)
+        out = np.zeros(n, bool)
+        if n < 3 or self.config.plateau_k <= 0:
+            return out
+        cad = np.nan_to_num(cad, nan=np.inf)
+        e = eps[seg]
+        y, ye = _log_load(x, e), _log_load(expected, e)
+        with quiet():
+            near = self.config.plateau_k * np.abs(y - ye)
+            prev_ok = (seg[1:-1] == seg[:-2]) & (t[1:-1] - t[:-2] <= 1.5 * cad[1:-1])
+            next_ok = (seg[1:-1] == seg[2:]) & (t[2:] - t[1:-1] <= 1.5 * cad[1:-1])
+            close = (np.abs(y[1:-1] - y[:-2]) < near[1:-1]) & (np.abs(y[1:-1] - y[2:]) < near[1:-1])
+            # Under ``eps`` the log scale flattens (every reading near zero is "near" the next):
+            # hours at a fortieth of the load are a drop however alike they are.
+            close &= x[1:-1] > e[1:-1]
+        out[1:-1] = prev_ok & next_ok & close
+        return out
+
     def _point(self, ctx, hot) -> bool:
-        """At most ``point_max`` readings over the limit, in a row, all reading-evidence and on one
-        side of the profile: a short drop or spike rather than a run."""
-        n = len(hot)
-        if not (1 <= n <= self.config.point_max) or not (ctx["kind"][hot] == 1).all():
+        """The readings over the limit span at most ``point_max`` readings in a row, are all
+        reading-evidence, and every reading of the span is on one side of the profile: a short drop
+        or spike rather than a run (the middle of a three-hour dip sits with its low neighbours
+        and is not over the limit itself, see ``_plateau``)."""
+        if not len(hot) or not (ctx["kind"][hot] == 1).all():
             return False
-        z = ctx["z"][hot]
-        return bool((np.diff(hot) == 1).all() and ((z > 0).all() or (z < 0).all()))
+        n = int(hot[-1] - hot[0] + 1)
+        if n > self.config.point_max:
+            return False
+        z = ctx["z"][hot[0]:hot[-1] + 1]
+        return bool((z > 0).all() or (z < 0).all())
 
     def _score(self, df: pd.DataFrame) -> Scored:
         s, ctx = self._parts(df)
@@ -849,7 +899,7 @@ class SeasonalProfile(Detector):
             # profile, reported as what it is.
             up = bool(ctx["z"][k] > 0)
             ev_kind = "spike" if up else "drop"
-            what = (f"{'a single reading' if single else f'{len(hot)} readings in a row'} "
+            what = (f"{'a single reading' if single else f'{int(hot[-1] - hot[0] + 1)} readings in a row'} "
                     f"{'spiking to' if up else 'dropping to'} {x[k]:.4g} where {exp[k]:.4g} was expected")
             action = ("check the reading: a spike far above the busiest hours is a meter or logger glitch" if up else
                       "check the reading: a short drop where load is expected is a logger, supply or CT gap")
