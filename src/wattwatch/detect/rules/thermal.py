@@ -11,8 +11,21 @@ the load falls away at once (closing time, a feeder outage) the prediction cools
 τ and the device with its own; with candidates 15, 45 and 120 min a device of τ 85 min got 45 and
 stayed 7-10 °C above the prediction for an hour every evening after a level shift raised its load. A reading is anomalous when the
 measured temperature exceeds the prediction by more than max(5 °C, 5 σ of the meter's residual,
-40 % of the load-driven rise the model predicts, whose error grows as load leaves the profiled range):
-heat the load does not explain (a loose connection, a blocked air path, a failing fan).
+40 % of the load-driven rise the model predicts, whose error grows as load leaves the profiled range,
+and ``sigma_k`` x the heating coefficient's standard error x how far the load heating is from its
+profiled mean): heat the load does not explain (a loose connection, a blocked air path, a failing fan).
+
+**A week whose load hardly varied cannot vouch for twice the load.** Where the profiled load stayed
+in a narrow band, and followed the time of day as the ambient does, the heating coefficient and the
+lag are poorly determined: on the real-shape fleet (seed 43) a school profiled at 30-40 A got half
+its true heating and a 15-min lag for a 75-min enclosure, and when its term doubled the load (I^2
+fourfold) it read 5.5 °C as unexplained heat, 3 alerts. The fit keeps the coefficient's standard
+error (least squares, widened by (1 + rho) / (1 - rho) for the residuals' lag-1 autocorrelation rho:
+ambient drift makes neighbouring readings one piece of evidence) and the profiled mean heating;
+the limit counts ``sigma_k`` x that error x the distance of the heating from that mean, with the
+fitted lag and with the slowest candidate lag (a lag chosen too quick has cooled while the
+enclosure still holds the last hours' heat). On the fleet's thermal-drift meters the error is
+0.1-0.25 and their heating stays within 1.5 of the profiled mean: their limit is unchanged.
 
 The grid follows the meter's cadence (never finer than its readings); the lag has finite memory
 (``memory_taus`` time constants, 10 by default: e^-10 of the heating before that is forgotten)
@@ -202,9 +215,43 @@ class ThermalDrift(Detector):
         med = seg_median(r, seg, n_seg, ok)
         sigma = 1.4826 * seg_median(np.abs(r - med[seg]), seg, n_seg, ok)
         has = (np.bincount(seg[np.isfinite(y)], minlength=n_seg) > 10) & (cad < self.config.max_cadence_s)
-        return {m: ({"coef": coef[j], "tau_min": tau[j], "sigma_c": sigma[j], "i_ref_a": i_ref[j], "bin_s": bin_m[j]}
+        heat_se, lag_mean = self._heat_se(seg, n_seg, ok, r, sigma, [ones, lag, sin, cos])
+        slow = self._lags(df, i_ref, np.full(n_seg, max(self.config.taus_min)), bin_m, grids)
+        oks = ok & np.isfinite(slow)
+        with quiet():
+            slow_mean = np.bincount(seg[oks], weights=slow[oks], minlength=n_seg) / np.bincount(seg[oks], minlength=n_seg)
+        return {m: ({"coef": coef[j], "tau_min": tau[j], "sigma_c": sigma[j], "i_ref_a": i_ref[j], "bin_s": bin_m[j],
+                     "heat_se": heat_se[j], "lag_mean": lag_mean[j], "slow_lag_mean": slow_mean[j]}
                     if has[j] else {"coef": None})
                 for j, m in enumerate(meter_names(df))}
+
+    @staticmethod
+    def _heat_se(seg: np.ndarray, n_seg: int, ok: np.ndarray, r: np.ndarray, sigma: np.ndarray,
+                 X: list) -> tuple[np.ndarray, np.ndarray]:
+        """Per meter: the standard error of the heating coefficient (``X[1]``'s) and the mean lag
+        of the profiling period. The error is what least squares says (residual spread x the
+        coefficient's element of the inverse normal matrix), widened for the residuals' lag-1
+        autocorrelation rho by (1 + rho) / (1 - rho) (ambient drift makes neighbouring readings
+        one piece of evidence, not two). Large where the profiled load hardly varied, or varied
+        only with the time of day, which the daily terms also explain."""
+        k = len(X)
+        so = seg[ok]
+        A = np.zeros((n_seg, k, k))
+        for a in range(k):
+            for c in range(a, k):
+                A[:, a, c] = A[:, c, a] = np.bincount(so, weights=X[a][ok] * X[c][ok], minlength=n_seg)
+        A += 1e-6 * np.eye(k)[None]
+        with quiet():
+            inv11 = np.linalg.inv(A)[:, 1, 1]
+            rr = np.where(ok, r, 0.0)
+            pair = ok[1:] & ok[:-1] & (seg[1:] == seg[:-1])
+            num = np.bincount(seg[1:][pair], weights=rr[1:][pair] * rr[:-1][pair], minlength=n_seg)
+            den = np.bincount(so, weights=rr[ok] ** 2, minlength=n_seg)
+            rho = np.clip(np.nan_to_num(num / den), 0.0, 0.99)
+            se = sigma * np.sqrt(np.clip(inv11, 0, None) * (1 + rho) / (1 - rho))
+            n = np.bincount(so, minlength=n_seg)
+            lag_mean = np.bincount(so, weights=X[1][ok], minlength=n_seg) / np.where(n > 0, n, np.nan)
+        return se, lag_mean
 
     def _excess(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(measured − predicted, predicted, limit) per reading; NaN for meters without a model."""
@@ -214,13 +261,34 @@ class ThermalDrift(Detector):
         i_ref = self._param(df, "i_ref_a", 1.0)
         sig = self._param(df, "sigma_c")[seg]
         bin_m = self._param(df, "bin_s")
-        lag = self._lags(df, np.where(np.isfinite(i_ref), i_ref, 1.0), taus, bin_m)
+        memo: dict = {}
+        i_ref = np.where(np.isfinite(i_ref), i_ref, 1.0)
+        lag = self._lags(df, i_ref, taus, bin_m, memo)
         sin, cos = self._daily(df)
         heat = coef[seg, 1] * lag
         pred = coef[seg, 0] + heat + coef[seg, 2] * sin + coef[seg, 3] * cos
         # The model's error grows with the heating it extrapolates (load beyond what it saw);
         # fmax: an unknown sigma or rise leaves the other limits in force.
         limit = np.fmax(np.fmax(self.config.min_excess_c, self.config.sigma_k * sig), self.config.rel_rise * np.abs(heat))
+        # And with how well the profiling period determined the heating: ``sigma_k`` times the
+        # coefficient's standard error times how far the load heating is from its profiled mean,
+        # with the fitted lag and with the slowest candidate's (a lag chosen from a week whose
+        # load hardly varied can be far too quick: the enclosure still holds the heat of the
+        # last hours when the fitted lag has cooled).
+        se = self._param(df, "heat_se")
+        if np.isfinite(se).any():
+            limit = np.fmax(limit, self.config.sigma_k * se[seg] * np.abs(lag - self._param(df, "lag_mean")[seg]))
+            # The slow lag stays within the heating's range: only meters where it could raise
+            # the limit above its least (``min_excess_c``) need it.
+            slow_mean = self._param(df, "slow_lag_mean")
+            with quiet():
+                x_max = pd.Series(memo["x"]).groupby(seg).max().reindex(range(len(se))).to_numpy() \
+                    if "x" in memo else np.full(len(se), np.inf)
+                reach = self.config.sigma_k * se * np.fmax(x_max - slow_mean, slow_mean)
+            need = np.isfinite(slow_mean) & (reach > self.config.min_excess_c)
+            if need.any():
+                slow = self._lags(df, i_ref, np.where(need, max(self.config.taus_min), np.nan), bin_m, memo)
+                limit = np.fmax(limit, self.config.sigma_k * se[seg] * np.abs(slow - slow_mean[seg]))
         return df["temp_c"].to_numpy(float) - pred, pred, limit
 
     def _score(self, df: pd.DataFrame) -> Scored:
