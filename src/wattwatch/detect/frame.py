@@ -401,7 +401,7 @@ def ema_rows(m: np.ndarray, alpha: float, start: float | None = None, filled: np
     y, _ = lfilter([alpha], [1, -(1 - alpha)], x, axis=1, zi=zi)
     if window is not None and 0 < window < y.shape[1]:
         # y_t - (1-a)^L y_(t-L) = a * sum_(k<L) (1-a)^k x_(t-k): the start value cancels too.
-        y[:, window:] = y[:, window:] - (1 - alpha) ** window * y[:, :-window]
+        np.subtract(y[:, window:], (1 - alpha) ** window * y[:, :-window], out=y[:, window:])
     y[lead] = np.nan
     return y
 
