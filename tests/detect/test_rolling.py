@@ -90,3 +90,40 @@ def test_loose_ct_rolling_median_equals_pandas_per_meter(seed):
                      pd.Series(x[seg == j]).rolling(2 * h + 1, center=True, min_periods=h + 1).median().to_numpy(),
                      np.nan) for j, k in enumerate(sizes)])
         assert np.array_equal(want, _rolling_median(x, seg, window), equal_nan=True)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_firmware_rolling_quantiles_equal_pandas(seed):
+    """firmware_drift's centred rolling quantiles over the bins of each meter: windows of more than
+    60 bins equal pandas' rolling median and quantile row by row (an even count's median is
+    ``(a + b) / 2``, infinities missing), shorter ones the same order statistics with linear
+    interpolation for every quantile."""
+    from wattwatch.detect.rules.firmware import _rolling_quantiles
+
+    rng = np.random.default_rng(seed)
+    n, m = int(rng.integers(1, 30)), int(rng.integers(1, 400))
+    X = np.round(rng.normal(size=(n, m)), int(rng.integers(0, 3))) + 0.0  # ties; no signed zeros (log ratios)
+    X[rng.random((n, m)) < 0.3] = np.nan
+    if seed % 2:
+        X[:, :int(rng.integers(0, m))] = np.nan  # a meter's first bins unknown
+    X[rng.random((n, m)) < 0.01] = np.inf
+    for h in (48, 61):  # a 97-bin window (four days of hours), and wider
+        r = pd.DataFrame(np.where(np.isfinite(X), X, np.nan).T).rolling(2 * h + 1, center=True, min_periods=1)
+        want = [r.median().to_numpy().T, r.quantile(0.25).to_numpy().T, r.quantile(0.75).to_numpy().T]
+        got = _rolling_quantiles(X, h, (0.5, 0.25, 0.75))
+        for q, a, b in zip((0.5, 0.25, 0.75), want, got):
+            assert np.array_equal(a, b, equal_nan=True), (h, q)
+    # Short windows: every quantile interpolated linearly between the window's order statistics.
+    Y = np.where(np.isfinite(X), X, np.nan)
+    got = _rolling_quantiles(Y, 3, (0.5,))[0]
+    for i in range(n):
+        for j in range(0, m, max(1, m // 7)):
+            w = Y[i, max(0, j - 3):j + 4]
+            w = np.sort(w[np.isfinite(w)])
+            if not len(w):
+                assert np.isnan(got[i, j])
+                continue
+            pos = 0.5 * (len(w) - 1)
+            lo = int(pos)
+            want = w[lo] + (w[lo + 1] - w[lo]) * (pos - lo) if pos > lo else w[lo]
+            assert got[i, j] == want

@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.frame import meter_names, prepare, seg_bounds, seg_median
+from wattwatch.detect.frame import cache, meter_names, prepare, seg_bounds, seg_median
 from wattwatch.schema import PHASE_CURRENT_COLUMNS, VOLTAGE_COLUMNS
 
 STATE_KEYS = ("cadence_s", "first_t", "last_t", "readings")  # what every detector's state holds
@@ -510,12 +510,24 @@ def meter_of(df: pd.DataFrame, row: int) -> str:
 
 
 def meter_facts(df: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Per meter of a prepared frame: cadence (median positive gap, s), first and last time, count."""
+    """Per meter of a prepared frame: cadence (median positive gap, s), first and last time, count.
+
+    Kept in the frame's cache while its ``_seg``, ``_t`` and ``_dt`` columns are the same arrays
+    (every detector's fit asks for them on the same fitting frame); a fresh dict each call."""
     seg, t, dt = df["_seg"].to_numpy(), df["_t"].to_numpy(), df["_dt"].to_numpy()
-    starts, ends = seg_bounds(seg)
-    n_seg = len(starts)
-    return {"cadence_s": seg_median(dt, seg, n_seg, dt > 0), "first_t": t[starts], "last_t": t[ends - 1],
-            "readings": (ends - starts).astype(float)}
+    tag = tuple((a.__array_interface__["data"][0], len(a)) for a in (seg, t, dt))
+    memo = cache(df)
+    hit = memo.get("meter_facts")
+    if hit is None or hit[0] != tag:
+        starts, ends = seg_bounds(seg)
+        n_seg = len(starts)
+        facts = {"cadence_s": seg_median(dt, seg, n_seg, dt > 0), "first_t": t[starts], "last_t": t[ends - 1],
+                 "readings": (ends - starts).astype(float)}
+        for v in facts.values():
+            v.setflags(write=False)
+        # The arrays are kept with it: while they live, no other array can take their addresses.
+        hit = memo["meter_facts"] = (tag, facts, seg, t, dt)
+    return dict(hit[1])
 
 
 def _sort_order(frame: pd.DataFrame) -> np.ndarray:

@@ -306,29 +306,38 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
         for k in d.judges:
             if k in masks:
                 blank |= masks[k]
-        src = _blanked(df, blank, d.blank_input) if (d.blank_input and blank.any()) else df
-        s = np.full(len(df), np.nan)
+        any_blank = bool(blank.any())
+        src = _blanked(df, blank, d.blank_input) if (d.blank_input and any_blank) else df
+        s = None
         ctx = None
         # Meters whose state says the detector gives them no score are not computed (not skipped:
         # no notice; their scores are the NaN they would have been).
         idle = np.array([m in st and d.idle(st[m]) for m in names], bool)
-        ok_rows = ~(skipped | idle)[seg]
-        if ok_rows.any():
+        left_out = skipped | idle
+        # Per-reading masks only where some meter is left out (whole-frame passes cost as much as
+        # a small detector's scoring when every meter is judged, the usual case).
+        ok_rows = None if not left_out.any() else ~left_out[seg]
+        if ok_rows is None or ok_rows.any():
             try:
-                sub = src if ok_rows.all() else None
-                if sub is not None:
-                    scored = d.scored(sub)
+                if ok_rows is None:
+                    scored = d.scored(src)
                     s, ctx = np.asarray(scored.values, float).copy(), scored.ctx
                 else:
                     s, ctx = _score_rows(d, src, ok_rows)
             except Exception:  # noqa: BLE001 - one failing meter must not stop the run
-                s, ctx, failed, errors = _isolate(d, src, ok_rows, names, seg)
+                s, ctx, failed, errors = _isolate(d, src, np.ones(len(df), bool) if ok_rows is None else ok_rows,
+                                                  names, seg)
                 skipped = skipped | failed
                 res.failed.setdefault(d.name, {}).update(errors)
-        s[skipped[seg]] = np.nan
-        s[blank] = np.nan
+        if s is None:
+            s = np.full(len(df), np.nan)
+        if skipped.any():
+            s[skipped[seg]] = np.nan
+        if any_blank:
+            s[blank] = np.nan
         judge_from = np.array([float((st.get(m) or {}).get("judge_from") or -np.inf) for m in names])
-        s[t < judge_from[seg]] = np.nan
+        if (judge_from > -np.inf).any():
+            s[t < judge_from[seg]] = np.nan
         if whole:
             exact = final = np.ones(len(df), bool)
         else:
@@ -444,7 +453,7 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
         whole = j.exact.all() and j.final.all() and not np.isfinite(start_t).any()
         if whole:  # a whole history: every reading counts, nothing is pending or carried
             use = np.ones(len(t), bool)
-            idx = np.arange(len(t))
+            idx = None  # every row, in order
             final_t = last_t.copy()
         else:
             use = j.exact & j.final & (t >= start_t[seg])
@@ -466,12 +475,14 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
                 res.unclean.add(names[k])
         if whole and j.groups is not None:
             g = j.groups  # the same readings: formed already for what it explains
+        elif idx is None:
+            g = group(seg, t, j.scores, d.config.post, j.eff) if len(t) else None
         else:
             g = group(seg[idx], t[idx], j.scores[idx], d.config.post, j.eff) if len(idx) else None
         clean = final_t.copy()  # nothing open: the next piece starts fresh after the last final reading
         clean[~np.isfinite(clean)] = start_t[~np.isfinite(clean)]
         if g is not None and len(g.rows):
-            rows_all = idx[g.rows]
+            rows_all = g.rows if idx is None else idx[g.rows]
             gseg = seg[rows_all[g.first]]
             t_first, t_last = t[rows_all[g.first]], t[rows_all[g.last]]
             horizon = np.maximum(j.eff["merge_gap_s"], j.eff["max_bridge_s"])

@@ -125,12 +125,31 @@ def seg_bounds(seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def meter_names(df: pd.DataFrame) -> np.ndarray:
-    """Meter id of each segment code."""
-    starts, _ = seg_bounds(df["_seg"].to_numpy())
+    """Meter id of each segment code (read-only).
+
+    Kept in the frame's :func:`cache` while its ``_seg`` and ``meter_id`` columns are the same
+    arrays: detectors ask for it on every state lookup (84 times in one judgement of a 60-meter
+    group, each a pass over every reading)."""
+    seg = df["_seg"].to_numpy()
     col = df["meter_id"]
-    if isinstance(col.dtype, pd.CategoricalDtype):
-        return np.asarray(col.cat.categories, dtype=object)[col.array.codes[starts]]
-    return col.to_numpy()[starts]
+    cat = isinstance(col.dtype, pd.CategoricalDtype)
+    ids = col.array.codes if cat else col.to_numpy()
+    tag = (_data_ptr(seg), len(seg), _data_ptr(ids), id(col.cat.categories) if cat else None)
+    memo = cache(df)
+    hit = memo.get("meter_names")
+    if hit is not None and hit[0] == tag:
+        return hit[1]
+    starts, _ = seg_bounds(seg)
+    names = np.asarray(col.cat.categories, dtype=object)[ids[starts]] if cat else ids[starts]
+    names = np.array(names, dtype=names.dtype)  # own copy: read-only without touching the frame
+    names.setflags(write=False)
+    # The arrays are kept with it: while they live, no other array can take their addresses.
+    memo["meter_names"] = (tag, names, seg, ids, col.cat.categories if cat else None)
+    return names
+
+
+def _data_ptr(a: np.ndarray) -> int:
+    return a.__array_interface__["data"][0] if isinstance(a, np.ndarray) else id(a)
 
 
 
@@ -382,7 +401,7 @@ def ema_rows(m: np.ndarray, alpha: float, start: float | None = None, filled: np
     y, _ = lfilter([alpha], [1, -(1 - alpha)], x, axis=1, zi=zi)
     if window is not None and 0 < window < y.shape[1]:
         # y_t - (1-a)^L y_(t-L) = a * sum_(k<L) (1-a)^k x_(t-k): the start value cancels too.
-        y[:, window:] = y[:, window:] - (1 - alpha) ** window * y[:, :-window]
+        np.subtract(y[:, window:], (1 - alpha) ** window * y[:, :-window], out=y[:, window:])
     y[lead] = np.nan
     return y
 

@@ -90,29 +90,57 @@ _NETWORKS: dict[int, tuple[tuple[int, int], ...]] = {
         (3, 6), (5, 7), (0, 1), (2, 4), (3, 5), (6, 8), (2, 3), (4, 5), (6, 7), (1, 2), (3, 4), (5, 6))}
 
 
+def _batcher(size: int) -> tuple[tuple[int, int], ...]:
+    """Batcher's odd-even merge sort network for ``size`` inputs (any size; 19 comparators for 8)."""
+    pairs = []
+    p = 1
+    while p < size:
+        k = p
+        while k >= 1:
+            for j in range(k % p, size - k, 2 * k):
+                for i in range(min(k, size - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return tuple(pairs)
+
+
 @functools.lru_cache(maxsize=64)
-def _network(window: int, min_periods: int) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...]]:
-    """The comparators that put, for a window of ``window`` values, the ranks a median of ``c``
-    known values needs (``(c - 1) // 2`` and ``c // 2`` for ``c`` from ``min_periods`` to ``window``)
-    in place, and those ranks. A sorting network (:data:`_NETWORKS`, else odd-even transposition)
-    less every comparator whose outputs nothing needed reads; checked on every 0/1 input, which
-    proves it for all inputs (the 0-1 principle)."""
-    full = _NETWORKS.get(window) or tuple((i, i + 1) for r in range(window) for i in range(r % 2, window - 1, 2))
-    ranks = tuple(sorted({r for c in range(max(min_periods, 1), window + 1) for r in ((c - 1) // 2, c // 2)}))
+def _pruned(size: int, ranks: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """The comparators of a sorting network over ``size`` inputs (:data:`_NETWORKS`, else
+    Batcher's) that put the order statistics ``ranks`` in place: the network less every
+    comparator whose outputs nothing needed reads; checked on every 0/1 input, which proves it for
+    all inputs (the 0-1 principle)."""
+    full = _NETWORKS.get(size) or _batcher(size)
     need, kept = set(ranks), []
     for i, j in reversed(full):
         if i in need or j in need:
             kept.append((i, j))
             need |= {i, j}
     net = tuple(reversed(kept))
-    bits = ((np.arange(2 ** window)[:, None] >> np.arange(window)) & 1).astype(np.int8)
-    cols = [bits[:, k] for k in range(window)]
+    bits = ((np.arange(2 ** size)[:, None] >> np.arange(size)) & 1).astype(np.int8)
+    cols = [bits[:, k] for k in range(size)]
     for i, j in net:
         cols[i], cols[j] = np.minimum(cols[i], cols[j]), np.maximum(cols[i], cols[j])
     want = np.sort(bits, axis=1)
     if not all(np.array_equal(cols[r], want[:, r]) for r in ranks):  # pragma: no cover - a wrong table
-        raise AssertionError(f"the comparator network for a window of {window} does not sort")
-    return net, ranks
+        raise AssertionError(f"the comparator network for {size} inputs does not sort")
+    return net
+
+
+def _median_ranks(window: int, min_periods: int) -> tuple[int, ...]:
+    """The ranks a median of ``c`` known values among ``window`` needs (``(c - 1) // 2`` and
+    ``c // 2`` for ``c`` from ``min_periods`` to ``window``)."""
+    return tuple(sorted({r for c in range(max(min_periods, 1), window + 1) for r in ((c - 1) // 2, c // 2)}))
+
+
+@functools.lru_cache(maxsize=64)
+def _network(window: int, min_periods: int) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...]]:
+    """The comparators that put, for a window of ``window`` values, the ranks a median of ``c``
+    known values needs in place (:func:`_pruned`), and those ranks."""
+    ranks = _median_ranks(window, min_periods)
+    return _pruned(window, ranks), ranks
 
 
 def centred_median(x: np.ndarray, window: int, min_periods: int) -> np.ndarray:
@@ -132,35 +160,70 @@ def centred_median(x: np.ndarray, window: int, min_periods: int) -> np.ndarray:
     n = len(x)
     if window % 2 == 0 or window > NETWORK_MAX_WINDOW or window < 1 or n == 0:
         return pd.Series(x).rolling(window, center=True, min_periods=min_periods).median().to_numpy()
-    net, ranks = _network(window, min_periods)
-    pos = np.zeros(window + 1, np.int64)  # rank -> row of the stacked ranks (others: masked below)
-    pos[list(ranks)] = np.arange(len(ranks))
     h = window // 2
     known = np.isfinite(x)
-    pad = np.full(n + 2 * h, np.inf)
+    pad = np.full(n + 2 * h + 1, np.inf)  # one more: the last pair's second window when n is odd
     pad[h:h + n] = np.where(known, x, np.inf)
     kc = np.zeros(n + 2 * h + 1, np.int64)
     np.cumsum(np.concatenate([np.zeros(h, bool), known, np.zeros(h, bool)]), out=kc[1:])
     count = kc[window:window + n] - kc[:n]  # known values in each row's window
+    ranks = _median_ranks(window, min_periods)
+    pos = np.zeros(window + 1, np.int64)  # rank -> row of the stacked ranks (others: masked below)
+    pos[list(ranks)] = np.arange(len(ranks))
     out = np.empty(n)
-    for b0 in range(0, n, _BLOCK):
+    if h == 0:
+        out[:] = pad[:n]
+    else:
+        _pair_medians(pad, count, h, ranks, pos, out)
+    out[count < max(min_periods, 1)] = np.nan
+    return out
+
+
+def _pair_medians(pad: np.ndarray, count: np.ndarray, h: int, ranks: tuple[int, ...], pos: np.ndarray,
+                  out: np.ndarray) -> None:
+    """Medians of the windows ``pad[i:i + 2h + 1]`` into ``out[i]``, two windows at a time.
+
+    Windows ``i`` and ``i + 1`` (``i`` even) share ``2h`` values: those are put in order once
+    (the comparators of :func:`_pruned` for the ranks needed), and each window's rank ``r`` is
+    then that of the shared values plus its own one, ``max(S[r - 1], min(x, S[r]))``: about half
+    the comparisons of sorting each window alone. Every value picked is one of the window's own
+    (the order statistics are exact), and an even count's median is ``(a + b) / 2`` as before."""
+    n = len(out)
+    w = 2 * h + 1
+    size = 2 * h
+    need = tuple(sorted({k for r in ranks for k in (r - 1, r) if 0 <= k < size}))
+    net = _pruned(size, need)
+    for b0 in range(0, n, _BLOCK):  # _BLOCK is even: pairs start at even rows
         b1 = min(n, b0 + _BLOCK)
-        m = b1 - b0
-        a = [pad[b0 + k:b1 + k].copy() for k in range(window)]
-        tmp = np.empty(m)
+        pairs = (b1 - b0 + 1) // 2
+        a = [pad[b0 + 1 + k:b0 + 1 + k + 2 * pairs:2].copy() for k in range(size)]
+        tmp = np.empty(pairs)
         for i, j in net:
             np.minimum(a[i], a[j], out=tmp)
             np.maximum(a[i], a[j], out=a[j])
             a[i], tmp = tmp, a[i]
-        c = count[b0:b1]
-        srt = np.stack([a[r] for r in ranks])
-        rows = np.arange(m)
-        hi = srt[pos[c // 2], rows]
-        lo = srt[pos[np.maximum(c - 1, 0) // 2], rows]
-        with np.errstate(invalid="ignore"):
-            out[b0:b1] = np.where(c % 2 == 1, hi, (lo + hi) / 2)
-    out[count < max(min_periods, 1)] = np.nan
-    return out
+        for first, own in ((0, pad[b0:b0 + 2 * pairs:2]), (1, pad[b0 + w:b0 + w + 2 * pairs:2])):
+            c = count[b0 + first:b1:2]
+            m = len(c)
+            x = own[:m]
+            srt = np.empty((len(ranks), m))
+            for k, r in enumerate(ranks):
+                if r == 0:
+                    np.minimum(x, a[0][:m], out=srt[k])
+                elif r == size:
+                    np.maximum(x, a[size - 1][:m], out=srt[k])
+                else:
+                    np.minimum(x, a[r][:m], out=srt[k])
+                    np.maximum(a[r - 1][:m], srt[k], out=srt[k])
+            flat = srt.ravel()
+            hi = flat.take(pos[c >> 1] * m + np.arange(m))
+            # An odd count's median is the middle value itself; an even count's, the mean of two.
+            even = np.flatnonzero((c & 1) == 0)
+            if len(even):
+                lo = flat.take(pos[np.maximum(c[even] - 1, 0) >> 1] * m + even)
+                with np.errstate(invalid="ignore"):
+                    hi[even] = (lo + hi[even]) / 2
+            out[b0 + first:b1:2] = hi
 
 
 __all__ = ["centred_median", "grouped_rolling", "time_index", "window_bounds"]

@@ -198,18 +198,26 @@ class ThermalDrift(Detector):
         tau = np.full(n_seg, np.nan)
         lag = np.full(len(df), np.nan)  # the chosen τ's lag, per reading
         ones, memo, grids = np.ones(len(df)), {}, {}
+        kept: dict = {}  # the fitted rows of what does not depend on τ, while they are the same rows
         for tm in self.config.taus_min:
             X = [ones, self._lags(df, i_ref, np.full(n_seg, tm), bin_m, grids), sin, cos]
             ok = np.isfinite(y) & np.isfinite(X[1])
             beta = self._solve(X, y, seg, n_seg, ok, memo, fixed=(0, 2, 3))
-            r = y - sum(x * beta[seg, j] for j, x in enumerate(X))
-            sse = np.bincount(seg[ok], weights=r[ok] ** 2, minlength=n_seg)
+            if not (kept and np.array_equal(kept["ok"], ok)):
+                kept = {"ok": ok, "seg": seg[ok], "y": y[ok], "x": {j: X[j][ok] for j in (0, 2, 3)}}
+            so = kept["seg"]
+            # The residuals of the fitted rows only (the others are not summed), each term's
+            # coefficient taken per row from its column: the numbers of y - sum(x * beta[seg, j]).
+            xo = [kept["x"][0], X[1][ok], kept["x"][2], kept["x"][3]]
+            r = kept["y"] - sum(x * beta[:, j][so] for j, x in enumerate(xo))
+            sse = np.bincount(so, weights=r ** 2, minlength=n_seg)
             better = sse < best_sse
             best_sse[better] = sse[better]
             coef[better] = beta[better]
             tau[better] = tm
-            rows = better[seg]
-            lag[rows] = X[1][rows]
+            if better.any():
+                rows = better[seg]
+                lag[rows] = X[1][rows]
         r = y - (coef[seg, 0] + coef[seg, 1] * lag + coef[seg, 2] * sin + coef[seg, 3] * cos)
         ok = np.isfinite(r)
         med = seg_median(r, seg, n_seg, ok)
@@ -265,8 +273,9 @@ class ThermalDrift(Detector):
         i_ref = np.where(np.isfinite(i_ref), i_ref, 1.0)
         lag = self._lags(df, i_ref, taus, bin_m, memo)
         sin, cos = self._daily(df)
-        heat = coef[seg, 1] * lag
-        pred = coef[seg, 0] + heat + coef[seg, 2] * sin + coef[seg, 3] * cos
+        c = [coef[:, k][seg] for k in range(4)]  # each coefficient per reading (as coef[seg, k])
+        heat = c[1] * lag
+        pred = c[0] + heat + c[2] * sin + c[3] * cos
         # The model's error grows with the heating it extrapolates (load beyond what it saw);
         # fmax: an unknown sigma or rise leaves the other limits in force.
         limit = np.fmax(np.fmax(self.config.min_excess_c, self.config.sigma_k * sig), self.config.rel_rise * np.abs(heat))
