@@ -71,6 +71,7 @@ class Judged:
     final: np.ndarray           # per row: ... and after it
     skipped: np.ndarray         # per segment code: not judged (lacks channels, no state)
     groups: Groups | None = None  # its groups over every reading of the frame, when computed
+    share: float = 1.0          # of the frame's rows, the share it scored (less with known scores)
 
 
 @dataclass
@@ -336,11 +337,12 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
         # no notice; their scores are the NaN they would have been).
         idle = np.array([m in st and d.idle(st[m]) for m in names], bool)
         ok_rows = ~(skipped | idle)[seg]
-        have = None
+        have, share = None, 1.0
         if known is not None and d.name in known and not whole:
             have, fresh = _fresh_rows(d, known[d.name][1], names, t, seg_times, (since or {}).get(d.name) or {})
             if fresh is not None:
                 ok_rows = ok_rows & fresh
+                share = float(fresh.mean())
         if ok_rows.any():
             try:
                 sub = src if ok_rows.all() else None
@@ -364,7 +366,8 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
         else:
             exact, final = _reach_rows(t, seg, starts, ends, eff_reach[d.name], origin_m, flush_m, seg_times)
         eff = d.config.post.at(cad)
-        judged = Judged(d, s, ctx, src, eff, exact, final, skipped)
+        judged = Judged(d, s, ctx, src, eff, exact, final, skipped,
+                        share=share)
         res.judged.append(judged)
         # What this detector explains, for those that run after it.
         if d.explains:
@@ -405,6 +408,9 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
     return res
 
 
+FRESH_WHOLE = 0.6   # share of a frame above which a detector scores it whole (see _fresh_rows)
+
+
 def _fresh_rows(d: Detector, ok: np.ndarray, names: list[str], t: np.ndarray, st: SegTimes,
                 since: dict) -> tuple[np.ndarray, np.ndarray | None]:
     """(rows with a known score, rows ``d`` must score) for :func:`run`'s ``known``.
@@ -428,9 +434,11 @@ def _fresh_rows(d: Detector, ok: np.ndarray, names: list[str], t: np.ndarray, st
     start = np.where(use, np.maximum(0, j - np.asarray(r.back_n).astype(np.int64) - 1), 0)
     start = np.where(ref == np.inf, lens, start)   # all known, no clean point: nothing to score
     start = np.minimum(start, first_unknown)
-    if not start.any():
+    fresh = within >= start[seg]
+    # Most of the frame to score anyway (a reach of days): the whole frame, without a subset copy.
+    if fresh.mean() > FRESH_WHOLE:
         return ok, None
-    return ok, within >= start[seg]
+    return ok, fresh
 
 
 def _band(cadence_s: np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ from wattwatch.detect.base import Detector
 from wattwatch.detect.frame import AUX, meter_names, prepare, seg_bounds
 
 KNOWN = "_known"          # tail column: bit k set = the k-th detector's score of the row is final
+UNKEPT_PIECES = 32        # pieces a detector's known scores are not kept after they saved nothing
 _ROW = "stitch_row__"     # scratch column: a frame row's place in the concatenated tail and piece
 
 
@@ -56,6 +57,9 @@ class Stitcher:
         # Keep final scores with the tail and score only what may change (False: re-score the
         # whole tail every piece, as before; for measuring the difference).
         self.known_scores = known_scores
+        # Detectors whose known scores saved nothing (they score most of the tail anyway: a reach
+        # of days): their scores are not kept for this many more pieces (saves copying them).
+        self._unkept: dict[str, int] = {}
         self.tail: pd.DataFrame | None = None
         self.origin: dict[str, bool] = {}
         self.n_before: dict[str, int] = {}
@@ -131,11 +135,17 @@ class Stitcher:
         bits = np.zeros(len(t), np.int64)
         cols = {}
         for k, j in enumerate(res.judged):
+            name = j.det.name
+            if known is not None and name in known and j.share > core.FRESH_WHOLE:
+                self._unkept[name] = UNKEPT_PIECES
+            if self._unkept.get(name, 0) > 0:
+                self._unkept[name] -= 1
+                continue
             ok = j.exact & j.final
-            if known is not None and j.det.name in known:
-                ok = ok | known[j.det.name][1]
+            if known is not None and name in known:
+                ok = ok | known[name][1]
             bits |= ok.astype(np.int64) << k
-            cols[f"_c:{j.det.name}"] = j.scores
+            cols[f"_c:{name}"] = j.scores
         cols[KNOWN] = bits
         self._cut_tail(res.frame, names, starts, ends, t, cols if self.known_scores else None)
         if idle is not None and len(idle):
