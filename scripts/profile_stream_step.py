@@ -27,6 +27,8 @@ def main() -> None:
     ap.add_argument("--hours", type=float, default=3.0)
     ap.add_argument("--meters", type=int, default=200)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--no-known", action="store_true", help="re-score the whole carried tail every step "
+                    "(as before the known scores), to measure the difference")
     a = ap.parse_args()
 
     from wattwatch import api
@@ -49,6 +51,8 @@ def main() -> None:
     api.fit(db, days=1, config=cfg)
     store = Store(db)
     eng = StreamEngine(store, api.build_detectors(None, cfg), api._engine(cfg), StreamConfig(checkpoint_s=5.0))
+    if a.no_known:
+        eng.stitcher.known_scores = False
     eng.step()
     acc: dict = collections.defaultdict(lambda: [0.0, 0.0])
 
@@ -92,7 +96,8 @@ def main() -> None:
         print(f"  {k:38s} {w / steps * 1000:8.1f} {c / steps * 1000:8.1f}")
     carry = eng.carry_bytes()
     print(f"carried tail {carry['tail_bytes_per_meter']:,.0f} B/meter ({carry['tail_rows'] / max(carry['meters'], 1):.0f} "
-          f"readings), learned state {carry['state_bytes_per_meter']:,.0f} B/meter")
+          f"readings), learned state {carry['state_bytes_per_meter']:,.0f} B/meter, known scores in memory "
+          f"{carry.get('known_bytes_per_meter', 0):,.0f} B/meter")
     store.close()
 
 

@@ -7,7 +7,12 @@ span and id, that judging all readings at once gives:
   :func:`core.reaches`), from the earliest point where an alert may still be growing;
 - per meter and detector, that point (the post-rules' clean point) and how far scores are final;
 - per meter, how many readings were dropped before the tail (for detectors aligned on positions)
-  and whether the tail still starts at the meter's first reading.
+  and whether the tail still starts at the meter's first reading;
+- per reading of the tail and detector, its score once it is final (columns ``_c:<detector>`` and
+  the bit mask ``_known``): a detector then scores only its pending readings and those its open
+  alerts span, with its own reach before them, not the whole tail the longest reach keeps
+  (:func:`core.run`'s ``known``). Not checkpointed (:meth:`Stitcher.carry`): a carry loaded from
+  a checkpoint is scored whole once.
 
 Each :meth:`Stitcher.feed` returns the readings whose scores became final in that piece and the
 alerts found so far from the clean points on, as upserts: an alert keeps its id (meter, code,
@@ -27,6 +32,10 @@ from wattwatch.detect import core
 from wattwatch.detect.base import Detector
 from wattwatch.detect.frame import AUX, meter_names, prepare, seg_bounds
 
+KNOWN = "_known"          # tail column: bit k set = the k-th detector's score of the row is final
+UNKEPT_PIECES = 32        # pieces a detector's known scores are not kept after they saved nothing
+_ROW = "stitch_row__"     # scratch column: a frame row's place in the concatenated tail and piece
+
 
 @dataclass
 class Step:
@@ -42,9 +51,15 @@ class Step:
 class Stitcher:
     """Feed pieces of readings (any meters, each meter's pieces in time order); see the module."""
 
-    def __init__(self, detectors: list[Detector], keep_scores: bool = True):
+    def __init__(self, detectors: list[Detector], keep_scores: bool = True, known_scores: bool = True):
         self.detectors = core.order(detectors)
         self.keep_scores = keep_scores
+        # Keep final scores with the tail and score only what may change (False: re-score the
+        # whole tail every piece, as before; for measuring the difference).
+        self.known_scores = known_scores
+        # Detectors whose known scores saved nothing (they score most of the tail anyway: a reach
+        # of days): their scores are not kept for this many more pieces (saves copying them).
+        self._unkept: dict[str, int] = {}
         self.tail: pd.DataFrame | None = None
         self.origin: dict[str, bool] = {}
         self.n_before: dict[str, int] = {}
@@ -75,10 +90,15 @@ class Stitcher:
         if not parts:
             step.open_ids = set().union(*self.open.values())
             return step
-        frame = prepare(pd.concat(parts, ignore_index=True)) if len(parts) > 1 else prepare(parts[0])
+        cat = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].copy(deep=False)
+        cached = self.known_scores and KNOWN in cat.columns
+        if cached:
+            cat[_ROW] = np.arange(len(cat), dtype=np.int64)
+        frame = prepare(cat)
         names = [str(m) for m in meter_names(frame)]
+        known = self._known(cat, frame.pop(_ROW).to_numpy().astype(np.int64), frame, names) if cached else None
         res = core.run(frame, self.detectors, origin={m: self.origin.get(m, True) for m in names}, flush=final,
-                       since=self.since, positions=self.n_before)
+                       since=self.since, positions=self.n_before, known=known)
         seg, t = res.frame["_seg"].to_numpy(), res.frame["_t"].to_numpy()
         starts, ends = seg_bounds(seg)
         step.alerts = res.alerts
@@ -111,7 +131,23 @@ class Stitcher:
                 if np.isfinite(ft):
                     self.emitted[name][m] = max(self.emitted[name].get(m, -np.inf), ft)
                 self.since[name][m] = float(res.clean[name][k])
-        self._cut_tail(res.frame, names, starts, ends, t)
+        # Scores final now (exact and final) or before are kept with the tail for the next piece.
+        bits = np.zeros(len(t), np.int64)
+        cols = {}
+        for k, j in enumerate(res.judged):
+            name = j.det.name
+            if known is not None and name in known and j.share > core.FRESH_WHOLE:
+                self._unkept[name] = UNKEPT_PIECES
+            if self._unkept.get(name, 0) > 0:
+                self._unkept[name] -= 1
+                continue
+            ok = j.exact & j.final
+            if known is not None and name in known:
+                ok = ok | known[name][1]
+            bits |= ok.astype(np.int64) << k
+            cols[f"_c:{name}"] = j.scores
+        cols[KNOWN] = bits
+        self._cut_tail(res.frame, names, starts, ends, t, cols if self.known_scores else None)
         if idle is not None and len(idle):
             self.tail = pd.concat([idle, self.tail], ignore_index=True) if len(self.tail) else idle.reset_index(drop=True)
         return step
@@ -122,7 +158,28 @@ class Stitcher:
                                        "ts": pd.Series([], dtype="datetime64[us, UTC]")}), final=True)
         return step
 
-    def _cut_tail(self, frame: pd.DataFrame, names: list[str], starts, ends, t) -> None:
+    def carry(self) -> pd.DataFrame | None:
+        """The tail as checkpointed: the readings, without the known scores."""
+        if self.tail is None:
+            return None
+        return self.tail.drop(columns=[c for c in self.tail.columns if c == KNOWN or str(c).startswith("_c:")])
+
+    def _known(self, cat: pd.DataFrame, rows: np.ndarray, frame: pd.DataFrame, names: list[str]) -> dict:
+        """Per detector, (score, known) per row of ``frame`` from the tail's columns: a score is known
+        where its bit is set and the row is not after the last reading final for that meter."""
+        bits = np.nan_to_num(cat[KNOWN].to_numpy(float)[rows], nan=0.0).astype(np.int64)
+        seg, t = frame["_seg"].to_numpy(), frame["_t"].to_numpy()
+        out = {}
+        for k, d in enumerate(self.detectors):
+            col = f"_c:{d.name}"
+            if col not in cat.columns:
+                continue
+            done = np.array([self.emitted[d.name].get(m, -np.inf) for m in names], float)
+            ok = (((bits >> k) & 1) == 1) & (t <= done[seg])
+            out[d.name] = (cat[col].to_numpy(float)[rows], ok)
+        return out
+
+    def _cut_tail(self, frame: pd.DataFrame, names: list[str], starts, ends, t, cols: dict | None = None) -> None:
         """Keep, per meter, the readings the pending ones reach back to (all meters at once)."""
         reach = core.reaches(self.detectors, names)
         seg = frame["_seg"].to_numpy()
@@ -153,8 +210,10 @@ class Stitcher:
             self.n_before[m] = self.n_before.get(m, 0) + int(first_idx[k])
         for k in np.flatnonzero(first_idx == 0):
             self.origin.setdefault(names[k], True)
-        tail = frame[keep]
-        self.tail = tail.drop(columns=[c for c in (*AUX, "_n") if c in tail.columns]).reset_index(drop=True)
+        drop = {*AUX, "_n"}
+        data = {c: frame[c].array[keep] for c in frame.columns if c not in drop}
+        data.update({c: v[keep] for c, v in (cols or {}).items()})
+        self.tail = pd.DataFrame(data, copy=False)
 
 
 def _plain(piece: pd.DataFrame) -> pd.DataFrame:

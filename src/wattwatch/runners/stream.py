@@ -185,9 +185,10 @@ class StreamEngine:
                 "counters": {k: int(v) for k, v in self.counters.items()},
                 "rewinds": {k: list(v) for k, v in getattr(self, "rewinds", {}).items()}}
         blob = None
-        if st.tail is not None and len(st.tail):
+        carry = st.carry()
+        if carry is not None and len(carry):
             buf = io.BytesIO()
-            pq.write_table(pa.Table.from_pandas(st.tail, preserve_index=False), buf)
+            pq.write_table(pa.Table.from_pandas(carry, preserve_index=False), buf)
             blob = buf.getvalue()
         self.store.con.execute(
             "INSERT OR REPLACE INTO stream_checkpoint VALUES (?, ?, now(), ?, ?)",
@@ -200,13 +201,18 @@ class StreamEngine:
         (JSON), for the state-size figure."""
         st = self.stitcher
         tail = 0
-        if st.tail is not None and len(st.tail):
+        carry = st.carry()
+        if carry is not None and len(carry):
             buf = io.BytesIO()
-            pq.write_table(pa.Table.from_pandas(st.tail, preserve_index=False), buf)
+            pq.write_table(pa.Table.from_pandas(carry, preserve_index=False), buf)
             tail = len(buf.getvalue())
         learned = sum(len(json.dumps(v, default=str)) for d in self.dets for v in getattr(d, "state_", {}).values())
         meters = max(len(self.profiled), 1)
+        # The tail's known scores (stitch.KNOWN): kept in memory to skip re-scoring, not checkpointed.
+        known = 0 if st.tail is None else sum(st.tail[c].to_numpy().nbytes for c in st.tail.columns
+                                               if c not in carry.columns)
         return {"meters": len(self.profiled), "tail_bytes_per_meter": tail / meters,
+                "known_bytes_per_meter": known / meters,
                 "state_bytes_per_meter": learned / meters,
                 "tail_rows": 0 if st.tail is None else len(st.tail)}
 
