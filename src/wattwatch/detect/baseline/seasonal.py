@@ -839,8 +839,8 @@ class SeasonalProfile(Detector):
     def _plateau(self, x: np.ndarray, expected: np.ndarray, eps: np.ndarray, seg: np.ndarray, t: np.ndarray,
                  cad: np.ndarray) -> np.ndarray:
         """Per reading: both its neighbours (each within 1.5 cadences ``cad``) within ``plateau_k``
-        times its own distance from ``expected`` of it, on the log scale (``eps``: per meter), and
-        the reading above ``eps``."""
+        times its own distance from ``expected`` of it, on the log scale (``eps``: per meter), the
+        reading above ``eps`` and below ``expected``."""
         n = len(x)
         out = np.zeros(n, bool)
         if n < 3 or self.config.plateau_k <= 0:
@@ -856,6 +856,10 @@ class SeasonalProfile(Detector):
             # Under ``eps`` the log scale flattens (every reading near zero is "near" the next):
             # hours at a fortieth of the load are a drop however alike they are.
             close &= x[1:-1] > e[1:-1]
+            # Below the profile only: the stretches are quiet ones (a holiday, a quiet Sunday, a
+            # lower evening). A whole day far above the profile (a region at +80 % for a day) has
+            # no such reading and was left to the day evidence, which missed it.
+            close &= y[1:-1] < ye[1:-1]
         out[1:-1] = prev_ok & next_ok & close
         return out
 
