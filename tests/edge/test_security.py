@@ -66,6 +66,15 @@ def _wait(pred, timeout=20.0):
     return pred()
 
 
+def _m1_status(w):
+    a = _alerts(w)
+    t = a[(a["code"] == "ERR_IMBAL_LIMIT_EXCEEDED") & (a["meter_id"] == "M-1")]
+    if not len(t):
+        return None
+    ev = t.iloc[0]["evidence"]
+    return (json.loads(ev) if isinstance(ev, str) else ev).get("status")
+
+
 def _alerts(w):
     # A connection of its own: the watcher's thread uses ``w.store.con`` meanwhile, and DuckDB
     # refuses a second caller on a busy connection instead of waiting (failed under load).
@@ -138,6 +147,9 @@ def test_forged_tampered_replayed_and_malformed_reports_are_refused_and_never_al
         assert src.counters["replayed"] == len(replayed)
         assert src.counters["malformed"] == len(malformed)
         assert src.counters["accepted"] == 3
+        # The source accepting a report is not the engine having judged it: wait for M-1's alert
+        # to carry its cleared report before stopping (under load the stop came first, CI).
+        assert _wait(lambda: _m1_status(w) == "cleared", 30), _m1_status(w)
         atk.disconnect()
         atk.loop_stop()
         # A client certificate from another CA does not even get to publish.
