@@ -375,8 +375,7 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
         else:
             exact, final = _reach_rows(t, seg, starts, ends, eff_reach[d.name], origin_m, flush_m, seg_times)
         eff = d.config.post.at(cad)
-        judged = Judged(d, s, ctx, src, eff, exact, final, skipped,
-                        share=share)
+        judged = Judged(d, s, ctx, src, eff, exact, final, skipped, share=share)
         res.judged.append(judged)
         # What this detector explains, for those that run after it.
         if d.explains:
