@@ -28,13 +28,15 @@ from wattwatch.store import Store
 db, ops = sys.argv[1], json.loads(sys.argv[2])
 import pyarrow.csv, pyarrow.parquet, pandas  # warm: the kills are timed over the operations, not imports
 print("READY", flush=True)
+import time
 with Store(db) as s:
     for k, op in enumerate(ops):
+        t0 = time.perf_counter()
         if op[0] == "ingest":
             ingest_path(s, op[1])
         else:
             s.compact(older_than_days=0, as_of=op[1])
-        print(f"ACK {k}", flush=True)
+        print(f"ACK {k} {time.perf_counter() - t0:.6f}", flush=True)
 '''
 
 
@@ -91,27 +93,34 @@ def test_kill_9_at_random_points_of_ingest_and_compaction(tmp_path: Path):
     ref = reference_hourly(df).groupby(level="meter_id").sum()
     assert states[-1][0] == len(df)
     assert states[-1][1] == pytest.approx({m: float(v) for m, v in ref.items()}, abs=1e-5)
-    # The kills land at seeded random fractions of the operations' time (after the imports),
-    # timed on an uninterrupted run here, so a faster or busier machine still hits every phase.
+    # Each kill lands inside a chosen operation: after the worker acknowledges the one before it, at a
+    # seeded random fraction of that operation's time on an uninterrupted run. Waiting for the
+    # acknowledgement (not a fraction of the whole run's time) keeps the kills spread over every
+    # phase however busy the machine is.
     proc = subprocess.Popen(cmd + [str(tmp_path / "full.duckdb"), json.dumps(ops)], env=env,
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "READY"
-    t0 = time.perf_counter()
-    proc.communicate()
-    ops_s = time.perf_counter() - t0
+    out, _ = proc.communicate()
     assert proc.returncode == 0
+    op_s = [float(line.split()[2]) for line in out.splitlines() if line.startswith("ACK")]
+    assert len(op_s) == len(ops)
     assert _state(tmp_path / "full.duckdb") == states[-1]
     rng = random.Random(12)
+    targets = list(range(len(ops))) + [rng.randrange(len(ops))]
+    rng.shuffle(targets)
     mid, seen = 0, set()
-    for trial in range(8):
+    for trial, k in enumerate(targets):
         db = tmp_path / f"crash{trial}.duckdb"
         proc = subprocess.Popen(cmd + [str(db), json.dumps(ops)], env=env, stdout=subprocess.PIPE, text=True)
-        assert proc.stdout.readline().strip() == "READY"
-        time.sleep(rng.uniform(0.0, 1.0) * ops_s)
+        lines = [proc.stdout.readline().strip()]
+        assert lines[0] == "READY"
+        while len(lines) <= k and lines[-1]:
+            lines.append(proc.stdout.readline().strip())
+        time.sleep(rng.uniform(0.0, 1.0) * op_s[k])
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
-        acked = sum(line.startswith("ACK") for line in out.splitlines())
+        acked = sum(line.startswith("ACK") for line in lines[1:] + out.splitlines())
         if not db.exists():
             assert acked == 0
             continue
@@ -129,7 +138,7 @@ def test_kill_9_at_random_points_of_ingest_and_compaction(tmp_path: Path):
         # and no second start-up) converges on the uninterrupted result.
         _run_ops(db, ops)
         assert _state(db) == states[-1]
-    assert mid >= 3 and len(seen) >= 3, f"kills landed after {sorted(seen)} operations only; make the data larger"
+    assert mid >= 3 and len(seen) >= 3, f"kills landed after {sorted(seen)} operations only"
 
 
 def _mount_tmpfs(path: Path, size: str) -> bool:
