@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # The xdist workers are the parallelism (one per core): torch's and BLAS's own thread pools on top
+    # of them oversubscribe the cores (on a loaded machine the torch tests slowed from seconds to minutes).
+    # Set before anything imports torch or numpy's BLAS; subprocesses inherit it.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pandas as pd
 import pytest
