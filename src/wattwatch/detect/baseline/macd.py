@@ -114,6 +114,17 @@ load is most of its energy (0.5-0.85 of the mean on the BDG2 buildings, homes 0.
 with the weather and the term like the rest of it. The evidence's ``basis`` says ``floor`` when
 the floor set the alert's highest hour (``window_h`` 48).
 
+**A standby follows the season.** A plant's standby is a third higher in the heating season
+than in summer (the steel plant: 16 kW in January and February, 10-11 kW from May to October),
+and a home with solar panels imports less at its quietest hour once the days lengthen. Judged
+against the floor profiled in winter alone, every quieter day of the summer read as a base-load
+drop (steel: 17 false alerts; OPSD's residential6: 35). On meters profiled on at least
+``recal_min_profile_days`` days the floor's deviation therefore counts only as far as the floor
+is also off where it has been lately, the same way (``_floor_trailing``: the median of the daily
+floors over the previous ``recal_days`` days, the two days judged left out), as the energy
+averages' MACD does with the slow average: a bypass or an added load moves the floor away from
+both at its onset, a drift of a few per cent a week moves it away from neither.
+
 A profiling period whose spread is large compared with the load (``noisy_ratio``) is reported as
 a notice: a baseline learned from it cannot be trusted, and erratic current often means a CT
 clamp not fully closed or a grounding fault (wiring audit).
@@ -441,6 +452,7 @@ class BaselineMACD(Detector):
             up = np.log(np.maximum(np.minimum(d1, d2), 0.05 * r) / r)
             dn = np.log(np.maximum(np.maximum(d1, d2), 0.05 * r) / r)
             z = np.where(up > 0, up, np.where(dn < 0, dn, np.where(np.isfinite(up), 0.0, np.nan)))
+            z = self._floor_trailing(z, d1, d2, r, w, self._param(df, "history_days", 0.0))
             k = (c.sigma_k * np.sqrt(1 + (np.pi / 2) / np.maximum(n, 1)))[:, None]
             lim_low = np.maximum(np.log1p(c.min_rel), k * np.fmin(s, self._param(df, "floor_spread_low", np.nan))[:, None])
             lim_all = np.maximum(np.log1p(c.min_rel), k * s[:, None])
@@ -466,6 +478,30 @@ class BaselineMACD(Detector):
         ok = use[:, None]
         return (np.where(ok, np.sign(z) * score, np.nan), np.where(use, tell_dn, False), np.where(use, tell_up, False),
                 np.where(ok, np.sign(z1) * one, np.nan))
+
+    def _floor_trailing(self, z: np.ndarray, d1: np.ndarray, d2: np.ndarray, r: np.ndarray, w: int,
+                        history_days: np.ndarray) -> np.ndarray:
+        """The floor's deviation ``z`` (log, against the profiled floor ``r``) kept only as far as
+        the floor is also off where it has been lately, the same way: the median of the daily
+        floors over the previous ``recal_days`` days (the two days judged left out), on meters
+        profiled on at least ``recal_min_profile_days`` days, as the energy windows' MACD does with
+        its slow average (see the module notes, "A standby follows the season"). Elsewhere, and
+        until ``recal_min_days`` of trailing floors are known, ``z`` as it is."""
+        c = self.config
+        h = self._recal_h()
+        mature = np.nan_to_num(history_days) >= c.recal_min_profile_days
+        if not h or not mature.any() or not z.size:
+            return z
+        roll = pd.DataFrame(d1.T).rolling(h, min_periods=max(1, int(np.ceil(24 * c.recal_min_days))))
+        trail = roll.median().shift(2 * w).to_numpy().T
+        with quiet():
+            ref = np.maximum(trail, 0.05 * r)
+            t_up = np.log(np.maximum(np.minimum(d1, d2), 0.05 * r) / ref)
+            t_dn = np.log(np.maximum(np.maximum(d1, d2), 0.05 * r) / ref)
+            zt = np.where(z > 0, t_up, np.where(z < 0, t_dn, 0.0))
+            both = np.where(np.sign(zt) == np.sign(z), np.sign(z) * np.minimum(np.abs(z), np.abs(zt)), 0.0)
+        use = mature[:, None] & np.isfinite(trail) & np.isfinite(z)
+        return np.where(use, both, z)
 
     def _day_spread(self, m, ok, rows, day_id, key_type, n_seg) -> np.ndarray:
         """Per meter: the day-to-day spread of daily energy, in logs, from whole profiled days
