@@ -123,6 +123,7 @@ class SeasonalProfileConfig(DetectorConfig):
     max_frozen_share: float = 0.5
     flat_min_h: float = 3.0
     flat_max_h: float = 24.0
+    flat_min_share: float = 0.1
     holiday_z: float = 3.0
     point_max: int = 3
     spike_top_k: float = 10.0
@@ -155,6 +156,8 @@ class SeasonalProfileConfig(DetectorConfig):
             raise ValueError("point_max must be >= 1")
         if self.flat_max_h < self.flat_min_h:
             raise ValueError("flat_max_h must be >= flat_min_h")
+        if not 0 <= self.flat_min_share < 1:
+            raise ValueError("flat_min_share must be in [0, 1)")
 
 
 def _slots(cadence_s: np.ndarray, slot_s: float) -> np.ndarray:
@@ -756,6 +759,14 @@ class SeasonalProfile(Detector):
             s_read = np.where(short[seg], np.nan_to_num(both), s_read)
             s_day = np.where(short[seg], 0.0, s_day)
         s_flat = runs / flat_need[seg]
+        # A value under ``flat_min_share`` of the meter's typical load, repeated, is a standby
+        # drawn in register steps, not a frozen reading: a home whose solar panels cover it at
+        # noon imports 10-50 Wh an hour and its register counts them in whole steps, 0.02 kWh
+        # for hours (OPSD residential6: 14 "frozen meter" alerts on such runs, every one a
+        # rejected label candidate). A frozen meter holds a working value; zeros are judged as zeros.
+        typ = np.nan_to_num(self._param(df, "typical", 0.0))
+        with quiet():
+            s_flat = np.where(np.abs(x) <= c.flat_min_share * typ[seg], 0.0, s_flat)
         degenerate = np.nan_to_num(self._param(df, "frozen_share", 0.0)) > c.max_frozen_share
         s_read = np.where(degenerate[seg], 0.0, s_read)
         # The readings next to a daylight-saving change of the meter's zone (within 1.5 readings
