@@ -64,3 +64,37 @@ def test_whole_equals_pieces_with_the_trailing_floor():
     part = pd.Series(d.score(piece).to_numpy(), index=piece.ts)
     judged = part[part.index >= start]
     np.testing.assert_allclose(judged.to_numpy(), whole.loc[judged.index].to_numpy(), rtol=1e-9, atol=1e-12)
+
+
+def prosumer(weeks: int = 26, seed: int = 0) -> pd.DataFrame:
+    """Hourly grid import of a home with solar panels: 0.15 kWh at night, 0.5-1.3 by day (scaled by a
+    day factor); from March, on three days in five, the panels cover the hours around noon (import
+    0.02 kWh: the day's lowest reading), from 2 hours in March to 8 by May."""
+    rng = np.random.default_rng(seed)
+    ts = pd.date_range("2024-01-01", periods=weeks * 7 * 24, freq="1h")
+    h = ts.hour.to_numpy()
+    day = np.arange(len(ts)) // 24
+    busy = np.exp(0.25 * rng.standard_normal(weeks * 7))[day]
+    p = np.where((h < 6) | (h >= 22), 0.15 * (1 + 0.1 * rng.standard_normal(len(ts))),
+                 (0.5 + 0.8 * rng.random(len(ts))) * busy)
+    season = np.clip((ts - pd.Timestamp("2024-03-01")).days.to_numpy() / 60.0, 0, 1)
+    sunny = rng.random(weeks * 7)[day] < 0.6
+    covered = sunny & (season > 0) & (np.abs(h - 12.0) < 1 + 3 * season)
+    return pd.DataFrame({"meter_id": "home", "ts": ts, "p_kw": np.where(covered, 0.02, p)})
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_solar_panels_covering_the_noon_hours_are_no_floor_drop(seed):
+    """Before: 3-4 floor alerts per seed in March-April ("... below its baseline; 48-h base-load
+    floor"): the day's lowest reading was the sunny noon's, not the standby."""
+    alerts = _alerts(prosumer(seed=seed))
+    assert alerts == [], [(a.start, a.evidence.get("basis"), a.message) for a in alerts]
+
+
+def test_a_bypass_on_a_solar_home_still_moves_the_floor():
+    df = prosumer(seed=0)
+    df.loc[(df.ts >= "2024-05-06") & (df.ts < "2024-05-27"), "p_kw"] *= 0.6  # the night too
+    alerts = _alerts(df)
+    assert alerts and all("2024-05-06" <= a.start < "2024-05-27" and a.evidence["deviation"] < 0 for a in alerts), \
+        [(a.start, a.message) for a in alerts]
+    assert alerts[0].start <= "2024-05-08" and alerts[0].evidence["basis"] == "floor"
