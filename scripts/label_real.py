@@ -34,6 +34,10 @@ Criteria (cadence c; a "run" is consecutive readings with no time step over 1.5 
   the channel's 5th percentile (itself > 0). On whole-meter power (voltage at 1 min), not on PV.
 - ``dead_channel``: a current channel that is exactly 0 for the whole file while power on the same
   meter reaches over 1 kW.
+- ``zero_run`` on PV power in daylight (``PV_DAYLIGHT``; added after the first review, its
+  candidates appended with ids from ``pvdaq-0364`` so that the reviewed ids stay): >= 3 h of
+  readings exactly 0 at times of day when the meter's median over the 15 days around (same clock
+  time) is over a tenth of its 99th percentile.
 
 **The expert-kind set** (``*-expert``; issue 14): the kinds the independent evaluation's experts
 label on hourly building meters that the plain set lacks (one-hour dips and spikes, day-long
@@ -80,6 +84,8 @@ ZERO_ABNORMAL = [("uci_household", "*", "p_kw"), ("uci_household", "*", "v_l1_v"
                  ("steel", "*", "p_kw"), ("bdg2", "*", "p_kw"), ("opsd", "opsd_residential1", "p_kw"),
                  ("opsd", "opsd_residential2", "p_kw"), ("opsd", "opsd_residential5", "p_kw"),
                  ("pvdaq", "pvdaq_serf_west", "v_l1_v")]
+#: PV channels judged for zero runs in daylight (``_pv_dark``).
+PV_DAYLIGHT = {"pvdaq": "p_kw"}
 SPIKE_CHANNELS = {"uci_household": ("v_l1_v",), "ampds2": ("v_l1_v",), "steel": ("p_kw",), "bdg2": ("p_kw",),
                   "opsd": ("p_kw",), "pvdaq": ()}
 
@@ -186,7 +192,33 @@ def candidates_for(ds: str, df: pd.DataFrame) -> list[dict]:
                 for k in np.flatnonzero(drop):
                     add(meter, ch, "drop", ts[k], ts[k], f"{x[k]:g} under a fifth of both neighbours {prev[k]:g}, "
                         f"{nxt[k]:g} (both over p5 {q05:g})", value=float(x[k]))
+    # PV in daylight (after every other criterion, so the earlier candidates keep their ids)
+    if ds in PV_DAYLIGHT:
+        for meter, g in df.groupby("meter_id", sort=True):
+            _pv_dark(ds, meter, g.reset_index(drop=True), c, add)
     return out
+
+
+def _pv_dark(ds: str, meter: str, g: pd.DataFrame, c: pd.Timedelta, add) -> None:
+    """``zero_run`` on PV power in daylight: >= 3 h of readings exactly 0 (a run as above) at times of
+    day when the same meter's median over the 15 days around (same clock time) is over a tenth of
+    its 99th percentile: the inverter or its logger off while the sun was up."""
+    x = g[PV_DAYLIGHT[ds]].to_numpy(dtype=float)
+    ts = g["ts"]
+    if np.isnan(x).all():
+        return
+    seg = np.cumsum((ts.diff() > 1.5 * c).fillna(False).to_numpy())
+    day, tod = ts.dt.floor("D"), ts - ts.dt.floor("D")
+    grid = pd.DataFrame({"d": day, "t": tod, "x": x}).pivot_table(index="d", columns="t", values="x", aggfunc="first")
+    grid = grid.reindex(pd.date_range(grid.index.min(), grid.index.max(), freq="D"))
+    ref_grid = grid.rolling(15, center=True, min_periods=5).median()
+    ref = ref_grid.stack(future_stack=True).reindex(pd.MultiIndex.from_arrays([day, tod])).to_numpy()
+    q99 = np.nanquantile(x, 0.99)
+    sunny = np.nan_to_num(ref) > 0.1 * q99
+    for a, b in _runs((x == 0) & sunny, seg):
+        if ts[b] - ts[a] >= pd.Timedelta(hours=3):
+            add(meter, PV_DAYLIGHT[ds], "zero_run", ts[a], ts[b], f"{b - a + 1} readings exactly 0 in daylight (the "
+                f"15 days around: median over {0.1 * q99:.3g}, a tenth of p99)", readings=int(b - a + 1))
 
 
 def _data_root(data) -> Path:
