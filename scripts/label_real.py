@@ -55,6 +55,9 @@ sides of a candidate in time (a labeller sees the whole record), never at wattwa
   percentile.
 - ``flat_line`` (fill): >= 12 identical non-zero readings (half a day at hourly cadence) on a coarse
   channel, where the plain set needs a whole day; runs the plain set already has are left out.
+- ``drop`` of 3-6 readings (a dropout; added after the first review, ids from ``bdg2-e0180``): not all
+  exactly 0, each under a fifth of both readings around the run and of the larger of the same time
+  7 days before and after, the readings around over a fifth of the meter's median.
 - ``unusual_day``: a calendar day of the site (its wall clock) with >= 20 readings whose mean is
   under 0.6 x or over 1.5 x the median of the same weekday's means in the 4 weeks before and the 4
   weeks after (at least 4 of them present), and under 0.6 x / over 1.5 x the median of the 3 days
@@ -366,7 +369,43 @@ def expert_candidates_for(ds: str, df: pd.DataFrame, zone: dict[str, str]) -> li
             add(meter, "unusual_day", s0, e0 - c,
                 f"day mean {mean[d]:.4g} = {r1[d]:.2f} x the same weekday's median over +-4 weeks ({wd_ref[d]:.4g}), "
                 f"{r2[d]:.2f} x the 3 days of its type either side ({near_ref[d]:.4g})", ratio=float(r1[d]))
+    # dropouts (after every other criterion, so the earlier candidates keep their ids)
+    for meter, g in df.groupby("meter_id", sort=True):
+        s = g.set_index("ts")["p_kw"]
+        s = s[~s.index.duplicated()]
+        s = s.reindex(pd.date_range(s.index[0], s.index[-1], freq=c))
+        _dropouts(meter, s.to_numpy(float), s.index, week, add)
     return out
+
+
+def _dropouts(meter: str, x: np.ndarray, ts: pd.DatetimeIndex, week: int, add) -> None:
+    """``drop`` of 3-6 readings in a row (a dropout; added after the first review, its candidates
+    appended with ids from ``bdg2-e0180``): not all exactly 0 (the plain zero run), each under a fifth of
+    both readings around the run and of the larger of the same time 7 days before and after (at least
+    one present), the readings around over a fifth of the meter's median (the building in use)."""
+    n = len(x)
+    if n <= week + 8:
+        return
+    med = np.nanmedian(x)
+    wk_b = np.r_[np.full(week, np.nan), x[:-week]]
+    wk_a = np.r_[x[week:], np.full(week, np.nan)]
+    with np.errstate(invalid="ignore"):
+        for width in range(3, 7):
+            idx = np.arange(1, n - width)
+            prev, nxt = x[idx - 1], x[idx + width]
+            run = np.stack([x[idx + k] for k in range(width)])
+            wb = np.stack([wk_b[idx + k] for k in range(width)])
+            wa = np.stack([wk_a[idx + k] for k in range(width)])
+            around = np.fmin(prev, nxt)
+            hit = (np.isfinite(around) & (around > 0.2 * med) & np.isfinite(run).all(0)
+                   & (np.isfinite(wb) | np.isfinite(wa)).all(0) & (run < 0.2 * around).all(0)
+                   & (run < 0.2 * np.fmax(wb, wa)).all(0) & ~(run == 0).all(0))
+            for k in np.flatnonzero(hit):
+                i = idx[k]
+                add(meter, "drop", ts[i], ts[i + width - 1],
+                    f"{width} readings " + ", ".join(f"{v:g}" for v in x[i:i + width])
+                    + f" vs around {prev[k]:g}, {nxt[k]:g} (under a fifth of both and of the week before/after)",
+                    value=float(np.nanmax(run[:, k])))
 
 
 def cmd_candidates_expert(data) -> None:

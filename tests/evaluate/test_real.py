@@ -297,3 +297,25 @@ def test_pv_daylight_zero_criterion_finds_a_dead_day_and_not_the_nights():
     got = mod.candidates_for("pvdaq", pd.DataFrame({"meter_id": "pv", "ts": ts, "p_kw": p}))
     zeros = [(c["kind"], c["start"][:10]) for c in got if c["kind"] == "zero_run"]
     assert zeros == [("zero_run", "2024-06-20")], zeros
+
+
+def test_expert_dropout_criterion_finds_hours_near_zero_and_not_a_night():
+    """``drop`` of 3-6 readings: a building at 2 % of its load for four hours is a candidate; its
+    ordinary nights and weekends (lower, but not a fifth of the week around) are not."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "label_real.py"
+    spec = importlib.util.spec_from_file_location("label_real", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rng = np.random.default_rng(2)
+    ts = pd.date_range("2024-01-01", periods=12 * 7 * 24, freq="1h", tz="UTC")
+    h, dow = ts.hour.to_numpy(), ts.dayofweek.to_numpy()
+    p = np.where(dow >= 5, 150.0, np.where((h >= 8) & (h < 18), 500.0, 200.0)) * (1 + 0.03 * rng.standard_normal(len(ts)))
+    df = pd.DataFrame({"meter_id": "b", "ts": ts, "p_kw": p})
+    out = (df.ts >= pd.Timestamp("2024-02-14 20:00", tz="UTC")) & (df.ts < pd.Timestamp("2024-02-15 00:00", tz="UTC"))
+    df.loc[out, "p_kw"] = 4.0 + 0.1 * rng.standard_normal(int(out.sum()))
+    got = [(c["kind"], c["start"][:13], c["end"][:13]) for c in mod.expert_candidates_for("bdg2", df, {})
+           if c["kind"] == "drop"]
+    assert got == [("drop", "2024-02-14T20", "2024-02-14T23")], got
