@@ -45,7 +45,8 @@ as if ``min_days`` more days had shown it. Evidence, each over a per-meter limit
    such run in its normal period (the longest may be a frozen fill left in it), and for more than chance makes once in ``tail_days`` days given how often
    its readings repeat their predecessor while normal (at least ``flat_min_h`` hours and 3
    readings; at most ``flat_max_h`` hours needed): a frozen meter on a meter that reports power alone (``frozen_readings`` needs
-   three channels);
+   three channels). A value under ``flat_min_share`` of the meter's typical load is a standby counted
+   in register steps (a solar home importing 20 Wh an hour at noon), never a frozen run;
 4. *zero*: a (near) zero reading on a meter whose zeros are not part of its normal (it read zero
    in under ``zero_share`` of its normal readings, or its zeros there came in fewer runs than one
    per ``zero_run_days`` days: an outage or two left inside the normal period do not make zeros
@@ -90,7 +91,8 @@ class SeasonalProfileConfig(DetectorConfig):
     normal period had a zero run at least once per this many days; ``zero_routine_days``: zero runs
     averaging one a week over this many past days are a routine too; ``max_frozen_share``: a normal period repeating one value
     more than this teaches no profile; ``flat_min_h``/``flat_max_h``: a frozen run must last at
-    least / never needs more than this long; ``holiday_z``: a weekday reading within this many
+    least / never needs more than this long; ``flat_min_share``: values under this share of the
+    meter's typical load are never a frozen run; ``holiday_z``: a weekday reading within this many
     spreads of the meter's Saturday or Sunday profile runs like that day (see "Profile");
     ``point_max``: up to this many readings in a row off the profile on one side are reported as a
     ``drop`` or a ``spike``, more as a ``reading_run``; ``spike_top_k``: a reading this many times the
