@@ -34,6 +34,10 @@ Criteria (cadence c; a "run" is consecutive readings with no time step over 1.5 
   the channel's 5th percentile (itself > 0). On whole-meter power (voltage at 1 min), not on PV.
 - ``dead_channel``: a current channel that is exactly 0 for the whole file while power on the same
   meter reaches over 1 kW.
+- ``zero_run`` on PV power in daylight (``PV_DAYLIGHT``; added after the first review, its
+  candidates appended with ids from ``pvdaq-0364`` so that the reviewed ids stay): >= 3 h of
+  readings exactly 0 at times of day when the meter's median over the 15 days around (same clock
+  time) is over a tenth of its 99th percentile.
 
 **The expert-kind set** (``*-expert``; issue 14): the kinds the independent evaluation's experts
 label on hourly building meters that the plain set lacks (one-hour dips and spikes, day-long
@@ -51,6 +55,9 @@ sides of a candidate in time (a labeller sees the whole record), never at wattwa
   percentile.
 - ``flat_line`` (fill): >= 12 identical non-zero readings (half a day at hourly cadence) on a coarse
   channel, where the plain set needs a whole day; runs the plain set already has are left out.
+- ``drop`` of 3-6 readings (a dropout; added after the first review, ids from ``bdg2-e0180``): not all
+  exactly 0, each under a fifth of both readings around the run and of the larger of the same time
+  7 days before and after, the readings around over a fifth of the meter's median.
 - ``unusual_day``: a calendar day of the site (its wall clock) with >= 20 readings whose mean is
   under 0.6 x or over 1.5 x the median of the same weekday's means in the 4 weeks before and the 4
   weeks after (at least 4 of them present), and under 0.6 x / over 1.5 x the median of the 3 days
@@ -80,6 +87,8 @@ ZERO_ABNORMAL = [("uci_household", "*", "p_kw"), ("uci_household", "*", "v_l1_v"
                  ("steel", "*", "p_kw"), ("bdg2", "*", "p_kw"), ("opsd", "opsd_residential1", "p_kw"),
                  ("opsd", "opsd_residential2", "p_kw"), ("opsd", "opsd_residential5", "p_kw"),
                  ("pvdaq", "pvdaq_serf_west", "v_l1_v")]
+#: PV channels judged for zero runs in daylight (``_pv_dark``).
+PV_DAYLIGHT = {"pvdaq": "p_kw"}
 SPIKE_CHANNELS = {"uci_household": ("v_l1_v",), "ampds2": ("v_l1_v",), "steel": ("p_kw",), "bdg2": ("p_kw",),
                   "opsd": ("p_kw",), "pvdaq": ()}
 
@@ -186,7 +195,33 @@ def candidates_for(ds: str, df: pd.DataFrame) -> list[dict]:
                 for k in np.flatnonzero(drop):
                     add(meter, ch, "drop", ts[k], ts[k], f"{x[k]:g} under a fifth of both neighbours {prev[k]:g}, "
                         f"{nxt[k]:g} (both over p5 {q05:g})", value=float(x[k]))
+    # PV in daylight (after every other criterion, so the earlier candidates keep their ids)
+    if ds in PV_DAYLIGHT:
+        for meter, g in df.groupby("meter_id", sort=True):
+            _pv_dark(ds, meter, g.reset_index(drop=True), c, add)
     return out
+
+
+def _pv_dark(ds: str, meter: str, g: pd.DataFrame, c: pd.Timedelta, add) -> None:
+    """``zero_run`` on PV power in daylight: >= 3 h of readings exactly 0 (a run as above) at times of
+    day when the same meter's median over the 15 days around (same clock time) is over a tenth of
+    its 99th percentile: the inverter or its logger off while the sun was up."""
+    x = g[PV_DAYLIGHT[ds]].to_numpy(dtype=float)
+    ts = g["ts"]
+    if np.isnan(x).all():
+        return
+    seg = np.cumsum((ts.diff() > 1.5 * c).fillna(False).to_numpy())
+    day, tod = ts.dt.floor("D"), ts - ts.dt.floor("D")
+    grid = pd.DataFrame({"d": day, "t": tod, "x": x}).pivot_table(index="d", columns="t", values="x", aggfunc="first")
+    grid = grid.reindex(pd.date_range(grid.index.min(), grid.index.max(), freq="D"))
+    ref_grid = grid.rolling(15, center=True, min_periods=5).median()
+    ref = ref_grid.stack(future_stack=True).reindex(pd.MultiIndex.from_arrays([day, tod])).to_numpy()
+    q99 = np.nanquantile(x, 0.99)
+    sunny = np.nan_to_num(ref) > 0.1 * q99
+    for a, b in _runs((x == 0) & sunny, seg):
+        if ts[b] - ts[a] >= pd.Timedelta(hours=3):
+            add(meter, PV_DAYLIGHT[ds], "zero_run", ts[a], ts[b], f"{b - a + 1} readings exactly 0 in daylight (the "
+                f"15 days around: median over {0.1 * q99:.3g}, a tenth of p99)", readings=int(b - a + 1))
 
 
 def _data_root(data) -> Path:
@@ -334,7 +369,43 @@ def expert_candidates_for(ds: str, df: pd.DataFrame, zone: dict[str, str]) -> li
             add(meter, "unusual_day", s0, e0 - c,
                 f"day mean {mean[d]:.4g} = {r1[d]:.2f} x the same weekday's median over +-4 weeks ({wd_ref[d]:.4g}), "
                 f"{r2[d]:.2f} x the 3 days of its type either side ({near_ref[d]:.4g})", ratio=float(r1[d]))
+    # dropouts (after every other criterion, so the earlier candidates keep their ids)
+    for meter, g in df.groupby("meter_id", sort=True):
+        s = g.set_index("ts")["p_kw"]
+        s = s[~s.index.duplicated()]
+        s = s.reindex(pd.date_range(s.index[0], s.index[-1], freq=c))
+        _dropouts(meter, s.to_numpy(float), s.index, week, add)
     return out
+
+
+def _dropouts(meter: str, x: np.ndarray, ts: pd.DatetimeIndex, week: int, add) -> None:
+    """``drop`` of 3-6 readings in a row (a dropout; added after the first review, its candidates
+    appended with ids from ``bdg2-e0180``): not all exactly 0 (the plain zero run), each under a fifth of
+    both readings around the run and of the larger of the same time 7 days before and after (at least
+    one present), the readings around over a fifth of the meter's median (the building in use)."""
+    n = len(x)
+    if n <= week + 8:
+        return
+    med = np.nanmedian(x)
+    wk_b = np.r_[np.full(week, np.nan), x[:-week]]
+    wk_a = np.r_[x[week:], np.full(week, np.nan)]
+    with np.errstate(invalid="ignore"):
+        for width in range(3, 7):
+            idx = np.arange(1, n - width)
+            prev, nxt = x[idx - 1], x[idx + width]
+            run = np.stack([x[idx + k] for k in range(width)])
+            wb = np.stack([wk_b[idx + k] for k in range(width)])
+            wa = np.stack([wk_a[idx + k] for k in range(width)])
+            around = np.fmin(prev, nxt)
+            hit = (np.isfinite(around) & (around > 0.2 * med) & np.isfinite(run).all(0)
+                   & (np.isfinite(wb) | np.isfinite(wa)).all(0) & (run < 0.2 * around).all(0)
+                   & (run < 0.2 * np.fmax(wb, wa)).all(0) & ~(run == 0).all(0))
+            for k in np.flatnonzero(hit):
+                i = idx[k]
+                add(meter, "drop", ts[i], ts[i + width - 1],
+                    f"{width} readings " + ", ".join(f"{v:g}" for v in x[i:i + width])
+                    + f" vs around {prev[k]:g}, {nxt[k]:g} (under a fifth of both and of the week before/after)",
+                    value=float(np.nanmax(run[:, k])))
 
 
 def cmd_candidates_expert(data) -> None:

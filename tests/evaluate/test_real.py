@@ -276,3 +276,46 @@ def test_expert_kind_criteria_find_dips_spikes_fills_and_odd_days_and_nothing_in
     got = sorted((c["kind"], c["start"][:13]) for c in mod.expert_candidates_for("bdg2", df, {}))
     assert got == [("drop", "2024-03-06T11"), ("flat_line", "2024-03-20T01"), ("spike", "2024-03-13T03"),
                    ("unusual_day", "2024-04-10T00")], got
+
+
+def test_pv_daylight_zero_criterion_finds_a_dead_day_and_not_the_nights():
+    """``zero_run`` on PV power in daylight: a whole day at exactly 0 between producing days is a
+    candidate; the nights (0 every day) and a cloudy day (a tenth of normal, not 0) are not."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "label_real.py"
+    spec = importlib.util.spec_from_file_location("label_real", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ts = pd.date_range("2024-06-01", periods=30 * 96, freq="15min", tz="UTC")
+    hour = ts.hour.to_numpy() + ts.minute.to_numpy() / 60
+    sun = np.clip(np.sin(np.pi * (hour - 6) / 12), 0, None)  # 0 from 18:00 to 06:00
+    p = 3.0 * sun
+    p[(ts >= pd.Timestamp("2024-06-12", tz="UTC")) & (ts < pd.Timestamp("2024-06-13", tz="UTC"))] *= 0.1  # clouds
+    p[(ts >= pd.Timestamp("2024-06-20", tz="UTC")) & (ts < pd.Timestamp("2024-06-21", tz="UTC"))] = 0.0  # inverter off
+    got = mod.candidates_for("pvdaq", pd.DataFrame({"meter_id": "pv", "ts": ts, "p_kw": p}))
+    zeros = [(c["kind"], c["start"][:10]) for c in got if c["kind"] == "zero_run"]
+    assert zeros == [("zero_run", "2024-06-20")], zeros
+
+
+def test_expert_dropout_criterion_finds_hours_near_zero_and_not_a_night():
+    """``drop`` of 3-6 readings: a building at 2 % of its load for four hours is a candidate; its
+    ordinary nights and weekends (lower, but not a fifth of the week around) are not."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "label_real.py"
+    spec = importlib.util.spec_from_file_location("label_real", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rng = np.random.default_rng(2)
+    ts = pd.date_range("2024-01-01", periods=12 * 7 * 24, freq="1h", tz="UTC")
+    h, dow = ts.hour.to_numpy(), ts.dayofweek.to_numpy()
+    p = np.where(dow >= 5, 150.0, np.where((h >= 8) & (h < 18), 500.0, 200.0)) * (1 + 0.03 * rng.standard_normal(len(ts)))
+    df = pd.DataFrame({"meter_id": "b", "ts": ts, "p_kw": p})
+    out = (df.ts >= pd.Timestamp("2024-02-14 20:00", tz="UTC")) & (df.ts < pd.Timestamp("2024-02-15 00:00", tz="UTC"))
+    df.loc[out, "p_kw"] = 4.0 + 0.1 * rng.standard_normal(int(out.sum()))
+    got = [(c["kind"], c["start"][:13], c["end"][:13]) for c in mod.expert_candidates_for("bdg2", df, {})
+           if c["kind"] == "drop"]
+    assert got == [("drop", "2024-02-14T20", "2024-02-14T23")], got

@@ -114,6 +114,25 @@ load is most of its energy (0.5-0.85 of the mean on the BDG2 buildings, homes 0.
 with the weather and the term like the rest of it. The evidence's ``basis`` says ``floor`` when
 the floor set the alert's highest hour (``window_h`` 48).
 
+**A standby follows the season.** A plant's standby is a third higher in the heating season
+than in summer (the steel plant: 16 kW in January and February, 10-11 kW from May to October),
+and a home with solar panels imports less at its quietest hour once the days lengthen. Judged
+against the floor profiled in winter alone, every quieter day of the summer read as a base-load
+drop (steel: 17 false alerts; OPSD's residential6, a home with solar panels: 45 -> 23). On meters profiled on at least
+``recal_min_profile_days`` days the floor's deviation therefore counts only as far as the floor
+is also off where it has been lately, the same way (``_floor_trailing``: the median of the daily
+floors over the previous ``recal_days`` days, the two days judged left out), as the energy
+averages' MACD does with the slow average: a bypass or an added load moves the floor away from
+both at its onset, a drift of a few per cent a week moves it away from neither.
+
+**Solar panels are no standby.** Behind a home's import meter, panels that cover the house at
+noon take the day's lowest reading to a few watt-hours on every sunny day and leave it at the
+standby on cloudy ones; the night does not change. A bypass or a meter taking a share of the
+load scales the night with the rest. A floor drop therefore counts only where the meter's quiet
+hours fell too (``_floor_quiet_gate``): the energy of the last two days at the ``quiet_hours``
+(6) clock hours where its weekday profile is lowest, against the profile there, down by at least
+``quiet_share`` (half) of the floor's drop (logs). OPSD's residential6: 23 floor alerts -> 3.
+
 A profiling period whose spread is large compared with the load (``noisy_ratio``) is reported as
 a notice: a baseline learned from it cannot be trusted, and erratic current often means a CT
 clamp not fully closed or a grounding fault (wiring audit).
@@ -149,7 +168,9 @@ between ``floor_min_share`` and ``floor_max_share`` of their mean load, counted 
 fast or the sustained average is off the same way by at least ``floor_gate`` of its own limit;
 ``floor_veto``/``floor_fault_drop``/``floor_fault_rise``: when the floor's disagreement halves an
 energy deviation's score. ``weekend_prior``: the spread (log) of weekend effects the Saturday and
-Sunday profiles' levels are shrunk with (0: not shrunk; see the module notes)."""
+Sunday profiles' levels are shrunk with (0: not shrunk; see the module notes). ``quiet_hours``/``quiet_share``:
+a floor drop counts only where the energy at the meter's ``quiet_hours`` lowest profiled clock hours fell by at
+least ``quiet_share`` of it (0 hours: not gated; see the module notes)."""
 
     fast_h: float = 24.0
     slow_h: float = 336.0
@@ -180,6 +201,8 @@ Sunday profiles' levels are shrunk with (0: not shrunk; see the module notes).""
     floor_fault_drop: float = 0.4
     floor_fault_rise: float = 0.6
     weekend_prior: float = 0.3
+    quiet_hours: int = 6
+    quiet_share: float = 0.5
     post: PostRule = PostRule(min_duration_s=12 * 3600.0, min_readings=6, merge_gap_s=12 * 3600.0)
 
     def __post_init__(self):
@@ -194,6 +217,8 @@ Sunday profiles' levels are shrunk with (0: not shrunk; see the module notes).""
                 and self.floor_gate >= 0 and 0 < self.floor_fault_drop < 1 and self.floor_fault_rise > 0):
             raise ValueError("floor_h must be >= 1, floor_min_days >= 2, 0 < floor_min_share < floor_max_share, "
                              "floor_gate >= 0, 0 < floor_fault_drop < 1 and floor_fault_rise > 0")
+        if not (0 <= self.quiet_hours <= 24 and 0 <= self.quiet_share <= 1):
+            raise ValueError("quiet_hours must be in 0..24 and quiet_share in [0, 1]")
         if not self.weekend_prior >= 0:
             raise ValueError("weekend_prior must be >= 0 (0: weekend profiles not shrunk)")
 
@@ -412,7 +437,7 @@ class BaselineMACD(Detector):
                 low[seg] = float(np.clip(1.4826 * np.median(med - lv[lv <= med]), spread[seg] / 2, spread[seg]))
         return ref, spread, low, days
 
-    def _floor(self, df: pd.DataFrame, cell: np.ndarray, n_seg: int, n_bins: int) -> np.ndarray:
+    def _floor(self, df: pd.DataFrame, cell: np.ndarray, n_seg: int, n_bins: int, hourly=None) -> np.ndarray:
         """Per (meter, hour): the base-load floor's deviation from the profiled one over its limit,
         signed (NaN: not judged on its floor).
 
@@ -441,6 +466,9 @@ class BaselineMACD(Detector):
             up = np.log(np.maximum(np.minimum(d1, d2), 0.05 * r) / r)
             dn = np.log(np.maximum(np.maximum(d1, d2), 0.05 * r) / r)
             z = np.where(up > 0, up, np.where(dn < 0, dn, np.where(np.isfinite(up), 0.0, np.nan)))
+            z = self._floor_trailing(z, d1, d2, r, w, self._param(df, "history_days", 0.0))
+            if hourly is not None:
+                z = self._floor_quiet_gate(z, *hourly, w)
             k = (c.sigma_k * np.sqrt(1 + (np.pi / 2) / np.maximum(n, 1)))[:, None]
             lim_low = np.maximum(np.log1p(c.min_rel), k * np.fmin(s, self._param(df, "floor_spread_low", np.nan))[:, None])
             lim_all = np.maximum(np.log1p(c.min_rel), k * s[:, None])
@@ -466,6 +494,59 @@ class BaselineMACD(Detector):
         ok = use[:, None]
         return (np.where(ok, np.sign(z) * score, np.nan), np.where(use, tell_dn, False), np.where(use, tell_up, False),
                 np.where(ok, np.sign(z1) * one, np.nan))
+
+    def _floor_trailing(self, z: np.ndarray, d1: np.ndarray, d2: np.ndarray, r: np.ndarray, w: int,
+                        history_days: np.ndarray) -> np.ndarray:
+        """The floor's deviation ``z`` (log, against the profiled floor ``r``) kept only as far as
+        the floor is also off where it has been lately, the same way: the median of the daily
+        floors over the previous ``recal_days`` days (the two days judged left out), on meters
+        profiled on at least ``recal_min_profile_days`` days, as the energy windows' MACD does with
+        its slow average (see the module notes, "A standby follows the season"). Elsewhere, and
+        until ``recal_min_days`` of trailing floors are known, ``z`` as it is."""
+        c = self.config
+        h = self._recal_h()
+        mature = np.nan_to_num(history_days) >= c.recal_min_profile_days
+        if not h or not mature.any() or not z.size:
+            return z
+        roll = pd.DataFrame(d1.T).rolling(h, min_periods=max(1, int(np.ceil(24 * c.recal_min_days))))
+        trail = roll.median().shift(2 * w).to_numpy().T
+        with quiet():
+            ref = np.maximum(trail, 0.05 * r)
+            t_up = np.log(np.maximum(np.minimum(d1, d2), 0.05 * r) / ref)
+            t_dn = np.log(np.maximum(np.maximum(d1, d2), 0.05 * r) / ref)
+            zt = np.where(z > 0, t_up, np.where(z < 0, t_dn, 0.0))
+            both = np.where(np.sign(zt) == np.sign(z), np.sign(z) * np.minimum(np.abs(z), np.abs(zt)), 0.0)
+        use = mature[:, None] & np.isfinite(trail) & np.isfinite(z)
+        return np.where(use, both, z)
+
+    def _floor_quiet_gate(self, z: np.ndarray, m: np.ndarray, expected: np.ndarray, t_bin: np.ndarray,
+                          prof: np.ndarray, w: int) -> np.ndarray:
+        """A floor drop ``z`` (log) kept only where the meter's quiet hours dropped too: the energy
+        of the last two ``w`` hours at the ``quiet_hours`` clock hours where its weekday profile
+        ``prof`` (per meter, 24 hours) is lowest, against the profile's there, must be down by at least ``quiet_share`` of the
+        floor's drop (log). A bypass or a meter taking a share of the load scales those hours as
+        it scales the floor; generation behind the meter (solar panels covering a home at noon)
+        takes the day's lowest reading to zero and leaves the night alone (see the module notes,
+        "Solar panels are no standby"). Where the quiet hours have no readings: ``z`` as it is."""
+        c = self.config
+        k = int(c.quiet_hours)
+        n_seg, n_bins = m.shape
+        if not 0 < k < 24 or not n_bins or not (z < 0).any():
+            return z
+        order = np.argsort(np.where(np.isfinite(prof), prof, np.inf), axis=1, kind="stable")[:, :k]
+        q = np.zeros((n_seg, 24), bool)
+        np.put_along_axis(q, order, True, axis=1)
+        hour = ((t_bin % 86400) // 3600).astype(int)
+        at = q[np.arange(n_seg)[:, None], hour] & np.isfinite(m) & np.isfinite(expected)
+        win = 2 * w
+        act = pd.DataFrame(np.where(at, m, 0.0).T).rolling(win, min_periods=1).sum().to_numpy().T
+        exp = pd.DataFrame(np.where(at, expected, 0.0).T).rolling(win, min_periods=1).sum().to_numpy().T
+        cnt = pd.DataFrame(at.T.astype(float)).rolling(win, min_periods=1).sum().to_numpy().T
+        with quiet():
+            zq = np.log(np.maximum(act, 0.05 * exp) / exp)
+        known = (cnt >= 0.5 * k * win / 24.0) & np.isfinite(zq) & (exp > 0)
+        shared = zq <= c.quiet_share * z
+        return np.where((z < 0) & known & ~shared, 0.0, z)
 
     def _day_spread(self, m, ok, rows, day_id, key_type, n_seg) -> np.ndarray:
         """Per meter: the day-to-day spread of daily energy, in logs, from whole profiled days
@@ -623,7 +704,7 @@ class BaselineMACD(Detector):
             # days leave alone, and what a bypass or a meter taking a share of the load moves with
             # the rest), while the energy agrees: the fast or the sustained average off the same
             # way by at least ``floor_gate`` of its own limit.
-            zf, tell_dn, tell_up, z1 = self._floor(df, cell, n_seg, n_bins)
+            zf, tell_dn, tell_up, z1 = self._floor(df, cell, n_seg, n_bins, hourly=(m, expected, t_bin, base[:, 0, :]))
             with quiet():
                 # The floor says no: on a meter whose floor would show the least fault of the
                 # direction, a deviation of the energy the floor does not share (by at least

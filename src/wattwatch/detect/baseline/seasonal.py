@@ -45,7 +45,8 @@ as if ``min_days`` more days had shown it. Evidence, each over a per-meter limit
    such run in its normal period (the longest may be a frozen fill left in it), and for more than chance makes once in ``tail_days`` days given how often
    its readings repeat their predecessor while normal (at least ``flat_min_h`` hours and 3
    readings; at most ``flat_max_h`` hours needed): a frozen meter on a meter that reports power alone (``frozen_readings`` needs
-   three channels);
+   three channels). A value under ``flat_min_share`` of the meter's typical load is a standby counted
+   in register steps (a solar home importing 20 Wh an hour at noon), never a frozen run;
 4. *zero*: a (near) zero reading on a meter whose zeros are not part of its normal (it read zero
    in under ``zero_share`` of its normal readings, or its zeros there came in fewer runs than one
    per ``zero_run_days`` days: an outage or two left inside the normal period do not make zeros
@@ -90,7 +91,8 @@ class SeasonalProfileConfig(DetectorConfig):
     normal period had a zero run at least once per this many days; ``zero_routine_days``: zero runs
     averaging one a week over this many past days are a routine too; ``max_frozen_share``: a normal period repeating one value
     more than this teaches no profile; ``flat_min_h``/``flat_max_h``: a frozen run must last at
-    least / never needs more than this long; ``holiday_z``: a weekday reading within this many
+    least / never needs more than this long; ``flat_min_share``: values under this share of the
+    meter's typical load are never a frozen run; ``holiday_z``: a weekday reading within this many
     spreads of the meter's Saturday or Sunday profile runs like that day (see "Profile");
     ``point_max``: up to this many readings in a row off the profile on one side are reported as a
     ``drop`` or a ``spike``, more as a ``reading_run``; ``spike_top_k``: a reading this many times the
@@ -123,6 +125,7 @@ class SeasonalProfileConfig(DetectorConfig):
     max_frozen_share: float = 0.5
     flat_min_h: float = 3.0
     flat_max_h: float = 24.0
+    flat_min_share: float = 0.1
     holiday_z: float = 3.0
     point_max: int = 3
     spike_top_k: float = 10.0
@@ -155,6 +158,8 @@ class SeasonalProfileConfig(DetectorConfig):
             raise ValueError("point_max must be >= 1")
         if self.flat_max_h < self.flat_min_h:
             raise ValueError("flat_max_h must be >= flat_min_h")
+        if not 0 <= self.flat_min_share < 1:
+            raise ValueError("flat_min_share must be in [0, 1)")
 
 
 def _slots(cadence_s: np.ndarray, slot_s: float) -> np.ndarray:
@@ -756,6 +761,14 @@ class SeasonalProfile(Detector):
             s_read = np.where(short[seg], np.nan_to_num(both), s_read)
             s_day = np.where(short[seg], 0.0, s_day)
         s_flat = runs / flat_need[seg]
+        # A value under ``flat_min_share`` of the meter's typical load, repeated, is a standby
+        # drawn in register steps, not a frozen reading: a home whose solar panels cover it at
+        # noon imports 10-50 Wh an hour and its register counts them in whole steps, 0.02 kWh
+        # for hours (OPSD residential6: 14 "frozen meter" alerts on such runs, every one a
+        # rejected label candidate). A frozen meter holds a working value; zeros are judged as zeros.
+        typ = np.nan_to_num(self._param(df, "typical", 0.0))
+        with quiet():
+            s_flat = np.where(np.abs(x) <= c.flat_min_share * typ[seg], 0.0, s_flat)
         degenerate = np.nan_to_num(self._param(df, "frozen_share", 0.0)) > c.max_frozen_share
         s_read = np.where(degenerate[seg], 0.0, s_read)
         # The readings next to a daylight-saving change of the meter's zone (within 1.5 readings
