@@ -10,9 +10,10 @@ register, faults, normal events) is simulated from it as before:
   means) plus, as one more appliance circuit, the AMPds2 bedroom circuit (1-min, resampled)
   scaled to 0.3-1.5 kW at its peak;
 - commercial sites (three phase): the steel plant (15-min) and the BDG2 buildings (hourly),
-  linearly interpolated to 5 min. Windows holding zero, missing or flat-lined hours, or sources
-  whose readings are coarsely quantised (a lab metered in steps of 1,000 kWh), are not used: the
-  fleet's labels would not know about those real defects.
+  linearly interpolated to 5 min. Windows holding zero, missing or flat-lined hours, or hours
+  copied from the week before (a gap the publisher filled), or sources whose readings are coarsely
+  quantised (a lab metered in steps of 1,000 kWh), are not used: the fleet's labels would not
+  know about those real defects.
 
 Each meter takes its own source, start day (a commercial meter's on the same weekday as the
 fleet's first day, so weekends stay weekends), minute offset and scale (seeded). Source days wrap
