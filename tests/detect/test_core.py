@@ -694,3 +694,67 @@ def test_a_long_data_gap_stitches_bit_for_bit(seed):
     steps = _stitched(f, dets, cuts)
     problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
     assert not problems, "\n".join(problems[:12])
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_held_alert_stitches_and_stays_open_while_it_has_not_returned_to_normal(seed):
+    """Post-rule hysteresis (``hold``): a deviation that dips under its limit for a day, and cannot
+    be judged for another (an outage), without ever returning to normal is one alert, open at the
+    end; cut anywhere (inside the dip, the outage, the second rise), the stitched run gives the
+    whole run's alerts; after a real return to normal the next rise is a second alert. A window
+    starting inside the held alert is unclean (the alert began before it)."""
+    from wattwatch.detect.base import PostRule
+
+    ts = pd.date_range("2025-01-06", periods=10 * 96, freq="15min", tz="UTC")
+    d = (ts - ts[0]).total_seconds().to_numpy() / 86400
+    score = np.where(d < 1, 0.1, 2.0)                       # day 1 normal, then off its profile
+    score[(d >= 2) & (d < 3)] = 0.7                         # under the limit, not back to normal
+    score[(d >= 3) & (d < 4)] = np.nan                      # cannot be judged
+    score[(d >= 6) & (d < 6.5)] = 0.2                       # back to normal
+    score[(d >= 6.5) & (d < 7)] = 2.0                       # and off again
+    score[d >= 7] = 0.8                                     # still off at the end
+    frame = pd.DataFrame({"meter_id": "M", "ts": ts, "score_1": score})
+    det = _Given(post=PostRule(min_duration_s=900, min_readings=3, merge_gap_s=3600, hold=0.5)).fit(frame)
+    whole = core.run(frame, [det])
+    assert [(a.start[:10], a.end[:10]) for a in whole.alerts] == [("2025-01-07", "2025-01-11"),
+                                                                 ("2025-01-12", "2025-01-12")]
+    assert whole.open_ids == {whole.alerts[1].id}
+    t = _epoch(frame["ts"])
+    rng = np.random.default_rng(seed)
+    cuts = np.sort(np.r_[rng.uniform(t[0], t[-1], 3), t[0] + 86400 * np.array([2.5, 3.5, 6.2, 6.7])])
+    steps = _stitched(frame, [det], cuts)
+    problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
+    assert not problems, "\n".join(problems[:12])
+    # A window from inside the held alert: its start lies before the window (unclean).
+    start = t[0] + 2.5 * 86400
+    part = core.run(frame[t >= start - 86400], [det], origin=False, since={det.name: {"M": start}})
+    assert "M" in part.unclean
+
+
+class _GivenSide(_Given):
+    """``_Given`` with a side per reading (``side_1``: +1 above, -1 below)."""
+
+    name = "given_side"
+
+    def side(self, df, ctx=None):
+        return df["side_1"].to_numpy(float)
+
+
+def test_a_held_alert_ends_where_the_deviation_changes_side():
+    """Off one way, then off the other way without a reading back under the hold: two changes,
+    two alerts (a level shift up, then a drop), in a whole run and stitched."""
+    from wattwatch.detect.base import PostRule
+
+    ts = pd.date_range("2025-01-06", periods=6 * 96, freq="15min", tz="UTC")
+    d = (ts - ts[0]).total_seconds().to_numpy() / 86400
+    score = np.where(d < 1, 0.1, 2.0)
+    score[(d >= 2.5) & (d < 3.5)] = 0.7
+    side = np.where(d < 3, 1.0, -1.0)
+    frame = pd.DataFrame({"meter_id": "M", "ts": ts, "score_1": score, "side_1": side})
+    det = _GivenSide(post=PostRule(min_duration_s=900, min_readings=3, merge_gap_s=3600, hold=0.5)).fit(frame)
+    whole = core.run(frame, [det])
+    assert [(a.start[:13], a.end[:13]) for a in whole.alerts] == [("2025-01-07T00", "2025-01-08T11"),
+                                                                 ("2025-01-09T12", "2025-01-11T23")]
+    steps = _stitched(frame, [det], _epoch(frame["ts"])[0] + 86400 * np.array([2.7, 3.2, 3.6]))
+    problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
+    assert not problems, "\n".join(problems[:12])

@@ -102,6 +102,29 @@ def test_unclean_sources_are_not_used():
     assert (bdg2["p_kw"] == 0).any()  # the data has zero runs: the check above is not vacuous
 
 
+@needs_real
+def test_weeks_copied_into_gaps_are_not_used():
+    """BDG2 fills some gaps with a copy of an earlier week (Rat_education_Kristie: a week copied into
+    late January 2016, ending where its load doubles): no meter's window holds three hours equal,
+    reading for reading, to the same hours a week before."""
+    lib = library(str(REAL.resolve()), 30)
+    week, k = 7 * DAY, 3 * DAY // 24
+    copied = 0
+    for s in lib:
+        if s.kind != "commercial":
+            continue
+        same = np.abs(s.values[week:] - s.values[:-week]) < 1e-9
+        run = np.convolve(same.astype(int), np.ones(k, int), mode="valid") >= k  # a run starts here
+        hit = np.flatnonzero(run) + week  # first reading of each run, in the source's own index
+        copied += len(hit)
+        for d in s.clean_days:
+            lo, hi = d * DAY, (d + 30) * DAY
+            assert not ((hit >= lo) & (hit < hi - k)).any(), (s.name, int(d))
+    raw = load("bdg2", REAL)
+    kr = raw[raw["meter_id"] == "Rat_education_Kristie"].set_index("ts")["p_kw"].asfreq("h")
+    assert ((kr - kr.shift(168)).abs() < 1e-9).sum() >= 24 * 5  # the data has copies: not vacuous
+
+
 def test_missing_real_data_is_a_clear_error(tmp_path):
     from wattwatch.sim.fleet import real_root
 

@@ -83,6 +83,13 @@ class PostRule:
         Two anomalous readings with no reading at all between them are one run however far apart
         (``max_bridge_s`` then limits only bridges over readings that could not be judged): for
         a detector whose finding is the absence of readings, a data gap of days is one event.
+    hold : float
+        Hysteresis (0: off). Two alerts of one meter are one when no reading between them that
+        could be judged scored under ``hold`` x ``threshold`` nor was off the other way (the
+        detector's :meth:`Detector.side`): the deviation never returned to normal, so a lasting
+        change is one alert, kept open while it lasts however long the score dips under the
+        threshold (or readings cannot be judged) in between. Not counted in
+        :meth:`horizon_s`: a detector whose alerts explain other detectors' readings keeps it 0.
     """
 
     threshold: float = 1.0
@@ -92,6 +99,7 @@ class PostRule:
     max_bridge_s: float = 1800.0
     merge_gap_n: float = 0.0
     bridge_gaps: bool = False
+    hold: float = 0.0
 
     def __post_init__(self):
         for f in ("min_duration_s", "merge_gap_s", "max_bridge_s", "merge_gap_n"):
@@ -104,6 +112,8 @@ class PostRule:
             raise ValueError(f"post.min_readings must be an integer >= 1, got {self.min_readings!r}")
         if not (isinstance(self.threshold, (int, float)) and math.isfinite(self.threshold)):
             raise ValueError(f"post.threshold must be a finite number, got {self.threshold!r}")
+        if not (isinstance(self.hold, (int, float)) and 0 <= self.hold < 1):
+            raise ValueError(f"post.hold must be a number within [0, 1) (0: off), got {self.hold!r}")
 
     def at(self, cadence_s: np.ndarray) -> dict[str, np.ndarray]:
         """Effective settings per meter for cadences ``cadence_s`` (seconds; NaN = unknown)."""
@@ -409,6 +419,11 @@ class Detector:
         ``ctx`` is what ``_score`` returned with the scores)."""
         peak = float(np.nanmax(scores[rows])) if len(rows) else float("nan")
         return Finding("critical" if peak >= 2 else "warning", f"{self.name} score {peak:.2f}", {"score": peak})
+
+    def side(self, df: pd.DataFrame, ctx: Any = None) -> np.ndarray | None:
+        """Per reading of ``df``: which way it is off (+1 above, -1 below, NaN unknown), for the
+        post-rules' ``hold`` (a change of side is a return to normal); None: no sides."""
+        return None
 
     # --------------------------------------------------------------------------- reach
 

@@ -29,7 +29,7 @@ from wattwatch.alerts.model import Alert
 from wattwatch.codes import severity
 from wattwatch.detect.base import Detector, Reach, quiet
 from wattwatch.detect.frame import cache, meter_names, prepare, seg_bounds
-from wattwatch.detect.postrules import Groups, calibrated, group, span_mask
+from wattwatch.detect.postrules import Groups, calibrated, cold, group, span_mask
 
 
 class CoreError(ValueError):
@@ -72,6 +72,7 @@ class Judged:
     skipped: np.ndarray         # per segment code: not judged (lacks channels, no state)
     groups: Groups | None = None  # its groups over every reading of the frame, when computed
     share: float = 1.0          # of the frame's rows, the share it scored (less with known scores)
+    side: np.ndarray | None = None  # per row, which way it is off (post-rule ``hold`` only)
 
 
 @dataclass
@@ -375,7 +376,8 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
         else:
             exact, final = _reach_rows(t, seg, starts, ends, eff_reach[d.name], origin_m, flush_m, seg_times)
         eff = d.config.post.at(cad)
-        judged = Judged(d, s, ctx, src, eff, exact, final, skipped, share=share)
+        judged = Judged(d, s, ctx, src, eff, exact, final, skipped, share=share,
+                        side=_side(d, src, ctx) if d.config.post.hold > 0 else None)
         res.judged.append(judged)
         # What this detector explains, for those that run after it.
         if d.explains:
@@ -386,7 +388,7 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
                         m = s >= d.config.post.threshold
                 else:
                     if groups is None:
-                        judged.groups = group(seg, t, s, d.config.post, eff)
+                        judged.groups = group(seg, t, s, d.config.post, eff, judged.side)
                         groups = judged.groups.alerts()
                     m = span_mask(seg, t, groups, e.pad(cad))
                     if e.span == "hot":
@@ -536,14 +538,21 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
                 hot_used = (j.scores >= d.config.post.threshold) & use
             horizon_row = np.maximum(j.eff["merge_gap_s"], j.eff["max_bridge_s"])[seg]
             early = hot_used & np.isfinite(start_t[seg]) & (t < start_t[seg] + horizon_row)
+            if d.config.post.hold > 0:
+                # With a hold, so may any anomalous reading before the first one back to normal.
+                c = _cold_rows(j, seg, use)
+                first_cold = np.full(n_seg, np.inf)
+                np.minimum.at(first_cold, seg[c], t[c])
+                early |= hot_used & np.isfinite(start_t[seg]) & (t < first_cold[seg])
             for k in np.unique(seg[early]):
                 res.unclean.add(names[k])
         if whole and j.groups is not None:
             g = j.groups  # the same readings: formed already for what it explains
         elif idx is None:
-            g = group(seg, t, j.scores, d.config.post, j.eff) if len(t) else None
+            g = group(seg, t, j.scores, d.config.post, j.eff, j.side) if len(t) else None
         else:
-            g = group(seg[idx], t[idx], j.scores[idx], d.config.post, j.eff) if len(idx) else None
+            g = group(seg[idx], t[idx], j.scores[idx], d.config.post, j.eff,
+                      None if j.side is None else j.side[idx]) if len(idx) else None
         clean = final_t.copy()  # nothing open: the next piece starts fresh after the last final reading
         clean[~np.isfinite(clean)] = start_t[~np.isfinite(clean)]
         if g is not None and len(g.rows):
@@ -552,6 +561,12 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
             t_first, t_last = t[rows_all[g.first]], t[rows_all[g.last]]
             horizon = np.maximum(j.eff["merge_gap_s"], j.eff["max_bridge_s"])
             is_open = t_last > final_t[gseg] - horizon[gseg]
+            if d.config.post.hold > 0:
+                # Held open while no reading since its last anomalous one is back to normal.
+                c = _cold_rows(j, seg, use)
+                last_cold = np.full(n_seg, -np.inf)
+                np.maximum.at(last_cold, seg[c], t[c])
+                is_open |= last_cold[gseg] < t_last
             for gi in np.flatnonzero(is_open):
                 clean[gseg[gi]] = min(clean[gseg[gi]], t_first[gi])
             for gi in np.flatnonzero(g.kept):
@@ -584,6 +599,25 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
             breaks = np.flatnonzero(~hot[kr][:-1] | far)
             first = kr[breaks[-1] + 1] if len(breaks) else kr[0]
             clean[k] = min(clean[k], t[first])
+
+
+def _side(d: Detector, src: pd.DataFrame, ctx) -> np.ndarray | None:
+    """Per row of ``src``: the detector's side (:meth:`Detector.side`), NaN where it did not score."""
+    if isinstance(ctx, _Sub):
+        sub = d.side(ctx.frame, ctx.ctx)
+        if sub is None:
+            return None
+        out = np.full(len(src), np.nan)
+        out[ctx.rows] = sub
+        return out
+    return d.side(src, ctx)
+
+
+def _cold_rows(j: Judged, seg: np.ndarray, use: np.ndarray) -> np.ndarray:
+    """Rows the post-rules use that end a hold (:func:`postrules.cold` over the used rows)."""
+    idx = np.flatnonzero(use)
+    c = cold(j.scores[idx], j.det.config.post, seg[idx], None if j.side is None else j.side[idx])
+    return idx[c]
 
 
 def _alert(d: Detector, j: Judged, rows: np.ndarray) -> Alert:

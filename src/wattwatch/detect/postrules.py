@@ -2,12 +2,12 @@
 
 Readings whose score is NaN ("cannot judge": no load, no supply, distorted signal, suppressed by a
 root cause) are neither anomalous nor normal: they do not count towards an alert and do not end
-one. Runs of anomalous readings of one meter are merged when closer than ``merge_gap_s``; a merged
-run becomes an alert when it spans at least ``min_duration_s`` and holds at least
-``min_readings`` anomalous readings. With ``min_readings >= 2`` a run of one anomalous reading is
-dropped before merging, so one-reading blips never alert, alone or together. The settings are per
-meter (:meth:`PostRule.at` adapts them to each meter's cadence). Everything is vectorised over all
-meters at once.
+one. Runs of anomalous readings of one meter are merged when closer than ``merge_gap_s`` (or, with
+``hold``, when no reading between them returned to normal); a merged run becomes an alert when it
+spans at least ``min_duration_s`` and holds at least ``min_readings`` anomalous readings. With
+``min_readings >= 2`` a run of one anomalous reading is dropped before merging, so one-reading
+blips never alert, alone or together. The settings are per meter (:meth:`PostRule.at` adapts them
+to each meter's cadence). Everything is vectorised over all meters at once.
 """
 
 from __future__ import annotations
@@ -41,11 +41,12 @@ def _per_row(eff: dict | None, post: PostRule, key: str, seg: np.ndarray):
     return eff[key][seg]
 
 
-def group(seg: np.ndarray, t: np.ndarray, score: np.ndarray, post: PostRule, eff: dict | None = None) -> Groups:
+def group(seg: np.ndarray, t: np.ndarray, score: np.ndarray, post: PostRule, eff: dict | None = None,
+          side: np.ndarray | None = None) -> Groups:
     """Every group of anomalous readings (kept or not), for rows sorted by (seg, t).
 
     ``eff``: per-meter settings (``post.at(cadence)``, arrays indexed by segment code); None:
-    ``post`` as it is for every meter."""
+    ``post`` as it is for every meter. ``side``: per reading, which way it is off (for ``hold``)."""
     empty = Groups(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool))
     with np.errstate(invalid="ignore"):
         hot = score >= post.threshold
@@ -86,21 +87,59 @@ def group(seg: np.ndarray, t: np.ndarray, score: np.ndarray, post: PostRule, eff
     other_meter = np.concatenate([[True], rs[1:] != rs[:-1]])
     merge = _per_row(eff, post, "merge_gap_s", rs)
     new_group = other_meter | (starts_run & (gap >= merge))
-    bounds = np.append(np.flatnonzero(new_group), len(rows))
-    first, last = bounds[:-1], bounds[1:] - 1
-    duration = rt[last] - rt[first]
-    count = last - first + 1
-    gs = rs[first]
-    min_dur = eff["min_duration_s"][gs] if eff else post.min_duration_s
-    min_cnt = eff["min_readings"][gs] if eff else post.min_readings
-    kept = (duration >= min_dur) & (count >= min_cnt)
+
+    def bounded(new_group):
+        bounds = np.append(np.flatnonzero(new_group), len(rows))
+        first, last = bounds[:-1], bounds[1:] - 1
+        gs = rs[first]
+        min_dur = eff["min_duration_s"][gs] if eff else post.min_duration_s
+        min_cnt = eff["min_readings"][gs] if eff else post.min_readings
+        return first, last, (rt[last] - rt[first] >= min_dur) & (last - first + 1 >= min_cnt)
+
+    first, last, kept = bounded(new_group)
+    if post.hold > 0 and len(first) > 1:
+        # Held together where the deviation never returned to normal between two groups, one of
+        # which is an alert on its own (fragments too short to alert do not make one together).
+        held = _held(score, rows, new_group, rs, post, seg, side)[first[1:]] & (kept[:-1] | kept[1:])
+        if held.any():
+            new_group[first[1:][held]] = False
+            first, last, kept = bounded(new_group)
     return Groups(rows, first, last, kept)
 
 
+def cold(score: np.ndarray, post: PostRule, seg: np.ndarray | None = None, side: np.ndarray | None = None) -> np.ndarray:
+    """Readings that end a hold (``post.hold``), for rows sorted by (seg, t): judged and under
+    ``hold`` x the threshold, or (with ``side``) off the other way than the meter's previous
+    judged reading that was off one way or the other (crossing over is a return to normal)."""
+    with np.errstate(invalid="ignore"):
+        out = np.isfinite(score) & (score < post.hold * post.threshold)
+    if side is not None and seg is not None and len(score):
+        sd = np.asarray(side, float)
+        k = np.flatnonzero(np.isfinite(score) & np.isfinite(sd) & (sd != 0))
+        if len(k) > 1:
+            flip = (sd[k[1:]] != sd[k[:-1]]) & (seg[k[1:]] == seg[k[:-1]])
+            out[k[1:][flip]] = True
+    return out
+
+
+def _held(score: np.ndarray, rows: np.ndarray, new_group: np.ndarray, rs: np.ndarray, post: PostRule,
+          seg: np.ndarray, side: np.ndarray | None) -> np.ndarray:
+    """Per anomalous reading: it starts a group that is held together with the previous group of
+    its meter (no judged reading between them back to normal, ``post.hold``)."""
+    out = np.zeros(len(rows), bool)
+    starts = np.flatnonzero(new_group)[1:]
+    if not len(starts):
+        return out
+    cc = np.cumsum(cold(score, post, seg, side))
+    a, b = rows[starts - 1], rows[starts]  # the previous group's last reading, this one's first
+    out[starts] = (rs[starts] == rs[starts - 1]) & (cc[b] - cc[a] == 0)
+    return out
+
+
 def alert_groups(seg: np.ndarray, t: np.ndarray, score: np.ndarray, post: PostRule,
-                 eff: dict | None = None) -> list[np.ndarray]:
+                 eff: dict | None = None, side: np.ndarray | None = None) -> list[np.ndarray]:
     """Row indices (anomalous readings) of each alert, for rows sorted by (seg, t)."""
-    return group(seg, t, score, post, eff).alerts()
+    return group(seg, t, score, post, eff, side).alerts()
 
 
 def span_mask(seg: np.ndarray, t: np.ndarray, groups: list[np.ndarray], pad_s=0.0) -> np.ndarray:

@@ -10,9 +10,10 @@ register, faults, normal events) is simulated from it as before:
   means) plus, as one more appliance circuit, the AMPds2 bedroom circuit (1-min, resampled)
   scaled to 0.3-1.5 kW at its peak;
 - commercial sites (three phase): the steel plant (15-min) and the BDG2 buildings (hourly),
-  linearly interpolated to 5 min. Windows holding zero, missing or flat-lined hours, or sources
-  whose readings are coarsely quantised (a lab metered in steps of 1,000 kWh), are not used: the
-  fleet's labels would not know about those real defects.
+  linearly interpolated to 5 min. Windows holding zero, missing or flat-lined hours, or hours
+  copied from the week before (a gap the publisher filled), or sources whose readings are coarsely
+  quantised (a lab metered in steps of 1,000 kWh), are not used: the fleet's labels would not
+  know about those real defects.
 
 Each meter takes its own source, start day (a commercial meter's on the same weekday as the
 fleet's first day, so weekends stay weekends), minute offset and scale (seeded). Source days wrap
@@ -76,8 +77,10 @@ def _grid(ts: pd.Series, p: pd.Series, clock: float | str, cadence_s: float) -> 
 def _clean_days(hourly_src: pd.Series, values: np.ndarray, need_days: int, cadence_s: float,
                 changes: pd.DatetimeIndex | None = None) -> np.ndarray:
     """Start days of ``need_days``-day windows of ``values`` without a missing, zero or flat-lined
-    (equal source readings for three hours) stretch, nor a clock change (``changes``, local times:
-    a logger on the site's wall clock writes a short hour in spring and a double one in autumn)."""
+    (equal source readings for three hours) stretch, a stretch copied from the week before (three
+    hours equal to the same hours a week earlier: a gap filled by the data's publisher), nor a
+    clock change (``changes``, local times: a logger on the site's wall clock writes a short hour
+    in spring and a double one in autumn)."""
     n_days = len(values) // DAY
     bad_day = np.zeros(n_days, bool)
     if changes is not None and len(changes) and len(hourly_src):
@@ -89,6 +92,12 @@ def _clean_days(hourly_src: pd.Series, values: np.ndarray, need_days: int, caden
     k = max(2, int(round(3 * 3600 / cadence_s)))
     same = (hourly_src.diff().abs() < 1e-9).astype(int)
     flat = same.rolling(k - 1, min_periods=k - 1).sum() >= k - 1
+    # A gap the data's publisher filled with a copy of an earlier week: three hours or more equal,
+    # reading for reading, to the same hours a week before (no meter repeats itself to the Wh).
+    week = hourly_src.index - pd.Timedelta(days=7)
+    before = hourly_src.reindex(week).to_numpy()
+    copy = pd.Series((np.abs(hourly_src.to_numpy() - before) < 1e-9).astype(int), index=hourly_src.index)
+    flat |= copy.rolling(k, min_periods=k).sum() >= k
     if flat.any():
         idx = ((hourly_src.index[flat.to_numpy()] - hourly_src.index[0]).total_seconds() // 86400).astype(int)
         bad_day[np.clip(idx, 0, n_days - 1)] = True

@@ -137,6 +137,16 @@ A profiling period whose spread is large compared with the load (``noisy_ratio``
 a notice: a baseline learned from it cannot be trusted, and erratic current often means a CT
 clamp not fully closed or a grounding fault (wiring audit).
 
+**One change, one alert.** A building whose consumption moves to a new level and stays there
+(a term starting, a load added for good) keeps its deviation on the same side for days, while
+its score wanders around the limit as the averages catch up and as hours cannot be judged (an
+outage, a fault another detector explains): merged only within 12 hours, that was a new alert
+every day or two (real-shape fleet: one BDG2 school three alerts in nine days, a hospital's
+seasonal decline two). The post-rules therefore hold an alert (``post.hold``, 0.25: within one
+day-to-day spread of the profile, a quarter of the ``sigma_k`` = 4 limit) until the deviation has
+really returned to normal: two alerts of the meter with no judged hour under it between them are
+one, kept open while it lasts; a return to normal and a new departure are a second alert.
+
 Both averages have finite memory (``fast_memory`` and ``slow_memory`` spans: the average of the
 last so many hours only, as if started on profile just before), so an hour's score depends only
 on the hours of that reach and judging a week gives the scores judging the year gives. Meters
@@ -203,7 +213,8 @@ least ``quiet_share`` of it (0 hours: not gated; see the module notes)."""
     weekend_prior: float = 0.3
     quiet_hours: int = 6
     quiet_share: float = 0.5
-    post: PostRule = PostRule(min_duration_s=12 * 3600.0, min_readings=6, merge_gap_s=12 * 3600.0)
+    post: PostRule = PostRule(min_duration_s=12 * 3600.0, min_readings=6, merge_gap_s=12 * 3600.0,
+                              hold=0.25)
 
     def __post_init__(self):
         if not (self.recal_days >= 0 and self.recal_min_days >= 0) or \
@@ -797,6 +808,13 @@ class BaselineMACD(Detector):
         if not dev.size:
             return Scored(np.full(len(df), np.nan), ctx)
         return Scored((np.abs(dev) / limit).ravel()[cell], ctx)
+
+    def side(self, df, ctx=None):
+        """Per reading: above (+1) or below (-1) its baseline, by the window that set its score."""
+        if ctx is None:
+            return None
+        dev, *_, cell = ctx
+        return np.sign(dev.ravel()[cell]) if dev.size else np.full(len(df), np.nan)
 
     def describe(self, df, rows, scores, ctx=None) -> Finding:
         macd, limit, expected, m, which, cell = ctx
