@@ -134,6 +134,9 @@ class SegTimes:
         self.key = self.seg * self.span + (self.us - self.t0)
         self.first = self.us[self.starts] if n else np.zeros(0, np.int64)
         self.last = self.us[self.ends - 1] if n else np.zeros(0, np.int64)
+        # Per meter code: the code itself (as search's ``k`` for all meters) and its reading count.
+        self.ks = np.arange(len(self.starts), dtype=np.int64)
+        self.lens = self.ends - self.starts
 
     def within(self) -> np.ndarray:
         """Each row's index within its meter's readings (computed once)."""
@@ -170,10 +173,7 @@ def _reach_rows(t: np.ndarray, seg: np.ndarray, starts: np.ndarray, ends: np.nda
     if origin.all() and flush.all():  # a whole history: every reading is as exact as it gets
         return np.ones(len(t), bool), np.ones(len(t), bool)
     st = st or SegTimes(t, seg, starts, ends)
-    seg = st.seg
-    us = st.us
-    ks = np.arange(len(st.starts))
-    lens = st.ends - st.starts
+    seg, us, ks, lens = st.seg, st.us, st.ks, st.lens
     back_s, ahead_s = np.asarray(r.back_s, float), np.asarray(r.ahead_s, float)
     # Exact: the reach back starts at or after the meter's first reading in the frame (time >=
     # first + back) and at least back_n readings precede it (the back_n-th reading is before
@@ -427,10 +427,7 @@ def _fresh_rows(d: Detector, ok: np.ndarray, names: list[str], t: np.ndarray, st
     descriptions, start there) and its first reading without a known score, with its own reach
     before that (and one reading more); every reading before is known (None: score every row)."""
     ok = np.asarray(ok, bool)
-    seg = st.seg
-    ks = np.arange(len(st.starts))
-    lens = st.ends - st.starts
-    within = st.within()
+    seg, ks, lens, within = st.seg, st.ks, st.lens, st.within()
     first_unknown = np.minimum.reduceat(np.where(ok, lens[seg], within), st.starts) if len(seg) else lens
     t_pend = np.where(first_unknown < lens, t[st.starts + np.minimum(first_unknown, lens - 1)], np.inf)
     clean = np.array([since.get(m, -np.inf) for m in names], float)

@@ -9,7 +9,7 @@ span and id, that judging all readings at once gives:
 - per meter, how many readings were dropped before the tail (for detectors aligned on positions)
   and whether the tail still starts at the meter's first reading;
 - per reading of the tail and detector, its score once it is final (columns ``_c:<detector>`` and
-  the bit mask ``_known``): a detector then scores only its pending readings and those its open
+  ``_k:<detector>``, by name: what a column holds does not depend on the order of the detectors): a detector then scores only its pending readings and those its open
   alerts span, with its own reach before them, not the whole tail the longest reach keeps
   (:func:`core.run`'s ``known``). Not checkpointed (:meth:`Stitcher.carry`): a carry loaded from
   a checkpoint is scored whole once.
@@ -32,7 +32,7 @@ from wattwatch.detect import core
 from wattwatch.detect.base import Detector
 from wattwatch.detect.frame import AUX, meter_names, prepare, seg_bounds
 
-KNOWN = "_known"          # tail column: bit k set = the k-th detector's score of the row is final
+KNOWN = "_k:"             # tail column prefix: ``_k:<detector>`` true = its score ``_c:<detector>`` is final
 UNKEPT_PIECES = 32        # pieces a detector's known scores are not kept after they saved nothing
 _ROW = "stitch_row__"     # scratch column: a frame row's place in the concatenated tail and piece
 
@@ -91,7 +91,7 @@ class Stitcher:
             step.open_ids = set().union(*self.open.values())
             return step
         cat = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].copy(deep=False)
-        cached = self.known_scores and KNOWN in cat.columns
+        cached = self.known_scores and any(str(c).startswith(KNOWN) for c in cat.columns)
         if cached:
             cat[_ROW] = np.arange(len(cat), dtype=np.int64)
         frame = prepare(cat)
@@ -132,9 +132,8 @@ class Stitcher:
                     self.emitted[name][m] = max(self.emitted[name].get(m, -np.inf), ft)
                 self.since[name][m] = float(res.clean[name][k])
         # Scores final now (exact and final) or before are kept with the tail for the next piece.
-        bits = np.zeros(len(t), np.int64)
         cols = {}
-        for k, j in enumerate(res.judged):
+        for j in res.judged:
             name = j.det.name
             if known is not None and name in known and j.share > core.FRESH_WHOLE:
                 self._unkept[name] = UNKEPT_PIECES
@@ -144,9 +143,8 @@ class Stitcher:
             ok = j.exact & j.final
             if known is not None and name in known:
                 ok = ok | known[name][1]
-            bits |= ok.astype(np.int64) << k
             cols[f"_c:{name}"] = j.scores
-        cols[KNOWN] = bits
+            cols[KNOWN + name] = ok
         self._cut_tail(res.frame, names, starts, ends, t, cols if self.known_scores else None)
         if idle is not None and len(idle):
             self.tail = pd.concat([idle, self.tail], ignore_index=True) if len(self.tail) else idle.reset_index(drop=True)
@@ -162,20 +160,20 @@ class Stitcher:
         """The tail as checkpointed: the readings, without the known scores."""
         if self.tail is None:
             return None
-        return self.tail.drop(columns=[c for c in self.tail.columns if c == KNOWN or str(c).startswith("_c:")])
+        return self.tail.drop(columns=[c for c in self.tail.columns if _cached(c)])
 
     def _known(self, cat: pd.DataFrame, rows: np.ndarray, frame: pd.DataFrame, names: list[str]) -> dict:
         """Per detector, (score, known) per row of ``frame`` from the tail's columns: a score is known
-        where its bit is set and the row is not after the last reading final for that meter."""
-        bits = np.nan_to_num(cat[KNOWN].to_numpy(float)[rows], nan=0.0).astype(np.int64)
+        where its flag is set (not a row of the piece: missing) and the row is not after the last
+        reading final for that meter."""
         seg, t = frame["_seg"].to_numpy(), frame["_t"].to_numpy()
         out = {}
-        for k, d in enumerate(self.detectors):
-            col = f"_c:{d.name}"
-            if col not in cat.columns:
+        for d in self.detectors:
+            col, flag = f"_c:{d.name}", KNOWN + d.name
+            if col not in cat.columns or flag not in cat.columns:
                 continue
             done = np.array([self.emitted[d.name].get(m, -np.inf) for m in names], float)
-            ok = (((bits >> k) & 1) == 1) & (t <= done[seg])
+            ok = (cat[flag].to_numpy(float, na_value=0.0)[rows] == 1.0) & (t <= done[seg])  # NA: a piece's row
             out[d.name] = (cat[col].to_numpy(float)[rows], ok)
         return out
 
@@ -214,6 +212,11 @@ class Stitcher:
         data = {c: frame[c].array[keep] for c in frame.columns if c not in drop}
         data.update({c: v[keep] for c, v in (cols or {}).items()})
         self.tail = pd.DataFrame(data, copy=False)
+
+
+def _cached(col) -> bool:
+    """A column of known scores or their flags (kept in memory, not checkpointed)."""
+    return str(col).startswith(("_c:", KNOWN))
 
 
 def _plain(piece: pd.DataFrame) -> pd.DataFrame:
