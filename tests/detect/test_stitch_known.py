@@ -131,3 +131,58 @@ def test_known_scores_are_read_by_detector_name_whatever_the_order_of_the_detect
     problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
     assert not problems, "\n".join(problems[:12])
     assert all(seen[name] < 0.5 * rows_in for name in SHORT), "known scores unused: the test proves nothing"
+
+
+def _frame(rows):
+    return pd.DataFrame({"meter_id": [r[0] for r in rows],
+                         "ts": pd.to_datetime([r[1] for r in rows], unit="s", utc=True).as_unit("us"),
+                         "p_kw": [float(r[2]) for r in rows]})
+
+
+@pytest.mark.parametrize("late", [False, True])
+def test_the_tail_and_a_piece_merge_as_sorting_them_would(late):
+    """The stitcher merges its tail and a piece by meter without sorting the tail: the rows come
+    out as a stable sort by meter then time gives (a late reading too), known-score flags the
+    piece lacks are False, other missing columns NaN."""
+    from wattwatch.detect.stitch import _by_meter, _merge
+
+    a = _frame([("m2", 10, 1), ("m1", 0, 2), ("m1", 60, 3), ("m2", 70, 4), ("m4", 5, 5)])
+    a[KNOWN + "x"] = [True, False, True, True, False]
+    a["_c:x"] = [0.1, 0.2, 0.3, 0.4, 0.5]
+    b = _frame([("m3", 100, 6), ("m1", 30 if late else 120, 7), ("m2", 130, 8), ("m2", 190, 9)])
+    b["q_kvar"] = 1.0
+    ta, tb = _by_meter(a), _by_meter(b)
+    got = _merge(ta, tb)
+    want = pd.concat([ta.astype({"meter_id": str}), tb.astype({"meter_id": str})], ignore_index=True)
+    want = want.sort_values(["meter_id", "ts"], kind="stable").reset_index(drop=True)
+    assert list(got["meter_id"].astype(str)) == list(want["meter_id"])
+    assert list(got["meter_id"].cat.categories) == ["m1", "m2", "m3", "m4"]
+    pd.testing.assert_series_equal(got["ts"], want["ts"])
+    np.testing.assert_array_equal(got["p_kw"].to_numpy(), want["p_kw"].to_numpy())
+    np.testing.assert_array_equal(got["_c:x"].to_numpy(), want["_c:x"].to_numpy())
+    np.testing.assert_array_equal(got["q_kvar"].to_numpy(), want["q_kvar"].to_numpy())
+    assert got[KNOWN + "x"].dtype == bool
+    np.testing.assert_array_equal(got[KNOWN + "x"].to_numpy(), [v is True for v in want[KNOWN + "x"]])
+
+
+def test_a_carry_in_any_row_order_goes_on_as_the_stitcher_that_kept_it():
+    """A tail handed over with string meter ids in another row order (as a checkpoint may load
+    it) is put in meter and time order first: the next pieces give what they give after the
+    stitcher's own tail."""
+    frame = _sim(meters=3, days=PROFILE_DAYS + 1, step="15min", seed=1720, fault_share=0.9, outage_share=0.5,
+                 profile_days=PROFILE_DAYS)
+    dets = registry.build_all(DETECTORS)
+    profile(prepare(frame), dets, ENGINE)
+    t = _epoch(frame["ts"])
+    cut = np.quantile(t, [0.8, 0.9])
+    a, b = Stitcher(dets), Stitcher(dets)
+    a.feed(frame[t <= cut[0]])
+    b.feed(frame[t <= cut[0]])
+    shuffled = b.tail.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    shuffled["meter_id"] = shuffled["meter_id"].astype(str)
+    b.tail = shuffled
+    for lo, hi in ((cut[0], cut[1]), (cut[1], np.inf)):
+        sa, sb = a.feed(frame[(t > lo) & (t <= hi)]), b.feed(frame[(t > lo) & (t <= hi)])
+        assert sorted(x.to_json() for x in sa.alerts) == sorted(x.to_json() for x in sb.alerts)
+        pd.testing.assert_frame_equal(sa.scores.reset_index(drop=True), sb.scores.reset_index(drop=True))
+    assert sorted(x.to_json() for x in a.flush().alerts) == sorted(x.to_json() for x in b.flush().alerts)

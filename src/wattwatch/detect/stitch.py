@@ -34,7 +34,6 @@ from wattwatch.detect.frame import AUX, meter_names, prepare, seg_bounds
 
 KNOWN = "_k:"             # tail column prefix: ``_k:<detector>`` true = its score ``_c:<detector>`` is final
 UNKEPT_PIECES = 32        # pieces a detector's known scores are not kept after they saved nothing
-_ROW = "stitch_row__"     # scratch column: a frame row's place in the concatenated tail and piece
 
 
 @dataclass
@@ -77,11 +76,12 @@ class Stitcher:
         piece is not judged again (unless ``final``): the core is a pure function of a meter's
         readings and carry, so it would give what it gave last time; its tail is kept as it is
         and its open alerts stay open."""
-        piece = _plain(piece)
-        tail, idle = self.tail, None
+        piece = _by_meter(_plain(piece))
+        tail, idle = _by_meter(self.tail) if self.tail is not None else None, None
         if not final and tail is not None and len(tail):
             active = set(pd.unique(piece["meter_id"].astype(str))) | self.stale if len(piece) else set(self.stale)
-            sel = tail["meter_id"].astype(str).isin(active).to_numpy()
+            cats = tail["meter_id"].cat.categories
+            sel = cats.isin(list(active))[tail["meter_id"].array.codes]
             if not sel.all():
                 idle, tail = tail[~sel], tail[sel]
         self.stale = set()
@@ -90,13 +90,13 @@ class Stitcher:
         if not parts:
             step.open_ids = set().union(*self.open.values())
             return step
-        cat = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].copy(deep=False)
-        cached = self.known_scores and any(str(c).startswith(KNOWN) for c in cat.columns)
-        if cached:
-            cat[_ROW] = np.arange(len(cat), dtype=np.int64)
+        # The tail and the piece are each sorted by meter and time and a meter's new readings
+        # follow its tail: merged in that order (no sort of the whole tail), else sorted.
+        cat = _merge(*parts) if len(parts) > 1 else parts[0]
         frame = prepare(cat)
         names = [str(m) for m in meter_names(frame)]
-        known = self._known(cat, frame.pop(_ROW).to_numpy().astype(np.int64), frame, names) if cached else None
+        cached = self.known_scores and any(str(c).startswith(KNOWN) for c in cat.columns)
+        known = self._known(cat, frame, names) if cached else None
         res = core.run(frame, self.detectors, origin={m: self.origin.get(m, True) for m in names}, flush=final,
                        since=self.since, positions=self.n_before, known=known)
         seg, t = res.frame["_seg"].to_numpy(), res.frame["_t"].to_numpy()
@@ -147,7 +147,8 @@ class Stitcher:
             cols[KNOWN + name] = ok
         self._cut_tail(res.frame, names, starts, ends, t, cols if self.known_scores else None)
         if idle is not None and len(idle):
-            self.tail = pd.concat([idle, self.tail], ignore_index=True) if len(self.tail) else idle.reset_index(drop=True)
+            self.tail = _merge(idle, self.tail) if len(self.tail) else idle.reset_index(drop=True)
+        self.tail.__dict__["_ww_by_meter"] = True
         return step
 
     def flush(self) -> Step:
@@ -162,10 +163,10 @@ class Stitcher:
             return None
         return self.tail.drop(columns=[c for c in self.tail.columns if _cached(c)])
 
-    def _known(self, cat: pd.DataFrame, rows: np.ndarray, frame: pd.DataFrame, names: list[str]) -> dict:
-        """Per detector, (score, known) per row of ``frame`` from the tail's columns: a score is known
-        where its flag is set (not a row of the piece: missing) and the row is not after the last
-        reading final for that meter."""
+    def _known(self, cat: pd.DataFrame, frame: pd.DataFrame, names: list[str]) -> dict:
+        """Per detector, (score, known) per row of ``frame`` (``cat`` prepared, in the same order)
+        from the tail's columns: a score is known where its flag is set (not on a row of the
+        piece) and the row is not after the last reading final for that meter."""
         seg, t = frame["_seg"].to_numpy(), frame["_t"].to_numpy()
         out = {}
         for d in self.detectors:
@@ -173,8 +174,8 @@ class Stitcher:
             if col not in cat.columns or flag not in cat.columns:
                 continue
             done = np.array([self.emitted[d.name].get(m, -np.inf) for m in names], float)
-            ok = (cat[flag].to_numpy(float, na_value=0.0)[rows] == 1.0) & (t <= done[seg])  # NA: a piece's row
-            out[d.name] = (cat[col].to_numpy(float)[rows], ok)
+            ok = cat[flag].to_numpy(bool) & (t <= done[seg])
+            out[d.name] = (cat[col].to_numpy(float), ok)
         return out
 
     def _cut_tail(self, frame: pd.DataFrame, names: list[str], starts, ends, t, cols: dict | None = None) -> None:
@@ -217,6 +218,103 @@ class Stitcher:
 def _cached(col) -> bool:
     """A column of known scores or their flags (kept in memory, not checkpointed)."""
     return str(col).startswith(("_c:", KNOWN))
+
+
+def _by_meter(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` sorted by meter then time (stable), ``meter_id`` a Categorical with sorted categories,
+    a RangeIndex; as it is when it already is (the stitcher's own tail is marked so)."""
+    if df.__dict__.get("_ww_by_meter"):
+        return df
+    mid = df["meter_id"]
+    if isinstance(mid.dtype, pd.CategoricalDtype) and mid.cat.categories.is_monotonic_increasing \
+            and mid.cat.categories.dtype == object:
+        codes, cats = mid.array.codes, mid.cat.categories
+    else:
+        codes, uniq = pd.factorize(mid.astype(str).to_numpy(object), sort=True)
+        cats = pd.Index(np.asarray(uniq, dtype=object), dtype=object)
+    ts = pd.to_datetime(df["ts"], utc=True)
+    t = ts.array.asi8
+    dc = np.diff(codes)
+    ok = len(codes) < 2 or bool(np.all((dc > 0) | ((dc == 0) & (np.diff(t) >= 0))))
+    order = None if ok else np.lexsort((t, codes))
+    cols = {}
+    for c in df.columns:
+        if c == "meter_id":
+            v = pd.Categorical.from_codes(codes if order is None else codes[order], categories=cats)
+        elif c == "ts":
+            v = ts.array if order is None else ts.array.take(order)
+        else:
+            v = df[c].array if order is None else df[c].array.take(order)
+        cols[c] = v
+    out = pd.DataFrame(cols, copy=False)
+    out.__dict__["_ww_by_meter"] = True
+    return out
+
+
+def _merge(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """Rows of ``a`` and ``b`` (each as :func:`_by_meter` gives) sorted by meter then time, a
+    meter's rows of ``a`` before its rows of ``b``: each row's place is found from the meters'
+    counts and every column written once (no sort). When some meter's rows of ``b`` do not all
+    follow its rows of ``a`` in time (a late piece), the rows are sorted instead.
+
+    Columns one side lacks: NaN, and False for known-score flags (``_k:``)."""
+    ca, cb = a["meter_id"].cat.categories, b["meter_id"].cat.categories
+    cats = ca.union(cb) if not ca.equals(cb) else ca
+    ka = cats.get_indexer(ca)[a["meter_id"].array.codes]
+    kb = cats.get_indexer(cb)[b["meter_id"].array.codes]
+    na_, nb_ = np.bincount(ka, minlength=len(cats)), np.bincount(kb, minlength=len(cats))
+    end = np.cumsum(na_ + nb_)
+    start = end - na_ - nb_
+    # Row i of a (its meter's w-th): start + w; row j of b: start + count in a + w.
+    sa = np.cumsum(na_) - na_
+    sb = np.cumsum(nb_) - nb_
+    pa = start[ka] + (np.arange(len(ka)) - sa[ka])
+    pb = start[kb] + na_[kb] + (np.arange(len(kb)) - sb[kb])
+    unit = a["ts"].array.unit
+    ta, tb = a["ts"].array.asi8, b["ts"].array.as_unit(unit).asi8
+    n = len(ka) + len(kb)
+    # Order check: per meter in both, a's last time <= b's first.
+    both = np.flatnonzero((na_ > 0) & (nb_ > 0))
+    late = bool(both.size) and bool(np.any(ta[(np.cumsum(na_) - 1)[both]] > tb[sb[both]]))
+    if late:
+        codes = np.concatenate([ka, kb])
+        order = np.lexsort((np.concatenate([ta, tb]), codes))
+        pos = np.empty(n, np.int64)
+        pos[order] = np.arange(n)
+        pa, pb = pos[:len(ka)], pos[len(ka):]
+        ina = inb = None
+    else:   # each side's places increase: written through a mask (faster than by index)
+        inb = np.zeros(n, bool)
+        inb[pb] = True
+        ina = ~inb
+
+    def place(xa, xb, dtype):
+        out = np.empty(n, dtype)
+        if ina is None:
+            out[pa], out[pb] = xa, xb
+        else:
+            out[ina], out[inb] = xa, xb
+        return out
+
+    codes = place(ka, kb, np.int64)
+    tt = place(ta, tb, np.int64)
+    cols = {"meter_id": pd.Categorical.from_codes(codes, categories=cats),
+            "ts": pd.DatetimeIndex(tt.view(f"M8[{unit}]")).tz_localize("UTC").array}
+    for c in dict.fromkeys([*a.columns, *b.columns]):
+        if c in cols:
+            continue
+        xa = a[c].to_numpy() if c in a.columns else None
+        xb = b[c].to_numpy() if c in b.columns else None
+        flag = str(c).startswith(KNOWN)
+        if xa is None or xb is None:
+            fill = np.zeros if flag else (lambda k: np.full(k, np.nan))
+            xa = fill(len(ka)) if xa is None else xa
+            xb = fill(len(kb)) if xb is None else xb
+        out = place(xa, xb, np.result_type(xa.dtype, xb.dtype))
+        cols[c] = out.astype(bool, copy=False) if flag else out
+    res = pd.DataFrame(cols, copy=False)
+    res.__dict__["_ww_by_meter"] = True
+    return res
 
 
 def _plain(piece: pd.DataFrame) -> pd.DataFrame:
