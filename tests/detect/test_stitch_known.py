@@ -186,3 +186,23 @@ def test_a_carry_in_any_row_order_goes_on_as_the_stitcher_that_kept_it():
         assert sorted(x.to_json() for x in sa.alerts) == sorted(x.to_json() for x in sb.alerts)
         pd.testing.assert_frame_equal(sa.scores.reset_index(drop=True), sb.scores.reset_index(drop=True))
     assert sorted(x.to_json() for x in a.flush().alerts) == sorted(x.to_json() for x in b.flush().alerts)
+
+
+def test_a_detector_idle_on_a_meter_keeps_none_of_its_readings_in_the_carry():
+    """seasonal_profile gives 5-minute meters no score (idle): its reach of three months must not
+    keep their whole history in the tail; the stream still equals the whole history judged."""
+    frame = _sim(meters=3, days=PROFILE_DAYS + 1, step="5min", seed=1721, fault_share=0.9, outage_share=0.5,
+                 profile_days=PROFILE_DAYS)
+    dets = registry.build_all(["supply_outage", "seasonal_profile"])
+    profile(prepare(frame), dets, ENGINE)
+    seasonal = next(d for d in dets if d.name == "seasonal_profile")
+    assert all(seasonal.idle(s) for s in seasonal.state_.values())
+    whole = core.run(frame, dets)
+    t = _epoch(frame["ts"])
+    edges = [-np.inf, *np.arange(t.min() + PROFILE_DAYS * 86400, t.max(), 3600.0), np.inf]
+    st = Stitcher(dets)
+    steps = [st.feed(frame[(t > lo) & (t <= hi)]) for lo, hi in zip(edges[:-1], edges[1:])]
+    assert len(st.tail) <= 3 * 3, f"the tail kept {len(st.tail)} of {len(frame)} readings"
+    steps.append(st.flush())
+    problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
+    assert not problems, "\n".join(problems[:12])

@@ -226,8 +226,20 @@ def reaches(detectors: list[Detector], meters) -> dict[str, Reach]:
                         h = np.maximum(h, b.config.post.horizon_s(cad) + e.pad(cad) + e.within(cad))
             if hit:
                 blockers.append((eff[b.name], h))
-        eff[d.name] = _chain(d.reach(list(meters)), blockers)
+        eff[d.name] = _unless_idle(d, _chain(d.reach(list(meters)), blockers), meters)
     return eff
+
+
+def _unless_idle(d: Detector, r: Reach, meters) -> Reach:
+    """``r`` with no reach on the meters ``d`` gives no score at all (``idle``: NaN on every
+    reading whatever the readings around it or its blockers' findings). Else seasonal_profile,
+    idle at 1 and 5 minutes, would keep three months of such a meter in a stream's carry."""
+    st = getattr(d, "state_", {})
+    idle = np.array([m in st and d.idle(st[m]) for m in meters], bool)
+    if not idle.any():
+        return r
+    return Reach(np.where(idle, 0.0, np.asarray(r.back_s, float)), np.where(idle, 0, np.asarray(r.back_n)).astype(np.int64),
+                 np.where(idle, 0.0, np.asarray(r.ahead_s, float)), np.where(idle, 0, np.asarray(r.ahead_n)).astype(np.int64))
 
 
 def _cadence(dets: list[Detector], m: str) -> float:
