@@ -140,11 +140,17 @@ def _frame(rows):
 
 
 @pytest.mark.parametrize("late", [False, True])
-def test_the_tail_and_a_piece_merge_as_sorting_them_would(late):
+@pytest.mark.parametrize("slices", [64, 0])
+@pytest.mark.parametrize("skip_m2", [False, True])
+def test_the_tail_and_a_piece_merge_as_sorting_them_would(late, slices, skip_m2, monkeypatch):
     """The stitcher merges its tail and a piece by meter without sorting the tail: the rows come
-    out as a stable sort by meter then time gives (a late reading too), known-score flags the
-    piece lacks are False, other missing columns NaN."""
+    out as a stable sort by meter then time gives (a late reading too; by slices or by a mask;
+    with a meter's tail rows left out), known-score flags the piece lacks are False, other
+    missing columns NaN."""
+    from wattwatch.detect import stitch
     from wattwatch.detect.stitch import _by_meter, _merge
+
+    monkeypatch.setattr(stitch, "RUNS_AS_SLICES", slices)
 
     a = _frame([("m2", 10, 1), ("m1", 0, 2), ("m1", 60, 3), ("m2", 70, 4), ("m4", 5, 5)])
     a[KNOWN + "x"] = [True, False, True, True, False]
@@ -152,8 +158,10 @@ def test_the_tail_and_a_piece_merge_as_sorting_them_would(late):
     b = _frame([("m3", 100, 6), ("m1", 30 if late else 120, 7), ("m2", 130, 8), ("m2", 190, 9)])
     b["q_kvar"] = 1.0
     ta, tb = _by_meter(a), _by_meter(b)
-    got = _merge(ta, tb)
-    want = pd.concat([ta.astype({"meter_id": str}), tb.astype({"meter_id": str})], ignore_index=True)
+    take = np.asarray(ta["meter_id"].cat.categories != "m2") if skip_m2 else None
+    got = _merge(ta, tb, take)
+    kept_a = ta[ta["meter_id"] != "m2"] if skip_m2 else ta
+    want = pd.concat([kept_a.astype({"meter_id": str}), tb.astype({"meter_id": str})], ignore_index=True)
     want = want.sort_values(["meter_id", "ts"], kind="stable").reset_index(drop=True)
     assert list(got["meter_id"].astype(str)) == list(want["meter_id"])
     assert list(got["meter_id"].cat.categories) == ["m1", "m2", "m3", "m4"]

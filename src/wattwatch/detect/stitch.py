@@ -33,6 +33,7 @@ from wattwatch.detect.base import Detector
 from wattwatch.detect.frame import AUX, meter_names, prepare, seg_bounds
 
 KNOWN = "_k:"             # tail column prefix: ``_k:<detector>`` true = its score ``_c:<detector>`` is final
+RUNS_AS_SLICES = 64       # a merge of at most this many runs of rows copies slices (see _merge)
 UNKEPT_PIECES = 32        # pieces a detector's known scores are not kept after they saved nothing
 
 
@@ -77,22 +78,21 @@ class Stitcher:
         readings and carry, so it would give what it gave last time; its tail is kept as it is
         and its open alerts stay open."""
         piece = _by_meter(_plain(piece))
-        tail, idle = _by_meter(self.tail) if self.tail is not None else None, None
-        if not final and tail is not None and len(tail):
+        tail = _by_meter(self.tail) if self.tail is not None and len(self.tail) else None
+        judged = None   # per category of the tail: its meter is judged (None: every one)
+        if not final and tail is not None:
             active = set(pd.unique(piece["meter_id"].astype(str))) | self.stale if len(piece) else set(self.stale)
-            cats = tail["meter_id"].cat.categories
-            sel = cats.isin(list(active))[tail["meter_id"].array.codes]
-            if not sel.all():
-                idle, tail = tail[~sel], tail[sel]
+            judged = tail["meter_id"].cat.categories.isin(list(active))
+            if judged.all():
+                judged = None
         self.stale = set()
-        parts = [p for p in (tail, piece) if p is not None and len(p)]
         step = Step()
-        if not parts:
+        if not len(piece) and (tail is None or (judged is not None and not judged.any())):
             step.open_ids = set().union(*self.open.values())
             return step
         # The tail and the piece are each sorted by meter and time and a meter's new readings
         # follow its tail: merged in that order (no sort of the whole tail), else sorted.
-        cat = _merge(*parts) if len(parts) > 1 else parts[0]
+        cat = _merge(tail, piece, judged) if tail is not None else piece
         frame = prepare(cat)
         names = [str(m) for m in meter_names(frame)]
         cached = self.known_scores and any(str(c).startswith(KNOWN) for c in cat.columns)
@@ -146,8 +146,8 @@ class Stitcher:
             cols[f"_c:{name}"] = j.scores
             cols[KNOWN + name] = ok
         self._cut_tail(res.frame, names, starts, ends, t, cols if self.known_scores else None)
-        if idle is not None and len(idle):
-            self.tail = _merge(idle, self.tail) if len(self.tail) else idle.reset_index(drop=True)
+        if judged is not None:   # the meters not judged keep their tail as it was
+            self.tail = _merge(tail, self.tail, ~judged)
         self.tail.__dict__["_ww_by_meter"] = True
         return step
 
@@ -251,70 +251,93 @@ def _by_meter(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _merge(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+def _merge(a: pd.DataFrame, b: pd.DataFrame, a_meters: np.ndarray | None = None) -> pd.DataFrame:
     """Rows of ``a`` and ``b`` (each as :func:`_by_meter` gives) sorted by meter then time, a
-    meter's rows of ``a`` before its rows of ``b``: each row's place is found from the meters'
-    counts and every column written once (no sort). When some meter's rows of ``b`` do not all
-    follow its rows of ``a`` in time (a late piece), the rows are sorted instead.
+    meter's rows of ``a`` before its rows of ``b``; of ``a`` only the meters ``a_meters`` says
+    (per category of ``a``; None: all). Each side holds a meter's rows in one block, so every
+    column is put together from whole blocks (copies of contiguous slices, no sort, no per-row
+    index). When some meter's rows of ``b`` do not all follow its rows of ``a`` in time (a late
+    reading), the rows are sorted instead.
 
-    Columns one side lacks: NaN, and False for known-score flags (``_k:``)."""
+    Columns one side lacks: NaN, and False for known-score flags (``_k:``). Categories: the meters
+    that have rows."""
     ca, cb = a["meter_id"].cat.categories, b["meter_id"].cat.categories
     cats = ca.union(cb) if not ca.equals(cb) else ca
-    ka = cats.get_indexer(ca)[a["meter_id"].array.codes]
-    kb = cats.get_indexer(cb)[b["meter_id"].array.codes]
-    na_, nb_ = np.bincount(ka, minlength=len(cats)), np.bincount(kb, minlength=len(cats))
-    end = np.cumsum(na_ + nb_)
-    start = end - na_ - nb_
-    # Row i of a (its meter's w-th): start + w; row j of b: start + count in a + w.
-    sa = np.cumsum(na_) - na_
-    sb = np.cumsum(nb_) - nb_
-    pa = start[ka] + (np.arange(len(ka)) - sa[ka])
-    pb = start[kb] + na_[kb] + (np.arange(len(kb)) - sb[kb])
+    lo_a, hi_a = _blocks(a, cats, a_meters)
+    lo_b, hi_b = _blocks(b, cats, None)
+    n_a, n_b = hi_a - lo_a, hi_b - lo_b
     unit = a["ts"].array.unit
     ta, tb = a["ts"].array.asi8, b["ts"].array.as_unit(unit).asi8
-    n = len(ka) + len(kb)
-    # Order check: per meter in both, a's last time <= b's first.
-    both = np.flatnonzero((na_ > 0) & (nb_ > 0))
-    late = bool(both.size) and bool(np.any(ta[(np.cumsum(na_) - 1)[both]] > tb[sb[both]]))
-    if late:
-        codes = np.concatenate([ka, kb])
-        order = np.lexsort((np.concatenate([ta, tb]), codes))
-        pos = np.empty(n, np.int64)
-        pos[order] = np.arange(n)
-        pa, pb = pos[:len(ka)], pos[len(ka):]
-        ina = inb = None
-    else:   # each side's places increase: written through a mask (faster than by index)
-        inb = np.zeros(n, bool)
-        inb[pb] = True
-        ina = ~inb
+    both = np.flatnonzero((n_a > 0) & (n_b > 0))
+    late = bool(both.size) and bool(np.any(ta[hi_a[both] - 1] > tb[lo_b[both]]))
+    used = np.flatnonzero(n_a + n_b > 0)
+    out_cats = cats[used]
+    # Runs of rows taken from one side, in output order: per meter its block of a, then of b;
+    # consecutive blocks of one side that touch are one run (idle meters' rows stay one slice).
+    runs: list[list[int]] = []
+    for u in used:
+        for side, lo, hi in ((0, lo_a[u], hi_a[u]), (1, lo_b[u], hi_b[u])):
+            if hi > lo:
+                if runs and runs[-1][0] == side and runs[-1][2] == lo:
+                    runs[-1][2] = hi
+                else:
+                    runs.append([side, int(lo), int(hi)])
+    n = int((n_a + n_b).sum())
+    # Few runs (a piece of a few meters; the idle meters put back): whole slices. Many (every
+    # meter in the piece): each row's side as a mask, each side written in one pass.
+    inb = rows_a = None
+    if len(runs) > RUNS_AS_SLICES:
+        inb = np.repeat(np.array([r[0] == 1 for r in runs]), [r[2] - r[1] for r in runs])
+        if a_meters is not None:
+            rows_a = np.asarray(a_meters, bool)[a["meter_id"].array.codes]
 
-    def place(xa, xb, dtype):
-        out = np.empty(n, dtype)
-        if ina is None:
-            out[pa], out[pb] = xa, xb
-        else:
-            out[ina], out[inb] = xa, xb
+    def put(xa, xb, fill):
+        if inb is None:
+            parts = [x[lo:hi] if x is not None else np.full(hi - lo, fill)
+                     for side, lo, hi in runs for x in ((xa, xb)[side],)]
+            return np.concatenate(parts) if parts else np.zeros(0, (xa if xa is not None else xb).dtype)
+        k_b = int(inb.sum())
+        xa = np.full(n - k_b, fill) if xa is None else (xa if rows_a is None else xa[rows_a])
+        xb = np.full(k_b, fill) if xb is None else xb
+        out = np.empty(n, np.result_type(xa.dtype, xb.dtype))
+        out[~inb], out[inb] = xa, xb
         return out
 
-    codes = place(ka, kb, np.int64)
-    tt = place(ta, tb, np.int64)
-    cols = {"meter_id": pd.Categorical.from_codes(codes, categories=cats),
-            "ts": pd.DatetimeIndex(tt.view(f"M8[{unit}]")).tz_localize("UTC").array}
+    order = None
+    if late:   # put together as above, then sorted by meter and time (stable)
+        order = np.lexsort((put(ta, tb, 0), np.repeat(np.arange(len(used)), (n_a + n_b)[used])))
+
+    def build(xa, xb, fill):
+        out = put(xa, xb, fill)
+        return out if order is None else out[order]
+
+    codes = np.repeat(np.arange(len(used), dtype=np.int64), (n_a + n_b)[used])
+    cols = {"meter_id": pd.Categorical.from_codes(codes, categories=out_cats),
+            "ts": pd.DatetimeIndex(build(ta, tb, 0).view(f"M8[{unit}]")).tz_localize("UTC").array}
     for c in dict.fromkeys([*a.columns, *b.columns]):
         if c in cols:
             continue
         xa = a[c].to_numpy() if c in a.columns else None
         xb = b[c].to_numpy() if c in b.columns else None
-        flag = str(c).startswith(KNOWN)
-        if xa is None or xb is None:
-            fill = np.zeros if flag else (lambda k: np.full(k, np.nan))
-            xa = fill(len(ka)) if xa is None else xa
-            xb = fill(len(kb)) if xb is None else xb
-        out = place(xa, xb, np.result_type(xa.dtype, xb.dtype))
-        cols[c] = out.astype(bool, copy=False) if flag else out
+        cols[c] = build(xa, xb, False if str(c).startswith(KNOWN) else np.nan)
     res = pd.DataFrame(cols, copy=False)
     res.__dict__["_ww_by_meter"] = True
     return res
+
+
+def _blocks(df: pd.DataFrame, cats: pd.Index, take: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per meter of ``cats``: its rows [lo, hi) in ``df`` (grouped by meter in category order);
+    empty for a meter ``df`` lacks or ``take`` (per category of ``df``) leaves out."""
+    own = df["meter_id"].cat.categories
+    codes = df["meter_id"].array.codes
+    k = np.arange(len(own))
+    lo_own, hi_own = np.searchsorted(codes, k, "left"), np.searchsorted(codes, k, "right")
+    if take is not None:
+        hi_own = np.where(take, hi_own, lo_own)
+    lo, hi = np.zeros(len(cats), np.int64), np.zeros(len(cats), np.int64)
+    at = cats.get_indexer(own)
+    lo[at], hi[at] = lo_own, hi_own
+    return lo, hi
 
 
 def _plain(piece: pd.DataFrame) -> pd.DataFrame:
