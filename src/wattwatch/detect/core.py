@@ -238,8 +238,11 @@ def _unless_idle(d: Detector, r: Reach, meters) -> Reach:
     idle = np.array([m in st and d.idle(st[m]) for m in meters], bool)
     if not idle.any():
         return r
-    return Reach(np.where(idle, 0.0, np.asarray(r.back_s, float)), np.where(idle, 0, np.asarray(r.back_n)).astype(np.int64),
-                 np.where(idle, 0.0, np.asarray(r.ahead_s, float)), np.where(idle, 0, np.asarray(r.ahead_n)).astype(np.int64))
+    def no(x, zero):
+        return np.where(idle, zero, np.asarray(x))
+
+    return Reach(no(r.back_s, 0.0).astype(float), no(r.back_n, 0).astype(np.int64),
+                 no(r.ahead_s, 0.0).astype(float), no(r.ahead_n, 0).astype(np.int64))
 
 
 def _cadence(dets: list[Detector], m: str) -> float:

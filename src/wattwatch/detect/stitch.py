@@ -4,15 +4,16 @@ The carry is what the next piece needs to give every reading the score, and ever
 span and id, that judging all readings at once gives:
 
 - per meter, the tail of readings the pending ones reach back to (each detector's effective reach,
-  :func:`core.reaches`), from the earliest point where an alert may still be growing;
+  :func:`core.reaches`), from the earliest point where an alert may still be growing; kept in meter
+  and time order, so that a piece is merged in by whole per-meter blocks, not sorted in;
 - per meter and detector, that point (the post-rules' clean point) and how far scores are final;
 - per meter, how many readings were dropped before the tail (for detectors aligned on positions)
   and whether the tail still starts at the meter's first reading;
 - per reading of the tail and detector, its score once it is final (columns ``_c:<detector>`` and
-  ``_k:<detector>``, by name: what a column holds does not depend on the order of the detectors): a detector then scores only its pending readings and those its open
-  alerts span, with its own reach before them, not the whole tail the longest reach keeps
-  (:func:`core.run`'s ``known``). Not checkpointed (:meth:`Stitcher.carry`): a carry loaded from
-  a checkpoint is scored whole once.
+  ``_k:<detector>``, by name: what a column holds does not depend on the order of the detectors):
+  a detector then scores only its pending readings and those its open alerts span, with its own
+  reach before them, not the whole tail the longest reach keeps (:func:`core.run`'s ``known``).
+  Not checkpointed (:meth:`Stitcher.carry`): a carry loaded from a checkpoint is scored whole once.
 
 Each :meth:`Stitcher.feed` returns the readings whose scores became final in that piece and the
 alerts found so far from the clean points on, as upserts: an alert keeps its id (meter, code,
