@@ -78,6 +78,9 @@ def main() -> None:
     wrap(eng, "add", "store (check, de-duplicate, merge)")
     wrap(store, "query_windows", "read back")
     wrap(eng.stitcher, "feed", "stitch (core + carry)")
+    from wattwatch.detect import stitch
+    wrap(core, "run", "  of which core.run")
+    wrap(stitch, "_merge", "  of which merge tail and piece")
     wrap(eng.stitcher, "_cut_tail", "  of which cut the tail")
     wrap(core, "_reach_rows", "  of which reach rows")
     wrap(core, "_alert", "  of which describe alerts")

@@ -10,6 +10,8 @@ not taken and the comparison proves nothing about it)."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -66,7 +68,7 @@ def test_a_stream_of_small_pieces_with_known_scores_equals_the_whole_history(ste
         piece = frame[(t > lo) & (t <= hi)]
         rows_in += len(piece) + (len(st.tail) if st.tail is not None else 0)   # the frame judged
         steps.append(st.feed(piece))
-        assert st.tail is None or KNOWN in st.tail.columns
+        assert st.tail is None or any(str(c).startswith(KNOWN) for c in st.tail.columns)
     steps.append(st.flush())
     problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
     assert not problems, f"{step}:\n" + "\n".join(problems[:12])
@@ -90,7 +92,7 @@ def test_the_checkpointed_carry_holds_no_known_scores_and_a_carry_without_them_i
     a.feed(first)
     b.feed(first)
     carry = b.carry()
-    assert not any(c == KNOWN or str(c).startswith("_c:") for c in carry.columns)
+    assert not any(str(c).startswith((KNOWN, "_c:")) for c in carry.columns)
     b.tail = carry   # as loaded from a checkpoint
     for lo, hi in ((cut[0], cut[1]), (cut[1], np.inf)):
         sa, sb = a.feed(frame[(t > lo) & (t <= hi)]), b.feed(frame[(t > lo) & (t <= hi)])
@@ -100,3 +102,115 @@ def test_the_checkpointed_carry_holds_no_known_scores_and_a_carry_without_them_i
         pd.testing.assert_frame_equal(sa.scores.reset_index(drop=True), sb.scores.reset_index(drop=True))
     fa, fb = a.flush(), b.flush()
     assert sorted(x.to_json() for x in fa.alerts) == sorted(x.to_json() for x in fb.alerts)
+
+
+def test_known_scores_are_read_by_detector_name_whatever_the_order_of_the_detectors():
+    """A tail's known scores go on to a stitcher given the same detectors in another order (the
+    order is only bound by what explains what): each detector takes its own scores, as by name."""
+    frame = _sim(meters=3, days=PROFILE_DAYS + 1, step="5min", seed=1719, fault_share=0.9, outage_share=0.5,
+                 profile_days=PROFILE_DAYS)
+    dets = registry.build_all(DETECTORS)
+    profile(prepare(frame), dets, ENGINE)
+    whole = core.run(frame, dets)
+    t = _epoch(frame["ts"])
+    edges = [-np.inf, *np.quantile(t, [0.7, 0.75, 0.8, 0.85, 0.9, 0.95]), np.inf]
+    a = Stitcher(dets)
+    steps = [a.feed(frame[t <= edges[1]])]
+    b = Stitcher(list(reversed(dets)))
+    assert [d.name for d in b.detectors] != [d.name for d in a.detectors]
+    b.tail, b.origin, b.n_before = a.tail.copy(), dict(a.origin), dict(a.n_before)
+    b.since, b.emitted = copy.deepcopy(a.since), copy.deepcopy(a.emitted)
+    b.open, b._said = copy.deepcopy(a.open), set(a._said)
+    seen = _count_rows(dets)
+    rows_in = 0
+    for lo, hi in zip(edges[1:-1], edges[2:]):
+        piece = frame[(t > lo) & (t <= hi)]
+        rows_in += len(piece) + len(b.tail)
+        steps.append(b.feed(piece))
+    steps.append(b.flush())
+    problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
+    assert not problems, "\n".join(problems[:12])
+    assert all(seen[name] < 0.5 * rows_in for name in SHORT), "known scores unused: the test proves nothing"
+
+
+def _frame(rows):
+    return pd.DataFrame({"meter_id": [r[0] for r in rows],
+                         "ts": pd.to_datetime([r[1] for r in rows], unit="s", utc=True).as_unit("us"),
+                         "p_kw": [float(r[2]) for r in rows]})
+
+
+@pytest.mark.parametrize("late", [False, True])
+@pytest.mark.parametrize("slices", [64, 0])
+@pytest.mark.parametrize("skip_m2", [False, True])
+def test_the_tail_and_a_piece_merge_as_sorting_them_would(late, slices, skip_m2, monkeypatch):
+    """The stitcher merges its tail and a piece by meter without sorting the tail: the rows come
+    out as a stable sort by meter then time gives (a late reading too; by slices or by a mask;
+    with a meter's tail rows left out), known-score flags the piece lacks are False, other
+    missing columns NaN."""
+    from wattwatch.detect import stitch
+    from wattwatch.detect.stitch import _by_meter, _merge
+
+    monkeypatch.setattr(stitch, "RUNS_AS_SLICES", slices)
+
+    a = _frame([("m2", 10, 1), ("m1", 0, 2), ("m1", 60, 3), ("m2", 70, 4), ("m4", 5, 5)])
+    a[KNOWN + "x"] = [True, False, True, True, False]
+    a["_c:x"] = [0.1, 0.2, 0.3, 0.4, 0.5]
+    b = _frame([("m3", 100, 6), ("m1", 30 if late else 120, 7), ("m2", 130, 8), ("m2", 190, 9)])
+    b["q_kvar"] = 1.0
+    ta, tb = _by_meter(a), _by_meter(b)
+    take = np.asarray(ta["meter_id"].cat.categories != "m2") if skip_m2 else None
+    got = _merge(ta, tb, take)
+    kept_a = ta[ta["meter_id"] != "m2"] if skip_m2 else ta
+    want = pd.concat([kept_a.astype({"meter_id": str}), tb.astype({"meter_id": str})], ignore_index=True)
+    want = want.sort_values(["meter_id", "ts"], kind="stable").reset_index(drop=True)
+    assert list(got["meter_id"].astype(str)) == list(want["meter_id"])
+    assert list(got["meter_id"].cat.categories) == ["m1", "m2", "m3", "m4"]
+    pd.testing.assert_series_equal(got["ts"], want["ts"])
+    np.testing.assert_array_equal(got["p_kw"].to_numpy(), want["p_kw"].to_numpy())
+    np.testing.assert_array_equal(got["_c:x"].to_numpy(), want["_c:x"].to_numpy())
+    np.testing.assert_array_equal(got["q_kvar"].to_numpy(), want["q_kvar"].to_numpy())
+    assert got[KNOWN + "x"].dtype == bool
+    np.testing.assert_array_equal(got[KNOWN + "x"].to_numpy(), [v is True for v in want[KNOWN + "x"]])
+
+
+def test_a_carry_in_any_row_order_goes_on_as_the_stitcher_that_kept_it():
+    """A tail handed over with string meter ids in another row order (as a checkpoint may load
+    it) is put in meter and time order first: the next pieces give what they give after the
+    stitcher's own tail."""
+    frame = _sim(meters=3, days=PROFILE_DAYS + 1, step="15min", seed=1720, fault_share=0.9, outage_share=0.5,
+                 profile_days=PROFILE_DAYS)
+    dets = registry.build_all(DETECTORS)
+    profile(prepare(frame), dets, ENGINE)
+    t = _epoch(frame["ts"])
+    cut = np.quantile(t, [0.8, 0.9])
+    a, b = Stitcher(dets), Stitcher(dets)
+    a.feed(frame[t <= cut[0]])
+    b.feed(frame[t <= cut[0]])
+    shuffled = b.tail.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    shuffled["meter_id"] = shuffled["meter_id"].astype(str)
+    b.tail = shuffled
+    for lo, hi in ((cut[0], cut[1]), (cut[1], np.inf)):
+        sa, sb = a.feed(frame[(t > lo) & (t <= hi)]), b.feed(frame[(t > lo) & (t <= hi)])
+        assert sorted(x.to_json() for x in sa.alerts) == sorted(x.to_json() for x in sb.alerts)
+        pd.testing.assert_frame_equal(sa.scores.reset_index(drop=True), sb.scores.reset_index(drop=True))
+    assert sorted(x.to_json() for x in a.flush().alerts) == sorted(x.to_json() for x in b.flush().alerts)
+
+
+def test_a_detector_idle_on_a_meter_keeps_none_of_its_readings_in_the_carry():
+    """seasonal_profile gives 5-minute meters no score (idle): its reach of three months must not
+    keep their whole history in the tail; the stream still equals the whole history judged."""
+    frame = _sim(meters=3, days=PROFILE_DAYS + 1, step="5min", seed=1721, fault_share=0.9, outage_share=0.5,
+                 profile_days=PROFILE_DAYS)
+    dets = registry.build_all(["supply_outage", "seasonal_profile"])
+    profile(prepare(frame), dets, ENGINE)
+    seasonal = next(d for d in dets if d.name == "seasonal_profile")
+    assert all(seasonal.idle(s) for s in seasonal.state_.values())
+    whole = core.run(frame, dets)
+    t = _epoch(frame["ts"])
+    edges = [-np.inf, *np.arange(t.min() + PROFILE_DAYS * 86400, t.max(), 3600.0), np.inf]
+    st = Stitcher(dets)
+    steps = [st.feed(frame[(t > lo) & (t <= hi)]) for lo, hi in zip(edges[:-1], edges[1:])]
+    assert len(st.tail) <= 3 * 3, f"the tail kept {len(st.tail)} of {len(frame)} readings"
+    steps.append(st.flush())
+    problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
+    assert not problems, "\n".join(problems[:12])

@@ -135,6 +135,9 @@ class SegTimes:
         self.key = self.seg * self.span + (self.us - self.t0)
         self.first = self.us[self.starts] if n else np.zeros(0, np.int64)
         self.last = self.us[self.ends - 1] if n else np.zeros(0, np.int64)
+        # Per meter code: the code itself (as search's ``k`` for all meters) and its reading count.
+        self.ks = np.arange(len(self.starts), dtype=np.int64)
+        self.lens = self.ends - self.starts
 
     def within(self) -> np.ndarray:
         """Each row's index within its meter's readings (computed once)."""
@@ -171,10 +174,7 @@ def _reach_rows(t: np.ndarray, seg: np.ndarray, starts: np.ndarray, ends: np.nda
     if origin.all() and flush.all():  # a whole history: every reading is as exact as it gets
         return np.ones(len(t), bool), np.ones(len(t), bool)
     st = st or SegTimes(t, seg, starts, ends)
-    seg = st.seg
-    us = st.us
-    ks = np.arange(len(st.starts))
-    lens = st.ends - st.starts
+    seg, us, ks, lens = st.seg, st.us, st.ks, st.lens
     back_s, ahead_s = np.asarray(r.back_s, float), np.asarray(r.ahead_s, float)
     # Exact: the reach back starts at or after the meter's first reading in the frame (time >=
     # first + back) and at least back_n readings precede it (the back_n-th reading is before
@@ -227,8 +227,23 @@ def reaches(detectors: list[Detector], meters) -> dict[str, Reach]:
                         h = np.maximum(h, b.config.post.horizon_s(cad) + e.pad(cad) + e.within(cad))
             if hit:
                 blockers.append((eff[b.name], h))
-        eff[d.name] = _chain(d.reach(list(meters)), blockers)
+        eff[d.name] = _unless_idle(d, _chain(d.reach(list(meters)), blockers), meters)
     return eff
+
+
+def _unless_idle(d: Detector, r: Reach, meters) -> Reach:
+    """``r`` with no reach on the meters ``d`` gives no score at all (``idle``: NaN on every
+    reading whatever the readings around it or its blockers' findings). Else seasonal_profile,
+    idle at 1 and 5 minutes, would keep three months of such a meter in a stream's carry."""
+    st = getattr(d, "state_", {})
+    idle = np.array([m in st and d.idle(st[m]) for m in meters], bool)
+    if not idle.any():
+        return r
+    def no(x, zero):
+        return np.where(idle, zero, np.asarray(x))
+
+    return Reach(no(r.back_s, 0.0).astype(float), no(r.back_n, 0).astype(np.int64),
+                 no(r.ahead_s, 0.0).astype(float), no(r.ahead_n, 0).astype(np.int64))
 
 
 def _cadence(dets: list[Detector], m: str) -> float:
@@ -429,10 +444,7 @@ def _fresh_rows(d: Detector, ok: np.ndarray, names: list[str], t: np.ndarray, st
     descriptions, start there) and its first reading without a known score, with its own reach
     before that (and one reading more); every reading before is known (None: score every row)."""
     ok = np.asarray(ok, bool)
-    seg = st.seg
-    ks = np.arange(len(st.starts))
-    lens = st.ends - st.starts
-    within = st.within()
+    seg, ks, lens, within = st.seg, st.ks, st.lens, st.within()
     first_unknown = np.minimum.reduceat(np.where(ok, lens[seg], within), st.starts) if len(seg) else lens
     t_pend = np.where(first_unknown < lens, t[st.starts + np.minimum(first_unknown, lens - 1)], np.inf)
     clean = np.array([since.get(m, -np.inf) for m in names], float)

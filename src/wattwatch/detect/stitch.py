@@ -4,15 +4,16 @@ The carry is what the next piece needs to give every reading the score, and ever
 span and id, that judging all readings at once gives:
 
 - per meter, the tail of readings the pending ones reach back to (each detector's effective reach,
-  :func:`core.reaches`), from the earliest point where an alert may still be growing;
+  :func:`core.reaches`), from the earliest point where an alert may still be growing; kept in meter
+  and time order, so that a piece is merged in by whole per-meter blocks, not sorted in;
 - per meter and detector, that point (the post-rules' clean point) and how far scores are final;
 - per meter, how many readings were dropped before the tail (for detectors aligned on positions)
   and whether the tail still starts at the meter's first reading;
 - per reading of the tail and detector, its score once it is final (columns ``_c:<detector>`` and
-  the bit mask ``_known``): a detector then scores only its pending readings and those its open
-  alerts span, with its own reach before them, not the whole tail the longest reach keeps
-  (:func:`core.run`'s ``known``). Not checkpointed (:meth:`Stitcher.carry`): a carry loaded from
-  a checkpoint is scored whole once.
+  ``_k:<detector>``, by name: what a column holds does not depend on the order of the detectors):
+  a detector then scores only its pending readings and those its open alerts span, with its own
+  reach before them, not the whole tail the longest reach keeps (:func:`core.run`'s ``known``).
+  Not checkpointed (:meth:`Stitcher.carry`): a carry loaded from a checkpoint is scored whole once.
 
 Each :meth:`Stitcher.feed` returns the readings whose scores became final in that piece and the
 alerts found so far from the clean points on, as upserts: an alert keeps its id (meter, code,
@@ -32,9 +33,9 @@ from wattwatch.detect import core
 from wattwatch.detect.base import Detector
 from wattwatch.detect.frame import AUX, meter_names, prepare, seg_bounds
 
-KNOWN = "_known"          # tail column: bit k set = the k-th detector's score of the row is final
+KNOWN = "_k:"             # tail column prefix: ``_k:<detector>`` true = its score ``_c:<detector>`` is final
+RUNS_AS_SLICES = 64       # a merge of at most this many runs of rows copies slices (see _merge)
 UNKEPT_PIECES = 32        # pieces a detector's known scores are not kept after they saved nothing
-_ROW = "stitch_row__"     # scratch column: a frame row's place in the concatenated tail and piece
 
 
 @dataclass
@@ -77,26 +78,26 @@ class Stitcher:
         piece is not judged again (unless ``final``): the core is a pure function of a meter's
         readings and carry, so it would give what it gave last time; its tail is kept as it is
         and its open alerts stay open."""
-        piece = _plain(piece)
-        tail, idle = self.tail, None
-        if not final and tail is not None and len(tail):
+        piece = _by_meter(_plain(piece))
+        tail = _by_meter(self.tail) if self.tail is not None and len(self.tail) else None
+        judged = None   # per category of the tail: its meter is judged (None: every one)
+        if not final and tail is not None:
             active = set(pd.unique(piece["meter_id"].astype(str))) | self.stale if len(piece) else set(self.stale)
-            sel = tail["meter_id"].astype(str).isin(active).to_numpy()
-            if not sel.all():
-                idle, tail = tail[~sel], tail[sel]
+            judged = tail["meter_id"].cat.categories.isin(list(active))
+            if judged.all():
+                judged = None
         self.stale = set()
-        parts = [p for p in (tail, piece) if p is not None and len(p)]
         step = Step()
-        if not parts:
+        if not len(piece) and (tail is None or (judged is not None and not judged.any())):
             step.open_ids = set().union(*self.open.values())
             return step
-        cat = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].copy(deep=False)
-        cached = self.known_scores and KNOWN in cat.columns
-        if cached:
-            cat[_ROW] = np.arange(len(cat), dtype=np.int64)
+        # The tail and the piece are each sorted by meter and time and a meter's new readings
+        # follow its tail: merged in that order (no sort of the whole tail), else sorted.
+        cat = _merge(tail, piece, judged) if tail is not None else piece
         frame = prepare(cat)
         names = [str(m) for m in meter_names(frame)]
-        known = self._known(cat, frame.pop(_ROW).to_numpy().astype(np.int64), frame, names) if cached else None
+        cached = self.known_scores and any(str(c).startswith(KNOWN) for c in cat.columns)
+        known = self._known(cat, frame, names) if cached else None
         res = core.run(frame, self.detectors, origin={m: self.origin.get(m, True) for m in names}, flush=final,
                        since=self.since, positions=self.n_before, known=known)
         seg, t = res.frame["_seg"].to_numpy(), res.frame["_t"].to_numpy()
@@ -132,9 +133,8 @@ class Stitcher:
                     self.emitted[name][m] = max(self.emitted[name].get(m, -np.inf), ft)
                 self.since[name][m] = float(res.clean[name][k])
         # Scores final now (exact and final) or before are kept with the tail for the next piece.
-        bits = np.zeros(len(t), np.int64)
         cols = {}
-        for k, j in enumerate(res.judged):
+        for j in res.judged:
             name = j.det.name
             if known is not None and name in known and j.share > core.FRESH_WHOLE:
                 self._unkept[name] = UNKEPT_PIECES
@@ -144,12 +144,12 @@ class Stitcher:
             ok = j.exact & j.final
             if known is not None and name in known:
                 ok = ok | known[name][1]
-            bits |= ok.astype(np.int64) << k
             cols[f"_c:{name}"] = j.scores
-        cols[KNOWN] = bits
+            cols[KNOWN + name] = ok
         self._cut_tail(res.frame, names, starts, ends, t, cols if self.known_scores else None)
-        if idle is not None and len(idle):
-            self.tail = pd.concat([idle, self.tail], ignore_index=True) if len(self.tail) else idle.reset_index(drop=True)
+        if judged is not None:   # the meters not judged keep their tail as it was
+            self.tail = _merge(tail, self.tail, ~judged)
+        self.tail.__dict__["_ww_by_meter"] = True
         return step
 
     def flush(self) -> Step:
@@ -162,21 +162,21 @@ class Stitcher:
         """The tail as checkpointed: the readings, without the known scores."""
         if self.tail is None:
             return None
-        return self.tail.drop(columns=[c for c in self.tail.columns if c == KNOWN or str(c).startswith("_c:")])
+        return self.tail.drop(columns=[c for c in self.tail.columns if _cached(c)])
 
-    def _known(self, cat: pd.DataFrame, rows: np.ndarray, frame: pd.DataFrame, names: list[str]) -> dict:
-        """Per detector, (score, known) per row of ``frame`` from the tail's columns: a score is known
-        where its bit is set and the row is not after the last reading final for that meter."""
-        bits = np.nan_to_num(cat[KNOWN].to_numpy(float)[rows], nan=0.0).astype(np.int64)
+    def _known(self, cat: pd.DataFrame, frame: pd.DataFrame, names: list[str]) -> dict:
+        """Per detector, (score, known) per row of ``frame`` (``cat`` prepared, in the same order)
+        from the tail's columns: a score is known where its flag is set (not on a row of the
+        piece) and the row is not after the last reading final for that meter."""
         seg, t = frame["_seg"].to_numpy(), frame["_t"].to_numpy()
         out = {}
-        for k, d in enumerate(self.detectors):
-            col = f"_c:{d.name}"
-            if col not in cat.columns:
+        for d in self.detectors:
+            col, flag = f"_c:{d.name}", KNOWN + d.name
+            if col not in cat.columns or flag not in cat.columns:
                 continue
             done = np.array([self.emitted[d.name].get(m, -np.inf) for m in names], float)
-            ok = (((bits >> k) & 1) == 1) & (t <= done[seg])
-            out[d.name] = (cat[col].to_numpy(float)[rows], ok)
+            ok = cat[flag].to_numpy(bool) & (t <= done[seg])
+            out[d.name] = (cat[col].to_numpy(float), ok)
         return out
 
     def _cut_tail(self, frame: pd.DataFrame, names: list[str], starts, ends, t, cols: dict | None = None) -> None:
@@ -214,6 +214,131 @@ class Stitcher:
         data = {c: frame[c].array[keep] for c in frame.columns if c not in drop}
         data.update({c: v[keep] for c, v in (cols or {}).items()})
         self.tail = pd.DataFrame(data, copy=False)
+
+
+def _cached(col) -> bool:
+    """A column of known scores or their flags (kept in memory, not checkpointed)."""
+    return str(col).startswith(("_c:", KNOWN))
+
+
+def _by_meter(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` sorted by meter then time (stable), ``meter_id`` a Categorical with sorted categories,
+    a RangeIndex; as it is when it already is (the stitcher's own tail is marked so)."""
+    if df.__dict__.get("_ww_by_meter"):
+        return df
+    mid = df["meter_id"]
+    if isinstance(mid.dtype, pd.CategoricalDtype) and mid.cat.categories.is_monotonic_increasing \
+            and mid.cat.categories.dtype == object:
+        codes, cats = mid.array.codes, mid.cat.categories
+    else:
+        codes, uniq = pd.factorize(mid.astype(str).to_numpy(object), sort=True)
+        cats = pd.Index(np.asarray(uniq, dtype=object), dtype=object)
+    ts = pd.to_datetime(df["ts"], utc=True)
+    t = ts.array.asi8
+    dc = np.diff(codes)
+    ok = len(codes) < 2 or bool(np.all((dc > 0) | ((dc == 0) & (np.diff(t) >= 0))))
+    order = None if ok else np.lexsort((t, codes))
+    cols = {}
+    for c in df.columns:
+        if c == "meter_id":
+            v = pd.Categorical.from_codes(codes if order is None else codes[order], categories=cats)
+        elif c == "ts":
+            v = ts.array if order is None else ts.array.take(order)
+        else:
+            v = df[c].array if order is None else df[c].array.take(order)
+        cols[c] = v
+    out = pd.DataFrame(cols, copy=False)
+    out.__dict__["_ww_by_meter"] = True
+    return out
+
+
+def _merge(a: pd.DataFrame, b: pd.DataFrame, a_meters: np.ndarray | None = None) -> pd.DataFrame:
+    """Rows of ``a`` and ``b`` (each as :func:`_by_meter` gives) sorted by meter then time, a
+    meter's rows of ``a`` before its rows of ``b``; of ``a`` only the meters ``a_meters`` says
+    (per category of ``a``; None: all). Each side holds a meter's rows in one block, so every
+    column is put together from whole blocks (copies of contiguous slices, no sort, no per-row
+    index). When some meter's rows of ``b`` do not all follow its rows of ``a`` in time (a late
+    reading), the rows are sorted instead.
+
+    Columns one side lacks: NaN, and False for known-score flags (``_k:``). Categories: the meters
+    that have rows."""
+    ca, cb = a["meter_id"].cat.categories, b["meter_id"].cat.categories
+    cats = ca.union(cb) if not ca.equals(cb) else ca
+    lo_a, hi_a = _blocks(a, cats, a_meters)
+    lo_b, hi_b = _blocks(b, cats, None)
+    n_a, n_b = hi_a - lo_a, hi_b - lo_b
+    unit = a["ts"].array.unit
+    ta, tb = a["ts"].array.asi8, b["ts"].array.as_unit(unit).asi8
+    both = np.flatnonzero((n_a > 0) & (n_b > 0))
+    late = bool(both.size) and bool(np.any(ta[hi_a[both] - 1] > tb[lo_b[both]]))
+    used = np.flatnonzero(n_a + n_b > 0)
+    out_cats = cats[used]
+    # Runs of rows taken from one side, in output order: per meter its block of a, then of b;
+    # consecutive blocks of one side that touch are one run (idle meters' rows stay one slice).
+    runs: list[list[int]] = []
+    for u in used:
+        for side, lo, hi in ((0, lo_a[u], hi_a[u]), (1, lo_b[u], hi_b[u])):
+            if hi > lo:
+                if runs and runs[-1][0] == side and runs[-1][2] == lo:
+                    runs[-1][2] = hi
+                else:
+                    runs.append([side, int(lo), int(hi)])
+    n = int((n_a + n_b).sum())
+    # Few runs (a piece of a few meters; the idle meters put back): whole slices. Many (every
+    # meter in the piece): each row's side as a mask, each side written in one pass.
+    inb = rows_a = None
+    if len(runs) > RUNS_AS_SLICES:
+        inb = np.repeat(np.array([r[0] == 1 for r in runs]), [r[2] - r[1] for r in runs])
+        if a_meters is not None:
+            rows_a = np.asarray(a_meters, bool)[a["meter_id"].array.codes]
+
+    def put(xa, xb, fill):
+        if inb is None:
+            parts = [x[lo:hi] if x is not None else np.full(hi - lo, fill)
+                     for side, lo, hi in runs for x in ((xa, xb)[side],)]
+            return np.concatenate(parts) if parts else np.zeros(0, (xa if xa is not None else xb).dtype)
+        k_b = int(inb.sum())
+        xa = np.full(n - k_b, fill) if xa is None else (xa if rows_a is None else xa[rows_a])
+        xb = np.full(k_b, fill) if xb is None else xb
+        out = np.empty(n, np.result_type(xa.dtype, xb.dtype))
+        out[~inb], out[inb] = xa, xb
+        return out
+
+    order = None
+    if late:   # put together as above, then sorted by meter and time (stable)
+        order = np.lexsort((put(ta, tb, 0), np.repeat(np.arange(len(used)), (n_a + n_b)[used])))
+
+    def build(xa, xb, fill):
+        out = put(xa, xb, fill)
+        return out if order is None else out[order]
+
+    codes = np.repeat(np.arange(len(used), dtype=np.int64), (n_a + n_b)[used])
+    cols = {"meter_id": pd.Categorical.from_codes(codes, categories=out_cats),
+            "ts": pd.DatetimeIndex(build(ta, tb, 0).view(f"M8[{unit}]")).tz_localize("UTC").array}
+    for c in dict.fromkeys([*a.columns, *b.columns]):
+        if c in cols:
+            continue
+        xa = a[c].to_numpy() if c in a.columns else None
+        xb = b[c].to_numpy() if c in b.columns else None
+        cols[c] = build(xa, xb, False if str(c).startswith(KNOWN) else np.nan)
+    res = pd.DataFrame(cols, copy=False)
+    res.__dict__["_ww_by_meter"] = True
+    return res
+
+
+def _blocks(df: pd.DataFrame, cats: pd.Index, take: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per meter of ``cats``: its rows [lo, hi) in ``df`` (grouped by meter in category order);
+    empty for a meter ``df`` lacks or ``take`` (per category of ``df``) leaves out."""
+    own = df["meter_id"].cat.categories
+    codes = df["meter_id"].array.codes
+    k = np.arange(len(own))
+    lo_own, hi_own = np.searchsorted(codes, k, "left"), np.searchsorted(codes, k, "right")
+    if take is not None:
+        hi_own = np.where(take, hi_own, lo_own)
+    lo, hi = np.zeros(len(cats), np.int64), np.zeros(len(cats), np.int64)
+    at = cats.get_indexer(own)
+    lo[at], hi[at] = lo_own, hi_own
+    return lo, hi
 
 
 def _plain(piece: pd.DataFrame) -> pd.DataFrame:
