@@ -702,13 +702,16 @@ class BaselineMACD(Detector):
         n_seg, n_bins = fast.shape
         out = np.broadcast_to(limit if limit.ndim == 2 else limit[:, None], (n_seg, n_bins)).copy()
         w = self._recal_h()
-        if not w or not fast.size:
+        mature = np.nan_to_num(history_days) >= c.recal_min_profile_days
+        if not w or not fast.size or not mature.any():
             return out
-        roll = pd.DataFrame(fast.T).rolling(w, min_periods=max(1, int(np.ceil(24 * c.recal_min_days))))
+        # The rolling quartiles only of the mature meters' rows (each meter's own column: the
+        # others' would be thrown away; most fleets are profiled on fewer days than that).
+        roll = pd.DataFrame(fast[mature].T).rolling(w, min_periods=max(1, int(np.ceil(24 * c.recal_min_days))))
         with quiet():
             iqr = (roll.quantile(0.75) - roll.quantile(0.25)).shift(1).to_numpy().T / 1.349
-        mature = np.nan_to_num(history_days) >= c.recal_min_profile_days
-        return np.where(mature[:, None], np.fmax(out, c.recal_k * iqr), out)
+        out[mature] = np.fmax(out[mature], c.recal_k * iqr)
+        return out
 
     def _score(self, df: pd.DataFrame) -> Scored:
         ctx = self._macd(df)
