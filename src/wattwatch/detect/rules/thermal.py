@@ -41,8 +41,7 @@ import numpy as np
 import pandas as pd
 
 from wattwatch.detect.base import PHASE_CHANNELS, Detector, DetectorConfig, Finding, PostRule, Scored, meter_of, quiet, rnd
-from wattwatch.detect.frame import (GRID_MAX_BINS, GRID_MAX_CELLS, bounded_fill, ema_rows, grid_arrays, meter_names, seg_bounds,
-                                    seg_median, seg_quantile)
+from wattwatch.detect.frame import bounded_fill, ema_rows, grid_arrays, meter_names, seg_median, seg_quantile
 from wattwatch.detect.rules._common import inrush, max_current
 
 
@@ -128,64 +127,24 @@ class ThermalDrift(Detector):
         x = _kept(memo, "x", heating)
         out = np.full(len(df), np.nan)
         keys = np.stack([bin_m, taus], axis=1)
-        t = df["_t"].to_numpy()
-
-        def gridded(meters, b):
-            rows = meters[seg]
-            sub_seg = np.searchsorted(np.flatnonzero(meters), seg[rows])
-            m, cell, _ = grid_arrays(sub_seg, t[rows], x[rows], float(b))
-            mem = int(self._memory_bins(np.array([b]))[0])
-            return (rows, m, cell, mem, *(bounded_fill(m, mem) if m.size else (None, None)))
-
         for b, tau in np.unique(keys[np.isfinite(keys).all(axis=1)], axis=0):
             meters = (bin_m == b) & (taus == tau)
-            alpha = 1 - np.exp(-b / (tau * 60))
-            on_bin = bin_m == b
-            if not np.array_equal(meters, on_bin) and self._rows_of_grid(t, seg, on_bin, meters, float(b)):
-                # Meters of several lags on one grid (scoring: each meter its own τ): the grid of
-                # every meter on this bin made once, each τ's EMA on its meters' rows of it. A
-                # meter's row holds the numbers its own subset's grid holds (the same bins from the
-                # same readings, more NaN columns after its end, which a causal fill and EMA never
-                # read), unless the grid's size bound would treat the two differently
-                # (:meth:`_rows_of_grid`).
-                rows, m, cell, mem, filled, near = _kept(memo, (float(b), on_bin.tobytes()),
-                                                         lambda: gridded(on_bin, b))
-                if not m.size:
-                    continue
-                idx = np.flatnonzero(meters[on_bin])
-                lag = np.full(m.shape, np.nan)
-                part = ema_rows(m[idx], alpha, filled=filled[idx], window=mem)
-                part[~near[idx]] = np.nan
-                lag[idx] = part
-                mine = meters[seg]
-                out[mine] = lag.ravel()[cell[mine[rows]]]
-                continue
-            rows, m, cell, mem, filled, near = _kept(memo, (float(b), meters.tobytes()), lambda: gridded(meters, b))
+
+            def gridded(meters=meters, b=b):
+                rows = meters[seg]
+                sub_seg = np.searchsorted(np.flatnonzero(meters), seg[rows])
+                m, cell, _ = grid_arrays(sub_seg, df["_t"].to_numpy()[rows], x[rows], float(b))
+                mem = int(self._memory_bins(np.array([b]))[0])
+                return (rows, m, cell, mem, *(bounded_fill(m, mem) if m.size else (None, None)))
+
+            rows, m, cell, mem, filled, near = _kept(memo, (float(b), meters.tobytes()), gridded)
             if not m.size:
                 continue
+            alpha = 1 - np.exp(-b / (tau * 60))
             lag = ema_rows(m, alpha, filled=filled, window=mem)
             lag[~near] = np.nan  # no load known within the memory: cannot say what heats it
             out[rows] = lag.ravel()[cell]
         return out
-
-    @staticmethod
-    def _rows_of_grid(t: np.ndarray, seg: np.ndarray, on_bin: np.ndarray, meters: np.ndarray, b: float) -> bool:
-        """Whether neither the grid of the meters ``on_bin`` nor that of ``meters`` (a subset) is
-        past :func:`~wattwatch.detect.frame.grid_arrays`' size bound (the test it makes, on the
-        same numbers): then each meter's grid row is the same in both."""
-        starts, ends = seg_bounds(seg)
-        with quiet():
-            t0 = np.floor(t[starts] / b) * b
-            span = np.floor((np.floor(t[ends - 1] / b) * b - t0) / b) + 1
-        n_rows = ends - starts
-
-        def bounded(sel):
-            if not sel.any():
-                return True
-            widest = float(span[sel].max())
-            return not (widest > GRID_MAX_BINS or sel.sum() * widest > max(GRID_MAX_CELLS, 16 * int(n_rows[sel].sum())))
-
-        return len(starts) == len(on_bin) and bounded(on_bin) and bounded(meters)
 
     def _daily(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """sin and cos of the time of day, looked up per minute (1,440 values, not one
