@@ -204,8 +204,7 @@ def _around(x: np.ndarray, t: np.ndarray, seg: np.ndarray, half_s: np.ndarray) -
     before = np.zeros(len(x))
     after = np.zeros(len(x))
     starts, ends = seg_bounds(seg)
-    # A meter that lost nothing has 0 either side of every reading (most meters: their windows
-    # are not searched).
+    # A meter that lost nothing has 0 either side of every reading: its windows are not searched.
     lossy = np.logical_or.reduceat(x != 0, starts) if len(x) else np.zeros(0, bool)
     for k, (a, b) in enumerate(zip(starts, ends)):  # a loop over meters, each step vectorised
         h = half_s[k]
