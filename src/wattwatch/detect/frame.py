@@ -166,6 +166,16 @@ def seg_quantile(x: np.ndarray, seg: np.ndarray, n_seg: int, q: float, mask: np.
         return out
     starts = np.flatnonzero(np.concatenate([[True], ss[1:] != ss[:-1]]))
     ends = np.append(starts[1:], len(ss))
+    if q == 0:
+        # The least value: one pass over every meter at once (np.minimum is exact: the value a
+        # partial sort puts first), except where it is zero, whose sign a tie of -0.0 and 0.0
+        # leaves to the sort (those meters take the loop below).
+        low = np.minimum.reduceat(xs, starts)
+        out[ss[starts]] = low
+        zero = np.flatnonzero(low == 0)
+        starts, ends = starts[zero], ends[zero]
+        if not len(starts):
+            return out
     if len(starts) > 20_000:  # very many small meters: one sort by (meter, value) instead of a loop
         order = np.lexsort((xs, ss))
         k = starts + (q * (ends - starts - 1)).astype(np.int64)

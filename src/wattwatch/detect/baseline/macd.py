@@ -154,6 +154,7 @@ reporting less often than hourly have no hour-of-week profile and are not judged
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -162,6 +163,14 @@ import pandas as pd
 from wattwatch.detect.base import PHASE_CHANNELS, Detector, DetectorConfig, Finding, PostRule, Scored, quiet, rnd
 from wattwatch.detect.frame import day_type, ema_rows, meter_names, seg_bounds
 from wattwatch.detect.rules._common import binned_power
+
+
+@functools.lru_cache(maxsize=256)
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.triu_indices(n, 1)`` (every pair of n days), made once per n (read-only)."""
+    i, j = np.triu_indices(n, 1)
+    i.flags.writeable = j.flags.writeable = False
+    return i, j
 
 
 @dataclass(frozen=True)
@@ -332,8 +341,11 @@ class BaselineMACD(Detector):
         day_id = np.floor(t_bin / 86400.0).astype(np.int64)
         n_days = np.zeros(n_seg)
         if ok.any():
-            key = np.unique(np.stack([rows[ok], day_id[ok]], axis=1), axis=0)
-            n_days = np.bincount(key[:, 0], minlength=n_seg).astype(float)
+            # (meter, day) pairs in order (the matrix row by row, its hours in time order): a
+            # new day where either changes; no sort needed to count them.
+            s_ok, d_ok = rows[ok], day_id[ok]
+            new = np.concatenate([[True], (s_ok[1:] != s_ok[:-1]) | (d_ok[1:] != d_ok[:-1])])
+            n_days = np.bincount(s_ok[new], minlength=n_seg).astype(float)
         day_spread, plain_spread = self._day_spread(m, ok, rows, day_id, key_type, n_seg)
         # Profiled days per day type (weekday, Saturday, Sunday; a day counts with half its hours
         # read): the profile of a type seen on n days is itself off by ~ day spread / sqrt(n).
@@ -436,7 +448,7 @@ class BaselineMACD(Detector):
             if len(v) < self.config.floor_min_days:
                 continue
             lv = np.log(v)
-            i, j = np.triu_indices(len(lv), 1)
+            i, j = _pairs(len(lv))
             r = float(np.exp(np.median(lv)))
             if np.isfinite(mean[seg]) and self.config.floor_min_share * mean[seg] <= r <= self.config.floor_max_share * mean[seg]:
                 ref[seg] = r
@@ -583,7 +595,7 @@ class BaselineMACD(Detector):
         for (seg, _), x in days.groupby(["s", "t"])["e"]:  # per (meter, day type): a few groups
             v = np.log(x.to_numpy())
             if len(v) >= 2:
-                i, j = np.triu_indices(len(v), 1)
+                i, j = _pairs(len(v))
                 diffs.setdefault(int(seg), []).append(np.abs(v[i] - v[j]))
         for seg, parts in diffs.items():
             a = np.concatenate(parts)
@@ -794,13 +806,16 @@ class BaselineMACD(Detector):
         n_seg, n_bins = fast.shape
         out = np.broadcast_to(limit if limit.ndim == 2 else limit[:, None], (n_seg, n_bins)).copy()
         w = self._recal_h()
-        if not w or not fast.size:
+        mature = np.nan_to_num(history_days) >= c.recal_min_profile_days
+        if not w or not fast.size or not mature.any():
             return out
-        roll = pd.DataFrame(fast.T).rolling(w, min_periods=max(1, int(np.ceil(24 * c.recal_min_days))))
+        # The rolling quartiles only of the mature meters' rows (each meter's own column: the
+        # others' would be thrown away; most fleets are profiled on fewer days than that).
+        roll = pd.DataFrame(fast[mature].T).rolling(w, min_periods=max(1, int(np.ceil(24 * c.recal_min_days))))
         with quiet():
             iqr = (roll.quantile(0.75) - roll.quantile(0.25)).shift(1).to_numpy().T / 1.349
-        mature = np.nan_to_num(history_days) >= c.recal_min_profile_days
-        return np.where(mature[:, None], np.fmax(out, c.recal_k * iqr), out)
+        out[mature] = np.fmax(out[mature], c.recal_k * iqr)
+        return out
 
     def _score(self, df: pd.DataFrame) -> Scored:
         ctx = self._macd(df)

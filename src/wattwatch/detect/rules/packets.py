@@ -133,9 +133,10 @@ class PacketLoss(Detector):
         # carries it), so a data gap of hours or months has both its edges in the loss.
         lost_next = np.zeros(len(t))
         t_next = np.full(len(t), -np.inf)
+        lost0 = np.nan_to_num(lost)  # (a meter's first reading: no gap before it)
         if len(t) > 1:
             same = seg[1:] == seg[:-1]
-            lost_next[:-1] = np.where(same, np.nan_to_num(lost[1:]), 0.0)
+            lost_next[:-1] = np.where(same, lost0[1:], 0.0)
             t_next[:-1] = np.where(same, t[1:], -np.inf)
         with quiet():
             in_window = in_window + np.where(t_next > t + w / 2, lost_next, 0.0)
@@ -150,11 +151,11 @@ class PacketLoss(Detector):
         score = np.where(at_most & np.isfinite(score), np.minimum(score, np.nextafter(1.0, 0.0)), score)
         # In the loss: at a gap's edge, or between lost readings at most window_s away.
         # Elsewhere the window's share still counts the loss, but the reading is not in it.
-        gap = np.nan_to_num(lost) >= 1
+        gap = lost0 >= 1
         edge = gap.copy()
         edge[:-1] |= gap[1:] & (seg[1:] == seg[:-1])
         half = np.full(len(w_m), self.config.window_s)
-        before, after = _around(np.nan_to_num(lost), t, seg, half)
+        before, after = _around(lost0, t, seg, half)
         inside = (edge | ((before >= 1) & (after >= 1))) & (before + after >= 2)
         score = np.where(inside | ~np.isfinite(score), score, np.minimum(score, 0.0))
         if self.config.min_lost > 0:
@@ -203,9 +204,11 @@ def _around(x: np.ndarray, t: np.ndarray, seg: np.ndarray, half_s: np.ndarray) -
     before = np.zeros(len(x))
     after = np.zeros(len(x))
     starts, ends = seg_bounds(seg)
+    # A meter that lost nothing has 0 either side of every reading: its windows are not searched.
+    lossy = np.logical_or.reduceat(x != 0, starts) if len(x) else np.zeros(0, bool)
     for k, (a, b) in enumerate(zip(starts, ends)):  # a loop over meters, each step vectorised
         h = half_s[k]
-        if not np.isfinite(h):
+        if not np.isfinite(h) or not lossy[k]:
             continue
         tm = t[a:b]
         c = np.concatenate([[0.0], np.cumsum(x[a:b])])

@@ -204,12 +204,17 @@ class ThermalDrift(Detector):
             ok = np.isfinite(y) & np.isfinite(X[1])
             beta = self._solve(X, y, seg, n_seg, ok, memo, fixed=(0, 2, 3))
             if not (kept and np.array_equal(kept["ok"], ok)):
-                kept = {"ok": ok, "seg": seg[ok], "y": y[ok], "x": {j: X[j][ok] for j in (0, 2, 3)}}
-            so = kept["seg"]
+                so = seg[ok]
+                # Rows in meter order (a prepared frame): a meter's coefficient is repeated over
+                # its rows, the values fancy indexing by ``so`` gives, at a fraction of its cost.
+                counts = np.bincount(so, minlength=n_seg) if len(so) and (np.diff(so) >= 0).all() else None
+                kept = {"ok": ok, "seg": so, "y": y[ok], "x": {j: X[j][ok] for j in (0, 2, 3)}, "counts": counts}
+            so, counts = kept["seg"], kept["counts"]
             # The residuals of the fitted rows only (the others are not summed), each term's
             # coefficient taken per row from its column: the numbers of y - sum(x * beta[seg, j]).
             xo = [kept["x"][0], X[1][ok], kept["x"][2], kept["x"][3]]
-            r = kept["y"] - sum(x * beta[:, j][so] for j, x in enumerate(xo))
+            per_row = (lambda c: c[so]) if counts is None else (lambda c: np.repeat(c, counts))  # noqa: E731
+            r = kept["y"] - sum(x * per_row(beta[:, j]) for j, x in enumerate(xo))
             sse = np.bincount(so, weights=r ** 2, minlength=n_seg)
             better = sse < best_sse
             best_sse[better] = sse[better]
@@ -245,9 +250,10 @@ class ThermalDrift(Detector):
         k = len(X)
         so = seg[ok]
         A = np.zeros((n_seg, k, k))
+        xo = [x[ok] for x in X]  # each column's fitted rows taken once (not once per pair)
         for a in range(k):
             for c in range(a, k):
-                A[:, a, c] = A[:, c, a] = np.bincount(so, weights=X[a][ok] * X[c][ok], minlength=n_seg)
+                A[:, a, c] = A[:, c, a] = np.bincount(so, weights=xo[a] * xo[c], minlength=n_seg)
         A += 1e-6 * np.eye(k)[None]
         with quiet():
             inv11 = np.linalg.inv(A)[:, 1, 1]
@@ -258,7 +264,7 @@ class ThermalDrift(Detector):
             rho = np.clip(np.nan_to_num(num / den), 0.0, 0.99)
             se = sigma * np.sqrt(np.clip(inv11, 0, None) * (1 + rho) / (1 - rho))
             n = np.bincount(so, minlength=n_seg)
-            lag_mean = np.bincount(so, weights=X[1][ok], minlength=n_seg) / np.where(n > 0, n, np.nan)
+            lag_mean = np.bincount(so, weights=xo[1], minlength=n_seg) / np.where(n > 0, n, np.nan)
         return se, lag_mean
 
     def _excess(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
