@@ -89,7 +89,13 @@ class PostRule:
         detector's :meth:`Detector.side`): the deviation never returned to normal, so a lasting
         change is one alert, kept open while it lasts however long the score dips under the
         threshold (or readings cannot be judged) in between. Not counted in
-        :meth:`horizon_s`: a detector whose alerts explain other detectors' readings keeps it 0.
+        :meth:`horizon_s`: a detector whose alerts explain other detectors' readings keeps it 0
+        (refused otherwise).
+    hold_gap_s : float
+        The longest stretch without a judged reading a hold bridges (3 days: an outage, a fault
+        that blanks the detector). A judged reading further than this from the meter's previous
+        one ends the hold: whether the deviation returned meanwhile is unknown, so what follows
+        is a new alert, and an alert is not held open past it for readings that may never come.
     """
 
     threshold: float = 1.0
@@ -100,9 +106,10 @@ class PostRule:
     merge_gap_n: float = 0.0
     bridge_gaps: bool = False
     hold: float = 0.0
+    hold_gap_s: float = 3 * 86400.0
 
     def __post_init__(self):
-        for f in ("min_duration_s", "merge_gap_s", "max_bridge_s", "merge_gap_n"):
+        for f in ("min_duration_s", "merge_gap_s", "max_bridge_s", "merge_gap_n", "hold_gap_s"):
             v = getattr(self, f)
             if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
                 raise ValueError(f"post.{f} must be a finite number >= 0, got {v!r}")
@@ -336,6 +343,10 @@ class Detector:
         if not isinstance(config, self.config_cls):
             raise TypeError(f"{self.name}: config must be {self.config_cls.__name__}")
         self.config = config
+        post = getattr(config, "post", None)
+        if post is not None and post.hold > 0 and self.explains:
+            # Its alerts blank other detectors' readings within horizon_s, which leaves the hold out.
+            raise ValueError(f"{self.name}: post.hold must be 0 for a detector whose alerts explain others' readings")
 
     # ------------------------------------------------------------------------------ contract
 

@@ -552,7 +552,7 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
             early = hot_used & np.isfinite(start_t[seg]) & (t < start_t[seg] + horizon_row)
             if d.config.post.hold > 0:
                 # With a hold, so may any anomalous reading before the first one back to normal.
-                c = _cold_rows(j, seg, use)
+                c = _cold_rows(j, seg, use, t)
                 first_cold = np.full(n_seg, np.inf)
                 np.minimum.at(first_cold, seg[c], t[c])
                 early |= hot_used & np.isfinite(start_t[seg]) & (t < first_cold[seg])
@@ -575,10 +575,17 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
             is_open = t_last > final_t[gseg] - horizon[gseg]
             if d.config.post.hold > 0:
                 # Held open while no reading since its last anomalous one is back to normal.
-                c = _cold_rows(j, seg, use)
+                # A change of side on the group's own last reading is inside it (postrules._held
+                # counts cold readings after it); a meter not judged for ``hold_gap_s`` up to its
+                # last final reading is not held: the next judged reading will end the hold.
+                c = _cold_rows(j, seg, use, t)
                 last_cold = np.full(n_seg, -np.inf)
                 np.maximum.at(last_cold, seg[c], t[c])
-                is_open |= last_cold[gseg] < t_last
+                judged = np.flatnonzero(use & np.isfinite(j.scores))
+                last_judged = np.full(n_seg, -np.inf)
+                np.maximum.at(last_judged, seg[judged], t[judged])
+                is_open |= (last_cold[gseg] <= t_last) & \
+                    (final_t[gseg] - np.maximum(last_judged[gseg], t_last) <= d.config.post.hold_gap_s)
             for gi in np.flatnonzero(is_open):
                 clean[gseg[gi]] = min(clean[gseg[gi]], t_first[gi])
             for gi in np.flatnonzero(g.kept):
@@ -625,10 +632,10 @@ def _side(d: Detector, src: pd.DataFrame, ctx) -> np.ndarray | None:
     return d.side(src, ctx)
 
 
-def _cold_rows(j: Judged, seg: np.ndarray, use: np.ndarray) -> np.ndarray:
+def _cold_rows(j: Judged, seg: np.ndarray, use: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Rows the post-rules use that end a hold (:func:`postrules.cold` over the used rows)."""
     idx = np.flatnonzero(use)
-    c = cold(j.scores[idx], j.det.config.post, seg[idx], None if j.side is None else j.side[idx])
+    c = cold(j.scores[idx], j.det.config.post, seg[idx], None if j.side is None else j.side[idx], t[idx])
     return idx[c]
 
 

@@ -100,17 +100,20 @@ def group(seg: np.ndarray, t: np.ndarray, score: np.ndarray, post: PostRule, eff
     if post.hold > 0 and len(first) > 1:
         # Held together where the deviation never returned to normal between two groups, one of
         # which is an alert on its own (fragments too short to alert do not make one together).
-        held = _held(score, rows, new_group, rs, post, seg, side)[first[1:]] & (kept[:-1] | kept[1:])
+        held = _held(score, rows, new_group, rs, post, seg, side, t)[first[1:]] & (kept[:-1] | kept[1:])
         if held.any():
             new_group[first[1:][held]] = False
             first, last, kept = bounded(new_group)
     return Groups(rows, first, last, kept)
 
 
-def cold(score: np.ndarray, post: PostRule, seg: np.ndarray | None = None, side: np.ndarray | None = None) -> np.ndarray:
+def cold(score: np.ndarray, post: PostRule, seg: np.ndarray | None = None, side: np.ndarray | None = None,
+         t: np.ndarray | None = None) -> np.ndarray:
     """Readings that end a hold (``post.hold``), for rows sorted by (seg, t): judged and under
     ``hold`` x the threshold, or (with ``side``) off the other way than the meter's previous
-    judged reading that was off one way or the other (crossing over is a return to normal)."""
+    judged reading that was off one way or the other (crossing over is a return to normal), or
+    (with ``t``) judged more than ``post.hold_gap_s`` after the meter's previous judged reading
+    (whether it returned meanwhile is unknown)."""
     with np.errstate(invalid="ignore"):
         out = np.isfinite(score) & (score < post.hold * post.threshold)
     if side is not None and seg is not None and len(score):
@@ -119,18 +122,23 @@ def cold(score: np.ndarray, post: PostRule, seg: np.ndarray | None = None, side:
         if len(k) > 1:
             flip = (sd[k[1:]] != sd[k[:-1]]) & (seg[k[1:]] == seg[k[:-1]])
             out[k[1:][flip]] = True
+    if t is not None and seg is not None and len(score):
+        k = np.flatnonzero(np.isfinite(score))
+        if len(k) > 1:
+            far = (np.diff(t[k]) > post.hold_gap_s) & (seg[k[1:]] == seg[k[:-1]])
+            out[k[1:][far]] = True
     return out
 
 
 def _held(score: np.ndarray, rows: np.ndarray, new_group: np.ndarray, rs: np.ndarray, post: PostRule,
-          seg: np.ndarray, side: np.ndarray | None) -> np.ndarray:
+          seg: np.ndarray, side: np.ndarray | None, t: np.ndarray) -> np.ndarray:
     """Per anomalous reading: it starts a group that is held together with the previous group of
     its meter (no judged reading between them back to normal, ``post.hold``)."""
     out = np.zeros(len(rows), bool)
     starts = np.flatnonzero(new_group)[1:]
     if not len(starts):
         return out
-    cc = np.cumsum(cold(score, post, seg, side))
+    cc = np.cumsum(cold(score, post, seg, side, t))
     a, b = rows[starts - 1], rows[starts]  # the previous group's last reading, this one's first
     out[starts] = (rs[starts] == rs[starts - 1]) & (cc[b] - cc[a] == 0)
     return out

@@ -252,6 +252,9 @@ def _by_meter(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+_UNITS = ("ns", "us", "ms", "s")  # finest first
+
+
 def _merge(a: pd.DataFrame, b: pd.DataFrame, a_meters: np.ndarray | None = None) -> pd.DataFrame:
     """Rows of ``a`` and ``b`` (each as :func:`_by_meter` gives) sorted by meter then time, a
     meter's rows of ``a`` before its rows of ``b``; of ``a`` only the meters ``a_meters`` says
@@ -267,8 +270,10 @@ def _merge(a: pd.DataFrame, b: pd.DataFrame, a_meters: np.ndarray | None = None)
     lo_a, hi_a = _blocks(a, cats, a_meters)
     lo_b, hi_b = _blocks(b, cats, None)
     n_a, n_b = hi_a - lo_a, hi_b - lo_b
-    unit = a["ts"].array.unit
-    ta, tb = a["ts"].array.asi8, b["ts"].array.as_unit(unit).asi8
+    # The finer unit of the two (as pd.concat widens it): a piece in finer units than the carried
+    # tail keeps its sub-unit times.
+    unit = min(a["ts"].array.unit, b["ts"].array.unit, key=_UNITS.index)
+    ta, tb = a["ts"].array.as_unit(unit).asi8, b["ts"].array.as_unit(unit).asi8
     both = np.flatnonzero((n_a > 0) & (n_b > 0))
     late = bool(both.size) and bool(np.any(ta[hi_a[both] - 1] > tb[lo_b[both]]))
     used = np.flatnonzero(n_a + n_b > 0)
