@@ -113,3 +113,17 @@ def test_the_stitchers_merge_keeps_a_pieces_finer_timestamps():
     want = pd.concat([tail, piece], ignore_index=True)["ts"]
     assert list(out["ts"]) == list(want)
     assert out["ts"].iloc[1] != out["ts"].iloc[2]
+
+
+def test_a_lasting_change_with_fragments_inside_is_one_alert_whole_and_stitched():
+    # An alert (13 h), two fragments too short to alert (2 h each), another alert (13 h), with the
+    # hours between them at half the threshold: the deviation never returned to normal.
+    hot, mid = [2.0], [0.5]
+    score = [0.1] * 3 + hot * 13 + mid * 13 + hot * 2 + mid * 13 + hot * 2 + mid * 13 + hot * 13 + [0.1] * 3
+    f = _frame(score, start="2025-01-01")
+    post = PostRule(min_duration_s=12 * 3600, min_readings=6, merge_gap_s=12 * 3600, hold=0.25)
+    det = Given(config=DetectorConfig(post=post)).fit(f)
+    whole = _spans(core.run(f, [det]).alerts)
+    assert whole == [("2025-01-01T03:00:00.000Z", "2025-01-03T23:00:00.000Z")]
+    for cuts in ([30], [45, 60], list(range(10, len(f), 10))):
+        assert _stream(f, det, cuts)[0] == whole, cuts

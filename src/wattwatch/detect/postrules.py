@@ -98,9 +98,12 @@ def group(seg: np.ndarray, t: np.ndarray, score: np.ndarray, post: PostRule, eff
 
     first, last, kept = bounded(new_group)
     if post.hold > 0 and len(first) > 1:
-        # Held together where the deviation never returned to normal between two groups, one of
-        # which is an alert on its own (fragments too short to alert do not make one together).
-        held = _held(score, rows, new_group, rs, post, seg, side, t)[first[1:]] & (kept[:-1] | kept[1:])
+        # Held together where the deviation never returned to normal between consecutive groups,
+        # as a chain (an alert, two fragments, an alert: one), when some group of the chain is an
+        # alert on its own (fragments too short to alert do not make one together).
+        link = _held(score, rows, new_group, rs, post, seg, side, t)[first[1:]]
+        chain = np.cumsum(np.concatenate([[True], ~link])) - 1
+        held = link & (np.bincount(chain, weights=kept, minlength=chain[-1] + 1) > 0)[chain[1:]]
         if held.any():
             new_group[first[1:][held]] = False
             first, last, kept = bounded(new_group)
