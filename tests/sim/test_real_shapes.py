@@ -132,3 +132,16 @@ def test_missing_real_data_is_a_clear_error(tmp_path):
         real_root(SimConfig(shapes="real", real_dir=str(tmp_path / "nowhere")))
     with pytest.raises(ValueError, match="shapes"):
         SimConfig(shapes="fancy")
+
+
+def test_clean_days_take_a_wall_clock_source_with_a_repeated_autumn_hour():
+    from wattwatch.sim.shapes import _clean_days
+
+    utc = pd.date_range("2016-10-20", periods=24 * 20, freq="h", tz="UTC")
+    wall = utc.tz_convert("Europe/London").tz_localize(None)   # 30 Oct 2016: 01:00 twice
+    src = pd.Series(np.random.default_rng(0).uniform(1, 2, len(utc)), index=wall)
+    assert src.index.duplicated().sum() == 1
+    days = _clean_days(src, np.repeat(src.to_numpy(), 12), 7, 300.0,
+                       pd.DatetimeIndex([pd.Timestamp("2016-10-30 01:00")]))
+    # Every 7-day window but those holding the clock change (day 10) is clean.
+    assert list(days) == [0, 1, 2, 3] + list(range(11, 20 - 7 + 1))

@@ -95,7 +95,8 @@ def _clean_days(hourly_src: pd.Series, values: np.ndarray, need_days: int, caden
     # A gap the data's publisher filled with a copy of an earlier week: three hours or more equal,
     # reading for reading, to the same hours a week before (no meter repeats itself to the Wh).
     week = hourly_src.index - pd.Timedelta(days=7)
-    before = hourly_src.reindex(week).to_numpy()
+    # (A repeated autumn hour on a wall clock looks up its first reading; that day is a clock change.)
+    before = hourly_src[~hourly_src.index.duplicated()].reindex(week).to_numpy()
     copy = pd.Series((np.abs(hourly_src.to_numpy() - before) < 1e-9).astype(int), index=hourly_src.index)
     flat |= copy.rolling(k, min_periods=k).sum() >= k
     if flat.any():
