@@ -543,6 +543,8 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
             if len(fin):
                 np.maximum.at(final_t, seg[fin], t[fin])
         res.final_t[d.name] = final_t
+        # Rows that end a hold (back to normal, crossed over, or after hold_gap_s unjudged), once.
+        cold_rows = _cold_rows(j, seg, use, t) if d.config.post.hold > 0 else None
         if np.isfinite(start_t).any():
             # A clean start: no anomalous reading within a merge gap or bridge after ``since``
             # (else it may belong to an alert that began before; the caller looks further back).
@@ -550,11 +552,10 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
                 hot_used = (j.scores >= d.config.post.threshold) & use
             horizon_row = np.maximum(j.eff["merge_gap_s"], j.eff["max_bridge_s"])[seg]
             early = hot_used & np.isfinite(start_t[seg]) & (t < start_t[seg] + horizon_row)
-            if d.config.post.hold > 0:
+            if cold_rows is not None:
                 # With a hold, so may any anomalous reading before the first one back to normal.
-                c = _cold_rows(j, seg, use, t)
                 first_cold = np.full(n_seg, np.inf)
-                np.minimum.at(first_cold, seg[c], t[c])
+                np.minimum.at(first_cold, seg[cold_rows], t[cold_rows])
                 early |= hot_used & np.isfinite(start_t[seg]) & (t < first_cold[seg])
             for k in np.unique(seg[early]):
                 res.unclean.add(names[k])
@@ -573,14 +574,13 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
             t_first, t_last = t[rows_all[g.first]], t[rows_all[g.last]]
             horizon = np.maximum(j.eff["merge_gap_s"], j.eff["max_bridge_s"])
             is_open = t_last > final_t[gseg] - horizon[gseg]
-            if d.config.post.hold > 0:
+            if cold_rows is not None:
                 # Held open while no reading since its last anomalous one is back to normal.
                 # A change of side on the group's own last reading is inside it (postrules._held
                 # counts cold readings after it); a meter not judged for ``hold_gap_s`` up to its
                 # last final reading is not held: the next judged reading will end the hold.
-                c = _cold_rows(j, seg, use, t)
                 last_cold = np.full(n_seg, -np.inf)
-                np.maximum.at(last_cold, seg[c], t[c])
+                np.maximum.at(last_cold, seg[cold_rows], t[cold_rows])
                 judged = np.flatnonzero(use & np.isfinite(j.scores))
                 last_judged = np.full(n_seg, -np.inf)
                 np.maximum.at(last_judged, seg[judged], t[judged])
