@@ -9,22 +9,16 @@ import pandas as pd
 import pytest
 
 from wattwatch.detect import core
-from wattwatch.detect.base import Detector, DetectorConfig, Explains, PostRule
+from wattwatch.detect.base import DetectorConfig, Explains, PostRule
 from wattwatch.detect.stitch import Stitcher, _by_meter, _merge, latest
+
+from tests.detect.test_core import _Given
 
 POST = dict(min_duration_s=2 * 3600, min_readings=3, merge_gap_s=2 * 3600, max_bridge_s=3 * 3600)
 
 
-class Given(Detector):
-    """Scores and sides given as columns (``score_1``, ``score_2``)."""
-    name = "given"
-    code = "WARN_BASELINE_DEVIATION"
-
-    def _fit(self, df):
-        return {}
-
-    def _score(self, df):
-        return df["score_1"].to_numpy(float)
+class Given(_Given):
+    """test_core's given score (``score_1``) with a side (``score_2``); post-rules given per test."""
 
     def side(self, df, ctx=None):
         return df["score_2"].to_numpy(float)

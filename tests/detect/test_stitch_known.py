@@ -81,7 +81,17 @@ def test_a_stream_of_small_pieces_with_known_scores_equals_the_whole_history(ste
 def test_the_checkpointed_carry_holds_no_known_scores_and_a_carry_without_them_is_scored_whole():
     """The known scores are a cache of the carry, not part of it: a stitcher given only the
     readings of another's tail (a checkpoint) goes on exactly as the one that kept them."""
-    frame = _sim(meters=3, days=PROFILE_DAYS + 1, step="5min", seed=1718, fault_share=0.9, outage_share=0.5,
+    frame, t, cut, a, b = _two_fed("5min", 1718)
+    carry = b.carry()
+    assert not any(str(c).startswith((KNOWN, "_c:")) for c in carry.columns)
+    b.tail = carry   # as loaded from a checkpoint
+    _assert_go_on_alike(frame, t, cut, a, b)
+
+
+def _two_fed(step: str, seed: int):
+    """A simulated 3-meter frame, its times, two cut points, and two stitchers of the profiled
+    detectors each fed the frame up to the first cut."""
+    frame = _sim(meters=3, days=PROFILE_DAYS + 1, step=step, seed=seed, fault_share=0.9, outage_share=0.5,
                  profile_days=PROFILE_DAYS)
     dets = registry.build_all(DETECTORS)
     profile(prepare(frame), dets, ENGINE)
@@ -91,17 +101,17 @@ def test_the_checkpointed_carry_holds_no_known_scores_and_a_carry_without_them_i
     first = frame[t <= cut[0]]
     a.feed(first)
     b.feed(first)
-    carry = b.carry()
-    assert not any(str(c).startswith((KNOWN, "_c:")) for c in carry.columns)
-    b.tail = carry   # as loaded from a checkpoint
+    return frame, t, cut, a, b
+
+
+def _assert_go_on_alike(frame, t, cut, a, b) -> None:
+    """Stitchers ``a`` and ``b``, fed the rest of ``frame`` in two pieces and flushed, give the same
+    alerts and scores at every step."""
     for lo, hi in ((cut[0], cut[1]), (cut[1], np.inf)):
         sa, sb = a.feed(frame[(t > lo) & (t <= hi)]), b.feed(frame[(t > lo) & (t <= hi)])
-        va = sorted(x.to_json() for x in sa.alerts)
-        vb = sorted(x.to_json() for x in sb.alerts)
-        assert va == vb
+        assert sorted(x.to_json() for x in sa.alerts) == sorted(x.to_json() for x in sb.alerts)
         pd.testing.assert_frame_equal(sa.scores.reset_index(drop=True), sb.scores.reset_index(drop=True))
-    fa, fb = a.flush(), b.flush()
-    assert sorted(x.to_json() for x in fa.alerts) == sorted(x.to_json() for x in fb.alerts)
+    assert sorted(x.to_json() for x in a.flush().alerts) == sorted(x.to_json() for x in b.flush().alerts)
 
 
 def test_known_scores_are_read_by_detector_name_whatever_the_order_of_the_detectors():
@@ -177,23 +187,11 @@ def test_a_carry_in_any_row_order_goes_on_as_the_stitcher_that_kept_it():
     """A tail handed over with string meter ids in another row order (as a checkpoint may load
     it) is put in meter and time order first: the next pieces give what they give after the
     stitcher's own tail."""
-    frame = _sim(meters=3, days=PROFILE_DAYS + 1, step="15min", seed=1720, fault_share=0.9, outage_share=0.5,
-                 profile_days=PROFILE_DAYS)
-    dets = registry.build_all(DETECTORS)
-    profile(prepare(frame), dets, ENGINE)
-    t = _epoch(frame["ts"])
-    cut = np.quantile(t, [0.8, 0.9])
-    a, b = Stitcher(dets), Stitcher(dets)
-    a.feed(frame[t <= cut[0]])
-    b.feed(frame[t <= cut[0]])
+    frame, t, cut, a, b = _two_fed("15min", 1720)
     shuffled = b.tail.sample(frac=1.0, random_state=3).reset_index(drop=True)
     shuffled["meter_id"] = shuffled["meter_id"].astype(str)
     b.tail = shuffled
-    for lo, hi in ((cut[0], cut[1]), (cut[1], np.inf)):
-        sa, sb = a.feed(frame[(t > lo) & (t <= hi)]), b.feed(frame[(t > lo) & (t <= hi)])
-        assert sorted(x.to_json() for x in sa.alerts) == sorted(x.to_json() for x in sb.alerts)
-        pd.testing.assert_frame_equal(sa.scores.reset_index(drop=True), sb.scores.reset_index(drop=True))
-    assert sorted(x.to_json() for x in a.flush().alerts) == sorted(x.to_json() for x in b.flush().alerts)
+    _assert_go_on_alike(frame, t, cut, a, b)
 
 
 def test_a_detector_idle_on_a_meter_keeps_none_of_its_readings_in_the_carry():

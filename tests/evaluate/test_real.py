@@ -251,7 +251,8 @@ def test_the_opsd_register_jump_is_reported_as_a_spike(tmp_path):
         [("2017-07-08T16:00:00.000Z", "seasonal_profile", "spike")], [(a.start, a.message) for a in alerts]
 
 
-def test_expert_kind_criteria_find_dips_spikes_fills_and_odd_days_and_nothing_in_plain_load():
+def _label_real():
+    """``scripts/label_real.py`` as a module (the labelling criteria; not part of the package)."""
     import importlib.util
     from pathlib import Path
 
@@ -259,6 +260,11 @@ def test_expert_kind_criteria_find_dips_spikes_fills_and_odd_days_and_nothing_in
     spec = importlib.util.spec_from_file_location("label_real", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return mod
+
+
+def test_expert_kind_criteria_find_dips_spikes_fills_and_odd_days_and_nothing_in_plain_load():
+    mod = _label_real()
     rng = np.random.default_rng(1)
     ts = pd.date_range("2024-01-01", periods=20 * 7 * 24, freq="1h", tz="UTC")
     h, dow = ts.hour.to_numpy(), ts.dayofweek.to_numpy()
@@ -281,13 +287,7 @@ def test_expert_kind_criteria_find_dips_spikes_fills_and_odd_days_and_nothing_in
 def test_pv_daylight_zero_criterion_finds_a_dead_day_and_not_the_nights():
     """``zero_run`` on PV power in daylight: a whole day at exactly 0 between producing days is a
     candidate; the nights (0 every day) and a cloudy day (a tenth of normal, not 0) are not."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "scripts" / "label_real.py"
-    spec = importlib.util.spec_from_file_location("label_real", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _label_real()
     ts = pd.date_range("2024-06-01", periods=30 * 96, freq="15min", tz="UTC")
     hour = ts.hour.to_numpy() + ts.minute.to_numpy() / 60
     sun = np.clip(np.sin(np.pi * (hour - 6) / 12), 0, None)  # 0 from 18:00 to 06:00
@@ -302,13 +302,7 @@ def test_pv_daylight_zero_criterion_finds_a_dead_day_and_not_the_nights():
 def test_expert_dropout_criterion_finds_hours_near_zero_and_not_a_night():
     """``drop`` of 3-6 readings: a building at 2 % of its load for four hours is a candidate; its
     ordinary nights and weekends (lower, but not a fifth of the week around) are not."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "scripts" / "label_real.py"
-    spec = importlib.util.spec_from_file_location("label_real", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _label_real()
     rng = np.random.default_rng(2)
     ts = pd.date_range("2024-01-01", periods=12 * 7 * 24, freq="1h", tz="UTC")
     h, dow = ts.hour.to_numpy(), ts.dayofweek.to_numpy()
