@@ -193,27 +193,50 @@ def test_memory_stays_flat_across_the_blocks_of_one_large_file(tmp_path: Path, m
     assert max(seen[-5:]) < min(seen[:5]) + (8 << 20), [x >> 20 for x in seen]
 
 
-def test_a_writer_waits_out_a_short_reader_lock(tmp_path):
+def test_a_writer_waits_out_a_short_reader_lock(tmp_path, monkeypatch):
     """``lock_wait_s``: a writer opening while another process holds the file gets it once the
-    reader lets go (``watch`` starting beside a dashboard page); without it, it fails at once."""
+    reader lets go (``watch`` starting beside a dashboard page); without it, it fails at once.
+
+    The store's clock is a fake one that moves only when the writer sleeps between tries: the
+    reader is told to let go at the writer's third pause, so the writer must have the file at its
+    fourth try (not at the end of ``lock_wait_s``), and a deadline passed while the file is still
+    held gives up after exactly the pauses that fit in it."""
     import subprocess
     import sys
-    import time
+    from types import SimpleNamespace
 
-    from wattwatch.store import Store, StoreError
+    from wattwatch.store import Store, StoreError, duck
 
     db = tmp_path / "s.duckdb"
     Store(db).close()
-    code = ("import sys, time, duckdb; c = duckdb.connect(sys.argv[1], read_only=True); "
-            "print('held', flush=True); time.sleep(float(sys.argv[2])); c.close()")
-    holder = subprocess.Popen([sys.executable, "-c", code, str(db), "1.5"], stdout=subprocess.PIPE, text=True)
+    code = ("import sys, duckdb; c = duckdb.connect(sys.argv[1], read_only=True); "
+            "print('held', flush=True); sys.stdin.readline(); c.close(); print('released', flush=True)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(db)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    clock = {"now": 0.0, "pauses": 0, "release_at": None}
+
+    def sleep(s):
+        clock["now"] += s
+        clock["pauses"] += 1
+        if clock["pauses"] == clock["release_at"]:
+            holder.stdin.write("go\n")
+            holder.stdin.flush()
+            assert holder.stdout.readline().strip() == "released"
+            holder.wait(30)
+    monkeypatch.setattr(duck, "time", SimpleNamespace(monotonic=lambda: clock["now"], sleep=sleep))
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(StoreError, match="locked"):
             Store(db)
-        t0 = time.monotonic()
+        assert clock["pauses"] == 0                          # no lock_wait_s: no second try
+        with pytest.raises(StoreError, match="locked"):
+            Store(db, lock_wait_s=0.45)                      # held all along: tries at 0, 0.1 .. 0.4, then gives up
+        assert clock["pauses"] == 5 and holder.poll() is None
+        clock.update(now=0.0, pauses=0, release_at=3)
         s = Store(db, lock_wait_s=30)
-        assert time.monotonic() - t0 < 25
+        assert clock["pauses"] == 3 and holder.returncode == 0   # had it at the first try after the release
         s.close()
     finally:
+        if holder.poll() is None:
+            holder.kill()
         holder.wait(30)
