@@ -358,13 +358,12 @@ def test_a_dead_gateway_is_retried_with_backoff_not_per_device():
     models = {"m": mb.parse_model("m", {"registers": REGS})}
     p = mb.ModbusPoller("p", [{"meter_id": f"M{u}", "port": port, "unit": u, "model": "m"} for u in range(1, 11)],
                         models, interval_s=1.0, timeout_s=0.5, retries=2, backoff_s=0.1)
-    t0 = time.monotonic()
     frame = _poll(p)[0]
-    took = time.monotonic() - t0
     assert len(frame) == 0 and p.counters["lost"] == 10
+    # Per device and retry would be 30 connection attempts (each up to its 0.5 s timeout): a few
+    # attempts, and the other tries skipped at once while the gateway is backed off.
     assert 1 <= p.counters["connect_failures"] <= 4, dict(p.counters)
     assert p.counters["skipped"] >= 10
-    assert took < 5.0  # per device with retries and timeouts would be ~15 s; the counters above are the proof
     p.close()
 
 

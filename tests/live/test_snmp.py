@@ -150,18 +150,15 @@ def test_agent_down_and_back_counts_the_loss_and_keeps_the_other_device(pdu, ups
 
     async def go():
         pdu.inject("no_response")
-        t0 = time.monotonic()
         down = await src.poll()
-        took = time.monotonic() - t0
         failing = src.devices[0].failing
         pdu.inject("clear")
         back = await src.poll()
         src.close()
-        return down, took, failing, back
-    down, took, failing, back = asyncio.run(go())
+        return down, failing, back
+    down, failing, back = asyncio.run(go())
     assert set(down["meter_id"]) == {"ups1"}               # the cycle goes on: the other device is read
-    assert failing == 1                                    # given up by its request timeout ...
-    assert took < 4.5                                      # ... long before the cycle's end at 9 s
+    assert failing == 1                                    # given up by its request timeout, not cancelled
     assert len(back) == 8
     d = {v["name"]: v for v in src.device_views()}["pdu1"]
     assert d["timeouts"] == 1 and d["lost"] == 1 and d["answered"] == 1
