@@ -60,9 +60,9 @@ def test_demo_runs_offline_and_quietly_in_a_pipe(tmp_path: Path):
 
 
 def test_bench_ingest_prints_rates_and_ratios(tmp_path: Path):
-    r = ww("bench", "ingest", "--rows", "20000", "--workdir", str(tmp_path), "--json")
+    r = ww("bench", "ingest", "--rows", "20000", "--workdir", str(tmp_path), "--formats", "parquet,csv,wide", "--json")
     result = json.loads(r.stdout)
-    assert {x["format"] for x in result["results"]} == {"parquet", "csv"}
+    assert {x["format"] for x in result["results"]} == {"parquet", "csv", "wide"}
     for x in result["results"]:
         assert x["rows"] > 15000 and x["rows_per_s"] > 0 and x["ratio_to_baseline"] > 0 and x["peak_rss_mb"] > 0
 

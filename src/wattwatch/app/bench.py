@@ -6,6 +6,10 @@ written once as Parquet and CSV; each format is then ingested into a fresh store
 (``CREATE TABLE AS SELECT * FROM read_parquet/read_csv``: no checks, no de-duplication) as the
 floor to compare against. Each format runs in its own worker process so that the peak RSS it
 reports is the ingest's own.
+
+``wide`` (``--formats wide``): a SCADA-style wide Parquet export (1,000 meters x 2 channels, one
+column per meter and channel, a line per 5 minutes) ingested with a ``[wide.channels]`` mapping,
+against DuckDB's plain ``UNPIVOT`` of the same file into a table of cells (no checks, no units).
 """
 
 from __future__ import annotations
@@ -33,19 +37,51 @@ def _machine() -> str:
 
 
 def ensure_fleet(rows: int, workdir: Path, formats: tuple[str, ...], log=print) -> dict[str, Path]:
-    """Simulate (once per size) a fleet of about ``rows`` readings in the requested formats."""
+    """Simulate (once per size) a fleet of about ``rows`` readings in the requested formats
+    (``wide``: :func:`ensure_wide`)."""
     from wattwatch.sim import SimConfig, simulate
 
     meters = 1000 if rows >= 100_000 else max(1, rows // 1000)
     days = rows / meters / 288
     data = workdir / f"fleet-{rows}"
-    files = {f: data / f"telemetry.{f}" for f in formats}
+    long = tuple(f for f in formats if f != "wide")
+    files = {f: data / f"telemetry.{f}" for f in long}
     if not all(p.exists() for p in files.values()):
         log(f"simulating {meters} meters x {days:.1f} days (~{rows:,} rows) into {data} ...")
         t0 = time.perf_counter()
-        simulate(SimConfig(meters=meters, days=days, seed=42), data, formats=formats)
+        simulate(SimConfig(meters=meters, days=days, seed=42), data, formats=long)
         log(f"  simulated in {time.perf_counter() - t0:.1f} s")
+    if "wide" in formats:
+        files["wide"] = ensure_wide(rows, data, meters, log)
     return files
+
+
+WIDE_MAPPING = '[wide]\nts = "time"\n[wide.channels]\np_kw = "{meter}_P"\nv_l1_v = "{meter}_V"\n'
+
+
+def ensure_wide(rows: int, data: Path, meters: int, log=print, seed: int = 42) -> Path:
+    """A wide Parquet export of about ``rows`` readings (once per size): a time column and, per
+    meter, a power and a voltage column (``M0001_P``, ``M0001_V``, ...), a line per 5 minutes; a
+    few blank cells. Its mapping (:data:`WIDE_MAPPING`) is written beside it."""
+    import numpy as np
+    import pandas as pd
+
+    path = data / "telemetry-wide.parquet"
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "telemetry-wide.toml").write_text(WIDE_MAPPING)
+    if path.exists():
+        return path
+    lines = max(1, rows // meters)
+    log(f"writing a wide export of {meters} meters x 2 channels x {lines:,} lines into {path} ...")
+    rng = np.random.default_rng(seed)
+    cols = {"time": pd.date_range("2025-01-06", periods=lines, freq="5min", tz="UTC")}
+    for m in range(meters):
+        p = rng.gamma(2.0, 0.8, lines)
+        p[rng.random(lines) < 0.001] = np.nan
+        cols[f"M{m:04d}_P"] = p
+        cols[f"M{m:04d}_V"] = 230 + rng.normal(0, 2, lines)
+    pd.DataFrame(cols).to_parquet(path)
+    return path
 
 
 def ingest_benchmark(rows: int = 5_000_000, workdir: Path = Path("bench-out"),
@@ -71,14 +107,16 @@ def ingest_benchmark(rows: int = 5_000_000, workdir: Path = Path("bench-out"),
 def _worker(fmt: str, path: str, db: str) -> dict:
     import duckdb
 
+    from wattwatch.ingest.mapping import Mapping
     from wattwatch.ingest.pipeline import ingest_path
     from wattwatch.store import Store
 
     for p in (Path(db), Path(db + ".wal")):
         p.unlink(missing_ok=True)
+    mapping = Mapping.from_toml(Path(path).with_suffix(".toml")) if fmt == "wide" else None
     store = Store(db)
     t0 = time.perf_counter()
-    counts = ingest_path(store, path)
+    counts = ingest_path(store, path, mapping)
     seconds = time.perf_counter() - t0
     store.close()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -86,9 +124,11 @@ def _worker(fmt: str, path: str, db: str) -> dict:
     base_db = db + ".baseline"
     Path(base_db).unlink(missing_ok=True)
     con = duckdb.connect(base_db)
-    reader = f"read_parquet('{path}')" if fmt == "parquet" else f"read_csv('{path}')"
+    reader = f"read_parquet('{path}')" if fmt in ("parquet", "wide") else f"read_csv('{path}')"
+    select = f"UNPIVOT {reader} ON COLUMNS(* EXCLUDE (time)) INTO NAME col VALUE v" if fmt == "wide" \
+        else f"SELECT * FROM {reader}"
     t0 = time.perf_counter()
-    con.execute(f"CREATE TABLE t AS SELECT * FROM {reader}")
+    con.execute(f"CREATE TABLE t AS {select}")
     base_seconds = time.perf_counter() - t0
     con.close()
     Path(base_db).unlink(missing_ok=True)

@@ -1659,7 +1659,8 @@ def devices(
 def bench_ingest(
     rows: int = typer.Option(5_000_000, "--rows", help="Approximate rows in the simulated file."),
     workdir: Path = typer.Option(Path("bench-out"), "--workdir"),
-    formats: str = typer.Option("parquet,csv", "--formats"),
+    formats: str = typer.Option("parquet,csv", "--formats", help="parquet, csv and/or wide (a wide Parquet export, "
+                                "one column per meter and channel, against DuckDB's UNPIVOT of it)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Rows/s of Parquet and CSV ingest of a simulated fleet, against raw DuckDB loads."""
@@ -1667,15 +1668,19 @@ def bench_ingest(
 
     if rows < 1000:
         _fail(f"--rows must be at least 1000, got {rows}")
+    names = tuple(f.strip() for f in formats.split(","))
+    if not names or not set(names) <= {"parquet", "csv", "wide"}:
+        _fail(f"--formats: choose from parquet, csv, wide; got {formats!r}")
     with _errors():
-        result = ingest_benchmark(rows=rows, workdir=workdir, formats=tuple(formats.split(",")), log=_log)
+        result = ingest_benchmark(rows=rows, workdir=workdir, formats=names, log=_log)
     if as_json:
         print(_json(result))
         return
     table = Table("format", "rows", "wattwatch rows/s", "target", "baseline rows/s", "ratio", "peak RSS MB",
                   title=f"bench ingest ({result['machine']})")
     for r in result["results"]:
-        table.add_row(r["format"], f"{r['rows']:,}", f"{r['rows_per_s']:,.0f}", f"{r['target_rows_per_s']:,}",
+        table.add_row(r["format"], f"{r['rows']:,}", f"{r['rows_per_s']:,.0f}",
+                      f"{r['target_rows_per_s']:,}" if r["target_rows_per_s"] else "-",
                       f"{r['baseline_rows_per_s']:,.0f}", f"{r['ratio_to_baseline']:.2f}", f"{r['peak_rss_mb']:,.0f}")
     console.print(table)
 
