@@ -76,6 +76,7 @@ def test_bench_learned_scores_the_same_rows_as_the_library(tmp_path: Path):
         assert x["rows"] == result["rows"] > 15000
         assert x["ours_rows_per_s"] > 0 and x["library_rows_per_s"] > 0 and x["ratio"] > 0
         assert x["features_rows_per_s"] > 0 and 0 < x["end_to_end_rows_per_s"] < x["ours_rows_per_s"]
+        assert x["load_bytes"] > 0 and x["load_s"] > 0 and x["pickle_load_s"] >= 0 and x["load_ratio"] >= 0
     # The same forest (same rows, seed, trees) on the same scaled rows: ours is the library's
     # score through a monotone calibration (flat below the lowest training score), so the two
     # rank the rows alike.

@@ -631,17 +631,44 @@ def learned_benchmark(rows: int = 1_000_000, seed: int = 0, repeats: int = 1, de
             theirs = twin(Xs)
             lib_s.append(time.perf_counter() - t0)
         o, l_ = float(np.median(ours_s)), float(np.median(lib_s))
+        load = _load_times(det.model_state(), repeats)
         both = np.isfinite(ours[gf.valid]) & np.isfinite(theirs)
         rho = float(pd.Series(ours[gf.valid][both]).corr(pd.Series(theirs[both]), method="spearman"))
         results.append({"detector": name, "library": LEARNED_BASELINES[name], "rows": n,
                         "ours_rows_per_s": round(n / o), "library_rows_per_s": round(n / l_),
                         "ratio": round(l_ / o, 3), "rank_correlation": round(rho, 3),
                         "features_rows_per_s": round(n / feat_s), "end_to_end_rows_per_s": round(n / (feat_s + o)),
-                        "ours_runs_s": [round(x, 2) for x in ours_s], "library_runs_s": [round(x, 2) for x in lib_s]})
+                        "ours_runs_s": [round(x, 2) for x in ours_s], "library_runs_s": [round(x, 2) for x in lib_s],
+                        **load})
         log(f"  {name}: ours {n / o:,.0f} rows/s, {LEARNED_BASELINES[name]} {n / l_:,.0f} rows/s, ratio {l_ / o:.2f}; "
-            f"feature scaling {n / feat_s:,.0f} rows/s")
+            f"feature scaling {n / feat_s:,.0f} rows/s; model load {load['load_s']:.3f} s "
+            f"({load['load_bytes'] / 1e6:.1f} MB, pickle {load['pickle_load_s']:.3f} s, ratio {load['load_ratio']:.2f})")
     return {"machine": _machine(), "rows": n, "repeats": repeats, "results": results,
             "date": time.strftime("%Y-%m-%d")}
+
+
+def _load_times(state: dict, repeats: int) -> dict:
+    """Seconds to load a detector's stored fleet state (the validating, pickle-free format of
+    ``detect.learned.persist``), against ``pickle.loads`` of the same state (no checks), alternated;
+    medians."""
+    import pickle
+
+    import numpy as np
+
+    from wattwatch.detect.learned.persist import dumps_state, loads_state
+
+    ours, theirs = dumps_state(state), pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    ours_s, pickle_s = [], []
+    for _ in range(max(3, repeats)):
+        t0 = time.perf_counter()
+        loads_state(ours)
+        ours_s.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        pickle.loads(theirs)  # noqa: S301 - our own bytes, made just above: the baseline
+        pickle_s.append(time.perf_counter() - t0)
+    o, p = float(np.median(ours_s)), float(np.median(pickle_s))
+    return {"load_s": round(o, 4), "pickle_load_s": round(p, 4), "load_ratio": round(p / o, 3),
+            "load_bytes": len(ours)}
 
 
 # -------------------------------------------------------------------------------------- report

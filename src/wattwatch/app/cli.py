@@ -1902,18 +1902,19 @@ def bench_learned(
         print(_json(r))
         return
     table = Table("detector", "ours rows/s", "library", "library rows/s", "ratio (>= 0.9)", "rank corr.",
-                  "scaling rows/s", "end to end rows/s",
+                  "scaling rows/s", "end to end rows/s", "model load s (pickle s)",
                   title=f"bench learned: {r['rows']:,} feature rows ({r['machine']})")
     for x in r["results"]:
         ok = "[green]" if x["ratio"] >= 0.9 else "[red]"
         table.add_row(x["detector"], f"{x['ours_rows_per_s']:,}", x["library"], f"{x['library_rows_per_s']:,}",
                       f"{ok}{x['ratio']:.2f}", f"{x['rank_correlation']:.2f}", f"{x['features_rows_per_s']:,}",
-                      f"{x['end_to_end_rows_per_s']:,}")
+                      f"{x['end_to_end_rows_per_s']:,}", f"{x['load_s']:.3f} ({x['pickle_load_s']:.3f})")
     console.print(table)
     console.print("ratio = library time / our time on the same scaled feature rows (ours: model, calibration to "
                   "exceedance probability, placement on the grid); scaling = the feature stage (quantile map, "
                   "sequences) both sides need, timed apart; end to end = scaling + ours; "
-                  "rank corr. = Spearman between the two scorings of the same rows")
+                  "rank corr. = Spearman between the two scorings of the same rows; model load = the stored fleet "
+                  "state read back and validated (no pickle), against pickle.loads of the same state")
 
 
 # ----------------------------------------------------------------------------------------- nab
