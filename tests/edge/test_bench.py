@@ -1,18 +1,20 @@
-"""The latency bench on a few bypass onsets: every onset detected, and on a core of its own (the
-thread's CPU time instead of wall time, which a shared machine inflates) within 50 ms at p99."""
+"""The latency bench on a few bypass onsets: every onset detected in the block of samples holding
+it or the next one. How long the meter's work takes (p99 on a core of its own within 50 ms) is
+`wattwatch bench edge`'s figure, not a test's."""
 
 from __future__ import annotations
 
 from wattwatch.edge import bench
 
 
-def test_bypass_onset_to_publish_within_50_ms_on_its_own_core():
+def test_bypass_onset_trips_in_the_cycle_holding_it_or_the_next():
     for fs in (3200.0, 6400.0):
         r = bench.latency(fs, 0.0, trials=30, seed=1, publish=False)
         assert r["trials"] == 30
-        # The samples of the cycle holding the onset must arrive (<= 20 ms at 50 Hz), then the
-        # metrology and the state machine run.
-        assert 0 < r["own_core_p50_ms"] <= 21.0 and r["own_core_p99_ms"] < 50.0, r
+        # Fed a cycle (20 ms at 50 Hz) at a time, at onsets all over the cycle: the trip comes with
+        # the cycle holding the onset (half a cycle after it at the median), with the next one
+        # at the latest (an onset in a cycle's last samples), never later.
+        assert 0 < r["samples_p50_ms"] <= 20.0 and r["samples_max_ms"] < 40.0, r
     # On to the publish call's return: signed and fsync'd into a real tamper log first.
     r = bench.latency(3200.0, 0.0, trials=5, seed=1)
     assert r["logged_p50_ms"] > r["p50_ms"] and r["logged_p99_ms"] > r["p99_ms"], r
