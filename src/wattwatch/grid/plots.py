@@ -19,6 +19,19 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, ax, path: str | Path, title: str, **legend) -> Path:
+    """Grid and legend on every panel, the title, then the PNG at ``path`` (the figure closed)."""
+    for a in ax:
+        a.grid(alpha=0.3)
+        a.legend(fontsize=7, **legend)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def focus(intervals: pd.DataFrame, most: int = 3) -> list[str]:
     """The prosumers worth plotting: those with the highest peak penalty (any above 0)."""
     peak = intervals.groupby("prosumer")["penalty"].max().fillna(0.0)
@@ -51,15 +64,7 @@ def plot_run(samples: pd.DataFrame, intervals: pd.DataFrame, cfg: WatchConfig, p
     ax[1].set_ylabel("anomaly factor F")
     ax[2].set_ylabel("penalty price P")
     ax[2].set_xlabel("time (UTC)")
-    for a in ax:
-        a.grid(alpha=0.3)
-        a.legend(fontsize=7, loc="best", ncol=3)
-    fig.suptitle(title or "neighbour watch", fontsize=11)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, path, title or "neighbour watch", loc="best", ncol=3)
 
 
 def plot_tradeoff(table: pd.DataFrame, path: str | Path, title: str = "") -> Path:
@@ -77,12 +82,4 @@ def plot_tradeoff(table: pd.DataFrame, path: str | Path, title: str = "") -> Pat
     ax[1].set_xlabel("C_th")
     ax[1].set_xscale("log")
     ax[1].set_ylabel("rate")
-    for a in ax:
-        a.grid(alpha=0.3)
-        a.legend(fontsize=7)
-    fig.suptitle(title or "isolation trade-off", fontsize=11)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, path, title or "isolation trade-off")
