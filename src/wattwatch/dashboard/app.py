@@ -100,6 +100,12 @@ def _go(page: str, meter: str | None = None) -> None:
         st.session_state["meter"] = meter
 
 
+def _metrics(*tiles: tuple[str, object]) -> None:
+    """A row of ``st.metric`` tiles, one per (label, value)."""
+    for col, (label, value) in zip(st.columns(len(tiles)), tiles):
+        col.metric(label, value)
+
+
 def _store_ready(cfg: Settings) -> bool:
     """Whether the store can be read; if not, the page says why (no store yet, not a store...)."""
     problem = data.check_store(cfg.db)
@@ -132,11 +138,8 @@ def fleet_page(cfg: Settings, session: Session) -> None:
     f = data.filter_alerts(alerts, codes, sevs, stats, groups, None, *(when or (None, None)))
     m = meters[meters["group"].isin(groups)] if groups else meters
     rank = data.ranking(f, None if (codes or sevs or stats) else m)
-    k1, k2, k3, k4 = st.columns(4)
-    k1.metric("Meters", f"{len(m):,}")
-    k2.metric("Alerts", f"{len(f):,}")
-    k3.metric("Open", f"{int((f['status'] == 'open').sum()):,}")
-    k4.metric("Critical open", f"{int(((f['status'] == 'open') & (f['severity'] == 'critical')).sum()):,}")
+    _metrics(("Meters", f"{len(m):,}"), ("Alerts", f"{len(f):,}"), ("Open", f"{int((f['status'] == 'open').sum()):,}"),
+             ("Critical open", f"{int(((f['status'] == 'open') & (f['severity'] == 'critical')).sum()):,}"))
     st.subheader("Meters, most to act on first")
     st.dataframe(rank.head(500), hide_index=True, key="rank_table",
                  column_config={"max_open_score": st.column_config.NumberColumn(format="%.3f"),
@@ -548,10 +551,8 @@ def live_page(cfg: Settings, session: Session) -> None:
             return
         s = data.store_summary(cfg.db)
         a = data.alerts_frame(cfg.db)
-        c1, c2, c3 = st.columns(3)
-        c1.metric("Readings", f"{s['readings']:,}")
-        c2.metric("Latest reading", str(s["last"])[:19])
-        c3.metric("Open alerts", int((a["status"] == "open").sum()))
+        _metrics(("Readings", f"{s['readings']:,}"), ("Latest reading", str(s["last"])[:19]),
+                 ("Open alerts", int((a["status"] == "open").sum())))
         st.dataframe(a[a["status"] == "open"].sort_values("last_seen", ascending=False)
                      [["meter_id", "code", "severity", "start", "end", "last_seen"]].head(50),
                      hide_index=True, key="live_alerts")
@@ -587,11 +588,9 @@ def _live_status(cfg: Settings) -> None:
     st.write(f"`watch` status at {status.get('at')}"
              + (f" ({age:,.0f} s ago: is `watch` still running?)" if age is not None and age > 10 * cfg.refresh_s
                 else ""))
-    cols = st.columns(len(LIVE_METRICS) + 2)
-    for col, (label, k) in zip(cols, LIVE_METRICS):
-        col.metric(label, f"{whole(counters.get(k, 0)):,}")
-    cols[-2].metric("Open alerts", f"{whole(status.get('open_total', len(opened))):,}")
-    cols[-1].metric("Meters reporting", f"{len(meters):,}")
+    _metrics(*[(label, f"{whole(counters.get(k, 0)):,}") for label, k in LIVE_METRICS],
+             ("Open alerts", f"{whole(status.get('open_total', len(opened))):,}"),
+             ("Meters reporting", f"{len(meters):,}"))
     st.dataframe(pd.DataFrame([{k: str(v) if isinstance(v, (dict, list)) else v for k, v in counters.items()}]),
                  hide_index=True, key="live_counters")
     rows = lambda xs: pd.DataFrame([x for x in xs if isinstance(x, dict)])  # noqa: E731
@@ -700,11 +699,8 @@ def evaluation_page(cfg: Settings, session: Session) -> None:
         return
     alerts = data.alerts_frame(cfg.db)
     ev = api.evaluate(events, data.alerts_objects(alerts))
-    c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Recall", f"{ev['recall']:.2f}")
-    c2.metric("Precision", f"{ev['precision']:.2f}")
-    c3.metric("F1", f"{ev['f1']:.2f}")
-    c4.metric("Events / alerts", f"{ev['events']} / {ev['alerts']}")
+    _metrics(("Recall", f"{ev['recall']:.2f}"), ("Precision", f"{ev['precision']:.2f}"), ("F1", f"{ev['f1']:.2f}"),
+             ("Events / alerts", f"{ev['events']} / {ev['alerts']}"))
     st.subheader("Per fault type")
     rows = [{"type": k, "events": v["events"], "detected": v["detected"], "recall": v["recall"],
              "recall_visible": v["recall_visible"], "median_delay_min": v["median_delay_min"],
