@@ -28,11 +28,12 @@ def build(spec: dict, where: str = "[[sources]]", root: Path | None = None) -> S
     return _build(spec, where, root, KINDS)
 
 
-def only(spec: dict, keys: set) -> None:
-    """ValueError when ``spec`` has a key outside ``keys``."""
+def only(spec: dict, keys: set, where: str = "") -> None:
+    """ValueError when ``spec`` has a key outside ``keys`` (naming the table ``where``, if given)."""
     unknown = set(spec) - keys
     if unknown:
-        raise ValueError(f"unknown key(s) {sorted(unknown)}; known: {', '.join(sorted(keys))}")
+        raise ValueError(f"{where + ': ' if where else ''}unknown key(s) {sorted(unknown)}; "
+                         f"known: {', '.join(sorted(keys))}")
 
 
 def resolve(path: str, root: Path | None) -> Path:

@@ -58,6 +58,7 @@ import numpy as np
 import pandas as pd
 
 from wattwatch.schema import CHANNEL_NAMES
+from wattwatch.sources import only
 from wattwatch.sources.base import Poller
 
 log = logging.getLogger("wattwatch.watch")
@@ -130,9 +131,7 @@ def parse_model(name: str, doc, where: str = "models", max_gap: int = 0) -> Mode
     at = f"{where}.{name}"
     if not isinstance(doc, dict):
         raise ValueError(f"{at}: expected a table with registers = [...]")
-    unknown = set(doc) - {"registers"}
-    if unknown:
-        raise ValueError(f"{at}: unknown key(s) {sorted(unknown)}; known: registers")
+    only(doc, {"registers"}, at)
     regs = doc.get("registers")
     if not isinstance(regs, list) or not regs:
         raise ValueError(f"{at}.registers: give at least one register table")
@@ -141,9 +140,7 @@ def parse_model(name: str, doc, where: str = "models", max_gap: int = 0) -> Mode
         w = f"{at}.registers[{k}]"
         if not isinstance(r, dict):
             raise ValueError(f"{w}: expected a table")
-        bad = set(r) - _FIELD_KEYS
-        if bad:
-            raise ValueError(f"{w}: unknown key(s) {sorted(bad)}; known: {', '.join(sorted(_FIELD_KEYS))}")
+        only(r, _FIELD_KEYS, w)
         ch = r.get("channel")
         if ch != "ts" and ch not in CHANNEL_NAMES:
             raise ValueError(f"{w}.channel: {ch!r} is not a canonical channel (ts or one of "
@@ -477,9 +474,7 @@ class ModbusPoller(Poller):
             w = f"devices[{k}]"
             if not isinstance(d, dict):
                 raise ValueError(f"{w}: expected a table")
-            bad = set(d) - {"meter_id", "host", "port", "unit", "model", "framing"}
-            if bad:
-                raise ValueError(f"{w}: unknown key(s) {sorted(bad)}; known: framing, host, meter_id, model, port, unit")
+            only(d, {"meter_id", "host", "port", "unit", "model", "framing"}, w)
             m = d.get("meter_id")
             if not isinstance(m, (str, int)) or isinstance(m, bool) or str(m) == "":
                 raise ValueError(f"{w}.meter_id: required (text)")
@@ -741,7 +736,6 @@ def from_spec(name: str, spec: dict, root=None) -> ModbusPoller:
     ``devices`` (``meter_id``, ``host``, ``port``, ``unit``, ``model``, ``framing``), ``interval_s``,
     ``timeout_s``, ``retries``, ``backoff_s``, ``concurrency``, ``deadline_s``, ``max_gap`` and the
     response-time warning's ``slow_factor``, ``slow_min_ms``, ``slow_recent``, ``slow_settle``."""
-    from wattwatch.sources import only
 
     only(spec, {"models", "devices", "interval_s", "timeout_s", "retries", "backoff_s", "concurrency", "deadline_s",
                 "max_gap", "slow_factor", "slow_min_ms", "slow_recent", "slow_settle"})

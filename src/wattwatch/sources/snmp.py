@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 
 from wattwatch.schema import COLUMNS, KEY_COLUMNS, extra_channel_error
+from wattwatch.sources import only
 from wattwatch.sources.base import Poller, canonical
 
 log = logging.getLogger("wattwatch.watch")
@@ -184,9 +185,7 @@ def _column(channel: str, spec, where: str) -> Column:
         spec = {"oid": spec}
     if not isinstance(spec, dict):
         raise ValueError(f"{where}: expected {{ oid = \"...\", scale = 1.0 }}, got {type(spec).__name__}")
-    unknown = set(spec) - {"oid", "scale", "offset"}
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; known: oid, offset, scale")
+    only(spec, {"oid", "scale", "offset"}, where)
     nums = {}
     for k in ("scale", "offset"):
         v = spec.get(k, 1.0 if k == "scale" else 0.0)
@@ -201,9 +200,7 @@ def parse_model(name: str, spec, where: str = "models") -> Model:
     where = f"{where}.{name}"
     if not isinstance(spec, dict):
         raise ValueError(f"{where}: expected a table")
-    unknown = set(spec) - {"scalars", "tables", "description"}
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; known: description, scalars, tables")
+    only(spec, {"scalars", "tables", "description"}, where)
     scal = spec.get("scalars", {})
     if not isinstance(scal, dict):
         raise ValueError(f"{where}.scalars: expected a table of channel = {{ oid = ... }}")
@@ -216,9 +213,7 @@ def parse_model(name: str, spec, where: str = "models") -> Model:
         tw = f"{where}.tables.{tname}"
         if not isinstance(t, dict):
             raise ValueError(f"{tw}: expected a table")
-        unknown = set(t) - {"columns", "meter", "inherit"}
-        if unknown:
-            raise ValueError(f"{tw}: unknown key(s) {sorted(unknown)}; known: columns, inherit, meter")
+        only(t, {"columns", "meter", "inherit"}, tw)
         cols = t.get("columns")
         if not isinstance(cols, dict) or not cols:
             raise ValueError(f"{tw}.columns: give at least one channel = {{ oid = ... }}")
@@ -327,7 +322,6 @@ _DEVICE_KEYS = {"name", "host", "port", "model", "user", "auth_key", "auth_key_e
 
 
 def _device(spec, defaults: dict, models: dict[str, Model], where: str) -> Device:
-    from wattwatch.sources import only
 
     if not isinstance(spec, dict):
         raise ValueError(f"{where}: expected a table")
@@ -734,7 +728,6 @@ _SOURCE_KEYS = {"interval_s", "request_timeout_s", "retries", "max_concurrent", 
 
 def from_spec(name: str, spec: dict, root=None) -> SnmpSource:
     """An SNMPv3 source from its ``[[sources]]`` table and its ``[[sources.devices]]``."""
-    from wattwatch.sources import only
 
     only(spec, _SOURCE_KEYS)
     models = load_models(spec.get("models"), root)
