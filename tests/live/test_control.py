@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import popen, ww
 from wattwatch.runners import control
 from wattwatch.sim import SimConfig, simulate
 from wattwatch.store import Store
@@ -25,23 +26,10 @@ def fleet(tmp_path_factory) -> Path:
     return out / "telemetry.parquet"
 
 
-def _env():
-    return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), "WATTWATCH_PROGRESS": "0"}
-
-
 def _cli(*args):
     """``wattwatch ARGS`` in this process (the watcher is the other process): the same command
     code and exit status without a Python start-up and import per call (4-6 s on a loaded CI)."""
-    from types import SimpleNamespace
-
-    from typer.testing import CliRunner
-
-    from wattwatch.app.cli import app
-
-    r = CliRunner().invoke(app, list(args), env={"WATTWATCH_PROGRESS": "0"})
-    if r.exception is not None and not isinstance(r.exception, SystemExit):
-        raise r.exception
-    return SimpleNamespace(returncode=r.exit_code, stdout=r.stdout, stderr=r.stderr)
+    return ww(*args, check=False)
 
 
 def test_ack_show_and_clear_reach_a_running_watcher(fleet, tmp_path, mqtt_broker):
@@ -71,8 +59,7 @@ client_id = "ww-test-control-{os.getpid()}"
 profile_days = 1.0
 """)
     db = tmp_path / "site.duckdb"
-    p = subprocess.Popen([sys.executable, "-m", "wattwatch.app.cli", "watch", "--config", str(tmp_path / "site.toml")],
-                         env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    p = popen("watch", "--config", tmp_path / "site.toml", cwd=tmp_path)
     try:
         aid = None
         for line in p.stdout:

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,6 +19,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import frame_equal
+from tests.support.cli import kill_9_after_alerts, popen
 from tests.support.services import Influxd, free_port
 from wattwatch import api, influx
 from wattwatch.sinks.influx import DiskBuffer, InfluxSink
@@ -307,27 +305,14 @@ def test_influx_down_for_a_minute_while_watch_runs_loses_nothing(tmp_path):
         server.stop()
 
 
-def _cli(*args, **kw):
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), "WATTWATCH_PROGRESS": "0"}
-    return subprocess.Popen([sys.executable, "-m", "wattwatch.app.cli", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
-
-
 def test_kill_9_with_a_non_empty_buffer_then_restart_everything_arrives_once(tmp_path):
     telemetry = _fleet(tmp_path, days=2.0, meters=4)
     server = Influxd(free_port(), tmp_path / "influxd")          # down while the first watcher runs
     cfg = _site(tmp_path, telemetry, server.port, speed=900 * 30)
     buf = tmp_path / "influx-buffer"
-    p = _cli("watch", "--config", str(cfg), "--until-done", cwd=tmp_path)
+    p = popen("watch", "--config", cfg, "--until-done", cwd=tmp_path)
     try:
-        opened = 0
-        for line in p.stdout:
-            opened += line.startswith("alert open")
-            if opened >= 2:
-                break
-        assert p.poll() is None, "watch ended before it could be killed (make the replay slower)"
-        p.send_signal(signal.SIGKILL)
-        p.wait(10)
+        kill_9_after_alerts(p, 2)
     finally:
         if p.poll() is None:
             p.kill()
@@ -335,7 +320,7 @@ def test_kill_9_with_a_non_empty_buffer_then_restart_everything_arrives_once(tmp
     assert on_disk > 0
     server.start()
     try:
-        p2 = _cli("watch", "--config", str(cfg), "--until-done", cwd=tmp_path)
+        p2 = popen("watch", "--config", cfg, "--until-done", cwd=tmp_path)
         out, err = p2.communicate(timeout=180)
         assert p2.returncode == 0, err
         assert "resumed from checkpoint" in out, out

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.support.cli import kill_9_after_alerts, popen
 from wattwatch import api
 from wattwatch.runners.stream import StreamConfig, StreamEngine
 from wattwatch.sim import SimConfig, simulate
@@ -152,27 +150,13 @@ profile_days = 1.0
     return cfg
 
 
-def _cli(*args, **kw):
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), "WATTWATCH_PROGRESS": "0"}
-    return subprocess.Popen([sys.executable, "-m", "wattwatch.app.cli", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
-
-
 def test_kill_9_then_restart_loses_no_reading_and_duplicates_no_alert(fleet, tmp_path):
     cfg = _site(tmp_path, fleet, speed=900 * 40)  # 40 poll cycles a second: the replay takes ~7 s
-    p = _cli("watch", "--config", str(cfg), "--until-done", cwd=tmp_path)
+    p = popen("watch", "--config", cfg, "--until-done", cwd=tmp_path)
     db = tmp_path / "site.duckdb"
-    # Kill once the watcher is mid-stream: it has judged past the profiling day and opened alerts
-    # (each line is printed after the alert is committed), and it is still running.
-    opened = 0
-    for line in p.stdout:
-        opened += line.startswith("alert open")
-        if opened >= 3:
-            break
-    assert p.poll() is None, "watch ended before it could be killed (make the replay slower)"
-    p.send_signal(signal.SIGKILL)
-    p.wait(10)
-    p2 = _cli("watch", "--config", str(cfg), "--until-done", cwd=tmp_path)
+    # Kill once the watcher is mid-stream: it has judged past the profiling day and opened alerts.
+    kill_9_after_alerts(p, 3)
+    p2 = popen("watch", "--config", cfg, "--until-done", cwd=tmp_path)
     out, err = p2.communicate(timeout=120)
     assert p2.returncode == 0, err
     assert "resumed from checkpoint" in out, out
@@ -193,7 +177,7 @@ def test_kill_9_then_restart_loses_no_reading_and_duplicates_no_alert(fleet, tmp
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_watch_cleanly_with_a_checkpoint(fleet, tmp_path, sig):
     cfg = _site(tmp_path, fleet, speed=900 * 4)  # slow: the replay would take a minute
-    p = _cli("watch", "--config", str(cfg), cwd=tmp_path)
+    p = popen("watch", "--config", cfg, cwd=tmp_path)
     for line in p.stdout:  # a summary line comes after the first step
         if line.startswith("readings "):
             break

@@ -2,12 +2,15 @@
 how a process starts: the same Typer app ``python -m wattwatch.app.cli`` runs (``main()`` adds only
 the exit status 130 on Ctrl-C), with stdout, stderr and the exit status kept apart, and without a
 Python start-up and the imports per call (about 1.5 s each on CI). The end-to-end process tests keep
-``tests.app.test_cli.ww`` (a real subprocess)."""
+``tests.app.test_cli.ww`` (a real subprocess), and :func:`popen` starts one to run beside a test
+(a watcher to kill, to restart or to send commands to)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 
@@ -30,3 +33,24 @@ def ww(*args: str, check: bool = True, cwd: Path | None = None) -> subprocess.Co
     if check:
         done.check_returncode()
     return done
+
+
+def popen(*args, **kw) -> subprocess.Popen:
+    """``python -m wattwatch.app.cli ARGS`` in a process of its own, this checkout's sources first on
+    its path and progress bars off; stdout and stderr are text pipes (``kw``: ``cwd``, ...)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), "WATTWATCH_PROGRESS": "0"}
+    return subprocess.Popen([sys.executable, "-m", "wattwatch.app.cli", *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def kill_9_after_alerts(p: subprocess.Popen, n: int) -> None:
+    """SIGKILL a ``watch`` process mid-stream: once ``n`` alerts have opened (each ``alert open`` line
+    is printed after the alert is committed), and while it still runs."""
+    opened = 0
+    for line in p.stdout:
+        opened += line.startswith("alert open")
+        if opened >= n:
+            break
+    assert p.poll() is None, "watch ended before it could be killed (make the replay slower)"
+    p.send_signal(signal.SIGKILL)
+    p.wait(10)
