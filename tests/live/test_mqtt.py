@@ -19,6 +19,7 @@ from wattwatch import api
 from wattwatch.runners.stream import StreamConfig, StreamEngine, run
 from wattwatch.sources.mqtt import MqttSource
 from wattwatch.store import Store
+from tests.support.cli import popen
 from tests.support.services import Mosquitto, free_port
 
 
@@ -32,6 +33,17 @@ def _publisher(host: str, port: int) -> mqtt.Client:
 def _publish(c: mqtt.Client, topic: str, payload) -> None:
     body = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
     c.publish(topic, body, qos=1).wait_for_publish(5)
+
+
+def _send(broker, base: str, meters: int, lo: int, hi: int) -> None:
+    """Readings ``lo`` .. ``hi - 1`` (one every 10 s from 2026-01-05, ``p_kw`` = 1 + k) published at
+    QoS 1 to ``BASE/m{k % meters}`` by a publisher of their own."""
+    t0 = pd.Timestamp("2026-01-05T00:00:00Z")
+    pub = _publisher(broker.host, broker.port)
+    for k in range(lo, hi):
+        _publish(pub, f"{base}/m{k % meters}", {"ts": (t0 + pd.Timedelta(seconds=10 * k)).isoformat(), "p_kw": 1.0 + k})
+    pub.disconnect()
+    pub.loop_stop()
 
 
 class _Watcher:
@@ -124,19 +136,10 @@ def test_broker_restart_loses_nothing(tmp_path):
         src = MqttSource("meters", host=broker.host, port=broker.port, topics=[f"{base}/#"], meter="topic:1",
                          client_id=f"ww-{base}")
         w = _Watcher(tmp_path / "r.duckdb", src)
-        t0 = pd.Timestamp("2026-01-05T00:00:00Z")
-
-        def send(lo, hi):
-            pub = _publisher(broker.host, broker.port)
-            for k in range(lo, hi):
-                _publish(pub, f"{base}/m{k % 3}", {"ts": (t0 + pd.Timedelta(seconds=10 * k)).isoformat(), "p_kw": 1.0 + k})
-            pub.disconnect()
-            pub.loop_stop()
-
-        send(0, 30)
+        _send(broker, base, 3, 0, 30)
         w.wait_stored(30)
         broker.restart()
-        send(30, 60)  # published while the watcher is still reconnecting: kept for its persistent session
+        _send(broker, base, 3, 30, 60)  # published while the watcher is still reconnecting: kept for its persistent session
         w.wait_stored(60, timeout=30)
         frame = w.stop()
         assert src.counters["disconnects"] >= 1 and src.counters["connects"] >= 2, dict(src.counters)
@@ -168,9 +171,6 @@ def test_kill_9_of_the_watcher_loses_no_mqtt_reading(mqtt_broker, tmp_path):
     """Readings received but not yet stored when the watcher dies were never acknowledged, and
     those published while it is down wait in its session: after a restart all are stored once."""
     import signal
-    import subprocess
-    import sys
-    from pathlib import Path
 
     base = f"k{uuid.uuid4().hex[:8]}"
     cfg = tmp_path / "site.toml"
@@ -186,33 +186,22 @@ topics = ["{base}/+"]
 meter = "topic:1"
 client_id = "ww-{base}"
 """)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), "WATTWATCH_PROGRESS": "0"}
 
     def start():
-        p = subprocess.Popen([sys.executable, "-m", "wattwatch.app.cli", "watch", "--config", str(cfg)], cwd=tmp_path,
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        p = popen("watch", "--config", cfg, cwd=tmp_path)
         for line in p.stderr:  # messages published before the broker has the subscription are not kept
             if "subscribed to" in line:
                 return p
         raise AssertionError(f"watch never subscribed: {p.communicate()}")
 
-    t0 = pd.Timestamp("2026-01-05T00:00:00Z")
-
-    def send(lo, hi):
-        pub = _publisher(mqtt_broker.host, mqtt_broker.port)
-        for k in range(lo, hi):
-            _publish(pub, f"{base}/m{k % 4}", {"ts": (t0 + pd.Timedelta(seconds=10 * k)).isoformat(), "p_kw": 1.0 + k})
-        pub.disconnect()
-        pub.loop_stop()
-
     pids = []
     p = start()
     pids.append(p.pid)
-    send(0, 150)
+    _send(mqtt_broker, base, 4, 0, 150)
     time.sleep(0.5)  # some stored (and acknowledged), some maybe in flight
     p.send_signal(signal.SIGKILL)
     p.wait(10)
-    send(150, 300)  # while the watcher is down
+    _send(mqtt_broker, base, 4, 150, 300)  # while the watcher is down
     p = start()
     pids.append(p.pid)
     # Stop and start until the session is drained: what one run received but did not store is
