@@ -7,6 +7,7 @@ fleet replayed through simulated meters and polled by ``watch`` giving the alert
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 import threading
 import time
@@ -31,6 +32,29 @@ def _poll(poller, n: int = 1) -> list[pd.DataFrame]:
 
 
 # ------------------------------------------------------------------------------ decoding
+
+
+@contextlib.contextmanager
+def _watching(site: dict, device, **kw):
+    """``api.watch(site, **kw)`` in a thread for the ``with`` block, then stopped and ``device``
+    stopped; the watch's result is ``box["w"]`` after the block."""
+    stop = threading.Event()
+    box = {}
+    t = threading.Thread(target=lambda: box.update(w=api.watch(site, stop=stop, **kw)), daemon=True)
+    t.start()
+    try:
+        yield box
+    finally:
+        stop.set()
+        t.join(60)
+        device.stop()
+
+
+def _until(done, timeout_s: float) -> None:
+    """Wait until ``done()`` holds, looking every 0.2 s; at most ``timeout_s`` (a hang guard)."""
+    deadline = time.monotonic() + timeout_s
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def test_decode_known_register_images():
@@ -211,31 +235,16 @@ def test_gateway_dropped_and_back_is_counted_and_alerted_as_packet_loss(tmp_path
             "detectors": ["packet_loss"], "engine": {"profile_days": 4.0 / 86400},
             "packet_loss": {"window_s": 2.0, "min_expected": 10, "min_lost": 4,
                             "post": {"min_duration_s": 0.5, "merge_gap_s": 2.0, "max_bridge_s": 600.0}}}
-    stop = threading.Event()
     seen = {}
-    box = {}
-
-    def run():
-        box["w"] = api.watch(site, stop=stop, on_step=lambda e, r, b: seen.update(engine=e))
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    try:
+    with _watching(site, d, on_step=lambda e, r, b: seen.update(engine=e)) as box:
         time.sleep(6.0)
         d.inject("down")
         time.sleep(3.0)
         d.inject("up")
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:     # until both meters' alerts are open (at load ~22 the
-            e = seen.get("engine")              # second came more than 0.5 s after the first)
-            if e is not None and {a.meter_id for a in list(e.alerts.values())
-                                  if a.code == "ALRM_PKT_LOSS_CRIT"} >= {"A", "B"}:
-                break
-            time.sleep(0.2)
+        # until both meters' alerts are open (at load ~22 the second came more than 0.5 s after the first)
+        _until(lambda: "engine" in seen and {a.meter_id for a in list(seen["engine"].alerts.values())
+                                             if a.code == "ALRM_PKT_LOSS_CRIT"} >= {"A", "B"}, 20)
         time.sleep(0.5)
-    finally:
-        stop.set()
-        t.join(30)
-        d.stop()
     w = box["w"]
     v = w.sources[0]
     assert v["reconnects"] >= 1
@@ -311,20 +320,10 @@ def test_fleet_replayed_through_modbus_devices_and_watched_equals_detect(tmp_pat
                          "devices": [{"meter_id": m, "port": d.port, "unit": u + 1, "model": "meter"}
                                      for u, m in enumerate(meters)]}],
             "store": {"path": str(db)}, **CONFIG}
-    stop = threading.Event()
-    box = {}
-    t = threading.Thread(target=lambda: box.update(w=api.watch(site, stop=stop)), daemon=True)
-    t.start()
-    try:
-        deadline = time.monotonic() + 120
-        while d.view()["left"] > 0 and time.monotonic() < deadline:
-            time.sleep(0.2)
+    with _watching(site, d) as box:
+        _until(lambda: d.view()["left"] == 0, 120)
         assert d.view()["left"] == 0, d.view()
         time.sleep(1.0)   # the last cycle's readings into the store
-    finally:
-        stop.set()
-        t.join(60)
-        d.stop()
     w = box["w"]
     v = w.sources[0]
     # Only the fleet's own lost readings came back as exceptions (0x0B); nothing timed out or was
