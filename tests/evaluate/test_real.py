@@ -359,3 +359,21 @@ def test_plain_zero_run_across_an_autumn_clock_change_is_one_run():
     runs = lambda zone: [(c["start"], c["end"]) for c in mod.candidates_for("bdg2", df, zone) if c["kind"] == "zero_run"]
     assert runs({"b": "Europe/London"}) == [("2017-10-28T11:00:00Z", "2017-10-29T12:00:00Z")]
     assert len(runs({})) == 2  # in UTC alone the step reads as a missing reading
+
+
+def test_expert_criteria_find_a_dip_straddling_hours_and_no_odd_day_before_a_dead_meter():
+    """A one-hour outage straddling the hour boundaries (partial hours either side: 25 %, 5 %, 25 %
+    of the load) is a ``drop`` candidate of three readings (the one-reading criterion needs its
+    neighbours over the meter's 5th percentile, which Fox_education_Maureen's were not); an ordinary Sunday before four dead weeks is no unusual day (its
+    references were half zeros: it read as twice its weekday's median)."""
+    mod = _label_real()
+    rng = np.random.default_rng(4)
+    ts = pd.date_range("2024-01-01", periods=20 * 7 * 24, freq="1h", tz="UTC")
+    h, dow = ts.hour.to_numpy(), ts.dayofweek.to_numpy()
+    p = np.where(dow >= 5, 150.0, np.where((h >= 8) & (h < 18), 500.0, 200.0)) * (1 + 0.03 * rng.standard_normal(len(ts)))
+    at = int(np.flatnonzero(ts == pd.Timestamp("2024-02-14 12:00", tz="UTC"))[0])
+    p[at - 1:at + 2] *= [0.25, 0.05, 0.25]
+    p[ts >= pd.Timestamp("2024-04-15", tz="UTC")] = 0.0  # dead from a Monday on, four weeks and more
+    got = [(c["kind"], c["start"][:13], c["end"][:13]) for c in
+           mod.expert_candidates_for("bdg2", pd.DataFrame({"meter_id": "b", "ts": ts, "p_kw": p}), {})]
+    assert ("drop", "2024-02-14T11", "2024-02-14T13") in got and not [g for g in got if g[0] == "unusual_day"], got
