@@ -462,3 +462,25 @@ def test_a_steady_load_the_register_counted_is_no_frozen_meter_but_a_frozen_powe
     _, res = run(frozen)
     assert [a.start[:13] for a in res.alerts if a.evidence["kind"] == "flat_line"] == ["2024-04-03T01"], \
         [a.message for a in res.alerts]
+
+
+def test_equal_hours_a_steady_weekend_makes_by_chance_are_no_frozen_meter_but_a_frozen_weekday_is():
+    """An office read to 0.5 kWh whose weekend load sits steady (one hour in twelve repeats the hour
+    before) while its working week never repeats: five equal Sunday hours at its base load are as
+    likely as the weekend's repeats make them (BDG2 Shrew_office_Sherill: a "frozen meter" at 213.5
+    on a Sunday, before: the need came from the repeat share of all days); twelve equal weekday hours
+    are still a frozen meter."""
+    rng = np.random.default_rng(11)
+    df = building(seed=11)
+    we = df.ts.dt.dayofweek.to_numpy() >= 5
+    df["p_kw"] = np.where(we, 13.0 + 0.5 * rng.integers(0, 12, len(df)), np.round(df["p_kw"].to_numpy(), 2))
+    sunday = (df.ts >= "2024-03-24 02:00") & (df.ts < "2024-03-24 07:00")
+    df.loc[sunday, "p_kw"] = 15.5
+    df.loc[df.ts.isin([pd.Timestamp("2024-03-24 01:00"), pd.Timestamp("2024-03-24 07:00")]), "p_kw"] = 14.0  # five long
+    frozen = (df.ts >= "2024-04-10 09:00") & (df.ts < "2024-04-10 21:00")
+    df.loc[frozen, "p_kw"] = 97.3
+    fitted, res = run(df)
+    got = [a.start[:13] for a in res.alerts if a.evidence["kind"] == "flat_line"]
+    assert got == ["2024-04-10T09"], [a.message for a in res.alerts]
+    st = fitted.detectors[0].get_state()["office"]
+    assert st["flat_need_days"][1] > 5 >= st["flat_need_days"][0], st["flat_need_days"]
