@@ -8,6 +8,12 @@ Usage (from the repository root):
     python scripts/label_real.py candidates-expert            # data/real_labels/candidates_expert.json
     python scripts/label_real.py show-expert ID [ID ...]      # a printout of each expert-kind candidate
     python scripts/label_real.py build-expert                # labels.json + review_expert.json -> labels_expert.json
+    python scripts/label_real.py candidates[-expert] --check  # exit 1 unless the committed file is reproduced exactly
+
+A candidate's id follows what it is (dataset, meter, channel, kind, start, end), not its position:
+regenerating keeps the committed id of each candidate found again, numbers new ones after the
+highest id (they need a decision by hand) and moves the decisions of ones no longer found to the
+review file's ``retired``.
 
 Step 1 applies the explicit, conservative criteria below to every dataset (vectorised over each
 meter's readings; nothing of wattwatch's detectors is used). Step 2 is by hand: each candidate was
@@ -15,7 +21,8 @@ looked at (``show``) and kept or rejected with a written reason in ``data/real_l
 ``build`` joins the two into ``labels.json`` (kept ones) and keeps the rejected ones with their
 reasons under ``rejected``.
 
-Criteria (cadence c; a "run" is consecutive readings with no time step over 1.5 c):
+Criteria (cadence c; a "run" is consecutive readings with no time step over 1.5 c, in UTC or on the
+meter's wall clock where its rows follow one: a clock change is no missing reading):
 
 - ``zero_run``: >= 3 consecutive readings exactly 0 lasting >= 1 h, on channels where zero is not a
   normal reading (ZERO_ABNORMAL: whole-building/house/plant power and voltage; not an idle branch
@@ -62,7 +69,9 @@ sides of a candidate in time (a labeller sees the whole record), never at wattwa
   under 0.6 x or over 1.5 x the median of the same weekday's means in the 4 weeks before and the 4
   weeks after (at least 4 of them present), and under 0.6 x / over 1.5 x the median of the 3 days
   of its day type (weekday or weekend) either side (a school's whole term does not make each of
-  its days unusual).
+  its days unusual). Days reading exactly 0 throughout are neither candidates nor references
+  (corrected after the third review: the references of an ordinary day before a dead meter's
+  zero weeks were half zeros, four such days were kept as unusual).
 """
 
 from __future__ import annotations
@@ -110,8 +119,23 @@ def _zero_abnormal(ds: str, meter: str, ch: str) -> bool:
     return any(d == ds and (m == "*" or m == meter) and c == ch for d, m, c in ZERO_ABNORMAL)
 
 
-def candidates_for(ds: str, df: pd.DataFrame) -> list[dict]:
+def _steps(ts: pd.Series, tz: str | None) -> pd.Series:
+    """The time step to each reading from the one before (NaT for the first): in UTC, or where the
+    meter's wall clock ``tz`` is known, the shorter of the UTC and the wall-clock step. A clock
+    change is then no missing reading: BDG2 writes the doubled autumn hour as one row holding both
+    hours' energy, 2 h apart in UTC but 1 h on the site's clock (a zero run across it is one run)."""
+    step = ts.diff()
+    if tz:
+        wall = ts.dt.tz_convert(tz).dt.tz_localize(None)
+        step = step.where(step <= wall.diff(), wall.diff())
+    return step
+
+
+def candidates_for(ds: str, df: pd.DataFrame, zone: dict[str, str] | None = None) -> list[dict]:
+    """The plain-fault candidates of one dataset (criteria in the module docstring); ``zone`` maps a
+    meter to its wall clock's IANA zone where the extract's rows follow it (:func:`_steps`)."""
     c = pd.Timedelta(seconds=DATASETS[ds]["cadence_s"])
+    zone = zone or {}
     out: list[dict] = []
 
     def add(meter, ch, kind, s, e, criterion, **stats):
@@ -122,7 +146,7 @@ def candidates_for(ds: str, df: pd.DataFrame) -> list[dict]:
     for meter, g in df.groupby("meter_id", sort=True):
         ts = g["ts"].reset_index(drop=True)
         step = ts.diff()
-        seg = np.cumsum((step > 1.5 * c).fillna(False).to_numpy())
+        seg = np.cumsum((_steps(ts, zone.get(meter)) > 1.5 * c).fillna(False).to_numpy())
         # gaps
         long_gap = max(4 * c, pd.Timedelta(hours=1))
         for k in np.flatnonzero((step >= long_gap).to_numpy()):
@@ -232,19 +256,74 @@ def _data_root(data) -> Path:
     return root
 
 
-def cmd_candidates(data) -> None:
+KEY = ("dataset", "meter_id", "channel", "kind", "start", "end")
+
+
+def _key(c: dict) -> tuple:
+    """What a candidate is, whatever its id: the review's decisions follow this key."""
+    return tuple(c[k] for k in KEY)
+
+
+def assign_ids(cands: list[dict], old: list[dict], infix: str = "") -> tuple[list[dict], list[str], list[dict]]:
+    """Ids for freshly found candidates (in the order found): a candidate the committed file already
+    has (same :data:`KEY`) keeps its id, so the hand review stays attached to what it judged; a new
+    one is numbered after the highest id so far (``{dataset}-{infix}{n:04d}``). Returns the
+    candidates, the new ids and the committed candidates no longer found (their decisions retire)."""
+    known = {_key(c): c["id"] for c in old}
+    nxt = 1 + max((int(c["id"].rsplit("-", 1)[1].lstrip("e")) for c in old), default=-1)
+    new_ids = []
+    for c in cands:
+        c.pop("id", None)
+        i = known.get(_key(c))
+        if i is None:
+            i, nxt = f"{c['dataset']}-{infix}{nxt:04d}", nxt + 1
+            new_ids.append(i)
+        c["id"] = i
+    found = {_key(c) for c in cands}
+    return cands, new_ids, [c for c in old if _key(c) not in found]
+
+
+def _write_candidates(cands: list[dict], name: str, review: str, infix: str, check: bool) -> None:
+    """Write (or with ``check`` compare) ``name`` with ids carried over by key (:func:`assign_ids`);
+    the decisions of candidates no longer found move from ``review``'s ``decisions`` to its
+    ``retired`` (with the candidate they judged). ``check`` exits 1 when the file would change."""
+    path = OUT / name
+    old = json.loads(path.read_text()) if path.exists() else []
+    cands, new_ids, gone = assign_ids(cands, old, infix)
+    text = json.dumps(cands, indent=1) + "\n"
+    for c in gone:
+        print(f"no longer a candidate: {c['id']} {' '.join(map(str, _key(c)))}")
+    if new_ids:
+        print(f"new candidates (to review: show{'-expert' if infix else ''} ID): {' '.join(new_ids)}")
+    if check:
+        same = path.exists() and path.read_text() == text
+        print(f"{path.name}: {'reproduced exactly' if same else 'would change'}")
+        if not same:
+            sys.exit(1)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    rpath = OUT / review
+    if gone and rpath.exists():
+        doc = json.loads(rpath.read_text())
+        for c in gone:
+            if c["id"] in doc["decisions"]:
+                doc.setdefault("retired", {})[c["id"]] = {**doc["decisions"].pop(c["id"]), "candidate": c}
+        rpath.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+    print(f"{len(cands)} candidates -> {path}")
+
+
+def cmd_candidates(data, check: bool = False) -> None:
     root = _data_root(data)
+    from wattwatch.evaluate.real_data import zones
+
     allc = []
     for ds in DATASETS:
-        cs = candidates_for(ds, load(ds, root))
+        cs = candidates_for(ds, load(ds, root), zones(ds, root))
         allc += cs
         kinds = pd.Series([c["kind"] for c in cs]).value_counts().to_dict() if cs else {}
         print(f"{ds}: {len(cs)} candidates {kinds}")
-    for n, cnd in enumerate(allc):
-        cnd["id"] = f"{cnd['dataset']}-{n:04d}"
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "candidates.json").write_text(json.dumps(allc, indent=1) + "\n")
-    print(f"{len(allc)} candidates -> {OUT / 'candidates.json'}")
+    _write_candidates(allc, "candidates.json", "review.json", "", check)
 
 
 def cmd_show(ids, data, context: int = 6, source: str = "candidates.json") -> None:
@@ -346,8 +425,10 @@ def expert_candidates_for(ds: str, df: pd.DataFrame, zone: dict[str, str]) -> li
         tz = zone.get(meter, "UTC")
         local = (ts.tz_localize("UTC") if ts.tz is None else ts).tz_convert(tz).tz_localize(None)
         day = pd.Series(x, index=local).resample("D")
-        mean, cnt = day.mean(), day.count()
-        mean = mean.where(cnt >= 20)
+        mean, cnt, top = day.mean(), day.count(), day.max()
+        # a day reading exactly 0 throughout is a zero run (the plain set's), neither unusual here
+        # nor a reference: four dead Sundays after a normal one made it "2.2 x its weekday median"
+        mean = mean.where((cnt >= 20) & (top != 0))
         dow = mean.index.dayofweek
         same_wd = pd.concat([mean.shift(k) for k in (7, 14, 21, 28, -7, -14, -21, -28)], axis=1)
         wd_ref = same_wd.median(axis=1).where(same_wd.notna().sum(axis=1) >= 4)
@@ -375,7 +456,53 @@ def expert_candidates_for(ds: str, df: pd.DataFrame, zone: dict[str, str]) -> li
         s = s[~s.index.duplicated()]
         s = s.reindex(pd.date_range(s.index[0], s.index[-1], freq=c))
         _dropouts(meter, s.to_numpy(float), s.index, week, add)
+    # dips whose outage straddles the hours at their edges (after every other criterion, so the
+    # earlier candidates keep their order)
+    for meter, g in df.groupby("meter_id", sort=True):
+        s = g.set_index("ts")["p_kw"]
+        s = s[~s.index.duplicated()]
+        s = s.reindex(pd.date_range(s.index[0], s.index[-1], freq=c))
+        _straddling_dips(meter, s.to_numpy(float), s.index, week, add)
     return out
+
+
+def _straddling_dips(meter: str, x: np.ndarray, ts: pd.DatetimeIndex, week: int, add) -> None:
+    """``drop`` of 2-3 readings whose outage straddles the hours at its edges (added after the
+    second review, issue 14: a one-hour drop with partly lost hours either side, which the
+    one-reading ``drop`` misses because its neighbours are low too): each reading under 0.8 x both
+    readings around the run and the larger of the same time 7 days before and after (at least one
+    present), the lowest under 0.3 x both of those, not all exactly 0 (a zero run), the readings
+    around over the meter's 5th percentile (the building in use). A run of 3 that holds one of 2
+    is the run of 2."""
+    n = len(x)
+    if n <= week + 5:
+        return
+    q05 = np.nanquantile(x, 0.05)
+    wk_b = np.r_[np.full(week, np.nan), x[:-week]]
+    wk_a = np.r_[x[week:], np.full(week, np.nan)]
+    found: list[tuple[int, int]] = []
+    with np.errstate(invalid="ignore"):
+        for width in (2, 3):
+            idx = np.arange(1, n - width)
+            prev, nxt = x[idx - 1], x[idx + width]
+            run = np.stack([x[idx + k] for k in range(width)])
+            wk = np.stack([np.fmax(wk_b[idx + k], wk_a[idx + k]) for k in range(width)])
+            around = np.fmin(prev, nxt)
+            lo = np.argmin(np.where(np.isfinite(run), run, np.inf), axis=0)
+            col = np.arange(len(idx))
+            hit = (np.isfinite(around) & (around > q05) & np.isfinite(run).all(0) & np.isfinite(wk).all(0)
+                   & (run < 0.8 * around).all(0) & (run < 0.8 * wk).all(0)
+                   & (run[lo, col] < 0.3 * around) & (run[lo, col] < 0.3 * wk[lo, col]) & ~(run == 0).all(0))
+            for k in np.flatnonzero(hit):
+                i = idx[k]
+                if any(a <= i + width - 1 and i <= b for a, b in found):
+                    continue
+                found.append((i, i + width - 1))
+                add(meter, "drop", ts[i], ts[i + width - 1],
+                    f"{width} readings " + ", ".join(f"{v:g}" for v in x[i:i + width])
+                    + f" vs around {prev[k]:g}, {nxt[k]:g} and the week before/after (larger) "
+                    + ", ".join(f"{v:g}" for v in wk[:, k]) + " (each under 0.8 x, the lowest under 0.3 x)",
+                    value=float(np.nanmin(run[:, k])))
 
 
 def _dropouts(meter: str, x: np.ndarray, ts: pd.DatetimeIndex, week: int, add) -> None:
@@ -408,7 +535,7 @@ def _dropouts(meter: str, x: np.ndarray, ts: pd.DatetimeIndex, week: int, add) -
                     value=float(np.nanmax(run[:, k])))
 
 
-def cmd_candidates_expert(data) -> None:
+def cmd_candidates_expert(data, check: bool = False) -> None:
     from wattwatch.evaluate.real_data import zones
 
     root = _data_root(data)
@@ -429,10 +556,7 @@ def cmd_candidates_expert(data) -> None:
               or not _overlaps(c, [o for o in ones if o["kind"] == c["kind"]])]
         allc += cs
         print(f"{ds}: {len(cs)} expert-kind candidates {pd.Series([c['kind'] for c in cs]).value_counts().to_dict()}")
-    for n, cnd in enumerate(allc):
-        cnd["id"] = f"{cnd['dataset']}-e{n:04d}"
-    (OUT / "candidates_expert.json").write_text(json.dumps(allc, indent=1) + "\n")
-    print(f"{len(allc)} candidates -> {OUT / 'candidates_expert.json'}")
+    _write_candidates(allc, "candidates_expert.json", "review_expert.json", "e", check)
 
 
 def cmd_build_expert() -> None:
@@ -480,13 +604,15 @@ def main(argv=None) -> None:
     ap.add_argument("what", choices=["candidates", "show", "build", "candidates-expert", "show-expert", "build-expert"])
     ap.add_argument("ids", nargs="*")
     ap.add_argument("--data", default=None)
+    ap.add_argument("--check", action="store_true",
+                    help="candidates*: regenerate in memory and exit 1 unless the committed file is reproduced exactly")
     a = ap.parse_args(argv)
     if a.what == "candidates":
-        cmd_candidates(a.data)
+        cmd_candidates(a.data, a.check)
     elif a.what == "show":
         cmd_show(a.ids, a.data)
     elif a.what == "candidates-expert":
-        cmd_candidates_expert(a.data)
+        cmd_candidates_expert(a.data, a.check)
     elif a.what == "show-expert":
         cmd_show(a.ids, a.data, source="candidates_expert.json")
     elif a.what == "build-expert":

@@ -440,3 +440,47 @@ def test_whole_equals_pieces_on_a_register_only_meter():
     judged = part[part.index >= start]
     assert np.isfinite(judged).all()
     np.testing.assert_allclose(judged.to_numpy(), whole.loc[judged.index].to_numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_a_steady_load_the_register_counted_is_no_frozen_meter_but_a_frozen_power_reading_is():
+    """A home's hourly energy as its 1-Wh register's step (OPSD: power = the register's hourly
+    difference, float noise included): five night hours at the same 0.375 kWh, each counted by the
+    register, are a steady load (before: a "frozen meter" alert); the same power held while the
+    register goes on counting what was used is a frozen reading."""
+    rng = np.random.default_rng(5)
+    ts = pd.date_range("2024-01-01", periods=20 * 7 * 24, freq="1h")
+    h = ts.hour.to_numpy()
+    p = np.round(np.where((h >= 1) & (h < 6), 0.38, 0.9) + 0.2 * rng.random(len(ts)), 3)
+    held = (ts >= pd.Timestamp("2024-04-03 01:00")) & (ts < pd.Timestamp("2024-04-03 06:00"))
+    used = p.copy()
+    p[held] = 0.375
+    reg = 25_000 + np.cumsum(p)  # a large register: its differences carry float noise
+    counted = pd.DataFrame({"meter_id": "home", "ts": ts, "e_kwh": reg, "p_kw": np.r_[np.nan, np.diff(reg)]})
+    _, res = run(counted)
+    assert [a.start for a in res.alerts if a.evidence["kind"] == "flat_line"] == [], [a.message for a in res.alerts]
+    frozen = counted.assign(e_kwh=25_000 + np.cumsum(used), p_kw=np.where(held, 0.375, counted.p_kw))
+    _, res = run(frozen)
+    assert [a.start[:13] for a in res.alerts if a.evidence["kind"] == "flat_line"] == ["2024-04-03T01"], \
+        [a.message for a in res.alerts]
+
+
+def test_equal_hours_a_steady_weekend_makes_by_chance_are_no_frozen_meter_but_a_frozen_weekday_is():
+    """An office read to 0.5 kWh whose weekend load sits steady (one hour in twelve repeats the hour
+    before) while its working week never repeats: five equal Sunday hours at its base load are as
+    likely as the weekend's repeats make them (BDG2 Shrew_office_Sherill: a "frozen meter" at 213.5
+    on a Sunday, before: the need came from the repeat share of all days); twelve equal weekday hours
+    are still a frozen meter."""
+    rng = np.random.default_rng(11)
+    df = building(seed=11)
+    we = df.ts.dt.dayofweek.to_numpy() >= 5
+    df["p_kw"] = np.where(we, 13.0 + 0.5 * rng.integers(0, 12, len(df)), np.round(df["p_kw"].to_numpy(), 2))
+    sunday = (df.ts >= "2024-03-24 02:00") & (df.ts < "2024-03-24 07:00")
+    df.loc[sunday, "p_kw"] = 15.5
+    df.loc[df.ts.isin([pd.Timestamp("2024-03-24 01:00"), pd.Timestamp("2024-03-24 07:00")]), "p_kw"] = 14.0  # five long
+    frozen = (df.ts >= "2024-04-10 09:00") & (df.ts < "2024-04-10 21:00")
+    df.loc[frozen, "p_kw"] = 97.3
+    fitted, res = run(df)
+    got = [a.start[:13] for a in res.alerts if a.evidence["kind"] == "flat_line"]
+    assert got == ["2024-04-10T09"], [a.message for a in res.alerts]
+    st = fitted.detectors[0].get_state()["office"]
+    assert st["flat_need_days"][1] > 5 >= st["flat_need_days"][0], st["flat_need_days"]

@@ -44,9 +44,13 @@ as if ``min_days`` more days had shown it. Evidence, each over a per-meter limit
 3. *flat*: a non-zero value repeated exactly for more readings than the meter's second-longest
    such run in its normal period (the longest may be a frozen fill left in it), and for more than chance makes once in ``tail_days`` days given how often
    its readings repeat their predecessor while normal (at least ``flat_min_h`` hours and 3
-   readings; at most ``flat_max_h`` hours needed): a frozen meter on a meter that reports power alone (``frozen_readings`` needs
+   readings; at most ``flat_max_h`` hours needed), the chance taken per kind of day (a steady weekend
+   repeats more than the working week): a frozen meter on a meter that reports power alone (``frozen_readings`` needs
    three channels). A value under ``flat_min_share`` of the meter's typical load is a standby counted
-   in register steps (a solar home importing 20 Wh an hour at noon), never a frozen run;
+   in register steps (a solar home importing 20 Wh an hour at noon), never a frozen run; nor is a
+   value the meter's energy register counted step by step (a steady load: a frozen logger holds its
+   power while the register counts on). Values are compared to :data:`SNAP` (a float register's
+   differences carry rounding noise);
 4. *zero*: a (near) zero reading on a meter whose zeros are not part of its normal (it read zero
    in under ``zero_share`` of its normal readings, or its zeros there came in fewer runs than one
    per ``zero_run_days`` days: an outage or two left inside the normal period do not make zeros
@@ -238,6 +242,21 @@ def _carry(onset: np.ndarray, member: np.ndarray, seg: np.ndarray, t: np.ndarray
     ok = np.isfinite(lastm) & member
     start_t = t[np.where(ok, lastm, 0).astype(np.int64)]
     return ok & (t - start_t <= max_s)
+
+
+#: Values closer than this (in the channel's unit: 1 mW on ``p_kw``) are one value. Power taken as
+#: a float register's difference carries the register's rounding: OPSD's 1-Wh register steps
+#: read 0.44699999999920 kWh, so equal hours compared unequal (a repeat share of 0.5 % instead of
+#: 2.3 %, a "resolution" of 1e-15) and three equal night hours, ordinary at 1 Wh, read as a
+#: frozen meter. Far under any meter's resolution, far over a float's rounding of registers to 1e9.
+SNAP = 1e-6
+
+
+def _snap(x: np.ndarray) -> np.ndarray:
+    """``x`` rounded to :data:`SNAP`: equal readings compare equal (frozen runs, repeat share,
+    resolution) whatever float noise the source added."""
+    with quiet():
+        return np.round(np.asarray(x, float) / SNAP) * SNAP
 
 
 def _flat_runs(x: np.ndarray, seg: np.ndarray, cap: np.ndarray) -> np.ndarray:
@@ -442,14 +461,14 @@ class SeasonalProfile(Detector):
         c = self.config
         x = df[c.channel].to_numpy(float) if c.channel in df.columns else np.full(len(df), np.nan)
         if reg is None or not np.any(reg) or "e_kwh" not in df.columns or not len(x):
-            return x
+            return _snap(x)
         seg = df["_seg"].to_numpy()
         e, dt = df["e_kwh"].to_numpy(float), df["_dt"].to_numpy(float)  # _dt: NaN at a meter's first row
         de = np.r_[np.nan, np.diff(e)]
         cad = np.nan_to_num(self._param(df, "cadence_s"), nan=3600.0)
         with quiet():
             p = np.where((de >= 0) & (dt > 0) & (dt <= 2 * cad[seg]), de / dt * 3600.0, np.nan)
-        return np.where(np.asarray(reg, bool)[seg], p, x)
+        return _snap(np.where(np.asarray(reg, bool)[seg], p, x))
 
     def _residual(self, df: pd.DataFrame, prof: np.ndarray, spread: np.ndarray, slot_w: np.ndarray,
                   limit: np.ndarray, eps: np.ndarray, phase: np.ndarray, zones: list[str] | None = None,
@@ -494,7 +513,7 @@ class SeasonalProfile(Detector):
                         expected = np.where(use, np.exp(prof[seg, k, slot] + lev) - eps[seg], expected)
                     sp = np.where(use, spread[seg, k, slot], sp)
         # (also the spread each reading was judged with, and the recent spread of whole days)
-        return x, z, expected, np.exp(lev), seg, t, sp, day_sd
+        return x, z, expected, np.exp(lev), seg, t, sp, day_sd, dt
 
     def _slot_median(self, z, seg, slot, t, weekend):
         c = self.config
@@ -609,7 +628,7 @@ class SeasonalProfile(Detector):
         floor = np.maximum(c.floor_rel, np.log1p(res / typical))
         spread = np.maximum(np.nan_to_num(spread, nan=np.inf), floor[:, None, None])
         # Calibration on the normal period itself, judged as later readings will be.
-        x_, z, _, _, _, _, _, _ = self._residual(df, prof, spread, slot_w, np.full(n_seg, c.z_min), eps, phase,
+        x_, z, _, _, _, _, _, _, _ = self._residual(df, prof, spread, slot_w, np.full(n_seg, c.z_min), eps, phase,
                                                  [c.timezone] * n_seg, reg)
         clip = np.full(n_seg, c.z_min)
         zd = self._day_mean(z, seg, t, clip)
@@ -665,7 +684,15 @@ class SeasonalProfile(Detector):
                 np.maximum(np.bincount(seg, weights=both.astype(float), minlength=n_seg), 1)
             per_tail = c.tail_days * DAY / cad_ok
             by_chance = 1 + np.ceil(np.log(0.05 / per_tail) / np.log(np.clip(p_rep, 1e-12, 0.999)))
+            # ... and per kind of day: a steady weekend repeats its predecessor far more often than
+            # the working week (BDG2 office at 0.5 kWh: 7 % of weekend hours, 1.2 % of weekday
+            # ones), so four equal Sunday hours at its base load come by chance.
+            cls = seg * 2 + (dt > 0)
+            p_cls = (np.bincount(cls, weights=rep.astype(float), minlength=2 * n_seg)
+                     / np.maximum(np.bincount(cls, weights=both.astype(float), minlength=2 * n_seg), 1)).reshape(n_seg, 2)
+            chance_cls = 1 + np.ceil(np.log(0.05 / per_tail[:, None]) / np.log(np.clip(p_cls, 1e-12, 0.999)))
         by_chance = np.where(p_rep > 0, np.nan_to_num(by_chance, nan=0.0), 0).astype(np.int64)
+        chance_cls = np.where(p_cls > 0, np.nan_to_num(chance_cls, nan=0.0), 0).astype(np.int64)
         # A normal period that is mostly one repeated value (a logger that was frozen while the
         # meter was being learned) teaches no profile: such a meter is judged for zeros and flat
         # runs only, and a notice says to refit it on real readings.
@@ -677,6 +704,11 @@ class SeasonalProfile(Detector):
         # BDG2 meter learned on a frozen spring passed). It needs the least run, ``flat_min_h``.
         flat_need = np.where(frozen_share > c.max_frozen_share, lo_n,
                              np.clip(np.maximum(longest + 1, by_chance), lo_n, hi_n))
+        # Per kind of day (weekdays, weekends): never less than that, more where that kind of day
+        # repeats more by chance; ``flat_need`` is the larger (the runs are counted to it + 1).
+        need_days = np.where((frozen_share > c.max_frozen_share)[:, None], flat_need[:, None],
+                             np.clip(np.maximum(flat_need[:, None], chance_cls), lo_n[:, None], hi_n[:, None]))
+        flat_need = need_days.max(axis=1)
         out = {}
         for k, m in enumerate(names):
             hist = float(len(np.unique(day[starts[k]:ends[k]][ok[starts[k]:ends[k]]])))
@@ -689,6 +721,7 @@ class SeasonalProfile(Detector):
                       "from_register": bool(reg[k]),
                       "limit_z": float(lim_z[0, k]), "limit_z_low": float(lim_z[1, k]),
                       "limit_day": float(lim_d[0, k]), "limit_day_low": float(lim_d[1, k]), "flat_need": int(flat_need[k]),
+                      "flat_need_days": need_days[k].astype(int).tolist(),
                       "history_days": hist, "repeat_share": float(p_rep[k]), "days_by_type": days_by_type[k].tolist(),
                       "weekend_pooled": bool(pooled_we[k]),
                       "level_days": int(c.level_days)}
@@ -710,7 +743,7 @@ class SeasonalProfile(Detector):
         eps = np.nan_to_num(self._param(df, "eps", 0.1), nan=0.1)
         phase = np.nan_to_num(self._param(df, "slot_phase_s", 0.0))
         reg = np.nan_to_num(self._param(df, "from_register", 0.0)) > 0
-        x, z, expected, lev, seg, t, sp, day_sd = self._residual(df, prof, spread, slot_w, np.minimum(lim_z, low_z), eps,
+        x, z, expected, lev, seg, t, sp, day_sd, dt = self._residual(df, prof, spread, slot_w, np.minimum(lim_z, low_z), eps,
                                                                  phase, reg=reg)
         zd = self._day_mean(z, seg, t, np.minimum(lim_z, low_z))
         # A frozen run is reported whole: each of its readings carries the run's full length (to
@@ -760,7 +793,18 @@ class SeasonalProfile(Detector):
                 both = np.where(same_side, np.minimum(s_read, prev), 0.0)
             s_read = np.where(short[seg], np.nan_to_num(both), s_read)
             s_day = np.where(short[seg], 0.0, s_day)
-        s_flat = runs / flat_need[seg]
+        # the run a frozen value needs on the reading's kind of day (weekday, weekend; a state
+        # stored before ``flat_need_days``: ``flat_need`` on every day)
+        need_days = self._param_array(df, "flat_need_days", (2,))
+        need = np.where(dt > 0, need_days[seg, 1], need_days[seg, 0])
+        need = np.where(np.isfinite(need) & (need > 0), np.minimum(need, flat_need[seg]), flat_need[seg])
+        s_flat = runs / need
+        # A value that an energy register counted step by step is a steady load: a frozen logger
+        # holds its last power reading while the register goes on counting what is really used,
+        # and a frozen register counts nothing (zero steps, judged as zeros). OPSD's homes (power
+        # = the 1-Wh register's hourly step) held 0.375 kWh for three night hours, five "frozen
+        # meter" alerts a year on one home.
+        s_flat = np.where(self._counted(df, x), 0.0, s_flat)
         # A value under ``flat_min_share`` of the meter's typical load, repeated, is a standby
         # drawn in register steps, not a frozen reading: a home whose solar panels cover it at
         # noon imports 10-50 Wh an hour and its register counts them in whole steps, 0.02 kWh
@@ -831,6 +875,20 @@ class SeasonalProfile(Detector):
                          [5, 4, 1, 3], 0).astype(np.int8)
         score = np.where(np.isfinite(x) & judged[seg], score, np.nan)
         return score, dict(x=x, z=z, zd=zd, expected=expected, level=lev, runs=runs, kind=kind, n_seg=n_seg)
+
+    @staticmethod
+    def _counted(df: pd.DataFrame, x: np.ndarray) -> np.ndarray:
+        """Per reading: the meter's energy register (``e_kwh``) rose since its previous reading by
+        the reading's energy over that interval (within 0.1 %; :data:`SNAP` for float noise)."""
+        if "e_kwh" not in df.columns or not len(x):
+            return np.zeros(len(x), bool)
+        seg = df["_seg"].to_numpy()
+        e, dt = df["e_kwh"].to_numpy(float), df["_dt"].to_numpy(float)
+        de = np.full(len(e), np.nan)
+        de[1:] = np.where(seg[1:] == seg[:-1], e[1:] - e[:-1], np.nan)
+        with quiet():
+            step = de * 3600.0 / dt
+            return (de > 0) & (np.abs(step - x) <= np.maximum(10 * SNAP, 1e-3 * np.abs(x)))
 
     @staticmethod
     def _on_ramp(x: np.ndarray, seg: np.ndarray, t: np.ndarray, cad: np.ndarray) -> np.ndarray:
