@@ -450,7 +450,10 @@ class BaselineMACD(Detector):
             lv = np.log(v)
             i, j = _pairs(len(lv))
             r = float(np.exp(np.median(lv)))
-            if np.isfinite(mean[seg]) and self.config.floor_min_share * mean[seg] <= r <= self.config.floor_max_share * mean[seg]:
+            # (Above ``floor_max_share`` of the mean load the floor is learned too: a building's
+            # night is no standby to accuse from, but it says whether a change reached it; see
+            # :meth:`_floor`.)
+            if np.isfinite(mean[seg]) and self.config.floor_min_share * mean[seg] <= r:
                 ref[seg] = r
                 spread[seg] = 1.0483 * float(np.median(np.abs(lv[i] - lv[j])))
                 med = float(np.median(lv))
@@ -474,8 +477,14 @@ class BaselineMACD(Detector):
         ref = self._param(df, "floor_kw", np.nan)
         s = self._param(df, "floor_spread", np.nan)
         n = self._param(df, "floor_days", 0.0)
-        use = np.isfinite(ref) & np.isfinite(s) & (ref > 0)
-        if not (c.use_floor and use.any() and n_bins):
+        known = np.isfinite(ref) & np.isfinite(s) & (ref > 0)
+        # The floor is evidence of a fault only where it is a standby (at most ``floor_max_share``
+        # of the mean load); on a building whose night is most of its load it still tells a change
+        # that reached the whole load (a share taken, a load added) from one in the working hours
+        # alone (the veto's ``z1``, ``tell_dn``, ``tell_up``; see the module notes).
+        with quiet():
+            use = known & (ref <= c.floor_max_share * self._param(df, "mean_kw"))
+        if not (c.use_floor and known.any() and n_bins):
             return (np.full((n_seg, n_bins), np.nan), np.zeros(n_seg, bool), np.zeros(n_seg, bool),
                     np.full((n_seg, n_bins), np.nan))
         w = int(np.ceil(c.floor_h))
@@ -484,7 +493,7 @@ class BaselineMACD(Detector):
         d2 = np.full_like(d1, np.nan)
         d2[:, w:] = d1[:, :-w] if n_bins > w else d2[:, w:]
         with quiet():
-            r = np.where(use, ref, np.nan)[:, None]
+            r = np.where(known, ref, np.nan)[:, None]
             # (np.maximum keeps a NaN: without both days' floors there is no value.)
             up = np.log(np.maximum(np.minimum(d1, d2), 0.05 * r) / r)
             dn = np.log(np.maximum(np.maximum(d1, d2), 0.05 * r) / r)
@@ -515,8 +524,8 @@ class BaselineMACD(Detector):
             rise = c.floor_fault_rise * self._param(df, "mean_kw")
             tell_up = (np.log1p(rise / ref) >= lim_up) & (c.floor_fault_rise >= c.min_rel)
         ok = use[:, None]
-        return (np.where(ok, np.sign(z) * score, np.nan), np.where(use, tell_dn, False), np.where(use, tell_up, False),
-                np.where(ok, np.sign(z1) * one, np.nan))
+        return (np.where(ok, np.sign(z) * score, np.nan), np.where(known, tell_dn, False), np.where(known, tell_up, False),
+                np.where(known[:, None], np.sign(z1) * one, np.nan))
 
     def _floor_trailing(self, z: np.ndarray, d1: np.ndarray, d2: np.ndarray, r: np.ndarray, w: int,
                         history_days: np.ndarray) -> np.ndarray:
