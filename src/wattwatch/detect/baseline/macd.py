@@ -108,11 +108,21 @@ evidence against: on a meter whose floor would show the least fault of the direc
 all the time), an energy deviation that the last ``floor_h`` hours' floor (one day: an added
 load shows in it within a day) does not share by at least ``floor_veto`` of the floor's limit is a
 busy or a quiet day: its score is halved. Profiled days whose lowest reading is zero or below
-(an outage or a dropout the profile kept) are left out. Only where the floor is a standby,
-between ``floor_min_share`` and ``floor_max_share`` (40 %) of the mean load: a building's night
-load is most of its energy (0.5-0.85 of the mean on the BDG2 buildings, homes 0.1-0.16) and moves
-with the weather and the term like the rest of it. The evidence's ``basis`` says ``floor`` when
-the floor set the alert's highest hour (``window_h`` 48).
+(an outage or a dropout the profile kept) are left out. As evidence of a fault only where the
+floor is a standby, between ``floor_min_share`` and ``floor_max_share`` (40 %) of the mean load: a
+building's night load is most of its energy (0.5-0.85 of the mean on the BDG2 buildings, homes
+0.1-0.16) and moves with the weather and the term like the rest of it. The evidence's ``basis``
+says ``floor`` when the floor set the alert's highest hour (``window_h`` 48).
+
+**A building working harder leaves its night alone.** Above ``floor_max_share`` the floor is
+still learned, and the veto reads it: a fault of the whole load reaches the night too (a load
+added for good lifts it by at least the energy's share, since the night is less than the mean; a
+share taken scales it with the rest), while a school or a hospital 60-85 % above its profiled
+week with the weather or a term runs its working hours harder and its night as before
+(real-shape fleets: Eleonora schools with the night up 10-28 %, the level shifts injected on the
+same buildings with it up 2-3x, thefts with it down as far as the energy). So a rise or a drop of
+the energy the building's floor does not share is halved there too; the floor itself never
+alerts on a building.
 
 **A standby follows the season.** A plant's standby is a third higher in the heating season
 than in summer (the steel plant: 16 kW in January and February, 10-11 kW from May to October),
@@ -183,7 +193,8 @@ once it holds ``recal_min_days`` days, on meters profiled on at least ``recal_mi
 days. ``use_week``/``week_h``/``week_cover``: the week window (see the module notes).
 ``use_floor``/``floor_h``: the base-load floor (the lowest reading of each ``floor_h`` hours; see
 the module notes), learned from at least ``floor_min_days`` profiled days on meters whose floor is
-between ``floor_min_share`` and ``floor_max_share`` of their mean load, counted only while the
+at least ``floor_min_share`` of their mean load, evidence of a fault where it is at most
+``floor_max_share`` of it (above, the veto alone reads it), counted only while the
 fast or the sustained average is off the same way by at least ``floor_gate`` of its own limit;
 ``floor_veto``/``floor_fault_drop``/``floor_fault_rise``: when the floor's disagreement halves an
 energy deviation's score. ``weekend_prior``: the spread (log) of weekend effects the Saturday and
