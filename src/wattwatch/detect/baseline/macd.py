@@ -120,7 +120,7 @@ added for good lifts it by at least the energy's share, since the night is less 
 share taken scales it with the rest), while a school or a hospital 60-85 % above its profiled
 week with the weather or a term runs its working hours harder and its night as before
 (real-shape fleets: Eleonora schools with the night up 10-28 %, the level shifts injected on the
-same buildings with it up 2-3x, thefts with it down as far as the energy). So a rise or a drop of
+same buildings with it up 2-3x, thefts with it down to x0.3-0.74). So a rise or a drop of
 the energy the building's floor does not share is halved there too; the floor itself never
 alerts on a building.
 
