@@ -108,11 +108,21 @@ evidence against: on a meter whose floor would show the least fault of the direc
 all the time), an energy deviation that the last ``floor_h`` hours' floor (one day: an added
 load shows in it within a day) does not share by at least ``floor_veto`` of the floor's limit is a
 busy or a quiet day: its score is halved. Profiled days whose lowest reading is zero or below
-(an outage or a dropout the profile kept) are left out. Only where the floor is a standby,
-between ``floor_min_share`` and ``floor_max_share`` (40 %) of the mean load: a building's night
-load is most of its energy (0.5-0.85 of the mean on the BDG2 buildings, homes 0.1-0.16) and moves
-with the weather and the term like the rest of it. The evidence's ``basis`` says ``floor`` when
-the floor set the alert's highest hour (``window_h`` 48).
+(an outage or a dropout the profile kept) are left out. As evidence of a fault only where the
+floor is a standby, between ``floor_min_share`` and ``floor_max_share`` (40 %) of the mean load: a
+building's night load is most of its energy (0.5-0.85 of the mean on the BDG2 buildings, homes
+0.1-0.16) and moves with the weather and the term like the rest of it. The evidence's ``basis``
+says ``floor`` when the floor set the alert's highest hour (``window_h`` 48).
+
+**A building working harder leaves its night alone.** Above ``floor_max_share`` the floor is
+still learned, and the veto reads it: a fault of the whole load reaches the night too (a load
+added for good lifts it by at least the energy's share, since the night is less than the mean; a
+share taken scales it with the rest), while a school or a hospital 60-85 % above its profiled
+week with the weather or a term runs its working hours harder and its night as before
+(real-shape fleets: Eleonora schools with the night up 10-28 %, the level shifts injected on the
+same buildings with it up 2-3x, thefts with it down to x0.3-0.74). So a rise or a drop of
+the energy the building's floor does not share is halved there too; the floor itself never
+alerts on a building.
 
 **A standby follows the season.** A plant's standby is a third higher in the heating season
 than in summer (the steel plant: 16 kW in January and February, 10-11 kW from May to October),
@@ -183,7 +193,8 @@ once it holds ``recal_min_days`` days, on meters profiled on at least ``recal_mi
 days. ``use_week``/``week_h``/``week_cover``: the week window (see the module notes).
 ``use_floor``/``floor_h``: the base-load floor (the lowest reading of each ``floor_h`` hours; see
 the module notes), learned from at least ``floor_min_days`` profiled days on meters whose floor is
-between ``floor_min_share`` and ``floor_max_share`` of their mean load, counted only while the
+at least ``floor_min_share`` of their mean load, evidence of a fault where it is at most
+``floor_max_share`` of it (above, the veto alone reads it), counted only while the
 fast or the sustained average is off the same way by at least ``floor_gate`` of its own limit;
 ``floor_veto``/``floor_fault_drop``/``floor_fault_rise``: when the floor's disagreement halves an
 energy deviation's score. ``weekend_prior``: the spread (log) of weekend effects the Saturday and
@@ -450,7 +461,10 @@ class BaselineMACD(Detector):
             lv = np.log(v)
             i, j = _pairs(len(lv))
             r = float(np.exp(np.median(lv)))
-            if np.isfinite(mean[seg]) and self.config.floor_min_share * mean[seg] <= r <= self.config.floor_max_share * mean[seg]:
+            # (Above ``floor_max_share`` of the mean load the floor is learned too: a building's
+            # night is no standby to accuse from, but it says whether a change reached it; see
+            # :meth:`_floor`.)
+            if np.isfinite(mean[seg]) and self.config.floor_min_share * mean[seg] <= r:
                 ref[seg] = r
                 spread[seg] = 1.0483 * float(np.median(np.abs(lv[i] - lv[j])))
                 med = float(np.median(lv))
@@ -474,8 +488,14 @@ class BaselineMACD(Detector):
         ref = self._param(df, "floor_kw", np.nan)
         s = self._param(df, "floor_spread", np.nan)
         n = self._param(df, "floor_days", 0.0)
-        use = np.isfinite(ref) & np.isfinite(s) & (ref > 0)
-        if not (c.use_floor and use.any() and n_bins):
+        known = np.isfinite(ref) & np.isfinite(s) & (ref > 0)
+        # The floor is evidence of a fault only where it is a standby (at most ``floor_max_share``
+        # of the mean load); on a building whose night is most of its load it still tells a change
+        # that reached the whole load (a share taken, a load added) from one in the working hours
+        # alone (the veto's ``z1``, ``tell_dn``, ``tell_up``; see the module notes).
+        with quiet():
+            use = known & (ref <= c.floor_max_share * self._param(df, "mean_kw"))
+        if not (c.use_floor and known.any() and n_bins):
             return (np.full((n_seg, n_bins), np.nan), np.zeros(n_seg, bool), np.zeros(n_seg, bool),
                     np.full((n_seg, n_bins), np.nan))
         w = int(np.ceil(c.floor_h))
@@ -484,7 +504,7 @@ class BaselineMACD(Detector):
         d2 = np.full_like(d1, np.nan)
         d2[:, w:] = d1[:, :-w] if n_bins > w else d2[:, w:]
         with quiet():
-            r = np.where(use, ref, np.nan)[:, None]
+            r = np.where(known, ref, np.nan)[:, None]
             # (np.maximum keeps a NaN: without both days' floors there is no value.)
             up = np.log(np.maximum(np.minimum(d1, d2), 0.05 * r) / r)
             dn = np.log(np.maximum(np.maximum(d1, d2), 0.05 * r) / r)
@@ -515,8 +535,8 @@ class BaselineMACD(Detector):
             rise = c.floor_fault_rise * self._param(df, "mean_kw")
             tell_up = (np.log1p(rise / ref) >= lim_up) & (c.floor_fault_rise >= c.min_rel)
         ok = use[:, None]
-        return (np.where(ok, np.sign(z) * score, np.nan), np.where(use, tell_dn, False), np.where(use, tell_up, False),
-                np.where(ok, np.sign(z1) * one, np.nan))
+        return (np.where(ok, np.sign(z) * score, np.nan), np.where(known, tell_dn, False), np.where(known, tell_up, False),
+                np.where(known[:, None], np.sign(z1) * one, np.nan))
 
     def _floor_trailing(self, z: np.ndarray, d1: np.ndarray, d2: np.ndarray, r: np.ndarray, w: int,
                         history_days: np.ndarray) -> np.ndarray:
