@@ -260,7 +260,8 @@ def _withdraw(engine, res, rep, since: dict[str, dict[str, float]]) -> None:
 
 def _snapshot(st):
     return (None if st.tail is None else st.tail.copy(), dict(st.origin), dict(st.n_before),
-            copy.deepcopy(st.since), copy.deepcopy(st.emitted), set(st._said), {n: dict(h) for n, h in st.hours.items()})
+            copy.deepcopy(st.since), copy.deepcopy(st.emitted), set(st._said),
+            {n: dict(h) for n, h in st.hours.items()})
 
 
 def _restore(st, snap) -> None:
