@@ -129,6 +129,7 @@ def stream_benchmark(meters: int = 200, cadence_s: float = 60.0, stream_hours: f
         "state_bytes_per_meter": round(state["state_bytes_per_meter"]),
         "carry_bytes_per_meter": round(state["tail_bytes_per_meter"]),
         "carry_rows_per_meter": round(state["tail_rows"] / max(state["meters"], 1), 1),
+        "hours_carry_bytes_per_meter": round(state["hours_bytes_per_meter"]),   # closed hours (baseline_macd)
         "known_scores_bytes_per_meter": round(state["known_bytes_per_meter"]),   # in memory, not checkpointed
     }
     log("river HalfSpaceTrees on the same readings ...")

@@ -1559,6 +1559,7 @@ def bench_stream(
                                    f"({r['step_cpu_ms']['readings_p50']:g} readings per step, median)"),
             ("learned state per meter", f"{r['state_bytes_per_meter']:,} B"),
             ("carried tail per meter", f"{r['carry_bytes_per_meter']:,} B ({r['carry_rows_per_meter']} readings)"),
+            ("carried closed hours per meter", f"{r.get('hours_carry_bytes_per_meter', 0):,} B"),
             ("river HalfSpaceTrees readings/s", f"{rv.get('readings_per_s', rv.get('error'))}"),
             ("ratio to river (per CPU s)", str(r.get("ratio_to_river")))]
     for k, v in rows:

@@ -452,6 +452,14 @@ class Detector:
             return None
         return tuple(dict.fromkeys((*self.channels(), *self.reads_also)))
 
+    # Whether a stream may carry this detector's closed hours in place of raw readings (it then
+    # implements ``carried_reach`` and takes ``core.run``'s ``hours``; see baseline/macd.py).
+    carries_hours: ClassVar[bool] = False
+
+    def carried_reach(self, meters) -> Reach:
+        """Reach in raw readings when the stream carries the detector's closed hours."""
+        return self.reach(meters)
+
     def reach(self, meters) -> Reach:
         """Per meter (state needed): how far back and ahead a reading's score may depend on
         other readings, in seconds and in readings."""

@@ -73,6 +73,7 @@ class Judged:
     groups: Groups | None = None  # its groups over every reading of the frame, when computed
     share: float = 1.0          # of the frame's rows, the share it scored (less with known scores)
     side: np.ndarray | None = None  # per row, which way it is off (post-rule ``hold`` only)
+    exact_raw: np.ndarray | None = None  # per row, exact in raw readings alone (``run``'s ``hours``)
 
 
 @dataclass
@@ -208,8 +209,10 @@ def _chain(own: Reach, extra: list[tuple[Reach, np.ndarray]]) -> Reach:
     return Reach(back_s, back_n, ahead_s, ahead_n)
 
 
-def reaches(detectors: list[Detector], meters) -> dict[str, Reach]:
-    """Effective reach of each detector (own reach plus its blockers'), per meter of ``meters``."""
+def reaches(detectors: list[Detector], meters, carried=()) -> dict[str, Reach]:
+    """Effective reach of each detector (own reach plus its blockers'), per meter of ``meters``.
+    ``carried``: names of detectors whose closed hours are carried (a stream): their own reach is
+    then their reach in raw readings (``carried_reach``)."""
     dets = order(detectors)
     cad = np.array([_cadence(dets, m) for m in meters], float)
     eff: dict[str, Reach] = {}
@@ -227,7 +230,8 @@ def reaches(detectors: list[Detector], meters) -> dict[str, Reach]:
                         h = np.maximum(h, b.config.post.horizon_s(cad) + e.pad(cad) + e.within(cad))
             if hit:
                 blockers.append((eff[b.name], h))
-        eff[d.name] = _unless_idle(d, _chain(d.reach(list(meters)), blockers), meters)
+        own = d.carried_reach(list(meters)) if d.name in carried else d.reach(list(meters))
+        eff[d.name] = _unless_idle(d, _chain(own, blockers), meters)
     return eff
 
 
@@ -285,7 +289,8 @@ def _near(seg: np.ndarray, t: np.ndarray, groups: list[np.ndarray], within_s) ->
 
 
 def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=True, since=None,
-        positions: dict | None = None, alerts: bool = True, known: dict | None = None) -> Result:
+        positions: dict | None = None, alerts: bool = True, known: dict | None = None,
+        hours: dict | None = None) -> Result:
     """Judge one group of meters.
 
     Parameters
@@ -309,6 +314,13 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
         no reading added since can change them; a stitched stream's carry). A detector then scores
         only, per meter, its readings from its clean point or first unknown reading on (with its
         own reach before them) and takes the known scores for the rest.
+    hours : dict (detector name -> dict meter -> carried hours), optional
+        For detectors that carry their closed hours (``carried_reach``; a stream's carry): per
+        meter, the hours carried in place of the raw readings they came from (the detector's own
+        type, e.g. :class:`~wattwatch.detect.baseline.macd.HourCarry`). Such a detector's reading
+        is exact when its reach is in the frame, or when its reach in raw readings is and the
+        carry holds the hours before it; the judgement keeps each row's exactness in raw
+        readings alone (``Judged.exact_raw``) for the carry's next hours.
     """
     df = prepare(frame)
     res = Result(frame=df)
@@ -333,6 +345,8 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
         res.frame = df
     whole = origin_m.all() and flush_m.all()
     eff_reach = None if whole else reaches(dets, names)  # a whole history needs no reach bookkeeping
+    carried = {d.name for d in dets if hours is not None and d.name in hours}
+    raw_reach = None if whole or not carried else reaches(dets, names, carried)
     cad = np.array([_cadence(dets, m) for m in names], float)
     masks: dict[str, np.ndarray] = {}
     said_cadence: set = set()
@@ -363,18 +377,24 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
             if fresh is not None:
                 ok_rows = fresh if ok_rows is None else ok_rows & fresh
                 share = float(fresh.mean())
-        if ok_rows is None or ok_rows.any():
-            try:
-                if ok_rows is None:
-                    scored = d.scored(src)
-                    s, ctx = np.asarray(scored.values, float).copy(), scored.ctx
-                else:
-                    s, ctx = _score_rows(d, src, ok_rows)
-            except Exception:  # noqa: BLE001 - one failing meter must not stop the run
-                s, ctx, failed, errors = _isolate(d, src, np.ones(len(df), bool) if ok_rows is None else ok_rows,
-                                                  names, seg)
-                skipped = skipped | failed
-                res.failed.setdefault(d.name, {}).update(errors)
+        if d.name in carried:
+            d._hours = hours[d.name]   # for this scoring call only (see the finally below)
+        try:
+            if ok_rows is None or ok_rows.any():
+                try:
+                    if ok_rows is None:
+                        scored = d.scored(src)
+                        s, ctx = np.asarray(scored.values, float).copy(), scored.ctx
+                    else:
+                        s, ctx = _score_rows(d, src, ok_rows)
+                except Exception:  # noqa: BLE001 - one failing meter must not stop the run
+                    s, ctx, failed, errors = _isolate(d, src, np.ones(len(df), bool) if ok_rows is None else ok_rows,
+                                                      names, seg)
+                    skipped = skipped | failed
+                    res.failed.setdefault(d.name, {}).update(errors)
+        finally:
+            if d.name in carried:
+                d._hours = None
         if s is None:
             s = np.full(len(df), np.nan)
         if have is not None:
@@ -386,13 +406,17 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
         judge_from = np.array([float((st.get(m) or {}).get("judge_from") or -np.inf) for m in names])
         if (judge_from > -np.inf).any():
             s[t < judge_from[seg]] = np.nan
+        exact_raw = None
         if whole:
             exact = final = np.ones(len(df), bool)
         else:
             exact, final = _reach_rows(t, seg, starts, ends, eff_reach[d.name], origin_m, flush_m, seg_times)
+            if d.name in carried:
+                exact_raw, _ = _reach_rows(t, seg, starts, ends, raw_reach[d.name], origin_m, flush_m, seg_times)
+                exact = exact | (exact_raw & _covered(hours[d.name], names, d.reach(names).back_s)(seg, t))
         eff = d.config.post.at(cad)
         judged = Judged(d, s, ctx, src, eff, exact, final, skipped, share=share,
-                        side=_side(d, src, ctx) if d.config.post.hold > 0 else None)
+                        side=_side(d, src, ctx) if d.config.post.hold > 0 else None, exact_raw=exact_raw)
         res.judged.append(judged)
         # What this detector explains, for those that run after it.
         if d.explains:
@@ -431,6 +455,15 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
     if alerts:
         _post(res, names, seg, t, starts, ends, since or {})
     return res
+
+
+def _covered(carry: dict, names: list[str], back_s: np.ndarray):
+    """Per row (a function of segment codes and times): the carry holds the hours its own reach
+    needs: it starts at the meter's first hour, or ``back_s`` before the reading."""
+    h0 = np.array([(-np.inf if c.origin else c.h0) if c is not None else np.inf
+                   for c in (carry.get(m) for m in names)], float)
+    back = np.where(np.isfinite(back_s), np.asarray(back_s, float), np.inf)
+    return lambda seg, t: t - back[seg] >= h0[seg]
 
 
 FRESH_WHOLE = 0.6   # share of a frame above which a detector scores it whole (see _fresh_rows)

@@ -13,7 +13,11 @@ span and id, that judging all readings at once gives:
   ``_k:<detector>``, by name: what a column holds does not depend on the order of the detectors):
   a detector then scores only its pending readings and those its open alerts span, with its own
   reach before them, not the whole tail the longest reach keeps (:func:`core.run`'s ``known``).
-  Not checkpointed (:meth:`Stitcher.carry`): a carry loaded from a checkpoint is scored whole once.
+  Not checkpointed (:meth:`Stitcher.carry`): a carry loaded from a checkpoint is scored whole once;
+- per meter and detector that carries its closed hours (``carries_hours``: baseline_macd), those
+  hours' aggregates (:meth:`Stitcher.hour_carry`, checkpointed), from as far back as the detector's
+  own reach needs them: its raw readings are then kept only for the hours not closed yet (a reach
+  of hours through its blockers, not its own 1,000-odd hours of averages, week and recalibration).
 
 Each :meth:`Stitcher.feed` returns the readings whose scores became final in that piece and the
 alerts found so far from the clean points on, as upserts: an alert keeps its id (meter, code,
@@ -72,6 +76,8 @@ class Stitcher:
         # Meters to judge at the next piece even without new readings (their open alerts are not
         # known: a carry loaded from a checkpoint).
         self.stale: set[str] = set()
+        # Per detector that carries its closed hours: per meter, its carry (e.g. macd.HourCarry).
+        self.hours: dict[str, dict] = {d.name: {} for d in self.detectors if d.carries_hours}
 
     def feed(self, piece: pd.DataFrame, final: bool = False) -> Step:
         """Judge ``piece`` with the carried tail of its meters. A meter without readings in the
@@ -98,10 +104,15 @@ class Stitcher:
         names = [str(m) for m in meter_names(frame)]
         cached = self.known_scores and any(str(c).startswith(KNOWN) for c in cat.columns)
         known = self._known(cat, frame, names) if cached else None
-        res = core.run(frame, self.detectors, origin={m: self.origin.get(m, True) for m in names}, flush=final,
-                       since=self.since, positions=self.n_before, known=known)
+        origin = {m: self.origin.get(m, True) for m in names}
+        hours = {n: {m: h[m] for m in names if m in h} for n, h in self.hours.items()}
+        res = core.run(frame, self.detectors, origin=origin, flush=final,
+                       since=self.since, positions=self.n_before, known=known, hours=hours)
         seg, t = res.frame["_seg"].to_numpy(), res.frame["_t"].to_numpy()
         starts, ends = seg_bounds(seg)
+        for j in res.judged:
+            if j.det.name in self.hours:
+                self._close_hours(j, names, seg, t, starts, ends, origin)
         step.alerts = res.alerts
         for m in names:
             self.open.pop(m, None)
@@ -164,6 +175,73 @@ class Stitcher:
             return None
         return self.tail.drop(columns=[c for c in self.tail.columns if _cached(c)])
 
+    def hour_carry(self) -> pd.DataFrame | None:
+        """The carried closed hours as checkpointed: one row per (detector, meter, hour) with the
+        hour's mean power ``m`` and lowest reading ``hmin`` (NaN: none), and per (detector, meter)
+        the first hour not carried ``c1`` and whether the first carried hour is the meter's first
+        (``origin``). None: nothing carried."""
+        parts = []
+        for name, per in self.hours.items():
+            for m, c in per.items():
+                n = len(c.m)
+                parts.append(pd.DataFrame({"detector": name, "meter_id": m,
+                                           "hour": c.h0 + 3600.0 * np.arange(n), "m": c.m, "hmin": c.hmin,
+                                           "c1": c.c1, "origin": bool(c.origin)}))
+        return pd.concat(parts, ignore_index=True) if parts else None
+
+    def load_hour_carry(self, df: pd.DataFrame | None) -> None:
+        """Take the carried closed hours back from :meth:`hour_carry`'s frame."""
+        from wattwatch.detect.baseline.macd import HourCarry
+
+        self.hours = {n: {} for n in self.hours}
+        if df is None or not len(df):
+            return
+        df = df.sort_values(["detector", "meter_id", "hour"], kind="stable")
+        for (name, m), g in df.groupby(["detector", "meter_id"], sort=False):
+            if name in self.hours:
+                h = g["hour"].to_numpy(float)
+                self.hours[name][str(m)] = HourCarry(float(h[0]), float(g["c1"].iat[0]), bool(g["origin"].iat[0]),
+                                                     g["m"].to_numpy(float).copy(), g["hmin"].to_numpy(float).copy())
+
+    def _close_hours(self, j: core.Judged, names: list[str], seg, t, starts, ends, origin: dict) -> None:
+        """Carry on the closed hours of ``j``'s meters (a detector with ``carries_hours``): every
+        hour whose aggregates are final (the hour ended before the meter's last final reading)
+        and exact in raw readings (from the hour of the first reading whose reach in raw
+        readings the frame holds; every hour on a meter the frame holds from its start), after
+        the hours already carried; a gap between them (not expected) starts the carry afresh."""
+        from wattwatch.detect.baseline.macd import HourCarry
+
+        ctx, sub = j.ctx, None
+        if isinstance(ctx, core._Sub):
+            ctx, sub = ctx.ctx, ctx.frame
+        got = getattr(ctx, "hours", None)
+        if got is None:
+            return
+        t0, m, hmin = got
+        at = {str(x): k for k, x in enumerate(meter_names(sub))} if sub is not None else None
+        lens = ends - starts
+        ex = j.exact_raw if j.exact_raw is not None else np.ones(len(t), bool)
+        within = np.arange(len(t)) - starts[seg]
+        first_ex = np.minimum.reduceat(np.where(ex, within, lens[seg]), starts) if len(t) else lens
+        n_final = np.add.reduceat(j.final.astype(np.int64), starts) if len(t) else lens
+        per = self.hours[j.det.name]
+        for k, name in enumerate(names):
+            ks = k if at is None else at.get(name)
+            if ks is None or j.skipped[k] or first_ex[k] >= lens[k] or n_final[k] == 0:
+                continue
+            c1 = np.floor(t[starts[k] + n_final[k] - 1] / 3600.0) * 3600.0
+            h_e = t0[ks] if origin.get(name, True) else np.floor(t[starts[k] + first_ex[k]] / 3600.0) * 3600.0
+            old = per.get(name)
+            if old is not None and h_e <= old.c1:
+                h0, org = old.h0, old.origin
+                c1 = max(c1, old.c1)
+            else:
+                h0, org = h_e, bool(origin.get(name, True))
+            if c1 <= h0:
+                continue
+            a, b = int(np.rint((h0 - t0[ks]) / 3600.0)), int(np.rint((c1 - t0[ks]) / 3600.0))
+            per[name] = HourCarry(float(h0), float(c1), org, m[ks, a:b].copy(), hmin[ks, a:b].copy())
+
     def _known(self, cat: pd.DataFrame, frame: pd.DataFrame, names: list[str]) -> dict:
         """Per detector, (score, known) per row of ``frame`` (``cat`` prepared, in the same order)
         from the tail's columns: a score is known where its flag is set (not on a row of the
@@ -179,6 +257,32 @@ class Stitcher:
             out[d.name] = (cat[col].to_numpy(float), ok)
         return out
 
+    def _cut_hours(self, d: Detector, names: list[str], ref: np.ndarray, full, raw):
+        """For a detector whose closed hours are carried: per meter whose carry holds the hours its
+        own reach needs before ``ref`` and before the first hour not carried (the carry starts at the
+        meter's first hour, or that reach before both), the raw readings are kept only for its reach
+        in raw readings (``raw``) before the earlier of the two, the rest as before (``full``); its
+        carry keeps the hours from its own reach before that point. Returns (reach, ref) per meter."""
+        per = self.hours[d.name]
+        own = np.asarray(d.reach(names).back_s, float)
+        back_s, back_n = np.array(full.back_s, float), np.array(full.back_n, np.int64)
+        ref = ref.copy()
+        for k, m in enumerate(names):
+            c = per.get(m)
+            if c is None or ref[k] == -np.inf:
+                continue
+            point = min(ref[k], c.c1)
+            if not np.isfinite(own[k]):
+                continue
+            cut = np.floor((point - own[k]) / 3600.0) * 3600.0 - 3600.0
+            if cut > c.h0:   # hours no reading to come can reach
+                a = int(np.rint((cut - c.h0) / 3600.0))
+                c = per[m] = type(c)(cut, c.c1, False, c.m[a:].copy(), c.hmin[a:].copy())
+            if c.origin or c.h0 + own[k] <= point:
+                ref[k] = point
+                back_s[k], back_n[k] = raw.back_s[k], raw.back_n[k]
+        return type(full)(back_s, back_n, full.ahead_s, full.ahead_n), ref
+
     def _cut_tail(self, frame: pd.DataFrame, names: list[str], starts, ends, t, cols: dict | None = None) -> None:
         """Keep, per meter, the readings the pending ones reach back to (all meters at once)."""
         reach = core.reaches(self.detectors, names)
@@ -187,6 +291,7 @@ class Stitcher:
         ks = np.arange(len(names))
         lens = (st.ends - st.starts)
         first_idx = lens.copy()
+        raw = core.reaches(self.detectors, names, set(self.hours)) if self.hours else None
         for d in self.detectors:
             r = reach[d.name]
             since = np.array([self.since[d.name].get(m, -np.inf) for m in names], float)
@@ -196,6 +301,8 @@ class Stitcher:
             ref = np.minimum(since, t_pend)
             # ref = +inf: nothing pending, nothing open; -inf: its post-rules still start at the
             # meter's first reading (keep everything).
+            if d.name in self.hours:
+                r, ref = self._cut_hours(d, names, ref, r, raw[d.name])
             back = np.asarray(r.back_s, float)
             # Keep the back_n readings before the reach and at least one (the core calls a
             # reading exact when the frame starts at or before its reach).

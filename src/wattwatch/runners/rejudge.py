@@ -160,6 +160,9 @@ def run(engine, rep) -> None:
             st.n_before[m] = 0 if origin[m] else int(pos.get(m, 0))
         if st.tail is not None and len(st.tail):
             st.tail = st.tail[~st.tail["meter_id"].astype(str).isin(todo)].reset_index(drop=True)
+        for per in st.hours.values():   # their closed hours are taken again from the readings loaded
+            for m in todo:
+                per.pop(m, None)
         win = pd.DataFrame({"meter_id": todo,
                             "start": [pd.NaT if starts[m] is None else pd.Timestamp(starts[m], unit="s", tz="UTC")
                                       for m in todo],
@@ -257,11 +260,13 @@ def _withdraw(engine, res, rep, since: dict[str, dict[str, float]]) -> None:
 
 def _snapshot(st):
     return (None if st.tail is None else st.tail.copy(), dict(st.origin), dict(st.n_before),
-            copy.deepcopy(st.since), copy.deepcopy(st.emitted), set(st._said))
+            copy.deepcopy(st.since), copy.deepcopy(st.emitted), set(st._said),
+            {n: dict(h) for n, h in st.hours.items()})
 
 
 def _restore(st, snap) -> None:
-    tail, origin, n_before, since, emitted, said = snap
+    tail, origin, n_before, since, emitted, said, hours = snap
+    st.hours = {n: dict(h) for n, h in hours.items()}   # (a carry is replaced, never changed in place)
     st.tail = None if tail is None else tail.copy()
     st.origin, st.n_before = dict(origin), dict(n_before)
     st.since, st.emitted, st._said = copy.deepcopy(since), copy.deepcopy(emitted), set(said)

@@ -54,9 +54,11 @@ from wattwatch.runners import rejudge
 
 log = logging.getLogger("wattwatch.watch")
 
-CHECKPOINT_VERSION = 1
+# 2: the carried closed hours (column ``hours``); a layout-1 checkpoint (none carried) still loads.
+CHECKPOINT_VERSION = 2
 _DDL = ("CREATE TABLE IF NOT EXISTS stream_checkpoint (name VARCHAR PRIMARY KEY, version INTEGER, "
-        "saved TIMESTAMPTZ, meta VARCHAR, tail BLOB)")
+        "saved TIMESTAMPTZ, meta VARCHAR, tail BLOB, hours BLOB)")
+_DDL_HOURS = "ALTER TABLE stream_checkpoint ADD COLUMN IF NOT EXISTS hours BLOB"
 NEG = -(1 << 62)  # "nothing judged yet" in epoch microseconds
 
 
@@ -97,6 +99,15 @@ class StepReport:
     written_at: float = 0.0            # monotonic time the alerts were committed
 
 
+def _parquet(df: pd.DataFrame | None) -> bytes | None:
+    """``df`` as Parquet bytes (None when empty)."""
+    if df is None or not len(df):
+        return None
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), buf)
+    return buf.getvalue()
+
+
 class StreamEngine:
     """Judges readings as they are stored; see the module. Not thread-safe: one caller at a time."""
 
@@ -120,6 +131,7 @@ class StreamEngine:
         self._last_ck = time.monotonic()
         con = store.con
         con.execute(_DDL)
+        con.execute(_DDL_HOURS)
         alert_store.ensure_tables(con)
         cat = store.catalogue()
         known = [str(m) for m in cat["meter_id"]]
@@ -146,12 +158,12 @@ class StreamEngine:
     # ------------------------------------------------------------------------------ checkpoint
 
     def _load_checkpoint(self) -> bool:
-        row = self.store.con.execute("SELECT version, meta, tail FROM stream_checkpoint WHERE name = ?",
+        row = self.store.con.execute("SELECT version, meta, tail, hours FROM stream_checkpoint WHERE name = ?",
                                      [self.name]).fetchone()
         if row is None:
             return False
-        version, meta, tail = row
-        if version != CHECKPOINT_VERSION:
+        version, meta, tail, hours = row
+        if version not in (1, CHECKPOINT_VERSION):
             raise ValueError(f"{self.store.path}: checkpoint {self.name!r} was written by another version "
                              f"(layout {version}, this is {CHECKPOINT_VERSION}); drop it to start afresh")
         m = json.loads(meta)
@@ -166,6 +178,7 @@ class StreamEngine:
             t["meter_id"] = t["meter_id"].astype(str)
             st.tail = t
             st.stale = set(t["meter_id"].unique())  # their open alerts are known once judged again
+        st.load_hour_carry(None if hours is None else pq.read_table(io.BytesIO(hours)).to_pandas())
         self.fed = {k: int(v) for k, v in m["fed"].items()}
         self.profiled |= set(m["profiled"])
         self.open_ids = set(m["open"])
@@ -184,15 +197,10 @@ class StreamEngine:
                 "open": sorted(self.open_ids), "sources": self.sources,
                 "counters": {k: int(v) for k, v in self.counters.items()},
                 "rewinds": {k: list(v) for k, v in getattr(self, "rewinds", {}).items()}}
-        blob = None
-        carry = st.carry()
-        if carry is not None and len(carry):
-            buf = io.BytesIO()
-            pq.write_table(pa.Table.from_pandas(carry, preserve_index=False), buf)
-            blob = buf.getvalue()
         self.store.con.execute(
-            "INSERT OR REPLACE INTO stream_checkpoint VALUES (?, ?, now(), ?, ?)",
-            [self.name, CHECKPOINT_VERSION, json.dumps(meta), blob])
+            "INSERT OR REPLACE INTO stream_checkpoint (name, version, saved, meta, tail, hours) "
+            "VALUES (?, ?, now(), ?, ?, ?)",
+            [self.name, CHECKPOINT_VERSION, json.dumps(meta), _parquet(st.carry()), _parquet(st.hour_carry())])
         self._last_ck = time.monotonic()
         self.counters["checkpoints"] += 1
 
@@ -200,18 +208,16 @@ class StreamEngine:
         """Size of what is carried per meter: the tail of readings (Parquet) and the learned state
         (JSON), for the state-size figure."""
         st = self.stitcher
-        tail = 0
         carry = st.carry()
-        if carry is not None and len(carry):
-            buf = io.BytesIO()
-            pq.write_table(pa.Table.from_pandas(carry, preserve_index=False), buf)
-            tail = len(buf.getvalue())
+        tail = len(_parquet(carry) or b"")
+        hours = len(_parquet(st.hour_carry()) or b"")
         learned = sum(len(json.dumps(v, default=str)) for d in self.dets for v in getattr(d, "state_", {}).values())
         meters = max(len(self.profiled), 1)
         # The tail's known scores (stitch.KNOWN): kept in memory to skip re-scoring, not checkpointed.
         known = 0 if st.tail is None else sum(st.tail[c].to_numpy().nbytes for c in st.tail.columns
                                                if c not in carry.columns)
         return {"meters": len(self.profiled), "tail_bytes_per_meter": tail / meters,
+                "hours_bytes_per_meter": hours / meters,
                 "known_bytes_per_meter": known / meters,
                 "state_bytes_per_meter": learned / meters,
                 "tail_rows": 0 if st.tail is None else len(st.tail)}

@@ -170,7 +170,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import PHASE_CHANNELS, Detector, DetectorConfig, Finding, PostRule, Scored, quiet, rnd
+from wattwatch.detect.base import PHASE_CHANNELS, Detector, DetectorConfig, Finding, PostRule, Reach, Scored, quiet, rnd
 from wattwatch.detect.frame import day_type, ema_rows, meter_names, seg_bounds
 from wattwatch.detect.rules._common import binned_power
 
@@ -181,6 +181,30 @@ def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
     i, j = np.triu_indices(n, 1)
     i.flags.writeable = j.flags.writeable = False
     return i, j
+
+
+@dataclass
+class HourCarry:
+    """One meter's closed hours as a stream carries them (:mod:`wattwatch.detect.stitch`), in place of
+    the raw readings they were computed from: per clock hour from ``h0`` (epoch s) to ``c1``
+    (exclusive), the hourly mean power ``m`` and the hour's lowest reading ``hmin`` (NaN: none),
+    each final (no reading added later can change it). ``origin``: ``h0`` is the meter's first
+    hour. Everything the detector reads beyond a reading's own hour is a function of these two
+    series (the averages, the week, the floor, the recalibrated limits), so a reading is exact
+    when the raw readings cover its own hour and the carry the hours before it."""
+
+    h0: float
+    c1: float
+    origin: bool
+    m: np.ndarray
+    hmin: np.ndarray
+
+
+class _Ctx(tuple):
+    """The scoring context (a plain tuple to ``describe`` and ``side``); ``hours``: per segment
+    (first hour, hourly means, hourly lowest readings) when scored with carried hours."""
+
+    hours = None
 
 
 @dataclass(frozen=True)
@@ -265,6 +289,19 @@ class BaselineMACD(Detector):
     # Motor starts are recognised against two neighbours either side.
     lookback_n = 2
     lookahead_n = 2
+    carries_hours = True
+    # Per meter, its carried closed hours (HourCarry) while a stream scores it (set by the core
+    # around one scoring call; None: no carry, the batch path).
+    _hours: dict | None = None
+
+    def carried_reach(self, meters) -> Reach:
+        """The reach in raw readings when the meter's closed hours are carried (:class:`HourCarry`):
+        a reading's own hour (from its start, less the register's spill) and the readings around it
+        that tell a motor start or a frozen register; ahead as :meth:`reach`."""
+        r = self.reach(meters)
+        n = len(r.back_s)
+        return Reach(np.full(n, 3600.0 + self._spill_s()), np.full(n, self.lookback_n + 2, np.int64),
+                     r.ahead_s, r.ahead_n)
 
     def _windows(self) -> tuple[int, int, int]:
         c = self.config
@@ -315,9 +352,39 @@ class BaselineMACD(Detector):
         whole hour and move the fast average for a day, while the register counted what the hour
         consumed."""
         m, cell, t0 = binned_power(df, 3600.0, self.config.max_interval_s if self.config.use_register else None)
+        if self._hours:
+            m, cell, t0 = self._with_hours(df, m, cell, t0)
         n_seg, n_bins = m.shape
         t_bin = t0[:, None] + 3600.0 * np.arange(n_bins)[None, :]
         return m, cell, t_bin
+
+    def _carried(self, df: pd.DataFrame) -> list:
+        """Per segment of ``df``: its :class:`HourCarry` (None: none)."""
+        return [self._hours.get(str(mm)) for mm in meter_names(df)]
+
+    def _with_hours(self, df: pd.DataFrame, m: np.ndarray, cell: np.ndarray, t0: np.ndarray):
+        """The hourly matrix widened to the carried hours of each meter (they come first) and those
+        hours' means taken from the carry, where the raw readings may no longer hold what made them
+        (a register interval, a neighbour, the blanking around them); ``cell`` moved with it."""
+        carry = self._carried(df)
+        n_seg, n_bins = m.shape
+        if not n_seg or all(c is None for c in carry):
+            return m, cell, t0
+        h0 = np.array([c.h0 if c is not None else np.inf for c in carry])
+        t0n = np.where(np.isfinite(h0), np.minimum(t0, h0), t0)
+        shift = np.rint((t0 - t0n) / 3600.0).astype(np.int64)
+        c_end = np.array([np.rint((c.c1 - t0n[k]) / 3600.0) if c is not None else 0 for k, c in enumerate(carry)],
+                         np.int64)
+        width = int(max((shift + n_bins).max(), c_end.max()))
+        out = np.full((n_seg, width), np.nan)
+        for k, c in enumerate(carry):   # per meter (a few hundred): whole rows
+            out[k, shift[k]:shift[k] + n_bins] = m[k]
+            if c is not None and len(c.m):
+                a = int(np.rint((c.h0 - t0n[k]) / 3600.0))
+                out[k, a:a + len(c.m)] = c.m
+        seg = df["_seg"].to_numpy().astype(np.int64)
+        cell = cell - seg * n_bins + seg * width + shift[seg]
+        return out, cell, t0n
 
     def _ema(self, u: np.ndarray, hours: float, window: int) -> np.ndarray:
         return ema_rows(u, 1 - np.exp(-1 / hours), start=0.0, gap=0.0, window=window)
@@ -417,9 +484,11 @@ class BaselineMACD(Detector):
                 out[:, t, :] = base[:, t, :] * factor[:, None]
         return out
 
-    def _hour_min(self, df: pd.DataFrame, cell: np.ndarray, n_seg: int, n_bins: int) -> np.ndarray:
+    def _hour_min(self, df: pd.DataFrame, cell: np.ndarray, n_seg: int, n_bins: int,
+                  t_bin: np.ndarray | None = None) -> np.ndarray:
         """Per (meter, clock hour): the lowest power reading of the hour (readings that caught a
-        motor start left out; blanked readings, e.g. inside an outage, are NaN and not counted)."""
+        motor start left out; blanked readings, e.g. inside an outage, are NaN and not counted).
+        With ``t_bin`` (the hours of the matrix) and carried hours: those hours' from the carry."""
         from wattwatch.detect.rules._common import inrush
 
         out = np.full(n_seg * n_bins, np.nan)
@@ -430,7 +499,13 @@ class BaselineMACD(Detector):
         if ok.any():
             low = pd.Series(p[ok]).groupby(cell[ok]).min()
             out[low.index.to_numpy(np.int64)] = low.to_numpy()
-        return out.reshape(n_seg, n_bins)
+        out = out.reshape(n_seg, n_bins)
+        if self._hours and t_bin is not None:
+            for k, c in enumerate(self._carried(df)):
+                if c is not None and len(c.hmin):
+                    a = int(np.rint((c.h0 - t_bin[k, 0]) / 3600.0))
+                    out[k, a:a + len(c.hmin)] = c.hmin
+        return out
 
     def _floor_fit(self, hmin: np.ndarray, day_id: np.ndarray, own: np.ndarray, mean: np.ndarray):
         """Per meter: the base-load floor of the profiling period (the median over profiled days of
@@ -499,7 +574,7 @@ class BaselineMACD(Detector):
             return (np.full((n_seg, n_bins), np.nan), np.zeros(n_seg, bool), np.zeros(n_seg, bool),
                     np.full((n_seg, n_bins), np.nan))
         w = int(np.ceil(c.floor_h))
-        hmin = self._hour_min(df, cell, n_seg, n_bins)
+        hmin = self._hour_min(df, cell, n_seg, n_bins, None if hourly is None else hourly[2])
         d1 = pd.DataFrame(hmin.T).rolling(w, min_periods=int(np.ceil(0.75 * w))).min().to_numpy().T
         d2 = np.full_like(d1, np.nan)
         d2[:, w:] = d1[:, :-w] if n_bins > w else d2[:, w:]
@@ -769,7 +844,11 @@ class BaselineMACD(Detector):
         limit = np.where(sgn < 0, lim_dn, lim_up)
         dev = sgn * r * limit
         dev[too_coarse] = np.nan
-        return dev, limit, expected, m, which, cell
+        out = _Ctx((dev, limit, expected, m, which, cell))
+        if self._hours is not None:   # a stream: the hours it may carry on (see HourCarry)
+            out.hours = (t_bin[:, 0] if n_bins else np.zeros(n_seg), m,
+                         self._hour_min(df, cell, n_seg, n_bins, t_bin))
+        return out
 
     def _profile_var(self, t_bin: np.ndarray, type_days: np.ndarray, span_h: float, window: int,
                      day: np.ndarray, wide: np.ndarray) -> np.ndarray:

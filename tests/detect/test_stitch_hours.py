@@ -1,0 +1,91 @@
+"""The carried closed hours of baseline_macd (issue 16): a stream keeps, per meter, the hourly
+means and lowest readings its averages, week window, floor and recalibrated limits read (up to
+1,032 hours back) instead of the raw readings they came from, so its tail of raw readings is bounded
+by the other detectors' reach (and its blockers'), not by six weeks of one-minute readings.
+
+A fleet (1, 15 and 60 minutes) profiled on a month (its limits recalibrate: the longest reach) and streamed
+a day at a time for more than the old reach (48 days of history) must give every reading the
+score, and every alert the id, span, score, message and evidence, that the whole history judged
+at once gives; its tail must stay a few days long and its carry of hours at the reach; and a
+checkpoint (the tail's readings and the hours, through Parquet) must go on as the stitcher that
+kept them."""
+
+from __future__ import annotations
+
+import copy
+import io
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from wattwatch.detect import core, registry
+from wattwatch.detect.engine import EngineConfig, profile
+from wattwatch.detect.frame import prepare
+from wattwatch.detect.stitch import Stitcher
+
+from tests.detect.test_core import _alert_mismatches, _epoch, _score_mismatches, _sim
+
+# baseline_macd with the rules that blank its consumption (outages, noise, sensor, frozen, neutral).
+DETECTORS = ["supply_outage", "harmonic_noise", "sensor_fault", "frozen_readings", "neutral_tamper", "baseline_macd"]
+PROFILE_DAYS = 30.0   # history_days >= recal_min_profile_days (28): the recalibrated limits' reach
+
+
+def _parquet_round_trip(df: pd.DataFrame) -> pd.DataFrame:
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), buf)
+    return pq.read_table(io.BytesIO(buf.getvalue())).to_pandas()
+
+
+def _resumed(a: Stitcher, dets) -> Stitcher:
+    """A stitcher as the stream engine loads it from a checkpoint of ``a``."""
+    b = Stitcher(dets)
+    tail = _parquet_round_trip(a.carry())
+    tail["meter_id"] = tail["meter_id"].astype(str)
+    b.tail = tail
+    b.stale = set(tail["meter_id"].unique())
+    b.origin, b.n_before = dict(a.origin), dict(a.n_before)
+    b.since, b.emitted = copy.deepcopy(a.since), copy.deepcopy(a.emitted)
+    b._said = set(a._said)
+    b.load_hour_carry(_parquet_round_trip(a.hour_carry()))
+    return b
+
+
+@pytest.mark.parametrize("step", ["1min", "15min", "60min"])
+def test_a_meter_streamed_past_the_old_reach_keeps_a_bounded_tail_and_equal_alerts(step):
+    per_day = 86400 // pd.Timedelta(step).total_seconds()
+    frame = _sim(meters=2, days=PROFILE_DAYS + 19, step=step, seed=1919, fault_share=1.0, outage_share=0.5,
+                 profile_days=PROFILE_DAYS, faults=("theft_under_registration", "level_shift"))
+    dets = registry.build_all(DETECTORS)
+    profile(prepare(frame), dets, EngineConfig(profile_days=PROFILE_DAYS, profile_max_share=0.6, workers=1))
+    macd = dets[-1]
+    assert all(st["history_days"] >= macd.config.recal_min_profile_days for st in macd.state_.values())
+    whole = core.run(frame, dets)
+    assert any(a.detector == "baseline_macd" for a in whole.alerts), "the fleet should raise baseline alerts"
+
+    t = _epoch(frame["ts"])
+    edges = [-np.inf, *np.arange(t.min() + PROFILE_DAYS * 86400, t.max(), 86400.0), np.inf]
+    assert (t.max() - t.min()) / 86400 > 48   # past the old reach of 1,152 h
+    st = Stitcher(dets)
+    steps, rows, hours = [], [], []
+    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        if k == 10:
+            st = _resumed(st, dets)
+        steps.append(st.feed(frame[(t > lo) & (t <= hi)]))
+        rows.append(st.tail.groupby("meter_id", observed=True).size().max())
+        hours.append(max(len(c.m) for c in st.hours["baseline_macd"].values()))
+    steps.append(st.flush())
+    problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
+    assert not problems, "\n".join(problems[:12])
+    # The hours carried reach their bound (1,032 h of the recalibrated limits' reach and two more,
+    # the spill of a register interval and the hour itself, before the earlier of the first hour
+    # not closed and the clean point: more while an alert is open) and hold there. The raw tail is
+    # the blockers' reach (neutral_tamper's and sensor_fault's day and their horizons: ~2.6 days at
+    # 1 min, 3.6 at 60 min) once no alert is open, that plus the open alert's readings while one
+    # grows (the post-rules form it from its start): not the meter's history (49 days).
+    assert 1000 < hours[-1] <= 1034 + 3 * 24 and max(hours) <= 1034 + 11 * 24, f"hours carried {hours}"
+    assert max(rows[-3:]) < 4 * per_day, f"tail of {[int(r) for r in rows]} readings per meter"
+    assert max(rows) < 13 * per_day, f"tail of {[int(r) for r in rows]} readings per meter"
+    assert not any(c.origin for c in st.hours["baseline_macd"].values())
