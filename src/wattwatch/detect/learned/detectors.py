@@ -124,7 +124,16 @@ class Fleet:
         return self
 
     def _fit_persistence(self, sub: GridFeatures, Xs: np.ndarray | None = None) -> None:
-        self.persist_cal_ = TailCalibrator().fit(self._persistent(sub, Xs)[sub.valid])
+        S = self._persistent(sub, Xs)
+        self.persist_cal_ = TailCalibrator().fit(S[sub.valid], S, self.dependence_bins())
+
+    def dependence_bins(self) -> int:
+        """How many bins apart two trailing-mean scores of a meter still share data: the
+        persistence window over evidence whose features reach a day back (``ratio_24h``). The
+        tail of the final calibration is known from as many independent runs as the training
+        held, counted with this gap (a week of one meter holds a handful, a fleet hundreds)."""
+        f = self.config.features()
+        return f.steps(self.config.persist_min) + f.steps(24 * 60)
 
     def _fit_model(self, gf: GridFeatures, scaler: GaussianScaler | None = None) -> None:
         cfg = self.config

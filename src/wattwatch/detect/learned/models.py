@@ -8,7 +8,12 @@ autoencoders; what is here is the wiring (seeds, sample sizes, batching) and the
 Calibration (``TailCalibrator``): a raw score becomes the probability that a *normal* row scores
 at least as high (its exceedance probability), read off the training scores; beyond their top
 ``tail`` share the exceedance follows an exponential tail fitted to the excesses (so a score far
-beyond anything seen in training still ranks, instead of saturating at 1/n). Every detector's
+beyond anything seen in training still ranks, instead of saturating at 1/n). The tail's scale is
+known only as well as the number of independent tail events ``k_`` the training held: the tail
+used is the exponential's posterior predictive, ``(1 + x / (k_ beta))^-k_`` (Lomax), which is the
+exponential for a fleet's hundreds of events and decays only like a power of ``x`` when a model
+was trained on a few days of one meter (whose trailing-mean scores exceed the tail in one or two
+runs): a short history is judged cautiously, not extrapolated to p = 1e-89. Every detector's
 score is then ``log10(1 / p) / log10(1 / alpha)``: 1.0 means "a normal row scores this high once
 in 1/alpha", whichever model produced it, for every meter.
 
@@ -51,6 +56,17 @@ def _number(cls, name: str, x, types=(int, float)):
     return x
 
 
+def runs(flags: np.ndarray, gap: int) -> int:
+    """Number of runs of True along axis 1 of a meters x bins matrix, a run ending only after more
+    than ``gap`` bins without a True (the same meter); vectorised over meters."""
+    flags = np.atleast_2d(np.asarray(flags, bool))
+    m, b = np.nonzero(flags)
+    if not len(m):
+        return 0
+    pos = m.astype(np.int64) * (flags.shape[1] + int(gap) + 1) + b  # meters never join one run
+    return int(1 + np.count_nonzero(np.diff(pos) > int(gap) + 1))
+
+
 class TailCalibrator:
     """Monotone map from raw scores to exceedance probability under the training distribution."""
 
@@ -58,7 +74,11 @@ class TailCalibrator:
         self.tail = tail
         self.n_quantiles = n_quantiles
 
-    def fit(self, raw: np.ndarray) -> "TailCalibrator":
+    def fit(self, raw: np.ndarray, series: np.ndarray | None = None, gap: int = 0) -> "TailCalibrator":
+        """Fit on training scores ``raw``. ``series``, ``gap``: the same scores as a meters x bins
+        matrix in time order (NaN: no score), when neighbouring scores share their data (a
+        trailing mean): tail events are then counted as runs of exceedances, a new one only after
+        more than ``gap`` bins without one (runs declustering); otherwise each excess counts."""
         raw = np.asarray(raw, float)
         raw = raw[np.isfinite(raw)]
         if len(raw) < 10:
@@ -70,6 +90,7 @@ class TailCalibrator:
         excess = raw[raw > self.u_] - self.u_
         spread = float(np.std(raw)) or 1.0
         self.beta_ = float(excess.mean()) if len(excess) and excess.mean() > 0 else spread
+        self.k_ = float(max(1, len(excess) if series is None else runs(series > self.u_, gap)))
         return self
 
     def log10_exceedance(self, raw: np.ndarray) -> np.ndarray:
@@ -79,7 +100,10 @@ class TailCalibrator:
         p = np.interp(raw, self.levels_, self.exceed_)
         out = -np.log10(np.maximum(p, self.tail))
         tail = raw > self.u_
-        out[tail] = -np.log10(self.tail) + (raw[tail] - self.u_) / self.beta_ / np.log(10)
+        x = (raw[tail] - self.u_) / self.beta_
+        k = getattr(self, "k_", np.inf)
+        # Lomax: k log1p(x / k) -> x as k grows (a model stored before k_ was kept: the exponential).
+        out[tail] = -np.log10(self.tail) + (k * np.log1p(x / k) if np.isfinite(k) else x) / np.log(10)
         return np.where(np.isfinite(raw), out, np.nan)
 
     _FITTED = ("levels_", "exceed_", "u_", "beta_")
@@ -88,12 +112,20 @@ class TailCalibrator:
         state = {"tail": self.tail, "n_quantiles": self.n_quantiles}
         if hasattr(self, "levels_"):
             state.update({k: getattr(self, k) for k in self._FITTED})
+            if hasattr(self, "k_"):
+                state["k_"] = self.k_
         return state
 
     @classmethod
     def from_state(cls, state: dict) -> "TailCalibrator":
+        state = dict(state) if isinstance(state, dict) else state
+        k = state.pop("k_", None) if isinstance(state, dict) and "levels_" in state else None
         fitted = _check_state(cls, state, ("tail", "n_quantiles"), cls._FITTED)
         obj = cls(_number(cls, "tail", state["tail"]), _number(cls, "n_quantiles", state["n_quantiles"], (int,)))
+        if k is not None:
+            obj.k_ = _number(cls, "k_", k, (float,))
+            if not obj.k_ >= 1:
+                raise ValueError(f"{cls.__name__}: k_ must be at least 1, got {obj.k_!r}")
         if fitted:
             obj.levels_ = _array(cls, "levels_", state["levels_"], 1)
             obj.exceed_ = _array(cls, "exceed_", state["exceed_"], 1)
