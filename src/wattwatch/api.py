@@ -481,6 +481,9 @@ def _ensure_state(store, dets, cat: pd.DataFrame, cfg, persistent: bool, resets:
                     need.update(ms.tolist())
     notices = []
     fitting = [d for d in dets if getattr(d, "fleet_model", False)] if defer else dets
+    if defer:
+        for d in dets:  # fitted later, in the judging tasks; known to have no state until then
+            d.__dict__.setdefault("state_", {})
     if need and (fleet_work or not defer):
         w = windows.loc[sorted(need)].reset_index()
         frame = prepare(store.query_windows(w))

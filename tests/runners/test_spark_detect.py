@@ -316,3 +316,8 @@ def test_detect_on_spark_fits_in_the_judging_tasks_and_keeps_the_state(spark, fl
     assert local.notices == on_spark.notices
     pd.testing.assert_frame_equal(local.scores, on_spark.scores, check_dtype=False, rtol=0, atol=0)
     assert st_local == st_spark and all(json.loads(v) for v in st_local.values())
+    # A frame, no store to keep state in, no fleet model: nothing fitted on the driver at all.
+    rules = ",".join(registry.FALLBACK_DETECTORS)
+    f_local = api.detect(sim["frame"], detectors=rules)
+    f_spark = api.detect(sim["frame"], detectors=rules, engine="spark")
+    assert [a.to_json() for a in f_local.alerts] == [a.to_json() for a in f_spark.alerts] and f_local.alerts
