@@ -557,9 +557,11 @@ def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list
     engine, master
         ``"local"`` (default: meter chunks on a process pool) or ``"spark"``: meter groups judged
         inside Spark's ``applyInPandas`` on ``master`` (``local[2]``, ``spark://HOST:7077``,
-        ``yarn``; default ``local[2]``, or the session already running), with the state fitted
-        and the fleet models trained here, on the driver, and broadcast. Both give the same alerts
-        and notices. Example::
+        ``yarn``; default ``local[2]``, or the session already running): fleet models trained
+        here, on the driver, and broadcast with the state there is; over whole histories (no
+        ``start``/``end``) a meter's missing state is fitted in the task that judges it, else
+        before the judging (on the driver for ``local[N]``). Both give the same alerts and
+        notices. Example::
 
             res = wattwatch.api.detect("fleet.parquet", engine="spark", master="local[2]")
     on_progress, on_stage

@@ -452,7 +452,7 @@ def _fleet_worker(path: str, master: str, repeats: int = 3, fit: str = "tasks") 
             rows = profile_mask(f, cfg.profile_days, cfg.profile_max_share)
         fit_s = time.perf_counter() - t0
         res = DetectionResult()
-        sparkrun.judge(f, dets, cfg, res, master=master, fit=rows)
+        sparkrun.judge(f, dets, cfg, res, master=master, **({} if rows is None else {"fit": rows}))
         total = time.perf_counter() - t0
         return {"s": total, "fit_s": fit_s, "judge_s": total - fit_s, "alerts": len(res.alerts),
                 "meters": res.meters, "readings": res.readings, "notices": notes + res.notices}

@@ -584,7 +584,8 @@ def detect(
     min_severity: Optional[str] = MIN_SEVERITY,
     min_score: Optional[float] = MIN_SCORE,
     engine: str = typer.Option("local", "--engine", help="local (process pool) or spark (meter groups in "
-                               "applyInPandas; state fitted on the driver and broadcast); same alerts."),
+                               "Spark tasks, each fitting its meters' missing state and judging them; fleet models "
+                               "trained on the driver and broadcast); same alerts."),
     master: Optional[str] = typer.Option(None, "--master", help="Spark master for --engine spark: local[2] "
                                          "(default), spark://HOST:7077, yarn."),
     influx: Optional[str] = typer.Option(None, "--influx", help=INFLUX_HELP),
