@@ -441,10 +441,12 @@ def fit(source: Source, *, db: str | Path | None = None, detectors: Sequence[str
 
 
 def _ensure_state(store, dets, cat: pd.DataFrame, cfg, persistent: bool, resets: dict, on_stage=None,
-                  profile=None) -> list[str]:
+                  profile=None, defer: bool = False) -> list[str]:
     """Profile meters that have no state (on their own first days), re-learn (meter, detector)
     pairs an operator reset, and train fleet models a grid step lacks; keep all of it.
-    ``profile``: the runner's fitting step (default: the local engine's)."""
+    ``profile``: the runner's fitting step (default: the local engine's). ``defer``: only the
+    fleet-model detectors profile meters without state here; the others' state is fitted by the
+    judging step (Spark's, in the task that judges the meter: :func:`_fit_in_judging`)."""
     from wattwatch.detect import state
     from wattwatch.detect.engine import _reset_pending
 
@@ -456,12 +458,14 @@ def _ensure_state(store, dets, cat: pd.DataFrame, cfg, persistent: bool, resets:
     windows = _profile_windows(cat, cfg).set_index("meter_id")
     need = set()
     reset_windows = {}
+    fleet_work = False  # with ``defer``: whether a fleet-model detector has anything to learn
     for d in dets:
         st = getattr(d, "state_", {})
         for m in names:
             at = max([v for (mm, dn), v in resets.items() if mm == m and dn in ("*", d.name)], default=None)
             if m not in st:
                 need.add(m)
+                fleet_work |= bool(getattr(d, "fleet_model", False))
             elif at is not None and _reset_pending(st[m], at):
                 reset_windows[m] = min(reset_windows.get(m, at), at)
         if getattr(d, "fleet_model", False):
@@ -470,19 +474,24 @@ def _ensure_state(store, dets, cat: pd.DataFrame, cfg, persistent: bool, resets:
             grids = np.where(np.isfinite(known), known, grids)
             for g in np.unique(grids[np.isfinite(grids)]):
                 if float(g) not in d.fleets_:
+                    fleet_work = True
                     ms = np.asarray(names)[grids == g]
                     if len(ms) > cfg.max_fleet_meters:
                         ms = np.sort(np.random.default_rng(0).choice(ms, cfg.max_fleet_meters, replace=False))
                     need.update(ms.tolist())
     notices = []
-    if need:
+    fitting = [d for d in dets if getattr(d, "fleet_model", False)] if defer else dets
+    if defer:
+        for d in dets:  # fitted later, in the judging tasks; known to have no state until then
+            d.__dict__.setdefault("state_", {})
+    if need and (fleet_work or not defer):
         w = windows.loc[sorted(need)].reset_index()
         frame = prepare(store.query_windows(w))
         before = {d.name: set(getattr(d, "state_", {})) for d in dets}
         had = {d.name: {float(g) for g in getattr(d, "fleets_", {})} for d in dets}
         if on_stage:
             on_stage(f"reading the first days of {len(need):,} meter(s) without state", None)
-        notices += profile(frame, dets, cfg, windowed=True, on_stage=on_stage)
+        notices += profile(frame, fitting, cfg, windowed=True, on_stage=on_stage)
         if persistent:
             new = {m for d in dets for m in getattr(d, "state_", {}) if m not in before[d.name]}
             for d in dets:
@@ -548,9 +557,11 @@ def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list
     engine, master
         ``"local"`` (default: meter chunks on a process pool) or ``"spark"``: meter groups judged
         inside Spark's ``applyInPandas`` on ``master`` (``local[2]``, ``spark://HOST:7077``,
-        ``yarn``; default ``local[2]``, or the session already running), with the state fitted
-        and the fleet models trained here, on the driver, and broadcast. Both give the same alerts
-        and notices. Example::
+        ``yarn``; default ``local[2]``, or the session already running): fleet models trained
+        here, on the driver, and broadcast with the state there is; over whole histories (no
+        ``start``/``end``) a meter's missing state is fitted in the task that judges it, else
+        before the judging (on the driver for ``local[N]``). Both give the same alerts and
+        notices. Example::
 
             res = wattwatch.api.detect("fleet.parquet", engine="spark", master="local[2]")
     on_progress, on_stage
@@ -607,10 +618,16 @@ def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list
         if persistent and state is None:
             result.notices += _state_store_load(store, dets, names)
         resets = alert_store.resets(store.con) if persistent else {}
+        # Spark's judging step fits, in each meter's task, the state it lacks (fit and judging in one
+        # job) when the run reads every meter's whole history, its profiling period included.
+        fuse = bool(getattr(judge, "fits", False)) and start_ts is None and end_ts is None
         result.notices += _ensure_state(store, dets, cat, cfg, persistent, resets, on_stage,
-                                        profile=getattr(judge, "profile", None))
+                                        profile=getattr(judge, "profile", None), defer=fuse)
+        before = {d.name: set(getattr(d, "state_", {})) for d in dets}
         _judge_window(store, dets, cat, cfg, start_ts, end_ts, result, want_scores,
-                      on_progress, on_stage, judge=judge)
+                      on_progress, on_stage, judge=judge, fit=_profile_windows(cat, cfg) if fuse else None)
+        if fuse and persistent:
+            _fit_in_judging(store, dets, before)
         if want_scores:
             _score_table(result, dets, scores_path)
         if persistent and keep:
@@ -741,15 +758,53 @@ def _runner(engine: str, master: str | None):
         spark.session(master or "local[2]")  # fails now, before any work, when Java or pyspark is missing
         run = functools.partial(spark.judge, master=master or "local[2]")
         run.profile = functools.partial(spark.profile, master=master or "local[2]")  # its fitting step
+        run.fits = True  # it can fit a meter's missing state in the task that judges it (``fit=``)
         return run
     raise ConfigError(f"engine: expected 'local' or 'spark', got {engine!r}")
 
 
+def _fit_in_judging(store, dets, before: dict[str, set]) -> None:
+    """Keep the state the judging step fitted (``detect --engine spark`` fits a meter without state
+    in the task that judges it), as :func:`_ensure_state` keeps what it profiles."""
+    from wattwatch.detect import state
+
+    new = {d.name: [m for m in getattr(d, "state_", {}) if m not in before[d.name]] for d in dets}
+    for d in dets:
+        for m in new[d.name]:
+            d.state_[m]["how"] = "profiled"
+    learned = [d for d in dets if new[d.name]]
+    if learned:
+        state.save(store.con, learned, sorted({m for ms in new.values() for m in ms}), how="profiled")
+
+
+def _window_rows(frame: pd.DataFrame, windows: pd.DataFrame) -> np.ndarray:
+    """Rows of ``frame`` (prepared) inside their meter's window of ``windows`` (``meter_id``,
+    ``start``, ``end``: ``start <= ts < end``, bounds floored to the microsecond): the rows
+    ``Store.query_windows(windows)`` returns."""
+    from wattwatch.detect.frame import meter_names
+    from wattwatch.store.duck import _us
+
+    if not len(frame):
+        return np.zeros(0, bool)
+    idx = {str(m): i for i, m in enumerate(windows["meter_id"])}
+    lo_all = _us(windows["start"]).cast("int64").to_numpy(zero_copy_only=False)
+    hi_all = _us(windows["end"]).cast("int64").to_numpy(zero_copy_only=False)
+    names = [str(m) for m in meter_names(frame)]
+    k = np.array([idx.get(m, -1) for m in names])
+    lo = np.where(k >= 0, lo_all[np.maximum(k, 0)], np.iinfo(np.int64).max)
+    hi = np.where(k >= 0, hi_all[np.maximum(k, 0)], np.iinfo(np.int64).min)
+    t = frame["ts"].array.as_unit("us").asi8
+    seg = frame["_seg"].to_numpy()
+    return (t >= lo[seg]) & (t < hi[seg])
+
+
 def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detection, keep_scores: bool,
-                  on_progress, on_stage=None, judge=None) -> None:
+                  on_progress, on_stage=None, judge=None, fit: pd.DataFrame | None = None) -> None:
     """Judge each meter's readings in [start, end) with the reach around them; alerts that were
     running at ``start`` are traced back to where they began (up to ``max_trace_days``).
-    ``judge``: the runner's judging step (default: the local engine's)."""
+    ``judge``: the runner's judging step (default: the local engine's). ``fit``: each meter's
+    profiling window (``meter_id``, ``start``, ``end``), for a judging step that fits the state a
+    meter lacks on those rows of the frame it judges (Spark's; only for a run of whole histories)."""
     from wattwatch.detect import core
     from wattwatch.detect.engine import DetectionResult
 
@@ -791,7 +846,8 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
                                   "start": [x if x is not None else pd.Timestamp(0, tz="UTC") for x in lo]})
             window["positions"] = store.count_before(pos_w)
         part = DetectionResult()
-        judge(frame, dets, cfg, part, on_progress, keep_scores, window=window, on_stage=on_stage)
+        more = {} if fit is None else {"fit": _window_rows(frame, fit)}
+        judge(frame, dets, cfg, part, on_progress, keep_scores, window=window, on_stage=on_stage, **more)
         redo = [k for k in todo if names[k] in part.unclean and not origin[names[k]]
                 and s_map[names[k]] is not None and since_t - s_map[names[k]] < cfg.max_trace_days * 86400.0]
         keep_meters = {names[k] for k in todo if k not in redo}

@@ -105,3 +105,27 @@ def test_judging_the_pruned_messages_equals_judging_the_full_frame(frame):
         reads_also = None
 
     assert sparkrun.shipped_channels([*dets, Undeclared()]) is None
+
+
+def test_a_detector_judging_some_meters_gets_only_the_channels_it_reads(frame):
+    """The core's subset for a detector that judges some meters only (phase_imbalance leaves out a
+    meter without three phases) holds the channels it reads, the others NaN (one read-only array)
+    or left out (an extra channel): the same scores and alerts as on every column."""
+    from wattwatch.detect import core
+
+    full = prepare(frame)
+    d = registry.build("phase_imbalance")
+    profile(full, [d], EngineConfig(profile_days=2.0))
+    seg = full["_seg"].to_numpy()
+    rows = (np.arange(seg.max() + 1) % 3 != 0)[seg]  # a subset of whole meters
+    sub = core._rows_read(d, full, rows)
+    unread = [c for c in CHANNEL_NAMES if c not in d.reads()]
+    assert unread and all(np.isnan(sub[c].to_numpy()).all() for c in unread)
+    assert EXTRA not in sub.columns and not sub[unread[0]].to_numpy().flags.writeable
+    whole = prepare(full[rows])
+    for c in d.reads():
+        np.testing.assert_array_equal(sub[c].to_numpy(), whole[c].to_numpy())
+    np.testing.assert_array_equal(sub["_seg"].to_numpy(), whole["_seg"].to_numpy())
+    np.testing.assert_array_equal(sub["_dt"].to_numpy(), whole["_dt"].to_numpy())
+    np.testing.assert_array_equal(d.scored(sub).values, d.scored(whole).values)
+    assert np.isfinite(d.scored(sub).values).any()

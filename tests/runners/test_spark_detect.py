@@ -259,3 +259,65 @@ def test_fitting_on_spark_learns_the_local_state(spark, fleet):
     judge(full, local, EngineConfig(workers=1), r_local)
     sparkrun.judge(full, on_spark, cfg, r_spark)
     assert [a.to_json() for a in r_local.alerts] == [a.to_json() for a in r_spark.alerts] and r_local.alerts
+
+
+def test_fit_fused_into_the_judging_tasks_gives_the_local_state_and_alerts(spark, fleet):
+    """`fit=`: each meter without state is fitted in the task that judges it, on its profiling rows
+    (one job): the same state as the local engine's fit on the driver, the same alerts, notices and
+    scores; meters that have state keep it (not fitted again)."""
+    from wattwatch.app.bench import FLEET_BENCH_DETECTORS
+    from wattwatch.detect.frame import profile_mask
+
+    _, full, _ = fleet
+    cfg = EngineConfig(profile_days=2.0)
+    local, fused = registry.build_all(list(FLEET_BENCH_DETECTORS)), registry.build_all(list(FLEET_BENCH_DETECTORS))
+    kept = str(full["meter_id"].iat[0])
+    first = prepare(full[full["meter_id"].astype(str) == kept])
+    for a, b in zip(local, fused):  # one meter already has state (fitted as a store would give it)
+        a.fit(first[profile_mask(first, 1.0)])
+        b.set_state(a.get_state())
+    kept_state = {d.name: d.state_[kept] for d in fused}
+    profile(full, local, cfg)
+    r_local, r_fused = DetectionResult(), DetectionResult()
+    judge(full, local, EngineConfig(workers=1), r_local, keep_scores=True)
+    sparkrun.judge(full, fused, cfg, r_fused, keep_scores=True, groups=3,
+                   fit=profile_mask(full, cfg.profile_days, cfg.profile_max_share))
+    _same(r_local, r_fused)
+    assert r_local.alerts
+    for a, b in zip(local, fused):
+        assert list(a.state_) == list(b.state_), a.name  # every meter, in the frame's order
+        assert json.dumps(a.get_state(), sort_keys=True) == json.dumps(b.get_state(), sort_keys=True), a.name
+        assert b.state_[kept] is kept_state[b.name]  # not fitted again
+
+
+def test_detect_on_spark_fits_in_the_judging_tasks_and_keeps_the_state(spark, fleet, tmp_path):
+    """A store without state: `detect --engine spark` fits each meter in its judging task (the
+    learned ensemble's fleet model on the driver), gives the local engine's alerts and notices,
+    and keeps the same state in the store."""
+    from wattwatch.detect import state
+    from wattwatch.store import Store
+
+    sim, _, _ = fleet
+    out = {}
+    for engine in ("local", "spark"):
+        db = tmp_path / f"{engine}.duckdb"
+        api.ingest(sim["frame"], db)
+        stages = []
+        res = api.detect(db, engine=engine, config={"engine": {"profile_days": 2.0}}, scores=True,
+                         on_stage=lambda what, total: stages.append(what))
+        learning = {w.split()[1] for w in stages if w.startswith("learning ")}  # fitted on the driver
+        assert learning == ({"learned_ensemble"} if engine == "spark" else {d.name for d in registry.build_all()})
+        with Store(db) as store:
+            dets = registry.build_all()
+            state.load(store.con, dets, [str(m) for m in sim["frame"]["meter_id"].unique()])
+        out[engine] = res, {d.name: json.dumps(d.get_state(), sort_keys=True) for d in dets}
+    (local, st_local), (on_spark, st_spark) = out["local"], out["spark"]
+    assert [a.to_json() for a in local.alerts] == [a.to_json() for a in on_spark.alerts] and local.alerts
+    assert local.notices == on_spark.notices
+    pd.testing.assert_frame_equal(local.scores, on_spark.scores, check_dtype=False, rtol=0, atol=0)
+    assert st_local == st_spark and all(json.loads(v) for v in st_local.values())
+    # A frame, no store to keep state in, no fleet model: nothing fitted on the driver at all.
+    rules = ",".join(registry.FALLBACK_DETECTORS)
+    f_local = api.detect(sim["frame"], detectors=rules)
+    f_spark = api.detect(sim["frame"], detectors=rules, engine="spark")
+    assert [a.to_json() for a in f_local.alerts] == [a.to_json() for a in f_spark.alerts] and f_local.alerts

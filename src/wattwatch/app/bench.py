@@ -257,11 +257,12 @@ def fleet_benchmark(meters: int = 200, days: float = 14.0, seed: int = 0, master
     Spark allows one session per process, so each master runs in its own worker process (a fresh
     JVM and Python workers each): there, after a warm-up job that starts the Python workers,
 
-    - **ours** is what ``detect --engine spark`` does on a fleet without state: every meter's state
-      fitted by ``runners.spark.profile`` (on the driver for ``local[N]``, in meter groups on Spark
-      for a cluster), the fitted detectors pickled and broadcast, then meter groups (``GROUPS_PER_CORE`` per core, at most
-      500k readings each) each sent as one Arrow IPC message, one task per group (no shuffle),
-      through the core, Outcomes back to the driver;
+    - **ours** is what ``detect --engine spark`` does on a fleet without state: fleet models trained
+      on the driver (none in this set), the detectors pickled and broadcast, then meter groups
+      (``GROUPS_PER_CORE`` per core, at most 500k readings each) each sent as one Arrow IPC message
+      with its meters' profiling rows flagged, one task per group (no shuffle), each task fitting
+      its meters' state and judging them (``runners.spark.judge(fit=...)``), Outcomes and the
+      learned state back to the driver;
     - **naive** is one meter per group, the same detectors built, fitted and run inside the UDF
       (``engine.detect`` on the meter alone), alerts back as JSON rows.
 
@@ -419,24 +420,46 @@ def marginal_summary(sizes: list[int], ours: list[list[float]], naive: list[list
             "marginal_ratio_pooled": po / pn if pn > 0 else None}
 
 
+def tree_cpu() -> float:
+    """CPU seconds (user + system) used so far by this process and every process under it (the
+    Spark JVM, its Python workers), exited ones included: a process's own times plus those of the
+    children it has reaped (the PySpark daemon reaps its workers, so a worker that exits keeps
+    its CPU in the tree). Each exited process is counted once, by the live process that reaped it."""
+    import psutil
+
+    me = psutil.Process()
+    total = 0.0
+    for p in [me, *me.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:  # exited between the listing and the read
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
 def _median(xs: list[float]) -> float:
     import statistics
 
     return float(statistics.median(xs))
 
 
-def _fleet_worker(path: str, master: str, repeats: int = 3) -> dict:
+def _fleet_worker(path: str, master: str, repeats: int = 3, fit: str = "tasks") -> dict:
     """One master's measurements, all in this process (one Spark session): after the warm-up,
     ``repeats`` rounds, each timing ours and naive on the whole fleet, on half of it (every other
     meter) and on a quarter (every fourth), the six in an order that alternates between rounds (so
     neither side always runs first or after the other; the machine's load drifts over a round).
-    The marginal cost per meter is the slope through the three sizes (:func:`marginal_summary`)."""
+    The marginal cost per meter is the slope through the three sizes (:func:`marginal_summary`).
+    ``fit``: ``tasks`` (what ``detect --engine spark`` does) or ``driver`` (ours as it was before
+    the fit was fused into the judging tasks: every meter fitted on the driver first), for a
+    before/after measurement with the same bench: ``python -m wattwatch.app.bench fleet PATH
+    local[2] 3 driver``."""
     import warnings
 
     import pandas as pd
 
     from wattwatch.detect.engine import DetectionResult, EngineConfig
-    from wattwatch.detect.frame import prepare
+    from wattwatch.detect.frame import prepare, profile_mask
     from wattwatch.detect.registry import build_all
     from wattwatch.runners import spark as sparkrun
 
@@ -459,10 +482,17 @@ def _fleet_worker(path: str, master: str, repeats: int = 3) -> dict:
         t0 = time.perf_counter()
         dets = build_all(list(FLEET_BENCH_DETECTORS))
         cfg = EngineConfig()
-        notes = sparkrun.profile(f, dets, cfg, master=master)  # what detect --engine spark fits with
+        # What detect --engine spark does on a fleet without state: fleet models (none in this set)
+        # fitted on the driver, every other detector's state fitted in the task that judges the meter.
+        if fit == "driver":
+            notes = sparkrun.profile(f, dets, cfg, master=master)
+            rows = None
+        else:
+            notes = sparkrun.profile(f, [d for d in dets if getattr(d, "fleet_model", False)], cfg, master=master)
+            rows = profile_mask(f, cfg.profile_days, cfg.profile_max_share)
         fit_s = time.perf_counter() - t0
         res = DetectionResult()
-        sparkrun.judge(f, dets, cfg, res, master=master)
+        sparkrun.judge(f, dets, cfg, res, master=master, **({} if rows is None else {"fit": rows}))
         total = time.perf_counter() - t0
         return {"s": total, "fit_s": fit_s, "judge_s": total - fit_s, "alerts": len(res.alerts),
                 "meters": res.meters, "readings": res.readings, "notices": notes + res.notices}
@@ -478,7 +508,10 @@ def _fleet_worker(path: str, master: str, repeats: int = 3) -> dict:
     got: dict[tuple[str, str], list[dict]] = {k: [] for k in plan}
     for r in range(repeats):
         for side, key in (plan if r % 2 == 0 else plan[::-1]):
-            got[(side, key)].append(ours(key) if side == "ours" else naive(key))
+            c0 = tree_cpu()
+            one = ours(key) if side == "ours" else naive(key)
+            one["cpu_s"] = tree_cpu() - c0
+            got[(side, key)].append(one)
     o, n = got[("ours", "full")], got[("naive", "full")]
     oh, nh = got[("ours", "half")], got[("naive", "half")]
     meters, meters_half = o[0]["meters"], oh[0]["meters"]
@@ -490,7 +523,7 @@ def _fleet_worker(path: str, master: str, repeats: int = 3) -> dict:
     margin = marginal_summary(sizes, per_round("ours"), per_round("naive"))
     spark.stop()
     r3 = lambda xs: [round(x, 3) for x in xs]  # noqa: E731
-    return {"master": master, "cores": cores, "meters": meters, "meters_half": meters_half, "readings": o[0]["readings"],
+    return {"master": master, "fit": fit, "cores": cores, "meters": meters, "meters_half": meters_half, "readings": o[0]["readings"],
             "groups": sparkrun.group_count(full.groupby("_seg").size().to_numpy(), cores), "warmup_s": round(warm_s, 3),
             "repeats": repeats, "ours_s": round(_median([x["s"] for x in o]), 3),
             "ours_fit_s": round(_median([x["fit_s"] for x in o]), 3),
@@ -501,6 +534,11 @@ def _fleet_worker(path: str, master: str, repeats: int = 3) -> dict:
             "naive_ms_per_meter": 1000 * _median([x["s"] for x in n]) / meters, "naive_alerts": n[0]["alerts"],
             "ratio": _median(ratios), "ratios": r3(ratios),
             "ours_runs_s": r3([x["s"] for x in o]), "naive_runs_s": r3([x["s"] for x in n]),
+            # CPU seconds of the process tree (driver, JVM, Python workers) on the whole fleet: the
+            # work done, much less sensitive than wall time to the machine's other jobs.
+            "ours_cpu_s": round(_median([x["cpu_s"] for x in o]), 3), "naive_cpu_s": round(_median([x["cpu_s"] for x in n]), 3),
+            "cpu_ratio": _median([a["cpu_s"] / b["cpu_s"] for a, b in zip(o, n)]),
+            "ours_cpu_runs_s": r3([x["cpu_s"] for x in o]), "naive_cpu_runs_s": r3([x["cpu_s"] for x in n]),
             "ours_half_runs_s": r3([x["s"] for x in oh]), "naive_half_runs_s": r3([x["s"] for x in nh]),
             "ours_quarter_runs_s": r3([x["s"] for x in got[("ours", "quarter")]]),
             "naive_quarter_runs_s": r3([x["s"] for x in got[("naive", "quarter")]]),
@@ -514,7 +552,8 @@ if __name__ == "__main__":
     if sys.argv[1] == "detect":
         print(json.dumps(_detect_worker(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 3)))
     elif sys.argv[1] == "fleet":
-        print(json.dumps(_fleet_worker(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 3)))
+        print(json.dumps(_fleet_worker(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 3,
+                                       sys.argv[5] if len(sys.argv) > 5 else "tasks")))
     elif sys.argv[1] == "pods":
         print(json.dumps(_pods_worker(int(sys.argv[2]), sys.argv[3], sys.argv[4]), default=str))
     else:

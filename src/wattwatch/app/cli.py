@@ -584,7 +584,8 @@ def detect(
     min_severity: Optional[str] = MIN_SEVERITY,
     min_score: Optional[float] = MIN_SCORE,
     engine: str = typer.Option("local", "--engine", help="local (process pool) or spark (meter groups in "
-                               "applyInPandas; state fitted on the driver and broadcast); same alerts."),
+                               "Spark tasks, each fitting its meters' missing state and judging them; fleet models "
+                               "trained on the driver and broadcast); same alerts."),
     master: Optional[str] = typer.Option(None, "--master", help="Spark master for --engine spark: local[2] "
                                          "(default), spark://HOST:7077, yarn."),
     influx: Optional[str] = typer.Option(None, "--influx", help=INFLUX_HELP),
@@ -1781,9 +1782,12 @@ def bench_fleet(
                   "every fourth, per side and round (median, range; pooled = one line through every round's points): "
                   "a meter's cost once each job's fixed cost is paid; '-': naive's slope was not positive that round")
     for x in r["runs"]:
-        console.print(f"{x['master']}: ours = {x['ours_fit_s']:.1f} s fitting the state (on the driver for local[N]) + "
-                      f"{x['ours_judge_s']:.1f} s judging in {x['groups']} group(s) on Spark; "
+        console.print(f"{x['master']}: ours = {x['ours_fit_s']:.1f} s on the driver before the job + "
+                      f"{x['ours_judge_s']:.1f} s fitting and judging in {x['groups']} group(s) on Spark; "
                       f"warm-up job {x['warmup_s']:.1f} s, not counted")
+        if "cpu_ratio" in x:
+            console.print(f"{x['master']}: CPU seconds of the process tree (driver, JVM, Python workers), medians: "
+                          f"ours {x['ours_cpu_s']:.1f}, naive {x['naive_cpu_s']:.1f}, ratio {x['cpu_ratio']:.3f}")
     console.print("both sides: the default detectors without the learned ensemble (a fleet model cannot be trained "
                   "on one meter, so the naive UDF could not run it)")
     if "scaling_ours" in r:

@@ -28,8 +28,9 @@ import pandas as pd
 from wattwatch.alerts.model import Alert
 from wattwatch.codes import severity
 from wattwatch.detect.base import Detector, Reach, quiet
-from wattwatch.detect.frame import cache, meter_names, prepare, seg_bounds
+from wattwatch.detect.frame import AUX, cache, extra_channels, meter_names, prepare, seg_bounds
 from wattwatch.detect.postrules import Groups, calibrated, cold, group, span_mask
+from wattwatch.schema import CHANNEL_NAMES
 
 
 class CoreError(ValueError):
@@ -510,9 +511,35 @@ def _with_column(df: pd.DataFrame, name: str, values: np.ndarray) -> pd.DataFram
     return pd.DataFrame(cols, copy=False)
 
 
+def _rows_read(d: Detector, src: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """``src``'s ``rows`` (whole meters), prepared, with only the channels ``d`` reads
+    (:meth:`Detector.reads`) taken: the canonical channels it does not read are one shared
+    read-only all-NaN array, the extra ones it does not read are left out (``d`` gives the same
+    scores and alerts on them: ``tests/detect/test_reads.py``). A detector that does not declare
+    what it reads gets every column."""
+    reads = d.reads() if hasattr(d, "reads") else None
+    if reads is None:
+        return prepare(src[rows])
+    idx = np.flatnonzero(rows)
+    keep = set(reads)
+    nan = np.full(len(idx), np.nan)
+    nan.setflags(write=False)
+    cols: dict = {"meter_id": src["meter_id"].array.take(idx), "ts": src["ts"].array.take(idx)}
+    for c in CHANNEL_NAMES:
+        cols[c] = src[c].to_numpy()[idx] if c in keep and c in src.columns else nan
+    for c in extra_channels(src):
+        if c in keep:
+            cols[c] = src[c].to_numpy()[idx]
+    for c in (*AUX, "_n"):
+        if c in src.columns:
+            cols[c] = src[c].to_numpy()[idx]
+    return prepare(pd.DataFrame(cols, index=idx, copy=False))
+
+
 def _score_rows(d: Detector, src: pd.DataFrame, rows: np.ndarray):
-    """Scores of the meters ``rows`` selects only (the others cannot be judged by ``d``)."""
-    sub = prepare(src[rows])
+    """Scores of the meters ``rows`` selects only (the others cannot be judged by ``d``), on those
+    meters' rows of the channels it reads (:func:`_rows_read`)."""
+    sub = _rows_read(d, src, rows)
     scored = d.scored(sub)
     s = np.full(len(src), np.nan)
     s[rows] = scored.values
