@@ -77,3 +77,32 @@ def test_building_floor_veto_streamed_in_random_pieces_equals_the_whole_history(
     steps.append(st.flush())
     problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
     assert not problems, "\n".join(problems[:12])
+
+
+@pytest.mark.parametrize("step,seed", [("15min", 4), ("60min", 5)])
+def test_a_meter_offline_for_days_with_an_energy_register_streamed_equals_the_whole_history(step, seed):
+    """The same fleet with an energy register (its hours' energy from the register's steps) and the
+    school offline for four days past the profile (its carried hours run into the gap)."""
+    frame = _fleet(step)
+    frame = frame.sort_values(["meter_id", "ts"], kind="stable").reset_index(drop=True)
+    dt_h = pd.Timedelta(step).total_seconds() / 3600.0
+    frame["e_kwh"] = frame.groupby("meter_id")["p_kw"].transform(lambda p: (p * dt_h).cumsum()).round(3)
+    off = ((frame.meter_id == "school") & (frame.ts >= pd.Timestamp("2025-02-17 07:20", tz="UTC"))
+           & (frame.ts < pd.Timestamp("2025-02-21 13:40", tz="UTC"))).to_numpy()
+    frame = frame[~off].reset_index(drop=True)
+    dets = _dets(frame)
+    whole = core.run(frame, dets)
+    t = _epoch(frame["ts"])
+    rng = np.random.default_rng(seed)
+    t_prof = t.min() + PROFILE_DAYS * 86400
+    cuts = np.sort(np.concatenate([[t_prof], rng.uniform(t_prof, t.max(), 40)]))
+    edges = [-np.inf, *cuts, np.inf]
+    st = Stitcher(dets)
+    steps = []
+    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        if k in (7, 21, 33):
+            st = _resumed(st, dets)
+        steps.append(st.feed(frame[(t > lo) & (t <= hi)]))
+    steps.append(st.flush())
+    problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
+    assert not problems, "\n".join(problems[:12])
