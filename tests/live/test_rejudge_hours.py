@@ -58,3 +58,32 @@ def test_late_stretch_inside_the_carried_hours_and_a_restart_give_detect_alerts(
     problems = _mismatches(want, list(alerts.values()))
     assert not problems, "\n".join(problems[:10])
     store.close()
+
+
+def test_a_stretch_older_than_the_carried_hours_arrives_late(tmp_path):
+    """Profiled on a week (the limits do not recalibrate: a reach of days, not six weeks), the
+    school's 2025-01-14 working hours arrive six weeks late, long before the hours carried then."""
+    cfg = {**CONFIG, "engine": {"profile_days": 7.0, "profile_max_share": 0.6}}
+    frame = _fleet("60min").sort_values("ts", kind="stable").reset_index(drop=True)
+    want = api.detect(frame, db=tmp_path / "batch.duckdb", config=cfg).alerts
+    assert any(a.detector == "baseline_macd" for a in want)
+    late = ((frame["meter_id"] == "school") & (frame["ts"] >= "2025-01-14 09:00Z")
+            & (frame["ts"] < "2025-01-14 15:00Z")).to_numpy()
+    store = Store(tmp_path / "live.duckdb")
+    eng = StreamEngine(store, api.build_detectors(None, cfg), api._engine(cfg), StreamConfig(checkpoint_s=0))
+    day = frame["ts"].min() + pd.Timedelta("7D")
+    eng.add(frame[(frame["ts"] < day).to_numpy()])
+    eng.step()
+    rest = frame[(frame["ts"] >= day).to_numpy() & ~late]
+    for _, p in rest.groupby(rest["ts"].dt.floor("1D"), sort=True):
+        eng.add(p)
+        eng.step()
+    h = eng.stitcher.hours["baseline_macd"]["school"]
+    assert h.h0 > pd.Timestamp("2025-01-15", tz="UTC").timestamp(), "the late stretch is older than the carry"
+    eng.add(frame[late])
+    eng.step()
+    eng.flush()
+    assert eng.counters["rewinds"] >= 1, dict(eng.counters)
+    problems = _mismatches(want, list(eng.alerts.values()))
+    assert not problems, "\n".join(problems[:10])
+    store.close()
