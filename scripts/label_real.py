@@ -269,6 +269,10 @@ def assign_ids(cands: list[dict], old: list[dict], infix: str = "") -> tuple[lis
     has (same :data:`KEY`) keeps its id, so the hand review stays attached to what it judged; a new
     one is numbered after the highest id so far (``{dataset}-{infix}{n:04d}``). Returns the
     candidates, the new ids and the committed candidates no longer found (their decisions retire)."""
+    keys = [_key(c) for c in cands]
+    if len(set(keys)) != len(keys):
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        raise ValueError(f"{len(dup)} candidate(s) found twice (one id per key), e.g. {dup[:3]}")
     known = {_key(c): c["id"] for c in old}
     nxt = 1 + max((int(c["id"].rsplit("-", 1)[1].lstrip("e")) for c in old), default=-1)
     new_ids = []
@@ -457,12 +461,21 @@ def expert_candidates_for(ds: str, df: pd.DataFrame, zone: dict[str, str]) -> li
         s = s.reindex(pd.date_range(s.index[0], s.index[-1], freq=c))
         _dropouts(meter, s.to_numpy(float), s.index, week, add)
     # dips whose outage straddles the hours at their edges (after every other criterion, so the
-    # earlier candidates keep their order)
+    # earlier candidates keep their order); a span an earlier criterion found is not added again
+    # (one candidate, one id: the ids follow the candidate's key)
+    seen = {_key(c) for c in out}
+
+    def add_new(meter, kind, s, e, criterion, **stats):
+        key = (ds, meter, "p_kw", kind, _iso(s), _iso(e))
+        if key not in seen:
+            seen.add(key)
+            add(meter, kind, s, e, criterion, **stats)
+
     for meter, g in df.groupby("meter_id", sort=True):
         s = g.set_index("ts")["p_kw"]
         s = s[~s.index.duplicated()]
         s = s.reindex(pd.date_range(s.index[0], s.index[-1], freq=c))
-        _straddling_dips(meter, s.to_numpy(float), s.index, week, add)
+        _straddling_dips(meter, s.to_numpy(float), s.index, week, add_new)
     return out
 
 

@@ -484,3 +484,42 @@ def test_equal_hours_a_steady_weekend_makes_by_chance_are_no_frozen_meter_but_a_
     assert got == ["2024-04-10T09"], [a.message for a in res.alerts]
     st = fitted.detectors[0].get_state()["office"]
     assert st["flat_need_days"][1] > 5 >= st["flat_need_days"][0], st["flat_need_days"]
+
+
+def test_a_frozen_run_across_the_weekend_edge_is_reported_whole_or_not_at_all():
+    """Review: with a need per kind of day a run is still one run. The office of the test above
+    (weekday need 4, weekend 6) frozen from Sunday 22:00: five hours (two on Sunday) alerted from
+    Monday 00:00 only, cut from the Sunday hours that froze first; reported whole (from Sunday
+    22:00) once long enough for both kinds of day."""
+    rng = np.random.default_rng(11)
+    df = building(seed=11)
+    we = df.ts.dt.dayofweek.to_numpy() >= 5
+    df["p_kw"] = np.where(we, 13.0 + 0.5 * rng.integers(0, 12, len(df)), np.round(df["p_kw"].to_numpy(), 2))
+    for hours in (5, 7):
+        d = df.copy()
+        start = pd.Timestamp("2024-04-14 22:00")
+        d.loc[(d.ts >= start) & (d.ts < start + pd.Timedelta(hours=hours)), "p_kw"] = 31.3
+        fitted, res = run(d)
+        assert fitted.detectors[0].get_state()["office"]["flat_need_days"] == [4, 6]
+        got = [a.start[:13] for a in res.alerts if a.evidence["kind"] == "flat_line"]
+        assert got in ([], ["2024-04-14T22"]), (hours, got)
+        if hours == 7:
+            assert got == ["2024-04-14T22"]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_runs_across_the_weekend_edge_stream_as_the_whole_history(seed):
+    """The per-run need of the test above, in pieces cut around the runs: the whole history's
+    scores and alerts."""
+    from tests.detect.test_core import _assert_whole_equals_stitched
+
+    rng = np.random.default_rng(11)
+    df = building(seed=11)
+    we = df.ts.dt.dayofweek.to_numpy() >= 5
+    df["p_kw"] = np.where(we, 13.0 + 0.5 * rng.integers(0, 12, len(df)), np.round(df["p_kw"].to_numpy(), 2))
+    for start, hours in (("2024-04-14 22:00", 5), ("2024-04-21 21:00", 7), ("2024-04-26 21:00", 5)):
+        s = pd.Timestamp(start)
+        df.loc[(df.ts >= s) & (df.ts < s + pd.Timedelta(hours=hours)), "p_kw"] = 31.3
+    fitted = api.fit(df, detectors=["seasonal_profile"], normal_end="2024-02-26")
+    frame = df[df.ts >= "2024-04-10"].assign(ts=lambda f: f.ts.dt.tz_localize("UTC"))
+    _assert_whole_equals_stitched(frame, fitted.detectors, seed, 12)

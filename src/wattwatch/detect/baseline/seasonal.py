@@ -798,6 +798,16 @@ class SeasonalProfile(Detector):
         need_days = self._param_array(df, "flat_need_days", (2,))
         need = np.where(dt > 0, need_days[seg, 1], need_days[seg, 0])
         need = np.where(np.isfinite(need) & (need > 0), np.minimum(need, flat_need[seg]), flat_need[seg])
+        # ... one need per run, the largest of the kinds of day it touches, so that a run is still
+        # reported whole (a value frozen from Sunday 22:00 into Monday alerted from Monday 00:00).
+        # Only on runs shorter than the cap (held whole within the reach); a capped run scores at
+        # least cap / need > 1 on every kind of day anyway.
+        part = (runs > 0) & (runs < cap)
+        if part.any():
+            brk = np.ones(len(x), bool)
+            brk[1:] = ~((x[1:] == x[:-1]) & (seg[1:] == seg[:-1]))
+            most = pd.Series(need).groupby(np.cumsum(brk)).transform("max").to_numpy()
+            need = np.where(part, most, need)
         s_flat = runs / need
         # A value that an energy register counted step by step is a steady load: a frozen logger
         # holds its last power reading while the register goes on counting what is really used,
