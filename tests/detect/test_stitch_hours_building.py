@@ -44,6 +44,25 @@ def _dets(frame, params=None):
     return dets
 
 
+def _assert_streamed_alike(frame, dets, whole, seed: int, cuts: int, resume_at: tuple[int, ...]) -> None:
+    """Feed ``frame`` in ``cuts`` + 1 seeded random pieces past the profile (the first piece holds
+    it whole), resuming from a checkpoint before the pieces numbered ``resume_at``; every score and
+    alert must be the whole history's."""
+    t = _epoch(frame["ts"])
+    rng = np.random.default_rng(seed)
+    t_prof = t.min() + PROFILE_DAYS * 86400
+    edges = [-np.inf, *np.sort(np.concatenate([[t_prof], rng.uniform(t_prof, t.max(), cuts)])), np.inf]
+    st = Stitcher(dets)
+    steps = []
+    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        if k in resume_at:
+            st = _resumed(st, dets)
+        steps.append(st.feed(frame[(t > lo) & (t <= hi)]))
+    steps.append(st.flush())
+    problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
+    assert not problems, "\n".join(problems[:12])
+
+
 @pytest.mark.parametrize("step,seed", [("5min", 1), ("15min", 2), ("60min", 3)])
 def test_building_floor_veto_streamed_in_random_pieces_equals_the_whole_history(step, seed):
     frame = _fleet(step)
@@ -63,20 +82,7 @@ def test_building_floor_veto_streamed_in_random_pieces_equals_the_whole_history(
     assert halved.sum() > 0, (np.nanmax(s_n), np.nanmax(s_v))
     assert any(a.meter_id == "bypassed" and a.detector == "baseline_macd" for a in whole.alerts)
 
-    t = _epoch(frame["ts"])
-    rng = np.random.default_rng(seed)
-    t_prof = t.min() + PROFILE_DAYS * 86400
-    cuts = np.sort(np.concatenate([[t_prof], rng.uniform(t_prof, t.max(), 30)]))
-    edges = [-np.inf, *cuts, np.inf]
-    st = Stitcher(dets)
-    steps = []
-    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
-        if k in (12, 25):
-            st = _resumed(st, dets)
-        steps.append(st.feed(frame[(t > lo) & (t <= hi)]))
-    steps.append(st.flush())
-    problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
-    assert not problems, "\n".join(problems[:12])
+    _assert_streamed_alike(frame, dets, whole, seed, cuts=30, resume_at=(12, 25))
 
 
 @pytest.mark.parametrize("step,seed", [("15min", 4), ("60min", 5)])
@@ -92,17 +98,4 @@ def test_a_meter_offline_for_days_with_an_energy_register_streamed_equals_the_wh
     frame = frame[~off].reset_index(drop=True)
     dets = _dets(frame)
     whole = core.run(frame, dets)
-    t = _epoch(frame["ts"])
-    rng = np.random.default_rng(seed)
-    t_prof = t.min() + PROFILE_DAYS * 86400
-    cuts = np.sort(np.concatenate([[t_prof], rng.uniform(t_prof, t.max(), 40)]))
-    edges = [-np.inf, *cuts, np.inf]
-    st = Stitcher(dets)
-    steps = []
-    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
-        if k in (7, 21, 33):
-            st = _resumed(st, dets)
-        steps.append(st.feed(frame[(t > lo) & (t <= hi)]))
-    steps.append(st.flush())
-    problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
-    assert not problems, "\n".join(problems[:12])
+    _assert_streamed_alike(frame, dets, whole, seed, cuts=40, resume_at=(7, 21, 33))
