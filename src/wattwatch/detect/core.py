@@ -598,10 +598,7 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
             use = j.exact & j.final & (t >= start_t[seg])
             # Rows it may not use are not NaN ("cannot judge", which bridges) but absent.
             idx = np.flatnonzero(use)
-            final_t = np.full(n_seg, -np.inf)
-            fin = np.flatnonzero(j.final)
-            if len(fin):
-                np.maximum.at(final_t, seg[fin], t[fin])
+            final_t = _seg_time(n_seg, seg, t, np.flatnonzero(j.final), last=True)
         res.final_t[d.name] = final_t
         # Rows that end a hold (back to normal, crossed over, or after hold_gap_s unjudged), once.
         cold_rows = _cold_rows(j, seg, use, t) if d.config.post.hold > 0 else None
@@ -614,8 +611,7 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
             early = hot_used & np.isfinite(start_t[seg]) & (t < start_t[seg] + horizon_row)
             if cold_rows is not None:
                 # With a hold, so may any anomalous reading before the first one back to normal.
-                first_cold = np.full(n_seg, np.inf)
-                np.minimum.at(first_cold, seg[cold_rows], t[cold_rows])
+                first_cold = _seg_time(n_seg, seg, t, cold_rows, last=False)
                 early |= hot_used & np.isfinite(start_t[seg]) & (t < first_cold[seg])
             for k in np.unique(seg[early]):
                 res.unclean.add(names[k])
@@ -639,11 +635,8 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
                 # A change of side on the group's own last reading is inside it (postrules._held
                 # counts cold readings after it); a meter not judged for ``hold_gap_s`` up to its
                 # last final reading is not held: the next judged reading will end the hold.
-                last_cold = np.full(n_seg, -np.inf)
-                np.maximum.at(last_cold, seg[cold_rows], t[cold_rows])
-                judged = np.flatnonzero(use & np.isfinite(j.scores))
-                last_judged = np.full(n_seg, -np.inf)
-                np.maximum.at(last_judged, seg[judged], t[judged])
+                last_cold = _seg_time(n_seg, seg, t, cold_rows, last=True)
+                last_judged = _seg_time(n_seg, seg, t, np.flatnonzero(use & np.isfinite(j.scores)), last=True)
                 is_open |= (last_cold[gseg] <= t_last) & \
                     (final_t[gseg] - np.maximum(last_judged[gseg], t_last) <= d.config.post.hold_gap_s)
             for gi in np.flatnonzero(is_open):
@@ -690,6 +683,14 @@ def _side(d: Detector, src: pd.DataFrame, ctx) -> np.ndarray | None:
         out[ctx.rows] = sub
         return out
     return d.side(src, ctx)
+
+
+def _seg_time(n_seg: int, seg: np.ndarray, t: np.ndarray, rows: np.ndarray, *, last: bool) -> np.ndarray:
+    """Per meter, the time of its latest (``last``) or earliest of ``rows`` (indices); -inf or
+    +inf for a meter with none."""
+    out = np.full(n_seg, -np.inf if last else np.inf)
+    (np.maximum if last else np.minimum).at(out, seg[rows], t[rows])
+    return out
 
 
 def _cold_rows(j: Judged, seg: np.ndarray, use: np.ndarray, t: np.ndarray) -> np.ndarray:
