@@ -549,7 +549,8 @@ class BaselineMACD(Detector):
                 low[seg] = float(np.clip(1.4826 * np.median(med - lv[lv <= med]), spread[seg] / 2, spread[seg]))
         return ref, spread, low, days
 
-    def _floor(self, df: pd.DataFrame, cell: np.ndarray, n_seg: int, n_bins: int, hourly=None) -> np.ndarray:
+    def _floor(self, df: pd.DataFrame, cell: np.ndarray, n_seg: int, n_bins: int, hourly=None,
+               hmin: np.ndarray | None = None) -> np.ndarray:
         """Per (meter, hour): the base-load floor's deviation from the profiled one over its limit,
         signed (NaN: not judged on its floor).
 
@@ -574,7 +575,8 @@ class BaselineMACD(Detector):
             return (np.full((n_seg, n_bins), np.nan), np.zeros(n_seg, bool), np.zeros(n_seg, bool),
                     np.full((n_seg, n_bins), np.nan))
         w = int(np.ceil(c.floor_h))
-        hmin = self._hour_min(df, cell, n_seg, n_bins, None if hourly is None else hourly[2])
+        if hmin is None:
+            hmin = self._hour_min(df, cell, n_seg, n_bins, None if hourly is None else hourly[2])
         d1 = pd.DataFrame(hmin.T).rolling(w, min_periods=int(np.ceil(0.75 * w))).min().to_numpy().T
         d2 = np.full_like(d1, np.nan)
         d2[:, w:] = d1[:, :-w] if n_bins > w else d2[:, w:]
@@ -742,6 +744,8 @@ class BaselineMACD(Detector):
     def _macd(self, df: pd.DataFrame):
         m, cell, t_bin = self._hourly(df)
         n_seg, n_bins = m.shape
+        # A stream carries each hour's lowest reading on (HourCarry): made once for the floor and it.
+        hmin = self._hour_min(df, cell, n_seg, n_bins, t_bin) if self._hours is not None else None
         base = self._param_array(df, "profile_kw", (3, 24))
         mean = self._param(df, "mean_kw")
         too_coarse = self._param(df, "cadence_s") > self.config.max_cadence_s * 1.05
@@ -822,7 +826,8 @@ class BaselineMACD(Detector):
             # days leave alone, and what a bypass or a meter taking a share of the load moves with
             # the rest), while the energy agrees: the fast or the sustained average off the same
             # way by at least ``floor_gate`` of its own limit.
-            zf, tell_dn, tell_up, z1 = self._floor(df, cell, n_seg, n_bins, hourly=(m, expected, t_bin, base[:, 0, :]))
+            zf, tell_dn, tell_up, z1 = self._floor(df, cell, n_seg, n_bins, hourly=(m, expected, t_bin, base[:, 0, :]),
+                                                   hmin=hmin)
             with quiet():
                 # The floor says no: on a meter whose floor would show the least fault of the
                 # direction, a deviation of the energy the floor does not share (by at least
@@ -846,8 +851,7 @@ class BaselineMACD(Detector):
         dev[too_coarse] = np.nan
         out = _Ctx((dev, limit, expected, m, which, cell))
         if self._hours is not None:   # a stream: the hours it may carry on (see HourCarry)
-            out.hours = (t_bin[:, 0] if n_bins else np.zeros(n_seg), m,
-                         self._hour_min(df, cell, n_seg, n_bins, t_bin))
+            out.hours = (t_bin[:, 0] if n_bins else np.zeros(n_seg), m, hmin)
         return out
 
     def _profile_var(self, t_bin: np.ndarray, type_days: np.ndarray, span_h: float, window: int,
