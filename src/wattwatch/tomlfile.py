@@ -29,3 +29,12 @@ def read_toml(path: str | Path, what: str, error: type[Exception] = ConfigError)
         raise error(f"{p}: cannot read {what}: {exc}") from None
     except RecursionError:
         raise error(f"{p}: cannot read {what}: nested too deeply") from None
+
+
+def only(spec: dict, keys: set, where: str = "") -> None:
+    """ValueError when a table ``spec`` read from a config has a key outside ``keys`` (naming the table
+    ``where``, if given, and the keys it knows). Sources, devices, sinks and actions share it."""
+    unknown = set(spec) - keys
+    if unknown:
+        raise ValueError(f"{where + ': ' if where else ''}unknown key(s) {sorted(unknown)}; "
+                         f"known: {', '.join(sorted(keys))}")

@@ -18,8 +18,12 @@ def test_bypass_onset_trips_in_the_cycle_holding_it_or_the_next():
     # On to the publish call's return: signed and fsync'd into a real tamper log first.
     r = bench.latency(3200.0, 0.0, trials=5, seed=1)
     assert r["logged_p50_ms"] > r["p50_ms"] and r["logged_p99_ms"] > r["p99_ms"], r
+    # The CPU figure is the bench's to print (how many meters a core keeps up with depends on the
+    # machine); here only that both block shapes were measured and the count follows from the cost.
     c = bench.cpu(3200.0, seconds=5.0)
-    assert c["cycle_blocks"]["meters_per_core"] >= 1 and c["second_blocks"]["cpu_ms_per_meter_s"] > 0
+    for shape in ("cycle_blocks", "second_blocks"):
+        ms = c[shape]["cpu_ms_per_meter_s"]
+        assert ms > 0 and abs(c[shape]["meters_per_core"] - 1000 / ms) <= 1, c
 
 
 def test_soak_judges_every_cycle_at_every_persistence():

@@ -39,6 +39,7 @@ from wattwatch import dbtables
 from wattwatch.alerts.model import Alert, log_safe
 from wattwatch.codes import SEVERITIES
 from wattwatch.sinks import Output
+from wattwatch.tomlfile import only  # noqa: F401  (the actions import it from here)
 
 log = logging.getLogger("wattwatch.watch.actions")
 
@@ -105,12 +106,6 @@ def texts(v, key: str) -> list[str]:
     return list(v)
 
 
-def only(spec: dict, keys: set, where: str = "") -> None:
-    unknown = set(spec) - keys
-    if unknown:
-        raise ValueError(f"{where}unknown key(s) {sorted(unknown)}; known: {', '.join(sorted(keys))}")
-
-
 def check_template(t: str, key: str) -> str:
     """A template may name only the alert fields in :data:`FIELDS` as ``{field}``."""
     for name in _FIELD.findall(t):
@@ -141,7 +136,7 @@ class Match:
             return cls()
         if not isinstance(m, dict):
             raise ValueError(f"match must be a table (code, severity, min_severity, meter, tags), got {m!r}")
-        only(m, {"code", "severity", "min_severity", "meter", "tags"}, "match: ")
+        only(m, {"code", "severity", "min_severity", "meter", "tags"}, "match")
         out = cls()
         if "code" in m:
             out.codes = texts(m["code"], "match.code")
@@ -190,7 +185,7 @@ class RateLimit:
         spec = {} if spec is None else spec
         if not isinstance(spec, dict):
             raise ValueError(f"rate_limit must be a table (max, per_meter, window_s), got {spec!r}")
-        only(spec, {"max", "per_meter", "window_s"}, "rate_limit: ")
+        only(spec, {"max", "per_meter", "window_s"}, "rate_limit")
         lab = "rate_limit."
         self.max = number(spec, "max", 0, 0, 1e9, True, lab) if "max" in spec else None
         self.per_meter = number(spec, "per_meter", 0, 0, 1e9, True, lab) if "per_meter" in spec else None

@@ -57,7 +57,7 @@ class AllowEntry:
         where = f"allow[{k}]"
         if not isinstance(d, dict):
             raise ValueError(f"{where} must be a table (device_id, target, address, values or min/max)")
-        only(d, {"device_id", "target", "address", "values", "min", "max"}, f"{where}: ")
+        only(d, {"device_id", "target", "address", "values", "min", "max"}, where)
         self.device_id = number(d, "device_id", 1, 0, 255, True, f"{where}.")
         self.target = d.get("target")
         if self.target not in TARGETS:

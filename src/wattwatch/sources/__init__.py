@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from wattwatch.sources.base import Batch, Poller, Source
+from wattwatch.tomlfile import only
 
 # type -> "module:function(name, spec, root) -> Source"
 KINDS: dict[str, str] = {
@@ -26,14 +27,6 @@ def build(spec: dict, where: str = "[[sources]]", root: Path | None = None) -> S
     from wattwatch.plugins import build as _build
 
     return _build(spec, where, root, KINDS)
-
-
-def only(spec: dict, keys: set, where: str = "") -> None:
-    """ValueError when ``spec`` has a key outside ``keys`` (naming the table ``where``, if given)."""
-    unknown = set(spec) - keys
-    if unknown:
-        raise ValueError(f"{where + ': ' if where else ''}unknown key(s) {sorted(unknown)}; "
-                         f"known: {', '.join(sorted(keys))}")
 
 
 def resolve(path: str, root: Path | None) -> Path:
