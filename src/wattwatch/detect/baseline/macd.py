@@ -299,6 +299,9 @@ class BaselineMACD(Detector):
     lookback_n = 2
     lookahead_n = 2
     carry_cls = HourCarry   # a stream carries its closed hours (scored(df, carry=...))
+    # 2: the base-load floor is learned on buildings too (a floor above ``floor_max_share`` of the
+    # mean load, for the veto); a version-1 state has none there (the veto off until refit).
+    state_version = 2
 
     def carried_reach(self, meters) -> Reach:
         """The reach in raw readings when the meter's closed hours are carried (:class:`HourCarry`):
