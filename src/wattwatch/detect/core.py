@@ -213,10 +213,14 @@ def _chain(own: Reach, extra: list[tuple[Reach, np.ndarray]]) -> Reach:
 def reaches(detectors: list[Detector], meters, carried=()) -> dict[str, Reach]:
     """Effective reach of each detector (own reach plus its blockers'), per meter of ``meters``.
     ``carried``: names of detectors whose closed bins are carried (a stream): their own reach is
-    then their reach in raw readings (``carried_reach``)."""
+    then their reach in raw readings (``carried_reach``). Through a blocker the chain takes the
+    blocker's whole effective reach, carried or not: its scores near a reading are exact only
+    where its own carry holds its reach, which a reach per meter cannot say (no detector that
+    explains others carries bins today)."""
     dets = order(detectors)
     cad = np.array([_cadence(dets, m) for m in meters], float)
     eff: dict[str, Reach] = {}
+    full: dict[str, Reach] = {}   # without any carry: what a blocker's chain takes
     for d in dets:
         blockers = []
         for b in dets:
@@ -230,9 +234,10 @@ def reaches(detectors: list[Detector], meters, carried=()) -> dict[str, Reach]:
                     if e.span != "reading":
                         h = np.maximum(h, b.config.post.horizon_s(cad) + e.pad(cad) + e.within(cad))
             if hit:
-                blockers.append((eff[b.name], h))
-        own = d.carried_reach(list(meters)) if d.name in carried else d.reach(list(meters))
-        eff[d.name] = _unless_idle(d, _chain(own, blockers), meters)
+                blockers.append((full[b.name], h))
+        full[d.name] = _unless_idle(d, _chain(d.reach(list(meters)), blockers), meters)
+        eff[d.name] = _unless_idle(d, _chain(d.carried_reach(list(meters)), blockers), meters) \
+            if d.name in carried else full[d.name]
     return eff
 
 
