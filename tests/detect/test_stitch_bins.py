@@ -93,3 +93,32 @@ def test_the_ensemble_streamed_past_its_reach_keeps_hours_of_tail_and_equal_aler
     assert (late["tail_h"] <= late["open_h"] + raw_h + 1).all(), late.to_string()
     carried = st.hours["learned_ensemble"]
     assert carried and all(isinstance(c, GridCarry) and c.step == 300.0 and not c.origin for c in carried.values())
+
+
+def test_a_checkpoint_of_hours_only_loads_and_the_bins_go_back_to_it():
+    """The checkpoint's frame of carried bins (``Stitcher.hour_carry``) holds a column per series
+    and the bin width; one written when only baseline_macd's hours were carried (no ``step``, no
+    learned series) still loads, as hours, and a frame of both kinds goes back to the same carries."""
+    from wattwatch.detect.baseline.macd import HourCarry
+
+    dets = registry.build_all(["baseline_macd", "learned_ensemble"])
+    h0 = 1_736_121_600.0
+    old = pd.DataFrame({"detector": "baseline_macd", "meter_id": "A", "hour": h0 + 3600.0 * np.arange(3),
+                        "m": [1.0, np.nan, 3.0], "hmin": [0.5, np.nan, 2.5], "c1": h0 + 3 * 3600.0, "origin": False})
+    st = Stitcher(dets)
+    st.load_hour_carry(old)
+    c = st.hours["baseline_macd"]["A"]
+    assert isinstance(c, HourCarry) and c.step == 3600.0 and c.h0 == h0 and len(c) == 3 and not c.origin
+    np.testing.assert_array_equal(c.m, [1.0, np.nan, 3.0])
+    assert st.hours["learned_ensemble"] == {}
+    st.hours["learned_ensemble"]["B"] = GridCarry(h0, h0 + 600.0, True, 300.0,
+                                                  {"p": np.array([2.0, 2.5]), "pf": np.array([0.9, np.nan]),
+                                                   "qs": np.array([0.1, 0.2])})
+    back = Stitcher(dets)
+    back.load_hour_carry(st.hour_carry())
+    for name, per in st.hours.items():
+        for m, a in per.items():
+            b = back.hours[name][m]
+            assert type(b) is type(a) and (b.b0, b.c1, b.origin, b.step) == (a.b0, a.c1, a.origin, a.step)
+            for k in a.names:
+                np.testing.assert_array_equal(b.series[k], a.series[k])
