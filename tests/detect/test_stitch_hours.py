@@ -23,7 +23,7 @@ import pytest
 
 from wattwatch.detect import core, registry
 from wattwatch.detect.engine import EngineConfig, profile
-from wattwatch.detect.frame import prepare
+from wattwatch.detect.frame import meter_names, prepare
 from wattwatch.detect.stitch import Stitcher
 
 from tests.detect.test_core import _alert_mismatches, _epoch, _score_mismatches, _sim
@@ -89,3 +89,55 @@ def test_a_meter_streamed_past_the_old_reach_keeps_a_bounded_tail_and_equal_aler
     assert max(rows[-3:]) < 4 * per_day, f"tail of {[int(r) for r in rows]} readings per meter"
     assert max(rows) < 13 * per_day, f"tail of {[int(r) for r in rows]} readings per meter"
     assert not any(c.origin for c in st.hours["baseline_macd"].values())
+
+
+def test_carried_hours_on_a_grid_with_readings_off_it(monkeypatch):
+    """A meter whose readings span more than the grid may allocate (a stray reading from a clock
+    reset) is gridded over its latest hours, its earlier readings mapped to a last column that is
+    always NaN (frame.grid_arrays). With carried hours the matrix is widened before those hours
+    (``_with_hours``): the off-grid readings must still land on an all-NaN column (they read
+    "cannot judge", as without a carry), and every other reading on its hour, whose mean and lowest
+    reading are the whole frame's, from the carry or from the raw readings."""
+    from wattwatch.detect import frame as frame_mod
+    from wattwatch.detect.baseline.macd import HourCarry
+
+    monkeypatch.setattr(frame_mod, "GRID_MAX_BINS", 100)   # hours: the stray reading and day 1 fall off
+    f = _sim(meters=2, days=6, step="15min", seed=5, fault_share=0.0, profile_days=3)
+    stray = f[f["meter_id"] == f["meter_id"].iat[0]].iloc[[0]].assign(ts=f["ts"].min() - pd.Timedelta(days=400))
+    whole = prepare(pd.concat([stray, f], ignore_index=True))
+    macd = registry.build("baseline_macd")
+    m, cell, t_bin = macd._hourly(whole)
+    n_seg, n_bins = m.shape
+    hmin = macd._hour_min(whole, cell, n_seg, n_bins)
+    seg, t = whole["_seg"].to_numpy(), whole["_t"].to_numpy()
+    off = np.floor(t / 3600.0) * 3600.0 != t_bin.ravel()[cell]
+    assert off.sum() > 1 and np.isnan(m.ravel()[cell[off]]).all(), "the grid should have readings off it"
+
+    # The meters carry hours 40-70 of the grid; the raw readings kept start at hour 60 (the stray
+    # one and the other off-grid readings are kept too), on a grid of 50 hours: the carry starts
+    # before it, so the matrix is widened.
+    names = [str(x) for x in meter_names(whole)]
+    carry = {}
+    for k, name in enumerate(names):
+        a, b = 40, 70
+        carry[name] = HourCarry(float(t_bin[k, a]), float(t_bin[k, b]), False, 3600.0,
+                                {"m": m[k, a:b].copy(), "hmin": hmin[k, a:b].copy()})
+    keep = off | (t >= t_bin[seg, 60])
+    tail = prepare(whole[keep].drop(columns=["_seg", "_t", "_dt"]))
+    monkeypatch.setattr(frame_mod, "GRID_MAX_BINS", 50)
+    m2, cell2, t_bin2 = macd._hourly(tail, carry)
+    hmin2 = macd._hour_min(tail, cell2, *m2.shape, t_bin2, carry)
+    off2 = np.floor(tail["_t"].to_numpy() / 3600.0) * 3600.0 != t_bin2.ravel()[cell2]
+    assert off2.sum() == off.sum() and m2.shape[1] > 51, "widened before the grid"
+    assert np.isnan(m2.ravel()[cell2[off2]]).all()
+    np.testing.assert_array_equal(hmin2.ravel()[cell2[off2]], hmin.ravel()[cell[off]])
+    # Every hour from the carry's first on holds the whole frame's mean and lowest reading.
+    for k, name in enumerate(names):
+        h = carry[name].h0 + 3600.0 * np.arange(int((t_bin[k, -2] - carry[name].h0) / 3600.0))
+        i_w = np.rint((h - t_bin[k, 0]) / 3600.0).astype(int)
+        i_s = np.rint((h - t_bin2[k, 0]) / 3600.0).astype(int)
+        np.testing.assert_array_equal(m2[k, i_s], m[k, i_w])
+        np.testing.assert_array_equal(hmin2[k, i_s], hmin[k, i_w])
+    # ... and the hours of the readings judged map to them.
+    on = ~off2
+    np.testing.assert_array_equal(t_bin2.ravel()[cell2[on]], np.floor(tail["_t"].to_numpy()[on] / 3600.0) * 3600.0)

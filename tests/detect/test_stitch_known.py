@@ -37,9 +37,9 @@ def _count_rows(dets) -> dict[str, int]:
     for d in dets:
         f = d.scored
 
-        def counted(df, _f=f, _n=d.name):
+        def counted(df, _f=f, _n=d.name, **kw):
             seen[_n] += len(df)
-            return _f(df)
+            return _f(df, **kw)
         d.scored = counted
     return seen
 

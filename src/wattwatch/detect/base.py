@@ -312,6 +312,73 @@ class Scored:
     ctx: Any = None
 
 
+@dataclass
+class BinCarry:
+    """One meter's closed bins of a detector as a stream carries them (:mod:`wattwatch.detect.stitch`),
+    in place of the raw readings they were computed from: per bin of ``step`` seconds from ``b0``
+    (epoch s, a multiple of ``step``) to ``c1`` (exclusive), one value per bin of each series the
+    detector reads (``series``, by name; NaN: none), each final (no reading added later can change
+    it). ``origin``: ``b0`` is the meter's first bin. A detector that carries bins declares its
+    subclass (``Detector.carry_cls``, which names the series); everything it reads beyond a
+    reading's own bin must be a function of those series, so a reading is exact when the raw
+    readings cover its own bin (``Detector.carried_reach``) and the carry the bins before it."""
+
+    b0: float
+    c1: float
+    origin: bool
+    step: float
+    series: dict[str, np.ndarray]
+    names: ClassVar[tuple[str, ...]] = ()   # the series (columns of a checkpoint)
+
+    def __len__(self) -> int:
+        return int(np.rint((self.c1 - self.b0) / self.step))
+
+    def since(self, b: float) -> "BinCarry":
+        """The bins from ``b`` (a bin start after ``b0``) on: no longer the meter's first."""
+        a = int(np.rint((b - self.b0) / self.step))
+        return type(self)(float(b), self.c1, False, self.step, {k: v[a:].copy() for k, v in self.series.items()})
+
+
+def widen_bins(carries: list, mats: dict[str, np.ndarray], cell: np.ndarray, seg: np.ndarray, t0: np.ndarray,
+               step: float) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Matrices of meters x bins (bin 0 of row k at ``t0[k]``, ``cell`` each reading's flat index,
+    ``seg`` its row) widened to each meter's carried bins (``carries``: per row a :class:`BinCarry`
+    of bin width ``step``, or None), which come first: the carried bins' values are taken from the
+    carry for the matrices named like its series (the raw readings may no longer hold what made
+    them: a register interval, a neighbour, the blanking around them); ``cell`` moves with the
+    matrix. Returns (matrices, cell, t0). Without a carry: as they are."""
+    first = next(iter(mats.values()))
+    n_seg, n_bins = first.shape
+    if not n_seg or all(c is None for c in carries):
+        return mats, cell, t0
+    b0 = np.array([c.b0 if c is not None else np.inf for c in carries])
+    t0n = np.where(np.isfinite(b0), np.minimum(t0, b0), t0)
+    shift = np.rint((t0 - t0n) / step).astype(np.int64)
+    c_end = np.array([np.rint((c.c1 - t0n[k]) / step) if c is not None else 0 for k, c in enumerate(carries)],
+                     np.int64)
+    width = int(max((shift + n_bins).max(), c_end.max()))
+    out = {}
+    for name, m in mats.items():
+        w = np.full((n_seg, width), np.nan)
+        for k in range(n_seg):   # per meter (a few hundred): whole rows
+            w[k, shift[k]:shift[k] + n_bins] = m[k]
+        out[name] = fill_bins(carries, w, name, t0n, step)
+    seg = np.asarray(seg).astype(np.int64)
+    cell = cell - seg * n_bins + seg * width + shift[seg]
+    return out, cell, t0n
+
+
+def fill_bins(carries: list, mat: np.ndarray, name: str, t0: np.ndarray, step: float) -> np.ndarray:
+    """``mat`` (meters x bins, bin 0 of row k at ``t0[k]``) with the carried values of series
+    ``name`` in place (in place; returned)."""
+    for k, c in enumerate(carries):
+        if c is not None and name in c.series and len(c):
+            a = int(np.rint((c.b0 - t0[k]) / step))
+            v = c.series[name]
+            mat[k, a:a + len(v)] = v
+    return mat
+
+
 class Detector:
     """Base class. Subclasses set the class attributes and implement ``_fit`` and ``_score``."""
 
@@ -418,9 +485,10 @@ class Detector:
         out[order] = s
         return pd.Series(out, index=frame.index, name=self.name)
 
-    def scored(self, df: pd.DataFrame) -> Scored:
-        """Scores of a prepared frame with the context for ``describe`` (the core's entry)."""
-        r = self._score(df)
+    def scored(self, df: pd.DataFrame, carry: dict | None = None) -> Scored:
+        """Scores of a prepared frame with the context for ``describe`` (the core's entry).
+        ``carry``: per meter its carried bins (a stream; ``carry_cls``), passed to ``_score``."""
+        r = self._score(df) if carry is None else self._score(df, carry=carry)
         if isinstance(r, Scored):
             return r
         return Scored(np.asarray(r, dtype=float))
@@ -452,13 +520,22 @@ class Detector:
             return None
         return tuple(dict.fromkeys((*self.channels(), *self.reads_also)))
 
-    # Whether a stream may carry this detector's closed hours in place of raw readings (it then
-    # implements ``carried_reach`` and takes ``core.run``'s ``hours``; see baseline/macd.py).
-    carries_hours: ClassVar[bool] = False
+    # The closed bins a stream may carry for this detector in place of raw readings (a
+    # :class:`BinCarry` subclass naming the series; None: none). Such a detector implements
+    # ``carried_reach``, takes ``scored(df, carry=...)`` (per meter of the frame its carry; the
+    # dict may lack meters, or be empty) and returns in the scoring context the bins it may carry
+    # on (:meth:`closed_bins`); see baseline/macd.py and learned/detectors.py.
+    carry_cls: ClassVar[type[BinCarry] | None] = None
 
     def carried_reach(self, meters) -> Reach:
-        """Reach in raw readings when the stream carries the detector's closed hours."""
+        """Reach in raw readings when the stream carries the detector's closed bins: its own bin."""
         return self.reach(meters)
+
+    def closed_bins(self, df: pd.DataFrame, ctx: Any) -> dict | None:
+        """From a scoring with a carry: per meter of ``df``, (first bin's start, bin width, {series:
+        values per bin}) over the frame and its carried bins, from which the stream carries on
+        the bins that closed. Default: the context's ``bins`` attribute."""
+        return getattr(ctx, "bins", None)
 
     def reach(self, meters) -> Reach:
         """Per meter (state needed): how far back and ahead a reading's score may depend on

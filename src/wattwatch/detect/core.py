@@ -212,11 +212,15 @@ def _chain(own: Reach, extra: list[tuple[Reach, np.ndarray]]) -> Reach:
 
 def reaches(detectors: list[Detector], meters, carried=()) -> dict[str, Reach]:
     """Effective reach of each detector (own reach plus its blockers'), per meter of ``meters``.
-    ``carried``: names of detectors whose closed hours are carried (a stream): their own reach is
-    then their reach in raw readings (``carried_reach``)."""
+    ``carried``: names of detectors whose closed bins are carried (a stream): their own reach is
+    then their reach in raw readings (``carried_reach``). Through a blocker the chain takes the
+    blocker's whole effective reach, carried or not: its scores near a reading are exact only
+    where its own carry holds its reach, which a reach per meter cannot say (no detector that
+    explains others carries bins today)."""
     dets = order(detectors)
     cad = np.array([_cadence(dets, m) for m in meters], float)
     eff: dict[str, Reach] = {}
+    full: dict[str, Reach] = {}   # without any carry: what a blocker's chain takes
     for d in dets:
         blockers = []
         for b in dets:
@@ -230,9 +234,10 @@ def reaches(detectors: list[Detector], meters, carried=()) -> dict[str, Reach]:
                     if e.span != "reading":
                         h = np.maximum(h, b.config.post.horizon_s(cad) + e.pad(cad) + e.within(cad))
             if hit:
-                blockers.append((eff[b.name], h))
-        own = d.carried_reach(list(meters)) if d.name in carried else d.reach(list(meters))
-        eff[d.name] = _unless_idle(d, _chain(own, blockers), meters)
+                blockers.append((full[b.name], h))
+        full[d.name] = _unless_idle(d, _chain(d.reach(list(meters)), blockers), meters)
+        eff[d.name] = _unless_idle(d, _chain(d.carried_reach(list(meters)), blockers), meters) \
+            if d.name in carried else full[d.name]
     return eff
 
 
@@ -315,13 +320,15 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
         no reading added since can change them; a stitched stream's carry). A detector then scores
         only, per meter, its readings from its clean point or first unknown reading on (with its
         own reach before them) and takes the known scores for the rest.
-    hours : dict (detector name -> dict meter -> carried hours), optional
-        For detectors that carry their closed hours (``carried_reach``; a stream's carry): per
-        meter, the hours carried in place of the raw readings they came from (the detector's own
-        type, e.g. :class:`~wattwatch.detect.baseline.macd.HourCarry`). Such a detector's reading
-        is exact when its reach is in the frame, or when its reach in raw readings is and the
-        carry holds the hours before it; the judgement keeps each row's exactness in raw
-        readings alone (``Judged.exact_raw``) for the carry's next hours.
+    hours : dict (detector name -> dict meter -> carried bins), optional
+        For detectors that carry their closed bins (``carry_cls``, ``carried_reach``; a stream's
+        carry): per meter, the bins carried in place of the raw readings they came from (a
+        :class:`~wattwatch.detect.base.BinCarry` of the detector's own type, e.g.
+        :class:`~wattwatch.detect.baseline.macd.HourCarry`), handed to its scoring
+        (``scored(df, carry=...)``). Such a detector's reading is exact when its reach is in the
+        frame, or when its reach in raw readings is and the carry holds the bins before it; the
+        judgement keeps each row's exactness in raw readings alone (``Judged.exact_raw``) for the
+        carry's next bins.
     """
     df = prepare(frame)
     res = Result(frame=df)
@@ -378,24 +385,19 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
             if fresh is not None:
                 ok_rows = fresh if ok_rows is None else ok_rows & fresh
                 share = float(fresh.mean())
-        if d.name in carried:
-            d._hours = hours[d.name]   # for this scoring call only (see the finally below)
-        try:
-            if ok_rows is None or ok_rows.any():
-                try:
-                    if ok_rows is None:
-                        scored = d.scored(src)
-                        s, ctx = np.asarray(scored.values, float).copy(), scored.ctx
-                    else:
-                        s, ctx = _score_rows(d, src, ok_rows)
-                except Exception:  # noqa: BLE001 - one failing meter must not stop the run
-                    s, ctx, failed, errors = _isolate(d, src, np.ones(len(df), bool) if ok_rows is None else ok_rows,
-                                                      names, seg)
-                    skipped = skipped | failed
-                    res.failed.setdefault(d.name, {}).update(errors)
-        finally:
-            if d.name in carried:
-                d._hours = None
+        carry = hours[d.name] if d.name in carried else None
+        if ok_rows is None or ok_rows.any():
+            try:
+                if ok_rows is None:
+                    scored = _scored(d, src, carry)
+                    s, ctx = np.asarray(scored.values, float).copy(), scored.ctx
+                else:
+                    s, ctx = _score_rows(d, src, ok_rows, carry)
+            except Exception:  # noqa: BLE001 - one failing meter must not stop the run
+                s, ctx, failed, errors = _isolate(d, src, np.ones(len(df), bool) if ok_rows is None else ok_rows,
+                                                  names, seg, carry)
+                skipped = skipped | failed
+                res.failed.setdefault(d.name, {}).update(errors)
         if s is None:
             s = np.full(len(df), np.nan)
         if have is not None:
@@ -459,9 +461,9 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
 
 
 def _covered(carry: dict, names: list[str], back_s: np.ndarray):
-    """Per row (a function of segment codes and times): the carry holds the hours its own reach
-    needs: it starts at the meter's first hour, or ``back_s`` before the reading."""
-    h0 = np.array([(-np.inf if c.origin else c.h0) if c is not None else np.inf
+    """Per row (a function of segment codes and times): the carry holds the bins its own reach
+    needs: it starts at the meter's first bin, or ``back_s`` before the reading."""
+    h0 = np.array([(-np.inf if c.origin else c.b0) if c is not None else np.inf
                    for c in (carry.get(m) for m in names)], float)
     back = np.where(np.isfinite(back_s), np.asarray(back_s, float), np.inf)
     return lambda seg, t: t - back[seg] >= h0[seg]
@@ -536,11 +538,17 @@ def _rows_read(d: Detector, src: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame
     return prepare(pd.DataFrame(cols, index=idx, copy=False))
 
 
-def _score_rows(d: Detector, src: pd.DataFrame, rows: np.ndarray):
+def _scored(d: Detector, df: pd.DataFrame, carry: dict | None):
+    """``d.scored(df)``, with its carried bins when it has some (``carry`` None: the plain call, as
+    a detector without a carry, or a wrapper of ``scored``, takes it)."""
+    return d.scored(df) if carry is None else d.scored(df, carry=carry)
+
+
+def _score_rows(d: Detector, src: pd.DataFrame, rows: np.ndarray, carry: dict | None = None):
     """Scores of the meters ``rows`` selects only (the others cannot be judged by ``d``), on those
-    meters' rows of the channels it reads (:func:`_rows_read`)."""
+    meters' rows of the channels it reads (:func:`_rows_read`); ``carry``: its carried bins."""
     sub = _rows_read(d, src, rows)
-    scored = d.scored(sub)
+    scored = _scored(d, sub, carry)
     s = np.full(len(src), np.nan)
     s[rows] = scored.values
     return s, _Sub(np.flatnonzero(rows), sub, scored.ctx)
@@ -555,7 +563,8 @@ class _Sub:
     ctx: object
 
 
-def _isolate(d: Detector, src: pd.DataFrame, ok_rows: np.ndarray, names: list[str], seg: np.ndarray):
+def _isolate(d: Detector, src: pd.DataFrame, ok_rows: np.ndarray, names: list[str], seg: np.ndarray,
+             carry: dict | None = None):
     """After a failure on the whole group: each meter alone; those that fail again are dropped."""
     failed = np.zeros(len(names), bool)
     errors: dict[str, str] = {}
@@ -566,14 +575,14 @@ def _isolate(d: Detector, src: pd.DataFrame, ok_rows: np.ndarray, names: list[st
         try:
             rows = np.zeros(len(src), bool)
             rows[a:b] = True
-            _score_rows(d, src, rows)
+            _score_rows(d, src, rows, carry)
         except Exception as exc:  # noqa: BLE001
             failed[k] = True
             errors[names[k]] = f"{type(exc).__name__}: {exc}"
     rows = ok_rows & ~failed[seg]
     if not rows.any():
         return np.full(len(src), np.nan), None, failed, errors
-    s, ctx = _score_rows(d, src, rows)
+    s, ctx = _score_rows(d, src, rows, carry)
     return s, ctx, failed, errors
 
 

@@ -14,10 +14,12 @@ span and id, that judging all readings at once gives:
   a detector then scores only its pending readings and those its open alerts span, with its own
   reach before them, not the whole tail the longest reach keeps (:func:`core.run`'s ``known``).
   Not checkpointed (:meth:`Stitcher.carry`): a carry loaded from a checkpoint is scored whole once;
-- per meter and detector that carries its closed hours (``carries_hours``: baseline_macd), those
-  hours' aggregates (:meth:`Stitcher.hour_carry`, checkpointed), from as far back as the detector's
-  own reach needs them: its raw readings are then kept only for the hours not closed yet (a reach
-  of hours through its blockers, not its own 1,000-odd hours of averages, week and recalibration).
+- per meter and detector that carries its closed bins (``carry_cls``, a :class:`~wattwatch.detect.base.BinCarry`:
+  baseline_macd its hours, learned_ensemble its grid's bins), those bins' aggregates
+  (:meth:`Stitcher.hour_carry`, checkpointed), from as far back as the detector's own reach needs
+  them: its raw readings are then kept only for the bins not closed yet (its own bin and its
+  blockers' reach, not baseline_macd's 1,000-odd hours of averages, week and recalibration, or the
+  learned ensemble's 60 hours of features and persistence).
 
 Each :meth:`Stitcher.feed` returns the readings whose scores became final in that piece and the
 alerts found so far from the clean points on, as upserts: an alert keeps its id (meter, code,
@@ -76,8 +78,9 @@ class Stitcher:
         # Meters to judge at the next piece even without new readings (their open alerts are not
         # known: a carry loaded from a checkpoint).
         self.stale: set[str] = set()
-        # Per detector that carries its closed hours: per meter, its carry (e.g. macd.HourCarry).
-        self.hours: dict[str, dict] = {d.name: {} for d in self.detectors if d.carries_hours}
+        # Per detector that carries its closed bins: per meter, its carry (a BinCarry, e.g.
+        # macd.HourCarry); a carry is replaced, never changed in place.
+        self.hours: dict[str, dict] = {d.name: {} for d in self.detectors if d.carry_cls is not None}
 
     def feed(self, piece: pd.DataFrame, final: bool = False) -> Step:
         """Judge ``piece`` with the carried tail of its meters. A meter without readings in the
@@ -112,7 +115,7 @@ class Stitcher:
         starts, ends = seg_bounds(seg)
         for j in res.judged:
             if j.det.name in self.hours:
-                self._close_hours(j, names, seg, t, starts, ends, origin)
+                self._close_bins(j, names, seg, t, starts, ends, origin)
         step.alerts = res.alerts
         for m in names:
             self.open.pop(m, None)
@@ -176,23 +179,24 @@ class Stitcher:
         return self.tail.drop(columns=[c for c in self.tail.columns if _cached(c)])
 
     def hour_carry(self) -> pd.DataFrame | None:
-        """The carried closed hours as checkpointed: one row per (detector, meter, hour) with the
-        hour's mean power ``m`` and lowest reading ``hmin`` (NaN: none), and per (detector, meter)
-        the first hour not carried ``c1`` and whether the first carried hour is the meter's first
-        (``origin``). None: nothing carried."""
+        """The carried closed bins as checkpointed: one row per (detector, meter, bin) with the
+        bin's start ``hour`` (epoch s; an hour for baseline_macd) and its value of each series the
+        detector carries (a column per series name, NaN: none), and per (detector, meter) the
+        bin width ``step``, the first bin not carried ``c1`` and whether the first carried bin is
+        the meter's first (``origin``). None: nothing carried."""
         parts = []
         for name, per in self.hours.items():
             for m, c in per.items():
-                n = len(c.m)
-                parts.append(pd.DataFrame({"detector": name, "meter_id": m,
-                                           "hour": c.h0 + 3600.0 * np.arange(n), "m": c.m, "hmin": c.hmin,
+                n = len(c)
+                parts.append(pd.DataFrame({"detector": name, "meter_id": m, "hour": c.b0 + c.step * np.arange(n),
+                                           **{k: c.series[k] for k in c.names}, "step": float(c.step),
                                            "c1": c.c1, "origin": bool(c.origin)}))
         return pd.concat(parts, ignore_index=True) if parts else None
 
     def load_hour_carry(self, df: pd.DataFrame | None) -> None:
-        """Take the carried closed hours back from :meth:`hour_carry`'s frame."""
-        from wattwatch.detect.baseline.macd import HourCarry
-
+        """Take the carried closed bins back from :meth:`hour_carry`'s frame (a frame without
+        ``step``, checkpointed when only hours were carried: 3,600 s)."""
+        cls = {d.name: d.carry_cls for d in self.detectors if d.carry_cls is not None}
         self.hours = {n: {} for n in self.hours}
         if df is None or not len(df):
             return
@@ -200,25 +204,23 @@ class Stitcher:
         for (name, m), g in df.groupby(["detector", "meter_id"], sort=False):
             if name in self.hours:
                 h = g["hour"].to_numpy(float)
-                self.hours[name][str(m)] = HourCarry(float(h[0]), float(g["c1"].iat[0]), bool(g["origin"].iat[0]),
-                                                     g["m"].to_numpy(float).copy(), g["hmin"].to_numpy(float).copy())
+                step = float(g["step"].iat[0]) if "step" in g.columns else 3600.0
+                self.hours[name][str(m)] = cls[name](float(h[0]), float(g["c1"].iat[0]), bool(g["origin"].iat[0]), step,
+                                                     {k: g[k].to_numpy(float).copy() for k in cls[name].names})
 
-    def _close_hours(self, j: core.Judged, names: list[str], seg, t, starts, ends, origin: dict) -> None:
-        """Carry on the closed hours of ``j``'s meters (a detector with ``carries_hours``): every
-        hour whose aggregates are final (the hour ended before the meter's last final reading)
-        and exact in raw readings (from the hour of the first reading whose reach in raw
-        readings the frame holds; every hour on a meter the frame holds from its start), after
-        the hours already carried; a gap between them (not expected) starts the carry afresh."""
-        from wattwatch.detect.baseline.macd import HourCarry
-
+    def _close_bins(self, j: core.Judged, names: list[str], seg, t, starts, ends, origin: dict) -> None:
+        """Carry on the closed bins of ``j``'s meters (a detector with a ``carry_cls``): every
+        bin whose aggregates are final (the bin ended before the meter's last final reading)
+        and exact in raw readings (from the bin of the first reading whose reach in raw
+        readings the frame holds; every bin on a meter the frame holds from its start), after
+        the bins already carried; a gap between them (not expected) starts the carry afresh."""
         ctx, sub = j.ctx, None
         if isinstance(ctx, core._Sub):
             ctx, sub = ctx.ctx, ctx.frame
-        got = getattr(ctx, "hours", None)
+        got = j.det.closed_bins(j.input if sub is None else sub, ctx)
         if got is None:
             return
-        t0, m, hmin = got
-        at = {str(x): k for k, x in enumerate(meter_names(sub))} if sub is not None else None
+        cls = j.det.carry_cls
         lens = ends - starts
         ex = j.exact_raw if j.exact_raw is not None else np.ones(len(t), bool)
         within = np.arange(len(t)) - starts[seg]
@@ -226,21 +228,22 @@ class Stitcher:
         n_final = np.add.reduceat(j.final.astype(np.int64), starts) if len(t) else lens
         per = self.hours[j.det.name]
         for k, name in enumerate(names):
-            ks = k if at is None else at.get(name)
-            if ks is None or j.skipped[k] or first_ex[k] >= lens[k] or n_final[k] == 0:
+            b = got.get(name)
+            if b is None or j.skipped[k] or first_ex[k] >= lens[k] or n_final[k] == 0:
                 continue
-            c1 = np.floor(t[starts[k] + n_final[k] - 1] / 3600.0) * 3600.0
-            h_e = t0[ks] if origin.get(name, True) else np.floor(t[starts[k] + first_ex[k]] / 3600.0) * 3600.0
+            t0, step, series = b
+            c1 = np.floor(t[starts[k] + n_final[k] - 1] / step) * step
+            h_e = t0 if origin.get(name, True) else np.floor(t[starts[k] + first_ex[k]] / step) * step
             old = per.get(name)
-            if old is not None and h_e <= old.c1:
-                h0, org = old.h0, old.origin
+            if old is not None and old.step == step and h_e <= old.c1:
+                h0, org = old.b0, old.origin
                 c1 = max(c1, old.c1)
             else:
                 h0, org = h_e, bool(origin.get(name, True))
             if c1 <= h0:
                 continue
-            a, b = int(np.rint((h0 - t0[ks]) / 3600.0)), int(np.rint((c1 - t0[ks]) / 3600.0))
-            per[name] = HourCarry(float(h0), float(c1), org, m[ks, a:b].copy(), hmin[ks, a:b].copy())
+            lo, hi = int(np.rint((h0 - t0) / step)), int(np.rint((c1 - t0) / step))
+            per[name] = cls(float(h0), float(c1), org, float(step), {n: series[n][lo:hi].copy() for n in cls.names})
 
     def _known(self, cat: pd.DataFrame, frame: pd.DataFrame, names: list[str]) -> dict:
         """Per detector, (score, known) per row of ``frame`` (``cat`` prepared, in the same order)
@@ -257,12 +260,12 @@ class Stitcher:
             out[d.name] = (cat[col].to_numpy(float), ok)
         return out
 
-    def _cut_hours(self, d: Detector, names: list[str], ref: np.ndarray, full, raw):
-        """For a detector whose closed hours are carried: per meter whose carry holds the hours its
-        own reach needs before ``ref`` and before the first hour not carried (the carry starts at the
-        meter's first hour, or that reach before both), the raw readings are kept only for its reach
+    def _cut_bins(self, d: Detector, names: list[str], ref: np.ndarray, full, raw):
+        """For a detector whose closed bins are carried: per meter whose carry holds the bins its
+        own reach needs before ``ref`` and before the first bin not carried (the carry starts at the
+        meter's first bin, or that reach before both), the raw readings are kept only for its reach
         in raw readings (``raw``) before the earlier of the two, the rest as before (``full``); its
-        carry keeps the hours from its own reach before that point. Returns (reach, ref) per meter."""
+        carry keeps the bins from its own reach before that point. Returns (reach, ref) per meter."""
         per = self.hours[d.name]
         own = np.asarray(d.reach(names).back_s, float)
         back_s, back_n = np.array(full.back_s, float), np.array(full.back_n, np.int64)
@@ -274,11 +277,10 @@ class Stitcher:
             point = min(ref[k], c.c1)
             if not np.isfinite(own[k]):
                 continue
-            cut = np.floor((point - own[k]) / 3600.0) * 3600.0 - 3600.0
-            if cut > c.h0:   # hours no reading to come can reach
-                a = int(np.rint((cut - c.h0) / 3600.0))
-                c = per[m] = type(c)(cut, c.c1, False, c.m[a:].copy(), c.hmin[a:].copy())
-            if c.origin or c.h0 + own[k] <= point:
+            cut = np.floor((point - own[k]) / c.step) * c.step - c.step
+            if cut > c.b0:   # bins no reading to come can reach
+                c = per[m] = c.since(cut)
+            if c.origin or c.b0 + own[k] <= point:
                 ref[k] = point
                 back_s[k], back_n[k] = raw.back_s[k], raw.back_n[k]
         return type(full)(back_s, back_n, full.ahead_s, full.ahead_n), ref
@@ -302,7 +304,7 @@ class Stitcher:
             # ref = +inf: nothing pending, nothing open; -inf: its post-rules still start at the
             # meter's first reading (keep everything).
             if d.name in self.hours:
-                r, ref = self._cut_hours(d, names, ref, r, raw[d.name])
+                r, ref = self._cut_bins(d, names, ref, r, raw[d.name])
             back = np.asarray(r.back_s, float)
             # Keep the back_n readings before the reach and at least one (the core calls a
             # reading exact when the frame starts at or before its reach).

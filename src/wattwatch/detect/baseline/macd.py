@@ -170,7 +170,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import PHASE_CHANNELS, Detector, DetectorConfig, Finding, PostRule, Reach, Scored, quiet, rnd
+from wattwatch.detect.base import (PHASE_CHANNELS, BinCarry, Detector, DetectorConfig, Finding, PostRule, Reach, Scored,
+                                   fill_bins, quiet, rnd, widen_bins)
 from wattwatch.detect.frame import day_type, ema_rows, meter_names, seg_bounds
 from wattwatch.detect.rules._common import binned_power
 
@@ -183,9 +184,8 @@ def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
     return i, j
 
 
-@dataclass
-class HourCarry:
-    """One meter's closed hours as a stream carries them (:mod:`wattwatch.detect.stitch`), in place of
+class HourCarry(BinCarry):
+    """One meter's closed hours as a stream carries them (:class:`BinCarry` of 3,600 s), in place of
     the raw readings they were computed from: per clock hour from ``h0`` (epoch s) to ``c1``
     (exclusive), the hourly mean power ``m`` and the hour's lowest reading ``hmin`` (NaN: none),
     each final (no reading added later can change it). ``origin``: ``h0`` is the meter's first
@@ -193,18 +193,27 @@ class HourCarry:
     series (the averages, the week, the floor, the recalibrated limits), so a reading is exact
     when the raw readings cover its own hour and the carry the hours before it."""
 
-    h0: float
-    c1: float
-    origin: bool
-    m: np.ndarray
-    hmin: np.ndarray
+    names = ("m", "hmin")
+
+    @property
+    def h0(self) -> float:
+        return self.b0
+
+    @property
+    def m(self) -> np.ndarray:
+        return self.series["m"]
+
+    @property
+    def hmin(self) -> np.ndarray:
+        return self.series["hmin"]
 
 
 class _Ctx(tuple):
-    """The scoring context (a plain tuple to ``describe`` and ``side``); ``hours``: per segment
-    (first hour, hourly means, hourly lowest readings) when scored with carried hours."""
+    """The scoring context (a plain tuple to ``describe`` and ``side``); ``bins``: per meter (first
+    hour, 3,600, {"m": hourly means, "hmin": hourly lowest readings}) when scored with a carry
+    (:meth:`Detector.closed_bins`)."""
 
-    hours = None
+    bins = None
 
 
 @dataclass(frozen=True)
@@ -289,10 +298,10 @@ class BaselineMACD(Detector):
     # Motor starts are recognised against two neighbours either side.
     lookback_n = 2
     lookahead_n = 2
-    carries_hours = True
-    # Per meter, its carried closed hours (HourCarry) while a stream scores it (set by the core
-    # around one scoring call; None: no carry, the batch path).
-    _hours: dict | None = None
+    carry_cls = HourCarry   # a stream carries its closed hours (scored(df, carry=...))
+    # 2: the base-load floor is learned on buildings too (a floor above ``floor_max_share`` of the
+    # mean load, for the veto); a version-1 state has none there (the veto off until refit).
+    state_version = 2
 
     def carried_reach(self, meters) -> Reach:
         """The reach in raw readings when the meter's closed hours are carried (:class:`HourCarry`):
@@ -344,7 +353,7 @@ class BaselineMACD(Detector):
                     "wiring audit advised (CT clamp seating, grounding)")
         return None
 
-    def _hourly(self, df: pd.DataFrame):
+    def _hourly(self, df: pd.DataFrame, carry: dict | None = None):
         """Mean power per clock hour: what the energy register counted in the hour (per interval,
         placed by its midpoint), else the mean of the hour's power readings (those that caught a
         motor's starting current left out). At 5-minute cadence the two agree; at hourly cadence a
@@ -352,39 +361,22 @@ class BaselineMACD(Detector):
         whole hour and move the fast average for a day, while the register counted what the hour
         consumed."""
         m, cell, t0 = binned_power(df, 3600.0, self.config.max_interval_s if self.config.use_register else None)
-        if self._hours:
-            m, cell, t0 = self._with_hours(df, m, cell, t0)
+        if carry:
+            m, cell, t0 = self._with_hours(df, m, cell, t0, carry)
         n_seg, n_bins = m.shape
         t_bin = t0[:, None] + 3600.0 * np.arange(n_bins)[None, :]
         return m, cell, t_bin
 
-    def _carried(self, df: pd.DataFrame) -> list:
+    @staticmethod
+    def _carried(df: pd.DataFrame, carry: dict) -> list:
         """Per segment of ``df``: its :class:`HourCarry` (None: none)."""
-        return [self._hours.get(str(mm)) for mm in meter_names(df)]
+        return [carry.get(str(mm)) for mm in meter_names(df)]
 
-    def _with_hours(self, df: pd.DataFrame, m: np.ndarray, cell: np.ndarray, t0: np.ndarray):
+    def _with_hours(self, df: pd.DataFrame, m: np.ndarray, cell: np.ndarray, t0: np.ndarray, carry: dict):
         """The hourly matrix widened to the carried hours of each meter (they come first) and those
-        hours' means taken from the carry, where the raw readings may no longer hold what made them
-        (a register interval, a neighbour, the blanking around them); ``cell`` moved with it."""
-        carry = self._carried(df)
-        n_seg, n_bins = m.shape
-        if not n_seg or all(c is None for c in carry):
-            return m, cell, t0
-        h0 = np.array([c.h0 if c is not None else np.inf for c in carry])
-        t0n = np.where(np.isfinite(h0), np.minimum(t0, h0), t0)
-        shift = np.rint((t0 - t0n) / 3600.0).astype(np.int64)
-        c_end = np.array([np.rint((c.c1 - t0n[k]) / 3600.0) if c is not None else 0 for k, c in enumerate(carry)],
-                         np.int64)
-        width = int(max((shift + n_bins).max(), c_end.max()))
-        out = np.full((n_seg, width), np.nan)
-        for k, c in enumerate(carry):   # per meter (a few hundred): whole rows
-            out[k, shift[k]:shift[k] + n_bins] = m[k]
-            if c is not None and len(c.m):
-                a = int(np.rint((c.h0 - t0n[k]) / 3600.0))
-                out[k, a:a + len(c.m)] = c.m
-        seg = df["_seg"].to_numpy().astype(np.int64)
-        cell = cell - seg * n_bins + seg * width + shift[seg]
-        return out, cell, t0n
+        hours' means taken from the carry (:func:`widen_bins`); ``cell`` moved with it."""
+        mats, cell, t0 = widen_bins(self._carried(df, carry), {"m": m}, cell, df["_seg"].to_numpy(), t0, 3600.0)
+        return mats["m"], cell, t0
 
     def _ema(self, u: np.ndarray, hours: float, window: int) -> np.ndarray:
         return ema_rows(u, 1 - np.exp(-1 / hours), start=0.0, gap=0.0, window=window)
@@ -485,7 +477,7 @@ class BaselineMACD(Detector):
         return out
 
     def _hour_min(self, df: pd.DataFrame, cell: np.ndarray, n_seg: int, n_bins: int,
-                  t_bin: np.ndarray | None = None) -> np.ndarray:
+                  t_bin: np.ndarray | None = None, carry: dict | None = None) -> np.ndarray:
         """Per (meter, clock hour): the lowest power reading of the hour (readings that caught a
         motor start left out; blanked readings, e.g. inside an outage, are NaN and not counted).
         With ``t_bin`` (the hours of the matrix) and carried hours: those hours' from the carry."""
@@ -500,11 +492,8 @@ class BaselineMACD(Detector):
             low = pd.Series(p[ok]).groupby(cell[ok]).min()
             out[low.index.to_numpy(np.int64)] = low.to_numpy()
         out = out.reshape(n_seg, n_bins)
-        if self._hours and t_bin is not None:
-            for k, c in enumerate(self._carried(df)):
-                if c is not None and len(c.hmin):
-                    a = int(np.rint((c.h0 - t_bin[k, 0]) / 3600.0))
-                    out[k, a:a + len(c.hmin)] = c.hmin
+        if carry and t_bin is not None:
+            fill_bins(self._carried(df, carry), out, "hmin", t_bin[:, 0], 3600.0)
         return out
 
     def _floor_fit(self, hmin: np.ndarray, day_id: np.ndarray, own: np.ndarray, mean: np.ndarray):
@@ -741,11 +730,11 @@ class BaselineMACD(Detector):
             return np.maximum(c.min_rel, rel)
         return np.maximum(c.min_rel, np.fmax(c.sigma_k * col(np.nan_to_num(self._param(df, "fast_spread"))), rel))
 
-    def _macd(self, df: pd.DataFrame):
-        m, cell, t_bin = self._hourly(df)
+    def _macd(self, df: pd.DataFrame, carry: dict | None = None):
+        m, cell, t_bin = self._hourly(df, carry)
         n_seg, n_bins = m.shape
         # A stream carries each hour's lowest reading on (HourCarry): made once for the floor and it.
-        hmin = self._hour_min(df, cell, n_seg, n_bins, t_bin) if self._hours is not None else None
+        hmin = self._hour_min(df, cell, n_seg, n_bins, t_bin, carry) if carry is not None else None
         base = self._param_array(df, "profile_kw", (3, 24))
         mean = self._param(df, "mean_kw")
         too_coarse = self._param(df, "cadence_s") > self.config.max_cadence_s * 1.05
@@ -850,8 +839,10 @@ class BaselineMACD(Detector):
         dev = sgn * r * limit
         dev[too_coarse] = np.nan
         out = _Ctx((dev, limit, expected, m, which, cell))
-        if self._hours is not None:   # a stream: the hours it may carry on (see HourCarry)
-            out.hours = (t_bin[:, 0] if n_bins else np.zeros(n_seg), m, hmin)
+        if carry is not None:   # a stream: the hours it may carry on (see HourCarry)
+            h0 = t_bin[:, 0] if n_bins else np.zeros(n_seg)
+            out.bins = {str(mm): (float(h0[k]), 3600.0, {"m": m[k], "hmin": hmin[k]})
+                        for k, mm in enumerate(meter_names(df))}
         return out
 
     def _profile_var(self, t_bin: np.ndarray, type_days: np.ndarray, span_h: float, window: int,
@@ -920,8 +911,8 @@ class BaselineMACD(Detector):
         out[mature] = np.fmax(out[mature], c.recal_k * iqr)
         return out
 
-    def _score(self, df: pd.DataFrame) -> Scored:
-        ctx = self._macd(df)
+    def _score(self, df: pd.DataFrame, carry: dict | None = None) -> Scored:
+        ctx = self._macd(df, carry)
         dev, limit, *_, cell = ctx
         if not dev.size:
             return Scored(np.full(len(df), np.nan), ctx)

@@ -29,7 +29,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import PHASE_CHANNELS, Detector, DetectorConfig, Finding, PostRule, Reach, Scored, meter_of, rnd
+from wattwatch.detect.base import (PHASE_CHANNELS, BinCarry, Detector, DetectorConfig, Finding, PostRule, Reach, Scored,
+                                   meter_of, rnd)
 from wattwatch.detect.frame import meter_names, prepare
 from wattwatch.detect.learned.features import Baseline, FeatureConfig, GridFeatures, covered_mean
 from wattwatch.detect.learned.models import (DenseAEModel, IsolationForestModel, LOFModel, LSTMAEModel, Model,
@@ -339,6 +340,24 @@ class EnsembleFleet(Fleet):
         return top._contributions(X)
 
 
+class GridCarry(BinCarry):
+    """One meter's closed grid bins as a stream carries them (:class:`BinCarry` of the meter's grid
+    step), in place of the raw readings they came from: per bin the channel's mean ``p``, the
+    power factor ``pf`` and the reactive share ``qs`` (:meth:`Baseline._grid`). Every feature, the
+    evidence and its trailing persistence of a bin are functions of these series over the bins
+    before it (and the meter's state): a reading is exact when the raw readings cover its own bin
+    and the carry the bins before it."""
+
+    names = ("p", "pf", "qs")
+
+
+class _Ctx(dict):
+    """The scoring context (per grid step: rows, features, fleet, what ``explain`` reuses); ``bins``:
+    per meter (first bin, grid step, {series: values}) when scored with a carry."""
+
+    bins = None
+
+
 class LearnedDetector(Detector):
     """Base of the learned detectors: per-meter baselines, fleet models per grid step, alerts."""
 
@@ -350,6 +369,7 @@ class LearnedDetector(Detector):
     blank_input = ("p_kw", "e_kwh")
     fleet_model: ClassVar[bool] = True  # the core trains one model on the whole fleet's profiles
     state_version = 2
+    carry_cls = GridCarry   # a stream carries its closed grid bins (scored(df, carry=...))
 
     def channels(self) -> tuple[str, ...]:
         return (self.config.channel,)
@@ -457,10 +477,24 @@ class LearnedDetector(Detector):
     def _grid_of_meters(self, df: pd.DataFrame) -> np.ndarray:
         return self._param(df, "grid_s")
 
+    def _grid_steps(self, meters) -> np.ndarray:
+        g = np.array([float((self.state_.get(m) or {}).get("grid_s") or np.nan) for m in meters])
+        return np.where(np.isfinite(g), g, self.config.grid_s)
+
+    def carried_reach(self, meters) -> Reach:
+        """The reach in raw readings when the meter's closed grid bins are carried
+        (:class:`GridCarry`): a reading's own bin (from its start, less a register interval's
+        spill); ahead as :meth:`reach`."""
+        r = self.reach(meters)
+        g = self._grid_steps(meters)
+        back = g.copy()
+        for gv in np.unique(g):
+            back[g == gv] = gv + self.config.at_grid(gv).features().spill_s()
+        return Reach(back, np.zeros(len(g), np.int64), r.ahead_s, r.ahead_n)
+
     def reach(self, meters) -> Reach:
         n = len(meters)
-        g = np.array([float((self.state_.get(m) or {}).get("grid_s") or np.nan) for m in meters])
-        g = np.where(np.isfinite(g), g, self.config.grid_s)
+        g = self._grid_steps(meters)
         back = np.zeros(n)
         ahead = g.copy()
         for gv in np.unique(g):
@@ -483,9 +517,11 @@ class LearnedDetector(Detector):
                        if self.config.max_cadence_s < 3600 else ""))
         return None
 
-    def _score(self, df: pd.DataFrame) -> Scored:
+    def _score(self, df: pd.DataFrame, carry: dict | None = None) -> Scored:
         out = np.full(len(df), np.nan)
-        ctx = {}
+        ctx = _Ctx()
+        if carry is not None:   # a stream: the bins it may carry on (see GridCarry)
+            ctx.bins = {}
         seg = df["_seg"].to_numpy()
         grids = self._grid_of_meters(df)
         for g in np.unique(grids[np.isfinite(grids)]):
@@ -497,7 +533,10 @@ class LearnedDetector(Detector):
             sub = df if rows.all() else prepare(df[rows])
             names = meter_names(sub)
             base = Baseline.from_states(fleet.config.features(), {str(m): self.state_[str(m)] for m in names})
-            gf = base.features(sub)
+            gf = base.features(sub, carry=carry)
+            if carry is not None:
+                ctx.bins.update({str(m): (float(gf.t0[k]), float(g), {n: v[k] for n, v in gf.series.items()})
+                                 for k, m in enumerate(names)})
             bins, aux = fleet.grid_scores(gf)
             out[rows] = bins.ravel()[gf.cell]
             ctx[float(g)] = (np.flatnonzero(rows), gf, fleet, aux)

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from wattwatch.detect.base import widen_bins
 from wattwatch.detect.frame import day_type, grid, meter_names
 from wattwatch.detect.rules._common import binned_power
 
@@ -171,6 +172,9 @@ class GridFeatures:
     expected: np.ndarray  # meters x bins: baseline power
     col0: np.ndarray | None = None  # per meter: absolute grid index of bin 0 (t0 / grid)
     quiet: "GridFeatures | None" = None  # the same bins against a quieter profiled day type (see Baseline)
+    # The grid's own series every feature is computed from (``p``, ``pf``, ``qs``: meters x bins,
+    # before any baseline mask), kept when scored with carried bins (a stream carries them on).
+    series: dict | None = None
 
     def meters(self, keep: np.ndarray) -> "GridFeatures":
         """The features of the meters ``keep`` (segment codes) only (no reading map)."""
@@ -310,7 +314,13 @@ class Baseline:
 
     # ------------------------------------------------------------------------------ helpers
 
-    def _grid(self, df: pd.DataFrame) -> dict:
+    def _grid(self, df: pd.DataFrame, carry: dict | None = None) -> dict:
+        """The frame on the grid: per meter and bin the channel's mean ``p`` (see
+        :meth:`FeatureConfig.binned`), the power factor ``pf`` and reactive share ``qs``, each
+        reading's ``cell``, each meter's first bin ``t0`` and the bins' times ``t``. ``carry``
+        (a stream): per meter its carried bins (:class:`~wattwatch.detect.learned.detectors.GridCarry`),
+        which widen the grid before the frame's readings and give those bins' three series: every
+        feature of a bin is a function of them (and the meter's state)."""
         cfg = self.config
         p_kw = df["p_kw"].to_numpy(float)
         p, cell, t0 = cfg.binned(df, cfg.grid_s)
@@ -334,8 +344,13 @@ class Baseline:
             with np.errstate(invalid="ignore", divide="ignore"):
                 return np.where(cnt > 0, sums / np.maximum(cnt, 1), np.nan).reshape(n_seg, n_b)
 
+        mats = {"p": p, "pf": on_grid(pf_row), "qs": on_grid(qs_row)}
+        if carry:
+            mats, cell, t0 = widen_bins([carry.get(str(m)) for m in meter_names(df)], mats, cell,
+                                        df["_seg"].to_numpy(), t0, cfg.grid_s)
+            n_b = mats["p"].shape[1]
         t = t0[:, None] + cfg.grid_s * np.arange(n_b)[None, :]
-        return {"p": p, "cell": cell, "t0": t0, "t": t, "pf": on_grid(pf_row), "qs": on_grid(qs_row),
+        return {**mats, "cell": cell, "t0": t0, "t": t,
                 "k60": cfg.steps(cfg.windows_min[-1]), "col0": np.round(t0 / cfg.grid_s).astype(np.int64)}
 
     def _profile_of(self, m: np.ndarray, t: np.ndarray, n_seg: int) -> np.ndarray:
@@ -360,12 +375,14 @@ class Baseline:
 
     # ------------------------------------------------------------------------------ features
 
-    def features(self, df: pd.DataFrame, leave_day_out: bool = False) -> GridFeatures:
+    def features(self, df: pd.DataFrame, leave_day_out: bool = False, carry: dict | None = None) -> GridFeatures:
         """Features of every bin of ``df`` (a prepared frame). ``leave_day_out``: judge each day
-        against the other days of its type (for training on the frame the baseline was fit on)."""
+        against the other days of its type (for training on the frame the baseline was fit on).
+        ``carry``: per meter its carried bins (a stream, see :meth:`_grid`); the result then keeps
+        the grid's series (``series``)."""
         cfg = self.config
         names = meter_names(df)
-        g = self._grid(df)
+        g = self._grid(df, carry)
         P, t = g["p"], g["t"]
         col0 = g["col0"]
         n_seg, n_b = P.shape
@@ -395,7 +412,8 @@ class Baseline:
         P = np.where(known, P, np.nan)
         B = np.where(np.isfinite(P), B, np.nan)
         values, valid = self._stack(names, g, P, B, spread)
-        out = GridFeatures(values=values, valid=valid, cell=g["cell"], t0=g["t0"], power=P, expected=B, col0=col0)
+        out = GridFeatures(values=values, valid=valid, cell=g["cell"], t0=g["t0"], power=P, expected=B, col0=col0,
+                           series=None if carry is None else {k: g[k] for k in ("p", "pf", "qs")})
         if not leave_day_out:
             out.quiet = self._quiet_day(names, g, P, B, spread, prof, spread_all, rows, dtype, hour, valid)
         return out
