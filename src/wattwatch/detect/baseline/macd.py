@@ -142,6 +142,13 @@ load scales the night with the rest. A floor drop therefore counts only where th
 hours fell too (``_floor_quiet_gate``): the energy of the last two days at the ``quiet_hours``
 (6) clock hours where its weekday profile is lowest, against the profile there, down by at least
 ``quiet_share`` (half) of the floor's drop (logs). OPSD's residential6: 23 floor alerts -> 3.
+The gate decides only where the quiet hours can tell the two apart: their day-to-day spread
+(``quiet_spread``, the Shamos estimator over the profiled days' quiet-hours energy, in logs) over
+sqrt(2) (two days) no wider than the ``quiet_share`` of the drop that decides. A home profiled in
+a heating week has no quiet night (the UCI household's quietest profiled hours are its evenings and
+heated nights, swinging by 0.5-1.4 from day to day, against 0.16 for residential6's night); there
+the gate vetoed a bypass's floor drop on most days (real-shape fleets: four thefts on homes
+missed), and it no longer judges.
 
 **A plant at rest is not a theft.** A plant stopped for two to four days on weekdays draws what it
 draws at night and over its weekend (the real steel plant: 1.6-2.5 kW against 40-70 kW working),
@@ -309,7 +316,7 @@ plant stopped, not a fault; see the module notes, "A plant at rest is not a thef
 class BaselineMACD(Detector):
     name = "baseline_macd"
     code = "WARN_BASELINE_DEVIATION"
-    state_version = 2  # 2: the rest level (rest_kw, rest_spread, rest_run_h)
+    state_version = 2  # 2: the rest level (rest_kw, rest_spread, rest_run_h) and quiet_spread
     config_cls = BaselineMACDConfig
     requires = ("p_kw",)
     reads_also = (*PHASE_CHANNELS, "pf", "e_kwh")  # binned_power: the register, and motor starts left out
@@ -476,6 +483,7 @@ class BaselineMACD(Detector):
             raw = 1.4826 * np.nanmedian(np.abs(u - np.nanmedian(u, axis=1)[:, None]), axis=1) if n_bins else np.zeros(n_seg)
         floor_kw, floor_spread, floor_low, floor_days = self._floor_fit(self._hour_min(df, cell, n_seg, n_bins), day_id, own, mean)
         rest_kw, rest_spread, rest_run = self._rest_fit(m, ok & own)
+        quiet_spread = self._quiet_fit(m, ok & own, t_bin, base[:, 0, :])
         # The profile is a median per hour: summed over a week it need not be the energy the
         # profiled week consumed (a home's skewed hours sum to more). The week window is centred on
         # what the profiling period itself consumed against its profile.
@@ -488,7 +496,8 @@ class BaselineMACD(Detector):
                      "history_days": float(n_days[j]), "day_spread": day_spread[j], "week_bias": float(week_bias[j]),
                      "plain_day_spread": plain_spread[j], "type_days": type_days[j],
                      "floor_kw": floor_kw[j], "floor_spread": floor_spread[j], "floor_spread_low": floor_low[j], "floor_days": float(floor_days[j]),
-                     "rest_kw": rest_kw[j], "rest_spread": rest_spread[j], "rest_run_h": float(rest_run[j])}
+                     "rest_kw": rest_kw[j], "rest_spread": rest_spread[j], "rest_run_h": float(rest_run[j]),
+                     "quiet_spread": quiet_spread[j]}
                 for j, mm in enumerate(names)}
 
     def _rest_fit(self, m: np.ndarray, ok: np.ndarray):
@@ -676,7 +685,7 @@ class BaselineMACD(Detector):
             z = np.where(up > 0, up, np.where(dn < 0, dn, np.where(np.isfinite(up), 0.0, np.nan)))
             z = self._floor_trailing(z, d1, d2, r, w, self._param(df, "history_days", 0.0))
             if hourly is not None:
-                z = self._floor_quiet_gate(z, *hourly, w)
+                z = self._floor_quiet_gate(z, *hourly, w, spread=self._param(df, "quiet_spread", np.nan))
             k = (c.sigma_k * np.sqrt(1 + (np.pi / 2) / np.maximum(n, 1)))[:, None]
             lim_low = np.maximum(np.log1p(c.min_rel), k * np.fmin(s, self._param(df, "floor_spread_low", np.nan))[:, None])
             lim_all = np.maximum(np.log1p(c.min_rel), k * s[:, None])
@@ -727,23 +736,56 @@ class BaselineMACD(Detector):
         use = mature[:, None] & np.isfinite(trail) & np.isfinite(z)
         return np.where(use, both, z)
 
+    def _quiet_order(self, prof: np.ndarray) -> np.ndarray:
+        """Per meter: a mask of the ``quiet_hours`` clock hours where its weekday profile ``prof`` (24 hours)
+        is lowest."""
+        n_seg = prof.shape[0]
+        order = np.argsort(np.where(np.isfinite(prof), prof, np.inf), axis=1, kind="stable")[:, :int(self.config.quiet_hours)]
+        q = np.zeros((n_seg, 24), bool)
+        np.put_along_axis(q, order, True, axis=1)
+        return q
+
+    def _quiet_fit(self, m: np.ndarray, ok: np.ndarray, t_bin: np.ndarray, prof: np.ndarray) -> np.ndarray:
+        """Per meter: the day-to-day spread (log, the Shamos estimator over pairs of profiled days) of
+        the energy at its quiet hours (:meth:`_quiet_order`; days with all of them read), NaN with
+        fewer than ``day_min`` pairs or without quiet hours."""
+        n_seg, n_bins = m.shape
+        out = np.full(n_seg, np.nan)
+        k = int(self.config.quiet_hours)
+        if not 0 < k < 24 or not n_bins:
+            return out
+        q = self._quiet_order(prof)
+        hour = ((t_bin % 86400) // 3600).astype(int)
+        at = q[np.arange(n_seg)[:, None], hour] & ok
+        rows = np.broadcast_to(np.arange(n_seg)[:, None], m.shape)
+        d = pd.DataFrame({"s": rows[at], "day": np.floor(t_bin[at] / 86400.0).astype(np.int64), "p": m[at]})
+        days = d.groupby(["s", "day"])["p"].agg(["sum", "size"]).reset_index()
+        days = days[(days["size"] == k) & (days["sum"] > 0)]
+        for seg, g in days.groupby("s"):  # per meter: a few days each
+            v = np.log(g["sum"].to_numpy(float))
+            i, j = _pairs(len(v))
+            if len(i) >= self.config.day_min:
+                out[int(seg)] = 1.0483 * float(np.median(np.abs(v[i] - v[j])))
+        return out
+
     def _floor_quiet_gate(self, z: np.ndarray, m: np.ndarray, expected: np.ndarray, t_bin: np.ndarray,
-                          prof: np.ndarray, w: int) -> np.ndarray:
+                          prof: np.ndarray, w: int, spread: np.ndarray | None = None) -> np.ndarray:
         """A floor drop ``z`` (log) kept only where the meter's quiet hours dropped too: the energy
         of the last two ``w`` hours at the ``quiet_hours`` clock hours where its weekday profile
         ``prof`` (per meter, 24 hours) is lowest, against the profile's there, must be down by at least ``quiet_share`` of the
         floor's drop (log). A bypass or a meter taking a share of the load scales those hours as
         it scales the floor; generation behind the meter (solar panels covering a home at noon)
         takes the day's lowest reading to zero and leaves the night alone (see the module notes,
-        "Solar panels are no standby"). Where the quiet hours have no readings: ``z`` as it is."""
+        "Solar panels are no standby"). Where the quiet hours have no readings: ``z`` as it is. Nor where
+        they cannot tell the two apart: ``spread`` (per meter, :meth:`_quiet_fit`), the quiet hours'
+        day-to-day spread, over sqrt(2) (two days) wider than the ``quiet_share`` of the drop that
+        decides (a home whose quietest profiled hours are its evenings or a heated night)."""
         c = self.config
         k = int(c.quiet_hours)
         n_seg, n_bins = m.shape
         if not 0 < k < 24 or not n_bins or not (z < 0).any():
             return z
-        order = np.argsort(np.where(np.isfinite(prof), prof, np.inf), axis=1, kind="stable")[:, :k]
-        q = np.zeros((n_seg, 24), bool)
-        np.put_along_axis(q, order, True, axis=1)
+        q = self._quiet_order(prof)
         hour = ((t_bin % 86400) // 3600).astype(int)
         at = q[np.arange(n_seg)[:, None], hour] & np.isfinite(m) & np.isfinite(expected)
         win = 2 * w
@@ -754,6 +796,9 @@ class BaselineMACD(Detector):
             zq = np.log(np.maximum(act, 0.05 * exp) / exp)
         known = (cnt >= 0.5 * k * win / 24.0) & np.isfinite(zq) & (exp > 0)
         shared = zq <= c.quiet_share * z
+        if spread is not None:
+            with quiet():
+                known &= ~(spread[:, None] / np.sqrt(2.0) > c.quiet_share * np.abs(z))
         return np.where((z < 0) & known & ~shared, 0.0, z)
 
     def _day_spread(self, m, ok, rows, day_id, key_type, n_seg) -> np.ndarray:
