@@ -142,6 +142,33 @@ load scales the night with the rest. A floor drop therefore counts only where th
 hours fell too (``_floor_quiet_gate``): the energy of the last two days at the ``quiet_hours``
 (6) clock hours where its weekday profile is lowest, against the profile there, down by at least
 ``quiet_share`` (half) of the floor's drop (logs). OPSD's residential6: 23 floor alerts -> 3.
+The gate decides only where the quiet hours can tell the two apart: their day-to-day spread
+(``quiet_spread``, the Shamos estimator over the profiled days' quiet-hours energy, in logs) over
+sqrt(2) (two days) no wider than the ``quiet_share`` of the drop that decides. A home profiled in
+a heating week has no quiet night (the UCI household's quietest profiled hours are its evenings and
+heated nights, swinging by 0.5-1.4 from day to day, against 0.16 for residential6's night); there
+the gate vetoed a bypass's floor drop on most days (real-shape fleets: four thefts on homes
+missed), and it no longer judges.
+
+**A plant at rest is not a theft.** A plant stopped for two to four days on weekdays draws what it
+draws at night and over its weekend (the real steel plant: 1.6-2.5 kW against 40-70 kW working),
+and read against its working-day profile that was "93 % below its baseline" for days. Its daily
+energy alone cannot tell it from a theft (a bypass leaving 30 % of a working day consumes about
+what the plant's Sunday does); its hours can: a stop sits at the rest level hour after hour, a
+bypass keeps the working day's shape at a fraction of its level (30 % of 40 kW is ten times the
+rest) and takes the rest level down with it. The fit learns the meter's rest level (the 10th
+percentile of its profiled hourly means), the spread of its hours at rest, and the longest run of
+profiled hours at rest (``_rest_fit``). An hour is judged against the rest level instead of its
+profile (as if the profile said rest there) when (``_rest``): it and the ``rest_h`` - 1 hours before
+it lie in the rest band (from what a bypass of ``floor_fault_drop`` would leave of the rest level up
+to as far above it, or ``sigma_k`` rest spreads where wider); the profile showed the meter at rest
+for ``rest_h`` hours in one piece (a plant's weekend, not a home's night); and the profile expects
+so much there that a bypass leaving ``rest_keep`` (30 %) of the load would still be above the band.
+So a bypass leaving 30 % or more of a working hour is never read as rest, nor is a rest level cut by
+40 %; the floor does not judge hours at rest either. Only meters with a deep idle qualify (on the
+real-shape fleets: the steel plant; buildings whose night is half their load and homes never reach
+``rest_keep``). The first hours of a stop, before ``rest_h`` of them are in, are judged as before
+(the run is causal, so streams and windows agree).
 
 A profiling period whose spread is large compared with the load (``noisy_ratio``) is reported as
 a notice: a baseline learned from it cannot be trusted, and erratic current often means a CT
@@ -233,7 +260,10 @@ fast or the sustained average is off the same way by at least ``floor_gate`` of 
 energy deviation's score. ``weekend_prior``: the spread (log) of weekend effects the Saturday and
 Sunday profiles' levels are shrunk with (0: not shrunk; see the module notes). ``quiet_hours``/``quiet_share``:
 a floor drop counts only where the energy at the meter's ``quiet_hours`` lowest profiled clock hours fell by at
-least ``quiet_share`` of it (0 hours: not gated; see the module notes)."""
+least ``quiet_share`` of it (0 hours: not gated; see the module notes). ``use_rest``/``rest_h``/``rest_keep``: an
+hour of a run of at least ``rest_h`` hours at the meter's own rest level, where its profile expects so much more
+that a bypass leaving ``rest_keep`` of the load would still be above rest, is judged against that rest level (a
+plant stopped, not a fault; see the module notes, "A plant at rest is not a theft")."""
 
     fast_h: float = 24.0
     slow_h: float = 336.0
@@ -266,6 +296,9 @@ least ``quiet_share`` of it (0 hours: not gated; see the module notes)."""
     weekend_prior: float = 0.3
     quiet_hours: int = 6
     quiet_share: float = 0.5
+    use_rest: bool = True
+    rest_h: float = 12.0
+    rest_keep: float = 0.3
     post: PostRule = PostRule(min_duration_s=12 * 3600.0, min_readings=6, merge_gap_s=12 * 3600.0,
                               hold=0.25)
 
@@ -285,11 +318,14 @@ least ``quiet_share`` of it (0 hours: not gated; see the module notes)."""
             raise ValueError("quiet_hours must be in 0..24 and quiet_share in [0, 1]")
         if not self.weekend_prior >= 0:
             raise ValueError("weekend_prior must be >= 0 (0: weekend profiles not shrunk)")
+        if not (self.rest_h >= 1 and 0 < self.rest_keep < 1):
+            raise ValueError("rest_h must be >= 1 and rest_keep in (0, 1)")
 
 
 class BaselineMACD(Detector):
     name = "baseline_macd"
     code = "WARN_BASELINE_DEVIATION"
+    state_version = 2  # 2: the rest level (rest_kw, rest_spread, rest_run_h) and quiet_spread
     config_cls = BaselineMACDConfig
     requires = ("p_kw",)
     reads_also = (*PHASE_CHANNELS, "pf", "e_kwh")  # binned_power: the register, and motor starts left out
@@ -438,6 +474,8 @@ class BaselineMACD(Detector):
             spread = 1.4826 * np.nanmedian(np.abs(fast - med[:, None]), axis=1) if n_bins else np.zeros(n_seg)
             raw = 1.4826 * np.nanmedian(np.abs(u - np.nanmedian(u, axis=1)[:, None]), axis=1) if n_bins else np.zeros(n_seg)
         floor_kw, floor_spread, floor_low, floor_days = self._floor_fit(self._hour_min(df, cell, n_seg, n_bins), day_id, own, mean)
+        rest_kw, rest_spread, rest_run = self._rest_fit(m, ok & own)
+        quiet_spread = self._quiet_fit(m, ok & own, t_bin, base[:, 0, :])
         # The profile is a median per hour: summed over a week it need not be the energy the
         # profiled week consumed (a home's skewed hours sum to more). The week window is centred on
         # what the profiling period itself consumed against its profile.
@@ -449,8 +487,67 @@ class BaselineMACD(Detector):
         return {mm: {"profile_kw": base[j], "mean_kw": mean[j], "fast_spread": spread[j], "noisy_ratio": raw[j],
                      "history_days": float(n_days[j]), "day_spread": day_spread[j], "week_bias": float(week_bias[j]),
                      "plain_day_spread": plain_spread[j], "type_days": type_days[j],
-                     "floor_kw": floor_kw[j], "floor_spread": floor_spread[j], "floor_spread_low": floor_low[j], "floor_days": float(floor_days[j])}
+                     "floor_kw": floor_kw[j], "floor_spread": floor_spread[j], "floor_spread_low": floor_low[j], "floor_days": float(floor_days[j]),
+                     "rest_kw": rest_kw[j], "rest_spread": rest_spread[j], "rest_run_h": float(rest_run[j]),
+                     "quiet_spread": quiet_spread[j]}
                 for j, mm in enumerate(names)}
+
+    def _rest_fit(self, m: np.ndarray, ok: np.ndarray):
+        """Per meter: its rest level (the 10th percentile of the profiled hourly means, NaN where that
+        is not above zero), the spread of the hours at rest (1.4826 x the MAD of the logs of the hours
+        up to the 20th percentile) and the longest run of consecutive profiled hours at rest (at most
+        :meth:`_rest_edges`' upper edge). See the module notes, "A plant at rest is not a theft"."""
+        n_seg, n_bins = m.shape
+        kw, spread, run = np.full(n_seg, np.nan), np.full(n_seg, np.nan), np.zeros(n_seg)
+        if not n_bins:
+            return kw, spread, run
+        with quiet():
+            lv = np.where(ok & (m > 0), np.log(np.where(m > 0, m, 1.0)), np.nan)
+            q10, q20 = np.nanquantile(lv, [0.1, 0.2], axis=1) if np.isfinite(lv).any() else (kw, kw)
+            low = np.where(lv <= q20[:, None], lv, np.nan)
+            mid = np.nanmedian(low, axis=1)
+            spread = 1.4826 * np.nanmedian(np.abs(low - mid[:, None]), axis=1)
+        kw = np.where(np.isfinite(q10), np.exp(q10), np.nan)
+        _, hi = self._rest_edges(kw, spread)
+        run = self._run_length(np.isfinite(m) & (m <= hi[:, None])).max(axis=1).astype(float)
+        return kw, spread, run
+
+    def _rest_edges(self, kw: np.ndarray, spread: np.ndarray):
+        """The band of hourly means that is the meter at rest: from what a bypass of ``floor_fault_drop`` of
+        the load would leave of its rest level (below that the rest itself was cut) up to as far above
+        it (a plant idles higher after a shift than over its weekend), or ``sigma_k`` x the rest hours'
+        spread above it where that is wider."""
+        c = self.config
+        keep = 1 - c.floor_fault_drop
+        with quiet():
+            return keep * kw, kw * np.fmax(np.exp(c.sigma_k * spread), 1 / keep)
+
+    @staticmethod
+    def _run_length(b: np.ndarray) -> np.ndarray:
+        """Per (row, column): how many consecutive True values end there (0 where False)."""
+        n_seg, n = b.shape
+        idx = np.broadcast_to(np.arange(n), b.shape)
+        last_off = np.maximum.accumulate(np.where(b, -1, idx), axis=1) if n else np.zeros(b.shape, np.int64)
+        return np.where(b, idx - last_off, 0)
+
+    def _rest(self, df: pd.DataFrame, m: np.ndarray, expected: np.ndarray) -> np.ndarray:
+        """Per (meter, hour): whether the hour is the meter at rest where its profile expects work
+        (judged against its rest level, not its profile): it and the ``rest_h`` - 1 hours before it
+        lie in the rest band (:meth:`_rest_edges`), the profile showed the meter at rest for
+        ``rest_h`` hours in one piece, and the hour's expected load is so far above rest that a bypass
+        leaving ``rest_keep`` of it would still be above the band (so no theft of that size reads as
+        rest)."""
+        c = self.config
+        if not c.use_rest or not m.size:
+            return np.zeros(m.shape, bool)
+        lo, hi = self._rest_edges(self._param(df, "rest_kw", np.nan), self._param(df, "rest_spread", np.nan))
+        eligible = self._param(df, "rest_run_h", 0.0) >= c.rest_h
+        if not (eligible & np.isfinite(hi)).any():
+            return np.zeros(m.shape, bool)
+        with quiet():
+            at = np.isfinite(m) & (m >= lo[:, None]) & (m <= hi[:, None])
+            far = c.rest_keep * expected > hi[:, None]
+        return eligible[:, None] & at & far & (self._run_length(at) >= c.rest_h)
 
     def _shrink_weekend(self, base: np.ndarray, type_days: np.ndarray, day_spread: np.ndarray) -> np.ndarray:
         """The Saturday and Sunday profiles' level, shrunk towards the weekday profile by how little
@@ -577,7 +674,7 @@ class BaselineMACD(Detector):
             z = np.where(up > 0, up, np.where(dn < 0, dn, np.where(np.isfinite(up), 0.0, np.nan)))
             z = self._floor_trailing(z, d1, d2, r, w, self._param(df, "history_days", 0.0))
             if hourly is not None:
-                z = self._floor_quiet_gate(z, *hourly, w)
+                z = self._floor_quiet_gate(z, *hourly, w, spread=self._param(df, "quiet_spread", np.nan))
             k = (c.sigma_k * np.sqrt(1 + (np.pi / 2) / np.maximum(n, 1)))[:, None]
             lim_low = np.maximum(np.log1p(c.min_rel), k * np.fmin(s, self._param(df, "floor_spread_low", np.nan))[:, None])
             lim_all = np.maximum(np.log1p(c.min_rel), k * s[:, None])
@@ -628,23 +725,56 @@ class BaselineMACD(Detector):
         use = mature[:, None] & np.isfinite(trail) & np.isfinite(z)
         return np.where(use, both, z)
 
+    def _quiet_order(self, prof: np.ndarray) -> np.ndarray:
+        """Per meter: a mask of the ``quiet_hours`` clock hours where its weekday profile ``prof`` (24 hours)
+        is lowest."""
+        n_seg = prof.shape[0]
+        order = np.argsort(np.where(np.isfinite(prof), prof, np.inf), axis=1, kind="stable")[:, :int(self.config.quiet_hours)]
+        q = np.zeros((n_seg, 24), bool)
+        np.put_along_axis(q, order, True, axis=1)
+        return q
+
+    def _quiet_fit(self, m: np.ndarray, ok: np.ndarray, t_bin: np.ndarray, prof: np.ndarray) -> np.ndarray:
+        """Per meter: the day-to-day spread (log, the Shamos estimator over pairs of profiled days) of
+        the energy at its quiet hours (:meth:`_quiet_order`; days with all of them read), NaN with
+        fewer than ``day_min`` pairs or without quiet hours."""
+        n_seg, n_bins = m.shape
+        out = np.full(n_seg, np.nan)
+        k = int(self.config.quiet_hours)
+        if not 0 < k < 24 or not n_bins:
+            return out
+        q = self._quiet_order(prof)
+        hour = ((t_bin % 86400) // 3600).astype(int)
+        at = q[np.arange(n_seg)[:, None], hour] & ok
+        rows = np.broadcast_to(np.arange(n_seg)[:, None], m.shape)
+        d = pd.DataFrame({"s": rows[at], "day": np.floor(t_bin[at] / 86400.0).astype(np.int64), "p": m[at]})
+        days = d.groupby(["s", "day"])["p"].agg(["sum", "size"]).reset_index()
+        days = days[(days["size"] == k) & (days["sum"] > 0)]
+        for seg, g in days.groupby("s"):  # per meter: a few days each
+            v = np.log(g["sum"].to_numpy(float))
+            i, j = _pairs(len(v))
+            if len(i) >= self.config.day_min:
+                out[int(seg)] = 1.0483 * float(np.median(np.abs(v[i] - v[j])))
+        return out
+
     def _floor_quiet_gate(self, z: np.ndarray, m: np.ndarray, expected: np.ndarray, t_bin: np.ndarray,
-                          prof: np.ndarray, w: int) -> np.ndarray:
+                          prof: np.ndarray, w: int, spread: np.ndarray | None = None) -> np.ndarray:
         """A floor drop ``z`` (log) kept only where the meter's quiet hours dropped too: the energy
         of the last two ``w`` hours at the ``quiet_hours`` clock hours where its weekday profile
         ``prof`` (per meter, 24 hours) is lowest, against the profile's there, must be down by at least ``quiet_share`` of the
         floor's drop (log). A bypass or a meter taking a share of the load scales those hours as
         it scales the floor; generation behind the meter (solar panels covering a home at noon)
         takes the day's lowest reading to zero and leaves the night alone (see the module notes,
-        "Solar panels are no standby"). Where the quiet hours have no readings: ``z`` as it is."""
+        "Solar panels are no standby"). Where the quiet hours have no readings: ``z`` as it is. Nor where
+        they cannot tell the two apart: ``spread`` (per meter, :meth:`_quiet_fit`), the quiet hours'
+        day-to-day spread, over sqrt(2) (two days) wider than the ``quiet_share`` of the drop that
+        decides (a home whose quietest profiled hours are its evenings or a heated night)."""
         c = self.config
         k = int(c.quiet_hours)
         n_seg, n_bins = m.shape
         if not 0 < k < 24 or not n_bins or not (z < 0).any():
             return z
-        order = np.argsort(np.where(np.isfinite(prof), prof, np.inf), axis=1, kind="stable")[:, :k]
-        q = np.zeros((n_seg, 24), bool)
-        np.put_along_axis(q, order, True, axis=1)
+        q = self._quiet_order(prof)
         hour = ((t_bin % 86400) // 3600).astype(int)
         at = q[np.arange(n_seg)[:, None], hour] & np.isfinite(m) & np.isfinite(expected)
         win = 2 * w
@@ -655,6 +785,9 @@ class BaselineMACD(Detector):
             zq = np.log(np.maximum(act, 0.05 * exp) / exp)
         known = (cnt >= 0.5 * k * win / 24.0) & np.isfinite(zq) & (exp > 0)
         shared = zq <= c.quiet_share * z
+        if spread is not None:
+            with quiet():
+                known &= ~(spread[:, None] / np.sqrt(2.0) > c.quiet_share * np.abs(z))
         return np.where((z < 0) & known & ~shared, 0.0, z)
 
     def _day_spread(self, m, ok, rows, day_id, key_type, n_seg) -> np.ndarray:
@@ -740,6 +873,10 @@ class BaselineMACD(Detector):
         too_coarse = self._param(df, "cadence_s") > self.config.max_cadence_s * 1.05
         rows = np.repeat(np.arange(n_seg), n_bins).reshape(n_seg, n_bins)
         expected = base[rows, day_type(t_bin), ((t_bin % 86400) // 3600).astype(int)]
+        # A plant at rest where its profile expects work is judged against its rest level (see the
+        # module notes, "A plant at rest is not a theft"): such an hour is on profile to every window.
+        rest = self._rest(df, m, expected)
+        expected = np.where(rest, m, expected)
         with quiet():
             u = (m - expected) / mean[:, None]
         # Both averages start at 0, i.e. "on profile", so the first days carry no warm-up artefact,
@@ -829,7 +966,7 @@ class BaselineMACD(Detector):
                 gate = (np.sign(dev0) == np.sign(zf)) & (ratio(dev0, lim_up, lim_dn) >= self.config.floor_gate)
                 if self.config.sustained_h > 0 and day_known.any():
                     gate |= (np.sign(dev_s) == np.sign(zf)) & (r_s >= self.config.floor_gate)
-                score_f = np.where(gate & np.isfinite(m) & (zf != 0), np.abs(zf), 0.0)
+                score_f = np.where(gate & np.isfinite(m) & (zf != 0) & ~rest, np.abs(zf), 0.0)
                 take = score_f > np.nan_to_num(r)
             r, sgn = np.where(take, score_f, r), np.where(take, np.sign(zf), sgn)
             which = np.where(take, 3, which)

@@ -1,0 +1,64 @@
+"""baseline_macd on a plant that stops: a weekday at the plant's own rest level (what it draws at
+night and over its weekend) is a plant stopped, not a fault; a bypass keeps the working day's shape
+at a fraction of its level and still alerts (real-shape fleets: the steel plant stopped for 2.5-4
+days on weekdays at its idle load, "93 % below its baseline")."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from wattwatch import api
+
+START = "2025-01-06"  # a Monday
+
+
+def plant(days: int = 21, seed: int = 0) -> pd.DataFrame:
+    """5-minute readings of a plant: 2 kW at rest (nights 21-07 h and the whole weekend, 4 % from
+    hour to hour), working weekdays 07-21 h at 40-60 kW (days vary by 25 %, 10 % reading noise)."""
+    rng = np.random.default_rng(seed)
+    ts = pd.date_range(START, periods=days * 288, freq="5min")
+    h = (ts.hour + ts.minute / 60).to_numpy()
+    day = np.arange(len(ts)) // 288
+    work = (ts.dayofweek < 5) & (h >= 7) & (h < 21)
+    level = 50 * np.exp(rng.normal(0, 0.25, days))[day]
+    rest = 2.0 * np.exp(rng.normal(0, 0.04, len(ts)))
+    p = np.where(work, level * (1 + 0.1 * rng.standard_normal(len(ts))), rest)
+    return pd.DataFrame({"meter_id": "plant", "ts": ts, "p_kw": p})
+
+
+def _alerts(df: pd.DataFrame, lo: str, hi: str) -> list:
+    fitted = api.fit(df, detectors=["baseline_macd"], days=7)
+    return [a for a in api.detect(df, state=fitted).alerts if lo <= a.start < hi]
+
+
+def _stretch(df: pd.DataFrame, lo: str, hi: str) -> np.ndarray:
+    return ((df.ts >= lo) & (df.ts < hi)).to_numpy()
+
+
+def test_a_plant_stopped_for_days_at_its_own_rest_level_is_no_baseline_deviation():
+    """Wednesday to Friday of the third week at the plant's rest level (its night and weekend
+    load, a fifth lower: the idle drifts from week to week): a stop, not a fault."""
+    n = 0
+    for seed in range(3):
+        df = plant(seed=seed)
+        stop = _stretch(df, "2025-01-22", "2025-01-25")
+        df.loc[stop, "p_kw"] = 1.6 * np.exp(np.random.default_rng(seed).normal(0, 0.04, stop.sum()))
+        n += len(_alerts(df, "2025-01-21", "2025-01-28"))
+    assert n == 0, n
+
+
+def test_a_bypass_or_a_load_added_on_the_plant_still_alerts():
+    """A bypass leaving 30 % or 60 % of the load for three weekdays (the working day's shape at a
+    fraction of its level, the rest level cut too), and a load of the mean added for two days:
+    each alerts."""
+    found = []
+    for seed in range(3):
+        for keep in (0.3, 0.6):
+            df = plant(seed=seed)
+            df.loc[_stretch(df, "2025-01-22", "2025-01-25"), "p_kw"] *= keep
+            found.append(bool(_alerts(df, "2025-01-21", "2025-01-26")))
+        df = plant(seed=seed)
+        df.loc[_stretch(df, "2025-01-22 10:00", "2025-01-24 10:00"), "p_kw"] += df.p_kw[: 7 * 288].mean()
+        found.append(bool(_alerts(df, "2025-01-21", "2025-01-25")))
+    assert all(found), found
