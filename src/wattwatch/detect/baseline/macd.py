@@ -325,7 +325,6 @@ plant stopped, not a fault; see the module notes, "A plant at rest is not a thef
 class BaselineMACD(Detector):
     name = "baseline_macd"
     code = "WARN_BASELINE_DEVIATION"
-    state_version = 2  # 2: the rest level (rest_kw, rest_spread, rest_run_h) and quiet_spread
     config_cls = BaselineMACDConfig
     requires = ("p_kw",)
     reads_also = (*PHASE_CHANNELS, "pf", "e_kwh")  # binned_power: the register, and motor starts left out
@@ -336,7 +335,8 @@ class BaselineMACD(Detector):
     lookahead_n = 2
     carry_cls = HourCarry   # a stream carries its closed hours (scored(df, carry=...))
     # 2: the base-load floor is learned on buildings too (a floor above ``floor_max_share`` of the
-    # mean load, for the veto); a version-1 state has none there (the veto off until refit).
+    # mean load, for the veto; a version-1 state has none there: the veto off until refit), and the
+    # rest level (rest_kw, rest_spread, rest_run_h) and quiet_spread are stored.
     state_version = 2
 
     def carried_reach(self, meters) -> Reach:
