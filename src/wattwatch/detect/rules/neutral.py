@@ -64,7 +64,7 @@ class NeutralTamperConfig(DetectorConfig):
     level_bins: int = 4
     level_min_n: int = 24
     persist_s: float = 3600.0
-    persist_min_n: int = 6
+    persist_min_n: int = 12
     # Long bridges: a persistent fault spans nights when the deficit cannot be judged, while
     # isolated blips stay apart because a healthy light load reads as known-normal between them.
     post: PostRule = PostRule(min_duration_s=30.0, min_readings=2, merge_gap_s=3600.0, max_bridge_s=4 * 3600.0)
