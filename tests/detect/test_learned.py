@@ -222,16 +222,18 @@ def test_detect_trains_a_fleet_model_only_on_enough_normal_data(small_fleet):
 
 
 def _plant(seed: int, days: int = 14, stop_day: int | None = 9, theft_day: int | None = 10,
-           spread: float = 0.2) -> pd.DataFrame:
-    """A plant from Monday 2025-01-06, 5-min readings: weekdays ~30 kW from 08:00 to 20:00, a
-    Saturday morning shift, a stopped Sunday, ~1 kW idle. ``stop_day`` (a Wednesday by default)
-    it stays idle all day; ``theft_day`` a bypass takes half of what it draws; ``spread``: how much
-    working days differ in level (uniform, +-)."""
+           spread: float = 0.2, late_days: tuple[int, ...] = (), end_h: float = 20.0) -> pd.DataFrame:
+    """A plant from Monday 2025-01-06, 5-min readings: weekdays ~30 kW from 08:00 to ``end_h``
+    (20:00), a Saturday morning shift, a stopped Sunday, ~1 kW idle. ``stop_day`` (a Wednesday by
+    default) it stays idle all day; ``theft_day`` a bypass takes half of what it draws; ``spread``:
+    how much working days differ in level (uniform, +-); ``late_days``: days its shift runs on to
+    23:00."""
     rng = np.random.default_rng(seed)
     ts = pd.date_range("2025-01-06", periods=days * 288, freq="5min", tz="UTC")
     day, hour = np.arange(len(ts)) // 288, (np.arange(len(ts)) % 288) / 12
     dow = day % 7
-    working = np.where(dow < 5, (hour >= 8) & (hour < 20), (dow == 5) & (hour >= 8) & (hour < 13))
+    end = np.where(np.isin(day, late_days), 23.0, end_h)
+    working = np.where(dow < 5, (hour >= 8) & (hour < end), (dow == 5) & (hour >= 8) & (hour < 13))
     level = rng.uniform(1 - spread, 1 + spread, days)[day]  # days differ
     p = np.where(working, 30.0 * level, 1.0) * rng.uniform(0.9, 1.1, len(ts))
     if stop_day is not None:
@@ -287,3 +289,38 @@ def test_learned_scores_a_plant_stop_its_profile_showed_as_normal_and_a_bypass_a
     assert np.nanmax(without[:, stop], axis=1).min() >= 1.0  # every plant: an alert without it
     assert np.nanmax(with_quiet[:, stop]) < 1.0
     assert np.nanmax(with_quiet[:, theft], axis=1).min() >= 1.0
+
+
+def test_learned_scores_a_longer_shift_its_busiest_profiled_day_showed_as_normal_and_a_level_shift_as_not():
+    """The mirror of the stop: a fleet model trained on ten plants whose shift ends at 17:00 judges
+    ten more whose profiled week had one weekday (Tuesday) running on to 23:00. A weekday of
+    week 2 that runs on to 23:00 (Tuesday 14th) is, against the weekday profile (idle after 17:00),
+    an anomaly; against the meter's busiest profiled weekday (kept in its state) it is a state the
+    plant showed. A level shift on top of ordinary working days (+80 % of the mean load, Thursday
+    and Friday 16th-17th, the night base raised too) still is an anomaly with it."""
+    train = prepare(pd.concat([_plant(s, days=7, stop_day=None, theft_day=None, spread=0.05, end_h=17.0)
+                               for s in range(10)], ignore_index=True))
+    d = registry.build("isolation_forest").train(train)
+    fleet = d.fleets_[300.0]
+    rows = []
+    for s in range(10, 20):
+        p = _plant(s, stop_day=None, theft_day=None, spread=0.05, late_days=(1, 8), end_h=17.0)
+        shift = np.isin(np.arange(len(p)) // 288, (10, 11))
+        p.loc[shift, "p_kw"] += 0.8 * p["p_kw"].iloc[: 7 * 288].mean()
+        rows.append(p)
+    df = prepare(pd.concat(rows, ignore_index=True))
+    base = Baseline(fleet.config.features()).fit(prepare(df[profile_mask(df, 7)]))
+    gf = base.features(df)
+    assert gf.busy is not None
+    with_busy, _ = fleet.grid_scores(gf)
+    gf.busy = None
+    without, _ = fleet.grid_scores(gf)
+    late = slice(8 * 288 + 17 * 12, 9 * 288)  # Tuesday 14th, 17:00 to midnight
+    level = slice(10 * 288, 12 * 288)
+    assert np.nanmax(without[:, late], axis=1).min() >= 1.0  # every plant: an alert without it
+    assert np.nanmax(with_busy[:, late]) < 1.0
+    assert np.nanmax(with_busy[:, level], axis=1).min() >= 1.0
+    # The busiest profiled weekday and its in-hour spread are in the meter's state.
+    st = base.meter_states()["P10"]
+    assert np.asarray(st["busy_kw"])[0, 20] > 10 * np.asarray(st["profile_kw"])[0, 20]
+    assert np.asarray(st["busy_spread_kw"]).shape == (3, 24)

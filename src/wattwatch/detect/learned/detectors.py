@@ -192,14 +192,20 @@ class Fleet:
             out[gf.valid] = self.calibrator_.log10_exceedance(raw)
         return out
 
-    def _quiet_evidence(self, gf: GridFeatures, E: np.ndarray) -> np.ndarray:
+    def _alternative_evidence(self, gf: GridFeatures, E: np.ndarray) -> np.ndarray:
+        """Each bin's evidence, or less where a state the meter's profile showed explains it
+        better: a quieter profiled day type (``gf.quiet``) or the busiest profiled day of the
+        bin's own type (``gf.busy``); see :meth:`_quiet_evidence`."""
+        E = self._quiet_evidence(gf, E, gf.quiet)
+        return self._quiet_evidence(gf, E, gf.busy)
+
+    def _quiet_evidence(self, gf: GridFeatures, E: np.ndarray, q: "GridFeatures | None" = None) -> np.ndarray:
         """Each bin's evidence, or less where the bin is usual for a quieter day type the meter
         showed in its profile (``gf.quiet``, see :meth:`Baseline._quiet_day`): a plant stopped on
         a weekday as on its profiled Sunday is a stop, not a fault. Only bins with some evidence
         (p < 0.1 on their own) are judged again, so the cost is a small share of scoring. Training
         has no such alternative (it judges each profiled day against the other days of its type):
         scores only go down, the calibration stays conservative."""
-        q = gf.quiet
         if q is None or getattr(getattr(self, "model_", None), "sequence", False):  # sequences need every bin
             return E
         look = gf.valid & q.valid & (E > 1.0)
@@ -214,7 +220,7 @@ class Fleet:
         """Evidence averaged over the trailing ``persist_min``: a consumption fault is a run of
         unusual bins, each of which alone a burst or a quiet hour could explain."""
         E = self.evidence(gf, Xs)
-        E = self._quiet_evidence(gf, E)
+        E = self._alternative_evidence(gf, E)
         # Judged once half the window has evidence: after an unjudged weekend, Monday's first
         # bin alone does not stand for six hours.
         S = covered_mean(E, self.config.features().steps(self.config.persist_min), gf.col0)
@@ -368,7 +374,7 @@ class LearnedDetector(Detector):
     judges = ("consumption",)
     blank_input = ("p_kw", "e_kwh")
     fleet_model: ClassVar[bool] = True  # the core trains one model on the whole fleet's profiles
-    state_version = 2
+    state_version = 3  # 3: + the busiest profiled day of each type (busy_kw, busy_spread_kw)
     carry_cls = GridCarry   # a stream carries its closed grid bins (scored(df, carry=...))
 
     def channels(self) -> tuple[str, ...]:

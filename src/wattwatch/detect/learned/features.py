@@ -67,6 +67,7 @@ class FeatureConfig:
     channel: str = "p_kw"
     register_interval_s: float | None = 7200.0
     register_min_interval_s: float = 900.0
+    busy_min_hours: int = 20
 
     def binned(self, df: pd.DataFrame, bin_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The channel's mean per meter and clock-aligned bin (see :func:`grid`); for active power,
@@ -175,6 +176,7 @@ class GridFeatures:
     # The grid's own series every feature is computed from (``p``, ``pf``, ``qs``: meters x bins,
     # before any baseline mask), kept when scored with carried bins (a stream carries them on).
     series: dict | None = None
+    busy: "GridFeatures | None" = None  # the same bins against the busiest profiled day of their type
 
     def meters(self, keep: np.ndarray) -> "GridFeatures":
         """The features of the meters ``keep`` (segment codes) only (no reading map)."""
@@ -262,6 +264,7 @@ class Baseline:
         # Only where the meter has a reading (a trailing window reaches into the padding after it).
         std = np.where(np.isfinite(g["p"]), std, np.nan)
         self.spread_ = self._profile_of(std, g["t"], n_seg)
+        self.busy_, self.busy_spread_ = self._busiest_days(H, D, std, g["t"], self.first_day_)
         self.ratio_stats_ = {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a meter without the channel: all NaN
@@ -271,6 +274,41 @@ class Baseline:
                 mad = 1.4826 * np.nanmedian(np.abs(x - med[:, None]), axis=1) if x.size else np.zeros(n_seg)
                 self.ratio_stats_[key] = (med, np.maximum(np.nan_to_num(mad, nan=1.0), 0.01))
         return self
+
+    def _busiest_days(self, H: np.ndarray, D: np.ndarray, std: np.ndarray, t: np.ndarray,
+                      first_day: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per meter and day type, the hours of its busiest profiled day (meters x 3 x 24 hourly
+        means; the day of the type with the most energy among those with ``busy_min_hours`` of
+        data) and that day's own in-hour spread (median per hour of the trailing hour's standard
+        deviation). NaN where the type has no such day."""
+        n_seg, n_days = D.shape
+        busy = np.full((n_seg, 3, 24), np.nan)
+        busy_s = np.full((n_seg, 3, 24), np.nan)
+        if not n_seg or not n_days:
+            return busy, busy_s
+        hours = np.isfinite(H).sum(axis=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            energy = np.nanmean(H, axis=2)  # mean kW of the day's hours with data
+        # In-hour spread per (meter, day, hour) of the fitting period.
+        ok = np.isfinite(std)
+        seg = np.broadcast_to(np.arange(n_seg)[:, None], std.shape)[ok]
+        day = np.floor(t[ok] / DAY_S).astype(np.int64) - first_day[seg]
+        inside = (day >= 0) & (day < n_days)
+        key = (seg[inside] * n_days + day[inside]) * 24 + ((t[ok][inside] % DAY_S) // 3600).astype(np.int64)
+        S = np.full(n_seg * n_days * 24, np.nan)
+        if len(key):
+            med = pd.Series(std[ok][inside]).groupby(key).median()
+            S[med.index.to_numpy()] = med.to_numpy()
+        S = S.reshape(n_seg, n_days, 24)
+        rows = np.arange(n_seg)
+        for k in range(3):
+            e = np.where((D == k) & (hours >= self.config.busy_min_hours) & np.isfinite(energy), energy, -np.inf)
+            d = np.argmax(e, axis=1)
+            has = np.isfinite(e[rows, d])
+            busy[has, k] = H[rows[has], d[has]]
+            busy_s[has, k] = S[rows[has], d[has]]
+        return busy, busy_s
 
     # ------------------------------------------------------------------------------ state
 
@@ -284,6 +322,7 @@ class Baseline:
             out[str(m)] = {"profile_kw": self.profile_[j].tolist(), "days": self.days_[j].tolist(),
                            "spread_kw": self.spread_[j].tolist(), "scale_kw": float(self.scale_[j]),
                            "pf": [float(pf_med[j]), float(pf_mad[j])], "qs": [float(qs_med[j]), float(qs_mad[j])],
+                           "busy_kw": self.busy_[j].tolist(), "busy_spread_kw": self.busy_spread_[j].tolist(),
                            "grid_s": float(self.config.grid_s)}
         return out
 
@@ -307,6 +346,7 @@ class Baseline:
         b.profile_ = arr("profile_kw", (3, 24))
         b.days_ = np.nan_to_num(arr("days", (3,))).astype(np.int64)
         b.spread_ = arr("spread_kw", (3, 24))
+        b.busy_, b.busy_spread_ = arr("busy_kw", (3, 24)), arr("busy_spread_kw", (3, 24))
         b.scale_ = np.nan_to_num(arr("scale_kw", ()), nan=1.0)
         pf, qs = arr("pf", (2,)), arr("qs", (2,))
         b.ratio_stats_ = {"pf": (pf[:, 0], np.nan_to_num(pf[:, 1], nan=1.0)), "qs": (qs[:, 0], np.nan_to_num(qs[:, 1], nan=1.0))}
@@ -416,6 +456,7 @@ class Baseline:
                            series=None if carry is None else {k: g[k] for k in ("p", "pf", "qs")})
         if not leave_day_out:
             out.quiet = self._quiet_day(names, g, P, B, spread, prof, spread_all, rows, dtype, hour, valid)
+            out.busy = self._busy_day(names, g, P, B, prof, rows, dtype, hour, valid)
         return out
 
     def _quiet_day(self, names, g, P, B, spread, prof, spread_all, rows, dtype, hour, valid) -> "GridFeatures | None":
@@ -451,6 +492,38 @@ class Baseline:
             used |= take
         if not used.any():
             return None
+        alt_B = np.where(np.isfinite(P), alt_B, np.nan)
+        values, v = self._stack(names, g, P, alt_B, alt_s)
+        return GridFeatures(values=values, valid=v & valid, cell=np.zeros(0, np.int64), t0=g["t0"], power=P,
+                            expected=alt_B, col0=g["col0"])
+
+    def _busy_day(self, names, g, P, B, prof, rows, dtype, hour, valid) -> "GridFeatures | None":
+        """The mirror of :meth:`_quiet_day`: the same bins judged, hour by hour, against the
+        busiest profiled day of their own type (its hours and its own in-hour spread, kept in
+        the meter's state) where the bin's last hour is closer to that day's hour than to the
+        profile, in logs, and the busy day drew more there: a plant working longer or harder, as
+        it did on its busiest profiled weekday, is in a state its profile showed. Beyond that
+        day's level a bin still counts by how far it exceeds it (a load added on top of a busy
+        day). None when no bin is nearer a busier day."""
+        busy = getattr(self, "busy_", None)
+        if busy is None:
+            return None
+        Bb = self._lookup(names, busy, np.nan)[rows, dtype, hour]
+        Sb = self._lookup(names, self.busy_spread_, np.nan)[rows, dtype, hour]
+        energy = np.nansum(prof, axis=2)[rows, dtype]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a type without a busy day: all NaN
+            busy_energy = np.nanmean(self._lookup(names, busy, np.nan), axis=2)[rows, dtype] * 24
+        eps = self.config.eps_rel * self._lookup(names, self.scale_, 1.0)[:, None]
+        P60 = np.maximum(_rolling_mean(P, g["k60"], col0=g["col0"]), 0) + eps
+        with np.errstate(invalid="ignore", divide="ignore"):
+            near = (np.abs(np.log(P60 / (np.maximum(Bb, 0) + eps)))
+                    < np.abs(np.log(P60 / (np.maximum(B, 0) + eps))))
+        take = (np.isfinite(B) & np.isfinite(Bb) & np.isfinite(Sb) & (busy_energy > energy) & (Bb > B) & near)
+        if not take.any():
+            return None
+        alt_B = np.where(take, Bb, B)
+        alt_s = np.where(take, Sb, self._lookup(names, self.spread_, np.nan)[rows, dtype, hour])
         alt_B = np.where(np.isfinite(P), alt_B, np.nan)
         values, v = self._stack(names, g, P, alt_B, alt_s)
         return GridFeatures(values=values, valid=v & valid, cell=np.zeros(0, np.int64), t0=g["t0"], power=P,
