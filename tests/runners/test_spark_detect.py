@@ -321,3 +321,28 @@ def test_detect_on_spark_fits_in_the_judging_tasks_and_keeps_the_state(spark, fl
     f_local = api.detect(sim["frame"], detectors=rules)
     f_spark = api.detect(sim["frame"], detectors=rules, engine="spark")
     assert [a.to_json() for a in f_local.alerts] == [a.to_json() for a in f_spark.alerts] and f_local.alerts
+
+
+def test_a_python_worker_freezes_its_imported_heap_once(monkeypatch):
+    """A Spark Python worker moves what it holds after its first job's payload (the imported modules)
+    out of the cyclic collector's way once (``gc.freeze``), so that the full collections pyspark's
+    reused worker runs after every task do not scan them again; a later job's payload is unpickled
+    as before and freezes nothing more."""
+    import gc
+    import types
+
+    from pyspark import cloudpickle
+
+    monkeypatch.setattr(sparkrun, "_FROZEN", [False])
+    monkeypatch.setattr(sparkrun, "_PAYLOADS", {})
+    gc.unfreeze()
+    try:
+        first = sparkrun._payload(types.SimpleNamespace(value=cloudpickle.dumps({"detectors": ["a"]})), "job-1")
+        assert first == {"detectors": ["a"]} and sparkrun._FROZEN == [True]
+        frozen = gc.get_freeze_count()
+        assert frozen > 1000  # the modules this process imported
+        second = sparkrun._payload(types.SimpleNamespace(value=cloudpickle.dumps({"detectors": ["b"]})), "job-2")
+        assert second == {"detectors": ["b"]} and list(sparkrun._PAYLOADS) == ["job-2"]
+        assert gc.get_freeze_count() == frozen  # once per worker
+    finally:
+        gc.unfreeze()  # this test process keeps collecting as before
