@@ -90,8 +90,8 @@ class StreamConfig:
         out = cls(**{k: type(getattr(cls, k))(v) for k, v in d.items()})
         if out.hold_s < 0 or out.checkpoint_s < 0 or out.max_pending < 1 or out.slow_every_s < 0 \
                 or out.fast_reach_s < 0:
-            raise ValueError("[stream]: hold_s, checkpoint_s, slow_every_s and fast_reach_s must be >= 0, "
-                             "max_pending >= 1")
+            raise ValueError("[stream]: hold_s and checkpoint_s must be >= 0, max_pending >= 1, "
+                             "slow_every_s and fast_reach_s >= 0")
         return out
 
 
