@@ -13,7 +13,13 @@ One step of :class:`StreamEngine`:
    its newest, so that a late copy merges before its reading is judged) are fed to a
    :class:`~wattwatch.detect.stitch.Stitcher`: the core on the new readings plus the carried
    tail, so every reading gets the score, and every alert the id and span, that ``detect`` on the
-   whole history gives.
+   whole history gives. **Tiered** (``slow_every_s > 0``, the default): the detectors whose
+   effective reach back and ahead is short (``fast_reach_s``; :func:`fast_tier`) judge every step
+   with their own stitcher and short tail; a second stitcher with every detector judges what
+   queued for it when the fleet's newest judged reading enters a new ``slow_every_s`` period of
+   data time (after the fast tier's alerts are written), on a flush, at a restart and before a
+   re-judging. It is the one checkpointed and rewound; the fast tier adopts its carry
+   (:meth:`StreamEngine._adopt`). Of its alerts only the slow detectors' are taken.
 4. **Alerts.** New and grown alerts are upserted into the store's alerts table (stable ids; an
    acknowledged alert keeps its status); an alert that can no longer grow is reported ended.
 5. **Checkpoint** (every ``checkpoint_s`` and on stop): the stitcher's carry (its tail of readings
