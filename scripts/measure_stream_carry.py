@@ -3,7 +3,9 @@
 ``--profile-days``, streamed a day per step through a StreamEngine up to its last day, then that
 day's last ``--timed-steps`` minutes one reading per meter per step (timed, CPU). Prints the
 carry per meter (the checkpointed tail of readings and closed hours as Parquet, the in-memory
-known scores), the tail's readings per meter, and CPU per step (p50 / p99) as JSON.
+known scores), the tail's readings per meter, and CPU per step (p50 / p99; with the tiered engine
+also apart for steps where only the fast tier judged and those where the slow tier did too) as
+JSON; the alerts' digest is taken after a flush (every pending reading judged).
 
     python scripts/measure_stream_carry.py --meters 10 --days 60 [--profile-days 7] [--timed-steps 20]
 
@@ -64,13 +66,14 @@ def main() -> None:
         steps += 1
         lo = hi
     stream_s, stream_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    cpu = []
+    cpu, slow = [], []
     rest = live[live["ts"] >= t_end].reset_index(drop=True)
     for k in range(0, len(rest), a.meters):
         c0 = time.process_time()
         eng.add(rest.iloc[k:k + a.meters])
-        eng.step()
+        rep = eng.step()
         cpu.append(time.process_time() - c0)
+        slow.append(bool(getattr(rep, "slow", False)))   # the tiered engine's slow tier judged in it
     st = eng.carry_bytes()
     tail = eng.stitcher.tail
     rows = tail.groupby("meter_id", observed=True).size() if tail is not None else pd.Series(dtype=int)
@@ -80,6 +83,10 @@ def main() -> None:
            "timed_step_cpu_ms": {"p50": round(1e3 * float(np.median(cpu)), 1),
                                  "p99": round(1e3 * float(np.percentile(cpu, 99)), 1), "steps": len(cpu),
                                  "readings_per_step": a.meters},
+           # Tiered engine: steps where only the fast tier judged, and those where the slow tier did too.
+           "timed_fast_steps_cpu_ms": _pct([c for c, sl in zip(cpu, slow) if not sl]),
+           "timed_slow_steps_cpu_ms": _pct([c for c, sl in zip(cpu, slow) if sl]),
+           "fast_tail_readings_per_meter": round(st.get("fast_tail_rows", 0) / a.meters, 1),
            "per_meter_bytes": {"learned_state": round(st["state_bytes_per_meter"]),
                                "tail": round(st["tail_bytes_per_meter"]),
                                "closed_hours": round(st.get("hours_bytes_per_meter", 0)),
@@ -87,10 +94,18 @@ def main() -> None:
            "tail_readings_per_meter": {"max": int(rows.max()) if len(rows) else 0,
                                        "median": float(rows.median()) if len(rows) else 0.0},
            "alerts_new": int(eng.counters["alerts_new"])}
+    eng.flush()   # caught up (the tiered engine's slow tier judges what queued): alerts comparable
     rows = store.con.execute('SELECT id, start, "end", score, message FROM alerts ORDER BY id').fetchall()
     out["alerts_digest"] = hashlib.sha256(repr(rows).encode()).hexdigest()[:16]   # the same alerts before/after
     store.close()
     print(json.dumps(out, indent=1))
+
+
+def _pct(x: list[float]) -> dict:
+    if not x:
+        return {"steps": 0}
+    return {"p50": round(1e3 * float(np.median(x)), 1), "p99": round(1e3 * float(np.percentile(x, 99)), 1),
+            "steps": len(x)}
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ GOOD_MQTT = '[[sources]]\ntype = "mqtt"\nname = "m"\ntopics = ["a/#"]\nmeter = "
     (GOOD_MQTT + GOOD_MQTT, "two sources are named 'm'"),
     (GOOD_MQTT + '[stream]\nhold = 3\n', "[stream]: unknown parameter(s) ['hold']"),
     (GOOD_MQTT + '[stream]\nhold_s = -1\n', "hold_s and checkpoint_s must be >= 0"),
+    (GOOD_MQTT + '[stream]\nslow_every_s = -60\n', "slow_every_s and fast_reach_s >= 0"),
     (GOOD_MQTT + '[store]\npath = 3\n', "[store] must be a table"),
     (GOOD_MQTT + '[no_such_rule]\nx = 1\n', "unknown detector section [no_such_rule]"),
     (GOOD_MQTT + '[engine]\nprofile_days = "x"\n', "profile_days"),

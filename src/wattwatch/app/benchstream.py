@@ -38,7 +38,8 @@ FEATURES = ("p_kw", "q_kvar", "v_l1_v", "i_l1_a", "i_n_a", "pf", "temp_c", "e_kw
 
 def stream_benchmark(meters: int = 200, cadence_s: float = 60.0, stream_hours: float = 6.0, profile_days: float = 1.0,
                      rate: float = 20_000.0, tick_s: float = 0.25, seed: int = 7, river_readings: int = 50_000,
-                     workdir: Path | None = None, detectors: list[str] | None = None, log=print) -> dict:
+                     workdir: Path | None = None, detectors: list[str] | None = None, log=print,
+                     slow_every_s: float | None = None) -> dict:
     from wattwatch import api
     from wattwatch.runners.stream import StreamConfig, StreamEngine
     from wattwatch.sim import SimConfig, simulate
@@ -67,7 +68,10 @@ def stream_benchmark(meters: int = 200, cadence_s: float = 60.0, stream_hours: f
     fitted = api.fit(db, days=profile_days, config=cfg)
     fit_s = time.perf_counter() - t0
     store = Store(db)
-    engine = StreamEngine(store, api.build_detectors(None, cfg), api._engine(cfg), StreamConfig(checkpoint_s=5.0))
+    scfg = StreamConfig(checkpoint_s=5.0)
+    if slow_every_s is not None:
+        scfg.slow_every_s = float(slow_every_s)
+    engine = StreamEngine(store, api.build_detectors(None, cfg), api._engine(cfg), scfg)
     names = [d.name for d in engine.dets]
     # The profiling day is in the store: judged first, as a backfill (not timed as streaming).
     t0 = time.perf_counter()
@@ -78,12 +82,21 @@ def stream_benchmark(meters: int = 200, cadence_s: float = 60.0, stream_hours: f
     n = len(live)
     arrival_rel = np.arange(n) / rate
     reading_lat = np.full(n, np.nan)
+    # Tiered engine: per reading, from its arrival to the commit of the fast tier's step that
+    # judged it and to that of the slow tier's (which judges it at its next tick).
+    fast_lat = np.full(n, np.nan)
+    slow_lat = np.full(n, np.nan)
+    slow_from = 0
     alert_lat: list[float] = []
+    alert_lat_tier: dict[str, list[float]] = {"fast": [], "slow": []}
     steps = 0
     step_cpu: list[float] = []
     step_n: list[int] = []
+    step_slow: list[bool] = []
+    slow_cpu: list[float] = []
     i = 0
     cpu0, wall0 = time.process_time(), time.perf_counter()
+    mono0 = time.monotonic()
     while i < n:
         now = time.perf_counter() - wall0
         j = int(np.searchsorted(arrival_rel, now, side="right"))
@@ -97,11 +110,24 @@ def stream_benchmark(meters: int = 200, cadence_s: float = 60.0, stream_hours: f
         step_n.append(j - i)
         done = time.perf_counter() - wall0
         reading_lat[i:j] = done - arrival_rel[i:j]
+        step_slow.append(bool(rep.slow))
+        if rep.slow:
+            slow_cpu.append(rep.slow_cpu_s)
+        w = {k: v - mono0 for k, v in rep.written.items()}
+        if "fast" in w or "all" in w:
+            fast_lat[i:j] = w.get("fast", w.get("all")) - arrival_rel[i:j]
+        if "slow" in w or "all" in w:
+            slow_lat[slow_from:j] = w.get("slow", w.get("all")) - arrival_rel[slow_from:j]
+            slow_from = j
         for a in rep.alerts:
             if a.id in rep.new:
                 k = key.get_indexer([(a.meter_id, pd.Timestamp(a.end).tz_convert("UTC"))])[0]
                 if k >= 0:
-                    alert_lat.append(done - arrival_rel[k])
+                    tier = rep.tier_of.get(a.id)
+                    at = w.get(tier, done) if tier else done
+                    alert_lat.append(at - arrival_rel[k])
+                    if tier in ("fast", "slow"):
+                        alert_lat_tier[tier].append(at - arrival_rel[k])
         steps += 1
         i = j
         spare = tick_s - (time.perf_counter() - wall0 - now)
@@ -124,11 +150,27 @@ def stream_benchmark(meters: int = 200, cadence_s: float = 60.0, stream_hours: f
         "tick_s": tick_s,
         "step_cpu_ms": {"p50": _ms(step_cpu, 50), "p99": _ms(step_cpu, 99),
                         "readings_p50": float(np.median(step_n)) if step_n else None},
+        "tiers": {"slow_every_s": engine.scfg.slow_every_s, "fast_reach_s": engine.scfg.fast_reach_s,
+                  "fast": sorted(engine.fast_names) if engine.tiered else [],
+                  "slow": [d for d in names if not engine.tiered or d not in engine.fast_names],
+                  "fast_steps": int(len(step_slow) - sum(step_slow)), "slow_steps": int(sum(step_slow)),
+                  "fast_step_cpu_ms": {"p50": _ms([c for c, sl in zip(step_cpu, step_slow) if not sl], 50),
+                                       "p99": _ms([c for c, sl in zip(step_cpu, step_slow) if not sl], 99)},
+                  "slow_step_cpu_ms": {"p50": _ms([c for c, sl in zip(step_cpu, step_slow) if sl], 50),
+                                       "p99": _ms([c for c, sl in zip(step_cpu, step_slow) if sl], 99)},
+                  "slow_part_cpu_ms": {"p50": _ms(slow_cpu, 50), "p99": _ms(slow_cpu, 99)},
+                  "fast_reading_latency_ms": {"p50": _ms(fast_lat, 50), "p99": _ms(fast_lat, 99)},
+                  "slow_reading_latency_ms": {"p50": _ms(slow_lat, 50), "p99": _ms(slow_lat, 99)},
+                  "fast_alert_latency_ms": {"p50": _ms(alert_lat_tier["fast"], 50),
+                                            "p99": _ms(alert_lat_tier["fast"], 99), "n": len(alert_lat_tier["fast"])},
+                  "slow_alert_latency_ms": {"p50": _ms(alert_lat_tier["slow"], 50),
+                                            "p99": _ms(alert_lat_tier["slow"], 99), "n": len(alert_lat_tier["slow"])}},
         "alerts_new": int(engine.counters["alerts_new"]),
         "alert_latency_ms": {"p50": _ms(alert_lat, 50), "p99": _ms(alert_lat, 99), "n": len(alert_lat)},
         "state_bytes_per_meter": round(state["state_bytes_per_meter"]),
         "carry_bytes_per_meter": round(state["tail_bytes_per_meter"]),
         "carry_rows_per_meter": round(state["tail_rows"] / max(state["meters"], 1), 1),
+        "fast_tail_rows_per_meter": round(state["fast_tail_rows"] / max(state["meters"], 1), 1),
         "hours_carry_bytes_per_meter": round(state["hours_bytes_per_meter"]),   # closed hours (baseline_macd)
         "known_scores_bytes_per_meter": round(state["known_bytes_per_meter"]),   # in memory, not checkpointed
     }

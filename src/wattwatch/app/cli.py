@@ -1532,6 +1532,8 @@ def bench_stream(
                                             "default set)."),
     tick_s: float = typer.Option(0.25, "--tick-s", help="Least seconds between two steps (a reading waits up to "
                                  "this long before its step starts)."),
+    slow_every_s: Optional[float] = typer.Option(None, "--slow-every-s", help="The slow tier's clock in seconds of "
+                                                 "data time ([stream] slow_every_s; 0: every detector every step)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Readings/s (per core) through the stream engine with the full default rule set at an offered
@@ -1544,7 +1546,7 @@ def bench_stream(
     with _errors():
         r = stream_benchmark(meters=meters, cadence_s=cadence_s, stream_hours=hours, rate=rate, seed=seed,
                              river_readings=river_readings, workdir=workdir, detectors=_names(detectors), log=_log,
-                             tick_s=tick_s)
+                             tick_s=tick_s, slow_every_s=slow_every_s)
     if as_json:
         print(_json(r))
         return
@@ -1558,6 +1560,15 @@ def bench_stream(
                                         f"({r['alert_latency_ms']['n']} alerts)"),
             ("step CPU p50 / p99", f"{r['step_cpu_ms']['p50']} / {r['step_cpu_ms']['p99']} ms "
                                    f"({r['step_cpu_ms']['readings_p50']:g} readings per step, median)"),
+            ("fast tier / slow tier", f"{', '.join(r['tiers']['fast']) or '-'} / {', '.join(r['tiers']['slow'])}"),
+            ("fast steps: CPU p50 / p99", f"{r['tiers']['fast_step_cpu_ms']['p50']} / "
+                                          f"{r['tiers']['fast_step_cpu_ms']['p99']} ms ({r['tiers']['fast_steps']} steps)"),
+            ("slow steps: CPU p50 / p99", f"{r['tiers']['slow_step_cpu_ms']['p50']} / "
+                                          f"{r['tiers']['slow_step_cpu_ms']['p99']} ms ({r['tiers']['slow_steps']} steps)"),
+            ("reading latency fast / slow tier p99", f"{r['tiers']['fast_reading_latency_ms']['p99']} / "
+                                                     f"{r['tiers']['slow_reading_latency_ms']['p99']} ms"),
+            ("alert latency fast / slow tier p99", f"{r['tiers']['fast_alert_latency_ms']['p99']} / "
+                                                   f"{r['tiers']['slow_alert_latency_ms']['p99']} ms"),
             ("learned state per meter", f"{r['state_bytes_per_meter']:,} B"),
             ("carried tail per meter", f"{r['carry_bytes_per_meter']:,} B ({r['carry_rows_per_meter']} readings)"),
             ("carried closed hours per meter", f"{r.get('hours_carry_bytes_per_meter', 0):,} B"),

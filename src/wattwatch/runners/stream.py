@@ -13,7 +13,13 @@ One step of :class:`StreamEngine`:
    its newest, so that a late copy merges before its reading is judged) are fed to a
    :class:`~wattwatch.detect.stitch.Stitcher`: the core on the new readings plus the carried
    tail, so every reading gets the score, and every alert the id and span, that ``detect`` on the
-   whole history gives.
+   whole history gives. **Tiered** (``slow_every_s > 0``, the default): the detectors whose
+   effective reach back and ahead is short (``fast_reach_s``; :func:`fast_tier`) judge every step
+   with their own stitcher and short tail; a second stitcher with every detector judges what
+   queued for it when the fleet's newest judged reading enters a new ``slow_every_s`` period of
+   data time (after the fast tier's alerts are written), on a flush, at a restart and before a
+   re-judging. It is the one checkpointed and rewound; the fast tier adopts its carry
+   (:meth:`StreamEngine._adopt`). Of its alerts only the slow detectors' are taken.
 4. **Alerts.** New and grown alerts are upserted into the store's alerts table (stable ids; an
    acknowledged alert keeps its status); an alert that can no longer grow is reported ended.
 5. **Checkpoint** (every ``checkpoint_s`` and on stop): the stitcher's carry (its tail of readings
@@ -72,6 +78,14 @@ class StreamConfig:
     hold_s: float = 0.0
     checkpoint_s: float = 5.0
     max_pending: int = 64
+    # The tiered step (see the module): detectors whose effective reach back and ahead
+    # (core.reaches: their own plus their blockers' reach and alert horizons, readings counted at
+    # the meter's cadence) is at most ``fast_reach_s`` on every meter judge every step; the
+    # others, every time the newest judged reading of the fleet enters a new period of
+    # ``slow_every_s`` seconds of data time (and on flush, restart, late readings, resets).
+    # ``slow_every_s = 0``: every detector every step (one tier).
+    slow_every_s: float = 3600.0
+    fast_reach_s: float = 43200.0
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "StreamConfig":
@@ -80,8 +94,10 @@ class StreamConfig:
         if unknown:
             raise ValueError(f"[stream]: unknown parameter(s) {sorted(unknown)}")
         out = cls(**{k: type(getattr(cls, k))(v) for k, v in d.items()})
-        if out.hold_s < 0 or out.checkpoint_s < 0 or out.max_pending < 1:
-            raise ValueError("[stream]: hold_s and checkpoint_s must be >= 0, max_pending >= 1")
+        if out.hold_s < 0 or out.checkpoint_s < 0 or out.max_pending < 1 or out.slow_every_s < 0 \
+                or out.fast_reach_s < 0:
+            raise ValueError("[stream]: hold_s and checkpoint_s must be >= 0, max_pending >= 1, "
+                             "slow_every_s and fast_reach_s >= 0")
         return out
 
 
@@ -97,6 +113,13 @@ class StepReport:
     ended: list[str] = field(default_factory=list)      # ids that can no longer grow
     notices: list[str] = field(default_factory=list)
     written_at: float = 0.0            # monotonic time the alerts were committed
+    # The tiers that judged in this step ("fast", "slow", or "all": every detector, one tier or a
+    # resync) and when each committed its alerts (monotonic).
+    written: dict[str, float] = field(default_factory=dict)
+    # Of the alerts, per id the tier that wrote it.
+    tier_of: dict[str, str] = field(default_factory=dict)
+    slow: bool = False                 # the slow tier (every detector) judged in this step
+    slow_cpu_s: float = 0.0            # CPU seconds of that
 
 
 def _parquet(df: pd.DataFrame | None) -> bytes | None:
@@ -150,6 +173,20 @@ class StreamEngine:
         self.exact: dict[str, int] = {}
         self._norms: dict = {}                    # the live ingest's normalisers (pipeline.ingest_live)
         self.stitcher = Stitcher(self.dets, keep_scores=False)
+        # The tiered step: ``stitcher`` judges with every detector (the slow tier's clock; what
+        # is checkpointed and what re-judging rewinds), ``fast`` with the fast tier only, every
+        # step. ``slow_fed``: per meter the last reading the full stitcher judged; ``pending``:
+        # the pieces judged by the fast tier only since.
+        self.tiered = self.scfg.slow_every_s > 0
+        self.fast: Stitcher | None = None
+        self.fast_names: frozenset[str] = frozenset()
+        self.pending: list[pd.DataFrame] = []
+        self.slow_fed: dict[str, int] = {}
+        self._slow_mark: float | None = None      # the slow clock's period it last ran in
+        self._resync = True                       # the fast tier adopts its carry before judging
+        self._tiers_for = 0                       # profiled meters the tiers were split for
+        self._open_tier: dict[str, set[str]] = {"fast": set(), "slow": set()}
+        self._det_of: dict[str, str] = {}         # alert id -> detector
         self.profiled: set[str] = {m for m in known if any(m in getattr(d, "state_", {}) for d in self.dets)}
         self.resumed = self._load_checkpoint()
         self.dirty: set[str] = set(self.profiled)  # judge what the store holds beyond the checkpoint
@@ -180,6 +217,7 @@ class StreamEngine:
             st.stale = set(t["meter_id"].unique())  # their open alerts are known once judged again
         st.load_hour_carry(None if hours is None else pq.read_table(io.BytesIO(hours)).to_pandas())
         self.fed = {k: int(v) for k, v in m["fed"].items()}
+        self.slow_fed = dict(self.fed)
         self.profiled |= set(m["profiled"])
         self.open_ids = set(m["open"])
         self.sources = m["sources"]
@@ -193,7 +231,7 @@ class StreamEngine:
             self.sources.update(sources)
         st = self.stitcher
         meta = {"origin": st.origin, "n_before": st.n_before, "since": st.since, "emitted": st.emitted,
-                "said": sorted(st._said), "fed": self.fed, "profiled": sorted(self.profiled),
+                "said": sorted(st._said), "fed": self.slow_fed if self.tiered else self.fed, "profiled": sorted(self.profiled),
                 "open": sorted(self.open_ids), "sources": self.sources,
                 "counters": {k: int(v) for k, v in self.counters.items()},
                 "rewinds": {k: list(v) for k, v in getattr(self, "rewinds", {}).items()}}
@@ -220,7 +258,9 @@ class StreamEngine:
                 "hours_bytes_per_meter": hours / meters,
                 "known_bytes_per_meter": known / meters,
                 "state_bytes_per_meter": learned / meters,
-                "tail_rows": 0 if st.tail is None else len(st.tail)}
+                "tail_rows": 0 if st.tail is None else len(st.tail),
+                # The fast tier's own tail (in memory; rebuilt from the checkpointed carry on restart).
+                "fast_tail_rows": 0 if self.fast is None or self.fast.tail is None else len(self.fast.tail)}
 
     # ------------------------------------------------------------------------------ steps
 
@@ -328,11 +368,23 @@ class StreamEngine:
 
     def step(self, final: bool = False) -> StepReport:
         """Profile meters whose first days are stored, judge every new stored reading, upsert the
-        alerts. ``final``: no readings will follow (every pending reading becomes final)."""
+        alerts. ``final``: no readings will follow (every pending reading becomes final).
+
+        Tiered (``slow_every_s > 0``): the fast tier judges the new readings every step; the
+        full stitcher (every detector) judges what queued for it when the slow clock ticks, on
+        ``final``, and before a rewind or a resync (see :meth:`_slow`)."""
         rep = StepReport()
         self._profile_ready(final, rep)
         rejudge.relearn_ready(self, final, rep)
-        rejudge.run(self, rep)
+        if self.tiered:
+            self._split_tiers(rep)
+            if self.rewinds:
+                self._slow(rep, final=False)   # the full stitcher caught up, then rewound
+                before = set(self.rewinds)
+                rejudge.run(self, rep)
+                self._adopt(before - set(self.rewinds))
+        else:
+            rejudge.run(self, rep)
         todo = sorted(m for m in self.dirty if m in self.profiled)
         hold = int(round(self.scfg.hold_s * 1e6))
         rows = []
@@ -351,17 +403,149 @@ class StreamEngine:
                     self.fed[m] = int(v)
         self._prune_handed()
         self.dirty = {m for m in self.dirty if m not in self.profiled or self.fed.get(m, NEG) < self.last.get(m, NEG)}
-        if piece is not None and len(piece):
+        have = piece is not None and len(piece)
+        if have:
             rep.judged = len(piece)
-            res = self.stitcher.feed(piece, final=final)
-        elif final:
-            res = self.stitcher.flush()
+        if self.tiered:
+            if have:
+                self.pending.append(piece)
+            if self._resync:
+                # Every detector judges what queued (this piece too), the fast tier adopts the
+                # carry: a fresh engine, a restart, a change of tiers.
+                self._slow(rep, final, tier="all")
+                self._adopt(None)
+                self._resync = False
+            else:
+                # The fast tier first (its alerts are written before the slow tier runs), then
+                # the slow tier when its clock ticks.
+                if have and self.fast_names:
+                    self._take(self.fast.feed(piece, final=final), rep, "fast")
+                elif final and self.fast_names:
+                    self._take(self.fast.flush(), rep, "fast")
+                if final or self._slow_due():
+                    self._slow(rep, final)
         else:
-            res = None
-        if res is not None:
-            self._take(res, rep)
+            if have:
+                res = self.stitcher.feed(piece, final=final)
+            elif final:
+                res = self.stitcher.flush()
+            else:
+                res = None
+            if res is not None:
+                self._take(res, rep)
         self.counters["judged"] += rep.judged
         return rep
+
+    # ------------------------------------------------------------------------------ tiers
+
+    def _split_tiers(self, rep: StepReport) -> None:
+        """Which detectors form the fast tier, from their effective reach ahead on the profiled
+        meters (recomputed as meters are profiled; a change resyncs the fast tier). A detector's
+        effective reach includes every blocker's, so the fast tier holds the blockers of each of
+        its detectors: it never needs a slow detector's findings."""
+        if len(self.profiled) == self._tiers_for and self.fast is not None:
+            return
+        self._tiers_for = len(self.profiled)
+        fast = fast_tier(self.dets, sorted(self.profiled), self.scfg.fast_reach_s)
+        if self.fast is None or fast != self.fast_names:
+            if self.fast is not None:
+                self.counters["tier_changes"] += 1
+            self.fast_names = fast
+            self.fast = Stitcher([d for d in self.dets if d.name in fast], keep_scores=False)
+            self._resync = True
+
+    def _slow_due(self) -> bool:
+        """The slow clock: the newest judged reading of the fleet entered a new period of
+        ``slow_every_s`` seconds of data time since the slow tier last ran."""
+        if not self.pending:
+            return False
+        newest = max(self.fed.values(), default=NEG) / 1e6
+        return self._slow_mark is None or np.floor(newest / self.scfg.slow_every_s) > self._slow_mark
+
+    def _slow(self, rep: StepReport, final: bool, tier: str = "slow") -> None:
+        """Feed the full stitcher what queued for it (every detector); take the slow tier's alerts
+        (``tier="all"``: every detector's, the fast tier then adopts the carry)."""
+        c0 = time.process_time()
+        piece = None
+        if self.pending:
+            piece = pd.concat(self.pending, ignore_index=True) if len(self.pending) > 1 else self.pending[0]
+            self.pending = []
+        if piece is not None and len(piece):
+            res = self.stitcher.feed(piece, final=final)
+        elif final or tier == "all":
+            res = self.stitcher.flush() if final else self.stitcher.feed(piece if piece is not None else _empty())
+        else:
+            res = None
+        self.slow_fed = dict(self.fed)
+        newest = max(self.fed.values(), default=NEG) / 1e6
+        self._slow_mark = float(np.floor(newest / self.scfg.slow_every_s))
+        self.counters["slow_steps"] += 1
+        if res is not None:
+            self._take(res, rep, tier)
+        rep.slow = True
+        rep.slow_cpu_s += time.process_time() - c0
+
+    def _adopt(self, meters: set[str] | None) -> None:
+        """The fast tier takes the full stitcher's carry of ``meters`` (None: every meter): the
+        fast detectors' clean points and final points, the tail (readings, known scores of the
+        fast detectors) and where it starts. The full stitcher has judged every reading the
+        fast tier has, with the same detectors among others, so this is the carry the fast tier
+        would have; its meters are judged once more at its next piece (their open alerts)."""
+        full, fast = self.stitcher, self.fast
+        if fast is None or (meters is not None and not meters):
+            return
+        if meters is None:
+            fast = self.fast = Stitcher(list(fast.detectors), keep_scores=False)
+        ms = set(meters) if meters is not None else None
+        for d in fast.detectors:
+            for src, dst in ((full.since, fast.since), (full.emitted, fast.emitted)):
+                have = src.get(d.name, {})
+                if ms is None:
+                    dst[d.name] = dict(have)
+                    continue
+                for m in ms:
+                    if m in have:
+                        dst[d.name][m] = have[m]
+                    else:
+                        dst[d.name].pop(m, None)
+        for src, dst in ((full.origin, fast.origin), (full.n_before, fast.n_before)):
+            for m in (src if ms is None else ms):
+                if m in src:
+                    dst[m] = src[m]
+                else:
+                    dst.pop(m, None)
+        for n, per in fast.hours.items():
+            for m in (full.hours.get(n, {}) if ms is None else ms):
+                if m in full.hours.get(n, {}):
+                    per[m] = full.hours[n][m]
+                else:
+                    per.pop(m, None)
+        mine = {f"_c:{d.name}" for d in fast.detectors} | {f"_k:{d.name}" for d in fast.detectors}
+        parts = []
+        if full.tail is not None and len(full.tail):
+            t = full.tail
+            if ms is not None:
+                t = t[t["meter_id"].astype(str).isin(ms).to_numpy()]
+            t = t[[c for c in t.columns if not str(c).startswith(("_c:", "_k:")) or c in mine]]
+            parts.append(t)
+        if ms is not None and fast.tail is not None and len(fast.tail):
+            parts.append(fast.tail[~fast.tail["meter_id"].astype(str).isin(ms).to_numpy()])
+        parts = [p for p in parts if len(p)]
+        if parts:
+            tail = pd.concat([p.assign(meter_id=p["meter_id"].astype(str)) for p in parts], ignore_index=True)
+            for c in tail.columns:
+                if str(c).startswith("_k:"):
+                    v = tail[c].to_numpy()
+                    tail[c] = np.where(pd.isna(v), False, v).astype(bool)
+            tail = tail.sort_values(["meter_id", "ts"], kind="stable").reset_index(drop=True)
+            fast.tail = tail
+        else:
+            fast.tail = None
+        got = set(tail["meter_id"].unique()) if parts else set()
+        for m in (got if ms is None else ms):
+            fast.open.pop(m, None)
+        fast.stale |= got
+        self.counters["fast_adopted"] += len(got)
 
     def _upsert(self, alerts: list[Alert]) -> None:
         """Write alert versions in one transaction and remember what was written of each."""
@@ -378,24 +562,54 @@ class StreamEngine:
         for a in alerts:
             self._written[a.id] = _version(a)
 
-    def _take(self, res, rep: StepReport) -> None:
+    def _take(self, res, rep: StepReport, tier: str = "all") -> None:
+        """Write a stitcher's new and changed alerts and work out which ended. ``tier``: whose
+        alerts these are: "fast" (the fast stitcher), "slow" (the full stitcher's, of which only
+        the slow detectors' alerts are taken: the fast tier wrote the others, newer), or "all"."""
         for n in res.notices:
+            if n in rep.notices or (self.tiered and n in self.notices):
+                continue
             rep.notices.append(n)
             self.notices.append(n)
+        alerts = res.alerts
+        for a in alerts:
+            self._det_of[a.id] = a.detector
+        fast = self.fast_names
+        if tier == "slow":
+            alerts = [a for a in alerts if a.detector not in fast]
         # An open alert comes back at every step; only versions that changed are written.
-        changed = [a for a in res.alerts if self._written.get(a.id) != _version(a)]
+        changed = [a for a in alerts if self._written.get(a.id) != _version(a)]
         self._upsert(changed)
         rep.written_at = time.monotonic()
-        for a in res.alerts:
+        rep.written[tier] = rep.written_at
+        for a in changed:
+            rep.tier_of[a.id] = tier
+        new = []
+        for a in alerts:
             if a.id not in self.alerts and a.id not in self.open_ids:
-                rep.new.append(a.id)
+                new.append(a.id)
             self.alerts[a.id] = a
+        rep.new += new
         rep.alerts += changed
-        rep.ended += sorted(self.open_ids - res.open_ids)
-        self.open_ids = set(res.open_ids)
-        self.counters["alerts_new"] += len(rep.new)
-        self.counters["alerts_updated"] += len(rep.alerts) - len(rep.new)
-        self.counters["alerts_ended"] += len(rep.ended)
+        if not self.tiered:
+            now_open = set(res.open_ids)
+        else:
+            ot = self._open_tier
+            if tier == "fast":
+                ot["fast"] = set(res.open_ids)
+            else:
+                # An id whose detector is not known yet (an alert open at a checkpoint, not found
+                # again so far) counts as the slow tier's until the full stitcher says otherwise.
+                ot["slow"] = {i for i in res.open_ids if self._det_of.get(i) not in fast}
+                if tier == "all":
+                    ot["fast"] = set(res.open_ids) - ot["slow"]
+            now_open = ot["fast"] | ot["slow"]
+        ended = sorted(self.open_ids - now_open)
+        rep.ended += ended
+        self.open_ids = now_open
+        self.counters["alerts_new"] += len(new)
+        self.counters["alerts_updated"] += len(changed) - len(set(new) & {a.id for a in changed})
+        self.counters["alerts_ended"] += len(ended)
 
     def add_events(self, alerts: list[Alert]) -> tuple[list[Alert], list[str]]:
         """Store alerts that sources made themselves (a signed tamper report is an alert as it
@@ -469,6 +683,40 @@ class StreamEngine:
         self.profiled.update(ready)
         self.dirty.update(ready)
         self.counters["profiled"] += len(ready)
+
+
+def fast_tier(dets: list, meters: list[str], reach_s: float) -> frozenset[str]:
+    """Names of the detectors whose effective reach back and ahead (:func:`core.reaches`: their
+    own and their blockers' reach and alert horizons; readings counted at each meter's cadence)
+    is at most ``reach_s`` on every meter of ``meters``. Ahead: their scores become final within
+    that much data time, so judging them every step opens their alerts at once; back: what a step
+    of theirs re-reads (the fast tier's carried tail). A blocker's reach is part of the reach of
+    every detector it blocks, so the tier is closed under blocking: it never waits for a slow
+    detector's findings."""
+    if not meters:
+        return frozenset()
+    reach = core.reaches(dets, meters)
+    cad = np.array([core._cadence(dets, m) for m in meters], float)
+    cad = np.where(np.isfinite(cad) & (cad > 0), cad, 0.0)
+    out = set()
+    for d in dets:
+        r = reach[d.name]
+        ahead = np.asarray(r.ahead_s, float) + np.asarray(r.ahead_n, float) * cad
+        back = np.asarray(r.back_s, float) + np.asarray(r.back_n, float) * cad
+        both = np.maximum(ahead, back)
+        if np.all(np.isfinite(both)) and float(np.max(both, initial=0.0)) <= reach_s:
+            out.add(d.name)
+    # A detector idle on every meter has no reach whatever its blockers: it stays with them.
+    dets = core.order(dets)
+    for d in dets:   # in blocking order: a blocker is decided before what it blocks
+        kinds = set(d.judges)
+        if any(b.name not in out for b in dets if b is not d and kinds & {k for e in b.explains for k in e.kinds}):
+            out.discard(d.name)
+    return frozenset(out)
+
+
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame({"meter_id": pd.Series([], dtype="string"), "ts": pd.Series([], dtype="datetime64[us, UTC]")})
 
 
 def _version(a: Alert) -> tuple:

@@ -1,0 +1,97 @@
+"""CPU of the tiered stream step's fast and slow steps and, per detector, its scoring: a simulated
+fleet (``--meters`` at 1 minute, default set) is profiled on its first day, streamed in 5,000-reading
+steps up to its last ``--timed x --per-step`` readings, then ``--timed`` steps of ``--per-step``
+readings (200: one reading per meter) are timed (CPU): steps where only the fast tier judged and
+those where the slow tier did too, the time in ``core.run`` and in each detector's scoring per step,
+and the carried tail per meter of the full and the fast stitcher.
+
+    python scripts/profile_stream_tiers.py [--hours 3] [--per-step 200] [--timed 30]
+        [--slow-every-s 3600] [--fast-reach-s 43200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--per-step", type=int, default=200)
+    ap.add_argument("--hours", type=float, default=3.0)
+    ap.add_argument("--meters", type=int, default=200)
+    ap.add_argument("--slow-every-s", type=float, default=3600.0)
+    ap.add_argument("--fast-reach-s", type=float, default=43200.0)
+    ap.add_argument("--timed", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=7)
+    a = ap.parse_args()
+
+    from wattwatch import api
+    from wattwatch.detect import core, stitch
+    from wattwatch.runners.stream import StreamConfig, StreamEngine
+    from wattwatch.sim import SimConfig, simulate
+    from wattwatch.store import Store
+
+    sim = simulate(SimConfig(meters=a.meters, days=1 + a.hours / 24, step="60s", seed=a.seed, fault_share=0.5,
+                             profile_days=1))
+    frame = sim["frame"].drop_duplicates(["meter_id", "ts"]).sort_values(["ts", "meter_id"], kind="stable")
+    frame = frame.reset_index(drop=True)
+    split = frame["ts"].min() + pd.Timedelta(days=1)
+    prof, live = frame[frame["ts"] < split], frame[frame["ts"] >= split].reset_index(drop=True)
+    db = Path(tempfile.mkdtemp(prefix="ww-tiers-")) / "s.duckdb"
+    cfg = {"engine": {"profile_days": 1}}
+    api.ingest(prof, db)
+    api.fit(db, days=1, config=cfg)
+    eng = StreamEngine(Store(db), api.build_detectors(None, cfg), api._engine(cfg),
+                       StreamConfig(checkpoint_s=1e9, slow_every_s=a.slow_every_s, fast_reach_s=a.fast_reach_s))
+    eng.step()
+    acc: dict = collections.defaultdict(float)
+    timing = {"on": False}
+
+    def timed(label, f):
+        def w(*x, **k):
+            c0 = time.process_time()
+            try:
+                return f(*x, **k)
+            finally:
+                if timing["on"]:
+                    acc[label] += time.process_time() - c0
+        return w
+
+    for d in eng.dets:
+        d.scored = timed(d.name, d.scored)
+    stitch.core.run = timed("core.run", core.run)
+    n, per = len(live), a.per_step
+    n_warm = n - a.timed * per
+    cpu = collections.defaultdict(list)
+    i = 0
+    while i < n:
+        timing["on"] = i >= n_warm
+        j = min(n, i + (5000 if i < n_warm else per))
+        if i < n_warm:
+            j = min(j, n_warm)
+        c0 = time.process_time()
+        eng.add(live.iloc[i:j])
+        rep = eng.step()
+        if timing["on"]:
+            cpu["slow" if rep.slow else "fast"].append(time.process_time() - c0)
+        i = j
+    steps = sum(len(v) for v in cpu.values())
+    tails = {"full": eng.stitcher.tail, "fast": eng.fast.tail if eng.fast is not None else None}
+    out = {"meters": a.meters, "per_step": per, "timed_steps": steps, "fast_tier": sorted(eng.fast_names),
+           "step_cpu_ms": {k: {"steps": len(v), "p50": round(1e3 * float(np.median(v)), 1),
+                               "max": round(1e3 * float(np.max(v)), 1)} for k, v in cpu.items()},
+           "per_step_cpu_ms": {k: round(1e3 * v / max(steps, 1), 1) for k, v in sorted(acc.items(), key=lambda x: -x[1])},
+           "tail_rows_per_meter": {k: round(len(t) / a.meters, 1) if t is not None else 0 for k, t in tails.items()}}
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""The tiered stream step (issue 16): detectors whose effective reach ahead is short (the fast tier)
+judge every step; the others (days of reach ahead) judge on a slower clock of data time. Once the
+stream has caught up the alerts are exactly ``detect``'s; a fast-tier alert is written in the
+same step as when every detector judges every step (for a rule of no reach ahead: the step its
+reading arrived in), while the slow tier ran far fewer times than there were steps."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from wattwatch import api
+from wattwatch.detect import core
+from wattwatch.runners.stream import StreamConfig, StreamEngine, fast_tier
+from wattwatch.sim import SimConfig, simulate
+from wattwatch.store import Store
+
+CONFIG = {"engine": {"profile_days": 1.0}}
+CYCLE = "15min"
+PIECE = "30min"   # two poll cycles per step
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("tier-fleet")
+    simulate(SimConfig(meters=8, days=2.5, step=CYCLE, seed=20, fault_share=0.9, profile_days=1.0,
+                       outage_share=0.7), out)
+    batch = out / "batch.duckdb"
+    det = api.detect(out / "telemetry.parquet", db=batch, config=CONFIG)
+    return {"detect": det, "frame": api.read_frame(batch)}
+
+
+def _view(a) -> dict:
+    d = json.loads(a.to_json())
+    return {k: d[k] for k in ("id", "meter_id", "start", "end", "code", "detector", "severity", "score", "message",
+                              "evidence")}
+
+
+def _stream(frame: pd.DataFrame, path, slow_every_s: float):
+    """The profiling day as one piece, then one poll cycle per step; per alert id the step that
+    first wrote it, and per step the readings' (meter, time) keys."""
+    t0 = frame["ts"].min().floor("1D")
+    day = t0 + pd.Timedelta("1D")
+    pieces = [frame[frame["ts"] < day]]
+    rest = frame[frame["ts"] >= day]
+    pieces += [p for _, p in rest.groupby(rest["ts"].dt.floor(PIECE), sort=True)]
+    store = Store(path)
+    eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG),
+                       StreamConfig(checkpoint_s=1e9, slow_every_s=slow_every_s))
+    first: dict[str, int] = {}
+    first_end: dict[str, pd.Timestamp] = {}
+    keys: list[set] = []
+    slow_steps = 0
+    profiled: dict[str, int] = {}
+    for k, p in enumerate(pieces):
+        eng.add(p)
+        rep = eng.step()
+        for m in eng.profiled:
+            profiled.setdefault(m, k)
+        slow_steps += rep.slow
+        keys.append(set(zip(p["meter_id"].astype(str), pd.to_datetime(p["ts"], utc=True).dt.round("ms"))))
+        for a in rep.alerts:
+            if a.id not in first:
+                first[a.id], first_end[a.id] = k, pd.Timestamp(a.end)
+    eng.flush()
+    alerts = dict(eng.alerts)
+    n_alerts = store.con.execute("SELECT count(*) FROM alerts").fetchone()[0]
+    store.close()
+    eng.profiled_at = profiled
+    return eng, alerts, first, first_end, keys, slow_steps, len(pieces), n_alerts
+
+
+def test_tiered_stream_gives_detects_alerts_and_fast_alerts_at_once(fleet, tmp_path):
+    want = {a.id: _view(a) for a in fleet["detect"].alerts}
+    eng, got, first, first_end, keys, slow_steps, steps, n_stored = _stream(fleet["frame"], tmp_path / "t.duckdb", 3 * 3600.0)
+    fast = eng.fast_names
+    # At 15 minutes: the rules of reach ahead up to hours judge every step; the day-reach ones
+    # (through loose_ct's blanking, imbalance, neutral and sensor rules) and the consumption
+    # baselines (days, through firmware_drift's) on the slow clock.
+    assert {"supply_outage", "frozen_readings", "packet_loss", "loose_ct"} <= fast
+    assert not fast & {"baseline_macd", "learned_ensemble", "firmware_drift", "neutral_tamper", "sensor_fault"}
+    # Alerts once caught up: exactly detect's (ids, spans, scores, messages, evidence), each stored once.
+    G = {i: _view(a) for i, a in got.items()}
+    problems = [f"{i}: detect {want.get(i)} != stream {G.get(i)}" for i in sorted(set(want) | set(G))
+                if want.get(i) != G.get(i)]
+    assert not problems, "\n".join(problems[:10])
+    assert n_stored == len(want)
+    # The slow tier judged on its clock: every 3 h of data (6 steps), not every step.
+    assert steps >= 50 and 0 < slow_steps <= steps // 4, (steps, slow_steps)
+    assert eng.counters["slow_steps"] == slow_steps + 1   # + the flush
+    # Both tiers alerted live, before the end of the stream.
+    assert any(got[i].detector in fast for i in first) and any(got[i].detector not in fast for i in first)
+
+    # The same stream with every detector judging every step: the fast tier's alerts are first
+    # written in the very same steps (the slow clock does not delay them) ...
+    one, got1, first1, _, _, slow1, _, _ = _stream(fleet["frame"], tmp_path / "one.duckdb", 0.0)
+    assert not one.tiered and slow1 == 0
+    assert {i: _view(a) for i, a in got1.items()} == G
+    fast_ids = [i for i in first1 if got1[i].detector in fast]
+    assert len(fast_ids) >= 5
+    assert {i: first[i] for i in fast_ids} == {i: first1[i] for i in fast_ids}
+    # ... and an alert of a rule with no reach ahead (an outage, frozen readings) in the step that
+    # brought the reading its first version ends on; the slow tier's first versions come later.
+    # (Not those first written when their meter was profiled: they began in its profiling window.)
+    zero = [i for i in fast_ids if got[i].detector in ("supply_outage", "frozen_readings")
+            and first[i] > eng.profiled_at[got[i].meter_id]]
+    assert zero
+    ends = {i: (got[i].meter_id, first_end[i]) for i in zero}
+    assert all(ends[i] in keys[first[i]] for i in zero), ends
+    slow_ids = [i for i in first1 if got1[i].detector not in fast and i in first]
+    assert slow_ids and all(first[i] >= first1[i] for i in slow_ids)
+    assert any(first[i] > first1[i] for i in slow_ids)
+
+
+def test_the_fast_tier_is_closed_under_blocking(fleet, tmp_path):
+    """Every detector that explains what a fast-tier detector judges is in the fast tier too, at
+    1, 15 and 60 minutes (its reach is part of theirs; seasonal_profile, idle at 1 minute, has no
+    reach there but stays with its blockers); a threshold of 0 leaves rules of no reach only."""
+    for cad in ("60s", "15min", "60min"):
+        out = tmp_path / cad
+        simulate(SimConfig(meters=2, days=3, step=cad, seed=3, profile_days=3), out)
+        db = out / "s.duckdb"
+        api.ingest(out / "telemetry.parquet", db)
+        api.fit(db, days=3, config=CONFIG)
+        dets = core.order(api.build_detectors(None, CONFIG))
+        with Store(db) as s:
+            from wattwatch.detect import state
+            meters = [str(m) for m in s.catalogue()["meter_id"]]
+            state.load(s.con, dets, meters)
+        fast = fast_tier(dets, meters, StreamConfig().fast_reach_s)
+        assert {"supply_outage", "frozen_readings", "loose_ct"} <= fast
+        assert "baseline_macd" not in fast and "learned_ensemble" not in fast
+        for d in dets:
+            if d.name in fast:
+                blockers = {b.name for b in dets if b is not d and {k for e in b.explains for k in e.kinds} & set(d.judges)}
+                assert blockers <= fast, (cad, d.name, blockers - fast)
+        zero = fast_tier(dets, meters, 0.0)
+        assert "supply_outage" in zero and zero <= {"supply_outage", "harmonic_noise", "frozen_readings"}
