@@ -62,3 +62,44 @@ def test_a_bypass_or_a_load_added_on_the_plant_still_alerts():
         df.loc[_stretch(df, "2025-01-22 10:00", "2025-01-24 10:00"), "p_kw"] += df.p_kw[: 7 * 288].mean()
         found.append(bool(_alerts(df, "2025-01-21", "2025-01-25")))
     assert all(found), found
+
+
+def test_the_rest_run_is_within_the_reach_a_window_of_readings_needs():
+    """An hour is judged against the rest level only after ``rest_h`` hours at rest, so an hour's
+    score reads that run before the oldest hour its averages read: the declared reach (and with it
+    the hours a stream carries) holds it. Windows of the history starting a few hours into a stop
+    give every reading they call exact the whole history's score (recalibration off: the slow
+    average then reads the oldest hour directly; fails when lookback_s leaves out the run:
+    up to 7 of a window's exact hours differ, by thousandths)."""
+    from dataclasses import replace
+
+    from wattwatch.detect import core, registry
+    from wattwatch.detect.engine import EngineConfig, profile
+    from wattwatch.detect.frame import prepare
+
+    days = 56
+    df = plant(days=days, seed=3)
+    df = df.groupby(df.ts.dt.floor("60min")).agg(p_kw=("p_kw", "mean")).reset_index().assign(meter_id="plant")
+    df["ts"] = df["ts"].dt.tz_localize("UTC")
+    stops = []
+    for wk in (2, 3):   # Wednesday to Friday after the profiled fortnight
+        a = pd.Timestamp(START, tz="UTC") + pd.Timedelta(days=7 * wk + 2)
+        stops.append(((df.ts >= a) & (df.ts < a + pd.Timedelta(days=3))).to_numpy())
+    stop = np.logical_or.reduce(stops)
+    df.loc[stop, "p_kw"] = 1.6 * np.exp(np.random.default_rng(3).normal(0, 0.04, stop.sum()))
+    dets = registry.build_all(["baseline_macd"])
+    dets[0].config = replace(dets[0].config, recal_days=0.0, recal_min_days=0.0)
+    profile(prepare(df), dets, EngineConfig(profile_days=14, workers=1))
+    whole = core.run(df, dets).judged[0].scores
+    t = df.ts.to_numpy()
+    exact, bad = 0, []
+    for k in np.flatnonzero(stop)[::6]:
+        sub = t >= t[k] - np.timedelta64(5, "h")
+        j = core.run(df[sub], dets, origin={"plant": False}).judged[0]
+        ok = j.exact & np.isfinite(whole[sub])
+        exact += int(ok.sum())
+        diff = np.abs(j.scores[ok] - whole[sub][ok])
+        if not np.allclose(j.scores[ok], whole[sub][ok], rtol=1e-9, atol=1e-9, equal_nan=True):
+            bad.append((str(t[k]), int((diff > 1e-9).sum()), float(np.nanmax(diff))))
+    assert exact > 500, exact
+    assert not bad, bad

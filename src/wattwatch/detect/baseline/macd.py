@@ -370,7 +370,14 @@ class BaselineMACD(Detector):
         # The recalibrated limits need the fast and sustained averages and the week's energy over
         # ``recal_days`` before the hour, and each of those hours its own window.
         hours = max(w_slow, (self._recal_h() + max(w_fast, w_sus, self._week_w())) if self._recal_h() else 0)
+        # Each of those hours is judged against the rest level only when it and the ``rest_h`` - 1
+        # hours before it are at rest (:meth:`_rest`): the run reads that much further back.
+        hours += self._rest_back_h()
         return np.full(len(cadence_s), 3600.0 * hours + self._spill_s())
+
+    def _rest_back_h(self) -> int:
+        """Hours before an hour that its rest judgement (:meth:`_rest`) reads."""
+        return int(np.ceil(self.config.rest_h)) - 1 if self.config.use_rest else 0
 
     def lookahead_s(self, cadence_s):
         # An hour's mean changes until the hour is over (and the interval ending after it is in).
