@@ -609,3 +609,18 @@ def test_a_partial_earth_return_under_a_harmonic_neutral_is_found_by_its_held_de
     assert len(alerts) == 1 and covers(alerts[0], g, w, slack_min=12 * 60)
     ev = alerts[0].evidence
     assert ev["kind"] == "partial_earth_return" and ev["phases"] == 3 and ev["held_departure_share"] > 0.5
+
+
+def test_neutral_level_settings_from_a_config_file_are_checked_and_whole(commercial):
+    """``level_bins`` as a config file may give it: 4.0 is 4 levels (it failed in np.bincount),
+    0 is refused naming the key (it failed in the fit with an IndexError)."""
+    from wattwatch.detect.registry import build
+    from wattwatch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="level_bins"):
+        build("neutral_tamper", {"level_bins": 0})
+    d = build("neutral_tamper", {"level_bins": 4.0, "persist_min_n": 12.0})
+    assert d.config.level_bins == 4 and isinstance(d.config.level_bins, int)
+    assert isinstance(d.config.persist_min_n, int)
+    d.fit(commercial)
+    assert len(next(iter(d.state_.values()))["level_bias"]) == 4

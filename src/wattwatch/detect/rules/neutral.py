@@ -69,6 +69,16 @@ class NeutralTamperConfig(DetectorConfig):
     # isolated blips stay apart because a healthy light load reads as known-normal between them.
     post: PostRule = PostRule(min_duration_s=30.0, min_readings=2, merge_gap_s=3600.0, max_bridge_s=4 * 3600.0)
 
+    def __post_init__(self):
+        # The held departure indexes load levels by these counts (a config file's 4.0 is 4; 0 levels
+        # failed in the fit with an IndexError, 4.0 in np.bincount).
+        for k in ("level_bins", "level_min_n", "persist_min_n"):
+            v = getattr(self, k)
+            if isinstance(v, float) and v.is_integer():
+                object.__setattr__(self, k, int(v))
+        if self.level_bins < 1:
+            raise ValueError(f"level_bins must be >= 1, got {self.level_bins!r}")
+
 
 def single_phase_limit(i_l, cfg: NeutralTamperConfig):
     """The single-phase limit on ΔI: max(``abs_limit_a``, ``rel_limit`` × I_L) (SPEC §3)."""
