@@ -519,7 +519,17 @@ class Baseline:
         with np.errstate(invalid="ignore", divide="ignore"):
             near = (np.abs(np.log(P60 / (np.maximum(Bb, 0) + eps)))
                     < np.abs(np.log(P60 / (np.maximum(B, 0) + eps))))
-        take = (np.isfinite(B) & np.isfinite(Bb) & np.isfinite(Sb) & (busy_energy > energy) & (Bb > B) & near)
+        # A busier day explains a bin only while the meter kept its rest level wherever the busy day
+        # rested (hours within 5/3 of the meter's quietest profiled hours, their tenth percentile)
+        # over the day before it: a plant working longer is at rest outside its longer shift, a
+        # level shift (a load added, a share of the meter moved) lifts those hours too.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a meter without a profile: all NaN
+            rest = (5.0 / 3.0) * np.maximum(np.nanquantile(prof.reshape(len(prof), -1), 0.1, axis=1), 0)[rows] + eps
+        lifted = (np.maximum(Bb, 0) <= rest) & (P60 > rest)
+        kept = ~(_rolling_mean(lifted.astype(float), self.config.steps(24 * 60), col0=g["col0"]) > 0)
+        take = (np.isfinite(B) & np.isfinite(Bb) & np.isfinite(Sb) & (busy_energy > energy) & (Bb > B) & near
+                & kept)
         if not take.any():
             return None
         alt_B = np.where(take, Bb, B)
