@@ -149,6 +149,11 @@ def test_config_errors_name_the_key():
         TamperConfig.from_dict({"persistence_s": "30"})
     cfg = TamperConfig.from_dict({"persistence_s": 5, "neutral": {"abs_limit_a": 0.7}})
     assert cfg.persistence_s == 5.0 and cfg.neutral.abs_limit_a == 0.7
+    # The batch rule's held departure (a meter's learned relation) has no edge counterpart: its
+    # keys are refused, not accepted and ignored.
+    for key in ("level_bins", "persist_s"):
+        with pytest.raises(ValueError, match=rf"\[tamper\]\.neutral: \['{key}'\] tune the batch rule"):
+            TamperConfig.from_dict({"neutral": {key: 4}})
 
 
 def test_a_diversion_under_a_non_linear_load_is_still_found():

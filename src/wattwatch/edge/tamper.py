@@ -47,6 +47,9 @@ from scipy.ndimage import minimum_filter1d
 from wattwatch.detect.rules._common import INRUSH_MIN_A, INRUSH_RATIO
 from wattwatch.detect.rules.harmonic import HarmonicNoiseConfig
 from wattwatch.detect.rules.neutral import NeutralTamperConfig, single_phase_limit, tamper_kind, verdict
+
+# Keys of the batch rule the edge has no use for: its held departure from a meter's learned relation.
+BATCH_ONLY = frozenset({"level_bins", "level_min_n", "persist_s", "persist_min_n"})
 from wattwatch.edge.metrology import Cycles
 
 EPS = 1e-9  # durations add up cycle by cycle in floating point
@@ -87,7 +90,11 @@ class TamperConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"{where}: {k} must be a number >= 0, got {v!r}")
             out[k] = float(v)
-        nfields = {f.name for f in fields(NeutralTamperConfig)} - {"post", "enabled"}
+        nfields = {f.name for f in fields(NeutralTamperConfig)} - {"post", "enabled"} - BATCH_ONLY
+        held = set(nd) & BATCH_ONLY
+        if held:
+            raise ValueError(f"{where}.neutral: {sorted(held)} tune the batch rule's held departure from a meter's "
+                             f"learned neutral relation; the edge judges each cycle on its own and has none")
         bad = set(nd) - nfields
         if bad:
             raise ValueError(f"{where}.neutral: unknown key(s) {sorted(bad)}; known: {', '.join(sorted(nfields))}")
