@@ -36,23 +36,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     a = ap.parse_args()
 
-    from wattwatch import api
-    from wattwatch.runners.stream import StreamConfig, StreamEngine
-    from wattwatch.sim import SimConfig, simulate
-    from wattwatch.store import Store
+    from wattwatch.app.benchstream import profiled_engine, simulated_stream
+    from wattwatch.runners.stream import StreamConfig
 
-    sim = simulate(SimConfig(meters=a.meters, days=a.days, step="60s", seed=a.seed, fault_share=0.5,
-                             profile_days=a.profile_days))
-    frame = sim["frame"].drop_duplicates(["meter_id", "ts"]).sort_values(["ts", "meter_id"], kind="stable")
-    frame = frame.reset_index(drop=True)
-    split = frame["ts"].min() + pd.Timedelta(days=a.profile_days)
-    prof, live = frame[frame["ts"] < split], frame[frame["ts"] >= split].reset_index(drop=True)
+    prof, live = simulated_stream(a.meters, a.days, a.profile_days, 60.0, a.seed)
     db = Path(tempfile.mkdtemp(prefix="ww-carry-")) / "s.duckdb"
     cfg = {"engine": {"profile_days": a.profile_days}}
-    api.ingest(prof, db)
-    fitted = api.fit(db, days=a.profile_days, config=cfg)
-    store = Store(db)
-    eng = StreamEngine(store, api.build_detectors(None, cfg), api._engine(cfg), StreamConfig(checkpoint_s=1e9))
+    fitted, store, eng = profiled_engine(db, prof, cfg, a.profile_days, StreamConfig(checkpoint_s=1e9))
     eng.step()
     n_timed = a.timed_steps * a.meters
     day = pd.Timedelta(days=1)
@@ -77,7 +67,7 @@ def main() -> None:
     st = eng.carry_bytes()
     tail = eng.stitcher.tail
     rows = tail.groupby("meter_id", observed=True).size() if tail is not None else pd.Series(dtype=int)
-    out = {"meters": a.meters, "days": a.days, "profile_days": a.profile_days, "readings": len(frame),
+    out = {"meters": a.meters, "days": a.days, "profile_days": a.profile_days, "readings": len(prof) + len(live),
            "fit_notices": fitted.notices[:3],
            "daily_steps": steps, "daily_steps_wall_s": round(stream_s, 1), "daily_steps_cpu_s": round(stream_cpu, 1),
            "timed_step_cpu_ms": {"p50": round(1e3 * float(np.median(cpu)), 1),

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 
 def main() -> None:
@@ -31,26 +30,16 @@ def main() -> None:
                     "(as before the known scores), to measure the difference")
     a = ap.parse_args()
 
-    from wattwatch import api
     from wattwatch.detect import core
-    from wattwatch.runners.stream import StreamConfig, StreamEngine
-    from wattwatch.sim import SimConfig, simulate
-    from wattwatch.store import Store
+    from wattwatch.app.benchstream import profiled_engine, simulated_stream
+    from wattwatch.runners.stream import StreamConfig
 
-    sim = simulate(SimConfig(meters=a.meters, days=1 + a.hours / 24, step="60s", seed=a.seed, fault_share=0.5,
-                             profile_days=1))
-    frame = sim["frame"].drop_duplicates(["meter_id", "ts"]).sort_values(["ts", "meter_id"], kind="stable")
-    frame = frame.reset_index(drop=True)
-    split = frame["ts"].min() + pd.Timedelta(days=1)
-    prof, live = frame[frame["ts"] < split], frame[frame["ts"] >= split].reset_index(drop=True)
+    prof, live = simulated_stream(a.meters, 1 + a.hours / 24, 1, 60.0, a.seed)
     db = Path(tempfile.mkdtemp(prefix="ww-step-")) / "s.duckdb"
     cfg = {"engine": {"profile_days": 1}}
     if a.detectors:
         cfg["detectors"] = a.detectors.split(",")
-    api.ingest(prof, db)
-    api.fit(db, days=1, config=cfg)
-    store = Store(db)
-    eng = StreamEngine(store, api.build_detectors(None, cfg), api._engine(cfg), StreamConfig(checkpoint_s=5.0))
+    _, store, eng = profiled_engine(db, prof, cfg, 1, StreamConfig(checkpoint_s=5.0))
     if a.no_known:
         eng.stitcher.known_scores = False
     eng.step()

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 
 def main() -> None:
@@ -33,24 +32,15 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     a = ap.parse_args()
 
-    from wattwatch import api
     from wattwatch.detect import core, stitch
-    from wattwatch.runners.stream import StreamConfig, StreamEngine
-    from wattwatch.sim import SimConfig, simulate
-    from wattwatch.store import Store
+    from wattwatch.app.benchstream import profiled_engine, simulated_stream
+    from wattwatch.runners.stream import StreamConfig
 
-    sim = simulate(SimConfig(meters=a.meters, days=1 + a.hours / 24, step="60s", seed=a.seed, fault_share=0.5,
-                             profile_days=1))
-    frame = sim["frame"].drop_duplicates(["meter_id", "ts"]).sort_values(["ts", "meter_id"], kind="stable")
-    frame = frame.reset_index(drop=True)
-    split = frame["ts"].min() + pd.Timedelta(days=1)
-    prof, live = frame[frame["ts"] < split], frame[frame["ts"] >= split].reset_index(drop=True)
+    prof, live = simulated_stream(a.meters, 1 + a.hours / 24, 1, 60.0, a.seed)
     db = Path(tempfile.mkdtemp(prefix="ww-tiers-")) / "s.duckdb"
     cfg = {"engine": {"profile_days": 1}}
-    api.ingest(prof, db)
-    api.fit(db, days=1, config=cfg)
-    eng = StreamEngine(Store(db), api.build_detectors(None, cfg), api._engine(cfg),
-                       StreamConfig(checkpoint_s=1e9, slow_every_s=a.slow_every_s, fast_reach_s=a.fast_reach_s))
+    _, _, eng = profiled_engine(db, prof, cfg, 1, StreamConfig(checkpoint_s=1e9, slow_every_s=a.slow_every_s,
+                                                              fast_reach_s=a.fast_reach_s))
     eng.step()
     acc: dict = collections.defaultdict(float)
     timing = {"on": False}

@@ -67,6 +67,23 @@ def test_bench_ingest_prints_rates_and_ratios(tmp_path: Path):
         assert x["rows"] > 15000 and x["rows_per_s"] > 0 and x["ratio_to_baseline"] > 0 and x["peak_rss_mb"] > 0
 
 
+def test_bench_stream_streams_the_hours_after_the_profile_day_through_the_engine(tmp_path: Path):
+    """`bench stream` and the stream scripts share the simulated fleet's split: the first profile
+    day(s) learned, every later reading (once, in arrival order) offered to the engine."""
+    import pandas as pd
+
+    from wattwatch.app.benchstream import simulated_stream
+
+    prof, live = simulated_stream(6, 1 + 1 / 24, 1, 60.0, seed=7)
+    split = prof["ts"].min() + pd.Timedelta(days=1)
+    assert (prof["ts"] < split).all() and (live["ts"] >= split).all() and live["ts"].is_monotonic_increasing
+    assert not live.duplicated(["meter_id", "ts"]).any() and 6 * 55 <= len(live) <= 6 * 60
+    r = ww("bench", "stream", "--meters", "6", "--hours", "1", "--rate", "20000", "--workdir", str(tmp_path), "--json")
+    result = json.loads(r.stdout)
+    assert result["readings"] == len(live) and result["steps"] >= 1 and result["readings_per_cpu_s"] > 0
+    assert set(result["tiers"]) >= {"fast", "slow"} and result["river"] and result["ratio_to_river"] > 0
+
+
 def test_bench_learned_scores_the_same_rows_as_the_library(tmp_path: Path):
     r = ww("bench", "learned", "--rows", "20000", "--detectors", "isolation_forest,pca_reconstruction", "--json")
     result = json.loads(r.stdout)

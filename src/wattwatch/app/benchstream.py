@@ -36,24 +36,45 @@ import pandas as pd
 FEATURES = ("p_kw", "q_kvar", "v_l1_v", "i_l1_a", "i_n_a", "pf", "temp_c", "e_kwh")
 
 
+def simulated_stream(meters: int, days: float, profile_days: float, cadence_s: float = 60.0,
+                     seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A simulated fleet (fault share 0.5) in arrival order, each reading once: its first
+    ``profile_days`` (to profile on) and the rest (to stream), as the bench and the stream
+    scripts (scripts/measure_stream_carry.py, profile_stream_*.py) use it."""
+    from wattwatch.sim import SimConfig, simulate
+
+    sim = simulate(SimConfig(meters=meters, days=days, step=f"{int(cadence_s)}s", seed=seed, fault_share=0.5,
+                             profile_days=profile_days))
+    frame = sim["frame"]
+    frame = frame.drop_duplicates(["meter_id", "ts"]).sort_values(["ts", "meter_id"], kind="stable").reset_index(drop=True)
+    split = frame["ts"].min() + pd.Timedelta(days=profile_days)
+    return frame[frame["ts"] < split], frame[frame["ts"] >= split].reset_index(drop=True)
+
+
+def profiled_engine(db: Path, prof: pd.DataFrame, cfg: dict, profile_days: float, scfg):
+    """``prof`` ingested into the store ``db`` and fitted there on ``profile_days`` with the
+    detector config ``cfg``; returns the fit's result, the store and a StreamEngine on it."""
+    from wattwatch import api
+    from wattwatch.runners.stream import StreamEngine
+    from wattwatch.store import Store
+
+    api.ingest(prof, db)
+    fitted = api.fit(db, days=profile_days, config=cfg)
+    store = Store(db)
+    return fitted, store, StreamEngine(store, api.build_detectors(None, cfg), api._engine(cfg), scfg)
+
+
 def stream_benchmark(meters: int = 200, cadence_s: float = 60.0, stream_hours: float = 6.0, profile_days: float = 1.0,
                      rate: float = 20_000.0, tick_s: float = 0.25, seed: int = 7, river_readings: int = 50_000,
                      workdir: Path | None = None, detectors: list[str] | None = None, log=print,
                      slow_every_s: float | None = None) -> dict:
     from wattwatch import api
     from wattwatch.runners.stream import StreamConfig, StreamEngine
-    from wattwatch.sim import SimConfig, simulate
     from wattwatch.store import Store
 
     days = profile_days + stream_hours / 24.0
     log(f"simulating {meters} meters x {days:.2f} days at {cadence_s:g} s ...")
-    sim = simulate(SimConfig(meters=meters, days=days, step=f"{int(cadence_s)}s", seed=seed, fault_share=0.5,
-                             profile_days=profile_days))
-    frame = sim["frame"]
-    frame = frame.drop_duplicates(["meter_id", "ts"]).sort_values(["ts", "meter_id"], kind="stable").reset_index(drop=True)
-    t_first = frame["ts"].min()
-    split = t_first + pd.Timedelta(days=profile_days)
-    prof, live = frame[frame["ts"] < split], frame[frame["ts"] >= split].reset_index(drop=True)
+    prof, live = simulated_stream(meters, days, profile_days, cadence_s, seed)
     work = Path(workdir or tempfile.mkdtemp(prefix="ww-bench-stream-"))
     work.mkdir(parents=True, exist_ok=True)
     db = work / "stream.duckdb"
