@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from wattwatch import api
+from tests.detect.test_macd_building_floor import _alerts, _stretch
 
 START = "2025-01-06"  # a Monday
 
@@ -25,15 +25,6 @@ def plant(days: int = 21, seed: int = 0) -> pd.DataFrame:
     rest = 2.0 * np.exp(rng.normal(0, 0.04, len(ts)))
     p = np.where(work, level * (1 + 0.1 * rng.standard_normal(len(ts))), rest)
     return pd.DataFrame({"meter_id": "plant", "ts": ts, "p_kw": p})
-
-
-def _alerts(df: pd.DataFrame, lo: str, hi: str) -> list:
-    fitted = api.fit(df, detectors=["baseline_macd"], days=7)
-    return [a for a in api.detect(df, state=fitted).alerts if lo <= a.start < hi]
-
-
-def _stretch(df: pd.DataFrame, lo: str, hi: str) -> np.ndarray:
-    return ((df.ts >= lo) & (df.ts < hi)).to_numpy()
 
 
 def test_a_plant_stopped_for_days_at_its_own_rest_level_is_no_baseline_deviation():
