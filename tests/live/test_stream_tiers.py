@@ -182,12 +182,16 @@ def test_fast_steps_go_on_while_the_slow_tier_judges(fleet, tmp_path):
         seen |= {a.id for a in rep.alerts}
         assert all(a.detector in eng.fast_names for a in rep.alerts)
     assert fast_written >= 1
+    eng.scfg.checkpoint_s = 0.0   # a periodic checkpoint is due, but put off while the worker judges
+    assert not eng.due()
     gate.set()
     eng.checkpoint()              # waits for the worker: its carry and its alerts go in together
     assert eng._job is None and eng._held is not None and eng._held.slow_taken == 1
     meta = json.loads(store.con.execute("SELECT meta FROM stream_checkpoint").fetchone()[0])
     assert meta["fed"] == eng.slow_fed
     held = eng._held
+    assert eng.due()
+    eng.scfg.checkpoint_s = 1e9
     rep = eng.step()              # reports what the checkpoint took
     assert rep is held or rep.slow_taken >= 1
     for p in pieces[held_at + 4:]:
