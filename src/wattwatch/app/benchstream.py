@@ -72,7 +72,7 @@ def stream_benchmark(meters: int = 200, cadence_s: float = 60.0, stream_hours: f
                      workdir: Path | None = None, detectors: list[str] | None = None, log=print,
                      slow_every_s: float | None = None) -> dict:
     from wattwatch import api
-    from wattwatch.runners.stream import StreamConfig, StreamEngine
+    from wattwatch.runners.stream import StepReport, StreamConfig, StreamEngine
     from wattwatch.store import Store
 
     days = profile_days + stream_hours / 24.0
@@ -166,7 +166,21 @@ def stream_benchmark(meters: int = 200, cadence_s: float = 60.0, stream_hours: f
         spare = tick_s - (time.perf_counter() - wall0 - now)
         if spare > 0:
             time.sleep(spare)
-    engine.settle()
+    # The slow tier's last judgement, if the worker was still on it when the stream ended.
+    last = engine.settle(StepReport())
+    if last.slow_taken:
+        done = time.perf_counter() - wall0
+        at = last.written.get("slow", mono0 + done) - mono0
+        slow_cpu.append(last.slow_cpu_s)
+        for upto in slow_started[:last.slow_taken]:
+            slow_lat[slow_from:upto] = at - arrival_rel[slow_from:upto]
+            slow_from = upto
+        for a in last.alerts:
+            if a.id in last.new:
+                k = key.get_indexer([(a.meter_id, pd.Timestamp(a.end).tz_convert("UTC"))])[0]
+                if k >= 0:
+                    alert_lat.append(at - arrival_rel[k])
+                    alert_lat_tier["slow"].append(at - arrival_rel[k])
     wall = time.perf_counter() - wall0
     cpu = time.process_time() - cpu0
     state = engine.carry_bytes()
