@@ -3,7 +3,8 @@ fleet (``--meters`` at 1 minute, default set) is profiled on its first day, stre
 steps up to its last ``--timed x --per-step`` readings, then ``--timed`` steps of ``--per-step``
 readings (200: one reading per meter) are timed (CPU): steps where only the fast tier judged and
 those where the slow tier did too, the time in ``core.run`` and in each detector's scoring per step,
-and the carried tail per meter of the full and the fast stitcher.
+and the carried tail per meter of the full and the fast stitcher; per step also the wall time the
+caller waited and the CPU of its own thread (the slow tier judges in a worker thread).
 
     python scripts/profile_stream_tiers.py [--hours 3] [--per-step 200] [--timed 30]
         [--slow-every-s 3600] [--fast-reach-s 43200]
@@ -61,23 +62,36 @@ def main() -> None:
     n, per = len(live), a.per_step
     n_warm = n - a.timed * per
     cpu = collections.defaultdict(list)
+    wall: list[float] = []
+    own: list[float] = []
     i = 0
     while i < n:
         timing["on"] = i >= n_warm
         j = min(n, i + (5000 if i < n_warm else per))
         if i < n_warm:
             j = min(j, n_warm)
-        c0 = time.process_time()
+        c0, t0, w0 = time.process_time(), time.thread_time(), time.perf_counter()
         eng.add(live.iloc[i:j])
         rep = eng.step()
         if timing["on"]:
             cpu["slow" if rep.slow else "fast"].append(time.process_time() - c0)
+            # What the caller waited (wall) and spent in its own thread: with the slow tier in
+            # its worker (StreamConfig.slow_thread) a step that starts it does not wait for it.
+            wall.append(time.perf_counter() - w0)
+            own.append(time.thread_time() - t0)
         i = j
+    if hasattr(eng, "settle"):
+        eng.settle()
     steps = sum(len(v) for v in cpu.values())
     tails = {"full": eng.stitcher.tail, "fast": eng.fast.tail if eng.fast is not None else None}
     out = {"meters": a.meters, "per_step": per, "timed_steps": steps, "fast_tier": sorted(eng.fast_names),
            "step_cpu_ms": {k: {"steps": len(v), "p50": round(1e3 * float(np.median(v)), 1),
                                "max": round(1e3 * float(np.max(v)), 1)} for k, v in cpu.items()},
+           "step_wall_ms": {"p50": round(1e3 * float(np.median(wall)), 1),
+                            "p99": round(1e3 * float(np.percentile(wall, 99)), 1), "max": round(1e3 * max(wall), 1)},
+           "step_own_thread_cpu_ms": {"p50": round(1e3 * float(np.median(own)), 1),
+                                      "p99": round(1e3 * float(np.percentile(own, 99)), 1),
+                                      "max": round(1e3 * max(own), 1)},
            "per_step_cpu_ms": {k: round(1e3 * v / max(steps, 1), 1) for k, v in sorted(acc.items(), key=lambda x: -x[1])},
            "tail_rows_per_meter": {k: round(len(t) / a.meters, 1) if t is not None else 0 for k, t in tails.items()}}
     print(json.dumps(out, indent=1))

@@ -1247,6 +1247,7 @@ def watch(config: str | Path | dict | Site, *, stop=None, until_done: bool = Fal
     cfg = _engine(site.detector_config)
     # A dashboard page or an `alerts list` may hold the file for a moment as watch starts: wait it out.
     store = open_store(site.store, create=True, lock_wait_s=WATCH_LOCK_WAIT_S)
+    engine = None
     try:
         engine = live.StreamEngine(store, dets, cfg, site.stream)
         if engine_hook:
@@ -1287,6 +1288,8 @@ def watch(config: str | Path | dict | Site, *, stop=None, until_done: bool = Fal
                      [s.view() for s in site.sources], engine.resumed, time.perf_counter() - t0,
                      [o.view() for o in site.outputs])
     finally:
+        if engine is not None:
+            engine.close()   # the slow tier's worker thread
         store.close()
 
 # ------------------------------------------------------------------------------------ fleet

@@ -138,3 +138,72 @@ def test_the_fast_tier_is_closed_under_blocking(fleet, tmp_path):
                 assert blockers <= fast, (cad, d.name, blockers - fast)
         zero = fast_tier(dets, meters, 0.0)
         assert "supply_outage" in zero and zero <= {"supply_outage", "harmonic_noise", "frozen_readings"}
+
+
+def test_fast_steps_go_on_while_the_slow_tier_judges(fleet, tmp_path):
+    """The slow tier's clock-driven judgement runs in a worker thread (StreamConfig.slow_thread):
+    held there, the next steps judge and write the fast tier's alerts without waiting; a checkpoint
+    waits for it and writes its alerts with its carry (the next step reports them); once caught up
+    the alerts are exactly detect's."""
+    import threading
+
+    frame = fleet["frame"]
+    want = {a.id: _view(a) for a in fleet["detect"].alerts}
+    day = frame["ts"].min().floor("1D") + pd.Timedelta("1D")
+    rest = frame[frame["ts"] >= day]
+    pieces = [frame[frame["ts"] < day]] + [p for _, p in rest.groupby(rest["ts"].dt.floor(PIECE), sort=True)]
+    store = Store(tmp_path / "w.duckdb")
+    eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG),
+                       StreamConfig(checkpoint_s=1e9, slow_every_s=3 * 3600.0))
+    gate, started = threading.Event(), threading.Event()
+    judge = eng._judge_slow
+
+    def gated(*a, **k):
+        if threading.current_thread() is not threading.main_thread():
+            started.set()
+            assert gate.wait(120), "the gate was never opened"
+        return judge(*a, **k)
+
+    eng._judge_slow = gated
+    seen: set[str] = set()
+    k = 0
+    while not started.is_set():   # until the slow clock ticks and the worker holds a judgement
+        eng.add(pieces[k])
+        seen |= {a.id for a in eng.step().alerts}
+        k += 1
+        started.wait(0.5) if eng._job is not None else None
+    held_at = k
+    fast_written = 0
+    for p in pieces[k:k + 4]:     # the fast tier judges on, every step, while the worker is held
+        eng.add(p)
+        rep = eng.step()
+        assert not gate.is_set() and eng._job is not None and not rep.slow_taken
+        fast_written += "fast" in rep.written
+        seen |= {a.id for a in rep.alerts}
+        assert all(a.detector in eng.fast_names for a in rep.alerts)
+    assert fast_written >= 1
+    eng.scfg.checkpoint_s = 0.0   # a periodic checkpoint is due, but put off while the worker judges
+    assert not eng.due()
+    gate.set()
+    eng.checkpoint()              # waits for the worker: its carry and its alerts go in together
+    assert eng._job is None and eng._held is not None and eng._held.slow_taken == 1
+    meta = json.loads(store.con.execute("SELECT meta FROM stream_checkpoint").fetchone()[0])
+    assert meta["fed"] == eng.slow_fed
+    held = eng._held
+    assert eng.due()
+    eng.scfg.checkpoint_s = 1e9
+    rep = eng.step()              # reports what the checkpoint took
+    assert rep is held or rep.slow_taken >= 1
+    for p in pieces[held_at + 4:]:
+        eng.add(p)
+        seen |= {a.id for a in eng.step().alerts}
+    seen |= {a.id for a in eng.flush().alerts}
+    assert eng.counters["slow_steps"] >= 3
+    got = {i: _view(a) for i, a in eng.alerts.items()}
+    problems = [f"{i}: detect {want.get(i)} != stream {got.get(i)}" for i in sorted(set(want) | set(got))
+                if want.get(i) != got.get(i)]
+    assert not problems, "\n".join(problems[:10])
+    assert set(want) <= seen
+    assert store.con.execute("SELECT count(*) FROM alerts").fetchone()[0] == len(want)
+    eng.close()
+    store.close()

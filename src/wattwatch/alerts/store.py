@@ -40,9 +40,12 @@ def ensure_tables(con) -> None:
     dbtables.ensure_tables(con, _DDL)
 
 
-def upsert(con, alerts: list[Alert]) -> dict:
-    """Insert new alerts, extend known ones (same id); statuses are kept. Returns counts."""
-    ensure_tables(con)
+def upsert(con, alerts: list[Alert], counts: bool = True) -> dict:
+    """Insert new alerts, extend known ones (same id); statuses are kept. Returns counts.
+    ``counts=False`` (a live engine's every step, on a store whose tables it created): one
+    statement, no look-up of which ids were known, no table check; returns no counts."""
+    if counts:
+        ensure_tables(con)
     if not alerts:
         return {"new": 0, "updated": 0}
     # One row per id (as upserting them one by one would leave it: the latest text, the greatest
@@ -59,7 +62,7 @@ def upsert(con, alerts: list[Alert]) -> dict:
         by[a.id] = row
     ids = list(by)
     known = {r[0] for r in con.execute(
-        f"SELECT id FROM alerts WHERE id IN ({', '.join('?' for _ in ids)})", ids).fetchall()}
+        f"SELECT id FROM alerts WHERE id IN ({', '.join('?' for _ in ids)})", ids).fetchall()} if counts else set()
     table = pa.Table.from_pylist(list(by.values()), schema=_UPSERT_SCHEMA)
     con.from_arrow(table).query(
         "_new",
@@ -68,6 +71,8 @@ def upsert(con, alerts: list[Alert]) -> dict:
         "ON CONFLICT (id) DO UPDATE SET \"end\" = greatest(alerts.\"end\", EXCLUDED.\"end\"), "
         "score = greatest(alerts.score, EXCLUDED.score), severity = EXCLUDED.severity, message = EXCLUDED.message, "
         "evidence = EXCLUDED.evidence, action = EXCLUDED.action, last_seen = now()")
+    if not counts:
+        return {}
     return {"new": len(set(ids) - known), "updated": len(set(ids) & known)}
 
 

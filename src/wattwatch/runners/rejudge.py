@@ -83,6 +83,9 @@ def relearn_ready(engine, final: bool, rep) -> None:
              and (final or engine.last.get(k[0], NEG) - at.value // 1000 >= need_us)}
     if not ready:
         return
+    settle = getattr(engine, "settle", None)
+    if settle is not None:
+        settle(rep)   # the detectors' state changes: not while the slow tier scores
     meters = sorted({m for m, _ in ready})
     at_m = {m: min(at for (mm, _), at in ready.items() if mm == m) for m in meters}
     cat = engine.store.catalogue(meters)

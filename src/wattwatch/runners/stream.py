@@ -17,8 +17,10 @@ One step of :class:`StreamEngine`:
    effective reach back and ahead is short (``fast_reach_s``; :func:`fast_tier`) judge every step
    with their own stitcher and short tail; a second stitcher with every detector judges what
    queued for it when the fleet's newest judged reading enters a new ``slow_every_s`` period of
-   data time (after the fast tier's alerts are written), on a flush, at a restart and before a
-   re-judging. It is the one checkpointed and rewound; the fast tier adopts its carry
+   data time (after the fast tier's alerts are written; in a worker thread, ``slow_thread``, so
+   the next fast steps do not wait for it: its alerts are written by the first step or checkpoint
+   after it finished), on a flush, at a restart and before a re-judging (those in the step). It is
+   the one checkpointed and rewound; the fast tier adopts its carry
    (:meth:`StreamEngine._adopt`). Of its alerts only the slow detectors' are taken.
 4. **Alerts.** New and grown alerts are upserted into the store's alerts table (stable ids; an
    acknowledged alert keeps its status); an alert that can no longer grow is reported ended.
@@ -40,6 +42,7 @@ everything queued (a micro-batch), the engine works in a thread so pollers keep 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import io
 import json
 import logging
@@ -86,6 +89,10 @@ class StreamConfig:
     # ``slow_every_s = 0``: every detector every step (one tier).
     slow_every_s: float = 3600.0
     fast_reach_s: float = 43200.0
+    # The slow tier's clock-driven judgement runs in a worker thread on what queued for it, so
+    # the fast steps go on meanwhile; its alerts are written by the first step (or checkpoint)
+    # after it finished. False: in the step, after the fast tier's alerts (the fast step waits).
+    slow_thread: bool = True
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "StreamConfig":
@@ -118,8 +125,10 @@ class StepReport:
     written: dict[str, float] = field(default_factory=dict)
     # Of the alerts, per id the tier that wrote it.
     tier_of: dict[str, str] = field(default_factory=dict)
-    slow: bool = False                 # the slow tier (every detector) judged in this step
-    slow_cpu_s: float = 0.0            # CPU seconds of that
+    slow: bool = False                 # the slow tier (every detector) started judging in this step
+    slow_cpu_s: float = 0.0            # CPU seconds of the slow judgements taken in this step
+    slow_started: int = 0              # slow judgements started in this step
+    slow_taken: int = 0                # slow judgements whose alerts this step wrote (in start order)
 
 
 def _parquet(df: pd.DataFrame | None) -> bytes | None:
@@ -187,6 +196,13 @@ class StreamEngine:
         self._tiers_for = 0                       # profiled meters the tiers were split for
         self._open_tier: dict[str, set[str]] = {"fast": set(), "slow": set()}
         self._det_of: dict[str, str] = {}         # alert id -> detector
+        # The slow tier's worker (StreamConfig.slow_thread): one job at a time, the full
+        # stitcher's feed of what queued; only the worker touches the full stitcher (and the
+        # detectors' state is not changed) while it runs. ``_held``: what was taken outside a
+        # step (a checkpoint), reported by the next step.
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._job: tuple | None = None            # (future, tier, final)
+        self._held: StepReport | None = None
         self.profiled: set[str] = {m for m in known if any(m in getattr(d, "state_", {}) for d in self.dets)}
         self.resumed = self._load_checkpoint()
         self.dirty: set[str] = set(self.profiled)  # judge what the store holds beyond the checkpoint
@@ -229,6 +245,7 @@ class StreamEngine:
         """Save the carry, what was judged and the sources' positions (one transaction)."""
         if sources is not None:
             self.sources.update(sources)
+        self.settle()   # the slow tier's running judgement: its carry and alerts go in together
         st = self.stitcher
         meta = {"origin": st.origin, "n_before": st.n_before, "since": st.since, "emitted": st.emitted,
                 "said": sorted(st._said), "fed": self.slow_fed if self.tiered else self.fed, "profiled": sorted(self.profiled),
@@ -245,6 +262,7 @@ class StreamEngine:
     def carry_bytes(self) -> dict:
         """Size of what is carried per meter: the tail of readings (Parquet) and the learned state
         (JSON), for the state-size figure."""
+        self.settle()
         st = self.stitcher
         carry = st.carry()
         tail = len(_parquet(carry) or b"")
@@ -373,7 +391,8 @@ class StreamEngine:
         Tiered (``slow_every_s > 0``): the fast tier judges the new readings every step; the
         full stitcher (every detector) judges what queued for it when the slow clock ticks, on
         ``final``, and before a rewind or a resync (see :meth:`_slow`)."""
-        rep = StepReport()
+        rep, self._held = self._held or StepReport(), None
+        self._poll(rep)
         self._profile_ready(final, rep)
         rejudge.relearn_ready(self, final, rep)
         if self.tiered:
@@ -422,8 +441,10 @@ class StreamEngine:
                     self._take(self.fast.feed(piece, final=final), rep, "fast")
                 elif final and self.fast_names:
                     self._take(self.fast.flush(), rep, "fast")
-                if final or self._slow_due():
-                    self._slow(rep, final)
+                # With the worker still on the previous judgement, what queued waits for the
+                # next step that finds it free (the fast step does not wait behind it).
+                if final or (self._slow_due() and not self._busy()):
+                    self._slow(rep, final, wait=final or not self.scfg.slow_thread)
         else:
             if have:
                 res = self.stitcher.feed(piece, final=final)
@@ -433,6 +454,7 @@ class StreamEngine:
                 res = None
             if res is not None:
                 self._take(res, rep)
+        self._poll(rep)
         self.counters["judged"] += rep.judged
         return rep
 
@@ -462,28 +484,84 @@ class StreamEngine:
         newest = max(self.fed.values(), default=NEG) / 1e6
         return self._slow_mark is None or np.floor(newest / self.scfg.slow_every_s) > self._slow_mark
 
-    def _slow(self, rep: StepReport, final: bool, tier: str = "slow") -> None:
+    def _slow(self, rep: StepReport, final: bool, tier: str = "slow", wait: bool = True) -> None:
         """Feed the full stitcher what queued for it (every detector); take the slow tier's alerts
-        (``tier="all"``: every detector's, the fast tier then adopts the carry)."""
-        c0 = time.process_time()
+        (``tier="all"``: every detector's, the fast tier then adopts the carry). ``wait=False``
+        (the slow clock's tick, :attr:`StreamConfig.slow_thread`): in the worker thread, its
+        alerts taken by a later step (:meth:`_poll`) or :meth:`settle`."""
+        self.settle(rep)   # one judgement of the full stitcher at a time, in order
         piece = None
         if self.pending:
             piece = pd.concat(self.pending, ignore_index=True) if len(self.pending) > 1 else self.pending[0]
             self.pending = []
+        self.slow_fed = dict(self.fed)
+        newest = max(self.fed.values(), default=NEG) / 1e6
+        self._slow_mark = float(np.floor(newest / self.scfg.slow_every_s))
+        self.counters["slow_steps"] += 1
+        rep.slow = True
+        rep.slow_started += 1
+        if not wait:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="wattwatch-slow")
+            self._job = (self._pool.submit(self._judge_slow, piece, final, tier), tier)
+            return
+        self._take_slow(self._judge_slow(piece, final, tier), tier, rep)
+
+    def _judge_slow(self, piece, final: bool, tier: str):
+        """The full stitcher's judgement (the worker's job: touches nothing else of the engine);
+        returns its result and the CPU seconds it took (of its own thread)."""
+        c0 = time.thread_time()
         if piece is not None and len(piece):
             res = self.stitcher.feed(piece, final=final)
         elif final or tier == "all":
             res = self.stitcher.flush() if final else self.stitcher.feed(piece if piece is not None else _empty())
         else:
             res = None
-        self.slow_fed = dict(self.fed)
-        newest = max(self.fed.values(), default=NEG) / 1e6
-        self._slow_mark = float(np.floor(newest / self.scfg.slow_every_s))
-        self.counters["slow_steps"] += 1
+        return res, time.thread_time() - c0
+
+    def _take_slow(self, out, tier: str, rep: StepReport) -> None:
+        res, cpu = out
         if res is not None:
             self._take(res, rep, tier)
-        rep.slow = True
-        rep.slow_cpu_s += time.process_time() - c0
+        rep.slow_cpu_s += cpu
+        rep.slow_taken += 1
+
+    def _busy(self) -> bool:
+        """The slow tier's worker is still judging."""
+        return self._job is not None and not self._job[0].done()
+
+    def _poll(self, rep: StepReport) -> None:
+        """Take the slow tier's judgement if the worker has finished it (never waits)."""
+        if self._job is not None and self._job[0].done():
+            self.settle(rep)
+
+    def settle(self, rep: StepReport | None = None) -> StepReport | None:
+        """Wait for the slow tier's running judgement, if any, and write its alerts (into ``rep``;
+        without one, into a report the next step returns, which is also returned). Everything
+        that reads or changes the full stitcher or the detectors' state settles first."""
+        if self._job is None:
+            return rep
+        fut, tier = self._job
+        self._job = None
+        out = fut.result()   # the worker's exception, if any, is raised here
+        if rep is None:
+            rep = self._held = self._held or StepReport()
+        self._take_slow(out, tier, rep)
+        return rep
+
+    def take_held(self) -> StepReport | None:
+        """Settle the slow tier and return (and forget) what was taken outside a step."""
+        self.settle()
+        rep, self._held = self._held, None
+        return rep
+
+    def close(self) -> None:
+        """Stop the slow tier's worker (a judgement it is running is finished, its result not
+        taken: :meth:`settle` or :meth:`checkpoint` first to keep it)."""
+        self._job = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def _adopt(self, meters: set[str] | None) -> None:
         """The fast tier takes the full stitcher's carry of ``meters`` (None: every meter): the
@@ -551,14 +629,9 @@ class StreamEngine:
         """Write alert versions in one transaction and remember what was written of each."""
         if not alerts:
             return
-        con = self.store.con
-        con.execute("BEGIN TRANSACTION")
-        try:
-            alert_store.upsert(con, alerts)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+        # One statement (atomic on its own): the tables were created at start, and the engine
+        # needs no counts of known ids.
+        alert_store.upsert(self.store.con, alerts, counts=False)
         for a in alerts:
             self._written[a.id] = _version(a)
 
@@ -654,7 +727,8 @@ class StreamEngine:
         return self.step(final=True)
 
     def due(self) -> bool:
-        return time.monotonic() - self._last_ck >= self.scfg.checkpoint_s
+        """A checkpoint is due (not while the slow tier's worker judges: it would wait for it)."""
+        return time.monotonic() - self._last_ck >= self.scfg.checkpoint_s and not self._busy()
 
     def _profile_ready(self, final: bool, rep: StepReport) -> None:
         """Profile (once) the meters whose first ``profile_days`` are stored; on ``final``, every
@@ -669,6 +743,7 @@ class StreamEngine:
         ready = [m for m in need if final or self.last[m] - self.first[m] >= span_need]
         if not ready:
             return
+        self.settle(rep)   # the detectors' state changes: not while the slow tier scores
         first = pd.to_datetime([self.first[m] for m in ready], unit="us", utc=True)
         # The window detect takes on a history of at least profile_days / profile_max_share:
         # exactly profile_days (on final, the meter's whole span as detect sees it).
@@ -815,7 +890,13 @@ async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_
                 s.close()
             except Exception as exc:  # noqa: BLE001
                 log.warning("%s: close failed: %s", s.name, exc)
+        # The slow tier's running judgement: its alerts to the outputs before they close.
+        held = await asyncio.to_thread(engine.take_held)
         await asyncio.to_thread(engine.checkpoint, {s.name: s.position() for s in sources})
+        if held is not None and (held.alerts or held.ended):
+            await asyncio.to_thread(deliver, outputs, "alerts", held, engine)
+            if on_step:
+                on_step(held, [])
         await asyncio.to_thread(deliver, outputs, "close")
         if ctl is not None:
             ctl.close()
