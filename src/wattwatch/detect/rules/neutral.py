@@ -277,11 +277,13 @@ class NeutralTamper(Detector):
         delta = np.abs(i_n - expected)
         # A motor's starting current, caught in one reading on one phase, shifts that phase's
         # angle away from the others: the implied neutral does not hold for it (unknown, not ok).
-        surge = inrush(df)
+        # A single phase has no other phase to shift against: its neutral carries the phase's own
+        # current, start or not, so its starts are judged (at hourly cadence one is an hour).
+        surge = inrush(df) & three
         informative = np.isfinite(i_n) & (mean >= cfg.min_load_a) & ~open_ct & ~surge
         # Light load, single phase: below the absolute limit a missing neutral is still plain
         # when most of the current does not come back (leakage is tens of mA, not half the load).
-        light = ~three & np.isfinite(i_n) & (i[:, 0] >= cfg.low_load_a) & (i[:, 0] < cfg.min_load_a) & ~open_ct & ~surge
+        light = ~three & np.isfinite(i_n) & (i[:, 0] >= cfg.low_load_a) & (i[:, 0] < cfg.min_load_a) & ~open_ct
         score = verdict(delta, i[:, 0], limit, three, informative, light, cfg)
         # A departure from the meter's own relation, held: over the limit, it is the score; over
         # half of it, a reading within the absolute limit is not clearly healthy either (one
