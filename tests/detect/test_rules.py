@@ -630,8 +630,9 @@ def test_a_single_phase_bypass_over_two_hourly_readings_counts_the_one_that_caug
     """At hourly cadence a two-hour neutral bypass is two readings; a motor start caught in one of
     them (seed 7's 60-minute fleet, M-00022) must not leave it out. On a single-phase meter the
     neutral carries the phase's own current, inrush or not (the angle shift that makes a
-    three-phase start read as a neutral deficit has no other phase to shift against), so the
-    snapshot is judged: I_N at 0.01 A under an 18 A start is a bypass."""
+    three-phase start read as a neutral deficit has no other phase to shift against), and a CT
+    saturating on the start reads a partial deficit, not none: I_N at 0.01 A under an 18 A start
+    is a bypass, while a start whose neutral reads 60 % of the phase stays unjudged."""
     f = hourly("residential", seed=3).reset_index(drop=True)
     w = np.flatnonzero(window(f, "2025-01-15T09:00Z", 2))
     assert len(w) == 2
@@ -648,3 +649,11 @@ def test_a_single_phase_bypass_over_two_hourly_readings_counts_the_one_that_caug
     assert inrush(prepare(f))[w[0]]  # the snapshot is recognised as a start
     alerts = only(run_week(f), "ERR_IMBAL_LIMIT_EXCEEDED")
     assert len(alerts) == 1 and alerts[0].evidence["kind"] == "neutral_bypass"
+    from wattwatch.detect.registry import build
+
+    g = hourly("residential", seed=3).reset_index(drop=True)
+    k = int(np.flatnonzero(window(g, "2025-01-15T09:00Z", 1))[0])
+    g.loc[k, "i_l1_a"], g.loc[k, "pf"] = 18.0, 0.4
+    g.loc[k, "i_n_a"] = 0.6 * 18.0  # a saturating CT's partial deficit
+    d = build("neutral_tamper").fit(g[g.ts < pd.Timestamp("2025-01-13", tz="UTC")])
+    assert np.isnan(d.score(g).loc[k])

@@ -276,14 +276,17 @@ class NeutralTamper(Detector):
                            (i[:, 0] < cfg.zero_a) & (i_n >= cfg.min_load_a))
         delta = np.abs(i_n - expected)
         # A motor's starting current, caught in one reading on one phase, shifts that phase's
-        # angle away from the others: the implied neutral does not hold for it (unknown, not ok).
-        # A single phase has no other phase to shift against: its neutral carries the phase's own
-        # current, start or not, so its starts are judged (at hourly cadence one is an hour).
-        surge = inrush(df) & three
+        # angle away from the others: the implied neutral does not hold for it (unknown, not ok);
+        # and a CT saturating on a start's DC offset reads a short, partial neutral deficit. A
+        # single phase's neutral carries the phase's own current, start or not, and saturation
+        # does not take it to nothing: a start with the neutral gone (a bypass's signature, see
+        # tamper_kind) is judged (at hourly cadence one reading is an hour of the fault).
+        gone = ~three & (i_n < cfg.bypass_neutral_a) & (i[:, 0] > cfg.bypass_load_a)
+        surge = inrush(df) & ~gone
         informative = np.isfinite(i_n) & (mean >= cfg.min_load_a) & ~open_ct & ~surge
         # Light load, single phase: below the absolute limit a missing neutral is still plain
         # when most of the current does not come back (leakage is tens of mA, not half the load).
-        light = ~three & np.isfinite(i_n) & (i[:, 0] >= cfg.low_load_a) & (i[:, 0] < cfg.min_load_a) & ~open_ct
+        light = ~three & np.isfinite(i_n) & (i[:, 0] >= cfg.low_load_a) & (i[:, 0] < cfg.min_load_a) & ~open_ct & ~surge
         score = verdict(delta, i[:, 0], limit, three, informative, light, cfg)
         # A departure from the meter's own relation, held: over the limit, it is the score; over
         # half of it, a reading within the absolute limit is not clearly healthy either (one
