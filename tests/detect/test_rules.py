@@ -624,3 +624,36 @@ def test_neutral_level_settings_from_a_config_file_are_checked_and_whole(commerc
     assert isinstance(d.config.persist_min_n, int)
     d.fit(commercial)
     assert len(next(iter(d.state_.values()))["level_bias"]) == 4
+
+
+def test_a_single_phase_bypass_over_two_hourly_readings_counts_the_one_that_caught_a_motor_start():
+    """At hourly cadence a two-hour neutral bypass is two readings; a motor start caught in one of
+    them (seed 7's 60-minute fleet, M-00022) must not leave it out. On a single-phase meter the
+    neutral carries the phase's own current, inrush or not (the angle shift that makes a
+    three-phase start read as a neutral deficit has no other phase to shift against), and a CT
+    saturating on the start reads a partial deficit, not none: I_N at 0.01 A under an 18 A start
+    is a bypass, while a start whose neutral reads 60 % of the phase stays unjudged."""
+    f = hourly("residential", seed=3).reset_index(drop=True)
+    w = np.flatnonzero(window(f, "2025-01-15T09:00Z", 2))
+    assert len(w) == 2
+    k = 8.0 / f.loc[w, "i_l1_a"]
+    for c in ("p_kw", "q_kvar", "s_kva"):
+        f.loc[w, c] *= k
+    f.loc[w, "i_l1_a"] = 8.0
+    f.loc[w[0], "i_l1_a"] = 18.0  # the motor's start, inductive
+    f.loc[w[0], "pf"] = 0.4
+    f.loc[w, "i_n_a"] = 0.01
+    from wattwatch.detect.frame import prepare
+    from wattwatch.detect.rules._common import inrush
+
+    assert inrush(prepare(f))[w[0]]  # the snapshot is recognised as a start
+    alerts = only(run_week(f), "ERR_IMBAL_LIMIT_EXCEEDED")
+    assert len(alerts) == 1 and alerts[0].evidence["kind"] == "neutral_bypass"
+    from wattwatch.detect.registry import build
+
+    g = hourly("residential", seed=3).reset_index(drop=True)
+    k = int(np.flatnonzero(window(g, "2025-01-15T09:00Z", 1))[0])
+    g.loc[k, "i_l1_a"], g.loc[k, "pf"] = 18.0, 0.4
+    g.loc[k, "i_n_a"] = 0.6 * 18.0  # a saturating CT's partial deficit
+    d = build("neutral_tamper").fit(g[g.ts < pd.Timestamp("2025-01-13", tz="UTC")])
+    assert np.isnan(d.score(g).loc[k])
