@@ -35,8 +35,12 @@ Rejections are counted (``counters``: ``malformed``, ``forged``, ``replayed``) a
 ``edge_security``), never tamper alerts. A report that passes becomes its alert as it arrives:
 ``ERR_IMBAL_LIMIT_EXCEEDED`` (entering tamper, grown by the ``cleared`` report) or
 ``STATUS_SIGNAL_NOISY``, with the meter's evidence; the alert id follows the event's first cycle,
-so a report sent again after a power cut is the same alert. The window of accepted counters per
-meter is part of the source's checkpointed position.
+so a report sent again after a power cut is the same alert. Reports of one event may arrive out
+of order (the anti-replay window takes them): the one with the highest counter decides the
+alert, so a ``tamper`` report overtaken by its ``cleared`` one does not turn the alert back to
+tamper (paho can send a report published while the connection comes up after the next one).
+The window of accepted counters per meter, and the newest counter of each of its latest events,
+are part of the source's checkpointed position.
 """
 
 from __future__ import annotations
@@ -99,6 +103,9 @@ class TamperSource(MqttSource):
         # meter -> {counter: digest} of the last ``reorder`` counters accepted (the anti-replay window)
         self.seen: dict[str, dict[int, str]] = {}
         self._alerts: list[Alert] = []
+        # meter -> {alert id: highest counter of a report that made that alert}, the latest
+        # ``reorder`` events per meter (insertion order): an older report of the event is stale
+        self.newest: dict[str, dict[str, int]] = {}
         self._security: dict[tuple, dict] = {}
         self._state_lock = threading.Lock()
         self.clock = clock or time.time
@@ -237,7 +244,29 @@ class TamperSource(MqttSource):
                 log.warning("%s: %s report #%d on %s: %s", self.name, r.reason, n, log_safe(topic)[:200], r.detail)
             return [self._security_alert(topic, r)]
         self.counters["accepted"] += 1
-        return self.alerts_of(doc)
+        return self._newest_only(doc, self.alerts_of(doc))
+
+    def _newest_only(self, doc: dict, alerts: list[Alert]) -> list[Alert]:
+        """Drop the alert of a report older (lower counter) than one already taken for the same
+        event: the newer report's status stands (counted as ``stale``)."""
+        if not alerts:
+            return alerts
+        meter, c = doc["meter_id"], doc["counter"]
+        keep = []
+        with self._state_lock:
+            mine = self.newest.setdefault(meter, {})
+            for a in alerts:
+                if mine.get(a.id, -1) > c:
+                    self.counters["stale"] += 1
+                    log.info("%s: report %d of meter %s is older than report %d of the same event: "
+                             "the newer one stands", self.name, c, log_safe(meter), mine[a.id])
+                    continue
+                mine.pop(a.id, None)
+                mine[a.id] = c
+                keep.append(a)
+            while len(mine) > self.reorder:
+                del mine[next(iter(mine))]
+        return keep
 
     def _security_alert(self, topic: str, r: Rejected) -> Alert:
         parts = topic.split("/")
@@ -301,7 +330,8 @@ class TamperSource(MqttSource):
 
     def position(self) -> dict:
         with self._state_lock:
-            return {"seen": {m: [[c, d] for c, d in sorted(v.items())] for m, v in self.seen.items()}}
+            return {"seen": {m: [[c, d] for c, d in sorted(v.items())] for m, v in self.seen.items()},
+                    "newest": {m: [[i, c] for i, c in v.items()] for m, v in self.newest.items()}}
 
     def restore(self, position: dict) -> None:
         seen = (position or {}).get("seen") or {}
@@ -315,6 +345,17 @@ class TamperSource(MqttSource):
                         mine.setdefault(p[0], str(p[1]))
                 for old in sorted(mine)[:-self.reorder]:
                     del mine[old]
+            newest = (position or {}).get("newest") or {}
+            for m, pairs in (newest.items() if isinstance(newest, dict) else ()):
+                if not isinstance(pairs, list):
+                    continue
+                mine = self.newest.setdefault(str(m), {})
+                for p in pairs:
+                    if isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], int) \
+                            and not isinstance(p[1], bool):
+                        mine[p[0]] = max(p[1], mine.get(p[0], p[1]))
+                while len(mine) > self.reorder:
+                    del mine[next(iter(mine))]
 
 
 def from_spec(name: str, spec: dict, root=None) -> TamperSource:
