@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -677,19 +678,49 @@ def rnd(x: float, nd: int = 3) -> float | None:
     return None if x is None or not np.isfinite(x) else round(float(x), nd)
 
 
+# quiet(): ``warnings.catch_warnings`` saves and restores the process's one filter list, so two
+# threads in it at once (the live engine's fast tier and its slow tier's worker) restore each
+# other's lists: a warning escapes a quiet block, or "ignore" stays for good. Instead one
+# "ignore RuntimeWarning" filter is put first while any thread is in a quiet block (counted), and
+# taken out when the last leaves; numpy's floating-point error state (np.errstate) is per thread.
+_QUIET_LOCK = threading.Lock()
+_QUIET_N = 0
+_QUIET_ADDED = False
+_QUIET_FILTER = ("ignore", None, RuntimeWarning, None, 0)
+
+
+class _Quiet:
+    __slots__ = ("_np",)
+
+    def __enter__(self):
+        global _QUIET_N, _QUIET_ADDED
+        with _QUIET_LOCK:
+            if _QUIET_N == 0:
+                # Already there (the CLI ignores RuntimeWarning everywhere): leave it as it is.
+                _QUIET_ADDED = _QUIET_FILTER not in warnings.filters
+                if _QUIET_ADDED:
+                    warnings.filterwarnings("ignore", category=RuntimeWarning)
+            _QUIET_N += 1
+        self._np = np.errstate(all="ignore")
+        self._np.__enter__()
+        return self
+
+    def __exit__(self, *a):
+        global _QUIET_N, _QUIET_ADDED
+        self._np.__exit__(*a)
+        with _QUIET_LOCK:
+            _QUIET_N -= 1
+            if _QUIET_N == 0 and _QUIET_ADDED:
+                _QUIET_ADDED = False
+                try:
+                    warnings.filters.remove(_QUIET_FILTER)
+                except ValueError:   # someone reset the list meanwhile (catch_warnings in a test)
+                    pass
+                warnings._filters_mutated()
+        return False
+
+
 def quiet():
-    """Context manager that silences numpy's warnings about empty or all-NaN slices."""
-    ctx = warnings.catch_warnings()
-
-    class _Q:
-        def __enter__(self):
-            ctx.__enter__()
-            warnings.simplefilter("ignore", RuntimeWarning)
-            np_ctx.__enter__()
-
-        def __exit__(self, *a):
-            np_ctx.__exit__(*a)
-            return ctx.__exit__(*a)
-
-    np_ctx = np.errstate(all="ignore")
-    return _Q()
+    """Context manager that silences numpy's warnings about empty or all-NaN slices and its
+    floating-point warnings; safe in several threads at once (see ``_Quiet``)."""
+    return _Quiet()

@@ -83,8 +83,7 @@ def _blocks(x: np.ndarray, s: int) -> np.ndarray:
     """One value per block of ``s`` readings: the extreme reading unless within 10 % of the mean."""
     nb = len(x) // s
     B = x[: nb * s].reshape(nb, s)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks stay NaN
+    with quiet():  # all-NaN blocks stay NaN
         mean = np.nanmean(B, axis=1)
         if s == 1:
             return mean

@@ -32,13 +32,12 @@ never learns from residuals its own day made small.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import widen_bins
+from wattwatch.detect.base import quiet, widen_bins
 from wattwatch.detect.frame import day_type, grid, meter_names
 from wattwatch.detect.rules._common import binned_power
 
@@ -217,8 +216,7 @@ class Baseline:
         D = np.where(np.isfinite(H).any(axis=2), D, -1)
         prof = np.full((n_seg, 3, 24), np.nan)
         loo = np.full_like(H, np.nan)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices are expected
+        with quiet():  # all-NaN slices are expected
             # Days of each type with at least half a day of data (a jittered first reading at
             # 23:59:58 does not make a Sunday profiled).
             full = np.isfinite(H).sum(axis=2) >= 12
@@ -266,8 +264,7 @@ class Baseline:
         self.spread_ = self._profile_of(std, g["t"], n_seg)
         self.busy_, self.busy_spread_ = self._busiest_days(H, D, std, g["t"], self.first_day_)
         self.ratio_stats_ = {}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a meter without the channel: all NaN
+        with quiet():  # a meter without the channel: all NaN
             for key in ("pf", "qs"):
                 x = g[key]
                 med = np.nanmedian(x, axis=1) if x.size else np.zeros(n_seg)
@@ -287,8 +284,7 @@ class Baseline:
         if not n_seg or not n_days:
             return busy, busy_s
         hours = np.isfinite(H).sum(axis=2)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
+        with quiet():
             energy = np.nanmean(H, axis=2)  # mean kW of the day's hours with data
         # In-hour spread per (meter, day, hour) of the fitting period.
         ok = np.isfinite(std)
@@ -511,8 +507,7 @@ class Baseline:
         Bb = self._lookup(names, busy, np.nan)[rows, dtype, hour]
         Sb = self._lookup(names, self.busy_spread_, np.nan)[rows, dtype, hour]
         energy = np.nansum(prof, axis=2)[rows, dtype]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a type without a busy day: all NaN
+        with quiet():  # a type without a busy day: all NaN
             busy_energy = np.nanmean(self._lookup(names, busy, np.nan), axis=2)[rows, dtype] * 24
         eps = self.config.eps_rel * self._lookup(names, self.scale_, 1.0)[:, None]
         P60 = np.maximum(_rolling_mean(P, g["k60"], col0=g["col0"]), 0) + eps
@@ -523,8 +518,7 @@ class Baseline:
         # rested (hours within 5/3 of the meter's quietest profiled hours, their tenth percentile)
         # over the day before it: a plant working longer is at rest outside its longer shift, a
         # level shift (a load added, a share of the meter moved) lifts those hours too.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a meter without a profile: all NaN
+        with quiet():  # a meter without a profile: all NaN
             rest = (5.0 / 3.0) * np.maximum(np.nanquantile(prof.reshape(len(prof), -1), 0.1, axis=1), 0)[rows] + eps
         lifted = (np.maximum(Bb, 0) <= rest) & (P60 > rest)
         kept = ~(_rolling_mean(lifted.astype(float), self.config.steps(24 * 60), col0=g["col0"]) > 0)
