@@ -201,8 +201,11 @@ class StreamEngine:
         # detectors' state is not changed) while it runs. ``_held``: what was taken outside a
         # step (a checkpoint), reported by the next step.
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._job: tuple | None = None            # (future, tier, final)
+        self._job: tuple | None = None            # (future, tier, piece, fed, mark)
         self._held: StepReport | None = None
+        # A judgement of the full stitcher that raised: its carry may be half-fed, so no
+        # checkpoint is written after it (a restart resumes from the last good one).
+        self._failed: BaseException | None = None
         self.profiled: set[str] = {m for m in known if any(m in getattr(d, "state_", {}) for d in self.dets)}
         self.resumed = self._load_checkpoint()
         self.dirty: set[str] = set(self.profiled)  # judge what the store holds beyond the checkpoint
@@ -246,6 +249,12 @@ class StreamEngine:
         if sources is not None:
             self.sources.update(sources)
         self.settle()   # the slow tier's running judgement: its carry and alerts go in together
+        if self._failed is not None:
+            self.counters["checkpoints_refused"] += 1
+            log.error("%s: no checkpoint: a judgement failed (%s: %s); a restart resumes from the last "
+                      "checkpoint and judges what came after it again", self.name, type(self._failed).__name__,
+                      self._failed)
+            return
         st = self.stitcher
         meta = {"origin": st.origin, "n_before": st.n_before, "since": st.since, "emitted": st.emitted,
                 "said": sorted(st._said), "fed": self.slow_fed if self.tiered else self.fed, "profiled": sorted(self.profiled),
@@ -442,14 +451,16 @@ class StreamEngine:
                 elif final and self.fast_names:
                     self._take(self.fast.flush(), rep, "fast")
                 # With the worker still on the previous judgement, what queued waits for the
-                # next step that finds it free (the fast step does not wait behind it).
+                # next step that finds it free (the fast step does not wait behind it). One it
+                # finished meanwhile is taken first (the slow clock's mark moves with it).
+                self._poll(rep)
                 if final or (self._slow_due() and not self._busy()):
                     self._slow(rep, final, wait=final or not self.scfg.slow_thread)
         else:
             if have:
-                res = self.stitcher.feed(piece, final=final)
+                res = self._guarded(self.stitcher.feed, piece, final=final)
             elif final:
-                res = self.stitcher.flush()
+                res = self._guarded(self.stitcher.flush)
             else:
                 res = None
             if res is not None:
@@ -494,18 +505,41 @@ class StreamEngine:
         if self.pending:
             piece = pd.concat(self.pending, ignore_index=True) if len(self.pending) > 1 else self.pending[0]
             self.pending = []
-        self.slow_fed = dict(self.fed)
+        # What the full stitcher will have judged, taken as judged only once it has (settle):
+        # a judgement that raises leaves ``slow_fed`` (the checkpoint's) where it was.
+        fed = dict(self.fed)
         newest = max(self.fed.values(), default=NEG) / 1e6
-        self._slow_mark = float(np.floor(newest / self.scfg.slow_every_s))
+        mark = float(np.floor(newest / self.scfg.slow_every_s))
         self.counters["slow_steps"] += 1
         rep.slow = True
         rep.slow_started += 1
         if not wait:
             if self._pool is None:
                 self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="wattwatch-slow")
-            self._job = (self._pool.submit(self._judge_slow, piece, final, tier), tier)
+            self._job = (self._pool.submit(self._judge_slow, piece, final, tier), tier, piece, fed, mark)
             return
-        self._take_slow(self._judge_slow(piece, final, tier), tier, rep)
+        try:
+            out = self._judge_slow(piece, final, tier)
+        except BaseException as exc:
+            self._slow_failed(exc, piece)
+            raise
+        self.slow_fed, self._slow_mark = fed, mark
+        self._take_slow(out, tier, rep)
+
+    def _slow_failed(self, exc: BaseException, piece) -> None:
+        """A judgement of the full stitcher raised: what it was given queues again (first), and
+        no checkpoint is written after it."""
+        if piece is not None and len(piece):
+            self.pending.insert(0, piece)
+        self._failed = exc
+        self.counters["slow_failures"] += 1
+
+    def _guarded(self, fn, *a, **k):
+        try:
+            return fn(*a, **k)
+        except BaseException as exc:
+            self._failed = exc
+            raise
 
     def _judge_slow(self, piece, final: bool, tier: str):
         """The full stitcher's judgement (the worker's job: touches nothing else of the engine);
@@ -541,9 +575,16 @@ class StreamEngine:
         that reads or changes the full stitcher or the detectors' state settles first."""
         if self._job is None:
             return rep
-        fut, tier = self._job
+        fut, tier, piece, fed, mark = self._job
+        try:
+            out = fut.result()   # the worker's exception, if any, is raised here
+        except BaseException as exc:
+            if fut.done():       # not an interrupt of this wait: the judgement itself failed
+                self._job = None
+                self._slow_failed(exc, piece)
+            raise
         self._job = None
-        out = fut.result()   # the worker's exception, if any, is raised here
+        self.slow_fed, self._slow_mark = fed, mark
         if rep is None:
             rep = self._held = self._held or StepReport()
         self._take_slow(out, tier, rep)
@@ -727,8 +768,11 @@ class StreamEngine:
         return self.step(final=True)
 
     def due(self) -> bool:
-        """A checkpoint is due (not while the slow tier's worker judges: it would wait for it)."""
-        return time.monotonic() - self._last_ck >= self.scfg.checkpoint_s and not self._busy()
+        """A checkpoint is due: ``checkpoint_s`` since the last, put off while the slow tier's
+        worker judges (it would wait for it) until twice that (then it waits: a slow clock that
+        ticks every step would otherwise put checkpoints off for as long as the catch-up lasts)."""
+        since = time.monotonic() - self._last_ck
+        return since >= self.scfg.checkpoint_s and (not self._busy() or since >= 2 * self.scfg.checkpoint_s)
 
     def _profile_ready(self, final: bool, rep: StepReport) -> None:
         """Profile (once) the meters whose first ``profile_days`` are stored; on ``final``, every
@@ -890,16 +934,25 @@ async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_
                 s.close()
             except Exception as exc:  # noqa: BLE001
                 log.warning("%s: close failed: %s", s.name, exc)
-        # The slow tier's running judgement: its alerts to the outputs before they close.
-        held = await asyncio.to_thread(engine.take_held)
-        await asyncio.to_thread(engine.checkpoint, {s.name: s.position() for s in sources})
+        # The slow tier's running judgement: its alerts to the outputs (before the checkpoint
+        # saves past them, and before the outputs close). A judgement that failed is said, and
+        # raised once the outputs are closed (no checkpoint is written after it).
+        failed = None
+        try:
+            held = await asyncio.to_thread(engine.take_held)
+        except Exception as exc:  # noqa: BLE001
+            log.error("%s: the slow tier's judgement failed: %s: %s", engine.name, type(exc).__name__, exc)
+            held, failed = None, exc
         if held is not None and (held.alerts or held.ended):
             await asyncio.to_thread(deliver, outputs, "alerts", held, engine)
             if on_step:
                 on_step(held, [])
+        await asyncio.to_thread(engine.checkpoint, {s.name: s.position() for s in sources})
         await asyncio.to_thread(deliver, outputs, "close")
         if ctl is not None:
             ctl.close()
+        if failed is not None:
+            raise failed
 
 
 def _channel(engine):
@@ -960,5 +1013,23 @@ def _work(engine: StreamEngine, batches: list, sources: list, outputs=()) -> Ste
             engine.add_health(health(), rep)
     deliver(outputs, "alerts", rep, engine)
     if engine.due():
+        # The slow tier's judgement the checkpoint waits for: its alerts reach the outputs before
+        # the checkpoint saves past them (at least once, as every step's).
+        held = engine.take_held()
+        if held is not None and (held.alerts or held.ended):
+            deliver(outputs, "alerts", held, engine)
+            _merge(rep, held)
         engine.checkpoint({s.name: s.position() for s in sources})
     return rep
+
+
+def _merge(rep: StepReport, held: StepReport) -> None:
+    """Report in ``rep`` (already delivered) what ``held`` took besides (for the console)."""
+    rep.alerts += held.alerts
+    rep.new += held.new
+    rep.ended += held.ended
+    rep.notices += [n for n in held.notices if n not in rep.notices]
+    rep.tier_of.update(held.tier_of)
+    rep.written.update(held.written)
+    rep.slow_cpu_s += held.slow_cpu_s
+    rep.slow_taken += held.slow_taken
