@@ -23,7 +23,9 @@ def test_bypass_onset_trips_in_the_cycle_holding_it_or_the_next():
     c = bench.cpu(3200.0, seconds=5.0)
     for shape in ("cycle_blocks", "second_blocks"):
         ms = c[shape]["cpu_ms_per_meter_s"]
-        assert ms > 0 and abs(c[shape]["meters_per_core"] - 1000 / ms) <= 1, c
+        # meters_per_core is int(1 / cost) of the unrounded cost, ms the cost rounded to 4 decimals:
+        # off by the truncation (< 1) and the rounding (0.4 meters at 0.35 ms: CI read 2830 vs 2831.26).
+        assert ms > 0 and abs(c[shape]["meters_per_core"] - 1000 / ms) <= max(1.0, 1e-3 * 1000 / ms), c
 
 
 def test_soak_judges_every_cycle_at_every_persistence():
