@@ -36,12 +36,18 @@ class _Bounds(BaseIndexer):
 
 
 def time_index(t_seconds: np.ndarray) -> np.ndarray:
-    """Times in seconds (float) as the int64 nanoseconds pandas' ``to_datetime(unit="s")`` gives
-    (whole seconds, the usual case, directly: pandas' float conversion was half the cost)."""
+    """Times in seconds (float) as the int64 nanoseconds pandas' ``to_datetime(unit="s")`` gives,
+    by pandas' own arithmetic (``cast_from_unit_vectorized``: the whole seconds truncated toward
+    zero, times 10^9, plus the fraction rounded to 9 digits, times 10^9, truncated) done as numpy
+    array operations: pandas runs it one element at a time, 0.1 s on a 120-meter fleet's 480k
+    jittered readings (whole seconds were already direct). Missing or out-of-range times (pandas
+    gives NaT or raises) still go through pandas."""
     t = np.asarray(t_seconds, float)
-    if len(t) and np.all(np.abs(t) < 9.2e9) and np.array_equal(t, np.floor(t)):
-        return t.astype(np.int64) * np.int64(1_000_000_000)
-    return pd.to_datetime(t, unit="s").asi8
+    if not len(t) or not np.all(np.abs(t) < 9.2e9):  # NaN fails the comparison too
+        return pd.to_datetime(t, unit="s").asi8
+    whole = t.astype(np.int64)
+    frac = np.round(t - whole, 9)
+    return whole * np.int64(1_000_000_000) + (frac * 1e9).astype(np.int64)
 
 
 def window_bounds(key: np.ndarray, ns: np.ndarray, window_ns: int, closed: str = "right") -> tuple[np.ndarray, np.ndarray]:
