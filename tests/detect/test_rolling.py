@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from pandas._libs.window.indexers import calculate_variable_window_bounds
 
+from wattwatch.detect import rolling
 from wattwatch.detect.rolling import grouped_rolling, time_index, window_bounds
 
 
@@ -44,6 +45,25 @@ def test_time_index_is_pandas_conversion():
     t = np.array([0.0, 1.7e9, -5.0, 4e9, 1.7e9 + 0.123456789, 1.7e9 + 1e-9])
     assert np.array_equal(time_index(t), pd.to_datetime(t, unit="s").asi8)
     assert np.array_equal(time_index(t[:4]), pd.to_datetime(t[:4], unit="s").asi8)
+
+
+def test_time_index_of_fractional_times_is_pandas_conversion_done_in_numpy(monkeypatch):
+    """Readings stamped off the whole second (meters' clocks jitter by milliseconds) are converted
+    by pandas' arithmetic as array operations, not by pandas' per-element loop, to the same
+    nanoseconds: fractions near half a nanosecond, negative times, zero and sub-nanosecond ones."""
+    rng = np.random.default_rng(7)
+    n = 50_000
+    scale = 10.0 ** rng.integers(0, 10, n)  # jitter rounded to 0-9 decimals
+    t = 1.7e9 + rng.integers(0, 10**6, n) * 300.0 + np.round(rng.normal(0, 2, n) * scale) / scale
+    near_half = np.nextafter(np.floor(t[:500]) + 0.5e-9 * rng.integers(1, 4, 500), 0)
+    t = np.r_[t, -t[:500], near_half, rng.uniform(-9e9, 9e9, 500), [0.0, -0.0, 1e-10, -1e-10, 0.9999999995, -0.9999999995]]
+    want = pd.to_datetime(t, unit="s").asi8
+
+    def no_pandas(*a, **k):
+        raise AssertionError("time_index went through pandas' per-element conversion")
+
+    monkeypatch.setattr(rolling.pd, "to_datetime", no_pandas)
+    assert np.array_equal(time_index(t), want)
 
 
 def _messy(rng, n: int) -> np.ndarray:

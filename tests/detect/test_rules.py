@@ -657,3 +657,36 @@ def test_a_single_phase_bypass_over_two_hourly_readings_counts_the_one_that_caug
     g.loc[k, "i_n_a"] = 0.6 * 18.0  # a saturating CT's partial deficit
     d = build("neutral_tamper").fit(g[g.ts < pd.Timestamp("2025-01-13", tz="UTC")])
     assert np.isnan(d.score(g).loc[k])
+
+
+def test_held_departures_of_meters_at_different_cadences_are_judged_in_one_pass(commercial, monkeypatch):
+    """Each meter's held departure is the trailing median over its own window (an hour, or 12 of
+    its readings where they take longer): three office meters read every 5, 10 and 15 minutes
+    (windows of 1, 2 and 3 hours), one with a partial earth return, are judged in one rolling pass
+    over the fleet (not one per distinct window), each meter's held departure what it is judged
+    alone."""
+    import wattwatch.detect.rules.neutral as neutral
+    from wattwatch.detect.frame import prepare
+    from wattwatch.detect.registry import build
+
+    meters = []
+    for k, every in enumerate((1, 2, 3)):
+        m = commercial.iloc[::every].copy()
+        m["meter_id"] = f"M-{k}"
+        if k == 1:  # a fifth of L1's return current to earth for a day
+            w = window(m, "2025-01-10T00:00:00Z", 24)
+            m.loc[w, "i_n_a"] = m.loc[w, "i_n_a"] + 0.2 * m.loc[w, "i_l1_a"]
+        meters.append(m)
+    fleet = prepare(pd.concat(meters, ignore_index=True))
+    fit_on = fleet[fleet.ts < pd.Timestamp("2025-01-09", tz="UTC")]
+    calls = []
+    real = neutral.grouped_rolling
+    monkeypatch.setattr(neutral, "grouped_rolling", lambda *a, **k: calls.append(1) or real(*a, **k))
+    held = build("neutral_tamper").fit(fit_on).scored(fleet).ctx[-1]
+    assert len(calls) == 1
+    assert np.isfinite(held).sum() > 0.9 * len(held) and np.nanmax(held) >= 1.0
+    seg = fleet["_seg"].to_numpy()
+    for k, m in enumerate(meters):
+        alone = prepare(m.reset_index(drop=True))
+        d = build("neutral_tamper").fit(alone[alone.ts < pd.Timestamp("2025-01-09", tz="UTC")])
+        assert np.array_equal(d.scored(alone).ctx[-1], held[seg == k], equal_nan=True)

@@ -350,3 +350,49 @@ def test_a_python_worker_freezes_its_imported_heap_once(monkeypatch):
         assert len(freezes) == 1
     finally:
         gc.unfreeze()  # this test process keeps collecting as before
+
+
+_SIGCHLD_IGNORING_PARENT = """
+import os, signal, sys, time
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # as PySpark's daemon does: its workers are reaped by the kernel
+pid = os.fork()
+if pid == 0:
+    t = time.process_time()
+    while time.process_time() - t < 0.6:
+        pass
+    print("burnt", flush=True)
+    sys.stdin.readline()
+    os._exit(0)
+while True:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(0.01)
+print("gone", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_tree_cpu_keeps_the_time_of_a_worker_reaped_by_the_kernel():
+    """A PySpark worker's parent (the daemon) ignores SIGCHLD: when the worker exits, its CPU time
+    is added to no process's children times. The tree's CPU must not fall when it goes (a bench
+    round read -2.59 s when the JVM retired workers between two readings)."""
+    from wattwatch.app.bench import tree_cpu
+
+    p = subprocess.Popen([sys.executable, "-c", _SIGCHLD_IGNORING_PARENT], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "burnt"
+        before = tree_cpu()
+        p.stdin.write("exit\n")
+        p.stdin.flush()
+        assert p.stdout.readline().strip() == "gone"
+        after = tree_cpu()
+        p.stdin.write("exit\n")
+        p.stdin.flush()
+        p.wait(timeout=30)
+        assert after >= before - 0.05, (before, after)
+        assert tree_cpu() >= after - 0.05  # and once the parent is gone (reaped by this process)
+    finally:
+        p.kill()

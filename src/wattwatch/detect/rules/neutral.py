@@ -238,13 +238,10 @@ class NeutralTamper(Detector):
         win = self.persist_window_s(cad)
         n_min = max(2, (cfg.persist_min_n + 1) // 2)
         held = np.full(len(df), np.nan)
-        for w in np.unique(win):
-            m = (win == w)[seg] & three
-            if not m.any():
-                continue
-            r = rows[m]
-            med = grouped_rolling(dep[r], seg[r], t_ns[r], int(round(w * 1e9)), min_periods=n_min).median().to_numpy()
-            held[r] = med
+        # Every three-phase meter's trailing window (its own, from its cadence) in one pass.
+        r = rows[three]
+        win_ns = np.round(win * 1e9).astype(np.int64)[seg[r]]
+        held[r] = grouped_rolling(dep[r], seg[r], t_ns[r], win_ns, min_periods=n_min).median().to_numpy()
         with quiet():
             limit = np.maximum(cfg.abs_limit_3ph_a, cfg.sigma_k * spread[seg, lvl] * mean)
             out = np.abs(held) * mean / limit
