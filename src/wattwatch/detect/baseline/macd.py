@@ -703,7 +703,18 @@ class BaselineMACD(Detector):
         w = int(np.ceil(c.floor_h))
         if hmin is None:
             hmin = self._hour_min(df, cell, n_seg, n_bins, None if hourly is None else hourly[2])
-        d1 = pd.DataFrame(hmin.T).rolling(w, min_periods=int(np.ceil(0.75 * w))).min().to_numpy().T
+        # The window's floor needs readings in three quarters of its hours; or, where the hourly
+        # means cover three quarters of them, in half: at hourly cadence a reading's timestamp
+        # jitter of a second or two moves it across the hour's boundary (a reading at 05:59:58
+        # is hour 05's), leaving a quarter of the hours without one and two in their neighbours,
+        # and the floor was then judged on half of a 60-minute meter's hours only.
+        need = int(np.ceil(0.75 * w))
+        d1 = pd.DataFrame(hmin.T).rolling(w, min_periods=1).min().to_numpy().T
+        ok = self._window_count(np.isfinite(hmin), w) >= need
+        if hourly is not None:
+            ok |= (self._window_count(np.isfinite(hourly[0]), w) >= need) & \
+                (self._window_count(np.isfinite(hmin), w) >= int(np.ceil(0.5 * w)))
+        d1 = np.where(ok, d1, np.nan)
         d2 = np.full_like(d1, np.nan)
         d2[:, w:] = d1[:, :-w] if n_bins > w else d2[:, w:]
         with quiet():
@@ -1070,6 +1081,13 @@ class BaselineMACD(Detector):
         with quiet():
             z = np.log(act / exp.astype(float)) - bias[:, None]
         return np.where((n >= self.config.week_cover * w) & (act > 0) & (exp > 0), z, np.nan)
+
+    @staticmethod
+    def _window_count(b: np.ndarray, w: int) -> np.ndarray:
+        """Per (meter, hour): how many of the last ``w`` hours are True in ``b``."""
+        c = np.concatenate([np.zeros((b.shape[0], 1), np.int64), np.cumsum(b, axis=1, dtype=np.int64)], axis=1)
+        lo = np.maximum(np.arange(1, b.shape[1] + 1) - w, 0)
+        return c[:, 1:] - c[:, lo]
 
     @staticmethod
     def _window_sums(m: np.ndarray, expected: np.ndarray, w: int):
