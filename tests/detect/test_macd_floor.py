@@ -99,3 +99,25 @@ def test_the_floor_needs_two_days_to_agree():
     x = prepare(df)
     score = d._floor(x, cell, 1, int(cell.max()) + 1)[0][0]
     assert score[-1] < -2, score[-1]
+
+
+def test_a_40_percent_theft_on_a_home_read_hourly_is_found_by_its_floor_on_most_of_its_hours():
+    """The same bypass on a home read once an hour with an energy register, each reading's timestamp
+    off the hour by up to 2 s either way (a real meter's clock): a reading at 05:59:58 is hour 05's,
+    so a quarter of the hours hold no reading and their neighbours two. The floor of a day needs
+    readings in three quarters of its hours, or in half where the register's hourly means cover
+    three quarters: on main it was judged on about half of the hours (one theft of four missed,
+    alerts over 178 of the 480 theft hours in all); now each is found for most of its hours."""
+    found, hours = 0, 0.0
+    for seed in range(4):
+        df = home(seed=seed)
+        df.loc[(df.ts >= "2025-01-15") & (df.ts < "2025-01-20"), "p_kw"] *= 0.6
+        df["e_kwh"] = (df.p_kw * 5 / 60).cumsum().round(4)
+        h = df[df.ts.dt.minute == 0].copy()
+        h["ts"] = h.ts + pd.to_timedelta(np.random.default_rng(seed).uniform(-2, 2, len(h)), unit="s")
+        got = [a for a in _alerts(h.reset_index(drop=True)) if "2025-01-15" <= a.start < "2025-01-21"]
+        found += bool(got)
+        for a in got:
+            lo = max(pd.Timestamp(a.start), pd.Timestamp("2025-01-15", tz="UTC"))
+            hours += max(0.0, (min(pd.Timestamp(a.end), pd.Timestamp("2025-01-20", tz="UTC")) - lo).total_seconds() / 3600)
+    assert found == 4 and hours >= 0.5 * 4 * 120, (found, hours)
