@@ -13,7 +13,12 @@ span and id, that judging all readings at once gives:
   ``_k:<detector>``, by name: what a column holds does not depend on the order of the detectors):
   a detector then scores only its pending readings and those its open alerts span, with its own
   reach before them, not the whole tail the longest reach keeps (:func:`core.run`'s ``known``).
-  Not checkpointed (:meth:`Stitcher.carry`): a carry loaded from a checkpoint is scored whole once;
+  Held only where a later piece reads them (:meth:`Stitcher._needed`: from the detector's own
+  clean or pending point, and from where the detectors it blanks read its findings; before that
+  a score is held as known and NaN, which nothing reads), each column in the smallest exact form
+  (:func:`_compact`: int8 codes of a few values, float32 where that is exact, sparse where few
+  are held). Not checkpointed (:meth:`Stitcher.carry`): a carry loaded from a checkpoint is
+  scored whole once;
 - per meter and detector that carries its closed bins (``carry_cls``, a :class:`~wattwatch.detect.base.BinCarry`:
   baseline_macd its hours, learned_ensemble its grid's bins), those bins' aggregates
   (:meth:`Stitcher.hour_carry`, checkpointed), from as far back as the detector's own reach needs
@@ -163,6 +168,8 @@ class Stitcher:
         self._cut_tail(res.frame, names, starts, ends, t, cols if self.known_scores else None)
         if judged is not None:   # the meters not judged keep their tail as it was
             self.tail = _merge(tail, self.tail, ~judged)
+        if cols and self.known_scores:
+            self.tail = _compact_known(self.tail)
         self.tail.__dict__["_ww_by_meter"] = True
         return step
 
@@ -265,11 +272,13 @@ class Stitcher:
         own reach needs before ``ref`` and before the first bin not carried (the carry starts at the
         meter's first bin, or that reach before both), the raw readings are kept only for its reach
         in raw readings (``raw``) before the earlier of the two, the rest as before (``full``); its
-        carry keeps the bins from its own reach before that point. Returns (reach, ref) per meter."""
+        carry keeps the bins from its own reach before that point. Returns (reach, ref, raw) per
+        meter, ``raw``: its own reach is the one in raw readings (``carried_reach``)."""
         per = self.hours[d.name]
         own = np.asarray(d.reach(names).back_s, float)
         back_s, back_n = np.array(full.back_s, float), np.array(full.back_n, np.int64)
         ref = ref.copy()
+        in_raw = np.zeros(len(names), bool)
         for k, m in enumerate(names):
             c = per.get(m)
             if c is None or ref[k] == -np.inf:
@@ -283,7 +292,8 @@ class Stitcher:
             if c.origin or c.b0 + own[k] <= point:
                 ref[k] = point
                 back_s[k], back_n[k] = raw.back_s[k], raw.back_n[k]
-        return type(full)(back_s, back_n, full.ahead_s, full.ahead_n), ref
+                in_raw[k] = True
+        return type(full)(back_s, back_n, full.ahead_s, full.ahead_n), ref, in_raw
 
     def _cut_tail(self, frame: pd.DataFrame, names: list[str], starts, ends, t, cols: dict | None = None) -> None:
         """Keep, per meter, the readings the pending ones reach back to (all meters at once)."""
@@ -294,6 +304,7 @@ class Stitcher:
         lens = (st.ends - st.starts)
         first_idx = lens.copy()
         raw = core.reaches(self.detectors, names, set(self.hours)) if self.hours else None
+        refs, owns = {}, {}
         for d in self.detectors:
             r = reach[d.name]
             since = np.array([self.since[d.name].get(m, -np.inf) for m in names], float)
@@ -303,8 +314,13 @@ class Stitcher:
             ref = np.minimum(since, t_pend)
             # ref = +inf: nothing pending, nothing open; -inf: its post-rules still start at the
             # meter's first reading (keep everything).
+            own = d.reach(names)
             if d.name in self.hours:
-                r, ref = self._cut_bins(d, names, ref, r, raw[d.name])
+                r, ref, in_raw = self._cut_bins(d, names, ref, r, raw[d.name])
+                cr = d.carried_reach(names)
+                own = type(own)(np.where(in_raw, cr.back_s, own.back_s), np.where(in_raw, cr.back_n, own.back_n),
+                                own.ahead_s, own.ahead_n)
+            refs[d.name], owns[d.name] = ref, own
             back = np.asarray(r.back_s, float)
             # Keep the back_n readings before the reach and at least one (the core calls a
             # reading exact when the frame starts at or before its reach).
@@ -321,8 +337,156 @@ class Stitcher:
             self.origin.setdefault(names[k], True)
         drop = {*AUX, "_n"}
         data = {c: frame[c].array[keep] for c in frame.columns if c not in drop}
-        data.update({c: v[keep] for c, v in (cols or {}).items()})
+        if cols:
+            own, need = self._needed(names, st, t, refs, owns)
+            thr = {d.name: float(d.config.post.threshold) for d in self.detectors}
+            for c, v in cols.items():
+                name = c[len(KNOWN):] if c.startswith(KNOWN) else c[len("_c:"):]
+                held = need[name][keep]
+                if c.startswith(KNOWN):   # not needed: known (and NaN, below)
+                    data[c] = np.where(held, v[keep], True)
+                    continue
+                # Where only the detectors it blanks read it: its class (see _needed); where
+                # nothing does: NaN.
+                v = v[keep]
+                data[c] = np.where(own[name][keep], v, np.where(held, _as_class(v, thr[name]), np.nan))
         self.tail = pd.DataFrame(data, copy=False)
+
+    def _needed(self, names: list[str], st: core.SegTimes, t: np.ndarray, refs: dict,
+                owns: dict) -> tuple[dict, dict]:
+        """Per detector, per row of the frame: whether a later piece reads its score there.
+
+        A detector's post-rules read its scores from its clean point or first pending reading
+        (``refs``, as the tail is cut) on. A detector it blanks (:func:`core.blockers`) reads
+        them around its own input: from its own needed scores' own reach back (``owns``: in raw
+        readings where its closed bins are carried; one reading more, as :func:`core.run` scores
+        from) less the blanking horizon. In blocking order backwards, so that a blocker's needs
+        include those of everything it blanks, whatever the chain. Its scores before that point
+        change no score the others need (the core's reach: a score is exact with only that much
+        of its blockers' findings in the frame), so they are held as known and NaN: the detector
+        does not score them again, and the tail holds no value for them. A meter ``d`` is idle
+        on asks nothing of its blockers; ref ``-inf``: every row is needed, ``+inf``: none.
+
+        Returns (own, needed) per detector: the rows its own post-rules read, and every row read.
+        What the blanked detectors read of a score is only its class: the post-rules' groups and
+        the explained readings depend on whether it is NaN and whether it reaches the threshold,
+        not on its value (:func:`postrules.group`; a detector whose alerts explain others has no
+        hold); so on the rows only they read, the value is held as its class (:func:`_as_class`)."""
+        ks, lens = st.ks, st.lens
+        blk = core.blockers(self.detectors, names)
+        first = {}
+        for d in self.detectors:   # first needed row per meter, from its own post-rules
+            ref = refs[d.name]
+            j = st.search(ks, core.SegTimes.to_us(np.where(np.isfinite(ref), ref, 0.0)), "left")
+            first[d.name] = np.where(ref == -np.inf, 0, np.where(ref == np.inf, lens, j))
+        mine = dict(first)
+        for d in reversed(self.detectors):
+            nd = first[d.name]
+            if not blk[d.name]:
+                continue
+            asks = (nd < lens) & ~core.idle_on(d, names)
+            own = owns[d.name]
+            back = np.asarray(own.back_s, float)
+            t_need = t[st.starts + np.minimum(nd, np.maximum(lens - 1, 0))]
+            use = asks & np.isfinite(back)
+            j = np.where(use, st.search(ks, core.SegTimes.to_us(np.where(use, t_need - back, 0.0)), "left"), 0)
+            lo = np.maximum(0, j - np.asarray(own.back_n).astype(np.int64) - 1)
+            t_in = t[st.starts + np.minimum(lo, np.maximum(lens - 1, 0))]
+            for b, h in blk[d.name]:
+                h = np.asarray(h, float)
+                ok = asks & np.isfinite(h)
+                jb = np.where(ok, st.search(ks, core.SegTimes.to_us(np.where(ok, t_in - h, 0.0)), "left"), 0)
+                first[b] = np.where(asks, np.minimum(first[b], jb), first[b])
+        within = st.within()
+        return ({n: within >= f[st.seg] for n, f in mine.items()},
+                {n: within >= f[st.seg] for n, f in first.items()})
+
+
+def _as_class(v: np.ndarray, threshold: float) -> np.ndarray:
+    """Scores as their class for the post-rules' groups and what a detector explains: NaN, below
+    ``threshold`` (the float just under it) or at or above it (the threshold)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isnan(v), np.nan, np.where(v >= threshold, threshold, np.nextafter(threshold, -np.inf)))
+
+
+def _compact(v: np.ndarray):
+    """A column of known scores in the smallest of these forms that gives back every value bit for
+    bit (NaN as NaN; 0.0 is not -0.0): int8 or int16 codes of its distinct values (a rule's few
+    levels, scores held as their class), float32 where every value is one, a sparse array of the
+    values other than its commonest (NaN where nothing reads the scores, a rule's normal level);
+    else as it is. Read back with ``to_numpy(float)``."""
+    v = np.asarray(v, float)
+    n = len(v)
+    if n == 0:
+        return v
+    fin = ~np.isnan(v)
+    vals = v[fin]
+    dense = v
+    if _same(vals.astype(np.float32).astype(float), vals):
+        dense = v.astype(np.float32)
+    best, size = dense, dense.nbytes
+    # The commonest value: NaN, or (with few distinct values, from their codes) another.
+    fill, n_fill = np.nan, n - len(vals)
+    # A cheap look at a sample first: a column of many distinct values is not factorised.
+    if len(vals) and len(pd.unique(vals[:: max(1, len(vals) // 2048)])) <= 1024:
+        codes, uniq = pd.factorize(vals)
+        uniq = np.asarray(uniq, float)
+        if len(uniq) <= np.iinfo(np.int16).max and _same(uniq[codes], vals):
+            ct = np.int8 if len(uniq) <= np.iinfo(np.int8).max else np.int16
+            if n * np.dtype(ct).itemsize < size:
+                full = np.full(n, -1, ct)
+                full[fin] = codes
+                best = pd.Categorical.from_codes(full, categories=pd.Index(uniq))
+                size = n * np.dtype(ct).itemsize
+            counts = np.bincount(codes, minlength=len(uniq))
+            if counts.max() > n_fill:
+                fill, n_fill = float(uniq[counts.argmax()]), int(counts.max())
+    if (n - n_fill) * (dense.itemsize + 4) < size:
+        sp = pd.arrays.SparseArray(dense, fill_value=fill)
+        back = np.asarray(sp, float)
+        if _same(back[fin], vals) and np.array_equal(np.isnan(back), ~fin):
+            best = sp
+    return best
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Finite float64 arrays equal bit for bit (0.0 is not -0.0)."""
+    return bool(np.array_equal(np.asarray(a, float).view(np.int64), np.asarray(b, float).view(np.int64)))
+
+
+def _compact_flags(f: np.ndarray):
+    """Known-score flags (mostly true): a sparse array of the false ones where that is smaller."""
+    f = np.asarray(f, bool)
+    if (len(f) - int(np.count_nonzero(f))) * 5 < 0.75 * len(f):
+        return pd.arrays.SparseArray(f, fill_value=True)
+    return f
+
+
+def _compact_known(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its known-score columns in compact exact form (:func:`_compact`), the others
+    shared."""
+    cols = {}
+    for c in df.columns:
+        v = df[c].array
+        if str(c).startswith("_c:") and isinstance(v, (np.ndarray, pd.arrays.NumpyExtensionArray)):
+            v = _compact(df[c].to_numpy(float))
+        elif str(c).startswith(KNOWN) and isinstance(v, (np.ndarray, pd.arrays.NumpyExtensionArray)):
+            v = _compact_flags(df[c].to_numpy(bool))
+        cols[c] = v
+    return pd.DataFrame(cols, copy=False)
+
+
+def dense_known(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its known-score columns as plain float64 scores and bool flags (a copy of
+    those columns), e.g. to put tails with different compact forms together."""
+    out = df.copy(deep=False)
+    for c in df.columns:
+        if str(c).startswith("_c:"):
+            out[c] = df[c].to_numpy(float)
+        elif str(c).startswith(KNOWN):
+            v = df[c].to_numpy()
+            out[c] = np.where(pd.isna(v), False, v).astype(bool)
+    return out
 
 
 def _cached(col) -> bool:
