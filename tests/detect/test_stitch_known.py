@@ -255,8 +255,8 @@ def test_the_tail_holds_known_scores_only_where_a_later_piece_reads_them_and_com
     assert not problems, "\n".join(problems[:12])
 
 
-@pytest.mark.parametrize("kind", ["levels", "signed_zero", "float32", "mostly_nan", "mostly_level", "continuous",
-                                  "empty"])
+@pytest.mark.parametrize("kind", ["levels", "signed_zero", "float32", "mostly_nan", "mostly_level", "mostly_class",
+                                  "mostly_zero_signed", "continuous", "empty"])
 def test_a_compact_known_score_column_gives_back_every_value_bit_for_bit(kind):
     """The tail's known-score columns are held in compact forms (codes, float32, sparse) only where
     these give every value back bit for bit (0.0 and -0.0 are not one code); a column of many distinct
@@ -270,6 +270,10 @@ def test_a_compact_known_score_column_gives_back_every_value_bit_for_bit(kind):
          "float32": rng.normal(size=n).astype(np.float32).astype(float),
          "mostly_nan": np.where(rng.random(n) < 0.97, np.nan, rng.normal(size=n)),
          "mostly_level": np.where(rng.random(n) < 0.97, 0.0, rng.normal(size=n)),
+         # scores held as their class: mostly the float just under the threshold (not a float32)
+         "mostly_class": np.where(rng.random(n) < 0.97, np.nextafter(1.0, -np.inf),
+                                  rng.normal(size=n).astype(np.float32).astype(float)),
+         "mostly_zero_signed": np.where(rng.random(n) < 0.97, 0.0, rng.choice([-0.0, 2.0], n)),
          "continuous": rng.normal(size=n),
          "empty": np.zeros(0)}[kind]
     got = _compact(v)
@@ -280,4 +284,5 @@ def test_a_compact_known_score_column_gives_back_every_value_bit_for_bit(kind):
     assert np.array_equal(back[fin].view(np.int64), v[fin].view(np.int64))
     per_row = got.nbytes / max(n, 1) if kind != "empty" else 0.0
     assert per_row <= {"levels": 1, "signed_zero": 4, "float32": 4, "mostly_nan": 1, "mostly_level": 1,
-                       "continuous": 8, "empty": 0}[kind] + 0.05, (kind, type(got), per_row)
+                       "mostly_class": 1, "mostly_zero_signed": 4, "continuous": 8, "empty": 0}[kind] + 0.05, \
+        (kind, type(got), per_row)

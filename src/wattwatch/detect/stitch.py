@@ -339,22 +339,25 @@ class Stitcher:
         data = {c: frame[c].array[keep] for c in frame.columns if c not in drop}
         if cols:
             own, need = self._needed(names, st, t, refs, owns)
-            thr = {d.name: float(d.config.post.threshold) for d in self.detectors}
-            for c, v in cols.items():
-                name = c[len(KNOWN):] if c.startswith(KNOWN) else c[len("_c:"):]
-                held = need[name][keep]
-                if c.startswith(KNOWN):   # not needed: known (and NaN, below)
-                    data[c] = np.where(held, v[keep], True)
+            sk, wk = seg[keep], st.within()[keep]
+            for d in self.detectors:
+                if KNOWN + d.name not in cols:
                     continue
-                # Where only the detectors it blanks read it: its class (see _needed); where
-                # nothing does: NaN.
-                v = v[keep]
-                data[c] = np.where(own[name][keep], v, np.where(held, _as_class(v, thr[name]), np.nan))
+                held, mine = wk >= need[d.name][sk], wk >= own[d.name][sk]
+                # Not needed: known and NaN; where only the detectors it blanks read it: its
+                # class (see _needed).
+                data[KNOWN + d.name] = cols[KNOWN + d.name][keep] | ~held
+                v = cols[f"_c:{d.name}"][keep]
+                out = np.where(mine, v, np.nan)
+                cls = np.flatnonzero(held & ~mine)
+                out[cls] = _as_class(v[cls], float(d.config.post.threshold))
+                data[f"_c:{d.name}"] = out
         self.tail = pd.DataFrame(data, copy=False)
 
     def _needed(self, names: list[str], st: core.SegTimes, t: np.ndarray, refs: dict,
                 owns: dict) -> tuple[dict, dict]:
-        """Per detector, per row of the frame: whether a later piece reads its score there.
+        """Per detector, per meter: the first of its rows in the frame whose score a later piece
+        reads (the meter's reading count: none).
 
         A detector's post-rules read its scores from its clean point or first pending reading
         (``refs``, as the tail is cut) on. A detector it blanks (:func:`core.blockers`) reads
@@ -367,11 +370,13 @@ class Stitcher:
         does not score them again, and the tail holds no value for them. A meter ``d`` is idle
         on asks nothing of its blockers; ref ``-inf``: every row is needed, ``+inf``: none.
 
-        Returns (own, needed) per detector: the rows its own post-rules read, and every row read.
         What the blanked detectors read of a score is only its class: the post-rules' groups and
         the explained readings depend on whether it is NaN and whether it reaches the threshold,
         not on its value (:func:`postrules.group`; a detector whose alerts explain others has no
-        hold); so on the rows only they read, the value is held as its class (:func:`_as_class`)."""
+        hold); so on the rows only they read, the value is held as its class (:func:`_as_class`).
+
+        Returns (own, needed): per detector, from which row its own post-rules read, and from
+        which row anything does."""
         ks, lens = st.ks, st.lens
         blk = core.blockers(self.detectors, names)
         first = {}
@@ -397,9 +402,7 @@ class Stitcher:
                 ok = asks & np.isfinite(h)
                 jb = np.where(ok, st.search(ks, core.SegTimes.to_us(np.where(ok, t_in - h, 0.0)), "left"), 0)
                 first[b] = np.where(asks, np.minimum(first[b], jb), first[b])
-        within = st.within()
-        return ({n: within >= f[st.seg] for n, f in mine.items()},
-                {n: within >= f[st.seg] for n, f in first.items()})
+        return mine, first
 
 
 def _as_class(v: np.ndarray, threshold: float) -> np.ndarray:
@@ -411,24 +414,39 @@ def _as_class(v: np.ndarray, threshold: float) -> np.ndarray:
 
 def _compact(v: np.ndarray):
     """A column of known scores in the smallest of these forms that gives back every value bit for
-    bit (NaN as NaN; 0.0 is not -0.0): int8 or int16 codes of its distinct values (a rule's few
-    levels, scores held as their class), float32 where every value is one, a sparse array of the
-    values other than its commonest (NaN where nothing reads the scores, a rule's normal level);
-    else as it is. Read back with ``to_numpy(float)``."""
+    bit (NaN as NaN; 0.0 is not -0.0): a sparse array of the values other than its commonest (NaN
+    where nothing reads the scores, a rule's normal level, the class under the threshold), int8 or
+    int16 codes of its distinct values (a rule's few levels, scores held as their class), float32
+    where every value is one; else as it is. Read back with ``to_numpy(float)``.
+
+    Every step of the stream rebuilds the tail, so the usual case is cheap: a column mostly one
+    value (its commonest found among a few sampled rows) is made sparse without counting its
+    distinct values."""
     v = np.asarray(v, float)
     n = len(v)
     if n == 0:
         return v
-    fin = ~np.isnan(v)
+    nan = np.isnan(v)
+    fill, n_fill = np.nan, int(np.count_nonzero(nan))
+    for c in np.unique(v[np.linspace(0, n - 1, 5).astype(np.int64)]):
+        if not np.isnan(c):
+            k = int(np.count_nonzero(v == c))
+            if k > n_fill:
+                fill, n_fill = float(c), k
+    if fill == 0.0 and np.count_nonzero((v == 0.0) & (np.signbit(v) != np.signbit(fill))):
+        fill, n_fill = np.nan, int(np.count_nonzero(nan))   # 0.0 and -0.0 both: not one fill value
+    held = v[~nan & (v != fill)] if not np.isnan(fill) else v[~nan]
+    small = _same(held.astype(np.float32).astype(float), held) and (
+        np.isnan(fill) or _same(np.float32(fill).astype(float).reshape(1), np.array([fill])))
+    sparse = (n - n_fill) * (8 if small else 12)
+    if sparse < n:   # smaller than one byte a row: nothing else can be
+        return pd.arrays.SparseArray(v.astype(np.float32) if small else v, fill_value=fill)
+    fin = ~nan
     vals = v[fin]
-    dense = v
-    if _same(vals.astype(np.float32).astype(float), vals):
-        dense = v.astype(np.float32)
-    best, size = dense, dense.nbytes
-    # The commonest value: NaN, or (with few distinct values, from their codes) another.
-    fill, n_fill = np.nan, n - len(vals)
-    # A cheap look at a sample first: a column of many distinct values is not factorised.
-    if len(vals) and len(pd.unique(vals[:: max(1, len(vals) // 2048)])) <= 1024:
+    f32 = _same(vals.astype(np.float32).astype(float), vals)
+    best, size = (v.astype(np.float32), 4 * n) if f32 else (v, 8 * n)
+    # A look at a sample first: a column of many distinct values is not factorised.
+    if len(pd.unique(vals[:: max(1, len(vals) // 2048)])) <= 1024:
         codes, uniq = pd.factorize(vals)
         uniq = np.asarray(uniq, float)
         if len(uniq) <= np.iinfo(np.int16).max and _same(uniq[codes], vals):
@@ -438,14 +456,8 @@ def _compact(v: np.ndarray):
                 full[fin] = codes
                 best = pd.Categorical.from_codes(full, categories=pd.Index(uniq))
                 size = n * np.dtype(ct).itemsize
-            counts = np.bincount(codes, minlength=len(uniq))
-            if counts.max() > n_fill:
-                fill, n_fill = float(uniq[counts.argmax()]), int(counts.max())
-    if (n - n_fill) * (dense.itemsize + 4) < size:
-        sp = pd.arrays.SparseArray(dense, fill_value=fill)
-        back = np.asarray(sp, float)
-        if _same(back[fin], vals) and np.array_equal(np.isnan(back), ~fin):
-            best = sp
+    if sparse < size:
+        best = pd.arrays.SparseArray(v.astype(np.float32) if small else v, fill_value=fill)
     return best
 
 
