@@ -63,9 +63,14 @@ class Step:
 class Stitcher:
     """Feed pieces of readings (any meters, each meter's pieces in time order); see the module."""
 
-    def __init__(self, detectors: list[Detector], keep_scores: bool = True, known_scores: bool = True):
+    def __init__(self, detectors: list[Detector], keep_scores: bool = True, known_scores: bool = True,
+                 compact_readings: bool = False):
         self.detectors = core.order(detectors)
         self.keep_scores = keep_scores
+        # Hold the tail's readings in compact exact columns too (_compact; decoded as a piece is
+        # merged in): worth it for a long tail judged now and then (the stream's full stitcher),
+        # not for a short one re-read every step.
+        self.compact_readings = compact_readings
         # Keep final scores with the tail and score only what may change (False: re-score the
         # whole tail every piece, as before; for measuring the difference).
         self.known_scores = known_scores
@@ -168,8 +173,8 @@ class Stitcher:
         self._cut_tail(res.frame, names, starts, ends, t, cols if self.known_scores else None)
         if judged is not None:   # the meters not judged keep their tail as it was
             self.tail = _merge(tail, self.tail, ~judged)
-        if cols and self.known_scores:
-            self.tail = _compact_known(self.tail)
+        if (cols and self.known_scores) or self.compact_readings:
+            self.tail = _compact_columns(self.tail, self.compact_readings)
         self.tail.__dict__["_ww_by_meter"] = True
         return step
 
@@ -180,10 +185,10 @@ class Stitcher:
         return step
 
     def carry(self) -> pd.DataFrame | None:
-        """The tail as checkpointed: the readings, without the known scores."""
+        """The tail as checkpointed: the readings (as plain float64 columns), without the known scores."""
         if self.tail is None:
             return None
-        return self.tail.drop(columns=[c for c in self.tail.columns if _cached(c)])
+        return dense_columns(self.tail.drop(columns=[c for c in self.tail.columns if _cached(c)]))
 
     def hour_carry(self) -> pd.DataFrame | None:
         """The carried closed bins as checkpointed: one row per (detector, meter, bin) with the
@@ -474,30 +479,48 @@ def _compact_flags(f: np.ndarray):
     return f
 
 
-def _compact_known(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` with its known-score columns in compact exact form (:func:`_compact`), the others
-    shared."""
+def _compact_columns(df: pd.DataFrame, readings: bool = False) -> pd.DataFrame:
+    """``df`` with its known-score columns (and with ``readings``, its float64 readings) in compact
+    exact form (:func:`_compact`), the others shared."""
     cols = {}
     for c in df.columns:
         v = df[c].array
-        if str(c).startswith("_c:") and isinstance(v, (np.ndarray, pd.arrays.NumpyExtensionArray)):
-            v = _compact(df[c].to_numpy(float))
-        elif str(c).startswith(KNOWN) and isinstance(v, (np.ndarray, pd.arrays.NumpyExtensionArray)):
-            v = _compact_flags(df[c].to_numpy(bool))
+        if isinstance(v, (np.ndarray, pd.arrays.NumpyExtensionArray)):
+            if str(c).startswith("_c:"):
+                v = _compact(df[c].to_numpy(float))
+            elif str(c).startswith(KNOWN):
+                v = _compact_flags(df[c].to_numpy(bool))
+            elif readings and c not in ("meter_id", "ts") and df[c].dtype == np.float64:
+                v = _compact(df[c].to_numpy(float))
         cols[c] = v
     return pd.DataFrame(cols, copy=False)
 
 
-def dense_known(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` with its known-score columns as plain float64 scores and bool flags (a copy of
-    those columns), e.g. to put tails with different compact forms together."""
+def _is_compact(col: pd.Series) -> bool:
+    """A column in one of :func:`_compact`'s forms (or compact flags)."""
+    v = col.array
+    return isinstance(v, pd.arrays.SparseArray) or col.dtype == np.float32 \
+        or (isinstance(v, pd.Categorical) and v.categories.dtype == np.float64)
+
+
+def _values(col: pd.Series) -> np.ndarray:
+    """A column's values as numpy; a compact one (:func:`_compact`) as float64, flags as bool."""
+    if not _is_compact(col):
+        return col.to_numpy()
+    if str(col.name).startswith(KNOWN):
+        x = col.to_numpy()
+        return np.where(pd.isna(x), False, x).astype(bool)
+    return col.to_numpy(float)
+
+
+def dense_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its compact columns (:func:`_compact`: scores and readings) as plain float64 and
+    flags as bool (copies of those columns), e.g. to put tails with different compact forms
+    together or to checkpoint one."""
     out = df.copy(deep=False)
     for c in df.columns:
-        if str(c).startswith("_c:"):
-            out[c] = df[c].to_numpy(float)
-        elif str(c).startswith(KNOWN):
-            v = df[c].to_numpy()
-            out[c] = np.where(pd.isna(v), False, v).astype(bool)
+        if c not in ("meter_id", "ts") and _is_compact(df[c]):
+            out[c] = _values(df[c])
     return out
 
 
@@ -608,8 +631,8 @@ def _merge(a: pd.DataFrame, b: pd.DataFrame, a_meters: np.ndarray | None = None)
     for c in dict.fromkeys([*a.columns, *b.columns]):
         if c in cols:
             continue
-        xa = a[c].to_numpy() if c in a.columns else None
-        xb = b[c].to_numpy() if c in b.columns else None
+        xa = _values(a[c]) if c in a.columns else None
+        xb = _values(b[c]) if c in b.columns else None
         cols[c] = build(xa, xb, False if str(c).startswith(KNOWN) else np.nan)
     res = pd.DataFrame(cols, copy=False)
     res.__dict__["_ww_by_meter"] = True

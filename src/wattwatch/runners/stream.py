@@ -58,7 +58,7 @@ import pyarrow.parquet as pq
 from wattwatch.alerts import store as alert_store
 from wattwatch.alerts.model import Alert
 from wattwatch.detect import core
-from wattwatch.detect.stitch import Stitcher, dense_known
+from wattwatch.detect.stitch import Stitcher, dense_columns
 from wattwatch.runners import rejudge
 
 log = logging.getLogger("wattwatch.watch")
@@ -181,7 +181,7 @@ class StreamEngine:
         self.handed: pd.DataFrame | None = None
         self.exact: dict[str, int] = {}
         self._norms: dict = {}                    # the live ingest's normalisers (pipeline.ingest_live)
-        self.stitcher = Stitcher(self.dets, keep_scores=False)
+        self.stitcher = Stitcher(self.dets, keep_scores=False, compact_readings=True)
         # The tiered step: ``stitcher`` judges with every detector (the slow tier's clock; what
         # is checkpointed and what re-judging rewinds), ``fast`` with the fast tier only, every
         # step. ``slow_fed``: per meter the last reading the full stitcher judged; ``pending``:
@@ -609,9 +609,9 @@ class StreamEngine:
             if ms is not None:
                 t = t[t["meter_id"].astype(str).isin(ms).to_numpy()]
             t = t[[c for c in t.columns if not str(c).startswith(("_c:", "_k:")) or c in mine]]
-            parts.append(dense_known(t))   # compact columns of each tail in their own forms
+            parts.append(dense_columns(t))   # compact columns of each tail in their own forms
         if ms is not None and fast.tail is not None and len(fast.tail):
-            parts.append(dense_known(fast.tail[~fast.tail["meter_id"].astype(str).isin(ms).to_numpy()]))
+            parts.append(dense_columns(fast.tail[~fast.tail["meter_id"].astype(str).isin(ms).to_numpy()]))
         parts = [p for p in parts if len(p)]
         if parts:
             tail = pd.concat([p.assign(meter_id=p["meter_id"].astype(str)) for p in parts], ignore_index=True)
