@@ -450,17 +450,20 @@ def _compact(v: np.ndarray):
     vals = v[fin]
     f32 = _same(vals.astype(np.float32).astype(float), vals)
     best, size = (v.astype(np.float32), 4 * n) if f32 else (v, 8 * n)
-    # A look at a sample first: a column of many distinct values is not factorised.
-    if len(pd.unique(vals[:: max(1, len(vals) // 2048)])) <= 1024:
+    # A look at a sample of ~2,000 first: a column whose sample hardly repeats a value (more
+    # distinct values than int16 codes hold, likely) is not factorised.
+    sample = vals[:: max(1, len(vals) // 2048)]
+    if len(pd.unique(sample)) <= 0.9 * len(sample):
         codes, uniq = pd.factorize(vals)
         uniq = np.asarray(uniq, float)
         if len(uniq) <= np.iinfo(np.int16).max and _same(uniq[codes], vals):
             ct = np.int8 if len(uniq) <= np.iinfo(np.int8).max else np.int16
-            if n * np.dtype(ct).itemsize < size:
+            coded = n * np.dtype(ct).itemsize + 8 * len(uniq)   # the codes and the values
+            if coded < size:
                 full = np.full(n, -1, ct)
                 full[fin] = codes
                 best = pd.Categorical.from_codes(full, categories=pd.Index(uniq))
-                size = n * np.dtype(ct).itemsize
+                size = coded
     if sparse < size:
         best = pd.arrays.SparseArray(v.astype(np.float32) if small else v, fill_value=fill)
     return best
