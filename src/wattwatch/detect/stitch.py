@@ -418,10 +418,11 @@ def _as_class(v: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def _compact(v: np.ndarray):
-    """A column of known scores in the smallest of these forms that gives back every value bit for
-    bit (NaN as NaN; 0.0 is not -0.0): a sparse array of the values other than its commonest (NaN
-    where nothing reads the scores, a rule's normal level, the class under the threshold), int8 or
-    int16 codes of its distinct values (a rule's few levels, scores held as their class), float32
+    """A float64 column of the tail (known scores, or readings) in the smallest of these forms that
+    gives back every value bit for bit (NaN as NaN; 0.0 is not -0.0): a sparse array of the values
+    other than its commonest (NaN where nothing reads the scores or a phase is missing, a rule's
+    normal level, the class under the threshold), int8 or int16 codes of its distinct values with
+    the values (a rule's few levels, scores held as their class, a register's resolution), float32
     where every value is one; else as it is. Read back with ``to_numpy(float)``.
 
     Every step of the stream rebuilds the tail, so the usual case is cheap: a column mostly one
