@@ -3,9 +3,9 @@
 ``--profile-days``, streamed a day per step through a StreamEngine up to its last day, then that
 day's last ``--timed-steps`` minutes one reading per meter per step (timed, CPU). Prints the
 carry per meter (the checkpointed tail of readings and closed hours as Parquet, the in-memory
-known scores), the tail's readings per meter, and CPU per step (p50 / p99; with the tiered engine
-also apart for steps where only the fast tier judged and those where the slow tier did too) as
-JSON; the alerts' digest is taken after a flush (every pending reading judged).
+known scores, the tails' columns as held in memory), the tail's readings per meter, and CPU per
+step (p50 / p99; with the tiered engine also apart for steps where only the fast tier judged and
+those where the slow tier did too) as JSON; the alerts' digest is taken after a flush (every pending reading judged).
 
     python scripts/measure_stream_carry.py --meters 10 --days 60 [--profile-days 7] [--timed-steps 20]
 
@@ -80,7 +80,11 @@ def main() -> None:
            "per_meter_bytes": {"learned_state": round(st["state_bytes_per_meter"]),
                                "tail": round(st["tail_bytes_per_meter"]),
                                "closed_hours": round(st.get("hours_bytes_per_meter", 0)),
-                               "known_scores_in_memory": round(st["known_bytes_per_meter"])},
+                               "known_scores_in_memory": round(st["known_bytes_per_meter"]),
+                               # The tails' columns as held in memory: the full stitcher's readings
+                               # (without its known scores) and the fast tier's whole tail.
+                               "tail_in_memory": round(st.get("tail_memory_bytes_per_meter", 0)),
+                               "fast_tail_in_memory": round(st.get("fast_tail_memory_bytes_per_meter", 0))},
            "tail_readings_per_meter": {"max": int(rows.max()) if len(rows) else 0,
                                        "median": float(rows.median()) if len(rows) else 0.0},
            "alerts_new": int(eng.counters["alerts_new"])}

@@ -49,6 +49,10 @@ def test_a_stream_of_small_pieces_with_known_scores_equals_the_whole_history(ste
     days = PROFILE_DAYS + (1.0 if step in ("1min", "5min") else 3.0)
     frame = _sim(meters=5, days=days, step=step, seed=1717, fault_share=0.9, outage_share=0.5,
                  profile_days=PROFILE_DAYS)
+    # At a meter's register resolution (0.1 V, 0.001 elsewhere), as meters report: the stream
+    # engine's full stitcher then holds columns of few levels as codes.
+    frame = frame.assign(**{c: frame[c].round(1 if c.startswith("v_") else 3)
+                            for c in frame.columns if c not in ("meter_id", "ts") and frame[c].dtype == float})
     dets = registry.build_all(DETECTORS)
     profile(prepare(frame), dets, ENGINE)
     whole = core.run(frame, dets)
@@ -57,7 +61,7 @@ def test_a_stream_of_small_pieces_with_known_scores_equals_the_whole_history(ste
     t = _epoch(frame["ts"])
     t0 = t.min() + PROFILE_DAYS * 86400
     edges = [-np.inf, *np.arange(t0, t.max(), piece_h * 3600.0), np.inf]
-    st = Stitcher(dets)
+    st = Stitcher(dets, compact_readings=True)   # as the stream engine's full stitcher
     rows_in = 0
     seen = None
     steps = []
@@ -69,6 +73,9 @@ def test_a_stream_of_small_pieces_with_known_scores_equals_the_whole_history(ste
         rows_in += len(piece) + (len(st.tail) if st.tail is not None else 0)   # the frame judged
         steps.append(st.feed(piece))
         assert st.tail is None or any(str(c).startswith(KNOWN) for c in st.tail.columns)
+    # The readings were held in compact columns (the voltages' few levels), read back exactly at
+    # every piece.
+    assert isinstance(st.tail["v_l1_v"].array, pd.Categorical), type(st.tail["v_l1_v"].array)
     steps.append(st.flush())
     problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
     assert not problems, f"{step}:\n" + "\n".join(problems[:12])
@@ -212,3 +219,77 @@ def test_a_detector_idle_on_a_meter_keeps_none_of_its_readings_in_the_carry():
     steps.append(st.flush())
     problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
     assert not problems, "\n".join(problems[:12])
+
+
+def test_the_tail_holds_known_scores_only_where_a_later_piece_reads_them_and_compactly():
+    """A detector's known score is read by a later piece from its own clean or pending point on
+    (its post-rules), and, only as its class (NaN, under or at the threshold), where the detectors
+    it blanks read its findings; before that, nothing reads it. The tail holds it that way, each
+    column in a compact exact form, and a live-like stream still equals the whole history."""
+    frame = _sim(meters=4, days=PROFILE_DAYS + 1, step="5min", seed=1722, fault_share=0.9, outage_share=0.5,
+                 profile_days=PROFILE_DAYS)
+    dets = registry.build_all(DETECTORS)
+    profile(prepare(frame), dets, ENGINE)
+    whole = core.run(frame, dets)
+    t = _epoch(frame["ts"])
+    edges = [-np.inf, *np.arange(t.min() + PROFILE_DAYS * 86400, t.max(), 3600.0), np.inf]
+    st = Stitcher(dets)
+    steps = [st.feed(frame[(t > lo) & (t <= hi)]) for lo, hi in zip(edges[:-1], edges[1:])]
+    tail = st.tail
+    kept = [c[len("_c:"):] for c in tail.columns if str(c).startswith("_c:")]
+    assert {"supply_outage", "phase_imbalance", "packet_loss"} <= set(kept), kept
+    blanks = {b.name for b in dets for d in dets
+              if b is not d and {k for e in b.explains for k in e.kinds} & set(d.judges)}
+    names = [str(m) for m in tail["meter_id"].cat.categories]
+    mid, ts = tail["meter_id"].astype(str).to_numpy(), _epoch(tail["ts"])
+    for name in kept:
+        det = next(d for d in dets if d.name == name)
+        v = tail[f"_c:{name}"].to_numpy(float)
+        # Its own post-rules read from the earlier of its clean point and first pending reading.
+        ref = np.array([min(st.since[name].get(m, -np.inf), st.emitted[name].get(m, -np.inf)) for m in names])
+        before = ts < pd.Series(ref, index=names).reindex(mid).to_numpy()
+        if name not in blanks:   # nothing else reads it: nothing held before that point
+            assert before.any() and np.isnan(v[before]).all(), name
+        else:   # the detectors it blanks read its class there
+            thr = det.config.post.threshold
+            cls = v[before & ~np.isnan(v)]
+            assert np.isin(cls, [thr, np.nextafter(thr, -np.inf)]).all(), name
+    dense = len(tail) * len(kept) * 9   # float64 scores and bool flags, as the tail held them before
+    held = sum(tail[c].array.nbytes for c in tail.columns if str(c).startswith(("_c:", KNOWN)))
+    assert held < 0.25 * dense, f"known scores hold {held} bytes of {dense} dense"
+    steps.append(st.flush())
+    problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
+    assert not problems, "\n".join(problems[:12])
+
+
+@pytest.mark.parametrize("kind", ["levels", "signed_zero", "float32", "mostly_nan", "mostly_level", "mostly_class",
+                                  "mostly_zero_signed", "continuous", "empty"])
+def test_a_compact_known_score_column_gives_back_every_value_bit_for_bit(kind):
+    """The tail's known-score columns are held in compact forms (codes, float32, sparse) only where
+    these give every value back bit for bit (0.0 and -0.0 are not one code); a column of many distinct
+    float64 values stays as it is."""
+    from wattwatch.detect.stitch import _compact
+
+    rng = np.random.default_rng(5)
+    n = 5000
+    v = {"levels": rng.choice([0.0, 1.0, 2.5, np.nan], n),
+         "signed_zero": rng.choice([0.0, -0.0, 3.0], n),
+         "float32": rng.normal(size=n).astype(np.float32).astype(float),
+         "mostly_nan": np.where(rng.random(n) < 0.97, np.nan, rng.normal(size=n)),
+         "mostly_level": np.where(rng.random(n) < 0.97, 0.0, rng.normal(size=n)),
+         # scores held as their class: mostly the float just under the threshold (not a float32)
+         "mostly_class": np.where(rng.random(n) < 0.97, np.nextafter(1.0, -np.inf),
+                                  rng.normal(size=n).astype(np.float32).astype(float)),
+         "mostly_zero_signed": np.where(rng.random(n) < 0.97, 0.0, rng.choice([-0.0, 2.0], n)),
+         "continuous": rng.normal(size=n),
+         "empty": np.zeros(0)}[kind]
+    got = _compact(v)
+    back = np.asarray(got, float)
+    assert back.shape == v.shape
+    assert np.array_equal(np.isnan(back), np.isnan(v))
+    fin = ~np.isnan(v)
+    assert np.array_equal(back[fin].view(np.int64), v[fin].view(np.int64))
+    per_row = got.nbytes / max(n, 1) if kind != "empty" else 0.0
+    assert per_row <= {"levels": 1, "signed_zero": 4, "float32": 4, "mostly_nan": 1, "mostly_level": 1,
+                       "mostly_class": 1, "mostly_zero_signed": 4, "continuous": 8, "empty": 0}[kind] + 0.05, \
+        (kind, type(got), per_row)

@@ -210,21 +210,20 @@ def _chain(own: Reach, extra: list[tuple[Reach, np.ndarray]]) -> Reach:
     return Reach(back_s, back_n, ahead_s, ahead_n)
 
 
-def reaches(detectors: list[Detector], meters, carried=()) -> dict[str, Reach]:
-    """Effective reach of each detector (own reach plus its blockers'), per meter of ``meters``.
-    ``carried``: names of detectors whose closed bins are carried (a stream): their own reach is
-    then their reach in raw readings (``carried_reach``). Through a blocker the chain takes the
-    blocker's whole effective reach, carried or not: its scores near a reading are exact only
-    where its own carry holds its reach, which a reach per meter cannot say (no detector that
-    explains others carries bins today)."""
+def blockers(detectors: list[Detector], meters) -> dict[str, list[tuple[str, np.ndarray]]]:
+    """Per detector (in blocking order, :func:`order`): the detectors that run before it and whose
+    findings explain what it judges (they blank its scores, and its input where it ``blank_input``),
+    each with its blanking horizon per meter of ``meters`` in seconds: how far from a reading the
+    blocker's scores decide whether it is blanked (its alert horizon plus the explanation's pad and
+    reach; 0 where it explains single readings). Shared by :func:`reaches` and the stitcher's known
+    scores (:mod:`wattwatch.detect.stitch`)."""
     dets = order(detectors)
     cad = np.array([_cadence(dets, m) for m in meters], float)
-    eff: dict[str, Reach] = {}
-    full: dict[str, Reach] = {}   # without any carry: what a blocker's chain takes
+    out: dict[str, list[tuple[str, np.ndarray]]] = {}
     for d in dets:
-        blockers = []
+        found = []
         for b in dets:
-            if b is d or b.name not in eff:
+            if b is d or b.name not in out:
                 continue
             h = np.zeros(len(meters))
             hit = False
@@ -234,19 +233,42 @@ def reaches(detectors: list[Detector], meters, carried=()) -> dict[str, Reach]:
                     if e.span != "reading":
                         h = np.maximum(h, b.config.post.horizon_s(cad) + e.pad(cad) + e.within(cad))
             if hit:
-                blockers.append((full[b.name], h))
-        full[d.name] = _unless_idle(d, _chain(d.reach(list(meters)), blockers), meters)
-        eff[d.name] = _unless_idle(d, _chain(d.carried_reach(list(meters)), blockers), meters) \
+                found.append((b.name, h))
+        out[d.name] = found
+    return out
+
+
+def reaches(detectors: list[Detector], meters, carried=()) -> dict[str, Reach]:
+    """Effective reach of each detector (own reach plus its blockers'), per meter of ``meters``.
+    ``carried``: names of detectors whose closed bins are carried (a stream): their own reach is
+    then their reach in raw readings (``carried_reach``). Through a blocker the chain takes the
+    blocker's whole effective reach, carried or not: its scores near a reading are exact only
+    where its own carry holds its reach, which a reach per meter cannot say (no detector that
+    explains others carries bins today)."""
+    dets = order(detectors)
+    blk = blockers(dets, meters)
+    eff: dict[str, Reach] = {}
+    full: dict[str, Reach] = {}   # without any carry: what a blocker's chain takes
+    for d in dets:
+        chain = [(full[b], h) for b, h in blk[d.name]]
+        full[d.name] = _unless_idle(d, _chain(d.reach(list(meters)), chain), meters)
+        eff[d.name] = _unless_idle(d, _chain(d.carried_reach(list(meters)), chain), meters) \
             if d.name in carried else full[d.name]
     return eff
 
 
-def _unless_idle(d: Detector, r: Reach, meters) -> Reach:
-    """``r`` with no reach on the meters ``d`` gives no score at all (``idle``: NaN on every
-    reading whatever the readings around it or its blockers' findings). Else seasonal_profile,
-    idle at 1 and 5 minutes, would keep three months of such a meter in a stream's carry."""
+def idle_on(d: Detector, meters) -> np.ndarray:
+    """Per meter of ``meters``: ``d`` gives it no score at all (``idle``: NaN on every reading
+    whatever the readings around it or its blockers' findings)."""
     st = getattr(d, "state_", {})
-    idle = np.array([m in st and d.idle(st[m]) for m in meters], bool)
+    return np.array([m in st and d.idle(st[m]) for m in meters], bool)
+
+
+def _unless_idle(d: Detector, r: Reach, meters) -> Reach:
+    """``r`` with no reach on the meters ``d`` gives no score at all (:func:`idle_on`). Else
+    seasonal_profile, idle at 1 and 5 minutes, would keep three months of such a meter in a
+    stream's carry."""
+    idle = idle_on(d, meters)
     if not idle.any():
         return r
     def no(x, zero):
@@ -374,7 +396,7 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
         ctx = None
         # Meters whose state says the detector gives them no score are not computed (not skipped:
         # no notice; their scores are the NaN they would have been).
-        idle = np.array([m in st and d.idle(st[m]) for m in names], bool)
+        idle = idle_on(d, names)
         left_out = skipped | idle
         # Per-reading masks only where some meter is left out (whole-frame passes cost as much as
         # a small detector's scoring when every meter is judged, the usual case).

@@ -13,7 +13,12 @@ span and id, that judging all readings at once gives:
   ``_k:<detector>``, by name: what a column holds does not depend on the order of the detectors):
   a detector then scores only its pending readings and those its open alerts span, with its own
   reach before them, not the whole tail the longest reach keeps (:func:`core.run`'s ``known``).
-  Not checkpointed (:meth:`Stitcher.carry`): a carry loaded from a checkpoint is scored whole once;
+  Held only where a later piece reads them (:meth:`Stitcher._needed`: from the detector's own
+  clean or pending point, and from where the detectors it blanks read its findings; before that
+  a score is held as known and NaN, which nothing reads), each column in the smallest exact form
+  (:func:`_compact`: int8 codes of a few values, float32 where that is exact, sparse where few
+  are held). Not checkpointed (:meth:`Stitcher.carry`): a carry loaded from a checkpoint is
+  scored whole once;
 - per meter and detector that carries its closed bins (``carry_cls``, a :class:`~wattwatch.detect.base.BinCarry`:
   baseline_macd its hours, learned_ensemble its grid's bins), those bins' aggregates
   (:meth:`Stitcher.hour_carry`, checkpointed), from as far back as the detector's own reach needs
@@ -58,9 +63,14 @@ class Step:
 class Stitcher:
     """Feed pieces of readings (any meters, each meter's pieces in time order); see the module."""
 
-    def __init__(self, detectors: list[Detector], keep_scores: bool = True, known_scores: bool = True):
+    def __init__(self, detectors: list[Detector], keep_scores: bool = True, known_scores: bool = True,
+                 compact_readings: bool = False):
         self.detectors = core.order(detectors)
         self.keep_scores = keep_scores
+        # Hold the tail's readings in compact exact columns too (_compact; decoded as a piece is
+        # merged in): worth it for a long tail judged now and then (the stream's full stitcher),
+        # not for a short one re-read every step.
+        self.compact_readings = compact_readings
         # Keep final scores with the tail and score only what may change (False: re-score the
         # whole tail every piece, as before; for measuring the difference).
         self.known_scores = known_scores
@@ -163,6 +173,8 @@ class Stitcher:
         self._cut_tail(res.frame, names, starts, ends, t, cols if self.known_scores else None)
         if judged is not None:   # the meters not judged keep their tail as it was
             self.tail = _merge(tail, self.tail, ~judged)
+        if (cols and self.known_scores) or self.compact_readings:
+            self.tail = _compact_columns(self.tail, self.compact_readings)
         self.tail.__dict__["_ww_by_meter"] = True
         return step
 
@@ -173,10 +185,10 @@ class Stitcher:
         return step
 
     def carry(self) -> pd.DataFrame | None:
-        """The tail as checkpointed: the readings, without the known scores."""
+        """The tail as checkpointed: the readings (as plain float64 columns), without the known scores."""
         if self.tail is None:
             return None
-        return self.tail.drop(columns=[c for c in self.tail.columns if _cached(c)])
+        return dense_columns(self.tail.drop(columns=[c for c in self.tail.columns if _cached(c)]))
 
     def hour_carry(self) -> pd.DataFrame | None:
         """The carried closed bins as checkpointed: one row per (detector, meter, bin) with the
@@ -265,11 +277,13 @@ class Stitcher:
         own reach needs before ``ref`` and before the first bin not carried (the carry starts at the
         meter's first bin, or that reach before both), the raw readings are kept only for its reach
         in raw readings (``raw``) before the earlier of the two, the rest as before (``full``); its
-        carry keeps the bins from its own reach before that point. Returns (reach, ref) per meter."""
+        carry keeps the bins from its own reach before that point. Returns (reach, ref, raw) per
+        meter, ``raw``: its own reach is the one in raw readings (``carried_reach``)."""
         per = self.hours[d.name]
         own = np.asarray(d.reach(names).back_s, float)
         back_s, back_n = np.array(full.back_s, float), np.array(full.back_n, np.int64)
         ref = ref.copy()
+        in_raw = np.zeros(len(names), bool)
         for k, m in enumerate(names):
             c = per.get(m)
             if c is None or ref[k] == -np.inf:
@@ -283,7 +297,8 @@ class Stitcher:
             if c.origin or c.b0 + own[k] <= point:
                 ref[k] = point
                 back_s[k], back_n[k] = raw.back_s[k], raw.back_n[k]
-        return type(full)(back_s, back_n, full.ahead_s, full.ahead_n), ref
+                in_raw[k] = True
+        return type(full)(back_s, back_n, full.ahead_s, full.ahead_n), ref, in_raw
 
     def _cut_tail(self, frame: pd.DataFrame, names: list[str], starts, ends, t, cols: dict | None = None) -> None:
         """Keep, per meter, the readings the pending ones reach back to (all meters at once)."""
@@ -294,6 +309,7 @@ class Stitcher:
         lens = (st.ends - st.starts)
         first_idx = lens.copy()
         raw = core.reaches(self.detectors, names, set(self.hours)) if self.hours else None
+        refs, owns = {}, {}
         for d in self.detectors:
             r = reach[d.name]
             since = np.array([self.since[d.name].get(m, -np.inf) for m in names], float)
@@ -303,8 +319,13 @@ class Stitcher:
             ref = np.minimum(since, t_pend)
             # ref = +inf: nothing pending, nothing open; -inf: its post-rules still start at the
             # meter's first reading (keep everything).
+            own = d.reach(names)
             if d.name in self.hours:
-                r, ref = self._cut_bins(d, names, ref, r, raw[d.name])
+                r, ref, in_raw = self._cut_bins(d, names, ref, r, raw[d.name])
+                cr = d.carried_reach(names)
+                own = type(own)(np.where(in_raw, cr.back_s, own.back_s), np.where(in_raw, cr.back_n, own.back_n),
+                                own.ahead_s, own.ahead_n)
+            refs[d.name], owns[d.name] = ref, own
             back = np.asarray(r.back_s, float)
             # Keep the back_n readings before the reach and at least one (the core calls a
             # reading exact when the frame starts at or before its reach).
@@ -321,8 +342,190 @@ class Stitcher:
             self.origin.setdefault(names[k], True)
         drop = {*AUX, "_n"}
         data = {c: frame[c].array[keep] for c in frame.columns if c not in drop}
-        data.update({c: v[keep] for c, v in (cols or {}).items()})
+        if cols:
+            own, need = self._needed(names, st, t, refs, owns)
+            sk, wk = seg[keep], st.within()[keep]
+            for d in self.detectors:
+                if KNOWN + d.name not in cols:
+                    continue
+                held, mine = wk >= need[d.name][sk], wk >= own[d.name][sk]
+                # Not needed: known and NaN; where only the detectors it blanks read it: its
+                # class (see _needed).
+                data[KNOWN + d.name] = cols[KNOWN + d.name][keep] | ~held
+                v = cols[f"_c:{d.name}"][keep]
+                out = np.where(mine, v, np.nan)
+                cls = np.flatnonzero(held & ~mine)
+                out[cls] = _as_class(v[cls], float(d.config.post.threshold))
+                data[f"_c:{d.name}"] = out
         self.tail = pd.DataFrame(data, copy=False)
+
+    def _needed(self, names: list[str], st: core.SegTimes, t: np.ndarray, refs: dict,
+                owns: dict) -> tuple[dict, dict]:
+        """Per detector, per meter: the first of its rows in the frame whose score a later piece
+        reads (the meter's reading count: none).
+
+        A detector's post-rules read its scores from its clean point or first pending reading
+        (``refs``, as the tail is cut) on. A detector it blanks (:func:`core.blockers`) reads
+        them around its own input: from its own needed scores' own reach back (``owns``: in raw
+        readings where its closed bins are carried; one reading more, as :func:`core.run` scores
+        from) less the blanking horizon. In blocking order backwards, so that a blocker's needs
+        include those of everything it blanks, whatever the chain. Its scores before that point
+        change no score the others need (the core's reach: a score is exact with only that much
+        of its blockers' findings in the frame), so they are held as known and NaN: the detector
+        does not score them again, and the tail holds no value for them. A meter ``d`` is idle
+        on asks nothing of its blockers; ref ``-inf``: every row is needed, ``+inf``: none.
+
+        What the blanked detectors read of a score is only its class: the post-rules' groups and
+        the explained readings depend on whether it is NaN and whether it reaches the threshold,
+        not on its value (:func:`postrules.group`; a detector whose alerts explain others has no
+        hold); so on the rows only they read, the value is held as its class (:func:`_as_class`).
+
+        Returns (own, needed): per detector, from which row its own post-rules read, and from
+        which row anything does."""
+        ks, lens = st.ks, st.lens
+        blk = core.blockers(self.detectors, names)
+        first = {}
+        for d in self.detectors:   # first needed row per meter, from its own post-rules
+            ref = refs[d.name]
+            j = st.search(ks, core.SegTimes.to_us(np.where(np.isfinite(ref), ref, 0.0)), "left")
+            first[d.name] = np.where(ref == -np.inf, 0, np.where(ref == np.inf, lens, j))
+        mine = dict(first)
+        for d in reversed(self.detectors):
+            nd = first[d.name]
+            if not blk[d.name]:
+                continue
+            asks = (nd < lens) & ~core.idle_on(d, names)
+            own = owns[d.name]
+            back = np.asarray(own.back_s, float)
+            t_need = t[st.starts + np.minimum(nd, np.maximum(lens - 1, 0))]
+            use = asks & np.isfinite(back)
+            j = np.where(use, st.search(ks, core.SegTimes.to_us(np.where(use, t_need - back, 0.0)), "left"), 0)
+            lo = np.maximum(0, j - np.asarray(own.back_n).astype(np.int64) - 1)
+            t_in = t[st.starts + np.minimum(lo, np.maximum(lens - 1, 0))]
+            for b, h in blk[d.name]:
+                h = np.asarray(h, float)
+                ok = asks & np.isfinite(h)
+                jb = np.where(ok, st.search(ks, core.SegTimes.to_us(np.where(ok, t_in - h, 0.0)), "left"), 0)
+                first[b] = np.where(asks, np.minimum(first[b], jb), first[b])
+        return mine, first
+
+
+def _as_class(v: np.ndarray, threshold: float) -> np.ndarray:
+    """Scores as their class for the post-rules' groups and what a detector explains: NaN, below
+    ``threshold`` (the float just under it) or at or above it (the threshold)."""
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isnan(v), np.nan, np.where(v >= threshold, threshold, np.nextafter(threshold, -np.inf)))
+
+
+def _compact(v: np.ndarray):
+    """A float64 column of the tail (known scores, or readings) in the smallest of these forms that
+    gives back every value bit for bit (NaN as NaN; 0.0 is not -0.0): a sparse array of the values
+    other than its commonest (NaN where nothing reads the scores or a phase is missing, a rule's
+    normal level, the class under the threshold), int8 or int16 codes of its distinct values with
+    the values (a rule's few levels, scores held as their class, a register's resolution), float32
+    where every value is one; else as it is. Read back with ``to_numpy(float)``.
+
+    Every step of the stream rebuilds the tail, so the usual case is cheap: a column mostly one
+    value (its commonest found among a few sampled rows) is made sparse without counting its
+    distinct values."""
+    v = np.asarray(v, float)
+    n = len(v)
+    if n == 0:
+        return v
+    nan = np.isnan(v)
+    fill, n_fill = np.nan, int(np.count_nonzero(nan))
+    for c in np.unique(v[np.linspace(0, n - 1, 5).astype(np.int64)]):
+        if not np.isnan(c):
+            k = int(np.count_nonzero(v == c))
+            if k > n_fill:
+                fill, n_fill = float(c), k
+    if fill == 0.0 and np.count_nonzero((v == 0.0) & (np.signbit(v) != np.signbit(fill))):
+        fill, n_fill = np.nan, int(np.count_nonzero(nan))   # 0.0 and -0.0 both: not one fill value
+    held = v[~nan & (v != fill)] if not np.isnan(fill) else v[~nan]
+    small = _same(held.astype(np.float32).astype(float), held) and (
+        np.isnan(fill) or _same(np.float32(fill).astype(float).reshape(1), np.array([fill])))
+    sparse = (n - n_fill) * (8 if small else 12)
+    if sparse < n:   # smaller than one byte a row: nothing else can be
+        return pd.arrays.SparseArray(v.astype(np.float32) if small else v, fill_value=fill)
+    fin = ~nan
+    vals = v[fin]
+    f32 = _same(vals.astype(np.float32).astype(float), vals)
+    best, size = (v.astype(np.float32), 4 * n) if f32 else (v, 8 * n)
+    # A look at a sample of ~2,000 first: a column whose sample hardly repeats a value (more
+    # distinct values than int16 codes hold, likely) is not factorised.
+    sample = vals[:: max(1, len(vals) // 2048)]
+    if len(pd.unique(sample)) <= 0.9 * len(sample):
+        codes, uniq = pd.factorize(vals)
+        uniq = np.asarray(uniq, float)
+        if len(uniq) <= np.iinfo(np.int16).max and _same(uniq[codes], vals):
+            ct = np.int8 if len(uniq) <= np.iinfo(np.int8).max else np.int16
+            coded = n * np.dtype(ct).itemsize + 8 * len(uniq)   # the codes and the values
+            if coded < size:
+                full = np.full(n, -1, ct)
+                full[fin] = codes
+                best = pd.Categorical.from_codes(full, categories=pd.Index(uniq))
+                size = coded
+    if sparse < size:
+        best = pd.arrays.SparseArray(v.astype(np.float32) if small else v, fill_value=fill)
+    return best
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Finite float64 arrays equal bit for bit (0.0 is not -0.0)."""
+    return bool(np.array_equal(np.asarray(a, float).view(np.int64), np.asarray(b, float).view(np.int64)))
+
+
+def _compact_flags(f: np.ndarray):
+    """Known-score flags (mostly true): a sparse array of the false ones where that is smaller."""
+    f = np.asarray(f, bool)
+    if (len(f) - int(np.count_nonzero(f))) * 5 < 0.75 * len(f):
+        return pd.arrays.SparseArray(f, fill_value=True)
+    return f
+
+
+def _compact_columns(df: pd.DataFrame, readings: bool = False) -> pd.DataFrame:
+    """``df`` with its known-score columns (and with ``readings``, its float64 readings) in compact
+    exact form (:func:`_compact`), the others shared."""
+    cols = {}
+    for c in df.columns:
+        v = df[c].array
+        if isinstance(v, (np.ndarray, pd.arrays.NumpyExtensionArray)):
+            if str(c).startswith("_c:"):
+                v = _compact(df[c].to_numpy(float))
+            elif str(c).startswith(KNOWN):
+                v = _compact_flags(df[c].to_numpy(bool))
+            elif readings and c not in ("meter_id", "ts") and df[c].dtype == np.float64:
+                v = _compact(df[c].to_numpy(float))
+        cols[c] = v
+    return pd.DataFrame(cols, copy=False)
+
+
+def _is_compact(col: pd.Series) -> bool:
+    """A column in one of :func:`_compact`'s forms (or compact flags)."""
+    v = col.array
+    return isinstance(v, pd.arrays.SparseArray) or col.dtype == np.float32 \
+        or (isinstance(v, pd.Categorical) and v.categories.dtype == np.float64)
+
+
+def _values(col: pd.Series) -> np.ndarray:
+    """A column's values as numpy; a compact one (:func:`_compact`) as float64, flags as bool."""
+    if not _is_compact(col):
+        return col.to_numpy()
+    if str(col.name).startswith(KNOWN):
+        x = col.to_numpy()
+        return np.where(pd.isna(x), False, x).astype(bool)
+    return col.to_numpy(float)
+
+
+def dense_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its compact columns (:func:`_compact`: scores and readings) as plain float64 and
+    flags as bool (copies of those columns), e.g. to put tails with different compact forms
+    together or to checkpoint one."""
+    out = df.copy(deep=False)
+    for c in df.columns:
+        if c not in ("meter_id", "ts") and _is_compact(df[c]):
+            out[c] = _values(df[c])
+    return out
 
 
 def _cached(col) -> bool:
@@ -432,8 +635,8 @@ def _merge(a: pd.DataFrame, b: pd.DataFrame, a_meters: np.ndarray | None = None)
     for c in dict.fromkeys([*a.columns, *b.columns]):
         if c in cols:
             continue
-        xa = a[c].to_numpy() if c in a.columns else None
-        xb = b[c].to_numpy() if c in b.columns else None
+        xa = _values(a[c]) if c in a.columns else None
+        xb = _values(b[c]) if c in b.columns else None
         cols[c] = build(xa, xb, False if str(c).startswith(KNOWN) else np.nan)
     res = pd.DataFrame(cols, copy=False)
     res.__dict__["_ww_by_meter"] = True

@@ -58,7 +58,7 @@ import pyarrow.parquet as pq
 from wattwatch.alerts import store as alert_store
 from wattwatch.alerts.model import Alert
 from wattwatch.detect import core
-from wattwatch.detect.stitch import Stitcher
+from wattwatch.detect.stitch import Stitcher, dense_columns
 from wattwatch.runners import rejudge
 
 log = logging.getLogger("wattwatch.watch")
@@ -181,7 +181,7 @@ class StreamEngine:
         self.handed: pd.DataFrame | None = None
         self.exact: dict[str, int] = {}
         self._norms: dict = {}                    # the live ingest's normalisers (pipeline.ingest_live)
-        self.stitcher = Stitcher(self.dets, keep_scores=False)
+        self.stitcher = Stitcher(self.dets, keep_scores=False, compact_readings=True)
         # The tiered step: ``stitcher`` judges with every detector (the slow tier's clock; what
         # is checkpointed and what re-judging rewinds), ``fast`` with the fast tier only, every
         # step. ``slow_fed``: per meter the last reading the full stitcher judged; ``pending``:
@@ -269,8 +269,9 @@ class StreamEngine:
         self.counters["checkpoints"] += 1
 
     def carry_bytes(self) -> dict:
-        """Size of what is carried per meter: the tail of readings (Parquet) and the learned state
-        (JSON), for the state-size figure."""
+        """Size of what is carried per meter: checkpointed, the tail of readings and the closed bins
+        (Parquet) and the learned state (JSON); in memory, the bytes of the tails' columns as held
+        (the full stitcher's readings and known scores apart, and the fast tier's whole tail)."""
         self.settle()
         st = self.stitcher
         carry = st.carry()
@@ -279,11 +280,14 @@ class StreamEngine:
         learned = sum(len(json.dumps(v, default=str)) for d in self.dets for v in getattr(d, "state_", {}).values())
         meters = max(len(self.profiled), 1)
         # The tail's known scores (stitch.KNOWN): kept in memory to skip re-scoring, not checkpointed.
-        known = 0 if st.tail is None else sum(st.tail[c].to_numpy().nbytes for c in st.tail.columns
-                                               if c not in carry.columns)
+        held = _held_bytes(st.tail)
+        known = sum(v for c, v in held.items() if carry is None or c not in carry.columns)
+        fast = sum(_held_bytes(None if self.fast is None else self.fast.tail).values())
         return {"meters": len(self.profiled), "tail_bytes_per_meter": tail / meters,
                 "hours_bytes_per_meter": hours / meters,
                 "known_bytes_per_meter": known / meters,
+                "tail_memory_bytes_per_meter": (sum(held.values()) - known) / meters,
+                "fast_tail_memory_bytes_per_meter": fast / meters,
                 "state_bytes_per_meter": learned / meters,
                 "tail_rows": 0 if st.tail is None else len(st.tail),
                 # The fast tier's own tail (in memory; rebuilt from the checkpointed carry on restart).
@@ -646,9 +650,9 @@ class StreamEngine:
             if ms is not None:
                 t = t[t["meter_id"].astype(str).isin(ms).to_numpy()]
             t = t[[c for c in t.columns if not str(c).startswith(("_c:", "_k:")) or c in mine]]
-            parts.append(t)
+            parts.append(dense_columns(t))   # compact columns of each tail in their own forms
         if ms is not None and fast.tail is not None and len(fast.tail):
-            parts.append(fast.tail[~fast.tail["meter_id"].astype(str).isin(ms).to_numpy()])
+            parts.append(dense_columns(fast.tail[~fast.tail["meter_id"].astype(str).isin(ms).to_numpy()]))
         parts = [p for p in parts if len(p)]
         if parts:
             tail = pd.concat([p.assign(meter_id=p["meter_id"].astype(str)) for p in parts], ignore_index=True)
@@ -832,6 +836,14 @@ def fast_tier(dets: list, meters: list[str], reach_s: float) -> frozenset[str]:
         if any(b.name not in out for b in dets if b is not d and kinds & {k for e in b.explains for k in e.kinds}):
             out.discard(d.name)
     return frozenset(out)
+
+
+def _held_bytes(df: pd.DataFrame | None) -> dict[str, int]:
+    """Bytes each column of ``df`` holds in memory as it is held (codes and categories, a sparse
+    array's values and index)."""
+    if df is None:
+        return {}
+    return {c: int(df[c].array.nbytes) for c in df.columns}
 
 
 def _empty() -> pd.DataFrame:
