@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import io
 import json
 import logging
@@ -902,18 +903,27 @@ async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_
     from wattwatch.sinks import deliver
 
     outputs = list(outputs)
+    # Every call into the engine (and the outputs it feeds) runs on one thread of its own, in
+    # order: a run cancelled while a step is in its thread (Ctrl-C) has its closing checkpoint
+    # queued behind that step, never beside it on the same DuckDB connection and engine state.
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="wattwatch-engine")
+    loop = asyncio.get_running_loop()
+
+    def call(fn, *a):
+        return loop.run_in_executor(pool, functools.partial(fn, *a))
+
     for s in sources:
         if s.name in engine.sources:
             s.restore(engine.sources[s.name])
     inbox = Inbox(engine.scfg.max_pending)
     ctl = _channel(engine)
     tasks = {asyncio.create_task(_guard(s, inbox, stop), name=f"source:{s.name}"): s for s in sources}
-    # What the store already holds beyond the checkpoint (a restart) is judged first.
-    rep = await asyncio.to_thread(engine.step)
-    deliver(outputs, "alerts", rep, engine)
-    if on_step:
-        on_step(rep, [])
     try:
+        # What the store already holds beyond the checkpoint (a restart) is judged first.
+        rep = await call(engine.step)
+        deliver(outputs, "alerts", rep, engine)
+        if on_step:
+            on_step(rep, [])
         while True:
             if not inbox.items:
                 try:
@@ -922,16 +932,16 @@ async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_
                     pass
             batches = inbox.take()
             everything_done = all(s.done for s in sources) and not inbox.items
-            rep = await asyncio.to_thread(_work, engine, batches, sources, outputs)
+            rep = await call(_work, engine, batches, sources, outputs)
             if on_step:
                 on_step(rep, batches)
             if ctl is not None:   # `alerts ack|clear|show` handed over by commands (control.py)
-                await asyncio.to_thread(ctl.serve, engine)
+                await call(ctl.serve, engine)
             if stop.is_set() and not inbox.items:
                 break
             if everything_done and all(t.done() for t in tasks):
                 if flush_at_end:
-                    rep = await asyncio.to_thread(engine.flush)
+                    rep = await call(engine.flush)
                     deliver(outputs, "alerts", rep, engine)
                     if on_step:
                         on_step(rep, [])
@@ -951,18 +961,19 @@ async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_
         # raised once the outputs are closed (no checkpoint is written after it).
         failed = None
         try:
-            held = await asyncio.to_thread(engine.take_held)
+            held = await call(engine.take_held)
         except Exception as exc:  # noqa: BLE001
             log.error("%s: the slow tier's judgement failed: %s: %s", engine.name, type(exc).__name__, exc)
             held, failed = None, exc
         if held is not None and (held.alerts or held.ended):
-            await asyncio.to_thread(deliver, outputs, "alerts", held, engine)
+            await call(deliver, outputs, "alerts", held, engine)
             if on_step:
                 on_step(held, [])
-        await asyncio.to_thread(engine.checkpoint, {s.name: s.position() for s in sources})
-        await asyncio.to_thread(deliver, outputs, "close")
+        await call(engine.checkpoint, {s.name: s.position() for s in sources})
+        await call(deliver, outputs, "close")
         if ctl is not None:
             ctl.close()
+        pool.shutdown(wait=False)
         if failed is not None:
             raise failed
 
