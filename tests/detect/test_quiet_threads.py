@@ -63,3 +63,15 @@ def test_quiet_keeps_a_filter_that_was_there_before():
         with quiet():
             pass
         assert warnings.filters == before
+
+
+def test_quiet_goes_ahead_of_an_error_filter_and_leaves_an_ignore_behind_it_in_place():
+    """An "ignore" already in the list but behind an "error" one (a user's -W error after the
+    CLI's filter): the quiet block still silences, and the list comes back as it was."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+        warnings.simplefilter("error", RuntimeWarning)
+        before = list(warnings.filters)
+        with quiet():
+            assert np.isnan(np.nanmean(np.array([np.nan])))
+        assert warnings.filters == before

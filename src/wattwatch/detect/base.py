@@ -696,10 +696,13 @@ class _Quiet:
         global _QUIET_N, _QUIET_ADDED
         with _QUIET_LOCK:
             if _QUIET_N == 0:
-                # Already there (the CLI ignores RuntimeWarning everywhere): leave it as it is.
-                _QUIET_ADDED = _QUIET_FILTER not in warnings.filters
+                # First, as catch_warnings + simplefilter put it (ahead of any "error" filter), and
+                # without moving one already there (the CLI ignores RuntimeWarning everywhere);
+                # already first: left as it is.
+                _QUIET_ADDED = not (warnings.filters and warnings.filters[0] == _QUIET_FILTER)
                 if _QUIET_ADDED:
-                    warnings.filterwarnings("ignore", category=RuntimeWarning)
+                    warnings.filters.insert(0, _QUIET_FILTER)
+                    warnings._filters_mutated()
             _QUIET_N += 1
         self._np = np.errstate(all="ignore")
         self._np.__enter__()
