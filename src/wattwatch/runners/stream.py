@@ -961,14 +961,12 @@ async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_
         # raised once the outputs are closed (no checkpoint is written after it).
         failed = None
         try:
-            held = await call(engine.take_held)
+            held = await call(_deliver_held, engine, outputs)
         except Exception as exc:  # noqa: BLE001
             log.error("%s: the slow tier's judgement failed: %s: %s", engine.name, type(exc).__name__, exc)
             held, failed = None, exc
-        if held is not None and (held.alerts or held.ended):
-            await call(deliver, outputs, "alerts", held, engine)
-            if on_step:
-                on_step(held, [])
+        if held is not None and on_step:
+            on_step(held, [])
         await call(engine.checkpoint, {s.name: s.position() for s in sources})
         await call(deliver, outputs, "close")
         if ctl is not None:
@@ -1038,12 +1036,23 @@ def _work(engine: StreamEngine, batches: list, sources: list, outputs=()) -> Ste
     if engine.due():
         # The slow tier's judgement the checkpoint waits for: its alerts reach the outputs before
         # the checkpoint saves past them (at least once, as every step's).
-        held = engine.take_held()
-        if held is not None and (held.alerts or held.ended):
-            deliver(outputs, "alerts", held, engine)
+        held = _deliver_held(engine, outputs)
+        if held is not None:
             _merge(rep, held)
         engine.checkpoint({s.name: s.position() for s in sources})
     return rep
+
+
+def _deliver_held(engine: StreamEngine, outputs) -> StepReport | None:
+    """Settle the slow tier and deliver what it took outside a step; that report, if it took
+    any alert or ended one (None otherwise)."""
+    from wattwatch.sinks import deliver
+
+    held = engine.take_held()
+    if held is None or not (held.alerts or held.ended):
+        return None
+    deliver(outputs, "alerts", held, engine)
+    return held
 
 
 def _merge(rep: StepReport, held: StepReport) -> None:
