@@ -523,3 +523,40 @@ def test_runs_across_the_weekend_edge_stream_as_the_whole_history(seed):
     fitted = api.fit(df, detectors=["seasonal_profile"], normal_end="2024-02-26")
     frame = df[df.ts >= "2024-04-10"].assign(ts=lambda f: f.ts.dt.tz_localize("UTC"))
     _assert_whole_equals_stitched(frame, fitted.detectors, seed, 12)
+
+
+def test_a_point_is_judged_against_how_far_the_meters_hours_stand_off_each_other():
+    """A one-hour dip to half and a spike at 2.5x on an office whose normal weeks held scattered
+    6-hour events at half and 1.6x load (a school's term start, a closure): those raise the
+    profile's limit to 18 spreads, where the dip (about 12) and the spike hid (before: no alert). The office's
+    hours follow each other within a few per cent, so a reading standing off both neighbours by
+    half is a point anomaly; each is found and reported as what it is."""
+    df = building(seed=5)
+    rng = np.random.default_rng(1)
+    for k in rng.choice(df.index[df.ts < pd.Timestamp("2024-02-26")], 40, replace=False):
+        df.loc[k:k + 5, "p_kw"] *= rng.choice([0.5, 1.6])
+    df.loc[df.ts == pd.Timestamp("2024-03-13 11:00"), "p_kw"] *= 0.5
+    df.loc[df.ts == pd.Timestamp("2024-03-20 14:00"), "p_kw"] *= 2.5
+    fitted, res = run(df)
+    got = [(a.start[:13], a.evidence["kind"], a.evidence["single_reading"]) for a in res.alerts if a.start >= "2024-02-26"]
+    assert got == [("2024-03-13T11", "drop", True), ("2024-03-20T14", "spike", True)], got
+    st = fitted.detectors[0].get_state()["office"]
+    assert st["limit_z"] > 15 and st["limit_iso"] < 0.5
+
+
+def test_a_homes_isolated_hours_are_its_routine_not_point_anomalies():
+    """A home: 0.3 kW standby, an appliance hour of 1.5-3 kW in one hour of eight, alone. Its
+    hours stand off each other by a factor of five to ten in its normal weeks, so the same after
+    them is no spike or drop (and a lone hour beyond its busiest still is)."""
+    rng = np.random.default_rng(2)
+    ts = pd.date_range("2024-01-01", periods=16 * 7 * 24, freq="1h")
+    p = 0.3 * (1 + 0.05 * rng.standard_normal(len(ts)))
+    on = rng.random(len(ts)) < 0.125
+    p = np.where(on, rng.uniform(1.5, 3.0, len(ts)), p)
+    df = pd.DataFrame({"meter_id": "home", "ts": ts, "p_kw": p})
+    fitted, res = run(df)
+    assert [a.start for a in res.alerts if a.start >= "2024-02-26"] == []
+    df.loc[df.ts == pd.Timestamp("2024-03-20 14:00"), "p_kw"] = 9.0       # three times its busiest hour
+    _, res = run(df)
+    got = [(a.start[:13], a.evidence["kind"]) for a in res.alerts if a.start >= "2024-02-26"]
+    assert got == [("2024-03-20T14", "spike")], got

@@ -36,7 +36,14 @@ as if ``min_days`` more days had shown it. Evidence, each over a per-meter limit
    percentile is a spike whatever the spread (a jumped register read as an hour's energy). A one-hour drop or a spike is
    reported as a single-reading alert (evidence ``single_reading``). A point is off its neighbours
    too: a reading strictly between them (a ramp in time) or with both near it (``plateau_k``: a
-   stretch run lower together, a bank holiday) is left to the 24-h evidence;
+   stretch run lower together, a bank holiday) is left to the 24-h evidence. *Point*: a reading
+   standing off both its neighbours on one side (by the smaller of the two distances, log scale)
+   further than the meter's readings stand off each other once in ``tail_days`` days of its normal
+   period (and of its last ``recal_days`` days), at least ``iso_min``, and ``iso_z`` spreads off its
+   profile on that side (above it, beyond the busiest readings as well) is scored by the geometric
+   mean of the two: a steady building's one-hour glitch is found even where anomalies left in its
+   normal period raised the reading limit; a home's appliance hour stands off its neighbours as
+   its normal hours do;
 2. *day*: the median ``z`` of the trailing 24 h against the same kind of limit (at least
    ``day_z_min``), and its shift (log units) beyond ``day_z_min`` times the robust spread of the
    meter's daily level over the previous ``recal_days`` days (a day off the way its days have been
@@ -103,7 +110,10 @@ class SeasonalProfileConfig(DetectorConfig):
     normal period's 99.9th percentile (at the current level) is a spike however wide the meter's spread;
     ``plateau_k``: a reading whose two neighbours are both within this share of its own distance
     from the profile (log scale) is part of a stretch, not judged as a single reading (0: off; 0.6
-    chosen on half of the BDG2 buildings, see README); ``timezone``: the IANA zone of the meters'
+    chosen on half of the BDG2 buildings, see README); ``iso_min``: the least isolation (log units:
+    0.405 is 1.5x above or a third below both neighbours) and ``iso_z`` the least distance from the
+    profile (in spreads) of a point anomaly judged by how far the meter's readings stand off each
+    other (see "Score"); ``timezone``: the IANA zone of the meters'
     wall clock, in which the profile's slots and days are taken (default UTC: nothing is inferred)."""
 
     channel: str = "p_kw"
@@ -134,6 +144,8 @@ class SeasonalProfileConfig(DetectorConfig):
     point_max: int = 3
     spike_top_k: float = 10.0
     plateau_k: float = 0.6
+    iso_min: float = 0.405
+    iso_z: float = 3.0
     timezone: str = "UTC"
     post: PostRule = PostRule(min_duration_s=0.0, min_readings=1, merge_gap_s=6 * 3600.0, max_bridge_s=6 * 3600.0)
 
@@ -210,6 +222,37 @@ def _tail_limit(z: np.ndarray, seg: np.ndarray, n_seg: int, cad_s: np.ndarray, d
         per_reading = np.where(np.isfinite(cad_s) & (cad_s > 0), cad_s, 3600.0) / (days * DAY)
         lim = u + beta * np.log(0.05 / per_reading)
     return np.nan_to_num(lim, nan=0.0)
+
+
+def _isolation(y: np.ndarray, seg: np.ndarray, t: np.ndarray, cad: np.ndarray) -> np.ndarray:
+    """Per reading (load on the log scale ``y``): how far it stands off both its neighbours on the
+    same side, the smaller of its two distances, signed (+ above both, - below both); 0 where it
+    lies between them or level with one; NaN where a neighbour (the meter's reading before or after
+    it, within 1.5 cadences ``cad``, per reading) is missing. A one-reading spike or dip of a
+    building's whole load stands off both; a busy hour of a home is one of a run, or its neighbours
+    jump as far in the meter's normal data."""
+    n = len(y)
+    out = np.full(n, np.nan)
+    if n < 3:
+        return out
+    cad = np.nan_to_num(cad, nan=np.inf)
+    with quiet():
+        ok = (seg[1:-1] == seg[:-2]) & (t[1:-1] - t[:-2] <= 1.5 * cad[1:-1]) & \
+             (seg[1:-1] == seg[2:]) & (t[2:] - t[1:-1] <= 1.5 * cad[1:-1])
+        a, b = y[1:-1] - y[:-2], y[1:-1] - y[2:]
+        j = np.where((a > 0) & (b > 0), np.minimum(a, b), np.where((a < 0) & (b < 0), np.maximum(a, b), 0.0))
+    out[1:-1] = np.where(ok & np.isfinite(a) & np.isfinite(b), j, np.nan)
+    # The reading next to a spike stands below both its neighbours too (on an evening ramp-down,
+    # 15.9, 12.8, a motor start's 24.1, 13.0): a reading yields to a neighbour of the meter that
+    # stands further off on the other side; the point is that neighbour.
+    yields = np.zeros(n, bool)
+    with quiet():
+        for k in (1, -1):                      # the previous reading, then the next
+            nb = np.roll(out, k)
+            same = np.roll(seg, k) == seg
+            same[0 if k == 1 else -1] = False
+            yields |= same & (np.sign(nb) == -np.sign(out)) & (np.abs(nb) > np.abs(out))
+    return np.where(yields, 0.0, out)
 
 
 def _day_cumsum(flag: np.ndarray, seg: np.ndarray, day: np.ndarray) -> np.ndarray:
@@ -315,7 +358,8 @@ class SeasonalProfile(Detector):
                               (self.config.zero_routine_days + 1) * DAY))
         back_n = np.array([self._flat_cap(self.state_.get(m) or {}) for m in meters], np.int64)
         # A reading on a ramp or in a stretch is told by the reading after it (``_on_ramp``,
-        # ``_plateau``); one in a frozen run by the run's length ahead of it.
+        # ``_plateau``), a point by the two after it (``_isolation``: the next reading may stand
+        # further off); one in a frozen run by the run's length ahead of it (at least 3).
         return Reach(back, back_n, np.zeros(n), np.maximum(1, back_n))
 
     def cadence_note(self, cadence_s: float) -> str | None:
@@ -639,6 +683,11 @@ class SeasonalProfile(Detector):
         lim_z = np.maximum(c.z_min, _tail_limit(z, seg, n_seg, cad_s=cad, days=c.tail_days))
         lim_d = np.maximum(c.day_z_min, _tail_limit(zd, seg, n_seg, cad_s=cad, days=c.tail_days))
         lim_z, lim_d = np.stack([lim_z, lim_z]), np.stack([lim_d, lim_d])
+        # How far a reading stands off both its neighbours (log units) once in ``tail_days`` days of
+        # the meter's normal data, by the same tail: a hospital's hours follow each other within a
+        # few per cent, a home's jump by half with every kettle and oven.
+        iso = _isolation(_log_load(x_, eps[seg]), seg, t, cad[seg])
+        lim_iso = np.maximum(c.iso_min, _tail_limit(iso, seg, n_seg, cad_s=cad, days=c.tail_days))
         # Zero readings: how often the meter read (near) zero while normal. A meter that never
         # did (a whole building) and now reads zero has lost its supply, its CT or its logger.
         with quiet():
@@ -721,6 +770,7 @@ class SeasonalProfile(Detector):
                       "from_register": bool(reg[k]),
                       "limit_z": float(lim_z[0, k]), "limit_z_low": float(lim_z[1, k]),
                       "limit_day": float(lim_d[0, k]), "limit_day_low": float(lim_d[1, k]), "flat_need": int(flat_need[k]),
+                      "limit_iso": float(lim_iso[k]),
                       "flat_need_days": need_days[k].astype(int).tolist(),
                       "history_days": hist, "repeat_share": float(p_rep[k]), "days_by_type": days_by_type[k].tolist(),
                       "weekend_pooled": bool(pooled_we[k]),
@@ -770,6 +820,34 @@ class SeasonalProfile(Detector):
             over = x / (c.spike_top_k * top[seg] * np.maximum(lev, 1.0))
             s_up = np.where((top[seg] > 0) & (over >= 1), np.fmax(s_up, over), s_up)
             s_read = np.where(z >= 0, s_up, -z / np.fmax(low_z[seg], roll))
+            # A reading that stands off both its neighbours on one side further than the meter's
+            # normal data ever jumps (``limit_iso``: once in ``tail_days`` days) and is off its
+            # profile on that side by ``iso_z`` spreads at least is a point anomaly, scored by both
+            # evidences together (the geometric mean of the isolation over its limit and ``|z|``
+            # over ``z_min``), a limit a lively normal period raised aside (a school's term start
+            # in its normal weeks hides no glitch in July): a hospital's one hour at 2.5 times the
+            # hours around it, a school's hour at 40 % (a logger or transfer glitch). A home's busy
+            # hour stands off its neighbours as far as its normal hours do, and a run of busy hours
+            # is not off both neighbours. ``iso_min``: never less than half again or a third less
+            # than both neighbours (a school's one hour at three quarters of the hours around it is
+            # left to the other evidence).
+            cad_m = self._param(df, "cadence_s")
+            iso = _isolation(_log_load(x, eps[seg]), seg, t, cad_m[seg])
+            s_iso = np.abs(iso) / self._param(df, "limit_iso", np.nan)[seg]
+            point = (np.sign(iso) == np.sign(z)) & (s_iso >= 1) & (np.abs(z) >= c.iso_z)
+            # Above the profile still beyond the busiest readings of the normal period: a home's
+            # isolated hour of washing or cooking is its routine, however far it stands off.
+            point &= (z < 0) | (x > top[seg] * np.maximum(lev, 1.0))
+            # ... and further than its readings have jumped over the last ``recal_days`` days (a
+            # school's summer nights cycling hour by hour where its spring nights were steady);
+            # that tail is taken on the meters with a candidate only (per meter: the same values).
+            if point.any():
+                rows = np.isin(seg, np.unique(seg[point]))
+                roll_iso = np.full(len(x), np.nan)
+                roll_iso[rows] = self._rolling_limit(iso[rows], seg[rows], t[rows], cad_m)
+                s_iso = np.where(point, np.abs(iso) / np.fmax(self._param(df, "limit_iso", np.nan)[seg], roll_iso), s_iso)
+                point &= s_iso >= 1
+            s_read = np.where(point, np.fmax(s_read, np.sqrt(s_iso * np.abs(z) / c.z_min)), s_read)
             roll_d = self._rolling_limit(zd, seg, t, self._param(df, "cadence_s"))
             s_day = np.where(zd >= 0, zd / np.fmax(lim_d[seg], roll_d), -zd / np.fmax(low_d[seg], roll_d))
             # A whole day off its profile must also be off the way the meter's days have been
