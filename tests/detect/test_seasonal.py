@@ -50,13 +50,20 @@ def test_a_one_hour_drop_to_zero_is_a_single_reading_alert():
     assert a.evidence["history_days"] == 56 and 0.5 < a.score <= 1
 
 
-def test_a_spike_beyond_the_busiest_hours_is_found_and_a_busy_hour_at_night_alone_is_not():
+def test_a_spike_beyond_the_busiest_hours_is_found_and_so_is_a_steady_offices_lone_night_hour_at_daytime_load():
+    """The office's hours never stand off each other by half in its normal weeks (a building's load:
+    many devices together), so one night hour at three times its night load, back to it the next
+    hour, is a spike although it stays under the busiest daytime hour (before: not judged as a
+    point under the busiest hours, the gate that keeps a home's appliance hours quiet, which still
+    holds for homes: ``test_a_homes_isolated_hours_are_its_routine_not_point_anomalies``)."""
     df = building()
     df.loc[df.ts == pd.Timestamp("2024-04-06 03:00"), "p_kw"] = 250.0  # a Saturday night, 2.5x the busiest hour
     df.loc[df.ts == pd.Timestamp("2024-04-10 02:00"), "p_kw"] = 90.0   # a weekday night at daytime load
-    _, res = run(df)
-    assert [(a.start, a.evidence["kind"]) for a in res.alerts] == [("2024-04-06T03:00:00.000Z", "spike")]
-    assert res.alerts[0].evidence["single_reading"] is True
+    fitted, res = run(df)
+    assert [(a.start, a.evidence["kind"]) for a in res.alerts] == [("2024-04-06T03:00:00.000Z", "spike"),
+                                                                  ("2024-04-10T02:00:00.000Z", "spike")]
+    assert all(a.evidence["single_reading"] for a in res.alerts)
+    assert fitted.detectors[0].get_state()["office"]["limit_iso"] == pytest.approx(0.405)
 
 
 def test_point_anomalies_are_reported_as_drops_and_spikes():
@@ -547,7 +554,8 @@ def test_a_point_is_judged_against_how_far_the_meters_hours_stand_off_each_other
 def test_a_homes_isolated_hours_are_its_routine_not_point_anomalies():
     """A home: 0.3 kW standby, an appliance hour of 1.5-3 kW in one hour of eight, alone. Its
     hours stand off each other by a factor of five to ten in its normal weeks, so the same after
-    them is no spike or drop (and a lone hour beyond its busiest still is)."""
+    them is no spike or drop, nor is a lone hour under its busiest (a new appliance); one beyond
+    its busiest still is."""
     rng = np.random.default_rng(2)
     ts = pd.date_range("2024-01-01", periods=16 * 7 * 24, freq="1h")
     p = 0.3 * (1 + 0.05 * rng.standard_normal(len(ts)))
@@ -556,6 +564,10 @@ def test_a_homes_isolated_hours_are_its_routine_not_point_anomalies():
     df = pd.DataFrame({"meter_id": "home", "ts": ts, "p_kw": p})
     fitted, res = run(df)
     assert [a.start for a in res.alerts if a.start >= "2024-02-26"] == []
+    assert fitted.detectors[0].get_state()["home"]["limit_iso"] > 1.0
+    df.loc[df.ts == pd.Timestamp("2024-03-13 03:00"), "p_kw"] = 2.9       # a night hour under its busiest
+    df.loc[df.ts == pd.Timestamp("2024-03-13 04:00"), "p_kw"] = 0.3
+    df.loc[df.ts == pd.Timestamp("2024-03-13 02:00"), "p_kw"] = 0.3
     df.loc[df.ts == pd.Timestamp("2024-03-20 14:00"), "p_kw"] = 9.0       # three times its busiest hour
     _, res = run(df)
     got = [(a.start[:13], a.evidence["kind"]) for a in res.alerts if a.start >= "2024-02-26"]

@@ -837,7 +837,11 @@ class SeasonalProfile(Detector):
             point = (np.sign(iso) == np.sign(z)) & (s_iso >= 1) & (np.abs(z) >= c.iso_z)
             # Above the profile still beyond the busiest readings of the normal period: a home's
             # isolated hour of washing or cooking is its routine, however far it stands off.
-            point &= (z < 0) | (x > top[seg] * np.maximum(lev, 1.0))
+            # A meter whose hours never stand off each other by more than ``iso_min`` in its normal
+            # period (a building's load, many devices together) has no such routine: there a
+            # spike under its busiest hours (a night hour at 1.6x) is judged as any other point.
+            smooth = self._param(df, "limit_iso", np.nan) <= c.iso_min * (1 + 1e-9)
+            point &= (z < 0) | smooth[seg] | (x > top[seg] * np.maximum(lev, 1.0))
             # ... and further than its readings have jumped over the last ``recal_days`` days (a
             # school's summer nights cycling hour by hour where its spring nights were steady);
             # that tail is taken on the meters with a candidate only (per meter: the same values).
