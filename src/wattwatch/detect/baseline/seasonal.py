@@ -40,7 +40,8 @@ as if ``min_days`` more days had shown it. Evidence, each over a per-meter limit
    standing off both its neighbours on one side (by the smaller of the two distances, log scale)
    further than the meter's readings stand off each other once in ``tail_days`` days of its normal
    period (and of its last ``recal_days`` days), at least ``iso_min``, and ``iso_z`` spreads off its
-   profile on that side (above it, beyond the busiest readings as well) is scored by the geometric
+   profile on that side (above it, beyond the busiest readings as well on a meter whose hours stand
+   off each other by more than ``iso_min`` while normal: a home) is scored by the geometric
    mean of the two: a steady building's one-hour glitch is found even where anomalies left in its
    normal period raised the reading limit; a home's appliance hour stands off its neighbours as
    its normal hours do;
