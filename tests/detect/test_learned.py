@@ -335,7 +335,8 @@ def test_learned_keeps_the_busiest_profiled_day_for_a_long_shift_that_started_tw
     the busiest day rested (its 07:00), out of the nine it rested over the day before; the busy
     day used to be withdrawn for a whole day by any lifted bin, and the evening was judged against
     the weekday profile's idle: an alert on every plant. A load added (+80 % of the mean,
-    Thursday-Friday) lifts every hour the busy day rested and is still an anomaly."""
+    Thursday-Friday) lifts every hour the busy day rested and is still an anomaly; so is one
+    starting on a Monday after a weekend that was not judged (below)."""
     train = prepare(pd.concat([_plant(s, days=7, stop_day=None, theft_day=None, spread=0.05, end_h=17.0)
                                for s in range(10)], ignore_index=True))
     d = registry.build("isolation_forest").train(train)
@@ -354,3 +355,21 @@ def test_learned_keeps_the_busiest_profiled_day_for_a_long_shift_that_started_tw
     level = slice(10 * 288, 12 * 288)
     assert np.nanmax(scores[:, late]) < 1.0
     assert np.nanmax(scores[:, level], axis=1).min() >= 1.0
+    # The share is of the hours with a reading judged: a site resting only 02:00-06:00 on its
+    # weekdays, whose unjudged weekend (one profiled Saturday and Sunday) rests all day, has a load
+    # added from Monday 20th 00:00. Its lifted 02:00-06:00 are all the judged rest of the last day;
+    # counting the weekend's unjudged hours as rest kept the busy day explaining Monday's work.
+    rows = []
+    for s in range(3):
+        rng = np.random.default_rng(s)
+        ts = pd.date_range("2025-01-06", periods=16 * 288, freq="5min", tz="UTC")
+        day, hour = np.arange(len(ts)) // 288, (np.arange(len(ts)) % 288) / 12
+        working = (day % 7 < 5) & ((hour >= 6) | (hour < 2))
+        p = np.where(working, 20.0 * rng.uniform(0.95, 1.05, 16)[day], 1.0) * rng.uniform(0.9, 1.1, len(ts))
+        p[day == 14] += 0.8 * p[: 7 * 288].mean()
+        rows.append(pd.DataFrame({"meter_id": f"S{s}", "ts": ts, "p_kw": p}))
+    df = prepare(pd.concat(rows, ignore_index=True))
+    gf = Baseline(FeatureConfig()).fit(prepare(df[profile_mask(df, 7)])).features(df)
+    monday = slice(14 * 288 + 8 * 12, 14 * 288 + 20 * 12)
+    assert gf.busy is not None and np.isfinite(gf.busy.expected[:, monday]).all()
+    np.testing.assert_array_equal(gf.busy.expected[:, monday], gf.expected[:, monday])

@@ -528,7 +528,9 @@ class Baseline:
         # whole day, and a working day's schedule moving by minutes read as a load added.
         with quiet():  # a meter without a profile: all NaN
             rest = (5.0 / 3.0) * np.maximum(np.nanquantile(prof.reshape(len(prof), -1), 0.1, axis=1), 0)[rows] + eps
-        resting = np.maximum(Bb, 0) <= rest
+        # (Counted over the bins with a reading only: a weekend left unjudged is no evidence that
+        # the meter rested, and would dilute a level shift's lifted Monday.)
+        resting = (np.maximum(Bb, 0) <= rest) & np.isfinite(P60)
         lifted = resting & (P60 > rest)
         k24 = self.config.steps(24 * 60)
         kept = ~(_rolling_mean(lifted.astype(float), k24, col0=g["col0"])
