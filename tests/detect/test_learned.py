@@ -222,18 +222,20 @@ def test_detect_trains_a_fleet_model_only_on_enough_normal_data(small_fleet):
 
 
 def _plant(seed: int, days: int = 14, stop_day: int | None = 9, theft_day: int | None = 10,
-           spread: float = 0.2, late_days: tuple[int, ...] = (), end_h: float = 20.0) -> pd.DataFrame:
+           spread: float = 0.2, late_days: tuple[int, ...] = (), end_h: float = 20.0,
+           early_days: tuple[int, ...] = ()) -> pd.DataFrame:
     """A plant from Monday 2025-01-06, 5-min readings: weekdays ~30 kW from 08:00 to ``end_h``
     (20:00), a Saturday morning shift, a stopped Sunday, ~1 kW idle. ``stop_day`` (a Wednesday by
     default) it stays idle all day; ``theft_day`` a bypass takes half of what it draws; ``spread``:
     how much working days differ in level (uniform, +-); ``late_days``: days its shift runs on to
-    23:00."""
+    23:00; ``early_days``: days its shift starts 20 minutes early (07:40)."""
     rng = np.random.default_rng(seed)
     ts = pd.date_range("2025-01-06", periods=days * 288, freq="5min", tz="UTC")
     day, hour = np.arange(len(ts)) // 288, (np.arange(len(ts)) % 288) / 12
     dow = day % 7
     end = np.where(np.isin(day, late_days), 23.0, end_h)
-    working = np.where(dow < 5, (hour >= 8) & (hour < end), (dow == 5) & (hour >= 8) & (hour < 13))
+    start = np.where(np.isin(day, early_days), 7.0 + 40 / 60, 8.0)
+    working = np.where(dow < 5, (hour >= start) & (hour < end), (dow == 5) & (hour >= 8) & (hour < 13))
     level = rng.uniform(1 - spread, 1 + spread, days)[day]  # days differ
     p = np.where(working, 30.0 * level, 1.0) * rng.uniform(0.9, 1.1, len(ts))
     if stop_day is not None:
@@ -324,3 +326,50 @@ def test_learned_scores_a_longer_shift_its_busiest_profiled_day_showed_as_normal
     st = base.meter_states()["P10"]
     assert np.asarray(st["busy_kw"])[0, 20] > 10 * np.asarray(st["profile_kw"])[0, 20]
     assert np.asarray(st["busy_spread_kw"]).shape == (3, 24)
+
+
+def test_learned_keeps_the_busiest_profiled_day_for_a_long_shift_that_started_twenty_minutes_early():
+    """A plant's schedule moves by minutes from day to day. Ten plants whose profiled Tuesday ran
+    on to 23:00 (the fleet model trained on ten that stop at 17:00, as above) run on to 23:00 on
+    Tuesday 14th too, having started at 07:40 instead of 08:00. Those twenty minutes lift one hour
+    the busiest day rested (its 07:00), out of the nine it rested over the day before; the busy
+    day used to be withdrawn for a whole day by any lifted bin, and the evening was judged against
+    the weekday profile's idle: an alert on every plant. A load added (+80 % of the mean,
+    Thursday-Friday) lifts every hour the busy day rested and is still an anomaly; so is one
+    starting on a Monday after a weekend that was not judged (below)."""
+    train = prepare(pd.concat([_plant(s, days=7, stop_day=None, theft_day=None, spread=0.05, end_h=17.0)
+                               for s in range(10)], ignore_index=True))
+    d = registry.build("isolation_forest").train(train)
+    fleet = d.fleets_[300.0]
+    rows = []
+    for s in range(10, 20):
+        p = _plant(s, stop_day=None, theft_day=None, spread=0.05, late_days=(1, 8), early_days=(8,), end_h=17.0)
+        shift = np.isin(np.arange(len(p)) // 288, (10, 11))
+        p.loc[shift, "p_kw"] += 0.8 * p["p_kw"].iloc[: 7 * 288].mean()
+        rows.append(p)
+    df = prepare(pd.concat(rows, ignore_index=True))
+    base = Baseline(fleet.config.features()).fit(prepare(df[profile_mask(df, 7)]))
+    gf = base.features(df)
+    scores, _ = fleet.grid_scores(gf)
+    late = slice(8 * 288 + 17 * 12, 9 * 288)  # Tuesday 14th, 17:00 to midnight
+    level = slice(10 * 288, 12 * 288)
+    assert np.nanmax(scores[:, late]) < 1.0
+    assert np.nanmax(scores[:, level], axis=1).min() >= 1.0
+    # The share is of the hours with a reading judged: a site resting only 02:00-06:00 on its
+    # weekdays, whose unjudged weekend (one profiled Saturday and Sunday) rests all day, has a load
+    # added from Monday 20th 00:00. Its lifted 02:00-06:00 are all the judged rest of the last day;
+    # counting the weekend's unjudged hours as rest kept the busy day explaining Monday's work.
+    rows = []
+    for s in range(3):
+        rng = np.random.default_rng(s)
+        ts = pd.date_range("2025-01-06", periods=16 * 288, freq="5min", tz="UTC")
+        day, hour = np.arange(len(ts)) // 288, (np.arange(len(ts)) % 288) / 12
+        working = (day % 7 < 5) & ((hour >= 6) | (hour < 2))
+        p = np.where(working, 20.0 * rng.uniform(0.95, 1.05, 16)[day], 1.0) * rng.uniform(0.9, 1.1, len(ts))
+        p[day == 14] += 0.8 * p[: 7 * 288].mean()
+        rows.append(pd.DataFrame({"meter_id": f"S{s}", "ts": ts, "p_kw": p}))
+    df = prepare(pd.concat(rows, ignore_index=True))
+    gf = Baseline(FeatureConfig()).fit(prepare(df[profile_mask(df, 7)])).features(df)
+    monday = slice(14 * 288 + 8 * 12, 14 * 288 + 20 * 12)
+    assert gf.busy is not None and np.isfinite(gf.busy.expected[:, monday]).all()
+    np.testing.assert_array_equal(gf.busy.expected[:, monday], gf.expected[:, monday])

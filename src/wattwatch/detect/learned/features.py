@@ -57,7 +57,11 @@ class FeatureConfig:
     hourly cadence one that caught a kettle stands for an hour of boiling and the kettles it missed
     are not there at all, while the register counted the hour's energy. Over a few minutes it is
     the other way round: a 1 Wh register step is 12 W over 5 minutes, a home's whole night-time
-    wander, while a snapshot every 5 minutes follows a kettle well."""
+    wander, while a snapshot every 5 minutes follows a kettle well. ``busy_min_hours``: hours of
+    data a profiled day needs to be the busiest of its type; ``busy_lifted_share``: the busiest
+    day stops explaining bins once, over the last day, more than this share of the hours it
+    rested found the meter above its rest level (a load added lifts them all; a shift starting
+    early or ending late only its edges)."""
 
     grid_s: float = 300.0
     windows_min: tuple[int, ...] = (5, 15, 60)
@@ -67,6 +71,7 @@ class FeatureConfig:
     register_interval_s: float | None = 7200.0
     register_min_interval_s: float = 900.0
     busy_min_hours: int = 20
+    busy_lifted_share: float = 0.5
 
     def binned(self, df: pd.DataFrame, bin_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The channel's mean per meter and clock-aligned bin (see :func:`grid`); for active power,
@@ -514,14 +519,22 @@ class Baseline:
         with np.errstate(invalid="ignore", divide="ignore"):
             near = (np.abs(np.log(P60 / (np.maximum(Bb, 0) + eps)))
                     < np.abs(np.log(P60 / (np.maximum(B, 0) + eps))))
-        # A busier day explains a bin only while the meter kept its rest level wherever the busy day
-        # rested (hours within 5/3 of the meter's quietest profiled hours, their tenth percentile)
-        # over the day before it: a plant working longer is at rest outside its longer shift, a
-        # level shift (a load added, a share of the meter moved) lifts those hours too.
+        # A busier day explains a bin only while the meter kept its rest level over most of the
+        # hours the busy day rested (within 5/3 of the meter's quietest profiled hours, their tenth
+        # percentile) in the day before it: a level shift (a load added, a share of the meter
+        # moved) lifts every one of those hours, while a plant starting its shift a quarter of an
+        # hour early or running an hour late lifts only the hours at the shift's edges (the trailing
+        # hour's mean still holds the ramp). Any lifted bin used to withdraw the busy day for a
+        # whole day, and a working day's schedule moving by minutes read as a load added.
         with quiet():  # a meter without a profile: all NaN
             rest = (5.0 / 3.0) * np.maximum(np.nanquantile(prof.reshape(len(prof), -1), 0.1, axis=1), 0)[rows] + eps
-        lifted = (np.maximum(Bb, 0) <= rest) & (P60 > rest)
-        kept = ~(_rolling_mean(lifted.astype(float), self.config.steps(24 * 60), col0=g["col0"]) > 0)
+        # (Counted over the bins with a reading only: a weekend left unjudged is no evidence that
+        # the meter rested, and would dilute a level shift's lifted Monday.)
+        resting = (np.maximum(Bb, 0) <= rest) & np.isfinite(P60)
+        lifted = resting & (P60 > rest)
+        k24 = self.config.steps(24 * 60)
+        kept = ~(_rolling_mean(lifted.astype(float), k24, col0=g["col0"])
+                 > self.config.busy_lifted_share * _rolling_mean(resting.astype(float), k24, col0=g["col0"]))
         take = (np.isfinite(B) & np.isfinite(Bb) & np.isfinite(Sb) & (busy_energy > energy) & (Bb > B) & near
                 & kept)
         if not take.any():
