@@ -293,6 +293,25 @@ def test_learned_scores_a_plant_stop_its_profile_showed_as_normal_and_a_bypass_a
     assert np.nanmax(with_quiet[:, theft], axis=1).min() >= 1.0
 
 
+def _late_shift_fleet(early_days=()):
+    """A fleet model trained on ten plants whose shift ends at 17:00, and ten more plants whose
+    profiled week ran one weekday (Tuesday) on to 23:00, as did Tuesday 14th (starting earlier on
+    ``early_days``), with a load added (+80 % of the mean) on Thursday-Friday 16th-17th: the fleet,
+    the judged plants' baseline and their grid features."""
+    train = prepare(pd.concat([_plant(s, days=7, stop_day=None, theft_day=None, spread=0.05, end_h=17.0)
+                               for s in range(10)], ignore_index=True))
+    fleet = registry.build("isolation_forest").train(train).fleets_[300.0]
+    rows = []
+    for s in range(10, 20):
+        p = _plant(s, stop_day=None, theft_day=None, spread=0.05, late_days=(1, 8), early_days=early_days, end_h=17.0)
+        shift = np.isin(np.arange(len(p)) // 288, (10, 11))
+        p.loc[shift, "p_kw"] += 0.8 * p["p_kw"].iloc[: 7 * 288].mean()
+        rows.append(p)
+    df = prepare(pd.concat(rows, ignore_index=True))
+    base = Baseline(fleet.config.features()).fit(prepare(df[profile_mask(df, 7)]))
+    return fleet, base, base.features(df)
+
+
 def test_learned_scores_a_longer_shift_its_busiest_profiled_day_showed_as_normal_and_a_level_shift_as_not():
     """The mirror of the stop: a fleet model trained on ten plants whose shift ends at 17:00 judges
     ten more whose profiled week had one weekday (Tuesday) running on to 23:00. A weekday of
@@ -300,19 +319,7 @@ def test_learned_scores_a_longer_shift_its_busiest_profiled_day_showed_as_normal
     an anomaly; against the meter's busiest profiled weekday (kept in its state) it is a state the
     plant showed. A level shift on top of ordinary working days (+80 % of the mean load, Thursday
     and Friday 16th-17th, the night base raised too) still is an anomaly with it."""
-    train = prepare(pd.concat([_plant(s, days=7, stop_day=None, theft_day=None, spread=0.05, end_h=17.0)
-                               for s in range(10)], ignore_index=True))
-    d = registry.build("isolation_forest").train(train)
-    fleet = d.fleets_[300.0]
-    rows = []
-    for s in range(10, 20):
-        p = _plant(s, stop_day=None, theft_day=None, spread=0.05, late_days=(1, 8), end_h=17.0)
-        shift = np.isin(np.arange(len(p)) // 288, (10, 11))
-        p.loc[shift, "p_kw"] += 0.8 * p["p_kw"].iloc[: 7 * 288].mean()
-        rows.append(p)
-    df = prepare(pd.concat(rows, ignore_index=True))
-    base = Baseline(fleet.config.features()).fit(prepare(df[profile_mask(df, 7)]))
-    gf = base.features(df)
+    fleet, base, gf = _late_shift_fleet()
     assert gf.busy is not None
     with_busy, _ = fleet.grid_scores(gf)
     gf.busy = None
@@ -337,19 +344,7 @@ def test_learned_keeps_the_busiest_profiled_day_for_a_long_shift_that_started_tw
     the weekday profile's idle: an alert on every plant. A load added (+80 % of the mean,
     Thursday-Friday) lifts every hour the busy day rested and is still an anomaly; so is one
     starting on a Monday after a weekend that was not judged (below)."""
-    train = prepare(pd.concat([_plant(s, days=7, stop_day=None, theft_day=None, spread=0.05, end_h=17.0)
-                               for s in range(10)], ignore_index=True))
-    d = registry.build("isolation_forest").train(train)
-    fleet = d.fleets_[300.0]
-    rows = []
-    for s in range(10, 20):
-        p = _plant(s, stop_day=None, theft_day=None, spread=0.05, late_days=(1, 8), early_days=(8,), end_h=17.0)
-        shift = np.isin(np.arange(len(p)) // 288, (10, 11))
-        p.loc[shift, "p_kw"] += 0.8 * p["p_kw"].iloc[: 7 * 288].mean()
-        rows.append(p)
-    df = prepare(pd.concat(rows, ignore_index=True))
-    base = Baseline(fleet.config.features()).fit(prepare(df[profile_mask(df, 7)]))
-    gf = base.features(df)
+    fleet, _, gf = _late_shift_fleet(early_days=(8,))
     scores, _ = fleet.grid_scores(gf)
     late = slice(8 * 288 + 17 * 12, 9 * 288)  # Tuesday 14th, 17:00 to midnight
     level = slice(10 * 288, 12 * 288)
