@@ -100,8 +100,10 @@ the last ``floor_h`` (24) hours, judged only where two such days agree (the lowe
 rise, the higher for a drop: one heater left on all day, or one odd reading, moves neither), in
 logs against the median of the profiled days' floors, against ``sigma_k`` x their day spread (a
 drop: the spread of the days below the median, since a standby's days are skewed up, between
-half and all of the Shamos spread of all pairs; a rise: the Shamos spread, and a rise must also be at least
-``min_rel`` of the mean load, the least the energy averages judge). It is evidence in the energy's
+half and all of the Shamos spread of all pairs; a rise: the Shamos spread, measured on the lower floor of
+each two consecutive profiled days as the rise itself is, since a home that ran a load all day on lone days
+of its profiled week has a wide spread of days but not of two-day lows, ``_floor_spread_up``; and a rise
+must also be at least ``min_rel`` of the mean load, the least the energy averages judge). It is evidence in the energy's
 own direction (the fast or the sustained average off the same way; ``floor_gate``), and it is
 evidence against: on a meter whose floor would show the least fault of the direction (a bypass of
 ``floor_fault_drop``, 40 %, of the load; a load of ``floor_fault_rise``, 60 %, of the mean running
