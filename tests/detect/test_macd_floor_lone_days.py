@@ -1,7 +1,7 @@
 """baseline_macd's floor rise is judged on two days' floors (the lower of the last 24 h's and the
 24 h before's), so its limit is learned from the same statistic: a home that left a load on all day
-on single days of its profiled week (the UCI household: three of seven days with the floor at 1.2-1.5
-kW over a 0.2 kW standby) had an all-pairs floor spread of 0.69, a rise limit of x21, and a load of
+on single days of its profiled week (the UCI household: daily floors 0.20, 0.21, 1.51, 0.40, 0.21,
+0.40, 0.22 kW over a 0.2 kW standby) had an all-pairs floor spread of 0.69, a rise limit of x21, and a load of
 1.9 kW added for four days scored 0.74 from its floor throughout (real-shape fleet, seed 43,
 M-00049; seed 41, M-00051)."""
 
