@@ -100,8 +100,10 @@ the last ``floor_h`` (24) hours, judged only where two such days agree (the lowe
 rise, the higher for a drop: one heater left on all day, or one odd reading, moves neither), in
 logs against the median of the profiled days' floors, against ``sigma_k`` x their day spread (a
 drop: the spread of the days below the median, since a standby's days are skewed up, between
-half and all of the Shamos spread of all pairs; a rise: the Shamos spread, and a rise must also be at least
-``min_rel`` of the mean load, the least the energy averages judge). It is evidence in the energy's
+half and all of the Shamos spread of all pairs; a rise: the Shamos spread, measured on the lower floor of
+each two consecutive profiled days as the rise itself is, since a home that ran a load all day on lone days
+of its profiled week has a wide spread of days but not of two-day lows, ``_floor_spread_up``; and a rise
+must also be at least ``min_rel`` of the mean load, the least the energy averages judge). It is evidence in the energy's
 own direction (the fast or the sustained average off the same way; ``floor_gate``), and it is
 evidence against: on a meter whose floor would show the least fault of the direction (a bypass of
 ``floor_fault_drop``, 40 %, of the load; a load of ``floor_fault_rise``, 60 %, of the mean running
@@ -367,7 +369,8 @@ class BaselineMACD(Detector):
     # 2: the base-load floor is learned on buildings too (a floor above ``floor_max_share`` of the
     # mean load, for the veto; a version-1 state has none there: the veto off until refit), and the
     # rest level (rest_kw, rest_spread, rest_run_h) and quiet_spread are stored.
-    state_version = 2
+    # 3: + the spread of the floor's two-day lows (floor_spread_up), which judges a rise.
+    state_version = 3
 
     def carried_reach(self, meters) -> Reach:
         """The reach in raw readings when the meter's closed hours are carried (:class:`HourCarry`):
@@ -510,7 +513,7 @@ class BaselineMACD(Detector):
             med = np.nanmedian(fast, axis=1) if n_bins else np.zeros(n_seg)
             spread = 1.4826 * np.nanmedian(np.abs(fast - med[:, None]), axis=1) if n_bins else np.zeros(n_seg)
             raw = 1.4826 * np.nanmedian(np.abs(u - np.nanmedian(u, axis=1)[:, None]), axis=1) if n_bins else np.zeros(n_seg)
-        floor_kw, floor_spread, floor_low, floor_days = self._floor_fit(self._hour_min(df, cell, n_seg, n_bins), day_id, own, mean)
+        floor_kw, floor_spread, floor_low, floor_up, floor_days = self._floor_fit(self._hour_min(df, cell, n_seg, n_bins), day_id, own, mean)
         rest_kw, rest_spread, rest_run = self._rest_fit(m, ok & own)
         quiet_spread = self._quiet_fit(m, ok & own, t_bin, base[:, 0, :])
         # The profile is a median per hour: summed over a week it need not be the energy the
@@ -524,7 +527,8 @@ class BaselineMACD(Detector):
         return {mm: {"profile_kw": base[j], "mean_kw": mean[j], "fast_spread": spread[j], "noisy_ratio": raw[j],
                      "history_days": float(n_days[j]), "day_spread": day_spread[j], "week_bias": float(week_bias[j]),
                      "plain_day_spread": plain_spread[j], "type_days": type_days[j],
-                     "floor_kw": floor_kw[j], "floor_spread": floor_spread[j], "floor_spread_low": floor_low[j], "floor_days": float(floor_days[j]),
+                     "floor_kw": floor_kw[j], "floor_spread": floor_spread[j], "floor_spread_low": floor_low[j],
+                     "floor_spread_up": floor_up[j], "floor_days": float(floor_days[j]),
                      "rest_kw": rest_kw[j], "rest_spread": rest_spread[j], "rest_run_h": float(rest_run[j]),
                      "quiet_spread": quiet_spread[j]}
                 for j, mm in enumerate(names)}
@@ -639,19 +643,21 @@ class BaselineMACD(Detector):
         ``floor_min_share`` of the mean load (its log would swing with a few watts)."""
         n_seg, n_bins = hmin.shape
         ref, spread, days = np.full(n_seg, np.nan), np.full(n_seg, np.nan), np.zeros(n_seg)
-        low = np.full(n_seg, np.nan)
+        low, up = np.full(n_seg, np.nan), np.full(n_seg, np.nan)
         ok = np.isfinite(hmin) & own
         if not ok.any():
-            return ref, spread, low, days
+            return ref, spread, low, up, days
         rows = np.broadcast_to(np.arange(n_seg)[:, None], hmin.shape)
         d = pd.DataFrame({"s": rows[ok], "day": day_id[ok], "v": hmin[ok]}).groupby(["s", "day"])["v"].agg(["min", "size"])
         d = d[d["size"] >= 12].reset_index()
         for seg, g in d.groupby("s"):  # per meter: a few days each
             v = g["min"].to_numpy(float)
+            day = g["day"].to_numpy(np.int64)
             seg = int(seg)
             # A day whose lowest reading is zero or below held an outage or a dropout the profile
             # kept (or the meter exports): not its standby. A meter with fewer than
             # ``floor_min_days`` days above zero (one that exports most days) has no floor.
+            day = day[v > 0]
             v = v[v > 0]
             days[seg] = len(v)
             if len(v) < self.config.floor_min_days:
@@ -670,7 +676,28 @@ class BaselineMACD(Detector):
                 # trusted down to half the all-pairs one (a floor that scales with the day's
                 # activity is not a standby, and a lucky week must not make it one).
                 low[seg] = float(np.clip(1.4826 * np.median(med - lv[lv <= med]), spread[seg] / 2, spread[seg]))
-        return ref, spread, low, days
+                up[seg] = self._floor_spread_up(lv, day, spread[seg])
+        return ref, spread, low, up, days
+
+    def _floor_spread_up(self, lv: np.ndarray, day: np.ndarray, spread: float) -> float:
+        """The day spread a rise of the floor is judged with, measured on the statistic judged: a
+        rise counts only as far as two days' floors both rose (their lower one, :meth:`_floor`),
+        so it is learned from the lower floor of each two consecutive profiled days (``lv``: log
+        floors of days ``day``). The Shamos spread of those two-day lows, over the share of a day's
+        spread a two-day low has for independent days (sqrt(1 - 1/pi) = 0.83, normal days), in units
+        of a day's spread as the limit expects; never above the all-pairs ``spread``. On a home whose
+        standby is steady and days independent the two agree. A home that ran a load all day on
+        single days of its profiled week (the UCI household: 2-3 of 7 days with the floor at 0.4-1.5
+        kW over a 0.2 kW standby) has an all-pairs spread of 0.69 that those lone days made: its
+        rise limit was 3 in logs (x21), and a load of 1.9 kW added for four days lifted the
+        two-day floor x9 and scored 0.74 throughout. No lone day lifts a two-day low. NaN (the
+        all-pairs spread is used) with fewer than ``floor_min_days`` - 1 pairs of consecutive days."""
+        nxt = np.flatnonzero(np.diff(day) == 1)
+        if len(nxt) < self.config.floor_min_days - 1:
+            return float("nan")
+        lo = np.minimum(lv[nxt], lv[nxt + 1])
+        i, j = _pairs(len(lo))
+        return float(min(spread, 1.0483 * float(np.median(np.abs(lo[i] - lo[j]))) / np.sqrt(1 - 1 / np.pi)))
 
     def _floor(self, df: pd.DataFrame, cell: np.ndarray, n_seg: int, n_bins: int, hourly=None,
                hmin: np.ndarray | None = None) -> np.ndarray:
@@ -729,7 +756,10 @@ class BaselineMACD(Detector):
             k = (c.sigma_k * np.sqrt(1 + (np.pi / 2) / np.maximum(n, 1)))[:, None]
             lim_low = np.maximum(np.log1p(c.min_rel), k * np.fmin(s, self._param(df, "floor_spread_low", np.nan))[:, None])
             lim_all = np.maximum(np.log1p(c.min_rel), k * s[:, None])
-            score = np.abs(z) / np.where(z < 0, lim_low, lim_all)
+            # The two days' rise against the spread of two-day lows (:meth:`_floor_spread_up`): a
+            # lone day with a load left on all day widens the spread of days, not of two-day lows.
+            lim_two = np.maximum(np.log1p(c.min_rel), k * np.fmin(s, self._param(df, "floor_spread_up", np.nan))[:, None])
+            score = np.abs(z) / np.where(z < 0, lim_low, lim_two)
             # A rise is also judged as load added: a home's floor doubles when a heater stays on
             # through the night (0.2 -> 0.4 kW, a tenth of its mean load), while a load that runs
             # all the time adds to every reading. Risen by less than ``min_rel`` of the mean load
