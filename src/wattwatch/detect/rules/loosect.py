@@ -367,13 +367,18 @@ class LooseCT(Detector):
 
     def _describe(self, df, rows, ctx, seg, a: int, b: int) -> Finding:
         e, limit, any_change = ctx[:3]
-        h = 2 * self._h() + 1
-        # Everything here is per reading or per meter (the rolling medians' windows never cross a
-        # meter's first or last reading): computed on the alert's meter alone, the same values at a
-        # fraction of the cost (a live engine describes each open alert again at every step).
-        one = df if (a, b) == (0, len(df)) else prepare(df.iloc[a:b])
+        half = self._h()
+        h = 2 * half + 1
+        # Everything here is per reading or per meter, and the rolling medians read at ``rows`` reach
+        # their window's half either side plus the reading before for the change (they turn NaN only
+        # where that reaches past the meter's first or last reading): computed on the alert's meter
+        # alone, from that reach before its first reading to that after its last (the rows
+        # _describe_key hashes), the same values at a fraction of the cost (a live engine describes
+        # an open alert again whenever its meter's newest readings change its key).
+        lo, hi = max(a, int(rows[0]) - half - 1), min(b, int(rows[-1]) + half + 1)
+        one = df if (lo, hi) == (0, len(df)) else prepare(df.iloc[lo:hi])
         d, ok, q, v, i, p = self._parts(one)
-        sg, r = one["_seg"].to_numpy(), rows - a
+        sg, r = one["_seg"].to_numpy(), rows - lo
         with quiet():
             lv = _rolling_median(np.abs(_lagged_diff(np.log(np.where(v[:, 0] > 0, v[:, 0], np.nan)), sg)), sg, h)
             per_phase = [_rolling_median(np.abs(_lagged_diff(np.log(np.where(i[:, k] > 0, i[:, k], np.nan)), sg)),
