@@ -376,9 +376,17 @@ class LooseCT(Detector):
         # _describe_key hashes), the same values at a fraction of the cost (a live engine describes
         # an open alert again whenever its meter's newest readings change its key).
         lo, hi = max(a, int(rows[0]) - half - 1), min(b, int(rows[-1]) + half + 1)
-        one = df if (lo, hi) == (0, len(df)) else prepare(df.iloc[lo:hi])
-        d, ok, q, v, i, p = self._parts(one)
-        sg, r = one["_seg"].to_numpy(), rows - lo
+        base = ctx[3] if len(ctx) > 3 and isinstance(ctx[3], dict) and ctx[3].get("frame") is df else None
+        if base is not None:
+            # The scoring's per-reading pieces of this frame (its context), sliced: what _base gives
+            # on those rows (per reading, from the meter's learned values), without preparing them.
+            d, ok, q, v, i, p = self._judgeable({k: x[lo:hi] for k, x in base.items() if k != "frame"})
+            sg = np.zeros(hi - lo, np.int32)   # one meter
+        else:
+            one = df if (lo, hi) == (0, len(df)) else prepare(df.iloc[lo:hi])
+            d, ok, q, v, i, p = self._parts(one)
+            sg = one["_seg"].to_numpy()
+        r = rows - lo
         with quiet():
             lv = _rolling_median(np.abs(_lagged_diff(np.log(np.where(v[:, 0] > 0, v[:, 0], np.nan)), sg)), sg, h)
             per_phase = [_rolling_median(np.abs(_lagged_diff(np.log(np.where(i[:, k] > 0, i[:, k], np.nan)), sg)),
