@@ -64,9 +64,14 @@ class Stitcher:
     """Feed pieces of readings (any meters, each meter's pieces in time order); see the module."""
 
     def __init__(self, detectors: list[Detector], keep_scores: bool = True, known_scores: bool = True,
-                 compact_readings: bool = False):
+                 compact_readings: bool = False, columns: frozenset[str] | None = None):
         self.detectors = core.order(detectors)
         self.keep_scores = keep_scores
+        # The reading channels the tail keeps (None: every one a piece brings): with the channels
+        # its detectors read (:func:`read_channels`), the others are not carried, merged and cut at
+        # every piece (the core judges them NaN, which gives those detectors the same scores and
+        # alerts: ``Detector.reads``).
+        self.columns = columns
         # Hold the tail's readings in compact exact columns too (_compact; decoded as a piece is
         # merged in): worth it for a long tail judged now and then (the stream's full stitcher),
         # not for a short one re-read every step.
@@ -97,7 +102,7 @@ class Stitcher:
         piece is not judged again (unless ``final``): the core is a pure function of a meter's
         readings and carry, so it would give what it gave last time; its tail is kept as it is
         and its open alerts stay open."""
-        piece = _by_meter(_plain(piece))
+        piece = _by_meter(self._own(_plain(piece)))
         tail = _by_meter(self.tail) if self.tail is not None and len(self.tail) else None
         judged = None   # per category of the tail: its meter is judged (None: every one)
         if not final and tail is not None:
@@ -177,6 +182,22 @@ class Stitcher:
             self.tail = _compact_columns(self.tail, self.compact_readings)
         self.tail.__dict__["_ww_by_meter"] = True
         return step
+
+    def _own(self, df: pd.DataFrame) -> pd.DataFrame:
+        """``df`` with only the channels the tail keeps (:attr:`columns`; the keys and the tail's
+        own score columns always)."""
+        if self.columns is None:
+            return df
+        cols = [c for c in df.columns if self._keeps(c)]
+        if len(cols) == len(df.columns):
+            return df
+        out = df[cols]
+        if df.__dict__.get("_ww_by_meter"):   # the same rows in the same order
+            out.__dict__["_ww_by_meter"] = True
+        return out
+
+    def _keeps(self, c) -> bool:
+        return self.columns is None or c in ("meter_id", "ts") or c in self.columns or _cached(c)
 
     def flush(self) -> Step:
         """No readings will follow: every pending reading becomes final."""
@@ -341,7 +362,7 @@ class Stitcher:
         for k in np.flatnonzero(first_idx == 0):
             self.origin.setdefault(names[k], True)
         drop = {*AUX, "_n"}
-        data = {c: frame[c].array[keep] for c in frame.columns if c not in drop}
+        data = {c: frame[c].array[keep] for c in frame.columns if c not in drop and self._keeps(c)}
         if cols:
             own, need = self._needed(names, st, t, refs, owns)
             sk, wk = seg[keep], st.within()[keep]
@@ -659,7 +680,8 @@ def _blocks(df: pd.DataFrame, cats: pd.Index, take: np.ndarray | None) -> tuple[
 
 
 def _plain(piece: pd.DataFrame) -> pd.DataFrame:
-    return piece.drop(columns=[c for c in (*AUX, "_n") if c in piece.columns])
+    drop = [c for c in (*AUX, "_n") if c in piece.columns]
+    return piece.drop(columns=drop) if drop else piece
 
 
 def latest(alerts: list[Alert]) -> dict[str, Alert]:
@@ -667,4 +689,75 @@ def latest(alerts: list[Alert]) -> dict[str, Alert]:
     out: dict[str, Alert] = {}
     for a in alerts:
         out[a.id] = a
+    return out
+
+
+def independent(detectors: list[Detector]) -> list[list[Detector]]:
+    """``detectors`` (in blocking order) in groups that no blocking links (:func:`core.blockers`:
+    no detector's findings blank one of another group): each group judged on its own gives every
+    score and alert that judging them together gives."""
+    dets = core.order(detectors)
+    blk = core.blockers(dets, [])
+    up = {d.name: d.name for d in dets}
+
+    def root(n: str) -> str:
+        while up[n] != n:
+            n = up[n]
+        return n
+
+    for d in dets:
+        for b, _ in blk[d.name]:
+            up[root(b)] = root(d.name)
+    groups: dict[str, list[Detector]] = {}
+    for d in dets:
+        groups.setdefault(root(d.name), []).append(d)
+    return list(groups.values())
+
+
+def read_channels(detectors: list[Detector]) -> frozenset[str] | None:
+    """Every channel ``detectors`` read (``Detector.reads``); None when one does not declare them."""
+    out: set[str] = set()
+    for d in detectors:
+        r = d.reads() if hasattr(d, "reads") else None
+        if r is None:
+            return None
+        out.update(r)
+    return frozenset(out)
+
+
+class Stitchers:
+    """Stitched scoring of ``detectors`` by one :class:`Stitcher` per group that no blocking links
+    (:func:`independent`), each carrying only the channels its detectors read and the tail their
+    own reach needs: a detector with a reach of hours (packet_loss: 6 h each way, on the times
+    alone) no longer makes every detector's readings be carried, merged and cut over its reach.
+    Fed and flushed as one stitcher; a step is the groups' steps together."""
+
+    def __init__(self, detectors: list[Detector], **kw):
+        self.detectors = core.order(detectors)
+        self.parts = [Stitcher(g, columns=read_channels(g), **kw) for g in independent(self.detectors)]
+
+    def feed(self, piece: pd.DataFrame, final: bool = False) -> Step:
+        piece = _by_meter(_plain(piece))   # once for every group (each takes its channels of it)
+        return _joined([p.feed(piece, final=final) for p in self.parts])
+
+    def flush(self) -> Step:
+        return _joined([p.flush() for p in self.parts])
+
+    @property
+    def tails(self) -> list[pd.DataFrame]:
+        return [p.tail for p in self.parts if p.tail is not None]
+
+
+def _joined(steps: list[Step]) -> Step:
+    """Steps of stitchers of disjoint detectors on the same piece, as one."""
+    out = Step()
+    parts = []
+    for st in steps:
+        out.alerts += st.alerts
+        out.open_ids |= st.open_ids
+        out.unclean |= st.unclean
+        out.notices += [n for n in st.notices if n not in out.notices]
+        if st.scores is not None:
+            parts.append(st.scores)
+    out.scores = pd.concat(parts, ignore_index=True) if parts else None
     return out
