@@ -43,6 +43,7 @@ from wattwatch.alerts.model import Alert
 from wattwatch.detect import core
 from wattwatch.detect.base import Detector
 from wattwatch.detect.frame import AUX, meter_names, prepare, seg_bounds
+from wattwatch.schema import CHANNEL_NAMES
 
 KNOWN = "_k:"             # tail column prefix: ``_k:<detector>`` true = its score ``_c:<detector>`` is final
 RUNS_AS_SLICES = 64       # a merge of at most this many runs of rows copies slices (see _merge)
@@ -118,7 +119,7 @@ class Stitcher:
         # The tail and the piece are each sorted by meter and time and a meter's new readings
         # follow its tail: merged in that order (no sort of the whole tail), else sorted.
         cat = _merge(tail, piece, judged) if tail is not None else piece
-        frame = prepare(cat)
+        frame = prepare(cat if self.columns is None else _nan_channels(cat))
         names = [str(m) for m in meter_names(frame)]
         cached = self.known_scores and any(str(c).startswith(KNOWN) for c in cat.columns)
         known = self._known(cat, frame, names) if cached else None
@@ -677,6 +678,19 @@ def _blocks(df: pd.DataFrame, cats: pd.Index, take: np.ndarray | None) -> tuple[
     at = cats.get_indexer(own)
     lo[at], hi[at] = lo_own, hi_own
     return lo, hi
+
+
+def _nan_channels(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with the canonical channels it lacks as one shared read-only all-NaN array, as the
+    core hands a detector the channels it does not read (``core._rows_read``); :func:`prepare`
+    would fill each with an array of its own (a stitcher that keeps only its detectors' channels:
+    ~3.5 ms a step for packet_loss's 146,000 rows of times at 200 meters)."""
+    missing = [c for c in CHANNEL_NAMES if c not in df.columns]
+    if not missing:
+        return df
+    nan = np.full(len(df), np.nan)
+    nan.setflags(write=False)
+    return pd.DataFrame({**{c: df[c].array for c in df.columns}, **dict.fromkeys(missing, nan)}, copy=False)
 
 
 def _plain(piece: pd.DataFrame) -> pd.DataFrame:
