@@ -83,7 +83,9 @@ def main() -> None:
     if hasattr(eng, "settle"):
         eng.settle()
     steps = sum(len(v) for v in cpu.values())
-    tails = {"full": eng.stitcher.tail, "fast": eng.fast.tail if eng.fast is not None else None}
+    tails = {"full": eng.stitcher.tail}
+    for p in (eng.fast.parts if eng.fast is not None else []):   # the fast tier: a stitcher per independent group
+        tails["fast:" + ",".join(d.name for d in p.detectors)] = p.tail
     out = {"meters": a.meters, "per_step": per, "timed_steps": steps, "fast_tier": sorted(eng.fast_names),
            "step_cpu_ms": {k: {"steps": len(v), "p50": round(1e3 * float(np.median(v)), 1),
                                "max": round(1e3 * float(np.max(v)), 1)} for k, v in cpu.items()},

@@ -273,3 +273,36 @@ def test_a_failed_slow_judgement_loses_no_reading_across_a_restart(fleet, tmp_pa
     assert got == want, (sorted(set(want) - set(got)), sorted(set(got) - set(want)))
     eng.close()
     store.close()
+
+
+def test_the_fast_tier_carries_each_group_its_own_channels_and_reach(fleet, tmp_path):
+    """The fast tier judges each group of its detectors that no blocking links with a stitcher of
+    its own (issue 16: a fast step's fixed cost): packet_loss (hours of reach each way, on the
+    times alone) carries no reading channel and is the only one to carry its hours, so the rules
+    of short reach (an outage, frozen readings, loose_ct and its blockers) merge and cut a tail
+    of their own reach, with the channels they read. The alerts stay detect's (the test above)."""
+    frame = fleet["frame"]
+    day = frame["ts"].min().floor("1D") + pd.Timedelta("1D")
+    rest = frame[frame["ts"] >= day]   # the meters are profiled in it, then judged for hours
+    store = Store(tmp_path / "g.duckdb")
+    eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG),
+                       StreamConfig(checkpoint_s=1e9, slow_every_s=3 * 3600.0))
+    eng.add(frame[frame["ts"] < day])
+    eng.step()
+    for _, p in rest.groupby(rest["ts"].dt.floor(PIECE), sort=True):
+        eng.add(p)
+        eng.step()
+    parts = {frozenset(d.name for d in p.detectors): p for p in eng.fast.parts}
+    assert frozenset({"packet_loss"}) in parts and len(parts) >= 2
+    assert set().union(*parts) == set(eng.fast_names)
+    pkt = parts[frozenset({"packet_loss"})]
+    assert {c for c in pkt.tail.columns if not c.startswith("_")} == {"meter_id", "ts"}
+    short = [p for k, p in parts.items() if "packet_loss" not in k]
+    for p in short:
+        reads = set().union(*(d.reads() for d in p.detectors))
+        own = {f"{x}:{d.name}" for d in p.detectors for x in ("_c", "_k")}
+        assert set(p.tail.columns) <= {"meter_id", "ts"} | reads | own, p.tail.columns
+        assert len(p.tail) < len(pkt.tail) / 2, ([d.name for d in p.detectors], len(p.tail), len(pkt.tail))
+    assert eng.carry_bytes()["fast_tail_rows"] == len(pkt.tail)
+    eng.close()
+    store.close()

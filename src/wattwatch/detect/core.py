@@ -688,20 +688,42 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
         with quiet():
             hot = j.scores >= d.config.post.threshold
         known = np.isfinite(j.scores) & use
-        for k in range(n_seg):
-            a, b = starts[k], ends[k]
-            kr = a + np.flatnonzero(known[a:b])
-            if not len(kr) or not hot[kr[-1]]:
-                continue
-            if t[kr[-1]] <= final_t[k] - max(j.eff["merge_gap_s"][k], j.eff["max_bridge_s"][k]):
-                continue
-            tk = t[kr]
-            far = np.diff(tk) > j.eff["max_bridge_s"][k]
-            if d.config.post.bridge_gaps:
-                far &= np.diff(kr) > 1  # as the post-rules: consecutive readings are never split
-            breaks = np.flatnonzero(~hot[kr][:-1] | far)
-            first = kr[breaks[-1] + 1] if len(breaks) else kr[0]
-            clean[k] = min(clean[k], t[first])
+        first = _trailing_runs(n_seg, seg, t, hot, known, final_t, j.eff["merge_gap_s"], j.eff["max_bridge_s"],
+                               d.config.post.bridge_gaps)
+        res.clean[d.name] = np.minimum(clean, first)
+
+
+def _trailing_runs(n_seg: int, seg: np.ndarray, t: np.ndarray, hot: np.ndarray, known: np.ndarray,
+                   final_t: np.ndarray, merge_gap: np.ndarray, bridge: np.ndarray, bridge_gaps: bool) -> np.ndarray:
+    """Per meter (segment code): the time of the first reading of its trailing run of anomalous
+    ``known`` readings, as the post-rules see it (broken by a cold known reading, or by a gap
+    between known readings longer than ``bridge``, and with ``bridge_gaps`` only where readings
+    lie between them), when its last known reading is anomalous and within the larger of
+    ``merge_gap`` and ``bridge`` of the meter's last final reading ``final_t``; +inf otherwise.
+    All meters at once (``seg`` sorted; a Python loop per meter cost ~10 ms a stream step at 200
+    meters and five detectors)."""
+    out = np.full(n_seg, np.inf)
+    kr = np.flatnonzero(known)
+    if not len(kr):
+        return out
+    ks = seg[kr]
+    new_meter = np.concatenate([[True], ks[1:] != ks[:-1]])
+    first_pos = np.flatnonzero(new_meter)
+    last_pos = np.append(first_pos[1:], len(kr)) - 1
+    metre = ks[first_pos]
+    last_row = kr[last_pos]
+    mg, br = np.asarray(merge_gap, float)[metre], np.asarray(bridge, float)[metre]
+    horizon = np.where(br > mg, br, mg)   # Python's max(merge_gap, bridge), NaN and all
+    ok = hot[last_row] & ~(t[last_row] <= final_t[metre] - horizon)
+    # A run starts at a meter's first known reading and after every break between two known ones.
+    far = np.diff(t[kr]) > bridge[ks[1:]]
+    if bridge_gaps:
+        far &= np.diff(kr) > 1   # as the post-rules: consecutive readings are never split
+    brk = ~hot[kr[:-1]] | far
+    starts = np.flatnonzero(new_meter | np.concatenate([[False], brk]))
+    run0 = starts[np.searchsorted(starts, last_pos, "right") - 1]
+    out[metre[ok]] = t[kr[run0[ok]]]
+    return out
 
 
 def _side(d: Detector, src: pd.DataFrame, ctx) -> np.ndarray | None:
@@ -718,9 +740,19 @@ def _side(d: Detector, src: pd.DataFrame, ctx) -> np.ndarray | None:
 
 def _seg_time(n_seg: int, seg: np.ndarray, t: np.ndarray, rows: np.ndarray, *, last: bool) -> np.ndarray:
     """Per meter, the time of its latest (``last``) or earliest of ``rows`` (indices); -inf or
-    +inf for a meter with none."""
+    +inf for a meter with none. ``rows`` increasing and ``seg`` sorted (a prepared frame): one
+    reduction per meter's block of them (``ufunc.at`` otherwise)."""
     out = np.full(n_seg, -np.inf if last else np.inf)
-    (np.maximum if last else np.minimum).at(out, seg[rows], t[rows])
+    op = np.maximum if last else np.minimum
+    rows = np.asarray(rows)
+    if not len(rows):
+        return out
+    s, v = seg[rows], t[rows]
+    if np.all(s[1:] >= s[:-1]):
+        b = np.flatnonzero(np.concatenate([[True], s[1:] != s[:-1]]))
+        out[s[b]] = op(out[s[b]], op.reduceat(v, b))
+    else:
+        op.at(out, s, v)
     return out
 
 

@@ -59,7 +59,7 @@ import pyarrow.parquet as pq
 from wattwatch.alerts import store as alert_store
 from wattwatch.alerts.model import Alert
 from wattwatch.detect import core
-from wattwatch.detect.stitch import Stitcher, dense_columns
+from wattwatch.detect.stitch import Stitcher, Stitchers, dense_columns
 from wattwatch.runners import rejudge
 
 log = logging.getLogger("wattwatch.watch")
@@ -188,7 +188,9 @@ class StreamEngine:
         # step. ``slow_fed``: per meter the last reading the full stitcher judged; ``pending``:
         # the pieces judged by the fast tier only since.
         self.tiered = self.scfg.slow_every_s > 0
-        self.fast: Stitcher | None = None
+        # The fast tier: a stitcher per group of its detectors that no blocking links, each with
+        # the channels they read and the tail their reach needs (stitch.Stitchers).
+        self.fast: Stitchers | None = None
         self.fast_names: frozenset[str] = frozenset()
         self.pending: list[pd.DataFrame] = []
         self.slow_fed: dict[str, int] = {}
@@ -283,7 +285,7 @@ class StreamEngine:
         # The tail's known scores (stitch.KNOWN): kept in memory to skip re-scoring, not checkpointed.
         held = _held_bytes(st.tail)
         known = sum(v for c, v in held.items() if carry is None or c not in carry.columns)
-        fast = sum(_held_bytes(None if self.fast is None else self.fast.tail).values())
+        fast = sum(sum(_held_bytes(t).values()) for t in ([] if self.fast is None else self.fast.tails))
         return {"meters": len(self.profiled), "tail_bytes_per_meter": tail / meters,
                 "hours_bytes_per_meter": hours / meters,
                 "known_bytes_per_meter": known / meters,
@@ -292,7 +294,8 @@ class StreamEngine:
                 "state_bytes_per_meter": learned / meters,
                 "tail_rows": 0 if st.tail is None else len(st.tail),
                 # The fast tier's own tail (in memory; rebuilt from the checkpointed carry on restart).
-                "fast_tail_rows": 0 if self.fast is None or self.fast.tail is None else len(self.fast.tail)}
+                # (its groups' tails: the longest, in rows)
+                "fast_tail_rows": max((len(t) for t in ([] if self.fast is None else self.fast.tails)), default=0)}
 
     # ------------------------------------------------------------------------------ steps
 
@@ -489,7 +492,7 @@ class StreamEngine:
             if self.fast is not None:
                 self.counters["tier_changes"] += 1
             self.fast_names = fast
-            self.fast = Stitcher([d for d in self.dets if d.name in fast], keep_scores=False)
+            self.fast = Stitchers([d for d in self.dets if d.name in fast], keep_scores=False)
             self._resync = True
 
     def _slow_due(self) -> bool:
@@ -614,12 +617,21 @@ class StreamEngine:
         fast detectors' clean points and final points, the tail (readings, known scores of the
         fast detectors) and where it starts. The full stitcher has judged every reading the
         fast tier has, with the same detectors among others, so this is the carry the fast tier
-        would have; its meters are judged once more at its next piece (their open alerts)."""
-        full, fast = self.stitcher, self.fast
-        if fast is None or (meters is not None and not meters):
+        would have; its meters are judged once more at its next piece (their open alerts). Each
+        of the fast tier's stitchers (:class:`~wattwatch.detect.stitch.Stitchers`) takes it for
+        its own detectors and the channels it keeps."""
+        if self.fast is None or (meters is not None and not meters):
             return
         if meters is None:
-            fast = self.fast = Stitcher(list(fast.detectors), keep_scores=False)
+            self.fast = Stitchers(list(self.fast.detectors), keep_scores=False)
+        got: set[str] = set()
+        for fast in self.fast.parts:
+            got |= self._adopt_part(fast, meters)
+        self.counters["fast_adopted"] += len(got)
+
+    def _adopt_part(self, fast: Stitcher, meters: set[str] | None) -> set[str]:
+        """:meth:`_adopt` for one stitcher of the fast tier; the meters whose tail it took."""
+        full = self.stitcher
         ms = set(meters) if meters is not None else None
         for d in fast.detectors:
             for src, dst in ((full.since, fast.since), (full.emitted, fast.emitted)):
@@ -650,7 +662,7 @@ class StreamEngine:
             t = full.tail
             if ms is not None:
                 t = t[t["meter_id"].astype(str).isin(ms).to_numpy()]
-            t = t[[c for c in t.columns if not str(c).startswith(("_c:", "_k:")) or c in mine]]
+            t = t[[c for c in t.columns if (c in mine or not str(c).startswith(("_c:", "_k:"))) and fast._keeps(c)]]
             parts.append(dense_columns(t))   # compact columns of each tail in their own forms
         if ms is not None and fast.tail is not None and len(fast.tail):
             parts.append(dense_columns(fast.tail[~fast.tail["meter_id"].astype(str).isin(ms).to_numpy()]))
@@ -669,7 +681,7 @@ class StreamEngine:
         for m in (got if ms is None else ms):
             fast.open.pop(m, None)
         fast.stale |= got
-        self.counters["fast_adopted"] += len(got)
+        return got
 
     def _upsert(self, alerts: list[Alert]) -> None:
         """Write alert versions in one transaction and remember what was written of each."""

@@ -367,13 +367,26 @@ class LooseCT(Detector):
 
     def _describe(self, df, rows, ctx, seg, a: int, b: int) -> Finding:
         e, limit, any_change = ctx[:3]
-        h = 2 * self._h() + 1
-        # Everything here is per reading or per meter (the rolling medians' windows never cross a
-        # meter's first or last reading): computed on the alert's meter alone, the same values at a
-        # fraction of the cost (a live engine describes each open alert again at every step).
-        one = df if (a, b) == (0, len(df)) else prepare(df.iloc[a:b])
-        d, ok, q, v, i, p = self._parts(one)
-        sg, r = one["_seg"].to_numpy(), rows - a
+        half = self._h()
+        h = 2 * half + 1
+        # Everything here is per reading or per meter, and the rolling medians read at ``rows`` reach
+        # their window's half either side plus the reading before for the change (they turn NaN only
+        # where that reaches past the meter's first or last reading): computed on the alert's meter
+        # alone, from that reach before its first reading to that after its last (the rows
+        # _describe_key hashes), the same values at a fraction of the cost (a live engine describes
+        # an open alert again whenever its meter's newest readings change its key).
+        lo, hi = max(a, int(rows[0]) - half - 1), min(b, int(rows[-1]) + half + 1)
+        base = ctx[3] if len(ctx) > 3 and isinstance(ctx[3], dict) and ctx[3].get("frame") is df else None
+        if base is not None:
+            # The scoring's per-reading pieces of this frame (its context), sliced: what _base gives
+            # on those rows (per reading, from the meter's learned values), without preparing them.
+            d, ok, q, v, i, p = self._judgeable({k: x[lo:hi] for k, x in base.items() if k != "frame"})
+            sg = np.zeros(hi - lo, np.int32)   # one meter
+        else:
+            one = df if (lo, hi) == (0, len(df)) else prepare(df.iloc[lo:hi])
+            d, ok, q, v, i, p = self._parts(one)
+            sg = one["_seg"].to_numpy()
+        r = rows - lo
         with quiet():
             lv = _rolling_median(np.abs(_lagged_diff(np.log(np.where(v[:, 0] > 0, v[:, 0], np.nan)), sg)), sg, h)
             per_phase = [_rolling_median(np.abs(_lagged_diff(np.log(np.where(i[:, k] > 0, i[:, k], np.nan)), sg)),
