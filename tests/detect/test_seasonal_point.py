@@ -228,3 +228,23 @@ def test_a_state_stored_before_the_isolation_limit_scores_as_before_no_new_alert
     # the refitted state finds more (the test would not tell anything if the evidence found nothing)
     assert len(alerts(r_new)) > len(alerts(r_old))
 
+
+@pytest.mark.parametrize("seed", [4, 5, 6, 7, 8, 9])
+def test_two_spikes_two_readings_apart_are_both_points_the_normal_hour_between_them_is_none(seed):
+    """Two hours at 2.5x with one ordinary hour between them, on the office whose normal weeks
+    raised its reading limit (the point evidence alone finds a one-hour spike there). The ordinary
+    hour stands below both its neighbours as far as they stand above it; it is on its profile, so
+    it is no point and the spikes must not yield to it (before: the spike whose own isolation was
+    the smaller, by the noise of the hours around it, yielded, scored under the limit and was left
+    out of the alert). One alert from the first spike to the second; the same with a spike and a
+    dip to 40 % two hours apart."""
+    for second in (2.5, 0.4):
+        df = _office("60min", seed=seed)
+        for at, f in (("2024-04-03 11:00", 2.5), ("2024-04-03 13:00", second)):
+            df.loc[df.ts == pd.Timestamp(at), "p_kw"] *= f
+        fitted = api.fit(df, detectors=["seasonal_profile"], normal_end=NORMAL_END)
+        assert fitted.detectors[0].get_state()["office"]["limit_z"] > 12
+        frame = df[df.ts >= "2024-03-01"].assign(ts=lambda f: f.ts.dt.tz_localize("UTC"))
+        whole = core.run(frame, fitted.detectors)
+        got = [(a.start[:16], a.end[:16]) for a in whole.alerts]
+        assert got == [("2024-04-03T11:00", "2024-04-03T13:00")], (second, got)
