@@ -370,7 +370,7 @@ class SeasonalProfile(Detector):
         # A reading on a ramp or in a stretch is told by the reading after it (``_on_ramp``,
         # ``_plateau``), a point by the two after it (``_isolation``: the next reading may stand
         # further off); one in a frozen run by the run's length ahead of it (at least 3).
-        return Reach(back, back_n, np.zeros(n), np.maximum(1, back_n))
+        return Reach(back, back_n, np.zeros(n), np.maximum(2, back_n))
 
     def cadence_note(self, cadence_s: float) -> str | None:
         c = self.config
