@@ -37,9 +37,12 @@ as if ``min_days`` more days had shown it. Evidence, each over a per-meter limit
    reported as a single-reading alert (evidence ``single_reading``). A point is off its neighbours
    too: a reading strictly between them (a ramp in time) or with both near it (``plateau_k``: a
    stretch run lower together, a bank holiday) is left to the 24-h evidence. *Point*: a reading
-   standing off both its neighbours on one side (by the smaller of the two distances, log scale)
-   further than the meter's readings stand off each other once in ``tail_days`` days of its normal
-   period (and of its last ``recal_days`` days), at least ``iso_min``, and ``iso_z`` spreads off its
+   standing off both its neighbours on one side (by the smaller of the two distances, log scale;
+   it yields to a neighbour standing further off the other way that is ``iso_z`` spreads off its
+   profile that way itself: the hour before a motor start's spike is no drop, while two spikes
+   keep their point though the ordinary hour between them stands off both) further than the
+   meter's readings stand off each other once in ``tail_days`` days of its normal period (and of
+   its last ``recal_days`` days), at least ``iso_min``, and ``iso_z`` spreads off its
    profile on that side (above it, beyond the busiest readings as well on a meter whose hours stand
    off each other by more than ``iso_min`` while normal: a home) is scored by the geometric
    mean of the two: a steady building's one-hour glitch is found even where anomalies left in its
@@ -225,13 +228,16 @@ def _tail_limit(z: np.ndarray, seg: np.ndarray, n_seg: int, cad_s: np.ndarray, d
     return np.nan_to_num(lim, nan=0.0)
 
 
-def _isolation(y: np.ndarray, seg: np.ndarray, t: np.ndarray, cad: np.ndarray) -> np.ndarray:
+def _isolation(y: np.ndarray, seg: np.ndarray, t: np.ndarray, cad: np.ndarray, z: np.ndarray | None = None,
+               z_min: float = 0.0) -> np.ndarray:
     """Per reading (load on the log scale ``y``): how far it stands off both its neighbours on the
     same side, the smaller of its two distances, signed (+ above both, - below both); 0 where it
     lies between them or level with one; NaN where a neighbour (the meter's reading before or after
     it, within 1.5 cadences ``cad``, per reading) is missing. A one-reading spike or dip of a
     building's whole load stands off both; a busy hour of a home is one of a run, or its neighbours
-    jump as far in the meter's normal data."""
+    jump as far in the meter's normal data. ``z`` (per reading, in spreads off the profile): a
+    reading yields only to a neighbour at least ``z_min`` off its profile on the side it stands off
+    (see below); without it, to any neighbour."""
     n = len(y)
     out = np.full(n, np.nan)
     if n < 3:
@@ -245,14 +251,17 @@ def _isolation(y: np.ndarray, seg: np.ndarray, t: np.ndarray, cad: np.ndarray) -
     out[1:-1] = np.where(ok & np.isfinite(a) & np.isfinite(b), j, np.nan)
     # The reading next to a spike stands below both its neighbours too (on an evening ramp-down,
     # 15.9, 12.8, a motor start's 24.1, 13.0): a reading yields to a neighbour of the meter that
-    # stands further off on the other side; the point is that neighbour.
+    # stands further off on the other side; the point is that neighbour. A neighbour on its
+    # profile is no point: the ordinary hour between two spikes stands below both as far as they
+    # stand above it, and the spikes do not yield to it (with ``z``).
     yields = np.zeros(n, bool)
     with quiet():
+        can = np.ones(n, bool) if z is None else (np.sign(z) == np.sign(out)) & (np.abs(z) >= z_min)
         for k in (1, -1):                      # the previous reading, then the next
             nb = np.roll(out, k)
             same = np.roll(seg, k) == seg
             same[0 if k == 1 else -1] = False
-            yields |= same & (np.sign(nb) == -np.sign(out)) & (np.abs(nb) > np.abs(out))
+            yields |= same & np.roll(can, k) & (np.sign(nb) == -np.sign(out)) & (np.abs(nb) > np.abs(out))
     return np.where(yields, 0.0, out)
 
 
@@ -361,7 +370,7 @@ class SeasonalProfile(Detector):
         # A reading on a ramp or in a stretch is told by the reading after it (``_on_ramp``,
         # ``_plateau``), a point by the two after it (``_isolation``: the next reading may stand
         # further off); one in a frozen run by the run's length ahead of it (at least 3).
-        return Reach(back, back_n, np.zeros(n), np.maximum(1, back_n))
+        return Reach(back, back_n, np.zeros(n), np.maximum(2, back_n))
 
     def cadence_note(self, cadence_s: float) -> str | None:
         c = self.config
@@ -687,7 +696,7 @@ class SeasonalProfile(Detector):
         # How far a reading stands off both its neighbours (log units) once in ``tail_days`` days of
         # the meter's normal data, by the same tail: a hospital's hours follow each other within a
         # few per cent, a home's jump by half with every kettle and oven.
-        iso = _isolation(_log_load(x_, eps[seg]), seg, t, cad[seg])
+        iso = _isolation(_log_load(x_, eps[seg]), seg, t, cad[seg], z, c.iso_z)
         lim_iso = np.maximum(c.iso_min, _tail_limit(iso, seg, n_seg, cad_s=cad, days=c.tail_days))
         # Zero readings: how often the meter read (near) zero while normal. A meter that never
         # did (a whole building) and now reads zero has lost its supply, its CT or its logger.
@@ -833,7 +842,7 @@ class SeasonalProfile(Detector):
             # than both neighbours (a school's one hour at three quarters of the hours around it is
             # left to the other evidence).
             cad_m = self._param(df, "cadence_s")
-            iso = _isolation(_log_load(x, eps[seg]), seg, t, cad_m[seg])
+            iso = _isolation(_log_load(x, eps[seg]), seg, t, cad_m[seg], z, c.iso_z)
             s_iso = np.abs(iso) / self._param(df, "limit_iso", np.nan)[seg]
             point = (np.sign(iso) == np.sign(z)) & (s_iso >= 1) & (np.abs(z) >= c.iso_z)
             # Above the profile still beyond the busiest readings of the normal period: a home's
