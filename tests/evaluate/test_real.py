@@ -377,3 +377,23 @@ def test_expert_criteria_find_a_dip_straddling_hours_and_no_odd_day_before_a_dea
     got = [(c["kind"], c["start"][:13], c["end"][:13]) for c in
            mod.expert_candidates_for("bdg2", pd.DataFrame({"meter_id": "b", "ts": ts, "p_kw": p}), {})]
     assert ("drop", "2024-02-14T11", "2024-02-14T13") in got and not [g for g in got if g[0] == "unusual_day"], got
+
+
+def test_wall_clock_mode_gives_a_meter_its_sites_naive_stamps_and_puts_its_alerts_back_on_utc():
+    """``bench quality-real --wall-clock``: a New York building's readings around the spring change
+    carry the site's wall clock read as UTC (09:00 local is 09:00 'UTC', before and after the
+    change), a meter without a zone keeps its times, and an alert judged on wall-clock times is
+    scored back at the true instant (09:00 EDT = 13:00 UTC)."""
+    from wattwatch.evaluate.real import from_wall_clock, to_wall_clock
+
+    ts = pd.to_datetime(["2016-03-12T14:00Z", "2016-03-14T13:00Z"], utc=True)   # 09:00 EST, 09:00 EDT
+    frame = pd.DataFrame({"meter_id": ["ny", "ny"], "ts": ts, "p_kw": [1.0, 2.0]})
+    frame = pd.concat([frame, frame.assign(meter_id="pv")], ignore_index=True)
+    wall = to_wall_clock(frame, {"ny": "America/New_York"})
+    assert [t.hour for t in wall.loc[wall.meter_id == "ny", "ts"]] == [9, 9]
+    assert list(wall.loc[wall.meter_id == "pv", "ts"]) == list(ts)
+    back = from_wall_clock([{"meter_id": "ny", "start": "2016-03-14T09:00:00Z", "end": "2016-03-14T10:00:00Z",
+                             "code": "X"}, {"meter_id": "pv", "start": "2016-03-14T09:00:00Z",
+                                            "end": "2016-03-14T09:00:00Z", "code": "Y"}], {"ny": "America/New_York"})
+    assert [pd.Timestamp(b["start"]) for b in back] == [pd.Timestamp("2016-03-14T13:00Z"), pd.Timestamp("2016-03-14T09:00Z")]
+    assert pd.Timestamp(back[0]["end"]) == pd.Timestamp("2016-03-14T14:00Z") and back[1]["code"] == "Y"

@@ -42,6 +42,9 @@ def bench_quality_real(
     local_time: bool = typer.Option(True, "--local-time/--utc", help="Give seasonal_profile each meter's "
                                     "wall-clock time zone where the dataset says it (BDG2 metadata, OPSD, steel); "
                                     "--utc: none, as a user who gives no zone."),
+    wall_clock: bool = typer.Option(False, "--wall-clock", help="Give both detectors each meter's naive "
+                                    "wall-clock stamps read as UTC and no zone, as a user whose export is in local "
+                                    "time gets with the defaults (alerts scored back on true UTC)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """wattwatch (defaults, each meter fitted on its first 8 weeks / first quarter) and a PyOD
@@ -62,7 +65,8 @@ def bench_quality_real(
     t0 = time.perf_counter()
     try:
         result = run(root, names, labels, peer=peer, log=(lambda *a: None) if as_json else
-                     (lambda m: console.print(escape(m), style="dim")), local_time=local_time)
+                     (lambda m: console.print(escape(m), style="dim")), local_time=local_time,
+                     wall_clock=wall_clock)
     except (OSError, ValueError) as exc:
         _fail(str(exc))
     result["seconds"] = time.perf_counter() - t0
