@@ -400,10 +400,13 @@ def test_zeros_that_were_a_routine_for_months_are_not_news_after_a_quiet_fortnig
     assert first and first[0].start.startswith("2024-02-26T12"), [(a.start, a.message) for a in res.alerts]
 
 
-def test_the_hour_the_clock_skips_is_no_drop_when_the_zone_is_given():
+def test_the_hour_the_clock_skips_is_no_drop_when_the_zone_is_given_or_a_clock_change_sunday_is_guessed():
     # A logger on London time logs a short hour where the clocks go forward (01:00 UTC on
     # 2024-03-31); with the zone given that reading is not judged alone, the same short hour a
-    # week later is a drop. Without a zone nothing is inferred: the short hour is a drop.
+    # week later is a drop. Without a zone, the hours 01:00-04:00 of the Sundays the common
+    # daylight-saving rules change the clocks (here Europe's last Sunday of March) are not judged
+    # alone either (``dst_guess``: a local-time export's short or doubled hour); with the guess
+    # off, nothing is inferred and the short hour is a drop.
     df = london_office(seed=5)
     for t in ("2024-03-31 01:00", "2024-04-07 01:00"):
         df.loc[df.ts == pd.Timestamp(t, tz="UTC"), "p_kw"] *= 0.5
@@ -412,7 +415,24 @@ def test_the_hour_the_clock_skips_is_no_drop_when_the_zone_is_given():
     got = [(a.start, a.evidence["kind"]) for a in api.detect(df, state=zoned).alerts]
     assert got == [("2024-04-07T01:00:00.000Z", "drop")], got
     _, res = run(df)
-    assert "2024-03-31T01:00:00.000Z" in [a.start for a in res.alerts], [(a.start, a.message) for a in res.alerts]
+    assert "2024-03-31T01:00:00.000Z" not in [a.start for a in res.alerts], [(a.start, a.message) for a in res.alerts]
+    off = api.fit(df, detectors=["seasonal_profile"], normal_end="2024-02-26",
+                  config={"seasonal_profile": {"dst_guess": False}})
+    assert "2024-03-31T01:00:00.000Z" in [a.start for a in api.detect(df, state=off).alerts]
+
+
+def test_the_clock_change_sundays_of_the_common_rules():
+    from wattwatch.detect.baseline.seasonal import _dst_sundays
+
+    def at(s):
+        return pd.Timestamp(s, tz="UTC").value / 1e9
+
+    hit = ["2024-03-31 01:00", "2024-10-27 02:30", "2024-03-10 02:00", "2024-11-03 01:00", "2024-04-07 03:00",
+           "2024-10-06 02:00", "2024-09-29 02:00", "2016-03-27 01:00", "2016-11-06 01:59"]
+    miss = ["2024-03-31 05:00", "2024-03-24 01:00", "2024-03-30 01:00", "2024-03-17 02:00", "2024-11-10 01:00",
+            "2024-04-14 02:00", "2024-06-02 02:00", "2024-10-20 02:00"]
+    got = _dst_sundays(np.array([at(s) for s in hit + miss]), 3600.0, 4 * 3600.0)
+    assert got.tolist() == [True] * len(hit) + [False] * len(miss)
 
 
 def test_a_meter_with_only_an_energy_register_is_judged_on_its_hourly_energy():

@@ -117,7 +117,10 @@ class SeasonalProfileConfig(DetectorConfig):
     chosen on half of the BDG2 buildings, see README); ``iso_min``: the least isolation (log units:
     0.405 is 1.5x above or a third below both neighbours) and ``iso_z`` the least distance from the
     profile (in spreads) of a point anomaly judged by how far the meter's readings stand off each
-    other (see "Score"); ``timezone``: the IANA zone of the meters'
+    other (see "Score"); ``dst_guess``: on a meter without a zone, readings near 01:00-04:00 on the
+    Sundays the common daylight-saving rules change the clocks (Europe, North America, Australia, New
+    Zealand) are not judged as single readings: a local-time export's short or doubled hour is a
+    clock artefact, not a fault (False for a logger on true UTC; a zone makes it exact); ``timezone``: the IANA zone of the meters'
     wall clock, in which the profile's slots and days are taken (default UTC: nothing is inferred)."""
 
     channel: str = "p_kw"
@@ -149,6 +152,7 @@ class SeasonalProfileConfig(DetectorConfig):
     spike_top_k: float = 10.0
     plateau_k: float = 0.6
     iso_min: float = 0.405
+    dst_guess: bool = True
     iso_z: float = 3.0
     timezone: str = "UTC"
     post: PostRule = PostRule(min_duration_s=0.0, min_readings=1, merge_gap_s=6 * 3600.0, max_bridge_s=6 * 3600.0)
@@ -226,6 +230,24 @@ def _tail_limit(z: np.ndarray, seg: np.ndarray, n_seg: int, cad_s: np.ndarray, d
         per_reading = np.where(np.isfinite(cad_s) & (cad_s > 0), cad_s, 3600.0) / (days * DAY)
         lim = u + beta * np.log(0.05 / per_reading)
     return np.nan_to_num(lim, nan=0.0)
+
+
+def _dst_sundays(t: np.ndarray, lo_s: float, hi_s: float) -> np.ndarray:
+    """Per time ``t`` (seconds, read as a wall clock): between ``lo_s`` and ``hi_s`` seconds into a
+    Sunday on which one of the common daylight-saving rules changes the clocks: the last Sunday of
+    March and of October (Europe, 01:00-03:00 local), the second Sunday of March and the first of
+    November (North America, 02:00 and 01:00), the first Sunday of April and of October
+    (Australia) and the last of September (New Zealand)."""
+    ok = np.isfinite(t)
+    day = np.floor(np.where(ok, t, 0.0) / DAY).astype(np.int64)
+    sec = np.where(ok, t, 0.0) - day * DAY
+    d = day.astype("datetime64[D]")
+    month = d.astype("datetime64[M]").astype(np.int64) % 12 + 1
+    dom = (d - d.astype("datetime64[M]")).astype(np.int64) + 1
+    sunday = (day + 3) % 7 == 6                       # 1970-01-01 was a Thursday
+    rule = (((month == 3) | (month == 10)) & (dom >= 25)) | ((month == 3) & (dom >= 8) & (dom <= 14)) | \
+        (((month == 11) | (month == 4) | (month == 10)) & (dom <= 7)) | ((month == 9) & (dom >= 24))
+    return ok & sunday & rule & (sec >= lo_s) & (sec < hi_s)
 
 
 def _isolation(y: np.ndarray, seg: np.ndarray, t: np.ndarray, cad: np.ndarray, z: np.ndarray | None = None,
@@ -434,13 +456,23 @@ class SeasonalProfile(Detector):
 
     def _near_clock_change(self, df: pd.DataFrame, t: np.ndarray, seg: np.ndarray, slot_w: np.ndarray) -> np.ndarray:
         """Per reading: whether its meter's zone (``timezone``) changes its UTC offset within 1.5
-        slot widths of it (never for UTC or a fixed-offset zone)."""
+        slot widths of it (never for a fixed-offset zone); on a meter without a zone (UTC), with
+        ``dst_guess``, whether it is within 1.5 slot widths of 01:00-04:00 on a Sunday when one of
+        the common daylight-saving rules changes the clocks (:func:`_dst_sundays`), its times read
+        as a wall clock."""
         near = np.zeros(len(t), bool)
         zones = self._zones(df)
         for z in sorted(set(zones) - {"", "UTC"}):
             rows = np.flatnonzero(np.array([zz == z for zz in zones], bool)[seg])
             w = 1.5 * slot_w[seg[rows]]
             near[rows] = local_offset_s(t[rows] - w, z) != local_offset_s(t[rows] + w, z)
+        if self.config.dst_guess and len(t):
+            rows = np.flatnonzero(np.array([zz in ("", "UTC") for zz in zones], bool)[seg])
+            if len(rows):
+                w = 1.5 * np.nan_to_num(slot_w[seg[rows]], nan=3600.0)
+                tt = t[rows]
+                near[rows] = _dst_sundays(tt - w, 3600.0, 4 * 3600.0) | _dst_sundays(tt + w, 3600.0, 4 * 3600.0) | \
+                    _dst_sundays(tt, 3600.0, 4 * 3600.0)
         return near
 
     def _level(self, r, seg, t, n_seg):
