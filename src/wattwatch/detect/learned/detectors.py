@@ -218,9 +218,13 @@ class Fleet:
 
     def _persistent(self, gf: GridFeatures, Xs: np.ndarray | None = None) -> np.ndarray:
         """Evidence averaged over the trailing ``persist_min``: a consumption fault is a run of
-        unusual bins, each of which alone a burst or a quiet hour could explain."""
+        unusual bins, each of which alone a burst or a quiet hour could explain. Each bin counts
+        at most ``-log10(alpha)``, the evidence at which it alone is an anomaly: how far beyond
+        that one bin stands says how far off it is, not how long the fault lasts, and uncapped one
+        hour far off (a plant starting an hour early: 21 kW against its 3-7 kW) held a six-hour
+        mean over the limit for the five on-profile hours after it."""
         E = self.evidence(gf, Xs)
-        E = self._alternative_evidence(gf, E)
+        E = np.minimum(self._alternative_evidence(gf, E), -np.log10(self.config.alpha))  # NaN stays NaN
         # Judged once half the window has evidence: after an unjudged weekend, Monday's first
         # bin alone does not stand for six hours.
         S = covered_mean(E, self.config.features().steps(self.config.persist_min), gf.col0)
