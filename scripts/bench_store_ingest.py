@@ -1,12 +1,13 @@
 """The store part of a stream step, paired: two stores holding the same ``--hours`` of a fleet
 (``--meters`` at ``--cadence-s``) take the same ``--steps`` pieces of ``--per-step`` readings through
 ``ingest_live`` (the watcher's path: check, de-duplicate, merge, one transaction), one store through
-this checkout's ``Store``, the other through a baseline ``duck.py`` (another checkout's, e.g.
-``git show main:src/wattwatch/store/duck.py > /tmp/duck_main.py``), alternating which goes first.
+this checkout's ``Store`` and ``ingest_live``, the other through a baseline's (``--baseline DIR``
+holding another checkout's ``store/duck.py`` and ``ingest/pipeline.py``, e.g. from ``git show
+main:src/wattwatch/store/duck.py``), alternating which goes first.
 Prints CPU per step (p50 / p90 / mean) for each, the paired ratio, and checks that both stores end
 with the same readings and meters.
 
-    python scripts/bench_store_ingest.py --baseline /tmp/duck_main.py --per-step 200,900
+    python scripts/bench_store_ingest.py --baseline /tmp/main_src --per-step 200,900
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from bench_store_step import fleet  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--baseline", required=True, help="a duck.py to compare against")
+    ap.add_argument("--baseline", required=True, help="a folder with store/duck.py and ingest/pipeline.py")
     ap.add_argument("--hours", type=float, default=6)
     ap.add_argument("--meters", type=int, default=200)
     ap.add_argument("--cadence-s", type=int, default=60)
@@ -39,18 +40,22 @@ def main() -> None:
     from wattwatch.ingest.pipeline import ingest_frame, ingest_live
     from wattwatch.store import Store
 
-    spec = importlib.util.spec_from_file_location("wattwatch.store._baseline_duck", a.baseline)
-    base = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = base   # its dataclasses look their module up
-    spec.loader.exec_module(base)
-    kinds = {"baseline": base.Store, "this": Store}
+    def load(rel: str, name: str):
+        spec = importlib.util.spec_from_file_location(f"wattwatch._baseline_{name}", Path(a.baseline) / rel)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod   # its dataclasses look their module up
+        spec.loader.exec_module(mod)
+        return mod
+
+    kinds = {"baseline": (load("store/duck.py", "duck").Store, load("ingest/pipeline.py", "pipeline").ingest_live),
+             "this": (Store, ingest_live)}
 
     start = pd.Timestamp("2026-01-01", tz="UTC")
     n = int(a.hours * 3600 / a.cadence_s)
     hist = fleet(a.meters, start, n, a.cadence_s, 1)
     for per in [int(x) for x in a.per_step.split(",")]:
         stores, caches, cpu = {}, {}, {k: [] for k in kinds}
-        for k, cls in kinds.items():
+        for k, (cls, _) in kinds.items():
             s = cls(Path(tempfile.mkdtemp(prefix="ww-singest-")) / "s.duckdb")
             ingest_frame(s, hist, source="history")
             stores[k], caches[k] = s, {}
@@ -61,7 +66,7 @@ def main() -> None:
             piece = live.iloc[i * per:(i + 1) * per]
             for k in (list(kinds) if i % 2 else list(kinds)[::-1]):
                 c = time.process_time()
-                ingest_live(stores[k], piece, source="watch", cache=caches[k])
+                kinds[k][1](stores[k], piece, source="watch", cache=caches[k])
                 cpu[k].append(time.process_time() - c)
         got = {k: (s.query().sort_values(["meter_id", "ts"]).reset_index(drop=True),
                    s.catalogue().sort_values("meter_id").reset_index(drop=True)) for k, s in stores.items()}
