@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -47,6 +48,11 @@ from wattwatch._prefetch import prefetch
 from wattwatch.errors import StoreError  # re-exported: wattwatch.store.StoreError
 from wattwatch.ingest.readers import LINE
 from wattwatch.schema import CHANNEL_NAMES, SCHEMA_VERSION, extra_channel_error
+
+# The live path takes a statement's Arrow result off the connection (``_normalised_live``): DuckDB
+# hints that a relation copies less, but for a watcher's batch a relation's bind costs more.
+warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning,
+                        module=r"wattwatch\.store\.duck$")
 
 DEFAULT_DB = "wattwatch.duckdb"
 # Layout of the store's own tables (``meta.store_version``), apart from the canonical schema
@@ -153,13 +159,10 @@ class Store:
         self.jitter_tol_s = float(jitter_tol_s)
         # The live path (``ingest(..., live=True)``, a watcher's small batches): the meters table
         # as committed (meter -> first µs, last µs, cadence µs, sid; loaded on first use, kept in
-        # step by every merge), changes staged by the open transaction, the extra channels, and
-        # per batch layout a temp table with the normalising statement prepared over it.
+        # step by every merge), changes staged by the open transaction, and the extra channels.
         self._cat_cache: dict[str, tuple] | None = None
         self._cat_staged: dict[str, tuple] = {}
         self._live_extras: list[str] | None = None
-        self._live_stmts: dict[tuple, tuple[str, str]] = {}
-        self._live_seq = 0
         memory = str(path) == ":memory:"
         if (read_only or not create) and not memory and not self.path.exists():
             raise StoreError(f"{self.path}: no such store (create one with `wattwatch ingest FILES --db {self.path}`)")
@@ -458,29 +461,16 @@ class Store:
         self._cat_cache = None
         self._cat_staged = {}
         self._live_extras = None
-        self._live_stmts = {}
 
     def _normalised_live(self, norm, raw: pa.Table):
-        """:meth:`_normalised` for a small in-memory batch: the normalising statement is prepared
-        once per layout over a temporary table; each batch is inserted there, selected, deleted."""
-        key = (norm.fast_sql, raw.schema.to_string())
-        names = self._live_stmts.get(key)
-        if names is None:
-            if len(self._live_stmts) >= 8:   # a normaliser is rebuilt every minute (its time bound)
-                for tbl, prep in self._live_stmts.values():
-                    self.con.execute(f"DEALLOCATE {prep}")
-                    self.con.execute(f"DROP TABLE IF EXISTS {tbl}")
-                self._live_stmts = {}
-            self._live_seq += 1
-            names = (f"_ww_live_in_{self._live_seq}", f"_ww_live_norm_{self._live_seq}")
-            self._run(raw, f"CREATE TEMP TABLE {names[0]} AS SELECT * FROM _t LIMIT 0")
-            self.con.execute(f"PREPARE {names[1]} AS {norm.fast(names[0])}")
-            self._live_stmts[key] = names
-        tbl, prep = names
-        self._run(raw, f"INSERT INTO {tbl} SELECT * FROM _t")
-        res = self.con.sql(f"EXECUTE {prep}").to_arrow_table()
-        self.con.execute(f"DELETE FROM {tbl}")
-        yield res, None
+        """:meth:`_normalised` for a small in-memory batch: one statement over the Arrow table.
+
+        Cheaper than a statement prepared over a temp table (fill it, execute, empty it: three
+        statements, ~6 ms a step of 200 readings against ~4 ms; 2026-12-04, live23); the Arrow
+        result is copied once more than a relation's would be, which for a watcher's batch is
+        less than a relation's extra bind costs.
+        """
+        yield self._run(raw, norm.fast("_t")).to_arrow_table(), None
 
     def _normalised(self, norm, raw: pa.Table, relation: str | None):
         """Yield ``(normalised arrow table, relation or None)`` chunks of one raw batch."""
@@ -585,14 +575,22 @@ class Store:
                                                     chans)
         # Catalogue: series id, span and cadence per meter, so later chunks and files skip the
         # stored-row lookup where they do not overlap.
-        (self._run if live else self._query)(pa.table({
+        span = pa.table({
             "meter_id": pa.array(names, pa.string()), "sid": pa.array(sids, pa.int32()),
-            "first_us": pa.array(lo), "last_us": pa.array(hi), "n": pa.array(n_per), "cadence_us": pa.array(cadence)}),
-            "INSERT INTO meters SELECT meter_id, sid, make_timestamptz(first_us), make_timestamptz(last_us), "
-            "cadence_us / 1e6 FROM _t WHERE n > 0 ON CONFLICT (meter_id) DO UPDATE SET "
-            "first_ts = least(meters.first_ts, EXCLUDED.first_ts), last_ts = greatest(meters.last_ts, EXCLUDED.last_ts), "
-            "cadence_s = CASE WHEN EXCLUDED.cadence_s > 0 THEN EXCLUDED.cadence_s ELSE meters.cadence_s END"
-        )
+            "first_us": pa.array(lo), "last_us": pa.array(hi), "n": pa.array(n_per), "cadence_us": pa.array(cadence)})
+        upsert = ("INSERT INTO meters SELECT meter_id, sid, make_timestamptz(first_us), make_timestamptz(last_us), "
+                  "cadence_us / 1e6 FROM _t WHERE n > 0 ON CONFLICT (meter_id) DO UPDATE SET "
+                  "first_ts = least(meters.first_ts, EXCLUDED.first_ts), last_ts = greatest(meters.last_ts, EXCLUDED.last_ts), "
+                  "cadence_s = CASE WHEN EXCLUDED.cadence_s > 0 THEN EXCLUDED.cadence_s ELSE meters.cadence_s END")
+        if live and not new.any():
+            # Every meter already has its row (the in-memory catalogue is the whole table): the same
+            # update without the conflict check (~1 ms less a step at 200 meters).
+            self._run(span, "UPDATE meters SET first_ts = least(meters.first_ts, make_timestamptz(_t.first_us)), "
+                      "last_ts = greatest(meters.last_ts, make_timestamptz(_t.last_us)), "
+                      "cadence_s = CASE WHEN _t.cadence_us > 0 THEN _t.cadence_us / 1e6 ELSE meters.cadence_s END "
+                      "FROM _t WHERE meters.meter_id = _t.meter_id AND _t.n > 0")
+        else:
+            (self._run if live else self._query)(span, upsert)
         if self._cat_cache is not None:
             self._stage_catalogue(names, sids, lo, hi, n_per, cadence, cat)
         stored = int(keep.sum())
