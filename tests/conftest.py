@@ -65,6 +65,13 @@ def mqtt_broker(tmp_path_factory):
     broker.stop()
 
 
+def pytest_configure(config):
+    # pytest puts its own warning filters around every test, so the store's module-level filter for
+    # DuckDB's hint on the live path's Arrow result (src/wattwatch/store/duck.py) needs saying here
+    # too (it made ~1,750 warnings of the suite's summary).
+    config.addinivalue_line("filterwarnings", r"ignore:Arrow output on a DB-API result:UserWarning")
+
+
 @pytest.fixture(scope="session")
 def spark():
     """One local[2] Spark session per test run, driver bound to 127.0.0.1."""
