@@ -232,14 +232,12 @@ def shipped_channels(detectors: list) -> set[str] | None:
     the only ones a group's message need carry; None (every channel) when one of them does not say.
     A canonical channel left out reaches the task as NaN (``prepare`` adds it), an extra one not at
     all: no detector of the run reads either, so state, scores and alerts are those of the whole
-    frame (``tests/detect/test_reads.py``)."""
-    out: set[str] = set()
-    for d in detectors:
-        r = d.reads() if hasattr(d, "reads") else None
-        if r is None:
-            return None
-        out.update(r)
-    return out
+    frame (``tests/detect/test_reads.py``). The stream's stitchers carry the same union
+    (:func:`wattwatch.detect.stitch.read_channels`)."""
+    from wattwatch.detect.stitch import read_channels
+
+    out = read_channels(detectors)
+    return None if out is None else set(out)
 
 
 def _group_order(full: "pd.DataFrame", group: "np.ndarray") -> "tuple[np.ndarray, np.ndarray]":
