@@ -293,6 +293,22 @@ def test_learned_scores_a_plant_stop_its_profile_showed_as_normal_and_a_bypass_a
     assert np.nanmax(with_quiet[:, theft], axis=1).min() >= 1.0
 
 
+def _rest_sites(n: int = 3) -> list[pd.DataFrame]:
+    """Sites S0.. from Monday 2025-01-06, 16 days of 5-min readings: ~20 kW on weekdays except
+    02:00-06:00, 1 kW at rest and all weekend, a load added (+80 % of the first week's mean) on
+    Monday 20th."""
+    rows = []
+    for s in range(n):
+        rng = np.random.default_rng(s)
+        ts = pd.date_range("2025-01-06", periods=16 * 288, freq="5min", tz="UTC")
+        day, hour = np.arange(len(ts)) // 288, (np.arange(len(ts)) % 288) / 12
+        working = (day % 7 < 5) & ((hour >= 6) | (hour < 2))
+        p = np.where(working, 20.0 * rng.uniform(0.95, 1.05, 16)[day], 1.0) * rng.uniform(0.9, 1.1, len(ts))
+        p[day == 14] += 0.8 * p[: 7 * 288].mean()
+        rows.append(pd.DataFrame({"meter_id": f"S{s}", "ts": ts, "p_kw": p}))
+    return rows
+
+
 def _late_shift_fleet(early_days=()):
     """A fleet model trained on ten plants whose shift ends at 17:00, and ten more plants whose
     profiled week ran one weekday (Tuesday) on to 23:00, as did Tuesday 14th (starting earlier on
@@ -354,16 +370,7 @@ def test_learned_keeps_the_busiest_profiled_day_for_a_long_shift_that_started_tw
     # weekdays, whose unjudged weekend (one profiled Saturday and Sunday) rests all day, has a load
     # added from Monday 20th 00:00. Its lifted 02:00-06:00 are all the judged rest of the last day;
     # counting the weekend's unjudged hours as rest kept the busy day explaining Monday's work.
-    rows = []
-    for s in range(3):
-        rng = np.random.default_rng(s)
-        ts = pd.date_range("2025-01-06", periods=16 * 288, freq="5min", tz="UTC")
-        day, hour = np.arange(len(ts)) // 288, (np.arange(len(ts)) % 288) / 12
-        working = (day % 7 < 5) & ((hour >= 6) | (hour < 2))
-        p = np.where(working, 20.0 * rng.uniform(0.95, 1.05, 16)[day], 1.0) * rng.uniform(0.9, 1.1, len(ts))
-        p[day == 14] += 0.8 * p[: 7 * 288].mean()
-        rows.append(pd.DataFrame({"meter_id": f"S{s}", "ts": ts, "p_kw": p}))
-    df = prepare(pd.concat(rows, ignore_index=True))
+    df = prepare(pd.concat(_rest_sites(), ignore_index=True))
     gf = Baseline(FeatureConfig()).fit(prepare(df[profile_mask(df, 7)])).features(df)
     monday = slice(14 * 288 + 8 * 12, 14 * 288 + 20 * 12)
     assert gf.busy is not None and np.isfinite(gf.busy.expected[:, monday]).all()

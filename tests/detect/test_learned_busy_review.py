@@ -13,7 +13,7 @@ from wattwatch.detect import registry
 from wattwatch.detect.frame import meter_names, prepare, profile_mask
 from wattwatch.detect.learned.features import Baseline
 
-from tests.detect.test_learned import _plant
+from tests.detect.test_learned import _plant, _rest_sites
 
 
 def _sites() -> pd.DataFrame:
@@ -28,14 +28,7 @@ def _sites() -> pd.DataFrame:
         rows.append(p.assign(meter_id=f"P{s}"))
     late = _plant(30, days=23, stop_day=None, theft_day=None, spread=0.05, late_days=(8, 15), end_h=17.0)
     rows.append(late[late.ts >= "2025-01-13"].assign(meter_id="P_late"))
-    for s in range(3):
-        rng = np.random.default_rng(s)
-        ts = pd.date_range("2025-01-06", periods=16 * 288, freq="5min", tz="UTC")
-        day, hour = np.arange(len(ts)) // 288, (np.arange(len(ts)) % 288) / 12
-        working = (day % 7 < 5) & ((hour >= 6) | (hour < 2))
-        p = np.where(working, 20.0 * rng.uniform(0.95, 1.05, 16)[day], 1.0) * rng.uniform(0.9, 1.1, len(ts))
-        p[day == 14] += 0.8 * p[: 7 * 288].mean()
-        rows.append(pd.DataFrame({"meter_id": f"S{s}", "ts": ts, "p_kw": p}))
+    rows += _rest_sites()
     return pd.concat(rows, ignore_index=True)
 
 
