@@ -873,16 +873,16 @@ class SeasonalProfile(Detector):
             # is not off both neighbours. ``iso_min``: never less than half again or a third less
             # than both neighbours (a school's one hour at three quarters of the hours around it is
             # left to the other evidence).
-            cad_m = self._param(df, "cadence_s")
+            cad_m, lim_iso = self._param(df, "cadence_s"), self._param(df, "limit_iso", np.nan)
             iso = _isolation(_log_load(x, eps[seg]), seg, t, cad_m[seg], z, c.iso_z)
-            s_iso = np.abs(iso) / self._param(df, "limit_iso", np.nan)[seg]
+            s_iso = np.abs(iso) / lim_iso[seg]
             point = (np.sign(iso) == np.sign(z)) & (s_iso >= 1) & (np.abs(z) >= c.iso_z)
             # Above the profile still beyond the busiest readings of the normal period: a home's
             # isolated hour of washing or cooking is its routine, however far it stands off.
             # A meter whose hours never stand off each other by more than ``iso_min`` in its normal
             # period (a building's load, many devices together) has no such routine: there a
             # spike under its busiest hours (a night hour at 1.6x) is judged as any other point.
-            smooth = self._param(df, "limit_iso", np.nan) <= c.iso_min * (1 + 1e-9)
+            smooth = lim_iso <= c.iso_min * (1 + 1e-9)
             point &= (z < 0) | smooth[seg] | (x > top[seg] * np.maximum(lev, 1.0))
             # ... and further than its readings have jumped over the last ``recal_days`` days (a
             # school's summer nights cycling hour by hour where its spring nights were steady);
@@ -891,7 +891,7 @@ class SeasonalProfile(Detector):
                 rows = np.isin(seg, np.unique(seg[point]))
                 roll_iso = np.full(len(x), np.nan)
                 roll_iso[rows] = self._rolling_limit(iso[rows], seg[rows], t[rows], cad_m)
-                s_iso = np.where(point, np.abs(iso) / np.fmax(self._param(df, "limit_iso", np.nan)[seg], roll_iso), s_iso)
+                s_iso = np.where(point, np.abs(iso) / np.fmax(lim_iso[seg], roll_iso), s_iso)
                 point &= s_iso >= 1
             s_read = np.where(point, np.fmax(s_read, np.sqrt(s_iso * np.abs(z) / c.z_min)), s_read)
             roll_d = self._rolling_limit(zd, seg, t, self._param(df, "cadence_s"))
