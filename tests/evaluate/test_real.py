@@ -397,3 +397,55 @@ def test_wall_clock_mode_gives_a_meter_its_sites_naive_stamps_and_puts_its_alert
                                             "end": "2016-03-14T09:00:00Z", "code": "Y"}], {"ny": "America/New_York"})
     assert [pd.Timestamp(b["start"]) for b in back] == [pd.Timestamp("2016-03-14T13:00Z"), pd.Timestamp("2016-03-14T09:00Z")]
     assert pd.Timestamp(back[0]["end"]) == pd.Timestamp("2016-03-14T14:00Z") and back[1]["code"] == "Y"
+
+
+def test_pr_auc_labels_readings_inside_runs_over_the_judged_period_per_meter():
+    """Per-reading PR-AUC (``bench quality-real``'s ranking column): a reading is positive inside a
+    labelled run of its meter (ends included), only judged readings count, NaN ranks as 0, a meter
+    without a labelled reading (or with nothing else) has no figure, and the mean is over meters."""
+    from sklearn.metrics import average_precision_score
+
+    from wattwatch.evaluate.real import pr_auc
+
+    ts = pd.date_range("2020-01-01", periods=48, freq="h", tz="UTC")
+    rng = np.random.default_rng(3)
+    a = rng.uniform(0, 1, 48)
+    a[30:33] = [0.9, np.nan, 0.2]               # the labelled run 30..32: one NaN, one low
+    b = rng.uniform(0, 1, 48)
+    scores = pd.concat([pd.DataFrame({"meter_id": "a", "ts": ts, "score": a}),
+                        pd.DataFrame({"meter_id": "b", "ts": ts, "score": b}),
+                        pd.DataFrame({"meter_id": "c", "ts": ts, "score": b})], ignore_index=True)
+    labels = [{"meter_id": "a", "start": ts[30].isoformat(), "end": ts[32].isoformat()},
+              {"meter_id": "a", "start": ts[2].isoformat(), "end": ts[3].isoformat()},     # in learning: not judged
+              {"meter_id": "b", "start": ts[10].isoformat(), "end": ts[10].isoformat()},
+              {"meter_id": "c", "start": ts[0].isoformat(), "end": ts[47].isoformat()}]    # every reading: no figure
+    judged = {m: (ts[5], ts[47]) for m in ("a", "b", "c")}
+    r = pr_auc(labels, scores, judged)
+    ya = np.zeros(42, bool)
+    ya[30 - 6:33 - 6] = True                     # judged: readings after ts[5]
+    want_a = average_precision_score(ya, np.nan_to_num(a[6:], nan=0.0))
+    yb = np.zeros(42, bool)
+    yb[10 - 6] = True
+    want_b = average_precision_score(yb, b[6:])
+    assert set(r["per_meter"]) == {"a", "b"} and r["meters"] == 2
+    assert r["per_meter"]["a"] == pytest.approx(want_a) and r["per_meter"]["b"] == pytest.approx(want_b)
+    assert r["mean"] == pytest.approx((want_a + want_b) / 2)
+    assert r["base_rate"] == pytest.approx(4 / 84)
+    # A perfect ranking scores 1, and a score table without the labelled meter gives no figure.
+    perfect = scores[scores.meter_id == "b"].assign(score=np.where(np.arange(48) == 10, 5.0, 0.0))
+    assert pr_auc(labels, perfect, judged)["mean"] == 1.0
+    assert pr_auc(labels, scores[scores.meter_id == "zz"], judged) == {"mean": None, "meters": 0,
+                                                                        "base_rate": None, "per_meter": {}}
+
+
+def test_wall_clock_scores_are_put_back_on_utc():
+    """Per-reading scores judged on a site's wall clock read as UTC go back to the true instants (the
+    ranking is scored against UTC labels); a meter without a zone keeps its times."""
+    from wattwatch.evaluate.real import scores_from_wall_clock
+
+    s = pd.DataFrame({"meter_id": ["ny", "ny", "pv"], "ts": pd.to_datetime(
+        ["2016-03-12T09:00Z", "2016-03-14T09:00Z", "2016-03-14T09:00Z"], utc=True), "score": [0.1, 0.2, 0.3]})
+    back = scores_from_wall_clock(s, {"ny": "America/New_York"})
+    assert list(back["ts"]) == list(pd.to_datetime(["2016-03-12T14:00Z", "2016-03-14T13:00Z", "2016-03-14T09:00Z"],
+                                                   utc=True))
+    assert list(back["score"]) == [0.1, 0.2, 0.3]

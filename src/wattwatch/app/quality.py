@@ -49,8 +49,9 @@ def bench_quality_real(
 ) -> None:
     """wattwatch (defaults, each meter fitted on its first 8 weeks / first quarter) and a PyOD
     IsolationForest peer against the plain faults labelled in real data: event recall, alert
-    precision, event F1 (alert within -1 h/+6 h of a labelled run), per kind, and false alerts per
-    1,000 meter-days outside the labels."""
+    precision, event F1 (alert within -1 h/+6 h of a labelled run), per kind, false alerts per
+    1,000 meter-days outside the labels, and the mean per-reading PR-AUC of each one's scores over
+    the meters with a labelled reading."""
     from wattwatch.evaluate.real import run
     from wattwatch.evaluate.real_data import DATASETS, candidates, find_data
 
@@ -75,7 +76,7 @@ def bench_quality_real(
         return
     who = ["wattwatch", "peer"] if peer else ["wattwatch"]
     table = Table("dataset", "detector", "labels", "found", "recall", "alerts", "precision", "event F1",
-                  "false / 1000 meter-days", "s",
+                  "false / 1000 meter-days", "mean PR-AUC (meters)", "s",
                   title=f"Faults labelled in real data ({labels.name if labels else 'labels.json: plain faults'})")
     rows = list(result["datasets"].items()) + [("all", {**result["overall"], "overall": True})]
     for name, row in rows:
@@ -86,11 +87,12 @@ def bench_quality_real(
             secs = _f(row.get(f"{w}_s"), 1) if name != "all" else _f(result["seconds"], 1)
             if "error" in r:
                 table.add_row(name, w, str(row.get("labels_total", "")), "", "", "", "", "",
-                              escape("crash: " + r["error"].splitlines()[0][:80]), secs)
+                              escape("crash: " + r["error"].splitlines()[0][:80]), "", secs)
                 continue
             label = "wattwatch" if w == "wattwatch" else "PyOD IForest"
             table.add_row(name, label, str(r["labels"]), str(r["detected"]), _f(r["recall"]), str(r["alerts"]),
-                          _f(r["precision"]), _f(r["f1"]), _f(r["false_per_1000_meter_days"], 1), secs,
+                          _f(r["precision"]), _f(r["f1"]), _f(r["false_per_1000_meter_days"], 1),
+                          f"{_f(r.get('pr_auc_mean'))} ({r.get('pr_auc_meters', 0)})", secs,
                           style="bold" if name == "all" else None)
     console.print(table)
     kinds = Table("kind", *[f"{w} found/labels" for w in who], title="Recall per kind (all datasets)")

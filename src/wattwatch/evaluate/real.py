@@ -17,7 +17,12 @@ Protocol (issue 14's, for hourly buildings, applied to every dataset):
   alert precision = alerts that overlap a label / alerts in the judged period (any code: a label
   says "something is wrong here", not which code); event F1 from the two;
 - false-alarm pressure: alerts that overlap no label, per 1,000 meter-days of judged time outside
-  the (widened) labels.
+  the (widened) labels;
+- ranking: per-reading PR-AUC (average precision) of each detector's per-reading score (wattwatch:
+  the combined ``score`` of ``detect --scores``; the peer: its IsolationForest decision function)
+  against the labelled readings (a reading inside a labelled run of its meter), judged readings
+  only, per meter with a labelled reading, and their mean ("mean PR-AUC"; threshold-free: it says
+  how well the scores rank, whatever the alerting does with them).
 
 The peer: PyOD ``IForest`` per meter on simple per-reading features of active power (value, hour,
 weekday, difference to the previous reading, difference to the same time a day earlier), fitted on
@@ -40,7 +45,8 @@ import pandas as pd
 from wattwatch.evaluate.real_data import DATASETS, load, zones as data_zones
 from wattwatch.userfile import read_text
 
-__all__ = ["KINDS", "LABEL_FIELDS", "check_labels", "default_labels", "load_labels", "score", "run", "train_ends"]
+__all__ = ["KINDS", "LABEL_FIELDS", "check_labels", "default_labels", "load_labels", "pr_auc", "score", "run",
+           "train_ends"]
 
 KINDS = ("zero_run", "flat_line", "ceiling", "dead_channel", "gap", "register_reset", "register_jump", "spike", "drop",
          "unusual_day")
@@ -182,6 +188,43 @@ def score(labels: list[dict], alerts: list[dict], judged: dict[str, tuple], befo
             "alerts_by_code": {k: {"alerts": v[0], "false": v[1]} for k, v in sorted(codes.items())}}
 
 
+def pr_auc(labels: list[dict], scores: pd.DataFrame, judged: dict[str, tuple]) -> dict:
+    """Per-reading PR-AUC (scikit-learn's average precision) of ``scores`` (``meter_id``, ``ts``,
+    ``score``: higher is more anomalous, NaN a reading not judged, ranked as 0) against ``labels``
+    over each meter's judged period (``judged``: meter -> (start, end), UTC): a reading is positive
+    when it lies within a labelled run of its meter (``start`` .. ``end``, no tolerance). Per meter
+    with at least one positive and one negative reading (``per_meter``), their mean (``mean``,
+    None without any) and the base rate of positives over those meters' readings."""
+    from sklearn.metrics import average_precision_score
+
+    by_meter: dict[str, list[tuple[pd.Timestamp, pd.Timestamp]]] = {}
+    for lab in labels:
+        by_meter.setdefault(str(lab["meter_id"]), []).append((_utc(lab["start"]), _utc(lab["end"])))
+    per: dict[str, float] = {}
+    pos = tot = 0
+    if len(scores):
+        ts_all = pd.to_datetime(scores["ts"], utc=True)
+        for m, idx in scores.groupby(scores["meter_id"].astype(str), sort=True).indices.items():
+            if m not in judged or m not in by_meter:
+                continue
+            js, je = (_utc(t) for t in judged[m])
+            ts = ts_all.iloc[idx]
+            keep = ((ts > js) & (ts <= je)).to_numpy()
+            if not keep.any():
+                continue
+            t = ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[ns]").astype(np.int64)[keep]
+            y = np.zeros(len(t), bool)
+            for s, e in by_meter[m]:
+                y |= (t >= s.value) & (t <= e.value)
+            if not y.any() or y.all():
+                continue
+            v = np.nan_to_num(scores["score"].to_numpy(float)[idx][keep], nan=0.0)
+            per[m] = float(average_precision_score(y, v))
+            pos, tot = pos + int(y.sum()), tot + len(y)
+    return {"mean": float(np.mean(list(per.values()))) if per else None, "meters": len(per),
+            "base_rate": pos / tot if tot else None, "per_meter": per}
+
+
 # ------------------------------------------------------------------------------------ detectors
 
 
@@ -195,8 +238,10 @@ def _features(g: pd.DataFrame, cadence_s: float) -> np.ndarray:
                             np.nan_to_num(x - day)])
 
 
-def peer_alerts(frame: pd.DataFrame, ends: pd.Series, cadence_s: float, seed: int = 0) -> list[dict]:
-    """PyOD IsolationForest per meter (see the module docstring)."""
+def peer_alerts(frame: pd.DataFrame, ends: pd.Series, cadence_s: float, seed: int = 0,
+                scores_out: list | None = None) -> list[dict]:
+    """PyOD IsolationForest per meter (see the module docstring). ``scores_out``: receives, per
+    meter, a frame of its judged readings' decision function (``meter_id``, ``ts``, ``score``)."""
     from pyod.models.iforest import IForest
 
     out = []
@@ -208,8 +253,11 @@ def peer_alerts(frame: pd.DataFrame, ends: pd.Series, cadence_s: float, seed: in
             continue
         det = IForest(n_estimators=100, random_state=seed).fit(X[train])
         thr = np.quantile(det.decision_function(X[train]), 0.995)
-        flag = (det.decision_function(X) > thr) & ~train
+        dec = det.decision_function(X)
+        flag = (dec > thr) & ~train
         ts = g["ts"].to_numpy()
+        if scores_out is not None:
+            scores_out.append(pd.DataFrame({"meter_id": m, "ts": ts[~train], "score": dec[~train]}))
         idx = np.flatnonzero(flag)
         if not len(idx):
             continue
@@ -220,10 +268,12 @@ def peer_alerts(frame: pd.DataFrame, ends: pd.Series, cadence_s: float, seed: in
     return out
 
 
-def wattwatch_alerts(frame: pd.DataFrame, workdir: Path, zones: dict[str, str] | None = None) -> list:
+def wattwatch_alerts(frame: pd.DataFrame, workdir: Path, zones: dict[str, str] | None = None,
+                     scores_out: list | None = None) -> list:
     """Ingest into a fresh store, fit every meter on its learning period, detect with defaults.
     ``zones``: per meter, the time zone of its wall clock (``seasonal_profile``'s ``timezone``,
-    the one setting a user gives per site); meters of one zone are fitted together."""
+    the one setting a user gives per site); meters of one zone are fitted together.
+    ``scores_out``: receives the per-reading scores table (``detect --scores``)."""
     from wattwatch import api
 
     db = Path(workdir) / "real.duckdb"
@@ -239,7 +289,11 @@ def wattwatch_alerts(frame: pd.DataFrame, workdir: Path, zones: dict[str, str] |
             if group:
                 api.fit(db, days=TRAIN_DAYS, meters=group,
                         config={**engine, **({"seasonal_profile": {"timezone": z}} if z else {})})
-    return list(api.detect(db).alerts)
+    if scores_out is None:
+        return list(api.detect(db).alerts)
+    det = api.detect(db, scores=True)
+    scores_out.append(det.scores[["meter_id", "ts", "score"]])
+    return list(det.alerts)
 
 
 def to_wall_clock(frame: pd.DataFrame, zones: dict[str, str]) -> pd.DataFrame:
@@ -272,6 +326,32 @@ def from_wall_clock(alerts: list, zones: dict[str, str]) -> list[dict]:
     return out
 
 
+def scores_from_wall_clock(scores: pd.DataFrame, zones: dict[str, str]) -> pd.DataFrame:
+    """Per-reading scores judged on :func:`to_wall_clock` times back on true UTC (as
+    :func:`from_wall_clock` puts alerts back)."""
+    out = scores.copy()
+    ts = pd.to_datetime(out["ts"], utc=True)
+    mid = out["meter_id"].astype(str)
+    for z in sorted(set(zones.values())):
+        rows = mid.isin([m for m, mz in zones.items() if mz == z]).to_numpy()
+        if rows.any():
+            naive = ts[rows].dt.tz_localize(None)
+            out.loc[rows, "ts"] = naive.dt.tz_localize(z, ambiguous=np.ones(int(rows.sum()), bool),
+                                                       nonexistent="shift_forward").dt.tz_convert("UTC")
+    out["ts"] = pd.to_datetime(out["ts"], utc=True)
+    return out
+
+
+def _ranked(row: dict, who: str, labs: list[dict], parts: list, judged: dict) -> None:
+    """``row[who]`` gains the mean per-reading PR-AUC of the score frames ``parts`` (see :func:`pr_auc`)."""
+    if who not in row or "error" in row[who]:
+        return
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["meter_id", "ts", "score"])
+    auc = pr_auc(labs, frame, judged)
+    row[who].update(pr_auc_mean=auc["mean"], pr_auc_meters=auc["meters"], pr_auc_base_rate=auc["base_rate"],
+                    pr_auc_per_meter=auc["per_meter"])
+
+
 def run(data: str | Path, datasets=None, labels: str | Path | None = None, peer: bool = True, log=print,
         local_time: bool = True, wall_clock: bool = False) -> dict:
     """Both detectors on each dataset; per dataset and overall results (see :func:`score`).
@@ -284,6 +364,7 @@ def run(data: str | Path, datasets=None, labels: str | Path | None = None, peer:
     result = {"protocol": {"train": f"first {TRAIN_DAYS:g} days, at most {TRAIN_SHARE:.0%} of the meter's span",
                            "tolerance": f"-{BEFORE}, +{AFTER}"}, "datasets": {}}
     pooled: dict[str, list] = {"wattwatch": [], "peer": []}
+    ranked: dict[str, list] = {"wattwatch": [], "peer": []}
     for name in names:
         if name not in DATASETS:
             raise ValueError(f"unknown real dataset {name!r}; known: {', '.join(DATASETS)}")
@@ -299,29 +380,39 @@ def run(data: str | Path, datasets=None, labels: str | Path | None = None, peer:
         wall = data_zones(name, data) if wall_clock else {}
         seen = to_wall_clock(frame, wall) if wall else frame
         try:
+            scored: list = []
             with tempfile.TemporaryDirectory(prefix="ww-real-") as tmp:
                 alerts = wattwatch_alerts(seen, Path(tmp), data_zones(name, data) if local_time and not wall_clock
-                                          else None)
+                                          else None, scores_out=scored)
             if wall:
                 alerts = from_wall_clock(alerts, wall)
+                scored = [scores_from_wall_clock(f, wall) for f in scored]
             row["wattwatch"] = score(mine, alerts, judged)
             pooled["wattwatch"].append((mine, alerts, judged))
+            _ranked(row, "wattwatch", mine, scored, judged)
+            ranked["wattwatch"].extend(scored)
         except Exception as exc:  # noqa: BLE001 - a crash is a result to report, with its traceback
             row["wattwatch"] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
         row["wattwatch_s"] = time.perf_counter() - t0
         if peer:
             t0 = time.perf_counter()
-            alerts = peer_alerts(seen, train_ends(seen), DATASETS[name]["cadence_s"])
+            scored = []
+            alerts = peer_alerts(seen, train_ends(seen), DATASETS[name]["cadence_s"], scores_out=scored)
             if wall:
                 alerts = from_wall_clock(alerts, wall)
+                scored = [scores_from_wall_clock(f, wall) for f in scored]
             row["peer"] = score(mine, alerts, judged)
             pooled["peer"].append((mine, alerts, judged))
+            _ranked(row, "peer", mine, scored, judged)
+            ranked["peer"].extend(scored)
             row["peer_s"] = time.perf_counter() - t0
         result["datasets"][name] = row
         log(f"{name}: done in {row['load_s'] + row['wattwatch_s'] + row.get('peer_s', 0):.1f} s")
     result["overall"] = {}
     for who, parts in pooled.items():
         if parts:
-            result["overall"][who] = score([x for p in parts for x in p[0]], [x for p in parts for x in p[1]],
-                                           {k: v for p in parts for k, v in p[2].items()})
+            labs_all = [x for p in parts for x in p[0]]
+            judged_all = {k: v for p in parts for k, v in p[2].items()}
+            result["overall"][who] = score(labs_all, [x for p in parts for x in p[1]], judged_all)
+            _ranked(result["overall"], who, labs_all, ranked[who], judged_all)
     return result
