@@ -29,7 +29,7 @@ same ratio: a phase imbalance is not read as a neutral tamper. Seen on a simulat
 meter (real load shape, per-phase power factors 0.01 apart reading by reading): the departure's
 spread was 0.35 % of the phase current where the fundamental made up under a tenth of the
 expected neutral, 0.5 % at a tenth to a fifth, 0.9 % at 0.3-0.4 and 1.9 % at 0.6-0.8; a phase's
-current raised by a third for two days took the share from 0.1-0.25 to 0.75, and a held departure
+current raised by about 30 % for two days took the share from 0.1-0.25 to 0.75, and a held departure
 of 2.5 % (five of its balanced spreads) alerted as a partial earth return. A partial earth return
 does not move the phase currents, so its implied fundamental and allowance stay the healthy meter's.
 
