@@ -77,7 +77,9 @@ def inrush(df: pd.DataFrame) -> np.ndarray:
     On some phase the current is at least ``INRUSH_RATIO`` times (and ``INRUSH_MIN_A`` above)
     what the readings either side show (per side the lower of its two nearest readings, so two
     starts in a row are both caught while a load that switches on and stays on is not), and,
-    where the meter reports a power factor, the power factor drops with it: a starting motor is
+    where the meter reports a power factor, the power factor drops with it (below the readings
+    either side, per side the higher of its two nearest, for the same reason: the middle one of
+    three starts in a row has two starts for nearest neighbours): a starting motor is
     inductive, while a kettle or an oven caught in one reading raises it. Such a snapshot stands
     for a few seconds, not for its interval; rules that weigh currents over time (the neutral
     balance, the heating) leave it out rather than read it as the interval's current."""
@@ -116,7 +118,7 @@ def inrush(df: pd.DataFrame) -> np.ndarray:
                 spike |= (x[idx] >= INRUSH_RATIO * ref) & (x[idx] - ref >= INRUSH_MIN_A)
             if "pf" in df:
                 pf = np.abs(df["pf"].to_numpy(float))
-                ref_pf = np.fmax(near(pf, -1), near(pf, 1))
+                ref_pf = np.fmax(np.fmax(near(pf, -1), near(pf, -2)), np.fmax(near(pf, 1), near(pf, 2)))
                 spike &= ~(pf[idx] > ref_pf - INRUSH_PF_DROP)  # resistive; False where either is unknown
         out[idx[spike]] = True
         return out

@@ -19,6 +19,20 @@ trailing median, at least ``persist_min_n`` readings) beyond ``sigma_k`` of that
 enough: on the simulated fleets' healthy commercial meters one reading in a thousand lies 4-20
 spreads out, while the trailing hour's median stayed within 3 on all of them.
 
+That spread holds for the balance of phase currents the profile saw. The implied neutral's error
+(the angles between the phases are not known, only one total power factor) moves the expected
+neutral in proportion to the fundamental's share of it, fund / expected: small where the
+harmonics dominate, as on a balanced meter, and up to the whole error where the phases are far
+apart. So where the phases stand further apart than in the profile (the fundamental's share above
+the profile's ``fund_share_q`` quantile at that load level), the allowed departure grows by the
+same ratio: a phase imbalance is not read as a neutral tamper. Seen on a simulated commercial
+meter (real load shape, per-phase power factors 0.01 apart reading by reading): the departure's
+spread was 0.35 % of the phase current where the fundamental made up under a tenth of the
+expected neutral, 0.5 % at a tenth to a fifth, 0.9 % at 0.3-0.4 and 1.9 % at 0.6-0.8; a phase's
+current raised by about 30 % for two days took the share from 0.1-0.25 to 0.75, and a held departure
+of 2.5 % (five of its balanced spreads) alerted as a partial earth return. A partial earth return
+does not move the phase currents, so its implied fundamental and allowance stay the healthy meter's.
+
 Evidence classifies ``neutral_bypass`` (I_N ≈ 0 while I_L > 5 A) or ``partial_earth_return``.
 A phase channel reading zero while the neutral carries load is an open CT, left to sensor_fault.
 """
@@ -63,6 +77,7 @@ class NeutralTamperConfig(DetectorConfig):
     clear_ok_3ph: float = 0.5
     level_bins: int = 4
     level_min_n: int = 24
+    fund_share_q: float = 0.9
     persist_s: float = 3600.0
     persist_min_n: int = 12
     # Long bridges: a persistent fault spans nights when the deficit cannot be judged, while
@@ -78,6 +93,8 @@ class NeutralTamperConfig(DetectorConfig):
                 object.__setattr__(self, k, int(v))
         if self.level_bins < 1:
             raise ValueError(f"level_bins must be >= 1, got {self.level_bins!r}")
+        if not (0.0 < self.fund_share_q <= 1.0):
+            raise ValueError(f"fund_share_q must be within (0, 1], got {self.fund_share_q!r}")
 
 
 def single_phase_limit(i_l, cfg: NeutralTamperConfig):
@@ -138,7 +155,9 @@ class NeutralTamper(Detector):
     # A motor start is recognised against its two neighbours either side.
     lookback_n = 2
     lookahead_n = 2
-    state_version = 2  # 2: the residual's median and spread per load level (three phase)
+    # 2: the residual's median and spread per load level (three phase); 3: and the share of the
+    # expected neutral its fundamental made up there (``level_fund_share``)
+    state_version = 3
 
     def lookback_s(self, cadence_s):
         """The held departure's window (:meth:`persist_window_s`)."""
@@ -178,17 +197,20 @@ class NeutralTamper(Detector):
             k_row = (i_n ** 2 - fund ** 2) / trip ** 2
         kappa2 = np.clip(np.nan_to_num(seg_median(k_row, seg, n_seg, ok & (trip >= 1.0))), 0, 4)
         with quiet():
-            resid = i_n - np.sqrt(fund ** 2 + kappa2[seg] * trip ** 2)
+            expected = np.sqrt(fund ** 2 + kappa2[seg] * trip ** 2)
+            resid = i_n - expected
+            share = fund / expected
         mad = seg_median(np.abs(resid - seg_median(resid, seg, n_seg, ok)[seg]), seg, n_seg, ok)
-        edges, bias, spread = self._levels(resid, mean, seg, n_seg, ok & ~inrush(df))
+        edges, bias, spread, fshare = self._levels(resid, mean, seg, n_seg, ok & ~inrush(df), share)
         return {m: {"phases": int(p), "kappa2": k, "resid_sigma_a": 1.4826 * d, "level_edges_a": e.tolist(),
-                    "level_bias": b.tolist(), "level_spread": s.tolist()}
-                for m, p, k, d, e, b, s in zip(meter_names(df), n_ph, kappa2, mad, edges, bias, spread)}
+                    "level_bias": b.tolist(), "level_spread": s.tolist(), "level_fund_share": f.tolist()}
+                for m, p, k, d, e, b, s, f in zip(meter_names(df), n_ph, kappa2, mad, edges, bias, spread, fshare)}
 
-    def _levels(self, resid, mean, seg, n_seg, ok):
+    def _levels(self, resid, mean, seg, n_seg, ok, share):
         """The meter's own neutral-vs-phase relation per load level: quantile edges of the mean
         phase current (``level_bins`` levels) and, per level, the median and robust spread of the
-        residual as a share of the mean phase current (NaN where a level had fewer than
+        residual as a share of the mean phase current, and the ``fund_share_q`` quantile of the
+        fundamental's share of the expected neutral (``share``) (NaN where a level had fewer than
         ``level_min_n`` readings: the meter's whole profile stands in)."""
         K = self.config.level_bins
         with quiet():
@@ -203,29 +225,37 @@ class NeutralTamper(Detector):
         count = np.bincount(ks[oks], minlength=n_seg * K)
         med = seg_median(rs, ks, n_seg * K, oks)
         mad = seg_median(np.abs(rs - med[ks]), ks, n_seg * K, oks)
+        q = self.config.fund_share_q
+        fq = seg_quantile(np.asarray(share, float)[order], ks, n_seg * K, q, oks)
         whole = seg_median(rel, seg, n_seg, ok)
         whole_mad = seg_median(np.abs(rel - whole[seg]), seg, n_seg, ok)
+        whole_fq = seg_quantile(np.asarray(share, float), seg, n_seg, q, ok)
         thin = count < self.config.level_min_n
         med = np.where(thin, np.repeat(whole, K), med).reshape(n_seg, K)
         spread = 1.4826 * np.where(thin, np.repeat(whole_mad, K), mad).reshape(n_seg, K)
-        return edges, med, spread
+        fshare = np.where(thin, np.repeat(whole_fq, K), fq).reshape(n_seg, K)
+        return edges, med, spread, fshare
 
     @staticmethod
     def _level(mean: np.ndarray, edges: np.ndarray) -> np.ndarray:
         """Load level of each reading (0 .. bins - 1) from its meter's edges (rows x bins - 1)."""
         return (np.asarray(mean, float)[:, None] > edges).sum(axis=1) if edges.shape[1] else np.zeros(len(mean), np.int64)
 
-    def _held_departure(self, df: pd.DataFrame, i_n, expected, mean, three, informative) -> np.ndarray:
+    def _held_departure(self, df: pd.DataFrame, i_n, expected, mean, three, informative, fund) -> np.ndarray:
         """Three phase: how far the neutral's departure from the meter's learned relation, held
         over the trailing window (median of the readings judged in it), exceeds what the relation
         allows at the reading's load level: max(``abs_limit_3ph_a``, ``sigma_k`` x the level's
-        spread x the phase current) is 1.0. NaN where it cannot be told."""
+        spread x the phase current x the widening) is 1.0, the widening being how far the
+        fundamental's share of the expected neutral (``fund`` / ``expected``) stands above the
+        profile's (``level_fund_share``; 1 where it does not, or where the state has none). NaN
+        where it cannot be told."""
         cfg = self.config
         K = cfg.level_bins
         seg = df["_seg"].to_numpy()
         edges = self._param_array(df, "level_edges_a", (K - 1,))
         bias = self._param_array(df, "level_bias", (K,))
         spread = self._param_array(df, "level_spread", (K,))
+        fshare = self._param_array(df, "level_fund_share", (K,))
         out = np.full(len(df), np.nan)
         if not three.any() or not np.isfinite(bias).any():
             return out
@@ -243,7 +273,11 @@ class NeutralTamper(Detector):
         win_ns = np.round(win * 1e9).astype(np.int64)[seg[r]]
         held[r] = grouped_rolling(dep[r], seg[r], t_ns[r], win_ns, min_periods=n_min).median().to_numpy()
         with quiet():
-            limit = np.maximum(cfg.abs_limit_3ph_a, cfg.sigma_k * spread[seg, lvl] * mean)
+            # The phases further apart than in the profile: the common-angle relation's error
+            # grows with the fundamental's share of the neutral (module docstring).
+            widen = np.fmax(1.0, (fund / expected) / fshare[seg, lvl])
+            widen = np.where(np.isfinite(widen), widen, 1.0)
+            limit = np.maximum(cfg.abs_limit_3ph_a, cfg.sigma_k * spread[seg, lvl] * widen * mean)
             out = np.abs(held) * mean / limit
             # A reading back on the relation is not held over it by the readings before it (the
             # trailing median outlasts a fault by half its window): at most ambiguous.
@@ -288,7 +322,8 @@ class NeutralTamper(Detector):
         # A departure from the meter's own relation, held: over the limit, it is the score; over
         # half of it, a reading within the absolute limit is not clearly healthy either (one
         # persistent fault stays one alert through the hours its departure is smaller).
-        held = self._held_departure(df, i_n, expected, mean, three, informative)
+        fund = np.where(three, implied_neutral(np.where(np.isfinite(i), i, 0.0)), np.nan)
+        held = self._held_departure(df, i_n, expected, mean, three, informative, fund)
         score = np.where(held >= 1.0, np.fmax(score, held),
                          np.where((held >= cfg.clear_ok_3ph) & (score < 1.0), np.nan, score))
         return Scored(score, (*ctx, held))
