@@ -66,3 +66,40 @@ def test_a_phase_imbalance_on_a_harmonic_neutral_is_not_a_partial_earth_return(s
     h.loc[w, "i_n_a"] = neutral(i, w, scale)
     found = [a for a in run(h) if a.code == "ERR_IMBAL_LIMIT_EXCEEDED"]
     assert found and all(a.evidence["kind"] == "partial_earth_return" for a in found)
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.002])
+def test_a_partial_earth_return_with_an_imbalance_on_a_balanced_meter_is_still_found(eps):
+    """A meter whose phases are balanced in the profile (currents equal within ``eps``: a three-phase
+    motor or drive) learns a fundamental's share of the expected neutral near nothing (5e-8 at
+    ``eps`` 0, 0.013 at 0.002). Dividing by it, a 10 % imbalance widened the held departure's
+    allowance ten-million-fold (or, at 0, not at all: inf was read as unknown), and a quarter of a
+    phase's return diverted past the sensor during it went unfound (main: held departure at most
+    0.0-0.8, alerted on 1 % of the readings). The profile's share counts from ``fund_share_floor``
+    up (the departure's spread stops shrinking with the share below a tenth, module docstring), so
+    the widening stays within 1 / ``fund_share_floor``. The imbalance alone stays unalerted."""
+    from wattwatch.detect.frame import prepare
+    from wattwatch.detect.registry import build
+
+    f, i, neutral = _office(1)
+    rng = np.random.default_rng(7)
+    cur = i.copy()
+    for k in (1, 2):
+        cur[:, k] = cur[:, 0] * (1 + rng.normal(0, eps, len(f)))
+    f["i_l2_a"], f["i_l3_a"] = cur[:, 1], cur[:, 2]
+    f["i_n_a"] = neutral(cur, np.ones(len(f), bool))
+    w = window(f, "2025-01-10T00:00:00Z", 48)
+    cur[w, 1] *= 1.1
+    f.loc[w, "i_l2_a"] = cur[w, 1]
+    imbalanced = f.copy()
+    imbalanced.loc[w, "i_n_a"] = neutral(cur, w)
+    assert [a for a in run(imbalanced) if a.code == "ERR_IMBAL_LIMIT_EXCEEDED"] == []
+    tampered = f.copy()
+    tampered.loc[w, "i_n_a"] = neutral(cur, w, (0.75, 1.0, 1.0))
+    frame = prepare(tampered.reset_index(drop=True))
+    d = build("neutral_tamper").fit(frame[frame.ts < pd.Timestamp("2025-01-09", tz="UTC")])
+    scored = d.scored(frame)
+    assert np.nanmean(scored.values[w] >= 1.0) > 0.9, np.nanmean(scored.values[w] >= 1.0)
+    found = [a for a in run(tampered) if a.code == "ERR_IMBAL_LIMIT_EXCEEDED"]
+    assert len(found) == 1 and found[0].evidence["kind"] == "partial_earth_return", \
+        [(a.start, a.end, a.evidence) for a in found]

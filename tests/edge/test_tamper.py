@@ -156,6 +156,16 @@ def test_config_errors_name_the_key():
             TamperConfig.from_dict({"neutral": {key: 4}})
 
 
+
+def test_the_held_departures_imbalance_widening_keys_are_refused_at_the_edge():
+    """``fund_share_q`` and ``fund_share_floor`` tune the batch rule's held departure (how its
+    allowance widens where the phases stand further apart than in the profile); the edge judges
+    each cycle on its own and has no held departure, so they are refused like ``level_bins`` (main:
+    ``fund_share_q`` was accepted and ignored)."""
+    for key in ("fund_share_q", "fund_share_floor"):
+        with pytest.raises(ValueError, match=rf"\[tamper\]\.neutral: \['{key}'\] tune the batch rule"):
+            TamperConfig.from_dict({"neutral": {key: 0.5}})
+
 def test_a_diversion_under_a_non_linear_load_is_still_found():
     """On noisy cycles ΔI is judged on the fundamental: a diversion takes a share of the whole
     current, fundamental included, so it is still a tamper (while the LED load alone is not)."""

@@ -449,3 +449,44 @@ def test_wall_clock_scores_are_put_back_on_utc():
     assert list(back["ts"]) == list(pd.to_datetime(["2016-03-12T14:00Z", "2016-03-14T13:00Z", "2016-03-14T09:00Z"],
                                                    utc=True))
     assert list(back["score"]) == [0.1, 0.2, 0.3]
+
+
+def test_pr_auc_ranks_a_reading_not_judged_with_the_least_anomalous_whatever_the_sign_of_the_scores():
+    """NaN (a reading a detector did not judge) ranks with the meter's lowest score, not as 0: the
+    peer's IsolationForest decision function is negative on ordinary readings (-0.2 .. -0.05 here),
+    so a 0 put an unjudged reading above every judged one (main: 0.5 for a ranking that puts the
+    labelled reading first among the judged; the same figure as scores shifted to be >= 0)."""
+    from wattwatch.evaluate.real import pr_auc
+
+    ts = pd.date_range("2020-01-01", periods=10, freq="h", tz="UTC")
+    dec = np.array([-0.2, -0.15, -0.18, -0.12, -0.05, -0.19, np.nan, -0.16, -0.14, -0.17])  # reading 4 labelled
+    labels = [{"meter_id": "m", "start": ts[4].isoformat(), "end": ts[4].isoformat()}]
+    judged = {"m": (ts[0] - pd.Timedelta(hours=1), ts[-1])}
+    r = pr_auc(labels, pd.DataFrame({"meter_id": "m", "ts": ts, "score": dec}), judged)
+    assert r["per_meter"]["m"] == 1.0
+    shifted = pr_auc(labels, pd.DataFrame({"meter_id": "m", "ts": ts, "score": dec + 1.0}), judged)
+    assert shifted["per_meter"]["m"] == r["per_meter"]["m"]
+
+
+def test_peer_scores_every_judged_reading_nan_where_it_has_no_power():
+    """The peer's score table covers the same readings as wattwatch's (every judged reading of the
+    frame): one without active power, or a meter the peer cannot fit, is there with NaN (not
+    judged), so the per-reading PR-AUC of both is over the same readings (main: such readings and
+    meters were left out of the peer's, and a labelled one with them)."""
+    ts = pd.date_range("2020-01-01", periods=24 * 60, freq="h", tz="UTC")
+    rng = np.random.default_rng(1)
+    p = 10 + 5 * np.sin(2 * np.pi * ts.hour.to_numpy() / 24) + rng.normal(0, 0.3, len(ts))
+    hole = 24 * 50 + np.arange(5)
+    p[hole] = np.nan
+    f = pd.concat([pd.DataFrame({"meter_id": "m", "ts": ts, "p_kw": p}),
+                   pd.DataFrame({"meter_id": "dead", "ts": ts, "p_kw": np.nan})], ignore_index=True)
+    ends = train_ends(f)
+    out: list = []
+    peer_alerts(f, ends, 3600, scores_out=out)
+    s = pd.concat(out, ignore_index=True)
+    s["ts"] = pd.to_datetime(s["ts"], utc=True)
+    want = f[f["ts"] > f["meter_id"].map(ends)]
+    assert sorted(zip(s["meter_id"], s["ts"])) == sorted(zip(want["meter_id"], want["ts"]))
+    m = s[s["meter_id"] == "m"].set_index("ts")["score"]
+    assert m[ts[hole]].isna().all() and m.drop(ts[hole]).notna().all()
+    assert s.loc[s["meter_id"] == "dead", "score"].isna().all()

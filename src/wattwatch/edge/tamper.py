@@ -49,7 +49,7 @@ from wattwatch.detect.rules.harmonic import HarmonicNoiseConfig
 from wattwatch.detect.rules.neutral import NeutralTamperConfig, single_phase_limit, tamper_kind, verdict
 
 # Keys of the batch rule the edge has no use for: its held departure from a meter's learned relation.
-BATCH_ONLY = frozenset({"level_bins", "level_min_n", "persist_s", "persist_min_n"})
+BATCH_ONLY = frozenset({"level_bins", "level_min_n", "persist_s", "persist_min_n", "fund_share_q", "fund_share_floor"})
 from wattwatch.edge.metrology import Cycles
 
 EPS = 1e-9  # durations add up cycle by cycle in floating point

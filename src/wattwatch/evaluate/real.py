@@ -190,7 +190,8 @@ def score(labels: list[dict], alerts: list[dict], judged: dict[str, tuple], befo
 
 def pr_auc(labels: list[dict], scores: pd.DataFrame, judged: dict[str, tuple]) -> dict:
     """Per-reading PR-AUC (scikit-learn's average precision) of ``scores`` (``meter_id``, ``ts``,
-    ``score``: higher is more anomalous, NaN a reading not judged, ranked as 0) against ``labels``
+    ``score``: higher is more anomalous, NaN a reading not judged, ranked with the meter's least
+    anomalous reading) against ``labels``
     over each meter's judged period (``judged``: meter -> (start, end), UTC): a reading is positive
     when it lies within a labelled run of its meter (``start`` .. ``end``, no tolerance). Per meter
     with at least one positive and one negative reading (``per_meter``), their mean (``mean``,
@@ -218,7 +219,11 @@ def pr_auc(labels: list[dict], scores: pd.DataFrame, judged: dict[str, tuple]) -
                 y |= (t >= s.value) & (t <= e.value)
             if not y.any() or y.all():
                 continue
-            v = np.nan_to_num(scores["score"].to_numpy(float)[idx][keep], nan=0.0)
+            # Not judged: with the least anomalous reading (a 0 would outrank every judged reading
+            # of a score that is negative on ordinary ones, as the peer's decision function).
+            v = scores["score"].to_numpy(float)[idx][keep]
+            nan = np.isnan(v)
+            v = np.where(nan, v[~nan].min() if (~nan).any() else 0.0, v)
             per[m] = float(average_precision_score(y, v))
             pos, tot = pos + int(y.sum()), tot + len(y)
     return {"mean": float(np.mean(list(per.values()))) if per else None, "meters": len(per),
@@ -240,11 +245,14 @@ def _features(g: pd.DataFrame, cadence_s: float) -> np.ndarray:
 
 def peer_alerts(frame: pd.DataFrame, ends: pd.Series, cadence_s: float, seed: int = 0,
                 scores_out: list | None = None) -> list[dict]:
-    """PyOD IsolationForest per meter (see the module docstring). ``scores_out``: receives, per
-    meter, a frame of its judged readings' decision function (``meter_id``, ``ts``, ``score``)."""
+    """PyOD IsolationForest per meter (see the module docstring). ``scores_out``: receives a
+    frame of every judged reading's decision function (``meter_id``, ``ts``, ``score``; NaN where
+    it has none: no active power, or a meter too short to fit), as wattwatch's scores table has
+    every judged reading."""
     from pyod.models.iforest import IForest
 
     out = []
+    parts = []
     for m, g in frame[frame["p_kw"].notna()].groupby("meter_id", sort=True):
         g = g.sort_values("ts")
         X = _features(g, cadence_s)
@@ -256,8 +264,7 @@ def peer_alerts(frame: pd.DataFrame, ends: pd.Series, cadence_s: float, seed: in
         dec = det.decision_function(X)
         flag = (dec > thr) & ~train
         ts = g["ts"].to_numpy()
-        if scores_out is not None:
-            scores_out.append(pd.DataFrame({"meter_id": m, "ts": ts[~train], "score": dec[~train]}))
+        parts.append(pd.DataFrame({"meter_id": m, "ts": ts[~train], "score": dec[~train]}))
         idx = np.flatnonzero(flag)
         if not len(idx):
             continue
@@ -265,6 +272,13 @@ def peer_alerts(frame: pd.DataFrame, ends: pd.Series, cadence_s: float, seed: in
         for run in np.split(idx, brk):
             out.append({"meter_id": m, "start": pd.Timestamp(ts[run[0]]).isoformat(),
                         "end": pd.Timestamp(ts[run[-1]]).isoformat(), "code": "PEER_IFOREST"})
+    if scores_out is not None:
+        every = frame.loc[(frame["ts"] > frame["meter_id"].map(ends)).to_numpy(), ["meter_id", "ts"]]
+        every = every.assign(ts=pd.to_datetime(every["ts"], utc=True)).drop_duplicates(["meter_id", "ts"])
+        have = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["meter_id", "ts", "score"])
+        have = have.assign(ts=pd.to_datetime(have["ts"], utc=True), score=have["score"].astype(float)) \
+            .drop_duplicates(["meter_id", "ts"])
+        scores_out.append(every.merge(have, on=["meter_id", "ts"], how="left").reset_index(drop=True))
     return out
 
 

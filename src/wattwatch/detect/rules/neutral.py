@@ -32,6 +32,10 @@ expected neutral, 0.5 % at a tenth to a fifth, 0.9 % at 0.3-0.4 and 1.9 % at 0.6
 current raised by about 30 % for two days took the share from 0.1-0.25 to 0.75, and a held departure
 of 2.5 % (five of its balanced spreads) alerted as a partial earth return. A partial earth return
 does not move the phase currents, so its implied fundamental and allowance stay the healthy meter's.
+Below a tenth the spread no longer shrinks with the share (other errors remain), so the profile's
+share counts from ``fund_share_floor`` up: on a meter whose phases were balanced in the profile
+(a share near nothing) the allowance grows at most 1 / ``fund_share_floor``-fold, and a partial earth
+return during a small imbalance is still found.
 
 Evidence classifies ``neutral_bypass`` (I_N ≈ 0 while I_L > 5 A) or ``partial_earth_return``.
 A phase channel reading zero while the neutral carries load is an open CT, left to sensor_fault.
@@ -78,6 +82,7 @@ class NeutralTamperConfig(DetectorConfig):
     level_bins: int = 4
     level_min_n: int = 24
     fund_share_q: float = 0.9
+    fund_share_floor: float = 0.1
     persist_s: float = 3600.0
     persist_min_n: int = 12
     # Long bridges: a persistent fault spans nights when the deficit cannot be judged, while
@@ -95,6 +100,8 @@ class NeutralTamperConfig(DetectorConfig):
             raise ValueError(f"level_bins must be >= 1, got {self.level_bins!r}")
         if not (0.0 < self.fund_share_q <= 1.0):
             raise ValueError(f"fund_share_q must be within (0, 1], got {self.fund_share_q!r}")
+        if not (0.0 < self.fund_share_floor <= 1.0):
+            raise ValueError(f"fund_share_floor must be within (0, 1], got {self.fund_share_floor!r}")
 
 
 def single_phase_limit(i_l, cfg: NeutralTamperConfig):
@@ -247,8 +254,8 @@ class NeutralTamper(Detector):
         allows at the reading's load level: max(``abs_limit_3ph_a``, ``sigma_k`` x the level's
         spread x the phase current x the widening) is 1.0, the widening being how far the
         fundamental's share of the expected neutral (``fund`` / ``expected``) stands above the
-        profile's (``level_fund_share``; 1 where it does not, or where the state has none). NaN
-        where it cannot be told."""
+        profile's (``level_fund_share``, at least ``fund_share_floor``; 1 where it does not, or
+        where the state has none). NaN where it cannot be told."""
         cfg = self.config
         K = cfg.level_bins
         seg = df["_seg"].to_numpy()
@@ -275,7 +282,9 @@ class NeutralTamper(Detector):
         with quiet():
             # The phases further apart than in the profile: the common-angle relation's error
             # grows with the fundamental's share of the neutral (module docstring).
-            widen = np.fmax(1.0, (fund / expected) / fshare[seg, lvl])
+            # The profile's share from fund_share_floor up: a balanced profile's share near nothing
+            # would widen it without bound (module docstring).
+            widen = np.fmax(1.0, (fund / expected) / np.maximum(fshare[seg, lvl], cfg.fund_share_floor))
             widen = np.where(np.isfinite(widen), widen, 1.0)
             limit = np.maximum(cfg.abs_limit_3ph_a, cfg.sigma_k * spread[seg, lvl] * widen * mean)
             out = np.abs(held) * mean / limit
