@@ -61,6 +61,7 @@ DEFAULT_DB = "wattwatch.duckdb"
 STORE_VERSION = 2
 DEFAULT_JITTER_TOL_S = 10.0
 MERGE_CHUNK_ROWS = 1 << 20
+FOLD_CARRY = "_wattwatch_fold_carry"  # temp table: see Normalizer.carry_sql
 AGG_CHANNELS = tuple(c for c in CHANNEL_NAMES if c != "e_kwh")
 _KEYS = frozenset({LINE, "meter_id", "ts", "_bad"})
 _CANONICAL = frozenset(CHANNEL_NAMES)
@@ -386,12 +387,22 @@ class Store:
                 known = set(self._live_extras)
             else:
                 known = set(self._extra_channels())
+            carry_unit = None  # the source whose earlier blocks FOLD_CARRY holds
             for norm, raw, unit, raw_rejects, nbytes, relation in batches:
                 counts.rejects.extend((unit, r.line, "", r.reason + (f" | {r.text}" if r.text else ""))
                                       for r in raw_rejects)
                 counts.read += len(raw_rejects)
+                # Wall-clock times in a zone with clock changes, read in blocks: each block places
+                # its repeated hour by what the blocks before it said (``Normalizer.carry_sql``).
+                carry = None
+                if norm.carry_sql is not None and relation is None and not live:
+                    if carry_unit != unit:
+                        con.execute(f"CREATE OR REPLACE TEMP TABLE {FOLD_CARRY} "
+                                    "(_c_meter VARCHAR, _c_amb TIMESTAMP, _c_plain TIMESTAMP)")
+                        carry_unit = unit
+                    carry = FOLD_CARRY
                 for res, rel in (self._normalised_live(norm, raw) if live and relation is None
-                                 else self._normalised(norm, raw, relation)):
+                                 else self._normalised(norm, raw, relation, carry)):
                     counts.read += res.num_rows
                     bad = res["_bad"]
                     if pc.any(bad).as_py():
@@ -472,12 +483,19 @@ class Store:
         """
         yield self._run(raw, norm.fast("_t")).to_arrow_table(), None
 
-    def _normalised(self, norm, raw: pa.Table, relation: str | None):
-        """Yield ``(normalised arrow table, relation or None)`` chunks of one raw batch."""
+    def _normalised(self, norm, raw: pa.Table, relation: str | None, carry: str | None = None):
+        """Yield ``(normalised arrow table, relation or None)`` chunks of one raw batch. ``carry``:
+        the table of what the file's earlier blocks said about repeated wall-clock hours, brought
+        up to date with this block (in-memory batches only)."""
         if relation is None:
             # DuckDB scans an Arrow table in parallel only across its record batches.
             chunked = pa.Table.from_batches(raw.to_batches(max_chunksize=1 << 15), schema=raw.schema)
-            yield self._query(chunked, norm.fast("_t")).to_arrow_table(), None
+            out = self._query(chunked, norm.fast("_t", carry)).to_arrow_table()
+            if carry is not None:
+                self._query(chunked, f"CREATE OR REPLACE TEMP TABLE {carry} AS SELECT _c_meter, max(_c_amb) AS "
+                            f"_c_amb, max(_c_plain) AS _c_plain FROM (SELECT * FROM {carry} UNION ALL "
+                            f"{norm.carry('_t')}) GROUP BY _c_meter")
+            yield out, None
             return
         # A second cursor streams the file while this connection merges (and holds the transaction).
         cur = self.con.cursor()
