@@ -152,6 +152,50 @@ def test_dst_fall_back_second_pass_is_kept_from_row_order(store, tmp_path: Path)
     assert list(got["v_l1_v"]) == [230.0 + i for i in range(10)]
 
 
+FOLD_ROWS = ["01:30", "01:45", "02:00", "02:15", "02:30", "02:45", "02:00", "02:15", "02:30", "02:45",
+             "03:00", "03:15"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+@pytest.mark.parametrize("cut", range(1, len(FOLD_ROWS)))
+def test_dst_fold_is_placed_the_same_wherever_a_read_block_ends(tmp_path: Path, monkeypatch, fmt, cut):
+    """A file is read in blocks (32 MB of CSV, 65,536 JSON lines); a block that starts inside
+    the repeated hour (or just after it, with a late row) must place its rows by the rows of the
+    blocks before it, exactly as one block would. Two meters interleaved, the second one out of
+    order at the end (a reject either way)."""
+    import functools
+
+    from wattwatch.ingest import readers
+    from wattwatch.store.duck import Store
+
+    rows = [("M1", hm, 230 + i) for i, hm in enumerate(FOLD_ROWS)]
+    rows += [("M2", hm, 250 + i) for i, hm in enumerate(FOLD_ROWS)] + [("M2", "02:30", 299)]
+    rows.sort(key=lambda r: (FOLD_ROWS.index(r[1]) if r[2] != 299 else 99, r[0]))  # interleaved by time
+    if fmt == "csv":
+        text = HEAD + "".join(f"{m},2025-10-26 {hm}:00,{v}\n" for m, hm, v in rows)
+        # Blocks of whole lines, each some `cut` to `2 * cut` rows long (the reader's first read holds the header).
+        monkeypatch.setattr(readers, "CSV_BLOCK_BYTES", cut * len("M1,2025-10-26 02:00:00,230\n"))
+    else:
+        text = "".join(json.dumps({"meter_id": m, "ts": f"2025-10-26 {hm}:00", "v_l1_v": v}) + "\n"
+                       for m, hm, v in rows)
+        monkeypatch.setattr(readers, "read_jsonl", functools.partial(readers.read_jsonl, block_lines=2 * cut))
+    p = tmp_path / f"fold.{fmt}"
+    p.write_text(text)
+    s = Store(tmp_path / "s.duckdb")
+    try:
+        c = ingest_path(s, p, ROME)
+        got = _stored(s)
+    finally:
+        s.close()
+    assert (c.stored, c.rejected, c.duplicates, c.merged) == (24, 1, 0, 0)
+    want = pd.date_range("2025-10-25 23:30", periods=12, freq="15min", tz="UTC")
+    for meter, base in (("M1", 230.0), ("M2", 250.0)):
+        mine = got[got.meter_id == meter]
+        assert list(mine["ts"]) == list(want)
+        assert list(mine["v_l1_v"]) == [base + i for i in range(12)]
+    assert "not in time order" in _by_line(c)[len(rows) + (fmt == "csv")][1]
+
+
 def test_dst_fold_out_of_order_and_spring_gap_are_rejects_with_reason(store, tmp_path: Path):
     p = tmp_path / "dst.csv"
     p.write_text(HEAD + "M1,2025-03-30 01:45:00,230\n" + "M1,2025-03-30 02:30:00,231\n"

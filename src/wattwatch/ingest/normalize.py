@@ -19,6 +19,10 @@ from wattwatch.schema import CHANNEL_BY_NAME, CHANNEL_NAMES, Channel
 
 # Tokens that mean "no value" in text exports; they become NULL, not rejects.
 RELATION = "__wattwatch_relation__"
+# Where the local-time statements find what the file's earlier blocks said about each meter's
+# repeated hour (``_c_meter``, ``_c_amb``, ``_c_plain``: see :func:`_local_layers`).
+CARRY = "__wattwatch_fold_carry__"
+NO_CARRY = "(SELECT NULL::VARCHAR AS _c_meter, NULL::TIMESTAMP AS _c_amb, NULL::TIMESTAMP AS _c_plain WHERE false)"
 MISSING_TOKENS = ("", "nan", "null", "none", "na", "n/a", "-", "--", "#n/a", "nil")
 
 
@@ -132,12 +136,18 @@ def _local_layers(tz: str, window: bool) -> list[str]:
     reported a time after the repeated hour) the row is a reject. The two candidate instants are
     the wall-clock time less the zone's offset one day before and one day after; each that maps
     back to the same wall-clock time is valid (none: a gap; two: a fold).
+
+    A file read in blocks is judged a block at a time: the rows of the blocks before this one are
+    what :data:`CARRY` holds per meter (``_c_amb``, ``_c_plain``: the latest repeated and plain
+    wall-clock times it reported, as :attr:`Normalizer.carry_sql` gives them), so a block that
+    starts inside (or just after) the repeated hour places its rows as one block would.
     """
     z = _lit(tz)
-    w = "OVER (PARTITION BY meter_id ORDER BY _line ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
-    prev = (f"max(CASE WHEN ts__amb THEN ts__n END) {w} AS ts__pamb, "
-            f"max(CASE WHEN NOT ts__amb THEN ts__n END) {w} AS ts__pplain") if window else \
-        "NULL::TIMESTAMP AS ts__pamb, NULL::TIMESTAMP AS ts__pplain"
+    w = "OVER (PARTITION BY x.meter_id ORDER BY x._line ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
+    prev = (f"SELECT x.*, greatest(max(CASE WHEN x.ts__amb THEN x.ts__n END) {w}, c._c_amb) AS ts__pamb, "
+            f"greatest(max(CASE WHEN NOT x.ts__amb THEN x.ts__n END) {w}, c._c_plain) AS ts__pplain "
+            f"FROM {{}} x LEFT JOIN {CARRY} c ON x.meter_id = c._c_meter") if window else \
+        "SELECT *, NULL::TIMESTAMP AS ts__pamb, NULL::TIMESTAMP AS ts__pplain FROM {}"
     return [
         "SELECT *, timezone('UTC', ts__n) AS ts__u FROM {}",
         (f"SELECT *, ts__u - (timezone({z}, ts__u - INTERVAL 1 DAY) - (ts__n - INTERVAL 1 DAY)) AS ts__a, "
@@ -146,7 +156,7 @@ def _local_layers(tz: str, window: bool) -> list[str]:
          f"coalesce(timezone({z}, ts__b) = ts__n, false) AS ts__okb FROM {{}}"),
         ("SELECT *, coalesce(ts__oka AND ts__okb AND ts__a <> ts__b, false) AS ts__amb, "
          "(ts__n IS NOT NULL AND NOT ts__oka AND NOT ts__okb) AS ts__gap FROM {}"),
-        "SELECT *, " + prev + " FROM {}",
+        prev,
         # A meter that already reported a time after the repeated hour is not in time order here.
         ("SELECT *, CASE WHEN ts__d IS NOT NULL THEN ts__d WHEN ts__n IS NULL OR ts__gap THEN NULL "
          "WHEN ts__amb THEN (CASE WHEN ts__pplain > ts__n THEN NULL "
@@ -177,6 +187,10 @@ class Normalizer:
     # (NaN-to-NULL as a statistics-proof CASE, the same as a cheaper NULLIF) per channel: the
     # NULLIF form is used over an in-memory table (``_t``), whose columns carry no statistics.
     nan_forms: tuple[tuple[str, str], ...] = ()
+    # Wall-clock times in a zone with clock changes (a mapping's ``timezone``): ``carry_sql`` gives
+    # per meter of a block what the next block of the same file needs to place its repeated hour
+    # (``_c_meter``, ``_c_amb``, ``_c_plain``, see :func:`_local_layers`). None for instants.
+    carry_sql: str | None = None
 
     def _sql(self, sql: str, relation: str) -> str:
         if relation.strip() == "_t":
@@ -184,9 +198,15 @@ class Normalizer:
                 sql = sql.replace(slow, cheap)
         return sql.replace(RELATION, relation)
 
-    def fast(self, relation: str) -> str:
-        """The fast statement over ``relation`` (a table name or a parenthesised query)."""
-        return self._sql(self.fast_sql, relation)
+    def fast(self, relation: str, carry: str | None = None) -> str:
+        """The fast statement over ``relation`` (a table name or a parenthesised query); ``carry``
+        names the table of what the file's earlier blocks said (:attr:`carry_sql`, gathered over
+        them), None when ``relation`` is the whole file or the first block."""
+        return self._sql(self.fast_sql, relation).replace(CARRY, carry or NO_CARRY)
+
+    def carry(self, relation: str) -> str:
+        """:attr:`carry_sql` over ``relation``."""
+        return self._sql(self.carry_sql, relation)
 
     def explain(self, relation: str) -> str:
         """The explain statement over ``relation``."""
@@ -255,8 +275,15 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
     ts_col = resolved["ts"][0]
     ts, ts_naive, ts_raw = _ts_expr(ts_col, types[ts_col], mapping)
     local = ts_naive is not None
+    carry_sql = None
     if local:
         inner += [f"{ts} AS ts__d", f"{ts_naive} AS ts__n"]
+        placed = f"(SELECT {', '.join(inner)} FROM {RELATION})"
+        for layer in _local_layers(mapping.timezone, False)[:4]:  # up to ts__amb
+            placed = "(" + layer.format(placed) + ")"
+        carry_sql = ("SELECT meter_id AS _c_meter, max(CASE WHEN ts__amb THEN ts__n END) AS _c_amb, "
+                     f"max(CASE WHEN NOT ts__amb THEN ts__n END) AS _c_plain FROM {placed} "
+                     "WHERE meter_id IS NOT NULL GROUP BY meter_id")
     else:
         inner.append(f"{ts} AS ts")
     lo, hi = mapping.time_bounds()
@@ -378,7 +405,7 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
     else:
         explain = (f"SELECT _line, _reason, split_part(_reason, ':', 1) AS _field FROM ("
                    f"SELECT _line, {reasons} AS _reason FROM {layered(inner + explain_inner, False)})")
-    return Normalizer(fast, explain, resolved, ignored, tuple(extras), tuple(nan_forms))
+    return Normalizer(fast, explain, resolved, ignored, tuple(extras), tuple(nan_forms), carry_sql)
 
 
 __all__ = ["build_select", "Normalizer", "MappingError", "MISSING_TOKENS"]

@@ -61,6 +61,7 @@ DEFAULT_DB = "wattwatch.duckdb"
 STORE_VERSION = 2
 DEFAULT_JITTER_TOL_S = 10.0
 MERGE_CHUNK_ROWS = 1 << 20
+FOLD_CARRY = "_wattwatch_fold_carry"  # temp table: see Normalizer.carry_sql
 AGG_CHANNELS = tuple(c for c in CHANNEL_NAMES if c != "e_kwh")
 _KEYS = frozenset({LINE, "meter_id", "ts", "_bad"})
 _CANONICAL = frozenset(CHANNEL_NAMES)
@@ -386,12 +387,22 @@ class Store:
                 known = set(self._live_extras)
             else:
                 known = set(self._extra_channels())
+            carry_unit = None  # the source whose earlier blocks FOLD_CARRY holds
             for norm, raw, unit, raw_rejects, nbytes, relation in batches:
                 counts.rejects.extend((unit, r.line, "", r.reason + (f" | {r.text}" if r.text else ""))
                                       for r in raw_rejects)
                 counts.read += len(raw_rejects)
+                # Wall-clock times in a zone with clock changes, read in blocks: each block places
+                # its repeated hour by what the blocks before it said (``Normalizer.carry_sql``).
+                carry = None
+                if norm.carry_sql is not None and relation is None and not live:
+                    if carry_unit != unit:
+                        con.execute(f"CREATE OR REPLACE TEMP TABLE {FOLD_CARRY} "
+                                    "(_c_meter VARCHAR, _c_amb TIMESTAMP, _c_plain TIMESTAMP)")
+                        carry_unit = unit
+                    carry = FOLD_CARRY
                 for res, rel in (self._normalised_live(norm, raw) if live and relation is None
-                                 else self._normalised(norm, raw, relation)):
+                                 else self._normalised(norm, raw, relation, carry)):
                     counts.read += res.num_rows
                     bad = res["_bad"]
                     if pc.any(bad).as_py():
@@ -472,12 +483,19 @@ class Store:
         """
         yield self._run(raw, norm.fast("_t")).to_arrow_table(), None
 
-    def _normalised(self, norm, raw: pa.Table, relation: str | None):
-        """Yield ``(normalised arrow table, relation or None)`` chunks of one raw batch."""
+    def _normalised(self, norm, raw: pa.Table, relation: str | None, carry: str | None = None):
+        """Yield ``(normalised arrow table, relation or None)`` chunks of one raw batch. ``carry``:
+        the table of what the file's earlier blocks said about repeated wall-clock hours, brought
+        up to date with this block (in-memory batches only)."""
         if relation is None:
             # DuckDB scans an Arrow table in parallel only across its record batches.
             chunked = pa.Table.from_batches(raw.to_batches(max_chunksize=1 << 15), schema=raw.schema)
-            yield self._query(chunked, norm.fast("_t")).to_arrow_table(), None
+            out = self._query(chunked, norm.fast("_t", carry)).to_arrow_table()
+            if carry is not None:
+                self._query(chunked, f"CREATE OR REPLACE TEMP TABLE {carry} AS SELECT _c_meter, max(_c_amb) AS "
+                            f"_c_amb, max(_c_plain) AS _c_plain FROM (SELECT * FROM {carry} UNION ALL "
+                            f"{norm.carry('_t')}) GROUP BY _c_meter")
+            yield out, None
             return
         # A second cursor streams the file while this connection merges (and holds the transaction).
         cur = self.con.cursor()
@@ -1157,7 +1175,11 @@ def _argsort2(major: np.ndarray, minor: np.ndarray, n_major: int, stable: bool =
 
 def _group_quantile(groups: np.ndarray, values: np.ndarray, n_groups: int, q: float,
                     min_count: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Lower ``q``-quantile of ``values`` per group, for groups with at least ``min_count`` values."""
+    """Higher ``q``-quantile of ``values`` per group (the value at index ``ceil(q * (n - 1))`` of
+    the sorted ``n``), for groups with at least ``min_count`` values. Higher, not lower: as long as
+    at most ``q * (n - 1)`` of a group's values lie below the ones wanted, one of those is picked,
+    however small the group (a short meter's 6 gaps between rows, 4 of them retransmission jitter:
+    the lower 0.75-quantile, index 3, was jitter, and the retransmissions were kept as readings)."""
     if len(values) == 0:
         return np.zeros(0, np.int64), np.zeros(0)
     g_starts = np.flatnonzero(np.concatenate([[True], groups[1:] != groups[:-1]]))
@@ -1168,7 +1190,7 @@ def _group_quantile(groups: np.ndarray, values: np.ndarray, n_groups: int, q: fl
         keys, out = [], []
         for a, b in zip(bounds[:-1], bounds[1:]):
             if b - a >= min_count:
-                k = int(np.floor(q * (b - a - 1)))
+                k = int(np.ceil(q * (b - a - 1)))
                 keys.append(groups[a])
                 out.append(np.partition(values[a:b], k)[k])
         return np.asarray(keys, np.int64), np.asarray(out, float)
@@ -1177,5 +1199,5 @@ def _group_quantile(groups: np.ndarray, values: np.ndarray, n_groups: int, q: fl
     starts = np.flatnonzero(np.concatenate([[True], g[1:] != g[:-1]]))
     sizes = np.diff(np.concatenate([starts, [len(g)]]))
     ok = sizes >= min_count
-    pick = starts[ok] + np.floor(q * (sizes[ok] - 1)).astype(np.int64)
+    pick = starts[ok] + np.ceil(q * (sizes[ok] - 1)).astype(np.int64)
     return g[starts[ok]], v[pick].astype(float)
