@@ -160,7 +160,7 @@ class Stitcher:
             name = j.det.name
             # As Python floats (one conversion per array, not a NumPy scalar per meter and detector).
             emitted = self.emitted[name]
-            for m, ft in zip(names, res.final_t[name].tolist()):
+            for m, ft in zip(names, np.asarray(res.final_t[name], float).tolist()):
                 if math.isfinite(ft):
                     emitted[m] = max(emitted.get(m, -np.inf), ft)
             self.since[name].update(zip(names, np.asarray(res.clean[name], float).tolist()))
