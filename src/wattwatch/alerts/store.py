@@ -63,9 +63,11 @@ def upsert(con, alerts: list[Alert], counts: bool = True) -> dict:
     ids = list(by)
     known = {r[0] for r in con.execute(
         f"SELECT id FROM alerts WHERE id IN ({', '.join('?' for _ in ids)})", ids).fetchall()} if counts else set()
-    table = pa.Table.from_pylist(list(by.values()), schema=_UPSERT_SCHEMA)
-    con.from_arrow(table).query(
-        "_new",
+    # The rows reach DuckDB through its scan of the caller's variables (``_new`` by name), not a
+    # relation bound first: ~2 ms less a statement (5.6 -> 3.7 ms for 8 alerts; a live engine
+    # upserts at every step that changes an alert), as the store's live ingest does (Store._run).
+    _new = pa.Table.from_pylist(list(by.values()), schema=_UPSERT_SCHEMA)  # noqa: F841 - found by name
+    con.execute(
         "INSERT INTO alerts SELECT id, meter_id, code, detector, severity, start::TIMESTAMPTZ, \"end\"::TIMESTAMPTZ, "
         "score, message, evidence, action, 'open', now(), now(), now(), NULL FROM _new "
         "ON CONFLICT (id) DO UPDATE SET \"end\" = greatest(alerts.\"end\", EXCLUDED.\"end\"), "

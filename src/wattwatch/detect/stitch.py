@@ -34,6 +34,7 @@ with different starts. :meth:`Stitcher.flush` ends the stream (no readings will 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -157,11 +158,12 @@ class Stitcher:
             step.scores = pd.concat(parts, ignore_index=True) if parts else None
         for j in res.judged:
             name = j.det.name
-            for k, m in enumerate(names):
-                ft = res.final_t[name][k]
-                if np.isfinite(ft):
-                    self.emitted[name][m] = max(self.emitted[name].get(m, -np.inf), ft)
-                self.since[name][m] = float(res.clean[name][k])
+            # As Python floats (one conversion per array, not a NumPy scalar per meter and detector).
+            emitted = self.emitted[name]
+            for m, ft in zip(names, np.asarray(res.final_t[name], float).tolist()):
+                if math.isfinite(ft):
+                    emitted[m] = max(emitted.get(m, -np.inf), ft)
+            self.since[name].update(zip(names, np.asarray(res.clean[name], float).tolist()))
         # Scores final now (exact and final) or before are kept with the tail for the next piece.
         cols = {}
         for j in res.judged:

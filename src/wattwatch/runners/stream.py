@@ -386,7 +386,9 @@ class StreamEngine:
             piece = piece.dropna(axis=1, how="all") if len(piece) else piece
             order = [*("meter_id", "ts"), *(c for c in self.store.channels(live=True) if c in piece.columns)]
             piece = piece[order + [c for c in piece.columns if c not in order]]
-            piece = piece.sort_values(["meter_id", "ts"], kind="stable").reset_index(drop=True)
+            # The handed rows of one add() come sorted (ingest_live): no sort then (~1.5 ms).
+            piece = piece.reset_index(drop=True) if _by_meter_time(piece) else \
+                piece.sort_values(["meter_id", "ts"], kind="stable").reset_index(drop=True)
         return piece
 
     def _prune_handed(self) -> None:
@@ -857,6 +859,17 @@ def _held_bytes(df: pd.DataFrame | None) -> dict[str, int]:
     if df is None:
         return {}
     return {c: int(df[c].array.nbytes) for c in df.columns}
+
+
+def _by_meter_time(df: pd.DataFrame) -> bool:
+    """Rows already in the order a stable sort by meter then time gives (that sort is then the
+    identity)."""
+    if len(df) < 2:
+        return True
+    m = df["meter_id"].to_numpy(object)
+    t = df["ts"].to_numpy("datetime64[us]")
+    after, same = m[1:] > m[:-1], m[1:] == m[:-1]
+    return bool(np.all(after | (same & (t[1:] >= t[:-1]))))
 
 
 def _empty() -> pd.DataFrame:
