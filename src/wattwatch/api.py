@@ -624,14 +624,18 @@ def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list
         result.notices += _ensure_state(store, dets, cat, cfg, persistent, resets, on_stage,
                                         profile=getattr(judge, "profile", None), defer=fuse)
         before = {d.name: set(getattr(d, "state_", {})) for d in dets}
-        _judge_window(store, dets, cat, cfg, start_ts, end_ts, result, want_scores,
-                      on_progress, on_stage, judge=judge, fit=_profile_windows(cat, cfg) if fuse else None)
+        unjudged, first_judged = _judge_window(store, dets, cat, cfg, start_ts, end_ts, result, want_scores,
+                                               on_progress, on_stage, judge=judge,
+                                               fit=_profile_windows(cat, cfg) if fuse else None)
         if fuse and persistent:
             _fit_in_judging(store, dets, before)
         if want_scores:
             _score_table(result, dets, scores_path)
         if persistent and keep:
             result.stored = alert_store.upsert(store.con, result.alerts)
+            if start_ts is None and end_ts is None:
+                result.stored["withdrawn"] = _settle_store(store.con, result, dets, names, unjudged, first_judged,
+                                                           resets)
         if persistent and result.alerts:
             # Each alert as the store keeps it: one acknowledged or cleared earlier and found again
             # (same id) keeps that status in alerts.jsonl, as in `alerts list`.
@@ -799,12 +803,14 @@ def _window_rows(frame: pd.DataFrame, windows: pd.DataFrame) -> np.ndarray:
 
 
 def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detection, keep_scores: bool,
-                  on_progress, on_stage=None, judge=None, fit: pd.DataFrame | None = None) -> None:
+                  on_progress, on_stage=None, judge=None, fit: pd.DataFrame | None = None) -> tuple[dict, dict]:
     """Judge each meter's readings in [start, end) with the reach around them; alerts that were
     running at ``start`` are traced back to where they began (up to ``max_trace_days``).
     ``judge``: the runner's judging step (default: the local engine's). ``fit``: each meter's
     profiling window (``meter_id``, ``start``, ``end``), for a judging step that fits the state a
-    meter lacks on those rows of the frame it judges (Spark's; only for a run of whole histories)."""
+    meter lacks on those rows of the frame it judges (Spark's; only for a run of whole histories).
+    Returns the meters each detector did not judge (``DetectionResult.unjudged``; ``"*"``: none
+    of them) and each meter's first reading judged (epoch seconds)."""
     from wattwatch.detect import core
     from wattwatch.detect.engine import DetectionResult
 
@@ -825,6 +831,8 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
         ahead = np.maximum(ahead, r.ahead_s + (r.ahead_n + 2) * cad * 1.5)
     uses_pos = any(getattr(d, "uses_position", False) for d in dets)
     res = DetectionResult()
+    unjudged: dict[str, set[str]] = {}
+    first_judged: dict[str, float] = {}
     todo = list(range(len(names)))
     trace = 86400.0
     since_t = None if start is None else start.timestamp()
@@ -851,6 +859,14 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
         redo = [k for k in todo if names[k] in part.unclean and not origin[names[k]]
                 and s_map[names[k]] is not None and since_t - s_map[names[k]] < cfg.max_trace_days * 86400.0]
         keep_meters = {names[k] for k in todo if k not in redo}
+        for name, ms in part.unjudged.items():
+            unjudged.setdefault(name, set()).update(m for m in ms if m in keep_meters)
+        if len(frame):
+            cats = np.asarray(frame["meter_id"].cat.categories).astype(str)
+            t_min = pd.Series(frame["_t"].to_numpy()).groupby(frame["meter_id"].cat.codes.to_numpy()).min()
+            for c, v in t_min.items():
+                if cats[c] in keep_meters:
+                    first_judged[cats[c]] = min(first_judged.get(cats[c], np.inf), float(v))
         res.alerts += [a for a in part.alerts if a.meter_id in keep_meters]
         res.open_ids |= {a.id for a in part.alerts if a.meter_id in keep_meters} & part.open_ids
         res.notices += [n for n in part.notices if n not in res.notices]
@@ -892,6 +908,68 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
         if end is not None:
             m &= (ts < end).to_numpy()
         result.scores = sc[m].reset_index(drop=True)
+    return unjudged, first_judged
+
+
+def _settle_store(con, result: Detection, dets, names: list[str], unjudged: dict[str, set[str]],
+                  first_judged: dict[str, float], resets: dict) -> int:
+    """After a run over whole histories, the store's open alerts of every (meter, detector) pair
+    the run judged are what it found: an alert it no longer finds (a packet-loss gap that late
+    readings filled, two alerts of a fault that late readings made one) is withdrawn, and one it
+    finds again takes the run's end and score (late readings can also shorten an alert; the
+    upsert only ever lengthens). As the live engine does when it re-judges a meter
+    (:mod:`wattwatch.runners.rejudge`). Left as they are: acknowledged and cleared alerts, pairs
+    the run did not judge (detector not run, meter without state, skipped, failed, idle for the
+    detector), alerts that begin before the meter's first reading judged (compacted hours) or
+    before an operator reset of the pair (nothing before it is judged). Returns how many were
+    withdrawn."""
+    import pyarrow as pa
+
+    from wattwatch.alerts import store as alert_store
+
+    alert_store.ensure_tables(con)
+    judged: dict[str, set[str]] = {}
+    every = unjudged.get("*", set())
+    for d in dets:
+        st = getattr(d, "state_", {}) or {}
+        skip = unjudged.get(d.name, set()) | every
+        judged[d.name] = {m for m in names if m in st and not d.idle(st[m]) and m not in skip}
+    found: dict[str, tuple] = {}
+    for a in result.alerts:
+        old = found.get(a.id)
+        found[a.id] = (a.end, a.score) if old is None else (max(old[0], a.end, key=pd.Timestamp),
+                                                            max(old[1], a.score))
+    rows = con.execute("SELECT id, meter_id, detector, start FROM alerts WHERE status = 'open'").fetchall()
+    gone = []
+    for i, m, dn, start in rows:
+        if i in found or m not in judged.get(dn, ()):
+            continue
+        t = pd.Timestamp(start)
+        t = t.tz_localize("UTC") if t.tz is None else t.tz_convert("UTC")
+        if t.timestamp() < first_judged.get(m, np.inf):
+            continue
+        at = max((r for r in (resets.get((m, dn)), resets.get((m, "*"))) if r is not None), default=None)
+        if at is not None and t < at:
+            continue
+        gone.append(i)
+    exact = [(i, e, sc) for i, (e, sc) in found.items()]
+    if not gone and not exact:
+        return 0
+    _exact = pa.table({"id": [i for i, _, _ in exact], "end_": [e for _, e, _ in exact],  # noqa: F841 - by name
+                       "score_": pa.array([float(sc) for _, _, sc in exact], pa.float64())})
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if gone:
+            con.execute(f"DELETE FROM alerts WHERE id IN ({', '.join('?' for _ in gone)})", gone)
+        if exact:
+            con.execute("UPDATE alerts SET \"end\" = _exact.end_::TIMESTAMPTZ, score = _exact.score_ FROM _exact "
+                        "WHERE alerts.id = _exact.id AND (alerts.\"end\" <> _exact.end_::TIMESTAMPTZ "
+                        "OR alerts.score <> _exact.score_)")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return len(gone)
 
 
 # ------------------------------------------------------------------------------------ evaluation

@@ -76,8 +76,6 @@ def test_a_new_fault_after_a_reset_still_alerts(tmp_path):
     assert [a.start[:10] for a in later if a.code == "ERR_IMBAL_LIMIT_EXCEEDED"] == ["2025-01-12"]
 
 
-@pytest.mark.xfail(strict=True, reason="adv25: batch detect upserts alerts and never withdraws an open one its "
-                   "re-judging no longer finds (the live path does, runners/rejudge.py); not fixed yet")
 def test_late_readings_that_fill_a_gap_withdraw_its_packet_loss_alert_from_the_store(tmp_path):
     """A gap alerted as packet loss, then filled by late readings: `detect` on the store no longer
     reports it, and the store (alerts list, report, dashboard) must not keep it open either; a store
@@ -93,3 +91,59 @@ def test_late_readings_that_fill_a_gap_withdraw_its_packet_loss_alert_from_the_s
     assert api.detect(db, detectors="packet_loss").alerts == []
     with Store(db) as s:
         assert alert_store.list_alerts(s.con, "open").empty
+
+
+def test_a_whole_history_detect_settles_only_what_it_rejudged(tmp_path):
+    """What a run over whole histories may change in the store: the open alerts of the (meter,
+    detector) pairs it judged. A windowed run (`--start`), a run of other detectors, and an alert
+    an operator acknowledged are left as they are; an alert found again shorter (late readings
+    filled most of a gap) takes the run's end."""
+    from wattwatch import api
+
+    f = healthy("residential", days=8, seed=6)
+    hole = window(f, "2025-01-10T17:00Z", 8)
+    db = tmp_path / "s.duckdb"
+    api.ingest(f[~hole], db)
+    first = api.detect(db, detectors="packet_loss").alerts
+    assert [a.code for a in first] == ["ALRM_PKT_LOSS_CRIT"]
+    gap = first[0]
+    # Late readings fill the gap's last 3 hours: the loss left starts where it did and is shorter.
+    late = hole & (f["ts"] >= pd.Timestamp("2025-01-10T22:00Z"))
+    api.ingest(f[late], db)
+    # A windowed run and a run of another detector judge the meter too, but not the gap's pair whole.
+    api.detect(db, detectors="packet_loss", start="2025-01-12T00:00Z")
+    api.detect(db, detectors="frozen_readings")
+    with Store(db) as s:
+        kept = alert_store.list_alerts(s.con, "open")
+    assert list(kept["id"]) == [gap.id] and str(pd.Timestamp(kept["end"].iloc[0])) == str(pd.Timestamp(gap.end))
+    again = api.detect(db, detectors="packet_loss").alerts
+    assert len(again) == 1 and again[0].id == gap.id and pd.Timestamp(again[0].end) < pd.Timestamp(gap.end)
+    with Store(db) as s:
+        stored = alert_store.list_alerts(s.con, "open")
+        assert list(stored["id"]) == [gap.id]
+        assert pd.Timestamp(stored["end"].iloc[0]) == pd.Timestamp(again[0].end)
+        # Acknowledged, then the rest of the gap filled: not found again, but not the run's to withdraw.
+        alert_store.set_status(s.con, gap.id, "acknowledged")
+    api.ingest(f[hole & ~late], db)
+    assert api.detect(db, detectors="packet_loss").alerts == []
+    with Store(db) as s:
+        assert list(alert_store.list_alerts(s.con, None)["status"]) == ["acknowledged"]
+
+
+def test_a_whole_history_detect_keeps_open_alerts_of_compacted_hours(tmp_path):
+    """Hours compacted out of the raw readings cannot be judged again: an open alert in them is
+    not the next run's to withdraw (it begins before the meter's first reading judged)."""
+    from wattwatch import api
+
+    f = healthy("residential", days=8, seed=6)
+    hole = window(f, "2025-01-10T17:00Z", 4)
+    db = tmp_path / "s.duckdb"
+    api.ingest(f[~hole], db)
+    gap = api.detect(db, detectors="packet_loss").alerts
+    assert [a.code for a in gap] == ["ALRM_PKT_LOSS_CRIT"]
+    with Store(db) as s:
+        s.compact(older_than_days=1, as_of=pd.Timestamp("2025-01-12T12:00Z"))
+        assert s.query().ts.min() > pd.Timestamp(gap[0].end)
+    api.detect(db, detectors="packet_loss")
+    with Store(db) as s:
+        assert list(alert_store.list_alerts(s.con, "open")["id"]) == [gap[0].id]

@@ -86,6 +86,9 @@ class DetectionResult:
     open_ids: set[str] = field(default_factory=set)
     scores: pd.DataFrame | None = None
     unclean: set[str] = field(default_factory=set)
+    # detector -> meters it did not judge in this run (skipped: no state or lacking channels;
+    # failed; or the whole core failed on the meter and a fallback set judged it)
+    unjudged: dict[str, set[str]] = field(default_factory=dict)
 
     @property
     def readings_per_s(self) -> float:
