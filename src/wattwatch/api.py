@@ -911,6 +911,18 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
     return unjudged, first_judged
 
 
+def _scores_nothing(d, st: dict) -> bool:
+    """Whether ``d`` gives the meter whose state is ``st`` no score at all in this run: idle for
+    it, or a fleet-model detector without a fleet model for the meter's grid step (too small a
+    fleet: a notice; its scores are NaN, see ``LearnedDetector._score``)."""
+    if d.idle(st):
+        return True
+    if getattr(d, "fleet_model", False):
+        g = float(st.get("grid_s") or np.nan)
+        return not np.isfinite(g) or g not in getattr(d, "fleets_", {})
+    return False
+
+
 def _settle_store(con, result: Detection, dets, names: list[str], unjudged: dict[str, set[str]],
                   first_judged: dict[str, float], resets: dict) -> int:
     """After a run over whole histories, the store's open alerts of every (meter, detector) pair
@@ -920,7 +932,7 @@ def _settle_store(con, result: Detection, dets, names: list[str], unjudged: dict
     upsert only ever lengthens). As the live engine does when it re-judges a meter
     (:mod:`wattwatch.runners.rejudge`). Left as they are: acknowledged and cleared alerts, pairs
     the run did not judge (detector not run, meter without state, skipped, failed, idle for the
-    detector), alerts that begin before the meter's first reading judged (compacted hours) or
+    detector, no fleet model for the meter's grid step), alerts that begin before the meter's first reading judged (compacted hours) or
     before an operator reset of the pair (nothing before it is judged). Returns how many were
     withdrawn."""
     import pyarrow as pa
@@ -933,7 +945,7 @@ def _settle_store(con, result: Detection, dets, names: list[str], unjudged: dict
     for d in dets:
         st = getattr(d, "state_", {}) or {}
         skip = unjudged.get(d.name, set()) | every
-        judged[d.name] = {m for m in names if m in st and not d.idle(st[m]) and m not in skip}
+        judged[d.name] = {m for m in names if m in st and not _scores_nothing(d, st[m]) and m not in skip}
     found: dict[str, tuple] = {}
     for a in result.alerts:
         old = found.get(a.id)

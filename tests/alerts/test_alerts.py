@@ -147,3 +147,27 @@ def test_a_whole_history_detect_keeps_open_alerts_of_compacted_hours(tmp_path):
     api.detect(db, detectors="packet_loss")
     with Store(db) as s:
         assert list(alert_store.list_alerts(s.con, "open")["id"]) == [gap[0].id]
+
+
+def test_a_whole_history_detect_keeps_the_alerts_of_a_learned_detector_it_could_not_run(tmp_path):
+    """A learned detector with no fleet model for a meter's grid step (too small a fleet: a
+    notice) scores none of its readings: that run did not judge the pair, so the alerts a run
+    with ``--models`` found on it stay open."""
+    from wattwatch import api
+    from wattwatch.detect.learned.persist import save_models
+    from wattwatch.sim import SimConfig, simulate
+
+    sim = simulate(SimConfig(meters=30, days=35, seed=5, fault_share=0.6, outage_share=0.3))
+    frame = sim["frame"]
+    fitted = api.fit(frame, detectors=["learned_ensemble"], normal_end=str(frame["ts"].min() + pd.Timedelta(days=7)))
+    folder = save_models(fitted.detectors, tmp_path / "models")
+    sub = frame[frame["meter_id"].isin(sorted(frame["meter_id"].unique())[:5])]
+    db = tmp_path / "s.duckdb"
+    api.ingest(sub, db)
+    found = api.detect(db, detectors=["learned_ensemble"], models=folder).alerts
+    assert found
+    again = api.detect(db, detectors=["learned_ensemble"])
+    assert any("learned_ensemble: not run on 5 meter(s)" in n for n in again.notices)
+    assert again.alerts == [] and again.stored["withdrawn"] == 0
+    with Store(db) as s:
+        assert sorted(alert_store.list_alerts(s.con, "open")["id"]) == sorted({a.id for a in found})
