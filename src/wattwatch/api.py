@@ -932,7 +932,8 @@ def _settle_store(con, result: Detection, dets, names: list[str], unjudged: dict
     upsert only ever lengthens). As the live engine does when it re-judges a meter
     (:mod:`wattwatch.runners.rejudge`). Left as they are: acknowledged and cleared alerts, pairs
     the run did not judge (detector not run, meter without state, skipped, failed, idle for the
-    detector, no fleet model for the meter's grid step), alerts that begin before the meter's first reading judged (compacted hours) or
+    detector, no fleet model for the meter's grid step), alerts that begin before the meter's first reading judged or
+    the end of its last compacted hour (compacted hours) or
     before an operator reset of the pair (nothing before it is judged). Returns how many were
     withdrawn."""
     import pyarrow as pa
@@ -946,6 +947,13 @@ def _settle_store(con, result: Detection, dets, names: list[str], unjudged: dict
         st = getattr(d, "state_", {}) or {}
         skip = unjudged.get(d.name, set()) | every
         judged[d.name] = {m for m in names if m in st and not _scores_nothing(d, st[m]) and m not in skip}
+    first_judged = dict(first_judged)
+    # Hours compacted into aggregates are never judged again, even when a late reading for one of
+    # them sits raw before them (it stays raw until the next compaction): judged from the end of a
+    # meter's last compacted hour at the earliest.
+    for m, last in con.execute("SELECT meter_id, epoch_us(max(hour)) FROM readings_hourly GROUP BY meter_id").fetchall():
+        if m in first_judged:
+            first_judged[m] = max(first_judged[m], last / 1e6 + 3600.0)
     found: dict[str, tuple] = {}
     for a in result.alerts:
         old = found.get(a.id)

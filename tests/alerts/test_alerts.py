@@ -171,3 +171,27 @@ def test_a_whole_history_detect_keeps_the_alerts_of_a_learned_detector_it_could_
     assert again.alerts == [] and again.stored["withdrawn"] == 0
     with Store(db) as s:
         assert sorted(alert_store.list_alerts(s.con, "open")["id"]) == sorted({a.id for a in found})
+
+
+def test_a_late_reading_in_a_compacted_hour_does_not_open_its_hours_to_withdrawal(tmp_path):
+    """A reading that arrives late for an hour already compacted stays raw (until the next
+    compaction): the meter's first raw reading is then before hours only aggregates hold, which
+    no run can judge again; an open alert in them stays."""
+    from wattwatch import api
+
+    f = healthy("residential", days=8, seed=6)
+    hole = window(f, "2025-01-10T17:00Z", 4)
+    late = (f["ts"] == pd.Timestamp("2025-01-09T12:00Z")).to_numpy()
+    db = tmp_path / "s.duckdb"
+    api.ingest(f[~hole & ~late], db)
+    gap = api.detect(db, detectors="packet_loss").alerts
+    assert [a.code for a in gap] == ["ALRM_PKT_LOSS_CRIT"]
+    with Store(db) as s:
+        s.compact(older_than_days=1, as_of=pd.Timestamp("2025-01-12T12:00Z"))
+    api.ingest(f[late], db)
+    with Store(db) as s:
+        assert s.query().ts.min() == pd.Timestamp("2025-01-09T12:00Z")
+    res = api.detect(db, detectors="packet_loss")
+    assert res.stored["withdrawn"] == 0
+    with Store(db) as s:
+        assert gap[0].id in set(alert_store.list_alerts(s.con, "open")["id"])
