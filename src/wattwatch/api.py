@@ -932,10 +932,9 @@ def _settle_store(con, result: Detection, dets, names: list[str], unjudged: dict
     upsert only ever lengthens). As the live engine does when it re-judges a meter
     (:mod:`wattwatch.runners.rejudge`). Left as they are: acknowledged and cleared alerts, pairs
     the run did not judge (detector not run, meter without state, skipped, failed, idle for the
-    detector, no fleet model for the meter's grid step), alerts that begin before the meter's first reading judged or
-    the end of its last compacted hour (compacted hours) or
-    before an operator reset of the pair (nothing before it is judged). Returns how many were
-    withdrawn."""
+    detector, no fleet model for the meter's grid step), alerts that begin before the meter's
+    first reading judged or the end of its last compacted hour (compacted hours), or before an
+    operator reset of the pair (nothing before it is judged). Returns how many were withdrawn."""
     import pyarrow as pa
 
     from wattwatch.alerts import store as alert_store
