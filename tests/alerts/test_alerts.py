@@ -195,3 +195,24 @@ def test_a_late_reading_in_a_compacted_hour_does_not_open_its_hours_to_withdrawa
     assert res.stored["withdrawn"] == 0
     with Store(db) as s:
         assert gap[0].id in set(alert_store.list_alerts(s.con, "open")["id"])
+
+
+def test_a_whole_history_detect_keeps_open_alerts_within_reach_of_compacted_hours(tmp_path):
+    """After a compaction, the first raw readings are judged without the readings before them a
+    detector reaches back to (firmware_drift: two days): an alert that begins within that reach
+    of the last compacted hour cannot be judged again as it was found, and stays open."""
+    from wattwatch import api
+    from wattwatch.sim import SimConfig, simulate
+
+    frame = simulate(SimConfig(meters=10, days=28, seed=7, fault_share=0.8, outage_share=0.4))["frame"]
+    db = tmp_path / "s.duckdb"
+    api.ingest(frame[frame["meter_id"] == "M-00001"], db)
+    drift = api.detect(db, detectors="firmware_drift").alerts
+    assert len(drift) == 1
+    with Store(db) as s:
+        s.compact(older_than_days=0, as_of=(pd.Timestamp(drift[0].start) - pd.Timedelta(hours=6)).floor("h"))
+        assert s.query().ts.min() < pd.Timestamp(drift[0].start)
+    res = api.detect(db, detectors="firmware_drift")
+    assert res.stored["withdrawn"] == 0
+    with Store(db) as s:
+        assert drift[0].id in set(alert_store.list_alerts(s.con, "open")["id"])
