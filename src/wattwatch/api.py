@@ -635,7 +635,7 @@ def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list
             result.stored = alert_store.upsert(store.con, result.alerts)
             if start_ts is None and end_ts is None:
                 result.stored["withdrawn"] = _settle_store(store.con, result, dets, names, unjudged, first_judged,
-                                                           resets)
+                                                           resets, dict(zip(names, cat["cadence_s"])))
         if persistent and result.alerts:
             # Each alert as the store keeps it: one acknowledged or cleared earlier and found again
             # (same id) keeps that status in alerts.jsonl, as in `alerts list`.
@@ -911,8 +911,20 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
     return unjudged, first_judged
 
 
+def _scores_nothing(d, st: dict) -> bool:
+    """Whether ``d`` gives the meter whose state is ``st`` no score at all in this run: idle for
+    it, or a fleet-model detector without a fleet model for the meter's grid step (too small a
+    fleet: a notice; its scores are NaN, see ``LearnedDetector._score``)."""
+    if d.idle(st):
+        return True
+    if getattr(d, "fleet_model", False):
+        g = float(st.get("grid_s") or np.nan)
+        return not np.isfinite(g) or g not in getattr(d, "fleets_", {})
+    return False
+
+
 def _settle_store(con, result: Detection, dets, names: list[str], unjudged: dict[str, set[str]],
-                  first_judged: dict[str, float], resets: dict) -> int:
+                  first_judged: dict[str, float], resets: dict, cadence: dict[str, float]) -> int:
     """After a run over whole histories, the store's open alerts of every (meter, detector) pair
     the run judged are what it found: an alert it no longer finds (a packet-loss gap that late
     readings filled, two alerts of a fault that late readings made one) is withdrawn, and one it
@@ -920,9 +932,10 @@ def _settle_store(con, result: Detection, dets, names: list[str], unjudged: dict
     upsert only ever lengthens). As the live engine does when it re-judges a meter
     (:mod:`wattwatch.runners.rejudge`). Left as they are: acknowledged and cleared alerts, pairs
     the run did not judge (detector not run, meter without state, skipped, failed, idle for the
-    detector), alerts that begin before the meter's first reading judged (compacted hours) or
-    before an operator reset of the pair (nothing before it is judged). Returns how many were
-    withdrawn."""
+    detector, no fleet model for the meter's grid step), alerts that begin before the meter's
+    first reading judged or within the detector's reach after its last compacted hour (compacted
+    hours: ``cadence``, meter -> seconds, turns a reach in readings into time), or before an
+    operator reset of the pair (nothing before it is judged). Returns how many were withdrawn."""
     import pyarrow as pa
 
     from wattwatch.alerts import store as alert_store
@@ -933,7 +946,25 @@ def _settle_store(con, result: Detection, dets, names: list[str], unjudged: dict
     for d in dets:
         st = getattr(d, "state_", {}) or {}
         skip = unjudged.get(d.name, set()) | every
-        judged[d.name] = {m for m in names if m in st and not d.idle(st[m]) and m not in skip}
+        judged[d.name] = {m for m in names if m in st and not _scores_nothing(d, st[m]) and m not in skip}
+    # Hours compacted into aggregates are never judged again, even when a late reading for one of
+    # them sits raw before them (it stays raw until the next compaction), and the raw readings
+    # after them are judged without the readings a detector reaches back to: a pair is judged
+    # from the end of the meter's last compacted hour plus the detector's reach back at the
+    # earliest (its reach as the run loads it, :func:`_judge_window`; an unbounded one: never).
+    compacted = {m: last / 1e6 + 3600.0 for m, last in con.execute(
+        "SELECT meter_id, epoch_us(max(hour)) FROM readings_hourly GROUP BY meter_id").fetchall() if m in first_judged}
+    since: dict[tuple[str, str], float] = {}
+    if compacted:
+        from wattwatch.detect import core
+
+        k = {m: i for i, m in enumerate(names)}
+        cad = np.array([float(cadence.get(m) or np.nan) for m in names])
+        cad = np.where(np.isfinite(cad) & (cad > 0), cad, 3600.0)
+        for dn, r in core.reaches(dets, names).items():
+            back = np.where(np.isfinite(r.back_s), r.back_s, np.inf) + (r.back_n + 2) * cad * 1.5
+            for m, t_end in compacted.items():
+                since[(m, dn)] = t_end + float(back[k[m]])
     found: dict[str, tuple] = {}
     for a in result.alerts:
         old = found.get(a.id)
@@ -946,7 +977,7 @@ def _settle_store(con, result: Detection, dets, names: list[str], unjudged: dict
             continue
         t = pd.Timestamp(start)
         t = t.tz_localize("UTC") if t.tz is None else t.tz_convert("UTC")
-        if t.timestamp() < first_judged.get(m, np.inf):
+        if t.timestamp() < max(first_judged.get(m, np.inf), since.get((m, dn), -np.inf)):
             continue
         at = max((r for r in (resets.get((m, dn)), resets.get((m, "*"))) if r is not None), default=None)
         if at is not None and t < at:

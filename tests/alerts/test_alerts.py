@@ -147,3 +147,72 @@ def test_a_whole_history_detect_keeps_open_alerts_of_compacted_hours(tmp_path):
     api.detect(db, detectors="packet_loss")
     with Store(db) as s:
         assert list(alert_store.list_alerts(s.con, "open")["id"]) == [gap[0].id]
+
+
+def test_a_whole_history_detect_keeps_the_alerts_of_a_learned_detector_it_could_not_run(tmp_path):
+    """A learned detector with no fleet model for a meter's grid step (too small a fleet: a
+    notice) scores none of its readings: that run did not judge the pair, so the alerts a run
+    with ``--models`` found on it stay open."""
+    from wattwatch import api
+    from wattwatch.detect.learned.persist import save_models
+    from wattwatch.sim import SimConfig, simulate
+
+    sim = simulate(SimConfig(meters=30, days=35, seed=5, fault_share=0.6, outage_share=0.3))
+    frame = sim["frame"]
+    fitted = api.fit(frame, detectors=["learned_ensemble"], normal_end=str(frame["ts"].min() + pd.Timedelta(days=7)))
+    folder = save_models(fitted.detectors, tmp_path / "models")
+    sub = frame[frame["meter_id"].isin(sorted(frame["meter_id"].unique())[:5])]
+    db = tmp_path / "s.duckdb"
+    api.ingest(sub, db)
+    found = api.detect(db, detectors=["learned_ensemble"], models=folder).alerts
+    assert found
+    again = api.detect(db, detectors=["learned_ensemble"])
+    assert any("learned_ensemble: not run on 5 meter(s)" in n for n in again.notices)
+    assert again.alerts == [] and again.stored["withdrawn"] == 0
+    with Store(db) as s:
+        assert sorted(alert_store.list_alerts(s.con, "open")["id"]) == sorted({a.id for a in found})
+
+
+def test_a_late_reading_in_a_compacted_hour_does_not_open_its_hours_to_withdrawal(tmp_path):
+    """A reading that arrives late for an hour already compacted stays raw (until the next
+    compaction): the meter's first raw reading is then before hours only aggregates hold, which
+    no run can judge again; an open alert in them stays."""
+    from wattwatch import api
+
+    f = healthy("residential", days=8, seed=6)
+    hole = window(f, "2025-01-10T17:00Z", 4)
+    late = (f["ts"] == pd.Timestamp("2025-01-09T12:00Z")).to_numpy()
+    db = tmp_path / "s.duckdb"
+    api.ingest(f[~hole & ~late], db)
+    gap = api.detect(db, detectors="packet_loss").alerts
+    assert [a.code for a in gap] == ["ALRM_PKT_LOSS_CRIT"]
+    with Store(db) as s:
+        s.compact(older_than_days=1, as_of=pd.Timestamp("2025-01-12T12:00Z"))
+    api.ingest(f[late], db)
+    with Store(db) as s:
+        assert s.query().ts.min() == pd.Timestamp("2025-01-09T12:00Z")
+    res = api.detect(db, detectors="packet_loss")
+    assert res.stored["withdrawn"] == 0
+    with Store(db) as s:
+        assert gap[0].id in set(alert_store.list_alerts(s.con, "open")["id"])
+
+
+def test_a_whole_history_detect_keeps_open_alerts_within_reach_of_compacted_hours(tmp_path):
+    """After a compaction, the first raw readings are judged without the readings before them a
+    detector reaches back to (firmware_drift: two days): an alert that begins within that reach
+    of the last compacted hour cannot be judged again as it was found, and stays open."""
+    from wattwatch import api
+    from wattwatch.sim import SimConfig, simulate
+
+    frame = simulate(SimConfig(meters=10, days=28, seed=7, fault_share=0.8, outage_share=0.4))["frame"]
+    db = tmp_path / "s.duckdb"
+    api.ingest(frame[frame["meter_id"] == "M-00001"], db)
+    drift = api.detect(db, detectors="firmware_drift").alerts
+    assert len(drift) == 1
+    with Store(db) as s:
+        s.compact(older_than_days=0, as_of=(pd.Timestamp(drift[0].start) - pd.Timedelta(hours=6)).floor("h"))
+        assert s.query().ts.min() < pd.Timestamp(drift[0].start)
+    res = api.detect(db, detectors="firmware_drift")
+    assert res.stored["withdrawn"] == 0
+    with Store(db) as s:
+        assert drift[0].id in set(alert_store.list_alerts(s.con, "open")["id"])
