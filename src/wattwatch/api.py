@@ -994,7 +994,7 @@ def _settle_store(con, result: Detection, dets, names: list[str], unjudged: dict
             con.execute(f"DELETE FROM alerts WHERE id IN ({', '.join('?' for _ in gone)})", gone)
         if exact:
             con.execute("UPDATE alerts SET \"end\" = _exact.end_::TIMESTAMPTZ, score = _exact.score_ FROM _exact "
-                        "WHERE alerts.id = _exact.id AND (alerts.\"end\" <> _exact.end_::TIMESTAMPTZ "
+                        "WHERE alerts.id = _exact.id AND alerts.status = 'open' AND (alerts.\"end\" <> _exact.end_::TIMESTAMPTZ "
                         "OR alerts.score <> _exact.score_)")
         con.execute("COMMIT")
     except BaseException:
