@@ -686,8 +686,11 @@ def _when(x, what: str):
     return t
 
 
-def _load_reach(store, names, todo, since, since_t, back, ahead, end, first, reach):
+def _load_reach(store, names, todo, since, since_t, back, ahead, end, first, reach, cut=None):
     """Each meter's readings from its reach before its window start to its reach after the end.
+    ``cut``: per meter, the end of its last compacted hour; raw readings before it (a late reading
+    for a compacted hour, raw until the next compaction) are not loaded: the hours around them are
+    aggregates, and judged alone they read as readings with days lost around them.
 
     A reach counted in readings (``back_n``) was turned into time at the meter's cadence; where a
     gap sits before the window that time holds fewer readings, so the first readings would not be
@@ -707,6 +710,11 @@ def _load_reach(store, names, todo, since, since_t, back, ahead, end, first, rea
             lo[i] = None if s is None or not np.isfinite(b) else pd.Timestamp(s - b, unit="s", tz="UTC")
         got = store.query_windows(pd.DataFrame({"meter_id": [names[todo[i]] for i in pending],
                                                 "start": [lo[i] for i in pending], "end": [hi[i] for i in pending]}))
+        if cut and len(got):
+            c = got["meter_id"].astype(str).map(cut)
+            keep = c.isna() | (pd.to_datetime(got["ts"], utc=True) >= pd.to_datetime(c, utc=True))
+            if not keep.all():
+                got = got[keep.to_numpy()].reset_index(drop=True)
         if raw is None:
             raw = got
         else:
@@ -833,6 +841,10 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
     res = DetectionResult()
     unjudged: dict[str, set[str]] = {}
     first_judged: dict[str, float] = {}
+    # Each meter's compaction cut: the end of its last compacted hour (see :func:`_load_reach`).
+    cut = {m: pd.Timestamp(last, unit="us", tz="UTC") + pd.Timedelta(hours=1) for m, last in store.con.execute(
+        "SELECT meter_id, epoch_us(max(hour)) FROM readings_hourly GROUP BY meter_id").fetchall()
+        if m is not None and last is not None}
     todo = list(range(len(names)))
     trace = 86400.0
     since_t = None if start is None else start.timestamp()
@@ -840,7 +852,7 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
     while todo:
         if on_stage:
             on_stage(f"loading the readings of {len(todo):,} meter(s)", None)
-        frame, lo, hi = _load_reach(store, names, todo, since, since_t, back, ahead, end, first, reach)
+        frame, lo, hi = _load_reach(store, names, todo, since, since_t, back, ahead, end, first, reach, cut)
         origin = {names[k]: lo[i] is None or lo[i] <= first[k] for i, k in enumerate(todo)}
         flush = {names[k]: hi[i] is None or hi[i] > last[k] for i, k in enumerate(todo)}
         # Post-rules start at the window's start, or earlier while an alert runs across it; a meter

@@ -216,3 +216,23 @@ def test_a_whole_history_detect_keeps_open_alerts_within_reach_of_compacted_hour
     assert res.stored["withdrawn"] == 0
     with Store(db) as s:
         assert drift[0].id in set(alert_store.list_alerts(s.con, "open")["id"])
+
+
+def test_a_late_reading_for_a_compacted_hour_makes_no_packet_loss_across_the_compacted_span(tmp_path):
+    """A reading that arrives for an hour already compacted stays raw until the next compaction;
+    `detect` judges the raw readings after the compacted hours, not that lone reading before them
+    (it read the compacted hours between them as lost: a packet-loss alert of two days, rev26)."""
+    from wattwatch import api
+
+    f = healthy("residential", days=8, seed=6)
+    late = f["ts"] == f["ts"][f["ts"] >= pd.Timestamp("2025-01-09T12:00Z")].min()
+    db = tmp_path / "s.duckdb"
+    api.ingest(f[~late], db)
+    before = api.detect(db, detectors="packet_loss").alerts
+    with Store(db) as s:
+        s.compact(older_than_days=1, as_of=pd.Timestamp("2025-01-12T12:00Z"))
+    api.ingest(f[late], db)
+    with Store(db) as s:
+        assert (s.query().ts < pd.Timestamp("2025-01-11T12:00Z")).sum() == 1   # the late one, raw
+    after = api.detect(db, detectors="packet_loss").alerts
+    assert [a.id for a in after] == [a.id for a in before if pd.Timestamp(a.start) >= pd.Timestamp("2025-01-11T12:00Z")]
