@@ -624,9 +624,8 @@ def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list
         result.notices += _ensure_state(store, dets, cat, cfg, persistent, resets, on_stage,
                                         profile=getattr(judge, "profile", None), defer=fuse)
         before = {d.name: set(getattr(d, "state_", {})) for d in dets}
-        unjudged, first_judged = _judge_window(store, dets, cat, cfg, start_ts, end_ts, result, want_scores,
-                                               on_progress, on_stage, judge=judge,
-                                               fit=_profile_windows(cat, cfg) if fuse else None)
+        judged = _judge_window(store, dets, cat, cfg, start_ts, end_ts, result, want_scores,
+                               on_progress, on_stage, judge=judge, fit=_profile_windows(cat, cfg) if fuse else None)
         if fuse and persistent:
             _fit_in_judging(store, dets, before)
         if want_scores:
@@ -634,8 +633,7 @@ def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list
         if persistent and keep:
             result.stored = alert_store.upsert(store.con, result.alerts)
             if start_ts is None and end_ts is None:
-                result.stored["withdrawn"] = _settle_store(store.con, result, dets, names, unjudged, first_judged,
-                                                           resets, dict(zip(names, cat["cadence_s"])))
+                result.stored["withdrawn"] = _settle_store(store.con, result, dets, names, judged, resets)
         if persistent and result.alerts:
             # Each alert as the store keeps it: one acknowledged or cleared earlier and found again
             # (same id) keeps that status in alerts.jsonl, as in `alerts list`.
@@ -688,7 +686,7 @@ def _when(x, what: str):
 
 def _load_reach(store, names, todo, since, since_t, back, ahead, end, first, reach, cut=None):
     """Each meter's readings from its reach before its window start to its reach after the end.
-    ``cut``: per meter, the end of its last compacted hour; raw readings before it (a late reading
+    ``cut``: per meter, the end of its last compacted hour (epoch s); raw readings before it (a late reading
     for a compacted hour, raw until the next compaction) are not loaded: the hours around them are
     aggregates, and judged alone they read as readings with days lost around them.
 
@@ -712,7 +710,7 @@ def _load_reach(store, names, todo, since, since_t, back, ahead, end, first, rea
                                                 "start": [lo[i] for i in pending], "end": [hi[i] for i in pending]}))
         if cut and len(got):
             c = got["meter_id"].astype(str).map(cut)
-            keep = c.isna() | (pd.to_datetime(got["ts"], utc=True) >= pd.to_datetime(c, utc=True))
+            keep = c.isna() | (pd.to_datetime(got["ts"], utc=True) >= pd.to_datetime(c, unit="s", utc=True))
             if not keep.all():
                 got = got[keep.to_numpy()].reset_index(drop=True)
         if raw is None:
@@ -811,14 +809,16 @@ def _window_rows(frame: pd.DataFrame, windows: pd.DataFrame) -> np.ndarray:
 
 
 def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detection, keep_scores: bool,
-                  on_progress, on_stage=None, judge=None, fit: pd.DataFrame | None = None) -> tuple[dict, dict]:
+                  on_progress, on_stage=None, judge=None, fit: pd.DataFrame | None = None) -> dict:
     """Judge each meter's readings in [start, end) with the reach around them; alerts that were
     running at ``start`` are traced back to where they began (up to ``max_trace_days``).
     ``judge``: the runner's judging step (default: the local engine's). ``fit``: each meter's
     profiling window (``meter_id``, ``start``, ``end``), for a judging step that fits the state a
     meter lacks on those rows of the frame it judges (Spark's; only for a run of whole histories).
-    Returns the meters each detector did not judge (``DetectionResult.unjudged``; ``"*"``: none
-    of them) and each meter's first reading judged (epoch seconds)."""
+    Returns what :func:`_settle_store` needs to know of the run: ``unjudged``, the meters each
+    detector did not judge (``DetectionResult.unjudged``; ``"*"``: none of them); ``first_judged``,
+    each meter's first reading judged, and ``cut``, the end of its last compacted hour (epoch s);
+    ``back``, per detector, how far back its scores reach per meter of ``names`` (seconds)."""
     from wattwatch.detect import core
     from wattwatch.detect.engine import DetectionResult
 
@@ -831,18 +831,21 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
     reach = core.reaches(dets, names)
     cad = cat["cadence_s"].to_numpy(float)
     cad = np.where(np.isfinite(cad) & (cad > 0), cad, 3600.0)
+    # Per detector and meter, how far back (seconds) its scores need readings, as loaded here.
+    back_of = {dn: np.where(np.isfinite(r.back_s), r.back_s, np.inf) + (r.back_n + 2) * cad * 1.5
+               for dn, r in reach.items()}
     back = np.zeros(len(names))
     ahead = np.zeros(len(names))
-    for r in reach.values():
-        b = np.where(np.isfinite(r.back_s), r.back_s, np.inf)
-        back = np.maximum(back, b + (r.back_n + 2) * cad * 1.5)
+    for dn, r in reach.items():
+        back = np.maximum(back, back_of[dn])
         ahead = np.maximum(ahead, r.ahead_s + (r.ahead_n + 2) * cad * 1.5)
     uses_pos = any(getattr(d, "uses_position", False) for d in dets)
     res = DetectionResult()
     unjudged: dict[str, set[str]] = {}
     first_judged: dict[str, float] = {}
-    # Each meter's compaction cut: the end of its last compacted hour (see :func:`_load_reach`).
-    cut = {m: pd.Timestamp(last, unit="us", tz="UTC") + pd.Timedelta(hours=1) for m, last in store.con.execute(
+    # Each meter's compaction cut: the end of its last compacted hour, epoch seconds (see
+    # :func:`_load_reach`).
+    cut = {m: last / 1e6 + 3600.0 for m, last in store.con.execute(
         "SELECT meter_id, epoch_us(max(hour)) FROM readings_hourly GROUP BY meter_id").fetchall()
         if m is not None and last is not None}
     todo = list(range(len(names)))
@@ -920,7 +923,7 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
         if end is not None:
             m &= (ts < end).to_numpy()
         result.scores = sc[m].reset_index(drop=True)
-    return unjudged, first_judged
+    return {"unjudged": unjudged, "first_judged": first_judged, "cut": cut, "back": back_of}
 
 
 def _scores_nothing(d, st: dict) -> bool:
@@ -935,8 +938,7 @@ def _scores_nothing(d, st: dict) -> bool:
     return False
 
 
-def _settle_store(con, result: Detection, dets, names: list[str], unjudged: dict[str, set[str]],
-                  first_judged: dict[str, float], resets: dict, cadence: dict[str, float]) -> int:
+def _settle_store(con, result: Detection, dets, names: list[str], judged_run: dict, resets: dict) -> int:
     """After a run over whole histories, the store's open alerts of every (meter, detector) pair
     the run judged are what it found: an alert it no longer finds (a packet-loss gap that late
     readings filled, two alerts of a fault that late readings made one) is withdrawn, and one it
@@ -945,14 +947,15 @@ def _settle_store(con, result: Detection, dets, names: list[str], unjudged: dict
     (:mod:`wattwatch.runners.rejudge`). Left as they are: acknowledged and cleared alerts, pairs
     the run did not judge (detector not run, meter without state, skipped, failed, idle for the
     detector, no fleet model for the meter's grid step), alerts that begin before the meter's
-    first reading judged or within the detector's reach after its last compacted hour (compacted
-    hours: ``cadence``, meter -> seconds, turns a reach in readings into time), or before an
-    operator reset of the pair (nothing before it is judged). Returns how many were withdrawn."""
+    first reading judged or within the detector's reach after its last compacted hour, or before
+    an operator reset of the pair (nothing before it is judged). ``judged_run``: what
+    :func:`_judge_window` returns. Returns how many were withdrawn."""
     import pyarrow as pa
 
     from wattwatch.alerts import store as alert_store
 
     alert_store.ensure_tables(con)
+    unjudged, first_judged = judged_run["unjudged"], judged_run["first_judged"]
     judged: dict[str, set[str]] = {}
     every = unjudged.get("*", set())
     for d in dets:
@@ -964,17 +967,11 @@ def _settle_store(con, result: Detection, dets, names: list[str], unjudged: dict
     # after them are judged without the readings a detector reaches back to: a pair is judged
     # from the end of the meter's last compacted hour plus the detector's reach back at the
     # earliest (its reach as the run loads it, :func:`_judge_window`; an unbounded one: never).
-    compacted = {m: last / 1e6 + 3600.0 for m, last in con.execute(
-        "SELECT meter_id, epoch_us(max(hour)) FROM readings_hourly GROUP BY meter_id").fetchall() if m in first_judged}
+    compacted = {m: t for m, t in judged_run["cut"].items() if m in first_judged}
     since: dict[tuple[str, str], float] = {}
     if compacted:
-        from wattwatch.detect import core
-
         k = {m: i for i, m in enumerate(names)}
-        cad = np.array([float(cadence.get(m) or np.nan) for m in names])
-        cad = np.where(np.isfinite(cad) & (cad > 0), cad, 3600.0)
-        for dn, r in core.reaches(dets, names).items():
-            back = np.where(np.isfinite(r.back_s), r.back_s, np.inf) + (r.back_n + 2) * cad * 1.5
+        for dn, back in judged_run["back"].items():
             for m, t_end in compacted.items():
                 since[(m, dn)] = t_end + float(back[k[m]])
     found: dict[str, tuple] = {}

@@ -136,12 +136,10 @@ class Merge:
         r.notices += core.skipped_notices(dict(sorted(self.skipped.items())))
         r.notices += core.failed_notices(dict(sorted(self.failed.items())))
         r.notices += fallback_notices(self.fallback)
-        unjudged = getattr(r, "unjudged", None)
-        if unjudged is not None:
-            for name, meters in (*self.skipped.items(), *self.failed.items()):
-                unjudged.setdefault(name, set()).update(meters)
-            if self.fallback:
-                unjudged.setdefault("*", set()).update(self.fallback)
+        for name, meters in (*self.skipped.items(), *self.failed.items()):
+            r.unjudged.setdefault(name, set()).update(meters)
+        if self.fallback:
+            r.unjudged.setdefault("*", set()).update(self.fallback)
         r.alerts.sort(key=lambda a: (a.meter_id, a.start, a.code, a.detector))
         if self.keep_scores:
             if self.scores:
