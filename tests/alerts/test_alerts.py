@@ -76,17 +76,29 @@ def test_a_new_fault_after_a_reset_still_alerts(tmp_path):
     assert [a.start[:10] for a in later if a.code == "ERR_IMBAL_LIMIT_EXCEEDED"] == ["2025-01-12"]
 
 
+def _gap_store(tmp_path, hours: int = 4, leave_out=None):
+    """A home's 8 days in a fresh store with ``hours`` of readings missing from 2025-01-10 17:00
+    (and the rows ``leave_out`` marks), judged once for packet loss, which finds the gap:
+    (frame, the gap's rows, store path, the gap's alert)."""
+    from wattwatch import api
+
+    f = healthy("residential", days=8, seed=6)
+    hole = window(f, "2025-01-10T17:00Z", hours)
+    db = tmp_path / "s.duckdb"
+    keep = ~hole if leave_out is None else ~hole & ~leave_out
+    api.ingest(f[keep], db)
+    found = api.detect(db, detectors="packet_loss").alerts
+    assert [a.code for a in found] == ["ALRM_PKT_LOSS_CRIT"]
+    return f, hole, db, found[0]
+
+
 def test_late_readings_that_fill_a_gap_withdraw_its_packet_loss_alert_from_the_store(tmp_path):
     """A gap alerted as packet loss, then filled by late readings: `detect` on the store no longer
     reports it, and the store (alerts list, report, dashboard) must not keep it open either; a store
     holding the same readings from the start has none."""
     from wattwatch import api
 
-    f = healthy("residential", days=8, seed=6)
-    hole = window(f, "2025-01-10T17:00Z", 4)
-    db = tmp_path / "s.duckdb"
-    api.ingest(f[~hole], db)
-    assert [a.code for a in api.detect(db, detectors="packet_loss").alerts] == ["ALRM_PKT_LOSS_CRIT"]
+    f, hole, db, _ = _gap_store(tmp_path)
     api.ingest(f[hole], db)
     assert api.detect(db, detectors="packet_loss").alerts == []
     with Store(db) as s:
@@ -100,13 +112,7 @@ def test_a_whole_history_detect_settles_only_what_it_rejudged(tmp_path):
     filled most of a gap) takes the run's end."""
     from wattwatch import api
 
-    f = healthy("residential", days=8, seed=6)
-    hole = window(f, "2025-01-10T17:00Z", 8)
-    db = tmp_path / "s.duckdb"
-    api.ingest(f[~hole], db)
-    first = api.detect(db, detectors="packet_loss").alerts
-    assert [a.code for a in first] == ["ALRM_PKT_LOSS_CRIT"]
-    gap = first[0]
+    f, hole, db, gap = _gap_store(tmp_path, hours=8)
     # Late readings fill the gap's last 3 hours: the loss left starts where it did and is shorter.
     late = hole & (f["ts"] >= pd.Timestamp("2025-01-10T22:00Z"))
     api.ingest(f[late], db)
@@ -135,18 +141,13 @@ def test_a_whole_history_detect_keeps_open_alerts_of_compacted_hours(tmp_path):
     not the next run's to withdraw (it begins before the meter's first reading judged)."""
     from wattwatch import api
 
-    f = healthy("residential", days=8, seed=6)
-    hole = window(f, "2025-01-10T17:00Z", 4)
-    db = tmp_path / "s.duckdb"
-    api.ingest(f[~hole], db)
-    gap = api.detect(db, detectors="packet_loss").alerts
-    assert [a.code for a in gap] == ["ALRM_PKT_LOSS_CRIT"]
+    _, _, db, gap = _gap_store(tmp_path)
     with Store(db) as s:
         s.compact(older_than_days=1, as_of=pd.Timestamp("2025-01-12T12:00Z"))
-        assert s.query().ts.min() > pd.Timestamp(gap[0].end)
+        assert s.query().ts.min() > pd.Timestamp(gap.end)
     api.detect(db, detectors="packet_loss")
     with Store(db) as s:
-        assert list(alert_store.list_alerts(s.con, "open")["id"]) == [gap[0].id]
+        assert list(alert_store.list_alerts(s.con, "open")["id"]) == [gap.id]
 
 
 def test_a_whole_history_detect_keeps_the_alerts_of_a_learned_detector_it_could_not_run(tmp_path):
@@ -180,12 +181,8 @@ def test_a_late_reading_in_a_compacted_hour_does_not_open_its_hours_to_withdrawa
     from wattwatch import api
 
     f = healthy("residential", days=8, seed=6)
-    hole = window(f, "2025-01-10T17:00Z", 4)
     late = (f["ts"] == pd.Timestamp("2025-01-09T12:00Z")).to_numpy()
-    db = tmp_path / "s.duckdb"
-    api.ingest(f[~hole & ~late], db)
-    gap = api.detect(db, detectors="packet_loss").alerts
-    assert [a.code for a in gap] == ["ALRM_PKT_LOSS_CRIT"]
+    f, _, db, gap = _gap_store(tmp_path, leave_out=late)
     with Store(db) as s:
         s.compact(older_than_days=1, as_of=pd.Timestamp("2025-01-12T12:00Z"))
     api.ingest(f[late], db)
@@ -194,7 +191,7 @@ def test_a_late_reading_in_a_compacted_hour_does_not_open_its_hours_to_withdrawa
     res = api.detect(db, detectors="packet_loss")
     assert res.stored["withdrawn"] == 0
     with Store(db) as s:
-        assert gap[0].id in set(alert_store.list_alerts(s.con, "open")["id"])
+        assert gap.id in set(alert_store.list_alerts(s.con, "open")["id"])
 
 
 def test_a_whole_history_detect_keeps_open_alerts_within_reach_of_compacted_hours(tmp_path):
