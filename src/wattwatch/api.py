@@ -733,6 +733,9 @@ def _load_reach(store, names, todo, since, since_t, back, ahead, end, first, rea
             s = since.get(k, since_t)
             if s is None or lo[i] is None or lo[i] <= first[k] or names[k] not in where:
                 continue
+            if cut and names[k] in cut and lo[i].timestamp() <= cut[names[k]]:
+                continue   # nothing before the compaction cut is loaded: further back holds no more
+
             a, b = where[names[k]]
             tm = t[a:b]
             i0 = np.searchsorted(tm, s, side="left")
@@ -856,12 +859,17 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
         if on_stage:
             on_stage(f"loading the readings of {len(todo):,} meter(s)", None)
         frame, lo, hi = _load_reach(store, names, todo, since, since_t, back, ahead, end, first, reach, cut)
-        origin = {names[k]: lo[i] is None or lo[i] <= first[k] for i, k in enumerate(todo)}
+        # A meter with compacted hours never has its first reading loaded (the core judges it from
+        # each detector's reach after the cut, ``core.run``'s ``cut``).
+        origin = {names[k]: (lo[i] is None or lo[i] <= first[k]) and names[k] not in cut for i, k in enumerate(todo)}
         flush = {names[k]: hi[i] is None or hi[i] > last[k] for i, k in enumerate(todo)}
         # Post-rules start at the window's start, or earlier while an alert runs across it; a meter
         # whose whole history is loaded needs no start (its alerts are found from the beginning).
         s_map = {names[k]: (None if origin[names[k]] else since.get(k, since_t)) for k in todo}
         window = {"origin": origin, "flush": flush}
+        cut_here = {names[k]: cut[names[k]] for k in todo if names[k] in cut}
+        if cut_here:
+            window["cut"] = cut_here
         if since_t is not None:
             window["since"] = {d.name: {m: v for m, v in s_map.items() if v is not None} for d in dets}
         if uses_pos:
@@ -904,6 +912,17 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
                 res.notices.append(f"{len(redo)} meter(s) had an alert running at {start.isoformat()} that began more than "
                                    f"{cfg.max_trace_days:g} days before; its start is the first anomalous reading after that")
         todo = redo
+    compacted = sorted(m for m in first_judged if m in cut)
+    if compacted:
+        k = np.array([names.index(m) for m in compacted])
+        far = {dn: float(np.min(b[k])) for dn, b in back_of.items() if float(np.min(b[k])) >= 86400.0}
+        longest = ", ".join(f"{dn} {v / 86400:.0f} days" if np.isfinite(v) else f"{dn}: never"
+                            for dn, v in sorted(far.items(), key=lambda x: -x[1])[:3])
+        res.notices.append(
+            f"{len(compacted)} meter(s) have compacted hours (e.g. {', '.join(compacted[:3])}): each detector judges "
+            "their raw readings from its reach after the last compacted hour on"
+            + (f" ({longest})" if longest else "") + "; an alert that may have begun before that is not "
+            "reported again (found before the compaction, the store keeps it as it was)")
     # What the window holds: alerts that overlap it, scores inside it.
     lo_iso = None if start is None else start.isoformat().replace("+00:00", "Z")
     hi_iso = None if end is None else end.isoformat().replace("+00:00", "Z")
@@ -953,6 +972,7 @@ def _settle_store(con, result: Detection, dets, names: list[str], judged_run: di
     import pyarrow as pa
 
     from wattwatch.alerts import store as alert_store
+    from wattwatch.detect import core
 
     alert_store.ensure_tables(con)
     unjudged, first_judged = judged_run["unjudged"], judged_run["first_judged"]
@@ -967,13 +987,22 @@ def _settle_store(con, result: Detection, dets, names: list[str], judged_run: di
     # after them are judged without the readings a detector reaches back to: a pair is judged
     # from the end of the meter's last compacted hour plus the detector's reach back at the
     # earliest (its reach as the run loads it, :func:`_judge_window`; an unbounded one: never).
+    # Within that, the core forms no alert that begins within the detector's post-rule horizon
+    # after its first reading judged (or, with a hold, before its first reading back to normal:
+    # never here): such an alert may be the rest of one before the cut (``core.run``'s ``cut``).
     compacted = {m: t for m, t in judged_run["cut"].items() if m in first_judged}
     since: dict[tuple[str, str], float] = {}
     if compacted:
         k = {m: i for i, m in enumerate(names)}
+        by_name = {d.name: d for d in dets}
         for dn, back in judged_run["back"].items():
-            for m, t_end in compacted.items():
-                since[(m, dn)] = t_end + float(back[k[m]])
+            post = by_name[dn].config.post
+            cad = np.array([core._cadence(list(dets), m) for m in compacted])
+            e = post.at(cad)
+            pad = np.inf if post.hold > 0 else np.maximum(e["merge_gap_s"], e["max_bridge_s"])
+            pad = np.broadcast_to(pad, len(compacted))
+            for (m, t_end), h in zip(compacted.items(), pad):
+                since[(m, dn)] = t_end + float(back[k[m]]) + float(h)
     found: dict[str, tuple] = {}
     for a in result.alerts:
         old = found.get(a.id)
