@@ -811,6 +811,88 @@ def _window_rows(frame: pd.DataFrame, windows: pd.DataFrame) -> np.ndarray:
     return (t >= lo[seg]) & (t < hi[seg])
 
 
+def _compacted_hours(store, dets, names: list[str], cut: dict, reach: dict) -> dict:
+    """For detectors that carry closed hours (``carry_cls`` a ``HourCarry``: baseline_macd), each
+    compacted meter's hours before its compaction cut as such a carry, from ``readings_hourly``,
+    so that the raw readings after the cut are judged with the hours it reaches back to (some 48
+    days) instead of not at all. Per hour: the mean power the energy register counted (each
+    interval between two compacted readings placed by its midpoint, as the detector bins raw
+    readings: the hourly rows keep every reading's time and register value), else the hour's mean
+    power reading; its lowest power reading. What the compacted hours cannot tell: readings other
+    detectors explained (an outage: blanked before binning) and readings that caught a motor
+    start are in these hours. ``reach``: :func:`core.reaches`. Returns {detector: {meter: carry}}."""
+    from wattwatch.detect.baseline.macd import HourCarry
+    from wattwatch.detect.frame import meter_names, prepare
+    from wattwatch.detect.rules._common import binned_power
+    from wattwatch.schema import CHANNEL_NAMES
+
+    out: dict[str, dict] = {}
+    carried = [d for d in dets if d.carry_cls is HourCarry and d.name in reach]
+    meters = [m for m in names if m in cut]
+    if not carried or not meters:
+        return out
+    k = {m: i for i, m in enumerate(names)}
+    for d in carried:
+        back = np.array([float(reach[d.name].back_s[k[m]]) for m in meters])
+        c1 = np.array([float(cut[m]) for m in meters])
+        lo = np.where(np.isfinite(back), np.floor((c1 - back) / 3600.0) * 3600.0 - 86400.0, -np.inf)
+        want = pd.DataFrame({"meter_id": meters, "lo_us": np.clip(lo, -4e12, 4e12) * 1e6, "c1_us": c1 * 1e6})
+        store.con.register("_cut27_want", want)
+        try:
+            hours = store.con.execute(
+                "SELECT h.meter_id, epoch_us(h.hour) AS h_us, h.p_kw_mean, h.p_kw_min FROM readings_hourly h "
+                "JOIN _cut27_want w USING (meter_id) WHERE epoch_us(h.hour) >= w.lo_us AND epoch_us(h.hour) < w.c1_us "
+                "ORDER BY h.meter_id, h.hour").df()
+            regs = store.con.execute(
+                "SELECT meter_id, ts, e FROM (SELECT h.meter_id, unnest(h.ts_list) AS ts, unnest(h.e_list) AS e "
+                "FROM readings_hourly h JOIN _cut27_want w USING (meter_id) WHERE h.ts_list IS NOT NULL "
+                "AND epoch_us(h.hour) >= w.lo_us AND epoch_us(h.hour) < w.c1_us) ORDER BY meter_id, ts").df()
+            first = dict(store.con.execute(
+                "SELECT meter_id, epoch_us(min(hour)) FROM readings_hourly WHERE meter_id IN (SELECT meter_id FROM "
+                "_cut27_want) GROUP BY meter_id").fetchall())
+        finally:
+            store.con.unregister("_cut27_want")
+        if not len(hours):
+            continue
+        # The register's mean power per hour, binned as the detector bins raw readings.
+        reg: dict[str, tuple[float, np.ndarray]] = {}
+        if len(regs):
+            frame = pd.DataFrame({"meter_id": regs["meter_id"].astype(str), "ts": pd.to_datetime(regs["ts"], utc=True)})
+            for c in CHANNEL_NAMES:
+                frame[c] = regs["e"].to_numpy(float) if c == "e_kwh" else np.nan
+            pf = prepare(frame)
+            max_iv = d.config.max_interval_s if d.config.use_register else None
+            if max_iv is not None and len(pf):
+                mat, _, t0 = binned_power(pf, 3600.0, max_iv, drop_inrush=False)
+                for j, m in enumerate(meter_names(pf)):
+                    reg[str(m)] = (float(t0[j]), mat[j])
+        hours["meter_id"] = hours["meter_id"].astype(str)
+        carries = {}
+        for m, g in hours.groupby("meter_id", sort=False):
+            i = meters.index(m)
+            h0 = float(g["h_us"].iloc[0]) / 1e6
+            n = int(np.rint((c1[i] - h0) / 3600.0))
+            if n <= 0:
+                continue
+            at = np.rint((g["h_us"].to_numpy(float) / 1e6 - h0) / 3600.0).astype(np.int64)
+            mean = np.full(n, np.nan)
+            low = np.full(n, np.nan)
+            mean[at] = g["p_kw_mean"].to_numpy(float)
+            low[at] = g["p_kw_min"].to_numpy(float)
+            if m in reg:
+                t0, row = reg[m]
+                a = int(np.rint((t0 - h0) / 3600.0))
+                src = np.arange(len(row))
+                dst = src + a
+                ok = (dst >= 0) & (dst < n) & np.isfinite(row)
+                mean[dst[ok]] = row[src[ok]]
+            carries[m] = HourCarry(h0, float(c1[i]), first.get(m) is not None and abs(first[m] / 1e6 - h0) < 1.0,
+                                   3600.0, {"m": mean, "hmin": low})
+        if carries:
+            out[d.name] = carries
+    return out
+
+
 def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detection, keep_scores: bool,
                   on_progress, on_stage=None, judge=None, fit: pd.DataFrame | None = None) -> dict:
     """Judge each meter's readings in [start, end) with the reach around them; alerts that were
@@ -851,6 +933,7 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
     cut = {m: last / 1e6 + 3600.0 for m, last in store.con.execute(
         "SELECT meter_id, epoch_us(max(hour)) FROM readings_hourly GROUP BY meter_id").fetchall()
         if m is not None and last is not None}
+    hours = _compacted_hours(store, dets, names, cut, reach) if cut else {}
     todo = list(range(len(names)))
     trace = 86400.0
     since_t = None if start is None else start.timestamp()
@@ -870,6 +953,9 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
         cut_here = {names[k]: cut[names[k]] for k in todo if names[k] in cut}
         if cut_here:
             window["cut"] = cut_here
+            here = {dn: {m: c for m, c in cs.items() if m in cut_here} for dn, cs in hours.items()}
+            if any(here.values()):
+                window["hours"] = {dn: cs for dn, cs in here.items() if cs}
         if since_t is not None:
             window["since"] = {d.name: {m: v for m, v in s_map.items() if v is not None} for d in dets}
         if uses_pos:

@@ -68,3 +68,25 @@ def test_a_detect_after_compaction_finds_nothing_after_the_cut_the_run_before_di
     assert res.stored["withdrawn"] == 0
     with Store(db) as s:
         assert set(alert_store.list_alerts(s.con, "open")["id"]) == before
+
+
+@pytest.mark.parametrize("step", ["5min", "15min"])
+def test_baseline_macd_after_compaction_reaches_back_into_the_compacted_hours(tmp_path, step):
+    """baseline_macd reaches back some 48 days of hours: after a compaction it is fed the compacted
+    hours (readings_hourly) as the hours it carries in a stream, so it judges the raw readings
+    after the cut (rather than none for 48 days, or all of them as a meter's first) and finds what
+    the run before found there, and nothing more."""
+    frame = simulate(SimConfig(meters=20, days=35, seed=7, step=step, fault_share=0.8, outage_share=0.4))["frame"]
+    frame = frame[frame["meter_id"].isin(["M-00002", "M-00006", "M-00015"])]
+    db = tmp_path / "s.duckdb"
+    api.ingest(frame, db)
+    found = api.detect(db, detectors="baseline_macd").alerts
+    assert len(found) == 3
+    # A day before the latest of them: the cut falls inside the other two.
+    cut = (max(pd.Timestamp(a.start) for a in found) - pd.Timedelta(days=1)).floor("h")
+    with Store(db) as s:
+        s.compact(older_than_days=0, as_of=cut)
+    res = api.detect(db, detectors="baseline_macd")
+    assert [a.id for a in res.alerts] == [max(found, key=lambda a: a.start).id]
+    with Store(db) as s:
+        assert set(alert_store.list_alerts(s.con, "open")["id"]) == {a.id for a in found}
