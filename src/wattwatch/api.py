@@ -854,14 +854,23 @@ def _compacted_hours(store, dets, names: list[str], cut: dict, reach: dict) -> d
             store.con.unregister("_cut27_want")
         if not len(hours):
             continue
-        # The register's mean power per hour, binned as the detector bins raw readings.
+        # The register's mean power per hour, binned as the detector bins raw readings; with the
+        # raw readings just after the cut, whose intervals reach back into the last compacted hour.
+        max_iv = d.config.max_interval_s if d.config.use_register else None
+        if max_iv is not None:
+            after = store.query_windows(pd.DataFrame({
+                "meter_id": meters, "start": pd.to_datetime(c1, unit="s", utc=True),
+                "end": pd.to_datetime(c1 + max_iv, unit="s", utc=True)}))
+            if len(after):
+                regs = pd.concat([regs, pd.DataFrame({"meter_id": after["meter_id"].astype(str).to_numpy(),
+                                                      "ts": pd.to_datetime(after["ts"], utc=True),
+                                                      "e": after["e_kwh"].to_numpy(float)})], ignore_index=True)
         reg: dict[str, tuple[float, np.ndarray]] = {}
         if len(regs):
             frame = pd.DataFrame({"meter_id": regs["meter_id"].astype(str), "ts": pd.to_datetime(regs["ts"], utc=True)})
             for c in CHANNEL_NAMES:
                 frame[c] = regs["e"].to_numpy(float) if c == "e_kwh" else np.nan
             pf = prepare(frame)
-            max_iv = d.config.max_interval_s if d.config.use_register else None
             if max_iv is not None and len(pf):
                 mat, _, t0 = binned_power(pf, 3600.0, max_iv, drop_inrush=False)
                 for j, m in enumerate(meter_names(pf)):
@@ -933,7 +942,8 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
     cut = {m: last / 1e6 + 3600.0 for m, last in store.con.execute(
         "SELECT meter_id, epoch_us(max(hour)) FROM readings_hourly GROUP BY meter_id").fetchall()
         if m is not None and last is not None}
-    hours = _compacted_hours(store, dets, names, cut, reach) if cut else {}
+    hours: dict[str, dict] = {}   # carried hours of the meters judged from their compaction cut
+    cut_used: set[str] = set()   # meters judged from their compaction cut
     todo = list(range(len(names)))
     trace = 86400.0
     since_t = None if start is None else start.timestamp()
@@ -950,9 +960,16 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
         # whose whole history is loaded needs no start (its alerts are found from the beginning).
         s_map = {names[k]: (None if origin[names[k]] else since.get(k, since_t)) for k in todo}
         window = {"origin": origin, "flush": flush}
-        cut_here = {names[k]: cut[names[k]] for k in todo if names[k] in cut}
+        # Meters loaded back to their compaction cut (a window starting further on is judged as
+        # any window: its reach is loaded).
+        cut_here = {names[k]: cut[names[k]] for i, k in enumerate(todo)
+                    if names[k] in cut and (lo[i] is None or lo[i].timestamp() <= cut[names[k]])}
         if cut_here:
             window["cut"] = cut_here
+            new = {m: c for m, c in cut_here.items() if m not in cut_used}
+            for dn, cs in _compacted_hours(store, dets, names, new, reach).items():
+                hours.setdefault(dn, {}).update(cs)
+            cut_used.update(cut_here)
             here = {dn: {m: c for m, c in cs.items() if m in cut_here} for dn, cs in hours.items()}
             if any(here.values()):
                 window["hours"] = {dn: cs for dn, cs in here.items() if cs}
@@ -998,17 +1015,21 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
                 res.notices.append(f"{len(redo)} meter(s) had an alert running at {start.isoformat()} that began more than "
                                    f"{cfg.max_trace_days:g} days before; its start is the first anomalous reading after that")
         todo = redo
-    compacted = sorted(m for m in first_judged if m in cut)
+    compacted = sorted(m for m in first_judged if m in cut_used)
     if compacted:
         k = np.array([names.index(m) for m in compacted])
-        far = {dn: float(np.min(b[k])) for dn, b in back_of.items() if float(np.min(b[k])) >= 86400.0}
+        far = {dn: float(np.min(b[k])) for dn, b in back_of.items()
+               if float(np.min(b[k])) >= 86400.0 and dn not in hours}
         longest = ", ".join(f"{dn} {v / 86400:.0f} days" if np.isfinite(v) else f"{dn}: never"
                             for dn, v in sorted(far.items(), key=lambda x: -x[1])[:3])
+        fed = ", ".join(sorted(hours))
         res.notices.append(
             f"{len(compacted)} meter(s) have compacted hours (e.g. {', '.join(compacted[:3])}): each detector judges "
             "their raw readings from its reach after the last compacted hour on"
-            + (f" ({longest})" if longest else "") + "; an alert that may have begun before that is not "
-            "reported again (found before the compaction, the store keeps it as it was)")
+            + (f" ({longest})" if longest else "")
+            + (f"; {fed} reaches back into the compacted hours" if fed else "")
+            + "; an alert that may have begun before that is not reported again (found before the compaction, "
+            "the store keeps it as it was)")
     # What the window holds: alerts that overlap it, scores inside it.
     lo_iso = None if start is None else start.isoformat().replace("+00:00", "Z")
     hi_iso = None if end is None else end.isoformat().replace("+00:00", "Z")

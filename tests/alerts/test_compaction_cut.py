@@ -70,6 +70,22 @@ def test_a_detect_after_compaction_finds_nothing_after_the_cut_the_run_before_di
         assert set(alert_store.list_alerts(s.con, "open")["id"]) == before
 
 
+@pytest.mark.parametrize("where", ["6h", "mid-outage"])
+def test_a_windowed_detect_after_compaction_finds_nothing_the_run_before_did_not(judged, tmp_path, where):
+    """`detect --start` a day after the cut: the window's reach runs back to the cut; what begins
+    before each detector's reach after it is not formed there either."""
+    base, found = judged
+    cut = _cut(found, where)
+    db = tmp_path / "s.duckdb"
+    shutil.copy(base, db)
+    with Store(db) as s:
+        s.compact(older_than_days=0, as_of=cut)
+    res = api.detect(db, detectors=DETECTORS, start=cut + pd.Timedelta(days=1))
+    assert [(a.detector, a.meter_id, a.start) for a in res.alerts if a.id not in {x.id for x in found}] == []
+    far = {a.id for a in found if pd.Timestamp(a.start) >= cut + FAR}
+    assert far and far <= {a.id for a in res.alerts}
+
+
 @pytest.mark.parametrize("step", ["5min", "15min"])
 def test_baseline_macd_after_compaction_reaches_back_into_the_compacted_hours(tmp_path, step):
     """baseline_macd reaches back some 48 days of hours: after a compaction it is fed the compacted

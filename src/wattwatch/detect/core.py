@@ -644,13 +644,13 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
         res.final_t[d.name] = final_t
         # Rows that end a hold (back to normal, crossed over, or after hold_gap_s unjudged), once.
         cold_rows = _cold_rows(j, seg, use, t) if d.config.post.hold > 0 else None
-        # Meters with compacted hours: alerts from the first reading it may use plus the horizon
-        # within which a group merges with one before (and, with a hold, from the first reading
+        # Meters with compacted hours: alerts from its first exact reading plus the horizon within
+        # which a group merges with one before (and, with a hold, from the first reading it uses
         # back to normal) on; -inf elsewhere.
         from_t = np.full(n_seg, -np.inf)
         if has_cut.any():
-            first_use = _seg_time(n_seg, seg, t, idx, last=False)
-            from_t = first_use + np.maximum(j.eff["merge_gap_s"], j.eff["max_bridge_s"])
+            first_exact = _seg_time(n_seg, seg, t, np.flatnonzero(j.exact), last=False)
+            from_t = first_exact + np.maximum(j.eff["merge_gap_s"], j.eff["max_bridge_s"])
             if cold_rows is not None:
                 from_t = np.maximum(from_t, _seg_time(n_seg, seg, t, cold_rows, last=False))
             from_t = np.where(has_cut, from_t, -np.inf)
