@@ -855,16 +855,27 @@ def _compacted_hours(store, dets, names: list[str], cut: dict, reach: dict) -> d
         if not len(hours):
             continue
         # The register's mean power per hour, binned as the detector bins raw readings; with the
-        # raw readings just after the cut, whose intervals reach back into the last compacted hour.
+        # raw readings just after the cut, whose intervals reach back into the hours before them.
+        # The judging frame starts at the first raw reading: the interval before it is not in it,
+        # so the carry runs on to the end of that reading's hour (the hours up to it hold no
+        # other reading, and that hour's intervals are all among these; as a stream's carried
+        # hours overlap its raw tail).
         max_iv = d.config.max_interval_s if d.config.use_register else None
+        ext = {m: float(c) for m, c in zip(meters, c1)}
+        after = pd.DataFrame()
         if max_iv is not None:
             after = store.query_windows(pd.DataFrame({
                 "meter_id": meters, "start": pd.to_datetime(c1, unit="s", utc=True),
-                "end": pd.to_datetime(c1 + max_iv, unit="s", utc=True)}))
+                "end": pd.to_datetime(c1 + 2 * max_iv + 7200.0, unit="s", utc=True)}))
             if len(after):
-                regs = pd.concat([regs, pd.DataFrame({"meter_id": after["meter_id"].astype(str).to_numpy(),
+                after = after.assign(meter_id=after["meter_id"].astype(str),
+                                     _t=pd.to_datetime(after["ts"], utc=True).array.as_unit("us").asi8 / 1e6)
+                regs = pd.concat([regs, pd.DataFrame({"meter_id": after["meter_id"].to_numpy(),
                                                       "ts": pd.to_datetime(after["ts"], utc=True),
                                                       "e": after["e_kwh"].to_numpy(float)})], ignore_index=True)
+                for m, r1 in after.groupby("meter_id", sort=False)["_t"].min().items():
+                    if r1 < ext[m] + max_iv:
+                        ext[m] = max(ext[m], np.floor(r1 / 3600.0) * 3600.0 + 3600.0)
         reg: dict[str, tuple[float, np.ndarray]] = {}
         if len(regs):
             frame = pd.DataFrame({"meter_id": regs["meter_id"].astype(str), "ts": pd.to_datetime(regs["ts"], utc=True)})
@@ -880,7 +891,7 @@ def _compacted_hours(store, dets, names: list[str], cut: dict, reach: dict) -> d
         for m, g in hours.groupby("meter_id", sort=False):
             i = meters.index(m)
             h0 = float(g["h_us"].iloc[0]) / 1e6
-            n = int(np.rint((c1[i] - h0) / 3600.0))
+            n = int(np.rint((ext[m] - h0) / 3600.0))
             if n <= 0:
                 continue
             at = np.rint((g["h_us"].to_numpy(float) / 1e6 - h0) / 3600.0).astype(np.int64)
@@ -888,6 +899,13 @@ def _compacted_hours(store, dets, names: list[str], cut: dict, reach: dict) -> d
             low = np.full(n, np.nan)
             mean[at] = g["p_kw_mean"].to_numpy(float)
             low[at] = g["p_kw_min"].to_numpy(float)
+            if ext[m] > c1[i]:
+                # The carried hours after the cut: their raw readings' mean and lowest power.
+                x = after[(after["meter_id"] == m) & (after["_t"] < ext[m])]
+                hb = np.rint((np.floor(x["_t"].to_numpy() / 3600.0) * 3600.0 - h0) / 3600.0).astype(np.int64)
+                pw = pd.Series(x["p_kw"].to_numpy(float)).groupby(hb)
+                mean[pw.mean().index.to_numpy()] = pw.mean().to_numpy()
+                low[pw.min().index.to_numpy()] = pw.min().to_numpy()
             if m in reg:
                 t0, row = reg[m]
                 a = int(np.rint((t0 - h0) / 3600.0))
@@ -895,7 +913,7 @@ def _compacted_hours(store, dets, names: list[str], cut: dict, reach: dict) -> d
                 dst = src + a
                 ok = (dst >= 0) & (dst < n) & np.isfinite(row)
                 mean[dst[ok]] = row[src[ok]]
-            carries[m] = HourCarry(h0, float(c1[i]), first.get(m) is not None and abs(first[m] / 1e6 - h0) < 1.0,
+            carries[m] = HourCarry(h0, ext[m], first.get(m) is not None and abs(first[m] / 1e6 - h0) < 1.0,
                                    3600.0, {"m": mean, "hmin": low})
         if carries:
             out[d.name] = carries
@@ -1092,11 +1110,12 @@ def _settle_store(con, result: Detection, dets, names: list[str], judged_run: di
     # Hours compacted into aggregates are never judged again, even when a late reading for one of
     # them sits raw before them (it stays raw until the next compaction), and the raw readings
     # after them are judged without the readings a detector reaches back to: a pair is judged
-    # from the end of the meter's last compacted hour plus the detector's reach back at the
-    # earliest (its reach as the run loads it, :func:`_judge_window`; an unbounded one: never).
-    # Within that, the core forms no alert that begins within the detector's post-rule horizon
-    # after its first reading judged (or, with a hold, before its first reading back to normal:
-    # never here): such an alert may be the rest of one before the cut (``core.run``'s ``cut``).
+    # from the meter's first raw reading judged (at or after the end of its last compacted hour)
+    # plus the detector's reach back (its reach in raw readings as the run loads it,
+    # :func:`_judge_window`; an unbounded one: never) plus its post-rule horizon, within which the
+    # core forms no alert on such a meter (one that begins there may be the rest of one before
+    # the cut; with a hold, before its first reading back to normal: never here; ``core.run``'s
+    # ``cut``).
     compacted = {m: t for m, t in judged_run["cut"].items() if m in first_judged}
     since: dict[tuple[str, str], float] = {}
     if compacted:
@@ -1109,7 +1128,8 @@ def _settle_store(con, result: Detection, dets, names: list[str], judged_run: di
             pad = np.inf if post.hold > 0 else np.maximum(e["merge_gap_s"], e["max_bridge_s"])
             pad = np.broadcast_to(pad, len(compacted))
             for (m, t_end), h in zip(compacted.items(), pad):
-                since[(m, dn)] = t_end + float(back[k[m]]) + float(h)
+                # From its first raw reading judged (a gap may follow the cut), as the core counts.
+                since[(m, dn)] = max(t_end, first_judged[m]) + float(back[k[m]]) + float(h)
     found: dict[str, tuple] = {}
     for a in result.alerts:
         old = found.get(a.id)
