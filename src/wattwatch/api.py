@@ -887,9 +887,11 @@ def _compacted_hours(store, dets, names: list[str], cut: dict, reach: dict) -> d
                 for j, m in enumerate(meter_names(pf)):
                     reg[str(m)] = (float(t0[j]), mat[j])
         hours["meter_id"] = hours["meter_id"].astype(str)
+        at_meter = {m: i for i, m in enumerate(meters)}
+        after_of = dict(tuple(after.groupby("meter_id", sort=False))) if len(after) else {}
         carries = {}
-        for m, g in hours.groupby("meter_id", sort=False):
-            i = meters.index(m)
+        for m, g in hours.groupby("meter_id", sort=False):   # per meter: whole arrays
+            i = at_meter[m]
             h0 = float(g["h_us"].iloc[0]) / 1e6
             n = int(np.rint((ext[m] - h0) / 3600.0))
             if n <= 0:
@@ -901,7 +903,8 @@ def _compacted_hours(store, dets, names: list[str], cut: dict, reach: dict) -> d
             low[at] = g["p_kw_min"].to_numpy(float)
             if ext[m] > c1[i]:
                 # The carried hours after the cut: their raw readings' mean and lowest power.
-                x = after[(after["meter_id"] == m) & (after["_t"] < ext[m])]
+                x = after_of[m]
+                x = x[x["_t"].to_numpy() < ext[m]]
                 hb = np.rint((np.floor(x["_t"].to_numpy() / 3600.0) * 3600.0 - h0) / 3600.0).astype(np.int64)
                 pw = pd.Series(x["p_kw"].to_numpy(float)).groupby(hb)
                 mean[pw.mean().index.to_numpy()] = pw.mean().to_numpy()
