@@ -370,7 +370,9 @@ class BaselineMACD(Detector):
     # mean load, for the veto; a version-1 state has none there: the veto off until refit), and the
     # rest level (rest_kw, rest_spread, rest_run_h) and quiet_spread are stored.
     # 3: + the spread of the floor's two-day lows (floor_spread_up), which judges a rise.
-    state_version = 3
+    # 4: + the standby (standby_kw, standby_spread: the lower half of the profiled floors), which
+    # judges a drop of two days' floors.
+    state_version = 4
 
     def carried_reach(self, meters) -> Reach:
         """The reach in raw readings when the meter's closed hours are carried (:class:`HourCarry`):
@@ -513,7 +515,8 @@ class BaselineMACD(Detector):
             med = np.nanmedian(fast, axis=1) if n_bins else np.zeros(n_seg)
             spread = 1.4826 * np.nanmedian(np.abs(fast - med[:, None]), axis=1) if n_bins else np.zeros(n_seg)
             raw = 1.4826 * np.nanmedian(np.abs(u - np.nanmedian(u, axis=1)[:, None]), axis=1) if n_bins else np.zeros(n_seg)
-        floor_kw, floor_spread, floor_low, floor_up, floor_days = self._floor_fit(self._hour_min(df, cell, n_seg, n_bins), day_id, own, mean)
+        floor_kw, floor_spread, floor_low, floor_up, floor_days, standby_kw, standby_spread = self._floor_fit(
+            self._hour_min(df, cell, n_seg, n_bins), day_id, own, mean)
         rest_kw, rest_spread, rest_run = self._rest_fit(m, ok & own)
         quiet_spread = self._quiet_fit(m, ok & own, t_bin, base[:, 0, :])
         # The profile is a median per hour: summed over a week it need not be the energy the
@@ -529,6 +532,7 @@ class BaselineMACD(Detector):
                      "plain_day_spread": plain_spread[j], "type_days": type_days[j],
                      "floor_kw": floor_kw[j], "floor_spread": floor_spread[j], "floor_spread_low": floor_low[j],
                      "floor_spread_up": floor_up[j], "floor_days": float(floor_days[j]),
+                     "standby_kw": standby_kw[j], "standby_spread": standby_spread[j],
                      "rest_kw": rest_kw[j], "rest_spread": rest_spread[j], "rest_run_h": float(rest_run[j]),
                      "quiet_spread": quiet_spread[j]}
                 for j, mm in enumerate(names)}
@@ -638,15 +642,18 @@ class BaselineMACD(Detector):
         """Per meter: the base-load floor of the profiling period (the median over profiled days of
         each day's lowest reading; days with at least half their hours read), the day-to-day
         spread of its log (the Shamos estimator over all pairs of days: no centre needed, out of
-        sample), and the number of days. NaN (not used) with fewer than ``floor_min_days`` days,
-        a floor at or below zero on any of them (export, a load switched off), or a floor under
-        ``floor_min_share`` of the mean load (its log would swing with a few watts)."""
+        sample), the spreads a drop and a rise are judged with, the number of days, and the standby
+        a drop of two days' floors is judged against (:meth:`_standby`). NaN (not used) with fewer
+        than ``floor_min_days`` days, a floor at or below zero on any of them (export, a load
+        switched off), or a floor under ``floor_min_share`` of the mean load (its log would swing
+        with a few watts)."""
         n_seg, n_bins = hmin.shape
         ref, spread, days = np.full(n_seg, np.nan), np.full(n_seg, np.nan), np.zeros(n_seg)
         low, up = np.full(n_seg, np.nan), np.full(n_seg, np.nan)
+        sb_kw, sb_spread = np.full(n_seg, np.nan), np.full(n_seg, np.nan)
         ok = np.isfinite(hmin) & own
         if not ok.any():
-            return ref, spread, low, up, days
+            return ref, spread, low, up, days, sb_kw, sb_spread
         rows = np.broadcast_to(np.arange(n_seg)[:, None], hmin.shape)
         d = pd.DataFrame({"s": rows[ok], "day": day_id[ok], "v": hmin[ok]}).groupby(["s", "day"])["v"].agg(["min", "size"])
         d = d[d["size"] >= 12].reset_index()
@@ -677,7 +684,31 @@ class BaselineMACD(Detector):
                 # activity is not a standby, and a lucky week must not make it one).
                 low[seg] = float(np.clip(1.4826 * np.median(med - lv[lv <= med]), spread[seg] / 2, spread[seg]))
                 up[seg] = self._floor_spread_up(lv, day, spread[seg])
-        return ref, spread, low, up, days
+                sb_kw[seg], sb_spread[seg] = self._standby(lv, spread[seg])
+        return ref, spread, low, up, days, sb_kw, sb_spread
+
+    @staticmethod
+    def _standby(lv: np.ndarray, spread: float) -> tuple[float, float]:
+        """The standby a drop of the floor is judged against, and its spread: the profiled days
+        whose floor (log, ``lv``) is at or below the median floor, their median (kW) and the Shamos
+        spread among them (never above the all-pairs ``spread``).
+
+        A day's floor is the standby (fridge, router, electronics) plus whatever else happened to
+        run at the day's quietest moment, never less: its days are skewed up. On a home whose
+        profiled week had a load on through two or three nights (the UCI household: floors of
+        0.15-0.21 kW on four days, 0.24-0.31 on three) the all-pairs spread (0.39) and the spread of
+        the days below the median measured from the median (0.38) are set by the gap between the
+        two groups, not by the standby: a bypass taking two thirds of the load took the floor to
+        0.05 kW, a third of the lowest profiled floor, for a week, and scored 0.8 of a limit of
+        x0.19. The lower half of the days is the standby's own: their median is where it sits,
+        their spread how much it moves (0.20 there). Judged on the higher floor of two days, as
+        the drop is (:meth:`_floor`), and with the lower half's spread (about 0.7 of a normal
+        standby's day spread for a week of days), a drop at the limit is about 3.2 day spreads
+        below the standby on both days: rarer for independent days than one day at ``sigma_k``."""
+        med = float(np.median(lv))
+        lo = lv[lv <= med]
+        i, j = _pairs(len(lo))
+        return float(np.exp(np.median(lo))), float(min(spread, 1.0483 * float(np.median(np.abs(lo[i] - lo[j])))))
 
     def _floor_spread_up(self, lv: np.ndarray, day: np.ndarray, spread: float) -> float:
         """The day spread a rise of the floor is judged with, measured on the statistic judged: a
@@ -746,9 +777,16 @@ class BaselineMACD(Detector):
         d2[:, w:] = d1[:, :-w] if n_bins > w else d2[:, w:]
         with quiet():
             r = np.where(known, ref, np.nan)[:, None]
+            # A drop is judged against the standby (the lower half of the profiled days' floors,
+            # :meth:`_standby`), which the median floor of a home with loads on through some
+            # nights overstates.
+            sb = self._param(df, "standby_kw", np.nan)
+            sb_s = self._param(df, "standby_spread", np.nan)
+            has_sb = np.isfinite(sb) & np.isfinite(sb_s) & (sb > 0)
+            r_dn = np.where(has_sb, sb, ref)[:, None]
             # (np.maximum keeps a NaN: without both days' floors there is no value.)
             up = np.log(np.maximum(np.minimum(d1, d2), 0.05 * r) / r)
-            dn = np.log(np.maximum(np.maximum(d1, d2), 0.05 * r) / r)
+            dn = np.log(np.maximum(np.maximum(d1, d2), 0.05 * r) / r_dn)
             z = np.where(up > 0, up, np.where(dn < 0, dn, np.where(np.isfinite(up), 0.0, np.nan)))
             z = self._floor_trailing(z, d1, d2, r, w, self._param(df, "history_days", 0.0))
             if hourly is not None:
@@ -759,7 +797,9 @@ class BaselineMACD(Detector):
             # The two days' rise against the spread of two-day lows (:meth:`_floor_spread_up`): a
             # lone day with a load left on all day widens the spread of days, not of two-day lows.
             lim_two = np.maximum(np.log1p(c.min_rel), k * np.fmin(s, self._param(df, "floor_spread_up", np.nan))[:, None])
-            score = np.abs(z) / np.where(z < 0, lim_low, lim_two)
+            # The two days' drop against the standby's own spread (:meth:`_standby`).
+            lim_sb = np.where(has_sb[:, None], np.maximum(np.log1p(c.min_rel), k * np.fmin(s, sb_s)[:, None]), lim_low)
+            score = np.abs(z) / np.where(z < 0, lim_sb, lim_two)
             # A rise is also judged as load added: a home's floor doubles when a heater stays on
             # through the night (0.2 -> 0.4 kW, a tenth of its mean load), while a load that runs
             # all the time adds to every reading. Risen by less than ``min_rel`` of the mean load
