@@ -98,9 +98,12 @@ day to day (log, Shamos; 0.28 for the lowest hourly mean) where the day's energy
 on the steel plant 0.18 against 0.58. The base-load floor (``use_floor``) is the lowest reading of
 the last ``floor_h`` (24) hours, judged only where two such days agree (the lower of the two for a
 rise, the higher for a drop: one heater left on all day, or one odd reading, moves neither), in
-logs against the median of the profiled days' floors, against ``sigma_k`` x their day spread (a
-drop: the spread of the days below the median, since a standby's days are skewed up, between
-half and all of the Shamos spread of all pairs; a rise: the Shamos spread, measured on the lower floor of
+logs against the profiled days' floors, against ``sigma_k`` x their day spread (a drop: the spread
+of the days below the median, between half and all of the Shamos spread of all pairs, since a
+standby's days are skewed up; on a meter profiled on a week or two, against the standby instead, the
+median of the lower half of the profiled days' floors, with the Shamos spread among them, since a
+day's floor is the standby plus whatever ran at its quietest moment and two or three nights of the
+week with a load on decide the median and widen the spread of all days, ``_standby``; a rise: the Shamos spread, measured on the lower floor of
 each two consecutive profiled days as the rise itself is, since a home that ran a load all day on lone days
 of its profiled week has a wide spread of days but not of two-day lows, ``_floor_spread_up``; and a rise
 must also be at least ``min_rel`` of the mean load, the least the energy averages judge). It is evidence in the energy's
@@ -702,9 +705,19 @@ class BaselineMACD(Detector):
         0.05 kW, a third of the lowest profiled floor, for a week, and scored 0.8 of a limit of
         x0.19. The lower half of the days is the standby's own: their median is where it sits,
         their spread how much it moves (0.20 there). Judged on the higher floor of two days, as
-        the drop is (:meth:`_floor`), and with the lower half's spread (about 0.7 of a normal
-        standby's day spread for a week of days), a drop at the limit is about 3.2 day spreads
-        below the standby on both days: rarer for independent days than one day at ``sigma_k``."""
+        the drop is (:meth:`_floor`), and with the lower half's spread (for a normal standby 0.72
+        of its day spread from a week of days, 0.60 from two to four weeks), a drop at the limit
+        is 3.2 (a week) to 2.45 (four weeks) day spreads below the standby on both days: for
+        independent days about as rare as one day ``sigma_k`` (4) below, or rarer (Phi(-2.54)^2 =
+        Phi(-4)).
+
+        Used on meters profiled on fewer than ``recal_min_profile_days`` days (:meth:`_floor`),
+        where two or three nights of a week with a load on decide the median floor and the spread
+        of all days. From a longer profile the lower half's spread is a smaller share still (0.57
+        from eight weeks: 2.3 day spreads), and on the real homes profiled on eight weeks (OPSD) it
+        added an alert on a household away for two days with its appliances off (residential5,
+        4-6 Jan 2018: floor 0.03 kW, a fifth of its recent nights), a bypass look-alike one meter
+        cannot tell; there the median floor and the spread of many days judge as before."""
         med = float(np.median(lv))
         lo = lv[lv <= med]
         i, j = _pairs(len(lo))
@@ -777,12 +790,13 @@ class BaselineMACD(Detector):
         d2[:, w:] = d1[:, :-w] if n_bins > w else d2[:, w:]
         with quiet():
             r = np.where(known, ref, np.nan)[:, None]
-            # A drop is judged against the standby (the lower half of the profiled days' floors,
-            # :meth:`_standby`), which the median floor of a home with loads on through some
-            # nights overstates.
+            # On a meter profiled on fewer than ``recal_min_profile_days`` days, a drop is judged
+            # against the standby (the lower half of the profiled days' floors, :meth:`_standby`),
+            # which the median floor of a week with loads on through some nights overstates.
             sb = self._param(df, "standby_kw", np.nan)
             sb_s = self._param(df, "standby_spread", np.nan)
-            has_sb = np.isfinite(sb) & np.isfinite(sb_s) & (sb > 0)
+            short = np.nan_to_num(self._param(df, "history_days", 0.0)) < c.recal_min_profile_days
+            has_sb = short & np.isfinite(sb) & np.isfinite(sb_s) & (sb > 0)
             r_dn = np.where(has_sb, sb, ref)[:, None]
             # (np.maximum keeps a NaN: without both days' floors there is no value.)
             up = np.log(np.maximum(np.minimum(d1, d2), 0.05 * r) / r)
@@ -807,7 +821,9 @@ class BaselineMACD(Detector):
             mean = self._param(df, "mean_kw")[:, None]
             score = np.where(z > 0, np.minimum(score, r * np.expm1(z) / (c.min_rel * mean)), score)
             # The last ``floor_h`` hours' floor alone, scored the same way: what the veto reads (an
-            # added load shows in it within a day, while both days agree only after two).
+            # added load shows in it within a day, while both days agree only after two). Its drop
+            # stays against the median floor and the spread of the days below it: the veto asks
+            # whether the floor fell with the energy at all, not whether it left the standby.
             z1 = np.log(np.maximum(d1, 0.05 * r) / r)
             one = np.abs(z1) / np.where(z1 < 0, lim_low, lim_all)
             one = np.where(z1 > 0, np.minimum(one, r * np.expm1(z1) / (c.min_rel * mean)), one)
