@@ -86,3 +86,24 @@ def test_a_week_away_leaves_the_standby_and_raises_no_floor_alert():
                           if a.evidence.get("basis") == "floor"]
            for step in ("15min", "60min") for seed in range(3)}
     assert not any(got.values()), got
+
+
+def test_the_standby_judges_only_meters_profiled_on_less_than_four_weeks():
+    """From a profile of ``recal_min_profile_days`` days or more the lower half's spread is too small
+    a share of the standby's (see ``_standby``): there the drop below the median floor judges alone."""
+    from wattwatch.detect import registry
+    from wattwatch.detect.frame import prepare
+
+    df = noisy_home("15min", theft=("2025-01-14", "2025-01-22", 0.35))
+    d = registry.build("baseline_macd").fit(df[df.ts < "2025-01-13"])
+    x = prepare(df)
+    _, cell, _ = d._hourly(x)
+    n_bins = int(cell.max()) + 1
+
+    def floor_score():
+        return np.nanmin(d._floor(x, cell, 1, n_bins)[0][0])
+
+    short = floor_score()
+    d.state_["home"]["history_days"] = float(d.config.recal_min_profile_days)
+    long = floor_score()
+    assert short < -1 < long < 0, (short, long)
