@@ -703,8 +703,8 @@ class BaselineMACD(Detector):
         0.15-0.21 kW on four days, 0.24-0.31 on three) the all-pairs spread (0.39) and the spread of
         the days below the median measured from the median (0.38) are set by the gap between the
         two groups, not by the standby: a bypass taking two thirds of the load took the floor to
-        0.05 kW, a third of the lowest profiled floor, for a week, and scored 0.8 of a limit of
-        x0.19. The lower half of the days is the standby's own: their median is where it sits,
+        0.05 kW, a third of the lowest profiled floor, for a week, and scored 0.8-0.9 of a limit
+        of x0.19. The lower half of the days is the standby's own: their median is where it sits,
         their spread how much it moves (0.20 there). Judged on the higher floor of two days, as
         the drop is (:meth:`_floor`), and with the lower half's spread (for a normal standby 0.72
         of its day spread from a week of days, 0.60 from two to four weeks), a drop at the limit
@@ -845,9 +845,10 @@ class BaselineMACD(Detector):
                             k: np.ndarray, s: np.ndarray, hourly=None) -> np.ndarray:
         """Per (meter, hour): the drop of the higher of two days' floors (``d1``, ``d2``) below the
         standby (:meth:`_standby`) over its limit (``k`` x the standby's spread, never above the
-        all-pairs ``s``, at least log(1 + ``min_rel``)), through the same trailing and quiet-hours
-        gates as the drop below the median floor ``r``; 0 where the floor is not below it, and on
-        meters profiled on ``recal_min_profile_days`` days or more or without a standby."""
+        all-pairs ``s``, at least log(1 + ``min_rel``)), through the same quiet-hours gate as the
+        drop below the median floor ``r`` (the trailing one judges only meters profiled on
+        ``recal_min_profile_days`` days or more, which this leaves out); 0 where the floor is not
+        below it, and on meters profiled that long or without a standby."""
         c = self.config
         sb = self._param(df, "standby_kw", np.nan)
         sb_s = self._param(df, "standby_spread", np.nan)
@@ -859,7 +860,6 @@ class BaselineMACD(Detector):
         with quiet():
             dn = np.log(np.maximum(np.maximum(d1, d2), 0.05 * r) / sb[:, None])
             z = np.where(dn < 0, dn, np.where(np.isfinite(dn), 0.0, np.nan))
-            z = self._floor_trailing(z, d1, d2, r, w, hist)
             if hourly is not None:
                 z = self._floor_quiet_gate(z, *hourly, w, spread=self._param(df, "quiet_spread", np.nan))
             lim = np.maximum(np.log1p(c.min_rel), k * np.fmin(s, sb_s)[:, None])
