@@ -1039,8 +1039,10 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
     compacted = sorted(m for m in first_judged if m in cut_used)
     if compacted:
         k = np.array([names.index(m) for m in compacted])
+        by_name = {d.name: d for d in dets}
+        first_of = sorted(dn for dn in back_of if by_name[dn].compacted_origin)
         far = {dn: float(np.min(b[k])) for dn, b in back_of.items()
-               if float(np.min(b[k])) >= 86400.0 and dn not in hours}
+               if float(np.min(b[k])) >= 86400.0 and dn not in hours and dn not in first_of}
         longest = ", ".join(f"{dn} {v / 86400:.0f} days" if np.isfinite(v) else f"{dn}: never"
                             for dn, v in sorted(far.items(), key=lambda x: -x[1])[:3])
         fed = ", ".join(sorted(hours))
@@ -1049,6 +1051,8 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
             "their raw readings from its reach after the last compacted hour on"
             + (f" ({longest})" if longest else "")
             + (f"; {fed} reaches back into the compacted hours" if fed else "")
+            + (f"; {', '.join(first_of)} judges them as the meter's first readings (the limits of a shorter "
+               "history)" if first_of else "")
             + "; an alert that may have begun before that is not reported again (found before the compaction, "
             "the store keeps it as it was)")
     # What the window holds: alerts that overlap it, scores inside it.
@@ -1132,7 +1136,10 @@ def _settle_store(con, result: Detection, dets, names: list[str], judged_run: di
             pad = np.broadcast_to(pad, len(compacted))
             for (m, t_end), h in zip(compacted.items(), pad):
                 # From its first raw reading judged (a gap may follow the cut), as the core counts.
-                since[(m, dn)] = max(t_end, first_judged[m]) + float(back[k[m]]) + float(h)
+                # (A detector that judges them as the meter's first readings: from its first
+                # raw reading judged plus its horizon, ``Detector.compacted_origin``.)
+                b = 0.0 if by_name[dn].compacted_origin else float(back[k[m]])
+                since[(m, dn)] = max(t_end, first_judged[m]) + b + float(h)
     found: dict[str, tuple] = {}
     for a in result.alerts:
         old = found.get(a.id)

@@ -135,3 +135,30 @@ def test_baseline_macd_scores_after_compaction_are_those_before_it(tmp_path, ste
     early = both["ts"] < cut + max(pd.Timedelta(hours=3), 5 * pd.Timedelta(step))
     assert (judged | early | both["baseline_macd_a"].isna()).all() and judged.sum() > 0.9 * len(both)
     np.testing.assert_allclose(both.loc[judged, "baseline_macd_b"], both.loc[judged, "baseline_macd_a"], rtol=1e-9)
+
+
+@pytest.mark.parametrize("step", ["15min", "60min"])
+def test_seasonal_profile_keeps_judging_a_compacted_meter(tmp_path, step):
+    """seasonal_profile reaches back ~97 days of whole days, longer than a store keeps raw readings
+    by default (compaction after 30 days): waiting for its reach after the cut would mean it never
+    judges a compacted meter again. It judges the raw readings as the meter's first
+    (``Detector.compacted_origin``): the alerts the run before found well after the cut are found
+    again, none begins within its 6-h horizon after the cut (the rest of one across it), and the
+    store keeps what the run before found."""
+    frame = simulate(SimConfig(meters=20, days=35, seed=7, step=step, fault_share=0.8, outage_share=0.4))["frame"]
+    db = tmp_path / "s.duckdb"
+    api.ingest(frame, db)
+    found = api.detect(db, detectors="seasonal_profile").alerts
+    cut = pd.Timestamp("2025-01-25T00:00Z")
+    later = {a.id for a in found if pd.Timestamp(a.start) >= cut + pd.Timedelta(days=2)}
+    assert len(later) >= 2
+    with Store(db) as s:
+        s.compact(older_than_days=0, as_of=cut)
+    res = api.detect(db, detectors="seasonal_profile")
+    got = {a.id for a in res.alerts}
+    assert len(later & got) >= 0.75 * len(later)
+    assert all(pd.Timestamp(a.start) >= cut + pd.Timedelta(hours=6) for a in res.alerts)
+    assert any("seasonal_profile judges them as the meter's first readings" in n for n in res.notices)
+    assert res.stored["withdrawn"] == 0
+    with Store(db) as s:
+        assert {a.id for a in found} <= set(alert_store.list_alerts(s.con, "open")["id"])

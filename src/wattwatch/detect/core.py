@@ -444,7 +444,10 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
         if whole:
             exact = final = np.ones(len(df), bool)
         else:
-            exact, final = _reach_rows(t, seg, starts, ends, eff_reach[d.name], origin_m, flush_m, seg_times)
+            # A detector that judges a compacted meter's raw readings as its first
+            # (``Detector.compacted_origin``): its own origin there.
+            org = origin_m | np.isfinite(cut_m) if d.compacted_origin else origin_m
+            exact, final = _reach_rows(t, seg, starts, ends, eff_reach[d.name], org, flush_m, seg_times)
             if d.name in carried:
                 exact_raw, _ = _reach_rows(t, seg, starts, ends, raw_reach[d.name], origin_m, flush_m, seg_times)
                 exact = exact | (exact_raw & _covered(hours[d.name], names, d.reach(names).back_s)(seg, t))
