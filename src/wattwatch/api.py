@@ -733,6 +733,9 @@ def _load_reach(store, names, todo, since, since_t, back, ahead, end, first, rea
             s = since.get(k, since_t)
             if s is None or lo[i] is None or lo[i] <= first[k] or names[k] not in where:
                 continue
+            if cut and names[k] in cut and lo[i].timestamp() <= cut[names[k]]:
+                continue   # nothing before the compaction cut is loaded: further back holds no more
+
             a, b = where[names[k]]
             tm = t[a:b]
             i0 = np.searchsorted(tm, s, side="left")
@@ -808,6 +811,118 @@ def _window_rows(frame: pd.DataFrame, windows: pd.DataFrame) -> np.ndarray:
     return (t >= lo[seg]) & (t < hi[seg])
 
 
+def _compacted_hours(store, dets, names: list[str], cut: dict, reach: dict) -> dict:
+    """For detectors that carry closed hours (``carry_cls`` a ``HourCarry``: baseline_macd), each
+    compacted meter's hours before its compaction cut as such a carry, from ``readings_hourly``,
+    so that the raw readings after the cut are judged with the hours it reaches back to (some 48
+    days) instead of not at all. Per hour: the mean power the energy register counted (each
+    interval between two compacted readings placed by its midpoint, as the detector bins raw
+    readings: the hourly rows keep every reading's time and register value), else the hour's mean
+    power reading; its lowest power reading. What the compacted hours cannot tell: readings other
+    detectors explained (an outage: blanked before binning) and readings that caught a motor
+    start are in these hours. ``reach``: :func:`core.reaches`. Returns {detector: {meter: carry}}."""
+    from wattwatch.detect.baseline.macd import HourCarry
+    from wattwatch.detect.frame import meter_names, prepare
+    from wattwatch.detect.rules._common import binned_power
+    from wattwatch.schema import CHANNEL_NAMES
+
+    out: dict[str, dict] = {}
+    carried = [d for d in dets if d.carry_cls is HourCarry and d.name in reach]
+    meters = [m for m in names if m in cut]
+    if not carried or not meters:
+        return out
+    k = {m: i for i, m in enumerate(names)}
+    for d in carried:
+        back = np.array([float(reach[d.name].back_s[k[m]]) for m in meters])
+        c1 = np.array([float(cut[m]) for m in meters])
+        lo = np.where(np.isfinite(back), np.floor((c1 - back) / 3600.0) * 3600.0 - 86400.0, -np.inf)
+        want = pd.DataFrame({"meter_id": meters, "lo_us": np.clip(lo, -4e12, 4e12) * 1e6, "c1_us": c1 * 1e6})
+        store.con.register("_cut27_want", want)
+        try:
+            hours = store.con.execute(
+                "SELECT h.meter_id, epoch_us(h.hour) AS h_us, h.p_kw_mean, h.p_kw_min FROM readings_hourly h "
+                "JOIN _cut27_want w USING (meter_id) WHERE epoch_us(h.hour) >= w.lo_us AND epoch_us(h.hour) < w.c1_us "
+                "ORDER BY h.meter_id, h.hour").df()
+            regs = store.con.execute(
+                "SELECT meter_id, ts, e FROM (SELECT h.meter_id, unnest(h.ts_list) AS ts, unnest(h.e_list) AS e "
+                "FROM readings_hourly h JOIN _cut27_want w USING (meter_id) WHERE h.ts_list IS NOT NULL "
+                "AND epoch_us(h.hour) >= w.lo_us AND epoch_us(h.hour) < w.c1_us) ORDER BY meter_id, ts").df()
+            first = dict(store.con.execute(
+                "SELECT meter_id, epoch_us(min(hour)) FROM readings_hourly WHERE meter_id IN (SELECT meter_id FROM "
+                "_cut27_want) GROUP BY meter_id").fetchall())
+        finally:
+            store.con.unregister("_cut27_want")
+        if not len(hours):
+            continue
+        # The register's mean power per hour, binned as the detector bins raw readings; with the
+        # raw readings just after the cut, whose intervals reach back into the hours before them.
+        # The judging frame starts at the first raw reading: the interval before it is not in it,
+        # so the carry runs on to the end of that reading's hour (the hours up to it hold no
+        # other reading, and that hour's intervals are all among these; as a stream's carried
+        # hours overlap its raw tail).
+        max_iv = d.config.max_interval_s if d.config.use_register else None
+        ext = {m: float(c) for m, c in zip(meters, c1)}
+        after = pd.DataFrame()
+        if max_iv is not None:
+            after = store.query_windows(pd.DataFrame({
+                "meter_id": meters, "start": pd.to_datetime(c1, unit="s", utc=True),
+                "end": pd.to_datetime(c1 + 2 * max_iv + 7200.0, unit="s", utc=True)}))
+            if len(after):
+                after = after.assign(meter_id=after["meter_id"].astype(str),
+                                     _t=pd.to_datetime(after["ts"], utc=True).array.as_unit("us").asi8 / 1e6)
+                regs = pd.concat([regs, pd.DataFrame({"meter_id": after["meter_id"].to_numpy(),
+                                                      "ts": pd.to_datetime(after["ts"], utc=True),
+                                                      "e": after["e_kwh"].to_numpy(float)})], ignore_index=True)
+                for m, r1 in after.groupby("meter_id", sort=False)["_t"].min().items():
+                    if r1 < ext[m] + max_iv:
+                        ext[m] = max(ext[m], np.floor(r1 / 3600.0) * 3600.0 + 3600.0)
+        reg: dict[str, tuple[float, np.ndarray]] = {}
+        if len(regs):
+            frame = pd.DataFrame({"meter_id": regs["meter_id"].astype(str), "ts": pd.to_datetime(regs["ts"], utc=True)})
+            for c in CHANNEL_NAMES:
+                frame[c] = regs["e"].to_numpy(float) if c == "e_kwh" else np.nan
+            pf = prepare(frame)
+            if max_iv is not None and len(pf):
+                mat, _, t0 = binned_power(pf, 3600.0, max_iv, drop_inrush=False)
+                for j, m in enumerate(meter_names(pf)):
+                    reg[str(m)] = (float(t0[j]), mat[j])
+        hours["meter_id"] = hours["meter_id"].astype(str)
+        at_meter = {m: i for i, m in enumerate(meters)}
+        after_of = dict(tuple(after.groupby("meter_id", sort=False))) if len(after) else {}
+        carries = {}
+        for m, g in hours.groupby("meter_id", sort=False):   # per meter: whole arrays
+            i = at_meter[m]
+            h0 = float(g["h_us"].iloc[0]) / 1e6
+            n = int(np.rint((ext[m] - h0) / 3600.0))
+            if n <= 0:
+                continue
+            at = np.rint((g["h_us"].to_numpy(float) / 1e6 - h0) / 3600.0).astype(np.int64)
+            mean = np.full(n, np.nan)
+            low = np.full(n, np.nan)
+            mean[at] = g["p_kw_mean"].to_numpy(float)
+            low[at] = g["p_kw_min"].to_numpy(float)
+            if ext[m] > c1[i]:
+                # The carried hours after the cut: their raw readings' mean and lowest power.
+                x = after_of[m]
+                x = x[x["_t"].to_numpy() < ext[m]]
+                hb = np.rint((np.floor(x["_t"].to_numpy() / 3600.0) * 3600.0 - h0) / 3600.0).astype(np.int64)
+                pw = pd.Series(x["p_kw"].to_numpy(float)).groupby(hb)
+                mean[pw.mean().index.to_numpy()] = pw.mean().to_numpy()
+                low[pw.min().index.to_numpy()] = pw.min().to_numpy()
+            if m in reg:
+                t0, row = reg[m]
+                a = int(np.rint((t0 - h0) / 3600.0))
+                src = np.arange(len(row))
+                dst = src + a
+                ok = (dst >= 0) & (dst < n) & np.isfinite(row)
+                mean[dst[ok]] = row[src[ok]]
+            carries[m] = HourCarry(h0, ext[m], first.get(m) is not None and abs(first[m] / 1e6 - h0) < 1.0,
+                                   3600.0, {"m": mean, "hmin": low})
+        if carries:
+            out[d.name] = carries
+    return out
+
+
 def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detection, keep_scores: bool,
                   on_progress, on_stage=None, judge=None, fit: pd.DataFrame | None = None) -> dict:
     """Judge each meter's readings in [start, end) with the reach around them; alerts that were
@@ -848,6 +963,8 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
     cut = {m: last / 1e6 + 3600.0 for m, last in store.con.execute(
         "SELECT meter_id, epoch_us(max(hour)) FROM readings_hourly GROUP BY meter_id").fetchall()
         if m is not None and last is not None}
+    hours: dict[str, dict] = {}   # carried hours of the meters judged from their compaction cut
+    cut_used: set[str] = set()   # meters judged from their compaction cut
     todo = list(range(len(names)))
     trace = 86400.0
     since_t = None if start is None else start.timestamp()
@@ -856,12 +973,27 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
         if on_stage:
             on_stage(f"loading the readings of {len(todo):,} meter(s)", None)
         frame, lo, hi = _load_reach(store, names, todo, since, since_t, back, ahead, end, first, reach, cut)
-        origin = {names[k]: lo[i] is None or lo[i] <= first[k] for i, k in enumerate(todo)}
+        # A meter with compacted hours never has its first reading loaded (the core judges it from
+        # each detector's reach after the cut, ``core.run``'s ``cut``).
+        origin = {names[k]: (lo[i] is None or lo[i] <= first[k]) and names[k] not in cut for i, k in enumerate(todo)}
         flush = {names[k]: hi[i] is None or hi[i] > last[k] for i, k in enumerate(todo)}
         # Post-rules start at the window's start, or earlier while an alert runs across it; a meter
         # whose whole history is loaded needs no start (its alerts are found from the beginning).
         s_map = {names[k]: (None if origin[names[k]] else since.get(k, since_t)) for k in todo}
         window = {"origin": origin, "flush": flush}
+        # Meters loaded back to their compaction cut (a window starting further on is judged as
+        # any window: its reach is loaded).
+        cut_here = {names[k]: cut[names[k]] for i, k in enumerate(todo)
+                    if names[k] in cut and (lo[i] is None or lo[i].timestamp() <= cut[names[k]])}
+        if cut_here:
+            window["cut"] = cut_here
+            new = {m: c for m, c in cut_here.items() if m not in cut_used}
+            for dn, cs in _compacted_hours(store, dets, names, new, reach).items():
+                hours.setdefault(dn, {}).update(cs)
+            cut_used.update(cut_here)
+            here = {dn: {m: c for m, c in cs.items() if m in cut_here} for dn, cs in hours.items()}
+            if any(here.values()):
+                window["hours"] = {dn: cs for dn, cs in here.items() if cs}
         if since_t is not None:
             window["since"] = {d.name: {m: v for m, v in s_map.items() if v is not None} for d in dets}
         if uses_pos:
@@ -904,6 +1036,25 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
                 res.notices.append(f"{len(redo)} meter(s) had an alert running at {start.isoformat()} that began more than "
                                    f"{cfg.max_trace_days:g} days before; its start is the first anomalous reading after that")
         todo = redo
+    compacted = sorted(m for m in first_judged if m in cut_used)
+    if compacted:
+        k = np.array([names.index(m) for m in compacted])
+        by_name = {d.name: d for d in dets}
+        first_of = sorted(dn for dn in back_of if by_name[dn].compacted_origin)
+        far = {dn: float(np.min(b[k])) for dn, b in back_of.items()
+               if float(np.min(b[k])) >= 86400.0 and dn not in hours and dn not in first_of}
+        longest = ", ".join(f"{dn} {v / 86400:.0f} days" if np.isfinite(v) else f"{dn}: never"
+                            for dn, v in sorted(far.items(), key=lambda x: -x[1])[:3])
+        fed = ", ".join(sorted(hours))
+        res.notices.append(
+            f"{len(compacted)} meter(s) have compacted hours (e.g. {', '.join(compacted[:3])}): each detector judges "
+            "their raw readings from its reach after the last compacted hour on"
+            + (f" ({longest})" if longest else "")
+            + (f"; {fed} reaches back into the compacted hours" if fed else "")
+            + (f"; {', '.join(first_of)} judges them as the meter's first readings (the limits of a shorter "
+               "history)" if first_of else "")
+            + "; an alert that may have begun before that is not reported again (found before the compaction, "
+            "the store keeps it as it was)")
     # What the window holds: alerts that overlap it, scores inside it.
     lo_iso = None if start is None else start.isoformat().replace("+00:00", "Z")
     hi_iso = None if end is None else end.isoformat().replace("+00:00", "Z")
@@ -953,6 +1104,7 @@ def _settle_store(con, result: Detection, dets, names: list[str], judged_run: di
     import pyarrow as pa
 
     from wattwatch.alerts import store as alert_store
+    from wattwatch.detect import core
 
     alert_store.ensure_tables(con)
     unjudged, first_judged = judged_run["unjudged"], judged_run["first_judged"]
@@ -965,15 +1117,29 @@ def _settle_store(con, result: Detection, dets, names: list[str], judged_run: di
     # Hours compacted into aggregates are never judged again, even when a late reading for one of
     # them sits raw before them (it stays raw until the next compaction), and the raw readings
     # after them are judged without the readings a detector reaches back to: a pair is judged
-    # from the end of the meter's last compacted hour plus the detector's reach back at the
-    # earliest (its reach as the run loads it, :func:`_judge_window`; an unbounded one: never).
+    # from the meter's first raw reading judged (at or after the end of its last compacted hour)
+    # plus the detector's reach back (its reach in raw readings as the run loads it,
+    # :func:`_judge_window`; an unbounded one: never) plus its post-rule horizon, within which the
+    # core forms no alert on such a meter (one that begins there may be the rest of one before
+    # the cut; with a hold, before its first reading back to normal: never here; ``core.run``'s
+    # ``cut``).
     compacted = {m: t for m, t in judged_run["cut"].items() if m in first_judged}
     since: dict[tuple[str, str], float] = {}
     if compacted:
         k = {m: i for i, m in enumerate(names)}
+        by_name = {d.name: d for d in dets}
         for dn, back in judged_run["back"].items():
-            for m, t_end in compacted.items():
-                since[(m, dn)] = t_end + float(back[k[m]])
+            post = by_name[dn].config.post
+            cad = np.array([core._cadence(list(dets), m) for m in compacted])
+            e = post.at(cad)
+            pad = np.inf if post.hold > 0 else np.maximum(e["merge_gap_s"], e["max_bridge_s"])
+            pad = np.broadcast_to(pad, len(compacted))
+            for (m, t_end), h in zip(compacted.items(), pad):
+                # From its first raw reading judged (a gap may follow the cut), as the core counts.
+                # (A detector that judges them as the meter's first readings: from its first
+                # raw reading judged plus its horizon, ``Detector.compacted_origin``.)
+                b = 0.0 if by_name[dn].compacted_origin else float(back[k[m]])
+                since[(m, dn)] = max(t_end, first_judged[m]) + b + float(h)
     found: dict[str, tuple] = {}
     for a in result.alerts:
         old = found.get(a.id)

@@ -401,6 +401,11 @@ class Detector:
     lookback_n: ClassVar[int] = 0
     lookahead_n: ClassVar[int] = 0
     causal: ClassVar[bool] = False
+    # On a meter whose older readings a store compacted into hours (``core.run``'s ``cut``), judge
+    # the raw readings after the cut as the meter's first (its limits those of a shorter history)
+    # instead of only once its whole reach is raw again: for a reach longer than a store keeps raw
+    # readings by default (30 days), where waiting for it would mean never judging again.
+    compacted_origin: ClassVar[bool] = False
     state_version: ClassVar[int] = 1
 
     def __init__(self, config: DetectorConfig | dict | None = None, **params: Any):

@@ -318,7 +318,7 @@ def _near(seg: np.ndarray, t: np.ndarray, groups: list[np.ndarray], within_s) ->
 
 def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=True, since=None,
         positions: dict | None = None, alerts: bool = True, known: dict | None = None,
-        hours: dict | None = None) -> Result:
+        hours: dict | None = None, cut: dict | None = None) -> Result:
     """Judge one group of meters.
 
     Parameters
@@ -351,6 +351,13 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
         frame, or when its reach in raw readings is and the carry holds the bins before it; the
         judgement keeps each row's exactness in raw readings alone (``Judged.exact_raw``) for the
         carry's next bins.
+    cut : dict meter -> epoch s, optional
+        Meters whose readings before this time are gone (a store's compacted hours, kept only as
+        hourly aggregates): the frame does not start at their first reading (``origin`` is false
+        for them), and each detector forms their alerts from its first exact reading plus its
+        post-rule horizon on (with a ``hold``, from its first reading back to normal on): an alert
+        beginning earlier may be the rest of one that began before the cut, which no frame can
+        judge again, so it is not formed (rather than formed with a start that is only the cut).
     """
     df = prepare(frame)
     res = Result(frame=df)
@@ -367,6 +374,8 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
         return np.full(n_seg, bool(default if v is None else v))
 
     origin_m, flush_m = per_meter(origin, True), per_meter(flush, True)
+    cut_m = np.array([float((cut or {}).get(m, np.nan)) for m in names], float)
+    origin_m &= ~np.isfinite(cut_m)
     dets = order(detectors)
     if any(getattr(d, "uses_position", False) for d in dets):
         pos0 = np.array([int((positions or {}).get(m, 0)) for m in names], np.int64)
@@ -435,7 +444,10 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
         if whole:
             exact = final = np.ones(len(df), bool)
         else:
-            exact, final = _reach_rows(t, seg, starts, ends, eff_reach[d.name], origin_m, flush_m, seg_times)
+            # A detector that judges a compacted meter's raw readings as its first
+            # (``Detector.compacted_origin``): its own origin there.
+            org = origin_m | np.isfinite(cut_m) if d.compacted_origin else origin_m
+            exact, final = _reach_rows(t, seg, starts, ends, eff_reach[d.name], org, flush_m, seg_times)
             if d.name in carried:
                 exact_raw, _ = _reach_rows(t, seg, starts, ends, raw_reach[d.name], origin_m, flush_m, seg_times)
                 exact = exact | (exact_raw & _covered(hours[d.name], names, d.reach(names).back_s)(seg, t))
@@ -478,7 +490,7 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
                 if note:
                     res.notices.append(note)
     if alerts:
-        _post(res, names, seg, t, starts, ends, since or {})
+        _post(res, names, seg, t, starts, ends, since or {}, cut_m)
     return res
 
 
@@ -609,9 +621,11 @@ def _isolate(d: Detector, src: pd.DataFrame, ok_rows: np.ndarray, names: list[st
 
 
 def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-          since: dict) -> None:
-    """Alerts of every detector from its exact, final scores at or after its clean point."""
+          since: dict, cut: np.ndarray | None = None) -> None:
+    """Alerts of every detector from its exact, final scores at or after its clean point. ``cut``:
+    per meter, where its readings before were compacted (NaN: none; see :func:`run`)."""
     n_seg = len(names)
+    has_cut = np.zeros(n_seg, bool) if cut is None else np.isfinite(cut)
     last_t = t[ends - 1] if n_seg else np.zeros(0)
     for j in res.judged:
         d = j.det
@@ -620,7 +634,7 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
             v = (since.get(d.name) or {}).get(m)
             if v is not None:
                 start_t[k] = v
-        whole = j.exact.all() and j.final.all() and not np.isfinite(start_t).any()
+        whole = j.exact.all() and j.final.all() and not np.isfinite(start_t).any() and not has_cut.any()
         if whole:  # a whole history: every reading counts, nothing is pending or carried
             use = np.ones(len(t), bool)
             idx = None  # every row, in order
@@ -633,6 +647,16 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
         res.final_t[d.name] = final_t
         # Rows that end a hold (back to normal, crossed over, or after hold_gap_s unjudged), once.
         cold_rows = _cold_rows(j, seg, use, t) if d.config.post.hold > 0 else None
+        # Meters with compacted hours: alerts from its first exact reading plus the horizon within
+        # which a group merges with one before (and, with a hold, from the first reading it uses
+        # back to normal) on; -inf elsewhere.
+        from_t = np.full(n_seg, -np.inf)
+        if has_cut.any():
+            first_exact = _seg_time(n_seg, seg, t, np.flatnonzero(j.exact), last=False)
+            from_t = first_exact + np.maximum(j.eff["merge_gap_s"], j.eff["max_bridge_s"])
+            if cold_rows is not None:
+                from_t = np.maximum(from_t, _seg_time(n_seg, seg, t, cold_rows, last=False))
+            from_t = np.where(has_cut, from_t, -np.inf)
         if np.isfinite(start_t).any():
             # A clean start: no anomalous reading within a merge gap or bridge after ``since``
             # (else it may belong to an alert that began before; the caller looks further back).
@@ -672,7 +696,7 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
                     (final_t[gseg] - np.maximum(last_judged[gseg], t_last) <= d.config.post.hold_gap_s)
             for gi in np.flatnonzero(is_open):
                 clean[gseg[gi]] = min(clean[gseg[gi]], t_first[gi])
-            for gi in np.flatnonzero(g.kept):
+            for gi in np.flatnonzero(g.kept & (t_first >= from_t[gseg])):
                 rows = rows_all[g.first[gi]:g.last[gi] + 1]
                 a = _alert(d, j, rows)
                 res.alerts.append(a)

@@ -375,6 +375,10 @@ class SeasonalProfile(Detector):
     judges = ("consumption",)
     blank_input = ("p_kw",)
     state_version = 2  # 2: slots by nominal time (slot_phase_s)
+    # Its reach (the levels of ~13 weeks of whole days and the recalibration tail) is longer than a
+    # store keeps raw readings by default (30 days): after a compaction it judges the raw readings
+    # as a meter's first, as it does a new meter's, rather than not at all (``Detector.compacted_origin``).
+    compacted_origin = True
 
     def channels(self) -> tuple[str, ...]:
         return (self.config.channel,)

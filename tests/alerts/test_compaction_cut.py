@@ -1,0 +1,164 @@
+"""A `detect` after `store compact` judges the raw readings after the compaction cut without the
+readings before it that a detector reaches back to (cut27): it must not invent alerts there that
+the run before the compaction did not find (a drift whose start is only the cut, the rest of an
+outage read as a new one), and the store's alerts stay as they were."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from wattwatch import api
+from wattwatch.alerts import store as alert_store
+from wattwatch.sim import SimConfig, simulate
+from wattwatch.store import Store
+
+DETECTORS = ["firmware_drift", "thermal_drift", "phase_imbalance", "supply_outage", "packet_loss"]
+# Longer than any of these detectors' reach plus its post-rule horizon at 5 and 15 minutes
+# (firmware_drift: 4.4 days and 2 h).
+FAR = pd.Timedelta(days=5)
+
+
+@pytest.fixture(scope="module", params=["5min", "15min"])
+def judged(request, tmp_path_factory):
+    """A simulated fleet (10 meters, 28 days, seed 7) in a store judged once: (store, alerts)."""
+    frame = simulate(SimConfig(meters=10, days=28, seed=7, step=request.param, fault_share=0.8,
+                               outage_share=0.4))["frame"]
+    db = tmp_path_factory.mktemp(f"cut27-{request.param}") / "s.duckdb"
+    api.ingest(frame, db)
+    found = api.detect(db, detectors=DETECTORS).alerts
+    return db, found
+
+
+def _cut(found, where: str) -> pd.Timestamp:
+    """2, 6 or 24 hours before the fleet's firmware drift, or the middle of it or of its longest
+    supply outage (the cut inside a fault)."""
+    drift = [a for a in found if a.detector == "firmware_drift"][0]
+    if where.startswith("mid"):
+        out = [a for a in found if a.detector == "supply_outage"]
+        a = drift if where == "mid-drift" else max(out, key=lambda a: pd.Timestamp(a.end) - pd.Timestamp(a.start))
+        s, e = pd.Timestamp(a.start), pd.Timestamp(a.end)
+        assert e - s >= pd.Timedelta(hours=2)
+        return (s + (e - s) / 2).floor("h")
+    return (pd.Timestamp(drift.start) - pd.Timedelta(hours=int(where.rstrip("h")))).floor("h")
+
+
+@pytest.mark.parametrize("where", ["2h", "6h", "24h", "mid-drift", "mid-outage"])
+def test_a_detect_after_compaction_finds_nothing_after_the_cut_the_run_before_did_not(judged, tmp_path, where):
+    base, found = judged
+    assert any(a.detector == "firmware_drift" for a in found)
+    cut = _cut(found, where)
+    db = tmp_path / "s.duckdb"
+    shutil.copy(base, db)
+    with Store(db) as s:
+        s.compact(older_than_days=0, as_of=cut)
+        assert s.query().ts.min() >= cut
+    res = api.detect(db, detectors=DETECTORS)
+    before = {a.id for a in found}
+    # Nothing invented after the cut: every alert of the run after the compaction is one the run
+    # before it found (same meter, detector, code, start: same id).
+    assert [(a.detector, a.meter_id, a.start) for a in res.alerts if a.id not in before] == []
+    # ... not by judging nothing: what begins beyond every reach after the cut is found again.
+    far = {a.id for a in found if pd.Timestamp(a.start) >= cut + FAR}
+    assert far and far <= {a.id for a in res.alerts}
+    assert any("compacted hours" in n for n in res.notices)
+    # The store's alerts are those of the run before: none withdrawn, none added.
+    assert res.stored["withdrawn"] == 0
+    with Store(db) as s:
+        assert set(alert_store.list_alerts(s.con, "open")["id"]) == before
+
+
+@pytest.mark.parametrize("where", ["6h", "mid-outage"])
+def test_a_windowed_detect_after_compaction_finds_nothing_the_run_before_did_not(judged, tmp_path, where):
+    """`detect --start` a day after the cut: the window's reach runs back to the cut; what begins
+    before each detector's reach after it is not formed there either."""
+    base, found = judged
+    cut = _cut(found, where)
+    db = tmp_path / "s.duckdb"
+    shutil.copy(base, db)
+    with Store(db) as s:
+        s.compact(older_than_days=0, as_of=cut)
+    res = api.detect(db, detectors=DETECTORS, start=cut + pd.Timedelta(days=1))
+    assert [(a.detector, a.meter_id, a.start) for a in res.alerts if a.id not in {x.id for x in found}] == []
+    far = {a.id for a in found if pd.Timestamp(a.start) >= cut + FAR}
+    assert far and far <= {a.id for a in res.alerts}
+
+
+@pytest.mark.parametrize("step", ["5min", "15min", "60min"])
+def test_baseline_macd_after_compaction_reaches_back_into_the_compacted_hours(tmp_path, step):
+    """baseline_macd reaches back some 48 days of hours: after a compaction it is fed the compacted
+    hours (readings_hourly) as the hours it carries in a stream, so it judges the raw readings
+    after the cut (rather than none for 48 days, or all of them as a meter's first) and finds what
+    the run before found there, and nothing more."""
+    frame = simulate(SimConfig(meters=20, days=35, seed=7, step=step, fault_share=0.8, outage_share=0.4))["frame"]
+    frame = frame[frame["meter_id"].isin(["M-00002", "M-00006", "M-00015"])]
+    db = tmp_path / "s.duckdb"
+    api.ingest(frame, db)
+    found = api.detect(db, detectors="baseline_macd").alerts
+    assert len(found) == 3
+    # A day before the latest of them: the cut falls inside the other two.
+    cut = (max(pd.Timestamp(a.start) for a in found) - pd.Timedelta(days=1)).floor("h")
+    with Store(db) as s:
+        s.compact(older_than_days=0, as_of=cut)
+    res = api.detect(db, detectors="baseline_macd")
+    assert [a.id for a in res.alerts] == [max(found, key=lambda a: a.start).id]
+    with Store(db) as s:
+        assert set(alert_store.list_alerts(s.con, "open")["id"]) == {a.id for a in found}
+
+
+@pytest.mark.parametrize("step", ["15min", "60min"])
+def test_baseline_macd_scores_after_compaction_are_those_before_it(tmp_path, step):
+    """baseline_macd's scores of the raw readings after the cut equal the run's before the
+    compaction, also when the last hour before the cut holds no reading: the register's interval
+    across that hour ends at the first raw reading, which the judging frame starts with, so the
+    hours fed to it run on to the end of that reading's hour."""
+    import numpy as np
+
+    frame = simulate(SimConfig(meters=20, days=35, seed=7, step=step, fault_share=0.8, outage_share=0.4))["frame"]
+    frame = frame[frame["meter_id"].isin(["M-00002", "M-00015"])]
+    cut = pd.Timestamp("2025-01-15T15:00Z")
+    empty = (frame["ts"] >= cut - pd.Timedelta(minutes=70)) & (frame["ts"] < cut)
+    db = tmp_path / "s.duckdb"
+    api.ingest(frame[~empty], db)
+    before = api.detect(db, detectors="baseline_macd", scores=True).scores
+    with Store(db) as s:
+        s.compact(older_than_days=0, as_of=cut)
+    after = api.detect(db, detectors="baseline_macd", scores=True).scores
+    both = before.merge(after, on=["meter_id", "ts"], suffixes=("_a", "_b"))
+    assert len(both) == (before["ts"] >= cut).sum()
+    judged = both["baseline_macd_b"].notna()
+    # All but the readings of the first hours after the cut (their own hour and the register's
+    # spill in raw readings, and the four readings before them that tell a motor start) are judged
+    # as before.
+    early = both["ts"] < cut + max(pd.Timedelta(hours=3), 5 * pd.Timedelta(step))
+    assert (judged | early | both["baseline_macd_a"].isna()).all() and judged.sum() > 0.9 * len(both)
+    np.testing.assert_allclose(both.loc[judged, "baseline_macd_b"], both.loc[judged, "baseline_macd_a"], rtol=1e-9)
+
+
+@pytest.mark.parametrize("step", ["15min", "60min"])
+def test_seasonal_profile_keeps_judging_a_compacted_meter(tmp_path, step):
+    """seasonal_profile reaches back ~97 days of whole days, longer than a store keeps raw readings
+    by default (compaction after 30 days): waiting for its reach after the cut would mean it never
+    judges a compacted meter again. It judges the raw readings as the meter's first
+    (``Detector.compacted_origin``): the alerts the run before found well after the cut are found
+    again, none begins within its 6-h horizon after the cut (the rest of one across it), and the
+    store keeps what the run before found."""
+    frame = simulate(SimConfig(meters=20, days=35, seed=7, step=step, fault_share=0.8, outage_share=0.4))["frame"]
+    db = tmp_path / "s.duckdb"
+    api.ingest(frame, db)
+    found = api.detect(db, detectors="seasonal_profile").alerts
+    cut = pd.Timestamp("2025-01-25T00:00Z")
+    later = {a.id for a in found if pd.Timestamp(a.start) >= cut + pd.Timedelta(days=2)}
+    assert len(later) >= 2
+    with Store(db) as s:
+        s.compact(older_than_days=0, as_of=cut)
+    res = api.detect(db, detectors="seasonal_profile")
+    got = {a.id for a in res.alerts}
+    assert len(later & got) >= 0.75 * len(later)
+    assert all(pd.Timestamp(a.start) >= cut + pd.Timedelta(hours=6) for a in res.alerts)
+    assert any("seasonal_profile judges them as the meter's first readings" in n for n in res.notices)
+    assert res.stored["withdrawn"] == 0
+    with Store(db) as s:
+        assert {a.id for a in found} <= set(alert_store.list_alerts(s.con, "open")["id"])
