@@ -562,6 +562,17 @@ class Detector:
         """Said once per run about a meter's learned state (a profile too noisy to trust, say)."""
         return None
 
+    def calm_meters(self, names, seg: np.ndarray, starts: np.ndarray, dt: np.ndarray) -> np.ndarray | None:
+        """Per meter of a frame given by its times alone (``names`` per segment code, ``seg`` per
+        reading sorted by meter and time, ``starts`` each meter's first row, ``dt`` seconds since
+        the meter's previous reading in the frame, NaN on its first): True where none of its
+        readings in the frame can score at or above the post-rules' threshold, whatever else the
+        frame holds (its exact scores below it or NaN), and nothing would be said about it (no
+        ``state_note``); a stream then need not judge the meter's readings to know it raises no
+        alert (:class:`~wattwatch.detect.stitch.Stitcher`). None: cannot say from the times (the
+        default)."""
+        return None
+
     def idle(self, st: dict) -> bool:
         """Whether this detector gives the meter whose state is ``st`` no score at all (NaN on
         every reading: a cadence it does not judge), so that the core need not compute it."""
