@@ -70,9 +70,10 @@ class Stitcher:
         self.detectors = core.order(detectors)
         self.keep_scores = keep_scores
         # Meters whose readings every detector finds calm from their times (Detector.calm_meters:
-        # no score can reach the threshold) are not judged while nothing of theirs is open: their
-        # tail takes the piece and is cut, clean and final points move on, as judging them would
-        # (see _calm). Only without scores to give (keep_scores False), which judging would compute.
+        # no score its post-rules would use can reach the threshold) are not judged while nothing
+        # of theirs is open: their tail takes the piece and is cut, clean and final points move on,
+        # as judging them would (see _calm). Only without scores to give (keep_scores False),
+        # which judging would compute.
         self.calm = calm
         self.calm_fed = 0   # readings of calm meters taken without judging them (for measuring)
         # The reading channels the tail keeps (None: every one a piece brings): with the channels
@@ -218,8 +219,10 @@ class Stitcher:
 
         A meter is calm when nothing of it is open (no alert that may grow, every detector's
         clean point at its last final reading), its readings follow its tail (none late), it is
-        not ``stale``, every detector has its state, and every detector finds the tail and the
-        piece together calm (:meth:`Detector.calm_meters`: no score can reach the threshold).
+        not ``stale``, every detector has its state, and every detector finds the readings its
+        post-rules would use (from its clean point to its new last final reading) calm on the
+        tail and the piece together (:meth:`Detector.calm_meters`: no score there can reach the
+        threshold; the one known score among them, at the clean point, is such a score too).
         Judged, such a meter would give no alert, no anomalous reading to carry and no notice;
         what judging changes is its carry, which is worked out here with the same functions the
         judging uses: the last final reading per detector (the core's reach ahead,
@@ -264,22 +267,20 @@ class Stitcher:
         np.subtract(t[1:], t[:-1], out=dt[1:])
         dt[starts] = np.nan
         names = [str(m) for m in cats[ci]]
-        ok = np.ones(len(names), bool)
-        for d in self.detectors:
-            ok &= np.asarray(d.calm_meters(names, seg, starts, dt), bool)
-        if not ok.any():
-            return None
         # Their last final readings, as the core finds them (origin as judging passes it; no flush).
         st = core.SegTimes(t, seg, starts, ends)
         reach = core.reaches(self.detectors, names)
         origin = np.array([self.origin.get(m, True) for m in names], bool)
         no_flush = np.zeros(len(names), bool)
+        ok = np.ones(len(names), bool)
         final_t = {}
         for d in self.detectors:
             _, fin = core._reach_rows(t, seg, starts, ends, reach[d.name], origin, no_flush, st)
             ft = core._seg_time(len(names), seg, t, np.flatnonzero(fin), last=True)
             since = np.array([self.since[d.name][m] for m in names], float)
             ok &= np.isfinite(ft) & (ft >= since)
+            # The readings its post-rules would use: from its clean point to its last final one.
+            ok &= np.asarray(d.calm_meters(names, seg, starts, t, dt, since, np.where(ok, ft, since)), bool)
             final_t[d.name] = ft
         if not ok.any():
             return None

@@ -109,17 +109,31 @@ class PacketLoss(Detector):
             ratio = dt / cad_m[seg]
             return np.where(ratio >= thr, np.clip(np.round(ratio) - 1, 0, None), np.where(np.isnan(ratio), np.nan, 0.0))
 
-    def calm_meters(self, names, seg: np.ndarray, starts: np.ndarray, dt: np.ndarray) -> np.ndarray:
-        """Per meter of a frame: it holds too few lost readings for any of its scores to reach the
-        threshold. A score is at most the lost readings in the reading's window (and the gap after
-        it) over ``min_lost``; so where the meter's readings in the frame, all together, have lost
-        fewer than ``min_lost`` x the threshold (its first reading's gap not counted: no exact
-        score reaches it), no reading of it can alert, whatever the window and the share."""
+    def calm_meters(self, names, seg: np.ndarray, starts: np.ndarray, t: np.ndarray, dt: np.ndarray,
+                    lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Per meter of a frame: too few readings lost near its readings from ``lo`` to ``hi`` for
+        any of their scores to reach the threshold. A reading's score is at most the lost readings
+        in its window (half of it either side) and in the gap after it, over ``min_lost``: where the
+        meter has lost fewer than ``min_lost`` x the threshold from half a window before ``lo`` to
+        half a window after ``hi`` and in the gap after that, none of them can alert, whatever the
+        share (a meter's first reading's gap is not counted: the frame does not hold it)."""
+        from wattwatch.detect.core import SegTimes
+
         if self.config.min_lost <= 0 or not len(names):
             return np.zeros(len(names), bool)
         cad_m = np.array([_num(self.state_.get(m, {}).get("cadence_s"), np.nan) for m in names], float)
         lost = np.nan_to_num(self._lost(names, seg, dt, cad_m))
-        total = np.add.reduceat(lost, starts) if len(lost) else np.zeros(len(names))
+        ends = np.append(starts[1:], len(t))
+        st = SegTimes(t, seg, starts, ends)
+        half = self._window(cad_m) / 2
+        half = np.where(np.isfinite(half), half, np.inf)
+        # A second either side to spare: counting more lost readings is never wrong here.
+        with quiet():
+            i0 = st.search(st.ks, SegTimes.to_us(np.asarray(lo, float) - half - 1.0), "left")
+            i1 = st.search(st.ks, SegTimes.to_us(np.asarray(hi, float) + half + 1.0), "right")
+        i1 = np.minimum(i1 + 1, st.lens)   # and the gap after the last of them
+        c = np.concatenate([[0.0], np.cumsum(lost)])
+        total = np.where(i1 > i0, c[starts + i1] - c[starts + np.minimum(i0, i1)], 0.0)
         return total / self.config.min_lost < self.config.post.threshold
 
     def _score(self, df: pd.DataFrame) -> Scored:
