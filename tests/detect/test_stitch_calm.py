@@ -6,7 +6,7 @@ meter's tail, clean point and final point on as judging it would.
 
 A fleet where some meters lose readings (packet-loss faults, a background loss) and recover,
 streamed in small uneven pieces (some meters missing from a piece, their readings coming with a
-later one), must give at every piece the alert versions, open alerts, clean and final points and
+later one; one meter reporting only from the middle of the stream on), must give at every piece the alert versions, open alerts, clean and final points and
 tail that judging every meter gives, and in the end every alert (id, span, score, message,
 evidence) of the whole history judged at once. The calm path must really have been taken."""
 
@@ -33,6 +33,10 @@ def _fleet(step: str, seed: int) -> tuple[pd.DataFrame, list]:
     sim = simulate(SimConfig(meters=10, days=2.5, step=step, seed=seed, fault_share=0.6, faults=("packet_loss",),
                              profile_days=1.0, background_loss=0.004))
     frame = sim["frame"].drop_duplicates(["meter_id", "ts"]).reset_index(drop=True)
+    # One meter starts reporting in the middle of the stream: its tail starts at its first reading.
+    late = (frame["meter_id"].astype(str) == sorted(frame["meter_id"].astype(str).unique())[-1]) \
+        & (frame["ts"] < frame["ts"].min() + pd.Timedelta(hours=31))
+    frame = frame[~late].reset_index(drop=True)
     dets = registry.build_all(["packet_loss"])
     profile(prepare(frame), dets, EngineConfig(profile_days=1.0, workers=1))
     return frame, dets

@@ -43,7 +43,7 @@ import pandas as pd
 from wattwatch.alerts.model import Alert
 from wattwatch.detect import core
 from wattwatch.detect.base import Detector
-from wattwatch.detect.frame import _PER_SECOND, AUX, extra_channels, meter_names, prepare, seg_bounds
+from wattwatch.detect.frame import _PER_SECOND, AUX, meter_names, prepare, seg_bounds
 from wattwatch.schema import CHANNEL_NAMES
 
 KNOWN = "_k:"             # tail column prefix: ``_k:<detector>`` true = its score ``_c:<detector>`` is final
@@ -876,7 +876,8 @@ def _rows(df: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
 
 def _blocks(df: pd.DataFrame, cats: pd.Index, take: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Per meter of ``cats``: its rows [lo, hi) in ``df`` (grouped by meter in category order);
-    empty for a meter ``df`` lacks or ``take`` (per category of ``df``) leaves out."""
+    empty for a meter ``df`` lacks or ``take`` (per category of ``df``) leaves out. Meters of
+    ``df`` that ``cats`` lacks are left out (a piece's new meters, asked about the tail's)."""
     own = df["meter_id"].cat.categories
     codes = df["meter_id"].array.codes
     k = np.arange(len(own))
@@ -885,7 +886,8 @@ def _blocks(df: pd.DataFrame, cats: pd.Index, take: np.ndarray | None) -> tuple[
         hi_own = np.where(take, hi_own, lo_own)
     lo, hi = np.zeros(len(cats), np.int64), np.zeros(len(cats), np.int64)
     at = cats.get_indexer(own)
-    lo[at], hi[at] = lo_own, hi_own
+    ok = at >= 0   # (-1 would write the last meter's block)
+    lo[at[ok]], hi[at[ok]] = lo_own[ok], hi_own[ok]
     return lo, hi
 
 
