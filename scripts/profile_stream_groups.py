@@ -59,8 +59,9 @@ def main() -> None:
     wrap(eng, "_piece", "stream: piece")
     for name in ("_merge", "prepare", "_compact_columns", "_nan_channels"):
         wrap(stitch, name, f"stitch.{name}", True)
-    for name in ("_known", "_cut_tail"):
-        wrap(stitch.Stitcher, name, f"Stitcher.{name}", True)
+    for name in ("_known", "_cut_tail", "_calm"):
+        if hasattr(stitch.Stitcher, name):   # (_calm: calm meters taken without judging; live25)
+            wrap(stitch.Stitcher, name, f"Stitcher.{name}", True)
     for name in ("run", "_post", "_alert", "_rows_read", "reaches"):
         wrap(core, name, f"core.{name}", True)
     for d in eng.dets:

@@ -567,6 +567,18 @@ class Detector:
         """Said once per run about a meter's learned state (a profile too noisy to trust, say)."""
         return None
 
+    def calm_meters(self, names, seg: np.ndarray, starts: np.ndarray, t: np.ndarray, dt: np.ndarray,
+                    lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
+        """Per meter of a frame given by its times alone (``names`` per segment code; ``seg``, ``t``
+        per reading, sorted by meter and time; ``starts`` each meter's first row; ``dt`` seconds
+        since the meter's previous reading in the frame, NaN on its first): True where none of its
+        readings from ``lo`` to ``hi`` (epoch s per meter, +-inf: every one) can score at or above
+        the post-rules' threshold on this frame, whatever else it holds, and nothing would be said
+        about the meter (no ``state_note``). A stream then need not judge such a meter to know it
+        raises no alert (:meth:`~wattwatch.detect.stitch.Stitcher._calm`). None: cannot say from
+        the times (the default)."""
+        return None
+
     def idle(self, st: dict) -> bool:
         """Whether this detector gives the meter whose state is ``st`` no score at all (NaN on
         every reading: a cadence it does not judge), so that the core need not compute it."""

@@ -43,7 +43,7 @@ import pandas as pd
 from wattwatch.alerts.model import Alert
 from wattwatch.detect import core
 from wattwatch.detect.base import Detector
-from wattwatch.detect.frame import AUX, meter_names, prepare, seg_bounds
+from wattwatch.detect.frame import _PER_SECOND, AUX, meter_names, prepare, seg_bounds
 from wattwatch.schema import CHANNEL_NAMES
 
 KNOWN = "_k:"             # tail column prefix: ``_k:<detector>`` true = its score ``_c:<detector>`` is final
@@ -66,9 +66,16 @@ class Stitcher:
     """Feed pieces of readings (any meters, each meter's pieces in time order); see the module."""
 
     def __init__(self, detectors: list[Detector], keep_scores: bool = True, known_scores: bool = True,
-                 compact_readings: bool = False, columns: frozenset[str] | None = None):
+                 compact_readings: bool = False, columns: frozenset[str] | None = None, calm: bool = True):
         self.detectors = core.order(detectors)
         self.keep_scores = keep_scores
+        # Meters whose readings every detector finds calm from their times (Detector.calm_meters:
+        # no score its post-rules would use can reach the threshold) are not judged while nothing
+        # of theirs is open: their tail takes the piece and is cut, clean and final points move on,
+        # as judging them would (see _calm). Only without scores to give (keep_scores False),
+        # which judging would compute.
+        self.calm = calm
+        self.calm_fed = 0   # readings of calm meters taken without judging them (for measuring)
         # The reading channels the tail keeps (None: every one a piece brings): with the channels
         # its detectors read (:func:`read_channels`), the others are not carried, merged and cut at
         # every piece (the core judges them NaN, which gives those detectors the same scores and
@@ -112,9 +119,20 @@ class Stitcher:
             judged = tail["meter_id"].cat.categories.isin(list(active))
             if judged.all():
                 judged = None
+        calm = None   # per category of the tail: a calm meter (see _calm), its new tail
+        if not final and tail is not None and len(piece) and self.calm and not self.keep_scores:
+            calm = self._calm(tail, piece, self.stale)
         self.stale = set()
+        whole_piece = piece
+        if calm is not None:
+            quiet, cut = calm
+            judged = (judged if judged is not None else np.ones(len(quiet), bool)) & ~quiet
+            piece = _rows(piece, ~piece["meter_id"].isin(tail["meter_id"].cat.categories[quiet]).to_numpy())
         step = Step()
         if not len(piece) and (tail is None or (judged is not None and not judged.any())):
+            if calm is not None:
+                new = _calm_tail(tail, whole_piece, None, judged, quiet, cut)
+                self._put_tail(new, any(_cached(c) for c in new.columns))
             step.open_ids = set().union(*self.open.values())
             return step
         # The tail and the piece are each sorted by meter and time and a meter's new readings
@@ -179,12 +197,106 @@ class Stitcher:
             cols[f"_c:{name}"] = j.scores
             cols[KNOWN + name] = ok
         self._cut_tail(res.frame, names, starts, ends, t, cols if self.known_scores else None)
-        if judged is not None:   # the meters not judged keep their tail as it was
+        if calm is not None:   # with the calm meters' tails, cut as judging them would have
+            self.tail = _calm_tail(tail, whole_piece, self.tail, judged, quiet, cut)
+        elif judged is not None:   # the meters not judged keep their tail as it was
             self.tail = _merge(tail, self.tail, ~judged)
-        if (cols and self.known_scores) or self.compact_readings:
-            self.tail = _compact_columns(self.tail, self.compact_readings)
-        self.tail.__dict__["_ww_by_meter"] = True
+        self._put_tail(self.tail, bool(cols and self.known_scores))
         return step
+
+    def _put_tail(self, tail: pd.DataFrame, scores: bool) -> None:
+        """``tail`` as the carried tail (its known scores, with ``scores``, and readings, with
+        :attr:`compact_readings`, in compact form)."""
+        if scores or self.compact_readings:
+            tail = _compact_columns(tail, self.compact_readings)
+        tail.__dict__["_ww_by_meter"] = True
+        self.tail = tail
+
+    def _calm(self, tail: pd.DataFrame, piece: pd.DataFrame, stale: set[str]):
+        """The meters of ``piece`` that need not be judged: (per category of ``tail``: calm, and
+        for a calm meter how many of its readings, its tail's then the piece's, its tail drops
+        from the front) or None (none calm).
+
+        A meter is calm when nothing of it is open (no alert that may grow, every detector's
+        clean point at its last final reading), its readings follow its tail (none late), it is
+        not ``stale``, every detector has its state, and every detector finds the readings its
+        post-rules would use (from its clean point to its new last final reading) calm on the
+        tail and the piece together (:meth:`Detector.calm_meters`: no score there can reach the
+        threshold; the one known score among them, at the clean point, is such a score too).
+        Judged, such a meter would give no alert, no anomalous reading to carry and no notice;
+        what judging changes is its carry, which is worked out here with the same functions the
+        judging uses: the last final reading per detector (the core's reach ahead,
+        ``core._reach_rows``), which becomes both its clean point and its final point, and the
+        readings its tail keeps from there (:meth:`_first_kept`). Its known scores are not kept
+        (a later piece that judges it scores its tail afresh, as when they were never kept)."""
+        if any(type(d).calm_meters is Detector.calm_meters for d in self.detectors):
+            return None   # a detector that cannot say: every meter is judged
+        cats = tail["meter_id"].cat.categories
+        t_lo, t_hi = _blocks(tail, cats, None)
+        p_lo, p_hi = _blocks(piece, cats, None)
+        unit = min(tail["ts"].array.unit, piece["ts"].array.unit, key=_UNITS.index)
+        ta, tb = tail["ts"].array.as_unit(unit).asi8, piece["ts"].array.as_unit(unit).asi8
+        cand = (p_hi > p_lo) & (t_hi > t_lo)
+        idx = np.flatnonzero(cand)
+        cand[idx] = ta[t_hi[idx] - 1] < tb[p_lo[idx]]   # none late
+        for i in np.flatnonzero(cand):
+            m = str(cats[i])
+            if m in stale or self.open.get(m):
+                cand[i] = False
+                continue
+            for d in self.detectors:
+                c, e = self.since[d.name].get(m), self.emitted[d.name].get(m)
+                state = getattr(d, "state_", {}).get(m)
+                if c is None or c != e or not math.isfinite(c) or state is None or state.get("lacks"):
+                    cand[i] = False
+                    break
+        ci = np.flatnonzero(cand)
+        if not len(ci):
+            return None
+        # The candidates' readings as judging would merge them (tail, then piece), their times
+        # as prepare has them.
+        n_t, n_p = t_hi[ci] - t_lo[ci], p_hi[ci] - p_lo[ci]
+        rows = _ranges(np.column_stack([t_lo[ci], len(ta) + p_lo[ci]]).ravel(), np.column_stack([n_t, n_p]).ravel())
+        t = np.concatenate([ta, tb])[rows] / _PER_SECOND[unit]
+        lens = n_t + n_p
+        ends = np.cumsum(lens)
+        starts = ends - lens
+        seg = np.repeat(np.arange(len(ci)), lens)
+        dt = np.empty(len(t))
+        dt[0] = np.nan
+        np.subtract(t[1:], t[:-1], out=dt[1:])
+        dt[starts] = np.nan
+        names = [str(m) for m in cats[ci]]
+        # Their last final readings, as the core finds them (origin as judging passes it; no flush).
+        st = core.SegTimes(t, seg, starts, ends)
+        reach = core.reaches(self.detectors, names)
+        origin = np.array([self.origin.get(m, True) for m in names], bool)
+        no_flush = np.zeros(len(names), bool)
+        ok = np.ones(len(names), bool)
+        final_t = {}
+        for d in self.detectors:
+            _, fin = core._reach_rows(t, seg, starts, ends, reach[d.name], origin, no_flush, st)
+            ft = core._seg_time(len(names), seg, t, np.flatnonzero(fin), last=True)
+            since = np.array([self.since[d.name][m] for m in names], float)
+            ok &= np.isfinite(ft) & (ft >= since)
+            # The readings its post-rules would use: from its clean point to its last final one.
+            ok &= np.asarray(d.calm_meters(names, seg, starts, t, dt, since, np.where(ok, ft, since)), bool)
+            final_t[d.name] = ft
+        if not ok.any():
+            return None
+        mine = [m for m, q in zip(names, ok) if q]
+        for d in self.detectors:
+            for m, v in zip(mine, final_t[d.name][ok].tolist()):
+                self.since[d.name][m] = v
+                self.emitted[d.name][m] = v
+        first_idx, _, _ = self._first_kept(names, st, t, reach)
+        self._moved(mine, first_idx[ok])
+        quiet = np.zeros(len(cats), bool)
+        quiet[ci[ok]] = True
+        cut = np.zeros(len(cats), np.int64)
+        cut[ci[ok]] = first_idx[ok]
+        self.calm_fed += int(n_p[ok].sum())
+        return quiet, cut
 
     def _own(self, df: pd.DataFrame) -> pd.DataFrame:
         """``df`` with only the channels the tail keeps (:attr:`columns`; the keys and the tail's
@@ -326,10 +438,47 @@ class Stitcher:
 
     def _cut_tail(self, frame: pd.DataFrame, names: list[str], starts, ends, t, cols: dict | None = None) -> None:
         """Keep, per meter, the readings the pending ones reach back to (all meters at once)."""
-        reach = core.reaches(self.detectors, names)
         seg = frame["_seg"].to_numpy()
         st = core.SegTimes(t, seg, starts, ends)
-        ks = np.arange(len(names))
+        first_idx, refs, owns = self._first_kept(names, st, t)
+        keep = st.within() >= first_idx[seg]
+        self._moved(names, first_idx)
+        drop = {*AUX, "_n"}
+        data = {c: frame[c].array[keep] for c in frame.columns if c not in drop and self._keeps(c)}
+        if cols:
+            own, need = self._needed(names, st, t, refs, owns)
+            sk, wk = seg[keep], st.within()[keep]
+            for d in self.detectors:
+                if KNOWN + d.name not in cols:
+                    continue
+                held, mine = wk >= need[d.name][sk], wk >= own[d.name][sk]
+                # Not needed: known and NaN; where only the detectors it blanks read it: its
+                # class (see _needed).
+                data[KNOWN + d.name] = cols[KNOWN + d.name][keep] | ~held
+                v = cols[f"_c:{d.name}"][keep]
+                out = np.where(mine, v, np.nan)
+                cls = np.flatnonzero(held & ~mine)
+                out[cls] = _as_class(v[cls], float(d.config.post.threshold))
+                data[f"_c:{d.name}"] = out
+        self.tail = pd.DataFrame(data, copy=False)
+
+    def _moved(self, names: list[str], first_idx: np.ndarray) -> None:
+        """Per meter, ``first_idx`` readings dropped from the front of its tail: where it starts."""
+        for k in np.flatnonzero(first_idx > 0):
+            m = names[k]
+            self.origin[m] = False
+            self.n_before[m] = self.n_before.get(m, 0) + int(first_idx[k])
+        for k in np.flatnonzero(first_idx == 0):
+            self.origin.setdefault(names[k], True)
+
+    def _first_kept(self, names: list[str], st: core.SegTimes, t: np.ndarray,
+                    reach: dict | None = None) -> tuple[np.ndarray, dict, dict]:
+        """Per meter of a frame (``st``, ``t``: its times), the first of its readings the tail keeps
+        (from its clean points and final points as :attr:`since` and :attr:`emitted` hold them
+        now), and per detector its reference point and own reach (for :meth:`_needed`).
+        ``reach``: :func:`core.reaches` of the detectors on ``names``, when computed already."""
+        reach = reach if reach is not None else core.reaches(self.detectors, names)
+        ks = st.ks
         lens = (st.ends - st.starts)
         first_idx = lens.copy()
         raw = core.reaches(self.detectors, names, set(self.hours)) if self.hours else None
@@ -357,31 +506,7 @@ class Stitcher:
             j = np.where(ok, st.search(ks, core.SegTimes.to_us(np.where(ok, ref - back, 0.0)), "left"), 0)
             cand = np.maximum(0, j - np.maximum(np.asarray(r.back_n).astype(np.int64), 1))
             first_idx = np.where(ref == -np.inf, 0, np.where(np.isfinite(ref), np.minimum(first_idx, cand), first_idx))
-        keep = (np.arange(len(frame)) - st.starts[seg]) >= first_idx[seg]
-        for k in np.flatnonzero(first_idx > 0):
-            m = names[k]
-            self.origin[m] = False
-            self.n_before[m] = self.n_before.get(m, 0) + int(first_idx[k])
-        for k in np.flatnonzero(first_idx == 0):
-            self.origin.setdefault(names[k], True)
-        drop = {*AUX, "_n"}
-        data = {c: frame[c].array[keep] for c in frame.columns if c not in drop and self._keeps(c)}
-        if cols:
-            own, need = self._needed(names, st, t, refs, owns)
-            sk, wk = seg[keep], st.within()[keep]
-            for d in self.detectors:
-                if KNOWN + d.name not in cols:
-                    continue
-                held, mine = wk >= need[d.name][sk], wk >= own[d.name][sk]
-                # Not needed: known and NaN; where only the detectors it blanks read it: its
-                # class (see _needed).
-                data[KNOWN + d.name] = cols[KNOWN + d.name][keep] | ~held
-                v = cols[f"_c:{d.name}"][keep]
-                out = np.where(mine, v, np.nan)
-                cls = np.flatnonzero(held & ~mine)
-                out[cls] = _as_class(v[cls], float(d.config.post.threshold))
-                data[f"_c:{d.name}"] = out
-        self.tail = pd.DataFrame(data, copy=False)
+        return first_idx, refs, owns
 
     def _needed(self, names: list[str], st: core.SegTimes, t: np.ndarray, refs: dict,
                 owns: dict) -> tuple[dict, dict]:
@@ -667,9 +792,92 @@ def _merge(a: pd.DataFrame, b: pd.DataFrame, a_meters: np.ndarray | None = None)
     return res
 
 
+def _ranges(lo: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """The ranges ``[lo, lo + n)`` one after the other, as one index array."""
+    lo, n = np.asarray(lo, np.int64), np.asarray(n, np.int64)
+    total = int(n.sum())
+    if total == 0:
+        return np.zeros(0, np.int64)
+    off = np.cumsum(n) - n   # where each range starts in the output
+    return np.repeat(lo - off, n) + np.arange(total, dtype=np.int64)
+
+
+def _calm_tail(tail: pd.DataFrame, piece: pd.DataFrame, new: pd.DataFrame | None, judged: np.ndarray,
+               calm: np.ndarray, cut: np.ndarray) -> pd.DataFrame:
+    """The tail after a piece with calm meters (:meth:`Stitcher._calm`), sorted by meter then time:
+    per meter of ``tail`` neither ``judged`` nor ``calm`` its rows as they were; per ``calm`` one
+    its rows and the piece's, less the first ``cut``; per meter of ``new`` (the judged meters'
+    tails as :meth:`Stitcher._cut_tail` left them) its rows. The calm meters' rows hold no known
+    scores (NaN, flags False: scored afresh when next judged)."""
+    cats = tail["meter_id"].cat.categories
+    t_lo, t_hi = _blocks(tail, cats, None)
+    p_lo, p_hi = _blocks(piece, cats, None)
+    n_t = len(tail)
+    keep = ~judged | calm
+    head = np.where(calm, np.minimum(cut, t_hi - t_lo), 0)   # dropped from its tail's rows
+    skip = np.where(calm, cut - head, 0)                      # ... and from the piece's
+    lo1, n1 = t_lo + head, t_hi - t_lo - head
+    lo2, n2 = n_t + p_lo + skip, np.where(calm, p_hi - p_lo - skip, 0)
+    names = np.asarray(cats[keep], dtype=object)
+    flag = calm[keep]
+    lo1, n1, lo2, n2 = lo1[keep], n1[keep], lo2[keep], n2[keep]
+    frames = [tail, piece]
+    if new is not None and len(new):
+        nc = new["meter_id"].cat.categories
+        j_lo, j_hi = _blocks(new, nc, None)
+        has = j_hi > j_lo
+        k = int(has.sum())
+        names = np.concatenate([names, np.asarray(nc[has], dtype=object)])
+        flag = np.concatenate([flag, np.zeros(k, bool)])
+        lo1 = np.concatenate([lo1, n_t + len(piece) + j_lo[has]])
+        n1 = np.concatenate([n1, (j_hi - j_lo)[has]])
+        lo2, n2 = np.concatenate([lo2, np.zeros(k, np.int64)]), np.concatenate([n2, np.zeros(k, np.int64)])
+        frames.append(new)
+    used = (n1 + n2) > 0
+    order = np.flatnonzero(used)[np.argsort(names[used], kind="stable")]
+    names, flag, lo1, n1, lo2, n2 = names[order], flag[order], lo1[order], n1[order], lo2[order], n2[order]
+    rows = _ranges(np.column_stack([lo1, lo2]).ravel(), np.column_stack([n1, n2]).ravel())
+    codes = np.repeat(np.arange(len(names), dtype=np.int64), n1 + n2)
+    return _gather(frames, rows, codes, pd.Index(names, dtype=object), np.repeat(flag, n1 + n2))
+
+
+def _gather(frames: list[pd.DataFrame], rows: np.ndarray, codes: np.ndarray, cats: pd.Index,
+            unknown: np.ndarray | None = None) -> pd.DataFrame:
+    """Rows of frames (each as :func:`_by_meter` gives) put together: ``rows`` index their rows
+    one frame after the other, in the order wanted (by meter then time); ``codes`` each row's
+    meter among ``cats``. Every column of the frames, NaN where a frame lacks it (False for
+    known-score flags), as :func:`_merge` fills them; on the ``unknown`` rows no known score."""
+    unit = min((f["ts"].array.unit for f in frames), key=_UNITS.index)
+    ts = np.concatenate([f["ts"].array.as_unit(unit).asi8 for f in frames])[rows]
+    cols = {"meter_id": pd.Categorical.from_codes(codes, categories=cats),
+            "ts": pd.DatetimeIndex(ts.view(f"M8[{unit}]")).tz_localize("UTC").array}
+    for c in dict.fromkeys(c for f in frames for c in f.columns):
+        if c in cols:
+            continue
+        fill = False if str(c).startswith(KNOWN) else np.nan
+        v = np.concatenate([_values(f[c]) if c in f.columns else np.full(len(f), fill) for f in frames])[rows]
+        if unknown is not None and _cached(c):
+            v[unknown] = fill
+        cols[c] = v
+    out = pd.DataFrame(cols, copy=False)
+    out.__dict__["_ww_by_meter"] = True
+    return out
+
+
+def _rows(df: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
+    """The rows ``mask`` selects of a frame as :func:`_by_meter` gives it (still in that form;
+    ``meter_id`` keeps its categories)."""
+    if mask.all():
+        return df
+    out = pd.DataFrame({c: df[c].array[mask] for c in df.columns}, copy=False)
+    out.__dict__["_ww_by_meter"] = True
+    return out
+
+
 def _blocks(df: pd.DataFrame, cats: pd.Index, take: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Per meter of ``cats``: its rows [lo, hi) in ``df`` (grouped by meter in category order);
-    empty for a meter ``df`` lacks or ``take`` (per category of ``df``) leaves out."""
+    empty for a meter ``df`` lacks or ``take`` (per category of ``df``) leaves out. Meters of
+    ``df`` that ``cats`` lacks are left out (a piece's new meters, asked about the tail's)."""
     own = df["meter_id"].cat.categories
     codes = df["meter_id"].array.codes
     k = np.arange(len(own))
@@ -678,7 +886,8 @@ def _blocks(df: pd.DataFrame, cats: pd.Index, take: np.ndarray | None) -> tuple[
         hi_own = np.where(take, hi_own, lo_own)
     lo, hi = np.zeros(len(cats), np.int64), np.zeros(len(cats), np.int64)
     at = cats.get_indexer(own)
-    lo[at], hi[at] = lo_own, hi_own
+    ok = at >= 0   # (-1 would write the last meter's block)
+    lo[at[ok]], hi[at[ok]] = lo_own[ok], hi_own[ok]
     return lo, hi
 
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Scored, quiet, rnd
+from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Scored, _num, quiet, rnd
 from wattwatch.detect.frame import cache, meter_names, seg_bounds, seg_quantile, window_count, window_sum
 
 
@@ -98,17 +98,50 @@ class PacketLoss(Detector):
             low = seg_quantile(ratio, seg, len(names), 0.0, ratio > 0.05)
         return {m: {"gap_low": rnd(float(v), 4)} for m, v in zip(names, low) if np.isfinite(v)}
 
-    def _score(self, df: pd.DataFrame) -> Scored:
-        seg, t = df["_seg"].to_numpy(), df["_t"].to_numpy()
-        cad_m = self._param(df, "cadence_s")
-        cad = cad_m[seg]
-        # Readings lost in the gap before each reading: round(gap / cadence) - 1, for a gap longer
-        # than the meter's jitter allows (1.5 cadences for a steady clock; see _fit).
-        low = self._param(df, "gap_low")
+    def _lost(self, names, seg: np.ndarray, dt: np.ndarray, cad_m: np.ndarray) -> np.ndarray:
+        """Readings lost in the gap before each reading: round(gap / cadence) - 1, for a gap longer
+        than the meter's jitter allows (1.5 cadences for a steady clock; see _fit); NaN where the
+        gap is (a meter's first reading)."""
+        st = self.state_
+        low = np.array([_num(st.get(m, {}).get("gap_low"), np.nan) for m in names], float)
         thr = np.where(np.isfinite(low), np.clip(2.05 - low, 1.5, 1.95), 1.5)[seg]
         with quiet():
-            ratio = df["_dt"].to_numpy() / cad
-            lost = np.where(ratio >= thr, np.clip(np.round(ratio) - 1, 0, None), np.where(np.isnan(ratio), np.nan, 0.0))
+            ratio = dt / cad_m[seg]
+            return np.where(ratio >= thr, np.clip(np.round(ratio) - 1, 0, None), np.where(np.isnan(ratio), np.nan, 0.0))
+
+    def calm_meters(self, names, seg: np.ndarray, starts: np.ndarray, t: np.ndarray, dt: np.ndarray,
+                    lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Per meter of a frame: too few readings lost near its readings from ``lo`` to ``hi`` for
+        any of their scores to reach the threshold. A reading's score is at most the lost readings
+        in its window (half of it either side) and in the gap after it, over ``min_lost``: where the
+        meter has lost fewer than ``min_lost`` x the threshold from half a window before ``lo`` to
+        half a window after ``hi`` and in the gap after that, none of them can alert, whatever the
+        share (a meter's first reading's gap is not counted: the frame does not hold it)."""
+        from wattwatch.detect.core import SegTimes
+
+        if self.config.min_lost <= 0 or not len(names):
+            return np.zeros(len(names), bool)
+        cad_m = np.array([_num(self.state_.get(m, {}).get("cadence_s"), np.nan) for m in names], float)
+        lost = np.nan_to_num(self._lost(names, seg, dt, cad_m))
+        ends = np.append(starts[1:], len(t))
+        st = SegTimes(t, seg, starts, ends)
+        half = self._window(cad_m) / 2
+        half = np.where(np.isfinite(half), half, np.inf)
+        # A second either side to spare: counting more lost readings is never wrong here.
+        with quiet():
+            i0 = st.search(st.ks, SegTimes.to_us(np.asarray(lo, float) - half - 1.0), "left")
+            i1 = st.search(st.ks, SegTimes.to_us(np.asarray(hi, float) + half + 1.0), "right")
+        i1 = np.minimum(i1 + 1, st.lens)   # and the gap after the last of them
+        c = np.concatenate([[0.0], np.cumsum(lost)])
+        total = np.where(i1 > i0, c[starts + i1] - c[starts + np.minimum(i0, i1)], 0.0)
+        return total / self.config.min_lost < self.config.post.threshold
+
+    def _score(self, df: pd.DataFrame) -> Scored:
+        seg, t = df["_seg"].to_numpy(), df["_t"].to_numpy()
+        names = meter_names(df)
+        cad_m = self._param(df, "cadence_s")
+        cad = cad_m[seg]
+        lost = self._lost(names, seg, df["_dt"].to_numpy(), cad_m)
         w_m = self._window(cad_m)
         w = w_m[seg]
         starts, ends = seg_bounds(seg)
