@@ -19,18 +19,21 @@ START = "2025-01-06"  # a Monday
 
 
 def noisy_home(step: str, days: int = 24, seed: int = 0, theft: tuple[str, str, float] | None = None,
-               away: tuple[str, str] | None = None) -> pd.DataFrame:
+               away: tuple[str, str] | None = None, standby_cut: tuple[str, float] | None = None) -> pd.DataFrame:
     """A home read every ``step`` (the mean power of each interval) whose days vary by 0.35 in log
     and whose profiled week was noisy: two away-ish days (activity x0.45, Thursday and Friday), and
     on three of its seven nights something left on (0.08-0.12 kW over a 0.16 kW standby that moves
     5 % from day to day); after it, such nights and quiet days keep coming (every third day one of
     each). ``theft``: (start, end, share kept) of a bypass scaling every reading; ``away``: (start,
-    end) of a stretch with the household away (activity x0.25; the standby and the fridge run on)."""
+    end) of a stretch with the household away (activity x0.25; the standby and the fridge run on);
+    ``standby_cut``: (start, share kept) of the standby from then on (a device replaced or unplugged)."""
     rng = np.random.default_rng(seed)
     ts = pd.date_range(START, periods=days * 288, freq="5min")
     h = (ts.hour + ts.minute / 60).to_numpy()
     day = np.arange(len(ts)) // 288
     standby = 0.16 * np.exp(rng.normal(0, 0.05, days))[day]
+    if standby_cut is not None:
+        standby = np.where(ts >= standby_cut[0], standby * standby_cut[1], standby)
     night = np.zeros(days)
     night[[1, 5, 6]] = rng.uniform(0.12, 0.2, 3)
     night[np.arange(9, days, 3)] = rng.uniform(0.12, 0.2, len(range(9, days, 3)))

@@ -846,9 +846,11 @@ class BaselineMACD(Detector):
         """Per (meter, hour): the drop of the higher of two days' floors (``d1``, ``d2``) below the
         standby (:meth:`_standby`) over its limit (``k`` x the standby's spread, never above the
         all-pairs ``s``, at least log(1 + ``min_rel``)), through the same quiet-hours gate as the
-        drop below the median floor ``r`` (the trailing one judges only meters profiled on
-        ``recal_min_profile_days`` days or more, which this leaves out); 0 where the floor is not
-        below it, and on meters profiled that long or without a standby."""
+        drop below the median floor ``r``, and through the trailing gate (:meth:`_floor_trailing`,
+        which on the drop below the median floor judges only meters profiled on
+        ``recal_min_profile_days`` days or more, the ones this leaves out): the floor must also be
+        below where it has been lately; 0 where the floor is not below it, and on meters profiled
+        that long or without a standby."""
         c = self.config
         sb = self._param(df, "standby_kw", np.nan)
         sb_s = self._param(df, "standby_spread", np.nan)
@@ -862,20 +864,31 @@ class BaselineMACD(Detector):
             z = np.where(dn < 0, dn, np.where(np.isfinite(dn), 0.0, np.nan))
             if hourly is not None:
                 z = self._floor_quiet_gate(z, *hourly, w, spread=self._param(df, "quiet_spread", np.nan))
+            # Only as far as the floor is also below where it has been lately (the trailing
+            # gate, here on the meters this judges): a standby that fell for good (a device
+            # replaced or unplugged, OPSD residential5 from August 2018: 0.04-0.05 kW against a
+            # standby of 0.068 kW profiled on two spring weeks of 2016) or with the season is told
+            # while the change is new, not as a bypass every week for months after it (rev27).
+            # After the quiet-hours gate, not before: that gate passes a drop too small for the
+            # quiet hours to tell from their spread, and one made small by the trailing gate would
+            # pass where the whole drop was stopped (a home behind solar panels, OPSD
+            # residential6, March 2017 and 2018).
+            z = self._floor_trailing(z, d1, d2, r, w, hist, meters=use)
             lim = np.maximum(np.log1p(c.min_rel), k * np.fmin(s, sb_s)[:, None])
             return np.where(use[:, None] & (z < 0), -z / lim, 0.0)
 
     def _floor_trailing(self, z: np.ndarray, d1: np.ndarray, d2: np.ndarray, r: np.ndarray, w: int,
-                        history_days: np.ndarray) -> np.ndarray:
+                        history_days: np.ndarray, meters: np.ndarray | None = None) -> np.ndarray:
         """The floor's deviation ``z`` (log, against the profiled floor ``r``) kept only as far as
         the floor is also off where it has been lately, the same way: the median of the daily
         floors over the previous ``recal_days`` days (the two days judged left out), on meters
         profiled on at least ``recal_min_profile_days`` days, as the energy windows' MACD does with
-        its slow average (see the module notes, "A standby follows the season"). Elsewhere, and
-        until ``recal_min_days`` of trailing floors are known, ``z`` as it is."""
+        its slow average (see the module notes, "A standby follows the season"), or on the
+        ``meters`` given (a mask per meter: the standby drop's, :meth:`_floor_standby_drop`).
+        Elsewhere, and until ``recal_min_days`` of trailing floors are known, ``z`` as it is."""
         c = self.config
         h = self._recal_h()
-        mature = np.nan_to_num(history_days) >= c.recal_min_profile_days
+        mature = np.nan_to_num(history_days) >= c.recal_min_profile_days if meters is None else meters
         if not h or not mature.any() or not z.size:
             return z
         roll = pd.DataFrame(d1.T).rolling(h, min_periods=max(1, int(np.ceil(24 * c.recal_min_days))))
