@@ -1089,6 +1089,36 @@ def _scores_nothing(d, st: dict) -> bool:
     return False
 
 
+def _compacted_since(dets, names: list[str], back_of: dict, cut: dict, first_judged: dict) -> dict:
+    """Per (meter, detector) of the meters with compacted hours (``cut``: the end of the last
+    compacted hour, epoch s) that were judged (``first_judged``: their first raw reading judged):
+    the earliest start of an alert the judging can tell again, so the earliest one settling may
+    withdraw (:func:`_settle_store`, and ``watch``'s re-judging, :mod:`wattwatch.runners.rejudge`).
+    ``back_of``: per detector, its reach back per meter of ``names`` (s), as :func:`_judge_window`
+    loads it."""
+    from wattwatch.detect import core
+
+    compacted = {m: t for m, t in cut.items() if m in first_judged}
+    since: dict[tuple[str, str], float] = {}
+    if not compacted:
+        return since
+    k = {m: i for i, m in enumerate(names)}
+    by_name = {d.name: d for d in dets}
+    cad = np.array([core._cadence(list(dets), m) for m in compacted])
+    for dn, back in back_of.items():
+        post = by_name[dn].config.post
+        e = post.at(cad)
+        pad = np.inf if post.hold > 0 else np.maximum(e["merge_gap_s"], e["max_bridge_s"])
+        pad = np.broadcast_to(pad, len(compacted))
+        for (m, t_end), h in zip(compacted.items(), pad):
+            # From its first raw reading judged (a gap may follow the cut), as the core counts.
+            # (A detector that judges them as the meter's first readings: from its first
+            # raw reading judged plus its horizon, ``Detector.compacted_origin``.)
+            b = 0.0 if by_name[dn].compacted_origin else float(back[k[m]])
+            since[(m, dn)] = max(t_end, first_judged[m]) + b + float(h)
+    return since
+
+
 def _settle_store(con, result: Detection, dets, names: list[str], judged_run: dict, resets: dict) -> int:
     """After a run over whole histories, the store's open alerts of every (meter, detector) pair
     the run judged are what it found: an alert it no longer finds (a packet-loss gap that late
@@ -1104,7 +1134,6 @@ def _settle_store(con, result: Detection, dets, names: list[str], judged_run: di
     import pyarrow as pa
 
     from wattwatch.alerts import store as alert_store
-    from wattwatch.detect import core
 
     alert_store.ensure_tables(con)
     unjudged, first_judged = judged_run["unjudged"], judged_run["first_judged"]
@@ -1123,23 +1152,7 @@ def _settle_store(con, result: Detection, dets, names: list[str], judged_run: di
     # core forms no alert on such a meter (one that begins there may be the rest of one before
     # the cut; with a hold, before its first reading back to normal: never here; ``core.run``'s
     # ``cut``).
-    compacted = {m: t for m, t in judged_run["cut"].items() if m in first_judged}
-    since: dict[tuple[str, str], float] = {}
-    if compacted:
-        k = {m: i for i, m in enumerate(names)}
-        by_name = {d.name: d for d in dets}
-        for dn, back in judged_run["back"].items():
-            post = by_name[dn].config.post
-            cad = np.array([core._cadence(list(dets), m) for m in compacted])
-            e = post.at(cad)
-            pad = np.inf if post.hold > 0 else np.maximum(e["merge_gap_s"], e["max_bridge_s"])
-            pad = np.broadcast_to(pad, len(compacted))
-            for (m, t_end), h in zip(compacted.items(), pad):
-                # From its first raw reading judged (a gap may follow the cut), as the core counts.
-                # (A detector that judges them as the meter's first readings: from its first
-                # raw reading judged plus its horizon, ``Detector.compacted_origin``.)
-                b = 0.0 if by_name[dn].compacted_origin else float(back[k[m]])
-                since[(m, dn)] = max(t_end, first_judged[m]) + b + float(h)
+    since = _compacted_since(dets, names, judged_run["back"], judged_run["cut"], first_judged)
     found: dict[str, tuple] = {}
     for a in result.alerts:
         old = found.get(a.id)
