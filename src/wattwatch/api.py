@@ -811,6 +811,12 @@ def _window_rows(frame: pd.DataFrame, windows: pd.DataFrame) -> np.ndarray:
     return (t >= lo[seg]) & (t < hi[seg])
 
 
+def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """``frame[name]`` as floats, or NaN where a store's query left the channel out (a store with
+    no reading of it: power only, energy only)."""
+    return frame[name].to_numpy(float) if name in frame else np.full(len(frame), np.nan)
+
+
 def _compacted_hours(store, dets, names: list[str], cut: dict, reach: dict) -> dict:
     """For detectors that carry closed hours (``carry_cls`` a ``HourCarry``: baseline_macd), each
     compacted meter's hours before its compaction cut as such a carry, from ``readings_hourly``,
@@ -872,7 +878,7 @@ def _compacted_hours(store, dets, names: list[str], cut: dict, reach: dict) -> d
                                      _t=pd.to_datetime(after["ts"], utc=True).array.as_unit("us").asi8 / 1e6)
                 regs = pd.concat([regs, pd.DataFrame({"meter_id": after["meter_id"].to_numpy(),
                                                       "ts": pd.to_datetime(after["ts"], utc=True),
-                                                      "e": after["e_kwh"].to_numpy(float)})], ignore_index=True)
+                                                      "e": _column(after, "e_kwh")})], ignore_index=True)
                 for m, r1 in after.groupby("meter_id", sort=False)["_t"].min().items():
                     if r1 < ext[m] + max_iv:
                         ext[m] = max(ext[m], np.floor(r1 / 3600.0) * 3600.0 + 3600.0)
@@ -906,7 +912,7 @@ def _compacted_hours(store, dets, names: list[str], cut: dict, reach: dict) -> d
                 x = after_of[m]
                 x = x[x["_t"].to_numpy() < ext[m]]
                 hb = np.rint((np.floor(x["_t"].to_numpy() / 3600.0) * 3600.0 - h0) / 3600.0).astype(np.int64)
-                pw = pd.Series(x["p_kw"].to_numpy(float)).groupby(hb)
+                pw = pd.Series(_column(x, "p_kw")).groupby(hb)
                 mean[pw.mean().index.to_numpy()] = pw.mean().to_numpy()
                 low[pw.min().index.to_numpy()] = pw.min().to_numpy()
             if m in reg:
