@@ -811,6 +811,12 @@ def _window_rows(frame: pd.DataFrame, windows: pd.DataFrame) -> np.ndarray:
     return (t >= lo[seg]) & (t < hi[seg])
 
 
+def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """``frame[name]`` as floats, or NaN where a store's query left the channel out (a store with
+    no reading of it: power only, energy only)."""
+    return frame[name].to_numpy(float) if name in frame else np.full(len(frame), np.nan)
+
+
 def _compacted_hours(store, dets, names: list[str], cut: dict, reach: dict) -> dict:
     """For detectors that carry closed hours (``carry_cls`` a ``HourCarry``: baseline_macd), each
     compacted meter's hours before its compaction cut as such a carry, from ``readings_hourly``,
@@ -872,7 +878,7 @@ def _compacted_hours(store, dets, names: list[str], cut: dict, reach: dict) -> d
                                      _t=pd.to_datetime(after["ts"], utc=True).array.as_unit("us").asi8 / 1e6)
                 regs = pd.concat([regs, pd.DataFrame({"meter_id": after["meter_id"].to_numpy(),
                                                       "ts": pd.to_datetime(after["ts"], utc=True),
-                                                      "e": after["e_kwh"].to_numpy(float)})], ignore_index=True)
+                                                      "e": _column(after, "e_kwh")})], ignore_index=True)
                 for m, r1 in after.groupby("meter_id", sort=False)["_t"].min().items():
                     if r1 < ext[m] + max_iv:
                         ext[m] = max(ext[m], np.floor(r1 / 3600.0) * 3600.0 + 3600.0)
@@ -906,7 +912,7 @@ def _compacted_hours(store, dets, names: list[str], cut: dict, reach: dict) -> d
                 x = after_of[m]
                 x = x[x["_t"].to_numpy() < ext[m]]
                 hb = np.rint((np.floor(x["_t"].to_numpy() / 3600.0) * 3600.0 - h0) / 3600.0).astype(np.int64)
-                pw = pd.Series(x["p_kw"].to_numpy(float)).groupby(hb)
+                pw = pd.Series(_column(x, "p_kw")).groupby(hb)
                 mean[pw.mean().index.to_numpy()] = pw.mean().to_numpy()
                 low[pw.min().index.to_numpy()] = pw.min().to_numpy()
             if m in reg:
@@ -1089,6 +1095,36 @@ def _scores_nothing(d, st: dict) -> bool:
     return False
 
 
+def _compacted_since(dets, names: list[str], back_of: dict, cut: dict, first_judged: dict) -> dict:
+    """Per (meter, detector) of the meters with compacted hours (``cut``: the end of the last
+    compacted hour, epoch s) that were judged (``first_judged``: their first raw reading judged):
+    the earliest start of an alert the judging can tell again, so the earliest one settling may
+    withdraw (:func:`_settle_store`, and ``watch``'s re-judging, :mod:`wattwatch.runners.rejudge`).
+    ``back_of``: per detector, its reach back per meter of ``names`` (s), as :func:`_judge_window`
+    loads it."""
+    from wattwatch.detect import core
+
+    compacted = {m: t for m, t in cut.items() if m in first_judged}
+    since: dict[tuple[str, str], float] = {}
+    if not compacted:
+        return since
+    k = {m: i for i, m in enumerate(names)}
+    by_name = {d.name: d for d in dets}
+    cad = np.array([core._cadence(list(dets), m) for m in compacted])
+    for dn, back in back_of.items():
+        post = by_name[dn].config.post
+        e = post.at(cad)
+        pad = np.inf if post.hold > 0 else np.maximum(e["merge_gap_s"], e["max_bridge_s"])
+        pad = np.broadcast_to(pad, len(compacted))
+        for (m, t_end), h in zip(compacted.items(), pad):
+            # From its first raw reading judged (a gap may follow the cut), as the core counts.
+            # (A detector that judges them as the meter's first readings: from its first
+            # raw reading judged plus its horizon, ``Detector.compacted_origin``.)
+            b = 0.0 if by_name[dn].compacted_origin else float(back[k[m]])
+            since[(m, dn)] = max(t_end, first_judged[m]) + b + float(h)
+    return since
+
+
 def _settle_store(con, result: Detection, dets, names: list[str], judged_run: dict, resets: dict) -> int:
     """After a run over whole histories, the store's open alerts of every (meter, detector) pair
     the run judged are what it found: an alert it no longer finds (a packet-loss gap that late
@@ -1104,7 +1140,6 @@ def _settle_store(con, result: Detection, dets, names: list[str], judged_run: di
     import pyarrow as pa
 
     from wattwatch.alerts import store as alert_store
-    from wattwatch.detect import core
 
     alert_store.ensure_tables(con)
     unjudged, first_judged = judged_run["unjudged"], judged_run["first_judged"]
@@ -1123,23 +1158,7 @@ def _settle_store(con, result: Detection, dets, names: list[str], judged_run: di
     # core forms no alert on such a meter (one that begins there may be the rest of one before
     # the cut; with a hold, before its first reading back to normal: never here; ``core.run``'s
     # ``cut``).
-    compacted = {m: t for m, t in judged_run["cut"].items() if m in first_judged}
-    since: dict[tuple[str, str], float] = {}
-    if compacted:
-        k = {m: i for i, m in enumerate(names)}
-        by_name = {d.name: d for d in dets}
-        for dn, back in judged_run["back"].items():
-            post = by_name[dn].config.post
-            cad = np.array([core._cadence(list(dets), m) for m in compacted])
-            e = post.at(cad)
-            pad = np.inf if post.hold > 0 else np.maximum(e["merge_gap_s"], e["max_bridge_s"])
-            pad = np.broadcast_to(pad, len(compacted))
-            for (m, t_end), h in zip(compacted.items(), pad):
-                # From its first raw reading judged (a gap may follow the cut), as the core counts.
-                # (A detector that judges them as the meter's first readings: from its first
-                # raw reading judged plus its horizon, ``Detector.compacted_origin``.)
-                b = 0.0 if by_name[dn].compacted_origin else float(back[k[m]])
-                since[(m, dn)] = max(t_end, first_judged[m]) + b + float(h)
+    since = _compacted_since(dets, names, judged_run["back"], judged_run["cut"], first_judged)
     found: dict[str, tuple] = {}
     for a in result.alerts:
         old = found.get(a.id)

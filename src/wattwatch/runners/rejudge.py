@@ -186,12 +186,39 @@ def run(engine, rep) -> None:
     # Where each detector's post-rules restarted: every alert of it from there was found again.
     restart = {m: {d.name: (-np.inf if origin[m] else st_since) for d in engine.dets
                    for st_since in [snap_since(snap, d.name, m, frm[m])]} for m in todo}
+    guard = _compacted_guard(engine, todo, piece)
     engine._take(res, rep)
     _exact(engine, [a for a in res.alerts if a.meter_id in set(todo)])
-    _withdraw(engine, res, rep, {m: {d: max(v, engine.rewinds[m][1]) for d, v in restart[m].items()}
-                                 for m in todo})
+    _withdraw(engine, res, rep, {m: {d: max(v, engine.rewinds[m][1], guard.get((m, d), -np.inf))
+                                     for d, v in restart[m].items()} for m in todo})
     for m in todo:
         engine.rewinds.pop(m, None)
+
+
+def _compacted_guard(engine, todo: list[str], piece: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """Per (meter, detector) of the rewound meters with compacted hours (``store compact``): the
+    earliest alert start the re-judging may withdraw, as ``detect`` settles the store
+    (``api._compacted_since``): the hours before the compaction cut are no longer raw, so an alert
+    found before the compaction that began before the cut, or within the detector's reach and
+    post-rule horizon after it, cannot be found again and is kept as it was."""
+    from wattwatch.api import _compacted_since
+    from wattwatch.detect import core
+
+    rows = engine.store.con.execute(
+        "SELECT meter_id, epoch_us(max(hour)) FROM readings_hourly GROUP BY meter_id").fetchall()
+    want = set(todo)
+    cut = {str(m): t / 1e6 + 3600.0 for m, t in rows if m is not None and t is not None and str(m) in want}
+    if not cut or not len(piece):
+        return {}
+    t = pd.to_datetime(piece["ts"], utc=True).array.as_unit("us").asi8 / 1e6
+    first = pd.Series(t).groupby(piece["meter_id"].astype(str).to_numpy()).min().to_dict()
+    first = {m: float(v) for m, v in first.items() if m in cut}
+    reach = core.reaches(engine.dets, todo)
+    cad = np.array([core._cadence(engine.dets, m) for m in todo], float)
+    cad = np.where(np.isfinite(cad) & (cad > 0), cad, 3600.0)
+    back_of = {dn: np.where(np.isfinite(r.back_s), r.back_s, np.inf) + (r.back_n + 2) * cad * 1.5
+               for dn, r in reach.items()}
+    return _compacted_since(engine.dets, todo, back_of, cut, first)
 
 
 def _before_alerts(engine, frm: dict[str, float]) -> dict[str, float]:
