@@ -73,7 +73,8 @@ def _late_schedule(frame: pd.DataFrame, seed: int = 5):
 def _stream_late(fleet, tmp_path):
     """The fleet streamed in the late schedule through a fresh engine (its store and engine)."""
     store = Store(tmp_path / "live.duckdb")
-    eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG), StreamConfig(checkpoint_s=0))
+    eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG),
+                       StreamConfig(checkpoint_s=0, slow_thread=False))   # which alert is cleared: not up to a thread
     for piece in _late_schedule(fleet["frame"]):
         eng.add(piece)
         eng.step()
@@ -126,7 +127,8 @@ def test_clearing_an_alert_live_relearns_like_detect(long_fleet, tmp_path):
     frame = long_fleet["frame"].sort_values("ts", kind="stable")
     day = (frame["ts"].min() + pd.Timedelta("1D")).ceil("1h")
     store = Store(tmp_path / "live.duckdb")
-    eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG), StreamConfig(checkpoint_s=0))
+    eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG),
+                       StreamConfig(checkpoint_s=0, slow_thread=False))   # which alert is cleared: not up to a thread
     cleared = None
     last = frame["ts"].max()
     plain = api.detect(long_fleet["dir"] / "telemetry.parquet", config=CONFIG).alerts   # no reset
