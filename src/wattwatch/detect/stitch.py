@@ -148,11 +148,11 @@ class Stitcher:
         names = [str(m) for m in meter_names(frame)]
         cached = self.known_scores and any(str(c).startswith(KNOWN) for c in cat.columns)
         known = self._known(cat, frame, names) if cached else None
-        cut = self._cut_of(frame, names)
-        origin = {m: self.origin.get(m, True) and m not in cut for m in names}
+        cut_at = self._cut_of(frame, names)
+        origin = {m: self.origin.get(m, True) and m not in cut_at for m in names}
         hours = {n: {m: h[m] for m in names if m in h} for n, h in self.hours.items()}
         res = core.run(frame, self.detectors, origin=origin, flush=final,
-                       since=self.since, positions=self.n_before, known=known, hours=hours, cut=cut or None)
+                       since=self.since, positions=self.n_before, known=known, hours=hours, cut=cut_at or None)
         seg, t = res.frame["_seg"].to_numpy(), res.frame["_t"].to_numpy()
         starts, ends = seg_bounds(seg)
         for j in res.judged:
