@@ -209,8 +209,6 @@ def test_watch_re_judging_a_compacted_meter_withdraws_no_alert_found_before_the_
         s.close()
 
 
-@pytest.mark.xfail(strict=True, reason="rev28 finding, not fixed: the stream does not know a store's compaction "
-                   "cut (core.run's cut, the compacted hours' carry): it judges the raw readings as a meter's first")
 def test_watch_started_on_a_compacted_store_invents_no_alert_at_the_cut(judged, tmp_path):
     """rev28: a watcher started on a compacted store (no checkpoint) judges what the store holds,
     as `detect` does after cut27: nothing the run before the compaction did not find."""
@@ -230,6 +228,36 @@ def test_watch_started_on_a_compacted_store_invents_no_alert_at_the_cut(judged, 
         s.close()
     before = {a.id for a in found}
     assert [(r.detector, r.meter_id, str(r.start)) for r in got.itertuples() if r.id not in before] == []
+
+
+@pytest.mark.parametrize("step", ["15min", "60min"])
+def test_baseline_macd_in_a_watch_started_on_a_compacted_store_reaches_back_into_the_compacted_hours(tmp_path, step):
+    """cut29: a watcher started on a compacted store feeds baseline_macd the compacted hours as
+    the hours its stitcher carries (as `detect` does, cut27), so it finds after the cut exactly the
+    alert the run before the compaction found there (main: 3 alerts with other starts; without the
+    carry: none)."""
+    from wattwatch.runners.stream import StreamConfig, StreamEngine
+
+    frame = simulate(SimConfig(meters=20, days=35, seed=7, step=step, fault_share=0.8, outage_share=0.4))["frame"]
+    frame = frame[frame["meter_id"].isin(["M-00002", "M-00006", "M-00015"])]
+    db = tmp_path / "s.duckdb"
+    api.ingest(frame, db)
+    found = api.detect(db, detectors="baseline_macd").alerts
+    assert len(found) == 3
+    cut = (max(pd.Timestamp(a.start) for a in found) - pd.Timedelta(days=1)).floor("h")
+    with Store(db) as s:
+        s.compact(older_than_days=0, as_of=cut)
+        s.con.execute("DELETE FROM alerts")   # what the watcher stores, alone
+    s = Store(db)
+    eng = StreamEngine(s, api.build_detectors("baseline_macd", None), api._engine(None), StreamConfig(checkpoint_s=0))
+    try:
+        eng.step(final=True)
+        eng.flush()
+        got = alert_store.list_alerts(s.con, "all")
+    finally:
+        eng.close()
+        s.close()
+    assert list(got["id"]) == [max(found, key=lambda a: a.start).id]
 
 
 @pytest.mark.parametrize("drop", ["e_kwh", "p_kw"])

@@ -93,6 +93,12 @@ class Stitcher:
         self._unkept: dict[str, int] = {}
         self.tail: pd.DataFrame | None = None
         self.origin: dict[str, bool] = {}
+        # Per meter with compacted hours (``store compact``): the end of its last compacted hour
+        # (epoch s). While a meter's carry starts at its first reading known here (``origin``)
+        # and that reading is at or after its cut, its readings are judged as the middle of its
+        # data (``core.run``'s ``cut``), as ``detect`` judges them; from its first piece whose
+        # tail no longer starts there on, as any tail (set by the caller: the stream, from the store).
+        self.cut: dict[str, float] = {}
         self.n_before: dict[str, int] = {}
         self.since: dict[str, dict[str, float]] = {d.name: {} for d in self.detectors}
         self.emitted: dict[str, dict[str, float]] = {d.name: {} for d in self.detectors}
@@ -142,10 +148,11 @@ class Stitcher:
         names = [str(m) for m in meter_names(frame)]
         cached = self.known_scores and any(str(c).startswith(KNOWN) for c in cat.columns)
         known = self._known(cat, frame, names) if cached else None
-        origin = {m: self.origin.get(m, True) for m in names}
+        cut_at = self._cut_of(frame, names)
+        origin = {m: self.origin.get(m, True) and m not in cut_at for m in names}
         hours = {n: {m: h[m] for m in names if m in h} for n, h in self.hours.items()}
         res = core.run(frame, self.detectors, origin=origin, flush=final,
-                       since=self.since, positions=self.n_before, known=known, hours=hours)
+                       since=self.since, positions=self.n_before, known=known, hours=hours, cut=cut_at or None)
         seg, t = res.frame["_seg"].to_numpy(), res.frame["_t"].to_numpy()
         starts, ends = seg_bounds(seg)
         for j in res.judged:
@@ -204,6 +211,18 @@ class Stitcher:
         self._put_tail(self.tail, bool(cols and self.known_scores))
         return step
 
+    def _cut_of(self, frame: pd.DataFrame, names: list[str]) -> dict[str, float]:
+        """Per meter of ``frame`` (prepared; ``names`` its meters) judged from its compaction
+        cut: in :attr:`cut`, its carry starting at its first reading known here, and the frame's
+        first reading of it at or after the cut (a tail checkpointed before the compaction still
+        holds the meter's readings from its start: judged as such)."""
+        ks = [k for k, m in enumerate(names) if m in self.cut and self.origin.get(m, True)]
+        if not ks:
+            return {}
+        starts, _ = seg_bounds(frame["_seg"].to_numpy())
+        t = frame["_t"].to_numpy()
+        return {names[k]: float(self.cut[names[k]]) for k in ks if t[starts[k]] >= self.cut[names[k]]}
+
     def _put_tail(self, tail: pd.DataFrame, scores: bool) -> None:
         """``tail`` as the carried tail (its known scores, with ``scores``, and readings, with
         :attr:`compact_readings`, in compact form)."""
@@ -241,8 +260,8 @@ class Stitcher:
         cand[idx] = ta[t_hi[idx] - 1] < tb[p_lo[idx]]   # none late
         for i in np.flatnonzero(cand):
             m = str(cats[i])
-            if m in stale or self.open.get(m):
-                cand[i] = False
+            if m in stale or self.open.get(m) or (m in self.cut and self.origin.get(m, True)):
+                cand[i] = False   # (a meter judged from its compaction cut: judged)
                 continue
             for d in self.detectors:
                 c, e = self.since[d.name].get(m), self.emitted[d.name].get(m)

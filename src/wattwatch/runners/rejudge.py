@@ -166,6 +166,8 @@ def run(engine, rep) -> None:
         for per in st.hours.values():   # their closed hours are taken again from the readings loaded
             for m in todo:
                 per.pop(m, None)
+        # ... and, fed from their first raw reading after a compaction cut, from the compacted hours.
+        engine.cut_hours([m for m in todo if origin[m]])
         win = pd.DataFrame({"meter_id": todo,
                             "start": [pd.NaT if starts[m] is None else pd.Timestamp(starts[m], unit="s", tz="UTC")
                                       for m in todo],

@@ -210,9 +210,35 @@ class StreamEngine:
         # checkpoint is written after it (a restart resumes from the last good one).
         self._failed: BaseException | None = None
         self.profiled: set[str] = {m for m in known if any(m in getattr(d, "state_", {}) for d in self.dets)}
+        # Per meter with compacted hours (``store compact``): the end of its last compacted hour
+        # (epoch s). A meter whose carry starts at its first raw reading after it is judged as
+        # the middle of its data, as ``detect`` judges it (Stitcher.cut; the fast tier's share it).
+        self.cut: dict[str, float] = {m: last / 1e6 + 3600.0 for m, last in con.execute(
+            "SELECT meter_id, epoch_us(max(hour)) FROM readings_hourly GROUP BY meter_id").fetchall()
+            if m is not None and last is not None}
+        self.stitcher.cut = self.cut
         self.resumed = self._load_checkpoint()
+        # The meters the carry does not hold yet start at their first raw reading: with compacted
+        # hours, the closed hours baseline_macd reaches back to are taken from them (as ``detect``).
+        held = set() if self.stitcher.tail is None else set(self.stitcher.tail["meter_id"].astype(str).unique())
+        self.cut_hours([m for m in self.cut if m not in held and self.stitcher.origin.get(m, True)])
         self.dirty: set[str] = set(self.profiled)  # judge what the store holds beyond the checkpoint
         rejudge.attach(self)                       # late readings and resets to re-judge (rejudge.py)
+
+    def cut_hours(self, meters: list[str]) -> None:
+        """The full stitcher's carried closed hours of ``meters`` with compacted hours, from
+        their compacted hours (``api._compacted_hours``, as ``detect`` feeds baseline_macd): for
+        meters whose carry starts afresh at their first raw reading after the cut."""
+        ms = [m for m in meters if m in self.cut]
+        per = self.stitcher.hours
+        if not ms or not per:
+            return
+        from wattwatch import api
+
+        got = api._compacted_hours(self.store, self.dets, ms, {m: self.cut[m] for m in ms}, core.reaches(self.dets, ms))
+        for dn, cs in got.items():
+            if dn in per:
+                per[dn].update(cs)
 
     # ------------------------------------------------------------------------------ checkpoint
 
@@ -495,6 +521,8 @@ class StreamEngine:
                 self.counters["tier_changes"] += 1
             self.fast_names = fast
             self.fast = Stitchers([d for d in self.dets if d.name in fast], keep_scores=False)
+            for p in self.fast.parts:
+                p.cut = self.cut
             self._resync = True
 
     def _slow_due(self) -> bool:
@@ -626,6 +654,8 @@ class StreamEngine:
             return
         if meters is None:
             self.fast = Stitchers(list(self.fast.detectors), keep_scores=False)
+            for p in self.fast.parts:
+                p.cut = self.cut
         got: set[str] = set()
         for fast in self.fast.parts:
             got |= self._adopt_part(fast, meters)
