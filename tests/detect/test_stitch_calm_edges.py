@@ -113,3 +113,23 @@ def test_calm_with_duplicates_of_the_tails_last_reading():
     frame, dets = _fleet("1min", 3)
     calm = _compare(frame, dets, 300.0, 3, whole=False, pieces=_dup)
     assert calm.calm_fed > 0
+
+
+@pytest.mark.parametrize("dtype", ["float64", "Float64", "Int64", "int64", "float32", "object", "string", "bool",
+                                   "category", "double[pyarrow]"])
+def test_prepare_takes_channels_as_to_numeric_does(dtype):
+    """live25 takes a float64 channel as it is: every other dtype (pandas' nullable ones, objects
+    holding text, Arrow's doubles) still becomes what ``pd.to_numeric(errors="coerce")`` gives."""
+    from wattwatch.detect.frame import prepare
+    from wattwatch.schema import CHANNEL_NAMES
+
+    raw = {"float64": [1.5, np.nan, 3.0], "Float64": [1.5, None, 3.0], "Int64": [1, None, 3], "int64": [1, 2, 3],
+           "float32": [1.5, np.nan, 3.0], "object": ["1.5", "x", None], "string": ["1", None, "a"],
+           "bool": [True, False, True], "category": [1.0, 2.0, np.nan], "double[pyarrow]": [1.5, None, 3.0]}[dtype]
+    col = pd.Series(raw, dtype=dtype)
+    ch = CHANNEL_NAMES[0]
+    frame = pd.DataFrame({"meter_id": ["m"] * 3, "ts": pd.date_range("2025-01-01", periods=3, freq="1min", tz="UTC"),
+                          ch: col})
+    got = prepare(frame)[ch].to_numpy()
+    want = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float)
+    assert got.dtype == np.float64 and np.array_equal(got, want, equal_nan=True)
