@@ -950,11 +950,8 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
     first = pd.to_datetime(cat["first_ts"], utc=True).to_numpy()
     last = pd.to_datetime(cat["last_ts"], utc=True).to_numpy()
     reach = core.reaches(dets, names)
-    cad = cat["cadence_s"].to_numpy(float)
-    cad = np.where(np.isfinite(cad) & (cad > 0), cad, 3600.0)
-    # Per detector and meter, how far back (seconds) its scores need readings, as loaded here.
-    back_of = {dn: np.where(np.isfinite(r.back_s), r.back_s, np.inf) + (r.back_n + 2) * cad * 1.5
-               for dn, r in reach.items()}
+    cad = _known_cadence(cat["cadence_s"].to_numpy(float))
+    back_of = _reach_back(reach, cad)
     back = np.zeros(len(names))
     ahead = np.zeros(len(names))
     for dn, r in reach.items():
@@ -966,9 +963,7 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
     first_judged: dict[str, float] = {}
     # Each meter's compaction cut: the end of its last compacted hour, epoch seconds (see
     # :func:`_load_reach`).
-    cut = {m: last / 1e6 + 3600.0 for m, last in store.con.execute(
-        "SELECT meter_id, epoch_us(max(hour)) FROM readings_hourly GROUP BY meter_id").fetchall()
-        if m is not None and last is not None}
+    cut = store.compaction_cuts()
     hours: dict[str, dict] = {}   # carried hours of the meters judged from their compaction cut
     cut_used: set[str] = set()   # meters judged from their compaction cut
     todo = list(range(len(names)))
@@ -1093,6 +1088,19 @@ def _scores_nothing(d, st: dict) -> bool:
         g = float(st.get("grid_s") or np.nan)
         return not np.isfinite(g) or g not in getattr(d, "fleets_", {})
     return False
+
+
+def _known_cadence(cad: np.ndarray) -> np.ndarray:
+    """Per meter its cadence (s), an hour where it is not known."""
+    return np.where(np.isfinite(cad) & (cad > 0), cad, 3600.0)
+
+
+def _reach_back(reach: dict, cad: np.ndarray) -> dict:
+    """Per detector and meter, how far back (s) its scores need readings, as a judging loads them
+    (:func:`_judge_window`): its reach back, plus its reach in readings and two more at 1.5
+    cadences each (jitter)."""
+    return {dn: np.where(np.isfinite(r.back_s), r.back_s, np.inf) + (r.back_n + 2) * cad * 1.5
+            for dn, r in reach.items()}
 
 
 def _compacted_since(dets, names: list[str], back_of: dict, cut: dict, first_judged: dict) -> dict:

@@ -203,24 +203,18 @@ def _compacted_guard(engine, todo: list[str], piece: pd.DataFrame) -> dict[tuple
     (``api._compacted_since``): the hours before the compaction cut are no longer raw, so an alert
     found before the compaction that began before the cut, or within the detector's reach and
     post-rule horizon after it, cannot be found again and is kept as it was."""
-    from wattwatch.api import _compacted_since
+    from wattwatch.api import _compacted_since, _known_cadence, _reach_back
     from wattwatch.detect import core
 
-    rows = engine.store.con.execute(
-        "SELECT meter_id, epoch_us(max(hour)) FROM readings_hourly GROUP BY meter_id").fetchall()
     want = set(todo)
-    cut = {str(m): t / 1e6 + 3600.0 for m, t in rows if m is not None and t is not None and str(m) in want}
+    cut = {m: t for m, t in engine.store.compaction_cuts().items() if m in want}
     if not cut or not len(piece):
         return {}
     t = pd.to_datetime(piece["ts"], utc=True).array.as_unit("us").asi8 / 1e6
     first = pd.Series(t).groupby(piece["meter_id"].astype(str).to_numpy()).min().to_dict()
     first = {m: float(v) for m, v in first.items() if m in cut}
-    reach = core.reaches(engine.dets, todo)
-    cad = np.array([core._cadence(engine.dets, m) for m in todo], float)
-    cad = np.where(np.isfinite(cad) & (cad > 0), cad, 3600.0)
-    back_of = {dn: np.where(np.isfinite(r.back_s), r.back_s, np.inf) + (r.back_n + 2) * cad * 1.5
-               for dn, r in reach.items()}
-    return _compacted_since(engine.dets, todo, back_of, cut, first)
+    cad = _known_cadence(np.array([core._cadence(engine.dets, m) for m in todo], float))
+    return _compacted_since(engine.dets, todo, _reach_back(core.reaches(engine.dets, todo), cad), cut, first)
 
 
 def _before_alerts(engine, frm: dict[str, float]) -> dict[str, float]:

@@ -213,9 +213,7 @@ class StreamEngine:
         # Per meter with compacted hours (``store compact``): the end of its last compacted hour
         # (epoch s). A meter whose carry starts at its first raw reading after it is judged as
         # the middle of its data, as ``detect`` judges it (Stitcher.cut; the fast tier's share it).
-        self.cut: dict[str, float] = {m: last / 1e6 + 3600.0 for m, last in con.execute(
-            "SELECT meter_id, epoch_us(max(hour)) FROM readings_hourly GROUP BY meter_id").fetchall()
-            if m is not None and last is not None}
+        self.cut: dict[str, float] = store.compaction_cuts()
         self.stitcher.cut = self.cut
         self.resumed = self._load_checkpoint()
         # The meters the carry does not hold yet start at their first raw reading: with compacted

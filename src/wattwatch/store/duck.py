@@ -961,6 +961,13 @@ class Store:
             cutoff = floor
         return max(cutoff, floor).replace(minute=0, second=0, microsecond=0)
 
+    def compaction_cuts(self) -> dict[str, float]:
+        """Per meter with compacted hours: the end of its last compacted hour (epoch seconds), where
+        its raw readings are judged from (``detect``, ``watch`` and its re-judging)."""
+        return {str(m): last / 1e6 + 3600.0 for m, last in self.con.execute(
+            "SELECT meter_id, epoch_us(max(hour)) FROM readings_hourly GROUP BY meter_id").fetchall()
+            if m is not None and last is not None}
+
     def compact(self, older_than_days: float = 30, as_of=None) -> dict:
         """Downsample readings older than ``older_than_days`` to hourly aggregates.
 
