@@ -86,20 +86,26 @@ def test_a_windowed_detect_after_compaction_finds_nothing_the_run_before_did_not
     assert far and far <= {a.id for a in res.alerts}
 
 
-@pytest.mark.parametrize("step", ["5min", "15min", "60min"])
-def test_baseline_macd_after_compaction_reaches_back_into_the_compacted_hours(tmp_path, step):
-    """baseline_macd reaches back some 48 days of hours: after a compaction it is fed the compacted
-    hours (readings_hourly) as the hours it carries in a stream, so it judges the raw readings
-    after the cut (rather than none for 48 days, or all of them as a meter's first) and finds what
-    the run before found there, and nothing more."""
+def _macd_store(tmp_path, step):
+    """Three meters of the simulated fleet (20 x 35 days, seed 7) with one baseline_macd alert each,
+    in a store judged once: (db, alerts, a cut a day before the latest alert's start, which falls
+    inside the other two)."""
     frame = simulate(SimConfig(meters=20, days=35, seed=7, step=step, fault_share=0.8, outage_share=0.4))["frame"]
     frame = frame[frame["meter_id"].isin(["M-00002", "M-00006", "M-00015"])]
     db = tmp_path / "s.duckdb"
     api.ingest(frame, db)
     found = api.detect(db, detectors="baseline_macd").alerts
     assert len(found) == 3
-    # A day before the latest of them: the cut falls inside the other two.
-    cut = (max(pd.Timestamp(a.start) for a in found) - pd.Timedelta(days=1)).floor("h")
+    return db, found, (max(pd.Timestamp(a.start) for a in found) - pd.Timedelta(days=1)).floor("h")
+
+
+@pytest.mark.parametrize("step", ["5min", "15min", "60min"])
+def test_baseline_macd_after_compaction_reaches_back_into_the_compacted_hours(tmp_path, step):
+    """baseline_macd reaches back some 48 days of hours: after a compaction it is fed the compacted
+    hours (readings_hourly) as the hours it carries in a stream, so it judges the raw readings
+    after the cut (rather than none for 48 days, or all of them as a meter's first) and finds what
+    the run before found there, and nothing more."""
+    db, found, cut = _macd_store(tmp_path, step)
     with Store(db) as s:
         s.compact(older_than_days=0, as_of=cut)
     res = api.detect(db, detectors="baseline_macd")
@@ -238,13 +244,7 @@ def test_baseline_macd_in_a_watch_started_on_a_compacted_store_reaches_back_into
     carry: none)."""
     from wattwatch.runners.stream import StreamConfig, StreamEngine
 
-    frame = simulate(SimConfig(meters=20, days=35, seed=7, step=step, fault_share=0.8, outage_share=0.4))["frame"]
-    frame = frame[frame["meter_id"].isin(["M-00002", "M-00006", "M-00015"])]
-    db = tmp_path / "s.duckdb"
-    api.ingest(frame, db)
-    found = api.detect(db, detectors="baseline_macd").alerts
-    assert len(found) == 3
-    cut = (max(pd.Timestamp(a.start) for a in found) - pd.Timedelta(days=1)).floor("h")
+    db, found, cut = _macd_store(tmp_path, step)
     with Store(db) as s:
         s.compact(older_than_days=0, as_of=cut)
         s.con.execute("DELETE FROM alerts")   # what the watcher stores, alone
