@@ -60,6 +60,17 @@ def _pieces(frame: pd.DataFrame, piece_s: float, seed: int):
         held = wait
 
 
+def _assert_same_step(k: int, a, b, calm: Stitcher, every: Stitcher) -> None:
+    """Piece ``k`` fed to a calm stitcher (step ``a``) and to one judging every meter (``b``): the
+    same alert versions, open alerts, clean and final points, tail starts and carried readings."""
+    assert sorted(map(_view, a.alerts)) == sorted(map(_view, b.alerts)), f"piece {k}: alert versions differ"
+    assert a.open_ids == b.open_ids, f"piece {k}: open alerts differ"
+    assert calm.since == every.since and calm.emitted == every.emitted, f"piece {k}: clean or final points differ"
+    assert calm.origin == every.origin and calm.n_before == every.n_before, f"piece {k}: tail starts differ"
+    ta, tb = (s.tail[["meter_id", "ts"]].astype({"meter_id": str}).reset_index(drop=True) for s in (calm, every))
+    assert ta.equals(tb), f"piece {k}: the carried readings differ"
+
+
 @pytest.mark.parametrize("step,piece_s,seed", [("1min", 300.0, 3), ("5min", 1800.0, 5)])
 def test_calm_meters_carried_as_judging_them_would(step, piece_s, seed):
     frame, dets = _fleet(step, seed)
@@ -72,12 +83,7 @@ def test_calm_meters_carried_as_judging_them_would(step, piece_s, seed):
     for k, p in enumerate(_pieces(frame, piece_s, seed)):
         a, b = calm.feed(p), every.feed(p)
         got += a.alerts
-        assert sorted(map(_view, a.alerts)) == sorted(map(_view, b.alerts)), f"piece {k}: alert versions differ"
-        assert a.open_ids == b.open_ids, f"piece {k}: open alerts differ"
-        assert calm.since == every.since and calm.emitted == every.emitted, f"piece {k}: clean or final points differ"
-        assert calm.origin == every.origin and calm.n_before == every.n_before, f"piece {k}: tail starts differ"
-        ta, tb = (s.tail[["meter_id", "ts"]].astype({"meter_id": str}).reset_index(drop=True) for s in (calm, every))
-        assert ta.equals(tb), f"piece {k}: the carried readings differ"
+        _assert_same_step(k, a, b, calm, every)
     a, b = calm.flush(), every.flush()
     assert sorted(map(_view, a.alerts)) == sorted(map(_view, b.alerts))
     got += a.alerts

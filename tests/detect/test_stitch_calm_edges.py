@@ -13,7 +13,7 @@ import pytest
 from wattwatch.detect import core
 from wattwatch.detect.stitch import Stitcher, latest, read_channels
 
-from tests.detect.test_stitch_calm import _fleet, _pieces, _view
+from tests.detect.test_stitch_calm import _assert_same_step, _fleet, _pieces, _view
 
 
 def _edit(frame: pd.DataFrame, dets, case: str, seed: int) -> pd.DataFrame:
@@ -76,12 +76,7 @@ def _compare(frame, dets, piece_s, seed, whole=True, restart_at=None, pieces=_pi
             calm = _restart(calm, dets, cols)
         a, b = calm.feed(p), every.feed(p)
         got += a.alerts
-        assert sorted(map(_view, a.alerts)) == sorted(map(_view, b.alerts)), f"piece {k}: alert versions differ"
-        assert a.open_ids == b.open_ids, f"piece {k}: open alerts differ"
-        assert calm.since == every.since and calm.emitted == every.emitted, f"piece {k}: clean or final points differ"
-        assert calm.origin == every.origin and calm.n_before == every.n_before, f"piece {k}: tail starts differ"
-        ta, tb = (s.tail[["meter_id", "ts"]].astype({"meter_id": str}).reset_index(drop=True) for s in (calm, every))
-        assert ta.equals(tb), f"piece {k}: the carried readings differ"
+        _assert_same_step(k, a, b, calm, every)
     a, b = calm.flush(), every.flush()
     assert sorted(map(_view, a.alerts)) == sorted(map(_view, b.alerts))
     got += a.alerts
