@@ -66,7 +66,8 @@ class Stitcher:
     """Feed pieces of readings (any meters, each meter's pieces in time order); see the module."""
 
     def __init__(self, detectors: list[Detector], keep_scores: bool = True, known_scores: bool = True,
-                 compact_readings: bool = False, columns: frozenset[str] | None = None, calm: bool = True):
+                 compact_readings: bool = False, columns: frozenset[str] | None = None, calm: bool = True,
+                 cut: dict[str, float] | None = None):
         self.detectors = core.order(detectors)
         self.keep_scores = keep_scores
         # Meters whose readings every detector finds calm from their times (Detector.calm_meters:
@@ -97,8 +98,9 @@ class Stitcher:
         # (epoch s). While a meter's carry starts at its first reading known here (``origin``)
         # and that reading is at or after its cut, its readings are judged as the middle of its
         # data (``core.run``'s ``cut``), as ``detect`` judges them; from its first piece whose
-        # tail no longer starts there on, as any tail (set by the caller: the stream, from the store).
-        self.cut: dict[str, float] = {}
+        # tail no longer starts there on, as any tail (given by the caller: the stream, from the
+        # store; the dict is kept, not copied, so stitchers given one share it).
+        self.cut: dict[str, float] = {} if cut is None else cut
         self.n_before: dict[str, int] = {}
         self.since: dict[str, dict[str, float]] = {d.name: {} for d in self.detectors}
         self.emitted: dict[str, dict[str, float]] = {d.name: {} for d in self.detectors}

@@ -182,7 +182,11 @@ class StreamEngine:
         self.handed: pd.DataFrame | None = None
         self.exact: dict[str, int] = {}
         self._norms: dict = {}                    # the live ingest's normalisers (pipeline.ingest_live)
-        self.stitcher = Stitcher(self.dets, keep_scores=False, compact_readings=True)
+        # Per meter with compacted hours (``store compact``): the end of its last compacted hour
+        # (epoch s). A meter whose carry starts at its first raw reading after it is judged as
+        # the middle of its data, as ``detect`` judges it (Stitcher.cut; the fast tier's share it).
+        self.cut: dict[str, float] = store.compaction_cuts()
+        self.stitcher = Stitcher(self.dets, keep_scores=False, compact_readings=True, cut=self.cut)
         # The tiered step: ``stitcher`` judges with every detector (the slow tier's clock; what
         # is checkpointed and what re-judging rewinds), ``fast`` with the fast tier only, every
         # step. ``slow_fed``: per meter the last reading the full stitcher judged; ``pending``:
@@ -210,11 +214,6 @@ class StreamEngine:
         # checkpoint is written after it (a restart resumes from the last good one).
         self._failed: BaseException | None = None
         self.profiled: set[str] = {m for m in known if any(m in getattr(d, "state_", {}) for d in self.dets)}
-        # Per meter with compacted hours (``store compact``): the end of its last compacted hour
-        # (epoch s). A meter whose carry starts at its first raw reading after it is judged as
-        # the middle of its data, as ``detect`` judges it (Stitcher.cut; the fast tier's share it).
-        self.cut: dict[str, float] = store.compaction_cuts()
-        self.stitcher.cut = self.cut
         self.resumed = self._load_checkpoint()
         # The meters the carry does not hold yet start at their first raw reading: with compacted
         # hours, the closed hours baseline_macd reaches back to are taken from them (as ``detect``).
@@ -518,9 +517,7 @@ class StreamEngine:
             if self.fast is not None:
                 self.counters["tier_changes"] += 1
             self.fast_names = fast
-            self.fast = Stitchers([d for d in self.dets if d.name in fast], keep_scores=False)
-            for p in self.fast.parts:
-                p.cut = self.cut
+            self.fast = Stitchers([d for d in self.dets if d.name in fast], keep_scores=False, cut=self.cut)
             self._resync = True
 
     def _slow_due(self) -> bool:
@@ -651,9 +648,7 @@ class StreamEngine:
         if self.fast is None or (meters is not None and not meters):
             return
         if meters is None:
-            self.fast = Stitchers(list(self.fast.detectors), keep_scores=False)
-            for p in self.fast.parts:
-                p.cut = self.cut
+            self.fast = Stitchers(list(self.fast.detectors), keep_scores=False, cut=self.cut)
         got: set[str] = set()
         for fast in self.fast.parts:
             got |= self._adopt_part(fast, meters)
