@@ -156,8 +156,10 @@ def main(argv=None) -> int:
         print(f"  running across the cut, not found again: {dict(across)}")
         print(f"  A's alerts starting after a cut (summed over cuts): {a_after_n}; missed with no alert of B on the "
               f"meter overlapping: {dict(alone)}; of those on an injected fault: {dict(fault_lost)}")
-        print(f"  injected faults starting after a cut that A reported: {len(faults_after)}; no alert of B on them: "
-              f"{len(faults_lost)} {sorted(faults_lost)}")
+        near = {f for f in faults_after if pd.Timestamp(f[2]) - pd.Timestamp(f[0]) <= pd.Timedelta(hours=48)}
+        print(f"  injected faults starting after a cut that A reported (per cut, summed): {len(faults_after)}, within 48 h "
+              f"after it {len(near)}; no alert of B on them: {len(faults_lost)}, distinct "
+              f"{len({f[1:] for f in faults_lost})}: {sorted(faults_lost)}")
         for r in rows:
             print("  ", *r)
     shutil.rmtree(tmp)
