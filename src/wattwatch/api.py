@@ -1040,22 +1040,7 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
     compacted = sorted(m for m in first_judged if m in cut_used)
     if compacted:
         k = np.array([names.index(m) for m in compacted])
-        by_name = {d.name: d for d in dets}
-        first_of = sorted(dn for dn in back_of if by_name[dn].compacted_origin)
-        far = {dn: float(np.min(b[k])) for dn, b in back_of.items()
-               if float(np.min(b[k])) >= 86400.0 and dn not in hours and dn not in first_of}
-        longest = ", ".join(f"{dn} {v / 86400:.0f} days" if np.isfinite(v) else f"{dn}: never"
-                            for dn, v in sorted(far.items(), key=lambda x: -x[1])[:3])
-        fed = ", ".join(sorted(hours))
-        res.notices.append(
-            f"{len(compacted)} meter(s) have compacted hours (e.g. {', '.join(compacted[:3])}): each detector judges "
-            "their raw readings from its reach after the last compacted hour on"
-            + (f" ({longest})" if longest else "")
-            + (f"; {fed} reaches back into the compacted hours" if fed else "")
-            + (f"; {', '.join(first_of)} judges them as the meter's first readings (the limits of a shorter "
-               "history)" if first_of else "")
-            + "; an alert that may have begun before that is not reported again (found before the compaction, "
-            "the store keeps it as it was)")
+        res.notices.append(_compacted_notice(dets, compacted, {dn: b[k] for dn, b in back_of.items()}, hours))
     # What the window holds: alerts that overlap it, scores inside it.
     lo_iso = None if start is None else start.isoformat().replace("+00:00", "Z")
     hi_iso = None if end is None else end.isoformat().replace("+00:00", "Z")
@@ -1088,6 +1073,28 @@ def _scores_nothing(d, st: dict) -> bool:
         g = float(st.get("grid_s") or np.nan)
         return not np.isfinite(g) or g not in getattr(d, "fleets_", {})
     return False
+
+
+def _compacted_notice(dets, compacted: list[str], back_of: dict, fed) -> str:
+    """What a judging of meters with compacted hours says about them (``detect``, and ``watch`` at
+    start): ``compacted``, the meters judged from their compaction cut; ``back_of``, per detector
+    how far back (s) its scores reach on each of them (:func:`_reach_back`); ``fed``, the detectors
+    fed the compacted hours (:func:`_compacted_hours`)."""
+    by_name = {d.name: d for d in dets}
+    first_of = sorted(dn for dn in back_of if by_name[dn].compacted_origin)
+    fed = sorted(fed)
+    far = {dn: float(np.min(b)) for dn, b in back_of.items()
+           if len(b) and float(np.min(b)) >= 86400.0 and dn not in fed and dn not in first_of}
+    longest = ", ".join(f"{dn} {v / 86400:.0f} days" if np.isfinite(v) else f"{dn}: never"
+                        for dn, v in sorted(far.items(), key=lambda x: -x[1])[:3])
+    return (f"{len(compacted)} meter(s) have compacted hours (e.g. {', '.join(compacted[:3])}): each detector judges "
+            "their raw readings from its reach after the last compacted hour on"
+            + (f" ({longest})" if longest else "")
+            + (f"; {', '.join(fed)} reaches back into the compacted hours" if fed else "")
+            + (f"; {', '.join(first_of)} judges them as the meter's first readings (the limits of a shorter "
+               "history)" if first_of else "")
+            + "; an alert that may have begun before that is not reported again (found before the compaction, "
+            "the store keeps it as it was)")
 
 
 def _known_cadence(cad: np.ndarray) -> np.ndarray:

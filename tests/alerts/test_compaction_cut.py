@@ -275,3 +275,196 @@ def test_detect_after_compaction_of_a_store_without_a_channel(tmp_path, drop):
     res = api.detect(db, detectors="baseline_macd")
     assert {a.id for a in res.alerts} <= {a.id for a in found}
     assert res.stored["withdrawn"] == 0
+
+
+# ------------------------------------------------------------------------ cut30: a watcher resumed
+# from a checkpoint written before the compaction
+
+WATCHED = DETECTORS + ["baseline_macd"]
+
+
+def _engine(db):
+    from wattwatch.runners.stream import StreamConfig, StreamEngine
+
+    s = Store(db)
+    return s, StreamEngine(s, api.build_detectors(WATCHED, None), api._engine(None), StreamConfig(checkpoint_s=0))
+
+
+def _by_day(eng, part):
+    for _, g in part.groupby(part["ts"].dt.floor("D")):
+        eng.add(g.reset_index(drop=True))
+        eng.step()
+
+
+def _overlapping(got: pd.DataFrame) -> list:
+    """Alerts of one (meter, detector, code) that overlap: one fault stored twice."""
+    out = []
+    for k, g in got.groupby(["meter_id", "detector", "code"]):
+        s = pd.to_datetime(g["start"], utc=True).to_numpy()
+        e = pd.to_datetime(g["end"], utc=True).to_numpy()
+        o = s.argsort()
+        s, e = s[o], e[o]
+        out += [k for i in range(1, len(s)) if s[i] <= e[:i].max()]
+    return out
+
+
+def _late(frame, meter, at):
+    """A reading of ``meter`` a minute after its first one at or after ``at`` (a new reading)."""
+    r = frame[(frame["meter_id"] == meter) & (frame["ts"] >= at)].iloc[[0]].copy()
+    r["ts"] = r["ts"] + pd.Timedelta(minutes=1)
+    return r
+
+
+@pytest.fixture(scope="module")
+def fleet(request, tmp_path_factory):
+    """The cut27 fleet at a step (5, 15 or 60 minutes; the param) and `detect` on all its readings:
+    (frame, alerts)."""
+    frame = simulate(SimConfig(meters=10, days=28, seed=7, step=request.param, fault_share=0.8,
+                               outage_share=0.4))["frame"]
+    db = tmp_path_factory.mktemp(f"cut30-{request.param}") / "s.duckdb"
+    api.ingest(frame, db)
+    return frame, api.detect(db, detectors=WATCHED).alerts
+
+
+RESUMED = [("15min", w, h) for w in ("6h", "mid-drift") for h in ("stop-after", "stop-before", "kill")] + \
+    [("5min", "mid-drift", "stop-before"), ("5min", "6h", "kill"), ("60min", "mid-drift", "stop-after"),
+     ("60min", "6h", "stop-before"), ("60min", "mid-drift", "kill")]
+
+
+@pytest.mark.parametrize("fleet,where,how", RESUMED, indirect=["fleet"])
+def test_a_watch_resumed_from_a_checkpoint_written_before_a_compaction(fleet, tmp_path, where, how):
+    """A watcher stopped (``stop-after``: having judged up to 2 days after the cut; ``stop-before``:
+    up to 2 days before it, the rest ingested without it; ``kill``: checkpointed 2 days before it,
+    then judging and writing alerts up to a day after it, killed without a checkpoint), the store
+    compacted up to the cut (6 h before the firmware drift, or inside it: an alert open across the
+    cut), a late reading ingested meanwhile into the compacted hours, the watcher resumed and fed
+    the rest a day at a time, with late readings of the drifting meter into a compacted hour and
+    an hour after the cut. The carry checkpointed before the compaction holds raw readings the
+    store keeps only as hourly rows now; where it had judged a meter only up to before the cut,
+    the hours between are gone raw (main: a packet-loss gap on every meter, the drift again from
+    the cut). Nothing A (`detect` on every reading) lacks, nothing written before the compaction
+    withdrawn, no fault stored twice, A's alerts beyond every reach after the cut all found, and
+    `detect` on the same store afterwards agrees."""
+    frame, found = fleet
+    cut = _cut(found, where)
+    drift = [a for a in found if a.detector == "firmware_drift"][0].meter_id
+    db = tmp_path / "s.duckdb"
+    stop = cut + pd.Timedelta(days=2) if how == "stop-after" else cut - pd.Timedelta(days=2)
+    api.ingest(frame[frame["ts"] <= stop], db)
+    s, eng = _engine(db)
+    eng.step()
+    eng.checkpoint()
+    upto = stop
+    if how == "kill":
+        upto = cut + pd.Timedelta(days=1)
+        _by_day(eng, frame[(frame["ts"] > stop) & (frame["ts"] <= upto)])
+        eng.settle()   # its alerts are written; no checkpoint after them
+    eng.close()
+    s.close()
+    if how == "stop-before":
+        upto = cut + pd.Timedelta(days=2)
+        api.ingest(frame[(frame["ts"] > stop) & (frame["ts"] <= upto)], db)
+    with Store(db) as s:
+        s.compact(older_than_days=0, as_of=cut)
+        written = set(alert_store.list_alerts(s.con, "all")["id"])
+    # A backlog ingested while no watcher ran: a reading for a compacted hour (raw until the next
+    # compaction; `detect` does not judge it).
+    api.ingest(_late(frame, drift, cut - pd.Timedelta(hours=9)), db)
+    s, eng = _engine(db)
+    try:
+        assert eng.resumed
+        first = eng.step()
+        rest = frame[frame["ts"] > upto]
+        _by_day(eng, rest[rest["ts"] <= upto + pd.Timedelta(days=1)])
+        eng.add(pd.concat([_late(frame, drift, cut - pd.Timedelta(hours=5)),
+                           _late(frame, drift, cut + pd.Timedelta(hours=1))], ignore_index=True))
+        eng.step()
+        assert eng.counters["rejudged"] > 0   # the reading after the cut re-judged the meter
+        _by_day(eng, rest[rest["ts"] > upto + pd.Timedelta(days=1)])
+        eng.step(final=True)
+        eng.settle()
+        got = alert_store.list_alerts(s.con, "all")
+    finally:
+        eng.close()
+        s.close()
+    before = {a.id for a in found}
+    assert [(r.detector, r.meter_id, str(r.start)) for r in got.itertuples() if r.id not in before] == []
+    assert written <= set(got["id"])
+    assert _overlapping(got) == []
+    far = {a.id for a in found if pd.Timestamp(a.start) >= cut + FAR}
+    assert far and far <= set(got["id"])
+    # Judged only up to before the cut: judged from the cut, said so (as `detect` says it); with
+    # the carry judged beyond the cut, nothing is judged from it at start (the carry holds the
+    # readings before it).
+    assert any("compacted hours" in n for n in first.notices) == (how != "stop-after")
+    assert any("compacted beyond where this watcher's checkpoint" in n for n in first.notices) == (how != "stop-after")
+    res = api.detect(db, detectors=WATCHED)
+    assert [(a.detector, a.meter_id, a.start) for a in res.alerts if a.id not in before] == []
+    assert res.stored["withdrawn"] == 0
+
+
+def test_watch_says_which_detectors_a_compaction_limits_as_detect_does(judged, tmp_path, caplog):
+    """`detect` on a compacted store says which detectors the cut limits on which meters; `watch`
+    says the same once at start: logged, and in its first step's notices (the console prints
+    those) and its run's notices."""
+    import logging
+
+    base, found = judged
+    cut = _cut(found, "6h")
+    db = tmp_path / "s.duckdb"
+    shutil.copy(base, db)
+    with Store(db) as s:
+        s.compact(older_than_days=0, as_of=cut)
+    want = [n for n in api.detect(tmp_path / "s.duckdb", detectors=WATCHED).notices if "compacted hours" in n]
+    assert len(want) == 1 and "baseline_macd reaches back into the compacted hours" in want[0]
+    with caplog.at_level(logging.INFO, logger="wattwatch.watch"):
+        s, eng = _engine(db)
+        try:
+            first, second = eng.step(), eng.step(final=True)
+        finally:
+            eng.close()
+            s.close()
+    assert [n for n in first.notices if "compacted hours" in n] == want
+    assert not any("compacted hours" in n for n in second.notices)
+    assert [n for n in eng.notices if "compacted hours" in n] == want
+    assert sum(want[0] in r.getMessage() for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize("step", ["15min", "60min"])
+def test_baseline_macd_in_a_watch_fed_piece_by_piece_after_a_compaction_keeps_its_carried_hours(tmp_path, step):
+    """A watcher started on a compacted store whose raw readings after the cut arrive a day at a
+    time: baseline_macd's carried hours (the compacted hours, cut29) go on from piece to piece. At
+    60 minutes the stitcher restarted them at the first reading whose four readings before it
+    the frame holds (hours after the carry's end): every reading was then short of its reach
+    for 48 days and the alert the run before found after the cut was lost (main: none)."""
+    from wattwatch.runners.stream import StreamConfig, StreamEngine
+
+    (tmp_path / "a").mkdir()
+    _, found, cut = _macd_store(tmp_path / "a", step)
+    frame = simulate(SimConfig(meters=20, days=35, seed=7, step=step, fault_share=0.8, outage_share=0.4))["frame"]
+    frame = frame[frame["meter_id"].isin(["M-00002", "M-00006", "M-00015"])]
+    db = tmp_path / "s.duckdb"
+    upto = cut + pd.Timedelta(days=1)
+    api.ingest(frame[frame["ts"] <= upto], db)
+    s = Store(db)   # a first watcher profiles the meters (on the first days `found`'s run profiled)
+    eng = StreamEngine(s, api.build_detectors("baseline_macd", None), api._engine(None), StreamConfig(checkpoint_s=0),
+                       name="first")
+    eng.step()
+    eng.close()
+    s.close()
+    with Store(db) as s:
+        s.compact(older_than_days=0, as_of=cut)
+        s.con.execute("DELETE FROM alerts")   # what the watcher stores, alone
+    s = Store(db)   # another watcher (no checkpoint): started on the compacted store
+    eng = StreamEngine(s, api.build_detectors("baseline_macd", None), api._engine(None), StreamConfig(checkpoint_s=0),
+                       name="second")
+    try:
+        eng.step()
+        _by_day(eng, frame[frame["ts"] > upto])
+        eng.step(final=True)
+        eng.settle()
+        got = alert_store.list_alerts(s.con, "all")
+    finally:
+        eng.close()
+        s.close()
+    assert list(got["id"]) == [max(found, key=lambda a: a.start).id]

@@ -94,6 +94,9 @@ class Result:
     skipped: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     # meters where an alert may have begun before ``since`` (an anomalous reading soon after it)
     unclean: set[str] = field(default_factory=set)
+    # per detector name: per segment code, the earliest start of an alert formed on a meter judged
+    # from its compaction cut (``run``'s ``cut``; +inf: none yet), -inf elsewhere
+    from_t: dict[str, np.ndarray] = field(default_factory=dict)
     # per detector name: meters it failed on -> the error (that meter alone); see failed_notices
     failed: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -657,6 +660,7 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
             if cold_rows is not None:
                 from_t = np.maximum(from_t, _seg_time(n_seg, seg, t, cold_rows, last=False))
             from_t = np.where(has_cut, from_t, -np.inf)
+        res.from_t[d.name] = from_t
         if np.isfinite(start_t).any():
             # A clean start: no anomalous reading within a merge gap or bridge after ``since``
             # (else it may belong to an alert that began before; the caller looks further back).

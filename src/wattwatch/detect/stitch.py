@@ -66,7 +66,8 @@ class Stitcher:
     """Feed pieces of readings (any meters, each meter's pieces in time order); see the module."""
 
     def __init__(self, detectors: list[Detector], keep_scores: bool = True, known_scores: bool = True,
-                 compact_readings: bool = False, columns: frozenset[str] | None = None, calm: bool = True):
+                 compact_readings: bool = False, columns: frozenset[str] | None = None, calm: bool = True,
+                 cut: dict[str, float] | None = None):
         self.detectors = core.order(detectors)
         self.keep_scores = keep_scores
         # Meters whose readings every detector finds calm from their times (Detector.calm_meters:
@@ -97,8 +98,9 @@ class Stitcher:
         # (epoch s). While a meter's carry starts at its first reading known here (``origin``)
         # and that reading is at or after its cut, its readings are judged as the middle of its
         # data (``core.run``'s ``cut``), as ``detect`` judges them; from its first piece whose
-        # tail no longer starts there on, as any tail (set by the caller: the stream, from the store).
-        self.cut: dict[str, float] = {}
+        # tail no longer starts there on, as any tail (given by the caller: the stream, from the
+        # store; the dict is kept, not copied, so stitchers given one share it).
+        self.cut: dict[str, float] = {} if cut is None else cut
         self.n_before: dict[str, int] = {}
         self.since: dict[str, dict[str, float]] = {d.name: {} for d in self.detectors}
         self.emitted: dict[str, dict[str, float]] = {d.name: {} for d in self.detectors}
@@ -157,7 +159,7 @@ class Stitcher:
         starts, ends = seg_bounds(seg)
         for j in res.judged:
             if j.det.name in self.hours:
-                self._close_bins(j, names, seg, t, starts, ends, origin)
+                self._close_bins(j, names, seg, t, starts, ends, origin, cut_at)
         step.alerts = res.alerts
         for m in names:
             self.open.pop(m, None)
@@ -203,7 +205,8 @@ class Stitcher:
                 ok = ok | known[name][1]
             cols[f"_c:{name}"] = j.scores
             cols[KNOWN + name] = ok
-        self._cut_tail(res.frame, names, starts, ends, t, cols if self.known_scores else None)
+        self._cut_tail(res.frame, names, starts, ends, t, cols if self.known_scores else None,
+                       self._unsettled(res, names, cut_at))
         if calm is not None:   # with the calm meters' tails, cut as judging them would have
             self.tail = _calm_tail(tail, whole_piece, self.tail, judged, quiet, cut)
         elif judged is not None:   # the meters not judged keep their tail as it was
@@ -222,6 +225,26 @@ class Stitcher:
         starts, _ = seg_bounds(frame["_seg"].to_numpy())
         t = frame["_t"].to_numpy()
         return {names[k]: float(self.cut[names[k]]) for k in ks if t[starts[k]] >= self.cut[names[k]]}
+
+    def _unsettled(self, res: core.Result, names: list[str], cut_at: dict) -> np.ndarray | None:
+        """Per meter of ``names``: judged from its compaction cut (``cut_at``) and some detector of
+        finite reach may still form an alert before its earliest start there (``Result.from_t``;
+        a hold not back to normal yet, its reach after the cut not reached) from where its
+        post-rules restart next (its clean point). Such a meter keeps its tail from its first raw
+        reading, so the next piece is judged from the cut again: judged as any tail, an alert
+        across the cut would be formed from that clean point on. None: no such meter."""
+        if not cut_at:
+            return None
+        out = np.zeros(len(names), bool)
+        at = np.isin(np.asarray(names, dtype=object), list(cut_at))
+        reach = core.reaches(self.detectors, names)
+        for j in res.judged:
+            f, c = res.from_t.get(j.det.name), res.clean.get(j.det.name)
+            if f is None or c is None:
+                continue
+            finite = np.isfinite(np.asarray(reach[j.det.name].back_s, float))
+            out |= at & finite & ~np.asarray(j.skipped, bool) & ~(np.asarray(f, float) <= np.asarray(c, float))
+        return out if out.any() else None
 
     def _put_tail(self, tail: pd.DataFrame, scores: bool) -> None:
         """``tail`` as the carried tail (its known scores, with ``scores``, and readings, with
@@ -375,11 +398,13 @@ class Stitcher:
                 self.hours[name][str(m)] = cls[name](float(h[0]), float(g["c1"].iat[0]), bool(g["origin"].iat[0]), step,
                                                      {k: g[k].to_numpy(float).copy() for k in cls[name].names})
 
-    def _close_bins(self, j: core.Judged, names: list[str], seg, t, starts, ends, origin: dict) -> None:
+    def _close_bins(self, j: core.Judged, names: list[str], seg, t, starts, ends, origin: dict,
+                    from_cut=()) -> None:
         """Carry on the closed bins of ``j``'s meters (a detector with a ``carry_cls``): every
         bin whose aggregates are final (the bin ended before the meter's last final reading)
         and exact in raw readings (from the bin of the first reading whose reach in raw
-        readings the frame holds; every bin on a meter the frame holds from its start), after
+        readings the frame holds; every bin on a meter the frame holds from its start, or from
+        its compaction cut, ``from_cut``: its bins are those ``detect`` computes there), after
         the bins already carried; a gap between them (not expected) starts the carry afresh."""
         ctx, sub = j.ctx, None
         if isinstance(ctx, core._Sub):
@@ -400,7 +425,8 @@ class Stitcher:
                 continue
             t0, step, series = b
             c1 = np.floor(t[starts[k] + n_final[k] - 1] / step) * step
-            h_e = t0 if origin.get(name, True) else np.floor(t[starts[k] + first_ex[k]] / step) * step
+            h_e = t0 if origin.get(name, True) or name in from_cut else \
+                np.floor(t[starts[k] + first_ex[k]] / step) * step
             old = per.get(name)
             if old is not None and old.step == step and h_e <= old.c1:
                 h0, org = old.b0, old.origin
@@ -455,11 +481,15 @@ class Stitcher:
                 in_raw[k] = True
         return type(full)(back_s, back_n, full.ahead_s, full.ahead_n), ref, in_raw
 
-    def _cut_tail(self, frame: pd.DataFrame, names: list[str], starts, ends, t, cols: dict | None = None) -> None:
-        """Keep, per meter, the readings the pending ones reach back to (all meters at once)."""
+    def _cut_tail(self, frame: pd.DataFrame, names: list[str], starts, ends, t, cols: dict | None = None,
+                  whole: np.ndarray | None = None) -> None:
+        """Keep, per meter, the readings the pending ones reach back to (all meters at once);
+        ``whole``: per meter, keep all its readings (:meth:`_unsettled`)."""
         seg = frame["_seg"].to_numpy()
         st = core.SegTimes(t, seg, starts, ends)
         first_idx, refs, owns = self._first_kept(names, st, t)
+        if whole is not None:
+            first_idx = np.where(whole, 0, first_idx)
         keep = st.within() >= first_idx[seg]
         self._moved(names, first_idx)
         drop = {*AUX, "_n"}

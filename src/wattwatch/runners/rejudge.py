@@ -141,7 +141,8 @@ def run(engine, rep) -> None:
         for i, m in enumerate(todo):
             # Feed from the earliest restart point: this one, or an alert still open before it.
             s = min([frm[m], *(snap[3][d.name].get(m, np.inf) for d in engine.dets)])
-            first_s = engine.first.get(m, NEG) / 1e6
+            # (a meter with compacted hours: its first raw reading judged is at or after its cut)
+            first_s = max(engine.first.get(m, NEG) / 1e6, engine.cut.get(m, -np.inf))
             lo = s - back[i] if np.isfinite(s) else -np.inf
             origin[m] = not np.isfinite(lo) or lo <= first_s
             starts[m] = None if origin[m] else lo
@@ -174,6 +175,7 @@ def run(engine, rep) -> None:
                             "end": [pd.Timestamp(engine.fed[m] + 1, unit="us", tz="UTC") for m in todo]})
         piece = engine.store.query_windows(win)
         piece["meter_id"] = piece["meter_id"].astype(str)
+        piece = engine._after_cut(piece)   # late raw readings for compacted hours are not judged
         res = st.feed(piece)
         redo = [m for m in todo if m in getattr(res, "unclean", ()) and not origin[m]]
         if not redo:

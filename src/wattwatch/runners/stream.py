@@ -182,7 +182,11 @@ class StreamEngine:
         self.handed: pd.DataFrame | None = None
         self.exact: dict[str, int] = {}
         self._norms: dict = {}                    # the live ingest's normalisers (pipeline.ingest_live)
-        self.stitcher = Stitcher(self.dets, keep_scores=False, compact_readings=True)
+        # Per meter with compacted hours (``store compact``): the end of its last compacted hour
+        # (epoch s). A meter whose carry starts at its first raw reading after it is judged as
+        # the middle of its data, as ``detect`` judges it (Stitcher.cut; the fast tier's share it).
+        self.cut: dict[str, float] = store.compaction_cuts()
+        self.stitcher = Stitcher(self.dets, keep_scores=False, compact_readings=True, cut=self.cut)
         # The tiered step: ``stitcher`` judges with every detector (the slow tier's clock; what
         # is checkpointed and what re-judging rewinds), ``fast`` with the fast tier only, every
         # step. ``slow_fed``: per meter the last reading the full stitcher judged; ``pending``:
@@ -210,41 +214,104 @@ class StreamEngine:
         # checkpoint is written after it (a restart resumes from the last good one).
         self._failed: BaseException | None = None
         self.profiled: set[str] = {m for m in known if any(m in getattr(d, "state_", {}) for d in self.dets)}
-        # Per meter with compacted hours (``store compact``): the end of its last compacted hour
-        # (epoch s). A meter whose carry starts at its first raw reading after it is judged as
-        # the middle of its data, as ``detect`` judges it (Stitcher.cut; the fast tier's share it).
-        self.cut: dict[str, float] = store.compaction_cuts()
-        self.stitcher.cut = self.cut
+        self._start_notes: list[str] = []         # said at start, reported by the first step
         self.resumed = self._load_checkpoint()
+        # A checkpoint written before a compaction whose cut lies beyond where it judged a meter:
+        # the readings between are hourly rows now, so its carry cannot go on (it would read them
+        # as lost readings): the meter starts afresh at its first raw reading, as ``detect``.
+        self._restart_compacted()
         # The meters the carry does not hold yet start at their first raw reading: with compacted
         # hours, the closed hours baseline_macd reaches back to are taken from them (as ``detect``).
         held = set() if self.stitcher.tail is None else set(self.stitcher.tail["meter_id"].astype(str).unique())
-        self.cut_hours([m for m in self.cut if m not in held and self.stitcher.origin.get(m, True)])
+        fresh = sorted(m for m in self.cut if m not in held and self.stitcher.origin.get(m, True))
+        fed = self.cut_hours(fresh)
+        # Said once at start (logged, and in the first step's notices, as ``detect`` says it): which
+        # detectors the compaction limits on the meters judged from their cut.
+        judged = [m for m in fresh if m in self.first]
+        if judged:
+            from wattwatch import api
+
+            cad = self.store.catalogue(judged).set_index("meter_id")["cadence_s"].reindex(judged).to_numpy(float)
+            back = api._reach_back(core.reaches(self.dets, judged), api._known_cadence(cad))
+            self._say(api._compacted_notice(self.dets, judged, back, fed))
         self.dirty: set[str] = set(self.profiled)  # judge what the store holds beyond the checkpoint
         rejudge.attach(self)                       # late readings and resets to re-judge (rejudge.py)
 
-    def cut_hours(self, meters: list[str]) -> None:
+    def _restart_compacted(self) -> None:
+        """Forget the checkpointed carry of each meter judged only up to before its compaction cut
+        (:attr:`cut`): its readings up to the cut are no longer raw, so it is judged again from its
+        first raw reading after it, as the middle of its data (the stitcher's ``cut``). Its alerts
+        found before stay in the store as they were (``detect`` keeps them too)."""
+        st = self.stitcher
+        gone = sorted(m for m, c in self.cut.items() if m in self.fed and self.fed[m] < int(round(c * 1e6)))
+        if not gone:
+            return
+        for per in (st.since, st.emitted):
+            for d in per.values():
+                for m in gone:
+                    d.pop(m, None)
+        for per in st.hours.values():
+            for m in gone:
+                per.pop(m, None)
+        for m in gone:
+            st.origin.pop(m, None)
+            st.n_before.pop(m, None)
+            st.open.pop(m, None)
+        if st.tail is not None and len(st.tail):
+            keep = ~st.tail["meter_id"].astype(str).isin(gone).to_numpy()
+            st.tail = st.tail[keep].reset_index(drop=True) if keep.any() else None
+        self.counters["compacted_restarts"] += len(gone)
+        since = pd.Timestamp(min(self.fed[m] for m in gone), unit="us", tz="UTC").isoformat()
+        self._say(f"{len(gone)} meter(s) (e.g. {', '.join(gone[:3])}) were compacted beyond where this watcher's "
+                  f"checkpoint had judged them (up to {since} at the earliest): their readings from there to their last "
+                  "compacted hour were never judged live; they are judged again from their first raw reading after it")
+
+    def _after_cut(self, df: pd.DataFrame) -> pd.DataFrame:
+        """``df`` without readings of a meter before its compaction cut: a late reading for a
+        compacted hour stays raw until the next compaction and is not judged (``detect`` does not
+        load it: judged alone, the compacted hours around it read as days of lost readings)."""
+        if not self.cut or df is None or not len(df):
+            return df
+        c = pd.Series(self.cut, dtype=float).reindex(df["meter_id"].astype(str).to_numpy()).to_numpy()
+        t = df["ts"].to_numpy("datetime64[us]").astype(np.int64) / 1e6
+        keep = ~(t < c)   # NaN (no cut) compares False
+        if keep.all():
+            return df
+        self.counters["late_compacted_skipped"] += int((~keep).sum())
+        return df[keep].reset_index(drop=True)
+
+    def cut_hours(self, meters: list[str]) -> set[str]:
         """The full stitcher's carried closed hours of ``meters`` with compacted hours, from
         their compacted hours (``api._compacted_hours``, as ``detect`` feeds baseline_macd): for
-        meters whose carry starts afresh at their first raw reading after the cut."""
+        meters whose carry starts afresh at their first raw reading after the cut. Returns the
+        detectors fed."""
         ms = [m for m in meters if m in self.cut]
         per = self.stitcher.hours
         if not ms or not per:
-            return
+            return set()
         from wattwatch import api
 
         got = api._compacted_hours(self.store, self.dets, ms, {m: self.cut[m] for m in ms}, core.reaches(self.dets, ms))
         for dn, cs in got.items():
             if dn in per:
                 per[dn].update(cs)
+        return {dn for dn in got if dn in per}
+
+    def _say(self, note: str) -> None:
+        """A notice of the engine's start: logged now, reported by the first step."""
+        log.info("%s: %s", self.name, note)
+        self.notices.append(note)
+        self._start_notes.append(note)
 
     # ------------------------------------------------------------------------------ checkpoint
 
     def _load_checkpoint(self) -> bool:
-        row = self.store.con.execute("SELECT version, meta, tail, hours FROM stream_checkpoint WHERE name = ?",
-                                     [self.name]).fetchone()
-        if row is None:
+        # (fetchall: a result left open after fetchone keeps the connection busy for what follows)
+        rows = self.store.con.execute("SELECT version, meta, tail, hours FROM stream_checkpoint WHERE name = ?",
+                                      [self.name]).fetchall()
+        if not rows:
             return False
+        row = rows[0]
         version, meta, tail, hours = row
         if version not in (1, CHECKPOINT_VERSION):
             raise ValueError(f"{self.store.path}: checkpoint {self.name!r} was written by another version "
@@ -355,8 +422,11 @@ class StreamEngine:
                 if lo <= self.fed.get(m, NEG):
                     tm = g["t"][g["m"] == m]
                     self.counters["late"] += int((tm <= self.fed[m]).sum())
-                    if counts.stored:   # something new among them: re-judge the meter from there
-                        rejudge.mark(self, m, int(lo) / 1e6)
+                    # Late readings for compacted hours are not judged (_after_cut): only those
+                    # after the meter's compaction cut re-judge it.
+                    tj = tm[tm >= self.cut[m] * 1e6] if m in self.cut else tm
+                    if counts.stored and len(tj) and tj.min() <= self.fed[m]:
+                        rejudge.mark(self, m, int(tj.min()) / 1e6)   # something new: re-judge from there
                 self.dirty.add(m)
         return counts.stored
 
@@ -435,6 +505,9 @@ class StreamEngine:
         full stitcher (every detector) judges what queued for it when the slow clock ticks, on
         ``final``, and before a rewind or a resync (see :meth:`_slow`)."""
         rep, self._held = self._held or StepReport(), None
+        if self._start_notes:
+            rep.notices += [n for n in self._start_notes if n not in rep.notices]
+            self._start_notes = []
         self._poll(rep)
         self._profile_ready(final, rep)
         rejudge.relearn_ready(self, final, rep)
@@ -463,6 +536,7 @@ class StreamEngine:
                 mx = pd.Series(t).groupby(piece["meter_id"].to_numpy(), sort=False).max()
                 for m, v in mx.items():
                     self.fed[m] = int(v)
+                piece = self._after_cut(piece)
         self._prune_handed()
         self.dirty = {m for m in self.dirty if m not in self.profiled or self.fed.get(m, NEG) < self.last.get(m, NEG)}
         have = piece is not None and len(piece)
@@ -518,9 +592,7 @@ class StreamEngine:
             if self.fast is not None:
                 self.counters["tier_changes"] += 1
             self.fast_names = fast
-            self.fast = Stitchers([d for d in self.dets if d.name in fast], keep_scores=False)
-            for p in self.fast.parts:
-                p.cut = self.cut
+            self.fast = Stitchers([d for d in self.dets if d.name in fast], keep_scores=False, cut=self.cut)
             self._resync = True
 
     def _slow_due(self) -> bool:
@@ -651,9 +723,7 @@ class StreamEngine:
         if self.fast is None or (meters is not None and not meters):
             return
         if meters is None:
-            self.fast = Stitchers(list(self.fast.detectors), keep_scores=False)
-            for p in self.fast.parts:
-                p.cut = self.cut
+            self.fast = Stitchers(list(self.fast.detectors), keep_scores=False, cut=self.cut)
         got: set[str] = set()
         for fast in self.fast.parts:
             got |= self._adopt_part(fast, meters)
