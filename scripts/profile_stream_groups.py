@@ -59,9 +59,7 @@ def main() -> None:
     wrap(eng, "_piece", "stream: piece")
     for name in ("_merge", "prepare", "_compact_columns", "_nan_channels"):
         wrap(stitch, name, f"stitch.{name}", True)
-    for name in ("_calm_tail", "_gather"):
-        wrap(stitch, name, f"stitch.{name}", True)
-    for name in ("_known", "_cut_tail", "_calm", "_calm_by_scores"):
+    for name in ("_known", "_cut_tail", "_calm"):
         if hasattr(stitch.Stitcher, name):   # (_calm: calm meters taken without judging; live25)
             wrap(stitch.Stitcher, name, f"Stitcher.{name}", True)
     for name in ("run", "_post", "_alert", "_rows_read", "reaches"):

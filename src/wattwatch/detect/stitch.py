@@ -248,11 +248,8 @@ class Stitcher:
         ``core._reach_rows``), which becomes both its clean point and its final point, and the
         readings its tail keeps from there (:meth:`_first_kept`). Its known scores are not kept
         (a later piece that judges it scores its tail afresh, as when they were never kept)."""
-        # Detectors that cannot say from the times: their own scores on the candidates' readings
-        # tell (see _calm_by_scores), where that is exact; else every meter is judged.
-        by_scores = [d for d in self.detectors if type(d).calm_meters is Detector.calm_meters]
-        if by_scores and not self._scores_say_calm():
-            return None
+        if any(type(d).calm_meters is Detector.calm_meters for d in self.detectors):
+            return None   # a detector that cannot say: every meter is judged
         cats = tail["meter_id"].cat.categories
         t_lo, t_hi = _blocks(tail, cats, None)
         p_lo, p_hi = _blocks(piece, cats, None)
@@ -302,11 +299,8 @@ class Stitcher:
             since = np.array([self.since[d.name][m] for m in names], float)
             ok &= np.isfinite(ft) & (ft >= since)
             # The readings its post-rules would use: from its clean point to its last final one.
-            if not any(d is x for x in by_scores):
-                ok &= np.asarray(d.calm_meters(names, seg, starts, t, dt, since, np.where(ok, ft, since)), bool)
+            ok &= np.asarray(d.calm_meters(names, seg, starts, t, dt, since, np.where(ok, ft, since)), bool)
             final_t[d.name] = ft
-        if by_scores and ok.any():
-            ok &= self._calm_by_scores(by_scores, [tail, piece], rows, names, st, t, final_t, ok)
         if not ok.any():
             return None
         mine = [m for m, q in zip(names, ok) if q]
@@ -322,88 +316,6 @@ class Stitcher:
         cut[ci[ok]] = first_idx[ok]
         self.calm_fed += int(n_p[ok].sum())
         return quiet, cut
-
-    def _scores_say_calm(self) -> bool:
-        """Whether a detector's own scores on a meter's readings tell it calm (:meth:`_calm_by_scores`):
-        where the core's blanking only turns scores into NaN (no detector of the stitcher blanks its
-        input), no detector reads positions, and no closed bins are carried."""
-        return all(not d.blank_input and not getattr(d, "uses_position", False) and d.carry_cls is None
-                   for d in self.detectors)
-
-    def _calm_by_scores(self, dets: list[Detector], frames: list[pd.DataFrame], rows: np.ndarray, names: list[str],
-                        st: core.SegTimes, t: np.ndarray, final_t: dict, ok: np.ndarray) -> np.ndarray:
-        """Per candidate meter (``ok``; ``rows`` index the candidates' readings in ``frames``, the
-        tail then the piece, as ``st`` and ``t`` hold their times): no score of ``dets`` on its
-        readings from its clean point to its new last final reading (``final_t``) reaches the
-        threshold, and judging it would say nothing new about it.
-
-        A detector's score of a reading, before the core blanks it, depends only on the readings
-        within its own reach (:meth:`Detector.reach`), so it is computed on those alone: per
-        meter, from its own reach (and one reading more) before the clean point to its own reach
-        after the last final reading, the same score it has in the whole frame. The core's
-        blanking (what its blockers explain) can only turn a score into NaN (no detector here
-        blanks its input): a score under the threshold before it stays so after it, and a known
-        score (the one at the clean point) is such a score, blanked. So where none of these
-        scores reaches the threshold no reading the post-rules would use is anomalous: no group,
-        no alert, no trailing run, no unclean start, the clean point at the last final reading
-        (:func:`core._post`). A scoring that raises: none calm (judging tells which meter failed)."""
-        ks, lens = st.ks, st.lens
-        lo, hi = lens.copy(), np.zeros(len(names), np.int64)
-        for d in dets:
-            r = d.reach(names)
-            since = np.array([self.since[d.name][m] if q else 0.0 for m, q in zip(names, ok)], float)
-            ft = np.where(ok, final_t[d.name], 0.0)
-            back, ahead = np.asarray(r.back_s, float), np.asarray(r.ahead_s, float)
-            fb, fa = np.isfinite(back), np.isfinite(ahead)
-            j = st.search(ks, core.SegTimes.to_us(np.where(fb, since - np.where(fb, back, 0.0), 0.0)), "left")
-            lo = np.minimum(lo, np.where(fb, np.maximum(0, j - np.asarray(r.back_n).astype(np.int64) - 1), 0))
-            j = st.search(ks, core.SegTimes.to_us(np.where(fa, ft + np.where(fa, ahead, 0.0), 0.0)), "right")
-            hi = np.maximum(hi, np.where(fa, np.minimum(lens, j + np.asarray(r.ahead_n).astype(np.int64) + 1), lens))
-        k = np.flatnonzero(ok)
-        sub = [names[i] for i in k]
-        n = np.maximum(hi[k] - lo[k], 0)
-        take = rows[_ranges(st.starts[k] + lo[k], n)]
-        short = _gather(frames, take, np.repeat(np.arange(len(k), dtype=np.int64), n), pd.Index(sub, dtype=object),
-                        columns=[c for f in frames for c in f.columns if not _cached(c)])
-        frame = prepare(short if self.columns is None else _nan_channels(short))
-        # Each row's candidate (its meter's code among ``sub``: a meter with no row there, which
-        # cannot be, would shift the frame's own codes), and time as judging has it.
-        seg2, t2 = np.asarray(frame["meter_id"].array.codes, np.int64), frame["_t"].to_numpy()
-        hot = np.zeros(len(k), bool)
-        for d in dets:
-            try:
-                s = np.asarray(d.scored(frame).values, float)
-            except Exception:  # noqa: BLE001 - judged instead, where the core isolates the meter
-                return np.zeros(len(names), bool)
-            since = np.array([self.since[d.name][m] for m in sub], float)
-            idle = core.idle_on(d, sub)
-            with core.quiet():
-                h = (s >= d.config.post.threshold) & (t2 >= since[seg2]) & (t2 <= final_t[d.name][k][seg2]) & ~idle[seg2]
-            hot |= np.bincount(seg2[h], minlength=len(k)) > 0
-            hot |= self._would_say(d, sub)
-        out = np.zeros(len(names), bool)
-        out[k[~hot]] = True
-        return out
-
-    def _would_say(self, d: Detector, meters: list[str]) -> np.ndarray:
-        """Per meter: judging it would say something not said yet (``d``'s ``state_note``, or its
-        ``cadence_note`` for the meter's cadence, as :func:`core.run` gives them)."""
-        out = np.zeros(len(meters), bool)
-        notes_state = type(d).state_note is not Detector.state_note
-        notes_cad = type(d).cadence_note is not Detector.cadence_note
-        if not (notes_state or notes_cad):
-            return out
-        st = getattr(d, "state_", {})
-        for i, m in enumerate(meters):
-            said = []
-            if notes_state:
-                said.append(d.state_note(m, st[m]))
-            if notes_cad:
-                c = core._cadence([d], m)
-                if np.isfinite(c):
-                    said.append(d.cadence_note(float(core._band(np.array([c]))[0])))
-            out[i] = any(x is not None and x not in self._said for x in said)
-        return out
 
     def _own(self, df: pd.DataFrame) -> pd.DataFrame:
         """``df`` with only the channels the tail keeps (:attr:`columns`; the keys and the tail's
@@ -949,18 +861,17 @@ def _calm_tail(tail: pd.DataFrame, piece: pd.DataFrame, new: pd.DataFrame | None
 
 
 def _gather(frames: list[pd.DataFrame], rows: np.ndarray, codes: np.ndarray, cats: pd.Index,
-            unknown: np.ndarray | None = None, columns: list | None = None) -> pd.DataFrame:
+            unknown: np.ndarray | None = None) -> pd.DataFrame:
     """Rows of frames (each as :func:`_by_meter` gives) put together: ``rows`` index their rows
     one frame after the other, in the order wanted (by meter then time); ``codes`` each row's
-    meter among ``cats``. Every column of the frames (``columns``: those only, with the keys),
-    NaN where a frame lacks it (False for known-score flags), as :func:`_merge` fills them; on
-    the ``unknown`` rows no known score."""
+    meter among ``cats``. Every column of the frames, NaN where a frame lacks it (False for
+    known-score flags), as :func:`_merge` fills them; on the ``unknown`` rows no known score."""
     unit = min((f["ts"].array.unit for f in frames), key=_UNITS.index)
     ts = np.concatenate([f["ts"].array.as_unit(unit).asi8 for f in frames])[rows]
     cols = {"meter_id": pd.Categorical.from_codes(codes, categories=cats),
             "ts": pd.DatetimeIndex(ts.view(f"M8[{unit}]")).tz_localize("UTC").array}
     for c in dict.fromkeys(c for f in frames for c in f.columns):
-        if c in cols or (columns is not None and c not in columns):
+        if c in cols:
             continue
         fill = False if str(c).startswith(KNOWN) else np.nan
         v = np.concatenate([_values(f[c]) if c in f.columns else np.full(len(f), fill) for f in frames])[rows]
