@@ -470,15 +470,15 @@ def test_baseline_macd_in_a_watch_fed_piece_by_piece_after_a_compaction_keeps_it
     assert list(got["id"]) == [max(found, key=lambda a: a.start).id]
 
 
-@pytest.mark.xfail(strict=True, reason="rev30: open, also on 32831f2 (see docs/quality-log.md, rev30)")
 @pytest.mark.parametrize("fleet", ["15min"], indirect=True)
 def test_a_watch_resumed_after_a_compaction_of_a_meter_silent_across_the_cut(fleet, tmp_path):
     """rev30: a meter sends nothing from a day before the cut to 3 days after it (its compacted
     hours end a day before the others'); the watcher checkpointed 2 days after the cut (it had an
     open packet-loss alert on that meter), the store compacted, the watcher resumed and fed the rest
-    a day at a time. It stores no packet-loss alert on that meter at all, though `detect` on the
-    same readings (and on the final store, and a watcher started afresh on the compacted store)
-    finds one 10 days after the cut; without the compaction the resumed watcher finds it too."""
+    a day at a time. The meter has no raw reading at the resume, so the watcher did not load its
+    stored state while its checkpoint counted it profiled: every detector skipped it for good
+    (main 32831f2 and cut30: no alert on it after the cut, though `detect` on the same readings,
+    and on the final store, finds a packet-loss alert 10 days after the cut)."""
     frame, found = fleet
     cut = _cut(found, "6h")
     m = "M-00003"
