@@ -468,3 +468,44 @@ def test_baseline_macd_in_a_watch_fed_piece_by_piece_after_a_compaction_keeps_it
         eng.close()
         s.close()
     assert list(got["id"]) == [max(found, key=lambda a: a.start).id]
+
+
+@pytest.mark.parametrize("fleet", ["15min"], indirect=True)
+def test_a_watch_resumed_after_a_compaction_of_a_meter_silent_across_the_cut(fleet, tmp_path):
+    """rev30: a meter sends nothing from a day before the cut to 3 days after it (its compacted
+    hours end a day before the others'); the watcher checkpointed 2 days after the cut (it had an
+    open packet-loss alert on that meter), the store compacted, the watcher resumed and fed the rest
+    a day at a time. The meter has no raw reading at the resume, so the watcher did not load its
+    stored state while its checkpoint counted it profiled: every detector skipped it for good
+    (main 32831f2 and cut30: no alert on it after the cut, though `detect` on the same readings,
+    and on the final store, finds a packet-loss alert 10 days after the cut)."""
+    frame, found = fleet
+    cut = _cut(found, "6h")
+    m = "M-00003"
+    frame = frame[~((frame["meter_id"] == m) & (frame["ts"] >= cut - pd.Timedelta(days=1))
+                    & (frame["ts"] < cut + pd.Timedelta(days=3)))].reset_index(drop=True)
+    db = tmp_path / "s.duckdb"
+    api.ingest(frame, tmp_path / "a.duckdb")
+    want = {a.id for a in api.detect(tmp_path / "a.duckdb", detectors=WATCHED).alerts
+            if a.meter_id == m and pd.Timestamp(a.start) >= cut + FAR}
+    assert want
+    stop = cut + pd.Timedelta(days=2)
+    api.ingest(frame[frame["ts"] <= stop], db)
+    s, eng = _engine(db)
+    eng.step()
+    eng.checkpoint()
+    eng.close()
+    s.close()
+    with Store(db) as s:
+        s.compact(older_than_days=0, as_of=cut)
+    s, eng = _engine(db)
+    try:
+        eng.step()
+        _by_day(eng, frame[frame["ts"] > stop])
+        eng.step(final=True)
+        eng.settle()
+        got = set(alert_store.list_alerts(s.con, "all")["id"])
+    finally:
+        eng.close()
+        s.close()
+    assert want <= got

@@ -204,3 +204,45 @@ def test_a_reset_made_while_no_watcher_ran_is_picked_up_on_start(long_fleet, tmp
         eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG))
         assert eng.resumed and (a.meter_id, a.detector) in eng.resets
         assert eng.resets[(a.meter_id, a.detector)] == pd.Timestamp(res["reset_at"]) + alert_store.AFTER
+
+
+def test_a_checkpoint_after_a_rewind_to_the_meters_first_reading(tmp_path):
+    """rev30: a late reading whose re-judging reaches back to the meter's first reading (a young
+    meter, or a detector reaching back weeks) set the stitcher's ``origin`` to a NumPy bool, which
+    the checkpoint's JSON could not write (TypeError at the next checkpoint: the watcher stopped).
+    The checkpoint is written, and a watcher resumed from it goes on as one that never stopped."""
+    frame = simulate(SimConfig(meters=3, days=12, step="60min", seed=3, fault_share=0.8))["frame"]
+    t0 = frame["ts"].min()
+    days = list(frame[frame["ts"] >= t0 + pd.Timedelta(days=4)].groupby(pd.Grouper(key="ts", freq="D")))
+
+    def run(path, stop):
+        store = Store(path)
+        mk = lambda s: StreamEngine(s, api.build_detectors(None, None), api._engine(None),  # noqa: E731
+                                    StreamConfig(checkpoint_s=0))
+        eng = mk(store)
+        eng.add(frame[frame["ts"] < t0 + pd.Timedelta(days=4)])
+        eng.step()
+        for i, (_, g) in enumerate(days):
+            eng.add(g.reset_index(drop=True))
+            eng.step()
+            if i == 5:   # a reading of every meter a minute after one stored two days back
+                late = frame[frame["ts"] >= g["ts"].min() - pd.Timedelta(days=2)].groupby("meter_id").head(1).copy()
+                late["ts"] += pd.Timedelta(minutes=1)
+                eng.add(late.reset_index(drop=True))
+                eng.step()
+                assert eng.counters["rewinds"] >= 1
+                if stop:
+                    eng.checkpoint()
+                    eng.close()
+                    store.close()
+                    store = Store(path)
+                    eng = mk(store)
+                    assert eng.resumed
+        eng.step(final=True)
+        eng.settle()
+        got = alert_store.list_alerts(store.con, "all")[["id", "start", "end"]].sort_values("id")
+        eng.close()
+        store.close()
+        return got.reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(run(tmp_path / "a.duckdb", True), run(tmp_path / "b.duckdb", False))

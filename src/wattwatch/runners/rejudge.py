@@ -144,7 +144,7 @@ def run(engine, rep) -> None:
             # (a meter with compacted hours: its first raw reading judged is at or after its cut)
             first_s = max(engine.first.get(m, NEG) / 1e6, engine.cut.get(m, -np.inf))
             lo = s - back[i] if np.isfinite(s) else -np.inf
-            origin[m] = not np.isfinite(lo) or lo <= first_s
+            origin[m] = bool(not np.isfinite(lo) or lo <= first_s)   # (a Python bool: checkpointed as JSON)
             starts[m] = None if origin[m] else lo
         _restore(st, snap)
         pos = {}

@@ -168,11 +168,19 @@ class StreamEngine:
         alert_store.ensure_tables(con)
         cat = store.catalogue()
         known = [str(m) for m in cat["meter_id"]]
+        # Per meter with compacted hours (``store compact``): the end of its last compacted hour
+        # (epoch s). A meter whose carry starts at its first raw reading after it is judged as
+        # the middle of its data, as ``detect`` judges it (Stitcher.cut; the fast tier's share it).
+        self.cut: dict[str, float] = store.compaction_cuts()
+        # A meter whose readings are all compacted (none raw now) keeps its stored state too: its
+        # raw readings may go on later, judged with it (as ``detect`` does; a checkpoint counts it
+        # profiled, so it would not be profiled again and every detector would skip it).
+        known += sorted(set(self.cut) - set(known))
         self.notices += state.load(con, self.dets, known) + state.load_fleets(con, self.dets)
         # Per meter: first and last stored reading (epoch µs), last judged reading.
         self.first: dict[str, int] = {}
         self.last: dict[str, int] = {}
-        for m, a, b in zip(known, cat["first_ts"], cat["last_ts"]):
+        for m, a, b in zip(cat["meter_id"].astype(str), cat["first_ts"], cat["last_ts"]):
             self.first[m] = _us(a)
             self.last[m] = _us(b)
         self.fed: dict[str, int] = {}
@@ -182,10 +190,6 @@ class StreamEngine:
         self.handed: pd.DataFrame | None = None
         self.exact: dict[str, int] = {}
         self._norms: dict = {}                    # the live ingest's normalisers (pipeline.ingest_live)
-        # Per meter with compacted hours (``store compact``): the end of its last compacted hour
-        # (epoch s). A meter whose carry starts at its first raw reading after it is judged as
-        # the middle of its data, as ``detect`` judges it (Stitcher.cut; the fast tier's share it).
-        self.cut: dict[str, float] = store.compaction_cuts()
         self.stitcher = Stitcher(self.dets, keep_scores=False, compact_readings=True, cut=self.cut)
         # The tiered step: ``stitcher`` judges with every detector (the slow tier's clock; what
         # is checkpointed and what re-judging rewinds), ``fast`` with the fast tier only, every
