@@ -205,3 +205,49 @@ def test_hvac_cycles_are_not_a_perfect_clock():
     cycles = np.diff(starts)
     assert len(cycles) > 15
     assert len(set(cycles)) >= 4 and cycles.std() / cycles.mean() > 0.05
+
+
+def test_the_default_knobs_are_the_simulator_as_it_was_and_a_knob_changes_only_its_part(tmp_path):
+    """``SimKnobs()`` is the same world as no knobs (every earlier fleet stays as it was, and its
+    ``meters.json`` has no ``knobs`` key); a knob changes what it names: a weaker level shift
+    adds less load, and a wider steady imbalance leaves the homes' single phase as it was."""
+    from wattwatch.sim.fleet import SimKnobs
+
+    base = dict(meters=12, days=10, seed=3, fault_share=1.0, commercial_share=0.5,
+                faults=("level_shift", "phase_imbalance"))
+    a = simulate(SimConfig(**base), tmp_path / "a", formats=("parquet",))
+    b = simulate(SimConfig(**base, knobs=SimKnobs()), tmp_path / "b", formats=("parquet",))
+    fa, fb = pd.read_parquet(a["files"]["parquet"]), pd.read_parquet(b["files"]["parquet"])
+    pd.testing.assert_frame_equal(fa, fb)
+    assert a["events"] == b["events"]
+    assert "knobs" not in json.loads((tmp_path / "a" / "meters.json").read_text())["config"]
+    assert json.loads((tmp_path / "b" / "meters.json").read_text())["config"]["knobs"]["theft_keep"] == [0.3, 0.6]
+    weak = simulate(SimConfig(**base, knobs=SimKnobs(level_shift_add=(0.1, 0.1))), tmp_path / "c", formats=("parquet",))
+    fc = pd.read_parquet(weak["files"]["parquet"])
+    shifted = {e["meter_id"] for e in a["events"] if e["type"] == "level_shift"}
+    assert shifted
+    for m in shifted:
+        ev = next(e for e in a["events"] if e["meter_id"] == m and e["type"] == "level_shift")
+        inside = lambda f: f[(f.meter_id == m) & (f.ts >= pd.Timestamp(ev["start"])) & (f.ts <= pd.Timestamp(ev["end"]))]
+        assert inside(fc)["p_kw"].mean() < inside(fa)["p_kw"].mean()
+    wide = simulate(SimConfig(**base, knobs=SimKnobs(normal_imbalance_max=0.3)), tmp_path / "d", formats=("parquet",))
+    fd = pd.read_parquet(wide["files"]["parquet"])
+    homes = [m["meter_id"] for m in a["meters"] if m["phases"] == 1]
+    assert homes
+    pd.testing.assert_frame_equal(fa[fa.meter_id.isin(homes)].reset_index(drop=True),
+                                  fd[fd.meter_id.isin(homes)].reset_index(drop=True))
+    assert not fa[~fa.meter_id.isin(homes)]["i_l1_a"].equals(fd[~fd.meter_id.isin(homes)]["i_l1_a"])
+
+
+def test_the_thermal_knobs_scale_the_enclosure_and_nothing_else():
+    """``tau_scale`` and ``rise_scale`` multiply each meter's thermal time constant and rise; its
+    distortion, leakage and rating stay as they were."""
+    from wattwatch.sim.fleet import SimKnobs
+
+    cfg = dict(meters=6, days=2, seed=4, fault_share=0.0, commercial_share=0.5)
+    a = simulate(SimConfig(**cfg))["meters"]
+    b = simulate(SimConfig(**cfg, knobs=SimKnobs(tau_scale=3.0, rise_scale=2.0)))["meters"]
+    for x, y in zip(a, b):
+        assert y["tau_min"] == pytest.approx(3 * x["tau_min"]) and y["rise_c"] == pytest.approx(2 * x["rise_c"])
+        assert (y["thd_pct"], y["leakage_a"], y["rated_a"], y["ambient_c"]) == \
+            (x["thd_pct"], x["leakage_a"], x["rated_a"], x["ambient_c"])

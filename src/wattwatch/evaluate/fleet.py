@@ -35,9 +35,12 @@ def per_type_precision(result: dict, alerts: list) -> dict[str, float]:
 
 
 def quality(step: str = "5min", meters: int = 60, days: float = 21.0, seed: int = 42, fault_share: float = 0.5,
-            workdir: str | Path | None = None, shapes: str = "synthetic", data: str | Path | None = None) -> dict:
+            workdir: str | Path | None = None, shapes: str = "synthetic", data: str | Path | None = None,
+            knobs=None, sim_overrides: dict | None = None) -> dict:
     """``shapes="real"``: the meters' load comes from real load shapes (:mod:`wattwatch.sim.shapes`,
-    read from ``data``), half homes and half three-phase commercial sites."""
+    read from ``data``), half homes and half three-phase commercial sites. ``knobs``
+    (:class:`wattwatch.sim.fleet.SimKnobs`) and ``sim_overrides`` (other ``SimConfig`` fields, e.g.
+    ``jitter_s``) vary the simulated world (``scripts/quality_sweep.py``); None: the defaults."""
     from wattwatch import api
     from wattwatch.sim import SimConfig, simulate
     from wattwatch.sim.fleet import real_root
@@ -46,7 +49,8 @@ def quality(step: str = "5min", meters: int = 60, days: float = 21.0, seed: int 
     if shapes == "real":
         extra = {"shapes": "real", "commercial_share": 0.5}
         extra["real_dir"] = real_root(SimConfig(shapes="real", real_dir=str(data) if data else None))
-    cfg = SimConfig(meters=meters, days=days, seed=seed, step=step, fault_share=fault_share, **extra)
+    cfg = SimConfig(meters=meters, days=days, seed=seed, step=step, fault_share=fault_share, knobs=knobs,
+                    **extra, **(sim_overrides or {}))
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ww-quality-") as tmp:
         work = Path(workdir) if workdir else Path(tmp)

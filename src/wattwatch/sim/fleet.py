@@ -45,6 +45,59 @@ SINGLE_PHASE_ONLY = {"neutral_bypass"}  # on a balanced 3-phase load a missing n
 SEPARATE_FAULTS = ("loose_ct",)
 
 
+FAULT_HOURS = {  # (min, max) hours of each fault type's window
+    "neutral_bypass": (6, 48), "partial_earth_return": (12, 72), "phase_imbalance": (6, 72),
+    "open_ct": (6, 96), "firmware_drift": (24, 120), "packet_loss": (6, 48), "thermal_drift": (12, 72),
+    "harmonic_noise": (3, 24), "theft_under_registration": (48, 240), "level_shift": (48, 240),
+    "frozen_register": (6, 48), "loose_ct": (6, 72),
+}
+
+
+@dataclass(frozen=True)
+class SimKnobs:
+    """The simulated world's own choices, which another simulator's author could make otherwise
+    (``scripts/quality_sweep.py`` varies them one at a time). The defaults are the values the
+    simulator has always used: a fleet without knobs (``SimConfig.knobs`` None) and a fleet with
+    ``SimKnobs()`` are the same files, byte for byte. Ranges are (low, high) of a uniform draw, so
+    that a changed range changes values but never the number of random draws."""
+
+    fault_hours: tuple[tuple[str, float, float], ...] = ()  # (type, min h, max h): overrides FAULT_HOURS
+    theft_keep: tuple[float, float] = (0.3, 0.6)  # share of the load the meter still sees
+    level_shift_add: tuple[float, float] = (0.6, 1.5)  # added load, times the profiled mean
+    imbalance_boost: tuple[float, float] = (0.22, 0.5)  # one phase's current raised by this share
+    earth_fraction: tuple[float, float] = (0.25, 0.6)
+    firmware_gain: tuple[float, float] = (0.6, 0.9)
+    thermal_extra_c: tuple[float, float] = (8.0, 20.0)
+    thermal_ramp_h: tuple[float, float] = (2.0, 6.0)
+    harmonic_thd: tuple[float, float] = (35.0, 70.0)
+    packet_loss_rate: tuple[float, float] = (0.12, 0.4)
+    loose_depth: tuple[float, float] = (0.3, 0.7)
+    loose_drop_rate: tuple[float, float] = (0.03, 0.15)
+    normal_imbalance_max: float = 0.10  # a commercial meter's steady imbalance, drawn up to this ...
+    high_imbalance_share: float = 0.5  # ... on this share of them (the others up to low_imbalance_max)
+    low_imbalance_max: float = 0.04
+    phase_wander: float = 0.025  # the phases' shares wander this much (two-hour correlation)
+    ct_error: float = 0.002  # measured current's relative error, reading by reading
+    v_noise: float = 0.002
+    pf_noise: float = 0.01
+    temp_noise_c: float = 0.15
+    commercial_wander: float = 0.03  # real commercial shapes: the minutes' wander around the interpolated shape
+    outage_max_h: float = 4.0
+    tau_scale: float = 1.0  # the enclosure's thermal time constant, times this
+    rise_scale: float = 1.0  # its temperature rise at rated current, times this
+    ambient_swing_c: float = 3.0  # the ambient's daily swing (amplitude)
+    ambient_wander_c: float = 0.5
+
+    def hours(self, fault: str) -> tuple[float, float]:
+        for k, lo, hi in self.fault_hours:
+            if k == fault:
+                return lo, hi
+        return FAULT_HOURS[fault]
+
+
+DEFAULT_KNOBS = SimKnobs()
+
+
 @dataclass(frozen=True)
 class SimConfig:
     """Parameters of a simulated fleet (all defaults are what ``wattwatch simulate`` uses)."""
@@ -82,6 +135,14 @@ class SimConfig:
     # read from ``real_dir``, else $WATTWATCH_REAL_DIR, else ../shared/data/real).
     shapes: str = "synthetic"
     real_dir: str | None = None
+    # The world's own choices (fault magnitudes, noise, thermal behaviour...); None: the defaults
+    # (``SimKnobs()``). Left out of ``meters.json`` when None, so that every earlier fleet's files
+    # are what they were.
+    knobs: SimKnobs | None = None
+
+    @property
+    def k(self) -> SimKnobs:
+        return self.knobs if self.knobs is not None else DEFAULT_KNOBS
 
     def __post_init__(self):
         if self.shapes not in ("synthetic", "real"):
@@ -185,13 +246,14 @@ def _make_meter(rng: np.random.Generator, i: int, cfg: SimConfig) -> Meter:
         return Meter(f"M-{i:05d}", "commercial", 3, 230.0, float(rng.choice([0, 1, 2])), peak,
                      float(peak * rng.uniform(0.15, 0.3)), float(rng.uniform(0.86, 0.95)),
                      float(1 + rng.normal(0, 0.004)), float(rng.uniform(0.005, 0.025)), float(rng.uniform(6, 14)),
-                     float(rng.uniform(40, 90)), float(rng.uniform(12, 25)), float(peak * 1000 / 3 / 230 * 1.3),
+                     float(rng.uniform(40, 90)) * cfg.k.tau_scale, float(rng.uniform(12, 25)) * cfg.k.rise_scale,
+                     float(peak * 1000 / 3 / 230 * 1.3),
                      float(rng.uniform(18, 26)), float(rng.uniform(1e3, 5e5)))
     peak = float(rng.uniform(2.5, 6))
     return Meter(f"M-{i:05d}", "residential", 1, 230.0, float(rng.choice([0, 1, 2])), peak,
                  float(rng.uniform(0.08, 0.3)), float(rng.uniform(0.9, 0.98)), float(1 + rng.normal(0, 0.004)),
-                 float(rng.uniform(0.003, 0.025)), float(rng.uniform(5, 12)), float(rng.uniform(20, 60)),
-                 float(rng.uniform(8, 18)), 40.0, float(rng.uniform(15, 24)), float(rng.uniform(100, 4e4)))
+                 float(rng.uniform(0.003, 0.025)), float(rng.uniform(5, 12)),
+                 float(rng.uniform(20, 60)) * cfg.k.tau_scale, float(rng.uniform(8, 18)) * cfg.k.rise_scale, 40.0, float(rng.uniform(15, 24)), float(rng.uniform(100, 4e4)))
 
 
 BURST_BIN_S = 300.0  # appliance bursts start and stop on this clock (5 min) ...
@@ -246,7 +308,8 @@ def _load_kw(rng: np.random.Generator, m: Meter, t_local_h: np.ndarray, dow: np.
 
         load, m.shape = real_load_kw(rng, m.kind, m.peak_kw, t_local_h, cfg.days, real_root(cfg))
         if m.kind == "commercial":  # hourly and 15-min shapes, interpolated: the minutes' wander
-            load = load * (1 + _smooth_noise(rng, n, 0.03, 1200.0, step_s))
+            wander = cfg.k.commercial_wander
+            load = load * (1 + _smooth_noise(rng, n, wander, 1200.0, step_s))
         return np.clip(load, 0.03 if m.kind == "residential" else 0.1, None), np.zeros(n)
     h = t_local_h % 24
     weekend = dow >= 5
@@ -281,7 +344,7 @@ NORMAL_IMBALANCE = (0.0, 0.10)  # a commercial meter's steady imbalance (max dev
 HIGH_IMBALANCE_SHARE = 0.5  # ... drawn up to the top of the range for this share of meters, else up to 4 %
 
 
-def _normal_split(rng: np.random.Generator) -> np.ndarray:
+def _normal_split(rng: np.random.Generator, k: SimKnobs = DEFAULT_KNOBS) -> np.ndarray:
     """A three-phase meter's own normal split of the load over its phases, as factors around 1
     (mean 1): single-phase loads are never spread evenly, and on some sites one phase carries
     much more than the others for good (a kitchen, a lift, a server room on L1). With the
@@ -289,8 +352,8 @@ def _normal_split(rng: np.random.Generator) -> np.ndarray:
     asymmetric meters, as on real commercial sites. Drawn from its own stream (spawned from
     ``rng``'s seed), so every other draw of the meter is what it was."""
     g = np.random.default_rng(_child_seed(rng))
-    high = g.random() < HIGH_IMBALANCE_SHARE
-    target = g.uniform(NORMAL_IMBALANCE[0], NORMAL_IMBALANCE[1] if high else 0.04)
+    high = g.random() < k.high_imbalance_share
+    target = g.uniform(NORMAL_IMBALANCE[0], k.normal_imbalance_max if high else k.low_imbalance_max)
     d = g.standard_normal(3)
     d -= d.mean()
     d *= target / max(np.abs(d).max(), 1e-9)
@@ -307,13 +370,14 @@ def _window(rng: np.random.Generator, n: int, lo_steps: int, min_len: int, max_l
     return s, min(n, s + length)
 
 
-def _loose_clamp(rng: np.random.Generator, i_meas: np.ndarray, s: int, e: int) -> tuple[np.ndarray, dict]:
+def _loose_clamp(rng: np.random.Generator, i_meas: np.ndarray, s: int, e: int,
+                 kn: SimKnobs = DEFAULT_KNOBS) -> tuple[np.ndarray, dict]:
     """A CT clamp not fully closed on one phase over steps [s, e): the reported current is
     attenuated by an amount that changes from reading to reading (up to ``depth``), and now and
     then (``drop_rate``) nearly lost. Returns the reported currents and the event's detail."""
     k = int(rng.integers(0, i_meas.shape[0]))
-    depth = float(rng.uniform(0.3, 0.7))
-    drop_rate = float(rng.uniform(0.03, 0.15))
+    depth = float(rng.uniform(*kn.loose_depth))
+    drop_rate = float(rng.uniform(*kn.loose_drop_rate))
     g = 1 - depth * rng.random(e - s)
     drops = rng.random(e - s) < drop_rate
     g[drops] = rng.uniform(0.0, 0.1, int(drops.sum()))
@@ -394,49 +458,45 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
     lo = max(1, min(int(cfg.profile_days * 24 * steps_h), n // 2))
     ph = m.phases
 
+    kn = cfg.k
     fault = m.faults[0] if m.faults else None
     fw: dict[str, tuple[int, int]] = {}
     if fault:
-        lengths = {  # (min, max) hours
-            "neutral_bypass": (6, 48), "partial_earth_return": (12, 72), "phase_imbalance": (6, 72),
-            "open_ct": (6, 96), "firmware_drift": (24, 120), "packet_loss": (6, 48), "thermal_drift": (12, 72),
-            "harmonic_noise": (3, 24), "theft_under_registration": (48, 240), "level_shift": (48, 240),
-            "frozen_register": (6, 48), "loose_ct": (6, 72),
-        }[fault]
+        lengths = kn.hours(fault)  # (min, max) hours
         s, e = _window(rng, n, lo, int(lengths[0] * steps_h), int(lengths[1] * steps_h))
         fw[fault] = (s, e)
 
     # Consumption-pattern faults change the true load itself.
     if "theft_under_registration" in fw:
         s, e = fw["theft_under_registration"]
-        frac = rng.uniform(0.3, 0.6)
+        frac = rng.uniform(*kn.theft_keep)
         load[s:e] *= frac  # a tap before the meter: it sees (and bills) only part of the load
     if "level_shift" in fw:
         s, e = fw["level_shift"]
-        load[s:e] += rng.uniform(0.6, 1.5) * load[:lo].mean()
+        load[s:e] += rng.uniform(*kn.level_shift_add) * load[:lo].mean()
 
     # Voltage per phase: slow wander, noise, small drop with load.
     v = np.empty((ph, n))
     for k in range(ph):
-        v[k] = m.v_nom_v * (1 + _smooth_noise(rng, n, 0.012, 3 * 3600.0, step_s) + rng.normal(0, 0.002, n)
+        v[k] = m.v_nom_v * (1 + _smooth_noise(rng, n, 0.012, 3 * 3600.0, step_s) + rng.normal(0, kn.v_noise, n)
                             - 0.01 * load / m.peak_kw)
     # Phase shares: natural wander a few percent around the meter's own normal split.
     if ph == 3:
-        w = np.stack([_smooth_noise(rng, n, 0.025, 2 * 3600.0, step_s) for _ in range(3)])
-        shares = (1 + w - w.mean(axis=0)) / 3 * _normal_split(rng)[:, None]
+        w = np.stack([_smooth_noise(rng, n, kn.phase_wander, 2 * 3600.0, step_s) for _ in range(3)])
+        shares = (1 + w - w.mean(axis=0)) / 3 * _normal_split(rng, kn)[:, None]
         shares /= shares.sum(axis=0)
     else:
         shares = np.ones((1, n))
     if "phase_imbalance" in fw:
         s, e = fw["phase_imbalance"]
         k = int(rng.integers(0, 3))
-        boost = rng.uniform(0.22, 0.5)
+        boost = rng.uniform(*kn.imbalance_boost)
         # A load added on one phase: its current rises by ``boost``, the others' stay (the
         # total rises with it).
         shares[k, s:e] *= 1 + boost
         fw_detail = {"phase": f"L{k + 1}", "boost": round(float(boost), 3)}
     pf = np.clip(m.pf_mean + (1 - m.pf_mean) * np.divide(burst, load, out=np.zeros(n), where=load > 0)
-                 + rng.normal(0, 0.01, (ph, n)), 0.6, 0.999)
+                 + rng.normal(0, kn.pf_noise, (ph, n)), 0.6, 0.999)
 
     p_phase = load * shares  # kW, true
     # Own random stream for what was added later (loose clamp, erratic load): the draws above and
@@ -468,11 +528,11 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
                                 {"factor": round(float(factor), 2)}))
 
     # Measured currents (CT class 0.5 error) and what the meter computes from them.
-    i_meas = i_true * (1 + rng.normal(0, 0.002, (ph, n)))
+    i_meas = i_true * (1 + rng.normal(0, kn.ct_error, (ph, n)))
     thd = np.clip(m.thd_pct * (1 + 0.6 * (1 - load / m.peak_kw)) + rng.normal(0, 0.5, n), 1, None)
     if "harmonic_noise" in fw:
         s, e = fw["harmonic_noise"]
-        thd[s:e] = rng.uniform(35, 70) + rng.normal(0, 3, e - s)
+        thd[s:e] = rng.uniform(*kn.harmonic_thd) + rng.normal(0, 3, e - s)
         i_meas[:, s:e] *= 1 + rng.normal(0, 0.08, (ph, e - s))
 
     # Neutral current.
@@ -487,7 +547,7 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
     detail: dict = {}
     if "partial_earth_return" in fw:
         s, e = fw["partial_earth_return"]
-        f = rng.uniform(0.25, 0.6)
+        f = rng.uniform(*kn.earth_fraction)
         if ph == 1:
             i_n[s:e] = i_true[0, s:e] * (1 - f)
         else:
@@ -523,7 +583,7 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
         else:
             mask[s:e] = True
         i_n[mask] = np.abs(rng.normal(0, 0.01, mask.sum()))
-    i_n = i_n * (1 + rng.normal(0, 0.002, n))
+    i_n = i_n * (1 + rng.normal(0, kn.ct_error, n))
 
     if "open_ct" in fw:
         s, e = fw["open_ct"]
@@ -535,7 +595,7 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
     outage = np.zeros(n, bool)
     if rng.random() < cfg.outage_share:
         for _ in range(int(rng.integers(1, 3))):
-            s, e = _window(rng, n, lo // 3, max(2, int(steps_h / 6)), int(4 * steps_h))
+            s, e = _window(rng, n, lo // 3, max(2, int(steps_h / 6)), int(kn.outage_max_h * steps_h))
             outage[s:e] = True
             label = seen(s, e)
             if label:
@@ -554,7 +614,7 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
         pf_tot = np.where(s_meas > 0, p_meas / s_meas, np.nan)
     if "loose_ct" in fw:
         # The meter's power metrology is not on the loose clamp: only the reported current is.
-        i_meas, lc_detail = _loose_clamp(xr, i_meas, *fw["loose_ct"])
+        i_meas, lc_detail = _loose_clamp(xr, i_meas, *fw["loose_ct"], kn)
         detail.update(lc_detail)
 
     # Energy register: integrates the power the metrology sees times the calibration gain (every
@@ -571,7 +631,7 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
     inc = p_energy * m.cal_gain * step_s / 3600
     if "firmware_drift" in fw:
         s, e = fw["firmware_drift"]
-        g = rng.uniform(0.6, 0.9)
+        g = rng.uniform(*kn.firmware_gain)
         inc[s:e] *= g
         detail["register_gain"] = round(float(g), 3)
     e_kwh = m.e0_kwh + np.cumsum(inc)
@@ -584,7 +644,8 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
             events.append(Event(m.meter_id, "register_reset", label[0], label[0], None, False))
 
     # Temperature: first-order lag towards ambient + rise * (I / I_rated)^2.
-    amb = m.ambient_c + 3 * np.sin(2 * np.pi * (t_local_h % 24 - 9) / 24) + _smooth_noise(rng, n, 0.5, 4 * 3600.0, step_s)
+    amb = (m.ambient_c + kn.ambient_swing_c * np.sin(2 * np.pi * (t_local_h % 24 - 9) / 24)
+           + _smooth_noise(rng, n, kn.ambient_wander_c, 4 * 3600.0, step_s))
     i_heat[:, outage] = 0.0
     heat = m.rise_c * (i_heat.max(axis=0) / m.rated_a) ** 2
     a = np.exp(-step_s / 60 / m.tau_min)
@@ -592,11 +653,11 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
     temp = lfilter([1 - a], [1, -a], drive, zi=[a * drive[0]])[0]
     if "thermal_drift" in fw:
         s, e = fw["thermal_drift"]
-        extra = rng.uniform(8, 20)
-        ramp = np.minimum(1, np.arange(e - s) / (rng.uniform(2, 6) * steps_h))
+        extra = rng.uniform(*kn.thermal_extra_c)
+        ramp = np.minimum(1, np.arange(e - s) / (rng.uniform(*kn.thermal_ramp_h) * steps_h))
         temp[s:e] += extra * ramp
         detail["extra_c"] = round(float(extra), 2)
-    temp = temp + rng.normal(0, 0.15, n)
+    temp = temp + rng.normal(0, kn.temp_noise_c, n)
 
     cols = {
         "v_l1_v": np.round(v[0], 1), "i_l1_a": np.round(i_meas[0], 3),
@@ -624,7 +685,7 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
     keep = rng.random(len(frame)) >= cfg.background_loss
     if "packet_loss" in fw and np.subtract(*readings(*fw["packet_loss"])[::-1]) > 0:
         s, e = readings(*fw["packet_loss"])
-        rate = rng.uniform(0.12, 0.4)
+        rate = rng.uniform(*kn.packet_loss_rate)
         # Bursty loss: drop runs of readings, not isolated ones.
         # (Runs of about three readings: a link that is down loses the readings it would carry.)
         lost = (_smooth_noise(rng, e - s, 1.0, 3.0, 1.0)
@@ -748,11 +809,19 @@ def simulate(cfg: SimConfig, out: str | Path | None = None, formats: tuple[str, 
     meter_dicts = [asdict(m) for m in meters]
     if out_dir is not None:
         (out_dir / "events.json").write_text(json.dumps(event_dicts, indent=1))
-        (out_dir / "meters.json").write_text(json.dumps({"config": asdict(cfg), "meters": meter_dicts}, indent=1))
+        (out_dir / "meters.json").write_text(json.dumps({"config": _config_dict(cfg), "meters": meter_dicts}, indent=1))
         files["events"] = str(out_dir / "events.json")
         files["meters"] = str(out_dir / "meters.json")
     return {"frame": pd.concat(frames, ignore_index=True) if frames else None, "events": event_dicts,
             "meters": meter_dicts, "files": files, "rows": rows}
+
+
+def _config_dict(cfg: SimConfig) -> dict:
+    """``cfg`` as written to ``meters.json``: without ``knobs`` when they are the defaults (None)."""
+    d = asdict(cfg)
+    if cfg.knobs is None:
+        d.pop("knobs")
+    return d
 
 
 def _write_chunk(chunk: pd.DataFrame, out_dir: Path, formats, writers: dict, files: dict) -> None:

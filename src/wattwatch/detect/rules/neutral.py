@@ -37,6 +37,18 @@ share counts from ``fund_share_floor`` up: on a meter whose phases were balanced
 (a share near nothing) the allowance grows at most 1 / ``fund_share_floor``-fold, and a partial earth
 return during a small imbalance is still found.
 
+The plain three-phase limit (max of ``abs_limit_3ph_a``, ``rel_limit_3ph`` of the phase current and
+``sigma_k`` of the profile's residual spread) also takes that per-level term, the spread at the
+reading's load level as a share of its current, widened the same way: the error of the
+common-angle relation is the phases' unknown angles times their current, so it grows with the
+load, and the whole profile's spread in amps is mostly the quiet hours'. Seen on a simulated
+fleet whose phases' power factors differ by 0.03 reading by reading, two readings in a row at full
+load beyond 15 % of the phase current raised 80 false partial earth returns in one 120-meter fleet
+(q17, docs/quality-log.md).
+
+A three-phase reading without its THD is not judged where the meter learned a harmonic share:
+its harmonics cannot be sized (read as none, the expected neutral was the fundamental alone).
+
 Evidence classifies ``neutral_bypass`` (I_N ≈ 0 while I_L > 5 A) or ``partial_earth_return``.
 A phase channel reading zero while the neutral carries load is an open CT, left to sensor_fault.
 """
@@ -189,8 +201,20 @@ class NeutralTamper(Detector):
         i = np.where(meter_three[:, None] & ~np.isfinite(i), np.nan, i)
         mean = np.where(three, i.mean(axis=1), i[:, 0])
         fund = np.where(three, implied_neutral(np.where(np.isfinite(i), i, 0.0)), np.nan)
-        trip = np.where(three & np.isfinite(thd), 3 * thd / 100 * mean, 0.0)
+        # A three-phase reading without its THD has harmonics the rule cannot size: NaN, not none
+        # (read as none, the expected neutral was the small fundamental alone and a harmonic
+        # neutral a partial earth return). Where the meter learned no harmonic share (kappa2 0)
+        # it does not matter (:meth:`_expected`).
+        trip = np.where(three, 3 * thd / 100 * mean, 0.0)
         return i, i_n, three, mean, fund, trip
+
+    @staticmethod
+    def _expected(fund, kappa2, trip):
+        """The expected three-phase neutral: the implied fundamental and the harmonics that add up
+        in it with the learned share ``kappa2``; NaN where the share is above zero and the
+        reading's THD is missing."""
+        with quiet():
+            return np.sqrt(fund ** 2 + np.where(kappa2 > 0, kappa2 * trip ** 2, 0.0))
 
     def _fit(self, df: pd.DataFrame) -> dict:
         seg = df["_seg"].to_numpy()
@@ -203,8 +227,8 @@ class NeutralTamper(Detector):
         with quiet():
             k_row = (i_n ** 2 - fund ** 2) / trip ** 2
         kappa2 = np.clip(np.nan_to_num(seg_median(k_row, seg, n_seg, ok & (trip >= 1.0))), 0, 4)
+        expected = self._expected(fund, kappa2[seg], trip)
         with quiet():
-            expected = np.sqrt(fund ** 2 + kappa2[seg] * trip ** 2)
             resid = i_n - expected
             share = fund / expected
         mad = seg_median(np.abs(resid - seg_median(resid, seg, n_seg, ok)[seg]), seg, n_seg, ok)
@@ -261,8 +285,6 @@ class NeutralTamper(Detector):
         seg = df["_seg"].to_numpy()
         edges = self._param_array(df, "level_edges_a", (K - 1,))
         bias = self._param_array(df, "level_bias", (K,))
-        spread = self._param_array(df, "level_spread", (K,))
-        fshare = self._param_array(df, "level_fund_share", (K,))
         out = np.full(len(df), np.nan)
         if not three.any() or not np.isfinite(bias).any():
             return out
@@ -270,6 +292,7 @@ class NeutralTamper(Detector):
         rows = np.arange(len(df))
         with quiet():
             dep = np.where(three & informative, (i_n - expected) / mean - bias[seg, lvl], np.nan)
+        limit = self._level_limit(df, mean, fund, expected)
         t_ns = time_index(df["_t"].to_numpy(float))
         cad = self._param(df, "cadence_s")
         win = self.persist_window_s(cad)
@@ -280,19 +303,33 @@ class NeutralTamper(Detector):
         win_ns = np.round(win * 1e9).astype(np.int64)[seg[r]]
         held[r] = grouped_rolling(dep[r], seg[r], t_ns[r], win_ns, min_periods=n_min).median().to_numpy()
         with quiet():
-            # The phases further apart than in the profile: the common-angle relation's error
-            # grows with the fundamental's share of the neutral (module docstring).
-            # The profile's share from fund_share_floor up: a balanced profile's share near nothing
-            # would widen it without bound (module docstring).
-            widen = np.fmax(1.0, (fund / expected) / np.maximum(fshare[seg, lvl], cfg.fund_share_floor))
-            widen = np.where(np.isfinite(widen), widen, 1.0)
-            limit = np.maximum(cfg.abs_limit_3ph_a, cfg.sigma_k * spread[seg, lvl] * widen * mean)
             out = np.abs(held) * mean / limit
             # A reading back on the relation is not held over it by the readings before it (the
             # trailing median outlasts a fault by half its window): at most ambiguous.
             own = np.abs(dep) * mean / limit
         out = np.where((out >= 1.0) & (own < cfg.clear_ok_3ph), np.minimum(out, 0.99), out)
         return np.where(three & informative & np.isfinite(out), out, np.nan)
+
+    def _level_limit(self, df: pd.DataFrame, mean, fund, expected) -> np.ndarray:
+        """Per reading, the departure from the meter's relation its own spread allows (A):
+        max(``abs_limit_3ph_a``, ``sigma_k`` x the spread at the reading's load level (a share of
+        the phase current) x the phase current x the widening, see :meth:`_held_departure`); NaN
+        where the meter has no learned relation."""
+        cfg = self.config
+        K = cfg.level_bins
+        seg = df["_seg"].to_numpy()
+        edges = self._param_array(df, "level_edges_a", (K - 1,))
+        spread = self._param_array(df, "level_spread", (K,))
+        fshare = self._param_array(df, "level_fund_share", (K,))
+        lvl = self._level(mean, edges[seg])
+        with quiet():
+            # The phases further apart than in the profile: the common-angle relation's error
+            # grows with the fundamental's share of the neutral (module docstring).
+            # The profile's share from fund_share_floor up: a balanced profile's share near nothing
+            # would widen it without bound (module docstring).
+            widen = np.fmax(1.0, (fund / expected) / np.maximum(fshare[seg, lvl], cfg.fund_share_floor))
+            widen = np.where(np.isfinite(widen), widen, 1.0)
+            return np.maximum(cfg.abs_limit_3ph_a, cfg.sigma_k * spread[seg, lvl] * widen * mean)
 
     def _expected_and_limit(self, df: pd.DataFrame):
         cfg = self.config
@@ -301,7 +338,7 @@ class NeutralTamper(Detector):
         kappa2 = self._param(df, "kappa2", 0.0)[seg]
         sigma = self._param(df, "resid_sigma_a")[seg]
         kappa2 = np.where(np.isfinite(kappa2), kappa2, 0.0)
-        expected = np.where(three, np.sqrt(fund ** 2 + kappa2 * trip ** 2), i[:, 0])
+        expected = np.where(three, self._expected(fund, kappa2, trip), i[:, 0])
         limit = np.where(three, np.maximum(np.maximum(cfg.abs_limit_3ph_a, cfg.rel_limit_3ph * mean),
                                                     np.where(np.isfinite(sigma), cfg.sigma_k * sigma, 0.0)),
                          single_phase_limit(i[:, 0], cfg))
@@ -327,11 +364,18 @@ class NeutralTamper(Detector):
         # Light load, single phase: below the absolute limit a missing neutral is still plain
         # when most of the current does not come back (leakage is tens of mA, not half the load).
         light = ~three & np.isfinite(i_n) & (i[:, 0] >= cfg.low_load_a) & (i[:, 0] < cfg.min_load_a) & ~open_ct & ~surge
+        fund = np.where(three, implied_neutral(np.where(np.isfinite(i), i, 0.0)), np.nan)
+        # The three-phase limit's own-spread term at the reading's load level: the neutral's error
+        # against the common-angle relation is the phases' unknown angles times their current, so
+        # it grows with the load (module docstring); the whole profile's spread in amps is mostly
+        # the quiet hours'.
+        lvl_limit = np.where(three, self._level_limit(df, mean, fund, expected), np.nan)
+        limit = np.where(np.isfinite(lvl_limit), np.fmax(limit, lvl_limit), limit)
         score = verdict(delta, i[:, 0], limit, three, informative, light, cfg)
+        ctx = (i, i_n, three, mean, expected, limit)
         # A departure from the meter's own relation, held: over the limit, it is the score; over
         # half of it, a reading within the absolute limit is not clearly healthy either (one
         # persistent fault stays one alert through the hours its departure is smaller).
-        fund = np.where(three, implied_neutral(np.where(np.isfinite(i), i, 0.0)), np.nan)
         held = self._held_departure(df, i_n, expected, mean, three, informative, fund)
         score = np.where(held >= 1.0, np.fmax(score, held),
                          np.where((held >= cfg.clear_ok_3ph) & (score < 1.0), np.nan, score))
