@@ -152,3 +152,34 @@ def test_a_neutral_whose_spread_grows_with_the_load_is_judged_at_its_own_load_le
     h.loc[w, "i_n_a"] = neutral(i, w, scale)
     found = [a for a in run(h) if a.code == "ERR_IMBAL_LIMIT_EXCEEDED"]
     assert found and all(a.evidence["kind"] == "partial_earth_return" for a in found)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_reading_without_its_thd_is_not_judged_by_its_neighbours_held_departure(seed):
+    """A reading without its THD has no expected neutral (q17); its held departure, the trailing
+    median of its neighbours' departures, was still its score, so inside a quarter of a phase's
+    return diverted it scored as a fault, and an alert made of such readings said "phases imply
+    nan A" with no expected neutral in its evidence (seen on a simulated hourly fleet with 10 % of
+    the THD readings missing). Such a reading is not judged at all, held or not; the earth return
+    is still found, and every alert states what the phases imply."""
+    from wattwatch.detect.frame import prepare
+    from wattwatch.detect.registry import build
+
+    f, i, neutral = _office(seed)
+    f = f.copy()
+    w = window(f, "2025-01-11T00:00:00Z", 48)
+    scale = np.ones(3)
+    scale[np.argmax(i.mean(axis=0))] = 0.75
+    f.loc[w, "i_n_a"] = neutral(i, w, scale)
+    holes = np.flatnonzero(w)[len(np.flatnonzero(w)) // 2:][:3]
+    f.loc[f.index[holes], "thd_i_pct"] = np.nan
+    frame = prepare(f.reset_index(drop=True))
+    d = build("neutral_tamper").fit(frame[frame.ts < pd.Timestamp("2025-01-09", tz="UTC")])
+    assert d.state_[frame["meter_id"].iloc[0]]["kappa2"] > 0
+    no_thd = frame["thd_i_pct"].isna().to_numpy()
+    assert no_thd.sum() == 3
+    assert np.isnan(d.scored(frame).values[no_thd]).all(), d.scored(frame).values[no_thd]
+    found = [a for a in run(f) if a.code == "ERR_IMBAL_LIMIT_EXCEEDED"]
+    assert found and all(a.evidence["kind"] == "partial_earth_return" for a in found)
+    assert all(a.evidence["expected_i_n_a"] is not None and "nan" not in a.message for a in found), \
+        [a.message for a in found]

@@ -72,8 +72,12 @@ class FirmwareDrift(Detector):
     blank_input = ("p_kw", "e_kwh")
     # The register's deviation is the fault; the consumption it states meanwhile is not the load's.
     explains = (Explains(("consumption",), pad_s=3600.0),)
-    # An interval needs the reading before it, and a frozen stretch's catch-up the one before that.
+    # An interval needs the reading before it, and a frozen stretch's catch-up the one before that;
+    # whether the reading before it caught a motor start, that one's two before it (``inrush``).
     lookback_n = 2
+    # Whether an interval's reading caught a motor start depends on the two readings after it
+    # (``inrush``), which after a lost stretch may lie beyond the reach in seconds.
+    lookahead_n = 2
 
     def windows(self) -> list[float]:
         """Window lengths judged (s): ``window_s``, doubled while not above ``max_window_s``."""

@@ -308,7 +308,9 @@ class NeutralTamper(Detector):
             # trailing median outlasts a fault by half its window): at most ambiguous.
             own = np.abs(dep) * mean / limit
         out = np.where((out >= 1.0) & (own < cfg.clear_ok_3ph), np.minimum(out, 0.99), out)
-        return np.where(three & informative & np.isfinite(out), out, np.nan)
+        # A reading without an expected neutral (its THD missing where the meter learned a harmonic
+        # share) is not judged, held or not: the trailing median is its neighbours' departure.
+        return np.where(three & informative & np.isfinite(expected) & np.isfinite(out), out, np.nan)
 
     def _level_limit(self, df: pd.DataFrame, mean, fund, expected) -> np.ndarray:
         """Per reading, the departure from the meter's relation its own spread allows (A):
