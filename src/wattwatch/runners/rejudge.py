@@ -239,14 +239,16 @@ def _before_alerts(engine, frm: dict[str, float]) -> dict[str, float]:
 
 def _exact(engine, alerts) -> None:
     """A re-judged alert is what the re-judging found: its end and score may have shrunk (a late
-    reading filled a gap), which the store's upsert (it keeps the greatest) does not write."""
+    reading filled a gap), which the store's upsert (it keeps the greatest) does not write. An
+    acknowledged or cleared alert stays as it was at its reset (``StreamEngine._take``)."""
     if not alerts:
         return
     con = engine.store.con
     con.execute("BEGIN TRANSACTION")
     try:
         for a in {a.id: a for a in alerts}.values():
-            con.execute("UPDATE alerts SET \"end\" = ?::TIMESTAMPTZ, score = ? WHERE id = ?", [a.end, a.score, a.id])
+            con.execute("UPDATE alerts SET \"end\" = ?::TIMESTAMPTZ, score = ? WHERE id = ? AND status = 'open'",
+                        [a.end, a.score, a.id])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -797,6 +797,14 @@ class StreamEngine:
         for a in alerts:
             self._written[a.id] = _version(a)
 
+    def _settled(self, ids: list[str]) -> set[str]:
+        """Of ``ids``, the alerts the store keeps acknowledged or cleared."""
+        if not ids:
+            return set()
+        rows = self.store.con.execute(
+            f"SELECT id FROM alerts WHERE status <> 'open' AND id IN ({', '.join('?' for _ in ids)})", ids).fetchall()
+        return {r[0] for r in rows}
+
     def _take(self, res, rep: StepReport, tier: str = "all") -> None:
         """Write a stitcher's new and changed alerts and work out which ended. ``tier``: whose
         alerts these are: "fast" (the fast stitcher), "slow" (the full stitcher's, of which only
@@ -814,6 +822,14 @@ class StreamEngine:
             alerts = [a for a in alerts if a.detector not in fast]
         # An open alert comes back at every step; only versions that changed are written.
         changed = [a for a in alerts if self._written.get(a.id) != _version(a)]
+        # An acknowledged or cleared alert stays as it was at its reset: the detector's old state
+        # goes on carrying it until it re-learns from the reset, and the re-judging from there
+        # judges nothing before it (``detect`` on the same store never finds it again either).
+        settled = self._settled([a.id for a in changed])
+        if settled:
+            alerts = [a for a in alerts if a.id not in settled or a.id not in self.alerts]
+            changed = [a for a in changed if a.id not in settled]
+            self.counters["settled_kept"] += len(settled)
         self._upsert(changed)
         rep.written_at = time.monotonic()
         rep.written[tier] = rep.written_at
