@@ -250,20 +250,7 @@ class StreamEngine:
         gone = sorted(m for m, c in self.cut.items() if m in self.fed and self.fed[m] < int(round(c * 1e6)))
         if not gone:
             return
-        for per in (st.since, st.emitted):
-            for d in per.values():
-                for m in gone:
-                    d.pop(m, None)
-        for per in st.hours.values():
-            for m in gone:
-                per.pop(m, None)
-        for m in gone:
-            st.origin.pop(m, None)
-            st.n_before.pop(m, None)
-            st.open.pop(m, None)
-        if st.tail is not None and len(st.tail):
-            keep = ~st.tail["meter_id"].astype(str).isin(gone).to_numpy()
-            st.tail = st.tail[keep].reset_index(drop=True) if keep.any() else None
+        st.forget(gone)
         self.counters["compacted_restarts"] += len(gone)
         since = pd.Timestamp(min(self.fed[m] for m in gone), unit="us", tz="UTC").isoformat()
         self._say(f"{len(gone)} meter(s) (e.g. {', '.join(gone[:3])}) were compacted beyond where this watcher's "
