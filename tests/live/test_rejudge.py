@@ -249,7 +249,7 @@ def test_a_checkpoint_after_a_rewind_to_the_meters_first_reading(tmp_path):
 
 
 @pytest.mark.parametrize("step", ["15min", "5min"])
-def test_acknowledging_an_open_alert_live_leaves_one_alert_per_fault(step, tmp_path):
+def test_acknowledging_an_open_alert_live_keeps_it_at_its_reset(step, tmp_path):
     """Acknowledge an alert while it is still open in a running stream (the request `alerts ack`
     hands to `watch`), mid-fault, and stream on to the end: the acknowledged alert stays as it was
     at the reset (it is not judged again past it, as `detect` does not judge it), no other alert
