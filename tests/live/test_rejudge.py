@@ -246,3 +246,67 @@ def test_a_checkpoint_after_a_rewind_to_the_meters_first_reading(tmp_path):
         return got.reset_index(drop=True)
 
     pd.testing.assert_frame_equal(run(tmp_path / "a.duckdb", True), run(tmp_path / "b.duckdb", False))
+
+
+@pytest.mark.parametrize("step", ["15min", "5min"])
+def test_acknowledging_an_open_alert_live_keeps_it_at_its_reset(step, tmp_path):
+    """Acknowledge an alert while it is still open in a running stream (the request `alerts ack`
+    hands to `watch`), mid-fault, and stream on to the end: the acknowledged alert stays as it was
+    at the reset (it is not judged again past it, as `detect` does not judge it), no other alert
+    of that (meter, detector) overlaps it, and every stored alert is the one `detect` gives on the
+    same store with the same reset."""
+    # profile_days longer than the detectors' lag: the reset's re-learning waits while the stream
+    # goes on (with profile_days 1 here it is ready at once and the alert cannot grow).
+    cfg = {"engine": {"profile_days": 2.0}}
+    out = tmp_path / "fleet"
+    simulate(SimConfig(meters=6, days=10.0, step=step, seed=21, fault_share=0.9, profile_days=2.0), out)
+    frame = api.read_frame(out / "telemetry.parquet").sort_values("ts", kind="stable")
+    day = (frame["ts"].min() + pd.Timedelta("2D")).ceil("1h")
+    last = frame["ts"].max()
+    plain = {a.id: a for a in api.detect(out / "telemetry.parquet", config=cfg).alerts}   # no reset
+    store = Store(tmp_path / "live.duckdb")
+    eng = StreamEngine(store, api.build_detectors(None, cfg), api._engine(cfg),
+                       StreamConfig(checkpoint_s=0, slow_thread=False))
+    acked = None
+    for piece in _pieces(frame, day):
+        eng.add(piece)
+        eng.step()
+        if acked is None:
+            # An open alert that detect (no reset) sees run on for hours more, early enough that
+            # the re-learning window after it (profile_days) is complete before the data ends.
+            mid = [a for i, a in eng.alerts.items() if i in eng.open_ids and i in plain
+                   and pd.Timestamp(plain[i].end) >= pd.Timestamp(a.end) + pd.Timedelta("6h")
+                   and pd.Timestamp(a.end) <= last - pd.Timedelta("4.1D")]
+            if not mid:
+                continue
+            a = sorted(mid, key=lambda a: (a.start, a.id))[0]
+            ans = control.apply(eng, control.parse(json.dumps(
+                {"op": "set_status", "id": a.id, "status": "acknowledged", "note": "seen"}).encode()))
+            assert ans["ok"] and ans["status"] == "acknowledged"
+            acked = (a, pd.Timestamp(ans["reset_at"]))
+    eng.flush()
+    assert acked is not None, "no alert open mid-fault to acknowledge"
+    a, reset_at = acked
+    live = _stored(store)
+    store.close()
+    mine = sorted((x for x in live if x["meter_id"] == a.meter_id and x["detector"] == a.detector),
+                  key=lambda x: x["start"])
+    got = next(x for x in mine if x["id"] == a.id)
+    assert got["status"] == "acknowledged"
+    assert pd.Timestamp(got["end"]) == reset_at, "the acknowledged alert grew past its reset"
+    spans = [(pd.Timestamp(x["start"]), pd.Timestamp(x["end"]), x["id"]) for x in mine]
+    overlaps = [(p[2], q[2]) for p, q in zip(spans, spans[1:]) if q[0] <= p[1]]
+    assert not overlaps, f"overlapping alerts of one (meter, detector): {overlaps}"
+
+    batch = tmp_path / "batch.duckdb"
+    api.ingest(out / "telemetry.parquet", db=batch)
+    with Store(batch) as b:
+        api.detect(b, config=cfg, end=day)   # profiles every meter on its first day, as the stream did
+        alert_store.ensure_tables(b.con)
+        b.con.execute("INSERT INTO rule_resets VALUES (?, ?, ?, ?, 'acknowledged', now())",
+                      [a.meter_id, a.detector, reset_at.to_pydatetime(), a.id])
+        want = api.detect(b, config=cfg).alerts
+    keep = [x for x in live if not (x["meter_id"] == a.meter_id and x["detector"] == a.detector
+                                    and pd.Timestamp(x["start"]) <= reset_at)]
+    problems = _mismatches(want, keep)
+    assert not problems, "\n".join(problems[:10])

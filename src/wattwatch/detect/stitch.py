@@ -114,6 +114,26 @@ class Stitcher:
         # macd.HourCarry); a carry is replaced, never changed in place.
         self.hours: dict[str, dict] = {d.name: {} for d in self.detectors if d.carry_cls is not None}
 
+    def forget(self, meters, alerts: bool = True) -> None:
+        """Drop the carry of ``meters``: their tail, post-rule restart points (``since``,
+        ``emitted``), ``origin``, ``n_before`` and carried closed hours; the next piece judges each
+        from its first reading in it, as a meter never seen. ``alerts``: also forget which of their
+        alerts are open (False: the next feed of the meter says)."""
+        ms = {str(m) for m in meters}
+        if not ms:
+            return
+        for per in (*self.since.values(), *self.emitted.values(), *self.hours.values()):
+            for m in ms:
+                per.pop(m, None)
+        for m in ms:
+            self.origin.pop(m, None)
+            self.n_before.pop(m, None)
+            if alerts:
+                self.open.pop(m, None)
+        if self.tail is not None and len(self.tail):
+            keep = ~self.tail["meter_id"].astype(str).isin(ms).to_numpy()
+            self.tail = self.tail[keep].reset_index(drop=True) if keep.any() else None
+
     def feed(self, piece: pd.DataFrame, final: bool = False) -> Step:
         """Judge ``piece`` with the carried tail of its meters. A meter without readings in the
         piece is not judged again (unless ``final``): the core is a pure function of a meter's

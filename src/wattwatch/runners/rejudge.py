@@ -152,21 +152,19 @@ def run(engine, rep) -> None:
         if w:
             pos = engine.store.count_before(pd.DataFrame({
                 "meter_id": [m for m, _ in w], "start": pd.to_datetime([s for _, s in w], unit="s", utc=True)}))
+        # Their carry is dropped (closed hours are taken again from the readings loaded); a meter
+        # fed from a restart point keeps the earlier of it and where its post-rules stood.
+        kept = {m: {d.name: (st.since[d.name].get(m, np.inf), st.emitted[d.name].get(m, np.inf))
+                    for d in engine.dets} for m in todo if not origin[m]}
+        st.forget(todo, alerts=False)
         for m in todo:
             for d in engine.dets:
-                if origin[m]:
-                    st.since[d.name].pop(m, None)
-                    st.emitted[d.name].pop(m, None)
-                else:
-                    st.since[d.name][m] = min(st.since[d.name].get(m, np.inf), frm[m])
-                    st.emitted[d.name][m] = min(st.emitted[d.name].get(m, np.inf), frm[m])
+                if not origin[m]:
+                    s0, e0 = kept[m][d.name]
+                    st.since[d.name][m] = min(s0, frm[m])
+                    st.emitted[d.name][m] = min(e0, frm[m])
             st.origin[m] = origin[m]
             st.n_before[m] = 0 if origin[m] else int(pos.get(m, 0))
-        if st.tail is not None and len(st.tail):
-            st.tail = st.tail[~st.tail["meter_id"].astype(str).isin(todo)].reset_index(drop=True)
-        for per in st.hours.values():   # their closed hours are taken again from the readings loaded
-            for m in todo:
-                per.pop(m, None)
         # ... and, fed from their first raw reading after a compaction cut, from the compacted hours.
         engine.cut_hours([m for m in todo if origin[m]])
         win = pd.DataFrame({"meter_id": todo,
@@ -208,8 +206,10 @@ def _compacted_guard(engine, todo: list[str], piece: pd.DataFrame) -> dict[tuple
     from wattwatch.api import _compacted_since, _known_cadence, _reach_back
     from wattwatch.detect import core
 
+    # (the engine's cuts: read from the store at start; the store cannot be compacted while a
+    # watcher holds it)
     want = set(todo)
-    cut = {m: t for m, t in engine.store.compaction_cuts().items() if m in want}
+    cut = {m: t for m, t in engine.cut.items() if m in want}
     if not cut or not len(piece):
         return {}
     t = pd.to_datetime(piece["ts"], utc=True).array.as_unit("us").asi8 / 1e6
@@ -239,14 +239,16 @@ def _before_alerts(engine, frm: dict[str, float]) -> dict[str, float]:
 
 def _exact(engine, alerts) -> None:
     """A re-judged alert is what the re-judging found: its end and score may have shrunk (a late
-    reading filled a gap), which the store's upsert (it keeps the greatest) does not write."""
+    reading filled a gap), which the store's upsert (it keeps the greatest) does not write. An
+    acknowledged or cleared alert stays as it was at its reset (``StreamEngine._take``)."""
     if not alerts:
         return
     con = engine.store.con
     con.execute("BEGIN TRANSACTION")
     try:
         for a in {a.id: a for a in alerts}.values():
-            con.execute("UPDATE alerts SET \"end\" = ?::TIMESTAMPTZ, score = ? WHERE id = ?", [a.end, a.score, a.id])
+            con.execute("UPDATE alerts SET \"end\" = ?::TIMESTAMPTZ, score = ? WHERE id = ? AND status = 'open'",
+                        [a.end, a.score, a.id])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -250,20 +250,7 @@ class StreamEngine:
         gone = sorted(m for m, c in self.cut.items() if m in self.fed and self.fed[m] < int(round(c * 1e6)))
         if not gone:
             return
-        for per in (st.since, st.emitted):
-            for d in per.values():
-                for m in gone:
-                    d.pop(m, None)
-        for per in st.hours.values():
-            for m in gone:
-                per.pop(m, None)
-        for m in gone:
-            st.origin.pop(m, None)
-            st.n_before.pop(m, None)
-            st.open.pop(m, None)
-        if st.tail is not None and len(st.tail):
-            keep = ~st.tail["meter_id"].astype(str).isin(gone).to_numpy()
-            st.tail = st.tail[keep].reset_index(drop=True) if keep.any() else None
+        st.forget(gone)
         self.counters["compacted_restarts"] += len(gone)
         since = pd.Timestamp(min(self.fed[m] for m in gone), unit="us", tz="UTC").isoformat()
         self._say(f"{len(gone)} meter(s) (e.g. {', '.join(gone[:3])}) were compacted beyond where this watcher's "
@@ -797,6 +784,14 @@ class StreamEngine:
         for a in alerts:
             self._written[a.id] = _version(a)
 
+    def _settled(self, ids: list[str]) -> set[str]:
+        """Of ``ids``, the alerts the store keeps acknowledged or cleared."""
+        if not ids:
+            return set()
+        rows = self.store.con.execute(
+            f"SELECT id FROM alerts WHERE status <> 'open' AND id IN ({', '.join('?' for _ in ids)})", ids).fetchall()
+        return {r[0] for r in rows}
+
     def _take(self, res, rep: StepReport, tier: str = "all") -> None:
         """Write a stitcher's new and changed alerts and work out which ended. ``tier``: whose
         alerts these are: "fast" (the fast stitcher), "slow" (the full stitcher's, of which only
@@ -814,6 +809,14 @@ class StreamEngine:
             alerts = [a for a in alerts if a.detector not in fast]
         # An open alert comes back at every step; only versions that changed are written.
         changed = [a for a in alerts if self._written.get(a.id) != _version(a)]
+        # An acknowledged or cleared alert stays as it was at its reset: the detector's old state
+        # goes on carrying it until it re-learns from the reset, and the re-judging from there
+        # judges nothing before it (``detect`` on the same store never finds it again either).
+        settled = self._settled([a.id for a in changed])
+        if settled:
+            alerts = [a for a in alerts if a.id not in settled or a.id not in self.alerts]
+            changed = [a for a in changed if a.id not in settled]
+            self.counters["settled_kept"] += len(settled)
         self._upsert(changed)
         rep.written_at = time.monotonic()
         rep.written[tier] = rep.written_at
