@@ -71,7 +71,7 @@ INRUSH_MIN_A = 1.0
 INRUSH_PF_DROP = 0.1
 
 
-def inrush(df: pd.DataFrame) -> np.ndarray:
+def inrush(df: pd.DataFrame, reach: int = 2) -> np.ndarray:
     """Readings that caught a motor's starting current.
 
     On some phase the current is at least ``INRUSH_RATIO`` times (and ``INRUSH_MIN_A`` above)
@@ -82,7 +82,14 @@ def inrush(df: pd.DataFrame) -> np.ndarray:
     three starts in a row has two starts for nearest neighbours): a starting motor is
     inductive, while a kettle or an oven caught in one reading raises it. Such a snapshot stands
     for a few seconds, not for its interval; rules that weigh currents over time (the neutral
-    balance, the heating) leave it out rather than read it as the interval's current."""
+    balance, the heating) leave it out rather than read it as the interval's current.
+
+    ``reach``: how many nearest readings per side are compared (the lower current, the higher
+    power factor of them). With 2, a run of three starts keeps its first and last (each has a
+    start among its two nearest on one side and the other start on the other); with 3 it is
+    caught whole, while a load that switches on and stays is still not (its side of higher
+    readings holds it). The heating takes 3: one missed start is a snapshot of 3-6x the current,
+    I^2 9-36x, that the thermal lag would carry for hours."""
 
     def compute():
         seg = df["_seg"].to_numpy()
@@ -92,15 +99,14 @@ def inrush(df: pd.DataFrame) -> np.ndarray:
         # (compared on views, no copies; a neighbour on another meter only adds candidates, so
         # nothing is missed). Then the exact test on the few candidates.
         cand = np.zeros(n, bool)
-        if n >= 3:
+        if n > reach:
             with np.errstate(invalid="ignore"):
                 for k in range(i.shape[1]):
                     x = i[:, k]
                     h = x * (1 / INRUSH_RATIO)
-                    cand[1:] |= h[1:] >= x[:-1]
-                    cand[2:] |= h[2:] >= x[:-2]
-                    cand[:-1] |= h[:-1] >= x[1:]
-                    cand[:-2] |= h[:-2] >= x[2:]
+                    for d in range(1, reach + 1):
+                        cand[d:] |= h[d:] >= x[:-d]
+                        cand[:-d] |= h[:-d] >= x[d:]
         idx = np.flatnonzero(cand)
         out = np.zeros(n, bool)
         if not len(idx):
@@ -110,20 +116,27 @@ def inrush(df: pd.DataFrame) -> np.ndarray:
             j = np.clip(idx + step, 0, n - 1)
             return np.where((idx + step >= 0) & (idx + step < n) & (seg[j] == seg[idx]), x[j], np.nan)
 
+        def side(pick, x, sign):
+            # ``pick`` (np.fmin / np.fmax: NaN-ignoring) of the ``reach`` nearest readings on one side
+            out = near(x, sign)
+            for d in range(2, reach + 1):
+                out = pick(out, near(x, sign * d))
+            return out
+
         spike = np.zeros(len(idx), bool)
         with np.errstate(invalid="ignore"):
             for k in range(i.shape[1]):
                 x = i[:, k]
-                ref = np.fmax(np.fmin(near(x, -1), near(x, -2)), np.fmin(near(x, 1), near(x, 2)))
+                ref = np.fmax(side(np.fmin, x, -1), side(np.fmin, x, 1))
                 spike |= (x[idx] >= INRUSH_RATIO * ref) & (x[idx] - ref >= INRUSH_MIN_A)
             if "pf" in df:
                 pf = np.abs(df["pf"].to_numpy(float))
-                ref_pf = np.fmax(np.fmax(near(pf, -1), near(pf, -2)), np.fmax(near(pf, 1), near(pf, 2)))
+                ref_pf = np.fmax(side(np.fmax, pf, -1), side(np.fmax, pf, 1))
                 spike &= ~(pf[idx] > ref_pf - INRUSH_PF_DROP)  # resistive; False where either is unknown
         out[idx[spike]] = True
         return out
 
-    return frame_cached(df, "inrush", compute)
+    return frame_cached(df, "inrush" if reach == 2 else f"inrush{reach}", compute)
 
 
 def interval_energy(df: pd.DataFrame, max_interval_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

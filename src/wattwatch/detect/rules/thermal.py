@@ -45,6 +45,9 @@ from wattwatch.detect.frame import bounded_fill, ema_rows, grid_arrays, meter_na
 from wattwatch.detect.rules._common import inrush, max_current
 
 
+INRUSH_REACH = 3  # readings per side a motor start is recognised against (``inrush``'s ``reach``)
+
+
 def _kept(memo: dict | None, key, make):
     """``memo[key]``, made by ``make()`` the first time; without a memo, made every time."""
     if memo is None:
@@ -79,9 +82,9 @@ class ThermalDrift(Detector):
     requires = ("temp_c", "i_l1_a")
     reads_also = (*PHASE_CHANNELS, "pf")  # the largest phase current; motor starts
     judges = ("temperature",)
-    # Motor starts are recognised against two neighbours either side.
-    lookback_n = 2
-    lookahead_n = 2
+    # Motor starts are recognised against three neighbours either side.
+    lookback_n = INRUSH_REACH
+    lookahead_n = INRUSH_REACH
 
     def _bin(self, cadence_s: np.ndarray) -> np.ndarray:
         """Grid step per meter: the configured bin, or the meter's cadence when coarser (rounded
@@ -122,7 +125,11 @@ class ThermalDrift(Detector):
             # A motor start caught in a reading lasted seconds, not the interval: it did not heat
             # the enclosure (the bin takes its neighbours' heating instead).
             with quiet():
-                return (np.where(inrush(df), np.nan, max_current(df)) / i_ref[seg]) ** 2
+                # Three nearest readings per side: a run of three starts is left out whole (with
+                # two, its first and last stayed in; 20 starts a day put one such run in a week's
+                # profile, one reading of 4.5x the current and 21x the heating that pulled the
+                # fitted heating coefficient to 7 for a true 19).
+                return (np.where(inrush(df, reach=INRUSH_REACH), np.nan, max_current(df)) / i_ref[seg]) ** 2
 
         x = _kept(memo, "x", heating)
         out = np.full(len(df), np.nan)
