@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from wattwatch.sim.fleet import _load_kw, _make_meter
+from wattwatch.sim.fleet import DEFAULT_KNOBS, _load_kw, _make_meter
 
 WORLD_STEP_S = 900.0  # the load is simulated every 15 min, then summed into readings
 FAULT_TYPES = ("theft", "level_shift", "vacation")
@@ -103,7 +103,7 @@ def simulate_pods(cfg: PodSimConfig, out: str | Path | None = None, json_records
     world = pd.date_range(t0, periods=n_read * per, freq=pd.Timedelta(seconds=WORLD_STEP_S))
     ts = world[::per]
     t_ns = world.asi8
-    meta = type("C", (), {"commercial_share": cfg.commercial_share})()
+    meta = type("C", (), {"commercial_share": cfg.commercial_share, "k": DEFAULT_KNOBS})()   # the fleet simulator's default world
 
     # Panels of uneven size (Dirichlet shares), every panel with at least 3 PODs when there are enough.
     share = rng.dirichlet(np.full(cfg.panels, 4.0))
