@@ -59,7 +59,7 @@ def test_a_detect_after_compaction_finds_nothing_after_the_cut_the_run_before_di
     before = {a.id for a in found}
     # Nothing invented after the cut: every alert of the run after the compaction is one the run
     # before it found (same meter, detector, code, start: same id).
-    assert [(a.detector, a.meter_id, a.start) for a in res.alerts if a.id not in before] == []
+    assert _invented(res.alerts, found) == []
     # ... not by judging nothing: what begins beyond every reach after the cut is found again.
     far = {a.id for a in found if pd.Timestamp(a.start) >= cut + FAR}
     assert far and far <= {a.id for a in res.alerts}
@@ -170,11 +170,19 @@ def test_seasonal_profile_keeps_judging_a_compacted_meter(tmp_path, step):
         assert {a.id for a in found} <= set(alert_store.list_alerts(s.con, "open")["id"])
 
 
-def _watch(db, final: bool = True):
+def _watch(db, detectors=DETECTORS):
+    """A watcher (store and stream engine, no timed checkpoints) on ``db`` with ``detectors``."""
     from wattwatch.runners.stream import StreamConfig, StreamEngine
 
     s = Store(db)
-    return s, StreamEngine(s, api.build_detectors(DETECTORS, None), api._engine(None), StreamConfig(checkpoint_s=0))
+    return s, StreamEngine(s, api.build_detectors(detectors, None), api._engine(None), StreamConfig(checkpoint_s=0))
+
+
+def _invented(alerts, found) -> list:
+    """Of ``alerts`` (Alert objects or a store frame's rows), those the run before the compaction
+    did not find (meter, detector, code, start: the same id)."""
+    before = {a.id for a in found}
+    return [(a.detector, a.meter_id, str(a.start)) for a in alerts if a.id not in before]
 
 
 def test_watch_re_judging_a_compacted_meter_withdraws_no_alert_found_before_the_cut(judged, tmp_path):
@@ -232,8 +240,7 @@ def test_watch_started_on_a_compacted_store_invents_no_alert_at_the_cut(judged, 
     finally:
         eng.close()
         s.close()
-    before = {a.id for a in found}
-    assert [(r.detector, r.meter_id, str(r.start)) for r in got.itertuples() if r.id not in before] == []
+    assert _invented(got.itertuples(), found) == []
 
 
 @pytest.mark.parametrize("step", ["15min", "60min"])
@@ -281,13 +288,6 @@ def test_detect_after_compaction_of_a_store_without_a_channel(tmp_path, drop):
 # from a checkpoint written before the compaction
 
 WATCHED = DETECTORS + ["baseline_macd"]
-
-
-def _engine(db):
-    from wattwatch.runners.stream import StreamConfig, StreamEngine
-
-    s = Store(db)
-    return s, StreamEngine(s, api.build_detectors(WATCHED, None), api._engine(None), StreamConfig(checkpoint_s=0))
 
 
 def _by_day(eng, part):
@@ -351,7 +351,7 @@ def test_a_watch_resumed_from_a_checkpoint_written_before_a_compaction(fleet, tm
     db = tmp_path / "s.duckdb"
     stop = cut + pd.Timedelta(days=2) if how == "stop-after" else cut - pd.Timedelta(days=2)
     api.ingest(frame[frame["ts"] <= stop], db)
-    s, eng = _engine(db)
+    s, eng = _watch(db, WATCHED)
     eng.step()
     eng.checkpoint()
     upto = stop
@@ -370,7 +370,7 @@ def test_a_watch_resumed_from_a_checkpoint_written_before_a_compaction(fleet, tm
     # A backlog ingested while no watcher ran: a reading for a compacted hour (raw until the next
     # compaction; `detect` does not judge it).
     api.ingest(_late(frame, drift, cut - pd.Timedelta(hours=9)), db)
-    s, eng = _engine(db)
+    s, eng = _watch(db, WATCHED)
     try:
         assert eng.resumed
         first = eng.step()
@@ -387,8 +387,7 @@ def test_a_watch_resumed_from_a_checkpoint_written_before_a_compaction(fleet, tm
     finally:
         eng.close()
         s.close()
-    before = {a.id for a in found}
-    assert [(r.detector, r.meter_id, str(r.start)) for r in got.itertuples() if r.id not in before] == []
+    assert _invented(got.itertuples(), found) == []
     assert written <= set(got["id"])
     assert _overlapping(got) == []
     far = {a.id for a in found if pd.Timestamp(a.start) >= cut + FAR}
@@ -399,7 +398,7 @@ def test_a_watch_resumed_from_a_checkpoint_written_before_a_compaction(fleet, tm
     assert any("compacted hours" in n for n in first.notices) == (how != "stop-after")
     assert any("compacted beyond where this watcher's checkpoint" in n for n in first.notices) == (how != "stop-after")
     res = api.detect(db, detectors=WATCHED)
-    assert [(a.detector, a.meter_id, a.start) for a in res.alerts if a.id not in before] == []
+    assert _invented(res.alerts, found) == []
     assert res.stored["withdrawn"] == 0
 
 
@@ -418,7 +417,7 @@ def test_watch_says_which_detectors_a_compaction_limits_as_detect_does(judged, t
     want = [n for n in api.detect(tmp_path / "s.duckdb", detectors=WATCHED).notices if "compacted hours" in n]
     assert len(want) == 1 and "baseline_macd reaches back into the compacted hours" in want[0]
     with caplog.at_level(logging.INFO, logger="wattwatch.watch"):
-        s, eng = _engine(db)
+        s, eng = _watch(db, WATCHED)
         try:
             first, second = eng.step(), eng.step(final=True)
         finally:
@@ -491,14 +490,14 @@ def test_a_watch_resumed_after_a_compaction_of_a_meter_silent_across_the_cut(fle
     assert want
     stop = cut + pd.Timedelta(days=2)
     api.ingest(frame[frame["ts"] <= stop], db)
-    s, eng = _engine(db)
+    s, eng = _watch(db, WATCHED)
     eng.step()
     eng.checkpoint()
     eng.close()
     s.close()
     with Store(db) as s:
         s.compact(older_than_days=0, as_of=cut)
-    s, eng = _engine(db)
+    s, eng = _watch(db, WATCHED)
     try:
         eng.step()
         _by_day(eng, frame[frame["ts"] > stop])
