@@ -82,6 +82,20 @@ def _stream_late(fleet, tmp_path):
     return store, eng
 
 
+def _batch_after_reset(tmp_path, telemetry, cfg, day, a, reset_at, how: str) -> list:
+    """Batch: the same readings in a fresh store, every meter profiled on its first day as the
+    stream did (``end=day``), the same reset of ``a``'s (meter, detector) at ``reset_at``
+    (``how``: 'cleared' or 'acknowledged'), then ``detect`` again: its alerts."""
+    batch = tmp_path / "batch.duckdb"
+    api.ingest(telemetry, db=batch)
+    with Store(batch) as b:
+        api.detect(b, config=cfg, end=day)
+        alert_store.ensure_tables(b.con)
+        b.con.execute("INSERT INTO rule_resets VALUES (?, ?, ?, ?, ?, now())",
+                      [a.meter_id, a.detector, reset_at.to_pydatetime(), a.id, how])
+        return api.detect(b, config=cfg).alerts
+
+
 def test_late_readings_are_judged_live_and_the_alerts_equal_detect(fleet, tmp_path):
     want = fleet["detect"].alerts
     store, eng = _stream_late(fleet, tmp_path)
@@ -166,14 +180,7 @@ def test_clearing_an_alert_live_relearns_like_detect(long_fleet, tmp_path):
     store.close()
 
     # Batch: the same readings, state profiled as the stream did, then the same reset; detect again.
-    batch = tmp_path / "batch.duckdb"
-    api.ingest(long_fleet["dir"] / "telemetry.parquet", db=batch)
-    with Store(batch) as b:
-        api.detect(b, config=CONFIG, end=day)   # profiles every meter on its first day, as the stream did
-        alert_store.ensure_tables(b.con)
-        b.con.execute("INSERT INTO rule_resets VALUES (?, ?, ?, ?, 'cleared', now())",
-                      [a.meter_id, a.detector, reset_at.to_pydatetime(), a.id])
-        want = api.detect(b, config=CONFIG).alerts
+    want = _batch_after_reset(tmp_path, long_fleet["dir"] / "telemetry.parquet", CONFIG, day, a, reset_at, "cleared")
     after = lambda xs: sorted(_view(x)["id"] for x in xs if x.meter_id == a.meter_id and x.detector == a.detector  # noqa: E731
                               and pd.Timestamp(x.start) > reset_at)
     print("cleared", a.id, a.meter_id, a.detector, reset_at, "after reset:", after(want), "without:", after(plain))
@@ -298,14 +305,7 @@ def test_acknowledging_an_open_alert_live_keeps_it_at_its_reset(step, tmp_path):
     overlaps = [(p[2], q[2]) for p, q in zip(spans, spans[1:]) if q[0] <= p[1]]
     assert not overlaps, f"overlapping alerts of one (meter, detector): {overlaps}"
 
-    batch = tmp_path / "batch.duckdb"
-    api.ingest(out / "telemetry.parquet", db=batch)
-    with Store(batch) as b:
-        api.detect(b, config=cfg, end=day)   # profiles every meter on its first day, as the stream did
-        alert_store.ensure_tables(b.con)
-        b.con.execute("INSERT INTO rule_resets VALUES (?, ?, ?, ?, 'acknowledged', now())",
-                      [a.meter_id, a.detector, reset_at.to_pydatetime(), a.id])
-        want = api.detect(b, config=cfg).alerts
+    want = _batch_after_reset(tmp_path, out / "telemetry.parquet", cfg, day, a, reset_at, "acknowledged")
     keep = [x for x in live if not (x["meter_id"] == a.meter_id and x["detector"] == a.detector
                                     and pd.Timestamp(x["start"]) <= reset_at)]
     problems = _mismatches(want, keep)
