@@ -71,23 +71,52 @@ def _assert_same_step(k: int, a, b, calm: Stitcher, every: Stitcher) -> None:
     assert ta.equals(tb), f"piece {k}: the carried readings differ"
 
 
-@pytest.mark.parametrize("step,piece_s,seed", [("1min", 300.0, 3), ("5min", 1800.0, 5)])
-def test_calm_meters_carried_as_judging_them_would(step, piece_s, seed):
-    frame, dets = _fleet(step, seed)
-    whole = core.run(frame, dets)
-    assert whole.alerts, "the fleet should raise packet-loss alerts"
+def _restart(old: Stitcher, dets, cols) -> Stitcher:
+    """A stitcher restarted from ``old``'s checkpoint, as the stream loads one (runners/stream.py
+    ``_load_checkpoint``: carry, clean and final points, tail starts; its meters judged afresh)."""
+    new = Stitcher(dets, keep_scores=False, columns=cols)
+    new.origin, new.n_before = dict(old.origin), dict(old.n_before)
+    new.since = {k: dict(v) for k, v in old.since.items()}
+    new.emitted = {k: dict(v) for k, v in old.emitted.items()}
+    new._said = set(old._said)
+    t = old.carry()
+    if t is not None:
+        t["meter_id"] = t["meter_id"].astype(str)
+        new.tail = t
+        new.stale = set(t["meter_id"].unique())
+    return new
+
+
+def _compare(frame, dets, piece_s, seed, whole=True, restart_at=None, pieces=_pieces, want=None):
+    """``frame`` fed in ``pieces`` to a calm stitcher and to one judging every meter: the same at
+    every piece (:func:`_assert_same_step`) and at the flush; with ``whole``, every alert equal to
+    the whole frame judged at once (``want``: its alerts, if already judged). ``restart_at``: pieces
+    before which the calm stitcher is restarted from its checkpoint. Returns the calm stitcher."""
     cols = read_channels(dets)
     calm = Stitcher(dets, keep_scores=False, columns=cols)
     every = Stitcher(dets, keep_scores=False, columns=cols, calm=False)
     got = []
-    for k, p in enumerate(_pieces(frame, piece_s, seed)):
+    for k, p in enumerate(pieces(frame, piece_s, seed)):
+        if restart_at is not None and k in restart_at:
+            calm = _restart(calm, dets, cols)
         a, b = calm.feed(p), every.feed(p)
         got += a.alerts
         _assert_same_step(k, a, b, calm, every)
     a, b = calm.flush(), every.flush()
     assert sorted(map(_view, a.alerts)) == sorted(map(_view, b.alerts))
     got += a.alerts
-    assert {i: _view(x) for i, x in latest(got).items()} == {x.id: _view(x) for x in whole.alerts}
+    if whole:
+        want = core.run(frame, dets).alerts if want is None else want
+        assert {i: _view(x) for i, x in latest(got).items()} == {x.id: _view(x) for x in want}
+    return calm
+
+
+@pytest.mark.parametrize("step,piece_s,seed", [("1min", 300.0, 3), ("5min", 1800.0, 5)])
+def test_calm_meters_carried_as_judging_them_would(step, piece_s, seed):
+    frame, dets = _fleet(step, seed)
+    whole = core.run(frame, dets)
+    assert whole.alerts, "the fleet should raise packet-loss alerts"
+    calm = _compare(frame, dets, piece_s, seed, want=whole.alerts)
     # The path was taken, and not for every meter (the lossy ones were judged).
     fed = sum(len(p) for p in _pieces(frame, piece_s, seed)) - int((frame["ts"] < frame["ts"].min()
                                                                      + pd.Timedelta(days=1)).sum())

@@ -11,9 +11,8 @@ import pandas as pd
 import pytest
 
 from wattwatch.detect import core
-from wattwatch.detect.stitch import Stitcher, latest, read_channels
 
-from tests.detect.test_stitch_calm import _assert_same_step, _fleet, _pieces, _view
+from tests.detect.test_stitch_calm import _compare, _fleet, _pieces
 
 
 def _edit(frame: pd.DataFrame, dets, case: str, seed: int) -> pd.DataFrame:
@@ -38,22 +37,6 @@ def _edit(frame: pd.DataFrame, dets, case: str, seed: int) -> pd.DataFrame:
     raise ValueError(case)
 
 
-def _restart(old: Stitcher, dets, cols) -> Stitcher:
-    """A stitcher restarted from ``old``'s checkpoint, as the stream loads one (runners/stream.py
-    ``_load_checkpoint``: carry, clean and final points, tail starts; its meters judged afresh)."""
-    new = Stitcher(dets, keep_scores=False, columns=cols)
-    new.origin, new.n_before = dict(old.origin), dict(old.n_before)
-    new.since = {k: dict(v) for k, v in old.since.items()}
-    new.emitted = {k: dict(v) for k, v in old.emitted.items()}
-    new._said = set(old._said)
-    t = old.carry()
-    if t is not None:
-        t["meter_id"] = t["meter_id"].astype(str)
-        new.tail = t
-        new.stale = set(t["meter_id"].unique())
-    return new
-
-
 def _dup(frame: pd.DataFrame, piece_s: float, seed: int):
     """The pieces, now and then each meter's last reading of a piece sent again with the next."""
     rng = np.random.default_rng(seed)
@@ -64,26 +47,6 @@ def _dup(frame: pd.DataFrame, piece_s: float, seed: int):
             p = pd.concat([last, p]).sort_values(["meter_id", "ts"], kind="stable")
         prev = p
         yield p
-
-
-def _compare(frame, dets, piece_s, seed, whole=True, restart_at=None, pieces=_pieces):
-    cols = read_channels(dets)
-    calm = Stitcher(dets, keep_scores=False, columns=cols)
-    every = Stitcher(dets, keep_scores=False, columns=cols, calm=False)
-    got = []
-    for k, p in enumerate(pieces(frame, piece_s, seed)):
-        if restart_at is not None and k in restart_at:
-            calm = _restart(calm, dets, cols)
-        a, b = calm.feed(p), every.feed(p)
-        got += a.alerts
-        _assert_same_step(k, a, b, calm, every)
-    a, b = calm.flush(), every.flush()
-    assert sorted(map(_view, a.alerts)) == sorted(map(_view, b.alerts))
-    got += a.alerts
-    if whole:
-        res = core.run(frame, dets)
-        assert {i: _view(x) for i, x in latest(got).items()} == {x.id: _view(x) for x in res.alerts}
-    return calm
 
 
 @pytest.mark.parametrize("case", ["gap", "jitter", "cadence"])
