@@ -13,9 +13,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from scipy.signal import lfilter
 
 from tests.detect.conftest import HEALTHY, run, window
+from tests.detect.test_core import _alert_mismatches, _clean, _fitted, _score_mismatches, _stitched
+from wattwatch.detect import core
+from wattwatch.detect.frame import prepare
+from wattwatch.detect.rules._common import inrush
 from wattwatch.sim import SimConfig, simulate
 
 CURRENTS = ["i_l1_a", "i_l2_a", "i_l3_a"]
@@ -62,3 +67,30 @@ def test_a_cooling_fault_is_still_found_at_the_raised_load_and_at_the_profiled_o
         ts = g.ts[w]
         assert ts.min() <= pd.Timestamp(alerts[0].start) <= ts.max(), where
         assert alerts[0].evidence["excess_c"] > 5, where
+
+
+@pytest.mark.parametrize("step", ["60min", "15min"])
+def test_stitched_equals_whole_where_a_start_is_judged_by_the_third_reading_after_a_gap(step):
+    """rev32: ``thermal_drift`` takes a reading for a start against its three nearest readings per
+    side (``inrush(reach=3)``); after a lost stretch the third lies days later. A shop offline for
+    three days, the last reading before the gap and the first two after it starts: with the third
+    reading after the gap the first is a start, without it (its side after holds two starts) it is
+    not. A stream that has the first two readings after the gap must hold the reading before the
+    gap back (``lookahead_n`` 3); declared 2, it judged it final as heating (60 min: a score off by
+    1.8, 15 min: by 0.34)."""
+    cfg = SimConfig(meters=1, days=14, seed=4, commercial_share=1.0, step=step, **HEALTHY)
+    f = _clean(simulate(cfg)["frame"]).sort_values(["meter_id", "ts"]).reset_index(drop=True)
+    t = ((f["ts"] - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(float)
+    gap = (t >= t[0] + 9 * 86400) & (t < t[0] + 12 * 86400)
+    f, t = f[~gap].reset_index(drop=True), t[~gap]
+    j = int(np.searchsorted(t, t[0] + 9 * 86400)) - 1
+    for k in (j, j + 1, j + 2):
+        f.loc[k, CURRENTS] = f.loc[k, CURRENTS] * 5 + 5
+        f.loc[k, "pf"] = 0.4
+    assert [int(k) - j for k in np.flatnonzero(inrush(prepare(f), reach=3)) if abs(k - j) <= 5] == [0, 1, 2]
+    assert not inrush(prepare(f[: j + 3]), reach=3)[j]   # without the third reading after the gap
+    dets = _fitted(["thermal_drift"], f)
+    whole = core.run(f, dets)
+    steps = _stitched(f, dets, np.array([t[j + 2] + 1]))
+    problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
+    assert not problems, "\n".join(problems[:5])
