@@ -159,6 +159,9 @@ def apply(engine, req: dict) -> dict:
         from wattwatch.runners import rejudge
 
         rejudge.note_reset(engine, res["meter_id"], res["detector"], res["reset_at"])
+        mark = getattr(engine, "mark_settled", None)
+        if mark is not None:
+            mark(res["id"])
         a = engine.alerts.get(res["id"])
         if a is not None:
             a.status = res["status"]

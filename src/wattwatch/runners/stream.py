@@ -159,6 +159,11 @@ class StreamEngine:
         self.alerts: dict[str, Alert] = {}       # latest version of every alert this run touched
         self.health_open: set[str] = set()       # open alerts sources raised about their devices
         self._written: dict[str, tuple] = {}     # what was last written of each
+        # Alerts the store keeps acknowledged or cleared, of those whose status this run has read
+        # (``_checked``: the first time a stitcher gave them) or set (``mark_settled``: a request
+        # while the watcher holds the store, the only way a status changes meanwhile).
+        self.settled: set[str] = set()
+        self._checked: set[str] = set()
         self.notices: list[str] = []
         self.sources: dict[str, dict] = {}       # checkpointed source positions
         self._last_ck = time.monotonic()
@@ -785,12 +790,33 @@ class StreamEngine:
             self._written[a.id] = _version(a)
 
     def _settled(self, ids: list[str]) -> set[str]:
-        """Of ``ids``, the alerts the store keeps acknowledged or cleared."""
+        """Of ``ids``, the alerts the store keeps acknowledged or cleared. The store is asked only
+        about ids this run has not checked yet (a new alert, or one found again after a restart):
+        its statuses change meanwhile only through :meth:`mark_settled`. (One ``SELECT ... id IN``
+        a step cost 2 ms on a store of 1,000 alerts and 78 ms on one of 1,000,000: DuckDB scans.)"""
+        todo = [i for i in dict.fromkeys(ids) if i not in self._checked]
+        if todo:
+            rows = self.store.con.execute(
+                f"SELECT id FROM alerts WHERE status <> 'open' AND id IN ({', '.join('?' for _ in todo)})",
+                todo).fetchall()
+            self.settled.update(r[0] for r in rows)
+            self._checked.update(todo)
+            self.counters["status_reads"] += 1
+        return {i for i in ids if i in self.settled}
+
+    def _known_as_stored(self, ids: list[str]) -> None:
         if not ids:
-            return set()
-        rows = self.store.con.execute(
-            f"SELECT id FROM alerts WHERE status <> 'open' AND id IN ({', '.join('?' for _ in ids)})", ids).fetchall()
-        return {r[0] for r in rows}
+            return
+        from wattwatch.alerts.model import record
+
+        df = self.store.con.execute(f"SELECT * FROM alerts WHERE id IN ({', '.join('?' for _ in ids)})", ids).df()
+        for r in df.to_dict("records"):
+            self.alerts[r["id"]] = Alert.from_dict(record(r))
+
+    def mark_settled(self, alert_id: str) -> None:
+        """An alert was acknowledged or cleared while this engine holds the store."""
+        self.settled.add(alert_id)
+        self._checked.add(alert_id)
 
     def _take(self, res, rep: StepReport, tier: str = "all") -> None:
         """Write a stitcher's new and changed alerts and work out which ended. ``tier``: whose
@@ -814,9 +840,12 @@ class StreamEngine:
         # judges nothing before it (``detect`` on the same store never finds it again either).
         settled = self._settled([a.id for a in changed])
         if settled:
-            alerts = [a for a in alerts if a.id not in settled or a.id not in self.alerts]
+            alerts = [a for a in alerts if a.id not in settled]
             changed = [a for a in changed if a.id not in settled]
             self.counters["settled_kept"] += len(settled)
+            # One this run had not seen (found again by a re-judging after a restart) is known as
+            # the store keeps it, not as the old state carried it past its reset; nor is it new.
+            self._known_as_stored([i for i in settled if i not in self.alerts])
         self._upsert(changed)
         rep.written_at = time.monotonic()
         rep.written[tier] = rep.written_at
