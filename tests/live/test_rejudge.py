@@ -335,12 +335,14 @@ def test_an_acknowledged_alert_found_again_after_a_restart_is_not_new(tmp_path):
         eng.add(piece)
         rep = eng.step()
         if acked is None:
-            opened = [a for i, a in eng.alerts.items() if i in eng.open_ids and pd.Timestamp(a.end) <= last - pd.Timedelta("4.1D")
+            opened = [a for i, a in eng.alerts.items() if i in eng.open_ids
+                      and pd.Timestamp(a.end) <= last - pd.Timedelta("4.1D")
                       and pd.Timestamp(a.end) - pd.Timestamp(a.start) >= pd.Timedelta("2h")]
             if not opened:
                 continue
             a = sorted(opened, key=lambda a: (a.start, a.id))[0]
-            ans = control.apply(eng, control.parse(json.dumps({"op": "set_status", "id": a.id, "status": "acknowledged"}).encode()))
+            ans = control.apply(eng, control.parse(json.dumps(
+                {"op": "set_status", "id": a.id, "status": "acknowledged"}).encode()))
             acked = (a, pd.Timestamp(ans["reset_at"]))
             continue
         a, reset_at = acked

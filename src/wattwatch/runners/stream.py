@@ -792,8 +792,9 @@ class StreamEngine:
     def _settled(self, ids: list[str]) -> set[str]:
         """Of ``ids``, the alerts the store keeps acknowledged or cleared. The store is asked only
         about ids this run has not checked yet (a new alert, or one found again after a restart):
-        its statuses change meanwhile only through :meth:`mark_settled`. (One ``SELECT ... id IN``
-        a step cost 2 ms on a store of 1,000 alerts and 78 ms on one of 1,000,000: DuckDB scans.)"""
+        its statuses change meanwhile only through :meth:`mark_settled`. (A ``SELECT ... id IN`` at
+        every step scans the alerts table: ~1 ms on a store of 1,000 alerts, 40-80 ms on one of
+        1,000,000.)"""
         todo = [i for i in dict.fromkeys(ids) if i not in self._checked]
         if todo:
             rows = self.store.con.execute(
