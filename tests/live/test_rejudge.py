@@ -346,6 +346,8 @@ def test_an_acknowledged_alert_found_again_after_a_restart_is_not_new(tmp_path):
             acked = (a, pd.Timestamp(ans["reset_at"]))
             continue
         a, reset_at = acked
+        if not restarted:
+            assert eng.alerts[a.id].status == "acknowledged", "the engine forgot the acknowledgement"
         if not restarted and a.id not in eng.open_ids and (a.meter_id, a.detector) in eng.resets:
             # ended in the old state's carry, not re-learned yet: restart, then a late reading in it
             eng.checkpoint()
@@ -373,4 +375,40 @@ def test_an_acknowledged_alert_found_again_after_a_restart_is_not_new(tmp_path):
     stored = store.con.execute("SELECT status, \"end\" FROM alerts WHERE id = ?", [a.id]).fetchone()
     assert stored[0] == "acknowledged" and pd.Timestamp(stored[1]) == reset_at
     eng.close()
+    store.close()
+
+
+def test_an_acknowledged_alert_that_comes_back_unchanged_keeps_its_status_in_the_engine(tmp_path):
+    """rev32: acknowledge an open alert whose fault has ended (its version no longer changes); the
+    next step's stitcher gives it back unchanged, open, and ``_take`` put that copy in
+    ``engine.alerts`` over the one ``control.apply`` had marked acknowledged (``api.watch`` then
+    listed it as open). The engine keeps it acknowledged."""
+    cfg = {"engine": {"profile_days": 2.0}}
+    out = tmp_path / "fleet"
+    simulate(SimConfig(meters=6, days=10.0, step="15min", seed=21, fault_share=0.9, profile_days=2.0), out)
+    frame = api.read_frame(out / "telemetry.parquet").sort_values("ts", kind="stable")
+    day = (frame["ts"].min() + pd.Timedelta("2D")).ceil("1h")
+    plain = {a.id: a for a in api.detect(out / "telemetry.parquet", config=cfg).alerts}   # no reset
+    store = Store(tmp_path / "live.duckdb")
+    eng = StreamEngine(store, api.build_detectors(None, cfg), api._engine(cfg),
+                       StreamConfig(checkpoint_s=0, slow_thread=False))
+    acked, seen = None, []
+    for piece in _pieces(frame, day, "1h"):
+        eng.add(piece)
+        eng.step()
+        if acked is None:
+            done = [a for i, a in eng.alerts.items() if i in eng.open_ids and i in plain
+                    and pd.Timestamp(plain[i].end) == pd.Timestamp(a.end)
+                    and pd.Timestamp(a.end) - pd.Timestamp(a.start) >= pd.Timedelta("1h")]
+            if done:
+                acked = sorted(done, key=lambda a: (a.start, a.id))[0]
+                control.apply(eng, control.parse(json.dumps(
+                    {"op": "set_status", "id": acked.id, "status": "acknowledged"}).encode()))
+            continue
+        seen.append(eng.alerts[acked.id].status)
+        if acked.id not in eng.open_ids:
+            break
+    assert acked is not None and seen, "no open alert whose fault had ended"
+    assert seen == ["acknowledged"] * len(seen), seen
+    assert store.con.execute("SELECT status FROM alerts WHERE id = ?", [acked.id]).fetchone()[0] == "acknowledged"
     store.close()

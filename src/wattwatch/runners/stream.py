@@ -840,8 +840,11 @@ class StreamEngine:
         # goes on carrying it until it re-learns from the reset, and the re-judging from there
         # judges nothing before it (``detect`` on the same store never finds it again either).
         settled = self._settled([a.id for a in changed])
-        if settled:
-            alerts = [a for a in alerts if a.id not in settled]
+        # (an unchanged one was written, so checked, by this run: its status is known here; it
+        # keeps the version the engine holds, with its status, not the stitcher's open copy)
+        held = settled | {a.id for a in alerts if a.id in self.settled}
+        if held:
+            alerts = [a for a in alerts if a.id not in held]
             changed = [a for a in changed if a.id not in settled]
             self.counters["settled_kept"] += len(settled)
             # One this run had not seen (found again by a re-judging after a restart) is known as
