@@ -5,9 +5,12 @@ the current from the meter's own normal share (SPEC §3, updated).
 Two scores, the worse one counts:
 
 - The level: the imbalance over its limit. A meter that was already imbalanced while it was
-  profiled alerts on the level only when it gets worse than its own normal (median + 2 × (p90 −
+  profiled alerts on the level only when it gets worse than its own normal (median + 3 × (p90 −
   median) of its profiled imbalance, plus a margin), not for ever; a meter without learned state
-  is judged on the SPEC's fixed limit.
+  is judged on the SPEC's fixed limit. The factor is the share allowance's (below): with 2, a
+  meter whose phases wander 5 % (two-hour swings) crossed a week's limit for 20-105 minutes at a
+  time in the weeks after it, while a step of a quarter of one phase's current is the change
+  score's to find.
 - The change: on commercial sites some phase often carries much more than the others for good (a
   kitchen or a lift on L1), and their imbalance runs at 10-15 % on a healthy day. On such a meter a
   limit above its own normal hides a phase whose current rose by a quarter (a step of the
@@ -16,6 +19,10 @@ Two scores, the worse one counts:
   share per phase, with its spread (the 90th percentile of the distance from it; both robust to a
   fault that covers part of the profiling period). The step counts when it exceeds
   ``max(min_step, spread_k × spread)``.
+
+A lasting step near its allowance scores around 1 as the phases wander: the alert is held open
+(``hold``) until the score falls under half the threshold, so one fault is one alert, not five
+pieces of it an hour or two apart.
 
 Readings where one phase reads zero while the others carry load are left to the sensor-fault rule
 (an open CT is not an imbalanced load). A reading that caught a motor's starting current on one
@@ -42,12 +49,13 @@ class PhaseImbalanceConfig(DetectorConfig):
     min_mean_a: float = 1.0
     adaptive: bool = True
     margin: float = 0.05
+    level_k: float = 3.0  # the learned level limit: median + level_k x (p90 - median) + margin
     zero_a: float = 0.05
     # The change of a phase's share of the current from the meter's own normal share.
     share_step: bool = True
     min_step: float = 0.03
     spread_k: float = 3.0
-    post: PostRule = PostRule(min_duration_s=900.0, min_readings=3, merge_gap_s=3600.0)
+    post: PostRule = PostRule(min_duration_s=900.0, min_readings=3, merge_gap_s=3600.0, hold=0.5)
 
 
 def imbalance(df: pd.DataFrame, cfg: PhaseImbalanceConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -104,7 +112,7 @@ class PhaseImbalance(Detector):
         """Effective limit per meter code."""
         cfg = self.config
         med, p90 = self._param(df, "imbalance_median"), self._param(df, "imbalance_p90")
-        normal = med + 2 * (p90 - med)
+        normal = med + cfg.level_k * (p90 - med)
         if not cfg.adaptive:
             return np.full(len(normal), cfg.limit)
         return np.maximum(cfg.limit, np.where(np.isfinite(normal), normal + cfg.margin, cfg.limit))
