@@ -814,6 +814,15 @@ class StreamEngine:
         for r in df.to_dict("records"):
             self.alerts[r["id"]] = Alert.from_dict(record(r))
 
+    def _stored_statuses(self, alerts: list) -> dict[str, str]:
+        """Of source-raised alerts this run has not seen, those the store keeps (a report
+        delivered again after a restart, a device still slow): id -> stored status. Such an
+        alert is not new, and keeps the status it was given (acknowledged or cleared), as a
+        later version of one this run has seen keeps its status here (upserts keep statuses in
+        the store)."""
+        unseen = [a.id for a in alerts if a.id not in self.alerts]
+        return alert_store.statuses(self.store.con, unseen) if unseen else {}
+
     def mark_settled(self, alert_id: str) -> None:
         """An alert was acknowledged or cleared while this engine holds the store."""
         self.settled.add(alert_id)
@@ -887,11 +896,16 @@ class StreamEngine:
         arrives, not a reading to judge): upserted in one transaction, stable ids, so a report
         delivered twice is one alert. Returns (changed, new ids)."""
         changed = [a for a in alerts if self._written.get(a.id) != _version(a)]
+        stored = self._stored_statuses(alerts)
         self._upsert(changed)
         new = []
         for a in alerts:
-            if a.id not in self.alerts:
+            if a.id in stored:
+                a.status = stored[a.id]
+            elif a.id not in self.alerts:
                 new.append(a.id)
+            else:   # a later version keeps the status the alert has (ack/clear go through the engine)
+                a.status = self.alerts[a.id].status
             self.alerts[a.id] = a
         new = list(dict.fromkeys(new))
         self.counters["event_alerts_new"] += len(new)
@@ -903,12 +917,17 @@ class StreamEngine:
         climbs): upserted like the core's, kept open until a version says ``evidence.ended``."""
         if not alerts:
             return
+        stored = self._stored_statuses(alerts)
         self._upsert(alerts)
         for a in alerts:
-            if a.id not in self.alerts:
+            if a.id in stored:
+                a.status = stored[a.id]
+                self.counters["alerts_updated"] += 1
+            elif a.id not in self.alerts:
                 rep.new.append(a.id)
                 self.counters["alerts_new"] += 1
             else:
+                a.status = self.alerts[a.id].status
                 self.counters["alerts_updated"] += 1
             self.alerts[a.id] = a
             rep.alerts.append(a)
