@@ -271,3 +271,31 @@ def test_a_phase_imbalance_on_a_meter_without_thd_is_not_a_partial_earth_return(
     found = [a for a in run(h) if a.code == "ERR_IMBAL_LIMIT_EXCEEDED"]
     assert found and all(a.evidence["kind"] == "partial_earth_return" for a in found)
     assert all(w[(h.ts >= pd.Timestamp(a.start)) & (h.ts <= pd.Timestamp(a.end))].any() for a in found)
+
+
+@pytest.mark.parametrize("step,piece_h", [("5min", 2.0), ("60min", 12.0)])
+def test_a_stream_of_meters_without_thd_equals_the_whole_history(step, piece_h):
+    """The harmonic neutral a meter without THD carries is read from its state at the reading's
+    load level, nothing beyond the reading: a stream of small pieces gives every reading the score,
+    and every alert the span and evidence, that the whole history judged at once gives (earth
+    returns found inside it)."""
+    from wattwatch.detect import core, registry
+    from wattwatch.detect.engine import profile
+    from wattwatch.detect.frame import prepare
+    from wattwatch.detect.stitch import Stitcher
+    from tests.detect.test_core import ENGINE, PROFILE_DAYS, _alert_mismatches, _clean, _epoch, _score_mismatches
+
+    f, returns = _offices_without_thd(5, step, earth_return=True)
+    frame = _clean(f)
+    dets = registry.build_all(["neutral_tamper"])
+    profile(prepare(frame), dets, ENGINE)
+    assert all("level_harmonic" in st for st in dets[0].state_.values())
+    whole = core.run(frame, dets)
+    assert {a.meter_id for a in whole.alerts} & set(returns), "the earth returns should be alerted"
+    t = _epoch(frame["ts"])
+    edges = [-np.inf, *np.arange(t.min() + PROFILE_DAYS * 86400, t.max(), piece_h * 3600.0), np.inf]
+    st = Stitcher(dets)
+    steps = [st.feed(frame[(t > lo) & (t <= hi)]) for lo, hi in zip(edges[:-1], edges[1:])]
+    steps.append(st.flush())
+    problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
+    assert not problems, "\n".join(problems[:12])

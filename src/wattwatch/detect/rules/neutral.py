@@ -299,8 +299,9 @@ class NeutralTamper(Detector):
         ok = ok & np.isfinite(q)
         edges = self._edges(mean, seg, n_seg, ok)
         key = seg * K + self._level(mean, edges[seg])
+        order = np.argsort(key, kind="stable")  # seg_median reads each (meter, level)'s rows together
         count = np.bincount(key[ok], minlength=n_seg * K)
-        med = seg_median(q, key, n_seg * K, ok)
+        med = seg_median(q[order], key[order], n_seg * K, ok[order])
         whole = seg_median(q, seg, n_seg, ok)
         med = np.where(count < self.config.level_min_n, np.repeat(whole, K), med).reshape(n_seg, K)
         with quiet():
