@@ -54,7 +54,7 @@ current (``level_harmonic``: the median of (I_N² − fund²) / mean² at each l
 judges it against fund ⊕ that share (in quadrature, as the THD-sized harmonics): its own week says
 what its neutral carries at that load. Judged against the fundamental alone, a busy office's
 triplens read as a partial earth return on most working days (251 false alerts on 32 simulated
-offices in a week, rev31/q19, docs/quality-log.md), and a bias added to the fundamental (the held
+offices in two weeks, rev31/q19, docs/quality-log.md), and a bias added to the fundamental (the held
 departure's relation) reads a phase imbalance, which raises the fundamental and not the
 harmonics, as one.
 
