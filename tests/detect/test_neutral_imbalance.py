@@ -14,17 +14,19 @@ def _office(seed: int, pf_sd: float = 0.01, thd_base: float = 16.0):
     """An office whose neutral is mostly triplen harmonics (THD 16-20 %), its phase angles a
     little apart reading by reading (each phase's power factor within about 0.01 of the meter's
     one reported power factor, as the simulator draws them), and ``neutral(rows, scale)``: the
-    neutral of phase currents ``i`` with phase k's return current scaled by ``scale[k]``."""
+    neutral of phase currents ``i`` with phase k's return current scaled by ``scale[k]`` (and the
+    triplens of the currents ``harmonics_of``, where given: a load added without harmonics)."""
     f = healthy("commercial", days=8, seed=seed)
     rng = np.random.default_rng(seed)
     i = f[["i_l1_a", "i_l2_a", "i_l3_a"]].to_numpy().copy()
     pf = np.clip(f["pf"].to_numpy()[:, None] + rng.normal(0, pf_sd, i.shape), 0.6, 0.999)
     thd = thd_base + 4 * (1 - i.mean(axis=1) / i.mean(axis=1).max())
 
-    def neutral(cur, rows, scale=(1.0, 1.0, 1.0)):
+    def neutral(cur, rows, scale=(1.0, 1.0, 1.0), harmonics_of=None):
         ang = np.deg2rad([0.0, -120.0, 120.0])[None, :] - np.arccos(pf[rows])
         fundamental = np.abs((cur[rows] * np.asarray(scale) * np.exp(1j * ang)).sum(axis=1))
-        triplen = 3 * thd[rows] / 100 * 0.6 * cur[rows].mean(axis=1)  # the third harmonic adds in the neutral
+        h = cur if harmonics_of is None else harmonics_of  # the load whose harmonics the neutral carries
+        triplen = 3 * thd[rows] / 100 * 0.6 * h[rows].mean(axis=1)  # the third harmonic adds in the neutral
         return np.sqrt(fundamental ** 2 + triplen ** 2)
 
     f["thd_i_pct"] = thd
@@ -299,3 +301,37 @@ def test_a_stream_of_meters_without_thd_equals_the_whole_history(step, piece_h):
     steps.append(st.flush())
     problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
     assert not problems, "\n".join(problems[:12])
+
+
+
+@pytest.mark.parametrize("seed", [1, 2, 4])
+def test_a_meter_without_thd_above_the_load_its_profile_saw_is_judged_between_none_and_the_same_harmonics(seed):
+    """An office without THD whose working-hours load rises 80 % for two days on every phase, above
+    any load its profile saw, the load added carrying no harmonics (a heater): its neutral's
+    fundamental grows with the phases, its harmonics stay as they were in amps. Expected with its
+    profile's harmonic share of the raised current, the neutral read low and as a partial earth
+    return (seen on a simulated level shift: "neutral 26.1 A while phases imply 46.6 A" for a
+    week); above the most load its profile saw, it is judged against the nearer of its harmonics
+    unchanged and the same share: no alert. Two fifths of a phase's return diverted past the
+    sensor at the raised load are still found. (Within the load its profile saw, a meter without
+    THD has only its profile's harmonic share at that load to go by.)"""
+    f, i, neutral = _office(seed)
+    f["thd_i_pct"] = np.nan
+    busy = i.mean(axis=1) > np.quantile(i.mean(axis=1)[(f.ts < pd.Timestamp("2025-01-09", tz="UTC")).to_numpy()], 0.75)
+    w = window(f, "2025-01-10T00:00:00Z", 48) & busy
+    assert (1.8 * i[w].mean(axis=1)).min() > i.mean(axis=1)[~window(f, "2025-01-10T00:00:00Z", 48)].max()
+    cur = i.copy()
+    cur[w] *= 1.8
+    g = f.copy()
+    for k, c in enumerate(("i_l1_a", "i_l2_a", "i_l3_a")):
+        g.loc[w, c] = cur[w, k]
+    g.loc[w, "i_n_a"] = neutral(cur, w, harmonics_of=i)
+    alerts = [a for a in run(g) if a.code == "ERR_IMBAL_LIMIT_EXCEEDED"]
+    assert alerts == [], [(a.start, a.end, a.message) for a in alerts]
+    scale = np.ones(3)
+    scale[np.argmax(i.mean(axis=0))] = 0.6
+    h = g.copy()
+    h.loc[w, "i_n_a"] = neutral(cur, w, scale, harmonics_of=i)
+    # the rule alone: the raised load, on and off with the working hours, is not the point here
+    found = run(h, ["neutral_tamper"])
+    assert found and all(a.evidence["kind"] == "partial_earth_return" for a in found)

@@ -56,7 +56,10 @@ what its neutral carries at that load. Judged against the fundamental alone, a b
 triplens read as a partial earth return on most working days (251 false alerts on 32 simulated
 offices in two weeks, rev31/q19, docs/quality-log.md), and a bias added to the fundamental (the held
 departure's relation) reads a phase imbalance, which raises the fundamental and not the
-harmonics, as one.
+harmonics, as one. Above the most load its profile saw (``level_top_a``), the week cannot say
+whether the added load carries harmonics (the same share) or none (the profile's most, in amps):
+the neutral is judged against the nearer of the two (seen: a level shift of +60-150 % on a
+simulated office without THD, "neutral 26.1 A while phases imply 46.6 A" for a week).
 
 Evidence classifies ``neutral_bypass`` (I_N ≈ 0 while I_L > 5 A) or ``partial_earth_return``.
 A phase channel reading zero while the neutral carries load is an open CT, left to sensor_fault.
@@ -231,17 +234,21 @@ class NeutralTamper(Detector):
                 h2 = np.where(np.isfinite(harm), harm ** 2, h2)
             return np.sqrt(fund ** 2 + h2)
 
-    def _harmonic(self, df: pd.DataFrame, mean) -> np.ndarray:
+    def _harmonic(self, df: pd.DataFrame, mean) -> tuple[np.ndarray, np.ndarray]:
         """Per reading, the harmonic neutral (A) a meter that learned no harmonic share from THD
-        carries at the reading's load level: its profile's ``level_harmonic`` (a share of the mean
-        phase current) x the mean phase current; NaN for a meter that sizes its harmonics from THD
-        (or whose state has none)."""
+        carries at the reading's load level, as (least, most): its profile's ``level_harmonic`` (a
+        share of the mean phase current) x the mean phase current; above the most its profile saw
+        (``level_top_a``) the least is that share of the profile's most (the load added beyond it
+        may carry no harmonics, or the same share: the week cannot tell). NaN for a meter that
+        sizes its harmonics from THD (or whose state has none)."""
         K = self.config.level_bins
         seg = df["_seg"].to_numpy()
         edges = self._param_array(df, "level_edges_a", (K - 1,))
         harm = self._param_array(df, "level_harmonic", (K,))
+        top = self._param(df, "level_top_a")[seg]
         with quiet():
-            return harm[seg, self._level(mean, edges[seg])] * mean
+            share = harm[seg, self._level(mean, edges[seg])]
+            return share * np.where(mean > top, top, mean), share * mean
 
     def _fit(self, df: pd.DataFrame) -> dict:
         seg = df["_seg"].to_numpy()
@@ -274,9 +281,13 @@ class NeutralTamper(Detector):
         out = {m: {"phases": int(p), "kappa2": k, "resid_sigma_a": 1.4826 * d, "level_edges_a": e.tolist(),
                    "level_bias": b.tolist(), "level_spread": s.tolist(), "level_fund_share": f.tolist()}
                for m, p, k, d, e, b, s, f in zip(meter_names(df), n_ph, kappa2, mad, edges, bias, spread, fshare)}
-        for m, u, h in zip(meter_names(df), unsized, harm):
+        top = np.full(n_seg, np.nan)
+        r = level_ok & unsized[seg]
+        np.fmax.at(top, seg[r], mean[r])  # the most load the profile saw (fmax: NaN start ignored)
+        for m, u, h, t in zip(meter_names(df), unsized, harm, top):
             if u:
                 out[m]["level_harmonic"] = h.tolist()
+                out[m]["level_top_a"] = float(t)
         return out
 
     def _edges(self, mean, seg, n_seg, ok) -> np.ndarray:
@@ -409,8 +420,13 @@ class NeutralTamper(Detector):
         kappa2 = self._param(df, "kappa2", 0.0)[seg]
         sigma = self._param(df, "resid_sigma_a")[seg]
         kappa2 = np.where(np.isfinite(kappa2), kappa2, 0.0)
-        harm = np.where(three, self._harmonic(df, mean), np.nan)
-        expected = np.where(three, self._expected(fund, kappa2, trip, harm), i[:, 0])
+        least, most = self._harmonic(df, mean)
+        expected = self._expected(fund, kappa2, trip, most)
+        # Beyond the load its profile saw, a meter without THD is expected anywhere between its
+        # least and most harmonic neutral: the nearest of them is judged.
+        low = self._expected(fund, kappa2, trip, least)
+        expected = np.where(low < expected, np.clip(i_n, low, expected), expected)
+        expected = np.where(three, expected, i[:, 0])
         limit = np.where(three, np.maximum(np.maximum(cfg.abs_limit_3ph_a, cfg.rel_limit_3ph * mean),
                                                     np.where(np.isfinite(sigma), cfg.sigma_k * sigma, 0.0)),
                          single_phase_limit(i[:, 0], cfg))
