@@ -188,7 +188,8 @@ class NeutralTamper(Detector):
     lookahead_n = 2
     # 2: the residual's median and spread per load level (three phase); 3: and the share of the
     # expected neutral its fundamental made up there (``level_fund_share``); 4: a meter without THD,
-    # the harmonic neutral it carries per load level (``level_harmonic``)
+    # the harmonic neutral it carries per load level and the most load its profile saw
+    # (``level_harmonic``, ``level_top_a``)
     state_version = 4
 
     def lookback_s(self, cadence_s):
