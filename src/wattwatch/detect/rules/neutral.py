@@ -48,6 +48,18 @@ load beyond 15 % of the phase current raised 80 false partial earth returns in o
 
 A three-phase reading without its THD is not judged where the meter learned a harmonic share:
 its harmonics cannot be sized (read as none, the expected neutral was the fundamental alone).
+A three-phase meter with no reading in its profile to size them from (it reports no THD, as many
+do) learns instead the harmonic neutral it carries per load level, as a share of the mean phase
+current (``level_harmonic``: the median of (I_N² − fund²) / mean² at each level), and every check
+judges it against fund ⊕ that share (in quadrature, as the THD-sized harmonics): its own week says
+what its neutral carries at that load. Judged against the fundamental alone, a busy office's
+triplens read as a partial earth return on most working days (251 false alerts on 32 simulated
+offices in two weeks, rev31/q19, docs/quality-log.md), and a bias added to the fundamental (the held
+departure's relation) reads a phase imbalance, which raises the fundamental and not the
+harmonics, as one. Above the most load its profile saw (``level_top_a``), the week cannot say
+whether the added load carries harmonics (the same share) or none (the profile's most, in amps):
+the neutral is judged against the nearer of the two (seen: a level shift of +60-150 % on a
+simulated office without THD, "neutral 26.1 A while phases imply 46.6 A" for a week).
 
 Evidence classifies ``neutral_bypass`` (I_N ≈ 0 while I_L > 5 A) or ``partial_earth_return``.
 A phase channel reading zero while the neutral carries load is an open CT, left to sensor_fault.
@@ -175,8 +187,10 @@ class NeutralTamper(Detector):
     lookback_n = 2
     lookahead_n = 2
     # 2: the residual's median and spread per load level (three phase); 3: and the share of the
-    # expected neutral its fundamental made up there (``level_fund_share``)
-    state_version = 3
+    # expected neutral its fundamental made up there (``level_fund_share``); 4: a meter without THD,
+    # the harmonic neutral it carries per load level and the most load its profile saw
+    # (``level_harmonic``, ``level_top_a``)
+    state_version = 4
 
     def lookback_s(self, cadence_s):
         """The held departure's window (:meth:`persist_window_s`)."""
@@ -209,12 +223,33 @@ class NeutralTamper(Detector):
         return i, i_n, three, mean, fund, trip
 
     @staticmethod
-    def _expected(fund, kappa2, trip):
+    def _expected(fund, kappa2, trip, harm=None):
         """The expected three-phase neutral: the implied fundamental and the harmonics that add up
         in it with the learned share ``kappa2``; NaN where the share is above zero and the
-        reading's THD is missing."""
+        reading's THD is missing. ``harm`` (A, per reading; NaN where not used): the harmonic
+        neutral a meter without THD carries at the reading's load level (:meth:`_harmonic`),
+        which stands in for ``kappa2`` x the triplens where it is finite."""
         with quiet():
-            return np.sqrt(fund ** 2 + np.where(kappa2 > 0, kappa2 * trip ** 2, 0.0))
+            h2 = np.where(kappa2 > 0, kappa2 * trip ** 2, 0.0)
+            if harm is not None:
+                h2 = np.where(np.isfinite(harm), harm ** 2, h2)
+            return np.sqrt(fund ** 2 + h2)
+
+    def _harmonic(self, df: pd.DataFrame, mean) -> tuple[np.ndarray, np.ndarray]:
+        """Per reading, the harmonic neutral (A) a meter that learned no harmonic share from THD
+        carries at the reading's load level, as (least, most): its profile's ``level_harmonic`` (a
+        share of the mean phase current) x the mean phase current; above the most its profile saw
+        (``level_top_a``) the least is that share of the profile's most (the load added beyond it
+        may carry no harmonics, or the same share: the week cannot tell). NaN for a meter that
+        sizes its harmonics from THD (or whose state has none)."""
+        K = self.config.level_bins
+        seg = df["_seg"].to_numpy()
+        edges = self._param_array(df, "level_edges_a", (K - 1,))
+        harm = self._param_array(df, "level_harmonic", (K,))
+        top = self._param(df, "level_top_a")[seg]
+        with quiet():
+            share = harm[seg, self._level(mean, edges[seg])]
+            return share * np.where(mean > top, top, mean), share * mean
 
     def _fit(self, df: pd.DataFrame) -> dict:
         seg = df["_seg"].to_numpy()
@@ -226,16 +261,63 @@ class NeutralTamper(Detector):
         # to motor starts and other readings where the phase angles differ from each other.
         with quiet():
             k_row = (i_n ** 2 - fund ** 2) / trip ** 2
-        kappa2 = np.clip(np.nan_to_num(seg_median(k_row, seg, n_seg, ok & (trip >= 1.0))), 0, 4)
-        expected = self._expected(fund, kappa2[seg], trip)
+        kappa2 = seg_median(k_row, seg, n_seg, ok & (trip >= 1.0))
+        # A three-phase meter with no reading to size its harmonics from (it reports no THD) learns
+        # the harmonic neutral it carries per load level instead (:meth:`_harmonic_levels`): read as
+        # none, its healthy harmonic neutral was a partial earth return on every busy hour.
+        unsized = (n_ph == 3) & ~np.isfinite(kappa2)
+        kappa2 = np.clip(np.nan_to_num(kappa2), 0, 4)
+        level_ok = ok & ~inrush(df)
+        harm = self._harmonic_levels(i_n, fund, mean, seg, n_seg, level_ok & unsized[seg])
+        harm[~unsized] = np.nan
+        h_edges = self._edges(mean, seg, n_seg, level_ok)  # the levels' edges (as _levels has them)
+        with quiet():
+            h_row = harm[seg, self._level(mean, h_edges[seg])] * mean
+        expected = self._expected(fund, kappa2[seg], trip, h_row)
         with quiet():
             resid = i_n - expected
             share = fund / expected
         mad = seg_median(np.abs(resid - seg_median(resid, seg, n_seg, ok)[seg]), seg, n_seg, ok)
-        edges, bias, spread, fshare = self._levels(resid, mean, seg, n_seg, ok & ~inrush(df), share)
-        return {m: {"phases": int(p), "kappa2": k, "resid_sigma_a": 1.4826 * d, "level_edges_a": e.tolist(),
-                    "level_bias": b.tolist(), "level_spread": s.tolist(), "level_fund_share": f.tolist()}
-                for m, p, k, d, e, b, s, f in zip(meter_names(df), n_ph, kappa2, mad, edges, bias, spread, fshare)}
+        edges, bias, spread, fshare = self._levels(resid, mean, seg, n_seg, level_ok, share)
+        out = {m: {"phases": int(p), "kappa2": k, "resid_sigma_a": 1.4826 * d, "level_edges_a": e.tolist(),
+                   "level_bias": b.tolist(), "level_spread": s.tolist(), "level_fund_share": f.tolist()}
+               for m, p, k, d, e, b, s, f in zip(meter_names(df), n_ph, kappa2, mad, edges, bias, spread, fshare)}
+        top = np.full(n_seg, np.nan)
+        r = level_ok & unsized[seg]
+        np.fmax.at(top, seg[r], mean[r])  # the most load the profile saw (fmax: NaN start ignored)
+        for m, u, h, t in zip(meter_names(df), unsized, harm, top):
+            if u:
+                out[m]["level_harmonic"] = h.tolist()
+                out[m]["level_top_a"] = float(t)
+        return out
+
+    def _edges(self, mean, seg, n_seg, ok) -> np.ndarray:
+        """Quantile edges of the mean phase current (``level_bins`` levels) per meter, of the
+        readings ``ok``."""
+        K = self.config.level_bins
+        return np.stack([seg_quantile(mean, seg, n_seg, q, ok) for q in np.arange(1, K) / K], axis=1) \
+            if K > 1 else np.zeros((n_seg, 0))
+
+    def _harmonic_levels(self, i_n, fund, mean, seg, n_seg, ok) -> np.ndarray:
+        """A meter's harmonic neutral per load level, learned without THD: the median of
+        (I_N² − fund²) / mean² of its readings ``ok`` at each level (the load levels of
+        :meth:`_levels`), its square root as a share of the mean phase current (0 where the
+        neutral carried no more than the fundamental; the whole profile's where a level had fewer
+        than ``level_min_n`` readings). The harmonics add to the fundamental in quadrature, as in
+        :meth:`_expected`: a phase imbalance raises the fundamental, not the harmonics."""
+        K = self.config.level_bins
+        with quiet():
+            q = (i_n ** 2 - fund ** 2) / mean ** 2
+        ok = ok & np.isfinite(q)
+        edges = self._edges(mean, seg, n_seg, ok)
+        key = seg * K + self._level(mean, edges[seg])
+        order = np.argsort(key, kind="stable")  # seg_median reads each (meter, level)'s rows together
+        count = np.bincount(key[ok], minlength=n_seg * K)
+        med = seg_median(q[order], key[order], n_seg * K, ok[order])
+        whole = seg_median(q, seg, n_seg, ok)
+        med = np.where(count < self.config.level_min_n, np.repeat(whole, K), med).reshape(n_seg, K)
+        with quiet():
+            return np.sqrt(np.clip(med, 0.0, None))
 
     def _levels(self, resid, mean, seg, n_seg, ok, share):
         """The meter's own neutral-vs-phase relation per load level: quantile edges of the mean
@@ -247,8 +329,7 @@ class NeutralTamper(Detector):
         with quiet():
             rel = resid / mean
         ok = ok & np.isfinite(rel)
-        edges = np.stack([seg_quantile(mean, seg, n_seg, q, ok) for q in np.arange(1, K) / K], axis=1) \
-            if K > 1 else np.zeros((n_seg, 0))
+        edges = self._edges(mean, seg, n_seg, ok)
         lvl = self._level(mean, edges[seg])
         key = seg * K + lvl
         order = np.argsort(key, kind="stable")
@@ -340,7 +421,13 @@ class NeutralTamper(Detector):
         kappa2 = self._param(df, "kappa2", 0.0)[seg]
         sigma = self._param(df, "resid_sigma_a")[seg]
         kappa2 = np.where(np.isfinite(kappa2), kappa2, 0.0)
-        expected = np.where(three, self._expected(fund, kappa2, trip), i[:, 0])
+        least, most = self._harmonic(df, mean)
+        expected = self._expected(fund, kappa2, trip, most)
+        # Beyond the load its profile saw, a meter without THD is expected anywhere between its
+        # least and most harmonic neutral: the nearest of them is judged.
+        low = self._expected(fund, kappa2, trip, least)
+        expected = np.where(low < expected, np.clip(i_n, low, expected), expected)
+        expected = np.where(three, expected, i[:, 0])
         limit = np.where(three, np.maximum(np.maximum(cfg.abs_limit_3ph_a, cfg.rel_limit_3ph * mean),
                                                     np.where(np.isfinite(sigma), cfg.sigma_k * sigma, 0.0)),
                          single_phase_limit(i[:, 0], cfg))
