@@ -3,7 +3,7 @@ thermal time constants of 2-5 h. With lag candidates stopping at 2 h, the model 
 enclosure cools with its 2-h lag when the load falls away (closing time, the end of a level
 shift) while the device holds its heat: the difference read as heat the load does not explain
 (robustness sweep with enclosure constants x3, q21: 3 false alerts after level shifts ended,
-6-14 C "above what its load explains")."""
+7-14 C "above what its load explains")."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ lag of the load heating (I², the most loaded phase; readings that caught a moto
 τ is chosen per meter from candidates 15 min to 4.5 h (steps of about 1.5×) by least squares on the
 profiling period, all meters at once through batched normal equations. Transformer rooms, switchgear
 and large cabinets have time constants of 2-5 h: with candidates stopping at 2 h, an enclosure of
-3-4.5 h stayed 6-14 °C above the prediction for hours after a level shift ended (the device still
+4-4.5 h stayed 7-14 °C above the prediction for hours after a level shift ended (the device still
 hot, the 2-h lag cooled; robustness sweep with enclosure constants x3, q21). The grid must be fine: where
 the load falls away at once (closing time, a feeder outage) the prediction cools with the model's
 τ and the device with its own; with candidates 15, 45 and 120 min a device of τ 85 min got 45 and
