@@ -5,8 +5,11 @@ lag of the load heating (I², the most loaded phase; readings that caught a moto
 
     T ≈ c0 + c1 · EMA_τ(I² / I_ref²) + c2 · sin(2πh/24) + c3 · cos(2πh/24)
 
-τ is chosen per meter from candidates 15 min to 2 h (steps of about 1.5×) by least squares on the
-profiling period, all meters at once through batched normal equations. The grid must be fine: where
+τ is chosen per meter from candidates 15 min to 4.5 h (steps of about 1.5×) by least squares on the
+profiling period, all meters at once through batched normal equations. Transformer rooms, switchgear
+and large cabinets have time constants of 2-5 h: with candidates stopping at 2 h, an enclosure of
+4-4.5 h stayed 7-14 °C above the prediction for hours after a level shift ended (the device still
+hot, the 2-h lag cooled; robustness sweep with enclosure constants x3, q21). The grid must be fine: where
 the load falls away at once (closing time, a feeder outage) the prediction cools with the model's
 τ and the device with its own; with candidates 15, 45 and 120 min a device of τ 85 min got 45 and
 stayed 7-10 °C above the prediction for an hour every evening after a level shift raised its load. A reading is anomalous when the
@@ -28,7 +31,9 @@ enclosure still holds the last hours' heat). On the fleet's thermal-drift meters
 0.1-0.25 and their heating stays within 1.5 of the profiled mean: their limit is unchanged.
 
 The grid follows the meter's cadence (never finer than its readings); the lag has finite memory
-(``memory_taus`` time constants, 10 by default: e^-10 of the heating before that is forgotten)
+(``memory_taus`` time constants of the slowest candidate, 4.5 by default: 20 h, the 10 time
+constants of a 2-h lag it always had; of the 4.5-h lag, e^-4.5 = 1.1 % of the heating of 20 h ago
+is forgotten, 0.2 °C of a 20 °C rise)
 and a gap in the data is bridged from the last value for as long, so a reading's score depends
 only on the readings of that reach. At cadences of 6 h and more a daily cycle cannot be told
 from the load's heating and the rule does not judge."""
@@ -60,11 +65,11 @@ def _kept(memo: dict | None, key, make):
 @dataclass(frozen=True)
 class ThermalDriftConfig(DetectorConfig):
     bin_s: float = 300.0
-    taus_min: tuple[float, ...] = (15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0)
+    taus_min: tuple[float, ...] = (15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 270.0)
     min_excess_c: float = 5.0
     sigma_k: float = 5.0
     rel_rise: float = 0.4
-    memory_taus: float = 10.0
+    memory_taus: float = 4.5  # of the slowest candidate: 20 h (10 x 2 h before 180 and 270 were tried)
     max_cadence_s: float = 6 * 3600.0
 
     def __post_init__(self):
