@@ -49,7 +49,9 @@ load beyond 15 % of the phase current raised 80 false partial earth returns in o
 A three-phase reading without its THD where the meter learned a harmonic share from THD is judged
 against the per-level harmonic neutral below, which such a meter learns too (read as none, the
 expected neutral was the fundamental alone; not judged, as from q17 to q19, a meter whose THD
-channel died after its profile was not judged at all). A three-phase meter with no reading in its profile to size them from (it reports no THD, as many
+channel died after its profile was not judged at all), with that share's own relation
+(``level_bias_h``, ``level_spread_h``, ``level_fund_share_h``: it spreads wider than the THD-sized
+one, whose spread raised 3-23 false alerts a simulated fleet, rev34). A three-phase meter with no reading in its profile to size them from (it reports no THD, as many
 do) learns instead the harmonic neutral it carries per load level, as a share of the mean phase
 current (``level_harmonic``: the median of (I_N² − fund²) / mean² at each level), and every check
 judges it against fund ⊕ that share (in quadrature, as the THD-sized harmonics): its own week says
@@ -263,7 +265,14 @@ class NeutralTamper(Detector):
         # to motor starts and other readings where the phase angles differ from each other.
         with quiet():
             k_row = (i_n ** 2 - fund ** 2) / trip ** 2
-        kappa2 = seg_median(k_row, seg, n_seg, ok & (trip >= 1.0))
+        sizing = ok & (trip >= 1.0) & np.isfinite(k_row)
+        kappa2 = seg_median(k_row, seg, n_seg, sizing)
+        # Sized from THD only on ``level_min_n`` readings and more (the count a load level's
+        # relation needs): a profile with THD on a handful of readings (a channel reporting 2 % of
+        # the time) learned kappa2 and its relation's spread from those (a spread of 0: every
+        # reading with THD over the limit; judged on it, 22-51 false alerts on a simulated fleet
+        # once the share stood in for the rest, rev34); such a meter is judged as one without THD.
+        kappa2 = np.where(np.bincount(seg[sizing], minlength=n_seg) >= self.config.level_min_n, kappa2, np.nan)
         # A three-phase meter with no reading to size its harmonics from (it reports no THD) learns
         # the harmonic neutral it carries per load level instead (:meth:`_harmonic_levels`): read as
         # none, its healthy harmonic neutral was a partial earth return on every busy hour.
