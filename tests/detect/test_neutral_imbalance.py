@@ -413,3 +413,28 @@ def test_a_meter_without_thd_above_the_load_its_profile_saw_is_judged_between_no
     # the rule alone: the raised load, on and off with the working hours, is not the point here
     found = run(h, ["neutral_tamper"])
     assert found and all(a.evidence["kind"] == "partial_earth_return" for a in found)
+
+
+@pytest.mark.parametrize("seed,step", [(7, "5min"), (8, "15min")])
+def test_random_cuts_through_meters_with_missing_thd_give_the_whole_history(seed, step):
+    """Random cuts (test_core's ``_assert_whole_equals_stitched``) through offices without THD, with
+    their THD dying after the profile and with THD on 2 % of their readings (each judged on its
+    per-level share, rev34; earth returns inside): every score and alert equals the whole's."""
+    from wattwatch.detect import registry
+    from wattwatch.detect.engine import profile
+    from wattwatch.detect.frame import prepare
+    from tests.detect.test_core import ENGINE, _assert_whole_equals_stitched, _clean
+
+    a, _ = _offices_without_thd(seed, step, earth_return=True)
+    b, _ = _offices_whose_thd_dies(seed + 1, step, earth_return=True)
+    c, _ = _offices_whose_thd_dies(seed + 2, step, earth_return=True)
+    c.loc[np.random.default_rng(seed).random(len(c)) >= 0.02, "thd_i_pct"] = np.nan
+    b["meter_id"] = "D-" + b["meter_id"].astype(str)
+    c["meter_id"] = "R-" + c["meter_id"].astype(str)
+    frame = _clean(pd.concat([a, b, c], ignore_index=True))
+    dets = registry.build_all(["neutral_tamper"])
+    profile(prepare(frame), dets, ENGINE)
+    st = dets[0].state_
+    assert sum("level_spread_h" in v for v in st.values()) == 4, "the dying-THD offices are sized from THD"
+    whole = _assert_whole_equals_stitched(frame, dets, seed, 8)
+    assert whole.alerts, "the earth returns should be alerted"
