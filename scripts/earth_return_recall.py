@@ -7,7 +7,9 @@ find, and how many false alerts does it raise (rev31, docs/quality-log.md)?
 ``gen`` simulates three-phase commercial meters (16; 8 at 1 min), each with one partial earth
 return (``SimKnobs.earth_fraction`` 0.15-0.40), no outages. VARIANT is '-'-joined words:
 ``unbal`` (the default steady imbalance), ``bal`` (none), ``pf3`` (per-phase power factors 0.03
-apart reading by reading), ``thdgap`` (10 % of the THD readings NaN), ``nothd`` (no THD channel).
+apart reading by reading), ``thdgap`` (10 % of the THD readings NaN), ``nothd`` (no THD channel),
+``thddie`` (the THD channel gone from the eighth day on: after the week's profile), ``thdrare``
+(THD on 2 % of the readings only, at random).
 ``judge`` runs the detector with the ``src`` on PYTHONPATH (judge one fleet with two trees to
 compare them); rows are (meter, its THD %, earth fraction, hours, found)."""
 import sys, pickle, numpy as np, pandas as pd
@@ -32,6 +34,12 @@ if cmd == "gen":
     if "thdgap" in variant.split("-"):
         r = np.random.default_rng(seed + 99)
         fr.loc[r.random(len(fr)) < 0.10, "thd_i_pct"] = np.nan
+    if "thdrare" in variant.split("-"):
+        r = np.random.default_rng(seed + 98)
+        fr.loc[r.random(len(fr)) >= 0.02, "thd_i_pct"] = np.nan
+    if "thddie" in variant.split("-"):
+        t0 = pd.to_datetime(fr["ts"]).groupby(fr["meter_id"]).transform("min")
+        fr.loc[pd.to_datetime(fr["ts"]) >= t0 + pd.Timedelta(days=7), "thd_i_pct"] = np.nan
     pickle.dump({"frame": sim["frame"], "events": sim["events"], "meters": sim["meters"]}, open(out, "wb"))
 else:
     out = sys.argv[2]

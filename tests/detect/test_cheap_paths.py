@@ -69,3 +69,27 @@ def test_loss_around_each_reading_skips_meters_that_lost_nothing():
         a = x[nxt & ((t <= t[i] + 3600.0) | (np.arange(len(x)) == i + 1))].sum()
         assert (before[i], after[i]) == (b, a), i
     assert not before[seg == 1].any() and not after[seg == 1].any()
+
+
+def test_a_quantile_per_key_does_not_depend_on_the_rows_order():
+    """seg_quantile / seg_median per key of rows in any order (a meter's load levels, say) equal
+    the quantile of each key's rows: read in runs, a key's answer was its last run's (q19's first
+    per-level median, rev34), and differed between the per-meter loop and the many-meters sort."""
+    from wattwatch.detect.frame import seg_median
+
+    rng = np.random.default_rng(11)
+    for n, size in ((7, 400), (30_000, 120_000)):
+        key = rng.integers(0, n, size)
+        x = rng.normal(size=size) + key % 5
+        x[rng.random(size) < 0.05] = np.nan
+        mask = rng.random(size) < 0.8
+        order = np.argsort(key, kind="stable")
+        for q in (0.0, 0.5, 0.9):
+            want = seg_quantile(x[order], key[order], n, q, mask[order])
+            assert _same(seg_quantile(x, key, n, q, mask), want), (n, q)
+        assert _same(seg_median(x, key, n), seg_quantile(x[order], key[order], n, 0.5))
+        # a check of the sorted answer itself, on a few keys
+        for k in range(0, n, max(1, n // 5)):
+            v = np.sort(x[(key == k) & mask & np.isfinite(x)])
+            got = seg_quantile(x, key, n, 0.5, mask)[k]
+            assert (len(v) == 0 and np.isnan(got)) or got == v[int(0.5 * (len(v) - 1))]

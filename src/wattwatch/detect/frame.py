@@ -166,13 +166,19 @@ def _data_ptr(a: np.ndarray) -> int:
 def seg_quantile(x: np.ndarray, seg: np.ndarray, n_seg: int, q: float, mask: np.ndarray | None = None) -> np.ndarray:
     """Lower quantile of ``x`` per meter over rows where ``mask`` (and x finite); NaN if none.
 
-    Rows are grouped by meter already (sorted), so a partial sort per meter does it; a loop over
-    meters, not readings (very many small meters: one sort, the same values)."""
+    A partial sort per meter does it; a loop over meters, not readings (very many small meters:
+    one sort, the same values). Rows are usually grouped by meter already (a prepared frame's
+    ``_seg``); keys in any other order (a meter and load level, say) are grouped first (a stable
+    sort): read in runs, a key's quantile was its last run's, and the answer depended on which
+    path took it (q19's per-level median, rev34)."""
     ok = np.isfinite(x) if mask is None else (mask & np.isfinite(x))
     out = np.full(n_seg, np.nan)
     xs, ss = x[ok], seg[ok]
     if len(xs) == 0:
         return out
+    if len(ss) > 1 and np.any(ss[1:] < ss[:-1]):
+        order = np.argsort(ss, kind="stable")
+        xs, ss = xs[order], ss[order]
     starts = np.flatnonzero(np.concatenate([[True], ss[1:] != ss[:-1]]))
     ends = np.append(starts[1:], len(ss))
     if q == 0:

@@ -46,9 +46,12 @@ fleet whose phases' power factors differ by 0.03 reading by reading, two reading
 load beyond 15 % of the phase current raised 80 false partial earth returns in one 120-meter fleet
 (q17, docs/quality-log.md).
 
-A three-phase reading without its THD is not judged where the meter learned a harmonic share:
-its harmonics cannot be sized (read as none, the expected neutral was the fundamental alone).
-A three-phase meter with no reading in its profile to size them from (it reports no THD, as many
+A three-phase reading without its THD where the meter learned a harmonic share from THD is judged
+against the per-level harmonic neutral below, which such a meter learns too (read as none, the
+expected neutral was the fundamental alone; not judged, as from q17 to q19, a meter whose THD
+channel died after its profile was not judged at all), with that share's own relation
+(``level_bias_h``, ``level_spread_h``, ``level_fund_share_h``: it spreads wider than the THD-sized
+one, whose spread raised 3-23 false alerts a simulated fleet, rev34). A three-phase meter with no reading in its profile to size them from (it reports no THD, as many
 do) learns instead the harmonic neutral it carries per load level, as a share of the mean phase
 current (``level_harmonic``: the median of (I_N² − fund²) / mean² at each level), and every check
 judges it against fund ⊕ that share (in quadrature, as the THD-sized harmonics): its own week says
@@ -189,8 +192,9 @@ class NeutralTamper(Detector):
     # 2: the residual's median and spread per load level (three phase); 3: and the share of the
     # expected neutral its fundamental made up there (``level_fund_share``); 4: a meter without THD,
     # the harmonic neutral it carries per load level and the most load its profile saw
-    # (``level_harmonic``, ``level_top_a``)
-    state_version = 4
+    # (``level_harmonic``, ``level_top_a``); 5: those learned by a meter with THD too (they stand in
+    # where a reading's THD is missing)
+    state_version = 5
 
     def lookback_s(self, cadence_s):
         """The held departure's window (:meth:`persist_window_s`)."""
@@ -261,18 +265,30 @@ class NeutralTamper(Detector):
         # to motor starts and other readings where the phase angles differ from each other.
         with quiet():
             k_row = (i_n ** 2 - fund ** 2) / trip ** 2
-        kappa2 = seg_median(k_row, seg, n_seg, ok & (trip >= 1.0))
+        sizing = ok & (trip >= 1.0) & np.isfinite(k_row)
+        kappa2 = seg_median(k_row, seg, n_seg, sizing)
+        # Sized from THD only on ``level_min_n`` readings and more (the count a load level's
+        # relation needs): a profile with THD on a handful of readings (a channel reporting 2 % of
+        # the time) learned kappa2 and its relation's spread from those (a spread of 0: every
+        # reading with THD over the limit; judged on it, 22-51 false alerts on a simulated fleet
+        # once the share stood in for the rest, rev34); such a meter is judged as one without THD.
+        kappa2 = np.where(np.bincount(seg[sizing], minlength=n_seg) >= self.config.level_min_n, kappa2, np.nan)
         # A three-phase meter with no reading to size its harmonics from (it reports no THD) learns
         # the harmonic neutral it carries per load level instead (:meth:`_harmonic_levels`): read as
         # none, its healthy harmonic neutral was a partial earth return on every busy hour.
         unsized = (n_ph == 3) & ~np.isfinite(kappa2)
         kappa2 = np.clip(np.nan_to_num(kappa2), 0, 4)
         level_ok = ok & ~inrush(df)
-        harm = self._harmonic_levels(i_n, fund, mean, seg, n_seg, level_ok & unsized[seg])
-        harm[~unsized] = np.nan
+        # Learned too by a meter that sizes its harmonics from THD (kappa2 above 0): it stands in
+        # for the reading's THD where that is missing (a channel that died after the profile, or
+        # gaps), which otherwise was not judged at all (q19's "noticed", rev34). Its relation
+        # (bias, spread) stays the THD-sized one.
+        learn = unsized | ((n_ph == 3) & (kappa2 > 0))
+        harm = self._harmonic_levels(i_n, fund, mean, seg, n_seg, level_ok & learn[seg])
+        harm[~learn] = np.nan
         h_edges = self._edges(mean, seg, n_seg, level_ok)  # the levels' edges (as _levels has them)
         with quiet():
-            h_row = harm[seg, self._level(mean, h_edges[seg])] * mean
+            h_row = np.where(unsized[seg], harm[seg, self._level(mean, h_edges[seg])] * mean, np.nan)
         expected = self._expected(fund, kappa2[seg], trip, h_row)
         with quiet():
             resid = i_n - expected
@@ -282,10 +298,24 @@ class NeutralTamper(Detector):
         out = {m: {"phases": int(p), "kappa2": k, "resid_sigma_a": 1.4826 * d, "level_edges_a": e.tolist(),
                    "level_bias": b.tolist(), "level_spread": s.tolist(), "level_fund_share": f.tolist()}
                for m, p, k, d, e, b, s, f in zip(meter_names(df), n_ph, kappa2, mad, edges, bias, spread, fshare)}
+        # The relation a THD-sized meter's readings without THD are judged on: against its per-level
+        # share, whose residual spreads wider than the THD-sized one (judged on the THD relation's
+        # spread, a meter whose channel died raised 6-23 false partial earth returns a fleet, rev34).
+        sized = learn & ~unsized
+        if sized.any():
+            with quiet():
+                h_all = harm[seg, self._level(mean, h_edges[seg])] * mean
+            exp_h = self._expected(fund, np.zeros_like(fund), trip, h_all)
+            with quiet():
+                _, bias_h, spread_h, fshare_h = self._levels(i_n - exp_h, mean, seg, n_seg, level_ok & sized[seg],
+                                                             fund / exp_h)
+            for m, u, b, sp, f in zip(meter_names(df), sized, bias_h, spread_h, fshare_h):
+                if u:
+                    out[m].update({"level_bias_h": b.tolist(), "level_spread_h": sp.tolist(), "level_fund_share_h": f.tolist()})
         top = np.full(n_seg, np.nan)
-        r = level_ok & unsized[seg]
+        r = level_ok & learn[seg]
         np.fmax.at(top, seg[r], mean[r])  # the most load the profile saw (fmax: NaN start ignored)
-        for m, u, h, t in zip(meter_names(df), unsized, harm, top):
+        for m, u, h, t in zip(meter_names(df), learn, harm, top):
             if u:
                 out[m]["level_harmonic"] = h.tolist()
                 out[m]["level_top_a"] = float(t)
@@ -353,7 +383,7 @@ class NeutralTamper(Detector):
         """Load level of each reading (0 .. bins - 1) from its meter's edges (rows x bins - 1)."""
         return (np.asarray(mean, float)[:, None] > edges).sum(axis=1) if edges.shape[1] else np.zeros(len(mean), np.int64)
 
-    def _held_departure(self, df: pd.DataFrame, i_n, expected, mean, three, informative, fund) -> np.ndarray:
+    def _held_departure(self, df: pd.DataFrame, i_n, expected, mean, three, informative, fund, alt=None) -> np.ndarray:
         """Three phase: how far the neutral's departure from the meter's learned relation, held
         over the trailing window (median of the readings judged in it), exceeds what the relation
         allows at the reading's load level: max(``abs_limit_3ph_a``, ``sigma_k`` x the level's
@@ -366,14 +396,18 @@ class NeutralTamper(Detector):
         seg = df["_seg"].to_numpy()
         edges = self._param_array(df, "level_edges_a", (K - 1,))
         bias = self._param_array(df, "level_bias", (K,))
+        if alt is not None and alt.any():
+            bias = np.where(alt[:, None], self._param_array(df, "level_bias_h", (K,))[seg], bias[seg])
+        else:
+            bias = bias[seg]
         out = np.full(len(df), np.nan)
         if not three.any() or not np.isfinite(bias).any():
             return out
         lvl = self._level(mean, edges[seg])
         rows = np.arange(len(df))
         with quiet():
-            dep = np.where(three & informative, (i_n - expected) / mean - bias[seg, lvl], np.nan)
-        limit = self._level_limit(df, mean, fund, expected)
+            dep = np.where(three & informative, (i_n - expected) / mean - bias[rows, lvl], np.nan)
+        limit = self._level_limit(df, mean, fund, expected, alt)
         t_ns = time_index(df["_t"].to_numpy(float))
         cad = self._param(df, "cadence_s")
         win = self.persist_window_s(cad)
@@ -393,7 +427,7 @@ class NeutralTamper(Detector):
         # share) is not judged, held or not: the trailing median is its neighbours' departure.
         return np.where(three & informative & np.isfinite(expected) & np.isfinite(out), out, np.nan)
 
-    def _level_limit(self, df: pd.DataFrame, mean, fund, expected) -> np.ndarray:
+    def _level_limit(self, df: pd.DataFrame, mean, fund, expected, alt=None) -> np.ndarray:
         """Per reading, the departure from the meter's relation its own spread allows (A):
         max(``abs_limit_3ph_a``, ``sigma_k`` x the spread at the reading's load level (a share of
         the phase current) x the phase current x the widening, see :meth:`_held_departure`); NaN
@@ -402,17 +436,22 @@ class NeutralTamper(Detector):
         K = cfg.level_bins
         seg = df["_seg"].to_numpy()
         edges = self._param_array(df, "level_edges_a", (K - 1,))
-        spread = self._param_array(df, "level_spread", (K,))
-        fshare = self._param_array(df, "level_fund_share", (K,))
+        spread = self._param_array(df, "level_spread", (K,))[seg]
+        fshare = self._param_array(df, "level_fund_share", (K,))[seg]
+        if alt is not None and alt.any():
+            # A THD-sized meter's reading judged against its per-level share: that relation's own.
+            spread = np.where(alt[:, None], self._param_array(df, "level_spread_h", (K,))[seg], spread)
+            fshare = np.where(alt[:, None], self._param_array(df, "level_fund_share_h", (K,))[seg], fshare)
         lvl = self._level(mean, edges[seg])
+        rows = np.arange(len(df))
         with quiet():
             # The phases further apart than in the profile: the common-angle relation's error
             # grows with the fundamental's share of the neutral (module docstring).
             # The profile's share from fund_share_floor up: a balanced profile's share near nothing
             # would widen it without bound (module docstring).
-            widen = np.fmax(1.0, (fund / expected) / np.maximum(fshare[seg, lvl], cfg.fund_share_floor))
+            widen = np.fmax(1.0, (fund / expected) / np.maximum(fshare[rows, lvl], cfg.fund_share_floor))
             widen = np.where(np.isfinite(widen), widen, 1.0)
-            return np.maximum(cfg.abs_limit_3ph_a, cfg.sigma_k * spread[seg, lvl] * widen * mean)
+            return np.maximum(cfg.abs_limit_3ph_a, cfg.sigma_k * spread[rows, lvl] * widen * mean)
 
     def _expected_and_limit(self, df: pd.DataFrame):
         cfg = self.config
@@ -422,6 +461,11 @@ class NeutralTamper(Detector):
         sigma = self._param(df, "resid_sigma_a")[seg]
         kappa2 = np.where(np.isfinite(kappa2), kappa2, 0.0)
         least, most = self._harmonic(df, mean)
+        # A meter that sizes its harmonics from THD: its per-level share only where the reading's
+        # THD is missing (a meter without THD learned kappa2 0: the share everywhere).
+        stand_in = (kappa2 <= 0) | ~np.isfinite(trip)
+        least, most = np.where(stand_in, least, np.nan), np.where(stand_in, most, np.nan)
+        alt = (kappa2 > 0) & np.isfinite(most)  # judged on the share's relation (level_*_h)
         expected = self._expected(fund, kappa2, trip, most)
         # Beyond the load its profile saw, a meter without THD is expected anywhere between its
         # least and most harmonic neutral: the nearest of them is judged.
@@ -431,12 +475,11 @@ class NeutralTamper(Detector):
         limit = np.where(three, np.maximum(np.maximum(cfg.abs_limit_3ph_a, cfg.rel_limit_3ph * mean),
                                                     np.where(np.isfinite(sigma), cfg.sigma_k * sigma, 0.0)),
                          single_phase_limit(i[:, 0], cfg))
-        return i, i_n, three, mean, expected, limit
+        return i, i_n, three, mean, expected, limit, alt
 
     def _score(self, df: pd.DataFrame) -> Scored:
         cfg = self.config
-        ctx = self._expected_and_limit(df)
-        i, i_n, three, mean, expected, limit = ctx
+        i, i_n, three, mean, expected, limit, alt = self._expected_and_limit(df)
         imax = max_current(df)
         open_ct = np.where(three, (np.fmin(np.fmin(i[:, 0], i[:, 1]), i[:, 2]) < cfg.zero_a) & (imax >= cfg.min_load_a),
                            (i[:, 0] < cfg.zero_a) & (i_n >= cfg.min_load_a))
@@ -458,14 +501,14 @@ class NeutralTamper(Detector):
         # against the common-angle relation is the phases' unknown angles times their current, so
         # it grows with the load (module docstring); the whole profile's spread in amps is mostly
         # the quiet hours'.
-        lvl_limit = np.where(three, self._level_limit(df, mean, fund, expected), np.nan)
+        lvl_limit = np.where(three, self._level_limit(df, mean, fund, expected, alt), np.nan)
         limit = np.where(np.isfinite(lvl_limit), np.fmax(limit, lvl_limit), limit)
         score = verdict(delta, i[:, 0], limit, three, informative, light, cfg)
         ctx = (i, i_n, three, mean, expected, limit)
         # A departure from the meter's own relation, held: over the limit, it is the score; over
         # half of it, a reading within the absolute limit is not clearly healthy either (one
         # persistent fault stays one alert through the hours its departure is smaller).
-        held = self._held_departure(df, i_n, expected, mean, three, informative, fund)
+        held = self._held_departure(df, i_n, expected, mean, three, informative, fund, alt)
         score = np.where(held >= 1.0, np.fmax(score, held),
                          np.where((held >= cfg.clear_ok_3ph) & (score < 1.0), np.nan, score))
         return Scored(score, (*ctx, held))
