@@ -34,6 +34,27 @@ def _office(seed: int, pf_sd: float = 0.01, thd_base: float = 16.0):
     return f, i, neutral
 
 
+def _boosted(f, i, neutral, w, boost):
+    """The office with L2's current raised by ``boost`` over the rows ``w`` (a load added on it),
+    the neutral what those currents return."""
+    g = f.copy()
+    cur = i.copy()
+    cur[w, 1] *= boost
+    g.loc[w, "i_l2_a"] = cur[w, 1]
+    g.loc[w, "i_n_a"] = neutral(cur, w)
+    return g
+
+
+def _earth_return(f, i, neutral, w, keep):
+    """The office with the busiest phase's return current scaled by ``keep`` over the rows ``w``
+    (the rest goes back through earth, past the neutral's sensor)."""
+    h = f.copy()
+    scale = np.ones(3)
+    scale[np.argmax(i.mean(axis=0))] = keep
+    h.loc[w, "i_n_a"] = neutral(i, w, scale)
+    return h
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6])
 def test_a_phase_imbalance_on_a_harmonic_neutral_is_not_a_partial_earth_return(seed):
     """One phase's current raised 30 % or 50 % for two days (a load added on it: the imbalance
@@ -51,21 +72,14 @@ def test_a_phase_imbalance_on_a_harmonic_neutral_is_not_a_partial_earth_return(s
     assert [a for a in run(f) if a.code == "ERR_IMBAL_LIMIT_EXCEEDED"] == []
     w = window(f, "2025-01-10T00:00:00Z", 48)
     for boost in (1.3, 1.5):
-        g = f.copy()
-        cur = i.copy()
-        cur[w, 1] *= boost
-        g.loc[w, "i_l2_a"] = cur[w, 1]
-        g.loc[w, "i_n_a"] = neutral(cur, w)
+        g = _boosted(f, i, neutral, w, boost)
         frame = prepare(g.reset_index(drop=True))
         d = build("neutral_tamper").fit(frame[frame.ts < pd.Timestamp("2025-01-09", tz="UTC")])
         held = d.scored(frame).ctx[-1]
         assert np.nanmax(held[w]) < d.config.clear_ok_3ph, (boost, np.nanmax(held[w]))
         alerts = [a for a in run(g) if a.code == "ERR_IMBAL_LIMIT_EXCEEDED"]
         assert alerts == [], [(a.start, a.end, a.evidence) for a in alerts]
-    h = f.copy()
-    scale = np.ones(3)
-    scale[np.argmax(i.mean(axis=0))] = 0.75
-    h.loc[w, "i_n_a"] = neutral(i, w, scale)
+    h = _earth_return(f, i, neutral, w, 0.75)
     found = [a for a in run(h) if a.code == "ERR_IMBAL_LIMIT_EXCEEDED"]
     assert found and all(a.evidence["kind"] == "partial_earth_return" for a in found)
 
@@ -124,9 +138,7 @@ def test_a_reading_without_its_thd_is_not_judged_against_a_neutral_without_harmo
     alerts = [a for a in run(f) if a.code == "ERR_IMBAL_LIMIT_EXCEEDED"]
     assert alerts == [], [(a.start, a.end, a.message) for a in alerts]
     w = window(f, "2025-01-11T00:00:00Z", 48)
-    scale = np.ones(3)
-    scale[np.argmax(i.mean(axis=0))] = 0.75
-    f.loc[w, "i_n_a"] = neutral(i, w, scale)
+    f = _earth_return(f, i, neutral, w, 0.75)
     found = [a for a in run(f) if a.code == "ERR_IMBAL_LIMIT_EXCEEDED"]
     assert found and all(a.evidence["kind"] == "partial_earth_return" for a in found)
 
@@ -148,10 +160,7 @@ def test_a_neutral_whose_spread_grows_with_the_load_is_judged_at_its_own_load_le
     alerts = [a for a in run(f) if a.code == "ERR_IMBAL_LIMIT_EXCEEDED"]
     assert alerts == [], [(a.start, a.end, a.message) for a in alerts]
     w = window(f, "2025-01-10T00:00:00Z", 48)
-    scale = np.ones(3)
-    scale[np.argmax(i.mean(axis=0))] = 0.6
-    h = f.copy()
-    h.loc[w, "i_n_a"] = neutral(i, w, scale)
+    h = _earth_return(f, i, neutral, w, 0.6)
     found = [a for a in run(h) if a.code == "ERR_IMBAL_LIMIT_EXCEEDED"]
     assert found and all(a.evidence["kind"] == "partial_earth_return" for a in found)
 
@@ -169,11 +178,8 @@ def test_a_reading_without_its_thd_is_judged_on_its_own_expected_neutral(seed):
     from wattwatch.detect.registry import build
 
     f, i, neutral = _office(seed)
-    f = f.copy()
     w = window(f, "2025-01-11T00:00:00Z", 48)
-    scale = np.ones(3)
-    scale[np.argmax(i.mean(axis=0))] = 0.75
-    f.loc[w, "i_n_a"] = neutral(i, w, scale)
+    f = _earth_return(f, i, neutral, w, 0.75)
     holes = np.flatnonzero(w)[len(np.flatnonzero(w)) // 2:][:3]
     f.loc[f.index[holes], "thd_i_pct"] = np.nan
     frame = prepare(f.reset_index(drop=True))
@@ -334,17 +340,10 @@ def test_a_phase_imbalance_on_a_meter_without_thd_is_not_a_partial_earth_return(
     f["thd_i_pct"] = np.nan
     w = window(f, "2025-01-10T00:00:00Z", 48)
     for boost in (1.3, 1.5):
-        g = f.copy()
-        cur = i.copy()
-        cur[w, 1] *= boost
-        g.loc[w, "i_l2_a"] = cur[w, 1]
-        g.loc[w, "i_n_a"] = neutral(cur, w)
+        g = _boosted(f, i, neutral, w, boost)
         alerts = [a for a in run(g) if a.code == "ERR_IMBAL_LIMIT_EXCEEDED"]
         assert alerts == [], (boost, [(a.start, a.end, a.message) for a in alerts])
-    h = f.copy()
-    scale = np.ones(3)
-    scale[np.argmax(i.mean(axis=0))] = 0.6
-    h.loc[w, "i_n_a"] = neutral(i, w, scale)
+    h = _earth_return(f, i, neutral, w, 0.6)
     found = [a for a in run(h) if a.code == "ERR_IMBAL_LIMIT_EXCEEDED"]
     assert found and all(a.evidence["kind"] == "partial_earth_return" for a in found)
     assert all(w[(h.ts >= pd.Timestamp(a.start)) & (h.ts <= pd.Timestamp(a.end))].any() for a in found)
