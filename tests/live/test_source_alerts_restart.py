@@ -114,3 +114,33 @@ def test_a_source_alert_stored_after_the_last_checkpoint_is_new_again_after_a_re
     assert rep.new == [_slow().id]
     eng.close()
     store.close()
+
+
+def test_a_source_alert_acknowledged_by_request_keeps_its_status_through_later_versions_and_a_restart(tmp_path):
+    """Acknowledged through the watcher's control (``control.apply``, as ``wattwatch alerts ack``
+    on a running watcher), then a later version from the source, then a restart before any
+    checkpoint: acknowledged throughout, in the engine's view and in the store, and never new."""
+    import json
+
+    from wattwatch.runners import control
+
+    path = tmp_path / "live.duckdb"
+    store = Store(path)
+    eng = _engine(store)
+    eng.add_events([_tamper()])
+    ans = control.apply(eng, control.parse(json.dumps(
+        {"op": "set_status", "id": _tamper().id, "status": "acknowledged"}).encode()))
+    assert ans["ok"] and ans["status"] == "acknowledged"
+    changed, new = eng.add_events([_tamper(end="2025-01-10T12:30:00+00:00")])
+    assert new == [] and len(changed) == 1 and eng.alerts[_tamper().id].status == "acknowledged"
+    eng.close()
+    store.close()
+
+    store = Store(path)
+    eng = _engine(store)
+    changed, new = eng.add_events([_tamper(end="2025-01-10T12:45:00+00:00")])
+    assert new == [] and eng.alerts[_tamper().id].status == "acknowledged"
+    row = store.con.execute('SELECT status, "end" FROM alerts').fetchall()
+    assert len(row) == 1 and row[0][0] == "acknowledged"
+    eng.close()
+    store.close()
