@@ -781,3 +781,42 @@ def test_rate_limit_never_exceeds_its_bounds_and_refuses_only_when_full(events, 
         assert ok == (not full)            # refused exactly when a window is full
         if ok:
             allowed.append((t, m))
+
+
+def test_a_tamper_report_stored_but_not_acted_on_before_a_stop_is_acted_on_when_delivered_again(tmp_path):
+    """The watcher stopped after the store kept an edge tamper report and before its outputs had it
+    (the MQTT ack and the step's deliver come after the store): the broker delivers the report again
+    to the restarted watcher, and the action on "opened" runs then, once; delivered again after a
+    checkpoint, it is not new and nothing runs again."""
+    from wattwatch.runners.stream import StreamConfig, StreamEngine
+
+    got = tmp_path / "got.txt"
+    exe = _script(tmp_path, f"import sys\nsys.stdin.read()\nopen({str(got)!r}, 'a').write(sys.argv[1] + '\\n')\n")
+    site = {"sources": [{"type": "replay", "path": str(_REPLAY)}],
+            "actions": [{"type": "command", "name": "page", "argv": [exe, "{id}"], "dry_run": False}]}
+    report = Alert("M-00001", "2025-01-10T11:00:00+00:00", "2025-01-10T11:00:00+00:00", "ERR_TAMPER_REPORTED",
+                   "critical", 1.0, "edge_tamper", "the meter reported its cover opened", {"kind": "cover_open"})
+
+    def watcher():
+        store = Store(tmp_path / "live.duckdb")
+        eng = StreamEngine(store, api.build_detectors(["packet_loss"], None), api._engine(None),
+                           StreamConfig(checkpoint_s=0, slow_thread=False))
+        return store, eng, api.load_site(site).outputs
+
+    store, eng, outs = watcher()
+    eng.checkpoint()
+    eng.add_events([report])          # stored; the watcher stops before the outputs have it
+    eng.close()
+    store.close()
+    for delivered_again in range(2):
+        store, eng, outs = watcher()
+        changed, new = eng.add_events([report])
+        for o in outs:
+            o.alerts(StepReport(alerts=changed, new=new), eng)
+            assert o.flush(30)
+        eng.checkpoint()
+        for o in outs:
+            o.close()
+        eng.close()
+        store.close()
+        assert got.read_text().splitlines() == [report.id], delivered_again

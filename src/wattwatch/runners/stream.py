@@ -166,6 +166,10 @@ class StreamEngine:
         self._checked: set[str] = set()
         self.notices: list[str] = []
         self.sources: dict[str, dict] = {}       # checkpointed source positions
+        # When the checkpoint this run resumed from was saved (None: none): an alert the store
+        # first kept after it may not have reached the outputs (the run stopped between the
+        # store and the outputs, and a source delivers it again): still new then.
+        self._resumed_saved = None
         self._last_ck = time.monotonic()
         con = store.con
         con.execute(_DDL)
@@ -303,12 +307,12 @@ class StreamEngine:
 
     def _load_checkpoint(self) -> bool:
         # (fetchall: a result left open after fetchone keeps the connection busy for what follows)
-        rows = self.store.con.execute("SELECT version, meta, tail, hours FROM stream_checkpoint WHERE name = ?",
+        rows = self.store.con.execute("SELECT version, meta, tail, hours, saved FROM stream_checkpoint WHERE name = ?",
                                       [self.name]).fetchall()
         if not rows:
             return False
         row = rows[0]
-        version, meta, tail, hours = row
+        version, meta, tail, hours, saved = row
         if version not in (1, CHECKPOINT_VERSION):
             raise ValueError(f"{self.store.path}: checkpoint {self.name!r} was written by another version "
                              f"(layout {version}, this is {CHECKPOINT_VERSION}); drop it to start afresh")
@@ -330,6 +334,7 @@ class StreamEngine:
         self.profiled |= set(m["profiled"])
         self.open_ids = set(m["open"])
         self.sources = m["sources"]
+        self._resumed_saved = saved
         self.counters.update(m.get("counters", {}))
         self.rewinds = {k: tuple(v) for k, v in m.get("rewinds", {}).items()}
         return True
@@ -814,14 +819,26 @@ class StreamEngine:
         for r in df.to_dict("records"):
             self.alerts[r["id"]] = Alert.from_dict(record(r))
 
-    def _stored_statuses(self, alerts: list) -> dict[str, str]:
+    def _stored_statuses(self, alerts: list) -> tuple[dict[str, str], set[str]]:
         """Of source-raised alerts this run has not seen, those the store keeps (a report
-        delivered again after a restart, a device still slow): id -> stored status. Such an
-        alert is not new, and keeps the status it was given (acknowledged or cleared), as a
-        later version of one this run has seen keeps its status here (upserts keep statuses in
-        the store)."""
-        unseen = [a.id for a in alerts if a.id not in self.alerts]
-        return alert_store.statuses(self.store.con, unseen) if unseen else {}
+        delivered again after a restart, a device still slow): id -> stored status, which such an
+        alert keeps (acknowledged or cleared), as a later version of one this run has seen keeps
+        its status here (upserts keep statuses in the store); and the ids of those that are not
+        new: a person settled them, or the store kept them before the checkpoint this run resumed
+        from (outputs get a step's alerts before its checkpoint). One the store first kept after
+        that checkpoint may never have reached the outputs (the run stopped before they had it:
+        the very case in which a source delivers a report again) and is new, as a core alert found
+        again after a restart is (at least once; actions skip what their log says was done)."""
+        unseen = sorted({a.id for a in alerts if a.id not in self.alerts})
+        if not unseen:
+            return {}, set()
+        rows = self.store.con.execute(   # (the engine made the alerts table at its start)
+            f"SELECT id, status, first_seen FROM alerts WHERE id IN ({', '.join('?' for _ in unseen)})",
+            unseen).fetchall()
+        ck = self._resumed_saved
+        known = {i for i, st, first in rows
+                 if st != "open" or (ck is not None and first is not None and first <= ck)}
+        return {i: st for i, st, _ in rows}, known
 
     def mark_settled(self, alert_id: str) -> None:
         """An alert was acknowledged or cleared while this engine holds the store."""
@@ -896,16 +913,16 @@ class StreamEngine:
         arrives, not a reading to judge): upserted in one transaction, stable ids, so a report
         delivered twice is one alert. Returns (changed, new ids)."""
         changed = [a for a in alerts if self._written.get(a.id) != _version(a)]
-        stored = self._stored_statuses(alerts)
+        stored, known = self._stored_statuses(alerts)
         self._upsert(changed)
         new = []
         for a in alerts:
             if a.id in stored:
                 a.status = stored[a.id]
-            elif a.id not in self.alerts:
-                new.append(a.id)
-            else:   # a later version keeps the status the alert has (ack/clear go through the engine)
+            elif a.id in self.alerts:   # a later version keeps its status (ack/clear go through the engine)
                 a.status = self.alerts[a.id].status
+            if a.id not in self.alerts and a.id not in known:
+                new.append(a.id)
             self.alerts[a.id] = a
         new = list(dict.fromkeys(new))
         self.counters["event_alerts_new"] += len(new)
@@ -917,17 +934,17 @@ class StreamEngine:
         climbs): upserted like the core's, kept open until a version says ``evidence.ended``."""
         if not alerts:
             return
-        stored = self._stored_statuses(alerts)
+        stored, known = self._stored_statuses(alerts)
         self._upsert(alerts)
         for a in alerts:
             if a.id in stored:
                 a.status = stored[a.id]
-                self.counters["alerts_updated"] += 1
-            elif a.id not in self.alerts:
+            elif a.id in self.alerts:
+                a.status = self.alerts[a.id].status
+            if a.id not in self.alerts and a.id not in known:
                 rep.new.append(a.id)
                 self.counters["alerts_new"] += 1
             else:
-                a.status = self.alerts[a.id].status
                 self.counters["alerts_updated"] += 1
             self.alerts[a.id] = a
             rep.alerts.append(a)
