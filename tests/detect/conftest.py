@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scipy.signal import lfilter
+
 from wattwatch.detect.engine import EngineConfig, detect
 from wattwatch.detect.registry import build_all
 from wattwatch.sim import SimConfig, simulate
@@ -40,3 +42,21 @@ def residential() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def commercial() -> pd.DataFrame:
     return healthy("commercial")
+
+
+CURRENTS = ["i_l1_a", "i_l2_a", "i_l3_a"]
+
+
+def load_raised(frame: pd.DataFrame, meter: dict, rows: np.ndarray, factor: float, step_min: float = 5.0) -> None:
+    """Raise a simulated meter's phase currents ``factor`` times over ``rows`` (in place), its
+    enclosure temperature by the heat the simulator's physics gives for that (the rise at rated
+    current x (I / rated)², through the first-order lag of the meter's ``tau_min``)."""
+    heat = meter["rise_c"] * (frame[CURRENTS].max(axis=1).to_numpy() / meter["rated_a"]) ** 2
+    a = np.exp(-step_min / meter["tau_min"])
+    frame["temp_c"] += lfilter([1 - a], [1, -a], np.where(rows, heat * (factor ** 2 - 1), 0.0))
+    frame.loc[rows, CURRENTS] *= factor
+
+
+def thermal_alerts(frame: pd.DataFrame) -> list:
+    """``thermal_drift``'s alerts alone on ``frame`` (the engine's 3-day profile)."""
+    return [a for a in run(frame, ["thermal_drift"]) if a.code == "WARN_THERM_DRIFT"]

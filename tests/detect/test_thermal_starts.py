@@ -14,16 +14,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.signal import lfilter
 
-from tests.detect.conftest import HEALTHY, run, window
+from tests.detect.conftest import CURRENTS, HEALTHY, load_raised, thermal_alerts, window
 from tests.detect.test_core import _alert_mismatches, _clean, _fitted, _score_mismatches, _stitched
 from wattwatch.detect import core
 from wattwatch.detect.frame import prepare
 from wattwatch.detect.rules._common import inrush
 from wattwatch.sim import SimConfig, simulate
-
-CURRENTS = ["i_l1_a", "i_l2_a", "i_l3_a"]
 
 
 def _shop(seed: int) -> tuple[pd.DataFrame, dict]:
@@ -37,21 +34,14 @@ def _shop(seed: int) -> tuple[pd.DataFrame, dict]:
         f.loc[at, CURRENTS] *= 4.5  # a starting motor: one reading each, pf low; no heat
         f.loc[at, "pf"] = 0.4
     shift = window(f, str(day0 + pd.Timedelta(days=4)), 48)
-    heat = m["rise_c"] * (f[CURRENTS].max(axis=1).to_numpy() / m["rated_a"]) ** 2  # the simulator's physics
-    a = np.exp(-5 / m["tau_min"])
-    f["temp_c"] += lfilter([1 - a], [1, -a], np.where(shift, heat * (1.8 ** 2 - 1), 0.0))
-    f.loc[shift, CURRENTS] *= 1.8
+    load_raised(f, m, shift, 1.8)
     return f, m
-
-
-def _therm(f: pd.DataFrame):
-    return [a for a in run(f, ["thermal_drift"]) if a.code == "WARN_THERM_DRIFT"]
 
 
 def test_runs_of_motor_starts_in_the_profile_do_not_make_a_raised_load_read_as_unexplained_heat():
     for seed in (3, 7, 11):
         f, _ = _shop(seed)
-        assert _therm(f) == [], seed
+        assert thermal_alerts(f) == [], seed
 
 
 def test_a_cooling_fault_is_still_found_at_the_raised_load_and_at_the_profiled_one():
@@ -62,7 +52,7 @@ def test_a_cooling_fault_is_still_found_at_the_raised_load_and_at_the_profiled_o
         g = f.copy()
         w = window(g, str(start), 10)
         g.loc[w, "temp_c"] += np.minimum(1, np.linspace(0, 3, w.sum())) * 8.0  # +8 C at the same load
-        alerts = _therm(g)
+        alerts = thermal_alerts(g)
         assert len(alerts) == 1, (where, [(a.start, a.end) for a in alerts])
         ts = g.ts[w]
         assert ts.min() <= pd.Timestamp(alerts[0].start) <= ts.max(), where
