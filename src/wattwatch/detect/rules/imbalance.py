@@ -138,6 +138,27 @@ class PhaseImbalance(Detector):
             change = np.nanmax(np.abs(step) / allow[seg], axis=1)  # NaN where no share is known
         return Scored(np.fmax(level, change), (imb, mean, step))
 
+    def side(self, df: pd.DataFrame, ctx=None) -> np.ndarray | None:
+        """Per reading whose share step is over its allowance: which phase moved and which way
+        (±1, ±2, ±3: L1..L3 up or down; NaN elsewhere), for the hold. The phase whose share moved
+        furthest (not relative to its allowance): a phase whose current rose by b moves its own
+        share by ``b·s_k(1 - s_k)`` and each other phase's by ``-b·s_k·s_j``, so the moved phase
+        stands out whatever the allowances. Friday's L2 fault and Monday's L3 fault across a
+        closed weekend are two alerts, not one about L2 whose evidence mixes both."""
+        if ctx is None:
+            return None
+        step = ctx[2]
+        if not len(step):
+            return np.full(len(df), np.nan)
+        seg = df["_seg"].to_numpy()
+        _, allow = self.normal_shares(df)
+        with quiet():
+            change = np.nanmax(np.abs(step) / allow[seg], axis=1)
+            over = change >= self.config.post.threshold  # NaN (no shares known): no side
+        k = np.argmax(np.nan_to_num(np.abs(step), nan=-1.0), axis=1)
+        moved = step[np.arange(len(step)), k]
+        return np.where(over, np.sign(moved) * (k + 1), np.nan)
+
     def describe(self, df, rows, scores, ctx=None) -> Finding:
         imb, mean, step = ctx
         _, i = phases(df)
