@@ -49,3 +49,15 @@ def test_the_same_step_before_and_after_a_closed_weekend_is_one_alert():
     assert len(alerts) == 1 and alerts[0].evidence["phase"] == "L2", spans
     assert pd.Timestamp(alerts[0].start) < pd.Timestamp("2025-01-10T11:00:00Z") < \
         pd.Timestamp("2025-01-13T14:00:00Z") < pd.Timestamp(alerts[0].end), spans
+
+
+def test_a_step_that_ends_with_the_week_ends_its_alert_on_friday():
+    """Held over the closed weekend, the alert still ends on Friday's last anomalous reading when
+    Monday's first readings are back to normal (not on Monday, nor open)."""
+    f = healthy("commercial", days=10, seed=8)
+    f.loc[window(f, "2025-01-10T10:00:00Z", 8), "i_l2_a"] *= 1.4
+    f = _closed_weekend(f)
+    alerts = run(f, ["phase_imbalance"])
+    spans = [(a.start, a.end, a.status) for a in alerts]
+    assert len(alerts) == 1, spans
+    assert pd.Timestamp("2025-01-10T17:00:00Z") < pd.Timestamp(alerts[0].end) < pd.Timestamp("2025-01-10T18:00:00Z"), spans
