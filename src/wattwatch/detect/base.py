@@ -506,8 +506,9 @@ class Detector:
         return Finding("critical" if peak >= 2 else "warning", f"{self.name} score {peak:.2f}", {"score": peak})
 
     def side(self, df: pd.DataFrame, ctx: Any = None) -> np.ndarray | None:
-        """Per reading of ``df``: which way it is off (+1 above, -1 below, NaN unknown), for the
-        post-rules' ``hold`` (a change of side is a return to normal); None: no sides."""
+        """Per reading of ``df``: which way it is off (+1 above, -1 below, or one code per way a
+        detector can be off, e.g. a phase and its direction; NaN unknown), for the post-rules'
+        ``hold`` (a change of side is a return to normal); None: no sides."""
         return None
 
     # --------------------------------------------------------------------------- reach

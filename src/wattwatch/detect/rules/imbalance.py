@@ -43,6 +43,11 @@ from wattwatch.detect.frame import meter_names, seg_quantile
 from wattwatch.detect.rules._common import inrush, phases
 
 
+# A reading points at one phase (the hold's side) when that phase's share moved at least this
+# many times as far as any other's (a change of one phase alone: 2 on balanced phases).
+SIDE_RATIO = 1.5
+
+
 @dataclass(frozen=True)
 class PhaseImbalanceConfig(DetectorConfig):
     limit: float = 0.10
@@ -137,6 +142,31 @@ class PhaseImbalance(Detector):
         with quiet():
             change = np.nanmax(np.abs(step) / allow[seg], axis=1)  # NaN where no share is known
         return Scored(np.fmax(level, change), (imb, mean, step))
+
+    def side(self, df: pd.DataFrame, ctx=None) -> np.ndarray | None:
+        """Per reading whose share step is over its allowance and points at one phase: which
+        phase moved and which way (±1, ±2, ±3: L1..L3 up or down; NaN elsewhere), for the hold.
+        A phase whose current rose by b moves its own share by ``b·s_k(1 - s_k)`` and each other
+        phase's by ``-b·s_k·s_j``: twice as far on balanced phases. A reading points at a phase
+        when its share moved at least ``SIDE_RATIO`` times as far as any other's; one where two
+        phases moved about as far (L2 up and L1 down as the phases wander at night) has no side,
+        or a lasting step would flip between them and be cut. Friday's L2 fault and Monday's L3
+        fault across a closed weekend are two alerts, not one about L2 whose evidence mixes both."""
+        if ctx is None:
+            return None
+        step = ctx[2]
+        if not len(step):
+            return np.full(len(df), np.nan)
+        seg = df["_seg"].to_numpy()
+        _, allow = self.normal_shares(df)
+        with quiet():
+            change = np.nanmax(np.abs(step) / allow[seg], axis=1)
+            over = change >= self.config.post.threshold  # NaN (no shares known): no side
+        a = np.nan_to_num(np.abs(step), nan=0.0)
+        k = np.argmax(a, axis=1)
+        first, second = np.sort(a, axis=1)[:, -1], np.sort(a, axis=1)[:, -2]
+        moved = step[np.arange(len(step)), k]
+        return np.where(over & (first >= SIDE_RATIO * second), np.sign(moved) * (k + 1), np.nan)
 
     def describe(self, df, rows, scores, ctx=None) -> Finding:
         imb, mean, step = ctx
