@@ -183,6 +183,9 @@ class DetectorConfig:
     """Base of every detector config: the post-rule settings plus the detector's own fields."""
 
     post: PostRule = PostRule()
+    # Fields that only shape the scores of a learned state, not what is learned: a state learned
+    # with other values of them is the same state (no "learned with other settings" notice).
+    scoring_only: ClassVar[tuple[str, ...]] = ()
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -120,7 +120,7 @@ def load(con, detectors: list[Detector], meters) -> list[str]:
             if ver != d.state_version:
                 old.append(m)
                 continue
-            if key != mine:
+            if key != mine and _learning(d, json.loads(key)) != _learning(d, settings(d)):
                 other.append((m, key))
             st[m] = json.loads(params)
         if old:
@@ -128,14 +128,20 @@ def load(con, detectors: list[Detector], meters) -> list[str]:
                            f"another version of wattwatch; they are profiled again (run `wattwatch fit` to refit them "
                            "on a normal period of your choice)")
         if other:
-            diff = _diff(json.loads(other[0][1]), settings(d))
+            diff = _diff(json.loads(other[0][1]), settings(d), set(getattr(d.config, "scoring_only", ())))
             notices.append(f"{d.name}: the state of {len(other)} meter(s) was learned with other settings ({diff}); "
                            "it is used as it is — run `wattwatch fit` to refresh it")
     return notices
 
 
-def _diff(a: dict, b: dict) -> str:
-    keys = sorted(set(a) | set(b))
+def _learning(det: Detector, d: dict) -> str:
+    """Settings ``d`` without the fields that only shape scores (``scoring_only``), as compared."""
+    drop = set(getattr(det.config, "scoring_only", ()))
+    return json.dumps({k: v for k, v in d.items() if k not in drop}, sort_keys=True, default=str)
+
+
+def _diff(a: dict, b: dict, drop=frozenset()) -> str:
+    keys = sorted((set(a) | set(b)) - set(drop))
     parts = [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys if json.dumps(a.get(k), default=str) != json.dumps(b.get(k), default=str)]
     return "; ".join(parts[:3]) + (" ..." if len(parts) > 3 else "")
 

@@ -34,6 +34,7 @@ for 2 readings, and two motor starts in consecutive hours read as a 100 % imbala
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -61,6 +62,10 @@ class PhaseImbalanceConfig(DetectorConfig):
     min_step: float = 0.03
     spread_k: float = 3.0
     post: PostRule = PostRule(min_duration_s=900.0, min_readings=3, merge_gap_s=3600.0, hold=0.5)
+    # The learned state is the profiled imbalance's median and p90 and the normal shares with their
+    # spread (at min_mean_a and zero_a); the limits and allowances are drawn from it when scoring.
+    scoring_only: ClassVar[tuple[str, ...]] = ("limit", "adaptive", "margin", "level_k", "share_step", "min_step",
+                                               "spread_k")
 
 
 def imbalance(df: pd.DataFrame, cfg: PhaseImbalanceConfig) -> tuple[np.ndarray, np.ndarray]:
