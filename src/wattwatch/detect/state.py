@@ -114,13 +114,16 @@ def load(con, detectors: list[Detector], meters) -> list[str]:
             by.setdefault(det, []).append((m, ver, key, params))
     for d in detectors:
         st = d.__dict__.setdefault("state_", {})
-        mine = json.dumps(settings(d), sort_keys=True, default=str)
+        cur = settings(d)
+        mine = json.dumps(cur, sort_keys=True, default=str)
+        drop = set(d.config.scoring_only)
+        mine_learned = _learning(cur, drop)
         old, other = [], []
         for m, ver, key, params in by.get(d.name, []):
             if ver != d.state_version:
                 old.append(m)
                 continue
-            if key != mine and _learning(d, json.loads(key)) != _learning(d, settings(d)):
+            if key != mine and _learning(json.loads(key), drop) != mine_learned:
                 other.append((m, key))
             st[m] = json.loads(params)
         if old:
@@ -128,15 +131,14 @@ def load(con, detectors: list[Detector], meters) -> list[str]:
                            f"another version of wattwatch; they are profiled again (run `wattwatch fit` to refit them "
                            "on a normal period of your choice)")
         if other:
-            diff = _diff(json.loads(other[0][1]), settings(d), set(getattr(d.config, "scoring_only", ())))
+            diff = _diff(json.loads(other[0][1]), cur, drop)
             notices.append(f"{d.name}: the state of {len(other)} meter(s) was learned with other settings ({diff}); "
                            "it is used as it is — run `wattwatch fit` to refresh it")
     return notices
 
 
-def _learning(det: Detector, d: dict) -> str:
-    """Settings ``d`` without the fields that only shape scores (``scoring_only``), as compared."""
-    drop = set(getattr(det.config, "scoring_only", ()))
+def _learning(d: dict, drop: set) -> str:
+    """Settings ``d`` without the fields ``drop`` that only shape scores (``scoring_only``), as compared."""
     return json.dumps({k: v for k, v in d.items() if k not in drop}, sort_keys=True, default=str)
 
 

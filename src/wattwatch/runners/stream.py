@@ -840,6 +840,19 @@ class StreamEngine:
                  if st != "open" or (ck is not None and first is not None and first <= ck)}
         return {i: st for i, st, _ in rows}, known
 
+    def _take_statuses(self, alerts: list) -> set[str]:
+        """Give source-raised alerts the status they have: the store's for one this run has not
+        seen, the engine's for a later version of one it has (acknowledge and clear go through
+        the engine). Returns the ids that are not new although this run has not seen them
+        (:meth:`_stored_statuses`)."""
+        stored, known = self._stored_statuses(alerts)
+        for a in alerts:
+            if a.id in stored:
+                a.status = stored[a.id]
+            elif a.id in self.alerts:
+                a.status = self.alerts[a.id].status
+        return known
+
     def mark_settled(self, alert_id: str) -> None:
         """An alert was acknowledged or cleared while this engine holds the store."""
         self.settled.add(alert_id)
@@ -868,7 +881,7 @@ class StreamEngine:
         settled = self._settled([a.id for a in changed])
         # (an unchanged one was written, so checked, by this run: its status is known here; it
         # keeps the version the engine holds, with its status, not the stitcher's open copy)
-        held = settled | {a.id for a in alerts if a.id in self.settled}
+        held = {a.id for a in alerts if a.id in self.settled}   # (``settled`` among them)
         if held:
             alerts = [a for a in alerts if a.id not in held]
             changed = [a for a in changed if a.id not in settled]
@@ -913,14 +926,10 @@ class StreamEngine:
         arrives, not a reading to judge): upserted in one transaction, stable ids, so a report
         delivered twice is one alert. Returns (changed, new ids)."""
         changed = [a for a in alerts if self._written.get(a.id) != _version(a)]
-        stored, known = self._stored_statuses(alerts)
+        known = self._take_statuses(alerts)
         self._upsert(changed)
         new = []
         for a in alerts:
-            if a.id in stored:
-                a.status = stored[a.id]
-            elif a.id in self.alerts:   # a later version keeps its status (ack/clear go through the engine)
-                a.status = self.alerts[a.id].status
             if a.id not in self.alerts and a.id not in known:
                 new.append(a.id)
             self.alerts[a.id] = a
@@ -934,13 +943,9 @@ class StreamEngine:
         climbs): upserted like the core's, kept open until a version says ``evidence.ended``."""
         if not alerts:
             return
-        stored, known = self._stored_statuses(alerts)
+        known = self._take_statuses(alerts)
         self._upsert(alerts)
         for a in alerts:
-            if a.id in stored:
-                a.status = stored[a.id]
-            elif a.id in self.alerts:
-                a.status = self.alerts[a.id].status
             if a.id not in self.alerts and a.id not in known:
                 rep.new.append(a.id)
                 self.counters["alerts_new"] += 1

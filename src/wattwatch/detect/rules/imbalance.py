@@ -169,7 +169,8 @@ class PhaseImbalance(Detector):
             over = change >= self.config.post.threshold  # NaN (no shares known): no side
         a = np.nan_to_num(np.abs(step), nan=0.0)
         k = np.argmax(a, axis=1)
-        first, second = np.sort(a, axis=1)[:, -1], np.sort(a, axis=1)[:, -2]
+        top2 = np.sort(a, axis=1)[:, -2:]
+        first, second = top2[:, 1], top2[:, 0]
         moved = step[np.arange(len(step)), k]
         return np.where(over & (first >= SIDE_RATIO * second), np.sign(moved) * (k + 1), np.nan)
 
