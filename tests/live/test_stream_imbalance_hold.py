@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.live.test_rejudge import _pieces
 from wattwatch import api
 from wattwatch.runners.stream import StreamConfig, StreamEngine
 from wattwatch.sim import SimConfig, simulate
@@ -50,9 +51,7 @@ def test_a_held_imbalance_alert_streams_as_detect_and_never_reopens(tmp_path, st
     assert held, "no phase imbalance alert: the comparison proves nothing"
     frame = api.read_frame(tmp_path / "batch.duckdb")
 
-    day = frame["ts"].min().floor("1D") + pd.Timedelta("1D")
-    rest = frame[frame["ts"] >= day]
-    pieces = [frame[frame["ts"] < day]] + [p for _, p in rest.groupby(rest["ts"].dt.floor(step), sort=True)]
+    pieces = list(_pieces(frame, frame["ts"].min().floor("1D") + pd.Timedelta("1D"), step))
     store = Store(tmp_path / "live.duckdb")
     eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG),
                        StreamConfig(checkpoint_s=1e9, slow_every_s=3 * 3600.0))

@@ -11,6 +11,7 @@ import json
 import pandas as pd
 import pytest
 
+from tests.live.test_rejudge import _pieces
 from wattwatch import api
 from wattwatch.detect import core
 from wattwatch.runners.stream import StreamConfig, StreamEngine, fast_tier
@@ -149,9 +150,7 @@ def test_fast_steps_go_on_while_the_slow_tier_judges(fleet, tmp_path):
 
     frame = fleet["frame"]
     want = {a.id: _view(a) for a in fleet["detect"].alerts}
-    day = frame["ts"].min().floor("1D") + pd.Timedelta("1D")
-    rest = frame[frame["ts"] >= day]
-    pieces = [frame[frame["ts"] < day]] + [p for _, p in rest.groupby(rest["ts"].dt.floor(PIECE), sort=True)]
+    pieces = list(_pieces(frame, frame["ts"].min().floor("1D") + pd.Timedelta("1D"), PIECE))
     store = Store(tmp_path / "w.duckdb")
     eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG),
                        StreamConfig(checkpoint_s=1e9, slow_every_s=3 * 3600.0))
@@ -224,9 +223,7 @@ def test_a_failed_slow_judgement_loses_no_reading_across_a_restart(fleet, tmp_pa
 
     frame = fleet["frame"]
     want = {a.id: (pd.Timestamp(a.end), round(a.score, 6)) for a in fleet["detect"].alerts}
-    day = frame["ts"].min().floor("1D") + pd.Timedelta("1D")
-    rest = frame[frame["ts"] >= day]
-    pieces = [frame[frame["ts"] < day]] + [p for _, p in rest.groupby(rest["ts"].dt.floor(PIECE), sort=True)]
+    pieces = list(_pieces(frame, frame["ts"].min().floor("1D") + pd.Timedelta("1D"), PIECE))
     path = tmp_path / "w.duckdb"
 
     def engine(store):
