@@ -42,7 +42,7 @@ def test_refusals_name_the_problem(tmp_path, monkeypatch):
 
 
 def test_the_command_serves_on_the_given_port(tmp_path, sim_store, users_env):
-    from wattwatch.dashboard.browser import free_port
+    from wattwatch.ports import free_port
 
     port = free_port()
     env = {**os.environ, "WATTWATCH_DASHBOARD_USERS": users_env,

@@ -4,7 +4,6 @@ dashboard`` and ``scripts/dashboard_screenshots.py``."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 import urllib.request
@@ -13,18 +12,13 @@ from pathlib import Path
 
 from wattwatch.dashboard import serve
 from wattwatch.dashboard.settings import Settings
+from wattwatch.ports import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 # Streamlit shows this widget while a script run is in progress.
 RUNNING = '[data-testid="stStatusWidget"]'
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager

@@ -103,7 +103,7 @@ class Demo:
             raise
 
     def _start(self) -> None:
-        from wattwatch.devices.modbus import free_port
+        from wattwatch.ports import free_port
 
         self.running["tcp"] = devices.start({"type": "modbus", "name": "tcp", "registers": MODEL,
                                              "meters": ["tcp-1", "tcp-2", "tcp-3"], "interval_s": 1.0, "seed": 1})

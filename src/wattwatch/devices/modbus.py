@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
-import socket
 import threading
 import time
 from collections import Counter
@@ -40,15 +39,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from wattwatch.ports import free_port
 from wattwatch.sources import modbus as mb
 
 HOSTS = ("127.0.0.1", "localhost")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Meter:
