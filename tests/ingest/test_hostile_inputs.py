@@ -211,6 +211,26 @@ def test_dst_fold_out_of_order_and_spring_gap_are_rejects_with_reason(store, tmp
                                                         pd.Timestamp("2025-03-30 01:00", tz="UTC")]
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_basic_format_offsets_in_a_text_column_are_instants(store, tmp_path: Path, fmt: str):
+    """ISO-8601's basic offsets (+0100, -0500, +0000, as strftime's %z writes them) are instants
+    wherever the time column is text (a Parquet string column, a CSV column with one bad cell): they
+    were taken for offsets beyond +-18:00 and every row was a reject "cannot parse". An offset of
+    19 hours or more is still a reject, in either form."""
+    cells = ["2025-01-06T01:00:00+0100", "2025-01-06T00:05:00+0000", "2025-01-05T19:10:00-0500",
+             "2025-01-06T05:45:00+0530", "not a time", "2025-01-06T00:20:00+1900", "2025-01-06T00:25:00+25"]
+    frame = pd.DataFrame({"meter_id": "M1", "ts": cells, "v_l1_v": 230.0 + np.arange(len(cells))})
+    p = tmp_path / f"offsets.{fmt}"
+    frame.to_csv(p, index=False) if fmt == "csv" else frame.to_parquet(p)
+    c = ingest_path(store, p)
+    assert (c.stored, c.rejected) == (4, 3)
+    first = 1 + (fmt == "csv")   # the line of the frame's first row
+    assert sorted(_by_line(c)) == [first + 4, first + 5, first + 6]
+    assert all(field == "ts" for field, _ in _by_line(c).values())
+    assert list(_stored(store)["ts"]) == [pd.Timestamp("2025-01-06T00:00", tz="UTC") + pd.Timedelta(minutes=5 * i)
+                                          for i in range(4)]
+
+
 # ------------------------------------------------------------------ 7: nested JSON, empty list
 
 

@@ -82,7 +82,10 @@ def _epoch_expr(num: str, unit: str) -> str:
     return f"(CASE WHEN {secs} BETWEEN {EPOCH_MIN_S} AND {EPOCH_MAX_S} THEN to_timestamp({secs}) END)"
 
 
-BAD_OFFSET = r"[0-9]:[0-9]{2}(:[0-9]{2}(\.[0-9]*)?)?\s*[+-](19|[2-9][0-9]|[0-9]{3,})(:?[0-9]{2})?$"
+# An offset's hours are two digits, then optional minutes (``+19``, ``+19:00``, ``+1900``): 19 or more
+# is beyond +-18:00. (Three or more hour digits DuckDB does not parse at all.) The basic form's
+# four digits (``+0100``, as strftime's %z writes it) are hours and minutes, not 100 hours.
+BAD_OFFSET = r"[0-9]:[0-9]{2}(:[0-9]{2}(\.[0-9]*)?)?\s*[+-](19|[2-9][0-9])(:?[0-9]{2})?$"
 
 
 def _ts_expr(col: str, t: pa.DataType, mapping: Mapping) -> tuple[str, str | None, str]:
