@@ -133,6 +133,28 @@ def _ts(value) -> datetime | None:
     return t.floor("us").to_pydatetime()
 
 
+def _open_failure(path: Path, read_only: bool, exc: Exception) -> str:
+    """Why a store could not be opened, in words: a folder that is missing or cannot be written, or
+    a store file that cannot be written, is said as such (DuckDB's error names neither, and "not a
+    DuckDB file, damaged, or locked" sent the user to look at a file that was fine or absent)."""
+    reason = str(exc).split("\n")[0]
+    parent = path.absolute().parent
+    if not path.exists():
+        if not parent.exists():
+            return f"{path}: cannot create the store: folder {parent} does not exist ({reason})"
+        if not parent.is_dir():
+            return f"{path}: cannot create the store: {parent} is not a folder ({reason})"
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return f"{path}: cannot create the store: folder {parent} is not writable ({reason})"
+    elif not read_only and path.is_file() and not os.access(path, os.W_OK):
+        return (f"{path}: cannot open the store for writing: the file is read-only ({reason}); commands that "
+                "only read it (alerts list, report, store info) work")
+    elif not read_only and path.is_file() and not os.access(parent, os.W_OK | os.X_OK):
+        return (f"{path}: cannot open the store for writing: its folder {parent} is not writable (the store "
+                f"keeps a write-ahead log beside it) ({reason})")
+    return f"{path}: cannot open store (not a DuckDB file, damaged, or locked by another process): {exc}"
+
+
 class Store:
     """A DuckDB file of canonical readings.
 
@@ -178,8 +200,7 @@ class Store:
                 if "lock" in str(exc).lower() and time.monotonic() < deadline:
                     time.sleep(0.1)
                     continue
-                raise StoreError(f"{self.path}: cannot open store (not a DuckDB file, damaged, or locked by "
-                                 f"another process): {exc}") from exc
+                raise StoreError(_open_failure(self.path, read_only, exc)) from exc
         try:
             self.con.execute("SET TimeZone = 'UTC'")
             self.con.execute(f"SET memory_limit = '{memory_limit or os.environ.get('WATTWATCH_MEMORY_LIMIT', '1GB')}'")
