@@ -401,6 +401,7 @@ class Store:
         con.execute("SET force_compression = 'alp'")
         con.execute("BEGIN TRANSACTION")
         self._cat_staged = {}
+        self._conflicts: list = [0, None]   # duplicate groups whose values disagree, an example
         try:
             if live:
                 if self._live_extras is None:
@@ -451,6 +452,12 @@ class Store:
                     on_progress(nbytes)
             counts.rejects.sort(key=lambda r: (r[0], r[1]))
             counts.rejected = len(counts.rejects)
+            if self._conflicts[0]:
+                counts.notes.append(
+                    f"{source}: {self._conflicts[0]} reading(s) given more than once for one meter and instant (or within "
+                    f"a retransmission's jitter) "
+                    f"with different values; the most complete row (then the earliest, then the first in the "
+                    f"file) was kept, the other values dropped ({self._conflicts[1]})")
             counts.duplicates = counts.read - counts.rejected - counts.stored - counts.merged
             counts.seconds = time.perf_counter() - t0
             con.execute(
@@ -586,6 +593,7 @@ class Store:
             df = sub.take(pa.array(rank)).to_pandas()
             df["_g"] = m_group[rank]
             firsts = df.groupby("_g", sort=False).first().reset_index(drop=True)
+            self._note_conflicts(df, chans)
             merged_tbl = pa.Table.from_pandas(firsts[good.column_names], schema=good.schema, preserve_index=False)
             keep[m_rows] = False
 
@@ -653,6 +661,31 @@ class Store:
             self._query(merged_tbl.append_column("_sid", pa.array(sids[m_codes], pa.int32())), insert)
             stored += merged_tbl.num_rows
         return stored, merged
+
+    def _note_conflicts(self, df: pd.DataFrame, chans: Sequence[str]) -> None:
+        """Count the duplicate groups (``df``: their rows, best first per ``_g``) whose rows give one
+        channel two different values, and keep the first such group as an example: the kept row's
+        values win and the others are dropped, which is said (:attr:`IngestCounts.notes`), not
+        done silently. A retransmission repeats its values and is no conflict."""
+        if not chans or df.empty:
+            return
+        g = df.groupby("_g", sort=False)
+        diff = g[list(chans)].nunique(dropna=True).gt(1)
+        bad = diff.any(axis=1)
+        n = int(bad.sum())
+        if not n:
+            return
+        self._conflicts[0] += n
+        if self._conflicts[1] is None:
+            first = bad.index[bad.to_numpy()][0]
+            rows = df[df["_g"] == first]
+            cols = [c for c in chans if diff.loc[first, c]][:3]
+            vals = "; ".join(f"{c} " + " vs ".join(f"{v:g}" for v in rows[c]) for c in cols)
+            lines = [int(x) for x in rows["_line"]]
+            ts = pd.Timestamp(rows["ts"].iloc[0])
+            ts = (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).isoformat().replace("+00:00", "Z")
+            self._conflicts[1] = (f"e.g. meter {rows['meter_id'].iloc[0]} at {ts}, lines {lines[0]} (kept), "
+                                  f"{', '.join(map(str, lines[1:]))}: {vals}")
 
     def _live_catalogue(self, meter_ids: list[str]) -> dict[str, tuple[int | None, int | None, float, int]]:
         """:meth:`_catalogue` from memory (the whole meters table is read once)."""
