@@ -139,3 +139,15 @@ def test_ingest_of_a_folder_without_telemetry_is_an_error_naming_it(tmp_path: Pa
     assert [f["stored"] for f in out["files"]] == [2]
     assert len(out["errors"]) == 1 and "readings.txt" in out["errors"][0] and str(texts) in out["errors"][0]
     assert "skipped 1 file(s) that are not telemetry by their name: notes.txt" in r.stderr
+
+
+def test_ingest_of_a_header_only_file_says_it_held_no_rows(tmp_path: Path):
+    """A CSV header without rows, a Parquet file of no rows: ingested as nothing, exit 0 (an empty
+    day's export), but said; the table's zeros were all a user saw."""
+    (tmp_path / "h.csv").write_text("meter_id,ts,p_kw\n")
+    pd.DataFrame({"meter_id": pd.Series([], dtype=str), "ts": pd.Series([], dtype="datetime64[ns, UTC]"),
+                  "p_kw": pd.Series([], dtype=float)}).to_parquet(tmp_path / "e.parquet")
+    r = ww("ingest", str(tmp_path / "h.csv"), str(tmp_path / "e.parquet"), "--db", str(tmp_path / "s.duckdb"))
+    assert r.returncode == 0
+    for name in ("h.csv", "e.parquet"):
+        assert f"{name}: no rows to read" in r.stderr.replace("\n", "")

@@ -288,6 +288,11 @@ def run_ingest(paths: list[Path], db: Path, mapping_file: Optional[Path], reject
                     writer.write(counts.rejects)
                 except OSError as exc:
                     failed.append(exc)
+            if counts.read == 0 and not quiet:
+                # A header and no rows (an export of a day without readings) stores nothing: said,
+                # not an error, so that a scheduled ingest of an empty day does not fail.
+                err_console.print(f"[yellow]note:[/yellow] {_term(path)}: no rows to read (a header or schema only)",
+                                  highlight=False, soft_wrap=True)
             if not quiet:
                 for note in counts.notes:
                     err_console.print(f"[yellow]note:[/yellow] {_term(note)}", highlight=False, soft_wrap=True)
