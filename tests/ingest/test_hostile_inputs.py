@@ -231,6 +231,42 @@ def test_basic_format_offsets_in_a_text_column_are_instants(store, tmp_path: Pat
                                           for i in range(4)]
 
 
+def test_a_quoted_value_with_line_breaks_is_one_record(store, tmp_path: Path):
+    """RFC 4180 lets a quoted value hold line breaks (a comment or address column). Lines were read
+    one by one: such a record was two rejects ("expected 4 fields, found 2" and "found 3") and its
+    reading was lost. It is now one record at its first line; a stray quote character still does
+    not swallow the rows after it, and a quote never closed is a reject that says so."""
+    p = tmp_path / "q.csv"
+    p.write_text('meter_id,note,ts,v_l1_v\r\n'
+                 'M1,"two\r\nlines",2025-01-06T00:00:00Z,230\r\n'          # lines 2-3
+                 'M1,5" pipe,2025-01-06T00:05:00Z,231\r\n'                   # line 4: a stray quote
+                 'M1,ok,2025-01-06T00:10:00Z,abc\r\n'                       # line 5: a bad cell
+                 'M1,"a\r\n\r\nb ""c""",2025-01-06T00:15:00Z,233\r\n'     # lines 6-8, a blank line inside
+                 'M1,"never closed,2025-01-06T00:20:00Z,234\r\n'            # line 9
+                 'M1,ok,2025-01-06T00:25:00Z,235\r\n')                      # line 10
+    c = ingest_path(store, p)
+    assert (c.read, c.stored, c.rejected) == (6, 4, 2)
+    why = _by_line(c)
+    assert sorted(why) == [5, 9]
+    assert why[5][0] == "v_l1_v" and "quote" in why[9][1] and "line break" in why[9][1]
+    assert list(_stored(store)["v_l1_v"]) == [230.0, 231.0, 233.0, 235.0]
+
+
+@pytest.mark.parametrize("eol", ["\n", "\r\n"])
+def test_rejects_after_a_quoted_value_with_line_breaks_name_their_own_line(store, tmp_path: Path, eol: str):
+    """A block without a malformed row is parsed whole (pyarrow reads the quoted line breaks), and
+    its rows were numbered as one line each: every reject after such a value named the line above
+    its own."""
+    rows = ['M1,2025-01-06T00:00:00Z,230', '"M', '2",2025-01-06T00:05:00Z,230',    # lines 2, 3-4
+            'M1,2025-01-06T00:10:00Z,abc', '"M', '', '3",2025-01-06T00:15:00Z,231',  # 5, 6-8
+            'M1,2025-01-06T00:20:00Z,1e300', 'M1,2025-01-06T00:25:00Z,232']        # 9, 10
+    p = tmp_path / "q.csv"
+    p.write_text(HEAD + eol.join(rows) + eol)
+    c = ingest_path(store, p)
+    assert (c.stored, c.rejected) == (4, 2)
+    assert {line: field for line, (field, _) in _by_line(c).items()} == {5: "v_l1_v", 9: "v_l1_v"}
+
+
 # ------------------------------------------------------------------ 7: nested JSON, empty list
 
 
