@@ -500,3 +500,20 @@ def test_a_later_jsonl_block_that_cannot_be_mapped_rejects_its_lines_not_the_fil
     c = ingest_path(store, p)
     assert c.stored == 8 and c.rejected == tail.count(b"\n")
     assert min(_by_line(c)) == 9
+
+
+def test_a_time_in_another_layout_is_a_reject_that_says_how_to_read_it(store, tmp_path: Path):
+    """06/01/2025 00:15 (a European export) was "cannot parse ... as a time" on every row with no
+    word of [options] ts_format, which reads it; an offset beyond +-18:00 says that instead, and a
+    time that does not match a given ts_format names the format."""
+    p = tmp_path / "t.csv"
+    p.write_text(HEAD + "M1,06/01/2025 00:15,230\n" + "M1,2025-01-06T00:20:00+1900,230\n" + "M1,soon,230\n" + _good(25))
+    c = ingest_path(store, p)
+    why = _by_line(c)
+    assert (c.stored, c.rejected) == (1, 3)
+    assert "ts_format" in why[2][1] and "beyond +-18:00" in why[3][1] and why[4][1] == "ts: cannot parse 'soon' as a time"
+    q = tmp_path / "u.csv"
+    q.write_text(HEAD + "M2,06/01/2025 00:15,230\n" + "M2,2025-01-06T00:20:00Z,230\n")
+    c = ingest_path(store, q, Mapping(ts_format="%d/%m/%Y %H:%M"))
+    assert (c.stored, c.rejected) == (1, 1)
+    assert "does not match [options] ts_format '%d/%m/%Y %H:%M'" in _by_line(c)[3][1]
