@@ -454,7 +454,7 @@ class Store:
             counts.rejected = len(counts.rejects)
             if self._conflicts[0]:
                 counts.notes.append(
-                    f"{source}: {self._conflicts[0]} reading(s) given more than once for one meter and instant (or within "
+                    f"{source}: {self._conflicts[0]:,} reading(s) given more than once for one meter and instant (or within "
                     f"a retransmission's jitter) "
                     f"with different values; the most complete row (then the earliest, then the first in the "
                     f"file) was kept, the other values dropped ({self._conflicts[1]})")
