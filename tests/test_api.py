@@ -300,3 +300,30 @@ def test_fleet_models_given_with_models_are_not_copied_into_the_store(month, tmp
     with api.open_store(db) as s:
         assert not len(state.fleet_listing(s.con))
         assert set(state.listing(s.con)["meter_id"]) == {"M-00001", "M-00002", "M-00003", "M-00004"}
+
+
+def _cadence_meter(meter: str, parts: list[tuple[str, float]]) -> pd.DataFrame:
+    t0, ts = pd.Timestamp("2025-01-06", tz="UTC"), []
+    for freq, days in parts:
+        step = pd.Timedelta(freq)
+        ts.append(pd.date_range(t0, periods=int(pd.Timedelta(days=days) / step), freq=step))
+        t0 = ts[-1][-1] + step
+    t = ts[0].append(ts[1:])
+    i = 3 + np.sin(np.arange(len(t)) / 50)
+    return pd.DataFrame({"meter_id": meter, "ts": t, "v_l1_v": 230.0, "i_l1_a": i, "p_kw": 0.23 * i})
+
+
+def test_a_meter_whose_cadence_changes_after_it_was_learned_gets_a_notice():
+    """A meter reconfigured from 1 to 5 minutes (or from 5 to 1) is judged at the cadence its state
+    was learned at: a 5-day critical packet-loss alert of "80 % of readings missing", its firmware
+    drift unjudged, or real gaps unseen, with nothing said about why. A notice now names the meter,
+    both cadences and what to do; a meter that keeps its cadence gets none."""
+    frame = pd.concat([_cadence_meter("coarser", [("1min", 6), ("5min", 6)]),
+                       _cadence_meter("finer", [("5min", 6), ("1min", 6)]),
+                       _cadence_meter("steady", [("5min", 12)])], ignore_index=True)
+    res = api.detect(frame, detectors=["packet_loss"])
+    said = {m: [n for n in res.notices if n.startswith(f"meter {m}:")] for m in ("coarser", "finer", "steady")}
+    assert len(said["coarser"]) == 1 and "every 300 s" in said["coarser"][0] and "learned at 60 s" in said["coarser"][0]
+    assert "losing readings" in said["coarser"][0]
+    assert len(said["finer"]) == 1 and "every 60 s" in said["finer"][0] and "learned at 300 s" in said["finer"][0]
+    assert said["steady"] == []

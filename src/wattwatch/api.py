@@ -1018,6 +1018,7 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
         res.alerts += [a for a in part.alerts if a.meter_id in keep_meters]
         res.open_ids |= {a.id for a in part.alerts if a.meter_id in keep_meters} & part.open_ids
         res.notices += [n for n in part.notices if n not in res.notices]
+        res.notices += [n for n in _cadence_change_notices(frame, dets, keep_meters) if n not in res.notices]
         ts = frame["_t"].to_numpy()
         inside = np.isin(np.asarray([str(m) for m in frame["meter_id"].cat.categories])[frame["meter_id"].cat.codes],
                          list(keep_meters)) if len(frame) else np.zeros(0, bool)
@@ -1095,6 +1096,47 @@ def _compacted_notice(dets, compacted: list[str], back_of: dict, fed) -> str:
                "history)" if first_of else "")
             + "; an alert that may have begun before that is not reported again (found before the compaction, "
             "the store keeps it as it was)")
+
+
+def _cadence_change_notices(frame: pd.DataFrame, dets, meters: set, tail: float = 0.25,
+                            min_gaps: int = 48, factor: float = 2.0) -> list[str]:
+    """A notice per meter whose latest readings (the last quarter of the frame's, at least
+    ``min_gaps`` gaps) are ``factor`` or more times further apart, or closer together, than the
+    cadence its state was learned at. The detectors judge a meter at its learned cadence: a meter
+    reconfigured from 1 to 5 minutes read as 80 % of its readings lost for as long as it reported
+    (a critical packet-loss alert) and its firmware drift went unjudged; one reconfigured from 5 to
+    1 minute had its real gaps unseen. Said, with what to do, rather than left to those alerts."""
+    from wattwatch.detect.base import quiet
+    from wattwatch.detect.core import _cadence
+    from wattwatch.detect.frame import meter_names, seg_bounds, seg_median
+
+    if not len(frame) or not dets:
+        return []
+    seg, t, dt = frame["_seg"].to_numpy(), frame["_t"].to_numpy(float), frame["_dt"].to_numpy(float)
+    names = meter_names(frame)
+    starts, ends = seg_bounds(seg)
+    first, last = t[starts][seg], t[ends - 1][seg]
+    with quiet():
+        late = (t >= last - tail * (last - first)) & (dt > 0)   # the last quarter of its time
+    counts = np.bincount(seg[late], minlength=len(names))
+    seen = seg_median(dt, seg, len(names), late)
+    out = []
+    for j, m in enumerate(names):
+        m = str(m)
+        if m not in meters or counts[j] < min_gaps or not np.isfinite(seen[j]):
+            continue
+        learned = _cadence(dets, m)
+        if not np.isfinite(learned) or learned <= 0 or 1 / factor < seen[j] / learned < factor:
+            continue
+        what = ("packet_loss counts the readings that would lie between as lost and firmware_drift leaves out "
+                "the longer intervals" if seen[j] > learned else
+                f"packet_loss does not see readings lost for less than {1.5 * learned:,.0f} s")
+        out.append(f"meter {m}: its latest readings come every {seen[j]:,.0f} s (the median of its last "
+                   f"{counts[j]:,} gaps) while its state was learned at {learned:,.0f} s, the cadence it is judged "
+                   f"at ({what}). If the meter was reconfigured, learn it again on readings at its new cadence "
+                   "(`wattwatch fit --normal-start ISO --normal-end ISO`)"
+                   + ("; if not, it is losing readings" if seen[j] > learned else ""))
+    return out
 
 
 def _known_cadence(cad: np.ndarray) -> np.ndarray:
