@@ -327,3 +327,24 @@ def test_a_meter_whose_cadence_changes_after_it_was_learned_gets_a_notice():
     assert "losing readings" in said["coarser"][0]
     assert len(said["finer"]) == 1 and "every 60 s" in said["finer"][0] and "learned at 300 s" in said["finer"][0]
     assert said["steady"] == []
+
+
+def test_detect_and_fit_on_files_say_what_their_ingest_rejected(tmp_path: Path):
+    """`detect FILES` and `fit FILES` ingest first: their rejected rows went to the rejects file with
+    not a word (SPEC §2: the command says how many), the readers' notes were dropped, and a file whose
+    every row was rejected (a decimal-comma export) was judged as nothing with exit 0."""
+    good = tmp_path / "good.csv"
+    good.write_text("meter_id,ts,p_kw\n" + "".join(f"M1,2025-01-06T00:{m:02d}:00Z,1.0\n" for m in range(0, 60, 5))
+                    + "M1,2025-01-06T01:00:00Z,abc\n" + "M1,2025-01-06T00:00:00Z,2.0\n")
+    comma = tmp_path / "comma.csv"
+    comma.write_text("meter_id;ts;p_kw\nM2;2025-01-06T00:00:00Z;1,5\nM2;2025-01-06T00:05:00Z;2,5\n")
+    rejects = tmp_path / "rejects.csv"
+    res = api.detect([good], detectors=["packet_loss"], rejects=rejects)
+    assert any(n.startswith(f"{good}: 1 of 14 row(s) rejected") and str(rejects) in n for n in res.notices), res.notices
+    assert any("different values" in n for n in res.notices)
+    fitted = api.fit([good], detectors=["packet_loss"], rejects=rejects)
+    assert any("1 of 14 row(s) rejected" in n for n in fitted.notices)
+    with pytest.raises(api.InputError, match=r"nothing usable read from .*comma\.csv: every row was rejected"):
+        api.detect([comma], detectors=["packet_loss"], rejects=rejects)
+    res = api.detect([good, comma], detectors=["packet_loss"], rejects=rejects)   # one usable file: judged
+    assert res.meters == 1 and any("comma.csv: 2 of 2 row(s) rejected" in n for n in res.notices)

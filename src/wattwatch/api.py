@@ -188,8 +188,13 @@ def _redact(url: str) -> str:
     return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)
 
 
-def _open(source: Source, db: str | Path | None, mapping, rejects, create: bool = True):
-    """(store, owned, persistent): the store to read, whether we must close it, whether it is a file."""
+def _open(source: Source, db: str | Path | None, mapping, rejects, create: bool = True, said: list | None = None):
+    """(store, owned, persistent): the store to read, whether we must close it, whether it is a file.
+
+    Files (or frames) given are ingested first; ``said`` receives what that ingest has to say (rows
+    rejected per file, the readers' notes), as ``wattwatch ingest`` says it. Files that gave nothing
+    usable (every row rejected) are an :class:`InputError`: they were judged as nothing, exit 0, with
+    their rejects written and never mentioned."""
     from wattwatch.store import Store
 
     if _is_influx(source):
@@ -205,11 +210,27 @@ def _open(source: Source, db: str | Path | None, mapping, rejects, create: bool 
     store = open_store(db, create=True) if db is not None else Store(":memory:")
     try:
         if source is not None:
-            ingest(source, store, mapping=mapping, rejects=rejects)
+            counts = ingest(source, store, mapping=mapping, rejects=rejects)
+            _said_of_ingest(counts, rejects, said)
     except BaseException:
         store.close()
         raise
     return store, True, db is not None
+
+
+def _said_of_ingest(counts: list, rejects, said: list | None) -> None:
+    """Notices of an ingest done for a run (rows rejected per source, the readers' notes); an
+    InputError when the sources gave nothing usable and rows were rejected."""
+    where = f"file, line, field and reason in {rejects}" if rejects else "not kept: give rejects= to keep them"
+    if said is not None:
+        for c in counts:
+            if c.rejected:
+                said.append(f"{c.source}: {c.rejected:,} of {c.read:,} row(s) rejected ({where})")
+            said.extend(n for n in c.notes if n not in said)
+    usable = sum(c.stored + c.merged + c.duplicates for c in counts)
+    bad = [c.source for c in counts if c.rejected]
+    if bad and not usable:
+        raise InputError(f"nothing usable read from {', '.join(map(str, bad))}: every row was rejected ({where})")
 
 
 def ingest(source: Source, db, mapping=None, rejects: str | Path | None = None) -> list:
@@ -413,7 +434,8 @@ def fit(source: Source, *, db: str | Path | None = None, detectors: Sequence[str
         raise InputError(f"normal period {normal_start} .. {normal_end} is empty: the start must come before the end")
     if days is not None and not days > 0:
         raise InputError(f"days must be > 0, got {days}")
-    store, owned, persistent = _open(source, db, mapping, rejects)
+    said: list[str] = []
+    store, owned, persistent = _open(source, db, mapping, rejects, said=said)
     try:
         cat = store.catalogue(meters)
         if not len(cat):
@@ -424,7 +446,7 @@ def fit(source: Source, *, db: str | Path | None = None, detectors: Sequence[str
         frame = prepare(store.query_windows(windows))
         if not len(frame):
             raise InputError(f"no readings in the normal period {normal_start or 'start'} .. {normal_end or 'end'}")
-        notices = profile(frame, dets, cfg, windowed=True, refit=True, on_stage=on_stage)
+        notices = said + profile(frame, dets, cfg, windowed=True, refit=True, on_stage=on_stage)
         for d in dets:
             for st in getattr(d, "state_", {}).values():
                 st["how"] = "fit"
@@ -606,8 +628,10 @@ def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list
         check_paths(store_file, inputs=inputs, outputs={"scores": scores_path})
         if scores_path.is_dir():
             raise InputError(f"scores {scores_path}: is a folder; give a file name")
-    store, owned, persistent = _open(source, db, mapping, rejects)
+    said: list[str] = []
+    store, owned, persistent = _open(source, db, mapping, rejects, said=said)
     result = Detection()
+    result.notices += said
     try:
         cat = store.catalogue(meters)
         if not len(cat):
