@@ -300,3 +300,51 @@ def test_fleet_models_given_with_models_are_not_copied_into_the_store(month, tmp
     with api.open_store(db) as s:
         assert not len(state.fleet_listing(s.con))
         assert set(state.listing(s.con)["meter_id"]) == {"M-00001", "M-00002", "M-00003", "M-00004"}
+
+
+def _cadence_meter(meter: str, parts: list[tuple[str, float]]) -> pd.DataFrame:
+    t0, ts = pd.Timestamp("2025-01-06", tz="UTC"), []
+    for freq, days in parts:
+        step = pd.Timedelta(freq)
+        ts.append(pd.date_range(t0, periods=int(pd.Timedelta(days=days) / step), freq=step))
+        t0 = ts[-1][-1] + step
+    t = ts[0].append(ts[1:])
+    i = 3 + np.sin(np.arange(len(t)) / 50)
+    return pd.DataFrame({"meter_id": meter, "ts": t, "v_l1_v": 230.0, "i_l1_a": i, "p_kw": 0.23 * i})
+
+
+def test_a_meter_whose_cadence_changes_after_it_was_learned_gets_a_notice():
+    """A meter reconfigured from 1 to 5 minutes (or from 5 to 1) is judged at the cadence its state
+    was learned at: a 5-day critical packet-loss alert of "80 % of readings missing", its firmware
+    drift unjudged, or real gaps unseen, with nothing said about why. A notice now names the meter,
+    both cadences and what to do; a meter that keeps its cadence gets none."""
+    frame = pd.concat([_cadence_meter("coarser", [("1min", 6), ("5min", 6)]),
+                       _cadence_meter("finer", [("5min", 6), ("1min", 6)]),
+                       _cadence_meter("steady", [("5min", 12)])], ignore_index=True)
+    res = api.detect(frame, detectors=["packet_loss"])
+    said = {m: [n for n in res.notices if n.startswith(f"meter {m}:")] for m in ("coarser", "finer", "steady")}
+    assert len(said["coarser"]) == 1 and "every 300 s" in said["coarser"][0] and "learned at 60 s" in said["coarser"][0]
+    assert "losing readings" in said["coarser"][0]
+    assert len(said["finer"]) == 1 and "every 60 s" in said["finer"][0] and "learned at 300 s" in said["finer"][0]
+    assert said["steady"] == []
+
+
+def test_detect_and_fit_on_files_say_what_their_ingest_rejected(tmp_path: Path):
+    """`detect FILES` and `fit FILES` ingest first: their rejected rows went to the rejects file with
+    not a word (SPEC §2: the command says how many), the readers' notes were dropped, and a file whose
+    every row was rejected (a decimal-comma export) was judged as nothing with exit 0."""
+    good = tmp_path / "good.csv"
+    good.write_text("meter_id,ts,p_kw\n" + "".join(f"M1,2025-01-06T00:{m:02d}:00Z,1.0\n" for m in range(0, 60, 5))
+                    + "M1,2025-01-06T01:00:00Z,abc\n" + "M1,2025-01-06T00:00:00Z,2.0\n")
+    comma = tmp_path / "comma.csv"
+    comma.write_text("meter_id;ts;p_kw\nM2;2025-01-06T00:00:00Z;1,5\nM2;2025-01-06T00:05:00Z;2,5\n")
+    rejects = tmp_path / "rejects.csv"
+    res = api.detect([good], detectors=["packet_loss"], rejects=rejects)
+    assert any(n.startswith(f"{good}: 1 of 14 row(s) rejected") and str(rejects) in n for n in res.notices), res.notices
+    assert any("different values" in n for n in res.notices)
+    fitted = api.fit([good], detectors=["packet_loss"], rejects=rejects)
+    assert any("1 of 14 row(s) rejected" in n for n in fitted.notices)
+    with pytest.raises(api.InputError, match=r"nothing usable read from .*comma\.csv: every row was rejected"):
+        api.detect([comma], detectors=["packet_loss"], rejects=rejects)
+    res = api.detect([good, comma], detectors=["packet_loss"], rejects=rejects)   # one usable file: judged
+    assert res.meters == 1 and any("comma.csv: 2 of 2 row(s) rejected" in n for n in res.notices)

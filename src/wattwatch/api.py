@@ -188,8 +188,13 @@ def _redact(url: str) -> str:
     return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)
 
 
-def _open(source: Source, db: str | Path | None, mapping, rejects, create: bool = True):
-    """(store, owned, persistent): the store to read, whether we must close it, whether it is a file."""
+def _open(source: Source, db: str | Path | None, mapping, rejects, create: bool = True, said: list | None = None):
+    """(store, owned, persistent): the store to read, whether we must close it, whether it is a file.
+
+    Files (or frames) given are ingested first; ``said`` receives what that ingest has to say (rows
+    rejected per file, the readers' notes), as ``wattwatch ingest`` says it. Files that gave nothing
+    usable (every row rejected) are an :class:`InputError`: they were judged as nothing, exit 0, with
+    their rejects written and never mentioned."""
     from wattwatch.store import Store
 
     if _is_influx(source):
@@ -205,11 +210,27 @@ def _open(source: Source, db: str | Path | None, mapping, rejects, create: bool 
     store = open_store(db, create=True) if db is not None else Store(":memory:")
     try:
         if source is not None:
-            ingest(source, store, mapping=mapping, rejects=rejects)
+            counts = ingest(source, store, mapping=mapping, rejects=rejects)
+            _said_of_ingest(counts, rejects, said)
     except BaseException:
         store.close()
         raise
     return store, True, db is not None
+
+
+def _said_of_ingest(counts: list, rejects, said: list | None) -> None:
+    """Notices of an ingest done for a run (rows rejected per source, the readers' notes); an
+    InputError when the sources gave nothing usable and rows were rejected."""
+    where = f"file, line, field and reason in {rejects}" if rejects else "not kept: give rejects= to keep them"
+    if said is not None:
+        for c in counts:
+            if c.rejected:
+                said.append(f"{c.source}: {c.rejected:,} of {c.read:,} row(s) rejected ({where})")
+            said.extend(n for n in c.notes if n not in said)
+    usable = sum(c.stored + c.merged + c.duplicates for c in counts)
+    bad = [c.source for c in counts if c.rejected]
+    if bad and not usable:
+        raise InputError(f"nothing usable read from {', '.join(map(str, bad))}: every row was rejected ({where})")
 
 
 def ingest(source: Source, db, mapping=None, rejects: str | Path | None = None) -> list:
@@ -413,7 +434,8 @@ def fit(source: Source, *, db: str | Path | None = None, detectors: Sequence[str
         raise InputError(f"normal period {normal_start} .. {normal_end} is empty: the start must come before the end")
     if days is not None and not days > 0:
         raise InputError(f"days must be > 0, got {days}")
-    store, owned, persistent = _open(source, db, mapping, rejects)
+    said: list[str] = []
+    store, owned, persistent = _open(source, db, mapping, rejects, said=said)
     try:
         cat = store.catalogue(meters)
         if not len(cat):
@@ -424,7 +446,7 @@ def fit(source: Source, *, db: str | Path | None = None, detectors: Sequence[str
         frame = prepare(store.query_windows(windows))
         if not len(frame):
             raise InputError(f"no readings in the normal period {normal_start or 'start'} .. {normal_end or 'end'}")
-        notices = profile(frame, dets, cfg, windowed=True, refit=True, on_stage=on_stage)
+        notices = said + profile(frame, dets, cfg, windowed=True, refit=True, on_stage=on_stage)
         for d in dets:
             for st in getattr(d, "state_", {}).values():
                 st["how"] = "fit"
@@ -606,8 +628,10 @@ def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list
         check_paths(store_file, inputs=inputs, outputs={"scores": scores_path})
         if scores_path.is_dir():
             raise InputError(f"scores {scores_path}: is a folder; give a file name")
-    store, owned, persistent = _open(source, db, mapping, rejects)
+    said: list[str] = []
+    store, owned, persistent = _open(source, db, mapping, rejects, said=said)
     result = Detection()
+    result.notices += said
     try:
         cat = store.catalogue(meters)
         if not len(cat):
@@ -1018,6 +1042,7 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
         res.alerts += [a for a in part.alerts if a.meter_id in keep_meters]
         res.open_ids |= {a.id for a in part.alerts if a.meter_id in keep_meters} & part.open_ids
         res.notices += [n for n in part.notices if n not in res.notices]
+        res.notices += [n for n in _cadence_change_notices(frame, dets, keep_meters) if n not in res.notices]
         ts = frame["_t"].to_numpy()
         inside = np.isin(np.asarray([str(m) for m in frame["meter_id"].cat.categories])[frame["meter_id"].cat.codes],
                          list(keep_meters)) if len(frame) else np.zeros(0, bool)
@@ -1095,6 +1120,47 @@ def _compacted_notice(dets, compacted: list[str], back_of: dict, fed) -> str:
                "history)" if first_of else "")
             + "; an alert that may have begun before that is not reported again (found before the compaction, "
             "the store keeps it as it was)")
+
+
+def _cadence_change_notices(frame: pd.DataFrame, dets, meters: set, tail: float = 0.25,
+                            min_gaps: int = 48, factor: float = 2.0) -> list[str]:
+    """A notice per meter whose latest readings (the last quarter of the frame's, at least
+    ``min_gaps`` gaps) are ``factor`` or more times further apart, or closer together, than the
+    cadence its state was learned at. The detectors judge a meter at its learned cadence: a meter
+    reconfigured from 1 to 5 minutes read as 80 % of its readings lost for as long as it reported
+    (a critical packet-loss alert) and its firmware drift went unjudged; one reconfigured from 5 to
+    1 minute had its real gaps unseen. Said, with what to do, rather than left to those alerts."""
+    from wattwatch.detect.base import quiet
+    from wattwatch.detect.core import _cadence
+    from wattwatch.detect.frame import meter_names, seg_bounds, seg_median
+
+    if not len(frame) or not dets:
+        return []
+    seg, t, dt = frame["_seg"].to_numpy(), frame["_t"].to_numpy(float), frame["_dt"].to_numpy(float)
+    names = meter_names(frame)
+    starts, ends = seg_bounds(seg)
+    first, last = t[starts][seg], t[ends - 1][seg]
+    with quiet():
+        late = (t >= last - tail * (last - first)) & (dt > 0)   # the last quarter of its time
+    counts = np.bincount(seg[late], minlength=len(names))
+    seen = seg_median(dt, seg, len(names), late)
+    out = []
+    for j, m in enumerate(names):
+        m = str(m)
+        if m not in meters or counts[j] < min_gaps or not np.isfinite(seen[j]):
+            continue
+        learned = _cadence(dets, m)
+        if not np.isfinite(learned) or learned <= 0 or 1 / factor < seen[j] / learned < factor:
+            continue
+        what = ("packet_loss counts the readings that would lie between as lost and firmware_drift leaves out "
+                "the longer intervals" if seen[j] > learned else
+                f"packet_loss does not see readings lost for less than {1.5 * learned:,.0f} s")
+        out.append(f"meter {m}: its latest readings come every {seen[j]:,.0f} s (the median of its last "
+                   f"{counts[j]:,} gaps) while its state was learned at {learned:,.0f} s, the cadence it is judged "
+                   f"at ({what}). If the meter was reconfigured, learn it again on readings at its new cadence "
+                   "(`wattwatch fit --normal-start ISO --normal-end ISO`)"
+                   + ("; if not, it is losing readings" if seen[j] > learned else ""))
+    return out
 
 
 def _known_cadence(cad: np.ndarray) -> np.ndarray:

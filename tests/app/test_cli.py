@@ -118,3 +118,36 @@ def test_python_m_runs_every_registered_command():
     for argv in (["bench", "quality", "--help"], ["edge", "--help"], ["bench", "quality-real", "--help"]):
         r = subprocess.run([sys.executable, "-m", "wattwatch.app.cli", *argv], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, (argv, r.stderr[-500:])
+
+
+def test_ingest_of_a_folder_without_telemetry_is_an_error_naming_it(tmp_path: Path):
+    """A folder stands for its data files; one that holds none (empty, or only files whose names are
+    not telemetry) was ingested as nothing with exit 0, nothing said and a new empty store made."""
+    empty, texts, data = tmp_path / "empty", tmp_path / "texts", tmp_path / "data"
+    for d in (empty, texts, data):
+        d.mkdir()
+    (texts / "readings.txt").write_text("meter_id,ts,p_kw\nM1,2025-01-06T00:00:00Z,1\n")
+    (data / "a.csv").write_text("meter_id,ts,p_kw\nM1,2025-01-06T00:00:00Z,1\nM1,2025-01-06T00:05:00Z,1\n")
+    (data / "notes.txt").write_text("hello\n")
+    db = tmp_path / "s.duckdb"
+    r = ww("ingest", str(empty), "--db", str(db), check=False)
+    assert r.returncode == 1 and "no telemetry files in this folder" in r.stderr and str(empty) in r.stderr
+    assert not db.exists()   # nothing to ingest: no store made
+    r = ww("ingest", str(texts), str(data), "--db", str(db), "--json", check=False)
+    assert r.returncode == 1   # the other folder's file is ingested, the empty one is an error
+    out = json.loads(r.stdout)
+    assert [f["stored"] for f in out["files"]] == [2]
+    assert len(out["errors"]) == 1 and "readings.txt" in out["errors"][0] and str(texts) in out["errors"][0]
+    assert "skipped 1 file(s) that are not telemetry by their name: notes.txt" in r.stderr
+
+
+def test_ingest_of_a_header_only_file_says_it_held_no_rows(tmp_path: Path):
+    """A CSV header without rows, a Parquet file of no rows: ingested as nothing, exit 0 (an empty
+    day's export), but said; the table's zeros were all a user saw."""
+    (tmp_path / "h.csv").write_text("meter_id,ts,p_kw\n")
+    pd.DataFrame({"meter_id": pd.Series([], dtype=str), "ts": pd.Series([], dtype="datetime64[ns, UTC]"),
+                  "p_kw": pd.Series([], dtype=float)}).to_parquet(tmp_path / "e.parquet")
+    r = ww("ingest", str(tmp_path / "h.csv"), str(tmp_path / "e.parquet"), "--db", str(tmp_path / "s.duckdb"))
+    assert r.returncode == 0
+    for name in ("h.csv", "e.parquet"):
+        assert f"{name}: no rows to read" in r.stderr.replace("\n", "")

@@ -361,6 +361,19 @@ def test_a_cadence_note_is_said_once_per_detector(name, models):
     assert len(notes) <= 1, notes
 
 
+@pytest.mark.parametrize("name", ["baseline_macd", "seasonal_profile", "thermal_drift"])
+def test_a_cadence_note_names_the_meters_cadence_not_its_band(name, models):
+    """Cadences are banded to two significant figures so that jitter is not another cadence; the
+    note said the band's value, "not judged at 86000 s cadence" for meters reading once a day."""
+    frame = _cadence_frame("1D")
+    d = _detector(name, models)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        d.fit(_profile_frame(frame))
+    notes = [n for n in core.run(frame, [d]).notices if n.startswith(f"{name}:") and "cadence" in n]
+    assert len(notes) == 1 and "at 86400 s cadence" in notes[0], notes
+
+
 FIT_SHORT_XFAIL: dict[str, str] = {}  # fit warns and leaves the grid without a model
 
 

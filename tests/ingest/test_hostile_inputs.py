@@ -211,6 +211,62 @@ def test_dst_fold_out_of_order_and_spring_gap_are_rejects_with_reason(store, tmp
                                                         pd.Timestamp("2025-03-30 01:00", tz="UTC")]
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_basic_format_offsets_in_a_text_column_are_instants(store, tmp_path: Path, fmt: str):
+    """ISO-8601's basic offsets (+0100, -0500, +0000, as strftime's %z writes them) are instants
+    wherever the time column is text (a Parquet string column, a CSV column with one bad cell): they
+    were taken for offsets beyond +-18:00 and every row was a reject "cannot parse". An offset of
+    19 hours or more is still a reject, in either form."""
+    cells = ["2025-01-06T01:00:00+0100", "2025-01-06T00:05:00+0000", "2025-01-05T19:10:00-0500",
+             "2025-01-06T05:45:00+0530", "not a time", "2025-01-06T00:20:00+1900", "2025-01-06T00:25:00+25"]
+    frame = pd.DataFrame({"meter_id": "M1", "ts": cells, "v_l1_v": 230.0 + np.arange(len(cells))})
+    p = tmp_path / f"offsets.{fmt}"
+    frame.to_csv(p, index=False) if fmt == "csv" else frame.to_parquet(p)
+    c = ingest_path(store, p)
+    assert (c.stored, c.rejected) == (4, 3)
+    first = 1 + (fmt == "csv")   # the line of the frame's first row
+    assert sorted(_by_line(c)) == [first + 4, first + 5, first + 6]
+    assert all(field == "ts" for field, _ in _by_line(c).values())
+    assert list(_stored(store)["ts"]) == [pd.Timestamp("2025-01-06T00:00", tz="UTC") + pd.Timedelta(minutes=5 * i)
+                                          for i in range(4)]
+
+
+def test_a_quoted_value_with_line_breaks_is_one_record(store, tmp_path: Path):
+    """RFC 4180 lets a quoted value hold line breaks (a comment or address column). Lines were read
+    one by one: such a record was two rejects ("expected 4 fields, found 2" and "found 3") and its
+    reading was lost. It is now one record at its first line; a stray quote character still does
+    not swallow the rows after it, and a quote never closed is a reject that says so."""
+    p = tmp_path / "q.csv"
+    p.write_text('meter_id,note,ts,v_l1_v\r\n'
+                 'M1,"two\r\nlines",2025-01-06T00:00:00Z,230\r\n'          # lines 2-3
+                 'M1,5" pipe,2025-01-06T00:05:00Z,231\r\n'                   # line 4: a stray quote
+                 'M1,ok,2025-01-06T00:10:00Z,abc\r\n'                       # line 5: a bad cell
+                 'M1,"a\r\n\r\nb ""c""",2025-01-06T00:15:00Z,233\r\n'     # lines 6-8, a blank line inside
+                 'M1,"never closed,2025-01-06T00:20:00Z,234\r\n'            # line 9
+                 'M1,ok,2025-01-06T00:25:00Z,235\r\n')                      # line 10
+    c = ingest_path(store, p)
+    assert (c.read, c.stored, c.rejected) == (6, 4, 2)
+    why = _by_line(c)
+    assert sorted(why) == [5, 9]
+    assert why[5][0] == "v_l1_v" and "quote" in why[9][1] and "line break" in why[9][1]
+    assert list(_stored(store)["v_l1_v"]) == [230.0, 231.0, 233.0, 235.0]
+
+
+@pytest.mark.parametrize("eol", ["\n", "\r\n"])
+def test_rejects_after_a_quoted_value_with_line_breaks_name_their_own_line(store, tmp_path: Path, eol: str):
+    """A block without a malformed row is parsed whole (pyarrow reads the quoted line breaks), and
+    its rows were numbered as one line each: every reject after such a value named the line above
+    its own."""
+    rows = ['M1,2025-01-06T00:00:00Z,230', '"M', '2",2025-01-06T00:05:00Z,230',    # lines 2, 3-4
+            'M1,2025-01-06T00:10:00Z,abc', '"M', '', '3",2025-01-06T00:15:00Z,231',  # 5, 6-8
+            'M1,2025-01-06T00:20:00Z,1e300', 'M1,2025-01-06T00:25:00Z,232']        # 9, 10
+    p = tmp_path / "q.csv"
+    p.write_text(HEAD + eol.join(rows) + eol)
+    c = ingest_path(store, p)
+    assert (c.stored, c.rejected) == (4, 2)
+    assert {line: field for line, (field, _) in _by_line(c).items()} == {5: "v_l1_v", 9: "v_l1_v"}
+
+
 # ------------------------------------------------------------------ 7: nested JSON, empty list
 
 
@@ -444,3 +500,20 @@ def test_a_later_jsonl_block_that_cannot_be_mapped_rejects_its_lines_not_the_fil
     c = ingest_path(store, p)
     assert c.stored == 8 and c.rejected == tail.count(b"\n")
     assert min(_by_line(c)) == 9
+
+
+def test_a_time_in_another_layout_is_a_reject_that_says_how_to_read_it(store, tmp_path: Path):
+    """06/01/2025 00:15 (a European export) was "cannot parse ... as a time" on every row with no
+    word of [options] ts_format, which reads it; an offset beyond +-18:00 says that instead, and a
+    time that does not match a given ts_format names the format."""
+    p = tmp_path / "t.csv"
+    p.write_text(HEAD + "M1,06/01/2025 00:15,230\n" + "M1,2025-01-06T00:20:00+1900,230\n" + "M1,soon,230\n" + _good(25))
+    c = ingest_path(store, p)
+    why = _by_line(c)
+    assert (c.stored, c.rejected) == (1, 3)
+    assert "ts_format" in why[2][1] and "beyond +-18:00" in why[3][1] and why[4][1] == "ts: cannot parse 'soon' as a time"
+    q = tmp_path / "u.csv"
+    q.write_text(HEAD + "M2,06/01/2025 00:15,230\n" + "M2,2025-01-06T00:20:00Z,230\n")
+    c = ingest_path(store, q, Mapping(ts_format="%d/%m/%Y %H:%M"))
+    assert (c.stored, c.rejected) == (1, 1)
+    assert "does not match [options] ts_format '%d/%m/%Y %H:%M'" in _by_line(c)[3][1]

@@ -66,6 +66,8 @@ def test_messy_csv_stores_the_same_table_as_the_clean_file(n_meters, n_rows, cad
             cb = ingest_path(b, d / "messy.csv")
             assert ca.stored == cb.stored == len(clean)
             assert cb.read == cb.stored + cb.duplicates and cb.duplicates == len(dups)
+            # Retransmissions repeat their values (some blank): no conflict to report.
+            assert not [n for n in cb.notes if "different values" in n]
             frame_equal(a.query(columns=list(CHANNEL_NAMES)), b.query(columns=list(CHANNEL_NAMES)))
 
 
@@ -123,3 +125,26 @@ def test_a_short_meter_with_more_retransmissions_than_readings_keeps_one_row_per
     assert (c.stored, c.duplicates) == (3, 4)
     assert list(got.ts) == list(pd.date_range("2025-02-03", periods=3, freq="1min", tz="UTC"))
     assert list(got.v_l1_v) == [230.0, 231.0, 232.0]
+
+
+def test_a_reading_given_twice_with_different_values_is_said_not_dropped_silently(tmp_path: Path):
+    """Two rows for one meter and instant that disagree: one is kept (the most complete, then the
+    earliest, then the first in the file) and the other's values were dropped as a plain duplicate,
+    counted with the retransmissions and never mentioned. Now a note says how many and shows one."""
+    p = tmp_path / "d.csv"
+    p.write_text("meter_id,ts,p_kw,v_l1_v\n"
+                 "C,2025-01-06T00:00:00Z,1.0,230\n"       # line 2
+                 "C,2025-01-06T00:15:00Z,1.0,230\n"
+                 "C,2025-01-06T00:00:00Z,2.0,230\n"       # line 4: same instant, another p_kw
+                 "C,2025-01-06T00:15:00Z,1.0,\n"          # a copy with a blank: no conflict
+                 "C,2025-01-06T00:30:00Z,1.0,230\n"
+                 "C,2025-01-06T00:30:01.5Z,1.0,235\n")   # a retransmission 1.5 s late, another voltage
+    with Store(tmp_path / "s.duckdb") as s:
+        c = ingest_path(s, p)
+        got = s.query(columns=["p_kw", "v_l1_v"])
+    assert (c.stored, c.duplicates) == (3, 3)
+    assert list(got.p_kw) == [1.0, 1.0, 1.0] and list(got.v_l1_v) == [230.0] * 3
+    notes = [n for n in c.notes if "different values" in n]
+    assert len(notes) == 1
+    assert "2 reading(s)" in notes[0]
+    assert "meter C at 2025-01-06T00:00:00Z, lines 2 (kept), 4: p_kw 1 vs 2" in notes[0]

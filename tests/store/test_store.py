@@ -59,6 +59,33 @@ def test_store_info_and_version_guard(tmp_path: Path):
         Store(tmp_path / "missing.duckdb", read_only=True)
 
 
+def test_a_store_that_cannot_be_created_says_why(tmp_path: Path):
+    """A missing folder, a file where the folder should be, a folder or store file that cannot be
+    written: each is said as such. They were all "cannot open store (not a DuckDB file, damaged, or
+    locked by another process)", about a file that did not exist or was fine."""
+    (tmp_path / "f.csv").write_text("x\n")
+    with pytest.raises(StoreError, match=r"cannot create the store: folder .*nodir does not exist"):
+        Store(tmp_path / "nodir" / "s.duckdb")
+    with pytest.raises(StoreError, match=r"cannot create the store: .*f\.csv is not a folder"):
+        Store(tmp_path / "f.csv" / "s.duckdb")
+    assert not (tmp_path / "nodir").exists()
+    if os.geteuid() == 0:   # root writes where the mode says it may not
+        return
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    Store(ro / "s.duckdb").close()
+    (ro / "s.duckdb").chmod(0o444)
+    try:
+        with pytest.raises(StoreError, match="the file is read-only"):
+            Store(ro / "s.duckdb")
+        Store(ro / "s.duckdb", read_only=True).close()
+        ro.chmod(0o555)
+        with pytest.raises(StoreError, match=r"cannot create the store: folder .*ro is not writable"):
+            Store(ro / "t.duckdb")
+    finally:
+        ro.chmod(0o755)
+
+
 def _big_csv(path: Path, rows: int, meters: int = 400, prefix: str = "M") -> None:
     n = rows // meters
     ts = np.datetime64("2025-01-01T00:00:00", "s") + (np.arange(n) * 300).astype("timedelta64[s]")

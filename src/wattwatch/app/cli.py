@@ -215,6 +215,11 @@ _SUFFIXES = (".csv", ".csv.gz", ".tsv", ".parquet", ".pq", ".json", ".json.gz", 
 _SIDECARS = ("events.json", "meters.json")
 
 
+def _few(names: list[str], n: int = 5) -> str:
+    """Up to ``n`` names, then how many more."""
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
 def _expand(paths: list[Path]) -> list[tuple[Path, bool]]:
     """(file, named explicitly) pairs: a folder stands for the data files in it (sorted, not
     recursive); a file found in a folder that holds no telemetry is skipped, not an error."""
@@ -241,12 +246,30 @@ def run_ingest(paths: list[Path], db: Path, mapping_file: Optional[Path], reject
         _fail(f"{paths[0]}: no such file or folder" if len(paths) == 1 else "none of the paths exist: "
               + ", ".join(map(str, paths)), 1)
     _no_clobber(db, [p for p in paths if p.exists()], rejects=rejects)
+    # A folder stands for the data files in it; one that holds none is an error for that folder (it
+    # was ingesting nothing, exit 0, and said nothing), and files it skips by their name are said.
+    files, errors = _expand(paths), []
+    for p in paths:
+        if not p.is_dir():
+            continue
+        found = [f for f in sorted(p.iterdir()) if f.is_file()]
+        other = [f.name for f in found if not f.name.lower().endswith(_SUFFIXES)]
+        if len(other) == len(found):
+            errors.append(f"{p}: no telemetry files in this folder (looked for {', '.join(_SUFFIXES)}; "
+                          f"{'found ' + _few(other) if other else 'it holds no files'}; subfolders are not read)")
+        elif other and not quiet:
+            err_console.print(f"[yellow]note:[/yellow] {_term(p)}: skipped {len(other)} file(s) that are not "
+                              f"telemetry by their name: {_term(_few(other))}", highlight=False, soft_wrap=True)
+    if not files:
+        _fail("; ".join(errors), 1)
+    for e in errors:
+        err_console.print(f"[red]error:[/red] {_term(e)}", highlight=False, soft_wrap=True)
     store = _open_store(db)
     writer = RejectsWriter(rejects)
-    results, errors = [], []
+    results = []
     failed: list[OSError] = []
     try:
-        for path, explicit in _expand(paths):
+        for path, explicit in files:
             size = path.stat().st_size if path.is_file() else 0
             with progress_bar(f"ingest {escape(path.name)}", size or None, bytes_mode=True) as advance:
                 try:
@@ -265,6 +288,11 @@ def run_ingest(paths: list[Path], db: Path, mapping_file: Optional[Path], reject
                     writer.write(counts.rejects)
                 except OSError as exc:
                     failed.append(exc)
+            if counts.read == 0 and not quiet:
+                # A header and no rows (an export of a day without readings) stores nothing: said,
+                # not an error, so that a scheduled ingest of an empty day does not fail.
+                err_console.print(f"[yellow]note:[/yellow] {_term(path)}: no rows to read (a header or schema only)",
+                                  highlight=False, soft_wrap=True)
             if not quiet:
                 for note in counts.notes:
                     err_console.print(f"[yellow]note:[/yellow] {_term(note)}", highlight=False, soft_wrap=True)

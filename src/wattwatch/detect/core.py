@@ -481,9 +481,14 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
         for m, x, y in zip(names, lacks, no_state):
             if x or y:
                 res.skipped.setdefault(d.name, {})[m] = list((st.get(m) or {}).get("lacks") or ["state"])
-        # Cadences in bands (two significant figures: 86,398 s and 86,401 s are one daily cadence).
-        for c in np.unique(_band(cad[~skipped & np.isfinite(cad)])):
-            note = d.cadence_note(float(c))
+        # Cadences in bands (two significant figures: 86,398 s and 86,401 s are one daily cadence),
+        # each said as its meters' median cadence to the second: the band's own value (86,000 s for
+        # a daily meter, 3,600 for 3,640) is not a cadence any meter has.
+        known = cad[~skipped & np.isfinite(cad)]
+        bands = _band(known)
+        for b in np.unique(bands):
+            c = float(np.round(np.median(known[bands == b])))
+            note = d.cadence_note(c)
             if note and (d.name, note) not in said_cadence:
                 said_cadence.add((d.name, note))
                 res.notices.append(note)

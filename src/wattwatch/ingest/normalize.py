@@ -82,7 +82,14 @@ def _epoch_expr(num: str, unit: str) -> str:
     return f"(CASE WHEN {secs} BETWEEN {EPOCH_MIN_S} AND {EPOCH_MAX_S} THEN to_timestamp({secs}) END)"
 
 
-BAD_OFFSET = r"[0-9]:[0-9]{2}(:[0-9]{2}(\.[0-9]*)?)?\s*[+-](19|[2-9][0-9]|[0-9]{3,})(:?[0-9]{2})?$"
+# An offset's hours are two digits, then optional minutes (``+19``, ``+19:00``, ``+1900``): 19 or more
+# is beyond +-18:00. (Three or more hour digits DuckDB does not parse at all.) The basic form's
+# four digits (``+0100``, as strftime's %z writes it) are hours and minutes, not 100 hours.
+BAD_OFFSET = r"[0-9]:[0-9]{2}(:[0-9]{2}(\.[0-9]*)?)?\s*[+-](19|[2-9][0-9])(:?[0-9]{2})?$"
+
+
+TS_HINT = (" (times are read as ISO-8601, with or without an offset, or epoch seconds; a time in another "
+           "layout needs its format in a mapping: [options] ts_format = \"%d/%m/%Y %H:%M\", say)")
 
 
 def _ts_expr(col: str, t: pa.DataType, mapping: Mapping) -> tuple[str, str | None, str]:
@@ -300,7 +307,11 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
         + f"WHEN ts IS NULL AND {is_num} THEN 'ts: epoch ''' || ts__raw || ''' is out of range (years "
         f"0001-9999 read as epoch_unit {mapping.epoch_unit}' || CASE WHEN abs(TRY_CAST(trim(ts__raw) AS DOUBLE)) "
         "BETWEEN 1e17 AND 1e20 THEN '; an epoch in nanoseconds needs [options] epoch_unit = \"ns\")' ELSE ')' END "
-        "WHEN ts IS NULL THEN 'ts: cannot parse ''' || ts__raw || ''' as a time' "
+        "WHEN ts IS NULL THEN 'ts: cannot parse ''' || ts__raw || ''' as a time' || "
+        + (_lit(f" (does not match [options] ts_format {mapping.ts_format!r})") if mapping.ts_format else
+           # A time in a local layout (06/01/2025 00:15) rejected every row with no word of how to read it.
+           f"CASE WHEN regexp_matches(ts__raw, {_lit(BAD_OFFSET)}) THEN ' (its UTC offset is beyond +-18:00)' "
+           f"WHEN regexp_matches(ts__raw, '[0-9]') THEN {_lit(TS_HINT)} ELSE '' END") + " "
         f"WHEN ts < {lo_sql} OR ts > {hi_sql} THEN 'ts: ''' || ts__raw || ''' is ' || "
         "strftime(timezone('UTC', ts), '%Y-%m-%d %H:%M:%S') || "
         f"' UTC, outside the plausible time range {span}' || "

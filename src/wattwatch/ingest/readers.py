@@ -274,8 +274,18 @@ def _parse_csv_block(block: bytes, names: list[str], delim: str, first_line: int
         return None
     if invalid:
         return None
-    lines = pa.array(np.arange(first_line, first_line + table.num_rows, dtype=np.int64))
-    table = table.append_column(LINE, lines)
+    lines = np.arange(first_line, first_line + table.num_rows, dtype=np.int64)
+    physical = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+    if table.num_rows != physical:
+        # A quoted value with line breaks (RFC 4180) makes one row of several lines: each row is
+        # at its first line, after the line breaks inside the rows before it (they were numbered
+        # as if every row were one line, so every reject after such a value named the line above).
+        inside = np.zeros(table.num_rows, np.int64)
+        for name in names:
+            if pa.types.is_string(table[name].type):
+                inside += pc.fill_null(pc.count_substring(table[name], "\n"), 0).to_numpy(zero_copy_only=False)
+        lines += np.concatenate([[0], np.cumsum(inside)[:-1]]) if table.num_rows else inside
+    table = table.append_column(LINE, pa.array(lines))
     # A blank line parses as a row of empty fields (or nulls); it is not data, nor a reject.
     blank = None
     for name in names:
@@ -290,17 +300,45 @@ def _parse_csv_block(block: bytes, names: list[str], delim: str, first_line: int
     return table
 
 
+def _quoted_record(raw: bytes, raws: list[bytes], offset: int, delim: str, width: int,
+                   max_lines: int = 20) -> tuple[bytes, int]:
+    """A line that leaves a quote open: the record and how many of the following lines it takes,
+    when it and up to ``max_lines`` of them close the quote and give a row of ``width`` fields (a
+    quoted value with line breaks in it, RFC 4180); else the line alone (a stray quote character
+    must not swallow the good rows after it)."""
+    text = raw
+    for k in range(1, max_lines + 1):
+        if offset + k >= len(raws):
+            break
+        text = text + b"\n" + raws[offset + k].rstrip(b"\r")
+        if text.count(b'"') % 2:
+            continue
+        try:
+            fields = next(csv.reader([text.decode("utf-8")], delimiter=delim))
+        except (UnicodeDecodeError, csv.Error, StopIteration):
+            break
+        return (text, k) if len(fields) == width else (raw, 0)
+    return raw, 0
+
+
 def _parse_csv_block_slow(block: bytes, names: list[str], delim: str, first_line: int) -> tuple[pa.Table, list[RawReject]]:
     """Line-by-line parse of a block that contains bad rows."""
     cols: list[list[str]] = [[] for _ in names]
     lines: list[int] = []
     rejects: list[RawReject] = []
     width = len(names)
-    for offset, raw in enumerate(block.split(b"\n")):
+    raws = block.split(b"\n")
+    joined = 0   # lines taken into the record before them (a quoted value with line breaks)
+    for offset, raw in enumerate(raws):
         lineno = first_line + offset
+        if joined:
+            joined -= 1
+            continue
         raw = raw.rstrip(b"\r")
         if not raw.strip():
             continue
+        if raw.count(b'"') % 2:
+            raw, joined = _quoted_record(raw, raws, offset, delim, width)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -315,7 +353,13 @@ def _parse_csv_block_slow(block: bytes, names: list[str], delim: str, first_line
             rejects.append(RawReject(lineno, f"cannot split row: {exc}", text[:200]))
             continue
         if len(fields) != width:
-            rejects.append(RawReject(lineno, f"expected {width} fields, found {len(fields)}", text[:200]))
+            why = f"expected {width} fields, found {len(fields)}"
+            if text.count('"') % 2:
+                # Lines are read one by one: a quoted value with a line break in it (a comment or
+                # address column) leaves a quote open at one line's end and closes it on the next.
+                why += ("; a quote opens or closes on this line: a quoted value with a line break in it is read "
+                        "as two lines (export text columns without line breaks)")
+            rejects.append(RawReject(lineno, why, text[:200]))
             continue
         for col, value in zip(cols, fields):
             col.append(value)

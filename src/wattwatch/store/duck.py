@@ -133,6 +133,28 @@ def _ts(value) -> datetime | None:
     return t.floor("us").to_pydatetime()
 
 
+def _open_failure(path: Path, read_only: bool, exc: Exception) -> str:
+    """Why a store could not be opened, in words: a folder that is missing or cannot be written, or
+    a store file that cannot be written, is said as such (DuckDB's error names neither, and "not a
+    DuckDB file, damaged, or locked" sent the user to look at a file that was fine or absent)."""
+    reason = str(exc).split("\n")[0]
+    parent = path.absolute().parent
+    if not path.exists():
+        if not parent.exists():
+            return f"{path}: cannot create the store: folder {parent} does not exist ({reason})"
+        if not parent.is_dir():
+            return f"{path}: cannot create the store: {parent} is not a folder ({reason})"
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return f"{path}: cannot create the store: folder {parent} is not writable ({reason})"
+    elif not read_only and path.is_file() and not os.access(path, os.W_OK):
+        return (f"{path}: cannot open the store for writing: the file is read-only ({reason}); commands that "
+                "only read it (alerts list, report, store info) work")
+    elif not read_only and path.is_file() and not os.access(parent, os.W_OK | os.X_OK):
+        return (f"{path}: cannot open the store for writing: its folder {parent} is not writable (the store "
+                f"keeps a write-ahead log beside it) ({reason})")
+    return f"{path}: cannot open store (not a DuckDB file, damaged, or locked by another process): {exc}"
+
+
 class Store:
     """A DuckDB file of canonical readings.
 
@@ -178,8 +200,7 @@ class Store:
                 if "lock" in str(exc).lower() and time.monotonic() < deadline:
                     time.sleep(0.1)
                     continue
-                raise StoreError(f"{self.path}: cannot open store (not a DuckDB file, damaged, or locked by "
-                                 f"another process): {exc}") from exc
+                raise StoreError(_open_failure(self.path, read_only, exc)) from exc
         try:
             self.con.execute("SET TimeZone = 'UTC'")
             self.con.execute(f"SET memory_limit = '{memory_limit or os.environ.get('WATTWATCH_MEMORY_LIMIT', '1GB')}'")
@@ -380,6 +401,7 @@ class Store:
         con.execute("SET force_compression = 'alp'")
         con.execute("BEGIN TRANSACTION")
         self._cat_staged = {}
+        self._conflicts: list = [0, None]   # duplicate groups whose values disagree, an example
         try:
             if live:
                 if self._live_extras is None:
@@ -430,6 +452,12 @@ class Store:
                     on_progress(nbytes)
             counts.rejects.sort(key=lambda r: (r[0], r[1]))
             counts.rejected = len(counts.rejects)
+            if self._conflicts[0]:
+                counts.notes.append(
+                    f"{source}: {self._conflicts[0]:,} reading(s) given more than once for one meter and instant (or within "
+                    f"a retransmission's jitter) "
+                    f"with different values; the most complete row (then the earliest, then the first in the "
+                    f"file) was kept, the other values dropped ({self._conflicts[1]})")
             counts.duplicates = counts.read - counts.rejected - counts.stored - counts.merged
             counts.seconds = time.perf_counter() - t0
             con.execute(
@@ -565,6 +593,7 @@ class Store:
             df = sub.take(pa.array(rank)).to_pandas()
             df["_g"] = m_group[rank]
             firsts = df.groupby("_g", sort=False).first().reset_index(drop=True)
+            self._note_conflicts(df, chans)
             merged_tbl = pa.Table.from_pandas(firsts[good.column_names], schema=good.schema, preserve_index=False)
             keep[m_rows] = False
 
@@ -632,6 +661,31 @@ class Store:
             self._query(merged_tbl.append_column("_sid", pa.array(sids[m_codes], pa.int32())), insert)
             stored += merged_tbl.num_rows
         return stored, merged
+
+    def _note_conflicts(self, df: pd.DataFrame, chans: Sequence[str]) -> None:
+        """Count the duplicate groups (``df``: their rows, best first per ``_g``) whose rows give one
+        channel two different values, and keep the first such group as an example: the kept row's
+        values win and the others are dropped, which is said (:attr:`IngestCounts.notes`), not
+        done silently. A retransmission repeats its values and is no conflict."""
+        if not chans or df.empty:
+            return
+        g = df.groupby("_g", sort=False)
+        diff = g[list(chans)].nunique(dropna=True).gt(1)
+        bad = diff.any(axis=1)
+        n = int(bad.sum())
+        if not n:
+            return
+        self._conflicts[0] += n
+        if self._conflicts[1] is None:
+            first = bad.index[bad.to_numpy()][0]
+            rows = df[df["_g"] == first]
+            cols = [c for c in chans if diff.loc[first, c]][:3]
+            vals = "; ".join(f"{c} " + " vs ".join(f"{v:g}" for v in rows[c]) for c in cols)
+            lines = [int(x) for x in rows["_line"]]
+            ts = pd.Timestamp(rows["ts"].iloc[0])
+            ts = (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).isoformat().replace("+00:00", "Z")
+            self._conflicts[1] = (f"e.g. meter {rows['meter_id'].iloc[0]} at {ts}, lines {lines[0]} (kept), "
+                                  f"{', '.join(map(str, lines[1:]))}: {vals}")
 
     def _live_catalogue(self, meter_ids: list[str]) -> dict[str, tuple[int | None, int | None, float, int]]:
         """:meth:`_catalogue` from memory (the whole meters table is read once)."""
