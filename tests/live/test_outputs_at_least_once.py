@@ -1,0 +1,127 @@
+"""A step's outputs are at least once across a watcher that dies mid-step (issue 16, live27): the
+message of a source is acknowledged only after the step's outputs had what it brought, so a watcher
+that dies between the store and the outputs gets the message again from the broker (real mosquitto)
+and the outputs have it then; the actions' log in the store makes the repeat run nothing twice."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+
+from tests.edge.pki import hmac_key
+from tests.edge.test_security import _event
+from tests.live.test_actions import _script
+from tests.live.test_mqtt import _publish, _publisher
+from wattwatch import api
+from wattwatch.edge.signing import Signer
+from wattwatch.runners import stream
+from wattwatch.runners.stream import StreamConfig, StreamEngine
+from wattwatch.sinks import Output
+from wattwatch.sources.tamper import TamperSource
+from wattwatch.store import Store
+
+
+class Died(BaseException):
+    """The watcher's process ends here (as under ``kill -9``: nothing after it runs)."""
+
+
+class DieAtOutputs(Output):
+    """An output placed first: the process dies as the step's outputs begin."""
+
+    def alerts(self, report, engine) -> None:
+        if report.alerts or report.new:
+            raise Died
+
+
+def _wait(pred, timeout=20.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+def test_a_tamper_report_whose_step_died_before_its_outputs_is_acted_on_once_after_a_restart(mqtt_broker, tmp_path):
+    meter = f"M-{uuid.uuid4().hex[:6]}"
+    key = hmac_key(tmp_path / f"{meter}.key")
+    got = tmp_path / "got.txt"
+    exe = _script(tmp_path, f"import sys\nsys.stdin.read()\nopen({str(got)!r}, 'a').write(sys.argv[1] + '\\n')\n")
+    path = tmp_path / "live.duckdb"
+    actions = {"sources": [{"type": "replay", "path": str(tmp_path / "unused.csv")}],
+               "actions": [{"type": "command", "name": "page", "argv": [exe, "{id}"], "dry_run": False}]}
+    (tmp_path / "unused.csv").write_text("meter_id,ts,v_l1_v\nm,2026-01-01T00:00:00Z,230\n")
+
+    def source():
+        return TamperSource("he", keys={meter: str(key)}, topics=[f"meter/{meter}/tamper"], host=mqtt_broker.host,
+                            port=mqtt_broker.port, client_id=f"he-{meter}", batch_s=0.05)
+
+    def engine(store):
+        return StreamEngine(store, api.build_detectors(["packet_loss"], None), api._engine(None),
+                            StreamConfig(checkpoint_s=3600, slow_thread=False))
+
+    # Run 1: the head-end subscribes (the broker keeps its session from now on), checkpoints,
+    # gets the report, and dies in the step, after the store and before the outputs.
+    store, src = Store(path), source()
+    eng = engine(store)
+    eng.checkpoint({src.name: src.position()})
+    src._connect()
+    assert _wait(lambda: src.status == "subscribed"), src.status
+    pub = _publisher(mqtt_broker.host, mqtt_broker.port)
+    signer = Signer.from_file(key)
+    _publish(pub, f"meter/{meter}/tamper",
+             signer.sign({**_event(), "v": 1, "meter_id": meter, "counter": 1, "ts": time.time()}))
+    batch = None
+    end = time.monotonic() + 20
+    while batch is None and time.monotonic() < end:
+        batch = src.drain()
+        time.sleep(0.05)
+    assert batch is not None and len(batch.alerts) == 1
+    report = batch.alerts[0]
+    outs = [DieAtOutputs("die"), *api.load_site(actions).outputs]
+    try:
+        stream._work(eng, [batch], [src], outs)
+        raise AssertionError("the step did not reach its outputs")
+    except Died:
+        pass
+    src.close()
+    eng.close()
+    store.close()
+    with Store(path) as s:   # the store had it
+        assert s.con.execute("SELECT count(*) FROM alerts WHERE id = ?", [report.id]).fetchone()[0] == 1
+
+    # Runs 2 and 3: the real loop, until the action ran (or 15 s): once in all.
+    for run_no in (2, 3):
+        store, src = Store(path), source()
+        eng = engine(store)
+        outs = api.load_site(actions).outputs
+        loop = asyncio.new_event_loop()
+        box = {}
+
+        def main():
+            asyncio.set_event_loop(loop)
+
+            async def go():
+                box["stop"] = asyncio.Event()
+                await stream.run(eng, [src], box["stop"], tick_s=0.1, outputs=outs)
+            loop.run_until_complete(go())
+
+        t = threading.Thread(target=main, daemon=True)
+        t.start()
+        assert _wait(lambda: src.status == "subscribed"), src.status
+        _wait(lambda: got.exists(), 15 if run_no == 2 else 3)
+        time.sleep(0.5)
+        loop.call_soon_threadsafe(box["stop"].set)
+        t.join(30)
+        assert not t.is_alive()
+        eng.close()
+        store.close()
+        assert got.exists() and got.read_text().splitlines() == [report.id], \
+            f"run {run_no}: the action on the report ran {got.read_text().splitlines() if got.exists() else []}"
+    pub.disconnect()
+    pub.loop_stop()
+    with Store(path) as s:
+        log = s.con.execute("SELECT event, outcome FROM actions_log WHERE alert_id = ?", [report.id]).fetchall()
+    assert log == [("opened", "ok")]
