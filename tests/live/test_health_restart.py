@@ -169,3 +169,40 @@ def test_the_open_health_alerts_are_rebuilt_from_the_store_without_a_checkpoint(
         store.close()
     finally:
         d.stop()
+
+
+def _health(ended: bool):
+    from wattwatch.alerts.model import Alert
+
+    return Alert("gw-1:3", "2025-01-10T11:00:00.000Z", "2025-01-10T11:30:00.000Z", mb.SLOW_CODE, "warning", 0.8,
+                 "modbus_response_time", "slow", {"source": "plant", "ended": ended})
+
+
+def test_a_health_alert_that_ended_after_the_last_checkpoint_is_reported_ended_again_after_a_kill(tmp_path):
+    """Its end was stored, then the watcher died before the checkpoint (maybe before the outputs had
+    the end): the first step of the restarted engine reports it ended again (at least once; an
+    action's log skips an ``ended`` it did). After a checkpoint past it, never again."""
+    path = tmp_path / "live.duckdb"
+
+    def engine(store):
+        return StreamEngine(store, api.build_detectors(["supply_outage"], None), api._engine(None),
+                            StreamConfig(checkpoint_s=0, slow_thread=False))
+    store = Store(path)
+    eng = engine(store)
+    rep = StepReport()
+    eng.add_health([_health(False)], rep)
+    assert rep.new == [_health(False).id]
+    eng.checkpoint()
+    rep = StepReport()
+    eng.add_health([_health(True)], rep)
+    assert rep.ended == [_health(True).id]
+    eng.close()                               # died before the next checkpoint
+    store.close()
+    for again in ([_health(True).id], []):
+        store = Store(path)
+        eng = engine(store)
+        assert eng.health_open == set()
+        assert eng.step().ended == again
+        eng.checkpoint()
+        eng.close()
+        store.close()

@@ -125,3 +125,86 @@ def test_a_tamper_report_whose_step_died_before_its_outputs_is_acted_on_once_aft
     with Store(path) as s:
         log = s.con.execute("SELECT event, outcome FROM actions_log WHERE alert_id = ?", [report.id]).fetchall()
     assert log == [("opened", "ok")]
+
+
+
+def test_an_action_queued_but_not_done_when_the_watcher_is_killed_runs_after_the_restart(mqtt_broker, tmp_path):
+    """``kill -9`` of ``watch`` while an action's job for a tamper report runs (its step delivered
+    it, acknowledged the message and checkpointed; the action's worker not done): the broker does
+    not deliver the report again and the restarted watcher has nothing to find it again in, so only
+    the action's own record of the queued job brings it back: it runs then, once in the log."""
+    import os
+    import signal
+
+    from tests.support.cli import popen
+
+    meter = f"M-{uuid.uuid4().hex[:6]}"
+    key = hmac_key(tmp_path / f"{meter}.key")
+    started, done, block = tmp_path / "started.txt", tmp_path / "done.txt", tmp_path / "block"
+    exe = _script(tmp_path, "import os, sys, time\nsys.stdin.read()\n"
+                            f"open({str(started)!r}, 'a').write(sys.argv[1] + ' ' + str(os.getpid()) + '\\n')\n"
+                            f"while os.path.exists({str(block)!r}):\n    time.sleep(0.05)\n"
+                            f"open({str(done)!r}, 'a').write(sys.argv[1] + '\\n')\n")
+    cfg = tmp_path / "site.toml"
+    cfg.write_text(f'''detectors = ["packet_loss"]
+[store]
+path = "s.duckdb"
+[stream]
+checkpoint_s = 0
+[[sources]]
+type = "tamper"
+name = "he"
+host = "{mqtt_broker.host}"
+port = {mqtt_broker.port}
+topics = ["meter/{meter}/tamper"]
+keys = {{ "{meter}" = "{key}" }}
+client_id = "he-{meter}"
+batch_s = 0.05
+[[actions]]
+type = "command"
+name = "page"
+argv = ["{exe}", "{{id}}"]
+dry_run = false
+timeout_s = 600
+close_timeout_s = 600
+''')
+
+    def start():
+        p = popen("watch", "--config", cfg, cwd=tmp_path)
+        for line in p.stderr:
+            if "subscribed to" in line:
+                return p
+        raise AssertionError(f"watch never subscribed: {p.communicate()}")
+
+    block.write_text("")
+    p = start()
+    try:
+        pub = _publisher(mqtt_broker.host, mqtt_broker.port)
+        _publish(pub, f"meter/{meter}/tamper", Signer.from_file(key).sign(
+            {**_event(), "v": 1, "meter_id": meter, "counter": 1, "ts": time.time()}))
+        pub.disconnect()
+        pub.loop_stop()
+        assert _wait(lambda: started.exists() and started.read_text().strip(), 30)
+        time.sleep(1.0)              # the step's ack and checkpoint come right after its deliver
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait(10)
+        for line in started.read_text().splitlines() if started.exists() else ():
+            try:
+                os.kill(int(line.split()[1]), signal.SIGKILL)   # the program the dead watcher ran
+            except ProcessLookupError:
+                pass
+    [aid] = [line.split()[0] for line in started.read_text().splitlines()]
+    assert not done.exists()
+    block.unlink()
+    for run_no in (2, 3):
+        p = start()
+        _wait(lambda: done.exists(), 15 if run_no == 2 else 2)
+        time.sleep(0.5)
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+        assert done.exists() and done.read_text().splitlines() == [aid], f"run {run_no}"
+    with Store(tmp_path / "s.duckdb") as s:
+        log = s.con.execute("SELECT alert_id, event, outcome FROM actions_log").fetchall()
+    assert log == [(aid, "opened", "ok")]
