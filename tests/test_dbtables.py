@@ -18,7 +18,7 @@ def test_created_once_then_left_alone_read_only(tmp_path):
     alert_store.ensure_tables(con)
     state.ensure_tables(con)
     ensure_log(con)
-    want = {"alerts", "rule_resets", "meter_state", "fleet_models", "actions_log"}
+    want = {"alerts", "rule_resets", "meter_state", "fleet_models", "actions_log", "actions_pending"}
     assert dbtables.tables(con) == want
     # another attached database's tables are not this store's
     con.execute(f"ATTACH '{tmp_path / 'other.duckdb'}' AS other")

@@ -5,8 +5,10 @@ One step of :class:`StreamEngine`:
 
 1. **Store.** The readings that arrived (one poll cycle, or whatever queued up meanwhile) are
    ingested into the DuckDB store in one transaction — checked, de-duplicated and merged exactly
-   as ``wattwatch ingest`` does (a reading delivered twice is one reading). Only then is the
-   source told (:meth:`Source.committed`; MQTT acknowledges the messages then).
+   as ``wattwatch ingest`` does (a reading delivered twice is one reading). The source is told
+   (:meth:`Source.committed`; MQTT acknowledges the messages then) only at the end of the step,
+   once the outputs had its readings and alerts (step 4): a watcher that dies before gets them
+   again, so every output has them at least once.
 2. **State.** A meter with no state in the store is profiled once its own first ``profile_days``
    are stored (the window ``detect`` uses on a long enough history), and that state is kept.
 3. **Judge.** Per meter, the stored readings after the last one judged (up to ``hold_s`` before
@@ -23,7 +25,10 @@ One step of :class:`StreamEngine`:
    the one checkpointed and rewound; the fast tier adopts its carry
    (:meth:`StreamEngine._adopt`). Of its alerts only the slow detectors' are taken.
 4. **Alerts.** New and grown alerts are upserted into the store's alerts table (stable ids; an
-   acknowledged alert keeps its status); an alert that can no longer grow is reported ended.
+   acknowledged alert keeps its status); an alert that can no longer grow is reported ended. Then
+   the outputs (sinks, actions) get the step's readings and alerts. Health alerts sources raise
+   about their devices stay open until a version says ``ended``; the open ones are read back from
+   the store at start and handed to their sources (:meth:`StreamEngine.resume_sources`).
 5. **Checkpoint** (every ``checkpoint_s`` and on stop): the stitcher's carry (its tail of readings
    as Parquet, clean points, positions), the time up to which each meter was judged and each
    source's position, in one row of ``stream_checkpoint``. A restart (even after ``kill -9``)
@@ -229,6 +234,10 @@ class StreamEngine:
         self.profiled: set[str] = {m for m in known if any(m in getattr(d, "state_", {}) for d in self.dets)}
         self._start_notes: list[str] = []         # said at start, reported by the first step
         self.resumed = self._load_checkpoint()
+        # The health alerts sources raised in earlier runs that the store keeps open (id -> alert):
+        # open again here, handed to their sources at the start of a run (resume_sources).
+        self._health_stored: dict[str, Alert] = {}
+        self._load_health()
         # A checkpoint written before a compaction whose cut lies beyond where it judged a meter:
         # the readings between are hourly rows now, so its carry cannot go on (it would read them
         # as lost readings): the meter starts afresh at its first raw reading, as ``detect``.
@@ -338,6 +347,47 @@ class StreamEngine:
         self.counters.update(m.get("counters", {}))
         self.rewinds = {k: tuple(v) for k, v in m.get("rewinds", {}).items()}
         return True
+
+    def _load_health(self) -> None:
+        """The open set of source-raised health alerts, from the store: every alert whose evidence
+        carries ``ended`` (what :meth:`add_health` takes: ``false`` while open) and says false.
+        The store has each version as soon as its step upserted it (before the outputs and the
+        checkpoint), so this holds after a ``kill -9`` too, where a checkpointed set would miss an
+        alert opened or ended since the last checkpoint. One stored ended after the checkpoint this
+        run resumed from may not have reached the outputs (the run stopped between its step's
+        store and deliver): the first step reports it ended again (at least once; actions skip an
+        ``ended`` their log has)."""
+        from wattwatch.alerts.model import record
+
+        df = self.store.con.execute("""SELECT * FROM alerts WHERE evidence LIKE '%"ended": %'""").df()
+        ck = self._resumed_saved
+        again = []
+        for r in df.to_dict("records"):
+            a = Alert.from_dict(record(r))
+            if "ended" not in a.evidence:
+                continue
+            if not a.evidence["ended"]:
+                self.health_open.add(r["id"])
+                self._health_stored[r["id"]] = a
+            elif ck is not None and r["last_seen"] is not None and r["last_seen"] > ck:
+                again.append(r["id"])
+        if again:
+            self._held = StepReport(ended=sorted(again))
+            self.counters["health_ended_again"] += len(again)
+
+    def resume_sources(self, sources: list) -> None:
+        """Resume each source: its checkpointed position (``restore``), and the open health
+        alerts the store keeps from it (``resume_health``, for a source that raises them: an
+        alert names its source in ``evidence.source``), so that it goes on with them (a device
+        still slow keeps its alert's id) or ends them."""
+        for s in sources:
+            if s.name in self.sources:
+                s.restore(self.sources[s.name])
+            resume = getattr(s, "resume_health", None)
+            if resume is not None:
+                mine = [a for a in self._health_stored.values() if a.evidence.get("source") == s.name]
+                if mine:
+                    resume(mine)
 
     def checkpoint(self, sources: dict[str, dict] | None = None) -> None:
         """Save the carry, what was judged and the sources' positions (one transaction)."""
@@ -940,7 +990,10 @@ class StreamEngine:
 
     def add_health(self, alerts: list, rep: StepReport) -> None:
         """Alerts a source raises about its own devices (a Modbus device whose response time
-        climbs): upserted like the core's, kept open until a version says ``evidence.ended``."""
+        climbs): upserted like the core's, kept open until a version says ``evidence.ended``. A
+        source gives every version ``ended`` (false while open) and names itself in
+        ``evidence.source``: that is how a restarted engine finds the ones still open in the store
+        (:meth:`_load_health`) and hands them back to their source (:meth:`resume_sources`)."""
         if not alerts:
             return
         known = self._take_statuses(alerts)
@@ -1116,9 +1169,7 @@ async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_
     def call(fn, *a):
         return loop.run_in_executor(pool, functools.partial(fn, *a))
 
-    for s in sources:
-        if s.name in engine.sources:
-            s.restore(engine.sources[s.name])
+    engine.resume_sources(sources)
     inbox = Inbox(engine.scfg.max_pending)
     ctl = _channel(engine)
     tasks = {asyncio.create_task(_guard(s, inbox, stop), name=f"source:{s.name}"): s for s in sources}
@@ -1221,10 +1272,6 @@ def _work(engine: StreamEngine, batches: list, sources: list, outputs=()) -> Ste
             deliver(outputs, "readings", frame)
         events = [a for b in batches for a in b.alerts]
         changed, new = engine.add_events(events) if events else ([], [])
-        for b in batches:  # the readings are in the store: the sources may forget them
-            s = by.get(b.source)
-            if s is not None:
-                s.committed(b.token)
     else:
         changed, new = [], []
     rep = engine.step()
@@ -1237,6 +1284,14 @@ def _work(engine: StreamEngine, batches: list, sources: list, outputs=()) -> Ste
         if health is not None:
             engine.add_health(health(), rep)
     deliver(outputs, "alerts", rep, engine)
+    # The store and the outputs have what the batches brought: the sources may forget them (MQTT
+    # acknowledges the messages now). Not before the outputs: a watcher that dies between them
+    # gets the messages again from the broker, and the outputs have them then (at least once; an
+    # action skips what its log says it did); acknowledged before, they were gone for good.
+    for b in batches:
+        s = by.get(b.source)
+        if s is not None:
+            s.committed(b.token)
     if engine.due():
         # The slow tier's judgement the checkpoint waits for: its alerts reach the outputs before
         # the checkpoint saves past them (at least once, as every step's).

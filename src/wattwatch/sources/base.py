@@ -4,8 +4,9 @@ A source produces *batches*: canonical readings (``meter_id``, ``ts`` as UTC tim
 columns in SPEC units) that arrived together — one poll cycle of a poller, the messages an MQTT
 subscription received since the last batch, one cycle of a replayed file. Each batch carries the
 monotonic time it arrived (for latency) and a *token* the source gets back through
-:meth:`Source.committed` once the batch's readings are in the store (an MQTT source acknowledges
-the messages then, so a crash before the commit makes the broker deliver them again).
+:meth:`Source.committed` once the batch's readings and alerts are in the store and the step's
+outputs had them (an MQTT source acknowledges the messages then, so a crash before makes the broker
+deliver them again).
 
 Two shapes of source:
 
@@ -72,7 +73,8 @@ class Source:
         """Resume from a checkpointed :meth:`position`."""
 
     def committed(self, token) -> None:
-        """The readings of a batch with ``token`` are in the store."""
+        """The readings and alerts of a batch with ``token`` are in the store and the outputs had
+        them (the end of its step)."""
 
     def close(self) -> None:
         """Release connections (called once, after :meth:`run` returned)."""

@@ -659,6 +659,8 @@ class ModbusPoller(Poller):
             if d.settled >= self.slow_settle:
                 d.baseline_ms = float(np.median(list(d.times)[-self.slow_settle:]))
             return
+        if len(d.times) < self.slow_recent:   # resumed (resume_health): not enough polls of this run yet
+            return
         last = list(d.times)[-self.slow_recent:]
         recent = float(np.median(last))
         limit = max(d.baseline_ms * self.slow_factor, d.baseline_ms + self.slow_min_ms)
@@ -696,6 +698,32 @@ class ModbusPoller(Poller):
                             "usual_ms": round(d.baseline_ms, 2), "recent_ms": round(s["recent"], 2),
                             "peak_ms": round(s["peak"], 2), "limit_ms": round(s["limit"], 2), "ended": ended})
         self._health[a.id] = a
+
+    def resume_health(self, alerts: list) -> None:
+        """The open ``WARN_LINK_SLOW`` alerts an earlier run of this source left in the store (the
+        watcher restarted): each device goes on with its alert (the same start, so the same id)
+        and the usual response time it was judged against, and judges it again once this run has
+        ``slow_recent`` of its polls: still slow, the alert goes on; back under the limit, it ends
+        (as it would have in the earlier run). Without this, a device that recovered while the
+        watcher was down left its alert open for ever, and one still slow settled its usual time
+        on the slow polls and said nothing."""
+        by = {d.meter_id: d for d in self.devices}
+        for a in alerts:
+            ev = a.evidence
+            d = by.get(a.meter_id)
+            if a.code != SLOW_CODE or ev.get("ended") or d is None or d.slow is not None:
+                continue
+            try:
+                usual, peak = float(ev["usual_ms"]), float(ev["peak_ms"])
+                recent, limit = float(ev["recent_ms"]), float(ev["limit_ms"])
+                start, end = pd.Timestamp(a.start), pd.Timestamp(a.end)
+            except (KeyError, TypeError, ValueError):
+                log.warning("%s: stored alert %s of %s lacks its response times; not resumed", self.name, a.id,
+                            a.meter_id)
+                continue
+            d.baseline_ms, d.settled = usual, max(d.settled, self.slow_settle)
+            d.slow = {"start": start, "end": end, "peak": peak, "recent": recent, "limit": limit}
+            self.counters["slow_resumed"] += 1
 
     def health(self) -> list:
         """The source's own alerts (device health) changed since the last call; an alert whose
