@@ -87,3 +87,24 @@ def test_a_reading_belongs_to_a_run_only_with_a_distorted_reading_on_each_side()
     for bad in (-1, 1e6, True, "x"):
         with pytest.raises(ValueError):
             HarmonicNoiseConfig(bridge_s=bad)
+
+
+def test_a_state_stored_before_bridge_s_asks_for_no_refit(tmp_path):
+    import json
+
+    import duckdb
+
+    from wattwatch.detect import registry
+    from wattwatch.detect import state as state_mod
+    from wattwatch.detect.frame import prepare
+
+    det = registry.build("harmonic_noise").fit(prepare(healthy("residential", days=4)))
+    con = duckdb.connect(str(tmp_path / "s.duckdb"))
+    assert state_mod.save(con, [det]) == 1
+    old = json.loads(con.execute("SELECT settings FROM meter_state").fetchone()[0])
+    old.pop("bridge_s")
+    con.execute("UPDATE meter_state SET settings = ?", [json.dumps(old, sort_keys=True)])
+    for params, refit in (({}, False), ({"bridge_s": 600.0}, False), ({"limit_pct": 25.0}, True)):
+        fresh = registry.build("harmonic_noise", params)
+        notices = state_mod.load(con, [fresh], list(det.state_))
+        assert any("other settings" in n for n in notices) == refit, (params, notices)

@@ -16,6 +16,7 @@ keeps its own THD's score."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,8 @@ class HarmonicNoiseConfig(DetectorConfig):
     limit_pct: float = 30.0
     min_current_a: float = 0.5
     bridge_s: float = 1800.0
+    # The fit learns the typical THD only; a state stored before ``bridge_s`` is the same state.
+    scoring_only: ClassVar[tuple[str, ...]] = ("bridge_s",)
     post: PostRule = PostRule(min_duration_s=1800.0, min_readings=3, merge_gap_s=3600.0)
 
     def __post_init__(self):
