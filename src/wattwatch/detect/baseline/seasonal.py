@@ -380,7 +380,7 @@ def _day_grid(seg: np.ndarray, t: np.ndarray, n_seg: int) -> tuple[np.ndarray, i
     return seg * n_days + rel, n_days
 
 
-#: Channels a reading that caught a motor start reads for a few seconds (:meth:`SeasonalProfile._power`).
+#: Channels a reading that caught a motor start reads for a few seconds (not judged there, see the module notes).
 SNAPSHOT_CHANNELS = ("p_kw", "q_kvar", "s_kva", *PHASE_CHANNELS[3:])
 
 

@@ -7,9 +7,8 @@ A non-linear load's distortion drifts while it runs: inside a run of THD 35-70 %
 read 27-29 %, its currents as scattered as its neighbours'. A reading with a distorted reading on
 each side, the two at most ``bridge_s`` (30 min) apart (or a single reading between two, at any
 cadence), is scored as the less distorted of the two: the run is one, and what it explains has no
-holes.
-Seen: a home's phase current 8 % off its neutral reading by reading through a 7.5-hour noise alert,
-and the four readings under the limit in it raised two partial earth returns (q22,
+holes. Seen: a home's phase current 8 % off its neutral reading by reading through a 7.5-hour noise
+alert, and the four readings under the limit in it raised two partial earth returns (q22,
 docs/quality-log.md). A reading with a distorted one on one side only, at a run's edge or alone,
 keeps its own THD's score."""
 
