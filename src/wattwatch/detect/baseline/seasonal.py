@@ -71,6 +71,18 @@ as if ``min_days`` more days had shown it. Evidence, each over a per-meter limit
    summer reading zero on a sunny November noon is no fault) (evidence ``zero_reading`` /
    ``zero_run``); the run is one alert.
 
+A reading that caught a motor's starting current (:func:`~wattwatch.detect.rules._common.inrush`:
+on some phase several times its neighbours' current, the power factor falling with it) is a snapshot
+of a few seconds, not of its interval: it is not judged (``baseline_macd`` leaves it out of its
+hours the same way). Seen: a school's two motor starts in a row, read at 15 minutes (a 3.5x and a
+5.2x start, power factor 0.40-0.42 against 0.93 either side), read as "a single reading spiking to
+118.9 where 42.72 was expected" (q22, docs/quality-log.md). It stays in what the meter's limits
+are taken from (the profile, the normal period's tail and the last ``recal_days`` days' tail): a
+site with motors starts them while normal too, and its limits were calibrated on readings that
+catch some. Left out of those as well, the limits of the real-shape fleets' motor meters
+tightened and raised single-reading alerts on ordinary hours (q22: one more false alert at 60
+minutes, spans and scores moved on a dozen meters).
+
 With fewer than ``min_history_days`` days of profile, a reading alerts only as the second of two
 beyond the limit and the 24-h evidence waits (a notice says so). A normal period that is mostly
 one repeated value teaches no profile (notice; zeros and flat runs still judged).
@@ -84,9 +96,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Reach, Scored, meter_of, quiet, rnd
+from wattwatch.detect.base import (PHASE_CHANNELS, Detector, DetectorConfig, Finding, PostRule, Reach, Scored, meter_of,
+                                   quiet, rnd)
 from wattwatch.detect.frame import day_type, local_offset_s, meter_names, prepare, seg_bounds
 from wattwatch.detect.rolling import grouped_rolling, time_index
+from wattwatch.detect.rules._common import inrush
 
 DAY = 86400.0
 KINDS = {1: "single_reading", 2: "reading_run", 3: "unusual_day", 4: "flat_line", 5: "zero"}
@@ -366,12 +380,17 @@ def _day_grid(seg: np.ndarray, t: np.ndarray, n_seg: int) -> tuple[np.ndarray, i
     return seg * n_days + rel, n_days
 
 
+#: Channels a reading that caught a motor start reads for a few seconds (not judged there, see the module notes).
+SNAPSHOT_CHANNELS = ("p_kw", "q_kvar", "s_kva", *PHASE_CHANNELS[3:])
+
+
 class SeasonalProfile(Detector):
     name = "seasonal_profile"
     code = "WARN_CONSUMPTION_ANOMALY"
     config_cls = SeasonalProfileConfig
     requires = ("p_kw",)
-    reads_also = ("p_kw", "e_kwh")  # the register stands in for the power
+    # The register stands in for the power; the phases and the power factor tell a motor start.
+    reads_also = ("p_kw", "e_kwh", *PHASE_CHANNELS, "pf")
     judges = ("consumption",)
     blank_input = ("p_kw",)
     state_version = 2  # 2: slots by nominal time (slot_phase_s)
@@ -1012,6 +1031,10 @@ class SeasonalProfile(Detector):
         kind = np.select([s_zero > 0, s_flat >= np.maximum(s_read, 1), s_read >= np.maximum(s_day, 1), s_day >= 1],
                          [5, 4, 1, 3], 0).astype(np.int8)
         score = np.where(np.isfinite(x) & judged[seg], score, np.nan)
+        if c.channel in SNAPSHOT_CHANNELS and len(score):
+            # A reading that caught a motor start: a few seconds of starting current, not its
+            # interval's consumption; not judged (see the module notes).
+            score = np.where(inrush(df) & ~reg[seg], np.nan, score)
         return score, dict(x=x, z=z, zd=zd, expected=expected, level=lev, runs=runs, kind=kind, n_seg=n_seg)
 
     @staticmethod
