@@ -257,7 +257,7 @@ def _record_cut(buf: bytes) -> int:
     over at most :data:`QUOTED_MAX_LINES` line breaks to an even one; past that it is a stray quote
     (``5" pipe``), which must not hold the cut back, and the last line break is the cut."""
     cut = buf.rfind(b"\n")
-    if cut < 0 or not buf.count(b'"', 0, cut) % 2:
+    if cut < 0 or buf.find(b'"', 0, cut) < 0 or not buf.count(b'"', 0, cut) % 2:   # (find: memchr, no quote is quick)
         return cut
     at, odd = cut, True
     for _ in range(QUOTED_MAX_LINES):
