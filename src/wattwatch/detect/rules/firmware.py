@@ -21,12 +21,14 @@ every meter: a load that cycles about once an hour (a compressor) is caught by h
 at a phase that drifts slowly, so its hours err alike for most of a day; the correlation of
 consecutive hours learned while profiling (ρ) widens the error by ``√((1 + ρ) / (1 − ρ))``. The
 calibration is itself the median of the ``n_fit`` bins it was learned on, with the same kind of
-error: the window's ratio is compared with it as a difference of two medians, ``1.25 σ √(1/n +
-1/n_fit)`` (at 5-minute to hourly cadence a profiled week holds some 160 hours and this changes
-little; a daily meter's week holds 7 days, whose median is off by about 5 % on a normal home, the
-size of ``rel_limit``: judged against its own error only, a daily meter whose profiled week happened
-to read 10 % low was told its register over-registered for months). A window alerts when its ratio
-is off the meter's learned calibration by at least ``rel_limit`` and by ``sigma_k`` of that error.
+error: the window's ratio is compared with it as a difference of two medians, whose errors add,
+``1.25 √(σ_w² / n + σ² / n_fit)`` (σ_w the window's spread as above, σ the learned one: the
+profiled bins'). At 5-minute to hourly cadence a profiled week holds some 160 hours of a small σ and
+this changes little; a daily meter's week holds 7 days, whose median is off by about 5 % on a normal
+home (σ 0.1), the size of ``rel_limit``: judged against its own error only, a daily meter whose
+profiled week happened to read 10 % low was told its register over-registered for months. A
+window alerts when its ratio is off the meter's learned calibration by at least ``rel_limit`` and
+by ``sigma_k`` of that error.
 
 Windows of ``window_s`` (a day, so that the hours of the day's pattern, bursty evenings and quiet
 nights, weigh alike in every window) and longer, doubling up to ``max_window_s`` (4 days), are
@@ -257,9 +259,11 @@ class FirmwareDrift(Detector):
                 with quiet():
                     dev = med - k
                     rel = np.abs(np.expm1(dev)) / cfg.rel_limit
-                    # A difference of two medians (the window's and the calibration's), each of
-                    # bins with the spread σ: its error adds both in quadrature.
-                    z = np.abs(dev) / (1.2533 * np.fmax(sig, iqr) * inflate * np.sqrt(1.0 / n + fit_var)) / cfg.sigma_k
+                    # A difference of two medians, the window's (its bins' spread the larger of the
+                    # learned one and its own) and the calibration's (of the profiled bins, whose
+                    # spread is the learned one): their errors add in quadrature.
+                    spread = np.sqrt(np.fmax(sig, iqr) ** 2 / n + sig ** 2 * fit_var)
+                    z = np.abs(dev) / (1.2533 * spread * inflate) / cfg.sigma_k
                     judged = (n >= cfg.min_hours) & (energy >= cfg.min_energy_kwh)
                     sc = np.where(judged, np.fmin(rel, z), np.nan)
                     take = np.isfinite(sc) & ~(sc <= best)  # the largest; NaN never wins
