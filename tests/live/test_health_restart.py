@@ -263,3 +263,31 @@ def test_the_open_health_alert_of_a_device_no_longer_configured_ends_once_at_the
         store.close()
     finally:
         d.stop()
+
+
+def test_a_health_alert_that_ended_in_a_run_killed_before_its_first_checkpoint_is_reported_ended_again(tmp_path):
+    """As above, the run killed before it wrote any checkpoint (within ``checkpoint_s`` of its
+    start): nothing says the outputs had the end, so the restarted engine reports it ended again
+    (an alert opened in such a run is new again after the restart, likewise)."""
+    path = tmp_path / "live.duckdb"
+
+    def engine(store):
+        return StreamEngine(store, api.build_detectors(["supply_outage"], None), api._engine(None),
+                            StreamConfig(checkpoint_s=0, slow_thread=False))
+    store = Store(path)
+    eng = engine(store)
+    rep = StepReport()
+    eng.add_health([_health(False)], rep)
+    rep = StepReport()
+    eng.add_health([_health(True)], rep)
+    assert rep.ended == [_health(True).id]
+    eng.close()                               # killed: no checkpoint was ever written
+    store.close()
+    for again in ([_health(True).id], []):
+        store = Store(path)
+        eng = engine(store)
+        assert eng.health_open == set()
+        assert eng.step().ended == again, "the end stored by a run that never checkpointed is never reported"
+        eng.checkpoint()
+        eng.close()
+        store.close()

@@ -356,7 +356,8 @@ class StreamEngine:
         alert opened or ended since the last checkpoint. One stored ended after the checkpoint this
         run resumed from may not have reached the outputs (the run stopped between its step's
         store and deliver): the first step reports it ended again (at least once; actions skip an
-        ``ended`` their log has)."""
+        ``ended`` their log has); with no checkpoint at all (a run killed before its first), every
+        one is (as every stored open one is new again then: :meth:`_stored_statuses`)."""
         from wattwatch.alerts.model import record
 
         df = self.store.con.execute("""SELECT * FROM alerts WHERE evidence LIKE '%"ended": %'""").df()
@@ -369,7 +370,7 @@ class StreamEngine:
             if not a.evidence["ended"]:
                 self.health_open.add(r["id"])
                 self._health_stored[r["id"]] = a
-            elif ck is not None and r["last_seen"] is not None and r["last_seen"] > ck:
+            elif ck is None or (r["last_seen"] is not None and r["last_seen"] > ck):
                 again.append(r["id"])
         if again:
             self._held = StepReport(ended=sorted(again))
