@@ -208,3 +208,51 @@ close_timeout_s = 600
     with Store(tmp_path / "s.duckdb") as s:
         log = s.con.execute("SELECT alert_id, event, outcome FROM actions_log").fetchall()
     assert log == [(aid, "opened", "ok")]
+
+
+def test_every_job_left_pending_by_a_killed_watcher_runs_after_the_restart_even_past_the_queue_size(tmp_path):
+    """A watcher killed with its action's queue full (``queue`` jobs waiting, one running) leaves
+    ``queue + 1`` jobs pending; the restarted action queues them all again at its start: the ones
+    its queue cannot take at once wait for room, they are not logged ``dropped`` (never run)."""
+    from types import SimpleNamespace
+
+    from wattwatch.runners.stream import StepReport
+    from tests.live.test_actions import _alert
+
+    gate, got = tmp_path / "gate", tmp_path / "got.txt"
+    blocked = _script(tmp_path, f"import os, sys, time\nsys.stdin.read()\n"
+                                f"while not os.path.exists({str(gate)!r}): time.sleep(0.02)\n")
+    (tmp_path / "unused.csv").write_text("meter_id,ts,v_l1_v\nm,2026-01-01T00:00:00Z,230\n")
+    store = Store(tmp_path / "a.duckdb")
+    engine = SimpleNamespace(store=store, alerts={})
+
+    def action(argv):
+        return api.load_site({"sources": [{"type": "replay", "path": str(tmp_path / "unused.csv")}],
+                              "actions": [{"type": "command", "name": "page", "argv": argv, "dry_run": False,
+                                           "queue": 2, "close_timeout_s": 0, "timeout_s": 60}]}).outputs[0]
+    alerts = [_alert(meter=f"m{k}") for k in range(3)]
+    first = action([blocked])
+    first.alerts(StepReport(alerts=alerts[:1], new=[alerts[0].id]), engine)
+    assert _wait(lambda: first._q.qsize() == 0)           # the worker runs it (blocked)
+    first.alerts(StepReport(alerts=alerts[1:], new=[a.id for a in alerts[1:]]), engine)
+    assert first.counters["queued"] == 3 and first._q.qsize() == 2   # one runs, two wait
+    assert store.con.execute("SELECT count(*) FROM actions_pending").fetchone()[0] == 3
+    # The process is killed here: the first action never logs anything. The restarted one:
+    p = tmp_path / "act2.py"
+    p.write_text(f"#!{__import__('sys').executable}\nimport sys\nsys.stdin.read()\n"
+                 f"open({str(got)!r}, 'a').write(sys.argv[1] + '\\n')\n")
+    p.chmod(0o755)
+    again = action([str(p), "{meter_id}"])
+    try:
+        again.alerts(StepReport(), engine)
+        assert again.flush(30)
+        log = store.con.execute("SELECT alert_id, outcome FROM actions_log WHERE outcome <> 'failed' "
+                                "ORDER BY alert_id").fetchall()
+        assert sorted(log) == sorted((a.id, "ok") for a in alerts), log
+        assert sorted(got.read_text().split()) == ["m0", "m1", "m2"]
+        assert store.con.execute("SELECT count(*) FROM actions_pending").fetchone()[0] == 0
+    finally:
+        gate.write_text("")
+        again.close()
+        first.close()
+        store.close()

@@ -24,7 +24,7 @@ An ``opened`` or ``ended`` job is recorded in the store's ``actions_pending`` as
 the step that delivers the alert, before the source's message is acknowledged and before the
 checkpoint) and removed when its outcome is logged; a watcher killed in between runs the jobs left
 there at its next start (at least once: a job killed while it ran runs again; one the log has
-done is skipped). Stopped cleanly, a watcher logs the jobs it could not run ``failed`` instead.
+done is skipped), all of them: those the queue cannot take at once wait for room, not dropped. Stopped cleanly, a watcher logs the jobs it could not run ``failed`` instead.
 """
 
 from __future__ import annotations
@@ -264,6 +264,10 @@ class Action(Output):
         self._lock = threading.Lock()        # the log connection, used by the worker and the engine thread
         self._done: set[tuple[str, str]] | None = None
         self._limited: set[tuple[str, str]] = set()
+        # Jobs an earlier run left pending that the queue could not take at start: queued as it
+        # has room (_feed: each step, and the worker after each job), still pending in the store
+        # meanwhile; never dropped for the queue's size.
+        self._backlog: deque[tuple[Alert, str]] = deque()
         self._closed = False
 
     # ---- configuration from the site
@@ -292,6 +296,7 @@ class Action(Output):
             return
         if self._cur is None:
             self._start(engine.store.con)
+        self._feed()
         new = set(report.new)
         events: list[tuple[Alert, str]] = []
         for a in report.alerts:
@@ -338,6 +343,21 @@ class Action(Output):
         for a, ev in jobs:
             self._queue(a, ev)
 
+    def _feed(self) -> None:
+        """Queue what the backlog holds, as far as the queue has room (the engine thread at each
+        step, the worker after each job: each job is taken off the backlog once)."""
+        while True:
+            try:
+                a, ev = self._backlog.popleft()
+            except IndexError:
+                return
+            try:
+                self._q.put_nowait((a, ev, time.monotonic()))
+            except queue.Full:
+                self._backlog.appendleft((a, ev))
+                return
+            self.counters["queued"] += 1
+
     def _queue(self, a: Alert, ev: str) -> None:
         try:
             self._q.put_nowait((a, ev, time.monotonic()))
@@ -361,6 +381,12 @@ class Action(Output):
                     break
                 if job is not None:
                     left.append(job)
+            while True:    # (popleft: a worker still running a job may feed from it meanwhile)
+                try:
+                    a, ev = self._backlog.popleft()
+                except IndexError:
+                    break
+                left.append((a, ev, None))
             for a, ev, _ in left:
                 self.counters["failed"] += 1
                 self._log(a, ev, "failed", "not run: the watcher stopped first", 0, 0.0)
@@ -409,7 +435,8 @@ class Action(Output):
                 continue
             self._done.add((aid, ev))
             self.counters["resumed"] += 1
-            self._queue(a, ev)
+            self._backlog.append((a, ev))   # (queued by _feed: the queue's size does not drop them)
+        self._feed()
 
     def _worker(self) -> None:
         while True:
@@ -434,6 +461,8 @@ class Action(Output):
                 self.counters["failures"] += 1
                 log.warning("%s: cannot log an action: %s", self.name, exc)
             finally:
+                if job is not None:
+                    self._feed()     # room for a job of the backlog (before task_done: flush waits for it)
                 self._q.task_done()
 
     def _log(self, a: Alert, ev: str, outcome: str, detail: str, attempts: int, ms: float) -> None:
