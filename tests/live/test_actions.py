@@ -479,6 +479,41 @@ def test_a_slow_action_does_not_stall_the_engine_and_a_full_queue_drops_logged(t
     h.close()
 
 
+def test_one_step_past_the_queue_logs_its_dropped_jobs_at_once_and_keeps_only_the_queued_pending(tmp_path):
+    """Six alerts handed over in one step to a queue of 2 (the worker blocked): the dropped ones
+    are logged ``dropped`` (one transaction) and are not pending; a clean stop with the worker
+    still blocked logs the waiting ones ``failed`` and leaves pending only the job that runs."""
+    gate = tmp_path / "gate"
+    exe = _script(tmp_path, "import os, sys, time\nsys.stdin.read()\n"
+                            f"while not os.path.exists({str(gate)!r}):\n    time.sleep(0.02)\n")
+    spec = {"type": "command", "argv": [exe], "dry_run": False, "queue": 2, "timeout_s": 30, "close_timeout_s": 0}
+    h = Harness(tmp_path, {"actions": [spec]})
+    try:
+        alerts = [_alert(start=f"2026-01-01T0{i}:00:00.000Z") for i in range(6)]
+        h.opened(*alerts)
+        c = dict(h.action.counters)
+        assert c["queued"] + c["dropped"] == 6 and c["dropped"] in (3, 4), c
+        con = h.store.con
+        pending = {r[0] for r in con.execute("SELECT alert_id FROM actions_pending").fetchall()}
+        dropped = {r[0] for r in con.execute("SELECT alert_id FROM actions_log WHERE outcome = 'dropped'").fetchall()}
+        assert len(dropped) == c["dropped"] and len(pending) == c["queued"] and not pending & dropped
+        assert _until_true(lambda: h.action._q.qsize() == c["queued"] - 1)   # one job runs (blocked), the rest wait
+        h.action.close()
+        failed = {r[0] for r in con.execute("SELECT alert_id FROM actions_log WHERE outcome = 'failed'").fetchall()}
+        left = {r[0] for r in con.execute("SELECT alert_id FROM actions_pending").fetchall()}
+        assert len(failed) == c["queued"] - 1 and len(left) == 1 and left | failed | dropped == {a.id for a in alerts}
+    finally:
+        gate.touch()
+        h.close()
+
+
+def _until_true(pred, timeout=10.0):
+    end = time.monotonic() + timeout
+    while not pred() and time.monotonic() < end:
+        time.sleep(0.02)
+    return pred()
+
+
 # ------------------------------------------------------------------------------------ end to end
 
 

@@ -340,8 +340,10 @@ class Action(Output):
                 self._done.add(key)
             jobs.append((a, ev))
         self._pend([(a, ev) for a, ev in jobs if ev != "updated"])   # recorded before the worker has them
-        for a, ev in jobs:
-            self._queue(a, ev)
+        dropped = [(a, ev) for a, ev in jobs if not self._queue(a, ev)]
+        if dropped:   # logged in one transaction (one each was a DuckDB commit on this thread per job)
+            why = f"the worker's queue is full ({self.queue_size} jobs waiting)"
+            self._log_all([(a, ev, "dropped", why, 0, 0.0) for a, ev in dropped])
 
     def _feed(self) -> None:
         """Queue what the backlog holds, as far as the queue has room (the engine thread at each
@@ -358,13 +360,15 @@ class Action(Output):
                 return
             self.counters["queued"] += 1
 
-    def _queue(self, a: Alert, ev: str) -> None:
+    def _queue(self, a: Alert, ev: str) -> bool:
+        """Hand a job to the worker; False when its queue is full (the job is dropped: the caller logs it)."""
         try:
             self._q.put_nowait((a, ev, time.monotonic()))
-            self.counters["queued"] += 1
         except queue.Full:
             self.counters["dropped"] += 1
-            self._log(a, ev, "dropped", f"the worker's queue is full ({self.queue_size} jobs waiting)", 0, 0.0)
+            return False
+        self.counters["queued"] += 1
+        return True
 
     def close(self) -> None:
         if self._closed:
@@ -387,9 +391,8 @@ class Action(Output):
                 except IndexError:
                     break
                 left.append((a, ev, None))
-            for a, ev, _ in left:
-                self.counters["failed"] += 1
-                self._log(a, ev, "failed", "not run: the watcher stopped first", 0, 0.0)
+            self.counters["failed"] += len(left)
+            self._log_all([(a, ev, "failed", "not run: the watcher stopped first", 0, 0.0) for a, ev, _ in left])
             if self._thread.is_alive():
                 self.status = "stopped (a job still running)"
         try:
@@ -466,19 +469,29 @@ class Action(Output):
                 self._q.task_done()
 
     def _log(self, a: Alert, ev: str, outcome: str, detail: str, attempts: int, ms: float) -> None:
+        self._log_all([(a, ev, outcome, detail, attempts, ms)])
+
+    def _log_all(self, rows: list[tuple]) -> None:
+        """Log outcomes ``(alert, event, outcome, detail, attempts, ms)``, and end their pending
+        records, in one transaction: a job is either pending or logged, whenever the watcher dies
+        (one statement of each per 500 rows)."""
         with self._lock:
-            if self._cur is None:
+            if self._cur is None or not rows:
                 return
-            # The outcome and the end of its pending record in one transaction: a job is either
-            # pending or logged, whenever the watcher dies.
             self._cur.execute("BEGIN TRANSACTION")
             try:
-                self._cur.execute("INSERT INTO actions_log VALUES (?, ?, ?, ?, now(), ?, ?, ?, ?, ?, ?, ?)",
-                                  [a.id, self.name, self.kind, ev, self.dry_run, outcome, detail[:2000], attempts,
-                                   round(ms, 3), a.meter_id, a.code])
-                if ev != "updated":
-                    self._cur.execute("DELETE FROM actions_pending WHERE alert_id = ? AND action = ? AND event = ? "
-                                      "AND dry_run = ?", [a.id, self.name, ev, self.dry_run])
+                for lo in range(0, len(rows), 500):
+                    part = rows[lo:lo + 500]
+                    self._cur.execute("INSERT INTO actions_log VALUES "
+                                      + ", ".join("(?, ?, ?, ?, now(), ?, ?, ?, ?, ?, ?, ?)" for _ in part),
+                                      [v for a, ev, out, detail, attempts, ms in part
+                                       for v in (a.id, self.name, self.kind, ev, self.dry_run, out, detail[:2000],
+                                                 attempts, round(ms, 3), a.meter_id, a.code)])
+                    ended = [f"{a.id}|{ev}" for a, ev, *_ in part if ev != "updated"]
+                    if ended:
+                        self._cur.execute("DELETE FROM actions_pending WHERE action = ? AND dry_run = ? AND "
+                                          f"alert_id || '|' || event IN ({', '.join('?' for _ in ended)})",
+                                          [self.name, self.dry_run, *ended])
                 self._cur.execute("COMMIT")
             except BaseException:
                 self._cur.execute("ROLLBACK")
