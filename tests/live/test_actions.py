@@ -479,14 +479,17 @@ def test_a_slow_action_does_not_stall_the_engine_and_a_full_queue_drops_logged(t
     h.close()
 
 
-def test_one_step_past_the_queue_logs_its_dropped_jobs_at_once_and_keeps_only_the_queued_pending(tmp_path):
+def test_one_step_past_the_queue_logs_its_dropped_jobs_at_once_and_a_clean_stop_keeps_the_rest_pending(tmp_path):
     """Six alerts handed over in one step to a queue of 2 (the worker blocked): the dropped ones
-    are logged ``dropped`` (one transaction) and are not pending; a clean stop with the worker
-    still blocked logs the waiting ones ``failed`` and leaves pending only the job that runs."""
-    gate = tmp_path / "gate"
+    are logged ``dropped`` (one transaction) and are not pending. A clean stop with the worker
+    still blocked leaves the jobs it had no time for pending (not logged ``failed``, never run):
+    the next start runs them, as after ``kill -9``."""
+    gate, got = tmp_path / "gate", tmp_path / "got.txt"
     exe = _script(tmp_path, "import os, sys, time\nsys.stdin.read()\n"
-                            f"while not os.path.exists({str(gate)!r}):\n    time.sleep(0.02)\n")
-    spec = {"type": "command", "argv": [exe], "dry_run": False, "queue": 2, "timeout_s": 30, "close_timeout_s": 0}
+                            f"while not os.path.exists({str(gate)!r}):\n    time.sleep(0.02)\n"
+                            f"open({str(got)!r}, 'a').write(sys.argv[1] + '\\n')\n")
+    spec = {"type": "command", "name": "page", "argv": [exe, "{id}"], "dry_run": False, "queue": 2,
+            "timeout_s": 30, "close_timeout_s": 0}
     h = Harness(tmp_path, {"actions": [spec]})
     try:
         alerts = [_alert(start=f"2026-01-01T0{i}:00:00.000Z") for i in range(6)]
@@ -499,9 +502,20 @@ def test_one_step_past_the_queue_logs_its_dropped_jobs_at_once_and_keeps_only_th
         assert len(dropped) == c["dropped"] and len(pending) == c["queued"] and not pending & dropped
         assert _until_true(lambda: h.action._q.qsize() == c["queued"] - 1)   # one job runs (blocked), the rest wait
         h.action.close()
-        failed = {r[0] for r in con.execute("SELECT alert_id FROM actions_log WHERE outcome = 'failed'").fetchall()}
-        left = {r[0] for r in con.execute("SELECT alert_id FROM actions_pending").fetchall()}
-        assert len(failed) == c["queued"] - 1 and len(left) == 1 and left | failed | dropped == {a.id for a in alerts}
+        assert con.execute("SELECT count(*) FROM actions_log WHERE outcome = 'failed'").fetchone()[0] == 0, \
+            "a clean stop logged the jobs it had no time for failed: they never run"
+        assert {r[0] for r in con.execute("SELECT alert_id FROM actions_pending").fetchall()} == pending
+        # The next start (the same action, the gate open now) runs every kept job once.
+        gate.touch()
+        again = api.load_site({"sources": [{"type": "replay", "path": str(_REPLAY)}],
+                               "actions": [spec]}).outputs[0]
+        again.alerts(StepReport(), h.engine)
+        assert again.flush(30)
+        again.close()
+        assert _until_true(lambda: got.exists() and len(got.read_text().split()) >= len(pending))
+        ok = con.execute("SELECT alert_id FROM actions_log WHERE outcome = 'ok'").fetchall()
+        assert sorted(r[0] for r in ok if r[0] in pending) == sorted(pending)
+        assert con.execute("SELECT count(*) FROM actions_pending").fetchone()[0] == 0
     finally:
         gate.touch()
         h.close()

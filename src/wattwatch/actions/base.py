@@ -24,7 +24,9 @@ An ``opened`` or ``ended`` job is recorded in the store's ``actions_pending`` as
 the step that delivers the alert, before the source's message is acknowledged and before the
 checkpoint) and removed when its outcome is logged; a watcher killed in between runs the jobs left
 there at its next start (at least once: a job killed while it ran runs again; one the log has
-done is skipped), all of them: those the queue cannot take at once wait for room, not dropped. Stopped cleanly, a watcher logs the jobs it could not run ``failed`` instead.
+done is skipped), all of them: those the queue cannot take at once wait for room, not dropped.
+Stopped cleanly, a watcher leaves the jobs it had no time for (``close_timeout_s``) pending too: its
+next start runs them (an ``updated`` job is logged ``failed`` instead: it is not kept).
 """
 
 from __future__ import annotations
@@ -391,8 +393,17 @@ class Action(Output):
                 except IndexError:
                     break
                 left.append((a, ev, None))
-            self.counters["failed"] += len(left)
-            self._log_all([(a, ev, "failed", "not run: the watcher stopped first", 0, 0.0) for a, ev, _ in left])
+            # An opened/ended job it had no time for stays pending: the next start runs it (as
+            # after kill -9; logged failed, it was never run). An updated one is not kept.
+            kept = [(a, ev) for a, ev, _ in left if ev != "updated"]
+            if kept:
+                self.counters["left_pending"] += len(kept)
+                log.warning("%s: %d job(s) not run before the watcher stopped: kept pending, run at its next start",
+                            self.name, len(kept))
+            gone = [(a, ev, "failed", "not run: the watcher stopped first", 0, 0.0) for a, ev, _ in left
+                    if ev == "updated"]
+            self.counters["failed"] += len(gone)
+            self._log_all(gone)
             if self._thread.is_alive():
                 self.status = "stopped (a job still running)"
         try:
