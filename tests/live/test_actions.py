@@ -869,3 +869,28 @@ def test_a_tamper_report_stored_but_not_acted_on_before_a_stop_is_acted_on_when_
         eng.close()
         store.close()
         assert got.read_text().splitlines() == [report.id], delivered_again
+
+
+def test_a_store_error_recording_a_job_pending_does_not_lose_the_job(tmp_path):
+    """The pending record of a job cannot be written (here a store whose ``actions_pending`` has
+    another layout): the job still runs (queued in memory, as before the table existed), and its
+    outcome is logged; it is only not kept across a kill."""
+    from wattwatch.sinks import deliver
+
+    got = tmp_path / "got.txt"
+    exe = _script(tmp_path, f"import sys\nsys.stdin.read()\nopen({str(got)!r}, 'a').write(sys.argv[1] + '\\n')\n")
+    h = Harness(tmp_path, {"actions": [{"type": "command", "argv": [exe, "{id}"], "dry_run": False}]})
+    try:
+        h.opened(_alert(start="2026-01-01T00:00:00.000Z"))       # starts the action (makes its tables)
+        h.log()
+        h.store.con.execute("DROP TABLE actions_pending")
+        h.store.con.execute("CREATE TABLE actions_pending (alert_id VARCHAR, action VARCHAR, event VARCHAR, "
+                            "dry_run BOOLEAN)")
+        a = _alert(start="2026-01-01T01:00:00.000Z")
+        h.engine.alerts[a.id] = a
+        deliver(h.actions, "alerts", StepReport(alerts=[a], new=[a.id]), h.engine)   # as the engine hands it over
+        log = h.log(a)
+        assert list(log["outcome"]) == ["ok"], "the job was lost with its pending record"
+        assert got.read_text().split()[-1] == a.id
+    finally:
+        h.close()

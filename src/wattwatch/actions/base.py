@@ -341,7 +341,12 @@ class Action(Output):
             if ev != "updated":
                 self._done.add(key)
             jobs.append((a, ev))
-        self._pend([(a, ev) for a, ev in jobs if ev != "updated"])   # recorded before the worker has them
+        try:
+            self._pend([(a, ev) for a, ev in jobs if ev != "updated"])   # recorded before the worker has them
+        except Exception as exc:  # noqa: BLE001 - a store error: the jobs still run, only not kept across a kill
+            self.counters["pend_failures"] += 1
+            log.warning("%s: cannot record %d job(s) as pending (%s: %s): run anyway, not kept if the watcher "
+                        "is killed first", self.name, len(jobs), type(exc).__name__, exc)
         dropped = [(a, ev) for a, ev in jobs if not self._queue(a, ev)]
         if dropped:   # logged in one transaction (one each was a DuckDB commit on this thread per job)
             why = f"the worker's queue is full ({self.queue_size} jobs waiting)"
