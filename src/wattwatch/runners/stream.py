@@ -30,8 +30,8 @@ One step of :class:`StreamEngine`:
    about their devices stay open until a version says ``ended``; the open ones are read back from
    the store at start and handed to their sources (:meth:`StreamEngine.resume_sources`).
 5. **Checkpoint** (every ``checkpoint_s`` and on stop; not after a step that raised, which stops
-   the run as ``kill -9`` would: its batches were not acknowledged): the stitcher's carry (its tail of readings
-   as Parquet, clean points, positions), the time up to which each meter was judged and each
+   the run as ``kill -9`` would: its batches were not acknowledged): the stitcher's carry (its
+   tail of readings as Parquet, clean points, positions), the time up to which each meter was judged and each
    source's position, in one row of ``stream_checkpoint``. A restart (even after ``kill -9``)
    loads it, judges what the store holds beyond it, and sources resume from their positions;
    readings re-delivered since are duplicates to the store and alerts found again are the same
