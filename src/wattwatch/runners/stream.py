@@ -29,8 +29,9 @@ One step of :class:`StreamEngine`:
    the outputs (sinks, actions) get the step's readings and alerts. Health alerts sources raise
    about their devices stay open until a version says ``ended``; the open ones are read back from
    the store at start and handed to their sources (:meth:`StreamEngine.resume_sources`).
-5. **Checkpoint** (every ``checkpoint_s`` and on stop): the stitcher's carry (its tail of readings
-   as Parquet, clean points, positions), the time up to which each meter was judged and each
+5. **Checkpoint** (every ``checkpoint_s`` and on stop; not after a step that raised, which stops
+   the run as ``kill -9`` would: its batches were not acknowledged): the stitcher's carry (its
+   tail of readings as Parquet, clean points, positions), the time up to which each meter was judged and each
    source's position, in one row of ``stream_checkpoint``. A restart (even after ``kill -9``)
    loads it, judges what the store holds beyond it, and sources resume from their positions;
    readings re-delivered since are duplicates to the store and alerts found again are the same
@@ -356,7 +357,8 @@ class StreamEngine:
         alert opened or ended since the last checkpoint. One stored ended after the checkpoint this
         run resumed from may not have reached the outputs (the run stopped between its step's
         store and deliver): the first step reports it ended again (at least once; actions skip an
-        ``ended`` their log has)."""
+        ``ended`` their log has); with no checkpoint at all (a run killed before its first), every
+        one is (as every stored open one is new again then: :meth:`_stored_statuses`)."""
         from wattwatch.alerts.model import record
 
         df = self.store.con.execute("""SELECT * FROM alerts WHERE evidence LIKE '%"ended": %'""").df()
@@ -369,7 +371,7 @@ class StreamEngine:
             if not a.evidence["ended"]:
                 self.health_open.add(r["id"])
                 self._health_stored[r["id"]] = a
-            elif ck is not None and r["last_seen"] is not None and r["last_seen"] > ck:
+            elif ck is None or (r["last_seen"] is not None and r["last_seen"] > ck):
                 again.append(r["id"])
         if again:
             self._held = StepReport(ended=sorted(again))
@@ -1169,13 +1171,27 @@ async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_
     def call(fn, *a):
         return loop.run_in_executor(pool, functools.partial(fn, *a))
 
+    # A step that raised stops the run, and no closing checkpoint follows it (as after kill -9):
+    # its batches were not acknowledged and its outputs may not have had them, so the sources'
+    # positions must not be saved past them (a tamper source would refuse the report the broker
+    # delivers again as a duplicate: nothing would ever act on it); the next start resumes from
+    # the checkpoint before, as after a kill.
+    broken: list[BaseException] = []
+
+    async def step(fn, *a):
+        try:
+            return await call(fn, *a)
+        except Exception as exc:
+            broken.append(exc)
+            raise
+
     engine.resume_sources(sources)
     inbox = Inbox(engine.scfg.max_pending)
     ctl = _channel(engine)
     tasks = {asyncio.create_task(_guard(s, inbox, stop), name=f"source:{s.name}"): s for s in sources}
     try:
         # What the store already holds beyond the checkpoint (a restart) is judged first.
-        rep = await call(engine.step)
+        rep = await step(engine.step)
         deliver(outputs, "alerts", rep, engine)
         if on_step:
             on_step(rep, [])
@@ -1187,7 +1203,7 @@ async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_
                     pass
             batches = inbox.take()
             everything_done = all(s.done for s in sources) and not inbox.items
-            rep = await call(_work, engine, batches, sources, outputs)
+            rep = await step(_work, engine, batches, sources, outputs)
             if on_step:
                 on_step(rep, batches)
             if ctl is not None:   # `alerts ack|clear|show` handed over by commands (control.py)
@@ -1196,7 +1212,7 @@ async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_
                 break
             if everything_done and all(t.done() for t in tasks):
                 if flush_at_end:
-                    rep = await call(engine.flush)
+                    rep = await step(engine.flush)
                     deliver(outputs, "alerts", rep, engine)
                     if on_step:
                         on_step(rep, [])
@@ -1222,7 +1238,11 @@ async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_
             held, failed = None, exc
         if held is not None and on_step:
             on_step(held, [])
-        await call(engine.checkpoint, {s.name: s.position() for s in sources})
+        if broken:
+            log.error("%s: a step failed (%s: %s); no checkpoint after it: the next start goes on from "
+                      "the one before", engine.name, type(broken[0]).__name__, broken[0])
+        else:
+            await call(engine.checkpoint, {s.name: s.position() for s in sources})
         await call(deliver, outputs, "close")
         if ctl is not None:
             ctl.close()
