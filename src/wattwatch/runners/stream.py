@@ -854,9 +854,7 @@ class StreamEngine:
         1,000,000.)"""
         todo = [i for i in dict.fromkeys(ids) if i not in self._checked]
         if todo:
-            rows = self.store.con.execute(
-                f"SELECT id FROM alerts WHERE status <> 'open' AND id IN ({', '.join('?' for _ in todo)})",
-                todo).fetchall()
+            rows = alert_store.by_ids(self.store.con, todo, "id", "status <> 'open'").fetchall()
             self.settled.update(r[0] for r in rows)
             self._checked.update(todo)
             self.counters["status_reads"] += 1
@@ -867,7 +865,7 @@ class StreamEngine:
             return
         from wattwatch.alerts.model import record
 
-        df = self.store.con.execute(f"SELECT * FROM alerts WHERE id IN ({', '.join('?' for _ in ids)})", ids).df()
+        df = alert_store.by_ids(self.store.con, ids).df()
         for r in df.to_dict("records"):
             self.alerts[r["id"]] = Alert.from_dict(record(r))
 
@@ -884,9 +882,8 @@ class StreamEngine:
         unseen = sorted({a.id for a in alerts if a.id not in self.alerts})
         if not unseen:
             return {}, set()
-        rows = self.store.con.execute(   # (the engine made the alerts table at its start)
-            f"SELECT id, status, first_seen FROM alerts WHERE id IN ({', '.join('?' for _ in unseen)})",
-            unseen).fetchall()
+        rows = alert_store.by_ids(   # (the engine made the alerts table at its start)
+            self.store.con, unseen, "id, status, first_seen").fetchall()
         ck = self._resumed_saved
         known = {i for i, st, first in rows
                  if st != "open" or (ck is not None and first is not None and first <= ck)}
