@@ -348,3 +348,20 @@ def test_detect_and_fit_on_files_say_what_their_ingest_rejected(tmp_path: Path):
         api.detect([comma], detectors=["packet_loss"], rejects=rejects)
     res = api.detect([good, comma], detectors=["packet_loss"], rejects=rejects)   # one usable file: judged
     assert res.meters == 1 and any("comma.csv: 2 of 2 row(s) rejected" in n for n in res.notices)
+
+
+def test_a_meter_losing_most_of_its_readings_is_not_said_to_have_changed_its_cadence():
+    """With half or more of its readings lost at random, a meter's median gap is twice its cadence
+    though its most common gap is still its cadence: it is losing readings (the packet-loss alert),
+    not reading every 10 minutes, and it was told its latest readings came every 600 s and to learn
+    it again if reconfigured. A meter reconfigured to read every 10 minutes still gets the notice."""
+    rng = np.random.default_rng(7)
+    lossy = _cadence_meter("lossy", [("5min", 12)])
+    late = np.arange(len(lossy)) >= len(lossy) // 2
+    lossy = lossy[~late | (rng.random(len(lossy)) > 0.6)]
+    frame = pd.concat([lossy, _cadence_meter("coarser", [("5min", 6), ("10min", 6)])], ignore_index=True)
+    res = api.detect(frame, detectors=["packet_loss"])
+    assert any(a.meter_id == "lossy" for a in res.alerts)
+    assert not [n for n in res.notices if n.startswith("meter lossy:")], res.notices
+    said = [n for n in res.notices if n.startswith("meter coarser:")]
+    assert len(said) == 1 and "every 600 s" in said[0] and "learned at 300 s" in said[0]

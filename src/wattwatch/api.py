@@ -1144,13 +1144,26 @@ def _cadence_change_notices(frame: pd.DataFrame, dets, meters: set, tail: float 
         late = (t >= last - tail * (last - first)) & (dt > 0)   # the last quarter of its time
     counts = np.bincount(seg[late], minlength=len(names))
     seen = seg_median(dt, seg, len(names), late)
+    cads = np.array([_cadence(dets, str(m)) for m in names], float)
+    # A cadence is the gap most readings come at, not only the median one: with half or more of its
+    # readings lost at random, a meter's median gap is twice its cadence while its most common gap
+    # is still its cadence (it is losing readings, the packet-loss alert's business). So the gaps
+    # near the new cadence must outnumber those near the learned one (each within a factor of
+    # sqrt(factor), bands that do not overlap).
+    def near(c: np.ndarray) -> np.ndarray:
+        with quiet():
+            return np.bincount(seg[late & (np.abs(np.log(dt / c[seg])) < np.log(factor) / 2)], minlength=len(names))
+
+    at_seen, at_learned = near(seen), near(cads)
     out = []
     for j, m in enumerate(names):
         m = str(m)
         if m not in meters or counts[j] < min_gaps or not np.isfinite(seen[j]):
             continue
-        learned = _cadence(dets, m)
+        learned = cads[j]
         if not np.isfinite(learned) or learned <= 0 or 1 / factor < seen[j] / learned < factor:
+            continue
+        if at_seen[j] <= at_learned[j]:
             continue
         what = ("packet_loss counts the readings that would lie between as lost and firmware_drift leaves out "
                 "the longer intervals" if seen[j] > learned else

@@ -517,3 +517,27 @@ def test_a_time_in_another_layout_is_a_reject_that_says_how_to_read_it(store, tm
     c = ingest_path(store, q, Mapping(ts_format="%d/%m/%Y %H:%M"))
     assert (c.stored, c.rejected) == (1, 1)
     assert "does not match [options] ts_format '%d/%m/%Y %H:%M'" in _by_line(c)[3][1]
+
+
+@pytest.mark.parametrize("eol", ["\n", "\r\n"])
+def test_a_quoted_value_with_line_breaks_across_a_read_block_end_is_one_record(store, tmp_path: Path, eol):
+    """A CSV is read in blocks (32 MB) cut at a line break; a cut inside a quoted value with line
+    breaks made its record two rejects (its reading lost) and sent the block to the line-by-line
+    parse. Wherever a block ends, every record is read whole at its first line, and the ingest
+    keeps every good reading with the one bad row one reject."""
+    from wattwatch.ingest import readers
+
+    rows = [f'M1,{chr(34) + "a" + eol + "b" + str(i) + chr(34) if i % 3 == 1 else "ok"},'
+            f'2025-01-06T00:{5 * i:02d}:00Z,{"abc" if i == 7 else 230 + i}' for i in range(12)]
+    p = tmp_path / "q.csv"
+    p.write_text("meter_id,note,ts,v_l1_v" + eol + eol.join(rows) + eol, newline="")
+    # Rows 1, 4, 7 and 10 take two lines each.
+    want = [2 + i + (i + 1) // 3 for i in range(12)]
+    for block in range(len("meter_id,note,ts,v_l1_v") + 2, len(p.read_bytes()) + 2):
+        batches = list(readers.read_csv(p, block_bytes=block))
+        assert [r for b in batches for r in b.rejects] == [], f"blocks of {block} bytes"
+        assert [x for b in batches for x in b.table[readers.LINE].to_pylist()] == want, f"blocks of {block} bytes"
+        notes = [x.replace("\r", "") for b in batches for x in b.table["note"].to_pylist()]
+        assert notes == [f"a\nb{i}" if i % 3 == 1 else "ok" for i in range(12)], f"blocks of {block} bytes"
+    c = ingest_path(store, p)
+    assert (c.stored, c.rejected, sorted(_by_line(c))) == (11, 1, [11])

@@ -148,3 +148,32 @@ def test_a_reading_given_twice_with_different_values_is_said_not_dropped_silentl
     assert len(notes) == 1
     assert "2 reading(s)" in notes[0]
     assert "meter C at 2025-01-06T00:00:00Z, lines 2 (kept), 4: p_kw 1 vs 2" in notes[0]
+
+
+def test_a_reading_given_again_with_other_values_than_the_stored_one_is_said(tmp_path: Path, monkeypatch):
+    """The note on readings given twice with different values held only inside one read block: a
+    second copy further on in the file (past a 32 MB block) or in a later file (a corrected export)
+    met the stored reading, which kept its values, and the other values were dropped with no word.
+    A copy with the same values, or one that only fills a stored blank, is no conflict."""
+    from wattwatch.ingest import readers
+
+    p = tmp_path / "d.csv"
+    p.write_text("meter_id,ts,p_kw,v_l1_v\n" + "".join(f"C,2025-01-06T{h:02d}:00:00Z,1.0,\n" for h in range(20))
+                 + "C,2025-01-06T03:00:00Z,9.0,\n")   # line 22: hour 3 again, another p_kw
+    monkeypatch.setattr(readers, "CSV_BLOCK_BYTES", 200)   # its first copy is in an earlier block
+    fixed = tmp_path / "fixed.csv"
+    fixed.write_text("meter_id,ts,p_kw,v_l1_v\nC,2025-01-06T05:00:00Z,1.0,230\nC,2025-01-06T06:00:00Z,7.5,\n")
+    clean = tmp_path / "clean.csv"
+    clean.write_text("".join(p.read_text().splitlines(keepends=True)[:21]))
+    with Store(tmp_path / "s.duckdb") as s:
+        c = ingest_path(s, p)
+        again = ingest_path(s, clean)
+        later = ingest_path(s, fixed)
+        got = s.query(columns=["p_kw", "v_l1_v"])
+    notes = [n for n in c.notes if "different values" in n]
+    assert len(notes) == 1 and "1 reading(s)" in notes[0] and "meter C at 2025-01-06T03:00:00Z" in notes[0], c.notes
+    assert "p_kw 1 (stored) vs 9 (line 22)" in notes[0]
+    assert again.merged == 20 and [n for n in again.notes if "different values" in n] == []   # the same values again
+    notes = [n for n in later.notes if "different values" in n]
+    assert len(notes) == 1 and "1 reading(s)" in notes[0] and "2025-01-06T06:00:00Z" in notes[0], later.notes
+    assert list(got.p_kw) == [1.0] * 20 and got.v_l1_v.iloc[5] == 230.0        # stored values kept, a blank filled

@@ -484,10 +484,10 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
         # Cadences in bands (two significant figures: 86,398 s and 86,401 s are one daily cadence),
         # each said as its meters' median cadence to the second: the band's own value (86,000 s for
         # a daily meter, 3,600 for 3,640) is not a cadence any meter has.
-        known = cad[~skipped & np.isfinite(cad)]
-        bands = _band(known)
+        judged_cad = cad[~skipped & np.isfinite(cad)]   # (not ``known``: the known scores, read above)
+        bands = _band(judged_cad)
         for b in np.unique(bands):
-            c = float(np.round(np.median(known[bands == b])))
+            c = float(np.round(np.median(judged_cad[bands == b])))
             note = d.cadence_note(c)
             if note and (d.name, note) not in said_cadence:
                 said_cadence.add((d.name, note))

@@ -32,6 +32,8 @@ LINE = "_line"
 CSV_BLOCK_BYTES = 32 << 20
 PARQUET_BATCH_ROWS = 1 << 20
 JSONL_BLOCK_LINES = 65_536
+# A quoted CSV value with line breaks (RFC 4180) is read as one record across at most this many.
+QUOTED_MAX_LINES = 20
 SQLITE_BATCH_ROWS = 200_000
 # Telemetry records are a few levels deep; anything deeper is not telemetry (and a JSON parser
 # recursing 100k levels deep runs out of stack).
@@ -219,7 +221,7 @@ def read_csv(path: Path, delimiter: str | None = None, block_bytes: int | None =
         if eof:
             block, buf = buf, b""
         else:
-            cut = buf.rfind(b"\n")
+            cut = _record_cut(buf)
             if cut < 0:
                 if len(buf) > MAX_LINE_BYTES:  # a gzip bomb of one endless line must not fill memory
                     raise NotRecordsError(f"{path}: line {next_line} is longer than {MAX_LINE_BYTES >> 20} MB")
@@ -245,6 +247,28 @@ def read_csv(path: Path, delimiter: str | None = None, block_bytes: int | None =
         next_line += n_lines
         if eof and not buf:
             break
+
+
+def _record_cut(buf: bytes) -> int:
+    """Where a block of ``buf`` may end: its last line break that is not inside a quoted value (RFC
+    4180 lets one hold line breaks), -1 to read more first. A block cut inside such a value made its
+    record two rejects (its reading lost) and sent the whole block to the line-by-line parse. The
+    quotes before a line break are counted: an odd count is inside a value, and the cut steps back
+    over at most :data:`QUOTED_MAX_LINES` line breaks to an even one; past that it is a stray quote
+    (``5" pipe``), which must not hold the cut back, and the last line break is the cut."""
+    cut = buf.rfind(b"\n")
+    if cut < 0 or buf.find(b'"', 0, cut) < 0 or not buf.count(b'"', 0, cut) % 2:   # (find: memchr, no quote is quick)
+        return cut
+    at, odd = cut, True
+    for _ in range(QUOTED_MAX_LINES):
+        prev = buf.rfind(b"\n", 0, at)
+        if prev < 0:
+            return -1   # the record may close further on: read more (at the end the rest is one block)
+        odd ^= bool(buf.count(b'"', prev, at) % 2)
+        if not odd:
+            return prev
+        at = prev
+    return cut
 
 
 _NULLS = sorted({v for t in ("", "nan", "null", "none", "na", "n/a", "-", "--", "#n/a", "nil")
@@ -301,7 +325,7 @@ def _parse_csv_block(block: bytes, names: list[str], delim: str, first_line: int
 
 
 def _quoted_record(raw: bytes, raws: list[bytes], offset: int, delim: str, width: int,
-                   max_lines: int = 20) -> tuple[bytes, int]:
+                   max_lines: int = QUOTED_MAX_LINES) -> tuple[bytes, int]:
     """A line that leaves a quote open: the record and how many of the following lines it takes,
     when it and up to ``max_lines`` of them close the quote and give a row of ``width`` fields (a
     quoted value with line breaks in it, RFC 4180); else the line alone (a stray quote character

@@ -401,7 +401,9 @@ class Store:
         con.execute("SET force_compression = 'alp'")
         con.execute("BEGIN TRANSACTION")
         self._cat_staged = {}
-        self._conflicts: list = [0, None]   # duplicate groups whose values disagree, an example
+        # Duplicate groups whose values disagree and an example; copies of stored readings that
+        # disagree with them and an example (not looked for in a live step: a query more a step).
+        self._conflicts: list = [0, None, None if live else 0, None]
         try:
             if live:
                 if self._live_extras is None:
@@ -458,6 +460,11 @@ class Store:
                     f"a retransmission's jitter) "
                     f"with different values; the most complete row (then the earliest, then the first in the "
                     f"file) was kept, the other values dropped ({self._conflicts[1]})")
+            if self._conflicts[2]:
+                counts.notes.append(
+                    f"{source}: {self._conflicts[2]:,} reading(s) given again with different values from the "
+                    f"reading already stored for that meter and instant (earlier in the file, or from another "
+                    f"file); the stored values were kept, these dropped ({self._conflicts[3]})")
             counts.duplicates = counts.read - counts.rejected - counts.stored - counts.merged
             counts.seconds = time.perf_counter() - t0
             con.execute(
@@ -687,6 +694,36 @@ class Store:
             self._conflicts[1] = (f"e.g. meter {rows['meter_id'].iloc[0]} at {ts}, lines {lines[0]} (kept), "
                                   f"{', '.join(map(str, lines[1:]))}: {vals}")
 
+    def _note_stored_conflicts(self, hit: pa.Table, chans: Sequence[str]) -> None:
+        """Count the copies in ``hit`` (rows that a stored reading already holds, its time in
+        ``_old_us``) that give a channel another value than the stored one, and keep the first as an
+        example: the stored reading keeps its values, which is said (a copy in a later block of the
+        file, or a corrected export ingested again, lost its values with no word), not done silently."""
+        if not chans or not hit.num_rows or getattr(self, "_conflicts", [None] * 4)[2] is None:
+            return
+        differ = " OR ".join(f"r.{_q(c)} <> h.{_q(c)}" for c in chans)   # a blank on either side is no conflict
+        vals = ", ".join(f"r.{_q(c)} AS {_q('r_' + c)}, h.{_q(c)} AS {_q('h_' + c)}" for c in chans)
+        line = "h._line" if "_line" in hit.column_names else "NULL"
+        lo, hi = pc.min_max(hit["_old_us"]).values()
+        rng = f"BETWEEN make_timestamptz({lo.as_py()}::BIGINT) AND make_timestamptz({hi.as_py()}::BIGINT)"
+        rows = self._query(
+            hit,
+            f"SELECT count(*) OVER () AS n, h.meter_id, make_timestamptz(h._old_us) AS ts, {line} AS line, {vals} "
+            f"FROM _t h JOIN (SELECT * FROM readings_raw WHERE ts {rng} AND sid IN (SELECT DISTINCT sid FROM _t)) r "
+            f"ON r.sid = h.sid AND r.ts = make_timestamptz(h._old_us) WHERE {differ} "
+            "ORDER BY h.meter_id, h._old_us LIMIT 1",
+        ).fetchall()
+        if not rows:
+            return
+        n, meter, ts, line, *v = rows[0]
+        self._conflicts[2] += n
+        if self._conflicts[3] is None:
+            pairs = [(c, v[2 * i], v[2 * i + 1]) for i, c in enumerate(chans)]
+            diff = [f"{c} {a:g} (stored) vs {b:g}" + (f" (line {line})" if line is not None else "")
+                    for c, a, b in pairs if a is not None and b is not None and a != b][:3]
+            ts = pd.Timestamp(ts).tz_convert("UTC").isoformat().replace("+00:00", "Z")
+            self._conflicts[3] = f"e.g. meter {meter} at {ts}: {'; '.join(diff)}"
+
     def _live_catalogue(self, meter_ids: list[str]) -> dict[str, tuple[int | None, int | None, float, int]]:
         """:meth:`_catalogue` from memory (the whole meters table is read once)."""
         if self._cat_cache is None:
@@ -793,6 +830,12 @@ class Store:
         h_codes = pc.index_in(hit["meter_id"], value_set=pa.array(names, pa.string())).to_numpy()
         hit = hit.append_column("_old_us", pa.array(np.concatenate([old_t[in_good], old_t[~in_good]])))
         hit = hit.append_column("sid", pa.array(sids[h_codes], pa.int32()))
+        if "_line" in good.column_names:   # where each copy is in its file (a copy of a block's duplicates: its best row)
+            lines = [good["_line"].to_numpy()[idx[in_good]]]
+            if merged_tbl is not None and (~in_good).any():
+                lines.append(merged_tbl["_line"].to_numpy()[idx[~in_good] - n_good])
+            hit = hit.append_column("_line", pa.array(np.concatenate(lines)))
+        self._note_stored_conflicts(hit, chans)
         # A stored reading keeps its values; channels it lacks are filled from the new copy.
         sets = ", ".join(f"{_q(c)} = COALESCE(r.{_q(c)}, h.{_q(c)})" for c in chans)
         holes = " OR ".join(f"(r.{_q(c)} IS NULL AND h.{_q(c)} IS NOT NULL)" for c in chans)

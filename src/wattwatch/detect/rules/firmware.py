@@ -19,9 +19,16 @@ ratios learned while profiling (``1.25 σ / √n`` for ``n`` hours, σ the large
 spread and the window's own: a weekend or a night scatters more). Hours are not independent on
 every meter: a load that cycles about once an hour (a compressor) is caught by hourly snapshots
 at a phase that drifts slowly, so its hours err alike for most of a day; the correlation of
-consecutive hours learned while profiling (ρ) widens the error by ``√((1 + ρ) / (1 − ρ))``. A
-window alerts when its ratio is off the meter's learned calibration by at least ``rel_limit``
-and by ``sigma_k`` of that error.
+consecutive hours learned while profiling (ρ) widens the error by ``√((1 + ρ) / (1 − ρ))``. The
+calibration is itself the median of the ``n_fit`` bins it was learned on, with the same kind of
+error: the window's ratio is compared with it as a difference of two medians, whose errors add,
+``1.25 √(σ_w² / n + σ² / n_fit)`` (σ_w the window's spread as above, σ the learned one: the
+profiled bins'). At 5-minute to hourly cadence a profiled week holds some 160 hours of a small σ and
+this changes little; a daily meter's week holds 7 days, whose median is off by about 5 % on a normal
+home (σ 0.1), the size of ``rel_limit``: judged against its own error only, a daily meter whose
+profiled week happened to read 10 % low was told its register over-registered for months. A
+window alerts when its ratio is off the meter's learned calibration by at least ``rel_limit`` and
+by ``sigma_k`` of that error.
 
 Windows of ``window_s`` (a day, so that the hours of the day's pattern, bursty evenings and quiet
 nights, weigh alike in every window) and longer, doubling up to ``max_window_s`` (4 days), are
@@ -67,6 +74,7 @@ class FirmwareDrift(Detector):
     code = "WARN_FIRMWARE_DRIFT"
     config_cls = FirmwareDriftConfig
     requires = ("e_kwh", "p_kw")
+    state_version = 2  # 2: + the number of bins the calibration was learned on (``n_fit``)
     reads_also = (*PHASE_CHANNELS, "pf")  # motor starts (inrush): the currents and the power factor
     judges = ("consumption", "register")
     blank_input = ("p_kw", "e_kwh")
@@ -201,7 +209,8 @@ class FirmwareDrift(Detector):
                 rho = self._lag_correlation((L - k[:, None]) / sigma[:, None])
             for j, m in enumerate(meters):
                 out[names[m]] = {"calibration": float(np.exp(k[j])) if np.isfinite(k[j]) else float("nan"),
-                                 "hour_sigma": float(sigma[j]), "hour_rho": float(rho[j])}
+                                 "hour_sigma": float(sigma[j]), "hour_rho": float(rho[j]),
+                                 "n_fit": int(np.isfinite(L[j]).sum())}
         return out
 
     def _lag_correlation(self, Z: np.ndarray, clip: float = 3.0) -> np.ndarray:
@@ -223,11 +232,15 @@ class FirmwareDrift(Detector):
         k_all = np.log(self._param(df, "calibration"))
         sig_all = self._param(df, "hour_sigma")
         rho_all = np.nan_to_num(self._param(df, "hour_rho", 0.0))
+        # The calibration's own sampling error, as a share of one bin's (``1 / n_fit``); a state
+        # without the count (handed over by hand) is taken as exact, as before state version 2.
+        with quiet():
+            fit_var_all = np.nan_to_num(1.0 / self._param(df, "n_fit", np.inf), nan=0.0, posinf=np.inf)
         score = np.full(len(df), np.nan)
         ratio = np.full(len(df), np.nan)
         for meters, rows, L, EP, cell, b in groups:
             k, sig = k_all[meters][:, None], sig_all[meters][:, None]
-            rho = rho_all[meters][:, None]
+            rho, fit_var = rho_all[meters][:, None], fit_var_all[meters][:, None]
             inflate = np.sqrt((1 + rho) / (1 - rho))  # correlated hours: fewer independent ones
             best = np.full(L.shape, np.nan)
             best_r = np.full(L.shape, np.nan)
@@ -246,7 +259,11 @@ class FirmwareDrift(Detector):
                 with quiet():
                     dev = med - k
                     rel = np.abs(np.expm1(dev)) / cfg.rel_limit
-                    z = np.abs(dev) / (1.2533 * np.fmax(sig, iqr) * inflate / np.sqrt(n)) / cfg.sigma_k
+                    # A difference of two medians, the window's (its bins' spread the larger of the
+                    # learned one and its own) and the calibration's (of the profiled bins, whose
+                    # spread is the learned one): their errors add in quadrature.
+                    spread = np.sqrt(np.fmax(sig, iqr) ** 2 / n + sig ** 2 * fit_var)
+                    z = np.abs(dev) / (1.2533 * spread * inflate) / cfg.sigma_k
                     judged = (n >= cfg.min_hours) & (energy >= cfg.min_energy_kwh)
                     sc = np.where(judged, np.fmin(rel, z), np.nan)
                     take = np.isfinite(sc) & ~(sc <= best)  # the largest; NaN never wins
