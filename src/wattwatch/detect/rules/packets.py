@@ -147,18 +147,20 @@ class PacketLoss(Detector):
         cad, thr = cad_m[seg], thr_m[seg]
         n = int(self.config.cadence_gaps)
         left = _run_cadence(dt, cad, n, self.config.cadence_share)   # the n gaps ending at a reading
+
+        def lost_at(c):
+            with quiet():
+                ratio = dt / c
+                t_ = thr if c is cad else np.where(c == cad, thr, 1.5)
+                return np.where(ratio >= t_, np.clip(np.round(ratio) - 1, 0, None), np.where(np.isnan(ratio), np.nan, 0.0))
+
+        if not (left != cad)[np.isfinite(left)].any():   # the learned cadence throughout (the usual case)
+            return cad, lost_at(cad)
         right = np.full(len(dt), np.nan)                            # ... and beginning at it
         if n > 0 and len(dt) >= n:
             right[:len(dt) - n + 1] = left[n - 1:]
         left = np.where(np.isnan(left), np.where(np.isnan(right), cad, right), left)
         right = np.where(np.isnan(right), left, right)
-
-        def lost_at(c):
-            with quiet():
-                ratio = dt / c
-                t_ = np.where(c == cad, thr, 1.5)
-                return np.where(ratio >= t_, np.clip(np.round(ratio) - 1, 0, None), np.where(np.isnan(ratio), np.nan, 0.0))
-
         lost_l, lost_r = lost_at(left), lost_at(right)
         # Where the two sides differ (a reconfiguration), the gap counts at the one that loses
         # fewer readings; the finer on a tie.
@@ -191,7 +193,8 @@ class PacketLoss(Detector):
         lost = np.nan_to_num(lost)
         ends = np.append(starts[1:], len(t))
         with quiet():
-            other = np.logical_or.reduceat(c_row != cad_m[seg], starts) if len(t) else np.zeros(len(names), bool)
+            other = np.logical_or.reduceat((c_row != cad_m[seg]) & np.isfinite(cad_m[seg]), starts) \
+                if len(t) else np.zeros(len(names), bool)
         st = SegTimes(t, seg, starts, ends)
         half = self._window(cad_m) / 2
         half = np.where(np.isfinite(half), half, np.inf)
@@ -213,7 +216,8 @@ class PacketLoss(Detector):
         w = self._row_window(cad, cad_m[seg])
         starts, ends = seg_bounds(seg)
         with quiet():
-            other = np.logical_or.reduceat(cad != cad_m[seg], starts) if len(t) else np.zeros(0, bool)
+            other = np.logical_or.reduceat((cad != cad_m[seg]) & np.isfinite(cad_m[seg]), starts) \
+                if len(t) else np.zeros(0, bool)
         # Truncated at the meter's first and last reading here: the start and end of the data are
         # not loss. (Within half a window of the piece's ends, i.e. inside its reach.)
         first, last = t[starts][seg], t[ends - 1][seg]
@@ -363,6 +367,6 @@ def _run_cadence(dt: np.ndarray, cad: np.ndarray, n: int, share: float, tol: flo
         inband = (np.abs(g - med[:, None]) <= tol * med[:, None]).sum(axis=1)
         with quiet():
             r = med / cad[rows]
-        hit = (inband >= need) & (med > 0) & ~((r >= near[0]) & (r <= near[1]))
+        hit = (inband >= need) & (med > 0) & np.isfinite(r) & ~((r >= near[0]) & (r <= near[1]))
         out[rows[hit]] = med[hit]
     return out
