@@ -37,7 +37,9 @@ A meter reconfigured after its state was learned (AMI meters go from 1 to 5 or 1
 or 15 to 1 or 5, from 60 to 15) is judged at the cadence its gaps show, not the learned one: at the
 learned 1 minute a meter now reporting every 5 read as 80 % of its readings lost for as long as it
 reported, and at the learned 5 minutes one now reporting every minute had a 3-hour gap unseen. The
-``cadence_gaps`` gaps that end at a reading, and those that begin at it, each say a cadence: where
+``cadence_gaps`` gaps (24; fewer where they would span more than ``cadence_span_s``, 2 h, at the
+learned cadence: 8 at 15 minutes, 6 at hourly) that end at a reading, and those that begin at it,
+each say a cadence: where
 at least ``cadence_share`` of them lie within 15 % of their median and that median is not the
 learned cadence's (outside 0.75-1.5 of it), the stretch runs at the median; else at the learned
 cadence. Random loss cannot make such a cluster: a reading lost with probability p leaves gaps of k
@@ -52,8 +54,9 @@ now at 15 minutes is judged over 12 h, 48 readings, not 20 h). A meter that keep
 judged exactly as before; what is not followed: a new stretch whose stamps jitter by more than
 15 % (judged at the learned cadence, as before), a meter that loses exactly every other reading for
 hours (read as a meter at twice its cadence), and firmware_drift (same root cause, still learned).
-The reach in readings is ``cadence_gaps`` either side, so scores near the newest reading are final
-that many readings later (2 h at 5 minutes with the default 24)."""
+The reach in readings is those gaps either side, so scores near the newest reading are final that
+many readings later (24 min at 1 minute, 2 h at 5 and 15 minutes, 6 h at hourly cadence): at 15
+minutes the reach stays within the stream's fast tier (12 h)."""
 
 from __future__ import annotations
 
@@ -65,6 +68,15 @@ import pandas as pd
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Scored, _num, quiet, rnd
 from wattwatch.detect.frame import cache, meter_names, seg_bounds, seg_quantile, window_count, window_sum
 
+# The fewest gaps either side that say a reading's cadence (see PacketLoss._gaps; more only where
+# they span at most cadence_span_s, so that a 15-minute meter's reach, 10 h of window and these,
+# stays within the stream's fast tier of 12 h). 4 of 6 within 15 % of one value happen by chance
+# on a meter losing readings at random about 4 % of the time at the worst loss rate (a half),
+# where it alerts anyway (a gap so judged counts fewer lost readings, never more); 0.1 % at a
+# loss of 10 %. A learned cadence this coarse meets only finer new ones (15 -> 5, 60 -> 15 min),
+# where a side that misses the cluster undercounts, never alerts.
+MIN_GAPS = 6
+
 
 @dataclass(frozen=True)
 class PacketLossConfig(DetectorConfig):
@@ -73,8 +85,9 @@ class PacketLossConfig(DetectorConfig):
     ``min_lost``: readings a window must expect / have lost to count; ``data_gap_share``: an alert
     whose longest single gap is at least this share of its span is reported as a data gap
     (evidence ``kind = "data_gap"``), else as packet loss (``kind = "packet_loss"``); ``cadence_gaps``
-    and ``cadence_share``: how many gaps either side of a reading say the cadence its stretch runs
-    at, and what share of them must agree on one other than the learned (module docstring)."""
+    (at most, and no more than span ``cadence_span_s`` at the learned cadence, at least 6) and
+    ``cadence_share``: how many gaps either side of a reading say the cadence its stretch runs at,
+    and what share of them must agree on one other than the learned (module docstring)."""
 
     limit: float = 0.05
     window_s: float = 6 * 3600.0
@@ -82,6 +95,7 @@ class PacketLossConfig(DetectorConfig):
     min_lost: int = 4
     data_gap_share: float = 0.5
     cadence_gaps: int = 24
+    cadence_span_s: float = 7200.0
     cadence_share: float = 0.6
     post: PostRule = PostRule(min_duration_s=1800.0, min_readings=2, merge_gap_s=6 * 3600.0, max_bridge_s=86400.0,
                               bridge_gaps=True)
@@ -93,17 +107,26 @@ class PacketLoss(Detector):
     config_cls = PacketLossConfig
     reads_also = ()  # times only
 
-    @property
-    def lookback_n(self) -> int:  # type: ignore[override]
-        # A reading's loss is the gap before it, counted at the cadence the cadence_gaps gaps
-        # ending at it say (and the first reading of a window's, the reach in seconds).
-        return max(1, int(self.config.cadence_gaps))
+    lookback_n = 1   # a reading's loss is the gap before it; more to say its cadence (see reach)
+    lookahead_n = 1  # ... and a reading borders the gap after it, however long
 
-    @property
-    def lookahead_n(self) -> int:  # type: ignore[override]
-        # ... and a reading borders the gap after it, however long, counted at the cadence the
-        # cadence_gaps gaps beginning at it say.
-        return max(1, int(self.config.cadence_gaps))
+    def _gaps(self, cadence_s: np.ndarray) -> np.ndarray:
+        """Gaps per side that say a reading's cadence, per meter: ``cadence_gaps``, fewer where
+        they would span more than ``cadence_span_s`` at the learned cadence (at least
+        ``MIN_GAPS``): 24 at 1 and 5 minutes, 8 at 15 minutes (7 just above), 6 at hourly."""
+        c = self.config
+        with quiet():
+            n = np.floor(c.cadence_span_s / np.asarray(cadence_s, float))
+        n = np.where(np.isfinite(n), n, c.cadence_gaps)
+        return np.clip(n, min(MIN_GAPS, c.cadence_gaps), c.cadence_gaps).astype(np.int64)
+
+    def reach(self, meters):
+        # A reading's loss is counted at the cadence the gaps either side of it say: that many
+        # readings beyond the window either way.
+        r = super().reach(meters)
+        cad = np.array([_num(self.state_.get(m, {}).get("cadence_s"), np.nan) for m in meters], float)
+        n = np.maximum(self._gaps(cad), 1)
+        return type(r)(r.back_s, np.maximum(r.back_n, n), r.ahead_s, np.maximum(r.ahead_n, n))
 
     def _window(self, cadence_s: np.ndarray) -> np.ndarray:
         """Window per meter: the configured span, long enough to expect ``min_expected`` readings
@@ -145,7 +168,7 @@ class PacketLoss(Detector):
         low = np.array([_num(st.get(m, {}).get("gap_low"), np.nan) for m in names], float)
         thr_m = np.where(np.isfinite(low), np.clip(2.05 - low, 1.5, 1.95), 1.5)
         cad, thr = cad_m[seg], thr_m[seg]
-        n = int(self.config.cadence_gaps)
+        n = self._gaps(cad_m)[seg] if len(seg) else np.zeros(0, np.int64)
         left = _run_cadence(dt, cad, n, self.config.cadence_share)   # the n gaps ending at a reading
 
         def lost_at(c):
@@ -156,9 +179,9 @@ class PacketLoss(Detector):
 
         if not (left != cad)[np.isfinite(left)].any():   # the learned cadence throughout (the usual case)
             return cad, lost_at(cad)
-        right = np.full(len(dt), np.nan)                            # ... and beginning at it
-        if n > 0 and len(dt) >= n:
-            right[:len(dt) - n + 1] = left[n - 1:]
+        j = np.arange(len(dt)) + n - 1                               # ... and beginning at it
+        k = np.minimum(j, len(dt) - 1)
+        right = np.where((j < len(dt)) & (seg[k] == seg), left[k], np.nan)
         left = np.where(np.isnan(left), np.where(np.isnan(right), cad, right), left)
         right = np.where(np.isnan(right), left, right)
         lost_l, lost_r = lost_at(left), lost_at(right)
@@ -335,19 +358,20 @@ def _around(x: np.ndarray, t: np.ndarray, seg: np.ndarray, half_s: np.ndarray) -
     return before, after
 
 
-def _run_cadence(dt: np.ndarray, cad: np.ndarray, n: int, share: float, tol: float = 0.15,
+def _run_cadence(dt: np.ndarray, cad: np.ndarray, n: np.ndarray, share: float, tol: float = 0.15,
                  near: tuple[float, float] = (0.75, 1.5), chunk: int = 100_000) -> np.ndarray:
-    """Per row j: the cadence the ``n`` gaps ending at it (``dt[j - n + 1 .. j]``) say. Where at
-    least ``share`` of them lie within ``tol`` of their median and the median is not near the
-    learned cadence ``cad`` (per row; outside ``near`` times it), the median; else ``cad``; NaN
-    where the meter has fewer than ``n`` gaps up to j (a meter's first gap is NaN, so no window
-    holds two meters' gaps). Only windows with enough gaps far from ``cad`` to hold such a cluster
-    are looked into (on a steady meter: those with ``share`` of their gaps lost readings)."""
+    """Per row j: the cadence the ``n[j]`` gaps ending at it (``dt[j - n + 1 .. j]``, ``n`` one
+    value per meter) say. Where at least ``share`` of them lie within ``tol`` of their median and
+    the median is not near the learned cadence ``cad`` (per row; outside ``near`` times it), the
+    median; else ``cad``; NaN where the meter has fewer than ``n`` gaps up to j (a meter's first
+    gap is NaN, so no window holds two meters' gaps). Only windows with enough gaps far from
+    ``cad`` to hold such a cluster are looked into (on a steady meter: those with ``share`` of
+    their gaps lost readings)."""
     m = len(dt)
-    if n <= 0 or m < n:
-        return np.full(m, np.nan)
+    out = np.full(m, np.nan)
+    if not m:
+        return out
     fin = np.isfinite(dt)
-    need = int(np.ceil(share * n - 1e-9))
     with quiet():
         ratio = dt / cad
         # A gap within tol of a median outside near: outside (near[0] (1 + tol), near[1] (1 - tol)).
@@ -355,18 +379,23 @@ def _run_cadence(dt: np.ndarray, cad: np.ndarray, n: int, share: float, tol: flo
     cf = np.concatenate([[0], np.cumsum(fin)])
     co = np.concatenate([[0], np.cumsum(off)])
     j = np.arange(m)
-    lo = np.clip(j + 1 - n, 0, None)
-    valid = (j + 1 >= n) & (cf[j + 1] - cf[lo] == n)
-    out = np.where(valid, cad, np.nan)
-    cand = np.flatnonzero(valid & (co[j + 1] - co[lo] >= need))
-    k = np.arange(-n + 1, 1)
-    for a in range(0, len(cand), chunk):  # chunks of rows: n gaps each
-        rows = cand[a:a + chunk]
-        g = dt[rows[:, None] + k]
-        med = np.median(g, axis=1)
-        inband = (np.abs(g - med[:, None]) <= tol * med[:, None]).sum(axis=1)
-        with quiet():
-            r = med / cad[rows]
-        hit = (inband >= need) & (med > 0) & np.isfinite(r) & ~((r >= near[0]) & (r <= near[1]))
-        out[rows[hit]] = med[hit]
+    for nv in np.unique(n):   # one pass per number of gaps (one per cadence band of the frame)
+        nv = int(nv)
+        if nv <= 0:
+            continue
+        need = int(np.ceil(share * nv - 1e-9))
+        lo = np.clip(j + 1 - nv, 0, None)
+        valid = (n == nv) & (j + 1 >= nv) & (cf[j + 1] - cf[lo] == nv)
+        out[valid] = cad[valid]
+        cand = np.flatnonzero(valid & (co[j + 1] - co[lo] >= need))
+        k = np.arange(-nv + 1, 1)
+        for a in range(0, len(cand), chunk):  # chunks of rows: nv gaps each
+            rows = cand[a:a + chunk]
+            g = dt[rows[:, None] + k]
+            med = np.median(g, axis=1)
+            inband = (np.abs(g - med[:, None]) <= tol * med[:, None]).sum(axis=1)
+            with quiet():
+                r = med / cad[rows]
+            hit = (inband >= need) & (med > 0) & np.isfinite(r) & ~((r >= near[0]) & (r <= near[1]))
+            out[rows[hit]] = med[hit]
     return out
