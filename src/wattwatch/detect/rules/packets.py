@@ -169,7 +169,9 @@ class PacketLoss(Detector):
         thr_m = np.where(np.isfinite(low), np.clip(2.05 - low, 1.5, 1.95), 1.5)
         cad, thr = cad_m[seg], thr_m[seg]
         n = self._gaps(cad_m)[seg] if len(seg) else np.zeros(0, np.int64)
-        left = _run_cadence(dt, cad, n, self.config.cadence_share)   # the n gaps ending at a reading
+        share = self.config.cadence_share
+        left = _run_cadence(dt, cad, n, share)           # the n gaps ending at a reading
+        both = _run_cadence(dt, cad, 2 * n - 1, share)   # the 2n - 1 ending n - 1 after it
 
         def lost_at(c):
             with quiet():
@@ -177,19 +179,27 @@ class PacketLoss(Detector):
                 t_ = thr if c is cad else np.where(c == cad, thr, 1.5)
                 return np.where(ratio >= t_, np.clip(np.round(ratio) - 1, 0, None), np.where(np.isnan(ratio), np.nan, 0.0))
 
-        if not (left != cad)[np.isfinite(left)].any():   # the learned cadence throughout (the usual case)
-            return cad, lost_at(cad)
-        j = np.arange(len(dt)) + n - 1                               # ... and beginning at it
-        k = np.minimum(j, len(dt) - 1)
-        right = np.where((j < len(dt)) & (seg[k] == seg), left[k], np.nan)
+        if not ((left != cad)[np.isfinite(left)].any() or (both != cad)[np.isfinite(both)].any()):
+            return cad, lost_at(cad)   # the learned cadence throughout (the usual case)
+        m = len(dt)
+        j = np.arange(m) + n - 1
+        k = np.minimum(j, m - 1)
+        ahead = (j < m) & (seg[k] == seg)
+        right = np.where(ahead, left[k], np.nan)   # the n gaps beginning at a reading
+        mid = np.where(ahead, both[k], np.nan)     # the 2n - 1 centred on it
         left = np.where(np.isnan(left), np.where(np.isnan(right), cad, right), left)
         right = np.where(np.isnan(right), left, right)
         lost_l, lost_r = lost_at(left), lost_at(right)
         # Where the two sides differ (a reconfiguration), the gap counts at the one that loses
-        # fewer readings; the finer on a tie.
+        # fewer readings (readings the meter was not asked for are not lost); the finer on a tie.
+        # Where the 2n - 1 gaps around it say a cadence other than the learned, that one: in a
+        # stretch at a new cadence whose loss thins the cluster, one side may miss it.
         with quiet():
             pick = (lost_r < lost_l) | ((lost_r == lost_l) & (right < left))
-        return np.where(pick, right, left), np.where(pick, lost_r, lost_l)
+            mid_ok = np.isfinite(mid) & (mid != cad)
+        c = np.where(mid_ok, mid, np.where(pick, right, left))
+        lost = np.where(mid_ok, lost_at(np.where(mid_ok, mid, cad)), np.where(pick, lost_r, lost_l))
+        return c, lost
 
     def _row_window(self, c_row: np.ndarray, cad: np.ndarray) -> np.ndarray:
         """Window per reading: its cadence's (:meth:`_window`), no longer than the reach the learned
