@@ -170,8 +170,8 @@ class PacketLoss(Detector):
         cad, thr = cad_m[seg], thr_m[seg]
         n = self._gaps(cad_m)[seg] if len(seg) else np.zeros(0, np.int64)
         share = self.config.cadence_share
-        left = _run_cadence(dt, cad, n, share)           # the n gaps ending at a reading
-        both = _run_cadence(dt, cad, 2 * n - 1, share)   # the 2n - 1 ending n - 1 after it
+        # The n gaps ending at a reading, and the 2n - 1 ending n - 1 after it.
+        said = _run_cadence(dt, cad, (n, 2 * n - 1), share)
 
         def lost_at(c):
             with quiet():
@@ -179,8 +179,9 @@ class PacketLoss(Detector):
                 t_ = thr if c is cad else np.where(c == cad, thr, 1.5)
                 return np.where(ratio >= t_, np.clip(np.round(ratio) - 1, 0, None), np.where(np.isnan(ratio), np.nan, 0.0))
 
-        if not ((left != cad)[np.isfinite(left)].any() or (both != cad)[np.isfinite(both)].any()):
+        if said is None:
             return cad, lost_at(cad)   # the learned cadence throughout (the usual case)
+        left, both = said
         m = len(dt)
         j = np.arange(m) + n - 1
         k = np.minimum(j, m - 1)
@@ -368,19 +369,20 @@ def _around(x: np.ndarray, t: np.ndarray, seg: np.ndarray, half_s: np.ndarray) -
     return before, after
 
 
-def _run_cadence(dt: np.ndarray, cad: np.ndarray, n: np.ndarray, share: float, tol: float = 0.15,
-                 near: tuple[float, float] = (0.75, 1.5), chunk: int = 100_000) -> np.ndarray:
-    """Per row j: the cadence the ``n[j]`` gaps ending at it (``dt[j - n + 1 .. j]``, ``n`` one
-    value per meter) say. Where at least ``share`` of them lie within ``tol`` of their median and
-    the median is not near the learned cadence ``cad`` (per row; outside ``near`` times it), the
-    median; else ``cad``; NaN where the meter has fewer than ``n`` gaps up to j (a meter's first
-    gap is NaN, so no window holds two meters' gaps). Only windows with enough gaps far from
-    ``cad`` to hold such a cluster are looked into (on a steady meter: those with ``share`` of
-    their gaps lost readings)."""
+def _run_cadence(dt: np.ndarray, cad: np.ndarray, ns: tuple, share: float, tol: float = 0.15,
+                 near: tuple[float, float] = (0.75, 1.5), chunk: int = 100_000) -> list[np.ndarray] | None:
+    """Per number of gaps ``n`` of ``ns`` (one value per row, the same on a meter's rows), per row
+    j: the cadence the ``n[j]`` gaps ending at it (``dt[j - n + 1 .. j]``) say. Where at least
+    ``share`` of them lie within ``tol`` of their median and the median is not near the learned
+    cadence ``cad`` (per row; outside ``near`` times it), the median; else ``cad``; NaN where the
+    meter has fewer than ``n`` gaps up to j (a meter's first gap is NaN, so no window holds two
+    meters' gaps). Only windows with enough gaps far from ``cad`` to hold such a cluster are
+    looked into (on a steady meter: those with ``share`` of their gaps lost readings). None where
+    no window says another cadence (the usual case)."""
     m = len(dt)
-    out = np.full(m, np.nan)
+    outs = [np.full(m, np.nan) for _ in ns]
     if not m:
-        return out
+        return outs
     fin = np.isfinite(dt)
     with quiet():
         ratio = dt / cad
@@ -388,24 +390,36 @@ def _run_cadence(dt: np.ndarray, cad: np.ndarray, n: np.ndarray, share: float, t
         off = fin & ~((ratio > near[0] * (1 + tol)) & (ratio < near[1] * (1 - tol)))
     cf = np.concatenate([[0], np.cumsum(fin)])
     co = np.concatenate([[0], np.cumsum(off)])
+    hits = []
+    for n in ns:   # first the windows that say another cadence (none on a steady meter)
+        found = []
+        for nv in np.unique(n):   # one pass per number of gaps (one per cadence band of the frame)
+            nv = int(nv)
+            if nv <= 0:
+                continue
+            need = int(np.ceil(share * nv - 1e-9))
+            if nv > m:
+                continue
+            cand = np.flatnonzero(co[nv:] - co[:m + 1 - nv] >= need) + nv - 1   # rows nv - 1 on
+            cand = cand[(n[cand] == nv) & (cf[cand + 1] - cf[cand + 1 - nv] == nv)]
+            k = np.arange(-nv + 1, 1)
+            for a in range(0, len(cand), chunk):  # chunks of rows: nv gaps each
+                rows = cand[a:a + chunk]
+                g = dt[rows[:, None] + k]
+                med = np.median(g, axis=1)
+                inband = (np.abs(g - med[:, None]) <= tol * med[:, None]).sum(axis=1)
+                with quiet():
+                    r = med / cad[rows]
+                hit = (inband >= need) & (med > 0) & np.isfinite(r) & ~((r >= near[0]) & (r <= near[1]))
+                found.append((rows[hit], med[hit]))
+        hits.append(found)
+    if not any(len(r) for found in hits for r, _ in found):
+        return None
     j = np.arange(m)
-    for nv in np.unique(n):   # one pass per number of gaps (one per cadence band of the frame)
-        nv = int(nv)
-        if nv <= 0:
-            continue
-        need = int(np.ceil(share * nv - 1e-9))
-        lo = np.clip(j + 1 - nv, 0, None)
-        valid = (n == nv) & (j + 1 >= nv) & (cf[j + 1] - cf[lo] == nv)
+    for n, out, found in zip(ns, outs, hits):
+        lo = np.clip(j + 1 - n, 0, None)
+        valid = (j + 1 >= n) & (cf[j + 1] - cf[lo] == n)
         out[valid] = cad[valid]
-        cand = np.flatnonzero(valid & (co[j + 1] - co[lo] >= need))
-        k = np.arange(-nv + 1, 1)
-        for a in range(0, len(cand), chunk):  # chunks of rows: nv gaps each
-            rows = cand[a:a + chunk]
-            g = dt[rows[:, None] + k]
-            med = np.median(g, axis=1)
-            inband = (np.abs(g - med[:, None]) <= tol * med[:, None]).sum(axis=1)
-            with quiet():
-                r = med / cad[rows]
-            hit = (inband >= need) & (med > 0) & np.isfinite(r) & ~((r >= near[0]) & (r <= near[1]))
-            out[rows[hit]] = med[hit]
-    return out
+        for rows, med in found:
+            out[rows] = med
+    return outs
