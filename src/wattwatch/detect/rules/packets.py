@@ -46,8 +46,10 @@ cadence. Random loss cannot make such a cluster: a reading lost with probability
 cadences with probability (1 - p) p^(k - 1), at most 1/4 for any k >= 2 whatever p (and at most 1/4
 for any two neighbouring k >= 4, which the 15 % may join), so a meter losing even 80 % of its
 readings is judged at its own cadence, while a reconfiguration puts nearly every gap at the new
-value. A gap whose two sides say different cadences (the reconfiguration itself) is counted at
-the one that loses fewer readings: readings the meter was not asked for are not lost. The window
+value. Where the gaps centred on a reading (both sides together) say a new cadence, its gap is
+counted at it (one side alone can miss a cluster the new stretch's own loss thins); else a gap
+whose two sides say different cadences (the reconfiguration itself) is counted at the one that
+loses fewer readings: readings the meter was not asked for are not lost. The window
 and the readings it expects follow the reading's cadence, the window no longer than the reach the
 learned cadence declares (``lookback_s``: 6 h either side from 1 to 5 minutes, so a 1-minute meter
 now at 15 minutes is judged over 12 h, 48 readings, not 20 h). A meter that keeps its cadence is
