@@ -127,3 +127,17 @@ def test_reconfigured_meters_streamed_in_pieces_give_the_whole_historys_alerts()
     assert {a.meter_id for a in _loss(whole)} >= {"A", "B", "C"}
     calm = _compare(frame, dets, 1800.0, 5, want=whole)
     assert calm.calm_fed > 0
+
+
+@pytest.mark.parametrize("cadence_s", [60.0, 300.0, 899.9, 900.0, 900.1, 910.0])
+def test_the_gaps_that_say_a_cadence_keep_packet_loss_in_the_streams_fast_tier(cadence_s):
+    """The reach in readings (the gaps either side that say a reading's cadence) spans at most 2 h
+    at the learned cadence: at 15 minutes, 10 h of window and those gaps stay within the stream's
+    fast tier of 12 h (24 gaps there, or 8 of a jittered 900.1 s, took packet_loss out of it)."""
+    from wattwatch.runners.stream import StreamConfig, fast_tier
+
+    d = registry.build("packet_loss")
+    d.state_ = {"m": {"cadence_s": cadence_s}}
+    r = d.reach(["m"])
+    assert r.back_n[0] >= 6 and r.ahead_n[0] >= 6
+    assert "packet_loss" in fast_tier([d], ["m"], StreamConfig().fast_reach_s)
