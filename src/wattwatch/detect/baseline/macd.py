@@ -1143,6 +1143,11 @@ class BaselineMACD(Detector):
             # days leave alone, and what a bypass or a meter taking a share of the load moves with
             # the rest), while the energy agrees: the fast or the sustained average off the same
             # way by at least ``floor_gate`` of its own limit.
+            # (Not the fast and the sustained both, as the week window: the two days' floor holds a
+            # theft's last nights for up to a day after it ends, and that rule cut such tails by a
+            # few hours, but on a home whose days vary the fast average leaves a theft's side on
+            # its busy days, and the floor found thefts one to two days later or not at all:
+            # real-shape fleet seed 131 at 60 min, a theft on a home missed; quality-log macd40.)
             zf, tell_dn, tell_up, z1, d1, f_obs, f_ref = self._floor(
                 df, cell, n_seg, n_bins, hourly=(m, expected, t_bin, base[:, 0, :]), hmin=hmin)
             with quiet():
