@@ -1127,9 +1127,10 @@ def _cadence_change_notices(frame: pd.DataFrame, dets, meters: set, tail: float 
     """A notice per meter whose latest readings (the last quarter of the frame's, at least
     ``min_gaps`` gaps) are ``factor`` or more times further apart, or closer together, than the
     cadence its state was learned at. The detectors judge a meter at its learned cadence: a meter
-    reconfigured from 1 to 5 minutes read as 80 % of its readings lost for as long as it reported
-    (a critical packet-loss alert) and its firmware drift went unjudged; one reconfigured from 5 to
-    1 minute had its real gaps unseen. Said, with what to do, rather than left to those alerts."""
+    reconfigured from 1 to 5 minutes had its firmware drift unjudged, and every detector sizes its
+    windows and post-rules at the learned cadence. (packet_loss follows the cadence a stretch's
+    gaps show since cad39: it read such a meter as 80 % of its readings lost, and one reconfigured
+    from 5 to 1 minute had its real gaps unseen.) Said, with what to do."""
     from wattwatch.detect.base import quiet
     from wattwatch.detect.core import _cadence
     from wattwatch.detect.frame import meter_names, seg_bounds, seg_median
@@ -1165,9 +1166,9 @@ def _cadence_change_notices(frame: pd.DataFrame, dets, meters: set, tail: float 
             continue
         if at_seen[j] <= at_learned[j]:
             continue
-        what = ("packet_loss counts the readings that would lie between as lost and firmware_drift leaves out "
-                "the longer intervals" if seen[j] > learned else
-                f"packet_loss does not see readings lost for less than {1.5 * learned:,.0f} s")
+        others = "the other detectors judge it at the learned one (windows, reach, readings an alert needs)"
+        what = (f"packet_loss follows the new cadence, but firmware_drift leaves out the longer intervals and {others}"
+                if seen[j] > learned else f"packet_loss follows the new cadence, but {others}")
         out.append(f"meter {m}: its latest readings come every {seen[j]:,.0f} s (the median of its last "
                    f"{counts[j]:,} gaps) while its state was learned at {learned:,.0f} s, the cadence it is judged "
                    f"at ({what}). If the meter was reconfigured, learn it again on readings at its new cadence "

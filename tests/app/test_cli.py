@@ -121,8 +121,9 @@ def test_python_m_runs_every_registered_command():
 
 
 def test_ingest_of_a_folder_without_telemetry_is_an_error_naming_it(tmp_path: Path):
-    """A folder stands for its data files; one that holds none (empty, or only files whose names are
-    not telemetry) was ingested as nothing with exit 0, nothing said and a new empty store made."""
+    """A folder stands for its data files; one that holds files but none of them telemetry by name
+    was ingested as nothing with exit 0, nothing said and a new empty store made: now an error. An
+    empty folder (a scheduled ingest's drop folder on a day nothing arrived) is a note, exit 0."""
     empty, texts, data = tmp_path / "empty", tmp_path / "texts", tmp_path / "data"
     for d in (empty, texts, data):
         d.mkdir()
@@ -130,9 +131,13 @@ def test_ingest_of_a_folder_without_telemetry_is_an_error_naming_it(tmp_path: Pa
     (data / "a.csv").write_text("meter_id,ts,p_kw\nM1,2025-01-06T00:00:00Z,1\nM1,2025-01-06T00:05:00Z,1\n")
     (data / "notes.txt").write_text("hello\n")
     db = tmp_path / "s.duckdb"
-    r = ww("ingest", str(empty), "--db", str(db), check=False)
-    assert r.returncode == 1 and "no telemetry files in this folder" in r.stderr and str(empty) in r.stderr
+    r = ww("ingest", str(empty), "--db", str(db), "--json", check=False)
+    assert r.returncode == 0 and "holds no files, nothing to ingest" in r.stderr and str(empty) in r.stderr
+    assert json.loads(r.stdout)["files"] == [] and json.loads(r.stdout)["errors"] == []
     assert not db.exists()   # nothing to ingest: no store made
+    r = ww("ingest", str(texts), "--db", str(db), check=False)
+    assert r.returncode == 1 and "no telemetry files in this folder" in r.stderr and "readings.txt" in r.stderr
+    assert not db.exists()
     r = ww("ingest", str(texts), str(data), "--db", str(db), "--json", check=False)
     assert r.returncode == 1   # the other folder's file is ingested, the empty one is an error
     out = json.loads(r.stdout)

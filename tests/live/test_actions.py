@@ -479,6 +479,55 @@ def test_a_slow_action_does_not_stall_the_engine_and_a_full_queue_drops_logged(t
     h.close()
 
 
+def test_one_step_past_the_queue_logs_its_dropped_jobs_at_once_and_a_clean_stop_keeps_the_rest_pending(tmp_path):
+    """Six alerts handed over in one step to a queue of 2 (the worker blocked): the dropped ones
+    are logged ``dropped`` (one transaction) and are not pending. A clean stop with the worker
+    still blocked leaves the jobs it had no time for pending (not logged ``failed``, never run):
+    the next start runs them, as after ``kill -9``."""
+    gate, got = tmp_path / "gate", tmp_path / "got.txt"
+    exe = _script(tmp_path, "import os, sys, time\nsys.stdin.read()\n"
+                            f"while not os.path.exists({str(gate)!r}):\n    time.sleep(0.02)\n"
+                            f"open({str(got)!r}, 'a').write(sys.argv[1] + '\\n')\n")
+    spec = {"type": "command", "name": "page", "argv": [exe, "{id}"], "dry_run": False, "queue": 2,
+            "timeout_s": 30, "close_timeout_s": 0}
+    h = Harness(tmp_path, {"actions": [spec]})
+    try:
+        alerts = [_alert(start=f"2026-01-01T0{i}:00:00.000Z") for i in range(6)]
+        h.opened(*alerts)
+        c = dict(h.action.counters)
+        assert c["queued"] + c["dropped"] == 6 and c["dropped"] in (3, 4), c
+        con = h.store.con
+        pending = {r[0] for r in con.execute("SELECT alert_id FROM actions_pending").fetchall()}
+        dropped = {r[0] for r in con.execute("SELECT alert_id FROM actions_log WHERE outcome = 'dropped'").fetchall()}
+        assert len(dropped) == c["dropped"] and len(pending) == c["queued"] and not pending & dropped
+        assert _until_true(lambda: h.action._q.qsize() == c["queued"] - 1)   # one job runs (blocked), the rest wait
+        h.action.close()
+        assert con.execute("SELECT count(*) FROM actions_log WHERE outcome = 'failed'").fetchone()[0] == 0, \
+            "a clean stop logged the jobs it had no time for failed: they never run"
+        assert {r[0] for r in con.execute("SELECT alert_id FROM actions_pending").fetchall()} == pending
+        # The next start (the same action, the gate open now) runs every kept job once.
+        gate.touch()
+        again = api.load_site({"sources": [{"type": "replay", "path": str(_REPLAY)}],
+                               "actions": [spec]}).outputs[0]
+        again.alerts(StepReport(), h.engine)
+        assert again.flush(30)
+        again.close()
+        assert _until_true(lambda: got.exists() and len(got.read_text().split()) >= len(pending))
+        ok = con.execute("SELECT alert_id FROM actions_log WHERE outcome = 'ok'").fetchall()
+        assert sorted(r[0] for r in ok if r[0] in pending) == sorted(pending)
+        assert con.execute("SELECT count(*) FROM actions_pending").fetchone()[0] == 0
+    finally:
+        gate.touch()
+        h.close()
+
+
+def _until_true(pred, timeout=10.0):
+    end = time.monotonic() + timeout
+    while not pred() and time.monotonic() < end:
+        time.sleep(0.02)
+    return pred()
+
+
 # ------------------------------------------------------------------------------------ end to end
 
 
@@ -820,3 +869,28 @@ def test_a_tamper_report_stored_but_not_acted_on_before_a_stop_is_acted_on_when_
         eng.close()
         store.close()
         assert got.read_text().splitlines() == [report.id], delivered_again
+
+
+def test_a_store_error_recording_a_job_pending_does_not_lose_the_job(tmp_path):
+    """The pending record of a job cannot be written (here a store whose ``actions_pending`` has
+    another layout): the job still runs (queued in memory, as before the table existed), and its
+    outcome is logged; it is only not kept across a kill."""
+    from wattwatch.sinks import deliver
+
+    got = tmp_path / "got.txt"
+    exe = _script(tmp_path, f"import sys\nsys.stdin.read()\nopen({str(got)!r}, 'a').write(sys.argv[1] + '\\n')\n")
+    h = Harness(tmp_path, {"actions": [{"type": "command", "argv": [exe, "{id}"], "dry_run": False}]})
+    try:
+        h.opened(_alert(start="2026-01-01T00:00:00.000Z"))       # starts the action (makes its tables)
+        h.log()
+        h.store.con.execute("DROP TABLE actions_pending")
+        h.store.con.execute("CREATE TABLE actions_pending (alert_id VARCHAR, action VARCHAR, event VARCHAR, "
+                            "dry_run BOOLEAN)")
+        a = _alert(start="2026-01-01T01:00:00.000Z")
+        h.engine.alerts[a.id] = a
+        deliver(h.actions, "alerts", StepReport(alerts=[a], new=[a.id]), h.engine)   # as the engine hands it over
+        log = h.log(a)
+        assert list(log["outcome"]) == ["ok"], "the job was lost with its pending record"
+        assert got.read_text().split()[-1] == a.id
+    finally:
+        h.close()

@@ -208,3 +208,86 @@ def test_a_health_alert_that_ended_after_the_last_checkpoint_is_reported_ended_a
         eng.checkpoint()
         eng.close()
         store.close()
+
+
+def test_the_open_health_alert_of_a_device_no_longer_configured_ends_once_at_the_restart(tmp_path):
+    """Device B, slow when the watcher stopped, is taken out of the source's config: nothing polls
+    it any more, so nothing could end its stored alert, which stayed open (in the store and in the
+    watcher's open count) for ever. The restarted source ends it once, saying why."""
+    d = dev.start("gw", {"registers": REGS, "meters": ["A", "B"], "interval_s": 0.05})
+    path = tmp_path / "live.duckdb"
+
+    def poller(meters):
+        return mb.ModbusPoller("plant", [{"meter_id": m, "port": d.port, "unit": u, "model": "m"}
+                                         for u, m in ((1, "A"), (2, "B")) if m in meters],
+                               {"m": mb.parse_model("m", {"registers": REGS})}, interval_s=1, timeout_s=1,
+                               slow_settle=6, slow_recent=3, slow_min_ms=100)
+
+    def engine(store):
+        return StreamEngine(store, api.build_detectors(["supply_outage"], None), api._engine(None),
+                            StreamConfig(checkpoint_s=0, slow_thread=False))
+    try:
+        store, p = Store(path), poller("AB")
+        eng = engine(store)
+        _poll(p, 8)
+        d.inject("delay", ms=200, unit=2)
+        _poll(p, 3)
+        rep = StepReport()
+        eng.add_health(p.health(), rep)
+        [aid] = rep.new
+        eng.checkpoint()
+        eng.close()
+        store.close()
+        p.close()
+
+        store, p = Store(path), poller("A")       # B is no longer configured
+        eng = engine(store)
+        assert eng.health_open == {aid}
+        eng.resume_sources([p])
+        _poll(p, 3)
+        rep = StepReport()
+        eng.add_health(p.health(), rep)
+        assert rep.ended == [aid] and eng.health_open == set(), "the alert of a device no longer polled stays open"
+        [a] = rep.alerts
+        assert a.id == aid and a.evidence["ended"] and "no longer" in a.evidence["ended_because"]
+        _poll(p, 3)
+        rep = StepReport()
+        eng.add_health(p.health(), rep)
+        assert rep.ended == [] and rep.alerts == []
+        eng.checkpoint()
+        eng.close()
+        store.close()
+        p.close()
+        store = Store(path)
+        assert engine(store).health_open == set()
+        store.close()
+    finally:
+        d.stop()
+
+
+def test_a_health_alert_that_ended_in_a_run_killed_before_its_first_checkpoint_is_reported_ended_again(tmp_path):
+    """As above, the run killed before it wrote any checkpoint (within ``checkpoint_s`` of its
+    start): nothing says the outputs had the end, so the restarted engine reports it ended again
+    (an alert opened in such a run is new again after the restart, likewise)."""
+    path = tmp_path / "live.duckdb"
+
+    def engine(store):
+        return StreamEngine(store, api.build_detectors(["supply_outage"], None), api._engine(None),
+                            StreamConfig(checkpoint_s=0, slow_thread=False))
+    store = Store(path)
+    eng = engine(store)
+    rep = StepReport()
+    eng.add_health([_health(False)], rep)
+    rep = StepReport()
+    eng.add_health([_health(True)], rep)
+    assert rep.ended == [_health(True).id]
+    eng.close()                               # killed: no checkpoint was ever written
+    store.close()
+    for again in ([_health(True).id], []):
+        store = Store(path)
+        eng = engine(store)
+        assert eng.health_open == set()
+        assert eng.step().ended == again, "the end stored by a run that never checkpointed is never reported"
+        eng.checkpoint()
+        eng.close()
+        store.close()

@@ -208,3 +208,126 @@ close_timeout_s = 600
     with Store(tmp_path / "s.duckdb") as s:
         log = s.con.execute("SELECT alert_id, event, outcome FROM actions_log").fetchall()
     assert log == [(aid, "opened", "ok")]
+
+
+def test_every_job_left_pending_by_a_killed_watcher_runs_after_the_restart_even_past_the_queue_size(tmp_path):
+    """A watcher killed with its action's queue full (``queue`` jobs waiting, one running) leaves
+    ``queue + 1`` jobs pending; the restarted action queues them all again at its start: the ones
+    its queue cannot take at once wait for room, they are not logged ``dropped`` (never run)."""
+    from types import SimpleNamespace
+
+    from wattwatch.runners.stream import StepReport
+    from tests.live.test_actions import _alert
+
+    gate, got = tmp_path / "gate", tmp_path / "got.txt"
+    blocked = _script(tmp_path, f"import os, sys, time\nsys.stdin.read()\n"
+                                f"while not os.path.exists({str(gate)!r}): time.sleep(0.02)\n")
+    (tmp_path / "unused.csv").write_text("meter_id,ts,v_l1_v\nm,2026-01-01T00:00:00Z,230\n")
+    store = Store(tmp_path / "a.duckdb")
+    engine = SimpleNamespace(store=store, alerts={})
+
+    def action(argv):
+        return api.load_site({"sources": [{"type": "replay", "path": str(tmp_path / "unused.csv")}],
+                              "actions": [{"type": "command", "name": "page", "argv": argv, "dry_run": False,
+                                           "queue": 2, "close_timeout_s": 0, "timeout_s": 60}]}).outputs[0]
+    alerts = [_alert(meter=f"m{k}") for k in range(3)]
+    first = action([blocked])
+    first.alerts(StepReport(alerts=alerts[:1], new=[alerts[0].id]), engine)
+    assert _wait(lambda: first._q.qsize() == 0)           # the worker runs it (blocked)
+    first.alerts(StepReport(alerts=alerts[1:], new=[a.id for a in alerts[1:]]), engine)
+    assert first.counters["queued"] == 3 and first._q.qsize() == 2   # one runs, two wait
+    assert store.con.execute("SELECT count(*) FROM actions_pending").fetchone()[0] == 3
+    # The process is killed here: the first action never logs anything. The restarted one:
+    p = tmp_path / "act2.py"
+    p.write_text(f"#!{__import__('sys').executable}\nimport sys\nsys.stdin.read()\n"
+                 f"open({str(got)!r}, 'a').write(sys.argv[1] + '\\n')\n")
+    p.chmod(0o755)
+    again = action([str(p), "{meter_id}"])
+    try:
+        again.alerts(StepReport(), engine)
+        assert again.flush(30)
+        log = store.con.execute("SELECT alert_id, outcome FROM actions_log WHERE outcome <> 'failed' "
+                                "ORDER BY alert_id").fetchall()
+        assert sorted(log) == sorted((a.id, "ok") for a in alerts), log
+        assert sorted(got.read_text().split()) == ["m0", "m1", "m2"]
+        assert store.con.execute("SELECT count(*) FROM actions_pending").fetchone()[0] == 0
+    finally:
+        gate.write_text("")
+        again.close()
+        first.close()
+        store.close()
+
+
+def test_a_tamper_report_whose_step_raised_before_its_outputs_is_acted_on_after_the_restart(mqtt_broker, tmp_path):
+    """The step fails (an exception, not a kill) after the store had the report and before its
+    outputs: the watcher stops with the error, the report unacknowledged. Its closing checkpoint
+    must not save the source's position past the report (the tamper source's window of accepted
+    counters): the broker delivers it again to the restarted watcher, which would refuse it as a
+    duplicate, and nothing would ever act on it."""
+    meter = f"M-{uuid.uuid4().hex[:6]}"
+    key = hmac_key(tmp_path / f"{meter}.key")
+    got = tmp_path / "got.txt"
+    exe = _script(tmp_path, f"import sys\nsys.stdin.read()\nopen({str(got)!r}, 'a').write(sys.argv[1] + '\\n')\n")
+    path = tmp_path / "live.duckdb"
+    (tmp_path / "unused.csv").write_text("meter_id,ts,v_l1_v\nm,2026-01-01T00:00:00Z,230\n")
+    actions = {"sources": [{"type": "replay", "path": str(tmp_path / "unused.csv")}],
+               "actions": [{"type": "command", "name": "page", "argv": [exe, "{id}"], "dry_run": False}]}
+
+    def source():
+        return TamperSource("he", keys={meter: str(key)}, topics=[f"meter/{meter}/tamper"], host=mqtt_broker.host,
+                            port=mqtt_broker.port, client_id=f"he-{meter}", batch_s=0.05)
+
+    def watch(eng, src, until, timeout_s):
+        loop, box = asyncio.new_event_loop(), {}
+
+        def main():
+            asyncio.set_event_loop(loop)
+
+            async def go():
+                box["stop"] = asyncio.Event()
+                await stream.run(eng, [src], box["stop"], tick_s=0.1, outputs=api.load_site(actions).outputs)
+            try:
+                loop.run_until_complete(go())
+            except Exception as exc:  # noqa: BLE001
+                box["error"] = exc
+        t = threading.Thread(target=main, daemon=True)
+        t.start()
+        assert _wait(lambda: src.status == "subscribed"), src.status
+        until()
+        if t.is_alive():
+            loop.call_soon_threadsafe(box["stop"].set)
+        t.join(30)
+        assert not t.is_alive()
+        return box
+
+    store, src = Store(path), source()
+    eng = StreamEngine(store, api.build_detectors(["packet_loss"], None), api._engine(None),
+                       StreamConfig(checkpoint_s=0, slow_thread=False))
+    eng.checkpoint({src.name: src.position()})
+    add = eng.add_events
+
+    def failing(events):
+        add(events)
+        raise RuntimeError("the step failed after the store")
+    eng.add_events = failing
+    pub = _publisher(mqtt_broker.host, mqtt_broker.port)
+    signer = Signer.from_file(key)
+    report = signer.sign({**_event(), "v": 1, "meter_id": meter, "counter": 1, "ts": time.time()})
+    res = watch(eng, src, lambda: (_publish(pub, f"meter/{meter}/tamper", report), time.sleep(2.0)), 20)
+    assert isinstance(res.get("error"), RuntimeError), res
+    eng.close()
+    store.close()
+    assert not got.exists()
+    with Store(path) as s:   # the store had it
+        [(rid,)] = s.con.execute("SELECT id FROM alerts WHERE meter_id = ?", [meter]).fetchall()
+
+    store, src = Store(path), source()
+    eng = StreamEngine(store, api.build_detectors(["packet_loss"], None), api._engine(None),
+                       StreamConfig(checkpoint_s=0, slow_thread=False))
+    res = watch(eng, src, lambda: _wait(lambda: got.exists(), 10) and time.sleep(0.5), 20)
+    eng.close()
+    store.close()
+    pub.disconnect()
+    pub.loop_stop()
+    assert "error" not in res, res
+    assert got.exists() and got.read_text().splitlines() == [rid], "the report was never acted on"

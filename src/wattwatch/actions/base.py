@@ -24,7 +24,9 @@ An ``opened`` or ``ended`` job is recorded in the store's ``actions_pending`` as
 the step that delivers the alert, before the source's message is acknowledged and before the
 checkpoint) and removed when its outcome is logged; a watcher killed in between runs the jobs left
 there at its next start (at least once: a job killed while it ran runs again; one the log has
-done is skipped). Stopped cleanly, a watcher logs the jobs it could not run ``failed`` instead.
+done is skipped), all of them: those the queue cannot take at once wait for room, not dropped.
+Stopped cleanly, a watcher leaves the jobs it had no time for (``close_timeout_s``) pending too: its
+next start runs them (an ``updated`` job is logged ``failed`` instead: it is not kept).
 """
 
 from __future__ import annotations
@@ -264,6 +266,10 @@ class Action(Output):
         self._lock = threading.Lock()        # the log connection, used by the worker and the engine thread
         self._done: set[tuple[str, str]] | None = None
         self._limited: set[tuple[str, str]] = set()
+        # Jobs an earlier run left pending that the queue could not take at start: queued as it
+        # has room (_feed: each step, and the worker after each job), still pending in the store
+        # meanwhile; never dropped for the queue's size.
+        self._backlog: deque[tuple[Alert, str]] = deque()
         self._closed = False
 
     # ---- configuration from the site
@@ -292,6 +298,7 @@ class Action(Output):
             return
         if self._cur is None:
             self._start(engine.store.con)
+        self._feed()
         new = set(report.new)
         events: list[tuple[Alert, str]] = []
         for a in report.alerts:
@@ -334,17 +341,41 @@ class Action(Output):
             if ev != "updated":
                 self._done.add(key)
             jobs.append((a, ev))
-        self._pend([(a, ev) for a, ev in jobs if ev != "updated"])   # recorded before the worker has them
-        for a, ev in jobs:
-            self._queue(a, ev)
+        try:
+            self._pend([(a, ev) for a, ev in jobs if ev != "updated"])   # recorded before the worker has them
+        except Exception as exc:  # noqa: BLE001 - a store error: the jobs still run, only not kept across a kill
+            self.counters["pend_failures"] += 1
+            log.warning("%s: cannot record %d job(s) as pending (%s: %s): run anyway, not kept if the watcher "
+                        "is killed first", self.name, len(jobs), type(exc).__name__, exc)
+        dropped = [(a, ev) for a, ev in jobs if not self._queue(a, ev)]
+        if dropped:   # logged in one transaction (one each was a DuckDB commit on this thread per job)
+            why = f"the worker's queue is full ({self.queue_size} jobs waiting)"
+            self._log_all([(a, ev, "dropped", why, 0, 0.0) for a, ev in dropped])
 
-    def _queue(self, a: Alert, ev: str) -> None:
+    def _feed(self) -> None:
+        """Queue what the backlog holds, as far as the queue has room (the engine thread at each
+        step, the worker after each job: each job is taken off the backlog once)."""
+        while True:
+            try:
+                a, ev = self._backlog.popleft()
+            except IndexError:
+                return
+            try:
+                self._q.put_nowait((a, ev, time.monotonic()))
+            except queue.Full:
+                self._backlog.appendleft((a, ev))
+                return
+            self.counters["queued"] += 1
+
+    def _queue(self, a: Alert, ev: str) -> bool:
+        """Hand a job to the worker; False when its queue is full (the job is dropped: the caller logs it)."""
         try:
             self._q.put_nowait((a, ev, time.monotonic()))
-            self.counters["queued"] += 1
         except queue.Full:
             self.counters["dropped"] += 1
-            self._log(a, ev, "dropped", f"the worker's queue is full ({self.queue_size} jobs waiting)", 0, 0.0)
+            return False
+        self.counters["queued"] += 1
+        return True
 
     def close(self) -> None:
         if self._closed:
@@ -361,9 +392,23 @@ class Action(Output):
                     break
                 if job is not None:
                     left.append(job)
-            for a, ev, _ in left:
-                self.counters["failed"] += 1
-                self._log(a, ev, "failed", "not run: the watcher stopped first", 0, 0.0)
+            while True:    # (popleft: a worker still running a job may feed from it meanwhile)
+                try:
+                    a, ev = self._backlog.popleft()
+                except IndexError:
+                    break
+                left.append((a, ev, None))
+            # An opened/ended job it had no time for stays pending: the next start runs it (as
+            # after kill -9; logged failed, it was never run). An updated one is not kept.
+            kept = [(a, ev) for a, ev, _ in left if ev != "updated"]
+            if kept:
+                self.counters["left_pending"] += len(kept)
+                log.warning("%s: %d job(s) not run before the watcher stopped: kept pending, run at its next start",
+                            self.name, len(kept))
+            gone = [(a, ev, "failed", "not run: the watcher stopped first", 0, 0.0) for a, ev, _ in left
+                    if ev == "updated"]
+            self.counters["failed"] += len(gone)
+            self._log_all(gone)
             if self._thread.is_alive():
                 self.status = "stopped (a job still running)"
         try:
@@ -409,7 +454,8 @@ class Action(Output):
                 continue
             self._done.add((aid, ev))
             self.counters["resumed"] += 1
-            self._queue(a, ev)
+            self._backlog.append((a, ev))   # (queued by _feed: the queue's size does not drop them)
+        self._feed()
 
     def _worker(self) -> None:
         while True:
@@ -434,22 +480,34 @@ class Action(Output):
                 self.counters["failures"] += 1
                 log.warning("%s: cannot log an action: %s", self.name, exc)
             finally:
+                if job is not None:
+                    self._feed()     # room for a job of the backlog (before task_done: flush waits for it)
                 self._q.task_done()
 
     def _log(self, a: Alert, ev: str, outcome: str, detail: str, attempts: int, ms: float) -> None:
+        self._log_all([(a, ev, outcome, detail, attempts, ms)])
+
+    def _log_all(self, rows: list[tuple]) -> None:
+        """Log outcomes ``(alert, event, outcome, detail, attempts, ms)``, and end their pending
+        records, in one transaction: a job is either pending or logged, whenever the watcher dies
+        (one statement of each per 500 rows)."""
         with self._lock:
-            if self._cur is None:
+            if self._cur is None or not rows:
                 return
-            # The outcome and the end of its pending record in one transaction: a job is either
-            # pending or logged, whenever the watcher dies.
             self._cur.execute("BEGIN TRANSACTION")
             try:
-                self._cur.execute("INSERT INTO actions_log VALUES (?, ?, ?, ?, now(), ?, ?, ?, ?, ?, ?, ?)",
-                                  [a.id, self.name, self.kind, ev, self.dry_run, outcome, detail[:2000], attempts,
-                                   round(ms, 3), a.meter_id, a.code])
-                if ev != "updated":
-                    self._cur.execute("DELETE FROM actions_pending WHERE alert_id = ? AND action = ? AND event = ? "
-                                      "AND dry_run = ?", [a.id, self.name, ev, self.dry_run])
+                for lo in range(0, len(rows), 500):
+                    part = rows[lo:lo + 500]
+                    self._cur.execute("INSERT INTO actions_log VALUES "
+                                      + ", ".join("(?, ?, ?, ?, now(), ?, ?, ?, ?, ?, ?, ?)" for _ in part),
+                                      [v for a, ev, out, detail, attempts, ms in part
+                                       for v in (a.id, self.name, self.kind, ev, self.dry_run, out, detail[:2000],
+                                                 attempts, round(ms, 3), a.meter_id, a.code)])
+                    ended = [f"{a.id}|{ev}" for a, ev, *_ in part if ev != "updated"]
+                    if ended:
+                        self._cur.execute("DELETE FROM actions_pending WHERE action = ? AND dry_run = ? AND "
+                                          f"alert_id || '|' || event IN ({', '.join('?' for _ in ended)})",
+                                          [self.name, self.dry_run, *ended])
                 self._cur.execute("COMMIT")
             except BaseException:
                 self._cur.execute("ROLLBACK")

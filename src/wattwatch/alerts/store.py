@@ -78,14 +78,20 @@ def upsert(con, alerts: list[Alert], counts: bool = True) -> dict:
     return {"new": len(set(ids) - known), "updated": len(set(ids) & known)}
 
 
+def by_ids(con, ids: list[str], columns: str = "*", where: str = ""):
+    """The executed ``SELECT columns FROM alerts`` of the alerts among ``ids`` the store keeps
+    (``where``: a further condition; both are the caller's fixed SQL, the ids are parameters)."""
+    cond = f"{where} AND " if where else ""
+    return con.execute(f"SELECT {columns} FROM alerts WHERE {cond}id IN ({', '.join('?' for _ in ids)})", list(ids))
+
+
 def statuses(con, ids: list[str]) -> dict[str, str]:
     """``id -> status`` of the alerts among ``ids`` that the store keeps (others are absent)."""
     ensure_tables(con)
     ids = sorted(set(ids))
     if not ids:
         return {}
-    rows = con.execute(f"SELECT id, status FROM alerts WHERE id IN ({', '.join('?' for _ in ids)})", ids).fetchall()
-    return {i: s for i, s in rows}
+    return {i: s for i, s in by_ids(con, ids, "id, status").fetchall()}
 
 
 def list_alerts(con, status: str | None = "open", meter: str | None = None, min_severity: str | None = None,

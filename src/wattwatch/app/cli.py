@@ -246,22 +246,30 @@ def run_ingest(paths: list[Path], db: Path, mapping_file: Optional[Path], reject
         _fail(f"{paths[0]}: no such file or folder" if len(paths) == 1 else "none of the paths exist: "
               + ", ".join(map(str, paths)), 1)
     _no_clobber(db, [p for p in paths if p.exists()], rejects=rejects)
-    # A folder stands for the data files in it; one that holds none is an error for that folder (it
-    # was ingesting nothing, exit 0, and said nothing), and files it skips by their name are said.
+    # A folder stands for the data files in it; one that holds files but none of them telemetry is an
+    # error for that folder (likely the wrong one: it was ingested as nothing, exit 0, not a word),
+    # and files it skips by their name are said. An empty folder is a note: a drop folder a
+    # scheduled ingest reads holds nothing on a day nothing arrived, and that must not fail the job.
     files, errors = _expand(paths), []
     for p in paths:
         if not p.is_dir():
             continue
         found = [f for f in sorted(p.iterdir()) if f.is_file()]
         other = [f.name for f in found if not f.name.lower().endswith(_SUFFIXES)]
-        if len(other) == len(found):
+        if not found:
+            if not quiet:
+                err_console.print(f"[yellow]note:[/yellow] {_term(p)}: the folder holds no files, nothing to ingest "
+                                  "(subfolders are not read)", highlight=False, soft_wrap=True)
+        elif len(other) == len(found):
             errors.append(f"{p}: no telemetry files in this folder (looked for {', '.join(_SUFFIXES)}; "
-                          f"{'found ' + _few(other) if other else 'it holds no files'}; subfolders are not read)")
+                          f"found {_few(other)}; subfolders are not read)")
         elif other and not quiet:
             err_console.print(f"[yellow]note:[/yellow] {_term(p)}: skipped {len(other)} file(s) that are not "
                               f"telemetry by their name: {_term(_few(other))}", highlight=False, soft_wrap=True)
     if not files:
-        _fail("; ".join(errors), 1)
+        if errors:
+            _fail("; ".join(errors), 1)
+        return [], [], RejectsWriter(rejects)   # empty folders only: nothing to do, no store made
     for e in errors:
         err_console.print(f"[red]error:[/red] {_term(e)}", highlight=False, soft_wrap=True)
     store = _open_store(db)

@@ -29,8 +29,9 @@ One step of :class:`StreamEngine`:
    the outputs (sinks, actions) get the step's readings and alerts. Health alerts sources raise
    about their devices stay open until a version says ``ended``; the open ones are read back from
    the store at start and handed to their sources (:meth:`StreamEngine.resume_sources`).
-5. **Checkpoint** (every ``checkpoint_s`` and on stop): the stitcher's carry (its tail of readings
-   as Parquet, clean points, positions), the time up to which each meter was judged and each
+5. **Checkpoint** (every ``checkpoint_s`` and on stop; not after a step that raised, which stops
+   the run as ``kill -9`` would: its batches were not acknowledged): the stitcher's carry (its
+   tail of readings as Parquet, clean points, positions), the time up to which each meter was judged and each
    source's position, in one row of ``stream_checkpoint``. A restart (even after ``kill -9``)
    loads it, judges what the store holds beyond it, and sources resume from their positions;
    readings re-delivered since are duplicates to the store and alerts found again are the same
@@ -356,7 +357,8 @@ class StreamEngine:
         alert opened or ended since the last checkpoint. One stored ended after the checkpoint this
         run resumed from may not have reached the outputs (the run stopped between its step's
         store and deliver): the first step reports it ended again (at least once; actions skip an
-        ``ended`` their log has)."""
+        ``ended`` their log has); with no checkpoint at all (a run killed before its first), every
+        one is (as every stored open one is new again then: :meth:`_stored_statuses`)."""
         from wattwatch.alerts.model import record
 
         df = self.store.con.execute("""SELECT * FROM alerts WHERE evidence LIKE '%"ended": %'""").df()
@@ -369,7 +371,7 @@ class StreamEngine:
             if not a.evidence["ended"]:
                 self.health_open.add(r["id"])
                 self._health_stored[r["id"]] = a
-            elif ck is not None and r["last_seen"] is not None and r["last_seen"] > ck:
+            elif ck is None or (r["last_seen"] is not None and r["last_seen"] > ck):
                 again.append(r["id"])
         if again:
             self._held = StepReport(ended=sorted(again))
@@ -852,9 +854,7 @@ class StreamEngine:
         1,000,000.)"""
         todo = [i for i in dict.fromkeys(ids) if i not in self._checked]
         if todo:
-            rows = self.store.con.execute(
-                f"SELECT id FROM alerts WHERE status <> 'open' AND id IN ({', '.join('?' for _ in todo)})",
-                todo).fetchall()
+            rows = alert_store.by_ids(self.store.con, todo, "id", "status <> 'open'").fetchall()
             self.settled.update(r[0] for r in rows)
             self._checked.update(todo)
             self.counters["status_reads"] += 1
@@ -865,7 +865,7 @@ class StreamEngine:
             return
         from wattwatch.alerts.model import record
 
-        df = self.store.con.execute(f"SELECT * FROM alerts WHERE id IN ({', '.join('?' for _ in ids)})", ids).df()
+        df = alert_store.by_ids(self.store.con, ids).df()
         for r in df.to_dict("records"):
             self.alerts[r["id"]] = Alert.from_dict(record(r))
 
@@ -882,9 +882,8 @@ class StreamEngine:
         unseen = sorted({a.id for a in alerts if a.id not in self.alerts})
         if not unseen:
             return {}, set()
-        rows = self.store.con.execute(   # (the engine made the alerts table at its start)
-            f"SELECT id, status, first_seen FROM alerts WHERE id IN ({', '.join('?' for _ in unseen)})",
-            unseen).fetchall()
+        rows = alert_store.by_ids(   # (the engine made the alerts table at its start)
+            self.store.con, unseen, "id, status, first_seen").fetchall()
         ck = self._resumed_saved
         known = {i for i, st, first in rows
                  if st != "open" or (ck is not None and first is not None and first <= ck)}
@@ -1169,13 +1168,27 @@ async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_
     def call(fn, *a):
         return loop.run_in_executor(pool, functools.partial(fn, *a))
 
+    # A step that raised stops the run, and no closing checkpoint follows it (as after kill -9):
+    # its batches were not acknowledged and its outputs may not have had them, so the sources'
+    # positions must not be saved past them (a tamper source would refuse the report the broker
+    # delivers again as a duplicate: nothing would ever act on it); the next start resumes from
+    # the checkpoint before, as after a kill.
+    broken: list[BaseException] = []
+
+    async def step(fn, *a):
+        try:
+            return await call(fn, *a)
+        except Exception as exc:
+            broken.append(exc)
+            raise
+
     engine.resume_sources(sources)
     inbox = Inbox(engine.scfg.max_pending)
     ctl = _channel(engine)
     tasks = {asyncio.create_task(_guard(s, inbox, stop), name=f"source:{s.name}"): s for s in sources}
     try:
         # What the store already holds beyond the checkpoint (a restart) is judged first.
-        rep = await call(engine.step)
+        rep = await step(engine.step)
         deliver(outputs, "alerts", rep, engine)
         if on_step:
             on_step(rep, [])
@@ -1187,7 +1200,7 @@ async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_
                     pass
             batches = inbox.take()
             everything_done = all(s.done for s in sources) and not inbox.items
-            rep = await call(_work, engine, batches, sources, outputs)
+            rep = await step(_work, engine, batches, sources, outputs)
             if on_step:
                 on_step(rep, batches)
             if ctl is not None:   # `alerts ack|clear|show` handed over by commands (control.py)
@@ -1196,7 +1209,7 @@ async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_
                 break
             if everything_done and all(t.done() for t in tasks):
                 if flush_at_end:
-                    rep = await call(engine.flush)
+                    rep = await step(engine.flush)
                     deliver(outputs, "alerts", rep, engine)
                     if on_step:
                         on_step(rep, [])
@@ -1222,7 +1235,11 @@ async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_
             held, failed = None, exc
         if held is not None and on_step:
             on_step(held, [])
-        await call(engine.checkpoint, {s.name: s.position() for s in sources})
+        if broken:
+            log.error("%s: a step failed (%s: %s); no checkpoint after it: the next start goes on from "
+                      "the one before", engine.name, type(broken[0]).__name__, broken[0])
+        else:
+            await call(engine.checkpoint, {s.name: s.position() for s in sources})
         await call(deliver, outputs, "close")
         if ctl is not None:
             ctl.close()

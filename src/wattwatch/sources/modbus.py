@@ -51,7 +51,7 @@ import struct
 import time
 from wattwatch.tomlfile import read_toml
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -706,12 +706,18 @@ class ModbusPoller(Poller):
         ``slow_recent`` of its polls: still slow, the alert goes on; back under the limit, it ends
         (as it would have in the earlier run). Without this, a device that recovered while the
         watcher was down left its alert open for ever, and one still slow settled its usual time
-        on the slow polls and said nothing."""
+        on the slow polls and said nothing. The alert of a device this source no longer has (taken
+        out of the config while the watcher was down), or one without the response times to judge
+        it again, is ended by the next :meth:`health` (``evidence.ended_because`` says why): nothing
+        else would ever end it."""
         by = {d.meter_id: d for d in self.devices}
         for a in alerts:
             ev = a.evidence
             d = by.get(a.meter_id)
-            if a.code != SLOW_CODE or ev.get("ended") or d is None or d.slow is not None:
+            if a.code != SLOW_CODE or ev.get("ended") or (d is not None and d.slow is not None):
+                continue
+            if d is None:   # nothing polls it now: nothing else would ever end its alert
+                self._end_stored(a, "the device is no longer configured in this source")
                 continue
             try:
                 usual, peak = float(ev["usual_ms"]), float(ev["peak_ms"])
@@ -720,10 +726,18 @@ class ModbusPoller(Poller):
             except (KeyError, TypeError, ValueError):
                 log.warning("%s: stored alert %s of %s lacks its response times; not resumed", self.name, a.id,
                             a.meter_id)
+                self._end_stored(a, "the stored alert lacks the response times to judge it again")
                 continue
             d.baseline_ms, d.settled = usual, max(d.settled, self.slow_settle)
             d.slow = {"start": start, "end": end, "peak": peak, "recent": recent, "limit": limit}
             self.counters["slow_resumed"] += 1
+
+    def _end_stored(self, a, why: str) -> None:
+        """End a stored open alert this run cannot go on with (reported by the next :meth:`health`),
+        once: the same alert (same id), ``ended`` and why."""
+        log.warning("%s: open alert %s of %s ended at the restart: %s", self.name, a.id, a.meter_id, why)
+        self._health[a.id] = replace(a, evidence={**a.evidence, "ended": True, "ended_because": why})
+        self.counters["slow_ended_unresumed"] += 1
 
     def health(self) -> list:
         """The source's own alerts (device health) changed since the last call; an alert whose

@@ -5,9 +5,10 @@ Current-based rules are blanked on readings above the limit: with distorted, noi
 
 A non-linear load's distortion drifts while it runs: inside a run of THD 35-70 % one reading may
 read 27-29 %, its currents as scattered as its neighbours'. A reading with a distorted reading on
-each side, the two at most ``bridge_s`` (30 min) apart (or a single reading between two, at any
-cadence), is scored as the less distorted of the two: the run is one, and what it explains has no
-holes. Seen: a home's phase current 8 % off its neutral reading by reading through a 7.5-hour noise
+each side, the two at most ``bridge_s`` (30 min) apart (or a single reading between two at its
+meter's cadence, whatever the cadence: an hourly meter's neighbours two hours apart, not a reading
+across hours without data), is scored as the less distorted of the two: the run is one, and what
+it explains has no holes. Seen: a home's phase current 8 % off its neutral reading by reading through a 7.5-hour noise
 alert, and the four readings under the limit in it raised two partial earth returns (q22,
 docs/quality-log.md). A reading with a distorted one on one side only, at a run's edge or alone,
 keeps its own THD's score."""
@@ -30,7 +31,8 @@ class HarmonicNoiseConfig(DetectorConfig):
     """``limit_pct``: THD-I above which RMS readings are unreliable; ``min_current_a``: below
     this phase current THD is not meaningful (electronics at idle show huge THD on tiny currents);
     ``bridge_s``: readings between two distorted readings at most this many seconds apart (or a
-    single reading between two, at any cadence) belong to the run (0: single readings only)."""
+    single reading between two at its meter's cadence, whatever the cadence) belong to the run
+    (0: single readings only)."""
 
     limit_pct: float = 30.0
     min_current_a: float = 0.5
@@ -45,16 +47,31 @@ class HarmonicNoiseConfig(DetectorConfig):
             raise ValueError(f"bridge_s must be a number of seconds within [0, 86400], got {self.bridge_s!r}")
 
 
-def bridged(s: np.ndarray, seg: np.ndarray, t: np.ndarray, bridge_s: float, threshold: float) -> np.ndarray:
+#: A single reading's neighbours are "at its meter's cadence" when at most this many cadences
+#: apart (two, with jitter; the post rule's hole, ``PostRule.at``'s 2.5 cadences): further, one
+#: side is a gap in the data, and a reading before a gap of hours says nothing of the one after it.
+SINGLE_SPAN_CADENCES = 2.5
+
+
+def bridged(s: np.ndarray, seg: np.ndarray, t: np.ndarray, bridge_s: float, threshold: float,
+            cadence: np.ndarray | None = None) -> np.ndarray:
     """``s``, where readings lie between two readings of their meter scored at least ``threshold``
     (the distorted readings nearest them either side) that are at most ``bridge_s`` seconds apart,
-    or that are a single reading's neighbours at any cadence, raised to the smaller of those two
-    scores (rows sorted by meter and time)."""
+    or that are a single reading's neighbours at the meter's cadence (at most
+    ``SINGLE_SPAN_CADENCES`` cadences apart: no gap in the data on either side), raised to the
+    smaller of those two scores (rows sorted by meter and time). ``cadence``: per segment code
+    the meter's cadence in seconds (its state's; NaN: unknown, bridge_s only); None: each
+    meter's median step in ``t``."""
     s = np.asarray(s, float)
     t = np.asarray(t, float)
     n = len(s)
     if n < 3:
         return s
+    if cadence is None:
+        n_seg = int(seg.max()) + 1
+        dt = np.r_[np.diff(t), 0.0]
+        cadence = seg_median(dt, seg, n_seg, np.r_[seg[1:] == seg[:-1], False] & (dt > 0))
+    cad = np.asarray(cadence, float)[seg]
     with quiet():
         hot = s >= threshold
     idx = np.arange(n)
@@ -64,7 +81,10 @@ def bridged(s: np.ndarray, seg: np.ndarray, t: np.ndarray, bridge_s: float, thre
     nxt = np.r_[fromh[1:], n]                           # the first distorted reading after
     ok = (prev >= 0) & (nxt < n) & ~hot
     p, q = np.where(ok, prev, 0), np.where(ok, nxt, 0)
-    ok &= (seg[p] == seg) & (seg[q] == seg) & ((t[q] - t[p] <= bridge_s) | (q - p == 2))
+    span = t[q] - t[p]
+    with quiet():
+        single = (q - p == 2) & (span <= SINGLE_SPAN_CADENCES * cad)
+    ok &= (seg[p] == seg) & (seg[q] == seg) & ((span <= bridge_s) | single)
     return np.where(ok, np.fmax(s, np.minimum(s[p], s[q])), s)
 
 
@@ -96,8 +116,9 @@ class HarmonicNoise(Detector):
         imax = max_current(df)
         with quiet():
             s = np.where(imax >= self.config.min_current_a, thd / self.config.limit_pct, np.nan)
+        cad = np.array([(self.state_.get(str(m)) or {}).get("cadence_s") for m in meter_names(df)], float)
         return bridged(s, df["_seg"].to_numpy(), df["_t"].to_numpy(float), self.config.bridge_s,
-                       self.config.post.threshold)
+                       self.config.post.threshold, cad)
 
     def describe(self, df, rows, scores, ctx=None) -> Finding:
         thd = df["thd_i_pct"].to_numpy()[rows]

@@ -1,7 +1,8 @@
 """Packet loss: more than 5 % of the expected readings missing in a window (default 6 h).
 
 The cadence is inferred per meter (median gap), so 1-minute and 15-minute meters are judged on
-their own terms; timestamp jitter does not matter (a gap of g cadences is round(g) - 1 lost
+their own terms, and per stretch where a meter was reconfigured after its state was learned (see
+below); timestamp jitter does not matter (a gap of g cadences is round(g) - 1 lost
 readings, and a window never counts more lost than it expects beyond the readings it holds, so
 stamps jittering by a large part of the cadence are not loss) and duplicates are merged before
 detection. The window is centred and truncated at the meter's
@@ -30,7 +31,34 @@ A long data gap (a logger that stops for a day or for months) is the same findin
 before the gap borders it as the reading after does, however long it is, and two readings with
 nothing between them are never split by the bridge (``PostRule.bridge_gaps``), so the alert spans
 the gap, from the last reading before it to the first after; where one gap makes up most of the
-span the evidence says so (``kind = "data_gap"``, ``gap_start``, ``gap_end``, ``gap_hours``)."""
+span the evidence says so (``kind = "data_gap"``, ``gap_start``, ``gap_end``, ``gap_hours``).
+
+A meter reconfigured after its state was learned (AMI meters go from 1 to 5 or 15 minutes, from 5
+or 15 to 1 or 5, from 60 to 15) is judged at the cadence its gaps show, not the learned one: at the
+learned 1 minute a meter now reporting every 5 read as 80 % of its readings lost for as long as it
+reported, and at the learned 5 minutes one now reporting every minute had a 3-hour gap unseen. The
+``cadence_gaps`` gaps (24; fewer where they would span more than ``cadence_span_s``, 2 h, at the
+learned cadence: 8 at 15 minutes, 6 at hourly) that end at a reading, and those that begin at it,
+each say a cadence: where
+at least ``cadence_share`` of them lie within 15 % of their median and that median is not the
+learned cadence's (outside 0.75-1.5 of it), the stretch runs at the median; else at the learned
+cadence. Random loss cannot make such a cluster: a reading lost with probability p leaves gaps of k
+cadences with probability (1 - p) p^(k - 1), at most 1/4 for any k >= 2 whatever p (and at most 1/4
+for any two neighbouring k >= 4, which the 15 % may join), so a meter losing even 80 % of its
+readings is judged at its own cadence, while a reconfiguration puts nearly every gap at the new
+value. Where the gaps centred on a reading (both sides together) say a new cadence, its gap is
+counted at it (one side alone can miss a cluster the new stretch's own loss thins); else a gap
+whose two sides say different cadences (the reconfiguration itself) is counted at the one that
+loses fewer readings: readings the meter was not asked for are not lost. The window
+and the readings it expects follow the reading's cadence, the window no longer than the reach the
+learned cadence declares (``lookback_s``: 6 h either side from 1 to 5 minutes, so a 1-minute meter
+now at 15 minutes is judged over 12 h, 48 readings, not 20 h). A meter that keeps its cadence is
+judged exactly as before; what is not followed: a new stretch whose stamps jitter by more than
+15 % (judged at the learned cadence, as before), a meter that loses exactly every other reading for
+hours (read as a meter at twice its cadence), and firmware_drift (same root cause, still learned).
+The reach in readings is those gaps either side, so scores near the newest reading are final that
+many readings later (24 min at 1 minute, 2 h at 5 and 15 minutes, 6 h at hourly cadence): at 15
+minutes the reach stays within the stream's fast tier (12 h)."""
 
 from __future__ import annotations
 
@@ -42,6 +70,15 @@ import pandas as pd
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Scored, _num, quiet, rnd
 from wattwatch.detect.frame import cache, meter_names, seg_bounds, seg_quantile, window_count, window_sum
 
+# The fewest gaps either side that say a reading's cadence (see PacketLoss._gaps; more only where
+# they span at most cadence_span_s, so that a 15-minute meter's reach, 10 h of window and these,
+# stays within the stream's fast tier of 12 h). 4 of 6 within 15 % of one value happen by chance
+# on a meter losing readings at random about 4 % of the time at the worst loss rate (a half),
+# where it alerts anyway (a gap so judged counts fewer lost readings, never more); 0.1 % at a
+# loss of 10 %. A learned cadence this coarse meets only finer new ones (15 -> 5, 60 -> 15 min),
+# where a side that misses the cluster undercounts, never alerts.
+MIN_GAPS = 6
+
 
 @dataclass(frozen=True)
 class PacketLossConfig(DetectorConfig):
@@ -49,13 +86,19 @@ class PacketLossConfig(DetectorConfig):
     taken over (longer at coarse cadence, see the module docstring); ``min_expected`` and
     ``min_lost``: readings a window must expect / have lost to count; ``data_gap_share``: an alert
     whose longest single gap is at least this share of its span is reported as a data gap
-    (evidence ``kind = "data_gap"``), else as packet loss (``kind = "packet_loss"``)."""
+    (evidence ``kind = "data_gap"``), else as packet loss (``kind = "packet_loss"``); ``cadence_gaps``
+    (at most, and no more than span ``cadence_span_s`` at the learned cadence, at least 6) and
+    ``cadence_share``: how many gaps either side of a reading say the cadence its stretch runs at,
+    and what share of them must agree on one other than the learned (module docstring)."""
 
     limit: float = 0.05
     window_s: float = 6 * 3600.0
     min_expected: int = 20
     min_lost: int = 4
     data_gap_share: float = 0.5
+    cadence_gaps: int = 24
+    cadence_span_s: float = 7200.0
+    cadence_share: float = 0.6
     post: PostRule = PostRule(min_duration_s=1800.0, min_readings=2, merge_gap_s=6 * 3600.0, max_bridge_s=86400.0,
                               bridge_gaps=True)
 
@@ -65,8 +108,27 @@ class PacketLoss(Detector):
     code = "ALRM_PKT_LOSS_CRIT"
     config_cls = PacketLossConfig
     reads_also = ()  # times only
-    lookback_n = 1  # a reading's loss is the gap before it
+
+    lookback_n = 1   # a reading's loss is the gap before it; more to say its cadence (see reach)
     lookahead_n = 1  # ... and a reading borders the gap after it, however long
+
+    def _gaps(self, cadence_s: np.ndarray) -> np.ndarray:
+        """Gaps per side that say a reading's cadence, per meter: ``cadence_gaps``, fewer where
+        they would span more than ``cadence_span_s`` at the learned cadence (at least
+        ``MIN_GAPS``): 24 at 1 and 5 minutes, 8 at 15 minutes (7 just above), 6 at hourly."""
+        c = self.config
+        with quiet():
+            n = np.floor(c.cadence_span_s / np.asarray(cadence_s, float))
+        n = np.where(np.isfinite(n), n, c.cadence_gaps)
+        return np.clip(n, min(MIN_GAPS, c.cadence_gaps), c.cadence_gaps).astype(np.int64)
+
+    def reach(self, meters):
+        # A reading's loss is counted at the cadence the gaps either side of it say: that many
+        # readings beyond the window either way.
+        r = super().reach(meters)
+        cad = np.array([_num(self.state_.get(m, {}).get("cadence_s"), np.nan) for m in meters], float)
+        n = np.maximum(self._gaps(cad), 1)
+        return type(r)(r.back_s, np.maximum(r.back_n, n), r.ahead_s, np.maximum(r.ahead_n, n))
 
     def _window(self, cadence_s: np.ndarray) -> np.ndarray:
         """Window per meter: the configured span, long enough to expect ``min_expected`` readings
@@ -98,16 +160,55 @@ class PacketLoss(Detector):
             low = seg_quantile(ratio, seg, len(names), 0.0, ratio > 0.05)
         return {m: {"gap_low": rnd(float(v), 4)} for m, v in zip(names, low) if np.isfinite(v)}
 
-    def _lost(self, names, seg: np.ndarray, dt: np.ndarray, cad_m: np.ndarray) -> np.ndarray:
-        """Readings lost in the gap before each reading: round(gap / cadence) - 1, for a gap longer
-        than the meter's jitter allows (1.5 cadences for a steady clock; see _fit); NaN where the
-        gap is (a meter's first reading)."""
+    def _cadence_rows(self, names, seg: np.ndarray, dt: np.ndarray, cad_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per reading: the cadence its stretch runs at (the learned one unless its gaps say
+        another, see the module docstring) and the readings lost in the gap before it at that
+        cadence: round(gap / cadence) - 1, for a gap longer than the meter's jitter allows (1.5
+        cadences for a steady clock; at the learned cadence its own jitter, see _fit); NaN where
+        the gap is (a meter's first reading)."""
         st = self.state_
         low = np.array([_num(st.get(m, {}).get("gap_low"), np.nan) for m in names], float)
-        thr = np.where(np.isfinite(low), np.clip(2.05 - low, 1.5, 1.95), 1.5)[seg]
+        thr_m = np.where(np.isfinite(low), np.clip(2.05 - low, 1.5, 1.95), 1.5)
+        cad, thr = cad_m[seg], thr_m[seg]
+        n = self._gaps(cad_m)[seg] if len(seg) else np.zeros(0, np.int64)
+        share = self.config.cadence_share
+        # The n gaps ending at a reading, and the 2n - 1 ending n - 1 after it.
+        said = _run_cadence(dt, cad, (n, 2 * n - 1), share)
+
+        def lost_at(c):
+            with quiet():
+                ratio = dt / c
+                t_ = thr if c is cad else np.where(c == cad, thr, 1.5)
+                return np.where(ratio >= t_, np.clip(np.round(ratio) - 1, 0, None), np.where(np.isnan(ratio), np.nan, 0.0))
+
+        if said is None:
+            return cad, lost_at(cad)   # the learned cadence throughout (the usual case)
+        left, both = said
+        m = len(dt)
+        j = np.arange(m) + n - 1
+        k = np.minimum(j, m - 1)
+        ahead = (j < m) & (seg[k] == seg)
+        right = np.where(ahead, left[k], np.nan)   # the n gaps beginning at a reading
+        mid = np.where(ahead, both[k], np.nan)     # the 2n - 1 centred on it
+        left = np.where(np.isnan(left), np.where(np.isnan(right), cad, right), left)
+        right = np.where(np.isnan(right), left, right)
+        lost_l, lost_r = lost_at(left), lost_at(right)
+        # Where the two sides differ (a reconfiguration), the gap counts at the one that loses
+        # fewer readings (readings the meter was not asked for are not lost); the finer on a tie.
+        # Where the 2n - 1 gaps around it say a cadence other than the learned, that one: in a
+        # stretch at a new cadence whose loss thins the cluster, one side may miss it.
         with quiet():
-            ratio = dt / cad_m[seg]
-            return np.where(ratio >= thr, np.clip(np.round(ratio) - 1, 0, None), np.where(np.isnan(ratio), np.nan, 0.0))
+            pick = (lost_r < lost_l) | ((lost_r == lost_l) & (right < left))
+            mid_ok = np.isfinite(mid) & (mid != cad)
+        c = np.where(mid_ok, mid, np.where(pick, right, left))
+        lost = np.where(mid_ok, lost_at(np.where(mid_ok, mid, cad)), np.where(pick, lost_r, lost_l))
+        return c, lost
+
+    def _row_window(self, c_row: np.ndarray, cad: np.ndarray) -> np.ndarray:
+        """Window per reading: its cadence's (:meth:`_window`), no longer than the reach the learned
+        cadence ``cad`` declares either side (:meth:`lookback_s`)."""
+        with quiet():
+            return np.fmin(self._window(c_row), 2 * self.lookback_s(cad))
 
     def calm_meters(self, names, seg: np.ndarray, starts: np.ndarray, t: np.ndarray, dt: np.ndarray,
                     lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -116,14 +217,20 @@ class PacketLoss(Detector):
         in its window (half of it either side) and in the gap after it, over ``min_lost``: where the
         meter has lost fewer than ``min_lost`` x the threshold from half a window before ``lo`` to
         half a window after ``hi`` and in the gap after that, none of them can alert, whatever the
-        share (a meter's first reading's gap is not counted: the frame does not hold it)."""
+        share (a meter's first reading's gap is not counted: the frame does not hold it). A meter
+        whose gaps in the frame say another cadence anywhere is never calm (judged: its windows
+        and counts follow that cadence)."""
         from wattwatch.detect.core import SegTimes
 
         if self.config.min_lost <= 0 or not len(names):
             return np.zeros(len(names), bool)
         cad_m = np.array([_num(self.state_.get(m, {}).get("cadence_s"), np.nan) for m in names], float)
-        lost = np.nan_to_num(self._lost(names, seg, dt, cad_m))
+        c_row, lost = self._cadence_rows(names, seg, dt, cad_m)
+        lost = np.nan_to_num(lost)
         ends = np.append(starts[1:], len(t))
+        with quiet():
+            other = np.logical_or.reduceat((c_row != cad_m[seg]) & np.isfinite(cad_m[seg]), starts) \
+                if len(t) else np.zeros(len(names), bool)
         st = SegTimes(t, seg, starts, ends)
         half = self._window(cad_m) / 2
         half = np.where(np.isfinite(half), half, np.inf)
@@ -134,17 +241,19 @@ class PacketLoss(Detector):
         i1 = np.minimum(i1 + 1, st.lens)   # and the gap after the last of them
         c = np.concatenate([[0.0], np.cumsum(lost)])
         total = np.where(i1 > i0, c[starts + i1] - c[starts + np.minimum(i0, i1)], 0.0)
-        return total / self.config.min_lost < self.config.post.threshold
+        return (total / self.config.min_lost < self.config.post.threshold) & ~other
 
     def _score(self, df: pd.DataFrame) -> Scored:
         seg, t = df["_seg"].to_numpy(), df["_t"].to_numpy()
         names = meter_names(df)
         cad_m = self._param(df, "cadence_s")
-        cad = cad_m[seg]
-        lost = self._lost(names, seg, df["_dt"].to_numpy(), cad_m)
+        cad, lost = self._cadence_rows(names, seg, df["_dt"].to_numpy(), cad_m)   # per reading
         w_m = self._window(cad_m)
-        w = w_m[seg]
+        w = self._row_window(cad, cad_m[seg])
         starts, ends = seg_bounds(seg)
+        with quiet():
+            other = np.logical_or.reduceat((cad != cad_m[seg]) & np.isfinite(cad_m[seg]), starts) \
+                if len(t) else np.zeros(0, bool)
         # Truncated at the meter's first and last reading here: the start and end of the data are
         # not loss. (Within half a window of the piece's ends, i.e. inside its reach.)
         first, last = t[starts][seg], t[ends - 1][seg]
@@ -159,6 +268,14 @@ class PacketLoss(Detector):
         # stamps jitter by a large part of the cadence (a 1-s logger stamping +-0.4 s opens 1.8-s
         # gaps, each read as a lost reading, while every reading is there).
         held = window_count(t, seg, w_known, centred=True, memo=cache(df))
+        # A meter whose gaps say another cadence somewhere: its windows follow each reading's.
+        for k in np.flatnonzero(other & np.isfinite(w_m)):  # a loop over such meters, each step vectorised
+            a, b = starts[k], ends[k]
+            x, h = t[a:b], w[a:b] / 2
+            lo = np.searchsorted(x, x - h, side="left")
+            hi = np.searchsorted(x, x + h, side="right")
+            c = np.concatenate([[0.0], np.cumsum(np.where(np.isfinite(lost[a:b]), lost[a:b], 0.0))])
+            in_window[a:b], held[a:b] = c[hi] - c[lo], (hi - lo).astype(float)
         with quiet():
             in_window = np.minimum(in_window, np.clip(np.round(expected) + 1 - held, 0, None))
         # A reading borders the gap after it however long: a gap longer than half the window is
@@ -195,12 +312,13 @@ class PacketLoss(Detector):
             # Fewer than min_lost readings lost is not evidence, whatever share of a short
             # (truncated) window they are.
             score = np.minimum(score, in_window / self.config.min_lost)  # NaN stays NaN
-        return Scored(score, (frac, lost, cad))
+        return Scored(score, (frac, lost, cad, w))
 
     def describe(self, df, rows, scores, ctx=None) -> Finding:
-        frac, lost_all, cad_all = ctx
+        frac, lost_all, cad_all, w_all = ctx
         t = df["_t"].to_numpy()
-        cad = float(cad_all[rows[0]])
+        # The cadence of the stretch (one cadence but where an alert spans a reconfiguration).
+        cad = float(np.median(cad_all[rows]))
         # One meter's rows are contiguous and sorted: the span is a row range.
         # nansum: a meter's first reading has no gap before it (NaN).
         lost = float(np.nansum(lost_all[rows[0]:rows[-1] + 1]))
@@ -208,7 +326,7 @@ class PacketLoss(Detector):
         lost = min(lost, max(0.0, round(expected) - (rows[-1] - rows[0] + 1)))   # counted, as in _score
         share = lost / expected if expected > 0 else float("nan")
         worst = float(np.nanmax(frac[rows]))
-        w = float(self._window(np.array([cad]))[0])
+        w = float(np.median(w_all[rows]))
         # The longest gap inside the span: from the reading before it to the one after.
         span_lost = np.nan_to_num(lost_all[rows[0] + 1:rows[-1] + 1])
         g = int(np.argmax(span_lost)) + rows[0] + 1 if len(span_lost) else rows[0]
@@ -251,3 +369,59 @@ def _around(x: np.ndarray, t: np.ndarray, seg: np.ndarray, half_s: np.ndarray) -
         before[a:b] = c[i + 1] - c[lo]
         after[a:b] = c[hi] - c[i + 1]
     return before, after
+
+
+def _run_cadence(dt: np.ndarray, cad: np.ndarray, ns: tuple, share: float, tol: float = 0.15,
+                 near: tuple[float, float] = (0.75, 1.5), chunk: int = 100_000) -> list[np.ndarray] | None:
+    """Per number of gaps ``n`` of ``ns`` (one value per row, the same on a meter's rows), per row
+    j: the cadence the ``n[j]`` gaps ending at it (``dt[j - n + 1 .. j]``) say. Where at least
+    ``share`` of them lie within ``tol`` of their median and the median is not near the learned
+    cadence ``cad`` (per row; outside ``near`` times it), the median; else ``cad``; NaN where the
+    meter has fewer than ``n`` gaps up to j (a meter's first gap is NaN, so no window holds two
+    meters' gaps). Only windows with enough gaps far from ``cad`` to hold such a cluster are
+    looked into (on a steady meter: those with ``share`` of their gaps lost readings). None where
+    no window says another cadence (the usual case)."""
+    m = len(dt)
+    outs = [np.full(m, np.nan) for _ in ns]
+    if not m:
+        return outs
+    fin = np.isfinite(dt)
+    with quiet():
+        ratio = dt / cad
+        # A gap within tol of a median outside near: outside (near[0] (1 + tol), near[1] (1 - tol)).
+        off = fin & ~((ratio > near[0] * (1 + tol)) & (ratio < near[1] * (1 - tol)))
+    cf = np.concatenate([[0], np.cumsum(fin)])
+    co = np.concatenate([[0], np.cumsum(off)])
+    hits = []
+    for n in ns:   # first the windows that say another cadence (none on a steady meter)
+        found = []
+        for nv in np.unique(n):   # one pass per number of gaps (one per cadence band of the frame)
+            nv = int(nv)
+            if nv <= 0:
+                continue
+            need = int(np.ceil(share * nv - 1e-9))
+            if nv > m:
+                continue
+            cand = np.flatnonzero(co[nv:] - co[:m + 1 - nv] >= need) + nv - 1   # rows nv - 1 on
+            cand = cand[(n[cand] == nv) & (cf[cand + 1] - cf[cand + 1 - nv] == nv)]
+            k = np.arange(-nv + 1, 1)
+            for a in range(0, len(cand), chunk):  # chunks of rows: nv gaps each
+                rows = cand[a:a + chunk]
+                g = dt[rows[:, None] + k]
+                med = np.median(g, axis=1)
+                inband = (np.abs(g - med[:, None]) <= tol * med[:, None]).sum(axis=1)
+                with quiet():
+                    r = med / cad[rows]
+                hit = (inband >= need) & (med > 0) & np.isfinite(r) & ~((r >= near[0]) & (r <= near[1]))
+                found.append((rows[hit], med[hit]))
+        hits.append(found)
+    if not any(len(r) for found in hits for r, _ in found):
+        return None
+    j = np.arange(m)
+    for n, out, found in zip(ns, outs, hits):
+        lo = np.clip(j + 1 - n, 0, None)
+        valid = (j + 1 >= n) & (cf[j + 1] - cf[lo] == n)
+        out[valid] = cad[valid]
+        for rows, med in found:
+            out[rows] = med
+    return outs
