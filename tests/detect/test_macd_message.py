@@ -1,0 +1,83 @@
+"""baseline_macd's alert text and evidence say one comparison: the share, the direction and the two
+numbers quoted are those of the window that set the alert's highest hour. Before, every alert
+quoted the energy of its own hours with the direction of the window that scored it, and a floor
+drop still judged on a theft's last nights while the household was back and busy read "60 %
+below its baseline (40.0 kWh vs 25.0 kWh expected)" (q22, seed 131, M-00009)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from wattwatch import api
+from wattwatch.detect import registry
+from wattwatch.detect.frame import prepare
+
+from tests.detect.test_macd_floor import home
+
+THEFT = ("2025-01-15", "2025-01-19T06:00")
+
+
+def _after_a_theft(seed: int) -> pd.DataFrame:
+    """A home whose meter saw 40 % of the load for four days (a bypass), then a busy stretch (the
+    household's activity x3, its standby as before)."""
+    df = home(days=24, seed=seed, activity=3.0, busy=(THEFT[1], "2025-01-23"))
+    df.loc[(df.ts >= THEFT[0]) & (df.ts < THEFT[1]), "p_kw"] *= 0.4
+    return df
+
+
+def _agrees(msg: str, ev: dict) -> None:
+    """The text's share and direction are the quoted numbers' (observed / expected - 1), and so is
+    the evidence's deviation."""
+    got = re.search(r"(\d+)% (above|below) its baseline \(([\d.]+) (kWh|kW) vs ([\d.]+) (kWh|kW) expected", msg)
+    assert got, msg
+    share, direction, obs, exp = int(got[1]), got[2], float(got[3]), float(got[5])
+    unit = got[4]
+    o, e = (ev["actual_kw"], ev["expected_kw"]) if unit == "kW" else (ev["actual_kwh"], ev["expected_kwh"])
+    assert np.isclose(o, obs, rtol=0.01, atol=0.05) and np.isclose(e, exp, rtol=0.01, atol=0.05), (msg, ev)
+    assert (o > e) == (direction == "above") and (ev["deviation"] > 0) == (direction == "above"), (msg, ev)
+    assert abs(abs(ev["deviation"]) - share / 100) <= 0.006 and np.isclose(o / e - 1, ev["deviation"], atol=2e-3), (msg, ev)
+    assert (ev["basis"] == "floor") == (unit == "kW"), (msg, ev)
+
+
+def test_a_floor_drop_judged_after_the_theft_quotes_the_floor_not_the_busy_hours():
+    """The hours just after the bypass ended, where the two-day floor still held its last nights:
+    the household is back and busy (the hours' energy above the profile), the floor below. Their
+    alert text is the floor's: below, with the floor under the profiled one."""
+    checked = 0
+    for seed in range(3):
+        df = _after_a_theft(seed)
+        d = registry.build("baseline_macd").fit(prepare(df[df.ts < "2025-01-13"]))
+        x = prepare(df)
+        sc = d.scored(x)
+        dev, limit, expected, m, which, *_, cell = sc.ctx
+        t = x["_t"].to_numpy(float)
+        tail = (t >= pd.Timestamp(THEFT[1]).timestamp()) & (t < pd.Timestamp(THEFT[1]).timestamp() + 86400)
+        hot = cell >= 0
+        hot[hot] = (which.ravel()[cell[hot]] == 3) & (dev.ravel()[cell[hot]] < 0)
+        rows = np.flatnonzero(tail & hot)
+        if not len(rows):
+            continue
+        c = np.unique(cell[rows])
+        if np.nansum(m.ravel()[c]) <= np.nansum(expected.ravel()[c]):
+            continue    # the hours' energy below too: no contradiction to make
+        f = d.describe(x, rows, sc.values, sc.ctx)
+        assert " below its baseline" in f.message and f.evidence["basis"] == "floor", f.message
+        _agrees(f.message, f.evidence)
+        assert f.evidence["actual_kw"] < f.evidence["expected_kw"] and f.evidence["span_kwh"] > f.evidence["span_expected_kwh"]
+        checked += 1
+    assert checked >= 1, "no floor hour after the theft with the hours' energy above the profile"
+
+
+def test_every_alert_text_agrees_with_its_evidence():
+    """Whatever window set an alert (fast, sustained, week, floor), its text and evidence agree."""
+    n = 0
+    for seed in range(3):
+        df = _after_a_theft(seed)
+        fitted = api.fit(df, detectors=["baseline_macd"], days=7)
+        for a in api.detect(df, state=fitted).alerts:
+            _agrees(a.message, a.evidence)
+            n += 1
+    assert n >= 3, n
