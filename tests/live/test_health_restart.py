@@ -155,14 +155,7 @@ def test_the_open_health_alerts_are_rebuilt_from_the_store_without_a_checkpoint(
         eng = engine(store)
         assert eng.health_open == {aid}
         eng.resume_sources([p])          # what stream.run does at start
-        _poll(p, 3)
-        rep = StepReport()
-        eng.add_health(p.health(), rep)
-        assert rep.ended == [aid] and eng.health_open == set()
-        _poll(p, 3)
-        rep = StepReport()
-        eng.add_health(p.health(), rep)
-        assert rep.ended == [] and rep.alerts == []
+        _ends_once(eng, p, aid)
         eng.close()
         store.close()
         p.close()
@@ -171,6 +164,21 @@ def test_the_open_health_alerts_are_rebuilt_from_the_store_without_a_checkpoint(
         store.close()
     finally:
         d.stop()
+
+
+def _ends_once(eng, p, aid: str, msg: str = "") -> list:
+    """After a restart: the next polls end the resumed alert ``aid`` once (its alerts returned),
+    and the polls after them report nothing more about it."""
+    _poll(p, 3)
+    rep = StepReport()
+    eng.add_health(p.health(), rep)
+    assert rep.ended == [aid] and eng.health_open == set(), msg
+    ended = rep.alerts
+    _poll(p, 3)
+    rep = StepReport()
+    eng.add_health(p.health(), rep)
+    assert rep.ended == [] and rep.alerts == []
+    return ended
 
 
 def _health(ended: bool):
@@ -244,16 +252,8 @@ def test_the_open_health_alert_of_a_device_no_longer_configured_ends_once_at_the
         eng = engine(store)
         assert eng.health_open == {aid}
         eng.resume_sources([p])
-        _poll(p, 3)
-        rep = StepReport()
-        eng.add_health(p.health(), rep)
-        assert rep.ended == [aid] and eng.health_open == set(), "the alert of a device no longer polled stays open"
-        [a] = rep.alerts
+        [a] = _ends_once(eng, p, aid, "the alert of a device no longer polled stays open")
         assert a.id == aid and a.evidence["ended"] and "no longer" in a.evidence["ended_because"]
-        _poll(p, 3)
-        rep = StepReport()
-        eng.add_health(p.health(), rep)
-        assert rep.ended == [] and rep.alerts == []
         eng.checkpoint()
         eng.close()
         store.close()
