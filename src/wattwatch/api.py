@@ -708,20 +708,21 @@ def _when(x, what: str):
     return t
 
 
-def _load_reach(store, names, todo, since, since_t, back, ahead, end, first, reach, cut=None):
+def _load_reach(store, names, todo, since, since_t, back, ahead, end, first, reach, cut=None, last=None):
     """Each meter's readings from its reach before its window start to its reach after the end.
     ``cut``: per meter, the end of its last compacted hour (epoch s); raw readings before it (a late reading
     for a compacted hour, raw until the next compaction) are not loaded: the hours around them are
     aggregates, and judged alone they read as readings with days lost around them.
 
-    A reach counted in readings (``back_n``) was turned into time at the meter's cadence; where a
-    gap sits before the window that time holds fewer readings, so the first readings would not be
-    exact (and could not be judged). Those meters are loaded again from further back, doubling
-    the distance, until the reach is held or their first reading is reached."""
+    A reach counted in readings (``back_n``, ``ahead_n``) was turned into time at the meter's
+    cadence; where a gap sits before the window (or after its end) that time holds fewer readings,
+    so the first (last) readings would not be exact (and could not be judged). Those meters are
+    loaded again from further back (ahead), doubling the distance, until the reach is held or their
+    first (``last``) reading is reached."""
     from wattwatch.detect.frame import prepare
 
-    back = back.copy()
-    hi = [None if end is None else end + pd.Timedelta(seconds=float(ahead[k])) for k in todo]
+    back, ahead = back.copy(), np.asarray(ahead, float).copy()
+    hi: list = [None] * len(todo)
     lo: list = [None] * len(todo)
     raw = None
     pending = list(range(len(todo)))
@@ -730,6 +731,7 @@ def _load_reach(store, names, todo, since, since_t, back, ahead, end, first, rea
             s = since.get(todo[i], since_t)
             b = back[todo[i]]
             lo[i] = None if s is None or not np.isfinite(b) else pd.Timestamp(s - b, unit="s", tz="UTC")
+            hi[i] = None if end is None else end + pd.Timedelta(seconds=float(ahead[todo[i]]))
         got = store.query_windows(pd.DataFrame({"meter_id": [names[todo[i]] for i in pending],
                                                 "start": [lo[i] for i in pending], "end": [hi[i] for i in pending]}))
         if cut and len(got):
@@ -772,6 +774,25 @@ def _load_reach(store, names, todo, since, since_t, back, ahead, end, first, rea
                 if want < tm[0] or np.searchsorted(tm, want, side="left") < r.back_n[k]:
                     again.append(i)
                     back[k] = back[k] * 2.0
+                    break
+        for i in pending:
+            # The same ahead of the window's end: its last readings' reach in readings past a gap.
+            k = todo[i]
+            if end is None or last is None or hi[i] is None or hi[i] > last[k] or names[k] not in where:
+                continue
+            a, b = where[names[k]]
+            tm = t[a:b]
+            j = np.searchsorted(tm, end.timestamp(), side="left") - 1
+            if j < 0:
+                continue
+            for r in reach.values():
+                if not np.isfinite(r.ahead_s[k]):
+                    continue
+                want = tm[j] + r.ahead_s[k]
+                if want > tm[-1] or len(tm) - np.searchsorted(tm, want, side="right") < r.ahead_n[k]:
+                    if i not in again:
+                        again.append(i)
+                    ahead[k] = ahead[k] * 2.0
                     break
         if not again:
             return frame, lo, hi
@@ -997,7 +1018,7 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
     while todo:
         if on_stage:
             on_stage(f"loading the readings of {len(todo):,} meter(s)", None)
-        frame, lo, hi = _load_reach(store, names, todo, since, since_t, back, ahead, end, first, reach, cut)
+        frame, lo, hi = _load_reach(store, names, todo, since, since_t, back, ahead, end, first, reach, cut, last)
         # A meter with compacted hours never has its first reading loaded (the core judges it from
         # each detector's reach after the cut, ``core.run``'s ``cut``).
         origin = {names[k]: (lo[i] is None or lo[i] <= first[k]) and names[k] not in cut for i, k in enumerate(todo)}
