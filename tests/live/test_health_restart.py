@@ -133,9 +133,6 @@ def test_the_open_health_alerts_are_rebuilt_from_the_store_without_a_checkpoint(
                                {"m": mb.parse_model("m", {"registers": REGS})}, interval_s=1, timeout_s=1,
                                slow_settle=6, slow_recent=3, slow_min_ms=100)
 
-    def engine(store):
-        return StreamEngine(store, api.build_detectors(["supply_outage"], None), api._engine(None),
-                            StreamConfig(checkpoint_s=0, slow_thread=False))
     try:
         store, p = Store(path), poller()
         eng = engine(store)
@@ -166,6 +163,12 @@ def test_the_open_health_alerts_are_rebuilt_from_the_store_without_a_checkpoint(
         d.stop()
 
 
+def engine(store):
+    """The engine each run of these tests starts on the store (checkpoints at every step's call)."""
+    return StreamEngine(store, api.build_detectors(["supply_outage"], None), api._engine(None),
+                        StreamConfig(checkpoint_s=0, slow_thread=False))
+
+
 def _ends_once(eng, p, aid: str, msg: str = "") -> list:
     """After a restart: the next polls end the resumed alert ``aid`` once (its alerts returned),
     and the polls after them report nothing more about it."""
@@ -194,9 +197,6 @@ def test_a_health_alert_that_ended_after_the_last_checkpoint_is_reported_ended_a
     action's log skips an ``ended`` it did). After a checkpoint past it, never again."""
     path = tmp_path / "live.duckdb"
 
-    def engine(store):
-        return StreamEngine(store, api.build_detectors(["supply_outage"], None), api._engine(None),
-                            StreamConfig(checkpoint_s=0, slow_thread=False))
     store = Store(path)
     eng = engine(store)
     rep = StepReport()
@@ -231,9 +231,6 @@ def test_the_open_health_alert_of_a_device_no_longer_configured_ends_once_at_the
                                {"m": mb.parse_model("m", {"registers": REGS})}, interval_s=1, timeout_s=1,
                                slow_settle=6, slow_recent=3, slow_min_ms=100)
 
-    def engine(store):
-        return StreamEngine(store, api.build_detectors(["supply_outage"], None), api._engine(None),
-                            StreamConfig(checkpoint_s=0, slow_thread=False))
     try:
         store, p = Store(path), poller("AB")
         eng = engine(store)
@@ -271,9 +268,6 @@ def test_a_health_alert_that_ended_in_a_run_killed_before_its_first_checkpoint_i
     (an alert opened in such a run is new again after the restart, likewise)."""
     path = tmp_path / "live.duckdb"
 
-    def engine(store):
-        return StreamEngine(store, api.build_detectors(["supply_outage"], None), api._engine(None),
-                            StreamConfig(checkpoint_s=0, slow_thread=False))
     store = Store(path)
     eng = engine(store)
     rep = StepReport()
