@@ -15,7 +15,7 @@ import pytest
 
 from tests.edge.pki import ed25519_keys, hmac_key, make_pki, tls_listener
 from tests.live.test_mqtt import _Watcher
-from tests.support.services import Mosquitto, free_port
+from tests.support.services import Mosquitto, free_port, wait_true as _wait
 from wattwatch.alerts import store as alert_store
 from wattwatch.edge.publish import Publisher, TamperLog
 from wattwatch.edge.signing import Signer
@@ -55,15 +55,6 @@ def _headend(broker, pki, tmp_path, keys, name):
     src = TamperSource(name, host="127.0.0.1", port=broker.tls_port, tls_ca=str(pki["ca"]), tls_cert=str(pki["client"][0]),
                        tls_key=str(pki["client"][1]), keys=keys, client_id=f"he-{name}", batch_s=0.05)
     return src, _Watcher(tmp_path / f"{name}.duckdb", src)
-
-
-def _wait(pred, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
 
 
 def _m1_status(w):

@@ -14,6 +14,7 @@ from tests.edge.pki import hmac_key
 from tests.edge.test_security import _event
 from tests.live.test_actions import _script
 from tests.live.test_mqtt import _publish, _publisher
+from tests.support.services import wait_true as _wait
 from wattwatch import api
 from wattwatch.edge.signing import Signer
 from wattwatch.runners import stream
@@ -33,15 +34,6 @@ class DieAtOutputs(Output):
     def alerts(self, report, engine) -> None:
         if report.alerts or report.new:
             raise Died
-
-
-def _wait(pred, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
 
 
 def test_a_tamper_report_whose_step_died_before_its_outputs_is_acted_on_once_after_a_restart(mqtt_broker, tmp_path):

@@ -13,6 +13,16 @@ from pathlib import Path
 from wattwatch.ports import free_port  # noqa: F401  (the tests' services import it from here)
 
 
+def wait_true(pred, timeout: float = 20.0) -> bool:
+    """Poll ``pred`` every 50 ms until it holds (True) or ``timeout`` seconds pass (its last value)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
 def wait_port(port: int, timeout: float = 15.0) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
