@@ -155,6 +155,19 @@ def _open_failure(path: Path, read_only: bool, exc: Exception) -> str:
     return f"{path}: cannot open store (not a DuckDB file, damaged, or locked by another process): {exc}"
 
 
+@dataclass
+class _Conflicts:
+    """What one ingest dropped for another copy's values: readings given more than once with
+    different values (``copies``) and copies of stored readings with other values (``stored``,
+    counted where ``check_stored``), each with its first example."""
+
+    check_stored: bool = True
+    copies: int = 0
+    copies_eg: str | None = None
+    stored: int = 0
+    stored_eg: str | None = None
+
+
 class Store:
     """A DuckDB file of canonical readings.
 
@@ -401,9 +414,9 @@ class Store:
         con.execute("SET force_compression = 'alp'")
         con.execute("BEGIN TRANSACTION")
         self._cat_staged = {}
-        # Duplicate groups whose values disagree and an example; copies of stored readings that
-        # disagree with them and an example (not looked for in a live step: a query more a step).
-        self._conflicts: list = [0, None, None if live else 0, None]
+        # Values an ingest drops for another copy's, said in its notes (stored copies not looked
+        # for in a live step: a query more a step).
+        self._conflicts = _Conflicts(check_stored=not live)
         try:
             if live:
                 if self._live_extras is None:
@@ -454,17 +467,18 @@ class Store:
                     on_progress(nbytes)
             counts.rejects.sort(key=lambda r: (r[0], r[1]))
             counts.rejected = len(counts.rejects)
-            if self._conflicts[0]:
+            cf = self._conflicts
+            if cf.copies:
                 counts.notes.append(
-                    f"{source}: {self._conflicts[0]:,} reading(s) given more than once for one meter and instant (or within "
+                    f"{source}: {cf.copies:,} reading(s) given more than once for one meter and instant (or within "
                     f"a retransmission's jitter) "
                     f"with different values; the most complete row (then the earliest, then the first in the "
-                    f"file) was kept, the other values dropped ({self._conflicts[1]})")
-            if self._conflicts[2]:
+                    f"file) was kept, the other values dropped ({cf.copies_eg})")
+            if cf.stored:
                 counts.notes.append(
-                    f"{source}: {self._conflicts[2]:,} reading(s) given again with different values from the "
+                    f"{source}: {cf.stored:,} reading(s) given again with different values from the "
                     f"reading already stored for that meter and instant (earlier in the file, or from another "
-                    f"file); the stored values were kept, these dropped ({self._conflicts[3]})")
+                    f"file); the stored values were kept, these dropped ({cf.stored_eg})")
             counts.duplicates = counts.read - counts.rejected - counts.stored - counts.merged
             counts.seconds = time.perf_counter() - t0
             con.execute(
@@ -682,8 +696,8 @@ class Store:
         n = int(bad.sum())
         if not n:
             return
-        self._conflicts[0] += n
-        if self._conflicts[1] is None:
+        self._conflicts.copies += n
+        if self._conflicts.copies_eg is None:
             first = bad.index[bad.to_numpy()][0]
             rows = df[df["_g"] == first]
             cols = [c for c in chans if diff.loc[first, c]][:3]
@@ -691,7 +705,7 @@ class Store:
             lines = [int(x) for x in rows["_line"]]
             ts = pd.Timestamp(rows["ts"].iloc[0])
             ts = (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).isoformat().replace("+00:00", "Z")
-            self._conflicts[1] = (f"e.g. meter {rows['meter_id'].iloc[0]} at {ts}, lines {lines[0]} (kept), "
+            self._conflicts.copies_eg = (f"e.g. meter {rows['meter_id'].iloc[0]} at {ts}, lines {lines[0]} (kept), "
                                   f"{', '.join(map(str, lines[1:]))}: {vals}")
 
     def _note_stored_conflicts(self, hit: pa.Table, chans: Sequence[str]) -> None:
@@ -699,7 +713,8 @@ class Store:
         ``_old_us``) that give a channel another value than the stored one, and keep the first as an
         example: the stored reading keeps its values, which is said (a copy in a later block of the
         file, or a corrected export ingested again, lost its values with no word), not done silently."""
-        if not chans or not hit.num_rows or getattr(self, "_conflicts", [None] * 4)[2] is None:
+        cf = getattr(self, "_conflicts", None)
+        if not chans or not hit.num_rows or cf is None or not cf.check_stored:
             return
         differ = " OR ".join(f"r.{_q(c)} <> h.{_q(c)}" for c in chans)   # a blank on either side is no conflict
         vals = ", ".join(f"r.{_q(c)} AS {_q('r_' + c)}, h.{_q(c)} AS {_q('h_' + c)}" for c in chans)
@@ -716,13 +731,13 @@ class Store:
         if not rows:
             return
         n, meter, ts, line, *v = rows[0]
-        self._conflicts[2] += n
-        if self._conflicts[3] is None:
+        cf.stored += n
+        if cf.stored_eg is None:
             pairs = [(c, v[2 * i], v[2 * i + 1]) for i, c in enumerate(chans)]
             diff = [f"{c} {a:g} (stored) vs {b:g}" + (f" (line {line})" if line is not None else "")
                     for c, a, b in pairs if a is not None and b is not None and a != b][:3]
             ts = pd.Timestamp(ts).tz_convert("UTC").isoformat().replace("+00:00", "Z")
-            self._conflicts[3] = f"e.g. meter {meter} at {ts}: {'; '.join(diff)}"
+            cf.stored_eg = f"e.g. meter {meter} at {ts}: {'; '.join(diff)}"
 
     def _live_catalogue(self, meter_ids: list[str]) -> dict[str, tuple[int | None, int | None, float, int]]:
         """:meth:`_catalogue` from memory (the whole meters table is read once)."""
