@@ -99,11 +99,12 @@ class MqttSource(Source):
         self.counters["messages"] += 1
         try:
             rows = self.parse(msg.topic, msg.payload)
-        except ValueError as exc:
+        except Exception as exc:  # noqa: BLE001 - raised here it would end paho's network thread
             rows = []
             n = self.counters["malformed"] = self.counters["malformed"] + 1
             if n <= _LOG_FIRST or n % 100 == 0:
-                log.warning("%s: malformed message #%d on %s: %s", self.name, n, msg.topic, exc)
+                why = exc if isinstance(exc, ValueError) else f"cannot be read ({type(exc).__name__}: {exc})"
+                log.warning("%s: malformed message #%d on %s: %s", self.name, n, msg.topic, why)
         with self._lock:
             self._rows.extend(rows)
             if msg.qos > 0:
@@ -139,7 +140,10 @@ class MqttSource(Source):
                     v = item[src]
                     if isinstance(v, bool) or not isinstance(v, (int, float)):
                         raise ValueError(f"{where}field {src!r} is not a number: {v!r}"[:200])
-                    v = float(v) * self.scale.get(c, 1.0)
+                    try:
+                        v = float(v) * self.scale.get(c, 1.0)
+                    except OverflowError:   # an integer of hundreds of digits is valid JSON
+                        raise ValueError(f"{where}field {src!r} is too large for a number") from None
                     if not math.isfinite(v):
                         raise ValueError(f"{where}field {src!r} is not finite")
                     row[c] = v
@@ -154,7 +158,7 @@ class MqttSource(Source):
         if src in item:
             m = item[src]
             if not isinstance(m, (str, int)) or isinstance(m, bool) or str(m) == "":
-                raise ValueError(f"{where}meter_id must be text or a number, got {m!r}"[:200])
+                raise ValueError(f"{where}meter_id must be text or a whole number, got {m!r}"[:200])
             return str(m)
         if topic in self.meters:
             return str(self.meters[topic])
