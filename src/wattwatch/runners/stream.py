@@ -464,8 +464,11 @@ class StreamEngine:
         self.counters["readings"] += len(frame)
         self.counters["stored"] += counts.stored
         ts = pd.to_datetime(frame["ts"], utc=True, errors="coerce")
+        ok = ts.notna().to_numpy()
+        if counts.rejected:   # a rejected reading (a clock at 1970 or 2199) moves no meter's span
+            ok[np.asarray([ln - 1 for _, ln, _, _ in counts.rejects if 0 < ln <= len(ok)], dtype=np.int64)] = False
         g = pd.DataFrame({"m": frame["meter_id"].astype(str).to_numpy(),
-                          "t": ts.to_numpy("datetime64[us]").astype(np.int64), "ok": ts.notna().to_numpy()})
+                          "t": ts.to_numpy("datetime64[us]").astype(np.int64), "ok": ok})
         g = g[g["ok"]]
         if len(g):
             agg = g.groupby("m", sort=False)["t"].agg(["min", "max"])

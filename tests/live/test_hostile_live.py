@@ -1,0 +1,41 @@
+"""(adv41) An adversarial pass over `wattwatch watch` as a new user would run it: what a hostile or
+broken source sends, and config mistakes, each shown by a test that failed before its fix."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from wattwatch import api
+from wattwatch.runners.stream import StreamConfig, StreamEngine
+from wattwatch.store import Store
+
+
+def _day(meter: str, start: str = "2026-11-01", days: float = 1.0) -> pd.DataFrame:
+    ts = pd.date_range(start, periods=int(days * 96), freq="15min", tz="UTC")
+    return pd.DataFrame({"meter_id": meter, "ts": ts, "p_kw": 5.0 + np.sin(np.arange(len(ts)) / 8.0)})
+
+
+@pytest.mark.parametrize("bad_ts", ["1970-01-01T00:00:00Z", "2199-01-01T00:00:00Z"])
+def test_a_reading_rejected_for_its_time_does_not_move_the_meters_span(tmp_path, bad_ts):
+    # A meter clock reset to 1970 (or a year-2199 typo) is rejected by the ingest, but the engine took
+    # the meter's first/last time from the batch as sent: a day of readings "spanned" 56 years, the
+    # meter was profiled on a window holding nothing and the step raised AttributeError (no state_),
+    # which stopped the watcher; the unacknowledged MQTT message did it again at every restart.
+    with Store(tmp_path / "s.duckdb") as store:
+        eng = StreamEngine(store, api.build_detectors(["supply_outage", "frozen_readings"]), None, StreamConfig())
+        try:
+            good = _day("m1")
+            bad = pd.DataFrame({"meter_id": ["m1"], "ts": pd.to_datetime([bad_ts], utc=True), "p_kw": [5.0]})
+            eng.add(pd.concat([good.iloc[:50], bad, good.iloc[50:]], ignore_index=True), source="meters")
+            eng.step()
+            assert eng.counters["rejected"] == 1 and eng.counters["stored"] == len(good)
+            assert "m1" not in eng.profiled          # one day stored: not yet its profile_days (7)
+            assert eng.first["m1"] == int(good["ts"].iloc[0].value // 1000)
+            assert eng.last["m1"] == int(good["ts"].iloc[-1].value // 1000)
+            eng.add(_day("m1", "2026-11-02", 7), source="meters")   # its first week complete: profiled, judged
+            eng.step()
+            assert "m1" in eng.profiled and eng.counters["judged"] > 0
+        finally:
+            eng.close()
