@@ -39,3 +39,26 @@ def test_a_reading_rejected_for_its_time_does_not_move_the_meters_span(tmp_path,
             assert "m1" in eng.profiled and eng.counters["judged"] > 0
         finally:
             eng.close()
+
+
+def test_a_list_message_keeps_its_readable_readings_and_says_which_item_was_not(caplog):
+    # A gateway batching 3 meters' readings in one message, one of them broken: before, the whole
+    # message was malformed and the two good readings were lost.
+    from wattwatch.sources.mqtt import MqttSource
+
+    src = MqttSource("meters", topics=["site/#"])
+    body = (b'[{"meter_id": "a", "ts": 1767225600, "p_kw": 1.5}, {"meter_id": "b", "ts": 1767225600, "p_kw": "high"},'
+            b' {"meter_id": "c", "ts": 1767225600, "p_kw": 2.5}]')
+    rows, bad = src.parse_items("site/gw", body)
+    assert [(r["meter_id"], r["p_kw"]) for r in rows] == [("a", 1.5), ("c", 2.5)]
+    assert len(bad) == 1 and "item 1: field 'p_kw' is not a number" in bad[0]
+    with pytest.raises(ValueError, match="item 1: field 'p_kw' is not a number"):
+        src.parse("site/gw", body)   # parse(): all or nothing, as before (the message is not all readable)
+
+    class _Msg:
+        topic, payload, qos, mid = "site/gw", body, 0, 1
+
+    with caplog.at_level("WARNING", logger="wattwatch.watch"):
+        src._on_message(None, None, _Msg())
+    assert len(src._rows) == 2 and src.counters["malformed"] == 1 and src.counters["messages"] == 1
+    assert "item 1" in caplog.text and "2 of its 3 readings kept" in caplog.text

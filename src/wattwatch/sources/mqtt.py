@@ -98,13 +98,16 @@ class MqttSource(Source):
     def _on_message(self, client, userdata, msg):
         self.counters["messages"] += 1
         try:
-            rows = self.parse(msg.topic, msg.payload)
+            rows, bad = self.parse_items(msg.topic, msg.payload)
         except Exception as exc:  # noqa: BLE001 - raised here it would end paho's network thread
-            rows = []
+            rows, bad = [], [str(exc) if isinstance(exc, ValueError) else
+                             f"cannot be read ({type(exc).__name__}: {exc})"]
+        if bad:
             n = self.counters["malformed"] = self.counters["malformed"] + 1
             if n <= _LOG_FIRST or n % 100 == 0:
-                why = exc if isinstance(exc, ValueError) else f"cannot be read ({type(exc).__name__}: {exc})"
-                log.warning("%s: malformed message #%d on %s: %s", self.name, n, msg.topic, why)
+                kept = f" ({len(rows)} of its {len(rows) + len(bad)} readings kept)" if rows else ""
+                log.warning("%s: malformed message #%d on %s: %s%s", self.name, n, msg.topic,
+                            "; ".join(bad[:3]) + ("; ..." if len(bad) > 3 else ""), kept)
         with self._lock:
             self._rows.extend(rows)
             if msg.qos > 0:
@@ -117,6 +120,15 @@ class MqttSource(Source):
 
     def parse(self, topic: str, payload: bytes) -> list[dict]:
         """Readings of one message (raises ValueError saying what is wrong with it)."""
+        rows, bad = self.parse_items(topic, payload)
+        if bad:
+            raise ValueError(bad[0])
+        return rows
+
+    def parse_items(self, topic: str, payload: bytes) -> tuple[list[dict], list[str]]:
+        """The readable readings of one message and what is wrong with each other item (a list
+        message whose item 3 is broken keeps items 1, 2, 4 ...); raises ValueError when the message
+        as a whole cannot be read (not JSON, an empty list)."""
         try:
             doc = json.loads(payload)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -127,31 +139,38 @@ class MqttSource(Source):
         if not items:
             raise ValueError("an empty list")
         now = datetime.now(timezone.utc)
-        out = []
+        out, bad = [], []
         for k, item in enumerate(items):
             where = f"item {k}: " if isinstance(doc, list) else ""
-            if not isinstance(item, dict):
-                raise ValueError(f"{where}expected a JSON object, got {type(item).__name__}")
-            row = {"meter_id": self._meter(topic, item, where), "ts": self._ts(item, now, where)}
-            n = 0
-            for c in CHANNEL_NAMES:
-                src = self.fields.get(c, c)
-                if src in item and item[src] is not None:
-                    v = item[src]
-                    if isinstance(v, bool) or not isinstance(v, (int, float)):
-                        raise ValueError(f"{where}field {src!r} is not a number: {v!r}"[:200])
-                    try:
-                        v = float(v) * self.scale.get(c, 1.0)
-                    except OverflowError:   # an integer of hundreds of digits is valid JSON
-                        raise ValueError(f"{where}field {src!r} is too large for a number") from None
-                    if not math.isfinite(v):
-                        raise ValueError(f"{where}field {src!r} is not finite")
-                    row[c] = v
-                    n += 1
-            if n == 0:
-                raise ValueError(f"{where}no channel value (expected fields such as p_kw, v_l1_v)")
-            out.append(row)
-        return out
+            try:
+                out.append(self._reading(topic, item, now, where))
+            except ValueError as exc:
+                bad.append(str(exc))
+        return out, bad
+
+    def _reading(self, topic: str, item, now: datetime, where: str) -> dict:
+        """One item of a message as a reading (ValueError saying what is wrong with it)."""
+        if not isinstance(item, dict):
+            raise ValueError(f"{where}expected a JSON object, got {type(item).__name__}")
+        row = {"meter_id": self._meter(topic, item, where), "ts": self._ts(item, now, where)}
+        n = 0
+        for c in CHANNEL_NAMES:
+            src = self.fields.get(c, c)
+            if src in item and item[src] is not None:
+                v = item[src]
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise ValueError(f"{where}field {src!r} is not a number: {v!r}"[:200])
+                try:
+                    v = float(v) * self.scale.get(c, 1.0)
+                except OverflowError:   # an integer of hundreds of digits is valid JSON
+                    raise ValueError(f"{where}field {src!r} is too large for a number") from None
+                if not math.isfinite(v):
+                    raise ValueError(f"{where}field {src!r} is not finite")
+                row[c] = v
+                n += 1
+        if n == 0:
+            raise ValueError(f"{where}no channel value (expected fields such as p_kw, v_l1_v)")
+        return row
 
     def _meter(self, topic: str, item: dict, where: str) -> str:
         src = self.fields.get("meter_id", "meter_id")
