@@ -1589,6 +1589,12 @@ def load_site(config: str | Path | dict) -> Site:
             raise ConfigError(f"{where}: two sources are named {s.name!r}; names must be unique")
         names.add(s.name)
         built.append(s)
+    polled: dict[str, str] = {}
+    for s in built:   # one meter from two pollers: its readings would be merged as one meter's
+        for m in s.polled_meters():
+            if polled.setdefault(m, s.name) != s.name:
+                raise ConfigError(f"{where}: [[sources]] {s.name!r}: meter {m!r} is read by two sources, "
+                                  f"{polled[m]!r} and {s.name!r}; give each device its own meter_id (or name)")
     try:
         tags = meter_tags(doc.pop("meter_tags", None), f"{where}: [meter_tags]")
     except ValueError as exc:

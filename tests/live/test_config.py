@@ -9,6 +9,9 @@ from wattwatch import api
 from wattwatch.app.cli import app
 from wattwatch.errors import ConfigError
 
+MODBUS = ('[models.em]\nregisters = [{ channel = "p_kw", table = "input", address = 0, type = "float32" }]\n'
+          '[[sources]]\ntype = "modbus"\nname = "plant"\n[[sources.devices]]\nmeter_id = "M-1"\nhost = "127.0.0.1"\n'
+          'port = 2000\nunit = 3\nmodel = "em"\n')
 GOOD_MQTT = '[[sources]]\ntype = "mqtt"\nname = "m"\ntopics = ["a/#"]\nmeter = "topic:1"\n'
 
 
@@ -29,6 +32,20 @@ GOOD_MQTT = '[[sources]]\ntype = "mqtt"\nname = "m"\ntopics = ["a/#"]\nmeter = "
     (GOOD_MQTT + '[no_such_rule]\nx = 1\n', "unknown detector section [no_such_rule]"),
     (GOOD_MQTT + '[engine]\nprofile_days = "x"\n', "profile_days"),
     ("[[sources]\n", "cannot read site config"),
+    # (adv41) a typo'd channel in fields/scale was ignored: a scale of W -> kW silently not applied
+    (GOOD_MQTT + 'fields = { pkw = "power_w" }\n', "fields: 'pkw' is not a canonical channel"),
+    (GOOD_MQTT + 'scale = { pkw = 0.001 }\n', "scale: 'pkw' is not a canonical channel"),
+    (GOOD_MQTT + 'scale = { p_kw = "x" }\n', "scale.p_kw: must be a number, got 'x'"),
+    (GOOD_MQTT + 'port = "x"\n', "port: must be an integer 1..65535, got 'x'"),
+    # a filter the broker cannot take raised in paho's network thread at connect: the source hung
+    ('[[sources]]\ntype = "mqtt"\nname = "m"\ntopics = ["a/#/b"]\nmeter = "topic:1"\n',
+     "topics: 'a/#/b' is not a valid MQTT topic filter"),
+    ('[[sources]]\ntype = "mqtt"\nname = "m"\ntopics = [3]\nmeter = "topic:1"\n', "topics: 3 is not a valid MQTT topic"),
+    (GOOD_MQTT + '[stream]\nslow_thread = "false"\n', "[stream] slow_thread: must be true or false, got 'false'"),
+    (GOOD_MQTT + '[stream]\nhold_s = "x"\n', "[stream] hold_s: must be a number, got 'x'"),
+    # one meter polled by two sources: its readings would be merged as one meter's
+    (MODBUS + MODBUS[MODBUS.index("[[sources]]"):].replace('"plant"', '"plant2"'),
+     "meter 'M-1' is read by two sources, 'plant' and 'plant2'"),
 ])
 def test_a_bad_site_config_is_refused_naming_the_file_and_key(tmp_path, text, says):
     cfg = tmp_path / "site.toml"

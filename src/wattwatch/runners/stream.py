@@ -107,6 +107,12 @@ class StreamConfig:
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"[stream]: unknown parameter(s) {sorted(unknown)}")
+        for k, v in d.items():   # bool("false") is True, float("x") names no key: check the type first
+            want = type(getattr(cls, k))
+            if want is bool and not isinstance(v, bool):
+                raise ValueError(f"[stream] {k}: must be true or false, got {v!r}")
+            if want is not bool and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise ValueError(f"[stream] {k}: must be a number, got {v!r}")
         out = cls(**{k: type(getattr(cls, k))(v) for k, v in d.items()})
         if out.hold_s < 0 or out.checkpoint_s < 0 or out.max_pending < 1 or out.slow_every_s < 0 \
                 or out.fast_reach_s < 0:

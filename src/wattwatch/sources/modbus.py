@@ -560,6 +560,9 @@ class ModbusPoller(Poller):
             return np.asarray(vals[: r.count], dtype=np.uint16)
         raise _Lost("no answer")
 
+    def polled_meters(self) -> list[str]:
+        return [d.meter_id for d in self.devices]
+
     def _timed_out(self, gw: Gateway) -> None:
         """No answer in time. Bytes that came but never made a frame are a frame slip (RTU) or a
         frame shorter than its MBAP length says (TCP): malformed. The connection is dropped either

@@ -44,10 +44,16 @@ class MqttSource(Source):
         super().__init__(name)
         if qos not in (0, 1, 2):
             raise ValueError(f"source {name}: qos must be 0, 1 or 2, got {qos}")
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise ValueError(f"port: must be an integer 1..65535, got {port!r}")
         self.host, self.port, self.qos = host, int(port), int(qos)
         self.topics = [topics] if isinstance(topics, str) else list(topics)
         if not self.topics:
             raise ValueError(f"source {name}: give at least one topic")
+        for t in self.topics:   # paho raises on a bad filter in its network thread (at connect): say it here
+            why = _filter_error(t)
+            if why:
+                raise ValueError(f"topics: {t!r} is not a valid MQTT topic filter ({why})")
         self.meter_level = None
         if meter is not None:
             if not (isinstance(meter, str) and meter.startswith("topic:") and meter[6:].lstrip("-").isdigit()):
@@ -55,6 +61,16 @@ class MqttSource(Source):
             self.meter_level = int(meter[6:])
         self.meters = dict(meters or {})
         self.fields = dict(fields or {})
+        # A key that is not a channel would be ignored: a typo'd scale = { pkw = 0.001 } stored watts as kW.
+        for key, table, names in (("fields", self.fields, ("meter_id", "ts", *CHANNEL_NAMES)),
+                                  ("scale", dict(scale or {}), CHANNEL_NAMES)):
+            for k, v in table.items():
+                if k not in names:
+                    raise ValueError(f"{key}: {k!r} is not a canonical channel (one of {', '.join(names)})")
+                if key == "fields" and not (isinstance(v, str) and v):
+                    raise ValueError(f"fields.{k}: must be the message's field name, got {v!r}")
+                if key == "scale" and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+                    raise ValueError(f"scale.{k}: must be a number, got {v!r}")
         self.scale = {k: float(v) for k, v in (scale or {}).items()}
         self.batch_s = float(batch_s)
         self.keepalive = int(keepalive)
@@ -271,6 +287,21 @@ class MqttSource(Source):
             c.loop_stop()
             self._client = None
         self.status = "closed"
+
+
+def _filter_error(t) -> str | None:
+    """Why ``t`` is not an MQTT topic filter (None if it is one)."""
+    if not isinstance(t, str):
+        return "not text"
+    if not t or len(t.encode("utf-8")) > 65535 or "\x00" in t:
+        return "empty, too long or holding a NUL"
+    levels = t.split("/")
+    for k, lv in enumerate(levels):
+        if "#" in lv and (lv != "#" or k != len(levels) - 1):
+            return "'#' must be a whole level and the last"
+        if "+" in lv and lv != "+":
+            return "'+' must be a whole level"
+    return None
 
 
 def from_spec(name: str, spec: dict, root=None) -> MqttSource:

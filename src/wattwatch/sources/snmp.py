@@ -465,6 +465,9 @@ class SnmpSource(Poller):
             await self._prepare(SnmpEngine)
         await super().run(emit, stop)
 
+    def polled_meters(self) -> list[str]:
+        return [d.name for d in self.devices]   # its scalars' meter (its outlets are NAME/...)
+
     def _watch_speed(self, dev: Device) -> None:
         """A device whose response time climbs (a long cable run, an overloaded agent or gateway) is
         said once, while it lasts (status ``slow``, ``slow_polls`` counted): the median of its last
