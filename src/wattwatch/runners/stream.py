@@ -53,6 +53,7 @@ import functools
 import io
 import json
 import logging
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -211,6 +212,7 @@ class StreamEngine:
         self.handed: pd.DataFrame | None = None
         self.exact: dict[str, int] = {}
         self._norms: dict = {}                    # the live ingest's normalisers (pipeline.ingest_live)
+        self._rejects_said: Counter = Counter()   # per source: readings rejected (the log says some)
         self.stitcher = Stitcher(self.dets, keep_scores=False, compact_readings=True, cut=self.cut)
         # The tiered step: ``stitcher`` judges with every detector (the slow tier's clock; what
         # is checkpointed and what re-judging rewinds), ``fast`` with the fast tier only, every
@@ -465,8 +467,7 @@ class StreamEngine:
         self._hand(frame, rows, touched)
         if counts.rejected:
             self.counters["rejected"] += counts.rejected
-            for unit, line, fld, why in counts.rejects[:3]:
-                log.warning("%s: reading rejected (row %s, %s): %s", source, line, fld or "-", why)
+            _say_rejects(frame, counts.rejects, source, self._rejects_said)
         self.counters["readings"] += len(frame)
         self.counters["stored"] += counts.stored
         ts = pd.to_datetime(frame["ts"], utc=True, errors="coerce")
@@ -1061,6 +1062,30 @@ class StreamEngine:
         self.profiled.update(ready)
         self.dirty.update(ready)
         self.counters["profiled"] += len(ready)
+
+
+# A reject's reason as the ingest gives it ends with hints for a mapping file or [options], which a site
+# config has no place for: the live log leaves them out.
+_FILE_HINT = re.compile(r" \((?:plausible range of (\w+)[^()]*(?:\([^()]*\)[^()]*)*|[^()]*(?:\[options\]|mapping)[^()]*)\)")
+_SAY_FIRST = 5
+
+
+def _say_rejects(frame: pd.DataFrame, rejects: list, source: str, said: Counter) -> None:
+    """Log a batch's rejected readings by meter and time (``_line`` is the frame's row + 1): a
+    source's first five, then every hundredth (a device that keeps sending a bad value does not
+    flood the log; the engine's ``rejected`` counter has them all)."""
+    n0 = said[source]
+    said[source] += len(rejects)
+    picks = [j for j in range(min(len(rejects), max(0, _SAY_FIRST - n0)))]
+    picks += [j for j in range((-(n0 + 1)) % 100, len(rejects), 100) if n0 + j + 1 > _SAY_FIRST]
+    for j in sorted(set(picks)):
+        _, line, _, why = rejects[j]
+        where = "a reading"
+        if 0 < line <= len(frame):
+            row = frame.iloc[line - 1]
+            where = f"meter {str(row.get('meter_id'))!r} at {row.get('ts')}"
+        log.warning("%s: reading #%d rejected: %s: %s", source, n0 + j + 1, where,
+                    _FILE_HINT.sub(lambda m: f" (plausible range of {m[1]})" if m[1] else "", why))
 
 
 def fast_tier(dets: list, meters: list[str], reach_s: float) -> frozenset[str]:
