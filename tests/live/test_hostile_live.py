@@ -84,3 +84,26 @@ def test_a_rejected_reading_is_logged_with_its_meter_and_time_not_a_batch_row_an
             assert "#100" in " ".join(lines)
         finally:
             eng.close()
+
+
+@pytest.mark.parametrize("override, kw, says", [
+    ({"priv_key": "not-the-priv-key"}, {}, "check priv_key and priv_protocol"),
+    ({}, {"priv_protocol": "aes256"}, "check priv_key and priv_protocol"),
+    ({}, {"auth_protocol": "sha256"}, "check auth_key and auth_protocol"),
+    ({"user": "intruder"}, {}, "check user"),
+    ({}, {"priv_protocol": "none"}, "check priv_protocol"),
+])
+def test_snmp_credentials_refused_say_which_key_to_check(caplog, override, kw, says):
+    # authPriv failing was named ("auth failure #1: Ciphering services not available or ciphertext is
+    # broken") but not which of the four settings a facility engineer should look at.
+    from tests.live.test_snmp import KEYS, poll, source
+    from wattwatch.devices import snmp as agent
+
+    a = agent.start("pdu1", {"model": "apc_rpdu2", "outlets": 2, "seed": 3, **KEYS})
+    try:
+        with caplog.at_level("WARNING", logger="wattwatch.watch"):
+            f = poll(source((a, override), **kw))
+        assert len(f) == 0
+        assert "auth failure #1" in caplog.text and says in caplog.text, caplog.text
+    finally:
+        a.stop()
