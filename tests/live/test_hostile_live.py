@@ -107,3 +107,37 @@ def test_snmp_credentials_refused_say_which_key_to_check(caplog, override, kw, s
         assert "auth failure #1" in caplog.text and says in caplog.text, caplog.text
     finally:
         a.stop()
+
+
+def test_influx_credentials_or_permissions_refused_are_said_as_such_not_unreachable(tmp_path, caplog):
+    # A wrong password (401) or a user without the privilege (403) was logged "InfluxDB unreachable,
+    # buffering on disk" and shown "down: buffering": a facility engineer looks at the network.
+    import time as _time
+
+    from tests.live.test_influx import _frame
+    from tests.support.services import Influxd, free_port, wait_true
+    from wattwatch import influx
+    from wattwatch.sinks.influx import InfluxSink
+
+    server = Influxd(free_port(), tmp_path / "influxd", http_extra="auth-enabled = true").start()
+    try:
+        influx.Client(server.url).query("CREATE USER \"admin\" WITH PASSWORD 'a' WITH ALL PRIVILEGES", write=True)
+        adm = influx.Client(server.url, user="admin", password="a")
+        adm.query("CREATE DATABASE w", write=True)
+        adm.query("CREATE USER \"reader\" WITH PASSWORD 'r'", write=True)
+        adm.query("GRANT READ ON w TO reader", write=True)
+        for user, pw, says in (("admin", "wrong", "refused the credentials"), ("reader", "r", "lacks a privilege")):
+            caplog.clear()
+            with caplog.at_level("WARNING", logger="wattwatch.watch"):
+                s = InfluxSink("tsdb", url=server.url, database="w", buffer=tmp_path / f"buf-{user}", retention="INF",
+                               user=user, password=pw, retry_min_s=0.2, retry_max_s=0.3, close_timeout_s=0.5)
+                s.readings(_frame(10))
+                assert wait_true(lambda: s.counters["retries"] >= 1, 20)
+                _time.sleep(0.2)
+                status = s.status
+                s.close()
+            assert "unreachable" not in caplog.text and says in caplog.text, caplog.text
+            assert status.startswith("refused"), status
+            assert s.view()["backlog"] == 20 and s.counters["dropped"] == 0   # the points wait on disk
+    finally:
+        server.stop()
