@@ -141,3 +141,40 @@ def test_influx_credentials_or_permissions_refused_are_said_as_such_not_unreacha
             assert s.view()["backlog"] == 20 and s.counters["dropped"] == 0   # the points wait on disk
     finally:
         server.stop()
+
+
+def test_the_open_health_alert_of_a_source_taken_out_of_the_config_ends_once_at_the_restart(tmp_path):
+    # Known open finding (rev37): a WARN_LINK_SLOW whose whole source was removed from the site config
+    # stayed open in the store and in the open count for ever (nothing was left to end it).
+    from wattwatch.alerts.model import Alert
+    from wattwatch.runners.stream import StepReport, _work
+    from wattwatch.sources.replay import ReplaySource
+
+    path = tmp_path / "live.duckdb"
+    slow = Alert(meter_id="B", start="2026-11-01T00:00:00.000Z", end="2026-11-01T00:05:00.000Z",
+                 code="WARN_LINK_SLOW", severity="warning", score=0.7, detector="modbus_response_time",
+                 message="Modbus response time climbed", evidence={"source": "plant", "ended": False})
+    cfg = StreamConfig(checkpoint_s=0, slow_thread=False)
+    with Store(path) as store:
+        eng = StreamEngine(store, api.build_detectors(["supply_outage"]), None, cfg)
+        rep = StepReport()
+        eng.add_health([slow], rep)
+        assert rep.new == [slow.id] and eng.health_open == {slow.id}
+        eng.checkpoint()
+        eng.close()
+    other = ReplaySource("history", _day("m1"), cycle_s=900)   # the site now has only this source
+    with Store(path) as store:
+        eng = StreamEngine(store, api.build_detectors(["supply_outage"]), None, cfg)
+        assert eng.health_open == {slow.id}
+        eng.resume_sources([other])
+        rep = _work(eng, [], [other])
+        assert rep.ended == [slow.id] and eng.health_open == set()
+        got = store.con.execute("SELECT evidence FROM alerts WHERE id = ?", [slow.id]).fetchone()[0]
+        assert '"ended": true' in got and "no longer in the site config" in got
+        assert _work(eng, [], [other]).ended == []          # once
+        eng.checkpoint()
+        eng.close()
+    with Store(path) as store:
+        eng = StreamEngine(store, api.build_detectors(["supply_outage"]), None, cfg)
+        assert eng.health_open == set()
+        eng.close()

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import functools
 import io
 import json
@@ -246,6 +247,7 @@ class StreamEngine:
         # The health alerts sources raised in earlier runs that the store keeps open (id -> alert):
         # open again here, handed to their sources at the start of a run (resume_sources).
         self._health_stored: dict[str, Alert] = {}
+        self._health_gone: list[Alert] = []        # of sources no longer configured: ended by the next step
         self._load_health()
         # A checkpoint written before a compaction whose cut lies beyond where it judged a meter:
         # the readings between are hourly rows now, so its carry cannot go on (it would read them
@@ -398,6 +400,17 @@ class StreamEngine:
                 mine = [a for a in self._health_stored.values() if a.evidence.get("source") == s.name]
                 if mine:
                     resume(mine)
+        # The open alerts of a source this run does not have (taken out of the site config): nothing
+        # else would ever end them. Ended by the first step (the same id, ``ended_because``).
+        names = {s.name for s in sources}
+        why = "its source is no longer in the site config"
+        for aid, a in self._health_stored.items():
+            src = a.evidence.get("source")
+            if src not in names and aid in self.health_open:
+                log.warning("%s: open alert %s of %s (source %r) ended at the restart: %s", self.name, a.id,
+                            a.meter_id, src, why)
+                self._health_gone.append(dataclasses.replace(
+                    a, evidence={**a.evidence, "ended": True, "ended_because": f"{why} (source {src!r})"}))
 
     def checkpoint(self, sources: dict[str, dict] | None = None) -> None:
         """Save the carry, what was judged and the sources' positions (one transaction)."""
@@ -1330,6 +1343,9 @@ def _work(engine: StreamEngine, batches: list, sources: list, outputs=()) -> Ste
     rep.alerts = changed + rep.alerts
     rep.new = new + rep.new
 
+    if engine._health_gone:   # open alerts of sources taken out of the config (resume_sources)
+        gone, engine._health_gone = engine._health_gone, []
+        engine.add_health(gone, rep)
     for s in sources:   # device health the sources found (e.g. a climbing response time)
         health = getattr(s, "health", None)
         if health is not None:
