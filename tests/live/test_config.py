@@ -66,3 +66,19 @@ def test_relative_paths_are_relative_to_the_config(tmp_path):
     site = api.load_site(cfg)
     assert site.store == tmp_path / "s.duckdb"
     assert site.sources[0].cycle_us == 300_000_000 and len(site.sources[0].frame) == 2
+
+
+def test_tamper_key_files_are_relative_to_the_config_when_started_from_another_folder(tmp_path, monkeypatch):
+    # (adv41) from_spec resolved `keys` paths in a line after a `raise` (never run): a relative key
+    # file was looked for in the folder `watch` was started from.
+    site = tmp_path / "site"
+    (site / "keys").mkdir(parents=True)
+    (site / "keys" / "M-1.key").write_text("00" * 32 + "\n")
+    cfg = site / "site.toml"
+    cfg.write_text('[[sources]]\ntype = "tamper"\nname = "he"\ntopics = ["edge/#"]\n'
+                   'keys = { "M-1" = "keys/M-1.key" }\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    s = api.load_site(cfg).sources[0]
+    assert set(s.keys) == {"M-1"}

@@ -368,9 +368,9 @@ def from_spec(name: str, spec: dict, root=None) -> TamperSource:
     if "keys" in spec:
         if not isinstance(spec["keys"], dict) or not all(isinstance(p, str) for p in spec["keys"].values()):
             raise ValueError("keys must be a table: meter id -> key file (a path)")
+        spec["keys"] = {m: str(resolve(p, root)) for m, p in spec["keys"].items()}
     if "keys_dir" in spec and not isinstance(spec["keys_dir"], str):
         raise ValueError(f"keys_dir must be a folder (a path), got {spec['keys_dir']!r}")
-        spec["keys"] = {m: str(resolve(p, root)) if isinstance(p, str) else p for m, p in spec["keys"].items()}
     if "keys_dir" in spec:
         spec["keys_dir"] = str(resolve(spec["keys_dir"], root))
     return TamperSource(name, **spec)
