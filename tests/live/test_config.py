@@ -43,6 +43,10 @@ GOOD_MQTT = '[[sources]]\ntype = "mqtt"\nname = "m"\ntopics = ["a/#"]\nmeter = "
     ('[[sources]]\ntype = "mqtt"\nname = "m"\ntopics = [3]\nmeter = "topic:1"\n', "topics: 3 is not a valid MQTT topic"),
     (GOOD_MQTT + '[stream]\nslow_thread = "false"\n', "[stream] slow_thread: must be true or false, got 'false'"),
     (GOOD_MQTT + '[stream]\nhold_s = "x"\n', "[stream] hold_s: must be a number, got 'x'"),
+    # a broker password only in clear in the config: password_env as the influx sink and mqtt_publish take
+    (GOOD_MQTT + 'username = "u"\npassword_env = "WW_ADV41_NO_SUCH_ENV"\n',
+     "password_env: the environment variable WW_ADV41_NO_SUCH_ENV is not set"),
+    (GOOD_MQTT + 'username = "u"\npassword = "p"\npassword_env = "HOME"\n', "give password or password_env, not both"),
     # one meter polled by two sources: its readings would be merged as one meter's
     (MODBUS + MODBUS[MODBUS.index("[[sources]]"):].replace('"plant"', '"plant2"'),
      "meter 'M-1' is read by two sources, 'plant' and 'plant2'"),
@@ -82,3 +86,11 @@ def test_tamper_key_files_are_relative_to_the_config_when_started_from_another_f
     monkeypatch.chdir(elsewhere)
     s = api.load_site(cfg).sources[0]
     assert set(s.keys) == {"M-1"}
+
+
+def test_an_mqtt_password_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("WW_ADV41_BROKER_PW", "s3cret")
+    cfg = tmp_path / "site.toml"
+    cfg.write_text(GOOD_MQTT + 'username = "u"\npassword_env = "WW_ADV41_BROKER_PW"\n')
+    s = api.load_site(cfg).sources[0]
+    assert (s.username, s.password) == ("u", "s3cret")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import threading
 import time
 from datetime import datetime, timezone
@@ -309,8 +310,26 @@ def from_spec(name: str, spec: dict, root=None) -> MqttSource:
     from wattwatch.sources import only
 
     only(spec, {"host", "port", "topics", "qos", "meter", "meters", "fields", "scale", "client_id", "username",
-                "password", "batch_s", "keepalive", "tls_ca", "tls_cert", "tls_key"})
-    return MqttSource(name, **tls_paths(spec, root))
+                "password", "password_env", "batch_s", "keepalive", "tls_ca", "tls_cert", "tls_key"})
+    return MqttSource(name, **password_from_env(tls_paths(spec, root)))
+
+
+def password_from_env(spec: dict) -> dict:
+    """``spec`` with ``password_env = "VAR"`` replaced by the password it names (ValueError when unset):
+    a broker password need not sit in clear in the site config."""
+    if "password_env" not in spec:
+        return spec
+    spec = dict(spec)
+    env = spec.pop("password_env")
+    if not isinstance(env, str) or not env:
+        raise ValueError(f"password_env: must name an environment variable, got {env!r}")
+    if "password" in spec:
+        raise ValueError("give password or password_env, not both")
+    pw = os.environ.get(env)
+    if not pw:
+        raise ValueError(f"password_env: the environment variable {env} is not set (or empty)")
+    spec["password"] = pw
+    return spec
 
 
 def tls_paths(spec: dict, root) -> dict:
