@@ -178,3 +178,34 @@ def test_the_open_health_alert_of_a_source_taken_out_of_the_config_ends_once_at_
         eng = StreamEngine(store, api.build_detectors(["supply_outage"]), None, cfg)
         assert eng.health_open == set()
         eng.close()
+
+
+def test_a_second_watcher_on_the_same_store_is_told_which_watcher_holds_it(tmp_path, monkeypatch):
+    # Before: "cannot open store (not a DuckDB file, damaged, or locked by another process): IO Error: ..."
+    # after 15 s, though the store's watcher.json named the running watcher.
+    import signal
+    import subprocess
+
+    from tests.support.cli import popen
+    from tests.support.services import wait_true
+    from wattwatch.errors import StoreError
+    from wattwatch.runners import control
+
+    _day("m1", days=3).to_csv(tmp_path / "t.csv", index=False)
+    cfg = tmp_path / "site.toml"
+    cfg.write_text('detectors = ["supply_outage"]\n[store]\npath = "site.duckdb"\n'
+                   '[[sources]]\ntype = "replay"\nname = "history"\npath = "t.csv"\nspeed = 60\n')
+    p = popen("watch", "--config", cfg, cwd=tmp_path)
+    try:
+        assert wait_true(lambda: control.watcher(tmp_path / "site.duckdb") is not None, 60), p.poll()
+        monkeypatch.setattr(api, "WATCH_LOCK_WAIT_S", 0.5)
+        with pytest.raises(StoreError) as e:
+            api.watch(cfg)
+        assert f"another `wattwatch watch` (pid {p.pid}, started" in str(e.value) and "stop it" in str(e.value), str(e.value)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
