@@ -209,3 +209,32 @@ def test_a_second_watcher_on_the_same_store_is_told_which_watcher_holds_it(tmp_p
         except subprocess.TimeoutExpired:
             p.kill()
             p.communicate()
+
+
+def test_a_modbus_meter_clock_beyond_any_time_is_counted_and_said_not_a_wrapped_integer(caplog):
+    # A float64 clock register reading 1e20 s was cast to int64 microseconds (overflow: NumPy's
+    # "invalid value encountered in cast"), became NaT and reached the ingest as "ts: missing".
+    import asyncio
+    import time as _time
+    import warnings
+
+    from wattwatch.devices import modbus as dev
+    from wattwatch.sources import modbus as mb
+
+    regs = [{"channel": "ts", "table": "holding", "address": 0, "type": "float64"},
+            {"channel": "p_kw", "table": "input", "address": 0, "type": "float32"}]
+    d = dev.start("gw", {"registers": regs, "meters": ["A", "B"], "advance": "fixed"})
+    try:
+        d.set_values(1, {"ts": _time.time(), "p_kw": 1.5})
+        d.set_values(2, {"ts": 1e20, "p_kw": 2.5})
+        p = mb.ModbusPoller("plant", [{"meter_id": m, "port": d.port, "unit": u, "model": "m"} for u, m in ((1, "A"), (2, "B"))],
+                            {"m": mb.parse_model("m", {"registers": regs})}, interval_s=1, timeout_s=1)
+        with warnings.catch_warnings(), caplog.at_level("WARNING", logger="wattwatch.watch"):
+            warnings.simplefilter("error", RuntimeWarning)
+            f = asyncio.run(p.poll())
+        p.close()
+        assert list(f["meter_id"]) == ["A"] and f["ts"].notna().all()
+        assert p.counters["no_time"] == 1
+        assert "B" in caplog.text and "clock" in caplog.text and "1e+20" in caplog.text, caplog.text
+    finally:
+        d.stop()
