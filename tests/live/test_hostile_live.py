@@ -238,3 +238,31 @@ def test_a_modbus_meter_clock_beyond_any_time_is_counted_and_said_not_a_wrapped_
         assert "B" in caplog.text and "clock" in caplog.text and "1e+20" in caplog.text, caplog.text
     finally:
         d.stop()
+
+
+def test_jobs_left_pending_by_an_action_taken_out_of_the_config_are_logged_dropped_not_kept_for_ever(tmp_path, caplog):
+    # Known open finding (rev37): the actions_pending records of an action removed from the config (or
+    # switched between dry run and live) stayed for ever; nothing read or removed them, nor said so.
+    from wattwatch.actions.base import actions_for, ensure_log
+    from wattwatch.alerts.model import Alert
+
+    db = tmp_path / "site.duckdb"
+    a = Alert(meter_id="m1", start="2026-11-01T00:00:00.000Z", end="2026-11-01T00:15:00.000Z", code="ALRM_X",
+              severity="critical", score=0.9, detector="d", message="m", evidence={})
+    with Store(db) as s:
+        ensure_log(s.con)
+        s.con.execute("INSERT INTO actions_pending VALUES (?, 'shed-old', 'opened', false, now(), ?), "
+                      "(?, 'page', 'opened', true, now(), ?)", [a.id, a.to_json(), a.id, a.to_json()])
+    _day("m1").to_csv(tmp_path / "t.csv", index=False)
+    site = {"detectors": ["supply_outage"], "store": {"path": str(db)},
+            "sources": [{"type": "replay", "name": "history", "path": str(tmp_path / "t.csv")}],
+            # `page` is still configured, but live now: its dry-run job is not its to run
+            "actions": [{"type": "command", "name": "page", "argv": ["/bin/true"], "dry_run": False}]}
+    with caplog.at_level("WARNING", logger="wattwatch"):
+        api.watch(site, until_done=True)
+    with Store(db) as s:
+        assert s.con.execute("SELECT count(*) FROM actions_pending").fetchone()[0] == 0
+        log = actions_for(s.con, a.id)
+    assert sorted(zip(log["action"], log["outcome"])) == [("page", "dropped"), ("shed-old", "dropped")]
+    assert all("no longer" in d for d in log["detail"]), list(log["detail"])
+    assert "shed-old" in caplog.text and "no longer in the site config" in caplog.text

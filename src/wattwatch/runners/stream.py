@@ -1230,6 +1230,9 @@ async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_
             raise
 
     engine.resume_sources(sources)
+    from wattwatch.actions.base import drop_removed
+
+    drop_removed(engine.store.con, outputs)   # jobs pending for actions the site no longer has
     inbox = Inbox(engine.scfg.max_pending)
     ctl = _channel(engine)
     tasks = {asyncio.create_task(_guard(s, inbox, stop), name=f"source:{s.name}"): s for s in sources}
