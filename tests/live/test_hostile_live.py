@@ -266,3 +266,31 @@ def test_jobs_left_pending_by_an_action_taken_out_of_the_config_are_logged_dropp
     assert sorted(zip(log["action"], log["outcome"])) == [("page", "dropped"), ("shed-old", "dropped")]
     assert all("no longer" in d for d in log["detail"]), list(log["detail"])
     assert "shed-old" in caplog.text and "no longer in the site config" in caplog.text
+
+
+def test_a_meter_reconfigured_to_another_cadence_is_said_live_once(tmp_path):
+    # Known open finding: `detect` says when a meter's latest readings come at another cadence than the
+    # one its state was learned at (api._cadence_change_notices); the live watch said nothing.
+    def at(meter, start, days, freq):
+        ts = pd.date_range(start, periods=int(days * 86400 / pd.Timedelta(freq).total_seconds()), freq=freq, tz="UTC")
+        return pd.DataFrame({"meter_id": meter, "ts": ts, "p_kw": 5.0 + np.sin(np.arange(len(ts)) / 8.0)})
+
+    with Store(tmp_path / "s.duckdb") as store:
+        eng = StreamEngine(store, api.build_detectors(["supply_outage", "packet_loss"]), None,
+                           StreamConfig(slow_thread=False))
+        try:
+            for m in ("moved", "steady"):
+                eng.add(at(m, "2026-10-01", 8, "15min"), source="meters")
+            eng.step()
+            assert {"moved", "steady"} <= eng.profiled
+            said = []
+            later = pd.concat([at("moved", "2026-10-09", 6, "60min"), at("steady", "2026-10-09", 6, "15min")])
+            for day in range(6):   # a day of readings per step
+                lo, hi = pd.Timestamp("2026-10-09", tz="UTC") + pd.Timedelta(days=day), \
+                    pd.Timestamp("2026-10-09", tz="UTC") + pd.Timedelta(days=day + 1)
+                eng.add(later[(later["ts"] >= lo) & (later["ts"] < hi)].reset_index(drop=True), source="meters")
+                said += [n for n in eng.step().notices if "cadence" in n or "come every" in n]
+            assert len(said) == 1, said
+            assert said[0].startswith("meter moved: its latest readings come every 3,600 s") and "900 s" in said[0]
+        finally:
+            eng.close()

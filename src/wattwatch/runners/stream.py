@@ -214,6 +214,9 @@ class StreamEngine:
         self.exact: dict[str, int] = {}
         self._norms: dict = {}                    # the live ingest's normalisers (pipeline.ingest_live)
         self._rejects_said: Counter = Counter()   # per source: readings rejected (the log says some)
+        self._cad_new: set[str] = set()           # meters with readings since the last cadence check
+        self._cad_said: set[str] = set()          # meters said to come at another cadence (once each)
+        self._cad_at = NEG                        # data time (µs) of the last cadence check
         self.stitcher = Stitcher(self.dets, keep_scores=False, compact_readings=True, cut=self.cut)
         # The tiered step: ``stitcher`` judges with every detector (the slow tier's clock; what
         # is checkpointed and what re-judging rewinds), ``fast`` with the fast tier only, every
@@ -495,6 +498,7 @@ class StreamEngine:
             for m, lo, hi in zip(agg.index, agg["min"].to_numpy(), agg["max"].to_numpy()):
                 self.first[m] = min(self.first.get(m, lo), int(lo))
                 self.last[m] = max(self.last.get(m, hi), int(hi))
+                self._cad_new.add(m)
                 if lo <= self.fed.get(m, NEG):
                     tm = g["t"][g["m"] == m]
                     self.counters["late"] += int((tm <= self.fed[m]).sum())
@@ -650,8 +654,47 @@ class StreamEngine:
             if res is not None:
                 self._take(res, rep)
         self._poll(rep)
+        self._cadence_check(rep, final)
         self.counters["judged"] += rep.judged
         return rep
+
+    def _cadence_check(self, rep: StepReport, final: bool) -> None:
+        """Say, once per meter, that its latest readings come at another cadence than the one its
+        state was learned at (``detect``'s notice, :func:`api._cadence_change_notices`): every
+        ``CADENCE_CHECK_S`` of data time (and on ``final``), on the last ``CADENCE_GAPS`` learned
+        gaps of the meters that received readings since the last check (one store read)."""
+        from wattwatch import api
+        from wattwatch.detect.frame import prepare
+
+        ms = sorted(m for m in self._cad_new if m in self.profiled and m not in self._cad_said)
+        if not ms:
+            return
+        newest = max(self.last.get(m, NEG) for m in ms)
+        if not final and newest - self._cad_at < CADENCE_CHECK_S * 1e6:
+            return
+        self._cad_at = newest
+        self._cad_new.difference_update(ms)
+        cad = np.array([core._cadence(self.dets, m) for m in ms], float)
+        ok = np.isfinite(cad) & (cad > 0)
+        ms, cad = [m for m, k in zip(ms, ok) if k], cad[ok]
+        if not ms:
+            return
+        hi = np.array([self.last[m] for m in ms], np.int64)
+        w = pd.DataFrame({"meter_id": ms, "start": pd.to_datetime(hi - (CADENCE_GAPS * cad * 1e6).astype(np.int64),
+                                                                   unit="us", utc=True),
+                          "end": pd.to_datetime(hi + 1, unit="us", utc=True)})
+        got = self.store.query_windows(w, columns=self.store.channels()[:1])
+        if not len(got):
+            return
+        got["meter_id"] = got["meter_id"].astype(str)
+        # The window is the meter's latest readings: all of it is "the last part" detect looks at.
+        notes = api._cadence_change_notices(prepare(got), self.dets, set(ms), tail=1.0)
+        for n in notes:
+            self._cad_said.add(n[len("meter "):].split(": ", 1)[0])
+            if n not in rep.notices:
+                rep.notices.append(n)
+                self.notices.append(n)
+                log.warning("%s: %s", self.name, n)
 
     # ------------------------------------------------------------------------------ tiers
 
@@ -1099,6 +1142,13 @@ def _say_rejects(frame: pd.DataFrame, rejects: list, source: str, said: Counter)
             where = f"meter {str(row.get('meter_id'))!r} at {row.get('ts')}"
         log.warning("%s: reading #%d rejected: %s: %s", source, n0 + j + 1, where,
                     _FILE_HINT.sub(lambda m: f" (plausible range of {m[1]})" if m[1] else "", why))
+
+
+# The live cadence check (StreamEngine._cadence_check): how often in data time, over how many of a
+# meter's learned gaps (detect's notice needs 48 gaps at the new cadence: 480 learned gaps hold 48
+# at ten times the cadence, 1 -> 10 min; 15 min -> 1 h has 120).
+CADENCE_CHECK_S = 6 * 3600.0
+CADENCE_GAPS = 480
 
 
 def fast_tier(dets: list, meters: list[str], reach_s: float) -> frozenset[str]:
