@@ -199,14 +199,34 @@ class RateLimiter:
             self._fails.pop(key, None)
 
 
-# A hash to check when the user is unknown, so a wrong name costs the same time as a wrong password.
+# A hash to check when the user is unknown, so a wrong name costs the same time as a wrong password
+# (the Authenticator uses one of its costliest user's parameters; this one when it has no users).
 _DUMMY = hash_password("wattwatch-dummy", salt=b"\0" * 16)
+
+
+def _dummy_for(users: dict[str, User]) -> str:
+    """A hash of the cost (N, r, p) of the costliest user's: an unknown name is checked against it,
+    so it takes as long as a wrong password of that user (a user with a cheaper hash still answers
+    faster: give every user the same cost)."""
+    costs = {_parse_hash(u.password_hash)[:3] for u in users.values()}
+    if not costs:
+        return _DUMMY
+    n, r, p = max(costs, key=lambda c: (c[0] * c[1] * c[2], c))
+    return _DUMMY if (n, r, p) == (SCRYPT_N, SCRYPT_R, SCRYPT_P) else \
+        hash_password("wattwatch-dummy", n=n, r=r, p=p, salt=b"\0" * 16)
+
+
+def _shown(name) -> str:
+    """A signed-in name for the log: at most 80 characters (a name is anything a client types)."""
+    text = str(name)
+    return repr(text if len(text) <= 80 else text[:80] + f"... ({len(text):,} characters)")
 
 
 class Authenticator:
     def __init__(self, users: dict[str, User], limiter: RateLimiter | None = None, ttl_s: float = 8 * 3600,
                  idle_s: float = 30 * 60, read_only: bool = False):
         self.users = users
+        self._dummy = _dummy_for(users)
         self.limiter = limiter or RateLimiter()
         self.ttl_s, self.idle_s, self.read_only = ttl_s, idle_s, read_only
 
@@ -215,14 +235,14 @@ class Authenticator:
         keys = [f"user:{name}", f"client:{client}"]
         wait = max(self.limiter.locked_for(k, now) for k in keys)
         if wait > 0:
-            log.warning("sign-in refused (rate limited, %.0f s left): user=%r client=%s", wait, name, client)
+            log.warning("sign-in refused (rate limited, %.0f s left): user=%s client=%s", wait, _shown(name), client)
             raise AuthError(f"too many failed sign-ins; try again in {int(wait) + 1} s")
         user = self.users.get(name)
-        ok = verify_password(password or "", user.password_hash if user else _DUMMY) and user is not None
+        ok = verify_password(password or "", user.password_hash if user else self._dummy) and user is not None
         if not ok:
             for k in keys:
                 self.limiter.fail(k, now)
-            log.warning("failed sign-in: user=%r client=%s", name, client)
+            log.warning("failed sign-in: user=%s client=%s", _shown(name), client)
             raise AuthError("wrong user name or password")
         for k in keys:
             self.limiter.success(k)

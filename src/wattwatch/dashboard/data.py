@@ -93,6 +93,13 @@ def snapshot(db) -> tuple[pd.DataFrame, pd.DataFrame]:
     return alerts.copy(), meters.copy()
 
 
+def forget(db) -> None:
+    """Drop the kept snapshot of ``db`` (its next read opens the store and says what is wrong)."""
+    if db is not None:
+        with LOCK:
+            _CACHE.pop(str(Path(db).resolve()), None)
+
+
 def alerts_frame(db) -> pd.DataFrame:
     """Every alert the store keeps, with ``group``; evidence as JSON text, times UTC."""
     return snapshot(db)[0]
@@ -234,8 +241,16 @@ def evidence_table(evidence) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["field", "value"])
 
 
+# A text cell a spreadsheet would run as a formula (OWASP "CSV injection"): = + - @ and a leading
+# tab or carriage return. Meter ids, messages and notes can come from outside (a telemetry file, a
+# tamper report's text, a note).
+_FORMULA = r"^[=+\-@\t\r]"
+
+
 def export_csv(alerts: pd.DataFrame) -> bytes:
-    """Alerts as CSV in the output model's fields (times ISO-8601 UTC with Z, evidence JSON)."""
+    """Alerts as CSV in the output model's fields (times ISO-8601 UTC with Z, evidence JSON), for a
+    person to open in a spreadsheet: a text cell that would start a formula gets a leading ``'``
+    (shown as text, the formula not run); numbers and times are left as they are."""
     from wattwatch.alerts.model import iso
 
     cols = ["id", "meter_id", "start", "end", "code", "severity", "score", "detector", "message", "evidence",
@@ -243,7 +258,15 @@ def export_csv(alerts: pd.DataFrame) -> bytes:
     out = alerts.reindex(columns=cols).copy()
     for c in ("start", "end"):
         out[c] = out[c].map(iso)
-    return out.to_csv(index=False).encode("utf-8")
+    for c in cols:
+        if c in ("start", "end", "score"):
+            continue
+        text = out[c].astype("string")
+        bad = text.str.contains(_FORMULA, regex=True).fillna(False).astype(bool)
+        if bad.any():
+            out[c] = out[c].astype(object).where(~bad, "'" + text)
+    # CRLF rows (RFC 4180): a value holding a lone carriage return is then quoted too, not a row break.
+    return out.to_csv(index=False, lineterminator="\r\n").encode("utf-8")
 
 
 # ------------------------------------------------------------------------------------ evaluation

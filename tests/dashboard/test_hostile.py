@@ -1,0 +1,223 @@
+"""The dashboard against hostile text and a careless setup (adv42): alert text that anyone able to
+publish on a tamper topic chooses is shown as text (no image fetched, no link, no markup); a store
+that another process takes between two reads is said, not a traceback; the CSV export cannot run a
+formula in a spreadsheet; an idle session on the self-refreshing Live page ends; an unknown user
+costs the sign-in what the costliest user's hash costs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.dashboard.conftest import VIEWER
+from wattwatch.dashboard import browser as B
+from wattwatch.dashboard.settings import Settings
+
+# What a publisher without any key can put in an alert's message: the tamper source refuses the
+# report (status unknown) and says what it got.
+HOSTILE_STATUS = ("![x](http://127.0.0.1:9/beacon.png) [re-key the meter here](https://evil.example/login) "
+                  ":red[URGENT] <b>bold</b> $x^2$")
+METER = "M00007"
+
+
+def _hostile_store(db: Path):
+    """A store with a few readings of METER and the ALRM_SECURITY_EVENT the tamper source raises
+    for a report whose status is HOSTILE_STATUS; returns that alert as stored."""
+    from wattwatch import api
+    from wattwatch.alerts import store as alert_store
+    from wattwatch.sources.tamper import TamperSource
+    from wattwatch.store import Store
+
+    ts = pd.date_range("2025-01-06", periods=12, freq="15min", tz="UTC")
+    api.ingest(pd.DataFrame({"meter_id": METER, "ts": ts, "p_kw": 1.0 + pd.Series(range(12)) / 10}), db)
+    keys = db.parent / "keys"
+    keys.mkdir(exist_ok=True)
+    src = TamperSource("t", keys_dir=str(keys), host="127.0.0.1", port=1883,
+                       clock=lambda: ts[3].timestamp())
+    report = {"meter_id": METER, "ts": ts[3].timestamp(), "counter": 3, "status": HOSTILE_STATUS, "alg": "hmac",
+              "sig": "x", "event": "e", "evidence": {}}
+    alerts = src.handle(f"meter/{METER}/tamper", json.dumps(report).encode())
+    assert len(alerts) == 1 and "beacon.png" in alerts[0].message, [a.message for a in alerts]
+    with Store(db) as s:
+        alert_store.upsert(s.con, alerts)
+    return alerts[0]
+
+
+@pytest.fixture
+def browser():
+    if not Path(B.CHROMIUM).exists():
+        pytest.skip(f"{B.CHROMIUM} is missing (bash scripts/system-deps.sh)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = B.launch(pw)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def test_alert_text_from_the_network_stays_text_in_the_browser(browser, tmp_path, users_env):
+    db = tmp_path / "site.duckdb"
+    alert = _hostile_store(db)
+    settings = Settings(db=db, uploads=tmp_path / "uploads")
+    with B.served(settings, env={"WATTWATCH_DASHBOARD_USERS": users_env}, log=tmp_path / "server.log") as base:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        requests, errors = [], []
+        page.on("request", lambda r: requests.append(r.url))
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{base}/?page=Meter&meter={METER}")
+        page.get_by_role("textbox", name="User").fill(VIEWER[0])
+        page.get_by_role("textbox", name="Password").fill(VIEWER[1])
+        page.get_by_role("button", name="Sign in").click()
+        B.drawn(page, "Meter", charts=1)
+        page.get_by_text("refused this hour").first.wait_for()
+        page.wait_for_timeout(1000)
+        main = page.locator("[data-testid='stMain']")
+        shown = main.inner_text()
+        # The whole message is on the page as the tamper source wrote it ...
+        assert alert.message in shown, shown
+        # ... and nothing of it became an image, markup, math or a link under other words (the
+        # evidence table's cells are markdown in Streamlit: a bare URL there is a link to itself).
+        assert main.locator("img, b, strong:has-text('bold'), .katex").count() == 0
+        links = main.locator("a:not([href^='#'])").evaluate_all("as => as.map(a => [a.href, a.innerText])")
+        assert all(href.rstrip("/") == text.strip().rstrip("/") for href, text in links), links
+        assert main.get_by_text("re-key the meter here").count() >= 1   # as text, not a link's words
+        assert main.locator("a", has_text="re-key").count() == 0
+        assert not [u for u in requests if "beacon" in u or "evil.example" in u], requests
+        assert errors == []
+        page.close()
+
+
+def _hold(db: Path):
+    """Another process holding the store's write lock (as `watch` does while it runs)."""
+    p = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+                          "print('held', flush=True); time.sleep(120)", str(db)], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "held"
+    return p
+
+
+def test_a_store_taken_by_another_process_between_two_reads_is_said_not_a_traceback(monkeypatch, users_env,
+                                                                                   store_copy, tmp_path):
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from tests.dashboard.test_pages import SCRIPT, goto, sign_in
+
+    st.cache_resource.clear()
+    monkeypatch.setenv("WATTWATCH_DASHBOARD_USERS", users_env)
+    monkeypatch.setenv("WATTWATCH_DB", str(store_copy))
+    monkeypatch.setenv("WATTWATCH_DASHBOARD_UPLOADS", str(tmp_path / "uploads"))
+    for k in ("WATTWATCH_DASHBOARD_READ_ONLY", "WATTWATCH_DASHBOARD_STATUS", "WATTWATCH_DASHBOARD_EVENTS"):
+        monkeypatch.delenv(k, raising=False)
+    at = sign_in(AppTest.from_file(SCRIPT, default_timeout=60).run(), VIEWER)
+    goto(at, "Meter")         # the store read (and its alerts kept) while it was free
+    holder = _hold(store_copy)
+    try:
+        for name in ("Meter", "Data", "Live", "Fleet", "Alerts"):
+            at.sidebar.radio(key="page").set_value(name).run()
+            assert not at.exception, (name, [e.value for e in at.exception][:1])
+            said = " ".join(x.value for x in [*at.info, *at.warning])
+            assert "locked by another process" in said, (name, said)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_csv_export_cannot_run_a_formula_in_a_spreadsheet():
+    from wattwatch.dashboard import data
+
+    evil = ["=cmd|' /C calc'!A0", "+SUM(1,2)", "-2+3", "@SUM(A1)", "\t=1+1", "\r=1+1", "ok-meter"]
+    df = pd.DataFrame({"id": [f"a{k}" for k in range(len(evil))], "meter_id": evil,
+                       "start": pd.Timestamp("2025-01-06", tz="UTC"), "end": pd.Timestamp("2025-01-06 01:00", tz="UTC"),
+                       "code": "INFO_SUPPLY_OUTAGE", "severity": "info", "score": [-0.5, 0.5, 1, 2, 3, 4, 5],
+                       "detector": "outage", "message": evil[::-1], "evidence": "{}", "action": "", "status": "open",
+                       "note": "=HYPERLINK(\"http://evil.example\",\"x\")"})
+    rows = list(csv.DictReader(io.StringIO(data.export_csv(df).decode("utf-8"), newline="")))
+    for r in rows:
+        for col in ("meter_id", "message", "note"):
+            assert r[col][:1] not in ("=", "+", "-", "@", "\t", "\r"), (col, r[col])
+    # The text is all there (behind a quote), numbers stay numbers, plain ids are untouched.
+    assert [r["meter_id"] for r in rows] == ["'" + e for e in evil[:-1]] + ["ok-meter"]
+    assert [float(r["score"]) for r in rows] == [-0.5, 0.5, 1, 2, 3, 4, 5]
+
+
+def test_an_idle_session_on_the_live_page_ends(browser, tmp_path, users_env, sim_store):
+    import shutil
+
+    db = tmp_path / "s.duckdb"
+    shutil.copy(sim_store[0], db)
+    settings = Settings(db=db, uploads=tmp_path / "uploads", refresh_s=1.0, idle_minutes=0.1)   # idle after 6 s
+    with B.served(settings, env={"WATTWATCH_DASHBOARD_USERS": users_env}, log=tmp_path / "server.log") as base:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{base}/?page=Live")
+        page.get_by_role("textbox", name="User").fill(VIEWER[0])
+        page.get_by_role("textbox", name="Password").fill(VIEWER[1])
+        page.get_by_role("button", name="Sign in").click()
+        B.drawn(page, "Live")
+        page.get_by_text("Open alerts").first.wait_for()
+        t0 = time.monotonic()
+        # Nobody touches the page: the panel refreshes itself every second; the session's idle
+        # limit (6 s) must end it and bring the sign-in back, with nothing of the store on screen.
+        page.get_by_role("button", name="Sign in").wait_for(timeout=40_000)
+        waited = time.monotonic() - t0
+        assert page.get_by_text("Your session has expired").is_visible()
+        assert page.locator("[data-testid='stMetric']:not(.st-key-ww-preload *)").count() == 0
+        assert waited < 30, waited
+        page.close()
+
+
+def test_an_unknown_user_costs_what_the_costliest_users_hash_costs(monkeypatch):
+    import hashlib
+
+    from wattwatch.dashboard import auth
+
+    users = {"a": auth.User("a", "operator", auth.hash_password("x")),
+             "b": auth.User("b", "viewer", auth.hash_password("y", n=2 ** 15))}
+    a = auth.Authenticator(users)
+    calls = []
+    real = hashlib.scrypt
+
+    def spy(password, **kw):
+        calls.append((kw["n"], kw["r"], kw["p"]))
+        return real(password, **kw)
+
+    monkeypatch.setattr(auth.hashlib, "scrypt", spy)
+    for name in ("b", "nobody", "B", " b"):
+        with pytest.raises(auth.AuthError):
+            a.sign_in(name, "wrong", client=f"c-{name}")
+    assert calls == [(2 ** 15, 8, 1)] * 4, calls
+
+
+def test_the_upload_preview_reads_only_the_head_of_a_huge_file(tmp_path, monkeypatch):
+    """The Data page shows an upload's columns on every run of the page (each click in the mapping
+    editor): it must read the first block, not decompress and parse a whole 512 MB upload (or a
+    small .gz that inflates to gigabytes)."""
+    import gzip
+
+    from wattwatch.dashboard.app import _preview_columns
+    from wattwatch.ingest import readers
+
+    path = tmp_path / "big.csv.gz"
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        f.write(b"meter_id,ts,p_kw\n")
+        f.write(b"M1,2025-01-06T00:00:00Z,1.0\n" * 2_500_000)   # 70 MB of text: three read blocks
+    pulled = []
+    real = readers.read_csv
+
+    def counting(*args, **kw):
+        for b in real(*args, **kw):
+            pulled.append(b.table.num_rows)
+            yield b
+
+    monkeypatch.setattr(readers, "read_csv", counting)
+    assert _preview_columns(path) == {str(path): ["meter_id", "ts", "p_kw", "_line"]}
+    assert len(pulled) == 1, pulled
