@@ -221,3 +221,33 @@ def test_the_upload_preview_reads_only_the_head_of_a_huge_file(tmp_path, monkeyp
     monkeypatch.setattr(readers, "read_csv", counting)
     assert _preview_columns(path) == {str(path): ["meter_id", "ts", "p_kw", "_line"]}
     assert len(pulled) == 1, pulled
+
+
+def test_a_write_just_after_a_read_is_not_hidden_by_the_kept_snapshot(store_copy, monkeypatch):
+    """The pages keep the store's alerts until the file changes. A write that lands after the read
+    closed the store but before the snapshot was filed (an `alerts ack` from the CLI that was
+    waiting for the file) must not be filed as already seen: the page would show the alert open
+    until some later write."""
+    from wattwatch.alerts import store as alert_store
+    from wattwatch.dashboard import data
+    from wattwatch.store import Store
+
+    with Store(store_copy, read_only=True) as s:
+        first = s.con.execute("SELECT id FROM alerts WHERE status = 'open' ORDER BY id LIMIT 1").fetchone()[0]
+    real = data.meter_group
+    wrote = []
+
+    def cli_ack_meanwhile(ids):      # runs after the read closed the store, before the snapshot is filed
+        if not wrote:
+            with Store(store_copy) as s:
+                alert_store.set_status(s.con, first, "acknowledged", "[cli] seen")
+            wrote.append(time.time())
+        return real(ids)
+
+    data.forget(store_copy)
+    monkeypatch.setattr(data, "meter_group", cli_ack_meanwhile)
+    before = data.alerts_frame(store_copy)
+    monkeypatch.setattr(data, "meter_group", real)
+    assert wrote and before.set_index("id").loc[first, "status"] == "open"     # read before the write
+    after = data.alerts_frame(store_copy)
+    assert after.set_index("id").loc[first, "status"] == "acknowledged"

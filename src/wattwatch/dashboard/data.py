@@ -89,7 +89,9 @@ def snapshot(db) -> tuple[pd.DataFrame, pd.DataFrame]:
     alerts["group"] = meter_group(alerts["meter_id"]) if len(alerts) else pd.Series(dtype=str)
     meters["group"] = meter_group(meters["meter_id"]) if len(meters) else pd.Series(dtype=str)
     with LOCK:
-        _CACHE[key[0]] = (_version(db), alerts, meters)
+        # Filed under the version seen before the read: a write that landed since (after the read
+        # closed the store) then makes the next call read again instead of being taken as seen.
+        _CACHE[key[0]] = (key[1], alerts, meters)
     return alerts.copy(), meters.copy()
 
 
