@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from tests.dashboard.conftest import VIEWER
+from tests.dashboard.test_pages import app  # noqa: F401 - the AppTest fixture
 from wattwatch.dashboard import browser as B
 from wattwatch.dashboard.settings import Settings
 
@@ -251,3 +252,25 @@ def test_a_write_just_after_a_read_is_not_hidden_by_the_kept_snapshot(store_copy
     assert wrote and before.set_index("id").loc[first, "status"] == "open"     # read before the write
     after = data.alerts_frame(store_copy)
     assert after.set_index("id").loc[first, "status"] == "acknowledged"
+
+
+def test_the_fleet_page_unfiltered_counts_every_alert_the_store_keeps(app, store_copy):
+    """With no filter touched the Fleet page's tiles are the store's counts, a one-reading alert
+    that starts where the latest alert ends included (the time window's end was exclusive)."""
+    from wattwatch.alerts import store as alert_store
+    from wattwatch.alerts.model import Alert
+    from wattwatch.store import Store
+
+    with Store(store_copy) as s:
+        last, meter = s.con.execute('SELECT max("end"), any_value(meter_id) FROM alerts').fetchone()
+        at = pd.Timestamp(last).tz_convert("UTC").isoformat().replace("+00:00", "Z")
+        alert_store.upsert(s.con, [Alert(meter_id=meter, start=at, end=at, code="SENSOR_FAULT", severity="critical",
+                                         score=0.9, detector="sensor", message="one reading")])
+        n, opened, critical = s.con.execute("SELECT count(*), count(*) FILTER (WHERE status = 'open'), count(*) "
+                                            "FILTER (WHERE status = 'open' AND severity = 'critical') FROM alerts"
+                                            ).fetchone()
+    from tests.dashboard.test_pages import sign_in
+
+    page = sign_in(app(), VIEWER)
+    tiles = {m.label: m.value for m in page.metric}
+    assert (tiles["Alerts"], tiles["Open"], tiles["Critical open"]) == (f"{n:,}", f"{opened:,}", f"{critical:,}")

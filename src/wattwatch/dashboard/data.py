@@ -114,7 +114,9 @@ def meters_frame(db) -> pd.DataFrame:
 
 def filter_alerts(df: pd.DataFrame, codes=None, severities=None, statuses=None, groups=None, meters=None,
                   start=None, end=None) -> pd.DataFrame:
-    """Alerts matching every filter given (an alert is in a time window when it overlaps it)."""
+    """Alerts matching every filter given (an alert is in a time window ``[start, end]`` when it
+    overlaps it, both ends included: the Fleet page's window is the alerts' own span by default, and
+    a one-reading alert starting at its end is in it)."""
     m = np.ones(len(df), bool)
     for col, vals in (("code", codes), ("severity", severities), ("status", statuses), ("group", groups),
                       ("meter_id", meters)):
@@ -124,8 +126,8 @@ def filter_alerts(df: pd.DataFrame, codes=None, severities=None, statuses=None, 
         m &= (df["end"] >= pd.Timestamp(start, tz="UTC") if pd.Timestamp(start).tzinfo is None
               else df["end"] >= pd.Timestamp(start)).to_numpy()
     if end is not None:
-        m &= (df["start"] < pd.Timestamp(end, tz="UTC") if pd.Timestamp(end).tzinfo is None
-              else df["start"] < pd.Timestamp(end)).to_numpy()
+        m &= (df["start"] <= pd.Timestamp(end, tz="UTC") if pd.Timestamp(end).tzinfo is None
+              else df["start"] <= pd.Timestamp(end)).to_numpy()
     return df[m]
 
 
