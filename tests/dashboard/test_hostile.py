@@ -274,3 +274,33 @@ def test_the_fleet_page_unfiltered_counts_every_alert_the_store_keeps(app, store
     page = sign_in(app(), VIEWER)
     tiles = {m.label: m.value for m in page.metric}
     assert (tiles["Alerts"], tiles["Open"], tiles["Critical open"]) == (f"{n:,}", f"{opened:,}", f"{critical:,}")
+
+
+def test_visitors_behind_a_local_proxy_do_not_share_one_sign_in_lock(monkeypatch, users_env):
+    """Behind a TLS proxy on the same host every connection comes from 127.0.0.1, for which
+    Streamlit names no address: failed sign-ins were all counted against one client '?', so five
+    wrong passwords from anyone locked every user out (60 s, doubling to a day)."""
+    from types import SimpleNamespace
+
+    from wattwatch.dashboard import app as dash
+    from wattwatch.dashboard.auth import AuthError, Authenticator, load_users
+
+    auth = Authenticator(load_users(environ={"WATTWATCH_DASHBOARD_USERS": users_env}))
+
+    def visitor(forwarded: str) -> str:
+        fake = SimpleNamespace(context=SimpleNamespace(ip_address=None, headers={"X-Forwarded-For": forwarded}))
+        monkeypatch.setattr(dash, "st", fake)
+        return dash._client()
+
+    attacker, user = visitor("198.51.100.9"), visitor("10.0.0.5, 203.0.113.7")
+    assert attacker != user
+    for k in range(5):
+        with pytest.raises(AuthError):
+            auth.sign_in(f"guess{k}", "wrong", attacker)
+    with pytest.raises(AuthError, match="too many failed sign-ins"):
+        auth.sign_in(VIEWER[0], VIEWER[1], attacker)
+    assert auth.sign_in(VIEWER[0], VIEWER[1], user).user == VIEWER[0]   # the others still sign in
+    # A remote connection is named by its own address, whatever it claims in its headers.
+    fake = SimpleNamespace(context=SimpleNamespace(ip_address="192.0.2.1", headers={"X-Forwarded-For": "1.2.3.4"}))
+    monkeypatch.setattr(dash, "st", fake)
+    assert dash._client() == "192.0.2.1"

@@ -15,7 +15,7 @@ import streamlit as st
 
 from wattwatch.codes import SEVERITIES
 from wattwatch.dashboard import actions, data
-from wattwatch.dashboard.auth import AuthError, Authenticator, PermissionDenied, Session, load_users
+from wattwatch.dashboard.auth import AuthError, Authenticator, PermissionDenied, Session, client_key, load_users
 from wattwatch.dashboard.settings import Settings, configure_logging
 from wattwatch.errors import StoreError
 
@@ -45,10 +45,12 @@ def _authenticator(users_file: str | None, users_env: str, read_only: bool, ttl_
 
 
 def _client() -> str:
+    """Who failed sign-ins count against (:func:`~wattwatch.dashboard.auth.client_key`)."""
     try:
-        return st.context.ip_address or "?"
+        ip, headers = st.context.ip_address, st.context.headers
     except Exception:  # noqa: BLE001 - AppTest has no client
         return "?"
+    return client_key(ip if isinstance(ip, str) else None, headers)
 
 
 def _session() -> Session | None:

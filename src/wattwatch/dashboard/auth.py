@@ -168,6 +168,24 @@ def require_operator(session: Session | None, what: str, now: float | None = Non
     raise PermissionDenied(f"{what}: refused: {why}")
 
 
+def client_key(ip: str | None, headers=None) -> str:
+    """The client a failed sign-in counts against. Streamlit names no address (``None``) for a
+    connection from this host, which is every visitor when the dashboard sits behind a TLS proxy
+    on the same host (as the README advises): one shared count would let five wrong passwords from
+    anyone lock everyone out. For such a connection the proxy's ``X-Forwarded-For`` (its last
+    address, the one the proxy added) or ``X-Real-IP`` names the client, else ``local``; a remote
+    connection is named by its own address (headers a remote client sends are not trusted)."""
+    if ip:
+        return str(ip)[:64]
+    get = getattr(headers, "get", None)
+    if get is not None:
+        hops = [h.strip() for h in str(get("X-Forwarded-For") or "").split(",") if h.strip()]
+        real = str(get("X-Real-IP") or "").strip()
+        if hops or real:
+            return "proxied:" + (hops[-1] if hops else real)[:64]
+    return "local"
+
+
 class RateLimiter:
     """Failed sign-ins per key (user name, client address): after ``limit`` failures within
     ``window_s`` the key is locked for ``lock_s``, doubled at each further lock (capped at a day)."""
