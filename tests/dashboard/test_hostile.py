@@ -304,3 +304,40 @@ def test_visitors_behind_a_local_proxy_do_not_share_one_sign_in_lock(monkeypatch
     fake = SimpleNamespace(context=SimpleNamespace(ip_address="192.0.2.1", headers={"X-Forwarded-For": "1.2.3.4"}))
     monkeypatch.setattr(dash, "st", fake)
     assert dash._client() == "192.0.2.1"
+
+
+def test_a_user_taken_out_of_the_users_file_is_signed_out_and_cannot_sign_in(monkeypatch, store_copy, tmp_path):
+    """An operator who removes a user (a leaked password) or makes an operator a viewer edits
+    users.toml; the running dashboard read it once and kept the old users until restarted: the
+    removed user stayed signed in, and could sign in again."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from tests.dashboard.conftest import OPERATOR
+    from tests.dashboard.test_pages import SCRIPT, goto, sign_in
+    from wattwatch.dashboard.auth import hash_password
+
+    users = tmp_path / "users.toml"
+    entry = lambda who, role: f'[users.{who[0]}]\nrole = "{role}"\npassword = "{hash_password(who[1])}"\n'  # noqa: E731
+    users.write_text(entry(OPERATOR, "operator") + entry(VIEWER, "viewer"))
+    st.cache_resource.clear()
+    monkeypatch.delenv("WATTWATCH_DASHBOARD_USERS", raising=False)
+    monkeypatch.setenv("WATTWATCH_DASHBOARD_USERS_FILE", str(users))
+    monkeypatch.setenv("WATTWATCH_DB", str(store_copy))
+    monkeypatch.setenv("WATTWATCH_DASHBOARD_UPLOADS", str(tmp_path / "uploads"))
+    for k in ("WATTWATCH_DASHBOARD_READ_ONLY", "WATTWATCH_DASHBOARD_STATUS", "WATTWATCH_DASHBOARD_EVENTS"):
+        monkeypatch.delenv(k, raising=False)
+    viewer = sign_in(AppTest.from_file(SCRIPT, default_timeout=60).run(), VIEWER)
+    op = sign_in(AppTest.from_file(SCRIPT, default_timeout=60).run(), OPERATOR)
+    goto(op, "Alerts")
+    assert "alerts_acknowledged" in {b.key for b in op.button}
+    goto(viewer, "Alerts")
+    # The viewer's password leaked; the operator made a viewer of herself for the day.
+    users.write_text(entry(OPERATOR, "viewer") + "\n# victor removed\n")
+    viewer.sidebar.radio(key="page").set_value("Fleet").run()
+    assert [h.value for h in viewer.header] == [] and "signin_user" in {t.key for t in viewer.text_input}
+    again = sign_in(AppTest.from_file(SCRIPT, default_timeout=60).run(), VIEWER)
+    assert any("wrong user name or password" in e.value for e in again.error)
+    op.sidebar.radio(key="page").set_value("Fleet").run()
+    goto(op, "Alerts")
+    assert "alerts_acknowledged" not in {b.key for b in op.button}    # her session has the new role

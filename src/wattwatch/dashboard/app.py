@@ -5,6 +5,7 @@ environment (:mod:`wattwatch.dashboard.settings`)."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from datetime import timedelta
@@ -15,10 +16,12 @@ import streamlit as st
 
 from wattwatch.codes import SEVERITIES
 from wattwatch.dashboard import actions, data
-from wattwatch.dashboard.auth import AuthError, Authenticator, PermissionDenied, Session, client_key, load_users
+from wattwatch.dashboard.auth import (AuthError, Authenticator, PermissionDenied, RateLimiter, Session, client_key,
+                                      load_users)
 from wattwatch.dashboard.settings import Settings, configure_logging
 from wattwatch.errors import StoreError
 
+log = logging.getLogger("wattwatch.dashboard.auth")
 PAGES = ("Fleet", "Meter", "Alerts", "Data", "Live", "Grid", "Evaluation")
 SEV_COLOR = {"info": "rgba(66,133,244,0.18)", "warning": "rgba(255,153,0,0.25)", "critical": "rgba(220,20,60,0.30)"}
 SEV_SOLID = {"info": "rgb(66,133,244)", "warning": "rgb(255,153,0)", "critical": "rgb(220,20,60)"}
@@ -38,10 +41,48 @@ def _md(text) -> str:
 
 
 @st.cache_resource(show_spinner=False)
-def _authenticator(users_file: str | None, users_env: str, read_only: bool, ttl_s: float, idle_s: float):
-    """One per process and configuration: the rate limiter is shared by every browser session."""
-    return Authenticator(load_users(users_file, {"WATTWATCH_DASHBOARD_USERS": users_env}), ttl_s=ttl_s,
-                         idle_s=idle_s, read_only=read_only)
+def _limiter() -> RateLimiter:
+    """One per process, shared by every browser session and kept when the users file is read again."""
+    return RateLimiter()
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _authenticator(users_file: str | None, users_version, users_env: str, read_only: bool, ttl_s: float,
+                   idle_s: float):
+    """One per configuration and version of the users file (its time and size): a user the operator
+    removes or changes in the file is gone or changed at the next page run, without a restart."""
+    return Authenticator(load_users(users_file, {"WATTWATCH_DASHBOARD_USERS": users_env}), limiter=_limiter(),
+                         ttl_s=ttl_s, idle_s=idle_s, read_only=read_only)
+
+
+def _auth(cfg: Settings) -> Authenticator:
+    import os
+
+    version = None
+    if cfg.users_file is not None:
+        try:
+            st_ = os.stat(cfg.users_file)
+            version = (st_.st_mtime_ns, st_.st_size)
+        except OSError:
+            pass            # load_users says the file is missing
+    return _authenticator(str(cfg.users_file) if cfg.users_file else None, version,
+                          os.environ.get("WATTWATCH_DASHBOARD_USERS", ""), cfg.read_only,
+                          cfg.session_minutes * 60, cfg.idle_minutes * 60)
+
+
+def _current(s: Session | None, auth: Authenticator) -> bool:
+    """Whether ``s`` is a live session of a user the users file still has; a user whose role was
+    changed there gets the new role (logged)."""
+    if s is None or not s.valid():
+        return False
+    u = auth.users.get(s.user)
+    if u is None:
+        log.warning("session of %r ended: no longer a user", s.user)
+        return False
+    if u.role != s.role:
+        log.warning("session of %r: role %s -> %s (users file changed)", s.user, s.role, u.role)
+        s.role = u.role
+    return True
 
 
 def _client() -> str:
@@ -53,11 +94,11 @@ def _client() -> str:
     return client_key(ip if isinstance(ip, str) else None, headers)
 
 
-def _session() -> Session | None:
+def _session(auth: Authenticator) -> Session | None:
     s = st.session_state.get("session")
     if s is None:
         return None
-    if not s.valid():
+    if not _current(s, auth):
         st.session_state.pop("session", None)
         st.session_state["expired"] = True
         return None
@@ -570,8 +611,11 @@ def live_page(cfg: Settings, session: Session) -> None:
         # A fragment's run does not pass through main(): the session is checked here too (not
         # touched: the page refreshing itself is not the user being active), and a session that
         # ended brings the whole app back to the sign-in.
-        s = st.session_state.get("session")
-        if s is None or not s.valid():
+        try:
+            current = _current(st.session_state.get("session"), _auth(cfg))
+        except ValueError:      # the users file became unusable: main() says so
+            current = False
+        if not current:
             st.rerun()
         if cfg.status is not None:
             _live_status(cfg)
@@ -761,19 +805,15 @@ RENDER = {"Fleet": fleet_page, "Meter": meter_page, "Alerts": alerts_page, "Data
 
 
 def main() -> None:
-    import os
-
     st.set_page_config(page_title="wattwatch", layout="wide")
     cfg = Settings.from_env()
     configure_logging(cfg.log)
     try:
-        auth = _authenticator(str(cfg.users_file) if cfg.users_file else None,
-                              os.environ.get("WATTWATCH_DASHBOARD_USERS", ""), cfg.read_only,
-                              cfg.session_minutes * 60, cfg.idle_minutes * 60)
+        auth = _auth(cfg)
     except ValueError as exc:
         st.error(str(exc))
         return
-    session = _session()
+    session = _session(auth)
     if session is None:
         if not auth.users:
             st.error("no users: give --users FILE or WATTWATCH_DASHBOARD_USERS (see `wattwatch dashboard --help`)")
