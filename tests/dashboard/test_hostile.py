@@ -341,3 +341,17 @@ def test_a_user_taken_out_of_the_users_file_is_signed_out_and_cannot_sign_in(mon
     op.sidebar.radio(key="page").set_value("Fleet").run()
     goto(op, "Alerts")
     assert "alerts_acknowledged" not in {b.key for b in op.button}    # her session has the new role
+
+
+def test_the_live_page_says_the_zone_of_the_latest_reading(app, store_copy, monkeypatch):
+    """The tile showed the time cut to 19 characters (its '+00:00' dropped) under 'Latest reading':
+    a time with no zone, whatever zone the server or the browser is in."""
+    from tests.dashboard.test_pages import goto, sign_in
+    from wattwatch.store import Store
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    with Store(store_copy, read_only=True) as s:
+        last = pd.Timestamp(s.con.execute("SELECT max(ts) FROM readings_raw").fetchone()[0]).tz_convert("UTC")
+    at = goto(sign_in(app(), VIEWER), "Live")
+    tiles = {m.label: m.value for m in at.metric}
+    assert tiles.get("Latest reading (UTC)") == f"{last:%Y-%m-%d %H:%M:%S}", tiles

@@ -636,7 +636,8 @@ def _live_store(cfg: Settings) -> None:
         return
     s = data.store_summary(cfg.db)
     a = data.alerts_frame(cfg.db)
-    _metrics(("Readings", f"{s['readings']:,}"), ("Latest reading", str(s["last"])[:19]),
+    last = "—" if s["last"] is None else f"{pd.Timestamp(s['last']).tz_convert('UTC'):%Y-%m-%d %H:%M:%S}"
+    _metrics(("Readings", f"{s['readings']:,}"), ("Latest reading (UTC)", last),
              ("Open alerts", int((a["status"] == "open").sum())))
     st.dataframe(a[a["status"] == "open"].sort_values("last_seen", ascending=False)
                  [["meter_id", "code", "severity", "start", "end", "last_seen"]].head(50),
