@@ -355,3 +355,25 @@ def test_the_live_page_says_the_zone_of_the_latest_reading(app, store_copy, monk
     at = goto(sign_in(app(), VIEWER), "Live")
     tiles = {m.label: m.value for m in at.metric}
     assert tiles.get("Latest reading (UTC)") == f"{last:%Y-%m-%d %H:%M:%S}", tiles
+
+
+def test_failing_on_a_name_from_elsewhere_does_not_keep_its_user_out():
+    """Five wrong passwords on a name lock the name (60 s, doubling to a day): anyone who knows a
+    user name could keep that user out all day. From an address the user has signed in from, the
+    name's lock does not hold (that address's own lock still does); a new address is still refused."""
+    from wattwatch.dashboard import auth
+
+    a = auth.Authenticator({"olga": auth.User("olga", "operator", auth.hash_password("op-secret"))})
+    t0 = 1_000_000.0
+    assert a.sign_in("olga", "op-secret", "203.0.113.7", now=t0).user == "olga"    # her usual address
+    for k in range(5):
+        with pytest.raises(auth.AuthError):
+            a.sign_in("olga", f"guess{k}", f"198.51.100.{k}", now=t0 + 10 + k)        # an attacker, five addresses
+    with pytest.raises(auth.AuthError, match="too many failed sign-ins"):
+        a.sign_in("olga", "op-secret", "192.0.2.1", now=t0 + 20)                       # a new address: the name's lock
+    assert a.sign_in("olga", "op-secret", "203.0.113.7", now=t0 + 21).user == "olga"  # hers: in
+    for k in range(5):   # her address's own lock still counts every try made from it
+        with pytest.raises(auth.AuthError):
+            a.sign_in("olga", f"typo{k}", "203.0.113.7", now=t0 + 30 + k)
+    with pytest.raises(auth.AuthError, match="too many failed sign-ins"):
+        a.sign_in("olga", "op-secret", "203.0.113.7", now=t0 + 40)

@@ -194,6 +194,7 @@ class RateLimiter:
         self.limit, self.window_s, self.lock_s = limit, window_s, lock_s
         self._fails: dict[str, list[float]] = {}
         self._locked: dict[str, tuple[float, int]] = {}
+        self._known: dict[str, list[str]] = {}
         self._lock = threading.Lock()
 
     def locked_for(self, key: str, now: float | None = None) -> float:
@@ -215,6 +216,23 @@ class RateLimiter:
     def success(self, key: str) -> None:
         with self._lock:
             self._fails.pop(key, None)
+
+    # Addresses a user has signed in from (at most KNOWN per user, the latest kept): a name's lock
+    # does not hold there, so anyone failing five times on a name from elsewhere cannot keep that
+    # user out; the address's own lock still counts every try made from it.
+    KNOWN = 16
+
+    def known(self, user: str, client: str) -> bool:
+        with self._lock:
+            return client in self._known.get(user, ())
+
+    def remember(self, user: str, client: str) -> None:
+        with self._lock:
+            seen = self._known.setdefault(user, [])
+            if client in seen:
+                seen.remove(client)
+            seen.append(client)
+            del seen[:-self.KNOWN]
 
 
 # A hash to check when the user is unknown, so a wrong name costs the same time as a wrong password
@@ -251,7 +269,8 @@ class Authenticator:
     def sign_in(self, name: str, password: str, client: str = "?", now: float | None = None) -> Session:
         now = time.time() if now is None else now
         keys = [f"user:{name}", f"client:{client}"]
-        wait = max(self.limiter.locked_for(k, now) for k in keys)
+        held = keys[1:] if self.limiter.known(name, client) else keys
+        wait = max(self.limiter.locked_for(k, now) for k in held)
         if wait > 0:
             log.warning("sign-in refused (rate limited, %.0f s left): user=%s client=%s", wait, _shown(name), client)
             raise AuthError(f"too many failed sign-ins; try again in {int(wait) + 1} s")
@@ -264,6 +283,7 @@ class Authenticator:
             raise AuthError("wrong user name or password")
         for k in keys:
             self.limiter.success(k)
+        self.limiter.remember(name, client)
         log.info("signed in: user=%r role=%s client=%s", name, user.role, client)
         return Session(user=name, role=user.role, started=now, last_seen=now, ttl_s=self.ttl_s,
                        idle_s=self.idle_s, read_only=self.read_only)
