@@ -176,7 +176,7 @@ def test_an_idle_session_on_the_live_page_ends(browser, tmp_path, users_env, sim
         page.close()
 
 
-def test_an_unknown_user_costs_what_the_costliest_users_hash_costs(monkeypatch):
+def test_an_unknown_user_costs_what_the_costliest_users_hash_costs(monkeypatch, caplog):
     import hashlib
 
     from wattwatch.dashboard import auth
@@ -196,6 +196,8 @@ def test_an_unknown_user_costs_what_the_costliest_users_hash_costs(monkeypatch):
         with pytest.raises(auth.AuthError):
             a.sign_in(name, "wrong", client=f"c-{name}")
     assert calls == [(2 ** 15, 8, 1)] * 4, calls
+    # 'a' (N=2^14) still answers a wrong password faster than an unknown name: the log says so.
+    assert any("users 'a' have cheaper password hashes than N=32768" in r.getMessage() for r in caplog.records)
 
 
 def test_the_upload_preview_reads_only_the_head_of_a_huge_file(tmp_path, monkeypatch):

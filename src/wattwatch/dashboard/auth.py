@@ -242,12 +242,17 @@ _DUMMY = hash_password("wattwatch-dummy", salt=b"\0" * 16)
 
 def _dummy_for(users: dict[str, User]) -> str:
     """A hash of the cost (N, r, p) of the costliest user's: an unknown name is checked against it,
-    so it takes as long as a wrong password of that user (a user with a cheaper hash still answers
-    faster: give every user the same cost)."""
-    costs = {_parse_hash(u.password_hash)[:3] for u in users.values()}
-    if not costs:
+    so it takes as long as a wrong password of that user. A user with a cheaper hash still answers
+    faster, which tells that name from an unknown one: said in the log, naming them."""
+    cost = {name: _parse_hash(u.password_hash)[:3] for name, u in users.items()}
+    if not cost:
         return _DUMMY
-    n, r, p = max(costs, key=lambda c: (c[0] * c[1] * c[2], c))
+    n, r, p = max(set(cost.values()), key=lambda c: (c[0] * c[1] * c[2], c))
+    cheaper = sorted(name for name, c in cost.items() if c != (n, r, p))
+    if cheaper:
+        log.warning("users %s have cheaper password hashes than N=%d, r=%d, p=%d: a wrong password for them "
+                    "answers faster than for an unknown name, which tells their names apart; hash their "
+                    "passwords again with `wattwatch dashboard --hash-password`", ", ".join(map(repr, cheaper)), n, r, p)
     return _DUMMY if (n, r, p) == (SCRYPT_N, SCRYPT_R, SCRYPT_P) else \
         hash_password("wattwatch-dummy", n=n, r=r, p=p, salt=b"\0" * 16)
 
