@@ -138,22 +138,37 @@ def _every_reading(frame: pd.DataFrame, piece_s: float, seed: int):
         yield held
 
 
-@pytest.mark.parametrize("case", ["reconfigured", "restarted"])
-def test_cut_at_every_reading_as_judging_and_as_detect(case):
+def test_cut_at_every_reading_as_judging_and_as_detect(monkeypatch):
     """A fleet with packet-loss faults and a background loss at 5 minutes, three meters going to
-    15 minutes in the middle (``reconfigured``) or restarted from the carry now and then
-    (``restarted``), fed one reading time at a time with late readings: the calm stitcher gives
-    at every piece what judging every meter gives, and in the end the whole history's alerts."""
+    15 minutes in the middle, fed one reading time at a time with late readings and restarted
+    from the carry now and then (as a checkpoint loads it, before and after the reconfiguration):
+    the calm stitcher gives at every piece what judging every meter gives, and in the end the
+    whole history's alerts."""
     from tests.detect.test_stitch_calm import _compare, _fleet
     frame, dets = _fleet("5min", 5)
-    restart = None
-    if case == "reconfigured":
-        m = frame["meter_id"].astype(str).to_numpy()
-        meters = sorted(set(m))
-        after = (frame["ts"] > frame["ts"].min() + pd.Timedelta(hours=34)).to_numpy()
-        slow = np.isin(m, meters[:3]) & after & (frame["ts"].dt.minute.to_numpy() % 15 != 0)
-        frame = frame[~slow].reset_index(drop=True)
-    else:
-        restart = {40, 41, 150, 300}
-    calm = _compare(frame, dets, 300.0, 5, restart_at=restart, pieces=_every_reading)
+    m = frame["meter_id"].astype(str).to_numpy()
+    meters = sorted(set(m))
+    after = (frame["ts"] > frame["ts"].min() + pd.Timedelta(hours=34)).to_numpy()
+    slow = np.isin(m, meters[:3]) & after & (frame["ts"].dt.minute.to_numpy() % 15 != 0)
+    frame = frame[~slow].reset_index(drop=True)
+    # Count the verdicts that worked out cadences over a meter's readings (a reconfigured one).
+    cls = type(dets[0])
+    asked, worked = {"in": False}, []
+    verdict, rows = cls.calm_meters, cls._cadence_rows
+
+    def calm_meters(self, *a, **k):
+        asked["in"] = True
+        try:
+            return verdict(self, *a, **k)
+        finally:
+            asked["in"] = False
+
+    def cadence_rows(self, names, *a, **k):
+        if asked["in"]:
+            worked.extend(names)
+        return rows(self, names, *a, **k)
+    monkeypatch.setattr(cls, "calm_meters", calm_meters)
+    monkeypatch.setattr(cls, "_cadence_rows", cadence_rows)
+    calm = _compare(frame, dets, 300.0, 5, restart_at={40, 41, 150, 300}, pieces=_every_reading)
     assert calm.calm_fed > 0
+    assert set(worked) & set(meters[:3]), "no reconfigured meter was asked about"
