@@ -245,7 +245,7 @@ class PacketLoss(Detector):
         ends = np.append(starts[1:], len(t))
         other = np.zeros(len(names), bool)
         ks = np.flatnonzero(~few)
-        if len(ks):   # per reading: its cadence and lost readings, over these meters' readings only
+        if len(ks) and len(t):   # per reading: its cadence and lost readings, over these meters' readings only
             lens = ends[ks] - starts[ks]
             rows = np.concatenate([np.arange(starts[k], ends[k]) for k in ks])  # a loop over such meters
             seg_k = np.repeat(np.arange(len(ks)), lens)
