@@ -160,15 +160,20 @@ class PacketLoss(Detector):
             low = seg_quantile(ratio, seg, len(names), 0.0, ratio > 0.05)
         return {m: {"gap_low": rnd(float(v), 4)} for m, v in zip(names, low) if np.isfinite(v)}
 
+    def _thr(self, names) -> np.ndarray:
+        """Per meter: the gap, in learned cadences, from which readings are lost (1.5 for a steady
+        clock; its own jitter, ``gap_low``, see :meth:`_fit`)."""
+        st = self.state_
+        low = np.array([_num(st.get(m, {}).get("gap_low"), np.nan) for m in names], float)
+        return np.where(np.isfinite(low), np.clip(2.05 - low, 1.5, 1.95), 1.5)
+
     def _cadence_rows(self, names, seg: np.ndarray, dt: np.ndarray, cad_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per reading: the cadence its stretch runs at (the learned one unless its gaps say
         another, see the module docstring) and the readings lost in the gap before it at that
         cadence: round(gap / cadence) - 1, for a gap longer than the meter's jitter allows (1.5
         cadences for a steady clock; at the learned cadence its own jitter, see _fit); NaN where
         the gap is (a meter's first reading)."""
-        st = self.state_
-        low = np.array([_num(st.get(m, {}).get("gap_low"), np.nan) for m in names], float)
-        thr_m = np.where(np.isfinite(low), np.clip(2.05 - low, 1.5, 1.95), 1.5)
+        thr_m = self._thr(names)
         cad, thr = cad_m[seg], thr_m[seg]
         n = self._gaps(cad_m)[seg] if len(seg) else np.zeros(0, np.int64)
         share = self.config.cadence_share
@@ -176,10 +181,7 @@ class PacketLoss(Detector):
         said = _run_cadence(dt, cad, (n, 2 * n - 1), share)
 
         def lost_at(c):
-            with quiet():
-                ratio = dt / c
-                t_ = thr if c is cad else np.where(c == cad, thr, 1.5)
-                return np.where(ratio >= t_, np.clip(np.round(ratio) - 1, 0, None), np.where(np.isnan(ratio), np.nan, 0.0))
+            return _lost_at(dt, c, thr if c is cad else np.where(c == cad, thr, 1.5))
 
         if said is None:
             return cad, lost_at(cad)   # the learned cadence throughout (the usual case)
@@ -219,18 +221,40 @@ class PacketLoss(Detector):
         half a window after ``hi`` and in the gap after that, none of them can alert, whatever the
         share (a meter's first reading's gap is not counted: the frame does not hold it). A meter
         whose gaps in the frame say another cadence anywhere is never calm (judged: its windows
-        and counts follow that cadence)."""
+        and counts follow that cadence).
+
+        Its cost follows the gaps that are not at the learned cadence, not the frame's readings: a
+        meter with fewer such gaps (:func:`_off`) than a run of its gaps must hold to say another
+        cadence (:func:`_need`) is at the learned cadence throughout (no run of it says another,
+        whatever the other meters' runs say; :meth:`_cadence_rows`), and loses readings only at
+        those gaps (a lost reading is a gap of 1.5 cadences or more, outside the band around the
+        learned cadence): its lost readings are counted there alone. The other meters (a
+        reconfigured one, or one losing many readings) are worked out over their readings."""
         from wattwatch.detect.core import SegTimes
 
         if self.config.min_lost <= 0 or not len(names):
             return np.zeros(len(names), bool)
         cad_m = np.array([_num(self.state_.get(m, {}).get("cadence_s"), np.nan) for m in names], float)
-        c_row, lost = self._cadence_rows(names, seg, dt, cad_m)
-        lost = np.nan_to_num(lost)
+        cad = cad_m[seg]
+        at = np.flatnonzero(_off(dt, cad))   # gaps off the learned cadence (few: a lost reading, jitter)
+        n_off = np.bincount(seg[at], minlength=len(names))
+        few = n_off < _need(self.config.cadence_share, self._gaps(cad_m))
+        lost = np.zeros(len(t))
+        sub = at[few[seg[at]]]
+        lost[sub] = np.nan_to_num(_lost_at(dt[sub], cad[sub], self._thr(names)[seg[sub]]))
         ends = np.append(starts[1:], len(t))
-        with quiet():
-            other = np.logical_or.reduceat((c_row != cad_m[seg]) & np.isfinite(cad_m[seg]), starts) \
-                if len(t) else np.zeros(len(names), bool)
+        other = np.zeros(len(names), bool)
+        ks = np.flatnonzero(~few)
+        if len(ks) and len(t):   # per reading: its cadence and lost readings, over these meters' readings only
+            lens = ends[ks] - starts[ks]
+            rows = np.concatenate([np.arange(starts[k], ends[k]) for k in ks])  # a loop over such meters
+            seg_k = np.repeat(np.arange(len(ks)), lens)
+            names_k = [names[k] for k in ks]
+            c_row, lost_k = self._cadence_rows(names_k, seg_k, dt[rows], cad_m[ks])
+            lost[rows] = np.nan_to_num(lost_k)
+            s_k = np.cumsum(lens) - lens
+            with quiet():
+                other[ks] = np.logical_or.reduceat((c_row != cad_m[ks][seg_k]) & np.isfinite(cad_m[ks][seg_k]), s_k)
         st = SegTimes(t, seg, starts, ends)
         half = self._window(cad_m) / 2
         half = np.where(np.isfinite(half), half, np.inf)
@@ -386,10 +410,7 @@ def _run_cadence(dt: np.ndarray, cad: np.ndarray, ns: tuple, share: float, tol: 
     if not m:
         return outs
     fin = np.isfinite(dt)
-    with quiet():
-        ratio = dt / cad
-        # A gap within tol of a median outside near: outside (near[0] (1 + tol), near[1] (1 - tol)).
-        off = fin & ~((ratio > near[0] * (1 + tol)) & (ratio < near[1] * (1 - tol)))
+    off = _off(dt, cad, tol, near)
     cf = np.concatenate([[0], np.cumsum(fin)])
     co = np.concatenate([[0], np.cumsum(off)])
     hits = []
@@ -399,7 +420,7 @@ def _run_cadence(dt: np.ndarray, cad: np.ndarray, ns: tuple, share: float, tol: 
             nv = int(nv)
             if nv <= 0:
                 continue
-            need = int(np.ceil(share * nv - 1e-9))
+            need = _need(share, nv)
             if nv > m:
                 continue
             cand = np.flatnonzero(co[nv:] - co[:m + 1 - nv] >= need) + nv - 1   # rows nv - 1 on
@@ -425,3 +446,27 @@ def _run_cadence(dt: np.ndarray, cad: np.ndarray, ns: tuple, share: float, tol: 
         for rows, med in found:
             out[rows] = med
     return outs
+
+
+def _off(dt: np.ndarray, cad: np.ndarray, tol: float = 0.15, near: tuple[float, float] = (0.75, 1.5)) -> np.ndarray:
+    """Per gap: it may belong to a run that says a cadence other than ``cad`` (:func:`_run_cadence`):
+    within ``tol`` of a median outside ``near`` times ``cad``, i.e. outside (near[0] (1 + tol),
+    near[1] (1 - tol)) times it. NaN gaps are not."""
+    with quiet():
+        ratio = dt / cad
+        return np.isfinite(dt) & ~((ratio > near[0] * (1 + tol)) & (ratio < near[1] * (1 - tol)))
+
+
+def _need(share: float, n) -> int | np.ndarray:
+    """Gaps of a run of ``n`` that must agree for it to say a cadence (:func:`_run_cadence`)."""
+    if np.ndim(n):
+        return np.ceil(share * np.asarray(n, float) - 1e-9).astype(np.int64)
+    return int(np.ceil(share * n - 1e-9))
+
+
+def _lost_at(dt: np.ndarray, c, thr) -> np.ndarray:
+    """Readings lost in gaps ``dt`` at cadence ``c``: round(dt / c) - 1 where the gap is at least
+    ``thr`` cadences, else 0; NaN where the gap is (a meter's first reading)."""
+    with quiet():
+        ratio = dt / c
+        return np.where(ratio >= thr, np.clip(np.round(ratio) - 1, 0, None), np.where(np.isnan(ratio), np.nan, 0.0))
