@@ -122,3 +122,63 @@ def test_spark_reads_the_same_frame_and_rejects(spark, nested, tmp_path):
     norm = lambda rs: sorted((r[1], r[2], r[3]) for r in rs)  # noqa: E731
     assert norm(rejects) == norm(read_fleet_json(nested).rejects)
     assert all(r[0].endswith("pell.json") for r in rejects)
+
+
+def _messy_canonical_csv(tmp_path):
+    """A canonical CSV with the mistakes an export makes (adv45): a value that is not a number, an
+    infinite and a negative interval energy, an interval that ends before it starts, a blank and a
+    ``NaN`` (both missing, the rest of the reading kept)."""
+    path = tmp_path / "canon.csv"
+    path.write_text(
+        "meter_id,ts,ts_end,p_kw,e_int_kwh,height_m\n"
+        "M1,2025-01-01T00:00:00Z,2025-01-01T01:00:00Z,1.0,1.0,5\n"        # 2: good
+        "M1,2025-01-01T01:00:00Z,2025-01-01T02:00:00Z,abc,1.0,5\n"        # 3: p_kw not a number
+        "M1,2025-01-01T02:00:00Z,2025-01-01T03:00:00Z,1.0,inf,5\n"        # 4: infinite energy
+        "M1,2025-01-01T03:00:00Z,2025-01-01T04:00:00Z,1.0,-5000,5\n"      # 5: negative interval energy
+        "M1,2025-01-01T04:00:00Z,2025-01-01T03:30:00Z,1.0,1.0,5\n"        # 6: ends before it starts
+        "M1,2025-01-01T05:00:00Z,2025-01-01T06:00:00Z,NaN,1.0,-inf\n"     # 7: height infinite
+        "M1,2025-01-01T06:00:00Z,2025-01-01T07:00:00Z,NaN,1.0,\n"         # 8: p_kw NaN = missing, kept
+        "M1,2025-01-01T07:00:00Z,2025-01-01T08:00:00Z,,1.0,5\n")          # 9: p_kw blank = missing, kept
+    return path
+
+
+CANONICAL_REJECTS = [(3, "p_kw", "not a number"), (4, "e_int_kwh", "outside the physical range [0, 1e+12]"),
+                     (5, "e_int_kwh", "outside the physical range [0, 1e+12]"), (6, "ts_end", "ts_end not after ts"),
+                     (7, "height_m", "outside the physical range [-inf, inf]")]
+
+
+def test_canonical_csv_rejects_what_the_json_reader_rejects(tmp_path):
+    """adv45: a canonical CSV took ``abc`` as a missing value, an infinite or negative interval
+    energy as consumption and a reversed interval silently, where the JSON reader rejects each."""
+    path = _messy_canonical_csv(tmp_path)
+    got = read_fleet([path])
+    assert sorted(r[1:] for r in got.rejects) == CANONICAL_REJECTS
+    assert all(r[0] == str(path) for r in got.rejects)
+    kept = got.frame.sort_values("ts").reset_index(drop=True)
+    assert list(kept["ts"].dt.hour) == [0, 6, 7]
+    assert np.isnan(kept["p_kw"].iloc[1]) and np.isnan(kept["p_kw"].iloc[2]) and kept["e_int_kwh"].tolist() == [1.0] * 3
+
+
+def test_spark_reads_a_messy_canonical_csv_as_pandas_does(spark, tmp_path):
+    """adv45: Spark rejected a ``NaN`` value (NaN is above every number in Spark's ordering) that
+    pandas keeps as missing, so the reading's hour was covered by the reading before on Spark and
+    uncovered on pandas: different energies for the same file."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    path = _messy_canonical_csv(tmp_path)
+    sdf, rejects, _ = read_fleet_spark(spark, [str(path)])
+    assert sorted((r[2], r[3]) for r in rejects) == sorted(r[1:] for r in CANONICAL_REJECTS)
+    got = sdf.toPandas().sort_values(["meter_id", "ts"]).reset_index(drop=True)
+    for c in ("ts", "ts_end"):
+        got[c] = pd.to_datetime(got[c]).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
+    want = read_fleet([path]).frame.sort_values(["meter_id", "ts"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    # The JSON readers: a "NaN" string was "not a number" on pandas and "outside the physical range"
+    # on Spark (the same reject, two reasons).
+    doc = tmp_path / "nan.json"
+    doc.write_text(json.dumps(urban([line(1, "2025-01-01T00:00:00", "2025-01-01T01:00:00", PODID="IT001",
+                                          Phase1ActivePower="NaN"),
+                                     line(2, "2025-01-01T01:00:00", "2025-01-01T02:00:00", PODID="IT001",
+                                          Phase1ActivePower="1")])))
+    _, rejects, _ = read_fleet_spark(spark, [str(doc)])
+    assert [r[1:] for r in rejects] == [r[1:] for r in read_fleet_json(doc).rejects] == [(1, "Phase1ActivePower", "not a number")]

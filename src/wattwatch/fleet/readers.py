@@ -112,8 +112,10 @@ SCPS_UNITS: dict[str, tuple[str, float]] = {
 }
 
 # Physical ranges for the fleet columns (schema ranges; per-phase ones as their totals).
+# ``e_int_kwh`` (the interval energy of a canonical file) is ``TotalActiveEnergy``'s column: the same range.
 _RANGE_OF = {"p_l": "p_kw", "q_l": "q_kvar", "s_l": "s_kva", "pf_l": "pf", "p_total": "p_kw", "q_total": "q_kvar",
-             "s_total": "s_kva", "e_field": "e_kwh", "q_int": "e_kwh", "v_l": "v_l1_v", "i_l": "i_l1_a"}
+             "s_total": "s_kva", "e_field": "e_kwh", "e_int": "e_kwh", "q_int": "e_kwh", "v_l": "v_l1_v",
+             "i_l": "i_l1_a"}
 
 
 def column_range(col: str) -> tuple[float, float]:
@@ -536,8 +538,9 @@ def _canonical_columns(p: Path) -> bool:
 def read_canonical(p: Path) -> FleetInput:
     """A Parquet/CSV file in canonical columns with every fleet column it has (``ts_end``,
     ``e_int_kwh``, ``p_l1_kw`` ..., ``panel_id``, ``town``), the way the Spark engine reads it:
-    rows without a meter id or a readable ``ts``, or with a value outside its physical range, are
-    rejected (line: the row's position, plus one for a CSV header)."""
+    rows without a meter id or a readable ``ts``, with a ``ts_end`` not after ``ts``, or with a value that
+    is not a number or is outside its physical range (infinite included) are rejected (line: the row's
+    position, plus one for a CSV header); a blank or ``NaN`` value is missing, the reading kept."""
     name = p.name.lower()
     if name.endswith((".parquet", ".pq")):
         raw = pd.read_parquet(p)
@@ -567,11 +570,20 @@ def read_canonical(p: Path) -> FleetInput:
 
     flag(out["meter_id"].isna(), "meter_id", "no meter id")
     flag(out["ts"].isna(), "ts", "missing or unreadable timestamp")
+    if "ts_end" in out.columns:
+        flag(out["ts_end"].notna() & (out["ts_end"] <= out["ts"]), "ts_end", "ts_end not after ts")
     for c in FLOAT_COLUMNS:
         if c in raw.columns:
-            num = pd.to_numeric(raw[c].mask(raw[c].astype("string") == ""), errors="coerce").astype("float64")
+            v = raw[c]
+            text = v.astype("string").str.strip()
+            given = v.notna() & (text != "")
+            num = pd.to_numeric(v.mask(~given), errors="coerce").astype("float64")
+            # A blank or NaN is a missing value (the rest of the reading is kept); anything else that
+            # is not a number is a reject, as in the JSON reader, and so is an infinite value.
+            flag(given & num.isna() & (text.str.lower() != "nan"), c, "not a number")
             lo, hi = column_range(c)
-            flag(num.notna() & ((num < lo) | (num > hi)), c, f"outside the physical range [{lo:g}, {hi:g}]")
+            flag(num.notna() & ((num < lo) | (num > hi) | ~np.isfinite(num)), c,
+                 f"outside the physical range [{lo:g}, {hi:g}]")
             out[c] = num
     bad = reason.notna().to_numpy()
     lines = np.arange(first, first + n)

@@ -329,7 +329,8 @@ def _flatten_spark(recs_corrupt, energy: str):
               (F.col("_te").isNotNull() & (F.col("_te") <= F.col("_ts")), "end_ts", "end_ts not after start_ts")]
     for src, (col, _) in NUMERIC_FIELDS.items():
         num = F.col(f"_n_{col}")
-        checks.append((F.col(f"_given_{col}") & num.isNull(), src, "not a number"))
+        # A "NaN" text is not a number (as pandas says), not a value outside the range.
+        checks.append((F.col(f"_given_{col}") & (num.isNull() | F.isnan(num)), src, "not a number"))
         lo, hi = column_range(col)
         out = F.isnan(num) | (F.abs(num) == float("inf"))
         if np.isfinite(lo):
@@ -411,12 +412,24 @@ def _from_canonical(df, energy: str):
         df = df.withColumn("ts_end", F.timestamp_micros(F.floor(F.col("ts_end") / 1000).cast("long")))
     checks = [(F.col("meter_id").isNull() | (F.trim(F.col("meter_id").cast("string")) == ""), "meter_id", F.lit("no meter id")),
               (F.col("ts").isNull(), "ts", F.lit("missing or unreadable timestamp"))]
+    if "ts_end" in names:
+        checks.append((F.col("ts_end").isNotNull() & (F.col("ts_end") <= F.col("ts")), "ts_end", F.lit("ts_end not after ts")))
     for c in FLOAT_COLUMNS:
         if c in names:
-            v = F.col(c).cast("string").try_cast("double") if isinstance(df.schema[c].dataType, StringType) else F.col(c).cast("double")
-            df = df.withColumn(c, v)
+            # As read_canonical: a blank or NaN is missing (null: Spark orders NaN above every number,
+            # so a NaN kept would fail the range check, and sums would carry it); a text that is not a
+            # number is a reject; an infinite value is outside the range.
+            if isinstance(df.schema[c].dataType, StringType):
+                text = F.trim(F.col(c))
+                given = F.col(c).isNotNull() & (text != "")
+                v = F.when(given, text.try_cast("double"))
+                df = df.withColumn(f"_nan_{c}", given & v.isNull())
+                checks.append((F.col(f"_nan_{c}"), c, F.lit("not a number")))
+            else:
+                v = F.col(c).cast("double")
+            df = df.withColumn(c, F.when(~F.isnan(v), v))
             lo, hi = column_range(c)
-            bad = F.lit(False)
+            bad = F.abs(F.col(c)) == float("inf")
             if np.isfinite(lo):
                 bad = bad | (F.col(c) < lo)
             if np.isfinite(hi):
