@@ -137,6 +137,21 @@ def test_periods_follow_the_time_zone():
     assert rome["night_share"].iloc[1] < 1.0  # lighting 22-06 UTC is 23-07 Rome: one hour lit by day
 
 
+def test_a_day_starting_at_an_ambiguous_local_midnight():
+    """adv45: the Azores fall back from 01:00 to 00:00 (last Sunday of October, 2025-10-26; Havana
+    does the same in November): the local midnight that starts that day happens twice, and
+    ``--period day`` crashed converting the period's length to hours (IntCastingNaNError). The day
+    starts at the first of the two and has 25 hours."""
+    t0 = pd.Timestamp("2025-10-20", tz="UTC")
+    ts = pd.date_range(t0, t0 + pd.Timedelta(days=14) - pd.Timedelta(hours=1), freq="h")
+    frame = pd.DataFrame({"meter_id": np.repeat(["A", "B"], len(ts)), "ts": np.tile(ts, 2), "p_kw": 1.0})
+    f = pod_periods(conform(frame), "day", tz="Atlantic/Azores", min_peers=1).features
+    row = f[(f["pod_id"] == "A") & (f["period"] == "2025-10-26")].iloc[0]
+    assert row["period_start"] == pd.Timestamp("2025-10-26T00:00:00Z")  # the first midnight (UTC+0)
+    assert row["e_kwh_sum"] == pytest.approx(25.0) and row["coverage"] == pytest.approx(1.0)
+    assert set(f.loc[f["pod_id"] == "A", "coverage"]) == {1.0}
+
+
 def test_features_have_a_documented_meaning():
     ff = pod_periods(pod("A", 7, 3600, 1.0), "week")
     assert list(ff.features.columns[-len(FEATURES):]) == list(FEATURES)

@@ -150,8 +150,12 @@ def span_hours(first_us: int, last_us: int, period: str, tz: str) -> pd.DataFram
     out = df.groupby("period", sort=True).agg(period_hours=("period", "size"), period_start_local=("period_start_local", "first"))
     start = out["period_start_local"]
     step = {"month": pd.DateOffset(months=1), "week": pd.Timedelta(days=7), "day": pd.Timedelta(days=1)}[period]
-    ps = start.dt.tz_localize(tz, ambiguous="NaT", nonexistent="shift_forward").dt.tz_convert("UTC")
-    pe = (start + step).dt.tz_localize(tz, ambiguous="NaT", nonexistent="shift_forward").dt.tz_convert("UTC")
+    # A local midnight that happens twice (the Azores and Havana fall back from 01:00 to 00:00) starts
+    # its period at the first of the two (True: the earlier, summer-time reading); one that does not
+    # happen (a spring-forward at midnight) at the first instant after it.
+    first = np.ones(len(start), dtype=bool)
+    ps = start.dt.tz_localize(tz, ambiguous=first, nonexistent="shift_forward").dt.tz_convert("UTC")
+    pe = (start + step).dt.tz_localize(tz, ambiguous=first, nonexistent="shift_forward").dt.tz_convert("UTC")
     out["period_start"] = ps.astype("datetime64[us, UTC]")
     out["full_hours"] = ((pe - ps).dt.total_seconds() / 3600).round().astype("int64")
     return out.drop(columns="period_start_local").reset_index()
