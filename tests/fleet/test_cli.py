@@ -123,3 +123,27 @@ def test_local_and_spark_give_the_same_scores_and_labels(tmp_path, spark):
         assert list(ta[c]) == list(tb[c]), c
     assert a.balance is not None and b.balance is not None
     pd.testing.assert_frame_equal(a.balance.suspects, b.balance.suspects, check_exact=False, rtol=1e-6)
+
+
+def test_no_readings_at_all_says_so_naming_the_input_and_the_rejects(tmp_path):
+    """adv45: a folder with no files and a file whose every record is rejected both ended in "no POD
+    has complete data in every month", which sends the user looking at coverage instead of at the
+    input (the rejects were written, but not mentioned)."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match=r"empty: no files in this folder"):
+        api.fleet([empty])
+    flat = tmp_path / "flat.jsonl"
+    flat.write_text('{"PODID": "A", "Phase1ActivePower": "1"}\n{"PODID": "B", "start_ts": "x"}\n')
+    rejects = tmp_path / "rejects.csv"
+    with pytest.raises(InputError, match=r"no readings: all 2 record\(s\) rejected \(see .*rejects\.csv\)"):
+        api.fleet([flat], rejects=rejects, out=tmp_path / "f.parquet")
+    assert len(pd.read_csv(rejects)) == 2
+
+
+def test_spark_says_the_same_of_an_empty_folder(tmp_path, spark):
+    """adv45: on Spark an empty folder was an IndexError (a traceback), not a message."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match=r"empty: no files in this folder"):
+        api.fleet([str(empty)], engine="spark")

@@ -496,7 +496,10 @@ def read_fleet(paths: Sequence[str | Path] | str | Path, *, mapping=None, energy
     for p in items:
         p = Path(p)
         if p.is_dir():
-            files.extend(sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith(".")))
+            inside = sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith("."))
+            if not inside:
+                raise InputError(f"{p}: no files in this folder")
+            files.extend(inside)
         elif p.exists():
             files.append(p)
         else:

@@ -139,6 +139,15 @@ def run_fleet(paths: Sequence[str | Path] | str | Path, *, period: str = "month"
     run = FleetRun(features=ff, rejects=len(rej), readings=n_readings, notes=notes, seconds=secs)
     if rejects is not None:
         write_rejects(rejects, rej)
+    if ff.features.empty and ff.excluded.empty:
+        # Not one reading read: the input (or its rejects) is the problem, not coverage.
+        where = f" (see {rejects})" if rejects is not None and rej else ""
+        n = f"{len(rej):,}"
+        if engine == "spark":
+            from wattwatch.fleet.spark import MAX_REJECTS_COLLECTED
+
+            n = f"{n} or more" if len(rej) >= MAX_REJECTS_COLLECTED else n
+        raise InputError(f"no readings: all {n} record(s) rejected{where}" if rej else "no readings in the input")
     if ff.features.empty:
         if out_paths is not None:
             _write_excluded(ff, out_paths["excluded"])

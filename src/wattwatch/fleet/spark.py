@@ -130,7 +130,10 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
             if not lp.exists():
                 raise InputError(f"{s}: no such file")
             if lp.is_dir() and not any(lp.glob("*.parquet")) and not any(lp.glob("part-*")):
-                for q in sorted(x for x in lp.rglob("*") if x.is_file() and not x.name.startswith((".", "_"))):
+                inside = sorted(x for x in lp.rglob("*") if x.is_file() and not x.name.startswith((".", "_")))
+                if not inside:
+                    raise InputError(f"{s}: no files in this folder")
+                for q in inside:
                     groups.setdefault(_kind(str(q)), []).append(str(q.resolve()))
                 continue
             s = str(lp.resolve())
@@ -157,6 +160,8 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
             raise InputError(f"{', '.join(ps[:3])}: cannot be read by Spark: {msg}") from exc
         frames.append(sdf)
         rejects.extend(rej)
+    if not frames:
+        raise InputError("no input files given")
     out = frames[0]
     for f in frames[1:]:
         out = out.unionByName(f)
