@@ -147,3 +147,26 @@ def test_spark_says_the_same_of_an_empty_folder(tmp_path, spark):
     empty.mkdir()
     with pytest.raises(InputError, match=r"empty: no files in this folder"):
         api.fleet([str(empty)], engine="spark")
+
+
+@pytest.mark.parametrize("text, why", [
+    ("panel_id,meter_id\nQE0,QE0\nQE1,QE0\n", r"panels\.csv: line 3: meter_id QE0 is already the panel meter of QE0 \(line 2\)"),
+    ("panel_id,meter_id\nQE0,QE0\nQE1,\n", r"panels\.csv: line 3: meter_id is empty"),
+    ("panel_id,meter_id\n,QE0\n", r"panels\.csv: line 2: panel_id is empty"),
+])
+def test_a_panel_mapping_with_mistakes_is_refused_naming_the_line(pell, tmp_path, text, why):
+    """adv45: a meter under two panels was kept under the first one for the balance and listed
+    under both as excluded; an empty cell was dropped; neither was said."""
+    panels = tmp_path / "panels.csv"
+    panels.write_text(text)
+    with pytest.raises(InputError, match=why):
+        api.fleet([pell / "pell.json"], period="day", panels=panels, min_peers=2)
+
+
+def test_a_panel_meter_without_readings_is_said(pell, tmp_path):
+    """adv45: a panel mapping that names a meter with no readings (a typo in the id) balanced
+    nothing for that panel, and said nothing."""
+    panels = tmp_path / "panels.csv"
+    panels.write_text("panel_id,meter_id\nQE0,QE0\nQE1,QE1-typo\n")
+    run = api.fleet([pell / "pell.json"], period="day", panels=panels, min_peers=2)
+    assert any("QE1-typo" in n and "no readings" in n and "QE1" in n for n in run.notes), run.notes
