@@ -170,3 +170,13 @@ def test_a_panel_meter_without_readings_is_said(pell, tmp_path):
     panels.write_text("panel_id,meter_id\nQE0,QE0\nQE1,QE1-typo\n")
     run = api.fleet([pell / "pell.json"], period="day", panels=panels, min_peers=2)
     assert any("QE1-typo" in n and "no readings" in n and "QE1" in n for n in run.notes), run.notes
+
+
+def test_a_power_column_under_another_name_is_named_when_nothing_can_be_scored(tmp_path):
+    """adv45: a canonical CSV whose power is ``Power_W`` (not ``p_kw``) was read as readings with no
+    value: every POD excluded for coverage, and nothing said about the column."""
+    f = messy_fleet(seed=1, days=3, n=3).rename(columns={"p_kw": "Power_W"})
+    path = tmp_path / "w.csv"
+    f[["meter_id", "ts", "Power_W"]].to_csv(path, index=False)
+    with pytest.raises(InputError, match=r"no POD has complete data.*w\.csv: column\(s\) not read: Power_W"):
+        api.fleet([path], period="day", out=tmp_path / "f.parquet")

@@ -127,18 +127,19 @@ def test_spark_reads_the_same_frame_and_rejects(spark, nested, tmp_path):
 def _messy_canonical_csv(tmp_path):
     """A canonical CSV with the mistakes an export makes (adv45): a value that is not a number, an
     infinite and a negative interval energy, an interval that ends before it starts, a blank and a
-    ``NaN`` (both missing, the rest of the reading kept)."""
+    ``NaN`` (both missing, the rest of the reading kept), a column under a name the fleet does not
+    read (``Power_W``)."""
     path = tmp_path / "canon.csv"
     path.write_text(
-        "meter_id,ts,ts_end,p_kw,e_int_kwh,height_m\n"
-        "M1,2025-01-01T00:00:00Z,2025-01-01T01:00:00Z,1.0,1.0,5\n"        # 2: good
-        "M1,2025-01-01T01:00:00Z,2025-01-01T02:00:00Z,abc,1.0,5\n"        # 3: p_kw not a number
-        "M1,2025-01-01T02:00:00Z,2025-01-01T03:00:00Z,1.0,inf,5\n"        # 4: infinite energy
-        "M1,2025-01-01T03:00:00Z,2025-01-01T04:00:00Z,1.0,-5000,5\n"      # 5: negative interval energy
-        "M1,2025-01-01T04:00:00Z,2025-01-01T03:30:00Z,1.0,1.0,5\n"        # 6: ends before it starts
-        "M1,2025-01-01T05:00:00Z,2025-01-01T06:00:00Z,NaN,1.0,-inf\n"     # 7: height infinite
-        "M1,2025-01-01T06:00:00Z,2025-01-01T07:00:00Z,NaN,1.0,\n"         # 8: p_kw NaN = missing, kept
-        "M1,2025-01-01T07:00:00Z,2025-01-01T08:00:00Z,,1.0,5\n")          # 9: p_kw blank = missing, kept
+        "meter_id,ts,ts_end,p_kw,e_int_kwh,height_m,Power_W\n"
+        "M1,2025-01-01T00:00:00Z,2025-01-01T01:00:00Z,1.0,1.0,5,7\n"        # 2: good
+        "M1,2025-01-01T01:00:00Z,2025-01-01T02:00:00Z,abc,1.0,5,7\n"        # 3: p_kw not a number
+        "M1,2025-01-01T02:00:00Z,2025-01-01T03:00:00Z,1.0,inf,5,7\n"        # 4: infinite energy
+        "M1,2025-01-01T03:00:00Z,2025-01-01T04:00:00Z,1.0,-5000,5,7\n"      # 5: negative interval energy
+        "M1,2025-01-01T04:00:00Z,2025-01-01T03:30:00Z,1.0,1.0,5,7\n"        # 6: ends before it starts
+        "M1,2025-01-01T05:00:00Z,2025-01-01T06:00:00Z,NaN,1.0,-inf,7\n"     # 7: height infinite
+        "M1,2025-01-01T06:00:00Z,2025-01-01T07:00:00Z,NaN,1.0,,7\n"         # 8: p_kw NaN = missing, kept
+        "M1,2025-01-01T07:00:00Z,2025-01-01T08:00:00Z,,1.0,5,7\n")          # 9: p_kw blank = missing, kept
     return path
 
 
@@ -157,6 +158,7 @@ def test_canonical_csv_rejects_what_the_json_reader_rejects(tmp_path):
     kept = got.frame.sort_values("ts").reset_index(drop=True)
     assert list(kept["ts"].dt.hour) == [0, 6, 7]
     assert np.isnan(kept["p_kw"].iloc[1]) and np.isnan(kept["p_kw"].iloc[2]) and kept["e_int_kwh"].tolist() == [1.0] * 3
+    assert [n for n in got.notes if "Power_W" in n and str(path) in n and "not read" in n], got.notes
 
 
 def test_spark_reads_a_messy_canonical_csv_as_pandas_does(spark, tmp_path):
@@ -166,8 +168,9 @@ def test_spark_reads_a_messy_canonical_csv_as_pandas_does(spark, tmp_path):
     from wattwatch.fleet.spark import read_fleet_spark
 
     path = _messy_canonical_csv(tmp_path)
-    sdf, rejects, _ = read_fleet_spark(spark, [str(path)])
+    sdf, rejects, notes = read_fleet_spark(spark, [str(path)])
     assert sorted((r[2], r[3]) for r in rejects) == sorted(r[1:] for r in CANONICAL_REJECTS)
+    assert [n for n in notes if "Power_W" in n and "canon.csv" in n and "not read" in n], notes
     got = sdf.toPandas().sort_values(["meter_id", "ts"]).reset_index(drop=True)
     for c in ("ts", "ts_end"):
         got[c] = pd.to_datetime(got[c]).dt.tz_localize("UTC").astype("datetime64[us, UTC]")

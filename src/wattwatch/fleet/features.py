@@ -440,7 +440,11 @@ def finish(p: Partials, period: str, *, min_coverage: float, min_peers: int) -> 
     # on features that were all missing (imputed to the fleet's median: the most normal POD).
     bad_cells = cov.isna() | (cov < min_coverage) | (cov <= 0)
     bad_pods = bad_cells.any(axis=1)
-    for m in cov.index[bad_pods.to_numpy()]:
+    if not required:  # not one reading of the fleet has a value: no period at all, every POD listed
+        for m in pods:
+            excluded.append((m, "no time covered by readings with a value (every value channel missing)"))
+        bad_pods = pd.Series(True, index=cov.index)
+    for m in cov.index[bad_pods.to_numpy()] if required else []:
         row = cov.loc[m]
         why = [f"{per}: no data" if np.isnan(v) else f"{per}: no time covered by readings with a value" if v <= 0 else
                f"{per}: coverage {v:.2f}" for per, v in row.items() if np.isnan(v) or v < min_coverage or v <= 0]

@@ -538,6 +538,17 @@ def _canonical_columns(p: Path) -> bool:
     return "meter_id" in cols and "ts" in cols
 
 
+def unread_columns_note(where: str, columns) -> str | None:
+    """A note naming the columns of a canonical file that the fleet does not read (a power under
+    another name, ``Power_W`` for ``p_kw``, would otherwise vanish without a word); None when none."""
+    unknown = [str(c) for c in columns if c not in FLEET_COLUMNS and c not in CHANNEL_BY_NAME]
+    if not unknown:
+        return None
+    shown = ", ".join(unknown[:8]) + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else "")
+    return (f"{where}: column(s) not read: {shown} (the fleet reads {', '.join(FLEET_COLUMNS)}; values in kW, "
+            "kvar, kWh; --mapping reads other names on the local engine)")
+
+
 def read_canonical(p: Path) -> FleetInput:
     """A Parquet/CSV file in canonical columns with every fleet column it has (``ts_end``,
     ``e_int_kwh``, ``p_l1_kw`` ..., ``panel_id``, ``town``), the way the Spark engine reads it:
@@ -591,7 +602,8 @@ def read_canonical(p: Path) -> FleetInput:
     bad = reason.notna().to_numpy()
     lines = np.arange(first, first + n)
     rejects = list(zip([str(p)] * int(bad.sum()), lines[bad].tolist(), fld[bad].tolist(), reason[bad].tolist()))
-    return FleetInput(conform(out[~bad]), rejects)
+    note = unread_columns_note(str(p), raw.columns)
+    return FleetInput(conform(out[~bad]), rejects, [note] if note else [])
 
 
 def _read_ingestable(p: Path, mapping, api) -> FleetInput:

@@ -157,7 +157,10 @@ def run_fleet(paths: Sequence[str | Path] | str | Path, *, period: str = "month"
         if out_paths is not None:
             _write_excluded(ff, out_paths["excluded"])
         why = f" ({len(ff.excluded)} excluded, see {out_paths['excluded']})" if out_paths is not None and len(ff.excluded) else ""
-        raise InputError(f"no POD has complete data in every {period} to score{why}")
+        # A value column under a name the fleet does not read is the likeliest cause: say it here,
+        # where the user looks (the notes are printed only after a run that scored).
+        unread = [n for n in notes if "column(s) not read" in n]
+        raise InputError(f"no POD has complete data in every {period} to score{why}" + "".join(f"; {n}" for n in unread))
     # ---- the seam: cross-meter models and energy balance (fleetmodels' modules) ----
     table = ff.features
     if models:

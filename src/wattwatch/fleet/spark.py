@@ -20,7 +20,8 @@ from wattwatch.fleet.features import (DAY_US, HOUR_US, MIN_DAY_COVER_H, MIN_HOUR
                                       REGISTER_DIGIT_KWH, REGISTER_TOLERANCE, FleetFeatures, Partials, _check,
                                       finish, meters_of, panel_meters, span_hours)
 from wattwatch.fleet.readers import (_TS_RE, FLOAT_COLUMNS, ID_FIELDS, NUMERIC_FIELDS, PHASES, SCPS_UNITS,
-                                     column_range, tz_offset_minutes, unit_factor)
+                                     column_range, tz_offset_minutes, unit_factor,
+                                     unread_columns_note)
 
 MAX_REJECTS_COLLECTED = 100_000
 _REMOTE = ("hdfs://", "s3a://", "s3://", "s3n://", "gs://", "abfs://", "abfss://", "wasb://", "wasbs://", "file://",
@@ -150,9 +151,16 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
             elif kind == "parquet":
                 # pandas writes nanosecond timestamps, which Spark only reads as longs (see _from_canonical).
                 spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
-                sdf, rej = _from_canonical(spark.read.parquet(*ps), energy)
+                raw = spark.read.parquet(*ps)
+                sdf, rej = _from_canonical(raw, energy)
             else:
-                sdf, rej = _from_canonical(spark.read.option("header", True).csv(ps), energy)
+                raw = spark.read.option("header", True).csv(ps)
+                sdf, rej = _from_canonical(raw, energy)
+            if kind not in ("json", "jsonl"):  # the schema only: no job
+                where = ", ".join(ps[:3]) + (f" and {len(ps) - 3} more" if len(ps) > 3 else "")
+                note = unread_columns_note(where, raw.columns)
+                if note:
+                    notes.append(note)
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001 - Spark's analysis errors name the path; keep one line
