@@ -245,3 +245,23 @@ def test_a_long_tamper_log_is_compacted_keeping_the_counter_and_what_is_pending(
     log.close()
     again = TamperLog(p)
     assert again.seq == 300 and again.pending() == [124] and again.records[124]["event"] == "e123"
+
+
+def test_a_signing_key_other_users_can_read_is_warned_of(tmp_path):
+    """adv45: a key file readable by group or others (``openssl rand -hex 32 > M.key`` under the usual
+    umask 022 makes it 0644) was used without a word: anyone on the meter's host who reads it can
+    sign reports as the meter. The run goes on (the README's own recipe makes such files) and says so."""
+    from wattwatch.edge import run as edge_run
+
+    key = tmp_path / "k"
+    key.write_text("ab" * 32)
+    (tmp_path / "m.toml").write_text('meter_id = "M-6"\n[simulate]\nscenario = "normal"\nseconds = 1\n'
+                                     '[signing]\nkey_file = "k"\n')
+    os.chmod(key, 0o644)
+    summary = edge_run.run(edge_run.load(tmp_path / "m.toml"))
+    assert [w for w in summary["warnings"] if str(key) in w and "0644" in w and "chmod 600" in w], summary["warnings"]
+    os.chmod(key, 0o600)
+    assert edge_run.run(edge_run.load(tmp_path / "m.toml"))["warnings"] == []
+    os.chmod(key, 0o644)
+    r = _cli(["edge", "--config", "m.toml"], tmp_path)
+    assert r.returncode == 0 and "chmod 600" in (r.stderr or b"").decode(), r.stderr

@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from wattwatch.app.cli import _errors, _fail, _json, _term, console
+from wattwatch.app.cli import _errors, _fail, _json, _term, console, err_console
 
 
 def edge(
@@ -31,6 +31,8 @@ def edge(
         site = edge_run.load(config)
         summary = edge_run.run(site, echo=lambda m: print(json.dumps(m, separators=(",", ":")), flush=True),
                                status=status)
+    for w in summary.get("warnings", []):
+        err_console.print(f"[yellow]warning:[/yellow] {_term(w)}", highlight=False, soft_wrap=True)
     if as_json:
         print(_json(summary))
         return

@@ -220,6 +220,11 @@ def _run(site: EdgeSite, asked: threading.Event, *, echo=None, status: bool = Fa
         signer = Signer.from_file(site.key_file)
     except ValueError as exc:
         raise ConfigError(f"{site.where}: [signing] key_file: {exc}") from None
+    warnings = []
+    mode = site.key_file.stat().st_mode & 0o777
+    if mode & 0o077:  # the meter's secret: whoever reads it signs as the meter
+        warnings.append(f"{site.key_file}: the signing key is readable by other users (mode {mode:04o}): anyone who "
+                        f"reads it can sign reports as {site.meter_id}; chmod 600 it")
     try:
         log = TamperLog(site.log_path)
     except ValueError as exc:
@@ -280,7 +285,7 @@ def _run(site: EdgeSite, asked: threading.Event, *, echo=None, status: bool = Fa
                 "events": [{k: e.get(k) for k in ("status", "kind", "delta_a", "cycle_start", "cycle_end")}
                            for e in meter.events],
                 "state": meter.machine.state, "counts": meter.machine.counts, "resent": resent,
-                "unacknowledged": pub.unacked(), "all_acknowledged": acked, "counter": log.seq,
+                "unacknowledged": pub.unacked(), "all_acknowledged": acked, "counter": log.seq, "warnings": warnings,
                 "cpu_s_per_meter_s": round(took / seconds, 6) if seconds else None}
     finally:
         pub.close()
