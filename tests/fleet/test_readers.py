@@ -187,3 +187,41 @@ def test_spark_reads_a_messy_canonical_csv_as_pandas_does(spark, tmp_path):
                                           Phase1ActivePower="1")])))
     _, rejects, _ = read_fleet_spark(spark, [str(doc)])
     assert [r[1:] for r in rejects] == [r[1:] for r in read_fleet_json(doc).rejects] == [(1, "Phase1ActivePower", "not a number")]
+
+
+def _symbol_units_doc(tmp_path):
+    doc = urban([line(1, "2025-01-01T00:00:00", "2025-01-01T01:00:00", PODID="IT001", Phase1ActivePower="840",
+                      Phase2ActivePower="0.5", TotalActiveEnergy="1340", Line1Current="3600", Phase1Voltage="0.23")],
+                defs=[{"propertyName": "Phase1ActivePower", "unitOfMeasure": "W"},
+                      {"propertyName": "Phase2ActivePower", "unitOfMeasure": "KW"},
+                      {"propertyName": "TotalActiveEnergy", "unitOfMeasure": "Wh"},
+                      {"propertyName": "Line1Current", "unitOfMeasure": "mA"},
+                      {"propertyName": "Phase1Voltage", "unitOfMeasure": "kV"}])
+    path = tmp_path / "sym.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_unit_symbols_are_read_as_their_names(tmp_path):
+    """adv45: a document declaring ``W``, ``kW``, ``Wh`` (the symbols exports use) instead of the SCPS
+    names ``watt``, ``kilowatt``, ``wattHour`` failed the whole run (unknown unitOfMeasure). Symbols
+    are read case-sensitively where case is the prefix (``mA`` milli, ``MW`` mega), any case otherwise."""
+    got = read_fleet_json(_symbol_units_doc(tmp_path)).frame.iloc[0]
+    assert got["p_l1_kw"] == pytest.approx(0.84) and got["p_l2_kw"] == pytest.approx(0.5)
+    assert got["e_int_kwh"] == pytest.approx(1.34) and got["i_l1_a"] == pytest.approx(3.6)
+    assert got["v_l1_v"] == pytest.approx(230.0)
+    bad = tmp_path / "mw.json"
+    bad.write_text(json.dumps(urban([], defs=[{"propertyName": "Phase1ActivePower", "unitOfMeasure": "mw"}])))
+    with pytest.raises(InputError, match=r"mw\.json: Phase1ActivePower: unknown unitOfMeasure 'mw'"):
+        read_fleet_json(bad)
+
+
+def test_spark_reads_unit_symbols_as_pandas_does(spark, tmp_path):
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    path = _symbol_units_doc(tmp_path)
+    sdf, _, _ = read_fleet_spark(spark, [str(path)])
+    got = sdf.toPandas().iloc[0]
+    want = read_fleet_json(path).frame.iloc[0]
+    for c in ("p_l1_kw", "p_l2_kw", "p_kw", "e_int_kwh", "i_l1_a", "v_l1_v"):
+        assert got[c] == pytest.approx(want[c]), c

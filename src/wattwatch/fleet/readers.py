@@ -111,6 +111,25 @@ SCPS_UNITS: dict[str, tuple[str, float]] = {
     "dimensionless": ("ratio", 1.0), "percent": ("ratio", 0.01),
 }
 
+# Unit symbols exports write instead of the SCPS names -> the name. Case-sensitive (``mA`` is milli,
+# ``MW`` mega); any case as well where no milli/mega prefix makes the case matter (``KW``, ``kwh``).
+UNIT_SYMBOLS: dict[str, str] = {
+    "W": "watt", "kW": "kilowatt", "MW": "megawatt", "var": "var", "VAr": "var", "kvar": "kilovar", "kVAr": "kilovar",
+    "VA": "voltampere", "kVA": "kilovoltampere", "Wh": "watthour", "kWh": "kilowatthour", "MWh": "megawatthour",
+    "varh": "varhour", "VArh": "varhour", "kvarh": "kilovarhour", "kVArh": "kilovarhour", "V": "volt",
+    "kV": "kilovolt", "A": "ampere", "mA": "milliampere", "kA": "kiloampere", "m": "metre", "%": "percent",
+}
+UNIT_SYMBOLS_ANY_CASE = {k.lower(): v for k, v in UNIT_SYMBOLS.items() if k[0] not in "mM"}
+
+
+def unit_key(unit) -> str:
+    """The SCPS_UNITS key of a declared unit: its name (any case, spaces and dashes dropped) or a symbol."""
+    raw = str(unit).strip().replace(" ", "").replace("-", "")
+    if raw in UNIT_SYMBOLS:
+        return UNIT_SYMBOLS[raw]
+    return UNIT_SYMBOLS_ANY_CASE.get(raw.lower(), raw.lower())
+
+
 # Physical ranges for the fleet columns (schema ranges; per-phase ones as their totals).
 # ``e_int_kwh`` (the interval energy of a canonical file) is ``TotalActiveEnergy``'s column: the same range.
 _RANGE_OF = {"p_l": "p_kw", "q_l": "q_kvar", "s_l": "s_kva", "pf_l": "pf", "p_total": "p_kw", "q_total": "q_kvar",
@@ -194,7 +213,7 @@ def unit_factor(unit: str | None, quantity: str, where: str) -> float:
     """
     if unit is None or str(unit).strip() == "":
         return 1.0
-    key = str(unit).strip().lower().replace(" ", "").replace("-", "")
+    key = unit_key(unit)
     if key not in SCPS_UNITS:
         if quantity == "ratio" and key in ("", "none"):
             return 1.0

@@ -21,7 +21,7 @@ from wattwatch.fleet.features import (DAY_US, HOUR_US, MIN_DAY_COVER_H, MIN_HOUR
                                       finish, meters_of, panel_meters, span_hours)
 from wattwatch.fleet.readers import (_TS_RE, FLOAT_COLUMNS, ID_FIELDS, NUMERIC_FIELDS, PHASES, SCPS_UNITS,
                                      column_range, tz_offset_minutes, unit_factor,
-                                     unread_columns_note)
+                                     unread_columns_note, UNIT_SYMBOLS, UNIT_SYMBOLS_ANY_CASE)
 
 MAX_REJECTS_COLLECTED = 100_000
 _REMOTE = ("hdfs://", "s3a://", "s3://", "s3n://", "gs://", "abfs://", "abfss://", "wasb://", "wasbs://", "file://",
@@ -268,6 +268,10 @@ def _urban_records(raw):
     def prop(name):
         return F.col("_props")[F.lit(name)]
 
+    # readers.unit_key as columns: a symbol (case-sensitive, then any case), else the lower-cased name.
+    sym_exact = F.create_map(*[F.lit(x) for kv in UNIT_SYMBOLS.items() for x in kv])
+    sym_any = F.create_map(*[F.lit(x) for kv in UNIT_SYMBOLS_ANY_CASE.items() for x in kv])
+
     for name in list(ID_FIELDS):
         cols.append(prop(name).alias(name))
     for name, (_, qty) in NUMERIC_FIELDS.items():
@@ -276,7 +280,8 @@ def _urban_records(raw):
             v = F.coalesce(v, F.col("ln.coordinates.height").cast("string"))
         cols.append(v.alias(name))
         if with_units and any(q == qty and f != 1.0 for q, f in SCPS_UNITS.values()):
-            cols.append(F.lower(F.regexp_replace(F.col("_units")[F.lit(name)], "[ -]", "")).alias(f"_unit_{name}"))
+            raw_u = F.regexp_replace(F.trim(F.col("_units")[F.lit(name)]), "[ -]", "")
+            cols.append(F.coalesce(sym_exact[raw_u], sym_any[F.lower(raw_u)], F.lower(raw_u)).alias(f"_unit_{name}"))
     recs = lines.select(*cols)
     # Factors in a second projection, so each field's property filter runs once per record.
     fcols = []
