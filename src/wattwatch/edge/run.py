@@ -46,11 +46,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from wattwatch.edge import ondemand
 from wattwatch.edge.meter import EdgeMeter
 from wattwatch.edge.metrology import blocks
 from wattwatch.edge.publish import Publisher, TamperLog
 from wattwatch.edge.signing import METER_ID, Signer
 from wattwatch.edge.simulate import Waveform
+from wattwatch.edge.ondemand import STATUS_REQUEST
 from wattwatch.edge.tamper import TamperConfig
 from wattwatch.errors import ConfigError
 
@@ -189,15 +191,14 @@ def _t0(value, where: str) -> float:
     return t.timestamp()
 
 
-STATUS_REQUEST = threading.Event()
+STATUS_MIN_S = 1.0  # on-demand status reports: at most one per this many seconds of samples
 
 
 @contextlib.contextmanager
 def _on_demand():
-    """SIGUSR1 asks for a status report (``kill -USR1 <pid>``); :data:`STATUS_REQUEST` does too."""
-    old = None
-    if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGUSR1"):
-        old = signal.signal(signal.SIGUSR1, lambda *_: STATUS_REQUEST.set())
+    """SIGUSR1 asks for a status report (``kill -USR1 <pid>``); :data:`STATUS_REQUEST` does too
+    (:mod:`wattwatch.edge.ondemand`: the command installs the same handler before it imports this)."""
+    old = ondemand.catch()
     try:
         yield STATUS_REQUEST
     finally:
@@ -215,7 +216,7 @@ def run(site: EdgeSite, *, echo=None, status: bool = False) -> dict:
         return _run(site, asked, echo=echo, status=status)
 
 
-def _run(site: EdgeSite, asked: threading.Event, *, echo=None, status: bool = False) -> dict:
+def _run(site: EdgeSite, asked: ondemand.Request, *, echo=None, status: bool = False) -> dict:
     try:
         signer = Signer.from_file(site.key_file)
     except ValueError as exc:
@@ -268,11 +269,17 @@ def _run(site: EdgeSite, asked: threading.Event, *, echo=None, status: bool = Fa
                          "evidence": meter.status()})
 
         t = time.perf_counter()
+        last = -math.inf
         try:
             for b in it:
                 meter.feed(b)
-                if asked.is_set():   # SIGUSR1 (or STATUS_REQUEST): a status report now
+                # SIGUSR1 (or STATUS_REQUEST): a status report now, at most one per second of samples
+                # (a storm of requests would spend a counter per block: the head-end refuses a report
+                # more than 64 counters below the latest, so a late redelivered tamper report would
+                # be taken for a replay); a request inside the second waits for its end.
+                if asked.is_set() and meter.samples / fs - last >= STATUS_MIN_S:
                     asked.clear()
+                    last = meter.samples / fs
                     report()
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
