@@ -218,3 +218,28 @@ def test_single_reading_and_all_nan_pods_end_to_end_and_on_spark(tmp_path, spark
     assert set(table["pod_id"]) == {f"P{i}" for i in range(8)} and np.isfinite(table["consensus_score"]).all()
     assert {"ONE", "NAN"} <= set(pd.read_csv(tmp_path / "fleet.excluded.csv")["pod_id"])
     assert r.balance is not None  # the panel is balanced with its two PODs without data among its PODs
+
+
+def _meter_in_two_panels():
+    a = pod("A", 3, 3600, 1.0, panel_id="QE0", town="T")
+    a.loc[a["ts"] >= T0 + pd.Timedelta(days=1), "panel_id"] = "QE1"   # the export moved it
+    return conform(pd.concat([a, pod("B", 3, 3600, 1.0, panel_id="QE0", town="T"),
+                              pod("C", 3, 3600, 1.0, panel_id="QE1", town="T")], ignore_index=True))
+
+
+def test_a_meter_named_under_two_panels_is_said():
+    """adv45: a POD whose readings name two panels (an export that moved it, or two PODs under one id)
+    was put under the largest id without a word: its peer group and its panel's energy balance changed."""
+    f = pod_periods(_meter_in_two_panels(), "day", min_peers=1)
+    said = [n for n in f.notes if "more than one panel" in n]
+    assert said and "A (QE0 .. QE1)" in said[0] and "B" not in said[0], f.notes
+    assert f.features.loc[f.features["pod_id"] == "A", "panel_id"].unique().tolist() == ["QE1"]
+
+
+def test_spark_says_the_same_of_a_meter_under_two_panels(spark):
+    from wattwatch.fleet.features import pod_periods_spark
+
+    frame = _meter_in_two_panels()
+    a = pod_periods(frame, "day", min_peers=1)
+    b = pod_periods_spark(spark.createDataFrame(frame), "day", min_peers=1)
+    assert [n for n in b.notes if "more than one panel" in n] == [n for n in a.notes if "more than one panel" in n] != []

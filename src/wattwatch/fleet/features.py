@@ -231,6 +231,30 @@ def group_max_str(df: pd.DataFrame, key: list[str] | str, col: str) -> pd.Series
     return d.set_index(key)[col].astype("string")
 
 
+def group_conflict_notes(ranges: pd.DataFrame) -> list[str]:
+    """Notes on meters whose readings name more than one panel (or town): ``ranges`` holds ``pod_id``
+    and ``panel_min, panel_max, town_min, town_max`` (per meter, or per meter and period: both engines
+    collect those). The meter is taken under the largest id, as ``meters_of`` does."""
+    notes = []
+    for col, what in (("panel", "panel"), ("town", "town")):
+        g = ranges.groupby("pod_id", sort=True).agg(lo=(f"{col}_min", "min"), hi=(f"{col}_max", "max"))
+        g = g[g["lo"].notna() & (g["lo"] != g["hi"])]
+        if len(g):
+            shown = ", ".join(f"{m} ({r.lo} .. {r.hi})" for m, r in g.head(10).iterrows())
+            more = f" and {len(g) - 10} more" if len(g) > 10 else ""
+            notes.append(f"{len(g)} meter(s) named under more than one {what} in their readings, taken under the "
+                         f"largest id: {shown}{more}")
+    return notes
+
+
+def _ranges(df: pd.DataFrame, key: str) -> pd.DataFrame:
+    d = df[[key, "panel_id", "town"]].astype({key: "string", "panel_id": "string", "town": "string"})
+    g = d.groupby(key, sort=True)
+    out = pd.DataFrame({"panel_min": g["panel_id"].min(), "panel_max": g["panel_id"].max(),
+                        "town_min": g["town"].min(), "town_max": g["town"].max()})
+    return out.rename_axis("pod_id").reset_index()
+
+
 def _fleet_columns():
     from wattwatch.fleet.readers import FLEET_COLUMNS
 
@@ -344,6 +368,7 @@ def pod_periods(frame: pd.DataFrame, period: str = "month", *, tz: str = "UTC", 
     q = pd.DataFrame({"pf_q10": pfq.quantile(0.1), "pf_q50": pfq.quantile(0.5)}).reset_index()
     parts = Partials(agg=agg, reg=reg, rsum=rsum, pfq=q, spans=spans, meters=meters, panels=pan)
     feats, excluded, notes = finish(parts, period, min_coverage=min_coverage, min_peers=min_peers)
+    notes = group_conflict_notes(_ranges(r, "meter_id")) + notes
     hourly_out = _hourly_out(hr, meters, pan, hourly)
     return FleetFeatures(feats, hourly_out, excluded, pan, period, notes)
 

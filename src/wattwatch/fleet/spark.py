@@ -18,7 +18,8 @@ import pandas as pd
 from wattwatch.errors import InputError
 from wattwatch.fleet.features import (DAY_US, HOUR_US, MIN_DAY_COVER_H, MIN_HOUR_COVER, NIGHT_HOURS,
                                       REGISTER_DIGIT_KWH, REGISTER_TOLERANCE, FleetFeatures, Partials, _check,
-                                      finish, meters_of, panel_meters, span_hours)
+                                      finish, group_conflict_notes, meters_of, panel_meters,
+                                      span_hours)
 from wattwatch.fleet.readers import (_TS_RE, FLOAT_COLUMNS, ID_FIELDS, NUMERIC_FIELDS, PHASES, SCPS_UNITS,
                                      column_range, tz_offset_minutes, unit_factor,
                                      unread_columns_note, UNIT_SYMBOLS, UNIT_SYMBOLS_ANY_CASE)
@@ -575,7 +576,8 @@ def pod_periods_spark(sdf, period: str = "month", *, tz: str = "UTC", min_covera
                    F.sum(F.when(both, F.abs("p_kw") * w).otherwise(F.lit(0.0))).alias("p_abs"),
                    F.percentile(F.abs("pf"), F.array(F.lit(0.1), F.lit(0.5))).alias("pfq"),
                    F.min("t0").alias("t_first"), F.max(F.col("t0") + F.coalesce(F.col("dt"), F.lit(0.0))).alias("t_last"),
-                   F.max("panel_id").alias("panel_id"), F.max("town").alias("town"))
+                   F.max("panel_id").alias("panel_id"), F.max("town").alias("town"),
+                   F.min("panel_id").alias("panel_min"), F.min("town").alias("town_min"))
               .toPandas())
         # hourly-based sums per POD-period (one job) and the daily regression sums (one job)
         hl = _local(F.timestamp_micros(F.col("h") * F.lit(HOUR_US)), tz)
@@ -621,6 +623,10 @@ def pod_periods_spark(sdf, period: str = "month", *, tz: str = "UTC", min_covera
         parts = Partials(agg=agg, reg=reg, rsum=rsum, pfq=pfq.dropna(subset=["pf_q10", "pf_q50"], how="all"),
                          spans=spans, meters=meters, panels=pan)
         feats, excluded, notes = finish(parts, period, min_coverage=min_coverage, min_peers=min_peers)
+        ranges = rs.rename(columns={"panel_id": "panel_max", "town": "town_max"})
+        for c in ("panel_min", "panel_max", "town_min", "town_max"):
+            ranges[c] = ranges[c].astype("string")
+        notes = group_conflict_notes(ranges.astype({"pod_id": "string"})) + notes
         # the hourly table: all meters, or only what the energy balance needs
         hsel = hr
         if hourly == "balance":
