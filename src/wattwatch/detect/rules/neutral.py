@@ -75,7 +75,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import PHASE_CHANNELS, Detector, DetectorConfig, Explains, Finding, PostRule, Scored, quiet, rnd
+from wattwatch.detect.base import (PHASE_CHANNELS, Detector, DetectorConfig, Explains, Finding, PostRule, Scored, _num,
+                                   quiet, rnd)
+from wattwatch.detect.cadence import gaps_per_side, stretch_cadence
 from wattwatch.detect.frame import meter_names, seg_median, seg_quantile
 from wattwatch.detect.rolling import grouped_rolling, time_index
 from wattwatch.detect.rules._common import inrush, max_current, n_phases, phases
@@ -195,6 +197,16 @@ class NeutralTamper(Detector):
     # (``level_harmonic``, ``level_top_a``); 5: those learned by a meter with THD too (they stand in
     # where a reading's THD is missing)
     state_version = 5
+
+    def reach(self, meters):
+        # The held departure's window follows the cadence of the reading's stretch, which the gaps
+        # either side of it say (:func:`wattwatch.detect.cadence.stretch_cadence`): at a cadence
+        # coarser than the learned one the window holds ``persist_min_n`` readings, not seconds.
+        r = super().reach(meters)
+        cad = np.array([_num(self.state_.get(m, {}).get("cadence_s"), np.nan) for m in meters], float)
+        n = gaps_per_side(cad)
+        back = n + self.config.persist_min_n + self.lookback_n
+        return type(r)(r.back_s, np.maximum(r.back_n, back), r.ahead_s, np.maximum(r.ahead_n, n + self.lookahead_n))
 
     def lookback_s(self, cadence_s):
         """The held departure's window (:meth:`persist_window_s`)."""
@@ -409,13 +421,17 @@ class NeutralTamper(Detector):
             dep = np.where(three & informative, (i_n - expected) / mean - bias[rows, lvl], np.nan)
         limit = self._level_limit(df, mean, fund, expected, alt)
         t_ns = time_index(df["_t"].to_numpy(float))
-        cad = self._param(df, "cadence_s")
+        # The window at the cadence of each reading's stretch (a meter reconfigured from hourly to
+        # 15 minutes held its departures over 12 hours, not 3, and missed a partial earth return
+        # of 40 hours; one from 1 to 15 minutes had 4 readings in its hour, fewer than a median
+        # needs: cad43).
+        cad, _ = stretch_cadence(seg, df["_dt"].to_numpy(float), self._param(df, "cadence_s"))
         win = self.persist_window_s(cad)
         n_min = max(2, (cfg.persist_min_n + 1) // 2)
         held = np.full(len(df), np.nan)
-        # Every three-phase meter's trailing window (its own, from its cadence) in one pass.
+        # Every three-phase meter's trailing window (its own, from its stretch's cadence) in one pass.
         r = rows[three]
-        win_ns = np.round(win * 1e9).astype(np.int64)[seg[r]]
+        win_ns = np.round(win * 1e9).astype(np.int64)[r]
         held[r] = grouped_rolling(dep[r], seg[r], t_ns[r], win_ns, min_periods=n_min).median().to_numpy()
         with quiet():
             out = np.abs(held) * mean / limit
