@@ -94,7 +94,7 @@ class FirmwareDrift(Detector):
         # of it say (:func:`wattwatch.detect.cadence.stretch_cadence`): that many readings beyond.
         r = super().reach(meters)
         cad = np.array([_num(self.state_.get(m, {}).get("cadence_s"), np.nan) for m in meters], float)
-        n = gaps_per_side(cad) + self.lookback_n
+        n = gaps_per_side(cad)
         return type(r)(r.back_s, np.maximum(r.back_n, n), r.ahead_s, np.maximum(r.ahead_n, n))
 
     def windows(self) -> list[float]:

@@ -55,7 +55,8 @@ learned cadence declares (``lookback_s``: 6 h either side from 1 to 5 minutes, s
 now at 15 minutes is judged over 12 h, 48 readings, not 20 h). A meter that keeps its cadence is
 judged exactly as before; what is not followed: a new stretch whose stamps jitter by more than
 15 % (judged at the learned cadence, as before), a meter that loses exactly every other reading for
-hours (read as a meter at twice its cadence), and firmware_drift (same root cause, still learned).
+hours (read as a meter at twice its cadence). The cadence of a stretch is
+:func:`wattwatch.detect.cadence.stretch_cadence`, which firmware_drift and neutral_tamper follow too (cad43).
 The reach in readings is those gaps either side, so scores near the newest reading are final that
 many readings later (24 min at 1 minute, 2 h at 5 and 15 minutes, 6 h at hourly cadence): at 15
 minutes the reach stays within the stream's fast tier (12 h)."""
