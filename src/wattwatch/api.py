@@ -1582,6 +1582,12 @@ def load_site(config: str | Path | dict) -> Site:
             raise ConfigError(f"{where}: two sources are named {s.name!r}; names must be unique")
         names.add(s.name)
         built.append(s)
+    polled: dict[str, str] = {}
+    for s in built:   # one meter from two pollers: its readings would be merged as one meter's
+        for m in s.polled_meters():
+            if polled.setdefault(m, s.name) != s.name:
+                raise ConfigError(f"{where}: [[sources]] {s.name!r}: meter {m!r} is read by two sources, "
+                                  f"{polled[m]!r} and {s.name!r}; give each device its own meter_id (or name)")
     try:
         tags = meter_tags(doc.pop("meter_tags", None), f"{where}: [meter_tags]")
     except ValueError as exc:
@@ -1658,7 +1664,17 @@ def watch(config: str | Path | dict | Site, *, stop=None, until_done: bool = Fal
     dets = build_detectors(None, site.detector_config)
     cfg = _engine(site.detector_config)
     # A dashboard page or an `alerts list` may hold the file for a moment as watch starts: wait it out.
-    store = open_store(site.store, create=True, lock_wait_s=WATCH_LOCK_WAIT_S)
+    try:
+        store = open_store(site.store, create=True, lock_wait_s=WATCH_LOCK_WAIT_S)
+    except StoreError as exc:
+        from wattwatch.runners.control import watcher
+
+        held = watcher(site.store)
+        if held is None:
+            raise
+        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(held.get("started", 0) or 0)))
+        raise StoreError(f"{site.store}: another `wattwatch watch` (pid {held['pid']}, started {since}) holds this "
+                         "store; stop it first, or give this site its own [store] path") from exc
     engine = None
     try:
         engine = live.StreamEngine(store, dets, cfg, site.stream)

@@ -6,6 +6,7 @@ outage read as a new one), and the store's alerts stay as they were."""
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 
 import pandas as pd
 import pytest
@@ -170,12 +171,22 @@ def test_seasonal_profile_keeps_judging_a_compacted_meter(tmp_path, step):
         assert {a.id for a in found} <= set(alert_store.list_alerts(s.con, "open")["id"])
 
 
-def _watch(db, detectors=DETECTORS):
-    """A watcher (store and stream engine, no timed checkpoints) on ``db`` with ``detectors``."""
+@contextmanager
+def _watching(db, detectors=DETECTORS, name="watch"):
+    """A watcher (store and stream engine, no timed checkpoints) on ``db`` with ``detectors``,
+    as ``(store, engine)``; both closed when the block ends, however it ends."""
     from wattwatch.runners.stream import StreamConfig, StreamEngine
 
     s = Store(db)
-    return s, StreamEngine(s, api.build_detectors(detectors, None), api._engine(None), StreamConfig(checkpoint_s=0))
+    try:
+        eng = StreamEngine(s, api.build_detectors(detectors, None), api._engine(None), StreamConfig(checkpoint_s=0),
+                           name=name)
+        try:
+            yield s, eng
+        finally:
+            eng.close()
+    finally:
+        s.close()
 
 
 def _invented(alerts, found) -> list:
@@ -195,19 +206,16 @@ def test_watch_re_judging_a_compacted_meter_withdraws_no_alert_found_before_the_
     cut = _cut(found, "6h")
     db = tmp_path / "s.duckdb"
     shutil.copy(base, db)
-    s, eng = _watch(db)   # the watcher catches up on the store and checkpoints
-    eng.step(final=True)
-    eng.flush()
-    eng.checkpoint()
-    eng.close()
-    s.close()
+    with _watching(db) as (s, eng):   # the watcher catches up on the store and checkpoints
+        eng.step(final=True)
+        eng.flush()
+        eng.checkpoint()
     with Store(db) as s:
         s.compact(older_than_days=0, as_of=cut)
         pre = alert_store.list_alerts(s.con, "open")
     pre = pre[pd.to_datetime(pre["start"], utc=True) < cut]
     m = pre["meter_id"].value_counts().index[0]
-    s, eng = _watch(db)
-    try:
+    with _watching(db) as (s, eng):
         assert eng.resumed
         fr = s.query(meters=[m])
         late = fr[fr["ts"] > cut + pd.Timedelta(days=3)].iloc[[0]].copy()
@@ -217,10 +225,7 @@ def test_watch_re_judging_a_compacted_meter_withdraws_no_alert_found_before_the_
         eng.flush()
         assert eng.counters["rejudged"] > 0
         kept = set(alert_store.list_alerts(s.con, "open")["id"])
-        assert set(pre.loc[pre["meter_id"] == m, "id"]) <= kept
-    finally:
-        eng.close()
-        s.close()
+    assert set(pre.loc[pre["meter_id"] == m, "id"]) <= kept
 
 
 def test_watch_started_on_a_compacted_store_invents_no_alert_at_the_cut(judged, tmp_path):
@@ -232,14 +237,10 @@ def test_watch_started_on_a_compacted_store_invents_no_alert_at_the_cut(judged, 
     shutil.copy(base, db)
     with Store(db) as s:
         s.compact(older_than_days=0, as_of=cut)
-    s, eng = _watch(db)
-    try:
+    with _watching(db) as (s, eng):
         eng.step(final=True)
         eng.flush()
         got = alert_store.list_alerts(s.con, "all")
-    finally:
-        eng.close()
-        s.close()
     assert _invented(got.itertuples(), found) == []
 
 
@@ -249,21 +250,14 @@ def test_baseline_macd_in_a_watch_started_on_a_compacted_store_reaches_back_into
     the hours its stitcher carries (as `detect` does, cut27), so it finds after the cut exactly the
     alert the run before the compaction found there (main: 3 alerts with other starts; without the
     carry: none)."""
-    from wattwatch.runners.stream import StreamConfig, StreamEngine
-
     db, found, cut = _macd_store(tmp_path, step)
     with Store(db) as s:
         s.compact(older_than_days=0, as_of=cut)
         s.con.execute("DELETE FROM alerts")   # what the watcher stores, alone
-    s = Store(db)
-    eng = StreamEngine(s, api.build_detectors("baseline_macd", None), api._engine(None), StreamConfig(checkpoint_s=0))
-    try:
+    with _watching(db, "baseline_macd") as (s, eng):
         eng.step(final=True)
         eng.flush()
         got = alert_store.list_alerts(s.con, "all")
-    finally:
-        eng.close()
-        s.close()
     assert list(got["id"]) == [max(found, key=lambda a: a.start).id]
 
 
@@ -351,16 +345,14 @@ def test_a_watch_resumed_from_a_checkpoint_written_before_a_compaction(fleet, tm
     db = tmp_path / "s.duckdb"
     stop = cut + pd.Timedelta(days=2) if how == "stop-after" else cut - pd.Timedelta(days=2)
     api.ingest(frame[frame["ts"] <= stop], db)
-    s, eng = _watch(db, WATCHED)
-    eng.step()
-    eng.checkpoint()
     upto = stop
-    if how == "kill":
-        upto = cut + pd.Timedelta(days=1)
-        _by_day(eng, frame[(frame["ts"] > stop) & (frame["ts"] <= upto)])
-        eng.settle()   # its alerts are written; no checkpoint after them
-    eng.close()
-    s.close()
+    with _watching(db, WATCHED) as (s, eng):
+        eng.step()
+        eng.checkpoint()
+        if how == "kill":
+            upto = cut + pd.Timedelta(days=1)
+            _by_day(eng, frame[(frame["ts"] > stop) & (frame["ts"] <= upto)])
+            eng.settle()   # its alerts are written; no checkpoint after them
     if how == "stop-before":
         upto = cut + pd.Timedelta(days=2)
         api.ingest(frame[(frame["ts"] > stop) & (frame["ts"] <= upto)], db)
@@ -370,8 +362,7 @@ def test_a_watch_resumed_from_a_checkpoint_written_before_a_compaction(fleet, tm
     # A backlog ingested while no watcher ran: a reading for a compacted hour (raw until the next
     # compaction; `detect` does not judge it).
     api.ingest(_late(frame, drift, cut - pd.Timedelta(hours=9)), db)
-    s, eng = _watch(db, WATCHED)
-    try:
+    with _watching(db, WATCHED) as (s, eng):
         assert eng.resumed
         first = eng.step()
         rest = frame[frame["ts"] > upto]
@@ -384,9 +375,6 @@ def test_a_watch_resumed_from_a_checkpoint_written_before_a_compaction(fleet, tm
         eng.step(final=True)
         eng.settle()
         got = alert_store.list_alerts(s.con, "all")
-    finally:
-        eng.close()
-        s.close()
     assert _invented(got.itertuples(), found) == []
     assert written <= set(got["id"])
     assert _overlapping(got) == []
@@ -417,12 +405,8 @@ def test_watch_says_which_detectors_a_compaction_limits_as_detect_does(judged, t
     want = [n for n in api.detect(tmp_path / "s.duckdb", detectors=WATCHED).notices if "compacted hours" in n]
     assert len(want) == 1 and "baseline_macd reaches back into the compacted hours" in want[0]
     with caplog.at_level(logging.INFO, logger="wattwatch.watch"):
-        s, eng = _watch(db, WATCHED)
-        try:
+        with _watching(db, WATCHED) as (s, eng):
             first, second = eng.step(), eng.step(final=True)
-        finally:
-            eng.close()
-            s.close()
     assert [n for n in first.notices if "compacted hours" in n] == want
     assert not any("compacted hours" in n for n in second.notices)
     assert [n for n in eng.notices if "compacted hours" in n] == want
@@ -436,8 +420,6 @@ def test_baseline_macd_in_a_watch_fed_piece_by_piece_after_a_compaction_keeps_it
     60 minutes the stitcher restarted them at the first reading whose four readings before it
     the frame holds (hours after the carry's end): every reading was then short of its reach
     for 48 days and the alert the run before found after the cut was lost (main: none)."""
-    from wattwatch.runners.stream import StreamConfig, StreamEngine
-
     (tmp_path / "a").mkdir()
     _, found, cut = _macd_store(tmp_path / "a", step)
     frame = simulate(SimConfig(meters=20, days=35, seed=7, step=step, fault_share=0.8, outage_share=0.4))["frame"]
@@ -445,27 +427,19 @@ def test_baseline_macd_in_a_watch_fed_piece_by_piece_after_a_compaction_keeps_it
     db = tmp_path / "s.duckdb"
     upto = cut + pd.Timedelta(days=1)
     api.ingest(frame[frame["ts"] <= upto], db)
-    s = Store(db)   # a first watcher profiles the meters (on the first days `found`'s run profiled)
-    eng = StreamEngine(s, api.build_detectors("baseline_macd", None), api._engine(None), StreamConfig(checkpoint_s=0),
-                       name="first")
-    eng.step()
-    eng.close()
-    s.close()
+    # A first watcher profiles the meters (on the first days `found`'s run profiled).
+    with _watching(db, "baseline_macd", name="first") as (s, eng):
+        eng.step()
     with Store(db) as s:
         s.compact(older_than_days=0, as_of=cut)
         s.con.execute("DELETE FROM alerts")   # what the watcher stores, alone
-    s = Store(db)   # another watcher (no checkpoint): started on the compacted store
-    eng = StreamEngine(s, api.build_detectors("baseline_macd", None), api._engine(None), StreamConfig(checkpoint_s=0),
-                       name="second")
-    try:
+    # Another watcher (no checkpoint): started on the compacted store.
+    with _watching(db, "baseline_macd", name="second") as (s, eng):
         eng.step()
         _by_day(eng, frame[frame["ts"] > upto])
         eng.step(final=True)
         eng.settle()
         got = alert_store.list_alerts(s.con, "all")
-    finally:
-        eng.close()
-        s.close()
     assert list(got["id"]) == [max(found, key=lambda a: a.start).id]
 
 
@@ -490,21 +464,15 @@ def test_a_watch_resumed_after_a_compaction_of_a_meter_silent_across_the_cut(fle
     assert want
     stop = cut + pd.Timedelta(days=2)
     api.ingest(frame[frame["ts"] <= stop], db)
-    s, eng = _watch(db, WATCHED)
-    eng.step()
-    eng.checkpoint()
-    eng.close()
-    s.close()
+    with _watching(db, WATCHED) as (s, eng):
+        eng.step()
+        eng.checkpoint()
     with Store(db) as s:
         s.compact(older_than_days=0, as_of=cut)
-    s, eng = _watch(db, WATCHED)
-    try:
+    with _watching(db, WATCHED) as (s, eng):
         eng.step()
         _by_day(eng, frame[frame["ts"] > stop])
         eng.step(final=True)
         eng.settle()
         got = set(alert_store.list_alerts(s.con, "all")["id"])
-    finally:
-        eng.close()
-        s.close()
     assert want <= got

@@ -9,6 +9,9 @@ from wattwatch import api
 from wattwatch.app.cli import app
 from wattwatch.errors import ConfigError
 
+MODBUS = ('[models.em]\nregisters = [{ channel = "p_kw", table = "input", address = 0, type = "float32" }]\n'
+          '[[sources]]\ntype = "modbus"\nname = "plant"\n[[sources.devices]]\nmeter_id = "M-1"\nhost = "127.0.0.1"\n'
+          'port = 2000\nunit = 3\nmodel = "em"\n')
 GOOD_MQTT = '[[sources]]\ntype = "mqtt"\nname = "m"\ntopics = ["a/#"]\nmeter = "topic:1"\n'
 
 
@@ -29,6 +32,24 @@ GOOD_MQTT = '[[sources]]\ntype = "mqtt"\nname = "m"\ntopics = ["a/#"]\nmeter = "
     (GOOD_MQTT + '[no_such_rule]\nx = 1\n', "unknown detector section [no_such_rule]"),
     (GOOD_MQTT + '[engine]\nprofile_days = "x"\n', "profile_days"),
     ("[[sources]\n", "cannot read site config"),
+    # (adv41) a typo'd channel in fields/scale was ignored: a scale of W -> kW silently not applied
+    (GOOD_MQTT + 'fields = { pkw = "power_w" }\n', "fields: 'pkw' is not a canonical channel"),
+    (GOOD_MQTT + 'scale = { pkw = 0.001 }\n', "scale: 'pkw' is not a canonical channel"),
+    (GOOD_MQTT + 'scale = { p_kw = "x" }\n', "scale.p_kw: must be a number, got 'x'"),
+    (GOOD_MQTT + 'port = "x"\n', "port: must be an integer 1..65535, got 'x'"),
+    # a filter the broker cannot take raised in paho's network thread at connect: the source hung
+    ('[[sources]]\ntype = "mqtt"\nname = "m"\ntopics = ["a/#/b"]\nmeter = "topic:1"\n',
+     "topics: 'a/#/b' is not a valid MQTT topic filter"),
+    ('[[sources]]\ntype = "mqtt"\nname = "m"\ntopics = [3]\nmeter = "topic:1"\n', "topics: 3 is not a valid MQTT topic"),
+    (GOOD_MQTT + '[stream]\nslow_thread = "false"\n', "[stream] slow_thread: must be true or false, got 'false'"),
+    (GOOD_MQTT + '[stream]\nhold_s = "x"\n', "[stream] hold_s: must be a number, got 'x'"),
+    # a broker password only in clear in the config: password_env as the influx sink and mqtt_publish take
+    (GOOD_MQTT + 'username = "u"\npassword_env = "WW_ADV41_NO_SUCH_ENV"\n',
+     "password_env: the environment variable WW_ADV41_NO_SUCH_ENV is not set"),
+    (GOOD_MQTT + 'username = "u"\npassword = "p"\npassword_env = "HOME"\n', "give password or password_env, not both"),
+    # one meter polled by two sources: its readings would be merged as one meter's
+    (MODBUS + MODBUS[MODBUS.index("[[sources]]"):].replace('"plant"', '"plant2"'),
+     "meter 'M-1' is read by two sources, 'plant' and 'plant2'"),
 ])
 def test_a_bad_site_config_is_refused_naming_the_file_and_key(tmp_path, text, says):
     cfg = tmp_path / "site.toml"
@@ -49,3 +70,27 @@ def test_relative_paths_are_relative_to_the_config(tmp_path):
     site = api.load_site(cfg)
     assert site.store == tmp_path / "s.duckdb"
     assert site.sources[0].cycle_us == 300_000_000 and len(site.sources[0].frame) == 2
+
+
+def test_tamper_key_files_are_relative_to_the_config_when_started_from_another_folder(tmp_path, monkeypatch):
+    # (adv41) from_spec resolved `keys` paths in a line after a `raise` (never run): a relative key
+    # file was looked for in the folder `watch` was started from.
+    site = tmp_path / "site"
+    (site / "keys").mkdir(parents=True)
+    (site / "keys" / "M-1.key").write_text("00" * 32 + "\n")
+    cfg = site / "site.toml"
+    cfg.write_text('[[sources]]\ntype = "tamper"\nname = "he"\ntopics = ["edge/#"]\n'
+                   'keys = { "M-1" = "keys/M-1.key" }\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    s = api.load_site(cfg).sources[0]
+    assert set(s.keys) == {"M-1"}
+
+
+def test_an_mqtt_password_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("WW_ADV41_BROKER_PW", "s3cret")
+    cfg = tmp_path / "site.toml"
+    cfg.write_text(GOOD_MQTT + 'username = "u"\npassword_env = "WW_ADV41_BROKER_PW"\n')
+    s = api.load_site(cfg).sources[0]
+    assert (s.username, s.password) == ("u", "s3cret")

@@ -233,3 +233,23 @@ def _count(db, pids) -> int:
     except Exception as exc:  # noqa: BLE001 - say who holds the lock
         ps = subprocess.run(["ps", "-eo", "pid,ppid,stat,etime,args"], capture_output=True, text=True).stdout
         raise AssertionError(f"{exc}\nwatchers: {pids} (test {os.getpid()})\n{ps}") from exc
+
+
+def test_a_number_too_large_for_a_float_is_malformed_and_the_source_goes_on(mqtt_broker, tmp_path):
+    # (adv41) {"p_kw": 1000...0} (401 digits) is valid JSON; float() of it raised OverflowError in paho's
+    # network thread, which ended it: the source said "subscribed" and never heard another message.
+    base = f"o{uuid.uuid4().hex[:8]}"
+    src = MqttSource("meters", host=mqtt_broker.host, port=mqtt_broker.port, topics=[f"{base}/+"], meter="topic:1",
+                     client_id=f"ww-{base}")
+    with pytest.raises(ValueError, match="too large"):
+        src.parse("x/y", b'{"p_kw": 1' + b"0" * 400 + b"}")
+    w = _Watcher(tmp_path / "o.duckdb", src)
+    pub = _publisher(mqtt_broker.host, mqtt_broker.port)
+    _publish(pub, f"{base}/m1", b'{"ts": "2026-01-05T00:00:00Z", "p_kw": 1' + b"0" * 400 + b"}")
+    for k in range(3):
+        _publish(pub, f"{base}/m1", {"ts": f"2026-01-05T00:0{k}:00Z", "p_kw": 1.0 + k})
+    w.wait_stored(3, timeout=10)
+    pub.loop_stop()
+    frame = w.stop()
+    assert src.counters["malformed"] == 1 and src.counters["messages"] == 4, dict(src.counters)
+    assert sorted(frame["p_kw"]) == [1.0, 2.0, 3.0]

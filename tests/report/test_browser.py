@@ -91,3 +91,33 @@ def test_demo_like_evaluation_is_shown(browser, sim_run, tmp_path):
         assert "open_ct" in page.inner_text("#evaluation")
     finally:
         page.close()
+
+
+def test_the_report_loads_nothing_from_the_network_and_the_browser_enforces_it(browser, sim_run, tmp_path):
+    """adv42: every figure is drawn with no request leaving the file, and the page's own policy
+    (Content-Security-Policy) blocks an image or a fetch to elsewhere should any text ever slip
+    through as markup."""
+    db, jsonl = sim_run
+    out = api.report(tmp_path / "r.html", db=db, alerts=jsonl)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.errors = errors
+    try:
+        page.goto(out.resolve().as_uri())
+        page.wait_for_selector("body[data-ready='1'][data-sections='1']", timeout=30_000)
+        paths = draw_all(page)
+        assert errors == [] and all(n > 0 for n in paths.values()), (errors, paths)
+        assert [u for u in requests if not u.startswith("file:")] == []
+        blocked = page.evaluate("""async () => {
+            const seen = [];
+            document.addEventListener('securitypolicyviolation', e => seen.push(e.violatedDirective));
+            const img = new Image(); img.src = 'http://127.0.0.1:9/beacon.png';
+            await fetch('http://127.0.0.1:9/data').catch(() => null);
+            await new Promise(r => setTimeout(r, 300));
+            return seen.sort(); }""")
+        assert blocked == ["connect-src", "img-src"], blocked
+    finally:
+        page.close()

@@ -73,6 +73,47 @@ def ensure_log(con) -> None:
     dbtables.ensure_tables(con, [LOG_DDL, PENDING_DDL])
 
 
+def drop_removed(con, outputs) -> int:
+    """Log ``dropped`` (and forget) the jobs ``actions_pending`` holds for actions this site no longer
+    has, or has with the other ``dry_run`` (a dry-run job is not a live action's to run, nor the
+    reverse): nothing else would ever read or remove them. Returns how many; said as a warning."""
+    if "actions_pending" not in dbtables.tables(con):
+        return 0
+    have = {(o.name, bool(o.dry_run)) for o in outputs if isinstance(o, Action)}
+    rows = con.execute("SELECT alert_id, action, event, dry_run, any_value(alert) FROM actions_pending "
+                       "GROUP BY alert_id, action, event, dry_run ORDER BY min(queued_at)").fetchall()
+    names = {n for n, _ in have}
+    stale = [r for r in rows if (r[1], bool(r[3])) not in have]
+    if not stale:
+        return 0
+    log_rows = []
+    for aid, action, ev, dry, doc in stale:
+        why = (f"not run: the action is {'live' if dry else 'a dry run'} now (the job was queued "
+               f"{'as a dry run' if dry else 'live'}); no longer its to run") if action in names else \
+            "not run: the action is no longer in the site config"
+        try:
+            d = json.loads(doc)
+            meter, code = d.get("meter_id"), d.get("code")
+        except (TypeError, ValueError, AttributeError):
+            meter = code = None
+        log_rows.append((aid, action, ev, bool(dry), why, meter, code))
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.executemany("INSERT INTO actions_log VALUES (?, ?, '', ?, now(), ?, 'dropped', ?, 0, 0, ?, ?)", log_rows)
+        con.executemany("DELETE FROM actions_pending WHERE alert_id = ? AND action = ? AND event = ? AND dry_run = ?",
+                        [r[:4] for r in stale])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    said: dict[str, list] = {}
+    for r in log_rows:
+        said.setdefault(r[1], [0, r[4]])[0] += 1
+    for action, (n, why) in sorted(said.items()):
+        log.warning("action %s: %d job(s) left pending by an earlier run logged 'dropped' (%s)", action, n, why)
+    return len(stale)
+
+
 def actions_for(con, alert_id: str) -> pd.DataFrame:
     """The ``actions_log`` rows of one alert, oldest first (empty when the store has none)."""
     if "actions_log" not in dbtables.tables(con):

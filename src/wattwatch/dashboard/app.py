@@ -5,6 +5,8 @@ environment (:mod:`wattwatch.dashboard.settings`)."""
 from __future__ import annotations
 
 import json
+import logging
+import re
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -14,34 +16,89 @@ import streamlit as st
 
 from wattwatch.codes import SEVERITIES
 from wattwatch.dashboard import actions, data
-from wattwatch.dashboard.auth import AuthError, Authenticator, PermissionDenied, Session, load_users
+from wattwatch.dashboard.auth import (AuthError, Authenticator, PermissionDenied, RateLimiter, Session, client_key,
+                                      load_users)
 from wattwatch.dashboard.settings import Settings, configure_logging
+from wattwatch.errors import StoreError
 
+log = logging.getLogger("wattwatch.dashboard.auth")
 PAGES = ("Fleet", "Meter", "Alerts", "Data", "Live", "Grid", "Evaluation")
 SEV_COLOR = {"info": "rgba(66,133,244,0.18)", "warning": "rgba(255,153,0,0.25)", "critical": "rgba(220,20,60,0.30)"}
 SEV_SOLID = {"info": "rgb(66,133,244)", "warning": "rgb(255,153,0)", "critical": "rgb(220,20,60)"}
 DEFAULT_CHANNELS = ("p_kw", "v_l1_v", "i_l1_a", "i_n_a", "temp_c")
+# Every character Streamlit's markdown gives a meaning to: CommonMark's (links, images, emphasis,
+# code, HTML, headings, lists, tables, entities) and Streamlit's own (``:red[...]``, ``:icon:``,
+# ``$...$`` math). Each is escaped with a backslash, which CommonMark shows as the character.
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=^\"'])")
+
+
+def _md(text) -> str:
+    """``text`` for a markdown element, shown exactly as it is: alert messages and actions can hold
+    text from outside (a tamper report's status, a meter id, a plugin's message) and must never
+    become an image fetched from elsewhere, a link with other words, markup or math. (A bare URL
+    is still made a link of itself by Streamlit's markdown; ``st.text`` shows text with no link.)"""
+    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", "  \n")
 
 
 @st.cache_resource(show_spinner=False)
-def _authenticator(users_file: str | None, users_env: str, read_only: bool, ttl_s: float, idle_s: float):
-    """One per process and configuration: the rate limiter is shared by every browser session."""
-    return Authenticator(load_users(users_file, {"WATTWATCH_DASHBOARD_USERS": users_env}), ttl_s=ttl_s,
-                         idle_s=idle_s, read_only=read_only)
+def _limiter() -> RateLimiter:
+    """One per process, shared by every browser session and kept when the users file is read again."""
+    return RateLimiter()
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _authenticator(users_file: str | None, users_version, users_env: str, read_only: bool, ttl_s: float,
+                   idle_s: float):
+    """One per configuration and version of the users file (its time and size): a user the operator
+    removes or changes in the file is gone or changed at the next page run, without a restart."""
+    return Authenticator(load_users(users_file, {"WATTWATCH_DASHBOARD_USERS": users_env}), limiter=_limiter(),
+                         ttl_s=ttl_s, idle_s=idle_s, read_only=read_only)
+
+
+def _auth(cfg: Settings) -> Authenticator:
+    import os
+
+    version = None
+    if cfg.users_file is not None:
+        try:
+            st_ = os.stat(cfg.users_file)
+            version = (st_.st_mtime_ns, st_.st_size)
+        except OSError:
+            pass            # load_users says the file is missing
+    return _authenticator(str(cfg.users_file) if cfg.users_file else None, version,
+                          os.environ.get("WATTWATCH_DASHBOARD_USERS", ""), cfg.read_only,
+                          cfg.session_minutes * 60, cfg.idle_minutes * 60)
+
+
+def _current(s: Session | None, auth: Authenticator) -> bool:
+    """Whether ``s`` is a live session of a user the users file still has; a user whose role was
+    changed there gets the new role (logged)."""
+    if s is None or not s.valid():
+        return False
+    u = auth.users.get(s.user)
+    if u is None:
+        log.warning("session of %r ended: no longer a user", s.user)
+        return False
+    if u.role != s.role:
+        log.warning("session of %r: role %s -> %s (users file changed)", s.user, s.role, u.role)
+        s.role = u.role
+    return True
 
 
 def _client() -> str:
+    """Who failed sign-ins count against (:func:`~wattwatch.dashboard.auth.client_key`)."""
     try:
-        return st.context.ip_address or "?"
+        ip, headers = st.context.ip_address, st.context.headers
     except Exception:  # noqa: BLE001 - AppTest has no client
         return "?"
+    return client_key(ip if isinstance(ip, str) else None, headers)
 
 
-def _session() -> Session | None:
+def _session(auth: Authenticator) -> Session | None:
     s = st.session_state.get("session")
     if s is None:
         return None
-    if not s.valid():
+    if not _current(s, auth):
         st.session_state.pop("session", None)
         st.session_state["expired"] = True
         return None
@@ -265,11 +322,11 @@ def meter_page(cfg: Settings, session: Session) -> None:
     pick = st.selectbox("Alert", range(len(mine)), format_func=lambda k: labels[k + 1], key="meter_alert",
                         index=max(0, z - 1))
     a = mine.iloc[pick]
-    st.markdown(f"**{a['code']}** · {a['severity']} · score {a['score']:.3f} · {a['detector']} · status "
-                f"**{a['status']}** · id `{a['id']}`")
-    st.write(a["message"])
-    st.markdown("**Recommended action:** " + (a["action"] or "—"))
-    st.table(data.evidence_table(a["evidence"]))
+    st.markdown(f"**{_md(a['code'])}** · {_md(a['severity'])} · score {a['score']:.3f} · {_md(a['detector'])} · "
+                f"status **{_md(a['status'])}** · id {_md(a['id'])}")
+    st.text(a["message"])   # no markdown at all: a message can quote text from outside (a tamper report's)
+    st.markdown("**Recommended action:** " + _md(a["action"] or "—"))
+    st.table(data.evidence_table(a["evidence"]).map(_md))   # st.table renders its cells as markdown
     st.subheader("History")
     hist = mine[["id", "start", "end", "code", "severity", "score", "status", "status_at", "note"]]
     st.dataframe(hist, hide_index=True, key="meter_history")
@@ -329,13 +386,21 @@ def alerts_page(cfg: Settings, session: Session) -> None:
 
 
 def _preview_columns(path) -> dict[str, list[str]]:
-    from wattwatch.ingest.readers import read_batches
+    """The columns of an upload per unit (a SQLite export's first 16 tables), from the first read
+    block of each: this runs on every run of the Data page, and a whole upload (up to 512 MB, or a
+    small .gz inflating to gigabytes) would be decompressed and parsed each time otherwise."""
+    from wattwatch.ingest.readers import detect_format, read_batches, sqlite_tables
 
+    path = Path(path)
     units: dict[str, list[str]] = {}
-    for b in read_batches(path):
-        units.setdefault(b.unit, list(b.table.column_names))
-        if len(units) >= 16:
-            break
+    for table in (sqlite_tables(path)[:16] if detect_format(path) == "sqlite" else [None]):
+        batches = read_batches(path, tables=(table,) if table is not None else None)
+        try:
+            b = next(batches, None)
+        finally:
+            batches.close()
+        if b is not None:
+            units.setdefault(b.unit, list(b.table.column_names))
     return units
 
 
@@ -409,14 +474,14 @@ def data_page(cfg: Settings, session: Session) -> None:
         tables = _tables(units, path)
         if None not in tables:
             st.write(f"SQLite export, {len(tables)} table(s) (one per device group; the table name is the meter id): "
-                     + ", ".join(f"`{t}`" for t in tables))
+                     + ", ".join(_md(t) for t in tables))
         st.caption("Column mapping: leave (auto) to let the built-in aliases decide; pick a channel to map a "
                    "column yourself, or extra:NAME (e.g. extra:ups_battery_pct) for an extra channel.")
         options = ["(auto)", "meter_id", "ts", *CHANNEL_NAMES]
         tz = st.text_input("Time zone of times without an offset", "UTC", key="upload_tz")
         tomls: dict = {}
         for k, (table, columns) in enumerate(tables.items()):
-            with st.expander(f"Mapping of table {table}" if table else "Mapping", expanded=k == 0):
+            with st.expander(f"Mapping of table {_md(table)}" if table else "Mapping", expanded=k == 0):
                 rows = pd.DataFrame({"column": columns, "maps_to": ["(auto)"] * len(columns)})
                 edited = st.data_editor(rows, key=f"mapping_editor_{k}", hide_index=True, disabled=["column"],
                                         column_config={"maps_to": st.column_config.TextColumn(
@@ -498,6 +563,7 @@ def _state_choice(cfg: Settings, problem: str | None) -> tuple[str, dict]:
     usable = {f.name: (f.detectors, f.kind) for f in found if not f.problem}
     label = {"(store)": "state kept in the store (`wattwatch fit`)"} | {f.name: f.label() for f in found if not f.problem}
     choice = st.selectbox("State / models", list(label), format_func=label.get, key="run_state")
+    shown = choice.replace("`", "'")   # a folder's name in a code span, which only a backtick can end
     if choice == "(store)":
         try:
             kept = models.store_state(cfg.db) if problem is None else None
@@ -514,10 +580,10 @@ def _state_choice(cfg: Settings, problem: str | None) -> tuple[str, dict]:
                 st.caption("The store keeps no fitted state yet: each meter is profiled on its own first days "
                            "and that state is kept (`wattwatch fit` fits it on a period you choose).")
     elif usable[choice][1] == "models":
-        st.caption(f"The fleet models of `{choice}` replace the learned detectors' own (as `detect --models`); "
+        st.caption(f"The fleet models of `{shown}` replace the learned detectors' own (as `detect --models`); "
                    f"its detectors ({', '.join(usable[choice][0])}) run with those chosen above.")
     else:
-        st.caption(f"The chosen detectors judge each meter with the state `{choice}` keeps (read-only; as "
+        st.caption(f"The chosen detectors judge each meter with the state `{shown}` keeps (read-only; as "
                    "`detect(state=fit(...))`); meters it has no state for are profiled on their first days.")
     bad = [f for f in found if f.problem]
     if cfg.models_dir is None:
@@ -526,7 +592,7 @@ def _state_choice(cfg: Settings, problem: str | None) -> tuple[str, dict]:
     elif not found:
         st.caption(f"No model folder (a folder with {models.MANIFEST}) or fitted store under the models folder.")
     for f in bad:
-        st.warning(f"{f.name}: cannot be used: {f.problem}")
+        st.warning(f"{_md(f.name)}: cannot be used: {_md(f.problem)}")
     return choice, usable
 
 
@@ -542,23 +608,41 @@ def live_page(cfg: Settings, session: Session) -> None:
 
     @st.fragment(run_every=cfg.refresh_s)
     def panel():
+        # A fragment's run does not pass through main(): the session is checked here too (not
+        # touched: the page refreshing itself is not the user being active), and a session that
+        # ended brings the whole app back to the sign-in.
+        try:
+            current = _current(st.session_state.get("session"), _auth(cfg))
+        except ValueError:      # the users file became unusable: main() says so
+            current = False
+        if not current:
+            st.rerun()
         if cfg.status is not None:
             _live_status(cfg)
             return
-        problem = data.check_store(cfg.db)
-        if problem is not None:
-            st.info(problem + "; give --status FILE (a `status` output of watch) to follow a running watch")
-            return
-        s = data.store_summary(cfg.db)
-        a = data.alerts_frame(cfg.db)
-        _metrics(("Readings", f"{s['readings']:,}"), ("Latest reading", str(s["last"])[:19]),
-                 ("Open alerts", int((a["status"] == "open").sum())))
-        st.dataframe(a[a["status"] == "open"].sort_values("last_seen", ascending=False)
-                     [["meter_id", "code", "severity", "start", "end", "last_seen"]].head(50),
-                     hide_index=True, key="live_alerts")
-        st.caption(f"updated {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC")
+        try:
+            _live_store(cfg)
+        except StoreError as exc:   # `watch` (or the CLI) took the store since the check
+            _store_taken(cfg, exc)
 
     panel()
+
+
+def _live_store(cfg: Settings) -> None:
+    """The Live panel from the store (opened read-only for a moment per refresh)."""
+    problem = data.check_store(cfg.db)
+    if problem is not None:
+        st.info(problem + "; give --status FILE (a `status` output of watch) to follow a running watch")
+        return
+    s = data.store_summary(cfg.db)
+    a = data.alerts_frame(cfg.db)
+    last = "—" if s["last"] is None else f"{pd.Timestamp(s['last']).tz_convert('UTC'):%Y-%m-%d %H:%M:%S}"
+    _metrics(("Readings", f"{s['readings']:,}"), ("Latest reading (UTC)", last),
+             ("Open alerts", int((a["status"] == "open").sum())))
+    st.dataframe(a[a["status"] == "open"].sort_values("last_seen", ascending=False)
+                 [["meter_id", "code", "severity", "start", "end", "last_seen"]].head(50),
+                 hide_index=True, key="live_alerts")
+    st.caption(f"updated {pd.Timestamp.now(tz='UTC'):%H:%M:%S} UTC")
 
 
 def _live_status(cfg: Settings) -> None:
@@ -722,19 +806,15 @@ RENDER = {"Fleet": fleet_page, "Meter": meter_page, "Alerts": alerts_page, "Data
 
 
 def main() -> None:
-    import os
-
     st.set_page_config(page_title="wattwatch", layout="wide")
     cfg = Settings.from_env()
     configure_logging(cfg.log)
     try:
-        auth = _authenticator(str(cfg.users_file) if cfg.users_file else None,
-                              os.environ.get("WATTWATCH_DASHBOARD_USERS", ""), cfg.read_only,
-                              cfg.session_minutes * 60, cfg.idle_minutes * 60)
+        auth = _auth(cfg)
     except ValueError as exc:
         st.error(str(exc))
         return
-    session = _session()
+    session = _session(auth)
     if session is None:
         if not auth.users:
             st.error("no users: give --users FILE or WATTWATCH_DASHBOARD_USERS (see `wattwatch dashboard --help`)")
@@ -748,12 +828,23 @@ def main() -> None:
         if q.get("meter"):
             st.session_state["meter"] = q.get("meter")
     with st.sidebar:
-        st.markdown(f"**{session.user}** · {session.role}" + (" · read-only" if session.read_only else ""))
+        st.markdown(f"**{_md(session.user)}** · {session.role}" + (" · read-only" if session.read_only else ""))
         if st.button("Sign out", key="signout"):
             st.session_state.clear()
             st.rerun()
         st.radio("Page", PAGES, key="page")
     if st.session_state.get("flash"):
         st.success(st.session_state.pop("flash"))
-    RENDER[st.session_state["page"]](cfg, session)
+    try:
+        RENDER[st.session_state["page"]](cfg, session)
+    except StoreError as exc:
+        # Each read opens the store for a moment; `watch` or the CLI may take it between two
+        # reads of one page (after the page's check). Said, not a traceback.
+        _store_taken(cfg, exc)
     _done(st.session_state["page"])
+
+
+def _store_taken(cfg: Settings, exc: Exception) -> None:
+    data.forget(cfg.db)
+    st.info(f"{exc} — while `wattwatch watch` runs it holds the store: the pages show it again when it is "
+            "free; start the dashboard with --status FILE (a `status` output of watch) to follow a running watch")

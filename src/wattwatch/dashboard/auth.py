@@ -168,6 +168,24 @@ def require_operator(session: Session | None, what: str, now: float | None = Non
     raise PermissionDenied(f"{what}: refused: {why}")
 
 
+def client_key(ip: str | None, headers=None) -> str:
+    """The client a failed sign-in counts against. Streamlit names no address (``None``) for a
+    connection from this host, which is every visitor when the dashboard sits behind a TLS proxy
+    on the same host (as the README advises): one shared count would let five wrong passwords from
+    anyone lock everyone out. For such a connection the proxy's ``X-Forwarded-For`` (its last
+    address, the one the proxy added) or ``X-Real-IP`` names the client, else ``local``; a remote
+    connection is named by its own address (headers a remote client sends are not trusted)."""
+    if ip:
+        return str(ip)[:64]
+    get = getattr(headers, "get", None)
+    if get is not None:
+        hops = [h.strip() for h in str(get("X-Forwarded-For") or "").split(",") if h.strip()]
+        real = str(get("X-Real-IP") or "").strip()
+        if hops or real:
+            return "proxied:" + (hops[-1] if hops else real)[:64]
+    return "local"
+
+
 class RateLimiter:
     """Failed sign-ins per key (user name, client address): after ``limit`` failures within
     ``window_s`` the key is locked for ``lock_s``, doubled at each further lock (capped at a day)."""
@@ -176,6 +194,7 @@ class RateLimiter:
         self.limit, self.window_s, self.lock_s = limit, window_s, lock_s
         self._fails: dict[str, list[float]] = {}
         self._locked: dict[str, tuple[float, int]] = {}
+        self._known: dict[str, list[str]] = {}
         self._lock = threading.Lock()
 
     def locked_for(self, key: str, now: float | None = None) -> float:
@@ -198,34 +217,78 @@ class RateLimiter:
         with self._lock:
             self._fails.pop(key, None)
 
+    # Addresses a user has signed in from (at most KNOWN per user, the latest kept): a name's lock
+    # does not hold there, so anyone failing five times on a name from elsewhere cannot keep that
+    # user out; the address's own lock still counts every try made from it.
+    KNOWN = 16
 
-# A hash to check when the user is unknown, so a wrong name costs the same time as a wrong password.
+    def known(self, user: str, client: str) -> bool:
+        with self._lock:
+            return client in self._known.get(user, ())
+
+    def remember(self, user: str, client: str) -> None:
+        with self._lock:
+            seen = self._known.setdefault(user, [])
+            if client in seen:
+                seen.remove(client)
+            seen.append(client)
+            del seen[:-self.KNOWN]
+
+
+# A hash to check when the user is unknown, so a wrong name costs the same time as a wrong password
+# (the Authenticator uses one of its costliest user's parameters; this one when it has no users).
 _DUMMY = hash_password("wattwatch-dummy", salt=b"\0" * 16)
+
+
+def _dummy_for(users: dict[str, User]) -> str:
+    """A hash of the cost (N, r, p) of the costliest user's: an unknown name is checked against it,
+    so it takes as long as a wrong password of that user. A user with a cheaper hash still answers
+    faster, which tells that name from an unknown one: said in the log, naming them."""
+    cost = {name: _parse_hash(u.password_hash)[:3] for name, u in users.items()}
+    if not cost:
+        return _DUMMY
+    n, r, p = max(set(cost.values()), key=lambda c: (c[0] * c[1] * c[2], c))
+    cheaper = sorted(name for name, c in cost.items() if c != (n, r, p))
+    if cheaper:
+        log.warning("users %s have cheaper password hashes than N=%d, r=%d, p=%d: a wrong password for them "
+                    "answers faster than for an unknown name, which tells their names apart; hash their "
+                    "passwords again with `wattwatch dashboard --hash-password`", ", ".join(map(repr, cheaper)), n, r, p)
+    return _DUMMY if (n, r, p) == (SCRYPT_N, SCRYPT_R, SCRYPT_P) else \
+        hash_password("wattwatch-dummy", n=n, r=r, p=p, salt=b"\0" * 16)
+
+
+def _shown(name) -> str:
+    """A signed-in name for the log: at most 80 characters (a name is anything a client types)."""
+    text = str(name)
+    return repr(text if len(text) <= 80 else text[:80] + f"... ({len(text):,} characters)")
 
 
 class Authenticator:
     def __init__(self, users: dict[str, User], limiter: RateLimiter | None = None, ttl_s: float = 8 * 3600,
                  idle_s: float = 30 * 60, read_only: bool = False):
         self.users = users
+        self._dummy = _dummy_for(users)
         self.limiter = limiter or RateLimiter()
         self.ttl_s, self.idle_s, self.read_only = ttl_s, idle_s, read_only
 
     def sign_in(self, name: str, password: str, client: str = "?", now: float | None = None) -> Session:
         now = time.time() if now is None else now
         keys = [f"user:{name}", f"client:{client}"]
-        wait = max(self.limiter.locked_for(k, now) for k in keys)
+        held = keys[1:] if self.limiter.known(name, client) else keys
+        wait = max(self.limiter.locked_for(k, now) for k in held)
         if wait > 0:
-            log.warning("sign-in refused (rate limited, %.0f s left): user=%r client=%s", wait, name, client)
+            log.warning("sign-in refused (rate limited, %.0f s left): user=%s client=%s", wait, _shown(name), client)
             raise AuthError(f"too many failed sign-ins; try again in {int(wait) + 1} s")
         user = self.users.get(name)
-        ok = verify_password(password or "", user.password_hash if user else _DUMMY) and user is not None
+        ok = verify_password(password or "", user.password_hash if user else self._dummy) and user is not None
         if not ok:
             for k in keys:
                 self.limiter.fail(k, now)
-            log.warning("failed sign-in: user=%r client=%s", name, client)
+            log.warning("failed sign-in: user=%s client=%s", _shown(name), client)
             raise AuthError("wrong user name or password")
         for k in keys:
             self.limiter.success(k)
+        self.limiter.remember(name, client)
         log.info("signed in: user=%r role=%s client=%s", name, user.role, client)
         return Session(user=name, role=user.role, started=now, last_seen=now, ttl_s=self.ttl_s,
                        idle_s=self.idle_s, read_only=self.read_only)

@@ -89,8 +89,17 @@ def snapshot(db) -> tuple[pd.DataFrame, pd.DataFrame]:
     alerts["group"] = meter_group(alerts["meter_id"]) if len(alerts) else pd.Series(dtype=str)
     meters["group"] = meter_group(meters["meter_id"]) if len(meters) else pd.Series(dtype=str)
     with LOCK:
-        _CACHE[key[0]] = (_version(db), alerts, meters)
+        # Filed under the version seen before the read: a write that landed since (after the read
+        # closed the store) then makes the next call read again instead of being taken as seen.
+        _CACHE[key[0]] = (key[1], alerts, meters)
     return alerts.copy(), meters.copy()
+
+
+def forget(db) -> None:
+    """Drop the kept snapshot of ``db`` (its next read opens the store and says what is wrong)."""
+    if db is not None:
+        with LOCK:
+            _CACHE.pop(str(Path(db).resolve()), None)
 
 
 def alerts_frame(db) -> pd.DataFrame:
@@ -105,7 +114,9 @@ def meters_frame(db) -> pd.DataFrame:
 
 def filter_alerts(df: pd.DataFrame, codes=None, severities=None, statuses=None, groups=None, meters=None,
                   start=None, end=None) -> pd.DataFrame:
-    """Alerts matching every filter given (an alert is in a time window when it overlaps it)."""
+    """Alerts matching every filter given (an alert is in a time window ``[start, end]`` when it
+    overlaps it, both ends included: the Fleet page's window is the alerts' own span by default, and
+    a one-reading alert starting at its end is in it)."""
     m = np.ones(len(df), bool)
     for col, vals in (("code", codes), ("severity", severities), ("status", statuses), ("group", groups),
                       ("meter_id", meters)):
@@ -115,8 +126,8 @@ def filter_alerts(df: pd.DataFrame, codes=None, severities=None, statuses=None, 
         m &= (df["end"] >= pd.Timestamp(start, tz="UTC") if pd.Timestamp(start).tzinfo is None
               else df["end"] >= pd.Timestamp(start)).to_numpy()
     if end is not None:
-        m &= (df["start"] < pd.Timestamp(end, tz="UTC") if pd.Timestamp(end).tzinfo is None
-              else df["start"] < pd.Timestamp(end)).to_numpy()
+        m &= (df["start"] <= pd.Timestamp(end, tz="UTC") if pd.Timestamp(end).tzinfo is None
+              else df["start"] <= pd.Timestamp(end)).to_numpy()
     return df[m]
 
 
@@ -234,8 +245,16 @@ def evidence_table(evidence) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["field", "value"])
 
 
+# A text cell a spreadsheet would run as a formula (OWASP "CSV injection"): = + - @ and a leading
+# tab or carriage return. Meter ids, messages and notes can come from outside (a telemetry file, a
+# tamper report's text, a note).
+_FORMULA = r"^[=+\-@\t\r]"
+
+
 def export_csv(alerts: pd.DataFrame) -> bytes:
-    """Alerts as CSV in the output model's fields (times ISO-8601 UTC with Z, evidence JSON)."""
+    """Alerts as CSV in the output model's fields (times ISO-8601 UTC with Z, evidence JSON), for a
+    person to open in a spreadsheet: a text cell that would start a formula gets a leading ``'``
+    (shown as text, the formula not run); numbers and times are left as they are."""
     from wattwatch.alerts.model import iso
 
     cols = ["id", "meter_id", "start", "end", "code", "severity", "score", "detector", "message", "evidence",
@@ -243,7 +262,15 @@ def export_csv(alerts: pd.DataFrame) -> bytes:
     out = alerts.reindex(columns=cols).copy()
     for c in ("start", "end"):
         out[c] = out[c].map(iso)
-    return out.to_csv(index=False).encode("utf-8")
+    for c in cols:
+        if c in ("start", "end", "score"):
+            continue
+        text = out[c].astype("string")
+        bad = text.str.contains(_FORMULA, regex=True).fillna(False).astype(bool)
+        if bad.any():
+            out[c] = out[c].astype(object).where(~bad, "'" + text)
+    # CRLF rows (RFC 4180): a value holding a lone carriage return is then quoted too, not a row break.
+    return out.to_csv(index=False, lineterminator="\r\n").encode("utf-8")
 
 
 # ------------------------------------------------------------------------------------ evaluation

@@ -17,7 +17,10 @@ def command(host: str = "127.0.0.1", port: int = 8501) -> list[str]:
     return [sys.executable, "-m", "streamlit", "run", str(SCRIPT), "--server.address", host, "--server.port",
             str(int(port)), "--server.headless", "true", "--browser.gatherUsageStats", "false",
             "--server.fileWatcherType", "none", "--server.runOnSave", "false", "--server.maxUploadSize", "512",
-            "--global.developmentMode", "false", "--client.toolbarMode", "viewer", "--logger.level", "warning"]
+            "--global.developmentMode", "false", "--client.toolbarMode", "viewer", "--logger.level", "warning",
+            # An unexpected error shows its type in the browser, not its message and traceback
+            # (paths, code, store details): they go to the server's log (stderr).
+            "--client.showErrorDetails", "type"]
 
 
 def environment(settings: Settings, base: dict | None = None) -> dict[str, str]:

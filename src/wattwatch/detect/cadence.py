@@ -52,14 +52,29 @@ def gaps_per_side(cadence_s, most: int = CADENCE_GAPS, span_s: float = CADENCE_S
     return np.clip(n, min(MIN_GAPS, most), most).astype(np.int64)
 
 
-def lost_at(dt: np.ndarray, c: np.ndarray, cad: np.ndarray, thr: np.ndarray) -> np.ndarray:
-    """Readings lost in each gap ``dt`` at cadence ``c``: round(gap / c) - 1 for a gap of at least
-    ``thr`` cadences where ``c`` is the learned ``cad`` (the meter's jitter), 1.5 elsewhere; NaN
-    where the gap is (a meter's first reading)."""
+def lost_at(dt: np.ndarray, c, thr) -> np.ndarray:
+    """Readings lost in gaps ``dt`` at cadence ``c``: round(dt / c) - 1 where the gap is at least
+    ``thr`` cadences, else 0; NaN where the gap is (a meter's first reading)."""
     with quiet():
         ratio = dt / c
-        t_ = np.where(c == cad, thr, 1.5)
-        return np.where(ratio >= t_, np.clip(np.round(ratio) - 1, 0, None), np.where(np.isnan(ratio), np.nan, 0.0))
+        return np.where(ratio >= thr, np.clip(np.round(ratio) - 1, 0, None), np.where(np.isnan(ratio), np.nan, 0.0))
+
+
+def off_cadence(dt: np.ndarray, cad: np.ndarray, tol: float = 0.15,
+                near: tuple[float, float] = (0.75, 1.5)) -> np.ndarray:
+    """Per gap: it may belong to a run that says a cadence other than ``cad`` (:func:`run_cadence`):
+    within ``tol`` of a median outside ``near`` times ``cad``, i.e. outside (near[0] (1 + tol),
+    near[1] (1 - tol)) times it. NaN gaps are not."""
+    with quiet():
+        ratio = dt / cad
+        return np.isfinite(dt) & ~((ratio > near[0] * (1 + tol)) & (ratio < near[1] * (1 - tol)))
+
+
+def need(share: float, n) -> int | np.ndarray:
+    """Gaps of a run of ``n`` that must agree for it to say a cadence (:func:`run_cadence`)."""
+    if np.ndim(n):
+        return np.ceil(share * np.asarray(n, float) - 1e-9).astype(np.int64)
+    return int(np.ceil(share * n - 1e-9))
 
 
 def stretch_cadence(seg: np.ndarray, dt: np.ndarray, cad_m: np.ndarray, n_m: np.ndarray | None = None,
@@ -67,8 +82,8 @@ def stretch_cadence(seg: np.ndarray, dt: np.ndarray, cad_m: np.ndarray, n_m: np.
     """Per reading (rows sorted by meter and time, ``seg`` their meter's code, ``dt`` the gap
     before each, NaN at a meter's first): the cadence its stretch runs at (the module docstring;
     ``cad_m`` the learned cadence per meter, ``n_m`` the gaps per side, :func:`gaps_per_side` by
-    default) and the readings lost in its gap at that cadence (:func:`lost_at`, ``thr_m`` the
-    learned cadence's loss threshold per meter, 1.5 by default). A meter whose gaps nowhere say
+    default) and the readings lost in its gap at that cadence (:func:`lost_at`: at least ``thr_m``
+    cadences at the learned cadence, the meter's jitter, 1.5 by default; 1.5 at another). A meter whose gaps nowhere say
     another cadence gets the learned one on every reading (the usual case, at the cost of a
     prefilter)."""
     seg = np.asarray(seg)
@@ -82,7 +97,7 @@ def stretch_cadence(seg: np.ndarray, dt: np.ndarray, cad_m: np.ndarray, n_m: np.
     said = run_cadence(dt, cad, (n, 2 * n - 1), share)
 
     def at(c):
-        return lost_at(dt, c, cad, thr)
+        return lost_at(dt, c, thr if c is cad else np.where(c == cad, thr, 1.5))
 
     if said is None:
         return cad, at(cad)   # the learned cadence throughout (the usual case)
@@ -123,10 +138,7 @@ def run_cadence(dt: np.ndarray, cad: np.ndarray, ns: tuple, share: float, tol: f
     if not m:
         return outs
     fin = np.isfinite(dt)
-    with quiet():
-        ratio = dt / cad
-        # A gap within tol of a median outside near: outside (near[0] (1 + tol), near[1] (1 - tol)).
-        off = fin & ~((ratio > near[0] * (1 + tol)) & (ratio < near[1] * (1 - tol)))
+    off = off_cadence(dt, cad, tol, near)
     cf = np.concatenate([[0], np.cumsum(fin)])
     co = np.concatenate([[0], np.cumsum(off)])
     hits = []
@@ -136,10 +148,10 @@ def run_cadence(dt: np.ndarray, cad: np.ndarray, ns: tuple, share: float, tol: f
             nv = int(nv)
             if nv <= 0:
                 continue
-            need = int(np.ceil(share * nv - 1e-9))
+            k_need = need(share, nv)
             if nv > m:
                 continue
-            cand = np.flatnonzero(co[nv:] - co[:m + 1 - nv] >= need) + nv - 1   # rows nv - 1 on
+            cand = np.flatnonzero(co[nv:] - co[:m + 1 - nv] >= k_need) + nv - 1   # rows nv - 1 on
             cand = cand[(n[cand] == nv) & (cf[cand + 1] - cf[cand + 1 - nv] == nv)]
             k = np.arange(-nv + 1, 1)
             for a in range(0, len(cand), chunk):  # chunks of rows: nv gaps each
@@ -149,7 +161,7 @@ def run_cadence(dt: np.ndarray, cad: np.ndarray, ns: tuple, share: float, tol: f
                 inband = (np.abs(g - med[:, None]) <= tol * med[:, None]).sum(axis=1)
                 with quiet():
                     r = med / cad[rows]
-                hit = (inband >= need) & (med > 0) & np.isfinite(r) & ~((r >= near[0]) & (r <= near[1]))
+                hit = (inband >= k_need) & (med > 0) & np.isfinite(r) & ~((r >= near[0]) & (r <= near[1]))
                 found.append((rows[hit], med[hit]))
         hits.append(found)
     if not any(len(r) for found in hits for r, _ in found):

@@ -761,6 +761,28 @@ def _sqlite_text(b: bytes) -> str:
         return b.decode("latin-1")
 
 
+def _sqlite_connect(path: Path) -> sqlite3.Connection:
+    """``path`` opened read-only (a path is a path: no URI parameters from its name, a '?' or '#' in it)."""
+    uri = "file:" + urllib.parse.quote(str(path.resolve())) + "?mode=ro"
+    return sqlite3.connect(uri, uri=True)
+
+
+def sqlite_tables(path: Path) -> list[str]:
+    """The tables of a SQLite export that :func:`read_sqlite` reads, in its order."""
+    with open(path, "rb") as fh:
+        if fh.read(16) != b"SQLite format 3\x00":
+            raise NotRecordsError(f"{path}: not a SQLite database")
+    try:
+        con = _sqlite_connect(Path(path))
+        try:
+            names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        raise NotRecordsError(f"{path}: not a readable SQLite database ({exc})") from exc
+    return [n for n in names if not n.startswith("sqlite_")]
+
+
 def read_sqlite(path: Path, tables: tuple[str, ...] | None = None,
                 batch_rows: int = SQLITE_BATCH_ROWS) -> Iterator[RawBatch]:
     """Read every table of a SQLite export (or those named); ``_line`` is the table's rowid.
@@ -772,9 +794,7 @@ def read_sqlite(path: Path, tables: tuple[str, ...] | None = None,
         if fh.read(16) != b"SQLite format 3\x00":
             raise NotRecordsError(f"{path}: not a SQLite database")
     try:
-        # A path is a path: no URI parameters from its name (a '?' or '#' in it), read-only.
-        uri = "file:" + urllib.parse.quote(str(path.resolve())) + "?mode=ro"
-        con = sqlite3.connect(uri, uri=True)
+        con = _sqlite_connect(path)
         # Text that is not UTF-8 is decoded as Latin-1 (a value, not a failure of the whole table).
         con.text_factory = _sqlite_text
         names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]

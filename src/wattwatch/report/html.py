@@ -59,6 +59,12 @@ def document(data: ReportData, title: str = "wattwatch report", evaluation: dict
     })
 
 
+# What the page may load, enforced by the browser: its own inline script and style, and data: /
+# blob: images (plotly's); no request leaves the file (connect, images, fonts, frames, forms).
+CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; "
+       "font-src data:; connect-src data: blob:; base-uri 'none'; form-action 'none'")
+
+
 def render(data: ReportData, title: str = "wattwatch report", evaluation: dict | None = None,
            summary: dict | None = None) -> str:
     """The HTML text of the report."""
@@ -73,6 +79,7 @@ def render(data: ReportData, title: str = "wattwatch report", evaluation: dict |
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
         f"<title>{html.escape(title)}</title><style>{css}</style></head><body>"
         "<div id='loading'>Loading the report&hellip;</div>"
         "<noscript>This report needs JavaScript (it draws its figures with plotly.js, embedded in this file).</noscript>"

@@ -49,10 +49,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import functools
 import io
 import json
 import logging
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -107,6 +109,12 @@ class StreamConfig:
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"[stream]: unknown parameter(s) {sorted(unknown)}")
+        for k, v in d.items():   # bool("false") is True, float("x") names no key: check the type first
+            want = type(getattr(cls, k))
+            if want is bool and not isinstance(v, bool):
+                raise ValueError(f"[stream] {k}: must be true or false, got {v!r}")
+            if want is not bool and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise ValueError(f"[stream] {k}: must be a number, got {v!r}")
         out = cls(**{k: type(getattr(cls, k))(v) for k, v in d.items()})
         if out.hold_s < 0 or out.checkpoint_s < 0 or out.max_pending < 1 or out.slow_every_s < 0 \
                 or out.fast_reach_s < 0:
@@ -205,6 +213,10 @@ class StreamEngine:
         self.handed: pd.DataFrame | None = None
         self.exact: dict[str, int] = {}
         self._norms: dict = {}                    # the live ingest's normalisers (pipeline.ingest_live)
+        self._rejects_said: Counter = Counter()   # per source: readings rejected (the log says some)
+        self._cad_new: set[str] = set()           # meters with readings since the last cadence check
+        self._cad_said: set[str] = set()          # meters said to come at another cadence (once each)
+        self._cad_at = NEG                        # data time (µs) of the last cadence check
         self.stitcher = Stitcher(self.dets, keep_scores=False, compact_readings=True, cut=self.cut)
         # The tiered step: ``stitcher`` judges with every detector (the slow tier's clock; what
         # is checkpointed and what re-judging rewinds), ``fast`` with the fast tier only, every
@@ -238,6 +250,7 @@ class StreamEngine:
         # The health alerts sources raised in earlier runs that the store keeps open (id -> alert):
         # open again here, handed to their sources at the start of a run (resume_sources).
         self._health_stored: dict[str, Alert] = {}
+        self._health_gone: list[Alert] = []        # of sources no longer configured: ended by the next step
         self._load_health()
         # A checkpoint written before a compaction whose cut lies beyond where it judged a meter:
         # the readings between are hourly rows now, so its carry cannot go on (it would read them
@@ -390,6 +403,17 @@ class StreamEngine:
                 mine = [a for a in self._health_stored.values() if a.evidence.get("source") == s.name]
                 if mine:
                     resume(mine)
+        # The open alerts of a source this run does not have (taken out of the site config): nothing
+        # else would ever end them. Ended by the first step (the same id, ``ended_because``).
+        names = {s.name for s in sources}
+        why = "its source is no longer in the site config"
+        for aid, a in self._health_stored.items():
+            src = a.evidence.get("source")
+            if src not in names and aid in self.health_open:
+                log.warning("%s: open alert %s of %s (source %r) ended at the restart: %s", self.name, a.id,
+                            a.meter_id, src, why)
+                self._health_gone.append(dataclasses.replace(
+                    a, evidence={**a.evidence, "ended": True, "ended_because": f"{why} (source {src!r})"}))
 
     def checkpoint(self, sources: dict[str, dict] | None = None) -> None:
         """Save the carry, what was judged and the sources' positions (one transaction)."""
@@ -459,19 +483,22 @@ class StreamEngine:
         self._hand(frame, rows, touched)
         if counts.rejected:
             self.counters["rejected"] += counts.rejected
-            for unit, line, fld, why in counts.rejects[:3]:
-                log.warning("%s: reading rejected (row %s, %s): %s", source, line, fld or "-", why)
+            _say_rejects(frame, counts.rejects, source, self._rejects_said)
         self.counters["readings"] += len(frame)
         self.counters["stored"] += counts.stored
         ts = pd.to_datetime(frame["ts"], utc=True, errors="coerce")
+        ok = ts.notna().to_numpy()
+        if counts.rejected:   # a rejected reading (a clock at 1970 or 2199) moves no meter's span
+            ok[np.asarray([ln - 1 for _, ln, _, _ in counts.rejects if 0 < ln <= len(ok)], dtype=np.int64)] = False
         g = pd.DataFrame({"m": frame["meter_id"].astype(str).to_numpy(),
-                          "t": ts.to_numpy("datetime64[us]").astype(np.int64), "ok": ts.notna().to_numpy()})
+                          "t": ts.to_numpy("datetime64[us]").astype(np.int64), "ok": ok})
         g = g[g["ok"]]
         if len(g):
             agg = g.groupby("m", sort=False)["t"].agg(["min", "max"])
             for m, lo, hi in zip(agg.index, agg["min"].to_numpy(), agg["max"].to_numpy()):
                 self.first[m] = min(self.first.get(m, lo), int(lo))
                 self.last[m] = max(self.last.get(m, hi), int(hi))
+                self._cad_new.add(m)
                 if lo <= self.fed.get(m, NEG):
                     tm = g["t"][g["m"] == m]
                     self.counters["late"] += int((tm <= self.fed[m]).sum())
@@ -627,8 +654,47 @@ class StreamEngine:
             if res is not None:
                 self._take(res, rep)
         self._poll(rep)
+        self._cadence_check(rep, final)
         self.counters["judged"] += rep.judged
         return rep
+
+    def _cadence_check(self, rep: StepReport, final: bool) -> None:
+        """Say, once per meter, that its latest readings come at another cadence than the one its
+        state was learned at (``detect``'s notice, :func:`api._cadence_change_notices`): every
+        ``CADENCE_CHECK_S`` of data time (and on ``final``), on the last ``CADENCE_GAPS`` learned
+        gaps of the meters that received readings since the last check (one store read)."""
+        from wattwatch import api
+        from wattwatch.detect.frame import prepare
+
+        ms = sorted(m for m in self._cad_new if m in self.profiled and m not in self._cad_said)
+        if not ms:
+            return
+        newest = max(self.last.get(m, NEG) for m in ms)
+        if not final and newest - self._cad_at < CADENCE_CHECK_S * 1e6:
+            return
+        self._cad_at = newest
+        self._cad_new.difference_update(ms)
+        cad = np.array([core._cadence(self.dets, m) for m in ms], float)
+        ok = np.isfinite(cad) & (cad > 0)
+        ms, cad = [m for m, k in zip(ms, ok) if k], cad[ok]
+        if not ms:
+            return
+        hi = np.array([self.last[m] for m in ms], np.int64)
+        w = pd.DataFrame({"meter_id": ms, "start": pd.to_datetime(hi - (CADENCE_GAPS * cad * 1e6).astype(np.int64),
+                                                                   unit="us", utc=True),
+                          "end": pd.to_datetime(hi + 1, unit="us", utc=True)})
+        got = self.store.query_windows(w, columns=self.store.channels()[:1])
+        if not len(got):
+            return
+        got["meter_id"] = got["meter_id"].astype(str)
+        # The window is the meter's latest readings: all of it is "the last part" detect looks at.
+        notes = api._cadence_change_notices(prepare(got), self.dets, set(ms), tail=1.0)
+        for n in notes:
+            self._cad_said.add(n[len("meter "):].split(": ", 1)[0])
+            if n not in rep.notices:
+                rep.notices.append(n)
+                self.notices.append(n)
+                log.warning("%s: %s", self.name, n)
 
     # ------------------------------------------------------------------------------ tiers
 
@@ -1054,6 +1120,37 @@ class StreamEngine:
         self.counters["profiled"] += len(ready)
 
 
+# A reject's reason as the ingest gives it ends with hints for a mapping file or [options], which a site
+# config has no place for: the live log leaves them out.
+_FILE_HINT = re.compile(r" \((?:plausible range of (\w+)[^()]*(?:\([^()]*\)[^()]*)*|[^()]*(?:\[options\]|mapping)[^()]*)\)")
+_SAY_FIRST = 5
+
+
+def _say_rejects(frame: pd.DataFrame, rejects: list, source: str, said: Counter) -> None:
+    """Log a batch's rejected readings by meter and time (``_line`` is the frame's row + 1): a
+    source's first five, then every hundredth (a device that keeps sending a bad value does not
+    flood the log; the engine's ``rejected`` counter has them all)."""
+    n0 = said[source]
+    said[source] += len(rejects)
+    picks = [j for j in range(min(len(rejects), max(0, _SAY_FIRST - n0)))]
+    picks += [j for j in range((-(n0 + 1)) % 100, len(rejects), 100) if n0 + j + 1 > _SAY_FIRST]
+    for j in sorted(set(picks)):
+        _, line, _, why = rejects[j]
+        where = "a reading"
+        if 0 < line <= len(frame):
+            row = frame.iloc[line - 1]
+            where = f"meter {str(row.get('meter_id'))!r} at {row.get('ts')}"
+        log.warning("%s: reading #%d rejected: %s: %s", source, n0 + j + 1, where,
+                    _FILE_HINT.sub(lambda m: f" (plausible range of {m[1]})" if m[1] else "", why))
+
+
+# The live cadence check (StreamEngine._cadence_check): how often in data time, over how many of a
+# meter's learned gaps (detect's notice needs 48 gaps at the new cadence: 480 learned gaps hold 48
+# at ten times the cadence, 1 -> 10 min; 15 min -> 1 h has 120).
+CADENCE_CHECK_S = 6 * 3600.0
+CADENCE_GAPS = 480
+
+
 def fast_tier(dets: list, meters: list[str], reach_s: float) -> frozenset[str]:
     """Names of the detectors whose effective reach back and ahead (:func:`core.reaches`: their
     own and their blockers' reach and alert horizons; readings counted at each meter's cadence)
@@ -1183,6 +1280,9 @@ async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_
             raise
 
     engine.resume_sources(sources)
+    from wattwatch.actions.base import drop_removed
+
+    drop_removed(engine.store.con, outputs)   # jobs pending for actions the site no longer has
     inbox = Inbox(engine.scfg.max_pending)
     ctl = _channel(engine)
     tasks = {asyncio.create_task(_guard(s, inbox, stop), name=f"source:{s.name}"): s for s in sources}
@@ -1296,6 +1396,9 @@ def _work(engine: StreamEngine, batches: list, sources: list, outputs=()) -> Ste
     rep.alerts = changed + rep.alerts
     rep.new = new + rep.new
 
+    if engine._health_gone:   # open alerts of sources taken out of the config (resume_sources)
+        gone, engine._health_gone = engine._health_gone, []
+        engine.add_health(gone, rep)
     for s in sources:   # device health the sources found (e.g. a climbing response time)
         health = getattr(s, "health", None)
         if health is not None:

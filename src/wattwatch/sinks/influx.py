@@ -389,12 +389,18 @@ class InfluxSink(Output):
 
     def _fail(self, exc: Exception) -> None:
         self.last_error = str(exc)
+        denied = isinstance(exc, influx.Denied)
         with self._lock:
             if not self._down:
-                log.warning("%s: InfluxDB unreachable, buffering on disk: %s", self.name, exc)
+                if denied:   # 401/403: the network is fine, the user or its privileges are not
+                    why = ("lacks a privilege (fix its grants, or give a user that has them)" if "403" in str(exc)
+                           else "refused the credentials (check user and password / password_env)")
+                    log.warning("%s: InfluxDB %s; buffering on disk until then: %s", self.name, why, exc)
+                else:
+                    log.warning("%s: InfluxDB unreachable, buffering on disk: %s", self.name, exc)
                 self.counters["buffered"] += self.buf.points   # what waits now: it is flushed later
                 self._down = True
-        self.status = "down: buffering"
+        self.status = "refused: buffering" if denied else "down: buffering"
 
     def _run(self) -> None:
         delay = self.retry_min_s

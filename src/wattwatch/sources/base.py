@@ -65,6 +65,11 @@ class Source:
     async def run(self, emit: Emit, stop: asyncio.Event) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def polled_meters(self) -> list[str]:
+        """The meter ids the config gives this source (its polled devices; none for a source whose
+        meters come with its messages): a site refuses one meter read by two sources."""
+        return []
+
     def position(self) -> dict:
         """What to save in the checkpoint so that a restart resumes here (JSON)."""
         return {}

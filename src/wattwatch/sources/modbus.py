@@ -560,6 +560,9 @@ class ModbusPoller(Poller):
             return np.asarray(vals[: r.count], dtype=np.uint16)
         raise _Lost("no answer")
 
+    def polled_meters(self) -> list[str]:
+        return [d.meter_id for d in self.devices]
+
     def _timed_out(self, gw: Gateway) -> None:
         """No answer in time. Bytes that came but never made a frame are a frame slip (RTU) or a
         frame shorter than its MBAP length says (TCP): malformed. The connection is dropped either
@@ -631,10 +634,19 @@ class ModbusPoller(Poller):
             out = pd.DataFrame({"meter_id": [self.devices[i].meter_id for i in idx]})
             if "ts" in cols:
                 t = cols.pop("ts")
-                ok = np.isfinite(t)
-                out["ts"] = pd.to_datetime(np.where(ok, np.round(t * 1e6), 0).astype(np.int64), unit="us", utc=True)
-                if not ok.all():     # a clock that says nothing: the reading has no time, it is lost
-                    self.counters["no_time"] += int((~ok).sum())
+                # A clock that says nothing (NaN) or a time no timestamp holds (beyond +-292,000 years
+                # in microseconds): the reading has no time, it is lost. (A time out of the plausible
+                # range is the ingest's to reject, naming the meter.)
+                ok = np.isfinite(t) & (np.abs(t) < 9.2e12)
+                out["ts"] = pd.to_datetime(np.where(ok, np.round(np.where(ok, t, 0.0) * 1e6), 0).astype(np.int64),
+                                           unit="us", utc=True)
+                if not ok.all():
+                    bad = np.flatnonzero(~ok)
+                    n0 = self.counters["no_time"]
+                    self.counters["no_time"] += len(bad)
+                    for j in bad[: max(0, 5 - n0)]:
+                        log.warning("%s: %s: its clock register reads %r, not a time: the reading is lost",
+                                    self.name, out["meter_id"].iat[j], float(t[j]))
                     out, cols = out[ok], {k: v[ok] for k, v in cols.items()}
             else:
                 out["ts"] = when

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import threading
 import time
 from datetime import datetime, timezone
@@ -44,10 +45,16 @@ class MqttSource(Source):
         super().__init__(name)
         if qos not in (0, 1, 2):
             raise ValueError(f"source {name}: qos must be 0, 1 or 2, got {qos}")
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise ValueError(f"port: must be an integer 1..65535, got {port!r}")
         self.host, self.port, self.qos = host, int(port), int(qos)
         self.topics = [topics] if isinstance(topics, str) else list(topics)
         if not self.topics:
             raise ValueError(f"source {name}: give at least one topic")
+        for t in self.topics:   # paho raises on a bad filter in its network thread (at connect): say it here
+            why = _filter_error(t)
+            if why:
+                raise ValueError(f"topics: {t!r} is not a valid MQTT topic filter ({why})")
         self.meter_level = None
         if meter is not None:
             if not (isinstance(meter, str) and meter.startswith("topic:") and meter[6:].lstrip("-").isdigit()):
@@ -55,6 +62,16 @@ class MqttSource(Source):
             self.meter_level = int(meter[6:])
         self.meters = dict(meters or {})
         self.fields = dict(fields or {})
+        # A key that is not a channel would be ignored: a typo'd scale = { pkw = 0.001 } stored watts as kW.
+        for key, table, names in (("fields", self.fields, ("meter_id", "ts", *CHANNEL_NAMES)),
+                                  ("scale", dict(scale or {}), CHANNEL_NAMES)):
+            for k, v in table.items():
+                if k not in names:
+                    raise ValueError(f"{key}: {k!r} is not a canonical channel (one of {', '.join(names)})")
+                if key == "fields" and not (isinstance(v, str) and v):
+                    raise ValueError(f"fields.{k}: must be the message's field name, got {v!r}")
+                if key == "scale" and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+                    raise ValueError(f"scale.{k}: must be a number, got {v!r}")
         self.scale = {k: float(v) for k, v in (scale or {}).items()}
         self.batch_s = float(batch_s)
         self.keepalive = int(keepalive)
@@ -98,12 +115,16 @@ class MqttSource(Source):
     def _on_message(self, client, userdata, msg):
         self.counters["messages"] += 1
         try:
-            rows = self.parse(msg.topic, msg.payload)
-        except ValueError as exc:
-            rows = []
+            rows, bad = self.parse_items(msg.topic, msg.payload)
+        except Exception as exc:  # noqa: BLE001 - raised here it would end paho's network thread
+            rows, bad = [], [str(exc) if isinstance(exc, ValueError) else
+                             f"cannot be read ({type(exc).__name__}: {exc})"]
+        if bad:
             n = self.counters["malformed"] = self.counters["malformed"] + 1
             if n <= _LOG_FIRST or n % 100 == 0:
-                log.warning("%s: malformed message #%d on %s: %s", self.name, n, msg.topic, exc)
+                kept = f" ({len(rows)} of its {len(rows) + len(bad)} readings kept)" if rows else ""
+                log.warning("%s: malformed message #%d on %s: %s%s", self.name, n, msg.topic,
+                            "; ".join(bad[:3]) + ("; ..." if len(bad) > 3 else ""), kept)
         with self._lock:
             self._rows.extend(rows)
             if msg.qos > 0:
@@ -116,6 +137,15 @@ class MqttSource(Source):
 
     def parse(self, topic: str, payload: bytes) -> list[dict]:
         """Readings of one message (raises ValueError saying what is wrong with it)."""
+        rows, bad = self.parse_items(topic, payload)
+        if bad:
+            raise ValueError(bad[0])
+        return rows
+
+    def parse_items(self, topic: str, payload: bytes) -> tuple[list[dict], list[str]]:
+        """The readable readings of one message and what is wrong with each other item (a list
+        message whose item 3 is broken keeps items 1, 2, 4 ...); raises ValueError when the message
+        as a whole cannot be read (not JSON, an empty list)."""
         try:
             doc = json.loads(payload)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -126,35 +156,45 @@ class MqttSource(Source):
         if not items:
             raise ValueError("an empty list")
         now = datetime.now(timezone.utc)
-        out = []
+        out, bad = [], []
         for k, item in enumerate(items):
             where = f"item {k}: " if isinstance(doc, list) else ""
-            if not isinstance(item, dict):
-                raise ValueError(f"{where}expected a JSON object, got {type(item).__name__}")
-            row = {"meter_id": self._meter(topic, item, where), "ts": self._ts(item, now, where)}
-            n = 0
-            for c in CHANNEL_NAMES:
-                src = self.fields.get(c, c)
-                if src in item and item[src] is not None:
-                    v = item[src]
-                    if isinstance(v, bool) or not isinstance(v, (int, float)):
-                        raise ValueError(f"{where}field {src!r} is not a number: {v!r}"[:200])
+            try:
+                out.append(self._reading(topic, item, now, where))
+            except ValueError as exc:
+                bad.append(str(exc))
+        return out, bad
+
+    def _reading(self, topic: str, item, now: datetime, where: str) -> dict:
+        """One item of a message as a reading (ValueError saying what is wrong with it)."""
+        if not isinstance(item, dict):
+            raise ValueError(f"{where}expected a JSON object, got {type(item).__name__}")
+        row = {"meter_id": self._meter(topic, item, where), "ts": self._ts(item, now, where)}
+        n = 0
+        for c in CHANNEL_NAMES:
+            src = self.fields.get(c, c)
+            if src in item and item[src] is not None:
+                v = item[src]
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise ValueError(f"{where}field {src!r} is not a number: {v!r}"[:200])
+                try:
                     v = float(v) * self.scale.get(c, 1.0)
-                    if not math.isfinite(v):
-                        raise ValueError(f"{where}field {src!r} is not finite")
-                    row[c] = v
-                    n += 1
-            if n == 0:
-                raise ValueError(f"{where}no channel value (expected fields such as p_kw, v_l1_v)")
-            out.append(row)
-        return out
+                except OverflowError:   # an integer of hundreds of digits is valid JSON
+                    raise ValueError(f"{where}field {src!r} is too large for a number") from None
+                if not math.isfinite(v):
+                    raise ValueError(f"{where}field {src!r} is not finite")
+                row[c] = v
+                n += 1
+        if n == 0:
+            raise ValueError(f"{where}no channel value (expected fields such as p_kw, v_l1_v)")
+        return row
 
     def _meter(self, topic: str, item: dict, where: str) -> str:
         src = self.fields.get("meter_id", "meter_id")
         if src in item:
             m = item[src]
             if not isinstance(m, (str, int)) or isinstance(m, bool) or str(m) == "":
-                raise ValueError(f"{where}meter_id must be text or a number, got {m!r}"[:200])
+                raise ValueError(f"{where}meter_id must be text or a whole number, got {m!r}"[:200])
             return str(m)
         if topic in self.meters:
             return str(self.meters[topic])
@@ -250,13 +290,46 @@ class MqttSource(Source):
         self.status = "closed"
 
 
+def _filter_error(t) -> str | None:
+    """Why ``t`` is not an MQTT topic filter (None if it is one)."""
+    if not isinstance(t, str):
+        return "not text"
+    if not t or len(t.encode("utf-8")) > 65535 or "\x00" in t:
+        return "empty, too long or holding a NUL"
+    levels = t.split("/")
+    for k, lv in enumerate(levels):
+        if "#" in lv and (lv != "#" or k != len(levels) - 1):
+            return "'#' must be a whole level and the last"
+        if "+" in lv and lv != "+":
+            return "'+' must be a whole level"
+    return None
+
+
 def from_spec(name: str, spec: dict, root=None) -> MqttSource:
     """An MQTT source from its ``[[sources]]`` table."""
     from wattwatch.sources import only
 
     only(spec, {"host", "port", "topics", "qos", "meter", "meters", "fields", "scale", "client_id", "username",
-                "password", "batch_s", "keepalive", "tls_ca", "tls_cert", "tls_key"})
-    return MqttSource(name, **tls_paths(spec, root))
+                "password", "password_env", "batch_s", "keepalive", "tls_ca", "tls_cert", "tls_key"})
+    return MqttSource(name, **password_from_env(tls_paths(spec, root)))
+
+
+def password_from_env(spec: dict) -> dict:
+    """``spec`` with ``password_env = "VAR"`` replaced by the password it names (ValueError when unset):
+    a broker password need not sit in clear in the site config."""
+    if "password_env" not in spec:
+        return spec
+    spec = dict(spec)
+    env = spec.pop("password_env")
+    if not isinstance(env, str) or not env:
+        raise ValueError(f"password_env: must name an environment variable, got {env!r}")
+    if "password" in spec:
+        raise ValueError("give password or password_env, not both")
+    pw = os.environ.get(env)
+    if not pw:
+        raise ValueError(f"password_env: the environment variable {env} is not set (or empty)")
+    spec["password"] = pw
+    return spec
 
 
 def tls_paths(spec: dict, root) -> dict:

@@ -124,6 +124,13 @@ def master_key(passphrase: str, auth_protocol: str) -> bytes:
 # errorIndication class names that mean "the agent did not accept who we are".
 _AUTH_ERRORS = {"WrongDigest", "UnknownUserName", "DecryptionError", "AuthenticationFailure", "AuthenticationError",
                 "UnsupportedSecurityLevel", "UnknownSecurityName", "NotInTimeWindow", "UnknownEngineID"}
+# What to check in the site config for each refusal (the agent's report names the failing step).
+_AUTH_HINTS = {"WrongDigest": "check auth_key and auth_protocol", "AuthenticationFailure": "check auth_key and auth_protocol",
+               "AuthenticationError": "check auth_key and auth_protocol",
+               "DecryptionError": "check priv_key and priv_protocol",
+               "UnknownUserName": "check user", "UnknownSecurityName": "check user",
+               "UnsupportedSecurityLevel": "the agent's user has another security level: check priv_protocol "
+                                           "(\"none\" = authNoPriv) and the keys"}
 _OID_RE = re.compile(r"\.?(\d+)(\.\d+)+")
 _TEMPLATE_RE = re.compile(r"\{([^{}]*)\}")
 
@@ -465,6 +472,9 @@ class SnmpSource(Poller):
             await self._prepare(SnmpEngine)
         await super().run(emit, stop)
 
+    def polled_meters(self) -> list[str]:
+        return [d.name for d in self.devices]   # its scalars' meter (its outlets are NAME/...)
+
     def _watch_speed(self, dev: Device) -> None:
         """A device whose response time climbs (a long cable run, an overloaded agent or gateway) is
         said once, while it lasts (status ``slow``, ``slow_polls`` counted): the median of its last
@@ -537,7 +547,8 @@ class SnmpSource(Poller):
             if cls == "RequestTimedOut":
                 raise _Refused("timeouts", str(err_ind))
             if cls in _AUTH_ERRORS:
-                raise _Refused("auth_failures", f"{err_ind} (user {dev.user!r})")
+                hint = _AUTH_HINTS.get(cls)
+                raise _Refused("auth_failures", f"{err_ind} (user {dev.user!r}{'; ' + hint if hint else ''})")
             raise _Refused("errors", f"{cls}: {err_ind}")
         if err_status:
             at = f" at {var_binds[int(err_index) - 1][0]}" if err_index and int(err_index) <= len(var_binds) else ""

@@ -57,7 +57,7 @@ import pandas as pd
 from wattwatch.alerts.model import Alert, log_safe
 from wattwatch.edge.signing import METER_ID, digest, load_key, verify
 from wattwatch.sources.base import Batch, log
-from wattwatch.sources.mqtt import MqttSource, tls_paths
+from wattwatch.sources.mqtt import MqttSource, password_from_env, tls_paths
 
 SECURITY_CODE = "ALRM_SECURITY_EVENT"
 STATUSES = {"tamper", "cleared", "signal_noisy", "signal_ok", "report"}
@@ -362,15 +362,15 @@ def from_spec(name: str, spec: dict, root=None) -> TamperSource:
     from wattwatch.sources import only, resolve
 
     only(spec, {"host", "port", "topics", "telemetry", "qos", "meter", "meters", "fields", "scale", "client_id",
-                "username", "password", "batch_s", "keepalive", "tls_ca", "tls_cert", "tls_key", "keys", "keys_dir",
-                "window_s", "max_bytes", "reorder"})
-    spec = tls_paths(spec, root)
+                "username", "password", "password_env", "batch_s", "keepalive", "tls_ca", "tls_cert", "tls_key", "keys",
+                "keys_dir", "window_s", "max_bytes", "reorder"})
+    spec = password_from_env(tls_paths(spec, root))
     if "keys" in spec:
         if not isinstance(spec["keys"], dict) or not all(isinstance(p, str) for p in spec["keys"].values()):
             raise ValueError("keys must be a table: meter id -> key file (a path)")
+        spec["keys"] = {m: str(resolve(p, root)) for m, p in spec["keys"].items()}
     if "keys_dir" in spec and not isinstance(spec["keys_dir"], str):
         raise ValueError(f"keys_dir must be a folder (a path), got {spec['keys_dir']!r}")
-        spec["keys"] = {m: str(resolve(p, root)) if isinstance(p, str) else p for m, p in spec["keys"].items()}
     if "keys_dir" in spec:
         spec["keys_dir"] = str(resolve(spec["keys_dir"], root))
     return TamperSource(name, **spec)

@@ -70,6 +70,9 @@ import pandas as pd
 
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Scored, _num, quiet, rnd
 from wattwatch.detect.cadence import CADENCE_GAPS, CADENCE_SHARE, CADENCE_SPAN_S, gaps_per_side, stretch_cadence
+from wattwatch.detect.cadence import lost_at as _lost_at
+from wattwatch.detect.cadence import need as _need
+from wattwatch.detect.cadence import off_cadence as _off
 from wattwatch.detect.frame import cache, meter_names, seg_bounds, seg_quantile, window_count, window_sum
 
 
@@ -150,16 +153,20 @@ class PacketLoss(Detector):
             low = seg_quantile(ratio, seg, len(names), 0.0, ratio > 0.05)
         return {m: {"gap_low": rnd(float(v), 4)} for m, v in zip(names, low) if np.isfinite(v)}
 
+    def _thr(self, names) -> np.ndarray:
+        """Per meter: the gap, in learned cadences, from which readings are lost (1.5 for a steady
+        clock; its own jitter, ``gap_low``, see :meth:`_fit`)."""
+        st = self.state_
+        low = np.array([_num(st.get(m, {}).get("gap_low"), np.nan) for m in names], float)
+        return np.where(np.isfinite(low), np.clip(2.05 - low, 1.5, 1.95), 1.5)
+
     def _cadence_rows(self, names, seg: np.ndarray, dt: np.ndarray, cad_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per reading: the cadence its stretch runs at (the learned one unless its gaps say
         another, :func:`wattwatch.detect.cadence.stretch_cadence`) and the readings lost in the gap
         before it at that cadence: round(gap / cadence) - 1, for a gap longer than the meter's
         jitter allows (1.5 cadences for a steady clock; at the learned cadence its own jitter, see
         _fit); NaN where the gap is (a meter's first reading)."""
-        st = self.state_
-        low = np.array([_num(st.get(m, {}).get("gap_low"), np.nan) for m in names], float)
-        thr_m = np.where(np.isfinite(low), np.clip(2.05 - low, 1.5, 1.95), 1.5)
-        return stretch_cadence(seg, dt, cad_m, self._gaps(cad_m), self.config.cadence_share, thr_m)
+        return stretch_cadence(seg, dt, cad_m, self._gaps(cad_m), self.config.cadence_share, self._thr(names))
 
     def _row_window(self, c_row: np.ndarray, cad: np.ndarray) -> np.ndarray:
         """Window per reading: its cadence's (:meth:`_window`), no longer than the reach the learned
@@ -176,18 +183,40 @@ class PacketLoss(Detector):
         half a window after ``hi`` and in the gap after that, none of them can alert, whatever the
         share (a meter's first reading's gap is not counted: the frame does not hold it). A meter
         whose gaps in the frame say another cadence anywhere is never calm (judged: its windows
-        and counts follow that cadence)."""
+        and counts follow that cadence).
+
+        Its cost follows the gaps that are not at the learned cadence, not the frame's readings: a
+        meter with fewer such gaps (:func:`_off`) than a run of its gaps must hold to say another
+        cadence (:func:`_need`) is at the learned cadence throughout (no run of it says another,
+        whatever the other meters' runs say; :meth:`_cadence_rows`), and loses readings only at
+        those gaps (a lost reading is a gap of 1.5 cadences or more, outside the band around the
+        learned cadence): its lost readings are counted there alone. The other meters (a
+        reconfigured one, or one losing many readings) are worked out over their readings."""
         from wattwatch.detect.core import SegTimes
 
         if self.config.min_lost <= 0 or not len(names):
             return np.zeros(len(names), bool)
         cad_m = np.array([_num(self.state_.get(m, {}).get("cadence_s"), np.nan) for m in names], float)
-        c_row, lost = self._cadence_rows(names, seg, dt, cad_m)
-        lost = np.nan_to_num(lost)
+        cad = cad_m[seg]
+        at = np.flatnonzero(_off(dt, cad))   # gaps off the learned cadence (few: a lost reading, jitter)
+        n_off = np.bincount(seg[at], minlength=len(names))
+        few = n_off < _need(self.config.cadence_share, self._gaps(cad_m))
+        lost = np.zeros(len(t))
+        sub = at[few[seg[at]]]
+        lost[sub] = np.nan_to_num(_lost_at(dt[sub], cad[sub], self._thr(names)[seg[sub]]))
         ends = np.append(starts[1:], len(t))
-        with quiet():
-            other = np.logical_or.reduceat((c_row != cad_m[seg]) & np.isfinite(cad_m[seg]), starts) \
-                if len(t) else np.zeros(len(names), bool)
+        other = np.zeros(len(names), bool)
+        ks = np.flatnonzero(~few)
+        if len(ks) and len(t):   # per reading: its cadence and lost readings, over these meters' readings only
+            lens = ends[ks] - starts[ks]
+            rows = np.concatenate([np.arange(starts[k], ends[k]) for k in ks])  # a loop over such meters
+            seg_k = np.repeat(np.arange(len(ks)), lens)
+            names_k = [names[k] for k in ks]
+            c_row, lost_k = self._cadence_rows(names_k, seg_k, dt[rows], cad_m[ks])
+            lost[rows] = np.nan_to_num(lost_k)
+            s_k = np.cumsum(lens) - lens
+            with quiet():
+                other[ks] = np.logical_or.reduceat((c_row != cad_m[ks][seg_k]) & np.isfinite(cad_m[ks][seg_k]), s_k)
         st = SegTimes(t, seg, starts, ends)
         half = self._window(cad_m) / 2
         half = np.where(np.isfinite(half), half, np.inf)

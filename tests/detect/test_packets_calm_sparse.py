@@ -1,0 +1,174 @@
+"""fast44 (issue 16): packet_loss's calm verdict (``PacketLoss.calm_meters``, the stream's fast
+tier asks it at every step for every meter with nothing open) counts a meter's lost readings at
+its gaps off the learned cadence only, and works out cadences over the readings only of meters
+with enough such gaps to say another cadence. It must give exactly the verdict of the whole
+computation it replaced: every reading's cadence and lost readings over the whole frame
+(``_cadence_rows``), the lost readings near the asked span summed, a meter whose gaps say another
+cadence anywhere never calm. Meters here: steady, jittered (by up to 45 % of the cadence), losing
+0.2-50 % of their readings, silent for hours, reconfigured (1 -> 5, 5 -> 1, 15 -> 5 minutes, once
+or back and forth), with exactly as many gaps at a new cadence as a run needs to say it (and one
+fewer), without a learned cadence; asked about the whole frame and about random spans."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from wattwatch.detect import registry
+from wattwatch.detect.core import SegTimes
+from wattwatch.detect.frame import prepare
+from wattwatch.detect.rules.packets import _need
+
+
+def _whole(d, names, seg, starts, t, dt, lo, hi) -> np.ndarray:
+    """The verdict as worked out before fast44: cadences and lost readings over every reading."""
+    cad_m = np.array([float(d.state_.get(m, {}).get("cadence_s", np.nan)) for m in names], float)
+    c_row, lost = d._cadence_rows(names, seg, dt, cad_m)
+    lost = np.nan_to_num(lost)
+    ends = np.append(starts[1:], len(t))
+    with np.errstate(invalid="ignore"):
+        other = np.logical_or.reduceat((c_row != cad_m[seg]) & np.isfinite(cad_m[seg]), starts)
+    st = SegTimes(t, seg, starts, ends)
+    half = d._window(cad_m) / 2
+    half = np.where(np.isfinite(half), half, np.inf)
+    with np.errstate(invalid="ignore"):
+        i0 = st.search(st.ks, SegTimes.to_us(np.asarray(lo, float) - half - 1.0), "left")
+        i1 = st.search(st.ks, SegTimes.to_us(np.asarray(hi, float) + half + 1.0), "right")
+    i1 = np.minimum(i1 + 1, st.lens)
+    c = np.concatenate([[0.0], np.cumsum(lost)])
+    total = np.where(i1 > i0, c[starts + i1] - c[starts + np.minimum(i0, i1)], 0.0)
+    return (total / d.config.min_lost < d.config.post.threshold) & ~other
+
+
+def _gaps(rng, kind: str, cad: float, n: int, need: int) -> tuple[np.ndarray, float]:
+    """Gaps (s) of one meter and the cadence it was learned at."""
+    if kind == "steady":
+        return np.full(n, cad) + rng.uniform(-1, 1, n), cad
+    if kind == "jitter":
+        return cad * (1 + rng.uniform(-0.45, 0.45, n)), cad
+    if kind == "lossy":
+        p = rng.choice([0.002, 0.01, 0.05, 0.2, 0.5])
+        return cad * rng.geometric(1 - p, n) + rng.uniform(-2, 2, n), cad
+    if kind == "silent":
+        g = np.full(n, cad)
+        g[rng.integers(n // 4, 3 * n // 4)] = rng.uniform(3, 30) * 3600
+        return g, cad
+    if kind in ("reconfigured", "back_and_forth"):
+        new = {60.0: 300.0, 300.0: 60.0, 900.0: 300.0}[cad]
+        k = rng.integers(n // 3, 2 * n // 3)
+        g = np.r_[np.full(k, cad), np.full(n - k, new)]
+        if kind == "back_and_forth":
+            g[k + rng.integers(need, 3 * need):] = cad
+        lost = rng.random(n) < 0.02
+        return g * np.where(lost, 2, 1), cad
+    if kind in ("just_enough", "one_short"):   # a run of new-cadence gaps of exactly `need` (or one fewer)
+        g = np.full(n, cad)
+        k = need if kind == "just_enough" else need - 1
+        at = rng.integers(0, n - k) if rng.random() < 0.5 else n - k
+        g[at:at + k] = 5 * cad
+        return g, cad
+    if kind == "no_state":
+        return np.full(n, cad) * rng.geometric(0.9, n), np.nan
+    raise ValueError(kind)
+
+
+KINDS = ["steady", "jitter", "lossy", "silent", "reconfigured", "back_and_forth", "just_enough", "one_short",
+         "no_state"]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_sparse_verdict_is_the_whole_computations(seed):
+    d = registry.build_all(["packet_loss"])[0]
+    rng = np.random.default_rng(seed)
+    parts, state = [], {}
+    for k in range(90):
+        kind = KINDS[k % len(KINDS)]
+        cad = float(rng.choice([60.0, 300.0, 900.0]))
+        name = f"m{k:03d}-{kind}"
+        need = int(_need(d.config.cadence_share, d._gaps(np.array([cad]))[0]))
+        g, learned = _gaps(rng, kind, cad, int(rng.integers(60, 800)), need)
+        t = 1.7e9 + rng.uniform(0, 3600) + np.cumsum(g)
+        parts.append(pd.DataFrame({"meter_id": name, "ts": pd.to_datetime(np.round(t, 3), unit="s", utc=True)}))
+        if np.isfinite(learned):
+            state[name] = {"cadence_s": learned, "gap_low": float(rng.choice([0.98, 0.6, 0.1]))}
+    d.state_ = state
+    frame = prepare(pd.concat(parts, ignore_index=True))
+    seg = frame["_seg"].to_numpy().astype(np.int64)
+    t, dt = frame["_t"].to_numpy(), frame["_dt"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1]])
+    ends = np.append(starts[1:], len(t))
+    names = [str(m) for m in frame["meter_id"].cat.categories]
+    spans = [(np.full(len(names), -np.inf), np.full(len(names), np.inf))]
+    for _ in range(6):   # spans somewhere in (or around) each meter's readings
+        a = t[starts] + rng.uniform(-0.1, 1.0, len(names)) * (t[ends - 1] - t[starts])
+        spans.append((a, a + rng.uniform(0, 4, len(names)) * 3600.0))
+    calm_any = set()
+    for lo, hi in spans:
+        got = d.calm_meters(names, seg, starts, t, dt, lo, hi)
+        want = _whole(d, names, seg, starts, t, dt, lo, hi)
+        bad = [names[k] for k in np.flatnonzero(got != want)]
+        assert not bad, f"verdicts differ for {bad}"
+        calm_any |= {names[k].split("-", 1)[1] for k in np.flatnonzero(got)}
+    # Both ways of counting were taken and both verdicts given, on meters of several kinds.
+    assert {"steady", "lossy", "one_short"} <= calm_any
+    assert not got.all()
+
+
+def _every_reading(frame: pd.DataFrame, piece_s: float, seed: int):
+    """The profiling day as one piece, then one piece per reading time of the fleet (a meter's
+    readings now and then held back to the next piece)."""
+    ts = frame["ts"].drop_duplicates().sort_values()
+    first = frame["ts"].min() + pd.Timedelta(days=1)
+    rng = np.random.default_rng(seed)
+    meters = sorted(frame["meter_id"].astype(str).unique())
+    yield frame[frame["ts"] <= first]
+    held = None
+    for x in ts[ts > first]:
+        p = frame[frame["ts"] == x]
+        if held is not None:
+            p = pd.concat([held, p]).sort_values(["meter_id", "ts"], kind="stable")
+            held = None
+        if rng.random() < 0.1:   # one meter's reading comes with the next piece
+            m = rng.choice(meters)
+            late = p["meter_id"].astype(str) == m
+            held, p = p[late], p[~late]
+        yield p
+    if held is not None:
+        yield held
+
+
+def test_cut_at_every_reading_as_judging_and_as_detect(monkeypatch):
+    """A fleet with packet-loss faults and a background loss at 5 minutes, three meters going to
+    15 minutes in the middle, fed one reading time at a time with late readings and restarted
+    from the carry now and then (as a checkpoint loads it, before and after the reconfiguration):
+    the calm stitcher gives at every piece what judging every meter gives, and in the end the
+    whole history's alerts."""
+    from tests.detect.test_stitch_calm import _compare, _fleet
+    frame, dets = _fleet("5min", 5)
+    m = frame["meter_id"].astype(str).to_numpy()
+    meters = sorted(set(m))
+    after = (frame["ts"] > frame["ts"].min() + pd.Timedelta(hours=34)).to_numpy()
+    slow = np.isin(m, meters[:3]) & after & (frame["ts"].dt.minute.to_numpy() % 15 != 0)
+    frame = frame[~slow].reset_index(drop=True)
+    # Count the verdicts that worked out cadences over a meter's readings (a reconfigured one).
+    cls = type(dets[0])
+    asked, worked = {"in": False}, []
+    verdict, rows = cls.calm_meters, cls._cadence_rows
+
+    def calm_meters(self, *a, **k):
+        asked["in"] = True
+        try:
+            return verdict(self, *a, **k)
+        finally:
+            asked["in"] = False
+
+    def cadence_rows(self, names, *a, **k):
+        if asked["in"]:
+            worked.extend(names)
+        return rows(self, names, *a, **k)
+    monkeypatch.setattr(cls, "calm_meters", calm_meters)
+    monkeypatch.setattr(cls, "_cadence_rows", cadence_rows)
+    calm = _compare(frame, dets, 300.0, 5, restart_at={40, 41, 150, 300}, pieces=_every_reading)
+    assert calm.calm_fed > 0
+    assert set(worked) & set(meters[:3]), "no reconfigured meter was asked about"
