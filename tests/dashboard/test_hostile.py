@@ -379,3 +379,40 @@ def test_failing_on_a_name_from_elsewhere_does_not_keep_its_user_out():
             a.sign_in("olga", f"typo{k}", "203.0.113.7", now=t0 + 30 + k)
     with pytest.raises(auth.AuthError, match="too many failed sign-ins"):
         a.sign_in("olga", "op-secret", "203.0.113.7", now=t0 + 40)
+
+
+# ----------------------------------------------------------------------------------------- rev42
+
+
+def test_an_insider_cannot_brute_force_a_name_by_signing_in_as_herself_between_guesses():
+    """(rev42) From an address the victim signed in from, only the address's lock held (adv42),
+    and a successful sign-in at that address clears the address's count: anyone with an account of
+    her own at that address (a viewer on the same host or office address, or a local process that
+    names it in X-Forwarded-For) could guess four times, sign in as herself, and guess four more,
+    for ever. The name's count at that address must be cleared only by the name's own sign-in."""
+    from wattwatch.dashboard import auth
+
+    a = auth.Authenticator({"olga": auth.User("olga", "operator", auth.hash_password("op-secret")),
+                            "vic": auth.User("vic", "viewer", auth.hash_password("vi-secret"))})
+    t0 = 1_000_000.0
+    shared, home = "proxied:203.0.113.7", "proxied:198.51.100.4"
+    assert a.sign_in("olga", "op-secret", home, now=t0 - 1).user == "olga"
+    assert a.sign_in("olga", "op-secret", shared, now=t0).user == "olga"
+    refused_at = None
+    for k in range(40):
+        now = t0 + 10 + 2 * k
+        try:
+            a.sign_in("olga", f"guess{k}", shared, now=now)
+        except auth.AuthError as exc:
+            if "too many failed sign-ins" in str(exc):
+                refused_at = k
+                break
+        if k % 4 == 3:
+            assert a.sign_in("vic", "vi-secret", shared, now=now + 1).user == "vic"   # her own account
+    assert refused_at is not None and refused_at <= 5, refused_at
+    with pytest.raises(auth.AuthError, match="too many failed sign-ins"):
+        a.sign_in("olga", "op-secret", shared, now=t0 + 30)          # the guessers' address: held for her name
+    with pytest.raises(auth.AuthError, match="too many failed sign-ins"):
+        a.sign_in("olga", "op-secret", "proxied:192.0.2.1", now=t0 + 30)    # a new address: her name's lock
+    assert a.sign_in("olga", "op-secret", home, now=t0 + 30).user == "olga"  # another address of hers: in
+    assert a.sign_in("vic", "vi-secret", shared, now=t0 + 31).user == "vic"  # the address's own lock is not held

@@ -273,7 +273,11 @@ class Authenticator:
 
     def sign_in(self, name: str, password: str, client: str = "?", now: float | None = None) -> Session:
         now = time.time() if now is None else now
-        keys = [f"user:{name}", f"client:{client}"]
+        # The name's count, the address's, and the name's at this address. At an address the user
+        # has signed in from, the name's lock gives way to the name's lock at that address (so failing
+        # on the name elsewhere cannot keep her out), never to the address's alone: a sign-in of
+        # someone else there clears the address's count, and could otherwise be put between guesses.
+        keys = [f"user:{name}", f"client:{client}", f"user:{name}@client:{client}"]
         held = keys[1:] if self.limiter.known(name, client) else keys
         wait = max(self.limiter.locked_for(k, now) for k in held)
         if wait > 0:
