@@ -288,6 +288,7 @@ def test_visitors_behind_a_local_proxy_do_not_share_one_sign_in_lock(monkeypatch
     from wattwatch.dashboard.auth import AuthError, Authenticator, load_users
 
     auth = Authenticator(load_users(environ={"WATTWATCH_DASHBOARD_USERS": users_env}))
+    monkeypatch.setenv("WATTWATCH_DASHBOARD_PROXY_HEADER", "X-Forwarded-For")   # --proxy-header (rev42)
 
     def visitor(forwarded: str) -> str:
         fake = SimpleNamespace(context=SimpleNamespace(ip_address=None, headers={"X-Forwarded-For": forwarded}))
@@ -416,3 +417,40 @@ def test_an_insider_cannot_brute_force_a_name_by_signing_in_as_herself_between_g
         a.sign_in("olga", "op-secret", "proxied:192.0.2.1", now=t0 + 30)    # a new address: her name's lock
     assert a.sign_in("olga", "op-secret", home, now=t0 + 30).user == "olga"  # another address of hers: in
     assert a.sign_in("vic", "vi-secret", shared, now=t0 + 31).user == "vic"  # the address's own lock is not held
+
+
+def test_without_a_proxy_a_local_client_cannot_name_its_own_address(monkeypatch, users_env):
+    """(rev42) X-Forwarded-For was believed on every connection from this host, proxy or not: on
+    the default setup (`wattwatch dashboard` on 127.0.0.1, no proxy) any local process named a fresh
+    address per try (the address's lock never held: a password spray over every name) or the one a
+    user signed in from. A forwarded header names the client only with --proxy-header, and then only
+    the header named (a proxy that sets X-Real-IP passes the client's own X-Forwarded-For on)."""
+    from types import SimpleNamespace
+
+    from wattwatch.dashboard import app as dash
+    from wattwatch.dashboard.auth import AuthError, Authenticator, load_users
+    from wattwatch.dashboard.settings import ENV
+
+    def visitor(headers: dict, trusted: str | None = None) -> str:
+        monkeypatch.setattr(dash, "st", SimpleNamespace(context=SimpleNamespace(ip_address=None, headers=headers)))
+        if trusted is None:
+            monkeypatch.delenv(ENV["proxy_header"], raising=False)
+        else:
+            monkeypatch.setenv(ENV["proxy_header"], trusted)
+        return dash._client()
+
+    auth = Authenticator(load_users(environ={"WATTWATCH_DASHBOARD_USERS": users_env}))
+    names = [visitor({"X-Forwarded-For": f"198.51.100.{k}"}) for k in range(6)]
+    assert set(names) == {"local"}, names
+    for k in range(5):
+        with pytest.raises(AuthError, match="wrong"):
+            auth.sign_in(f"name{k}", "guess", names[k])
+    with pytest.raises(AuthError, match="too many failed sign-ins"):
+        auth.sign_in("name5", "guess", names[5])       # the spray is held at the fifth try
+    # Told of the proxy: the header it sets, its last hop for X-Forwarded-For (the one it adds).
+    assert visitor({"X-Forwarded-For": "1.2.3.4, 203.0.113.7"}, "X-Forwarded-For") == "proxied:203.0.113.7"
+    assert visitor({"X-Real-IP": "203.0.113.8", "X-Forwarded-For": "1.2.3.4"}, "x-real-ip") == "proxied:203.0.113.8"
+    assert visitor({"X-Forwarded-For": "1.2.3.4"}, "X-Real-IP") == "local"   # not the header the proxy sets
+    monkeypatch.setattr(dash, "st", SimpleNamespace(context=SimpleNamespace(ip_address="192.0.2.1",
+                                                                            headers={"X-Forwarded-For": "1.2.3.4"})))
+    assert dash._client() == "192.0.2.1"     # a remote connection: its own address, told of a proxy or not

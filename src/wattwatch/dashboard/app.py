@@ -86,12 +86,13 @@ def _current(s: Session | None, auth: Authenticator) -> bool:
 
 
 def _client() -> str:
-    """Who failed sign-ins count against (:func:`~wattwatch.dashboard.auth.client_key`)."""
+    """Who failed sign-ins count against (:func:`~wattwatch.dashboard.auth.client_key`); a forwarded
+    header is believed only when ``--proxy-header`` names it."""
     try:
         ip, headers = st.context.ip_address, st.context.headers
     except Exception:  # noqa: BLE001 - AppTest has no client
         return "?"
-    return client_key(ip if isinstance(ip, str) else None, headers)
+    return client_key(ip if isinstance(ip, str) else None, headers, Settings.from_env().proxy_header)
 
 
 def _session(auth: Authenticator) -> Session | None:

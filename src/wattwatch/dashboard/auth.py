@@ -168,22 +168,27 @@ def require_operator(session: Session | None, what: str, now: float | None = Non
     raise PermissionDenied(f"{what}: refused: {why}")
 
 
-def client_key(ip: str | None, headers=None) -> str:
-    """The client a failed sign-in counts against. Streamlit names no address (``None``) for a
-    connection from this host, which is every visitor when the dashboard sits behind a TLS proxy
-    on the same host (as the README advises): one shared count would let five wrong passwords from
-    anyone lock everyone out. For such a connection the proxy's ``X-Forwarded-For`` (its last
-    address, the one the proxy added) or ``X-Real-IP`` names the client, else ``local``; a remote
-    connection is named by its own address (headers a remote client sends are not trusted)."""
+def client_key(ip: str | None, headers=None, proxy_header: str | None = None) -> str:
+    """The client a failed sign-in counts against. A remote connection is named by its own address
+    (headers a remote client sends are not trusted). Streamlit names no address (``None``) for a
+    connection from this host: with no proxy (``proxy_header`` None) that is ``local`` whatever
+    headers it sends, since any local process could name a fresh address per try or one a user signed
+    in from. Behind a TLS proxy on this host (``--proxy-header``) every visitor connects from here:
+    the header the proxy sets names the client -- for ``X-Forwarded-For`` its last address, the one
+    the proxy adds (what a client sends itself comes before it) -- so five wrong passwords from one
+    visitor do not lock everyone out; without that header, ``local``."""
     if ip:
         return str(ip)[:64]
     get = getattr(headers, "get", None)
-    if get is not None:
+    which = (proxy_header or "").strip().lower()
+    if get is None or which not in ("x-forwarded-for", "x-real-ip"):
+        return "local"
+    if which == "x-forwarded-for":
         hops = [h.strip() for h in str(get("X-Forwarded-For") or "").split(",") if h.strip()]
-        real = str(get("X-Real-IP") or "").strip()
-        if hops or real:
-            return "proxied:" + (hops[-1] if hops else real)[:64]
-    return "local"
+        named = hops[-1] if hops else ""
+    else:
+        named = str(get("X-Real-IP") or "").strip()
+    return "proxied:" + named[:64] if named else "local"
 
 
 class RateLimiter:
