@@ -454,3 +454,36 @@ def test_without_a_proxy_a_local_client_cannot_name_its_own_address(monkeypatch,
     monkeypatch.setattr(dash, "st", SimpleNamespace(context=SimpleNamespace(ip_address="192.0.2.1",
                                                                             headers={"X-Forwarded-For": "1.2.3.4"})))
     assert dash._client() == "192.0.2.1"     # a remote connection: its own address, told of a proxy or not
+
+
+def test_a_password_changed_in_the_users_file_applies_even_when_its_size_and_time_stay(monkeypatch, tmp_path):
+    """(rev42) The users file is read again when it changes, told by its modification time and size.
+    A leaked password is replaced by a new hash of the same length (the same cost, salt and key
+    sizes); a copy that keeps times (`cp -p`, `rsync -t`, `install -p`, an unpacked archive) leaves
+    the time as it was: the running dashboard kept the old hash, and the leaked password went on
+    signing in until a restart."""
+    import os
+
+    import streamlit as st
+
+    from wattwatch.dashboard import app as dash
+    from wattwatch.dashboard.auth import AuthError, hash_password
+
+    monkeypatch.delenv("WATTWATCH_DASHBOARD_USERS", raising=False)
+    users = tmp_path / "users.toml"
+    entry = lambda pw: f'[users.olga]\nrole = "operator"\npassword = "{hash_password(pw)}"\n'  # noqa: E731
+    users.write_text(entry("leaked"))
+    cfg = Settings(users_file=users)
+    st.cache_resource.clear()
+    assert dash._auth(cfg).sign_in("olga", "leaked", "c1").user == "olga"
+    before = os.stat(users)
+    fresh = tmp_path / "fresh.toml"
+    fresh.write_text(entry("new-secret"))
+    assert fresh.stat().st_size == before.st_size
+    os.utime(fresh, ns=(before.st_atime_ns, before.st_mtime_ns))     # as `cp -p` would leave it
+    os.replace(fresh, users)
+    assert (os.stat(users).st_mtime_ns, os.stat(users).st_size) == (before.st_mtime_ns, before.st_size)
+    with pytest.raises(AuthError, match="wrong user name or password"):
+        dash._auth(cfg).sign_in("olga", "leaked", "c2")
+    assert dash._auth(cfg).sign_in("olga", "new-secret", "c3").user == "olga"
+    st.cache_resource.clear()

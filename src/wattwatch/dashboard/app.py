@@ -49,7 +49,7 @@ def _limiter() -> RateLimiter:
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _authenticator(users_file: str | None, users_version, users_env: str, read_only: bool, ttl_s: float,
                    idle_s: float):
-    """One per configuration and version of the users file (its time and size): a user the operator
+    """One per configuration and version of the users file (its times, size and inode): a user the operator
     removes or changes in the file is gone or changed at the next page run, without a restart."""
     return Authenticator(load_users(users_file, {"WATTWATCH_DASHBOARD_USERS": users_env}), limiter=_limiter(),
                          ttl_s=ttl_s, idle_s=idle_s, read_only=read_only)
@@ -62,7 +62,10 @@ def _auth(cfg: Settings) -> Authenticator:
     if cfg.users_file is not None:
         try:
             st_ = os.stat(cfg.users_file)
-            version = (st_.st_mtime_ns, st_.st_size)
+            # The change time and the file itself too: a copy that keeps the modification time
+            # (`cp -p`, `rsync -t`) of a same-length file (a password's new hash) changes neither
+            # mtime nor size, and the old hash would go on signing in.
+            version = (st_.st_mtime_ns, st_.st_ctime_ns, st_.st_size, st_.st_ino, st_.st_dev)
         except OSError:
             pass            # load_users says the file is missing
     return _authenticator(str(cfg.users_file) if cfg.users_file else None, version,
