@@ -487,3 +487,41 @@ def test_a_password_changed_in_the_users_file_applies_even_when_its_size_and_tim
         dash._auth(cfg).sign_in("olga", "leaked", "c2")
     assert dash._auth(cfg).sign_in("olga", "new-secret", "c3").user == "olga"
     st.cache_resource.clear()
+
+
+def test_a_users_file_missing_or_half_written_during_an_edit_shows_nothing(monkeypatch, store_copy, tmp_path):
+    """(rev42) The users file is read at every page run that finds it changed: while an editor has it
+    removed, empty or half-written, a signed-in operator's page must show nothing of the store (and
+    offer no write), and come back when the file does."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from tests.dashboard.conftest import OPERATOR
+    from tests.dashboard.test_pages import SCRIPT, goto, sign_in
+    from wattwatch.dashboard.auth import hash_password
+
+    users = tmp_path / "users.toml"
+    whole = f'[users.{OPERATOR[0]}]\nrole = "operator"\npassword = "{hash_password(OPERATOR[1])}"\n'
+    users.write_text(whole)
+    st.cache_resource.clear()
+    monkeypatch.delenv("WATTWATCH_DASHBOARD_USERS", raising=False)
+    monkeypatch.setenv("WATTWATCH_DASHBOARD_USERS_FILE", str(users))
+    monkeypatch.setenv("WATTWATCH_DB", str(store_copy))
+    monkeypatch.setenv("WATTWATCH_DASHBOARD_UPLOADS", str(tmp_path / "uploads"))
+    for k in ("WATTWATCH_DASHBOARD_READ_ONLY", "WATTWATCH_DASHBOARD_STATUS", "WATTWATCH_DASHBOARD_EVENTS"):
+        monkeypatch.delenv(k, raising=False)
+    op = goto(sign_in(AppTest.from_file(SCRIPT, default_timeout=60).run(), OPERATOR), "Alerts")
+    assert "alerts_acknowledged" in {b.key for b in op.button}
+    for state in ("missing", "", whole[: whole.index("password")], whole[:-20]):
+        if state == "missing":
+            users.unlink()
+        else:
+            users.write_text(state)
+        op.run()
+        assert op.error and not op.header and not op.dataframe, (state, [e.value for e in op.error])
+        assert "alerts_acknowledged" not in {b.key for b in op.button}, state
+    users.write_text(whole)
+    op.run()
+    assert "signin_user" not in {t.key for t in op.text_input}       # the same session, back
+    assert "alerts_acknowledged" in {b.key for b in goto(op, "Alerts").button}
+    st.cache_resource.clear()
