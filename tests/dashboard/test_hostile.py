@@ -525,3 +525,25 @@ def test_a_users_file_missing_or_half_written_during_an_edit_shows_nothing(monke
     assert "signin_user" not in {t.key for t in op.text_input}       # the same session, back
     assert "alerts_acknowledged" in {b.key for b in goto(op, "Alerts").button}
     st.cache_resource.clear()
+
+
+def test_csv_export_leaves_a_number_in_a_text_column_a_number():
+    """(rev42) The formula guard put a quote before every text cell starting with '-' or '+': a
+    note "-1.5" or a meter id "-7" came out as the text '-1.5 in a spreadsheet (and no longer the
+    id the store keeps). A plain number runs nothing; it is left as it is, and what a spreadsheet
+    would compute ("-2+3", "-1.5*2", "+A1") still gets its quote."""
+    from wattwatch.dashboard import data
+
+    plain = ["-1.5", "+2", "-7", "-0.25e-3", "-.5"]
+    quoted = ["-2+3", "-1.5*2", "+A1", "-1.5 ", "- 1", "-1.5\n=1+1", "-1,5", "-\u0661"]   # formulas, or not plainly a number
+    vals = plain + quoted
+    df = pd.DataFrame({"id": [f"a{k}" for k in range(len(vals))], "meter_id": vals,
+                       "start": pd.Timestamp("2025-01-06", tz="UTC"), "end": pd.Timestamp("2025-01-06 01:00", tz="UTC"),
+                       "code": "INFO_SUPPLY_OUTAGE", "severity": "info", "score": -1.5, "detector": "outage",
+                       "message": "m", "evidence": "{}", "action": "", "status": "open", "note": vals})
+    rows = list(csv.DictReader(io.StringIO(data.export_csv(df).decode("utf-8"), newline="")))
+    for col in ("meter_id", "note"):
+        got = [r[col] for r in rows]
+        assert got[:len(plain)] == plain, got
+        assert got[len(plain):] == ["'" + v for v in quoted], got
+    assert {r["score"] for r in rows} == {"-1.5"}
