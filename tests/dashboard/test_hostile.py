@@ -547,3 +547,35 @@ def test_csv_export_leaves_a_number_in_a_text_column_a_number():
         assert got[:len(plain)] == plain, got
         assert got[len(plain):] == ["'" + v for v in quoted], got
     assert {r["score"] for r in rows} == {"-1.5"}
+
+
+def test_failed_sign_ins_with_long_or_ever_new_names_keep_no_memory():
+    """(rev42) Every failed sign-in keeps its name in the rate limiter's counts (and, since rev42's
+    lock per name and address, twice), never dropped: a name is anything a client types, a sign-in
+    form field has no length limit (a WebSocket message may carry 200 MB), so a few hundred tries
+    with a 10 MB name each filled the server's memory; ever-new short names grew it without end. A
+    name longer than any user's can only be wrong: such names share one count. Counts that are
+    over (no failure within the window, no lock for a day) are dropped."""
+    from wattwatch.dashboard import auth
+
+    a = auth.Authenticator({"olga": auth.User("olga", "operator", auth.hash_password("op-secret"))})
+    lim = a.limiter
+    size = lambda: sum(len(k) for d in (lim._fails, lim._locked) for k in d)  # noqa: E731
+    t0 = 1_000_000.0
+    for k in range(8):
+        with pytest.raises(auth.AuthError):
+            a.sign_in(f"{k}" * 1_000_000, "x", "proxied:198.51.100.1" if k < 4 else "proxied:198.51.100.2",
+                      now=t0 + k)
+    assert size() < 2_000, size()
+    # Ever-new names: the counts of those whose window and lock are long over are dropped.
+    for k in range(3 * lim.PRUNE_AT):
+        lim.fail(f"user:n{k}", now=t0 + k)
+    lim.fail("user:olga", now=t0 + 10 * 86400)
+    assert len(lim._fails) + len(lim._locked) <= lim.PRUNE_AT + 1, (len(lim._fails), len(lim._locked))
+    # ... but not a lock still counting its doublings within the day.
+    for k in range(10):
+        lim.fail("client:c", now=t0 + 20 * 86400 + k)
+    assert lim.locked_for("client:c", now=t0 + 20 * 86400 + 10) > 0
+    for k in range(3 * lim.PRUNE_AT):
+        lim.fail(f"user:m{k}", now=t0 + 20 * 86400 + 200 + k / 100)
+    assert lim._locked["client:c"][1] == 2

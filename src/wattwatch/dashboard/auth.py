@@ -195,12 +195,25 @@ class RateLimiter:
     """Failed sign-ins per key (user name, client address): after ``limit`` failures within
     ``window_s`` the key is locked for ``lock_s``, doubled at each further lock (capped at a day)."""
 
+    # Keys are dropped once over (no failure within the window, no lock for a day) when there are
+    # more than PRUNE_AT of them: ever-new names and addresses would otherwise grow the counts without end.
+    PRUNE_AT = 10_000
+    KEEP_LOCK_S = 86400.0
+
     def __init__(self, limit: int = 5, window_s: float = 900.0, lock_s: float = 60.0):
         self.limit, self.window_s, self.lock_s = limit, window_s, lock_s
         self._fails: dict[str, list[float]] = {}
         self._locked: dict[str, tuple[float, int]] = {}
         self._known: dict[str, list[str]] = {}
         self._lock = threading.Lock()
+        self._prune_at = self.PRUNE_AT
+
+    def _prune(self, now: float) -> None:
+        """Drop the counts that are over (called with the lock held)."""
+        self._fails = {k: ts for k, ts in self._fails.items() if ts and now - ts[-1] <= self.window_s}
+        self._locked = {k: v for k, v in self._locked.items() if now - v[0] <= self.KEEP_LOCK_S}
+        # The next sweep when the live counts have doubled: a sweep costs O(keys), not every failure.
+        self._prune_at = max(self.PRUNE_AT, 2 * (len(self._fails) + len(self._locked)))
 
     def locked_for(self, key: str, now: float | None = None) -> float:
         now = time.time() if now is None else now
@@ -217,6 +230,8 @@ class RateLimiter:
                 _, times = self._locked.get(key, (0.0, 0))
                 self._locked[key] = (now + min(self.lock_s * 2 ** times, 86400.0), times + 1)
                 self._fails[key] = []
+            if len(self._fails) + len(self._locked) > self._prune_at:
+                self._prune(now)
 
     def success(self, key: str) -> None:
         with self._lock:
@@ -278,11 +293,15 @@ class Authenticator:
 
     def sign_in(self, name: str, password: str, client: str = "?", now: float | None = None) -> Session:
         now = time.time() if now is None else now
+        name = "" if name is None else str(name)
+        # A name longer than any user's can only be wrong: all such names share one count (each kept
+        # as typed would let a few tries with names of megabytes fill the server's memory).
+        counted = name if len(name) <= 64 else "(a name over 64 characters)"
         # The name's count, the address's, and the name's at this address. At an address the user
         # has signed in from, the name's lock gives way to the name's lock at that address (so failing
         # on the name elsewhere cannot keep her out), never to the address's alone: a sign-in of
         # someone else there clears the address's count, and could otherwise be put between guesses.
-        keys = [f"user:{name}", f"client:{client}", f"user:{name}@client:{client}"]
+        keys = [f"user:{counted}", f"client:{client}", f"user:{counted}@client:{client}"]
         held = keys[1:] if self.limiter.known(name, client) else keys
         wait = max(self.limiter.locked_for(k, now) for k in held)
         if wait > 0:
