@@ -321,7 +321,8 @@ def test_a_user_taken_out_of_the_users_file_is_signed_out_and_cannot_sign_in(mon
     from wattwatch.dashboard.auth import hash_password
 
     users = tmp_path / "users.toml"
-    entry = lambda who, role: f'[users.{who[0]}]\nrole = "{role}"\npassword = "{hash_password(who[1])}"\n'  # noqa: E731
+    hashed = {who[0]: hash_password(who[1]) for who in (OPERATOR, VIEWER)}   # an edit keeps the other lines (rev42)
+    entry = lambda who, role: f'[users.{who[0]}]\nrole = "{role}"\npassword = "{hashed[who[0]]}"\n'  # noqa: E731
     users.write_text(entry(OPERATOR, "operator") + entry(VIEWER, "viewer"))
     st.cache_resource.clear()
     monkeypatch.delenv("WATTWATCH_DASHBOARD_USERS", raising=False)
@@ -579,3 +580,41 @@ def test_failed_sign_ins_with_long_or_ever_new_names_keep_no_memory():
     for k in range(3 * lim.PRUNE_AT):
         lim.fail(f"user:m{k}", now=t0 + 20 * 86400 + 200 + k / 100)
     assert lim._locked["client:c"][1] == 2
+
+
+def test_a_password_changed_in_the_users_file_signs_out_its_sessions(monkeypatch, store_copy, tmp_path):
+    """(rev42) Since adv42 a user taken out of the users file is signed out at the next page run; but
+    the usual answer to a leaked password is a new hash for the same name, and the sessions signed
+    in with the leaked one went on (up to the session's 8 hours). A session holds for the password
+    it was signed in with."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from tests.dashboard.conftest import OPERATOR
+    from tests.dashboard.test_pages import SCRIPT, goto, sign_in
+    from wattwatch.dashboard.auth import hash_password
+
+    users = tmp_path / "users.toml"
+    entry = lambda who, pw, role: f'[users.{who}]\nrole = "{role}"\npassword = "{pw}"\n'  # noqa: E731
+    kept = hash_password(VIEWER[1])
+    users.write_text(entry(OPERATOR[0], hash_password(OPERATOR[1]), "operator") + entry(VIEWER[0], kept, "viewer"))
+    st.cache_resource.clear()
+    monkeypatch.delenv("WATTWATCH_DASHBOARD_USERS", raising=False)
+    monkeypatch.setenv("WATTWATCH_DASHBOARD_USERS_FILE", str(users))
+    monkeypatch.setenv("WATTWATCH_DB", str(store_copy))
+    monkeypatch.setenv("WATTWATCH_DASHBOARD_UPLOADS", str(tmp_path / "uploads"))
+    for k in ("WATTWATCH_DASHBOARD_READ_ONLY", "WATTWATCH_DASHBOARD_STATUS", "WATTWATCH_DASHBOARD_EVENTS"):
+        monkeypatch.delenv(k, raising=False)
+    thief = goto(sign_in(AppTest.from_file(SCRIPT, default_timeout=60).run(), OPERATOR), "Alerts")
+    other = goto(sign_in(AppTest.from_file(SCRIPT, default_timeout=60).run(), VIEWER), "Alerts")
+    assert "alerts_acknowledged" in {b.key for b in thief.button}
+    # The operator's password leaked: she gives herself a new one (same name, same role).
+    users.write_text(entry(OPERATOR[0], hash_password("a-new-secret"), "operator") + entry(VIEWER[0], kept, "viewer"))
+    thief.run()
+    assert not thief.header and "signin_user" in {t.key for t in thief.text_input}
+    assert "alerts_acknowledged" not in {b.key for b in thief.button}
+    other.run()
+    assert [h.value for h in other.header] == ["Alerts"]        # the others' sessions are untouched
+    again = sign_in(AppTest.from_file(SCRIPT, default_timeout=60).run(), OPERATOR)
+    assert any("wrong user name or password" in e.value for e in again.error)
+    st.cache_resource.clear()

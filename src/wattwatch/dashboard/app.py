@@ -4,6 +4,7 @@ environment (:mod:`wattwatch.dashboard.settings`)."""
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import re
@@ -17,7 +18,7 @@ import streamlit as st
 from wattwatch.codes import SEVERITIES
 from wattwatch.dashboard import actions, data
 from wattwatch.dashboard.auth import (AuthError, Authenticator, PermissionDenied, RateLimiter, Session, client_key,
-                                      load_users)
+                                      credential, load_users)
 from wattwatch.dashboard.settings import Settings, configure_logging
 from wattwatch.errors import StoreError
 
@@ -74,13 +75,16 @@ def _auth(cfg: Settings) -> Authenticator:
 
 
 def _current(s: Session | None, auth: Authenticator) -> bool:
-    """Whether ``s`` is a live session of a user the users file still has; a user whose role was
-    changed there gets the new role (logged)."""
+    """Whether ``s`` is a live session of a user the users file still has, with the password it was
+    signed in with; a user whose role was changed there gets the new role (logged)."""
     if s is None or not s.valid():
         return False
     u = auth.users.get(s.user)
     if u is None:
         log.warning("session of %r ended: no longer a user", s.user)
+        return False
+    if not hmac.compare_digest(s.credential, credential(u.password_hash)):
+        log.warning("session of %r ended: the password it was signed in with was changed", s.user)
         return False
     if u.role != s.role:
         log.warning("session of %r: role %s -> %s (users file changed)", s.user, s.role, u.role)

@@ -128,6 +128,11 @@ def load_users(path: str | Path | None = None, environ: dict | None = None) -> d
     return users
 
 
+def credential(password_hash: str) -> str:
+    """A short digest of a user's stored hash, kept by the sessions it signed in (not the hash)."""
+    return hashlib.sha256(str(password_hash).encode()).hexdigest()[:32]
+
+
 @dataclass
 class Session:
     """Who is signed in, since when; ``None`` user = anonymous."""
@@ -140,6 +145,9 @@ class Session:
     idle_s: float = 30 * 60
     read_only: bool = False
     token: str = field(default_factory=lambda: secrets.token_hex(8))
+    # Which password the session was signed in with (:func:`credential` of its hash): a new hash for
+    # the user in the users file (a leaked password replaced) ends it.
+    credential: str = field(default="", repr=False)
 
     def valid(self, now: float | None = None) -> bool:
         now = time.time() if now is None else now
@@ -319,4 +327,4 @@ class Authenticator:
         self.limiter.remember(name, client)
         log.info("signed in: user=%r role=%s client=%s", name, user.role, client)
         return Session(user=name, role=user.role, started=now, last_seen=now, ttl_s=self.ttl_s,
-                       idle_s=self.idle_s, read_only=self.read_only)
+                       idle_s=self.idle_s, read_only=self.read_only, credential=credential(user.password_hash))
