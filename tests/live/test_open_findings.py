@@ -206,3 +206,37 @@ def test_a_modbus_answer_from_another_unit_is_logged_naming_device_asked_and_ans
     assert "plant" in lines[0] and f"127.0.0.1:{liar.port}" in lines[0]
     assert 5 <= len(lines) <= 7, lines                      # 120 refused answers: the first five, then #100
     assert "#100" in lines[-1]
+
+
+# ------------------------------------------------------------------------------ MQTT: "now" is not a time
+
+
+def test_an_mqtt_ts_pandas_would_read_as_the_wall_clock_is_refused_as_not_a_time(mqtt_broker, tmp_path, caplog):
+    # pandas reads "now" and "today" as this machine's clock, and "NaT"/"" as no time: a meter sending
+    # {"ts": "now"} had its readings stored at the watcher's arrival time as if the meter said so (and a
+    # replayed backlog all at one instant). Now each is malformed with the reason; a good one is stored.
+    import uuid
+
+    from tests.live.test_mqtt import _publish, _publisher, _Watcher
+    from wattwatch.sources.mqtt import MqttSource
+
+    base = f"n{uuid.uuid4().hex[:8]}"
+    src = MqttSource("meters", host=mqtt_broker.host, port=mqtt_broker.port, topics=[f"{base}/+"], meter="topic:1",
+                     client_id=f"ww-{base}")
+    for bad in ("now", "today", "NaT", "", "nat"):
+        with pytest.raises(ValueError, match="not a time") as e:
+            src.parse("x/m1", ('{"ts": "%s", "p_kw": 1}' % bad).encode())
+        if bad in ("now", "today"):
+            assert "wall clock" in str(e.value), e.value
+    w = _Watcher(tmp_path / "n.duckdb", src)
+    pub = _publisher(mqtt_broker.host, mqtt_broker.port)
+    with caplog.at_level("WARNING", logger="wattwatch.watch"):
+        _publish(pub, f"{base}/m1", {"ts": "now", "p_kw": 9.0})
+        _publish(pub, f"{base}/m1", [{"ts": "today", "p_kw": 8.0}, {"ts": "2026-01-05T00:00:00Z", "p_kw": 1.0}])
+        _publish(pub, f"{base}/m1", {"ts": "2026-01-05T00:01:00Z", "p_kw": 2.0})
+        w.wait_stored(2, timeout=10)
+        pub.loop_stop()
+        frame = w.stop()
+    assert sorted(frame["p_kw"]) == [1.0, 2.0], frame
+    assert src.counters["malformed"] == 2 and src.counters["messages"] == 3, dict(src.counters)
+    assert "'now'" in caplog.text and "'today'" in caplog.text and "wall clock" in caplog.text, caplog.text
