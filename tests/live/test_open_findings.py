@@ -240,3 +240,32 @@ def test_an_mqtt_ts_pandas_would_read_as_the_wall_clock_is_refused_as_not_a_time
     assert sorted(frame["p_kw"]) == [1.0, 2.0], frame
     assert src.counters["malformed"] == 2 and src.counters["messages"] == 3, dict(src.counters)
     assert "'now'" in caplog.text and "'today'" in caplog.text and "wall clock" in caplog.text, caplog.text
+
+
+# ------------------------------------------------------------------------------ Modbus: interval_s = 0
+
+
+def test_a_modbus_source_with_interval_0_is_refused_at_load_naming_the_key(tmp_path):
+    # interval_s = 0 polled every device back to back (the Poller's "as fast as the engine takes it",
+    # meant for a file replayed at speed = 0): on a real serial bus, every request the gateway could
+    # answer. Replays have their own setting (a replay source's speed = 0; simulated Modbus devices
+    # polled at a small interval), so a Modbus source in a site config is refused.
+    from typer.testing import CliRunner
+
+    from tests.live.test_config import MODBUS
+    from wattwatch import api
+    from wattwatch.app.cli import app
+    from wattwatch.errors import ConfigError
+
+    cfg = tmp_path / "site.toml"
+    for bad in ("0", "0.0"):
+        cfg.write_text(MODBUS.replace('name = "plant"\n', f'name = "plant"\ninterval_s = {bad}\n'))
+        with pytest.raises(ConfigError) as e:
+            api.load_site(cfg)
+        msg = str(e.value)
+        assert str(cfg) in msg and "'plant'" in msg and "interval_s" in msg and "back to back" in msg, msg
+        assert "speed = 0" in msg, msg
+    r = CliRunner().invoke(app, ["watch", "--config", str(cfg)])
+    assert r.exit_code == 2 and "interval_s" in r.output, r.output
+    cfg.write_text(MODBUS.replace('name = "plant"\n', 'name = "plant"\ninterval_s = 0.01\n'))
+    assert api.load_site(cfg).sources[0].interval_s == 0.01      # a small interval is the user's choice

@@ -836,4 +836,11 @@ def from_spec(name: str, spec: dict, root=None) -> ModbusPoller:
     for k, v in kw.items():
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ValueError(f"{k}: must be a number, got {v!r}")
+    if "interval_s" in kw and not kw["interval_s"] > 0:
+        # The Poller's 0 ("as fast as the engine takes it") is for files replayed at speed = 0: here it
+        # would poll every device back to back, as many requests as the gateway can answer.
+        raise ValueError(f"interval_s: must be > 0 seconds, got {kw['interval_s']!r} (0 polls every device back to "
+                         "back, loading the gateway and the bus with every request they can answer; to replay a "
+                         "file as fast as possible use a replay source with speed = 0, or poll simulated devices "
+                         "at a small interval such as 0.01)")
     return ModbusPoller(name, devices, models, **kw)
