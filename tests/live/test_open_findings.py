@@ -91,6 +91,22 @@ def test_a_write_only_user_missing_what_it_needs_says_what_to_ask_an_admin_and_w
     assert _count(adm, rp="autogen") == 0            # nothing went to another policy
 
 
+def test_a_database_dropped_while_the_sink_runs_loses_no_point(authd, tmp_path):
+    # InfluxDB answers a write to a database that is gone with a 404 ("database not found"): the sink
+    # counted it as bad data and dropped the points. Now the points wait on disk, setup runs again
+    # (this admin user makes the database and policy anew) and they are written.
+    server, adm = authd
+    s = InfluxSink("tsdb", url=server.url, database="w", buffer=tmp_path / "buf-drop", retention="INF",
+                   user="admin", password="a", retry_min_s=0.2, retry_max_s=0.4, close_timeout_s=0.5)
+    s.readings(_frame(10))
+    assert wait_true(lambda: s.counters["written"] == 20, 20), (s.counters, s.status, s.last_error)
+    adm.query('DROP DATABASE "w"', write=True)
+    s.readings(_frame(10).assign(p_kw=1.0))
+    assert wait_true(lambda: s.counters["written"] == 40, 20), (s.counters, s.status, s.last_error)
+    s.close()
+    assert s.counters["dropped"] == 0 and _count(adm) == 20      # the second batch (same times), none lost
+
+
 def test_a_read_write_user_makes_the_cq_and_is_told_the_retention_it_may_not_change(authd, tmp_path, caplog):
     # READ and WRITE on the database (not admin): InfluxDB 1.6 lets it make the CQ (it needs both) but
     # not alter the policy. Before: the ALTER was run every start, the 403 repeated, nothing written.
