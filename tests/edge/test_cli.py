@@ -331,3 +331,41 @@ def test_a_sigusr1_storm_is_at_most_one_status_report_per_second_of_samples(tmp_
     edge_run.STATUS_REQUEST.clear()
     reports = [m for m in sent if m["status"] == "report"]
     assert 3 <= len(reports) <= 5, len(reports)
+
+
+def test_a_status_request_held_by_the_rate_limit_is_answered_when_the_input_ends(tmp_path, monkeypatch):
+    """rev45: adv45's one-report-per-second limit holds a request that comes within a second of the
+    last report until that second ends; when the input ended first (a recording, a replay) the
+    request was dropped: the operator who asked, during a tamper state, got no report at all."""
+    from wattwatch.edge import run as edge_run
+
+    (tmp_path / "k").write_text("ef" * 32)
+    os.chmod(tmp_path / "k", 0o600)
+    (tmp_path / "m.toml").write_text('meter_id = "M-9"\n[simulate]\nscenario = "bypass"\nseconds = 4\nblock_s = 0.02\n'
+                                     '[signing]\nkey_file = "k"\n')
+    real = EdgeMeter.feed
+    fed = []
+
+    def ask(self, samples):  # requests before blocks 150 (3.0 s) and 175 (3.5 s) of 200
+        fed.append(1)
+        if len(fed) in (151, 176):
+            edge_run.STATUS_REQUEST.set()
+        return real(self, samples)
+
+    monkeypatch.setattr(EdgeMeter, "feed", ask)
+    sent = []
+    try:
+        edge_run.run(edge_run.load(tmp_path / "m.toml"), echo=sent.append)
+    finally:
+        edge_run.STATUS_REQUEST.clear()
+    assert len(fed) == 200
+    reports = [m for m in sent if m["status"] == "report" and m["kind"] == "status"]
+    assert len(reports) == 2, [m["event"] for m in reports]
+    # --status reports at the end anyway: the held request is that report, not one more
+    sent.clear()
+    fed.clear()
+    try:
+        edge_run.run(edge_run.load(tmp_path / "m.toml"), echo=sent.append, status=True)
+    finally:
+        edge_run.STATUS_REQUEST.clear()
+    assert len([m for m in sent if m["status"] == "report" and m["kind"] == "status"]) == 2

@@ -154,3 +154,21 @@ def test_a_damaged_input_yields_every_sample_before_the_damage(tmp_path):
     (tmp_path / "n.csv").write_text("v,i_l,i_n\n1,2,3\n\n1,2,3\n1,nan,3\n")
     got, why = _until_error(blocks(tmp_path / "n.csv", fs=fs)[2])
     assert len(got) == 2 and "n.csv: line 5: channel 1: not a finite number" in why, why
+
+
+def test_a_commented_csv_with_a_bad_line_names_that_line(tmp_path):
+    """rev45: the CSV reader (numpy.loadtxt) skips ``#`` comments, but adv45's line-by-line search
+    for the bad line did not: a comment before the damage was named as the bad line ("line 2: 1
+    values, header has 3") and the good lines between it and the damage were never judged."""
+    (tmp_path / "c.csv").write_text("v,i_l,i_n\n# calibrated 2026-01-01\n1,2,3\n1,2,3  # clamp moved\n1,x,3\n")
+    got, why = _until_error(blocks(tmp_path / "c.csv", fs=3200.0)[2])
+    assert got.tolist() == [[1.0, 2.0, 3.0]] * 2 and "c.csv: line 5: channel 1: not a number: 'x'" in why, why
+
+
+def test_a_value_the_csv_reader_refuses_is_not_judged_on_the_error_path(tmp_path):
+    """rev45: adv45's line-by-line search parsed values with Python's ``float``, which reads ``2_0``
+    as 20 where numpy.loadtxt (the reader) refuses it: that line and every line after it were judged
+    (20 A on the clamp), then an error named no line."""
+    (tmp_path / "u.csv").write_text("v,i_l,i_n\n1,2,3\n1,2_0,3\n1,2,3\n")
+    got, why = _until_error(blocks(tmp_path / "u.csv", fs=3200.0)[2])
+    assert got.tolist() == [[1.0, 2.0, 3.0]] and "u.csv: line 3: channel 1: not a number: '2_0'" in why, why

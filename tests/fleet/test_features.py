@@ -243,3 +243,55 @@ def test_spark_says_the_same_of_a_meter_under_two_panels(spark):
     a = pod_periods(frame, "day", min_peers=1)
     b = pod_periods_spark(spark.createDataFrame(frame), "day", min_peers=1)
     assert [n for n in b.notes if "more than one panel" in n] == [n for n in a.notes if "more than one panel" in n] != []
+
+
+def test_a_span_shorter_than_half_its_only_period_is_not_called_missing_values():
+    """rev45: adv45 listed every POD as excluded with "every value channel missing" whenever no period
+    was left to judge; that also happens to a fleet with good readings whose data span covers less
+    than half of its only period (10 days with ``--period month``), whose reason is the period."""
+    ts = pd.date_range("2025-03-10", "2025-03-20", freq="h", tz="UTC")
+    frame = pd.DataFrame({"meter_id": np.repeat(["A", "B", "C"], len(ts)), "ts": np.tile(ts, 3), "p_kw": 1.0})
+    ff = pod_periods(conform(frame), "month", min_peers=1)
+    assert ff.features.empty and sorted(ff.excluded["pod_id"]) == ["A", "B", "C"]
+    for why in ff.excluded["reason"]:
+        assert "missing" not in why and "2025-03" in why and "241 of its 744 hours" in why, why
+    nan = conform(frame.assign(p_kw=np.nan))  # the other way to have no period: no reading with a value
+    assert set(pod_periods(nan, "month", min_peers=1).excluded["reason"]) == {
+        "no time covered by readings with a value (every value channel missing)"}
+
+
+@pytest.mark.parametrize("tz, start", [("Atlantic/Azores", "2025-10-20"), ("America/Havana", "2025-10-28")])
+def test_spark_gives_a_day_starting_at_an_ambiguous_midnight_as_pandas_does(spark, tz, start):
+    """rev45: adv45 tested the 25-hour day on pandas only; Spark labels hours with its own
+    ``from_utc_timestamp``. Both engines: the same days, starts, coverage and energy, and each day's
+    energy the sum of its hours (the repeated hour counted once per occurrence)."""
+    from wattwatch.fleet.features import pod_periods_spark
+
+    t0 = pd.Timestamp(start, tz="UTC")
+    ts = pd.date_range(t0, t0 + pd.Timedelta(days=14) - pd.Timedelta(minutes=15), freq="15min")
+    rng = np.random.default_rng(0)
+    frame = conform(pd.DataFrame({"meter_id": np.repeat(["A", "B"], len(ts)), "ts": np.tile(ts, 2),
+                                  "p_kw": rng.uniform(0.5, 2.0, 2 * len(ts))}))
+    a = pod_periods(frame, "day", tz=tz, min_peers=1, hourly="all")
+    b = pod_periods_spark(spark.createDataFrame(frame), "day", tz=tz, min_peers=1, hourly="all")
+    cols = ["pod_id", "period", "period_start", "coverage", "n_readings", "e_kwh_sum"]
+    fa = a.features[cols].sort_values(["pod_id", "period"]).reset_index(drop=True)
+    fb = b.features[cols].sort_values(["pod_id", "period"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(fa, fb, check_dtype=False, rtol=1e-9)
+    long = fa[fa["n_readings"] == 100]  # the 25-hour day of each POD
+    assert len(long) == 2 and (long["coverage"] == 1.0).all()
+    hours = b.hourly.assign(day=pd.to_datetime(b.hourly["hour"], utc=True).dt.tz_convert(tz).dt.strftime("%Y-%m-%d"))
+    per_day = hours.groupby(["pod_id", "day"])["e_kwh"].sum()
+    assert np.allclose(fb.set_index(["pod_id", "period"])["e_kwh_sum"].to_numpy(),
+                       per_day.reindex(pd.MultiIndex.from_frame(fb[["pod_id", "period"]])).to_numpy(), rtol=1e-12)
+
+
+def test_spark_says_the_same_of_a_span_shorter_than_half_its_period(spark):
+    from wattwatch.fleet.features import pod_periods_spark
+
+    ts = pd.date_range("2025-03-10", "2025-03-20", freq="h", tz="UTC")
+    frame = conform(pd.DataFrame({"meter_id": np.repeat(["A", "B", "C"], len(ts)), "ts": np.tile(ts, 3), "p_kw": 1.0}))
+    a = pod_periods(frame, "month", min_peers=1)
+    b = pod_periods_spark(spark.createDataFrame(frame), "month", min_peers=1)
+    pd.testing.assert_frame_equal(a.excluded.sort_values("pod_id").reset_index(drop=True),
+                                  b.excluded.sort_values("pod_id").reset_index(drop=True), check_dtype=False)

@@ -135,7 +135,7 @@ def _messy_canonical_csv(tmp_path):
         "M1,2025-01-01T00:00:00Z,2025-01-01T01:00:00Z,1.0,1.0,5,7\n"        # 2: good
         "M1,2025-01-01T01:00:00Z,2025-01-01T02:00:00Z,abc,1.0,5,7\n"        # 3: p_kw not a number
         "M1,2025-01-01T02:00:00Z,2025-01-01T03:00:00Z,1.0,inf,5,7\n"        # 4: infinite energy
-        "M1,2025-01-01T03:00:00Z,2025-01-01T04:00:00Z,1.0,-5000,5,7\n"      # 5: negative interval energy
+        "M1,2025-01-01T03:00:00Z,2025-01-01T04:00:00Z,1.0,-5000,5,7\n"      # 5: negative interval energy: kept
         "M1,2025-01-01T04:00:00Z,2025-01-01T03:30:00Z,1.0,1.0,5,7\n"        # 6: ends before it starts
         "M1,2025-01-01T05:00:00Z,2025-01-01T06:00:00Z,NaN,1.0,-inf,7\n"     # 7: height infinite
         "M1,2025-01-01T06:00:00Z,2025-01-01T07:00:00Z,NaN,1.0,,7\n"         # 8: p_kw NaN = missing, kept
@@ -143,9 +143,9 @@ def _messy_canonical_csv(tmp_path):
     return path
 
 
-CANONICAL_REJECTS = [(3, "p_kw", "not a number"), (4, "e_int_kwh", "outside the physical range [0, 1e+12]"),
-                     (5, "e_int_kwh", "outside the physical range [0, 1e+12]"), (6, "ts_end", "ts_end not after ts"),
-                     (7, "height_m", "outside the physical range [-inf, inf]")]
+# Line 5's negative interval energy is kept (rev45: a prosumer's net export; only a register is >= 0).
+CANONICAL_REJECTS = [(3, "p_kw", "not a number"), (4, "e_int_kwh", "outside the physical range [-1e+12, 1e+12]"),
+                     (6, "ts_end", "ts_end not after ts"), (7, "height_m", "outside the physical range [-inf, inf]")]
 
 
 def test_canonical_csv_rejects_what_the_json_reader_rejects(tmp_path):
@@ -156,8 +156,9 @@ def test_canonical_csv_rejects_what_the_json_reader_rejects(tmp_path):
     assert sorted(r[1:] for r in got.rejects) == CANONICAL_REJECTS
     assert all(r[0] == str(path) for r in got.rejects)
     kept = got.frame.sort_values("ts").reset_index(drop=True)
-    assert list(kept["ts"].dt.hour) == [0, 6, 7]
-    assert np.isnan(kept["p_kw"].iloc[1]) and np.isnan(kept["p_kw"].iloc[2]) and kept["e_int_kwh"].tolist() == [1.0] * 3
+    assert list(kept["ts"].dt.hour) == [0, 3, 6, 7]
+    assert np.isnan(kept["p_kw"].iloc[2]) and np.isnan(kept["p_kw"].iloc[3])
+    assert kept["e_int_kwh"].tolist() == [1.0, -5000.0, 1.0, 1.0]
     assert [n for n in got.notes if "Power_W" in n and str(path) in n and "not read" in n], got.notes
 
 
@@ -225,3 +226,78 @@ def test_spark_reads_unit_symbols_as_pandas_does(spark, tmp_path):
     want = read_fleet_json(path).frame.iloc[0]
     for c in ("p_l1_kw", "p_l2_kw", "p_kw", "e_int_kwh", "i_l1_a", "v_l1_v"):
         assert got[c] == pytest.approx(want[c]), c
+
+
+def _net_export_inputs(tmp_path):
+    """A prosumer POD's two hours, the second exporting (rev45): as a canonical CSV with its interval
+    energy, and as the nested JSON (``TotalActiveEnergy`` of the interval)."""
+    csv = tmp_path / "net.csv"
+    csv.write_text("meter_id,ts,ts_end,p_kw,e_int_kwh\n"
+                   "N1,2025-06-01T10:00:00Z,2025-06-01T11:00:00Z,1.5,1.5\n"
+                   "N1,2025-06-01T11:00:00Z,2025-06-01T12:00:00Z,-2.0,-2.0\n")
+    doc = tmp_path / "net.json"
+    doc.write_text(json.dumps(urban([
+        line(1, "2025-06-01T10:00:00Z", "2025-06-01T11:00:00Z", PODID="N1", TotalActivePower="1.5", TotalActiveEnergy="1.5"),
+        line(2, "2025-06-01T11:00:00Z", "2025-06-01T12:00:00Z", PODID="N1", TotalActivePower="-2.0", TotalActiveEnergy="-2.0"),
+    ])))
+    return csv, doc
+
+
+def test_a_net_export_interval_is_kept_as_its_power_is(tmp_path):
+    """rev45: adv45 gave a canonical ``e_int_kwh`` the cumulative register's range [0, 1e12] (as the
+    JSON reader gave ``TotalActiveEnergy``), so the hour a prosumer exports (``p_kw`` -2, its energy
+    -2 kWh) was a reject, its power with it, while the same hour without the energy column was kept
+    (``p_kw`` is negative while exporting). An interval's energy is signed; a register is not."""
+    csv, doc = _net_export_inputs(tmp_path)
+    for got in (read_fleet([csv]), read_fleet_json(doc)):
+        assert got.rejects == []
+        assert got.frame.sort_values("ts")["e_int_kwh"].tolist() == [1.5, -2.0]
+        assert got.frame.sort_values("ts")["p_kw"].tolist() == [1.5, -2.0]
+    reg = read_fleet_json(doc, energy="register")  # a cumulative register cannot go below zero
+    assert [r[1:] for r in reg.rejects] == [(2, "TotalActiveEnergy", "outside the physical range [0, 1e+12]")]
+
+
+def test_spark_keeps_a_net_export_interval_as_pandas_does(spark, tmp_path):
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    csv, doc = _net_export_inputs(tmp_path)
+    for path in (csv, doc):
+        sdf, rejects, _ = read_fleet_spark(spark, [str(path)])
+        assert rejects == [], path
+        got = sdf.toPandas().sort_values("ts")
+        assert got["e_int_kwh"].tolist() == [1.5, -2.0] and got["p_kw"].tolist() == [1.5, -2.0], path
+    _, rejects, _ = read_fleet_spark(spark, [str(doc)], energy="register")
+    assert [r[1:] for r in rejects] == [r[1:] for r in read_fleet_json(doc, energy="register").rejects]
+
+
+def test_spark_calls_what_pandas_cannot_read_not_a_number(spark, tmp_path):
+    """rev45: Spark casts text with Java's parser, which reads ``1d`` and ``2.5f`` (Java's double and
+    float suffixes) as 1.0 and 2.5 and ``+NaN`` as NaN; pandas calls the first two "not a number", and
+    the canonical reader keeps only a blank or ``NaN`` as missing. On Spark those readings were kept
+    (the ``1d`` one with a value) where pandas rejects them."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    csv = tmp_path / "odd.csv"
+    csv.write_text("meter_id,ts,p_kw\n"
+                   "A,2025-01-01T00:00:00Z,1.5\n"
+                   "A,2025-01-01T01:00:00Z,1d\n"
+                   "A,2025-01-01T02:00:00Z,2.5f\n"
+                   "A,2025-01-01T03:00:00Z,+NaN\n"
+                   "A,2025-01-01T04:00:00Z,-inf\n"
+                   "A,2025-01-01T05:00:00Z,nan\n"
+                   "A,2025-01-01T06:00:00Z,+.5e1\n")
+    want = read_fleet([csv])
+    assert sorted(r[1:] for r in want.rejects) == [(3, "p_kw", "not a number"), (4, "p_kw", "not a number"),
+                                                   (5, "p_kw", "not a number"),
+                                                   (6, "p_kw", "outside the physical range [-1e+06, 1e+06]")]
+    sdf, rejects, _ = read_fleet_spark(spark, [str(csv)])
+    assert sorted((r[2], r[3]) for r in rejects) == sorted(r[2:] for r in want.rejects)
+    got = sdf.toPandas().sort_values("ts")
+    assert got["p_kw"].tolist()[::2] == [1.5, 5.0] and np.isnan(got["p_kw"].iloc[1]) and len(got) == 3
+    doc = tmp_path / "odd.json"
+    doc.write_text(json.dumps(urban([line(1, "2025-01-01T00:00:00", "2025-01-01T01:00:00", PODID="A",
+                                          Phase1ActivePower="1d"),
+                                     line(2, "2025-01-01T01:00:00", "2025-01-01T02:00:00", PODID="A",
+                                          Phase1ActivePower="1")])))
+    _, rejects, _ = read_fleet_spark(spark, [str(doc)])
+    assert [r[1:] for r in rejects] == [r[1:] for r in read_fleet_json(doc).rejects] == [(1, "Phase1ActivePower", "not a number")]

@@ -346,7 +346,7 @@ def _csv_rows(lines: list[bytes], width: int, name: str, first: int) -> tuple[np
     that line and value (only on the error path: one line at a time)."""
     rows = []
     for k, raw in enumerate(lines):
-        text = raw.decode("utf-8", "replace").strip()
+        text = raw.decode("utf-8", "replace").split("#", 1)[0].strip()  # a comment, as numpy.loadtxt skips it
         if not text:
             continue
         parts = text.split(",")
@@ -355,8 +355,10 @@ def _csv_rows(lines: list[bytes], width: int, name: str, first: int) -> tuple[np
                 f"{name}: line {first + k}: {len(parts)} values, header has {width}")
         vals = []
         for c, v in enumerate(parts):
-            try:
-                vals.append(float(v))
+            try:  # numpy's parser, as the reader's (Python's float would read 2_0 as 20)
+                if not v.strip():
+                    raise ValueError(v)
+                vals.append(float(np.loadtxt(io.StringIO(v), delimiter=",", ndmin=1)[0]))
             except ValueError:
                 return np.array(rows, dtype=float).reshape(-1, width), ValueError(
                     f"{name}: line {first + k}: channel {c}: not a number: {v.strip()[:40]!r}")

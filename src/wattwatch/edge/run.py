@@ -284,7 +284,10 @@ def _run(site: EdgeSite, asked: ondemand.Request, *, echo=None, status: bool = F
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         took = time.perf_counter() - t
-        if status:
+        # A request the limit held (it came within a second of the last report) is answered now that
+        # the input has ended: its second would never end. --status's report answers it as well.
+        if status or asked.is_set():
+            asked.clear()
             report()
         acked = pub.wait_acked(ack_timeout) if pub.client is not None else True
         seconds = meter.samples / fs

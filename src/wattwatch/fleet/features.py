@@ -442,6 +442,7 @@ def finish(p: Partials, period: str, *, min_coverage: float, min_peers: int) -> 
     for _, row in spans[short].iterrows():
         notes.append(f"period {row['period']} left out: the data span covers {int(row['period_hours'])} of its "
                      f"{int(row['full_hours'])} hours (less than {MIN_PERIOD_SHARE:.0%})")
+    left_out = spans[short]
     spans = spans[~short]
     df = df.merge(spans.drop(columns="full_hours"), on="period", how="left")
     df = df[df["period_hours"].notna()]
@@ -465,9 +466,15 @@ def finish(p: Partials, period: str, *, min_coverage: float, min_peers: int) -> 
     # on features that were all missing (imputed to the fleet's median: the most normal POD).
     bad_cells = cov.isna() | (cov < min_coverage) | (cov <= 0)
     bad_pods = bad_cells.any(axis=1)
-    if not required:  # not one reading of the fleet has a value: no period at all, every POD listed
+    if not required:  # no period to judge: every POD listed, with the reason
+        if len(left_out):  # the data span covers less than half of each of its periods
+            per = "; ".join(f"{r['period']}: {int(r['period_hours'])} of its {int(r['full_hours'])} hours"
+                            for _, r in left_out.iterrows())
+            why = f"no {period} to judge: the data span covers less than {MIN_PERIOD_SHARE:.0%} of each ({per})"
+        else:  # not one reading of the fleet has a value
+            why = "no time covered by readings with a value (every value channel missing)"
         for m in pods:
-            excluded.append((m, "no time covered by readings with a value (every value channel missing)"))
+            excluded.append((m, why))
         bad_pods = pd.Series(True, index=cov.index)
     for m in cov.index[bad_pods.to_numpy()] if required else []:
         row = cov.loc[m]

@@ -131,10 +131,14 @@ def unit_key(unit) -> str:
 
 
 # Physical ranges for the fleet columns (schema ranges; per-phase ones as their totals).
-# ``e_int_kwh`` (the interval energy of a canonical file) is ``TotalActiveEnergy``'s column: the same range.
 _RANGE_OF = {"p_l": "p_kw", "q_l": "q_kvar", "s_l": "s_kva", "pf_l": "pf", "p_total": "p_kw", "q_total": "q_kvar",
-             "s_total": "s_kva", "e_field": "e_kwh", "e_int": "e_kwh", "q_int": "e_kwh", "v_l": "v_l1_v",
-             "i_l": "i_l1_a"}
+             "s_total": "s_kva", "e_field": "e_kwh", "q_int": "e_kwh", "v_l": "v_l1_v", "i_l": "i_l1_a"}
+
+
+def reading_range(col: str, energy: str) -> tuple[float, float]:
+    """:func:`column_range` of a reader's column, ``TotalActiveEnergy`` (``e_field_kwh``) as what it is
+    read as: an interval's (signed) energy, or a cumulative register with ``energy="register"``."""
+    return column_range("e_int_kwh" if col == "e_field_kwh" and energy == "interval" else col)
 
 
 def column_range(col: str) -> tuple[float, float]:
@@ -142,6 +146,11 @@ def column_range(col: str) -> tuple[float, float]:
     if col in CHANNEL_BY_NAME:
         ch = CHANNEL_BY_NAME[col]
         return ch.low, ch.high
+    if col.startswith("e_int"):
+        # An interval's energy is the POD's net energy over it: negative while a prosumer exports,
+        # as ``p_kw`` is (only a cumulative register, ``e_kwh``, cannot go below zero).
+        hi = CHANNEL_BY_NAME["e_kwh"].high
+        return -hi, hi
     for prefix, canon in _RANGE_OF.items():
         if col.startswith(prefix):
             ch = CHANNEL_BY_NAME[canon]
@@ -449,7 +458,7 @@ def _flatten(raw: pd.DataFrame, file: str, energy: str) -> FleetInput:
         v = raw[src]
         num = pd.to_numeric(v.map(_number, na_action="ignore"), errors="coerce").astype("float64")
         flag(v.notna() & num.isna(), src, "not a number")
-        lo, hi = column_range(col)
+        lo, hi = reading_range(col, energy)
         flag(num.notna() & ((num < lo) | (num > hi) | ~np.isfinite(num)), src, f"outside the physical range [{lo:g}, {hi:g}]")
         nums[col] = num
     f = pd.DataFrame(nums, index=raw.index)

@@ -21,7 +21,7 @@ from wattwatch.fleet.features import (DAY_US, HOUR_US, MIN_DAY_COVER_H, MIN_HOUR
                                       finish, group_conflict_notes, meters_of, panel_meters,
                                       span_hours)
 from wattwatch.fleet.readers import (_TS_RE, FLOAT_COLUMNS, ID_FIELDS, NUMERIC_FIELDS, PHASES, SCPS_UNITS,
-                                     column_range, tz_offset_minutes, unit_factor,
+                                     column_range, reading_range, tz_offset_minutes, unit_factor,
                                      unread_columns_note, UNIT_SYMBOLS, UNIT_SYMBOLS_ANY_CASE)
 
 MAX_REJECTS_COLLECTED = 100_000
@@ -337,7 +337,7 @@ def _flatten_spark(recs_corrupt, energy: str):
     for src, (col, _) in NUMERIC_FIELDS.items():
         raw = F.trim(F.col(src))
         parsed.append((F.col(src).isNotNull() & (raw != "")).alias(f"_given_{col}"))
-        num = F.when(raw != "", raw.try_cast("double"))
+        num = F.when((raw != "") & ~_java_suffix(raw), raw.try_cast("double"))  # "1d": not a number, as on pandas
         if f"_f_{src}" in recs.columns:
             num = num * F.col(f"_f_{src}")
         parsed.append(num.alias(f"_n_{col}"))
@@ -350,7 +350,7 @@ def _flatten_spark(recs_corrupt, energy: str):
         num = F.col(f"_n_{col}")
         # A "NaN" text is not a number (as pandas says), not a value outside the range.
         checks.append((F.col(f"_given_{col}") & (num.isNull() | F.isnan(num)), src, "not a number"))
-        lo, hi = column_range(col)
+        lo, hi = reading_range(col, energy)
         out = F.isnan(num) | (F.abs(num) == float("inf"))
         if np.isfinite(lo):
             out = out | (num < lo)
@@ -401,6 +401,12 @@ def _flatten_spark(recs_corrupt, energy: str):
     return _select_fleet(step), rejects
 
 
+def _java_suffix(text):
+    """A number text with Java's ``d``/``f`` suffix (``1d``, ``2.5F``): Spark's cast reads it (Java's
+    parser), pandas does not; both engines call it not a number (``inf`` is not one: no digit before)."""
+    return text.rlike("[0-9.][dDfF]$")
+
+
 def _from_canonical(df, energy: str):
     """Canonical columns (as ``wattwatch simulate`` / the POD simulator write them) natively.
 
@@ -441,8 +447,11 @@ def _from_canonical(df, energy: str):
             if isinstance(df.schema[c].dataType, StringType):
                 text = F.trim(F.col(c))
                 given = F.col(c).isNotNull() & (text != "")
-                v = F.when(given, text.try_cast("double"))
-                df = df.withColumn(f"_nan_{c}", given & v.isNull())
+                num = text.try_cast("double")
+                # pandas' reading: only "nan" (any case) is a NaN that is missing; "+NaN" is not a number
+                not_num = num.isNull() | _java_suffix(text) | (F.isnan(num) & (F.lower(text) != "nan"))
+                v = F.when(given & ~not_num, num)
+                df = df.withColumn(f"_nan_{c}", given & not_num)
                 checks.append((F.col(f"_nan_{c}"), c, F.lit("not a number")))
             else:
                 v = F.col(c).cast("double")
