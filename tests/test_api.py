@@ -329,6 +329,17 @@ def test_a_meter_whose_cadence_changes_after_it_was_learned_gets_a_notice():
     assert said["steady"] == []
 
 
+def test_a_meter_reconfigured_twice_is_told_since_its_latest_change():
+    """The notice says since when a meter reads at its new cadence: the first reading of its latest
+    stretch at another cadence, not of the first such stretch. A meter read every minute, then every
+    5 minutes for a day, every minute again for two days, every 5 minutes from 16 January on was
+    told "since 2025-01-13" (rev43): learning it again from there takes in two days at 1 minute."""
+    frame = _cadence_meter("twice", [("1min", 7), ("5min", 1), ("1min", 2), ("5min", 6)])
+    res = api.detect(frame, detectors=["packet_loss"])
+    (said,) = [n for n in res.notices if n.startswith("meter twice:")]
+    assert "every 300 s (since 2025-01-16T00:" in said and "learned at 60 s" in said, said
+
+
 def test_detect_and_fit_on_files_say_what_their_ingest_rejected(tmp_path: Path):
     """`detect FILES` and `fit FILES` ingest first: their rejected rows went to the rejects file with
     not a word (SPEC §2: the command says how many), the readers' notes were dropped, and a file whose

@@ -1178,8 +1178,12 @@ def _cadence_change_notices(frame: pd.DataFrame, dets, meters: set, tail: float 
             continue
         rows = np.flatnonzero(other & (seg == j))
         seen, learned = float(np.median(c_row[rows])), cads[j]
-        a, b = starts[j], ends[j]
-        first_other = a + int(np.argmax(c_row[a:b] != learned))   # the first reading of its frame at another
+        # Since the first reading of its latest stretch at another cadence (the one after its last
+        # reading at the learned cadence before its latest at another): a meter reconfigured,
+        # put back and reconfigured again was told the first of its stretches (rev43).
+        a, last_other = starts[j], int(rows[-1])
+        at_learned = np.flatnonzero(c_row[a:last_other + 1] == learned)
+        first_other = a + (int(at_learned[-1]) + 1 if len(at_learned) else 0)
         since = pd.Timestamp(float(t[first_other]), unit="s", tz="UTC").isoformat().replace("+00:00", "Z")
         out.append(f"meter {m}: its latest readings come every {seen:,.0f} s (since {since}: {n_other[j]:,} of its "
                    f"last {counts[j]:,} gaps) while its state was learned at {learned:,.0f} s (packet_loss, "
