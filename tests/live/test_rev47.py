@@ -1,0 +1,149 @@
+"""(rev47) Review of liv47: what it got wrong, each shown by a test that failed before its fix,
+against real components on 127.0.0.1 (a pymodbus RTU-over-TCP gateway behind a TCP proxy)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import threading
+
+import pytest
+
+from wattwatch.devices import modbus as dev
+from wattwatch.sources import modbus as mb
+
+REGS = [{"channel": "p_kw", "table": "input", "address": 0, "type": "float32"}]
+
+
+class _Mangler:
+    """A TCP proxy on 127.0.0.1 in front of a real pymodbus gateway that passes every answer
+    through ``mangle`` (bytes -> bytes) on its way back to the poller."""
+
+    def __init__(self, target_port: int, mangle):
+        self.target_port, self.mangle = target_port, mangle
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(8)
+        self.port = self.srv.getsockname()[1]
+        self.conns: list = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            up = socket.create_connection(("127.0.0.1", self.target_port))
+            self.conns += [c, up]
+            threading.Thread(target=self._pump, args=(c, up, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(up, c, True), daemon=True).start()
+
+    def _pump(self, src, dst, answers: bool):
+        try:
+            while data := src.recv(4096):
+                dst.sendall(self.mangle(data) if answers else data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def stop(self):
+        self.srv.close()
+        for s in self.conns:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+def _restamp(frame: bytes, unit: int) -> bytes:
+    """An RTU frame sent by another unit: its first byte changed, its CRC made right again."""
+    body = bytes([unit]) + frame[1:-2]
+    return body + struct.pack("<H", mb.crc16(body))
+
+
+def _poll_through(mangle, n: int):
+    d = dev.start("gw", {"registers": REGS, "meters": 3, "framing": "rtu", "advance": "fixed"})
+    proxy = _Mangler(d.port, mangle)
+    try:
+        models = {"m": mb.parse_model("m", {"registers": REGS})}
+        p = mb.ModbusPoller("plant", [{"meter_id": "pdu-3", "port": proxy.port, "unit": 3, "model": "m",
+                                       "framing": "rtu"}], models,
+                            interval_s=1, timeout_s=0.1, retries=0, backoff_s=0.01)
+
+        async def go():
+            return [await p.poll() for _ in range(n)]
+
+        frames = asyncio.run(go())
+        p.close()
+    finally:
+        proxy.stop()
+        d.stop()
+    return p, sum(len(f) for f in frames)
+
+
+@pytest.mark.parametrize("slip", ["tail", "noise"])
+def test_an_rtu_frame_slip_is_a_frame_slip_not_an_answer_from_another_unit(slip, caplog):
+    # Bytes that never form a frame -- the tail of an answer whose head was lost, or a couple of
+    # noise bytes on the RS-485 line -- are a frame slip. liv47 took the first byte that came for the
+    # unit id of the answer and counted them `wrong_unit`, logging "answered as unit 67": the operator
+    # is sent to check unit ids when the fault is the line.
+    mangle = {"tail": lambda a: a[-4:],            # the last 4 bytes of the answer: data + CRC
+              "noise": lambda a: b"\x00\xff"}[slip]  # the answer lost, two line-noise bytes
+    with caplog.at_level("WARNING", logger="wattwatch.watch"):
+        p, got = _poll_through(mangle, 6)
+    assert got == 0
+    assert p.counters["wrong_unit"] == 0, p.counters
+    assert p.counters["frame_slips"] == 6, p.counters
+    assert not [r for r in caplog.records if "another unit" in r.getMessage()]
+
+
+def test_an_rtu_answer_from_another_unit_is_counted_wrong_unit(caplog):
+    # The same wrong-unit detection liv47 tested over Modbus/TCP, over RTU: a whole, CRC-right frame
+    # stamped by unit 4 when unit 3 was asked is `wrong_unit`, not a frame slip nor a CRC error.
+    with caplog.at_level("WARNING", logger="wattwatch.watch"):
+        p, got = _poll_through(lambda a: _restamp(a, 4), 6)
+    assert got == 0
+    assert p.counters["wrong_unit"] == 6, p.counters
+    assert p.counters["frame_slips"] == 0 and p.counters["crc_errors"] == 0, p.counters
+    lines = [r.getMessage() for r in caplog.records if "another unit" in r.getMessage()]
+    assert lines and "asked unit 3" in lines[0] and "answered as unit 4" in lines[0], lines
+
+
+# ------------------------------------------------------------------------------ InfluxDB: admin, no auth
+
+
+def test_an_admin_sink_makes_an_existing_policy_the_default_and_replaces_a_cq_of_another_definition(
+        influxd, tmp_path):
+    # liv47's setup makes only what is missing. On a default influxd (no auth: every statement allowed)
+    # what exists but is wrong must still be fixed as before: the policy with the configured duration
+    # made the database default, a CQ of the same name with another definition replaced.
+    from tests.live.test_influx import _frame
+    from wattwatch import influx
+    from wattwatch.sinks.influx import InfluxSink
+
+    c = influx.Client(influxd.url)
+    c.query('CREATE DATABASE "r47"', write=True)                              # autogen is its default
+    c.query('CREATE RETENTION POLICY "wattwatch" ON "r47" DURATION 30d REPLICATION 1', write=True)
+    c.query('CREATE CONTINUOUS QUERY "readings_1h_cq" ON "r47" BEGIN SELECT mean(*) INTO "r47"."autogen"."x" '
+            'FROM "r47"."wattwatch"."readings" GROUP BY time(30m) END', write=True)
+    s = InfluxSink("tsdb", url=influxd.url, database="r47", buffer=tmp_path / "buf", retention="INF",
+                   retry_min_s=0.2, retry_max_s=0.4, close_timeout_s=2)
+    s.readings(_frame(10))
+    s.close()
+    assert s.counters["written"] == 20 and s.counters["dropped"] == 0 and s.counters["retries"] == 0, s.counters
+    rps = influx._frame(c.query('SHOW RETENTION POLICIES ON "r47"', "r47"))[0].set_index("name")
+    assert rps.loc["wattwatch", "duration"] == "0s" and bool(rps.loc["wattwatch", "default"]), rps
+    assert not bool(rps.loc["autogen", "default"])
+    cqs = {v[0]: v[1] for r in c.query("SHOW CONTINUOUS QUERIES") for ser in r.get("series", [])
+           if ser["name"] == "r47" for v in ser.get("values", [])}
+    assert list(cqs) == ["readings_1h_cq"] and "time(1h)" in cqs["readings_1h_cq"], cqs
+    assert "max(*)" in cqs["readings_1h_cq"] and "readings_1h" in cqs["readings_1h_cq"], cqs
+    got = influx._frame(c.query('SELECT "p_kw", "v_v" FROM "r47"."wattwatch"."readings"', "r47"))[0]
+    assert len(got) == 20
