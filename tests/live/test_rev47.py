@@ -8,6 +8,7 @@ import socket
 import struct
 import threading
 
+import pandas as pd
 import pytest
 
 from wattwatch.devices import modbus as dev
@@ -147,3 +148,41 @@ def test_an_admin_sink_makes_an_existing_policy_the_default_and_replaces_a_cq_of
     assert "max(*)" in cqs["readings_1h_cq"] and "readings_1h" in cqs["readings_1h_cq"], cqs
     got = influx._frame(c.query('SELECT "p_kw", "v_v" FROM "r47"."wattwatch"."readings"', "r47"))[0]
     assert len(got) == 20
+
+
+def test_a_permanent_404_is_said_once_and_the_disk_buffer_stays_bounded(tmp_path, caplog):
+    # liv47 keeps the points of a write to a missing database (404) on disk instead of dropping them.
+    # When nobody ever makes the database the backlog must not grow without bound: the buffer's
+    # max_buffer_mb still holds (new readings dropped, counted and logged), and the reason is said
+    # once, not at every retry.
+    import time
+
+    from tests.live.test_influx import _frame
+    from tests.support.services import Influxd, free_port, wait_true
+    from wattwatch import influx
+    from wattwatch.sinks.influx import InfluxSink
+
+    server = Influxd(free_port(), tmp_path / "influxd", http_extra="auth-enabled = true").start()
+    try:
+        influx.Client(server.url).query("CREATE USER \"admin\" WITH PASSWORD 'a' WITH ALL PRIVILEGES", write=True)
+        adm = influx.Client(server.url, user="admin", password="a")
+        adm.query('CREATE USER "u" WITH PASSWORD \'p\'', write=True)
+        with caplog.at_level("WARNING", logger="wattwatch.watch"):
+            s = InfluxSink("tsdb", url=server.url, database="w", buffer=tmp_path / "buf", retention="INF",
+                           user="u", password="p", retry_min_s=0.05, retry_max_s=0.05, close_timeout_s=0.2,
+                           max_buffer_mb=0.05)
+            for k in range(30):                      # ~4 KB of line protocol each: more than 50 KB in all
+                s.readings(_frame(20).assign(ts=lambda f, k=k: f["ts"] + pd.Timedelta(days=k)))
+            assert wait_true(lambda: s.counters["retries"] >= 20, 20), (s.counters, s.status)
+            status = s.status
+            time.sleep(0.2)
+            s.close()
+    finally:
+        server.stop()
+    assert s.buf.bytes <= 0.05 * (1 << 20), s.buf.bytes
+    assert s.counters["dropped"] > 0 and s.counters["buffer_full"] > 0 and s.counters["written"] == 0, s.counters
+    assert s.counters["dropped"] + s.buf.points == 30 * 40, (s.counters, s.buf.points)
+    said = [r.getMessage() for r in caplog.records if "lacks what the sink writes to" in r.getMessage()]
+    assert len(said) == 1 and 'CREATE DATABASE "w"' in said[0], said
+    assert any("buffer full" in r.getMessage() for r in caplog.records)
+    assert status.startswith("refused: buffering (ask an InfluxDB admin"), status
