@@ -186,3 +186,44 @@ def test_a_permanent_404_is_said_once_and_the_disk_buffer_stays_bounded(tmp_path
     assert len(said) == 1 and 'CREATE DATABASE "w"' in said[0], said
     assert any("buffer full" in r.getMessage() for r in caplog.records)
     assert status.startswith("refused: buffering (ask an InfluxDB admin"), status
+
+
+@pytest.mark.parametrize("code, body, want", [
+    (400, 'partial write: max-values-per-tag limit exceeded (100000/100000): measurement="readings" '
+          'tag="meter_id" value="database not found" dropped=1', "Refused"),
+    (400, "unable to parse 'alerts,meter_id=x detail=\"retention policy not found\" 1x': bad timestamp", "Refused"),
+    (404, 'database not found: "w"', "Missing"),
+    (500, 'retention policy not found: "wattwatch"', "Missing"),
+    (500, "timeout", "Unreachable"),
+])
+def test_a_refusal_is_missing_only_by_its_status_and_message_not_by_text_it_echoes(code, body, want):
+    # InfluxDB echoes a tag value or a line in some 400s; liv47 took any error holding "database not
+    # found" for a missing database, to be retried for ever (the batch and all behind it held) instead
+    # of bad data dropped. Missing is the 404 "database not found" and the 5xx "retention policy not found".
+    import http.server
+    import json
+
+    from wattwatch import influx
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            out = json.dumps({"error": body}).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(influx.InfluxError) as got:
+            influx.Client(f"http://127.0.0.1:{srv.server_address[1]}").write(b"readings p_kw=1 1", "w", "wattwatch")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert type(got.value).__name__ == want, (type(got.value), got.value)
