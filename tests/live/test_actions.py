@@ -222,13 +222,14 @@ def test_modbus_a_write_off_the_allow_list_when_due_is_refused_and_nothing_is_se
                  allow=[{"device_id": 3, "target": "holding", "address": 40, "min": 0, "max": 80}])
     h = Harness(tmp_path, {"actions": [spec]})
     h.action.allow[0].max = 70
+    was = _read(modbus, "holding", 40)        # the server is shared by the module's tests
     before = len(modbus.seen)
     a = _alert(severity="critical")
     h.opened(a)
     log = h.log(a)
     assert list(log["outcome"]) == ["refused"] and "allow-list" in log["detail"].iat[0], log
     assert not any(fc in WRITES for fc in modbus.seen[before:])   # no request reached the device
-    assert _read(modbus, "holding", 40) == 0
+    assert _read(modbus, "holding", 40) == was != 80
     h.action.dry_run = True
     d = _alert(severity="critical", start="2026-01-01T03:00:00.000Z")
     h.opened(d)
