@@ -227,3 +227,34 @@ def test_a_refusal_is_missing_only_by_its_status_and_message_not_by_text_it_echo
         srv.shutdown()
         srv.server_close()
     assert type(got.value).__name__ == want, (type(got.value), got.value)
+
+
+def test_a_policy_of_the_right_duration_that_is_not_the_default_is_not_called_a_wrong_retention(tmp_path, caplog):
+    # A READ+WRITE user (may not ALTER) finds `wattwatch` with the configured duration, only not the
+    # database default. liv47 warned "keeps 0s (not the default), not retention INF as configured":
+    # a duration mismatch that is not there (0s is INF). Said now: it is not the default.
+    from tests.live.test_influx import _frame
+    from tests.support.services import Influxd, free_port, wait_true
+    from wattwatch import influx
+    from wattwatch.sinks.influx import InfluxSink
+
+    server = Influxd(free_port(), tmp_path / "influxd", http_extra="auth-enabled = true").start()
+    try:
+        influx.Client(server.url).query("CREATE USER \"admin\" WITH PASSWORD 'a' WITH ALL PRIVILEGES", write=True)
+        adm = influx.Client(server.url, user="admin", password="a")
+        adm.query('CREATE USER "u" WITH PASSWORD \'p\'', write=True)
+        adm.query("CREATE DATABASE w", write=True)                           # autogen stays the default
+        adm.query('CREATE RETENTION POLICY "wattwatch" ON "w" DURATION INF REPLICATION 1', write=True)
+        adm.query("GRANT ALL ON w TO u", write=True)
+        with caplog.at_level("WARNING", logger="wattwatch.watch"):
+            s = InfluxSink("tsdb", url=server.url, database="w", buffer=tmp_path / "buf", retention="INF",
+                           user="u", password="p", retry_min_s=0.2, retry_max_s=0.4, close_timeout_s=0.5)
+            s.readings(_frame(10))
+            assert wait_true(lambda: s.counters["written"] == 20, 20), (s.counters, s.status, s.last_error)
+            s.close()
+    finally:
+        server.stop()
+    said = [r.getMessage() for r in caplog.records if "retention policy 'wattwatch'" in r.getMessage()]
+    assert len(said) == 1, said
+    assert "is not the database default" in said[0] and "not retention INF" not in said[0], said
+    assert 'ALTER RETENTION POLICY "wattwatch" ON "w" DURATION INF REPLICATION 1 DEFAULT' in said[0], said
