@@ -83,8 +83,13 @@ class Client:
                 body = json.loads(body).get("error", body)
             except (ValueError, AttributeError):
                 pass
-            text = str(body)
-            cls = (Missing if "database not found" in text or "retention policy not found" in text
+            # Missing: InfluxDB's own "database not found: …" (404; 500 if dropped mid-write) / "retention
+            # policy not found: …" (500), told by status and how the message starts (a 400 may echo a tag
+            # value or a line holding those words: bad data, dropped, not held for ever as a database to wait for).
+            text = str(body).strip()
+            missing = ((exc.code == 404 or exc.code >= 500)
+                       and text.startswith(("database not found", "retention policy not found")))
+            cls = (Missing if missing
                    else Unreachable if exc.code >= 500 else Denied if exc.code in (401, 403) else Refused)
             raise cls(f"{where}: HTTP {exc.code}: {body}".strip()) from None
         except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as exc:

@@ -212,6 +212,31 @@ def test_modbus_value_off_the_allow_list_is_refused_at_load_naming_the_action_ke
     h.close()
 
 
+def test_modbus_a_write_off_the_allow_list_when_due_is_refused_and_nothing_is_sent(modbus, tmp_path):
+    # (rev47) liv47 refuses at load every write off the list and so dropped the test of the check made
+    # again when a write is due (README: "each write is checked again before it is done"). That check
+    # is what stands between the allow-list the running action holds and the device: narrowed after
+    # load, it must still refuse, log and send nothing, dry runs included.
+    spec = _shed(modbus.port, modbus.framing, name="fan", target="holding", address=40,
+                 value={"warning": 60, "critical": 80},
+                 allow=[{"device_id": 3, "target": "holding", "address": 40, "min": 0, "max": 80}])
+    h = Harness(tmp_path, {"actions": [spec]})
+    h.action.allow[0].max = 70
+    was = _read(modbus, "holding", 40)        # the server is shared by the module's tests
+    before = len(modbus.seen)
+    a = _alert(severity="critical")
+    h.opened(a)
+    log = h.log(a)
+    assert list(log["outcome"]) == ["refused"] and "allow-list" in log["detail"].iat[0], log
+    assert not any(fc in WRITES for fc in modbus.seen[before:])   # no request reached the device
+    assert _read(modbus, "holding", 40) == was != 80
+    h.action.dry_run = True
+    d = _alert(severity="critical", start="2026-01-01T03:00:00.000Z")
+    h.opened(d)
+    assert list(h.log(d)["outcome"]) == ["refused"], h.log(d)
+    h.close()
+
+
 @pytest.mark.parametrize("change, key, value", [
     ({"devices": {"rack-a-*": 3, "rack-b-*": 4}, "device_id": None}, "devices 'rack-b-*'", "False"),
     ({"on": ["opened", "ended"], "ended_value": {"warning": False, "critical": True},

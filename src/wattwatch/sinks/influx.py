@@ -408,12 +408,15 @@ class InfluxSink(Output):
                                      f"not create it: ask an InfluxDB admin to run: {make_rp}")
         else:
             row = rps[rps["name"] == self.rp].iloc[0]
-            if _ns(str(row["duration"])) != _ns(self.retention) or not bool(row["default"]):
+            same = _ns(str(row["duration"])) == _ns(self.retention)
+            if not same or not bool(row["default"]):
                 if not self._may(alter_rp):
-                    log.warning("%s: retention policy %r on %r keeps %s%s, not retention %s as configured, and %s "
-                                "may not change it: writing on; to change it ask an InfluxDB admin to run: %s",
-                                self.name, self.rp, db, row["duration"], "" if row["default"] else " (not the default)",
-                                self.retention, who, alter_rp)
+                    # Say only what differs: a policy of the configured duration is not "another retention".
+                    what = ([] if same else [f"keeps {row['duration']}, not retention {self.retention} as configured"]) \
+                        + ([] if bool(row["default"]) else ["is not the database default"])
+                    log.warning("%s: retention policy %r on %r %s, and %s may not change it: writing on; to change "
+                                "it ask an InfluxDB admin to run: %s", self.name, self.rp, db, " and ".join(what), who,
+                                alter_rp)
         if self.downsample:
             name = f"{self.downsample}_cq"
             body = (f"SELECT mean(*), max(*), min(*) INTO {q(db)}.{q(self.downsample_rp)}."

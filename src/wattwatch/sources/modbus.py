@@ -329,7 +329,7 @@ class _Wire:
         self.gw = gw
         self.got = 0
         self.bad = False
-        self.asked = self.answered = None    # unit id of the request in flight and of its answer's first frame
+        self.asked = self.answered = None    # unit id of the request in flight and of its answer's first whole frame
 
     def __call__(self, sending: bool, data: bytes) -> bytes:
         at = 0 if self.gw.framing == "rtu" else 6      # the unit id: RTU's first byte, the MBAP's last
@@ -339,9 +339,10 @@ class _Wire:
             self.asked = data[at] if len(data) > at else None
             self.answered = None
             return data
-        if self.got == 0 and len(data) > at:
-            self.answered = data[at]
         self.got += len(data)
+        # ``data`` is what came so far (pymodbus hands over its whole receive buffer). The unit that
+        # answered is read only off a whole frame (RTU: its CRC right; TCP: as long as its MBAP says):
+        # the first byte of bytes that never form a frame (a frame's tail, line noise) is no unit id.
         if self.gw.framing == "rtu":
             # A read response: unit, function, byte count, data, CRC; an exception: unit, fn|0x80, code, CRC.
             if len(data) >= 5:
@@ -352,12 +353,16 @@ class _Wire:
                     self.got = 0
                     self.bad = True
                     return b""    # dropped: the request times out (and is retried)
+                if len(data) >= n and self.answered is None:
+                    self.answered = data[at]
         elif len(data) >= 7:
             length = struct.unpack(">H", data[4:6])[0]
             if length + 6 != len(data) and len(data) > length + 6:
                 self.gw.count("bad_length")
                 self.gw.count("malformed")
                 return b""
+            if length + 6 == len(data) and self.answered is None:
+                self.answered = data[at]
         return data
 
 
