@@ -369,7 +369,7 @@ def ingest(
         where = f"; reasons in {_term(str(writer.path))}" if writer.count else ""
         err_console.print("[red]error:[/red] " + "; ".join(f"{_term(str(src))}: {ch} unreadable or implausible on "
                                                            f"most rows" for src, ch in mostly)
-                          + f" (see the note above: a [units], [scale] or [ranges] mistake?{where})",
+                          + escape(f" (see the note above: a [units], [scale] or [ranges] mistake?") + f"{where})",
                           highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     if errors:
