@@ -405,30 +405,32 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
         blank += " AND NOT (" + " OR ".join(nan_cols) + ")"
     left_none = " AND ".join(f"({_q(n + '__v')} IS NULL OR {x_col[n]})" if n in dropped else f"{_q(n + '__v')} IS NULL"
                              for n in mapped)
-    flags.append(left_none)
+    flags.append(blank)   # the fast pass's row check; "no value left" is settled on the marked rows alone
     shown = ", ".join(mapped[:8]) + (", ..." if len(mapped) > 8 else "")
     gone = "no channel value left (the row's other channels are blank)"
     checks.append(f"CASE WHEN {blank} THEN {_lit(f'no channel value: the row has only a meter and a time ({shown} blank)')} "
                   f"WHEN {left_none} THEN {_lit(gone)} END")
 
-    # Extra channels follow the canonical ones, in the mapping's order.
-    values = [(f"CASE WHEN {x_col[ch.name]} THEN NULL ELSE {_q(ch.name + '__v')} END AS {_q(ch.name)}"
-               if ch.name in dropped else f"{_q(ch.name + '__v')} AS {_q(ch.name)}") for ch in channels]
+    # Extra channels follow the canonical ones, in the mapping's order. The fast pass hands the values
+    # on as they are, with ``_drop`` saying a row holds a bad one: which, and what is left, is worked
+    # out on those rows alone (the explain statement's ``_d0`` ...), so clean data pays one boolean.
+    values = [f"{_q(ch.name + '__v')} AS {_q(ch.name)}" for ch in channels]
     marks = ", ".join(f"coalesce({cond}, false) AS {x_col[n]}" for n, cond in drops)
 
-    def layered(cols: list[str], window: bool) -> str:
+    def layered(cols: list[str], window: bool, marked: bool = True) -> str:
         sql = f"(SELECT {', '.join(cols)} FROM {RELATION})"
         if local:
             for layer in _local_layers(mapping.timezone, window):
                 sql = "(" + layer.format(sql) + ")"
-        if marks:
+        if marks and marked:
             sql = f"(SELECT *, {marks} FROM {sql})"
         return sql
 
-    drop_any = " OR ".join(x_col[n] for n, _ in drops) or "false"
+    drop_any = " OR ".join(f"({cond})" for _, cond in drops)
     fast = (f"SELECT _line, meter_id, ts, {', '.join(values)}, "
-            f"coalesce({' OR '.join(f'({f})' for f in flags)}, false) AS _bad, {drop_any} AS _drop "
-            f"FROM {layered(inner, True)}")
+            f"coalesce({' OR '.join(f'({f})' for f in flags)}, false) AS _bad, "
+            f"{f'coalesce({drop_any}, false)' if drops else 'false'} AS _drop "
+            f"FROM {layered(inner, True, marked=False)}")
     # concat_ws skips NULLs: the reason lists every failed check, the field is the first one.
     reasons = f"coalesce(NULLIF(concat_ws('; ', {', '.join(checks)}), ''), {fallback})"
     # Per dropped channel (in ``drops`` order): its reason alone, for a reading kept without it.

@@ -462,12 +462,11 @@ class Store:
                 for res, rel in (self._normalised_live(norm, raw) if live and relation is None
                                  else self._normalised(norm, raw, relation, carry)):
                     counts.read += res.num_rows
-                    bad = res["_bad"]
-                    for c in norm.dropped:   # values given: those kept plus those dropped (below)
+                    for c in norm.dropped:   # values given (not blank), the bad ones among them
                         counts.given[c] = counts.given.get(c, 0) + res.num_rows - res[c].null_count
-                    marked = pc.or_(bad, res["_drop"]) if norm.dropped else bad
+                    marked = pc.or_(res["_bad"], res["_drop"])
                     if pc.any(marked).as_py():
-                        sel = res.select(["_line", "meter_id", "_bad"]).filter(marked)
+                        sel = res.filter(marked)
                         lines = sel["_line"].combine_chunks()
                         if rel is None:  # the raw rows are in memory: explain just the bad ones
                             bad_raw = raw.filter(pc.is_in(raw[LINE], value_set=lines))
@@ -475,9 +474,10 @@ class Store:
                         else:
                             why = self._query(pa.table({"_line": lines}), norm.explain(
                                 f"(SELECT * FROM {rel} WHERE _line IN (SELECT _line FROM _t))"))
-                        _explained(counts, unit, norm, why.to_arrow_table(), sel)
-                        if pc.any(bad).as_py():
-                            res = res.filter(pc.invert(bad))
+                        kept = _explained(counts, unit, norm, why.to_arrow_table(), sel)
+                        res = res.filter(pc.invert(marked))
+                        if kept.num_rows:
+                            res = pa.concat_tables([res, kept.select(res.column_names).cast(res.schema)])
                     if res.num_rows:
                         new = [c for c in res.column_names if c not in _KEYS and c not in _CANONICAL
                                and c not in known]
@@ -1242,31 +1242,53 @@ class Store:
 _NO_METER = "\x00"   # stands for a NULL meter id in the join below (Arrow joins match no NULLs)
 
 
-def _explained(counts: IngestCounts, unit: str, norm, why: pa.Table, sel: pa.Table) -> None:
-    """Add to ``counts`` the reasons ``why`` (the explain statement over the marked rows ``sel``:
-    ``_line``, ``meter_id``, ``_bad``) gives: one reject per row rejected whole, one dropped value
-    per bad channel value of a row kept. Vectorised but for the tuples handed on."""
+def _explained(counts: IngestCounts, unit: str, norm, why: pa.Table, sel: pa.Table) -> pa.Table:
+    """Settle the rows the fast pass marked (``sel``: ``_bad``, or ``_drop``: a value is bad) with the
+    reasons ``why`` (the explain statement over them: ``_line``, ``meter_id``, ``_reason``, one
+    ``_d{i}`` per checked channel) and return the readings kept, their bad values NULL.
+
+    A row is rejected whole (one entry in ``counts.rejects``, its every failed check) when the fast
+    pass said so (meter id, time, no channel value) or no channel value is left once its bad values
+    are dropped; otherwise each bad value is one entry in ``counts.dropped``. Vectorised (Arrow) but
+    for the tuples handed on."""
     def keyed(t: pa.Table) -> pa.Table:
-        i = t.schema.get_field_index("meter_id")
-        return t.set_column(i, "meter_id", pc.fill_null(pc.cast(t["meter_id"], pa.string()), _NO_METER)) \
-            .set_column(t.schema.get_field_index("_line"), "_line", pc.cast(t["_line"], pa.int64()))
-    j = keyed(why).join(keyed(sel), ["_line", "meter_id"], join_type="inner")
-    whole = j.filter(j["_bad"])
-    counts.rejects.extend((unit, ln, fld, r) for ln, fld, r in zip(
-        whole["_line"].to_pylist(), whole["_field"].to_pylist(), whole["_reason"].to_pylist()))
-    kept = j.filter(pc.invert(j["_bad"]))
+        t = t.set_column(t.schema.get_field_index("meter_id"), "meter_id",
+                         pc.fill_null(pc.cast(t["meter_id"], pa.string()), _NO_METER))
+        return t.set_column(t.schema.get_field_index("_line"), "_line", pc.cast(t["_line"], pa.int64()))
+    chans = [c for c in sel.column_names if c not in _KEYS]
+    extra = [c for c in why.column_names if c not in ("_line", "meter_id")]
+    j = keyed(sel.append_column("_row", pa.array(np.arange(sel.num_rows)))).join(
+        keyed(why), ["_line", "meter_id"], join_type="left outer").sort_by("_row")
+    left = None
+    for i, c in enumerate(norm.dropped):
+        d = j[f"_d{i}"]
+        # A value that is not a number is NULL already: given, but not in the caller's count of them.
+        unread = pc.sum(pc.and_(pc.is_valid(d), pc.is_null(j[c]))).as_py() or 0
+        counts.given[c] = counts.given.get(c, 0) + unread
+        j = j.set_column(j.schema.get_field_index(c), c, pc.if_else(pc.is_valid(d), pa.scalar(None, j[c].type), j[c]))
+    for c in chans:
+        v = pc.is_valid(j[c])
+        left = v if left is None else pc.or_(left, v)
+    whole = pc.or_(j["_bad"], pc.invert(left)) if left is not None else j["_bad"]
+    w = j.filter(whole)
+    reasons = pc.fill_null(w["_reason"], "rejected: no reason could be built for this row")
+    counts.rejects.extend((unit, ln, fld or r.split(":", 1)[0], r) for ln, fld, r in zip(
+        w["_line"].to_pylist(), w["_field"].to_pylist(), reasons.to_pylist()))
+    kept = j.filter(pc.invert(whole))
     for i, c in enumerate(norm.dropped):
         col = f"_d{i}"
         n_bad = len(j[col]) - j[col].null_count
         if not n_bad:
             continue
         counts.bad_values[c] = counts.bad_values.get(c, 0) + n_bad
-        counts.given[c] = counts.given.get(c, 0) + n_bad   # stored as NULL: not in the count of kept values
         k = kept.filter(pc.is_valid(kept[col]))
         if k.num_rows:
             counts.values_dropped[c] = counts.values_dropped.get(c, 0) + k.num_rows
             counts.dropped.extend((unit, ln, r.split(":", 1)[0], r) for ln, r in zip(
                 k["_line"].to_pylist(), k[col].to_pylist()))
+    kept = kept.drop_columns(["_row", *extra])
+    i = kept.schema.get_field_index("meter_id")
+    return kept.set_column(i, "meter_id", pc.cast(kept["meter_id"], sel.schema.field("meter_id").type))
 
 
 def _first_line(exc: BaseException) -> str:
