@@ -337,11 +337,14 @@ def ingest(
              "channels_mostly_bad": c.mostly_bad, "seconds": round(c.seconds, 3)} for c in results],
             "errors": errors, "rejects_file": str(writer.path) if writer.count else None}))
     else:
-        table = Table("file", "read", "stored", "duplicates", "rejected", "values dropped", "rows/s",
-                      title=f"ingest -> {_term(str(db))}")
+        # The values dropped get a column when there are some (a clean ingest's table is as it was).
+        drops = any(c.values_dropped for c in results)
+        table = Table("file", "read", "stored", "duplicates", "rejected", *(["values dropped"] if drops else []),
+                      "rows/s", title=f"ingest -> {_term(str(db))}")
         for c in results:
             table.add_row(escape(_one_line(Path(c.source).name)), f"{c.read:,}", f"{c.stored:,}", f"{c.duplicates + c.merged:,}",
-                          f"{c.rejected:,}", f"{sum(c.values_dropped.values()):,}", f"{c.rows_per_s:,.0f}")
+                          f"{c.rejected:,}", *([f"{sum(c.values_dropped.values()):,}"] if drops else []),
+                          f"{c.rows_per_s:,.0f}")
         console.print(table)
         dropped: dict[str, int] = {}
         for c in results:
