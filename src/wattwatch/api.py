@@ -1148,17 +1148,17 @@ def _compacted_notice(dets, compacted: list[str], back_of: dict, fed) -> str:
 
 
 def _cadence_change_notices(frame: pd.DataFrame, dets, meters: set, tail: float = 0.25,
-                            min_gaps: int = 48, factor: float = 2.0) -> list[str]:
+                            min_gaps: int = 48) -> list[str]:
     """A notice per meter whose latest readings (the last quarter of the frame's, at least
-    ``min_gaps`` gaps) are ``factor`` or more times further apart, or closer together, than the
-    cadence its state was learned at. The detectors judge a meter at its learned cadence: a meter
-    reconfigured from 1 to 5 minutes had its firmware drift unjudged, and every detector sizes its
-    windows and post-rules at the learned cadence. (packet_loss follows the cadence a stretch's
-    gaps show since cad39: it read such a meter as 80 % of its readings lost, and one reconfigured
-    from 5 to 1 minute had its real gaps unseen.) Said, with what to do."""
+    ``min_gaps`` gaps) run, most of them, at a cadence other than the one its state was learned at,
+    as :func:`wattwatch.detect.cadence.stretch_cadence` says it (the one implementation the
+    detectors that follow a stretch's cadence use: packet_loss, firmware_drift's intervals,
+    neutral_tamper's held window). The other detectors judge a meter at its learned cadence (their
+    windows, reach and post-rules): said, with what to do."""
     from wattwatch.detect.base import quiet
+    from wattwatch.detect.cadence import stretch_cadence
     from wattwatch.detect.core import _cadence
-    from wattwatch.detect.frame import meter_names, seg_bounds, seg_median
+    from wattwatch.detect.frame import meter_names, seg_bounds
 
     if not len(frame) or not dets:
         return []
@@ -1166,39 +1166,32 @@ def _cadence_change_notices(frame: pd.DataFrame, dets, meters: set, tail: float 
     names = meter_names(frame)
     starts, ends = seg_bounds(seg)
     first, last = t[starts][seg], t[ends - 1][seg]
+    cads = np.array([_cadence(dets, str(m)) for m in names], float)
+    c_row, _ = stretch_cadence(seg, dt, cads)
     with quiet():
         late = (t >= last - tail * (last - first)) & (dt > 0)   # the last quarter of its time
+        other = late & np.isfinite(cads[seg]) & (c_row != cads[seg])
     counts = np.bincount(seg[late], minlength=len(names))
-    seen = seg_median(dt, seg, len(names), late)
-    cads = np.array([_cadence(dets, str(m)) for m in names], float)
-    # A cadence is the gap most readings come at, not only the median one: with half or more of its
-    # readings lost at random, a meter's median gap is twice its cadence while its most common gap
-    # is still its cadence (it is losing readings, the packet-loss alert's business). So the gaps
-    # near the new cadence must outnumber those near the learned one (each within a factor of
-    # sqrt(factor), bands that do not overlap).
-    def near(c: np.ndarray) -> np.ndarray:
-        with quiet():
-            return np.bincount(seg[late & (np.abs(np.log(dt / c[seg])) < np.log(factor) / 2)], minlength=len(names))
-
-    at_seen, at_learned = near(seen), near(cads)
+    n_other = np.bincount(seg[other], minlength=len(names))
     out = []
     for j, m in enumerate(names):
         m = str(m)
-        if m not in meters or counts[j] < min_gaps or not np.isfinite(seen[j]):
+        # Most of its latest gaps at another cadence (a reconfiguration; random loss, however
+        # heavy, says the learned one: see the module docstring of wattwatch.detect.cadence).
+        if m not in meters or counts[j] < min_gaps or 2 * n_other[j] <= counts[j]:
             continue
-        learned = cads[j]
-        if not np.isfinite(learned) or learned <= 0 or 1 / factor < seen[j] / learned < factor:
-            continue
-        if at_seen[j] <= at_learned[j]:
-            continue
-        others = "the other detectors judge it at the learned one (windows, reach, readings an alert needs)"
-        what = (f"packet_loss follows the new cadence, but firmware_drift leaves out the longer intervals and {others}"
-                if seen[j] > learned else f"packet_loss follows the new cadence, but {others}")
-        out.append(f"meter {m}: its latest readings come every {seen[j]:,.0f} s (the median of its last "
-                   f"{counts[j]:,} gaps) while its state was learned at {learned:,.0f} s, the cadence it is judged "
-                   f"at ({what}). If the meter was reconfigured, learn it again on readings at its new cadence "
+        rows = np.flatnonzero(other & (seg == j))
+        seen, learned = float(np.median(c_row[rows])), cads[j]
+        a, b = starts[j], ends[j]
+        first_other = a + int(np.argmax(c_row[a:b] != learned))   # the first reading of its frame at another
+        since = pd.Timestamp(float(t[first_other]), unit="s", tz="UTC").isoformat().replace("+00:00", "Z")
+        out.append(f"meter {m}: its latest readings come every {seen:,.0f} s (since {since}: {n_other[j]:,} of its "
+                   f"last {counts[j]:,} gaps) while its state was learned at {learned:,.0f} s (packet_loss, "
+                   "firmware_drift and neutral_tamper's held departure follow the new cadence; the other detectors "
+                   "judge it at the learned one: windows, reach, readings an alert needs, profiles learned at it). "
+                   "If the meter was reconfigured, learn it again on readings at its new cadence "
                    "(`wattwatch fit --normal-start ISO --normal-end ISO`)"
-                   + ("; if not, it is losing readings" if seen[j] > learned else ""))
+                   + ("; if not, it is losing readings in a pattern (every other one or more)" if seen > learned else ""))
     return out
 
 

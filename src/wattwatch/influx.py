@@ -47,6 +47,11 @@ class Denied(Refused):
     """401/403: the user or password is wrong or lacks the right; fixed by the operator, not the data."""
 
 
+class Missing(Refused):
+    """The database or retention policy written to does not exist (InfluxDB 1.x answers a 404
+    "database not found" or a 500 "retention policy not found"); an admin has to create it."""
+
+
 @dataclass
 class Client:
     url: str                     # http(s)://HOST:PORT (a path prefix is kept)
@@ -78,7 +83,9 @@ class Client:
                 body = json.loads(body).get("error", body)
             except (ValueError, AttributeError):
                 pass
-            cls = Unreachable if exc.code >= 500 else Denied if exc.code in (401, 403) else Refused
+            text = str(body)
+            cls = (Missing if "database not found" in text or "retention policy not found" in text
+                   else Unreachable if exc.code >= 500 else Denied if exc.code in (401, 403) else Refused)
             raise cls(f"{where}: HTTP {exc.code}: {body}".strip()) from None
         except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as exc:
             reason = getattr(exc, "reason", exc)

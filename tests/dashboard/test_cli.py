@@ -12,7 +12,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from wattwatch.app.cli import app
-from wattwatch.dashboard.auth import verify_password
+from wattwatch.dashboard.auth import hash_password, verify_password
 
 runner = CliRunner()
 
@@ -39,6 +39,28 @@ def test_refusals_name_the_problem(tmp_path, monkeypatch):
     assert res.exit_code == 2 and "not a grid run folder" in res.output
     res = runner.invoke(app, ["dashboard", "--users", str(users), "--models-dir", str(tmp_path / "none")])
     assert res.exit_code == 2 and "no such folder (--models-dir)" in " ".join(res.output.split())
+    res = runner.invoke(app, ["dashboard", "--users", str(users), "--proxy-header", "Forwarded"])
+    assert res.exit_code == 2 and "--proxy-header: one of X-Forwarded-For, X-Real-IP" in " ".join(res.output.split())
+
+
+def test_the_proxy_header_reaches_the_server_only_when_given(tmp_path, monkeypatch):
+    """(rev42) --proxy-header is the one way a forwarded header names a sign-in's client."""
+    from wattwatch.dashboard import serve
+    from wattwatch.dashboard.settings import Settings
+
+    monkeypatch.delenv("WATTWATCH_DASHBOARD_PROXY_HEADER", raising=False)
+    seen = []
+    monkeypatch.setattr(serve, "run", lambda settings, host, port: seen.append(settings) or 0)
+    users = tmp_path / "users.toml"
+    users.write_text(f'[users.ann]\nrole = "operator"\npassword = "{hash_password("pw")}"\n')
+    for given in ([], ["--proxy-header", "x-real-ip"]):
+        res = runner.invoke(app, ["dashboard", "--users", str(users), "--db", str(tmp_path / "s.duckdb"), *given])
+        assert res.exit_code == 0, res.output
+    assert [s.proxy_header for s in seen] == [None, "X-Real-IP"]
+    env = serve.environment(seen[1], base={})
+    assert env["WATTWATCH_DASHBOARD_PROXY_HEADER"] == "X-Real-IP"
+    assert Settings.from_env(env).proxy_header == "X-Real-IP"
+    assert "WATTWATCH_DASHBOARD_PROXY_HEADER" not in serve.environment(seen[0], base={})
 
 
 def test_the_command_serves_on_the_given_port(tmp_path, sim_store, users_env):

@@ -288,6 +288,7 @@ def test_visitors_behind_a_local_proxy_do_not_share_one_sign_in_lock(monkeypatch
     from wattwatch.dashboard.auth import AuthError, Authenticator, load_users
 
     auth = Authenticator(load_users(environ={"WATTWATCH_DASHBOARD_USERS": users_env}))
+    monkeypatch.setenv("WATTWATCH_DASHBOARD_PROXY_HEADER", "X-Forwarded-For")   # --proxy-header (rev42)
 
     def visitor(forwarded: str) -> str:
         fake = SimpleNamespace(context=SimpleNamespace(ip_address=None, headers={"X-Forwarded-For": forwarded}))
@@ -320,7 +321,8 @@ def test_a_user_taken_out_of_the_users_file_is_signed_out_and_cannot_sign_in(mon
     from wattwatch.dashboard.auth import hash_password
 
     users = tmp_path / "users.toml"
-    entry = lambda who, role: f'[users.{who[0]}]\nrole = "{role}"\npassword = "{hash_password(who[1])}"\n'  # noqa: E731
+    hashed = {who[0]: hash_password(who[1]) for who in (OPERATOR, VIEWER)}   # an edit keeps the other lines (rev42)
+    entry = lambda who, role: f'[users.{who[0]}]\nrole = "{role}"\npassword = "{hashed[who[0]]}"\n'  # noqa: E731
     users.write_text(entry(OPERATOR, "operator") + entry(VIEWER, "viewer"))
     st.cache_resource.clear()
     monkeypatch.delenv("WATTWATCH_DASHBOARD_USERS", raising=False)
@@ -379,3 +381,240 @@ def test_failing_on_a_name_from_elsewhere_does_not_keep_its_user_out():
             a.sign_in("olga", f"typo{k}", "203.0.113.7", now=t0 + 30 + k)
     with pytest.raises(auth.AuthError, match="too many failed sign-ins"):
         a.sign_in("olga", "op-secret", "203.0.113.7", now=t0 + 40)
+
+
+# ----------------------------------------------------------------------------------------- rev42
+
+
+def test_an_insider_cannot_brute_force_a_name_by_signing_in_as_herself_between_guesses():
+    """(rev42) From an address the victim signed in from, only the address's lock held (adv42),
+    and a successful sign-in at that address clears the address's count: anyone with an account of
+    her own at that address (a viewer on the same host or office address, or a local process that
+    names it in X-Forwarded-For) could guess four times, sign in as herself, and guess four more,
+    for ever. The name's count at that address must be cleared only by the name's own sign-in."""
+    from wattwatch.dashboard import auth
+
+    a = auth.Authenticator({"olga": auth.User("olga", "operator", auth.hash_password("op-secret")),
+                            "vic": auth.User("vic", "viewer", auth.hash_password("vi-secret"))})
+    t0 = 1_000_000.0
+    shared, home = "proxied:203.0.113.7", "proxied:198.51.100.4"
+    assert a.sign_in("olga", "op-secret", home, now=t0 - 1).user == "olga"
+    assert a.sign_in("olga", "op-secret", shared, now=t0).user == "olga"
+    refused_at = None
+    for k in range(40):
+        now = t0 + 10 + 2 * k
+        try:
+            a.sign_in("olga", f"guess{k}", shared, now=now)
+        except auth.AuthError as exc:
+            if "too many failed sign-ins" in str(exc):
+                refused_at = k
+                break
+        if k % 4 == 3:
+            assert a.sign_in("vic", "vi-secret", shared, now=now + 1).user == "vic"   # her own account
+    assert refused_at is not None and refused_at <= 5, refused_at
+    with pytest.raises(auth.AuthError, match="too many failed sign-ins"):
+        a.sign_in("olga", "op-secret", shared, now=t0 + 30)          # the guessers' address: held for her name
+    with pytest.raises(auth.AuthError, match="too many failed sign-ins"):
+        a.sign_in("olga", "op-secret", "proxied:192.0.2.1", now=t0 + 30)    # a new address: her name's lock
+    assert a.sign_in("olga", "op-secret", home, now=t0 + 30).user == "olga"  # another address of hers: in
+    assert a.sign_in("vic", "vi-secret", shared, now=t0 + 31).user == "vic"  # the address's own lock is not held
+
+
+def test_without_a_proxy_a_local_client_cannot_name_its_own_address(monkeypatch, users_env):
+    """(rev42) X-Forwarded-For was believed on every connection from this host, proxy or not: on
+    the default setup (`wattwatch dashboard` on 127.0.0.1, no proxy) any local process named a fresh
+    address per try (the address's lock never held: a password spray over every name) or the one a
+    user signed in from. A forwarded header names the client only with --proxy-header, and then only
+    the header named (a proxy that sets X-Real-IP passes the client's own X-Forwarded-For on)."""
+    from types import SimpleNamespace
+
+    from wattwatch.dashboard import app as dash
+    from wattwatch.dashboard.auth import AuthError, Authenticator, load_users
+    from wattwatch.dashboard.settings import ENV
+
+    def visitor(headers: dict, trusted: str | None = None) -> str:
+        monkeypatch.setattr(dash, "st", SimpleNamespace(context=SimpleNamespace(ip_address=None, headers=headers)))
+        if trusted is None:
+            monkeypatch.delenv(ENV["proxy_header"], raising=False)
+        else:
+            monkeypatch.setenv(ENV["proxy_header"], trusted)
+        return dash._client()
+
+    auth = Authenticator(load_users(environ={"WATTWATCH_DASHBOARD_USERS": users_env}))
+    names = [visitor({"X-Forwarded-For": f"198.51.100.{k}"}) for k in range(6)]
+    assert set(names) == {"local"}, names
+    for k in range(5):
+        with pytest.raises(AuthError, match="wrong"):
+            auth.sign_in(f"name{k}", "guess", names[k])
+    with pytest.raises(AuthError, match="too many failed sign-ins"):
+        auth.sign_in("name5", "guess", names[5])       # the spray is held at the fifth try
+    # Told of the proxy: the header it sets, its last hop for X-Forwarded-For (the one it adds).
+    assert visitor({"X-Forwarded-For": "1.2.3.4, 203.0.113.7"}, "X-Forwarded-For") == "proxied:203.0.113.7"
+    assert visitor({"X-Real-IP": "203.0.113.8", "X-Forwarded-For": "1.2.3.4"}, "x-real-ip") == "proxied:203.0.113.8"
+    assert visitor({"X-Forwarded-For": "1.2.3.4"}, "X-Real-IP") == "local"   # not the header the proxy sets
+    monkeypatch.setattr(dash, "st", SimpleNamespace(context=SimpleNamespace(ip_address="192.0.2.1",
+                                                                            headers={"X-Forwarded-For": "1.2.3.4"})))
+    assert dash._client() == "192.0.2.1"     # a remote connection: its own address, told of a proxy or not
+
+
+def test_a_password_changed_in_the_users_file_applies_even_when_its_size_and_time_stay(monkeypatch, tmp_path):
+    """(rev42) The users file is read again when it changes, told by its modification time and size.
+    A leaked password is replaced by a new hash of the same length (the same cost, salt and key
+    sizes); a copy that keeps times (`cp -p`, `rsync -t`, `install -p`, an unpacked archive) leaves
+    the time as it was: the running dashboard kept the old hash, and the leaked password went on
+    signing in until a restart."""
+    import os
+
+    import streamlit as st
+
+    from wattwatch.dashboard import app as dash
+    from wattwatch.dashboard.auth import AuthError, hash_password
+
+    monkeypatch.delenv("WATTWATCH_DASHBOARD_USERS", raising=False)
+    users = tmp_path / "users.toml"
+    entry = lambda pw: f'[users.olga]\nrole = "operator"\npassword = "{hash_password(pw)}"\n'  # noqa: E731
+    users.write_text(entry("leaked"))
+    cfg = Settings(users_file=users)
+    st.cache_resource.clear()
+    assert dash._auth(cfg).sign_in("olga", "leaked", "c1").user == "olga"
+    before = os.stat(users)
+    fresh = tmp_path / "fresh.toml"
+    fresh.write_text(entry("new-secret"))
+    assert fresh.stat().st_size == before.st_size
+    os.utime(fresh, ns=(before.st_atime_ns, before.st_mtime_ns))     # as `cp -p` would leave it
+    os.replace(fresh, users)
+    assert (os.stat(users).st_mtime_ns, os.stat(users).st_size) == (before.st_mtime_ns, before.st_size)
+    with pytest.raises(AuthError, match="wrong user name or password"):
+        dash._auth(cfg).sign_in("olga", "leaked", "c2")
+    assert dash._auth(cfg).sign_in("olga", "new-secret", "c3").user == "olga"
+    st.cache_resource.clear()
+
+
+def test_a_users_file_missing_or_half_written_during_an_edit_shows_nothing(monkeypatch, store_copy, tmp_path):
+    """(rev42) The users file is read at every page run that finds it changed: while an editor has it
+    removed, empty or half-written, a signed-in operator's page must show nothing of the store (and
+    offer no write), and come back when the file does."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from tests.dashboard.conftest import OPERATOR
+    from tests.dashboard.test_pages import SCRIPT, goto, sign_in
+    from wattwatch.dashboard.auth import hash_password
+
+    users = tmp_path / "users.toml"
+    whole = f'[users.{OPERATOR[0]}]\nrole = "operator"\npassword = "{hash_password(OPERATOR[1])}"\n'
+    users.write_text(whole)
+    st.cache_resource.clear()
+    monkeypatch.delenv("WATTWATCH_DASHBOARD_USERS", raising=False)
+    monkeypatch.setenv("WATTWATCH_DASHBOARD_USERS_FILE", str(users))
+    monkeypatch.setenv("WATTWATCH_DB", str(store_copy))
+    monkeypatch.setenv("WATTWATCH_DASHBOARD_UPLOADS", str(tmp_path / "uploads"))
+    for k in ("WATTWATCH_DASHBOARD_READ_ONLY", "WATTWATCH_DASHBOARD_STATUS", "WATTWATCH_DASHBOARD_EVENTS"):
+        monkeypatch.delenv(k, raising=False)
+    op = goto(sign_in(AppTest.from_file(SCRIPT, default_timeout=60).run(), OPERATOR), "Alerts")
+    assert "alerts_acknowledged" in {b.key for b in op.button}
+    for state in ("missing", "", whole[: whole.index("password")], whole[:-20]):
+        if state == "missing":
+            users.unlink()
+        else:
+            users.write_text(state)
+        op.run()
+        assert op.error and not op.header and not op.dataframe, (state, [e.value for e in op.error])
+        assert "alerts_acknowledged" not in {b.key for b in op.button}, state
+    users.write_text(whole)
+    op.run()
+    assert "signin_user" not in {t.key for t in op.text_input}       # the same session, back
+    assert "alerts_acknowledged" in {b.key for b in goto(op, "Alerts").button}
+    st.cache_resource.clear()
+
+
+def test_csv_export_leaves_a_number_in_a_text_column_a_number():
+    """(rev42) The formula guard put a quote before every text cell starting with '-' or '+': a
+    note "-1.5" or a meter id "-7" came out as the text '-1.5 in a spreadsheet (and no longer the
+    id the store keeps). A plain number runs nothing; it is left as it is, and what a spreadsheet
+    would compute ("-2+3", "-1.5*2", "+A1") still gets its quote."""
+    from wattwatch.dashboard import data
+
+    plain = ["-1.5", "+2", "-7", "-0.25e-3", "-.5"]
+    quoted = ["-2+3", "-1.5*2", "+A1", "-1.5 ", "- 1", "-1.5\n=1+1", "-1,5", "-\u0661"]   # formulas, or not plainly a number
+    vals = plain + quoted
+    df = pd.DataFrame({"id": [f"a{k}" for k in range(len(vals))], "meter_id": vals,
+                       "start": pd.Timestamp("2025-01-06", tz="UTC"), "end": pd.Timestamp("2025-01-06 01:00", tz="UTC"),
+                       "code": "INFO_SUPPLY_OUTAGE", "severity": "info", "score": -1.5, "detector": "outage",
+                       "message": "m", "evidence": "{}", "action": "", "status": "open", "note": vals})
+    rows = list(csv.DictReader(io.StringIO(data.export_csv(df).decode("utf-8"), newline="")))
+    for col in ("meter_id", "note"):
+        got = [r[col] for r in rows]
+        assert got[:len(plain)] == plain, got
+        assert got[len(plain):] == ["'" + v for v in quoted], got
+    assert {r["score"] for r in rows} == {"-1.5"}
+
+
+def test_failed_sign_ins_with_long_or_ever_new_names_keep_no_memory():
+    """(rev42) Every failed sign-in keeps its name in the rate limiter's counts (and, since rev42's
+    lock per name and address, twice), never dropped: a name is anything a client types, a sign-in
+    form field has no length limit (a WebSocket message may carry 200 MB), so a few hundred tries
+    with a 10 MB name each filled the server's memory; ever-new short names grew it without end. A
+    name longer than any user's can only be wrong: such names share one count. Counts that are
+    over (no failure within the window, no lock for a day) are dropped."""
+    from wattwatch.dashboard import auth
+
+    a = auth.Authenticator({"olga": auth.User("olga", "operator", auth.hash_password("op-secret"))})
+    lim = a.limiter
+    size = lambda: sum(len(k) for d in (lim._fails, lim._locked) for k in d)  # noqa: E731
+    t0 = 1_000_000.0
+    for k in range(8):
+        with pytest.raises(auth.AuthError):
+            a.sign_in(f"{k}" * 1_000_000, "x", "proxied:198.51.100.1" if k < 4 else "proxied:198.51.100.2",
+                      now=t0 + k)
+    assert size() < 2_000, size()
+    # Ever-new names: the counts of those whose window and lock are long over are dropped.
+    for k in range(3 * lim.PRUNE_AT):
+        lim.fail(f"user:n{k}", now=t0 + k)
+    lim.fail("user:olga", now=t0 + 10 * 86400)
+    assert len(lim._fails) + len(lim._locked) <= lim.PRUNE_AT + 1, (len(lim._fails), len(lim._locked))
+    # ... but not a lock still counting its doublings within the day.
+    for k in range(10):
+        lim.fail("client:c", now=t0 + 20 * 86400 + k)
+    assert lim.locked_for("client:c", now=t0 + 20 * 86400 + 10) > 0
+    for k in range(3 * lim.PRUNE_AT):
+        lim.fail(f"user:m{k}", now=t0 + 20 * 86400 + 200 + k / 100)
+    assert lim._locked["client:c"][1] == 2
+
+
+def test_a_password_changed_in_the_users_file_signs_out_its_sessions(monkeypatch, store_copy, tmp_path):
+    """(rev42) Since adv42 a user taken out of the users file is signed out at the next page run; but
+    the usual answer to a leaked password is a new hash for the same name, and the sessions signed
+    in with the leaked one went on (up to the session's 8 hours). A session holds for the password
+    it was signed in with."""
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from tests.dashboard.conftest import OPERATOR
+    from tests.dashboard.test_pages import SCRIPT, goto, sign_in
+    from wattwatch.dashboard.auth import hash_password
+
+    users = tmp_path / "users.toml"
+    entry = lambda who, pw, role: f'[users.{who}]\nrole = "{role}"\npassword = "{pw}"\n'  # noqa: E731
+    kept = hash_password(VIEWER[1])
+    users.write_text(entry(OPERATOR[0], hash_password(OPERATOR[1]), "operator") + entry(VIEWER[0], kept, "viewer"))
+    st.cache_resource.clear()
+    monkeypatch.delenv("WATTWATCH_DASHBOARD_USERS", raising=False)
+    monkeypatch.setenv("WATTWATCH_DASHBOARD_USERS_FILE", str(users))
+    monkeypatch.setenv("WATTWATCH_DB", str(store_copy))
+    monkeypatch.setenv("WATTWATCH_DASHBOARD_UPLOADS", str(tmp_path / "uploads"))
+    for k in ("WATTWATCH_DASHBOARD_READ_ONLY", "WATTWATCH_DASHBOARD_STATUS", "WATTWATCH_DASHBOARD_EVENTS"):
+        monkeypatch.delenv(k, raising=False)
+    thief = goto(sign_in(AppTest.from_file(SCRIPT, default_timeout=60).run(), OPERATOR), "Alerts")
+    other = goto(sign_in(AppTest.from_file(SCRIPT, default_timeout=60).run(), VIEWER), "Alerts")
+    assert "alerts_acknowledged" in {b.key for b in thief.button}
+    # The operator's password leaked: she gives herself a new one (same name, same role).
+    users.write_text(entry(OPERATOR[0], hash_password("a-new-secret"), "operator") + entry(VIEWER[0], kept, "viewer"))
+    thief.run()
+    assert not thief.header and "signin_user" in {t.key for t in thief.text_input}
+    assert "alerts_acknowledged" not in {b.key for b in thief.button}
+    other.run()
+    assert [h.value for h in other.header] == ["Alerts"]        # the others' sessions are untouched
+    again = sign_in(AppTest.from_file(SCRIPT, default_timeout=60).run(), OPERATOR)
+    assert any("wrong user name or password" in e.value for e in again.error)
+    st.cache_resource.clear()

@@ -180,3 +180,49 @@ def _cut_beside_bridged(f, dets, cad):
         steps = _stitched(f, dets, c)
         problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
         assert not problems, "\n".join(problems[:6])
+
+
+# (cadence, the longest dip under the limit bridged in readings): five readings where 30 minutes
+# hold them (1 s to 5 min), else the time (one reading at 15 min; at 60 min the single reading
+# between neighbours at its cadence).
+BRIDGES = [("1s", 5), ("1min", 5), ("5min", 5), ("15min", 1), ("60min", 1)]
+
+
+@pytest.mark.parametrize("step,longest", BRIDGES, ids=[b[0] for b in BRIDGES])
+def test_the_bridge_is_counted_in_readings_at_every_cadence(step, longest):
+    """A dip under the limit inside a harmonic run is one of the run's readings when it is at most
+    five readings long and the two distorted readings around it at most 30 minutes apart: at 1 s
+    the bridge was a time, and two distorted seconds 29 minutes apart blanked the current rules
+    on the 1,739 clean readings between them (rev38, noticed; cad43)."""
+    from wattwatch.detect import core, registry
+    from wattwatch.detect.engine import profile
+    from wattwatch.detect.frame import prepare
+
+    c = pd.Timedelta(step).total_seconds()
+    n = int(max(400, 3 * 86400 / c)) if c >= 300 else int(max(4000, 4 * 3600 / c))
+    ts = pd.date_range("2025-01-06", periods=n, freq=step, tz="UTC")
+    i = 10.0 + np.sin(np.arange(n) / 20.0)
+    thd = np.full(n, 10.0)
+    f = pd.DataFrame({"meter_id": "H", "ts": ts, "v_l1_v": 230.0, "i_l1_a": i, "p_kw": 0.23 * i, "thd_i_pct": thd})
+    # After the profiled part: a run of THD 40 % holding dips of 1 to 7 readings at 20 %, each
+    # dip 20 readings after the last.
+    start = n - (2000 if c == 1 else 200)
+    f.loc[start:, "thd_i_pct"] = 40.0
+    dips, k = {}, start + 10
+    for length in range(1, 8):
+        dips[length] = np.arange(k, k + length)
+        f.loc[dips[length], "thd_i_pct"] = 20.0
+        k += length + 20
+    det = registry.build("harmonic_noise")
+    profile(prepare(f.iloc[:start]), [det], ENGINE)
+    s = {x.det.name: x for x in core.run(f, [det]).judged}["harmonic_noise"].scores
+    for length, rows in dips.items():
+        want = length <= longest
+        assert bool((s[rows] >= 1).all()) == want and bool((s[rows] >= 1).any()) == want, (step, length, s[rows])
+    if c == 1:
+        # Two distorted seconds 29 minutes apart: the clean seconds between them keep their score.
+        g = f.copy()
+        g.loc[start:, "thd_i_pct"] = 10.0
+        g.loc[[start, start + 1740], "thd_i_pct"] = 40.0
+        s = {x.det.name: x for x in core.run(g, [det]).judged}["harmonic_noise"].scores
+        assert (s[start + 1:start + 1740] < 1).all()

@@ -107,7 +107,68 @@ def test_input_errors_name_the_file_and_the_place(tmp_path):
     with pytest.raises(ValueError, match=r"byte 156: channel 2: not a finite number"):
         list(blocks(p)[2])
     (tmp_path / "b.csv").write_text("v,i_l,i_n\n1,2,3\n1,x,3\n")
-    with pytest.raises(ValueError, match=r"b\.csv: lines 2\.\.3"):
+    with pytest.raises(ValueError, match=r"b\.csv: line 3: channel 1: not a number: 'x'"):
         list(blocks(tmp_path / "b.csv", fs=fs)[2])
     with pytest.raises(ValueError, match="channels: missing"):
         Metrology(("v", "i_l"), fs)
+
+
+def _until_error(it):
+    """The samples an input yields before its error, and the error."""
+    got = []
+    with pytest.raises(ValueError) as err:
+        for b in it:
+            got.append(b)
+    return (np.concatenate(got) if got else np.empty((0, 3))), str(err.value)
+
+
+def test_a_damaged_input_yields_every_sample_before_the_damage(tmp_path):
+    """adv45: a waveform cut short (a power cut while recording), a NaN or a bad CSV line raised
+    before the block that held it was yielded: up to a block (4,096 samples, 1.3 s at 3.2 kHz) of
+    good samples before the damage was never judged, and a CSV error named a range of lines."""
+    fs = 3200.0
+    x = np.column_stack([sine(fs, 1.0, 230), sine(fs, 1.0, 5), sine(fs, 1.0, 4.9)]).astype(np.float32).astype(float)
+    p = tmp_path / "cut.wwf"
+    write_wwf(p, x, fs, ("v", "i_l", "i_n"))
+    p.write_bytes(p.read_bytes()[:-2])
+    got, why = _until_error(blocks(p, block=1000)[2])
+    assert np.array_equal(got, x[:-1]) and "truncated" in why
+    bad = x.copy()
+    bad[2500, 1] = np.nan
+    write_wwf(p, bad, fs, ("v", "i_l", "i_n"))
+    got, why = _until_error(blocks(p, block=1000)[2])
+    assert np.array_equal(got, x[:2500]) and "channel 1: not a finite number" in why
+    np.save(tmp_path / "w.npy", bad)
+    got, why = _until_error(blocks(tmp_path / "w.npy", fs=fs, channels=("v", "i_l", "i_n"), block=1000)[2])
+    assert np.array_equal(got, x[:2500]) and "row 2500: channel 1" in why
+    rows = [",".join(repr(float(a)) for a in r) for r in x]
+    rows[1500] = rows[1500].split(",")[0] + ",x," + rows[1500].split(",")[2]
+    (tmp_path / "b.csv").write_text("v,i_l,i_n\n" + "\n".join(rows) + "\n")
+    got, why = _until_error(blocks(tmp_path / "b.csv", fs=fs, block=1000)[2])
+    assert np.array_equal(got, x[:1500]) and "b.csv: line 1502: " in why and "channel 1" in why, why
+    rows = [",".join(repr(float(a)) for a in r) for r in x]
+    rows[1700] = rows[1700] + ",9"
+    (tmp_path / "c.csv").write_text("v,i_l,i_n\n" + "\n".join(rows) + "\n")
+    got, why = _until_error(blocks(tmp_path / "c.csv", fs=fs, block=1000)[2])
+    assert np.array_equal(got, x[:1700]) and "c.csv: line 1702: 4 values, header has 3" in why, why
+    (tmp_path / "n.csv").write_text("v,i_l,i_n\n1,2,3\n\n1,2,3\n1,nan,3\n")
+    got, why = _until_error(blocks(tmp_path / "n.csv", fs=fs)[2])
+    assert len(got) == 2 and "n.csv: line 5: channel 1: not a finite number" in why, why
+
+
+def test_a_commented_csv_with_a_bad_line_names_that_line(tmp_path):
+    """rev45: the CSV reader (numpy.loadtxt) skips ``#`` comments, but adv45's line-by-line search
+    for the bad line did not: a comment before the damage was named as the bad line ("line 2: 1
+    values, header has 3") and the good lines between it and the damage were never judged."""
+    (tmp_path / "c.csv").write_text("v,i_l,i_n\n# calibrated 2026-01-01\n1,2,3\n1,2,3  # clamp moved\n1,x,3\n")
+    got, why = _until_error(blocks(tmp_path / "c.csv", fs=3200.0)[2])
+    assert got.tolist() == [[1.0, 2.0, 3.0]] * 2 and "c.csv: line 5: channel 1: not a number: 'x'" in why, why
+
+
+def test_a_value_the_csv_reader_refuses_is_not_judged_on_the_error_path(tmp_path):
+    """rev45: adv45's line-by-line search parsed values with Python's ``float``, which reads ``2_0``
+    as 20 where numpy.loadtxt (the reader) refuses it: that line and every line after it were judged
+    (20 A on the clamp), then an error named no line."""
+    (tmp_path / "u.csv").write_text("v,i_l,i_n\n1,2,3\n1,2_0,3\n1,2,3\n")
+    got, why = _until_error(blocks(tmp_path / "u.csv", fs=3200.0)[2])
+    assert got.tolist() == [[1.0, 2.0, 3.0]] and "u.csv: line 3: channel 1: not a number: '2_0'" in why, why

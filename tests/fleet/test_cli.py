@@ -123,3 +123,60 @@ def test_local_and_spark_give_the_same_scores_and_labels(tmp_path, spark):
         assert list(ta[c]) == list(tb[c]), c
     assert a.balance is not None and b.balance is not None
     pd.testing.assert_frame_equal(a.balance.suspects, b.balance.suspects, check_exact=False, rtol=1e-6)
+
+
+def test_no_readings_at_all_says_so_naming_the_input_and_the_rejects(tmp_path):
+    """adv45: a folder with no files and a file whose every record is rejected both ended in "no POD
+    has complete data in every month", which sends the user looking at coverage instead of at the
+    input (the rejects were written, but not mentioned)."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match=r"empty: no files in this folder"):
+        api.fleet([empty])
+    flat = tmp_path / "flat.jsonl"
+    flat.write_text('{"PODID": "A", "Phase1ActivePower": "1"}\n{"PODID": "B", "start_ts": "x"}\n')
+    rejects = tmp_path / "rejects.csv"
+    with pytest.raises(InputError, match=r"no readings: all 2 record\(s\) rejected \(see .*rejects\.csv\)"):
+        api.fleet([flat], rejects=rejects, out=tmp_path / "f.parquet")
+    assert len(pd.read_csv(rejects)) == 2
+
+
+def test_spark_says_the_same_of_an_empty_folder(tmp_path, spark):
+    """adv45: on Spark an empty folder was an IndexError (a traceback), not a message."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match=r"empty: no files in this folder"):
+        api.fleet([str(empty)], engine="spark")
+
+
+@pytest.mark.parametrize("text, why", [
+    ("panel_id,meter_id\nQE0,QE0\nQE1,QE0\n", r"panels\.csv: line 3: meter_id QE0 is already the panel meter of QE0 \(line 2\)"),
+    ("panel_id,meter_id\nQE0,QE0\nQE1,\n", r"panels\.csv: line 3: meter_id is empty"),
+    ("panel_id,meter_id\n,QE0\n", r"panels\.csv: line 2: panel_id is empty"),
+])
+def test_a_panel_mapping_with_mistakes_is_refused_naming_the_line(pell, tmp_path, text, why):
+    """adv45: a meter under two panels was kept under the first one for the balance and listed
+    under both as excluded; an empty cell was dropped; neither was said."""
+    panels = tmp_path / "panels.csv"
+    panels.write_text(text)
+    with pytest.raises(InputError, match=why):
+        api.fleet([pell / "pell.json"], period="day", panels=panels, min_peers=2)
+
+
+def test_a_panel_meter_without_readings_is_said(pell, tmp_path):
+    """adv45: a panel mapping that names a meter with no readings (a typo in the id) balanced
+    nothing for that panel, and said nothing."""
+    panels = tmp_path / "panels.csv"
+    panels.write_text("panel_id,meter_id\nQE0,QE0\nQE1,QE1-typo\n")
+    run = api.fleet([pell / "pell.json"], period="day", panels=panels, min_peers=2)
+    assert any("QE1-typo" in n and "no readings" in n and "QE1" in n for n in run.notes), run.notes
+
+
+def test_a_power_column_under_another_name_is_named_when_nothing_can_be_scored(tmp_path):
+    """adv45: a canonical CSV whose power is ``Power_W`` (not ``p_kw``) was read as readings with no
+    value: every POD excluded for coverage, and nothing said about the column."""
+    f = messy_fleet(seed=1, days=3, n=3).rename(columns={"p_kw": "Power_W"})
+    path = tmp_path / "w.csv"
+    f[["meter_id", "ts", "Power_W"]].to_csv(path, index=False)
+    with pytest.raises(InputError, match=r"no POD has complete data.*w\.csv: column\(s\) not read: Power_W"):
+        api.fleet([path], period="day", out=tmp_path / "f.parquet")

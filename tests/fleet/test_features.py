@@ -137,6 +137,21 @@ def test_periods_follow_the_time_zone():
     assert rome["night_share"].iloc[1] < 1.0  # lighting 22-06 UTC is 23-07 Rome: one hour lit by day
 
 
+def test_a_day_starting_at_an_ambiguous_local_midnight():
+    """adv45: the Azores fall back from 01:00 to 00:00 (last Sunday of October, 2025-10-26; Havana
+    does the same in November): the local midnight that starts that day happens twice, and
+    ``--period day`` crashed converting the period's length to hours (IntCastingNaNError). The day
+    starts at the first of the two and has 25 hours."""
+    t0 = pd.Timestamp("2025-10-20", tz="UTC")
+    ts = pd.date_range(t0, t0 + pd.Timedelta(days=14) - pd.Timedelta(hours=1), freq="h")
+    frame = pd.DataFrame({"meter_id": np.repeat(["A", "B"], len(ts)), "ts": np.tile(ts, 2), "p_kw": 1.0})
+    f = pod_periods(conform(frame), "day", tz="Atlantic/Azores", min_peers=1).features
+    row = f[(f["pod_id"] == "A") & (f["period"] == "2025-10-26")].iloc[0]
+    assert row["period_start"] == pd.Timestamp("2025-10-26T00:00:00Z")  # the first midnight (UTC+0)
+    assert row["e_kwh_sum"] == pytest.approx(25.0) and row["coverage"] == pytest.approx(1.0)
+    assert set(f.loc[f["pod_id"] == "A", "coverage"]) == {1.0}
+
+
 def test_features_have_a_documented_meaning():
     ff = pod_periods(pod("A", 7, 3600, 1.0), "week")
     assert list(ff.features.columns[-len(FEATURES):]) == list(FEATURES)
@@ -203,3 +218,80 @@ def test_single_reading_and_all_nan_pods_end_to_end_and_on_spark(tmp_path, spark
     assert set(table["pod_id"]) == {f"P{i}" for i in range(8)} and np.isfinite(table["consensus_score"]).all()
     assert {"ONE", "NAN"} <= set(pd.read_csv(tmp_path / "fleet.excluded.csv")["pod_id"])
     assert r.balance is not None  # the panel is balanced with its two PODs without data among its PODs
+
+
+def _meter_in_two_panels():
+    a = pod("A", 3, 3600, 1.0, panel_id="QE0", town="T")
+    a.loc[a["ts"] >= T0 + pd.Timedelta(days=1), "panel_id"] = "QE1"   # the export moved it
+    return conform(pd.concat([a, pod("B", 3, 3600, 1.0, panel_id="QE0", town="T"),
+                              pod("C", 3, 3600, 1.0, panel_id="QE1", town="T")], ignore_index=True))
+
+
+def test_a_meter_named_under_two_panels_is_said():
+    """adv45: a POD whose readings name two panels (an export that moved it, or two PODs under one id)
+    was put under the largest id without a word: its peer group and its panel's energy balance changed."""
+    f = pod_periods(_meter_in_two_panels(), "day", min_peers=1)
+    said = [n for n in f.notes if "more than one panel" in n]
+    assert said and "A (QE0 .. QE1)" in said[0] and "B" not in said[0], f.notes
+    assert f.features.loc[f.features["pod_id"] == "A", "panel_id"].unique().tolist() == ["QE1"]
+
+
+def test_spark_says_the_same_of_a_meter_under_two_panels(spark):
+    from wattwatch.fleet.features import pod_periods_spark
+
+    frame = _meter_in_two_panels()
+    a = pod_periods(frame, "day", min_peers=1)
+    b = pod_periods_spark(spark.createDataFrame(frame), "day", min_peers=1)
+    assert [n for n in b.notes if "more than one panel" in n] == [n for n in a.notes if "more than one panel" in n] != []
+
+
+def test_a_span_shorter_than_half_its_only_period_is_not_called_missing_values():
+    """rev45: adv45 listed every POD as excluded with "every value channel missing" whenever no period
+    was left to judge; that also happens to a fleet with good readings whose data span covers less
+    than half of its only period (10 days with ``--period month``), whose reason is the period."""
+    ts = pd.date_range("2025-03-10", "2025-03-20", freq="h", tz="UTC")
+    frame = pd.DataFrame({"meter_id": np.repeat(["A", "B", "C"], len(ts)), "ts": np.tile(ts, 3), "p_kw": 1.0})
+    ff = pod_periods(conform(frame), "month", min_peers=1)
+    assert ff.features.empty and sorted(ff.excluded["pod_id"]) == ["A", "B", "C"]
+    for why in ff.excluded["reason"]:
+        assert "missing" not in why and "2025-03" in why and "241 of its 744 hours" in why, why
+    nan = conform(frame.assign(p_kw=np.nan))  # the other way to have no period: no reading with a value
+    assert set(pod_periods(nan, "month", min_peers=1).excluded["reason"]) == {
+        "no time covered by readings with a value (every value channel missing)"}
+
+
+@pytest.mark.parametrize("tz, start", [("Atlantic/Azores", "2025-10-20"), ("America/Havana", "2025-10-28")])
+def test_spark_gives_a_day_starting_at_an_ambiguous_midnight_as_pandas_does(spark, tz, start):
+    """rev45: adv45 tested the 25-hour day on pandas only; Spark labels hours with its own
+    ``from_utc_timestamp``. Both engines: the same days, starts, coverage and energy, and each day's
+    energy the sum of its hours (the repeated hour counted once per occurrence)."""
+    from wattwatch.fleet.features import pod_periods_spark
+
+    t0 = pd.Timestamp(start, tz="UTC")
+    ts = pd.date_range(t0, t0 + pd.Timedelta(days=14) - pd.Timedelta(minutes=15), freq="15min")
+    rng = np.random.default_rng(0)
+    frame = conform(pd.DataFrame({"meter_id": np.repeat(["A", "B"], len(ts)), "ts": np.tile(ts, 2),
+                                  "p_kw": rng.uniform(0.5, 2.0, 2 * len(ts))}))
+    a = pod_periods(frame, "day", tz=tz, min_peers=1, hourly="all")
+    b = pod_periods_spark(spark.createDataFrame(frame), "day", tz=tz, min_peers=1, hourly="all")
+    cols = ["pod_id", "period", "period_start", "coverage", "n_readings", "e_kwh_sum"]
+    fa = a.features[cols].sort_values(["pod_id", "period"]).reset_index(drop=True)
+    fb = b.features[cols].sort_values(["pod_id", "period"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(fa, fb, check_dtype=False, rtol=1e-9)
+    long = fa[fa["n_readings"] == 100]  # the 25-hour day of each POD
+    assert len(long) == 2 and (long["coverage"] == 1.0).all()
+    hours = b.hourly.assign(day=pd.to_datetime(b.hourly["hour"], utc=True).dt.tz_convert(tz).dt.strftime("%Y-%m-%d"))
+    per_day = hours.groupby(["pod_id", "day"])["e_kwh"].sum()
+    assert np.allclose(fb.set_index(["pod_id", "period"])["e_kwh_sum"].to_numpy(),
+                       per_day.reindex(pd.MultiIndex.from_frame(fb[["pod_id", "period"]])).to_numpy(), rtol=1e-12)
+
+
+def test_spark_says_the_same_of_a_span_shorter_than_half_its_period(spark):
+    from wattwatch.fleet.features import pod_periods_spark
+
+    ts = pd.date_range("2025-03-10", "2025-03-20", freq="h", tz="UTC")
+    frame = conform(pd.DataFrame({"meter_id": np.repeat(["A", "B", "C"], len(ts)), "ts": np.tile(ts, 3), "p_kw": 1.0}))
+    a = pod_periods(frame, "month", min_peers=1)
+    b = pod_periods_spark(spark.createDataFrame(frame), "month", min_peers=1)
+    pd.testing.assert_frame_equal(a.excluded.sort_values("pod_id").reset_index(drop=True),
+                                  b.excluded.sort_values("pod_id").reset_index(drop=True), check_dtype=False)

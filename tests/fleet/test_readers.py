@@ -122,3 +122,182 @@ def test_spark_reads_the_same_frame_and_rejects(spark, nested, tmp_path):
     norm = lambda rs: sorted((r[1], r[2], r[3]) for r in rs)  # noqa: E731
     assert norm(rejects) == norm(read_fleet_json(nested).rejects)
     assert all(r[0].endswith("pell.json") for r in rejects)
+
+
+def _messy_canonical_csv(tmp_path):
+    """A canonical CSV with the mistakes an export makes (adv45): a value that is not a number, an
+    infinite and a negative interval energy, an interval that ends before it starts, a blank and a
+    ``NaN`` (both missing, the rest of the reading kept), a column under a name the fleet does not
+    read (``Power_W``)."""
+    path = tmp_path / "canon.csv"
+    path.write_text(
+        "meter_id,ts,ts_end,p_kw,e_int_kwh,height_m,Power_W\n"
+        "M1,2025-01-01T00:00:00Z,2025-01-01T01:00:00Z,1.0,1.0,5,7\n"        # 2: good
+        "M1,2025-01-01T01:00:00Z,2025-01-01T02:00:00Z,abc,1.0,5,7\n"        # 3: p_kw not a number
+        "M1,2025-01-01T02:00:00Z,2025-01-01T03:00:00Z,1.0,inf,5,7\n"        # 4: infinite energy
+        "M1,2025-01-01T03:00:00Z,2025-01-01T04:00:00Z,1.0,-5000,5,7\n"      # 5: negative interval energy: kept
+        "M1,2025-01-01T04:00:00Z,2025-01-01T03:30:00Z,1.0,1.0,5,7\n"        # 6: ends before it starts
+        "M1,2025-01-01T05:00:00Z,2025-01-01T06:00:00Z,NaN,1.0,-inf,7\n"     # 7: height infinite
+        "M1,2025-01-01T06:00:00Z,2025-01-01T07:00:00Z,NaN,1.0,,7\n"         # 8: p_kw NaN = missing, kept
+        "M1,2025-01-01T07:00:00Z,2025-01-01T08:00:00Z,,1.0,5,7\n")          # 9: p_kw blank = missing, kept
+    return path
+
+
+# Line 5's negative interval energy is kept (rev45: a prosumer's net export; only a register is >= 0).
+CANONICAL_REJECTS = [(3, "p_kw", "not a number"), (4, "e_int_kwh", "outside the physical range [-1e+12, 1e+12]"),
+                     (6, "ts_end", "ts_end not after ts"), (7, "height_m", "outside the physical range [-inf, inf]")]
+
+
+def test_canonical_csv_rejects_what_the_json_reader_rejects(tmp_path):
+    """adv45: a canonical CSV took ``abc`` as a missing value, an infinite or negative interval
+    energy as consumption and a reversed interval silently, where the JSON reader rejects each."""
+    path = _messy_canonical_csv(tmp_path)
+    got = read_fleet([path])
+    assert sorted(r[1:] for r in got.rejects) == CANONICAL_REJECTS
+    assert all(r[0] == str(path) for r in got.rejects)
+    kept = got.frame.sort_values("ts").reset_index(drop=True)
+    assert list(kept["ts"].dt.hour) == [0, 3, 6, 7]
+    assert np.isnan(kept["p_kw"].iloc[2]) and np.isnan(kept["p_kw"].iloc[3])
+    assert kept["e_int_kwh"].tolist() == [1.0, -5000.0, 1.0, 1.0]
+    assert [n for n in got.notes if "Power_W" in n and str(path) in n and "not read" in n], got.notes
+
+
+def test_spark_reads_a_messy_canonical_csv_as_pandas_does(spark, tmp_path):
+    """adv45: Spark rejected a ``NaN`` value (NaN is above every number in Spark's ordering) that
+    pandas keeps as missing, so the reading's hour was covered by the reading before on Spark and
+    uncovered on pandas: different energies for the same file."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    path = _messy_canonical_csv(tmp_path)
+    sdf, rejects, notes = read_fleet_spark(spark, [str(path)])
+    assert sorted((r[2], r[3]) for r in rejects) == sorted(r[1:] for r in CANONICAL_REJECTS)
+    assert [n for n in notes if "Power_W" in n and "canon.csv" in n and "not read" in n], notes
+    got = sdf.toPandas().sort_values(["meter_id", "ts"]).reset_index(drop=True)
+    for c in ("ts", "ts_end"):
+        got[c] = pd.to_datetime(got[c]).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
+    for c in ("meter_id", "panel_id", "town"):
+        got[c] = got[c].astype("string")
+    want = read_fleet([path]).frame.sort_values(["meter_id", "ts"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    # The JSON readers: a "NaN" string was "not a number" on pandas and "outside the physical range"
+    # on Spark (the same reject, two reasons).
+    doc = tmp_path / "nan.json"
+    doc.write_text(json.dumps(urban([line(1, "2025-01-01T00:00:00", "2025-01-01T01:00:00", PODID="IT001",
+                                          Phase1ActivePower="NaN"),
+                                     line(2, "2025-01-01T01:00:00", "2025-01-01T02:00:00", PODID="IT001",
+                                          Phase1ActivePower="1")])))
+    _, rejects, _ = read_fleet_spark(spark, [str(doc)])
+    assert [r[1:] for r in rejects] == [r[1:] for r in read_fleet_json(doc).rejects] == [(1, "Phase1ActivePower", "not a number")]
+
+
+def _symbol_units_doc(tmp_path):
+    doc = urban([line(1, "2025-01-01T00:00:00", "2025-01-01T01:00:00", PODID="IT001", Phase1ActivePower="840",
+                      Phase2ActivePower="0.5", TotalActiveEnergy="1340", Line1Current="3600", Phase1Voltage="0.23")],
+                defs=[{"propertyName": "Phase1ActivePower", "unitOfMeasure": "W"},
+                      {"propertyName": "Phase2ActivePower", "unitOfMeasure": "KW"},
+                      {"propertyName": "TotalActiveEnergy", "unitOfMeasure": "Wh"},
+                      {"propertyName": "Line1Current", "unitOfMeasure": "mA"},
+                      {"propertyName": "Phase1Voltage", "unitOfMeasure": "kV"}])
+    path = tmp_path / "sym.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_unit_symbols_are_read_as_their_names(tmp_path):
+    """adv45: a document declaring ``W``, ``kW``, ``Wh`` (the symbols exports use) instead of the SCPS
+    names ``watt``, ``kilowatt``, ``wattHour`` failed the whole run (unknown unitOfMeasure). Symbols
+    are read case-sensitively where case is the prefix (``mA`` milli, ``MW`` mega), any case otherwise."""
+    got = read_fleet_json(_symbol_units_doc(tmp_path)).frame.iloc[0]
+    assert got["p_l1_kw"] == pytest.approx(0.84) and got["p_l2_kw"] == pytest.approx(0.5)
+    assert got["e_int_kwh"] == pytest.approx(1.34) and got["i_l1_a"] == pytest.approx(3.6)
+    assert got["v_l1_v"] == pytest.approx(230.0)
+    bad = tmp_path / "mw.json"
+    bad.write_text(json.dumps(urban([], defs=[{"propertyName": "Phase1ActivePower", "unitOfMeasure": "mw"}])))
+    with pytest.raises(InputError, match=r"mw\.json: Phase1ActivePower: unknown unitOfMeasure 'mw'"):
+        read_fleet_json(bad)
+
+
+def test_spark_reads_unit_symbols_as_pandas_does(spark, tmp_path):
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    path = _symbol_units_doc(tmp_path)
+    sdf, _, _ = read_fleet_spark(spark, [str(path)])
+    got = sdf.toPandas().iloc[0]
+    want = read_fleet_json(path).frame.iloc[0]
+    for c in ("p_l1_kw", "p_l2_kw", "p_kw", "e_int_kwh", "i_l1_a", "v_l1_v"):
+        assert got[c] == pytest.approx(want[c]), c
+
+
+def _net_export_inputs(tmp_path):
+    """A prosumer POD's two hours, the second exporting (rev45): as a canonical CSV with its interval
+    energy, and as the nested JSON (``TotalActiveEnergy`` of the interval)."""
+    csv = tmp_path / "net.csv"
+    csv.write_text("meter_id,ts,ts_end,p_kw,e_int_kwh\n"
+                   "N1,2025-06-01T10:00:00Z,2025-06-01T11:00:00Z,1.5,1.5\n"
+                   "N1,2025-06-01T11:00:00Z,2025-06-01T12:00:00Z,-2.0,-2.0\n")
+    doc = tmp_path / "net.json"
+    doc.write_text(json.dumps(urban([
+        line(1, "2025-06-01T10:00:00Z", "2025-06-01T11:00:00Z", PODID="N1", TotalActivePower="1.5", TotalActiveEnergy="1.5"),
+        line(2, "2025-06-01T11:00:00Z", "2025-06-01T12:00:00Z", PODID="N1", TotalActivePower="-2.0", TotalActiveEnergy="-2.0"),
+    ])))
+    return csv, doc
+
+
+def test_a_net_export_interval_is_kept_as_its_power_is(tmp_path):
+    """rev45: adv45 gave a canonical ``e_int_kwh`` the cumulative register's range [0, 1e12] (as the
+    JSON reader gave ``TotalActiveEnergy``), so the hour a prosumer exports (``p_kw`` -2, its energy
+    -2 kWh) was a reject, its power with it, while the same hour without the energy column was kept
+    (``p_kw`` is negative while exporting). An interval's energy is signed; a register is not."""
+    csv, doc = _net_export_inputs(tmp_path)
+    for got in (read_fleet([csv]), read_fleet_json(doc)):
+        assert got.rejects == []
+        assert got.frame.sort_values("ts")["e_int_kwh"].tolist() == [1.5, -2.0]
+        assert got.frame.sort_values("ts")["p_kw"].tolist() == [1.5, -2.0]
+    reg = read_fleet_json(doc, energy="register")  # a cumulative register cannot go below zero
+    assert [r[1:] for r in reg.rejects] == [(2, "TotalActiveEnergy", "outside the physical range [0, 1e+12]")]
+
+
+def test_spark_keeps_a_net_export_interval_as_pandas_does(spark, tmp_path):
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    csv, doc = _net_export_inputs(tmp_path)
+    for path in (csv, doc):
+        sdf, rejects, _ = read_fleet_spark(spark, [str(path)])
+        assert rejects == [], path
+        got = sdf.toPandas().sort_values("ts")
+        assert got["e_int_kwh"].tolist() == [1.5, -2.0] and got["p_kw"].tolist() == [1.5, -2.0], path
+    _, rejects, _ = read_fleet_spark(spark, [str(doc)], energy="register")
+    assert [r[1:] for r in rejects] == [r[1:] for r in read_fleet_json(doc, energy="register").rejects]
+
+
+def test_spark_calls_what_pandas_cannot_read_not_a_number(spark, tmp_path):
+    """rev45: Spark casts text with Java's parser, which reads ``1d`` and ``2.5f`` (Java's double and
+    float suffixes) as 1.0 and 2.5 and ``+NaN`` as NaN; pandas calls the first two "not a number", and
+    the canonical reader keeps only a blank or ``NaN`` as missing. On Spark those readings were kept
+    (the ``1d`` one with a value) where pandas rejects them."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    csv = tmp_path / "odd.csv"
+    csv.write_text("meter_id,ts,p_kw\n"
+                   "A,2025-01-01T00:00:00Z,1.5\n"
+                   "A,2025-01-01T01:00:00Z,1d\n"
+                   "A,2025-01-01T02:00:00Z,2.5f\n"
+                   "A,2025-01-01T03:00:00Z,+NaN\n"
+                   "A,2025-01-01T04:00:00Z,-inf\n"
+                   "A,2025-01-01T05:00:00Z,nan\n"
+                   "A,2025-01-01T06:00:00Z,+.5e1\n")
+    want = read_fleet([csv])
+    assert sorted(r[1:] for r in want.rejects) == [(3, "p_kw", "not a number"), (4, "p_kw", "not a number"),
+                                                   (5, "p_kw", "not a number"),
+                                                   (6, "p_kw", "outside the physical range [-1e+06, 1e+06]")]
+    sdf, rejects, _ = read_fleet_spark(spark, [str(csv)])
+    assert sorted((r[2], r[3]) for r in rejects) == sorted(r[2:] for r in want.rejects)
+    got = sdf.toPandas().sort_values("ts")
+    assert got["p_kw"].tolist()[::2] == [1.5, 5.0] and np.isnan(got["p_kw"].iloc[1]) and len(got) == 3
+    doc = tmp_path / "odd.json"
+    doc.write_text(json.dumps(urban([line(1, "2025-01-01T00:00:00", "2025-01-01T01:00:00", PODID="A",
+                                          Phase1ActivePower="1d"),
+                                     line(2, "2025-01-01T01:00:00", "2025-01-01T02:00:00", PODID="A",
+                                          Phase1ActivePower="1")])))
+    _, rejects, _ = read_fleet_spark(spark, [str(doc)])
+    assert [r[1:] for r in rejects] == [r[1:] for r in read_fleet_json(doc).rejects] == [(1, "Phase1ActivePower", "not a number")]

@@ -185,26 +185,48 @@ def test_modbus_write_sheds_a_load_reads_it_back_and_logs_it(modbus, tmp_path):
     h.close()
 
 
-def test_modbus_value_off_the_allow_list_is_refused_and_nothing_is_written(modbus, tmp_path):
-    # Fan speed by severity: 60 % is allowed, 100 % is not (max 80).
+def test_modbus_value_off_the_allow_list_is_refused_at_load_naming_the_action_key_and_value(modbus, tmp_path):
+    # Fan speed by severity: 60 % is allowed, 100 % is not (max 80). Before liv47 the action was
+    # accepted and its critical write refused only when due (in the incident it was made for); now the
+    # config is refused naming the action, the key and the value, and a config whose every write is
+    # allowed acts as before (the check when due stays: nothing off the list is ever sent).
     spec = _shed(modbus.port, modbus.framing, name="fan", target="holding", address=40,
                  value={"warning": 60, "critical": 100},
                  allow=[{"device_id": 3, "target": "holding", "address": 40, "min": 0, "max": 80}])
+    with pytest.raises(ConfigError) as e:
+        Harness(tmp_path, {"actions": [spec]})
+    msg = str(e.value)
+    assert "'fan'" in msg and "value.critical" in msg and "100" in msg and "allow-list" in msg, msg
+    assert "60" not in msg
+    spec["value"] = {"warning": 60, "critical": 80}
     h = Harness(tmp_path, {"actions": [spec]})
     before = len(modbus.seen)
-    a = _alert(severity="critical")
-    h.opened(a)
-    log = h.log(a)
-    assert list(log["outcome"]) == ["refused"] and "allow-list" in log["detail"].iat[0]
-    assert not any(fc in WRITES for fc in modbus.seen[before:])   # no request reached the device
-    assert _read(modbus, "holding", 40) == 0
+    assert h.action.plan(_alert(severity="critical"), "opened") == (3, 80)
+    assert modbus.seen[before:] == []
     w = _alert(severity="warning", start="2026-01-01T01:00:00.000Z")
     h.opened(w)
     assert list(h.log(w)["outcome"]) == ["ok"] and _read(modbus, "holding", 40) == 60
     i = _alert(severity="info", start="2026-01-01T02:00:00.000Z")   # no value for info: not acted on
     h.opened(i)
-    assert h.log(i).empty and h.action.counters["matched"] == 2
+    assert h.log(i).empty and h.action.counters["matched"] == 1
     h.close()
+
+
+@pytest.mark.parametrize("change, key, value", [
+    ({"devices": {"rack-a-*": 3, "rack-b-*": 4}, "device_id": None}, "devices 'rack-b-*'", "False"),
+    ({"on": ["opened", "ended"], "ended_value": {"warning": False, "critical": True},
+      "allow": [{"device_id": 3, "target": "coil", "address": 7, "values": [False]}]}, "ended_value.critical", "True"),
+    ({"value": True, "allow": [{"device_id": 3, "target": "coil", "address": 7, "values": [False]},
+                               {"device_id": 3, "target": "coil", "address": 8, "values": [True]}]}, "value", "True"),
+])
+def test_modbus_a_write_off_the_allow_list_for_one_device_or_severity_refuses_the_config(tmp_path, change, key, value):
+    spec = _shed(1)
+    spec.update(change)
+    spec = {k: v for k, v in spec.items() if v is not None}
+    with pytest.raises(ConfigError) as e:
+        Harness(tmp_path, {"actions": [spec]})
+    msg = str(e.value)
+    assert "'shed'" in msg and key in msg and value in msg and "allow-list" in msg, msg
 
 
 def test_modbus_dry_run_by_default_writes_nothing(modbus, tmp_path):

@@ -121,3 +121,20 @@ def test_the_report_loads_nothing_from_the_network_and_the_browser_enforces_it(b
         assert blocked == ["connect-src", "img-src"], blocked
     finally:
         page.close()
+
+
+def test_no_figure_offers_to_upload_itself_to_plotly_cloud(browser, sim_run, tmp_path):
+    """(rev42) plotly.js 4 shows a 'Share chart...' button on every figure by default
+    (``showSendToCloud``): two clicks open cloud.plotly.com in a new window and post the figure --
+    a meter's readings and its alerts -- to it. The page's Content-Security-Policy does not govern a
+    new window or postMessage, so the README's "no request leaves it" held only until a click."""
+    db, jsonl = sim_run
+    page = open_page(browser, api.report(tmp_path / "r.html", db=db, alerts=jsonl))
+    try:
+        draw_all(page)
+        titles = page.eval_on_selector_all(".modebar-btn", "bs => bs.map(b => b.getAttribute('data-title'))")
+        assert "Download plot as a PNG" in titles, titles        # the modebar is there
+        assert not [t for t in titles if "share" in t.lower() or "cloud" in t.lower()], sorted(set(titles))
+        assert page.errors == []
+    finally:
+        page.close()

@@ -22,10 +22,11 @@ Keys (besides the common ones of :mod:`wattwatch.actions.base`)::
     retries = 2                     # attempts after the first (connection refused, timeout,
     backoff_s = 0.2                 # exception response, read-back mismatch), waiting backoff_s * 2**(k-1)
 
-The allow-list is required. Every write is checked against it just before it is done (dry run
-included): a device, address or value it does not list is ``refused``, logged, and nothing is
-sent. An action none of whose possible writes is allowed refuses the config itself (it could
-never act: a typo in an address or unit id).
+The allow-list is required. Every write the action may make (each severity's ``value`` and
+``ended_value`` on each device of ``device_id``/``devices``) must be on it, or the config itself is
+refused naming the key and the value: a write off the list would otherwise be found only when due,
+in the incident it was meant for. Each write is still checked just before it is done (dry run
+included): a device, address or value not listed is ``refused``, logged, and nothing is sent.
 """
 
 from __future__ import annotations
@@ -129,14 +130,18 @@ class ModbusWriteAction(Action):
         self.timeout_s = number(spec, "timeout_s", 2.0, 0.01, 600.0)
         self.retries = number(spec, "retries", 2, 0, 20, True)
         self.backoff_s = number(spec, "backoff_s", 0.2, 0.0, 600.0)
-        # An action none of whose writes the allow-list permits can never act: a config mistake.
-        # (Writes of some severities or devices off the list are refused, and logged, when due.)
-        devs = [self.device_id] if self.devices is None else sorted({d for _, d in self.devices})
+        # Every write this action may make (each severity's value on each device) must be allowed: one
+        # off the list would be refused only when due, in the incident it was configured for.
+        devs = [(None, self.device_id)] if self.devices is None else self.devices
         for key, vals in (("value", self.value), ("ended_value", self.ended_value)):
-            if vals and not any(self._allowed(d, v) for d in devs for v in vals.values()):
-                shown = sorted({repr(v) for v in vals.values()})
-                raise ValueError(f"{key}: writing {', '.join(shown)} to {self.target} {self.address} on device(s) "
-                                 f"{devs} is not on the allow-list")
+            for sev, v in (vals or {}).items():
+                for glob, d in devs:
+                    if not self._allowed(d, v):
+                        where = key if not isinstance(spec[key], dict) else f"{key}.{sev}"
+                        dev = f"device {d}" if glob is None else f"device {d} (devices {glob!r})"
+                        raise ValueError(f"{where}: writing {v!r} to {self.target} {self.address} on {dev} is not "
+                                         "on the allow-list: allow it, or change the value (every write this action "
+                                         "may make must be allowed)")
 
     def _values(self, v, key: str) -> dict:
         """severity -> value."""

@@ -1255,6 +1255,10 @@ def dashboard(
                                               "with (nothing outside it can be chosen)."),
     log: Optional[Path] = typer.Option(None, "--log", help="Append sign-ins, refusals and every write (who, what) "
                                        "to this file (they also go to stderr)."),
+    proxy_header: Optional[str] = typer.Option(None, "--proxy-header", help="Behind a TLS proxy on this host: "
+                                               "the header it names the client in, X-Forwarded-For (its last "
+                                               "address) or X-Real-IP, for the sign-in lock per address. Without "
+                                               "it a connection from this host is one address, whatever it sends."),
     hash_password: bool = typer.Option(False, "--hash-password", help="Read a password (prompted, or one line "
                                        "on stdin) and print its scrypt hash for the users file; then exit."),
 ) -> None:
@@ -1291,11 +1295,18 @@ def dashboard(
         _fail(f"{grid}: not a grid run folder (no intervals.parquet) (--grid)")
     if models_dir is not None and not models_dir.is_dir():
         _fail(f"{models_dir}: no such folder (--models-dir)")
+    if proxy_header is not None:
+        from wattwatch.dashboard.settings import PROXY_HEADERS
+
+        named = {h.lower(): h for h in PROXY_HEADERS}.get(proxy_header.strip().lower())
+        if named is None:
+            _fail(f"--proxy-header: one of {', '.join(PROXY_HEADERS)}, got {proxy_header!r}")
+        proxy_header = named
     settings = Settings(db=db.resolve(), users_file=users.resolve() if users else None, read_only=read_only,
                         session_minutes=session_minutes, idle_minutes=idle_minutes,
                         uploads=db.resolve().parent / (db.name + ".uploads"), fleet=fleet, grid=grid, events=events,
                         status=status, refresh_s=refresh_s, log=log.resolve() if log else None,
-                        models_dir=models_dir.resolve() if models_dir else None)
+                        models_dir=models_dir.resolve() if models_dir else None, proxy_header=proxy_header)
     err_console.print(f"wattwatch dashboard on http://{host}:{port}  ({len(found)} user(s); "
                       f"{'read-only' if read_only else 'operators may write'}; store {_term(str(db))})", highlight=False)
     raise typer.Exit(serve.run(settings, host, port))

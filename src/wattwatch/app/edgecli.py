@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from wattwatch.app.cli import _errors, _fail, _json, _term, console
+from wattwatch.app.cli import _errors, _fail, _json, _term, console, err_console
 
 
 def edge(
@@ -25,12 +25,22 @@ def edge(
     THD, harmonics, frequency → the tamper state machine → signed reports on meter/<id>/tamper
     (QoS 1, TLS), each logged (fsync) first; what the broker did not acknowledge is sent again on
     the next start. Events are printed as JSON lines."""
-    from wattwatch.edge import run as edge_run
+    # SIGUSR1 (a status request) is caught before the edge code is imported (seconds on a loaded
+    # machine): one sent while the meter starts is answered at its first block, not fatal.
+    from wattwatch.edge import ondemand
 
-    with _errors():
-        site = edge_run.load(config)
-        summary = edge_run.run(site, echo=lambda m: print(json.dumps(m, separators=(",", ":")), flush=True),
-                               status=status)
+    ondemand.catch()
+    try:
+        from wattwatch.edge import run as edge_run
+
+        with _errors():
+            site = edge_run.load(config)
+            summary = edge_run.run(site, echo=lambda m: print(json.dumps(m, separators=(",", ":")), flush=True),
+                                   status=status)
+    finally:
+        ondemand.done()
+    for w in summary.get("warnings", []):
+        err_console.print(f"[yellow]warning:[/yellow] {_term(w)}", highlight=False, soft_wrap=True)
     if as_json:
         print(_json(summary))
         return

@@ -4,6 +4,7 @@ environment (:mod:`wattwatch.dashboard.settings`)."""
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import re
@@ -17,7 +18,7 @@ import streamlit as st
 from wattwatch.codes import SEVERITIES
 from wattwatch.dashboard import actions, data
 from wattwatch.dashboard.auth import (AuthError, Authenticator, PermissionDenied, RateLimiter, Session, client_key,
-                                      load_users)
+                                      credential, load_users)
 from wattwatch.dashboard.settings import Settings, configure_logging
 from wattwatch.errors import StoreError
 
@@ -49,7 +50,7 @@ def _limiter() -> RateLimiter:
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _authenticator(users_file: str | None, users_version, users_env: str, read_only: bool, ttl_s: float,
                    idle_s: float):
-    """One per configuration and version of the users file (its time and size): a user the operator
+    """One per configuration and version of the users file (its times, size and inode): a user the operator
     removes or changes in the file is gone or changed at the next page run, without a restart."""
     return Authenticator(load_users(users_file, {"WATTWATCH_DASHBOARD_USERS": users_env}), limiter=_limiter(),
                          ttl_s=ttl_s, idle_s=idle_s, read_only=read_only)
@@ -62,7 +63,10 @@ def _auth(cfg: Settings) -> Authenticator:
     if cfg.users_file is not None:
         try:
             st_ = os.stat(cfg.users_file)
-            version = (st_.st_mtime_ns, st_.st_size)
+            # The change time and the file itself too: a copy that keeps the modification time
+            # (`cp -p`, `rsync -t`) of a same-length file (a password's new hash) changes neither
+            # mtime nor size, and the old hash would go on signing in.
+            version = (st_.st_mtime_ns, st_.st_ctime_ns, st_.st_size, st_.st_ino, st_.st_dev)
         except OSError:
             pass            # load_users says the file is missing
     return _authenticator(str(cfg.users_file) if cfg.users_file else None, version,
@@ -71,13 +75,16 @@ def _auth(cfg: Settings) -> Authenticator:
 
 
 def _current(s: Session | None, auth: Authenticator) -> bool:
-    """Whether ``s`` is a live session of a user the users file still has; a user whose role was
-    changed there gets the new role (logged)."""
+    """Whether ``s`` is a live session of a user the users file still has, with the password it was
+    signed in with; a user whose role was changed there gets the new role (logged)."""
     if s is None or not s.valid():
         return False
     u = auth.users.get(s.user)
     if u is None:
         log.warning("session of %r ended: no longer a user", s.user)
+        return False
+    if not hmac.compare_digest(s.credential, credential(u.password_hash)):
+        log.warning("session of %r ended: the password it was signed in with was changed", s.user)
         return False
     if u.role != s.role:
         log.warning("session of %r: role %s -> %s (users file changed)", s.user, s.role, u.role)
@@ -86,12 +93,13 @@ def _current(s: Session | None, auth: Authenticator) -> bool:
 
 
 def _client() -> str:
-    """Who failed sign-ins count against (:func:`~wattwatch.dashboard.auth.client_key`)."""
+    """Who failed sign-ins count against (:func:`~wattwatch.dashboard.auth.client_key`); a forwarded
+    header is believed only when ``--proxy-header`` names it."""
     try:
         ip, headers = st.context.ip_address, st.context.headers
     except Exception:  # noqa: BLE001 - AppTest has no client
         return "?"
-    return client_key(ip if isinstance(ip, str) else None, headers)
+    return client_key(ip if isinstance(ip, str) else None, headers, Settings.from_env().proxy_header)
 
 
 def _session(auth: Authenticator) -> Session | None:

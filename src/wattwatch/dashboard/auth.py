@@ -128,6 +128,11 @@ def load_users(path: str | Path | None = None, environ: dict | None = None) -> d
     return users
 
 
+def credential(password_hash: str) -> str:
+    """A short digest of a user's stored hash, kept by the sessions it signed in (not the hash)."""
+    return hashlib.sha256(str(password_hash).encode()).hexdigest()[:32]
+
+
 @dataclass
 class Session:
     """Who is signed in, since when; ``None`` user = anonymous."""
@@ -140,6 +145,9 @@ class Session:
     idle_s: float = 30 * 60
     read_only: bool = False
     token: str = field(default_factory=lambda: secrets.token_hex(8))
+    # Which password the session was signed in with (:func:`credential` of its hash): a new hash for
+    # the user in the users file (a leaked password replaced) ends it.
+    credential: str = field(default="", repr=False)
 
     def valid(self, now: float | None = None) -> bool:
         now = time.time() if now is None else now
@@ -168,27 +176,37 @@ def require_operator(session: Session | None, what: str, now: float | None = Non
     raise PermissionDenied(f"{what}: refused: {why}")
 
 
-def client_key(ip: str | None, headers=None) -> str:
-    """The client a failed sign-in counts against. Streamlit names no address (``None``) for a
-    connection from this host, which is every visitor when the dashboard sits behind a TLS proxy
-    on the same host (as the README advises): one shared count would let five wrong passwords from
-    anyone lock everyone out. For such a connection the proxy's ``X-Forwarded-For`` (its last
-    address, the one the proxy added) or ``X-Real-IP`` names the client, else ``local``; a remote
-    connection is named by its own address (headers a remote client sends are not trusted)."""
+def client_key(ip: str | None, headers=None, proxy_header: str | None = None) -> str:
+    """The client a failed sign-in counts against. A remote connection is named by its own address
+    (headers a remote client sends are not trusted). Streamlit names no address (``None``) for a
+    connection from this host: with no proxy (``proxy_header`` None) that is ``local`` whatever
+    headers it sends, since any local process could name a fresh address per try or one a user signed
+    in from. Behind a TLS proxy on this host (``--proxy-header``) every visitor connects from here:
+    the header the proxy sets names the client -- for ``X-Forwarded-For`` its last address, the one
+    the proxy adds (what a client sends itself comes before it) -- so five wrong passwords from one
+    visitor do not lock everyone out; without that header, ``local``."""
     if ip:
         return str(ip)[:64]
     get = getattr(headers, "get", None)
-    if get is not None:
+    which = (proxy_header or "").strip().lower()
+    if get is None or which not in ("x-forwarded-for", "x-real-ip"):
+        return "local"
+    if which == "x-forwarded-for":
         hops = [h.strip() for h in str(get("X-Forwarded-For") or "").split(",") if h.strip()]
-        real = str(get("X-Real-IP") or "").strip()
-        if hops or real:
-            return "proxied:" + (hops[-1] if hops else real)[:64]
-    return "local"
+        named = hops[-1] if hops else ""
+    else:
+        named = str(get("X-Real-IP") or "").strip()
+    return "proxied:" + named[:64] if named else "local"
 
 
 class RateLimiter:
     """Failed sign-ins per key (user name, client address): after ``limit`` failures within
     ``window_s`` the key is locked for ``lock_s``, doubled at each further lock (capped at a day)."""
+
+    # Keys are dropped once over (no failure within the window, no lock for a day) when there are
+    # more than PRUNE_AT of them: ever-new names and addresses would otherwise grow the counts without end.
+    PRUNE_AT = 10_000
+    KEEP_LOCK_S = 86400.0
 
     def __init__(self, limit: int = 5, window_s: float = 900.0, lock_s: float = 60.0):
         self.limit, self.window_s, self.lock_s = limit, window_s, lock_s
@@ -196,6 +214,14 @@ class RateLimiter:
         self._locked: dict[str, tuple[float, int]] = {}
         self._known: dict[str, list[str]] = {}
         self._lock = threading.Lock()
+        self._prune_at = self.PRUNE_AT
+
+    def _prune(self, now: float) -> None:
+        """Drop the counts that are over (called with the lock held)."""
+        self._fails = {k: ts for k, ts in self._fails.items() if ts and now - ts[-1] <= self.window_s}
+        self._locked = {k: v for k, v in self._locked.items() if now - v[0] <= self.KEEP_LOCK_S}
+        # The next sweep when the live counts have doubled: a sweep costs O(keys), not every failure.
+        self._prune_at = max(self.PRUNE_AT, 2 * (len(self._fails) + len(self._locked)))
 
     def locked_for(self, key: str, now: float | None = None) -> float:
         now = time.time() if now is None else now
@@ -212,6 +238,8 @@ class RateLimiter:
                 _, times = self._locked.get(key, (0.0, 0))
                 self._locked[key] = (now + min(self.lock_s * 2 ** times, 86400.0), times + 1)
                 self._fails[key] = []
+            if len(self._fails) + len(self._locked) > self._prune_at:
+                self._prune(now)
 
     def success(self, key: str) -> None:
         with self._lock:
@@ -273,7 +301,15 @@ class Authenticator:
 
     def sign_in(self, name: str, password: str, client: str = "?", now: float | None = None) -> Session:
         now = time.time() if now is None else now
-        keys = [f"user:{name}", f"client:{client}"]
+        name = "" if name is None else str(name)
+        # A name longer than any user's can only be wrong: all such names share one count (each kept
+        # as typed would let a few tries with names of megabytes fill the server's memory).
+        counted = name if len(name) <= 64 else "(a name over 64 characters)"
+        # The name's count, the address's, and the name's at this address. At an address the user
+        # has signed in from, the name's lock gives way to the name's lock at that address (so failing
+        # on the name elsewhere cannot keep her out), never to the address's alone: a sign-in of
+        # someone else there clears the address's count, and could otherwise be put between guesses.
+        keys = [f"user:{counted}", f"client:{client}", f"user:{counted}@client:{client}"]
         held = keys[1:] if self.limiter.known(name, client) else keys
         wait = max(self.limiter.locked_for(k, now) for k in held)
         if wait > 0:
@@ -291,4 +327,4 @@ class Authenticator:
         self.limiter.remember(name, client)
         log.info("signed in: user=%r role=%s client=%s", name, user.role, client)
         return Session(user=name, role=user.role, started=now, last_seen=now, ttl_s=self.ttl_s,
-                       idle_s=self.idle_s, read_only=self.read_only)
+                       idle_s=self.idle_s, read_only=self.read_only, credential=credential(user.password_hash))

@@ -249,12 +249,16 @@ def evidence_table(evidence) -> pd.DataFrame:
 # tab or carriage return. Meter ids, messages and notes can come from outside (a telemetry file, a
 # tamper report's text, a note).
 _FORMULA = r"^[=+\-@\t\r]"
+# ... except a plain decimal number ("-1.5", "+2", "-2.5e-3"): a spreadsheet reads it as that number
+# and runs nothing; a quote would make it text (and a meter id "-7" no longer the store's).
+_NUMBER = r"[+\-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+\-]?[0-9]+)?"   # ASCII digits only
 
 
 def export_csv(alerts: pd.DataFrame) -> bytes:
     """Alerts as CSV in the output model's fields (times ISO-8601 UTC with Z, evidence JSON), for a
     person to open in a spreadsheet: a text cell that would start a formula gets a leading ``'``
-    (shown as text, the formula not run); numbers and times are left as they are."""
+    (shown as text, the formula not run); numbers and times are left as they are, and so is a text
+    cell that is a plain number (a note "-1.5")."""
     from wattwatch.alerts.model import iso
 
     cols = ["id", "meter_id", "start", "end", "code", "severity", "score", "detector", "message", "evidence",
@@ -266,7 +270,7 @@ def export_csv(alerts: pd.DataFrame) -> bytes:
         if c in ("start", "end", "score"):
             continue
         text = out[c].astype("string")
-        bad = text.str.contains(_FORMULA, regex=True).fillna(False).astype(bool)
+        bad = (text.str.contains(_FORMULA, regex=True) & ~text.str.fullmatch(_NUMBER)).fillna(False).astype(bool)
         if bad.any():
             out[c] = out[c].astype(object).where(~bad, "'" + text)
     # CRLF rows (RFC 4180): a value holding a lone carriage return is then quoted too, not a row break.

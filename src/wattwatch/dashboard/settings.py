@@ -20,7 +20,10 @@ ENV = {
     "refresh_s": "WATTWATCH_DASHBOARD_REFRESH_S",
     "log": "WATTWATCH_DASHBOARD_LOG",
     "models_dir": "WATTWATCH_DASHBOARD_MODELS_DIR",
+    "proxy_header": "WATTWATCH_DASHBOARD_PROXY_HEADER",
 }
+# The headers a proxy on this host may name the client in (``--proxy-header``).
+PROXY_HEADERS = ("X-Forwarded-For", "X-Real-IP")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,9 @@ class Settings:
     refresh_s: float = 5.0
     log: Path | None = None
     models_dir: Path | None = None   # model folders (`wattwatch train --out`) the Data page may use
+    # The header a TLS proxy on this host names the client in (one of PROXY_HEADERS); None: no proxy,
+    # a connection from this host is "local" whatever headers it sends.
+    proxy_header: str | None = None
 
     @classmethod
     def from_env(cls, environ=None) -> "Settings":
@@ -50,7 +56,8 @@ class Settings:
                    session_minutes=num("session_minutes", 480.0), idle_minutes=num("idle_minutes", 30.0),
                    uploads=path("uploads") or (db.parent / (db.name + ".uploads") if db else None),
                    fleet=path("fleet"), grid=path("grid"), events=path("events"), status=path("status"),
-                   refresh_s=num("refresh_s", 5.0), log=path("log"), models_dir=path("models_dir"))
+                   refresh_s=num("refresh_s", 5.0), log=path("log"), models_dir=path("models_dir"),
+                   proxy_header=e.get(ENV["proxy_header"]) or None)
 
     def to_env(self) -> dict[str, str]:
         out = {}

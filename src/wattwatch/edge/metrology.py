@@ -251,8 +251,14 @@ def blocks(source, *, fmt: str | None = None, channels=None, fs: float | None = 
         if fs is None:
             raise ValueError(f"{name}: fs: give the sample rate for an NPY input")
         arr = arr.astype(float)
-        _finite(arr, name, 0)
-        return float(fs), tuple(channels), (arr[k:k + block] for k in range(0, len(arr), block))
+
+        def gen_npy():
+            # The rows before a non-finite value are judged, then the error (nothing readable lost).
+            ok = _finite_rows(arr)
+            for k in range(0, ok, block):
+                yield arr[k:min(k + block, ok)]
+            _finite(arr, name, 0)
+        return float(fs), tuple(channels), gen_npy()
     if fmt == "csv":
         if fs is None:
             raise ValueError(f"{name}: fs: give the sample rate for a CSV input")
@@ -271,11 +277,19 @@ def blocks(source, *, fmt: str | None = None, channels=None, fs: float | None = 
                         return
                     try:
                         arr = np.loadtxt(io.BytesIO(b"".join(lines)), delimiter=",", ndmin=2)
-                    except ValueError as exc:
-                        raise ValueError(f"{name}: lines {line}..{line + len(lines) - 1}: {exc}") from None
-                    if arr.shape[1] != len(chans):
-                        raise ValueError(f"{name}: line {line}: {arr.shape[1]} values, header has {len(chans)}")
-                    _finite(arr, name, line)
+                        if arr.shape[1] != len(chans):
+                            raise ValueError("width")
+                    except ValueError:
+                        # Find the line (and the value) at fault; the lines before it are judged first.
+                        good, err = _csv_rows(lines, len(chans), name, line)
+                        if len(good):
+                            yield good
+                        raise err from None
+                    if _finite_rows(arr) < len(arr):  # the same: the line of the NaN, the lines before judged
+                        good, err = _csv_rows(lines, len(chans), name, line)
+                        if len(good):
+                            yield good
+                        raise err
                     line += len(lines)
                     yield arr
             finally:
@@ -295,19 +309,65 @@ def blocks(source, *, fmt: str | None = None, channels=None, fs: float | None = 
                 raw = f.read(block * nch * 4)
                 if not raw:
                     return
+                cut = False
                 while len(raw) % (4 * nch):
                     more = f.read(4 * nch - len(raw) % (4 * nch))
                     if not more:
-                        raise ValueError(f"{name}: byte {off + len(raw)}: truncated sample frame")
+                        cut = True
+                        break
                     raw += more
-                arr = np.frombuffer(raw, "<f4").reshape(-1, nch).astype(float)
-                _finite(arr, name, off, binary=True)
+                whole = len(raw) - len(raw) % (4 * nch)
+                arr = np.frombuffer(raw[:whole], "<f4").reshape(-1, nch).astype(float)
+                ok = _finite_rows(arr)
+                if ok < len(arr):
+                    if ok:
+                        yield arr[:ok]
+                    _finite(arr, name, off, binary=True)
+                if len(arr):  # the whole frames before a cut are judged, then the error
+                    yield arr
+                if cut:
+                    raise ValueError(f"{name}: byte {off + len(raw)}: truncated sample frame "
+                                     f"({len(raw) - whole} of {4 * nch} bytes)")
                 off += len(raw)
-                yield arr
         finally:
             if isinstance(source, (str, Path)):
                 f.close()
     return rate, chans, gen()
+
+
+def _finite_rows(arr: np.ndarray) -> int:
+    """How many leading rows of ``arr`` are all finite."""
+    bad = ~np.isfinite(arr).all(axis=1)
+    return int(np.argmax(bad)) if bad.any() else len(arr)
+
+
+def _csv_rows(lines: list[bytes], width: int, name: str, first: int) -> tuple[np.ndarray, ValueError]:
+    """The rows of ``lines`` (text line ``first`` on) before the first bad one, and the error naming
+    that line and value (only on the error path: one line at a time)."""
+    rows = []
+    for k, raw in enumerate(lines):
+        text = raw.decode("utf-8", "replace").split("#", 1)[0].strip()  # a comment, as numpy.loadtxt skips it
+        if not text:
+            continue
+        parts = text.split(",")
+        if len(parts) != width:
+            return np.array(rows, dtype=float).reshape(-1, width), ValueError(
+                f"{name}: line {first + k}: {len(parts)} values, header has {width}")
+        vals = []
+        for c, v in enumerate(parts):
+            try:  # numpy's parser, as the reader's (Python's float would read 2_0 as 20)
+                if not v.strip():
+                    raise ValueError(v)
+                vals.append(float(np.loadtxt(io.StringIO(v), delimiter=",", ndmin=1)[0]))
+            except ValueError:
+                return np.array(rows, dtype=float).reshape(-1, width), ValueError(
+                    f"{name}: line {first + k}: channel {c}: not a number: {v.strip()[:40]!r}")
+            if not np.isfinite(vals[-1]):
+                return np.array(rows, dtype=float).reshape(-1, width), ValueError(
+                    f"{name}: line {first + k}: channel {c}: not a finite number")
+        rows.append(vals)
+    return np.array(rows, dtype=float).reshape(-1, width), ValueError(f"{name}: lines {first}..{first + len(lines) - 1}: "
+                                                                      "not readable as numbers")
 
 
 def _finite(arr: np.ndarray, name: str, first: int, binary: bool = False) -> None:

@@ -46,11 +46,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from wattwatch.edge import ondemand
 from wattwatch.edge.meter import EdgeMeter
 from wattwatch.edge.metrology import blocks
 from wattwatch.edge.publish import Publisher, TamperLog
 from wattwatch.edge.signing import METER_ID, Signer
 from wattwatch.edge.simulate import Waveform
+from wattwatch.edge.ondemand import STATUS_REQUEST
 from wattwatch.edge.tamper import TamperConfig
 from wattwatch.errors import ConfigError
 
@@ -189,15 +191,14 @@ def _t0(value, where: str) -> float:
     return t.timestamp()
 
 
-STATUS_REQUEST = threading.Event()
+STATUS_MIN_S = 1.0  # on-demand status reports: at most one per this many seconds of samples
 
 
 @contextlib.contextmanager
 def _on_demand():
-    """SIGUSR1 asks for a status report (``kill -USR1 <pid>``); :data:`STATUS_REQUEST` does too."""
-    old = None
-    if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGUSR1"):
-        old = signal.signal(signal.SIGUSR1, lambda *_: STATUS_REQUEST.set())
+    """SIGUSR1 asks for a status report (``kill -USR1 <pid>``); :data:`STATUS_REQUEST` does too
+    (:mod:`wattwatch.edge.ondemand`: the command installs the same handler before it imports this)."""
+    old = ondemand.catch()
     try:
         yield STATUS_REQUEST
     finally:
@@ -215,11 +216,16 @@ def run(site: EdgeSite, *, echo=None, status: bool = False) -> dict:
         return _run(site, asked, echo=echo, status=status)
 
 
-def _run(site: EdgeSite, asked: threading.Event, *, echo=None, status: bool = False) -> dict:
+def _run(site: EdgeSite, asked: ondemand.Request, *, echo=None, status: bool = False) -> dict:
     try:
         signer = Signer.from_file(site.key_file)
     except ValueError as exc:
         raise ConfigError(f"{site.where}: [signing] key_file: {exc}") from None
+    warnings = []
+    mode = site.key_file.stat().st_mode & 0o777
+    if mode & 0o077:  # the meter's secret: whoever reads it signs as the meter
+        warnings.append(f"{site.key_file}: the signing key is readable by other users (mode {mode:04o}): anyone who "
+                        f"reads it can sign reports as {site.meter_id}; chmod 600 it")
     try:
         log = TamperLog(site.log_path)
     except ValueError as exc:
@@ -263,16 +269,25 @@ def _run(site: EdgeSite, asked: threading.Event, *, echo=None, status: bool = Fa
                          "evidence": meter.status()})
 
         t = time.perf_counter()
+        last = -math.inf
         try:
             for b in it:
                 meter.feed(b)
-                if asked.is_set():   # SIGUSR1 (or STATUS_REQUEST): a status report now
+                # SIGUSR1 (or STATUS_REQUEST): a status report now, at most one per second of samples
+                # (a storm of requests would spend a counter per block: the head-end refuses a report
+                # more than 64 counters below the latest, so a late redelivered tamper report would
+                # be taken for a replay); a request inside the second waits for its end.
+                if asked.is_set() and meter.samples / fs - last >= STATUS_MIN_S:
                     asked.clear()
+                    last = meter.samples / fs
                     report()
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         took = time.perf_counter() - t
-        if status:
+        # A request the limit held (it came within a second of the last report) is answered now that
+        # the input has ended: its second would never end. --status's report answers it as well.
+        if status or asked.is_set():
+            asked.clear()
             report()
         acked = pub.wait_acked(ack_timeout) if pub.client is not None else True
         seconds = meter.samples / fs
@@ -280,7 +295,7 @@ def _run(site: EdgeSite, asked: threading.Event, *, echo=None, status: bool = Fa
                 "events": [{k: e.get(k) for k in ("status", "kind", "delta_a", "cycle_start", "cycle_end")}
                            for e in meter.events],
                 "state": meter.machine.state, "counts": meter.machine.counts, "resent": resent,
-                "unacknowledged": pub.unacked(), "all_acknowledged": acked, "counter": log.seq,
+                "unacknowledged": pub.unacked(), "all_acknowledged": acked, "counter": log.seq, "warnings": warnings,
                 "cpu_s_per_meter_s": round(took / seconds, 6) if seconds else None}
     finally:
         pub.close()

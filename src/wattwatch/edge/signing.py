@@ -7,7 +7,8 @@ when it was signed), so the head-end can refuse replays (counter not above the l
 from that meter, or a time outside its window).
 
 Keys: HMAC-SHA256 takes a shared secret of at least 16 bytes, written as hex in a key file
-(``openssl rand -hex 32 > M-17.key``). Ed25519 takes a PEM private key at the meter and the
+(``(umask 077; openssl rand -hex 32 > M-17.key)``: only its owner may read it; ``wattwatch edge``
+warns of a key file other users can read). Ed25519 takes a PEM private key at the meter and the
 matching PEM public key at the head-end (``cryptography``).
 """
 

@@ -150,8 +150,12 @@ def span_hours(first_us: int, last_us: int, period: str, tz: str) -> pd.DataFram
     out = df.groupby("period", sort=True).agg(period_hours=("period", "size"), period_start_local=("period_start_local", "first"))
     start = out["period_start_local"]
     step = {"month": pd.DateOffset(months=1), "week": pd.Timedelta(days=7), "day": pd.Timedelta(days=1)}[period]
-    ps = start.dt.tz_localize(tz, ambiguous="NaT", nonexistent="shift_forward").dt.tz_convert("UTC")
-    pe = (start + step).dt.tz_localize(tz, ambiguous="NaT", nonexistent="shift_forward").dt.tz_convert("UTC")
+    # A local midnight that happens twice (the Azores and Havana fall back from 01:00 to 00:00) starts
+    # its period at the first of the two (True: the earlier, summer-time reading); one that does not
+    # happen (a spring-forward at midnight) at the first instant after it.
+    first = np.ones(len(start), dtype=bool)
+    ps = start.dt.tz_localize(tz, ambiguous=first, nonexistent="shift_forward").dt.tz_convert("UTC")
+    pe = (start + step).dt.tz_localize(tz, ambiguous=first, nonexistent="shift_forward").dt.tz_convert("UTC")
     out["period_start"] = ps.astype("datetime64[us, UTC]")
     out["full_hours"] = ((pe - ps).dt.total_seconds() / 3600).round().astype("int64")
     return out.drop(columns="period_start_local").reset_index()
@@ -225,6 +229,30 @@ def group_max_str(df: pd.DataFrame, key: list[str] | str, col: str) -> pd.Series
     d = df[key + [col]].dropna(subset=[col])
     d = d.sort_values(key + [col], kind="stable").drop_duplicates(key, keep="last")
     return d.set_index(key)[col].astype("string")
+
+
+def group_conflict_notes(ranges: pd.DataFrame) -> list[str]:
+    """Notes on meters whose readings name more than one panel (or town): ``ranges`` holds ``pod_id``
+    and ``panel_min, panel_max, town_min, town_max`` (per meter, or per meter and period: both engines
+    collect those). The meter is taken under the largest id, as ``meters_of`` does."""
+    notes = []
+    for col, what in (("panel", "panel"), ("town", "town")):
+        g = ranges.groupby("pod_id", sort=True).agg(lo=(f"{col}_min", "min"), hi=(f"{col}_max", "max"))
+        g = g[g["lo"].notna() & (g["lo"] != g["hi"])]
+        if len(g):
+            shown = ", ".join(f"{m} ({r.lo} .. {r.hi})" for m, r in g.head(10).iterrows())
+            more = f" and {len(g) - 10} more" if len(g) > 10 else ""
+            notes.append(f"{len(g)} meter(s) named under more than one {what} in their readings, taken under the "
+                         f"largest id: {shown}{more}")
+    return notes
+
+
+def _ranges(df: pd.DataFrame, key: str) -> pd.DataFrame:
+    d = df[[key, "panel_id", "town"]].astype({key: "string", "panel_id": "string", "town": "string"})
+    g = d.groupby(key, sort=True)
+    out = pd.DataFrame({"panel_min": g["panel_id"].min(), "panel_max": g["panel_id"].max(),
+                        "town_min": g["town"].min(), "town_max": g["town"].max()})
+    return out.rename_axis("pod_id").reset_index()
 
 
 def _fleet_columns():
@@ -340,6 +368,7 @@ def pod_periods(frame: pd.DataFrame, period: str = "month", *, tz: str = "UTC", 
     q = pd.DataFrame({"pf_q10": pfq.quantile(0.1), "pf_q50": pfq.quantile(0.5)}).reset_index()
     parts = Partials(agg=agg, reg=reg, rsum=rsum, pfq=q, spans=spans, meters=meters, panels=pan)
     feats, excluded, notes = finish(parts, period, min_coverage=min_coverage, min_peers=min_peers)
+    notes = group_conflict_notes(_ranges(r, "meter_id")) + notes
     hourly_out = _hourly_out(hr, meters, pan, hourly)
     return FleetFeatures(feats, hourly_out, excluded, pan, period, notes)
 
@@ -413,6 +442,7 @@ def finish(p: Partials, period: str, *, min_coverage: float, min_peers: int) -> 
     for _, row in spans[short].iterrows():
         notes.append(f"period {row['period']} left out: the data span covers {int(row['period_hours'])} of its "
                      f"{int(row['full_hours'])} hours (less than {MIN_PERIOD_SHARE:.0%})")
+    left_out = spans[short]
     spans = spans[~short]
     df = df.merge(spans.drop(columns="full_hours"), on="period", how="left")
     df = df[df["period_hours"].notna()]
@@ -436,7 +466,17 @@ def finish(p: Partials, period: str, *, min_coverage: float, min_peers: int) -> 
     # on features that were all missing (imputed to the fleet's median: the most normal POD).
     bad_cells = cov.isna() | (cov < min_coverage) | (cov <= 0)
     bad_pods = bad_cells.any(axis=1)
-    for m in cov.index[bad_pods.to_numpy()]:
+    if not required:  # no period to judge: every POD listed, with the reason
+        if len(left_out):  # the data span covers less than half of each of its periods
+            per = "; ".join(f"{r['period']}: {int(r['period_hours'])} of its {int(r['full_hours'])} hours"
+                            for _, r in left_out.iterrows())
+            why = f"no {period} to judge: the data span covers less than {MIN_PERIOD_SHARE:.0%} of each ({per})"
+        else:  # not one reading of the fleet has a value
+            why = "no time covered by readings with a value (every value channel missing)"
+        for m in pods:
+            excluded.append((m, why))
+        bad_pods = pd.Series(True, index=cov.index)
+    for m in cov.index[bad_pods.to_numpy()] if required else []:
         row = cov.loc[m]
         why = [f"{per}: no data" if np.isnan(v) else f"{per}: no time covered by readings with a value" if v <= 0 else
                f"{per}: coverage {v:.2f}" for per, v in row.items() if np.isnan(v) or v < min_coverage or v <= 0]

@@ -386,6 +386,9 @@ def score(features: pd.DataFrame, *, seed: int = 0, feature_cols: list[str] | No
     keep = {m: {} for m in MODELS}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        # Not a fit's: an unrelated object the garbage collector closes meanwhile (Python ignores
+        # these by default); recorded, it made the same fleet's ``chosen`` differ between runs.
+        warnings.simplefilter("ignore", ResourceWarning)
         n_comp, pca_info = choose_by_stability(xs, "pca", _pca_candidates(xs.shape[1], len(xs)), seed=seed, q=q,
                                                replicates=replicates, keep=keep["pca"], observed=observed[sample])
         max_samples, if_info = choose_by_stability(xs, "iforest", _iforest_candidates(len(xs)), seed=seed, q=q,

@@ -111,9 +111,34 @@ SCPS_UNITS: dict[str, tuple[str, float]] = {
     "dimensionless": ("ratio", 1.0), "percent": ("ratio", 0.01),
 }
 
+# Unit symbols exports write instead of the SCPS names -> the name. Case-sensitive (``mA`` is milli,
+# ``MW`` mega); any case as well where no milli/mega prefix makes the case matter (``KW``, ``kwh``).
+UNIT_SYMBOLS: dict[str, str] = {
+    "W": "watt", "kW": "kilowatt", "MW": "megawatt", "var": "var", "VAr": "var", "kvar": "kilovar", "kVAr": "kilovar",
+    "VA": "voltampere", "kVA": "kilovoltampere", "Wh": "watthour", "kWh": "kilowatthour", "MWh": "megawatthour",
+    "varh": "varhour", "VArh": "varhour", "kvarh": "kilovarhour", "kVArh": "kilovarhour", "V": "volt",
+    "kV": "kilovolt", "A": "ampere", "mA": "milliampere", "kA": "kiloampere", "m": "metre", "%": "percent",
+}
+UNIT_SYMBOLS_ANY_CASE = {k.lower(): v for k, v in UNIT_SYMBOLS.items() if k[0] not in "mM"}
+
+
+def unit_key(unit) -> str:
+    """The SCPS_UNITS key of a declared unit: its name (any case, spaces and dashes dropped) or a symbol."""
+    raw = str(unit).strip().replace(" ", "").replace("-", "")
+    if raw in UNIT_SYMBOLS:
+        return UNIT_SYMBOLS[raw]
+    return UNIT_SYMBOLS_ANY_CASE.get(raw.lower(), raw.lower())
+
+
 # Physical ranges for the fleet columns (schema ranges; per-phase ones as their totals).
 _RANGE_OF = {"p_l": "p_kw", "q_l": "q_kvar", "s_l": "s_kva", "pf_l": "pf", "p_total": "p_kw", "q_total": "q_kvar",
              "s_total": "s_kva", "e_field": "e_kwh", "q_int": "e_kwh", "v_l": "v_l1_v", "i_l": "i_l1_a"}
+
+
+def reading_range(col: str, energy: str) -> tuple[float, float]:
+    """:func:`column_range` of a reader's column, ``TotalActiveEnergy`` (``e_field_kwh``) as what it is
+    read as: an interval's (signed) energy, or a cumulative register with ``energy="register"``."""
+    return column_range("e_int_kwh" if col == "e_field_kwh" and energy == "interval" else col)
 
 
 def column_range(col: str) -> tuple[float, float]:
@@ -121,6 +146,11 @@ def column_range(col: str) -> tuple[float, float]:
     if col in CHANNEL_BY_NAME:
         ch = CHANNEL_BY_NAME[col]
         return ch.low, ch.high
+    if col.startswith("e_int"):
+        # An interval's energy is the POD's net energy over it: negative while a prosumer exports,
+        # as ``p_kw`` is (only a cumulative register, ``e_kwh``, cannot go below zero).
+        hi = CHANNEL_BY_NAME["e_kwh"].high
+        return -hi, hi
     for prefix, canon in _RANGE_OF.items():
         if col.startswith(prefix):
             ch = CHANNEL_BY_NAME[canon]
@@ -192,7 +222,7 @@ def unit_factor(unit: str | None, quantity: str, where: str) -> float:
     """
     if unit is None or str(unit).strip() == "":
         return 1.0
-    key = str(unit).strip().lower().replace(" ", "").replace("-", "")
+    key = unit_key(unit)
     if key not in SCPS_UNITS:
         if quantity == "ratio" and key in ("", "none"):
             return 1.0
@@ -428,7 +458,7 @@ def _flatten(raw: pd.DataFrame, file: str, energy: str) -> FleetInput:
         v = raw[src]
         num = pd.to_numeric(v.map(_number, na_action="ignore"), errors="coerce").astype("float64")
         flag(v.notna() & num.isna(), src, "not a number")
-        lo, hi = column_range(col)
+        lo, hi = reading_range(col, energy)
         flag(num.notna() & ((num < lo) | (num > hi) | ~np.isfinite(num)), src, f"outside the physical range [{lo:g}, {hi:g}]")
         nums[col] = num
     f = pd.DataFrame(nums, index=raw.index)
@@ -494,7 +524,10 @@ def read_fleet(paths: Sequence[str | Path] | str | Path, *, mapping=None, energy
     for p in items:
         p = Path(p)
         if p.is_dir():
-            files.extend(sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith(".")))
+            inside = sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith("."))
+            if not inside:
+                raise InputError(f"{p}: no files in this folder")
+            files.extend(inside)
         elif p.exists():
             files.append(p)
         else:
@@ -533,11 +566,23 @@ def _canonical_columns(p: Path) -> bool:
     return "meter_id" in cols and "ts" in cols
 
 
+def unread_columns_note(where: str, columns) -> str | None:
+    """A note naming the columns of a canonical file that the fleet does not read (a power under
+    another name, ``Power_W`` for ``p_kw``, would otherwise vanish without a word); None when none."""
+    unknown = [str(c) for c in columns if c not in FLEET_COLUMNS and c not in CHANNEL_BY_NAME]
+    if not unknown:
+        return None
+    shown = ", ".join(unknown[:8]) + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else "")
+    return (f"{where}: column(s) not read: {shown} (the fleet reads {', '.join(FLEET_COLUMNS)}; values in kW, "
+            "kvar, kWh; --mapping reads other names on the local engine)")
+
+
 def read_canonical(p: Path) -> FleetInput:
     """A Parquet/CSV file in canonical columns with every fleet column it has (``ts_end``,
     ``e_int_kwh``, ``p_l1_kw`` ..., ``panel_id``, ``town``), the way the Spark engine reads it:
-    rows without a meter id or a readable ``ts``, or with a value outside its physical range, are
-    rejected (line: the row's position, plus one for a CSV header)."""
+    rows without a meter id or a readable ``ts``, with a ``ts_end`` not after ``ts``, or with a value that
+    is not a number or is outside its physical range (infinite included) are rejected (line: the row's
+    position, plus one for a CSV header); a blank or ``NaN`` value is missing, the reading kept."""
     name = p.name.lower()
     if name.endswith((".parquet", ".pq")):
         raw = pd.read_parquet(p)
@@ -567,16 +612,26 @@ def read_canonical(p: Path) -> FleetInput:
 
     flag(out["meter_id"].isna(), "meter_id", "no meter id")
     flag(out["ts"].isna(), "ts", "missing or unreadable timestamp")
+    if "ts_end" in out.columns:
+        flag(out["ts_end"].notna() & (out["ts_end"] <= out["ts"]), "ts_end", "ts_end not after ts")
     for c in FLOAT_COLUMNS:
         if c in raw.columns:
-            num = pd.to_numeric(raw[c].mask(raw[c].astype("string") == ""), errors="coerce").astype("float64")
+            v = raw[c]
+            text = v.astype("string").str.strip()
+            given = v.notna() & (text != "")
+            num = pd.to_numeric(v.mask(~given), errors="coerce").astype("float64")
+            # A blank or NaN is a missing value (the rest of the reading is kept); anything else that
+            # is not a number is a reject, as in the JSON reader, and so is an infinite value.
+            flag(given & num.isna() & (text.str.lower() != "nan"), c, "not a number")
             lo, hi = column_range(c)
-            flag(num.notna() & ((num < lo) | (num > hi)), c, f"outside the physical range [{lo:g}, {hi:g}]")
+            flag(num.notna() & ((num < lo) | (num > hi) | ~np.isfinite(num)), c,
+                 f"outside the physical range [{lo:g}, {hi:g}]")
             out[c] = num
     bad = reason.notna().to_numpy()
     lines = np.arange(first, first + n)
     rejects = list(zip([str(p)] * int(bad.sum()), lines[bad].tolist(), fld[bad].tolist(), reason[bad].tolist()))
-    return FleetInput(conform(out[~bad]), rejects)
+    note = unread_columns_note(str(p), raw.columns)
+    return FleetInput(conform(out[~bad]), rejects, [note] if note else [])
 
 
 def _read_ingestable(p: Path, mapping, api) -> FleetInput:

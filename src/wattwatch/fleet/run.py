@@ -136,14 +136,31 @@ def run_fleet(paths: Sequence[str | Path] | str | Path, *, period: str = "month"
                                partitions=partitions_for(paths))
     secs["features"] = time.perf_counter() - t
     notes = notes + ff.notes
+    if pan is not None and len(pan):
+        have = set(ff.hourly["pod_id"].astype(str))
+        for _, row in pan[~pan["meter_id"].isin(have)].iterrows():
+            notes.append(f"panel meter {row['meter_id']} of {row['panel_id']} (--panels) has no readings with a value: "
+                         f"{row['panel_id']} is not balanced")
     run = FleetRun(features=ff, rejects=len(rej), readings=n_readings, notes=notes, seconds=secs)
     if rejects is not None:
         write_rejects(rejects, rej)
+    if ff.features.empty and ff.excluded.empty:
+        # Not one reading read: the input (or its rejects) is the problem, not coverage.
+        where = f" (see {rejects})" if rejects is not None and rej else ""
+        n = f"{len(rej):,}"
+        if engine == "spark":
+            from wattwatch.fleet.spark import MAX_REJECTS_COLLECTED
+
+            n = f"{n} or more" if len(rej) >= MAX_REJECTS_COLLECTED else n
+        raise InputError(f"no readings: all {n} record(s) rejected{where}" if rej else "no readings in the input")
     if ff.features.empty:
         if out_paths is not None:
             _write_excluded(ff, out_paths["excluded"])
         why = f" ({len(ff.excluded)} excluded, see {out_paths['excluded']})" if out_paths is not None and len(ff.excluded) else ""
-        raise InputError(f"no POD has complete data in every {period} to score{why}")
+        # A value column under a name the fleet does not read is the likeliest cause: say it here,
+        # where the user looks (the notes are printed only after a run that scored).
+        unread = [n for n in notes if "column(s) not read" in n]
+        raise InputError(f"no POD has complete data in every {period} to score{why}" + "".join(f"; {n}" for n in unread))
     # ---- the seam: cross-meter models and energy balance (fleetmodels' modules) ----
     table = ff.features
     if models:
@@ -192,7 +209,22 @@ def _panels(panels) -> pd.DataFrame | None:
     miss = {"panel_id", "meter_id"} - set(m.columns)
     if miss:
         raise InputError(f"{p}: the panel mapping needs columns panel_id, meter_id (missing {', '.join(sorted(miss))})")
-    return m[["panel_id", "meter_id"]]
+    m = m[["panel_id", "meter_id"]].apply(lambda c: c.str.strip())
+    line = pd.Series(range(2, len(m) + 2), index=m.index)
+    for c in ("panel_id", "meter_id"):
+        empty = m[c].isna() | (m[c] == "")
+        if empty.any():
+            raise InputError(f"{p}: line {line[empty].iloc[0]}: {c} is empty")
+    # A meter is the panel meter of one panel: under two, the balance would take one of them silently.
+    first = m.drop_duplicates().drop_duplicates("meter_id")
+    again = m.drop_duplicates()
+    again = again[~again.index.isin(first.index) & again["meter_id"].isin(first["meter_id"])]
+    if len(again):
+        row = again.iloc[0]
+        was = first[first["meter_id"] == row["meter_id"]].iloc[0]
+        raise InputError(f"{p}: line {line[again.index[0]]}: meter_id {row['meter_id']} is already the panel meter of "
+                         f"{was['panel_id']} (line {line[was.name]}); a meter measures one panel")
+    return m
 
 
 def _write_excluded(ff: FleetFeatures, path: Path) -> None:

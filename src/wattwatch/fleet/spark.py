@@ -18,9 +18,11 @@ import pandas as pd
 from wattwatch.errors import InputError
 from wattwatch.fleet.features import (DAY_US, HOUR_US, MIN_DAY_COVER_H, MIN_HOUR_COVER, NIGHT_HOURS,
                                       REGISTER_DIGIT_KWH, REGISTER_TOLERANCE, FleetFeatures, Partials, _check,
-                                      finish, meters_of, panel_meters, span_hours)
+                                      finish, group_conflict_notes, meters_of, panel_meters,
+                                      span_hours)
 from wattwatch.fleet.readers import (_TS_RE, FLOAT_COLUMNS, ID_FIELDS, NUMERIC_FIELDS, PHASES, SCPS_UNITS,
-                                     column_range, tz_offset_minutes, unit_factor)
+                                     column_range, reading_range, tz_offset_minutes, unit_factor,
+                                     unread_columns_note, UNIT_SYMBOLS, UNIT_SYMBOLS_ANY_CASE)
 
 MAX_REJECTS_COLLECTED = 100_000
 _REMOTE = ("hdfs://", "s3a://", "s3://", "s3n://", "gs://", "abfs://", "abfss://", "wasb://", "wasbs://", "file://",
@@ -130,7 +132,10 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
             if not lp.exists():
                 raise InputError(f"{s}: no such file")
             if lp.is_dir() and not any(lp.glob("*.parquet")) and not any(lp.glob("part-*")):
-                for q in sorted(x for x in lp.rglob("*") if x.is_file() and not x.name.startswith((".", "_"))):
+                inside = sorted(x for x in lp.rglob("*") if x.is_file() and not x.name.startswith((".", "_")))
+                if not inside:
+                    raise InputError(f"{s}: no files in this folder")
+                for q in inside:
                     groups.setdefault(_kind(str(q)), []).append(str(q.resolve()))
                 continue
             s = str(lp.resolve())
@@ -147,9 +152,16 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
             elif kind == "parquet":
                 # pandas writes nanosecond timestamps, which Spark only reads as longs (see _from_canonical).
                 spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
-                sdf, rej = _from_canonical(spark.read.parquet(*ps), energy)
+                raw = spark.read.parquet(*ps)
+                sdf, rej = _from_canonical(raw, energy)
             else:
-                sdf, rej = _from_canonical(spark.read.option("header", True).csv(ps), energy)
+                raw = spark.read.option("header", True).csv(ps)
+                sdf, rej = _from_canonical(raw, energy)
+            if kind not in ("json", "jsonl"):  # the schema only: no job
+                where = ", ".join(ps[:3]) + (f" and {len(ps) - 3} more" if len(ps) > 3 else "")
+                note = unread_columns_note(where, raw.columns)
+                if note:
+                    notes.append(note)
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001 - Spark's analysis errors name the path; keep one line
@@ -157,6 +169,8 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
             raise InputError(f"{', '.join(ps[:3])}: cannot be read by Spark: {msg}") from exc
         frames.append(sdf)
         rejects.extend(rej)
+    if not frames:
+        raise InputError("no input files given")
     out = frames[0]
     for f in frames[1:]:
         out = out.unionByName(f)
@@ -255,6 +269,10 @@ def _urban_records(raw):
     def prop(name):
         return F.col("_props")[F.lit(name)]
 
+    # readers.unit_key as columns: a symbol (case-sensitive, then any case), else the lower-cased name.
+    sym_exact = F.create_map(*[F.lit(x) for kv in UNIT_SYMBOLS.items() for x in kv])
+    sym_any = F.create_map(*[F.lit(x) for kv in UNIT_SYMBOLS_ANY_CASE.items() for x in kv])
+
     for name in list(ID_FIELDS):
         cols.append(prop(name).alias(name))
     for name, (_, qty) in NUMERIC_FIELDS.items():
@@ -263,7 +281,8 @@ def _urban_records(raw):
             v = F.coalesce(v, F.col("ln.coordinates.height").cast("string"))
         cols.append(v.alias(name))
         if with_units and any(q == qty and f != 1.0 for q, f in SCPS_UNITS.values()):
-            cols.append(F.lower(F.regexp_replace(F.col("_units")[F.lit(name)], "[ -]", "")).alias(f"_unit_{name}"))
+            raw_u = F.regexp_replace(F.trim(F.col("_units")[F.lit(name)]), "[ -]", "")
+            cols.append(F.coalesce(sym_exact[raw_u], sym_any[F.lower(raw_u)], F.lower(raw_u)).alias(f"_unit_{name}"))
     recs = lines.select(*cols)
     # Factors in a second projection, so each field's property filter runs once per record.
     fcols = []
@@ -318,7 +337,7 @@ def _flatten_spark(recs_corrupt, energy: str):
     for src, (col, _) in NUMERIC_FIELDS.items():
         raw = F.trim(F.col(src))
         parsed.append((F.col(src).isNotNull() & (raw != "")).alias(f"_given_{col}"))
-        num = F.when(raw != "", raw.try_cast("double"))
+        num = F.when((raw != "") & ~_java_suffix(raw), raw.try_cast("double"))  # "1d": not a number, as on pandas
         if f"_f_{src}" in recs.columns:
             num = num * F.col(f"_f_{src}")
         parsed.append(num.alias(f"_n_{col}"))
@@ -329,8 +348,9 @@ def _flatten_spark(recs_corrupt, energy: str):
               (F.col("_te").isNotNull() & (F.col("_te") <= F.col("_ts")), "end_ts", "end_ts not after start_ts")]
     for src, (col, _) in NUMERIC_FIELDS.items():
         num = F.col(f"_n_{col}")
-        checks.append((F.col(f"_given_{col}") & num.isNull(), src, "not a number"))
-        lo, hi = column_range(col)
+        # A "NaN" text is not a number (as pandas says), not a value outside the range.
+        checks.append((F.col(f"_given_{col}") & (num.isNull() | F.isnan(num)), src, "not a number"))
+        lo, hi = reading_range(col, energy)
         out = F.isnan(num) | (F.abs(num) == float("inf"))
         if np.isfinite(lo):
             out = out | (num < lo)
@@ -381,6 +401,12 @@ def _flatten_spark(recs_corrupt, energy: str):
     return _select_fleet(step), rejects
 
 
+def _java_suffix(text):
+    """A number text with Java's ``d``/``f`` suffix (``1d``, ``2.5F``): Spark's cast reads it (Java's
+    parser), pandas does not; both engines call it not a number (``inf`` is not one: no digit before)."""
+    return text.rlike("[0-9.][dDfF]$")
+
+
 def _from_canonical(df, energy: str):
     """Canonical columns (as ``wattwatch simulate`` / the POD simulator write them) natively.
 
@@ -411,12 +437,27 @@ def _from_canonical(df, energy: str):
         df = df.withColumn("ts_end", F.timestamp_micros(F.floor(F.col("ts_end") / 1000).cast("long")))
     checks = [(F.col("meter_id").isNull() | (F.trim(F.col("meter_id").cast("string")) == ""), "meter_id", F.lit("no meter id")),
               (F.col("ts").isNull(), "ts", F.lit("missing or unreadable timestamp"))]
+    if "ts_end" in names:
+        checks.append((F.col("ts_end").isNotNull() & (F.col("ts_end") <= F.col("ts")), "ts_end", F.lit("ts_end not after ts")))
     for c in FLOAT_COLUMNS:
         if c in names:
-            v = F.col(c).cast("string").try_cast("double") if isinstance(df.schema[c].dataType, StringType) else F.col(c).cast("double")
-            df = df.withColumn(c, v)
+            # As read_canonical: a blank or NaN is missing (null: Spark orders NaN above every number,
+            # so a NaN kept would fail the range check, and sums would carry it); a text that is not a
+            # number is a reject; an infinite value is outside the range.
+            if isinstance(df.schema[c].dataType, StringType):
+                text = F.trim(F.col(c))
+                given = F.col(c).isNotNull() & (text != "")
+                num = text.try_cast("double")
+                # pandas' reading: only "nan" (any case) is a NaN that is missing; "+NaN" is not a number
+                not_num = num.isNull() | _java_suffix(text) | (F.isnan(num) & (F.lower(text) != "nan"))
+                v = F.when(given & ~not_num, num)
+                df = df.withColumn(f"_nan_{c}", given & not_num)
+                checks.append((F.col(f"_nan_{c}"), c, F.lit("not a number")))
+            else:
+                v = F.col(c).cast("double")
+            df = df.withColumn(c, F.when(~F.isnan(v), v))
             lo, hi = column_range(c)
-            bad = F.lit(False)
+            bad = F.abs(F.col(c)) == float("inf")
             if np.isfinite(lo):
                 bad = bad | (F.col(c) < lo)
             if np.isfinite(hi):
@@ -544,7 +585,8 @@ def pod_periods_spark(sdf, period: str = "month", *, tz: str = "UTC", min_covera
                    F.sum(F.when(both, F.abs("p_kw") * w).otherwise(F.lit(0.0))).alias("p_abs"),
                    F.percentile(F.abs("pf"), F.array(F.lit(0.1), F.lit(0.5))).alias("pfq"),
                    F.min("t0").alias("t_first"), F.max(F.col("t0") + F.coalesce(F.col("dt"), F.lit(0.0))).alias("t_last"),
-                   F.max("panel_id").alias("panel_id"), F.max("town").alias("town"))
+                   F.max("panel_id").alias("panel_id"), F.max("town").alias("town"),
+                   F.min("panel_id").alias("panel_min"), F.min("town").alias("town_min"))
               .toPandas())
         # hourly-based sums per POD-period (one job) and the daily regression sums (one job)
         hl = _local(F.timestamp_micros(F.col("h") * F.lit(HOUR_US)), tz)
@@ -590,6 +632,10 @@ def pod_periods_spark(sdf, period: str = "month", *, tz: str = "UTC", min_covera
         parts = Partials(agg=agg, reg=reg, rsum=rsum, pfq=pfq.dropna(subset=["pf_q10", "pf_q50"], how="all"),
                          spans=spans, meters=meters, panels=pan)
         feats, excluded, notes = finish(parts, period, min_coverage=min_coverage, min_peers=min_peers)
+        ranges = rs.rename(columns={"panel_id": "panel_max", "town": "town_max"})
+        for c in ("panel_min", "panel_max", "town_min", "town_max"):
+            ranges[c] = ranges[c].astype("string")
+        notes = group_conflict_notes(ranges.astype({"pod_id": "string"})) + notes
         # the hourly table: all meters, or only what the energy balance needs
         hsel = hr
         if hourly == "balance":

@@ -5,7 +5,10 @@
   const SEV = ["info", "warning", "critical"];
   const SEV_FILL = {info: "rgba(70,120,210,0.16)", warning: "rgba(240,160,0,0.24)", critical: "rgba(220,40,40,0.24)"};
   const SEV_LINE = {info: "rgb(70,120,210)", warning: "rgb(225,145,0)", critical: "rgb(205,30,30)"};
-  const CONFIG = {displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d"]};
+  // No "Share chart..." button (plotly.js 4 shows one by default): it opens cloud.plotly.com and posts
+  // the figure's data to it, which the page's Content-Security-Policy cannot stop (a new window).
+  const CONFIG = {displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d"],
+                  showSendToCloud: false, plotlyServerURL: ""};
 
   async function inflate(id) {
     const b64 = document.getElementById(id).textContent.trim();

@@ -236,6 +236,18 @@ class DiskBuffer:
                 os.close(self._lockfd)  # releases the flock
 
 
+_UNITS = {"ns": 1, "u": 1_000, "us": 1_000, "\u00b5s": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9,
+          "h": 3600 * 10**9, "d": 86400 * 10**9, "w": 7 * 86400 * 10**9}
+
+
+def _ns(duration: str) -> int:
+    """An InfluxQL duration (``30d``, ``INF``) or the Go duration SHOW RETENTION POLICIES says
+    (``720h0m0s``; ``0s`` = INF) in nanoseconds, 0 for infinite."""
+    if duration.upper() == "INF":
+        return 0
+    return sum(int(n) * _UNITS[u] for n, u in re.findall(r"(\d+)(ns|us|\u00b5s|u|ms|s|m|h|d|w)", duration))
+
+
 def _name(seg: int) -> str:
     return f"{seg:08d}.seg"
 
@@ -281,6 +293,9 @@ class InfluxSink(Output):
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._ready = False
+        self.note = ""                 # what setup could not make (an admin has to): shown in the status
+        self._said_unchecked = False
+        self._said = ""
         self._thread = threading.Thread(target=self._run, name=f"influx:{name}", daemon=True)
         self._started = False
 
@@ -351,33 +366,109 @@ class InfluxSink(Output):
     # -------------------------------------------------------------------- writer thread
 
     def setup(self) -> None:
-        """Database, retention policy (the database default) and the hourly downsample CQ. Creating
-        them again with the same definition changes nothing; a different retention is altered, a
-        different CQ replaced."""
-        c, db = self.client, self.db
-        c.query(f"CREATE DATABASE {influx.ident(db)}", write=True)
-        rps = influx._frame(c.query(f"SHOW RETENTION POLICIES ON {influx.ident(db)}", db))[0]
-        verb = "ALTER" if len(rps) and self.rp in set(rps["name"]) else "CREATE"
-        c.query(f"{verb} RETENTION POLICY {influx.ident(self.rp)} ON {influx.ident(db)} DURATION {self.retention} "
-                f"REPLICATION 1{' SHARD DURATION 1d' if verb == 'CREATE' and self.retention != 'INF' else ''} DEFAULT",
-                write=True)
+        """Make sure the database, the retention policy ``rp`` (the database default) and the hourly
+        downsample CQ exist, making or fixing what this user may (an admin may all of it; making them
+        again with the same definition changes nothing, a different retention is altered, a
+        different CQ replaced).
+
+        Least privilege: a user with only WRITE on the database (an admin made the rest) may create
+        nothing, and sees the databases it may write to but not the policies or CQs (InfluxDB wants
+        READ for those). Its policy is checked by an empty write to it, which InfluxDB refuses when
+        the database or policy does not exist (404 / 500) and which writes nothing. What is missing
+        and this user may not make raises :class:`influx.Missing` naming the statement an admin has
+        to run (the points wait on disk; nothing is written to another policy). A duration or a CQ
+        it may not fix is said once and writing goes on; ``self.note`` (shown in the status) says
+        what is still to ask for."""
+        c, db, q = self.client, self.db, influx.ident
+        who = f"user {self.client.user!r}" if self.client.user else "this connection"
+        notes, said = [], []
+        dbs = influx._frame(c.query("SHOW DATABASES"))[0]
+        if not (len(dbs) and "name" in dbs and db in set(dbs["name"])):
+            grant = f"; GRANT WRITE ON {q(db)} TO {q(self.client.user)}" if self.client.user else ""
+            if not self._may(f"CREATE DATABASE {q(db)}"):
+                raise influx.Missing(f"database {db!r} does not exist, or {who} has no privilege on it, and {who} "
+                                     f"may not create it: ask an InfluxDB admin to run: CREATE DATABASE {q(db)}{grant}")
+        try:   # an empty write: is this user allowed to write at all (a 403 before anything else)
+            c.write(b"", db, None, self.precision)
+        except influx.Missing:
+            pass   # the database has no default policy: the write to ``rp`` below is what counts
+        make_rp = (f"CREATE RETENTION POLICY {q(self.rp)} ON {q(db)} DURATION {self.retention} REPLICATION 1"
+                   f"{' SHARD DURATION 1d' if self.retention != 'INF' else ''} DEFAULT")
+        alter_rp = f"ALTER RETENTION POLICY {q(self.rp)} ON {q(db)} DURATION {self.retention} REPLICATION 1 DEFAULT"
+        try:
+            rps = influx._frame(c.query(f"SHOW RETENTION POLICIES ON {q(db)}", db))[0]
+        except influx.Denied:
+            rps = None
+            said.append(f"the duration of retention policy {self.rp!r}")
+        if rps is None:
+            pass                                   # cannot see it: the empty write below checks it exists
+        elif not (len(rps) and self.rp in set(rps["name"])):
+            if not self._may(make_rp):
+                raise influx.Missing(f"retention policy {self.rp!r} does not exist on database {db!r} and {who} may "
+                                     f"not create it: ask an InfluxDB admin to run: {make_rp}")
+        else:
+            row = rps[rps["name"] == self.rp].iloc[0]
+            if _ns(str(row["duration"])) != _ns(self.retention) or not bool(row["default"]):
+                if not self._may(alter_rp):
+                    log.warning("%s: retention policy %r on %r keeps %s%s, not retention %s as configured, and %s "
+                                "may not change it: writing on; to change it ask an InfluxDB admin to run: %s",
+                                self.name, self.rp, db, row["duration"], "" if row["default"] else " (not the default)",
+                                self.retention, who, alter_rp)
         if self.downsample:
             name = f"{self.downsample}_cq"
-            body = (f"SELECT mean(*), max(*), min(*) INTO {influx.ident(db)}.{influx.ident(self.downsample_rp)}."
-                    f"{influx.ident(self.downsample)} FROM {influx.ident(db)}.{influx.ident(self.rp)}."
-                    f"{influx.ident(self.measurement)} GROUP BY time(1h), {influx.ident('meter_id')}")
-            have = {}
-            for r in c.query("SHOW CONTINUOUS QUERIES", db):
-                for s in r.get("series", []) or []:
-                    if s.get("name") == db:
-                        have.update({row[0]: row[1] for row in s.get("values", [])})
-            if name in have and body.replace('"', "") not in have[name].replace('"', ""):
-                c.query(f"DROP CONTINUOUS QUERY {influx.ident(name)} ON {influx.ident(db)}", write=True)
-                have.pop(name)
-            if name not in have:
-                c.query(f"CREATE CONTINUOUS QUERY {influx.ident(name)} ON {influx.ident(db)} BEGIN {body} END",
-                        write=True)
+            body = (f"SELECT mean(*), max(*), min(*) INTO {q(db)}.{q(self.downsample_rp)}."
+                    f"{q(self.downsample)} FROM {q(db)}.{q(self.rp)}."
+                    f"{q(self.measurement)} GROUP BY time(1h), {q('meter_id')}")
+            make_cq = f"CREATE CONTINUOUS QUERY {q(name)} ON {q(db)} BEGIN {body} END"
+            try:
+                shown = c.query("SHOW CONTINUOUS QUERIES", db)
+            except influx.Denied:
+                shown = None
+                said.append(f"the downsample CQ {name!r} (if it is not there, readings are not downsampled: "
+                            f"ask an InfluxDB admin to run: {make_cq})")
+            if shown is not None:
+                have = {}
+                for r in shown:
+                    for s in r.get("series", []) or []:
+                        if s.get("name") == db:
+                            have.update({row[0]: row[1] for row in s.get("values", [])})
+                ok = True
+                if name in have and body.replace('"', "") not in have[name].replace('"', ""):
+                    ok = self._may(f"DROP CONTINUOUS QUERY {q(name)} ON {q(db)}")
+                    if ok:
+                        have.pop(name)
+                if ok and name not in have:
+                    ok = self._may(make_cq)
+                if not ok:
+                    why = "differs from the configured one" if name in have else "does not exist"
+                    log.warning("%s: the downsample CQ %r on %r %s and %s may not make it: readings are written, "
+                                "not downsampled; ask an InfluxDB admin to run: %s%s", self.name, name, db, why, who,
+                                f"DROP CONTINUOUS QUERY {q(name)} ON {q(db)}; " if name in have else "", make_cq)
+                    notes.append(f"no downsample CQ {name}: ask an InfluxDB admin")
+        try:   # an empty write: InfluxDB checks the database, the policy and the write privilege, stores nothing
+            c.write(b"", db, self.rp, self.precision)
+        except influx.Missing as exc:
+            if "retention policy" not in str(exc):
+                raise
+            raise influx.Missing(f"retention policy {self.rp!r} does not exist on database {db!r} ({who} may not "
+                                 f"see or create policies): ask an InfluxDB admin to run: {make_rp}") from None
+        if said and not self._said_unchecked:
+            log.info("%s: %s may not read %s (that needs READ on %r, or an admin): not checked, writing on",
+                     self.name, who, " nor ".join(said), db)
+            self._said_unchecked = True
+        self.note = "; ".join(notes)
         self._ready = True
+
+    def _may(self, statement: str) -> bool:
+        """Run a statement that needs admin; False when InfluxDB refuses it for want of the privilege."""
+        try:
+            self.client.query(statement, self.db, write=True)
+            return True
+        except influx.Denied:
+            return False
+
+    def _ready_status(self) -> str:
+        return f"ready ({self.note})" if self.note else "ready"
 
     def downsample_query(self, start, end) -> str:
         """The CQ's statement for one explicit window (to backfill, or to check it)."""
@@ -389,18 +480,25 @@ class InfluxSink(Output):
 
     def _fail(self, exc: Exception) -> None:
         self.last_error = str(exc)
-        denied = isinstance(exc, influx.Denied)
+        denied = isinstance(exc, (influx.Denied, influx.Missing))
         with self._lock:
-            if not self._down:
-                if denied:   # 401/403: the network is fine, the user or its privileges are not
+            # Said when it starts, and again when an operator's reason changes (one thing made, the next missing).
+            if not self._down or (denied and str(exc) != self._said):
+                if isinstance(exc, influx.Missing):
+                    log.warning("%s: InfluxDB lacks what the sink writes to; buffering on disk until then: %s",
+                                self.name, exc)
+                elif denied:   # 401/403: the network is fine, the user or its privileges are not
                     why = ("lacks a privilege (fix its grants, or give a user that has them)" if "403" in str(exc)
                            else "refused the credentials (check user and password / password_env)")
                     log.warning("%s: InfluxDB %s; buffering on disk until then: %s", self.name, why, exc)
                 else:
                     log.warning("%s: InfluxDB unreachable, buffering on disk: %s", self.name, exc)
+                self._said = str(exc)
+            if not self._down:
                 self.counters["buffered"] += self.buf.points   # what waits now: it is flushed later
                 self._down = True
-        self.status = "refused: buffering" if denied else "down: buffering"
+        ask = str(exc)[str(exc).find("ask an InfluxDB admin"):] if "ask an InfluxDB admin" in str(exc) else ""
+        self.status = (f"refused: buffering ({ask})" if ask else "refused: buffering") if denied else "down: buffering"
 
     def _run(self) -> None:
         delay = self.retry_min_s
@@ -414,19 +512,22 @@ class InfluxSink(Output):
             try:
                 if not self._ready:
                     self.setup()
-                    self.status = "ready"
+                    self.status = self._ready_status()
                 body, n, pos, used = self.buf.read(self.batch_points, 8 << 20)
                 if not n:
                     with self._lock:
                         if self._down and not self.buf.points:
                             log.warning("%s: InfluxDB back; the buffer is flushed", self.name)
                             self._down = False
-                    self.status = "ready"
+                    self.status = self._ready_status()
                     self._wake.wait(min(self.buf.fsync_s, 0.5) if self.buf.fsync_s > 0 else 0.5)
                     self._wake.clear()
                     continue
                 try:
                     self.client.write(body, self.db, self.rp, self.precision, self.gzip)
+                except influx.Missing:
+                    self._ready = False   # database/policy dropped while running: setup says what to make
+                    raise
                 except influx.Denied:
                     raise       # credentials: the points wait on disk until an operator fixes them
                 except influx.Refused as exc:
@@ -447,7 +548,7 @@ class InfluxSink(Output):
                     self._count("flushed", n)
                     self.status = "flushing"
                 delay = self.retry_min_s
-            except (influx.Unreachable, influx.Denied) as exc:
+            except (influx.Unreachable, influx.Denied, influx.Missing) as exc:
                 self._count("retries", 1)
                 self._fail(exc)
                 self._stop.wait(delay) if not self._stop.is_set() else time.sleep(min(delay, 0.2))

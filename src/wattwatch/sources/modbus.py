@@ -36,7 +36,9 @@ packet-loss rule sees the gap (``ALRM_PKT_LOSS_CRIT``).
 Counters per device and in total: ``polls``, ``lost``, ``timeouts``, ``exceptions`` (Modbus
 exception responses), ``malformed`` (exception responses, wrong lengths, bad CRC, frames that do
 not parse), ``crc_errors`` and ``frame_slips`` (RTU framing: a frame whose CRC is wrong, bytes that
-never formed a frame), ``reconnects``, and the response time (ms, from the first request of a
+never formed a frame), ``wrong_unit`` (an answer stamped with another unit id than asked: not taken
+as the reading, counted in ``errors`` too and logged naming the meter and both units, the first
+five then every hundredth), ``reconnects``, and the response time (ms, from the first request of a
 poll to its last answer). A device whose response time climbs (each of its last ``slow_recent``
 polls above ``slow_factor`` times its own settled median and at least ``slow_min_ms`` above it)
 gets a ``WARN_LINK_SLOW`` alert that ends when the median of its last polls is back under that.
@@ -47,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import struct
 import time
 from wattwatch.tomlfile import read_toml
@@ -326,12 +329,18 @@ class _Wire:
         self.gw = gw
         self.got = 0
         self.bad = False
+        self.asked = self.answered = None    # unit id of the request in flight and of its answer's first frame
 
     def __call__(self, sending: bool, data: bytes) -> bytes:
+        at = 0 if self.gw.framing == "rtu" else 6      # the unit id: RTU's first byte, the MBAP's last
         if sending:
             self.got = 0
             self.bad = False
+            self.asked = data[at] if len(data) > at else None
+            self.answered = None
             return data
+        if self.got == 0 and len(data) > at:
+            self.answered = data[at]
         self.got += len(data)
         if self.gw.framing == "rtu":
             # A read response: unit, function, byte count, data, CRC; an exception: unit, fn|0x80, code, CRC.
@@ -535,7 +544,11 @@ class ModbusPoller(Poller):
                 continue
             except ModbusException as exc:
                 text = str(exc).lower()
-                if "no response" in text or "timeout" in text:
+                m = re.search(r"device id=(\d+) but received (\d+)", text)
+                if m:
+                    self._wrong_unit(gw, int(m.group(1)), int(m.group(2)))
+                    gw.drop()
+                elif "no response" in text or "timeout" in text:
                     self._timed_out(gw)
                 else:
                     gw.count("errors")
@@ -563,13 +576,29 @@ class ModbusPoller(Poller):
     def polled_meters(self) -> list[str]:
         return [d.meter_id for d in self.devices]
 
+    def _wrong_unit(self, gw: Gateway, asked: int, answered: int) -> None:
+        """An answer stamped with another unit id than asked (units swapped on a serial bus, a bridge
+        mapping them wrong): not taken for this device's reading. Counted ``wrong_unit`` and
+        ``errors``, and said -- the source's first five, then every hundredth."""
+        gw.count("wrong_unit")
+        gw.count("errors")
+        n = self.counters["wrong_unit"]
+        if n <= 5 or n % 100 == 0:
+            dev = gw.current.meter_id if gw.current is not None else "?"
+            log.warning("%s: answer #%d from another unit: meter %r (gateway %s) asked unit %d, answered as unit %d; "
+                        "not read as its reading (check the unit ids of the devices behind the gateway)",
+                        self.name, n, dev, gw.key, asked, answered)
+
     def _timed_out(self, gw: Gateway) -> None:
         """No answer in time. Bytes that came but never made a frame are a frame slip (RTU) or a
         frame shorter than its MBAP length says (TCP): malformed. The connection is dropped either
         way, so that a late answer is not taken for the next request's."""
-        if gw.wire.bad:
+        w = gw.wire
+        if w.bad:
             pass        # counted as a CRC error when it came
-        elif gw.wire.got:
+        elif w.got and w.asked and w.answered is not None and w.answered != w.asked:
+            self._wrong_unit(gw, w.asked, w.answered)    # pymodbus skips a frame of another unit: no answer
+        elif w.got:
             gw.count("frame_slips" if gw.framing == "rtu" else "bad_length")
             gw.count("malformed")
         else:
@@ -807,4 +836,11 @@ def from_spec(name: str, spec: dict, root=None) -> ModbusPoller:
     for k, v in kw.items():
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ValueError(f"{k}: must be a number, got {v!r}")
+    if "interval_s" in kw and not kw["interval_s"] > 0:
+        # The Poller's 0 ("as fast as the engine takes it") is for files replayed at speed = 0: here it
+        # would poll every device back to back, as many requests as the gateway can answer.
+        raise ValueError(f"interval_s: must be > 0 seconds, got {kw['interval_s']!r} (0 polls every device back to "
+                         "back, loading the gateway and the bus with every request they can answer; to replay a "
+                         "file as fast as possible use a replay source with speed = 0, or poll simulated devices "
+                         "at a small interval such as 0.01)")
     return ModbusPoller(name, devices, models, **kw)

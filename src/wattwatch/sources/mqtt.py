@@ -3,7 +3,8 @@
 Each message is one JSON object or a list of them. Fields carry canonical names (``p_kw``,
 ``v_l1_v`` …, SPEC §2) unless ``fields`` maps them (``{"p_kw": "power"}``) and ``scale``
 converts (``{"p_kw": 0.001}`` for watts). The time is ``ts`` (ISO-8601, or epoch seconds or
-milliseconds by magnitude); a message without one takes its arrival time. The meter is the
+milliseconds by magnitude); a message without one takes its arrival time. ``"now"`` and
+``"today"`` (which pandas reads as the watcher's clock) and ``"NaT"``/``""`` are not times (malformed). The meter is the
 ``meter_id`` field, or the topic: ``meter = "topic:2"`` takes topic level 2 (0-based) and
 ``meters = {"site/a/pdu7" = "PDU-7"}`` maps whole topics.
 
@@ -31,6 +32,9 @@ import pandas as pd
 from wattwatch.schema import CHANNEL_NAMES
 from wattwatch.sources.base import Batch, Source, canonical, log
 
+# Strings pandas reads as the clock of the machine parsing them (pd.Timestamp("now"), "today"): a
+# meter sending one would have its readings stored at the watcher's time as if the meter said so.
+_CLOCK_WORDS = {"now", "today"}
 _LOG_FIRST = 5
 
 
@@ -222,11 +226,18 @@ class MqttSource(Source):
                 unit = "ms" if abs(v) > 1e11 else "s"
                 t = pd.Timestamp(v, unit=unit, tz="UTC")
             elif isinstance(v, str):
+                if v.strip().lower() in _CLOCK_WORDS:   # pandas: this machine's clock, not the meter's time
+                    raise ValueError(f"{where}field {src!r}: not a time: {v!r} (read as the wall clock of the "
+                                     "watcher, not a time the meter gives; send ISO-8601 or epoch seconds)")
                 t = pd.Timestamp(v)
+                if t is pd.NaT:                         # "NaT", "": no time at all
+                    raise ValueError
                 t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
             else:
                 raise ValueError
-        except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):
+        except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime) as exc:
+            if "wall clock" in str(exc):
+                raise
             raise ValueError(f"{where}field {src!r}: not a time: {v!r}"[:200]) from None
         return t
 

@@ -49,7 +49,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import PHASE_CHANNELS, Detector, DetectorConfig, Explains, Finding, PostRule, Scored, quiet, rnd
+from wattwatch.detect.base import (PHASE_CHANNELS, Detector, DetectorConfig, Explains, Finding, PostRule, Scored, _num,
+                                   quiet, rnd)
+from wattwatch.detect.cadence import gaps_per_side, stretch_cadence
 from wattwatch.detect.frame import meter_names
 from wattwatch.detect.rules._common import inrush
 
@@ -87,6 +89,14 @@ class FirmwareDrift(Detector):
     # (``inrush``), which after a lost stretch may lie beyond the reach in seconds.
     lookahead_n = 2
 
+    def reach(self, meters):
+        # An interval is judged at the cadence of its reading's stretch, which the gaps either side
+        # of it say (:func:`wattwatch.detect.cadence.stretch_cadence`): that many readings beyond.
+        r = super().reach(meters)
+        cad = np.array([_num(self.state_.get(m, {}).get("cadence_s"), np.nan) for m in meters], float)
+        n = gaps_per_side(cad)
+        return type(r)(r.back_s, np.maximum(r.back_n, n), r.ahead_s, np.maximum(r.ahead_n, n))
+
     def windows(self) -> list[float]:
         """Window lengths judged (s): ``window_s``, doubled while not above ``max_window_s``."""
         w, out = float(self.config.window_s), []
@@ -122,7 +132,9 @@ class FirmwareDrift(Detector):
     def _intervals(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         seg, dt = df["_seg"].to_numpy(), df["_dt"].to_numpy()
         e, p = df["e_kwh"].to_numpy(float), df["p_kw"].to_numpy(float)
-        cadence = self._param(df, "cadence_s")[seg]
+        # The cadence of each reading's stretch: a meter reconfigured from 1 to 5 minutes after its
+        # state was learned had every interval "across a lost reading" at the learned minute (cad43).
+        cadence, _ = stretch_cadence(seg, dt, self._param(df, "cadence_s"))
         de = np.full(len(df), np.nan)
         ep = np.full(len(df), np.nan)
         de[1:] = e[1:] - e[:-1]

@@ -75,10 +75,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import PHASE_CHANNELS, Detector, DetectorConfig, Explains, Finding, PostRule, Scored, quiet, rnd
+from wattwatch.detect.base import (PHASE_CHANNELS, Detector, DetectorConfig, Explains, Finding, PostRule, Scored, _num,
+                                   quiet, rnd)
+from wattwatch.detect.cadence import gaps_per_side, stretch_cadence
 from wattwatch.detect.frame import meter_names, seg_median, seg_quantile
 from wattwatch.detect.rolling import grouped_rolling, time_index
 from wattwatch.detect.rules._common import inrush, max_current, n_phases, phases
+
+
+# The coarsest stretch cadence a held departure's window follows on a meter learned finer (its
+# reach, 12 readings of it back, is declared in seconds: 6 h; cad43).
+FOLLOW_MAX_S = 1800.0
 
 
 @dataclass(frozen=True)
@@ -196,9 +203,28 @@ class NeutralTamper(Detector):
     # where a reading's THD is missing)
     state_version = 5
 
+    def reach(self, meters):
+        # The held departure's window follows the cadence of the reading's stretch, which the gaps
+        # either side of it say (:func:`wattwatch.detect.cadence.stretch_cadence`): that many
+        # readings beyond the window's seconds (:meth:`lookback_s`), which cover the window at any
+        # cadence it follows (:meth:`_follow`).
+        r = super().reach(meters)
+        cad = np.array([_num(self.state_.get(m, {}).get("cadence_s"), np.nan) for m in meters], float)
+        n = gaps_per_side(cad)
+        return type(r)(r.back_s, np.maximum(r.back_n, n), r.ahead_s, np.maximum(r.ahead_n, n))
+
     def lookback_s(self, cadence_s):
-        """The held departure's window (:meth:`persist_window_s`)."""
-        return self.persist_window_s(np.asarray(cadence_s, float))
+        """The held departure's window (:meth:`persist_window_s`) at the coarsest cadence a stretch
+        of the meter's is followed at (:meth:`_follow`): 6 h up to 30 minutes, 12 h hourly."""
+        c = np.asarray(cadence_s, float)
+        return self.persist_window_s(np.where(np.isfinite(c), np.fmax(c, FOLLOW_MAX_S), c))
+
+    @staticmethod
+    def _follow(c_row: np.ndarray, cad: np.ndarray) -> np.ndarray:
+        """The cadence a reading's held window is sized at: its stretch's (``c_row``), no coarser
+        than ``FOLLOW_MAX_S`` or the learned ``cad`` where that is coarser (the declared reach)."""
+        with quiet():
+            return np.where(np.isfinite(cad), np.fmin(c_row, np.fmax(cad, FOLLOW_MAX_S)), c_row)
 
     def persist_window_s(self, cadence_s: np.ndarray) -> np.ndarray:
         """Per meter cadence: ``persist_s``, or ``persist_min_n`` readings where they take longer."""
@@ -409,13 +435,19 @@ class NeutralTamper(Detector):
             dep = np.where(three & informative, (i_n - expected) / mean - bias[rows, lvl], np.nan)
         limit = self._level_limit(df, mean, fund, expected, alt)
         t_ns = time_index(df["_t"].to_numpy(float))
-        cad = self._param(df, "cadence_s")
-        win = self.persist_window_s(cad)
+        # The window at the cadence of each reading's stretch (a meter reconfigured from hourly to
+        # 15 minutes held its departures over 12 hours, not 3, and missed a partial earth return
+        # of 40 hours; one from 1 to 15 minutes had 4 readings in its hour, fewer than a median
+        # needs: cad43). Followed up to 30 minutes (the reach the meter declares, 6 h back): a meter
+        # gone from 1 to 60 minutes holds 6 readings, the median's least.
+        cad_m = self._param(df, "cadence_s")
+        c_row, _ = stretch_cadence(seg, df["_dt"].to_numpy(float), cad_m)
+        win = self.persist_window_s(self._follow(c_row, cad_m[seg]))
         n_min = max(2, (cfg.persist_min_n + 1) // 2)
         held = np.full(len(df), np.nan)
-        # Every three-phase meter's trailing window (its own, from its cadence) in one pass.
+        # Every three-phase meter's trailing window (its own, from its stretch's cadence) in one pass.
         r = rows[three]
-        win_ns = np.round(win * 1e9).astype(np.int64)[seg[r]]
+        win_ns = np.round(win * 1e9).astype(np.int64)[r]
         held[r] = grouped_rolling(dep[r], seg[r], t_ns[r], win_ns, min_periods=n_min).median().to_numpy()
         with quiet():
             out = np.abs(held) * mean / limit

@@ -55,7 +55,8 @@ learned cadence declares (``lookback_s``: 6 h either side from 1 to 5 minutes, s
 now at 15 minutes is judged over 12 h, 48 readings, not 20 h). A meter that keeps its cadence is
 judged exactly as before; what is not followed: a new stretch whose stamps jitter by more than
 15 % (judged at the learned cadence, as before), a meter that loses exactly every other reading for
-hours (read as a meter at twice its cadence), and firmware_drift (same root cause, still learned).
+hours (read as a meter at twice its cadence). The cadence of a stretch is
+:func:`wattwatch.detect.cadence.stretch_cadence`, which firmware_drift and neutral_tamper follow too (cad43).
 The reach in readings is those gaps either side, so scores near the newest reading are final that
 many readings later (24 min at 1 minute, 2 h at 5 and 15 minutes, 6 h at hourly cadence): at 15
 minutes the reach stays within the stream's fast tier (12 h)."""
@@ -68,16 +69,12 @@ import numpy as np
 import pandas as pd
 
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Scored, _num, quiet, rnd
+from wattwatch.detect.cadence import CADENCE_GAPS, CADENCE_SHARE, CADENCE_SPAN_S, gaps_per_side, stretch_cadence
+from wattwatch.detect.cadence import lost_at as _lost_at
+from wattwatch.detect.cadence import need as _need
+from wattwatch.detect.cadence import off_cadence as _off
 from wattwatch.detect.frame import cache, meter_names, seg_bounds, seg_quantile, window_count, window_sum
 
-# The fewest gaps either side that say a reading's cadence (see PacketLoss._gaps; more only where
-# they span at most cadence_span_s, so that a 15-minute meter's reach, 10 h of window and these,
-# stays within the stream's fast tier of 12 h). 4 of 6 within 15 % of one value happen by chance
-# on a meter losing readings at random about 4 % of the time at the worst loss rate (a half),
-# where it alerts anyway (a gap so judged counts fewer lost readings, never more); 0.1 % at a
-# loss of 10 %. A learned cadence this coarse meets only finer new ones (15 -> 5, 60 -> 15 min),
-# where a side that misses the cluster undercounts, never alerts.
-MIN_GAPS = 6
 
 
 @dataclass(frozen=True)
@@ -96,9 +93,9 @@ class PacketLossConfig(DetectorConfig):
     min_expected: int = 20
     min_lost: int = 4
     data_gap_share: float = 0.5
-    cadence_gaps: int = 24
-    cadence_span_s: float = 7200.0
-    cadence_share: float = 0.6
+    cadence_gaps: int = CADENCE_GAPS
+    cadence_span_s: float = CADENCE_SPAN_S
+    cadence_share: float = CADENCE_SHARE
     post: PostRule = PostRule(min_duration_s=1800.0, min_readings=2, merge_gap_s=6 * 3600.0, max_bridge_s=86400.0,
                               bridge_gaps=True)
 
@@ -116,11 +113,7 @@ class PacketLoss(Detector):
         """Gaps per side that say a reading's cadence, per meter: ``cadence_gaps``, fewer where
         they would span more than ``cadence_span_s`` at the learned cadence (at least
         ``MIN_GAPS``): 24 at 1 and 5 minutes, 8 at 15 minutes (7 just above), 6 at hourly."""
-        c = self.config
-        with quiet():
-            n = np.floor(c.cadence_span_s / np.asarray(cadence_s, float))
-        n = np.where(np.isfinite(n), n, c.cadence_gaps)
-        return np.clip(n, min(MIN_GAPS, c.cadence_gaps), c.cadence_gaps).astype(np.int64)
+        return gaps_per_side(cadence_s, self.config.cadence_gaps, self.config.cadence_span_s)
 
     def reach(self, meters):
         # A reading's loss is counted at the cadence the gaps either side of it say: that many
@@ -169,42 +162,11 @@ class PacketLoss(Detector):
 
     def _cadence_rows(self, names, seg: np.ndarray, dt: np.ndarray, cad_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per reading: the cadence its stretch runs at (the learned one unless its gaps say
-        another, see the module docstring) and the readings lost in the gap before it at that
-        cadence: round(gap / cadence) - 1, for a gap longer than the meter's jitter allows (1.5
-        cadences for a steady clock; at the learned cadence its own jitter, see _fit); NaN where
-        the gap is (a meter's first reading)."""
-        thr_m = self._thr(names)
-        cad, thr = cad_m[seg], thr_m[seg]
-        n = self._gaps(cad_m)[seg] if len(seg) else np.zeros(0, np.int64)
-        share = self.config.cadence_share
-        # The n gaps ending at a reading, and the 2n - 1 ending n - 1 after it.
-        said = _run_cadence(dt, cad, (n, 2 * n - 1), share)
-
-        def lost_at(c):
-            return _lost_at(dt, c, thr if c is cad else np.where(c == cad, thr, 1.5))
-
-        if said is None:
-            return cad, lost_at(cad)   # the learned cadence throughout (the usual case)
-        left, both = said
-        m = len(dt)
-        j = np.arange(m) + n - 1
-        k = np.minimum(j, m - 1)
-        ahead = (j < m) & (seg[k] == seg)
-        right = np.where(ahead, left[k], np.nan)   # the n gaps beginning at a reading
-        mid = np.where(ahead, both[k], np.nan)     # the 2n - 1 centred on it
-        left = np.where(np.isnan(left), np.where(np.isnan(right), cad, right), left)
-        right = np.where(np.isnan(right), left, right)
-        lost_l, lost_r = lost_at(left), lost_at(right)
-        # Where the two sides differ (a reconfiguration), the gap counts at the one that loses
-        # fewer readings (readings the meter was not asked for are not lost); the finer on a tie.
-        # Where the 2n - 1 gaps around it say a cadence other than the learned, that one: in a
-        # stretch at a new cadence whose loss thins the cluster, one side may miss it.
-        with quiet():
-            pick = (lost_r < lost_l) | ((lost_r == lost_l) & (right < left))
-            mid_ok = np.isfinite(mid) & (mid != cad)
-        c = np.where(mid_ok, mid, np.where(pick, right, left))
-        lost = np.where(mid_ok, lost_at(np.where(mid_ok, mid, cad)), np.where(pick, lost_r, lost_l))
-        return c, lost
+        another, :func:`wattwatch.detect.cadence.stretch_cadence`) and the readings lost in the gap
+        before it at that cadence: round(gap / cadence) - 1, for a gap longer than the meter's
+        jitter allows (1.5 cadences for a steady clock; at the learned cadence its own jitter, see
+        _fit); NaN where the gap is (a meter's first reading)."""
+        return stretch_cadence(seg, dt, cad_m, self._gaps(cad_m), self.config.cadence_share, self._thr(names))
 
     def _row_window(self, c_row: np.ndarray, cad: np.ndarray) -> np.ndarray:
         """Window per reading: its cadence's (:meth:`_window`), no longer than the reach the learned
@@ -393,80 +355,3 @@ def _around(x: np.ndarray, t: np.ndarray, seg: np.ndarray, half_s: np.ndarray) -
         before[a:b] = c[i + 1] - c[lo]
         after[a:b] = c[hi] - c[i + 1]
     return before, after
-
-
-def _run_cadence(dt: np.ndarray, cad: np.ndarray, ns: tuple, share: float, tol: float = 0.15,
-                 near: tuple[float, float] = (0.75, 1.5), chunk: int = 100_000) -> list[np.ndarray] | None:
-    """Per number of gaps ``n`` of ``ns`` (one value per row, the same on a meter's rows), per row
-    j: the cadence the ``n[j]`` gaps ending at it (``dt[j - n + 1 .. j]``) say. Where at least
-    ``share`` of them lie within ``tol`` of their median and the median is not near the learned
-    cadence ``cad`` (per row; outside ``near`` times it), the median; else ``cad``; NaN where the
-    meter has fewer than ``n`` gaps up to j (a meter's first gap is NaN, so no window holds two
-    meters' gaps). Only windows with enough gaps far from ``cad`` to hold such a cluster are
-    looked into (on a steady meter: those with ``share`` of their gaps lost readings). None where
-    no window says another cadence (the usual case)."""
-    m = len(dt)
-    outs = [np.full(m, np.nan) for _ in ns]
-    if not m:
-        return outs
-    fin = np.isfinite(dt)
-    off = _off(dt, cad, tol, near)
-    cf = np.concatenate([[0], np.cumsum(fin)])
-    co = np.concatenate([[0], np.cumsum(off)])
-    hits = []
-    for n in ns:   # first the windows that say another cadence (none on a steady meter)
-        found = []
-        for nv in np.unique(n):   # one pass per number of gaps (one per cadence band of the frame)
-            nv = int(nv)
-            if nv <= 0:
-                continue
-            need = _need(share, nv)
-            if nv > m:
-                continue
-            cand = np.flatnonzero(co[nv:] - co[:m + 1 - nv] >= need) + nv - 1   # rows nv - 1 on
-            cand = cand[(n[cand] == nv) & (cf[cand + 1] - cf[cand + 1 - nv] == nv)]
-            k = np.arange(-nv + 1, 1)
-            for a in range(0, len(cand), chunk):  # chunks of rows: nv gaps each
-                rows = cand[a:a + chunk]
-                g = dt[rows[:, None] + k]
-                med = np.median(g, axis=1)
-                inband = (np.abs(g - med[:, None]) <= tol * med[:, None]).sum(axis=1)
-                with quiet():
-                    r = med / cad[rows]
-                hit = (inband >= need) & (med > 0) & np.isfinite(r) & ~((r >= near[0]) & (r <= near[1]))
-                found.append((rows[hit], med[hit]))
-        hits.append(found)
-    if not any(len(r) for found in hits for r, _ in found):
-        return None
-    j = np.arange(m)
-    for n, out, found in zip(ns, outs, hits):
-        lo = np.clip(j + 1 - n, 0, None)
-        valid = (j + 1 >= n) & (cf[j + 1] - cf[lo] == n)
-        out[valid] = cad[valid]
-        for rows, med in found:
-            out[rows] = med
-    return outs
-
-
-def _off(dt: np.ndarray, cad: np.ndarray, tol: float = 0.15, near: tuple[float, float] = (0.75, 1.5)) -> np.ndarray:
-    """Per gap: it may belong to a run that says a cadence other than ``cad`` (:func:`_run_cadence`):
-    within ``tol`` of a median outside ``near`` times ``cad``, i.e. outside (near[0] (1 + tol),
-    near[1] (1 - tol)) times it. NaN gaps are not."""
-    with quiet():
-        ratio = dt / cad
-        return np.isfinite(dt) & ~((ratio > near[0] * (1 + tol)) & (ratio < near[1] * (1 - tol)))
-
-
-def _need(share: float, n) -> int | np.ndarray:
-    """Gaps of a run of ``n`` that must agree for it to say a cadence (:func:`_run_cadence`)."""
-    if np.ndim(n):
-        return np.ceil(share * np.asarray(n, float) - 1e-9).astype(np.int64)
-    return int(np.ceil(share * n - 1e-9))
-
-
-def _lost_at(dt: np.ndarray, c, thr) -> np.ndarray:
-    """Readings lost in gaps ``dt`` at cadence ``c``: round(dt / c) - 1 where the gap is at least
-    ``thr`` cadences, else 0; NaN where the gap is (a meter's first reading)."""
-    with quiet():
-        ratio = dt / c
-        return np.where(ratio >= thr, np.clip(np.round(ratio) - 1, 0, None), np.where(np.isnan(ratio), np.nan, 0.0))
