@@ -226,6 +226,10 @@ def _said_of_ingest(counts: list, rejects, said: list | None) -> None:
         for c in counts:
             if c.rejected:
                 said.append(f"{c.source}: {c.rejected:,} of {c.read:,} row(s) rejected ({where})")
+            if c.values_dropped:
+                said.append(f"{c.source}: value(s) dropped as unreadable or implausible, the readings kept without "
+                            "them: " + ", ".join(f"{ch} {n:,}" for ch, n in sorted(c.values_dropped.items()))
+                            + f" ({where})")
             said.extend(n for n in c.notes if n not in said)
     usable = sum(c.stored + c.merged + c.duplicates for c in counts)
     bad = [c.source for c in counts if c.rejected]
@@ -290,7 +294,7 @@ def ingest(source: Source, db, mapping=None, rejects: str | Path | None = None) 
             except (IngestError, MappingError) as exc:
                 raise InputError(str(exc)) from exc
             if writer:
-                writer.write(counts.rejects)
+                writer.write(counts.reject_lines)
             results.append(counts)
     finally:
         if writer:

@@ -24,6 +24,7 @@ OUTAGE = ("meter_id,ts,v_l1_v,i_l1_a,i_n_a,p_kw,e_kwh\n" + "".join(
     f"M1,2025-01-06T{h:02d}:00:00Z,{0 if 4 <= h < 8 else 230},{0 if 4 <= h < 8 else 2.0},"
     f"{0 if 4 <= h < 8 else 2.0},{0 if 4 <= h < 8 else 0.45},{100 + 0.45 * min(h, 4) + 0.45 * max(0, h - 8):.2f}\n"
     for h in range(14)))
+# A file with a rejects line: line 3's -5 V is dropped (fld46: its reading is kept, 3 readings stored).
 REJECTS = ("meter_id,ts,v_l1_v,i_l1_a,p_kw\nM1,2025-01-06T00:00:00Z,230,1,0.2\nM1,2025-01-06T00:05:00Z,-5,1,0.2\n"
            "M1,2025-01-06T00:10:00Z,231,1,0.2\n")
 MARKUP = ("meter_id,ts,v_l1_v,i_l1_a,i_n_a,p_kw\n" + "".join(
@@ -112,10 +113,10 @@ case("cli", "ingest_meter_ids_with_markup", "meter ids holding Rich markup are s
 # A full disk (/dev/full) is tried in tests/app/test_hostile_cli.py, skipped where there is none.
 case("cli", "ingest_rejects_is_a_folder", "rejects cannot be written (a folder): say so, keep the readings",
      ["ingest", "{case}/t.csv", "--db", "{tmp}/s.duckdb", "--rejects", "{tmp}"], exit=1,
-     stderr=["cannot write the rejected rows", "were stored and are kept"], stored=2, files={"t.csv": REJECTS})
+     stderr=["cannot write the rejected rows", "were stored and are kept"], stored=3, files={"t.csv": REJECTS})
 case("cli", "ingest_rejects_under_a_file", "rejects under a file: say so, keep the readings",
      ["ingest", "{case}/t.csv", "--db", "{tmp}/s.duckdb", "--rejects", "{case}/t.csv/r.csv"], exit=1,
-     stderr=["cannot write the rejected rows", "were stored and are kept"], stored=2, files={"t.csv": REJECTS},
+     stderr=["cannot write the rejected rows", "were stored and are kept"], stored=3, files={"t.csv": REJECTS},
      unchanged=["{case}/t.csv"])
 case("cli", "detect_outage_alerts_written", "the outage fleet used by the full-disk test gives an alert",
      ["detect", "--db", "{tmp}/s.duckdb", "--out", "{tmp}/a.jsonl", "--detectors", "supply_outage", "--json"], exit=0,
@@ -310,7 +311,7 @@ for name, args in [
 ]:
     case("cli", name, "an output that would overwrite the store or an input: refused before any work", args,
          stderr=["would" if "same" not in name else "same file"], setup=[INGEST], files={"t.csv": REJECTS},
-         unchanged=["{case}/t.csv"], stored=2, absent=["{tmp}/a.jsonl", "{tmp}/m"])
+         unchanged=["{case}/t.csv"], stored=3, absent=["{tmp}/a.jsonl", "{tmp}/m"])
 
 case("cli", "detect_simulated_folder", "a simulated fleet's folder: its events.json and meters.json are not read "
      "as telemetry", ["detect", "{case}/fleet", "--out", "{tmp}/a.jsonl", "--rejects", "{tmp}/r.csv", "--detectors",

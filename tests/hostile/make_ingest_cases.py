@@ -203,9 +203,9 @@ mixed("ingest", "csv_empty_meter", "an empty meter id: 'meter_id: missing' on li
       field="meter_id")
 mixed("ingest", "csv_pf_out_of_range", "a power factor of 1.7 is out of range", "M1,2025-01-06T00:05:00Z,230")  # placeholder
 CASES.pop()  # (the placeholder above has no pf column; the pf case follows with its own header)
-case("ingest", "csv_pf_out_of_range", "pf 1.7 and temperature 900 C: rejects naming the field",
+case("ingest", "csv_pf_out_of_range", "pf 1.7 and temperature 900 C: each value dropped naming the field, its reading kept",
      {"x.csv": "meter_id,ts,pf,temp_c\nM1,2025-01-06T00:00:00Z,0.9,20\nM1,2025-01-06T00:05:00Z,1.7,20\n"
-      "M1,2025-01-06T00:10:00Z,0.9,900\nM1,2025-01-06T00:15:00Z,0.9,21\n"}, stored=2, rejects=2)
+      "M1,2025-01-06T00:10:00Z,0.9,900\nM1,2025-01-06T00:15:00Z,0.9,21\n"}, stored=4, rejects=2)
 
 # ------------------------------------------------------------------------------------ gzip
 buf = (HEAD + G1 + "M1,2025-01-06T00:05:00Z,abc\n" + G2).encode()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -31,15 +32,22 @@ def test_schema_errors_name_line_and_field(store, tmp_path: Path):
     p = tmp_path / "bad.csv"
     p.write_text(text)
     c = ingest_path(store, p)
-    assert (c.read, c.stored, c.rejected) == (8, 2, 6)
-    by_line = {line: (field, reason) for _, line, field, reason in c.rejects}
+    # (fld46) a bad value (lines 3-5) is dropped and its reading kept with its other channels; a bad
+    # time, meter or field count (6-8) rejects the row.
+    assert (c.read, c.stored, c.rejected) == (8, 5, 3)
+    assert [r[1] for r in c.rejects] == [6, 7, 8] and [r[1] for r in c.dropped] == [3, 4, 5]
+    assert c.values_dropped == {"v_l1_v": 1, "pf": 1, "i_l1_a": 1}
+    by_line = {line: (field, reason) for _, line, field, reason in c.reject_lines}
     assert by_line[3][0] == "v_l1_v" and "-5" in by_line[3][1]
     assert by_line[4][0] == "pf" and "1.7" in by_line[4][1]
     assert by_line[5][0] == "i_l1_a" and "'abc' is not a number" in by_line[5][1]
     assert by_line[6][0] == "ts" and "yesterday" in by_line[6][1]
     assert by_line[7][0] == "meter_id"
     assert "expected 6 fields, found 5" in by_line[8][1]
-    assert store.info()["readings"] == 2
+    assert store.info()["readings"] == 5
+    got = store.query().set_index("ts")
+    assert np.isnan(got["v_l1_v"].iloc[1]) and got["i_l1_a"].iloc[1] == 5 and got["e_kwh"].iloc[1] == 100.1
+    assert np.isnan(got["pf"].iloc[2]) and np.isnan(got["i_l1_a"].iloc[3]) and got["v_l1_v"].iloc[3] == 230
 
 
 def test_cli_writes_rejects_file_and_counts(tmp_path: Path):
@@ -49,9 +57,11 @@ def test_cli_writes_rejects_file_and_counts(tmp_path: Path):
     out = subprocess.run([sys.executable, "-m", "wattwatch.app.cli", "ingest", str(p), "--db", str(tmp_path / "s.duckdb"),
                           "--rejects", str(rejects), "--json"], capture_output=True, text=True, check=True)
     counts = json.loads(out.stdout)["files"][0]
-    assert (counts["read"], counts["stored"], counts["rejected"]) == (13, 12, 1)
+    # (fld46) the implausible pf is dropped, its reading kept; the rejects file still names it.
+    assert (counts["read"], counts["stored"], counts["rejected"]) == (13, 13, 0)
+    assert counts["values_dropped"] == {"pf": 1} and counts["channels_mostly_bad"] == []
     rej = pd.read_csv(rejects)
-    assert rej.loc[0, "line"] == 14 and rej.loc[0, "field"] == "pf"
+    assert rej.loc[0, "line"] == 14 and rej.loc[0, "field"] == "pf" and "9.9" in rej.loc[0, "reason"]
 
 
 @pytest.mark.parametrize("name,content,message", [

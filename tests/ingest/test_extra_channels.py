@@ -120,7 +120,7 @@ def test_csv_extras_round_trip_through_ingest_and_query(store, tmp_path: Path):
     assert "v_l1_v" in df.columns and not df.v_l1_v.isna().any()
 
 
-def test_parquet_extras_round_trip_and_infinities_are_rejected(store, tmp_path: Path):
+def test_parquet_extras_round_trip_and_an_infinite_value_is_dropped_not_its_reading(store, tmp_path: Path):
     exp = _expected_ups()
     src = pd.DataFrame({"Device": exp.meter_id, "Time": exp.ts, "Voltage1": exp.v_l1_v,
                         "BatteryCapacity": exp.ups_battery_pct / 100, "UPSMode": exp.ups_mode_1,
@@ -128,22 +128,30 @@ def test_parquet_extras_round_trip_and_infinities_are_rejected(store, tmp_path: 
     bad = src.iloc[[0]].assign(Time=pd.Timestamp("2025-01-01T00:15Z"), UPSMode=np.inf)
     pd.concat([src, bad], ignore_index=True).to_parquet(tmp_path / "u.parquet")
     c = ingest_path(store, tmp_path / "u.parquet", _mapping(tmp_path))
-    assert (c.read, c.stored, c.rejected) == (5, 4, 1)
-    assert c.rejects[0][1:3] == (5, "ups_mode_1") and "infinite" in c.rejects[0][3]
+    # (fld46) The infinite mode is dropped, not its reading: stored as missing, reported with its line.
+    assert (c.read, c.stored, c.rejected) == (5, 5, 0)
+    assert len(c.dropped) == 1 and c.dropped[0][1:3] == (5, "ups_mode_1") and "infinite" in c.dropped[0][3]
+    assert c.values_dropped == {"ups_mode_1": 1}
     df = store.query()
-    frame_equal(df.assign(meter_id=df.meter_id.astype(str)), exp)
+    df = df.assign(meter_id=df.meter_id.astype(str))
+    late = df.ts == pd.Timestamp("2025-01-01T00:15Z")
+    frame_equal(df[~late].reset_index(drop=True), exp)
+    row = df[late].iloc[0]
+    assert np.isnan(row.ups_mode_1) and row.v_l1_v == exp.v_l1_v.iloc[0]
 
 
-def test_non_numeric_extra_cell_rejects_its_row_with_line_and_field_and_keeps_the_rest(store, tmp_path: Path):
+def test_non_numeric_extra_cell_is_dropped_with_line_and_field_and_its_reading_kept(store, tmp_path: Path):
     lines = UPS_CSV.splitlines()
     lines[2] = lines[2].replace(",1,2.0,", ",online,2.0,")  # line 3: UPSMode is text
     (tmp_path / "u.csv").write_text("\n".join(lines) + "\n")
     c = ingest_path(store, tmp_path / "u.csv", _mapping(tmp_path))
-    assert (c.read, c.stored, c.rejected) == (4, 3, 1)
-    _, line, fld, reason = c.rejects[0]
+    # (fld46) the text cell is dropped (stored as missing), the reading keeps its other channels.
+    assert (c.read, c.stored, c.rejected) == (4, 4, 0)
+    _, line, fld, reason = c.dropped[0]
     assert (line, fld) == (3, "ups_mode_1") and "'online' is not a number" in reason
     df = store.query()
-    assert df.ts.dt.minute.tolist() == [0, 10, 0] and df.ups_mode_1.tolist() == [1, 2, 3]
+    assert df.ts.dt.minute.tolist() == [0, 5, 10, 0] and df.ups_mode_1.fillna(-1).tolist() == [1, -1, 2, 3]
+    assert df.v_l1_v.notna().all()
 
 
 def test_reingest_with_extras_is_idempotent(store, tmp_path: Path):
@@ -230,16 +238,19 @@ def test_ingest_frame_maps_aliases_and_rejects_bad_rows_with_their_row_numbers(s
         "Comment": ["a", "b", "c", "d", "e"],
     }, index=[10, 20, 30, 40, 50])  # lines are positions, not index labels
     c = ingest_frame(store, frame, Mapping(extra={"ups_mode_1": "UPSMode"}), source="ups-frame")
-    assert (c.read, c.stored, c.rejected) == (5, 1, 4)
-    by_line = {line: (fld, reason) for unit, line, fld, reason in c.rejects}
-    assert {u for u, *_ in c.rejects} == {"ups-frame"}
+    # (fld46) a bad meter or time rejects the row; a bad value is dropped and its reading kept.
+    assert (c.read, c.stored, c.rejected) == (5, 3, 2)
+    by_line = {line: (fld, reason) for unit, line, fld, reason in c.reject_lines}
+    assert {u for u, *_ in c.reject_lines} == {"ups-frame"}
+    assert [r[1] for r in c.rejects] == [3, 5] and [r[1] for r in c.dropped] == [2, 4]
     assert by_line[2][0] == "ups_mode_1" and "'x' is not a number" in by_line[2][1]
     assert by_line[3][0] == "ts" and "not a time" in by_line[3][1]
     assert by_line[4][0] == "v_l1_v" and "-5" in by_line[4][1]
     assert by_line[5][0] == "meter_id"
     assert any("Comment" in n for n in c.notes)
     df = store.query()
-    assert (df.meter_id.astype(str).tolist(), df.v_l1_v.tolist(), df.ups_mode_1.tolist()) == (["M1"], [230.1], [1.0])
+    assert df.meter_id.astype(str).tolist() == ["M1"] * 3
+    assert df.v_l1_v.fillna(-1).tolist() == [230.1, 230.2, -1] and df.ups_mode_1.fillna(-1).tolist() == [1.0, -1, 1.0]
     with pytest.raises(IngestError, match="ups-frame: no column maps to ts"):
         ingest_frame(store, frame.drop(columns="Timestamp"), source="ups-frame")
     with pytest.raises(IngestError, match="ups-frame: no column maps to ts"):  # even without rows

@@ -108,8 +108,11 @@ def test_arbitrary_text_rows_are_stored_or_rejected_never_lost(tmp_path: Path):
         c = ingest_path(s, p)
     assert c.read == 400
     assert c.stored + c.duplicates + c.rejected == 400
-    # kind 4 (meter and time, no channel value) is a reject too: it is not a reading.
-    assert c.rejected == sum(k in (1, 2, 3, 4) for k in kinds)
+    # kind 4 (meter and time, no channel value) is a reject too: it is not a reading. (fld46) kind 1
+    # (p_kw 'x') is kept without its p_kw: its voltage is a reading.
+    assert c.rejected == sum(k in (2, 3, 4) for k in kinds)
+    assert c.values_dropped == {"p_kw": sum(k == 1 for k in kinds)}
+    assert [r[1] for r in c.dropped] == [i + 2 for i, k in enumerate(kinds) if k == 1]
 
 
 def test_a_short_meter_with_more_retransmissions_than_readings_keeps_one_row_per_reading(tmp_path: Path):

@@ -224,10 +224,12 @@ def test_wide_several_channels_per_meter_in_every_format(store, tmp_path: Path, 
     _write(_channels_frame(), p, fmt)
     c = ingest_path(store, p, _mapping(tmp_path, WIDE_CHANNELS))
     # 3 meters x 4 lines = 12 cells groups; m1 at line 3 is all blank: no reading (not a reject);
-    # m2's 'abc' voltage is a reject naming the line, the meter and the channel.
+    # m2's 'abc' voltage is a reject naming the line, the meter and the channel (its only value on
+    # that line: no channel value is left, so the row is rejected whole).
     assert (c.stored, c.rejected) == (10, 1)
     _, line, fld, reason = c.rejects[0]
-    assert line == (3 if fmt == "csv" else 2) and fld == "m2" and reason == "m2: v_l1_v: 'abc' is not a number"
+    assert line == (3 if fmt == "csv" else 2) and fld == "m2" and reason.startswith("m2: v_l1_v: 'abc' is not a number; ")
+    assert reason.endswith("no channel value left (the row's other channels are blank)")
     got = _stored(store)
     assert sorted(got["meter_id"].unique()) == ["m1", "m2", "m3"]
     m1 = got[got["meter_id"] == "m1"]

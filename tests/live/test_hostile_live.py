@@ -64,10 +64,11 @@ def test_a_list_message_keeps_its_readable_readings_and_says_which_item_was_not(
     assert "item 1" in caplog.text and "2 of its 3 readings kept" in caplog.text
 
 
-def test_a_rejected_reading_is_logged_with_its_meter_and_time_not_a_batch_row_and_not_for_ever(tmp_path, caplog):
-    # A meter whose energy register reads negative: the ingest rejects each reading. Before, the log said
-    # "reading rejected (row 3, e_kwh): ... set [ranges] e_kwh = [low, high] in the mapping" -- a row of an
-    # internal batch and a mapping file a site config has no place for -- three lines for every batch.
+def test_a_dropped_value_is_logged_with_its_meter_and_time_not_a_batch_row_and_not_for_ever(tmp_path, caplog):
+    # A meter whose energy register reads negative. Before, the log said "reading rejected (row 3,
+    # e_kwh): ... set [ranges] e_kwh = [low, high] in the mapping" -- a row of an internal batch and a
+    # mapping file a site config has no place for -- three lines for every batch. (fld46) The value is
+    # dropped, not the reading: pdu7's power is stored (before, nothing of it was, and it looked lost).
     with Store(tmp_path / "s.duckdb") as store:
         eng = StreamEngine(store, api.build_detectors(["supply_outage"]), None, StreamConfig())
         try:
@@ -76,8 +77,11 @@ def test_a_rejected_reading_is_logged_with_its_meter_and_time_not_a_batch_row_an
                     t = pd.Timestamp("2026-11-01T00:00:00Z") + pd.Timedelta(minutes=k)
                     eng.add(pd.DataFrame({"meter_id": ["ok", "pdu7"], "ts": [t, t], "p_kw": [1.0, 2.0],
                                           "e_kwh": [10.0 + k, -5.0]}), source="plant")
-            lines = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
-            assert eng.counters["rejected"] == 300 and eng.counters["stored"] == 300
+            lines = [r.getMessage() for r in caplog.records if "kept without a value" in r.getMessage()]
+            assert eng.counters["rejected"] == 0 and eng.counters["values_dropped"] == 300
+            assert eng.counters["stored"] == 600
+            got = store.query("pdu7", columns=["p_kw", "e_kwh"])
+            assert len(got) == 300 and (got["p_kw"] == 2.0).all() and got["e_kwh"].isna().all()
             assert "meter 'pdu7' at 2026-11-01 00:00:00" in lines[0] and "e_kwh: -5.0 outside [0," in lines[0]
             assert "mapping" not in lines[0] and "row" not in lines[0] and "[options]" not in lines[0]
             assert 5 <= len(lines) <= 10, len(lines)        # the first five, then every hundredth

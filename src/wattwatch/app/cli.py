@@ -293,7 +293,7 @@ def run_ingest(paths: list[Path], db: Path, mapping_file: Optional[Path], reject
             results.append(counts)  # committed: a full disk below loses the rejects file, not these
             if not failed:
                 try:
-                    writer.write(counts.rejects)
+                    writer.write(counts.reject_lines)
                 except OSError as exc:
                     failed.append(exc)
             if counts.read == 0 and not quiet:
@@ -333,16 +333,30 @@ def ingest(
     if as_json:
         print(_json({"files": [
             {"source": c.source, "read": c.read, "stored": c.stored, "duplicates": c.duplicates + c.merged,
-             "already_stored": c.merged, "rejected": c.rejected, "seconds": round(c.seconds, 3)} for c in results],
+             "already_stored": c.merged, "rejected": c.rejected, "values_dropped": dict(sorted(c.values_dropped.items())),
+             "channels_mostly_bad": c.mostly_bad, "seconds": round(c.seconds, 3)} for c in results],
             "errors": errors, "rejects_file": str(writer.path) if writer.count else None}))
     else:
-        table = Table("file", "read", "stored", "duplicates", "rejected", "rows/s", title=f"ingest -> {_term(str(db))}")
+        # The values dropped get a column when there are some (a clean ingest's table is as it was).
+        drops = any(c.values_dropped for c in results)
+        table = Table("file", "read", "stored", "duplicates", "rejected", *(["values dropped"] if drops else []),
+                      "rows/s", title=f"ingest -> {_term(str(db))}")
         for c in results:
             table.add_row(escape(_one_line(Path(c.source).name)), f"{c.read:,}", f"{c.stored:,}", f"{c.duplicates + c.merged:,}",
-                          f"{c.rejected:,}", f"{c.rows_per_s:,.0f}")
+                          f"{c.rejected:,}", *([f"{sum(c.values_dropped.values()):,}"] if drops else []),
+                          f"{c.rows_per_s:,.0f}")
         console.print(table)
+        dropped: dict[str, int] = {}
+        for c in results:
+            for ch, n in c.values_dropped.items():
+                dropped[ch] = dropped.get(ch, 0) + n
+        if dropped:
+            console.print("values dropped (unreadable or implausible, stored as missing; each reading kept its "
+                          "other channels): " + ", ".join(f"{ch} {n:,}" for ch, n in sorted(dropped.items())),
+                          highlight=False, soft_wrap=True)
         if writer.count:
-            console.print(f"{writer.count:,} rejected row(s) with line and reason -> {_term(str(writer.path))}")
+            console.print(f"{writer.count:,} rejected row(s) and value(s) with line, field and reason -> "
+                          f"{_term(str(writer.path))}")
     # A file whose every row was rejected gave nothing usable (a re-ingest of a partly bad file
     # still counts its duplicates as read).
     unusable = [c.source for c in results if c.rejected > 0 and c.stored + c.merged + c.duplicates == 0]
@@ -350,6 +364,16 @@ def ingest(
         where = f" (reasons in {_term(str(writer.path))})" if writer.count else ""
         err_console.print(f"[red]error:[/red] nothing usable read from {', '.join(_term(str(u)) for u in unusable)}: "
                           f"every row was rejected{where}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    # A channel unreadable or implausible on most of a file's rows is a mapping mistake (W read as
+    # kW, the wrong column): its readings are kept without it, but a scheduled ingest must not pass.
+    mostly = [(c.source, ch) for c in results for ch in c.mostly_bad]
+    if mostly:
+        where = f"; reasons in {_term(str(writer.path))}" if writer.count else ""
+        err_console.print("[red]error:[/red] " + "; ".join(f"{_term(str(src))}: {ch} unreadable or implausible on "
+                                                           f"most rows" for src, ch in mostly)
+                          + escape(f" (see the note above: a [units], [scale] or [ranges] mistake?") + f"{where})",
+                          highlight=False, soft_wrap=True)
         raise typer.Exit(1)
     if errors:
         raise typer.Exit(1)

@@ -1,9 +1,10 @@
-"""Build the SQL that turns a raw batch into canonical rows with a reject reason per row.
+"""Build the SQL that turns a raw batch into canonical rows with reject reasons.
 
 The statement runs inside DuckDB over the Arrow batch, so parsing, unit scaling and range checks
-are vectorised and multi-threaded. Each output row carries ``_reason`` (NULL when the row is good)
-and ``_field`` (the first offending field) so that one pass yields both the rows to store and the
-rejects to report.
+are vectorised and multi-threaded. The unit of rejection is the value: a channel value that cannot
+be read or is implausible is stored as missing (``_drop`` marks the row) and reported; the row is
+rejected whole (``_bad``) only when its meter id or time is bad or no channel value is left. A
+second statement, run on those rows alone, gives the reasons.
 """
 
 from __future__ import annotations
@@ -181,9 +182,11 @@ class Normalizer:
     """The two statements for one source layout.
 
     ``fast_sql`` yields ``_line``, the canonical columns, the mapping's extra channels (``extras``,
-    DOUBLE, after the canonical ones) and a boolean ``_bad``; it is what every row goes through.
-    ``explain_sql`` yields ``_line``, ``_reason`` and ``_field`` and is run only on the rows
-    ``fast_sql`` marked bad, so building reason strings costs nothing on clean data.
+    DOUBLE, after the canonical ones; a dropped value is NULL), a boolean ``_bad`` (the row is
+    rejected whole) and ``_drop`` (a value of the row was dropped); it is what every row goes through.
+    ``explain_sql`` yields ``_line``, ``meter_id``, ``_reason`` (every failed check), ``_field`` and
+    one reason column per checked channel (``_d0`` ... in :attr:`dropped`'s order) and is run only on
+    the rows ``fast_sql`` marked, so building reason strings costs nothing on clean data.
     """
 
     fast_sql: str
@@ -198,6 +201,9 @@ class Normalizer:
     # per meter of a block what the next block of the same file needs to place its repeated hour
     # (``_c_meter``, ``_c_amb``, ``_c_plain``, see :func:`_local_layers`). None for instants.
     carry_sql: str | None = None
+    # The channels whose values are checked, in the order of ``explain_sql``'s ``_d0``, ``_d1`` ...
+    # (each the reason its value was dropped, NULL when it was not).
+    dropped: tuple[str, ...] = ()
 
     def _sql(self, sql: str, relation: str) -> str:
         if relation.strip() == "_t":
@@ -326,6 +332,11 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
 
     explain_inner: list[str] = [f"{ts_raw} AS ts__raw"]
     nan_cols: list[str] = []
+    # (channel, condition): a value that cannot be read (not a number) or is implausible (infinite,
+    # outside its range) is dropped -- stored as missing, reported -- and the reading keeps its other
+    # channels; only a bad meter id or time, or no channel value left, rejects the row.
+    drops: list[tuple[str, str]] = []
+    check_of: dict[str, str] = {}
     nan_forms: list[tuple[str, str]] = []
     # Canonical channels carry a physical range; an extra channel is only checked to be finite
     # (unless [ranges] gives it one).
@@ -368,55 +379,78 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
         if texts:
             bad = " OR ".join(f"(({v}) IS NULL AND {raw} IS NOT NULL AND NOT {_missing(raw)})" for v, raw in texts)
             inner.append(f"({bad}) AS {nan_col}")
-            flags.append(f"{nan_col} OR {range_bad}")
+            drops.append((name, f"{nan_col} OR {range_bad}"))
             raw_text = " || ' + ' || ".join(f"COALESCE({raw}, '')" for _, raw in texts)
             explain_inner.append(f"{raw_text} AS {raw_col}")
             comma = ""
             if mapping.decimal == ".":
                 comma = (f" || CASE WHEN regexp_matches({raw_col}, '^\\s*[-+]?[0-9]+,[0-9]+\\s*$') THEN "
                          "' (a decimal comma? set [options] decimal = \",\" in the mapping)' ELSE '' END")
-            checks.append(f"CASE WHEN {nan_col} THEN '{name}: ''' || {raw_col} || ''' is not a number'{comma} "
-                          f"{range_reason} END")
+            check_of[name] = (f"CASE WHEN {nan_col} THEN '{name}: ''' || {raw_col} || ''' is not a number'{comma} "
+                              f"{range_reason} END")
+            checks.append(check_of[name])
             nan_cols.append(nan_col)
         else:
-            flags.append(range_bad)
-            checks.append(f"CASE {range_reason} END")
+            drops.append((name, range_bad))
+            check_of[name] = f"CASE {range_reason} END"
+            checks.append(check_of[name])
 
-    # A row with no value in any channel is not a reading (only meter and time): a reject.
+    # A row with no value in any channel is not a reading (only meter and time): a reject. A value
+    # dropped (unreadable, implausible) leaves no value too.
     mapped = [ch.name for ch in channels if ch.name in resolved or mapping.defaults.get(ch.name) is not None]
-    none = " AND ".join(f"{_q(n + '__v')} IS NULL" for n in mapped)
+    dropped = dict(drops)
+    x_col = {n: _q(n + "__x") for n in dropped}
+    blank = " AND ".join(f"{_q(n + '__v')} IS NULL" for n in mapped)
     if nan_cols:
-        none += " AND NOT (" + " OR ".join(nan_cols) + ")"
-    flags.append(none)
+        blank += " AND NOT (" + " OR ".join(nan_cols) + ")"
+    left_none = " AND ".join(f"({_q(n + '__v')} IS NULL OR {x_col[n]})" if n in dropped else f"{_q(n + '__v')} IS NULL"
+                             for n in mapped)
+    flags.append(blank)   # the fast pass's row check; "no value left" is settled on the marked rows alone
     shown = ", ".join(mapped[:8]) + (", ..." if len(mapped) > 8 else "")
-    checks.append(f"CASE WHEN {none} THEN {_lit(f'no channel value: the row has only a meter and a time ({shown} blank)')} END")
+    gone = "no channel value left (the row's other channels are blank)"
+    checks.append(f"CASE WHEN {blank} THEN {_lit(f'no channel value: the row has only a meter and a time ({shown} blank)')} "
+                  f"WHEN {left_none} THEN {_lit(gone)} END")
 
-    # Extra channels follow the canonical ones, in the mapping's order.
+    # Extra channels follow the canonical ones, in the mapping's order. The fast pass hands the values
+    # on as they are, with ``_drop`` saying a row holds a bad one: which, and what is left, is worked
+    # out on those rows alone (the explain statement's ``_d0`` ...), so clean data pays one boolean.
     values = [f"{_q(ch.name + '__v')} AS {_q(ch.name)}" for ch in channels]
-    def layered(cols: list[str], window: bool) -> str:
+    marks = ", ".join(f"coalesce({cond}, false) AS {x_col[n]}" for n, cond in drops)
+
+    def layered(cols: list[str], window: bool, marked: bool = True) -> str:
         sql = f"(SELECT {', '.join(cols)} FROM {RELATION})"
         if local:
             for layer in _local_layers(mapping.timezone, window):
                 sql = "(" + layer.format(sql) + ")"
+        if marks and marked:
+            sql = f"(SELECT *, {marks} FROM {sql})"
         return sql
 
+    drop_any = " OR ".join(f"({cond})" for _, cond in drops)
     fast = (f"SELECT _line, meter_id, ts, {', '.join(values)}, "
-            f"coalesce({' OR '.join(f'({f})' for f in flags)}, false) AS _bad "
-            f"FROM {layered(inner, True)}")
+            f"coalesce({' OR '.join(f'({f})' for f in flags)}, false) AS _bad, "
+            f"{f'coalesce({drop_any}, false)' if drops else 'false'} AS _drop "
+            f"FROM {layered(inner, True, marked=False)}")
     # concat_ws skips NULLs: the reason lists every failed check, the field is the first one.
     reasons = f"coalesce(NULLIF(concat_ws('; ', {', '.join(checks)}), ''), {fallback})"
+    # Per dropped channel (in ``drops`` order): its reason alone, for a reading kept without it.
+    per = [f"CASE WHEN {x_col[n]} THEN {check_of[n]} END" for n, _ in drops]
     if wide_column is not None:
         # A wide export: the reason and field name the source column (the meter) of the cell; only
         # the bad cells of a line are reported (its other cells are good readings).
         inner_x = inner + explain_inner + [f"{_q(wide_column)} AS _wcol"]
         reasons = (f"CASE WHEN {reasons} IS NULL THEN NULL WHEN starts_with({reasons}, 'ts:') OR "
                    f"starts_with({reasons}, 'meter_id:') THEN {reasons} ELSE _wcol || ': ' || {reasons} END")
-        explain = (f"SELECT _line, _reason, split_part(_reason, ':', 1) AS _field FROM ("
-                   f"SELECT _line, {reasons} AS _reason FROM {layered(inner_x, False)}) WHERE _reason IS NOT NULL")
+        per = [f"_wcol || ': ' || {r}" for r in per]
+        src = layered(inner_x, False)
     else:
-        explain = (f"SELECT _line, _reason, split_part(_reason, ':', 1) AS _field FROM ("
-                   f"SELECT _line, {reasons} AS _reason FROM {layered(inner + explain_inner, False)})")
-    return Normalizer(fast, explain, resolved, ignored, tuple(extras), tuple(nan_forms), carry_sql)
+        src = layered(inner + explain_inner, False)
+    cols = "".join(f", {r} AS _d{i}" for i, r in enumerate(per))
+    dcols = "".join(f", _d{i}" for i in range(len(per)))
+    explain = (f"SELECT _line, meter_id, _reason, split_part(_reason, ':', 1) AS _field{dcols} FROM ("
+               f"SELECT _line, meter_id, {reasons} AS _reason{cols} FROM {src}) WHERE _reason IS NOT NULL")
+    return Normalizer(fast, explain, resolved, ignored, tuple(extras), tuple(nan_forms), carry_sql,
+                      tuple(n for n, _ in drops))
 
 
 __all__ = ["build_select", "Normalizer", "MappingError", "MISSING_TOKENS"]

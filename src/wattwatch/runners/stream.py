@@ -484,6 +484,9 @@ class StreamEngine:
         if counts.rejected:
             self.counters["rejected"] += counts.rejected
             _say_rejects(frame, counts.rejects, source, self._rejects_said)
+        if counts.dropped:   # kept without the value: stored as missing, the reading's span moves as any
+            self.counters["values_dropped"] += len(counts.dropped)
+            _say_rejects(frame, counts.dropped, source, self._rejects_said, kept=True)
         self.counters["readings"] += len(frame)
         self.counters["stored"] += counts.stored
         ts = pd.to_datetime(frame["ts"], utc=True, errors="coerce")
@@ -1126,10 +1129,11 @@ _FILE_HINT = re.compile(r" \((?:plausible range of (\w+)[^()]*(?:\([^()]*\)[^()]
 _SAY_FIRST = 5
 
 
-def _say_rejects(frame: pd.DataFrame, rejects: list, source: str, said: Counter) -> None:
+def _say_rejects(frame: pd.DataFrame, rejects: list, source: str, said: Counter, kept: bool = False) -> None:
     """Log a batch's rejected readings by meter and time (``_line`` is the frame's row + 1): a
     source's first five, then every hundredth (a device that keeps sending a bad value does not
-    flood the log; the engine's ``rejected`` counter has them all)."""
+    flood the log; the engine's ``rejected`` counter has them all). ``kept``: these are values
+    dropped from readings that were stored (``values_dropped``)."""
     n0 = said[source]
     said[source] += len(rejects)
     picks = [j for j in range(min(len(rejects), max(0, _SAY_FIRST - n0)))]
@@ -1140,7 +1144,8 @@ def _say_rejects(frame: pd.DataFrame, rejects: list, source: str, said: Counter)
         if 0 < line <= len(frame):
             row = frame.iloc[line - 1]
             where = f"meter {str(row.get('meter_id'))!r} at {row.get('ts')}"
-        log.warning("%s: reading #%d rejected: %s: %s", source, n0 + j + 1, where,
+        log.warning("%s: reading #%d %s: %s: %s", source, n0 + j + 1,
+                    "kept without a value" if kept else "rejected", where,
                     _FILE_HINT.sub(lambda m: f" (plausible range of {m[1]})" if m[1] else "", why))
 
 

@@ -63,7 +63,7 @@ DEFAULT_JITTER_TOL_S = 10.0
 MERGE_CHUNK_ROWS = 1 << 20
 FOLD_CARRY = "_wattwatch_fold_carry"  # temp table: see Normalizer.carry_sql
 AGG_CHANNELS = tuple(c for c in CHANNEL_NAMES if c != "e_kwh")
-_KEYS = frozenset({LINE, "meter_id", "ts", "_bad"})
+_KEYS = frozenset({LINE, "meter_id", "ts", "_bad", "_drop"})
 _CANONICAL = frozenset(CHANNEL_NAMES)
 
 # Readings are keyed by an integer series id (``sid``) that the ``meters`` catalogue maps to the
@@ -108,7 +108,14 @@ _METERS_DDL = (
 
 @dataclass
 class IngestCounts:
-    """What one ingest did. ``read`` = stored + merged + duplicates + rejected."""
+    """What one ingest did. ``read`` = stored + merged + duplicates + rejected (rows).
+
+    ``rejects`` are the rows rejected whole (a bad meter id or time, or no channel value left);
+    ``dropped`` the values dropped from readings that were kept (unreadable or implausible: stored
+    as missing), both ``(unit, line, field, reason)``. ``values_dropped`` counts the latter per
+    channel; ``bad_values`` and ``given`` count, per checked channel, the values that were bad (in
+    kept and rejected rows alike) and the values given (not blank), so a channel bad on most rows
+    (a mapping mistake: W read as kW) is told from a glitch (:attr:`mostly_bad`)."""
 
     source: str
     read: int = 0
@@ -119,10 +126,24 @@ class IngestCounts:
     seconds: float = 0.0
     rejects: list[tuple[str, int, str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    dropped: list[tuple[str, int, str, str]] = field(default_factory=list)
+    values_dropped: dict[str, int] = field(default_factory=dict)
+    bad_values: dict[str, int] = field(default_factory=dict)
+    given: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows_per_s(self) -> float:
         return self.read / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def mostly_bad(self) -> list[str]:
+        """Channels more than half of whose given values were unreadable or implausible."""
+        return [c for c, n in self.bad_values.items() if n and 2 * n > self.given.get(c, 0)]
+
+    @property
+    def reject_lines(self) -> list[tuple[str, int, str, str]]:
+        """What the rejects file gets: the rows rejected whole and the values dropped, by line."""
+        return sorted(self.rejects + self.dropped, key=lambda r: (r[0], r[1]))
 
 
 def _ts(value) -> datetime | None:
@@ -441,24 +462,29 @@ class Store:
                 for res, rel in (self._normalised_live(norm, raw) if live and relation is None
                                  else self._normalised(norm, raw, relation, carry)):
                     counts.read += res.num_rows
-                    bad = res["_bad"]
-                    if pc.any(bad).as_py():
-                        lines = pc.filter(res["_line"], bad).combine_chunks()
+                    for c in norm.dropped:   # values given (not blank), the bad ones among them
+                        counts.given[c] = counts.given.get(c, 0) + res.num_rows - res[c].null_count
+                    marked = pc.or_(res["_bad"], res["_drop"])
+                    if pc.any(marked).as_py():
+                        sel = res.filter(marked)
+                        lines = sel["_line"].combine_chunks()
                         if rel is None:  # the raw rows are in memory: explain just the bad ones
                             bad_raw = raw.filter(pc.is_in(raw[LINE], value_set=lines))
                             why = self._query(bad_raw, norm.explain("_t"))
                         else:
                             why = self._query(pa.table({"_line": lines}), norm.explain(
                                 f"(SELECT * FROM {rel} WHERE _line IN (SELECT _line FROM _t))"))
-                        counts.rejects.extend((unit, ln, fld, r) for ln, r, fld in why.fetchall())
-                        res = res.filter(pc.invert(bad))
+                        kept = _explained(counts, unit, norm, why.to_arrow_table(), sel)
+                        res = res.filter(pc.invert(marked))
+                        if kept.num_rows:
+                            res = pa.concat_tables([res, kept.select(res.column_names).cast(res.schema)])
                     if res.num_rows:
                         new = [c for c in res.column_names if c not in _KEYS and c not in _CANONICAL
                                and c not in known]
                         if new:
                             self._add_channels(new)
                             known.update(new)
-                        good = res.drop_columns(["_bad"])
+                        good = res.drop_columns(["_bad", "_drop"])
                         stored, merged = self._merge(good, live, stored_out) if live or stored_out is not None \
                             else self._merge(good)
                         counts.stored += stored
@@ -467,6 +493,16 @@ class Store:
                     on_progress(nbytes)
             counts.rejects.sort(key=lambda r: (r[0], r[1]))
             counts.rejected = len(counts.rejects)
+            counts.dropped.sort(key=lambda r: (r[0], r[1]))
+            for c in counts.mostly_bad:
+                n, given = counts.bad_values[c], counts.given.get(c, 0)
+                eg = next((r for r in counts.rejects + counts.dropped if c in r[3].split(":", 2)[:2]), None)
+                counts.notes.append(
+                    f"{source}: {c}: {n:,} of its {given:,} value(s) unreadable or implausible, most of the "
+                    f"channel: a mapping mistake (its unit, scale or column)? "
+                    + (f"e.g. line {eg[1]}: {eg[3]}. " if eg else "")
+                    + f"The readings were kept without {c} where they had another channel (those without one "
+                    f"were rejected); fix the mapping and ingest again to fill {c} in")
             cf = self._conflicts
             if cf.copies:
                 counts.notes.append(
@@ -1201,6 +1237,58 @@ class Store:
             "WHERE h.meter_id = d.meter_id AND h.hour = d.hour AND h.ts_list IS NOT NULL")
         con.execute("DROP TABLE _fix")
         con.execute("DROP TABLE _delta")
+
+
+_NO_METER = "\x00"   # stands for a NULL meter id in the join below (Arrow joins match no NULLs)
+
+
+def _explained(counts: IngestCounts, unit: str, norm, why: pa.Table, sel: pa.Table) -> pa.Table:
+    """Settle the rows the fast pass marked (``sel``: ``_bad``, or ``_drop``: a value is bad) with the
+    reasons ``why`` (the explain statement over them: ``_line``, ``meter_id``, ``_reason``, one
+    ``_d{i}`` per checked channel) and return the readings kept, their bad values NULL.
+
+    A row is rejected whole (one entry in ``counts.rejects``, its every failed check) when the fast
+    pass said so (meter id, time, no channel value) or no channel value is left once its bad values
+    are dropped; otherwise each bad value is one entry in ``counts.dropped``. Vectorised (Arrow) but
+    for the tuples handed on."""
+    def keyed(t: pa.Table) -> pa.Table:
+        t = t.set_column(t.schema.get_field_index("meter_id"), "meter_id",
+                         pc.fill_null(pc.cast(t["meter_id"], pa.string()), _NO_METER))
+        return t.set_column(t.schema.get_field_index("_line"), "_line", pc.cast(t["_line"], pa.int64()))
+    chans = [c for c in sel.column_names if c not in _KEYS]
+    extra = [c for c in why.column_names if c not in ("_line", "meter_id")]
+    j = keyed(sel.append_column("_row", pa.array(np.arange(sel.num_rows)))).join(
+        keyed(why), ["_line", "meter_id"], join_type="left outer").sort_by("_row")
+    left = None
+    for i, c in enumerate(norm.dropped):
+        d = j[f"_d{i}"]
+        # A value that is not a number is NULL already: given, but not in the caller's count of them.
+        unread = pc.sum(pc.and_(pc.is_valid(d), pc.is_null(j[c]))).as_py() or 0
+        counts.given[c] = counts.given.get(c, 0) + unread
+        j = j.set_column(j.schema.get_field_index(c), c, pc.if_else(pc.is_valid(d), pa.scalar(None, j[c].type), j[c]))
+    for c in chans:
+        v = pc.is_valid(j[c])
+        left = v if left is None else pc.or_(left, v)
+    whole = pc.or_(j["_bad"], pc.invert(left)) if left is not None else j["_bad"]
+    w = j.filter(whole)
+    reasons = pc.fill_null(w["_reason"], "rejected: no reason could be built for this row")
+    counts.rejects.extend((unit, ln, fld or r.split(":", 1)[0], r) for ln, fld, r in zip(
+        w["_line"].to_pylist(), w["_field"].to_pylist(), reasons.to_pylist()))
+    kept = j.filter(pc.invert(whole))
+    for i, c in enumerate(norm.dropped):
+        col = f"_d{i}"
+        n_bad = len(j[col]) - j[col].null_count
+        if not n_bad:
+            continue
+        counts.bad_values[c] = counts.bad_values.get(c, 0) + n_bad
+        k = kept.filter(pc.is_valid(kept[col]))
+        if k.num_rows:
+            counts.values_dropped[c] = counts.values_dropped.get(c, 0) + k.num_rows
+            counts.dropped.extend((unit, ln, r.split(":", 1)[0], r) for ln, r in zip(
+                k["_line"].to_pylist(), k[col].to_pylist()))
+    kept = kept.drop_columns(["_row", *extra])
+    i = kept.schema.get_field_index("meter_id")
+    return kept.set_column(i, "meter_id", pc.cast(kept["meter_id"], sel.schema.field("meter_id").type))
 
 
 def _first_line(exc: BaseException) -> str:
