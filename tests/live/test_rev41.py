@@ -1,0 +1,63 @@
+"""(rev41) A review of adv41's merge: what its fixes left out, each shown by a test that failed before
+its fix."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time as _time
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+@pytest.mark.parametrize("clock", [1e10, 1e11, -1e11, 1e20])
+def test_a_modbus_clock_beyond_what_a_timestamp_holds_loses_that_reading_not_the_poll(clock, caplog):
+    # adv41 bounded the clock at +-9.2e12 s (what int64 microseconds hold), but pandas makes the column
+    # nanoseconds (1677..2262): a register reading 1e10 s (year 2286) or 1e11 s raised OutOfBoundsDatetime
+    # in poll(), and every cycle of the poller was lost ("poll failed"), the good meters' readings too.
+    from wattwatch.devices import modbus as dev
+    from wattwatch.sources import modbus as mb
+
+    regs = [{"channel": "ts", "table": "holding", "address": 0, "type": "float64"},
+            {"channel": "p_kw", "table": "input", "address": 0, "type": "float32"}]
+    d = dev.start("gw", {"registers": regs, "meters": ["A", "B"], "advance": "fixed"})
+    try:
+        d.set_values(1, {"ts": _time.time(), "p_kw": 1.5})
+        d.set_values(2, {"ts": clock, "p_kw": 2.5})
+        p = mb.ModbusPoller("plant", [{"meter_id": m, "port": d.port, "unit": u, "model": "m"}
+                                      for u, m in ((1, "A"), (2, "B"))],
+                            {"m": mb.parse_model("m", {"registers": regs})}, interval_s=1, timeout_s=1)
+        with caplog.at_level("WARNING", logger="wattwatch.watch"):
+            f = asyncio.run(p.poll())
+        p.close()
+        assert list(f["meter_id"]) == ["A"] and f["ts"].notna().all() and list(f["p_kw"]) == [1.5]
+        assert p.counters["no_time"] == 1
+        assert "B" in caplog.text and "clock" in caplog.text, caplog.text
+    finally:
+        d.stop()
+
+
+def _msg(topic, doc):
+    return types.SimpleNamespace(topic=topic, payload=json.dumps(doc).encode(), qos=0, mid=0)
+
+
+@pytest.mark.parametrize("ts", ["2300-01-01T00:00:00Z", "1500-06-01T00:00:00+02:00", "9999-12-31"])
+def test_an_mqtt_time_beyond_what_a_timestamp_holds_is_malformed_not_a_dead_source(ts):
+    # pd.Timestamp("2300-01-01") is a valid (second-resolution) Timestamp, so parse kept it; the batch
+    # (canonical: pd.to_datetime, nanoseconds) then raised OutOfBoundsDatetime in drain(): the source
+    # stopped ("failed: OutOfBoundsDatetime") with every reading of its batch lost, and the broker
+    # delivered the unacknowledged message again at every restart.
+    from wattwatch.sources.mqtt import MqttSource
+
+    src = MqttSource("meters", topics=["site/+"], meter="topic:1")
+    with pytest.raises(ValueError, match="not a time"):
+        src.parse("site/m1", json.dumps({"ts": ts, "p_kw": 1.0}).encode())
+    src._on_message(None, None, _msg("site/m1", {"ts": "2026-11-01T00:00:00Z", "p_kw": 1.0}))
+    src._on_message(None, None, _msg("site/m1", [{"ts": ts, "p_kw": 2.0}, {"ts": "2026-11-01T00:01:00Z", "p_kw": 3.0}]))
+    batch = src.drain()
+    assert sorted(batch.frame["p_kw"]) == [1.0, 3.0]
+    assert str(batch.frame["ts"].dtype) == "datetime64[ns, UTC]"
+    assert src.counters["malformed"] == 1
