@@ -61,3 +61,45 @@ def test_an_mqtt_time_beyond_what_a_timestamp_holds_is_malformed_not_a_dead_sour
     assert sorted(batch.frame["p_kw"]) == [1.0, 3.0]
     assert str(batch.frame["ts"].dtype) == "datetime64[ns, UTC]"
     assert src.counters["malformed"] == 1
+
+
+@pytest.mark.parametrize("new", ["15min", "60min"])
+def test_a_meter_slowed_more_than_tenfold_is_said_live_as_detect_says_it(tmp_path, new):
+    # adv41's live cadence notice read each meter's last 480 learned gaps: a 1-minute meter reconfigured
+    # to 15 minutes (the billing interval) has 32 gaps in those 8 hours, fewer than the 48 the notice
+    # needs, so it was never said, every 6 h for ever, while `detect` on the same store says it.
+    from wattwatch import api
+    from wattwatch.runners.stream import StreamConfig, StreamEngine
+    from wattwatch.store import Store
+
+    def at(meter, start, days, freq):
+        ts = pd.date_range(start, periods=int(days * 86400 / pd.Timedelta(freq).total_seconds()), freq=freq, tz="UTC")
+        return pd.DataFrame({"meter_id": meter, "ts": ts, "p_kw": 5.0 + np.sin(np.arange(len(ts)) / 8.0)})
+
+    with Store(tmp_path / "s.duckdb") as store:
+        dets = api.build_detectors(["supply_outage", "packet_loss"])
+        eng = StreamEngine(store, dets, None, StreamConfig(slow_thread=False))
+        try:
+            for m in ("moved", "steady"):
+                eng.add(at(m, "2026-10-01", 8, "1min"), source="meters")
+            eng.step()
+            assert {"moved", "steady"} <= eng.profiled
+            later = pd.concat([at("moved", "2026-10-09", 5, new), at("steady", "2026-10-09", 5, "1min")])
+            said, lo = [], pd.Timestamp("2026-10-09", tz="UTC")
+            while lo < pd.Timestamp("2026-10-14", tz="UTC"):   # an hour of readings per step
+                hi = lo + pd.Timedelta("1h")
+                eng.add(later[(later["ts"] >= lo) & (later["ts"] < hi)].reset_index(drop=True), source="meters")
+                said += [n for n in eng.step().notices if "come every" in n]
+                lo = hi
+            secs = int(pd.Timedelta(new).total_seconds())
+            assert len(said) == 1, said
+            assert said[0].startswith(f"meter moved: its latest readings come every {secs:,} s"), said
+            # detect on the same store says it too (the batch notice the live one follows)
+            frame = store.query_windows(pd.DataFrame({"meter_id": ["moved", "steady"], "start": pd.NaT, "end": pd.NaT}),
+                                        columns=["p_kw"])
+            frame["meter_id"] = frame["meter_id"].astype(str)
+            from wattwatch.detect.frame import prepare
+            batch = api._cadence_change_notices(prepare(frame), eng.dets, {"moved", "steady"})
+            assert [n.split(":")[0] for n in batch] == ["meter moved"]
+        finally:
+            eng.close()
