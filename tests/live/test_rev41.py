@@ -103,3 +103,24 @@ def test_a_meter_slowed_more_than_tenfold_is_said_live_as_detect_says_it(tmp_pat
             assert [n.split(":")[0] for n in batch] == ["meter moved"]
         finally:
             eng.close()
+
+
+@pytest.mark.parametrize("line, key", [("max_pending = inf", "max_pending"), ("max_pending = 2.5", "max_pending"),
+                                       ("checkpoint_s = nan", "checkpoint_s"), ("hold_s = inf", "hold_s"),
+                                       ("slow_every_s = nan", "slow_every_s"), ("fast_reach_s = -inf", "fast_reach_s")])
+def test_a_stream_value_that_is_not_a_finite_number_of_its_kind_is_refused_naming_the_key(tmp_path, line, key):
+    # adv41 checked [stream] values' types (slow_thread = "false" was true) but took TOML's nan and inf as
+    # numbers: max_pending = inf escaped load_site as OverflowError (a traceback, no file or key),
+    # hold_s = inf judged nothing ever, checkpoint_s = nan never checkpointed; max_pending = 2.5 was 2.
+    from wattwatch import api
+
+    (tmp_path / "t.csv").write_text("meter_id,ts,p_kw\nm,2026-01-01T00:00:00Z,1\n")
+    (tmp_path / "site.toml").write_text(f'[store]\npath = "s.duckdb"\n[stream]\n{line}\n'
+                                        '[[sources]]\ntype = "replay"\nname = "h"\npath = "t.csv"\n')
+    with pytest.raises(api.ConfigError, match=rf"site\.toml.*\[stream\] {key}"):
+        api.load_site(tmp_path / "site.toml")
+    ok = tmp_path / "ok.toml"   # the README's values still load
+    ok.write_text('[store]\npath = "s.duckdb"\n[stream]\nhold_s = 0\ncheckpoint_s = 5\nslow_every_s = 3600\n'
+                  'slow_thread = true\nfast_reach_s = 43200\nmax_pending = 64.0\n'
+                  '[[sources]]\ntype = "replay"\nname = "h"\npath = "t.csv"\n')
+    assert api.load_site(ok).stream.max_pending == 64

@@ -115,6 +115,12 @@ class StreamConfig:
                 raise ValueError(f"[stream] {k}: must be true or false, got {v!r}")
             if want is not bool and (isinstance(v, bool) or not isinstance(v, (int, float))):
                 raise ValueError(f"[stream] {k}: must be a number, got {v!r}")
+            # TOML's nan and inf are floats: hold_s = inf judged nothing ever, checkpoint_s = nan never
+            # checkpointed, max_pending = inf raised OverflowError (rev41); 2.5 batches is no count.
+            if want is not bool and not np.isfinite(v):
+                raise ValueError(f"[stream] {k}: must be a finite number, got {v!r}")
+            if want is int and v != int(v):
+                raise ValueError(f"[stream] {k}: must be a whole number, got {v!r}")
         out = cls(**{k: type(getattr(cls, k))(v) for k, v in d.items()})
         if out.hold_s < 0 or out.checkpoint_s < 0 or out.max_pending < 1 or out.slow_every_s < 0 \
                 or out.fast_reach_s < 0:
