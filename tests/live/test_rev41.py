@@ -124,3 +124,29 @@ def test_a_stream_value_that_is_not_a_finite_number_of_its_kind_is_refused_namin
                   'slow_thread = true\nfast_reach_s = 43200\nmax_pending = 64.0\n'
                   '[[sources]]\ntype = "replay"\nname = "h"\npath = "t.csv"\n')
     assert api.load_site(ok).stream.max_pending == 64
+
+
+def test_a_store_that_cannot_be_opened_is_not_blamed_on_a_stale_watcher_file_naming_this_process(tmp_path, monkeypatch):
+    # adv41 names the watcher that holds the store (watcher.json's pid, alive). A watcher killed -9
+    # leaves that file; in a container `wattwatch watch` is PID 1 at every start, so the stale file
+    # names the new process itself, alive: a store that could not be opened for any other reason
+    # (damaged, a dashboard holding it) was said to be held by "another watch (pid 1)", hiding why.
+    import os
+
+    from wattwatch import api
+    from wattwatch.errors import StoreError
+    from wattwatch.runners import control
+
+    (tmp_path / "t.csv").write_text("meter_id,ts,p_kw\nm,2026-01-01T00:00:00Z,1\n")
+    cfg = tmp_path / "site.toml"
+    cfg.write_text('detectors = ["supply_outage"]\n[store]\npath = "site.duckdb"\n'
+                   '[[sources]]\ntype = "replay"\nname = "history"\npath = "t.csv"\n')
+    (tmp_path / "site.duckdb").write_bytes(b"this is not a DuckDB file at all" * 200)
+    control.folder(tmp_path / "site.duckdb").mkdir(parents=True, exist_ok=True)
+    (control.folder(tmp_path / "site.duckdb") / "watcher.json").write_text(
+        json.dumps({"pid": os.getpid(), "started": 1.7e9}))
+    assert control.watcher(tmp_path / "site.duckdb") is not None
+    monkeypatch.setattr(api, "WATCH_LOCK_WAIT_S", 0.2)
+    with pytest.raises(StoreError) as e:
+        api.watch(cfg)
+    assert "another `wattwatch watch`" not in str(e.value), str(e.value)
