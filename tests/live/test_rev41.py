@@ -150,3 +150,40 @@ def test_a_store_that_cannot_be_opened_is_not_blamed_on_a_stale_watcher_file_nam
     with pytest.raises(StoreError) as e:
         api.watch(cfg)
     assert "another `wattwatch watch`" not in str(e.value), str(e.value)
+
+
+def test_between_cadence_checks_a_step_does_nothing_per_meter(tmp_path):
+    # adv41's check gathered and sorted every meter with readings at every fast step to learn that 6 h
+    # of data had not passed (15 ms a step at 10,000 meters): the clock is looked at first now.
+    from wattwatch import api
+    from wattwatch.runners.stream import StreamConfig, StreamEngine
+    from wattwatch.store import Store
+
+    class Counted(set):
+        walks = 0
+
+        def __iter__(self):
+            Counted.walks += 1
+            return super().__iter__()
+
+    def at(meter, start, days):
+        ts = pd.date_range(start, periods=int(days * 96), freq="15min", tz="UTC")
+        return pd.DataFrame({"meter_id": meter, "ts": ts, "p_kw": 5.0 + np.sin(np.arange(len(ts)) / 8.0)})
+
+    with Store(tmp_path / "s.duckdb") as store:
+        eng = StreamEngine(store, api.build_detectors(["supply_outage"]), None, StreamConfig(slow_thread=False))
+        try:
+            eng.add(pd.concat([at(m, "2026-10-01", 8) for m in ("a", "b")], ignore_index=True), source="m")
+            eng.step()
+            assert {"a", "b"} <= eng.profiled
+            eng._cad_new = Counted(eng._cad_new)
+            later = pd.concat([at(m, "2026-10-09", 2) for m in ("a", "b")], ignore_index=True)
+            lo, steps = pd.Timestamp("2026-10-09", tz="UTC"), 0
+            while lo < pd.Timestamp("2026-10-11", tz="UTC"):   # 48 steps of an hour
+                hi = lo + pd.Timedelta("1h")
+                eng.add(later[(later["ts"] >= lo) & (later["ts"] < hi)].reset_index(drop=True), source="m")
+                eng.step()
+                lo, steps = hi, steps + 1
+            assert steps == 48 and 1 <= Counted.walks <= 2 * 48 / 6 + 1, Counted.walks
+        finally:
+            eng.close()
