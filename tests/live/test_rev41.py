@@ -187,3 +187,32 @@ def test_between_cadence_checks_a_step_does_nothing_per_meter(tmp_path):
             assert steps == 48 and 1 <= Counted.walks <= 2 * 48 / 6 + 1, Counted.walks
         finally:
             eng.close()
+
+
+def test_an_influxdb_that_comes_back_refusing_the_credentials_is_said_after_it_was_unreachable(tmp_path, caplog):
+    # adv41 says a 401/403 as refused credentials / a missing privilege, but only on the way down: an
+    # InfluxDB that was unreachable first (logged "unreachable") and came back with auth on and another
+    # password showed "refused: buffering" in the view while the log never said why it stayed down.
+    from tests.live.test_influx import _frame
+    from tests.support.services import Influxd, free_port, wait_true
+    from wattwatch import influx
+    from wattwatch.sinks.influx import InfluxSink
+
+    port = free_port()
+    with caplog.at_level("WARNING", logger="wattwatch.watch"):
+        s = InfluxSink("tsdb", url=f"http://127.0.0.1:{port}", database="w", buffer=tmp_path / "buf", retention="INF",
+                       user="admin", password="wrong", retry_min_s=0.2, retry_max_s=0.3, close_timeout_s=0.5)
+        server = None
+        try:
+            s.readings(_frame(10))
+            assert wait_true(lambda: s.counters["retries"] >= 1, 20)
+            assert "unreachable" in caplog.text
+            server = Influxd(port, tmp_path / "influxd", http_extra="auth-enabled = true").start()
+            influx.Client(server.url).query("CREATE USER \"admin\" WITH PASSWORD 'a' WITH ALL PRIVILEGES", write=True)
+            assert wait_true(lambda: s.status.startswith("refused"), 20), s.status
+            assert wait_true(lambda: "refused the credentials" in caplog.text, 5), caplog.text
+        finally:
+            s.close()
+            if server is not None:
+                server.stop()
+    assert s.counters["dropped"] == 0
