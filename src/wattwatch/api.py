@@ -28,6 +28,7 @@ Errors are :class:`WattwatchError` subclasses (``InputError``, ``ConfigError``, 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -1678,7 +1679,11 @@ def watch(config: str | Path | dict | Site, *, stop=None, until_done: bool = Fal
         from wattwatch.runners.control import watcher
 
         held = watcher(site.store)
-        if held is None:
+        # Only a lock is another watcher's doing, and only one that is not this process: a watcher
+        # killed -9 leaves its watcher.json, and in a container every start is PID 1 (rev41: a damaged
+        # store was said to be held by "another watch" naming this very process).
+        locked = "lock" in str(exc.__cause__ or "").lower()
+        if held is None or not locked or str(held.get("pid")) == str(os.getpid()):
             raise
         since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(held.get("started", 0) or 0)))
         raise StoreError(f"{site.store}: another `wattwatch watch` (pid {held['pid']}, started {since}) holds this "

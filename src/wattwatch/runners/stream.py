@@ -115,6 +115,12 @@ class StreamConfig:
                 raise ValueError(f"[stream] {k}: must be true or false, got {v!r}")
             if want is not bool and (isinstance(v, bool) or not isinstance(v, (int, float))):
                 raise ValueError(f"[stream] {k}: must be a number, got {v!r}")
+            # TOML's nan and inf are floats: hold_s = inf judged nothing ever, checkpoint_s = nan never
+            # checkpointed, max_pending = inf raised OverflowError (rev41); 2.5 batches is no count.
+            if want is not bool and not np.isfinite(v):
+                raise ValueError(f"[stream] {k}: must be a finite number, got {v!r}")
+            if want is int and v != int(v):
+                raise ValueError(f"[stream] {k}: must be a whole number, got {v!r}")
         out = cls(**{k: type(getattr(cls, k))(v) for k, v in d.items()})
         if out.hold_s < 0 or out.checkpoint_s < 0 or out.max_pending < 1 or out.slow_every_s < 0 \
                 or out.fast_reach_s < 0:
@@ -217,6 +223,7 @@ class StreamEngine:
         self._cad_new: set[str] = set()           # meters with readings since the last cadence check
         self._cad_said: set[str] = set()          # meters said to come at another cadence (once each)
         self._cad_at = NEG                        # data time (µs) of the last cadence check
+        self._cad_newest = NEG                    # the newest accepted reading's time (µs), any meter
         self.stitcher = Stitcher(self.dets, keep_scores=False, compact_readings=True, cut=self.cut)
         # The tiered step: ``stitcher`` judges with every detector (the slow tier's clock; what
         # is checkpointed and what re-judging rewinds), ``fast`` with the fast tier only, every
@@ -498,6 +505,7 @@ class StreamEngine:
         g = g[g["ok"]]
         if len(g):
             agg = g.groupby("m", sort=False)["t"].agg(["min", "max"])
+            self._cad_newest = max(self._cad_newest, int(agg["max"].max()))
             for m, lo, hi in zip(agg.index, agg["min"].to_numpy(), agg["max"].to_numpy()):
                 self.first[m] = min(self.first.get(m, lo), int(lo))
                 self.last[m] = max(self.last.get(m, hi), int(hi))
@@ -666,16 +674,18 @@ class StreamEngine:
         state was learned at (``detect``'s notice, :func:`api._cadence_change_notices`): every
         ``CADENCE_CHECK_S`` of data time (and on ``final``), on the last ``CADENCE_GAPS`` learned
         gaps of the meters that received readings since the last check (one store read)."""
+        # The clock first: between checks a step does nothing per meter (rev41: the meters were
+        # gathered and sorted at every fast step, 8-15 ms a step at 10,000 meters, to find it was not time).
+        if not final and self._cad_newest - self._cad_at < CADENCE_CHECK_S * 1e6:
+            return
         from wattwatch import api
         from wattwatch.detect.frame import prepare
 
-        ms = sorted(m for m in self._cad_new if m in self.profiled and m not in self._cad_said)
+        self._cad_at = self._cad_newest
+        self._cad_new -= self._cad_said
+        ms = sorted(m for m in self._cad_new if m in self.profiled)
         if not ms:
             return
-        newest = max(self.last.get(m, NEG) for m in ms)
-        if not final and newest - self._cad_at < CADENCE_CHECK_S * 1e6:
-            return
-        self._cad_at = newest
         self._cad_new.difference_update(ms)
         cad = np.array([core._cadence(self.dets, m) for m in ms], float)
         ok = np.isfinite(cad) & (cad > 0)
@@ -686,12 +696,40 @@ class StreamEngine:
         w = pd.DataFrame({"meter_id": ms, "start": pd.to_datetime(hi - (CADENCE_GAPS * cad * 1e6).astype(np.int64),
                                                                    unit="us", utc=True),
                           "end": pd.to_datetime(hi + 1, unit="us", utc=True)})
-        got = self.store.query_windows(w, columns=self.store.channels()[:1])
+        col = self.store.channels()[:1]
+        got = self.store.query_windows(w, columns=col)
         if not len(got):
             return
         got["meter_id"] = got["meter_id"].astype(str)
         # The window is the meter's latest readings: all of it is "the last part" detect looks at.
-        notes = api._cadence_change_notices(prepare(got), self.dets, set(ms), tail=1.0)
+        notes = api._cadence_change_notices(prepare(got), self.dets, set(ms), tail=1.0, min_gaps=CADENCE_MIN_GAPS)
+        # A meter slowed more than CADENCE_GAPS / CADENCE_MIN_GAPS (10) times has too few gaps in
+        # that window for the notice (1 -> 15 min: 32 in 8 h; rev41: never said, while detect says
+        # it): when the gaps it has are ``factor`` (2) or more times its learned cadence, read it
+        # again over twice CADENCE_MIN_GAPS of them (rare: only such meters, every 6 h of data).
+        said = {n[len("meter "):].split(": ", 1)[0] for n in notes}
+        t = got["ts"].to_numpy("datetime64[us]").astype(np.int64)
+        gm = got["meter_id"].to_numpy()
+        order = np.lexsort((t, gm))
+        gm, t = gm[order], t[order]
+        same = np.r_[False, gm[1:] == gm[:-1]]
+        gaps = pd.DataFrame({"m": gm[same], "dt": (t[1:] - t[:-1])[same[1:]] / 1e6})
+        per = gaps.groupby("m")["dt"].agg(["size", "median"])
+        learned = pd.Series(cad, index=ms)
+        per = per[(per.index.isin(learned.index)) & (~per.index.isin(list(said)))]
+        per = per[(per["size"] >= 2) & (per["size"] < CADENCE_MIN_GAPS)
+                  & (per["median"] >= 2.0 * learned.reindex(per.index).to_numpy())]
+        if len(per):
+            hi2 = np.array([self.last[m] for m in per.index], np.int64)
+            w2 = pd.DataFrame({"meter_id": list(per.index),
+                               "start": pd.to_datetime(hi2 - (2 * CADENCE_MIN_GAPS * per["median"].to_numpy() * 1e6)
+                                                       .astype(np.int64), unit="us", utc=True),
+                               "end": pd.to_datetime(hi2 + 1, unit="us", utc=True)})
+            again = self.store.query_windows(w2, columns=col)
+            if len(again):
+                again["meter_id"] = again["meter_id"].astype(str)
+                notes += api._cadence_change_notices(prepare(again), self.dets, set(per.index), tail=1.0,
+                                                    min_gaps=CADENCE_MIN_GAPS)
         for n in notes:
             self._cad_said.add(n[len("meter "):].split(": ", 1)[0])
             if n not in rep.notices:
@@ -1154,6 +1192,8 @@ def _say_rejects(frame: pd.DataFrame, rejects: list, source: str, said: Counter,
 # at ten times the cadence, 1 -> 10 min; 15 min -> 1 h has 120).
 CADENCE_CHECK_S = 6 * 3600.0
 CADENCE_GAPS = 480
+# detect's notice needs this many gaps at the new cadence (api._cadence_change_notices' min_gaps).
+CADENCE_MIN_GAPS = 48
 
 
 def fast_tier(dets: list, meters: list[str], reach_s: float) -> frozenset[str]:

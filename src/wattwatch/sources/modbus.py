@@ -77,6 +77,9 @@ BIT_TABLES = ("coil", "discrete")
 MAX_REGS, MAX_BITS = 125, 2000
 ORDERS = ("big", "little")
 SLOW_CODE = "WARN_LINK_SLOW"
+# The largest clock register (seconds either side of 1970) a reading's time can hold: a pandas
+# datetime64[ns] (+-292 years, 1677..2262).
+_CLOCK_MAX_S = 9.2e9
 
 
 # ------------------------------------------------------------------------------------ register maps
@@ -668,10 +671,12 @@ class ModbusPoller(Poller):
             out = pd.DataFrame({"meter_id": [self.devices[i].meter_id for i in idx]})
             if "ts" in cols:
                 t = cols.pop("ts")
-                # A clock that says nothing (NaN) or a time no timestamp holds (beyond +-292,000 years
-                # in microseconds): the reading has no time, it is lost. (A time out of the plausible
-                # range is the ingest's to reject, naming the meter.)
-                ok = np.isfinite(t) & (np.abs(t) < 9.2e12)
+                # A clock that says nothing (NaN) or a time no timestamp of the frame holds (pandas
+                # makes it nanoseconds: 1677..2262; rev41: the +-9.2e12 s of int64 microseconds let
+                # 1e10 s through to an OutOfBoundsDatetime that lost the whole poll): the reading has no
+                # time, it is lost. (A time out of the plausible range is the ingest's to reject,
+                # naming the meter.)
+                ok = np.isfinite(t) & (np.abs(t) < _CLOCK_MAX_S)
                 out["ts"] = pd.to_datetime(np.where(ok, np.round(np.where(ok, t, 0.0) * 1e6), 0).astype(np.int64),
                                            unit="us", utc=True)
                 if not ok.all():

@@ -235,6 +235,9 @@ class MqttSource(Source):
                 t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
             else:
                 raise ValueError
+            # "2300-01-01" is a Timestamp of second resolution; the batch's column is nanoseconds
+            # (1677..2262): out of that it raised in drain() and stopped the source (rev41).
+            t = t.as_unit("ns")
         except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime) as exc:
             if "wall clock" in str(exc):
                 raise
