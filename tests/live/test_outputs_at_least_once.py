@@ -316,7 +316,7 @@ def test_a_tamper_report_whose_step_raised_before_its_outputs_is_acted_on_after_
     store, src = Store(path), source()
     eng = StreamEngine(store, api.build_detectors(["packet_loss"], None), api._engine(None),
                        StreamConfig(checkpoint_s=0, slow_thread=False))
-    res = watch(eng, src, lambda: _wait(lambda: got.exists(), 10) and time.sleep(0.5), 20)
+    res = watch(eng, src, lambda: _wait(lambda: got.exists(), 30) and time.sleep(0.5), 20)
     eng.close()
     store.close()
     pub.disconnect()
