@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from tests.live.test_influx import _frame
-from tests.support.services import Influxd, free_port, wait_true
+from tests.support.services import AnswerProxy, Influxd, free_port, wait_true
 from wattwatch import influx
 from wattwatch.sinks.influx import InfluxSink
 
@@ -130,63 +130,10 @@ def test_a_read_write_user_makes_the_cq_and_is_told_the_retention_it_may_not_cha
 # ------------------------------------------------------------------------------ Modbus: wrong unit id
 
 
-class _UnitLiar:
-    """A TCP proxy on 127.0.0.1 in front of a real pymodbus gateway that stamps every answer with
-    unit id ``answer_unit`` (a gateway that mixes up its serial units, or a misconfigured bridge)."""
-
-    def __init__(self, target_port: int, answer_unit: int):
-        import socket
-        import threading
-
-        self.target_port, self.answer_unit = target_port, answer_unit
-        self.srv = socket.socket()
-        self.srv.bind(("127.0.0.1", 0))
-        self.srv.listen(8)
-        self.port = self.srv.getsockname()[1]
-        self.conns: list = []
-        self._stop = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        import socket
-        import threading
-
-        while not self._stop.is_set():
-            try:
-                c, _ = self.srv.accept()
-            except OSError:
-                return
-            up = socket.create_connection(("127.0.0.1", self.target_port))
-            self.conns += [c, up]
-            threading.Thread(target=self._pump, args=(c, up, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(up, c, True), daemon=True).start()
-
-    def _pump(self, src, dst, answers: bool):
-        try:
-            while True:
-                data = src.recv(4096)
-                if not data:
-                    break
-                if answers and len(data) > 6:
-                    data = data[:6] + bytes([self.answer_unit]) + data[7:]
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.close()
-                except OSError:
-                    pass
-
-    def stop(self):
-        self._stop.set()
-        self.srv.close()
-        for s in self.conns:
-            try:
-                s.close()
-            except OSError:
-                pass
+def _stamp(unit: int):
+    """An answer's mangling: every Modbus/TCP answer stamped with unit id ``unit`` (a gateway that
+    mixes up its serial units, or a misconfigured bridge)."""
+    return lambda data: data[:6] + bytes([unit]) + data[7:] if len(data) > 6 else data
 
 
 def test_a_modbus_answer_from_another_unit_is_logged_naming_device_asked_and_answered_unit(caplog):
@@ -200,7 +147,7 @@ def test_a_modbus_answer_from_another_unit_is_logged_naming_device_asked_and_ans
 
     regs = [{"channel": "p_kw", "table": "input", "address": 0, "type": "float32"}]
     d = dev.start("gw", {"registers": regs, "meters": 3, "framing": "tcp", "advance": "fixed"})
-    liar = _UnitLiar(d.port, 4)
+    liar = AnswerProxy(d.port, _stamp(4))
     try:
         models = {"m": mb.parse_model("m", {"registers": regs})}
         p = mb.ModbusPoller("plant", [{"meter_id": "pdu-3", "port": liar.port, "unit": 3, "model": "m"}], models,

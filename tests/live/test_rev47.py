@@ -4,63 +4,17 @@ against real components on 127.0.0.1 (a pymodbus RTU-over-TCP gateway behind a T
 from __future__ import annotations
 
 import asyncio
-import socket
 import struct
 import threading
 
 import pandas as pd
 import pytest
 
+from tests.support.services import AnswerProxy
 from wattwatch.devices import modbus as dev
 from wattwatch.sources import modbus as mb
 
 REGS = [{"channel": "p_kw", "table": "input", "address": 0, "type": "float32"}]
-
-
-class _Mangler:
-    """A TCP proxy on 127.0.0.1 in front of a real pymodbus gateway that passes every answer
-    through ``mangle`` (bytes -> bytes) on its way back to the poller."""
-
-    def __init__(self, target_port: int, mangle):
-        self.target_port, self.mangle = target_port, mangle
-        self.srv = socket.socket()
-        self.srv.bind(("127.0.0.1", 0))
-        self.srv.listen(8)
-        self.port = self.srv.getsockname()[1]
-        self.conns: list = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.srv.accept()
-            except OSError:
-                return
-            up = socket.create_connection(("127.0.0.1", self.target_port))
-            self.conns += [c, up]
-            threading.Thread(target=self._pump, args=(c, up, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(up, c, True), daemon=True).start()
-
-    def _pump(self, src, dst, answers: bool):
-        try:
-            while data := src.recv(4096):
-                dst.sendall(self.mangle(data) if answers else data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.close()
-                except OSError:
-                    pass
-
-    def stop(self):
-        self.srv.close()
-        for s in self.conns:
-            try:
-                s.close()
-            except OSError:
-                pass
 
 
 def _restamp(frame: bytes, unit: int) -> bytes:
@@ -71,7 +25,7 @@ def _restamp(frame: bytes, unit: int) -> bytes:
 
 def _poll_through(mangle, n: int):
     d = dev.start("gw", {"registers": REGS, "meters": 3, "framing": "rtu", "advance": "fixed"})
-    proxy = _Mangler(d.port, mangle)
+    proxy = AnswerProxy(d.port, mangle)
     try:
         models = {"m": mb.parse_model("m", {"registers": REGS})}
         p = mb.ModbusPoller("plant", [{"meter_id": "pdu-3", "port": proxy.port, "unit": 3, "model": "m",

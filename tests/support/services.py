@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,3 +143,50 @@ class Influxd:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+class AnswerProxy:
+    """A TCP proxy on 127.0.0.1 in front of a server on ``target_port`` (a pymodbus gateway, say)
+    that passes every chunk the server answers through ``mangle`` (bytes -> bytes) on its way back
+    to the client; requests go through unchanged. ``stop()`` closes it and its connections."""
+
+    def __init__(self, target_port: int, mangle):
+        self.target_port, self.mangle = target_port, mangle
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(8)
+        self.port = self.srv.getsockname()[1]
+        self.conns: list = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            up = socket.create_connection(("127.0.0.1", self.target_port))
+            self.conns += [c, up]
+            threading.Thread(target=self._pump, args=(c, up, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(up, c, True), daemon=True).start()
+
+    def _pump(self, src, dst, answers: bool):
+        try:
+            while data := src.recv(4096):
+                dst.sendall(self.mangle(data) if answers else data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def stop(self):
+        self.srv.close()
+        for s in self.conns:
+            try:
+                s.close()
+            except OSError:
+                pass
