@@ -109,6 +109,12 @@ _METERS_DDL = (
 
 
 
+def _reject_key(r: tuple) -> tuple:
+    """The rejects' order: file, line, then field and reason (a wide line's cells come out of the
+    engine's threads in any order; this puts them in one)."""
+    return (r[0], r[1], r[2] or "", r[3] or "")
+
+
 @dataclass
 class IngestCounts:
     """What one ingest did. ``read`` = stored + merged + duplicates + rejected (rows).
@@ -154,7 +160,7 @@ class IngestCounts:
     @property
     def reject_lines(self) -> list[tuple[str, int, str, str]]:
         """What the rejects file gets: the rows rejected whole and the values dropped, by line."""
-        return sorted(self.rejects + self.dropped, key=lambda r: (r[0], r[1]))
+        return sorted(self.rejects + self.dropped, key=_reject_key)
 
 
 def _ts(value) -> datetime | None:
@@ -502,9 +508,9 @@ class Store:
                         counts.merged += merged
                 if on_progress:
                     on_progress(nbytes)
-            counts.rejects.sort(key=lambda r: (r[0], r[1]))
+            counts.rejects.sort(key=_reject_key)
             counts.rejected = len(counts.rejects)
-            counts.dropped.sort(key=lambda r: (r[0], r[1]))
+            counts.dropped.sort(key=_reject_key)
             for c in counts.mostly_bad:
                 n, given = counts.bad_values[c], counts.given.get(c, 0)
                 eg = next((r for r in counts.rejects + counts.dropped if c in r[3].split(":", 2)[:2]), None)
