@@ -99,6 +99,7 @@ def test_sink_config_is_checked_naming_the_key(tmp_path):
 
     base = {"type": "influx", "url": "http://127.0.0.1:1", "database": "d", "buffer": str(tmp_path / "b")}
     for bad, key in (({"url": "file:///etc/passwd"}, "url"), ({"retention": "30 days"}, "retention"),
+                     ({"retention": "30m"}, "retention"), ({"retention": "3599s"}, "retention"),
                      ({"precision": "m"}, "precision"), ({"bogus": 1}, "bogus"), ({"database": ""}, "database")):
         with pytest.raises(ValueError, match=key):
             build({**base, **bad}, "[[sinks]] #1", tmp_path)
@@ -136,6 +137,22 @@ def test_readings_and_alerts_written_and_read_back_equal(influxd, tmp_path):
     res = influx.Client(influxd.url).query('SELECT * FROM "alerts"', "roundtrip")
     row = dict(zip(res[0]["series"][0]["columns"], res[0]["series"][0]["values"][0]))
     assert row["id"] == a.id and row["state"] == "ended" and row["message"] == a.message and row["score"] == 3.5
+
+
+def test_a_retention_shorter_than_the_default_shard_duration_is_made_and_written_to(influxd, tmp_path):
+    """A retention of hours (InfluxDB's least is 1 h): the policy was made with SHARD DURATION 1d,
+    which InfluxDB refuses for a policy shorter than its shards -- every retry logged a traceback and
+    the points waited on disk for ever (rev47). Now its shards are an hour long, as InfluxDB's own
+    default for a policy under two days."""
+    sink = InfluxSink("tsdb", url=influxd.url, database="short", buffer=tmp_path / "buf", retention="6h")
+    f = _frame(50)
+    f["ts"] = pd.Timestamp.now(tz="UTC").floor("min") - pd.to_timedelta(np.arange(len(f))[::-1], unit="min")
+    sink.readings(f)
+    sink.close()
+    rps, _ = influx._frame(influx.Client(influxd.url).query('SHOW RETENTION POLICIES ON "short"', "short"))
+    rp = rps.set_index("name").loc["wattwatch"]
+    assert rp["duration"] == "6h0m0s" and rp["shardGroupDuration"] == "1h0m0s" and bool(rp["default"])
+    assert sink.counters["written"] == len(f) and sink.counters["dropped"] == 0 and sink.view()["backlog"] == 0
 
 
 def test_retention_policy_and_hourly_downsample_cq_exist_and_match_pandas(influxd, tmp_path):

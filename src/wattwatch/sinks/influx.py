@@ -392,9 +392,13 @@ class InfluxSink(Output):
             c.write(b"", db, None, self.precision)
         except influx.Missing:
             pass   # the database has no default policy: the write to ``rp`` below is what counts
-        make_rp = (f"CREATE RETENTION POLICY {q(self.rp)} ON {q(db)} DURATION {self.retention} REPLICATION 1"
-                   f"{' SHARD DURATION 1d' if self.retention != 'INF' else ''} DEFAULT")
-        alter_rp = f"ALTER RETENTION POLICY {q(self.rp)} ON {q(db)} DURATION {self.retention} REPLICATION 1 DEFAULT"
+        # Shards of a day, or of an hour under two days (InfluxDB's own default there: it refuses a
+        # policy shorter than its shards).
+        short = self.retention != "INF" and _ns(self.retention) < 2 * _UNITS["d"]
+        shard = " SHARD DURATION 1h" if short else " SHARD DURATION 1d" if self.retention != "INF" else ""
+        make_rp = f"CREATE RETENTION POLICY {q(self.rp)} ON {q(db)} DURATION {self.retention} REPLICATION 1{shard} DEFAULT"
+        alter_rp = (f"ALTER RETENTION POLICY {q(self.rp)} ON {q(db)} DURATION {self.retention} REPLICATION 1"
+                    f"{' SHARD DURATION 1h' if short else ''} DEFAULT")
         try:
             rps = influx._frame(c.query(f"SHOW RETENTION POLICIES ON {q(db)}", db))[0]
         except influx.Denied:
@@ -596,6 +600,8 @@ def from_spec(name: str, spec: dict, root=None) -> InfluxSink:
     if "retention" in kw and not (isinstance(kw["retention"], str)
                                   and re.fullmatch(r"INF|(\d+(ns|u|ms|s|m|h|d|w))+", kw["retention"])):
         raise ValueError(f"retention must be an InfluxQL duration such as 30d, 52w or INF, got {kw['retention']!r}")
+    if "retention" in kw and kw["retention"] != "INF" and _ns(kw["retention"]) < _UNITS["h"]:
+        raise ValueError(f"retention must be at least 1h (InfluxDB's least), got {kw['retention']!r}")
     for key in ("measurement", "alerts_measurement", "rp", "downsample", "downsample_rp", "precision", "user",
                 "password", "database"):
         if key in kw and not isinstance(kw[key], str):
