@@ -257,6 +257,42 @@ def test_a_net_export_interval_is_kept_as_its_power_is(tmp_path):
     assert [r[1:] for r in reg.rejects] == [(2, "TotalActiveEnergy", "outside the physical range [0, 1e+12]")]
 
 
+def _capacitive_inputs(tmp_path):
+    """A POD's two hours, the second capacitive (its reactive energy negative, as a signed reactive
+    register's interval is while the load leads): a canonical CSV and the nested JSON."""
+    csv = tmp_path / "cap.csv"
+    csv.write_text("meter_id,ts,ts_end,p_kw,q_int_kvarh\n"
+                   "C1,2025-06-01T10:00:00Z,2025-06-01T11:00:00Z,1.5,0.4\n"
+                   "C1,2025-06-01T11:00:00Z,2025-06-01T12:00:00Z,1.2,-0.3\n")
+    doc = tmp_path / "cap.json"
+    doc.write_text(json.dumps(urban([
+        line(1, "2025-06-01T10:00:00Z", "2025-06-01T11:00:00Z", PODID="C1", TotalActivePower="1.5", TotalReactiveEnergy="0.4"),
+        line(2, "2025-06-01T11:00:00Z", "2025-06-01T12:00:00Z", PODID="C1", TotalActivePower="1.2", TotalReactiveEnergy="-0.3"),
+    ])))
+    return csv, doc
+
+
+def test_a_capacitive_reactive_interval_is_kept(tmp_path):
+    """rev45's finding: ``q_int_kvarh`` (an interval's reactive energy) had the register's range
+    [0, 1e12], so a capacitive hour was a reject, its active power with it; an interval's reactive
+    energy is signed as ``q_kvar`` is."""
+    csv, doc = _capacitive_inputs(tmp_path)
+    for got in (read_fleet([csv]), read_fleet_json(doc)):
+        assert got.rejects == []
+        assert got.frame.sort_values("ts")["q_int_kvarh"].tolist() == [0.4, -0.3]
+        assert got.frame.sort_values("ts")["p_kw"].tolist() == [1.5, 1.2]
+
+
+def test_spark_keeps_a_capacitive_reactive_interval_as_pandas_does(spark, tmp_path):
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    csv, doc = _capacitive_inputs(tmp_path)
+    for path in (csv, doc):
+        sdf, rejects, _ = read_fleet_spark(spark, [str(path)])
+        assert rejects == [], path
+        assert sdf.toPandas().sort_values("ts")["q_int_kvarh"].tolist() == [0.4, -0.3], path
+
+
 def test_spark_keeps_a_net_export_interval_as_pandas_does(spark, tmp_path):
     from wattwatch.fleet.spark import read_fleet_spark
 

@@ -132,7 +132,7 @@ def unit_key(unit) -> str:
 
 # Physical ranges for the fleet columns (schema ranges; per-phase ones as their totals).
 _RANGE_OF = {"p_l": "p_kw", "q_l": "q_kvar", "s_l": "s_kva", "pf_l": "pf", "p_total": "p_kw", "q_total": "q_kvar",
-             "s_total": "s_kva", "e_field": "e_kwh", "q_int": "e_kwh", "v_l": "v_l1_v", "i_l": "i_l1_a"}
+             "s_total": "s_kva", "e_field": "e_kwh", "v_l": "v_l1_v", "i_l": "i_l1_a"}
 
 
 def reading_range(col: str, energy: str) -> tuple[float, float]:
@@ -146,9 +146,10 @@ def column_range(col: str) -> tuple[float, float]:
     if col in CHANNEL_BY_NAME:
         ch = CHANNEL_BY_NAME[col]
         return ch.low, ch.high
-    if col.startswith("e_int"):
+    if col.startswith(("e_int", "q_int")):
         # An interval's energy is the POD's net energy over it: negative while a prosumer exports,
-        # as ``p_kw`` is (only a cumulative register, ``e_kwh``, cannot go below zero).
+        # as ``p_kw`` is (only a cumulative register, ``e_kwh``, cannot go below zero); its reactive
+        # energy negative while the load is capacitive, as ``q_kvar`` is.
         hi = CHANNEL_BY_NAME["e_kwh"].high
         return -hi, hi
     for prefix, canon in _RANGE_OF.items():
