@@ -1150,7 +1150,13 @@ def _compacted_notice(dets, compacted: list[str], back_of: dict, fed) -> str:
 
 def _cadence_change_notices(frame: pd.DataFrame, dets, meters: set, tail: float = 0.25,
                             min_gaps: int = 48) -> list[str]:
-    """A notice per meter whose latest readings (the last quarter of the frame's, at least
+    """:func:`_cadence_change_by_meter`'s notices, in meter order."""
+    return list(_cadence_change_by_meter(frame, dets, meters, tail, min_gaps).values())
+
+
+def _cadence_change_by_meter(frame: pd.DataFrame, dets, meters: set, tail: float = 0.25,
+                             min_gaps: int = 48) -> dict[str, str]:
+    """Per meter (id -> notice), a notice for each meter whose latest readings (the last quarter of the frame's, at least
     ``min_gaps`` gaps) run, most of them, at a cadence other than the one its state was learned at,
     as :func:`wattwatch.detect.cadence.stretch_cadence` says it (the one implementation the
     detectors that follow a stretch's cadence use: packet_loss, firmware_drift's intervals,
@@ -1162,7 +1168,7 @@ def _cadence_change_notices(frame: pd.DataFrame, dets, meters: set, tail: float 
     from wattwatch.detect.frame import meter_names, seg_bounds
 
     if not len(frame) or not dets:
-        return []
+        return {}
     seg, t, dt = frame["_seg"].to_numpy(), frame["_t"].to_numpy(float), frame["_dt"].to_numpy(float)
     names = meter_names(frame)
     starts, ends = seg_bounds(seg)
@@ -1174,7 +1180,7 @@ def _cadence_change_notices(frame: pd.DataFrame, dets, meters: set, tail: float 
         other = late & np.isfinite(cads[seg]) & (c_row != cads[seg])
     counts = np.bincount(seg[late], minlength=len(names))
     n_other = np.bincount(seg[other], minlength=len(names))
-    out = []
+    out = {}
     for j, m in enumerate(names):
         m = str(m)
         # Most of its latest gaps at another cadence (a reconfiguration; random loss, however
@@ -1190,13 +1196,13 @@ def _cadence_change_notices(frame: pd.DataFrame, dets, meters: set, tail: float 
         at_learned = np.flatnonzero(c_row[a:last_other + 1] == learned)
         first_other = a + (int(at_learned[-1]) + 1 if len(at_learned) else 0)
         since = pd.Timestamp(float(t[first_other]), unit="s", tz="UTC").isoformat().replace("+00:00", "Z")
-        out.append(f"meter {m}: its latest readings come every {seen:,.0f} s (since {since}: {n_other[j]:,} of its "
-                   f"last {counts[j]:,} gaps) while its state was learned at {learned:,.0f} s (packet_loss, "
-                   "firmware_drift and neutral_tamper's held departure follow the new cadence; the other detectors "
-                   "judge it at the learned one: windows, reach, readings an alert needs, profiles learned at it). "
-                   "If the meter was reconfigured, learn it again on readings at its new cadence "
-                   "(`wattwatch fit --normal-start ISO --normal-end ISO`)"
-                   + ("; if not, it is losing readings in a pattern (every other one or more)" if seen > learned else ""))
+        out[m] = (f"meter {m}: its latest readings come every {seen:,.0f} s (since {since}: {n_other[j]:,} of its "
+                  f"last {counts[j]:,} gaps) while its state was learned at {learned:,.0f} s (packet_loss, "
+                  "firmware_drift and neutral_tamper's held departure follow the new cadence; the other detectors "
+                  "judge it at the learned one: windows, reach, readings an alert needs, profiles learned at it). "
+                  "If the meter was reconfigured, learn it again on readings at its new cadence "
+                  "(`wattwatch fit --normal-start ISO --normal-end ISO`)"
+                  + ("; if not, it is losing readings in a pattern (every other one or more)" if seen > learned else ""))
     return out
 
 

@@ -702,12 +702,11 @@ class StreamEngine:
             return
         got["meter_id"] = got["meter_id"].astype(str)
         # The window is the meter's latest readings: all of it is "the last part" detect looks at.
-        notes = api._cadence_change_notices(prepare(got), self.dets, set(ms), tail=1.0, min_gaps=CADENCE_MIN_GAPS)
+        notes = api._cadence_change_by_meter(prepare(got), self.dets, set(ms), tail=1.0, min_gaps=CADENCE_MIN_GAPS)
         # A meter slowed more than CADENCE_GAPS / CADENCE_MIN_GAPS (10) times has too few gaps in
         # that window for the notice (1 -> 15 min: 32 in 8 h; rev41: never said, while detect says
         # it): when the gaps it has are ``factor`` (2) or more times its learned cadence, read it
         # again over twice CADENCE_MIN_GAPS of them (rare: only such meters, every 6 h of data).
-        said = {n[len("meter "):].split(": ", 1)[0] for n in notes}
         t = got["ts"].to_numpy("datetime64[us]").astype(np.int64)
         gm = got["meter_id"].to_numpy()
         order = np.lexsort((t, gm))
@@ -716,7 +715,7 @@ class StreamEngine:
         gaps = pd.DataFrame({"m": gm[same], "dt": (t[1:] - t[:-1])[same[1:]] / 1e6})
         per = gaps.groupby("m")["dt"].agg(["size", "median"])
         learned = pd.Series(cad, index=ms)
-        per = per[(per.index.isin(learned.index)) & (~per.index.isin(list(said)))]
+        per = per[(per.index.isin(learned.index)) & (~per.index.isin(list(notes)))]
         per = per[(per["size"] >= 2) & (per["size"] < CADENCE_MIN_GAPS)
                   & (per["median"] >= 2.0 * learned.reindex(per.index).to_numpy())]
         if len(per):
@@ -728,10 +727,10 @@ class StreamEngine:
             again = self.store.query_windows(w2, columns=col)
             if len(again):
                 again["meter_id"] = again["meter_id"].astype(str)
-                notes += api._cadence_change_notices(prepare(again), self.dets, set(per.index), tail=1.0,
-                                                    min_gaps=CADENCE_MIN_GAPS)
-        for n in notes:
-            self._cad_said.add(n[len("meter "):].split(": ", 1)[0])
+                notes.update(api._cadence_change_by_meter(prepare(again), self.dets, set(per.index), tail=1.0,
+                                                          min_gaps=CADENCE_MIN_GAPS))
+        for m, n in notes.items():
+            self._cad_said.add(m)
             if n not in rep.notices:
                 rep.notices.append(n)
                 self.notices.append(n)
