@@ -18,7 +18,7 @@ import pytest
 from wattwatch.detect import registry
 from wattwatch.detect.core import SegTimes
 from wattwatch.detect.frame import prepare
-from wattwatch.detect.rules.packets import _need
+from wattwatch.detect.cadence import need as _need
 
 
 def _whole(d, names, seg, starts, t, dt, lo, hi) -> np.ndarray:

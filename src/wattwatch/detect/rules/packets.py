@@ -69,10 +69,8 @@ import numpy as np
 import pandas as pd
 
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Scored, _num, quiet, rnd
-from wattwatch.detect.cadence import CADENCE_GAPS, CADENCE_SHARE, CADENCE_SPAN_S, gaps_per_side, stretch_cadence
-from wattwatch.detect.cadence import lost_at as _lost_at
-from wattwatch.detect.cadence import need as _need
-from wattwatch.detect.cadence import off_cadence as _off
+from wattwatch.detect.cadence import (CADENCE_GAPS, CADENCE_SHARE, CADENCE_SPAN_S, gaps_per_side, lost_at, need,
+                                      off_cadence, stretch_cadence)
 from wattwatch.detect.frame import cache, meter_names, seg_bounds, seg_quantile, window_count, window_sum
 
 
@@ -128,8 +126,8 @@ class PacketLoss(Detector):
         and for the limit to stand for ``min_lost`` of them."""
         c = self.config
         with quiet():
-            need = max(c.min_expected, c.min_lost / c.limit if c.limit > 0 else 0.0)
-            return np.fmax(c.window_s, need * cadence_s)
+            least = max(c.min_expected, c.min_lost / c.limit if c.limit > 0 else 0.0)
+            return np.fmax(c.window_s, least * cadence_s)
 
     def lookback_s(self, cadence_s):
         # The share's window, and where a reading is in the loss (lost readings window_s around it).
@@ -186,9 +184,10 @@ class PacketLoss(Detector):
         and counts follow that cadence).
 
         Its cost follows the gaps that are not at the learned cadence, not the frame's readings: a
-        meter with fewer such gaps (:func:`_off`) than a run of its gaps must hold to say another
-        cadence (:func:`_need`) is at the learned cadence throughout (no run of it says another,
-        whatever the other meters' runs say; :meth:`_cadence_rows`), and loses readings only at
+        meter with fewer such gaps (:func:`~wattwatch.detect.cadence.off_cadence`) than a run of its
+        gaps must hold to say another cadence (:func:`~wattwatch.detect.cadence.need`) is at the
+        learned cadence throughout (no run of it says another, whatever the other meters' runs say;
+        :meth:`_cadence_rows`), and loses readings only at
         those gaps (a lost reading is a gap of 1.5 cadences or more, outside the band around the
         learned cadence): its lost readings are counted there alone. The other meters (a
         reconfigured one, or one losing many readings) are worked out over their readings."""
@@ -198,12 +197,12 @@ class PacketLoss(Detector):
             return np.zeros(len(names), bool)
         cad_m = np.array([_num(self.state_.get(m, {}).get("cadence_s"), np.nan) for m in names], float)
         cad = cad_m[seg]
-        at = np.flatnonzero(_off(dt, cad))   # gaps off the learned cadence (few: a lost reading, jitter)
+        at = np.flatnonzero(off_cadence(dt, cad))   # gaps off the learned cadence (few: a lost reading, jitter)
         n_off = np.bincount(seg[at], minlength=len(names))
-        few = n_off < _need(self.config.cadence_share, self._gaps(cad_m))
+        few = n_off < need(self.config.cadence_share, self._gaps(cad_m))
         lost = np.zeros(len(t))
         sub = at[few[seg[at]]]
-        lost[sub] = np.nan_to_num(_lost_at(dt[sub], cad[sub], self._thr(names)[seg[sub]]))
+        lost[sub] = np.nan_to_num(lost_at(dt[sub], cad[sub], self._thr(names)[seg[sub]]))
         ends = np.append(starts[1:], len(t))
         other = np.zeros(len(names), bool)
         ks = np.flatnonzero(~few)
