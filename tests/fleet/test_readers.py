@@ -228,19 +228,23 @@ def test_spark_reads_unit_symbols_as_pandas_does(spark, tmp_path):
         assert got[c] == pytest.approx(want[c]), c
 
 
+def _two_hours(tmp_path, pod: str, column: str, field: str, power: tuple, values: tuple):
+    """A POD's two hours with ``values`` of one signed interval quantity: as a canonical CSV (its
+    ``column``) and as the nested JSON (its ``field``), with ``power`` as the active power."""
+    hours = [("2025-06-01T10:00:00Z", "2025-06-01T11:00:00Z"), ("2025-06-01T11:00:00Z", "2025-06-01T12:00:00Z")]
+    csv = tmp_path / f"{pod}.csv"
+    csv.write_text(f"meter_id,ts,ts_end,p_kw,{column}\n"
+                   + "".join(f"{pod},{a},{b},{p},{v}\n" for (a, b), p, v in zip(hours, power, values)))
+    doc = tmp_path / f"{pod}.json"
+    doc.write_text(json.dumps(urban([line(k + 1, a, b, PODID=pod, TotalActivePower=str(p), **{field: str(v)})
+                                     for k, ((a, b), p, v) in enumerate(zip(hours, power, values))])))
+    return csv, doc
+
+
 def _net_export_inputs(tmp_path):
     """A prosumer POD's two hours, the second exporting (rev45): as a canonical CSV with its interval
     energy, and as the nested JSON (``TotalActiveEnergy`` of the interval)."""
-    csv = tmp_path / "net.csv"
-    csv.write_text("meter_id,ts,ts_end,p_kw,e_int_kwh\n"
-                   "N1,2025-06-01T10:00:00Z,2025-06-01T11:00:00Z,1.5,1.5\n"
-                   "N1,2025-06-01T11:00:00Z,2025-06-01T12:00:00Z,-2.0,-2.0\n")
-    doc = tmp_path / "net.json"
-    doc.write_text(json.dumps(urban([
-        line(1, "2025-06-01T10:00:00Z", "2025-06-01T11:00:00Z", PODID="N1", TotalActivePower="1.5", TotalActiveEnergy="1.5"),
-        line(2, "2025-06-01T11:00:00Z", "2025-06-01T12:00:00Z", PODID="N1", TotalActivePower="-2.0", TotalActiveEnergy="-2.0"),
-    ])))
-    return csv, doc
+    return _two_hours(tmp_path, "N1", "e_int_kwh", "TotalActiveEnergy", (1.5, -2.0), (1.5, -2.0))
 
 
 def test_a_net_export_interval_is_kept_as_its_power_is(tmp_path):
@@ -260,16 +264,7 @@ def test_a_net_export_interval_is_kept_as_its_power_is(tmp_path):
 def _capacitive_inputs(tmp_path):
     """A POD's two hours, the second capacitive (its reactive energy negative, as a signed reactive
     register's interval is while the load leads): a canonical CSV and the nested JSON."""
-    csv = tmp_path / "cap.csv"
-    csv.write_text("meter_id,ts,ts_end,p_kw,q_int_kvarh\n"
-                   "C1,2025-06-01T10:00:00Z,2025-06-01T11:00:00Z,1.5,0.4\n"
-                   "C1,2025-06-01T11:00:00Z,2025-06-01T12:00:00Z,1.2,-0.3\n")
-    doc = tmp_path / "cap.json"
-    doc.write_text(json.dumps(urban([
-        line(1, "2025-06-01T10:00:00Z", "2025-06-01T11:00:00Z", PODID="C1", TotalActivePower="1.5", TotalReactiveEnergy="0.4"),
-        line(2, "2025-06-01T11:00:00Z", "2025-06-01T12:00:00Z", PODID="C1", TotalActivePower="1.2", TotalReactiveEnergy="-0.3"),
-    ])))
-    return csv, doc
+    return _two_hours(tmp_path, "C1", "q_int_kvarh", "TotalReactiveEnergy", (1.5, 1.2), (0.4, -0.3))
 
 
 def test_a_capacitive_reactive_interval_is_kept(tmp_path):
