@@ -49,9 +49,9 @@ def _send(broker, base: str, meters: int, lo: int, hi: int) -> None:
 class _Watcher:
     """The stream loop in a thread on its own event loop (the test publishes meanwhile)."""
 
-    def __init__(self, db, source):
+    def __init__(self, db, source, detectors=("supply_outage",)):
         self.store = Store(db)
-        self.engine = StreamEngine(self.store, api.build_detectors(["supply_outage"]), None,
+        self.engine = StreamEngine(self.store, api.build_detectors(list(detectors)), None,
                                    StreamConfig(checkpoint_s=0.5))
         self.source = source
         self.loop = asyncio.new_event_loop()

@@ -8,9 +8,13 @@ milliseconds by magnitude); a message without one takes its arrival time. ``"now
 ``meter_id`` field, or the topic: ``meter = "topic:2"`` takes topic level 2 (0-based) and
 ``meters = {"site/a/pdu7" = "PDU-7"}`` maps whole topics.
 
-A malformed message (not JSON, not an object, no meter, a time or value that cannot be read) is
-counted (``malformed``) and logged — the first few in full, then every hundredth — and never stops
-the source. Messages are acknowledged (QoS 1) only once their readings are in the store, on a
+A malformed message (not JSON, not an object, no meter, a time that cannot be read, no channel
+value) is counted (``malformed``) and logged — the first few in full, then every hundredth — and
+never stops the source. A channel value that cannot be read (not a number, not finite, too large
+for a float) costs that value, not the reading, as in batch ``ingest`` (fld46): the reading is kept
+with its other channels, the value counted (``values_dropped``) and logged with the meter, time,
+field and reason (the first few, then every hundredth). Only an item whose meter or time is bad,
+or which has no channel value left, is refused whole. Messages are acknowledged (QoS 1) only once their readings are in the store, on a
 persistent session (``clean_session = False``, a fixed client id): after a crash or a broker
 restart the broker delivers what was not stored again, and the store takes a reading delivered
 twice as one. ``tls_ca`` (and ``tls_cert`` with ``tls_key`` for a client certificate) connect
@@ -118,11 +122,14 @@ class MqttSource(Source):
 
     def _on_message(self, client, userdata, msg):
         self.counters["messages"] += 1
+        drops: list[tuple] = []
         try:
-            rows, bad = self.parse_items(msg.topic, msg.payload)
+            rows, bad = self.parse_items(msg.topic, msg.payload, drops)
         except Exception as exc:  # noqa: BLE001 - raised here it would end paho's network thread
-            rows, bad = [], [str(exc) if isinstance(exc, ValueError) else
-                             f"cannot be read ({type(exc).__name__}: {exc})"]
+            rows, bad, drops = [], [str(exc) if isinstance(exc, ValueError) else
+                                    f"cannot be read ({type(exc).__name__}: {exc})"], []
+        if drops:
+            self._say_drops(msg.topic, drops)
         if bad:
             n = self.counters["malformed"] = self.counters["malformed"] + 1
             if n <= _LOG_FIRST or n % 100 == 0:
@@ -137,19 +144,33 @@ class MqttSource(Source):
                 else:  # nothing to store: acknowledge at once (a bad message is never sent again)
                     client.ack(msg.mid, msg.qos)
 
+    def _say_drops(self, topic: str, drops: list[tuple]) -> None:
+        """Count and log values dropped from kept readings: by meter, time, field and reason, the
+        source's first five, then every hundredth (as the engine logs a rejected reading)."""
+        n0 = self.counters["values_dropped"]
+        self.counters["values_dropped"] += len(drops)
+        for j, (meter, ts, field, why) in enumerate(drops):
+            n = n0 + j + 1
+            if n <= _LOG_FIRST or n % 100 == 0:
+                log.warning("%s: reading kept without a value (#%d, on %s): meter %r at %s: field %r %s", self.name,
+                            n, topic[:200], meter, ts, field, why)
+
     # ---------------------------------------------------------------- parsing
 
     def parse(self, topic: str, payload: bytes) -> list[dict]:
-        """Readings of one message (raises ValueError saying what is wrong with it)."""
+        """Readings of one message (raises ValueError saying what is wrong with it; a value dropped
+        from a kept reading is not an error: the reading comes without it)."""
         rows, bad = self.parse_items(topic, payload)
         if bad:
             raise ValueError(bad[0])
         return rows
 
-    def parse_items(self, topic: str, payload: bytes) -> tuple[list[dict], list[str]]:
+    def parse_items(self, topic: str, payload: bytes, drops: list | None = None) -> tuple[list[dict], list[str]]:
         """The readable readings of one message and what is wrong with each other item (a list
         message whose item 3 is broken keeps items 1, 2, 4 ...); raises ValueError when the message
-        as a whole cannot be read (not JSON, an empty list)."""
+        as a whole cannot be read (not JSON, an empty list). A channel value that cannot be read is
+        left out of its reading and, when ``drops`` is a list, added to it as ``(meter, ts, field,
+        reason)``."""
         try:
             doc = json.loads(payload)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -163,34 +184,53 @@ class MqttSource(Source):
         out, bad = [], []
         for k, item in enumerate(items):
             where = f"item {k}: " if isinstance(doc, list) else ""
+            lost: list[tuple[str, str]] = []
             try:
-                out.append(self._reading(topic, item, now, where))
+                row = self._reading(topic, item, now, where, lost)
             except ValueError as exc:
                 bad.append(str(exc))
+                continue
+            out.append(row)
+            if drops is not None:
+                drops.extend((row["meter_id"], row["ts"], f, why) for f, why in lost)
         return out, bad
 
-    def _reading(self, topic: str, item, now: datetime, where: str) -> dict:
-        """One item of a message as a reading (ValueError saying what is wrong with it)."""
+    def _reading(self, topic: str, item, now: datetime, where: str, lost: list | None = None) -> dict:
+        """One item of a message as a reading (ValueError saying what is wrong with it). A channel
+        value that cannot be read is left out and added to ``lost`` as ``(field, reason)``; the item
+        is refused only when its meter or time is bad or no channel value is left (fld46's rule)."""
         if not isinstance(item, dict):
             raise ValueError(f"{where}expected a JSON object, got {type(item).__name__}")
         row = {"meter_id": self._meter(topic, item, where), "ts": self._ts(item, now, where)}
         n = 0
+        gone: list[tuple[str, str]] = []
         for c in CHANNEL_NAMES:
             src = self.fields.get(c, c)
             if src in item and item[src] is not None:
+                why = None
                 v = item[src]
                 if isinstance(v, bool) or not isinstance(v, (int, float)):
-                    raise ValueError(f"{where}field {src!r} is not a number: {v!r}"[:200])
-                try:
-                    v = float(v) * self.scale.get(c, 1.0)
-                except OverflowError:   # an integer of hundreds of digits is valid JSON
-                    raise ValueError(f"{where}field {src!r} is too large for a number") from None
-                if not math.isfinite(v):
-                    raise ValueError(f"{where}field {src!r} is not finite")
+                    why = f"is not a number: {v!r}"[:160]
+                else:
+                    try:
+                        v = float(v) * self.scale.get(c, 1.0)
+                    except OverflowError:   # an integer of hundreds of digits is valid JSON
+                        why = "is too large for a number"
+                    else:
+                        if not math.isfinite(v):
+                            why = "is not finite"
+                if why is not None:
+                    gone.append((src, why))
+                    continue
                 row[c] = v
                 n += 1
         if n == 0:
+            if gone:
+                raise ValueError(f"{where}" + "; ".join(f"field {f!r} {w}" for f, w in gone)[:200]
+                                 + "; no channel value left")
             raise ValueError(f"{where}no channel value (expected fields such as p_kw, v_l1_v)")
+        if lost is not None:
+            lost.extend(gone)
         return row
 
     def _meter(self, topic: str, item: dict, where: str) -> str:
