@@ -63,6 +63,10 @@ SEVERITY_POLICY: dict[str, tuple[str, str, bool, str]] = {
     "ALRM_PROSUMER_ISOLATE": ("warning", "critical", True, "a prosumer is to be isolated from the grid"),
     "WARN_PROSUMER_PENALTY": ("warning", "warning", False,
                               "a prosumer is not delivering its agreed power and its penalty is growing"),
+    # Not a meter fault: an edge meter's signed time is off the head-end's by more than its window
+    # (its clock is wrong, or its report was held up); the report was taken by its counter.
+    "WARN_CLOCK_SKEW": ("warning", "warning", False,
+                        "the meter's clock is off: the times it gives its events and readings are wrong"),
     # Not a meter fault: a report to the head-end refused as forged, replayed or malformed (an
     # attack on the reporting path, or a meter whose key or clock is wrong).
     "ALRM_SECURITY_EVENT": ("warning", "critical", True,

@@ -79,7 +79,9 @@ def _alerts(w):
 def test_forged_tampered_replayed_and_malformed_reports_are_refused_and_never_alerts(tls_broker, pki, tmp_path):
     k1 = hmac_key(tmp_path / "M-1.key")
     priv2, pub2 = ed25519_keys(tmp_path, "M-2")
-    src, w = _headend(tls_broker, pki, tmp_path, {"M-1": str(k1), "M-2": str(pub2)}, f"he{uuid.uuid4().hex[:6]}")
+    priv3, pub3 = ed25519_keys(tmp_path, "M-3")   # a meter the head-end has no report of
+    src, w = _headend(tls_broker, pki, tmp_path, {"M-1": str(k1), "M-2": str(pub2), "M-3": str(pub3)},
+                      f"he{uuid.uuid4().hex[:6]}")
     try:
         tls = dict(host="127.0.0.1", port=tls_broker.tls_port, tls_ca=str(pki["ca"]), tls_cert=str(pki["client"][0]),
                    tls_key=str(pki["client"][1]))
@@ -106,11 +108,13 @@ def test_forged_tampered_replayed_and_malformed_reports_are_refused_and_never_al
                     ("meter/M-1/tamper", {**good[1], "counter": good[1]["counter"] + 1}),
                     ("meter/M-2/tamper", {**good[2], "evidence": {**good[2]["evidence"], "i_n_a": 12.4}, "counter": 7}),
                     ("meter/M-2/tamper", {**good[2], "ts": time.time() + 1, "counter": 8})]
-        # Replays: genuinely signed reports from outside the time window, and a used counter (as a
-        # thief holding an old signed "cleared" report with that counter would send).
-        replayed = [("meter/M-1/tamper", Signer.from_file(k1).sign({**base, "meter_id": "M-1", "counter": 1000,
-                                                                    "ts": now - 3600})),
-                    ("meter/M-2/tamper", Signer.from_file(priv2).sign({**base, "meter_id": "M-2", "counter": 1000,
+        # Replays: genuinely signed reports from outside the time window of a meter none of whose
+        # reports the head-end holds (nothing vouches for their counter; liv51: a known meter's
+        # report is judged by its counter), and a used counter (as a thief holding an old signed
+        # "cleared" report with that counter would send).
+        replayed = [("meter/M-3/tamper", Signer.from_file(priv3).sign({**base, "meter_id": "M-3", "counter": 1000,
+                                                                       "ts": now - 3600})),
+                    ("meter/M-3/tamper", Signer.from_file(priv3).sign({**base, "meter_id": "M-3", "counter": 1001,
                                                                        "ts": now + 3600})),
                     ("meter/M-1/tamper", Signer.from_file(k1).sign({**base, "meter_id": "M-1", "counter": 1,
                                                                     "status": "cleared"}))]

@@ -14,18 +14,28 @@ the next counter and the current time (the head-end would refuse the old counter
 a replay) and the same event (``event``, ``cycle_start``): the head-end's alert id depends on the
 event, not on the counter, so a message that did arrive before the power cut is the same alert.
 While running, paho re-sends unacknowledged QoS 1 messages itself after a reconnect (a broker
-restart).
+restart), with the time they were signed at. A report acknowledged more than ``resign_after_s``
+(240 s, below the head-end's 300 s window) after it was signed — by the meter's monotonic clock,
+which a wrong wall clock does not move — is not taken as delivered (liv51): the broker passed on a
+copy whose signed time a head-end that holds no report of this meter refuses as a replay, and before
+this change the PUBACK marked it acknowledged and the event was never delivered. It is signed anew
+(next counter, current time, same event) and published again, superseding the old one in the log,
+as after a power cut; a head-end that took the old copy by its counter takes the new one as the same
+alert.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
 from pathlib import Path
 
 from wattwatch.edge.signing import Signer
+
+_log = logging.getLogger("wattwatch.edge")
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -161,7 +171,7 @@ class Publisher:
                  topic: str = "meter/{meter_id}/tamper", qos: int = 1, client_id: str | None = None,
                  tls_ca: str | None = None, tls_cert: str | None = None, tls_key: str | None = None,
                  username: str | None = None, password: str | None = None, keepalive: int = 30, echo=None,
-                 clock=time.time):
+                 clock=time.time, resign_after_s: float | None = 240.0):
         self.meter_id = meter_id
         self.signer = signer
         self.log = log
@@ -171,6 +181,12 @@ class Publisher:
         self.qos = int(qos)
         self.echo = echo
         self.clock = clock
+        r = resign_after_s
+        if r is not None and (isinstance(r, bool) or not isinstance(r, (int, float)) or not r > 0):
+            raise ValueError(f"resign_after_s must be a number of seconds above 0, got {resign_after_s!r}")
+        self.resign_after_s = resign_after_s
+        self.resigned = 0                      # reports acknowledged too late and signed anew
+        self._born: dict[int, float] = {}      # seq -> time.monotonic() when it was signed
         self._mids: dict[int, int] = {}
         self._early: set[int] = set()
         self._lock = threading.Lock()
@@ -201,7 +217,33 @@ class Publisher:
             if seq is None:          # the PUBACK beat publish() returning its mid
                 self._early.add(mid)
                 return
-        self.log.ack(seq)
+        self._acked(seq)
+
+    def _acked(self, seq: int) -> None:
+        """The broker acknowledged report ``seq``: logged as delivered, unless that came so long
+        after it was signed that a head-end may have refused its time (see the module)."""
+        with self._lock:
+            born = self._born.pop(seq, None)
+        late = born is not None and self.resign_after_s is not None and time.monotonic() - born > self.resign_after_s
+        if not late:
+            self.log.ack(seq)
+            return
+        # Not on paho's network thread: it holds its own locks here, and publish() takes them too.
+        threading.Thread(target=self._resign, args=(seq, time.monotonic() - born), daemon=True,
+                         name=f"resign-{seq}").start()
+
+    def _resign(self, old: int, age: float) -> None:
+        try:
+            new = self.publish(self.log.records[old])
+        except Exception as exc:  # noqa: BLE001 - the report stays pending: a restart sends it again
+            _log.error("%s: report %d acknowledged %.0f s after signing; signing it anew failed: %s", self.meter_id,
+                       old, age, exc)
+            return
+        self.log.supersede(old, new["counter"])
+        self.resigned += 1
+        _log.warning("%s: report %d acknowledged %.0f s after it was signed (more than %g s: a head-end may have "
+                     "refused its time): sent again as report %d", self.meter_id, old, age, self.resign_after_s,
+                     new["counter"])
 
     def _send(self, seq: int, msg: dict) -> None:
         if self.echo is not None:
@@ -211,7 +253,11 @@ class Publisher:
             return
         payload = json.dumps(msg, separators=(",", ":"), allow_nan=False)
         with self._lock:
-            info = self.client.publish(self.topic, payload, qos=self.qos)
+            self._born[seq] = time.monotonic()
+        # publish() outside our lock: paho calls _on_publish holding its message lock, which
+        # publish() takes too (holding ours across it could deadlock against a PUBACK).
+        info = self.client.publish(self.topic, payload, qos=self.qos)
+        with self._lock:
             if info.mid in self._early:
                 self._early.discard(info.mid)
                 early = True
@@ -219,7 +265,7 @@ class Publisher:
                 self._mids[info.mid] = seq
                 early = False
         if early:
-            self.log.ack(seq)
+            self._acked(seq)
 
     def publish(self, event: dict) -> dict:
         """Sign ``event`` with the next counter, log it (fsync), publish it; the signed message."""

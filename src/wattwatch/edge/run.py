@@ -24,6 +24,8 @@ reports. The config (every key optional except ``meter_id`` and one input)::
     topic = "meter/{meter_id}/tamper"
     tls_ca = "ca.pem"          # TLS when given; tls_cert/tls_key for a client certificate
     ack_timeout_s = 10
+    resign_after_s = 240       # a report acknowledged later than this after signing is signed anew
+                               # (keep it below the head-end's window_s)
 
 Relative paths are relative to the config file. Reports go out when the meter enters or leaves
 the tamper state (and ``signal_noisy`` / ``signal_ok``), and on demand: ``--status`` at the end of
@@ -80,7 +82,7 @@ SCHEMA = {
     "log": {"path": _PATH},
     "mqtt": {"host": _TEXT, "port": _INT, "topic": _TEXT, "qos": _INT, "client_id": _TEXT, "tls_ca": _PATH,
              "tls_cert": _PATH, "tls_key": _PATH, "username": _TEXT, "password": _TEXT, "keepalive": _INT,
-             "ack_timeout_s": _NONNEG},
+             "ack_timeout_s": _NONNEG, "resign_after_s": _POS},
 }
 _SAID = {_TEXT: "a string", _PATH: "a file path (a string)", _NUM: "a number", _POS: "a number > 0",
          _NONNEG: "a number >= 0", _INT: "an integer", _NAMES: "a list of channel names (strings)",
@@ -294,7 +296,7 @@ def _run(site: EdgeSite, asked: ondemand.Request, *, echo=None, status: bool = F
         return {"meter_id": site.meter_id, "seconds": round(seconds, 3), "fs": fs, "cycles": meter.machine.counts["cycles"],
                 "events": [{k: e.get(k) for k in ("status", "kind", "delta_a", "cycle_start", "cycle_end")}
                            for e in meter.events],
-                "state": meter.machine.state, "counts": meter.machine.counts, "resent": resent,
+                "state": meter.machine.state, "counts": meter.machine.counts, "resent": resent, "resigned": pub.resigned,
                 "unacknowledged": pub.unacked(), "all_acknowledged": acked, "counter": log.seq, "warnings": warnings,
                 "cpu_s_per_meter_s": round(took / seconds, 6) if seconds else None}
     finally:

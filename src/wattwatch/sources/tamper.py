@@ -22,13 +22,23 @@ Every report on ``meter/<id>/tamper`` is checked in this order, and the first fa
 - **forged**: the topic's meter differs from the signed ``meter_id``, no key for the meter, an
   algorithm other than the meter's key's, or a signature that does not verify (a tampered field
   is a signature that does not verify);
-- **replayed**: ``ts`` further than ``window_s`` from now; a ``counter`` already used by another
-  report; or a counter more than ``reorder`` (64) below the highest accepted from that meter (an
-  anti-replay window as in IPsec: a meter's reports may arrive out of order after a reconnect, a
-  re-sent one overtaken by a newer one, and are still taken).
-- **duplicate**: the exact copy of a report accepted within the window (a QoS 1 redelivery after
-  a lost acknowledgement looks exactly like this) is refused and counted as ``duplicate``: it
-  cannot change anything, and is not a security event.
+- **replayed**: a ``counter`` already used by another report; a counter more than ``reorder`` (64)
+  below the highest accepted from that meter (an anti-replay window as in IPsec: a meter's reports
+  may arrive out of order after a reconnect, a re-sent one overtaken by a newer one, and are still
+  taken); or ``ts`` further than ``window_s`` from now from a meter none of whose reports the
+  head-end holds (nothing vouches for its counter: only the time says the report is not old).
+- **duplicate**: the exact copy of a report already accepted (a QoS 1 redelivery after a lost
+  acknowledgement looks exactly like this) is refused and counted as ``duplicate``: it cannot
+  change anything, and is not a security event.
+
+The counter, not the wall clock, is the replay protection once a meter is known (liv51): the meter
+persists it and never reuses it, and the head-end keeps (and checkpoints) the window of counters it
+accepted. A report of a known meter signed further than ``window_s`` from now whose counter is new
+is taken — a meter whose clock is off, or a report delayed past the window (paho re-sending an
+unacknowledged report after a long broker outage) — and raises ``WARN_CLOCK_SKEW`` for the meter
+(one per meter and hour, detector ``edge_clock``, counted ``clock_skew``: the signed time, when it
+arrived and the offset), never a security event. Before, such a report was refused as replayed while
+the broker had acknowledged it to the meter, and the tamper event was never delivered.
 
 Rejections are counted (``counters``: ``malformed``, ``forged``, ``replayed``) and become
 ``ALRM_SECURITY_EVENT`` alerts (one per meter and hour, its counts per reason growing; detector
@@ -60,6 +70,7 @@ from wattwatch.sources.base import Batch, log
 from wattwatch.sources.mqtt import MqttSource, password_from_env, tls_paths
 
 SECURITY_CODE = "ALRM_SECURITY_EVENT"
+CLOCK_CODE = "WARN_CLOCK_SKEW"
 STATUSES = {"tamper", "cleared", "signal_noisy", "signal_ok", "report"}
 REASONS = ("malformed", "forged", "replayed")
 
@@ -68,6 +79,11 @@ class Rejected(Exception):
     def __init__(self, reason: str, detail: str):
         super().__init__(detail)
         self.reason, self.detail = reason, detail
+
+
+def _offset(off: float) -> str:
+    """``off`` (signed time minus now) as words: "612 s before it arrived" / "612 s ahead"."""
+    return f"{abs(off):,.0f} s before it arrived" if off < 0 else f"{off:,.0f} s ahead of the head-end's clock"
 
 
 def _iso(t: float) -> str:
@@ -107,6 +123,7 @@ class TamperSource(MqttSource):
         # ``reorder`` events per meter (insertion order): an older report of the event is stale
         self.newest: dict[str, dict[str, int]] = {}
         self._security: dict[tuple, dict] = {}
+        self._skew: dict[tuple, dict] = {}
         self._state_lock = threading.Lock()
         self.clock = clock or time.time
 
@@ -162,6 +179,11 @@ class TamperSource(MqttSource):
 
     def check(self, topic: str, payload: bytes) -> dict:
         """The report, or :class:`Rejected` with the reason (see the module)."""
+        return self._check(topic, payload)[0]
+
+    def _check(self, topic: str, payload: bytes) -> tuple[dict, float | None]:
+        """The report and, when it was taken by its counter with its signed time outside the
+        window, that time's offset from now (s); :class:`Rejected` with the reason otherwise."""
         if len(payload) > self.max_bytes:
             raise Rejected("malformed", f"{len(payload)} bytes, more than max_bytes {self.max_bytes}")
         try:
@@ -179,6 +201,8 @@ class TamperSource(MqttSource):
                 raise Rejected("malformed", f"field {f!r} missing or not a {getattr(types, '__name__', 'number')}")
         if not math.isfinite(doc["ts"]) or doc["counter"] < 1:
             raise Rejected("malformed", "field 'ts' not finite or 'counter' below 1")
+        if not 0 <= doc["ts"] < 1e10:   # seconds since the epoch, before 2286 (a time the alert can carry)
+            raise Rejected("malformed", f"field 'ts': {doc['ts']!r} is not a time in seconds since the epoch"[:200])
         if doc["status"] not in STATUSES:
             raise Rejected("malformed", f"field 'status': unknown {doc['status']!r}"[:200])
         if "evidence" in doc and not isinstance(doc["evidence"], dict):
@@ -214,11 +238,9 @@ class TamperSource(MqttSource):
         if not ok:
             raise Rejected("forged", "signature does not verify")
         now = self.clock()
-        if abs(now - doc["ts"]) > self.window_s:
-            raise Rejected("replayed", f"signed at {_iso(doc['ts']) if abs(doc['ts']) < 1e11 else doc['ts']}, "
-                                       f"outside the {self.window_s:g} s window")
+        off = doc["ts"] - now
         with self._state_lock:
-            seen = self.seen.setdefault(meter, {})
+            seen = self.seen.get(meter) or {}
             top = max(seen) if seen else 0
             c, d = doc["counter"], digest(doc)
             if c in seen:
@@ -227,14 +249,22 @@ class TamperSource(MqttSource):
                 raise Rejected("replayed", f"counter {c} already used by another report")
             if c <= top - self.reorder:
                 raise Rejected("replayed", f"counter {c} older than the last {self.reorder} accepted (latest {top})")
+            if abs(off) > self.window_s and not seen:
+                # Nothing vouches for the counter of a meter the head-end holds no report of: only
+                # the time can tell this report from a recording of an old one.
+                raise Rejected("replayed", f"signed at {_iso(doc['ts'])} "
+                                           f"({_offset(off)}), outside the {self.window_s:g} s window, and no earlier "
+                                           "report of this meter vouches for its counter (a meter whose clock is off "
+                                           "from its first report: set its clock)")
+            seen = self.seen.setdefault(meter, seen)
             seen[c] = d
             for old in sorted(seen)[:-self.reorder]:
                 del seen[old]
-        return doc
+        return doc, (off if abs(off) > self.window_s else None)
 
     def handle(self, topic: str, payload: bytes) -> list[Alert]:
         try:
-            doc = self.check(topic, payload)
+            doc, skew = self._check(topic, payload)
         except Rejected as r:
             self.counters[r.reason] += 1
             if r.reason == "duplicate":
@@ -244,7 +274,41 @@ class TamperSource(MqttSource):
                 log.warning("%s: %s report #%d on %s: %s", self.name, r.reason, n, log_safe(topic)[:200], r.detail)
             return [self._security_alert(topic, r)]
         self.counters["accepted"] += 1
-        return self._newest_only(doc, self.alerts_of(doc))
+        out = self._newest_only(doc, self.alerts_of(doc))
+        if skew is not None:
+            self.counters["clock_skew"] += 1
+            n = self.counters["clock_skew"]
+            if n <= 5 or n % 100 == 0:
+                log.warning("%s: report %d of meter %s signed %s: taken by its counter (clock skew #%d)", self.name,
+                            doc["counter"], log_safe(doc["meter_id"]), _offset(skew), n)
+            out.append(self._skew_alert(doc, skew))
+        return out
+
+    def _skew_alert(self, doc: dict, off: float) -> Alert:
+        """``WARN_CLOCK_SKEW`` for a report taken by its counter while its signed time is outside the
+        window: one alert per meter and hour, its count and latest offset growing."""
+        meter = doc["meter_id"]
+        now = self.clock()
+        hour = math.floor(now / 3600) * 3600
+        with self._state_lock:
+            s = self._skew.setdefault((meter, hour), {"count": 0, "first": now, "max_abs_s": 0.0})
+            s["count"] += 1
+            s["last"] = now
+            s["offset_s"] = round(off, 3)
+            s["max_abs_s"] = max(s["max_abs_s"], round(abs(off), 3))
+            facts = dict(s)
+        return Alert(meter_id=meter, start=_iso(hour), end=_iso(facts["last"]), code=CLOCK_CODE, severity="warning",
+                     score=0.75, detector="edge_clock",
+                     message=(f"meter {meter} signed its report {doc['counter']} {_offset(off)} (the head-end's "
+                              f"window is {self.window_s:g} s): its clock is off, or the report was held up (a "
+                              "broker outage); taken by its counter")[:300],
+                     evidence={"count": facts["count"], "offset_s": facts["offset_s"],
+                               "max_abs_offset_s": facts["max_abs_s"],
+                               "counter": doc["counter"], "signed_at": _iso(doc["ts"]),
+                               "received_at": _iso(facts["last"]), "first": _iso(facts["first"]),
+                               "window_s": self.window_s},
+                     action="check the meter's time sync (NTP/GNSS); its reports are still taken by their counter, "
+                            "but a meter whose clock is wrong stamps its events at the wrong time")
 
     def _newest_only(self, doc: dict, alerts: list[Alert]) -> list[Alert]:
         """Drop the alert of a report older (lower counter) than one already taken for the same
