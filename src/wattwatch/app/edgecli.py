@@ -45,7 +45,8 @@ def edge(
         print(_json(summary))
         return
     t = Table("figure", "value", title=f"edge {_term(site.meter_id)}")
-    for k in ("seconds", "fs", "cycles", "state", "counter", "resent", "unacknowledged", "cpu_s_per_meter_s"):
+    for k in ("seconds", "fs", "cycles", "state", "counter", "resent", "resigned", "unacknowledged",
+              "cpu_s_per_meter_s"):
         t.add_row(k, str(summary[k]))
     t.add_row("events", ", ".join(f"{e['status']} {e['kind']} {e['cycle_start']}" for e in summary["events"]) or "none")
     console.print(t)
