@@ -4,8 +4,9 @@ The signature covers the *canonical payload*: the message without ``sig``, as JS
 keys, no spaces, ASCII only, no NaN (:func:`canonical`). Among the signed fields are the meter id,
 a monotonic ``counter`` (persisted at the meter, never reused) and ``ts`` (seconds since the epoch
 when it was signed), so the head-end can refuse replays: a counter it already took from that meter
-or one too far below the latest; the time decides only for a meter it holds no report of (a known
-meter's report signed outside the window is taken by its counter and its clock flagged).
+or one too far below the latest; the time decides for a meter it holds no report of and for a
+counter below the latest it took (a known meter's report with a newer counter signed outside the
+window is taken by its counter and its clock flagged).
 
 Keys: HMAC-SHA256 takes a shared secret of at least 16 bytes, written as hex in a key file
 (``(umask 077; openssl rand -hex 32 > M-17.key)``: only its owner may read it; ``wattwatch edge``

@@ -26,15 +26,17 @@ Every report on ``meter/<id>/tamper`` is checked in this order, and the first fa
   below the highest accepted from that meter (an anti-replay window as in IPsec: a meter's reports
   may arrive out of order after a reconnect, a re-sent one overtaken by a newer one, and are still
   taken); or ``ts`` further than ``window_s`` from now from a meter none of whose reports the
-  head-end holds (nothing vouches for its counter: only the time says the report is not old).
+  head-end holds, or with a counter below the highest accepted from it (nothing vouches for such a
+  counter: the head-end may never have held it, after a lost checkpoint say; only the time says the
+  report is not old).
 - **duplicate**: the exact copy of a report already accepted (a QoS 1 redelivery after a lost
   acknowledgement looks exactly like this) is refused and counted as ``duplicate``: it cannot
   change anything, and is not a security event.
 
 The counter, not the wall clock, is the replay protection once a meter is known (liv51): the meter
 persists it and never reuses it, and the head-end keeps (and checkpoints) the window of counters it
-accepted. A report of a known meter signed further than ``window_s`` from now whose counter is new
-is taken — a meter whose clock is off, or a report delayed past the window (paho re-sending an
+accepted. A report of a known meter signed further than ``window_s`` from now whose counter is
+above the highest accepted from it is taken — a meter whose clock is off, or a report delayed past the window (paho re-sending an
 unacknowledged report after a long broker outage) — and raises ``WARN_CLOCK_SKEW`` for the meter
 (one per meter and hour, detector ``edge_clock``, counted ``clock_skew``: the signed time, when it
 arrived and the offset), never a security event. Before, such a report was refused as replayed while
@@ -256,6 +258,15 @@ class TamperSource(MqttSource):
                                            f"({_offset(off)}), outside the {self.window_s:g} s window, and no earlier "
                                            "report of this meter vouches for its counter (a meter whose clock is off "
                                            "from its first report: set its clock)")
+            if abs(off) > self.window_s and c < top:
+                # (rev51) A counter below the latest one taken, not among those held, is vouched for
+                # by nothing either: the head-end may never have held it (a checkpoint lost, a
+                # report refused while the meter was unknown) and a recording of an old report
+                # looks exactly like this. Only a counter above the latest is new for certain.
+                raise Rejected("replayed", f"signed at {_iso(doc['ts'])} ({_offset(off)}), outside the "
+                                           f"{self.window_s:g} s window, and its counter {c} is below the latest "
+                                           f"counter accepted from this meter ({top}): only a newer counter is taken "
+                                           "outside the window (the meter signs anew a report acknowledged late)")
             seen = self.seen.setdefault(meter, seen)
             seen[c] = d
             for old in sorted(seen)[:-self.reorder]:
