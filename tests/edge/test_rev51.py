@@ -42,3 +42,48 @@ def test_an_old_report_below_the_latest_counter_is_not_taken_by_its_counter_afte
     # ... and a report below the latest but in the window is still taken out of order.
     src.handle("meter/M-7/tamper", _rep(s, "M-7", 100, now, "signal_ok", start="2026-01-02T00:00:00.000Z"))
     assert src.counters["accepted"] == 3 and src.counters["replayed"] == 1
+
+
+class _SlowBroker:
+    """A broker that acknowledges every report ``delay_s`` after it was handed over (a link or a
+    bridge that is always slow), as paho's network thread would: ``on_publish`` from another thread."""
+
+    def __init__(self, pub, delay_s):
+        import threading
+
+        self.pub, self.delay_s, self.sent, self._mid, self._t = pub, delay_s, [], 0, threading
+
+    def publish(self, topic, payload, qos=1):
+        self._mid += 1
+        self.sent.append(json.loads(payload))
+        self._t.Timer(self.delay_s, self.pub._on_publish, args=(self, None, self._mid)).start()
+        return type("Info", (), {"mid": self._mid})()
+
+    def disconnect(self):
+        pass
+
+    def loop_stop(self):
+        pass
+
+
+def test_a_broker_that_always_acknowledges_late_does_not_make_the_meter_resign_forever(tmp_path, caplog):
+    # liv51 signs anew a report acknowledged more than resign_after_s after signing. When every
+    # acknowledgement is late (a slow link, not an outage), each new copy is late too: liv51 signed
+    # and sent the same event again and again, a new counter and two log lines each time, for as
+    # long as the meter ran. The copies are the same event at the head-end: after a few the late
+    # acknowledgement is taken as delivered (and said), and the report is no longer pending.
+    from wattwatch.edge.publish import RESIGN_MAX, Publisher, TamperLog
+
+    key = hmac_key(tmp_path / "M-7.key")
+    pub = Publisher("M-7", Signer.from_file(key), TamperLog(tmp_path / "m7.log"), resign_after_s=0.05)
+    pub.client = broker = _SlowBroker(pub, 0.15)
+    with caplog.at_level("WARNING", logger="wattwatch.edge"):
+        pub.publish(_event("tamper"))
+        assert pub.wait_acked(5), (pub.log.pending(), len(broker.sent))
+        time.sleep(0.5)                                  # nothing more is sent once it is taken as delivered
+    sent = len(broker.sent)
+    assert sent == 1 + RESIGN_MAX and pub.resigned == RESIGN_MAX, (sent, pub.resigned)
+    assert {m["event"] for m in broker.sent} == {"tamper@2026-01-01T00:00:30.000Z"}
+    assert any("taken as delivered" in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
+    pub.close()
+    assert TamperLog(tmp_path / "m7.log").pending() == []

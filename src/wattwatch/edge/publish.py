@@ -21,7 +21,9 @@ copy whose signed time a head-end that holds no report of this meter refuses as 
 this change the PUBACK marked it acknowledged and the event was never delivered. It is signed anew
 (next counter, current time, same event) and published again, superseding the old one in the log,
 as after a power cut; a head-end that took the old copy by its counter takes the new one as the same
-alert.
+alert. A report is signed anew at most ``RESIGN_MAX`` (3) times (rev51): a link or broker so slow
+that every copy is acknowledged late would otherwise have the meter sign and send the same event
+for as long as it runs; the last copy's late acknowledgement is taken as delivered, and said.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from pathlib import Path
 from wattwatch.edge.signing import Signer
 
 _log = logging.getLogger("wattwatch.edge")
+
+RESIGN_MAX = 3   # copies of one report signed anew after late acknowledgements (see the module)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -187,6 +191,7 @@ class Publisher:
         self.resign_after_s = resign_after_s
         self.resigned = 0                      # reports acknowledged too late and signed anew
         self._born: dict[int, float] = {}      # seq -> time.monotonic() when it was signed
+        self._copies: dict[int, int] = {}      # seq -> how many times its report was signed anew (when > 0)
         self._mids: dict[int, int] = {}
         self._early: set[int] = set()
         self._lock = threading.Lock()
@@ -224,17 +229,23 @@ class Publisher:
         after it was signed that a head-end may have refused its time (see the module)."""
         with self._lock:
             born = self._born.pop(seq, None)
+            copies = self._copies.pop(seq, 0)
         late = born is not None and self.resign_after_s is not None and time.monotonic() - born > self.resign_after_s
-        if not late:
+        if late and copies >= RESIGN_MAX:
+            _log.error("%s: report %d acknowledged %.0f s after it was signed, the %d copies of its event before it "
+                       "late too: taken as delivered (the link or the broker is this slow; a head-end that holds no "
+                       "report of this meter may refuse its time)", self.meter_id, seq, time.monotonic() - born,
+                       copies)
+        if not late or copies >= RESIGN_MAX:
             self.log.ack(seq)
             return
         # Not on paho's network thread: it holds its own locks here, and publish() takes them too.
-        threading.Thread(target=self._resign, args=(seq, time.monotonic() - born), daemon=True,
+        threading.Thread(target=self._resign, args=(seq, time.monotonic() - born, copies + 1), daemon=True,
                          name=f"resign-{seq}").start()
 
-    def _resign(self, old: int, age: float) -> None:
+    def _resign(self, old: int, age: float, copies: int = 1) -> None:
         try:
-            new = self.publish(self.log.records[old])
+            new = self.publish(self.log.records[old], _copies=copies)
         except Exception as exc:  # noqa: BLE001 - the report stays pending: a restart sends it again
             _log.error("%s: report %d acknowledged %.0f s after signing; signing it anew failed: %s", self.meter_id,
                        old, age, exc)
@@ -267,9 +278,12 @@ class Publisher:
         if early:
             self._acked(seq)
 
-    def publish(self, event: dict) -> dict:
+    def publish(self, event: dict, *, _copies: int = 0) -> dict:
         """Sign ``event`` with the next counter, log it (fsync), publish it; the signed message."""
         seq = self.log.next()
+        if _copies:
+            with self._lock:
+                self._copies[seq] = _copies
         body = {k: v for k, v in event.items() if k not in ("sig", "alg", "counter", "ts", "v")}
         body.update(v=1, meter_id=self.meter_id, counter=seq, ts=round(float(self.clock()), 3))
         msg = self.signer.sign(body)
