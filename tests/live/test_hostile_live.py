@@ -51,8 +51,8 @@ def test_a_list_message_keeps_its_readable_readings_and_says_which_item_was_not(
             b' {"meter_id": "c", "ts": 1767225600, "p_kw": 2.5}]')
     rows, bad = src.parse_items("site/gw", body)
     assert [(r["meter_id"], r["p_kw"]) for r in rows] == [("a", 1.5), ("c", 2.5)]
-    assert len(bad) == 1 and "item 1: field 'p_kw' is not a number" in bad[0]
-    with pytest.raises(ValueError, match="item 1: field 'p_kw' is not a number"):
+    assert len(bad) == 1 and "item 1: p_kw: 'high' is not a number" in bad[0]
+    with pytest.raises(ValueError, match="item 1: p_kw: 'high' is not a number"):
         src.parse("site/gw", body)   # parse(): all or nothing, as before (the message is not all readable)
 
     class _Msg:

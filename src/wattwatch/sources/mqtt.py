@@ -10,10 +10,12 @@ milliseconds by magnitude); a message without one takes its arrival time. ``"now
 
 A malformed message (not JSON, not an object, no meter, a time that cannot be read, no channel
 value) is counted (``malformed``) and logged — the first few in full, then every hundredth — and
-never stops the source. A channel value that cannot be read (not a number, not finite, too large
-for a float) costs that value, not the reading, as in batch ``ingest`` (fld46): the reading is kept
-with its other channels, the value counted (``values_dropped``) and logged with the meter, time,
-field and reason (the first few, then every hundredth). Only an item whose meter or time is bad,
+never stops the source. A channel value is read as batch ``ingest`` reads it (rev51): a number in
+text ("1.5") is a number, NaN and the missing tokens ("", "n/a", "null" ...) are a missing value;
+one that cannot be read (not a number, infinite, too large for a float) costs that value, not the
+reading, as in batch ``ingest`` (fld46): the reading is kept with its other channels, the value
+counted (``values_dropped``) and logged with the meter, time and ingest's reason ("p_kw: 'abc' is
+not a number", "p_kw: infinite"; the first few, then every hundredth). Only an item whose meter or time is bad,
 or which has no channel value left, is refused whole. Messages are acknowledged (QoS 1) only once their readings are in the store, on a
 persistent session (``clean_session = False``, a fixed client id): after a crash or a broker
 restart the broker delivers what was not stored again, and the store takes a reading delivered
@@ -33,6 +35,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
+from wattwatch.ingest.normalize import MISSING_TOKENS
 from wattwatch.schema import CHANNEL_NAMES
 from wattwatch.sources.base import Batch, Source, canonical, log
 
@@ -40,6 +43,36 @@ from wattwatch.sources.base import Batch, Source, canonical, log
 # meter sending one would have its readings stored at the watcher's time as if the meter said so.
 _CLOCK_WORDS = {"now", "today"}
 _LOG_FIRST = 5
+
+
+def _number(channel: str, v) -> tuple[float | None, str | None]:
+    """A JSON value as batch ``ingest`` reads it (rev51): ``(value, None)``, ``(None, None)`` for a
+    missing one (NaN, or text such as "", "n/a", "null": ``normalize.MISSING_TOKENS``) or ``(None,
+    reason)`` worded as ingest words it ("p_kw: 'abc' is not a number", "p_kw: infinite"). A number
+    in text ("1.5", " 2e3 ") is a number, as DuckDB's cast reads it; a bool, list or object is not."""
+    if isinstance(v, str):
+        t = v.strip()
+        if t.lower() in MISSING_TOKENS:
+            return None, None
+        try:
+            x = float(t) if t.isascii() else None     # DuckDB reads no digits but ASCII ones
+        except ValueError:
+            x = None
+        if x is None:
+            return None, f"{channel}: '{v}' is not a number"[:160]
+    elif isinstance(v, bool) or not isinstance(v, (int, float)):
+        shown = str(v) if isinstance(v, bool) else json.dumps(v, separators=(", ", ": "))
+        return None, f"{channel}: '{shown}' is not a number"[:160]
+    else:
+        try:
+            x = float(v)
+        except OverflowError:   # an integer of hundreds of digits is valid JSON; DuckDB reads it as inf
+            return None, f"{channel}: infinite"
+    if math.isnan(x):
+        return None, None
+    if math.isinf(x):
+        return None, f"{channel}: infinite"
+    return x, None
 
 
 class MqttSource(Source):
@@ -152,8 +185,8 @@ class MqttSource(Source):
         for j, (meter, ts, field, why) in enumerate(drops):
             n = n0 + j + 1
             if n <= _LOG_FIRST or n % 100 == 0:
-                log.warning("%s: reading kept without a value (#%d, on %s): meter %r at %s: field %r %s", self.name,
-                            n, topic[:200], meter, ts, field, why)
+                log.warning("%s: reading kept without a value (#%d, on %s): meter %r at %s: %s", self.name,
+                            n, topic[:200], meter, ts, why)
 
     # ---------------------------------------------------------------- parsing
 
@@ -207,27 +240,21 @@ class MqttSource(Source):
         for c in CHANNEL_NAMES:
             src = self.fields.get(c, c)
             if src in item and item[src] is not None:
-                why = None
-                v = item[src]
-                if isinstance(v, bool) or not isinstance(v, (int, float)):
-                    why = f"is not a number: {v!r}"[:160]
-                else:
-                    try:
-                        v = float(v) * self.scale.get(c, 1.0)
-                    except OverflowError:   # an integer of hundreds of digits is valid JSON
-                        why = "is too large for a number"
-                    else:
-                        if not math.isfinite(v):
-                            why = "is not finite"
+                v, why = _number(c, item[src])
                 if why is not None:
                     gone.append((src, why))
+                    continue
+                if v is None:        # NaN, "", "n/a", "null" ...: a missing value, as in batch ingest
+                    continue
+                v *= self.scale.get(c, 1.0)
+                if not math.isfinite(v):
+                    gone.append((src, f"{c}: infinite"))
                     continue
                 row[c] = v
                 n += 1
         if n == 0:
             if gone:
-                raise ValueError(f"{where}" + "; ".join(f"field {f!r} {w}" for f, w in gone)[:200]
-                                 + "; no channel value left")
+                raise ValueError(f"{where}" + "; ".join(w for _, w in gone)[:200] + "; no channel value left")
             raise ValueError(f"{where}no channel value (expected fields such as p_kw, v_l1_v)")
         if lost is not None:
             lost.extend(gone)
