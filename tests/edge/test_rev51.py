@@ -87,3 +87,62 @@ def test_a_broker_that_always_acknowledges_late_does_not_make_the_meter_resign_f
     assert any("taken as delivered" in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
     pub.close()
     assert TamperLog(tmp_path / "m7.log").pending() == []
+
+
+class _HeldBroker(_SlowBroker):
+    """Holds the acknowledgements until :meth:`release`, then gives them in order from one thread
+    (paho's network thread after a reconnect)."""
+
+    def __init__(self, pub):
+        super().__init__(pub, 0.0)
+        self.held = []
+
+    def publish(self, topic, payload, qos=1):
+        self._mid += 1
+        self.sent.append(json.loads(payload))
+        self.held.append(self._mid)
+        return type("Info", (), {"mid": self._mid})()
+
+    def release(self):
+        held, self.held = self.held, []
+        for mid in held:
+            self.pub._on_publish(self, None, mid)
+
+
+def test_a_tamper_report_and_its_cleared_report_signed_anew_keep_their_order(tmp_path):
+    # An outage holds a tamper report and its cleared report; both are acknowledged late and signed
+    # anew. liv51 signed each anew on its own thread, so the copies' counters followed the threads'
+    # scheduling: when the tamper report's thread ran late (a loaded meter), its copy took the
+    # higher counter and the head-end (the highest counter of an event decides) turned the cleared
+    # event back to tamper. Here the first re-sign is slowed by 0.2 s, as a busy CPU may.
+    from wattwatch.edge.publish import Publisher, TamperLog
+
+    key = hmac_key(tmp_path / "M-7.key")
+    pub = Publisher("M-7", Signer.from_file(key), TamperLog(tmp_path / "m7.log"), resign_after_s=0.05)
+    pub.client = broker = _HeldBroker(pub)
+    real = pub.publish
+
+    def slow_first(event, **kw):
+        if kw.get("_copies") and event["status"] == "tamper":
+            time.sleep(0.2)
+        return real(event, **kw)
+
+    pub.publish = slow_first
+    real(_event("tamper"))
+    real(_event("cleared"))
+    time.sleep(0.1)
+    broker.release()
+    end = time.monotonic() + 5
+    while (len(broker.sent) < 4 or pub.log.pending() != [3, 4]) and time.monotonic() < end:
+        time.sleep(0.01)
+    copies = sorted(broker.sent[2:], key=lambda m: m["counter"])
+    assert [m["status"] for m in copies] == ["tamper", "cleared"], [(m["counter"], m["status"]) for m in copies]
+    # At a head-end that refused the held-up copies (their time), the event ends cleared.
+    now = time.time()
+    src = TamperSource("he", keys={"M-7": str(key)}, clock=lambda: now)
+    last = {}
+    for m in broker.sent[2:]:                          # in the order they were sent
+        for a in src.handle("meter/M-7/tamper", json.dumps(m).encode()):
+            last[a.id] = a.evidence["status"]
+    assert list(last.values()) == ["cleared"], last
+    pub.close()

@@ -23,7 +23,9 @@ this change the PUBACK marked it acknowledged and the event was never delivered.
 as after a power cut; a head-end that took the old copy by its counter takes the new one as the same
 alert. A report is signed anew at most ``RESIGN_MAX`` (3) times (rev51): a link or broker so slow
 that every copy is acknowledged late would otherwise have the meter sign and send the same event
-for as long as it runs; the last copy's late acknowledgement is taken as delivered, and said.
+for as long as it runs; the last copy's late acknowledgement is taken as delivered, and said. One
+thread signs late reports anew, in the order of their counters (a tamper report before its cleared
+report: the head-end takes an event's highest counter as its status).
 """
 
 from __future__ import annotations
@@ -192,6 +194,8 @@ class Publisher:
         self.resigned = 0                      # reports acknowledged too late and signed anew
         self._born: dict[int, float] = {}      # seq -> time.monotonic() when it was signed
         self._copies: dict[int, int] = {}      # seq -> how many times its report was signed anew (when > 0)
+        self._late: list[tuple[int, float, int]] = []   # (seq, age, copies) acknowledged late, to sign anew
+        self._resigner: threading.Thread | None = None
         self._mids: dict[int, int] = {}
         self._early: set[int] = set()
         self._lock = threading.Lock()
@@ -240,8 +244,29 @@ class Publisher:
             self.log.ack(seq)
             return
         # Not on paho's network thread: it holds its own locks here, and publish() takes them too.
-        threading.Thread(target=self._resign, args=(seq, time.monotonic() - born, copies + 1), daemon=True,
-                         name=f"resign-{seq}").start()
+        # One thread signs them anew, in the order of their counters (rev51): a thread each let a
+        # tamper report's copy take a higher counter than its cleared report's, and the head-end
+        # (an event's highest counter decides) turned the event back to tamper.
+        with self._lock:
+            self._late.append((seq, time.monotonic() - born, copies + 1))
+            if self._resigner is None:
+                self._resigner = threading.Thread(target=self._resign_all, daemon=True,
+                                                  name=f"resign-{self.meter_id}")
+                self._resigner.start()
+
+    def _resign_all(self) -> None:
+        while True:
+            with self._lock:
+                if not self._late:
+                    self._resigner = None
+                    return
+                late, self._late = sorted(self._late), []
+            for seq, age, copies in late:
+                try:
+                    self._resign(seq, age, copies)
+                except Exception:  # noqa: BLE001 - (the log closed under it) the rest are still tried
+                    _log.exception("%s: signing report %d anew failed: it stays pending (a restart sends it again)",
+                                   self.meter_id, seq)
 
     def _resign(self, old: int, age: float, copies: int = 1) -> None:
         try:
