@@ -146,3 +146,24 @@ def test_a_tamper_report_and_its_cleared_report_signed_anew_keep_their_order(tmp
             last[a.id] = a.evidence["status"]
     assert list(last.values()) == ["cleared"], last
     pub.close()
+
+
+def test_the_hourly_clock_skew_and_security_tallies_do_not_grow_with_the_hours(tmp_path):
+    # One WARN_CLOCK_SKEW (and ALRM_SECURITY_EVENT) per meter and hour: liv51 kept every past
+    # hour's tally for the life of the head-end (a fleet of skewed meters: one entry per meter per
+    # hour, never dropped). Only the current hour's are needed (the hour is the head-end's own).
+    key = hmac_key(tmp_path / "M-7.key")
+    s = Signer.from_file(key)
+    clock = {"now": 1_800_000_000.0}
+    src = TamperSource("he", keys={"M-7": str(key)}, clock=lambda: clock["now"])
+    src.handle("meter/M-7/tamper", _rep(s, "M-7", 1, clock["now"]))
+    for h in range(1, 49):
+        clock["now"] += 3600
+        out = src.handle("meter/M-7/tamper", _rep(s, "M-7", 1 + h, clock["now"] - 900))   # 15 min behind
+        assert [a.code for a in out if a.code == "WARN_CLOCK_SKEW"] and out[-1].evidence["count"] == 1
+        src.handle("meter/M-8/tamper", b"{}")                                             # refused: malformed
+    assert src.counters["clock_skew"] == 48 and src.counters["malformed"] == 48
+    assert len(src._skew) <= 2 and len(src._security) <= 2, (len(src._skew), len(src._security))
+    # Within an hour the tally grows as before.
+    out = src.handle("meter/M-7/tamper", _rep(s, "M-7", 60, clock["now"] - 900))
+    assert out[-1].code == "WARN_CLOCK_SKEW" and out[-1].evidence["count"] == 2

@@ -126,6 +126,7 @@ class TamperSource(MqttSource):
         self.newest: dict[str, dict[str, int]] = {}
         self._security: dict[tuple, dict] = {}
         self._skew: dict[tuple, dict] = {}
+        self._tally_hour = -math.inf   # the hour the tallies above were last pruned at
         self._state_lock = threading.Lock()
         self.clock = clock or time.time
 
@@ -302,6 +303,7 @@ class TamperSource(MqttSource):
         now = self.clock()
         hour = math.floor(now / 3600) * 3600
         with self._state_lock:
+            self._prune(hour)
             s = self._skew.setdefault((meter, hour), {"count": 0, "first": now, "max_abs_s": 0.0})
             s["count"] += 1
             s["last"] = now
@@ -343,12 +345,23 @@ class TamperSource(MqttSource):
                 del mine[next(iter(mine))]
         return keep
 
+    def _prune(self, hour: float) -> None:
+        """(rev51) Forget the hourly tallies of hours before the last one, once an hour (under
+        ``_state_lock``): an alert per meter and hour needs only the current hour's, and kept they
+        grew by one per meter and hour for the life of the head-end."""
+        if hour > self._tally_hour:
+            self._tally_hour = hour
+            for d in (self._skew, self._security):
+                for k in [k for k in d if k[1] < hour - 3600]:
+                    del d[k]
+
     def _security_alert(self, topic: str, r: Rejected) -> Alert:
         parts = topic.split("/")
         meter = parts[1] if len(parts) >= 3 and METER_ID.match(parts[1]) else "(unknown)"
         now = self.clock()
         hour = math.floor(now / 3600) * 3600
         with self._state_lock:
+            self._prune(hour)
             s = self._security.setdefault((meter, hour), {**{k: 0 for k in REASONS}, "first": now})
             s[r.reason] += 1
             s["last"] = now
