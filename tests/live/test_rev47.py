@@ -23,14 +23,14 @@ def _restamp(frame: bytes, unit: int) -> bytes:
     return body + struct.pack("<H", mb.crc16(body))
 
 
-def _poll_through(mangle, n: int):
+def _poll_through(mangle, n: int, timeout_s: float = 0.1):
     d = dev.start("gw", {"registers": REGS, "meters": 3, "framing": "rtu", "advance": "fixed"})
     proxy = AnswerProxy(d.port, mangle)
     try:
         models = {"m": mb.parse_model("m", {"registers": REGS})}
         p = mb.ModbusPoller("plant", [{"meter_id": "pdu-3", "port": proxy.port, "unit": 3, "model": "m",
                                        "framing": "rtu"}], models,
-                            interval_s=1, timeout_s=0.1, retries=0, backoff_s=0.01)
+                            interval_s=1, timeout_s=timeout_s, retries=0, backoff_s=0.01)
 
         async def go():
             return [await p.poll() for _ in range(n)]
@@ -52,7 +52,10 @@ def test_an_rtu_frame_slip_is_a_frame_slip_not_an_answer_from_another_unit(slip,
     mangle = {"tail": lambda a: a[-4:],            # the last 4 bytes of the answer: data + CRC
               "noise": lambda a: b"\x00\xff"}[slip]  # the answer lost, two line-noise bytes
     with caplog.at_level("WARNING", logger="wattwatch.watch"):
-        p, got = _poll_through(mangle, 6)
+        # A slip is told from a lost answer by bytes that came and never made a frame before the
+        # timeout; 0.1 s is shorter than a loaded machine takes to pass the proxy's bytes on (one
+        # poll of six then counted a timeout in a full run), so the slips get half a second.
+        p, got = _poll_through(mangle, 6, timeout_s=0.5)
     assert got == 0
     assert p.counters["wrong_unit"] == 0, p.counters
     assert p.counters["frame_slips"] == 6, p.counters
@@ -63,7 +66,7 @@ def test_an_rtu_answer_from_another_unit_is_counted_wrong_unit(caplog):
     # The same wrong-unit detection liv47 tested over Modbus/TCP, over RTU: a whole, CRC-right frame
     # stamped by unit 4 when unit 3 was asked is `wrong_unit`, not a frame slip nor a CRC error.
     with caplog.at_level("WARNING", logger="wattwatch.watch"):
-        p, got = _poll_through(lambda a: _restamp(a, 4), 6)
+        p, got = _poll_through(lambda a: _restamp(a, 4), 6, timeout_s=0.5)
     assert got == 0
     assert p.counters["wrong_unit"] == 6, p.counters
     assert p.counters["frame_slips"] == 0 and p.counters["crc_errors"] == 0, p.counters
