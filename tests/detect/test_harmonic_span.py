@@ -226,3 +226,76 @@ def test_the_bridge_is_counted_in_readings_at_every_cadence(step, longest):
         g.loc[[start, start + 1740], "thd_i_pct"] = 40.0
         s = {x.det.name: x for x in core.run(g, [det]).judged}["harmonic_noise"].scores
         assert (s[start + 1:start + 1740] < 1).all()
+
+
+# A meter learned hourly, read every 15 minutes since 2025-01-11 01:00, distorted from day 4 on with
+# single clean readings inside: between hourly neighbours, between 15-minute ones, and one whose
+# next neighbour comes an hour later.
+AT_HOURLY = pd.Timestamp("2025-01-10T06:00:00Z")
+AT_FINE = pd.Timestamp("2025-01-12T06:00:00Z")
+BEFORE_GAP = pd.Timestamp("2025-01-12T12:00:00Z")
+
+
+def _hourly_then_15min():
+    hourly = pd.date_range("2025-01-06", periods=5 * 24, freq="60min", tz="UTC")
+    fine = pd.date_range(hourly[-1] + pd.Timedelta("15min"), periods=3 * 96, freq="15min", tz="UTC")
+    ts = hourly.append(fine)
+    n = len(ts)
+    i = 10.0 + np.sin(np.arange(n) / 20.0)
+    f = pd.DataFrame({"meter_id": "H", "ts": ts, "v_l1_v": 230.0, "i_l1_a": i, "p_kw": 0.23 * i,
+                      "thd_i_pct": 10.0})
+    t = f["ts"]
+    f.loc[t >= pd.Timestamp("2025-01-10", tz="UTC"), "thd_i_pct"] = 40.0
+    for x in (AT_HOURLY, AT_FINE, BEFORE_GAP):
+        f.loc[t == x, "thd_i_pct"] = 20.0
+    gone = (t > BEFORE_GAP) & (t < BEFORE_GAP + pd.Timedelta("60min"))
+    return f[~gone].reset_index(drop=True)
+
+
+def test_a_single_reading_is_bridged_at_its_stretchs_cadence_after_a_reconfiguration():
+    """"A single reading between two at its meter's cadence" is the cadence of the reading's
+    stretch (:func:`wattwatch.detect.cadence.stretch_cadence`), not the learned one: a meter learned
+    hourly and read every 15 minutes since has a clean reading whose next distorted neighbour comes
+    an hour later (three readings missing) not bridged (its neighbours 75 minutes apart, more than
+    2.5 of its 15-minute cadence; 2.5 learned hours bridged it, cad43's noticed item, cad49); a single
+    reading between two at 15 minutes, and one between two hourly neighbours while the meter still
+    read hourly, are (as before)."""
+    from wattwatch.detect import core, registry
+    from wattwatch.detect.engine import profile
+    from wattwatch.detect.frame import prepare
+
+    f = _hourly_then_15min()
+    det = registry.build("harmonic_noise")
+    profile(prepare(f[f["ts"] < pd.Timestamp("2025-01-09", tz="UTC")]), [det], ENGINE)
+    assert det.state_["H"]["cadence_s"] == 3600.0
+    res = core.run(f, [det])
+    s = {x.det.name: x for x in res.judged}["harmonic_noise"].scores
+    when = res.frame["ts"]
+    assert s[(when == AT_HOURLY).to_numpy()][0] >= 1.0
+    assert s[(when == AT_FINE).to_numpy()][0] >= 1.0
+    assert np.isclose(s[(when == BEFORE_GAP).to_numpy()][0], 20.0 / 30.0), s[(when == BEFORE_GAP).to_numpy()]
+
+
+def test_pieces_cut_near_a_reconfigured_single_reading_score_as_the_whole_history():
+    """The single reading's cadence comes from the gaps either side of it (a reach of
+    ``gaps_per_side`` readings, declared): a stitcher cut at every reading from 8 before to 8 after
+    the reading before the hour without data and around the change itself, with the current
+    rules it blanks, gives every score and alert of the whole history."""
+    from tests.detect.test_core import _alert_mismatches, _epoch, _score_mismatches, _stitched
+    from wattwatch.detect import core, registry
+    from wattwatch.detect.engine import profile
+    from wattwatch.detect.frame import prepare
+
+    f = _hourly_then_15min()
+    earth = (f["ts"] >= BEFORE_GAP - pd.Timedelta("3h")) & (f["ts"] < BEFORE_GAP + pd.Timedelta("4h"))
+    f.loc[earth, "i_n_a"] = 0.6 * f.loc[earth, "i_l1_a"]
+    f.loc[~earth, "i_n_a"] = f.loc[~earth, "i_l1_a"] - 0.02
+    dets = registry.build_all(["harmonic_noise", "neutral_tamper"])
+    profile(prepare(f[f["ts"] < pd.Timestamp("2025-01-09", tz="UTC")]), dets, ENGINE)
+    whole = core.run(f, dets)
+    t = np.unique(_epoch(f["ts"]))
+    at = [int(np.searchsorted(t, _epoch(pd.Series([x]))[0])) for x in (BEFORE_GAP, pd.Timestamp("2025-01-11T00:00:00Z"))]
+    near = np.concatenate([np.arange(k - 8, k + 9) for k in at])
+    steps = _stitched(f, dets, np.unique(t[np.clip(near, 0, len(t) - 1)] - 0.5))
+    problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
+    assert not problems, "\n".join(problems[:6])

@@ -308,11 +308,20 @@ def _blanked(df: pd.DataFrame, blank: np.ndarray, channels: tuple[str, ...]) -> 
 
 
 def _independent_of(key, channels: tuple[str, ...]) -> bool:
-    """Whether a scratch entry is computed without ``channels`` (the consumption channels a
-    detector may have blanked): phase voltages and currents, their extremes, motor starts (currents
-    and power factor) and window bounds (times) are."""
+    """Whether a scratch entry is computed without ``channels`` (the channels a detector may have
+    blanked). Of the times alone (any ``channels``): a stretch's cadence (its windows' verdict,
+    keyed by the arrays of gaps and segment codes it read, which a blanked frame shares, and by the
+    learned cadences and settings). Of no consumption channel: phase voltages and currents, their
+    extremes, motor starts (currents and power factor) and window bounds (times)."""
     name = key[0] if isinstance(key, tuple) else key
+    if name in _OF_TIMES:
+        return True
     return name in ("phases", "imax", "vmax", "inrush", "window_bounds") and not set(channels) - {"p_kw", "e_kwh"}
+
+
+#: Scratch entries computed from a frame's times alone (``_seg``, ``_t``, ``_dt``): no blanked
+#: channel changes them.
+_OF_TIMES = ("stretch_cadence",)
 
 
 def _near(seg: np.ndarray, t: np.ndarray, groups: list[np.ndarray], within_s) -> np.ndarray:
