@@ -6,7 +6,8 @@ detector judging such a meter at the cadence learned on its first days misreads 
 since: ``packet_loss`` read a meter gone from 1 to 5 minutes as 80 % of its readings lost (cad39),
 ``firmware_drift`` left out every interval longer than 1.5 learned cadences, i.e. all of them, and
 found no drift (cad43). One implementation says the cadence per reading, for the detectors that
-follow it and for the batch's notice (``api._cadence_change_notices``).
+follow it (``packet_loss``, ``firmware_drift``, ``neutral_tamper``) and for the batch's notice (``api._cadence_change_notices``); its windows' verdict is
+worked out once per judged frame and kept in the frame's scratch space (cad49).
 
 The ``n`` gaps (``CADENCE_GAPS``, 24; fewer where they would span more than ``CADENCE_SPAN_S``, 2 h,
 at the learned cadence: 8 at 15 minutes, 6 at hourly, at least ``MIN_GAPS``) that end at a reading,

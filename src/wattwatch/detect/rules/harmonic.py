@@ -6,16 +6,14 @@ Current-based rules are blanked on readings above the limit: with distorted, noi
 A non-linear load's distortion drifts while it runs: inside a run of THD 35-70 % one reading may
 read 27-29 %, its currents as scattered as its neighbours'. A reading with a distorted reading on
 each side, the two at most ``bridge_n`` (6) readings and ``bridge_s`` (30 min) apart (or a single
-reading between two at the cadence of its stretch, whatever the cadence: an hourly meter's neighbours two
-hours apart, not a reading across hours without data, nor, on a meter reconfigured from hourly to 15
-minutes, one across an hour without data: cad49), is scored as the less distorted of the two:
+reading between two at its meter's cadence, whatever the cadence: an hourly meter's neighbours two
+hours apart, not a reading across hours without data), is scored as the less distorted of the two:
 the run is one, and what it explains has no holes. The bridge is counted in readings as well as
 time: at 5 minutes both say up to five readings in 30 minutes, at 15 and 60 minutes the time (one
 reading, or a single one between neighbours), while at 1 minute it is five readings (5 min) and at
 1 s five seconds, not the 1,700-odd readings 30 minutes hold there (cad43: a bridge of a time blanked
 the current rules over half an hour of clean 1-s readings between two distorted seconds). Being
-counted on the readings themselves, it needs no cadence, learned or other (the single reading's
-rule does: its stretch's, a reach of ``gaps_per_side`` readings either way). Seen: a home's phase current 8 % off its neutral reading by reading through a 7.5-hour noise
+counted on the readings themselves, it needs no cadence, learned or other. Seen: a home's phase current 8 % off its neutral reading by reading through a 7.5-hour noise
 alert, and the four readings under the limit in it raised two partial earth returns (q22,
 docs/quality-log.md). A reading with a distorted one on one side only, at a run's edge or alone,
 keeps its own THD's score."""
@@ -28,10 +26,8 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import (PHASE_CHANNELS, Detector, DetectorConfig, Explains, Finding, PostRule, _num, quiet,
-                                   rnd)
-from wattwatch.detect.cadence import gaps_per_side, stretch_cadence
-from wattwatch.detect.frame import cache, meter_names, seg_median
+from wattwatch.detect.base import PHASE_CHANNELS, Detector, DetectorConfig, Explains, Finding, PostRule, quiet, rnd
+from wattwatch.detect.frame import meter_names, seg_median
 from wattwatch.detect.rules._common import max_current
 
 
@@ -67,7 +63,7 @@ SINGLE_SPAN_CADENCES = 2.5
 
 
 def bridged(s: np.ndarray, seg: np.ndarray, t: np.ndarray, bridge_s: float, threshold: float,
-            cadence: np.ndarray | None = None, bridge_n: int = 6, row_cadence: np.ndarray | None = None) -> np.ndarray:
+            cadence: np.ndarray | None = None, bridge_n: int = 6) -> np.ndarray:
     """``s``, where readings lie between two readings of their meter scored at least ``threshold``
     (the distorted readings nearest them either side) that are at most ``bridge_s`` seconds and
     ``bridge_n`` readings apart (``bridge_n - 1`` readings between them),
@@ -75,9 +71,7 @@ def bridged(s: np.ndarray, seg: np.ndarray, t: np.ndarray, bridge_s: float, thre
     ``SINGLE_SPAN_CADENCES`` cadences apart: no gap in the data on either side), raised to the
     smaller of those two scores (rows sorted by meter and time). ``cadence``: per segment code
     the meter's cadence in seconds (its state's; NaN: unknown, bridge_s only); None: each
-    meter's median step in ``t``. ``row_cadence``: per row, the cadence of its stretch
-    (:func:`wattwatch.detect.cadence.stretch_cadence`), which then says the single reading's
-    (a meter reconfigured from hourly to 15 minutes: 37.5 minutes, not 2.5 hours; cad49)."""
+    meter's median step in ``t``."""
     s = np.asarray(s, float)
     t = np.asarray(t, float)
     n = len(s)
@@ -87,7 +81,7 @@ def bridged(s: np.ndarray, seg: np.ndarray, t: np.ndarray, bridge_s: float, thre
         n_seg = int(seg.max()) + 1
         dt = np.r_[np.diff(t), 0.0]
         cadence = seg_median(dt, seg, n_seg, np.r_[seg[1:] == seg[:-1], False] & (dt > 0))
-    cad = np.asarray(cadence, float)[seg] if row_cadence is None else np.asarray(row_cadence, float)
+    cad = np.asarray(cadence, float)[seg]
     with quiet():
         hot = s >= threshold
     idx = np.arange(n)
@@ -99,7 +93,7 @@ def bridged(s: np.ndarray, seg: np.ndarray, t: np.ndarray, bridge_s: float, thre
     p, q = np.where(ok, prev, 0), np.where(ok, nxt, 0)
     span = t[q] - t[p]
     with quiet():
-        single = (q - p == 2) & (span <= SINGLE_SPAN_CADENCES * cad[np.where(ok, p + 1, 0)])
+        single = (q - p == 2) & (span <= SINGLE_SPAN_CADENCES * cad)
     ok &= (seg[p] == seg) & (seg[q] == seg) & (((span <= bridge_s) & (q - p <= bridge_n)) | single)
     return np.where(ok, np.fmax(s, np.minimum(s[p], s[q])), s)
 
@@ -115,14 +109,6 @@ class HarmonicNoise(Detector):
     # A reading inside a run is told by the readings within ``bridge_s`` and the nearest either side.
     lookback_n = 1
     lookahead_n = 1
-
-    def reach(self, meters):
-        # A single reading is bridged at the cadence of its stretch, which the gaps either side of
-        # it say (:func:`wattwatch.detect.cadence.stretch_cadence`): that many readings either way.
-        r = super().reach(meters)
-        cad = np.array([_num(self.state_.get(m, {}).get("cadence_s"), np.nan) for m in meters], float)
-        n = gaps_per_side(cad)
-        return type(r)(r.back_s, np.maximum(r.back_n, n), r.ahead_s, np.maximum(r.ahead_n, n))
 
     def lookback_s(self, cadence_s):
         return np.full(len(cadence_s), float(self.config.bridge_s))
@@ -141,12 +127,8 @@ class HarmonicNoise(Detector):
         with quiet():
             s = np.where(imax >= self.config.min_current_a, thd / self.config.limit_pct, np.nan)
         cad = np.array([(self.state_.get(str(m)) or {}).get("cadence_s") for m in meter_names(df)], float)
-        seg = df["_seg"].to_numpy()
-        # The single reading's neighbours at the cadence of its stretch: the learned one unless
-        # the meter was reconfigured since (its gaps either side say another; cad49).
-        c_row, _ = stretch_cadence(seg, df["_dt"].to_numpy(float), cad, memo=cache(df))
-        return bridged(s, seg, df["_t"].to_numpy(float), self.config.bridge_s,
-                       self.config.post.threshold, cad, self.config.bridge_n, row_cadence=c_row)
+        return bridged(s, df["_seg"].to_numpy(), df["_t"].to_numpy(float), self.config.bridge_s,
+                       self.config.post.threshold, cad, self.config.bridge_n)
 
     def describe(self, df, rows, scores, ctx=None) -> Finding:
         thd = df["thd_i_pct"].to_numpy()[rows]
