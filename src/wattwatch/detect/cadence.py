@@ -6,8 +6,9 @@ detector judging such a meter at the cadence learned on its first days misreads 
 since: ``packet_loss`` read a meter gone from 1 to 5 minutes as 80 % of its readings lost (cad39),
 ``firmware_drift`` left out every interval longer than 1.5 learned cadences, i.e. all of them, and
 found no drift (cad43). One implementation says the cadence per reading, for the detectors that
-follow it (``packet_loss``, ``firmware_drift``, ``neutral_tamper``) and for the batch's notice (``api._cadence_change_notices``); its windows' verdict is
-worked out once per judged frame and kept in the frame's scratch space (cad49).
+follow it (``packet_loss``, ``firmware_drift``, ``neutral_tamper``) and for the batch's notice
+(``api._cadence_change_notices``); its windows' verdict is worked out once per judged frame and
+kept in the frame's scratch space for its times (``frame.times_cache``, cad49).
 
 The ``n`` gaps (``CADENCE_GAPS``, 24; fewer where they would span more than ``CADENCE_SPAN_S``, 2 h,
 at the learned cadence: 8 at 15 minutes, 6 at hourly, at least ``MIN_GAPS``) that end at a reading,
@@ -87,9 +88,10 @@ def stretch_cadence(seg: np.ndarray, dt: np.ndarray, cad_m: np.ndarray, n_m: np.
     default) and the readings lost in its gap at that cadence (:func:`lost_at`: at least ``thr_m``
     cadences at the learned cadence, the meter's jitter, 1.5 by default; 1.5 at another). A meter whose gaps nowhere say
     another cadence gets the learned one on every reading (the usual case, at the cost of a
-    prefilter). ``memo``: a prepared frame's scratch space (:func:`wattwatch.detect.frame.cache`),
-    where the windows' verdict is kept for the other detectors judging the same frame (it depends
-    on the times, the learned cadences, ``n_m`` and ``share`` only, each part of its key)."""
+    prefilter). ``memo``: a prepared frame's scratch space for its times
+    (:func:`wattwatch.detect.frame.times_cache`), where the windows' verdict is kept for the other
+    detectors judging the same frame (it depends on the times, the learned cadences, ``n_m`` and
+    ``share`` only, each part of its key)."""
     seg = np.asarray(seg)
     dt = np.asarray(dt, float)
     cad_m = np.asarray(cad_m, float)

@@ -71,7 +71,8 @@ import pandas as pd
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Scored, _num, quiet, rnd
 from wattwatch.detect.cadence import (CADENCE_GAPS, CADENCE_SHARE, CADENCE_SPAN_S, gaps_per_side, lost_at, need,
                                       off_cadence, stretch_cadence)
-from wattwatch.detect.frame import cache, meter_names, seg_bounds, seg_quantile, window_count, window_sum
+from wattwatch.detect.frame import (cache, meter_names, seg_bounds, seg_quantile, times_cache, window_count,
+                                    window_sum)
 
 
 
@@ -235,7 +236,7 @@ class PacketLoss(Detector):
         seg, t = df["_seg"].to_numpy(), df["_t"].to_numpy()
         names = meter_names(df)
         cad_m = self._param(df, "cadence_s")
-        cad, lost = self._cadence_rows(names, seg, df["_dt"].to_numpy(), cad_m, cache(df))   # per reading
+        cad, lost = self._cadence_rows(names, seg, df["_dt"].to_numpy(), cad_m, times_cache(df))   # per reading
         w_m = self._window(cad_m)
         w = self._row_window(cad, cad_m[seg])
         starts, ends = seg_bounds(seg)
