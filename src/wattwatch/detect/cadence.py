@@ -129,8 +129,10 @@ def stretch_cadence(seg: np.ndarray, dt: np.ndarray, cad_m: np.ndarray, n_m: np.
     return c, lost
 
 
-def _ptr(a: np.ndarray) -> tuple[int, int]:
-    return a.__array_interface__["data"][0], len(a)
+def _ptr(a: np.ndarray) -> tuple:
+    """Which array ``a`` is, while it lives: its address, length, strides and type (a view at the
+    same address and length reading every other element holds other values, rev49)."""
+    return a.__array_interface__["data"][0], len(a), a.strides, a.dtype.str
 
 
 def _run_cadence_kept(seg, dt, cad_m, cad, n_m, n, share, memo):
