@@ -137,8 +137,10 @@ def _ptr(a: np.ndarray) -> tuple:
 
 def _run_cadence_kept(seg, dt, cad_m, cad, n_m, n, share, memo):
     """:func:`run_cadence` of the ``n`` and ``2 n - 1`` gaps, kept in ``memo`` under
-    ``("stretch_cadence", ...)``: the arrays' addresses (kept alive with the entry, so that no
-    other array can take them while it lives) and the values of every other input."""
+    ``("stretch_cadence", ...)``: which arrays ``seg`` and ``dt`` are (address, length, strides,
+    type; kept alive with the entry, so that no other array can take their memory while it lives:
+    their values are taken not to change, as a prepared frame's times do not) and the values of
+    every other input."""
     if memo is None:
         return run_cadence(dt, cad, (n, 2 * n - 1), share)
     key = ("stretch_cadence", _ptr(seg), _ptr(dt), np.asarray(cad_m, float).tobytes(),
