@@ -1165,7 +1165,7 @@ def _cadence_change_by_meter(frame: pd.DataFrame, dets, meters: set, tail: float
     from wattwatch.detect.base import quiet
     from wattwatch.detect.cadence import stretch_cadence
     from wattwatch.detect.core import _cadence
-    from wattwatch.detect.frame import meter_names, seg_bounds
+    from wattwatch.detect.frame import meter_names, seg_bounds, times_cache
 
     if not len(frame) or not dets:
         return {}
@@ -1174,7 +1174,7 @@ def _cadence_change_by_meter(frame: pd.DataFrame, dets, meters: set, tail: float
     starts, ends = seg_bounds(seg)
     first, last = t[starts][seg], t[ends - 1][seg]
     cads = np.array([_cadence(dets, str(m)) for m in names], float)
-    c_row, _ = stretch_cadence(seg, dt, cads)
+    c_row, _ = stretch_cadence(seg, dt, cads, memo=times_cache(frame))
     with quiet():
         late = (t >= last - tail * (last - first)) & (dt > 0)   # the last quarter of its time
         other = late & np.isfinite(cads[seg]) & (c_row != cads[seg])

@@ -6,7 +6,9 @@ detector judging such a meter at the cadence learned on its first days misreads 
 since: ``packet_loss`` read a meter gone from 1 to 5 minutes as 80 % of its readings lost (cad39),
 ``firmware_drift`` left out every interval longer than 1.5 learned cadences, i.e. all of them, and
 found no drift (cad43). One implementation says the cadence per reading, for the detectors that
-follow it and for the batch's notice (``api._cadence_change_notices``).
+follow it (``packet_loss``, ``firmware_drift``, ``neutral_tamper``) and for the batch's notice
+(``api._cadence_change_notices``); its windows' verdict is worked out once per judged frame and
+kept in the frame's scratch space for its times (``frame.times_cache``, cad49).
 
 The ``n`` gaps (``CADENCE_GAPS``, 24; fewer where they would span more than ``CADENCE_SPAN_S``, 2 h,
 at the learned cadence: 8 at 15 minutes, 6 at hourly, at least ``MIN_GAPS``) that end at a reading,
@@ -78,14 +80,18 @@ def need(share: float, n) -> int | np.ndarray:
 
 
 def stretch_cadence(seg: np.ndarray, dt: np.ndarray, cad_m: np.ndarray, n_m: np.ndarray | None = None,
-                    share: float = CADENCE_SHARE, thr_m: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    share: float = CADENCE_SHARE, thr_m: np.ndarray | None = None,
+                    memo: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per reading (rows sorted by meter and time, ``seg`` their meter's code, ``dt`` the gap
     before each, NaN at a meter's first): the cadence its stretch runs at (the module docstring;
     ``cad_m`` the learned cadence per meter, ``n_m`` the gaps per side, :func:`gaps_per_side` by
     default) and the readings lost in its gap at that cadence (:func:`lost_at`: at least ``thr_m``
     cadences at the learned cadence, the meter's jitter, 1.5 by default; 1.5 at another). A meter whose gaps nowhere say
     another cadence gets the learned one on every reading (the usual case, at the cost of a
-    prefilter)."""
+    prefilter). ``memo``: a prepared frame's scratch space for its times
+    (:func:`wattwatch.detect.frame.times_cache`), where the windows' verdict is kept for the other
+    detectors judging the same frame (it depends on the times, the learned cadences, ``n_m`` and
+    ``share`` only, each part of its key)."""
     seg = np.asarray(seg)
     dt = np.asarray(dt, float)
     cad_m = np.asarray(cad_m, float)
@@ -94,7 +100,7 @@ def stretch_cadence(seg: np.ndarray, dt: np.ndarray, cad_m: np.ndarray, n_m: np.
     if n_m is None:
         n_m = gaps_per_side(cad_m)
     n = np.asarray(n_m)[seg] if len(seg) else np.zeros(0, np.int64)
-    said = run_cadence(dt, cad, (n, 2 * n - 1), share)
+    said = _run_cadence_kept(seg, dt, cad_m, cad, n_m, n, share, memo)
 
     def at(c):
         return lost_at(dt, c, thr if c is cad else np.where(c == cad, thr, 1.5))
@@ -121,6 +127,31 @@ def stretch_cadence(seg: np.ndarray, dt: np.ndarray, cad_m: np.ndarray, n_m: np.
     c = np.where(mid_ok, mid, np.where(pick, right, left))
     lost = np.where(mid_ok, at(np.where(mid_ok, mid, cad)), np.where(pick, lost_r, lost_l))
     return c, lost
+
+
+def _ptr(a: np.ndarray) -> tuple:
+    """Which array ``a`` is, while it lives: its address, length, strides and type (a view at the
+    same address and length reading every other element holds other values, rev49)."""
+    return a.__array_interface__["data"][0], len(a), a.strides, a.dtype.str
+
+
+def _run_cadence_kept(seg, dt, cad_m, cad, n_m, n, share, memo):
+    """:func:`run_cadence` of the ``n`` and ``2 n - 1`` gaps, kept in ``memo`` under
+    ``("stretch_cadence", ...)``: which arrays ``seg`` and ``dt`` are (address, length, strides,
+    type; kept alive with the entry, so that no other array can take their memory while it lives:
+    their values are taken not to change, as a prepared frame's times do not) and the values of
+    every other input."""
+    if memo is None:
+        return run_cadence(dt, cad, (n, 2 * n - 1), share)
+    key = ("stretch_cadence", _ptr(seg), _ptr(dt), np.asarray(cad_m, float).tobytes(),
+           np.asarray(n_m, np.int64).tobytes(), float(share))
+    hit = memo.get(key)
+    if hit is None:
+        said = run_cadence(dt, cad, (n, 2 * n - 1), share)
+        for a in said or ():
+            a.setflags(write=False)   # shared by the detectors that follow the cadence
+        hit = memo[key] = (said, seg, dt)
+    return hit[0]
 
 
 def run_cadence(dt: np.ndarray, cad: np.ndarray, ns: tuple, share: float, tol: float = 0.15,

@@ -28,7 +28,7 @@ import pandas as pd
 from wattwatch.alerts.model import Alert
 from wattwatch.codes import severity
 from wattwatch.detect.base import Detector, Reach, quiet
-from wattwatch.detect.frame import AUX, cache, extra_channels, meter_names, prepare, seg_bounds
+from wattwatch.detect.frame import AUX, cache, extra_channels, meter_names, prepare, seg_bounds, times_cache
 from wattwatch.detect.postrules import Groups, calibrated, cold, group, span_mask
 from wattwatch.schema import CHANNEL_NAMES
 
@@ -303,16 +303,28 @@ def _blanked(df: pd.DataFrame, blank: np.ndarray, channels: tuple[str, ...]) -> 
         if c in cols:
             cols[c] = np.where(blank, np.nan, df[c].to_numpy(float))
     out = pd.DataFrame(cols, copy=False)
+    times_cache(df)   # made here if not yet: what either frame adds to it, the other finds
     cache(out).update({k: v for k, v in cache(df).items() if _independent_of(k, channels)})
     return out
 
 
 def _independent_of(key, channels: tuple[str, ...]) -> bool:
-    """Whether a scratch entry is computed without ``channels`` (the consumption channels a
-    detector may have blanked): phase voltages and currents, their extremes, motor starts (currents
-    and power factor) and window bounds (times) are."""
+    """Whether a scratch entry is computed without ``channels`` (the channels a detector may have
+    blanked). Of the times alone (any ``channels``): :func:`~wattwatch.detect.frame.times_cache`'s
+    dict, handed on as the same object (what a blanked frame adds to it, its parent and siblings
+    find: a stretch's cadence, keyed by the arrays of gaps and segment codes it read, which a
+    blanked frame shares, and by the learned cadences and settings). Of no consumption channel:
+    phase voltages and currents, their extremes, motor starts (currents and power factor) and
+    window bounds (times)."""
     name = key[0] if isinstance(key, tuple) else key
+    if name in _OF_TIMES:
+        return True
     return name in ("phases", "imax", "vmax", "inrush", "window_bounds") and not set(channels) - {"p_kw", "e_kwh"}
+
+
+#: Scratch entries computed from a frame's times alone (``_seg``, ``_t``, ``_dt``): no blanked
+#: channel changes them.
+_OF_TIMES = ("of_times",)
 
 
 def _near(seg: np.ndarray, t: np.ndarray, groups: list[np.ndarray], within_s) -> np.ndarray:

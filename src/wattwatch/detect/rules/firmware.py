@@ -52,7 +52,7 @@ import pandas as pd
 from wattwatch.detect.base import (PHASE_CHANNELS, Detector, DetectorConfig, Explains, Finding, PostRule, Scored, _num,
                                    quiet, rnd)
 from wattwatch.detect.cadence import gaps_per_side, stretch_cadence
-from wattwatch.detect.frame import meter_names
+from wattwatch.detect.frame import meter_names, times_cache
 from wattwatch.detect.rules._common import inrush
 
 
@@ -134,7 +134,7 @@ class FirmwareDrift(Detector):
         e, p = df["e_kwh"].to_numpy(float), df["p_kw"].to_numpy(float)
         # The cadence of each reading's stretch: a meter reconfigured from 1 to 5 minutes after its
         # state was learned had every interval "across a lost reading" at the learned minute (cad43).
-        cadence, _ = stretch_cadence(seg, dt, self._param(df, "cadence_s"))
+        cadence, _ = stretch_cadence(seg, dt, self._param(df, "cadence_s"), memo=times_cache(df))
         de = np.full(len(df), np.nan)
         ep = np.full(len(df), np.nan)
         de[1:] = e[1:] - e[:-1]

@@ -78,7 +78,7 @@ import pandas as pd
 from wattwatch.detect.base import (PHASE_CHANNELS, Detector, DetectorConfig, Explains, Finding, PostRule, Scored, _num,
                                    quiet, rnd)
 from wattwatch.detect.cadence import gaps_per_side, stretch_cadence
-from wattwatch.detect.frame import meter_names, seg_median, seg_quantile
+from wattwatch.detect.frame import meter_names, seg_median, seg_quantile, times_cache
 from wattwatch.detect.rolling import grouped_rolling, time_index
 from wattwatch.detect.rules._common import inrush, max_current, n_phases, phases
 
@@ -441,7 +441,7 @@ class NeutralTamper(Detector):
         # needs: cad43). Followed up to 30 minutes (the reach the meter declares, 6 h back): a meter
         # gone from 1 to 60 minutes holds 6 readings, the median's least.
         cad_m = self._param(df, "cadence_s")
-        c_row, _ = stretch_cadence(seg, df["_dt"].to_numpy(float), cad_m)
+        c_row, _ = stretch_cadence(seg, df["_dt"].to_numpy(float), cad_m, memo=times_cache(df))
         win = self.persist_window_s(self._follow(c_row, cad_m[seg]))
         n_min = max(2, (cfg.persist_min_n + 1) // 2)
         held = np.full(len(df), np.nan)

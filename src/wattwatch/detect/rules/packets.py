@@ -71,7 +71,8 @@ import pandas as pd
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Scored, _num, quiet, rnd
 from wattwatch.detect.cadence import (CADENCE_GAPS, CADENCE_SHARE, CADENCE_SPAN_S, gaps_per_side, lost_at, need,
                                       off_cadence, stretch_cadence)
-from wattwatch.detect.frame import cache, meter_names, seg_bounds, seg_quantile, window_count, window_sum
+from wattwatch.detect.frame import (cache, meter_names, seg_bounds, seg_quantile, times_cache, window_count,
+                                    window_sum)
 
 
 
@@ -158,13 +159,16 @@ class PacketLoss(Detector):
         low = np.array([_num(st.get(m, {}).get("gap_low"), np.nan) for m in names], float)
         return np.where(np.isfinite(low), np.clip(2.05 - low, 1.5, 1.95), 1.5)
 
-    def _cadence_rows(self, names, seg: np.ndarray, dt: np.ndarray, cad_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _cadence_rows(self, names, seg: np.ndarray, dt: np.ndarray, cad_m: np.ndarray,
+                      memo: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Per reading: the cadence its stretch runs at (the learned one unless its gaps say
         another, :func:`wattwatch.detect.cadence.stretch_cadence`) and the readings lost in the gap
         before it at that cadence: round(gap / cadence) - 1, for a gap longer than the meter's
         jitter allows (1.5 cadences for a steady clock; at the learned cadence its own jitter, see
-        _fit); NaN where the gap is (a meter's first reading)."""
-        return stretch_cadence(seg, dt, cad_m, self._gaps(cad_m), self.config.cadence_share, self._thr(names))
+        _fit); NaN where the gap is (a meter's first reading). ``memo``: the frame's scratch space,
+        whose windows' verdict the other detectors that follow the cadence share (cad49)."""
+        return stretch_cadence(seg, dt, cad_m, self._gaps(cad_m), self.config.cadence_share, self._thr(names),
+                               memo=memo)
 
     def _row_window(self, c_row: np.ndarray, cad: np.ndarray) -> np.ndarray:
         """Window per reading: its cadence's (:meth:`_window`), no longer than the reach the learned
@@ -232,7 +236,7 @@ class PacketLoss(Detector):
         seg, t = df["_seg"].to_numpy(), df["_t"].to_numpy()
         names = meter_names(df)
         cad_m = self._param(df, "cadence_s")
-        cad, lost = self._cadence_rows(names, seg, df["_dt"].to_numpy(), cad_m)   # per reading
+        cad, lost = self._cadence_rows(names, seg, df["_dt"].to_numpy(), cad_m, times_cache(df))   # per reading
         w_m = self._window(cad_m)
         w = self._row_window(cad, cad_m[seg])
         starts, ends = seg_bounds(seg)
