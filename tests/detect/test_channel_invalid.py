@@ -136,3 +136,86 @@ def test_stitched_and_streamed_pieces_equal_the_whole_history(step, piece_h):
     steps.append(st.flush())
     problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
     assert not problems, "\n".join(problems[:12])
+
+
+# (rev48) Channels that legitimately go quiet, and holes that only chain by the merge gap.
+
+def _meter(step_s: int, days: float, name: str) -> pd.DataFrame:
+    n = int(days * 86400 / step_s)
+    t = pd.date_range("2026-10-01", periods=n, freq=f"{step_s}s", tz="UTC")
+    k = np.arange(n, dtype=float)
+    h = step_s / 3600
+    p = 2 + np.sin(2 * np.pi * k * h / 24) + 0.1 * np.cos(k / 3.0)
+    return pd.DataFrame({"meter_id": name, "ts": t, "p_kw": p, "v_l1_v": 230 + np.cos(k / 5.0), "i_l1_a": p * 4.3,
+                         "e_kwh": 1000 + np.cumsum(p * h), "temp_c": 30 + np.cos(k / 7)})
+
+
+@pytest.mark.parametrize("miss", [0.1, 0.3])
+def test_a_flaky_channel_missing_at_random_does_not_alert(miss):
+    # A logger whose temperature poll times out now and then (10 %, 30 % of readings, at random):
+    # holes of one or a few readings, never hours of the channel gone.
+    f = _meter(300, 10, "flaky")
+    f.loc[np.random.default_rng(5).random(len(f)) < miss, "temp_c"] = np.nan
+    assert [a.message for a in _run(f)] == []
+
+
+def test_a_register_given_every_other_reading_with_lost_packets_does_not_alert():
+    # The energy register on every second reading (exactly half: the meter's channel), 2 % of the
+    # packets lost: a lost register reading leaves two readings in a row without it, never hours.
+    f = _meter(60, 7, "alt")
+    f.loc[np.arange(len(f)) % 2 == 1, "e_kwh"] = np.nan
+    f = f[np.random.default_rng(5).random(len(f)) >= 0.02]
+    assert [a.message for a in _run(f)] == []
+
+
+def test_single_nan_values_on_a_one_second_meter_do_not_chain():
+    # At 1 s a 1 h merge gap spans 3,600 readings: pairs of lost fields must not chain into hours.
+    n = 86400
+    t = pd.date_range("2026-10-01", periods=n, freq="1s", tz="UTC")
+    k = np.arange(n, dtype=float)
+    p = 2 + np.sin(2 * np.pi * k / 86400) + 0.1 * np.cos(k / 30)
+    cols = {"p_kw": p, "q_kvar": 0.3 * p, "s_kva": 1.05 * p, "pf": 0.95 + 0 * p, "v_l1_v": 230 + np.cos(k / 50),
+            "v_l2_v": 231 + np.cos(k / 50), "v_l3_v": 229 + np.cos(k / 50), "i_l1_a": p, "i_l2_a": p, "i_l3_a": p,
+            "i_n_a": 0.1 + 0 * p, "e_kwh": 1000 + np.cumsum(p / 3600), "temp_c": 30 + 0 * p, "thd_i_pct": 3 + 0 * p}
+    f = pd.DataFrame({"meter_id": "S1", "ts": t, **cols})
+    rng = np.random.default_rng(1)
+    for c in cols:
+        f.loc[rng.random(n) < 0.005, c] = np.nan
+    alerts = detect(f, registry.build_all(["supply_outage", "channel_invalid"]),
+                    EngineConfig(profile_days=0.25, workers=1)).alerts
+    assert [a.message for a in alerts if a.detector == "channel_invalid"] == []
+
+
+def test_reactive_and_apparent_power_blank_without_load_say_nothing():
+    # A meter that leaves q, s and pf blank when nothing flows (nights at zero load).
+    f = _meter(300, 10, "zero")
+    f["q_kvar"], f["s_kva"], f["pf"] = 0.3 * f["p_kw"], 1.04 * f["p_kw"], 0.96
+    night = f["ts"].dt.hour < 6
+    f.loc[night, ["p_kw", "i_l1_a"]] = 0.0
+    f.loc[night, ["q_kvar", "s_kva", "pf"]] = np.nan
+    assert [a.message for a in _run(f)] == []
+
+
+def test_channels_blank_in_a_supply_outage_are_not_a_sensor_fault():
+    # V and I at 0 (SPEC's outage): a meter on its reserve leaves temperature and THD blank.
+    f = _meter(300, 10, "out")
+    f["pf"], f["thd_i_pct"] = 0.96, 4.0
+    out = (f["ts"] >= "2026-10-06T02:00Z") & (f["ts"] < "2026-10-06T09:00Z")
+    f.loc[out, ["v_l1_v", "i_l1_a", "p_kw"]] = 0.0
+    f.loc[out, ["pf", "thd_i_pct", "temp_c"]] = np.nan
+    assert [a.detector for a in _run(f)] == ["supply_outage"]
+
+
+def test_the_message_counts_the_readings_of_the_span():
+    # A register stuck for 12 h while 1 reading in 10 in the middle still comes through.
+    f = _meter(300, 7, "cnt")
+    bad = (f["ts"] >= "2026-10-05T06:00Z") & (f["ts"] < "2026-10-05T18:00Z")
+    f.loc[bad, "e_kwh"] = np.nan
+    f.loc[bad & (np.arange(len(f)) % 10 == 0), "e_kwh"] = 1.0
+    alerts = [a for a in _run(f) if a.detector == "channel_invalid"]
+    assert len(alerts) == 1
+    a = alerts[0]
+    span = int(((f["ts"] >= pd.Timestamp(a.start)) & (f["ts"] <= pd.Timestamp(a.end))).sum())
+    missing = int(f.loc[(f["ts"] >= pd.Timestamp(a.start)) & (f["ts"] <= pd.Timestamp(a.end)), "e_kwh"].isna().sum())
+    assert a.evidence["readings"] == span and a.evidence["readings_missing"] == {"e_kwh": missing}
+    assert f"{missing} of {span} readings" in a.message
