@@ -29,7 +29,12 @@ TARGET = {
     "pca_reconstruction": "theft_under_registration", "autoencoder": "level_shift",
     "lstm_autoencoder": "theft_under_registration", "learned_ensemble": "theft_under_registration",
     "seasonal_profile": "level_shift",
+    # The simulator has no such fault (adding one to its round-robin would move every other fault):
+    # the test injects it, as ingest stores a register stuck at an impossible value (reg48).
+    "channel_invalid": "invalid_register",
 }
+# Faults the test injects itself: (channel set missing, from day, to day of the fleet).
+INJECTED = {"invalid_register": ("e_kwh", 9.0, 10.5)}
 # Detectors that judge coarser cadences only, run on the 5-minute fleet with their cadence floor lowered.
 AT_FINE_CADENCE = {"seasonal_profile": {"min_cadence_s": 60.0, "min_history_days": 3.0}}
 
@@ -124,6 +129,15 @@ def test_each_detector_finds_its_fault(name, fleet):
     sim, frame = fleet
     target = TARGET[name]
     events = [e for e in sim["events"] if e["type"] == target]
+    if target in INJECTED:
+        ch, a, b = INJECTED[target]
+        frame = frame.copy()
+        t0 = frame["ts"].min().normalize()
+        start, end = t0 + pd.Timedelta(days=a), t0 + pd.Timedelta(days=b)
+        for m in sorted(frame["meter_id"].unique())[:3]:
+            frame.loc[(frame["meter_id"] == m) & (frame["ts"] >= start) & (frame["ts"] < end), ch] = np.nan
+            events.append({"meter_id": m, "type": target, "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                           "end": end.strftime("%Y-%m-%dT%H:%M:%SZ")})
     assert events, f"the fleet has no {target} event"
     # The detector with the root-cause rules it depends on for suppression.
     names = [n for n in ("supply_outage", "harmonic_noise", "sensor_fault", "frozen_readings") if n != name] + [name]

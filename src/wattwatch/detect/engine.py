@@ -118,6 +118,7 @@ def profile(full: pd.DataFrame, detectors: list[Detector], config: EngineConfig,
     resets = resets or {}
     frames: dict[bytes, pd.DataFrame] = {}  # one fit frame per distinct row set, shared by detectors
     plain_mask = None  # the profiling rows without a reset (one pass over the frame, not one per detector)
+    used = np.zeros(len(full), bool)  # the rows some detector learned a meter on
 
     def rows(mask: np.ndarray) -> pd.DataFrame:
         if mask.all():
@@ -153,6 +154,7 @@ def profile(full: pd.DataFrame, detectors: list[Detector], config: EngineConfig,
         prof = prof & todo[seg]
         if not prof.any():
             continue
+        used |= prof
         fit_frame = rows(prof)
         if getattr(d, "fleet_model", False):
             d.fit(fit_frame, train=False)
@@ -161,7 +163,69 @@ def profile(full: pd.DataFrame, detectors: list[Detector], config: EngineConfig,
         for m in per:
             if m in st and todo[names.index(m)]:
                 st[m]["judge_from"] = pd.Timestamp(per[m]).timestamp()
-    return notices
+    return notices + thin_profile_notices(full, used, detectors)
+
+
+# Said per meter up to this many; beyond, one notice counts the rest.
+THIN_PROFILE_SAID = 5
+
+
+def thin_profile_notices(full: pd.DataFrame, rows: np.ndarray, detectors: list[Detector]) -> list[str]:
+    """Notices for the meters whose profiling period (``rows`` of the prepared ``full``) held fewer
+    clock bins than ``firmware_drift`` needs to learn anything (its ``min_hours``, default 18; bins of
+    an hour, or of the meter's cadence when coarser, as it bins them): a daily meter profiled on its
+    first 3 days learns on 3 readings, which nothing else says. Names the meter, the bins and
+    readings it held, the period, and what to do."""
+    from wattwatch.detect.rules.firmware import FirmwareDrift
+
+    if not rows.any():
+        return []
+    fw = next((d for d in detectors if isinstance(d, FirmwareDrift)), None) or FirmwareDrift()
+    need = int(fw.config.min_hours)
+    names = meter_names(full)
+    seg = full["_seg"].to_numpy()[rows]
+    t = full["_t"].to_numpy(float)[rows]
+    n_seg = len(names)
+    cad = np.full(n_seg, np.nan)
+    for j, m in enumerate(names):   # per meter (its learned cadence), not per reading
+        for d in detectors:
+            c = (getattr(d, "state_", {}).get(str(m)) or {}).get("cadence_s")
+            if c is not None:
+                cad[j] = float(c)
+                break
+    width = fw._bin(cad)
+    cell = np.floor(t / width[seg])
+    order = np.lexsort((cell, seg))
+    s_o, c_o = seg[order], cell[order]
+    new = np.ones(len(order), bool)
+    new[1:] = (s_o[1:] != s_o[:-1]) | (c_o[1:] != c_o[:-1])
+    bins = np.bincount(s_o[new], minlength=n_seg)
+    readings = np.bincount(seg, minlength=n_seg)
+    thin = np.flatnonzero((readings > 0) & (bins < need))
+    if not len(thin):
+        return []
+    lo = np.full(n_seg, np.inf)
+    hi = np.full(n_seg, -np.inf)
+    np.minimum.at(lo, seg, t)
+    np.maximum.at(hi, seg, t)
+
+    def when(x: float) -> str:
+        return pd.Timestamp(x, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M UTC")
+
+    def bin_name(w: float) -> str:
+        return "hourly" if w == 3600 else "daily" if w == 86400 else f"{w / 3600:g}-hour"
+
+    todo = ("declare a longer normal period (fit --normal-start/--normal-end) or profile more days "
+            "(fit --days, [engine] profile_days)")
+    out = [f"meter {names[j]}: its profiling period ({when(lo[j])} .. {when(hi[j])}) held {int(bins[j])} "
+           f"{bin_name(float(width[j]))} bin(s) of readings ({int(readings[j])} reading(s)), fewer than the {need} "
+           f"firmware_drift needs (min_hours) and too few for a profile to rest on: its learned state rests on "
+           f"that little; {todo}" for j in thin[:THIN_PROFILE_SAID]]
+    if len(thin) > THIN_PROFILE_SAID:
+        rest = thin[THIN_PROFILE_SAID:]
+        out.append(f"{len(rest)} more meter(s) held fewer than {need} bins in their profiling period "
+                   f"(e.g. {', '.join(str(names[j]) for j in rest[:5])}); {todo}")
+    return out
 
 
 def _reset_pending(state: dict | None, at: pd.Timestamp | None) -> bool:

@@ -32,6 +32,7 @@ _REGISTRY: dict[str, str] = {
     "packet_loss": "wattwatch.detect.rules.packets:PacketLoss",
     "thermal_drift": "wattwatch.detect.rules.thermal:ThermalDrift",
     "frozen_readings": "wattwatch.detect.rules.frozen:FrozenReadings",
+    "channel_invalid": "wattwatch.detect.rules.channel:ChannelInvalid",
     "baseline_macd": "wattwatch.detect.baseline.macd:BaselineMACD",
     "residual_likelihood": "wattwatch.detect.baseline.likelihood:ResidualLikelihood",
     "window_novelty": "wattwatch.detect.baseline.novelty:WindowNovelty",
@@ -48,13 +49,13 @@ _REGISTRY: dict[str, str] = {
 # from `detect --models`; otherwise it is skipped with a notice).
 DEFAULT_DETECTORS: tuple[str, ...] = (
     "supply_outage", "harmonic_noise", "phase_imbalance", "neutral_tamper", "sensor_fault", "loose_ct",
-    "firmware_drift", "packet_loss", "thermal_drift", "frozen_readings", "baseline_macd", "seasonal_profile",
+    "firmware_drift", "packet_loss", "thermal_drift", "frozen_readings", "channel_invalid", "baseline_macd", "seasonal_profile",
     "learned_ensemble")
 # What a meter is judged by when the detection core fails on it even alone (a runner retries a
 # failed group meter by meter first): the physics rules, which need no fleet model or learned stage.
 FALLBACK_DETECTORS: tuple[str, ...] = (
     "supply_outage", "harmonic_noise", "phase_imbalance", "neutral_tamper", "sensor_fault", "loose_ct",
-    "firmware_drift", "packet_loss", "thermal_drift", "frozen_readings")
+    "firmware_drift", "packet_loss", "thermal_drift", "frozen_readings", "channel_invalid")
 LEARNED: tuple[str, ...] = ("isolation_forest", "local_outlier_factor", "pca_reconstruction", "autoencoder",
                             "lstm_autoencoder", "learned_ensemble")
 
