@@ -691,6 +691,7 @@ class Store:
         overlap = [i for i, m in enumerate(names) if m in cat and cat[m][0] is not None
                    and cat[m][0] - tol[i] <= hi[i] and lo[i] <= cat[m][1] + tol[i]]
         merged = 0
+        self._filled_sids: set[int] = set()
         if overlap:
             merged, merged_tbl = self._match_stored(good, codes, t, keep, merged_tbl, names, sids, overlap, tol,
                                                     chans)
@@ -725,7 +726,10 @@ class Store:
             k_codes = pc.index_in(kept["meter_id"], value_set=pa.array(names, pa.string())).to_numpy()
             (self._run if live else self._query)(kept.append_column("_sid", pa.array(sids[k_codes], pa.int32())), insert)
             if stored_out is not None:
-                touched = {names[i] for i in overlap} if merged else set()
+                # Meters whose stored readings this changed: a copy that matched a stored reading
+                # and filled none of its channels changed nothing the caller holds (the kept rows
+                # are all that is new), so those meters need no read-back.
+                touched = {names[i] for i in overlap if int(sids[i]) in self._filled_sids} if merged else set()
                 stored_out.append((kept.select(["meter_id", "ts", *chans]), touched))
             return kept.num_rows, merged
         final = good.append_column("_sid", pa.array(sids[codes], pa.int32())).append_column("_keep", pa.array(keep))
@@ -907,12 +911,15 @@ class Store:
         # A stored reading keeps its values; channels it lacks are filled from the new copy.
         sets = ", ".join(f"{_q(c)} = COALESCE(r.{_q(c)}, h.{_q(c)})" for c in chans)
         holes = " OR ".join(f"(r.{_q(c)} IS NULL AND h.{_q(c)} IS NOT NULL)" for c in chans)
-        self._query(
+        # The series whose stored readings this changed (a channel filled) are returned: a copy
+        # that fills nothing (a retransmission) leaves the stored readings as they were.
+        filled = self._query(
             hit,
             f"UPDATE readings_raw r SET {sets} FROM (SELECT * FROM _t QUALIFY row_number() OVER "
             "(PARTITION BY sid, _old_us ORDER BY abs(epoch_us(ts) - _old_us), ts) = 1) h "
-            f"WHERE r.sid = h.sid AND r.ts = make_timestamptz(h._old_us) AND ({holes})",
-        )
+            f"WHERE r.sid = h.sid AND r.ts = make_timestamptz(h._old_us) AND ({holes}) RETURNING r.sid",
+        ).fetchall()
+        self._filled_sids.update(int(r[0]) for r in filled)
         keep[idx[in_good]] = False
         if merged_tbl is not None and ((~in_good).any() or drop_m is not None):
             m_keep = np.ones(merged_tbl.num_rows, bool) if drop_m is None else drop_m
