@@ -10,7 +10,8 @@ left, what a final flush adds, the counters).
 numbers where a piece ends (``25232,50464``) or ``every:N``. ``--thread``: the slow tier in its
 worker thread, as in the bench (its timing then varies with the machine; alerts counted after
 ``settle``, as the bench counts them); without it the slow tier judges in the step (deterministic).
-``--inject``: 80 added readings of each of five kinds (seeded), each arriving 1-600 rows after the
+``--wait-last`` (with ``--thread``): the worker's judgement settled before the last piece (as when
+the readings' arrival leaves it the time), so the last step finds it free. ``--inject``: 80 added readings of each of five kinds (seeded), each arriving 1-600 rows after the
 reading it copies: exact copies and copies filling a channel the original lacks, conflicting with
 it or lacking one of its channels (jittered up to 4 s), and late readings (30 s before one, no copy).
 """
@@ -64,6 +65,7 @@ def main() -> None:
     ap.add_argument("cuts")
     ap.add_argument("--thread", action="store_true")
     ap.add_argument("--inject", action="store_true")
+    ap.add_argument("--wait-last", action="store_true")
     a = ap.parse_args()
 
     import wattwatch
@@ -96,9 +98,13 @@ def main() -> None:
 
     steps = []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
+        waited = []
+        if a.thread and a.wait_last and hi == n:
+            got = eng.settle(StepReport())
+            waited = [v(al) for al in got.alerts] if got is not None else []
         eng.add(live.iloc[lo:hi])
         rep = eng.step()
-        steps.append({"rows": [lo, hi], "alerts": [v(al) for al in rep.alerts], "new": sorted(rep.new),
+        steps.append({"rows": [lo, hi], "alerts": waited + [v(al) for al in rep.alerts], "new": sorted(rep.new),
                       "slow": bool(rep.slow)})
     pre = {k: int(x) for k, x in eng.counters.items()}
     settled, settled_new = [], None
