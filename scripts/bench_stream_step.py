@@ -9,7 +9,7 @@ in place of this checkout's (and put back after), so only code reached through m
 or methods is swapped (a name imported with ``from x import f`` elsewhere keeps this checkout's).
 The slow tier judges in the caller's thread (``slow_thread=False``) so that no judgement of one
 engine runs under the other's code; only steps where neither engine's slow tier ran are compared.
-Prints CPU per fast step (p50 / p90 / mean) of each, the median of the paired ratios, the same of
+Prints CPU per fast step (p50 / p90 / p99 / mean) of each, the median of the paired ratios, the same of
 the steps' wall time (DuckDB's own threads do part of a statement's work, which the caller's CPU
 misses), and whether the two engines wrote the same alerts (every version, and those after a final
 flush). ``--stored-alerts N``: both stores keep N older alerts (a long-lived store), as every
@@ -161,7 +161,7 @@ def main() -> None:
     b, t = np.array(cpu["baseline"]) * 1e3, np.array(cpu["this"]) * 1e3
     wb, wt = np.array(wall["baseline"]) * 1e3, np.array(wall["this"]) * 1e3
     stats = lambda x: {"p50": round(float(np.median(x)), 1), "p90": round(float(np.percentile(x, 90)), 1),
-                       "mean": round(float(x.mean()), 1)}
+                       "p99": round(float(np.percentile(x, 99)), 1), "mean": round(float(x.mean()), 1)}
     print(json.dumps({"meters": a.meters, "per_step": per, "fast_steps": len(t), "baseline_cpu_ms": stats(b),
                       "this_cpu_ms": stats(t), "paired_ratio_median": round(float(np.median(t / b)), 3),
                       # (DuckDB's own threads do part of a statement's work: the caller's CPU misses it)

@@ -3,7 +3,7 @@ rows, merges, meters catalogue, counts and rejects as ``ingest_frame`` whatever 
 readings in time order, copies within the batch (timestamp jitter), copies and late readings of
 stored ones that fill their gaps, out-of-range values, new meters, extra channels — and the rows it
 hands back are exactly what the store gained (and it names the meters whose stored readings a copy
-filled). A failed
+filled, and only those: a copy that fills nothing changed nothing the caller holds). A failed
 batch leaves the in-memory catalogue as the store is."""
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def test_live_ingest_stores_what_ingest_frame_stores_and_hands_back_what_it_adde
             old = after[key(after).isin(key(before))].reset_index(drop=True)[before.columns]
             changed = ~((old == before) | (old.isna() & before.isna())).all(axis=1)
             filled += bool(changed.any())
-            assert set(old.loc[changed, "meter_id"].astype(str)) <= touched, f"batch {k}"
+            assert set(old.loc[changed, "meter_id"].astype(str)) == touched, f"batch {k}"
             if touched:
                 fallbacks += 1
                 assert got.merged > 0, f"batch {k}: meters said touched though no stored reading matched"
@@ -108,6 +108,84 @@ def test_live_ingest_stores_what_ingest_frame_stores_and_hands_back_what_it_adde
     finally:
         a.close()
         b.close()
+
+
+def test_a_copy_that_fills_nothing_touches_no_meter(tmp_path):
+    """A retransmitted reading (same values, or other values for channels the stored one has:
+    those are kept) matches a stored reading and changes nothing: no meter is named touched, so a
+    watcher need not read its meter back; a copy that fills a channel the stored reading lacks
+    names its meter, and only it."""
+    s = Store(tmp_path / "d.duckdb")
+    cache: dict = {}
+    try:
+        t = T0 + pd.to_timedelta(np.repeat(np.arange(5), 3) * 60, unit="s")
+        f = pd.DataFrame({"meter_id": np.tile(np.array(["a", "b", "c"], dtype=object), 5), "ts": t,
+                          "p_kw": 5.0, "v_l1_v": 230.0, "i_l1_a": 2.0, "e_kwh": 1.0})
+        f.loc[(f["meter_id"] == "b") & (f.index == 7), "i_l1_a"] = np.nan   # b at minute 2 lacks i_l1_a
+        ingest_live(s, f, None, source="x", cache=cache)
+        before = _rows(s)
+        same = f[f.index.isin([4, 8])].copy()                   # b at minute 1, c at minute 2, as stored
+        got, rows, touched = ingest_live(s, same, None, source="x", cache=cache)
+        assert (got.merged, got.stored, len(rows), touched) == (2, 0, 0, set())
+        other = f[f.index.isin([3])].copy()                     # a at minute 1, another p_kw: stored kept
+        other["p_kw"] = 9.0
+        other["ts"] += pd.Timedelta(seconds=3)
+        got, rows, touched = ingest_live(s, other, None, source="x", cache=cache)
+        assert (got.merged, got.stored, touched) == (1, 0, set())
+        pd.testing.assert_frame_equal(_rows(s), before)
+        fill = f[f.index.isin([7, 6])].copy()                   # b's gap filled; a's copy as stored
+        fill["i_l1_a"] = 3.5
+        fill.loc[fill["meter_id"] == "a", "i_l1_a"] = 2.0
+        got, rows, touched = ingest_live(s, fill, None, source="x", cache=cache)
+        assert (got.merged, touched) == (2, {"b"})
+        after = _rows(s)
+        assert after.loc[(after["meter_id"] == "b") & (after["ts"] == t[7]), "i_l1_a"].tolist() == [3.5]
+    finally:
+        s.close()
+
+
+def test_touched_is_exactly_the_meters_a_copy_changed_whatever_the_kind_of_copy(tmp_path):
+    """(rev50) One live batch holding a copy of every kind the store handles, each on its own meter,
+    with a new reading of every meter: an exact copy (a), a jittered copy (b), a jittered copy filling
+    the one channel its stored reading lacks (c), a jittered copy with other values for channels the
+    stored reading has (d), a copy of a compacted reading (e), a late reading that is no copy (f), a
+    copy lacking a channel the stored reading has (g). Only c's stored reading changes, and only c is
+    named touched; the rows handed back are the new readings and f's late one (no copy)."""
+    s = Store(tmp_path / "k.duckdb")
+    cache: dict = {}
+    try:
+        ms = np.array(list("abcdefg"), dtype=object)
+        t = T0 + pd.to_timedelta(np.repeat(np.arange(120), len(ms)) * 60, unit="s")
+        f = pd.DataFrame({"meter_id": np.tile(ms, 120), "ts": t, "p_kw": 5.0, "v_l1_v": 230.0, "i_l1_a": 2.0,
+                          "e_kwh": 1.0 + np.repeat(np.arange(120), len(ms)) * 0.01})
+        f.loc[(f["meter_id"] == "c") & (f["ts"] == T0 + pd.Timedelta(minutes=100)), "i_l1_a"] = np.nan
+        ingest_live(s, f, None, source="x", cache=cache)
+        s.compact(older_than_days=0, as_of=T0 + pd.Timedelta(hours=1))   # the first hour of every meter
+        assert s.compaction_cuts()
+        before = _rows(s)
+        at = lambda m, minute, **kw: {"meter_id": m, "ts": T0 + pd.Timedelta(minutes=minute),
+                                      "p_kw": 5.0, "v_l1_v": 230.0, "i_l1_a": 2.0, "e_kwh": 1.0 + minute * 0.01, **kw}
+        sec = pd.Timedelta(seconds=3)
+        copies = pd.DataFrame([at("a", 100), {**at("b", 100), "ts": at("b", 100)["ts"] + sec},
+                               {**at("c", 100), "ts": at("c", 100)["ts"] - sec, "i_l1_a": 2.5},
+                               {**at("d", 100, p_kw=9.0, v_l1_v=231.0), "ts": at("d", 100)["ts"] + sec},
+                               {**at("e", 30), "ts": at("e", 30)["ts"] + sec},
+                               {**at("f", 100), "ts": at("f", 100)["ts"] + pd.Timedelta(seconds=30)},
+                               at("g", 100, v_l1_v=np.nan)])
+        fresh = pd.DataFrame([at(m, 120) for m in ms])
+        batch = pd.concat([fresh, copies], ignore_index=True)
+        got, rows, touched = ingest_live(s, batch, None, source="x", cache=cache)
+        assert touched == {"c"}
+        assert got.stored == len(ms) + 1 and len(rows) == len(ms) + 1
+        assert sorted(rows.loc[rows["ts"] < T0 + pd.Timedelta(minutes=120), "meter_id"]) == ["f"]
+        after = _rows(s)
+        key = lambda d: pd.MultiIndex.from_arrays([d["meter_id"].astype(str), d["ts"]])
+        old = after[key(after).isin(key(before))].reset_index(drop=True)[before.columns]
+        changed = ~((old == before) | (old.isna() & before.isna())).all(axis=1)
+        assert old.loc[changed, "meter_id"].tolist() == ["c"]
+        assert old.loc[changed, "i_l1_a"].tolist() == [2.5]
+    finally:
+        s.close()
 
 
 def test_a_failed_live_batch_leaves_the_catalogue_as_the_store_is(tmp_path, monkeypatch):

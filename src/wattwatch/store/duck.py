@@ -691,9 +691,12 @@ class Store:
         overlap = [i for i, m in enumerate(names) if m in cat and cat[m][0] is not None
                    and cat[m][0] - tol[i] <= hi[i] and lo[i] <= cat[m][1] + tol[i]]
         merged = 0
+        # The series whose stored readings a copy filled: asked of the UPDATE only when the caller
+        # takes the rows back (a batch ingest filling millions of readings would fetch them all).
+        filled: set[int] | None = set() if stored_out is not None else None
         if overlap:
             merged, merged_tbl = self._match_stored(good, codes, t, keep, merged_tbl, names, sids, overlap, tol,
-                                                    chans)
+                                                    chans, filled)
         # Catalogue: series id, span and cadence per meter, so later chunks and files skip the
         # stored-row lookup where they do not overlap.
         span = pa.table({
@@ -725,7 +728,10 @@ class Store:
             k_codes = pc.index_in(kept["meter_id"], value_set=pa.array(names, pa.string())).to_numpy()
             (self._run if live else self._query)(kept.append_column("_sid", pa.array(sids[k_codes], pa.int32())), insert)
             if stored_out is not None:
-                touched = {names[i] for i in overlap} if merged else set()
+                # Meters whose stored readings this changed: a copy that matched a stored reading
+                # and filled none of its channels changed nothing the caller holds (the kept rows
+                # are all that is new), so those meters need no read-back.
+                touched = {names[i] for i in overlap if int(sids[i]) in filled} if merged else set()
                 stored_out.append((kept.select(["meter_id", "ts", *chans]), touched))
             return kept.num_rows, merged
         final = good.append_column("_sid", pa.array(sids[codes], pa.int32())).append_column("_keep", pa.array(keep))
@@ -829,11 +835,13 @@ class Store:
 
     def _match_stored(self, good: pa.Table, codes: np.ndarray, t: np.ndarray, keep: np.ndarray,
                       merged_tbl: pa.Table | None, names: list[str], sids: np.ndarray, overlap: list[int],
-                      tol: np.ndarray, chans: Sequence[str] = CHANNEL_NAMES) -> tuple[int, pa.Table | None]:
+                      tol: np.ndarray, chans: Sequence[str] = CHANNEL_NAMES,
+                      filled: set[int] | None = None) -> tuple[int, pa.Table | None]:
         """Find candidate rows that a stored reading already holds, fill that reading's gaps.
 
         Candidates are the rows of ``good`` still marked in ``keep`` plus ``merged_tbl``; matched
-        ones are cleared from ``keep`` (in place) and dropped from ``merged_tbl``.
+        ones are cleared from ``keep`` (in place) and dropped from ``merged_tbl``. ``filled``, when
+        given, receives the series ids whose stored readings a copy filled (changed).
         """
         n_good = len(codes)
         c_codes, c_t = codes, t
@@ -907,12 +915,17 @@ class Store:
         # A stored reading keeps its values; channels it lacks are filled from the new copy.
         sets = ", ".join(f"{_q(c)} = COALESCE(r.{_q(c)}, h.{_q(c)})" for c in chans)
         holes = " OR ".join(f"(r.{_q(c)} IS NULL AND h.{_q(c)} IS NOT NULL)" for c in chans)
-        self._query(
+        # The series whose stored readings this changed (a channel filled) are returned when asked
+        # (``filled``): a copy that fills nothing (a retransmission) leaves the stored readings as they were.
+        res = self._query(
             hit,
             f"UPDATE readings_raw r SET {sets} FROM (SELECT * FROM _t QUALIFY row_number() OVER "
             "(PARTITION BY sid, _old_us ORDER BY abs(epoch_us(ts) - _old_us), ts) = 1) h "
-            f"WHERE r.sid = h.sid AND r.ts = make_timestamptz(h._old_us) AND ({holes})",
+            f"WHERE r.sid = h.sid AND r.ts = make_timestamptz(h._old_us) AND ({holes})"
+            + (" RETURNING r.sid" if filled is not None else ""),
         )
+        if filled is not None:
+            filled.update(int(r[0]) for r in res.fetchall())
         keep[idx[in_good]] = False
         if merged_tbl is not None and ((~in_good).any() or drop_m is not None):
             m_keep = np.ones(merged_tbl.num_rows, bool) if drop_m is None else drop_m
