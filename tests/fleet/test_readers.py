@@ -332,3 +332,108 @@ def test_spark_calls_what_pandas_cannot_read_not_a_number(spark, tmp_path):
                                           Phase1ActivePower="1")])))
     _, rejects, _ = read_fleet_spark(spark, [str(doc)])
     assert [r[1:] for r in rejects] == [r[1:] for r in read_fleet_json(doc).rejects] == [(1, "Phase1ActivePower", "not a number")]
+
+
+# ---------------------------------------------------------------------------- ops52: the file's line
+
+def _lined_csv(tmp_path):
+    """A canonical CSV whose records are not one per line after the header: a blank and a
+    whitespace-only line (pandas and Spark skip both), Windows line ends on some lines, and a quoted
+    town spanning two lines. Each reject's real line is written beside it."""
+    path = tmp_path / "lined.csv"
+    path.write_bytes(
+        b"meter_id,ts,p_kw,town\n"                                  # 1
+        b"M1,2025-01-01T00:00:00Z,1.0,T\n"                          # 2: good
+        b"\n"                                                       # 3: blank
+        b"   \r\n"                                                  # 4: spaces only
+        b"M1,2025-01-01T01:00:00Z,abc,T\r\n"                        # 5: not a number
+        b'M1,2025-01-01T02:00:00Z,2.0,"Two\nlines"\n'               # 6-7: good, a town on two lines
+        b"M1,2025-01-01T03:00:00Z,zz,T\n"                           # 8: not a number
+        b'M1,2025-01-01T04:00:00Z,yy,"a ""b"" c"\n'                 # 9: not a number (quotes doubled)
+        b"M1,not a time,1.0,T\n")                                   # 10: unreadable time
+    return path
+
+
+LINED_REJECTS = [(5, "p_kw", "not a number"), (8, "p_kw", "not a number"), (9, "p_kw", "not a number"),
+                 (10, "ts", "missing or unreadable timestamp")]
+
+
+def test_csv_rejects_name_the_files_line(tmp_path):
+    """ops52: the pandas engine numbered a reject by its row (+1 for the header): after a blank line or
+    a quoted field over two lines the number was not the line a user opens the file at."""
+    path = _lined_csv(tmp_path)
+    got = read_fleet([path])
+    assert sorted(r[1:] for r in got.rejects) == LINED_REJECTS
+    assert got.frame["town"].tolist() == ["T", "Two\nlines"]
+
+
+def test_spark_names_the_same_csv_lines_as_pandas(spark, tmp_path):
+    """adv45/rev45 Left: Spark's rejects of a CSV carried line -1; and Spark read the quoted two-line
+    town as two broken records (one of them a reject pandas does not have)."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    path = _lined_csv(tmp_path)
+    sdf, rejects, _ = read_fleet_spark(spark, [str(path)])
+    assert sorted(r[1:] for r in rejects) == sorted(r[1:] for r in read_fleet([path]).rejects) == LINED_REJECTS
+    got = sdf.toPandas().sort_values("ts")
+    assert got["town"].tolist() == ["T", "Two\nlines"] and got["p_kw"].tolist() == [1.0, 2.0]
+
+
+def test_spark_numbers_lines_across_the_splits_of_a_file(spark, tmp_path):
+    """A file Spark reads in several splits (here 2 KB each) is numbered on from split to split;
+    the rejects sit past the first split, and in a second file read in the same job."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    def write(name, bad_every):
+        rows = ["meter_id,ts,p_kw"]
+        for i in range(400):
+            rows.append(f"M{i % 7},2025-01-01T00:00:00Z,{'bad' if i % bad_every == 5 else i}")
+        p = tmp_path / name
+        p.write_text("\n".join(rows) + "\n")
+        return p
+
+    a, b = write("a.csv", 97), write("b.csv", 53)
+    old = spark.conf.get("spark.sql.files.maxPartitionBytes")
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "2048")
+    try:
+        _, rejects, _ = read_fleet_spark(spark, [str(a), str(b)])
+    finally:
+        spark.conf.set("spark.sql.files.maxPartitionBytes", old)
+    want = read_fleet([a, b]).rejects
+    assert [r[1] for r in want if r[0] == str(a)] == [7, 104, 201, 298, 395]  # row i is line i + 2
+    assert sorted((r[0].rsplit("/", 1)[-1], r[1]) for r in rejects) == sorted((r[0].rsplit("/", 1)[-1], r[1]) for r in want)
+
+
+def test_spark_names_the_same_parquet_rows_as_pandas(spark, tmp_path):
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    path = tmp_path / "rows.parquet"
+    pd.DataFrame({"meter_id": ["A", "A", "", "A"], "ts": pd.date_range("2025-01-01", periods=4, freq="h", tz="UTC"),
+                  "p_kw": [1.0, 2e9, 1.0, -np.inf]}).to_parquet(path)
+    want = read_fleet([path]).rejects
+    assert [r[1] for r in want] == [2, 3, 4]
+    _, rejects, _ = read_fleet_spark(spark, [str(path)])
+    assert sorted(r[1:] for r in rejects) == sorted(r[1:] for r in want)
+
+
+def test_spark_names_the_same_json_lines_as_pandas(spark, tmp_path):
+    """Flat records in JSON Lines (with a blank line and a line that is not JSON), flat records in a
+    JSON array (the record's position), and UrbanDataset documents one per line (the document's line)."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    rec = lambda t, v: json.dumps({"PODID": "A", "start_ts": f"2025-01-01T0{t}:00:00Z", "TotalActivePower": v})  # noqa: E731
+    flat = tmp_path / "flat.jsonl"
+    flat.write_text("\n".join([rec(0, 1.0), "", rec(1, "abc"), "{not json", rec(2, 2.0), rec(3, "x")]) + "\n")
+    arr = tmp_path / "arr.json"
+    arr.write_text(json.dumps([json.loads(rec(0, 1.0)), json.loads(rec(1, "abc")), json.loads(rec(2, 2.0))]))
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("\n".join(json.dumps(urban([line(1, f"2025-01-01T0{h}:00:00", f"2025-01-01T0{h + 1}:00:00",
+                                                     PODID="B", Phase1ActivePower=v)]))
+                              for h, v in ((0, "1"), (1, "2"), (2, "abc"), (3, "4"))) + "\n")
+    for path, lines in ((flat, [3, 4, 6]), (arr, [2]), (docs, [3])):
+        want = read_fleet([path]).rejects
+        assert sorted(r[1] for r in want) == lines, (path, want)
+        _, rejects, _ = read_fleet_spark(spark, [str(path)])
+        assert sorted(r[1] for r in rejects) == lines, (path, rejects)
+        # pandas says why a line is not JSON ("not valid JSON: Expecting ..."), Spark only that it is not
+        assert sorted((r[2], r[3].split(":")[0]) for r in rejects) == sorted((r[2], r[3].split(":")[0]) for r in want)

@@ -578,12 +578,41 @@ def unread_columns_note(where: str, columns) -> str | None:
             "kvar, kWh; --mapping reads other names on the local engine)")
 
 
+def _file_bytes(p: Path) -> bytes:
+    if p.name.lower().endswith(".gz"):
+        import gzip
+
+        with gzip.open(p, "rb") as fh:
+            return fh.read()
+    return p.read_bytes()
+
+
+def csv_record_lines(data: bytes) -> np.ndarray:
+    """The line (1-based) each data record of a CSV text starts on, as pandas reads it: records end at
+    a line end outside double quotes (a quoted field may span lines; a doubled quote inside one keeps
+    the parity), lines blank or of whitespace only are skipped, the first record left is the header.
+    Line ends are ``\n``, ``\r\n`` and a lone ``\r``. Vectorised over the bytes."""
+    b = np.frombuffer(data, dtype=np.uint8)
+    if not len(b):
+        return np.zeros(0, dtype=np.int64)
+    nxt = np.append(b[1:], np.uint8(0))
+    ends = (b == 10) | ((b == 13) & (nxt != 10))
+    line_of = np.cumsum(ends) - ends + 1  # the line each byte is on
+    rec_end = ends & (np.cumsum(b == 34) % 2 == 0)
+    seg = np.cumsum(rec_end) - rec_end  # the record each byte belongs to (its end byte included)
+    ink = ~np.isin(b, np.frombuffer(b" \t\r\n\x0b\x0c", dtype=np.uint8))
+    nonblank = np.bincount(seg, weights=ink, minlength=int(seg[-1]) + 1) > 0
+    first_byte = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1]])
+    starts = line_of[first_byte][nonblank[seg[first_byte]]]
+    return starts[1:].astype(np.int64)
+
+
 def read_canonical(p: Path) -> FleetInput:
     """A Parquet/CSV file in canonical columns with every fleet column it has (``ts_end``,
     ``e_int_kwh``, ``p_l1_kw`` ..., ``panel_id``, ``town``), the way the Spark engine reads it:
     rows without a meter id or a readable ``ts``, with a ``ts_end`` not after ``ts``, or with a value that
     is not a number or is outside its physical range (infinite included) are rejected (line: the row's
-    position, plus one for a CSV header); a blank or ``NaN`` value is missing, the reading kept."""
+    position in a Parquet file, the line the record starts on in a CSV file); a blank or ``NaN`` value is missing, the reading kept."""
     name = p.name.lower()
     if name.endswith((".parquet", ".pq")):
         raw = pd.read_parquet(p)
@@ -630,6 +659,10 @@ def read_canonical(p: Path) -> FleetInput:
             out[c] = num
     bad = reason.notna().to_numpy()
     lines = np.arange(first, first + n)
+    if first == 2 and bad.any():
+        starts = csv_record_lines(_file_bytes(p))
+        if len(starts) == n:  # else a quoting the scan does not follow (a quote inside a bare field): rows
+            lines = starts
     rejects = list(zip([str(p)] * int(bad.sum()), lines[bad].tolist(), fld[bad].tolist(), reason[bad].tolist()))
     note = unread_columns_note(str(p), raw.columns)
     return FleetInput(conform(out[~bad]), rejects, [note] if note else [])

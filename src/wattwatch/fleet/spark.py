@@ -148,15 +148,18 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
                 # instead of failing the job.
                 spark.conf.set("spark.sql.mapKeyDedupPolicy", "LAST_WIN")
                 raw = spark.read.option("multiLine", kind == "json").option("mode", "PERMISSIVE").json(ps)
-                sdf, rej = _from_json(raw, energy)
+                if kind == "jsonl":  # each document on its line of the file
+                    sdf, rej = _from_json(_json_lines(spark, ps, raw.schema), energy)
+                else:  # the record's position in the file's array
+                    sdf, rej = _from_json(_numbered(spark, raw)[0], energy)
             elif kind == "parquet":
                 # pandas writes nanosecond timestamps, which Spark only reads as longs (see _from_canonical).
                 spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
                 raw = spark.read.parquet(*ps)
-                sdf, rej = _from_canonical(raw, energy)
+                sdf, rej = _from_canonical(_numbered(spark, raw)[0], energy)
             else:
-                raw = spark.read.option("header", True).csv(ps)
-                sdf, rej = _from_canonical(raw, energy)
+                raw = spark.read.option("header", True).csv(ps)  # the columns (the first line): no full job
+                sdf, rej = _from_canonical(_csv_lines(spark, ps, raw.columns), energy)
             if kind not in ("json", "jsonl"):  # the schema only: no job
                 where = ", ".join(ps[:3]) + (f" and {len(ps) - 3} more" if len(ps) > 3 else "")
                 note = unread_columns_note(where, raw.columns)
@@ -186,6 +189,94 @@ def _select_fleet(df):
             (F.col("town") if "town" in df.columns else F.lit(None)).cast("string").alias("town")]
     cols += [(F.col(c) if c in df.columns else F.lit(None)).cast("double").alias(c) for c in FLOAT_COLUMNS]
     return df.select(*cols)
+
+
+def _numbered(spark, df, *aggs):
+    """``df`` (straight from a file reader) with ``_file`` and ``_line``: each row's 1-based position in
+    its file (for ``spark.read.text`` the physical line), exact however Spark splits the file.
+
+    Within one split the rows come in file order and in one task, so their
+    ``monotonically_increasing_id`` values are consecutive; one small aggregation per (file, split
+    start) gives each split's row count and first id, and the driver adds up the counts of the
+    earlier splits of the same file (ordered by their byte offset, not by task). The ids are
+    recomputed by each job over the same scan, which gives the same splits in the same tasks.
+
+    ``aggs(t)`` are further per-split aggregates (of the numbered frame ``t``'s columns, ``_mid`` the id);
+    returns (frame, list of rows: _file, _blk, shift (line = _mid + shift), and the aggs)."""
+    F = _F()
+    from pyspark.sql.types import LongType, StringType, StructField, StructType
+
+    t = df.select("*", F.input_file_name().alias("_file"), F.input_file_block_start().alias("_blk"),
+                  F.monotonically_increasing_id().alias("_mid"))
+    more = [a(t) for a in aggs]
+    blocks = sorted(t.groupBy("_file", "_blk").agg(F.count(F.lit(1)).alias("_n"), F.min("_mid").alias("_m0"), *more)
+                    .collect(), key=lambda r: (r["_file"], r["_blk"]))
+    rows, seen, file = [], 0, None
+    for r in blocks:
+        if r["_file"] != file:
+            file, seen = r["_file"], 0
+        rows.append((r["_file"], r["_blk"], seen + 1 - r["_m0"], *r[4:]))
+        seen += r["_n"]
+    shifts = spark.createDataFrame([x[:3] for x in rows], StructType(
+        [StructField("_file", StringType()), StructField("_blk", LongType()), StructField("_shift", LongType())]))
+    out = t.join(F.broadcast(shifts), ["_file", "_blk"])
+    out = out.select(*[c for c in df.columns], "_file", (F.col("_mid") + F.col("_shift")).alias("_line"))
+    return out, rows
+
+
+def _csv_lines(spark, ps, columns):
+    """The CSV records of ``ps`` as string columns ``columns`` (the header's names) plus ``_file`` and
+    ``_line``, the line each record starts on, as pandas reads it (``readers.csv_record_lines``):
+    blank and whitespace-only lines skipped, the first line left the header, a quoted field may span
+    lines. Spark's CSV reader (one record per line unless ``multiLine``, which reads each file in one
+    task) knows no line: the lines are read as text and numbered (:func:`_numbered`), then parsed with
+    the reader's own parser (``from_csv``). A file with a quoted line end anywhere is put together
+    record by record in one more (sorting) job; otherwise each line is a record, no shuffle."""
+    F = _F()
+    from pyspark.sql import Window
+
+    text = spark.read.text(ps)
+    quotes = F.length("value") - F.length(F.regexp_replace("value", '"', ""))
+    blank = F.col("value").rlike(r"^\s*$")
+    t, blocks = _numbered(spark, text.select("value", quotes.alias("_q"), blank.alias("_blank")),
+                          lambda t: F.max(F.col("_q") % 2).alias("_odd"),
+                          lambda t: F.min(F.when(~F.col("_blank"), F.col("_mid"))).alias("_first"))
+    head, odd = {}, set()
+    for f, _blk, shift, is_odd, first in blocks:
+        if first is not None and f not in head:
+            head[f] = first + shift
+        if is_odd:
+            odd.add(f)
+    heads = spark.createDataFrame(list(head.items()), "_file string, _head long")
+    t = t.join(F.broadcast(heads), "_file")
+    if odd:
+        # A record starts on a line before which the file holds an even number of quotes.
+        w = Window.partitionBy("_file").orderBy("_line")
+        before = F.coalesce(F.sum("_q").over(w.rowsBetween(Window.unboundedPreceding, -1)), F.lit(0))
+        t = t.select("*", (before % 2 == 0).alias("_start"))
+        t = t.select("*", F.max(F.when(F.col("_start"), F.col("_line"))).over(
+            w.rowsBetween(Window.unboundedPreceding, 0)).alias("_rec"))
+        t = (t.groupBy("_file", "_rec", "_head")
+             .agg(F.sort_array(F.collect_list(F.struct("_line", "value"))).alias("_parts"))
+             .select("_file", F.col("_rec").alias("_line"), "_head",
+                     F.array_join(F.transform("_parts", lambda x: x["value"]), "\n").alias("value")))
+        t = t.select("*", F.col("value").rlike(r"^\s*$").alias("_blank"))
+    recs = t.where(~F.col("_blank") & (F.col("_line") > F.col("_head")))
+    ddl = ", ".join("`" + c.replace("`", "``") + "` STRING" for c in columns)
+    parsed = recs.select("_file", "_line", F.from_csv(F.col("value"), ddl).alias("_r"))
+    return parsed.select(*[F.col("_r").getField(c).alias(c) for c in columns], "_file", "_line")
+
+
+def _json_lines(spark, ps, schema):
+    """JSON Lines read as text, numbered (:func:`_numbered`) and parsed with ``schema`` (the reader's
+    inferred one): ``_file`` and ``_line``, the document's line, as the pandas reader numbers them;
+    blank lines skipped (as Spark's reader and pandas do)."""
+    F = _F()
+    t, _ = _numbered(spark, spark.read.text(ps))
+    t = t.where(~F.col("value").rlike(r"^\s*$"))
+    opts = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt_record"}
+    parsed = t.select("_file", "_line", F.from_json(F.col("value"), schema, opts).alias("_r"))
+    return parsed.select(*[F.col("_r").getField(c).alias(c) for c in schema.fieldNames()], "_file", "_line")
 
 
 def _collect_rejects(df, reason, fld, line):
@@ -219,7 +310,10 @@ def _urban_records(raw):
     defs = (ud["specification"]["properties"]["propertyDefinition"]
             if _field(s, "UrbanDataset", "specification", "properties", "propertyDefinition") is not None
             else F.lit(None))
-    base = raw.select(F.input_file_name().alias("_file"), tz.cast("string").alias("_tz"), defs.alias("_defs"),
+    doc_line = F.col("_line") if "_line" in s.fieldNames() and "_file" in s.fieldNames() else None
+    base = raw.select(F.col("_file") if "_file" in s.fieldNames() else F.input_file_name().alias("_file"),
+                      (doc_line if doc_line is not None else F.lit(None).cast("long")).alias("_doc_line"),
+                      tz.cast("string").alias("_tz"), defs.alias("_defs"),
                       ud["values"]["line"].alias("_lines"),
                       (F.col("_corrupt_record") if has_corrupt else F.lit(None).cast("string")).alias("_corrupt"))
     # Validate the (few) distinct time zones and units on the driver, in one job; errors name the file.
@@ -246,11 +340,12 @@ def _urban_records(raw):
         k is not None for k in tz_min) else None
     offset = F.coalesce(tzmap[F.col("_tz")] if tzmap is not None else F.lit(0), F.lit(0))
     corrupt = base.where(F.col("_corrupt").isNotNull()).select(
-        "_file", F.lit(1).alias("_line"), F.lit("not valid JSON").alias("_bad")) if has_corrupt else None
+        "_file", F.coalesce(F.col("_doc_line"), F.lit(1)).alias("_line"), F.lit("not valid JSON").alias("_bad")) if has_corrupt else None
     lines = base.where(F.col("_corrupt").isNull()).select(
-        "_file", offset.alias("_offset"), "_defs", F.posexplode("_lines").alias("_pos", "ln"))
+        "_file", "_doc_line", offset.alias("_offset"), "_defs", F.posexplode("_lines").alias("_pos", "ln"))
     lt = _field(s, "UrbanDataset", "values", "line")
-    cols = [F.col("_file"), (F.col("_pos") + 1).alias("_line"), F.col("_offset"),
+    # The line: a JSON Lines document's line (as pandas); in a .json file the record's position.
+    cols = [F.col("_file"), F.coalesce(F.col("_doc_line"), F.col("_pos") + 1).alias("_line"), F.col("_offset"),
             F.col("ln.period.start_ts").cast("string").alias("start_ts") if _field(lt, "period", "start_ts") is not None else F.lit(None).cast("string").alias("start_ts"),
             F.col("ln.period.end_ts").cast("string").alias("end_ts") if _field(lt, "period", "end_ts") is not None else F.lit(None).cast("string").alias("end_ts")]
     has_props = _field(lt, "property", "name") is not None and _field(lt, "property", "val") is not None
@@ -301,13 +396,13 @@ def _urban_records(raw):
 def _flat_records(raw):
     F = _F()
     names = raw.schema.fieldNames()
-    cols = [F.input_file_name().alias("_file"), F.lit(None).cast("long").alias("_line"), F.lit(0).alias("_offset")]
+    cols = [F.col("_file"), F.col("_line").cast("long").alias("_line"), F.lit(0).alias("_offset")]
     for n in list(ID_FIELDS) + ["start_ts", "end_ts"] + list(NUMERIC_FIELDS):
         cols.append((F.col(n).cast("string") if n in names else F.lit(None).cast("string")).alias(n))
     recs = raw.select(*cols)
     if "_corrupt_record" in names:
         corrupt = raw.where(F.col("_corrupt_record").isNotNull()).select(
-            F.input_file_name().alias("_file"), F.lit(-1).alias("_line"), F.lit("not valid JSON").alias("_bad"))
+            "_file", F.col("_line").cast("long").alias("_line"), F.lit("not valid JSON").alias("_bad"))
         recs = raw.where(F.col("_corrupt_record").isNull()).select(*cols)
     else:
         corrupt = None
@@ -430,7 +525,7 @@ def _from_canonical(df, energy: str):
         ts = F.to_utc_timestamp(F.col("ts"), "UTC")
     else:
         ts = F.col("ts").cast("timestamp")
-    df = df.withColumn("_file", F.input_file_name()).withColumn("ts", ts)
+    df = (df if "_file" in names else df.withColumn("_file", F.input_file_name())).withColumn("ts", ts)
     if "ts_end" in names and isinstance(df.schema["ts_end"].dataType, StringType):
         df = df.withColumn("ts_end", parse_times_col(F.col("ts_end"), F.lit(0)))
     elif "ts_end" in names and isinstance(df.schema["ts_end"].dataType, LongType):
@@ -469,7 +564,7 @@ def _from_canonical(df, energy: str):
         reason = F.when(cond, why).otherwise(reason)
         fld = F.when(cond, F.lit(name)).otherwise(fld)
     df = df.withColumn("_reason", reason).withColumn("_field", fld)
-    rejects = _collect_rejects(df, F.col("_reason"), F.col("_field"), F.lit(-1))
+    rejects = _collect_rejects(df, F.col("_reason"), F.col("_field"), F.col("_line") if "_line" in names else F.lit(-1))
     good = df.where(F.col("_reason").isNull())
     if energy == "interval" and "e_kwh" in names and "e_int_kwh" not in names:
         pass  # canonical e_kwh is a register whatever ``energy`` says (the schema defines it so)
