@@ -437,3 +437,24 @@ def test_spark_names_the_same_json_lines_as_pandas(spark, tmp_path):
         assert sorted(r[1] for r in rejects) == lines, (path, rejects)
         # pandas says why a line is not JSON ("not valid JSON: Expecting ..."), Spark only that it is not
         assert sorted((r[2], r[3].split(":")[0]) for r in rejects) == sorted((r[2], r[3].split(":")[0]) for r in want)
+
+
+def test_the_unread_columns_note_is_the_same_on_both_engines(spark, tmp_path, monkeypatch):
+    """rev45 Left: pandas named each file as given (one note each), Spark a group of resolved absolute
+    paths ("and N more"): the same columns in other words. Now one note per set of unread columns,
+    the files as given, the first three and how many more, on both engines."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    for k in range(5):
+        pd.DataFrame({"meter_id": ["A"], "ts": ["2025-01-01T00:00:00Z"], "p_kw": [1.0], "Power_W": [5]}).to_csv(
+            folder / f"m{k}.csv", index=False)
+    pd.DataFrame({"meter_id": ["B"], "ts": pd.to_datetime(["2025-01-01"], utc=True), "kvar": [1.0]}).to_parquet(
+        tmp_path / "b.parquet")
+    monkeypatch.chdir(tmp_path)
+    want = [n for n in read_fleet(["exports", "b.parquet"]).notes if "not read" in n]
+    assert [n.split(": column(s)")[0] for n in want] == ["exports/m0.csv, exports/m1.csv, exports/m2.csv and 2 more",
+                                                          "b.parquet"]
+    _, _, notes = read_fleet_spark(spark, ["exports", "b.parquet"])
+    assert [n for n in notes if "not read" in n] == want

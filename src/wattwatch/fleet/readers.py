@@ -244,6 +244,7 @@ class FleetInput:
     frame: pd.DataFrame
     rejects: list[tuple] = field(default_factory=list)  # (file, line, field, reason)
     notes: list[str] = field(default_factory=list)
+    unread: list[tuple] = field(default_factory=list)  # (file, columns not read): see unread_notes
 
 
 def empty_fleet_frame() -> pd.DataFrame:
@@ -533,7 +534,7 @@ def read_fleet(paths: Sequence[str | Path] | str | Path, *, mapping=None, energy
             files.append(p)
         else:
             raise InputError(f"{p}: no such file")
-    frames, rejects, notes = [], [], []
+    frames, rejects, notes, unread = [], [], [], []
     for p in files:
         if is_fleet_json(p):
             got = read_fleet_json(p, energy=energy)
@@ -544,9 +545,11 @@ def read_fleet(paths: Sequence[str | Path] | str | Path, *, mapping=None, energy
         frames.append(got.frame)
         rejects.extend(got.rejects)
         notes.extend(got.notes)
+        unread.extend(got.unread)
         if on_file:
             on_file(p, len(got.frame))
     frame = pd.concat(frames, ignore_index=True) if frames else empty_fleet_frame()
+    notes = unread_notes(unread) + notes
     return FleetInput(conform(frame) if len(frame) else empty_fleet_frame(), rejects, notes)
 
 
@@ -565,6 +568,27 @@ def _canonical_columns(p: Path) -> bool:
     except Exception:  # noqa: BLE001 - unreadable here: the ingest readers say why
         return False
     return "meter_id" in cols and "ts" in cols
+
+
+def unread_columns(columns) -> list[str]:
+    """The columns of a canonical file that the fleet does not read."""
+    return [str(c) for c in columns if c not in FLEET_COLUMNS and c not in CHANNEL_BY_NAME]
+
+
+def unread_notes(pairs) -> list[str]:
+    """One note per set of unread columns, naming its files as given (in the order read, the first
+    three and how many more): the same text on both engines. ``pairs``: (file, columns not read)."""
+    groups: dict[tuple, list[str]] = {}
+    for name, cols in pairs:
+        if cols:
+            files = groups.setdefault(tuple(cols), [])
+            if str(name) not in files:
+                files.append(str(name))
+    out = []
+    for cols, files in groups.items():
+        where = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        out.append(unread_columns_note(where, cols))
+    return out
 
 
 def unread_columns_note(where: str, columns) -> str | None:
@@ -664,8 +688,7 @@ def read_canonical(p: Path) -> FleetInput:
         if len(starts) == n:  # else a quoting the scan does not follow (a quote inside a bare field): rows
             lines = starts
     rejects = list(zip([str(p)] * int(bad.sum()), lines[bad].tolist(), fld[bad].tolist(), reason[bad].tolist()))
-    note = unread_columns_note(str(p), raw.columns)
-    return FleetInput(conform(out[~bad]), rejects, [note] if note else [])
+    return FleetInput(conform(out[~bad]), rejects, [], [(str(p), unread_columns(raw.columns))])
 
 
 def _read_ingestable(p: Path, mapping, api) -> FleetInput:

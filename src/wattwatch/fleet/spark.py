@@ -22,7 +22,7 @@ from wattwatch.fleet.features import (DAY_US, HOUR_US, MIN_DAY_COVER_H, MIN_HOUR
                                       span_hours)
 from wattwatch.fleet.readers import (_TS_RE, FLOAT_COLUMNS, ID_FIELDS, NUMERIC_FIELDS, PHASES, SCPS_UNITS,
                                      column_range, reading_range, tz_offset_minutes, unit_factor,
-                                     unread_columns_note, UNIT_SYMBOLS, UNIT_SYMBOLS_ANY_CASE)
+                                     unread_columns, unread_notes, UNIT_SYMBOLS, UNIT_SYMBOLS_ANY_CASE)
 
 MAX_REJECTS_COLLECTED = 100_000
 _REMOTE = ("hdfs://", "s3a://", "s3://", "s3n://", "gs://", "abfs://", "abfss://", "wasb://", "wasbs://", "file://",
@@ -125,6 +125,7 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
         raise InputError(f"energy must be 'interval' or 'register', not {energy!r}")
     items = [paths] if isinstance(paths, (str, Path)) else list(paths)
     groups: dict[str, list[str]] = {}
+    given: dict[str, str] = {}  # resolved path -> the name the user gave (as the pandas engine names it)
     for p in items:
         s = str(p)
         if not is_remote(s):
@@ -137,10 +138,13 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
                     raise InputError(f"{s}: no files in this folder")
                 for q in inside:
                     groups.setdefault(_kind(str(q)), []).append(str(q.resolve()))
+                    given.setdefault(str(q.resolve()), str(q))
                 continue
+            given.setdefault(str(lp.resolve()), s)
             s = str(lp.resolve())
         groups.setdefault(_kind(s), []).append(s)
-    frames, rejects, notes = [], [], []
+    order = {k: i for i, k in enumerate(given)}
+    frames, rejects, notes, unread = [], [], [], []
     for kind, ps in groups.items():
         try:
             if kind in ("json", "jsonl"):
@@ -161,10 +165,8 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
                 raw = spark.read.option("header", True).csv(ps)  # the columns (the first line): no full job
                 sdf, rej = _from_canonical(_csv_lines(spark, ps, raw.columns), energy)
             if kind not in ("json", "jsonl"):  # the schema only: no job
-                where = ", ".join(ps[:3]) + (f" and {len(ps) - 3} more" if len(ps) > 3 else "")
-                note = unread_columns_note(where, raw.columns)
-                if note:
-                    notes.append(note)
+                cols = unread_columns(raw.columns)
+                unread.extend((given.get(x, x), cols, order.get(x, len(order))) for x in ps)
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001 - Spark's analysis errors name the path; keep one line
@@ -174,6 +176,7 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
         rejects.extend(rej)
     if not frames:
         raise InputError("no input files given")
+    notes = unread_notes([(name, cols) for name, cols, _ in sorted(unread, key=lambda u: u[2])]) + notes
     out = frames[0]
     for f in frames[1:]:
         out = out.unionByName(f)
