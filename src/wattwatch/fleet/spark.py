@@ -279,7 +279,8 @@ def _json_lines(spark, ps, schema):
     t = t.where(~F.col("value").rlike(r"^\s*$"))
     opts = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt_record"}
     parsed = t.select("_file", "_line", F.from_json(F.col("value"), schema, opts).alias("_r"))
-    return parsed.select(*[F.col("_r").getField(c).alias(c) for c in schema.fieldNames()], "_file", "_line")
+    return parsed.select(*[F.col("_r").getField(c).alias(c) for c in schema.fieldNames()], "_file", "_line",
+                         F.lit(True).alias("_jsonl"))
 
 
 def _collect_rejects(df, reason, fld, line):
@@ -313,7 +314,8 @@ def _urban_records(raw):
     defs = (ud["specification"]["properties"]["propertyDefinition"]
             if _field(s, "UrbanDataset", "specification", "properties", "propertyDefinition") is not None
             else F.lit(None))
-    doc_line = F.col("_line") if "_line" in s.fieldNames() and "_file" in s.fieldNames() else None
+    # JSON Lines: every record of a document is on the document's line (a .json file: its position).
+    doc_line = F.col("_line") if "_jsonl" in s.fieldNames() else None
     base = raw.select(F.col("_file") if "_file" in s.fieldNames() else F.input_file_name().alias("_file"),
                       (doc_line if doc_line is not None else F.lit(None).cast("long")).alias("_doc_line"),
                       tz.cast("string").alias("_tz"), defs.alias("_defs"),
