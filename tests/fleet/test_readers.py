@@ -458,3 +458,19 @@ def test_the_unread_columns_note_is_the_same_on_both_engines(spark, tmp_path, mo
                                                           "b.parquet"]
     _, _, notes = read_fleet_spark(spark, ["exports", "b.parquet"])
     assert [n for n in notes if "not read" in n] == want
+
+
+def test_a_row_with_a_field_too_many_is_read_as_spark_reads_it(spark, tmp_path):
+    """ops52: a data row with one field more than the header made pandas take the first column as
+    the index (every column shifted one to the left): all three readings rejected as "missing or
+    unreadable timestamp", where Spark drops the extra field and reads them. Now pandas drops it too
+    (and a row a field short has that value missing, on both engines)."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    path = tmp_path / "extra.csv"
+    path.write_text("meter_id,ts,p_kw\nA,2025-01-01T00:00:00Z,1.0,extra\nA,2025-01-01T01:00:00Z\n"
+                    "A,2025-01-01T02:00:00Z,2.0\n")
+    got = read_fleet([path])
+    assert got.rejects == [] and got.frame["p_kw"].tolist()[::2] == [1.0, 2.0] and len(got.frame) == 3
+    sdf, rejects, _ = read_fleet_spark(spark, [str(path)])
+    assert rejects == [] and sorted(sdf.toPandas()["p_kw"].fillna(-1).tolist()) == [-1.0, 1.0, 2.0]

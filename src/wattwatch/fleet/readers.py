@@ -642,7 +642,14 @@ def read_canonical(p: Path) -> FleetInput:
         raw = pd.read_parquet(p)
         first = 1
     else:
-        raw = pd.read_csv(p, dtype=str, keep_default_na=False)
+        import warnings
+
+        # index_col=False: a row with a field more than the header keeps its columns (pandas would
+        # otherwise take the first column as the index and shift every column), the extra field
+        # dropped as Spark's reader drops it (pandas warns of it: said here instead).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            raw = pd.read_csv(p, dtype=str, keep_default_na=False, index_col=False)
         first = 2
     n = len(raw)
     out = pd.DataFrame(index=raw.index)
