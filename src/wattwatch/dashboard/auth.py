@@ -224,7 +224,6 @@ class RateLimiter:
         self._prune_at = self.PRUNE_AT
         self.path = Path(path) if path is not None else None
         self._saved_at = 0.0
-        self._dirty = False
         if self.path is not None:
             self._load()
 
@@ -257,7 +256,6 @@ class RateLimiter:
         it, then renamed over it, so a crash leaves the old file or the new one, never half of one."""
         if self.path is None:
             return
-        self._dirty = True
         if not force and now - self._saved_at < self.SAVE_EVERY_S:
             return
         import json
@@ -279,7 +277,7 @@ class RateLimiter:
         except OSError as exc:
             log.warning("%s: sign-in counts not written (%s); they last until a restart", self.path, exc)
             return
-        self._saved_at, self._dirty = now, False
+        self._saved_at = now
 
     def _prune(self, now: float) -> None:
         """Drop the counts that are over (called with the lock held)."""
