@@ -379,6 +379,32 @@ def test_spark_names_the_same_csv_lines_as_pandas(spark, tmp_path):
     assert got["town"].tolist() == ["T", "Two\nlines"] and got["p_kw"].tolist() == [1.0, 2.0]
 
 
+def test_spark_keeps_the_rows_after_a_quote_that_opens_no_quoted_field(spark, tmp_path):
+    """rev52: ops52 joined lines while the quotes before them were odd, so one double quote inside an
+    unquoted field (``5" pipe``, a literal to pandas and to Spark's parser) glued every later line of the
+    file into one record: 2 readings of 30 came out, and the reject at line 32 was gone, without a
+    word (before ops52 Spark read all 30). A quoted field opens only at a field's start (pandas' rule),
+    and the lines of a quoted field that never closes stay records of their own (as before ops52)."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    def row(i, p="1.0", town="T"):
+        return f"M1,2025-01-01T00:{i:02d}:00Z,{p},{town}\n"
+
+    stray = tmp_path / "stray.csv"
+    stray.write_text("meter_id,ts,p_kw,town\n" + row(0) + row(1, town='5" pipe') + "".join(row(i) for i in range(2, 30))
+                     + row(30, p="zz") + row(31, town='"x\ny"') + row(32, p="yy"))
+    want = [(32, "p_kw", "not a number"), (35, "p_kw", "not a number")]
+    assert len(read_fleet([stray]).frame) == 31
+    sdf, rejects, _ = read_fleet_spark(spark, [str(stray)])
+    got = sdf.toPandas()
+    assert len(got) == 31 and sorted(r[1:] for r in rejects) == want
+    assert sorted(set(got["town"])) == ['5" pipe', "T", "x\ny"]
+    unclosed = tmp_path / "unclosed.csv"
+    unclosed.write_text("meter_id,ts,p_kw,town\n" + row(0) + row(1, p="q") + row(2, town='"open') + row(3) + row(4, p="zz"))
+    sdf, rejects, _ = read_fleet_spark(spark, [str(unclosed)])
+    assert sdf.count() == 3 and sorted(r[1] for r in rejects) == [3, 6]
+
+
 def test_spark_numbers_lines_across_the_splits_of_a_file(spark, tmp_path):
     """A file Spark reads in several splits (here 2 KB each) is numbered on from split to split;
     the rejects sit past the first split, and in a second file read in the same job."""

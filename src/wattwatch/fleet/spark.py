@@ -227,6 +227,14 @@ def _numbered(spark, df, *aggs):
     return out, rows
 
 
+# pandas' (RFC 4180) quoting, line by line: a field is quoted when a double quote begins it (a doubled
+# quote inside stays in it; what follows the closing quote up to the comma is text), else it is text in
+# which a quote is a literal (``5" pipe``). Possessive: each line is matched in linear time.
+_CSV_FIELD = r'(?:"(?:[^"]|"")*+"[^,]*+|(?:[^",][^,]*+)?)'
+_CSV_CLOSED = "^" + _CSV_FIELD + "(?:," + _CSV_FIELD + ")*+$"          # begun outside quotes, ends outside
+_CSV_REOPENED = r'^(?:[^"]|"")*+"[^,]*+(?:,' + _CSV_FIELD + ")*+$"     # begun inside quotes, ends outside
+
+
 def _csv_lines(spark, ps, columns):
     """The CSV records of ``ps`` as string columns ``columns`` (the header's names) plus ``_file`` and
     ``_line``, the line each record starts on, as pandas reads it (``readers.csv_record_lines``):
@@ -239,10 +247,12 @@ def _csv_lines(spark, ps, columns):
     from pyspark.sql import Window
 
     text = spark.read.text(ps)
-    quotes = F.length("value") - F.length(F.regexp_replace("value", '"', ""))
+    has_quote = F.col("value").contains('"')
+    # _c0: the line, begun outside a quoted field, ends outside one; _c1: begun inside one, it ends outside.
+    c0 = F.when(has_quote, F.col("value").rlike(_CSV_CLOSED)).otherwise(True)
     blank = F.col("value").rlike(r"^\s*$")
-    t, blocks = _numbered(spark, text.select("value", quotes.alias("_q"), blank.alias("_blank")),
-                          lambda t: F.max(F.col("_q") % 2).alias("_odd"),
+    t, blocks = _numbered(spark, text.select("value", c0.alias("_c0"), blank.alias("_blank")),
+                          lambda t: F.max((~F.col("_c0")).cast("int")).alias("_odd"),
                           lambda t: F.min(F.when(~F.col("_blank"), F.col("_mid"))).alias("_first"))
     head, odd = {}, set()
     for f, _blk, shift, is_odd, first in blocks:
@@ -253,12 +263,30 @@ def _csv_lines(spark, ps, columns):
     heads = spark.createDataFrame(list(head.items()), "_file string, _head long")
     t = t.join(F.broadcast(heads), "_file")
     if odd:
-        # A record starts on a line before which the file holds an even number of quotes.
+        # A line is one of four steps of a two-state machine (in a quoted field or not): it leaves the
+        # state closed (_c0 and _c1) or open (neither), keeps it (_c0 only) or flips it (_c1 only).
+        # The state a line begins in is the last reset's, flipped once per flip since; a record starts
+        # on a line begun outside quotes. The lines from the last start of a file that ends inside a
+        # quoted field are records of their own (pandas: "EOF inside string"; the reader: each a line).
+        c1 = F.col("value").rlike(_CSV_REOPENED)
+        t = t.select("*", c1.alias("_c1"))
         w = Window.partitionBy("_file").orderBy("_line")
-        before = F.coalesce(F.sum("_q").over(w.rowsBetween(Window.unboundedPreceding, -1)), F.lit(0))
-        t = t.select("*", (before % 2 == 0).alias("_start"))
-        t = t.select("*", F.max(F.when(F.col("_start"), F.col("_line"))).over(
-            w.rowsBetween(Window.unboundedPreceding, 0)).alias("_rec"))
+        upto = w.rowsBetween(Window.unboundedPreceding, 0)
+        before = w.rowsBetween(Window.unboundedPreceding, -1)
+        whole = w.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
+        reset, flip = F.col("_c0") == F.col("_c1"), ~F.col("_c0") & F.col("_c1")
+        t = t.select("*", F.sum(flip.cast("long")).over(upto).alias("_flips"))
+        t = t.select("*", F.last(F.when(reset, F.col("_flips")), ignorenulls=True).over(before).alias("_rflips"),
+                     F.last(F.when(reset, F.col("_c0")), ignorenulls=True).over(before).alias("_rclosed"))
+        since = F.col("_flips") - flip.cast("long") - F.coalesce(F.col("_rflips"), F.lit(0))
+        start = F.coalesce(F.col("_rclosed"), F.lit(True)) == (since % 2 == 0)
+        t = t.select("*", start.alias("_start"))
+        t = t.select("*", F.when(F.col("_start"), F.col("_c0")).otherwise(F.col("_c1")).alias("_after"))
+        t = t.select("*", F.max(F.when(F.col("_start"), F.col("_line"))).over(upto).alias("_rec0"),
+                     F.max(F.when(F.col("_start"), F.col("_line"))).over(whole).alias("_last_start"),
+                     F.last("_after").over(whole).alias("_ends_closed"))
+        t = t.select("*", F.when(~F.col("_ends_closed") & (F.col("_line") >= F.col("_last_start")), F.col("_line"))
+                     .otherwise(F.col("_rec0")).alias("_rec"))
         t = (t.groupBy("_file", "_rec", "_head")
              .agg(F.sort_array(F.collect_list(F.struct("_line", "value"))).alias("_parts"))
              .select("_file", F.col("_rec").alias("_line"), "_head",
