@@ -140,3 +140,35 @@ def test_the_served_dashboard_keeps_its_sign_in_counts_beside_the_users_file_or_
     assert signin_state_path(Settings(users_file=tmp_path / "u.toml", db=tmp_path / "s.duckdb")) == tmp_path / "u.toml.signin.json"
     assert signin_state_path(Settings(db=tmp_path / "s.duckdb")) == tmp_path / "s.duckdb.signin.json"
     assert signin_state_path(Settings()) is None
+
+
+def test_a_fifo_or_a_planted_symlink_at_the_sign_in_state_path_is_not_read(tmp_path, caplog):
+    """rev52: the state was read with ``read_text`` after a size check by ``stat``, which follows a
+    symlink and says 0 bytes for a FIFO or a device: a FIFO there hung the dashboard's start for ever
+    (a symlink to /dev/zero would read until memory ran out). Only a regular file, not a symlink, is
+    read, and no more than its cap; the next write replaces what is there."""
+    import os
+    import threading
+
+    caplog.set_level(logging.WARNING, "wattwatch.dashboard.auth")
+    fifo = tmp_path / "f.signin.json"
+    os.mkfifo(fifo)
+    made = []
+    th = threading.Thread(target=lambda: made.append(RateLimiter(path=fifo)), daemon=True)
+    th.start()
+    th.join(10)
+    hung = th.is_alive()
+    if hung:  # release the reader before failing
+        with open(fifo, "w") as fh:
+            fh.write("{}")
+        th.join(10)
+    assert made and not hung, "reading a FIFO at the state path blocked"
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text('{"version": 1, "locked": {"user:op": [9e18, 1]}}')
+    link = tmp_path / "l.signin.json"
+    link.symlink_to(elsewhere)
+    a = Authenticator(_users(), RateLimiter(limit=3, window_s=600, lock_s=30, path=link))
+    assert a.sign_in("op", "right", "10.0.0.3", now=1000).user == "op"   # the planted lock is not used
+    assert not link.is_symlink() and elsewhere.read_text().startswith('{"version": 1, "locked"')
+    assert (link.stat().st_mode & 0o777) == 0o600
+    assert sum("sign-in counts not read" in r.message for r in caplog.records) == 2

@@ -233,9 +233,7 @@ class RateLimiter:
         import json
 
         try:
-            if self.path.stat().st_size > self.MAX_STATE_BYTES:
-                raise ValueError(f"larger than {self.MAX_STATE_BYTES >> 20} MiB")
-            doc = json.loads(self.path.read_text(encoding="utf-8"))
+            doc = json.loads(self._read_state())
             if not isinstance(doc, dict) or doc.get("version") != 1:
                 raise ValueError("not a wattwatch sign-in state (version 1)")
             fails = {str(k): [float(t) for t in v] for k, v in dict(doc.get("fails") or {}).items()}
@@ -250,6 +248,21 @@ class RateLimiter:
         self._fails, self._locked, self._known = fails, locked, known
         log.info("%s: sign-in counts read: %d lock(s), %d count(s), known addresses of %d user(s)",
                  self.path, len(locked), len(fails), len(known))
+
+    def _read_state(self) -> str:
+        """The file's text: a regular file only, not followed if a symlink (the writer replaces a link,
+        it never writes through one), opened without blocking (a FIFO would hold the start for ever),
+        and no more of it than :data:`MAX_STATE_BYTES` (``stat`` says 0 bytes for a device)."""
+        import stat
+
+        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ValueError("not a regular file")
+            data = fh.read(self.MAX_STATE_BYTES + 1)
+        if len(data) > self.MAX_STATE_BYTES:
+            raise ValueError(f"larger than {self.MAX_STATE_BYTES >> 20} MiB")
+        return data.decode("utf-8")
 
     def _save(self, now: float, force: bool = False) -> None:
         """Write the live state (called with the lock held): to a temporary file of mode 0600 beside
