@@ -100,3 +100,31 @@ def test_uploads_are_removed_after_their_lifetime_and_beyond_the_folders_cap(tmp
         actions.UPLOAD_FOLDER_BYTES = cap
     assert new.exists() and not mids[0].exists() and not mids[1].exists() and mids[2].exists()
     assert any("removed upload" in r.message and old.name in r.message for r in caplog.records)
+
+
+def test_removing_old_uploads_never_touches_a_link_a_folder_or_a_name_it_did_not_give(tmp_path):
+    """rev52: the sweep removes only regular files named as ``_safe_name`` names uploads: an old symlink
+    named like an upload (pointing out of the folder) stays and so does its target, as do a folder so
+    named, a name one hex digit short, and a file outside the upload folder."""
+    import os
+
+    now = time.time()
+    old = now - actions.UPLOAD_LIFETIME_S - 86400
+    folder, outside = tmp_path / "up", tmp_path / "outside"
+    folder.mkdir()
+    outside.mkdir()
+    target = outside / "upload-0123456789ab.csv"
+    target.write_text("not the dashboard's")
+    link = folder / "upload-aaaaaaaaaaaa.csv"
+    link.symlink_to(target)
+    sub = folder / "upload-bbbbbbbbbbbb.d"
+    sub.mkdir()
+    short = folder / "upload-ccccccccccc.csv"
+    short.write_text("x")
+    mine = folder / "upload-dddddddddddd.csv"
+    mine.write_text("x")
+    for p in (target, short, mine, sub):
+        os.utime(p, (old, old))
+    os.utime(link, (old, old), follow_symlinks=False)
+    assert actions.prune_uploads(folder, now=now) == [mine.name]
+    assert link.is_symlink() and target.exists() and sub.is_dir() and short.exists() and not mine.exists()
