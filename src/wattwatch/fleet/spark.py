@@ -194,7 +194,7 @@ def _select_fleet(df):
     return df.select(*cols)
 
 
-def _numbered(spark, df, *aggs):
+def _numbered(spark, df, *aggs, order: bool = False):
     """``df`` (straight from a file reader) with ``_file`` and ``_line``: each row's 1-based position in
     its file (for ``spark.read.text`` the physical line), exact however Spark splits the file.
 
@@ -222,8 +222,12 @@ def _numbered(spark, df, *aggs):
         seen += r["_n"]
     shifts = spark.createDataFrame([x[:3] for x in rows], StructType(
         [StructField("_file", StringType()), StructField("_blk", LongType()), StructField("_shift", LongType())]))
-    out = t.join(F.broadcast(shifts), ["_file", "_blk"])
-    out = out.select(*[c for c in df.columns], "_file", (F.col("_mid") + F.col("_shift")).alias("_line"))
+    # A left join: the frame is lazy, and a later job may split the files otherwise (another split
+    # size; on a cluster, Spark sizes splits by the cores it has then): its rows keep no line (-1 in
+    # a reject) rather than vanish. ``order`` keeps ``_blk`` and ``_mid``, the file order in this job.
+    out = t.join(F.broadcast(shifts), ["_file", "_blk"], "left")
+    keep = ["_blk", "_mid"] if order else []
+    out = out.select(*[c for c in df.columns], "_file", (F.col("_mid") + F.col("_shift")).alias("_line"), *keep)
     return out, rows
 
 
@@ -253,14 +257,17 @@ def _csv_lines(spark, ps, columns):
     blank = F.col("value").rlike(r"^\s*$")
     t, blocks = _numbered(spark, text.select("value", c0.alias("_c0"), blank.alias("_blank")),
                           lambda t: F.max((~F.col("_c0")).cast("int")).alias("_odd"),
-                          lambda t: F.min(F.when(~F.col("_blank"), F.col("_mid"))).alias("_first"))
+                          lambda t: F.min(F.when(~F.col("_blank"), F.col("_mid"))).alias("_first"),
+                          lambda t: F.min_by("value", F.when(~F.col("_blank"), F.col("_mid"))).alias("_text"),
+                          order=True)
     head, odd = {}, set()
-    for f, _blk, shift, is_odd, first in blocks:
+    for f, _blk, shift, is_odd, first, text in blocks:
         if first is not None and f not in head:
-            head[f] = first + shift
+            head[f] = (first + shift, text)
         if is_odd:
             odd.add(f)
-    heads = spark.createDataFrame(list(head.items()), "_file string, _head long")
+    # The header: the file's first line that is not blank; by its text on a row whose line is not known.
+    heads = spark.createDataFrame([(f, n, x) for f, (n, x) in head.items()], "_file string, _head long, _htext string")
     t = t.join(F.broadcast(heads), "_file")
     if odd:
         # A line is one of four steps of a two-state machine (in a quoted field or not): it leaves the
@@ -270,7 +277,7 @@ def _csv_lines(spark, ps, columns):
         # quoted field are records of their own (pandas: "EOF inside string"; the reader: each a line).
         c1 = F.col("value").rlike(_CSV_REOPENED)
         t = t.select("*", c1.alias("_c1"))
-        w = Window.partitionBy("_file").orderBy("_line")
+        w = Window.partitionBy("_file").orderBy("_blk", "_mid")  # the file's order in this job
         upto = w.rowsBetween(Window.unboundedPreceding, 0)
         before = w.rowsBetween(Window.unboundedPreceding, -1)
         whole = w.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
@@ -282,17 +289,18 @@ def _csv_lines(spark, ps, columns):
         start = F.coalesce(F.col("_rclosed"), F.lit(True)) == (since % 2 == 0)
         t = t.select("*", start.alias("_start"))
         t = t.select("*", F.when(F.col("_start"), F.col("_c0")).otherwise(F.col("_c1")).alias("_after"))
-        t = t.select("*", F.max(F.when(F.col("_start"), F.col("_line"))).over(upto).alias("_rec0"),
-                     F.max(F.when(F.col("_start"), F.col("_line"))).over(whole).alias("_last_start"),
+        key = F.struct("_blk", "_mid")
+        t = t.select("*", F.max(F.when(F.col("_start"), key)).over(upto).alias("_rec0"),
+                     F.max(F.when(F.col("_start"), key)).over(whole).alias("_last_start"),
                      F.last("_after").over(whole).alias("_ends_closed"))
-        t = t.select("*", F.when(~F.col("_ends_closed") & (F.col("_line") >= F.col("_last_start")), F.col("_line"))
+        t = t.select("*", F.when(~F.col("_ends_closed") & (key >= F.col("_last_start")), key)
                      .otherwise(F.col("_rec0")).alias("_rec"))
-        t = (t.groupBy("_file", "_rec", "_head")
-             .agg(F.sort_array(F.collect_list(F.struct("_line", "value"))).alias("_parts"))
-             .select("_file", F.col("_rec").alias("_line"), "_head",
+        t = (t.groupBy("_file", "_rec", "_head", "_htext")
+             .agg(F.sort_array(F.collect_list(F.struct("_blk", "_mid", "_line", "value"))).alias("_parts"))
+             .select("_file", F.col("_parts")[0]["_line"].alias("_line"), "_head", "_htext",
                      F.array_join(F.transform("_parts", lambda x: x["value"]), "\n").alias("value")))
         t = t.select("*", F.col("value").rlike(r"^\s*$").alias("_blank"))
-    recs = t.where(~F.col("_blank") & (F.col("_line") > F.col("_head")))
+    recs = t.where(~F.col("_blank") & F.coalesce(F.col("_line") > F.col("_head"), F.col("value") != F.col("_htext")))
     ddl = ", ".join("`" + c.replace("`", "``") + "` STRING" for c in columns)
     parsed = recs.select("_file", "_line", F.from_csv(F.col("value"), ddl).alias("_r"))
     return parsed.select(*[F.col("_r").getField(c).alias(c) for c in columns], "_file", "_line")
