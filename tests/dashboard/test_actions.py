@@ -64,3 +64,67 @@ def test_upload_names_never_become_paths(tmp_path):
     assert p.parent == tmp_path / "up" and p.name.startswith("upload-") and p.suffix == ".csv"
     with pytest.raises(ValueError, match="not a telemetry file"):
         actions.save_upload(op, tmp_path / "up", "evil.py", b"print(1)")
+
+
+def test_uploads_are_removed_after_their_lifetime_and_beyond_the_folders_cap(tmp_path, caplog):
+    """adv42 Left: every upload (and its .mapping.toml) stayed in the upload folder for ever. Now
+    saving one removes the uploads older than UPLOAD_LIFETIME_S and then the oldest until the folder's
+    uploads fit UPLOAD_FOLDER_BYTES; the new one and files that are not uploads are never removed."""
+    import logging
+    import os
+
+    caplog.set_level(logging.INFO, "wattwatch.dashboard.audit")
+    now = time.time()
+    op = Session("olga", "operator", now, now)
+    folder = tmp_path / "up"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("the operator's own file")
+    old = actions.save_upload(op, folder, "old.csv", b"x" * 10)
+    old_map = old.with_suffix(".mapping.toml")
+    old_map.write_text("[columns]\n")
+    day = 86400
+    for p in (old, old_map, folder / "notes.txt"):
+        os.utime(p, (now - actions.UPLOAD_LIFETIME_S - day, now - actions.UPLOAD_LIFETIME_S - day))
+    mids = []
+    for k in range(3):
+        p = actions.save_upload(op, folder, f"m{k}.csv", b"y" * 100)
+        os.utime(p, (now - 3600 * (3 - k), now - 3600 * (3 - k)))
+        mids.append(p)
+    assert not old.exists() and not old_map.exists() and (folder / "notes.txt").exists()
+    assert all(p.exists() for p in mids)
+    cap = actions.UPLOAD_FOLDER_BYTES
+    actions.UPLOAD_FOLDER_BYTES = 250
+    try:
+        new = actions.save_upload(op, folder, "new.csv", b"z" * 100)
+    finally:
+        actions.UPLOAD_FOLDER_BYTES = cap
+    assert new.exists() and not mids[0].exists() and not mids[1].exists() and mids[2].exists()
+    assert any("removed upload" in r.message and old.name in r.message for r in caplog.records)
+
+
+def test_removing_old_uploads_never_touches_a_link_a_folder_or_a_name_it_did_not_give(tmp_path):
+    """rev52: the sweep removes only regular files named as ``_safe_name`` names uploads: an old symlink
+    named like an upload (pointing out of the folder) stays and so does its target, as do a folder so
+    named, a name one hex digit short, and a file outside the upload folder."""
+    import os
+
+    now = time.time()
+    old = now - actions.UPLOAD_LIFETIME_S - 86400
+    folder, outside = tmp_path / "up", tmp_path / "outside"
+    folder.mkdir()
+    outside.mkdir()
+    target = outside / "upload-0123456789ab.csv"
+    target.write_text("not the dashboard's")
+    link = folder / "upload-aaaaaaaaaaaa.csv"
+    link.symlink_to(target)
+    sub = folder / "upload-bbbbbbbbbbbb.d"
+    sub.mkdir()
+    short = folder / "upload-ccccccccccc.csv"
+    short.write_text("x")
+    mine = folder / "upload-dddddddddddd.csv"
+    mine.write_text("x")
+    for p in (target, short, mine, sub):
+        os.utime(p, (old, old))
+    os.utime(link, (old, old), follow_symlinks=False)
+    assert actions.prune_uploads(folder, now=now) == [mine.name]
+    assert link.is_symlink() and target.exists() and sub.is_dir() and short.exists() and not mine.exists()

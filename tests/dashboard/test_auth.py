@@ -92,3 +92,83 @@ def test_require_operator_refuses_everyone_else(caplog):
             require_operator(s, "acknowledge 1 alert(s)", now=now)
     assert require_operator(Session("op", "operator", now, now), "x", now=now) == "op"
     assert sum("refused acknowledge" in r.message for r in caplog.records) == 4
+
+
+# ---------------------------------------------------------------- ops52: sign-in counts kept on disk
+
+def _users():
+    return load_users(None, {"WATTWATCH_DASHBOARD_USERS": f"op:operator:{hash_password('right')}"})
+
+
+def test_a_restart_keeps_the_sign_in_locks_counts_and_known_addresses(tmp_path):
+    """adv42 Left: locks lived in the server process, so a restart (a crash, a deploy, or one an
+    attacker provokes) gave every name and address its tries back."""
+    state = tmp_path / "users.toml.signin.json"
+    a = Authenticator(_users(), RateLimiter(limit=3, window_s=600, lock_s=30, path=state))
+    a.sign_in("op", "right", "10.0.0.9", now=900)            # her known address
+    for k in range(3):
+        with pytest.raises(AuthError, match="wrong"):
+            a.sign_in("op", "x", "10.0.0.1", now=1000 + k)
+    for k in range(2):                                        # two of three on another address
+        with pytest.raises(AuthError, match="wrong"):
+            a.sign_in("nobody", "x", "10.0.0.2", now=1003 + k)
+    assert state.exists() and (state.stat().st_mode & 0o777) == 0o600
+    b = Authenticator(_users(), RateLimiter(limit=3, window_s=600, lock_s=30, path=state))  # the restart
+    with pytest.raises(AuthError, match="too many failed sign-ins"):
+        b.sign_in("op", "right", "10.0.0.3", now=1010)       # the name's lock held
+    assert b.sign_in("op", "right", "10.0.0.9", now=1011).user == "op"   # her known address still lets her in
+    with pytest.raises(AuthError, match="wrong"):
+        b.sign_in("nobody", "x", "10.0.0.2", now=1012)        # the third failure of that address ...
+    with pytest.raises(AuthError, match="too many failed sign-ins"):
+        b.sign_in("op", "right", "10.0.0.2", now=1013)       # ... locks it
+
+
+def test_a_damaged_or_foreign_sign_in_state_file_is_said_and_not_trusted(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, "wattwatch.dashboard.auth")
+    state = tmp_path / "s.signin.json"
+    for text in ("{not json", '{"version": 1, "locked": {"user:op": ["x", 1]}}', "[1, 2]"):
+        state.write_text(text)
+        a = Authenticator(_users(), RateLimiter(limit=3, window_s=600, lock_s=30, path=state))
+        assert a.sign_in("op", "right", "10.0.0.3", now=1000).user == "op"
+    assert sum("sign-in counts" in r.message and "s.signin.json" in r.message for r in caplog.records) == 3
+
+
+def test_the_served_dashboard_keeps_its_sign_in_counts_beside_the_users_file_or_the_store(tmp_path):
+    from wattwatch.dashboard.app import signin_state_path
+    from wattwatch.dashboard.settings import Settings
+
+    assert signin_state_path(Settings(users_file=tmp_path / "u.toml", db=tmp_path / "s.duckdb")) == tmp_path / "u.toml.signin.json"
+    assert signin_state_path(Settings(db=tmp_path / "s.duckdb")) == tmp_path / "s.duckdb.signin.json"
+    assert signin_state_path(Settings()) is None
+
+
+def test_a_fifo_or_a_planted_symlink_at_the_sign_in_state_path_is_not_read(tmp_path, caplog):
+    """rev52: the state was read with ``read_text`` after a size check by ``stat``, which follows a
+    symlink and says 0 bytes for a FIFO or a device: a FIFO there hung the dashboard's start for ever
+    (a symlink to /dev/zero would read until memory ran out). Only a regular file, not a symlink, is
+    read, and no more than its cap; the next write replaces what is there."""
+    import os
+    import threading
+
+    caplog.set_level(logging.WARNING, "wattwatch.dashboard.auth")
+    fifo = tmp_path / "f.signin.json"
+    os.mkfifo(fifo)
+    made = []
+    th = threading.Thread(target=lambda: made.append(RateLimiter(path=fifo)), daemon=True)
+    th.start()
+    th.join(10)
+    hung = th.is_alive()
+    if hung:  # release the reader before failing
+        with open(fifo, "w") as fh:
+            fh.write("{}")
+        th.join(10)
+    assert made and not hung, "reading a FIFO at the state path blocked"
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text('{"version": 1, "locked": {"user:op": [9e18, 1]}}')
+    link = tmp_path / "l.signin.json"
+    link.symlink_to(elsewhere)
+    a = Authenticator(_users(), RateLimiter(limit=3, window_s=600, lock_s=30, path=link))
+    assert a.sign_in("op", "right", "10.0.0.3", now=1000).user == "op"   # the planted lock is not used
+    assert not link.is_symlink() and elsewhere.read_text().startswith('{"version": 1, "locked"')
+    assert (link.stat().st_mode & 0o777) == 0o600
+    assert sum("sign-in counts not read" in r.message for r in caplog.records) == 2

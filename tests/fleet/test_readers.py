@@ -332,3 +332,203 @@ def test_spark_calls_what_pandas_cannot_read_not_a_number(spark, tmp_path):
                                           Phase1ActivePower="1")])))
     _, rejects, _ = read_fleet_spark(spark, [str(doc)])
     assert [r[1:] for r in rejects] == [r[1:] for r in read_fleet_json(doc).rejects] == [(1, "Phase1ActivePower", "not a number")]
+
+
+# ---------------------------------------------------------------------------- ops52: the file's line
+
+def _lined_csv(tmp_path):
+    """A canonical CSV whose records are not one per line after the header: a blank and a
+    whitespace-only line (pandas and Spark skip both), Windows line ends on some lines, and a quoted
+    town spanning two lines. Each reject's real line is written beside it."""
+    path = tmp_path / "lined.csv"
+    path.write_bytes(
+        b"meter_id,ts,p_kw,town\n"                                  # 1
+        b"M1,2025-01-01T00:00:00Z,1.0,T\n"                          # 2: good
+        b"\n"                                                       # 3: blank
+        b"   \r\n"                                                  # 4: spaces only
+        b"M1,2025-01-01T01:00:00Z,abc,T\r\n"                        # 5: not a number
+        b'M1,2025-01-01T02:00:00Z,2.0,"Two\nlines"\n'               # 6-7: good, a town on two lines
+        b"M1,2025-01-01T03:00:00Z,zz,T\n"                           # 8: not a number
+        b'M1,2025-01-01T04:00:00Z,yy,"a ""b"" c"\n'                 # 9: not a number (quotes doubled)
+        b"M1,not a time,1.0,T\n")                                   # 10: unreadable time
+    return path
+
+
+LINED_REJECTS = [(5, "p_kw", "not a number"), (8, "p_kw", "not a number"), (9, "p_kw", "not a number"),
+                 (10, "ts", "missing or unreadable timestamp")]
+
+
+def test_csv_rejects_name_the_files_line(tmp_path):
+    """ops52: the pandas engine numbered a reject by its row (+1 for the header): after a blank line or
+    a quoted field over two lines the number was not the line a user opens the file at."""
+    path = _lined_csv(tmp_path)
+    got = read_fleet([path])
+    assert sorted(r[1:] for r in got.rejects) == LINED_REJECTS
+    assert got.frame["town"].tolist() == ["T", "Two\nlines"]
+
+
+def test_spark_names_the_same_csv_lines_as_pandas(spark, tmp_path):
+    """adv45/rev45 Left: Spark's rejects of a CSV carried line -1; and Spark read the quoted two-line
+    town as two broken records (one of them a reject pandas does not have)."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    path = _lined_csv(tmp_path)
+    sdf, rejects, _ = read_fleet_spark(spark, [str(path)])
+    assert sorted(r[1:] for r in rejects) == sorted(r[1:] for r in read_fleet([path]).rejects) == LINED_REJECTS
+    got = sdf.toPandas().sort_values("ts")
+    assert got["town"].tolist() == ["T", "Two\nlines"] and got["p_kw"].tolist() == [1.0, 2.0]
+
+
+def test_spark_keeps_the_rows_after_a_quote_that_opens_no_quoted_field(spark, tmp_path):
+    """rev52: ops52 joined lines while the quotes before them were odd, so one double quote inside an
+    unquoted field (``5" pipe``, a literal to pandas and to Spark's parser) glued every later line of the
+    file into one record: 2 readings of 30 came out, and the reject at line 32 was gone, without a
+    word (before ops52 Spark read all 30). A quoted field opens only at a field's start (pandas' rule),
+    and the lines of a quoted field that never closes stay records of their own (as before ops52)."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    def row(i, p="1.0", town="T"):
+        return f"M1,2025-01-01T00:{i:02d}:00Z,{p},{town}\n"
+
+    stray = tmp_path / "stray.csv"
+    stray.write_text("meter_id,ts,p_kw,town\n" + row(0) + row(1, town='5" pipe') + "".join(row(i) for i in range(2, 30))
+                     + row(30, p="zz") + row(31, town='"x\ny"') + row(32, p="yy"))
+    want = [(32, "p_kw", "not a number"), (35, "p_kw", "not a number")]
+    assert len(read_fleet([stray]).frame) == 31
+    sdf, rejects, _ = read_fleet_spark(spark, [str(stray)])
+    got = sdf.toPandas()
+    assert len(got) == 31 and sorted(r[1:] for r in rejects) == want
+    assert sorted(set(got["town"])) == ['5" pipe', "T", "x\ny"]
+    unclosed = tmp_path / "unclosed.csv"
+    unclosed.write_text("meter_id,ts,p_kw,town\n" + row(0) + row(1, p="q") + row(2, town='"open') + row(3) + row(4, p="zz"))
+    sdf, rejects, _ = read_fleet_spark(spark, [str(unclosed)])
+    assert sdf.count() == 3 and sorted(r[1] for r in rejects) == [3, 6]
+
+
+def test_spark_numbers_lines_across_the_splits_of_a_file(spark, tmp_path):
+    """A file Spark reads in several splits (here 2 KB each) is numbered on from split to split;
+    the rejects sit past the first split, and in a second file read in the same job."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    def write(name, bad_every):
+        rows = ["meter_id,ts,p_kw"]
+        for i in range(400):
+            rows.append(f"M{i % 7},2025-01-01T00:00:00Z,{'bad' if i % bad_every == 5 else i}")
+        p = tmp_path / name
+        p.write_text("\n".join(rows) + "\n")
+        return p
+
+    a, b = write("a.csv", 97), write("b.csv", 53)
+    old = spark.conf.get("spark.sql.files.maxPartitionBytes")
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "2048")
+    try:
+        _, rejects, _ = read_fleet_spark(spark, [str(a), str(b)])
+    finally:
+        spark.conf.set("spark.sql.files.maxPartitionBytes", old)
+    want = read_fleet([a, b]).rejects
+    assert [r[1] for r in want if r[0] == str(a)] == [7, 104, 201, 298, 395]  # row i is line i + 2
+    assert sorted((r[0].rsplit("/", 1)[-1], r[1]) for r in rejects) == sorted((r[0].rsplit("/", 1)[-1], r[1]) for r in want)
+
+
+def test_spark_keeps_every_row_when_the_splits_change_before_the_frame_is_used(spark, tmp_path):
+    """rev52: the line numbers are joined to the rows by (file, split start) found in a first job; the
+    frame is lazy, and a later job that splits the files otherwise (another split size, or on a cluster
+    another core count: Spark sizes splits by the cores) found no shift for most rows and the inner
+    join dropped them: 2,969 readings became 196 without a word. Rows are kept whatever the splits;
+    the rejects, collected at the read, keep their lines."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    def write(name, town):
+        rows = ["meter_id,ts,p_kw,town"]
+        for i in range(400):
+            rows.append(f"M{i % 7},2025-01-01T{i // 60:02d}:{i % 60:02d}:00Z,{'bad' if i % 97 == 5 else i},"
+                        + (town if i % 50 == 3 else "T"))
+        p = tmp_path / name
+        p.write_text("\n".join(rows) + "\n")
+        return p
+
+    plain, quoted = write("plain.csv", "T"), write("quoted.csv", '"two\nlines"')
+    old = spark.conf.get("spark.sql.files.maxPartitionBytes")
+    try:
+        for path in (plain, quoted):
+            spark.conf.set("spark.sql.files.maxPartitionBytes", "2048")
+            sdf, rejects, _ = read_fleet_spark(spark, [str(path)])
+            n = sdf.count()
+            assert n == 395 and sorted(r[1] for r in rejects) == sorted(r[1] for r in read_fleet([path]).rejects)
+            spark.conf.set("spark.sql.files.maxPartitionBytes", "3000")
+            assert sdf.count() == n
+            assert sorted(sdf.toPandas()["p_kw"]) == sorted(read_fleet([path]).frame["p_kw"])
+    finally:
+        spark.conf.set("spark.sql.files.maxPartitionBytes", old)
+
+
+def test_spark_names_the_same_parquet_rows_as_pandas(spark, tmp_path):
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    path = tmp_path / "rows.parquet"
+    pd.DataFrame({"meter_id": ["A", "A", "", "A"], "ts": pd.date_range("2025-01-01", periods=4, freq="h", tz="UTC"),
+                  "p_kw": [1.0, 2e9, 1.0, -np.inf]}).to_parquet(path)
+    want = read_fleet([path]).rejects
+    assert [r[1] for r in want] == [2, 3, 4]
+    _, rejects, _ = read_fleet_spark(spark, [str(path)])
+    assert sorted(r[1:] for r in rejects) == sorted(r[1:] for r in want)
+
+
+def test_spark_names_the_same_json_lines_as_pandas(spark, tmp_path):
+    """Flat records in JSON Lines (with a blank line and a line that is not JSON), flat records in a
+    JSON array (the record's position), and UrbanDataset documents one per line (the document's line)."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    rec = lambda t, v: json.dumps({"PODID": "A", "start_ts": f"2025-01-01T0{t}:00:00Z", "TotalActivePower": v})  # noqa: E731
+    flat = tmp_path / "flat.jsonl"
+    flat.write_text("\n".join([rec(0, 1.0), "", rec(1, "abc"), "{not json", rec(2, 2.0), rec(3, "x")]) + "\n")
+    arr = tmp_path / "arr.json"
+    arr.write_text(json.dumps([json.loads(rec(0, 1.0)), json.loads(rec(1, "abc")), json.loads(rec(2, 2.0))]))
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("\n".join(json.dumps(urban([line(1, f"2025-01-01T0{h}:00:00", f"2025-01-01T0{h + 1}:00:00",
+                                                     PODID="B", Phase1ActivePower=v)]))
+                              for h, v in ((0, "1"), (1, "2"), (2, "abc"), (3, "4"))) + "\n")
+    for path, lines in ((flat, [3, 4, 6]), (arr, [2]), (docs, [3])):
+        want = read_fleet([path]).rejects
+        assert sorted(r[1] for r in want) == lines, (path, want)
+        _, rejects, _ = read_fleet_spark(spark, [str(path)])
+        assert sorted(r[1] for r in rejects) == lines, (path, rejects)
+        # pandas says why a line is not JSON ("not valid JSON: Expecting ..."), Spark only that it is not
+        assert sorted((r[2], r[3].split(":")[0]) for r in rejects) == sorted((r[2], r[3].split(":")[0]) for r in want)
+
+
+def test_the_unread_columns_note_is_the_same_on_both_engines(spark, tmp_path, monkeypatch):
+    """rev45 Left: pandas named each file as given (one note each), Spark a group of resolved absolute
+    paths ("and N more"): the same columns in other words. Now one note per set of unread columns,
+    the files as given, the first three and how many more, on both engines."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    for k in range(5):
+        pd.DataFrame({"meter_id": ["A"], "ts": ["2025-01-01T00:00:00Z"], "p_kw": [1.0], "Power_W": [5]}).to_csv(
+            folder / f"m{k}.csv", index=False)
+    pd.DataFrame({"meter_id": ["B"], "ts": pd.to_datetime(["2025-01-01"], utc=True), "kvar": [1.0]}).to_parquet(
+        tmp_path / "b.parquet")
+    monkeypatch.chdir(tmp_path)
+    want = [n for n in read_fleet(["exports", "b.parquet"]).notes if "not read" in n]
+    assert [n.split(": column(s)")[0] for n in want] == ["exports/m0.csv, exports/m1.csv, exports/m2.csv and 2 more",
+                                                          "b.parquet"]
+    _, _, notes = read_fleet_spark(spark, ["exports", "b.parquet"])
+    assert [n for n in notes if "not read" in n] == want
+
+
+def test_a_row_with_a_field_too_many_is_read_as_spark_reads_it(spark, tmp_path):
+    """ops52: a data row with one field more than the header made pandas take the first column as
+    the index (every column shifted one to the left): all three readings rejected as "missing or
+    unreadable timestamp", where Spark drops the extra field and reads them. Now pandas drops it too
+    (and a row a field short has that value missing, on both engines)."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    path = tmp_path / "extra.csv"
+    path.write_text("meter_id,ts,p_kw\nA,2025-01-01T00:00:00Z,1.0,extra\nA,2025-01-01T01:00:00Z\n"
+                    "A,2025-01-01T02:00:00Z,2.0\n")
+    got = read_fleet([path])
+    assert got.rejects == [] and got.frame["p_kw"].tolist()[::2] == [1.0, 2.0] and len(got.frame) == 3
+    sdf, rejects, _ = read_fleet_spark(spark, [str(path)])
+    assert rejects == [] and sorted(sdf.toPandas()["p_kw"].fillna(-1).tolist()) == [-1.0, 1.0, 2.0]

@@ -9,7 +9,9 @@ logged with the user's name.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -20,6 +22,13 @@ log = logging.getLogger("wattwatch.dashboard.audit")
 
 UPLOAD_SUFFIXES = (".csv", ".gz", ".parquet", ".json", ".jsonl", ".db", ".sqlite", ".sqlite3")
 MAX_UPLOAD_BYTES = 512 * 1024 * 1024
+# Uploads (and the mapping an ingest kept beside one) are removed when an upload is saved: those older
+# than a week, then the oldest until the folder's uploads fit 4 GiB. A week is longer than any
+# session (8 h at most), so an upload a signed-in operator is still ingesting outlives its lifetime;
+# only the cap can take one that young (after ~8 uploads of 512 MB), and its ingest then says so.
+UPLOAD_LIFETIME_S = 7 * 86400
+UPLOAD_FOLDER_BYTES = 4 * 1024 ** 3
+_UPLOAD_RE = re.compile(r"^(upload-[0-9a-f]{12})\.")
 
 
 def set_status(session: Session, db, ids: Sequence[str], status: str, note: str | None = None) -> list[dict]:
@@ -94,7 +103,44 @@ def save_upload(session: Session, folder: Path, name: str, data: bytes) -> Path:
     path = folder / _safe_name(name)
     path.write_bytes(data)
     log.info("upload by %s: %r (%d bytes) -> %s", user, name, len(data), path.name)
+    prune_uploads(folder, keep=path)
     return path
+
+
+def prune_uploads(folder: Path, keep: Path | None = None, now: float | None = None) -> list[str]:
+    """Remove the uploads of ``folder`` older than :data:`UPLOAD_LIFETIME_S`, then the oldest until
+    the rest fit :data:`UPLOAD_FOLDER_BYTES`; an upload goes with the files named after it (its
+    ``.mapping.toml``). Only files named as :func:`_safe_name` names them are touched; ``keep`` (the
+    upload just saved) never is. Returns the names removed (each logged)."""
+    now = time.time() if now is None else now
+    groups: dict[str, list] = {}
+    for p in Path(folder).iterdir():
+        m = _UPLOAD_RE.match(p.name)
+        if m is None or not p.is_file() or p.is_symlink():
+            continue
+        try:
+            st_ = p.stat()
+        except OSError:
+            continue
+        g = groups.setdefault(m.group(1), [0.0, 0, []])
+        g[0], g[1] = max(g[0], st_.st_mtime), g[1] + st_.st_size
+        g[2].append(p)
+    kept = _UPLOAD_RE.match(keep.name).group(1) if keep is not None and _UPLOAD_RE.match(keep.name) else None
+    removed, total = [], sum(g[1] for g in groups.values())
+    for stem, (mtime, size, files) in sorted(groups.items(), key=lambda kv: kv[1][0]):  # oldest first
+        if stem == kept or (now - mtime <= UPLOAD_LIFETIME_S and total <= UPLOAD_FOLDER_BYTES):
+            continue
+        for p in files:
+            try:
+                p.unlink()
+                removed.append(p.name)
+            except OSError as exc:
+                log.warning("upload %s not removed: %s", p.name, exc)
+        total -= size
+    if removed:
+        log.info("removed upload(s) older than %d days or over the folder's %d MiB: %s",
+                 UPLOAD_LIFETIME_S // 86400, UPLOAD_FOLDER_BYTES >> 20, ", ".join(sorted(removed)))
+    return removed
 
 
 def ingest(session: Session, db, path: Path, mapping_toml: str | None = None) -> list:

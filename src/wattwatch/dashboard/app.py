@@ -42,17 +42,28 @@ def _md(text) -> str:
 
 
 @st.cache_resource(show_spinner=False)
-def _limiter() -> RateLimiter:
-    """One per process, shared by every browser session and kept when the users file is read again."""
-    return RateLimiter()
+def _limiter(path: str | None) -> RateLimiter:
+    """One per process, shared by every browser session and kept when the users file is read again;
+    its counts, locks and known addresses kept in ``path`` across restarts (:func:`signin_state_path`)."""
+    return RateLimiter(path=path)
+
+
+def signin_state_path(cfg: Settings) -> Path | None:
+    """Where the sign-in counts live: beside the users file (``users.toml.signin.json``), else beside
+    the store (``DB.signin.json``); None (kept in the process only) with neither."""
+    if cfg.users_file is not None:
+        return cfg.users_file.with_name(cfg.users_file.name + ".signin.json")
+    if cfg.db is not None:
+        return cfg.db.with_name(cfg.db.name + ".signin.json")
+    return None
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _authenticator(users_file: str | None, users_version, users_env: str, read_only: bool, ttl_s: float,
-                   idle_s: float):
+                   idle_s: float, state: str | None = None):
     """One per configuration and version of the users file (its times, size and inode): a user the operator
     removes or changes in the file is gone or changed at the next page run, without a restart."""
-    return Authenticator(load_users(users_file, {"WATTWATCH_DASHBOARD_USERS": users_env}), limiter=_limiter(),
+    return Authenticator(load_users(users_file, {"WATTWATCH_DASHBOARD_USERS": users_env}), limiter=_limiter(state),
                          ttl_s=ttl_s, idle_s=idle_s, read_only=read_only)
 
 
@@ -71,7 +82,8 @@ def _auth(cfg: Settings) -> Authenticator:
             pass            # load_users says the file is missing
     return _authenticator(str(cfg.users_file) if cfg.users_file else None, version,
                           os.environ.get("WATTWATCH_DASHBOARD_USERS", ""), cfg.read_only,
-                          cfg.session_minutes * 60, cfg.idle_minutes * 60)
+                          cfg.session_minutes * 60, cfg.idle_minutes * 60,
+                          str(signin_state_path(cfg)) if signin_state_path(cfg) else None)
 
 
 def _current(s: Session | None, auth: Authenticator) -> bool:

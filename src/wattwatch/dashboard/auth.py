@@ -208,13 +208,89 @@ class RateLimiter:
     PRUNE_AT = 10_000
     KEEP_LOCK_S = 86400.0
 
-    def __init__(self, limit: int = 5, window_s: float = 900.0, lock_s: float = 60.0):
+    # The file is written at once when a lock is set or an address becomes known, and at most once a
+    # second for a failure that only counts (a restart then forgets at most a second of counts).
+    SAVE_EVERY_S = 1.0
+    MAX_STATE_BYTES = 16 << 20
+
+    def __init__(self, limit: int = 5, window_s: float = 900.0, lock_s: float = 60.0, path: str | Path | None = None):
+        """``path``: a JSON file the counts, locks and known addresses are kept in across restarts
+        (read here, written after each change, atomically and readable by the owner only)."""
         self.limit, self.window_s, self.lock_s = limit, window_s, lock_s
         self._fails: dict[str, list[float]] = {}
         self._locked: dict[str, tuple[float, int]] = {}
         self._known: dict[str, list[str]] = {}
         self._lock = threading.Lock()
         self._prune_at = self.PRUNE_AT
+        self.path = Path(path) if path is not None else None
+        self._saved_at = 0.0
+        if self.path is not None:
+            self._load()
+
+    def _load(self) -> None:
+        """The state a previous process left; a damaged or foreign file is said (logged) and not used:
+        its counts are not trusted, and the next change writes a sound one over it."""
+        import json
+
+        try:
+            doc = json.loads(self._read_state())
+            if not isinstance(doc, dict) or doc.get("version") != 1:
+                raise ValueError("not a wattwatch sign-in state (version 1)")
+            fails = {str(k): [float(t) for t in v] for k, v in dict(doc.get("fails") or {}).items()}
+            locked = {str(k): (float(v[0]), int(v[1])) for k, v in dict(doc.get("locked") or {}).items()}
+            known = {str(k): [str(c) for c in v][-self.KNOWN:] for k, v in dict(doc.get("known") or {}).items()}
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+            log.warning("%s: sign-in counts not read (%s): starting with none", self.path,
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            return
+        self._fails, self._locked, self._known = fails, locked, known
+        log.info("%s: sign-in counts read: %d lock(s), %d count(s), known addresses of %d user(s)",
+                 self.path, len(locked), len(fails), len(known))
+
+    def _read_state(self) -> str:
+        """The file's text: a regular file only, not followed if a symlink (the writer replaces a link,
+        it never writes through one), opened without blocking (a FIFO would hold the start for ever),
+        and no more of it than :data:`MAX_STATE_BYTES` (``stat`` says 0 bytes for a device)."""
+        import stat
+
+        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ValueError("not a regular file")
+            data = fh.read(self.MAX_STATE_BYTES + 1)
+        if len(data) > self.MAX_STATE_BYTES:
+            raise ValueError(f"larger than {self.MAX_STATE_BYTES >> 20} MiB")
+        return data.decode("utf-8")
+
+    def _save(self, now: float, force: bool = False) -> None:
+        """Write the live state (called with the lock held): to a temporary file of mode 0600 beside
+        it, then renamed over it, so a crash leaves the old file or the new one, never half of one."""
+        if self.path is None:
+            return
+        if not force and now - self._saved_at < self.SAVE_EVERY_S:
+            return
+        import json
+        import tempfile
+
+        self._prune(now)
+        doc = {"version": 1, "fails": self._fails, "locked": {k: list(v) for k, v in self._locked.items()},
+               "known": self._known}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:   # mkstemp: mode 0600
+                    json.dump(doc, fh, separators=(",", ":"))
+                os.replace(tmp, self.path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            log.warning("%s: sign-in counts not written (%s); they last until a restart", self.path, exc)
+            return
+        self._saved_at = now
 
     def _prune(self, now: float) -> None:
         """Drop the counts that are over (called with the lock held)."""
@@ -238,12 +314,16 @@ class RateLimiter:
                 _, times = self._locked.get(key, (0.0, 0))
                 self._locked[key] = (now + min(self.lock_s * 2 ** times, 86400.0), times + 1)
                 self._fails[key] = []
+                self._save(now, force=True)
+            else:
+                self._save(now)
             if len(self._fails) + len(self._locked) > self._prune_at:
                 self._prune(now)
 
-    def success(self, key: str) -> None:
+    def success(self, key: str, now: float | None = None) -> None:
         with self._lock:
-            self._fails.pop(key, None)
+            if self._fails.pop(key, None) is not None:
+                self._save(time.time() if now is None else now)
 
     # Addresses a user has signed in from (at most KNOWN per user, the latest kept): a name's lock
     # does not hold there, so anyone failing five times on a name from elsewhere cannot keep that
@@ -254,13 +334,14 @@ class RateLimiter:
         with self._lock:
             return client in self._known.get(user, ())
 
-    def remember(self, user: str, client: str) -> None:
+    def remember(self, user: str, client: str, now: float | None = None) -> None:
         with self._lock:
             seen = self._known.setdefault(user, [])
             if client in seen:
                 seen.remove(client)
             seen.append(client)
             del seen[:-self.KNOWN]
+            self._save(time.time() if now is None else now, force=True)
 
 
 # A hash to check when the user is unknown, so a wrong name costs the same time as a wrong password
@@ -323,8 +404,8 @@ class Authenticator:
             log.warning("failed sign-in: user=%s client=%s", _shown(name), client)
             raise AuthError("wrong user name or password")
         for k in keys:
-            self.limiter.success(k)
-        self.limiter.remember(name, client)
+            self.limiter.success(k, now)
+        self.limiter.remember(name, client, now)
         log.info("signed in: user=%r role=%s client=%s", name, user.role, client)
         return Session(user=name, role=user.role, started=now, last_seen=now, ttl_s=self.ttl_s,
                        idle_s=self.idle_s, read_only=self.read_only, credential=credential(user.password_hash))

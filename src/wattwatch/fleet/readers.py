@@ -244,6 +244,7 @@ class FleetInput:
     frame: pd.DataFrame
     rejects: list[tuple] = field(default_factory=list)  # (file, line, field, reason)
     notes: list[str] = field(default_factory=list)
+    unread: list[tuple] = field(default_factory=list)  # (file, columns not read): see unread_notes
 
 
 def empty_fleet_frame() -> pd.DataFrame:
@@ -533,7 +534,7 @@ def read_fleet(paths: Sequence[str | Path] | str | Path, *, mapping=None, energy
             files.append(p)
         else:
             raise InputError(f"{p}: no such file")
-    frames, rejects, notes = [], [], []
+    frames, rejects, notes, unread = [], [], [], []
     for p in files:
         if is_fleet_json(p):
             got = read_fleet_json(p, energy=energy)
@@ -544,9 +545,11 @@ def read_fleet(paths: Sequence[str | Path] | str | Path, *, mapping=None, energy
         frames.append(got.frame)
         rejects.extend(got.rejects)
         notes.extend(got.notes)
+        unread.extend(got.unread)
         if on_file:
             on_file(p, len(got.frame))
     frame = pd.concat(frames, ignore_index=True) if frames else empty_fleet_frame()
+    notes = unread_notes(unread) + notes
     return FleetInput(conform(frame) if len(frame) else empty_fleet_frame(), rejects, notes)
 
 
@@ -567,6 +570,27 @@ def _canonical_columns(p: Path) -> bool:
     return "meter_id" in cols and "ts" in cols
 
 
+def unread_columns(columns) -> list[str]:
+    """The columns of a canonical file that the fleet does not read."""
+    return [str(c) for c in columns if c not in FLEET_COLUMNS and c not in CHANNEL_BY_NAME]
+
+
+def unread_notes(pairs) -> list[str]:
+    """One note per set of unread columns, naming its files as given (in the order read, the first
+    three and how many more): the same text on both engines. ``pairs``: (file, columns not read)."""
+    groups: dict[tuple, list[str]] = {}
+    for name, cols in pairs:
+        if cols:
+            files = groups.setdefault(tuple(cols), [])
+            if str(name) not in files:
+                files.append(str(name))
+    out = []
+    for cols, files in groups.items():
+        where = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        out.append(unread_columns_note(where, cols))
+    return out
+
+
 def unread_columns_note(where: str, columns) -> str | None:
     """A note naming the columns of a canonical file that the fleet does not read (a power under
     another name, ``Power_W`` for ``p_kw``, would otherwise vanish without a word); None when none."""
@@ -578,18 +602,54 @@ def unread_columns_note(where: str, columns) -> str | None:
             "kvar, kWh; --mapping reads other names on the local engine)")
 
 
+def _file_bytes(p: Path) -> bytes:
+    if p.name.lower().endswith(".gz"):
+        import gzip
+
+        with gzip.open(p, "rb") as fh:
+            return fh.read()
+    return p.read_bytes()
+
+
+def csv_record_lines(data: bytes) -> np.ndarray:
+    """The line (1-based) each data record of a CSV text starts on, as pandas reads it: records end at
+    a line end outside double quotes (a quoted field may span lines; a doubled quote inside one keeps
+    the parity), lines blank or of whitespace only are skipped, the first record left is the header.
+    Line ends are ``\n``, ``\r\n`` and a lone ``\r``. Vectorised over the bytes."""
+    b = np.frombuffer(data, dtype=np.uint8)
+    if not len(b):
+        return np.zeros(0, dtype=np.int64)
+    nxt = np.append(b[1:], np.uint8(0))
+    ends = (b == 10) | ((b == 13) & (nxt != 10))
+    line_of = np.cumsum(ends) - ends + 1  # the line each byte is on
+    rec_end = ends & (np.cumsum(b == 34) % 2 == 0)
+    seg = np.cumsum(rec_end) - rec_end  # the record each byte belongs to (its end byte included)
+    ink = ~np.isin(b, np.frombuffer(b" \t\r\n\x0b\x0c", dtype=np.uint8))
+    nonblank = np.bincount(seg, weights=ink, minlength=int(seg[-1]) + 1) > 0
+    first_byte = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1]])
+    starts = line_of[first_byte][nonblank[seg[first_byte]]]
+    return starts[1:].astype(np.int64)
+
+
 def read_canonical(p: Path) -> FleetInput:
     """A Parquet/CSV file in canonical columns with every fleet column it has (``ts_end``,
     ``e_int_kwh``, ``p_l1_kw`` ..., ``panel_id``, ``town``), the way the Spark engine reads it:
     rows without a meter id or a readable ``ts``, with a ``ts_end`` not after ``ts``, or with a value that
     is not a number or is outside its physical range (infinite included) are rejected (line: the row's
-    position, plus one for a CSV header); a blank or ``NaN`` value is missing, the reading kept."""
+    position in a Parquet file, the line the record starts on in a CSV file); a blank or ``NaN`` value is missing, the reading kept."""
     name = p.name.lower()
     if name.endswith((".parquet", ".pq")):
         raw = pd.read_parquet(p)
         first = 1
     else:
-        raw = pd.read_csv(p, dtype=str, keep_default_na=False)
+        import warnings
+
+        # index_col=False: a row with a field more than the header keeps its columns (pandas would
+        # otherwise take the first column as the index and shift every column), the extra field
+        # dropped as Spark's reader drops it (pandas warns of it: said here instead).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            raw = pd.read_csv(p, dtype=str, keep_default_na=False, index_col=False)
         first = 2
     n = len(raw)
     out = pd.DataFrame(index=raw.index)
@@ -630,9 +690,12 @@ def read_canonical(p: Path) -> FleetInput:
             out[c] = num
     bad = reason.notna().to_numpy()
     lines = np.arange(first, first + n)
+    if first == 2 and bad.any():
+        starts = csv_record_lines(_file_bytes(p))
+        if len(starts) == n:  # else a quoting the scan does not follow (a quote inside a bare field): rows
+            lines = starts
     rejects = list(zip([str(p)] * int(bad.sum()), lines[bad].tolist(), fld[bad].tolist(), reason[bad].tolist()))
-    note = unread_columns_note(str(p), raw.columns)
-    return FleetInput(conform(out[~bad]), rejects, [note] if note else [])
+    return FleetInput(conform(out[~bad]), rejects, [], [(str(p), unread_columns(raw.columns))])
 
 
 def _read_ingestable(p: Path, mapping, api) -> FleetInput:

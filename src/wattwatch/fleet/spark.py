@@ -22,7 +22,7 @@ from wattwatch.fleet.features import (DAY_US, HOUR_US, MIN_DAY_COVER_H, MIN_HOUR
                                       span_hours)
 from wattwatch.fleet.readers import (_TS_RE, FLOAT_COLUMNS, ID_FIELDS, NUMERIC_FIELDS, PHASES, SCPS_UNITS,
                                      column_range, reading_range, tz_offset_minutes, unit_factor,
-                                     unread_columns_note, UNIT_SYMBOLS, UNIT_SYMBOLS_ANY_CASE)
+                                     unread_columns, unread_notes, UNIT_SYMBOLS, UNIT_SYMBOLS_ANY_CASE)
 
 MAX_REJECTS_COLLECTED = 100_000
 _REMOTE = ("hdfs://", "s3a://", "s3://", "s3n://", "gs://", "abfs://", "abfss://", "wasb://", "wasbs://", "file://",
@@ -125,6 +125,7 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
         raise InputError(f"energy must be 'interval' or 'register', not {energy!r}")
     items = [paths] if isinstance(paths, (str, Path)) else list(paths)
     groups: dict[str, list[str]] = {}
+    given: dict[str, str] = {}  # resolved path -> the name the user gave (as the pandas engine names it)
     for p in items:
         s = str(p)
         if not is_remote(s):
@@ -137,10 +138,13 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
                     raise InputError(f"{s}: no files in this folder")
                 for q in inside:
                     groups.setdefault(_kind(str(q)), []).append(str(q.resolve()))
+                    given.setdefault(str(q.resolve()), str(q))
                 continue
+            given.setdefault(str(lp.resolve()), s)
             s = str(lp.resolve())
         groups.setdefault(_kind(s), []).append(s)
-    frames, rejects, notes = [], [], []
+    order = {k: i for i, k in enumerate(given)}
+    frames, rejects, notes, unread = [], [], [], []
     for kind, ps in groups.items():
         try:
             if kind in ("json", "jsonl"):
@@ -148,20 +152,21 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
                 # instead of failing the job.
                 spark.conf.set("spark.sql.mapKeyDedupPolicy", "LAST_WIN")
                 raw = spark.read.option("multiLine", kind == "json").option("mode", "PERMISSIVE").json(ps)
-                sdf, rej = _from_json(raw, energy)
+                if kind == "jsonl":  # each document on its line of the file
+                    sdf, rej = _from_json(_json_lines(spark, ps, raw.schema), energy)
+                else:  # the record's position in the file's array
+                    sdf, rej = _from_json(_numbered(spark, raw)[0], energy)
             elif kind == "parquet":
                 # pandas writes nanosecond timestamps, which Spark only reads as longs (see _from_canonical).
                 spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
                 raw = spark.read.parquet(*ps)
-                sdf, rej = _from_canonical(raw, energy)
+                sdf, rej = _from_canonical(_numbered(spark, raw)[0], energy)
             else:
-                raw = spark.read.option("header", True).csv(ps)
-                sdf, rej = _from_canonical(raw, energy)
+                raw = spark.read.option("header", True).csv(ps)  # the columns (the first line): no full job
+                sdf, rej = _from_canonical(_csv_lines(spark, ps, raw.columns), energy)
             if kind not in ("json", "jsonl"):  # the schema only: no job
-                where = ", ".join(ps[:3]) + (f" and {len(ps) - 3} more" if len(ps) > 3 else "")
-                note = unread_columns_note(where, raw.columns)
-                if note:
-                    notes.append(note)
+                cols = unread_columns(raw.columns)
+                unread.extend((given.get(x, x), cols, order.get(x, len(order))) for x in ps)
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001 - Spark's analysis errors name the path; keep one line
@@ -171,6 +176,7 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
         rejects.extend(rej)
     if not frames:
         raise InputError("no input files given")
+    notes = unread_notes([(name, cols) for name, cols, _ in sorted(unread, key=lambda u: u[2])]) + notes
     out = frames[0]
     for f in frames[1:]:
         out = out.unionByName(f)
@@ -186,6 +192,131 @@ def _select_fleet(df):
             (F.col("town") if "town" in df.columns else F.lit(None)).cast("string").alias("town")]
     cols += [(F.col(c) if c in df.columns else F.lit(None)).cast("double").alias(c) for c in FLOAT_COLUMNS]
     return df.select(*cols)
+
+
+def _numbered(spark, df, *aggs, order: bool = False):
+    """``df`` (straight from a file reader) with ``_file`` and ``_line``: each row's 1-based position in
+    its file (for ``spark.read.text`` the physical line), exact however Spark splits the file.
+
+    Within one split the rows come in file order and in one task, so their
+    ``monotonically_increasing_id`` values are consecutive; one small aggregation per (file, split
+    start) gives each split's row count and first id, and the driver adds up the counts of the
+    earlier splits of the same file (ordered by their byte offset, not by task). The ids are
+    recomputed by each job over the same scan, which gives the same splits in the same tasks.
+
+    ``aggs(t)`` are further per-split aggregates (of the numbered frame ``t``'s columns, ``_mid`` the id);
+    returns (frame, list of rows: _file, _blk, shift (line = _mid + shift), and the aggs)."""
+    F = _F()
+    from pyspark.sql.types import LongType, StringType, StructField, StructType
+
+    t = df.select("*", F.input_file_name().alias("_file"), F.input_file_block_start().alias("_blk"),
+                  F.monotonically_increasing_id().alias("_mid"))
+    more = [a(t) for a in aggs]
+    blocks = sorted(t.groupBy("_file", "_blk").agg(F.count(F.lit(1)).alias("_n"), F.min("_mid").alias("_m0"), *more)
+                    .collect(), key=lambda r: (r["_file"], r["_blk"]))
+    rows, seen, file = [], 0, None
+    for r in blocks:
+        if r["_file"] != file:
+            file, seen = r["_file"], 0
+        rows.append((r["_file"], r["_blk"], seen + 1 - r["_m0"], *r[4:]))
+        seen += r["_n"]
+    shifts = spark.createDataFrame([x[:3] for x in rows], StructType(
+        [StructField("_file", StringType()), StructField("_blk", LongType()), StructField("_shift", LongType())]))
+    # A left join: the frame is lazy, and a later job may split the files otherwise (another split
+    # size; on a cluster, Spark sizes splits by the cores it has then): its rows keep no line (-1 in
+    # a reject) rather than vanish. ``order`` keeps ``_blk`` and ``_mid``, the file order in this job.
+    out = t.join(F.broadcast(shifts), ["_file", "_blk"], "left")
+    keep = ["_blk", "_mid"] if order else []
+    out = out.select(*[c for c in df.columns], "_file", (F.col("_mid") + F.col("_shift")).alias("_line"), *keep)
+    return out, rows
+
+
+# pandas' (RFC 4180) quoting, line by line: a field is quoted when a double quote begins it (a doubled
+# quote inside stays in it; what follows the closing quote up to the comma is text), else it is text in
+# which a quote is a literal (``5" pipe``). Possessive: each line is matched in linear time.
+_CSV_FIELD = r'(?:"(?:[^"]|"")*+"[^,]*+|(?:[^",][^,]*+)?)'
+_CSV_CLOSED = "^" + _CSV_FIELD + "(?:," + _CSV_FIELD + ")*+$"          # begun outside quotes, ends outside
+_CSV_REOPENED = r'^(?:[^"]|"")*+"[^,]*+(?:,' + _CSV_FIELD + ")*+$"     # begun inside quotes, ends outside
+
+
+def _csv_lines(spark, ps, columns):
+    """The CSV records of ``ps`` as string columns ``columns`` (the header's names) plus ``_file`` and
+    ``_line``, the line each record starts on, as pandas reads it (``readers.csv_record_lines``):
+    blank and whitespace-only lines skipped, the first line left the header, a quoted field may span
+    lines. Spark's CSV reader (one record per line unless ``multiLine``, which reads each file in one
+    task) knows no line: the lines are read as text and numbered (:func:`_numbered`), then parsed with
+    the reader's own parser (``from_csv``). A file with a quoted line end anywhere is put together
+    record by record in one more (sorting) job; otherwise each line is a record, no shuffle."""
+    F = _F()
+    from pyspark.sql import Window
+
+    text = spark.read.text(ps)
+    has_quote = F.col("value").contains('"')
+    # _c0: the line, begun outside a quoted field, ends outside one; _c1: begun inside one, it ends outside.
+    c0 = F.when(has_quote, F.col("value").rlike(_CSV_CLOSED)).otherwise(True)
+    blank = F.col("value").rlike(r"^\s*$")
+    t, blocks = _numbered(spark, text.select("value", c0.alias("_c0"), blank.alias("_blank")),
+                          lambda t: F.max((~F.col("_c0")).cast("int")).alias("_odd"),
+                          lambda t: F.min(F.when(~F.col("_blank"), F.col("_mid"))).alias("_first"),
+                          lambda t: F.min_by("value", F.when(~F.col("_blank"), F.col("_mid"))).alias("_text"),
+                          order=True)
+    head, odd = {}, set()
+    for f, _blk, shift, is_odd, first, text in blocks:
+        if first is not None and f not in head:
+            head[f] = (first + shift, text)
+        if is_odd:
+            odd.add(f)
+    # The header: the file's first line that is not blank; by its text on a row whose line is not known.
+    heads = spark.createDataFrame([(f, n, x) for f, (n, x) in head.items()], "_file string, _head long, _htext string")
+    t = t.join(F.broadcast(heads), "_file")
+    if odd:
+        # A line is one of four steps of a two-state machine (in a quoted field or not): it leaves the
+        # state closed (_c0 and _c1) or open (neither), keeps it (_c0 only) or flips it (_c1 only).
+        # The state a line begins in is the last reset's, flipped once per flip since; a record starts
+        # on a line begun outside quotes. The lines from the last start of a file that ends inside a
+        # quoted field are records of their own (pandas: "EOF inside string"; the reader: each a line).
+        c1 = F.col("value").rlike(_CSV_REOPENED)
+        t = t.select("*", c1.alias("_c1"))
+        w = Window.partitionBy("_file").orderBy("_blk", "_mid")  # the file's order in this job
+        upto = w.rowsBetween(Window.unboundedPreceding, 0)
+        before = w.rowsBetween(Window.unboundedPreceding, -1)
+        whole = w.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
+        reset, flip = F.col("_c0") == F.col("_c1"), ~F.col("_c0") & F.col("_c1")
+        t = t.select("*", F.sum(flip.cast("long")).over(upto).alias("_flips"))
+        t = t.select("*", F.last(F.when(reset, F.col("_flips")), ignorenulls=True).over(before).alias("_rflips"),
+                     F.last(F.when(reset, F.col("_c0")), ignorenulls=True).over(before).alias("_rclosed"))
+        since = F.col("_flips") - flip.cast("long") - F.coalesce(F.col("_rflips"), F.lit(0))
+        start = F.coalesce(F.col("_rclosed"), F.lit(True)) == (since % 2 == 0)
+        t = t.select("*", start.alias("_start"))
+        t = t.select("*", F.when(F.col("_start"), F.col("_c0")).otherwise(F.col("_c1")).alias("_after"))
+        key = F.struct("_blk", "_mid")
+        t = t.select("*", F.max(F.when(F.col("_start"), key)).over(upto).alias("_rec0"),
+                     F.max(F.when(F.col("_start"), key)).over(whole).alias("_last_start"),
+                     F.last("_after").over(whole).alias("_ends_closed"))
+        t = t.select("*", F.when(~F.col("_ends_closed") & (key >= F.col("_last_start")), key)
+                     .otherwise(F.col("_rec0")).alias("_rec"))
+        t = (t.groupBy("_file", "_rec", "_head", "_htext")
+             .agg(F.sort_array(F.collect_list(F.struct("_blk", "_mid", "_line", "value"))).alias("_parts"))
+             .select("_file", F.col("_parts")[0]["_line"].alias("_line"), "_head", "_htext",
+                     F.array_join(F.transform("_parts", lambda x: x["value"]), "\n").alias("value")))
+        t = t.select("*", F.col("value").rlike(r"^\s*$").alias("_blank"))
+    recs = t.where(~F.col("_blank") & F.coalesce(F.col("_line") > F.col("_head"), F.col("value") != F.col("_htext")))
+    ddl = ", ".join("`" + c.replace("`", "``") + "` STRING" for c in columns)
+    parsed = recs.select("_file", "_line", F.from_csv(F.col("value"), ddl).alias("_r"))
+    return parsed.select(*[F.col("_r").getField(c).alias(c) for c in columns], "_file", "_line")
+
+
+def _json_lines(spark, ps, schema):
+    """JSON Lines read as text, numbered (:func:`_numbered`) and parsed with ``schema`` (the reader's
+    inferred one): ``_file`` and ``_line``, the document's line, as the pandas reader numbers them;
+    blank lines skipped (as Spark's reader and pandas do)."""
+    F = _F()
+    t, _ = _numbered(spark, spark.read.text(ps))
+    t = t.where(~F.col("value").rlike(r"^\s*$"))
+    opts = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt_record"}
+    parsed = t.select("_file", "_line", F.from_json(F.col("value"), schema, opts).alias("_r"))
+    return parsed.select(*[F.col("_r").getField(c).alias(c) for c in schema.fieldNames()], "_file", "_line",
+                         F.lit(True).alias("_jsonl"))
 
 
 def _collect_rejects(df, reason, fld, line):
@@ -219,7 +350,11 @@ def _urban_records(raw):
     defs = (ud["specification"]["properties"]["propertyDefinition"]
             if _field(s, "UrbanDataset", "specification", "properties", "propertyDefinition") is not None
             else F.lit(None))
-    base = raw.select(F.input_file_name().alias("_file"), tz.cast("string").alias("_tz"), defs.alias("_defs"),
+    # JSON Lines: every record of a document is on the document's line (a .json file: its position).
+    doc_line = F.col("_line") if "_jsonl" in s.fieldNames() else None
+    base = raw.select(F.col("_file") if "_file" in s.fieldNames() else F.input_file_name().alias("_file"),
+                      (doc_line if doc_line is not None else F.lit(None).cast("long")).alias("_doc_line"),
+                      tz.cast("string").alias("_tz"), defs.alias("_defs"),
                       ud["values"]["line"].alias("_lines"),
                       (F.col("_corrupt_record") if has_corrupt else F.lit(None).cast("string")).alias("_corrupt"))
     # Validate the (few) distinct time zones and units on the driver, in one job; errors name the file.
@@ -246,11 +381,12 @@ def _urban_records(raw):
         k is not None for k in tz_min) else None
     offset = F.coalesce(tzmap[F.col("_tz")] if tzmap is not None else F.lit(0), F.lit(0))
     corrupt = base.where(F.col("_corrupt").isNotNull()).select(
-        "_file", F.lit(1).alias("_line"), F.lit("not valid JSON").alias("_bad")) if has_corrupt else None
+        "_file", F.coalesce(F.col("_doc_line"), F.lit(1)).alias("_line"), F.lit("not valid JSON").alias("_bad")) if has_corrupt else None
     lines = base.where(F.col("_corrupt").isNull()).select(
-        "_file", offset.alias("_offset"), "_defs", F.posexplode("_lines").alias("_pos", "ln"))
+        "_file", "_doc_line", offset.alias("_offset"), "_defs", F.posexplode("_lines").alias("_pos", "ln"))
     lt = _field(s, "UrbanDataset", "values", "line")
-    cols = [F.col("_file"), (F.col("_pos") + 1).alias("_line"), F.col("_offset"),
+    # The line: a JSON Lines document's line (as pandas); in a .json file the record's position.
+    cols = [F.col("_file"), F.coalesce(F.col("_doc_line"), F.col("_pos") + 1).alias("_line"), F.col("_offset"),
             F.col("ln.period.start_ts").cast("string").alias("start_ts") if _field(lt, "period", "start_ts") is not None else F.lit(None).cast("string").alias("start_ts"),
             F.col("ln.period.end_ts").cast("string").alias("end_ts") if _field(lt, "period", "end_ts") is not None else F.lit(None).cast("string").alias("end_ts")]
     has_props = _field(lt, "property", "name") is not None and _field(lt, "property", "val") is not None
@@ -301,13 +437,13 @@ def _urban_records(raw):
 def _flat_records(raw):
     F = _F()
     names = raw.schema.fieldNames()
-    cols = [F.input_file_name().alias("_file"), F.lit(None).cast("long").alias("_line"), F.lit(0).alias("_offset")]
+    cols = [F.col("_file"), F.col("_line").cast("long").alias("_line"), F.lit(0).alias("_offset")]
     for n in list(ID_FIELDS) + ["start_ts", "end_ts"] + list(NUMERIC_FIELDS):
         cols.append((F.col(n).cast("string") if n in names else F.lit(None).cast("string")).alias(n))
     recs = raw.select(*cols)
     if "_corrupt_record" in names:
         corrupt = raw.where(F.col("_corrupt_record").isNotNull()).select(
-            F.input_file_name().alias("_file"), F.lit(-1).alias("_line"), F.lit("not valid JSON").alias("_bad"))
+            "_file", F.col("_line").cast("long").alias("_line"), F.lit("not valid JSON").alias("_bad"))
         recs = raw.where(F.col("_corrupt_record").isNull()).select(*cols)
     else:
         corrupt = None
@@ -430,7 +566,7 @@ def _from_canonical(df, energy: str):
         ts = F.to_utc_timestamp(F.col("ts"), "UTC")
     else:
         ts = F.col("ts").cast("timestamp")
-    df = df.withColumn("_file", F.input_file_name()).withColumn("ts", ts)
+    df = (df if "_file" in names else df.withColumn("_file", F.input_file_name())).withColumn("ts", ts)
     if "ts_end" in names and isinstance(df.schema["ts_end"].dataType, StringType):
         df = df.withColumn("ts_end", parse_times_col(F.col("ts_end"), F.lit(0)))
     elif "ts_end" in names and isinstance(df.schema["ts_end"].dataType, LongType):
@@ -469,7 +605,7 @@ def _from_canonical(df, energy: str):
         reason = F.when(cond, why).otherwise(reason)
         fld = F.when(cond, F.lit(name)).otherwise(fld)
     df = df.withColumn("_reason", reason).withColumn("_field", fld)
-    rejects = _collect_rejects(df, F.col("_reason"), F.col("_field"), F.lit(-1))
+    rejects = _collect_rejects(df, F.col("_reason"), F.col("_field"), F.col("_line") if "_line" in names else F.lit(-1))
     good = df.where(F.col("_reason").isNull())
     if energy == "interval" and "e_kwh" in names and "e_int_kwh" not in names:
         pass  # canonical e_kwh is a register whatever ``energy`` says (the schema defines it so)
