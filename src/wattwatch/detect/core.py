@@ -28,7 +28,8 @@ import pandas as pd
 from wattwatch.alerts.model import Alert
 from wattwatch.codes import severity
 from wattwatch.detect.base import Detector, Reach, quiet
-from wattwatch.detect.frame import AUX, cache, extra_channels, meter_names, prepare, seg_bounds, times_cache
+from wattwatch.detect.frame import (AUX, TIMES_KEY, cache, extra_channels, meter_names, prepare, seg_bounds,
+                                   times_cache)
 from wattwatch.detect.postrules import Groups, calibrated, cold, group, span_mask
 from wattwatch.schema import CHANNEL_NAMES
 
@@ -324,7 +325,7 @@ def _independent_of(key, channels: tuple[str, ...]) -> bool:
 
 #: Scratch entries computed from a frame's times alone (``_seg``, ``_t``, ``_dt``): no blanked
 #: channel changes them.
-_OF_TIMES = ("of_times",)
+_OF_TIMES = (TIMES_KEY,)
 
 
 def _near(seg: np.ndarray, t: np.ndarray, groups: list[np.ndarray], within_s) -> np.ndarray:

@@ -29,12 +29,16 @@ def cache(df: pd.DataFrame) -> dict:
     return df.__dict__.setdefault("_ww_cache", {})
 
 
+#: The scratch entry :func:`times_cache` keeps its dict under (``core._independent_of`` hands it on).
+TIMES_KEY = "of_times"
+
+
 def times_cache(df: pd.DataFrame) -> dict:
     """Scratch space of a prepared frame for values of its times alone (``_seg``, ``_t``, ``_dt``):
     one dict, handed by reference to a frame whose channels a detector's blockers blanked
     (``core._blanked``: the same times), so that a value worked out on either serves both. Its
     entries' keys say which arrays they were worked out from (a stretch's cadence, cad49)."""
-    return cache(df).setdefault("of_times", {})
+    return cache(df).setdefault(TIMES_KEY, {})
 
 
 def extra_channels(frame: pd.DataFrame) -> list[str]:

@@ -234,12 +234,12 @@ class Publisher:
         with self._lock:
             born = self._born.pop(seq, None)
             copies = self._copies.pop(seq, 0)
-        late = born is not None and self.resign_after_s is not None and time.monotonic() - born > self.resign_after_s
+        age = time.monotonic() - born if born is not None else 0.0
+        late = born is not None and self.resign_after_s is not None and age > self.resign_after_s
         if late and copies >= RESIGN_MAX:
             _log.error("%s: report %d acknowledged %.0f s after it was signed, the %d copies of its event before it "
                        "late too: taken as delivered (the link or the broker is this slow; a head-end that holds no "
-                       "report of this meter may refuse its time)", self.meter_id, seq, time.monotonic() - born,
-                       copies)
+                       "report of this meter may refuse its time)", self.meter_id, seq, age, copies)
         if not late or copies >= RESIGN_MAX:
             self.log.ack(seq)
             return
@@ -248,7 +248,7 @@ class Publisher:
         # tamper report's copy take a higher counter than its cleared report's, and the head-end
         # (an event's highest counter decides) turned the event back to tamper.
         with self._lock:
-            self._late.append((seq, time.monotonic() - born, copies + 1))
+            self._late.append((seq, age, copies + 1))
             if self._resigner is None:
                 self._resigner = threading.Thread(target=self._resign_all, daemon=True,
                                                   name=f"resign-{self.meter_id}")

@@ -45,6 +45,13 @@ _CLOCK_WORDS = {"now", "today"}
 _LOG_FIRST = 5
 
 
+def logged_nth(n: int) -> bool:
+    """Whether the ``n``-th (1-based) of a source's repeated problems is logged: the first
+    ``_LOG_FIRST``, then every hundredth (a device that keeps sending it does not flood the log;
+    the counter has them all)."""
+    return n <= _LOG_FIRST or n % 100 == 0
+
+
 def _number(channel: str, v) -> tuple[float | None, str | None]:
     """A JSON value as batch ``ingest`` reads it (rev51): ``(value, None)``, ``(None, None)`` for a
     missing one (NaN, or text such as "", "n/a", "null": ``normalize.MISSING_TOKENS``) or ``(None,
@@ -165,7 +172,7 @@ class MqttSource(Source):
             self._say_drops(msg.topic, drops)
         if bad:
             n = self.counters["malformed"] = self.counters["malformed"] + 1
-            if n <= _LOG_FIRST or n % 100 == 0:
+            if logged_nth(n):
                 kept = f" ({len(rows)} of its {len(rows) + len(bad)} readings kept)" if rows else ""
                 log.warning("%s: malformed message #%d on %s: %s%s", self.name, n, msg.topic,
                             "; ".join(bad[:3]) + ("; ..." if len(bad) > 3 else ""), kept)
@@ -184,7 +191,7 @@ class MqttSource(Source):
         self.counters["values_dropped"] += len(drops)
         for j, (meter, ts, field, why) in enumerate(drops):
             n = n0 + j + 1
-            if n <= _LOG_FIRST or n % 100 == 0:
+            if logged_nth(n):
                 log.warning("%s: reading kept without a value (#%d, on %s): meter %r at %s: %s", self.name,
                             n, topic[:200], meter, ts, why)
 

@@ -69,7 +69,7 @@ import pandas as pd
 from wattwatch.alerts.model import Alert, log_safe
 from wattwatch.edge.signing import METER_ID, digest, load_key, verify
 from wattwatch.sources.base import Batch, log
-from wattwatch.sources.mqtt import MqttSource, password_from_env, tls_paths
+from wattwatch.sources.mqtt import MqttSource, logged_nth, password_from_env, tls_paths
 
 SECURITY_CODE = "ALRM_SECURITY_EVENT"
 CLOCK_CODE = "WARN_CLOCK_SKEW"
@@ -282,7 +282,7 @@ class TamperSource(MqttSource):
             if r.reason == "duplicate":
                 return []
             n = self.counters[r.reason]
-            if n <= 5 or n % 100 == 0:
+            if logged_nth(n):
                 log.warning("%s: %s report #%d on %s: %s", self.name, r.reason, n, log_safe(topic)[:200], r.detail)
             return [self._security_alert(topic, r)]
         self.counters["accepted"] += 1
@@ -290,7 +290,7 @@ class TamperSource(MqttSource):
         if skew is not None:
             self.counters["clock_skew"] += 1
             n = self.counters["clock_skew"]
-            if n <= 5 or n % 100 == 0:
+            if logged_nth(n):
                 log.warning("%s: report %d of meter %s signed %s: taken by its counter (clock skew #%d)", self.name,
                             doc["counter"], log_safe(doc["meter_id"]), _offset(skew), n)
             out.append(self._skew_alert(doc, skew))
