@@ -105,9 +105,12 @@ def load(con, detectors: list[Detector], meters) -> list[str]:
     notices = []
     names = [d.name for d in detectors]
     table = pa.table({"meter_id": pa.array(meters, pa.string())})
-    rows = con.from_arrow(table).query(
-        "_m", "SELECT s.meter_id, s.detector, s.state_version, s.settings, s.params FROM meter_state s "
-        "SEMI JOIN _m USING (meter_id)").fetchall()
+    from wattwatch.store.duck import unmasked
+
+    with unmasked():
+        rows = con.from_arrow(table).query(
+            "_m", "SELECT s.meter_id, s.detector, s.state_version, s.settings, s.params FROM meter_state s "
+            "SEMI JOIN _m USING (meter_id)").fetchall()
     by = {}
     for m, det, ver, key, params in rows:
         if det in names:

@@ -34,6 +34,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -560,7 +561,8 @@ class Store:
         Not ``register``: inside a transaction a registered (then dropped) view keeps its Arrow
         table alive until COMMIT, so a large file would hold every batch in memory.
         """
-        return self.con.from_arrow(table).query("_t", sql)
+        with unmasked():
+            return self.con.from_arrow(table).query("_t", sql)
 
     def _run(self, table: pa.Table, sql: str):
         """Run ``sql`` with ``table`` visible as ``_t`` through DuckDB's scan of the caller's
@@ -1329,6 +1331,25 @@ def _disk_full(exc: BaseException) -> bool:
     text = str(exc).lower()
     return isinstance(exc, OSError) and getattr(exc, "errno", None) == 28 or "no space left" in text \
         or "disk full" in text or "enospc" in text
+
+
+@contextmanager
+def unmasked():
+    """Raise the error a relation's ``query`` met inside a transaction, not the one that hid it.
+
+    DuckDB's relation ``query`` names the relation in the catalog for the length of the call and
+    drops the name in a ``finally``; when the statement fails inside an open transaction that drop
+    fails too ("Current transaction is aborted") and is what reaches the caller, the statement's own
+    error (a constraint, a full disk, memory) only on its ``__context__`` (duckdb 2.0.1). Raise that
+    one, so a message and :func:`_disk_full` see the cause.
+    """
+    try:
+        yield
+    except duckdb.TransactionException as exc:
+        cause = exc.__context__
+        if "transaction is aborted" in str(exc) and isinstance(cause, duckdb.Error):
+            raise cause from None
+        raise
 
 
 def _rollback(con, path, exc: BaseException) -> None:
