@@ -79,3 +79,13 @@ def test_cli_fit_days_3_prints_the_notice(tmp_path):
     err = " ".join(r.stderr.split())
     assert "note: meter D1: its profiling period" in err and "held 4 daily bin(s)" in err
     assert "meter H1" not in err
+
+
+def test_the_notice_names_firmware_drift_only_when_it_runs(tmp_path):
+    # The bar (18 bins) is the same; "firmware_drift needs" is said only of a run that has it.
+    f = _meter("D1", "1D", 60)
+    without = _thin(api.fit(f, days=3, detectors=["supply_outage", "baseline_macd"]).notices)
+    assert len(without) == 1 and "held 4 daily bin(s)" in without[0], without
+    assert "firmware_drift" not in without[0] and "fewer than 18 and too few" in without[0]
+    with_fw = _thin(api.fit(f, days=3, detectors=["supply_outage", "firmware_drift"]).notices)
+    assert len(with_fw) == 1 and "fewer than the 18 firmware_drift needs (min_hours)" in with_fw[0], with_fw

@@ -180,8 +180,11 @@ def thin_profile_notices(full: pd.DataFrame, rows: np.ndarray, detectors: list[D
 
     if not rows.any():
         return []
-    fw = next((d for d in detectors if isinstance(d, FirmwareDrift)), None) or FirmwareDrift()
+    run = next((d for d in detectors if isinstance(d, FirmwareDrift)), None)
+    fw = run or FirmwareDrift()
     need = int(fw.config.min_hours)
+    # Named only when it runs: without it the bar is the same, but nothing is "needed by" it.
+    needs = f"fewer than the {need} firmware_drift needs (min_hours)" if run is not None else f"fewer than {need}"
     names = meter_names(full)
     seg = full["_seg"].to_numpy()[rows]
     t = full["_t"].to_numpy(float)[rows]
@@ -218,8 +221,8 @@ def thin_profile_notices(full: pd.DataFrame, rows: np.ndarray, detectors: list[D
     todo = ("declare a longer normal period (fit --normal-start/--normal-end) or profile more days "
             "(fit --days, [engine] profile_days)")
     out = [f"meter {names[j]}: its profiling period ({when(lo[j])} .. {when(hi[j])}) held {int(bins[j])} "
-           f"{bin_name(float(width[j]))} bin(s) of readings ({int(readings[j])} reading(s)), fewer than the {need} "
-           f"firmware_drift needs (min_hours) and too few for a profile to rest on: its learned state rests on "
+           f"{bin_name(float(width[j]))} bin(s) of readings ({int(readings[j])} reading(s)), {needs} "
+           f"and too few for a profile to rest on: its learned state rests on "
            f"that little; {todo}" for j in thin[:THIN_PROFILE_SAID]]
     if len(thin) > THIN_PROFILE_SAID:
         rest = thin[THIN_PROFILE_SAID:]
