@@ -148,14 +148,7 @@ added, nor fall with a bypass whose first night has not come). At the highest ho
 faults on the real-shape fleets (5 min, seeds 7, 11, 43, 67, 71), on buildings the floor carried
 0.84-1.22 of a level shift's kW and 0.70-1.6 of a theft's log fall; on the four false alerts this
 removed (Eleonora +63-64 %, Penny -21-22 %), 0.20-0.42. Eleonora weeks whose night rose with about
-half the excess (0.48-0.49: seed 67) still alert. The floor is one reading; the day's hours say the same more
-surely: an added load is the same kW at every hour, a building busier in proportion to its own load
-(night included: a term with its ventilation running longer) adds most where it already draws most.
-A lasting rise whose excess over the last ``floor_h`` hours is less than ``floor_share`` the same
-kW at every hour (``_uniform_share``: the intercept of the hours' excess against their profiled kW)
-is held as well (real-shape fleets, over the whole change: BDG2 term rises -0.8..0.2, the level
-shifts injected on buildings 0.9-1.4; in the detector it holds few, since such a rise alerts on its
-first day, before a whole day of it is in; quality-log q57). Not on homes and plants, whose floor is a standby (at most
+half the excess (0.48-0.49: seed 67) still alert. Not on homes and plants, whose floor is a standby (at most
 ``floor_max_share`` of the mean): there the floor's own evidence judges, and their days' energy
 swings by a third to a half, so a day's energy is no measure of what a bypass did to the floor
 (the same fleets' home thefts: 0.45-6.8 of the log fall; held on homes, a theft on a UCI home
@@ -1299,48 +1292,10 @@ class BaselineMACD(Detector):
                 return out
 
             r = ref[:, None]
-            # (the floor is one reading; the hours say it too: an added load is the same kW at
-            # every hour, a building busier grows with its own load; see _uniform_share)
-            uniform = self._uniform_share(m, expected, w)
-            rise = (exc > 0) & (before(exc) >= 0.5 * exc) & ((d1 - r < c.floor_share * exc) | (uniform < c.floor_share))
+            rise = (exc > 0) & (before(exc) >= 0.5 * exc) & (d1 - r < c.floor_share * exc)
             lf = np.log(np.maximum(d1, 0.05 * r) / r)
             drop = (lg < 0) & (before(lg) <= 0.5 * lg) & (lf > c.floor_share * lg)
         return rise, drop
-
-    @staticmethod
-    def _uniform_share(m: np.ndarray, expected: np.ndarray, w: int) -> np.ndarray:
-        """Per (meter, hour): the share of the last ``w`` hours' mean excess over the profile (kW)
-        that is the same at every hour, whatever the hour's profiled load: the intercept of the
-        least-squares line of each hour's excess on its profiled kW, over the mean excess
-        (1 - slope x mean profiled kW / mean excess). A load added for good (a heater, a pump, an
-        unauthorised load) adds its kW to every hour, quiet or busy: a share of about 1. A building
-        working harder (a term, occupancy, the weather's heating or cooling) adds in proportion to
-        its own load or more in its busy hours: the excess grows with the profile, a share near 0 or
-        below (real-shape fleets, 5 min, seeds 131, 199, 211: BDG2 schools' term rises -0.79..0.21,
-        the level shifts injected on buildings 0.89-1.43; quality-log q57). NaN where the window's
-        profile does not vary (no line) or holds fewer than two read hours. Sums are taken on kW
-        rounded to the watt as integers (the products in W^2; the window's differences are exact even
-        where a cumulative sum wraps), so an hour's value does not depend on where the frame starts."""
-        n_seg, n_bins = m.shape
-        if not n_bins:
-            return np.full(m.shape, np.nan)
-        both = np.isfinite(m) & np.isfinite(expected)
-        x = np.rint(np.where(both, expected, 0.0) * 1e3).astype(np.int64)
-        e = np.rint(np.where(both, m, 0.0) * 1e3).astype(np.int64) - x
-
-        def rolling(v):
-            cs = np.concatenate([np.zeros((n_seg, 1), np.int64), np.cumsum(v, axis=1)], axis=1)
-            lo = np.maximum(np.arange(1, n_bins + 1) - w, 0)
-            return cs[:, 1:] - cs[:, lo]
-
-        with np.errstate(over="ignore"):
-            n, sx, se = rolling(both.astype(np.int64)), rolling(x), rolling(e)
-            sxx, sxe = rolling(x * x), rolling(x * e)
-        n, sx, se, sxx, sxe = (a.astype(float) for a in (n, sx, se, sxx, sxe))
-        with quiet():
-            var, cov = n * sxx - sx * sx, n * sxe - sx * se
-            share = 1.0 - cov / var * sx / se
-        return np.where((n >= 2) & (var > 0) & (se != 0), share, np.nan)
 
     def _recalibrated(self, limit: np.ndarray, fast: np.ndarray, history_days: np.ndarray) -> np.ndarray:
         """Per (meter, hour): the fitted ``limit``, raised to ``sigma_k`` x the spread (IQR / 1.349)
