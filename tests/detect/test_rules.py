@@ -449,6 +449,46 @@ def test_random_single_losses_at_hourly_cadence_are_not_packet_loss():
     assert pd.Timestamp(alerts[0].end) <= lost.max() + pd.Timedelta(hours=4)
 
 
+def test_an_hourly_meter_silent_for_four_hours_is_a_data_gap_but_two_lost_hours_are_not():
+    # Three hourly readings lost in a row (no reading for 4 h) on an otherwise regular meter: a
+    # link down, not random single losses, though 3 of the 80-h window's readings is under
+    # min_lost (q56; the plain labels' gap: no reading for max(4 cadences, 1 h)). Two in a row
+    # (3 h) are what a healthy real hourly meter shows now and then: not an alert.
+    f = hourly("residential", seed=3)
+    k = int(np.flatnonzero(window(f, "2025-01-12T10:00Z", 1))[0])
+    two = only(run_week(f.drop(index=[k, k + 1])), "ALRM_PKT_LOSS_CRIT")
+    assert two == []
+    alerts = only(run_week(f.drop(index=[k, k + 1, k + 2])), "ALRM_PKT_LOSS_CRIT")
+    assert len(alerts) == 1
+    a = alerts[0]
+    assert a.evidence["kind"] == "data_gap" and a.evidence["gap_readings"] == 3
+    assert pd.Timestamp(a.start) == f.ts[k - 1] and pd.Timestamp(a.end) >= f.ts[k + 3] - pd.Timedelta(seconds=1)
+    # The same three lost at a stamp jitter of seconds, and two such gaps a day apart: each alone.
+    g = f.copy()
+    g["ts"] = g.ts + pd.to_timedelta(np.random.default_rng(4).uniform(-2, 2, len(g)), unit="s")
+    alerts = only(run_week(g.drop(index=[k, k + 1, k + 2, k + 30, k + 31, k + 32])), "ALRM_PKT_LOSS_CRIT")
+    assert len(alerts) == 2 and all(x.evidence["kind"] == "data_gap" for x in alerts)
+
+
+def test_a_clock_change_sized_gap_at_15_minutes_is_not_a_data_gap(residential):
+    # A logger clock jumping to daylight time skips an hour: at 15 minutes 08:45 -> 10:00, four
+    # "lost" readings where nothing is lost (PVDAQ system 50 each March). The gap rule asks for 2 h
+    # (q56), which the window's share finds at 15 minutes anyway; at 5 minutes three lost in a row
+    # are 20 minutes.
+    from tests.detect.conftest import HEALTHY
+    from wattwatch.sim import SimConfig, simulate
+
+    f = simulate(SimConfig(meters=1, days=HOURLY_DAYS, seed=3, step="15min", commercial_share=0.0,
+                           **HEALTHY))["frame"]
+    k = int(np.flatnonzero(window(f, "2025-01-12T10:00Z", 1))[0])
+    assert only(run_week(f.drop(index=[k, k + 1, k + 2, k + 3])), "ALRM_PKT_LOSS_CRIT") == []
+    alerts = only(run_week(f.drop(index=list(range(k, k + 7)))), "ALRM_PKT_LOSS_CRIT")
+    assert len(alerts) == 1 and alerts[0].evidence["kind"] == "data_gap"
+    r = residential.copy()
+    j = int(np.flatnonzero(window(r, T, 1))[0])
+    assert only(run(r.drop(index=[j, j + 1, j + 2])), "ALRM_PKT_LOSS_CRIT") == []
+
+
 def test_motor_starts_in_consecutive_hourly_readings_are_not_a_phase_imbalance():
     # Two motor starts caught on L1 in consecutive hourly snapshots read as a 100 % imbalance for
     # an hour (the 3-reading persistence that kept them out at 5 minutes asks for 2 at hourly).
