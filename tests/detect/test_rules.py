@@ -470,6 +470,26 @@ def test_an_hourly_meter_silent_for_four_hours_is_a_data_gap_but_two_lost_hours_
     assert len(alerts) == 2 and all(x.evidence["kind"] == "data_gap" for x in alerts)
 
 
+def test_a_packet_loss_state_stored_before_gap_lost_asks_for_no_refit(tmp_path, residential):
+    import json
+
+    import duckdb
+
+    from wattwatch.detect import registry
+    from wattwatch.detect import state as state_mod
+    from wattwatch.detect.frame import prepare
+
+    det = registry.build("packet_loss").fit(prepare(residential))
+    con = duckdb.connect(str(tmp_path / "s.duckdb"))
+    assert state_mod.save(con, [det]) == 1
+    old = json.loads(con.execute("SELECT settings FROM meter_state").fetchone()[0])
+    old.pop("gap_lost"), old.pop("gap_s")
+    con.execute("UPDATE meter_state SET settings = ?", [json.dumps(old, sort_keys=True)])
+    for params, refit in (({}, False), ({"gap_lost": 0}, False), ({"cadence_share": 0.7}, True)):
+        notices = state_mod.load(con, [registry.build("packet_loss", params)], list(det.state_))
+        assert any("other settings" in n for n in notices) == refit, (params, notices)
+
+
 def test_a_clock_change_sized_gap_at_15_minutes_is_not_a_data_gap(residential):
     # A logger clock jumping to daylight time skips an hour: at 15 minutes 08:45 -> 10:00, four
     # "lost" readings where nothing is lost (PVDAQ system 50 each March). The gap rule asks for 2 h

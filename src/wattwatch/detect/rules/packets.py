@@ -77,6 +77,7 @@ minutes the reach stays within the stream's fast tier (12 h)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -108,6 +109,8 @@ class PacketLossConfig(DetectorConfig):
     min_lost: int = 4
     gap_lost: int = 3
     gap_s: float = 7200.0
+    # The fit learns the cadence and its jitter only; a state stored before ``gap_lost`` is the same state.
+    scoring_only: ClassVar[tuple[str, ...]] = ("gap_lost", "gap_s")
     data_gap_share: float = 0.5
     cadence_gaps: int = CADENCE_GAPS
     cadence_span_s: float = CADENCE_SPAN_S
