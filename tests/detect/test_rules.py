@@ -470,6 +470,31 @@ def test_an_hourly_meter_silent_for_four_hours_is_a_data_gap_but_two_lost_hours_
     assert len(alerts) == 2 and all(x.evidence["kind"] == "data_gap" for x in alerts)
 
 
+def test_a_half_hourly_meter_silent_for_two_hours_is_a_data_gap_whatever_its_learned_cadences_seconds():
+    # rev56: at 30 minutes, three lost in a row are four cadences, 2 h: exactly gap_s. The learned
+    # cadence is the median of jittered gaps, a hair either side of 1,800 s; at 1,799.98 s the
+    # four cadences were 0.1 s short of 2 h and the gap went unreported on one meter of two.
+    from wattwatch.detect.engine import EngineConfig, profile
+    from wattwatch.detect.frame import prepare
+    from wattwatch.detect import core, registry
+
+    parts, cads = [], {}
+    for m, seed in (("A", 0), ("B", 2), ("C", 4), ("D", 3)):
+        n = 6 * 48
+        ts = pd.Timestamp("2025-01-06", tz="UTC") + pd.to_timedelta(
+            np.arange(n) * 1800.0 + np.random.default_rng(seed).uniform(-2, 2, n), unit="s")
+        f = pd.DataFrame({"meter_id": m, "ts": ts, "v_l1_v": 230.0, "i_l1_a": 4.5, "p_kw": 1.0})
+        parts.append(f.drop(index=[150, 151, 152]))
+    frame = pd.concat(parts, ignore_index=True)
+    dets = registry.build_all(["packet_loss"])
+    profile(prepare(frame), dets, EngineConfig(profile_days=1.0, workers=1))
+    cads = {m: dets[0].state_[m]["cadence_s"] for m in "ABCD"}
+    assert min(cads.values()) < 1800.0 < max(cads.values()), cads   # both sides are exercised
+    alerts = core.run(frame, dets).alerts
+    assert sorted((a.meter_id, a.evidence["kind"], a.evidence["gap_readings"]) for a in alerts) == \
+        [(m, "data_gap", 3) for m in "ABCD"], cads
+
+
 def test_a_packet_loss_state_stored_before_gap_lost_asks_for_no_refit(tmp_path, residential):
     import json
 
