@@ -40,7 +40,7 @@ def _meter(name: str, cad_s: float, lost_at_h: list[float], seed: int, jitter_s:
 
 # Gap hours (after T0); the profiling day is the first.
 GAPS = {"H0": (3600.0, [40.0]), "H1": (3600.0, [52.0, 76.0]), "H2": (3600.0, [DAYS * 24 - 4.0]),
-        "S0": (1800.0, [61.5]), "S1": (1800.0, [100.0, 124.0])}
+        "S0": (1800.0, [61.5]), "S1": (1800.0, [100.0, 124.0]), "E0": (3600.0, [1.0])}
 
 
 def _frame():
@@ -93,6 +93,26 @@ def test_pieces_cut_at_inside_and_around_the_gap_give_the_whole_historys_alerts(
     pick = {"all": slice(None), "before": slice(0, None, 7), "after": slice(5, None, 7), "middle": slice(3, None, 7)}
     calm = _compare(frame, dets, 0.0, 0, pieces=_cut(cuts[pick[which]]), want=whole)
     assert calm.calm_fed > 0
+
+
+def test_a_piece_that_sends_the_reading_before_the_gap_again_is_carried_as_judging_it(fleet):
+    """Each piece after a cut starts with every meter's last reading of the piece before it again
+    (a gateway re-sending the reading before a silence): the calm stitcher as one judging every
+    meter at every piece. (Not the whole history's alerts: the stitcher is given the copies, which
+    the stream's store merges first, ``tests/live/test_stream_gap_cuts.py``; given copies, the
+    stitched windows count them as readings held, before q56 too; rev56.)"""
+    frame, dets, whole = fleet
+    base = _cut(_edges(frame))
+
+    def again(frame, piece_s, seed):
+        prev = None
+        for p in base(frame, piece_s, seed):
+            if prev is not None and len(prev):
+                last = prev.groupby(prev["meter_id"].astype(str), sort=False).tail(1)
+                p = pd.concat([last, p]).sort_values(["meter_id", "ts"], kind="stable")
+            prev = p
+            yield p
+    _compare(frame, dets, 0.0, 0, pieces=again, whole=False)
 
 
 def test_a_stitcher_restarted_at_each_cut_gives_the_whole_historys_alerts(fleet):
