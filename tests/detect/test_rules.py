@@ -478,7 +478,7 @@ def test_a_half_hourly_meter_silent_for_two_hours_is_a_data_gap_whatever_its_lea
     from wattwatch.detect.frame import prepare
     from wattwatch.detect import core, registry
 
-    parts, cads = [], {}
+    parts = []
     for m, seed in (("A", 0), ("B", 2), ("C", 4), ("D", 3)):
         n = 6 * 48
         ts = pd.Timestamp("2025-01-06", tz="UTC") + pd.to_timedelta(

@@ -30,8 +30,8 @@ loss shorter than the window (``merge_gap_s``).
 ``min_lost`` guards against scattered single losses; a meter silent for hours is not one. A single
 gap that lost ``gap_lost`` (3) readings in a row and lasts ``gap_s`` (2 h) or more in whole
 cadences (to within 15 % of one: the learned cadence is a median of jittered gaps, 1,799.98 s at 30
-minutes as often as 1,800.02; rev56), from the reading before it to the one after, is a data gap whatever share of the window
-it is (its two edges alert, scored lost / ``gap_lost``). At hourly cadence that is four hours
+minutes as often as 1,800.02; rev56), from the reading before it to the one after, is a data gap
+whatever share of the window it is (its two edges alert, scored lost / ``gap_lost``). At hourly cadence that is four hours
 without a reading (3 lost: 3.75 % of the 80-h window and under ``min_lost``, unreported before
 q56), at 30 minutes two; at 1 to 15 minutes a 2-h silence already loses more than the window
 allows (8 of 80 readings at 15 minutes). The plain labels call a gap no reading for max(4
@@ -207,9 +207,11 @@ class PacketLoss(Detector):
         in its window (half of it either side) and in the gap after it, over ``min_lost``: where the
         meter has lost fewer than ``min_lost`` x the threshold from half a window before ``lo`` to
         half a window after ``hi`` and in the gap after that, none of them can alert, whatever the
-        share (a meter's first reading's gap is not counted: the frame does not hold it). A meter
-        whose gaps in the frame say another cadence anywhere is never calm (judged: its windows
-        and counts follow that cadence).
+        share (a meter's first reading's gap is not counted: the frame does not hold it). A reading
+        that borders a gap of ``gap_lost`` readings or more in a row may also score that gap
+        (:meth:`_long_gaps`): a meter with such a gap there is never calm, however long the gap
+        (q56). A meter whose gaps in the frame say another cadence anywhere is never calm (judged:
+        its windows and counts follow that cadence).
 
         Its cost follows the gaps that are not at the learned cadence, not the frame's readings: a
         meter with fewer such gaps (:func:`~wattwatch.detect.cadence.off_cadence`) than a run of its
