@@ -141,3 +141,27 @@ def test_the_gaps_that_say_a_cadence_keep_packet_loss_in_the_streams_fast_tier(c
     r = d.reach(["m"])
     assert r.back_n[0] >= 6 and r.ahead_n[0] >= 6
     assert "packet_loss" in fast_tier([d], ["m"], StreamConfig().fast_reach_s)
+
+
+def test_hourly_data_gaps_streamed_in_pieces_give_the_whole_historys_alerts():
+    """q56: a gap of three hourly readings in a row is a data gap on its own (its two edges). A
+    stream of uneven pieces, calm meters among them (a meter that lost three readings in a row is
+    never calm), gives exactly the alerts of the whole history judged at once; two in a row and
+    single losses alert nowhere."""
+    from tests.detect.test_stitch_calm import _compare
+
+    rng = np.random.default_rng(7)
+    parts = []
+    for k, lost in enumerate([[60, 61, 62], [60, 61], [70, 71, 72, 100, 101, 102], [50, 90, 130], []]):
+        n = 24 * 8
+        ts = T0 + pd.to_timedelta(np.arange(n) * 3600.0 + rng.uniform(-2, 2, n), unit="s")
+        f = pd.DataFrame({"meter_id": f"H{k}", "ts": ts, "v_l1_v": 230.0, "i_l1_a": 4.5, "p_kw": 1.0})
+        parts.append(f.drop(index=lost))
+    frame = pd.concat(parts, ignore_index=True)
+    dets = registry.build_all(["packet_loss"])
+    profile(prepare(frame), dets, EngineConfig(profile_days=2.0, workers=1))
+    whole = core.run(frame, dets).alerts
+    by = sorted((a.meter_id, a.evidence["kind"]) for a in _loss(whole))
+    assert by == [("H0", "data_gap"), ("H2", "data_gap"), ("H2", "data_gap")]
+    calm = _compare(frame, dets, 6 * 3600.0, 5, want=whole)
+    assert calm.calm_fed > 0

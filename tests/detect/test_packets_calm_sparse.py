@@ -38,7 +38,10 @@ def _whole(d, names, seg, starts, t, dt, lo, hi) -> np.ndarray:
     i1 = np.minimum(i1 + 1, st.lens)
     c = np.concatenate([[0.0], np.cumsum(lost)])
     total = np.where(i1 > i0, c[starts + i1] - c[starts + np.minimum(i0, i1)], 0.0)
-    return (total / d.config.min_lost < d.config.post.threshold) & ~other
+    # (q56) and no gap near it that lost gap_lost readings in a row (it may be a data gap alone)
+    g = np.concatenate([[0], np.cumsum(lost >= d.config.gap_lost)])
+    gapped = np.where(i1 > i0, g[starts + i1] - g[starts + np.minimum(i0, i1)] > 0, False)
+    return (total / d.config.min_lost < d.config.post.threshold) & ~other & ~gapped
 
 
 def _gaps(rng, kind: str, cad: float, n: int, need: int) -> tuple[np.ndarray, float]:

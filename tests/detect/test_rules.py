@@ -449,6 +449,91 @@ def test_random_single_losses_at_hourly_cadence_are_not_packet_loss():
     assert pd.Timestamp(alerts[0].end) <= lost.max() + pd.Timedelta(hours=4)
 
 
+def test_an_hourly_meter_silent_for_four_hours_is_a_data_gap_but_two_lost_hours_are_not():
+    # Three hourly readings lost in a row (no reading for 4 h) on an otherwise regular meter: a
+    # link down, not random single losses, though 3 of the 80-h window's readings is under
+    # min_lost (q56; the plain labels' gap: no reading for max(4 cadences, 1 h)). Two in a row
+    # (3 h) are what a healthy real hourly meter shows now and then: not an alert.
+    f = hourly("residential", seed=3)
+    k = int(np.flatnonzero(window(f, "2025-01-12T10:00Z", 1))[0])
+    two = only(run_week(f.drop(index=[k, k + 1])), "ALRM_PKT_LOSS_CRIT")
+    assert two == []
+    alerts = only(run_week(f.drop(index=[k, k + 1, k + 2])), "ALRM_PKT_LOSS_CRIT")
+    assert len(alerts) == 1
+    a = alerts[0]
+    assert a.evidence["kind"] == "data_gap" and a.evidence["gap_readings"] == 3
+    assert pd.Timestamp(a.start) == f.ts[k - 1] and pd.Timestamp(a.end) >= f.ts[k + 3] - pd.Timedelta(seconds=1)
+    # The same three lost at a stamp jitter of seconds, and two such gaps a day apart: each alone.
+    g = f.copy()
+    g["ts"] = g.ts + pd.to_timedelta(np.random.default_rng(4).uniform(-2, 2, len(g)), unit="s")
+    alerts = only(run_week(g.drop(index=[k, k + 1, k + 2, k + 30, k + 31, k + 32])), "ALRM_PKT_LOSS_CRIT")
+    assert len(alerts) == 2 and all(x.evidence["kind"] == "data_gap" for x in alerts)
+
+
+def test_a_half_hourly_meter_silent_for_two_hours_is_a_data_gap_whatever_its_learned_cadences_seconds():
+    # rev56: at 30 minutes, three lost in a row are four cadences, 2 h: exactly gap_s. The learned
+    # cadence is the median of jittered gaps, a hair either side of 1,800 s; at 1,799.98 s the
+    # four cadences were 0.1 s short of 2 h and the gap went unreported on one meter of two.
+    from wattwatch.detect.engine import EngineConfig, profile
+    from wattwatch.detect.frame import prepare
+    from wattwatch.detect import core, registry
+
+    parts = []
+    for m, seed in (("A", 0), ("B", 2), ("C", 4), ("D", 3)):
+        n = 6 * 48
+        ts = pd.Timestamp("2025-01-06", tz="UTC") + pd.to_timedelta(
+            np.arange(n) * 1800.0 + np.random.default_rng(seed).uniform(-2, 2, n), unit="s")
+        f = pd.DataFrame({"meter_id": m, "ts": ts, "v_l1_v": 230.0, "i_l1_a": 4.5, "p_kw": 1.0})
+        parts.append(f.drop(index=[150, 151, 152]))
+    frame = pd.concat(parts, ignore_index=True)
+    dets = registry.build_all(["packet_loss"])
+    profile(prepare(frame), dets, EngineConfig(profile_days=1.0, workers=1))
+    cads = {m: dets[0].state_[m]["cadence_s"] for m in "ABCD"}
+    assert min(cads.values()) < 1800.0 < max(cads.values()), cads   # both sides are exercised
+    alerts = core.run(frame, dets).alerts
+    assert sorted((a.meter_id, a.evidence["kind"], a.evidence["gap_readings"]) for a in alerts) == \
+        [(m, "data_gap", 3) for m in "ABCD"], cads
+
+
+def test_a_packet_loss_state_stored_before_gap_lost_asks_for_no_refit(tmp_path, residential):
+    import json
+
+    import duckdb
+
+    from wattwatch.detect import registry
+    from wattwatch.detect import state as state_mod
+    from wattwatch.detect.frame import prepare
+
+    det = registry.build("packet_loss").fit(prepare(residential))
+    con = duckdb.connect(str(tmp_path / "s.duckdb"))
+    assert state_mod.save(con, [det]) == 1
+    old = json.loads(con.execute("SELECT settings FROM meter_state").fetchone()[0])
+    old.pop("gap_lost"), old.pop("gap_s")
+    con.execute("UPDATE meter_state SET settings = ?", [json.dumps(old, sort_keys=True)])
+    for params, refit in (({}, False), ({"gap_lost": 0}, False), ({"cadence_share": 0.7}, True)):
+        notices = state_mod.load(con, [registry.build("packet_loss", params)], list(det.state_))
+        assert any("other settings" in n for n in notices) == refit, (params, notices)
+
+
+def test_a_clock_change_sized_gap_at_15_minutes_is_not_a_data_gap(residential):
+    # A logger clock jumping to daylight time skips an hour: at 15 minutes 08:45 -> 10:00, four
+    # "lost" readings where nothing is lost (PVDAQ system 50 each March). The gap rule asks for 2 h
+    # (q56), which the window's share finds at 15 minutes anyway; at 5 minutes three lost in a row
+    # are 20 minutes.
+    from tests.detect.conftest import HEALTHY
+    from wattwatch.sim import SimConfig, simulate
+
+    f = simulate(SimConfig(meters=1, days=HOURLY_DAYS, seed=3, step="15min", commercial_share=0.0,
+                           **HEALTHY))["frame"]
+    k = int(np.flatnonzero(window(f, "2025-01-12T10:00Z", 1))[0])
+    assert only(run_week(f.drop(index=[k, k + 1, k + 2, k + 3])), "ALRM_PKT_LOSS_CRIT") == []
+    alerts = only(run_week(f.drop(index=list(range(k, k + 7)))), "ALRM_PKT_LOSS_CRIT")
+    assert len(alerts) == 1 and alerts[0].evidence["kind"] == "data_gap"
+    r = residential.copy()
+    j = int(np.flatnonzero(window(r, T, 1))[0])
+    assert only(run(r.drop(index=[j, j + 1, j + 2])), "ALRM_PKT_LOSS_CRIT") == []
+
+
 def test_motor_starts_in_consecutive_hourly_readings_are_not_a_phase_imbalance():
     # Two motor starts caught on L1 in consecutive hourly snapshots read as a 100 % imbalance for
     # an hour (the 3-reading persistence that kept them out at 5 minutes asks for 2 at hourly).

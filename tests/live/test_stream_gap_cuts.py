@@ -1,0 +1,80 @@
+"""rev56: q56's data gap (three hourly or half-hourly readings lost in a row) through the whole
+stream engine, its steps cut on the gaps' edges and inside them: exactly ``detect``'s alerts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from wattwatch import api
+from wattwatch.runners.stream import StreamConfig, StreamEngine
+from wattwatch.store import Store
+
+CONFIG = {"engine": {"profile_days": 1.0}, "detectors": ["supply_outage", "packet_loss"]}
+T0 = pd.Timestamp("2025-01-06", tz="UTC")
+
+
+def _view(a) -> dict:
+    d = json.loads(a.to_json())
+    return {k: d[k] for k in ("id", "meter_id", "start", "end", "code", "detector", "severity", "score", "message",
+                              "evidence")}
+
+
+def _meter(name: str, cad_s: float, lost_at_h: list[float], seed: int, days: int = 5) -> pd.DataFrame:
+    n = int(days * 86400 / cad_s)
+    lost = np.zeros(n, bool)
+    for h in lost_at_h:
+        i = int(round(h * 3600 / cad_s))
+        lost[i:i + 3] = True
+    ts = T0 + pd.to_timedelta(np.arange(n) * cad_s + np.random.default_rng(seed).uniform(-2, 2, n), unit="s")
+    f = pd.DataFrame({"meter_id": name, "ts": ts, "v_l1_v": 230.0, "i_l1_a": 4.5, "p_kw": 1.0})
+    return f[~lost]
+
+
+@pytest.mark.parametrize("again", [False, True])
+def test_hourly_and_half_hourly_gaps_streamed_in_steps_cut_on_them_give_detects_alerts(tmp_path, again):
+    """``again``: each step starts with every meter's last reading of the step before it again (a
+    gateway re-sending the reading before a silence)."""
+    frame = pd.concat([_meter("H0", 3600.0, [40.0], 0), _meter("H1", 3600.0, [50.0, 90.0], 1),
+                       _meter("S0", 1800.0, [61.5], 2), _meter("S1", 1800.0, [75.0], 4),
+                       _meter("Q", 3600.0, [], 5)], ignore_index=True)
+    frame.to_parquet(tmp_path / "f.parquet")
+    want = {a.id: _view(a) for a in api.detect(tmp_path / "f.parquet", db=tmp_path / "batch.duckdb",
+                                                 config=CONFIG).alerts}
+    assert sorted(a["meter_id"] for a in want.values() if a["detector"] == "packet_loss") == \
+        ["H0", "H1", "H1", "S0", "S1"]
+
+    frame = api.read_frame(tmp_path / "batch.duckdb").sort_values("ts", kind="stable")
+    t = ((frame["ts"] - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy()
+    cuts = [t.min() + 86400.0]
+    for _, g in frame.groupby(frame["meter_id"].astype(str)):
+        x = np.sort(((g["ts"] - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy())
+        for i in np.flatnonzero(np.diff(x) > 2.5 * np.median(np.diff(x))):
+            cuts += [x[i] - 1, x[i], (x[i] + x[i + 1]) / 2, x[i + 1] - 1, x[i + 1]]
+    edges = [-np.inf] + sorted(set(cuts)) + [np.inf]
+    # Between the cuts, steps of an hour and a half.
+    fine = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        fine.append(lo)
+        if np.isfinite(lo) and np.isfinite(hi):
+            fine += list(np.arange(lo + 5400.0, hi, 5400.0))
+    fine.append(np.inf)
+    store = Store(tmp_path / "live.duckdb")
+    eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG), StreamConfig(checkpoint_s=1e9))
+    prev = None
+    for lo, hi in zip(fine[:-1], fine[1:]):
+        p = frame[(t > lo) & (t <= hi)]
+        if again and prev is not None and len(prev):
+            p = pd.concat([prev.groupby(prev["meter_id"].astype(str), sort=False).tail(1), p])
+        prev = p
+        eng.add(p)
+        eng.step()
+    eng.flush()
+    got = {i: _view(a) for i, a in eng.alerts.items()}
+    store.close()
+    problems = [f"{i}: detect {want.get(i)} != stream {got.get(i)}" for i in sorted(set(want) | set(got))
+                if want.get(i) != got.get(i)]
+    assert not problems, "\n".join(problems[:10])
