@@ -197,3 +197,26 @@ def test_the_counter_record_only_rises_and_a_damaged_one_is_an_error(tmp_path):
     rec.write_text("{not json")
     with pytest.raises(ValueError, match="counter record is damaged"):
         TamperSource("he", keys={"M-23": str(key)}, state_file=str(rec))
+
+
+def test_a_lost_checkpoint_with_the_record_kept_knows_the_meter(tmp_path, caplog):
+    # The store is new (no checkpoint), the counter record says M-24 was last at 40.
+    key = hmac_key(tmp_path / "M-24.key")
+    s = Signer.from_file(key)
+    now = time.time()
+    rec = tmp_path / "r.json"
+    rec.write_text(json.dumps({"meters": {"M-24": 40}}))
+
+    def rep(c, ts):
+        return json.dumps(s.sign({**_event(), "v": 1, "meter_id": "M-24", "counter": c, "ts": ts})).encode()
+
+    src = TamperSource("he", keys={"M-24": str(key)}, clock=lambda: now, state_file=str(rec))
+    with caplog.at_level(logging.ERROR, logger="wattwatch"):
+        out = src.handle("meter/M-24/tamper", rep(40, now))          # the record's latest, in time: taken before
+    assert src.counters["replayed"] == 1 and "counter record" in out[0].evidence["detail"]
+    assert any("M-24: checkpoint none, record 40" in r.getMessage() for r in caplog.records)
+    src.handle("meter/M-24/tamper", rep(39, now - 900))               # below it, outside the window
+    assert src.counters["replayed"] == 2 and src.counters["accepted"] == 0
+    out = src.handle("meter/M-24/tamper", rep(41, now - 900))         # newer: the record vouches (no first contact)
+    assert src.counters["accepted"] == 1 and src.counters["clock_skew"] == 1
+    assert out[-1].evidence["first_contact"] is False
