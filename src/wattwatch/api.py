@@ -1597,6 +1597,12 @@ def load_site(config: str | Path | dict) -> Site:
             raise ConfigError(f"{where}: two sources are named {s.name!r}; names must be unique")
         names.add(s.name)
         built.append(s)
+    records: dict[Path, str] = {}
+    for s in built:   # (rev58) two tamper sources on one counter record overwrite each other's meters
+        sf = getattr(s, "state_file", None)
+        if sf is not None and records.setdefault(Path(os.path.abspath(sf)), s.name) != s.name:
+            raise ConfigError(f"{where}: [[sources]] {s.name!r} and {records[Path(os.path.abspath(sf))]!r} share "
+                              f"the counter record {sf}; give each its own state_file")
     polled: dict[str, str] = {}
     for s in built:   # one meter from two pollers: its readings would be merged as one meter's
         for m in s.polled_meters():

@@ -83,6 +83,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import stat
 import threading
 import time
 from datetime import datetime, timezone
@@ -92,13 +94,21 @@ import pandas as pd
 
 from wattwatch.alerts.model import Alert, log_safe
 from wattwatch.edge.signing import METER_ID, digest, load_key, verify
-from wattwatch.sources.base import Batch, log
+from wattwatch.sources.base import Batch, canonical, log
 from wattwatch.sources.mqtt import MqttSource, logged_nth, password_from_env, tls_paths
 
 SECURITY_CODE = "ALRM_SECURITY_EVENT"
 CLOCK_CODE = "WARN_CLOCK_SKEW"
 STATUSES = {"tamper", "cleared", "signal_noisy", "signal_ok", "report"}
 REASONS = ("malformed", "forged", "replayed")
+RECORD_MAX_BYTES = 64 * 2**20   # (rev58) the counter record read at most (~3 million meters)
+
+
+class _Token(list):
+    """(rev58) A batch's token: the MQTT acknowledgements (a list, as :class:`MqttSource`'s) and
+    ``taken``, the (meter, counter) of the reports whose alerts the batch carries."""
+
+    taken: tuple = ()
 
 
 class Rejected(Exception):
@@ -163,6 +173,13 @@ class TamperSource(MqttSource):
         self._recorded: dict[str, int] = {}    # what the file holds now (written when it changes)
         self._behind_checked = False
         self.behind: dict[str, tuple[int, int]] = {}   # meter -> (checkpoint's latest, record's latest)
+        # (rev58) meter -> counters of reports taken whose alerts are not in the store yet (their
+        # step has not committed them, their PUBACK is held): kept out of the record and the
+        # checkpoint, so the broker's redelivery after a crash or a stop is taken, not refused
+        self._pending: dict[str, set[int]] = {}
+        self._taken: list[tuple[str, int]] = []       # those of the alerts waiting in ``_alerts``
+        self._record_lock = threading.Lock()
+        self._record_fd: int | None = None            # the flock held on ``<state_file>.lock`` while running
         if self.state_file is not None:
             self.record = self._read_record(self.state_file)
             self._recorded = dict(self.record)
@@ -178,25 +195,51 @@ class TamperSource(MqttSource):
         if not self._is_tamper(msg.topic):
             return super()._on_message(client, userdata, msg)
         self.counters["reports"] += 1
-        alerts = self.handle(msg.topic, msg.payload)
+        alerts, key = self._take(msg.topic, msg.payload, hold=True)
         with self._lock:
             self._alerts.extend(alerts)
+            if key is not None and alerts:
+                self._taken.append(key)
             if msg.qos > 0:
                 if alerts:
                     self._acks.append((msg.mid, msg.qos))
                 else:
                     client.ack(msg.mid, msg.qos)
+        if key is not None and not alerts:   # nothing to store (acknowledged at once): taken now
+            self._release([key])
 
     def drain(self):
+        # (rev58) Readings, alerts, acknowledgements and the reports taken, under one lock: taken in
+        # two goes, a report arriving between them had its PUBACK sent with this batch and its alert
+        # stored with the next one (lost if the watcher died in between).
         with self._lock:
             alerts, self._alerts = self._alerts, []
-            if alerts and not self._rows:  # alerts alone: a batch without readings
-                acks, self._acks = self._acks, []
-                return Batch(self.name, pd.DataFrame(), arrived=time.monotonic(), token=acks, alerts=alerts)
-        b = super().drain()
-        if b is not None:
-            b.alerts = alerts
-        return b
+            taken, self._taken = self._taken, []
+            rows, acks = self._rows, self._acks
+            self._rows, self._acks = [], []
+        if not rows and not alerts:
+            return None
+        token = _Token(acks)
+        token.taken = tuple(taken)
+        if rows:
+            self.counters["readings"] += len(rows)
+        frame = canonical(pd.DataFrame(rows), self.name) if rows else pd.DataFrame()
+        return Batch(self.name, frame, arrived=time.monotonic(), token=token, alerts=alerts)
+
+    def committed(self, token) -> None:
+        """The batch is stored: acknowledge its messages, and its reports may go into the counter
+        record and the checkpoint now."""
+        super().committed(token)
+        self._release(getattr(token, "taken", ()))
+
+    def _release(self, keys) -> None:
+        with self._state_lock:
+            for m, c in keys:
+                held = self._pending.get(m)
+                if held is not None:
+                    held.discard(c)
+                    if not held:
+                        del self._pending[m]
 
     # ------------------------------------------------------------------------ checks
 
@@ -221,7 +264,7 @@ class TamperSource(MqttSource):
         """The report, or :class:`Rejected` with the reason (see the module)."""
         return self._check(topic, payload)[0]
 
-    def _check(self, topic: str, payload: bytes) -> tuple[dict, float | None, bool]:
+    def _check(self, topic: str, payload: bytes, hold: bool = False) -> tuple[dict, float | None, bool]:
         """The report; when it was taken by its counter with its signed time outside the window,
         that time's offset from now (s); and whether it was taken on first contact (edg58).
         :class:`Rejected` with the reason otherwise."""
@@ -329,6 +372,8 @@ class TamperSource(MqttSource):
                                               if rec > (max(seen) if seen else 0) else ""))
             seen = self.seen.setdefault(meter, seen)
             seen[c] = d
+            if hold:   # (rev58) not in the record nor the checkpoint until its alert is stored
+                self._pending.setdefault(meter, set()).add(c)
             for old in sorted(seen)[:-self.reorder]:
                 del seen[old]
         return doc, (off if abs(off) > self.window_s else None), first
@@ -339,27 +384,94 @@ class TamperSource(MqttSource):
     def _read_record(path: Path) -> dict[str, int]:
         """The counter record: ``{"meters": {meter: highest counter accepted}}``. A damaged one is
         an error naming the file (it is what stops replays after a restore: not silently dropped)."""
-        if not path.exists():
+        if not os.path.lexists(path):
             return {}
         try:
-            doc = json.loads(path.read_text())
+            # (rev58) Opened without blocking (a FIFO hung the head-end's start), a regular file of
+            # a bounded size (a huge one was read whole), every entry a meter and a counter (one that
+            # is not was dropped silently: that meter's replays were taken).
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as f:
+                st = os.fstat(f.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    raise ValueError("not a regular file")
+                if st.st_size > RECORD_MAX_BYTES:
+                    raise ValueError(f"{st.st_size:,} bytes, larger than {RECORD_MAX_BYTES:,}")
+                raw = f.read(RECORD_MAX_BYTES + 1)
+            if len(raw) > RECORD_MAX_BYTES:
+                raise ValueError(f"larger than {RECORD_MAX_BYTES:,} bytes")
+            doc = json.loads(raw)
             meters = doc["meters"]
             if not isinstance(meters, dict):
-                raise TypeError
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise TypeError("'meters' is not a table")
+            bad = [m for m, c in meters.items() if not METER_ID.fullmatch(m) or isinstance(c, bool)
+                   or not isinstance(c, int) or c < 1]
+            if bad:
+                raise ValueError(f"entries that are not a meter and a counter >= 1: "
+                                 f"{', '.join(repr(m)[:70] for m in bad[:3])}")
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             raise ValueError(f"{path}: the tamper head-end's counter record is damaged ({type(exc).__name__}: "
-                             f"{exc}); restore it from the head-end's host, or move it aside to start one anew "
-                             "(replays of reports signed since the store's checkpoint are then not refused)"[:400]
-                             ) from None
-        out = {}
-        for m, c in meters.items():
-            if isinstance(c, int) and not isinstance(c, bool) and c >= 1 and METER_ID.match(str(m)):
-                out[str(m)] = c
-        return out
+                             f"{exc}"[:300] + "); restore it from the head-end's host, or move it aside to start "
+                             "one anew (replays of reports signed since the store's checkpoint are then not "
+                             "refused)") from None
+        return dict(meters)
+
+    def hold_record(self) -> None:
+        """(rev58) Hold the counter record for this source while it runs (an exclusive ``flock`` on
+        ``<state_file>.lock``): two head-ends (two watchers, or two sources of one) writing one
+        record overwrote each other's meters, and one record then stopped nothing. ValueError if
+        another holds it. The record is read again under the lock (another may have written it
+        since this source was built)."""
+        if self.state_file is None or self._record_fd is not None:
+            return
+        import fcntl
+
+        lock = self.state_file.with_name(self.state_file.name + ".lock")
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
+        except OSError as exc:
+            raise ValueError(f"counter record {self.state_file}: cannot open its lock {lock}: "
+                             f"{exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise ValueError(f"counter record {self.state_file} is in use by another tamper source (another "
+                             "watcher, or another [[sources]] table): give each its own state_file") from None
+        self._record_fd = fd
+        try:
+            now = self._read_record(self.state_file)
+        except ValueError:
+            self._free_record()
+            raise
+        with self._record_lock:
+            self.record = {m: max(c, self.record.get(m, 0)) for m, c in now.items()} | \
+                {m: c for m, c in self.record.items() if m not in now}
+            self._recorded = dict(now)
+
+    def _free_record(self) -> None:
+        fd, self._record_fd = self._record_fd, None
+        if fd is not None:
+            os.close(fd)   # releases the flock
+
+    async def run(self, emit, stop) -> None:
+        self.hold_record()
+        await super().run(emit, stop)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._free_record()
 
     def _write_record(self, tops: dict[str, int]) -> None:
         """Write the counter record (new file, fsync, rename, fsync of the folder: a crash leaves the
         old or the new one, whole). Its counters only ever rise."""
+        with self._record_lock:
+            self._write_record_locked(tops)
+
+    def _write_record_locked(self, tops: dict[str, int]) -> None:
         merged = {m: max(c, self.record.get(m, 0)) for m, c in tops.items()}
         merged.update({m: c for m, c in self.record.items() if m not in merged})
         if merged == self._recorded:
@@ -368,7 +480,14 @@ class TamperSource(MqttSource):
         tmp = path.with_name(path.name + ".tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "w") as f:
+            # (rev58) A new file of its own: whatever is at the temporary name (a symlink, a FIFO, a
+            # leftover) is removed, not written through.
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(fd, "w") as f:
                 json.dump({"meters": dict(sorted(merged.items())), "written": _iso(self.clock())}, f)
                 f.flush()
                 os.fsync(f.fileno())
@@ -407,26 +526,32 @@ class TamperSource(MqttSource):
                   self.state_file)
 
     def handle(self, topic: str, payload: bytes) -> list[Alert]:
+        return self._take(topic, payload)[0]
+
+    def _take(self, topic: str, payload: bytes, hold: bool = False) -> tuple[list[Alert], tuple[str, int] | None]:
+        """The alerts of one report and, when it was taken, its (meter, counter); with ``hold`` that
+        counter stays out of the record and the checkpoint until :meth:`committed` (rev58)."""
         try:
-            doc, skew, first = self._check(topic, payload)
+            doc, skew, first = self._check(topic, payload, hold)
         except Rejected as r:
             self.counters[r.reason] += 1
             if r.reason == "duplicate":
-                return []
+                return [], None
             n = self.counters[r.reason]
             if logged_nth(n):
                 log.warning("%s: %s report #%d on %s: %s", self.name, r.reason, n, log_safe(topic)[:200], r.detail)
-            return [self._security_alert(topic, r)]
+            return [self._security_alert(topic, r)], None
         self.counters["accepted"] += 1
         out = self._newest_only(doc, self.alerts_of(doc))
         if skew is not None:
             self.counters["clock_skew"] += 1
             n = self.counters["clock_skew"]
             if logged_nth(n):
-                log.warning("%s: report %d of meter %s signed %s: taken by its counter (clock skew #%d)", self.name,
-                            doc["counter"], log_safe(doc["meter_id"]), _offset(skew), n)
+                log.warning("%s: report %d of meter %s signed %s: taken %s (clock skew #%d)", self.name,
+                            doc["counter"], log_safe(doc["meter_id"]), _offset(skew),
+                            "on first contact" if first else "by its counter", n)
             out.append(self._skew_alert(doc, skew, first))
-        return out
+        return out, (doc["meter_id"], doc["counter"])
 
     def _skew_alert(self, doc: dict, off: float, first: bool = False) -> Alert:
         """``WARN_CLOCK_SKEW`` for a report taken by its counter while its signed time is outside the
@@ -449,7 +574,7 @@ class TamperSource(MqttSource):
                      score=0.75, detector="edge_clock",
                      message=(f"meter {meter} signed its report {doc['counter']} {_offset(off)} (the head-end's "
                               f"window is {self.window_s:g} s): its clock is off, or the report was held up (a "
-                              "broker outage); {how}")[:300],
+                              f"broker outage); {how}")[:300],
                      evidence={"count": facts["count"], "offset_s": facts["offset_s"],
                                "max_abs_offset_s": facts["max_abs_s"],
                                "counter": doc["counter"], "signed_at": _iso(doc["ts"]),
@@ -553,9 +678,13 @@ class TamperSource(MqttSource):
 
     def position(self) -> dict:
         with self._state_lock:
-            pos = {"seen": {m: [[c, d] for c, d in sorted(v.items())] for m, v in self.seen.items()},
+            # (rev58) Without the reports whose alerts are not stored yet (see ``_pending``).
+            pend = self._pending
+            seen = {m: [[c, d] for c, d in sorted(v.items()) if m not in pend or c not in pend[m]]
+                    for m, v in self.seen.items()}
+            pos = {"seen": seen,
                    "newest": {m: [[i, c] for i, c in v.items()] for m, v in self.newest.items()}}
-            tops = {m: max(v) for m, v in self.seen.items() if v}
+            tops = {m: v[-1][0] for m, v in seen.items() if v}
         if self.state_file is not None:
             # Before the store commits this checkpoint: the record is never behind it (a crash in
             # between leaves the record ahead, which only refuses what was already taken).
@@ -606,7 +735,10 @@ def from_spec(name: str, spec: dict, root=None) -> TamperSource:
     # (edg58) The counter record lives beside the site config unless given: not in the store, so a
     # store restored from a backup does not roll it back. ``state_file = ""`` goes without, and so
     # does a source built without a config file (no folder to put it in).
-    sf = spec.get("state_file", f"{name}.counters.json" if root is not None else "")
+    # (rev58) The default's file name is the source name made a plain file name: a name with "/" or
+    # ".." put it in another folder (created if need be).
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".") or "tamper"
+    sf = spec.get("state_file", f"{stem}.counters.json" if root is not None else "")
     if not isinstance(sf, str):
         raise ValueError(f"state_file must be a file (a path), got {sf!r}")
     spec["state_file"] = str(resolve(sf, root)) if sf else None
