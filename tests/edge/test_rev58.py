@@ -173,3 +173,18 @@ def test_two_sources_cannot_share_one_counter_record_and_the_default_stays_in_th
         one.close()
     two.hold_record()                           # the first one stopped: free
     two.close()
+
+
+def test_a_meter_id_with_a_trailing_newline_is_not_a_meter_id(tmp_path):
+    # METER_ID ended in "$", which also matches before a final newline: "M-36\n" was a meter id
+    # (a key table entry, a report's meter_id, a topic's meter), and a record holding it would
+    # then be refused as damaged at the next start.
+    key = str(hmac_key(tmp_path / "M-36.key"))
+    with pytest.raises(ValueError, match="meter id"):
+        TamperSource("he", keys={"M-36\n": key})
+    now = time.time()
+    src = TamperSource("he", keys={"M-36": key}, clock=lambda: now)
+    doc = json.loads(_rep(Signer.from_file(key), "M-36", 1, now))
+    doc["meter_id"] = "M-36\n"
+    src.handle("meter/M-36\n/tamper", json.dumps(doc).encode())
+    assert src.counters["malformed"] == 1, dict(src.counters)

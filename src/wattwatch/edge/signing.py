@@ -28,7 +28,7 @@ from pathlib import Path
 HMAC = "hmac-sha256"
 ED25519 = "ed25519"
 ALGS = (HMAC, ED25519)
-METER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+METER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")   # \Z: "$" also matched before a final newline (rev58)
 
 
 def canonical(doc: dict) -> bytes:

@@ -64,6 +64,10 @@ does not hold is refused as ``replayed`` outside the window (and the record's ow
 inside it too); at the first report after such a restore the head-end logs which meters' checkpoint
 is behind the record (counter ``checkpoint_behind``) and that nothing is to be done if the restore
 was intended. A damaged record is an error naming the file (it is what refuses those replays).
+(rev58) A report taken whose alert is not in the store yet (its step has not committed it, its
+PUBACK is held) goes into neither the record nor the checkpoint until it is: the broker sends it again
+after a crash or a stop, and it is then taken, not refused. The record must be a regular file of at
+most 64 MiB; a running source holds it (``flock`` on ``<state_file>.lock``): one record per source.
 
 Rejections are counted (``counters``: ``malformed``, ``forged``, ``replayed``) and become
 ``ALRM_SECURITY_EVENT`` alerts (one per meter and hour, its counts per reason growing; detector
