@@ -1587,6 +1587,11 @@ def load_site(config: str | Path | dict) -> Site:
     if models is not None:
         specs = [dict(s, models=s.get("models", models)) if isinstance(s, dict) and s.get("type") == "modbus" else s
                  for s in specs]
+    if root is not None:   # (rev58) a tamper source's counter record is named after this config too
+        from wattwatch.sources.tamper import default_record
+
+        specs = [dict(s, state_file=default_record(str(s.get("name") or "tamper"), path))
+                 if isinstance(s, dict) and s.get("type") == "tamper" and "state_file" not in s else s for s in specs]
     built, names = [], set()
     for k, spec in enumerate(specs):
         try:

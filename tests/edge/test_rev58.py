@@ -188,3 +188,18 @@ def test_a_meter_id_with_a_trailing_newline_is_not_a_meter_id(tmp_path):
     doc["meter_id"] = "M-36\n"
     src.handle("meter/M-36\n/tamper", json.dumps(doc).encode())
     assert src.counters["malformed"] == 1, dict(src.counters)
+
+
+def test_two_site_configs_in_one_folder_do_not_share_a_default_counter_record(tmp_path):
+    # Each config's unnamed tamper source (name "tamper") took "tamper.counters.json": the second
+    # watcher inherited the first's meters (logged as its checkpoint being behind) and refused
+    # reports of a meter both serve up to the other's counter.
+    (tmp_path / "keys").mkdir()
+    hmac_key(tmp_path / "keys" / "M-37.key")
+    files = []
+    for cfg in ("site-a.toml", "site-b.toml"):
+        (tmp_path / cfg).write_text('[[sources]]\ntype = "tamper"\nkeys_dir = "keys"\n')
+        s = api.load_site(tmp_path / cfg).sources[0]
+        assert s.state_file.parent == tmp_path.resolve() and s.state_file.name.endswith(".counters.json")
+        files.append(s.state_file)
+    assert files[0] != files[1], files

@@ -14,7 +14,7 @@
     keys_dir = "keys"                 # or <meter>.key (hex HMAC) / <meter>.pub.pem (Ed25519) here
     window_s = 300                    # a report signed further than this from now is refused
     reorder = 64                      # counters accepted out of order up to this far back
-    state_file = "he.counters.json"   # the counter record (default <name>.counters.json beside the config)
+    state_file = "he.counters.json"   # the counter record (default <config>.<name>.counters.json beside it)
     first_contact = true              # a meter's first report ever (counter 1) is taken whatever its time
 
 Every report on ``meter/<id>/tamper`` is checked in this order, and the first failure decides:
@@ -721,6 +721,14 @@ class TamperSource(MqttSource):
         self._behind_checked = False   # said at the first report after the restore
 
 
+def default_record(name: str, config: Path | None = None) -> str:
+    """(rev58) The counter record's default file name: the source name made a plain file name (a
+    name with "/" or ".." put it in another folder, created if need be), after the site config's
+    own name (two configs in one folder, each with an unnamed ``tamper`` source, shared one)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".") or "tamper"
+    return f"{Path(config).stem}.{stem}.counters.json" if config is not None else f"{stem}.counters.json"
+
+
 def from_spec(name: str, spec: dict, root=None) -> TamperSource:
     from wattwatch.sources import only, resolve
 
@@ -739,10 +747,8 @@ def from_spec(name: str, spec: dict, root=None) -> TamperSource:
     # (edg58) The counter record lives beside the site config unless given: not in the store, so a
     # store restored from a backup does not roll it back. ``state_file = ""`` goes without, and so
     # does a source built without a config file (no folder to put it in).
-    # (rev58) The default's file name is the source name made a plain file name: a name with "/" or
-    # ".." put it in another folder (created if need be).
-    stem = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".") or "tamper"
-    sf = spec.get("state_file", f"{stem}.counters.json" if root is not None else "")
+    # (rev58) A site config names its file in the default (api.load_site): see default_record.
+    sf = spec.get("state_file", default_record(name) if root is not None else "")
     if not isinstance(sf, str):
         raise ValueError(f"state_file must be a file (a path), got {sf!r}")
     spec["state_file"] = str(resolve(sf, root)) if sf else None
