@@ -1587,6 +1587,11 @@ def load_site(config: str | Path | dict) -> Site:
     if models is not None:
         specs = [dict(s, models=s.get("models", models)) if isinstance(s, dict) and s.get("type") == "modbus" else s
                  for s in specs]
+    if root is not None:   # (rev58) a tamper source's counter record is named after this config too
+        from wattwatch.sources.tamper import default_record
+
+        specs = [dict(s, state_file=default_record(str(s.get("name") or "tamper"), path))
+                 if isinstance(s, dict) and s.get("type") == "tamper" and "state_file" not in s else s for s in specs]
     built, names = [], set()
     for k, spec in enumerate(specs):
         try:
@@ -1597,6 +1602,12 @@ def load_site(config: str | Path | dict) -> Site:
             raise ConfigError(f"{where}: two sources are named {s.name!r}; names must be unique")
         names.add(s.name)
         built.append(s)
+    records: dict[Path, str] = {}
+    for s in built:   # (rev58) two tamper sources on one counter record overwrite each other's meters
+        sf = getattr(s, "state_file", None)
+        if sf is not None and records.setdefault(Path(os.path.abspath(sf)), s.name) != s.name:
+            raise ConfigError(f"{where}: [[sources]] {s.name!r} and {records[Path(os.path.abspath(sf))]!r} share "
+                              f"the counter record {sf}; give each its own state_file")
     polled: dict[str, str] = {}
     for s in built:   # one meter from two pollers: its readings would be merged as one meter's
         for m in s.polled_meters():

@@ -6,7 +6,9 @@ a monotonic ``counter`` (persisted at the meter, never reused) and ``ts`` (secon
 when it was signed), so the head-end can refuse replays: a counter it already took from that meter
 or one too far below the latest; the time decides for a meter it holds no report of and for a
 counter below the latest it took (a known meter's report with a newer counter signed outside the
-window is taken by its counter and its clock flagged).
+window is taken by its counter and its clock flagged; so is a meter's first report ever, counter 1,
+from a meter the head-end never heard of, and a counter the head-end's counter record says it
+already passed is refused even after its store was restored from a backup: edg58).
 
 Keys: HMAC-SHA256 takes a shared secret of at least 16 bytes, written as hex in a key file
 (``(umask 077; openssl rand -hex 32 > M-17.key)``: only its owner may read it; ``wattwatch edge``
@@ -26,7 +28,7 @@ from pathlib import Path
 HMAC = "hmac-sha256"
 ED25519 = "ed25519"
 ALGS = (HMAC, ED25519)
-METER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+METER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")   # \Z: "$" also matched before a final newline (rev58)
 
 
 def canonical(doc: dict) -> bytes:

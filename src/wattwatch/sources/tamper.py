@@ -14,6 +14,8 @@
     keys_dir = "keys"                 # or <meter>.key (hex HMAC) / <meter>.pub.pem (Ed25519) here
     window_s = 300                    # a report signed further than this from now is refused
     reorder = 64                      # counters accepted out of order up to this far back
+    state_file = "he.counters.json"   # the counter record (default <config>.<name>.counters.json beside it)
+    first_contact = true              # a meter's first report ever (counter 1) is taken whatever its time
 
 Every report on ``meter/<id>/tamper`` is checked in this order, and the first failure decides:
 
@@ -42,6 +44,31 @@ unacknowledged report after a long broker outage) — and raises ``WARN_CLOCK_SK
 arrived and the offset), never a security event. Before, such a report was refused as replayed while
 the broker had acknowledged it to the meter, and the tamper event was never delivered.
 
+(edg58) **First contact.** A meter whose clock is wrong from its very first report had no earlier
+report to vouch for its counter and was refused for ever. Its report with counter 1 — the first its
+tamper log ever signed — from a meter the head-end has never taken a report of (neither in the
+checkpoint nor in the counter record below), signature verified, is taken with ``WARN_CLOCK_SKEW``
+(``first_contact`` in the evidence); the meter is then known and its counter decides. The exposure is
+that one report: a recording of it can be replayed only into a head-end that never heard from the
+meter, where the event it carries did happen (its alert carries the meter's own event time, the
+clock alert the offset). A later counter of an unknown meter is still judged by the time (a
+recording of any of its reports would look the same). ``first_contact = false`` turns it off.
+
+(edg58) **Counter record.** The checkpoint (each meter's window of counters) lives in the store; a
+store restored from an old backup holds counters below the meter's, and recorded reports signed
+since the backup have counters above them: liv51's rule took them by their counter. The head-end
+therefore keeps ``state_file``: for each meter the highest counter it took, written (new file,
+fsync, rename) before each checkpoint, only ever raised. Kept outside the store (and its backups),
+it is not rolled back by a restore: a report with a counter up to the record's that the checkpoint
+does not hold is refused as ``replayed`` outside the window (and the record's own latest counter
+inside it too); at the first report after such a restore the head-end logs which meters' checkpoint
+is behind the record (counter ``checkpoint_behind``) and that nothing is to be done if the restore
+was intended. A damaged record is an error naming the file (it is what refuses those replays).
+(rev58) A report taken whose alert is not in the store yet (its step has not committed it, its
+PUBACK is held) goes into neither the record nor the checkpoint until it is: the broker sends it again
+after a crash or a stop, and it is then taken, not refused. The record must be a regular file of at
+most 64 MiB; a running source holds it (``flock`` on ``<state_file>.lock``): one record per source.
+
 Rejections are counted (``counters``: ``malformed``, ``forged``, ``replayed``) and become
 ``ALRM_SECURITY_EVENT`` alerts (one per meter and hour, its counts per reason growing; detector
 ``edge_security``), never tamper alerts. A report that passes becomes its alert as it arrives:
@@ -59,6 +86,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import stat
 import threading
 import time
 from datetime import datetime, timezone
@@ -68,13 +98,21 @@ import pandas as pd
 
 from wattwatch.alerts.model import Alert, log_safe
 from wattwatch.edge.signing import METER_ID, digest, load_key, verify
-from wattwatch.sources.base import Batch, log
+from wattwatch.sources.base import Batch, canonical, log
 from wattwatch.sources.mqtt import MqttSource, logged_nth, password_from_env, tls_paths
 
 SECURITY_CODE = "ALRM_SECURITY_EVENT"
 CLOCK_CODE = "WARN_CLOCK_SKEW"
 STATUSES = {"tamper", "cleared", "signal_noisy", "signal_ok", "report"}
 REASONS = ("malformed", "forged", "replayed")
+RECORD_MAX_BYTES = 64 * 2**20   # (rev58) the counter record read at most (~3 million meters)
+
+
+class _Token(list):
+    """(rev58) A batch's token: the MQTT acknowledgements (a list, as :class:`MqttSource`'s) and
+    ``taken``, the (meter, counter) of the reports whose alerts the batch carries."""
+
+    taken: tuple = ()
 
 
 class Rejected(Exception):
@@ -97,7 +135,7 @@ class TamperSource(MqttSource):
 
     def __init__(self, name: str, *, keys: dict | None = None, keys_dir: str | None = None, window_s: float = 300.0,
                  max_bytes: int = 65536, telemetry=(), topics=("meter/+/tamper",), clock=None, reorder: int = 64,
-                 **kw):
+                 state_file: str | None = None, first_contact: bool = True, **kw):
         tel = [telemetry] if isinstance(telemetry, str) else list(telemetry)
         super().__init__(name, topics=list(topics) + tel, **kw)
         self.tamper_topics = [topics] if isinstance(topics, str) else list(topics)
@@ -129,6 +167,26 @@ class TamperSource(MqttSource):
         self._tally_hour = -math.inf   # the hour the tallies above were last pruned at
         self._state_lock = threading.Lock()
         self.clock = clock or time.time
+        if not isinstance(first_contact, bool):
+            raise ValueError(f"first_contact must be true or false, got {first_contact!r}")
+        self.first_contact = first_contact
+        # (edg58) meter -> the highest counter this head-end ever accepted from it, as kept in
+        # ``state_file`` (outside the store: a store restored from a backup does not roll it back)
+        self.state_file = Path(state_file) if state_file else None
+        self.record: dict[str, int] = {}
+        self._recorded: dict[str, int] = {}    # what the file holds now (written when it changes)
+        self._behind_checked = False
+        self.behind: dict[str, tuple[int, int]] = {}   # meter -> (checkpoint's latest, record's latest)
+        # (rev58) meter -> counters of reports taken whose alerts are not in the store yet (their
+        # step has not committed them, their PUBACK is held): kept out of the record and the
+        # checkpoint, so the broker's redelivery after a crash or a stop is taken, not refused
+        self._pending: dict[str, set[int]] = {}
+        self._taken: list[tuple[str, int]] = []       # those of the alerts waiting in ``_alerts``
+        self._record_lock = threading.Lock()
+        self._record_fd: int | None = None            # the flock held on ``<state_file>.lock`` while running
+        if self.state_file is not None:
+            self.record = self._read_record(self.state_file)
+            self._recorded = dict(self.record)
 
     # ------------------------------------------------------------------------ routing
 
@@ -141,25 +199,51 @@ class TamperSource(MqttSource):
         if not self._is_tamper(msg.topic):
             return super()._on_message(client, userdata, msg)
         self.counters["reports"] += 1
-        alerts = self.handle(msg.topic, msg.payload)
+        alerts, key = self._take(msg.topic, msg.payload, hold=True)
         with self._lock:
             self._alerts.extend(alerts)
+            if key is not None and alerts:
+                self._taken.append(key)
             if msg.qos > 0:
                 if alerts:
                     self._acks.append((msg.mid, msg.qos))
                 else:
                     client.ack(msg.mid, msg.qos)
+        if key is not None and not alerts:   # nothing to store (acknowledged at once): taken now
+            self._release([key])
 
     def drain(self):
+        # (rev58) Readings, alerts, acknowledgements and the reports taken, under one lock: taken in
+        # two goes, a report arriving between them had its PUBACK sent with this batch and its alert
+        # stored with the next one (lost if the watcher died in between).
         with self._lock:
             alerts, self._alerts = self._alerts, []
-            if alerts and not self._rows:  # alerts alone: a batch without readings
-                acks, self._acks = self._acks, []
-                return Batch(self.name, pd.DataFrame(), arrived=time.monotonic(), token=acks, alerts=alerts)
-        b = super().drain()
-        if b is not None:
-            b.alerts = alerts
-        return b
+            taken, self._taken = self._taken, []
+            rows, acks = self._rows, self._acks
+            self._rows, self._acks = [], []
+        if not rows and not alerts:
+            return None
+        token = _Token(acks)
+        token.taken = tuple(taken)
+        if rows:
+            self.counters["readings"] += len(rows)
+        frame = canonical(pd.DataFrame(rows), self.name) if rows else pd.DataFrame()
+        return Batch(self.name, frame, arrived=time.monotonic(), token=token, alerts=alerts)
+
+    def committed(self, token) -> None:
+        """The batch is stored: acknowledge its messages, and its reports may go into the counter
+        record and the checkpoint now."""
+        super().committed(token)
+        self._release(getattr(token, "taken", ()))
+
+    def _release(self, keys) -> None:
+        with self._state_lock:
+            for m, c in keys:
+                held = self._pending.get(m)
+                if held is not None:
+                    held.discard(c)
+                    if not held:
+                        del self._pending[m]
 
     # ------------------------------------------------------------------------ checks
 
@@ -184,9 +268,10 @@ class TamperSource(MqttSource):
         """The report, or :class:`Rejected` with the reason (see the module)."""
         return self._check(topic, payload)[0]
 
-    def _check(self, topic: str, payload: bytes) -> tuple[dict, float | None]:
-        """The report and, when it was taken by its counter with its signed time outside the
-        window, that time's offset from now (s); :class:`Rejected` with the reason otherwise."""
+    def _check(self, topic: str, payload: bytes, hold: bool = False) -> tuple[dict, float | None, bool]:
+        """The report; when it was taken by its counter with its signed time outside the window,
+        that time's offset from now (s); and whether it was taken on first contact (edg58).
+        :class:`Rejected` with the reason otherwise."""
         if len(payload) > self.max_bytes:
             raise Rejected("malformed", f"{len(payload)} bytes, more than max_bytes {self.max_bytes}")
         try:
@@ -242,9 +327,13 @@ class TamperSource(MqttSource):
             raise Rejected("forged", "signature does not verify")
         now = self.clock()
         off = doc["ts"] - now
+        if not self._behind_checked:
+            self._check_behind()
+        first = False
         with self._state_lock:
             seen = self.seen.get(meter) or {}
-            top = max(seen) if seen else 0
+            rec = self.record.get(meter, 0)
+            top = max(max(seen) if seen else 0, rec)
             c, d = doc["counter"], digest(doc)
             if c in seen:
                 if seen[c] == d:
@@ -252,14 +341,28 @@ class TamperSource(MqttSource):
                 raise Rejected("replayed", f"counter {c} already used by another report")
             if c <= top - self.reorder:
                 raise Rejected("replayed", f"counter {c} older than the last {self.reorder} accepted (latest {top})")
-            if abs(off) > self.window_s and not seen:
+            if c == rec and rec > (max(seen) if seen else 0):
+                # (edg58) The latest counter the head-end's record says it took, while the (restored)
+                # checkpoint does not hold it: that report was taken before the restore.
+                raise Rejected("replayed", f"counter {c} already accepted (the head-end's counter record "
+                                           f"{self.state_file}; the checkpoint restored is older)")
+            if abs(off) > self.window_s and not seen and not rec and c == 1 and self.first_contact:
+                # (edg58) Trust on first contact: the meter's very first report (counter 1: its tamper
+                # log has never signed another) from a meter this head-end has never taken a report
+                # of, by its checkpoint and by its counter record. Its signature is verified; only a
+                # recording of this one report could be replayed, and only into a head-end that never
+                # heard from the meter. Taken with WARN_CLOCK_SKEW (first_contact); from then on the
+                # meter is known and its counter decides.
+                first = True
+            elif abs(off) > self.window_s and not seen and not rec:
                 # Nothing vouches for the counter of a meter the head-end holds no report of: only
                 # the time can tell this report from a recording of an old one.
                 raise Rejected("replayed", f"signed at {_iso(doc['ts'])} "
                                            f"({_offset(off)}), outside the {self.window_s:g} s window, and no earlier "
                                            "report of this meter vouches for its counter (a meter whose clock is off "
-                                           "from its first report: set its clock)")
-            if abs(off) > self.window_s and c < top:
+                                           "from its first report: set its clock; only its report with counter 1 "
+                                           "is taken on first contact)")
+            if abs(off) > self.window_s and c < top and not first:
                 # (rev51) A counter below the latest one taken, not among those held, is vouched for
                 # by nothing either: the head-end may never have held it (a checkpoint lost, a
                 # report refused while the meter was unknown) and a recording of an old report
@@ -267,36 +370,194 @@ class TamperSource(MqttSource):
                 raise Rejected("replayed", f"signed at {_iso(doc['ts'])} ({_offset(off)}), outside the "
                                            f"{self.window_s:g} s window, and its counter {c} is below the latest "
                                            f"counter accepted from this meter ({top}): only a newer counter is taken "
-                                           "outside the window (the meter signs anew a report acknowledged late)")
+                                           "outside the window (the meter signs anew a report acknowledged late)"
+                                           + (f"; the head-end's counter record {self.state_file} holds {rec}, "
+                                              "above the checkpoint restored: a report signed since that backup"
+                                              if rec > (max(seen) if seen else 0) else ""))
             seen = self.seen.setdefault(meter, seen)
             seen[c] = d
+            if hold:   # (rev58) not in the record nor the checkpoint until its alert is stored
+                self._pending.setdefault(meter, set()).add(c)
             for old in sorted(seen)[:-self.reorder]:
                 del seen[old]
-        return doc, (off if abs(off) > self.window_s else None)
+        return doc, (off if abs(off) > self.window_s else None), first
+
+    # ------------------------------------------------------------------------ counter record (edg58)
+
+    @staticmethod
+    def _read_record(path: Path) -> dict[str, int]:
+        """The counter record: ``{"meters": {meter: highest counter accepted}}``. A damaged one is
+        an error naming the file (it is what stops replays after a restore: not silently dropped)."""
+        if not os.path.lexists(path):
+            return {}
+        try:
+            # (rev58) Opened without blocking (a FIFO hung the head-end's start), a regular file of
+            # a bounded size (a huge one was read whole), every entry a meter and a counter (one that
+            # is not was dropped silently: that meter's replays were taken).
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as f:
+                st = os.fstat(f.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    raise ValueError("not a regular file")
+                if st.st_size > RECORD_MAX_BYTES:
+                    raise ValueError(f"{st.st_size:,} bytes, larger than {RECORD_MAX_BYTES:,}")
+                raw = f.read(RECORD_MAX_BYTES + 1)
+            if len(raw) > RECORD_MAX_BYTES:
+                raise ValueError(f"larger than {RECORD_MAX_BYTES:,} bytes")
+            doc = json.loads(raw)
+            meters = doc["meters"]
+            if not isinstance(meters, dict):
+                raise TypeError("'meters' is not a table")
+            bad = [m for m, c in meters.items() if not METER_ID.fullmatch(m) or isinstance(c, bool)
+                   or not isinstance(c, int) or c < 1]
+            if bad:
+                raise ValueError(f"entries that are not a meter and a counter >= 1: "
+                                 f"{', '.join(repr(m)[:70] for m in bad[:3])}")
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+            raise ValueError(f"{path}: the tamper head-end's counter record is damaged ({type(exc).__name__}: "
+                             f"{exc}"[:300] + "); restore it from the head-end's host, or move it aside to start "
+                             "one anew (replays of reports signed since the store's checkpoint are then not "
+                             "refused)") from None
+        return dict(meters)
+
+    def hold_record(self) -> None:
+        """(rev58) Hold the counter record for this source while it runs (an exclusive ``flock`` on
+        ``<state_file>.lock``): two head-ends (two watchers, or two sources of one) writing one
+        record overwrote each other's meters, and one record then stopped nothing. ValueError if
+        another holds it. The record is read again under the lock (another may have written it
+        since this source was built)."""
+        if self.state_file is None or self._record_fd is not None:
+            return
+        import fcntl
+
+        lock = self.state_file.with_name(self.state_file.name + ".lock")
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
+        except OSError as exc:
+            raise ValueError(f"counter record {self.state_file}: cannot open its lock {lock}: "
+                             f"{exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise ValueError(f"counter record {self.state_file} is in use by another tamper source (another "
+                             "watcher, or another [[sources]] table): give each its own state_file") from None
+        self._record_fd = fd
+        try:
+            now = self._read_record(self.state_file)
+        except ValueError:
+            self._free_record()
+            raise
+        with self._record_lock:
+            self.record = {m: max(c, self.record.get(m, 0)) for m, c in now.items()} | \
+                {m: c for m, c in self.record.items() if m not in now}
+            self._recorded = dict(now)
+
+    def _free_record(self) -> None:
+        fd, self._record_fd = self._record_fd, None
+        if fd is not None:
+            os.close(fd)   # releases the flock
+
+    async def run(self, emit, stop) -> None:
+        self.hold_record()
+        await super().run(emit, stop)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._free_record()
+
+    def _write_record(self, tops: dict[str, int]) -> None:
+        """Write the counter record (new file, fsync, rename, fsync of the folder: a crash leaves the
+        old or the new one, whole). Its counters only ever rise."""
+        with self._record_lock:
+            self._write_record_locked(tops)
+
+    def _write_record_locked(self, tops: dict[str, int]) -> None:
+        merged = {m: max(c, self.record.get(m, 0)) for m, c in tops.items()}
+        merged.update({m: c for m, c in self.record.items() if m not in merged})
+        if merged == self._recorded:
+            return
+        path = self.state_file
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # (rev58) A new file of its own: whatever is at the temporary name (a symlink, a FIFO, a
+            # leftover) is removed, not written through.
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(fd, "w") as f:
+                json.dump({"meters": dict(sorted(merged.items())), "written": _iso(self.clock())}, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            dfd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError as exc:
+            self.counters["record_failed"] += 1
+            if logged_nth(self.counters["record_failed"]):
+                log.error("%s: cannot write the counter record %s (%s): a store restored from a backup would "
+                          "take replays of reports signed since", self.name, path, exc.strerror or exc)
+            return
+        self.record = merged
+        self._recorded = dict(merged)
+
+    def _check_behind(self) -> None:
+        """Say (once) which meters the restored checkpoint holds older counters of than the
+        counter record: the store was restored from a backup or lost its checkpoint."""
+        self._behind_checked = True
+        with self._state_lock:
+            behind = {m: (max(self.seen[m]) if self.seen.get(m) else 0, c) for m, c in self.record.items()
+                      if c > (max(self.seen[m]) if self.seen.get(m) else 0)}
+        self.behind = behind
+        if not behind:
+            return
+        self.counters["checkpoint_behind"] = len(behind)
+        ex = ", ".join(f"{m}: checkpoint {a or 'none'}, record {b}" for m, (a, b) in list(behind.items())[:3])
+        log.error("%s: the checkpoint is older than the counter record %s for %d meter(s) (%s): the store was "
+                  "restored from a backup or lost its checkpoint. Reports of these meters with a counter up to the "
+                  "record's (recorded reports signed since the backup) are refused as replays; their newer reports "
+                  "are taken as usual. Nothing to do if the restore was intended; do not delete or restore %s with "
+                  "the store: it is what refuses those replays", self.name, self.state_file, len(behind), ex,
+                  self.state_file)
 
     def handle(self, topic: str, payload: bytes) -> list[Alert]:
+        return self._take(topic, payload)[0]
+
+    def _take(self, topic: str, payload: bytes, hold: bool = False) -> tuple[list[Alert], tuple[str, int] | None]:
+        """The alerts of one report and, when it was taken, its (meter, counter); with ``hold`` that
+        counter stays out of the record and the checkpoint until :meth:`committed` (rev58)."""
         try:
-            doc, skew = self._check(topic, payload)
+            doc, skew, first = self._check(topic, payload, hold)
         except Rejected as r:
             self.counters[r.reason] += 1
             if r.reason == "duplicate":
-                return []
+                return [], None
             n = self.counters[r.reason]
             if logged_nth(n):
                 log.warning("%s: %s report #%d on %s: %s", self.name, r.reason, n, log_safe(topic)[:200], r.detail)
-            return [self._security_alert(topic, r)]
+            return [self._security_alert(topic, r)], None
         self.counters["accepted"] += 1
         out = self._newest_only(doc, self.alerts_of(doc))
         if skew is not None:
             self.counters["clock_skew"] += 1
             n = self.counters["clock_skew"]
             if logged_nth(n):
-                log.warning("%s: report %d of meter %s signed %s: taken by its counter (clock skew #%d)", self.name,
-                            doc["counter"], log_safe(doc["meter_id"]), _offset(skew), n)
-            out.append(self._skew_alert(doc, skew))
-        return out
+                log.warning("%s: report %d of meter %s signed %s: taken %s (clock skew #%d)", self.name,
+                            doc["counter"], log_safe(doc["meter_id"]), _offset(skew),
+                            "on first contact" if first else "by its counter", n)
+            out.append(self._skew_alert(doc, skew, first))
+        return out, (doc["meter_id"], doc["counter"])
 
-    def _skew_alert(self, doc: dict, off: float) -> Alert:
+    def _skew_alert(self, doc: dict, off: float, first: bool = False) -> Alert:
         """``WARN_CLOCK_SKEW`` for a report taken by its counter while its signed time is outside the
         window: one alert per meter and hour, its count and latest offset growing."""
         meter = doc["meter_id"]
@@ -309,17 +570,20 @@ class TamperSource(MqttSource):
             s["last"] = now
             s["offset_s"] = round(off, 3)
             s["max_abs_s"] = max(s["max_abs_s"], round(abs(off), 3))
+            s["first_contact"] = s.get("first_contact", False) or first
             facts = dict(s)
+        how = ("taken on first contact: its first report ever (counter 1), from a meter this head-end holds no "
+               "report of, its signature verified" if first else "taken by its counter")
         return Alert(meter_id=meter, start=_iso(hour), end=_iso(facts["last"]), code=CLOCK_CODE, severity="warning",
                      score=0.75, detector="edge_clock",
                      message=(f"meter {meter} signed its report {doc['counter']} {_offset(off)} (the head-end's "
                               f"window is {self.window_s:g} s): its clock is off, or the report was held up (a "
-                              "broker outage); taken by its counter")[:300],
+                              f"broker outage); {how}")[:300],
                      evidence={"count": facts["count"], "offset_s": facts["offset_s"],
                                "max_abs_offset_s": facts["max_abs_s"],
                                "counter": doc["counter"], "signed_at": _iso(doc["ts"]),
                                "received_at": _iso(facts["last"]), "first": _iso(facts["first"]),
-                               "window_s": self.window_s},
+                               "window_s": self.window_s, "first_contact": facts["first_contact"]},
                      action="check the meter's time sync (NTP/GNSS); its reports are still taken by their counter, "
                             "but a meter whose clock is wrong stamps its events at the wrong time")
 
@@ -418,8 +682,18 @@ class TamperSource(MqttSource):
 
     def position(self) -> dict:
         with self._state_lock:
-            return {"seen": {m: [[c, d] for c, d in sorted(v.items())] for m, v in self.seen.items()},
-                    "newest": {m: [[i, c] for i, c in v.items()] for m, v in self.newest.items()}}
+            # (rev58) Without the reports whose alerts are not stored yet (see ``_pending``).
+            pend = self._pending
+            seen = {m: [[c, d] for c, d in sorted(v.items()) if m not in pend or c not in pend[m]]
+                    for m, v in self.seen.items()}
+            pos = {"seen": seen,
+                   "newest": {m: [[i, c] for i, c in v.items()] for m, v in self.newest.items()}}
+            tops = {m: v[-1][0] for m, v in seen.items() if v}
+        if self.state_file is not None:
+            # Before the store commits this checkpoint: the record is never behind it (a crash in
+            # between leaves the record ahead, which only refuses what was already taken).
+            self._write_record(tops)
+        return pos
 
     def restore(self, position: dict) -> None:
         seen = (position or {}).get("seen") or {}
@@ -444,6 +718,15 @@ class TamperSource(MqttSource):
                         mine[p[0]] = max(p[1], mine.get(p[0], p[1]))
                 while len(mine) > self.reorder:
                     del mine[next(iter(mine))]
+        self._behind_checked = False   # said at the first report after the restore
+
+
+def default_record(name: str, config: Path | None = None) -> str:
+    """(rev58) The counter record's default file name: the source name made a plain file name (a
+    name with "/" or ".." put it in another folder, created if need be), after the site config's
+    own name (two configs in one folder, each with an unnamed ``tamper`` source, shared one)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".") or "tamper"
+    return f"{Path(config).stem}.{stem}.counters.json" if config is not None else f"{stem}.counters.json"
 
 
 def from_spec(name: str, spec: dict, root=None) -> TamperSource:
@@ -451,7 +734,7 @@ def from_spec(name: str, spec: dict, root=None) -> TamperSource:
 
     only(spec, {"host", "port", "topics", "telemetry", "qos", "meter", "meters", "fields", "scale", "client_id",
                 "username", "password", "password_env", "batch_s", "keepalive", "tls_ca", "tls_cert", "tls_key", "keys",
-                "keys_dir", "window_s", "max_bytes", "reorder"})
+                "keys_dir", "window_s", "max_bytes", "reorder", "state_file", "first_contact"})
     spec = password_from_env(tls_paths(spec, root))
     if "keys" in spec:
         if not isinstance(spec["keys"], dict) or not all(isinstance(p, str) for p in spec["keys"].values()):
@@ -461,4 +744,12 @@ def from_spec(name: str, spec: dict, root=None) -> TamperSource:
         raise ValueError(f"keys_dir must be a folder (a path), got {spec['keys_dir']!r}")
     if "keys_dir" in spec:
         spec["keys_dir"] = str(resolve(spec["keys_dir"], root))
+    # (edg58) The counter record lives beside the site config unless given: not in the store, so a
+    # store restored from a backup does not roll it back. ``state_file = ""`` goes without, and so
+    # does a source built without a config file (no folder to put it in).
+    # (rev58) A site config names its file in the default (api.load_site): see default_record.
+    sf = spec.get("state_file", default_record(name) if root is not None else "")
+    if not isinstance(sf, str):
+        raise ValueError(f"state_file must be a file (a path), got {sf!r}")
+    spec["state_file"] = str(resolve(sf, root)) if sf else None
     return TamperSource(name, **spec)
