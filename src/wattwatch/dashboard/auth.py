@@ -25,6 +25,7 @@ import os
 import secrets
 import threading
 import time
+from wattwatch.atomicfile import write_text
 from wattwatch.tomlfile import read_toml
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,7 +202,27 @@ def client_key(ip: str | None, headers=None, proxy_header: str | None = None) ->
 
 class RateLimiter:
     """Failed sign-ins per key (user name, client address): after ``limit`` failures within
-    ``window_s`` the key is locked for ``lock_s``, doubled at each further lock (capped at a day)."""
+    ``window_s`` the key is locked for ``lock_s``, doubled at each further lock (capped at a day).
+
+    With a ``path``, the counts, locks and known addresses are kept in a JSON file that every
+    dashboard given the same users file shares. Each write merges, under an ``flock`` on
+    ``<path>.lock`` beside it: the file is read, its state and this process's are merged (the rule
+    below), the merge is written whole (:func:`wattwatch.atomicfile.write_text`, mode 0600, fsync'd)
+    and becomes this process's state. Before each check the file is read again if it changed
+    (``stat``: inode, mtime, size), so a lock another process set holds here at the next try.
+
+    The merge rule (the same both ways, and merging a state with itself changes nothing):
+
+    - a lock: the one that ends later; its count of locks (what the next lock doubles from) the larger;
+    - a count's reset (``cleared``: the time a lock was set from a key's failures, or its user signed
+      in): the later one;
+    - failures: the union of both sides' failure times after the key's reset: failures one process
+      saw add to those another saw, so a guesser spreading tries over two dashboards is counted once;
+    - known addresses: the other side's not known here, then this process's (taken as the latest),
+      the last ``KNOWN`` kept.
+
+    Each process decides a lock from the failures it has merged so far: two dashboards failing the
+    same key in the same instant may both count one short, and the lock then comes one try later."""
 
     # Keys are dropped once over (no failure within the window, no lock for a day) when there are
     # more than PRUNE_AT of them: ever-new names and addresses would otherwise grow the counts without end.
@@ -212,42 +233,69 @@ class RateLimiter:
     # second for a failure that only counts (a restart then forgets at most a second of counts).
     SAVE_EVERY_S = 1.0
     MAX_STATE_BYTES = 16 << 20
+    # How long a write waits for another process's merge to finish before it gives up (logged; the
+    # counts are kept here and the next change writes them).
+    FILE_LOCK_WAIT_S = 5.0
 
     def __init__(self, limit: int = 5, window_s: float = 900.0, lock_s: float = 60.0, path: str | Path | None = None):
         """``path``: a JSON file the counts, locks and known addresses are kept in across restarts
-        (read here, written after each change, atomically and readable by the owner only)."""
+        and shared with other processes given it (read here, merged and written after each change,
+        atomically and readable by the owner only)."""
         self.limit, self.window_s, self.lock_s = limit, window_s, lock_s
         self._fails: dict[str, list[float]] = {}
         self._locked: dict[str, tuple[float, int]] = {}
         self._known: dict[str, list[str]] = {}
+        self._cleared: dict[str, float] = {}
         self._lock = threading.Lock()
         self._prune_at = self.PRUNE_AT
         self.path = Path(path) if path is not None else None
         self._saved_at = 0.0
+        self._seen: tuple | None = None       # (inode, mtime, size) of the file last read or written
+        self._unsound: tuple | None = None    # ... of the last one found damaged or foreign (said once)
         if self.path is not None:
             self._load()
 
     def _load(self) -> None:
         """The state a previous process left; a damaged or foreign file is said (logged) and not used:
         its counts are not trusted, and the next change writes a sound one over it."""
+        doc = self._read_doc()
+        if doc is None:
+            return
+        self._fails, self._locked, self._known, self._cleared = doc
+        log.info("%s: sign-in counts read: %d lock(s), %d count(s), known addresses of %d user(s)",
+                 self.path, len(self._locked), len(self._fails), len(self._known))
+
+    def _read_doc(self):
+        """(fails, locked, known, cleared) from the file, or None when there is none or it is not
+        sound (said in the log); :attr:`_seen` notes the file read."""
         import json
 
         try:
+            self._seen = self._signature()
             doc = json.loads(self._read_state())
             if not isinstance(doc, dict) or doc.get("version") != 1:
                 raise ValueError("not a wattwatch sign-in state (version 1)")
             fails = {str(k): [float(t) for t in v] for k, v in dict(doc.get("fails") or {}).items()}
             locked = {str(k): (float(v[0]), int(v[1])) for k, v in dict(doc.get("locked") or {}).items()}
             known = {str(k): [str(c) for c in v][-self.KNOWN:] for k, v in dict(doc.get("known") or {}).items()}
+            cleared = {str(k): float(t) for k, t in dict(doc.get("cleared") or {}).items()}
         except FileNotFoundError:
-            return
+            return None
         except (OSError, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
-            log.warning("%s: sign-in counts not read (%s): starting with none", self.path,
-                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            return
-        self._fails, self._locked, self._known = fails, locked, known
-        log.info("%s: sign-in counts read: %d lock(s), %d count(s), known addresses of %d user(s)",
-                 self.path, len(locked), len(fails), len(known))
+            if self._seen != self._unsound:       # said once per file, not at every merge
+                log.warning("%s: sign-in counts not read (%s): starting with none", self.path,
+                            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            self._unsound = self._seen
+            return None
+        return fails, locked, known, cleared
+
+    def _signature(self) -> tuple | None:
+        """What tells a changed file: (inode, mtime, size) of the path itself (not followed), or None."""
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
 
     def _read_state(self) -> str:
         """The file's text: a regular file only, not followed if a symlink (the writer replaces a link,
@@ -264,29 +312,75 @@ class RateLimiter:
             raise ValueError(f"larger than {self.MAX_STATE_BYTES >> 20} MiB")
         return data.decode("utf-8")
 
+    def _merge(self, other) -> None:
+        """Merge another process's (fails, locked, known, cleared) into this state (the class's rule;
+        called with the lock held)."""
+        fails, locked, known, cleared = other
+        for k, t in cleared.items():
+            if t > self._cleared.get(k, float("-inf")):
+                self._cleared[k] = t
+        for k, (until, times) in locked.items():
+            mine = self._locked.get(k)
+            if mine is None:
+                self._locked[k] = (until, times)
+            else:
+                self._locked[k] = (max(mine[0], until), max(mine[1], times))
+        for k in set(fails) | set(self._fails):
+            after = self._cleared.get(k, float("-inf"))
+            ts = sorted(t for t in set(fails.get(k, ())) | set(self._fails.get(k, ())) if t > after)
+            if ts:
+                self._fails[k] = ts
+            else:
+                self._fails.pop(k, None)
+        for user, theirs in known.items():
+            mine = self._known.get(user, [])
+            self._known[user] = ([c for c in theirs if c not in mine] + mine)[-self.KNOWN:]
+
+    def _refresh(self) -> None:
+        """Merge the file into this state if another process changed it since it was last read or
+        written here (called with the lock held; a ``stat`` when it has not)."""
+        if self.path is None or self._signature() == self._seen:
+            return
+        doc = self._read_doc()
+        if doc is not None:
+            self._merge(doc)
+
     def _save(self, now: float, force: bool = False) -> None:
-        """Write the live state (called with the lock held): to a temporary file of mode 0600 beside
-        it, then renamed over it, so a crash leaves the old file or the new one, never half of one."""
+        """Merge this state with the file's and write it (called with the lock held), under an
+        ``flock`` on ``<path>.lock`` so no other process writes between the read and the write; the
+        file is replaced whole (temporary file of mode 0600 beside it, fsync'd, renamed over it), so a
+        crash or a power cut leaves the old file or the new one, never half of one."""
         if self.path is None:
             return
         if not force and now - self._saved_at < self.SAVE_EVERY_S:
             return
+        import fcntl
         import json
-        import tempfile
 
-        self._prune(now)
-        doc = {"version": 1, "fails": self._fails, "locked": {k: list(v) for k, v in self._locked.items()},
-               "known": self._known}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
+            fd = os.open(self.path.with_name(self.path.name + ".lock"),
+                         os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o600)
             try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:   # mkstemp: mode 0600
-                    json.dump(doc, fh, separators=(",", ":"))
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+                deadline = time.monotonic() + self.FILE_LOCK_WAIT_S
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            raise OSError(f"another process has held {self.path.name}.lock for "
+                                          f"{self.FILE_LOCK_WAIT_S:.0f} s") from None
+                        time.sleep(0.01)
+                self._seen = None                 # read it whatever it is now
+                self._refresh()
+                self._prune(now)
+                doc = {"version": 1, "fails": self._fails, "locked": {k: list(v) for k, v in self._locked.items()},
+                       "known": self._known, "cleared": self._cleared}
+                write_text(self.path, json.dumps(doc, separators=(",", ":")), mode=0o600)
+                self._seen = self._signature()
+            finally:
+                os.close(fd)                      # releases the flock
         except OSError as exc:
             log.warning("%s: sign-in counts not written (%s); they last until a restart", self.path, exc)
             return
@@ -296,34 +390,45 @@ class RateLimiter:
         """Drop the counts that are over (called with the lock held)."""
         self._fails = {k: ts for k, ts in self._fails.items() if ts and now - ts[-1] <= self.window_s}
         self._locked = {k: v for k, v in self._locked.items() if now - v[0] <= self.KEEP_LOCK_S}
+        # A reset older than the window only drops failures the window drops anyway.
+        self._cleared = {k: t for k, t in self._cleared.items() if now - t <= self.window_s}
         # The next sweep when the live counts have doubled: a sweep costs O(keys), not every failure.
-        self._prune_at = max(self.PRUNE_AT, 2 * (len(self._fails) + len(self._locked)))
+        self._prune_at = max(self.PRUNE_AT, 2 * self._size())
+
+    def _size(self) -> int:
+        return len(self._fails) + len(self._locked) + len(self._cleared)
 
     def locked_for(self, key: str, now: float | None = None) -> float:
         now = time.time() if now is None else now
         with self._lock:
+            self._refresh()
             until, _ = self._locked.get(key, (0.0, 0))
             return max(0.0, until - now)
 
     def fail(self, key: str, now: float | None = None) -> None:
         now = time.time() if now is None else now
         with self._lock:
-            recent = [t for t in self._fails.get(key, []) if now - t <= self.window_s] + [now]
+            self._refresh()
+            recent = sorted([t for t in self._fails.get(key, []) if now - t <= self.window_s] + [now])
             self._fails[key] = recent
             if len(recent) >= self.limit:
                 _, times = self._locked.get(key, (0.0, 0))
                 self._locked[key] = (now + min(self.lock_s * 2 ** times, 86400.0), times + 1)
                 self._fails[key] = []
+                self._cleared[key] = now
                 self._save(now, force=True)
             else:
                 self._save(now)
-            if len(self._fails) + len(self._locked) > self._prune_at:
+            if self._size() > self._prune_at:
                 self._prune(now)
 
     def success(self, key: str, now: float | None = None) -> None:
+        now = time.time() if now is None else now
         with self._lock:
+            self._refresh()
             if self._fails.pop(key, None) is not None:
-                self._save(time.time() if now is None else now)
+                self._cleared[key] = now
+                self._save(now)
 
     # Addresses a user has signed in from (at most KNOWN per user, the latest kept): a name's lock
     # does not hold there, so anyone failing five times on a name from elsewhere cannot keep that
@@ -332,10 +437,12 @@ class RateLimiter:
 
     def known(self, user: str, client: str) -> bool:
         with self._lock:
+            self._refresh()
             return client in self._known.get(user, ())
 
     def remember(self, user: str, client: str, now: float | None = None) -> None:
         with self._lock:
+            self._refresh()
             seen = self._known.setdefault(user, [])
             if client in seen:
                 seen.remove(client)
