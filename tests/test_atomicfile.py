@@ -150,3 +150,50 @@ def test_a_folder_that_cannot_be_synced_is_let_be(tmp_path, monkeypatch):
     monkeypatch.setattr(atomicfile.os, "fsync", einval_on_folders)
     write_text(tmp_path / "f", "x")
     assert (tmp_path / "f").read_text() == "x"
+
+
+def test_a_folder_it_may_write_but_not_read_takes_the_file_without_an_error(tmp_path, monkeypatch):
+    """rev54: a folder of mode 0333 (write and search, no read: a drop folder) lets a file be
+    created and renamed in it, but not be opened to fsync it. The file was replaced, so that is
+    not a failure to write it (atw54 raised PermissionError after the rename: the CLI then said
+    "cannot write --out" of a file it had written, the dashboard "counts not written")."""
+    import errno
+
+    real = os.open
+    folder = str(tmp_path)
+
+    def no_read_of_the_folder(path, flags, *a, **k):
+        if os.fspath(path) == folder:
+            raise PermissionError(errno.EACCES, "Permission denied", folder)
+        return real(path, flags, *a, **k)
+
+    monkeypatch.setattr(atomicfile.os, "open", no_read_of_the_folder)
+    write_text(tmp_path / "f", "x")
+    assert (tmp_path / "f").read_text() == "x" and _leftovers(tmp_path, "f") == []
+
+
+def test_a_full_disk_while_the_caller_writes_leaves_the_old_file(tmp_path, monkeypatch):
+    """ENOSPC from the write itself (the file object's, not the fsync): the old file stays, no
+    temporary file is left, the error is the caller's to word."""
+    import errno
+    import io
+
+    p = tmp_path / "disk"
+    p.write_text("old")
+
+    class Full(io.FileIO):
+        def write(self, b):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    real_fdopen = os.fdopen
+
+    def full_fdopen(fd, mode="r", *a, **k):
+        if "b" in mode:
+            return Full(fd, "w")
+        return real_fdopen(fd, mode, *a, **k)
+
+    monkeypatch.setattr(atomicfile.os, "fdopen", full_fdopen)
+    with pytest.raises(OSError) as err:
+        write_bytes(p, b"new" * 10000)
+    assert err.value.errno == errno.ENOSPC
+    assert p.read_text() == "old" and _leftovers(tmp_path, "disk") == []

@@ -13,7 +13,7 @@ What :func:`atomic_file` (and :func:`write_bytes` / :func:`write_text` on it) do
 4. renames it over the destination (``os.replace``): a reader sees the old file or the new one, never
    half of one; a symlink at the destination is replaced by the file, never written through;
 5. ``fsync``\\ s the folder, so the rename itself survives a power cut (a folder whose file system
-   cannot sync a folder, ``EINVAL``, is let be).
+   cannot sync a folder, ``EINVAL``, or a folder that may be written but not read is let be).
 
 On any failure before the rename (a full disk, an error in the caller's writing, an interrupt) the
 temporary file is removed and the destination is as it was; the exception is the caller's (each
@@ -36,8 +36,13 @@ from typing import IO, Iterator
 
 def fsync_dir(folder: str | Path) -> None:
     """``fsync`` a folder: the names created, removed or renamed in it reach the disk. A file system
-    that cannot sync a folder (``EINVAL``) is let be."""
-    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    that cannot sync a folder (``EINVAL``) is let be, and so is a folder this process may write in
+    but not read (mode ``0333``, a drop folder: it cannot be opened to be synced; its file was
+    written all the same)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except PermissionError:
+        return
     try:
         os.fsync(fd)
     except OSError as exc:
