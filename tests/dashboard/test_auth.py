@@ -258,3 +258,39 @@ def test_two_processes_writing_at_once_lose_none_of_each_others_locks(tmp_path):
     assert [p.wait(120) for p in procs] == [0, 0]
     locked = json.loads(state.read_text())["locked"]
     assert set(locked) == {f"client:{who}-{k}" for who in "ab" for k in range(40)}
+
+
+def test_a_guesser_taking_fast_turns_between_two_dashboards_gets_no_more_tries_than_on_one(tmp_path):
+    """rev54: a failure that only counted was written at most once a second (SAVE_EVERY_S), so
+    the other dashboard did not see it: tries 0.1 s apart, taking turns, got 7 before the lock at
+    limit 5 (up to 2 * limit - 1). Each failure is now merged into the file (a lock's write
+    fsync'd), so the two together lock at the fifth, like one."""
+    def tries(limiters, key, t0):
+        n, t = 0, t0
+        for i in range(20):
+            x = limiters[i % len(limiters)]
+            if x.locked_for(key, now=t) > 0:
+                return n
+            x.fail(key, now=t)
+            n, t = n + 1, t + 0.1
+        return n
+
+    state = tmp_path / "users.toml.signin.json"
+    a = RateLimiter(limit=5, window_s=600, lock_s=30, path=state)
+    b = RateLimiter(limit=5, window_s=600, lock_s=30, path=state)
+    one = RateLimiter(limit=5, window_s=600, lock_s=30, path=tmp_path / "one.json")
+    assert tries([one], "client:g", 1000.0) == 5
+    assert tries([a, b], "client:g", 1000.0) == 5
+    # After the lock, the next round: still the limit, not more.
+    assert tries([a, b], "client:g", 1000.0 + 31) == 5
+    # A sign-in at one, 0.1 s after failures at the other, clears them there too.
+    a.fail("user:op", now=2000.0)
+    a.fail("user:op", now=2000.1)
+    b.fail("user:op", now=2000.2)
+    a.fail("user:op", now=2000.3)
+    b.success("user:op", now=2000.4)
+    for k in range(4):
+        a.fail("user:op", now=2000.5 + 0.1 * k)
+    assert a.locked_for("user:op", now=2001.0) == 0 and b.locked_for("user:op", now=2001.0) == 0
+    a.fail("user:op", now=2001.0)
+    assert b.locked_for("user:op", now=2001.1) > 0

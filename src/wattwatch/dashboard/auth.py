@@ -205,10 +205,10 @@ class RateLimiter:
     ``window_s`` the key is locked for ``lock_s``, doubled at each further lock (capped at a day).
 
     With a ``path``, the counts, locks and known addresses are kept in a JSON file that every
-    dashboard given the same users file shares. Each write merges, under an ``flock`` on
-    ``<path>.lock`` beside it: the file is read, its state and this process's are merged (the rule
-    below), the merge is written whole (:func:`wattwatch.atomicfile.write_text`, mode 0600, fsync'd)
-    and becomes this process's state. Before each check the file is read again if it changed
+    dashboard given the same users file shares. Each change (a failure, a sign-in's reset, a known
+    address) is made under an ``flock`` on ``<path>.lock`` beside it: the file is read, its state and
+    this process's are merged (the rule below), the change is made on the merge, which is written
+    whole (:func:`wattwatch.atomicfile.write_text`, mode 0600) and becomes this process's state. Before each check the file is read again if it changed
     (``stat``: inode, mtime, size), so a lock another process set holds here at the next try.
 
     The merge rule (the same both ways, and merging a state with itself changes nothing):
@@ -221,17 +221,17 @@ class RateLimiter:
     - known addresses: the other side's not known here, then this process's (taken as the latest),
       the last ``KNOWN`` kept.
 
-    Each process decides a lock from the failures it has merged so far: two dashboards failing the
-    same key in the same instant may both count one short, and the lock then comes one try later."""
+    Every change is made under that ``flock``, after the merge and before the write: a failure is
+    counted with every failure the other processes wrote before it, and the lock is decided on that
+    count (a guesser taking turns between two dashboards, however fast, gets the limit of tries, as
+    on one). A failure that only counts is written without ``fsync`` (a power cut may lose it; a
+    crash does not); a lock, a reset by a lock and a known address are fsync'd."""
 
     # Keys are dropped once over (no failure within the window, no lock for a day) when there are
     # more than PRUNE_AT of them: ever-new names and addresses would otherwise grow the counts without end.
     PRUNE_AT = 10_000
     KEEP_LOCK_S = 86400.0
 
-    # The file is written at once when a lock is set or an address becomes known, and at most once a
-    # second for a failure that only counts (a restart then forgets at most a second of counts).
-    SAVE_EVERY_S = 1.0
     MAX_STATE_BYTES = 16 << 20
     # How long a write waits for another process's merge to finish before it gives up (logged; the
     # counts are kept here and the next change writes them).
@@ -249,7 +249,6 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._prune_at = self.PRUNE_AT
         self.path = Path(path) if path is not None else None
-        self._saved_at = 0.0
         self._seen: tuple | None = None       # (inode, mtime, size) of the file last read or written
         self._unsound: tuple | None = None    # ... of the last one found damaged or foreign (said once)
         if self.path is not None:
@@ -345,18 +344,22 @@ class RateLimiter:
         if doc is not None:
             self._merge(doc)
 
-    def _save(self, now: float, force: bool = False) -> None:
-        """Merge this state with the file's and write it (called with the lock held), under an
-        ``flock`` on ``<path>.lock`` so no other process writes between the read and the write; the
-        file is replaced whole (temporary file of mode 0600 beside it, fsync'd, renamed over it), so a
-        crash or a power cut leaves the old file or the new one, never half of one."""
+    def _update(self, now: float, change) -> None:
+        """Make ``change`` (a function of no argument: it changes this state and returns None when
+        there is nothing to write, else whether the write must be fsync'd) and write the result
+        (called with the lock held). With a path, under an ``flock`` on ``<path>.lock``: the file is
+        merged first, so the change sees what other processes wrote, and no other process writes
+        between that read and this write; the file is replaced whole (temporary file of mode 0600
+        beside it, renamed over it), so a crash or a power cut leaves the old file or the new one,
+        never half of one. A file that cannot be locked, read or written: the change is made here
+        (logged; it lasts until a restart and the next write takes it to the file)."""
         if self.path is None:
-            return
-        if not force and now - self._saved_at < self.SAVE_EVERY_S:
+            change()
             return
         import fcntl
         import json
 
+        done = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path.with_name(self.path.name + ".lock"),
@@ -374,17 +377,21 @@ class RateLimiter:
                         time.sleep(0.01)
                 self._seen = None                 # read it whatever it is now
                 self._refresh()
+                durable = change()
+                done = True
+                if durable is None:
+                    return
                 self._prune(now)
                 doc = {"version": 1, "fails": self._fails, "locked": {k: list(v) for k, v in self._locked.items()},
                        "known": self._known, "cleared": self._cleared}
-                write_text(self.path, json.dumps(doc, separators=(",", ":")), mode=0o600)
+                write_text(self.path, json.dumps(doc, separators=(",", ":")), mode=0o600, durable=durable)
                 self._seen = self._signature()
             finally:
                 os.close(fd)                      # releases the flock
         except OSError as exc:
+            if not done:
+                change()
             log.warning("%s: sign-in counts not written (%s); they last until a restart", self.path, exc)
-            return
-        self._saved_at = now
 
     def _prune(self, now: float) -> None:
         """Drop the counts that are over (called with the lock held)."""
@@ -407,28 +414,34 @@ class RateLimiter:
 
     def fail(self, key: str, now: float | None = None) -> None:
         now = time.time() if now is None else now
-        with self._lock:
-            self._refresh()
+        def change() -> bool:
             recent = sorted([t for t in self._fails.get(key, []) if now - t <= self.window_s] + [now])
             self._fails[key] = recent
-            if len(recent) >= self.limit:
-                _, times = self._locked.get(key, (0.0, 0))
-                self._locked[key] = (now + min(self.lock_s * 2 ** times, 86400.0), times + 1)
-                self._fails[key] = []
-                self._cleared[key] = now
-                self._save(now, force=True)
-            else:
-                self._save(now)
+            if len(recent) < self.limit:
+                return False
+            _, times = self._locked.get(key, (0.0, 0))
+            self._locked[key] = (now + min(self.lock_s * 2 ** times, 86400.0), times + 1)
+            self._fails[key] = []
+            self._cleared[key] = now
+            return True
+
+        with self._lock:
+            self._update(now, change)
             if self._size() > self._prune_at:
                 self._prune(now)
 
     def success(self, key: str, now: float | None = None) -> None:
         now = time.time() if now is None else now
+        def change() -> bool | None:
+            if self._fails.pop(key, None) is None:
+                return None
+            self._cleared[key] = now
+            return False
+
         with self._lock:
             self._refresh()
-            if self._fails.pop(key, None) is not None:
-                self._cleared[key] = now
-                self._save(now)
+            if key in self._fails:
+                self._update(now, change)
 
     # Addresses a user has signed in from (at most KNOWN per user, the latest kept): a name's lock
     # does not hold there, so anyone failing five times on a name from elsewhere cannot keep that
@@ -441,14 +454,16 @@ class RateLimiter:
             return client in self._known.get(user, ())
 
     def remember(self, user: str, client: str, now: float | None = None) -> None:
-        with self._lock:
-            self._refresh()
+        def change() -> bool:
             seen = self._known.setdefault(user, [])
             if client in seen:
                 seen.remove(client)
             seen.append(client)
             del seen[:-self.KNOWN]
-            self._save(time.time() if now is None else now, force=True)
+            return True
+
+        with self._lock:
+            self._update(time.time() if now is None else now, change)
 
 
 # A hash to check when the user is unknown, so a wrong name costs the same time as a wrong password
