@@ -114,9 +114,14 @@ def fit(data: ReportData, title: str = "wattwatch report", evaluation: dict | No
 
 def write(path: str | Path, data: ReportData, title: str = "wattwatch report", evaluation: dict | None = None,
           summary: dict | None = None) -> Path:
-    """Write the report to ``path`` (through a temporary file, so a failed write leaves no half page)."""
+    """Write the report to ``path`` (through a temporary file, so a failed write leaves no half page;
+    a device or FIFO, such as ``/dev/stdout``, is written in place)."""
     path = Path(path)
     text = fit(data, title, evaluation, summary)
+    if path.exists() and not path.is_file():  # a device or FIFO (/dev/stdout): written in place, never replaced
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text(path, text)
     return path
