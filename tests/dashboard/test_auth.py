@@ -294,3 +294,34 @@ def test_a_guesser_taking_fast_turns_between_two_dashboards_gets_no_more_tries_t
     assert a.locked_for("user:op", now=2001.0) == 0 and b.locked_for("user:op", now=2001.0) == 0
     a.fail("user:op", now=2001.0)
     assert b.locked_for("user:op", now=2001.1) > 0
+
+
+def test_a_state_folder_it_cannot_write_keeps_the_counts_here_and_says_so_once(tmp_path, monkeypatch, caplog):
+    """rev54: the lock file (or the state beside it) cannot be created (a folder the dashboard may
+    not write): the counts and locks hold in this process, and the warning is said once, not at
+    every failure (every failure is written now, three keys a sign-in)."""
+    import errno
+    import logging
+    import os
+
+    from wattwatch.dashboard import auth
+
+    state = tmp_path / "users.toml.signin.json"
+    real = os.open
+
+    def refused(path, flags, *a, **k):
+        if os.fspath(path).startswith(str(state)):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real(path, flags, *a, **k)
+
+    monkeypatch.setattr(auth.os, "open", refused)
+    r = RateLimiter(limit=3, window_s=600, lock_s=30, path=state)
+    with caplog.at_level(logging.WARNING, logger=auth.log.name):
+        for k in range(6):
+            r.fail(f"client:{k % 2}", now=1000 + k)
+    assert r.locked_for("client:0", now=1006) > 0 and r.locked_for("client:1", now=1006) > 0
+    assert not state.exists()
+    assert sum("not written" in m.message for m in caplog.records) == 1
+    monkeypatch.setattr(auth.os, "open", real)
+    r.remember("op", "10.0.0.1", now=1010)
+    assert set(__import__("json").loads(state.read_text())["locked"]) == {"client:0", "client:1"}

@@ -251,6 +251,7 @@ class RateLimiter:
         self.path = Path(path) if path is not None else None
         self._seen: tuple | None = None       # (inode, mtime, size) of the file last read or written
         self._unsound: tuple | None = None    # ... of the last one found damaged or foreign (said once)
+        self._unwritten: tuple | None = None  # (type, errno) of the last failure to write it (said once)
         if self.path is not None:
             self._load()
 
@@ -386,12 +387,18 @@ class RateLimiter:
                        "known": self._known, "cleared": self._cleared}
                 write_text(self.path, json.dumps(doc, separators=(",", ":")), mode=0o600, durable=durable)
                 self._seen = self._signature()
+                if self._unwritten is not None:
+                    log.info("%s: sign-in counts written again", self.path)
+                    self._unwritten = None
             finally:
                 os.close(fd)                      # releases the flock
         except OSError as exc:
             if not done:
                 change()
-            log.warning("%s: sign-in counts not written (%s); they last until a restart", self.path, exc)
+            # Said once until a write succeeds: every failure is written, three keys a sign-in.
+            if (type(exc), exc.errno) != self._unwritten:
+                log.warning("%s: sign-in counts not written (%s); they last until a restart", self.path, exc)
+            self._unwritten = (type(exc), exc.errno)
 
     def _prune(self, now: float) -> None:
         """Drop the counts that are over (called with the lock held)."""
