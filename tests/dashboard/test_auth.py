@@ -325,3 +325,40 @@ def test_a_state_folder_it_cannot_write_keeps_the_counts_here_and_says_so_once(t
     monkeypatch.setattr(auth.os, "open", real)
     r.remember("op", "10.0.0.1", now=1010)
     assert set(__import__("json").loads(state.read_text())["locked"]) == {"client:0", "client:1"}
+
+
+def test_failures_at_one_instant_or_before_a_reset_from_a_clock_ahead_all_count(tmp_path):
+    """rev54: the merge keeps failures as a set of times after the key's reset, so (1) failures
+    given the same time collapsed into one (a state file: five at one instant never locked at
+    limit 3; without a file they did), and (2) a dashboard whose clock is behind another's (another
+    host, a clock stepped back) dropped its own failures as older than a reset the other made:
+    600 s of skew gave a guesser unlimited tries for 600 s after each sign-in there. A failure is
+    now counted after the key's last failure and reset, whatever the clock says."""
+    state = tmp_path / "users.toml.signin.json"
+    r = RateLimiter(limit=3, window_s=600, lock_s=30, path=state)
+    for _ in range(3):
+        r.fail("client:x", now=1000.0)
+    assert r.locked_for("client:x", now=1000.0) > 0
+    ahead = RateLimiter(limit=3, window_s=600, lock_s=30, path=state)
+    behind = RateLimiter(limit=3, window_s=600, lock_s=30, path=state)
+    ahead.fail("user:q", now=2600.0)
+    ahead.success("user:q", now=2601.0)               # a sign-in, on a clock 600 s ahead
+    tries = 0
+    for k in range(10):
+        if behind.locked_for("user:q", now=2005.0 + k) > 0:
+            break
+        behind.fail("user:q", now=2005.0 + k)
+        tries += 1
+    assert tries == 3
+    # (A lock ends on the clock of the dashboard that set it: at the one ahead it has ended already.)
+    # A sign-in at the clock behind, after failures bumped past its own time, still clears them.
+    behind2 = RateLimiter(limit=3, window_s=600, lock_s=30, path=tmp_path / "two.json")
+    ahead2 = RateLimiter(limit=3, window_s=600, lock_s=30, path=tmp_path / "two.json")
+    ahead2.fail("user:z", now=3600.0)
+    ahead2.success("user:z", now=3600.5)
+    behind2.fail("user:z", now=3001.0)
+    behind2.fail("user:z", now=3002.0)
+    behind2.success("user:z", now=3003.0)
+    ahead2.fail("user:z", now=3604.0)
+    ahead2.fail("user:z", now=3605.0)
+    assert ahead2.locked_for("user:z", now=3606.0) == 0 and behind2.locked_for("user:z", now=3006.0) == 0

@@ -21,6 +21,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import math
 import os
 import secrets
 import threading
@@ -217,7 +218,9 @@ class RateLimiter:
     - a count's reset (``cleared``: the time a lock was set from a key's failures, or its user signed
       in): the later one;
     - failures: the union of both sides' failure times after the key's reset: failures one process
-      saw add to those another saw, so a guesser spreading tries over two dashboards is counted once;
+      saw add to those another saw, so a guesser spreading tries over two dashboards is counted once
+      (a failure is given a time after the key's last failure and reset, so that two at one instant,
+      or one on a clock behind the one that made the reset, are not lost in the union);
     - known addresses: the other side's not known here, then this process's (taken as the latest),
       the last ``KNOWN`` kept.
 
@@ -422,14 +425,20 @@ class RateLimiter:
     def fail(self, key: str, now: float | None = None) -> None:
         now = time.time() if now is None else now
         def change() -> bool:
-            recent = sorted([t for t in self._fails.get(key, []) if now - t <= self.window_s] + [now])
+            # Counted after the key's last failure and reset, whatever this clock says: failures are
+            # merged as a set of times after the reset, so one at the same time as another would be
+            # one, and one before a reset that a clock ahead of this one made would be none.
+            prev = self._fails.get(key, [])
+            floor = max(prev[-1:] + [self._cleared.get(key, float("-inf"))])
+            t = now if now > floor else math.nextafter(floor, math.inf)
+            recent = [x for x in prev if now - x <= self.window_s] + [t]
             self._fails[key] = recent
             if len(recent) < self.limit:
                 return False
             _, times = self._locked.get(key, (0.0, 0))
             self._locked[key] = (now + min(self.lock_s * 2 ** times, 86400.0), times + 1)
             self._fails[key] = []
-            self._cleared[key] = now
+            self._cleared[key] = t
             return True
 
         with self._lock:
@@ -440,9 +449,10 @@ class RateLimiter:
     def success(self, key: str, now: float | None = None) -> None:
         now = time.time() if now is None else now
         def change() -> bool | None:
-            if self._fails.pop(key, None) is None:
+            ts = self._fails.pop(key, None)
+            if ts is None:
                 return None
-            self._cleared[key] = now
+            self._cleared[key] = max(ts[-1:] + [now, self._cleared.get(key, float("-inf"))])
             return False
 
         with self._lock:
