@@ -120,3 +120,27 @@ def test_without_sources_it_reads_the_default_store_or_says_what_to_give(sim_run
     r = _run("report")
     assert r.exit_code == 0, r.output
     assert _doc(tmp_path / "report.html")["has_telemetry"]
+
+
+def test_a_report_to_a_fifo_is_written_into_it_not_put_in_its_place(tmp_path, monkeypatch):
+    """rev54: ``--out`` a FIFO (or ``/dev/stdout``, a link to one) passes the CLI's check (it exists
+    and is writable), and the report was written to a temporary file renamed over it: the FIFO
+    (as root, /dev/stdout itself) replaced by a regular file, the reader left waiting. Like
+    ``--out`` of detect and the score table, a destination that is not a regular file is written in
+    place."""
+    import os
+    import stat
+    import threading
+
+    from wattwatch.report import html
+
+    monkeypatch.setattr(html, "fit", lambda *a, **k: "<html>report</html>")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    reader.start()
+    assert html.write(fifo, None) == fifo
+    reader.join(10)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert got == ["<html>report</html>"]

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from wattwatch import atomicfile
 from wattwatch.app.progress import err_console, progress_bar, stages
 from wattwatch.jsonsafe import finite
 
@@ -510,19 +511,10 @@ def _write_atomic(path: Path, text: str, option: str, kept: str = "") -> None:
         except OSError as exc:
             _fail(_os_message(path, exc, f"cannot write {option}") + (f"; {kept}" if kept else ""), 1)
         return
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        atomicfile.write_text(path, text)
     except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
         _fail(_os_message(path, exc, f"cannot write {option}") + (f"; {kept}" if kept else ""), 1)
 
 

@@ -21,10 +21,12 @@ import base64
 import hashlib
 import hmac
 import logging
+import math
 import os
 import secrets
 import threading
 import time
+from wattwatch.atomicfile import write_text
 from wattwatch.tomlfile import read_toml
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,53 +203,102 @@ def client_key(ip: str | None, headers=None, proxy_header: str | None = None) ->
 
 class RateLimiter:
     """Failed sign-ins per key (user name, client address): after ``limit`` failures within
-    ``window_s`` the key is locked for ``lock_s``, doubled at each further lock (capped at a day)."""
+    ``window_s`` the key is locked for ``lock_s``, doubled at each further lock (capped at a day).
+
+    With a ``path``, the counts, locks and known addresses are kept in a JSON file that every
+    dashboard given the same users file shares. Each change (a failure, a sign-in's reset, a known
+    address) is made under an ``flock`` on ``<path>.lock`` beside it: the file is read, its state and
+    this process's are merged (the rule below), the change is made on the merge, which is written
+    whole (:func:`wattwatch.atomicfile.write_text`, mode 0600) and becomes this process's state. Before each check the file is read again if it changed
+    (``stat``: inode, mtime, size), so a lock another process set holds here at the next try.
+
+    The merge rule (the same both ways, and merging a state with itself changes nothing):
+
+    - a lock: the one that ends later; its count of locks (what the next lock doubles from) the larger;
+    - a count's reset (``cleared``: the time a lock was set from a key's failures, or its user signed
+      in): the later one;
+    - failures: the union of both sides' failure times after the key's reset: failures one process
+      saw add to those another saw, so a guesser spreading tries over two dashboards is counted once
+      (a failure is given a time after the key's last failure and reset, so that two at one instant,
+      or one on a clock behind the one that made the reset, are not lost in the union);
+    - known addresses: the other side's not known here, then this process's (taken as the latest),
+      the last ``KNOWN`` kept.
+
+    Every change is made under that ``flock``, after the merge and before the write: a failure is
+    counted with every failure the other processes wrote before it, and the lock is decided on that
+    count (a guesser taking turns between two dashboards, however fast, gets the limit of tries, as
+    on one). A failure that only counts is written without ``fsync`` (a power cut may lose it; a
+    crash does not); a lock, a reset by a lock and a known address are fsync'd."""
 
     # Keys are dropped once over (no failure within the window, no lock for a day) when there are
     # more than PRUNE_AT of them: ever-new names and addresses would otherwise grow the counts without end.
     PRUNE_AT = 10_000
     KEEP_LOCK_S = 86400.0
 
-    # The file is written at once when a lock is set or an address becomes known, and at most once a
-    # second for a failure that only counts (a restart then forgets at most a second of counts).
-    SAVE_EVERY_S = 1.0
     MAX_STATE_BYTES = 16 << 20
+    # How long a write waits for another process's merge to finish before it gives up (logged; the
+    # counts are kept here and the next change writes them).
+    FILE_LOCK_WAIT_S = 5.0
 
     def __init__(self, limit: int = 5, window_s: float = 900.0, lock_s: float = 60.0, path: str | Path | None = None):
         """``path``: a JSON file the counts, locks and known addresses are kept in across restarts
-        (read here, written after each change, atomically and readable by the owner only)."""
+        and shared with other processes given it (read here, merged and written after each change,
+        atomically and readable by the owner only)."""
         self.limit, self.window_s, self.lock_s = limit, window_s, lock_s
         self._fails: dict[str, list[float]] = {}
         self._locked: dict[str, tuple[float, int]] = {}
         self._known: dict[str, list[str]] = {}
+        self._cleared: dict[str, float] = {}
         self._lock = threading.Lock()
         self._prune_at = self.PRUNE_AT
         self.path = Path(path) if path is not None else None
-        self._saved_at = 0.0
+        self._seen: tuple | None = None       # (inode, mtime, size) of the file last read or written
+        self._unsound: tuple | None = None    # ... of the last one found damaged or foreign (said once)
+        self._unwritten: tuple | None = None  # (type, errno) of the last failure to write it (said once)
         if self.path is not None:
             self._load()
 
     def _load(self) -> None:
         """The state a previous process left; a damaged or foreign file is said (logged) and not used:
         its counts are not trusted, and the next change writes a sound one over it."""
+        doc = self._read_doc()
+        if doc is None:
+            return
+        self._fails, self._locked, self._known, self._cleared = doc
+        log.info("%s: sign-in counts read: %d lock(s), %d count(s), known addresses of %d user(s)",
+                 self.path, len(self._locked), len(self._fails), len(self._known))
+
+    def _read_doc(self):
+        """(fails, locked, known, cleared) from the file, or None when there is none or it is not
+        sound (said in the log); :attr:`_seen` notes the file read."""
         import json
 
         try:
+            self._seen = self._signature()
             doc = json.loads(self._read_state())
             if not isinstance(doc, dict) or doc.get("version") != 1:
                 raise ValueError("not a wattwatch sign-in state (version 1)")
             fails = {str(k): [float(t) for t in v] for k, v in dict(doc.get("fails") or {}).items()}
             locked = {str(k): (float(v[0]), int(v[1])) for k, v in dict(doc.get("locked") or {}).items()}
             known = {str(k): [str(c) for c in v][-self.KNOWN:] for k, v in dict(doc.get("known") or {}).items()}
+            cleared = {str(k): float(t) for k, t in dict(doc.get("cleared") or {}).items()}
         except FileNotFoundError:
-            return
+            return None
         except (OSError, ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
-            log.warning("%s: sign-in counts not read (%s): starting with none", self.path,
-                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            return
-        self._fails, self._locked, self._known = fails, locked, known
-        log.info("%s: sign-in counts read: %d lock(s), %d count(s), known addresses of %d user(s)",
-                 self.path, len(locked), len(fails), len(known))
+            if self._seen != self._unsound:       # said once per file, not at every merge
+                log.warning("%s: sign-in counts not read (%s): starting with none", self.path,
+                            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            self._unsound = self._seen
+            return None
+        return fails, locked, known, cleared
+
+    def _signature(self) -> tuple | None:
+        """What tells a changed file: (inode, mtime, size) of the path itself (not followed), or None."""
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
 
     def _read_state(self) -> str:
         """The file's text: a regular file only, not followed if a symlink (the writer replaces a link,
@@ -264,66 +315,150 @@ class RateLimiter:
             raise ValueError(f"larger than {self.MAX_STATE_BYTES >> 20} MiB")
         return data.decode("utf-8")
 
-    def _save(self, now: float, force: bool = False) -> None:
-        """Write the live state (called with the lock held): to a temporary file of mode 0600 beside
-        it, then renamed over it, so a crash leaves the old file or the new one, never half of one."""
-        if self.path is None:
-            return
-        if not force and now - self._saved_at < self.SAVE_EVERY_S:
-            return
-        import json
-        import tempfile
+    def _merge(self, other) -> None:
+        """Merge another process's (fails, locked, known, cleared) into this state (the class's rule;
+        called with the lock held)."""
+        fails, locked, known, cleared = other
+        for k, t in cleared.items():
+            if t > self._cleared.get(k, float("-inf")):
+                self._cleared[k] = t
+        for k, (until, times) in locked.items():
+            mine = self._locked.get(k)
+            if mine is None:
+                self._locked[k] = (until, times)
+            else:
+                self._locked[k] = (max(mine[0], until), max(mine[1], times))
+        for k in set(fails) | set(self._fails):
+            after = self._cleared.get(k, float("-inf"))
+            ts = sorted(t for t in set(fails.get(k, ())) | set(self._fails.get(k, ())) if t > after)
+            if ts:
+                self._fails[k] = ts
+            else:
+                self._fails.pop(k, None)
+        for user, theirs in known.items():
+            mine = self._known.get(user, [])
+            self._known[user] = ([c for c in theirs if c not in mine] + mine)[-self.KNOWN:]
 
-        self._prune(now)
-        doc = {"version": 1, "fails": self._fails, "locked": {k: list(v) for k, v in self._locked.items()},
-               "known": self._known}
+    def _refresh(self) -> None:
+        """Merge the file into this state if another process changed it since it was last read or
+        written here (called with the lock held; a ``stat`` when it has not)."""
+        if self.path is None or self._signature() == self._seen:
+            return
+        doc = self._read_doc()
+        if doc is not None:
+            self._merge(doc)
+
+    def _update(self, now: float, change) -> None:
+        """Make ``change`` (a function of no argument: it changes this state and returns None when
+        there is nothing to write, else whether the write must be fsync'd) and write the result
+        (called with the lock held). With a path, under an ``flock`` on ``<path>.lock``: the file is
+        merged first, so the change sees what other processes wrote, and no other process writes
+        between that read and this write; the file is replaced whole (temporary file of mode 0600
+        beside it, renamed over it), so a crash or a power cut leaves the old file or the new one,
+        never half of one. A file that cannot be locked, read or written: the change is made here
+        (logged; it lasts until a restart and the next write takes it to the file)."""
+        if self.path is None:
+            change()
+            return
+        import fcntl
+        import json
+
+        done = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
+            fd = os.open(self.path.with_name(self.path.name + ".lock"),
+                         os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o600)
             try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:   # mkstemp: mode 0600
-                    json.dump(doc, fh, separators=(",", ":"))
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+                deadline = time.monotonic() + self.FILE_LOCK_WAIT_S
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            raise OSError(f"another process has held {self.path.name}.lock for "
+                                          f"{self.FILE_LOCK_WAIT_S:.0f} s") from None
+                        time.sleep(0.01)
+                self._seen = None                 # read it whatever it is now
+                self._refresh()
+                durable = change()
+                done = True
+                if durable is None:
+                    return
+                self._prune(now)
+                doc = {"version": 1, "fails": self._fails, "locked": {k: list(v) for k, v in self._locked.items()},
+                       "known": self._known, "cleared": self._cleared}
+                write_text(self.path, json.dumps(doc, separators=(",", ":")), mode=0o600, durable=durable)
+                self._seen = self._signature()
+                if self._unwritten is not None:
+                    log.info("%s: sign-in counts written again", self.path)
+                    self._unwritten = None
+            finally:
+                os.close(fd)                      # releases the flock
         except OSError as exc:
-            log.warning("%s: sign-in counts not written (%s); they last until a restart", self.path, exc)
-            return
-        self._saved_at = now
+            if not done:
+                change()
+            # Said once until a write succeeds: every failure is written, three keys a sign-in.
+            if (type(exc), exc.errno) != self._unwritten:
+                log.warning("%s: sign-in counts not written (%s); they last until a restart", self.path, exc)
+            self._unwritten = (type(exc), exc.errno)
 
     def _prune(self, now: float) -> None:
         """Drop the counts that are over (called with the lock held)."""
         self._fails = {k: ts for k, ts in self._fails.items() if ts and now - ts[-1] <= self.window_s}
         self._locked = {k: v for k, v in self._locked.items() if now - v[0] <= self.KEEP_LOCK_S}
+        # A reset older than the window only drops failures the window drops anyway.
+        self._cleared = {k: t for k, t in self._cleared.items() if now - t <= self.window_s}
         # The next sweep when the live counts have doubled: a sweep costs O(keys), not every failure.
-        self._prune_at = max(self.PRUNE_AT, 2 * (len(self._fails) + len(self._locked)))
+        self._prune_at = max(self.PRUNE_AT, 2 * self._size())
+
+    def _size(self) -> int:
+        return len(self._fails) + len(self._locked) + len(self._cleared)
 
     def locked_for(self, key: str, now: float | None = None) -> float:
         now = time.time() if now is None else now
         with self._lock:
+            self._refresh()
             until, _ = self._locked.get(key, (0.0, 0))
             return max(0.0, until - now)
 
     def fail(self, key: str, now: float | None = None) -> None:
         now = time.time() if now is None else now
-        with self._lock:
-            recent = [t for t in self._fails.get(key, []) if now - t <= self.window_s] + [now]
+        def change() -> bool:
+            # Counted after the key's last failure and reset, whatever this clock says: failures are
+            # merged as a set of times after the reset, so one at the same time as another would be
+            # one, and one before a reset that a clock ahead of this one made would be none.
+            prev = self._fails.get(key, [])
+            floor = max(prev[-1:] + [self._cleared.get(key, float("-inf"))])
+            t = now if now > floor else math.nextafter(floor, math.inf)
+            recent = [x for x in prev if now - x <= self.window_s] + [t]
             self._fails[key] = recent
-            if len(recent) >= self.limit:
-                _, times = self._locked.get(key, (0.0, 0))
-                self._locked[key] = (now + min(self.lock_s * 2 ** times, 86400.0), times + 1)
-                self._fails[key] = []
-                self._save(now, force=True)
-            else:
-                self._save(now)
-            if len(self._fails) + len(self._locked) > self._prune_at:
+            if len(recent) < self.limit:
+                return False
+            _, times = self._locked.get(key, (0.0, 0))
+            self._locked[key] = (now + min(self.lock_s * 2 ** times, 86400.0), times + 1)
+            self._fails[key] = []
+            self._cleared[key] = t
+            return True
+
+        with self._lock:
+            self._update(now, change)
+            if self._size() > self._prune_at:
                 self._prune(now)
 
     def success(self, key: str, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        def change() -> bool | None:
+            ts = self._fails.pop(key, None)
+            if ts is None:
+                return None
+            self._cleared[key] = max(ts[-1:] + [now, self._cleared.get(key, float("-inf"))])
+            return False
+
         with self._lock:
-            if self._fails.pop(key, None) is not None:
-                self._save(time.time() if now is None else now)
+            self._refresh()
+            if key in self._fails:
+                self._update(now, change)
 
     # Addresses a user has signed in from (at most KNOWN per user, the latest kept): a name's lock
     # does not hold there, so anyone failing five times on a name from elsewhere cannot keep that
@@ -332,16 +467,20 @@ class RateLimiter:
 
     def known(self, user: str, client: str) -> bool:
         with self._lock:
+            self._refresh()
             return client in self._known.get(user, ())
 
     def remember(self, user: str, client: str, now: float | None = None) -> None:
-        with self._lock:
+        def change() -> bool:
             seen = self._known.setdefault(user, [])
             if client in seen:
                 seen.remove(client)
             seen.append(client)
             del seen[:-self.KNOWN]
-            self._save(time.time() if now is None else now, force=True)
+            return True
+
+        with self._lock:
+            self._update(time.time() if now is None else now, change)
 
 
 # A hash to check when the user is unknown, so a wrong name costs the same time as a wrong password

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from wattwatch.atomicfile import atomic_file
 from wattwatch.detect.postrules import calibrated_array
 
 KEYS = ("meter_id", "ts")
@@ -90,8 +91,6 @@ def schema(detectors: list[str]):
 def write(df: pd.DataFrame, path: str | Path) -> Path:
     """Write a :func:`table` as Parquet (fixed schema, zstd, no pandas or wall-clock metadata):
     the same table gives the same bytes. Written through a temporary file in the same folder."""
-    import os
-
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -104,10 +103,6 @@ def write(df: pd.DataFrame, path: str | Path) -> Path:
         pq.write_table(arrow, str(path), compression="zstd")
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        pq.write_table(arrow, str(tmp), compression="zstd", row_group_size=1_000_000)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_file(path) as fh:
+        pq.write_table(arrow, fh, compression="zstd", row_group_size=1_000_000)
     return path

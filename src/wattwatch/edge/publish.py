@@ -37,19 +37,12 @@ import threading
 import time
 from pathlib import Path
 
+from wattwatch.atomicfile import atomic_file, fsync_dir
 from wattwatch.edge.signing import Signer
 
 _log = logging.getLogger("wattwatch.edge")
 
 RESIGN_MAX = 3   # copies of one report signed anew after late acknowledgements (see the module)
-
-
-def _fsync_dir(folder: Path) -> None:
-    dfd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 class TamperLog:
@@ -68,7 +61,7 @@ class TamperLog:
         new = not self.path.exists()
         self._f = open(self.path, "ab")
         if new:  # the file's name must survive a power cut too, not only its lines
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
 
     def _load(self) -> None:
         data = self.path.read_bytes()
@@ -118,15 +111,10 @@ class TamperLog:
         """Rewrite the log as the counter and the unacknowledged messages (a new file, fsync'd,
         then renamed over the old one: a power cut leaves one or the other, whole)."""
         pending = sorted(s for s in self.records if s not in self.acked)
-        tmp = self.path.with_name(self.path.name + ".compact")
-        with open(tmp, "wb") as f:
+        with atomic_file(self.path) as f:
             f.write(json.dumps({"counter": self.seq}).encode() + b"\n")
             for s in pending:
                 f.write(json.dumps({"seq": s, "msg": self.records[s]}, separators=(",", ":")).encode() + b"\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        _fsync_dir(self.path.parent)
         self.records = {s: self.records[s] for s in pending}
         self.acked = set()
 

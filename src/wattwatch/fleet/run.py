@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from wattwatch.atomicfile import atomic_file
 from wattwatch.errors import InputError
 from wattwatch.fleet.features import FleetFeatures
 from wattwatch.jsonsafe import finite
@@ -236,9 +237,8 @@ def _write(run: FleetRun, paths: dict[str, Path], period: str, engine: str, mast
     written = {}
     table = paths["table"]
     table.parent.mkdir(parents=True, exist_ok=True)
-    tmp = table.with_name(table.name + ".tmp")
-    run.table.to_parquet(tmp, index=False)
-    tmp.replace(table)
+    with atomic_file(table) as fh:
+        run.table.to_parquet(fh, index=False)
     written["table"] = str(table)
     _write_excluded(run.features, paths["excluded"])
     written["excluded"] = str(paths["excluded"])

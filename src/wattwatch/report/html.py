@@ -19,6 +19,7 @@ import time
 from importlib.resources import files
 from pathlib import Path
 
+from wattwatch.atomicfile import write_text
 from wattwatch.codes import SEVERITY_POLICY
 from wattwatch.report.data import ReportData
 from wattwatch.jsonsafe import finite
@@ -113,16 +114,14 @@ def fit(data: ReportData, title: str = "wattwatch report", evaluation: dict | No
 
 def write(path: str | Path, data: ReportData, title: str = "wattwatch report", evaluation: dict | None = None,
           summary: dict | None = None) -> Path:
-    """Write the report to ``path`` (through a temporary file, so a failed write leaves no half page)."""
-    import os
-
+    """Write the report to ``path`` (through a temporary file, so a failed write leaves no half page;
+    a device or FIFO, such as ``/dev/stdout``, is written in place)."""
     path = Path(path)
     text = fit(data, title, evaluation, summary)
+    if path.exists() and not path.is_file():  # a device or FIFO (/dev/stdout): written in place, never replaced
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text(path, text)
     return path

@@ -28,6 +28,8 @@ import secrets
 import time
 from pathlib import Path
 
+from wattwatch.atomicfile import write_text
+
 log = logging.getLogger("wattwatch.watch")
 
 MAX_REQUEST = 64 * 1024
@@ -243,10 +245,4 @@ def ask(store_path, req: dict, timeout_s: float = 30.0) -> dict:
 
 
 def _write(path: Path, obj) -> None:
-    tmp = path.with_name(f".tmp-{secrets.token_hex(8)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj), mode=0o600)

@@ -59,6 +59,7 @@ from pathlib import Path
 import pandas as pd
 
 from wattwatch import influx
+from wattwatch.atomicfile import write_text
 from wattwatch.sinks import Output
 
 log = logging.getLogger("wattwatch.watch")
@@ -129,13 +130,7 @@ class DiskBuffer:
             raise ValueError(f"{p}: unreadable buffer cursor ({exc}); move the folder aside to start afresh") from None
 
     def _save_cursor(self) -> None:
-        p = self.folder / "cursor.json"
-        tmp = p.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            json.dump({"segment": self.read_pos[0], "offset": self.read_pos[1]}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
+        write_text(self.folder / "cursor.json", json.dumps({"segment": self.read_pos[0], "offset": self.read_pos[1]}))
 
     @staticmethod
     def _scan(path: Path, start: int) -> tuple[int, int]:

@@ -18,12 +18,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import re
 import stat
 from pathlib import Path
 
 from wattwatch import __version__
+from wattwatch.atomicfile import write_bytes
 from wattwatch.detect.learned import serialize
 from wattwatch.detect.learned.detectors import LearnedDetector
 from wattwatch.schema import SCHEMA_VERSION
@@ -89,14 +89,7 @@ def save_models(detectors: list[LearnedDetector], out: str | Path, trained_on: d
 def _write_new(path: Path, data: bytes) -> None:
     """Write ``path`` as a new file (temporary file, then rename): a symlink planted in the output
     folder is replaced, never followed to overwrite what it points at."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "xb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_bytes(path, data)
 
 
 def _inside_file(folder: Path, file: str, what: str, limit: int) -> Path:
