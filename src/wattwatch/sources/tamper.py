@@ -96,6 +96,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from wattwatch import atomicfile
 from wattwatch.alerts.model import Alert, log_safe
 from wattwatch.edge.signing import METER_ID, digest, load_key, verify
 from wattwatch.sources.base import Batch, canonical, log
@@ -481,26 +482,12 @@ class TamperSource(MqttSource):
         if merged == self._recorded:
             return
         path = self.state_file
-        tmp = path.with_name(path.name + ".tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            # (rev58) A new file of its own: whatever is at the temporary name (a symlink, a FIFO, a
-            # leftover) is removed, not written through.
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-            with os.fdopen(fd, "w") as f:
-                json.dump({"meters": dict(sorted(merged.items())), "written": _iso(self.clock())}, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            dfd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            # A new file of its own beside it (never written through a symlink or a leftover),
+            # fsync'd, renamed over the record, the folder fsync'd (wattwatch.atomicfile).
+            atomicfile.write_text(path, json.dumps({"meters": dict(sorted(merged.items())),
+                                                    "written": _iso(self.clock())}))
         except OSError as exc:
             self.counters["record_failed"] += 1
             if logged_nth(self.counters["record_failed"]):
