@@ -633,8 +633,8 @@ def test_spark_keeps_the_readers_readings_of_a_csv_with_one_bad_line(spark, tmp_
 
 def test_spark_numbers_a_quoted_line_end_the_line_reader_cannot_see(spark, tmp_path):
     """spk53: a quoted last field whose second line reads, alone, as a whole record with no quote left in
-    it (``"x`` then ``a,b,"``): no field count and no value gives it away, but the reader's reject count
-    differs from the numbered text's, so the file's readings are the numbered text's, as pandas'."""
+    it (``"x`` then ``M2,later,"``): no field count and no value gives it away, but the reader's reject
+    count differs from the numbered text's, so the file's readings are the numbered text's, as pandas'."""
     from wattwatch.fleet.spark import read_fleet_spark
 
     path = tmp_path / "hidden.csv"
@@ -646,6 +646,12 @@ def test_spark_numbers_a_quoted_line_end_the_line_reader_cannot_see(spark, tmp_p
     assert [r[1:] for r in rejects] == [r[1:] for r in want.rejects]
     got = sdf.toPandas().sort_values("ts")
     assert got["town"].tolist() == ["x\nM2,later,", "T"]
+    # With no reject at all: the closing quote is left in a value of the line read alone (``y"``).
+    tail = tmp_path / "tail.csv"
+    tail.write_text('meter_id,ts,town\nM1,2025-01-01T00:00:00Z,"x\nM2,2025-01-01T05:00:00Z,y"\n')
+    assert read_fleet([tail]).frame["town"].tolist() == ["x\nM2,2025-01-01T05:00:00Z,y"]
+    sdf, rejects, _ = read_fleet_spark(spark, [str(tail)])
+    assert rejects == [] and sdf.toPandas()["town"].tolist() == ["x\nM2,2025-01-01T05:00:00Z,y"]
 
 
 def test_spark_numbers_only_the_json_lines_files_with_rejects(spark, tmp_path, monkeypatch):
