@@ -676,3 +676,36 @@ def test_spark_numbers_only_the_json_lines_files_with_rejects(spark, tmp_path, m
         assert len(got) == len(want.frame) and _readings(got) == _readings(want.frame)
         if broken not in group:
             assert numbered == ["bad.jsonl"]
+
+
+# ------------------------------------------ rev53: review of spk53
+
+def test_spark_reads_a_file_given_twice_twice_as_pandas_does(spark, tmp_path):
+    """rev53: a file named twice (or named and inside a named folder) is read twice by both engines. spk53
+    counted the CSV reader's rejects of both copies but numbered the file once: the counts differed, so
+    the file's readings were the numbered text's, once (99 readings of 148, one reject of two); a JSON
+    Lines file the same way kept the reader's rejects at line -1. Now each copy is read in a round of
+    its own: every reading and every reject (at its line) twice, as on pandas."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    bad, clean = tmp_path / "bad.csv", tmp_path / "clean.csv"
+    bad.write_text(_csv_rows(50, bad={10}))
+    clean.write_text(_csv_rows(50))
+    group = [bad, bad, clean]
+    want = read_fleet(group)
+    sdf, rejects, _ = read_fleet_spark(spark, [str(p) for p in group])
+    name = lambda rs: sorted((str(r[0]).rsplit("/", 1)[-1], r[1], r[2], r[3]) for r in rs)  # noqa: E731
+    assert name(rejects) == name(want.rejects) == [("bad.csv", 12, "p_kw", "not a number")] * 2
+    got = _readings(sdf.toPandas())
+    assert len(got) == 148 and got == _readings(want.frame)
+
+    rec = lambda t, v: json.dumps({"PODID": "A", "start_ts": f"2025-01-01T{t:02d}:00:00Z", "TotalActivePower": v})  # noqa: E731
+    lines = tmp_path / "j" / "b.jsonl"
+    lines.parent.mkdir()
+    lines.write_text("\n".join([rec(1, 1.0), "", rec(2, "q"), rec(3, 3.0)]) + "\n")
+    group = [lines, lines.parent]  # the file, then its folder
+    want = read_fleet(group)
+    sdf, rejects, _ = read_fleet_spark(spark, [str(p) for p in group])
+    assert name(rejects) == name(want.rejects) == [("b.jsonl", 3, "TotalActivePower", "not a number")] * 2
+    got = _readings(sdf.toPandas())
+    assert len(got) == 4 and got == _readings(want.frame)

@@ -145,7 +145,7 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
         groups.setdefault(_kind(s), []).append(s)
     order = {k: i for i, k in enumerate(given)}
     frames, rejects, notes, unread = [], [], [], []
-    for kind, ps in groups.items():
+    for kind, ps in ((k, r) for k, named in groups.items() for r in _rounds(named)):
         try:
             if kind in ("json", "jsonl"):
                 # A repeated property name in a record: the last wins (as the pandas reader does)
@@ -181,6 +181,22 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
     for f in frames[1:]:
         out = out.unionByName(f)
     return out, rejects, notes
+
+
+def _rounds(ps):
+    """``ps`` as lists of distinct paths, a path named k times in each of the first k: each copy of a
+    file named twice (or named and inside a named folder) is read in a round of its own, as the pandas
+    engine reads it twice. Within one read a file must be there once: the line numbering
+    (:func:`_numbered`) counts a file's rows per (file, split), and the CSV / JSON Lines readers match
+    the reader's reject counts per file against a numbered read of the file once."""
+    rounds: list[list[str]] = []
+    seen: dict[str, int] = {}
+    for p in ps:
+        k = seen[p] = seen.get(p, 0) + 1
+        if k > len(rounds):
+            rounds.append([])
+        rounds[k - 1].append(p)
+    return rounds
 
 
 def _select_fleet(df):
