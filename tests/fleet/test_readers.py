@@ -709,3 +709,32 @@ def test_spark_reads_a_file_given_twice_twice_as_pandas_does(spark, tmp_path):
     assert name(rejects) == name(want.rejects) == [("b.jsonl", 3, "TotalActivePower", "not a number")] * 2
     got = _readings(sdf.toPandas())
     assert len(got) == 4 and got == _readings(want.frame)
+
+
+def test_a_json_lines_line_of_null_fails_the_input_on_both_engines(spark, tmp_path):
+    """rev53: a JSON Lines line that is ``null`` is no record: the pandas engine refuses the file (JSON
+    that is not records), as for any top level that is not an object or a list. spk53's Spark (and
+    ops52's) parsed it as a record of nothing and went on with a reject ``no POD id`` at its line. Now
+    Spark refuses it too, naming the file and the line; a blank line and ``{}`` are not refused."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    rec = lambda t, v: json.dumps({"PODID": "A", "start_ts": f"2025-01-01T{t:02d}:00:00Z", "TotalActivePower": v})  # noqa: E731
+    clean, bad = tmp_path / "clean.jsonl", tmp_path / "null.jsonl"
+    clean.write_text("\n".join(rec(t, t) for t in range(5)) + "\n")
+    bad.write_text("\n".join([rec(5, 1.0), "", rec(6, "abc"), "null", rec(8, 2.0)]) + "\n")
+    with pytest.raises(InputError, match="not records"):
+        read_fleet([clean, bad])
+    with pytest.raises(InputError, match=r"null\.jsonl.* not records .*line 4 "):
+        read_fleet_spark(spark, [str(clean), str(bad)])
+    bad.write_text("\n".join([rec(5, 1.0), " 5 ", rec(8, 2.0)]) + "\n")  # a number: the same
+    with pytest.raises(InputError, match="not records"):
+        read_fleet([bad])
+    with pytest.raises(InputError, match=r"null\.jsonl.* not records .*line 2 "):
+        read_fleet_spark(spark, [str(bad)])
+    # {} is an object: a reject "no POD id" on both engines, at its line
+    bad.write_text("\n".join([rec(5, 1.0), "", rec(6, "abc"), "{}", rec(8, 2.0)]) + "\n")
+    want = read_fleet([clean, bad])
+    sdf, rejects, _ = read_fleet_spark(spark, [str(clean), str(bad)])
+    name = lambda rs: sorted((str(r[0]).rsplit("/", 1)[-1], r[1], r[2], r[3]) for r in rs)  # noqa: E731
+    assert name(rejects) == name(want.rejects) and [r[1] for r in name(rejects)] == [3, 4]
+    assert _readings(sdf.toPandas()) == _readings(want.frame)

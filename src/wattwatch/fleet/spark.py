@@ -398,6 +398,20 @@ def _read_csv(spark, ps, columns, energy: str):
     return out, rejects
 
 
+NOT_RECORDS = "JSON that is not records"
+
+
+def _refuse_not_records(rejects):
+    """Raise the pandas reader's error when a JSON Lines line is no record (``null``, ``5``)."""
+    from urllib.parse import unquote, urlsplit
+
+    for f, line, _, why in rejects:
+        if why == NOT_RECORDS:
+            u = urlsplit(str(f))
+            raise InputError(f"{unquote(u.path) if u.scheme in ('', 'file') else f}: {NOT_RECORDS} (line {line} is neither an object nor a list)")
+    return rejects
+
+
 def _read_json_lines(spark, ps, raw, energy: str):
     """JSON Lines files ``ps`` (``raw``: Spark's JSON reader on them): the readings and the rejects,
     each at its document's line (as pandas names it).
@@ -410,10 +424,14 @@ def _read_json_lines(spark, ps, raw, energy: str):
 
     An input with a line that is not JSON (the reader's inferred schema then has
     ``_corrupt_record``, which the reader cannot be asked for alone) is read as numbered text
-    whole, readings and rejects (as ops52 did)."""
+    whole, readings and rejects (as ops52 did).
+
+    A line that is JSON but no object or list (``null``, ``5``) fails the input as on pandas; the
+    reader reads ``null`` as a record of nothing (a reject), so its file is numbered and the line found."""
     F = _F()
     if "_corrupt_record" in raw.schema.fieldNames():
-        return _from_json(_json_lines(spark, ps, raw.schema), energy)
+        sdf, rejects = _from_json(_json_lines(spark, ps, raw.schema), energy)
+        return sdf, _refuse_not_records(rejects)
     sdf, rejects = _from_json(raw.select("*", F.input_file_name().alias("_file"), F.lit(None).cast("long").alias("_line")),
                               energy)
     first = _by_file(rejects)
@@ -423,11 +441,15 @@ def _read_json_lines(spark, ps, raw, energy: str):
     full = len(rejects) >= MAX_REJECTS_COLLECTED
     paths = None if full else _reader_paths(sorted(first))
     _, lined = _from_json(_json_lines(spark, ps if paths is None else paths, raw.schema), energy, rejects_only=True)
+    _refuse_not_records(lined)
     if full or len(lined) >= MAX_REJECTS_COLLECTED:
         return sdf, lined
     got = _by_file(lined)
     differ = {f for f in set(first) | set(got) if got.get(f, 0) != first.get(f, 0)}
     return sdf, [r for r in lined if r[0] not in differ] + [r for r in rejects if r[0] in differ]
+
+
+_JSON_SCALAR = r'^\s*(?:null|true|false|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|"(?:[^"\\]|\\.)*")\s*$'
 
 
 def _json_lines(spark, ps, schema):
@@ -438,9 +460,12 @@ def _json_lines(spark, ps, schema):
     t, _ = _numbered(spark, spark.read.text(ps))
     t = t.where(~F.col("value").rlike(r"^\s*$"))
     opts = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt_record"}
-    parsed = t.select("_file", "_line", F.from_json(F.col("value"), schema, opts).alias("_r"))
+    parsed = t.select("_file", "_line", F.from_json(F.col("value"), schema, opts).alias("_r"),
+                      F.col("value").rlike(_JSON_SCALAR).alias("_notrec"))
+    # ``_notrec``: a line that is JSON but no object or list (``null``, ``5``, ``"x"``): from_json reads it
+    # as a record of nothing; the pandas reader refuses the file.
     return parsed.select(*[F.col("_r").getField(c).alias(c) for c in schema.fieldNames()], "_file", "_line",
-                         F.lit(True).alias("_jsonl"))
+                         F.lit(True).alias("_jsonl"), "_notrec")
 
 
 def _collect_rejects(df, reason, fld, line):
@@ -565,10 +590,13 @@ def _flat_records(raw):
     for n in list(ID_FIELDS) + ["start_ts", "end_ts"] + list(NUMERIC_FIELDS):
         cols.append((F.col(n).cast("string") if n in names else F.lit(None).cast("string")).alias(n))
     recs = raw.select(*cols)
-    if "_corrupt_record" in names:
-        corrupt = raw.where(F.col("_corrupt_record").isNotNull()).select(
-            "_file", F.col("_line").cast("long").alias("_line"), F.lit("not valid JSON").alias("_bad"))
-        recs = raw.where(F.col("_corrupt_record").isNull()).select(*cols)
+    bad = F.col("_corrupt_record").isNotNull() if "_corrupt_record" in names else F.lit(False)
+    notrec = F.col("_notrec") if "_notrec" in names else F.lit(False)
+    if "_corrupt_record" in names or "_notrec" in names:
+        corrupt = raw.where(bad | notrec).select(
+            "_file", F.col("_line").cast("long").alias("_line"),
+            F.when(notrec, F.lit(NOT_RECORDS)).otherwise(F.lit("not valid JSON")).alias("_bad"))
+        recs = raw.where(~(bad | notrec)).select(*cols)
     else:
         corrupt = None
     return recs, corrupt
