@@ -532,3 +532,209 @@ def test_a_row_with_a_field_too_many_is_read_as_spark_reads_it(spark, tmp_path):
     assert got.rejects == [] and got.frame["p_kw"].tolist()[::2] == [1.0, 2.0] and len(got.frame) == 3
     sdf, rejects, _ = read_fleet_spark(spark, [str(path)])
     assert rejects == [] and sorted(sdf.toPandas()["p_kw"].fillna(-1).tolist()) == [-1.0, 1.0, 2.0]
+
+
+# ------------------------------------------ spk53: Spark's own readers first, lines numbered only where needed
+
+def _readings(frame):
+    """A fleet frame's readings as sorted (meter, UTC time, p_kw, town) rows, pandas' or Spark's."""
+    ts = pd.to_datetime(frame["ts"])
+    ts = ts.dt.tz_localize("UTC") if ts.dt.tz is None else ts.dt.tz_convert("UTC")
+    p = frame["p_kw"].astype(float).fillna(-1.0)
+    town = frame["town"].astype(object).where(frame["town"].notna(), None)
+    return sorted(zip(frame["meter_id"].astype(str), ts.dt.strftime("%Y-%m-%dT%H:%M:%S"), p, town),
+                  key=lambda r: (r[0], r[1], r[2], str(r[3])))
+
+
+def _spy(monkeypatch, name):
+    """Record the files each call of ``wattwatch.fleet.spark.<name>`` (the numbered-text readers) reads."""
+    import wattwatch.fleet.spark as sp
+
+    seen, real = [], getattr(sp, name)
+
+    def spy(spark, ps, *args):
+        seen.extend(str(p).rsplit("/", 1)[-1] for p in ps)
+        return real(spark, ps, *args)
+
+    monkeypatch.setattr(sp, name, spy)
+    return seen
+
+
+def _csv_rows(n, bad=(), town=None):
+    """A canonical CSV of ``n`` readings of three meters; row i (line i + 2) has p_kw ``zz`` when i is in
+    ``bad`` and the town ``town[i]`` when given."""
+    town = town or {}
+    return "meter_id,ts,p_kw,town\n" + "".join(
+        f"M{i % 3},2025-01-{1 + i // 72:02d}T{(i // 3) % 24:02d}:00:00Z,{'zz' if i in bad else i / 4},{town.get(i, 'T')}\n"
+        for i in range(n))
+
+
+def test_spark_reads_a_clean_csv_without_numbering_a_line(spark, tmp_path, monkeypatch):
+    """spk53: a CSV with no reject and no quoting to mend is read by Spark's CSV reader alone (ops52
+    read every CSV as numbered text: a third slower); every reading is there, the same as pandas'."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    path = tmp_path / "clean.csv"
+    path.write_text(_csv_rows(300, town={7: '"quoted, with a comma"'}))
+    numbered = _spy(monkeypatch, "_csv_lines")
+    sdf, rejects, _ = read_fleet_spark(spark, [str(path)])
+    want = read_fleet([path])
+    assert numbered == [] and rejects == [] == want.rejects
+    got = _readings(sdf.toPandas())
+    assert len(got) == 300 and got == _readings(want.frame)
+    assert ("M1", "2025-01-01T02:00:00", 1.75, "quoted, with a comma") in got
+
+
+def test_spark_numbers_only_the_csv_files_that_need_it(spark, tmp_path, monkeypatch):
+    """spk53: of four files read together, only the one with a bad line (for its reject's line) and the
+    ones whose lines are not records when read alone (a quoted line end, a stray quote) are read as
+    numbered text; the clean one is not. Readings and reject lines equal pandas' in every file."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    files = {"clean.csv": _csv_rows(200), "bad.csv": _csv_rows(200, bad={120}),
+             "quoted.csv": _csv_rows(200, bad={150}, town={40: '"two\nlines"'}),
+             "stray.csv": _csv_rows(200, town={60: '5" pipe'})}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    paths = [tmp_path / n for n in files]
+    numbered = _spy(monkeypatch, "_csv_lines")
+    sdf, rejects, _ = read_fleet_spark(spark, [str(p) for p in paths])
+    assert "clean.csv" not in numbered and {"bad.csv", "quoted.csv", "stray.csv"} <= set(numbered)
+    want = read_fleet(paths)
+    name = lambda rs: sorted((str(r[0]).rsplit("/", 1)[-1], r[1], r[2], r[3]) for r in rs)  # noqa: E731
+    # row 120 is line 122; in quoted.csv row 150 is line 153 (row 40's town takes two lines)
+    assert name(rejects) == name(want.rejects) == [("bad.csv", 122, "p_kw", "not a number"),
+                                                   ("quoted.csv", 153, "p_kw", "not a number")]
+    got = _readings(sdf.toPandas())
+    assert len(got) == 798 and got == _readings(want.frame)
+    assert sum(r[3] == "two\nlines" for r in got) == 1 and sum(r[3] == '5" pipe' for r in got) == 1
+
+
+def test_spark_keeps_the_readers_readings_of_a_csv_with_one_bad_line(spark, tmp_path, monkeypatch):
+    """spk53: a file with one bad line keeps Spark's CSV reader's readings (numbered text only for the
+    reject's line): the frame is the same whatever splits a later job makes, and the one reject names
+    its line, past the first of many small splits."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    path = tmp_path / "bad.csv"
+    path.write_text(_csv_rows(1500, bad={1234}))
+    want = read_fleet([path])
+    old = spark.conf.get("spark.sql.files.maxPartitionBytes")
+    try:
+        spark.conf.set("spark.sql.files.maxPartitionBytes", "2048")
+        sdf, rejects, _ = read_fleet_spark(spark, [str(path)])
+        assert [r[1:] for r in rejects] == [r[1:] for r in want.rejects] == [(1236, "p_kw", "not a number")]
+        first = _readings(sdf.toPandas())
+        spark.conf.set("spark.sql.files.maxPartitionBytes", "5000")
+        assert _readings(sdf.toPandas()) == first == _readings(want.frame) and len(first) == 1499
+    finally:
+        spark.conf.set("spark.sql.files.maxPartitionBytes", old)
+
+
+def test_spark_numbers_a_quoted_line_end_the_line_reader_cannot_see(spark, tmp_path):
+    """spk53: a quoted last field whose second line reads, alone, as a whole record with no quote left in
+    it (``"x`` then ``M2,later,"``): no field count and no value gives it away, but the reader's reject
+    count differs from the numbered text's, so the file's readings are the numbered text's, as pandas'."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    path = tmp_path / "hidden.csv"
+    path.write_text("meter_id,ts,town\nM1,2025-01-01T00:00:00Z,\"x\nM2,later,\"\nM1,2025-01-01T01:00:00Z,T\n"
+                    "M1,soon,T\n")
+    want = read_fleet([path])
+    assert [r[1] for r in want.rejects] == [5] and want.frame["town"].tolist() == ["x\nM2,later,", "T"]
+    sdf, rejects, _ = read_fleet_spark(spark, [str(path)])
+    assert [r[1:] for r in rejects] == [r[1:] for r in want.rejects]
+    got = sdf.toPandas().sort_values("ts")
+    assert got["town"].tolist() == ["x\nM2,later,", "T"]
+    # With no reject at all: the closing quote is left in a value of the line read alone (``y"``).
+    tail = tmp_path / "tail.csv"
+    tail.write_text('meter_id,ts,town\nM1,2025-01-01T00:00:00Z,"x\nM2,2025-01-01T05:00:00Z,y"\n')
+    assert read_fleet([tail]).frame["town"].tolist() == ["x\nM2,2025-01-01T05:00:00Z,y"]
+    sdf, rejects, _ = read_fleet_spark(spark, [str(tail)])
+    assert rejects == [] and sdf.toPandas()["town"].tolist() == ["x\nM2,2025-01-01T05:00:00Z,y"]
+
+
+def test_spark_numbers_only_the_json_lines_files_with_rejects(spark, tmp_path, monkeypatch):
+    """spk53: JSON Lines are read by Spark's JSON reader; only a file with a reject is read again as
+    numbered text, for the lines (the readings stay the reader's). An input with a line that is not
+    JSON is read as numbered text whole. Lines and readings equal pandas'."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    rec = lambda t, v: json.dumps({"PODID": "A", "start_ts": f"2025-01-01T{t:02d}:00:00Z", "TotalActivePower": v})  # noqa: E731
+    clean, bad, broken = tmp_path / "clean.jsonl", tmp_path / "bad.jsonl", tmp_path / "broken.jsonl"
+    clean.write_text("\n".join(rec(t, t * 1000) for t in range(12)) + "\n")
+    bad.write_text("\n".join([rec(12, 1.0), "", rec(13, 2.0), rec(14, "abc"), rec(15, 3.0)]) + "\n")
+    broken.write_text("\n".join([rec(16, 1.0), "{not json", rec(17, "x"), rec(18, 4.0)]) + "\n")
+    for group, lines in (([clean, bad], [("bad.jsonl", 4)]),
+                         ([clean, bad, broken], [("bad.jsonl", 4), ("broken.jsonl", 2), ("broken.jsonl", 3)])):
+        numbered = _spy(monkeypatch, "_json_lines")
+        sdf, rejects, _ = read_fleet_spark(spark, [str(p) for p in group])
+        want = read_fleet(group)
+        name = lambda rs: sorted((str(r[0]).rsplit("/", 1)[-1], r[1]) for r in rs)  # noqa: E731
+        assert name(rejects) == name(want.rejects) == lines
+        got = sdf.toPandas()
+        assert len(got) == len(want.frame) and _readings(got) == _readings(want.frame)
+        if broken not in group:
+            assert numbered == ["bad.jsonl"]
+
+
+# ------------------------------------------ rev53: review of spk53
+
+def test_spark_reads_a_file_given_twice_twice_as_pandas_does(spark, tmp_path):
+    """rev53: a file named twice (or named and inside a named folder) is read twice by both engines. spk53
+    counted the CSV reader's rejects of both copies but numbered the file once: the counts differed, so
+    the file's readings were the numbered text's, once (99 readings of 148, one reject of two); a JSON
+    Lines file the same way kept the reader's rejects at line -1. Now each copy is read in a round of
+    its own: every reading and every reject (at its line) twice, as on pandas."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    bad, clean = tmp_path / "bad.csv", tmp_path / "clean.csv"
+    bad.write_text(_csv_rows(50, bad={10}))
+    clean.write_text(_csv_rows(50))
+    group = [bad, bad, clean]
+    want = read_fleet(group)
+    sdf, rejects, _ = read_fleet_spark(spark, [str(p) for p in group])
+    name = lambda rs: sorted((str(r[0]).rsplit("/", 1)[-1], r[1], r[2], r[3]) for r in rs)  # noqa: E731
+    assert name(rejects) == name(want.rejects) == [("bad.csv", 12, "p_kw", "not a number")] * 2
+    got = _readings(sdf.toPandas())
+    assert len(got) == 148 and got == _readings(want.frame)
+
+    rec = lambda t, v: json.dumps({"PODID": "A", "start_ts": f"2025-01-01T{t:02d}:00:00Z", "TotalActivePower": v})  # noqa: E731
+    lines = tmp_path / "j" / "b.jsonl"
+    lines.parent.mkdir()
+    lines.write_text("\n".join([rec(1, 1.0), "", rec(2, "q"), rec(3, 3.0)]) + "\n")
+    group = [lines, lines.parent]  # the file, then its folder
+    want = read_fleet(group)
+    sdf, rejects, _ = read_fleet_spark(spark, [str(p) for p in group])
+    assert name(rejects) == name(want.rejects) == [("b.jsonl", 3, "TotalActivePower", "not a number")] * 2
+    got = _readings(sdf.toPandas())
+    assert len(got) == 4 and got == _readings(want.frame)
+
+
+def test_a_json_lines_line_of_null_fails_the_input_on_both_engines(spark, tmp_path):
+    """rev53: a JSON Lines line that is ``null`` is no record: the pandas engine refuses the file (JSON
+    that is not records), as for any top level that is not an object or a list. spk53's Spark (and
+    ops52's) parsed it as a record of nothing and went on with a reject ``no POD id`` at its line. Now
+    Spark refuses it too, naming the file and the line; a blank line and ``{}`` are not refused."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    rec = lambda t, v: json.dumps({"PODID": "A", "start_ts": f"2025-01-01T{t:02d}:00:00Z", "TotalActivePower": v})  # noqa: E731
+    clean, bad = tmp_path / "clean.jsonl", tmp_path / "null.jsonl"
+    clean.write_text("\n".join(rec(t, t) for t in range(5)) + "\n")
+    bad.write_text("\n".join([rec(5, 1.0), "", rec(6, "abc"), "null", rec(8, 2.0)]) + "\n")
+    with pytest.raises(InputError, match="not records"):
+        read_fleet([clean, bad])
+    with pytest.raises(InputError, match=r"null\.jsonl.* not records .*line 4 "):
+        read_fleet_spark(spark, [str(clean), str(bad)])
+    bad.write_text("\n".join([rec(5, 1.0), " 5 ", rec(8, 2.0)]) + "\n")  # a number: the same
+    with pytest.raises(InputError, match="not records"):
+        read_fleet([bad])
+    with pytest.raises(InputError, match=r"null\.jsonl.* not records .*line 2 "):
+        read_fleet_spark(spark, [str(bad)])
+    # {} is an object: a reject "no POD id" on both engines, at its line
+    bad.write_text("\n".join([rec(5, 1.0), "", rec(6, "abc"), "{}", rec(8, 2.0)]) + "\n")
+    want = read_fleet([clean, bad])
+    sdf, rejects, _ = read_fleet_spark(spark, [str(clean), str(bad)])
+    name = lambda rs: sorted((str(r[0]).rsplit("/", 1)[-1], r[1], r[2], r[3]) for r in rs)  # noqa: E731
+    assert name(rejects) == name(want.rejects) and [r[1] for r in name(rejects)] == [3, 4]
+    assert _readings(sdf.toPandas()) == _readings(want.frame)

@@ -145,7 +145,7 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
         groups.setdefault(_kind(s), []).append(s)
     order = {k: i for i, k in enumerate(given)}
     frames, rejects, notes, unread = [], [], [], []
-    for kind, ps in groups.items():
+    for kind, ps in ((k, r) for k, named in groups.items() for r in _rounds(named)):
         try:
             if kind in ("json", "jsonl"):
                 # A repeated property name in a record: the last wins (as the pandas reader does)
@@ -153,7 +153,7 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
                 spark.conf.set("spark.sql.mapKeyDedupPolicy", "LAST_WIN")
                 raw = spark.read.option("multiLine", kind == "json").option("mode", "PERMISSIVE").json(ps)
                 if kind == "jsonl":  # each document on its line of the file
-                    sdf, rej = _from_json(_json_lines(spark, ps, raw.schema), energy)
+                    sdf, rej = _read_json_lines(spark, ps, raw, energy)
                 else:  # the record's position in the file's array
                     sdf, rej = _from_json(_numbered(spark, raw)[0], energy)
             elif kind == "parquet":
@@ -163,7 +163,7 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
                 sdf, rej = _from_canonical(_numbered(spark, raw)[0], energy)
             else:
                 raw = spark.read.option("header", True).csv(ps)  # the columns (the first line): no full job
-                sdf, rej = _from_canonical(_csv_lines(spark, ps, raw.columns), energy)
+                sdf, rej = _read_csv(spark, ps, raw.columns, energy)
             if kind not in ("json", "jsonl"):  # the schema only: no job
                 cols = unread_columns(raw.columns)
                 unread.extend((given.get(x, x), cols, order.get(x, len(order))) for x in ps)
@@ -181,6 +181,22 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
     for f in frames[1:]:
         out = out.unionByName(f)
     return out, rejects, notes
+
+
+def _rounds(ps):
+    """``ps`` as lists of distinct paths, a path named k times in each of the first k: each copy of a
+    file named twice (or named and inside a named folder) is read in a round of its own, as the pandas
+    engine reads it twice. Within one read a file must be there once: the line numbering
+    (:func:`_numbered`) counts a file's rows per (file, split), and the CSV / JSON Lines readers match
+    the reader's reject counts per file against a numbered read of the file once."""
+    rounds: list[list[str]] = []
+    seen: dict[str, int] = {}
+    for p in ps:
+        k = seen[p] = seen.get(p, 0) + 1
+        if k > len(rounds):
+            rounds.append([])
+        rounds[k - 1].append(p)
+    return rounds
 
 
 def _select_fleet(df):
@@ -306,6 +322,136 @@ def _csv_lines(spark, ps, columns):
     return parsed.select(*[F.col("_r").getField(c).alias(c) for c in columns], "_file", "_line")
 
 
+def _reader_paths(files):
+    """The paths to hand a reader for ``files`` as ``input_file_name`` names them (URIs, escaped),
+    or None when one would be read as a glob."""
+    from urllib.parse import unquote, urlsplit
+
+    out = []
+    for f in files:
+        u = urlsplit(f)
+        path = unquote(u.path)
+        out.append(path if u.scheme in ("", "file") else f"{u.scheme}://{u.netloc}{path}")
+    return None if any(is_remote(x) and any(ch in x for ch in "*?[{") for x in out) else out
+
+
+def _by_file(rejects):
+    counts: dict[str, int] = {}
+    for r in rejects:
+        counts[r[0]] = counts.get(r[0], 0) + 1
+    return counts
+
+
+def _read_csv(spark, ps, columns, energy: str):
+    """CSV files ``ps`` (the header's ``columns``): the readings and the rejects, each reject at the
+    line its record starts on (as pandas names it).
+
+    Spark's own CSV reader reads every file, as before ops52, with one aggregation per file (the
+    job that collected the rejects before): how many rows are rejects, and whether any line of the
+    file is not one whole record when read alone (a field count other than the header's, which a
+    quoted field over two lines always makes somewhere when there are two columns or more, or a
+    double quote left in a value: a line that ends or starts inside a quoted field, or a stray
+    quote). A file with neither is read as it is: no numbering, nothing more. Only the others are
+    read again as numbered text (:func:`_csv_lines`): a file with rejects for its rejects' lines (its
+    readings stay the reader's), a file whose lines are not records for its readings and rejects
+    both. Where the numbered text finds another number of rejects in a file than the reader did
+    (a quoted field the reader cut where no check could see it), that file's readings are the
+    numbered text's too."""
+    F = _F()
+    corrupt = "_corrupt_record"
+    while corrupt in columns:
+        corrupt = "_" + corrupt
+    ddl = ", ".join("`" + c.replace("`", "``") + "` STRING" for c in columns) + f", `{corrupt}` STRING"
+
+    def checked(paths):
+        raw = (spark.read.schema(ddl).option("header", True).option("mode", "PERMISSIVE")
+               .option("columnNameOfCorruptRecord", corrupt).csv(paths))
+        odd = F.col(corrupt).isNotNull()
+        for c in columns:
+            odd = odd | F.coalesce(F.col("`" + c.replace("`", "``") + "`").contains('"'), F.lit(False))
+        return _canonical_checked(raw.select("*", F.input_file_name().alias("_file"), odd.alias("_odd")))
+
+    t = checked(ps)
+    files = {r["_file"]: (r["_n"], bool(r["_odd"])) for r in t.groupBy("_file").agg(
+        F.count("_reason").alias("_n"), F.max(F.col("_odd").cast("int")).alias("_odd")).collect()}
+    quoted = sorted(f for f, (_, odd) in files.items() if odd)
+    lined = sorted(f for f, (n, odd) in files.items() if n and not odd)
+    if not quoted and not lined:
+        return _select_fleet(t.where(F.col("_reason").isNull())), []
+    if _reader_paths(sorted(files)) is None:  # a name a reader takes for a glob: all as numbered text
+        return _from_canonical(_csv_lines(spark, ps, columns), energy)
+    careful, rejects = _from_canonical(_csv_lines(spark, _reader_paths(quoted + lined), columns), energy)
+    if len(rejects) < MAX_REJECTS_COLLECTED:
+        got = _by_file(rejects)
+        moved = [f for f in lined if got.get(f, 0) != files[f][0]]
+        quoted, lined = sorted(quoted + moved), [f for f in lined if f not in moved]
+    frames = []
+    rest = sorted(set(files) - set(quoted))
+    if rest:
+        frames.append(_select_fleet(checked(_reader_paths(rest)).where(F.col("_reason").isNull())))
+    if quoted:
+        frames.append(careful if not lined else _from_canonical(
+            _csv_lines(spark, _reader_paths(quoted), columns), energy, collect=False)[0])
+    out = frames[0]
+    for f in frames[1:]:
+        out = out.unionByName(f)
+    return out, rejects
+
+
+NOT_RECORDS = "JSON that is not records"
+
+
+def _refuse_not_records(rejects):
+    """Raise the pandas reader's error when a JSON Lines line is no record (``null``, ``5``)."""
+    from urllib.parse import unquote, urlsplit
+
+    for f, line, _, why in rejects:
+        if why == NOT_RECORDS:
+            u = urlsplit(str(f))
+            raise InputError(f"{unquote(u.path) if u.scheme in ('', 'file') else f}: {NOT_RECORDS} (line {line} is neither an object nor a list)")
+    return rejects
+
+
+def _read_json_lines(spark, ps, raw, energy: str):
+    """JSON Lines files ``ps`` (``raw``: Spark's JSON reader on them): the readings and the rejects,
+    each at its document's line (as pandas names it).
+
+    The readings and a first list of the rejects come from the reader's frame, as before ops52;
+    only the files with a reject are read again as numbered text (:func:`_json_lines`, the same
+    parser and schema), for the rejects' lines. A file where the numbered text finds another
+    number of rejects than the reader keeps the reader's rejects (line -1 for flat records, the
+    record's position in an UrbanDataset document), which agree with its readings.
+
+    An input with a line that is not JSON (the reader's inferred schema then has
+    ``_corrupt_record``, which the reader cannot be asked for alone) is read as numbered text
+    whole, readings and rejects (as ops52 did).
+
+    A line that is JSON but no object or list (``null``, ``5``) fails the input as on pandas; the
+    reader reads ``null`` as a record of nothing (a reject), so its file is numbered and the line found."""
+    F = _F()
+    if "_corrupt_record" in raw.schema.fieldNames():
+        sdf, rejects = _from_json(_json_lines(spark, ps, raw.schema), energy)
+        return sdf, _refuse_not_records(rejects)
+    sdf, rejects = _from_json(raw.select("*", F.input_file_name().alias("_file"), F.lit(None).cast("long").alias("_line")),
+                              energy)
+    first = _by_file(rejects)
+    if not first:
+        return sdf, rejects
+    # A list cut at the limit may leave out a file that has rejects: then every file is numbered.
+    full = len(rejects) >= MAX_REJECTS_COLLECTED
+    paths = None if full else _reader_paths(sorted(first))
+    _, lined = _from_json(_json_lines(spark, ps if paths is None else paths, raw.schema), energy, rejects_only=True)
+    _refuse_not_records(lined)
+    if full or len(lined) >= MAX_REJECTS_COLLECTED:
+        return sdf, lined
+    got = _by_file(lined)
+    differ = {f for f in set(first) | set(got) if got.get(f, 0) != first.get(f, 0)}
+    return sdf, [r for r in lined if r[0] not in differ] + [r for r in rejects if r[0] in differ]
+
+
+_JSON_SCALAR = r'^\s*(?:null|true|false|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|"(?:[^"\\]|\\.)*")\s*$'
+
+
 def _json_lines(spark, ps, schema):
     """JSON Lines read as text, numbered (:func:`_numbered`) and parsed with ``schema`` (the reader's
     inferred one): ``_file`` and ``_line``, the document's line, as the pandas reader numbers them;
@@ -314,9 +460,12 @@ def _json_lines(spark, ps, schema):
     t, _ = _numbered(spark, spark.read.text(ps))
     t = t.where(~F.col("value").rlike(r"^\s*$"))
     opts = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt_record"}
-    parsed = t.select("_file", "_line", F.from_json(F.col("value"), schema, opts).alias("_r"))
+    parsed = t.select("_file", "_line", F.from_json(F.col("value"), schema, opts).alias("_r"),
+                      F.col("value").rlike(_JSON_SCALAR).alias("_notrec"))
+    # ``_notrec``: a line that is JSON but no object or list (``null``, ``5``, ``"x"``): from_json reads it
+    # as a record of nothing; the pandas reader refuses the file.
     return parsed.select(*[F.col("_r").getField(c).alias(c) for c in schema.fieldNames()], "_file", "_line",
-                         F.lit(True).alias("_jsonl"))
+                         F.lit(True).alias("_jsonl"), "_notrec")
 
 
 def _collect_rejects(df, reason, fld, line):
@@ -326,7 +475,7 @@ def _collect_rejects(df, reason, fld, line):
     return [(r["_file"], int(r["line"]) if r["line"] is not None else -1, r["field"] or "", r["reason"]) for r in rows]
 
 
-def _from_json(raw, energy: str):
+def _from_json(raw, energy: str, *, rejects_only: bool = False):
     F = _F()
     schema = raw.schema
     if "UrbanDataset" in schema.fieldNames():
@@ -336,7 +485,7 @@ def _from_json(raw, energy: str):
     else:
         raise InputError("JSON without UrbanDataset or PODID records: read it with `wattwatch ingest` readers "
                          "(local engine) or convert it to Parquet")
-    return _flatten_spark(recs, energy)
+    return _flatten_spark(recs, energy, rejects_only=rejects_only)
 
 
 def _urban_records(raw):
@@ -441,20 +590,24 @@ def _flat_records(raw):
     for n in list(ID_FIELDS) + ["start_ts", "end_ts"] + list(NUMERIC_FIELDS):
         cols.append((F.col(n).cast("string") if n in names else F.lit(None).cast("string")).alias(n))
     recs = raw.select(*cols)
-    if "_corrupt_record" in names:
-        corrupt = raw.where(F.col("_corrupt_record").isNotNull()).select(
-            "_file", F.col("_line").cast("long").alias("_line"), F.lit("not valid JSON").alias("_bad"))
-        recs = raw.where(F.col("_corrupt_record").isNull()).select(*cols)
+    bad = F.col("_corrupt_record").isNotNull() if "_corrupt_record" in names else F.lit(False)
+    notrec = F.col("_notrec") if "_notrec" in names else F.lit(False)
+    if "_corrupt_record" in names or "_notrec" in names:
+        corrupt = raw.where(bad | notrec).select(
+            "_file", F.col("_line").cast("long").alias("_line"),
+            F.when(notrec, F.lit(NOT_RECORDS)).otherwise(F.lit("not valid JSON")).alias("_bad"))
+        recs = raw.where(~(bad | notrec)).select(*cols)
     else:
         corrupt = None
     return recs, corrupt
 
 
-def _flatten_spark(recs_corrupt, energy: str):
+def _flatten_spark(recs_corrupt, energy: str, *, rejects_only: bool = False):
     """Spark twin of ``readers._flatten``: the same checks in the same order, the same columns.
 
     Built in projections (parsed columns, then checks on them, then derived channels) so that
-    each parse runs once per record and the plan stays small."""
+    each parse runs once per record and the plan stays small. ``rejects_only``: (None, the
+    rejects), nothing kept in Spark's storage."""
     F = _F()
     recs, corrupt = recs_corrupt
     # Projections separated by a non-deterministic column (a barrier): Spark keeps them apart
@@ -506,10 +659,14 @@ def _flatten_spark(recs_corrupt, energy: str):
     # JSON is parsed once: the rejects and the features read the parsed records from here.
     from pyspark import StorageLevel
 
-    df = df.persist(StorageLevel.DISK_ONLY)
+    if not rejects_only:
+        df = df.persist(StorageLevel.DISK_ONLY)
     rejects = _collect_rejects(df, F.col("_reason"), F.col("_field"), F.col("_line"))
     if corrupt is not None:
-        rejects += [(r["_file"], int(r["_line"]), "", r["_bad"]) for r in corrupt.limit(MAX_REJECTS_COLLECTED).collect()]
+        rejects += [(r["_file"], int(r["_line"]) if r["_line"] is not None else -1, "", r["_bad"])
+                    for r in corrupt.limit(MAX_REJECTS_COLLECTED).collect()]
+    if rejects_only:
+        return None, rejects
     good = df.where(F.col("_reason").isNull())
     n = {col: F.col(f"_n_{col}") for _, (col, _) in NUMERIC_FIELDS.items()}
     nul = F.lit(None).cast("double")
@@ -543,11 +700,24 @@ def _java_suffix(text):
     return text.rlike("[0-9.][dDfF]$")
 
 
-def _from_canonical(df, energy: str):
+def _from_canonical(df, energy: str, *, collect: bool = True):
     """Canonical columns (as ``wattwatch simulate`` / the POD simulator write them) natively.
 
     ``ts`` may be a timestamp, an ISO-8601 string (CSV) or, from Parquet, a TIMESTAMP(NANOS)
-    column (pandas' default), which Spark hands over as a long of nanoseconds since the epoch."""
+    column (pandas' default), which Spark hands over as a long of nanoseconds since the epoch.
+    ``collect=False``: the frame only (no job; the rejects list is empty)."""
+    F = _F()
+    df = _canonical_checked(df)
+    rejects = (_collect_rejects(df, F.col("_reason"), F.col("_field"), F.col("_line") if "_line" in df.columns else F.lit(-1))
+               if collect else [])
+    good = df.where(F.col("_reason").isNull())
+    return _select_fleet(good), rejects
+
+
+def _canonical_checked(df):
+    """``df`` (canonical columns) with ``ts``/``ts_end`` parsed, ``_file`` (the reader's file if not
+    given) and ``_reason``/``_field``: the first check a row fails, null for a reading. Other
+    columns of ``df`` are kept."""
     F = _F()
     names = df.columns
     if "meter_id" not in names or "ts" not in names:
@@ -604,12 +774,8 @@ def _from_canonical(df, energy: str):
     for cond, name, why in reversed(checks):
         reason = F.when(cond, why).otherwise(reason)
         fld = F.when(cond, F.lit(name)).otherwise(fld)
-    df = df.withColumn("_reason", reason).withColumn("_field", fld)
-    rejects = _collect_rejects(df, F.col("_reason"), F.col("_field"), F.col("_line") if "_line" in names else F.lit(-1))
-    good = df.where(F.col("_reason").isNull())
-    if energy == "interval" and "e_kwh" in names and "e_int_kwh" not in names:
-        pass  # canonical e_kwh is a register whatever ``energy`` says (the schema defines it so)
-    return _select_fleet(good), rejects
+    # canonical e_kwh is a register whatever ``energy`` says (the schema defines it so)
+    return df.withColumn("_reason", reason).withColumn("_field", fld)
 
 
 # ---------------------------------------------------------------------------------------- features
