@@ -293,3 +293,41 @@ def test_a_compact_known_score_column_gives_back_every_value_bit_for_bit(kind):
     assert per_row <= {"levels": 1, "signed_zero": 4, "float32": 4, "mostly_nan": 1, "mostly_level": 1,
                        "mostly_class": 1, "mostly_zero_signed": 4, "continuous": 8, "empty": 0}[kind] + 0.05, \
         (kind, type(got), per_row)
+
+
+@pytest.mark.parametrize("slices", [64, 0])
+def test_random_tails_and_pieces_merge_as_sorting_them_would(slices, monkeypatch):
+    """As above on random frames (1-150 meters, some only in the tail or only in the piece, tail
+    meters left out, late readings, a column one side lacks): the runs of rows, by slices or by a
+    mask, give what a stable sort of both by meter then time gives."""
+    from wattwatch.detect import stitch
+    from wattwatch.detect.stitch import _by_meter, _merge
+
+    monkeypatch.setattr(stitch, "RUNS_AS_SLICES", slices)
+    rng = np.random.default_rng(16)
+    for _ in range(150):
+        meters = [f"m{i:03d}" for i in range(int(rng.choice([1, 3, 40, 150])))]
+
+        def frame(per, t0):
+            rows = [(m, t0 + t, rng.normal()) for m in meters if rng.random() < 0.7
+                    for t in np.sort(rng.choice(3600, int(rng.integers(0, per + 1)), replace=False))]
+            return _frame(rows)
+
+        late = rng.random() < 0.3
+        a, b = frame(int(rng.choice([1, 5, 30])), 0), frame(int(rng.choice([1, 3])), 0 if late else 4000)
+        if not len(a) or not len(b):
+            continue
+        a["_c:x"] = rng.normal(size=len(a))
+        b["q_kvar"] = rng.normal(size=len(b))
+        ta, tb = _by_meter(a), _by_meter(b)
+        cats = ta["meter_id"].cat.categories
+        take = None if rng.random() < 0.4 else rng.random(len(cats)) < 0.7
+        got = _merge(ta, tb, take)
+        kept_a = ta if take is None else ta[np.isin(ta["meter_id"].astype(str), cats[take])]
+        want = pd.concat([kept_a.astype({"meter_id": str}), tb.astype({"meter_id": str})], ignore_index=True)
+        want = want.sort_values(["meter_id", "ts"], kind="stable").reset_index(drop=True)
+        assert list(got["meter_id"].astype(str)) == list(want["meter_id"])
+        assert list(got["meter_id"].cat.categories) == sorted(set(want["meter_id"]))
+        pd.testing.assert_series_equal(got["ts"], want["ts"])
+        for c in ("p_kw", "_c:x", "q_kvar"):
+            np.testing.assert_array_equal(got[c].to_numpy(), want[c].to_numpy())
