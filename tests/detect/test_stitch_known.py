@@ -331,3 +331,31 @@ def test_random_tails_and_pieces_merge_as_sorting_them_would(slices, monkeypatch
         pd.testing.assert_series_equal(got["ts"], want["ts"])
         for c in ("p_kw", "_c:x", "q_kvar"):
             np.testing.assert_array_equal(got[c].to_numpy(), want[c].to_numpy())
+
+
+@pytest.mark.parametrize("slices", [64, 0])
+@pytest.mark.parametrize("case", ["tail_left_out", "both_empty", "rowless_meter_taken"])
+def test_a_merge_with_no_rows_left_gives_an_empty_frame(case, slices, monkeypatch):
+    """A merge whose result has no rows (every tail meter left out and an empty piece; both
+    empty; a tail whose only meter taken is a category without rows, as a cut tail keeps one,
+    and an empty piece) gives an empty frame with both sides' columns, not an error."""
+    from wattwatch.detect import stitch
+    from wattwatch.detect.stitch import _by_meter, _merge, _rows
+
+    monkeypatch.setattr(stitch, "RUNS_AS_SLICES", slices)
+    a = _by_meter(_frame([("m1", 0, 1.0), ("m1", 60, 2.0), ("m2", 30, 3.0)]))
+    a["_k:x"] = np.array([True, False, True])
+    empty = _by_meter(_frame([]))
+    take = None
+    if case == "tail_left_out":
+        take = np.zeros(2, bool)
+    elif case == "both_empty":
+        a = _rows(a, np.zeros(len(a), bool))
+    else:   # m2's rows cut, its category kept (a tail as _cut_tail leaves it); m2 taken, m1 not
+        a = _rows(a, (a["meter_id"] == "m1").to_numpy())
+        take = np.array([False, True])
+    got = _merge(a, empty, take)
+    assert len(got) == 0
+    assert list(got.columns) == ["meter_id", "ts", "p_kw", "_k:x"]
+    assert list(got["meter_id"].cat.categories) == []
+    assert got["_k:x"].dtype == bool and got["p_kw"].dtype == float
