@@ -827,7 +827,7 @@ def _merge(a: pd.DataFrame, b: pd.DataFrame, a_meters: np.ndarray | None = None)
     runs: list[list[int]] = []
     if n_runs <= RUNS_AS_SLICES:
         first = np.flatnonzero(new_run)
-        last = np.append(first[1:], len(b_lo)) - 1
+        last = np.append(first[1:], len(b_lo))[:len(first)] - 1   # (no runs: no rows, an empty frame)
         runs = [[int(sd), int(lo), int(hi)] for sd, lo, hi in
                 zip(b_side[first].tolist(), b_lo[first].tolist(), b_hi[last].tolist())]
     else:
