@@ -359,3 +359,29 @@ def test_a_merge_with_no_rows_left_gives_an_empty_frame(case, slices, monkeypatc
     assert list(got.columns) == ["meter_id", "ts", "p_kw", "_k:x"]
     assert list(got["meter_id"].cat.categories) == []
     assert got["_k:x"].dtype == bool and got["p_kw"].dtype == float
+
+
+def test_a_stale_meter_forgotten_then_an_empty_piece_judges_nothing():
+    """A meter marked to be judged again (``stale``, as a restored carry is) whose carry is then
+    forgotten keeps its category in the tail without rows; an empty piece then merges no rows
+    and judges nothing (no error), and the other meter keeps its tail."""
+    frame = _sim(meters=2, days=PROFILE_DAYS + 0.25, step="15min", seed=11, profile_days=PROFILE_DAYS)
+    t0 = frame["ts"].min() + pd.Timedelta(days=PROFILE_DAYS)
+    dets = registry.build_all(["frozen_readings"])
+    profile(prepare(frame[frame["ts"] < t0]), dets, ENGINE)
+    st = Stitcher(dets, keep_scores=False)
+    live = frame[frame["ts"] >= t0]
+    st.feed(live[live["ts"] < t0 + pd.Timedelta(hours=2)])
+    m1, m2 = sorted(live["meter_id"].unique())
+    kept = st.tail.copy()
+    st.stale = {m2}
+    st.forget([m2])
+    assert m2 in st.tail["meter_id"].cat.categories and not (st.tail["meter_id"] == m2).any()
+    step = st.feed(live.iloc[:0])
+    assert step.alerts == []
+    from wattwatch.detect.stitch import dense_columns
+
+    def rows_of_m1(t):
+        return dense_columns(t[t["meter_id"] == m1].reset_index(drop=True)).astype({"meter_id": str})
+
+    pd.testing.assert_frame_equal(rows_of_m1(st.tail), rows_of_m1(kept))
