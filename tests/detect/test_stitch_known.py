@@ -293,3 +293,95 @@ def test_a_compact_known_score_column_gives_back_every_value_bit_for_bit(kind):
     assert per_row <= {"levels": 1, "signed_zero": 4, "float32": 4, "mostly_nan": 1, "mostly_level": 1,
                        "mostly_class": 1, "mostly_zero_signed": 4, "continuous": 8, "empty": 0}[kind] + 0.05, \
         (kind, type(got), per_row)
+
+
+@pytest.mark.parametrize("slices", [64, 0])
+def test_random_tails_and_pieces_merge_as_sorting_them_would(slices, monkeypatch):
+    """As above on random frames (1-150 meters, some only in the tail or only in the piece, tail
+    meters left out, late readings, a column one side lacks): the runs of rows, by slices or by a
+    mask, give what a stable sort of both by meter then time gives."""
+    from wattwatch.detect import stitch
+    from wattwatch.detect.stitch import _by_meter, _merge
+
+    monkeypatch.setattr(stitch, "RUNS_AS_SLICES", slices)
+    rng = np.random.default_rng(16)
+    for _ in range(150):
+        meters = [f"m{i:03d}" for i in range(int(rng.choice([1, 3, 40, 150])))]
+
+        def frame(per, t0):
+            rows = [(m, t0 + t, rng.normal()) for m in meters if rng.random() < 0.7
+                    for t in np.sort(rng.choice(3600, int(rng.integers(0, per + 1)), replace=False))]
+            return _frame(rows)
+
+        late = rng.random() < 0.3
+        a, b = frame(int(rng.choice([1, 5, 30])), 0), frame(int(rng.choice([1, 3])), 0 if late else 4000)
+        if not len(a) or not len(b):
+            continue
+        a["_c:x"] = rng.normal(size=len(a))
+        b["q_kvar"] = rng.normal(size=len(b))
+        ta, tb = _by_meter(a), _by_meter(b)
+        cats = ta["meter_id"].cat.categories
+        take = None if rng.random() < 0.4 else rng.random(len(cats)) < 0.7
+        got = _merge(ta, tb, take)
+        kept_a = ta if take is None else ta[np.isin(ta["meter_id"].astype(str), cats[take])]
+        want = pd.concat([kept_a.astype({"meter_id": str}), tb.astype({"meter_id": str})], ignore_index=True)
+        want = want.sort_values(["meter_id", "ts"], kind="stable").reset_index(drop=True)
+        assert list(got["meter_id"].astype(str)) == list(want["meter_id"])
+        assert list(got["meter_id"].cat.categories) == sorted(set(want["meter_id"]))
+        pd.testing.assert_series_equal(got["ts"], want["ts"])
+        for c in ("p_kw", "_c:x", "q_kvar"):
+            np.testing.assert_array_equal(got[c].to_numpy(), want[c].to_numpy())
+
+
+@pytest.mark.parametrize("slices", [64, 0])
+@pytest.mark.parametrize("case", ["tail_left_out", "both_empty", "rowless_meter_taken"])
+def test_a_merge_with_no_rows_left_gives_an_empty_frame(case, slices, monkeypatch):
+    """A merge whose result has no rows (every tail meter left out and an empty piece; both
+    empty; a tail whose only meter taken is a category without rows, as a cut tail keeps one,
+    and an empty piece) gives an empty frame with both sides' columns, not an error."""
+    from wattwatch.detect import stitch
+    from wattwatch.detect.stitch import _by_meter, _merge, _rows
+
+    monkeypatch.setattr(stitch, "RUNS_AS_SLICES", slices)
+    a = _by_meter(_frame([("m1", 0, 1.0), ("m1", 60, 2.0), ("m2", 30, 3.0)]))
+    a["_k:x"] = np.array([True, False, True])
+    empty = _by_meter(_frame([]))
+    take = None
+    if case == "tail_left_out":
+        take = np.zeros(2, bool)
+    elif case == "both_empty":
+        a = _rows(a, np.zeros(len(a), bool))
+    else:   # m2's rows cut, its category kept (a tail as _cut_tail leaves it); m2 taken, m1 not
+        a = _rows(a, (a["meter_id"] == "m1").to_numpy())
+        take = np.array([False, True])
+    got = _merge(a, empty, take)
+    assert len(got) == 0
+    assert list(got.columns) == ["meter_id", "ts", "p_kw", "_k:x"]
+    assert list(got["meter_id"].cat.categories) == []
+    assert got["_k:x"].dtype == bool and got["p_kw"].dtype == float
+
+
+def test_a_stale_meter_forgotten_then_an_empty_piece_judges_nothing():
+    """A meter marked to be judged again (``stale``, as a restored carry is) whose carry is then
+    forgotten keeps its category in the tail without rows; an empty piece then merges no rows
+    and judges nothing (no error), and the other meter keeps its tail."""
+    frame = _sim(meters=2, days=PROFILE_DAYS + 0.25, step="15min", seed=11, profile_days=PROFILE_DAYS)
+    t0 = frame["ts"].min() + pd.Timedelta(days=PROFILE_DAYS)
+    dets = registry.build_all(["frozen_readings"])
+    profile(prepare(frame[frame["ts"] < t0]), dets, ENGINE)
+    st = Stitcher(dets, keep_scores=False)
+    live = frame[frame["ts"] >= t0]
+    st.feed(live[live["ts"] < t0 + pd.Timedelta(hours=2)])
+    m1, m2 = sorted(live["meter_id"].unique())
+    kept = st.tail.copy()
+    st.stale = {m2}
+    st.forget([m2])
+    assert m2 in st.tail["meter_id"].cat.categories and not (st.tail["meter_id"] == m2).any()
+    step = st.feed(live.iloc[:0])
+    assert step.alerts == []
+    from wattwatch.detect.stitch import dense_columns
+
+    def rows_of_m1(t):
+        return dense_columns(t[t["meter_id"] == m1].reset_index(drop=True)).astype({"meter_id": str})
+
+    pd.testing.assert_frame_equal(rows_of_m1(st.tail), rows_of_m1(kept))

@@ -550,8 +550,14 @@ class Detector:
     def reach(self, meters) -> Reach:
         """Per meter (state needed): how far back and ahead a reading's score may depend on
         other readings, in seconds and in readings."""
+        n = len(meters)
+        cls = type(self)
+        if cls.lookback_s is Detector.lookback_s and cls.lookahead_s is Detector.lookahead_s:
+            # Neither reads the cadence (no reach in seconds): no look-up per meter (a stream asks
+            # every detector of a group for its reach several times a step, 200 meters each).
+            return Reach(np.zeros(n), np.full(n, self.lookback_n, np.int64),
+                         np.zeros(n), np.full(n, self.lookahead_n, np.int64))
         cad = np.array([_num(self.state_.get(m, {}).get("cadence_s"), np.nan) for m in meters], float)
-        n = len(cad)
         return Reach(np.asarray(self.lookback_s(cad), float), np.full(n, self.lookback_n, np.int64),
                      np.asarray(self.lookahead_s(cad), float), np.full(n, self.lookahead_n, np.int64))
 

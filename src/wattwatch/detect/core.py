@@ -222,7 +222,7 @@ def blockers(detectors: list[Detector], meters) -> dict[str, list[tuple[str, np.
     reach; 0 where it explains single readings). Shared by :func:`reaches` and the stitcher's known
     scores (:mod:`wattwatch.detect.stitch`)."""
     dets = order(detectors)
-    cad = np.array([_cadence(dets, m) for m in meters], float)
+    cad = None   # each meter's cadence, looked up only where a horizon needs it (not for a lone detector)
     out: dict[str, list[tuple[str, np.ndarray]]] = {}
     for d in dets:
         found = []
@@ -235,6 +235,8 @@ def blockers(detectors: list[Detector], meters) -> dict[str, list[tuple[str, np.
                 if set(e.kinds) & set(d.judges):
                     hit = True
                     if e.span != "reading":
+                        if cad is None:
+                            cad = np.array([_cadence(dets, m) for m in meters], float)
                         h = np.maximum(h, b.config.post.horizon_s(cad) + e.pad(cad) + e.within(cad))
             if hit:
                 found.append((b.name, h))
@@ -264,6 +266,8 @@ def reaches(detectors: list[Detector], meters, carried=()) -> dict[str, Reach]:
 def idle_on(d: Detector, meters) -> np.ndarray:
     """Per meter of ``meters``: ``d`` gives it no score at all (``idle``: NaN on every reading
     whatever the readings around it or its blockers' findings)."""
+    if type(d).idle is Detector.idle:   # idle on no meter (the default): no look-up per meter
+        return np.zeros(len(meters), bool)
     st = getattr(d, "state_", {})
     return np.array([m in st and d.idle(st[m]) for m in meters], bool)
 

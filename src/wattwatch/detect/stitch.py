@@ -810,20 +810,29 @@ def _merge(a: pd.DataFrame, b: pd.DataFrame, a_meters: np.ndarray | None = None)
     out_cats = cats[used]
     # Runs of rows taken from one side, in output order: per meter its block of a, then of b;
     # consecutive blocks of one side that touch are one run (idle meters' rows stay one slice).
-    runs: list[list[int]] = []
-    for u in used:
-        for side, lo, hi in ((0, lo_a[u], hi_a[u]), (1, lo_b[u], hi_b[u])):
-            if hi > lo:
-                if runs and runs[-1][0] == side and runs[-1][2] == lo:
-                    runs[-1][2] = hi
-                else:
-                    runs.append([side, int(lo), int(hi)])
+    # (whole-array: the blocks of the used meters, a's then b's, the empty ones left out, a block
+    # starting a new run unless it is of the side before and starts where that one ended)
+    b_side = np.tile(np.array([False, True]), len(used))
+    b_lo = np.column_stack([lo_a[used], lo_b[used]]).ravel()
+    b_hi = np.column_stack([hi_a[used], hi_b[used]]).ravel()
+    has = b_hi > b_lo
+    b_side, b_lo, b_hi = b_side[has], b_lo[has], b_hi[has]
+    new_run = np.ones(len(b_lo), bool)
+    new_run[1:] = (b_side[1:] != b_side[:-1]) | (b_lo[1:] != b_hi[:-1])
+    n_runs = int(new_run.sum())
     n = int((n_a + n_b).sum())
     # Few runs (a piece of a few meters; the idle meters put back): whole slices. Many (every
     # meter in the piece): each row's side as a mask, each side written in one pass.
     inb = rows_a = None
-    if len(runs) > RUNS_AS_SLICES:
-        inb = np.repeat(np.array([r[0] == 1 for r in runs]), [r[2] - r[1] for r in runs])
+    runs: list[list[int]] = []
+    if n_runs <= RUNS_AS_SLICES:
+        first = np.flatnonzero(new_run)
+        last = np.append(first[1:], len(b_lo))[:len(first)] - 1   # (no runs: no rows, an empty frame)
+        runs = [[int(sd), int(lo), int(hi)] for sd, lo, hi in
+                zip(b_side[first].tolist(), b_lo[first].tolist(), b_hi[last].tolist())]
+    else:
+        inb = np.repeat(b_side, b_hi - b_lo)
+        ina, k_b = ~inb, int(inb.sum())   # (once, not per column)
         if a_meters is not None:
             rows_a = np.asarray(a_meters, bool)[a["meter_id"].array.codes]
 
@@ -832,11 +841,10 @@ def _merge(a: pd.DataFrame, b: pd.DataFrame, a_meters: np.ndarray | None = None)
             parts = [x[lo:hi] if x is not None else np.full(hi - lo, fill)
                      for side, lo, hi in runs for x in ((xa, xb)[side],)]
             return np.concatenate(parts) if parts else np.zeros(0, (xa if xa is not None else xb).dtype)
-        k_b = int(inb.sum())
         xa = np.full(n - k_b, fill) if xa is None else (xa if rows_a is None else xa[rows_a])
         xb = np.full(k_b, fill) if xb is None else xb
         out = np.empty(n, np.result_type(xa.dtype, xb.dtype))
-        out[~inb], out[inb] = xa, xb
+        out[ina], out[inb] = xa, xb
         return out
 
     order = None
