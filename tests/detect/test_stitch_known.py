@@ -377,6 +377,7 @@ def test_a_stale_meter_forgotten_then_an_empty_piece_judges_nothing():
     st.stale = {m2}
     st.forget([m2])
     assert m2 in st.tail["meter_id"].cat.categories and not (st.tail["meter_id"] == m2).any()
+    assert st.stale == set()   # forgetting a meter drops its mark too
     step = st.feed(live.iloc[:0])
     assert step.alerts == []
     from wattwatch.detect.stitch import dense_columns

@@ -125,6 +125,7 @@ class Stitcher:
         for per in (*self.since.values(), *self.emitted.values(), *self.hours.values()):
             for m in ms:
                 per.pop(m, None)
+        self.stale -= ms   # a forgotten meter has no carry left to judge again (rev55)
         for m in ms:
             self.origin.pop(m, None)
             self.n_before.pop(m, None)
