@@ -522,13 +522,31 @@ class TamperSource(MqttSource):
         if merged == self._recorded and digests == self._recorded_digests:
             return
         path = self.state_file
+
+        def text(digests):
+            return json.dumps({"meters": dict(sorted(merged.items())), "digests": dict(sorted(digests.items())),
+                               "written": _iso(self.clock())})   # ASCII: its length is its size
+
+        body = text(digests)
+        if len(body) > RECORD_MAX_BYTES and digests:
+            # (rev59) A record the next start would refuse as larger than the cap ("damaged": the
+            # head-end stopped) is written without its digests, as edg58 wrote it: counters only
+            # (the crash-window redelivery is then ``replayed`` again; nothing is taken).
+            digests = {}
+            body = text(digests)
+            self.counters["record_digests_dropped"] += 1
+            if logged_nth(self.counters["record_digests_dropped"]):
+                log.error("%s: the counter record %s with its digests would be larger than %s bytes: written "
+                          "without its digests (a report redelivered after a crash is then refused as a replay)",
+                          self.name, path, f"{RECORD_MAX_BYTES:,}")
         try:
+            if len(body) > RECORD_MAX_BYTES:
+                # (rev59) Not written: the next start would refuse it; the old one stays loadable.
+                raise OSError(f"{len(body):,} bytes, larger than the {RECORD_MAX_BYTES:,} a start reads")
             path.parent.mkdir(parents=True, exist_ok=True)
             # A new file of its own beside it (never written through a symlink or a leftover),
             # fsync'd, renamed over the record, the folder fsync'd (wattwatch.atomicfile).
-            atomicfile.write_text(path, json.dumps({"meters": dict(sorted(merged.items())),
-                                                    "digests": dict(sorted(digests.items())),
-                                                    "written": _iso(self.clock())}))
+            atomicfile.write_text(path, body)
         except OSError as exc:
             self.counters["record_failed"] += 1
             if logged_nth(self.counters["record_failed"]):
