@@ -68,6 +68,11 @@ was intended. A damaged record is an error naming the file (it is what refuses t
 PUBACK is held) goes into neither the record nor the checkpoint until it is: the broker sends it again
 after a crash or a stop, and it is then taken, not refused. The record must be a regular file of at
 most 64 MiB; a running source holds it (``flock`` on ``<state_file>.lock``): one record per source.
+(edg59) With each meter's counter the record keeps the digest of the report at that counter: the
+broker's redelivery of that very report (its alert stored, its PUBACK not sent when the watcher
+died after the record and before the checkpoint) is a ``duplicate``, not a replay; any other report
+at or below the recorded counter is refused as before. A record without digests (edg58/rev58's)
+loads as before and gains them as counters rise.
 
 Rejections are counted (``counters``: ``malformed``, ``forged``, ``replayed``) and become
 ``ALRM_SECURITY_EVENT`` alerts (one per meter and hour, its counts per reason growing; detector
@@ -106,7 +111,8 @@ SECURITY_CODE = "ALRM_SECURITY_EVENT"
 CLOCK_CODE = "WARN_CLOCK_SKEW"
 STATUSES = {"tamper", "cleared", "signal_noisy", "signal_ok", "report"}
 REASONS = ("malformed", "forged", "replayed")
-RECORD_MAX_BYTES = 64 * 2**20   # (rev58) the counter record read at most (~3 million meters)
+RECORD_MAX_BYTES = 64 * 2**20   # (rev58) the counter record read at most (~700,000 meters with digests)
+DIGEST = re.compile(r"[0-9a-f]{64}\Z")   # (edg59) a report's digest in the record (SHA-256, hex)
 
 
 class _Token(list):
@@ -176,6 +182,10 @@ class TamperSource(MqttSource):
         self.state_file = Path(state_file) if state_file else None
         self.record: dict[str, int] = {}
         self._recorded: dict[str, int] = {}    # what the file holds now (written when it changes)
+        # (edg59) meter -> the digest of the report at its counter in ``record`` (a record written
+        # before edg59 has none): that very report again is a ``duplicate``, not a replay
+        self.digests: dict[str, str] = {}
+        self._recorded_digests: dict[str, str] = {}
         self._behind_checked = False
         self.behind: dict[str, tuple[int, int]] = {}   # meter -> (checkpoint's latest, record's latest)
         # (rev58) meter -> counters of reports taken whose alerts are not in the store yet (their
@@ -186,8 +196,8 @@ class TamperSource(MqttSource):
         self._record_lock = threading.Lock()
         self._record_fd: int | None = None            # the flock held on ``<state_file>.lock`` while running
         if self.state_file is not None:
-            self.record = self._read_record(self.state_file)
-            self._recorded = dict(self.record)
+            self.record, self.digests = self._read_record(self.state_file)
+            self._recorded, self._recorded_digests = dict(self.record), dict(self.digests)
 
     # ------------------------------------------------------------------------ routing
 
@@ -345,6 +355,12 @@ class TamperSource(MqttSource):
             if c == rec and rec > (max(seen) if seen else 0):
                 # (edg58) The latest counter the head-end's record says it took, while the (restored)
                 # checkpoint does not hold it: that report was taken before the restore.
+                if self.digests.get(meter) == d:
+                    # (edg59) That very report (its digest recorded with the counter): the broker's
+                    # redelivery after a crash between the record and the checkpoint (its PUBACK had
+                    # not left), or a recording of it; its alert is in the store either way.
+                    raise Rejected("duplicate", f"report {c} again (the head-end's counter record holds "
+                                                "its digest: a QoS 1 redelivery or a copy: no effect)")
                 raise Rejected("replayed", f"counter {c} already accepted (the head-end's counter record "
                                            f"{self.state_file}; the checkpoint restored is older)")
             if abs(off) > self.window_s and not seen and not rec and c == 1 and self.first_contact:
@@ -386,11 +402,13 @@ class TamperSource(MqttSource):
     # ------------------------------------------------------------------------ counter record (edg58)
 
     @staticmethod
-    def _read_record(path: Path) -> dict[str, int]:
-        """The counter record: ``{"meters": {meter: highest counter accepted}}``. A damaged one is
-        an error naming the file (it is what stops replays after a restore: not silently dropped)."""
+    def _read_record(path: Path) -> tuple[dict[str, int], dict[str, str]]:
+        """The counter record: ``{"meters": {meter: highest counter accepted}, "digests": {meter:
+        digest of the report at that counter}}`` (``digests`` since edg59: a record without it, or
+        without a meter in it, loads as before). A damaged one is an error naming the file (it is
+        what stops replays after a restore: not silently dropped)."""
         if not os.path.lexists(path):
-            return {}
+            return {}, {}
         try:
             # (rev58) Opened without blocking (a FIFO hung the head-end's start), a regular file of
             # a bounded size (a huge one was read whole), every entry a meter and a counter (one that
@@ -414,12 +432,19 @@ class TamperSource(MqttSource):
             if bad:
                 raise ValueError(f"entries that are not a meter and a counter >= 1: "
                                  f"{', '.join(repr(m)[:70] for m in bad[:3])}")
+            digests = doc.get("digests", {})
+            if not isinstance(digests, dict):
+                raise TypeError("'digests' is not a table")
+            bad = [m for m, d in digests.items() if m not in meters or not isinstance(d, str) or not DIGEST.match(d)]
+            if bad:
+                raise ValueError(f"digests that are not a SHA-256 digest of a meter with a counter: "
+                                 f"{', '.join(repr(m)[:70] for m in bad[:3])}")
         except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             raise ValueError(f"{path}: the tamper head-end's counter record is damaged ({type(exc).__name__}: "
                              f"{exc}"[:300] + "); restore it from the head-end's host, or move it aside to start "
                              "one anew (replays of reports signed since the store's checkpoint are then not "
                              "refused)") from None
-        return dict(meters)
+        return dict(meters), dict(digests)
 
     def hold_record(self) -> None:
         """(rev58) Hold the counter record for this source while it runs (an exclusive ``flock`` on
@@ -446,14 +471,17 @@ class TamperSource(MqttSource):
                              "watcher, or another [[sources]] table): give each its own state_file") from None
         self._record_fd = fd
         try:
-            now = self._read_record(self.state_file)
+            now, now_digests = self._read_record(self.state_file)
         except ValueError:
             self._free_record()
             raise
         with self._record_lock:
-            self.record = {m: max(c, self.record.get(m, 0)) for m, c in now.items()} | \
+            record = {m: max(c, self.record.get(m, 0)) for m, c in now.items()} | \
                 {m: c for m, c in self.record.items() if m not in now}
-            self._recorded = dict(now)
+            digests = _digests_at(record, (now, now_digests), (self.record, self.digests))
+            with self._state_lock:
+                self.record, self.digests = record, digests
+            self._recorded, self._recorded_digests = dict(now), dict(now_digests)
 
     def _free_record(self) -> None:
         fd, self._record_fd = self._record_fd, None
@@ -470,32 +498,64 @@ class TamperSource(MqttSource):
         finally:
             self._free_record()
 
-    def _write_record(self, tops: dict[str, int]) -> None:
+    def _write_record(self, tops: dict[str, tuple[int, str]]) -> None:
         """Write the counter record (new file, fsync, rename, fsync of the folder: a crash leaves the
-        old or the new one, whole). Its counters only ever rise."""
+        old or the new one, whole). Its counters only ever rise. ``tops``: meter -> (its latest
+        counter in the checkpoint, that report's digest)."""
         with self._record_lock:
             self._write_record_locked(tops)
 
-    def _write_record_locked(self, tops: dict[str, int]) -> None:
-        merged = {m: max(c, self.record.get(m, 0)) for m, c in tops.items()}
+    def _write_record_locked(self, tops: dict[str, tuple[int, str]]) -> None:
+        merged = {m: max(c, self.record.get(m, 0)) for m, (c, _) in tops.items()}
         merged.update({m: c for m, c in self.record.items() if m not in merged})
-        if merged == self._recorded:
+        # (edg59) Each meter's digest at its merged counter: the record's own if its counter did not
+        # rise, else the checkpoint's, taken only if it is one (a restored checkpoint's are not
+        # checked: anything else written here would make the next start refuse the record).
+        digests, rc, rd = {}, self.record, self.digests
+        for m, c in merged.items():
+            if rc.get(m) == c and m in rd:
+                digests[m] = rd[m]
+                continue
+            t = tops.get(m)
+            if t is not None and t[0] == c and isinstance(t[1], str) and DIGEST.match(t[1]):
+                digests[m] = t[1]
+        if merged == self._recorded and digests == self._recorded_digests:
             return
         path = self.state_file
+
+        def text(digests):
+            return json.dumps({"meters": dict(sorted(merged.items())), "digests": dict(sorted(digests.items())),
+                               "written": _iso(self.clock())})   # ASCII: its length is its size
+
+        body = text(digests)
+        if len(body) > RECORD_MAX_BYTES and digests:
+            # (rev59) A record the next start would refuse as larger than the cap ("damaged": the
+            # head-end stopped) is written without its digests, as edg58 wrote it: counters only
+            # (the crash-window redelivery is then ``replayed`` again; nothing is taken).
+            digests = {}
+            body = text(digests)
+            self.counters["record_digests_dropped"] += 1
+            if logged_nth(self.counters["record_digests_dropped"]):
+                log.error("%s: the counter record %s with its digests would be larger than %s bytes: written "
+                          "without its digests (a report redelivered after a crash is then refused as a replay)",
+                          self.name, path, f"{RECORD_MAX_BYTES:,}")
         try:
+            if len(body) > RECORD_MAX_BYTES:
+                # (rev59) Not written: the next start would refuse it; the old one stays loadable.
+                raise OSError(f"{len(body):,} bytes, larger than the {RECORD_MAX_BYTES:,} a start reads")
             path.parent.mkdir(parents=True, exist_ok=True)
             # A new file of its own beside it (never written through a symlink or a leftover),
             # fsync'd, renamed over the record, the folder fsync'd (wattwatch.atomicfile).
-            atomicfile.write_text(path, json.dumps({"meters": dict(sorted(merged.items())),
-                                                    "written": _iso(self.clock())}))
+            atomicfile.write_text(path, body)
         except OSError as exc:
             self.counters["record_failed"] += 1
             if logged_nth(self.counters["record_failed"]):
                 log.error("%s: cannot write the counter record %s (%s): a store restored from a backup would "
                           "take replays of reports signed since", self.name, path, exc.strerror or exc)
             return
-        self.record = merged
-        self._recorded = dict(merged)
+        with self._state_lock:   # (edg59) read together by _check
+            self.record, self.digests = merged, digests
+        self._recorded, self._recorded_digests = dict(merged), dict(digests)
 
     def _check_behind(self) -> None:
         """Say (once) which meters the restored checkpoint holds older counters of than the
@@ -675,7 +735,7 @@ class TamperSource(MqttSource):
                     for m, v in self.seen.items()}
             pos = {"seen": seen,
                    "newest": {m: [[i, c] for i, c in v.items()] for m, v in self.newest.items()}}
-            tops = {m: v[-1][0] for m, v in seen.items() if v}
+            tops = {m: (v[-1][0], v[-1][1]) for m, v in seen.items() if v}   # (edg59) with its digest
         if self.state_file is not None:
             # Before the store commits this checkpoint: the record is never behind it (a crash in
             # between leaves the record ahead, which only refuses what was already taken).
@@ -706,6 +766,19 @@ class TamperSource(MqttSource):
                 while len(mine) > self.reorder:
                     del mine[next(iter(mine))]
         self._behind_checked = False   # said at the first report after the restore
+
+
+def _digests_at(counters: dict[str, int], *sources: tuple[dict[str, int], dict[str, str]]) -> dict[str, str]:
+    """(edg59) For each meter of ``counters``, the digest of its report at that counter: from the
+    first of ``sources`` (counters, digests) that holds one at the same counter (none if none does:
+    a record written before edg59, or a counter only a restored backup's record knows)."""
+    out = {}
+    for m, c in counters.items():
+        for cs, ds in sources:
+            if cs.get(m) == c and m in ds:
+                out[m] = ds[m]
+                break
+    return out
 
 
 def default_record(name: str, config: Path | None = None) -> str:
