@@ -358,7 +358,9 @@ class TamperSource(MqttSource):
                 if self.digests.get(meter) == d:
                     # (edg59) That very report (its digest recorded with the counter): the broker's
                     # redelivery after a crash between the record and the checkpoint (its PUBACK had
-                    # not left), or a recording of it; its alert is in the store either way.
+                    # not left), or a recording of it. Its alert was stored before the record was
+                    # written, unless the store was since restored from an older backup: then the
+                    # copy is dropped without the alert coming back (nothing new is accepted).
                     raise Rejected("duplicate", f"report {c} again (the head-end's counter record holds "
                                                 "its digest: a QoS 1 redelivery or a copy: no effect)")
                 raise Rejected("replayed", f"counter {c} already accepted (the head-end's counter record "
