@@ -631,6 +631,26 @@ def csv_record_lines(data: bytes) -> np.ndarray:
     return starts[1:].astype(np.int64)
 
 
+def _parser_error(p: Path, exc: Exception) -> str:
+    """pandas' CSV parser error as the Spark engine words it: a quoted field never closed names the
+    line its record starts on (the last record start of :func:`csv_record_lines`' scan)."""
+    if "EOF inside string" not in str(exc):
+        return str(exc).strip().splitlines()[0]
+    data = _file_bytes(p)
+    b = np.frombuffer(data, dtype=np.uint8)
+    if not len(b) or int((b == 34).sum()) % 2 == 0:  # the scan does not see it open: no line
+        return "a quoted field never closed"
+    nxt = np.append(b[1:], np.uint8(0))
+    ends = (b == 10) | ((b == 13) & (nxt != 10))
+    closed_ends = np.flatnonzero(ends & (np.cumsum(b == 34) % 2 == 0))
+    # the open record starts after the last record end outside quotes (blank lines before it skipped)
+    start = int(closed_ends[-1]) + 1 if len(closed_ends) else 0
+    ink = np.flatnonzero(~np.isin(b[start:], np.frombuffer(b" \t\r\n\x0b\x0c", dtype=np.uint8)))
+    first = start + (int(ink[0]) if len(ink) else 0)
+    line = int(ends[:first].sum()) + 1
+    return f"a quoted field never closed (the record from line {line} runs to the end of the file)"
+
+
 def read_canonical(p: Path) -> FleetInput:
     """A Parquet/CSV file in canonical columns with every fleet column it has (``ts_end``,
     ``e_int_kwh``, ``p_l1_kw`` ..., ``panel_id``, ``town``), the way the Spark engine reads it:
@@ -649,7 +669,10 @@ def read_canonical(p: Path) -> FleetInput:
         # dropped as Spark's reader drops it (pandas warns of it: said here instead).
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", pd.errors.ParserWarning)
-            raw = pd.read_csv(p, dtype=str, keep_default_na=False, index_col=False)
+            try:
+                raw = pd.read_csv(p, dtype=str, keep_default_na=False, index_col=False)
+            except pd.errors.ParserError as exc:  # "EOF inside string": a quoted field never closed
+                raise InputError(f"{p}: {_parser_error(p, exc)}") from exc
         first = 2
     n = len(raw)
     out = pd.DataFrame(index=raw.index)
