@@ -772,3 +772,38 @@ def test_a_csv_both_engines_cannot_read_fails_the_input_naming_it(spark, tmp_pat
         with pytest.raises(InputError, match=str(bad)) as sp_err:
             read_fleet_spark(spark, [str(good), str(bad)])
         assert words in str(sp_err.value)
+
+
+def test_a_good_header_over_a_first_record_whose_quote_never_closes_is_not_a_bad_header(spark, tmp_path):
+    """rev60: the header check parsed the first data record too (``pd.read_csv(nrows=0)``), so a file
+    whose *first* record opens a quote that never closes was taken for a file without ``ts``: Spark
+    said "the header has no meter_id or no ts column", pandas raised a bare ``ParserError``. Both now
+    name the file and the record's line; a header of other names keeps the hint to the local engine."""
+    from wattwatch.fleet.readers import _canonical_columns
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    bad = tmp_path / "open_first.csv"
+    bad.write_text('meter_id,ts,p_kw\nM1,"2025-01-01T00:00:00Z,1.0\n' + _row(1) + _row(2))
+    assert _canonical_columns(bad)
+    for read in (lambda: read_fleet([bad]), lambda: read_fleet_spark(spark, [str(bad)])):
+        with pytest.raises(InputError, match=f"{bad}: a quoted field never closed.*line 2 runs"):
+            read()
+    upper = tmp_path / "upper.csv"
+    upper.write_text("METER_ID,TS,P_KW\n" + _row(0))
+    assert len(read_fleet([upper]).frame) == 1
+    with pytest.raises(InputError, match=f"{upper}: the header .*--engine local"):
+        read_fleet_spark(spark, [str(upper)])
+
+
+def test_the_csv_header_check_reads_the_header_only(tmp_path):
+    """rev60: a header whose quote never closes made the header check read the whole file (the Spark
+    driver's memory); it now reads at most 1 MB and takes such a file for one without ``ts``."""
+    from wattwatch.fleet.readers import _canonical_columns, _csv_header_bytes
+
+    big = tmp_path / "big.csv"
+    big.write_text('meter_id,"ts,p_kw\n' + _row(0) * 200_000)  # ~5.6 MB
+    assert _csv_header_bytes(big) is None and not _canonical_columns(big)
+    ok = tmp_path / "ok.csv"
+    ok.write_text('\n  \n"meter_id","ts","p,kw"\r\n' + _row(0) * 200_000)
+    assert _csv_header_bytes(ok) == b'\n  \n"meter_id","ts","p,kw"\r'
+    assert _canonical_columns(ok)

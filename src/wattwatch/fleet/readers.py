@@ -58,6 +58,7 @@ is handed to Spark untouched.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Sequence
@@ -562,12 +563,38 @@ def _canonical_columns(p: Path) -> bool:
 
             cols = pq.read_schema(p).names
         elif name.endswith((".csv", ".csv.gz")):
-            cols = list(pd.read_csv(p, nrows=0).columns)
+            head = _csv_header_bytes(p)
+            if head is None:
+                return False
+            cols = list(pd.read_csv(io.BytesIO(head), nrows=0).columns)
         else:
             return False
     except Exception:  # noqa: BLE001 - unreadable here: the ingest readers say why
         return False
     return "meter_id" in cols and "ts" in cols
+
+
+def _csv_header_bytes(p: Path, cap: int = 1 << 20) -> bytes | None:
+    """The first bytes of a CSV file (a ``.gz`` decompressed) through its header record: the first line end
+    after a non-blank byte with the quotes before it even; None past ``cap`` bytes (a header quote never
+    closed). rev60: ``pd.read_csv(p, nrows=0)`` read a file whose header opens a quote whole (the driver's
+    memory on the Spark engine) and also parsed the first data record, taking a good header for a bad one
+    when that record's quote never closes."""
+    import gzip
+
+    buf = b""
+    with (gzip.open(p, "rb") if p.name.lower().endswith(".gz") else open(p, "rb")) as fh:
+        while len(buf) < cap and (chunk := fh.read(1 << 16)):
+            buf += chunk
+            b = np.frombuffer(buf, dtype=np.uint8)
+            ink = np.flatnonzero(~np.isin(b, np.frombuffer(b" \t\r\n\x0b\x0c", dtype=np.uint8)))
+            if not len(ink):
+                continue
+            ends = np.flatnonzero(((b == 10) | (b == 13)) & (np.cumsum(b == 34) % 2 == 0))
+            ends = ends[ends > ink[0]]
+            if len(ends):
+                return buf[: int(ends[0]) + 1]
+    return buf if len(buf) < cap and buf.strip() else None
 
 
 def unread_columns(columns) -> list[str]:

@@ -210,7 +210,8 @@ def _refuse_local_csv(ps, given):
             raise InputError(f"{name}: empty file")
         if not _canonical_columns(p):
             raise InputError(f"{name}: the header has no meter_id or no ts column (as pandas reads it); "
-                             "the Spark engine reads CSV in canonical columns")
+                             "the Spark engine reads CSV in canonical columns (map other layouts with `wattwatch "
+                             "ingest` first or use --engine local)")
 
 
 def _rounds(ps):
