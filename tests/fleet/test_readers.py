@@ -384,7 +384,7 @@ def test_spark_keeps_the_rows_after_a_quote_that_opens_no_quoted_field(spark, tm
     unquoted field (``5" pipe``, a literal to pandas and to Spark's parser) glued every later line of the
     file into one record: 2 readings of 30 came out, and the reject at line 32 was gone, without a
     word (before ops52 Spark read all 30). A quoted field opens only at a field's start (pandas' rule),
-    and the lines of a quoted field that never closes stay records of their own (as before ops52)."""
+    and a quoted field that never closes fails the input on both engines (spk60)."""
     from wattwatch.fleet.spark import read_fleet_spark
 
     def row(i, p="1.0", town="T"):
@@ -401,8 +401,11 @@ def test_spark_keeps_the_rows_after_a_quote_that_opens_no_quoted_field(spark, tm
     assert sorted(set(got["town"])) == ['5" pipe', "T", "x\ny"]
     unclosed = tmp_path / "unclosed.csv"
     unclosed.write_text("meter_id,ts,p_kw,town\n" + row(0) + row(1, p="q") + row(2, town='"open') + row(3) + row(4, p="zz"))
-    sdf, rejects, _ = read_fleet_spark(spark, [str(unclosed)])
-    assert sdf.count() == 3 and sorted(r[1] for r in rejects) == [3, 6]
+    # spk60: a quoted field that never closes fails the input on both engines (pandas refused it,
+    # "EOF inside string"; Spark read its lines as records), naming the line its record starts on.
+    for read in (lambda: read_fleet([unclosed]), lambda: read_fleet_spark(spark, [str(unclosed)])):
+        with pytest.raises(InputError, match="line 4 runs to the end"):
+            read()
 
 
 def test_spark_numbers_lines_across_the_splits_of_a_file(spark, tmp_path):
@@ -738,3 +741,69 @@ def test_a_json_lines_line_of_null_fails_the_input_on_both_engines(spark, tmp_pa
     name = lambda rs: sorted((str(r[0]).rsplit("/", 1)[-1], r[1], r[2], r[3]) for r in rs)  # noqa: E731
     assert name(rejects) == name(want.rejects) and [r[1] for r in name(rejects)] == [3, 4]
     assert _readings(sdf.toPandas()) == _readings(want.frame)
+
+
+def _row(i, p="1.0"):
+    return f"M1,2025-01-01T00:{i:02d}:00Z,{p}\n"
+
+
+def test_a_csv_both_engines_cannot_read_fails_the_input_naming_it(spark, tmp_path):
+    """spk60 (rev53 Left): an empty (or blank) CSV, a quoted field never closed and a header with a
+    stray quote (pandas then finds no ts column) failed the input on pandas while Spark read on.
+    Both engines now refuse the input, naming the file (and the open record's line)."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    good = tmp_path / "good.csv"
+    good.write_text("meter_id,ts,p_kw\n" + "".join(_row(i) for i in range(10)))
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    blank = tmp_path / "blank.csv"
+    blank.write_text("\n  \n")
+    unclosed = tmp_path / "open.csv"
+    # (a bad value before it: Spark finds the open quote on a file it numbers; spk60 Left)
+    unclosed.write_text("meter_id,ts,p_kw\n" + _row(0, p="zz") + "\n" + _row(1, p='"2') + _row(2) + _row(3))
+    header = tmp_path / "header.csv"
+    header.write_text('meter_id,"ts,p_kw\n' + _row(0) + _row(1))
+    for bad, words in ((empty, "empty file"), (blank, "empty file"), (unclosed, "line 4"),
+                       (header, "ts")):
+        with pytest.raises(InputError, match=str(bad)) as pd_err:
+            read_fleet([good, bad])
+        assert words in str(pd_err.value)
+        with pytest.raises(InputError, match=str(bad)) as sp_err:
+            read_fleet_spark(spark, [str(good), str(bad)])
+        assert words in str(sp_err.value)
+
+
+def test_a_good_header_over_a_first_record_whose_quote_never_closes_is_not_a_bad_header(spark, tmp_path):
+    """rev60: the header check parsed the first data record too (``pd.read_csv(nrows=0)``), so a file
+    whose *first* record opens a quote that never closes was taken for a file without ``ts``: Spark
+    said "the header has no meter_id or no ts column", pandas raised a bare ``ParserError``. Both now
+    name the file and the record's line; a header of other names keeps the hint to the local engine."""
+    from wattwatch.fleet.readers import _canonical_columns
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    bad = tmp_path / "open_first.csv"
+    bad.write_text('meter_id,ts,p_kw\nM1,"2025-01-01T00:00:00Z,1.0\n' + _row(1) + _row(2))
+    assert _canonical_columns(bad)
+    for read in (lambda: read_fleet([bad]), lambda: read_fleet_spark(spark, [str(bad)])):
+        with pytest.raises(InputError, match=f"{bad}: a quoted field never closed.*line 2 runs"):
+            read()
+    upper = tmp_path / "upper.csv"
+    upper.write_text("METER_ID,TS,P_KW\n" + _row(0))
+    assert len(read_fleet([upper]).frame) == 1
+    with pytest.raises(InputError, match=f"{upper}: the header .*--engine local"):
+        read_fleet_spark(spark, [str(upper)])
+
+
+def test_the_csv_header_check_reads_the_header_only(tmp_path):
+    """rev60: a header whose quote never closes made the header check read the whole file (the Spark
+    driver's memory); it now reads at most 1 MB and takes such a file for one without ``ts``."""
+    from wattwatch.fleet.readers import _canonical_columns, _csv_header_bytes
+
+    big = tmp_path / "big.csv"
+    big.write_text('meter_id,"ts,p_kw\n' + _row(0) * 200_000)  # ~5.6 MB
+    assert _csv_header_bytes(big) is None and not _canonical_columns(big)
+    ok = tmp_path / "ok.csv"
+    ok.write_text('\n  \n"meter_id","ts","p,kw"\r\n' + _row(0) * 200_000)
+    assert _csv_header_bytes(ok) == b'\n  \n"meter_id","ts","p,kw"\r'
+    assert _canonical_columns(ok)

@@ -58,6 +58,7 @@ is handed to Spark untouched.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Sequence
@@ -562,12 +563,38 @@ def _canonical_columns(p: Path) -> bool:
 
             cols = pq.read_schema(p).names
         elif name.endswith((".csv", ".csv.gz")):
-            cols = list(pd.read_csv(p, nrows=0).columns)
+            head = _csv_header_bytes(p)
+            if head is None:
+                return False
+            cols = list(pd.read_csv(io.BytesIO(head), nrows=0).columns)
         else:
             return False
     except Exception:  # noqa: BLE001 - unreadable here: the ingest readers say why
         return False
     return "meter_id" in cols and "ts" in cols
+
+
+def _csv_header_bytes(p: Path, cap: int = 1 << 20) -> bytes | None:
+    """The first bytes of a CSV file (a ``.gz`` decompressed) through its header record: the first line end
+    after a non-blank byte with the quotes before it even; None past ``cap`` bytes (a header quote never
+    closed). rev60: ``pd.read_csv(p, nrows=0)`` read a file whose header opens a quote whole (the driver's
+    memory on the Spark engine) and also parsed the first data record, taking a good header for a bad one
+    when that record's quote never closes."""
+    import gzip
+
+    buf = b""
+    with (gzip.open(p, "rb") if p.name.lower().endswith(".gz") else open(p, "rb")) as fh:
+        while len(buf) < cap and (chunk := fh.read(1 << 16)):
+            buf += chunk
+            b = np.frombuffer(buf, dtype=np.uint8)
+            ink = np.flatnonzero(~np.isin(b, np.frombuffer(b" \t\r\n\x0b\x0c", dtype=np.uint8)))
+            if not len(ink):
+                continue
+            ends = np.flatnonzero(((b == 10) | (b == 13)) & (np.cumsum(b == 34) % 2 == 0))
+            ends = ends[ends > ink[0]]
+            if len(ends):
+                return buf[: int(ends[0]) + 1]
+    return buf if len(buf) < cap and buf.strip() else None
 
 
 def unread_columns(columns) -> list[str]:
@@ -631,6 +658,26 @@ def csv_record_lines(data: bytes) -> np.ndarray:
     return starts[1:].astype(np.int64)
 
 
+def _parser_error(p: Path, exc: Exception) -> str:
+    """pandas' CSV parser error as the Spark engine words it: a quoted field never closed names the
+    line its record starts on (the last record start of :func:`csv_record_lines`' scan)."""
+    if "EOF inside string" not in str(exc):
+        return str(exc).strip().splitlines()[0]
+    data = _file_bytes(p)
+    b = np.frombuffer(data, dtype=np.uint8)
+    if not len(b) or int((b == 34).sum()) % 2 == 0:  # the scan does not see it open: no line
+        return "a quoted field never closed"
+    nxt = np.append(b[1:], np.uint8(0))
+    ends = (b == 10) | ((b == 13) & (nxt != 10))
+    closed_ends = np.flatnonzero(ends & (np.cumsum(b == 34) % 2 == 0))
+    # the open record starts after the last record end outside quotes (blank lines before it skipped)
+    start = int(closed_ends[-1]) + 1 if len(closed_ends) else 0
+    ink = np.flatnonzero(~np.isin(b[start:], np.frombuffer(b" \t\r\n\x0b\x0c", dtype=np.uint8)))
+    first = start + (int(ink[0]) if len(ink) else 0)
+    line = int(ends[:first].sum()) + 1
+    return f"a quoted field never closed (the record from line {line} runs to the end of the file)"
+
+
 def read_canonical(p: Path) -> FleetInput:
     """A Parquet/CSV file in canonical columns with every fleet column it has (``ts_end``,
     ``e_int_kwh``, ``p_l1_kw`` ..., ``panel_id``, ``town``), the way the Spark engine reads it:
@@ -649,7 +696,10 @@ def read_canonical(p: Path) -> FleetInput:
         # dropped as Spark's reader drops it (pandas warns of it: said here instead).
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", pd.errors.ParserWarning)
-            raw = pd.read_csv(p, dtype=str, keep_default_na=False, index_col=False)
+            try:
+                raw = pd.read_csv(p, dtype=str, keep_default_na=False, index_col=False)
+            except pd.errors.ParserError as exc:  # "EOF inside string": a quoted field never closed
+                raise InputError(f"{p}: {_parser_error(p, exc)}") from exc
         first = 2
     n = len(raw)
     out = pd.DataFrame(index=raw.index)

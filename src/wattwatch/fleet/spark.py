@@ -162,6 +162,7 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
                 raw = spark.read.parquet(*ps)
                 sdf, rej = _from_canonical(_numbered(spark, raw)[0], energy)
             else:
+                _refuse_local_csv(ps, given)
                 raw = spark.read.option("header", True).csv(ps)  # the columns (the first line): no full job
                 sdf, rej = _read_csv(spark, ps, raw.columns, energy)
             if kind not in ("json", "jsonl"):  # the schema only: no job
@@ -181,6 +182,36 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
     for f in frames[1:]:
         out = out.unionByName(f)
     return out, rejects, notes
+
+
+def _refuse_local_csv(ps, given):
+    """Refuse, as the pandas engine does, a local CSV file that is empty (or blank lines only) or whose
+    header (read by pandas' rules) has no ``meter_id`` or no ``ts`` column. Spark's reader would read
+    the first silently as no rows and the second with the first file's columns, by position. Each file's
+    first bytes are read on the driver (a file of blank lines is read to its end); remote paths are
+    not checked (spk60 Left)."""
+    import gzip
+
+    from wattwatch.fleet.readers import _canonical_columns
+
+    def blank(p: Path) -> bool:
+        with (gzip.open(p, "rb") if p.name.lower().endswith(".gz") else open(p, "rb")) as fh:
+            while chunk := fh.read(1 << 16):
+                if chunk.strip():
+                    return False
+        return True
+
+    for s in ps:
+        if is_remote(s):
+            continue
+        p = Path(s)
+        name = given.get(s, s)
+        if blank(p):
+            raise InputError(f"{name}: empty file")
+        if not _canonical_columns(p):
+            raise InputError(f"{name}: the header has no meter_id or no ts column (as pandas reads it); "
+                             "the Spark engine reads CSV in canonical columns (map other layouts with `wattwatch "
+                             "ingest` first or use --engine local)")
 
 
 def _rounds(ps):
@@ -255,7 +286,7 @@ _CSV_CLOSED = "^" + _CSV_FIELD + "(?:," + _CSV_FIELD + ")*+$"          # begun o
 _CSV_REOPENED = r'^(?:[^"]|"")*+"[^,]*+(?:,' + _CSV_FIELD + ")*+$"     # begun inside quotes, ends outside
 
 
-def _csv_lines(spark, ps, columns):
+def _csv_lines(spark, ps, columns, check: bool = True):
     """The CSV records of ``ps`` as string columns ``columns`` (the header's names) plus ``_file`` and
     ``_line``, the line each record starts on, as pandas reads it (``readers.csv_record_lines``):
     blank and whitespace-only lines skipped, the first line left the header, a quoted field may span
@@ -311,6 +342,12 @@ def _csv_lines(spark, ps, columns):
                      F.last("_after").over(whole).alias("_ends_closed"))
         t = t.select("*", F.when(~F.col("_ends_closed") & (key >= F.col("_last_start")), key)
                      .otherwise(F.col("_rec0")).alias("_rec"))
+        # A file ending inside a quoted field is refused, as pandas refuses it ("EOF inside string"),
+        # naming the line the open record starts on (one more job, only for files with such lines).
+        if check:
+            for r in t.where(~F.col("_ends_closed") & (key == F.col("_last_start"))).select("_file", "_line").limit(1).collect():
+                raise InputError(f"{_reader_paths([r['_file']])[0]}: a quoted field never closed "
+                                 f"(the record from line {r['_line']} runs to the end of the file)")
         t = (t.groupBy("_file", "_rec", "_head", "_htext")
              .agg(F.sort_array(F.collect_list(F.struct("_blk", "_mid", "_line", "value"))).alias("_parts"))
              .select("_file", F.col("_parts")[0]["_line"].alias("_line"), "_head", "_htext",
@@ -391,7 +428,7 @@ def _read_csv(spark, ps, columns, energy: str):
         frames.append(_select_fleet(checked(_reader_paths(rest)).where(F.col("_reason").isNull())))
     if quoted:
         frames.append(careful if not lined else _from_canonical(
-            _csv_lines(spark, _reader_paths(quoted), columns), energy, collect=False)[0])
+            _csv_lines(spark, _reader_paths(quoted), columns, False), energy, collect=False)[0])
     out = frames[0]
     for f in frames[1:]:
         out = out.unionByName(f)
