@@ -13,30 +13,13 @@ from __future__ import annotations
 
 import json
 import time
-from types import SimpleNamespace
 
 import pytest
 
 from tests.edge.pki import hmac_key
-from tests.edge.test_security import _event
+from tests.edge.test_rev58 import _arrive, _Client, _rep
 from wattwatch.edge.signing import Signer, digest
 from wattwatch.sources.tamper import TamperSource
-
-
-class _Client:
-    def __init__(self):
-        self.acked = []
-
-    def ack(self, mid, qos):
-        self.acked.append(mid)
-
-
-def _rep(s, meter, c, ts, status="tamper"):
-    return json.dumps(s.sign({**_event(status), "v": 1, "meter_id": meter, "counter": c, "ts": ts})).encode()
-
-
-def _arrive(src, client, payload, mid, meter):
-    src._on_message(client, None, SimpleNamespace(topic=f"meter/{meter}/tamper", payload=payload, qos=1, mid=mid))
 
 
 def _step(src):
