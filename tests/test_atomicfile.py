@@ -197,3 +197,22 @@ def test_a_full_disk_while_the_caller_writes_leaves_the_old_file(tmp_path, monke
         write_bytes(p, b"new" * 10000)
     assert err.value.errno == errno.ENOSPC
     assert p.read_text() == "old" and _leftovers(tmp_path, "disk") == []
+
+
+def test_read_regular_reads_a_bounded_regular_file_only(tmp_path):
+    from wattwatch.atomicfile import read_regular
+
+    f = tmp_path / "f.json"
+    f.write_bytes(b"x" * 10)
+    assert read_regular(f, 10) == b"x" * 10
+    with pytest.raises(ValueError, match="larger than"):
+        read_regular(f, 9)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="not a regular file"):   # returns at once, never blocks
+        read_regular(fifo, 10)
+    link = tmp_path / "link"
+    link.symlink_to(f)
+    assert read_regular(link, 10) == b"x" * 10
+    with pytest.raises(OSError):
+        read_regular(link, 10, follow=False)

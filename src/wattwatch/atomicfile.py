@@ -29,6 +29,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import stat
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
@@ -106,3 +107,23 @@ def write_text(path: str | Path, text: str, *, mode: int | None = None, encoding
     with atomic_file(path, text=True, mode=mode, encoding=encoding, durable=durable) as fh:
         fh.write(text)
     return Path(path)
+
+
+def read_regular(path: str | Path, limit: int, *, follow: bool = True) -> bytes:
+    """The bytes of *path*, a file the writers above replace: opened without blocking (a FIFO at the
+    path would hold the reader for ever), only a regular file (``ValueError("not a regular file")``
+    for a FIFO, a device or a folder, whose ``stat`` size says nothing), and at most *limit* bytes
+    (``ValueError`` naming the size). *follow* False: a symlink at *path* is not followed
+    (``OSError`` ``ELOOP``)."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | (0 if follow else getattr(os, "O_NOFOLLOW", 0))
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file")
+        if st.st_size > limit:
+            raise ValueError(f"{st.st_size:,} bytes, larger than {limit:,}")
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"larger than {limit:,} bytes")
+    return data

@@ -26,7 +26,7 @@ import os
 import secrets
 import threading
 import time
-from wattwatch.atomicfile import write_text
+from wattwatch.atomicfile import read_regular, write_text
 from wattwatch.tomlfile import read_toml
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -304,16 +304,7 @@ class RateLimiter:
         """The file's text: a regular file only, not followed if a symlink (the writer replaces a link,
         it never writes through one), opened without blocking (a FIFO would hold the start for ever),
         and no more of it than :data:`MAX_STATE_BYTES` (``stat`` says 0 bytes for a device)."""
-        import stat
-
-        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-        with os.fdopen(fd, "rb") as fh:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise ValueError("not a regular file")
-            data = fh.read(self.MAX_STATE_BYTES + 1)
-        if len(data) > self.MAX_STATE_BYTES:
-            raise ValueError(f"larger than {self.MAX_STATE_BYTES >> 20} MiB")
-        return data.decode("utf-8")
+        return read_regular(self.path, self.MAX_STATE_BYTES, follow=False).decode("utf-8")
 
     def _merge(self, other) -> None:
         """Merge another process's (fails, locked, known, cleared) into this state (the class's rule;

@@ -93,7 +93,6 @@ import json
 import math
 import os
 import re
-import stat
 import threading
 import time
 from datetime import datetime, timezone
@@ -415,17 +414,7 @@ class TamperSource(MqttSource):
             # (rev58) Opened without blocking (a FIFO hung the head-end's start), a regular file of
             # a bounded size (a huge one was read whole), every entry a meter and a counter (one that
             # is not was dropped silently: that meter's replays were taken).
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-            with os.fdopen(fd, "rb") as f:
-                st = os.fstat(f.fileno())
-                if not stat.S_ISREG(st.st_mode):
-                    raise ValueError("not a regular file")
-                if st.st_size > RECORD_MAX_BYTES:
-                    raise ValueError(f"{st.st_size:,} bytes, larger than {RECORD_MAX_BYTES:,}")
-                raw = f.read(RECORD_MAX_BYTES + 1)
-            if len(raw) > RECORD_MAX_BYTES:
-                raise ValueError(f"larger than {RECORD_MAX_BYTES:,} bytes")
-            doc = json.loads(raw)
+            doc = json.loads(atomicfile.read_regular(path, RECORD_MAX_BYTES))
             meters = doc["meters"]
             if not isinstance(meters, dict):
                 raise TypeError("'meters' is not a table")
