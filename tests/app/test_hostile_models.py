@@ -212,3 +212,43 @@ def test_saving_into_a_folder_with_planted_symlinks_never_writes_through_them(tm
     assert victim.read_text() == "precious"
     assert not (out / "manifest.json").is_symlink()
     assert len(persist.load_models(out)) == 1
+
+
+@pytest.mark.parametrize("swap", ["fifo", "symlink"])
+def test_a_file_swapped_after_its_check_is_refused_without_blocking(tmp_path, monkeypatch, swap):
+    """The folder's files are checked (inside, regular, not too large) and then read: a FIFO or a
+    symlink put at the checked path in between is refused by the read itself (before: ``open`` waited
+    on the FIFO for ever, and followed the symlink out of the folder)."""
+    folder = tmp_path / "m"
+    _manifest(folder, "model.bin", b"x")
+    outside = tmp_path / "outside.json"
+    outside.write_text("{}")
+    checked = persist._inside_file
+
+    def check_then_swap(folder_, file, what, limit):
+        path = checked(folder_, file, what, limit)
+        path.unlink()
+        if swap == "fifo":
+            os.mkfifo(path)
+        else:
+            path.symlink_to(outside)
+        return path
+
+    monkeypatch.setattr(persist, "_inside_file", check_then_swap)
+    import threading
+
+    got = []
+
+    def load():
+        try:
+            persist.load_models(folder)
+        except Exception as exc:  # noqa: BLE001 - the refusal is checked below
+            got.append(exc)
+
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "reading the manifest blocked on a FIFO swapped in after its check"
+    assert got and isinstance(got[0], ValueError), got
+    msg = str(got[0])
+    assert "manifest" in msg and ("changed while read" if swap == "fifo" else "symbolic link") in msg, msg

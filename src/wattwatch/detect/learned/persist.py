@@ -23,7 +23,7 @@ import stat
 from pathlib import Path
 
 from wattwatch import __version__
-from wattwatch.atomicfile import write_bytes
+from wattwatch.atomicfile import read_regular, write_bytes
 from wattwatch.detect.learned import serialize
 from wattwatch.detect.learned.detectors import LearnedDetector
 from wattwatch.schema import SCHEMA_VERSION
@@ -118,11 +118,13 @@ def _inside_file(folder: Path, file: str, what: str, limit: int) -> Path:
 
 
 def _read_limited(path: Path, limit: int, folder: Path, what: str) -> bytes:
-    with open(path, "rb") as fh:
-        data = fh.read(limit + 1)
-    if len(data) > limit:
-        raise ModelFormatError(f"{folder}: {what} {path.name} grew past {limit:,} bytes while read")
-    return data
+    """The bytes of *path*, already checked by :func:`_inside_file`; the read checks again what it
+    opens (a FIFO, a device or a symlink put at the resolved path after the check is refused, never
+    waited on or followed), and at most *limit* bytes."""
+    try:
+        return read_regular(path, limit, follow=False)
+    except ValueError as exc:
+        raise ModelFormatError(f"{folder}: {what} {path.name}: {exc} (changed while read)") from None
 
 
 def read_manifest(folder: str | Path) -> dict:
