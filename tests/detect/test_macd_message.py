@@ -81,3 +81,29 @@ def test_every_alert_text_agrees_with_its_evidence():
             _agrees(a.message, a.evidence)
             n += 1
     assert n >= 3, n
+
+
+def test_an_alert_held_open_across_windows_quotes_the_hours_of_its_own_side():
+    """An alert the fast average set below (three hours of a plant idle where its profile works)
+    and held open through a day the floor judged below too, while that day's energy was well above
+    its profile (the plant worked on a Sunday its profile rests: real-shape fleet seed 251, the
+    steel plant M-00021, "63 % below its baseline (104.1 kWh vs 63.9 kWh expected)", q65). The
+    text quotes the hours the average judged, below, and the whole span stays in the evidence."""
+    d = registry.build("baseline_macd")
+    n = 25
+    which = np.r_[np.zeros(3), np.full(n - 3, 3)].astype(np.int8)[None, :]
+    limit = np.full((1, n), 0.37)
+    macd = np.r_[[-0.45, -0.44, -0.40], np.full(n - 3, -0.38)][None, :]
+    m = np.r_[[0.7, 0.7, 0.7], np.full(n - 3, 6.5)][None, :]
+    expected = np.r_[[19.0, 4.4, 1.4], np.full(n - 3, 1.7)][None, :]
+    q_obs = np.where(which == 3, 0.7, np.nan)
+    q_exp = np.where(which == 3, 0.9, np.nan)
+    cell = np.repeat(np.arange(n), 12)          # twelve 5-minute readings an hour
+    ctx = (macd, limit, expected, m, which, q_obs, q_exp, cell)
+    rows = np.arange(len(cell))
+    x = pd.DataFrame({"p_kw": np.ones(len(cell))})
+    f = d.describe(x, rows, np.abs(macd / limit).ravel()[cell], ctx)
+    _agrees(f.message, f.evidence)
+    assert " below its baseline" in f.message and f.evidence["hours"] == 3, f.message
+    assert np.isclose(f.evidence["actual_kwh"], 2.1) and np.isclose(f.evidence["expected_kwh"], 24.8)
+    assert f.evidence["span_hours"] == n and f.evidence["span_kwh"] > f.evidence["span_expected_kwh"]

@@ -1333,7 +1333,9 @@ class BaselineMACD(Detector):
 
     def describe(self, df, rows, scores, ctx=None) -> Finding:
         """The alert's text and evidence from the window that set its highest hour. The fast and the
-        sustained averages: the energy of the alert's hours against their profile. The week window
+        sustained averages: the energy of the alert's hours those averages judged on the side of its
+        highest hour against their profile (the alert's other hours' in the evidence as ``span_kwh``,
+        ``span_expected_kwh``, ``span_hours``). The week window
         and the floor judge something else, and the alert's hours say nothing of it (a floor drop
         told on a busy day read "60 % below its baseline (40.0 kWh vs 25.0 kWh expected)", q22):
         the week's energy against its expected energy, the floor against the profiled floor or the
@@ -1374,6 +1376,31 @@ class BaselineMACD(Detector):
                     f"over the week to its highest hour; {window_h:g}-h {basis})")
             ev = {"actual_kwh": rnd(obs, 2), "expected_kwh": rnd(ref, 2), **ev, **span}
         else:
+            # The fast or the sustained average set it: the energy of the hours an average judged on
+            # the side of the highest one. An alert kept open across a change of window can hold
+            # hours the floor judged whose energy went the other way (the steel plant's floor below
+            # its profiled one on a Sunday it worked, after a week of short shifts had set the alert
+            # below: "63 % below its baseline (104.1 kWh vs 63.9 kWh expected)", q65); its
+            # direction is the highest hour's, as the week's and the floor's are.
+            top_sign = float(np.sign(macd.ravel()[top]))
+            sign = top_sign if top_sign else sign
+            dv = macd.ravel()[c]
+            own = c[(which.ravel()[c] <= 1) & (np.sign(dv) == np.sign(sign))]
+            e_m, e_x = m.ravel()[own], expected.ravel()[own]
+            # Among those, if their energy still went the other way (an average lags its hours),
+            # the ones off their profile the alert's way: the share is then theirs.
+            if own.size and np.sign(np.nansum(e_m) - np.nansum(e_x)) != np.sign(sign):
+                own = own[np.sign(e_m - e_x) == np.sign(sign)]
+            if own.size and own.size < c.size:
+                ev["span_kwh"], ev["span_expected_kwh"] = rnd(actual, 2), rnd(exp, 2)
+                ev["span_hours"] = int(len(c))
+                actual, exp = float(np.nansum(m.ravel()[own])), float(np.nansum(expected.ravel()[own]))
+                rel = actual / exp - 1 if exp > 0 else float("nan")
+                c = own
+            direction = "above" if sign > 0 else "below"
+            with quiet():
+                ev["macd"] = rnd(float(np.nanmedian(macd.ravel()[c])), 2)
+            ev["deviation"] = rnd(rel, 3)
             text = (f"consumption {abs(rel):.0%} {direction} its baseline ({actual:.1f} kWh vs "
                     f"{exp:.1f} kWh expected over {len(c)} h; {window_h:g}-h {basis})")
             ev = {"actual_kwh": rnd(actual, 2), "expected_kwh": rnd(exp, 2), **ev, "hours": int(len(c))}
