@@ -107,3 +107,51 @@ def test_an_alert_held_open_across_windows_quotes_the_hours_of_its_own_side():
     assert " below its baseline" in f.message and f.evidence["hours"] == 3, f.message
     assert np.isclose(f.evidence["actual_kwh"], 2.1) and np.isclose(f.evidence["expected_kwh"], 24.8)
     assert f.evidence["span_hours"] == n and f.evidence["span_kwh"] > f.evidence["span_expected_kwh"]
+
+
+def _described(macd, which, m, expected, rows_h=None):
+    """baseline_macd's text and evidence of an alert over the hours ``rows_h`` (all by default) of
+    one meter whose context is given hour by hour (twelve 5-minute readings an hour)."""
+    d = registry.build("baseline_macd")
+    macd, m, expected = (np.asarray(v, float)[None, :] for v in (macd, m, expected))
+    n = macd.shape[1]
+    which = np.asarray(which, np.int8)[None, :]
+    limit = np.full((1, n), 0.37)
+    nan = np.full((1, n), np.nan)
+    cell = np.repeat(np.arange(n), 12)
+    hours = np.arange(n) if rows_h is None else np.asarray(rows_h)
+    rows = np.flatnonzero(np.isin(cell, hours))
+    ctx = (macd, limit, expected, m, which, nan, nan, cell)
+    return d.describe(pd.DataFrame({"p_kw": np.ones(len(cell))}), rows, np.abs(macd / limit).ravel()[cell], ctx)
+
+
+def test_hours_without_an_energy_or_a_profile_count_on_neither_side():
+    """An hour whose energy the engine blanked (NaN energy, its average NaN) and an hour the profile
+    never saw (its expected energy NaN, its average still carried): summed alone, the first's
+    expected energy read as part of a drop in the span's evidence, the second's energy as part of
+    a rise in the text ("50 % below (2.0 kWh vs 4.0 kWh expected over 4 h)" where the two hours
+    with both say 1.0 against 4.0; rev65). Only hours with both count, in the text and the span."""
+    f = _described([-0.40, -0.41, -0.42, -0.41], [0] * 4, [0.5, 0.5, 0.5, 0.5], [2.0, np.nan, np.nan, 2.0])
+    _agrees(f.message, f.evidence)
+    assert f.evidence["actual_kwh"] == 1.0 and f.evidence["expected_kwh"] == 4.0 and f.evidence["hours"] == 2, f.evidence
+    f = _described([-0.40, np.nan, np.nan, -0.41], [0] * 4, [0.5, np.nan, np.nan, 0.5], [2.0] * 4)
+    _agrees(f.message, f.evidence)
+    assert (f.evidence["span_kwh"], f.evidence["span_expected_kwh"], f.evidence["span_hours"]) == (1.0, 4.0, 4), f.evidence
+
+
+def test_an_alert_whose_hours_all_went_the_other_way_quotes_the_hours_its_average_weighed():
+    """The fast average below (a day at half its profile) crossing its limit on three hours whose
+    own energy was a little above the profile (the limit narrows at a change of day type): the
+    alert's hours say a rise, and every one of them quoted with "below" read "7 % below (6.0 kWh
+    vs 5.6 kWh expected)" (rev65). The text quotes the hours the average weighed, the window to
+    the highest hour, where the energy went the alert's way; the alert's own hours stay in the
+    evidence."""
+    n = 24
+    macd = np.r_[np.linspace(-0.05, -0.30, n - 3), [-0.40, -0.42, -0.41]]
+    m = np.r_[np.full(n - 3, 1.0), [2.0, 2.0, 2.0]]
+    expected = np.r_[np.full(n - 3, 2.0), [1.8, 1.9, 1.9]]
+    f = _described(macd, [0] * n, m, expected, rows_h=[n - 3, n - 2, n - 1])
+    _agrees(f.message, f.evidence)
+    assert " below its baseline" in f.message and "h to its highest hour" in f.message, f.message
+    assert f.evidence["hours"] == n - 1 and f.evidence["span_hours"] == 3, f.evidence
+    assert f.evidence["span_kwh"] > f.evidence["span_expected_kwh"], f.evidence
