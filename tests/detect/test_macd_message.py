@@ -81,3 +81,77 @@ def test_every_alert_text_agrees_with_its_evidence():
             _agrees(a.message, a.evidence)
             n += 1
     assert n >= 3, n
+
+
+def test_an_alert_held_open_across_windows_quotes_the_hours_of_its_own_side():
+    """An alert the fast average set below (three hours of a plant idle where its profile works)
+    and held open through a day the floor judged below too, while that day's energy was well above
+    its profile (the plant worked on a Sunday its profile rests: real-shape fleet seed 251, the
+    steel plant M-00021, "63 % below its baseline (104.1 kWh vs 63.9 kWh expected)", q65). The
+    text quotes the hours the average judged, below, and the whole span stays in the evidence."""
+    d = registry.build("baseline_macd")
+    n = 25
+    which = np.r_[np.zeros(3), np.full(n - 3, 3)].astype(np.int8)[None, :]
+    limit = np.full((1, n), 0.37)
+    macd = np.r_[[-0.45, -0.44, -0.40], np.full(n - 3, -0.38)][None, :]
+    m = np.r_[[0.7, 0.7, 0.7], np.full(n - 3, 6.5)][None, :]
+    expected = np.r_[[19.0, 4.4, 1.4], np.full(n - 3, 1.7)][None, :]
+    q_obs = np.where(which == 3, 0.7, np.nan)
+    q_exp = np.where(which == 3, 0.9, np.nan)
+    cell = np.repeat(np.arange(n), 12)          # twelve 5-minute readings an hour
+    ctx = (macd, limit, expected, m, which, q_obs, q_exp, cell)
+    rows = np.arange(len(cell))
+    x = pd.DataFrame({"p_kw": np.ones(len(cell))})
+    f = d.describe(x, rows, np.abs(macd / limit).ravel()[cell], ctx)
+    _agrees(f.message, f.evidence)
+    assert " below its baseline" in f.message and f.evidence["hours"] == 3, f.message
+    assert np.isclose(f.evidence["actual_kwh"], 2.1) and np.isclose(f.evidence["expected_kwh"], 24.8)
+    assert f.evidence["span_hours"] == n and f.evidence["span_kwh"] > f.evidence["span_expected_kwh"]
+
+
+def _described(macd, which, m, expected, rows_h=None):
+    """baseline_macd's text and evidence of an alert over the hours ``rows_h`` (all by default) of
+    one meter whose context is given hour by hour (twelve 5-minute readings an hour)."""
+    d = registry.build("baseline_macd")
+    macd, m, expected = (np.asarray(v, float)[None, :] for v in (macd, m, expected))
+    n = macd.shape[1]
+    which = np.asarray(which, np.int8)[None, :]
+    limit = np.full((1, n), 0.37)
+    nan = np.full((1, n), np.nan)
+    cell = np.repeat(np.arange(n), 12)
+    hours = np.arange(n) if rows_h is None else np.asarray(rows_h)
+    rows = np.flatnonzero(np.isin(cell, hours))
+    ctx = (macd, limit, expected, m, which, nan, nan, cell)
+    return d.describe(pd.DataFrame({"p_kw": np.ones(len(cell))}), rows, np.abs(macd / limit).ravel()[cell], ctx)
+
+
+def test_hours_without_an_energy_or_a_profile_count_on_neither_side():
+    """An hour whose energy the engine blanked (NaN energy, its average NaN) and an hour the profile
+    never saw (its expected energy NaN, its average still carried): summed alone, the first's
+    expected energy read as part of a drop in the span's evidence, the second's energy as part of
+    a rise in the text ("50 % below (2.0 kWh vs 4.0 kWh expected over 4 h)" where the two hours
+    with both say 1.0 against 4.0; rev65). Only hours with both count, in the text and the span."""
+    f = _described([-0.40, -0.41, -0.42, -0.41], [0] * 4, [0.5, 0.5, 0.5, 0.5], [2.0, np.nan, np.nan, 2.0])
+    _agrees(f.message, f.evidence)
+    assert f.evidence["actual_kwh"] == 1.0 and f.evidence["expected_kwh"] == 4.0 and f.evidence["hours"] == 2, f.evidence
+    f = _described([-0.40, np.nan, np.nan, -0.41], [0] * 4, [0.5, np.nan, np.nan, 0.5], [2.0] * 4)
+    _agrees(f.message, f.evidence)
+    assert (f.evidence["span_kwh"], f.evidence["span_expected_kwh"], f.evidence["span_hours"]) == (1.0, 4.0, 4), f.evidence
+
+
+def test_an_alert_whose_hours_all_went_the_other_way_quotes_the_hours_its_average_weighed():
+    """The fast average below (a day at half its profile) crossing its limit on three hours whose
+    own energy was a little above the profile (the limit narrows at a change of day type): the
+    alert's hours say a rise, and every one of them quoted with "below" read "7 % below (6.0 kWh
+    vs 5.6 kWh expected)" (rev65). The text quotes the hours the average weighed, the window to
+    the highest hour, where the energy went the alert's way; the alert's own hours stay in the
+    evidence."""
+    n = 24
+    macd = np.r_[np.linspace(-0.05, -0.30, n - 3), [-0.40, -0.42, -0.41]]
+    m = np.r_[np.full(n - 3, 1.0), [2.0, 2.0, 2.0]]
+    expected = np.r_[np.full(n - 3, 2.0), [1.8, 1.9, 1.9]]
+    f = _described(macd, [0] * n, m, expected, rows_h=[n - 3, n - 2, n - 1])
+    _agrees(f.message, f.evidence)
+    assert " below its baseline" in f.message and "h to its highest hour" in f.message, f.message
+    assert f.evidence["hours"] == n - 1 and f.evidence["span_hours"] == 3, f.evidence
+    assert f.evidence["span_kwh"] > f.evidence["span_expected_kwh"], f.evidence

@@ -1333,7 +1333,11 @@ class BaselineMACD(Detector):
 
     def describe(self, df, rows, scores, ctx=None) -> Finding:
         """The alert's text and evidence from the window that set its highest hour. The fast and the
-        sustained averages: the energy of the alert's hours against their profile. The week window
+        sustained averages: the energy of the alert's hours those averages judged on the side of its
+        highest hour against their profile (the alert's other hours' in the evidence as ``span_kwh``,
+        ``span_expected_kwh``, ``span_hours``; if none of its hours went the alert's way, the hours
+        the average weighed, the window to the highest hour). Only hours with both an energy and a
+        profile count. The week window
         and the floor judge something else, and the alert's hours say nothing of it (a floor drop
         told on a busy day read "60 % below its baseline (40.0 kWh vs 25.0 kWh expected)", q22):
         the week's energy against its expected energy, the floor against the profiled floor or the
@@ -1342,7 +1346,16 @@ class BaselineMACD(Detector):
         are always one comparison's."""
         macd, limit, expected, m, which, q_obs, q_exp, cell = ctx
         c = np.unique(cell[rows])
-        actual, exp = float(np.nansum(m.ravel()[c])), float(np.nansum(expected.ravel()[c]))
+        # Energy against expected energy only over the hours that have both: an hour whose energy
+        # the engine blanked, or one the profile never saw, has no share to tell (summed alone,
+        # its expected or its actual energy read as a drop or a rise, rev65).
+        mp, xp = m.ravel(), expected.ravel()
+
+        def paired(ix):
+            return ix[np.isfinite(mp[ix]) & np.isfinite(xp[ix])]
+
+        both = paired(c)
+        actual, exp = float(mp[both].sum()), float(xp[both].sum())
         rel = actual / exp - 1 if exp > 0 else float("nan")
         with quiet():
             sign = float(np.nanmedian(macd.ravel()[c]))
@@ -1374,8 +1387,41 @@ class BaselineMACD(Detector):
                     f"over the week to its highest hour; {window_h:g}-h {basis})")
             ev = {"actual_kwh": rnd(obs, 2), "expected_kwh": rnd(ref, 2), **ev, **span}
         else:
+            # The fast or the sustained average set it: the energy of the hours an average judged on
+            # the side of the highest one. An alert kept open across a change of window can hold
+            # hours the floor judged whose energy went the other way (the steel plant's floor below
+            # its profiled one on a Sunday it worked, after a week of short shifts had set the alert
+            # below: "63 % below its baseline (104.1 kWh vs 63.9 kWh expected)", q65); its
+            # direction is the highest hour's, as the week's and the floor's are.
+            top_sign = float(np.sign(macd.ravel()[top]))
+            sign = top_sign if top_sign else sign
+            dv = macd.ravel()[c]
+            own = paired(c[(which.ravel()[c] <= 1) & (np.sign(dv) == np.sign(sign))])
+            e_m, e_x = mp[own], xp[own]
+            # Among those, if their energy still went the other way (an average lags its hours),
+            # the ones off their profile the alert's way: the share is then theirs.
+            if own.size and np.sign(e_m.sum() - e_x.sum()) != np.sign(sign):
+                own = own[np.sign(e_m - e_x) == np.sign(sign)]
+            over = "over {} h"
+            if not own.size:
+                # None of the alert's hours off its profile its way (its average, weighing the
+                # hours before them, crossed a limit that narrowed with the day type; rev65): the
+                # hours that average weighed, the window to the highest hour.
+                lo = max(top - top % macd.shape[1], top - int(window_h) + 1)
+                own = paired(np.arange(lo, top + 1))
+                over = "over the {} h to its highest hour"
+            if own.size and not np.array_equal(own, c):
+                ev["span_kwh"], ev["span_expected_kwh"] = rnd(actual, 2), rnd(exp, 2)
+                ev["span_hours"] = int(len(c))
+                actual, exp = float(mp[own].sum()), float(xp[own].sum())
+                rel = actual / exp - 1 if exp > 0 else float("nan")
+                c = own
+            direction = "above" if sign > 0 else "below"
+            with quiet():
+                ev["macd"] = rnd(float(np.nanmedian(macd.ravel()[c])), 2)
+            ev["deviation"] = rnd(rel, 3)
             text = (f"consumption {abs(rel):.0%} {direction} its baseline ({actual:.1f} kWh vs "
-                    f"{exp:.1f} kWh expected over {len(c)} h; {window_h:g}-h {basis})")
+                    f"{exp:.1f} kWh expected {over.format(len(c))}; {window_h:g}-h {basis})")
             ev = {"actual_kwh": rnd(actual, 2), "expected_kwh": rnd(exp, 2), **ev, "hours": int(len(c))}
         return Finding("warning", text, ev,
                        "compare with site activity; a lasting drop can be a bypass, a rise an unauthorised load")
