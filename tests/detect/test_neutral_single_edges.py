@@ -42,6 +42,9 @@ def _nan_around(f: pd.DataFrame, day: float, n: int) -> pd.DataFrame:
 def _fleet(mixed: bool = True) -> pd.DataFrame:
     parts = [_meter(m, "60min", f, seed=10 + k) for k, (m, f) in enumerate(CASES.items())]
     parts.append(_nan_around(_meter("nan_near", "60min", [(5.5, 1, 1.0)], seed=30), 5.5, 2))
+    jit = _meter("jitter", "60min", [(5.5, 1, 1.0)], seed=33)  # stamps up to 10 min off the hour
+    jit["ts"] += pd.to_timedelta(np.random.default_rng(33).uniform(-600, 600, len(jit)), unit="s")
+    parts.append(jit)
     if mixed:  # 5-min meters in the same run: one reading of a bypass there stays a blip
         parts.append(_meter("fine_one", "5min", [(5.5, 1, 1.0)], seed=31))
         parts.append(_meter("fine_two", "5min", [(5.5, 2, 1.0)], seed=32))
@@ -70,7 +73,7 @@ def test_single_readings_next_to_weaker_ones_merge_as_runs_do(fitted):
     by: dict[str, list] = {}
     for a in alerts:
         by.setdefault(a.meter_id, []).append(a)
-    assert set(by) == {"alone", "then_run", "blip_then", "then_blip", "two_apart", "nan_near", "fine_two"}, \
+    assert set(by) == {"alone", "then_run", "blip_then", "then_blip", "two_apart", "nan_near", "jitter", "fine_two"}, \
         [(a.meter_id, a.start, a.end) for a in alerts]
     assert all(len(v) == 1 for v in by.values()), {m: len(v) for m, v in by.items()}
     s = _at(5.5)
@@ -80,6 +83,7 @@ def test_single_readings_next_to_weaker_ones_merge_as_runs_do(fitted):
         return pd.Timestamp(a.start).round("h"), pd.Timestamp(a.end).round("h")
 
     assert span("alone") == (s, s) and span("then_blip") == (s, s) and span("nan_near") == (s, s)
+    assert span("jitter") == (s, s)
     assert span("then_run") == (s, s + pd.Timedelta(hours=3))
     assert span("blip_then") == (s - pd.Timedelta(hours=1), s)
     assert span("two_apart") == (s, s + pd.Timedelta(hours=2))
@@ -120,6 +124,12 @@ def test_streamed_with_cuts_at_and_around_the_single_reading_gives_the_whole_his
     versions = _stream(frame, dets, cuts)
     ids = {a.id for a in want}
     assert {a.id for a in versions} <= ids
+    # Seen first as the one reading (a piece ends just after it), then joined by the later run:
+    # one id throughout.
+    run = [a for a in versions if a.meter_id == "then_run"]
+    if around >= 0:
+        assert run[0].start == run[0].end and run[-1].end > run[-1].start
+    assert len({a.id for a in run}) == 1
     view = lambda a: (a.meter_id, a.start, a.end, a.score, a.message, sorted(a.evidence.items()))  # noqa: E731
     assert {i: view(a) for i, a in latest(versions).items()} == {a.id: view(a) for a in want}
 
