@@ -97,6 +97,15 @@ class PostRule:
         that blanks the detector). A judged reading further than this from the meter's previous
         one ends the hold: whether the deviation returned meanwhile is unknown, so what follows
         is a new alert, and an alert is not held open past it for readings that may never come.
+    single_s : float
+        0 (off), or the evidence one reading alone can be: on a meter whose cadence is at least
+        this (the reading stands for that long), a reading scoring at least ``single_score`` x
+        ``threshold`` is an alert on its own, whatever ``min_readings`` and ``min_duration_s`` ask
+        (the reading spans its cadence). The count of readings guards against one-reading glitches
+        of a fine cadence; at a coarse one, two readings are hours of a fault that one reading
+        already shows far over the limit (the neutral rule: a one-hour bypass read hourly).
+    single_score : float
+        ... the score such a reading must reach, as a multiple of ``threshold`` (at least 1).
     """
 
     threshold: float = 1.0
@@ -108,9 +117,11 @@ class PostRule:
     bridge_gaps: bool = False
     hold: float = 0.0
     hold_gap_s: float = 3 * 86400.0
+    single_s: float = 0.0
+    single_score: float = 2.0
 
     def __post_init__(self):
-        for f in ("min_duration_s", "merge_gap_s", "max_bridge_s", "merge_gap_n", "hold_gap_s"):
+        for f in ("min_duration_s", "merge_gap_s", "max_bridge_s", "merge_gap_n", "hold_gap_s", "single_s"):
             v = getattr(self, f)
             if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
                 raise ValueError(f"post.{f} must be a finite number >= 0, got {v!r}")
@@ -122,6 +133,9 @@ class PostRule:
             raise ValueError(f"post.threshold must be a finite number, got {self.threshold!r}")
         if not (isinstance(self.hold, (int, float)) and 0 <= self.hold < 1):
             raise ValueError(f"post.hold must be a number within [0, 1) (0: off), got {self.hold!r}")
+        if not (isinstance(self.single_score, (int, float)) and not isinstance(self.single_score, bool)
+                and math.isfinite(self.single_score) and self.single_score >= 1):
+            raise ValueError(f"post.single_score must be a finite number >= 1, got {self.single_score!r}")
 
     def at(self, cadence_s: np.ndarray) -> dict[str, np.ndarray]:
         """Effective settings per meter for cadences ``cadence_s`` (seconds; NaN = unknown)."""
@@ -132,7 +146,14 @@ class PostRule:
         return {"min_duration_s": np.full(len(c), float(self.min_duration_s)),
                 "min_readings": readings,
                 "merge_gap_s": np.maximum(self.merge_gap_s, np.maximum(self.merge_gap_n, 2.5) * c),
-                "max_bridge_s": np.maximum(self.max_bridge_s, 2.5 * c)}
+                "max_bridge_s": np.maximum(self.max_bridge_s, 2.5 * c),
+                "single": (self.single_s > 0) & (c >= self.single_s)}
+
+    @property
+    def strong(self) -> float | None:
+        """The score one reading alone must reach to alert where its meter's cadence allows it
+        (``single_s``), or None where no reading alerts alone."""
+        return max(self.threshold, self.single_score * self.threshold) if self.single_s > 0 else None
 
     def horizon_s(self, cadence_s: np.ndarray) -> np.ndarray:
         """How far (either way) a reading's place in an alert span can depend on other readings:
@@ -588,6 +609,12 @@ class Detector:
         raises no alert (:meth:`~wattwatch.detect.stitch.Stitcher._calm`). None: cannot say from
         the times (the default)."""
         return None
+
+    def post_settings(self, names, cadence_s: np.ndarray) -> dict[str, np.ndarray]:
+        """The post-rules' settings per meter of ``names`` at its cadence ``cadence_s``
+        (:meth:`PostRule.at`); a detector may narrow them by what it learned of a meter (where one
+        reading may alert alone, say)."""
+        return self.config.post.at(cadence_s)
 
     def idle(self, st: dict) -> bool:
         """Whether this detector gives the meter whose state is ``st`` no score at all (NaN on

@@ -471,7 +471,7 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
             if d.name in carried:
                 exact_raw, _ = _reach_rows(t, seg, starts, ends, raw_reach[d.name], origin_m, flush_m, seg_times)
                 exact = exact | (exact_raw & _covered(hours[d.name], names, d.reach(names).back_s)(seg, t))
-        eff = d.config.post.at(cad)
+        eff = d.post_settings(names, cad)
         judged = Judged(d, s, ctx, src, eff, exact, final, skipped, share=share,
                         side=_side(d, src, ctx) if d.config.post.hold > 0 else None, exact_raw=exact_raw)
         res.judged.append(judged)

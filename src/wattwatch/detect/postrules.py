@@ -6,8 +6,10 @@ one. Runs of anomalous readings of one meter are merged when closer than ``merge
 ``hold``, when no reading between them returned to normal); a merged run becomes an alert when it
 spans at least ``min_duration_s`` and holds at least ``min_readings`` anomalous readings. With
 ``min_readings >= 2`` a run of one anomalous reading is dropped before merging, so one-reading
-blips never alert, alone or together. The settings are per meter (:meth:`PostRule.at` adapts them
-to each meter's cadence). Everything is vectorised over all meters at once.
+blips never alert, alone or together, except, with ``single_s``, a reading far over the threshold
+(``single_score``) on a meter whose cadence makes one reading that long: it is an alert alone. The
+settings are per meter (:meth:`PostRule.at` adapts them to each meter's cadence). Everything is
+vectorised over all meters at once.
 """
 
 from __future__ import annotations
@@ -73,7 +75,10 @@ def group(seg: np.ndarray, t: np.ndarray, score: np.ndarray, post: PostRule, eff
     run_len = np.bincount(run_id[above], minlength=int(run_id.max()) + 1 if len(run_id) else 0)
     min_n = _per_row(eff, post, "min_readings", ks)
     blip_rule = (min_n >= 2) if eff else np.full(len(ks), post.min_readings >= 2)
-    above = above & ~(blip_rule & (run_len[np.maximum(run_id, 0)] < 2))
+    # ... unless it alone is the evidence (``single_s``): far over the threshold on a meter whose
+    # one reading stands for that long.
+    single = _single(score[k_idx], ks, post, eff)
+    above = above & ~(blip_rule & (run_len[np.maximum(run_id, 0)] < 2) & ~single)
     run_start = run_start & above
     a_idx = np.flatnonzero(above)
     if len(a_idx) == 0:
@@ -94,7 +99,12 @@ def group(seg: np.ndarray, t: np.ndarray, score: np.ndarray, post: PostRule, eff
         gs = rs[first]
         min_dur = eff["min_duration_s"][gs] if eff else post.min_duration_s
         min_cnt = eff["min_readings"][gs] if eff else post.min_readings
-        return first, last, (rt[last] - rt[first] >= min_dur) & (last - first + 1 >= min_cnt)
+        ok = (rt[last] - rt[first] >= min_dur) & (last - first + 1 >= min_cnt)
+        if single_rows is not None:
+            ok |= np.add.reduceat(single_rows, first) > 0  # a reading that is the evidence alone
+        return first, last, ok
+
+    single_rows = single[a_idx].astype(np.int64) if single.any() else None
 
     first, last, kept = bounded(new_group)
     if post.hold > 0 and len(first) > 1:
@@ -108,6 +118,17 @@ def group(seg: np.ndarray, t: np.ndarray, score: np.ndarray, post: PostRule, eff
             new_group[first[1:][held]] = False
             first, last, kept = bounded(new_group)
     return Groups(rows, first, last, kept)
+
+
+def _single(score: np.ndarray, ks: np.ndarray, post: PostRule, eff: dict | None) -> np.ndarray:
+    """Per reading (``ks`` its segment code): it is an alert on its own (:attr:`PostRule.single_s`):
+    at or above :attr:`PostRule.strong` on a meter whose cadence allows it (``eff["single"]``;
+    without ``eff``, ``single_s`` alone, the cadence unknown, allows nothing)."""
+    strong = post.strong
+    if strong is None or eff is None or "single" not in eff:
+        return np.zeros(len(score), bool)
+    with np.errstate(invalid="ignore"):
+        return (score >= strong) & np.asarray(eff["single"], bool)[ks]
 
 
 def cold(score: np.ndarray, post: PostRule, seg: np.ndarray | None = None, side: np.ndarray | None = None,

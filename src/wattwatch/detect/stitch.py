@@ -528,7 +528,7 @@ class Stitcher:
                 v = cols[f"_c:{d.name}"][keep]
                 out = np.where(mine, v, np.nan)
                 cls = np.flatnonzero(held & ~mine)
-                out[cls] = _as_class(v[cls], float(d.config.post.threshold))
+                out[cls] = _as_class(v[cls], float(d.config.post.threshold), d.config.post.strong)
                 data[f"_c:{d.name}"] = out
         self.tail = pd.DataFrame(data, copy=False)
 
@@ -595,8 +595,8 @@ class Stitcher:
         on asks nothing of its blockers; ref ``-inf``: every row is needed, ``+inf``: none.
 
         What the blanked detectors read of a score is only its class: the post-rules' groups and
-        the explained readings depend on whether it is NaN and whether it reaches the threshold,
-        not on its value (:func:`postrules.group`; a detector whose alerts explain others has no
+        the explained readings depend on whether it is NaN and whether it reaches the threshold
+        (or the score one reading alone alerts at, ``PostRule.single_s``), not on its value (:func:`postrules.group`; a detector whose alerts explain others has no
         hold); so on the rows only they read, the value is held as its class (:func:`_as_class`).
 
         Returns (own, needed): per detector, from which row its own post-rules read, and from
@@ -629,11 +629,13 @@ class Stitcher:
         return mine, first
 
 
-def _as_class(v: np.ndarray, threshold: float) -> np.ndarray:
+def _as_class(v: np.ndarray, threshold: float, strong: float | None = None) -> np.ndarray:
     """Scores as their class for the post-rules' groups and what a detector explains: NaN, below
-    ``threshold`` (the float just under it) or at or above it (the threshold)."""
+    ``threshold`` (the float just under it) or at or above it (the threshold); with ``strong``
+    (:attr:`PostRule.strong`: one such reading may alert alone), at or above that (``strong``)."""
     with np.errstate(invalid="ignore"):
-        return np.where(np.isnan(v), np.nan, np.where(v >= threshold, threshold, np.nextafter(threshold, -np.inf)))
+        out = np.where(np.isnan(v), np.nan, np.where(v >= threshold, threshold, np.nextafter(threshold, -np.inf)))
+        return out if strong is None else np.where(v >= strong, strong, out)
 
 
 def _compact(v: np.ndarray):

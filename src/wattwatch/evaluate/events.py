@@ -16,9 +16,11 @@ for the readings to show it. Given the cadence (per evaluation, per meter, or pe
 judged visible or not (:class:`Visibility`), with the reason, and recall is also given over the
 visible events (``recall_visible``):
 
-- a fault must cover at least ``min_readings`` readings (2): one anomalous snapshot cannot be told
-  from a one-reading glitch (a motor start, a bad sample), so no rule alerts on it; an
-  intermittent one-hour neutral bypass seen by one hourly reading is such a case;
+- a fault must cover at least ``min_readings`` readings (2): one anomalous snapshot cannot in
+  general be told from a one-reading glitch (a motor start, a bad sample), so most rules do not
+  alert on it; an intermittent one-hour neutral bypass seen by one hourly reading is such a case
+  (``neutral_tamper`` reports one on a single-phase meter when the reading is far over its limit,
+  q63: found, it counts as detected; missed, it is not counted against ``recall_visible``);
 - a packet-loss fault must lose at least ``min_lost`` readings (4) and more than ``loss_limit``
   (5 %) of the readings it spans: "more than 5 % missing" of a handful of readings is one or two
   random losses, which a meter has every few days (the packet-loss rule's own terms).

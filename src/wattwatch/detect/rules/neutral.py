@@ -66,6 +66,21 @@ simulated office without THD, "neutral 26.1 A while phases imply 46.6 A" for a w
 
 Evidence classifies ``neutral_bypass`` (I_N ≈ 0 while I_L > 5 A) or ``partial_earth_return``.
 A phase channel reading zero while the neutral carries load is an open CT, left to sensor_fault.
+
+One reading of an hour. An alert asks for two anomalous readings (one cannot be told from a
+one-reading glitch): minutes at 1-15 min, two hours at hourly cadence, where a one-hour bypass
+(the simulator's intermittent episodes are 1-4 h) is one reading with the neutral gone while the
+phase carries amps, scoring 2-20 (seed 199 at 60 min: five such, never reported). On a
+single-phase meter whose cadence is 45 min or more, one reading at least ``post.single_score``
+(1.5) times the limit is an alert alone (``post.single_s``): three quarters of the current not
+coming back at light load, 1.5 x max(0.5 A, 2 %) above it; a full bypass scores 1.9-2 at light
+load and more above. A reading just over the limit stays a blip at every cadence, and at 30 min
+and finer nothing changed (a one-hour bypass is two readings there). Three-phase meters are left
+out: their lone excursions come from the phases' unknown angles, and the held departure is a
+trailing median, not one reading's evidence (a lone held reading at 1.5 raised a false partial
+earth return on seed 199). There is no real neutral telemetry to measure a neutral channel's own
+one-reading glitches on (the real extracts have none): on the simulated fleets the cost was
+measured (docs/quality-log.md, "2026-12-05 (q63)").
 """
 
 from __future__ import annotations
@@ -121,7 +136,11 @@ class NeutralTamperConfig(DetectorConfig):
     persist_min_n: int = 12
     # Long bridges: a persistent fault spans nights when the deficit cannot be judged, while
     # isolated blips stay apart because a healthy light load reads as known-normal between them.
-    post: PostRule = PostRule(min_duration_s=30.0, min_readings=2, merge_gap_s=3600.0, max_bridge_s=4 * 3600.0)
+    # One reading alone (single phase) where it stands for an hour (45 min: an hourly meter's
+    # learned cadence, jitter and all; not a half-hourly one) and is half as far again over the
+    # limit (the module docstring, "One reading of an hour").
+    post: PostRule = PostRule(min_duration_s=30.0, min_readings=2, merge_gap_s=3600.0, max_bridge_s=4 * 3600.0,
+                              single_s=2700.0, single_score=1.5)
 
     def __post_init__(self):
         # The held departure indexes load levels by these counts (a config file's 4.0 is 4; 0 levels
@@ -212,6 +231,15 @@ class NeutralTamper(Detector):
         cad = np.array([_num(self.state_.get(m, {}).get("cadence_s"), np.nan) for m in meters], float)
         n = gaps_per_side(cad)
         return type(r)(r.back_s, np.maximum(r.back_n, n), r.ahead_s, np.maximum(r.ahead_n, n))
+
+    def post_settings(self, names, cadence_s):
+        # One reading alone only on a single-phase meter, whose neutral carries its phase's current
+        # back: "One reading of an hour" in the module docstring.
+        e = super().post_settings(names, cadence_s)
+        st = getattr(self, "state_", {})
+        ph = np.array([_num(st.get(m, {}).get("phases"), np.nan) for m in names], float)
+        e["single"] = e["single"] & (ph == 1)
+        return e
 
     def lookback_s(self, cadence_s):
         """The held departure's window (:meth:`persist_window_s`) at the coarsest cadence a stretch
