@@ -737,9 +737,10 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
                     (final_t[gseg] - np.maximum(last_judged[gseg], t_last) <= d.config.post.hold_gap_s)
             for gi in np.flatnonzero(is_open):
                 clean[gseg[gi]] = min(clean[gseg[gi]], t_first[gi])
+            per_judged: dict = {}   # what every alert of this judgement reads alike (see _alert)
             for gi in np.flatnonzero(g.kept & (t_first >= from_t[gseg])):
                 rows = rows_all[g.first[gi]:g.last[gi] + 1]
-                a = _alert(d, j, rows)
+                a = _alert(d, j, rows, per_judged)
                 res.alerts.append(a)
                 if is_open[gi]:
                     res.open_ids.add(a.id)
@@ -828,16 +829,27 @@ def _cold_rows(j: Judged, seg: np.ndarray, use: np.ndarray, t: np.ndarray) -> np
     return idx[c]
 
 
-def _alert(d: Detector, j: Judged, rows: np.ndarray) -> Alert:
+def _alert(d: Detector, j: Judged, rows: np.ndarray, per_judged: dict | None = None) -> Alert:
+    """The alert of ``j``'s ``rows``. ``per_judged``: a dict kept across the alerts of one
+    judgement, where what they all read alike (the scores of a subset's rows, the times, the meter
+    column) is taken once, not once an alert (a stream forms every open alert again each step)."""
+    memo = {} if per_judged is None else per_judged
     df, ctx, local = j.input, j.ctx, rows
     if isinstance(ctx, _Sub):
         df, local, ctx = ctx.frame, np.searchsorted(ctx.rows, rows), ctx.ctx
-    scores = j.scores if df is j.input else j.scores[ctx_rows(j)]
+    if df is j.input:
+        scores = j.scores
+    else:
+        scores = memo.get("sub_scores")
+        if scores is None:
+            scores = memo["sub_scores"] = j.scores[ctx_rows(j)]
     f = d.describe(df, local, scores, ctx)
-    t = j.input["_t"].to_numpy()
+    if "t" not in memo:
+        memo["t"], memo["meter_id"] = j.input["_t"].to_numpy(), j.input["meter_id"]
+    t = memo["t"]
     score = round(calibrated(float(np.nanmax(j.scores[rows]))), 4)
     # Severity from the code's consequence and the calibrated score (codes.SEVERITY_POLICY).
-    return Alert(meter_id=str(j.input["meter_id"].iat[rows[0]]), start=_iso(t[rows[0]]), end=_iso(t[rows[-1]]),
+    return Alert(meter_id=str(memo["meter_id"].iat[rows[0]]), start=_iso(t[rows[0]]), end=_iso(t[rows[-1]]),
                  code=d.code, severity=severity(d.code, score, f.severity), score=score,
                  detector=d.name, message=f.message, evidence=f.evidence, action=f.action)
 
