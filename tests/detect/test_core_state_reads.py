@@ -100,3 +100,12 @@ def test_rolling_medians_in_one_call_equal_one_call_per_series():
             xs.append(np.round(x, 1) if rng.random() < 0.3 else x)
         for x, got in zip(xs, _rolling_medians(xs, seg, window), strict=True):
             np.testing.assert_array_equal(got, _rolling_median(x, seg, window))
+
+
+def test_a_state_note_set_on_the_instance_is_said_too():
+    frame = _fleet()
+    det = _fitted(["frozen_readings"], frame)[0]
+    det.state_note = lambda meter, st: f"instance {meter}"
+    res = core.run(frame, [det])
+    meters = sorted(frame["meter_id"].astype(str).unique())
+    assert sorted(n for n in res.notices if n.startswith("instance ")) == [f"instance {m}" for m in meters]

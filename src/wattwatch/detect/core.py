@@ -521,7 +521,8 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
             if note and (d.name, note) not in said_cadence:
                 said_cadence.add((d.name, note))
                 res.notices.append(note)
-        if type(d).state_note is not Detector.state_note:   # (the default says nothing: no call per meter)
+        # (the default says nothing: no call per meter unless its class or the instance replaces it)
+        if getattr(type(d), "state_note", None) is not Detector.state_note or "state_note" in getattr(d, "__dict__", {}):
             for m in names:
                 if m in st:
                     note = d.state_note(m, st[m])
