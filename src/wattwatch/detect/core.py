@@ -301,6 +301,10 @@ def _cadence(dets: list[Detector], m: str) -> float:
 
 
 _NO_STATE = object()   # (run: a meter without state, told apart from one whose state is None)
+#: ``Detector``'s own ``state_note`` (says nothing): :func:`run` skips the per-meter call where it is
+#: what the detector would call (compared with this, not with the base's attribute at the time of
+#: the call, so that a note patched onto the base is still asked).
+_SILENT_STATE_NOTE = Detector.state_note
 
 
 def _iso(t: float) -> str:
@@ -521,8 +525,9 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
             if note and (d.name, note) not in said_cadence:
                 said_cadence.add((d.name, note))
                 res.notices.append(note)
-        # (the default says nothing: no call per meter unless its class or the instance replaces it)
-        if getattr(type(d), "state_note", None) is not Detector.state_note or "state_note" in getattr(d, "__dict__", {}):
+        # (the default says nothing: no call per meter unless its class, the instance or a patch of
+        # the base replaces it)
+        if getattr(type(d), "state_note", None) is not _SILENT_STATE_NOTE or "state_note" in getattr(d, "__dict__", {}):
             for m in names:
                 if m in st:
                     note = d.state_note(m, st[m])

@@ -131,6 +131,7 @@ def _rolling_medians(xs: list[np.ndarray], seg: np.ndarray, window: int) -> list
     if n == 0 or len(xs) < 2:
         return [_rolling_median(x, seg, window) for x in xs]
     seg = np.asarray(seg, np.int64)
+    seg = seg - seg.min()   # codes from 0: a copy's last code then never equals the next copy's first
     step = int(seg.max()) + 1
     r = _rolling_median(np.concatenate(xs), np.concatenate([seg + k * step for k in range(len(xs))]), window)
     return [r[k * n:(k + 1) * n] for k in range(len(xs))]
