@@ -214,15 +214,16 @@ def _chain(own: Reach, extra: list[tuple[Reach, np.ndarray]]) -> Reach:
     return Reach(back_s, back_n, ahead_s, ahead_n)
 
 
-def blockers(detectors: list[Detector], meters) -> dict[str, list[tuple[str, np.ndarray]]]:
+def blockers(detectors: list[Detector], meters, cad: np.ndarray | None = None) -> dict[str, list[tuple[str, np.ndarray]]]:
     """Per detector (in blocking order, :func:`order`): the detectors that run before it and whose
     findings explain what it judges (they blank its scores, and its input where it ``blank_input``),
     each with its blanking horizon per meter of ``meters`` in seconds: how far from a reading the
     blocker's scores decide whether it is blanked (its alert horizon plus the explanation's pad and
     reach; 0 where it explains single readings). Shared by :func:`reaches` and the stitcher's known
-    scores (:mod:`wattwatch.detect.stitch`)."""
+    scores (:mod:`wattwatch.detect.stitch`). ``cad``: each meter's cadence as :func:`_cadences`
+    gives it for ``detectors``, when the caller has it already (looked up here otherwise)."""
     dets = order(detectors)
-    cad = None   # each meter's cadence, looked up only where a horizon needs it (not for a lone detector)
+    # each meter's cadence, looked up only where a horizon needs it (not for a lone detector)
     out: dict[str, list[tuple[str, np.ndarray]]] = {}
     for d in dets:
         found = []
@@ -236,7 +237,7 @@ def blockers(detectors: list[Detector], meters) -> dict[str, list[tuple[str, np.
                     hit = True
                     if e.span != "reading":
                         if cad is None:
-                            cad = np.array([_cadence(dets, m) for m in meters], float)
+                            cad = _cadences(dets, meters)
                         h = np.maximum(h, b.config.post.horizon_s(cad) + e.pad(cad) + e.within(cad))
             if hit:
                 found.append((b.name, h))
@@ -244,15 +245,15 @@ def blockers(detectors: list[Detector], meters) -> dict[str, list[tuple[str, np.
     return out
 
 
-def reaches(detectors: list[Detector], meters, carried=()) -> dict[str, Reach]:
+def reaches(detectors: list[Detector], meters, carried=(), cad: np.ndarray | None = None) -> dict[str, Reach]:
     """Effective reach of each detector (own reach plus its blockers'), per meter of ``meters``.
     ``carried``: names of detectors whose closed bins are carried (a stream): their own reach is
     then their reach in raw readings (``carried_reach``). Through a blocker the chain takes the
     blocker's whole effective reach, carried or not: its scores near a reading are exact only
     where its own carry holds its reach, which a reach per meter cannot say (no detector that
-    explains others carries bins today)."""
+    explains others carries bins today). ``cad``: as :func:`blockers` takes it."""
     dets = order(detectors)
-    blk = blockers(dets, meters)
+    blk = blockers(dets, meters, cad)
     eff: dict[str, Reach] = {}
     full: dict[str, Reach] = {}   # without any carry: what a blocker's chain takes
     for d in dets:
@@ -286,12 +287,24 @@ def _unless_idle(d: Detector, r: Reach, meters) -> Reach:
                  no(r.ahead_s, 0.0).astype(float), no(r.ahead_n, 0).astype(np.int64))
 
 
+def _cadences(dets: list[Detector], meters) -> np.ndarray:
+    """Per meter of ``meters``: its cadence (:func:`_cadence`) as float array."""
+    return np.array([_cadence(dets, m) for m in meters], float)
+
+
 def _cadence(dets: list[Detector], m: str) -> float:
     for d in dets:
         v = (getattr(d, "state_", {}).get(m) or {}).get("cadence_s")
         if v is not None and np.isfinite(v):
             return float(v)
     return float("nan")
+
+
+_NO_STATE = object()   # (run: a meter without state, told apart from one whose state is None)
+#: ``Detector``'s own ``state_note`` (says nothing): :func:`run` skips the per-meter call where it is
+#: what the detector would call (compared with this, not with the base's attribute at the time of
+#: the call, so that a note patched onto the base is still asked).
+_SILENT_STATE_NOTE = Detector.state_note
 
 
 def _iso(t: float) -> str:
@@ -403,17 +416,21 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
         df = _with_column(df, "_n", pos0[seg] + within)
         res.frame = df
     whole = origin_m.all() and flush_m.all()
-    eff_reach = None if whole else reaches(dets, names)  # a whole history needs no reach bookkeeping
+    # Each meter's cadence, looked up once for the run (the reaches' blanking horizons read it too).
+    cad = _cadences(dets, names)
+    eff_reach = None if whole else reaches(dets, names, cad=cad)  # a whole history needs no reach bookkeeping
     carried = {d.name for d in dets if hours is not None and d.name in hours}
-    raw_reach = None if whole or not carried else reaches(dets, names, carried)
-    cad = np.array([_cadence(dets, m) for m in names], float)
+    raw_reach = None if whole or not carried else reaches(dets, names, carried, cad=cad)
     masks: dict[str, np.ndarray] = {}
     said_cadence: set = set()
     seg_times = None if whole else SegTimes(t, seg, starts, ends)
     for d in dets:
         st = getattr(d, "state_", {})
-        no_state = np.array([m not in st for m in names])
-        lacks = np.array([bool((st.get(m) or {}).get("lacks")) for m in names])
+        # Each meter's state, looked up once for what the run reads of it (no state: _NO_STATE).
+        sts = [st.get(m, _NO_STATE) for m in names]
+        no_state = np.array([x is _NO_STATE for x in sts], bool)
+        sts = [{} if x is _NO_STATE else (x or {}) for x in sts]   # (as ``st.get(m) or {}`` read them)
+        lacks = np.array([bool(x.get("lacks")) for x in sts], bool)
         skipped = no_state | lacks
         blank = np.zeros(len(df), bool)
         for k in d.judges:
@@ -457,7 +474,7 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
             s[skipped[seg]] = np.nan
         if any_blank:
             s[blank] = np.nan
-        judge_from = np.array([float((st.get(m) or {}).get("judge_from") or -np.inf) for m in names])
+        judge_from = np.array([float(x.get("judge_from") or -np.inf) for x in sts])
         if (judge_from > -np.inf).any():
             s[t < judge_from[seg]] = np.nan
         exact_raw = None
@@ -495,9 +512,8 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
                 for k in e.kinds:
                     masks[k] = masks[k] | m if k in masks else m
         # Notices said once: meters it cannot judge, cadences it cannot judge as designed.
-        for m, x, y in zip(names, lacks, no_state):
-            if x or y:
-                res.skipped.setdefault(d.name, {})[m] = list((st.get(m) or {}).get("lacks") or ["state"])
+        for k in np.flatnonzero(lacks | no_state):
+            res.skipped.setdefault(d.name, {})[names[k]] = list(sts[k].get("lacks") or ["state"])
         # Cadences in bands (two significant figures: 86,398 s and 86,401 s are one daily cadence),
         # each said as its meters' median cadence to the second: the band's own value (86,000 s for
         # a daily meter, 3,600 for 3,640) is not a cadence any meter has.
@@ -509,11 +525,14 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
             if note and (d.name, note) not in said_cadence:
                 said_cadence.add((d.name, note))
                 res.notices.append(note)
-        for m in names:
-            if m in st:
-                note = d.state_note(m, st[m])
-                if note:
-                    res.notices.append(note)
+        # (the default says nothing: no call per meter unless its class, the instance or a patch of
+        # the base replaces it)
+        if getattr(type(d), "state_note", None) is not _SILENT_STATE_NOTE or "state_note" in getattr(d, "__dict__", {}):
+            for m in names:
+                if m in st:
+                    note = d.state_note(m, st[m])
+                    if note:
+                        res.notices.append(note)
     if alerts:
         _post(res, names, seg, t, starts, ends, since or {}, cut_m)
     return res
@@ -655,10 +674,12 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
     for j in res.judged:
         d = j.det
         start_t = np.full(n_seg, -np.inf)
-        for k, m in enumerate(names):
-            v = (since.get(d.name) or {}).get(m)
-            if v is not None:
-                start_t[k] = v
+        own = since.get(d.name) or {}
+        if own:
+            for k, m in enumerate(names):
+                v = own.get(m)
+                if v is not None:
+                    start_t[k] = v
         whole = j.exact.all() and j.final.all() and not np.isfinite(start_t).any() and not has_cut.any()
         if whole:  # a whole history: every reading counts, nothing is pending or carried
             use = np.ones(len(t), bool)
@@ -722,9 +743,10 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
                     (final_t[gseg] - np.maximum(last_judged[gseg], t_last) <= d.config.post.hold_gap_s)
             for gi in np.flatnonzero(is_open):
                 clean[gseg[gi]] = min(clean[gseg[gi]], t_first[gi])
+            per_judged: dict = {}   # what every alert of this judgement reads alike (see _alert)
             for gi in np.flatnonzero(g.kept & (t_first >= from_t[gseg])):
                 rows = rows_all[g.first[gi]:g.last[gi] + 1]
-                a = _alert(d, j, rows)
+                a = _alert(d, j, rows, per_judged)
                 res.alerts.append(a)
                 if is_open[gi]:
                     res.open_ids.add(a.id)
@@ -813,16 +835,27 @@ def _cold_rows(j: Judged, seg: np.ndarray, use: np.ndarray, t: np.ndarray) -> np
     return idx[c]
 
 
-def _alert(d: Detector, j: Judged, rows: np.ndarray) -> Alert:
+def _alert(d: Detector, j: Judged, rows: np.ndarray, per_judged: dict | None = None) -> Alert:
+    """The alert of ``j``'s ``rows``. ``per_judged``: a dict kept across the alerts of one
+    judgement, where what they all read alike (the scores of a subset's rows, the times, the meter
+    column) is taken once, not once an alert (a stream forms every open alert again each step)."""
+    memo = {} if per_judged is None else per_judged
     df, ctx, local = j.input, j.ctx, rows
     if isinstance(ctx, _Sub):
         df, local, ctx = ctx.frame, np.searchsorted(ctx.rows, rows), ctx.ctx
-    scores = j.scores if df is j.input else j.scores[ctx_rows(j)]
+    if df is j.input:
+        scores = j.scores
+    else:
+        scores = memo.get("sub_scores")
+        if scores is None:
+            scores = memo["sub_scores"] = j.scores[ctx_rows(j)]
     f = d.describe(df, local, scores, ctx)
-    t = j.input["_t"].to_numpy()
+    if "t" not in memo:
+        memo["t"], memo["meter_id"] = j.input["_t"].to_numpy(), j.input["meter_id"]
+    t = memo["t"]
     score = round(calibrated(float(np.nanmax(j.scores[rows]))), 4)
     # Severity from the code's consequence and the calibrated score (codes.SEVERITY_POLICY).
-    return Alert(meter_id=str(j.input["meter_id"].iat[rows[0]]), start=_iso(t[rows[0]]), end=_iso(t[rows[-1]]),
+    return Alert(meter_id=str(memo["meter_id"].iat[rows[0]]), start=_iso(t[rows[0]]), end=_iso(t[rows[-1]]),
                  code=d.code, severity=severity(d.code, score, f.severity), score=score,
                  detector=d.name, message=f.message, evidence=f.evidence, action=f.action)
 

@@ -123,6 +123,20 @@ def _rolling_median(x: np.ndarray, seg: np.ndarray, window: int) -> np.ndarray:
     return r
 
 
+def _rolling_medians(xs: list[np.ndarray], seg: np.ndarray, window: int) -> list[np.ndarray]:
+    """:func:`_rolling_median` of each of ``xs`` (same length, over the same ``seg``), by one call
+    over them end to end: the k-th copy's segment codes are offset past the (k-1)-th's, so each
+    meter of each series is its own segment and the values are those of a call per series."""
+    n = len(seg)
+    if n == 0 or len(xs) < 2:
+        return [_rolling_median(x, seg, window) for x in xs]
+    seg = np.asarray(seg, np.int64)
+    seg = seg - seg.min()   # codes from 0: a copy's last code then never equals the next copy's first
+    step = int(seg.max()) + 1
+    r = _rolling_median(np.concatenate(xs), np.concatenate([seg + k * step for k in range(len(xs))]), window)
+    return [r[k * n:(k + 1) * n] for k in range(len(xs))]
+
+
 class LooseCT(Detector):
     name = "loose_ct"
     code = "SENSOR_FAULT"
@@ -388,10 +402,13 @@ class LooseCT(Detector):
             sg = one["_seg"].to_numpy()
         r = rows - lo
         with quiet():
-            lv = _rolling_median(np.abs(_lagged_diff(np.log(np.where(v[:, 0] > 0, v[:, 0], np.nan)), sg)), sg, h)
-            per_phase = [_rolling_median(np.abs(_lagged_diff(np.log(np.where(i[:, k] > 0, i[:, k], np.nan)), sg)),
-                                         sg, h) for k in range(3)]
-            lp = _rolling_median(np.abs(_lagged_diff(np.log(np.where(p > 0, p, np.nan)), sg)), sg, h)
+            # The five rolling medians (voltage L1, the three phase currents, power) in one call over
+            # the five series end to end, each its own segment: a window never reaches across two
+            # (the ends within ``half`` of a segment's edge are NaN, as alone), so every value is the
+            # one a call per series gives, for one pass of the comparator network instead of five.
+            lv, *per_phase, lp = _rolling_medians(
+                [np.abs(_lagged_diff(np.log(np.where(x > 0, x, np.nan)), sg))
+                 for x in (v[:, 0], i[:, 0], i[:, 1], i[:, 2], p)], sg, h)
             phase_e = [float(np.nanmedian(x[r])) if np.isfinite(x[r]).any() else np.nan for x in per_phase]
         k = int(np.nanargmax(np.where(np.isfinite(phase_e), phase_e, -np.inf))) if np.isfinite(phase_e).any() else 0
         m = str(meter_names(df)[seg[rows[0]]])
