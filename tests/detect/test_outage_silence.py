@@ -1,0 +1,128 @@
+"""q64: a meter that loses its supply and then falls silent (a mains-powered meter cannot report
+without supply: "last gasp", then nothing until the supply is back) is one event, the outage: its
+span and evidence cover the silence and packet_loss counts nothing lost in it. A meter that
+reports the voltage back and then falls silent lost packets. Batch, stitched pieces cut at and
+around the silence's edges, and a stitcher restarted at each cut, alike."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.detect.test_stitch_calm import _compare, _restart, _view
+from wattwatch.detect import core, registry
+from wattwatch.detect.engine import EngineConfig, profile
+from wattwatch.detect.frame import prepare
+from wattwatch.detect.stitch import Stitcher, latest, read_channels
+
+T0 = pd.Timestamp("2025-01-06", tz="UTC")
+
+
+def _meter(name: str, cad_s: float, dead_h: list[float], lost_h: list[tuple[float, float]], seed: int,
+           days: int = 6) -> pd.DataFrame:
+    """A meter every ``cad_s`` seconds (stamps jittered by 2 s), voltage, current and power 0 at the
+    readings of the hours ``dead_h`` (each one reading), without the readings from hour a to b
+    (``lost_h``, b excluded)."""
+    n = int(days * 86400 / cad_s)
+    k = np.arange(n)
+    ts = T0 + pd.to_timedelta(k * cad_s + np.random.default_rng(seed).uniform(-2, 2, n), unit="s")
+    f = pd.DataFrame({"meter_id": name, "ts": ts, "v_l1_v": 230.0, "i_l1_a": 4.5, "p_kw": 1.0})
+    h = k * cad_s / 3600
+    f.loc[np.isin(np.round(h, 6), np.round(dead_h, 6)), ["v_l1_v", "i_l1_a", "p_kw"]] = 0.0
+    keep = np.ones(n, bool)
+    for a, b in lost_h:
+        keep &= ~((h >= a - 1e-9) & (h < b - 1e-9))
+    return f[keep]
+
+
+METERS = {   # name: (cadence, dead hours, silent hours, outcome)
+    "OUT": (3600.0, [50, 51], [(52, 55)], "one outage, silent 4 h, back"),
+    "OUT0": (3600.0, [50, 51, 55], [(52, 55)], "one outage, silent 4 h, still lost"),
+    "LONG": (3600.0, [80], [(81, 100)], "one outage, silent 20 h"),
+    "TWO": (3600.0, [40, 100], [(41, 44), (101, 110)], "two outages, each with its silence"),
+    "BACK": (3600.0, [50, 51], [(53, 56)], "outage, then packet loss after the voltage came back"),
+    "Q15": (900.0, [60.0, 60.25], [(60.5, 62.5)], "one outage, silent 2.25 h at 15 min"),
+    "B15": (900.0, [60.0, 60.25], [(60.75, 62.75)], "outage, then packet loss at 15 min"),
+    "Q": (3600.0, [], [], "nothing"),
+}
+
+
+def _frame(supply_lost_fraction: float = 0.1):
+    frame = pd.concat([_meter(m, c, d, s, i) for i, (m, (c, d, s, _)) in enumerate(METERS.items())],
+                      ignore_index=True)
+    dets = registry.build_all(["supply_outage", "packet_loss"],
+                              {"packet_loss": {"supply_lost_fraction": supply_lost_fraction}})
+    profile(prepare(frame), dets, EngineConfig(profile_days=1.0, workers=1))
+    return frame, dets
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    frame, dets = _frame()
+    return frame, dets, core.run(frame, dets).alerts
+
+
+def _hours(a, key):
+    return round((pd.Timestamp(getattr(a, key)) - T0) / pd.Timedelta(hours=1), 2)
+
+
+def test_a_silence_after_a_supply_loss_is_the_outage_not_packet_loss(fleet):
+    frame, dets, whole = fleet
+    got = sorted((a.meter_id, a.detector, _hours(a, "start"), _hours(a, "end"),
+                  a.evidence.get("silent_after_supply_loss_h"), a.evidence.get("supply_back")) for a in whole)
+    assert got == sorted([
+        ("OUT", "supply_outage", 50, 55, 4.0, True), ("OUT0", "supply_outage", 50, 55, 4.0, False),
+        ("LONG", "supply_outage", 80, 100, 20.0, True),
+        ("TWO", "supply_outage", 40, 44, 4.0, True), ("TWO", "supply_outage", 100, 110, 10.0, True),
+        ("BACK", "supply_outage", 50, 51, None, None), ("BACK", "packet_loss", 52, 56, None, None),
+        ("Q15", "supply_outage", 60, 62.5, 2.25, True),
+        ("B15", "supply_outage", 60, 60.25, None, None), ("B15", "packet_loss", 60.5, 62.75, None, None)])
+    out = next(a for a in whole if a.meter_id == "OUT")
+    assert "no readings for 4.0 h" in out.message and "supply back" in out.message
+    assert out.severity == "info" and out.evidence["v_l1_v_max"] == 0.0
+
+
+def test_without_the_supply_test_packet_loss_reports_the_silence_as_before():
+    """``supply_lost_fraction = 0``: packet_loss reports every silence (q56's alerts); the outage's
+    span still covers it (its own finding)."""
+    frame, dets = _frame(0.0)
+    pk = sorted(a.meter_id for a in core.run(frame, dets).alerts if a.detector == "packet_loss")
+    assert pk == ["B15", "BACK", "LONG", "OUT", "OUT0", "Q15", "TWO", "TWO"]
+
+
+def _cuts(frame) -> list[float]:
+    out = []
+    for _, g in frame.groupby(frame["meter_id"].astype(str)):
+        t = np.sort(((pd.to_datetime(g["ts"], utc=True) - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy())
+        d = np.diff(t)
+        for i in np.flatnonzero(d > 1.6 * np.median(d)):
+            a, b = t[i], t[i + 1]
+            out += [a - 1, a, a + 1, (a + b) / 2, b - 1, b, b + 1]
+    return sorted(out)
+
+
+def _pieces(cuts):
+    def pieces(frame, piece_s, seed):
+        t = ((pd.to_datetime(frame["ts"], utc=True) - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy()
+        edges = [-np.inf, t.min() + 86400.0] + [c for c in cuts if c > t.min() + 86400.0] + [np.inf]
+        for lo, hi in zip(edges[:-1], edges[1:]):
+            yield frame[(t > lo) & (t <= hi)]
+    return pieces
+
+
+def test_pieces_cut_at_and_around_the_silence_give_the_whole_historys_alerts(fleet):
+    frame, dets, whole = fleet
+    _compare(frame, dets, 0.0, 0, pieces=_pieces(_cuts(frame)), want=whole)
+
+
+def test_a_stitcher_restarted_at_each_cut_gives_the_whole_historys_alerts(fleet):
+    frame, dets, whole = fleet
+    cols = read_channels(dets)
+    st, got = Stitcher(dets, keep_scores=False, columns=cols), []
+    for k, p in enumerate(_pieces(_cuts(frame))(frame, 0.0, 0)):
+        if k >= 2:
+            st = _restart(st, dets, cols)
+        got += st.feed(p).alerts
+    got += st.flush().alerts
+    assert {i: _view(x) for i, x in latest(got).items()} == {x.id: _view(x) for x in whole}
