@@ -80,6 +80,8 @@ def test_a_silence_after_a_supply_loss_is_the_outage_not_packet_loss(fleet):
         ("B15", "supply_outage", 60, 60.25, None, None), ("B15", "packet_loss", 60.5, 62.75, None, None)])
     out = next(a for a in whole if a.meter_id == "OUT")
     assert "no readings for 4.0 h" in out.message and "supply back" in out.message
+    out0 = next(a for a in whole if a.meter_id == "OUT0")
+    assert out0.message.startswith("supply lost on all phases for 300 min, the meter silent for 4.0 h")
     assert out.severity == "info" and out.evidence["v_l1_v_max"] == 0.0
 
 

@@ -78,3 +78,45 @@ def test_hourly_and_half_hourly_gaps_streamed_in_steps_cut_on_them_give_detects_
     problems = [f"{i}: detect {want.get(i)} != stream {got.get(i)}" for i in sorted(set(want) | set(got))
                 if want.get(i) != got.get(i)]
     assert not problems, "\n".join(problems[:10])
+
+
+@pytest.mark.parametrize("again", [False, True])
+def test_silences_after_a_supply_loss_streamed_in_steps_cut_on_them_give_detects_alerts(tmp_path, again):
+    """q64: meters that lose their supply and fall silent (the outage's, not packet loss), one that
+    reports the voltage back before falling silent (packet loss), streamed in steps cut at and
+    around the silences' edges: exactly ``detect``'s alerts."""
+    from tests.detect.test_outage_silence import METERS, _meter as _outage_meter
+
+    frame = pd.concat([_outage_meter(m, c, d, s, i, days=5) for i, (m, (c, d, s, _)) in enumerate(METERS.items())
+                       if m in ("OUT", "OUT0", "TWO", "BACK", "Q15", "Q")], ignore_index=True)
+    frame.to_parquet(tmp_path / "f.parquet")
+    want = {a.id: _view(a) for a in api.detect(tmp_path / "f.parquet", db=tmp_path / "batch.duckdb",
+                                                 config=CONFIG).alerts}
+    assert sorted((a["meter_id"], a["detector"]) for a in want.values()) == [
+        ("BACK", "packet_loss"), ("BACK", "supply_outage"), ("OUT", "supply_outage"), ("OUT0", "supply_outage"),
+        ("Q15", "supply_outage"), ("TWO", "supply_outage"), ("TWO", "supply_outage")]
+
+    frame = api.read_frame(tmp_path / "batch.duckdb").sort_values("ts", kind="stable")
+    t = ((frame["ts"] - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy()
+    cuts = [t.min() + 86400.0]
+    for _, g in frame.groupby(frame["meter_id"].astype(str)):
+        x = np.sort(((g["ts"] - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy())
+        for i in np.flatnonzero(np.diff(x) > 1.6 * np.median(np.diff(x))):
+            cuts += [x[i] - 1, x[i], (x[i] + x[i + 1]) / 2, x[i + 1] - 1, x[i + 1]]
+    edges = [-np.inf] + sorted(set(cuts)) + [np.inf]
+    store = Store(tmp_path / "live.duckdb")
+    eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG), StreamConfig(checkpoint_s=1e9))
+    prev = None
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        p = frame[(t > lo) & (t <= hi)]
+        if again and prev is not None and len(prev):
+            p = pd.concat([prev.groupby(prev["meter_id"].astype(str), sort=False).tail(1), p])
+        prev = p
+        eng.add(p)
+        eng.step()
+    eng.flush()
+    got = {i: _view(a) for i, a in eng.alerts.items()}
+    store.close()
+    problems = [f"{i}: detect {want.get(i)} != stream {got.get(i)}" for i in sorted(set(want) | set(got))
+                if want.get(i) != got.get(i)]
+    assert not problems, "\n".join(problems[:10])

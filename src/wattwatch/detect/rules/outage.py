@@ -85,8 +85,11 @@ class SupplyOutage(Detector):
         silent_h = float(np.sum(t[rows[after]] - t[rows[after] - 1])) / 3600
         still = bool(supply_lost(df, self._nominal(df), self.config.lost_fraction)[rows[-1]])
         ev.update(silent_after_supply_loss_h=rnd(silent_h, 2), supply_back=not still)
-        end = "still lost" if still else "back"
-        return Finding("info", f"supply lost on all phases, then no readings for {silent_h:.1f} h (a meter without "
-                               f"supply cannot report) until one with the supply {end}: an outage of up to "
-                               f"{minutes:.0f} min (current-based rules paused)", ev,
-                       "none needed for the meter; check the feeder if outages repeat")
+        if still:   # the last reading still shows it: the outage lasted the whole span at least
+            msg = (f"supply lost on all phases for {minutes:.0f} min, the meter silent for {silent_h:.1f} h of it "
+                   "(a meter without supply cannot report; current-based rules paused)")
+        else:
+            msg = (f"supply lost on all phases, then no readings for {silent_h:.1f} h (a meter without supply cannot "
+                   f"report) until one with the supply back: an outage of up to {minutes:.0f} min (current-based "
+                   "rules paused)")
+        return Finding("info", msg, ev, "none needed for the meter; check the feeder if outages repeat")
