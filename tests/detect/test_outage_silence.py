@@ -128,3 +128,33 @@ def test_a_stitcher_restarted_at_each_cut_gives_the_whole_historys_alerts(fleet)
         got += st.feed(p).alerts
     got += st.flush().alerts
     assert {i: _view(x) for i, x in latest(got).items()} == {x.id: _view(x) for x in whole}
+
+
+def _odd(name: str, v: float, seed: int) -> pd.DataFrame:
+    """An hourly meter with a load (4.5 A, 1 kW) whose voltage channel reads ``v`` throughout
+    (0: a field the export fills with 0; 20: a scale the nominal voltage cannot be learned from, no
+    reading above 50 V) and nothing from hour 52 to 56."""
+    f = _meter(name, 3600.0, [], [(52, 56)], seed)
+    return f.assign(v_l1_v=v)
+
+
+def test_a_silence_is_packet_loss_where_the_nominal_voltage_is_unknown():
+    """rev64: the silence is the outage's only where the meter's nominal voltage is known (learned
+    from readings above 50 V). A meter with a load whose voltage channel reads 0 V (or 20 V) all
+    along has none: every reading is under 10 % of the 230-V fallback, and before rev64 each of its
+    silences was taken for the outage's and no packet loss was ever reported (main reported it).
+    A 120-V and a 400-V meter: their normal readings are not a supply loss, with or without the
+    nominal in packet_loss's state (a state stored before q64 has none: 230 V)."""
+    frame = pd.concat([_odd("Z0", 0.0, 1), _odd("Z20", 20.0, 2),
+                       _meter("V120", 3600.0, [], [(52, 56)], 3).assign(v_l1_v=120.0),
+                       _meter("V400", 3600.0, [], [(52, 56)], 4).assign(v_l1_v=400.0)], ignore_index=True)
+    for old_state in (False, True):
+        dets = registry.build_all(["supply_outage", "packet_loss"])
+        profile(prepare(frame), dets, EngineConfig(profile_days=1.0, workers=1))
+        if old_state:
+            for s in dets[1].state_.values():
+                s.pop("nominal_v", None)
+        alerts = core.run(frame, dets).alerts
+        pk = sorted((a.meter_id, _hours(a, "start"), _hours(a, "end")) for a in alerts if a.detector == "packet_loss")
+        assert pk == [("V120", 51, 56), ("V400", 51, 56), ("Z0", 51, 56), ("Z20", 51, 56)], old_state
+        assert not any("silent_after_supply_loss_h" in a.evidence for a in alerts), old_state

@@ -54,11 +54,16 @@ SUPPLY_LOST_FRACTION = 0.1
 FALLBACK_NOMINAL_V = 230.0
 
 
-def supply_lost(df: pd.DataFrame, nominal_v: np.ndarray, fraction: float = SUPPLY_LOST_FRACTION) -> np.ndarray:
+def supply_lost(df: pd.DataFrame, nominal_v: np.ndarray, fraction: float = SUPPLY_LOST_FRACTION,
+                fallback: bool = True) -> np.ndarray:
     """Per reading: voltage lost on every phase, the highest phase under ``fraction`` of its meter's
-    nominal voltage (``nominal_v`` per segment code, NaN: ``FALLBACK_NOMINAL_V``); False where the
-    meter reports no voltage. The supply outage's own test, shared by packet_loss (q64)."""
-    nom = np.where(np.isfinite(nominal_v), nominal_v, FALLBACK_NOMINAL_V)
+    nominal voltage (``nominal_v`` per segment code, NaN: ``FALLBACK_NOMINAL_V``, or with
+    ``fallback`` False never lost); False where the meter reports no voltage. The supply outage's
+    own test, shared by packet_loss (q64). A silence is taken for the outage's only after a reading
+    judged against a nominal voltage learned (``fallback=False``): a meter with no reading above
+    50 V (a voltage field filled with 0 while a load draws current, an odd scale) reads as supply
+    lost throughout against the fallback, and would hide every silence from packet_loss (rev64)."""
+    nom = np.where(np.isfinite(nominal_v), nominal_v, FALLBACK_NOMINAL_V) if fallback else nominal_v
     with np.errstate(invalid="ignore"):
         return max_voltage(df) < fraction * nom[df["_seg"].to_numpy()]
 

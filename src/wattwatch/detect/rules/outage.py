@@ -68,7 +68,9 @@ class SupplyOutage(Detector):
     def _score(self, df: pd.DataFrame) -> Scored:
         vmax = max_voltage(df)
         lost = supply_lost(df, self._nominal(df), self.config.lost_fraction)
-        after = after_supply_loss(df, lost, self._param(df, "cadence_s"))
+        # A silence is the outage's only after a loss judged against a learned nominal (rev64: see supply_lost).
+        known = np.isfinite(self._param(df, "nominal_v"))[df["_seg"].to_numpy()]
+        after = after_supply_loss(df, lost & known, self._param(df, "cadence_s"))
         score = np.where(np.isfinite(vmax), lost.astype(float), np.nan)
         return Scored(np.where(after, 1.0, score), after)
 

@@ -53,7 +53,9 @@ nothing comes until the supply is back. Such a silence is the supply outage's (i
 lost on every phase (the outage's own test, :func:`~wattwatch.detect.rules._common.supply_lost`,
 at ``supply_lost_fraction`` of the nominal voltage learned with the state; 0: off) loses no
 reading here, whatever reading ends it. A meter heard with supply and then silent lost packets
-(q64).
+(q64). Only a nominal voltage learned counts: a meter with no reading above 50 V in its normal
+period (a voltage field filled with 0 under a load, an odd scale) or a state stored before q64
+has none, and its gaps are judged as before (rev64).
 
 A meter reconfigured after its state was learned (AMI meters go from 1 to 5 or 15 minutes, from 5
 or 15 to 1 or 5, from 60 to 15) is judged at the cadence its gaps show, not the learned one: at the
@@ -190,7 +192,8 @@ class PacketLoss(Detector):
             low = seg_quantile(ratio, seg, len(names), 0.0, ratio > 0.05)
         out = {m: {"gap_low": rnd(float(v), 4)} for m, v in zip(names, low) if np.isfinite(v)}
         # The nominal voltage a supply loss is measured against (as supply_outage learns it); a
-        # state without it (learned before q64, or a meter without voltage): 230 V.
+        # state without it (learned before q64, or a meter with no reading above 50 V): no silence
+        # is taken for an outage's, every gap is judged as before q64 (rev64).
         for m, v in zip(names, nominal_voltage(df, len(names))):
             if np.isfinite(v):
                 out.setdefault(m, {})["nominal_v"] = float(v)
@@ -202,7 +205,7 @@ class PacketLoss(Detector):
         f = self.config.supply_lost_fraction
         if f <= 0 or len(lost) < 2:
             return lost
-        dead = supply_lost(df, self._param(df, "nominal_v"), f)
+        dead = supply_lost(df, self._param(df, "nominal_v"), f, fallback=False)   # (rev64: a learned nominal only)
         seg = df["_seg"].to_numpy()
         after = np.zeros(len(lost), bool)
         after[1:] = dead[:-1] & (seg[1:] == seg[:-1])
