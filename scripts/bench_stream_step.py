@@ -58,19 +58,17 @@ def _swapper(baseline: Path):
                             and not (m.startswith("__") and "__dataclass_fields__" in vars(cur)):
                         # (a dataclass's generated methods stay this checkout's: its fields may differ)
                         this[(cur, m)], base[(cur, m)] = vars(cur)[m], fn
-                # Plain class settings (``reads_also``, ``lookback_n``: what a detector reads and how
-                # far back, which the engine's tiers follow): the baseline's, or the inherited value
-                # where the baseline's class does not set it.
-                for m in set(vars(v)) | set(vars(cur)):
-                    if m.startswith("__") or m in ("_abc_impl",):
+                # Plain class settings the baseline's class sets (``reads_also``, ``lookback_n``: what a
+                # detector reads and how far back, which the engine's tiers follow; a trimmed baseline
+                # class states the value it inherited, e.g. ``lookback_n = 0``).
+                for m, bv in vars(v).items():
+                    if m.startswith("__") or m == "_abc_impl" \
+                            or not isinstance(bv, (tuple, int, float, str, bool, frozenset, type(None))):
                         continue
-                    bv, cv = vars(v).get(m, _UNSET), vars(cur).get(m, _UNSET)
-                    if any(callable(x) or isinstance(x, (type, property, staticmethod, classmethod))
-                           for x in (bv, cv) if x is not _UNSET):
-                        continue
-                    if isinstance(bv, (tuple, int, float, str, bool, frozenset, type(None))) or bv is _UNSET:
-                        if bv is _UNSET or cv is _UNSET or bv != cv:
-                            this[(cur, m)], base[(cur, m)] = cv, bv
+                    cv = vars(cur).get(m, _UNSET)
+                    if not (callable(cv) or isinstance(cv, (type, property, staticmethod, classmethod))) \
+                            and (cv is _UNSET or cv != bv):
+                        this[(cur, m)], base[(cur, m)] = cv, bv
 
     def put(which):
         for (obj, k), v in which.items():

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.detect.test_stitch_calm import _compare, _restart, _view
+from tests.detect.test_packets_gap_cuts import _cut as _pieces, _restarted_at_each_cut_gives
+from tests.detect.test_stitch_calm import _compare
 from wattwatch.detect import core, registry
 from wattwatch.detect.engine import EngineConfig, profile
 from wattwatch.detect.frame import prepare
-from wattwatch.detect.stitch import Stitcher, latest, read_channels
 
 T0 = pd.Timestamp("2025-01-06", tz="UTC")
 
@@ -104,15 +104,6 @@ def _cuts(frame) -> list[float]:
     return sorted(out)
 
 
-def _pieces(cuts):
-    def pieces(frame, piece_s, seed):
-        t = ((pd.to_datetime(frame["ts"], utc=True) - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy()
-        edges = [-np.inf, t.min() + 86400.0] + [c for c in cuts if c > t.min() + 86400.0] + [np.inf]
-        for lo, hi in zip(edges[:-1], edges[1:]):
-            yield frame[(t > lo) & (t <= hi)]
-    return pieces
-
-
 def test_pieces_cut_at_and_around_the_silence_give_the_whole_historys_alerts(fleet):
     frame, dets, whole = fleet
     _compare(frame, dets, 0.0, 0, pieces=_pieces(_cuts(frame)), want=whole)
@@ -120,14 +111,7 @@ def test_pieces_cut_at_and_around_the_silence_give_the_whole_historys_alerts(fle
 
 def test_a_stitcher_restarted_at_each_cut_gives_the_whole_historys_alerts(fleet):
     frame, dets, whole = fleet
-    cols = read_channels(dets)
-    st, got = Stitcher(dets, keep_scores=False, columns=cols), []
-    for k, p in enumerate(_pieces(_cuts(frame))(frame, 0.0, 0)):
-        if k >= 2:
-            st = _restart(st, dets, cols)
-        got += st.feed(p).alerts
-    got += st.flush().alerts
-    assert {i: _view(x) for i, x in latest(got).items()} == {x.id: _view(x) for x in whole}
+    _restarted_at_each_cut_gives(frame, dets, _cuts(frame), whole)
 
 
 def _odd(name: str, v: float, seed: int) -> pd.DataFrame:
