@@ -33,6 +33,9 @@ from pathlib import Path
 import numpy as np
 
 
+_UNSET = object()
+
+
 def _swapper(baseline: Path):
     """(use_baseline, use_this): put the baseline's functions and methods in place, or back."""
     this, base = {}, {}
@@ -51,12 +54,29 @@ def _swapper(baseline: Path):
                 this[(live, k)], base[(live, k)] = cur, v
             elif isinstance(v, type) and isinstance(cur, type) and v.__module__ == spec.name:
                 for m, fn in vars(v).items():
-                    if callable(fn) and not isinstance(fn, type) and m in vars(cur) and callable(vars(cur)[m]):
+                    if callable(fn) and not isinstance(fn, type) and m in vars(cur) and callable(vars(cur)[m]) \
+                            and not (m.startswith("__") and "__dataclass_fields__" in vars(cur)):
+                        # (a dataclass's generated methods stay this checkout's: its fields may differ)
                         this[(cur, m)], base[(cur, m)] = vars(cur)[m], fn
+                # Plain class settings the baseline's class sets (``reads_also``, ``lookback_n``: what a
+                # detector reads and how far back, which the engine's tiers follow; a trimmed baseline
+                # class states the value it inherited, e.g. ``lookback_n = 0``).
+                for m, bv in vars(v).items():
+                    if m.startswith("__") or m == "_abc_impl" \
+                            or not isinstance(bv, (tuple, int, float, str, bool, frozenset, type(None))):
+                        continue
+                    cv = vars(cur).get(m, _UNSET)
+                    if not (callable(cv) or isinstance(cv, (type, property, staticmethod, classmethod))) \
+                            and (cv is _UNSET or cv != bv):
+                        this[(cur, m)], base[(cur, m)] = cv, bv
 
     def put(which):
         for (obj, k), v in which.items():
-            setattr(obj, k, v)
+            if v is _UNSET:
+                if k in vars(obj):
+                    delattr(obj, k)
+            else:
+                setattr(obj, k, v)
 
     return (lambda: put(base)), (lambda: put(this))
 

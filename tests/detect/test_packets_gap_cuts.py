@@ -120,13 +120,19 @@ def test_a_stitcher_restarted_at_each_cut_gives_the_whole_historys_alerts(fleet)
     alerts. (A restarted stitcher judges its carried meters afresh once and may send again a
     version of an alert it already sent, identical, when the meter's carried readings still reach
     it: hourly meters carry 40 h and more. So it did before q56 with gaps the share finds; rev56.)"""
+    frame, dets, whole = fleet
+    _restarted_at_each_cut_gives(frame, dets, _edges(frame), whole)
+
+
+def _restarted_at_each_cut_gives(frame, dets, cuts, whole) -> None:
+    """A stitcher fed ``frame`` in pieces cut at ``cuts`` (:func:`_cut`), restarted from its
+    checkpoint before every piece after the first two, gives the alerts ``whole``."""
     from tests.detect.test_stitch_calm import _restart, _view
     from wattwatch.detect.stitch import Stitcher, latest, read_channels
 
-    frame, dets, whole = fleet
     cols = read_channels(dets)
     st, got = Stitcher(dets, keep_scores=False, columns=cols), []
-    for k, p in enumerate(_cut(_edges(frame))(frame, 0.0, 0)):
+    for k, p in enumerate(_cut(cuts)(frame, 0.0, 0)):
         if k >= 2:
             st = _restart(st, dets, cols)
         got += st.feed(p).alerts

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from wattwatch.alerts.model import Alert
@@ -109,3 +111,42 @@ def test_visibility_rules_follow_the_packet_loss_rule():
     assert (v.min_lost, v.loss_limit) == (c.min_lost, c.limit)
     with pytest.raises(ValueError):
         Visibility(min_readings=0)
+
+
+def test_a_loss_with_a_data_gap_is_visible_as_the_rule_finds_it():
+    """q64: the packet-loss rule finds one gap of ``gap_lost`` (3) readings lost in a row lasting
+    ``gap_s`` (2 h) whatever the share (q56): such a fault is visible though it lost under
+    ``min_lost`` readings; two in a row, or three at 15 minutes (an hour), are not."""
+    from wattwatch.detect.rules.packets import PacketLossConfig
+    from wattwatch.evaluate.events import Visibility
+
+    v, c = Visibility(), PacketLossConfig()
+    assert (v.gap_lost, v.gap_s) == (c.gap_lost, c.gap_s)
+
+    def ev(m, run, rate=0.3, end="2025-01-10T09:00Z"):
+        return {"meter_id": m, "type": "packet_loss", "start": "2025-01-10T00:00Z", "end": end,
+                "detail": {"loss_rate": rate, "lost_in_a_row": run}}
+
+    events = [ev("G3", 3), ev("G2", 2), {**ev("OLD", 3), "detail": {"loss_rate": 0.3}},
+              ev("T3", 3, 0.03, "2025-01-14T03:00Z")]   # 3 of 100: 3 %, a 4-h gap all the same
+    r = evaluate(events, [], cadence_s=3600)
+    assert sorted(e["meter_id"] for e in r["invisible_events"]) == ["G2", "OLD"]
+    assert evaluate(events, [], cadence_s=3600, rules=Visibility(gap_lost=0))["visible_events"] == 0
+    r15 = evaluate([ev("G3", 3, 0.3, "2025-01-10T02:15Z")], [], cadence_s=900)   # 3 of 10 at 15 min: 1 h
+    assert r15["visible_events"] == 0
+    assert evaluate([ev("H", 3)], [], cadence_s=1799.9)["visible_events"] == 1   # 4 cadences: 2 h, within 15 %
+    with pytest.raises(ValueError):
+        Visibility(gap_s=0)
+
+
+def test_the_simulator_labels_the_longest_run_a_packet_loss_lost(clean_fleet):
+    """The fleet's packet-loss labels carry the longest run of readings lost in a row inside the
+    span (``lost_in_a_row``), as the readings show it."""
+    f = clean_fleet["frame"]
+    losses = [e for e in clean_fleet["events"] if e["type"] == "packet_loss"]
+    assert losses
+    for e in losses:
+        t = pd.to_datetime(f.loc[f["meter_id"] == e["meter_id"], "ts"], utc=True)
+        grid = pd.date_range(pd.Timestamp(e["start"]), pd.Timestamp(e["end"]), freq="5min")
+        runs = np.diff(np.flatnonzero(np.r_[True, grid.isin(t), True])) - 1
+        assert e["detail"]["lost_in_a_row"] == runs.max() > 0

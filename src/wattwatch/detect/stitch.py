@@ -142,6 +142,7 @@ class Stitcher:
         and its open alerts stay open."""
         piece = _by_meter(self._own(_plain(piece)))
         tail = _by_meter(self.tail) if self.tail is not None and len(self.tail) else None
+        piece = _without_copies(piece, tail)
         judged = None   # per category of the tail: its meter is judged (None: every one)
         if not final and tail is not None:
             active = set(pd.unique(piece["meter_id"].astype(str))) | self.stale if len(piece) else set(self.stale)
@@ -982,6 +983,85 @@ def _nan_channels(df: pd.DataFrame) -> pd.DataFrame:
     nan = np.full(len(df), np.nan)
     nan.setflags(write=False)
     return pd.DataFrame({**{c: df[c].array for c in df.columns}, **dict.fromkeys(missing, nan)}, copy=False)
+
+
+def _without_copies(piece: pd.DataFrame, tail: pd.DataFrame | None) -> pd.DataFrame:
+    """``piece`` (as :func:`_by_meter` gives) without copies of a reading, as a store's ingest
+    keeps them (:mod:`wattwatch.store.duck`) for callers that feed a stitcher without one (the
+    stream's store merges them first): of a piece's rows of one meter at one instant, the most
+    complete (then the first), its missing channels filled from the others; a row at the instant
+    of a reading the tail holds is dropped (the held reading keeps its values: its scores may be
+    final already; a store would fill channels it lacks from the copy). A copy counted as a reading
+    held took lost readings from the share's cap (rev56). Vectorised; a piece whose readings all
+    follow its meters' tails and differ in time costs two comparisons per row and one look-up
+    per meter."""
+    n = len(piece)
+    if n == 0:
+        return piece
+    codes = piece["meter_id"].array.codes
+    ts = piece["ts"].array
+    t = ts.asi8
+    drop = None
+    # Copies within the piece: rows next to each other (sorted by meter, then time, stably).
+    same = (codes[1:] == codes[:-1]) & (t[1:] == t[:-1])
+    if same.any():
+        group = np.concatenate([[0], np.cumsum(~same)])
+        multi = np.flatnonzero(np.bincount(group)[group] > 1)
+        chans = [c for c in piece.columns if c not in ("meter_id", "ts") and not _cached(c)]
+        sub = piece.iloc[multi]
+        nn = np.zeros(len(multi), np.int64)
+        for c in chans:
+            nn += sub[c].notna().to_numpy()
+        rank = np.lexsort((multi, -nn, group[multi]))   # best first per group: most complete, then first
+        best = sub.iloc[rank]
+        firsts = best.groupby(group[multi][rank], sort=False)[chans].first() if chans else None
+        keep_row = multi[rank][np.r_[True, group[multi][rank][1:] != group[multi][rank][:-1]]]
+        drop = np.zeros(n, bool)
+        drop[multi] = True
+        drop[keep_row] = False
+        if chans:
+            cols = {}
+            for c in chans:
+                col = piece[c].copy()
+                col.iloc[keep_row] = firsts[c].to_numpy()
+                cols[c] = col.array
+            piece = pd.DataFrame({c: cols.get(c, piece[c].array) for c in piece.columns}, copy=False)
+    # Copies of readings the tail holds: only where a meter's piece starts at or before its tail's end.
+    if tail is not None and len(tail):
+        cats = piece["meter_id"].cat.categories
+        lo_t, hi_t = _blocks(tail, cats, None)
+        k = np.arange(len(cats))
+        lo_p, hi_p = np.searchsorted(codes, k, "left"), np.searchsorted(codes, k, "right")
+        both = np.flatnonzero((hi_t > lo_t) & (hi_p > lo_p))
+        if both.size:
+            unit = min(tail["ts"].array.unit, ts.unit, key=_UNITS.index)
+            last_t = tail["ts"].array[hi_t[both] - 1].as_unit(unit).asi8
+            first_p = ts[lo_p[both]].as_unit(unit).asi8
+            at = both[first_p <= last_t]
+            if at.size:
+                # The candidates' tail rows and piece rows as (meter, time) pairs: a piece row is a copy
+                # when a tail row has its pair (sorted together, tail rows first in a pair's run).
+                rows_t, rows_p = _ranges(lo_t[at], hi_t[at] - lo_t[at]), _ranges(lo_p[at], hi_p[at] - lo_p[at])
+                k_t = np.repeat(at, hi_t[at] - lo_t[at])
+                k_p = codes[rows_p].astype(np.int64)
+                tt = tail["ts"].array[rows_t].as_unit(unit).asi8
+                tp = ts[rows_p].as_unit(unit).asi8
+                kk, tk = np.concatenate([k_t, k_p]), np.concatenate([tt, tp])
+                side = np.r_[np.zeros(len(rows_t), np.int8), np.ones(len(rows_p), np.int8)]
+                o = np.lexsort((side, tk, kk))
+                new = np.r_[True, (kk[o][1:] != kk[o][:-1]) | (tk[o][1:] != tk[o][:-1])]
+                run = np.cumsum(new) - 1
+                held = np.zeros(int(run[-1]) + 1, bool)
+                held[run[side[o] == 0]] = True
+                is_p = side[o] == 1
+                copy = np.zeros(len(rows_p), bool)
+                copy[o[is_p] - len(rows_t)] = held[run[is_p]]
+                if copy.any():
+                    drop = np.zeros(n, bool) if drop is None else drop
+                    drop[rows_p[copy]] = True
+    if drop is None or not drop.any():
+        return piece
+    return _rows(piece, ~drop)
 
 
 def _plain(piece: pd.DataFrame) -> pd.DataFrame:

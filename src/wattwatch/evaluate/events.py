@@ -23,7 +23,12 @@ visible events (``recall_visible``):
   q63: found, it counts as detected; missed, it is not counted against ``recall_visible``);
 - a packet-loss fault must lose at least ``min_lost`` readings (4) and more than ``loss_limit``
   (5 %) of the readings it spans: "more than 5 % missing" of a handful of readings is one or two
-  random losses, which a meter has every few days (the packet-loss rule's own terms).
+  random losses, which a meter has every few days (the packet-loss rule's own terms); unless it lost
+  ``gap_lost`` readings (3) in a row lasting ``gap_s`` (2 h) or more from the reading before them to
+  the one after (in whole cadences, to within 15 % of one), which the rule finds as a data gap
+  whatever the share (q56). The simulator labels a packet-loss fault with its ``loss_rate`` and the
+  longest run it lost in a row (``lost_in_a_row``); labels without the run are judged by the share
+  alone.
 
 Invisible events still make the alerts that name them correct; they only leave the recall over
 visible events. Without a cadence every event is visible.
@@ -42,6 +47,7 @@ import pandas as pd
 
 from wattwatch.alerts.model import Alert
 from wattwatch.codes import CONSUMPTION_FAULTS, FAULT_CODES, RULE_FAULTS
+from wattwatch.detect.rules.packets import GAP_TOL
 from wattwatch.userfile import read_text
 
 __all__ = ["CONSUMPTION_FAULTS", "FAULT_CODES", "RULE_FAULTS", "Visibility", "compatible_codes", "evaluate",
@@ -53,11 +59,15 @@ class Visibility:
     """When a labelled fault can show in readings taken every ``cadence_s`` seconds (see the
     module docstring). ``min_readings``: readings a fault must cover; ``min_lost`` and
     ``loss_limit``: readings a packet-loss fault must lose, and the share of its span (the
-    packet-loss rule's ``min_lost`` and ``limit``)."""
+    packet-loss rule's ``min_lost`` and ``limit``); ``gap_lost`` and ``gap_s``: a run of readings
+    lost in a row that is a data gap whatever the share (the rule's ``gap_lost`` and ``gap_s``; 0:
+    none)."""
 
     min_readings: int = 2
     min_lost: int = 4
     loss_limit: float = 0.05
+    gap_lost: int = 3
+    gap_s: float = 7200.0
 
     def __post_init__(self):
         if not (isinstance(self.min_readings, int) and self.min_readings >= 1):
@@ -66,6 +76,10 @@ class Visibility:
             raise ValueError(f"min_lost must be an integer >= 0, got {self.min_lost!r}")
         if not (0 <= self.loss_limit < 1):
             raise ValueError(f"loss_limit must be within [0, 1), got {self.loss_limit!r}")
+        if not (isinstance(self.gap_lost, int) and self.gap_lost >= 0):
+            raise ValueError(f"gap_lost must be an integer >= 0, got {self.gap_lost!r}")
+        if not (isinstance(self.gap_s, (int, float)) and math.isfinite(self.gap_s) and self.gap_s > 0):
+            raise ValueError(f"gap_s must be a number > 0, got {self.gap_s!r}")
 
 
 def visibility(event: dict, cadence_s: float | None, rules: Visibility = Visibility()) -> str | None:
@@ -86,7 +100,12 @@ def _invisible(event: dict, cadence_s: float | None, rules: Visibility) -> tuple
                 f"covers {n} reading{'s' if n != 1 else ''} at {c} cadence; at least {rules.min_readings} are "
                 "needed to tell a fault from a one-reading glitch")
     if event.get("type") == "packet_loss":
-        rate = (event.get("detail") or {}).get("loss_rate")
+        detail = event.get("detail") or {}
+        rate = detail.get("loss_rate")
+        run = detail.get("lost_in_a_row")
+        if rules.gap_lost > 0 and isinstance(run, int) and not isinstance(run, bool) and run >= rules.gap_lost \
+                and (run + 1 + GAP_TOL) * float(cadence_s) >= rules.gap_s:
+            return None   # a data gap (the rule's _long_gaps)
         if isinstance(rate, (int, float)) and not isinstance(rate, bool) and math.isfinite(float(rate)):
             lost = int(round(float(rate) * n))
             if lost < rules.min_lost:

@@ -692,6 +692,10 @@ def simulate_meter(rng: np.random.Generator, m: Meter, ts: pd.DatetimeIndex, cfg
                 > np.quantile(_smooth_noise(rng, 4096, 1.0, 3.0, 1.0), 1 - rate))
         keep[s:e] &= ~lost
         detail["loss_rate"] = round(float(1 - keep[s:e].mean()), 3)
+        # The longest run of readings lost in a row inside the span: one long enough is a data gap
+        # the detector finds whatever the share (the evaluator's visibility, q64).
+        runs = np.diff(np.flatnonzero(np.r_[True, keep[s:e], True])) - 1
+        detail["lost_in_a_row"] = int(runs.max()) if len(runs) else 0
     frame = frame[keep]
 
     for name, (s, e) in fw.items():

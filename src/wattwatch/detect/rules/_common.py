@@ -41,11 +41,44 @@ def max_current(df: pd.DataFrame) -> np.ndarray:
 
 
 def max_voltage(df: pd.DataFrame) -> np.ndarray:
-    """Highest phase voltage per reading (NaN when the meter reports none)."""
+    """Highest phase voltage per reading (NaN when the meter reports none). Reads the voltages only."""
     def compute():
-        v, _ = phases(df)
+        got = cache(df).get("phases")
+        v = got[0] if got is not None else _columns(df, VOLTAGE_COLUMNS)
         return np.fmax(np.fmax(v[:, 0], v[:, 1]), v[:, 2])
     return frame_cached(df, "vmax", compute)
+
+
+# Voltage lost on every phase: the highest below this share of the meter's nominal voltage.
+SUPPLY_LOST_FRACTION = 0.1
+FALLBACK_NOMINAL_V = 230.0
+
+
+def supply_lost(df: pd.DataFrame, nominal_v: np.ndarray, fraction: float = SUPPLY_LOST_FRACTION,
+                fallback: bool = True) -> np.ndarray:
+    """Per reading: voltage lost on every phase, the highest phase under ``fraction`` of its meter's
+    nominal voltage (``nominal_v`` per segment code, NaN: ``FALLBACK_NOMINAL_V``, or with
+    ``fallback`` False never lost); False where the meter reports no voltage. The supply outage's
+    own test, shared by packet_loss (q64). A silence is taken for the outage's only after a reading
+    judged against a nominal voltage learned (``fallback=False``): a meter with no reading above
+    50 V (a voltage field filled with 0 while a load draws current, an odd scale) reads as supply
+    lost throughout against the fallback, and would hide every silence from packet_loss (rev64)."""
+    nom = np.where(np.isfinite(nominal_v), nominal_v, FALLBACK_NOMINAL_V) if fallback else nominal_v
+    with np.errstate(invalid="ignore"):
+        return max_voltage(df) < fraction * nom[df["_seg"].to_numpy()]
+
+
+def after_supply_loss(df: pd.DataFrame, lost: np.ndarray, cadence_s: np.ndarray) -> np.ndarray:
+    """Per reading: the first reading after a silence (a gap of more than 1.5 of its meter's
+    cadences, ``cadence_s`` per segment code) that directly followed a reading with the supply lost
+    (``lost``, per reading): a mains-powered meter cannot report without supply, so the silence is
+    the outage's, not lost packets ("last gasp", then nothing until the supply is back; q64)."""
+    seg, dt = df["_seg"].to_numpy(), df["_dt"].to_numpy()
+    out = np.zeros(len(seg), bool)
+    if len(seg) > 1:
+        with np.errstate(invalid="ignore"):
+            out[1:] = lost[:-1] & (seg[1:] == seg[:-1]) & (dt[1:] > 1.5 * cadence_s[seg[1:]])
+    return out
 
 
 def n_phases(df: pd.DataFrame, n_seg: int) -> np.ndarray:

@@ -2,7 +2,18 @@
 are blanked for its span (no supply, no load, nothing to judge), and the thermal rule for its span
 and the device's cooling lag around it (no supply, no heat source: a temperature above what the
 vanished load predicts is the heat stored before the outage, released with the enclosure's own lag,
-which the thermal model's single time constant may not follow)."""
+which the thermal model's single time constant may not follow).
+
+A mains-powered meter cannot report without supply: it sends its last reading with the voltage
+gone ("last gasp") and then nothing until the supply is back. The silence that directly follows a
+reading with the supply lost (a gap of more than 1.5 cadences) is the outage continuing, not lost
+packets: the first reading after it belongs to the outage (its span ends there, whether that
+reading shows the voltage back or still lost; one alert however long the silence:
+``bridge_gaps``), the evidence says how long the meter was silent (``silent_after_supply_loss_h``),
+and packet_loss counts no reading lost in that gap (the same test, ``_common.supply_lost``). A
+meter that reports the voltage back and then falls silent lost packets; so, as far as its
+readings say, did one silent before a reading that shows the supply lost (it was heard with
+supply last; q64)."""
 
 from __future__ import annotations
 
@@ -11,9 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import PHASE_CHANNELS, Detector, DetectorConfig, Explains, Finding, PostRule, rnd
+from wattwatch.detect.base import (PHASE_CHANNELS, Detector, DetectorConfig, Explains, Finding, PostRule, Scored,
+                                   rnd)
 from wattwatch.detect.frame import meter_names
-from wattwatch.detect.rules._common import max_voltage, nominal_voltage
+from wattwatch.detect.rules._common import (FALLBACK_NOMINAL_V, SUPPLY_LOST_FRACTION, after_supply_loss, max_voltage,
+                                            nominal_voltage, supply_lost)
 
 # How long after the supply returns the temperature may still carry the cooling the outage began
 # (the thermal rule's longest time constant, 2 h); padded either side of the outage's span.
@@ -24,9 +37,10 @@ COOLING_LAG_S = 2 * 3600.0
 class SupplyOutageConfig(DetectorConfig):
     """``lost_fraction``: a phase is dead below this share of the meter's nominal voltage."""
 
-    lost_fraction: float = 0.1
-    fallback_nominal_v: float = 230.0
-    post: PostRule = PostRule(min_duration_s=0.0, min_readings=1, merge_gap_s=600.0)
+    lost_fraction: float = SUPPLY_LOST_FRACTION
+    fallback_nominal_v: float = FALLBACK_NOMINAL_V
+    # A silence after a supply loss has no reading in it: its two edges are one outage however long.
+    post: PostRule = PostRule(min_duration_s=0.0, min_readings=1, merge_gap_s=600.0, bridge_gaps=True)
 
 
 class SupplyOutage(Detector):
@@ -40,6 +54,8 @@ class SupplyOutage(Detector):
     explains = (Explains(("current", "consumption"), span="hot"),
                 Explains(("temperature",), span="span", pad_s=COOLING_LAG_S))
 
+    lookback_n = 1   # the reading after a silence that followed a supply loss is the outage's
+
     def _fit(self, df: pd.DataFrame) -> dict:
         n_seg = int(df["_seg"].max()) + 1
         nom = nominal_voltage(df, n_seg)
@@ -49,15 +65,33 @@ class SupplyOutage(Detector):
         nom = self._param(df, "nominal_v")
         return np.where(np.isfinite(nom), nom, self.config.fallback_nominal_v)
 
-    def _score(self, df: pd.DataFrame) -> np.ndarray:
+    def _score(self, df: pd.DataFrame) -> Scored:
         vmax = max_voltage(df)
-        limit = self.config.lost_fraction * self._nominal(df)[df["_seg"].to_numpy()]
-        return np.where(np.isfinite(vmax), (vmax < limit).astype(float), np.nan)
+        lost = supply_lost(df, self._nominal(df), self.config.lost_fraction)
+        # A silence is the outage's only after a loss judged against a learned nominal (rev64: see supply_lost).
+        known = np.isfinite(self._param(df, "nominal_v"))[df["_seg"].to_numpy()]
+        after = after_supply_loss(df, lost & known, self._param(df, "cadence_s"))
+        score = np.where(np.isfinite(vmax), lost.astype(float), np.nan)
+        return Scored(np.where(after, 1.0, score), after)
 
     def describe(self, df, rows, scores, ctx=None) -> Finding:
-        t = df["_t"].to_numpy()[rows]
-        minutes = (t.max() - t.min()) / 60
-        v = df["v_l1_v"].to_numpy()[rows]
-        return Finding("info", f"supply lost on all phases for {minutes:.0f} min (current-based rules paused)",
-                       {"duration_min": rnd(minutes, 1), "v_l1_v_max": rnd(np.nanmax(v), 1), "readings": len(rows)},
-                       "none needed for the meter; check the feeder if outages repeat")
+        t = df["_t"].to_numpy()
+        minutes = (t[rows].max() - t[rows].min()) / 60
+        after = np.zeros(len(rows), bool) if ctx is None else np.asarray(ctx, bool)[rows]
+        v = df["v_l1_v"].to_numpy()[rows[~after]]   # the readings that show the supply lost
+        ev = {"duration_min": rnd(minutes, 1), "v_l1_v_max": rnd(np.nanmax(v), 1) if np.isfinite(v).any() else None,
+              "readings": len(rows)}
+        if not after.any():
+            return Finding("info", f"supply lost on all phases for {minutes:.0f} min (current-based rules paused)",
+                           ev, "none needed for the meter; check the feeder if outages repeat")
+        silent_h = float(np.sum(t[rows[after]] - t[rows[after] - 1])) / 3600
+        still = bool(supply_lost(df, self._nominal(df), self.config.lost_fraction)[rows[-1]])
+        ev.update(silent_after_supply_loss_h=rnd(silent_h, 2), supply_back=not still)
+        if still:   # the last reading still shows it: the outage lasted the whole span at least
+            msg = (f"supply lost on all phases for {minutes:.0f} min, the meter silent for {silent_h:.1f} h of it "
+                   "(a meter without supply cannot report; current-based rules paused)")
+        else:
+            msg = (f"supply lost on all phases, then no readings for {silent_h:.1f} h (a meter without supply cannot "
+                   f"report) until one with the supply back: an outage of up to {minutes:.0f} min (current-based "
+                   "rules paused)")
+        return Finding("info", msg, ev, "none needed for the meter; check the feeder if outages repeat")

@@ -47,6 +47,16 @@ nothing between them are never split by the bridge (``PostRule.bridge_gaps``), s
 the gap, from the last reading before it to the first after; where one gap makes up most of the
 span the evidence says so (``kind = "data_gap"``, ``gap_start``, ``gap_end``, ``gap_hours``).
 
+A meter that loses its supply cannot report: its last reading shows the voltage gone and then
+nothing comes until the supply is back. Such a silence is the supply outage's (its alert spans it,
+``silent_after_supply_loss_h``), not lost packets: the gap after a reading that shows the voltage
+lost on every phase (the outage's own test, :func:`~wattwatch.detect.rules._common.supply_lost`,
+at ``supply_lost_fraction`` of the nominal voltage learned with the state; 0: off) loses no
+reading here, whatever reading ends it. A meter heard with supply and then silent lost packets
+(q64). Only a nominal voltage learned counts: a meter with no reading above 50 V in its normal
+period (a voltage field filled with 0 under a load, an odd scale) or a state stored before q64
+has none, and its gaps are judged as before (rev64).
+
 A meter reconfigured after its state was learned (AMI meters go from 1 to 5 or 15 minutes, from 5
 or 15 to 1 or 5, from 60 to 15) is judged at the cadence its gaps show, not the learned one: at the
 learned 1 minute a meter now reporting every 5 read as 80 % of its readings lost for as long as it
@@ -88,6 +98,8 @@ from wattwatch.detect.cadence import (CADENCE_GAPS, CADENCE_SHARE, CADENCE_SPAN_
                                       off_cadence, stretch_cadence)
 from wattwatch.detect.frame import (cache, meter_names, seg_bounds, seg_quantile, times_cache, window_count,
                                     window_sum)
+from wattwatch.detect.rules._common import SUPPLY_LOST_FRACTION, nominal_voltage, supply_lost
+from wattwatch.schema import VOLTAGE_COLUMNS
 
 
 # A long gap's length in whole cadences is compared with ``gap_s`` to within this share of a cadence.
@@ -105,7 +117,10 @@ class PacketLossConfig(DetectorConfig):
     (evidence ``kind = "data_gap"``), else as packet loss (``kind = "packet_loss"``); ``cadence_gaps``
     (at most, and no more than span ``cadence_span_s`` at the learned cadence, at least 6) and
     ``cadence_share``: how many gaps either side of a reading say the cadence its stretch runs at,
-    and what share of them must agree on one other than the learned (module docstring)."""
+    and what share of them must agree on one other than the learned (module docstring);
+    ``supply_lost_fraction``: the gap after a reading whose voltage is under this share of the
+    nominal on every phase is the supply outage's silence and loses nothing (0: off; module
+    docstring)."""
 
     limit: float = 0.05
     window_s: float = 6 * 3600.0
@@ -114,7 +129,8 @@ class PacketLossConfig(DetectorConfig):
     gap_lost: int = 3
     gap_s: float = 7200.0
     # The fit learns the cadence and its jitter only; a state stored before ``gap_lost`` is the same state.
-    scoring_only: ClassVar[tuple[str, ...]] = ("gap_lost", "gap_s")
+    supply_lost_fraction: float = SUPPLY_LOST_FRACTION
+    scoring_only: ClassVar[tuple[str, ...]] = ("gap_lost", "gap_s", "supply_lost_fraction")
     data_gap_share: float = 0.5
     cadence_gaps: int = CADENCE_GAPS
     cadence_span_s: float = CADENCE_SPAN_S
@@ -127,7 +143,7 @@ class PacketLoss(Detector):
     name = "packet_loss"
     code = "ALRM_PKT_LOSS_CRIT"
     config_cls = PacketLossConfig
-    reads_also = ()  # times only
+    reads_also = VOLTAGE_COLUMNS  # times, and the voltages: a silence after the supply was lost is not loss
 
     lookback_n = 1   # a reading's loss is the gap before it; more to say its cadence (see reach)
     lookahead_n = 1  # ... and a reading borders the gap after it, however long
@@ -174,7 +190,26 @@ class PacketLoss(Detector):
         # The shortest gap, not counting re-sent copies a few per cent of the cadence after a reading.
         with quiet():
             low = seg_quantile(ratio, seg, len(names), 0.0, ratio > 0.05)
-        return {m: {"gap_low": rnd(float(v), 4)} for m, v in zip(names, low) if np.isfinite(v)}
+        out = {m: {"gap_low": rnd(float(v), 4)} for m, v in zip(names, low) if np.isfinite(v)}
+        # The nominal voltage a supply loss is measured against (as supply_outage learns it); a
+        # state without it (learned before q64, or a meter with no reading above 50 V): no silence
+        # is taken for an outage's, every gap is judged as before q64 (rev64).
+        for m, v in zip(names, nominal_voltage(df, len(names))):
+            if np.isfinite(v):
+                out.setdefault(m, {})["nominal_v"] = float(v)
+        return out
+
+    def _silent_after_supply_loss(self, df: pd.DataFrame, lost: np.ndarray) -> np.ndarray:
+        """``lost`` (per reading, the readings lost in the gap before it) with no reading lost in a
+        gap that follows a reading with the supply lost (the outage's silence; module docstring)."""
+        f = self.config.supply_lost_fraction
+        if f <= 0 or len(lost) < 2:
+            return lost
+        dead = supply_lost(df, self._param(df, "nominal_v"), f, fallback=False)   # (rev64: a learned nominal only)
+        seg = df["_seg"].to_numpy()
+        after = np.zeros(len(lost), bool)
+        after[1:] = dead[:-1] & (seg[1:] == seg[:-1])
+        return np.where(after & (lost > 0), 0.0, lost) if after.any() else lost
 
     def _thr(self, names) -> np.ndarray:
         """Per meter: the gap, in learned cadences, from which readings are lost (1.5 for a steady
@@ -269,6 +304,7 @@ class PacketLoss(Detector):
         names = meter_names(df)
         cad_m = self._param(df, "cadence_s")
         cad, lost = self._cadence_rows(names, seg, df["_dt"].to_numpy(), cad_m, times_cache(df))   # per reading
+        lost = self._silent_after_supply_loss(df, lost)
         w_m = self._window(cad_m)
         w = self._row_window(cad, cad_m[seg])
         starts, ends = seg_bounds(seg)
