@@ -103,24 +103,31 @@ def test_a_manifest_that_is_a_symlink_out_of_the_folder_is_refused(tmp_path):
     _refused(folder, "outside the model folder")
 
 
-def test_a_manifest_that_is_a_fifo_is_refused_without_blocking(tmp_path):
-    folder = tmp_path / "m"
-    folder.mkdir()
-    os.mkfifo(folder / "manifest.json")
+def _load_in_thread(folder: Path, blocked: str) -> list[Exception]:
+    """``load_models(folder)`` in a thread given 10 s: fails with *blocked* if it is still waiting;
+    else the exceptions it raised."""
     import threading
 
-    got = []
+    got: list[Exception] = []
 
     def load():
         try:
             persist.load_models(folder)
-        except Exception as exc:  # noqa: BLE001 - the refusal is checked below
+        except Exception as exc:  # noqa: BLE001 - the caller checks the refusal
             got.append(exc)
 
     t = threading.Thread(target=load, daemon=True)
     t.start()
     t.join(10)
-    assert not t.is_alive(), "reading the manifest blocked on a FIFO"
+    assert not t.is_alive(), blocked
+    return got
+
+
+def test_a_manifest_that_is_a_fifo_is_refused_without_blocking(tmp_path):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    os.mkfifo(folder / "manifest.json")
+    got = _load_in_thread(folder, "reading the manifest blocked on a FIFO")
     assert got and isinstance(got[0], ValueError) and "not a regular file" in str(got[0])
 
 
@@ -235,20 +242,7 @@ def test_a_file_swapped_after_its_check_is_refused_without_blocking(tmp_path, mo
         return path
 
     monkeypatch.setattr(persist, "_inside_file", check_then_swap)
-    import threading
-
-    got = []
-
-    def load():
-        try:
-            persist.load_models(folder)
-        except Exception as exc:  # noqa: BLE001 - the refusal is checked below
-            got.append(exc)
-
-    t = threading.Thread(target=load, daemon=True)
-    t.start()
-    t.join(10)
-    assert not t.is_alive(), "reading the manifest blocked on a FIFO swapped in after its check"
+    got = _load_in_thread(folder, "reading the manifest blocked on a FIFO swapped in after its check")
     assert got and isinstance(got[0], ValueError), got
     msg = str(got[0])
     assert "manifest" in msg and ("changed while read" if swap == "fifo" else "symbolic link") in msg, msg
