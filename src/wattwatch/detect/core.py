@@ -223,7 +223,6 @@ def blockers(detectors: list[Detector], meters, cad: np.ndarray | None = None) -
     scores (:mod:`wattwatch.detect.stitch`). ``cad``: each meter's cadence as :func:`_cadences`
     gives it for ``detectors``, when the caller has it already (looked up here otherwise)."""
     dets = order(detectors)
-    # each meter's cadence, looked up only where a horizon needs it (not for a lone detector)
     out: dict[str, list[tuple[str, np.ndarray]]] = {}
     for d in dets:
         found = []
@@ -236,7 +235,7 @@ def blockers(detectors: list[Detector], meters, cad: np.ndarray | None = None) -
                 if set(e.kinds) & set(d.judges):
                     hit = True
                     if e.span != "reading":
-                        if cad is None:
+                        if cad is None:   # looked up only where a horizon needs it (not for a lone detector)
                             cad = _cadences(dets, meters)
                         h = np.maximum(h, b.config.post.horizon_s(cad) + e.pad(cad) + e.within(cad))
             if hit:
