@@ -155,3 +155,19 @@ def test_a_silence_is_packet_loss_where_the_nominal_voltage_is_unknown():
         silent = [(a.meter_id, _hours(a, "start"), _hours(a, "end")) for a in alerts
                   if "silent_after_supply_loss_h" in a.evidence]
         assert silent == [("SP", 50, 56)], old_state
+
+
+def test_a_silence_the_outage_does_not_span_is_packet_loss_on_a_reconfigured_meter():
+    """The two rules take a silence after a supply loss by one test (``_common.after_supply_loss``):
+    on a meter learned hourly and now read every 5 minutes, a 45-minute silence after a dead reading
+    is shorter than 1.5 learned cadences, so the outage does not span it, and packet_loss reports it
+    (before, packet_loss dropped every gap after a dead reading and no alert covered this one)."""
+    h = np.r_[np.arange(0, 48, 1.0), np.arange(48, 96, 5 / 60)]
+    f = pd.DataFrame({"meter_id": "R", "ts": T0 + pd.to_timedelta(np.round(h * 3600), unit="s"),
+                      "v_l1_v": 230.0, "i_l1_a": 4.5, "p_kw": 1.0})
+    f.loc[np.isclose(h, 72.0), ["v_l1_v", "i_l1_a", "p_kw"]] = 0.0
+    f = f[~((h > 72.0 + 1e-6) & (h < 72.75 - 1e-6))]
+    dets = registry.build_all(["supply_outage", "packet_loss"])
+    profile(prepare(f), dets, EngineConfig(profile_days=1.0, workers=1))
+    got = sorted((a.detector, _hours(a, "start"), _hours(a, "end")) for a in core.run(f, dets).alerts)
+    assert got == [("packet_loss", 72.0, 72.75), ("supply_outage", 72.0, 72.0)]

@@ -52,7 +52,8 @@ nothing comes until the supply is back. Such a silence is the supply outage's (i
 ``silent_after_supply_loss_h``), not lost packets: the gap after a reading that shows the voltage
 lost on every phase (the outage's own test, :func:`~wattwatch.detect.rules._common.supply_lost`,
 at ``supply_lost_fraction`` of the nominal voltage learned with the state; 0: off) loses no
-reading here, whatever reading ends it. A meter heard with supply and then silent lost packets
+reading here, whatever reading ends it, when it is the silence the outage's span covers (longer than
+1.5 learned cadences, :func:`~wattwatch.detect.rules._common.after_supply_loss`); a shorter one is lost packets. A meter heard with supply and then silent lost packets
 (q64). Only a nominal voltage learned counts: a meter with no reading above 50 V in its normal
 period (a voltage field filled with 0 under a load, an odd scale) or a state stored before q64
 has none, and its gaps are judged as before (rev64).
@@ -98,7 +99,7 @@ from wattwatch.detect.cadence import (CADENCE_GAPS, CADENCE_SHARE, CADENCE_SPAN_
                                       off_cadence, stretch_cadence)
 from wattwatch.detect.frame import (cache, meter_names, seg_bounds, seg_quantile, times_cache, window_count,
                                     window_sum)
-from wattwatch.detect.rules._common import SUPPLY_LOST_FRACTION, nominal_voltage, supply_lost
+from wattwatch.detect.rules._common import SUPPLY_LOST_FRACTION, after_supply_loss, nominal_voltage, supply_lost
 from wattwatch.schema import VOLTAGE_COLUMNS
 
 
@@ -201,14 +202,16 @@ class PacketLoss(Detector):
 
     def _silent_after_supply_loss(self, df: pd.DataFrame, lost: np.ndarray) -> np.ndarray:
         """``lost`` (per reading, the readings lost in the gap before it) with no reading lost in a
-        gap that follows a reading with the supply lost (the outage's silence; module docstring)."""
+        gap that follows a reading with the supply lost (the outage's silence; module docstring).
+        Which gap that is, the outage's own test says (:func:`after_supply_loss`: longer than 1.5
+        learned cadences), so a silence is either the outage's or lost packets, never neither (a
+        meter learned hourly and now read every 5 minutes: a 45-minute silence after a dead reading
+        is lost packets, the outage's span not reaching over it)."""
         f = self.config.supply_lost_fraction
         if f <= 0 or len(lost) < 2:
             return lost
         dead = supply_lost(df, self._param(df, "nominal_v"), f, fallback=False)   # (rev64: a learned nominal only)
-        seg = df["_seg"].to_numpy()
-        after = np.zeros(len(lost), bool)
-        after[1:] = dead[:-1] & (seg[1:] == seg[:-1])
+        after = after_supply_loss(df, dead, self._param(df, "cadence_s"))
         return np.where(after & (lost > 0), 0.0, lost) if after.any() else lost
 
     def _thr(self, names) -> np.ndarray:
