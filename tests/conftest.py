@@ -146,11 +146,16 @@ def _name_groups(items, group_of) -> None:
             raise pytest.UsageError(f"cannot give {item.nodeid} its xdist group: run `make test TEST_WORKERS=0`")
 
 
-# Groups that took the longest at the last measurement (`--durations`, 2026-12-03), dealt first.
+# Groups that took the longest at the last measurement (`--durations`, 2026-12-03), dealt first; then
+# modules of one or two slow tests that the deal by number of tests left to its very end (2026-12-06:
+# the CI run's slowest tests; one of them dealt last is the run's tail on one worker while the other
+# idles). `python scripts/test_group_times.py JUNIT.xml` prints this tuple from a run's JUnit file.
 LONG_GROUPS = ("spark", "influxd", "mqtt_broker", "tests/app/test_cli.py", "tests/live/test_rejudge.py",
                "tests/dashboard/test_browser.py", "tests/edge/test_tamper.py", "tests/live/test_stream.py",
                "tests/store/test_faults.py", "tests/store/test_store.py", "tests/dashboard/test_models.py",
-               "tests/dashboard/test_live_browser.py")
+               "tests/live/test_rev50.py", "tests/detect/test_packets_calm_sparse.py",
+               "tests/live/test_stream_imbalance_hold.py", "tests/live/test_demo_snmp.py",
+               "tests/dashboard/test_live_browser.py", "tests/live/test_stream_tiers.py")
 
 
 def _rank(group: str) -> int:
