@@ -147,15 +147,27 @@ def _name_groups(items, group_of) -> None:
 
 
 # Groups that took the longest at the last measurement (`--durations`, 2026-12-03), dealt first; then
-# modules of one or two slow tests that the deal by number of tests left to its very end (2026-12-06:
-# the CI run's slowest tests; one of them dealt last is the run's tail on one worker while the other
-# idles). `python scripts/test_group_times.py JUNIT.xml` prints this tuple from a run's JUnit file.
+# the modules of a few slow tests (2026-12-06: the CI run's slowest tests and the modules of six tests
+# or fewer timed side by side, the longest first). The rest are dealt by number of tests, so these
+# came last, and one of them (20-70 s on CI) was the run's tail on one worker while the other idled.
+# `python scripts/test_group_times.py JUNIT.xml` prints this tuple from a run's JUnit file.
 LONG_GROUPS = ("spark", "influxd", "mqtt_broker", "tests/app/test_cli.py", "tests/live/test_rejudge.py",
                "tests/dashboard/test_browser.py", "tests/edge/test_tamper.py", "tests/live/test_stream.py",
                "tests/store/test_faults.py", "tests/store/test_store.py", "tests/dashboard/test_models.py",
-               "tests/live/test_rev50.py", "tests/detect/test_packets_calm_sparse.py",
-               "tests/live/test_stream_imbalance_hold.py", "tests/live/test_demo_snmp.py",
-               "tests/dashboard/test_live_browser.py", "tests/live/test_stream_tiers.py")
+               "tests/live/test_rev50.py", "tests/detect/test_fleet_quality.py",
+               "tests/detect/test_packets_calm_sparse.py", "tests/live/test_stream_imbalance_hold.py",
+               "tests/live/test_stream_calm_edges.py", "tests/detect/test_cadence_twice.py", "tests/test_readme.py",
+               "tests/detect/test_stitch_calm.py", "tests/live/test_rejudge_hours.py",
+               "tests/live/test_stream_gap_cuts.py", "tests/detect/test_engine.py", "tests/live/test_demo_snmp.py",
+               "tests/detect/test_stitch_hours.py", "tests/detect/test_stitch_hours_building.py",
+               "tests/live/test_stream_tiers.py", "tests/detect/test_learned_busy_review.py",
+               "tests/dashboard/test_live_browser.py", "tests/detect/test_stitch_bins.py",
+               "tests/grid/test_cli_grid.py", "tests/detect/test_stitch_staggered.py", "tests/ingest/test_messy.py",
+               "tests/live/test_stream_calm.py", "tests/app/test_progress.py", "tests/report/test_browser.py",
+               "tests/report/test_cli_report.py", "tests/store/test_properties.py",
+               "tests/detect/test_imbalance_hold_stitch.py", "tests/detect/test_macd_standby.py",
+               "tests/live/test_health_restart.py", "tests/report/test_scale.py",
+               "tests/detect/test_macd_building_floor.py")
 
 
 def _rank(group: str) -> int:
