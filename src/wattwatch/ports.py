@@ -44,8 +44,11 @@ def free_port() -> int:
                     continue
             _given.add(port)
             return port
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:   # no luck below the range
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        _given.add(port)
-        return port
+        for _ in range(1000):   # no luck below the range (every port of it handed out, or taken)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            if port not in _given:     # the kernel hands a port just closed out again
+                _given.add(port)
+                return port
+        raise OSError("no free TCP port on 127.0.0.1 that this process has not handed out already")
