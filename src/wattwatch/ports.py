@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import random
 import socket
+import threading
 from pathlib import Path
+
+# Ports this process has handed out: a port is free until its server binds it, so two calls before
+# that (a broker's plain and TLS listeners, influxd's HTTP and RPC ports) could return the same one
+# (1 in ~22,700 a pair: the second listener then fails "address already in use").
+_given: set[int] = set()
+_lock = threading.Lock()
 
 
 def _ephemeral_low() -> int:
@@ -21,17 +28,27 @@ def free_port() -> int:
     taken before a server that starts later binds it: a client retrying a connection to a server
     that is down (the watcher to a stopped influxd) is given, sooner or later, a local port equal
     to the one it connects to and connects to itself (TCP simultaneous open), and the server then
-    fails with "address already in use" (seen in CI: test_influx's kill -9 test)."""
+    fails with "address already in use" (seen in CI: test_influx's kill -9 test). A port is handed
+    out once per process, so two ports asked for before either is bound differ."""
     rng = random.SystemRandom()
     low = max(1025, min(_ephemeral_low(), 65536) - 1)
-    for _ in range(200):
-        port = rng.randrange(10000 if low > 10000 else 1024, low)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
+    with _lock:
+        for _ in range(200):
+            port = rng.randrange(10000 if low > 10000 else 1024, low)
+            if port in _given:         # handed out before: its server may not have bound it yet
                 continue
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _given.add(port)
             return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:   # no luck below the range
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        for _ in range(1000):   # no luck below the range (every port of it handed out, or taken)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            if port not in _given:     # the kernel hands a port just closed out again
+                _given.add(port)
+                return port
+        raise OSError("no free TCP port on 127.0.0.1 that this process has not handed out already")

@@ -13,6 +13,7 @@ Replays stay refused. Against a real mosquitto with TLS and client certificates 
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 
@@ -53,6 +54,15 @@ def _headend(broker, pki, tmp_path, keys, **kw):
     return src, _Watcher(tmp_path / f"{name}.duckdb", src)
 
 
+def _hour_start_shift() -> float:
+    """Seconds to add to the real clock so that it reads one minute into an hour now. The head-end
+    keeps one WARN_CLOCK_SKEW (and ALRM_SECURITY_EVENT) per meter and hour of its clock: a test
+    whose reports fell on both sides of an hour's end on the real clock got two alerts (shown by
+    moving the head-end's clock to 0.1 s before the hour)."""
+    now = time.time()
+    return math.floor(now / 3600) * 3600 + 60 - now
+
+
 def _ev(alerts, code, meter):
     a = alerts[(alerts["code"] == code) & (alerts["meter_id"] == meter)]
     return [json.loads(e) if isinstance(e, str) else e for e in a["evidence"]]
@@ -60,11 +70,12 @@ def _ev(alerts, code, meter):
 
 def test_a_meter_whose_clock_is_off_by_more_than_the_window_delivers_its_tamper_event(broker, pki, tmp_path):
     key = hmac_key(tmp_path / "M-7.key")
-    src, w = _headend(broker, pki, tmp_path, {"M-7": key}, reorder=4)
+    shift = _hour_start_shift()              # the head-end's hour (it counts per hour) starts a minute ago
+    src, w = _headend(broker, pki, tmp_path, {"M-7": key}, reorder=4, clock=lambda: time.time() + shift)
     skew = {"s": 0.0}
     try:
         pub = Publisher("M-7", Signer.from_file(key), TamperLog(tmp_path / "m7.log"),
-                        clock=lambda: time.time() + skew["s"], **_tls(broker, pki, client_id="edge-M-7"))
+                        clock=lambda: time.time() + shift + skew["s"], **_tls(broker, pki, client_id="edge-M-7"))
         first = pub.publish(_event("signal_noisy", start="2026-01-01T00:00:00.000Z"))   # commissioned: clock right
         assert pub.wait_acked(10) and _wait(lambda: src.counters["accepted"] == 1), dict(src.counters)
         skew["s"] = -600.0                                                               # its clock falls 10 min back

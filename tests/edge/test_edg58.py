@@ -27,7 +27,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from tests.edge.pki import hmac_key
-from tests.edge.test_clock_skew import _ev, _tls, broker, pki  # noqa: F401 - fixtures
+from tests.edge.test_clock_skew import _ev, _hour_start_shift, _tls, broker, pki  # noqa: F401 - fixtures
 from tests.edge.test_security import _alerts, _event
 from tests.live.test_mqtt import _Watcher
 from tests.support.services import wait_true as _wait
@@ -47,13 +47,14 @@ def _attacker(broker, pki):
 
 def test_a_meter_whose_clock_is_wrong_from_its_first_report_delivers_its_tamper_event(broker, pki, tmp_path):
     key = hmac_key(tmp_path / "M-20.key")
+    shift = _hour_start_shift()              # the head-end's hour (it counts per hour) starts a minute ago
     src = TamperSource("he", keys={"M-20": str(key)}, client_id=f"he-{uuid.uuid4().hex[:6]}", batch_s=0.05,
-                       **_tls(broker, pki))
+                       clock=lambda: time.time() + shift, **_tls(broker, pki))
     w = _Watcher(tmp_path / "he.duckdb", src)
     try:
         # Its clock is 10 min behind from the start (an RTC never set): its first report ever ...
         pub = Publisher("M-20", Signer.from_file(key), TamperLog(tmp_path / "m20.log"),
-                        clock=lambda: time.time() - 600, **_tls(broker, pki, client_id="edge-M-20"))
+                        clock=lambda: time.time() + shift - 600, **_tls(broker, pki, client_id="edge-M-20"))
         first = pub.publish(_event("tamper", start="2026-01-01T01:00:00.000Z"))
         assert first["counter"] == 1
         assert pub.wait_acked(10) and _wait(lambda: src.counters["accepted"] == 1, 15), dict(src.counters)

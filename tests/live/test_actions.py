@@ -441,14 +441,16 @@ def test_command_timeout_kills_it(tmp_path):
 def test_mqtt_publish_at_qos1_on_the_meter_and_code_topic(tmp_path, mqtt_broker):
     import paho.mqtt.client as mqtt
 
-    got, ready = [], threading.Event()
+    got, granted, ready = [], [], threading.Event()
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-actions-sub")
-    sub.on_connect = lambda c, u, f, rc, p=None: (c.subscribe("ww-actions/#", qos=1), ready.set())
+    sub.on_connect = lambda c, u, f, rc, p=None: c.subscribe("ww-actions/#", qos=1)
+    # Ready when the broker has acknowledged the subscription (SUBACK), not some time after the
+    # connection: a message published before it is not delivered.
+    sub.on_subscribe = lambda c, u, mid, codes, p: (granted.extend(codes), ready.set())
     sub.on_message = lambda c, u, m: got.append((m.topic, m.qos, json.loads(m.payload)))
     sub.connect(mqtt_broker.host, mqtt_broker.port)
     sub.loop_start()
-    assert ready.wait(10)
-    time.sleep(0.3)
+    assert ready.wait(10) and [rc.value for rc in granted] == [1], granted   # granted QoS 1
     spec = {"type": "mqtt_publish", "host": mqtt_broker.host, "port": mqtt_broker.port, "dry_run": False,
             "topic": "ww-actions/{meter_id}/{code}"}
     h = Harness(tmp_path, {"actions": [spec]})
@@ -813,15 +815,15 @@ def test_mqtt_publish_over_tls_trusts_only_the_given_ca(tmp_path):
     cert, key = _self_signed(tmp_path)
     broker = Mosquitto(free_port(), tmp_path / "broker", extra=f"certfile {cert}\nkeyfile {key}\n").start()
     try:
-        got, ready = [], threading.Event()
+        got, granted, ready = [], [], threading.Event()
         sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-actions-tls-sub")
         sub.tls_set(ca_certs=str(cert))
-        sub.on_connect = lambda c, u, f, rc, p=None: (c.subscribe("ww-tls/#", qos=1), ready.set())
+        sub.on_connect = lambda c, u, f, rc, p=None: c.subscribe("ww-tls/#", qos=1)
+        sub.on_subscribe = lambda c, u, mid, codes, p: (granted.extend(codes), ready.set())   # its SUBACK
         sub.on_message = lambda c, u, m: got.append(m.topic)
         sub.connect(broker.host, broker.port)
         sub.loop_start()
-        assert ready.wait(10)
-        time.sleep(0.3)
+        assert ready.wait(10) and [rc.value for rc in granted] == [1], granted
         spec = {"type": "mqtt_publish", "host": broker.host, "port": broker.port, "dry_run": False,
                 "topic": "ww-tls/{code}", "timeout_s": 2}
         (tmp_path / "a").mkdir()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -99,6 +101,68 @@ def _big_csv(path: Path, rows: int, meters: int = 400, prefix: str = "M") -> Non
     pacsv.write_csv(table, path)
 
 
+# `wattwatch ingest` as the CLI runs it, saying "BLOCK k" when the k-th block of the file has been
+# merged into the open transaction (Store.ingest's progress callback, called before its COMMIT),
+# and, at block `hold` (argv[1]; 0: never), waiting there until killed.
+_INGEST_CLI = r"""
+import sys
+from wattwatch.app import cli
+from wattwatch.ingest import pipeline
+hold, real = int(sys.argv.pop(1)), pipeline.ingest_path
+def ingest_path(store, path, mapping=None, on_progress=None):
+    k = 0
+    def tick(n):
+        nonlocal k
+        k += 1
+        print(f"BLOCK {k}", flush=True)
+        if k == hold:
+            sys.stdin.readline()
+        if on_progress:
+            on_progress(n)
+    return real(store, path, mapping, on_progress=tick)
+pipeline.ingest_path = ingest_path
+cli.main()
+"""
+
+
+class _Blocks:
+    """The child's "BLOCK k" lines, read by a thread (a child held at a block writes no more)."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc, self.lines = proc, queue.Queue()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:    # the CLI's own summary too: only the BLOCK lines count
+            if line.startswith("BLOCK "):
+                self.lines.put(line)
+        self.lines.put(None)
+
+    def upto(self, until: int | None, timeout: float = 300.0) -> int:
+        """Wait for block ``until`` (None: for the child's end); the last k read."""
+        k = 0
+        while until is None or k < until:
+            try:
+                line = self.lines.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"no BLOCK {k + 1} line within {timeout:g} s") from None
+            if line is None:
+                break
+            k = int(line.split()[1])
+        return k
+
+    def kill(self) -> int:
+        """kill -9 the child (if still running); its exit code."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        code = self.proc.wait()
+        self.thread.join(10)
+        self.proc.stdin.close()
+        self.proc.stdout.close()
+        return code
+
+
 @pytest.mark.slow
 def test_kill_9_mid_ingest_leaves_the_store_consistent(tmp_path: Path):
     small, big = tmp_path / "small.csv", tmp_path / "big.csv"
@@ -107,34 +171,36 @@ def test_kill_9_mid_ingest_leaves_the_store_consistent(tmp_path: Path):
     base = tmp_path / "base.duckdb"
     with Store(base) as s:
         ingest_path(s, small)
-    cmd = [sys.executable, "-m", "wattwatch.app.cli", "ingest", str(big), "--db"]
-    # The kills land at fractions of an uninterrupted run timed here, so a faster or a busier
-    # machine still kills some runs before they commit.
-    clean = tmp_path / "clean.duckdb"
-    shutil.copy(base, clean)
-    t0 = time.perf_counter()
-    subprocess.run(cmd + [str(clean)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-    full_s = time.perf_counter() - t0
-    with Store(clean) as s:
-        expected = s.info()["readings"]
-    killed_mid = 0
-    for k, share in enumerate((0.3, 0.5, 0.7, 1.2)):
-        db = tmp_path / f"crash-{k}.duckdb"
+
+    def run(db: Path, hold: int = 0) -> subprocess.Popen:
         shutil.copy(base, db)
-        proc = subprocess.Popen(cmd + [str(db)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:   # killed at share x full_s, unless it ended before (then waiting on changes nothing)
-            proc.wait(timeout=share * full_s)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        return subprocess.Popen([sys.executable, "-c", _INGEST_CLI, str(hold), "ingest", str(big), "--db", str(db)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    clean = _Blocks(run(tmp_path / "clean.duckdb"))
+    blocks = clean.upto(None)
+    assert clean.kill() == 0 and blocks >= 2, blocks   # several blocks: a kill can fall between two
+    with Store(tmp_path / "clean.duckdb") as s:
+        expected = s.info()["readings"]
+        ingest_path(s, big)                                # committed: the file again adds nothing
+        assert s.info()["readings"] == expected > 4000
+    # The kills wait for the ingest to be under way (a block merged into its transaction), not for
+    # a share of another run's time (a slower timing run put every kill after the commit). Held at
+    # a block, the kill falls inside the transaction: after its first block, after its last (every
+    # row merged, the COMMIT not made). Not held, it races the rest of the file and the COMMIT.
+    for k, (hold, at) in enumerate(((1, 1), (blocks, blocks), (0, 1), (0, blocks))):
+        db = tmp_path / f"crash-{k}.duckdb"
+        proc = _Blocks(run(db, hold))
+        try:
+            assert proc.upto(at) == at
+        finally:
+            proc.kill()
         with Store(db) as s:
             n = s.info()["readings"]
-            assert n in (4000, expected)  # all of the file or none of it
-            killed_mid += n == 4000
+            assert (n == 4000) if hold else (n in (4000, expected)), (hold, at, n)  # all of the file or none
             ingest_path(s, big)
             assert s.info()["readings"] == expected
             assert len(s.query(["M0000"])) == 3000 and len(s.query(["S0000"])) == 1000
-    assert killed_mid >= 1, "no run was killed before it committed; make the file larger"
 
 
 def _register_energy(df: pd.DataFrame) -> pd.Series:
