@@ -1160,8 +1160,8 @@ def _cadence_change_by_meter(frame: pd.DataFrame, dets, meters: set, tail: float
     ``min_gaps`` gaps) run, most of them, at a cadence other than the one its state was learned at,
     as :func:`wattwatch.detect.cadence.stretch_cadence` says it (the one implementation the
     detectors that follow a stretch's cadence use: packet_loss, firmware_drift's intervals,
-    neutral_tamper's held window). The other detectors judge a meter at its learned cadence (their
-    windows, reach and post-rules): said, with what to do."""
+    neutral_tamper's held window and one-reading alert). The other detectors judge a meter at its
+    learned cadence (their windows, reach and post-rules): said, with what to do."""
     from wattwatch.detect.base import quiet
     from wattwatch.detect.cadence import stretch_cadence
     from wattwatch.detect.core import _cadence
@@ -1198,8 +1198,9 @@ def _cadence_change_by_meter(frame: pd.DataFrame, dets, meters: set, tail: float
         since = pd.Timestamp(float(t[first_other]), unit="s", tz="UTC").isoformat().replace("+00:00", "Z")
         out[m] = (f"meter {m}: its latest readings come every {seen:,.0f} s (since {since}: {n_other[j]:,} of its "
                   f"last {counts[j]:,} gaps) while its state was learned at {learned:,.0f} s (packet_loss, "
-                  "firmware_drift and neutral_tamper's held departure follow the new cadence; the other detectors "
-                  "judge it at the learned one: windows, reach, readings an alert needs, profiles learned at it). "
+                  "firmware_drift and neutral_tamper's held departure and one-reading alert follow the new cadence; "
+                  "the other detectors judge it at the learned one: windows, reach, readings an alert needs, "
+                  "profiles learned at it). "
                   "If the meter was reconfigured, learn it again on readings at its new cadence "
                   "(`wattwatch fit --normal-start ISO --normal-end ISO`)"
                   + ("; if not, it is losing readings in a pattern (every other one or more)" if seen > learned else ""))

@@ -184,13 +184,12 @@ def test_a_stored_state_keeps_its_settings_key_and_its_phase_count(tmp_path):
             [a.id for a in core.run(frame, dets if cfg is None else fresh).alerts]
 
 
-@pytest.mark.xfail(strict=True, reason="rev63, left: the single-reading gate reads the meter's learned cadence, "
-                                       "not the cadence of the reading's stretch (a meter reconfigured 60 -> 5 min)")
 def test_a_meter_learned_hourly_now_read_every_5_min_does_not_alert_on_one_5_min_reading():
     """One reading alone is evidence where it stands for an hour. A meter profiled hourly and then
     read every 5 minutes (reconfigured; ``detect`` says so and advises a refit) still has a
-    learned cadence of an hour, so one 5-min reading with the neutral gone alerts alone: a
-    5-min glitch, which at 5 min always needed two readings (b8ad8ba: no alert)."""
+    learned cadence of an hour; one 5-min reading with the neutral gone is a 5-min glitch, which
+    at 5 min always needed two readings (b8ad8ba: no alert). The gate reads the cadence of the
+    reading's stretch (q67; an xfail left by rev63: q63 alerted)."""
     hourly = _meter("m", "60min", [], seed=1)
     fine = _meter("m", "5min", [(6.5, 1, 1.0)], seed=2)
     cut = T0 + pd.Timedelta(days=5)
@@ -198,3 +197,100 @@ def test_a_meter_learned_hourly_now_read_every_5_min_does_not_alert_on_one_5_min
     dets = _fit(frame)
     assert dets[0].state_["m"]["cadence_s"] > 3500
     assert core.run(frame, dets).alerts == []
+
+
+def _reconfigured(name: str, first: str, then: str, at_day: float, faults_first, faults_then, seed: int):
+    """A meter read every ``first`` up to day ``at_day`` (a minute after: the reading at that
+    instant is the last of the first cadence) and every ``then`` since, with ``faults`` of each
+    part as :func:`_meter` takes them (days and readings at that part's own cadence)."""
+    a = _meter(name, first, faults_first, seed=seed)
+    b = _meter(name, then, faults_then, seed=seed + 100)
+    cut = T0 + pd.Timedelta(days=at_day, minutes=1)
+    return pd.concat([a[a.ts < cut], b[b.ts >= cut]], ignore_index=True)
+
+
+# One reading alone alerts where its stretch runs at 45 min or more, whatever the meter learned
+# (profiled on its first 3 days), and needs a second where its stretch is finer (q67, rev63's item).
+RECONF = {
+    # hourly, then 5 min from day 5: a lone hourly reading before (alerts), the last hourly reading
+    # (00:00, the light-load score ~2; its gap before an hour: alerts), a lone 5-min reading (none),
+    # two 5-min readings (an alert, as at any cadence)
+    "h2f": ("60min", "5min", 5.0, [(4.5, 1, 1.0), (5.0, 1, 1.0)], [(6.5, 1, 1.0), (7.5, 2, 1.0)]),
+    # 5 min, then hourly from day 5: a lone hourly reading (alerts), a weak one (1.2 x: a blip)
+    "f2h": ("5min", "60min", 5.0, [], [(6.5, 1, 1.0), (7.25, 1, 0.09)]),
+    # 15 min, then hourly from day 4.5
+    "q2h": ("15min", "60min", 4.5, [], [(8.5, 1, 1.0)]),
+}
+
+
+def _reconf_fleet() -> pd.DataFrame:
+    parts = [_reconfigured(m, *v, seed=40 + k) for k, (m, v) in enumerate(RECONF.items())]
+    parts.append(_meter("steady", "60min", [(5.5, 1, 1.0)], seed=45))
+    return pd.concat(parts, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def reconf():
+    frame = _reconf_fleet()
+    dets = _fit(frame, ("neutral_tamper", "firmware_drift"))
+    return frame, dets, core.run(frame, dets).alerts
+
+
+def test_one_reading_alone_follows_the_cadence_of_its_stretch_not_the_learned_one(reconf):
+    """rev63's left item both ways: the learned cadence (hourly, 5 and 15 min) no longer decides;
+    the cadence of the stretch the reading is in does. Fails before q67 (h2f's lone 5-min reading
+    alerted; f2h's and q2h's lone hourly readings did not)."""
+    frame, dets, alerts = reconf
+    nt = dets[0]
+    assert nt.state_["h2f"]["cadence_s"] > 3500 and nt.state_["f2h"]["cadence_s"] < 400
+    assert 800 < nt.state_["q2h"]["cadence_s"] < 1000
+    got = sorted((a.meter_id, pd.Timestamp(a.start).round("5min"), pd.Timestamp(a.end).round("5min"))
+                 for a in alerts if a.detector == "neutral_tamper")
+    at = lambda d, m=0: T0 + pd.Timedelta(days=d, minutes=m)  # noqa: E731
+    assert got == [("f2h", at(6.5), at(6.5)),
+                   ("h2f", at(4.5), at(4.5)), ("h2f", at(5.0), at(5.0)), ("h2f", at(7.5), at(7.5, 5)),
+                   ("q2h", at(8.5), at(8.5)),
+                   ("steady", at(5.5), at(5.5))], got
+
+
+def _reading_cuts(frame: pd.DataFrame, meter: str, days: list[float], half_h: float) -> list[float]:
+    """Epoch seconds of every reading of ``meter`` within ``half_h`` hours of each of ``days``."""
+    f = frame[frame.meter_id == meter]
+    t = ((pd.to_datetime(f["ts"], utc=True) - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy()
+    out = []
+    for d in days:
+        c = (T0 + pd.Timedelta(days=d) - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+        out += t[np.abs(t - c) <= half_h * H].tolist()
+    return sorted(set(out))
+
+
+@pytest.mark.parametrize("meter,days,half_h", [("h2f", [5.0, 6.5], 1.0), ("f2h", [5.0, 6.5], 7.0)])
+def test_streamed_cut_at_every_reading_around_the_change_and_the_lone_readings(reconf, meter, days, half_h):
+    """Batch == stitched == calm stream with pieces ending at every reading of the meter near its
+    reconfiguration and its lone readings (the stretch's cadence at a reading depends on 6 gaps
+    either side, which neutral_tamper's reach declares: a piece ending just after the reading
+    judges it at the cadence the readings so far say, and its score and class are final only once
+    they are in), with firmware_drift, whose consumption neutral_tamper blanks around its alerts
+    (its scores held as their class in the tail): every alert version's id is one of the whole
+    history's, and the latest versions equal it."""
+    frame, dets, want = reconf
+    versions = _stream(frame, dets, _reading_cuts(frame, meter, days, half_h))
+    assert {a.id for a in versions} <= {a.id for a in want}
+    view = lambda a: (a.meter_id, a.detector, a.start, a.end, a.score, a.message, sorted(a.evidence.items()))  # noqa: E731
+    assert {i: view(a) for i, a in latest(versions).items()} == {a.id: view(a) for a in want}
+
+
+def test_without_the_stretchs_reach_the_learned_cadence_decides(reconf, monkeypatch):
+    """``single_s`` configured on a detector whose reach does not hold the gaps that say a
+    reading's stretch cadence: a stream could not judge it as the whole history does, so the
+    learned cadence decides there (q63's gate): h2f's lone 5-min reading alerts again."""
+    from wattwatch.detect.base import Reach
+
+    frame, dets, _ = reconf
+    nt = dets[0]
+    zero = lambda self, meters: Reach(np.zeros(len(meters)), np.zeros(len(meters), np.int64),  # noqa: E731
+                                      np.zeros(len(meters)), np.zeros(len(meters), np.int64))
+    monkeypatch.setattr(type(nt), "reach", zero)
+    got = {(a.meter_id, pd.Timestamp(a.start).round("5min")) for a in core.run(frame, [nt]).alerts}
+    assert ("h2f", T0 + pd.Timedelta(days=6.5)) in got
+    assert ("f2h", T0 + pd.Timedelta(days=6.5)) not in got   # learned at 5 min: two readings

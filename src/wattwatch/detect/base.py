@@ -98,8 +98,10 @@ class PostRule:
         one ends the hold: whether the deviation returned meanwhile is unknown, so what follows
         is a new alert, and an alert is not held open past it for readings that may never come.
     single_s : float
-        0 (off), or the evidence one reading alone can be: on a meter whose cadence is at least
-        this (the reading stands for that long), a reading scoring at least ``single_score`` x
+        0 (off), or the evidence one reading alone can be: where the cadence of the stretch the
+        reading is in (:func:`wattwatch.detect.cadence.stretch_cadence`, the meter's learned one
+        unless it was reconfigured since) is at least this (the reading stands for that long; a
+        detector using it declares that stretch's reach), a reading scoring at least ``single_score`` x
         ``threshold`` is an alert on its own, whatever ``min_readings`` and ``min_duration_s`` ask
         (the reading spans its cadence). The count of readings guards against one-reading glitches
         of a fine cadence; at a coarse one, two readings are hours of a fault that one reading

@@ -22,8 +22,10 @@ reconfiguration puts nearly every gap at the new value. Where the gaps centred o
 sides together) say a new cadence, the reading runs at it (one side alone can miss a cluster the
 new stretch's own loss thins); else a gap whose two sides say different cadences (the
 reconfiguration itself) runs at the one that loses fewer readings in it: readings the meter was not
-asked for are not lost (on a tie the finer). A reading's cadence thus depends on ``2 n - 1`` gaps
-either side of it: a detector that follows it declares that many readings of reach."""
+asked for are not lost (on a tie the finer). A reading's cadence thus depends on the ``2 n - 1`` gaps
+centred on it, i.e. on the ``n`` readings before it and the ``n - 1`` after it (no others:
+tests/detect/test_neutral_single_rev67.py): a detector that follows it declares ``n`` readings of reach
+either way."""
 
 from __future__ import annotations
 

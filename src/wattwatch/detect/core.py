@@ -27,7 +27,8 @@ import pandas as pd
 
 from wattwatch.alerts.model import Alert
 from wattwatch.codes import severity
-from wattwatch.detect.base import Detector, Reach, quiet
+from wattwatch.detect.base import Detector, Reach, _num, quiet
+from wattwatch.detect.cadence import gaps_per_side, stretch_cadence
 from wattwatch.detect.frame import (AUX, TIMES_KEY, cache, extra_channels, meter_names, prepare, seg_bounds,
                                    times_cache)
 from wattwatch.detect.postrules import Groups, calibrated, cold, group, span_mask
@@ -76,6 +77,7 @@ class Judged:
     share: float = 1.0          # of the frame's rows, the share it scored (less with known scores)
     side: np.ndarray | None = None  # per row, which way it is off (post-rule ``hold`` only)
     exact_raw: np.ndarray | None = None  # per row, exact in raw readings alone (``run``'s ``hours``)
+    single: np.ndarray | None = None  # per row, one reading alone may alert there (:func:`single_rows`)
 
 
 @dataclass
@@ -489,7 +491,8 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
                 exact = exact | (exact_raw & _covered(hours[d.name], names, d.reach(names).back_s)(seg, t))
         eff = d.post_settings(names, cad)
         judged = Judged(d, s, ctx, src, eff, exact, final, skipped, share=share,
-                        side=_side(d, src, ctx) if d.config.post.hold > 0 else None, exact_raw=exact_raw)
+                        side=_side(d, src, ctx) if d.config.post.hold > 0 else None, exact_raw=exact_raw,
+                        single=single_rows(d, src, names, sts, s))
         res.judged.append(judged)
         # What this detector explains, for those that run after it.
         if d.explains:
@@ -500,7 +503,7 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
                         m = s >= d.config.post.threshold
                 else:
                     if groups is None:
-                        judged.groups = group(seg, t, s, d.config.post, eff, judged.side)
+                        judged.groups = group(seg, t, s, d.config.post, eff, judged.side, judged.single)
                         groups = judged.groups.alerts()
                     m = span_mask(seg, t, groups, e.pad(cad))
                     if e.span == "hot":
@@ -535,6 +538,49 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
     if alerts:
         _post(res, names, seg, t, starts, ends, since or {}, cut_m)
     return res
+
+
+def single_rows(d: Detector, df: pd.DataFrame, names: list[str], sts: list[dict], s: np.ndarray) -> np.ndarray | None:
+    """Per reading of ``df`` (prepared; ``names`` per segment code, ``sts`` each meter's state of
+    ``d``, ``s`` its scores): one reading alone is an alert there (:attr:`PostRule.single_s`) as
+    far as the cadence goes: at or above :attr:`PostRule.strong`, on a meter the detector lets
+    (:meth:`Detector.post_settings` at a cadence that allows it), in a stretch whose cadence
+    (:func:`~wattwatch.detect.cadence.stretch_cadence`, the verdict the frame's other detectors
+    share) is at least ``single_s``: a meter learned hourly and read every 5 minutes since asks for
+    two readings there, as any 5-minute meter (rev63), and one learned at 5 minutes and read
+    hourly since lets one reading alone there. None where the post-rule has no ``single_s``.
+
+    A reading's stretch cadence depends on ``gaps_per_side`` readings either way, which
+    neutral_tamper (the detector with ``single_s`` by default) declares in its reach: it is exact and
+    final where the score is, in a stitched frame as in the whole history. On a meter where a
+    detector's reach does not hold them (``single_s`` configured on another detector), the learned
+    cadence decides, as before q67: a stream judges it as the whole history would."""
+    post = d.config.post
+    strong = post.strong
+    if strong is None:
+        return None
+    out = np.zeros(len(s), bool)
+    with quiet():
+        cand = s >= strong
+    if not cand.any():
+        return out
+    seg = df["_seg"].to_numpy()
+    # The meters it lets, as at a cadence that allows it (the detector's narrowing: neutral_tamper's
+    # single-phase meters); the cadence is the reading's stretch's, below.
+    may = np.asarray(d.post_settings(names, np.full(len(names), float(post.single_s)))["single"], bool)
+    cand &= may[seg]
+    if not cand.any():
+        return out
+    cad_m = np.array([_num(x.get("cadence_s"), np.nan) for x in sts], float)
+    c_row, _ = stretch_cadence(seg, df["_dt"].to_numpy(float), cad_m, memo=times_cache(df))
+    r = d.reach(names)
+    n = gaps_per_side(cad_m)
+    follows = (np.asarray(r.back_n) >= n) & (np.asarray(r.ahead_n) >= n)
+    if not follows.all():
+        c_row = np.where(follows[seg], c_row, cad_m[seg])
+    with quiet():
+        out[cand] = c_row[cand] >= post.single_s
+    return out
 
 
 def _covered(carry: dict, names: list[str], back_s: np.ndarray):
@@ -719,10 +765,11 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
         if whole and j.groups is not None:
             g = j.groups  # the same readings: formed already for what it explains
         elif idx is None:
-            g = group(seg, t, j.scores, d.config.post, j.eff, j.side) if len(t) else None
+            g = group(seg, t, j.scores, d.config.post, j.eff, j.side, j.single) if len(t) else None
         else:
             g = group(seg[idx], t[idx], j.scores[idx], d.config.post, j.eff,
-                      None if j.side is None else j.side[idx]) if len(idx) else None
+                      None if j.side is None else j.side[idx], None if j.single is None else j.single[idx]) \
+                if len(idx) else None
         clean = final_t.copy()  # nothing open: the next piece starts fresh after the last final reading
         clean[~np.isfinite(clean)] = start_t[~np.isfinite(clean)]
         if g is not None and len(g.rows):

@@ -7,8 +7,9 @@ one. Runs of anomalous readings of one meter are merged when closer than ``merge
 spans at least ``min_duration_s`` and holds at least ``min_readings`` anomalous readings. With
 ``min_readings >= 2`` a run of one anomalous reading is dropped before merging, so one-reading
 blips never alert, alone or together, except, with ``single_s``, a reading far over the threshold
-(``single_score``) on a meter whose cadence makes one reading that long: it is an alert alone. The
-settings are per meter (:meth:`PostRule.at` adapts them to each meter's cadence). Everything is
+(``single_score``) where the cadence of the reading's stretch makes one reading that long: it is an
+alert alone. The settings are per meter (:meth:`PostRule.at` adapts them to each meter's cadence),
+that one per reading (:func:`wattwatch.detect.core.single_rows`). Everything is
 vectorised over all meters at once.
 """
 
@@ -44,11 +45,13 @@ def _per_row(eff: dict | None, post: PostRule, key: str, seg: np.ndarray):
 
 
 def group(seg: np.ndarray, t: np.ndarray, score: np.ndarray, post: PostRule, eff: dict | None = None,
-          side: np.ndarray | None = None) -> Groups:
+          side: np.ndarray | None = None, single: np.ndarray | None = None) -> Groups:
     """Every group of anomalous readings (kept or not), for rows sorted by (seg, t).
 
     ``eff``: per-meter settings (``post.at(cadence)``, arrays indexed by segment code); None:
-    ``post`` as it is for every meter. ``side``: per reading, which way it is off (for ``hold``)."""
+    ``post`` as it is for every meter. ``side``: per reading, which way it is off (for ``hold``).
+    ``single``: per reading, whether the cadence of its stretch lets one reading alone be an alert
+    (``single_s``; :func:`wattwatch.detect.core.single_rows`); None: its meter's ``eff["single"]``."""
     empty = Groups(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool))
     with np.errstate(invalid="ignore"):
         hot = score >= post.threshold
@@ -77,7 +80,7 @@ def group(seg: np.ndarray, t: np.ndarray, score: np.ndarray, post: PostRule, eff
     blip_rule = (min_n >= 2) if eff else np.full(len(ks), post.min_readings >= 2)
     # ... unless it alone is the evidence (``single_s``): far over the threshold on a meter whose
     # one reading stands for that long.
-    single = _single(score[k_idx], ks, post, eff)
+    single = _single(score[k_idx], ks, post, eff, None if single is None else single[k_idx])
     above = above & ~(blip_rule & (run_len[np.maximum(run_id, 0)] < 2) & ~single)
     run_start = run_start & above
     a_idx = np.flatnonzero(above)
@@ -120,15 +123,23 @@ def group(seg: np.ndarray, t: np.ndarray, score: np.ndarray, post: PostRule, eff
     return Groups(rows, first, last, kept)
 
 
-def _single(score: np.ndarray, ks: np.ndarray, post: PostRule, eff: dict | None) -> np.ndarray:
+def _single(score: np.ndarray, ks: np.ndarray, post: PostRule, eff: dict | None,
+            rows: np.ndarray | None = None) -> np.ndarray:
     """Per reading (``ks`` its segment code): it is an alert on its own (:attr:`PostRule.single_s`):
-    at or above :attr:`PostRule.strong` on a meter whose cadence allows it (``eff["single"]``;
-    without ``eff``, ``single_s`` alone, the cadence unknown, allows nothing)."""
+    at or above :attr:`PostRule.strong` where the cadence allows it: ``rows`` per reading (its
+    stretch's cadence), else its meter's (``eff["single"]``; without ``eff``, ``single_s`` alone,
+    the cadence unknown, allows nothing)."""
     strong = post.strong
-    if strong is None or eff is None or "single" not in eff:
+    if strong is None:
         return np.zeros(len(score), bool)
+    if rows is not None:
+        allow = np.asarray(rows, bool)
+    elif eff is None or "single" not in eff:
+        return np.zeros(len(score), bool)
+    else:
+        allow = np.asarray(eff["single"], bool)[ks]
     with np.errstate(invalid="ignore"):
-        return (score >= strong) & np.asarray(eff["single"], bool)[ks]
+        return (score >= strong) & allow
 
 
 def cold(score: np.ndarray, post: PostRule, seg: np.ndarray | None = None, side: np.ndarray | None = None,
@@ -169,9 +180,10 @@ def _held(score: np.ndarray, rows: np.ndarray, new_group: np.ndarray, rs: np.nda
 
 
 def alert_groups(seg: np.ndarray, t: np.ndarray, score: np.ndarray, post: PostRule,
-                 eff: dict | None = None, side: np.ndarray | None = None) -> list[np.ndarray]:
+                 eff: dict | None = None, side: np.ndarray | None = None,
+                 single: np.ndarray | None = None) -> list[np.ndarray]:
     """Row indices (anomalous readings) of each alert, for rows sorted by (seg, t)."""
-    return group(seg, t, score, post, eff, side).alerts()
+    return group(seg, t, score, post, eff, side, single).alerts()
 
 
 def span_mask(seg: np.ndarray, t: np.ndarray, groups: list[np.ndarray], pad_s=0.0) -> np.ndarray:

@@ -71,7 +71,8 @@ One reading of an hour. An alert asks for two anomalous readings (one cannot be 
 one-reading glitch): minutes at 1-15 min, two hours at hourly cadence, where a one-hour bypass
 (the simulator's intermittent episodes are 1-4 h) is one reading with the neutral gone while the
 phase carries amps, scoring 2-20 (seed 199 at 60 min: five such, never reported). On a
-single-phase meter whose cadence is 45 min or more, one reading at least ``post.single_score``
+single-phase meter read every 45 min or more (the cadence of the reading's stretch: a meter learned
+hourly and read every 5 minutes since asks for two readings there, q67), one reading at least ``post.single_score``
 (1.5) times the limit is an alert alone (``post.single_s``): three quarters of the current not
 coming back at light load, 1.5 x max(0.5 A, 2 %) above it; a full bypass scores 1.9-2 at light
 load and more above. A reading just over the limit stays a blip at every cadence, and at 30 min
