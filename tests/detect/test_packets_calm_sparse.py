@@ -146,7 +146,8 @@ def test_cut_at_every_reading_as_judging_and_as_detect(monkeypatch):
     15 minutes in the middle, fed one reading time at a time with late readings and restarted
     from the carry now and then (as a checkpoint loads it, before and after the reconfiguration):
     the calm stitcher gives at every piece what judging every meter gives, and in the end the
-    whole history's alerts."""
+    whole history's alerts. (rst1) A restarted stitcher gives its meters' open alerts again: an
+    unchanged version re-given after a restart is not a new version (``_compare``)."""
     from tests.detect.test_stitch_calm import _compare, _fleet
     frame, dets = _fleet("5min", 5)
     m = frame["meter_id"].astype(str).to_numpy()
@@ -172,6 +173,16 @@ def test_cut_at_every_reading_as_judging_and_as_detect(monkeypatch):
         return rows(self, names, *a, **k)
     monkeypatch.setattr(cls, "calm_meters", calm_meters)
     monkeypatch.setattr(cls, "_cadence_rows", cadence_rows)
-    calm = _compare(frame, dets, 300.0, 5, restart_at={40, 41, 150, 300}, pieces=_every_reading)
+    # Restarts before the three meters' change (in the first hours after the profiling day, no
+    # alert open yet) and after it (one piece per reading time: the first after 35 h, with an
+    # alert open, and the next).
+    ts = frame["ts"].drop_duplicates()
+    t0 = frame["ts"].min()
+    after = 1 + int(((ts > t0 + pd.Timedelta(days=1)) & (ts <= t0 + pd.Timedelta(hours=35))).sum())
+    again = []
+    calm = _compare(frame, dets, 300.0, 5, restart_at={40, 41, 150, 300, after, after + 1}, pieces=_every_reading,
+                    said_again=again)
+    # The restart after the change found an open alert and gave it again unchanged (not a new version).
+    assert again, "no open alert at a restart: the restart after the change tests nothing of it"
     assert calm.calm_fed > 0
     assert set(worked) & set(meters[:3]), "no reconfigured meter was asked about"

@@ -12,6 +12,7 @@ evidence) of the whole history judged at once. The calm path must really have be
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -87,19 +88,33 @@ def _restart(old: Stitcher, dets, cols) -> Stitcher:
     return new
 
 
-def _compare(frame, dets, piece_s, seed, whole=True, restart_at=None, pieces=_pieces, want=None):
+def _compare(frame, dets, piece_s, seed, whole=True, restart_at=None, pieces=_pieces, want=None,
+             said_again=None):
     """``frame`` fed in ``pieces`` to a calm stitcher and to one judging every meter: the same at
     every piece (:func:`_assert_same_step`) and at the flush; with ``whole``, every alert equal to
     the whole frame judged at once (``want``: its alerts, if already judged). ``restart_at``: pieces
-    before which the calm stitcher is restarted from its checkpoint. Returns the calm stitcher."""
+    before which the calm stitcher is restarted from its checkpoint; at such a piece, an open
+    alert it gives again unchanged (the version it gave last) is not a new version and is left
+    out of the comparison (its id appended to ``said_again``). Returns the calm stitcher."""
     cols = read_channels(dets)
     calm = Stitcher(dets, keep_scores=False, columns=cols)
     every = Stitcher(dets, keep_scores=False, columns=cols, calm=False)
-    got = []
+    got, last = [], {}   # last: per alert id, the version the calm stitcher gave last
     for k, p in enumerate(pieces(frame, piece_s, seed)):
-        if restart_at is not None and k in restart_at:
+        restarted = restart_at is not None and k in restart_at
+        if restarted:
             calm = _restart(calm, dets, cols)
         a, b = calm.feed(p), every.feed(p)
+        if restarted:
+            # A restarted stitcher judges its checkpointed meters again and gives their open
+            # alerts again: an unchanged version re-given after a restart is not a new version
+            # (the stream's engine writes and delivers none: tests/live/test_stream.py
+            # ::test_an_open_alert_delivered_before_the_checkpoint_is_not_delivered_again_after_a_restart).
+            again = [x for x in a.alerts if last.get(x.id) == _view(x) and x.id in a.open_ids]
+            if said_again is not None:
+                said_again += [x.id for x in again]
+            a = dataclasses.replace(a, alerts=[x for x in a.alerts if not any(x is y for y in again)])
+        last.update((x.id, _view(x)) for x in a.alerts)
         got += a.alerts
         _assert_same_step(k, a, b, calm, every)
     a, b = calm.flush(), every.flush()

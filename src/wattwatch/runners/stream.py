@@ -259,6 +259,7 @@ class StreamEngine:
         self._health_stored: dict[str, Alert] = {}
         self._health_gone: list[Alert] = []        # of sources no longer configured: ended by the next step
         self._load_health()
+        self._load_written()
         # A checkpoint written before a compaction whose cut lies beyond where it judged a meter:
         # the readings between are hourly rows now, so its carry cannot go on (it would read them
         # as lost readings): the meter starts afresh at its first raw reading, as ``detect``.
@@ -368,6 +369,26 @@ class StreamEngine:
         self.counters.update(m.get("counters", {}))
         self.rewinds = {k: tuple(v) for k, v in m.get("rewinds", {}).items()}
         return True
+
+    def _load_written(self) -> None:
+        """(rst1) What was written of the alerts open at the checkpoint this run resumed from,
+        of those the store keeps open and last wrote at or before it: a step's outputs come
+        before its checkpoint, so those versions reached them. The restarted stitcher judges its
+        checkpointed meters again and gives their open alerts again; an unchanged version is not
+        a new version (:meth:`_take` writes and delivers only a changed one), as within a run. A
+        version written after the checkpoint may not have reached the outputs (the run died
+        between its step's store and outputs): not taken, so it is delivered again if given again
+        (at least once)."""
+        ck = self._resumed_saved
+        if ck is None or not self.open_ids:
+            return
+        from wattwatch.alerts.model import record
+
+        df = alert_store.by_ids(self.store.con, sorted(self.open_ids), "*", "status = 'open'").df()
+        for r in df.to_dict("records"):
+            if r["last_seen"] is not None and r["last_seen"] <= ck:
+                a = Alert.from_dict(record(r))
+                self._written[a.id] = _version(a)
 
     def _load_health(self) -> None:
         """The open set of source-raised health alerts, from the store: every alert whose evidence
