@@ -92,7 +92,10 @@ def test_four_readings_lost_within_a_day_at_hourly_cadence_alert(fleet):
     assert pd.Timestamp(a.start) <= T0 + pd.Timedelta(hours=49, seconds=5) and a.evidence["missing_readings"] == 4
     assert a.evidence["worst_window_share"] == pytest.approx(0.2, abs=0.01)
     assert "h window 20%" in a.message
-    # an alert the 80-h share found keeps that window in its text (SPREAD's and HALF's are the short one's)
+    # SPREAD's longest gap lost two hours in a row, most of its alert's span: packet loss, not a data
+    # gap (three in a row are one, q56)
+    (a,) = got["SPREAD"]
+    assert a.evidence["kind"] == "packet_loss" and "data gap" not in a.message
 
 
 def test_the_rule_follows_the_share_settings():

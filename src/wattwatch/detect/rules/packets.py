@@ -133,7 +133,8 @@ class PacketLossConfig(DetectorConfig):
     ``min_lost`` readings are ``gap_s`` of data: module docstring); ``gap_lost`` and ``gap_s``: a
     single gap that lost at least ``gap_lost`` readings in a row and lasts at least ``gap_s`` is a
     data gap whatever the window's share (0: off; module docstring); ``data_gap_share``: an alert
-    whose longest single gap is at least this share of its span is reported as a data gap
+    whose longest single gap is at least this share of its span (and lost ``gap_lost`` readings
+    in a row or more) is reported as a data gap
     (evidence ``kind = "data_gap"``), else as packet loss (``kind = "packet_loss"``); ``cadence_gaps``
     (at most, and no more than span ``cadence_span_s`` at the learned cadence, at least 6) and
     ``cadence_share``: how many gaps either side of a reading say the cadence its stretch runs at,
@@ -504,7 +505,11 @@ class PacketLoss(Detector):
         span_s = float(t[rows[-1]] - t[rows[0]])
         ev = {"kind": "packet_loss", "missing_readings": int(lost), "expected_readings": int(round(expected)),
               "missing_share": rnd(share, 4), "worst_window_share": rnd(worst, 4), "cadence_s": rnd(cad, 1)}
-        if gap_s > 0 and span_s > 0 and gap_s >= self.config.data_gap_share * span_s:
+        # A data gap lost gap_lost readings in a row at least (two lost hours in a row are not one, q56;
+        # an alert the short window found around such a pair says packet loss, q66).
+        in_gap = float(span_lost[g - rows[0] - 1]) if g > rows[0] else 0.0
+        if gap_s > 0 and span_s > 0 and gap_s >= self.config.data_gap_share * span_s \
+                and in_gap >= self.config.gap_lost:
             iso = lambda x: pd.Timestamp(round(x * 1000), unit="ms", tz="UTC").isoformat().replace("+00:00", "Z")
             ev.update(kind="data_gap", gap_start=iso(t[g - 1]), gap_end=iso(t[g]), gap_hours=rnd(gap_s / 3600, 2),
                       gap_readings=int(span_lost[g - rows[0] - 1]))
