@@ -33,6 +33,8 @@ METERS = {
     "HALF": (1800.0, [60, 60.5, 64, 64.5], 1),         # 30 min: 4 lost (2 h of data) within 5 h
     "QUARTER": (900.0, [60, 60.25, 62, 62.25], 0),     # 15 min: 4 lost are one hour of data: the share decides
     "FIVE": (300.0, [60, 60 + 1 / 12, 61, 61 + 1 / 12], 0),
+    "LONE": (3600.0, [60, 67, 73, 79], 1),             # four singles 6-7 h apart, 4 in 19 h (rev66)
+    "TWOH": (7200.0, [60, 70, 80, 90], 1),             # 2 h: four singles 10 h apart, 4 in 30 h (8 h of data; rev66)
     "Q": (3600.0, [], 0),
 }
 
@@ -87,6 +89,15 @@ def test_four_readings_lost_within_a_day_at_hourly_cadence_alert(fleet):
         assert pd.Timestamp(a.end) <= last + pd.Timedelta(seconds=cad + 5)
         assert pd.Timestamp(a.start) >= first - pd.Timedelta(hours=12)
         assert a.evidence["missing_readings"] >= 3
+    # Every reading the short window counted is in the alert's span, a lone one too: the rule asks
+    # min_lost of them, and the alert says them all (rev66: LONE's first single was left out, "3 of
+    # 19", and TWOH's alerts were three 2-h spans between the singles, "0 of 2 expected readings missing")
+    for m in ("PAIRS", "SPREAD", "HALF", "LONE", "TWOH"):
+        (a,) = got[m]
+        cad, lost_h, _ = METERS[m]
+        assert a.evidence["missing_readings"] == len(lost_h), (m, a.message)
+        assert pd.Timestamp(a.start) < T0 + pd.Timedelta(hours=min(lost_h)) < T0 + pd.Timedelta(hours=max(lost_h)) \
+            < pd.Timestamp(a.end), (m, a.start, a.end)
     # PAIRS: both pairs in one alert, its evidence the short window's
     (a,) = got["PAIRS"]
     assert pd.Timestamp(a.start) <= T0 + pd.Timedelta(hours=49, seconds=5) and a.evidence["missing_readings"] == 4
@@ -144,3 +155,21 @@ def test_the_calm_verdict_holds_for_the_short_window(fleet):
         assert not (calm & (top >= d.config.post.threshold)).any(), lo_h
         hit += int((~calm & (top >= d.config.post.threshold)).sum())
     assert hit > 0
+
+
+def test_pieces_cut_at_every_reading_near_the_losses_give_the_whole_historys_alerts(fleet):
+    """rev66: a cut at every reading (and a second after it) from half a short window before each
+    lossy meter's first loss to half one after its last: the short window and the loss it spans
+    (from a lone gap's first edge on) come out the same whatever piece a reading arrives in."""
+    frame, dets, whole = fleet
+    cuts = []
+    for m in ("PAIRS", "SPREAD", "LONE", "TWOH", "HALF"):
+        cad, lost_h, _ = METERS[m]
+        g = frame[frame["meter_id"] == m]
+        t = ((pd.to_datetime(g["ts"], utc=True) - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy()
+        lo = (T0 + pd.Timedelta(hours=min(lost_h) - 10 * cad / 3600)).timestamp()
+        hi = (T0 + pd.Timedelta(hours=max(lost_h) + 10 * cad / 3600)).timestamp()
+        near = t[(t >= lo) & (t <= hi)]
+        cuts += list(near) + list(near + 1.0)
+    calm = _compare(frame, dets, 0.0, 0, pieces=_cut(sorted(set(cuts))), want=whole)
+    assert calm.calm_fed > 0

@@ -54,8 +54,11 @@ million windows, rarer than the five of eighty the long window alerts on; a real
 (q56's count). At 1 to 15 minutes four readings are minutes of data, and ``gap_s`` of them in the
 short window are already more than the limit of the long one, which holds it: the share decides
 there as before. The readings in the loss within half a short window of one whose window holds such
-a loss score at least the threshold (a lone loss at the window's edge counts in its share, not in
-the alert's span); the short window is no longer than half the long one, so a reading's score still
+a loss score at least the threshold; where that loss is scattered (no data gap in the window), every
+reading from its first gap to its last does (each of the ``min_lost`` lost readings is its evidence,
+so the alert spans them all: at 2 h cadence four single losses 10 h apart were otherwise alerts on
+the readings between them with none missing, rev66). The short window is no longer than half the
+long one (and the loss it spans one reading beyond it at most), so a reading's score still
 depends on readings within the reach, and :meth:`PacketLoss.calm_meters`' bound holds.
 
 A long data gap (a logger that stops for a day or for months) is the same finding: the reading
@@ -419,7 +422,8 @@ class PacketLoss(Detector):
 
     def _dense(self, df: pd.DataFrame, lost: np.ndarray, cad: np.ndarray, cad_m: np.ndarray, other: np.ndarray,
                starts: np.ndarray, ends: np.ndarray, inside: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per reading in the loss (``inside``) on a stretch where ``min_lost`` readings are ``gap_s``
+        """Per reading in the loss (``inside``; and every reading from the first gap to the last of a
+        dense window that holds no data gap, below) on a stretch where ``min_lost`` readings are ``gap_s``
         of data or more (whole cadences, to within ``GAP_TOL``: 30 minutes and coarser): the readings
         lost in its short window (:meth:`_short_window`, no longer than half the learned cadence's
         share window, so within the reach and the calm verdict's span) over ``min_lost``, where they
@@ -448,8 +452,17 @@ class PacketLoss(Detector):
         if not ok.any():
             return score, np.where(ok & inside, share, np.nan), w2
         # Readings in the loss within half a short window of a dense one's centre are in it (the
-        # centre itself need not be: a lone loss at the window's edge counts in its share).
+        # centre itself need not be). And where the window's loss is scattered (no gap of gap_lost
+        # readings in a row, which is a data gap on its own, q56), the loss runs from its first gap's
+        # first edge to its last gap's last edge: a lone gap's edges and the readings between are in
+        # it too, each lost reading being of the min_lost the rule asks (rev66: at 2 h cadence four
+        # single losses 10 h apart were three 2-h alerts between them, "0 of 2 expected readings
+        # missing"; at hourly a lone loss the window counted was an alert of its own, "1 of 3", or
+        # left out, "3 of 19"). One reading before the window at most: within the reach and
+        # calm_meters' span.
+        lost0 = np.nan_to_num(lost)
         covered = np.zeros(len(seg), bool)
+        spread = np.zeros(len(seg), bool)
         for k in np.unique(seg[ok]):   # a loop over meters with a dense window, each step vectorised
             a, b = starts[k], ends[k]
             x, at = t[a:b], np.flatnonzero(ok[a:b])
@@ -459,7 +472,15 @@ class PacketLoss(Detector):
             np.add.at(d, lo, 1)
             np.add.at(d, hi, -1)
             covered[a:b] = np.cumsum(d[:-1]) > 0
-        hit = covered & inside & domain
+            car = np.flatnonzero(lost0[a:b] >= 1)   # readings that end a gap (never the meter's first)
+            big = np.concatenate([[0], np.cumsum(lost0[a:b] >= c.gap_lost)]) if c.gap_lost > 0 else np.zeros(b - a + 1)
+            i, j = np.searchsorted(car, lo, side="left"), np.searchsorted(car, hi, side="left") - 1
+            has = (i <= j) & (big[hi] == big[lo])
+            d[:] = 0
+            np.add.at(d, car[i[has]] - 1, 1)
+            np.add.at(d, car[j[has]] + 1, -1)
+            spread[a:b] = np.cumsum(d[:-1]) > 0
+        hit = ((covered & inside) | spread) & domain
         with quiet():
             score = np.where(hit, np.fmax(score, c.post.threshold), score)
         return score, np.where(hit, share, np.nan), w2
