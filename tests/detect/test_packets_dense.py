@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.detect.test_packets_gap_cuts import _cut, _restarted_at_each_cut_gives
+from tests.detect.test_packets_gap_cuts import PICKS, _cut, _restarted_at_each_cut_gives
 from tests.detect.test_stitch_calm import _compare
 from wattwatch.detect import core, registry
 from wattwatch.detect.engine import EngineConfig, profile
@@ -123,8 +123,7 @@ def test_the_rule_follows_the_share_settings():
 def test_pieces_cut_on_and_around_the_losses_give_the_whole_historys_alerts(fleet, which):
     frame, dets, whole = fleet
     cuts = _cuts(frame)
-    pick = {"all": slice(None), "before": slice(0, None, 7), "after": slice(5, None, 7), "middle": slice(3, None, 7)}
-    calm = _compare(frame, dets, 0.0, 0, pieces=_cut(cuts[pick[which]]), want=whole)
+    calm = _compare(frame, dets, 0.0, 0, pieces=_cut(cuts[PICKS[which]]), want=whole)
     assert calm.calm_fed > 0
 
 

@@ -65,6 +65,10 @@ def _edges(frame) -> list[float]:
     return sorted(out)
 
 
+# Which cuts a parametrized piece test sends: all of them, or every 7th from three offsets.
+PICKS = {"all": slice(None), "before": slice(0, None, 7), "after": slice(5, None, 7), "middle": slice(3, None, 7)}
+
+
 def _cut(cuts):
     def pieces(frame, piece_s, seed):
         t = ((pd.to_datetime(frame["ts"], utc=True) - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy()
@@ -90,8 +94,7 @@ def test_the_gaps_alert_in_the_whole_history(fleet):
 def test_pieces_cut_at_inside_and_around_the_gap_give_the_whole_historys_alerts(fleet, which):
     frame, dets, whole = fleet
     cuts = _edges(frame)
-    pick = {"all": slice(None), "before": slice(0, None, 7), "after": slice(5, None, 7), "middle": slice(3, None, 7)}
-    calm = _compare(frame, dets, 0.0, 0, pieces=_cut(cuts[pick[which]]), want=whole)
+    calm = _compare(frame, dets, 0.0, 0, pieces=_cut(cuts[PICKS[which]]), want=whole)
     assert calm.calm_fed > 0
 
 
