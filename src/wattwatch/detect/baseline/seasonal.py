@@ -265,7 +265,7 @@ def _dst_sundays(t: np.ndarray, lo_s: float, hi_s: float) -> np.ndarray:
 
 
 def _isolation(y: np.ndarray, seg: np.ndarray, t: np.ndarray, cad: np.ndarray, z: np.ndarray | None = None,
-               z_min: float = 0.0, band: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+               z_min: float = 0.0) -> np.ndarray:
     """Per reading (load on the log scale ``y``): how far it stands off both its neighbours on the
     same side, the smaller of its two distances, signed (+ above both, - below both); 0 where it
     lies between them or level with one; NaN where a neighbour (the meter's reading before or after
@@ -273,24 +273,17 @@ def _isolation(y: np.ndarray, seg: np.ndarray, t: np.ndarray, cad: np.ndarray, z
     building's whole load stands off both; a busy hour of a home is one of a run, or its neighbours
     jump as far in the meter's normal data. ``z`` (per reading, in spreads off the profile): a
     reading yields only to a neighbour at least ``z_min`` off its profile on the side it stands off
-    (see below); without it, to any neighbour. ``band``: per reading, the least and the most (log
-    scale) its true interval could have been given the meter's counting step (:func:`_band`); the
-    distances are taken between those, so what the counting alone can make is no isolation (a
-    10-kWh-step meter's 20 between two 40s: 30 and 30 at most)."""
+    (see below); without it, to any neighbour."""
     n = len(y)
     out = np.full(n, np.nan)
     if n < 3:
         return out
-    lo, hi = band if band is not None else (y, y)
     cad = np.nan_to_num(cad, nan=np.inf)
     with quiet():
         ok = (seg[1:-1] == seg[:-2]) & (t[1:-1] - t[:-2] <= 1.5 * cad[1:-1]) & \
              (seg[1:-1] == seg[2:]) & (t[2:] - t[1:-1] <= 1.5 * cad[1:-1])
         a, b = y[1:-1] - y[:-2], y[1:-1] - y[2:]
-        au, bu = lo[1:-1] - hi[:-2], lo[1:-1] - hi[2:]      # above both, by the least it can be
-        ad, bd = hi[1:-1] - lo[:-2], hi[1:-1] - lo[2:]      # below both, by the least it can be
-        j = np.where((au > 0) & (bu > 0), np.minimum(au, bu),
-                     np.where((ad < 0) & (bd < 0), np.maximum(ad, bd), 0.0))
+        j = np.where((a > 0) & (b > 0), np.minimum(a, b), np.where((a < 0) & (b < 0), np.maximum(a, b), 0.0))
     out[1:-1] = np.where(ok & np.isfinite(a) & np.isfinite(b), j, np.nan)
     # The reading next to a spike stands below both its neighbours too (on an evening ramp-down,
     # 15.9, 12.8, a motor start's 24.1, 13.0): a reading yields to a neighbour of the meter that
@@ -306,36 +299,6 @@ def _isolation(y: np.ndarray, seg: np.ndarray, t: np.ndarray, cad: np.ndarray, z
             same[0 if k == 1 else -1] = False
             yields |= same & np.roll(can, k) & (np.sign(nb) == -np.sign(out)) & (np.abs(nb) > np.abs(out))
     return np.where(yields, 0.0, out)
-
-
-def _counting_step(x: np.ndarray, res: float, share: float = 0.8) -> float:
-    """One meter's counting step: the most common change between consecutive readings (at least
-    ``res``, the smallest step between its distinct values) when at least ``share`` of its non-zero
-    readings are whole multiples of it: a pulse or register count read as an interval's energy (a
-    hotel meter that counts in 10-kWh steps). 0 for a meter whose readings are no such count (a
-    building read to the watt, whose smallest step says nothing about its hours)."""
-    v = x[np.isfinite(x)]
-    d = np.abs(np.diff(v))
-    d = np.round(d[d > SNAP] / SNAP) * SNAP
-    nz = v[np.abs(v) > SNAP]
-    if not len(d) or not len(nz):
-        return 0.0
-    vals, counts = np.unique(d, return_counts=True)
-    q = max(float(vals[np.argmax(counts)]), float(res))
-    if not q > SNAP:
-        return 0.0
-    with quiet():
-        k = nz / q
-        whole = np.abs(k - np.round(k)) * q <= 10 * SNAP
-    return q if whole.mean() >= share else 0.0
-
-
-def _band(x: np.ndarray, step: np.ndarray, eps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per reading (``step``, ``eps`` per reading): the least and the most its interval's true mean
-    load could have been on a meter that counts in ``step`` (a count read at both ends of the
-    interval is off by less than one step), on :func:`_log_load`'s scale."""
-    s = np.nan_to_num(step, nan=0.0)
-    return _log_load(x - s, eps), _log_load(x + s, eps)
 
 
 def _day_cumsum(flag: np.ndarray, seg: np.ndarray, day: np.ndarray) -> np.ndarray:
@@ -733,12 +696,10 @@ class SeasonalProfile(Detector):
         days_by_type = np.zeros((n_seg, 3), np.int64)
         day = np.floor(tn / DAY).astype(np.int64)  # the meter's own calendar days
         res = np.zeros(n_seg)  # reading resolution: the smallest step between distinct values
-        step = np.zeros(n_seg)  # counting step: what one count is worth (``_counting_step``)
         for k, (a, b) in enumerate(zip(starts, ends)):  # per meter, each step vectorised
             u = np.unique(x[a:b][np.isfinite(x[a:b])])
             if len(u) > 1:
                 res[k] = float(np.min(np.diff(u)))
-            step[k] = _counting_step(x[a:b], res[k])
             dd = np.unique(day[a:b][ok[a:b]])
             days_by_type[k] = np.bincount(day_type(dd * DAY + 1).astype(np.int64), minlength=3)[:3]
         # Saturdays and Sundays pooled while either has fewer than ``min_days`` days.
@@ -772,9 +733,8 @@ class SeasonalProfile(Detector):
             n0 = float(c.min_days)
             spread = np.sqrt((count * np.nan_to_num(spread) ** 2 + n0 * np.nan_to_num(pooled)[:, None, None] ** 2)
                              / np.maximum(count + n0, 1))
-        # Least spread (log units): ``floor_rel`` of the load, and one resolution step at typical load
-        # (on a counting meter one count: its hours are known to a step, however steady they read).
-        floor = np.maximum(c.floor_rel, np.log1p(np.maximum(res, step) / typical))
+        # Least spread (log units): ``floor_rel`` of the load, and one resolution step at typical load.
+        floor = np.maximum(c.floor_rel, np.log1p(res / typical))
         spread = np.maximum(np.nan_to_num(spread, nan=np.inf), floor[:, None, None])
         # Calibration on the normal period itself, judged as later readings will be.
         x_, z, _, _, _, _, _, _, _ = self._residual(df, prof, spread, slot_w, np.full(n_seg, c.z_min), eps, phase,
@@ -791,7 +751,7 @@ class SeasonalProfile(Detector):
         # How far a reading stands off both its neighbours (log units) once in ``tail_days`` days of
         # the meter's normal data, by the same tail: a hospital's hours follow each other within a
         # few per cent, a home's jump by half with every kettle and oven.
-        iso = _isolation(_log_load(x_, eps[seg]), seg, t, cad[seg], z, c.iso_z, _band(x_, step[seg], eps[seg]))
+        iso = _isolation(_log_load(x_, eps[seg]), seg, t, cad[seg], z, c.iso_z)
         lim_iso = np.maximum(c.iso_min, _tail_limit(iso, seg, n_seg, cad_s=cad, days=c.tail_days))
         # Zero readings: how often the meter read (near) zero while normal. A meter that never
         # did (a whole building) and now reads zero has lost its supply, its CT or its logger.
@@ -872,7 +832,6 @@ class SeasonalProfile(Detector):
                       "typical": float(typical[k]), "top": float(top[k]), "eps": float(eps[k]), "zero_share": float(zshare[k]),
                       "zero_runs": int(zruns[k]),
                       "frozen_share": float(frozen_share[k]), "resolution": float(res[k]),
-                      "step": float(step[k]),
                       "from_register": bool(reg[k]),
                       "limit_z": float(lim_z[0, k]), "limit_z_low": float(lim_z[1, k]),
                       "limit_day": float(lim_d[0, k]), "limit_day_low": float(lim_d[1, k]), "flat_need": int(flat_need[k]),
@@ -938,8 +897,7 @@ class SeasonalProfile(Detector):
             # than both neighbours (a school's one hour at three quarters of the hours around it is
             # left to the other evidence).
             cad_m, lim_iso = self._param(df, "cadence_s"), self._param(df, "limit_iso", np.nan)
-            step = np.nan_to_num(self._param(df, "step", 0.0), nan=0.0)  # a state fitted before it: 0
-            iso = _isolation(_log_load(x, eps[seg]), seg, t, cad_m[seg], z, c.iso_z, _band(x, step[seg], eps[seg]))
+            iso = _isolation(_log_load(x, eps[seg]), seg, t, cad_m[seg], z, c.iso_z)
             s_iso = np.abs(iso) / lim_iso[seg]
             point = (np.sign(iso) == np.sign(z)) & (s_iso >= 1) & (np.abs(z) >= c.iso_z)
             # Above the profile still beyond the busiest readings of the normal period: a home's
