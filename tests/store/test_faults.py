@@ -163,11 +163,12 @@ def test_kill_9_at_random_points_of_ingest_and_compaction(tmp_path: Path, monkey
     assert all(len(points[k]) >= 2 for k in range(len(ops)) if kinds[k] == "ingest"), points  # blocks to fall between
     # Each trial's worker starts from the uninterrupted run's store before the operation it is killed
     # in (the operations before it are the same work, acknowledged, as in the run being checked) and
-    # each kill waits for it to say it is at a point of that operation (not for a share of a timed run). Held there, the kill falls exactly at that point: inside the operation's
-    # transaction the store must be as before it (a block of a file merged, every block merged;
-    # a compaction's hourly rows written, the raw ones removed, "committing"), after its COMMIT
-    # ("checkpointing") as after it. Not held, the kill races the rest of the operation (inside a
-    # statement, the COMMIT, the next operation): it is wholly there or not at all. The held block
+    # each kill waits for it to say it is at a point of that operation (not for a share of a timed
+    # run, which put kills anywhere, some after the whole loop). Held there, the kill falls exactly at
+    # that point: inside the operation's transaction (a block of a file merged, every block merged;
+    # "committing": a compaction's every statement done) the store must be as before it, after its
+    # COMMIT ("checkpointing") as after it. Not held, the kill races the rest of the operation (inside
+    # a statement, the COMMIT, the next operation): it is wholly there or not at all. The held block
     # of an ingest is drawn (seeded) from its blocks.
     rng = random.Random(12)
     last = lambda k: len(points[k])  # noqa: E731
