@@ -43,7 +43,7 @@ with Store(db) as s:
         if k < first:
             continue
         j = 0
-        def said(what):
+        def said(what, total=None):
             global j
             j += 1
             print(f"AT {k} {j} {what}", flush=True)
@@ -95,7 +95,7 @@ def _run_ops(db, ops, points: list | None = None) -> None:
         if op[0] == "ingest":
             ingest_path(db, op[1], on_progress=lambda n: said.append("block"))
         else:
-            db.compact(older_than_days=0, as_of=op[1], on_stage=said.append)
+            db.compact(older_than_days=0, as_of=op[1], on_stage=lambda what, total: said.append(what))
         if points is not None:
             points.append(said)
 

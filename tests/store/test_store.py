@@ -257,6 +257,55 @@ def test_compaction_keeps_energy_and_aggregates(store, small_fleet):
     pd.testing.assert_series_equal(store.energy_kwh().sort_index(), before.sort_index(), atol=1e-6)
 
 
+def _held(store: Store) -> tuple:
+    """What the store holds: raw rows, hourly rows and their readings, energy per meter."""
+    counts = store.con.execute("SELECT (SELECT count(*) FROM readings_raw), (SELECT count(*) FROM readings_hourly), "
+                               "(SELECT coalesce(sum(n), 0) FROM readings_hourly)").fetchall()[0]
+    return tuple(counts), {str(m): round(float(v), 6) for m, v in store.energy_kwh().items()}
+
+
+def test_compaction_reports_its_steps_as_the_api_does_and_a_failing_report_commits_nothing(tmp_path: Path,
+                                                                                           small_fleet):
+    # on_stage(description, total), as every other on_stage of wattwatch (api.detect, api.fit and the
+    # progress display's Stages.stage): a caller's two-argument callback failed the compaction
+    # (TypeError, rolled back) when compact called it with the description alone.
+    base = tmp_path / "base.duckdb"
+    with Store(base) as s:
+        ingest_path(s, small_fleet["files"]["parquet"])
+        before = _held(s)
+    as_of = "2025-01-10T00:00:00Z"
+    db = tmp_path / "s.duckdb"
+    shutil.copy(base, db)
+    calls = []
+    with Store(db) as s:
+        result = s.compact(older_than_days=2, as_of=as_of, on_stage=lambda text, total: calls.append((text, total)))
+        after = _held(s)
+    texts = [t for t, _ in calls]
+    assert all(total is None for _, total in calls), calls
+    assert texts == ["aggregating the readings before 2025-01-08T00:00:00Z by hour",
+                     f"writing {result['hourly_rows_written']:,} hourly row(s)", "removing the compacted raw readings",
+                     "recomputing the energy increments of the hours touched", "committing", "checkpointing"], texts
+    assert after[0][0] < before[0][0] and after[0][2] == result["readings_compacted"] > 0
+    # A report that raises (a progress display interrupted) inside the transaction rolls the whole
+    # compaction back; the store is as before and compacts as usual afterwards. Raised at
+    # "checkpointing" (after the COMMIT) the compaction is kept.
+    for text in texts:
+        shutil.copy(base, db)
+
+        def stop(description, total=None, at=text):
+            if description == at:
+                raise KeyboardInterrupt(at)
+
+        with Store(db) as s:
+            with pytest.raises(KeyboardInterrupt):
+                s.compact(older_than_days=2, as_of=as_of, on_stage=stop)
+            assert _held(s) == (after if text == "checkpointing" else before), text
+        with Store(db) as s:
+            assert _held(s) == (after if text == "checkpointing" else before), text
+            s.compact(older_than_days=2, as_of=as_of)
+            assert _held(s) == after, text
+
+
 def test_late_reading_into_a_compacted_hour_is_combined(store, tmp_path: Path):
     rows = "".join(f"M1,2025-01-01T00:{m:02d}:00Z,{1 + m / 60:.4f},{100 + m / 60:.4f}\n" for m in range(0, 60, 10))
     (tmp_path / "a.csv").write_text("meter_id,ts,p_kw,e_kwh\n" + rows)

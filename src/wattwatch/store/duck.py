@@ -1149,7 +1149,7 @@ class Store:
             if m is not None and last is not None}
 
     def compact(self, older_than_days: float = 30, as_of=None,
-                on_stage: Callable[[str], None] | None = None) -> dict:
+                on_stage: Callable[[str, float | None], None] | None = None) -> dict:
         """Downsample readings older than ``older_than_days`` to hourly aggregates.
 
         The cutoff is ``as_of`` (default: now) minus the age, floored to the hour. Per hour and
@@ -1162,10 +1162,12 @@ class Store:
         into that hour (aggregates combined, lists merged, increments of that hour and the hours
         after it recomputed).
 
-        ``on_stage(description)`` is told each step as it starts (``stages`` shows it on a
-        terminal): "aggregating ...", "writing ... hourly rows", "removing ...", "recomputing
-        ..." (only when hours were written), "committing" (every statement done, the COMMIT not
-        made), all inside the one transaction, then "checkpointing" (committed).
+        ``on_stage(description, total)`` is told each step as it starts (as the API's ``on_stage``;
+        ``total`` is always None; ``stages`` shows it on a terminal): "aggregating ...", "writing
+        ... hourly rows", "removing ...", "recomputing ..." (only when hours were written),
+        "committing" (every statement done, the COMMIT not made), all inside the one transaction
+        (an exception the callback raises there rolls the compaction back), then "checkpointing"
+        (committed: an exception raised there leaves the compaction done, not yet checkpointed).
 
         Raises
         ------
@@ -1175,7 +1177,11 @@ class Store:
             The disk is full (nothing is committed).
         """
         cutoff = self._cutoff(older_than_days, as_of)
-        stage = on_stage or (lambda description: None)
+
+        def stage(description: str) -> None:
+            if on_stage is not None:
+                on_stage(description, None)
+
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
