@@ -131,11 +131,15 @@ class _Worker:
         """kill -9 the worker (if still running); how many operations it acknowledged."""
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-        self.thread.join(10)
+        self.proc.wait(timeout=120)
+        # The pipe ends with the process: the reader queues its last lines and None, then ends. It
+        # is waited for before the pipe is closed under it (a reader killed by that close queues no
+        # None, and waiting for that None would hang the run: no pytest timeout here).
+        self.thread.join(120)
+        assert not self.thread.is_alive(), f"the worker's output did not end after its kill: {self.seen[-3:]}"
         self.proc.stdin.close()
         self.proc.stdout.close()
-        while (line := self.lines.get()) is not None:   # the reader has ended: every line is queued
+        while (line := self.lines.get_nowait()) is not None:   # the reader has ended: every line is queued
             self.seen.append(line)
         return sum(line.startswith("ACK ") for line in self.seen)
 

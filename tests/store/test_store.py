@@ -161,8 +161,8 @@ class _Blocks:
         """kill -9 the child (if still running); its exit code."""
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
-        code = self.proc.wait()
-        self.thread.join(10)
+        code = self.proc.wait(timeout=120)
+        self.thread.join(120)     # before the pipe is closed under it
         self.proc.stdin.close()
         self.proc.stdout.close()
         return code
