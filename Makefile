@@ -28,10 +28,12 @@ demo: $(STAMP)
 
 # Two pytest-xdist workers, one per core; tests/conftest.py keeps the Spark, broker and InfluxDB users
 # on one worker each (one session/server per run). `make test TEST_WORKERS=0` runs in one process.
+# Hypothesis runs its "repeatable" profile (tests/conftest.py): the same examples every run.
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+	$(PY) -m pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder \
+		--hypothesis-profile=repeatable
 
 bench: $(STAMP)
 	$(VENV)/bin/wattwatch bench ingest

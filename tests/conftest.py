@@ -14,9 +14,22 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, settings
 
 from wattwatch.sim import SimConfig, simulate
 from wattwatch.store import Store
+
+# Hypothesis profiles. `make test` (what CI runs, .ci/run) loads "repeatable" (`--hypothesis-profile`
+# in the Makefile): the examples are derived from each test's own code (`derandomize`), not drawn anew
+# each run, so the same commit gives the same result on every run and machine (the project rule:
+# re-running the same input gives the same result); no example database (one run's failures do not
+# change the next run's examples); no deadline and no too_slow health check (both depend on the
+# machine's speed). A run of pytest without the option explores: Hypothesis's default profile draws
+# new examples each run and replays failures from .hypothesis/ (Hypothesis loads its own
+# derandomized "ci" profile instead when CI is set). A failure in `make test` prints the example
+# and a reproduce blob (`print_blob`).
+settings.register_profile("repeatable", derandomize=True, database=None, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.fixture

@@ -70,3 +70,22 @@ def test_cli_progress_shows_stages_when_forced_and_stays_quiet_in_pipes(small_fl
     r = subprocess.run([sys.executable, "-m", "wattwatch.app.cli", *args], capture_output=True, text=True, env=env,
                        check=True)
     assert "detect: learning supply_outage on 12 meter(s)" in r.stderr and "detect: judging 12 meter(s)" in r.stderr
+
+
+def test_store_compact_shows_its_steps_when_forced_and_prints_only_its_result_in_pipes(small_fleet, tmp_path: Path):
+    import subprocess
+    import sys
+
+    runs = {}
+    for forced in ("0", "1"):
+        db = tmp_path / f"s{forced}.duckdb"
+        ww("ingest", small_fleet["files"]["parquet"], "--db", str(db))
+        env = {**os.environ, "WATTWATCH_PROGRESS": forced}
+        runs[forced] = subprocess.run([sys.executable, "-m", "wattwatch.app.cli", "store", "compact", "--db", str(db),
+                                       "--older-than-days", "2", "--as-of", "2025-01-10T00:00:00Z"],
+                                      capture_output=True, text=True, env=env, check=True)
+    quiet, shown = runs["0"], runs["1"]
+    assert quiet.stdout == shown.stdout and quiet.stdout.startswith("compacted ") and quiet.stderr == ""
+    for step in ("aggregating the readings before 2025-01-08T00:00:00Z", "removing the compacted raw readings",
+                 "committing", "checkpointing"):
+        assert f"compact: {step}" in shown.stderr, shown.stderr

@@ -103,12 +103,14 @@ def _big_csv(path: Path, rows: int, meters: int = 400, prefix: str = "M") -> Non
 
 # `wattwatch ingest` as the CLI runs it, saying "BLOCK k" when the k-th block of the file has been
 # merged into the open transaction (Store.ingest's progress callback, called before its COMMIT),
-# and, at block `hold` (argv[1]; 0: never), waiting there until killed.
+# and, at block `hold` (argv[1]; 0: never), waiting there until killed. argv[2]: the CSV block size
+# (a file of a few MB in several blocks; the kills need blocks, not a long run).
 _INGEST_CLI = r"""
 import sys
 from wattwatch.app import cli
-from wattwatch.ingest import pipeline
+from wattwatch.ingest import pipeline, readers
 hold, real = int(sys.argv.pop(1)), pipeline.ingest_path
+readers.CSV_BLOCK_BYTES = int(sys.argv.pop(1))
 def ingest_path(store, path, mapping=None, on_progress=None):
     k = 0
     def tick(n):
@@ -123,6 +125,9 @@ def ingest_path(store, path, mapping=None, on_progress=None):
 pipeline.ingest_path = ingest_path
 cli.main()
 """
+
+
+BLOCK_BYTES = 1 << 20
 
 
 class _Blocks:
@@ -156,8 +161,8 @@ class _Blocks:
         """kill -9 the child (if still running); its exit code."""
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
-        code = self.proc.wait()
-        self.thread.join(10)
+        code = self.proc.wait(timeout=120)
+        self.thread.join(120)     # before the pipe is closed under it
         self.proc.stdin.close()
         self.proc.stdout.close()
         return code
@@ -167,14 +172,15 @@ class _Blocks:
 def test_kill_9_mid_ingest_leaves_the_store_consistent(tmp_path: Path):
     small, big = tmp_path / "small.csv", tmp_path / "big.csv"
     _big_csv(small, 4000, meters=4, prefix="S")
-    _big_csv(big, 1_200_000)
+    _big_csv(big, 120_000)                                 # 10.6 MB: 10 blocks of BLOCK_BYTES
     base = tmp_path / "base.duckdb"
     with Store(base) as s:
         ingest_path(s, small)
 
     def run(db: Path, hold: int = 0) -> subprocess.Popen:
         shutil.copy(base, db)
-        return subprocess.Popen([sys.executable, "-c", _INGEST_CLI, str(hold), "ingest", str(big), "--db", str(db)],
+        return subprocess.Popen([sys.executable, "-c", _INGEST_CLI, str(hold), str(BLOCK_BYTES), "ingest", str(big),
+                                 "--db", str(db)],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
     clean = _Blocks(run(tmp_path / "clean.duckdb"))
@@ -200,7 +206,7 @@ def test_kill_9_mid_ingest_leaves_the_store_consistent(tmp_path: Path):
             assert (n == 4000) if hold else (n in (4000, expected)), (hold, at, n)  # all of the file or none
             ingest_path(s, big)
             assert s.info()["readings"] == expected
-            assert len(s.query(["M0000"])) == 3000 and len(s.query(["S0000"])) == 1000
+            assert len(s.query(["M0000"])) == 300 and len(s.query(["S0000"])) == 1000
 
 
 def _register_energy(df: pd.DataFrame) -> pd.Series:
@@ -249,6 +255,55 @@ def test_compaction_keeps_energy_and_aggregates(store, small_fleet):
     again = store.compact(older_than_days=2, as_of=as_of)
     assert again["readings_compacted"] == 0
     pd.testing.assert_series_equal(store.energy_kwh().sort_index(), before.sort_index(), atol=1e-6)
+
+
+def _held(store: Store) -> tuple:
+    """What the store holds: raw rows, hourly rows and their readings, energy per meter."""
+    counts = store.con.execute("SELECT (SELECT count(*) FROM readings_raw), (SELECT count(*) FROM readings_hourly), "
+                               "(SELECT coalesce(sum(n), 0) FROM readings_hourly)").fetchall()[0]
+    return tuple(counts), {str(m): round(float(v), 6) for m, v in store.energy_kwh().items()}
+
+
+def test_compaction_reports_its_steps_as_the_api_does_and_a_failing_report_commits_nothing(tmp_path: Path,
+                                                                                           small_fleet):
+    # on_stage(description, total), as every other on_stage of wattwatch (api.detect, api.fit and the
+    # progress display's Stages.stage): a caller's two-argument callback failed the compaction
+    # (TypeError, rolled back) when compact called it with the description alone.
+    base = tmp_path / "base.duckdb"
+    with Store(base) as s:
+        ingest_path(s, small_fleet["files"]["parquet"])
+        before = _held(s)
+    as_of = "2025-01-10T00:00:00Z"
+    db = tmp_path / "s.duckdb"
+    shutil.copy(base, db)
+    calls = []
+    with Store(db) as s:
+        result = s.compact(older_than_days=2, as_of=as_of, on_stage=lambda text, total: calls.append((text, total)))
+        after = _held(s)
+    texts = [t for t, _ in calls]
+    assert all(total is None for _, total in calls), calls
+    assert texts == ["aggregating the readings before 2025-01-08T00:00:00Z by hour",
+                     f"writing {result['hourly_rows_written']:,} hourly row(s)", "removing the compacted raw readings",
+                     "recomputing the energy increments of the hours touched", "committing", "checkpointing"], texts
+    assert after[0][0] < before[0][0] and after[0][2] == result["readings_compacted"] > 0
+    # A report that raises (a progress display interrupted) inside the transaction rolls the whole
+    # compaction back; the store is as before and compacts as usual afterwards. Raised at
+    # "checkpointing" (after the COMMIT) the compaction is kept.
+    for text in texts:
+        shutil.copy(base, db)
+
+        def stop(description, total=None, at=text):
+            if description == at:
+                raise KeyboardInterrupt(at)
+
+        with Store(db) as s:
+            with pytest.raises(KeyboardInterrupt):
+                s.compact(older_than_days=2, as_of=as_of, on_stage=stop)
+            assert _held(s) == (after if text == "checkpointing" else before), text
+        with Store(db) as s:
+            assert _held(s) == (after if text == "checkpointing" else before), text
+            s.compact(older_than_days=2, as_of=as_of)
+            assert _held(s) == after, text
 
 
 def test_late_reading_into_a_compacted_hour_is_combined(store, tmp_path: Path):

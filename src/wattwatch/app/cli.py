@@ -433,7 +433,8 @@ def store_compact(
 
     store = _open_store(db, must_exist=True)
     try:
-        result = store.compact(older_than_days=older_than_days, as_of=as_of)
+        with stages("compact") as st:
+            result = store.compact(older_than_days=older_than_days, as_of=as_of, on_stage=st.stage)
     except (ValueError, TypeError, OverflowError) as exc:
         _fail(f"{db}: {exc}")
     except StoreError as exc:

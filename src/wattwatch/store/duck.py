@@ -1148,7 +1148,8 @@ class Store:
             "SELECT meter_id, epoch_us(max(hour)) FROM readings_hourly GROUP BY meter_id").fetchall()
             if m is not None and last is not None}
 
-    def compact(self, older_than_days: float = 30, as_of=None) -> dict:
+    def compact(self, older_than_days: float = 30, as_of=None,
+                on_stage: Callable[[str, float | None], None] | None = None) -> dict:
         """Downsample readings older than ``older_than_days`` to hourly aggregates.
 
         The cutoff is ``as_of`` (default: now) minus the age, floored to the hour. Per hour and
@@ -1161,6 +1162,13 @@ class Store:
         into that hour (aggregates combined, lists merged, increments of that hour and the hours
         after it recomputed).
 
+        ``on_stage(description, total)`` is told each step as it starts (as the API's ``on_stage``;
+        ``total`` is always None; ``stages`` shows it on a terminal): "aggregating ...", "writing
+        ... hourly rows", "removing ...", "recomputing ..." (only when hours were written),
+        "committing" (every statement done, the COMMIT not made), all inside the one transaction
+        (an exception the callback raises there rolls the compaction back), then "checkpointing"
+        (committed: an exception raised there leaves the compaction done, not yet checkpointed).
+
         Raises
         ------
         ValueError
@@ -1169,9 +1177,15 @@ class Store:
             The disk is full (nothing is committed).
         """
         cutoff = self._cutoff(older_than_days, as_of)
+
+        def stage(description: str) -> None:
+            if on_stage is not None:
+                on_stage(description, None)
+
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
+            stage(f"aggregating the readings before {cutoff.isoformat().replace('+00:00', 'Z')} by hour")
             extras = self._extra_channels()
             have = {r[0] for r in con.execute("SELECT name FROM pragma_table_info('readings_hourly')").fetchall()}
             for c in extras:
@@ -1191,6 +1205,7 @@ class Store:
                 [cutoff],
             )
             n_hours = con.execute("SELECT count(*) FROM _hour").fetchall()[0][0]
+            stage(f"writing {n_hours:,} hourly row(s)")
             # An hour compacted before (readings that arrived late) is combined, not duplicated.
             upd = ", ".join(
                 f"{mean} = (readings_hourly.{mean} * readings_hourly.n + EXCLUDED.{mean} * EXCLUDED.n) "
@@ -1212,14 +1227,18 @@ class Store:
                 "e_list = CASE WHEN readings_hourly.ts_list IS NULL THEN NULL "
                 "  ELSE list_concat(readings_hourly.e_list, EXCLUDED.e_list) END"
             )
+            stage("removing the compacted raw readings")
             removed = con.execute("DELETE FROM readings_raw WHERE ts < ?", [cutoff]).fetchall()[0][0]
             if n_hours:
+                stage("recomputing the energy increments of the hours touched")
                 self._recompute_hours()
             con.execute("DROP TABLE _hour")
+            stage("committing")
             con.execute("COMMIT")
         except BaseException as exc:
             _rollback(con, self.path, exc)
             raise
+        stage("checkpointing")
         try:
             con.execute("CHECKPOINT")
         except duckdb.Error as exc:
