@@ -65,6 +65,30 @@ def mqtt_broker(tmp_path_factory):
     broker.stop()
 
 
+def _build_each_cli_command_once() -> None:
+    """``typer.testing.CliRunner.invoke(app)`` builds the Click command from the Typer app on every
+    call: 0.1-0.25 s for wattwatch's ~40 commands (inspecting each one's signature), a third of an
+    in-process ``wattwatch ingest`` (the hostile corpus: 651 of them). A process builds it once; so
+    do the tests now, per app object (none of them adds a command to an app after its first run)."""
+    import typer.testing
+
+    build = getattr(typer.testing, "_get_command", None)
+    if build is None:                   # another Typer: build per call, as it does
+        return
+    built: dict[int, tuple[object, object]] = {}
+
+    def get_command(typer_app):
+        hit = built.get(id(typer_app))
+        if hit is None or hit[0] is not typer_app:
+            hit = built[id(typer_app)] = (typer_app, build(typer_app))
+        return hit[1]
+
+    typer.testing._get_command = get_command
+
+
+_build_each_cli_command_once()
+
+
 def pytest_configure(config):
     # pytest puts its own warning filters around every test, so the store's module-level filter for
     # DuckDB's hint on the live path's Arrow result (src/wattwatch/store/duck.py) needs saying here
