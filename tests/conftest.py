@@ -98,16 +98,10 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def spark():
-    """One local[2] Spark session per test run, driver bound to 127.0.0.1.
-
-    The driver JVM compiles with C1 only (``-XX:TieredStopAtLevel=1``): the tests' Spark jobs are
-    many small ones whose time is the driver's planning and code generation, which C2 spends most of
-    the CPU on re-compiling (the JIT level changes no result). Half the time of the Spark tests
-    on 2 loaded cores (docs/live-log.md, 2026-12-06 tt2)."""
+    """One local[2] Spark session per test run, driver bound to 127.0.0.1."""
     from wattwatch.runners.spark import session
 
-    s = session("local[2]", app="wattwatch-tests",
-                conf={"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1"})
+    s = session("local[2]", app="wattwatch-tests")
     yield s
     s.stop()
 
