@@ -199,8 +199,8 @@ class Stitcher:
             parts = []
             # The stamps taken as the array they are: a tz-aware column's to_numpy() builds one
             # Timestamp object per reading of the frame, per detector and piece (tt3: 60 % of a
-            # 1-min stitching test). The same column (datetime64[ns, UTC]) either way.
-            stamps = res.frame["ts"].array
+            # 1-min stitching test). In ns, as those objects gave it whatever the frame's unit.
+            stamps = res.frame["ts"].array.as_unit("ns")
             for j in res.judged:
                 done = np.array([self.emitted[j.det.name].get(m, -np.inf) for m in names])
                 idx = np.flatnonzero(j.exact & j.final & (t > done[seg]))
