@@ -34,3 +34,26 @@ def test_a_setting_that_only_shapes_scores_does_not_ask_for_a_refit(tmp_path):
         assert any("other settings" in n for n in notices) == refit, (params, notices)
         if refit:
             assert "min_mean_a" in notices[0] and "level_k" not in notices[0], notices
+
+
+def test_states_are_written_in_one_statement_as_replacing_them_row_by_row_did(tmp_path):
+    """``state.save`` writes every (meter, detector) row in one statement (executemany cost ~3 ms a
+    row). What it leaves is what replacing row by row left: a row written again replaces the old one,
+    a (meter, detector) given twice in one call keeps its last state, a state without a normal
+    period (no first reading, a NaN last one) keeps NULL bounds, and a round trip gives the state."""
+    df = healthy("commercial", days=4)
+    det = registry.build("phase_imbalance").fit(prepare(df))
+    meter = next(iter(det.state_))
+    twin = registry.build("phase_imbalance").fit(prepare(df))
+    twin.state_[meter] = dict(twin.state_[meter], first_t=None, last_t=float("nan"), how="reset", marker=7)
+    con = duckdb.connect(str(tmp_path / "s.duckdb"))
+    assert state_mod.save(con, [det]) == 1
+    assert state_mod.save(con, [det, twin]) == 2, "rows given, as before"
+    rows = con.execute("SELECT meter_id, detector, how, normal_start, normal_end, params FROM meter_state").fetchall()
+    assert len(rows) == 1
+    m, d, how, start, end, params = rows[0]
+    assert (m, d, how, start, end) == (str(meter), "phase_imbalance", "reset", None, None)
+    assert json.loads(params)["marker"] == 7
+    fresh = registry.build("phase_imbalance")
+    state_mod.load(con, [fresh], [meter])
+    assert fresh.state_[meter]["marker"] == 7
