@@ -57,3 +57,31 @@ def test_states_are_written_in_one_statement_as_replacing_them_row_by_row_did(tm
     fresh = registry.build("phase_imbalance")
     state_mod.load(con, [fresh], [meter])
     assert fresh.state_[meter]["marker"] == 7
+
+
+def test_states_are_written_from_another_thread_through_a_cursor_and_refused_by_a_read_only_store(tmp_path):
+    """``state.save`` hands its rows to DuckDB as a local Arrow table found by name: that scan
+    resolves from a worker thread's cursor too (a server thread beside the watcher), and a store
+    opened read-only refuses the write with DuckDB's read-only error, its rows left as they were."""
+    import threading
+
+    import pytest
+
+    df = healthy("commercial", days=4)
+    det = registry.build("phase_imbalance").fit(prepare(df))
+    meter = next(iter(det.state_))
+    det.state_[meter] = dict(det.state_[meter], big="x" * (8 << 20))   # an 8 MiB params string
+    path = str(tmp_path / "s.duckdb")
+    con = duckdb.connect(path)
+    out = []
+    worker = threading.Thread(target=lambda: out.append(state_mod.save(con.cursor(), [det])))
+    worker.start()
+    worker.join()
+    assert out == [1]
+    assert con.execute("SELECT length(params) > 8 << 20 FROM meter_state").fetchall() == [(True,)]
+    con.close()
+    ro = duckdb.connect(path, read_only=True)
+    with pytest.raises(duckdb.InvalidInputException, match="read-only"):
+        state_mod.save(ro, [det])
+    assert ro.execute("SELECT count(*) FROM meter_state").fetchall() == [(1,)]
+    ro.close()
