@@ -78,6 +78,38 @@ def mqtt_broker(tmp_path_factory):
     broker.stop()
 
 
+def _build_each_cli_command_once() -> None:
+    """``typer.testing.CliRunner.invoke(app)`` builds the Click command from the Typer app on every
+    call: 0.1-0.25 s for wattwatch's ~40 commands (inspecting each one's signature), a third of an
+    in-process ``wattwatch ingest`` (the hostile corpus: 651 of them). A process builds it once; so
+    do the tests now, per app object and what is registered on it (an app that gains a command, a
+    sub-app or a callback after its first run is built again, as Typer would: rtt)."""
+    import typer.testing
+
+    build = getattr(typer.testing, "_get_command", None)
+    if build is None:                   # another Typer: build per call, as it does
+        return
+    built: dict[int, tuple[object, tuple, object]] = {}
+
+    def registered(typer_app) -> tuple:
+        """What building reads off the app, by identity: its commands, callbacks, sub-apps (theirs too)."""
+        return (tuple(map(id, typer_app.registered_commands)), id(typer_app.registered_callback),
+                id(typer_app.info), tuple((id(g), registered(g.typer_instance)) if g.typer_instance is not None
+                                          else (id(g),) for g in typer_app.registered_groups))
+
+    def get_command(typer_app):
+        key = registered(typer_app)
+        hit = built.get(id(typer_app))
+        if hit is None or hit[0] is not typer_app or hit[1] != key:
+            hit = built[id(typer_app)] = (typer_app, key, build(typer_app))
+        return hit[2]
+
+    typer.testing._get_command = get_command
+
+
+_build_each_cli_command_once()
+
+
 def pytest_configure(config):
     # pytest puts its own warning filters around every test, so the store's module-level filter for
     # DuckDB's hint on the live path's Arrow result (src/wattwatch/store/duck.py) needs saying here

@@ -64,10 +64,22 @@ def test_unfitted_raises(name, fleet):
         registry.build(name).score(fleet[1].head(50))
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_score_is_aligned_with_the_input_and_deterministic(name, fleet, prepared):
-    _, prof = prepared
+@pytest.fixture(scope="module")
+def scored_meters(fleet):
+    """Every fourth meter of the fleet (10 of 40, all 14 days): the readings the alignment and
+    determinism check scores. The detectors are still fitted on the whole fleet's profile (the
+    learned ones then draw their seeded training sample: 43k feature rows, above LOF's 10k and the
+    LSTM's 20k); scoring is per reading, so a quarter of the meters asks the same of ``score``
+    at a quarter of the cost (the three scorings were ~40 % of the test's CPU, tt3)."""
     frame = fleet[1]
+    keep = sorted(frame["meter_id"].unique())[::4]
+    return frame[frame["meter_id"].isin(keep)].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_score_is_aligned_with_the_input_and_deterministic(name, scored_meters, prepared):
+    _, prof = prepared
+    frame = scored_meters
     shuffled = frame.sample(frac=1.0, random_state=3)
     shuffled.index = pd.Index(np.arange(len(shuffled)) * 7 + 11)  # any index, any order
     d = registry.build(name).fit(prof)

@@ -83,8 +83,25 @@ def save(con, detectors: list[Detector], meters=None, how: str = "fit") -> int:
             rows.append((str(m), d.name, int(p.get("state_version", d.state_version)), key, p.get("how", how),
                          _ts(p.get("first_t")), _ts(p.get("last_t")), _dumps(finite(p, str_keys=False, arrays=True))))
     if rows:
-        con.executemany("INSERT OR REPLACE INTO meter_state VALUES (?, ?, ?, ?, ?, now(), ?, ?, ?)", rows)
+        _write(con, rows)
     return len(rows)
+
+
+def _write(con, rows: list[tuple]) -> None:
+    """Replace the (meter, detector) rows in one statement (``executemany`` cost ~3 ms a row: half a
+    second for 40 meters and four detectors, at every ``detect`` that profiles). A (meter, detector)
+    given twice keeps its last state, as replacing row by row did."""
+    import pyarrow as pa
+
+    ts = pa.timestamp("us", tz="UTC")
+    schema = pa.schema([("meter_id", pa.string()), ("detector", pa.string()), ("state_version", pa.int32()),
+                        ("settings", pa.string()), ("how", pa.string()), ("normal_start", ts), ("normal_end", ts),
+                        ("params", pa.string())])
+    last = list({(r[0], r[1]): r for r in rows}.values())
+    _state = pa.Table.from_arrays([pa.array(c, t) for c, t in zip(zip(*last), schema.types)],  # noqa: F841
+                                  schema=schema)                                          # found by name
+    con.execute("INSERT OR REPLACE INTO meter_state SELECT meter_id, detector, state_version, settings, how, now(), "
+                "normal_start, normal_end, params FROM _state")
 
 
 def _ts(t):
