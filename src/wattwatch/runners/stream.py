@@ -190,6 +190,7 @@ class StreamEngine:
         # first kept after it may not have reached the outputs (the run stopped between the
         # store and the outputs, and a source delivers it again): still new then.
         self._resumed_saved = None
+        self._kept_before: set[str] = set()      # ids the store first kept by then (not new: _stored_before)
         self._last_ck = time.monotonic()
         con = store.con
         con.execute(_DDL)
@@ -973,6 +974,36 @@ class StreamEngine:
         for a in alerts:
             self._written[a.id] = _version(a)
 
+    def _stored_before(self, ids: list[str]) -> None:
+        """(rst2) Of alerts a stitcher gives that this run (resumed from a checkpoint) has not
+        checked yet, what the store kept at or before that checkpoint: each reached the outputs
+        then (a step's outputs come before its checkpoint). The restarted stitchers judge their
+        carried meters again and may give such an alert again, open (:meth:`_load_written` has
+        those) or closed: the tiered engine checkpoints the full stitcher, which may be behind the
+        fast tier, so a fast alert that opened and ended before the checkpoint is given again,
+        unchanged. An id the store first kept by then is not new; an open version it last wrote
+        by then is what was written of it (an unchanged version re-given at a restart is not a new
+        version). One written after the checkpoint may not have reached the outputs: delivered
+        again when given again (at least once). The statuses read are the ones :meth:`_settled`
+        reads (one store read for both, only for ids not checked yet)."""
+        todo = [i for i in dict.fromkeys(ids) if i not in self._checked]
+        if not todo:
+            return
+        from wattwatch.alerts.model import record
+
+        ck = self._resumed_saved
+        df = alert_store.by_ids(self.store.con, todo).df()
+        for r in df.to_dict("records"):
+            if r["status"] != "open":
+                self.settled.add(r["id"])
+                continue
+            if r["first_seen"] is not None and r["first_seen"] <= ck:
+                self._kept_before.add(r["id"])
+            if r["last_seen"] is not None and r["last_seen"] <= ck and r["id"] not in self._written:
+                self._written[r["id"]] = _version(Alert.from_dict(record(r)))
+        self._checked.update(todo)
+        self.counters["status_reads"] += 1
+
     def _settled(self, ids: list[str]) -> set[str]:
         """Of ``ids``, the alerts the store keeps acknowledged or cleared. The store is asked only
         about ids this run has not checked yet (a new alert, or one found again after a restart):
@@ -1049,6 +1080,8 @@ class StreamEngine:
         fast = self.fast_names
         if tier == "slow":
             alerts = [a for a in alerts if a.detector not in fast]
+        if self._resumed_saved is not None:   # (rst2) given again after a restart: as the store keeps it
+            self._stored_before([a.id for a in alerts if a.id not in self._checked])
         # An open alert comes back at every step; only versions that changed are written.
         changed = [a for a in alerts if self._written.get(a.id) != _version(a)]
         # An acknowledged or cleared alert stays as it was at its reset: the detector's old state
@@ -1072,7 +1105,7 @@ class StreamEngine:
             rep.tier_of[a.id] = tier
         new = []
         for a in alerts:
-            if a.id not in self.alerts and a.id not in self.open_ids:
+            if a.id not in self.alerts and a.id not in self.open_ids and a.id not in self._kept_before:
                 new.append(a.id)
             self.alerts[a.id] = a
         rep.new += new
