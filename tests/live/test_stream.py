@@ -364,3 +364,61 @@ def test_a_closed_alert_delivered_before_the_checkpoint_is_not_delivered_again_a
         assert c.execute("SELECT count(*) FROM alerts WHERE id IN (SELECT unnest(?))",
                          [sorted(set(ended))]).fetchone()[0] == len(set(ended))
     store.close()
+
+
+def test_a_restart_keeps_which_tier_each_open_alert_belongs_to(fleet, tmp_path):
+    """rst2: which tier holds each open alert is not checkpointed. A restarted tiered engine knew
+    none: the first judgement that is not the full resync (the slow tier's catch-up before a
+    rewind, here of a meter whose alert was acknowledged while no watcher ran and whose re-learn
+    window the store holds) took every open alert it did not find as the slow tier's again for
+    ended: a fast alert open at the checkpoint was reported ``ended`` (an Influx point, an action
+    ``on = ["ended"]`` run while the alert is still open; its real end later is then "already
+    done") and open again the same step. The tier is derived at the restart from the store (each
+    alert's detector) once the tiers are split."""
+    from wattwatch.alerts import store as alert_store
+
+    f = fleet["frame"]
+    day = f["ts"].min().floor("1D") + pd.Timedelta("1D")
+    pieces = [f[f["ts"] < day]] + [p for _, p in f[f["ts"] >= day].groupby(f["ts"].dt.floor(CYCLE), sort=True)]
+
+    def engine(store):
+        return StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG),
+                            StreamConfig(slow_thread=False, checkpoint_s=0))
+
+    def acked(eng):
+        """A closed alert of a meter without an open fast alert, a profiling day before its newest reading."""
+        busy = {eng.alerts[i].meter_id for i in eng._open_tier["fast"] & eng.open_ids if i in eng.alerts}
+        if not busy:
+            return None
+        for a in sorted(eng.alerts.values(), key=lambda a: a.id):
+            end = pd.Timestamp(a.end).value // 1000
+            if a.id not in eng.open_ids and a.meter_id not in busy and eng.last[a.meter_id] - end > 86400e6 * 1.1:
+                return a
+        return None
+
+    path = tmp_path / "live.duckdb"
+    store = Store(path)
+    eng = engine(store)
+    k, pick = 0, None
+    for k, p in enumerate(pieces):
+        eng.add(p)
+        eng.step()
+        pick = acked(eng)
+        if pick is not None:
+            break
+    assert pick is not None, "the fleet should have an open fast alert and an old closed alert on another meter"
+    fast_open = eng._open_tier["fast"] & eng.open_ids
+    eng.checkpoint()
+    store.close()
+    store = Store(path)
+    alert_store.set_status(store.con, pick.id, "acknowledged")   # while no watcher runs
+    eng2 = engine(store)
+    assert eng2.resumed and eng2.resets
+    rewinds = eng2.counters["rewinds"]   # (the checkpoint's counters go on)
+    eng2.add(pieces[k + 1])
+    rep = eng2.step()
+    assert eng2.counters["rewinds"] > rewinds, "the reset should have re-judged its meter at the first step"
+    wrongly = sorted(fast_open & set(rep.ended))
+    assert not wrongly, f"open fast alerts reported ended at the restart: {wrongly}"
+    assert not fast_open & set(rep.new) and fast_open <= eng2.open_ids
+    store.close()

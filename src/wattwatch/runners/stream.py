@@ -239,6 +239,7 @@ class StreamEngine:
         self.slow_fed: dict[str, int] = {}
         self._slow_mark: float | None = None      # the slow clock's period it last ran in
         self._resync = True                       # the fast tier adopts its carry before judging
+        self._resyncing = False                   # (the resync's own judgement is taking its alerts)
         self._tiers_for = 0                       # profiled meters the tiers were split for
         self._open_tier: dict[str, set[str]] = {"fast": set(), "slow": set()}
         self._det_of: dict[str, str] = {}         # alert id -> detector
@@ -385,6 +386,8 @@ class StreamEngine:
             return
         from wattwatch.alerts.model import record
 
+        # (rst2) The detector of each: which tier holds it (_split_tiers), not checkpointed.
+        self._det_of.update(alert_store.by_ids(self.store.con, sorted(self.open_ids), "id, detector").fetchall())
         df = alert_store.by_ids(self.store.con, sorted(self.open_ids), "*", "status = 'open'").df()
         for r in df.to_dict("records"):
             if r["last_seen"] is not None and r["last_seen"] <= ck:
@@ -661,7 +664,11 @@ class StreamEngine:
             if self._resync:
                 # Every detector judges what queued (this piece too), the fast tier adopts the
                 # carry: a fresh engine, a restart, a change of tiers.
-                self._slow(rep, final, tier="all")
+                self._resyncing = True
+                try:
+                    self._slow(rep, final, tier="all")
+                finally:
+                    self._resyncing = False
                 self._adopt(None)
                 self._resync = False
             else:
@@ -775,6 +782,13 @@ class StreamEngine:
             self.fast_names = fast
             self.fast = Stitchers([d for d in self.dets if d.name in fast], keep_scores=False, cut=self.cut)
             self._resync = True
+            # (rst2) Which tier holds each open alert, from its detector (a restarted engine knows
+            # the detectors of the checkpoint's open alerts from the store: _load_written): a
+            # judgement of one tier before the resync (the slow tier's catch-up before a rewind at
+            # the first step) leaves the other's open alerts open. Unknown: the slow tier's.
+            ot = self._open_tier
+            ot["fast"] = {i for i in self.open_ids if self._det_of.get(i) in fast}
+            ot["slow"] = self.open_ids - ot["fast"]
 
     def _slow_due(self) -> bool:
         """The slow clock: the newest judged reading of the fleet entered a new period of
@@ -1121,7 +1135,11 @@ class StreamEngine:
                 # again so far) counts as the slow tier's until the full stitcher says otherwise.
                 ot["slow"] = {i for i in res.open_ids if self._det_of.get(i) not in fast}
                 if tier == "all":
-                    ot["fast"] = set(res.open_ids) - ot["slow"]
+                    # (rst2) A re-judging before the resync of a restart: the full stitcher has
+                    # judged only up to its checkpoint, behind the fast tier then, whose open
+                    # alerts (from the checkpoint) stay open until the resync judges them.
+                    ahead = ot["fast"] - ot["slow"] if self._resync and not self._resyncing else set()
+                    ot["fast"] = (set(res.open_ids) - ot["slow"]) | ahead
             now_open = ot["fast"] | ot["slow"]
         ended = sorted(self.open_ids - now_open)
         rep.ended += ended
