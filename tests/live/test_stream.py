@@ -464,3 +464,60 @@ def test_a_restart_keeps_which_tier_each_open_alert_belongs_to(fleet, tmp_path):
     assert not wrongly, f"open fast alerts reported ended at the restart: {wrongly}"
     assert not fast_open & set(rep.new) and fast_open <= eng2.open_ids
     store.close()
+
+
+def test_a_restart_rejudging_withdraws_no_fast_alert_the_full_stitcher_has_not_judged(fleet, tmp_path):
+    """rst2: at a restart the full stitcher (checkpointed) is behind the fast tier; a rewind of a
+    meter at the first step (a reset made while no watcher ran) re-judges it only up to where the
+    full stitcher had judged it. An open alert of that meter that starts after that was not in
+    the re-judged span: not withdrawn (before: deleted from the store as "not found again",
+    reported ended, then found by the resync and delivered as new)."""
+    from wattwatch.alerts import store as alert_store
+
+    f = fleet["frame"]
+    day = f["ts"].min().floor("1D") + pd.Timedelta("1D")
+    pieces = [f[f["ts"] < day]] + [p for _, p in f[f["ts"] >= day].groupby(f["ts"].dt.floor(CYCLE), sort=True)]
+
+    def engine(store):   # the slow tier every 7 h of data: its checkpoint lags the fast tier
+        return StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG),
+                            StreamConfig(slow_thread=False, checkpoint_s=0, slow_every_s=25200))
+
+    def pick(eng):
+        """An open fast alert starting after its meter's slow-tier judged reading, and a closed
+        alert of the same meter a profiling day before its newest reading."""
+        for i in sorted(eng._open_tier["fast"] & eng.open_ids):
+            a = eng.alerts.get(i)
+            if a is None or pd.Timestamp(a.start).value // 1000 <= eng.slow_fed.get(a.meter_id, 0):
+                continue
+            for b in sorted(eng.alerts.values(), key=lambda b: b.id):
+                end = pd.Timestamp(b.end).value // 1000
+                if b.meter_id == a.meter_id and b.id not in eng.open_ids and eng.last[b.meter_id] - end > 86400e6 * 1.1:
+                    return a, b
+        return None
+
+    path = tmp_path / "live.duckdb"
+    store = Store(path)
+    eng = engine(store)
+    k, got = 0, None
+    for k, p in enumerate(pieces):
+        eng.add(p)
+        eng.step()
+        got = pick(eng)
+        if got is not None:
+            break
+    assert got is not None, "the fleet should have a fast alert past the slow tier's checkpoint"
+    ahead, old = got
+    eng.checkpoint()
+    store.close()
+    store = Store(path)
+    alert_store.set_status(store.con, old.id, "acknowledged")   # while no watcher runs
+    eng2 = engine(store)
+    rewinds = eng2.counters["rewinds"]
+    eng2.add(pieces[k + 1])
+    rep = eng2.step()
+    assert eng2.counters["rewinds"] > rewinds, "the reset should have re-judged its meter at the first step"
+    assert ahead.id not in rep.ended and ahead.id not in rep.new, (ahead.id, rep.ended, rep.new)
+    assert not eng2.counters["alerts_withdrawn"] > eng.counters["alerts_withdrawn"]
+    with store.con.cursor() as c:
+        assert c.execute("SELECT count(*) FROM alerts WHERE id = ?", [ahead.id]).fetchone()[0] == 1
+    store.close()
