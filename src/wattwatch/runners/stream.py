@@ -629,7 +629,10 @@ class StreamEngine:
         rejudge.relearn_ready(self, final, rep)
         if self.tiered:
             self._split_tiers(rep)
-            if self.rewinds:
+            # (rrst2) With a resync due (a restart: the checkpointed full stitcher is behind what
+            # the fast tier judged and wrote), the rewinds wait for it (below): re-judged from the
+            # full stitcher's checkpoint they would see the fast tier's alerts cut there.
+            if self.rewinds and not self._resync:
                 self._slow(rep, final=False)   # the full stitcher caught up, then rewound
                 before = set(self.rewinds)
                 rejudge.run(self, rep)
@@ -669,8 +672,10 @@ class StreamEngine:
                     self._slow(rep, final, tier="all")
                 finally:
                     self._resyncing = False
-                self._adopt(None)
                 self._resync = False
+                if self.rewinds:   # (rrst2) the full stitcher has judged every stored reading now
+                    rejudge.run(self, rep)
+                self._adopt(None)
             else:
                 # The fast tier first (its alerts are written before the slow tier runs), then
                 # the slow tier when its clock ticks.
