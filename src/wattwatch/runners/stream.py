@@ -190,6 +190,7 @@ class StreamEngine:
         # first kept after it may not have reached the outputs (the run stopped between the
         # store and the outputs, and a source delivers it again): still new then.
         self._resumed_saved = None
+        self._restarted = False   # (rrst2) resumed, the first resync not done yet: rewinds wait for it
         self._kept_before: set[str] = set()      # ids the store first kept by then (not new: _stored_before)
         self._last_ck = time.monotonic()
         con = store.con
@@ -368,6 +369,7 @@ class StreamEngine:
         self.open_ids = set(m["open"])
         self.sources = m["sources"]
         self._resumed_saved = saved
+        self._restarted = True
         self.counters.update(m.get("counters", {}))
         self.rewinds = {k: tuple(v) for k, v in m.get("rewinds", {}).items()}
         return True
@@ -629,10 +631,10 @@ class StreamEngine:
         rejudge.relearn_ready(self, final, rep)
         if self.tiered:
             self._split_tiers(rep)
-            # (rrst2) With a resync due (a restart: the checkpointed full stitcher is behind what
-            # the fast tier judged and wrote), the rewinds wait for it (below): re-judged from the
-            # full stitcher's checkpoint they would see the fast tier's alerts cut there.
-            if self.rewinds and not self._resync:
+            # (rrst2) At a restart (the checkpointed full stitcher is behind what the fast tier
+            # judged and wrote) the rewinds wait for the resync (below): re-judged from the full
+            # stitcher's checkpoint they would see the fast tier's alerts cut there.
+            if self.rewinds and not (self._resync and self._restarted):
                 self._slow(rep, final=False)   # the full stitcher caught up, then rewound
                 before = set(self.rewinds)
                 rejudge.run(self, rep)
@@ -673,8 +675,10 @@ class StreamEngine:
                 finally:
                     self._resyncing = False
                 self._resync = False
-                if self.rewinds:   # (rrst2) the full stitcher has judged every stored reading now
-                    rejudge.run(self, rep)
+                if self._restarted:   # (rrst2) the full stitcher has judged every stored reading now
+                    self._restarted = False
+                    if self.rewinds:
+                        rejudge.run(self, rep)
                 self._adopt(None)
             else:
                 # The fast tier first (its alerts are written before the slow tier runs), then
