@@ -11,6 +11,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 
@@ -43,14 +45,28 @@ def popen(*args, **kw) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
-def kill_9_after_alerts(p: subprocess.Popen, n: int) -> None:
+def kill_9_after_alerts(p: subprocess.Popen, n: int, said: str = "alert open", then_s: float = 0.0,
+                        within_s: float = 300.0) -> list[str]:
     """SIGKILL a ``watch`` process mid-stream: once ``n`` alerts have opened (each ``alert open`` line
-    is printed after the alert is committed), and while it still runs."""
-    opened = 0
-    for line in p.stdout:
-        opened += line.startswith("alert open")
-        if opened >= n:
-            break
+    is printed after the alert is committed; ``said``: another line's start, e.g. ``alert ended``),
+    ``then_s`` seconds later, and while it still runs. Returns the lines read. A watcher that has
+    not said so within ``within_s`` seconds (stuck, or blocked on its stderr pipe, which is not
+    read meanwhile) is killed and the test fails rather than hangs."""
+    seen, lines = 0, []
+    late = threading.Timer(within_s, p.kill)
+    late.start()
+    try:
+        for line in p.stdout:
+            lines.append(line)
+            seen += line.startswith(said)
+            if seen >= n:
+                break
+    finally:
+        late.cancel()
+    assert seen >= n, f"watch did not say {said!r} {n} time(s) within {within_s} s: {''.join(lines[-20:])}"
+    if then_s:
+        time.sleep(then_s)
     assert p.poll() is None, "watch ended before it could be killed (make the replay slower)"
     p.send_signal(signal.SIGKILL)
     p.wait(10)
+    return lines

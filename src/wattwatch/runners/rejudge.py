@@ -268,7 +268,11 @@ def _withdraw(engine, res, rep, since: dict[str, dict[str, float]]) -> None:
     for m, per in since.items():
         rows = con.execute("SELECT id, detector, epoch_us(start) FROM alerts WHERE meter_id = ? AND status = 'open'",
                            [m]).fetchall()
-        gone += [i for i, d, t in rows if d in per and t / 1e6 >= per[d] and i not in found]
+        # (rst2) ... and up to where it was re-judged (the meter's ``fed``): at a restart the
+        # tiered engine's fast tier had judged beyond the checkpointed full stitcher, and an
+        # alert it found there was not in the span (the resync judges it later in the step).
+        upto = engine.fed.get(m, NEG)
+        gone += [i for i, d, t in rows if d in per and t / 1e6 >= per[d] and t <= upto and i not in found]
     if not gone:
         return
     con.execute("BEGIN TRANSACTION")

@@ -190,6 +190,8 @@ class StreamEngine:
         # first kept after it may not have reached the outputs (the run stopped between the
         # store and the outputs, and a source delivers it again): still new then.
         self._resumed_saved = None
+        self._restarted = False   # (rrst2) resumed, the first resync not done yet: rewinds wait for it
+        self._kept_before: set[str] = set()      # ids the store first kept by then (not new: _stored_before)
         self._last_ck = time.monotonic()
         con = store.con
         con.execute(_DDL)
@@ -238,6 +240,7 @@ class StreamEngine:
         self.slow_fed: dict[str, int] = {}
         self._slow_mark: float | None = None      # the slow clock's period it last ran in
         self._resync = True                       # the fast tier adopts its carry before judging
+        self._resyncing = False                   # (the resync's own judgement is taking its alerts)
         self._tiers_for = 0                       # profiled meters the tiers were split for
         self._open_tier: dict[str, set[str]] = {"fast": set(), "slow": set()}
         self._det_of: dict[str, str] = {}         # alert id -> detector
@@ -366,6 +369,7 @@ class StreamEngine:
         self.open_ids = set(m["open"])
         self.sources = m["sources"]
         self._resumed_saved = saved
+        self._restarted = True
         self.counters.update(m.get("counters", {}))
         self.rewinds = {k: tuple(v) for k, v in m.get("rewinds", {}).items()}
         return True
@@ -384,6 +388,8 @@ class StreamEngine:
             return
         from wattwatch.alerts.model import record
 
+        # (rst2) The detector of each: which tier holds it (_split_tiers), not checkpointed.
+        self._det_of.update(alert_store.by_ids(self.store.con, sorted(self.open_ids), "id, detector").fetchall())
         df = alert_store.by_ids(self.store.con, sorted(self.open_ids), "*", "status = 'open'").df()
         for r in df.to_dict("records"):
             if r["last_seen"] is not None and r["last_seen"] <= ck:
@@ -625,7 +631,10 @@ class StreamEngine:
         rejudge.relearn_ready(self, final, rep)
         if self.tiered:
             self._split_tiers(rep)
-            if self.rewinds:
+            # (rrst2) At a restart (the checkpointed full stitcher is behind what the fast tier
+            # judged and wrote) the rewinds wait for the resync (below): re-judged from the full
+            # stitcher's checkpoint they would see the fast tier's alerts cut there.
+            if self.rewinds and not (self._resync and self._restarted):
                 self._slow(rep, final=False)   # the full stitcher caught up, then rewound
                 before = set(self.rewinds)
                 rejudge.run(self, rep)
@@ -660,9 +669,17 @@ class StreamEngine:
             if self._resync:
                 # Every detector judges what queued (this piece too), the fast tier adopts the
                 # carry: a fresh engine, a restart, a change of tiers.
-                self._slow(rep, final, tier="all")
-                self._adopt(None)
+                self._resyncing = True
+                try:
+                    self._slow(rep, final, tier="all")
+                finally:
+                    self._resyncing = False
                 self._resync = False
+                if self._restarted:   # (rrst2) the full stitcher has judged every stored reading now
+                    self._restarted = False
+                    if self.rewinds:
+                        rejudge.run(self, rep)
+                self._adopt(None)
             else:
                 # The fast tier first (its alerts are written before the slow tier runs), then
                 # the slow tier when its clock ticks.
@@ -774,6 +791,13 @@ class StreamEngine:
             self.fast_names = fast
             self.fast = Stitchers([d for d in self.dets if d.name in fast], keep_scores=False, cut=self.cut)
             self._resync = True
+            # (rst2) Which tier holds each open alert, from its detector (a restarted engine knows
+            # the detectors of the checkpoint's open alerts from the store: _load_written): a
+            # judgement of one tier before the resync (the slow tier's catch-up before a rewind at
+            # the first step) leaves the other's open alerts open. Unknown: the slow tier's.
+            ot = self._open_tier
+            ot["fast"] = {i for i in self.open_ids if self._det_of.get(i) in fast}
+            ot["slow"] = self.open_ids - ot["fast"]
 
     def _slow_due(self) -> bool:
         """The slow clock: the newest judged reading of the fleet entered a new period of
@@ -973,6 +997,36 @@ class StreamEngine:
         for a in alerts:
             self._written[a.id] = _version(a)
 
+    def _stored_before(self, ids: list[str]) -> None:
+        """(rst2) Of alerts a stitcher gives that this run (resumed from a checkpoint) has not
+        checked yet, what the store kept at or before that checkpoint: each reached the outputs
+        then (a step's outputs come before its checkpoint). The restarted stitchers judge their
+        carried meters again and may give such an alert again, open (:meth:`_load_written` has
+        those) or closed: the tiered engine checkpoints the full stitcher, which may be behind the
+        fast tier, so a fast alert that opened and ended before the checkpoint is given again,
+        unchanged. An id the store first kept by then is not new; an open version it last wrote
+        by then is what was written of it (an unchanged version re-given at a restart is not a new
+        version). One written after the checkpoint may not have reached the outputs: delivered
+        again when given again (at least once). The statuses read are the ones :meth:`_settled`
+        reads (one store read for both, only for ids not checked yet)."""
+        todo = [i for i in dict.fromkeys(ids) if i not in self._checked]
+        if not todo:
+            return
+        from wattwatch.alerts.model import record
+
+        ck = self._resumed_saved
+        df = alert_store.by_ids(self.store.con, todo).df()
+        for r in df.to_dict("records"):
+            if r["status"] != "open":
+                self.settled.add(r["id"])
+                continue
+            if r["first_seen"] is not None and r["first_seen"] <= ck:
+                self._kept_before.add(r["id"])
+            if r["last_seen"] is not None and r["last_seen"] <= ck and r["id"] not in self._written:
+                self._written[r["id"]] = _version(Alert.from_dict(record(r)))
+        self._checked.update(todo)
+        self.counters["status_reads"] += 1
+
     def _settled(self, ids: list[str]) -> set[str]:
         """Of ``ids``, the alerts the store keeps acknowledged or cleared. The store is asked only
         about ids this run has not checked yet (a new alert, or one found again after a restart):
@@ -1049,6 +1103,8 @@ class StreamEngine:
         fast = self.fast_names
         if tier == "slow":
             alerts = [a for a in alerts if a.detector not in fast]
+        if self._resumed_saved is not None:   # (rst2) given again after a restart: as the store keeps it
+            self._stored_before([a.id for a in alerts if a.id not in self._checked])
         # An open alert comes back at every step; only versions that changed are written.
         changed = [a for a in alerts if self._written.get(a.id) != _version(a)]
         # An acknowledged or cleared alert stays as it was at its reset: the detector's old state
@@ -1072,7 +1128,7 @@ class StreamEngine:
             rep.tier_of[a.id] = tier
         new = []
         for a in alerts:
-            if a.id not in self.alerts and a.id not in self.open_ids:
+            if a.id not in self.alerts and a.id not in self.open_ids and a.id not in self._kept_before:
                 new.append(a.id)
             self.alerts[a.id] = a
         rep.new += new
@@ -1088,7 +1144,11 @@ class StreamEngine:
                 # again so far) counts as the slow tier's until the full stitcher says otherwise.
                 ot["slow"] = {i for i in res.open_ids if self._det_of.get(i) not in fast}
                 if tier == "all":
-                    ot["fast"] = set(res.open_ids) - ot["slow"]
+                    # (rst2) A re-judging before the resync of a restart: the full stitcher has
+                    # judged only up to its checkpoint, behind the fast tier then, whose open
+                    # alerts (from the checkpoint) stay open until the resync judges them.
+                    ahead = ot["fast"] - ot["slow"] if self._resync and not self._resyncing else set()
+                    ot["fast"] = (set(res.open_ids) - ot["slow"]) | ahead
             now_open = ot["fast"] | ot["slow"]
         ended = sorted(self.open_ids - now_open)
         rep.ended += ended
