@@ -126,8 +126,9 @@ class SeasonalProfileConfig(DetectorConfig):
     ``point_max``: up to this many readings in a row off the profile on one side are reported as a
     ``drop`` or a ``spike``, more as a ``reading_run``; ``spike_top_k``: a reading this many times the
     normal period's 99.9th percentile (at the current level) is a spike however wide the meter's spread;
-    ``top_margin``: on a lively meter (hours standing off each other beyond ``iso_min``) a reading above
-    the profile is busier than the normal period's busiest only at this times its 99.9th percentile;
+    ``top_margin``/``peak_ratio``: on a home's meter (hours standing off each other beyond ``iso_min``,
+    the normal period's 99.9th percentile more than ``peak_ratio`` times its 90th) a reading above the
+    profile is busier than the normal period's busiest only at ``top_margin`` times that percentile;
     ``plateau_k``: a reading whose two neighbours are both within this share of its own distance
     from the profile (log scale) is part of a stretch, not judged as a single reading (0: off; 0.6
     chosen on half of the BDG2 buildings, see README); ``iso_min``: the least isolation (log units:
@@ -167,6 +168,7 @@ class SeasonalProfileConfig(DetectorConfig):
     point_max: int = 3
     spike_top_k: float = 10.0
     top_margin: float = 1.5
+    peak_ratio: float = 2.0
     plateau_k: float = 0.6
     iso_min: float = 0.405
     dst_guess: bool = True
@@ -880,15 +882,20 @@ class SeasonalProfile(Detector):
         # kettle and an oven, a building's reading twice its busiest hour is a glitch.
         top = np.nan_to_num(self._param(df, "top", np.nan), nan=-np.inf)
         cad_m, lim_iso = self._param(df, "cadence_s"), self._param(df, "limit_iso", np.nan)
-        # A meter whose hours stand off each other further than ``iso_min`` in its normal period
-        # (a home: every kettle, oven and wash) has a busiest hour that eight weeks do not pin
-        # down: its 99.9th percentile is about its second busiest hour of one season, and a winter
-        # Sunday's cooking and washing passes it by 10-40 % (OPSD's homes: eight "spikes" a few
-        # years, every one a rejected label candidate). There a reading is busier than the normal
-        # period's busiest only at ``top_margin`` times it; a smooth meter (a building) keeps the
-        # percentile itself.
+        # A home's busiest hours are coincidences of appliances (oven, wash, heat pump), far beyond
+        # even its busy hours: its normal period's 99.9th percentile is more than ``peak_ratio``
+        # times its 90th (OPSD's homes 2.2-5.5; BDG2's buildings, PV systems and the steel plant
+        # 1.0-1.5, their busiest a routine level) and its hours stand off each other beyond
+        # ``iso_min``. Eight weeks do not pin such a tail down: the percentile is about the home's
+        # second busiest hour of one season, and a winter Sunday's cooking and washing passes it by
+        # 10-40 % (OPSD: eight "spikes" in a few years, each a rejected label candidate). There a
+        # reading is busier than the normal period's busiest only at ``top_margin`` times it; other
+        # meters keep the percentile itself (a 10-kWh-step hotel's night hour at 2.5x is a spike).
         smooth = lim_iso <= c.iso_min * (1 + 1e-9)
-        busy = top[seg] * np.where(smooth, 1.0, c.top_margin)[seg] * np.maximum(lev, 1.0)
+        high = eps / c.eps_rel  # the normal period's 90th percentile (``_fit``'s log offset)
+        with quiet():
+            peaky = ~smooth & (top > c.peak_ratio * high)
+        busy = top[seg] * np.where(peaky, c.top_margin, 1.0)[seg] * np.maximum(lev, 1.0)
         with quiet():
             s_up = z / np.fmax(lim_z[seg], roll)
             s_up = np.where(x > busy, s_up, np.minimum(s_up, 0.9))
