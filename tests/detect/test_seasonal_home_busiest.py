@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from wattwatch import api
 
@@ -86,3 +87,11 @@ def test_a_counting_hotels_night_hour_over_its_busiest_is_still_a_spike():
     res = api.detect(df, state=fitted)
     got = [(a.start[:13], a.evidence["kind"]) for a in res.alerts if a.start >= "2024-02-26"]
     assert got == [("2024-03-13T02", "spike")], got
+
+
+@pytest.mark.parametrize("bad", [{"top_margin": 0.9}, {"peak_ratio": 1.0}])
+def test_a_margin_under_one_or_a_peak_ratio_of_one_is_refused(bad):
+    from wattwatch.detect.baseline.seasonal import SeasonalProfileConfig
+
+    with pytest.raises(ValueError, match="top_margin must be >= 1 and peak_ratio > 1"):
+        SeasonalProfileConfig(**bad)

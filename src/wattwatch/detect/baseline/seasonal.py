@@ -193,6 +193,8 @@ class SeasonalProfileConfig(DetectorConfig):
                                  "'Europe/London', or UTC)") from None
         if not self.spike_top_k > 1:
             raise ValueError("spike_top_k must be > 1")
+        if not (self.top_margin >= 1 and self.peak_ratio > 1):
+            raise ValueError("top_margin must be >= 1 and peak_ratio > 1")
         if not self.zero_routine_days >= 7:
             raise ValueError("zero_routine_days must be >= 7")
         if not self.zero_run_days > 0:
