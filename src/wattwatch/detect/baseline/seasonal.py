@@ -893,10 +893,11 @@ class SeasonalProfile(Detector):
         # 10-40 % (OPSD: eight "spikes" in a few years, each a rejected label candidate). There a
         # reading is busier than the normal period's busiest only at ``top_margin`` times it; other
         # meters keep the percentile itself (a 10-kWh-step hotel's night hour at 2.5x is a spike).
+        # (A state stored before ``limit_iso``: NaN, neither smooth nor lively, no margin as before.)
         smooth = lim_iso <= c.iso_min * (1 + 1e-9)
         high = eps / c.eps_rel  # the normal period's 90th percentile (``_fit``'s log offset)
         with quiet():
-            peaky = ~smooth & (top > c.peak_ratio * high)
+            peaky = (lim_iso > c.iso_min * (1 + 1e-9)) & (top > c.peak_ratio * high)
         busy = top[seg] * np.where(peaky, c.top_margin, 1.0)[seg] * np.maximum(lev, 1.0)
         with quiet():
             s_up = z / np.fmax(lim_z[seg], roll)
