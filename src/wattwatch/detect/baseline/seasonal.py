@@ -127,7 +127,8 @@ class SeasonalProfileConfig(DetectorConfig):
     ``drop`` or a ``spike``, more as a ``reading_run``; ``spike_top_k``: a reading this many times the
     normal period's 99.9th percentile (at the current level) is a spike however wide the meter's spread;
     ``top_margin``/``peak_ratio``: on a home's meter (hours standing off each other beyond ``iso_min``,
-    the normal period's 99.9th percentile more than ``peak_ratio`` times its 90th) a reading above the
+    the normal period's 99.9th percentile more than ``peak_ratio`` times its 90th, both of the signed
+    readings that caught no motor start) a reading above the
     profile is busier than the normal period's busiest only at ``top_margin`` times that percentile;
     ``plateau_k``: a reading whose two neighbours are both within this share of its own distance
     from the profile (log scale) is part of a stretch, not judged as a single reading (0: off; 0.6
@@ -693,6 +694,13 @@ class SeasonalProfile(Detector):
             typical = pd.Series(np.abs(x[ok])).groupby(seg[ok]).median().reindex(range(n_seg)).to_numpy()
             high = pd.Series(np.abs(x[ok])).groupby(seg[ok]).quantile(0.9).reindex(range(n_seg)).to_numpy()
             top = pd.Series(x[ok]).groupby(seg[ok]).quantile(0.999).reindex(range(n_seg)).to_numpy()
+            # The home test's two percentiles (``peak_ratio``), of the signed readings (a home whose
+            # panels export 2-3 kW at noon is busy at its evening load, not at that export) that
+            # caught no motor start (a workshop's 3-6x starting-current snapshots are its 99.9th
+            # percentile at 15 min: three of a 15-min fleet's 71 commercial meters read as homes).
+            calm = ok & ~(inrush(df) & ~reg[seg]) if c.channel in SNAPSHOT_CHANNELS and len(df) else ok
+            p90 = pd.Series(x[calm]).groupby(seg[calm]).quantile(0.9).reindex(range(n_seg)).to_numpy()
+            top_calm = pd.Series(x[calm]).groupby(seg[calm]).quantile(0.999).reindex(range(n_seg)).to_numpy()
         typical = np.where(np.isfinite(typical) & (typical > 0), typical, 1.0)
         # The log offset from the meter's busy load (90th percentile), not its median: a home
         # whose solar panels cover it at noon reads near zero then, and 0.5 kW over 0.01 kW is no
@@ -836,7 +844,7 @@ class SeasonalProfile(Detector):
             out[m] = {"judged": bool(judged[k] and np.isfinite(prof[k]).any()), "slot_s": float(slot_w[k]),
                       "slot_phase_s": float(phase[k]), "timezone": c.timezone,
                       "profile": prof[k], "spread": np.where(np.isfinite(spread[k]), spread[k], np.nan),
-                      "typical": float(typical[k]), "top": float(top[k]), "eps": float(eps[k]), "zero_share": float(zshare[k]),
+                      "typical": float(typical[k]), "top": float(top[k]), "p90": float(p90[k]), "top_calm": float(top_calm[k]), "eps": float(eps[k]), "zero_share": float(zshare[k]),
                       "zero_runs": int(zruns[k]),
                       "frozen_share": float(frozen_share[k]), "resolution": float(res[k]),
                       "from_register": bool(reg[k]),
@@ -894,10 +902,18 @@ class SeasonalProfile(Detector):
         # reading is busier than the normal period's busiest only at ``top_margin`` times it; other
         # meters keep the percentile itself (a 10-kWh-step hotel's night hour at 2.5x is a spike).
         # (A state stored before ``limit_iso``: NaN, neither smooth nor lively, no margin as before.)
+        # The 90th percentile is the normal period's own, stored (``p90``, of the signed readings):
+        # taken back from the log offset as ``eps / eps_rel`` it followed the detect-time
+        # ``eps_rel`` (a state used with other settings) and, being of |readings|, read a home
+        # whose panels export 2-3 kW at noon as a building. A state stored before ``p90``: so.
+        # Both without the readings that caught a motor start (not judged either, see below).
         smooth = lim_iso <= c.iso_min * (1 + 1e-9)
-        high = eps / c.eps_rel  # the normal period's 90th percentile (``_fit``'s log offset)
+        high = self._param(df, "p90", np.nan)
+        stored = np.isfinite(high)
+        high = np.where(stored, np.maximum(high, 0.0), eps / c.eps_rel)
+        peak = np.where(stored, self._param(df, "top_calm", np.nan), top)
         with quiet():
-            peaky = (lim_iso > c.iso_min * (1 + 1e-9)) & (top > c.peak_ratio * high)
+            peaky = (lim_iso > c.iso_min * (1 + 1e-9)) & (top > 0) & (peak > c.peak_ratio * high)
         busy = top[seg] * np.where(peaky, c.top_margin, 1.0)[seg] * np.maximum(lev, 1.0)
         with quiet():
             s_up = z / np.fmax(lim_z[seg], roll)
