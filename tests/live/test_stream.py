@@ -352,6 +352,24 @@ def test_an_open_alert_delivered_before_the_checkpoint_is_not_delivered_again_af
         store.close()
 
 
+def _day_then_cycles(f: pd.DataFrame) -> list[pd.DataFrame]:
+    """The restart tests' pieces: the first day whole (the profiling day), then one per poll cycle."""
+    day = f["ts"].min().floor("1D") + pd.Timedelta("1D")
+    return [f[f["ts"] < day]] + [p for _, p in f[f["ts"] >= day].groupby(f["ts"].dt.floor(CYCLE), sort=True)]
+
+
+def _tiered(store, **kw) -> StreamEngine:
+    """The tiered engine of the restart tests: the slow tier in the step's thread, a checkpoint
+    whenever asked."""
+    return StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG),
+                        StreamConfig(slow_thread=False, checkpoint_s=0, **kw))
+
+
+def _lagging(store) -> StreamEngine:
+    """The tiered engine with the slow tier every 7 h of data: its checkpoint lags the fast tier."""
+    return _tiered(store, slow_every_s=25200)
+
+
 def _events(rep, k: int) -> list[tuple]:
     """What the outputs get of a step (as actions see it): (step, id, event, version)."""
     from wattwatch.runners.stream import _version
@@ -380,12 +398,9 @@ def test_a_closed_alert_delivered_before_the_checkpoint_is_not_delivered_again_a
     store kept before it is not new. The steps after the restart deliver nothing that the
     uninterrupted run delivered before the checkpoint."""
     f = fleet["frame"]
-    day = f["ts"].min().floor("1D") + pd.Timedelta("1D")
-    pieces = [f[f["ts"] < day]] + [p for _, p in f[f["ts"] >= day].groupby(f["ts"].dt.floor(CYCLE), sort=True)]
+    pieces = _day_then_cycles(f)
 
-    def engine(store):
-        return StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG),
-                            StreamConfig(slow_thread=False, checkpoint_s=0))
+    engine = _tiered
 
     path = tmp_path / "live.duckdb"
     store = Store(path)
@@ -430,12 +445,9 @@ def test_a_restart_keeps_which_tier_each_open_alert_belongs_to(fleet, tmp_path):
     from wattwatch.alerts import store as alert_store
 
     f = fleet["frame"]
-    day = f["ts"].min().floor("1D") + pd.Timedelta("1D")
-    pieces = [f[f["ts"] < day]] + [p for _, p in f[f["ts"] >= day].groupby(f["ts"].dt.floor(CYCLE), sort=True)]
+    pieces = _day_then_cycles(f)
 
-    def engine(store):
-        return StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG),
-                            StreamConfig(slow_thread=False, checkpoint_s=0))
+    engine = _tiered
 
     def acked(eng):
         """A closed alert of a meter without an open fast alert, a profiling day before its newest reading."""
@@ -485,12 +497,9 @@ def test_a_restart_rejudging_withdraws_no_fast_alert_the_full_stitcher_has_not_j
     from wattwatch.alerts import store as alert_store
 
     f = fleet["frame"]
-    day = f["ts"].min().floor("1D") + pd.Timedelta("1D")
-    pieces = [f[f["ts"] < day]] + [p for _, p in f[f["ts"] >= day].groupby(f["ts"].dt.floor(CYCLE), sort=True)]
+    pieces = _day_then_cycles(f)
 
-    def engine(store):   # the slow tier every 7 h of data: its checkpoint lags the fast tier
-        return StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG),
-                            StreamConfig(slow_thread=False, checkpoint_s=0, slow_every_s=25200))
+    engine = _lagging
 
     def pick(eng):
         """An open fast alert starting after its meter's slow-tier judged reading, and a closed
@@ -543,12 +552,9 @@ def test_a_restart_rejudging_neither_ends_again_nor_shrinks_a_fast_alert_across_
     import shutil
 
     f = fleet["frame"]
-    day = f["ts"].min().floor("1D") + pd.Timedelta("1D")
-    pieces = [f[f["ts"] < day]] + [p for _, p in f[f["ts"] >= day].groupby(f["ts"].dt.floor(CYCLE), sort=True)]
+    pieces = _day_then_cycles(f)
 
-    def engine(store):   # the slow tier every 7 h of data: its checkpoint lags the fast tier
-        return StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG),
-                            StreamConfig(slow_thread=False, checkpoint_s=0, slow_every_s=25200))
+    engine = _lagging
 
     def us(t):
         return pd.Timestamp(t).value // 1000
