@@ -370,6 +370,41 @@ def _lagging(store) -> StreamEngine:
     return _tiered(store, slow_every_s=25200)
 
 
+def _run_until(path: Path, engine, pieces: list[pd.DataFrame], pick):
+    """A store at ``path`` and ``engine(store)`` stepped piece by piece until ``pick(engine)``
+    finds something: (store, engine, the piece's index, what it found or None)."""
+    store = Store(path)
+    eng = engine(store)
+    k, got = 0, None
+    for k, p in enumerate(pieces):
+        eng.add(p)
+        eng.step()
+        got = pick(eng)
+        if got is not None:
+            break
+    return store, eng, k, got
+
+
+def _restart_with_an_ack(eng, engine, alert_id: str, piece: pd.DataFrame):
+    """Checkpoint the engine ``eng``, stop it, acknowledge ``alert_id`` while no watcher runs, start
+    ``engine`` again on it and step it once with ``piece``, a step that must re-judge the
+    acknowledged alert's meter: (store, engine, its step's report)."""
+    from wattwatch.alerts import store as alert_store
+
+    eng.checkpoint()
+    path = eng.store.path
+    eng.store.close()
+    store = Store(path)
+    alert_store.set_status(store.con, alert_id, "acknowledged")
+    eng = engine(store)
+    assert eng.resumed and eng.resets
+    rewinds = eng.counters["rewinds"]   # (the checkpoint's counters go on)
+    eng.add(piece)
+    rep = eng.step()
+    assert eng.counters["rewinds"] > rewinds, "the reset should have re-judged its meter at the first step"
+    return store, eng, rep
+
+
 def _events(rep, k: int) -> list[tuple]:
     """What the outputs get of a step (as actions see it): (step, id, event, version)."""
     from wattwatch.runners.stream import _version
@@ -442,8 +477,6 @@ def test_a_restart_keeps_which_tier_each_open_alert_belongs_to(fleet, tmp_path):
     ``on = ["ended"]`` run while the alert is still open; its real end later is then "already
     done") and open again the same step. The tier is derived at the restart from the store (each
     alert's detector) once the tiers are split."""
-    from wattwatch.alerts import store as alert_store
-
     f = fleet["frame"]
     pieces = _day_then_cycles(f)
 
@@ -460,28 +493,10 @@ def test_a_restart_keeps_which_tier_each_open_alert_belongs_to(fleet, tmp_path):
                 return a
         return None
 
-    path = tmp_path / "live.duckdb"
-    store = Store(path)
-    eng = engine(store)
-    k, pick = 0, None
-    for k, p in enumerate(pieces):
-        eng.add(p)
-        eng.step()
-        pick = acked(eng)
-        if pick is not None:
-            break
+    _, eng, k, pick = _run_until(tmp_path / "live.duckdb", engine, pieces, acked)
     assert pick is not None, "the fleet should have an open fast alert and an old closed alert on another meter"
     fast_open = eng._open_tier["fast"] & eng.open_ids
-    eng.checkpoint()
-    store.close()
-    store = Store(path)
-    alert_store.set_status(store.con, pick.id, "acknowledged")   # while no watcher runs
-    eng2 = engine(store)
-    assert eng2.resumed and eng2.resets
-    rewinds = eng2.counters["rewinds"]   # (the checkpoint's counters go on)
-    eng2.add(pieces[k + 1])
-    rep = eng2.step()
-    assert eng2.counters["rewinds"] > rewinds, "the reset should have re-judged its meter at the first step"
+    store, eng2, rep = _restart_with_an_ack(eng, engine, pick.id, pieces[k + 1])
     wrongly = sorted(fast_open & set(rep.ended))
     assert not wrongly, f"open fast alerts reported ended at the restart: {wrongly}"
     assert not fast_open & set(rep.new) and fast_open <= eng2.open_ids
@@ -494,8 +509,6 @@ def test_a_restart_rejudging_withdraws_no_fast_alert_the_full_stitcher_has_not_j
     full stitcher had judged it. An open alert of that meter that starts after that was not in
     the re-judged span: not withdrawn (before: deleted from the store as "not found again",
     reported ended, then found by the resync and delivered as new)."""
-    from wattwatch.alerts import store as alert_store
-
     f = fleet["frame"]
     pieces = _day_then_cycles(f)
 
@@ -514,27 +527,10 @@ def test_a_restart_rejudging_withdraws_no_fast_alert_the_full_stitcher_has_not_j
                     return a, b
         return None
 
-    path = tmp_path / "live.duckdb"
-    store = Store(path)
-    eng = engine(store)
-    k, got = 0, None
-    for k, p in enumerate(pieces):
-        eng.add(p)
-        eng.step()
-        got = pick(eng)
-        if got is not None:
-            break
+    _, eng, k, got = _run_until(tmp_path / "live.duckdb", engine, pieces, pick)
     assert got is not None, "the fleet should have a fast alert past the slow tier's checkpoint"
     ahead, old = got
-    eng.checkpoint()
-    store.close()
-    store = Store(path)
-    alert_store.set_status(store.con, old.id, "acknowledged")   # while no watcher runs
-    eng2 = engine(store)
-    rewinds = eng2.counters["rewinds"]
-    eng2.add(pieces[k + 1])
-    rep = eng2.step()
-    assert eng2.counters["rewinds"] > rewinds, "the reset should have re-judged its meter at the first step"
+    store, eng2, rep = _restart_with_an_ack(eng, engine, old.id, pieces[k + 1])
     assert ahead.id not in rep.ended and ahead.id not in rep.new, (ahead.id, rep.ended, rep.new)
     assert not eng2.counters["alerts_withdrawn"] > eng.counters["alerts_withdrawn"]
     with store.con.cursor() as c:
