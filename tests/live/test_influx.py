@@ -2,7 +2,8 @@
 
 Readings written and read back equal; the retention policy and the hourly downsample CQ exist and
 the CQ's statement gives pandas' mean/max/min; `detect --influx` gives the alerts `detect` gives
-on the same readings; InfluxDB down for a minute while `watch` runs loses nothing; `kill -9` of the
+on the same readings; InfluxDB down while `watch` runs (15 s at a 2 s backoff cap: as many failed
+writes as the issue's minute makes at the default 30 s cap) loses nothing; `kill -9` of the
 watcher with a non-empty on-disk buffer, then a restart: every reading arrives, once, in order.
 """
 
@@ -26,8 +27,17 @@ from wattwatch.sinks.influx import DiskBuffer, InfluxSink
 from wattwatch.sim import SimConfig, simulate
 from wattwatch.store import Store
 
-# A 60 s outage is what the issue asks for; a developer may shorten it locally (the suite runs 60).
-OUTAGE_S = float(os.environ.get("WATTWATCH_TEST_INFLUX_OUTAGE_S", "60"))
+# The issue asks for "InfluxDB down for a minute (nothing lost)". What a minute does to the sink is a
+# number of failed writes in the backoff's capped regime, the batches waiting on disk meanwhile: at the
+# sink's defaults (retry_min_s 0.5, doubling to retry_max_s 30) a minute down makes 7 failed attempts
+# (at 0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s) and its backoff reaches the cap. The test's site doubles from
+# 0.5 to a 2 s cap, so 15 s down makes as many or more (0, 0.5, 1.5, 3.5, then every 2 s: 9), most at the cap,
+# and the sink has no other clock that an outage's length reaches (the buffer is bounded by bytes, not
+# time; close_timeout_s counts only from a stop). WATTWATCH_TEST_INFLUX_OUTAGE_S=60 runs the literal
+# minute (tt6, 2026-12-06: the suite ran 60 s until then, 68 s of the CI budget for this one test).
+OUTAGE_S = float(os.environ.get("WATTWATCH_TEST_INFLUX_OUTAGE_S", "15"))
+# The failed writes a minute down makes at the default backoff (above); the test's outage makes at least these.
+MINUTE_AT_DEFAULT_BACKOFF_FAILS = 7
 
 
 def _url(server, db, measurement="readings", **q) -> str:
@@ -283,7 +293,10 @@ def _stored(db: Path) -> pd.DataFrame:
     return f.assign(meter_id=f["meter_id"].astype(str))
 
 
-def test_influx_down_for_a_minute_while_watch_runs_loses_nothing(tmp_path):
+def test_influx_down_while_watch_runs_loses_nothing(tmp_path):
+    """InfluxDB stopped for OUTAGE_S (15 s; see OUTAGE_S for why that stands for the issue's minute)
+    while `watch` replays: the batches wait on disk, at least as many writes fail as a minute down
+    makes at the default backoff, and when it is back every reading and alert arrives, none dropped."""
     telemetry = _fleet(tmp_path, days=2.0)
     server = Influxd(free_port(), tmp_path / "influxd").start()
     # 192 poll cycles played over the outage plus 6 s: InfluxDB goes down after the first cycles
@@ -311,7 +324,7 @@ def test_influx_down_for_a_minute_while_watch_runs_loses_nothing(tmp_path):
         server.stop() if t.is_alive() else None
     try:
         v = sink.view()
-        assert v["dropped"] == 0 and v["backlog"] == 0 and v["retries"] >= 3
+        assert v["dropped"] == 0 and v["backlog"] == 0 and v["retries"] >= MINUTE_AT_DEFAULT_BACKOFF_FAILS, v
         assert v["buffered"] >= backlog > 0 and v["flushed"] >= v["buffered"]
         stored = _stored(tmp_path / "site.duckdb")
         frame_equal(influx.read(_url(server, "site")), stored)
