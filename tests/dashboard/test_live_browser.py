@@ -49,13 +49,13 @@ def test_live_page_follows_a_running_watch_without_reloading(tmp_path, users_env
     from wattwatch.sim import SimConfig, simulate
     from wattwatch.store import Store
 
-    # 3 meters x 2 days at 15 min with faults, replayed at 14,400 data s per wall s (~12 s in all; 7,200
-    # until tt6: the test waits for the second day, 6 s in now); state is profiled on the first day, so
-    # alerts open from the second.
+    # 3 meters x 2 days at 15 min with faults, replayed at 10,800 data s per wall s (~16 s in all, then
+    # watch ends; 7,200 until tt6: the test waits for the second day, 8 s in now, 12 s before, and
+    # needs watch still running then); state is profiled on the first day, so alerts open from the second.
     simulate(SimConfig(meters=3, days=2.0, step="15min", seed=5, fault_share=1.0, profile_days=1.0), tmp_path)
     site = tmp_path / "site.toml"
     site.write_text('[store]\npath = "site.duckdb"\n[[sources]]\ntype = "replay"\npath = "telemetry.parquet"\n'
-                    'cycle_s = 900\nspeed = 14400\n[[sinks]]\ntype = "status"\npath = "live.json"\n'
+                    'cycle_s = 900\nspeed = 10800\n[[sinks]]\ntype = "status"\npath = "live.json"\n'
                     '[engine]\nprofile_days = 1.0\n')
     db, status = tmp_path / "site.duckdb", tmp_path / "live.json"
     settings = Settings(db=db, status=status, refresh_s=1.0, uploads=tmp_path / "uploads")
