@@ -104,6 +104,23 @@ def test_disk_buffer_keeps_order_across_segments_cuts_a_torn_tail_and_resumes_at
     b2.close()
 
 
+def test_a_long_backoff_does_not_stretch_the_buffers_fsync_interval(tmp_path):
+    """InfluxDB unreachable and the writer in a backoff longer than ``fsync_s`` (at the default
+    30 s cap a minute's outage waits 16 s, then 30 s): what the engine appends meanwhile is still
+    fsynced within ``fsync_s`` (the module's fsync policy), not only when the backoff ends."""
+    sink = InfluxSink("tsdb", url=f"http://127.0.0.1:{free_port()}", database="d", buffer=tmp_path / "buf",
+                      fsync_s=0.2, retry_min_s=10, retry_max_s=10, close_timeout_s=0)
+    try:
+        f = _frame(20)
+        sink.readings(f.iloc[:20])
+        _wait(lambda: sink.counters["retries"] >= 1, what="the first failed try (nothing listens)")
+        sink.readings(f.iloc[20:])                        # appended while the writer backs off for 10 s
+        _wait(lambda: not sink.buf._dirty, timeout=5.0, what="the appended record fsynced during the backoff")
+        assert sink.counters["retries"] == 1 and sink.view()["backlog"] == len(f)   # still the first backoff
+    finally:
+        sink.close()
+
+
 def test_sink_config_is_checked_naming_the_key(tmp_path):
     from wattwatch.sinks import build
 
