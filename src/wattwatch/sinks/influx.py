@@ -502,6 +502,21 @@ class InfluxSink(Output):
         ask = str(exc)[str(exc).find("ask an InfluxDB admin"):] if "ask an InfluxDB admin" in str(exc) else ""
         self.status = (f"refused: buffering ({ask})" if ask else "refused: buffering") if denied else "down: buffering"
 
+    def _backoff(self, delay: float) -> None:
+        """Wait ``delay`` before the next try (a stop cuts it short), fsyncing what the engine appends
+        meanwhile every ``fsync_s``: a backoff longer than ``fsync_s`` (16 s, then ``retry_max_s``,
+        in a minute's outage at the defaults) must not stretch the fsync policy."""
+        if self._stop.is_set():
+            time.sleep(min(delay, 0.2))
+            return
+        end = time.monotonic() + delay
+        while not self._stop.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            self._stop.wait(min(left, self.buf.fsync_s) if self.buf.fsync_s > 0 else left)
+            self.buf.sync()
+
     def _run(self) -> None:
         delay = self.retry_min_s
         give_up = None
@@ -553,13 +568,13 @@ class InfluxSink(Output):
             except (influx.Unreachable, influx.Denied, influx.Missing) as exc:
                 self._count("retries", 1)
                 self._fail(exc)
-                self._stop.wait(delay) if not self._stop.is_set() else time.sleep(min(delay, 0.2))
+                self._backoff(delay)
                 delay = min(delay * 2, self.retry_max_s)
             except Exception as exc:  # noqa: BLE001 - the writer thread never dies silently
                 self._count("retries", 1)
                 self._fail(exc)
                 log.exception("%s: writer error", self.name)
-                self._stop.wait(delay)
+                self._backoff(delay)
                 delay = min(delay * 2, self.retry_max_s)
         self.buf.sync(force=True)
         self.status = "closed" if not self.buf.points else f"closed ({self.buf.points} points on disk)"
