@@ -33,7 +33,10 @@ from wattwatch.store import Store
 # (at 0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s) and its backoff reaches the cap. The test's site doubles from
 # 0.5 to a 2 s cap, so 15 s down makes as many or more (0, 0.5, 1.5, 3.5, then every 2 s: 9), most at the cap,
 # and the sink has no other clock that an outage's length reaches (the buffer is bounded by bytes, not
-# time; close_timeout_s counts only from a stop). WATTWATCH_TEST_INFLUX_OUTAGE_S=60 runs the literal
+# time; close_timeout_s counts only from a stop; the backoff, which grows with the outage, stretched the
+# buffer's fsync interval to itself until rtt6: test_a_long_backoff_does_not_stretch_...). The replay's
+# volume is the same at any OUTAGE_S (192 cycles), so the test's site uses small segments and batches for
+# what a real minute's volume reaches. WATTWATCH_TEST_INFLUX_OUTAGE_S=60 runs the literal
 # minute (tt6, 2026-12-06: the suite ran 60 s until then, 68 s of the CI budget for this one test).
 OUTAGE_S = float(os.environ.get("WATTWATCH_TEST_INFLUX_OUTAGE_S", "15"))
 # The failed writes a minute down makes at the default backoff (above); the test's outage makes at least these.
@@ -320,7 +323,10 @@ def test_influx_down_while_watch_runs_loses_nothing(tmp_path):
     # are written (1.6 s in at a load of 13 on 2 cores) and comes back while the replay still runs;
     # the test then waits only for the replay's last seconds, not for a longer margin.
     speed = 900 * 192 / (OUTAGE_S + 6)
-    cfg = _site(tmp_path, telemetry, server.port, speed, close_timeout_s=30)
+    # Small segments and batches: the backlog a real minute's readings make at a site spans buffer
+    # segments and write batches (16 MB, 5,000 points by default); this replay's few hundred points
+    # do so only at this scale, whatever the outage's length (rtt6).
+    cfg = _site(tmp_path, telemetry, server.port, speed, close_timeout_s=30, segment_mb=0.004, batch_points=100)
     site = api.load_site(cfg)
     sink = site.outputs[0]
     res = {}
@@ -334,6 +340,7 @@ def test_influx_down_while_watch_runs_loses_nothing(tmp_path):
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down)))
         assert t.is_alive(), "the replay ended during the outage (slow it down)"
         backlog = sink.view()["backlog"]
+        segments = len(list((tmp_path / "influx-buffer").glob("*.seg")))
         server.start()
         t.join(OUTAGE_S + 120)
         assert not t.is_alive()
@@ -343,6 +350,7 @@ def test_influx_down_while_watch_runs_loses_nothing(tmp_path):
         v = sink.view()
         assert v["dropped"] == 0 and v["backlog"] == 0 and v["retries"] >= MINUTE_AT_DEFAULT_BACKOFF_FAILS, v
         assert v["buffered"] >= backlog > 0 and v["flushed"] >= v["buffered"]
+        assert backlog > 3 * 100 and segments >= 3, (backlog, segments)   # flushed in batches, across segments
         stored = _stored(tmp_path / "site.duckdb")
         frame_equal(influx.read(_url(server, "site")), stored)
         assert len(stored) == len(api.read_frame(telemetry))
