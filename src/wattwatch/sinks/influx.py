@@ -28,8 +28,8 @@ has committed is never only in memory. A batch sent again after a crash (sent, c
 rewrites the same points (same measurement, tags and time): InfluxDB keeps each point once.
 
 **fsync policy**: the appended records are in the page cache at once (a killed process loses
-nothing); the writer thread fsyncs the active segment every ``fsync_s`` seconds (default 1) and
-the cursor file on every advance (write, fsync, rename), so a power loss loses at most the last
+nothing); the writer thread fsyncs the active segment every ``fsync_s`` seconds (default 1; also
+while it backs off from an unreachable InfluxDB, however long the backoff) and the cursor file on every advance (write, fsync, rename), so a power loss loses at most the last
 ``fsync_s`` of appends. ``fsync_s = 0`` fsyncs every append in the engine thread.
 
 Record layout: ``WWLP`` magic, payload length, CRC-32 and point count (little-endian uint32), then
