@@ -217,15 +217,15 @@ load would bring into that band all day, its busiest hour under the top while it
 above the bottom (``_away_fit``, ``away_share``). On a meter where that is at most ``away_share``
 (a tenth) of its days, an hour and the ``away_h`` - 1 (23) hours before it in the band (a whole day:
 its evening and cooking hours in, at the home's own standby) are judged against themselves, as a plant
-at rest is: no deviation while the home reads at its base (``use_away``). A theft of that size reads so
-only on the rare day that was already at the standby when it was taken, and from the next day it
-rises above the band or falls below it again. Not judged apart: homes whose ordinary days sit at their
-standby (nothing to tell), solar homes whose import reads zero at noon (below the band: OPSD
+at rest is: no deviation while the home reads at its base (``use_away``). A bypass leaving 30 % or
+more reads so only on a day whose own shape fits the band when scaled (at most one ordinary day in ten,
+by the meter's choice), and the next ordinary day under it rises above the band or falls below it again.
+Not judged apart: homes whose ordinary days sit at their standby (nothing to tell), solar homes whose import reads zero at noon (below the band: OPSD
 residential3 and residential6), and the first day of an absence (until a whole day is in, it is the
 first day of a bypass too: on a home whose days vary little the 24-h average can alert on it; the
-rule then ends the alert). A bypass leaving less than the standby's ``floor_fault_drop`` share, or a
-circuit tap that leaves nothing but the standby on the meter, is what an absence looks like to one
-meter; the panel's energy balance (``wattwatch fleet``) tells them apart.
+rule then ends the alert). A tap that takes everything but the standby (or at least 60 % of it) off
+the meter is what an absence looks like to one meter; the panel's energy balance (``wattwatch
+fleet``) tells them apart.
 
 A profiling period whose spread is large compared with the load (``noisy_ratio``) is reported as
 a notice: a baseline learned from it cannot be trusted, and erratic current often means a CT
@@ -603,12 +603,12 @@ class BaselineMACD(Detector):
 
     def _away_fit(self, m: np.ndarray, ok: np.ndarray, rows: np.ndarray, day_id: np.ndarray, standby: np.ndarray,
                   rest: np.ndarray) -> np.ndarray:
-        """Per meter: the share of its profiled days (at least 12 hours read), among those not already
-        in its standby band all day (:meth:`_away_edges`: occupants away while profiling), that a
-        bypass leaving between ``rest_keep`` and all of the load would bring into the band all day
-        (its busiest hour scaled under the band's top while its quietest hour stays above the
-        band's bottom). NaN with fewer than ``floor_min_days`` such days or without a band. See the
-        module notes, "A home at its standby is away"."""
+        """Per meter: the share of its profiled days (UTC days, at least 12 hours read, the quietest
+        above zero), among those not already in its standby band all day (:meth:`_away_band`:
+        occupants away while profiling), that a bypass leaving between ``rest_keep`` and all of the
+        load would bring into the band all day (its busiest hour scaled under the band's top while its
+        quietest hour stays above the band's bottom). NaN with fewer than ``floor_min_days`` such days
+        or without a band. See the module notes, "A home at its standby is away"."""
         n_seg = m.shape[0]
         out = np.full(n_seg, np.nan)
         if not ok.any():
@@ -625,7 +625,9 @@ class BaselineMACD(Detector):
             k_lo = np.maximum(self.config.rest_keep, lo_s / dmin)
             k_hi = np.minimum(1.0, hi_s / dmax)
             fits = (dmin > 0) & (k_lo <= k_hi)
-        live = ~away & np.isfinite(lo_s) & np.isfinite(hi_s)
+        # A day whose quietest hour is zero or below (solar panels covering the house, an outage)
+        # says nothing of the home's shape: neither counted nor fitting.
+        live = ~away & np.isfinite(lo_s) & np.isfinite(hi_s) & (dmin > 0)
         n = np.bincount(seg[live], minlength=n_seg)
         k = np.bincount(seg[live & fits], minlength=n_seg)
         with quiet():
@@ -642,12 +644,12 @@ class BaselineMACD(Detector):
             return np.where(ok, keep * standby, np.nan), np.where(ok, rest / keep, np.nan)
 
     def _away_edges(self, df: pd.DataFrame):
-        """Per meter: the band of hourly means that is a home at its standby (occupants away): from
-        what a bypass of ``floor_fault_drop`` would leave of its standby (the lower half of its
-        profiled days' floors) up to as far above its rest level (its profiled hours' 10th
-        percentile), and whether the meter qualifies: its profiled days' busiest hours (their 10th
-        percentile) so far above the band that a bypass leaving ``rest_keep`` of them would still be
-        above it. NaN edges (and no) where any is unknown."""
+        """Per meter: the band of hourly means that is a home at its standby (occupants away,
+        :meth:`_away_band`: from what a bypass of ``floor_fault_drop`` would leave of its standby, the
+        lower half of its profiled days' floors, up to as far above its rest level, its profiled
+        hours' 10th percentile), and whether the meter qualifies: at most ``away_share`` of its
+        profiled days could be brought into the band by a bypass leaving ``rest_keep`` or more of the
+        load (:meth:`_away_fit`). NaN edges (and no) where any is unknown."""
         lo, hi = self._away_band(self._param(df, "standby_kw", np.nan), self._param(df, "rest_kw", np.nan))
         share = self._param(df, "away_share", np.nan)
         with quiet():
@@ -678,7 +680,8 @@ class BaselineMACD(Detector):
         lie in the rest band (:meth:`_rest_edges`), the profile showed the meter at rest for
         ``rest_h`` hours in one piece, and the hour's expected load is so far above rest that a bypass
         leaving ``rest_keep`` of it would still be above the band (so no theft of that size reads as
-        rest)."""
+        rest). Or (``use_away``) the hour and the ``away_h`` - 1 hours before it lie in the standby band of a
+        meter that qualifies (:meth:`_away_edges`): a home whose occupants are away."""
         c = self.config
         if not c.use_rest or not m.size:
             return np.zeros(m.shape, bool)
