@@ -38,9 +38,10 @@ def _stretch(df: pd.DataFrame, lo: str, hi: str) -> np.ndarray:
     return ((df.ts >= lo) & (df.ts < hi)).to_numpy()
 
 
-def _alerts(df: pd.DataFrame, lo: str, hi: str, **config) -> list:
+def _alerts(df: pd.DataFrame, lo: str, hi: str, fit_days: int = 7, **config) -> list:
     df = df.drop(columns="_standby")
-    fitted = api.fit(df, detectors=["baseline_macd"], days=7, config={"baseline_macd": config} if config else None)
+    fitted = api.fit(df, detectors=["baseline_macd"], days=fit_days,
+                     config={"baseline_macd": config} if config else None)
     return [a for a in api.detect(df, state=fitted).alerts if lo <= a.start < hi]
 
 
@@ -151,4 +152,73 @@ def test_the_away_run_is_within_the_reach_a_window_of_readings_needs():
         if not np.allclose(j.scores[ok], whole[sub][ok], rtol=1e-9, atol=1e-9, equal_nan=True):
             bad.append((str(t[k]), int((diff > 1e-9).sum()), float(np.nanmax(diff))))
     assert exact > 500, exact
+    assert not bad, bad
+
+
+def test_a_home_at_its_standby_for_weeks_alerts():
+    """Everything but the fridge and standby circuit taken off the meter (a tap before it, or a
+    theft that starts while the family is on holiday and stays) for 30 days: one meter reads a
+    home away, but no holiday lasts that long. After ``away_max_h`` (14 days) of the run the hours
+    are judged on the week's energy against the profile's and the drop alerts until the run ends, on
+    every seed (a utility's classic "fell to its standby for weeks"). Fails before the cap: the run
+    excused for all 30 days (two seeds no alert at all, the third only on the first evening)."""
+    for seed in range(3):
+        df = home(days=63, seed=seed)
+        s = _stretch(df, "2025-01-27", "2025-02-26")
+        df.loc[s, "p_kw"] = df.loc[s, "_standby"]
+        found = [a for a in _alerts(df, "2025-01-20", "2025-03-31", fit_days=14)
+                 if a.start <= "2025-02-12" <= a.end]
+        assert found, seed
+
+
+def test_a_ten_day_holiday_is_under_the_cap():
+    """Ten days at the standby (the OPSD homes' holidays are 4-12 days): no alert after the first
+    day, as before the cap."""
+    n = 0
+    for seed in range(3):
+        df = home(days=63, seed=seed)
+        s = _stretch(df, "2025-01-27", "2025-02-06")
+        df.loc[s, "p_kw"] = df.loc[s, "_standby"]
+        n += len([a for a in _alerts(df, "2025-01-20", "2025-03-31", fit_days=14) if a.start >= "2025-01-29"])
+    assert n == 0, n
+
+
+def test_away_max_h_under_away_h_or_over_eight_weeks_is_refused():
+    cfg = registry.build("baseline_macd").config
+    for bad in ({"away_max_h": 23.0}, {"away_max_h": 24.0 * 57}, {"away_max_h": float("nan")}):
+        with pytest.raises(ValueError, match="away_max_h"):
+            replace(cfg, **bad)
+
+
+def test_the_long_away_run_is_within_the_reach_a_window_of_readings_needs():
+    """An hour past ``away_max_h`` of its run is judged on the week's energy, so its score reads
+    the run that far back: with the averages' reach shorter than the run (recalibration off: 696 h)
+    and ``away_max_h`` 720 h, windows of a history starting inside a 40-day absence give every
+    reading they call exact the whole history's score. Fails when ``lookback_s`` does not read
+    ``away_max_h`` back (the window sees a run started at its first hour, still under the cap,
+    where the whole history's is past it)."""
+    from wattwatch.detect import core
+    from wattwatch.detect.engine import EngineConfig, profile
+
+    df = home(days=75, seed=4)
+    s = _stretch(df, "2025-01-20", "2025-03-01")
+    df.loc[s, "p_kw"] = df.loc[s, "_standby"]
+    df = df.groupby(df.ts.dt.floor("60min")).agg(p_kw=("p_kw", "mean")).reset_index().assign(meter_id="home")
+    df["ts"] = df["ts"].dt.tz_localize("UTC")
+    dets = registry.build_all(["baseline_macd"])
+    dets[0].config = replace(dets[0].config, recal_days=0.0, recal_min_days=0.0, away_max_h=720.0)
+    assert dets[0].lookback_s(np.array([3600.0]))[0] >= 720 * 3600
+    profile(prepare(df), dets, EngineConfig(profile_days=14, workers=1))
+    whole = core.run(df, dets)
+    assert any(a.start >= "2025-02-19" and a.start < "2025-03-01" for a in whole.alerts), whole.alerts
+    scores = whole.judged[0].scores
+    exact, bad = 0, []
+    for start in ("2025-01-22", "2025-01-25", "2025-01-28"):
+        sub = (df.ts >= pd.Timestamp(start, tz="UTC")).to_numpy()
+        j = core.run(df[sub], dets, origin={"home": False}).judged[0]
+        ok = j.exact & np.isfinite(scores[sub])
+        exact += int(ok.sum())
+        if not np.allclose(j.scores[ok], scores[sub][ok], rtol=1e-9, atol=1e-9, equal_nan=True):
+            bad.append((start, int((np.abs(j.scores[ok] - scores[sub][ok]) > 1e-9).sum())))
+    assert exact > 300, exact
     assert not bad, bad

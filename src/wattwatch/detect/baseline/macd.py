@@ -366,6 +366,7 @@ load, is judged against itself (the occupants away; see the module notes, "A hom
     use_away: bool = True
     away_h: float = 24.0
     away_share: float = 0.1
+    away_max_h: float = 336.0
     post: PostRule = PostRule(min_duration_s=12 * 3600.0, min_readings=6, merge_gap_s=12 * 3600.0,
                               hold=0.25)
 
@@ -392,6 +393,9 @@ load, is judged against itself (the occupants away; see the module notes, "A hom
         if not (self.away_h >= 24 and 0 <= self.away_share < 1):
             raise ValueError("away_h must be >= 24 (a whole day, its evening and cooking hours in) and away_share "
                              "in [0, 1)")
+        if not (self.away_h <= self.away_max_h <= 24 * 56):
+            raise ValueError("away_max_h must be >= away_h and at most 1,344 (eight weeks; beyond the averages' "
+                             "reach a stream carries that many hours per meter)")
 
 
 class BaselineMACD(Detector):
@@ -449,6 +453,10 @@ class BaselineMACD(Detector):
         # Each of those hours is judged against the rest level only when it and the ``rest_h`` - 1
         # hours before it are at rest (:meth:`_rest`): the run reads that much further back.
         hours += self._rest_back_h()
+        # An hour past ``away_max_h`` of a home's standby run is judged on the week's energy
+        # (:meth:`_rest`): its own run, that far back (within the averages' reach by default).
+        if self.config.use_rest and self.config.use_away:
+            hours = max(hours, int(np.ceil(self.config.away_max_h)))
         return np.full(len(cadence_s), 3600.0 * hours + self._spill_s())
 
     def _rest_back_h(self) -> int:
@@ -681,11 +689,13 @@ class BaselineMACD(Detector):
         ``rest_h`` hours in one piece, and the hour's expected load is so far above rest that a bypass
         leaving ``rest_keep`` of it would still be above the band (so no theft of that size reads as
         rest). Or (``use_away``) the hour and the ``away_h`` - 1 hours before it lie in the standby band of a
-        meter that qualifies (:meth:`_away_edges`): a home whose occupants are away."""
+        meter that qualifies (:meth:`_away_edges`): a home whose occupants are away. Also returned: the
+        away hours past the first ``away_max_h`` of their run (longer than a holiday: judged on the
+        week's energy, see :meth:`_macd`)."""
         c = self.config
         if not c.use_rest or not m.size:
-            return np.zeros(m.shape, bool)
-        out = np.zeros(m.shape, bool)
+            return np.zeros(m.shape, bool), np.zeros(m.shape, bool)
+        out, long = np.zeros(m.shape, bool), np.zeros(m.shape, bool)
         lo, hi = self._rest_edges(self._param(df, "rest_kw", np.nan), self._param(df, "rest_spread", np.nan))
         eligible = self._param(df, "rest_run_h", 0.0) >= c.rest_h
         if (eligible & np.isfinite(hi)).any():
@@ -698,8 +708,11 @@ class BaselineMACD(Detector):
             if a_ok.any():
                 with quiet():
                     at = np.isfinite(m) & (m >= a_lo[:, None]) & (m <= a_hi[:, None])
-                out |= a_ok[:, None] & at & (self._run_length(at) >= c.away_h)
-        return out
+                run = self._run_length(at)
+                away = a_ok[:, None] & at & (run >= c.away_h)
+                out |= away
+                long = away & (run > c.away_max_h)
+        return out, long
 
     def _shrink_weekend(self, base: np.ndarray, type_days: np.ndarray, day_spread: np.ndarray) -> np.ndarray:
         """The Saturday and Sunday profiles' level, shrunk towards the weekday profile by how little
@@ -1165,8 +1178,8 @@ class BaselineMACD(Detector):
         expected = base[rows, day_type(t_bin), ((t_bin % 86400) // 3600).astype(int)]
         # A plant at rest where its profile expects work is judged against its rest level (see the
         # module notes, "A plant at rest is not a theft"): such an hour is on profile to every window.
-        rest = self._rest(df, m, expected)
-        expected = np.where(rest, m, expected)
+        rest, long_away = self._rest(df, m, expected)
+        expected_raw, expected = expected, np.where(rest, m, expected)
         with quiet():
             u = (m - expected) / mean[:, None]
         # Both averages start at 0, i.e. "on profile", so the first days carry no warm-up artefact,
@@ -1282,12 +1295,28 @@ class BaselineMACD(Detector):
             r, sgn = np.where(take, score_f, r), np.where(take, np.sign(zf), sgn)
             which = np.where(take, 3, which)
             q_obs, q_exp = np.where(take, f_obs, q_obs), np.where(take, f_ref, q_exp)
+        if long_away.any():
+            # A home at its standby for longer than a holiday (``away_max_h``: everything but the
+            # fridge's circuit bypassed, or a theft that began while the family was away and
+            # stayed): its hours are still on profile to the averages (so an hour's score reads
+            # no further back than before), but the week's energy against the profile's, as the
+            # week window judges it, without the gate on the averages and against the fitted limit
+            # (two weeks at the standby are no season), sets the score while the run lasts.
+            z_l, a_l, e_l = self._week(m, expected_raw, self._param(df, "week_bias", 0.0), energies=True)
+            with quiet():
+                lim_l = self._limit(df, week_days=self.config.week_h / 24.0)[:, None]
+                score_l = np.where(long_away & (z_l < 0), np.abs(z_l) / lim_l, 0.0)
+                take = np.nan_to_num(score_l) > np.nan_to_num(r)
+            r, sgn = np.where(take, score_l, r), np.where(take, -1.0, sgn)
+            which = np.where(take, 2, which)
+            q_obs, q_exp = np.where(take, a_l, q_obs), np.where(take, e_l, q_exp)
         # Expressed against the fast limit of the direction, so that one ratio scores and
         # describes every window.
         limit = np.where(sgn < 0, lim_dn, lim_up)
         dev = sgn * r * limit
         dev[too_coarse] = np.nan
-        out = _Ctx((dev, limit, expected, m, which, q_obs, q_exp, cell))
+        # (the hours past a holiday's length told against their profile in the alert's evidence)
+        out = _Ctx((dev, limit, np.where(long_away, expected_raw, expected), m, which, q_obs, q_exp, cell))
         if carry is not None:   # a stream: the hours it may carry on (see HourCarry)
             h0 = t_bin[:, 0] if n_bins else np.zeros(n_seg)
             out.bins = {str(mm): (float(h0[k]), 3600.0, {"m": m[k], "hmin": hmin[k]})
