@@ -225,7 +225,14 @@ residential3 and residential6), and the first day of an absence (until a whole d
 first day of a bypass too: on a home whose days vary little the 24-h average can alert on it; the
 rule then ends the alert). A tap that takes everything but the standby (or at least 60 % of it) off
 the meter is what an absence looks like to one meter; the panel's energy balance (``wattwatch
-fleet``) tells them apart.
+fleet``) tells them apart. No holiday lasts for ever: past ``away_max_h`` (14 days) of the run its
+hours are judged on the week's energy against the profile's (the week window's ratio and fitted
+limit, without its gate on the averages, which still read the run as on profile: an hour's score
+reads no further back than before) for as long as the run lasts, so a home at its standby for
+weeks (a tap leaving the fridge's circuit, a theft begun during a holiday) alerts from its
+fifteenth day (rev71: a 30-day one alerted on 1 of 3 seeds, and then only on its first evening).
+The band's bottom comes from the days' lowest readings and is judged on each hour's lowest
+reading (its top on the hour's mean), so it means the same at 1 and at 60 minutes.
 
 A profiling period whose spread is large compared with the load (``noisy_ratio``) is reported as
 a notice: a baseline learned from it cannot be trusted, and erratic current often means a CT
@@ -565,11 +572,12 @@ class BaselineMACD(Detector):
             med = np.nanmedian(fast, axis=1) if n_bins else np.zeros(n_seg)
             spread = 1.4826 * np.nanmedian(np.abs(fast - med[:, None]), axis=1) if n_bins else np.zeros(n_seg)
             raw = 1.4826 * np.nanmedian(np.abs(u - np.nanmedian(u, axis=1)[:, None]), axis=1) if n_bins else np.zeros(n_seg)
+        hmin = self._hour_min(df, cell, n_seg, n_bins)
         floor_kw, floor_spread, floor_low, floor_up, floor_days, standby_kw, standby_spread = self._floor_fit(
-            self._hour_min(df, cell, n_seg, n_bins), day_id, own, mean)
+            hmin, day_id, own, mean)
         rest_kw, rest_spread, rest_run = self._rest_fit(m, ok & own)
         quiet_spread = self._quiet_fit(m, ok & own, t_bin, base[:, 0, :])
-        away_share = self._away_fit(m, ok & own, rows, day_id, standby_kw, rest_kw)
+        away_share = self._away_fit(m, hmin, ok & own, rows, day_id, standby_kw, rest_kw)
         # The profile is a median per hour: summed over a week it need not be the energy the
         # profiled week consumed (a home's skewed hours sum to more). The week window is centred on
         # what the profiling period itself consumed against its profile.
@@ -609,21 +617,24 @@ class BaselineMACD(Detector):
         run = self._run_length(np.isfinite(m) & (m <= hi[:, None])).max(axis=1).astype(float)
         return kw, spread, run
 
-    def _away_fit(self, m: np.ndarray, ok: np.ndarray, rows: np.ndarray, day_id: np.ndarray, standby: np.ndarray,
-                  rest: np.ndarray) -> np.ndarray:
+    def _away_fit(self, m: np.ndarray, hmin: np.ndarray, ok: np.ndarray, rows: np.ndarray, day_id: np.ndarray,
+                  standby: np.ndarray, rest: np.ndarray) -> np.ndarray:
         """Per meter: the share of its profiled days (UTC days, at least 12 hours read, the quietest
         above zero), among those not already in its standby band all day (:meth:`_away_band`:
         occupants away while profiling), that a bypass leaving between ``rest_keep`` and all of the
         load would bring into the band all day (its busiest hour scaled under the band's top while its
         quietest hour stays above the band's bottom). NaN with fewer than ``floor_min_days`` such days
-        or without a band. See the module notes, "A home at its standby is away"."""
+        or without a band. See the module notes, "A home at its standby is away". A day's quietest
+        hour is its lowest reading (``hmin``, where known), as the band's bottom is judged
+        (:meth:`_rest`)."""
         n_seg = m.shape[0]
         out = np.full(n_seg, np.nan)
         if not ok.any():
             return out
         lo, hi = self._away_band(standby, rest)
-        d = pd.DataFrame({"s": rows[ok], "day": day_id[ok], "p": m[ok]}).groupby(["s", "day"])["p"].agg(
-            ["max", "min", "size"])
+        low = np.where(np.isfinite(hmin), hmin, m)[ok]
+        d = pd.DataFrame({"s": rows[ok], "day": day_id[ok], "p": m[ok], "q": low}).groupby(["s", "day"]).agg(
+            max=("p", "max"), min=("q", "min"), size=("p", "size"))
         d = d[d["size"] >= 12].reset_index()
         seg = d["s"].to_numpy(int)
         dmax, dmin = d["max"].to_numpy(float), d["min"].to_numpy(float)
@@ -682,14 +693,19 @@ class BaselineMACD(Detector):
         last_off = np.maximum.accumulate(np.where(b, -1, idx), axis=1) if n else np.zeros(b.shape, np.int64)
         return np.where(b, idx - last_off, 0)
 
-    def _rest(self, df: pd.DataFrame, m: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    def _rest(self, df: pd.DataFrame, m: np.ndarray, expected: np.ndarray, get_hmin=None) -> np.ndarray:
         """Per (meter, hour): whether the hour is the meter at rest where its profile expects work
         (judged against its rest level, not its profile): it and the ``rest_h`` - 1 hours before it
         lie in the rest band (:meth:`_rest_edges`), the profile showed the meter at rest for
         ``rest_h`` hours in one piece, and the hour's expected load is so far above rest that a bypass
         leaving ``rest_keep`` of it would still be above the band (so no theft of that size reads as
         rest). Or (``use_away``) the hour and the ``away_h`` - 1 hours before it lie in the standby band of a
-        meter that qualifies (:meth:`_away_edges`): a home whose occupants are away. Also returned: the
+        meter that qualifies (:meth:`_away_edges`): a home whose occupants are away. The band's bottom
+        (from the floor's standby, days' lowest readings) is judged on the hour's lowest reading
+        (``get_hmin()``, :meth:`_hour_min`; its mean where it has none), its top on the hour's mean:
+        judged on the mean, the bottom sat as far under the hour's standby as the meter read finely
+        (at one minute the fridge's compressor off: a bypass of all but half the standby read as
+        away at 1 minute and alerted at 5, 15 and 60). Also returned: the
         away hours past the first ``away_max_h`` of their run (longer than a holiday: judged on the
         week's energy, see :meth:`_macd`)."""
         c = self.config
@@ -706,8 +722,10 @@ class BaselineMACD(Detector):
         if c.use_away:
             a_lo, a_hi, a_ok = self._away_edges(df)
             if a_ok.any():
+                hm = get_hmin() if get_hmin is not None else m
                 with quiet():
-                    at = np.isfinite(m) & (m >= a_lo[:, None]) & (m <= a_hi[:, None])
+                    low = np.where(np.isfinite(hm), hm, m)
+                    at = np.isfinite(m) & (low >= a_lo[:, None]) & (m <= a_hi[:, None])
                 run = self._run_length(at)
                 away = a_ok[:, None] & at & (run >= c.away_h)
                 out |= away
@@ -1178,7 +1196,15 @@ class BaselineMACD(Detector):
         expected = base[rows, day_type(t_bin), ((t_bin % 86400) // 3600).astype(int)]
         # A plant at rest where its profile expects work is judged against its rest level (see the
         # module notes, "A plant at rest is not a theft"): such an hour is on profile to every window.
-        rest, long_away = self._rest(df, m, expected)
+        box = [hmin]
+
+        def get_hmin():   # made once, for the away band and the floor alike
+            if box[0] is None:
+                box[0] = self._hour_min(df, cell, n_seg, n_bins, t_bin, carry)
+            return box[0]
+
+        rest, long_away = self._rest(df, m, expected, get_hmin)
+        hmin = box[0]
         expected_raw, expected = expected, np.where(rest, m, expected)
         with quiet():
             u = (m - expected) / mean[:, None]
