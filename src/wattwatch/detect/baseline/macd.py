@@ -693,7 +693,8 @@ class BaselineMACD(Detector):
         last_off = np.maximum.accumulate(np.where(b, -1, idx), axis=1) if n else np.zeros(b.shape, np.int64)
         return np.where(b, idx - last_off, 0)
 
-    def _rest(self, df: pd.DataFrame, m: np.ndarray, expected: np.ndarray, get_hmin=None) -> np.ndarray:
+    def _rest(self, df: pd.DataFrame, m: np.ndarray, expected: np.ndarray,
+              get_hmin=None) -> tuple[np.ndarray, np.ndarray]:
         """Per (meter, hour): whether the hour is the meter at rest where its profile expects work
         (judged against its rest level, not its profile): it and the ``rest_h`` - 1 hours before it
         lie in the rest band (:meth:`_rest_edges`), the profile showed the meter at rest for
