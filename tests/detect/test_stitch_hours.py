@@ -80,7 +80,7 @@ def test_a_meter_streamed_past_the_old_reach_keeps_a_bounded_tail_and_equal_aler
     steps.append(st.flush())
     problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
     assert not problems, "\n".join(problems[:12])
-    # The hours carried reach their bound (1,043 h of the recalibrated limits' reach and the rest run, two more:
+    # The hours carried reach their bound (1,055 h of the recalibrated limits' reach and the rest or away run, two more:
     # the spill of a register interval and the hour itself, before the earlier of the first hour
     # not closed and the clean point: more while an alert is open) and hold there. The raw tail is
     # the blockers' reach (neutral_tamper's and sensor_fault's day and their horizons: ~2.6 days at

@@ -200,6 +200,40 @@ real-shape fleets: the steel plant; buildings whose night is half their load and
 ``rest_keep``). The first hours of a stop, before ``rest_h`` of them are in, are judged as before
 (the run is causal, so streams and windows agree).
 
+**A home at its standby is away.** A family on holiday leaves the fridge, the freezer and the
+electronics on standby and takes the rest of the load with it: the home reads at its quiet level
+hour after hour, evening and cooking hours included, and against its profile that was "44-69 %
+below its baseline" for days (OPSD residential5: six holidays of 4-10 days at 2.0-2.6 kWh a day
+against 7-9, every hour between 0.56x its standby and 1.6x its quiet level; 8 of the 26 false alerts on the OPSD
+homes were such weeks, q70). Its daily energy cannot tell it from a theft (a bypass leaving 30 % of
+the load consumes about as much); its hours can. A bypass that scales the load keeps the day's shape
+at a fraction of its level, its standby cut with it; a circuit tapped before the meter (kitchen,
+heating) leaves the occupancy rhythm on the meter, evenings above the standby. The fit learns the
+band of an absent home's hours (``_away_band``): from what a bypass of ``floor_fault_drop`` would
+leave of its standby (the lower half of its profiled days' floors, :meth:`_standby`) up to as far
+above its rest level (the 10th percentile of its profiled hours), and how many of its profiled days
+(those not already in the band all day) a bypass leaving between ``rest_keep`` (30 %) and all of the
+load would bring into that band all day, its busiest hour under the top while its quietest stays
+above the bottom (``_away_fit``, ``away_share``). On a meter where that is at most ``away_share``
+(a tenth) of its days, an hour and the ``away_h`` - 1 (23) hours before it in the band (a whole day:
+its evening and cooking hours in, at the home's own standby) are judged against themselves, as a plant
+at rest is: no deviation while the home reads at its base (``use_away``). A bypass leaving 30 % or
+more reads so only on a day whose own shape fits the band when scaled (at most one ordinary day in ten,
+by the meter's choice), and the next ordinary day under it rises above the band or falls below it again.
+Not judged apart: homes whose ordinary days sit at their standby (nothing to tell), solar homes whose import reads zero at noon (below the band: OPSD
+residential3 and residential6), and the first day of an absence (until a whole day is in, it is the
+first day of a bypass too: on a home whose days vary little the 24-h average can alert on it; the
+rule then ends the alert). A tap that takes everything but the standby (or at least 60 % of it) off
+the meter is what an absence looks like to one meter; the panel's energy balance (``wattwatch
+fleet``) tells them apart. No holiday lasts for ever: past ``away_max_h`` (14 days) of the run its
+hours are judged on the week's energy against the profile's (the week window's ratio and fitted
+limit, without its gate on the averages, which still read the run as on profile: an hour's score
+reads no further back than before) for as long as the run lasts, so a home at its standby for
+weeks (a tap leaving the fridge's circuit, a theft begun during a holiday) alerts from its
+fifteenth day (rev71: a 30-day one alerted on 1 of 3 seeds, and then only on its first evening).
+The band's bottom comes from the days' lowest readings and is judged on each hour's lowest
+reading (its top on the hour's mean), so it means the same at 1 and at 60 minutes.
+
 A profiling period whose spread is large compared with the load (``noisy_ratio``) is reported as
 a notice: a baseline learned from it cannot be trusted, and erratic current often means a CT
 clamp not fully closed or a grounding fault (wiring audit).
@@ -296,7 +330,10 @@ a floor drop counts only where the energy at the meter's ``quiet_hours`` lowest 
 least ``quiet_share`` of it (0 hours: not gated; see the module notes). ``use_rest``/``rest_h``/``rest_keep``: an
 hour of a run of at least ``rest_h`` hours at the meter's own rest level, where its profile expects so much more
 that a bypass leaving ``rest_keep`` of the load would still be above rest, is judged against that rest level (a
-plant stopped, not a fault; see the module notes, "A plant at rest is not a theft")."""
+plant stopped, not a fault; see the module notes, "A plant at rest is not a theft"). ``use_away``/``away_h``/
+``away_share``: an hour of a run of at least ``away_h`` hours in a home's standby band, on a meter where at most
+``away_share`` of its profiled days could be brought into that band by a bypass leaving ``rest_keep`` or more of the
+load, is judged against itself (the occupants away; see the module notes, "A home at its standby is away")."""
 
     fast_h: float = 24.0
     slow_h: float = 336.0
@@ -333,6 +370,10 @@ plant stopped, not a fault; see the module notes, "A plant at rest is not a thef
     use_rest: bool = True
     rest_h: float = 12.0
     rest_keep: float = 0.3
+    use_away: bool = True
+    away_h: float = 24.0
+    away_share: float = 0.1
+    away_max_h: float = 336.0
     post: PostRule = PostRule(min_duration_s=12 * 3600.0, min_readings=6, merge_gap_s=12 * 3600.0,
                               hold=0.25)
 
@@ -356,6 +397,12 @@ plant stopped, not a fault; see the module notes, "A plant at rest is not a thef
             raise ValueError("weekend_prior must be >= 0 (0: weekend profiles not shrunk)")
         if not (self.rest_h >= 1 and 0 < self.rest_keep < 1):
             raise ValueError("rest_h must be >= 1 and rest_keep in (0, 1)")
+        if not (self.away_h >= 24 and 0 <= self.away_share < 1):
+            raise ValueError("away_h must be >= 24 (a whole day, its evening and cooking hours in) and away_share "
+                             "in [0, 1)")
+        if not (self.away_h <= self.away_max_h <= 24 * 56):
+            raise ValueError("away_max_h must be >= away_h and at most 1,344 (eight weeks; beyond the averages' "
+                             "reach a stream carries that many hours per meter)")
 
 
 class BaselineMACD(Detector):
@@ -376,7 +423,8 @@ class BaselineMACD(Detector):
     # 3: + the spread of the floor's two-day lows (floor_spread_up), which judges a rise.
     # 4: + the standby (standby_kw, standby_spread: the lower half of the profiled floors), which
     # judges a drop of two days' floors.
-    state_version = 4
+    # 5: + away_share (the profiled days a bypass could bring into the standby band: a home away).
+    state_version = 5
 
     def carried_reach(self, meters) -> Reach:
         """The reach in raw readings when the meter's closed hours are carried (:class:`HourCarry`):
@@ -412,11 +460,16 @@ class BaselineMACD(Detector):
         # Each of those hours is judged against the rest level only when it and the ``rest_h`` - 1
         # hours before it are at rest (:meth:`_rest`): the run reads that much further back.
         hours += self._rest_back_h()
+        # An hour past ``away_max_h`` of a home's standby run is judged on the week's energy
+        # (:meth:`_rest`): its own run, that far back (within the averages' reach by default).
+        if self.config.use_rest and self.config.use_away:
+            hours = max(hours, int(np.ceil(self.config.away_max_h)))
         return np.full(len(cadence_s), 3600.0 * hours + self._spill_s())
 
     def _rest_back_h(self) -> int:
         """Hours before an hour that its rest judgement (:meth:`_rest`) reads."""
-        return int(np.ceil(self.config.rest_h)) - 1 if self.config.use_rest else 0
+        c = self.config
+        return int(np.ceil(max(c.rest_h, c.away_h if c.use_away else 0))) - 1 if c.use_rest else 0
 
     def lookahead_s(self, cadence_s):
         # An hour's mean changes until the hour is over (and the interval ending after it is in).
@@ -519,10 +572,12 @@ class BaselineMACD(Detector):
             med = np.nanmedian(fast, axis=1) if n_bins else np.zeros(n_seg)
             spread = 1.4826 * np.nanmedian(np.abs(fast - med[:, None]), axis=1) if n_bins else np.zeros(n_seg)
             raw = 1.4826 * np.nanmedian(np.abs(u - np.nanmedian(u, axis=1)[:, None]), axis=1) if n_bins else np.zeros(n_seg)
+        hmin = self._hour_min(df, cell, n_seg, n_bins)
         floor_kw, floor_spread, floor_low, floor_up, floor_days, standby_kw, standby_spread = self._floor_fit(
-            self._hour_min(df, cell, n_seg, n_bins), day_id, own, mean)
+            hmin, day_id, own, mean)
         rest_kw, rest_spread, rest_run = self._rest_fit(m, ok & own)
         quiet_spread = self._quiet_fit(m, ok & own, t_bin, base[:, 0, :])
+        away_share = self._away_fit(m, hmin, ok & own, rows, day_id, standby_kw, rest_kw)
         # The profile is a median per hour: summed over a week it need not be the energy the
         # profiled week consumed (a home's skewed hours sum to more). The week window is centred on
         # what the profiling period itself consumed against its profile.
@@ -538,6 +593,7 @@ class BaselineMACD(Detector):
                      "floor_spread_up": floor_up[j], "floor_days": float(floor_days[j]),
                      "standby_kw": standby_kw[j], "standby_spread": standby_spread[j],
                      "rest_kw": rest_kw[j], "rest_spread": rest_spread[j], "rest_run_h": float(rest_run[j]),
+                     "away_share": away_share[j],
                      "quiet_spread": quiet_spread[j]}
                 for j, mm in enumerate(names)}
 
@@ -561,6 +617,64 @@ class BaselineMACD(Detector):
         run = self._run_length(np.isfinite(m) & (m <= hi[:, None])).max(axis=1).astype(float)
         return kw, spread, run
 
+    def _away_fit(self, m: np.ndarray, hmin: np.ndarray, ok: np.ndarray, rows: np.ndarray, day_id: np.ndarray,
+                  standby: np.ndarray, rest: np.ndarray) -> np.ndarray:
+        """Per meter: the share of its profiled days (UTC days, at least 12 hours read, the quietest
+        above zero), among those not already in its standby band all day (:meth:`_away_band`:
+        occupants away while profiling), that a bypass leaving between ``rest_keep`` and all of the
+        load would bring into the band all day (its busiest hour scaled under the band's top while its
+        quietest hour stays above the band's bottom). NaN with fewer than ``floor_min_days`` such days
+        or without a band. See the module notes, "A home at its standby is away". A day's quietest
+        hour is its lowest reading (``hmin``, where known), as the band's bottom is judged
+        (:meth:`_rest`)."""
+        n_seg = m.shape[0]
+        out = np.full(n_seg, np.nan)
+        if not ok.any():
+            return out
+        lo, hi = self._away_band(standby, rest)
+        low = np.where(np.isfinite(hmin), hmin, m)[ok]
+        d = pd.DataFrame({"s": rows[ok], "day": day_id[ok], "p": m[ok], "q": low}).groupby(["s", "day"]).agg(
+            max=("p", "max"), min=("q", "min"), size=("p", "size"))
+        d = d[d["size"] >= 12].reset_index()
+        seg = d["s"].to_numpy(int)
+        dmax, dmin = d["max"].to_numpy(float), d["min"].to_numpy(float)
+        lo_s, hi_s = lo[seg], hi[seg]
+        with quiet():
+            away = (dmin >= lo_s) & (dmax <= hi_s)
+            k_lo = np.maximum(self.config.rest_keep, lo_s / dmin)
+            k_hi = np.minimum(1.0, hi_s / dmax)
+            fits = (dmin > 0) & (k_lo <= k_hi)
+        # A day whose quietest hour is zero or below (solar panels covering the house, an outage)
+        # says nothing of the home's shape: neither counted nor fitting.
+        live = ~away & np.isfinite(lo_s) & np.isfinite(hi_s) & (dmin > 0)
+        n = np.bincount(seg[live], minlength=n_seg)
+        k = np.bincount(seg[live & fits], minlength=n_seg)
+        with quiet():
+            out = np.where(n >= self.config.floor_min_days, k / np.maximum(n, 1), np.nan)
+        return out
+
+    def _away_band(self, standby: np.ndarray, rest: np.ndarray):
+        """The band of hourly means that is a home at its standby: from what a bypass of
+        ``floor_fault_drop`` would leave of its standby up to as far above its rest level (NaN where
+        either is unknown or not above zero)."""
+        keep = 1 - self.config.floor_fault_drop
+        with quiet():
+            ok = np.isfinite(standby) & np.isfinite(rest) & (standby > 0) & (rest > 0)
+            return np.where(ok, keep * standby, np.nan), np.where(ok, rest / keep, np.nan)
+
+    def _away_edges(self, df: pd.DataFrame):
+        """Per meter: the band of hourly means that is a home at its standby (occupants away,
+        :meth:`_away_band`: from what a bypass of ``floor_fault_drop`` would leave of its standby, the
+        lower half of its profiled days' floors, up to as far above its rest level, its profiled
+        hours' 10th percentile), and whether the meter qualifies: at most ``away_share`` of its
+        profiled days could be brought into the band by a bypass leaving ``rest_keep`` or more of the
+        load (:meth:`_away_fit`). NaN edges (and no) where any is unknown."""
+        lo, hi = self._away_band(self._param(df, "standby_kw", np.nan), self._param(df, "rest_kw", np.nan))
+        share = self._param(df, "away_share", np.nan)
+        with quiet():
+            ok = np.isfinite(lo) & np.isfinite(hi) & (hi > lo) & (share <= self.config.away_share)
+        return lo, hi, ok
+
     def _rest_edges(self, kw: np.ndarray, spread: np.ndarray):
         """The band of hourly means that is the meter at rest: from what a bypass of ``floor_fault_drop`` of
         the load would leave of its rest level (below that the rest itself was cut) up to as far above
@@ -579,24 +693,45 @@ class BaselineMACD(Detector):
         last_off = np.maximum.accumulate(np.where(b, -1, idx), axis=1) if n else np.zeros(b.shape, np.int64)
         return np.where(b, idx - last_off, 0)
 
-    def _rest(self, df: pd.DataFrame, m: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    def _rest(self, df: pd.DataFrame, m: np.ndarray, expected: np.ndarray,
+              get_hmin=None) -> tuple[np.ndarray, np.ndarray]:
         """Per (meter, hour): whether the hour is the meter at rest where its profile expects work
         (judged against its rest level, not its profile): it and the ``rest_h`` - 1 hours before it
         lie in the rest band (:meth:`_rest_edges`), the profile showed the meter at rest for
         ``rest_h`` hours in one piece, and the hour's expected load is so far above rest that a bypass
         leaving ``rest_keep`` of it would still be above the band (so no theft of that size reads as
-        rest)."""
+        rest). Or (``use_away``) the hour and the ``away_h`` - 1 hours before it lie in the standby band of a
+        meter that qualifies (:meth:`_away_edges`): a home whose occupants are away. The band's bottom
+        (from the floor's standby, days' lowest readings) is judged on the hour's lowest reading
+        (``get_hmin()``, :meth:`_hour_min`; its mean where it has none), its top on the hour's mean:
+        judged on the mean, the bottom sat as far under the hour's standby as the meter read finely
+        (at one minute the fridge's compressor off: a bypass of all but half the standby read as
+        away at 1 minute and alerted at 5, 15 and 60). Also returned: the
+        away hours past the first ``away_max_h`` of their run (longer than a holiday: judged on the
+        week's energy, see :meth:`_macd`)."""
         c = self.config
         if not c.use_rest or not m.size:
-            return np.zeros(m.shape, bool)
+            return np.zeros(m.shape, bool), np.zeros(m.shape, bool)
+        out, long = np.zeros(m.shape, bool), np.zeros(m.shape, bool)
         lo, hi = self._rest_edges(self._param(df, "rest_kw", np.nan), self._param(df, "rest_spread", np.nan))
         eligible = self._param(df, "rest_run_h", 0.0) >= c.rest_h
-        if not (eligible & np.isfinite(hi)).any():
-            return np.zeros(m.shape, bool)
-        with quiet():
-            at = np.isfinite(m) & (m >= lo[:, None]) & (m <= hi[:, None])
-            far = c.rest_keep * expected > hi[:, None]
-        return eligible[:, None] & at & far & (self._run_length(at) >= c.rest_h)
+        if (eligible & np.isfinite(hi)).any():
+            with quiet():
+                at = np.isfinite(m) & (m >= lo[:, None]) & (m <= hi[:, None])
+                far = c.rest_keep * expected > hi[:, None]
+            out = eligible[:, None] & at & far & (self._run_length(at) >= c.rest_h)
+        if c.use_away:
+            a_lo, a_hi, a_ok = self._away_edges(df)
+            if a_ok.any():
+                hm = get_hmin() if get_hmin is not None else m
+                with quiet():
+                    low = np.where(np.isfinite(hm), hm, m)
+                    at = np.isfinite(m) & (low >= a_lo[:, None]) & (m <= a_hi[:, None])
+                run = self._run_length(at)
+                away = a_ok[:, None] & at & (run >= c.away_h)
+                out |= away
+                long = away & (run > c.away_max_h)
+        return out, long
 
     def _shrink_weekend(self, base: np.ndarray, type_days: np.ndarray, day_spread: np.ndarray) -> np.ndarray:
         """The Saturday and Sunday profiles' level, shrunk towards the weekday profile by how little
@@ -1062,8 +1197,16 @@ class BaselineMACD(Detector):
         expected = base[rows, day_type(t_bin), ((t_bin % 86400) // 3600).astype(int)]
         # A plant at rest where its profile expects work is judged against its rest level (see the
         # module notes, "A plant at rest is not a theft"): such an hour is on profile to every window.
-        rest = self._rest(df, m, expected)
-        expected = np.where(rest, m, expected)
+        box = [hmin]
+
+        def get_hmin():   # made once, for the away band and the floor alike
+            if box[0] is None:
+                box[0] = self._hour_min(df, cell, n_seg, n_bins, t_bin, carry)
+            return box[0]
+
+        rest, long_away = self._rest(df, m, expected, get_hmin)
+        hmin = box[0]
+        expected_raw, expected = expected, np.where(rest, m, expected)
         with quiet():
             u = (m - expected) / mean[:, None]
         # Both averages start at 0, i.e. "on profile", so the first days carry no warm-up artefact,
@@ -1179,12 +1322,28 @@ class BaselineMACD(Detector):
             r, sgn = np.where(take, score_f, r), np.where(take, np.sign(zf), sgn)
             which = np.where(take, 3, which)
             q_obs, q_exp = np.where(take, f_obs, q_obs), np.where(take, f_ref, q_exp)
+        if long_away.any():
+            # A home at its standby for longer than a holiday (``away_max_h``: everything but the
+            # fridge's circuit bypassed, or a theft that began while the family was away and
+            # stayed): its hours are still on profile to the averages (so an hour's score reads
+            # no further back than before), but the week's energy against the profile's, as the
+            # week window judges it, without the gate on the averages and against the fitted limit
+            # (two weeks at the standby are no season), sets the score while the run lasts.
+            z_l, a_l, e_l = self._week(m, expected_raw, self._param(df, "week_bias", 0.0), energies=True)
+            with quiet():
+                lim_l = self._limit(df, week_days=self.config.week_h / 24.0)[:, None]
+                score_l = np.where(long_away & (z_l < 0), np.abs(z_l) / lim_l, 0.0)
+                take = np.nan_to_num(score_l) > np.nan_to_num(r)
+            r, sgn = np.where(take, score_l, r), np.where(take, -1.0, sgn)
+            which = np.where(take, 2, which)
+            q_obs, q_exp = np.where(take, a_l, q_obs), np.where(take, e_l, q_exp)
         # Expressed against the fast limit of the direction, so that one ratio scores and
         # describes every window.
         limit = np.where(sgn < 0, lim_dn, lim_up)
         dev = sgn * r * limit
         dev[too_coarse] = np.nan
-        out = _Ctx((dev, limit, expected, m, which, q_obs, q_exp, cell))
+        # (the hours past a holiday's length told against their profile in the alert's evidence)
+        out = _Ctx((dev, limit, np.where(long_away, expected_raw, expected), m, which, q_obs, q_exp, cell))
         if carry is not None:   # a stream: the hours it may carry on (see HourCarry)
             h0 = t_bin[:, 0] if n_bins else np.zeros(n_seg)
             out.bins = {str(mm): (float(h0[k]), 3600.0, {"m": m[k], "hmin": hmin[k]})
