@@ -255,8 +255,27 @@ def test_a_checkpoint_after_a_rewind_to_the_meters_first_reading(tmp_path):
     pd.testing.assert_frame_equal(run(tmp_path / "a.duckdb", True), run(tmp_path / "b.duckdb", False))
 
 
+@pytest.fixture(scope="module")
+def ten_days(tmp_path_factory):
+    """6 meters x 10 days (seed 21, profiled on 2 days) at a step, simulated once per module with
+    ``detect``'s alerts on it (no reset), by id: the acknowledgement tests read them, none writes
+    to them (tt4: three tests simulated and detected the same 15-minute fleet each)."""
+    made: dict[str, dict] = {}
+
+    def get(step: str) -> dict:
+        if step not in made:
+            out = tmp_path_factory.mktemp(f"ten-days-{step}")
+            simulate(SimConfig(meters=6, days=10.0, step=step, seed=21, fault_share=0.9, profile_days=2.0), out)
+            plain = api.detect(out / "telemetry.parquet", config={"engine": {"profile_days": 2.0}}).alerts
+            made[step] = {"dir": out, "plain": {a.id: a for a in plain},
+                          "frame": api.read_frame(out / "telemetry.parquet").sort_values("ts", kind="stable")}
+        return made[step]
+
+    return get
+
+
 @pytest.mark.parametrize("step", ["15min", "5min"])
-def test_acknowledging_an_open_alert_live_keeps_it_at_its_reset(step, tmp_path):
+def test_acknowledging_an_open_alert_live_keeps_it_at_its_reset(step, tmp_path, ten_days):
     """Acknowledge an alert while it is still open in a running stream (the request `alerts ack`
     hands to `watch`), mid-fault, and stream on to the end: the acknowledged alert stays as it was
     at the reset (it is not judged again past it, as `detect` does not judge it), no other alert
@@ -265,12 +284,10 @@ def test_acknowledging_an_open_alert_live_keeps_it_at_its_reset(step, tmp_path):
     # profile_days longer than the detectors' lag: the reset's re-learning waits while the stream
     # goes on (with profile_days 1 here it is ready at once and the alert cannot grow).
     cfg = {"engine": {"profile_days": 2.0}}
-    out = tmp_path / "fleet"
-    simulate(SimConfig(meters=6, days=10.0, step=step, seed=21, fault_share=0.9, profile_days=2.0), out)
-    frame = api.read_frame(out / "telemetry.parquet").sort_values("ts", kind="stable")
+    fleet = ten_days(step)
+    out, frame, plain = fleet["dir"], fleet["frame"], fleet["plain"]   # plain: detect, no reset
     day = (frame["ts"].min() + pd.Timedelta("2D")).ceil("1h")
     last = frame["ts"].max()
-    plain = {a.id: a for a in api.detect(out / "telemetry.parquet", config=cfg).alerts}   # no reset
     store = Store(tmp_path / "live.duckdb")
     eng = StreamEngine(store, api.build_detectors(None, cfg), api._engine(cfg),
                        StreamConfig(checkpoint_s=0, slow_thread=False))
@@ -312,7 +329,7 @@ def test_acknowledging_an_open_alert_live_keeps_it_at_its_reset(step, tmp_path):
     assert not problems, "\n".join(problems[:10])
 
 
-def test_an_acknowledged_alert_found_again_after_a_restart_is_not_new(tmp_path):
+def test_an_acknowledged_alert_found_again_after_a_restart_is_not_new(tmp_path, ten_days):
     """rev32: acknowledge an alert near its end while the stream runs (its re-learning waits for
     profile_days after the reset); once it has ended, restart the watcher from its checkpoint and
     deliver a late reading inside it. The re-judging finds the acknowledged alert again with the
@@ -320,9 +337,7 @@ def test_an_acknowledged_alert_found_again_after_a_restart_is_not_new(tmp_path):
     "alert open", actions fired "opened") with the version grown past its reset in
     ``engine.alerts``. It is known as the store keeps it, and not new."""
     cfg = {"engine": {"profile_days": 2.0}}
-    out = tmp_path / "fleet"
-    simulate(SimConfig(meters=6, days=10.0, step="15min", seed=21, fault_share=0.9, profile_days=2.0), out)
-    frame = api.read_frame(out / "telemetry.parquet").sort_values("ts", kind="stable")
+    frame = ten_days("15min")["frame"]
     day = (frame["ts"].min() + pd.Timedelta("2D")).ceil("1h")
     last = frame["ts"].max()
     path = tmp_path / "live.duckdb"
@@ -378,17 +393,14 @@ def test_an_acknowledged_alert_found_again_after_a_restart_is_not_new(tmp_path):
     store.close()
 
 
-def test_an_acknowledged_alert_that_comes_back_unchanged_keeps_its_status_in_the_engine(tmp_path):
+def test_an_acknowledged_alert_that_comes_back_unchanged_keeps_its_status_in_the_engine(tmp_path, ten_days):
     """rev32: acknowledge an open alert whose fault has ended (its version no longer changes); the
     next step's stitcher gives it back unchanged, open, and ``_take`` put that copy in
     ``engine.alerts`` over the one ``control.apply`` had marked acknowledged (``api.watch`` then
     listed it as open). The engine keeps it acknowledged."""
     cfg = {"engine": {"profile_days": 2.0}}
-    out = tmp_path / "fleet"
-    simulate(SimConfig(meters=6, days=10.0, step="15min", seed=21, fault_share=0.9, profile_days=2.0), out)
-    frame = api.read_frame(out / "telemetry.parquet").sort_values("ts", kind="stable")
+    frame, plain = ten_days("15min")["frame"], ten_days("15min")["plain"]   # plain: detect, no reset
     day = (frame["ts"].min() + pd.Timedelta("2D")).ceil("1h")
-    plain = {a.id: a for a in api.detect(out / "telemetry.parquet", config=cfg).alerts}   # no reset
     store = Store(tmp_path / "live.duckdb")
     eng = StreamEngine(store, api.build_detectors(None, cfg), api._engine(cfg),
                        StreamConfig(checkpoint_s=0, slow_thread=False))

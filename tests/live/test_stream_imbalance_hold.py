@@ -51,7 +51,10 @@ def test_a_held_imbalance_alert_streams_as_detect_and_never_reopens(tmp_path, st
     assert held, "no phase imbalance alert: the comparison proves nothing"
     frame = api.read_frame(tmp_path / "batch.duckdb")
 
-    pieces = list(_pieces(frame, frame["ts"].min().floor("1D") + pd.Timedelta("1D"), step))
+    # One hourly poll a step (four readings a meter at 15 min, one at 60 min): the slow tier, which
+    # holds phase_imbalance, judges on its 3-hour clock as with a step per reading (tt4: 120
+    # steps, not 480, at 15 min; the held-alert bug it guards still fails so, docs/live-log.md).
+    pieces = list(_pieces(frame, frame["ts"].min().floor("1D") + pd.Timedelta("1D"), "1h"))
     store = Store(tmp_path / "live.duckdb")
     eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG),
                        StreamConfig(checkpoint_s=1e9, slow_every_s=3 * 3600.0))

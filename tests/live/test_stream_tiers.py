@@ -65,6 +65,10 @@ def _stream(frame: pd.DataFrame, path, slow_every_s: float):
         for a in rep.alerts:
             if a.id not in first:
                 first[a.id], first_end[a.id] = k, pd.Timestamp(a.end)
+    # The fast tier's groups as the stream left them (before the flush's final judgement).
+    eng.parts_seen = {frozenset(d.name for d in p.detectors): (p.detectors, list(p.tail.columns), len(p.tail))
+                      for p in eng.fast.parts} if eng.tiered else {}
+    eng.fast_tail_rows = eng.carry_bytes()["fast_tail_rows"]
     eng.flush()
     alerts = dict(eng.alerts)
     n_alerts = store.con.execute("SELECT count(*) FROM alerts").fetchone()[0]
@@ -73,9 +77,17 @@ def _stream(frame: pd.DataFrame, path, slow_every_s: float):
     return eng, alerts, first, first_end, keys, slow_steps, len(pieces), n_alerts
 
 
-def test_tiered_stream_gives_detects_alerts_and_fast_alerts_at_once(fleet, tmp_path):
+@pytest.fixture(scope="module")
+def tiered(fleet, tmp_path_factory):
+    """The fleet streamed once through the tiered engine (the slow tier every 3 h of data): what
+    :func:`_stream` gives. Read by two tests (tt4: the second streamed the same pieces through the
+    same engine again to look at its fast tier)."""
+    return _stream(fleet["frame"], tmp_path_factory.mktemp("tiered") / "t.duckdb", 3 * 3600.0)
+
+
+def test_tiered_stream_gives_detects_alerts_and_fast_alerts_at_once(fleet, tiered, tmp_path):
     want = {a.id: _view(a) for a in fleet["detect"].alerts}
-    eng, got, first, first_end, keys, slow_steps, steps, n_stored = _stream(fleet["frame"], tmp_path / "t.duckdb", 3 * 3600.0)
+    eng, got, first, first_end, keys, slow_steps, steps, n_stored = tiered
     fast = eng.fast_names
     # At 15 minutes: the rules of reach ahead up to hours judge every step; the day-reach ones
     # (through loose_ct's blanking, imbalance, neutral and sensor rules) and the consumption
@@ -273,35 +285,24 @@ def test_a_failed_slow_judgement_loses_no_reading_across_a_restart(fleet, tmp_pa
     store.close()
 
 
-def test_the_fast_tier_carries_each_group_its_own_channels_and_reach(fleet, tmp_path):
+def test_the_fast_tier_carries_each_group_its_own_channels_and_reach(tiered):
     """The fast tier judges each group of its detectors that no blocking links with a stitcher of
     its own (issue 16: a fast step's fixed cost): packet_loss (hours of reach each way, on the
     times and, since q64, the phase voltages) carries no other channel and is the only one to carry its hours, so the rules
     of short reach (an outage, frozen readings, loose_ct and its blockers) merge and cut a tail
-    of their own reach, with the channels they read. The alerts stay detect's (the test above)."""
-    frame = fleet["frame"]
-    day = frame["ts"].min().floor("1D") + pd.Timedelta("1D")
-    rest = frame[frame["ts"] >= day]   # the meters are profiled in it, then judged for hours
-    store = Store(tmp_path / "g.duckdb")
-    eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG),
-                       StreamConfig(checkpoint_s=1e9, slow_every_s=3 * 3600.0))
-    eng.add(frame[frame["ts"] < day])
-    eng.step()
-    for _, p in rest.groupby(rest["ts"].dt.floor(PIECE), sort=True):
-        eng.add(p)
-        eng.step()
-    parts = {frozenset(d.name for d in p.detectors): p for p in eng.fast.parts}
+    of their own reach, with the channels they read. The alerts stay detect's (the test above).
+    The fleet's profiling day then a step a piece, the groups as the last step left them."""
+    eng = tiered[0]
+    parts = eng.parts_seen   # per group: its detectors, its tail's columns and rows
     assert frozenset({"packet_loss"}) in parts and len(parts) >= 2
     assert set().union(*parts) == set(eng.fast_names)
-    pkt = parts[frozenset({"packet_loss"})]
+    _, pkt_cols, pkt_rows = parts[frozenset({"packet_loss"})]
     # The times, and the phase voltages (a silence after a supply loss is not lost packets; q64).
-    assert {c for c in pkt.tail.columns if not c.startswith("_")} == {"meter_id", "ts", "v_l1_v", "v_l2_v", "v_l3_v"}
+    assert {c for c in pkt_cols if not c.startswith("_")} == {"meter_id", "ts", "v_l1_v", "v_l2_v", "v_l3_v"}
     short = [p for k, p in parts.items() if "packet_loss" not in k]
-    for p in short:
-        reads = set().union(*(d.reads() for d in p.detectors))
-        own = {f"{x}:{d.name}" for d in p.detectors for x in ("_c", "_k")}
-        assert set(p.tail.columns) <= {"meter_id", "ts"} | reads | own, p.tail.columns
-        assert len(p.tail) < len(pkt.tail) / 2, ([d.name for d in p.detectors], len(p.tail), len(pkt.tail))
-    assert eng.carry_bytes()["fast_tail_rows"] == len(pkt.tail)
-    eng.close()
-    store.close()
+    for dets, cols, rows in short:
+        reads = set().union(*(d.reads() for d in dets))
+        own = {f"{x}:{d.name}" for d in dets for x in ("_c", "_k")}
+        assert set(cols) <= {"meter_id", "ts"} | reads | own, cols
+        assert rows < pkt_rows / 2, ([d.name for d in dets], rows, pkt_rows)
+    assert eng.fast_tail_rows == pkt_rows
