@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import shutil
@@ -389,3 +390,97 @@ def test_a_writer_waits_out_a_short_reader_lock(tmp_path, monkeypatch):
         if holder.poll() is None:
             holder.kill()
         holder.wait(30)
+
+
+@pytest.mark.parametrize("fault", ["duckdb", "interrupt"])
+def test_store_compact_says_what_was_committed_when_a_stage_fails(tmp_path: Path, small_fleet, monkeypatch, fault):
+    """fix3: ``store compact`` said "nothing changed" for any DuckDB error, one raised after the
+    COMMIT (at the checkpoint) too, when the store already held the compaction. A failure injected
+    at each stage the compaction reports (its ``on_stage``): before the COMMIT the store is as
+    before and the CLI says nothing changed (exit 2; Ctrl-C: 130); at "checkpointing" the store
+    keeps the compaction and the CLI prints its result, says it was committed and that the
+    checkpoint failed (exit 3; Ctrl-C: 130, saying it was committed)."""
+    import duckdb
+
+    from tests.support.cli import ww
+    from wattwatch.app.progress import Stages
+
+    base = tmp_path / "base.duckdb"
+    with Store(base) as s:
+        ingest_path(s, small_fleet["files"]["parquet"])
+        before = _held(s)
+    as_of = "2025-01-10T00:00:00Z"
+    db = tmp_path / "s.duckdb"
+    shutil.copy(base, db)
+    seen = []
+    monkeypatch.setattr(Stages, "stage", lambda self, text, total=None: seen.append(text))
+    args = ("store", "compact", "--db", db, "--older-than-days", "2", "--as-of", as_of)
+    ok = json.loads(ww(*args, "--json").stdout)
+    assert ok["checkpointed"] is True and ok["readings_compacted"] > 0
+    with Store(db) as s:
+        after = _held(s)
+    assert len(seen) == 6 and seen[-2:] == ["committing", "checkpointing"], seen
+    for at in seen:
+        def fail(self, text, total=None, at=at):
+            if text == at:
+                if fault == "interrupt":
+                    raise KeyboardInterrupt
+                raise duckdb.IOException(f"injected at {at!r}")
+
+        monkeypatch.setattr(Stages, "stage", fail)
+        shutil.copy(base, db)
+        for as_json in (False, True):
+            if as_json:
+                shutil.copy(base, db)
+            r = ww(*args, *(["--json"] if as_json else []), check=False)
+            committed = at == "checkpointing"
+            with Store(db) as s:
+                assert _held(s) == (after if committed else before), (at, as_json)
+            if fault == "interrupt":
+                assert r.returncode == 130, (at, r)
+                assert ("after the compaction was committed" if committed else "nothing changed") in r.stderr, (at, r)
+                assert r.stdout == ""
+                continue
+            if not committed:
+                assert r.returncode == 2 and "nothing changed" in r.stderr and r.stdout == "", (at, r)
+                continue
+            assert r.returncode == 3, (at, r)
+            err = " ".join(r.stderr.split())
+            assert "the compaction was committed" in err and "the checkpoint after it failed" in err \
+                and f"injected at {at!r}" in err and "nothing changed" not in err, err
+            if as_json:
+                got = json.loads(r.stdout)
+                assert got == {**ok, "checkpointed": False}, got
+            else:
+                assert r.stdout.startswith(f"compacted {ok['readings_compacted']:,} readings"), r.stdout
+
+
+def test_compact_raises_what_it_committed_when_the_checkpoint_after_the_commit_fails(tmp_path: Path, small_fleet):
+    """fix3: an error after the COMMIT (the checkpoint) is a ``CommittedError`` carrying the result
+    (what the store now holds); one before the COMMIT rolls back and is raised as it was."""
+    from wattwatch.store import CommittedError
+
+    base = tmp_path / "base.duckdb"
+    with Store(base) as s:
+        ingest_path(s, small_fleet["files"]["parquet"])
+        before = _held(s)
+    db = tmp_path / "s.duckdb"
+    as_of = "2025-01-10T00:00:00Z"
+    for at in ("committing", "checkpointing"):
+        shutil.copy(base, db)
+
+        def fail(text, total=None, at=at):
+            if text == at:
+                raise OSError(f"injected at {at}")
+
+        with Store(db) as s:
+            if at == "committing":
+                with pytest.raises(OSError, match="injected"):
+                    s.compact(older_than_days=2, as_of=as_of, on_stage=fail)
+                assert _held(s) == before
+                continue
+            with pytest.raises(CommittedError, match="the compaction was committed") as got:
+                s.compact(older_than_days=2, as_of=as_of, on_stage=fail)
+            assert isinstance(got.value, StoreError) and got.value.step == "checkpointing"
+            assert got.value.result["readings_compacted"] == before[0][0] - _held(s)[0][0] > 0
+            assert "OSError: injected at checkpointing" in str(got.value)

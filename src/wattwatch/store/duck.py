@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from wattwatch._prefetch import prefetch
-from wattwatch.errors import StoreError  # re-exported: wattwatch.store.StoreError
+from wattwatch.errors import CommittedError, StoreError  # re-exported: wattwatch.store.StoreError
 from wattwatch.ingest.readers import LINE
 from wattwatch.schema import CHANNEL_NAMES, SCHEMA_VERSION, extra_channel_error
 
@@ -1238,16 +1238,23 @@ class Store:
         except BaseException as exc:
             _rollback(con, self.path, exc)
             raise
-        stage("checkpointing")
+        result = {"cutoff": cutoff.isoformat().replace("+00:00", "Z"), "readings_compacted": int(removed),
+                  "hourly_rows_written": int(n_hours)}
+        # Committed: an error from here on leaves the compaction done (DuckDB replays its
+        # write-ahead log at the next open if the CHECKPOINT did not complete). Said as such, with
+        # what was committed (fix3: the CLI said "nothing changed" for any DuckDB error).
         try:
+            stage("checkpointing")
             con.execute("CHECKPOINT")
-        except duckdb.Error as exc:
-            if _disk_full(exc):
-                raise StoreError(f"{self.path}: disk full (No space left on device) at the checkpoint after "
-                                 f"compaction (the compaction itself was committed): {_first_line(exc)}") from exc
-            raise
-        return {"cutoff": cutoff.isoformat().replace("+00:00", "Z"), "readings_compacted": int(removed),
-                "hourly_rows_written": int(n_hours)}
+        except Exception as exc:
+            why = ("disk full (No space left on device)" if isinstance(exc, duckdb.Error) and _disk_full(exc)
+                   else f"{type(exc).__name__}: {_first_line(exc)}")
+            raise CommittedError(
+                f"{self.path}: the compaction was committed ({result['readings_compacted']:,} readings older than "
+                f"{result['cutoff']} into {result['hourly_rows_written']:,} hourly rows), but the checkpoint after it "
+                f"failed: {why}. The store keeps the compaction (DuckDB replays its write-ahead log when the store is "
+                f"next opened); running it again is safe (a reading is not compacted twice).", result, "checkpointing") from exc
+        return result
 
     def _recompute_hours(self) -> None:
         """After a compaction (inside its transaction, ``_hour`` holding the hours it wrote):
