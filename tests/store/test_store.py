@@ -484,3 +484,75 @@ def test_compact_raises_what_it_committed_when_the_checkpoint_after_the_commit_f
             assert isinstance(got.value, StoreError) and got.value.step == "checkpointing"
             assert got.value.result["readings_compacted"] == before[0][0] - _held(s)[0][0] > 0
             assert "OSError: injected at checkpointing" in str(got.value)
+
+
+def _under_file_size_limit(limit: int):
+    """A child's pre-exec: no file it writes may grow beyond ``limit`` bytes (a write past it fails
+    with EFBIG, "File too large", as on a full disk; SIGXFSZ ignored, so the write returns the error
+    instead of killing the process)."""
+    import resource
+
+    def pre() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+    return pre
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_FSIZE and SIGXFSZ as on Linux")
+def test_store_compact_classifies_real_duckdb_failures_at_the_commit_and_the_checkpoint(tmp_path: Path, small_fleet):
+    """rfix3 (a guard of fix3's classification, on DuckDB's real behaviour, not an injected error):
+    the file may not grow, so whatever DuckDB writes into the store file fails.
+
+    - ``store compact``: the COMMIT writes the write-ahead log (another file), then the CHECKPOINT
+      fails: exit 3, the result printed (``checkpointed`` false), and the store, opened again,
+      holds the compaction (the log is replayed).
+    - A COMMIT that checkpoints itself (DuckDB does when the log would pass
+      ``checkpoint_threshold``: a large compaction) writes no log; its checkpoint failing is the
+      COMMIT failing, and nothing was committed: ``Store.compact`` raises the DuckDB error (not a
+      ``CommittedError``: the CLI says nothing changed, exit 2) and the store is as before. Should a
+      DuckDB release keep such a commit (log written, then the checkpoint fails), this fails: an
+      error at "committing" would then no longer mean nothing changed."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), "WATTWATCH_PROGRESS": "0"}
+    base = tmp_path / "base.duckdb"
+    with Store(base) as s:
+        ingest_path(s, small_fleet["files"]["parquet"])
+        before = _held(s)
+    as_of = "2025-01-10T00:00:00Z"
+    done = tmp_path / "done.duckdb"
+    shutil.copy(base, done)
+    with Store(done) as s:
+        want = s.compact(older_than_days=2, as_of=as_of)
+        after = _held(s)
+    assert want["readings_compacted"] > 0 and after != before
+
+    db = tmp_path / "s.duckdb"
+    shutil.copy(base, db)
+    r = subprocess.run([sys.executable, "-m", "wattwatch.app.cli", "store", "compact", "--db", str(db),
+                        "--older-than-days", "2", "--as-of", as_of, "--json"], env=env, capture_output=True,
+                       text=True, timeout=300, preexec_fn=_under_file_size_limit(db.stat().st_size))
+    assert r.returncode == 3, r
+    assert json.loads(r.stdout) == {**want, "checkpointed": False}
+    err = " ".join(r.stderr.split())
+    assert "the compaction was committed" in err and "the checkpoint after it failed" in err and "too large" in err, err
+    with Store(db) as s:
+        assert _held(s) == after
+
+    shutil.copy(base, db)
+    script = (
+        "import sys, duckdb\n"
+        "from wattwatch.store import CommittedError, Store\n"
+        "s = Store(sys.argv[1])\n"
+        "s.con.execute(\"SET checkpoint_threshold = '1kB'\")\n"
+        "said = []\n"
+        "try:\n"
+        "    s.compact(older_than_days=2, as_of=sys.argv[2], on_stage=lambda d, t: said.append(d))\n"
+        "except CommittedError as exc:\n"
+        "    print('committed', exc); sys.exit(3)\n"
+        "except duckdb.Error as exc:\n"
+        "    print(said[-1], '|', str(exc).splitlines()[0]); sys.exit(2)\n"
+        "print('done'); sys.exit(0)\n")
+    r = subprocess.run([sys.executable, "-c", script, str(db), as_of], env=env, capture_output=True, text=True,
+                       timeout=300, preexec_fn=_under_file_size_limit(db.stat().st_size))
+    assert r.returncode == 2 and r.stdout.startswith("committing |") and "checkpoint" in r.stdout.lower(), r
+    with Store(db) as s:
+        assert _held(s) == before
