@@ -556,3 +556,84 @@ def test_store_compact_classifies_real_duckdb_failures_at_the_commit_and_the_che
     assert r.returncode == 2 and r.stdout.startswith("committing |") and "checkpoint" in r.stdout.lower(), r
     with Store(db) as s:
         assert _held(s) == before
+
+
+class _InterruptedAt:
+    """A store's connection on which the statement starting with ``sql`` is interrupted as DuckDB's
+    Python client interrupts one on Ctrl-C (a SIGINT while it runs): ``RuntimeError("Query
+    interrupted")``, not a KeyboardInterrupt. ``after``: the statement completes first, as a COMMIT
+    does (DuckDB commits, then raises: seen with a real SIGINT during a 575,000-reading compaction's
+    COMMIT, the store then holding the compaction)."""
+
+    def __init__(self, con, sql: str, after: bool):
+        self.con, self.sql, self.after = con, sql, after
+
+    def execute(self, query, *args, **kw):
+        if str(query).lstrip().startswith(self.sql):
+            if self.after:
+                self.con.execute(query, *args, **kw)
+            raise RuntimeError("Query interrupted")
+        return self.con.execute(query, *args, **kw)
+
+    def __getattr__(self, name):
+        return getattr(self.con, name)
+
+
+@pytest.mark.parametrize("sql, after, committed", [("DELETE FROM readings_raw", False, False),
+                                                   ("COMMIT", True, True), ("CHECKPOINT", False, True)])
+def test_store_compact_interrupted_inside_duckdb_says_whether_it_was_committed(tmp_path: Path, small_fleet,
+                                                                               monkeypatch, sql, after, committed):
+    """rfix3: a Ctrl-C while DuckDB runs a statement (where a compaction spends its time) reaches
+    ``Store.compact`` as DuckDB's ``RuntimeError("Query interrupted")``, not as the KeyboardInterrupt
+    fix3's tests raised from the progress callback. Before: a traceback (exit 1) whatever the stage;
+    and at the COMMIT, which DuckDB completes before it raises, ``Store.compact`` rolled "back"
+    (nothing left to roll back) and re-raised as if nothing had been committed. Now: exit 130 saying
+    whether the compaction was committed, and ``Store.compact`` raises a ``CommittedError``
+    (``step`` "committing") when its COMMIT was made although it raised."""
+    from tests.support.cli import ww
+    from wattwatch.store import CommittedError
+
+    base = tmp_path / "base.duckdb"
+    with Store(base) as s:
+        ingest_path(s, small_fleet["files"]["parquet"])
+        before = _held(s)
+    as_of = "2025-01-10T00:00:00Z"
+    done = tmp_path / "done.duckdb"
+    shutil.copy(base, done)
+    with Store(done) as s:
+        want = s.compact(older_than_days=2, as_of=as_of)
+        after_ = _held(s)
+    db = tmp_path / "s.duckdb"
+    shutil.copy(base, db)
+    with Store(db) as s:
+        s.con = _InterruptedAt(s.con, sql, after)
+        if committed:
+            with pytest.raises(CommittedError) as got:
+                s.compact(older_than_days=2, as_of=as_of)
+            assert got.value.result == want and got.value.step == ("committing" if sql == "COMMIT" else "checkpointing")
+        else:
+            with pytest.raises(RuntimeError, match="Query interrupted"):
+                s.compact(older_than_days=2, as_of=as_of)
+        s.con = s.con.con
+        assert _held(s) == (after_ if committed else before)
+
+    compact = Store.compact
+
+    def interrupted(self, *a, **kw):
+        self.con = _InterruptedAt(self.con, sql, after)
+        try:
+            return compact(self, *a, **kw)
+        finally:
+            self.con = self.con.con
+    monkeypatch.setattr(Store, "compact", interrupted)
+    for as_json in (False, True):
+        shutil.copy(base, db)
+        r = ww("store", "compact", "--db", db, "--older-than-days", "2", "--as-of", as_of,
+               *(["--json"] if as_json else []), check=False)
+        assert r.returncode == 130, r
+        err = " ".join(r.stderr.split())
+        assert ("interrupted after the compaction was committed" if committed else
+                "interrupted before the compaction was committed: nothing changed") in err, err
+        assert r.stdout == ""
+        with Store(db) as s:
+            assert _held(s) == (after_ if committed else before)

@@ -432,6 +432,7 @@ def store_compact(
     (the result is printed as usual) but the checkpoint after it failed: the store keeps the
     compaction; 130 interrupted (the message says whether it was committed)."""
     from wattwatch.store import CommittedError, StoreError
+    from wattwatch.store.duck import interrupted
 
     import duckdb
 
@@ -442,6 +443,11 @@ def store_compact(
         reached.append(description)
         st.stage(description, total)
 
+    def stopped(done: bool) -> None:
+        _fail(f"{db}: interrupted " + ("after the compaction was committed (the store keeps it; DuckDB replays its "
+                                       "write-ahead log when the store is next opened)" if done else
+                                       "before the compaction was committed: nothing changed"), 130)
+
     committed = None
     try:
         with stages("compact") as st:
@@ -449,16 +455,21 @@ def store_compact(
     except (ValueError, TypeError, OverflowError) as exc:
         _fail(f"{db}: {exc}")
     except CommittedError as exc:   # (a StoreError: before it) the compaction is in the store
+        if interrupted(exc.__cause__):   # (rfix3) a Ctrl-C in DuckDB's COMMIT or CHECKPOINT
+            stopped(True)
         committed, result = exc, exc.result
     except StoreError as exc:
         _fail(str(exc))
     except duckdb.Error as exc:  # a damaged block found only when read; the compaction was rolled back
+        if interrupted(exc):
+            stopped(False)
         _fail(f"{db}: cannot compact (damaged file?), nothing changed: {str(exc).strip().splitlines()[0]}")
-    except KeyboardInterrupt:
-        done = bool(reached) and reached[-1] == "checkpointing"
-        _fail(f"{db}: interrupted " + ("after the compaction was committed (the store keeps it; DuckDB replays its "
-                                       "write-ahead log when the store is next opened)" if done else
-                                       "before the compaction was committed: nothing changed"), 130)
+    except (KeyboardInterrupt, RuntimeError) as exc:
+        # (rfix3) A Ctrl-C while DuckDB runs a statement is its "Query interrupted" RuntimeError; one
+        # made after the COMMIT is a CommittedError (above), save in Python code after "checkpointing".
+        if not interrupted(exc):
+            raise
+        stopped(bool(reached) and reached[-1] == "checkpointing")
     finally:
         store.close()
     if as_json:
