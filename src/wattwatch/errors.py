@@ -22,3 +22,14 @@ class StateError(WattwatchError, RuntimeError):
 
 class StoreError(WattwatchError, RuntimeError):
     """The store file cannot be opened, is not a wattwatch store, or is of an incompatible version."""
+
+
+class CommittedError(StoreError):
+    """An operation's change was committed to the store, and a later step of it failed (the
+    CHECKPOINT after a compaction): the change is kept. ``result``: what was committed (the
+    operation's usual result); ``step``: what failed."""
+
+    def __init__(self, message: str, result: dict, step: str):
+        super().__init__(message)
+        self.result = result
+        self.step = step

@@ -603,3 +603,58 @@ def test_a_restart_rejudging_neither_ends_again_nor_shrinks_a_fast_alert_across_
         if not open_:
             assert a.id not in rep.ended, f"{a.id} closed before the checkpoint, reported ended again"
         store.close()
+
+
+def test_an_alert_withdrawn_after_a_restart_and_found_again_is_opened_as_in_an_uninterrupted_run(fleet, tmp_path):
+    """fix3 (rrst2's note): an alert the store kept before the checkpoint is not new when the
+    restarted stitcher gives it again (rst2's ``_kept_before``). Withdrawn later in the run (a
+    re-judging did not find it: ``rejudge._withdraw`` deletes it from the store) and then found
+    again, it is new, as in a run that never stopped: before, the restarted engine kept its id
+    as "kept before the checkpoint" and delivered it as ``updated`` (an action ``on = ["opened"]``
+    never ran, the console said no ``alert open``). Both runs: the same withdrawal (the real
+    ``_withdraw``), then the next step, whose stitcher still carries the alert open."""
+    from types import SimpleNamespace
+
+    from wattwatch.runners import rejudge
+
+    pieces = _day_then_cycles(fleet["frame"])
+
+    def engine(store):
+        return _tiered(store, slow_every_s=0)   # one tier: every open alert is given every step
+
+    def long_open():
+        """A pick: an alert open at each of the last 4 steps (one that goes on, not one about to end)."""
+        seen = []
+
+        def pick(eng):
+            seen.append(set(eng.open_ids))
+            both = set.intersection(*seen[-4:]) if len(seen) >= 4 else set()
+            return min(both) if both else None
+        return pick
+
+    for restart in (False, True):
+        path = tmp_path / f"live-{restart}.duckdb"
+        store, eng, k, got = _run_until(path, engine, pieces[:-2], long_open())
+        assert got, "the fleet should have an alert open for 4 steps past its profiling day"
+        if restart:
+            eng.checkpoint()
+            store.close()
+            store = Store(path)
+            eng = engine(store)
+            assert eng.resumed
+        k += 1
+        eng.add(pieces[k])
+        rep = eng.step()
+        assert got in eng.open_ids and got in eng.alerts, (restart, got)
+        a = eng.alerts[got]
+        assert a.id not in rep.new, (restart, a.id)   # kept before the checkpoint (or seen by this run)
+        rep = type(rep)()
+        rejudge._withdraw(eng, SimpleNamespace(alerts=[]), rep, {a.meter_id: {a.detector: -np.inf}})
+        assert a.id in rep.ended and eng.counters["alerts_withdrawn"] >= 1
+        eng.add(pieces[k + 1])
+        rep = eng.step()
+        assert a.id in {b.id for b in rep.alerts}, "the stitcher should give the withdrawn alert again"
+        assert a.id in rep.new, f"restart={restart}: {a.id} withdrawn and found again delivered as updated, not opened"
+        with store.con.cursor() as c:
+            assert c.execute("SELECT count(*) FROM alerts WHERE id = ?", [a.id]).fetchone()[0] == 1
+        store.close()

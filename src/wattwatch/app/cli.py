@@ -426,28 +426,59 @@ def store_compact(
     as_of: Optional[str] = typer.Option(None, "--as-of", help="Reference time (default now), ISO-8601."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Downsample readings older than N days to hourly aggregates (energy still adds up)."""
-    from wattwatch.store import StoreError
+    """Downsample readings older than N days to hourly aggregates (energy still adds up).
+
+    Exit status: 0 done; 2 refused or failed before its commit (nothing changed); 3 committed
+    (the result is printed as usual) but the checkpoint after it failed: the store keeps the
+    compaction; 130 interrupted (the message says whether it was committed)."""
+    from wattwatch.store import CommittedError, StoreError
+    from wattwatch.store.duck import interrupted
 
     import duckdb
 
     store = _open_store(db, must_exist=True)
+    reached: list[str] = []   # the stages started: "checkpointing" comes after the COMMIT
+
+    def stage(description: str, total=None) -> None:
+        reached.append(description)
+        st.stage(description, total)
+
+    def stopped(done: bool) -> None:
+        _fail(f"{db}: interrupted " + ("after the compaction was committed (the store keeps it; DuckDB replays its "
+                                       "write-ahead log when the store is next opened)" if done else
+                                       "before the compaction was committed: nothing changed"), 130)
+
+    committed = None
     try:
         with stages("compact") as st:
-            result = store.compact(older_than_days=older_than_days, as_of=as_of, on_stage=st.stage)
+            result = store.compact(older_than_days=older_than_days, as_of=as_of, on_stage=stage)
     except (ValueError, TypeError, OverflowError) as exc:
         _fail(f"{db}: {exc}")
+    except CommittedError as exc:   # (a StoreError: before it) the compaction is in the store
+        if interrupted(exc.__cause__):   # (rfix3) a Ctrl-C in DuckDB's COMMIT or CHECKPOINT
+            stopped(True)
+        committed, result = exc, exc.result
     except StoreError as exc:
         _fail(str(exc))
     except duckdb.Error as exc:  # a damaged block found only when read; the compaction was rolled back
+        if interrupted(exc):
+            stopped(False)
         _fail(f"{db}: cannot compact (damaged file?), nothing changed: {str(exc).strip().splitlines()[0]}")
+    except (KeyboardInterrupt, RuntimeError) as exc:
+        # (rfix3) A Ctrl-C while DuckDB runs a statement is its "Query interrupted" RuntimeError; one
+        # made after the COMMIT is a CommittedError (above), save in Python code after "checkpointing".
+        if not interrupted(exc):
+            raise
+        stopped(bool(reached) and reached[-1] == "checkpointing")
     finally:
         store.close()
     if as_json:
-        print(json.dumps(result))
+        print(json.dumps({**result, "checkpointed": committed is None}))
     else:
         console.print(f"compacted {result['readings_compacted']:,} readings older than {result['cutoff']} "
                       f"into {result['hourly_rows_written']:,} hourly rows")
+    if committed is not None:
+        _fail(str(committed), 3)
 
 
 # -------------------------------------------------------------------------------------- detect

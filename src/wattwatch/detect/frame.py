@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.signal import lfilter
 
 from wattwatch.schema import CHANNEL_NAMES, to_canonical
 
@@ -435,6 +434,10 @@ def ema_rows(m: np.ndarray, alpha: float, start: float | None = None, filled: np
         start = np.full(x.shape[0], float(start))
     x = np.where(lead, start[:, None], x)
     zi = ((1 - alpha) * start)[:, None]
+    # (imported here: scipy.signal costs ~1 s of CPU to import, and every command that lists or
+    # configures detectors imports this module without smoothing anything)
+    from scipy.signal import lfilter
+
     y, _ = lfilter([alpha], [1, -(1 - alpha)], x, axis=1, zi=zi)
     if window is not None and 0 < window < y.shape[1]:
         # y_t - (1-a)^L y_(t-L) = a * sum_(k<L) (1-a)^k x_(t-k): the start value cancels too.

@@ -19,13 +19,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from wattwatch import dbtables
-from wattwatch.detect.base import Detector
 from wattwatch.jsonsafe import finite
+
+if TYPE_CHECKING:   # (annotations only: every store opened imports this module for its tables, and
+    # detect.base imports detect.frame, scipy.signal: ~1 s of CPU for ingest or store compact)
+    from wattwatch.detect.base import Detector
 
 _DDL = (
     "CREATE TABLE IF NOT EXISTS meter_state (meter_id VARCHAR NOT NULL, detector VARCHAR NOT NULL, "

@@ -285,6 +285,9 @@ def _withdraw(engine, res, rep, since: dict[str, dict[str, float]]) -> None:
     for i in gone:
         engine.alerts.pop(i, None)
         engine._written.pop(i, None)
+        # (fix3) No longer kept by the store: found again, it is new (as in a run that never
+        # stopped), not an alert the store kept before the checkpoint this run resumed from.
+        engine._kept_before.discard(i)
         if i in engine.open_ids:
             engine.open_ids.discard(i)
             rep.ended.append(i)

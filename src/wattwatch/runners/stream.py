@@ -262,7 +262,7 @@ class StreamEngine:
         self._health_stored: dict[str, Alert] = {}
         self._health_gone: list[Alert] = []        # of sources no longer configured: ended by the next step
         self._load_health()
-        self._load_written()
+        self._load_open_detectors()
         # A checkpoint written before a compaction whose cut lies beyond where it judged a meter:
         # the readings between are hourly rows now, so its carry cannot go on (it would read them
         # as lost readings): the meter starts afresh at its first raw reading, as ``detect``.
@@ -374,27 +374,16 @@ class StreamEngine:
         self.rewinds = {k: tuple(v) for k, v in m.get("rewinds", {}).items()}
         return True
 
-    def _load_written(self) -> None:
-        """(rst1) What was written of the alerts open at the checkpoint this run resumed from,
-        of those the store keeps open and last wrote at or before it: a step's outputs come
-        before its checkpoint, so those versions reached them. The restarted stitcher judges its
-        checkpointed meters again and gives their open alerts again; an unchanged version is not
-        a new version (:meth:`_take` writes and delivers only a changed one), as within a run. A
-        version written after the checkpoint may not have reached the outputs (the run died
-        between its step's store and outputs): not taken, so it is delivered again if given again
-        (at least once)."""
-        ck = self._resumed_saved
-        if ck is None or not self.open_ids:
+    def _load_open_detectors(self) -> None:
+        """(rst2) The detector of each alert open at the checkpoint this run resumed from: which
+        tier holds it (:meth:`_split_tiers`), not checkpointed. What was written of them (rst1: an
+        unchanged version re-given at a restart is not a new version) is read with every other
+        alert a restarted stitcher gives again, by :meth:`_stored_before`, when it is given (fix3:
+        this method read it here too, by the same rule; ``_written`` is consulted for an id only
+        after that read)."""
+        if self._resumed_saved is None or not self.open_ids:
             return
-        from wattwatch.alerts.model import record
-
-        # (rst2) The detector of each: which tier holds it (_split_tiers), not checkpointed.
         self._det_of.update(alert_store.by_ids(self.store.con, sorted(self.open_ids), "id, detector").fetchall())
-        df = alert_store.by_ids(self.store.con, sorted(self.open_ids), "*", "status = 'open'").df()
-        for r in df.to_dict("records"):
-            if r["last_seen"] is not None and r["last_seen"] <= ck:
-                a = Alert.from_dict(record(r))
-                self._written[a.id] = _version(a)
 
     def _load_health(self) -> None:
         """The open set of source-raised health alerts, from the store: every alert whose evidence
@@ -792,7 +781,7 @@ class StreamEngine:
             self.fast = Stitchers([d for d in self.dets if d.name in fast], keep_scores=False, cut=self.cut)
             self._resync = True
             # (rst2) Which tier holds each open alert, from its detector (a restarted engine knows
-            # the detectors of the checkpoint's open alerts from the store: _load_written): a
+            # the detectors of the checkpoint's open alerts from the store: _load_open_detectors): a
             # judgement of one tier before the resync (the slow tier's catch-up before a rewind at
             # the first step) leaves the other's open alerts open. Unknown: the slow tier's.
             ot = self._open_tier
@@ -998,13 +987,13 @@ class StreamEngine:
             self._written[a.id] = _version(a)
 
     def _stored_before(self, ids: list[str]) -> None:
-        """(rst2) Of alerts a stitcher gives that this run (resumed from a checkpoint) has not
-        checked yet, what the store kept at or before that checkpoint: each reached the outputs
+        """(rst1, rst2) Of alerts a stitcher gives that this run (resumed from a checkpoint) has
+        not checked yet, what the store kept at or before that checkpoint: each reached the outputs
         then (a step's outputs come before its checkpoint). The restarted stitchers judge their
-        carried meters again and may give such an alert again, open (:meth:`_load_written` has
-        those) or closed: the tiered engine checkpoints the full stitcher, which may be behind the
-        fast tier, so a fast alert that opened and ended before the checkpoint is given again,
-        unchanged. An id the store first kept by then is not new; an open version it last wrote
+        carried meters again and give their open alerts again (the checkpoint's open ones among
+        them), and may give closed ones again: the tiered engine checkpoints the full stitcher,
+        which may be behind the fast tier, so a fast alert that opened and ended before the
+        checkpoint is given again, unchanged. An id the store first kept by then is not new; an open version it last wrote
         by then is what was written of it (an unchanged version re-given at a restart is not a new
         version). One written after the checkpoint may not have reached the outputs: delivered
         again when given again (at least once). The statuses read are the ones :meth:`_settled`

@@ -1,5 +1,5 @@
 """The time-series store (embedded DuckDB)."""
 
-from wattwatch.store.duck import DEFAULT_DB, IngestCounts, Store, StoreError
+from wattwatch.store.duck import DEFAULT_DB, CommittedError, IngestCounts, Store, StoreError
 
-__all__ = ["DEFAULT_DB", "IngestCounts", "Store", "StoreError"]
+__all__ = ["DEFAULT_DB", "CommittedError", "IngestCounts", "Store", "StoreError"]

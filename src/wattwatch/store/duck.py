@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from wattwatch._prefetch import prefetch
-from wattwatch.errors import StoreError  # re-exported: wattwatch.store.StoreError
+from wattwatch.errors import CommittedError, StoreError  # re-exported: wattwatch.store.StoreError
 from wattwatch.ingest.readers import LINE
 from wattwatch.schema import CHANNEL_NAMES, SCHEMA_VERSION, extra_channel_error
 
@@ -1175,6 +1175,11 @@ class Store:
             ``older_than_days`` is not a finite number >= 0, or ``as_of`` is not a time.
         StoreError
             The disk is full (nothing is committed).
+        CommittedError
+            (a StoreError) The compaction was committed, then its COMMIT raised anyway (DuckDB's
+            "Query interrupted" for a Ctrl-C during it) or the CHECKPOINT after it failed: ``result``
+            is what was committed, ``step`` "committing" or "checkpointing", ``__cause__`` the error
+            (:func:`interrupted` tells a Ctrl-C).
         """
         cutoff = self._cutoff(older_than_days, as_of)
 
@@ -1183,6 +1188,7 @@ class Store:
                 on_stage(description, None)
 
         con = self.con
+        result = None   # what the COMMIT commits, once every statement is done
         con.execute("BEGIN TRANSACTION")
         try:
             stage(f"aggregating the readings before {cutoff.isoformat().replace('+00:00', 'Z')} by hour")
@@ -1233,21 +1239,26 @@ class Store:
                 stage("recomputing the energy increments of the hours touched")
                 self._recompute_hours()
             con.execute("DROP TABLE _hour")
+            result = {"cutoff": cutoff.isoformat().replace("+00:00", "Z"), "readings_compacted": int(removed),
+                      "hourly_rows_written": int(n_hours)}
             stage("committing")
             con.execute("COMMIT")
         except BaseException as exc:
+            # (rfix3) A COMMIT can be made and still raise: DuckDB's Python client commits, then
+            # raises "Query interrupted" for a Ctrl-C during it. Asked of the store, not assumed.
+            if result is not None and result["readings_compacted"] and _compacted_by(con, cutoff):
+                raise _committed_error(self.path, result, "committing", exc) from exc
             _rollback(con, self.path, exc)
             raise
-        stage("checkpointing")
+        # Committed: an error from here on leaves the compaction done (DuckDB replays its
+        # write-ahead log at the next open if the CHECKPOINT did not complete). Said as such, with
+        # what was committed (fix3: the CLI said "nothing changed" for any DuckDB error).
         try:
+            stage("checkpointing")
             con.execute("CHECKPOINT")
-        except duckdb.Error as exc:
-            if _disk_full(exc):
-                raise StoreError(f"{self.path}: disk full (No space left on device) at the checkpoint after "
-                                 f"compaction (the compaction itself was committed): {_first_line(exc)}") from exc
-            raise
-        return {"cutoff": cutoff.isoformat().replace("+00:00", "Z"), "readings_compacted": int(removed),
-                "hourly_rows_written": int(n_hours)}
+        except Exception as exc:
+            raise _committed_error(self.path, result, "checkpointing", exc) from exc
+        return result
 
     def _recompute_hours(self) -> None:
         """After a compaction (inside its transaction, ``_hour`` holding the hours it wrote):
@@ -1344,6 +1355,45 @@ def _explained(counts: IngestCounts, unit: str, norm, why: pa.Table, sel: pa.Tab
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def interrupted(exc: BaseException | None) -> bool:
+    """``exc`` is a Ctrl-C: a KeyboardInterrupt raised in Python code, or what DuckDB's Python client
+    raises for a SIGINT while it runs a statement (``RuntimeError("Query interrupted")``), or an
+    interrupted DuckDB statement (``duckdb.InterruptException``)."""
+    return isinstance(exc, (KeyboardInterrupt, duckdb.InterruptException)) or (
+        type(exc) is RuntimeError and str(exc).strip() == "Query interrupted")
+
+
+def _compacted_by(con, cutoff) -> bool:
+    """After a compaction's COMMIT raised (its transaction rolled back if it is still open): did the
+    COMMIT commit? Its DELETE removed every raw reading before ``cutoff`` (at least one): none left
+    means committed. False when the store cannot say (a connection DuckDB invalidated)."""
+    try:
+        con.execute("ROLLBACK")
+    except Exception:  # noqa: BLE001 - no transaction open: the COMMIT ended it
+        pass
+    try:
+        return con.execute("SELECT count(*) FROM readings_raw WHERE ts < ?", [cutoff]).fetchone()[0] == 0
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _committed_error(path, result: dict, step: str, exc: BaseException) -> CommittedError:
+    """fix3/rfix3: the compaction was committed, and ``step`` (the COMMIT itself, which raised after
+    committing, or the CHECKPOINT after it) failed or was interrupted: said with what was committed."""
+    if interrupted(exc):
+        why = "interrupted (Ctrl-C)"
+    elif isinstance(exc, duckdb.Error) and _disk_full(exc):
+        why = "disk full (No space left on device)"
+    else:
+        why = f"{type(exc).__name__}: {_first_line(exc)}"
+    what = "the checkpoint after it failed" if step == "checkpointing" else "its COMMIT raised after committing"
+    return CommittedError(
+        f"{path}: the compaction was committed ({result['readings_compacted']:,} readings older than "
+        f"{result['cutoff']} into {result['hourly_rows_written']:,} hourly rows), but {what}: {why}. The "
+        f"store keeps the compaction (DuckDB replays its write-ahead log when the store is next opened); running it "
+        f"again is safe (a reading is not compacted twice).", result, step)
 
 
 def _disk_full(exc: BaseException) -> bool:

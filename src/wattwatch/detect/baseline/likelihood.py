@@ -19,7 +19,6 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-from scipy.special import log_ndtr
 
 from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Reach, Scored, quiet, rnd
 from wattwatch.detect.frame import meter_names, seg_median
@@ -78,6 +77,10 @@ class ResidualLikelihood(Detector):
         return {m: {"scale": float(v) if np.isfinite(v) else 1.0} for m, v in zip(meter_names(df), scale)}
 
     def _parts(self, df: pd.DataFrame):
+        # (imported here: scipy.special costs ~0.3 s of CPU to import, and every command that
+        # lists or configures detectors imports this module without scoring anything)
+        from scipy.special import log_ndtr
+
         cfg = self.config
         seg = df["_seg"].to_numpy()
         x = pd.Series(_channel(df, cfg.channel))
