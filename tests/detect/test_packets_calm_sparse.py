@@ -158,7 +158,8 @@ def _every_reading(frame: pd.DataFrame, piece_s: float, seed: int, fine=None):
 
 def test_cut_at_every_reading_as_judging_and_as_detect(monkeypatch):
     """A fleet with packet-loss faults and a background loss at 5 minutes, three meters going to
-    15 minutes in the middle, fed one reading time at a time with late readings and restarted
+    15 minutes in the middle, fed one reading time at a time (where something happens: see below;
+    half-hour pieces between) with late readings and restarted
     from the carry now and then (as a checkpoint loads it, before and after the reconfiguration):
     the calm stitcher gives at every piece what judging every meter gives, and in the end the
     whole history's alerts. (rst1) A restarted stitcher gives its meters' open alerts again: an
