@@ -87,7 +87,24 @@ def test_a_windowed_detect_after_compaction_finds_nothing_the_run_before_did_not
     assert far and far <= {a.id for a in res.alerts}
 
 
-def _macd_store(tmp_path, step):
+@pytest.fixture(scope="module")
+def macd_stores(tmp_path_factory):
+    """Per step, :func:`_macd_built`'s store built once for the module (tt5: it was built anew by
+    seven tests, the same store each time at a step); a test gets a copy of it."""
+    built = {}
+
+    def get(tmp_path, step):
+        if step not in built:
+            built[step] = _macd_built(tmp_path_factory.mktemp(f"macd-{step}"), step)
+        base, found, cut = built[step]
+        tmp_path.mkdir(parents=True, exist_ok=True)
+        db = tmp_path / "s.duckdb"
+        shutil.copy(base, db)
+        return db, list(found), cut
+    return get
+
+
+def _macd_built(tmp_path, step):
     """Three meters of the simulated fleet (20 x 35 days, seed 7) with one baseline_macd alert each,
     in a store judged once: (db, alerts, a cut a day before the latest alert's start, which falls
     inside the other two)."""
@@ -101,12 +118,12 @@ def _macd_store(tmp_path, step):
 
 
 @pytest.mark.parametrize("step", ["5min", "15min", "60min"])
-def test_baseline_macd_after_compaction_reaches_back_into_the_compacted_hours(tmp_path, step):
+def test_baseline_macd_after_compaction_reaches_back_into_the_compacted_hours(macd_stores, tmp_path, step):
     """baseline_macd reaches back some 48 days of hours: after a compaction it is fed the compacted
     hours (readings_hourly) as the hours it carries in a stream, so it judges the raw readings
     after the cut (rather than none for 48 days, or all of them as a meter's first) and finds what
     the run before found there, and nothing more."""
-    db, found, cut = _macd_store(tmp_path, step)
+    db, found, cut = macd_stores(tmp_path, step)
     with Store(db) as s:
         s.compact(older_than_days=0, as_of=cut)
     res = api.detect(db, detectors="baseline_macd")
@@ -245,12 +262,13 @@ def test_watch_started_on_a_compacted_store_invents_no_alert_at_the_cut(judged, 
 
 
 @pytest.mark.parametrize("step", ["15min", "60min"])
-def test_baseline_macd_in_a_watch_started_on_a_compacted_store_reaches_back_into_the_compacted_hours(tmp_path, step):
+def test_baseline_macd_in_a_watch_started_on_a_compacted_store_reaches_back_into_the_compacted_hours(macd_stores, tmp_path,
+                                                                                                     step):
     """cut29: a watcher started on a compacted store feeds baseline_macd the compacted hours as
     the hours its stitcher carries (as `detect` does, cut27), so it finds after the cut exactly the
     alert the run before the compaction found there (main: 3 alerts with other starts; without the
     carry: none)."""
-    db, found, cut = _macd_store(tmp_path, step)
+    db, found, cut = macd_stores(tmp_path, step)
     with Store(db) as s:
         s.compact(older_than_days=0, as_of=cut)
         s.con.execute("DELETE FROM alerts")   # what the watcher stores, alone
@@ -414,14 +432,14 @@ def test_watch_says_which_detectors_a_compaction_limits_as_detect_does(judged, t
 
 
 @pytest.mark.parametrize("step", ["15min", "60min"])
-def test_baseline_macd_in_a_watch_fed_piece_by_piece_after_a_compaction_keeps_its_carried_hours(tmp_path, step):
+def test_baseline_macd_in_a_watch_fed_piece_by_piece_after_a_compaction_keeps_its_carried_hours(macd_stores, tmp_path,
+                                                                                                 step):
     """A watcher started on a compacted store whose raw readings after the cut arrive a day at a
     time: baseline_macd's carried hours (the compacted hours, cut29) go on from piece to piece. At
     60 minutes the stitcher restarted them at the first reading whose four readings before it
     the frame holds (hours after the carry's end): every reading was then short of its reach
     for 48 days and the alert the run before found after the cut was lost (main: none)."""
-    (tmp_path / "a").mkdir()
-    _, found, cut = _macd_store(tmp_path / "a", step)
+    _, found, cut = macd_stores(tmp_path / "a", step)
     frame = simulate(SimConfig(meters=20, days=35, seed=7, step=step, fault_share=0.8, outage_share=0.4))["frame"]
     frame = frame[frame["meter_id"].isin(["M-00002", "M-00006", "M-00015"])]
     db = tmp_path / "s.duckdb"

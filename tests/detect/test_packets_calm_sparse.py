@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wattwatch.detect import registry
+from wattwatch.detect import core, registry
 from wattwatch.detect.core import SegTimes
 from wattwatch.detect.frame import prepare
+from wattwatch.detect.stitch import Stitcher, read_channels
 from wattwatch.detect.cadence import need as _need
 
 
@@ -118,17 +119,31 @@ def test_the_sparse_verdict_is_the_whole_computations(seed):
     assert not got.all()
 
 
-def _every_reading(frame: pd.DataFrame, piece_s: float, seed: int):
+def _every_reading(frame: pd.DataFrame, piece_s: float, seed: int, fine=None):
     """The profiling day as one piece, then one piece per reading time of the fleet (a meter's
-    readings now and then held back to the next piece)."""
+    readings now and then held back to the next piece). With ``fine`` (time windows, (lo, hi)
+    Timestamps): one piece per reading time inside them, pieces of ``piece_s`` elsewhere."""
     ts = frame["ts"].drop_duplicates().sort_values()
     first = frame["ts"].min() + pd.Timedelta(days=1)
     rng = np.random.default_rng(seed)
     meters = sorted(frame["meter_id"].astype(str).unique())
     yield frame[frame["ts"] <= first]
+    ts = ts[ts > first]
+    # Per reading time, the piece it goes with: its own inside ``fine``, else its piece_s bucket.
+    alone = np.ones(len(ts), bool) if fine is None else np.zeros(len(ts), bool)
+    for lo, hi in fine or ():
+        alone |= ((ts >= lo) & (ts <= hi)).to_numpy()
+    bucket = (((ts - first) / pd.Timedelta(seconds=1)).to_numpy() // piece_s).astype(np.int64)
+    new = np.r_[True, alone[1:] | alone[:-1] | (bucket[1:] != bucket[:-1])]
+    piece_of = np.cumsum(new) - 1
+    row_piece = np.full(len(frame), -1)
+    after = (frame["ts"] > first).to_numpy()
+    row_piece[after] = piece_of[np.searchsorted(ts.array.asi8, frame["ts"][after].array.as_unit(ts.array.unit).asi8)]
+    order = np.argsort(row_piece, kind="stable")
+    bounds = np.searchsorted(row_piece[order], np.arange(piece_of[-1] + 2) if len(ts) else [0])
     held = None
-    for x in ts[ts > first]:
-        p = frame[frame["ts"] == x]
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        p = frame.iloc[order[lo:hi]]
         if held is not None:
             p = pd.concat([held, p]).sort_values(["meter_id", "ts"], kind="stable")
             held = None
@@ -143,7 +158,8 @@ def _every_reading(frame: pd.DataFrame, piece_s: float, seed: int):
 
 def test_cut_at_every_reading_as_judging_and_as_detect(monkeypatch):
     """A fleet with packet-loss faults and a background loss at 5 minutes, three meters going to
-    15 minutes in the middle, fed one reading time at a time with late readings and restarted
+    15 minutes in the middle, fed one reading time at a time (where something happens: see below;
+    half-hour pieces between) with late readings and restarted
     from the carry now and then (as a checkpoint loads it, before and after the reconfiguration):
     the calm stitcher gives at every piece what judging every meter gives, and in the end the
     whole history's alerts. (rst1) A restarted stitcher gives its meters' open alerts again: an
@@ -173,15 +189,39 @@ def test_cut_at_every_reading_as_judging_and_as_detect(monkeypatch):
         return rows(self, names, *a, **k)
     monkeypatch.setattr(cls, "calm_meters", calm_meters)
     monkeypatch.setattr(cls, "_cadence_rows", cadence_rows)
+    # One piece per reading time where something happens (tt5: it was so over all 36 hours, 3,207
+    # pieces, most of them calm minutes like those around them): the first 3.5 hours after the
+    # profiling day (the restarts before the change), 33 to 37 h (the change at 34 h, the
+    # restarts after it), and half an hour either side of every piece of half an hour in which a
+    # stitcher judging every meter opens or closes an alert (it gives what judging gives wherever
+    # the cuts are, so the reading that opens or closes one is in that piece; the opening comes
+    # hours after the alert's start, when its readings are final); half-hour pieces between, each
+    # compared as every piece is. There the calm verdict is asked at the reading that tips a
+    # score over the threshold, and at the first readings after an alert closes.
+    t0 = frame["ts"].min()
+    hour = pd.Timedelta(hours=1)
+    fine = [(t0 + 24 * hour, t0 + 27.5 * hour), (t0 + 33 * hour, t0 + 37 * hour)]
+    probe = Stitcher(dets, keep_scores=False, columns=read_channels(dets), calm=False)
+    said, was_open = set(), set()
+    for k, p in enumerate(_every_reading(frame, 1800.0, 5, [])):
+        step = probe.feed(p)
+        if k and ({a.id for a in step.alerts} - said or was_open - step.open_ids):
+            fine.append((p["ts"].min() - hour / 2, p["ts"].max() + hour / 2))
+        said |= {a.id for a in step.alerts}
+        was_open = step.open_ids
+    assert len(fine) > 2 + 4   # the seven alerts opened (some in the same piece)
+    want = core.run(frame, dets).alerts
+    pieces = list(_every_reading(frame, 1800.0, 5, fine))
     # Restarts before the three meters' change (in the first hours after the profiling day, no
     # alert open yet) and after it (one piece per reading time: the first after 35 h, with an
     # alert open, and the next).
-    ts = frame["ts"].drop_duplicates()
-    t0 = frame["ts"].min()
-    after = 1 + int(((ts > t0 + pd.Timedelta(days=1)) & (ts <= t0 + pd.Timedelta(hours=35))).sum())
+    after = next(k for k, p in enumerate(pieces) if k and p["ts"].max() > t0 + 35 * hour)
+    assert all(pieces[k]["ts"].nunique() <= 2 for k in (40, 41, 150, 300, after, after + 1))
+    assert pieces[300]["ts"].max() < t0 + 34 * hour
     again = []
-    calm = _compare(frame, dets, 300.0, 5, restart_at={40, 41, 150, 300, after, after + 1}, pieces=_every_reading,
-                    said_again=again)
+    calm = _compare(frame, dets, 1800.0, 5, restart_at={40, 41, 150, 300, after, after + 1},
+                    pieces=lambda *_: iter(pieces), said_again=again, want=want)
+    assert len(pieces) < 0.5 * frame["ts"].nunique()
     # The restart after the change found an open alert and gave it again unchanged (not a new version).
     assert again, "no open alert at a restart: the restart after the change tests nothing of it"
     assert calm.calm_fed > 0

@@ -68,8 +68,26 @@ def _assert_same_step(k: int, a, b, calm: Stitcher, every: Stitcher) -> None:
     assert a.open_ids == b.open_ids, f"piece {k}: open alerts differ"
     assert calm.since == every.since and calm.emitted == every.emitted, f"piece {k}: clean or final points differ"
     assert calm.origin == every.origin and calm.n_before == every.n_before, f"piece {k}: tail starts differ"
-    ta, tb = (s.tail[["meter_id", "ts"]].astype({"meter_id": str}).reset_index(drop=True) for s in (calm, every))
-    assert ta.equals(tb), f"piece {k}: the carried readings differ"
+    assert _same_readings(calm.tail, every.tail), f"piece {k}: the carried readings differ"
+
+
+def _same_readings(a: pd.DataFrame | None, b: pd.DataFrame | None) -> bool:
+    """The same readings in the same order (meter names and stamps, the stamps' dtype too), as
+    ``a[["meter_id", "ts"]].astype({"meter_id": str})`` equals b's; without building those frames
+    (tt5: that was a sixth of a stitching test). Meter names compared by code where both tails
+    have the same categories, else as text."""
+    if a is None or b is None:
+        return a is None and b is None
+    if len(a) != len(b) or a["ts"].dtype != b["ts"].dtype:
+        return False
+    if not np.array_equal(a["ts"].array.asi8, b["ts"].array.asi8):
+        return False
+    ma, mb = a["meter_id"], b["meter_id"]
+    if isinstance(ma.dtype, pd.CategoricalDtype) and isinstance(mb.dtype, pd.CategoricalDtype):
+        ca, cb = ma.cat.categories.astype(str), mb.cat.categories.astype(str)
+        if ca.equals(cb):
+            return np.array_equal(ma.cat.codes.to_numpy(), mb.cat.codes.to_numpy())
+    return np.array_equal(ma.astype(str).to_numpy(), mb.astype(str).to_numpy())
 
 
 def _restart(old: Stitcher, dets, cols) -> Stitcher:
