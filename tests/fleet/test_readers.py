@@ -807,3 +807,30 @@ def test_the_csv_header_check_reads_the_header_only(tmp_path):
     ok.write_text('\n  \n"meter_id","ts","p,kw"\r\n' + _row(0) * 200_000)
     assert _csv_header_bytes(ok) == b'\n  \n"meter_id","ts","p,kw"\r'
     assert _canonical_columns(ok)
+
+
+def test_spark_reads_a_nested_json_document_in_few_jobs(spark, tmp_path):
+    """sp1: a two-line UrbanDataset document cost 9 Spark jobs (a numbering nothing read, and a
+    broadcast of the numbering's shifts in each later job); a JSON Lines file with a reject 11 (its
+    units checked again on the numbered text). Now: the schema, the units (2 with AQE's shuffle
+    stage) and the rejects; the JSON Lines file adds its numbering and its rejects' lines. The
+    results are the ones the tests above check."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    _, doc = _capacitive_inputs(tmp_path)
+    jl = tmp_path / "one_bad.jsonl"
+    jl.write_text(json.dumps(urban([line(1, "2025-06-01T10:00:00Z", "2025-06-01T11:00:00Z", PODID="C1",
+                                         TotalActivePower="1.5")])) + "\n"
+                  + json.dumps(urban([line(1, "2025-06-01T11:00:00Z", "2025-06-01T12:00:00Z", PODID="C1",
+                                           TotalActivePower="x")])) + "\n")
+    sc = spark.sparkContext
+    for path, most, want in ((doc, 4, []), (jl, 7, [(2, "TotalActivePower", "not a number")])):
+        group = f"sp1-jobs-{path.name}"
+        sc.setJobGroup(group, group)
+        try:
+            _, rejects, _ = read_fleet_spark(spark, [str(path)])
+            jobs = len(sc.statusTracker().getJobIdsForGroup(group))
+        finally:
+            sc.setLocalProperty("spark.jobGroup.id", None)
+        assert [r[1:] for r in rejects] == want, path
+        assert jobs <= most, (path.name, jobs)
