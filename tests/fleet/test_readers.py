@@ -834,3 +834,25 @@ def test_spark_reads_a_nested_json_document_in_few_jobs(spark, tmp_path):
             sc.setLocalProperty("spark.jobGroup.id", None)
         assert [r[1:] for r in rejects] == want, path
         assert jobs <= most, (path.name, jobs)
+
+
+def test_spark_names_a_nested_documents_records_by_position_when_they_span_lines(spark, nested, tmp_path):
+    """rsp1 (review of sp1): a .json UrbanDataset document is no longer numbered by Spark; a
+    record's line is its 1-based position in ``values.line`` (as pandas), also when the document is
+    indented (every record over many text lines) and two documents are read in one Spark read."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    pretty = tmp_path / "pretty.json"
+    pretty.write_text(json.dumps(json.loads(nested.read_text()), indent=2))
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(urban([
+        line(1, "2025-01-02T00:00:00", "2025-01-02T01:00:00", PODID="IT009", Phase1ActivePower="1"),
+        line(2, "2025-01-02T01:00:00", "2025-01-02T02:00:00", PODID="IT009", Phase1ActivePower="1"),
+        line(3, "2025-01-02T02:00:00", "2025-01-02T03:00:00", PODID="IT009", Phase1ActivePower="zz"),
+    ]), indent=4))
+    want = read_fleet([pretty, other]).rejects
+    assert sorted(r[1] for r in want if r[0] == str(other)) == [3]
+    assert len({r[1] for r in want if r[0] == str(pretty)}) >= 3  # several records of the first document
+    _, rejects, _ = read_fleet_spark(spark, [str(pretty), str(other)])
+    key = lambda r: (r[0].rsplit("/", 1)[-1], r[1], r[2], r[3])  # noqa: E731
+    assert sorted(map(key, rejects)) == sorted(map(key, want))
