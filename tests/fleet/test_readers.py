@@ -856,3 +856,30 @@ def test_spark_names_a_nested_documents_records_by_position_when_they_span_lines
     _, rejects, _ = read_fleet_spark(spark, [str(pretty), str(other)])
     key = lambda r: (r[0].rsplit("/", 1)[-1], r[1], r[2], r[3])  # noqa: E731
     assert sorted(map(key, rejects)) == sorted(map(key, want))
+
+
+def test_spark_numbers_many_splits_by_a_join_with_the_same_lines(spark, tmp_path, monkeypatch):
+    """rsp1: above ``SHIFT_MAP_MAX`` splits the numbering's shifts are joined (a literal map of
+    thousands of entries made an 8,000-file read slower); the lines, and the rows of a later job
+    that splits the files otherwise, are the same as with the map."""
+    import wattwatch.fleet.spark as sp
+
+    paths = []
+    for k in range(3):
+        p = tmp_path / f"m{k}.csv"
+        p.write_text("meter_id,ts,p_kw\n" + "".join(
+            f"M{k},2025-01-01T{i // 60:02d}:{i % 60:02d}:00Z,{'bad' if i % 41 == 7 else i}\n" for i in range(300)))
+        paths.append(p)
+    want = sorted((r[0].rsplit("/", 1)[-1], r[1]) for r in read_fleet(paths).rejects)
+    old = spark.conf.get("spark.sql.files.maxPartitionBytes")
+    try:
+        for most in (sp.SHIFT_MAP_MAX, 0):  # the map, then the join
+            monkeypatch.setattr(sp, "SHIFT_MAP_MAX", most)
+            spark.conf.set("spark.sql.files.maxPartitionBytes", "2048")
+            sdf, rejects, _ = sp.read_fleet_spark(spark, [str(p) for p in paths])
+            assert sorted((r[0].rsplit("/", 1)[-1], r[1]) for r in rejects) == want, most
+            n = sdf.count()
+            spark.conf.set("spark.sql.files.maxPartitionBytes", "3000")
+            assert sdf.count() == n == 900 - len(want), most
+    finally:
+        spark.conf.set("spark.sql.files.maxPartitionBytes", old)
