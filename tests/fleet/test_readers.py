@@ -807,3 +807,79 @@ def test_the_csv_header_check_reads_the_header_only(tmp_path):
     ok.write_text('\n  \n"meter_id","ts","p,kw"\r\n' + _row(0) * 200_000)
     assert _csv_header_bytes(ok) == b'\n  \n"meter_id","ts","p,kw"\r'
     assert _canonical_columns(ok)
+
+
+def test_spark_reads_a_nested_json_document_in_few_jobs(spark, tmp_path):
+    """sp1: a two-line UrbanDataset document cost 9 Spark jobs (a numbering nothing read, and a
+    broadcast of the numbering's shifts in each later job); a JSON Lines file with a reject 11 (its
+    units checked again on the numbered text). Now: the schema, the units (2 with AQE's shuffle
+    stage) and the rejects; the JSON Lines file adds its numbering and its rejects' lines. The
+    results are the ones the tests above check."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    _, doc = _capacitive_inputs(tmp_path)
+    jl = tmp_path / "one_bad.jsonl"
+    jl.write_text(json.dumps(urban([line(1, "2025-06-01T10:00:00Z", "2025-06-01T11:00:00Z", PODID="C1",
+                                         TotalActivePower="1.5")])) + "\n"
+                  + json.dumps(urban([line(1, "2025-06-01T11:00:00Z", "2025-06-01T12:00:00Z", PODID="C1",
+                                           TotalActivePower="x")])) + "\n")
+    sc = spark.sparkContext
+    for path, most, want in ((doc, 4, []), (jl, 7, [(2, "TotalActivePower", "not a number")])):
+        group = f"sp1-jobs-{path.name}"
+        sc.setJobGroup(group, group)
+        try:
+            _, rejects, _ = read_fleet_spark(spark, [str(path)])
+            jobs = len(sc.statusTracker().getJobIdsForGroup(group))
+        finally:
+            sc.setLocalProperty("spark.jobGroup.id", None)
+        assert [r[1:] for r in rejects] == want, path
+        assert jobs <= most, (path.name, jobs)
+
+
+def test_spark_names_a_nested_documents_records_by_position_when_they_span_lines(spark, nested, tmp_path):
+    """rsp1 (review of sp1): a .json UrbanDataset document is no longer numbered by Spark; a
+    record's line is its 1-based position in ``values.line`` (as pandas), also when the document is
+    indented (every record over many text lines) and two documents are read in one Spark read."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    pretty = tmp_path / "pretty.json"
+    pretty.write_text(json.dumps(json.loads(nested.read_text()), indent=2))
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(urban([
+        line(1, "2025-01-02T00:00:00", "2025-01-02T01:00:00", PODID="IT009", Phase1ActivePower="1"),
+        line(2, "2025-01-02T01:00:00", "2025-01-02T02:00:00", PODID="IT009", Phase1ActivePower="1"),
+        line(3, "2025-01-02T02:00:00", "2025-01-02T03:00:00", PODID="IT009", Phase1ActivePower="zz"),
+    ]), indent=4))
+    want = read_fleet([pretty, other]).rejects
+    assert sorted(r[1] for r in want if r[0] == str(other)) == [3]
+    assert len({r[1] for r in want if r[0] == str(pretty)}) >= 3  # several records of the first document
+    _, rejects, _ = read_fleet_spark(spark, [str(pretty), str(other)])
+    key = lambda r: (r[0].rsplit("/", 1)[-1], r[1], r[2], r[3])  # noqa: E731
+    assert sorted(map(key, rejects)) == sorted(map(key, want))
+
+
+def test_spark_numbers_many_splits_by_a_join_with_the_same_lines(spark, tmp_path, monkeypatch):
+    """rsp1: above ``SHIFT_MAP_MAX`` splits the numbering's shifts are joined (a literal map of
+    thousands of entries made an 8,000-file read slower); the lines, and the rows of a later job
+    that splits the files otherwise, are the same as with the map."""
+    import wattwatch.fleet.spark as sp
+
+    paths = []
+    for k in range(3):
+        p = tmp_path / f"m{k}.csv"
+        p.write_text("meter_id,ts,p_kw\n" + "".join(
+            f"M{k},2025-01-01T{i // 60:02d}:{i % 60:02d}:00Z,{'bad' if i % 41 == 7 else i}\n" for i in range(300)))
+        paths.append(p)
+    want = sorted((r[0].rsplit("/", 1)[-1], r[1]) for r in read_fleet(paths).rejects)
+    old = spark.conf.get("spark.sql.files.maxPartitionBytes")
+    try:
+        for most in (sp.SHIFT_MAP_MAX, 0):  # the map, then the join
+            monkeypatch.setattr(sp, "SHIFT_MAP_MAX", most)
+            spark.conf.set("spark.sql.files.maxPartitionBytes", "2048")
+            sdf, rejects, _ = sp.read_fleet_spark(spark, [str(p) for p in paths])
+            assert sorted((r[0].rsplit("/", 1)[-1], r[1]) for r in rejects) == want, most
+            n = sdf.count()
+            spark.conf.set("spark.sql.files.maxPartitionBytes", "3000")
+            assert sdf.count() == n == 900 - len(want), most
+    finally:
+        spark.conf.set("spark.sql.files.maxPartitionBytes", old)

@@ -154,6 +154,8 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
                 raw = spark.read.option("multiLine", kind == "json").option("mode", "PERMISSIVE").json(ps)
                 if kind == "jsonl":  # each document on its line of the file
                     sdf, rej = _read_json_lines(spark, ps, raw, energy)
+                elif "UrbanDataset" in raw.schema.fieldNames():  # a record's line: its position in its
+                    sdf, rej = _from_json(raw, energy)              # document's values.line, no numbering
                 else:  # the record's position in the file's array
                     sdf, rej = _from_json(_numbered(spark, raw)[0], energy)
             elif kind == "parquet":
@@ -241,6 +243,9 @@ def _select_fleet(df):
     return df.select(*cols)
 
 
+SHIFT_MAP_MAX = 256  # splits numbered: up to this many, their shifts as a literal map in the plan
+
+
 def _numbered(spark, df, *aggs, order: bool = False):
     """``df`` (straight from a file reader) with ``_file`` and ``_line``: each row's 1-based position in
     its file (for ``spark.read.text`` the physical line), exact however Spark splits the file.
@@ -254,8 +259,6 @@ def _numbered(spark, df, *aggs, order: bool = False):
     ``aggs(t)`` are further per-split aggregates (of the numbered frame ``t``'s columns, ``_mid`` the id);
     returns (frame, list of rows: _file, _blk, shift (line = _mid + shift), and the aggs)."""
     F = _F()
-    from pyspark.sql.types import LongType, StringType, StructField, StructType
-
     t = df.select("*", F.input_file_name().alias("_file"), F.input_file_block_start().alias("_blk"),
                   F.monotonically_increasing_id().alias("_mid"))
     more = [a(t) for a in aggs]
@@ -267,14 +270,29 @@ def _numbered(spark, df, *aggs, order: bool = False):
             file, seen = r["_file"], 0
         rows.append((r["_file"], r["_blk"], seen + 1 - r["_m0"], *r[4:]))
         seen += r["_n"]
-    shifts = spark.createDataFrame([x[:3] for x in rows], StructType(
-        [StructField("_file", StringType()), StructField("_blk", LongType()), StructField("_shift", LongType())]))
-    # A left join: the frame is lazy, and a later job may split the files otherwise (another split
-    # size; on a cluster, Spark sizes splits by the cores it has then): its rows keep no line (-1 in
-    # a reject) rather than vanish. ``order`` keeps ``_blk`` and ``_mid``, the file order in this job.
-    out = t.join(F.broadcast(shifts), ["_file", "_blk"], "left")
+    # The shifts as a literal map in the plan (one constant after folding), not a broadcast join: a
+    # broadcast of a local frame costs every later job over this frame one job of its own.
+    # A lookup, not an inner join: the frame is lazy, and a later job may split the files otherwise
+    # (another split size; on a cluster, Spark sizes splits by the cores it has then): its rows keep
+    # no line (-1 in a reject) rather than vanish. ``order`` keeps ``_blk`` and ``_mid``, the file
+    # order in this job.
+    # rsp1: the literal map is built with a few py4j calls per split and looked up by a linear scan
+    # of its keys per row: with thousands of splits (8,000 small files) it made the read slower than
+    # the join (94.6 s against 52.6 s); above SHIFT_MAP_MAX splits the broadcast left join again.
+    if len(rows) > SHIFT_MAP_MAX:
+        from pyspark.sql.types import LongType, StringType, StructField, StructType
+
+        shifts = spark.createDataFrame([x[:3] for x in rows], StructType(
+            [StructField("_file", StringType()), StructField("_blk", LongType()), StructField("_shift", LongType())]))
+        t = t.join(F.broadcast(shifts), ["_file", "_blk"], "left")
+        shift = F.col("_shift")
+    elif rows:
+        shifts = F.create_map(*[x for f, b, sh, *_ in rows for x in (F.lit(f"{b}\0{f}"), F.lit(sh).cast("long"))])
+        shift = shifts[F.concat_ws("\0", F.col("_blk").cast("string"), F.col("_file"))]
+    else:
+        shift = F.lit(None).cast("long")
     keep = ["_blk", "_mid"] if order else []
-    out = out.select(*[c for c in df.columns], "_file", (F.col("_mid") + F.col("_shift")).alias("_line"), *keep)
+    out = t.select(*[c for c in df.columns], "_file", (F.col("_mid") + shift).alias("_line"), *keep)
     return out, rows
 
 
@@ -469,15 +487,17 @@ def _read_json_lines(spark, ps, raw, energy: str):
     if "_corrupt_record" in raw.schema.fieldNames():
         sdf, rejects = _from_json(_json_lines(spark, ps, raw.schema), energy)
         return sdf, _refuse_not_records(rejects)
+    seen: dict = {}  # the documents' time zones and units, checked once: the numbered text below has the same
     sdf, rejects = _from_json(raw.select("*", F.input_file_name().alias("_file"), F.lit(None).cast("long").alias("_line")),
-                              energy)
+                              energy, units=seen)
     first = _by_file(rejects)
     if not first:
         return sdf, rejects
     # A list cut at the limit may leave out a file that has rejects: then every file is numbered.
     full = len(rejects) >= MAX_REJECTS_COLLECTED
     paths = None if full else _reader_paths(sorted(first))
-    _, lined = _from_json(_json_lines(spark, ps if paths is None else paths, raw.schema), energy, rejects_only=True)
+    _, lined = _from_json(_json_lines(spark, ps if paths is None else paths, raw.schema), energy, rejects_only=True,
+                          units=seen)
     _refuse_not_records(lined)
     if full or len(lined) >= MAX_REJECTS_COLLECTED:
         return sdf, lined
@@ -512,11 +532,13 @@ def _collect_rejects(df, reason, fld, line):
     return [(r["_file"], int(r["line"]) if r["line"] is not None else -1, r["field"] or "", r["reason"]) for r in rows]
 
 
-def _from_json(raw, energy: str, *, rejects_only: bool = False):
+def _from_json(raw, energy: str, *, rejects_only: bool = False, units: dict | None = None):
+    """``units``: where an UrbanDataset read keeps its documents' checked time zones and units, and
+    finds them when it reads the same documents again (a subset of them), without another job."""
     F = _F()
     schema = raw.schema
     if "UrbanDataset" in schema.fieldNames():
-        recs = _urban_records(raw)
+        recs = _urban_records(raw, units)
     elif "PODID" in schema.fieldNames():
         recs = _flat_records(raw)
     else:
@@ -525,7 +547,7 @@ def _from_json(raw, energy: str, *, rejects_only: bool = False):
     return _flatten_spark(recs, energy, rejects_only=rejects_only)
 
 
-def _urban_records(raw):
+def _urban_records(raw, units: dict | None = None):
     """One row per ``values.line`` element: _file, _line, start_ts, end_ts, _offset, then each known
     field as a string (the last property of that name) already multiplied by its unit factor."""
     F = _F()
@@ -551,8 +573,12 @@ def _urban_records(raw):
                                                d["unitOfMeasure"].cast("string").alias("u")))
     else:
         pairs = F.array().cast("array<struct<n:string,u:string>>")
-    found = (base.select("_file", "_tz", F.explode_outer(pairs).alias("d"))
-             .select("_file", "_tz", F.col("d.n").alias("n"), F.col("d.u").alias("u")).distinct().collect())
+    found = units.get("found") if units is not None else None
+    if found is None:
+        found = (base.select("_file", "_tz", F.explode_outer(pairs).alias("d"))
+                 .select("_file", "_tz", F.col("d.n").alias("n"), F.col("d.u").alias("u")).distinct().collect())
+        if units is not None:
+            units["found"] = found
     tz_min = {}
     for r in found:
         if r["_tz"] not in tz_min:
