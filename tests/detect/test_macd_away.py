@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.detect.test_macd_rest import _assert_windows_score_as_the_whole_history
 from wattwatch import api
 from wattwatch.detect import registry
 from wattwatch.detect.frame import prepare
@@ -127,9 +128,6 @@ def test_the_away_run_is_within_the_reach_a_window_of_readings_needs():
     the hours a stream carries) holds it. Windows of the history starting a few hours into an
     absence give every reading they call exact the whole history's score (recalibration off, as
     in the plant's test; fails when lookback_s reads only the plant's ``rest_h``)."""
-    from wattwatch.detect import core
-    from wattwatch.detect.engine import EngineConfig, profile
-
     df = home(days=63, seed=3)
     for a in ("2025-01-22", "2025-02-05"):   # Wednesday to Saturday after the profiled fortnight
         s = _stretch(df, a, str((pd.Timestamp(a) + pd.Timedelta(days=4)).date()))
@@ -137,22 +135,7 @@ def test_the_away_run_is_within_the_reach_a_window_of_readings_needs():
     df = df.groupby(df.ts.dt.floor("60min")).agg(p_kw=("p_kw", "mean")).reset_index().assign(meter_id="home")
     away = _stretch(df, "2025-01-22", "2025-01-26") | _stretch(df, "2025-02-05", "2025-02-09")
     df["ts"] = df["ts"].dt.tz_localize("UTC")
-    dets = registry.build_all(["baseline_macd"])
-    dets[0].config = replace(dets[0].config, recal_days=0.0, recal_min_days=0.0)
-    profile(prepare(df), dets, EngineConfig(profile_days=14, workers=1))
-    whole = core.run(df, dets).judged[0].scores
-    t = df.ts.to_numpy()
-    exact, bad = 0, []
-    for k in np.flatnonzero(away)[::6]:
-        sub = t >= t[k] - np.timedelta64(5, "h")
-        j = core.run(df[sub], dets, origin={"home": False}).judged[0]
-        ok = j.exact & np.isfinite(whole[sub])
-        exact += int(ok.sum())
-        diff = np.abs(j.scores[ok] - whole[sub][ok])
-        if not np.allclose(j.scores[ok], whole[sub][ok], rtol=1e-9, atol=1e-9, equal_nan=True):
-            bad.append((str(t[k]), int((diff > 1e-9).sum()), float(np.nanmax(diff))))
-    assert exact > 500, exact
-    assert not bad, bad
+    _assert_windows_score_as_the_whole_history(df, away)
 
 
 def test_a_home_at_its_standby_for_weeks_alerts():

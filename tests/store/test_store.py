@@ -265,15 +265,28 @@ def _held(store: Store) -> tuple:
     return tuple(counts), {str(m): round(float(v), 6) for m, v in store.energy_kwh().items()}
 
 
+def _ingested(tmp_path: Path, small_fleet) -> tuple[Path, tuple]:
+    """The small fleet ingested into ``base.duckdb``, and what that store holds (the compaction tests' start)."""
+    base = tmp_path / "base.duckdb"
+    with Store(base) as s:
+        ingest_path(s, small_fleet["files"]["parquet"])
+        return base, _held(s)
+
+
+def _compacted_copy(tmp_path: Path, base: Path, as_of: str) -> tuple[dict, tuple]:
+    """A copy of ``base`` compacted with nothing in the way: the compaction's result and what the store then holds."""
+    done = tmp_path / "done.duckdb"
+    shutil.copy(base, done)
+    with Store(done) as s:
+        return s.compact(older_than_days=2, as_of=as_of), _held(s)
+
+
 def test_compaction_reports_its_steps_as_the_api_does_and_a_failing_report_commits_nothing(tmp_path: Path,
                                                                                            small_fleet):
     # on_stage(description, total), as every other on_stage of wattwatch (api.detect, api.fit and the
     # progress display's Stages.stage): a caller's two-argument callback failed the compaction
     # (TypeError, rolled back) when compact called it with the description alone.
-    base = tmp_path / "base.duckdb"
-    with Store(base) as s:
-        ingest_path(s, small_fleet["files"]["parquet"])
-        before = _held(s)
+    base, before = _ingested(tmp_path, small_fleet)
     as_of = "2025-01-10T00:00:00Z"
     db = tmp_path / "s.duckdb"
     shutil.copy(base, db)
@@ -405,10 +418,7 @@ def test_store_compact_says_what_was_committed_when_a_stage_fails(tmp_path: Path
     from tests.support.cli import ww
     from wattwatch.app.progress import Stages
 
-    base = tmp_path / "base.duckdb"
-    with Store(base) as s:
-        ingest_path(s, small_fleet["files"]["parquet"])
-        before = _held(s)
+    base, before = _ingested(tmp_path, small_fleet)
     as_of = "2025-01-10T00:00:00Z"
     db = tmp_path / "s.duckdb"
     shutil.copy(base, db)
@@ -460,10 +470,7 @@ def test_compact_raises_what_it_committed_when_the_checkpoint_after_the_commit_f
     (what the store now holds); one before the COMMIT rolls back and is raised as it was."""
     from wattwatch.store import CommittedError
 
-    base = tmp_path / "base.duckdb"
-    with Store(base) as s:
-        ingest_path(s, small_fleet["files"]["parquet"])
-        before = _held(s)
+    base, before = _ingested(tmp_path, small_fleet)
     db = tmp_path / "s.duckdb"
     as_of = "2025-01-10T00:00:00Z"
     for at in ("committing", "checkpointing"):
@@ -513,16 +520,9 @@ def test_store_compact_classifies_real_duckdb_failures_at_the_commit_and_the_che
       DuckDB release keep such a commit (log written, then the checkpoint fails), this fails: an
       error at "committing" would then no longer mean nothing changed."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src"), "WATTWATCH_PROGRESS": "0"}
-    base = tmp_path / "base.duckdb"
-    with Store(base) as s:
-        ingest_path(s, small_fleet["files"]["parquet"])
-        before = _held(s)
+    base, before = _ingested(tmp_path, small_fleet)
     as_of = "2025-01-10T00:00:00Z"
-    done = tmp_path / "done.duckdb"
-    shutil.copy(base, done)
-    with Store(done) as s:
-        want = s.compact(older_than_days=2, as_of=as_of)
-        after = _held(s)
+    want, after = _compacted_copy(tmp_path, base, as_of)
     assert want["readings_compacted"] > 0 and after != before
 
     db = tmp_path / "s.duckdb"
@@ -593,16 +593,9 @@ def test_store_compact_interrupted_inside_duckdb_says_whether_it_was_committed(t
     from tests.support.cli import ww
     from wattwatch.store import CommittedError
 
-    base = tmp_path / "base.duckdb"
-    with Store(base) as s:
-        ingest_path(s, small_fleet["files"]["parquet"])
-        before = _held(s)
+    base, before = _ingested(tmp_path, small_fleet)
     as_of = "2025-01-10T00:00:00Z"
-    done = tmp_path / "done.duckdb"
-    shutil.copy(base, done)
-    with Store(done) as s:
-        want = s.compact(older_than_days=2, as_of=as_of)
-        after_ = _held(s)
+    want, after_ = _compacted_copy(tmp_path, base, as_of)
     db = tmp_path / "s.duckdb"
     shutil.copy(base, db)
     with Store(db) as s:
