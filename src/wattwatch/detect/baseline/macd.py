@@ -333,7 +333,9 @@ that a bypass leaving ``rest_keep`` of the load would still be above rest, is ju
 plant stopped, not a fault; see the module notes, "A plant at rest is not a theft"). ``use_away``/``away_h``/
 ``away_share``: an hour of a run of at least ``away_h`` hours in a home's standby band, on a meter where at most
 ``away_share`` of its profiled days could be brought into that band by a bypass leaving ``rest_keep`` or more of the
-load, is judged against itself (the occupants away; see the module notes, "A home at its standby is away")."""
+load, is judged against itself (the occupants away; see the module notes, "A home at its standby is away") for at
+most ``away_max_h`` hours of the run, then on the week's energy again; it works through the rest rule's
+judging, so it has no effect while ``use_rest`` is off."""
 
     fast_h: float = 24.0
     slow_h: float = 336.0
