@@ -4,7 +4,6 @@ pieces (with a checkpoint resume) and through a store's saved state gives the al
 
 from __future__ import annotations
 
-import copy
 
 import numpy as np
 import pandas as pd
@@ -16,25 +15,10 @@ from wattwatch.detect.stitch import Stitcher
 
 from tests.detect.test_core import _alert_mismatches, _epoch, _score_mismatches
 from tests.sim.test_real_shapes import REAL, needs_real
-from tests.detect.test_stitch_hours import _parquet_round_trip
+from tests.detect.test_stitch_hours import _resumed
 
 
 NORMAL_END = "2024-02-26"
-
-
-def _resumed(a: Stitcher, dets) -> Stitcher:
-    """tests.detect.test_stitch_hours._resumed for a stitcher without carried hour bins (no
-    baseline_macd): a stitcher as the stream engine loads it from a checkpoint of ``a``."""
-    b = Stitcher(dets)
-    tail = _parquet_round_trip(a.carry())
-    tail["meter_id"] = tail["meter_id"].astype(str)
-    b.tail, b.stale = tail, set(tail["meter_id"].unique())
-    b.origin, b.n_before = dict(a.origin), dict(a.n_before)
-    b.since, b.emitted = copy.deepcopy(a.since), copy.deepcopy(a.emitted)
-    b._said = set(a._said)
-    if a.hour_carry() is not None:
-        b.load_hour_carry(_parquet_round_trip(a.hour_carry()))
-    return b
 
 
 def _home(step: str, seed: int) -> pd.DataFrame:
@@ -81,7 +65,7 @@ def test_the_homes_margin_streamed_in_random_pieces_equals_the_whole_history(ste
     sti, steps = Stitcher(dets), []
     for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
         if k in (3, 7):
-            sti = _resumed(sti, dets)
+            sti = _resumed(sti, dets, bins=False)
         steps.append(sti.feed(df[(t > lo) & (t <= hi)]))
     steps.append(sti.flush())
     problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)

@@ -7,7 +7,6 @@ reading, no reading, zeros, export, a constant normal period, two cadences in on
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import warnings
 
@@ -21,23 +20,9 @@ from wattwatch.detect.stitch import Stitcher
 
 from tests.detect.test_core import _alert_mismatches, _epoch, _score_mismatches, _stitched
 from tests.detect.test_seasonal import building
-from tests.detect.test_stitch_hours import _parquet_round_trip
+from tests.detect.test_stitch_hours import _resumed
 
 NORMAL_END = "2024-02-26"
-
-
-def _resumed(a: Stitcher, dets) -> Stitcher:
-    """A stitcher as the stream engine loads it from a checkpoint of ``a`` (its tail through
-    parquet; seasonal_profile carries no closed bins)."""
-    b = Stitcher(dets)
-    tail = _parquet_round_trip(a.carry())
-    tail["meter_id"] = tail["meter_id"].astype(str)
-    b.tail, b.stale = tail, set(tail["meter_id"].unique())
-    b.origin, b.n_before = dict(a.origin), dict(a.n_before)
-    b.since, b.emitted = copy.deepcopy(a.since), copy.deepcopy(a.emitted)
-    b._said = set(a._said)
-    assert a.hour_carry() is None
-    return b
 
 
 def _office(step: str, seed: int = 5) -> pd.DataFrame:
@@ -117,7 +102,7 @@ def test_point_glitches_at_piece_boundaries_stream_as_the_whole_history(step):
     steps = []
     for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
         if k % 2:
-            s = _resumed(s, dets)
+            s = _resumed(s, dets, bins=False)
         steps.append(s.feed(frame[(t > lo) & (t <= hi)]))
     steps.append(s.flush())
     problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)

@@ -40,8 +40,10 @@ def _parquet_round_trip(df: pd.DataFrame) -> pd.DataFrame:
     return pq.read_table(io.BytesIO(buf.getvalue())).to_pandas()
 
 
-def _resumed(a: Stitcher, dets) -> Stitcher:
-    """A stitcher as the stream engine loads it from a checkpoint of ``a``."""
+def _resumed(a: Stitcher, dets, bins: bool = True) -> Stitcher:
+    """A stitcher as the stream engine loads it from a checkpoint of ``a`` (its tail and, with
+    ``bins``, its closed hour bins through parquet; without, ``a`` must carry none: no
+    baseline_macd)."""
     b = Stitcher(dets)
     tail = _parquet_round_trip(a.carry())
     tail["meter_id"] = tail["meter_id"].astype(str)
@@ -50,7 +52,10 @@ def _resumed(a: Stitcher, dets) -> Stitcher:
     b.origin, b.n_before = dict(a.origin), dict(a.n_before)
     b.since, b.emitted = copy.deepcopy(a.since), copy.deepcopy(a.emitted)
     b._said = set(a._said)
-    b.load_hour_carry(_parquet_round_trip(a.hour_carry()))
+    if bins:
+        b.load_hour_carry(_parquet_round_trip(a.hour_carry()))
+    else:
+        assert a.hour_carry() is None
     return b
 
 
