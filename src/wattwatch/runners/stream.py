@@ -993,8 +993,8 @@ class StreamEngine:
         carried meters again and give their open alerts again (the checkpoint's open ones among
         them), and may give closed ones again: the tiered engine checkpoints the full stitcher,
         which may be behind the fast tier, so a fast alert that opened and ended before the
-        checkpoint is given again, unchanged. An id the store first kept by then is not new; an open version it last wrote
-        by then is what was written of it (an unchanged version re-given at a restart is not a new
+        checkpoint is given again, unchanged. An id the store first kept by then is not new; an open
+        version it last wrote by then is what was written of it (an unchanged version re-given at a restart is not a new
         version). One written after the checkpoint may not have reached the outputs: delivered
         again when given again (at least once). The statuses read are the ones :meth:`_settled`
         reads (one store read for both, only for ids not checked yet)."""

@@ -29,8 +29,9 @@ rewrites the same points (same measurement, tags and time): InfluxDB keeps each 
 
 **fsync policy**: the appended records are in the page cache at once (a killed process loses
 nothing); the writer thread fsyncs the active segment every ``fsync_s`` seconds (default 1; also
-while it backs off from an unreachable InfluxDB, however long the backoff) and the cursor file on every advance (write, fsync, rename), so a power loss loses at most the last
-``fsync_s`` of appends. ``fsync_s = 0`` fsyncs every append in the engine thread.
+while it backs off from an unreachable InfluxDB, however long the backoff) and the cursor file on
+every advance (write, fsync, rename), so a power loss loses at most the last ``fsync_s`` of appends.
+``fsync_s = 0`` fsyncs every append in the engine thread.
 
 Record layout: ``WWLP`` magic, payload length, CRC-32 and point count (little-endian uint32), then
 the payload (line protocol). A torn last record (a crash mid-append) fails its length or CRC check

@@ -202,37 +202,38 @@ real-shape fleets: the steel plant; buildings whose night is half their load and
 
 **A home at its standby is away.** A family on holiday leaves the fridge, the freezer and the
 electronics on standby and takes the rest of the load with it: the home reads at its quiet level
-hour after hour, evening and cooking hours included, and against its profile that was "44-69 %
-below its baseline" for days (OPSD residential5: six holidays of 4-10 days at 2.0-2.6 kWh a day
-against 7-9, every hour between 0.56x its standby and 1.6x its quiet level; 8 of the 26 false alerts on the OPSD
-homes were such weeks, q70). Its daily energy cannot tell it from a theft (a bypass leaving 30 % of
-the load consumes about as much); its hours can. A bypass that scales the load keeps the day's shape
-at a fraction of its level, its standby cut with it; a circuit tapped before the meter (kitchen,
-heating) leaves the occupancy rhythm on the meter, evenings above the standby. The fit learns the
-band of an absent home's hours (``_away_band``): from what a bypass of ``floor_fault_drop`` would
-leave of its standby (the lower half of its profiled days' floors, :meth:`_standby`) up to as far
-above its rest level (the 10th percentile of its profiled hours), and how many of its profiled days
-(those not already in the band all day) a bypass leaving between ``rest_keep`` (30 %) and all of the
-load would bring into that band all day, its busiest hour under the top while its quietest stays
-above the bottom (``_away_fit``, ``away_share``). On a meter where that is at most ``away_share``
-(a tenth) of its days, an hour and the ``away_h`` - 1 (23) hours before it in the band (a whole day:
-its evening and cooking hours in, at the home's own standby) are judged against themselves, as a plant
-at rest is: no deviation while the home reads at its base (``use_away``). A bypass leaving 30 % or
-more reads so only on a day whose own shape fits the band when scaled (at most one ordinary day in ten,
-by the meter's choice), and the next ordinary day under it rises above the band or falls below it again.
-Not judged apart: homes whose ordinary days sit at their standby (nothing to tell), solar homes whose import reads zero at noon (below the band: OPSD
-residential3 and residential6), and the first day of an absence (until a whole day is in, it is the
-first day of a bypass too: on a home whose days vary little the 24-h average can alert on it; the
-rule then ends the alert). A tap that takes everything but the standby (or at least 60 % of it) off
-the meter is what an absence looks like to one meter; the panel's energy balance (``wattwatch
+hour after hour, evening and cooking hours included, and against its profile that was "44-69 % below
+its baseline" for days (OPSD residential5: six holidays of 4-10 days at 2.0-2.6 kWh a day against
+7-9, every hour between 0.56x its standby and 1.6x its quiet level; 8 of the 26 false alerts on the
+OPSD homes were such weeks, q70). Its daily energy cannot tell it from a theft (a bypass leaving 30
+% of the load consumes about as much); its hours can. A bypass that scales the load keeps the day's
+shape at a fraction of its level, its standby cut with it; a circuit tapped before the meter
+(kitchen, heating) leaves the occupancy rhythm on the meter, evenings above the standby. The fit
+learns the band of an absent home's hours (``_away_band``): from what a bypass of
+``floor_fault_drop`` would leave of its standby (the lower half of its profiled days' floors,
+:meth:`_standby`) up to as far above its rest level (the 10th percentile of its profiled hours), and
+how many of its profiled days (those not already in the band all day) a bypass leaving between
+``rest_keep`` (30 %) and all of the load would bring into that band all day, its busiest hour under
+the top while its quietest stays above the bottom (``_away_fit``, ``away_share``). On a meter where
+that is at most ``away_share`` (a tenth) of its days, an hour and the ``away_h`` - 1 (23) hours
+before it in the band (a whole day: its evening and cooking hours in, at the home's own standby) are
+judged against themselves, as a plant at rest is: no deviation while the home reads at its base
+(``use_away``). A bypass leaving 30 % or more reads so only on a day whose own shape fits the band
+when scaled (at most one ordinary day in ten, by the meter's choice), and the next ordinary day
+under it rises above the band or falls below it again. Not judged apart: homes whose ordinary days
+sit at their standby (nothing to tell), solar homes whose import reads zero at noon (below the band:
+OPSD residential3 and residential6), and the first day of an absence (until a whole day is in, it is
+the first day of a bypass too: on a home whose days vary little the 24-h average can alert on it;
+the rule then ends the alert). A tap that takes everything but the standby (or at least 60 % of it)
+off the meter is what an absence looks like to one meter; the panel's energy balance (``wattwatch
 fleet``) tells them apart. No holiday lasts for ever: past ``away_max_h`` (14 days) of the run its
 hours are judged on the week's energy against the profile's (the week window's ratio and fitted
 limit, without its gate on the averages, which still read the run as on profile: an hour's score
-reads no further back than before) for as long as the run lasts, so a home at its standby for
-weeks (a tap leaving the fridge's circuit, a theft begun during a holiday) alerts from its
-fifteenth day (rev71: a 30-day one alerted on 1 of 3 seeds, and then only on its first evening).
-The band's bottom comes from the days' lowest readings and is judged on each hour's lowest
-reading (its top on the hour's mean), so it means the same at 1 and at 60 minutes.
+reads no further back than before) for as long as the run lasts, so a home at its standby for weeks
+(a tap leaving the fridge's circuit, a theft begun during a holiday) alerts from its fifteenth day
+(rev71: a 30-day one alerted on 1 of 3 seeds, and then only on its first evening). The band's bottom
+comes from the days' lowest readings and is judged on each hour's lowest reading (its top on the
+hour's mean), so it means the same at 1 and at 60 minutes.
 
 A profiling period whose spread is large compared with the load (``noisy_ratio``) is reported as
 a notice: a baseline learned from it cannot be trusted, and erratic current often means a CT
