@@ -1,0 +1,132 @@
+"""cov1: two rules of the stream's calm verdict (``Stitcher._calm``, ``PacketLoss.calm_meters``) that
+no other test reached (docs/quality-log.md, rtt5's I2 and its last note), each put at its edge,
+one reading either side, in a stitcher fed as the stream feeds it (``_compare``: at every piece
+what judging every meter gives, in the end the whole history's alerts).
+
+- **The data-gap rule** (q56): a meter with a gap of ``gap_lost`` (3) readings lost in a row near
+  the readings asked about is never calm. packet_loss's data-gap score (``_long_gaps``: lost /
+  ``gap_lost``, at least the threshold) does not need the window's share, and three lost readings
+  are under the share bound's ``min_lost`` (4): at hourly cadence a four-hour silence is a data
+  gap ``detect`` reports, and without the rule the stream called its meter calm and never reported
+  it. Two lost in a row (a three-hour silence) is no data gap: that meter stays calm.
+- **None late**: a meter whose piece starts before its tail's last reading is judged. The calm
+  path puts a meter's piece after its tail as it comes (no sort), so its gaps, final point and
+  tail are only right when every new reading follows the tail; a late reading is merged in time
+  order by judging. Without the rule the carry went out of time order (judging's differs).
+
+Hourly meters, three to four and a half days of readings, pieces of six hours and one reading a
+piece at the edges: 1.3 s of CPU for both (``-p no:xdist``, load 18). Each test fails with its rule
+removed or its boundary moved by one reading (docs/quality-log.md, "(cov1)": every mutation and
+what caught it)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from wattwatch.detect import core, registry
+from wattwatch.detect.engine import EngineConfig, profile
+from wattwatch.detect.frame import prepare
+from wattwatch.detect.stitch import Stitcher
+
+from tests.detect.test_stitch_calm import _compare
+
+T0 = pd.Timestamp("2025-01-06", tz="UTC")
+
+
+def _fleet(lost: dict[str, list[int]], hours: int) -> tuple[pd.DataFrame, list]:
+    """Hourly meters (on the hour, ``hours`` of them) without the readings ``lost`` names (hours since
+    T0), packet_loss profiled on the first day."""
+    parts = []
+    for m, gone in lost.items():
+        h = np.setdiff1d(np.arange(hours), gone)
+        parts.append(pd.DataFrame({"meter_id": m, "ts": T0 + pd.to_timedelta(h, unit="h"), "v_l1_v": 230.0}))
+    frame = pd.concat(parts, ignore_index=True)
+    dets = registry.build_all(["packet_loss"])
+    profile(prepare(frame), dets, EngineConfig(profile_days=1.0, workers=1))
+    return frame, dets
+
+
+def _hours(df: pd.DataFrame) -> np.ndarray:
+    return ((df["ts"] - T0) // pd.Timedelta(hours=1)).to_numpy()
+
+
+def _pieces(fine: range, late: dict[tuple[str, int], int] | None = None):
+    """The profiling day as one piece, then six hours a piece, but one reading a piece (meter by
+    meter) in the hours ``fine``; ``late``: (meter, hour) readings given with that meter's reading
+    of another hour instead (a later one: late)."""
+    late = late or {}
+
+    def pieces(frame, piece_s, seed):
+        h = _hours(frame)
+        m = frame["meter_id"].astype(str).to_numpy()
+        due = h.copy()   # the hour whose piece brings the reading
+        for (mm, hh), at in late.items():
+            due[(m == mm) & (h == hh)] = at
+        yield frame[due < 24]
+        coarse = []
+        end = int(h.max()) + 1
+        for x in range(24, end):
+            if x not in fine:
+                coarse.append(x)
+            if coarse and (x in fine or len(coarse) == 6 or x == end - 1):
+                yield frame[np.isin(due, coarse)]
+                coarse = []
+            if x in fine:
+                for mm in sorted(set(m[due == x])):
+                    yield frame[(due == x) & (m == mm)].sort_values("ts")
+    return pieces
+
+
+def _calm_taken(monkeypatch) -> dict[frozenset, int]:
+    """Per piece fed to a calm stitcher (its readings as (meter, hour) pairs): how many of them it
+    took calm, without judging their meter (``Stitcher.calm_fed``)."""
+    out = {}
+    feed = Stitcher.feed
+
+    def spy(self, piece, final=False):
+        before = self.calm_fed
+        step = feed(self, piece, final)
+        if self.calm and len(piece):
+            out[frozenset(zip(piece["meter_id"].astype(str), _hours(piece).tolist()))] = self.calm_fed - before
+        return step
+    monkeypatch.setattr(Stitcher, "feed", spy)
+    return out
+
+
+def test_a_gap_of_three_lost_in_a_row_is_judged_two_calm(monkeypatch):
+    """A (a four-hour silence, hours 54-56 lost: three in a row) raises the data-gap alert
+    ``detect`` raises (its edges, hours 53 and 57, each score 3 / 3 = the threshold; B's 2 / 4 is
+the share bound's, under it). The verdict's span reaches
+    the gap's end (the reading of hour 57, which carries the lost readings) from the piece that
+    makes A's hour 13 final (its hour 62: a reading is final some 49 hours later at hourly cadence;
+    13 h + the 40-h half window + 1 s reaches hour 53, and the gap after it counts): A is calm up to
+    its hour 61 and judged at 62. B (a three-hour silence, two lost) and C (three lost: one, then
+    two in a row) are calm at the same pieces, as is Q (none lost)."""
+    frame, dets = _fleet({"A": [54, 55, 56], "B": [54, 55], "C": [51, 54, 55], "Q": []}, 108)
+    want = core.run(frame, dets).alerts
+    assert [(a.meter_id, a.start, a.end) for a in want] == [("A", "2025-01-08T05:00:00.000Z",
+                                                            "2025-01-08T09:00:00.000Z")]
+    taken = _calm_taken(monkeypatch)
+    _compare(frame, dets, 0.0, 0, pieces=_pieces(range(57, 64)), want=want)
+
+    def calm(m, h):
+        return taken[frozenset({(m, h)})]
+    assert [calm("A", h) for h in (57, 58, 59, 60, 61)] == [1] * 5, "A should be calm before its gap is in the span"
+    assert calm("A", 62) == 0, "the first span that holds three lost in a row should be judged"
+    assert [calm(m, h) for m in "BCQ" for h in (61, 62, 63)] == [1] * 9, "two lost in a row should be calm"
+
+
+def test_a_late_reading_is_judged_one_on_time_calm(monkeypatch):
+    """L's reading of hour 60 comes with its reading of hour 62, after its hour 61: one reading
+    before its tail's last, followed by one after it. That piece judges L (and carries L's
+    readings in time order, as judging every meter does); M's hour 62, its next reading after its
+    tail's last, is taken calm, as L's hour 61 was (a gap there then). A still gives its alert."""
+    frame, dets = _fleet({"A": [54, 55, 56], "L": [], "M": []}, 72)
+    want = core.run(frame, dets).alerts
+    assert [a.meter_id for a in want] == ["A"]
+    taken = _calm_taken(monkeypatch)
+    _compare(frame, dets, 0.0, 0, pieces=_pieces(range(59, 64), late={("L", 60): 62}), want=want)
+    assert taken[frozenset({("L", 60), ("L", 62)})] == 0, "a piece with a late reading should be judged"
+    assert taken[frozenset({("L", 61)})] == 1 and taken[frozenset({("L", 63)})] == 1
+    assert taken[frozenset({("M", 62)})] == 1 and taken[frozenset({("M", 60)})] == 1
