@@ -696,8 +696,9 @@ class BaselineMACD(Detector):
         last_off = np.maximum.accumulate(np.where(b, -1, idx), axis=1) if n else np.zeros(b.shape, np.int64)
         return np.where(b, idx - last_off, 0)
 
-    def _rest(self, df: pd.DataFrame, m: np.ndarray, expected: np.ndarray,
-              get_hmin=None) -> tuple[np.ndarray, np.ndarray]:
+    def _rest(self, df: pd.DataFrame, m: np.ndarray, expected: np.ndarray, hmin: np.ndarray | None = None,
+              cell: np.ndarray | None = None, t_bin: np.ndarray | None = None,
+              carry: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Per (meter, hour): whether the hour is the meter at rest where its profile expects work
         (judged against its rest level, not its profile): it and the ``rest_h`` - 1 hours before it
         lie in the rest band (:meth:`_rest_edges`), the profile showed the meter at rest for
@@ -706,15 +707,16 @@ class BaselineMACD(Detector):
         rest). Or (``use_away``) the hour and the ``away_h`` - 1 hours before it lie in the standby band of a
         meter that qualifies (:meth:`_away_edges`): a home whose occupants are away. The band's bottom
         (from the floor's standby, days' lowest readings) is judged on the hour's lowest reading
-        (``get_hmin()``, :meth:`_hour_min`; its mean where it has none), its top on the hour's mean:
+        (``hmin``; none given, :meth:`_hour_min` of ``cell``, ``t_bin`` and ``carry``, made here when
+        the band is judged; its mean where it has none), its top on the hour's mean:
         judged on the mean, the bottom sat as far under the hour's standby as the meter read finely
         (at one minute the fridge's compressor off: a bypass of all but half the standby read as
         away at 1 minute and alerted at 5, 15 and 60). Also returned: the
         away hours past the first ``away_max_h`` of their run (longer than a holiday: judged on the
-        week's energy, see :meth:`_macd`)."""
+        week's energy, see :meth:`_macd`), and ``hmin`` (as given, or as made here; None: neither)."""
         c = self.config
         if not c.use_rest or not m.size:
-            return np.zeros(m.shape, bool), np.zeros(m.shape, bool)
+            return np.zeros(m.shape, bool), np.zeros(m.shape, bool), hmin
         out, long = np.zeros(m.shape, bool), np.zeros(m.shape, bool)
         lo, hi = self._rest_edges(self._param(df, "rest_kw", np.nan), self._param(df, "rest_spread", np.nan))
         eligible = self._param(df, "rest_run_h", 0.0) >= c.rest_h
@@ -726,7 +728,9 @@ class BaselineMACD(Detector):
         if c.use_away:
             a_lo, a_hi, a_ok = self._away_edges(df)
             if a_ok.any():
-                hm = get_hmin() if get_hmin is not None else m
+                if hmin is None and cell is not None:
+                    hmin = self._hour_min(df, cell, m.shape[0], m.shape[1], t_bin, carry)
+                hm = hmin if hmin is not None else m
                 with quiet():
                     low = np.where(np.isfinite(hm), hm, m)
                     at = np.isfinite(m) & (low >= a_lo[:, None]) & (m <= a_hi[:, None])
@@ -734,7 +738,7 @@ class BaselineMACD(Detector):
                 away = a_ok[:, None] & at & (run >= c.away_h)
                 out |= away
                 long = away & (run > c.away_max_h)
-        return out, long
+        return out, long, hmin
 
     def _shrink_weekend(self, base: np.ndarray, type_days: np.ndarray, day_spread: np.ndarray) -> np.ndarray:
         """The Saturday and Sunday profiles' level, shrunk towards the weekday profile by how little
@@ -1200,15 +1204,9 @@ class BaselineMACD(Detector):
         expected = base[rows, day_type(t_bin), ((t_bin % 86400) // 3600).astype(int)]
         # A plant at rest where its profile expects work is judged against its rest level (see the
         # module notes, "A plant at rest is not a theft"): such an hour is on profile to every window.
-        box = [hmin]
-
-        def get_hmin():   # made once, for the away band and the floor alike
-            if box[0] is None:
-                box[0] = self._hour_min(df, cell, n_seg, n_bins, t_bin, carry)
-            return box[0]
-
-        rest, long_away = self._rest(df, m, expected, get_hmin)
-        hmin = box[0]
+        # The away band reads each hour's lowest reading: _rest makes it where none was made and it
+        # needs it, and hands it back (or None), so the floor reads the same one.
+        rest, long_away, hmin = self._rest(df, m, expected, hmin, cell, t_bin, carry)
         expected_raw, expected = expected, np.where(rest, m, expected)
         with quiet():
             u = (m - expected) / mean[:, None]
