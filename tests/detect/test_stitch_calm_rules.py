@@ -130,3 +130,34 @@ def test_a_late_reading_is_judged_one_on_time_calm(monkeypatch):
     assert taken[frozenset({("L", 60), ("L", 62)})] == 0, "a piece with a late reading should be judged"
     assert taken[frozenset({("L", 61)})] == 1 and taken[frozenset({("L", 63)})] == 1
     assert taken[frozenset({("M", 62)})] == 1 and taken[frozenset({("M", 60)})] == 1
+
+
+def test_a_data_gap_of_more_than_gap_lost_is_not_calm_where_the_share_bound_passes_it():
+    """(rcov1) With ``min_lost`` above ``gap_lost`` + 1 (a configuration: 6 here), a gap of four or
+    five lost in a row is still a data gap (4 / 3, 5 / 3: at least the threshold) and under the share
+    bound (4 / 6, 5 / 6): only the data-gap rule's "``gap_lost`` or more" keeps its meter from being
+    called calm. With the defaults (``min_lost`` 4) the share bound already catches four, so the
+    stitcher tests above cannot tell ``>=`` from ``==`` there. Asked of ``calm_meters`` itself over
+    the whole history and over a span whose reading borders the gap: no calm meter has a score at
+    the threshold there, and the meter without a gap is calm."""
+    frame = pd.concat([pd.DataFrame({"meter_id": m, "ts": T0 + pd.to_timedelta(np.setdiff1d(np.arange(96), gone), unit="h"),
+                                     "v_l1_v": 230.0})
+                       for m, gone in {"G3": [54, 55, 56], "G4": [54, 55, 56, 57], "G5": list(range(54, 59)),
+                                       "Q": []}.items()], ignore_index=True)
+    dets = registry.build_all(["packet_loss"], {"packet_loss": {"min_lost": 6}})
+    d = dets[0]
+    profile(prepare(frame), dets, EngineConfig(profile_days=1.0, workers=1))
+    f = prepare(frame)
+    seg, t = f["_seg"].to_numpy().astype(np.int64), f["_t"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1]])
+    names = [str(m) for m in f["meter_id"].cat.categories]
+    assert names == ["G3", "G4", "G5", "Q"]
+    score = d.scored(f).values
+    thr = d.config.post.threshold
+    t53 = (T0 + pd.Timedelta(hours=53)).timestamp()
+    for lo, hi in [(np.full(4, -np.inf), np.full(4, np.inf)), (np.full(4, t53 - 3600.0), np.full(4, t53))]:
+        calm = np.asarray(d.calm_meters(names, seg, starts, t, f["_dt"].to_numpy(), lo, hi), bool)
+        inside = (t >= lo[seg]) & (t <= hi[seg])
+        top = pd.Series(np.where(inside, score, -np.inf)).groupby(seg).max().to_numpy()
+        assert (top[:3] >= thr).all() and top[3] < thr, "the gaps (only) should score at the threshold"
+        assert calm.tolist() == [False, False, False, True], f"calm {calm.tolist()}, top scores {top.tolist()}"
