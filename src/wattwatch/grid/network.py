@@ -9,6 +9,12 @@ an AC power flow at that dispatch gives the reference; which one was used is rep
 
 Within a dispatch period, flows follow injection changes through the PTDF of the case (DC
 sensitivities around the AC point of the period); the slack bus takes the balance.
+
+Power flows run with ``numba=False`` (:data:`_NUMBA`): a run solves a few dozen flows on cases of at
+most 300 buses (operating points are cached per process), where pandapower's numba kernels save
+~10 ms a flow but cost ~4 s of CPU compiling on the first one in every process (the CLI's first
+``grid simulate``, each test worker). The pure-NumPy Newton-Raphson gives the same voltages and
+flows within the solver's tolerance (docs/live-log.md, grid1).
 """
 
 from __future__ import annotations
@@ -155,7 +161,7 @@ class Grid:
             warnings.simplefilter("ignore")
             if not self._ac_failed:
                 try:
-                    pp.runopp(net, init="pf")
+                    pp.runopp(net, init="pf", numba=_NUMBA)
                     ok = bool(net.OPF_converged)
                 except Exception as exc:  # pandapower raises OPFNotConverged (and others on a bad start)
                     note = f"AC OPF did not converge ({type(exc).__name__}); "
@@ -173,7 +179,7 @@ class Grid:
                         res = getattr(net, f"res_{table}")
                         ctrl = t.get("controllable", pd.Series(False, index=t.index)).fillna(False).astype(bool)
                         t.loc[ctrl, "p_mw"] = res.loc[ctrl[ctrl].index, "p_mw"]
-                    pp.runpp(net, init="dc")
+                    pp.runpp(net, init="dc", numba=_NUMBA)
                     ok = bool(net.converged)
                 except Exception as exc:
                     note += f"DC OPF + AC power flow failed ({type(exc).__name__})"
@@ -193,6 +199,9 @@ class Grid:
 
 
 _DISPATCHES: dict = {}
+
+# pandapower's numba kernels: see the module docstring (compiling costs more than a run's flows save).
+_NUMBA = False
 
 
 @lru_cache(maxsize=8)
@@ -221,7 +230,7 @@ def load_case(case: str) -> Grid:
     pos = {int(b): k for k, b in enumerate(buses)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pp.runpp(net)
+        pp.runpp(net, numba=_NUMBA)
     frm = np.concatenate([net.line.from_bus.to_numpy(), net.trafo.hv_bus.to_numpy()])
     to = np.concatenate([net.line.to_bus.to_numpy(), net.trafo.lv_bus.to_numpy()])
     ends = np.column_stack([[pos[int(b)] for b in frm], [pos[int(b)] for b in to]]).astype(int)
