@@ -95,3 +95,64 @@ def test_joined_groups_give_every_alert_of_one_stitcher_each_in_the_same_order()
         "the joined detectors should raise alerts: the test proves nothing otherwise"
     problems = _alert_mismatches(whole, steps)
     assert not problems, "\n".join(problems[:12])
+
+
+def _pieces(frame: pd.DataFrame, seed: int):
+    """The profiled days as one piece, then pieces of 5 minutes to 3 hours (every meter in each)."""
+    t = _epoch(frame["ts"])
+    rng = np.random.default_rng(seed)
+    edges = [-np.inf, float(t.min()) + PROFILE_DAYS * 86400]
+    while edges[-1] < t.max():
+        edges.append(edges[-1] + 300.0 * int(rng.integers(1, 37)))
+    return [frame[(t > lo) & (t <= hi)] for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def _same_steps(a: Stitchers, b: Stitchers, pieces) -> list[str]:
+    """Feed both the pieces and flush: every step's alerts (in order) and open ids alike; returns
+    the detectors that raised alerts in steps that also had another detector's."""
+    mixed = set()
+    for piece in [*pieces, None]:
+        sa, sb = (a.flush(), b.flush()) if piece is None else (a.feed(piece), b.feed(piece))
+        assert [x.to_json() for x in sa.alerts] == [x.to_json() for x in sb.alerts]
+        assert sa.open_ids == sb.open_ids
+        if len({x.detector for x in sa.alerts}) > 1:
+            mixed |= {x.detector for x in sa.alerts}
+    return sorted(mixed)
+
+
+def test_groups_joined_across_another_keep_the_alert_order_of_one_stitcher_each():
+    """(rlat64) The default set joins two groups next to each other, where the joined stitcher's
+    order is already that of one stitcher each. Joined across a group between them (channel_invalid
+    made to read what the outage group reads: joined to it, before packet_loss and frozen_readings),
+    a step's alerts are put back in the order of one stitcher per group."""
+    frame = _fleet(6403)
+    dets = registry.build_all(FAST)
+    profile(prepare(frame), dets, ENGINE)
+    by = {d.name: d for d in dets}
+    outage = read_channels([by["supply_outage"], by["harmonic_noise"], by["loose_ct"]])
+    by["channel_invalid"].reads = lambda: tuple(sorted(outage))
+    a, b = Stitchers(dets, keep_scores=False), Stitchers(dets, join=False, keep_scores=False)
+    assert _names(a.parts) == [["supply_outage", "harmonic_noise", "loose_ct", "channel_invalid"],
+                               ["packet_loss"], ["frozen_readings"]]
+    mixed = _same_steps(a, b, _pieces(frame, 6403))
+    assert "channel_invalid" in mixed and len(mixed) > 2, \
+        f"no step mixes channel_invalid's alerts with another group's ({mixed}): the order is not tested"
+
+
+def test_joined_groups_judge_meters_from_their_compaction_cut_as_one_stitcher_each():
+    """(rlat64) Meters with compacted hours (``cut``: judged from the cut while their tail starts
+    at their first reading there, ``Stitcher._cut_of``): a joined stitcher keeps a longer tail than
+    channel_invalid's own (frozen_readings' reach), so its tail starts there for longer; every
+    step gives the same alerts as one stitcher each."""
+    frame = _fleet(6404)
+    dets = registry.build_all(FAST)
+    profile(prepare(frame), dets, ENGINE)
+    t = _epoch(frame["ts"])
+    t0 = float(t.min()) + PROFILE_DAYS * 86400
+    ms = sorted(frame["meter_id"].unique())
+    cut = {str(m): float(np.floor((t0 + 3600 * (2 + k)) / 3600) * 3600) for k, m in enumerate(ms[::2])}
+    frame = frame[~(t < frame["meter_id"].astype(str).map(cut).to_numpy(float))].reset_index(drop=True)
+    a = Stitchers(dets, keep_scores=False, cut=dict(cut))
+    b = Stitchers(dets, join=False, keep_scores=False, cut=dict(cut))
+    mixed = _same_steps(a, b, _pieces(frame, 6404))
+    assert "frozen_readings" in mixed or "channel_invalid" in mixed, mixed
