@@ -867,10 +867,19 @@ def test_spark_numbers_many_splits_by_a_join_with_the_same_lines(spark, tmp_path
     paths = []
     for k in range(3):
         p = tmp_path / f"m{k}.csv"
-        p.write_text("meter_id,ts,p_kw\n" + "".join(
-            f"M{k},2025-01-01T{i // 60:02d}:{i % 60:02d}:00Z,{'bad' if i % 41 == 7 else i}\n" for i in range(300)))
+        p.write_text("meter_id,ts,p_kw,town\n" + "".join(
+            f"M{k},2025-01-01T{i // 60:02d}:{i % 60:02d}:00Z,{'bad' if i % 41 == 7 else i},T\n" for i in range(300)))
         paths.append(p)
-    want = sorted((r[0].rsplit("/", 1)[-1], r[1]) for r in read_fleet(paths).rejects)
+    # rsp2: and a file with quoted line ends, whose readings (not only its rejects) are the numbered
+    # text's: a header line taken one line off in the join (the first reading dropped) shows in them.
+    two = '"two\nlines"'
+    p = tmp_path / "q.csv"
+    p.write_text("meter_id,ts,p_kw,town\n" + "".join(
+        f"Q,2025-01-01T{i // 60:02d}:{i % 60:02d}:00Z,{'bad' if i % 41 == 7 else i},{two if i % 50 == 3 else 'T'}\n"
+        for i in range(300)))
+    paths.append(p)
+    read = read_fleet(paths)
+    want, rows = sorted((r[0].rsplit("/", 1)[-1], r[1]) for r in read.rejects), len(read.frame)
     old = spark.conf.get("spark.sql.files.maxPartitionBytes")
     try:
         for most in (sp.SHIFT_MAP_MAX, 0):  # the map, then the join
@@ -880,6 +889,47 @@ def test_spark_numbers_many_splits_by_a_join_with_the_same_lines(spark, tmp_path
             assert sorted((r[0].rsplit("/", 1)[-1], r[1]) for r in rejects) == want, most
             n = sdf.count()
             spark.conf.set("spark.sql.files.maxPartitionBytes", "3000")
-            assert sdf.count() == n == 900 - len(want), most
+            assert sdf.count() == n == rows == 1200 - len(want), most
     finally:
         spark.conf.set("spark.sql.files.maxPartitionBytes", old)
+
+
+def _jobs(spark, group, action):
+    """``action()`` and the number of Spark jobs it ran."""
+    sc = spark.sparkContext
+    sc.setJobGroup(group, group)
+    try:
+        out = action()
+        return out, len(sc.statusTracker().getJobIdsForGroup(group))
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)
+
+
+def test_spark_reads_csv_files_with_rejects_and_quoted_line_ends_in_few_jobs(spark, tmp_path):
+    """sp2: the numbered CSV text took each file's header from a broadcast join of a local frame, a
+    job of its own in every later job over the text (the never-closed check's, the rejects', each
+    action on the readings); and of files read together, those with a quoted line end were numbered
+    a second time when another file had a bad line only. Now the headers are a literal map (as the
+    numbering's shifts) and the quoted files' readings are the first numbering's. Jobs: the header
+    (1), the reader's per-file counts (2: AQE runs a shuffle stage as a job), the numbering (2), the
+    rejects (1); a quoted line end adds the never-closed check (2) and a shuffle to the rejects (1);
+    an action on the readings is 1 job, 2 with a quoted line end. Before: 11 and 3 jobs for
+    ``lined.csv``, 13 and 3 for the four files."""
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    lined = _lined_csv(tmp_path)
+    files = {"clean.csv": _csv_rows(60), "bad.csv": _csv_rows(60, bad={20}),
+             "quoted.csv": _csv_rows(60, bad={50}, town={40: '"two\nlines"'}),
+             "stray.csv": _csv_rows(60, town={30: '5" pipe'})}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    four = [tmp_path / n for n in files]
+    name = lambda rs: sorted((str(r[0]).rsplit("/", 1)[-1], r[1], r[2], r[3]) for r in rs)  # noqa: E731
+    for paths, most_read, most_after in (([lined], 9, 2), (four, 9, 2)):
+        (sdf, rejects, _), jobs = _jobs(spark, f"sp2-{len(paths)}",
+                                        lambda: read_fleet_spark(spark, [str(p) for p in paths]))
+        got, after = _jobs(spark, f"sp2-{len(paths)}-after", sdf.toPandas)
+        want = read_fleet(paths)
+        assert name(rejects) == name(want.rejects) and len(rejects) in (4, 2)
+        assert _readings(got) == _readings(want.frame)
+        assert jobs <= most_read and after <= most_after, (paths[0].name, jobs, after)

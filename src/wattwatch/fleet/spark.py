@@ -155,9 +155,9 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
                 if kind == "jsonl":  # each document on its line of the file
                     sdf, rej = _read_json_lines(spark, ps, raw, energy)
                 elif "UrbanDataset" in raw.schema.fieldNames():  # a record's line: its position in its
-                    sdf, rej = _from_json(raw, energy)              # document's values.line, no numbering
+                    sdf, rej, _ = _from_json(raw, energy)           # document's values.line, no numbering
                 else:  # the record's position in the file's array
-                    sdf, rej = _from_json(_numbered(spark, raw)[0], energy)
+                    sdf, rej, _ = _from_json(_numbered(spark, raw)[0], energy)
             elif kind == "parquet":
                 # pandas writes nanosecond timestamps, which Spark only reads as longs (see _from_canonical).
                 spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
@@ -304,7 +304,7 @@ _CSV_CLOSED = "^" + _CSV_FIELD + "(?:," + _CSV_FIELD + ")*+$"          # begun o
 _CSV_REOPENED = r'^(?:[^"]|"")*+"[^,]*+(?:,' + _CSV_FIELD + ")*+$"     # begun inside quotes, ends outside
 
 
-def _csv_lines(spark, ps, columns, check: bool = True):
+def _csv_lines(spark, ps, columns):
     """The CSV records of ``ps`` as string columns ``columns`` (the header's names) plus ``_file`` and
     ``_line``, the line each record starts on, as pandas reads it (``readers.csv_record_lines``):
     blank and whitespace-only lines skipped, the first line left the header, a quoted field may span
@@ -332,8 +332,19 @@ def _csv_lines(spark, ps, columns, check: bool = True):
         if is_odd:
             odd.add(f)
     # The header: the file's first line that is not blank; by its text on a row whose line is not known.
-    heads = spark.createDataFrame([(f, n, x) for f, (n, x) in head.items()], "_file string, _head long, _htext string")
-    t = t.join(F.broadcast(heads), "_file")
+    # As the shifts (:func:`_numbered`): a literal map looked up by file, not a broadcast join (one
+    # job of its own in every later job over this frame), up to SHIFT_MAP_MAX splits; a join above.
+    # A file with no such line (blank lines only) has no header: its rows are blank, dropped below.
+    if len(blocks) > SHIFT_MAP_MAX:
+        heads = spark.createDataFrame([(f, n, x) for f, (n, x) in head.items()],
+                                      "_file string, _head long, _htext string")
+        t = t.join(F.broadcast(heads), "_file")
+    else:
+        heads = (F.create_map(*[x for f, (n, h) in head.items() for x in (F.lit(f), F.struct(
+            F.lit(n).cast("long").alias("n"), F.lit(h).cast("string").alias("h")))]) if head else None)
+        h = heads[F.col("_file")] if heads is not None else F.lit(None).cast("struct<n:long,h:string>")
+        t = t.select("*", h.alias("_h")).select(*[c for c in t.columns], F.col("_h.n").alias("_head"),
+                                                   F.col("_h.h").alias("_htext"))
     if odd:
         # A line is one of four steps of a two-state machine (in a quoted field or not): it leaves the
         # state closed (_c0 and _c1) or open (neither), keeps it (_c0 only) or flips it (_c1 only).
@@ -362,10 +373,10 @@ def _csv_lines(spark, ps, columns, check: bool = True):
                      .otherwise(F.col("_rec0")).alias("_rec"))
         # A file ending inside a quoted field is refused, as pandas refuses it ("EOF inside string"),
         # naming the line the open record starts on (one more job, only for files with such lines).
-        if check:
-            for r in t.where(~F.col("_ends_closed") & (key == F.col("_last_start"))).select("_file", "_line").limit(1).collect():
-                raise InputError(f"{_reader_paths([r['_file']])[0]}: a quoted field never closed "
-                                 f"(the record from line {r['_line']} runs to the end of the file)")
+        unclosed = t.where(~F.col("_ends_closed") & (key == F.col("_last_start")))
+        for r in unclosed.select("_file", "_line").limit(1).collect():
+            raise InputError(f"{_reader_paths([r['_file']])[0]}: a quoted field never closed "
+                             f"(the record from line {r['_line']} runs to the end of the file)")
         t = (t.groupBy("_file", "_rec", "_head", "_htext")
              .agg(F.sort_array(F.collect_list(F.struct("_blk", "_mid", "_line", "value"))).alias("_parts"))
              .select("_file", F.col("_parts")[0]["_line"].alias("_line"), "_head", "_htext",
@@ -435,7 +446,8 @@ def _read_csv(spark, ps, columns, energy: str):
         return _select_fleet(t.where(F.col("_reason").isNull())), []
     if _reader_paths(sorted(files)) is None:  # a name a reader takes for a glob: all as numbered text
         return _from_canonical(_csv_lines(spark, ps, columns), energy)
-    careful, rejects = _from_canonical(_csv_lines(spark, _reader_paths(quoted + lined), columns), energy)
+    careful = _canonical_checked(_csv_lines(spark, _reader_paths(quoted + lined), columns))
+    rejects = _collect_rejects(careful, F.col("_reason"), F.col("_field"), F.col("_line"))
     if len(rejects) < MAX_REJECTS_COLLECTED:
         got = _by_file(rejects)
         moved = [f for f in lined if got.get(f, 0) != files[f][0]]
@@ -444,9 +456,9 @@ def _read_csv(spark, ps, columns, energy: str):
     rest = sorted(set(files) - set(quoted))
     if rest:
         frames.append(_select_fleet(checked(_reader_paths(rest)).where(F.col("_reason").isNull())))
-    if quoted:
-        frames.append(careful if not lined else _from_canonical(
-            _csv_lines(spark, _reader_paths(quoted), columns, False), energy, collect=False)[0])
+    if quoted:  # the numbered text's readings of these files: the same frame, no second numbering
+        good = careful.where(F.col("_reason").isNull())
+        frames.append(_select_fleet(good.where(F.col("_file").isin(quoted)) if lined else good))
     out = frames[0]
     for f in frames[1:]:
         out = out.unionByName(f)
@@ -485,19 +497,19 @@ def _read_json_lines(spark, ps, raw, energy: str):
     reader reads ``null`` as a record of nothing (a reject), so its file is numbered and the line found."""
     F = _F()
     if "_corrupt_record" in raw.schema.fieldNames():
-        sdf, rejects = _from_json(_json_lines(spark, ps, raw.schema), energy)
+        sdf, rejects, _ = _from_json(_json_lines(spark, ps, raw.schema), energy)
         return sdf, _refuse_not_records(rejects)
-    seen: dict = {}  # the documents' time zones and units, checked once: the numbered text below has the same
-    sdf, rejects = _from_json(raw.select("*", F.input_file_name().alias("_file"), F.lit(None).cast("long").alias("_line")),
-                              energy, units=seen)
+    # The documents' time zones and units are checked once: the numbered text below reads the same ones.
+    sdf, rejects, found = _from_json(raw.select("*", F.input_file_name().alias("_file"),
+                                                F.lit(None).cast("long").alias("_line")), energy)
     first = _by_file(rejects)
     if not first:
         return sdf, rejects
     # A list cut at the limit may leave out a file that has rejects: then every file is numbered.
     full = len(rejects) >= MAX_REJECTS_COLLECTED
     paths = None if full else _reader_paths(sorted(first))
-    _, lined = _from_json(_json_lines(spark, ps if paths is None else paths, raw.schema), energy, rejects_only=True,
-                          units=seen)
+    _, lined, _ = _from_json(_json_lines(spark, ps if paths is None else paths, raw.schema), energy, rejects_only=True,
+                             found=found)
     _refuse_not_records(lined)
     if full or len(lined) >= MAX_REJECTS_COLLECTED:
         return sdf, lined
@@ -532,24 +544,25 @@ def _collect_rejects(df, reason, fld, line):
     return [(r["_file"], int(r["line"]) if r["line"] is not None else -1, r["field"] or "", r["reason"]) for r in rows]
 
 
-def _from_json(raw, energy: str, *, rejects_only: bool = False, units: dict | None = None):
-    """``units``: where an UrbanDataset read keeps its documents' checked time zones and units, and
-    finds them when it reads the same documents again (a subset of them), without another job."""
-    F = _F()
+def _from_json(raw, energy: str, *, rejects_only: bool = False, found=None):
+    """JSON records ``raw``: (frame, rejects, found). ``found``: an UrbanDataset read's checked time
+    zones and units (rows of file, time zone, field, unit; None for flat records), returned so that
+    a read of the same documents again (a subset of them) passes them back, without another job."""
     schema = raw.schema
     if "UrbanDataset" in schema.fieldNames():
-        recs = _urban_records(raw, units)
+        recs, found = _urban_records(raw, found)
     elif "PODID" in schema.fieldNames():
         recs = _flat_records(raw)
     else:
         raise InputError("JSON without UrbanDataset or PODID records: read it with `wattwatch ingest` readers "
                          "(local engine) or convert it to Parquet")
-    return _flatten_spark(recs, energy, rejects_only=rejects_only)
+    return (*_flatten_spark(recs, energy, rejects_only=rejects_only), found)
 
 
-def _urban_records(raw, units: dict | None = None):
+def _urban_records(raw, found=None):
     """One row per ``values.line`` element: _file, _line, start_ts, end_ts, _offset, then each known
-    field as a string (the last property of that name) already multiplied by its unit factor."""
+    field as a string (the last property of that name) already multiplied by its unit factor; and the
+    documents' time zones and units as checked (``found``, one job when not given)."""
     F = _F()
     s = raw.schema
     ud = F.col("UrbanDataset")
@@ -573,12 +586,9 @@ def _urban_records(raw, units: dict | None = None):
                                                d["unitOfMeasure"].cast("string").alias("u")))
     else:
         pairs = F.array().cast("array<struct<n:string,u:string>>")
-    found = units.get("found") if units is not None else None
     if found is None:
         found = (base.select("_file", "_tz", F.explode_outer(pairs).alias("d"))
                  .select("_file", "_tz", F.col("d.n").alias("n"), F.col("d.u").alias("u")).distinct().collect())
-        if units is not None:
-            units["found"] = found
     tz_min = {}
     for r in found:
         if r["_tz"] not in tz_min:
@@ -643,7 +653,7 @@ def _urban_records(raw, units: dict | None = None):
                     fac = F.when(u == key, F.lit(f)).otherwise(fac)
             fcols.append(fac.alias(f"_f_{name}"))
     recs = recs.select(*[c for c in recs.columns if not c.startswith("_unit_")], *fcols)
-    return recs, corrupt
+    return (recs, corrupt), found
 
 
 def _flat_records(raw):
@@ -763,16 +773,15 @@ def _java_suffix(text):
     return text.rlike("[0-9.][dDfF]$")
 
 
-def _from_canonical(df, energy: str, *, collect: bool = True):
+def _from_canonical(df, energy: str):
     """Canonical columns (as ``wattwatch simulate`` / the POD simulator write them) natively.
 
     ``ts`` may be a timestamp, an ISO-8601 string (CSV) or, from Parquet, a TIMESTAMP(NANOS)
-    column (pandas' default), which Spark hands over as a long of nanoseconds since the epoch.
-    ``collect=False``: the frame only (no job; the rejects list is empty)."""
+    column (pandas' default), which Spark hands over as a long of nanoseconds since the epoch."""
     F = _F()
     df = _canonical_checked(df)
-    rejects = (_collect_rejects(df, F.col("_reason"), F.col("_field"), F.col("_line") if "_line" in df.columns else F.lit(-1))
-               if collect else [])
+    rejects = _collect_rejects(df, F.col("_reason"), F.col("_field"),
+                               F.col("_line") if "_line" in df.columns else F.lit(-1))
     good = df.where(F.col("_reason").isNull())
     return _select_fleet(good), rejects
 
