@@ -392,7 +392,7 @@ def fleet(request, ingested, judged_by_all):
 # dropped): every step has both cuts, every (cut, how) pair is here, and 15 and 60 minutes each
 # have the three ways of stopping (5 minutes: stop-before and kill, as before). Bugs injected into
 # a scratch copy: the carry of a meter compacted beyond its checkpoint kept (6 of these 8 fail:
-# every stop-before and kill case) and late readings for compacted hours judged (all 8 fail); four
+# every stop-before and kill case) and late readings for compacted hours judged (all 8 fail); five
 # others passed all eleven cases alike (docs/live-log.md, tt8).
 RESUMED = [("15min", "6h", "stop-after"), ("15min", "mid-drift", "stop-before"), ("15min", "6h", "kill"),
            ("5min", "mid-drift", "stop-before"), ("5min", "6h", "kill"), ("60min", "mid-drift", "stop-after"),
