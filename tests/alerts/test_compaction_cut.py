@@ -384,8 +384,9 @@ def judged_by_all(ingested, tmp_path_factory):
 @pytest.fixture
 def fleet(request, ingested, judged_by_all):
     """The cut27 fleet at a step (5, 15 or 60 minutes; the param) and `detect` on all its readings:
-    (frame, alerts)."""
-    return ingested(request.param)[0], list(judged_by_all(request.param))
+    (frame, alerts). The frame is a copy: ``ingested``'s is shared by the module's tests (rtt8: a
+    test writing into it would change what the tests after it read)."""
+    return ingested(request.param)[0].copy(), list(judged_by_all(request.param))
 
 
 # Eight of the 3 x 2 x 3 (step, cut, how stopped) cases (tt8: the 15-minute ones were all six; three
