@@ -1,6 +1,6 @@
 """``wattwatch devices``, ``wattwatch watch --demo`` and ``wattwatch bench poll`` as a person runs them
-(subprocesses, real servers on 127.0.0.1), the site config's [models] and the live view of
-polled devices."""
+(subprocesses, real servers on 127.0.0.1; a refused file or command line in this process), the site
+config's [models] and the live view of polled devices."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from rich.console import Console
 
+from tests.support.cli import ww
 from wattwatch import api
 from wattwatch.errors import ConfigError
 
@@ -94,16 +95,16 @@ def test_devices_command_serves_modbus_and_publishes_mqtt(tmp_path, mqtt_broker)
 
 
 def test_devices_file_errors_name_the_table(tmp_path):
+    # A refused file is the command's code, not the process's: run in this process (tests.support.cli.ww,
+    # the same app and exit status; tt8: two Python start-ups less).
     cfg = tmp_path / "devices.toml"
     cfg.write_text('[[devices]]\ntype = "modbus"\nname = "x"\nregisters = [{ channel = "watts", address = 0 }]\n')
-    r = subprocess.run([*EXE, "devices", "--config", str(cfg), "--duration", "1"], capture_output=True, text=True,
-                       env=_env(), timeout=60)
+    r = ww("devices", "--config", cfg, "--duration", "1", check=False)
     assert r.returncode != 0
     assert "[[devices]] #1" in r.stderr + r.stdout and "watts" in r.stderr + r.stdout
     cfg.write_text('[[devices]]\ntype = "modbus"\nname = "x"\nhost = "0.0.0.0"\nmeters = 1\n'
                    'registers = [{ channel = "p_kw", address = 0 }]\n')
-    r = subprocess.run([*EXE, "devices", "--config", str(cfg), "--duration", "1"], capture_output=True, text=True,
-                       env=_env(), timeout=60)
+    r = ww("devices", "--config", cfg, "--duration", "1", check=False)
     assert r.returncode != 0 and "127.0.0.1 only" in r.stderr + r.stdout
 
 
@@ -122,7 +123,7 @@ def test_watch_demo_runs_briefly_and_stops_cleanly(tmp_path):
 
 
 def test_watch_needs_config_or_demo():
-    r = subprocess.run([*EXE, "watch"], capture_output=True, text=True, env=_env(), timeout=60)
+    r = ww("watch", check=False)   # the command's refusal, in this process (as above)
     assert r.returncode != 0 and "--demo" in r.stderr + r.stdout
 
 
