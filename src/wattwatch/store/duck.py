@@ -445,7 +445,10 @@ class Store:
             stored it may have changed (filled channels of a copy): for those the store, not these
             rows, says what changed.
 
-        Any exception rolls the whole source back and propagates.
+        Any exception rolls the whole source back and propagates, but for one the COMMIT raises
+        after committing (DuckDB's "Query interrupted" for a Ctrl-C during it): a
+        :class:`CommittedError` (``result``: these counts, ``step`` "committing") says the source
+        is stored.
         """
         counts = IngestCounts(source=source)
         t0 = time.perf_counter()
@@ -459,6 +462,7 @@ class Store:
         # Values an ingest drops for another copy's, said in its notes (stored copies not looked
         # for in a live step: a query more a step).
         self._conflicts = _Conflicts(check_stored=not live)
+        committing = False
         try:
             if live:
                 if self._live_extras is None:
@@ -543,12 +547,20 @@ class Store:
                 [source, bytes_total, counts.read, counts.stored, counts.merged, counts.duplicates,
                  counts.rejected, counts.seconds],
             )
+            committing = True
             con.execute("COMMIT")
             if self._cat_cache is not None:
                 self._cat_cache.update(self._cat_staged)
             self._cat_staged = {}
         except BaseException as exc:
             self._forget_live()
+            # (st2, as rfix3 for compact) DuckDB's Python client commits, then raises "Query
+            # interrupted" for a Ctrl-C during the COMMIT: asked of the store, not assumed.
+            if committing and _ingested_by(con, source, counts):
+                raise CommittedError(
+                    f"{self.path}: {source} was stored (committed), but its COMMIT raised: "
+                    + ("interrupted (Ctrl-C)" if interrupted(exc) else f"{type(exc).__name__}: {_first_line(exc)}")
+                    + "; the store keeps it", counts, "committing") from exc
             _rollback(con, self.path, exc)
             raise
         finally:
@@ -1538,9 +1550,12 @@ def _first_line(exc: BaseException) -> str:
 def interrupted(exc: BaseException | None) -> bool:
     """``exc`` is a Ctrl-C: a KeyboardInterrupt raised in Python code, or what DuckDB's Python client
     raises for a SIGINT while it runs a statement (``RuntimeError("Query interrupted")``), or an
-    interrupted DuckDB statement (``duckdb.InterruptException``)."""
+    interrupted DuckDB statement (``duckdb.InterruptException``), or a DuckDB error a Ctrl-C made in
+    the Python code a statement called back (its scan of an Arrow table: "... failed:
+    KeyboardInterrupt", st2)."""
     return isinstance(exc, (KeyboardInterrupt, duckdb.InterruptException)) or (
-        type(exc) is RuntimeError and str(exc).strip() == "Query interrupted")
+        type(exc) is RuntimeError and str(exc).strip() == "Query interrupted") or (
+        isinstance(exc, duckdb.Error) and "KeyboardInterrupt" in str(exc))
 
 
 def _compacted_by(con, cutoff) -> bool:
@@ -1553,6 +1568,22 @@ def _compacted_by(con, cutoff) -> bool:
         pass
     try:
         return con.execute("SELECT count(*) FROM readings_raw WHERE ts < ?", [cutoff]).fetchone()[0] == 0
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _ingested_by(con, source: str, counts: IngestCounts) -> bool:
+    """After an ingest's COMMIT raised (its transaction rolled back if it is still open): did the
+    COMMIT commit? Its ``ingest_log`` row (source, counts, seconds) is there if so. False when the
+    store cannot say."""
+    try:
+        con.execute("ROLLBACK")
+    except Exception:  # noqa: BLE001 - no transaction open: the COMMIT ended it
+        pass
+    try:
+        return con.execute(
+            "SELECT count(*) FROM ingest_log WHERE source = ? AND rows_read = ? AND stored = ? AND seconds = ?",
+            [source, counts.read, counts.stored, counts.seconds]).fetchone()[0] > 0
     except Exception:  # noqa: BLE001
         return False
 
@@ -1594,7 +1625,9 @@ def unmasked():
         yield
     except duckdb.TransactionException as exc:
         cause = exc.__context__
-        if "transaction is aborted" in str(exc) and isinstance(cause, duckdb.Error):
+        # (st2) A Ctrl-C inside the statement too (DuckDB's "Query interrupted", a RuntimeError):
+        # hidden, it was taken for an unreadable file and the ingest went on with the next one.
+        if "transaction is aborted" in str(exc) and (isinstance(cause, duckdb.Error) or interrupted(cause)):
             raise cause from None
         raise
 
