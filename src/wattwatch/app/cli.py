@@ -400,7 +400,10 @@ def ingest(
     rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects", help="Where unreadable rows go."),
     as_json: bool = typer.Option(False, "--json", help="Print counts as JSON."),
 ) -> None:
-    """Load files into the store (idempotent: re-ingesting adds nothing)."""
+    """Load files into the store (idempotent: re-ingesting adds nothing).
+
+    Each file is stored in one transaction. Interrupted (Ctrl-C), it exits 130 saying which files
+    the store holds."""
     results, errors, writer = run_ingest(paths, db, mapping, rejects)
     if as_json:
         print(_json({"files": [
