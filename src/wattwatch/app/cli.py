@@ -783,7 +783,7 @@ def detect(
         except BaseException as exc:
             if not _ctrl_c(exc):
                 raise
-            _detect_interrupted(store_path, since, [str(f) for f in files], out)
+            _detect_interrupted(store_path, since, [str(f) for f, _ in _expand(files)], out)
     kept = "the alerts are kept in the store (`wattwatch alerts list`)" if result.stored else ""
     alerts = [a for a in result.alerts if _passes(a, min_severity, min_score)]
     _write_atomic(out, "".join(a.to_json() + "\n" for a in alerts), "--out", kept)
