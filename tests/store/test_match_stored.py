@@ -147,3 +147,34 @@ def test_a_copy_as_near_to_two_stored_readings_fills_the_earlier(tmp_path: Path)
                             "ORDER BY ts", [T0, T0 + pd.Timedelta(seconds=120),
                                             T0 + pd.Timedelta(seconds=136)]).fetchall()
         assert [(int(a), b) for a, b in got] == [(120, 7.0), (136, None)]
+
+
+def test_a_sparse_batch_reads_the_stored_readings_near_its_own_not_its_whole_span(tmp_path: Path, monkeypatch):
+    # (rst2) Two copies 19 days apart of a 1-min meter's readings: the stored side read for them is
+    # the hours around each (about 2 x 60 readings), not the 27,000 stored between them (a late
+    # reading a year back of a 1 s meter would read the whole year, in Python memory, at once).
+    step = 60
+    n = 20 * 24 * 60
+    ts = T0 + pd.to_timedelta(np.arange(n) * step, unit="s")
+    df = pd.DataFrame({"meter_id": "M", "ts": ts, "p_kw": np.linspace(1, 2, n)})
+    read = []
+    near = Store._stored_near
+
+    def counted(self, *a, **k):
+        out = near(self, *a, **k)
+        read.append(len(out["t"]))
+        return out
+    with Store(tmp_path / "s.duckdb") as s:
+        ingest_frame(s, df)
+        monkeypatch.setattr(Store, "_stored_near", counted)
+        late = df.iloc[[10, n - 10]].copy()
+        late["ts"] += pd.Timedelta(seconds=3)
+        late.loc[late.index[0], "p_kw"] = 9.0      # a conflict, said
+        c = ingest_frame(s, late)
+        assert c.merged == 2 and c.stored == 0 and any("different values" in x for x in c.notes)
+        assert sum(read) <= 4 * 61, read
+        # and a copy matches across an hour's edge (its stored reading in the previous hour)
+        edge = df.iloc[[60]].copy()                  # stored at 01:00:00
+        edge["ts"] -= pd.Timedelta(seconds=4)        # given at 00:59:56
+        assert ingest_frame(s, edge).merged == 1
+        assert s.con.execute("SELECT count(*) FROM readings_raw").fetchone()[0] == n

@@ -849,32 +849,42 @@ class Store:
         if len(sel) == 0:
             return 0, merged_tbl
         p_code, p_t = c_codes[sel], c_t[sel]
-        # Each meter's span of candidates widened by its tolerance; meters read in groups of about
-        # MATCH_ROWS stored readings (estimated from the catalogue: span over cadence).
-        u = np.unique(p_code)
-        lo_u = np.full(len(u), np.iinfo(np.int64).max)
-        hi_u = np.full(len(u), np.iinfo(np.int64).min)
-        pos = np.searchsorted(u, p_code)
-        np.minimum.at(lo_u, pos, p_t)
-        np.maximum.at(hi_u, pos, p_t)
-        lo_u, hi_u = lo_u - tol[u], hi_u + tol[u]
-        est = np.bincount(pos, minlength=len(u)).astype(float)
+        # The stored side is read by (meter, hour) buckets: the hours each candidate's window
+        # (its time +- its meter's tolerance) touches (rst2: by each meter's whole span of
+        # candidates, a late reading a year back read the whole year). Meters are read in groups of
+        # about MATCH_ROWS stored readings (estimated from the catalogue: hours over cadence).
+        p_tol = tol[p_code]
+        base = (int(p_t.min()) - int(p_tol.max())) // _HOUR_US * _HOUR_US
+        b_lo, b_hi = (p_t - p_tol - base) // _HOUR_US, (p_t + p_tol - base) // _HOUR_US
+        nb = b_hi - b_lo + 1
+        if nb.max() > 1:
+            rep = np.repeat(np.arange(len(p_t)), nb)
+            bc, bk = p_code[rep], b_lo[rep] + (np.arange(len(rep)) - np.repeat(np.cumsum(nb) - nb, nb))
+        else:
+            bc, bk = p_code, b_lo
+        width = int(bk.max()) + 1
+        pairs = np.unique(bc * width + bk)
+        w_code, w_b = pairs // width, pairs % width
+        u, first = np.unique(w_code, return_index=True)   # meters (sorted), their first bucket
+        n_b = np.diff(np.append(first, len(pairs)))
+        est = np.bincount(np.searchsorted(u, p_code), minlength=len(u)).astype(float)
         if cat:
             for k, i in enumerate(u):
                 c = cat.get(names[i])
                 if c is not None and c[0] is not None and c[2] > 0:
-                    est[k] = max(0.0, (min(hi_u[k], c[1]) - max(lo_u[k], c[0])) / c[2]) + 1
+                    est[k] = n_b[k] * (_HOUR_US / c[2] + 1)
         group = ((np.cumsum(est) - est) // MATCH_ROWS).astype(np.int64)
+        w_group = np.repeat(group, n_b)
         n_ch = len(chans)
         # Per group: the candidates matched (positions in ``sel``) and whether to a compacted
         # reading; for those matched to a raw one, its time and values (valid where ``ok``).
         m_at, m_comp, r_at, r_old, r_val, r_ok = [], [], [], [], [], []
         for g in np.unique(group):
-            gk = np.flatnonzero(group == g)
-            gu = u[gk]
-            w = pa.table({"sid": pa.array(sids[gu], pa.int32()), "lo": pa.array(lo_u[gk]), "hi": pa.array(hi_u[gk])})
+            gu = u[group == g]
+            gw = w_group == g
+            w = pa.table({"sid": pa.array(sids[w_code[gw]], pa.int32()), "b": pa.array(w_b[gw])})
             at = np.flatnonzero(np.isin(p_code, gu)) if len(gu) < len(u) else np.arange(len(p_code))
-            res = self._stored_near(w, chans)
+            res = self._stored_near(w, chans, base)
             m = _nearest(sids[p_code[at]], p_t[at], tol[p_code[at]], res)
             if m is None:
                 continue
@@ -965,26 +975,29 @@ class Store:
             merged_tbl = merged_tbl.filter(pa.array(m_keep))
         return len(idx), merged_tbl
 
-    def _stored_near(self, w: pa.Table, chans: Sequence[str]) -> dict:
-        """The stored readings of the series in ``w`` (``sid``, ``lo``, ``hi``: µs, inclusive): raw
-        ones with the values of ``chans``, compacted ones (their times kept in ``ts_list``) without,
-        and, in a store of layout 1, the compacted hours with no list of times. Arrays sorted by
-        (sid, time), raw before compacted at one time."""
-        lo, hi = int(pc.min(w["lo"]).as_py()), int(pc.max(w["hi"]).as_py())
+    def _stored_near(self, w: pa.Table, chans: Sequence[str], base: int) -> dict:
+        """The stored readings of the (series, hour) buckets in ``w`` (``sid``, ``b``: the hour
+        ``base + b * 1 h`` µs, ``base`` on an hour): raw ones with the values of ``chans``,
+        compacted ones (their times kept in ``ts_list``) without, and, in a store of layout 1, the
+        compacted hours with no list of times. Arrays sorted by (sid, time), raw before compacted
+        at one time."""
+        lo = base + int(pc.min(w["b"]).as_py()) * _HOUR_US
+        hi = base + (int(pc.max(w["b"]).as_py()) + 1) * _HOUR_US - 1
         rng = f"BETWEEN make_timestamptz({lo}::BIGINT) AND make_timestamptz({hi}::BIGINT)"
         vals = ", ".join(f"r.{_q(c)}" for c in chans)
         nulls = ", ".join(f"NULL::DOUBLE AS {_q(c)}" for c in chans)
-        # The overall span as constants of the scan (DuckDB prunes row groups by them); each
-        # series' own span by the join.
+        # The overall span as constants of the scan (DuckDB prunes row groups by them); the buckets
+        # by a hash join on (series, hour) (times at or after ``base`` there: a floor division).
+        bucket = f"// {_HOUR_US} = w.b"
         tbl = self._query(
             w,
             f"SELECT r.sid, epoch_us(r.ts) AS t, FALSE AS c{', ' + vals if chans else ''} FROM readings_raw r "
-            f"JOIN _t w ON r.sid = w.sid AND epoch_us(r.ts) BETWEEN w.lo AND w.hi WHERE r.ts {rng} "
+            f"JOIN _t w ON r.sid = w.sid AND (epoch_us(r.ts) - {base}) {bucket} WHERE r.ts {rng} "
             f"UNION ALL SELECT w.sid, epoch_us(u.ts) AS t, TRUE AS c{', ' + nulls if chans else ''} FROM "
             "(SELECT meter_id, unnest(ts_list) AS ts FROM readings_hourly "
             f"  WHERE hour BETWEEN make_timestamptz({lo}::BIGINT) - INTERVAL 1 HOUR AND make_timestamptz({hi}::BIGINT) "
             f"  AND ts_list IS NOT NULL) u JOIN meters m USING (meter_id) JOIN _t w ON w.sid = m.sid "
-            f"WHERE u.ts {rng} AND epoch_us(u.ts) BETWEEN w.lo AND w.hi",
+            f"AND (epoch_us(u.ts) - {base}) {bucket} WHERE u.ts {rng}",
         ).to_arrow_table()
         s_sid = tbl["sid"].to_numpy().astype(np.int64)
         s_t = tbl["t"].to_numpy().astype(np.int64)
@@ -1003,8 +1016,8 @@ class Store:
         if self._legacy > 0:  # layout-1 hours: their readings' times are unknown, any reading there is a copy
             h = self._query(
                 w, "SELECT w.sid, epoch_us(h.hour) AS hour FROM readings_hourly h JOIN meters m USING (meter_id) "
-                   "JOIN _t w ON w.sid = m.sid WHERE h.ts_list IS NULL AND h.hour BETWEEN "
-                   f"make_timestamptz({lo}::BIGINT) - INTERVAL 1 HOUR AND make_timestamptz({hi}::BIGINT)").to_arrow_table()
+                   f"JOIN _t w ON w.sid = m.sid AND (epoch_us(h.hour) - {base}) {bucket} WHERE h.ts_list IS NULL "
+                   f"AND h.hour {rng}").to_arrow_table()
             out["legacy"] = _hour_key(h["sid"].to_numpy().astype(np.int64), h["hour"].to_numpy().astype(np.int64))
         return out
 
