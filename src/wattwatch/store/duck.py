@@ -857,13 +857,21 @@ class Store:
         base = (int(p_t.min()) - int(p_tol.max())) // _HOUR_US * _HOUR_US
         b_lo, b_hi = (p_t - p_tol - base) // _HOUR_US, (p_t + p_tol - base) // _HOUR_US
         nb = b_hi - b_lo + 1
-        if nb.max() > 1:
+        if nb.max() > 2:
             rep = np.repeat(np.arange(len(p_t)), nb)
             bc, bk = p_code[rep], b_lo[rep] + (np.arange(len(rep)) - np.repeat(np.cumsum(nb) - nb, nb))
+        elif nb.max() == 2:   # (a window across an hour's edge)
+            two = nb == 2
+            bc, bk = np.concatenate([p_code, p_code[two]]), np.concatenate([b_lo, b_hi[two]])
         else:
             bc, bk = p_code, b_lo
         width = int(bk.max()) + 1
-        pairs = np.unique(bc * width + bk)
+        if len(names) * width <= max(1 << 22, 4 * len(bk)):   # few (meter, hour) pairs: marked, not sorted
+            mark = np.zeros(len(names) * width, bool)
+            mark[bc * width + bk] = True
+            pairs = np.flatnonzero(mark)
+        else:
+            pairs = np.unique(bc * width + bk)
         w_code, w_b = pairs // width, pairs % width
         u, first = np.unique(w_code, return_index=True)   # meters (sorted), their first bucket
         n_b = np.diff(np.append(first, len(pairs)))
