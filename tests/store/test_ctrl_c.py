@@ -79,7 +79,9 @@ def test_ingest_interrupted_inside_duckdb_exits_130_saying_which_files_are_store
     r = _ctrl_c(tmp_path, prefix, nth, "ingest", a, b, "--db", db)
     err = " ".join(r.stderr.split())
     assert r.returncode == 130 and "Traceback" not in r.stderr, (r.returncode, r.stderr[-3000:])
-    assert f"interrupted (Ctrl-C) while ingesting {b}" in err and "Ingest again to finish" in err, err
+    # (rst2) "while ingesting b" unless b's COMMIT was made (then b is said stored, not cut short)
+    cut = str(b) not in _held(db)[1]
+    assert (f"interrupted (Ctrl-C) while ingesting {b}" in err) == cut and "Ingest again to finish" in err, err
     _says_what_is_stored(err, db, a, b, only_a)
 
 
@@ -118,3 +120,46 @@ def test_committed_error_is_exported_by_the_api():
     from wattwatch import api, store
 
     assert "CommittedError" in api.__all__ and api.CommittedError is store.CommittedError
+
+
+_AT = {   # (rst2) a real SIGINT in Python code at another moment of ``ingest``
+    "after the first file's commit": (
+        "from wattwatch.store import duck\n"
+        "orig = duck.Store.ingest\n"
+        "def ingest(self, *a, **k):\n"
+        "    r = orig(self, *a, **k)\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return r\n"
+        "duck.Store.ingest = ingest\n"),
+    "while the first file's rejects are written": (
+        "from wattwatch.ingest import pipeline\n"
+        "orig = pipeline.RejectsWriter.write\n"
+        "def write(self, rows):\n"
+        "    if rows:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return orig(self, rows)\n"
+        "pipeline.RejectsWriter.write = write\n"),
+}
+
+
+@pytest.mark.parametrize("moment", sorted(_AT))
+def test_a_ctrl_c_between_files_says_the_first_is_stored_and_not_that_it_was_being_ingested(tmp_path: Path, moment):
+    # Before (st2): after the first file's commit, "interrupted (Ctrl-C) while ingesting a.csv:
+    # stored by this run: a.csv", as if a.csv had been cut short.
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    for k, f in enumerate((a, b)):
+        ts = pd.Timestamp("2025-01-01T00:00:00Z") + pd.to_timedelta(np.arange(200) * 300 + k * 60_000, unit="s")
+        df = pd.DataFrame({"meter_id": "M1", "ts": ts.strftime("%Y-%m-%dT%H:%M:%SZ"), "p_kw": 1.0})
+        df.loc[5, "ts"] = "garbage"
+        df.to_csv(f, index=False)
+    db = tmp_path / "s.duckdb"
+    code = ("import os, signal, sys\n" + _AT[moment] + "from wattwatch.app.cli import main\n"
+            f"sys.argv = ['wattwatch', 'ingest', {str(a)!r}, {str(b)!r}, '--db', {str(db)!r}, '--rejects', "
+            f"{str(tmp_path / 'r.csv')!r}]\nmain()\n")
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}", "WATTWATCH_PROGRESS": "0"}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert p.returncode == 130, p.stderr
+    assert "Traceback" not in p.stderr, p.stderr
+    assert f"stored by this run: {a} (1 of 2 file(s)" in p.stderr and f"not stored (rolled back or not started): {b}" in p.stderr
+    assert "while ingesting" not in p.stderr, p.stderr
+    assert _held(db)[1] == [str(a)]

@@ -332,8 +332,10 @@ def run_ingest(paths: list[Path], db: Path, mapping_file: Optional[Path], reject
         if not _ctrl_c(exc):
             raise
         names = [str(p) for p, _ in files]
-        where = f" while ingesting {current[0]}" if current else ""
-        _fail(f"{db}: interrupted (Ctrl-C){where}: {_stored_files(_run_kept(db, since), names)}. Ingest again to "
+        kept = _run_kept(db, since)
+        # (rst2) not "while ingesting" a file the store holds (a Ctrl-C just after its COMMIT)
+        where = f" while ingesting {current[0]}" if current and not (kept and str(current[0]) in kept["files"]) else ""
+        _fail(f"{db}: interrupted (Ctrl-C){where}: {_stored_files(kept, names)}. Ingest again to "
               "finish (a reading is never stored twice)", 130)
 
 
