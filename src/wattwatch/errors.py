@@ -26,10 +26,11 @@ class StoreError(WattwatchError, RuntimeError):
 
 class CommittedError(StoreError):
     """An operation's change was committed to the store, and a later step of it failed (the
-    CHECKPOINT after a compaction): the change is kept. ``result``: what was committed (the
-    operation's usual result); ``step``: what failed."""
+    CHECKPOINT after a compaction, or a COMMIT that raised after committing, as DuckDB's does for
+    a Ctrl-C during it): the change is kept. ``result``: what was committed (the operation's usual
+    result: ``Store.compact``'s dict, ``Store.ingest``'s IngestCounts); ``step``: what failed."""
 
-    def __init__(self, message: str, result: dict, step: str):
+    def __init__(self, message: str, result, step: str):
         super().__init__(message)
         self.result = result
         self.step = step

@@ -221,6 +221,52 @@ def _few(names: list[str], n: int = 5) -> str:
     return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
+def _ctrl_c(exc: BaseException) -> bool:
+    """``exc`` is a Ctrl-C: a KeyboardInterrupt, DuckDB's "Query interrupted" for one inside a
+    statement, or a CommittedError (a COMMIT made, then interrupted) caused by one."""
+    from wattwatch.errors import CommittedError
+    from wattwatch.store.duck import interrupted
+
+    return interrupted(exc) or (isinstance(exc, CommittedError) and interrupted(exc.__cause__))
+
+
+def _run_kept(db, since) -> dict | None:
+    """What a run started at ``since`` committed to the store ``db``, asked of the store (after a
+    Ctrl-C, which may come during a COMMIT that DuckDB completes): the sources it stored (their
+    ``ingest_log`` rows), the meters whose state it learned, the alerts it wrote. None when there
+    is no store to read (interrupted while it was being made)."""
+    from wattwatch.store import Store
+
+    try:
+        s = Store(db, read_only=True)
+    except Exception:  # noqa: BLE001 - no store (yet): nothing kept
+        return None
+    out = {"files": [], "state": 0, "alerts": 0}
+    try:
+        for key, sql in (("files", "SELECT source FROM ingest_log WHERE started >= ? ORDER BY started"),
+                         ("state", "SELECT count(DISTINCT meter_id) FROM meter_state WHERE fitted_at >= ?"),
+                         ("alerts", "SELECT count(*) FROM alerts WHERE last_seen >= ?")):
+            try:
+                rows = s.con.execute(sql, [since]).fetchall()
+            except Exception:  # noqa: BLE001 - a table an old store opened read-only lacks
+                continue
+            out[key] = [r[0] for r in rows] if key == "files" else int(rows[0][0])
+    finally:
+        s.close()
+    return out
+
+
+def _stored_files(kept: dict | None, files: list[str]) -> str:
+    """Which of ``files`` a run stored before it was interrupted, which not (each file is one transaction)."""
+    done = [f for f in files if kept and f in kept["files"]]
+    left = [f for f in files if f not in done]
+    out = (f"stored by this run: {_few(done)} ({len(done)} of {len(files)} file(s), each committed on its own)"
+           if done else "none of its files was stored")
+    if left:
+        out += f"; not stored (rolled back or not started): {_few(left)}"
+    return out
+
+
 def _expand(paths: list[Path]) -> list[tuple[Path, bool]]:
     """(file, named explicitly) pairs: a folder stands for the data files in it (sorted, not
     recursive); a file found in a folder that holds no telemetry is skipped, not an error."""
@@ -235,9 +281,10 @@ def _expand(paths: list[Path]) -> list[tuple[Path, bool]]:
 
 
 def run_ingest(paths: list[Path], db: Path, mapping_file: Optional[Path], rejects: Path, quiet: bool = False):
-    """Ingest ``paths``; return (per-file counts, errors). Shared by ``ingest`` and ``demo``."""
+    """Ingest ``paths``; return (per-file counts, errors). Shared by ``ingest`` and ``demo``. A Ctrl-C
+    exits 130 saying which files are in the store."""
     from wattwatch.ingest.mapping import Mapping, MappingError
-    from wattwatch.ingest.pipeline import IngestError, RejectsWriter, ingest_path
+    from wattwatch.ingest.pipeline import RejectsWriter
 
     try:
         mapping = Mapping.from_toml(mapping_file) if mapping_file else Mapping()
@@ -273,12 +320,37 @@ def run_ingest(paths: list[Path], db: Path, mapping_file: Optional[Path], reject
         return [], [], RejectsWriter(rejects)   # empty folders only: nothing to do, no store made
     for e in errors:
         err_console.print(f"[red]error:[/red] {_term(e)}", highlight=False, soft_wrap=True)
+    from datetime import datetime, timezone
+
+    since = datetime.now(timezone.utc)
+    current: list[Path] = []   # the file being ingested
+    try:
+        return _ingest_files(files, db, mapping, rejects, quiet, errors, current)
+    except BaseException as exc:
+        # (st2) Ctrl-C: exit 130 saying which files are in the store (a traceback before, for one
+        # that came inside a DuckDB statement; nothing said for one in Python code).
+        if not _ctrl_c(exc):
+            raise
+        names = [str(p) for p, _ in files]
+        kept = _run_kept(db, since)
+        # (rst2) not "while ingesting" a file the store holds (a Ctrl-C just after its COMMIT)
+        where = f" while ingesting {current[0]}" if current and not (kept and str(current[0]) in kept["files"]) else ""
+        _fail(f"{db}: interrupted (Ctrl-C){where}: {_stored_files(kept, names)}. Ingest again to "
+              "finish (a reading is never stored twice)", 130)
+
+
+def _ingest_files(files, db, mapping, rejects, quiet, errors, current):
+    """:func:`run_ingest`'s work once the files are known (``current`` receives the file being ingested)."""
+    from wattwatch.ingest.mapping import MappingError
+    from wattwatch.ingest.pipeline import IngestError, RejectsWriter, ingest_path
+
     store = _open_store(db)
     writer = RejectsWriter(rejects)
     results = []
     failed: list[OSError] = []
     try:
         for path, explicit in files:
+            current[:] = [path]
             size = path.stat().st_size if path.is_file() else 0
             with progress_bar(f"ingest {escape(path.name)}", size or None, bytes_mode=True) as advance:
                 try:
@@ -292,6 +364,7 @@ def run_ingest(paths: list[Path], db: Path, mapping_file: Optional[Path], reject
                     err_console.print(f"[red]error:[/red] {_term(exc)}", highlight=False, soft_wrap=True)
                     continue
             results.append(counts)  # committed: a full disk below loses the rejects file, not these
+            current.clear()
             if not failed:
                 try:
                     writer.write(counts.reject_lines)
@@ -329,7 +402,10 @@ def ingest(
     rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects", help="Where unreadable rows go."),
     as_json: bool = typer.Option(False, "--json", help="Print counts as JSON."),
 ) -> None:
-    """Load files into the store (idempotent: re-ingesting adds nothing)."""
+    """Load files into the store (idempotent: re-ingesting adds nothing).
+
+    Each file is stored in one transaction. Interrupted (Ctrl-C), it exits 130 saying which files
+    the store holds."""
     results, errors, writer = run_ingest(paths, db, mapping, rejects)
     if as_json:
         print(_json({"files": [
@@ -696,12 +772,20 @@ def detect(
     for path, option in ((out, "--out"), (log, "--log"), (scores, "--scores"), (rejects, "--rejects")):
         if path is not None and (option != "--rejects" or isinstance(source, list)):
             _check_out(path, option)
+    from datetime import datetime, timezone
+
+    since = datetime.now(timezone.utc)
     with _errors():
-        with stages("detect") as st:
-            result = api.detect(source, db=db_arg, detectors=_names(detectors), config=config, start=start, end=end,
-                                meters=_names(meters), models=models, scores=scores is not None, mapping=mapping,
-                                rejects=rejects, engine=engine, master=master, on_progress=st.advance,
-                                on_stage=st.stage)
+        try:
+            with stages("detect") as st:
+                result = api.detect(source, db=db_arg, detectors=_names(detectors), config=config, start=start,
+                                    end=end, meters=_names(meters), models=models, scores=scores is not None,
+                                    mapping=mapping, rejects=rejects, engine=engine, master=master,
+                                    on_progress=st.advance, on_stage=st.stage)
+        except BaseException as exc:
+            if not _ctrl_c(exc):
+                raise
+            _detect_interrupted(store_path, since, [str(f) for f, _ in _expand(files)], out)
     kept = "the alerts are kept in the store (`wattwatch alerts list`)" if result.stored else ""
     alerts = [a for a in result.alerts if _passes(a, min_severity, min_score)]
     _write_atomic(out, "".join(a.to_json() + "\n" for a in alerts), "--out", kept)
@@ -732,6 +816,26 @@ def detect(
                           "--min-score left out of the output" + (" (the store keeps them)" if result.stored else ""),
                           highlight=False, soft_wrap=True)
     console.print(f"{len(alerts)} alert(s) -> {_term(str(out))}  (log {_term(str(log))}; {summary['readings_per_s']:,} readings/s)")
+
+
+def _detect_interrupted(store, since, files: list[str], out: Path) -> None:
+    """(st2) ``detect`` stopped by a Ctrl-C (a traceback before, for one inside a DuckDB statement):
+    exit 130 saying what the run committed to the store (each file ingested, the state learned and
+    the alerts written are each committed on their own), asked of the store."""
+    head = f"interrupted (Ctrl-C); {out} was not written"
+    if store is None or str(store) == ":memory:":
+        _fail(head + " (no store: nothing was kept)", 130)
+    kept = _run_kept(store, since)
+    if not kept or not (kept["files"] or kept["state"] or kept["alerts"]):
+        said = [head, "nothing of this run was committed to the store"]
+    else:
+        said = [head] + ([_stored_files(kept, files)] if files else [])
+        if kept["state"]:
+            said.append(f"the state of {kept['state']:,} meter(s) learned by this run is kept")
+        if kept["alerts"]:
+            said.append(f"{kept['alerts']:,} alert(s) written by this run are kept (`wattwatch alerts list`)")
+    _fail(f"{store}: " + "; ".join(said) + ". Run detect again to finish (a file ingested again stores nothing "
+          "twice)", 130)
 
 
 @app.command()

@@ -18,7 +18,7 @@ from wattwatch.ingest.mapping import Mapping, MappingError
 from wattwatch.ingest.normalize import MISSING_TOKENS, build_select
 from wattwatch.ingest.readers import LINE, NotRecordsError, RawBatch, RawReject, detect_format, read_batches, read_frame
 from wattwatch.schema import COLUMNS
-from wattwatch.store.duck import IngestCounts, Store
+from wattwatch.store.duck import IngestCounts, Store, interrupted
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -154,6 +154,8 @@ def _as_ingest_error(source: str):
     except MappingError as exc:
         raise IngestError(f"{source}: {exc}") from exc
     except (pa.ArrowException, duckdb.Error, UnicodeDecodeError, OSError, EOFError) as exc:
+        if interrupted(exc):   # a Ctrl-C inside DuckDB stops the ingest; it says nothing of the file
+            raise
         raise IngestError(f"{source}: unreadable: {exc}".splitlines()[0]) from exc
 
 

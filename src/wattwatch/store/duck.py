@@ -62,6 +62,9 @@ DEFAULT_DB = "wattwatch.duckdb"
 STORE_VERSION = 2
 DEFAULT_JITTER_TOL_S = 10.0
 MERGE_CHUNK_ROWS = 1 << 20
+# Stored readings read at a time by the duplicate check of an ingest (about: estimated from the
+# meters' cadence), so a batch against a dense history keeps a bounded footprint.
+MATCH_ROWS = 1 << 20
 FOLD_CARRY = "_wattwatch_fold_carry"  # temp table: see Normalizer.carry_sql
 AGG_CHANNELS = tuple(c for c in CHANNEL_NAMES if c != "e_kwh")
 # A channel is "mostly bad" (a mapping mistake: a loud note, ``ingest`` exits 1) when its share of
@@ -442,7 +445,10 @@ class Store:
             stored it may have changed (filled channels of a copy): for those the store, not these
             rows, says what changed.
 
-        Any exception rolls the whole source back and propagates.
+        Any exception rolls the whole source back and propagates, but for one the COMMIT raises
+        after committing (DuckDB's "Query interrupted" for a Ctrl-C during it): a
+        :class:`CommittedError` (``result``: these counts, ``step`` "committing") says the source
+        is stored.
         """
         counts = IngestCounts(source=source)
         t0 = time.perf_counter()
@@ -456,6 +462,7 @@ class Store:
         # Values an ingest drops for another copy's, said in its notes (stored copies not looked
         # for in a live step: a query more a step).
         self._conflicts = _Conflicts(check_stored=not live)
+        committing = False
         try:
             if live:
                 if self._live_extras is None:
@@ -540,12 +547,20 @@ class Store:
                 [source, bytes_total, counts.read, counts.stored, counts.merged, counts.duplicates,
                  counts.rejected, counts.seconds],
             )
+            committing = True
             con.execute("COMMIT")
             if self._cat_cache is not None:
                 self._cat_cache.update(self._cat_staged)
             self._cat_staged = {}
         except BaseException as exc:
             self._forget_live()
+            # (st2, as rfix3 for compact) DuckDB's Python client commits, then raises "Query
+            # interrupted" for a Ctrl-C during the COMMIT: asked of the store, not assumed.
+            if committing and _ingested_by(con, source, counts):
+                raise CommittedError(
+                    f"{self.path}: {source} was stored (committed), but its COMMIT raised: "
+                    + ("interrupted (Ctrl-C)" if interrupted(exc) else f"{type(exc).__name__}: {_first_line(exc)}")
+                    + "; the store keeps it", counts, "committing") from exc
             _rollback(con, self.path, exc)
             raise
         finally:
@@ -698,7 +713,7 @@ class Store:
         filled: set[int] | None = set() if stored_out is not None else None
         if overlap:
             merged, merged_tbl = self._match_stored(good, codes, t, keep, merged_tbl, names, sids, overlap, tol,
-                                                    chans, filled)
+                                                    chans, filled, cat)
         # Catalogue: series id, span and cadence per meter, so later chunks and files skip the
         # stored-row lookup where they do not overlap.
         span = pa.table({
@@ -769,37 +784,6 @@ class Store:
             self._conflicts.copies_eg = (f"e.g. meter {rows['meter_id'].iloc[0]} at {ts}, lines {lines[0]} (kept), "
                                   f"{', '.join(map(str, lines[1:]))}: {vals}")
 
-    def _note_stored_conflicts(self, hit: pa.Table, chans: Sequence[str]) -> None:
-        """Count the copies in ``hit`` (rows that a stored reading already holds, its time in
-        ``_old_us``) that give a channel another value than the stored one, and keep the first as an
-        example: the stored reading keeps its values, which is said (a copy in a later block of the
-        file, or a corrected export ingested again, lost its values with no word), not done silently."""
-        cf = getattr(self, "_conflicts", None)
-        if not chans or not hit.num_rows or cf is None or not cf.check_stored:
-            return
-        differ = " OR ".join(f"r.{_q(c)} <> h.{_q(c)}" for c in chans)   # a blank on either side is no conflict
-        vals = ", ".join(f"r.{_q(c)} AS {_q('r_' + c)}, h.{_q(c)} AS {_q('h_' + c)}" for c in chans)
-        line = "h._line" if "_line" in hit.column_names else "NULL"
-        lo, hi = pc.min_max(hit["_old_us"]).values()
-        rng = f"BETWEEN make_timestamptz({lo.as_py()}::BIGINT) AND make_timestamptz({hi.as_py()}::BIGINT)"
-        rows = self._query(
-            hit,
-            f"SELECT count(*) OVER () AS n, h.meter_id, make_timestamptz(h._old_us) AS ts, {line} AS line, {vals} "
-            f"FROM _t h JOIN (SELECT * FROM readings_raw WHERE ts {rng} AND sid IN (SELECT DISTINCT sid FROM _t)) r "
-            f"ON r.sid = h.sid AND r.ts = make_timestamptz(h._old_us) WHERE {differ} "
-            "ORDER BY h.meter_id, h._old_us LIMIT 1",
-        ).fetchall()
-        if not rows:
-            return
-        n, meter, ts, line, *v = rows[0]
-        cf.stored += n
-        if cf.stored_eg is None:
-            pairs = [(c, v[2 * i], v[2 * i + 1]) for i, c in enumerate(chans)]
-            diff = [f"{c} {a:g} (stored) vs {b:g}" + (f" (line {line})" if line is not None else "")
-                    for c, a, b in pairs if a is not None and b is not None and a != b][:3]
-            ts = pd.Timestamp(ts).tz_convert("UTC").isoformat().replace("+00:00", "Z")
-            cf.stored_eg = f"e.g. meter {meter} at {ts}: {'; '.join(diff)}"
-
     def _live_catalogue(self, meter_ids: list[str]) -> dict[str, tuple[int | None, int | None, float, int]]:
         """:meth:`_catalogue` from memory (the whole meters table is read once)."""
         if self._cat_cache is None:
@@ -838,12 +822,21 @@ class Store:
     def _match_stored(self, good: pa.Table, codes: np.ndarray, t: np.ndarray, keep: np.ndarray,
                       merged_tbl: pa.Table | None, names: list[str], sids: np.ndarray, overlap: list[int],
                       tol: np.ndarray, chans: Sequence[str] = CHANNEL_NAMES,
-                      filled: set[int] | None = None) -> tuple[int, pa.Table | None]:
+                      filled: set[int] | None = None, cat: dict | None = None) -> tuple[int, pa.Table | None]:
         """Find candidate rows that a stored reading already holds, fill that reading's gaps.
 
         Candidates are the rows of ``good`` still marked in ``keep`` plus ``merged_tbl``; matched
         ones are cleared from ``keep`` (in place) and dropped from ``merged_tbl``. ``filled``, when
-        given, receives the series ids whose stored readings a copy filled (changed).
+        given, receives the series ids whose stored readings a copy filled (changed). ``cat``: the
+        catalogue of ``names`` (:meth:`_catalogue`), to size the stored side read at a time.
+
+        A candidate matches the nearest stored reading of its meter within its meter's ``tol``
+        (the earlier one when two are as near; a layout-1 compacted hour, whose readings' times
+        are unknown, when no stored reading has its very time). The stored side (the raw readings
+        and the times of compacted ones, within each meter's span of candidates) is read once and
+        matched on sorted arrays (st2: two ASOF joins in DuckDB took most of a re-ingest's time);
+        conflicts and the channels a copy fills are told from the values read with it, so the
+        UPDATE is made only for the stored readings a copy fills.
         """
         n_good = len(codes)
         c_codes, c_t = codes, t
@@ -855,39 +848,78 @@ class Store:
         sel = np.flatnonzero(cand & np.isin(c_codes, overlap))
         if len(sel) == 0:
             return 0, merged_tbl
-        probe = pa.table({"i": pa.array(sel), "sid": pa.array(sids[c_codes[sel]], pa.int32()),
-                          "t": pa.array(c_t[sel]), "tol": pa.array(tol[c_codes[sel]])})
-        lo, hi = int(c_t[sel].min() - tol.max()), int(c_t[sel].max() + tol.max())
-        # Nearest stored reading before and after each probe (two ASOF joins), kept when within tol.
-        # Stored readings are the raw ones and those of compacted hours (their times are kept in
-        # ``ts_list``): a copy of a compacted reading is a duplicate, not a new raw row.
-        rng = f"BETWEEN make_timestamptz({lo}::BIGINT) AND make_timestamptz({hi}::BIGINT)"
-        legacy = ""
-        if self._legacy > 0:  # layout-1 hours: their readings' times are unknown, any reading there is a copy
-            legacy = ("UNION ALL SELECT p.i, 0 AS d, p.t AS ot, p.tol, TRUE AS c FROM _t p JOIN meters m ON m.sid = p.sid "
-                      "JOIN readings_hourly h ON h.meter_id = m.meter_id "
-                      "AND h.hour = date_trunc('hour', make_timestamptz(p.t)) WHERE h.ts_list IS NULL ")
-        matches = self._query(
-            probe,
-            "WITH old AS (SELECT sid, epoch_us(ts) AS t, FALSE AS c FROM readings_raw "
-            f"  WHERE ts {rng} AND sid IN (SELECT DISTINCT sid FROM _t) "
-            "  UNION ALL SELECT m.sid, epoch_us(u.ts) AS t, TRUE AS c FROM (SELECT meter_id, unnest(ts_list) AS ts "
-            f"    FROM readings_hourly WHERE hour BETWEEN make_timestamptz({lo}::BIGINT) - INTERVAL 1 HOUR "
-            f"    AND make_timestamptz({hi}::BIGINT) AND ts_list IS NOT NULL) u JOIN meters m USING (meter_id) "
-            f"  WHERE u.ts {rng} AND m.sid IN (SELECT DISTINCT sid FROM _t)), "
-            "before AS (SELECT p.i, p.t - o.t AS d, o.t AS ot, p.tol, o.c FROM _t p ASOF JOIN old o "
-            "  ON p.sid = o.sid AND p.t >= o.t), "
-            "after AS (SELECT p.i, o.t - p.t AS d, o.t AS ot, p.tol, o.c FROM _t p ASOF JOIN old o "
-            "  ON p.sid = o.sid AND o.t >= p.t) "
-            "SELECT i, arg_min(ot, d) AS ot, arg_min(c, d) AS c FROM (SELECT * FROM before UNION ALL "
-            f"SELECT * FROM after {legacy}) WHERE d <= tol GROUP BY i ORDER BY i",
-        ).fetchnumpy()
-        idx, old_t = np.asarray(matches["i"], np.int64), np.asarray(matches["ot"], np.int64)
-        if len(idx) == 0:
+        p_code, p_t = c_codes[sel], c_t[sel]
+        # The stored side is read by (meter, hour) buckets: the hours each candidate's window
+        # (its time +- its meter's tolerance) touches (rst2: by each meter's whole span of
+        # candidates, a late reading a year back read the whole year). Meters are read in groups of
+        # about MATCH_ROWS stored readings (estimated from the catalogue: hours over cadence).
+        p_tol = tol[p_code]
+        base = (int(p_t.min()) - int(p_tol.max())) // _HOUR_US * _HOUR_US
+        b_lo, b_hi = (p_t - p_tol - base) // _HOUR_US, (p_t + p_tol - base) // _HOUR_US
+        nb = b_hi - b_lo + 1
+        if nb.max() > 2:
+            rep = np.repeat(np.arange(len(p_t)), nb)
+            bc, bk = p_code[rep], b_lo[rep] + (np.arange(len(rep)) - np.repeat(np.cumsum(nb) - nb, nb))
+        elif nb.max() == 2:   # (a window across an hour's edge)
+            two = nb == 2
+            bc, bk = np.concatenate([p_code, p_code[two]]), np.concatenate([b_lo, b_hi[two]])
+        else:
+            bc, bk = p_code, b_lo
+        width = int(bk.max()) + 1
+        if len(names) * width <= max(1 << 22, 4 * len(bk)):   # few (meter, hour) pairs: marked, not sorted
+            mark = np.zeros(len(names) * width, bool)
+            mark[bc * width + bk] = True
+            pairs = np.flatnonzero(mark)
+        else:
+            pairs = np.unique(bc * width + bk)
+        w_code, w_b = pairs // width, pairs % width
+        u, first = np.unique(w_code, return_index=True)   # meters (sorted), their first bucket
+        n_b = np.diff(np.append(first, len(pairs)))
+        est = np.bincount(np.searchsorted(u, p_code), minlength=len(u)).astype(float)
+        if cat:
+            for k, i in enumerate(u):
+                c = cat.get(names[i])
+                if c is not None and c[0] is not None and c[2] > 0:
+                    est[k] = n_b[k] * (_HOUR_US / c[2] + 1)
+        group = ((np.cumsum(est) - est) // MATCH_ROWS).astype(np.int64)
+        w_group = np.repeat(group, n_b)
+        n_ch = len(chans)
+        # Per group: the candidates matched (positions in ``sel``) and whether to a compacted
+        # reading; for those matched to a raw one, its time and values (valid where ``ok``).
+        m_at, m_comp, r_at, r_old, r_val, r_ok = [], [], [], [], [], []
+        for g in np.unique(group):
+            gu = u[group == g]
+            gw = w_group == g
+            w = pa.table({"sid": pa.array(sids[w_code[gw]], pa.int32()), "b": pa.array(w_b[gw])})
+            at = np.flatnonzero(np.isin(p_code, gu)) if len(gu) < len(u) else np.arange(len(p_code))
+            res = self._stored_near(w, chans, base)
+            m = _nearest(sids[p_code[at]], p_t[at], tol[p_code[at]], res)
+            if m is None:
+                continue
+            j, hit, old, comp = m
+            m_at.append(at[hit])
+            m_comp.append(comp)
+            raw = ~comp   # (a layout-1 hour, j = -1, is compacted)
+            jr = j[raw] if res["at"] is None else res["at"][j[raw]]
+            r_at.append(at[hit][raw])
+            r_old.append(old[raw])
+            r_val.append([res["values"][k][jr] for k in range(n_ch)])
+            r_ok.append([res["valid"][k][jr] for k in range(n_ch)])
+        if not m_at:
             return 0, merged_tbl
-        compacted = np.asarray(matches["c"], bool)
+
+        def cat_(parts: list, order: np.ndarray | None) -> np.ndarray:
+            out = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            return out if order is None else out[order]
+
+        def ascending(parts: list) -> np.ndarray | None:   # the order putting groups' rows back in ``sel``'s
+            x = cat_(parts, None)
+            return None if len(x) < 2 or np.all(x[1:] > x[:-1]) else np.argsort(x, kind="stable")
+
+        o = ascending(m_at)
+        compacted = cat_(m_comp, o)
         # Copies of compacted readings: dropped (duplicates); the hour's aggregates are kept as they are.
-        gone = idx[compacted]
+        gone = sel[cat_(m_at, o)[compacted]]
         keep[gone[gone < n_good]] = False
         if merged_tbl is not None and (gone >= n_good).any():
             m_keep = np.ones(merged_tbl.num_rows, bool)
@@ -895,45 +927,140 @@ class Store:
             drop_m = m_keep
         else:
             drop_m = None
-        idx, old_t = idx[~compacted], old_t[~compacted]
+        o = ascending(r_at)
+        idx, old_t = sel[cat_(r_at, o)], cat_(r_old, o)
         if len(idx) == 0:
             if drop_m is not None:
                 merged_tbl = merged_tbl.filter(pa.array(drop_m))
             return 0, merged_tbl
+        s_val = [cat_([v[k] for v in r_val], o) for k in range(n_ch)]
+        s_ok = [cat_([v[k] for v in r_ok], o) for k in range(n_ch)]
         in_good = idx < n_good
-        parts = [good.select(["meter_id", "ts", *chans]).take(pa.array(idx[in_good]))]
-        if merged_tbl is not None and (~in_good).any():
-            parts.append(merged_tbl.select(["meter_id", "ts", *chans]).take(pa.array(idx[~in_good] - n_good)))
-        hit = pa.concat_tables(parts)
-        h_codes = pc.index_in(hit["meter_id"], value_set=pa.array(names, pa.string())).to_numpy()
-        hit = hit.append_column("_old_us", pa.array(np.concatenate([old_t[in_good], old_t[~in_good]])))
-        hit = hit.append_column("sid", pa.array(sids[h_codes], pa.int32()))
-        if "_line" in good.column_names:   # where each copy is in its file (a copy of a block's duplicates: its best row)
-            lines = [good["_line"].to_numpy()[idx[in_good]]]
+        h_val, h_ok = [], []
+        for c in chans:
+            v, ok = _values(good[c], idx[in_good])
             if merged_tbl is not None and (~in_good).any():
-                lines.append(merged_tbl["_line"].to_numpy()[idx[~in_good] - n_good])
-            hit = hit.append_column("_line", pa.array(np.concatenate(lines)))
-        self._note_stored_conflicts(hit, chans)
-        # A stored reading keeps its values; channels it lacks are filled from the new copy.
-        sets = ", ".join(f"{_q(c)} = COALESCE(r.{_q(c)}, h.{_q(c)})" for c in chans)
-        holes = " OR ".join(f"(r.{_q(c)} IS NULL AND h.{_q(c)} IS NOT NULL)" for c in chans)
-        # The series whose stored readings this changed (a channel filled) are returned when asked
-        # (``filled``): a copy that fills nothing (a retransmission) leaves the stored readings as they were.
-        res = self._query(
-            hit,
-            f"UPDATE readings_raw r SET {sets} FROM (SELECT * FROM _t QUALIFY row_number() OVER "
-            "(PARTITION BY sid, _old_us ORDER BY abs(epoch_us(ts) - _old_us), ts) = 1) h "
-            f"WHERE r.sid = h.sid AND r.ts = make_timestamptz(h._old_us) AND ({holes})"
-            + (" RETURNING r.sid" if filled is not None else ""),
-        )
-        if filled is not None:
-            filled.update(int(r[0]) for r in res.fetchall())
+                v2, ok2 = _values(merged_tbl[c], idx[~in_good] - n_good)
+                v, ok = np.concatenate([v, v2]), np.concatenate([ok, ok2])
+            h_val.append(v)
+            h_ok.append(ok)
+        # hit arrays are in idx order within good, then merged: idx is ascending, so that is idx order
+        h_t = c_t[idx]
+        h_code = c_codes[idx]
+        self._note_stored_conflicts(good, merged_tbl, idx, n_good, h_code, old_t, names, chans, h_val, h_ok,
+                                    s_val, s_ok)
+        # A stored reading keeps its values; channels it lacks are filled from the new copy: the copy
+        # nearest to it (then the earliest) when several match it, and only where it fills one.
+        h_sid = sids[h_code]
+        fills = np.zeros(len(idx), bool)
+        for k in range(len(chans)):
+            fills |= ~s_ok[k] & h_ok[k]
+        up = np.flatnonzero(fills)
+        if len(up):
+            # Only the copies of the stored readings some copy fills compete (most re-ingests fill none).
+            key = _pair_key(h_sid, old_t)
+            rel = np.flatnonzero(np.isin(key, key[up]))
+            best = rel[np.lexsort((h_t[rel], np.abs(h_t[rel] - old_t[rel]), key[rel]))]
+            best = best[np.concatenate([[True], key[best][1:] != key[best][:-1]])]
+            up = np.sort(best[fills[best]])
+        if len(up):
+            u_good, u_m = idx[up][idx[up] < n_good], idx[up][idx[up] >= n_good] - n_good
+            parts = [good.select(list(chans)).take(pa.array(u_good))]
+            if len(u_m):
+                parts.append(merged_tbl.select(list(chans)).take(pa.array(u_m)))
+            fill = pa.concat_tables(parts)
+            fill = fill.append_column("sid", pa.array(h_sid[up], pa.int32()))
+            fill = fill.append_column("_old_us", pa.array(old_t[up]))
+            sets = ", ".join(f"{_q(c)} = COALESCE(r.{_q(c)}, h.{_q(c)})" for c in chans)
+            self._query(fill, f"UPDATE readings_raw r SET {sets} FROM _t h "
+                              "WHERE r.sid = h.sid AND r.ts = make_timestamptz(h._old_us)")
+            if filled is not None:
+                filled.update(int(s) for s in np.unique(h_sid[up]))
         keep[idx[in_good]] = False
         if merged_tbl is not None and ((~in_good).any() or drop_m is not None):
             m_keep = np.ones(merged_tbl.num_rows, bool) if drop_m is None else drop_m
             m_keep[idx[~in_good] - n_good] = False
             merged_tbl = merged_tbl.filter(pa.array(m_keep))
         return len(idx), merged_tbl
+
+    def _stored_near(self, w: pa.Table, chans: Sequence[str], base: int) -> dict:
+        """The stored readings of the (series, hour) buckets in ``w`` (``sid``, ``b``: the hour
+        ``base + b * 1 h`` µs, ``base`` on an hour): raw ones with the values of ``chans``,
+        compacted ones (their times kept in ``ts_list``) without, and, in a store of layout 1, the
+        compacted hours with no list of times. Arrays sorted by (sid, time), raw before compacted
+        at one time."""
+        lo = base + int(pc.min(w["b"]).as_py()) * _HOUR_US
+        hi = base + (int(pc.max(w["b"]).as_py()) + 1) * _HOUR_US - 1
+        rng = f"BETWEEN make_timestamptz({lo}::BIGINT) AND make_timestamptz({hi}::BIGINT)"
+        vals = ", ".join(f"r.{_q(c)}" for c in chans)
+        nulls = ", ".join(f"NULL::DOUBLE AS {_q(c)}" for c in chans)
+        # The overall span as constants of the scan (DuckDB prunes row groups by them); the buckets
+        # by a hash join on (series, hour) (times at or after ``base`` there: a floor division).
+        bucket = f"// {_HOUR_US} = w.b"
+        tbl = self._query(
+            w,
+            f"SELECT r.sid, epoch_us(r.ts) AS t, FALSE AS c{', ' + vals if chans else ''} FROM readings_raw r "
+            f"JOIN _t w ON r.sid = w.sid AND (epoch_us(r.ts) - {base}) {bucket} WHERE r.ts {rng} "
+            f"UNION ALL SELECT w.sid, epoch_us(u.ts) AS t, TRUE AS c{', ' + nulls if chans else ''} FROM "
+            "(SELECT meter_id, unnest(ts_list) AS ts FROM readings_hourly "
+            f"  WHERE hour BETWEEN make_timestamptz({lo}::BIGINT) - INTERVAL 1 HOUR AND make_timestamptz({hi}::BIGINT) "
+            f"  AND ts_list IS NOT NULL) u JOIN meters m USING (meter_id) JOIN _t w ON w.sid = m.sid "
+            f"AND (epoch_us(u.ts) - {base}) {bucket} WHERE u.ts {rng}",
+        ).to_arrow_table()
+        s_sid = tbl["sid"].to_numpy().astype(np.int64)
+        s_t = tbl["t"].to_numpy().astype(np.int64)
+        s_c = tbl["c"].to_numpy(zero_copy_only=False).astype(bool)
+        # By (series, time), raw before compacted at one time; the values stay in the result's
+        # order (``at``: a sorted row's place there), read only where a copy matched.
+        key = _pair_key(s_sid, s_t) * 2 + s_c
+        order = np.argsort(key, kind="stable") if len(key) > 1 and not np.all(key[1:] >= key[:-1]) else None
+        if order is None:
+            out = {"sid": s_sid, "t": s_t, "c": s_c, "at": None}
+        else:
+            out = {"sid": s_sid[order], "t": s_t[order], "c": s_c[order], "at": order}
+        vals = [_values(tbl[c]) for c in chans]
+        out["values"], out["valid"] = [v for v, _ in vals], [ok for _, ok in vals]
+        out["legacy"] = None
+        if self._legacy > 0:  # layout-1 hours: their readings' times are unknown, any reading there is a copy
+            h = self._query(
+                w, "SELECT w.sid, epoch_us(h.hour) AS hour FROM readings_hourly h JOIN meters m USING (meter_id) "
+                   f"JOIN _t w ON w.sid = m.sid AND (epoch_us(h.hour) - {base}) {bucket} WHERE h.ts_list IS NULL "
+                   f"AND h.hour {rng}").to_arrow_table()
+            out["legacy"] = _hour_key(h["sid"].to_numpy().astype(np.int64), h["hour"].to_numpy().astype(np.int64))
+        return out
+
+    def _note_stored_conflicts(self, good: pa.Table, merged_tbl: pa.Table | None, idx: np.ndarray, n_good: int,
+                               h_code: np.ndarray, old_t: np.ndarray, names: list[str], chans: Sequence[str],
+                               h_val: list, h_ok: list, s_val: list, s_ok: list) -> None:
+        """Count the copies (candidates ``idx`` matched to the raw readings stored at ``old_t``; their
+        values ``h_val``, the stored ones ``s_val``, valid where ``*_ok``) that give a channel another
+        value than the stored one, and keep the first (by meter, then time) as an example: the stored
+        reading keeps its values, which is said (a copy in a later block of the file, or a corrected
+        export ingested again, lost its values with no word), not done silently."""
+        cf = getattr(self, "_conflicts", None)
+        if not chans or not len(idx) or cf is None or not cf.check_stored:
+            return
+        # A blank on either side is no conflict; NaN equals NaN (as DuckDB compares them).
+        differ = [h_ok[k] & s_ok[k] & (h_val[k] != s_val[k]) & ~(np.isnan(h_val[k]) & np.isnan(s_val[k]))
+                  for k in range(len(chans))]
+        bad = np.flatnonzero(np.logical_or.reduce(differ))
+        if not len(bad):
+            return
+        cf.stored += len(bad)
+        if cf.stored_eg is not None:
+            return
+        rank = np.empty(len(names), np.int64)
+        rank[np.argsort(np.array(names, dtype=object), kind="stable")] = np.arange(len(names))
+        e = bad[np.lexsort((old_t[bad], rank[h_code[bad]]))[0]]
+        line = None
+        if "_line" in good.column_names:
+            i = int(idx[e])
+            line = (good["_line"][i] if i < n_good else merged_tbl["_line"][i - n_good]).as_py()
+        at = f" (line {line})" if line is not None else ""
+        diff = [f"{c} {float(s_val[k][e]):g} (stored) vs {float(h_val[k][e]):g}{at}"
+                for k, c in enumerate(chans) if differ[k][e]][:3]
+        ts = pd.Timestamp(int(old_t[e]), unit="us", tz="UTC").isoformat().replace("+00:00", "Z")
+        cf.stored_eg = f"e.g. meter {names[h_code[e]]} at {ts}: {'; '.join(diff)}"
 
     # ------------------------------------------------------------------------------------- query
 
@@ -1353,6 +1480,90 @@ def _explained(counts: IngestCounts, unit: str, norm, why: pa.Table, sel: pa.Tab
     return kept.set_column(i, "meter_id", pc.cast(kept["meter_id"], sel.schema.field("meter_id").type))
 
 
+
+def _values(col, at: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A numeric Arrow column as float64 values (NaN where NULL) and its validity, at ``at``."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    col = pc.cast(col, pa.float64())
+    if col.null_count == 0:
+        v, ok = col.to_numpy(zero_copy_only=False), np.ones(len(col), bool)
+    else:
+        v = pc.fill_null(col, np.nan).to_numpy(zero_copy_only=False)
+        ok = pc.is_valid(col).to_numpy(zero_copy_only=False)
+    return (v, ok) if at is None else (v[at], ok[at])
+
+
+
+def _pair_key(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """One int64 per pair ``(a, b)`` (int64 arrays), ordered as the pairs are."""
+    if not len(a):
+        return np.zeros(0, np.int64)
+    a0, b0 = int(a.min()), int(b.min())
+    span = int(b.max()) - b0 + 1
+    if (int(a.max()) - a0 + 1) * span < 2**61:
+        return (a - a0) * span + (b - b0)
+    _, rank = np.unique(b, return_inverse=True)   # too far apart for one key: the ranks of ``b``
+    return (a - a0) * (int(rank.max()) + 1) + rank.reshape(-1)
+
+
+_HOUR_US = 3_600_000_000
+
+
+def _hour_key(sid: np.ndarray, t_us: np.ndarray) -> np.ndarray:
+    """One integer per (series, UTC hour of ``t_us``)."""
+    return sid.astype(np.int64) * (1 << 28) + (np.floor_divide(t_us, _HOUR_US) + (1 << 27))
+
+
+def _nearest(p_sid: np.ndarray, p_t: np.ndarray, p_tol: np.ndarray, s: dict):
+    """The stored reading each probe (series ``p_sid``, time ``p_t`` µs) is a copy of: the nearest of
+    its series within ``p_tol`` (the earlier of two as near; the raw one of a raw and a compacted at
+    one time), else a layout-1 compacted hour it falls in (``s["legacy"]``). ``s``: the stored side
+    (:meth:`Store._stored_near`, sorted by series and time). Returns ``(j, hit, old, compacted)``:
+    for the probes ``hit`` (ascending positions), the stored row ``j`` (-1 for a layout-1 hour), the
+    stored time and whether it is compacted; None when none matched."""
+    n = len(s["t"])
+    legacy = s.get("legacy")
+    hit = np.zeros(len(p_t), bool)
+    j = np.zeros(len(p_t), np.int64)
+    d = np.zeros(len(p_t), np.int64)
+    if n:
+        new = np.concatenate([[True], s["sid"][1:] != s["sid"][:-1]])   # (sorted by series)
+        us, s_r = s["sid"][new], np.cumsum(new) - 1
+        p_r = np.minimum(np.searchsorted(us, p_sid), len(us) - 1)
+        known = us[p_r] == p_sid
+        t_min = int(min(s["t"].min(), p_t.min()))
+        span = int(max(s["t"].max(), p_t.max())) - t_min + 1
+        if len(us) * span < 2**62:
+            ks, kp = s_r * span + (s["t"] - t_min), p_r * span + (p_t - t_min)
+        else:   # times too far apart for one key: their ranks instead
+            allt, inv = np.unique(np.concatenate([s["t"], p_t]), return_inverse=True)
+            ks, kp = s_r * len(allt) + inv[:n], p_r * len(allt) + inv[n:]
+        jb = np.searchsorted(ks, kp, "right") - 1   # the last stored at or before ...
+        ja = np.searchsorted(ks, kp, "left")        # the first stored at or after
+        jb_c, ja_c = np.clip(jb, 0, n - 1), np.clip(ja, 0, n - 1)
+        jb_c = np.searchsorted(ks, ks[jb_c], "left")   # ... the first at its time (raw before compacted)
+        d_b, d_a = p_t - s["t"][jb_c], s["t"][ja_c] - p_t
+        ok_b = known & (jb >= 0) & (s["sid"][jb_c] == p_sid) & (d_b <= p_tol)
+        ok_a = known & (ja < n) & (s["sid"][ja_c] == p_sid) & (d_a <= p_tol)
+        use_a = ok_a & (~ok_b | (d_a < d_b) | (d_a == 0))
+        use_b = ok_b & ~use_a
+        hit = use_a | use_b
+        j = np.where(use_a, ja_c, jb_c)
+        d = np.where(use_a, d_a, d_b)
+    old = s["t"][j] if n else np.zeros(len(p_t), np.int64)
+    comp = s["c"][j] if n else np.zeros(len(p_t), bool)
+    if legacy is not None and len(legacy):
+        lg = np.isin(_hour_key(p_sid, p_t), legacy) & ~(hit & (d == 0))
+        old = np.where(lg, p_t, old)
+        comp = comp | lg
+        j = np.where(lg, -1, j)
+        hit |= lg
+    h = np.flatnonzero(hit)
+    if not len(h):
+        return None
+    return j[h], h, old[h], comp[h]
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
@@ -1360,9 +1571,12 @@ def _first_line(exc: BaseException) -> str:
 def interrupted(exc: BaseException | None) -> bool:
     """``exc`` is a Ctrl-C: a KeyboardInterrupt raised in Python code, or what DuckDB's Python client
     raises for a SIGINT while it runs a statement (``RuntimeError("Query interrupted")``), or an
-    interrupted DuckDB statement (``duckdb.InterruptException``)."""
+    interrupted DuckDB statement (``duckdb.InterruptException``), or a DuckDB error a Ctrl-C made in
+    the Python code a statement called back (its scan of an Arrow table: "... failed:
+    KeyboardInterrupt", st2)."""
     return isinstance(exc, (KeyboardInterrupt, duckdb.InterruptException)) or (
-        type(exc) is RuntimeError and str(exc).strip() == "Query interrupted")
+        type(exc) is RuntimeError and str(exc).strip() == "Query interrupted") or (
+        isinstance(exc, duckdb.Error) and "KeyboardInterrupt" in str(exc))
 
 
 def _compacted_by(con, cutoff) -> bool:
@@ -1375,6 +1589,22 @@ def _compacted_by(con, cutoff) -> bool:
         pass
     try:
         return con.execute("SELECT count(*) FROM readings_raw WHERE ts < ?", [cutoff]).fetchone()[0] == 0
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _ingested_by(con, source: str, counts: IngestCounts) -> bool:
+    """After an ingest's COMMIT raised (its transaction rolled back if it is still open): did the
+    COMMIT commit? Its ``ingest_log`` row (source, counts, seconds) is there if so. False when the
+    store cannot say."""
+    try:
+        con.execute("ROLLBACK")
+    except Exception:  # noqa: BLE001 - no transaction open: the COMMIT ended it
+        pass
+    try:
+        return con.execute(
+            "SELECT count(*) FROM ingest_log WHERE source = ? AND rows_read = ? AND stored = ? AND seconds = ?",
+            [source, counts.read, counts.stored, counts.seconds]).fetchone()[0] > 0
     except Exception:  # noqa: BLE001
         return False
 
@@ -1416,7 +1646,9 @@ def unmasked():
         yield
     except duckdb.TransactionException as exc:
         cause = exc.__context__
-        if "transaction is aborted" in str(exc) and isinstance(cause, duckdb.Error):
+        # (st2) A Ctrl-C inside the statement too (DuckDB's "Query interrupted", a RuntimeError):
+        # hidden, it was taken for an unreadable file and the ingest went on with the next one.
+        if "transaction is aborted" in str(exc) and (isinstance(cause, duckdb.Error) or interrupted(cause)):
             raise cause from None
         raise
 
