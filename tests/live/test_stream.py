@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -394,15 +395,23 @@ def _run_until(path: Path, engine, pieces: list[pd.DataFrame], pick):
     return store, eng, k, got
 
 
-def _restart_with_an_ack(eng, engine, alert_id: str, piece: pd.DataFrame):
-    """Checkpoint the engine ``eng``, stop it, acknowledge ``alert_id`` while no watcher runs, start
-    ``engine`` again on it and step it once with ``piece``, a step that must re-judge the
-    acknowledged alert's meter: (store, engine, its step's report)."""
+def _stop_here(eng: StreamEngine, to: Path) -> Path:
+    """What a watcher stopped after this step leaves: ``eng`` checkpointed and its store copied to
+    ``to`` (DuckDB's own checkpoint first: the file holds every commit). ``eng`` goes on as the run
+    that never stopped (a checkpoint changes no judgement: it writes ``stream_checkpoint``); an
+    engine started on ``to`` is a restart at this step."""
+    eng.checkpoint()
+    eng.store.con.execute("CHECKPOINT")
+    shutil.copy(eng.store.path, to)
+    return to
+
+
+def _restart_with_an_ack(path: Path, engine, alert_id: str, piece: pd.DataFrame):
+    """In the store a stopped watcher left at ``path`` (:func:`_stop_here`), acknowledge ``alert_id``
+    while no watcher runs, start ``engine`` on it and step it once with ``piece``, a step that must
+    re-judge the acknowledged alert's meter: (store, engine, its step's report)."""
     from wattwatch.alerts import store as alert_store
 
-    eng.checkpoint()
-    path = eng.store.path
-    eng.store.close()
     store = Store(path)
     alert_store.set_status(store.con, alert_id, "acknowledged")
     eng = engine(store)
@@ -432,7 +441,107 @@ def _again(before: list[tuple], after: list[tuple]) -> list[tuple]:
     return [e for e in after if (e[1], e[2]) in had or (e[2] != "ended" and last.get(e[1], ()) == e[3])]
 
 
-def test_a_closed_alert_delivered_before_the_checkpoint_is_not_delivered_again_after_a_restart(fleet, tmp_path):
+def _stops(frame: pd.DataFrame, engine, picks: dict, to: Path) -> dict:
+    """(tt7) One uninterrupted run of ``engine`` on the restart tests' pieces, for every test that
+    restarts that engine: after each step, each ``picks[name](engine, report, events so far)`` looks
+    for what its test needs (as its own run did, step by step from the start); where it first finds
+    something, the run is stopped there (:func:`_stop_here`: the store as a watcher stopped after
+    that step leaves it, ``to/name.duckdb``) and goes on. Per name: the step ``k``, what was found,
+    the events delivered up to it, the engine's counters and its open fast alerts then, the store."""
+    pieces = _day_then_cycles(frame)
+    store = Store(to / "run.duckdb")
+    eng = engine(store)
+    events: list[tuple] = []
+    out: dict[str, dict] = {}
+    for k, p in enumerate(pieces[:-1]):
+        eng.add(p)
+        rep = eng.step()
+        events += _events(rep, k)
+        for name, pick in picks.items():
+            got = None if name in out else pick(eng, rep, events)
+            if got is not None:
+                out[name] = {"k": k, "got": got, "events": list(events), "counters": eng.counters.copy(),
+                             "fast_open": eng._open_tier["fast"] & eng.open_ids,
+                             "store": _stop_here(eng, to / f"{name}.duckdb")}
+        if len(out) == len(picks):
+            break
+    store.close()
+    return out
+
+
+def _restart_copy(stop: dict, tmp_path: Path) -> Path:
+    """A copy of a stop's store for one test (it writes to it)."""
+    return Path(shutil.copy(stop["store"], tmp_path / "live.duckdb"))
+
+
+def _ended_fast(eng, rep, events):
+    """(closed-alert test) The first step that ended a fast alert the full stitcher has not judged
+    yet: the fast alerts ended so far."""
+    if rep.ended and eng.pending and any(eng._det_of.get(i) in eng.fast_names for i in rep.ended):
+        return [i for _, i, ev, _ in events if ev == "ended" and eng._det_of.get(i) in eng.fast_names]
+    return None
+
+
+def _acked(eng, rep, events):
+    """(tier test) A closed alert of a meter without an open fast alert, a profiling day before its
+    newest reading, while another meter has an open fast alert."""
+    busy = {eng.alerts[i].meter_id for i in eng._open_tier["fast"] & eng.open_ids if i in eng.alerts}
+    if not busy:
+        return None
+    for a in sorted(eng.alerts.values(), key=lambda a: a.id):
+        end = pd.Timestamp(a.end).value // 1000
+        if a.id not in eng.open_ids and a.meter_id not in busy and eng.last[a.meter_id] - end > 86400e6 * 1.1:
+            return a
+    return None
+
+
+def _ahead_and_old(eng, rep, events):
+    """(withdraw test) An open fast alert starting after its meter's slow-tier judged reading, and a
+    closed alert of the same meter a profiling day before its newest reading."""
+    for i in sorted(eng._open_tier["fast"] & eng.open_ids):
+        a = eng.alerts.get(i)
+        if a is None or pd.Timestamp(a.start).value // 1000 <= eng.slow_fed.get(a.meter_id, 0):
+            continue
+        for b in sorted(eng.alerts.values(), key=lambda b: b.id):
+            end = pd.Timestamp(b.end).value // 1000
+            if b.meter_id == a.meter_id and b.id not in eng.open_ids and eng.last[b.meter_id] - end > 86400e6 * 1.1:
+                return a, b
+    return None
+
+
+def _across(open_: bool):
+    """(shrink test) A fast alert, open or closed, across its meter's slow-tier judged reading."""
+    def us(t):
+        return pd.Timestamp(t).value // 1000
+
+    def pick(eng, rep, events):
+        for a in sorted(eng.alerts.values(), key=lambda a: a.id):
+            if a.detector in eng.fast_names and (a.id in eng.open_ids) == open_ \
+                    and us(a.start) <= eng.slow_fed.get(a.meter_id, 0) < us(a.end):
+                return a
+        return None
+    return pick
+
+
+@pytest.fixture(scope="module")
+def tiered_stops(fleet, tmp_path_factory) -> dict:
+    """The tiered engine's (_tiered) run, stopped where the closed-alert and the tier tests restart
+    (tt7: each streamed the same pieces from the start to its own stop)."""
+    return _stops(fleet["frame"], _tiered, {"closed": _ended_fast, "tier": _acked},
+                  tmp_path_factory.mktemp("tiered-stops"))
+
+
+@pytest.fixture(scope="module")
+def lagging_stops(fleet, tmp_path_factory) -> dict:
+    """The lagging tiered engine's (_lagging) run, stopped where the withdraw test and the shrink
+    test's two cases restart."""
+    return _stops(fleet["frame"], _lagging, {"ahead": _ahead_and_old, "across_open": _across(True),
+                                             "across_closed": _across(False)},
+                  tmp_path_factory.mktemp("lagging-stops"))
+
+
+def test_a_closed_alert_delivered_before_the_checkpoint_is_not_delivered_again_after_a_restart(fleet, tmp_path,
+                                                                                             tiered_stops):
     """rst2: the tiered engine checkpoints the full stitcher, which may be behind the fast tier
     (the pieces it has not judged yet queue for the slow clock): a fast alert that opened and
     ended before the checkpoint is given again (closed, unchanged) by the restarted full stitcher.
@@ -441,28 +550,14 @@ def test_a_closed_alert_delivered_before_the_checkpoint_is_not_delivered_again_a
     store kept at or before the checkpoint is not a new version, open or closed; and an id the
     store kept before it is not new. The steps after the restart deliver nothing that the
     uninterrupted run delivered before the checkpoint."""
-    f = fleet["frame"]
-    pieces = _day_then_cycles(f)
-
-    engine = _tiered
-
-    path = tmp_path / "live.duckdb"
-    store = Store(path)
-    eng = engine(store)
-    before, k = [], 0
-    for k, p in enumerate(pieces):
-        eng.add(p)
-        rep = eng.step()
-        before += _events(rep, k)
-        # The first step that ended a fast alert the full stitcher has not judged yet.
-        if rep.ended and eng.pending and any(eng._det_of.get(i) in eng.fast_names for i in rep.ended):
-            break
-    ended = [i for _, i, ev, _ in before if ev == "ended" and eng._det_of.get(i) in eng.fast_names]
-    assert ended and k < len(pieces) - 1, "the fleet should end a fast alert between two slow ticks"
-    eng.checkpoint()
-    store.close()
-    store = Store(path)
-    eng2 = engine(store)
+    pieces = _day_then_cycles(fleet["frame"])
+    # The first step that ended a fast alert the full stitcher has not judged yet: stopped there.
+    stop = tiered_stops.get("closed")
+    assert stop is not None, "the fleet should end a fast alert between two slow ticks"
+    k, ended, before = stop["k"], stop["got"], stop["events"]
+    assert ended
+    store = Store(_restart_copy(stop, tmp_path))
+    eng2 = _tiered(store)
     assert eng2.resumed
     after = []
     for j, p in enumerate(pieces[k + 1:k + 9], k + 1):   # two slow ticks
@@ -477,7 +572,7 @@ def test_a_closed_alert_delivered_before_the_checkpoint_is_not_delivered_again_a
     store.close()
 
 
-def test_a_restart_keeps_which_tier_each_open_alert_belongs_to(fleet, tmp_path):
+def test_a_restart_keeps_which_tier_each_open_alert_belongs_to(fleet, tmp_path, tiered_stops):
     """rst2: which tier holds each open alert is not checkpointed. A restarted tiered engine knew
     none: the first judgement that is not the full resync (the slow tier's catch-up before a
     rewind, here of a meter whose alert was acknowledged while no watcher ran and whose re-learn
@@ -486,114 +581,58 @@ def test_a_restart_keeps_which_tier_each_open_alert_belongs_to(fleet, tmp_path):
     ``on = ["ended"]`` run while the alert is still open; its real end later is then "already
     done") and open again the same step. The tier is derived at the restart from the store (each
     alert's detector) once the tiers are split."""
-    f = fleet["frame"]
-    pieces = _day_then_cycles(f)
-
-    engine = _tiered
-
-    def acked(eng):
-        """A closed alert of a meter without an open fast alert, a profiling day before its newest reading."""
-        busy = {eng.alerts[i].meter_id for i in eng._open_tier["fast"] & eng.open_ids if i in eng.alerts}
-        if not busy:
-            return None
-        for a in sorted(eng.alerts.values(), key=lambda a: a.id):
-            end = pd.Timestamp(a.end).value // 1000
-            if a.id not in eng.open_ids and a.meter_id not in busy and eng.last[a.meter_id] - end > 86400e6 * 1.1:
-                return a
-        return None
-
-    _, eng, k, pick = _run_until(tmp_path / "live.duckdb", engine, pieces, acked)
-    assert pick is not None, "the fleet should have an open fast alert and an old closed alert on another meter"
-    fast_open = eng._open_tier["fast"] & eng.open_ids
-    store, eng2, rep = _restart_with_an_ack(eng, engine, pick.id, pieces[k + 1])
+    pieces = _day_then_cycles(fleet["frame"])
+    stop = tiered_stops.get("tier")   # (_acked)
+    assert stop is not None, "the fleet should have an open fast alert and an old closed alert on another meter"
+    k, pick, fast_open = stop["k"], stop["got"], stop["fast_open"]
+    store, eng2, rep = _restart_with_an_ack(_restart_copy(stop, tmp_path), _tiered, pick.id, pieces[k + 1])
     wrongly = sorted(fast_open & set(rep.ended))
     assert not wrongly, f"open fast alerts reported ended at the restart: {wrongly}"
     assert not fast_open & set(rep.new) and fast_open <= eng2.open_ids
     store.close()
 
 
-def test_a_restart_rejudging_withdraws_no_fast_alert_the_full_stitcher_has_not_judged(fleet, tmp_path):
+def test_a_restart_rejudging_withdraws_no_fast_alert_the_full_stitcher_has_not_judged(fleet, tmp_path,
+                                                                                       lagging_stops):
     """rst2: at a restart the full stitcher (checkpointed) is behind the fast tier; a rewind of a
     meter at the first step (a reset made while no watcher ran) re-judges it only up to where the
     full stitcher had judged it. An open alert of that meter that starts after that was not in
     the re-judged span: not withdrawn (before: deleted from the store as "not found again",
     reported ended, then found by the resync and delivered as new)."""
-    f = fleet["frame"]
-    pieces = _day_then_cycles(f)
-
-    engine = _lagging
-
-    def pick(eng):
-        """An open fast alert starting after its meter's slow-tier judged reading, and a closed
-        alert of the same meter a profiling day before its newest reading."""
-        for i in sorted(eng._open_tier["fast"] & eng.open_ids):
-            a = eng.alerts.get(i)
-            if a is None or pd.Timestamp(a.start).value // 1000 <= eng.slow_fed.get(a.meter_id, 0):
-                continue
-            for b in sorted(eng.alerts.values(), key=lambda b: b.id):
-                end = pd.Timestamp(b.end).value // 1000
-                if b.meter_id == a.meter_id and b.id not in eng.open_ids and eng.last[b.meter_id] - end > 86400e6 * 1.1:
-                    return a, b
-        return None
-
-    _, eng, k, got = _run_until(tmp_path / "live.duckdb", engine, pieces, pick)
-    assert got is not None, "the fleet should have a fast alert past the slow tier's checkpoint"
-    ahead, old = got
-    store, eng2, rep = _restart_with_an_ack(eng, engine, old.id, pieces[k + 1])
+    pieces = _day_then_cycles(fleet["frame"])
+    stop = lagging_stops.get("ahead")   # (_ahead_and_old)
+    assert stop is not None, "the fleet should have a fast alert past the slow tier's checkpoint"
+    k, (ahead, old) = stop["k"], stop["got"]
+    store, eng2, rep = _restart_with_an_ack(_restart_copy(stop, tmp_path), _lagging, old.id, pieces[k + 1])
     assert ahead.id not in rep.ended and ahead.id not in rep.new, (ahead.id, rep.ended, rep.new)
-    assert not eng2.counters["alerts_withdrawn"] > eng.counters["alerts_withdrawn"]
+    assert not eng2.counters["alerts_withdrawn"] > stop["counters"]["alerts_withdrawn"]
     with store.con.cursor() as c:
         assert c.execute("SELECT count(*) FROM alerts WHERE id = ?", [ahead.id]).fetchone()[0] == 1
     store.close()
 
 
-def test_a_restart_rejudging_neither_ends_again_nor_shrinks_a_fast_alert_across_the_checkpointed_judgement(fleet, tmp_path):
+def test_a_restart_rejudging_neither_ends_again_nor_shrinks_a_fast_alert_across_the_checkpointed_judgement(
+        fleet, tmp_path, lagging_stops):
     """rrst2 (review of rst2): at a restart the full stitcher (checkpointed) is behind the fast
     tier; a late reading at the first step rewinds its meter, re-judged only up to where the full
     stitcher had judged it. A fast alert of that meter that starts before that point and ends
     after it (the fast tier judged it whole before the checkpoint) is seen cut by the re-judging:
     it must not be delivered with its end moved back, nor (closed and delivered ended before the
     checkpoint) reported ended again, new, or withdrawn."""
-    import shutil
-
     f = fleet["frame"]
     pieces = _day_then_cycles(f)
-
-    engine = _lagging
 
     def us(t):
         return pd.Timestamp(t).value // 1000
 
-    def across(eng, open_):
-        for a in sorted(eng.alerts.values(), key=lambda a: a.id):
-            if a.detector in eng.fast_names and (a.id in eng.open_ids) == open_ \
-                    and us(a.start) <= eng.slow_fed.get(a.meter_id, 0) < us(a.end):
-                return a
-        return None
-
-    path = tmp_path / "live.duckdb"
-    store = Store(path)
-    eng = engine(store)
-    cases = {}
-    for k, p in enumerate(pieces[:-1]):
-        eng.add(p)
-        eng.step()
-        for open_ in (True, False):
-            a = across(eng, open_)
-            if open_ not in cases and a is not None:
-                eng.checkpoint()
-                store.close()
-                shutil.copy(path, tmp_path / f"ck{k}.duckdb")
-                cases[open_] = (k, a, eng.counters["alerts_withdrawn"])
-                store = Store(path)
-                eng = engine(store)
-        if len(cases) == 2:
-            break
-    store.close()
-    assert set(cases) == {True, False}, "the fleet should have fast alerts across the slow tier's checkpoint"
-    for open_, (k, a, withdrawn) in sorted(cases.items()):
-        store = Store(tmp_path / f"ck{k}.duckdb")
-        eng2 = engine(store)
+    # The lagging engine's run stopped at the first fast alert across the point, open and closed
+    # (tt7: found by one uninterrupted run; before, the run went on restarted after the first).
+    cases = {open_: lagging_stops.get(name) for open_, name in ((True, "across_open"), (False, "across_closed"))}
+    assert all(cases.values()), "the fleet should have fast alerts across the slow tier's checkpoint"
+    for open_, stop in sorted(cases.items()):
+        k, a, withdrawn = stop["k"], stop["got"], stop["counters"]["alerts_withdrawn"]
+        store = Store(shutil.copy(stop["store"], tmp_path / f"ck{k}.duckdb"))
+        eng2 = _lagging(store)
         rewinds = eng2.counters["rewinds"]
         late = f[(f["meter_id"] == a.meter_id) & (f["ts"] < pd.Timestamp(a.start))].tail(1).copy()
         late["ts"] = late["ts"] + pd.Timedelta("7min")   # a reading the meter had not sent before
@@ -637,18 +676,17 @@ def test_an_alert_withdrawn_after_a_restart_and_found_again_is_opened_as_in_an_u
             return min(both) if both else None
         return pick
 
+    # One run up to the pick, stopped there (tt7: both runs streamed the same pieces to it): it goes
+    # on as the run that never stopped, a watcher restarted from the copy of its store as the other.
+    store, eng, k, got = _run_until(tmp_path / "live.duckdb", engine, pieces[:-2], long_open())
+    assert got, "the fleet should have an alert open for 4 steps past its profiling day"
+    ck = _stop_here(eng, tmp_path / "ck.duckdb")
     for restart in (False, True):
-        path = tmp_path / f"live-{restart}.duckdb"
-        store, eng, k, got = _run_until(path, engine, pieces[:-2], long_open())
-        assert got, "the fleet should have an alert open for 4 steps past its profiling day"
         if restart:
-            eng.checkpoint()
-            store.close()
-            store = Store(path)
+            store = Store(ck)
             eng = engine(store)
             assert eng.resumed
-        k += 1
-        eng.add(pieces[k])
+        eng.add(pieces[k + 1])
         rep = eng.step()
         assert got in eng.open_ids and got in eng.alerts, (restart, got)
         a = eng.alerts[got]
@@ -656,7 +694,7 @@ def test_an_alert_withdrawn_after_a_restart_and_found_again_is_opened_as_in_an_u
         rep = type(rep)()
         rejudge._withdraw(eng, SimpleNamespace(alerts=[]), rep, {a.meter_id: {a.detector: -np.inf}})
         assert a.id in rep.ended and eng.counters["alerts_withdrawn"] >= 1
-        eng.add(pieces[k + 1])
+        eng.add(pieces[k + 2])
         rep = eng.step()
         assert a.id in {b.id for b in rep.alerts}, "the stitcher should give the withdrawn alert again"
         assert a.id in rep.new, f"restart={restart}: {a.id} withdrawn and found again delivered as updated, not opened"
