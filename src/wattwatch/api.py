@@ -42,8 +42,8 @@ from wattwatch.alerts.model import Alert
 from wattwatch.errors import CommittedError, ConfigError, InputError, StateError, StoreError, WattwatchError
 
 __all__ = ["WattwatchError", "InputError", "ConfigError", "StateError", "StoreError", "CommittedError", "Fitted",
-           "Detection", "load_config", "build_detectors", "read_frame", "ingest", "fit", "detect", "score", "evaluate", "open_store",
-           "report", "grid_simulate", "grid_monitor", "watch", "load_site", "fleet"]
+           "Detection", "load_config", "build_detectors", "read_frame", "ingest", "fit", "detect", "score", "evaluate",
+           "open_store", "report", "grid_simulate", "grid_monitor", "watch", "load_site", "fleet"]
 
 Source = Any  # DataFrame | str | Path | Sequence[str | Path] | Store
 

@@ -1579,34 +1579,34 @@ def interrupted(exc: BaseException | None) -> bool:
         isinstance(exc, duckdb.Error) and "KeyboardInterrupt" in str(exc))
 
 
-def _compacted_by(con, cutoff) -> bool:
-    """After a compaction's COMMIT raised (its transaction rolled back if it is still open): did the
-    COMMIT commit? Its DELETE removed every raw reading before ``cutoff`` (at least one): none left
-    means committed. False when the store cannot say (a connection DuckDB invalidated)."""
+def _asked_after_commit(con, sql: str, params: list):
+    """After a COMMIT raised (its transaction rolled back if it is still open): the first row of
+    ``sql``, asked of the store to tell whether the COMMIT committed; None when the store cannot say
+    (a connection DuckDB invalidated)."""
     try:
         con.execute("ROLLBACK")
     except Exception:  # noqa: BLE001 - no transaction open: the COMMIT ended it
         pass
     try:
-        return con.execute("SELECT count(*) FROM readings_raw WHERE ts < ?", [cutoff]).fetchone()[0] == 0
+        return con.execute(sql, params).fetchone()
     except Exception:  # noqa: BLE001
-        return False
+        return None
+
+
+def _compacted_by(con, cutoff) -> bool:
+    """Did a compaction's COMMIT that raised commit? Its DELETE removed every raw reading before
+    ``cutoff`` (at least one): none left means committed. False when the store cannot say."""
+    row = _asked_after_commit(con, "SELECT count(*) FROM readings_raw WHERE ts < ?", [cutoff])
+    return row is not None and row[0] == 0
 
 
 def _ingested_by(con, source: str, counts: IngestCounts) -> bool:
-    """After an ingest's COMMIT raised (its transaction rolled back if it is still open): did the
-    COMMIT commit? Its ``ingest_log`` row (source, counts, seconds) is there if so. False when the
-    store cannot say."""
-    try:
-        con.execute("ROLLBACK")
-    except Exception:  # noqa: BLE001 - no transaction open: the COMMIT ended it
-        pass
-    try:
-        return con.execute(
-            "SELECT count(*) FROM ingest_log WHERE source = ? AND rows_read = ? AND stored = ? AND seconds = ?",
-            [source, counts.read, counts.stored, counts.seconds]).fetchone()[0] > 0
-    except Exception:  # noqa: BLE001
-        return False
+    """Did an ingest's COMMIT that raised commit? Its ``ingest_log`` row (source, counts, seconds)
+    is there if so. False when the store cannot say."""
+    row = _asked_after_commit(
+        con, "SELECT count(*) FROM ingest_log WHERE source = ? AND rows_read = ? AND stored = ? AND seconds = ?",
+        [source, counts.read, counts.stored, counts.seconds])
+    return row is not None and row[0] > 0
 
 
 def _committed_error(path, result: dict, step: str, exc: BaseException) -> CommittedError:
