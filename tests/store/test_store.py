@@ -89,6 +89,32 @@ def test_a_store_that_cannot_be_created_says_why(tmp_path: Path):
         ro.chmod(0o755)
 
 
+def test_a_sqlite_file_given_as_a_store_is_named_as_such_and_nothing_is_fetched(tmp_path: Path):
+    """DuckDB opens a SQLite file through its ``sqlite_scanner`` extension, which it would fetch
+    from the internet on first use: a 2-5 s wait, then "Failed to download extension ... at URL
+    ...". No connection may fetch or load an extension (nothing downloads at run time); the file
+    is said to be a SQLite database, and left as it was."""
+    import sqlite3
+
+    db = tmp_path / "site.duckdb"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE readings (meter_id TEXT, ts TEXT, p_kw REAL)")
+    con.commit()
+    con.close()
+    before = db.read_bytes()
+    for read_only in (False, True):
+        with pytest.raises(StoreError) as err:
+            Store(db, read_only=read_only)
+        said = str(err.value)
+        assert "a SQLite database, not a DuckDB store" in said and str(db) in said, said
+        assert "download" not in said.lower() and "http" not in said.lower(), said
+    assert db.read_bytes() == before
+    with Store(tmp_path / "s.duckdb") as s:
+        got = dict(s.con.execute(
+            "SELECT name, value FROM duckdb_settings() WHERE name LIKE 'auto%_known_extensions'").fetchall())
+    assert got == {"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"}, got
+
+
 def _big_csv(path: Path, rows: int, meters: int = 400, prefix: str = "M") -> None:
     n = rows // meters
     ts = np.datetime64("2025-01-01T00:00:00", "s") + (np.arange(n) * 300).astype("timedelta64[s]")

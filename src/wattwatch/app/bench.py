@@ -110,6 +110,7 @@ def _worker(fmt: str, path: str, db: str) -> dict:
     from wattwatch.ingest.mapping import Mapping
     from wattwatch.ingest.pipeline import ingest_path
     from wattwatch.store import Store
+    from wattwatch.store.duck import NO_EXTENSION_FETCH
 
     for p in (Path(db), Path(db + ".wal")):
         p.unlink(missing_ok=True)
@@ -123,7 +124,7 @@ def _worker(fmt: str, path: str, db: str) -> dict:
     # Baseline: the same file loaded by DuckDB alone, no checks, no de-duplication.
     base_db = db + ".baseline"
     Path(base_db).unlink(missing_ok=True)
-    con = duckdb.connect(base_db)
+    con = duckdb.connect(base_db, config=dict(NO_EXTENSION_FETCH))
     reader = f"read_parquet('{path}')" if fmt in ("parquet", "wide") else f"read_csv('{path}')"
     select = f"UNPIVOT {reader} ON COLUMNS(* EXCLUDE (time)) INTO NAME col VALUE v" if fmt == "wide" \
         else f"SELECT * FROM {reader}"

@@ -56,6 +56,12 @@ warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", cat
                         module=r"wattwatch\.store\.duck$")
 
 DEFAULT_DB = "wattwatch.duckdb"
+# DuckDB fetches and loads an extension it needs from the internet on first use (a SQLite file
+# given as a store asks for ``sqlite_scanner``: a 2-5 s wait for a download, then an error naming a
+# URL). Nothing in wattwatch needs one beyond those built into the wheel (ICU, JSON, Parquet), and
+# nothing may download at run time: every connection is opened with both switched off.
+NO_EXTENSION_FETCH = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 # Layout of the store's own tables (``meta.store_version``), apart from the canonical schema
 # version: 2 keeps, per compacted hour, the time of every reading and its register value
 # (``ts_list``, ``e_list``) so late readings and re-ingest after compaction stay exact.
@@ -194,7 +200,18 @@ def _open_failure(path: Path, read_only: bool, exc: Exception) -> str:
     elif not read_only and path.is_file() and not os.access(parent, os.W_OK | os.X_OK):
         return (f"{path}: cannot open the store for writing: its folder {parent} is not writable (the store "
                 f"keeps a write-ahead log beside it) ({reason})")
+    if _is_sqlite(path):
+        return (f"{path}: cannot open store: a SQLite database, not a DuckDB store (give a new file name to "
+                "create a store; to read its readings, `wattwatch ingest` it)")
     return f"{path}: cannot open store (not a DuckDB file, damaged, or locked by another process): {exc}"
+
+
+def _is_sqlite(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(_SQLITE_MAGIC)) == _SQLITE_MAGIC
+    except OSError:
+        return False
 
 
 @dataclass
@@ -249,7 +266,7 @@ class Store:
         deadline = time.monotonic() + max(0.0, float(lock_wait_s))
         while True:
             try:
-                self.con = duckdb.connect(str(self.path), read_only=read_only)
+                self.con = duckdb.connect(str(self.path), read_only=read_only, config=dict(NO_EXTENSION_FETCH))
                 break
             except duckdb.Error as exc:
                 if "lock" in str(exc).lower() and time.monotonic() < deadline:
