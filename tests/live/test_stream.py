@@ -164,7 +164,14 @@ def test_kill_9_then_restart_loses_no_reading_and_duplicates_no_alert(fleet, tmp
               'rate_limit = { max = 1000000, per_meter = 1000000, window_s = 1 }\n')
     # The slow tier every 7 hours of data: the checkpointed full stitcher is behind the fast tier
     # most of the time. 8 poll cycles a second (the replay takes ~30 s): a step takes one or two.
-    cfg = _site(tmp_path, fleet, speed=900 * 8, extra=action, stream="slow_every_s = 25200")
+    # (fl1) max_pending = 4: the replay waits while 4 cycles it read are not taken by a step (the
+    # engine's own back-pressure, [stream] max_pending), so the watcher has read at most ~5 cycles
+    # beyond what its steps judged: killed after a step said "alert ended", readings remain unread
+    # on any load (before, 64: its steps lagging on a loaded machine, it had read the whole replay
+    # before its kill and the restarted one read none). At low load the replay's pace (a cycle per
+    # step or two) is the limit, not this; with 1 a starved watcher took a step per cycle (at load
+    # 36 it had not judged its profiling day 300 s in).
+    cfg = _site(tmp_path, fleet, speed=900 * 8, extra=action, stream="slow_every_s = 25200\nmax_pending = 4")
     p = popen("watch", "--config", cfg, "--until-done", cwd=tmp_path)
     db = tmp_path / "site.duckdb"
     # Kill once the watcher is mid-stream: it has judged past the profiling day, opened alerts and
