@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -140,17 +141,25 @@ def test_watch_demo_runs_briefly_and_stops_cleanly(tmp_path):
     # live view) is read until the modbus source has read 5 meters x 3 cycles, then stopped with
     # Ctrl-C (SIGINT), which must stop it cleanly; ``--duration`` only bounds a run that never
     # gets there (the test then fails).
+    # (rfl1) A terminal for rich 14+ (TTY_COMPATIBLE) and 13 (FORCE_COLOR: pyproject allows rich>=13;
+    # NO_COLOR keeps colours off, other codes are stripped), UTF-8 (its box characters, not ASCII
+    # ones, whatever the locale), 200 columns (its widest table: 174).
     env = {k: v for k, v in _env().items() if k != "WATTWATCH_PROGRESS"}
-    env.update(TTY_COMPATIBLE="1", NO_COLOR="1", COLUMNS="200")
+    env.update(TTY_COMPATIBLE="1", FORCE_COLOR="1", NO_COLOR="1", COLUMNS="200", PYTHONIOENCODING="utf-8")
     with tempfile.TemporaryFile("w+") as err:
         p = subprocess.Popen([*EXE, "watch", "--demo", "--duration", "150"], stdout=subprocess.PIPE, stderr=err,
-                             text=True, env=env, cwd=tmp_path)
+                             encoding="utf-8", env=env, cwd=tmp_path)
         seen: list[str] = []
+        # (rfl1) Reading its stdout blocks: a demo that hangs silent (--duration counts from the
+        # first step, so it bounds nothing before one) is killed and the test fails, not hangs.
+        guard = threading.Timer(300, p.kill)
+        guard.start()
         try:
             got = _live_counts(p.stdout, "modbus", lambda c: c.get("readings", 0) >= 5 * 3, 150, seen)
             p.send_signal(signal.SIGINT)
             rest, _ = p.communicate(timeout=120)
         finally:
+            guard.cancel()
             if p.poll() is None:
                 p.kill()
                 p.wait()
