@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.support.cli import kill_9_after_alerts, popen
+from tests.support.cli import kill_9_after_alerts, popen, ww
 from wattwatch import api
 from wattwatch.runners.stream import StreamConfig, StreamEngine
 from wattwatch.sim import SimConfig, simulate
@@ -164,7 +165,14 @@ def test_kill_9_then_restart_loses_no_reading_and_duplicates_no_alert(fleet, tmp
               'rate_limit = { max = 1000000, per_meter = 1000000, window_s = 1 }\n')
     # The slow tier every 7 hours of data: the checkpointed full stitcher is behind the fast tier
     # most of the time. 8 poll cycles a second (the replay takes ~30 s): a step takes one or two.
-    cfg = _site(tmp_path, fleet, speed=900 * 8, extra=action, stream="slow_every_s = 25200")
+    # (fl1) max_pending = 4: the replay waits while 4 cycles it read are not taken by a step (the
+    # engine's own back-pressure, [stream] max_pending), so the watcher has read at most ~5 cycles
+    # beyond what its steps judged: killed after a step said "alert ended", readings remain unread
+    # on any load (before, 64: its steps lagging on a loaded machine, it had read the whole replay
+    # before its kill and the restarted one read none). At low load the replay's pace (a cycle per
+    # step or two) is the limit, not this; with 1 a starved watcher took a step per cycle (at load
+    # 36 it had not judged its profiling day 300 s in).
+    cfg = _site(tmp_path, fleet, speed=900 * 8, extra=action, stream="slow_every_s = 25200\nmax_pending = 4")
     p = popen("watch", "--config", cfg, "--until-done", cwd=tmp_path)
     db = tmp_path / "site.duckdb"
     # Kill once the watcher is mid-stream: it has judged past the profiling day, opened alerts and
@@ -234,6 +242,28 @@ def test_kill_9_then_restart_loses_no_reading_and_duplicates_no_alert(fleet, tmp
     reopened = sorted(i for _, ev, i in said if ev == "open" and i in kept - later)
     reended = sorted(i for _, ev, i in said if ev == "ended" and i in kept - later - was_open)
     assert not reopened and not reended, f"after kill -9, opened again: {reopened}, ended again: {reended}"
+
+
+def test_watch_duration_stops_it_on_its_own(fleet, tmp_path):
+    """``watch --duration S`` (counted from its first step) stops a watcher that nothing else
+    would stop (no --until-done; the replay, a cycle a second, lasts 4 minutes) with a clean exit
+    (rfl1: the demo test, which ran it with --duration 6, now stops on Ctrl-C). In this process,
+    in a thread (a watcher the option fails to stop is left behind and the test fails, not hangs)."""
+    cfg = _site(tmp_path, fleet, speed=900)
+    done: list = []
+    t0 = time.monotonic()
+    t = threading.Thread(target=lambda: done.append(ww("watch", "--config", cfg, "--duration", "1", check=False,
+                                                       cwd=tmp_path)), daemon=True)
+    t.start()
+    t.join(120)
+    took = time.monotonic() - t0
+    assert not t.is_alive(), "watch --duration 1 had not stopped 120 s on"
+    assert done, "watch raised (see the thread's traceback above)"
+    r = done[0]
+    assert r.returncode == 0 and took >= 1.0, (r.returncode, took, r.stdout[-2000:], r.stderr[-2000:])
+    assert "stopped: readings" in r.stdout, r.stdout[-2000:]
+    got = re.search(r"source fleet: [^\n]*readings ([\d,]+)", r.stdout)
+    assert got and 0 < int(got.group(1).replace(",", "")) < len(fleet["frame"]), r.stdout[-2000:]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
