@@ -47,13 +47,19 @@ def test_spark_reads_files_named_like_globs_exactly_and_names_them_as_given(spar
         (tmp_path / decoy).write_text(HEAD + _rows(meter))
     with gzip.open(tmp_path / "gz{1}.csv.gz", "wt") as fh:
         fh.write(HEAD + _rows("G1", "inf"))
-    given = [*names, "gz{1}.csv.gz"]
-    want = read_fleet(given)
-    sdf, rejects, _ = read_fleet_spark(spark, given)
+    # rsp3: a user's glob in a folder named like a glob lists that folder (not ``d1`` beside it), and
+    # a name given with ``./`` is named as pandas names it
+    (tmp_path / "d[1]").mkdir()
+    (tmp_path / "d[1]" / "in.csv").write_text(HEAD + _rows("G2", None))
+    (tmp_path / "d1").mkdir()
+    (tmp_path / "d1" / "in.csv").write_text(HEAD + _rows("D6"))
+    given = [*names, "./gz{1}.csv.gz"]
+    want = read_fleet([*given, "d[1]/in.csv"])
+    sdf, rejects, _ = read_fleet_spark(spark, [*given, "d[1]/*.csv"])
     got = sdf.select("meter_id").toPandas()
     assert _outcome(got, rejects) == _outcome(want.frame, want.rejects)
-    assert not {m for m in got["meter_id"]} & {"D1", "D2", "D3", "D4", "D5"}
-    assert {r[0] for r in rejects} == set(given) - {"clean[1].csv"}
+    assert not {m for m in got["meter_id"]} & {"D1", "D2", "D3", "D4", "D5", "D6"}
+    assert {r[0] for r in rejects} == {*names, "gz{1}.csv.gz"} - {"clean[1].csv"}
     assert ("back\\slash.csv", 7, "p_kw", "not a number") in rejects
 
 

@@ -65,8 +65,19 @@ _GLOB_CHARS = re.compile(r"([\\*?\[\]{}])")
 def _spark_path(path: str) -> str:
     """The path to hand Spark's readers for ``path``: a local file or folder (resolved) with its glob
     characters escaped, so that Hadoop's globber reads exactly it (``star*.csv`` never picks up
-    ``starx.csv``); a URI or a glob untouched."""
-    return path if is_remote(path) else _GLOB_CHARS.sub(r"\\\1", path)
+    ``starx.csv``); a URI untouched. A local glob is Spark's, but the longest start of it that is a
+    local folder by its exact name is that folder (rsp3: ``d[1]/*.csv`` globbed in ``d1``, not in the
+    folder ``d[1]``), as absolute as Python found it; a glob with no such start untouched."""
+    if not is_remote(path):
+        return _GLOB_CHARS.sub(r"\\\1", path)
+    if path.startswith(_REMOTE):
+        return path
+    parts = path.split("/")
+    for k in range(len(parts) - 1, 0, -1):
+        head = "/".join(parts[:k])
+        if head and _GLOB_CHARS.search(head) and os.path.lexists(head):
+            return "/".join([_GLOB_CHARS.sub(r"\\\1", os.path.abspath(head)), *parts[k:]])
+    return path
 
 
 def _path_of(uri: str) -> str:
@@ -186,7 +197,7 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
                     groups.setdefault(_kind(str(q)), []).append(str(q.resolve()))
                     given.setdefault(str(q.resolve()), str(q))
                 continue
-            given.setdefault(str(lp.resolve()), s)
+            given.setdefault(str(lp.resolve()), str(lp))  # as pandas names it (``./x.csv``: ``x.csv``)
             s = str(lp.resolve())
         groups.setdefault(_kind(s), []).append(s)
     order = {k: i for i, k in enumerate(given)}
