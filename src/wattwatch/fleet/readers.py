@@ -53,7 +53,8 @@ records, SQLite) goes through the existing readers and mapping; ``panel_id`` and
 such files are kept. On Spark,
 the nested/flat JSON is read by ``spark.read.json`` and flattened with native columns, Parquet and
 CSV in canonical columns natively, and any path Spark understands (``hdfs://``, ``s3a://``, globs)
-is handed to Spark untouched.
+is handed to Spark untouched; a local file is read by its exact name (glob characters escaped for
+Hadoop) and named as given in rejects and errors, as here.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ panels that have a panel meter) are collected; the last arithmetic is
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,9 +51,64 @@ def partitions_for(paths, minimum: int = 8, bytes_per_partition: int = 8 << 20) 
 
 
 def is_remote(path: str) -> bool:
-    """A path Spark resolves itself (a URI scheme, or a glob): passed through untouched."""
+    """A path Spark resolves itself (a URI scheme, or a glob that is no local file's name): passed
+    through untouched. A local file whose name has ``*``, ``?``, ``[`` or ``{`` is that file."""
     s = str(path)
-    return s.startswith(_REMOTE) or any(ch in s for ch in "*?[{")
+    return s.startswith(_REMOTE) or (any(ch in s for ch in "*?[{") and not os.path.lexists(s))
+
+
+# Hadoop's globber (``GlobPattern``) reads these as pattern characters and a backslash as an escape,
+# in every path handed to a reader (Spark globs any path that has one of them).
+_GLOB_CHARS = re.compile(r"([\\*?\[\]{}])")
+
+
+def _spark_path(path: str) -> str:
+    """The path to hand Spark's readers for ``path``: a local file or folder (resolved) with its glob
+    characters escaped, so that Hadoop's globber reads exactly it (``star*.csv`` never picks up
+    ``starx.csv``); a URI untouched. A local glob is Spark's, but the longest start of it that is a
+    local folder by its exact name is that folder (rsp3: ``d[1]/*.csv`` globbed in ``d1``, not in the
+    folder ``d[1]``), as absolute as Python found it; a glob with no such start untouched."""
+    if not is_remote(path):
+        return _GLOB_CHARS.sub(r"\\\1", path)
+    if path.startswith(_REMOTE):
+        return path
+    parts = path.split("/")
+    for k in range(len(parts) - 1, 0, -1):
+        head = "/".join(parts[:k])
+        if head and _GLOB_CHARS.search(head) and os.path.lexists(head):
+            return "/".join([_GLOB_CHARS.sub(r"\\\1", os.path.abspath(head)), *parts[k:]])
+    return path
+
+
+def _path_of(uri: str) -> str:
+    """The path of a file as Spark names it (``input_file_name``: a URI, percent-encoded): a local
+    file's path, else the URI with its path decoded."""
+    from urllib.parse import unquote, urlsplit
+
+    u = urlsplit(uri)
+    path = unquote(u.path)
+    return path if u.scheme in ("", "file") else f"{u.scheme}://{u.netloc}{path}"
+
+
+class _FileError(InputError):
+    """An input error about one file, named by Spark (``uri``): :func:`read_fleet_spark` raises it
+    again naming the file as it was given (``what`` after the name)."""
+
+    def __init__(self, uri: str, what: str):
+        super().__init__(f"{_path_of(uri)}: {what}")
+        self.uri, self.what = uri, what
+
+
+def _refuse_unreadable_names(ps, given):
+    """Refuse, before any work, a local file Spark cannot read by its name: Hadoop takes what comes
+    before a ``:`` in a file name for a URI scheme (its checksum file ``.name.crc`` is built from the
+    name alone), and in a folder's name too once the path is globbed (it has an escaped character)."""
+    for s in ps:
+        if is_remote(s):
+            continue
+        if ":" in Path(s).name or (":" in s and _spark_path(s) != s):
+            raise InputError(f"{given.get(s, s)}: a ':' in this file's path cannot be read by Spark (Hadoop takes "
+                             "it for a URI scheme); rename the file or folder, or use --engine local")
 
 
 def _kind(path: str) -> str:
@@ -140,20 +197,27 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
                     groups.setdefault(_kind(str(q)), []).append(str(q.resolve()))
                     given.setdefault(str(q.resolve()), str(q))
                 continue
-            given.setdefault(str(lp.resolve()), s)
+            given.setdefault(str(lp.resolve()), str(lp))  # as pandas names it (``./x.csv``: ``x.csv``)
             s = str(lp.resolve())
         groups.setdefault(_kind(s), []).append(s)
     order = {k: i for i, k in enumerate(given)}
+
+    def name(uri: str) -> str:  # a file as Spark names it (a URI) -> as the user gave it
+        path = _path_of(uri)
+        return given.get(path, path)
+
+    _refuse_unreadable_names([s for named in groups.values() for s in named], given)
     frames, rejects, notes, unread = [], [], [], []
     for kind, ps in ((k, r) for k, named in groups.items() for r in _rounds(named)):
+        sp = [_spark_path(x) for x in ps]  # each local file exactly (not a glob)
         try:
             if kind in ("json", "jsonl"):
                 # A repeated property name in a record: the last wins (as the pandas reader does)
                 # instead of failing the job.
                 spark.conf.set("spark.sql.mapKeyDedupPolicy", "LAST_WIN")
-                raw = spark.read.option("multiLine", kind == "json").option("mode", "PERMISSIVE").json(ps)
+                raw = spark.read.option("multiLine", kind == "json").option("mode", "PERMISSIVE").json(sp)
                 if kind == "jsonl":  # each document on its line of the file
-                    sdf, rej = _read_json_lines(spark, ps, raw, energy)
+                    sdf, rej = _read_json_lines(spark, sp, raw, energy)
                 elif "UrbanDataset" in raw.schema.fieldNames():  # a record's line: its position in its
                     sdf, rej, _ = _from_json(raw, energy)           # document's values.line, no numbering
                 else:  # the record's position in the file's array
@@ -161,22 +225,24 @@ def read_fleet_spark(spark, paths: Sequence[str | Path] | str | Path, *, energy:
             elif kind == "parquet":
                 # pandas writes nanosecond timestamps, which Spark only reads as longs (see _from_canonical).
                 spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "true")
-                raw = spark.read.parquet(*ps)
+                raw = spark.read.parquet(*sp)
                 sdf, rej = _from_canonical(_numbered(spark, raw)[0], energy)
             else:
                 _refuse_local_csv(ps, given)
-                raw = spark.read.option("header", True).csv(ps)  # the columns (the first line): no full job
-                sdf, rej = _read_csv(spark, ps, raw.columns, energy)
+                raw = spark.read.option("header", True).csv(sp)  # the columns (the first line): no full job
+                sdf, rej = _read_csv(spark, sp, raw.columns, energy)
             if kind not in ("json", "jsonl"):  # the schema only: no job
                 cols = unread_columns(raw.columns)
                 unread.extend((given.get(x, x), cols, order.get(x, len(order))) for x in ps)
+        except _FileError as exc:
+            raise InputError(f"{name(exc.uri)}: {exc.what}") from exc
         except InputError:
             raise
         except Exception as exc:  # noqa: BLE001 - Spark's analysis errors name the path; keep one line
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise InputError(f"{', '.join(ps[:3])}: cannot be read by Spark: {msg}") from exc
+            raise InputError(f"{', '.join(given.get(x, x) for x in ps[:3])}: cannot be read by Spark: {msg}") from exc
         frames.append(sdf)
-        rejects.extend(rej)
+        rejects.extend((name(f), *rest) for f, *rest in rej)
     if not frames:
         raise InputError("no input files given")
     notes = unread_notes([(name, cols) for name, cols, _ in sorted(unread, key=lambda u: u[2])]) + notes
@@ -270,30 +336,52 @@ def _numbered(spark, df, *aggs, order: bool = False):
             file, seen = r["_file"], 0
         rows.append((r["_file"], r["_blk"], seen + 1 - r["_m0"], *r[4:]))
         seen += r["_n"]
-    # The shifts as a literal map in the plan (one constant after folding), not a broadcast join: a
-    # broadcast of a local frame costs every later job over this frame one job of its own.
     # A lookup, not an inner join: the frame is lazy, and a later job may split the files otherwise
     # (another split size; on a cluster, Spark sizes splits by the cores it has then): its rows keep
     # no line (-1 in a reject) rather than vanish. ``order`` keeps ``_blk`` and ``_mid``, the file
     # order in this job.
-    # rsp1: the literal map is built with a few py4j calls per split and looked up by a linear scan
-    # of its keys per row: with thousands of splits (8,000 small files) it made the read slower than
-    # the join (94.6 s against 52.6 s); above SHIFT_MAP_MAX splits the broadcast left join again.
-    if len(rows) > SHIFT_MAP_MAX:
-        from pyspark.sql.types import LongType, StringType, StructField, StructType
-
-        shifts = spark.createDataFrame([x[:3] for x in rows], StructType(
-            [StructField("_file", StringType()), StructField("_blk", LongType()), StructField("_shift", LongType())]))
-        t = t.join(F.broadcast(shifts), ["_file", "_blk"], "left")
-        shift = F.col("_shift")
-    elif rows:
-        shifts = F.create_map(*[x for f, b, sh, *_ in rows for x in (F.lit(f"{b}\0{f}"), F.lit(sh).cast("long"))])
-        shift = shifts[F.concat_ws("\0", F.col("_blk").cast("string"), F.col("_file"))]
-    else:
-        shift = F.lit(None).cast("long")
+    t = _looked_up(spark, t, {"_file": "string", "_blk": "long"}, {"_shift": "long"}, [x[:3] for x in rows],
+                   how="left", join=len(rows) > SHIFT_MAP_MAX)
     keep = ["_blk", "_mid"] if order else []
-    out = t.select(*[c for c in df.columns], "_file", (F.col("_mid") + shift).alias("_line"), *keep)
+    out = t.select(*[c for c in df.columns], "_file", (F.col("_mid") + F.col("_shift")).alias("_line"), *keep)
     return out, rows
+
+
+def _looked_up(spark, t, keys: dict, values: dict, rows, *, how: str, join: bool):
+    """``t`` with the columns ``values`` (name: Spark SQL type) that ``rows`` (tuples: the ``keys``'
+    values, then the ``values``') give the row's ``keys`` (columns of ``t``, name: type).
+
+    Up to ``SHIFT_MAP_MAX`` splits numbered (``join`` false): a literal map in the plan (one constant
+    after folding), not a broadcast join: a broadcast of a local frame costs every later job over
+    this frame one job of its own; a key not in ``rows`` gets nulls. rsp1: the literal map is built
+    with a few py4j calls per entry and looked up by a linear scan of its keys per row: with thousands
+    of splits (8,000 small files) it made the read slower than the join (94.6 s against 52.6 s);
+    above, a broadcast join (``how``: "inner" drops the rows of a key not in ``rows``)."""
+    F = _F()
+    if join:
+        schema = ", ".join(f"{k} {ty}" for k, ty in (*keys.items(), *values.items()))
+        return t.join(F.broadcast(spark.createDataFrame(rows, schema)), list(keys), how)
+    nk = len(keys)
+
+    def value(vs):  # one value as it is, several as a struct of them
+        lits = [F.lit(v).cast(ty) for v, ty in zip(vs, values.values())]
+        return lits[0] if len(lits) == 1 else F.struct(*[x.alias(n) for x, n in zip(lits, values)])
+
+    one = len(values) == 1
+    vtype = next(iter(values.values())) if one else "struct<" + ",".join(f"{n}:{ty}" for n, ty in values.items()) + ">"
+    if nk == 1:
+        key, text = F.col(next(iter(keys))), (lambda r: r[0])
+    else:  # several keys: their texts joined by a NUL, which no path has
+        key = F.concat_ws("\0", *[F.col(k) if ty == "string" else F.col(k).cast("string") for k, ty in keys.items()])
+        text = (lambda r: "\0".join(str(x) for x in r[:nk]))  # noqa: E731
+    got = (F.create_map(*[x for r in rows for x in (F.lit(text(r)), value(r[nk:]))])[key] if rows
+           else F.lit(None).cast(vtype))
+    if one:
+        return t.select("*", got.alias(next(iter(values))))
+    tmp = "_v"
+    while tmp in t.columns:
+        tmp = "_" + tmp
+    return t.select("*", got.alias(tmp)).select(*t.columns, *[F.col(tmp)[n].alias(n) for n in values])
 
 
 # pandas' (RFC 4180) quoting, line by line: a field is quoted when a double quote begins it (a doubled
@@ -332,19 +420,10 @@ def _csv_lines(spark, ps, columns):
         if is_odd:
             odd.add(f)
     # The header: the file's first line that is not blank; by its text on a row whose line is not known.
-    # As the shifts (:func:`_numbered`): a literal map looked up by file, not a broadcast join (one
-    # job of its own in every later job over this frame), up to SHIFT_MAP_MAX splits; a join above.
+    # Looked up by file as the shifts are (:func:`_looked_up`, a literal map up to SHIFT_MAP_MAX splits).
     # A file with no such line (blank lines only) has no header: its rows are blank, dropped below.
-    if len(blocks) > SHIFT_MAP_MAX:
-        heads = spark.createDataFrame([(f, n, x) for f, (n, x) in head.items()],
-                                      "_file string, _head long, _htext string")
-        t = t.join(F.broadcast(heads), "_file")
-    else:
-        heads = (F.create_map(*[x for f, (n, h) in head.items() for x in (F.lit(f), F.struct(
-            F.lit(n).cast("long").alias("n"), F.lit(h).cast("string").alias("h")))]) if head else None)
-        h = heads[F.col("_file")] if heads is not None else F.lit(None).cast("struct<n:long,h:string>")
-        t = t.select("*", h.alias("_h")).select(*[c for c in t.columns], F.col("_h.n").alias("_head"),
-                                                   F.col("_h.h").alias("_htext"))
+    t = _looked_up(spark, t, {"_file": "string"}, {"_head": "long", "_htext": "string"},
+                   [(f, n, x) for f, (n, x) in head.items()], how="inner", join=len(blocks) > SHIFT_MAP_MAX)
     if odd:
         # A line is one of four steps of a two-state machine (in a quoted field or not): it leaves the
         # state closed (_c0 and _c1) or open (neither), keeps it (_c0 only) or flips it (_c1 only).
@@ -375,8 +454,8 @@ def _csv_lines(spark, ps, columns):
         # naming the line the open record starts on (one more job, only for files with such lines).
         unclosed = t.where(~F.col("_ends_closed") & (key == F.col("_last_start")))
         for r in unclosed.select("_file", "_line").limit(1).collect():
-            raise InputError(f"{_reader_paths([r['_file']])[0]}: a quoted field never closed "
-                             f"(the record from line {r['_line']} runs to the end of the file)")
+            raise _FileError(r["_file"], f"a quoted field never closed (the record from line {r['_line']} runs "
+                                         "to the end of the file)")
         t = (t.groupBy("_file", "_rec", "_head", "_htext")
              .agg(F.sort_array(F.collect_list(F.struct("_blk", "_mid", "_line", "value"))).alias("_parts"))
              .select("_file", F.col("_parts")[0]["_line"].alias("_line"), "_head", "_htext",
@@ -389,16 +468,9 @@ def _csv_lines(spark, ps, columns):
 
 
 def _reader_paths(files):
-    """The paths to hand a reader for ``files`` as ``input_file_name`` names them (URIs, escaped),
-    or None when one would be read as a glob."""
-    from urllib.parse import unquote, urlsplit
-
-    out = []
-    for f in files:
-        u = urlsplit(f)
-        path = unquote(u.path)
-        out.append(path if u.scheme in ("", "file") else f"{u.scheme}://{u.netloc}{path}")
-    return None if any(is_remote(x) and any(ch in x for ch in "*?[{") for x in out) else out
+    """The paths to hand a reader for ``files`` as ``input_file_name`` names them (URIs,
+    percent-encoded): each file's path, its glob characters escaped (it is that file, not a glob)."""
+    return [_GLOB_CHARS.sub(r"\\\1", _path_of(f)) for f in files]
 
 
 def _by_file(rejects):
@@ -432,9 +504,10 @@ def _read_csv(spark, ps, columns, energy: str):
     def checked(paths):
         raw = (spark.read.schema(ddl).option("header", True).option("mode", "PERMISSIVE")
                .option("columnNameOfCorruptRecord", corrupt).csv(paths))
-        odd = F.col(corrupt).isNotNull()
-        for c in columns:
-            odd = odd | F.coalesce(F.col("`" + c.replace("`", "``") + "`").contains('"'), F.lit(False))
+        # One flat test over every column (concat_ws skips nulls), not a chain of ORs as deep as the header
+        # is wide: 12,000 columns overflowed the JVM's stack building it.
+        odd = F.col(corrupt).isNotNull() | F.concat_ws("\0", *[F.col("`" + c.replace("`", "``") + "`")
+                                                              for c in columns]).contains('"')
         return _canonical_checked(raw.select("*", F.input_file_name().alias("_file"), odd.alias("_odd")))
 
     t = checked(ps)
@@ -444,8 +517,6 @@ def _read_csv(spark, ps, columns, energy: str):
     lined = sorted(f for f, (n, odd) in files.items() if n and not odd)
     if not quoted and not lined:
         return _select_fleet(t.where(F.col("_reason").isNull())), []
-    if _reader_paths(sorted(files)) is None:  # a name a reader takes for a glob: all as numbered text
-        return _from_canonical(_csv_lines(spark, ps, columns), energy)
     careful = _canonical_checked(_csv_lines(spark, _reader_paths(quoted + lined), columns))
     rejects = _collect_rejects(careful, F.col("_reason"), F.col("_field"), F.col("_line"))
     if len(rejects) < MAX_REJECTS_COLLECTED:
@@ -470,12 +541,9 @@ NOT_RECORDS = "JSON that is not records"
 
 def _refuse_not_records(rejects):
     """Raise the pandas reader's error when a JSON Lines line is no record (``null``, ``5``)."""
-    from urllib.parse import unquote, urlsplit
-
     for f, line, _, why in rejects:
         if why == NOT_RECORDS:
-            u = urlsplit(str(f))
-            raise InputError(f"{unquote(u.path) if u.scheme in ('', 'file') else f}: {NOT_RECORDS} (line {line} is neither an object nor a list)")
+            raise _FileError(str(f), f"{NOT_RECORDS} (line {line} is neither an object nor a list)")
     return rejects
 
 
@@ -595,9 +663,12 @@ def _urban_records(raw, found=None):
             try:
                 tz_min[r["_tz"]] = tz_offset_minutes(r["_tz"])
             except ValueError as exc:
-                raise InputError(f"{r['_file']}: context.{exc}") from exc
+                raise _FileError(r["_file"], f"context.{exc}") from exc
         if r["n"] is not None:
-            unit_factor(r["u"], NUMERIC_FIELDS[r["n"]][1], f"{r['_file']}: {r['n']}")
+            try:
+                unit_factor(r["u"], NUMERIC_FIELDS[r["n"]][1], r["n"])
+            except InputError as exc:
+                raise _FileError(r["_file"], str(exc)) from exc
     have_defs = with_units
     tzmap = F.create_map(*[x for k, v in tz_min.items() if k is not None for x in (F.lit(k), F.lit(v))]) if any(
         k is not None for k in tz_min) else None
