@@ -871,9 +871,9 @@ def fit(
     with _errors():
         try:
             with stages("fit") as st:
-                fitted = api.fit(source, db=db_arg, detectors=_names(detectors), config=config, normal_start=normal_start,
-                                 normal_end=normal_end, days=days, meters=_names(meters), mapping=mapping,
-                                 rejects=rejects, on_stage=st.stage)
+                fitted = api.fit(source, db=db_arg, detectors=_names(detectors), config=config,
+                                 normal_start=normal_start, normal_end=normal_end, days=days, meters=_names(meters),
+                                 mapping=mapping, rejects=rejects, on_stage=st.stage)
         except BaseException as exc:
             if not _ctrl_c(exc):
                 raise
