@@ -26,7 +26,7 @@ ENV = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}", "WATTWAT
 CHEAP = "baseline_macd,frozen_readings"
 
 
-def _csv(tmp_path: Path, meters: int = 6, days: float = 3) -> Path:
+def _csv(tmp_path: Path, meters: int = 2, days: float = 1) -> Path:
     f = tmp_path / "a.csv"
     fleet(meters=meters, days=days, seed=3).to_csv(f, index=False)
     return f
@@ -80,13 +80,12 @@ def test_a_model_folder_trained_again_and_interrupted_while_written_is_refused_a
     from wattwatch import api
     from wattwatch.detect.learned import persist
 
-    frame = fleet(meters=6, days=6, seed=4)
-    cfg = {"pca_reconstruction": {"max_train_rows": 4000}}
+    cfg = {"pca_reconstruction": {"max_train_rows": 1000}}   # the smallest fleet it trains on: 4 meters x 2 days
     out = tmp_path / "m"
-    first = api.fit(frame, detectors=["pca_reconstruction"], config=cfg, days=2, keep=False)
+    first = api.fit(fleet(meters=4, days=4, seed=4), detectors=["pca_reconstruction"], config=cfg, days=2, keep=False)
     persist.save_models([d for d in first.detectors if d.locked], out)
     assert persist.load_models(out)
-    again = api.fit(frame, detectors=["pca_reconstruction"], config=cfg, days=3, keep=False)
+    again = api.fit(fleet(meters=4, days=4, seed=5), detectors=["pca_reconstruction"], config=cfg, days=2, keep=False)
     write = persist._write_new
 
     def write_then_stop(path, data):
@@ -122,11 +121,11 @@ main()
 
 def test_detect_with_worker_processes_interrupted_exits_130_without_worker_tracebacks_or_workers_left(tmp_path: Path):
     # Before (st3): the idle worker printed "Process ForkProcess-2: Traceback ... KeyboardInterrupt".
-    a = _csv(tmp_path, meters=8, days=2)
+    a = _csv(tmp_path)   # 2 meters, so 2 chunks and 2 workers: the first is idle when the signal comes
     cfg = tmp_path / "c.toml"
     cfg.write_text("[engine]\nchunk_rows = 1\nworkers = 2\n")   # a chunk per meter
     log = tmp_path / "chunks.log"
-    p = subprocess.Popen([sys.executable, "-c", _DETECT, str(log), "8", "detect", str(a), "--config", str(cfg),
+    p = subprocess.Popen([sys.executable, "-c", _DETECT, str(log), "2", "detect", str(a), "--config", str(cfg),
                           "--detectors", CHEAP, "--out", "out.jsonl"], cwd=tmp_path, env=ENV, text=True,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     _, err = p.communicate(timeout=300)
@@ -134,4 +133,4 @@ def test_detect_with_worker_processes_interrupted_exits_130_without_worker_trace
     assert "interrupted (Ctrl-C); out.jsonl was not written" in " ".join(err.split()), err
     left = subprocess.run(["ps", "-o", "pid=", "-s", str(p.pid)], capture_output=True, text=True).stdout.split()
     assert not left, f"processes of the run still running: {left}"
-    assert log.read_text().count("chunk") == 8 and not (tmp_path / "out.jsonl").exists()
+    assert log.read_text().count("chunk") == 2 and not (tmp_path / "out.jsonl").exists()

@@ -337,29 +337,34 @@ def judge(full: pd.DataFrame, detectors: list[Detector], config: EngineConfig, r
         return judge_group(part, dets, window, keep_scores)
 
     global _FORKED_JOB
-    if workers == 1:
-        outcomes = map(one, bounds)
-    elif config.parallel == "process" and "fork" in mp.get_all_start_methods():
-        _FORKED_JOB = one  # inherited by the forked workers (never pickled): they share the frame
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"), initializer=_quiet_worker)
-        outcomes = pool.map(_forked_chunk, bounds)
-    else:
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wattwatch-detect")
-        outcomes = pool.map(one, bounds)
     merge = Merge(result, keep_scores)
+    pool = None
     try:
+        # (rst3) the pool is made and given its chunks inside the try: a Ctrl-C while the workers
+        # are forked or the chunks submitted stops them too (they ignore SIGINT; left to the pool's
+        # exit hook, they judged every chunk submitted before the interpreter could exit)
+        if workers == 1:
+            outcomes = map(one, bounds)
+        elif config.parallel == "process" and "fork" in mp.get_all_start_methods():
+            _FORKED_JOB = one  # inherited by the forked workers (never pickled): they share the frame
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"),
+                                       initializer=_quiet_worker)
+            outcomes = pool.map(_forked_chunk, bounds)
+        else:
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wattwatch-detect")
+            outcomes = pool.map(one, bounds)
         for o in outcomes:
             merge.add(o)
             if on_progress:
                 on_progress(o.readings)
     except BaseException:
-        if workers > 1:
+        if pool is not None:
             _stop(pool)
         raise
     finally:
-        if workers > 1:
+        if pool is not None:
             pool.shutdown()
-            _FORKED_JOB = None
+        _FORKED_JOB = None
     merge.finish()
 
 
