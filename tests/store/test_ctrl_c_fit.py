@@ -134,3 +134,21 @@ def test_detect_with_worker_processes_interrupted_exits_130_without_worker_trace
     left = subprocess.run(["ps", "-o", "pid=", "-s", str(p.pid)], capture_output=True, text=True).stdout.split()
     assert not left, f"processes of the run still running: {left}"
     assert log.read_text().count("chunk") == 2 and not (tmp_path / "out.jsonl").exists()
+
+
+def test_train_into_a_folder_whose_manifest_another_tool_wrote_refuses_and_keeps_it(tmp_path: Path):
+    # Before (rst3): st3's save_models deleted any manifest.json first (before it, overwrote it at
+    # the end); a wattwatch manifest (of an older format too) is still replaced.
+    from wattwatch.detect.learned import persist
+
+    theirs = tmp_path / "web" / "manifest.json"
+    theirs.parent.mkdir()
+    theirs.write_text('{"name": "my app", "icons": []}')
+    with pytest.raises(persist.ModelFormatError, match="not one `wattwatch train` wrote"):
+        persist.save_models([], theirs.parent)
+    assert theirs.read_text() == '{"name": "my app", "icons": []}'
+    ours = tmp_path / "m" / "manifest.json"
+    ours.parent.mkdir()
+    ours.write_text('{"format": 1, "detectors": {}}')
+    persist.save_models([], ours.parent)
+    assert persist.read_manifest(ours.parent)["format"] == persist.MODEL_FORMAT

@@ -1068,7 +1068,7 @@ def train(
     (for `detect --models` on other data; `wattwatch fit` keeps them in the store instead)."""
     from wattwatch import api
     from wattwatch.detect.learned.detectors import LearnedDetector
-    from wattwatch.detect.learned.persist import save_models
+    from wattwatch.detect.learned.persist import ModelFormatError, save_models
 
     _check_times(normal_start=normal_start, normal_end=normal_end, days=days)
     if out.exists() and not out.is_dir():
@@ -1105,6 +1105,8 @@ def train(
         folder = save_models(dets, out, trained_on)
     except OSError as exc:
         _fail(_os_message(out, exc, "cannot write the model folder"), 1)
+    except ModelFormatError as exc:
+        _fail(str(exc))
     except KeyboardInterrupt:
         _fit_interrupted(store, since, files, models=out)
     summary = {"models": str(folder), "detectors": [d.name for d in dets], **trained_on,

@@ -75,6 +75,7 @@ def save_models(detectors: list[LearnedDetector], out: str | Path, trained_on: d
     # taken for a folder whose files were damaged (the old manifest over new files, before).
     old = out / MANIFEST
     if old.is_symlink() or old.exists():
+        _ours(out, old)
         old.unlink()
         fsync_dir(out)
     entries = {}
@@ -91,6 +92,21 @@ def save_models(detectors: list[LearnedDetector], out: str | Path, trained_on: d
                 "detectors": entries, "trained_on": trained_on or {}}
     _write_new(out / MANIFEST, (json.dumps(manifest, indent=2, default=str) + "\n").encode())
     return out
+
+
+def _ours(out: Path, old: Path) -> None:
+    """(rst3) Refuse a folder whose ``manifest.json`` is a regular file that no ``wattwatch train``
+    wrote (another tool's): it is deleted first now (st3), so a folder given by mistake would lose
+    it even if training then failed. A symlink there is removed as before (never followed)."""
+    if old.is_symlink():
+        return
+    try:
+        man = json.loads(read_regular(old, MAX_MANIFEST_BYTES, follow=False).decode("utf-8"))
+    except (ValueError, OSError, RecursionError):
+        man = None
+    if not (isinstance(man, dict) and "format" in man and isinstance(man.get("detectors"), dict)):
+        raise ModelFormatError(f"{out}: its {MANIFEST} is not one `wattwatch train` wrote; not overwritten (remove it, "
+                               "or write the models to another folder with --out)")
 
 
 def _write_new(path: Path, data: bytes) -> None:
