@@ -456,8 +456,20 @@ def fit(source: Source, *, db: str | Path | None = None, detectors: Sequence[str
             for st in getattr(d, "state_", {}).values():
                 st["how"] = "fit"
         if persistent and keep:
-            state.save(store.con, dets, how="fit")
-            state.save_fleets(store.con, dets, {"meters": int(frame["_seg"].iat[-1]) + 1, "readings": len(frame)})
+            # (st3) one transaction: a Ctrl-C between the meters' state and the fleet models kept
+            # new per-meter state beside the fleet models of the fit before
+            state.ensure_tables(store.con)
+            store.con.execute("BEGIN TRANSACTION")
+            try:
+                state.save(store.con, dets, how="fit")
+                state.save_fleets(store.con, dets, {"meters": int(frame["_seg"].iat[-1]) + 1, "readings": len(frame)})
+                store.con.execute("COMMIT")
+            except BaseException:
+                try:
+                    store.con.execute("ROLLBACK")
+                except Exception:  # noqa: BLE001 - none open (the COMMIT made, then interrupted)
+                    pass
+                raise
         if on_progress:
             on_progress(len(frame))
         return Fitted(dets, notices, meters=int(frame["_seg"].iat[-1]) + 1, readings=len(frame),

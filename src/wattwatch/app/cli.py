@@ -865,11 +865,20 @@ def fit(
         _fail("give a store to keep the state in (--db FILE); without one it would be lost when fit ends")
     if isinstance(source, list):
         _no_clobber(db_arg, source, rejects=rejects)
+    from datetime import datetime, timezone
+
+    since = datetime.now(timezone.utc)
     with _errors():
-        with stages("fit") as st:
-            fitted = api.fit(source, db=db_arg, detectors=_names(detectors), config=config, normal_start=normal_start,
-                             normal_end=normal_end, days=days, meters=_names(meters), mapping=mapping, rejects=rejects,
-                             on_stage=st.stage)
+        try:
+            with stages("fit") as st:
+                fitted = api.fit(source, db=db_arg, detectors=_names(detectors), config=config,
+                                 normal_start=normal_start, normal_end=normal_end, days=days, meters=_names(meters),
+                                 mapping=mapping, rejects=rejects, on_stage=st.stage)
+        except BaseException as exc:
+            if not _ctrl_c(exc):
+                raise
+            _fit_interrupted(db_arg if isinstance(source, list) or from_influx else source, since,
+                             [str(f) for f, _ in _expand(source)] if isinstance(source, list) else [])
     for n in fitted.notices:
         err_console.print(f"[yellow]note:[/yellow] {_term(n)}", highlight=False, soft_wrap=True)
     summary = {"meters": fitted.meters, "readings": fitted.readings, "detectors": [d.name for d in fitted.detectors],
@@ -882,6 +891,31 @@ def fit(
         f"each meter's first {days if days is not None else 'profile'} days"
     console.print(f"fitted {len(fitted.detectors)} detectors on {fitted.readings:,} readings of {fitted.meters} meters "
                   f"({escape(period)}) in {fitted.seconds:.1f} s -> {escape(summary['store'])}")
+
+
+def _fit_interrupted(store, since, files: list[str], models: Optional[Path] = None) -> None:
+    """(st3) ``fit`` or ``train`` stopped by a Ctrl-C (before: a traceback for one inside a DuckDB
+    statement, else exit 130 with nothing said): exit 130 saying what the store holds of this run,
+    asked of it (each file ingested is committed on its own; fit keeps all its state in one
+    transaction) and, for ``train``, what the model folder is."""
+    kept = _run_kept(store, since) if store is not None else None
+    said = [_stored_files(kept, files)] if files else []
+    if models is None:
+        said.append(f"the state learned by this run is kept ({kept['state']:,} meter(s))" if kept and kept["state"]
+                    else "none of the state it learned was kept (the store keeps what it had before)")
+    else:
+        from wattwatch.detect.learned.persist import MANIFEST
+
+        man = models / MANIFEST
+        if not models.exists():
+            said.append(f"{models} was not written")
+        elif not man.exists():
+            said.append(f"{models} is left incomplete (no {MANIFEST}: `detect --models` refuses it); train again")
+        elif since.timestamp() <= man.stat().st_mtime:
+            said.append(f"{models} was written whole by this run")
+        else:
+            said.append(f"{models} was not changed")
+    _fail(f"{store if store is not None else 'train'}: interrupted (Ctrl-C): " + "; ".join(said), 130)
 
 
 state_app = typer.Typer(no_args_is_help=True, context_settings=HELP, help="Meter state kept in the store: list, show, drop.")
@@ -1034,7 +1068,7 @@ def train(
     (for `detect --models` on other data; `wattwatch fit` keeps them in the store instead)."""
     from wattwatch import api
     from wattwatch.detect.learned.detectors import LearnedDetector
-    from wattwatch.detect.learned.persist import save_models
+    from wattwatch.detect.learned.persist import ModelFormatError, save_models
 
     _check_times(normal_start=normal_start, normal_end=normal_end, days=days)
     if out.exists() and not out.is_dir():
@@ -1042,15 +1076,25 @@ def train(
     source, db_arg = _source(paths, db)
     if isinstance(source, list):
         _no_clobber(db_arg, source, rejects=rejects)
+    from datetime import datetime, timezone
+
+    since = datetime.now(timezone.utc)
+    files = [str(f) for f, _ in _expand(source)] if isinstance(source, list) else []
+    store = db_arg if isinstance(source, list) else source
     with _errors():
         dets = api.build_detectors(_names(detectors), config)
         bad = [d.name for d in dets if not isinstance(d, LearnedDetector)]
         if bad:
             _fail(f"not learned detectors (nothing to train): {', '.join(bad)}")
-        with stages("train") as st:
-            fitted = api.fit(source, db=db_arg, detectors=[d.name for d in dets], config=config,
-                             normal_start=normal_start, normal_end=normal_end, days=days, mapping=mapping,
-                             rejects=rejects, keep=False, on_stage=st.stage)
+        try:
+            with stages("train") as st:
+                fitted = api.fit(source, db=db_arg, detectors=[d.name for d in dets], config=config,
+                                 normal_start=normal_start, normal_end=normal_end, days=days, mapping=mapping,
+                                 rejects=rejects, keep=False, on_stage=st.stage)
+        except BaseException as exc:
+            if not _ctrl_c(exc):
+                raise
+            _fit_interrupted(store, since, files, models=out)
     dets = [d for d in fitted.detectors if d.locked]
     if not dets:
         _fail("; ".join(fitted.notices) or "no fleet model could be trained")
@@ -1061,6 +1105,10 @@ def train(
         folder = save_models(dets, out, trained_on)
     except OSError as exc:
         _fail(_os_message(out, exc, "cannot write the model folder"), 1)
+    except ModelFormatError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fit_interrupted(store, since, files, models=out)
     summary = {"models": str(folder), "detectors": [d.name for d in dets], **trained_on,
                "grids_s": sorted({g for d in dets for g in d.fleets_}), "seconds": round(fitted.seconds, 2)}
     if as_json:

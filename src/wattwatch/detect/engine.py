@@ -337,26 +337,56 @@ def judge(full: pd.DataFrame, detectors: list[Detector], config: EngineConfig, r
         return judge_group(part, dets, window, keep_scores)
 
     global _FORKED_JOB
-    if workers == 1:
-        outcomes = map(one, bounds)
-    elif config.parallel == "process" and "fork" in mp.get_all_start_methods():
-        _FORKED_JOB = one  # inherited by the forked workers (never pickled): they share the frame
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"))
-        outcomes = pool.map(_forked_chunk, bounds)
-    else:
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wattwatch-detect")
-        outcomes = pool.map(one, bounds)
     merge = Merge(result, keep_scores)
+    pool = None
     try:
+        # (rst3) the pool is made and given its chunks inside the try: a Ctrl-C while the workers
+        # are forked or the chunks submitted stops them too (they ignore SIGINT; left to the pool's
+        # exit hook, they judged every chunk submitted before the interpreter could exit)
+        if workers == 1:
+            outcomes = map(one, bounds)
+        elif config.parallel == "process" and "fork" in mp.get_all_start_methods():
+            _FORKED_JOB = one  # inherited by the forked workers (never pickled): they share the frame
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"),
+                                       initializer=_quiet_worker)
+            outcomes = pool.map(_forked_chunk, bounds)
+        else:
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wattwatch-detect")
+            outcomes = pool.map(one, bounds)
         for o in outcomes:
             merge.add(o)
             if on_progress:
                 on_progress(o.readings)
+    except BaseException:
+        if pool is not None:
+            _stop(pool)
+        raise
     finally:
-        if workers > 1:
+        if pool is not None:
             pool.shutdown()
-            _FORKED_JOB = None
+        _FORKED_JOB = None
     merge.finish()
+
+
+def _quiet_worker() -> None:
+    """A forked worker ignores SIGINT: a terminal's Ctrl-C reaches the whole process group, and a
+    worker waiting for its next chunk printed a KeyboardInterrupt traceback (st3); the parent,
+    which gets the signal too, stops the pool (:func:`_stop`)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop(pool) -> None:
+    """Stop a pool whose run failed or was interrupted: chunks not started are cancelled and
+    forked workers are ended at once (before (st3), ``shutdown()`` judged every remaining chunk
+    before a Ctrl-C took effect). A thread pool's running chunks finish; none is started."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for p in procs:
+        p.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        p.join(5)
 
 
 _FORKED_JOB: Callable | None = None

@@ -23,7 +23,7 @@ import stat
 from pathlib import Path
 
 from wattwatch import __version__
-from wattwatch.atomicfile import read_regular, write_bytes
+from wattwatch.atomicfile import fsync_dir, read_regular, write_bytes
 from wattwatch.detect.learned import serialize
 from wattwatch.detect.learned.detectors import LearnedDetector
 from wattwatch.schema import SCHEMA_VERSION
@@ -70,6 +70,14 @@ def loads_state(data: bytes) -> dict:
 def save_models(detectors: list[LearnedDetector], out: str | Path, trained_on: dict | None = None) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    # (st3) A folder trained again loses its manifest before any model file is replaced: one
+    # interrupted (Ctrl-C) while written is refused as incomplete ("no manifest.json"), never
+    # taken for a folder whose files were damaged (the old manifest over new files, before).
+    old = out / MANIFEST
+    if old.is_symlink() or old.exists():
+        _ours(out, old)
+        old.unlink()
+        fsync_dir(out)
     entries = {}
     for d in detectors:
         if not d.locked:
@@ -84,6 +92,21 @@ def save_models(detectors: list[LearnedDetector], out: str | Path, trained_on: d
                 "detectors": entries, "trained_on": trained_on or {}}
     _write_new(out / MANIFEST, (json.dumps(manifest, indent=2, default=str) + "\n").encode())
     return out
+
+
+def _ours(out: Path, old: Path) -> None:
+    """(rst3) Refuse a folder whose ``manifest.json`` is a regular file that no ``wattwatch train``
+    wrote (another tool's): it is deleted first now (st3), so a folder given by mistake would lose
+    it even if training then failed. A symlink there is removed as before (never followed)."""
+    if old.is_symlink():
+        return
+    try:
+        man = json.loads(read_regular(old, MAX_MANIFEST_BYTES, follow=False).decode("utf-8"))
+    except (ValueError, OSError, RecursionError):
+        man = None
+    if not (isinstance(man, dict) and "format" in man and isinstance(man.get("detectors"), dict)):
+        raise ModelFormatError(f"{out}: its {MANIFEST} is not one `wattwatch train` wrote; not overwritten (remove it, "
+                               "or write the models to another folder with --out)")
 
 
 def _write_new(path: Path, data: bytes) -> None:
@@ -136,8 +159,8 @@ def read_manifest(folder: str | Path) -> dict:
         real = _inside_file(folder, MANIFEST, "manifest", MAX_MANIFEST_BYTES)
         manifest = json.loads(_read_limited(real, MAX_MANIFEST_BYTES, folder, "manifest").decode("utf-8"))
     except FileNotFoundError:
-        raise ModelFormatError(f"{folder}: no {MANIFEST}; not a wattwatch model folder (create one with "
-                               "`wattwatch train`)") from None
+        raise ModelFormatError(f"{folder}: no {MANIFEST}; not a wattwatch model folder, or one whose "
+                               "`wattwatch train` did not finish (train it with `wattwatch train`)") from None
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ModelFormatError(f"{path}: unreadable manifest: {exc}") from None
     except OSError as exc:

@@ -1,0 +1,154 @@
+"""Ctrl-C in ``fit``, ``train`` and ``detect``'s worker processes (st3), after st2's ``ingest`` and
+``detect --db``: a real SIGINT ends the command with exit 130, no traceback, a message saying what
+the store (and the model folder) holds; fit keeps its state whole or not at all; a model folder
+trained again and interrupted while written is refused as unfinished, not taken for a damaged one;
+a terminal's Ctrl-C (the whole process group) prints no traceback of an idle worker process and
+leaves no worker running.
+
+Reuses ``tests.support.ctrl_c`` (a SIGINT while DuckDB runs a chosen statement) unchanged; the
+worker case needs the signal sent to the process group from inside a worker, which that helper
+does not do: a few lines of its own here (``_DETECT``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.store.test_integrity import fleet
+from wattwatch.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}", "WATTWATCH_PROGRESS": "0"}
+CHEAP = "baseline_macd,frozen_readings"
+
+
+def _csv(tmp_path: Path, meters: int = 2, days: float = 1) -> Path:
+    f = tmp_path / "a.csv"
+    fleet(meters=meters, days=days, seed=3).to_csv(f, index=False)
+    return f
+
+
+def test_fit_with_files_interrupted_inside_duckdb_exits_130_saying_nothing_was_kept(tmp_path: Path):
+    # Before (st3): DuckDB's "Query interrupted" traceback, exit 1.
+    a, db = _csv(tmp_path), tmp_path / "s.duckdb"
+    r = subprocess.run([sys.executable, "-m", "tests.support.ctrl_c", "INSERT INTO readings_raw", "1", "0.02", "--",
+                        "fit", str(a), "--db", str(db), "--detectors", CHEAP], capture_output=True, text=True,
+                       cwd=tmp_path, env=ENV, timeout=300)
+    err = " ".join(r.stderr.split())
+    assert r.returncode == 130 and "Traceback" not in r.stderr, (r.returncode, r.stderr[-3000:])
+    with Store(db, read_only=True) as s:
+        held = [x[0] for x in s.con.execute("SELECT source FROM ingest_log").fetchall()]
+    assert f"{db}: interrupted (Ctrl-C): " in err, err
+    if held:   # the signal came during the file's COMMIT: DuckDB commits, then raises
+        assert f"stored by this run: {a} (1 of 1 file(s)" in err, err
+    else:
+        assert f"none of its files was stored; not stored (rolled back or not started): {a}" in err, err
+    assert "none of the state it learned was kept" in err, err
+
+
+def test_fit_interrupted_between_the_meters_state_and_the_fleet_models_keeps_neither(tmp_path: Path, monkeypatch):
+    # Before (st3): the meters' state was committed on its own, beside the fleet models of the fit
+    # before (or none), and a later detect used that mix.
+    from wattwatch import api
+    from wattwatch.detect import state
+    from wattwatch.ingest.pipeline import ingest_path
+
+    db = tmp_path / "s.duckdb"
+    with Store(db) as s:
+        ingest_path(s, _csv(tmp_path))
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(state, "save_fleets", stop)
+    with pytest.raises(KeyboardInterrupt):
+        api.fit(db, detectors=CHEAP.split(","))
+    with Store(db, read_only=True) as s:
+        rows = s.con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'meter_state'").fetchone()[0]
+        kept = s.con.execute("SELECT count(*) FROM meter_state").fetchone()[0] if rows else 0
+    assert kept == 0
+
+
+def test_a_model_folder_trained_again_and_interrupted_while_written_is_refused_as_unfinished(tmp_path: Path,
+                                                                                            monkeypatch):
+    # Before (st3): the old manifest stayed over the new model file: "does not match the sha256 in
+    # manifest.json (changed or corrupted since it was saved)".
+    from wattwatch import api
+    from wattwatch.detect.learned import persist
+
+    cfg = {"pca_reconstruction": {"max_train_rows": 1000}}   # the smallest fleet it trains on: 4 meters x 2 days
+    out = tmp_path / "m"
+    first = api.fit(fleet(meters=4, days=4, seed=4), detectors=["pca_reconstruction"], config=cfg, days=2, keep=False)
+    persist.save_models([d for d in first.detectors if d.locked], out)
+    assert persist.load_models(out)
+    again = api.fit(fleet(meters=4, days=4, seed=5), detectors=["pca_reconstruction"], config=cfg, days=2, keep=False)
+    write = persist._write_new
+
+    def write_then_stop(path, data):
+        write(path, data)
+        raise KeyboardInterrupt   # a Ctrl-C once the first model file is replaced
+
+    monkeypatch.setattr(persist, "_write_new", write_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        persist.save_models([d for d in again.detectors if d.locked], out)
+    with pytest.raises(persist.ModelFormatError, match="`wattwatch train` did not finish"):
+        persist.load_models(out)
+
+
+# A terminal's Ctrl-C: a real SIGINT to the whole process group, sent from inside a worker as it
+# starts the last chunk, half a second on (the other worker is then idle, waiting for a chunk).
+_DETECT = """
+import os, signal, sys, time
+from wattwatch.detect import engine
+judge, log, last = engine.judge_group, sys.argv[1], int(sys.argv[2])
+def counted(*a, **k):
+    with open(log, "a") as fh:
+        fh.write("chunk\\n")
+    if open(log).read().count("chunk") == last:
+        time.sleep(0.5)
+        os.killpg(os.getpgrp(), signal.SIGINT)
+    return judge(*a, **k)
+engine.judge_group = counted
+sys.argv = ["wattwatch", *sys.argv[3:]]
+from wattwatch.app.cli import main
+main()
+"""
+
+
+def test_detect_with_worker_processes_interrupted_exits_130_without_worker_tracebacks_or_workers_left(tmp_path: Path):
+    # Before (st3): the idle worker printed "Process ForkProcess-2: Traceback ... KeyboardInterrupt".
+    a = _csv(tmp_path)   # 2 meters, so 2 chunks and 2 workers: the first is idle when the signal comes
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[engine]\nchunk_rows = 1\nworkers = 2\n")   # a chunk per meter
+    log = tmp_path / "chunks.log"
+    p = subprocess.Popen([sys.executable, "-c", _DETECT, str(log), "2", "detect", str(a), "--config", str(cfg),
+                          "--detectors", CHEAP, "--out", "out.jsonl"], cwd=tmp_path, env=ENV, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 130 and "Traceback" not in err, (p.returncode, err[-3000:])
+    assert "interrupted (Ctrl-C); out.jsonl was not written" in " ".join(err.split()), err
+    left = subprocess.run(["ps", "-o", "pid=", "-s", str(p.pid)], capture_output=True, text=True).stdout.split()
+    assert not left, f"processes of the run still running: {left}"
+    assert log.read_text().count("chunk") == 2 and not (tmp_path / "out.jsonl").exists()
+
+
+def test_train_into_a_folder_whose_manifest_another_tool_wrote_refuses_and_keeps_it(tmp_path: Path):
+    # Before (rst3): st3's save_models deleted any manifest.json first (before it, overwrote it at
+    # the end); a wattwatch manifest (of an older format too) is still replaced.
+    from wattwatch.detect.learned import persist
+
+    theirs = tmp_path / "web" / "manifest.json"
+    theirs.parent.mkdir()
+    theirs.write_text('{"name": "my app", "icons": []}')
+    with pytest.raises(persist.ModelFormatError, match="not one `wattwatch train` wrote"):
+        persist.save_models([], theirs.parent)
+    assert theirs.read_text() == '{"name": "my app", "icons": []}'
+    ours = tmp_path / "m" / "manifest.json"
+    ours.parent.mkdir()
+    ours.write_text('{"format": 1, "detectors": {}}')
+    persist.save_models([], ours.parent)
+    assert persist.read_manifest(ours.parent)["format"] == persist.MODEL_FORMAT
