@@ -139,10 +139,30 @@ def small_fleet():
     return sim, frame, prepare(frame[profile_mask(frame, 6)])
 
 
-def test_train_locks_the_model_and_later_fits_only_relearn_baselines(small_fleet):
+def test_train_locks_the_model_and_later_fits_only_relearn_baselines(small_fleet, monkeypatch):
+    """Also (rtt9, on the same training): when the sample is every bin and every meter is kept,
+    ``Fleet.train`` hands the raw scores of the model's own calibration to the persistence
+    calibration instead of scoring the same rows again (tt9). That holds only while those rows
+    are evidence's rows, in its order: the reuse is taken here, and its calibration equals one
+    from the same meters scored afresh."""
+    from wattwatch.detect.learned import detectors as learned
+
     _, frame, prof = small_fleet
+    given = []
+    fit_persistence = learned.Fleet._fit_persistence
+    monkeypatch.setattr(learned.Fleet, "_fit_persistence", lambda self, sub, Xs=None, raw=None:
+                        given.append(raw is not None) or fit_persistence(self, sub, Xs, raw))
     d = registry.build("isolation_forest").train(prof)
     assert set(d.fleets_) == {300.0}  # 5-minute readings: one fleet model, on the 5-minute grid
+    fleet = d.fleets_[300.0]
+    assert given == [True]   # 12 meters x 6 days: fewer bins than max_train_rows, all kept
+    gf = Baseline(fleet.config.features()).fit(prof).features(prof, leave_day_out=True)
+    sub = gf.meters(np.arange(gf.valid.shape[0]))
+    S = fleet._persistent(sub)   # scored again
+    again, got = TailCalibrator().fit(S[sub.valid], S, fleet.dependence_bins()).to_state(), fleet.persist_cal_.to_state()
+    assert got.keys() == again.keys()
+    for k in got:
+        np.testing.assert_array_equal(got[k], again[k], err_msg=k)
     model = d.fleets_[300.0].model_
     half = prepare(prof[prof["_seg"] < 6])
     before = d.get_state(["M-00008"])

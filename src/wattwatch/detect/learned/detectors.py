@@ -114,18 +114,20 @@ class Fleet:
         if n < 50:
             raise ValueError(f"only {n} feature rows at a {cfg.grid_s:.0f} s grid to train on; give it more normal data")
         self.feature_names_ = cfg.features().names()
-        self._fit_model(gf)
+        raw = self._fit_model(gf)
         # Persistence calibration: on whole meters (a seeded sample), so the trailing mean sees
         # each meter's bins in order.
         rng = np.random.default_rng(cfg.seed + 1)
         order = rng.permutation(gf.valid.shape[0])
         per_meter = gf.valid.sum(axis=1)[order]
         keep = np.sort(order[: max(1, int(np.searchsorted(np.cumsum(per_meter), 4 * cfg.max_train_rows)) + 1)])
-        self._fit_persistence(gf.meters(keep))
+        # Every meter kept: its valid bins are the rows the model was calibrated on, in the same
+        # order, so their raw scores are the ones ``_fit_model`` computed (not computed again).
+        self._fit_persistence(gf.meters(keep), raw=raw if len(keep) == gf.valid.shape[0] else None)
         return self
 
-    def _fit_persistence(self, sub: GridFeatures, Xs: np.ndarray | None = None) -> None:
-        S = self._persistent(sub, Xs)
+    def _fit_persistence(self, sub: GridFeatures, Xs: np.ndarray | None = None, raw: Any = None) -> None:
+        S = self._persistent(sub, Xs, raw)
         self.persist_cal_ = TailCalibrator().fit(S[sub.valid], S, self.dependence_bins())
 
     def dependence_bins(self) -> int:
@@ -136,13 +138,20 @@ class Fleet:
         f = self.config.features()
         return f.steps(self.config.persist_min) + f.steps(24 * 60)
 
-    def _fit_model(self, gf: GridFeatures, scaler: GaussianScaler | None = None) -> None:
+    def _fit_model(self, gf: GridFeatures, scaler: GaussianScaler | None = None) -> np.ndarray | None:
+        """Fit the scaler, the model and its calibration on (a seeded sample of) the valid bins.
+        Returns the raw scores of every valid bin in (meter, time) order when the sample is all
+        of them and each is a feature row (what :meth:`evidence` scores), else None: a sequence
+        model's training windows are cut before scaling, evidence's after (gaps read otherwise)."""
         cfg = self.config
-        X = seeded_rows(self._inputs(gf), cfg.max_train_rows, cfg.seed)
+        rows = self._inputs(gf)
+        X = seeded_rows(rows, cfg.max_train_rows, cfg.seed)
         self.scaler_ = scaler or GaussianScaler().fit(X, cfg.seed)
         Xs = self.scaler_.transform(X)
         self.model_ = self._factory().fit(Xs, cfg.seed)
-        self.calibrator_ = TailCalibrator().fit(self.model_.raw(Xs))
+        raw = self.model_.raw(Xs)
+        self.calibrator_ = TailCalibrator().fit(raw)
+        return raw if X is rows and not self.model_.sequence else None
 
     # ------------------------------------------------------------------------------ state
 
@@ -183,12 +192,14 @@ class Fleet:
         win = np.lib.stride_tricks.sliding_window_view(pad, steps, axis=1)  # meters x bins x d x steps
         return np.ascontiguousarray(win[gf.valid].transpose(0, 2, 1))
 
-    def evidence(self, gf: GridFeatures, Xs: np.ndarray | None = None) -> np.ndarray:
+    def evidence(self, gf: GridFeatures, Xs: np.ndarray | None = None, raw: np.ndarray | None = None) -> np.ndarray:
         """-log10 exceedance probability of each bin on its own (meters x bins, NaN: no data).
-        ``Xs``: the scaled inputs of the valid bins, when already computed."""
+        ``Xs``: the scaled inputs of the valid bins, when already computed; ``raw``: the model's
+        raw scores of them, when already computed (training: see :meth:`_fit_model`)."""
         out = np.full(gf.valid.shape, np.nan)
         if gf.valid.any():
-            raw = self.model_.raw(self._inputs(gf, scale=True) if Xs is None else Xs)
+            if raw is None:
+                raw = self.model_.raw(self._inputs(gf, scale=True) if Xs is None else Xs)
             out[gf.valid] = self.calibrator_.log10_exceedance(raw)
         return out
 
@@ -216,14 +227,14 @@ class Fleet:
         Ea = self.evidence(alt)
         return np.where(look & np.isfinite(Ea), np.minimum(E, Ea), E)
 
-    def _persistent(self, gf: GridFeatures, Xs: np.ndarray | None = None) -> np.ndarray:
+    def _persistent(self, gf: GridFeatures, Xs: np.ndarray | None = None, raw: np.ndarray | None = None) -> np.ndarray:
         """Evidence averaged over the trailing ``persist_min``: a consumption fault is a run of
         unusual bins, each of which alone a burst or a quiet hour could explain. Each bin counts
         at most ``-log10(alpha)``, the evidence at which it alone is an anomaly: how far beyond
         that one bin stands says how far off it is, not how long the fault lasts, and uncapped one
         hour far off (a plant starting an hour early: 21 kW against its 3-7 kW) held a six-hour
         mean over the limit for the five on-profile hours after it."""
-        E = self.evidence(gf, Xs)
+        E = self.evidence(gf, Xs, raw)
         E = np.minimum(self._alternative_evidence(gf, E), -np.log10(self.config.alpha))  # NaN stays NaN
         # Judged once half the window has evidence: after an unjudged weekend, Monday's first
         # bin alone does not stand for six hours.
@@ -288,21 +299,25 @@ class EnsembleFleet(Fleet):
         self.model_ = None
         return self
 
-    def _fit_model(self, gf: GridFeatures) -> None:
+    def _fit_model(self, gf: GridFeatures) -> list | None:
         self.members_ = [Fleet(self.config, f) for f in self._members]
+        raws = []
         for m in self.members_:
             if m._factory().sequence:
                 raise ValueError("sequence models cannot be ensemble members")
             m.feature_names_ = self.feature_names_
             # One scaler for all (the same rows and seed would fit the same one): scoring scales
             # each bin once, not once per member.
-            m._fit_model(gf, scaler=self.members_[0].scaler_ if m is not self.members_[0] else None)
+            raws.append(m._fit_model(gf, scaler=self.members_[0].scaler_ if m is not self.members_[0] else None))
         self.model_ = None
+        return raws
 
-    def _fit_persistence(self, sub: GridFeatures, Xs: np.ndarray | None = None) -> None:
-        Xs = self._scaled(sub) if Xs is None else Xs
-        for m in self.members_:
-            m._fit_persistence(sub, Xs)
+    def _fit_persistence(self, sub: GridFeatures, Xs: np.ndarray | None = None, raw: Any = None) -> None:
+        raws = raw if raw is not None else [None] * len(self.members_)
+        if any(r is None for r in raws):
+            Xs = self._scaled(sub) if Xs is None else Xs
+        for m, r in zip(self.members_, raws):
+            m._fit_persistence(sub, Xs, r)
         self.persist_cal_ = None  # each member's own calibration is the ensemble's
 
     def _scaled(self, gf: GridFeatures) -> np.ndarray | None:
