@@ -52,8 +52,11 @@ def _hostile_store(db: Path):
     return alerts[0]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser():
+    """One Chromium (and Playwright driver) for the module's two browser tests: each opens its page
+    in a context of its own (``new_page``: no cookie or session shared), against a server of its
+    own; a second driver and browser start cost seconds of CI (tt11)."""
     if not Path(B.CHROMIUM).exists():
         pytest.skip(f"{B.CHROMIUM} is missing (bash scripts/system-deps.sh)")
     from playwright.sync_api import sync_playwright
