@@ -33,47 +33,39 @@ def fitted_store(month, tmp_path_factory):
     return db, fitted
 
 
-@pytest.fixture(scope="module")
-def judged_whole(fitted_store):
-    """The fitted store's state listing, ``detect(db, keep=False)`` on the whole history, and the
-    listing after it: the run both tests below need (the same store, the same call), made once (tt11)."""
-    from wattwatch.detect import state
-
-    db, _ = fitted_store
-    with api.open_store(db) as s:
-        before, fleets = state.listing(s.con), state.fleet_listing(s.con)
-    res = api.detect(db, keep=False)
-    with api.open_store(db) as s:
-        after = state.listing(s.con)
-    return before, fleets, res, after
-
-
 def _key(a):
     return (a.id, a.meter_id, a.code, a.detector, a.start, a.end, a.severity, a.score, a.message,
             json.dumps(a.evidence, sort_keys=True, default=str))
 
 
-def test_fit_keeps_state_in_the_store_and_detect_reuses_it(fitted_store, judged_whole):
+def test_fit_keeps_state_in_the_store_and_detect_reuses_it(fitted_store):
     db, fitted = fitted_store
     assert fitted.meters == 30 and not fitted.notices
     summary = fitted.summary()
     assert len(summary) == 30 and (summary["normal_end"] - summary["normal_start"]).max() <= pd.Timedelta(days=7)
-    before, fleets, res, after = judged_whole
+    from wattwatch.detect import state
+
+    with api.open_store(db) as s:
+        before = state.listing(s.con)
+        fleets = state.fleet_listing(s.con)
     assert set(before["how"]) == {"fit"} and len(before) == 30 * len(registry.DEFAULT_DETECTORS)
     assert list(fleets["detector"]) == ["learned_ensemble"] and list(fleets["grid_s"]) == [300.0]
+    res = api.detect(db, keep=False)
     assert res.alerts and res.meters == 30
+    with api.open_store(db) as s:
+        after = state.listing(s.con)
     # Nothing re-learned: the same rows, written at the same time.
     pd.testing.assert_frame_equal(before, after)
 
 
-def test_a_week_judged_alone_gets_the_alerts_of_the_whole_history(fitted_store, month, judged_whole):
+def test_a_week_judged_alone_gets_the_alerts_of_the_whole_history(fitted_store, month):
     """Window independence (DESIGN §1.1): with state fitted, detect on the last 7 days of a 35-day
     fleet gives, for those days, the alerts detect on all 35 days gives: same ids, spans, scores,
     messages and evidence (alerts running at the window's start traced back to where they began)."""
     db, _ = fitted_store
     frame, _ = month
     start = pd.Timestamp(frame["ts"].max()) - pd.Timedelta(days=7)
-    whole = judged_whole[2]
+    whole = api.detect(db, keep=False)
     week = api.detect(db, start=start, keep=False)
     iso = start.isoformat().replace("+00:00", "Z")
     expected = sorted(_key(a) for a in whole.alerts if a.end >= iso)

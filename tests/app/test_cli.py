@@ -69,7 +69,8 @@ def test_demo_runs_offline_and_quietly_in_a_pipe(tmp_path: Path):
 
 
 def test_bench_ingest_prints_rates_and_ratios(tmp_path: Path):
-    r = here("bench", "ingest", "--rows", "20000", "--workdir", str(tmp_path), "--formats", "parquet,csv,wide", "--json")
+    r = here("bench", "ingest", "--rows", "20000", "--workdir", str(tmp_path), "--formats", "parquet,csv,wide",
+             "--json")
     result = json.loads(r.stdout)
     assert {x["format"] for x in result["results"]} == {"parquet", "csv", "wide"}
     for x in result["results"]:
@@ -87,7 +88,8 @@ def test_bench_stream_streams_the_hours_after_the_profile_day_through_the_engine
     split = prof["ts"].min() + pd.Timedelta(days=1)
     assert (prof["ts"] < split).all() and (live["ts"] >= split).all() and live["ts"].is_monotonic_increasing
     assert not live.duplicated(["meter_id", "ts"]).any() and 6 * 55 <= len(live) <= 6 * 60
-    r = here("bench", "stream", "--meters", "6", "--hours", "1", "--rate", "20000", "--workdir", str(tmp_path), "--json")
+    r = here("bench", "stream", "--meters", "6", "--hours", "1", "--rate", "20000", "--workdir", str(tmp_path),
+             "--json")
     result = json.loads(r.stdout)
     assert result["readings"] == len(live) and result["steps"] >= 1 and result["readings_per_cpu_s"] > 0
     assert set(result["tiers"]) >= {"fast", "slow"} and result["river"] and result["ratio_to_river"] > 0
