@@ -18,6 +18,7 @@ import pytest
 
 from tests.store.test_integrity import fleet
 from tests.store.test_store import _InterruptedAt
+from tests.support.ctrl_c import AS_A_TERMINAL
 from wattwatch.ingest.pipeline import ingest_path
 from wattwatch.store import CommittedError, Store
 
@@ -163,7 +164,7 @@ def test_a_ctrl_c_between_files_says_the_first_is_stored_and_not_that_it_was_bei
         df.loc[5, "ts"] = "garbage"
         df.to_csv(f, index=False)
     db = tmp_path / "s.duckdb"
-    code = ("import os, signal, sys\n" + _AT[moment] + "from wattwatch.app.cli import main\n"
+    code = ("import os, signal, sys\n" + AS_A_TERMINAL + _AT[moment] + "from wattwatch.app.cli import main\n"
             f"sys.argv = ['wattwatch', 'ingest', {str(a)!r}, {str(b)!r}, '--db', {str(db)!r}, '--rejects', "
             f"{str(tmp_path / 'r.csv')!r}]\nmain()\n")
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}", "WATTWATCH_PROGRESS": "0"}
