@@ -75,6 +75,10 @@ def _setup_key(spec: dict, case: Path) -> tuple | None:
     return tuple(key)
 
 
+def _listing(folder: Path) -> list[tuple]:
+    return sorted((str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns) for f in folder.rglob("*"))
+
+
 @pytest.fixture(scope="module")
 def made(tmp_path_factory) -> tuple[dict, Path]:
     """Set-ups already run in this module: key -> a copy of the ``{tmp}`` folder they left (tt11)."""
@@ -84,18 +88,23 @@ def made(tmp_path_factory) -> tuple[dict, Path]:
 def _run_setup(spec: dict, work: Path, tmp: Path, made: tuple[dict, Path]) -> None:
     """The case's set-up commands, each asserted to succeed; a set-up that an earlier case ran on
     the same bytes is not run again: its ``{tmp}`` folder (the store it made) is copied instead.
-    The copy differs from a fresh one only where a store names its sources (``ingest_log.source``,
-    read only to say what a Ctrl-C left stored) and in the times things were written."""
+    The copy differs from a fresh one only where the set-up wrote the path of the case that made it
+    (a store's ``ingest_log.source``, read only to say what a Ctrl-C left stored; a ``--rejects``
+    file's ``file`` column, which no case reads back) and in the times things were written (rtt11
+    compared every case's copy with a fresh set-up, table by table and file by file). A case that
+    checks such a path must not share; a set-up that writes into ``{case}`` (which is not copied)
+    is not shared."""
     done, root = made
     key = _setup_key(spec, work)
     if key is not None and key in done:
         shutil.copytree(done[key], tmp, dirs_exist_ok=True)
         return
+    case_before = _listing(work)
     for step in spec["setup"]:
         res = _invoke(_fill(step, work, tmp))
         _check_run(res, f"setup {step}")
         assert res.exit_code == 0, f"setup {step} exited {res.exit_code}:\n{res.output}"
-    if key is not None:
+    if key is not None and _listing(work) == case_before:
         done[key] = root / str(len(done))
         shutil.copytree(tmp, done[key])
 
