@@ -1,4 +1,11 @@
-"""The command line end to end, as a user (or a script) runs it."""
+"""The command line end to end, as a user (or a script) runs it. ``ww`` runs a real ``python -m
+wattwatch.app.cli`` process (other modules import it for that); ``here`` runs the same Typer app in
+this process (``tests.support.cli.ww``: stdout, stderr and the exit status kept apart), for checks
+of what a command says and does rather than how a process starts, which saves a Python start-up and
+the imports (~1.5 s on CI) per call (tt11). Each behaviour only a process shows keeps one: the
+package's ``python -m`` entry (every command registered), the demo's output in a pipe (no
+terminal codes), and an ``ingest --json`` that does DuckDB work (its stdout is the JSON alone:
+nothing a library prints to the process's fd 1 mixed in)."""
 
 from __future__ import annotations
 
@@ -9,6 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from tests.support.cli import ww as here
+
 
 def ww(*args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "wattwatch.app.cli", *args], capture_output=True, text=True,
@@ -17,38 +26,38 @@ def ww(*args: str, check: bool = True, cwd: Path | None = None) -> subprocess.Co
 
 def test_simulate_ingest_info_compact(tmp_path: Path):
     out = tmp_path / "fleet"
-    r = ww("simulate", str(out), "--meters", "5", "--days", "2", "--seed", "4")
+    r = here("simulate", str(out), "--meters", "5", "--days", "2", "--seed", "4")
     assert "simulated 5 meters" in r.stdout
     assert (out / "telemetry.parquet").exists() and (out / "telemetry.csv").exists()
     events = json.loads((out / "events.json").read_text())
     assert all({"meter_id", "type", "start", "end"} <= set(e) for e in events)
 
     db = tmp_path / "s.duckdb"
-    r = ww("ingest", str(out), "--db", str(db), "--json")  # a folder: its telemetry files
+    r = ww("ingest", str(out), "--db", str(db), "--json")  # a folder: its telemetry files (a real process)
     files = json.loads(r.stdout)["files"]
     assert [Path(f["source"]).name for f in files] == ["telemetry.csv", "telemetry.parquet"]
     assert files[1]["stored"] == 0 and files[1]["duplicates"] == files[1]["read"]
 
-    info = json.loads(ww("store", "info", "--json", "--db", str(db)).stdout)
+    info = json.loads(here("store", "info", "--json", "--db", str(db)).stdout)
     frame = pd.read_parquet(out / "telemetry.parquet")
     assert info["meters"] == 5
     assert info["readings"] == files[0]["stored"]
     assert pd.Timestamp(info["first"]) == frame.ts.min() and pd.Timestamp(info["last"]) == frame.ts.max()
 
-    c = json.loads(ww("store", "compact", "--db", str(db), "--older-than-days", "1",
+    c = json.loads(here("store", "compact", "--db", str(db), "--older-than-days", "1",
                       "--as-of", info["last"], "--json").stdout)
     assert c["readings_compacted"] > 0
-    after = json.loads(ww("store", "info", "--json", "--db", str(db)).stdout)
+    after = json.loads(here("store", "info", "--json", "--db", str(db)).stdout)
     assert after["readings"] == info["readings"] - c["readings_compacted"] and after["hourly_rows"] > 0
 
 
 def test_simulate_rejects_bad_arguments(tmp_path: Path):
-    r = ww("simulate", str(tmp_path / "x"), "--faults", "gremlins", check=False)
+    r = here("simulate", str(tmp_path / "x"), "--faults", "gremlins", check=False)
     assert r.returncode != 0 and "unknown fault type" in r.stderr
 
 
 def test_store_info_on_a_missing_store_is_a_clear_error(tmp_path: Path):
-    r = ww("store", "info", "--db", str(tmp_path / "nope.duckdb"), check=False)
+    r = here("store", "info", "--db", str(tmp_path / "nope.duckdb"), check=False)
     assert r.returncode != 0 and "no such store" in r.stderr
 
 
@@ -60,7 +69,8 @@ def test_demo_runs_offline_and_quietly_in_a_pipe(tmp_path: Path):
 
 
 def test_bench_ingest_prints_rates_and_ratios(tmp_path: Path):
-    r = ww("bench", "ingest", "--rows", "20000", "--workdir", str(tmp_path), "--formats", "parquet,csv,wide", "--json")
+    r = here("bench", "ingest", "--rows", "20000", "--workdir", str(tmp_path), "--formats", "parquet,csv,wide",
+             "--json")
     result = json.loads(r.stdout)
     assert {x["format"] for x in result["results"]} == {"parquet", "csv", "wide"}
     for x in result["results"]:
@@ -78,14 +88,15 @@ def test_bench_stream_streams_the_hours_after_the_profile_day_through_the_engine
     split = prof["ts"].min() + pd.Timedelta(days=1)
     assert (prof["ts"] < split).all() and (live["ts"] >= split).all() and live["ts"].is_monotonic_increasing
     assert not live.duplicated(["meter_id", "ts"]).any() and 6 * 55 <= len(live) <= 6 * 60
-    r = ww("bench", "stream", "--meters", "6", "--hours", "1", "--rate", "20000", "--workdir", str(tmp_path), "--json")
+    r = here("bench", "stream", "--meters", "6", "--hours", "1", "--rate", "20000", "--workdir", str(tmp_path),
+             "--json")
     result = json.loads(r.stdout)
     assert result["readings"] == len(live) and result["steps"] >= 1 and result["readings_per_cpu_s"] > 0
     assert set(result["tiers"]) >= {"fast", "slow"} and result["river"] and result["ratio_to_river"] > 0
 
 
 def test_bench_learned_scores_the_same_rows_as_the_library(tmp_path: Path):
-    r = ww("bench", "learned", "--rows", "20000", "--detectors", "isolation_forest,pca_reconstruction", "--json")
+    r = here("bench", "learned", "--rows", "20000", "--detectors", "isolation_forest,pca_reconstruction", "--json")
     result = json.loads(r.stdout)
     got = {x["detector"]: x for x in result["results"]}
     assert set(got) == {"isolation_forest", "pca_reconstruction"}
@@ -103,7 +114,7 @@ def test_bench_learned_scores_the_same_rows_as_the_library(tmp_path: Path):
 def test_bench_detect_reports_the_rule_set_and_the_default_set(tmp_path: Path):
     # 40 meters x 3.5 days: the profiling period (~70 meter-days) is enough for the engine to train
     # the ensemble's fleet model, so the default run really includes it.
-    r = ww("bench", "detect", "--rows", "40000", "--repeats", "1", "--workdir", str(tmp_path), "--json")
+    r = here("bench", "detect", "--rows", "40000", "--repeats", "1", "--workdir", str(tmp_path), "--json")
     x = json.loads(r.stdout)
     assert x["readings"] > 35000 and x["meters"] == 40
     assert "learned_ensemble" not in x["rules"] and "neutral_tamper" in x["rules"]
@@ -131,14 +142,14 @@ def test_ingest_of_a_folder_without_telemetry_is_an_error_naming_it(tmp_path: Pa
     (data / "a.csv").write_text("meter_id,ts,p_kw\nM1,2025-01-06T00:00:00Z,1\nM1,2025-01-06T00:05:00Z,1\n")
     (data / "notes.txt").write_text("hello\n")
     db = tmp_path / "s.duckdb"
-    r = ww("ingest", str(empty), "--db", str(db), "--json", check=False)
+    r = here("ingest", str(empty), "--db", str(db), "--json", check=False)
     assert r.returncode == 0 and "holds no files, nothing to ingest" in r.stderr and str(empty) in r.stderr
     assert json.loads(r.stdout)["files"] == [] and json.loads(r.stdout)["errors"] == []
     assert not db.exists()   # nothing to ingest: no store made
-    r = ww("ingest", str(texts), "--db", str(db), check=False)
+    r = here("ingest", str(texts), "--db", str(db), check=False)
     assert r.returncode == 1 and "no telemetry files in this folder" in r.stderr and "readings.txt" in r.stderr
     assert not db.exists()
-    r = ww("ingest", str(texts), str(data), "--db", str(db), "--json", check=False)
+    r = here("ingest", str(texts), str(data), "--db", str(db), "--json", check=False)
     assert r.returncode == 1   # the other folder's file is ingested, the empty one is an error
     out = json.loads(r.stdout)
     assert [f["stored"] for f in out["files"]] == [2]
@@ -152,7 +163,7 @@ def test_ingest_of_a_header_only_file_says_it_held_no_rows(tmp_path: Path):
     (tmp_path / "h.csv").write_text("meter_id,ts,p_kw\n")
     pd.DataFrame({"meter_id": pd.Series([], dtype=str), "ts": pd.Series([], dtype="datetime64[ns, UTC]"),
                   "p_kw": pd.Series([], dtype=float)}).to_parquet(tmp_path / "e.parquet")
-    r = ww("ingest", str(tmp_path / "h.csv"), str(tmp_path / "e.parquet"), "--db", str(tmp_path / "s.duckdb"))
+    r = here("ingest", str(tmp_path / "h.csv"), str(tmp_path / "e.parquet"), "--db", str(tmp_path / "s.duckdb"))
     assert r.returncode == 0
     for name in ("h.csv", "e.parquet"):
         assert f"{name}: no rows to read" in r.stderr.replace("\n", "")

@@ -52,18 +52,42 @@ def _hostile_store(db: Path):
     return alerts[0]
 
 
-@pytest.fixture
-def browser():
+@pytest.fixture(scope="module")
+def _chromium():
+    """One Chromium (and Playwright driver) for the module's two browser tests: a second driver and
+    browser start cost seconds of CI (tt11). Returns a getter: a browser that died (crashed, killed)
+    is launched again, so one test's crash does not fail the next (rtt11)."""
     if not Path(B.CHROMIUM).exists():
         pytest.skip(f"{B.CHROMIUM} is missing (bash scripts/system-deps.sh)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        b = B.launch(pw)
+        held = [B.launch(pw)]
+
+        def get():
+            if not held[0].is_connected():
+                held[0] = B.launch(pw)
+            return held[0]
         try:
-            yield b
+            yield get
         finally:
-            b.close()
+            held[0].close()
+
+
+@pytest.fixture
+def browser(_chromium):
+    """The shared Chromium; each test opens its page in a context of its own (``new_page``: no cookie
+    or storage shared) against a server of its own, and its contexts are closed when it ends, passed
+    or failed (no page of a finished test left polling a stopped server beside the next one)."""
+    from playwright.sync_api import Error
+
+    b = _chromium()
+    yield b
+    for context in list(b.contexts):
+        try:
+            context.close()
+        except Error:   # the browser died: the next test gets a new one
+            pass
 
 
 def test_alert_text_from_the_network_stays_text_in_the_browser(browser, tmp_path, users_env):

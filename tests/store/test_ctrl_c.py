@@ -18,6 +18,7 @@ import pytest
 
 from tests.store.test_integrity import fleet
 from tests.store.test_store import _InterruptedAt
+from tests.support.ctrl_c import AS_A_TERMINAL
 from wattwatch.ingest.pipeline import ingest_path
 from wattwatch.store import CommittedError, Store
 
@@ -38,6 +39,18 @@ def _files(tmp_path: Path) -> tuple[Path, Path]:
     b = tmp_path / "b.csv"
     b_df.to_csv(b, index=False)
     return a, b
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """:func:`_files` and a store of the first file alone, made once for the module (tt11: 1.7 s of
+    CPU per test): the runs below only read them (each writes its own store, in its own folder)."""
+    root = tmp_path_factory.mktemp("ctrl_c")
+    a, b = _files(root)
+    only_a = root / "only_a.duckdb"
+    with Store(only_a) as s:
+        ingest_path(s, a)
+    return a, b, only_a
 
 
 def _held(db: Path) -> tuple:
@@ -67,14 +80,12 @@ def _says_what_is_stored(err: str, db: Path, a: Path, b: Path, only_a: Path | No
 
 @pytest.mark.parametrize("prefix, nth", [("INSERT INTO meters", 2), ("SELECT r.sid", 1),
                                          ("INSERT INTO readings_raw", 2)])
-def test_ingest_interrupted_inside_duckdb_exits_130_saying_which_files_are_stored(tmp_path: Path, prefix, nth):
+def test_ingest_interrupted_inside_duckdb_exits_130_saying_which_files_are_stored(tmp_path: Path, inputs, prefix,
+                                                                                   nth):
     # A statement of the second file's ingest: its meters upsert, its read of the stored readings it
     # overlaps, its insert. The first file is stored (committed); the second is not, unless the
     # signal came during its COMMIT, and the message says which.
-    a, b = _files(tmp_path)
-    only_a = tmp_path / "only_a.duckdb"
-    with Store(only_a) as s:
-        ingest_path(s, a)
+    a, b, only_a = inputs
     db = tmp_path / "s.duckdb"
     r = _ctrl_c(tmp_path, prefix, nth, "ingest", a, b, "--db", db)
     err = " ".join(r.stderr.split())
@@ -85,8 +96,8 @@ def test_ingest_interrupted_inside_duckdb_exits_130_saying_which_files_are_store
     _says_what_is_stored(err, db, a, b, only_a)
 
 
-def test_detect_with_db_interrupted_while_ingesting_exits_130_saying_what_is_kept(tmp_path: Path):
-    a, b = _files(tmp_path)
+def test_detect_with_db_interrupted_while_ingesting_exits_130_saying_what_is_kept(tmp_path: Path, inputs):
+    a, b, _ = inputs
     db = tmp_path / "s.duckdb"
     r = _ctrl_c(tmp_path, "SELECT r.sid", 1, "detect", a, b, "--db", db, "--out", "out.jsonl")
     err = " ".join(r.stderr.split())
@@ -96,11 +107,11 @@ def test_detect_with_db_interrupted_while_ingesting_exits_130_saying_what_is_kep
     assert not (tmp_path / "out.jsonl").exists()
 
 
-def test_an_ingest_whose_commit_raises_after_committing_raises_committed_error(tmp_path: Path):
+def test_an_ingest_whose_commit_raises_after_committing_raises_committed_error(tmp_path: Path, inputs):
     # DuckDB's Python client commits, then raises "Query interrupted" for a Ctrl-C during the COMMIT
     # (as rfix3 saw for compact): the source is stored, and Store.ingest says so (before: it "rolled
     # back" and re-raised as if nothing had been stored).
-    a, _ = _files(tmp_path)
+    a = inputs[0]
     with Store(tmp_path / "s.duckdb") as s:
         s.con = _InterruptedAt(s.con, "COMMIT", after=True)
         with pytest.raises(CommittedError) as got:
@@ -153,7 +164,7 @@ def test_a_ctrl_c_between_files_says_the_first_is_stored_and_not_that_it_was_bei
         df.loc[5, "ts"] = "garbage"
         df.to_csv(f, index=False)
     db = tmp_path / "s.duckdb"
-    code = ("import os, signal, sys\n" + _AT[moment] + "from wattwatch.app.cli import main\n"
+    code = ("import os, signal, sys\n" + AS_A_TERMINAL + _AT[moment] + "from wattwatch.app.cli import main\n"
             f"sys.argv = ['wattwatch', 'ingest', {str(a)!r}, {str(b)!r}, '--db', {str(db)!r}, '--rejects', "
             f"{str(tmp_path / 'r.csv')!r}]\nmain()\n")
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}", "WATTWATCH_PROGRESS": "0"}
