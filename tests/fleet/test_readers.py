@@ -278,14 +278,26 @@ def test_a_capacitive_reactive_interval_is_kept(tmp_path):
         assert got.frame.sort_values("ts")["p_kw"].tolist() == [1.5, 1.2]
 
 
-def test_spark_keeps_a_capacitive_reactive_interval_as_pandas_does(spark, tmp_path):
+@pytest.fixture(scope="module")
+def capacitive_on_spark(spark, tmp_path_factory):
+    """The capacitive hours' nested JSON read once by Spark for the two tests that check that read
+    (its readings here, its job count in the sp1 test): the read, its jobs, its readings."""
     from wattwatch.fleet.spark import read_fleet_spark
 
-    csv, doc = _capacitive_inputs(tmp_path)
-    for path in (csv, doc):
-        sdf, rejects, _ = read_fleet_spark(spark, [str(path)])
+    csv, doc = _capacitive_inputs(tmp_path_factory.mktemp("capacitive"))
+    (sdf, rejects, _), jobs = _jobs(spark, "sp1-jobs-capacitive", lambda: read_fleet_spark(spark, [str(doc)]))
+    return {"csv": csv, "doc": doc, "rejects": rejects, "jobs": jobs, "frame": sdf.toPandas()}
+
+
+def test_spark_keeps_a_capacitive_reactive_interval_as_pandas_does(spark, capacitive_on_spark):
+    from wattwatch.fleet.spark import read_fleet_spark
+
+    csv, doc = capacitive_on_spark["csv"], capacitive_on_spark["doc"]
+    sdf, rejects, _ = read_fleet_spark(spark, [str(csv)])
+    for path, rejects, got in ((csv, rejects, sdf.toPandas()),
+                               (doc, capacitive_on_spark["rejects"], capacitive_on_spark["frame"])):
         assert rejects == [], path
-        assert sdf.toPandas().sort_values("ts")["q_int_kvarh"].tolist() == [0.4, -0.3], path
+        assert got.sort_values("ts")["q_int_kvarh"].tolist() == [0.4, -0.3], path
 
 
 def test_spark_keeps_a_net_export_interval_as_pandas_does(spark, tmp_path):
@@ -367,15 +379,26 @@ def test_csv_rejects_name_the_files_line(tmp_path):
     assert got.frame["town"].tolist() == ["T", "Two\nlines"]
 
 
-def test_spark_names_the_same_csv_lines_as_pandas(spark, tmp_path):
-    """adv45/rev45 Left: Spark's rejects of a CSV carried line -1; and Spark read the quoted two-line
-    town as two broken records (one of them a reject pandas does not have)."""
+@pytest.fixture(scope="module")
+def lined_on_spark(spark, tmp_path_factory):
+    """``lined.csv`` read once by Spark for the two tests that check that read (its lines and
+    readings here, its job counts in the sp2 test): the read's rejects and jobs, one action's
+    readings and jobs."""
     from wattwatch.fleet.spark import read_fleet_spark
 
-    path = _lined_csv(tmp_path)
-    sdf, rejects, _ = read_fleet_spark(spark, [str(path)])
+    path = _lined_csv(tmp_path_factory.mktemp("lined"))
+    (sdf, rejects, _), jobs = _jobs(spark, "sp2-lined", lambda: read_fleet_spark(spark, [str(path)]))
+    got, after = _jobs(spark, "sp2-lined-after", sdf.toPandas)
+    return {"paths": [path], "rejects": rejects, "jobs": jobs, "frame": got, "after": after}
+
+
+def test_spark_names_the_same_csv_lines_as_pandas(lined_on_spark):
+    """adv45/rev45 Left: Spark's rejects of a CSV carried line -1; and Spark read the quoted two-line
+    town as two broken records (one of them a reject pandas does not have)."""
+    path, = lined_on_spark["paths"]
+    rejects = lined_on_spark["rejects"]
     assert sorted(r[1:] for r in rejects) == sorted(r[1:] for r in read_fleet([path]).rejects) == LINED_REJECTS
-    got = sdf.toPandas().sort_values("ts")
+    got = lined_on_spark["frame"].sort_values("ts")
     assert got["town"].tolist() == ["T", "Two\nlines"] and got["p_kw"].tolist() == [1.0, 2.0]
 
 
@@ -588,27 +611,40 @@ def test_spark_reads_a_clean_csv_without_numbering_a_line(spark, tmp_path, monke
     assert ("M1", "2025-01-01T02:00:00", 1.75, "quoted, with a comma") in got
 
 
-def test_spark_numbers_only_the_csv_files_that_need_it(spark, tmp_path, monkeypatch):
-    """spk53: of four files read together, only the one with a bad line (for its reject's line) and the
-    ones whose lines are not records when read alone (a quoted line end, a stray quote) are read as
-    numbered text; the clean one is not. Readings and reject lines equal pandas' in every file."""
+@pytest.fixture(scope="module")
+def four_csv_on_spark(spark, tmp_path_factory):
+    """Four CSV files (clean, a bad line, a quoted line end with a bad line, a stray quote) read
+    together once by Spark for the two tests that check that read (which files are numbered, lines
+    and readings in the spk53 test; job counts in the sp2 test): the files ``_csv_lines`` numbered,
+    the read's rejects and jobs, one action's readings and jobs."""
     from wattwatch.fleet.spark import read_fleet_spark
 
+    folder = tmp_path_factory.mktemp("four")
     files = {"clean.csv": _csv_rows(200), "bad.csv": _csv_rows(200, bad={120}),
              "quoted.csv": _csv_rows(200, bad={150}, town={40: '"two\nlines"'}),
              "stray.csv": _csv_rows(200, town={60: '5" pipe'})}
     for name, text in files.items():
-        (tmp_path / name).write_text(text)
-    paths = [tmp_path / n for n in files]
-    numbered = _spy(monkeypatch, "_csv_lines")
-    sdf, rejects, _ = read_fleet_spark(spark, [str(p) for p in paths])
+        (folder / name).write_text(text)
+    paths = [folder / n for n in files]
+    with pytest.MonkeyPatch.context() as mp:
+        numbered = _spy(mp, "_csv_lines")
+        (sdf, rejects, _), jobs = _jobs(spark, "sp2-four", lambda: read_fleet_spark(spark, [str(p) for p in paths]))
+    got, after = _jobs(spark, "sp2-four-after", sdf.toPandas)
+    return {"paths": paths, "numbered": numbered, "rejects": rejects, "jobs": jobs, "frame": got, "after": after}
+
+
+def test_spark_numbers_only_the_csv_files_that_need_it(four_csv_on_spark):
+    """spk53: of four files read together, only the one with a bad line (for its reject's line) and the
+    ones whose lines are not records when read alone (a quoted line end, a stray quote) are read as
+    numbered text; the clean one is not. Readings and reject lines equal pandas' in every file."""
+    paths, numbered, rejects = (four_csv_on_spark[k] for k in ("paths", "numbered", "rejects"))
     assert "clean.csv" not in numbered and {"bad.csv", "quoted.csv", "stray.csv"} <= set(numbered)
     want = read_fleet(paths)
     name = lambda rs: sorted((str(r[0]).rsplit("/", 1)[-1], r[1], r[2], r[3]) for r in rs)  # noqa: E731
     # row 120 is line 122; in quoted.csv row 150 is line 153 (row 40's town takes two lines)
     assert name(rejects) == name(want.rejects) == [("bad.csv", 122, "p_kw", "not a number"),
                                                    ("quoted.csv", 153, "p_kw", "not a number")]
-    got = _readings(sdf.toPandas())
+    got = _readings(four_csv_on_spark["frame"])
     assert len(got) == 798 and got == _readings(want.frame)
     assert sum(r[3] == "two\nlines" for r in got) == 1 and sum(r[3] == '5" pipe' for r in got) == 1
 
@@ -809,29 +845,23 @@ def test_the_csv_header_check_reads_the_header_only(tmp_path):
     assert _canonical_columns(ok)
 
 
-def test_spark_reads_a_nested_json_document_in_few_jobs(spark, tmp_path):
+def test_spark_reads_a_nested_json_document_in_few_jobs(spark, tmp_path, capacitive_on_spark):
     """sp1: a two-line UrbanDataset document cost 9 Spark jobs (a numbering nothing read, and a
     broadcast of the numbering's shifts in each later job); a JSON Lines file with a reject 11 (its
     units checked again on the numbered text). Now: the schema, the units (2 with AQE's shuffle
     stage) and the rejects; the JSON Lines file adds its numbering and its rejects' lines. The
-    results are the ones the tests above check."""
+    results are the ones the tests above check (the document's read is the capacitive test's: tt10)."""
     from wattwatch.fleet.spark import read_fleet_spark
 
-    _, doc = _capacitive_inputs(tmp_path)
     jl = tmp_path / "one_bad.jsonl"
     jl.write_text(json.dumps(urban([line(1, "2025-06-01T10:00:00Z", "2025-06-01T11:00:00Z", PODID="C1",
                                          TotalActivePower="1.5")])) + "\n"
                   + json.dumps(urban([line(1, "2025-06-01T11:00:00Z", "2025-06-01T12:00:00Z", PODID="C1",
                                            TotalActivePower="x")])) + "\n")
-    sc = spark.sparkContext
-    for path, most, want in ((doc, 4, []), (jl, 7, [(2, "TotalActivePower", "not a number")])):
-        group = f"sp1-jobs-{path.name}"
-        sc.setJobGroup(group, group)
-        try:
-            _, rejects, _ = read_fleet_spark(spark, [str(path)])
-            jobs = len(sc.statusTracker().getJobIdsForGroup(group))
-        finally:
-            sc.setLocalProperty("spark.jobGroup.id", None)
+    (_, rejects, _), jobs = _jobs(spark, f"sp1-jobs-{jl.name}", lambda: read_fleet_spark(spark, [str(jl)]))
+    for path, most, want, (rejects, jobs) in (
+            (capacitive_on_spark["doc"], 4, [], (capacitive_on_spark["rejects"], capacitive_on_spark["jobs"])),
+            (jl, 7, [(2, "TotalActivePower", "not a number")], (rejects, jobs))):
         assert [r[1:] for r in rejects] == want, path
         assert jobs <= most, (path.name, jobs)
 
@@ -905,7 +935,7 @@ def _jobs(spark, group, action):
         sc.setLocalProperty("spark.jobGroup.id", None)
 
 
-def test_spark_reads_csv_files_with_rejects_and_quoted_line_ends_in_few_jobs(spark, tmp_path):
+def test_spark_reads_csv_files_with_rejects_and_quoted_line_ends_in_few_jobs(lined_on_spark, four_csv_on_spark):
     """sp2: the numbered CSV text took each file's header from a broadcast join of a local frame, a
     job of its own in every later job over the text (the never-closed check's, the rejects', each
     action on the readings); and of files read together, those with a quoted line end were numbered
@@ -914,21 +944,11 @@ def test_spark_reads_csv_files_with_rejects_and_quoted_line_ends_in_few_jobs(spa
     (1), the reader's per-file counts (2: AQE runs a shuffle stage as a job), the numbering (2), the
     rejects (1); a quoted line end adds the never-closed check (2) and a shuffle to the rejects (1);
     an action on the readings is 1 job, 2 with a quoted line end. Before: 11 and 3 jobs for
-    ``lined.csv``, 13 and 3 for the four files."""
-    from wattwatch.fleet.spark import read_fleet_spark
-
-    lined = _lined_csv(tmp_path)
-    files = {"clean.csv": _csv_rows(60), "bad.csv": _csv_rows(60, bad={20}),
-             "quoted.csv": _csv_rows(60, bad={50}, town={40: '"two\nlines"'}),
-             "stray.csv": _csv_rows(60, town={30: '5" pipe'})}
-    for name, text in files.items():
-        (tmp_path / name).write_text(text)
-    four = [tmp_path / n for n in files]
+    ``lined.csv``, 13 and 3 for the four files. (Both reads are the module's, which the lines
+    tests above also check: tt10.)"""
     name = lambda rs: sorted((str(r[0]).rsplit("/", 1)[-1], r[1], r[2], r[3]) for r in rs)  # noqa: E731
-    for paths, most_read, most_after in (([lined], 9, 2), (four, 9, 2)):
-        (sdf, rejects, _), jobs = _jobs(spark, f"sp2-{len(paths)}",
-                                        lambda: read_fleet_spark(spark, [str(p) for p in paths]))
-        got, after = _jobs(spark, f"sp2-{len(paths)}-after", sdf.toPandas)
+    for read, most_read, most_after in ((lined_on_spark, 9, 2), (four_csv_on_spark, 9, 2)):
+        paths, rejects, jobs, got, after = (read[k] for k in ("paths", "rejects", "jobs", "frame", "after"))
         want = read_fleet(paths)
         assert name(rejects) == name(want.rejects) and len(rejects) in (4, 2)
         assert _readings(got) == _readings(want.frame)
