@@ -18,7 +18,8 @@ span and id, that judging all readings at once gives:
   a score is held as known and NaN, which nothing reads), each column in the smallest exact form
   (:func:`_compact`: int8 codes of a few values, float32 where that is exact, sparse where few
   are held). Not checkpointed (:meth:`Stitcher.carry`): a carry loaded from a checkpoint is
-  scored whole once;
+  scored whole once. A detector whose known scores saved nothing (a reach of hours each way:
+  packet_loss) keeps none for a while, and its columns leave the tail meanwhile (:func:`_without_unkept`);
 - per meter and detector that carries its closed bins (``carry_cls``, a :class:`~wattwatch.detect.base.BinCarry`:
   baseline_macd its hours, learned_ensemble its grid's bins), those bins' aggregates
   (:meth:`Stitcher.hour_carry`, checkpointed), from as far back as the detector's own reach needs
