@@ -18,7 +18,8 @@ span and id, that judging all readings at once gives:
   a score is held as known and NaN, which nothing reads), each column in the smallest exact form
   (:func:`_compact`: int8 codes of a few values, float32 where that is exact, sparse where few
   are held). Not checkpointed (:meth:`Stitcher.carry`): a carry loaded from a checkpoint is
-  scored whole once;
+  scored whole once. A detector whose known scores saved nothing (a reach of hours each way:
+  packet_loss) keeps none for a while, and its columns leave the tail meanwhile (:func:`_without_unkept`);
 - per meter and detector that carries its closed bins (``carry_cls``, a :class:`~wattwatch.detect.base.BinCarry`:
   baseline_macd its hours, learned_ensemble its grid's bins), those bins' aggregates
   (:meth:`Stitcher.hour_carry`, checkpointed), from as far back as the detector's own reach needs
@@ -34,6 +35,7 @@ with different starts. :meth:`Stitcher.flush` ends the stream (no readings will 
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 
@@ -142,6 +144,8 @@ class Stitcher:
         and its open alerts stay open."""
         piece = _by_meter(self._own(_plain(piece)))
         tail = _by_meter(self.tail) if self.tail is not None and len(self.tail) else None
+        if tail is not None and any(v > 0 for v in self._unkept.values()):
+            tail = _without_unkept(tail, self._unkept)
         piece = _without_copies(piece, tail)
         judged = None   # per category of the tail: its meter is judged (None: every one)
         if not final and tail is not None:
@@ -348,7 +352,8 @@ class Stitcher:
             since = np.array([self.since[d.name][m] for m in names], float)
             ok &= np.isfinite(ft) & (ft >= since)
             # The readings its post-rules would use: from its clean point to its last final one.
-            ok &= np.asarray(d.calm_meters(names, seg, starts, t, dt, since, np.where(ok, ft, since)), bool)
+            kw = {"st": st} if "st" in inspect.signature(d.calm_meters).parameters else {}
+            ok &= np.asarray(d.calm_meters(names, seg, starts, t, dt, since, np.where(ok, ft, since), **kw), bool)
             final_t[d.name] = ft
         if not ok.any():
             return None
@@ -970,7 +975,9 @@ def _blocks(df: pd.DataFrame, cats: pd.Index, take: np.ndarray | None) -> tuple[
     if take is not None:
         hi_own = np.where(take, hi_own, lo_own)
     lo, hi = np.zeros(len(cats), np.int64), np.zeros(len(cats), np.int64)
-    at = cats.get_indexer(own)
+    # The same meters (a tail asked about its own, a piece of every meter): no look-up (an object
+    # Index's get_indexer took ~0.3-4 ms for 200 meters, each call; lat65).
+    at = k if own is cats or own.equals(cats) else cats.get_indexer(own)
     ok = at >= 0   # (-1 would write the last meter's block)
     lo[at[ok]], hi[at[ok]] = lo_own[ok], hi_own[ok]
     return lo, hi
@@ -1066,6 +1073,21 @@ def _without_copies(piece: pd.DataFrame, tail: pd.DataFrame | None) -> pd.DataFr
     if drop is None or not drop.any():
         return piece
     return _rows(piece, ~drop)
+
+
+def _without_unkept(tail: pd.DataFrame, unkept: dict[str, int]) -> pd.DataFrame:
+    """``tail`` (as :func:`_by_meter` gives) without the known-score columns of the detectors whose
+    known scores are not kept now (``unkept``: pieces left, :data:`UNKEPT_PIECES`). Held on, such a
+    column was merged, gathered, prepared and cut at every piece and read back as known scores
+    that saved nothing (packet_loss at 200 meters: two columns of ~150,000 rows a step; lat65).
+    Dropped, the detector scores those rows afresh, as a tail loaded from a checkpoint or one
+    whose scores were never kept: the same scores (a known score is a final one)."""
+    gone = [c for n, left in unkept.items() if left > 0 for c in (f"_c:{n}", KNOWN + n) if c in tail.columns]
+    if not gone:
+        return tail
+    out = pd.DataFrame({c: tail[c].array for c in tail.columns if c not in gone}, copy=False)
+    out.__dict__["_ww_by_meter"] = True
+    return out
 
 
 def _plain(piece: pd.DataFrame) -> pd.DataFrame:
