@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -230,6 +231,22 @@ def _ctrl_c(exc: BaseException) -> bool:
     return interrupted(exc) or (isinstance(exc, CommittedError) and interrupted(exc.__cause__))
 
 
+@contextmanager
+def _on_ctrl_c(said):
+    """Run the block; a Ctrl-C in it (:func:`_ctrl_c`) calls ``said(since)``, which exits 130 saying
+    what the run left (asked of the store: what was committed after ``since``, the block's start,
+    which the block gets too). Any other error goes on as it was."""
+    from datetime import datetime, timezone
+
+    since = datetime.now(timezone.utc)
+    try:
+        yield since
+    except BaseException as exc:
+        if not _ctrl_c(exc):
+            raise
+        said(since)
+
+
 def _run_kept(db, since) -> dict | None:
     """What a run started at ``since`` committed to the store ``db``, asked of the store (after a
     Ctrl-C, which may come during a COMMIT that DuckDB completes): the sources it stored (their
@@ -320,23 +337,20 @@ def run_ingest(paths: list[Path], db: Path, mapping_file: Optional[Path], reject
         return [], [], RejectsWriter(rejects)   # empty folders only: nothing to do, no store made
     for e in errors:
         err_console.print(f"[red]error:[/red] {_term(e)}", highlight=False, soft_wrap=True)
-    from datetime import datetime, timezone
-
-    since = datetime.now(timezone.utc)
     current: list[Path] = []   # the file being ingested
-    try:
-        return _ingest_files(files, db, mapping, rejects, quiet, errors, current)
-    except BaseException as exc:
+
+    def said(since):
         # (st2) Ctrl-C: exit 130 saying which files are in the store (a traceback before, for one
         # that came inside a DuckDB statement; nothing said for one in Python code).
-        if not _ctrl_c(exc):
-            raise
         names = [str(p) for p, _ in files]
         kept = _run_kept(db, since)
         # (rst2) not "while ingesting" a file the store holds (a Ctrl-C just after its COMMIT)
         where = f" while ingesting {current[0]}" if current and not (kept and str(current[0]) in kept["files"]) else ""
         _fail(f"{db}: interrupted (Ctrl-C){where}: {_stored_files(kept, names)}. Ingest again to "
               "finish (a reading is never stored twice)", 130)
+
+    with _on_ctrl_c(said):
+        return _ingest_files(files, db, mapping, rejects, quiet, errors, current)
 
 
 def _ingest_files(files, db, mapping, rejects, quiet, errors, current):
@@ -772,20 +786,13 @@ def detect(
     for path, option in ((out, "--out"), (log, "--log"), (scores, "--scores"), (rejects, "--rejects")):
         if path is not None and (option != "--rejects" or isinstance(source, list)):
             _check_out(path, option)
-    from datetime import datetime, timezone
-
-    since = datetime.now(timezone.utc)
     with _errors():
-        try:
+        with _on_ctrl_c(lambda since: _detect_interrupted(store_path, since, [str(f) for f, _ in _expand(files)], out)):
             with stages("detect") as st:
                 result = api.detect(source, db=db_arg, detectors=_names(detectors), config=config, start=start,
                                     end=end, meters=_names(meters), models=models, scores=scores is not None,
                                     mapping=mapping, rejects=rejects, engine=engine, master=master,
                                     on_progress=st.advance, on_stage=st.stage)
-        except BaseException as exc:
-            if not _ctrl_c(exc):
-                raise
-            _detect_interrupted(store_path, since, [str(f) for f, _ in _expand(files)], out)
     kept = "the alerts are kept in the store (`wattwatch alerts list`)" if result.stored else ""
     alerts = [a for a in result.alerts if _passes(a, min_severity, min_score)]
     _write_atomic(out, "".join(a.to_json() + "\n" for a in alerts), "--out", kept)
@@ -865,20 +872,14 @@ def fit(
         _fail("give a store to keep the state in (--db FILE); without one it would be lost when fit ends")
     if isinstance(source, list):
         _no_clobber(db_arg, source, rejects=rejects)
-    from datetime import datetime, timezone
-
-    since = datetime.now(timezone.utc)
+    store = db_arg if isinstance(source, list) or from_influx else source
     with _errors():
-        try:
+        with _on_ctrl_c(lambda since: _fit_interrupted(
+                store, since, [str(f) for f, _ in _expand(source)] if isinstance(source, list) else [])):
             with stages("fit") as st:
                 fitted = api.fit(source, db=db_arg, detectors=_names(detectors), config=config,
                                  normal_start=normal_start, normal_end=normal_end, days=days, meters=_names(meters),
                                  mapping=mapping, rejects=rejects, on_stage=st.stage)
-        except BaseException as exc:
-            if not _ctrl_c(exc):
-                raise
-            _fit_interrupted(db_arg if isinstance(source, list) or from_influx else source, since,
-                             [str(f) for f, _ in _expand(source)] if isinstance(source, list) else [])
     for n in fitted.notices:
         err_console.print(f"[yellow]note:[/yellow] {_term(n)}", highlight=False, soft_wrap=True)
     summary = {"meters": fitted.meters, "readings": fitted.readings, "detectors": [d.name for d in fitted.detectors],
@@ -1076,25 +1077,19 @@ def train(
     source, db_arg = _source(paths, db)
     if isinstance(source, list):
         _no_clobber(db_arg, source, rejects=rejects)
-    from datetime import datetime, timezone
-
-    since = datetime.now(timezone.utc)
     files = [str(f) for f, _ in _expand(source)] if isinstance(source, list) else []
     store = db_arg if isinstance(source, list) else source
+    interrupted = lambda since: _fit_interrupted(store, since, files, models=out)  # noqa: E731
     with _errors():
         dets = api.build_detectors(_names(detectors), config)
         bad = [d.name for d in dets if not isinstance(d, LearnedDetector)]
         if bad:
             _fail(f"not learned detectors (nothing to train): {', '.join(bad)}")
-        try:
+        with _on_ctrl_c(interrupted) as since:
             with stages("train") as st:
                 fitted = api.fit(source, db=db_arg, detectors=[d.name for d in dets], config=config,
                                  normal_start=normal_start, normal_end=normal_end, days=days, mapping=mapping,
                                  rejects=rejects, keep=False, on_stage=st.stage)
-        except BaseException as exc:
-            if not _ctrl_c(exc):
-                raise
-            _fit_interrupted(store, since, files, models=out)
     dets = [d for d in fitted.detectors if d.locked]
     if not dets:
         _fail("; ".join(fitted.notices) or "no fleet model could be trained")
@@ -1108,7 +1103,7 @@ def train(
     except ModelFormatError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
-        _fit_interrupted(store, since, files, models=out)
+        interrupted(since)
     summary = {"models": str(folder), "detectors": [d.name for d in dets], **trained_on,
                "grids_s": sorted({g for d in dets for g in d.fleets_}), "seconds": round(fitted.seconds, 2)}
     if as_json:
