@@ -601,15 +601,16 @@ class Detector:
         return None
 
     def calm_meters(self, names, seg: np.ndarray, starts: np.ndarray, t: np.ndarray, dt: np.ndarray,
-                    lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
+                    lo: np.ndarray, hi: np.ndarray, st=None) -> np.ndarray | None:
         """Per meter of a frame given by its times alone (``names`` per segment code; ``seg``, ``t``
         per reading, sorted by meter and time; ``starts`` each meter's first row; ``dt`` seconds
         since the meter's previous reading in the frame, NaN on its first): True where none of its
         readings from ``lo`` to ``hi`` (epoch s per meter, +-inf: every one) can score at or above
         the post-rules' threshold on this frame, whatever else it holds, and nothing would be said
         about the meter (no ``state_note``). A stream then need not judge such a meter to know it
-        raises no alert (:meth:`~wattwatch.detect.stitch.Stitcher._calm`). None: cannot say from
-        the times (the default)."""
+        raises no alert (:meth:`~wattwatch.detect.stitch.Stitcher._calm`). ``st``: the frame's
+        :class:`~wattwatch.detect.core.SegTimes` where the caller has it (None: made if needed).
+        None: cannot say from the times (the default)."""
         return None
 
     def post_settings(self, names, cadence_s: np.ndarray) -> dict[str, np.ndarray]:

@@ -35,7 +35,6 @@ with different starts. :meth:`Stitcher.flush` ends the stream (no readings will 
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass, field
 
@@ -352,8 +351,7 @@ class Stitcher:
             since = np.array([self.since[d.name][m] for m in names], float)
             ok &= np.isfinite(ft) & (ft >= since)
             # The readings its post-rules would use: from its clean point to its last final one.
-            kw = {"st": st} if "st" in inspect.signature(d.calm_meters).parameters else {}
-            ok &= np.asarray(d.calm_meters(names, seg, starts, t, dt, since, np.where(ok, ft, since), **kw), bool)
+            ok &= np.asarray(d.calm_meters(names, seg, starts, t, dt, since, np.where(ok, ft, since), st=st), bool)
             final_t[d.name] = ft
         if not ok.any():
             return None
