@@ -62,6 +62,11 @@ def is_remote(path: str) -> bool:
 _GLOB_CHARS = re.compile(r"([\\*?\[\]{}])")
 
 
+def _escaped(path: str) -> str:
+    """``path`` with its glob characters escaped (Hadoop's backslash): that exact file or folder."""
+    return _GLOB_CHARS.sub(r"\\\1", path)
+
+
 def _spark_path(path: str) -> str:
     """The path to hand Spark's readers for ``path``: a local file or folder (resolved) with its glob
     characters escaped, so that Hadoop's globber reads exactly it (``star*.csv`` never picks up
@@ -69,14 +74,14 @@ def _spark_path(path: str) -> str:
     local folder by its exact name is that folder (rsp3: ``d[1]/*.csv`` globbed in ``d1``, not in the
     folder ``d[1]``), as absolute as Python found it; a glob with no such start untouched."""
     if not is_remote(path):
-        return _GLOB_CHARS.sub(r"\\\1", path)
+        return _escaped(path)
     if path.startswith(_REMOTE):
         return path
     parts = path.split("/")
     for k in range(len(parts) - 1, 0, -1):
         head = "/".join(parts[:k])
         if head and _GLOB_CHARS.search(head) and os.path.lexists(head):
-            return "/".join([_GLOB_CHARS.sub(r"\\\1", os.path.abspath(head)), *parts[k:]])
+            return "/".join([_escaped(os.path.abspath(head)), *parts[k:]])
     return path
 
 
@@ -470,7 +475,7 @@ def _csv_lines(spark, ps, columns):
 def _reader_paths(files):
     """The paths to hand a reader for ``files`` as ``input_file_name`` names them (URIs,
     percent-encoded): each file's path, its glob characters escaped (it is that file, not a glob)."""
-    return [_GLOB_CHARS.sub(r"\\\1", _path_of(f)) for f in files]
+    return [_escaped(_path_of(f)) for f in files]
 
 
 def _by_file(rejects):
