@@ -464,11 +464,10 @@ def fit(source: Source, *, db: str | Path | None = None, detectors: Sequence[str
                 state.save(store.con, dets, how="fit")
                 state.save_fleets(store.con, dets, {"meters": int(frame["_seg"].iat[-1]) + 1, "readings": len(frame)})
                 store.con.execute("COMMIT")
-            except BaseException:
-                try:
-                    store.con.execute("ROLLBACK")
-                except Exception:  # noqa: BLE001 - none open (the COMMIT made, then interrupted)
-                    pass
+            except BaseException as exc:
+                from wattwatch.store.duck import _rollback
+
+                _rollback(store.con, store.path, exc)   # (none open: the COMMIT made, then interrupted)
                 raise
         if on_progress:
             on_progress(len(frame))
