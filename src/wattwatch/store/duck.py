@@ -1497,7 +1497,6 @@ def _explained(counts: IngestCounts, unit: str, norm, why: pa.Table, sel: pa.Tab
     return kept.set_column(i, "meter_id", pc.cast(kept["meter_id"], sel.schema.field("meter_id").type))
 
 
-
 def _values(col, at: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A numeric Arrow column as float64 values (NaN where NULL) and its validity, at ``at``."""
     if isinstance(col, pa.ChunkedArray):
@@ -1509,7 +1508,6 @@ def _values(col, at: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         v = pc.fill_null(col, np.nan).to_numpy(zero_copy_only=False)
         ok = pc.is_valid(col).to_numpy(zero_copy_only=False)
     return (v, ok) if at is None else (v[at], ok[at])
-
 
 
 def _pair_key(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -1549,13 +1547,8 @@ def _nearest(p_sid: np.ndarray, p_t: np.ndarray, p_tol: np.ndarray, s: dict):
         us, s_r = s["sid"][new], np.cumsum(new) - 1
         p_r = np.minimum(np.searchsorted(us, p_sid), len(us) - 1)
         known = us[p_r] == p_sid
-        t_min = int(min(s["t"].min(), p_t.min()))
-        span = int(max(s["t"].max(), p_t.max())) - t_min + 1
-        if len(us) * span < 2**62:
-            ks, kp = s_r * span + (s["t"] - t_min), p_r * span + (p_t - t_min)
-        else:   # times too far apart for one key: their ranks instead
-            allt, inv = np.unique(np.concatenate([s["t"], p_t]), return_inverse=True)
-            ks, kp = s_r * len(allt) + inv[:n], p_r * len(allt) + inv[n:]
+        k = _pair_key(np.concatenate([s_r, p_r]), np.concatenate([s["t"], p_t]))   # (series, time): one order
+        ks, kp = k[:n], k[n:]
         jb = np.searchsorted(ks, kp, "right") - 1   # the last stored at or before ...
         ja = np.searchsorted(ks, kp, "left")        # the first stored at or after
         jb_c, ja_c = np.clip(jb, 0, n - 1), np.clip(ja, 0, n - 1)
@@ -1580,6 +1573,7 @@ def _nearest(p_sid: np.ndarray, p_t: np.ndarray, p_tol: np.ndarray, s: dict):
     if not len(h):
         return None
     return j[h], h, old[h], comp[h]
+
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
