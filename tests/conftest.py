@@ -122,7 +122,13 @@ def pytest_configure(config):
 # (and G1's, which the JVM picks on this 2-core box) spent about 40 % of the JVM's CPU optimising
 # code that runs for milliseconds (9 reader and feature tests at -n 1, alternated, load 19-26: JVM
 # CPU 134 s -> 76 s). Neither changes what a job computes; users' sessions keep the JVM's defaults.
-SPARK_TEST_CONF = {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"}
+# And no DataFrame call-site capture (tt12): with it (pyspark 4's default) every pyspark.sql function
+# and Column call walks the Python stack and makes ~5 extra Py4J round trips (the session's conf, the
+# JVM's PySparkCurrentOrigin set and clear), ~80,000 of them in two reader tests: 60-70 % of the
+# Python CPU of a reader test, and the JVM's side of each call. It only adds the Python line to the
+# DataFrame context of a Spark error; no value, plan or job changes.
+SPARK_TEST_CONF = {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+                   "spark.python.sql.dataFrameDebugging.enabled": "false"}
 
 
 @pytest.fixture(scope="session")
