@@ -124,7 +124,7 @@ def pytest_configure(config):
 # CPU 134 s -> 76 s). Neither changes what a job computes; users' sessions keep the JVM's defaults.
 # And no DataFrame call-site capture (tt12): with it (pyspark 4's default) every pyspark.sql function
 # and Column call walks the Python stack and makes ~5 extra Py4J round trips (the session's conf, the
-# JVM's PySparkCurrentOrigin set and clear), ~80,000 of them in two reader tests: 60-70 % of the
+# JVM's PySparkCurrentOrigin set and clear): 60,000 of two reader tests' 81,000, and 60-70 % of the
 # Python CPU of a reader test, and the JVM's side of each call. It only adds the Python line to the
 # DataFrame context of a Spark error; no value, plan or job changes.
 SPARK_TEST_CONF = {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
