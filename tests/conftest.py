@@ -122,13 +122,7 @@ def pytest_configure(config):
 # (and G1's, which the JVM picks on this 2-core box) spent about 40 % of the JVM's CPU optimising
 # code that runs for milliseconds (9 reader and feature tests at -n 1, alternated, load 19-26: JVM
 # CPU 134 s -> 76 s). Neither changes what a job computes; users' sessions keep the JVM's defaults.
-# And no DataFrame call-site capture (tt12): with it (pyspark 4's default) every pyspark.sql function
-# and Column call walks the Python stack and makes ~10 extra Py4J round trips (the active session, its conf, the
-# JVM's PySparkCurrentOrigin set and clear): 60,000 of two reader tests' 81,000, and 60-70 % of the
-# Python CPU of a reader test, and the JVM's side of each call. It only adds the Python line to the
-# DataFrame context of a Spark error; no value, plan or job changes.
-SPARK_TEST_CONF = {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
-                   "spark.python.sql.dataFrameDebugging.enabled": "false"}
+SPARK_TEST_CONF = {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"}
 
 
 @pytest.fixture(scope="session")

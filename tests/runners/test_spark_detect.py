@@ -396,3 +396,13 @@ def test_tree_cpu_keeps_the_time_of_a_worker_reaped_by_the_kernel():
         assert tree_cpu() >= after - 0.05  # and once the parent is gone (reaped by this process)
     finally:
         p.kill()
+
+
+def test_the_session_records_no_python_call_site_per_dataframe_call(spark):
+    """`session()` turns pyspark 4's DataFrame call-site capture off: with it every pyspark.sql function
+    and Column call walks the Python stack and makes ~10 Py4J round trips (a Spark read's driver CPU
+    x1.6-2.5, tt12), to put our own source line into Spark's error context."""
+    from pyspark.errors.utils import is_debugging_enabled
+
+    assert spark.conf.get("spark.python.sql.dataFrameDebugging.enabled") == "false"
+    assert not is_debugging_enabled()
