@@ -1,8 +1,8 @@
 """lead32's hold on phase_imbalance, live (rev33): a phase step near its allowance lasting two
-days, with a night of light load in it (no phase judged) and an outage, streamed one poll cycle a
-step with phase_imbalance on the slow tier. Once caught up the alerts are exactly ``detect``'s,
-and no alert the stream reported ended (can no longer grow) is written again later: a held alert
-is not reported closed and then re-opened."""
+days, with a night of light load in it (no phase judged) and an outage, streamed three hours of
+poll cycles a step with phase_imbalance on the slow tier (judged every 3 hours of data). Once
+caught up the alerts are exactly ``detect``'s, and no alert the stream reported ended (can no
+longer grow) is written again later: a held alert is not reported closed and then re-opened."""
 
 from __future__ import annotations
 
@@ -51,10 +51,11 @@ def test_a_held_imbalance_alert_streams_as_detect_and_never_reopens(tmp_path, st
     assert held, "no phase imbalance alert: the comparison proves nothing"
     frame = api.read_frame(tmp_path / "batch.duckdb")
 
-    # One hourly poll a step (four readings a meter at 15 min, one at 60 min): the slow tier, which
-    # holds phase_imbalance, judges on its 3-hour clock as with a step per reading (tt4: 120
-    # steps, not 480, at 15 min; the held-alert bug it guards still fails so, docs/live-log.md).
-    pieces = list(_pieces(frame, frame["ts"].min().floor("1D") + pd.Timedelta("1D"), "1h"))
+    # Three hours of polls a step (twelve readings a meter at 15 min, three at 60 min): the slow
+    # tier, which holds phase_imbalance, judges on its 3-hour clock as with a step per reading, on
+    # the same pieces (tt4: 120 steps, not 480, at 15 min; tt15: 40, the slow tier's judgements
+    # one a step; the held-alert bug it guards still fails so, docs/live-log.md).
+    pieces = list(_pieces(frame, frame["ts"].min().floor("1D") + pd.Timedelta("1D"), "3h"))
     store = Store(tmp_path / "live.duckdb")
     eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG),
                        StreamConfig(checkpoint_s=1e9, slow_every_s=3 * 3600.0))
