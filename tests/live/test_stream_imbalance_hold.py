@@ -53,8 +53,8 @@ def test_a_held_imbalance_alert_streams_as_detect_and_never_reopens(tmp_path, st
 
     # Three hours of polls a step (twelve readings a meter at 15 min, three at 60 min): the slow
     # tier, which holds phase_imbalance, judges on its 3-hour data clock as with a step per reading
-    # (tt4: 120 steps, not 480, at 15 min; tt15: 40, about one slow judgement a step; the held-alert
-    # bug it guards still fails the 15-min case so, docs/live-log.md).
+    # (tt4: 120 steps, not 480, at 15 min; tt15: a third of those steps, the same 43 slow judgements
+    # at 15 min; the held-alert bug it guards still fails the 15-min case so, docs/live-log.md).
     pieces = list(_pieces(frame, frame["ts"].min().floor("1D") + pd.Timedelta("1D"), "3h"))
     store = Store(tmp_path / "live.duckdb")
     eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG),
