@@ -86,8 +86,10 @@ def test_a_meter_slowed_more_than_tenfold_is_said_live_as_detect_says_it(tmp_pat
             assert {"moved", "steady"} <= eng.profiled
             later = pd.concat([at("moved", "2026-10-09", 5, new), at("steady", "2026-10-09", 5, "1min")])
             said, lo = [], pd.Timestamp("2026-10-09", tz="UTC")
-            while lo < pd.Timestamp("2026-10-14", tz="UTC"):   # an hour of readings per step
-                hi = lo + pd.Timedelta("1h")
+            # Three hours of readings a step (tt13: not one; the check runs every 6 h of data time,
+            # a multiple of 3 h, so it runs at the same data times on the same stored readings).
+            while lo < pd.Timestamp("2026-10-14", tz="UTC"):
+                hi = lo + pd.Timedelta("3h")
                 eng.add(later[(later["ts"] >= lo) & (later["ts"] < hi)].reset_index(drop=True), source="meters")
                 said += [n for n in eng.step().notices if "come every" in n]
                 lo = hi

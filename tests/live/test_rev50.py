@@ -24,11 +24,14 @@ KINDS = ("exact", "fill", "conflict", "lacking", "late")
 
 
 def _stream(seed: int = 16) -> pd.DataFrame:
-    """8 meters x 2 days at 15 min in arrival order, with 12 copies or late readings of each
+    """8 meters x 1.5 days at 15 min in arrival order, with 12 copies or late readings of each
     kind, each arriving 1-40 rows (up to ~5 cycles) after the reading it copies. (tt4: 2 days,
     not 2.5: the day after the profiling day holds every kind 12 times as before; the two-ingest
-    case still fails with ``touched`` always empty in duck.py, docs/live-log.md.)"""
-    sim = simulate(SimConfig(meters=8, days=2.0, step="15min", seed=seed, fault_share=0.9, profile_days=1.0,
+    case still fails with ``touched`` always empty in duck.py, docs/live-log.md. tt13: 1.5 days,
+    the 12 hours after the profiling day hold every kind 12 times, copies filling a reading a
+    step judged and one no step has judged yet, late readings re-judged; both cases still fail
+    with ``touched`` always empty.)"""
+    sim = simulate(SimConfig(meters=8, days=1.5, step="15min", seed=seed, fault_share=0.9, profile_days=1.0,
                              outage_share=0.5))
     f = sim["frame"].drop_duplicates(["meter_id", "ts"]).sort_values(["ts", "meter_id"], kind="stable")
     f = f.reset_index(drop=True)
