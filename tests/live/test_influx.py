@@ -2,8 +2,8 @@
 
 Readings written and read back equal; the retention policy and the hourly downsample CQ exist and
 the CQ's statement gives pandas' mean/max/min; `detect --influx` gives the alerts `detect` gives
-on the same readings; InfluxDB down while `watch` runs (15 s at a 2 s backoff cap: as many failed
-writes as the issue's minute makes at the default 30 s cap) loses nothing; `kill -9` of the
+on the same readings; InfluxDB down while `watch` runs (10 s at a 1 s backoff cap: more failed
+writes than the issue's minute makes at the default 30 s cap) loses nothing; `kill -9` of the
 watcher with a non-empty on-disk buffer, then a restart: every reading arrives, once, in order.
 """
 
@@ -328,8 +328,10 @@ def test_influx_down_while_watch_runs_loses_nothing(tmp_path):
     # segments and write batches (16 MB, 5,000 points by default); this replay's few hundred points
     # do so only at this scale, whatever the outage's length (rtt6).
     # (Batches of 60: 10 s down buffer ~280 points here, 15 s ~400; the backlog still spans more than three.)
+    # fsync_s 0.4: a minute down at the defaults backs off 1 to 30 s with an fsync every 1 s, so each wait
+    # is cut into fsyncs (rtt6); the 1 s cap is longer than fsync_s again, as the 2 s cap was (rtt17).
     cfg = _site(tmp_path, telemetry, server.port, speed, retry_max_s=1, close_timeout_s=30, segment_mb=0.004,
-                batch_points=60)
+                batch_points=60, fsync_s=0.4)
     site = api.load_site(cfg)
     sink = site.outputs[0]
     res = {}
