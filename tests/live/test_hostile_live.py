@@ -72,11 +72,17 @@ def test_a_dropped_value_is_logged_with_its_meter_and_time_not_a_batch_row_and_n
     with Store(tmp_path / "s.duckdb") as store:
         eng = StreamEngine(store, api.build_detectors(["supply_outage"]), None, StreamConfig())
         try:
+            # 300 minutes in batches of 1 to 20 minutes (the count of what was said runs across
+            # batches: a per-batch count said five lines a batch; a batch of one is what a poll gives).
             with caplog.at_level("WARNING", logger="wattwatch.watch"):
-                for k in range(300):
-                    t = pd.Timestamp("2026-11-01T00:00:00Z") + pd.Timedelta(minutes=k)
-                    eng.add(pd.DataFrame({"meter_id": ["ok", "pdu7"], "ts": [t, t], "p_kw": [1.0, 2.0],
-                                          "e_kwh": [10.0 + k, -5.0]}), source="plant")
+                k = 0
+                for n in [1, 1, 2, 3] + [20] * 14 + [13]:
+                    t = pd.Timestamp("2026-11-01T00:00:00Z") + pd.to_timedelta(np.arange(k, k + n), unit="min")
+                    eng.add(pd.DataFrame({"meter_id": ["ok"] * n + ["pdu7"] * n, "ts": t.append(t),
+                                          "p_kw": [1.0] * n + [2.0] * n,
+                                          "e_kwh": np.r_[10.0 + np.arange(k, k + n), [-5.0] * n]}), source="plant")
+                    k += n
+                assert k == 300
             lines = [r.getMessage() for r in caplog.records if "kept without a value" in r.getMessage()]
             assert eng.counters["rejected"] == 0 and eng.counters["values_dropped"] == 300
             assert eng.counters["stored"] == 600
@@ -86,6 +92,8 @@ def test_a_dropped_value_is_logged_with_its_meter_and_time_not_a_batch_row_and_n
             assert "mapping" not in lines[0] and "row" not in lines[0] and "[options]" not in lines[0]
             assert 5 <= len(lines) <= 10, len(lines)        # the first five, then every hundredth
             assert "#100" in " ".join(lines)
+            # a value dropped inside a batch is named by its own meter and time (the 100th: minute 99)
+            assert any("#100 " in x and "meter 'pdu7' at 2026-11-01 01:39:00" in x for x in lines), lines
         finally:
             eng.close()
 

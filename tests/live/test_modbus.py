@@ -233,11 +233,17 @@ def test_gateway_dropped_and_back_is_counted_and_alerted_as_packet_loss(tmp_path
                                      for u, m in ((1, "A"), (2, "B"))]}],
             "store": {"path": str(tmp_path / "live.duckdb")},
             "detectors": ["packet_loss"], "engine": {"profile_days": 4.0 / 86400},
-            "packet_loss": {"window_s": 2.0, "min_expected": 10, "min_lost": 4,
+            # limit 0.4: the share's window is the 2 s asked (min_lost / limit = 10 readings), not the 8 s
+            # the default limit's 80 readings made it, which an alert waited out before it was final
+            "packet_loss": {"window_s": 2.0, "min_expected": 10, "min_lost": 4, "limit": 0.4,
                             "post": {"min_duration_s": 0.5, "merge_gap_s": 2.0, "max_bridge_s": 600.0}}}
     seen = {}
     with _watching(site, d, on_step=lambda e, r, b: seen.update(engine=e)) as box:
-        time.sleep(6.0)
+        # Down once both meters are profiled (their first 4 s: the cadence the loss is judged
+        # against), not after a fixed 6 s that covered it and start-up.
+        _until(lambda: "engine" in seen and {"A", "B"} <= seen["engine"].profiled, 60)
+        assert {"A", "B"} <= seen["engine"].profiled, "the meters were never profiled"
+        time.sleep(0.5)
         d.inject("down")
         time.sleep(3.0)
         d.inject("up")
