@@ -1,9 +1,10 @@
-"""prof1's no-copy shortcut of the stitcher gives what the long way gave, bit for bit (rprof1).
+"""prof1's no-copy shortcut of the stitcher gives what the long way gave, values exact (rprof1).
 
 ``stitch._utc`` returns a time column as it is only when it is already exactly what
 ``pd.to_datetime(col, utc=True)`` makes (``datetime.timezone.utc``); every other UTC spelling
 (pytz, zoneinfo, dateutil) must still be converted, else the stitched piece's dtype carries the
-caller's tz object (or its unit, or NaT handling, if the check were looser).
+caller's tz object (pytz.UTC, ZoneInfo("UTC"), a named timezone(0)): 15 of these cases fail
+with the check loosened to ``str(tz) == "UTC"``.
 """
 
 from __future__ import annotations
