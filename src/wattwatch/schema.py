@@ -118,8 +118,9 @@ def empty_frame() -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
-def to_canonical(frame: pd.DataFrame) -> pd.DataFrame:
-    """Return ``frame`` with canonical dtypes and column order; channels it lacks stay absent.
+def canonical_keys(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """``frame``'s ``meter_id`` and ``ts`` with canonical dtypes, as :func:`to_canonical` gives them
+    (``detect.frame.prepare`` needs only these two: no frame is built for them).
 
     Raises
     ------
@@ -129,14 +130,27 @@ def to_canonical(frame: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in KEY_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"telemetry frame lacks required column(s): {', '.join(missing)}")
-    out = pd.DataFrame(index=frame.index)
     mid = frame["meter_id"]
     # A Categorical stays one (no string per reading); anything else becomes pandas strings.
-    out["meter_id"] = mid if isinstance(mid.dtype, pd.CategoricalDtype) else mid.astype("string")
+    mid = mid if isinstance(mid.dtype, pd.CategoricalDtype) else mid.astype("string")
     ts = frame["ts"]
     if not isinstance(ts.dtype, pd.DatetimeTZDtype):
         ts = pd.to_datetime(ts, utc=True)
-    out["ts"] = ts.dt.tz_convert("UTC")
+    return mid, ts.dt.tz_convert("UTC")
+
+
+def to_canonical(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return ``frame`` with canonical dtypes and column order; channels it lacks stay absent.
+
+    Raises
+    ------
+    ValueError
+        If ``meter_id`` or ``ts`` is missing.
+    """
+    mid, ts = canonical_keys(frame)
+    out = pd.DataFrame(index=frame.index)
+    out["meter_id"] = mid
+    out["ts"] = ts
     for c in CHANNEL_NAMES:
         if c in frame.columns:
             out[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")

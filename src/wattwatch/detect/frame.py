@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from wattwatch.schema import CHANNEL_NAMES, to_canonical
+from wattwatch.schema import CHANNEL_NAMES, canonical_keys
 
 AUX = ("_seg", "_t", "_dt")
 KEYS = ("meter_id", "ts")
@@ -90,8 +90,7 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
     canonical = isinstance(mid.dtype, pd.CategoricalDtype) and isinstance(ts.dtype, pd.DatetimeTZDtype) \
         and str(ts.dtype.tz) == "UTC"
     if not canonical:  # the store and the readers already give this shape: no copy then
-        df = to_canonical(frame[["meter_id", "ts"]])
-        mid, ts = df["meter_id"], df["ts"]
+        mid, ts = canonical_keys(frame)
     sorted_categories = isinstance(mid.dtype, pd.CategoricalDtype) and mid.cat.categories.is_monotonic_increasing
     if sorted_categories:
         codes, uniques = mid.array.codes, np.asarray(mid.cat.categories, dtype=object)

@@ -35,6 +35,7 @@ with different starts. :meth:`Stitcher.flush` ends the stream (no readings will 
 
 from __future__ import annotations
 
+import datetime
 import math
 from dataclasses import dataclass, field
 
@@ -774,7 +775,7 @@ def _by_meter(df: pd.DataFrame) -> pd.DataFrame:
     else:
         codes, uniq = pd.factorize(mid.astype(str).to_numpy(object), sort=True)
         cats = pd.Index(np.asarray(uniq, dtype=object), dtype=object)
-    ts = pd.to_datetime(df["ts"], utc=True)
+    ts = _utc(df["ts"])
     t = ts.array.asi8
     dc = np.diff(codes)
     ok = len(codes) < 2 or bool(np.all((dc > 0) | ((dc == 0) & (np.diff(t) >= 0))))
@@ -791,6 +792,14 @@ def _by_meter(df: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(cols, copy=False)
     out.__dict__["_ww_by_meter"] = True
     return out
+
+
+def _utc(col: pd.Series) -> pd.Series:
+    """``pd.to_datetime(col, utc=True)``, and a column already in that form (what the stitcher's
+    pieces and tail carry) as it is: to_datetime copies it (~1 ms a 1,000 rows), at every piece."""
+    if isinstance(col.dtype, pd.DatetimeTZDtype) and col.dtype.tz is datetime.timezone.utc:
+        return col
+    return pd.to_datetime(col, utc=True)
 
 
 _UNITS = ("ns", "us", "ms", "s")  # finest first
