@@ -38,34 +38,44 @@ def _key(a):
             json.dumps(a.evidence, sort_keys=True, default=str))
 
 
-def test_fit_keeps_state_in_the_store_and_detect_reuses_it(fitted_store):
+@pytest.fixture(scope="module")
+def whole_run(fitted_store):
+    """detect on the whole fitted history, with the stored state listed before and after it: one
+    run both tests below judge (tt18: each ran the same ``api.detect(db, keep=False)`` of its own;
+    keep=False stores nothing, so the second run was the first again)."""
+    from wattwatch.detect import state
+
+    db, _ = fitted_store
+    with api.open_store(db) as s:
+        before = state.listing(s.con)
+        fleets = state.fleet_listing(s.con)
+    res = api.detect(db, keep=False)
+    with api.open_store(db) as s:
+        after = state.listing(s.con)
+    return before, fleets, res, after
+
+
+def test_fit_keeps_state_in_the_store_and_detect_reuses_it(fitted_store, whole_run):
     db, fitted = fitted_store
     assert fitted.meters == 30 and not fitted.notices
     summary = fitted.summary()
     assert len(summary) == 30 and (summary["normal_end"] - summary["normal_start"]).max() <= pd.Timedelta(days=7)
-    from wattwatch.detect import state
-
-    with api.open_store(db) as s:
-        before = state.listing(s.con)
-        fleets = state.fleet_listing(s.con)
+    before, fleets, res, after = whole_run
     assert set(before["how"]) == {"fit"} and len(before) == 30 * len(registry.DEFAULT_DETECTORS)
     assert list(fleets["detector"]) == ["learned_ensemble"] and list(fleets["grid_s"]) == [300.0]
-    res = api.detect(db, keep=False)
     assert res.alerts and res.meters == 30
-    with api.open_store(db) as s:
-        after = state.listing(s.con)
     # Nothing re-learned: the same rows, written at the same time.
     pd.testing.assert_frame_equal(before, after)
 
 
-def test_a_week_judged_alone_gets_the_alerts_of_the_whole_history(fitted_store, month):
+def test_a_week_judged_alone_gets_the_alerts_of_the_whole_history(fitted_store, whole_run, month):
     """Window independence (DESIGN §1.1): with state fitted, detect on the last 7 days of a 35-day
     fleet gives, for those days, the alerts detect on all 35 days gives: same ids, spans, scores,
     messages and evidence (alerts running at the window's start traced back to where they began)."""
     db, _ = fitted_store
     frame, _ = month
     start = pd.Timestamp(frame["ts"].max()) - pd.Timedelta(days=7)
-    whole = api.detect(db, keep=False)
+    whole = whole_run[2]
     week = api.detect(db, start=start, keep=False)
     iso = start.isoformat().replace("+00:00", "Z")
     expected = sorted(_key(a) for a in whole.alerts if a.end >= iso)
