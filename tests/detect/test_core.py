@@ -15,7 +15,8 @@
 
 Learned detectors get their fleet model trained explicitly (``train``) on the fleet's profile so
 that they really judge (with fewer than ``min_fleet_meter_days`` the engine would skip them and
-every comparison would be between two all-NaN arrays).
+every comparison would be between two all-NaN arrays), with cheaper settings (``CHEAP``: fewer
+epochs, a smaller LOF reference set, fewer trees) since no test here judges a model's fit.
 """
 
 from __future__ import annotations
@@ -47,6 +48,18 @@ ENGINE = EngineConfig(profile_days=PROFILE_DAYS, workers=1)
 RTOL = ATOL = 1e-9
 # Detectors that judge coarser cadences only, run on the 5-minute fleets with their floor lowered.
 AT_FINE_CADENCE = {"seasonal_profile": {"min_cadence_s": 60.0, "min_history_days": 3.0}}
+# Cheaper fleet models (CI budget, tt19): no test here is about how well a model fits, only about
+# what the core does with its scores (stitching, state, cadences, odd meters). Two epochs still run
+# the seeded torch trainer's whole path; LOF's reference set and the forest's trees are what its
+# scoring costs in every test (the same model code, a smaller sample / fewer trees).
+CHEAP = {"autoencoder": {"epochs": 2}, "lstm_autoencoder": {"epochs": 2},
+         "local_outlier_factor": {"max_fit_rows": 2_500}, "isolation_forest": {"n_estimators": 25}}
+
+
+def _config(name: str) -> dict | None:
+    """The test's config of detector ``name`` (None: the shipped one)."""
+    cfg = {**AT_FINE_CADENCE.get(name, {}), **CHEAP.get(name, {})}
+    return cfg or None
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -205,7 +218,7 @@ def models(fleet):
 
     class Models(dict):
         def __missing__(self, name):
-            cache[name] = registry.build(name).train(prof)
+            cache[name] = registry.build(name, CHEAP.get(name)).train(prof)
             self[name] = cache[name]
             return cache[name]
 
@@ -426,7 +439,7 @@ def _detector(name: str, models) -> object:
     """A fresh detector; a learned one with the fleet's trained model (fitting a new meter only
     learns its baseline; training a fleet model on one odd meter is not what this checks)."""
     if name in LEARNED:
-        d = registry.build(name, AT_FINE_CADENCE.get(name))
+        d = registry.build(name, _config(name))
         d.set_model_state(models[name].model_state())
         return d
     return registry.build(name, AT_FINE_CADENCE.get(name))
