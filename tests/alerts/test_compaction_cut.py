@@ -68,6 +68,29 @@ def judged(request, judged_at):
     return judged_at(request.param)
 
 
+@pytest.fixture(scope="module")
+def compacted(tmp_path_factory):
+    """A copy of a judged store (``judged``/``judged_at``'s) compacted up to a cut (:func:`_cut`),
+    compacted once per (store, cut) for the module (tt14: eleven tests compacted it anew, four
+    distinct): ``get(judged, where, tmp_path) -> (a copy in tmp_path, alerts, cut)``."""
+    built = {}
+
+    def get(judged, where, tmp_path):
+        base, found = judged
+        cut = _cut(found, where)
+        if (base, where) not in built:
+            src = tmp_path_factory.mktemp(f"compacted-{where}") / "s.duckdb"
+            shutil.copy(base, src)
+            with Store(src) as s:
+                s.compact(older_than_days=0, as_of=cut)
+            assert not src.with_name("s.duckdb.wal").exists()   # the file alone is the store
+            built[(base, where)] = src
+        db = tmp_path / "s.duckdb"
+        shutil.copy(built[(base, where)], db)
+        return db, list(found), cut
+    return get
+
+
 def _cut(found, where: str) -> pd.Timestamp:
     """2, 6 or 24 hours before the fleet's firmware drift, or the middle of it or of its longest
     supply outage (the cut inside a fault)."""
@@ -91,15 +114,11 @@ CUTS = [("5min", "2h"), ("5min", "24h"), ("5min", "mid-drift"), ("5min", "mid-ou
 
 
 @pytest.mark.parametrize("step,where", CUTS)
-def test_a_detect_after_compaction_finds_nothing_after_the_cut_the_run_before_did_not(judged_at, tmp_path, step,
-                                                                                       where):
-    base, found = judged_at(step)
-    assert any(a.detector == "firmware_drift" for a in found)
-    cut = _cut(found, where)
-    db = tmp_path / "s.duckdb"
-    shutil.copy(base, db)
+def test_a_detect_after_compaction_finds_nothing_after_the_cut_the_run_before_did_not(judged_at, compacted, tmp_path,
+                                                                                       step, where):
+    assert any(a.detector == "firmware_drift" for a in judged_at(step)[1])
+    db, found, cut = compacted(judged_at(step), where, tmp_path)
     with Store(db) as s:
-        s.compact(older_than_days=0, as_of=cut)
         assert s.query().ts.min() >= cut
     res = api.detect(db, detectors=DETECTORS)
     before = {a.id for a in found}
@@ -117,15 +136,10 @@ def test_a_detect_after_compaction_finds_nothing_after_the_cut_the_run_before_di
 
 
 @pytest.mark.parametrize("where", ["6h", "mid-outage"])
-def test_a_windowed_detect_after_compaction_finds_nothing_the_run_before_did_not(judged, tmp_path, where):
+def test_a_windowed_detect_after_compaction_finds_nothing_the_run_before_did_not(judged, compacted, tmp_path, where):
     """`detect --start` a day after the cut: the window's reach runs back to the cut; what begins
     before each detector's reach after it is not formed there either."""
-    base, found = judged
-    cut = _cut(found, where)
-    db = tmp_path / "s.duckdb"
-    shutil.copy(base, db)
-    with Store(db) as s:
-        s.compact(older_than_days=0, as_of=cut)
+    db, found, cut = compacted(judged, where, tmp_path)
     res = api.detect(db, detectors=DETECTORS, start=cut + pd.Timedelta(days=1))
     assert [(a.detector, a.meter_id, a.start) for a in res.alerts if a.id not in {x.id for x in found}] == []
     far = {a.id for a in found if pd.Timestamp(a.start) >= cut + FAR}
@@ -308,15 +322,10 @@ def test_watch_re_judging_a_compacted_meter_withdraws_no_alert_found_before_the_
     assert set(pre.loc[pre["meter_id"] == m, "id"]) <= kept
 
 
-def test_watch_started_on_a_compacted_store_invents_no_alert_at_the_cut(judged, tmp_path):
+def test_watch_started_on_a_compacted_store_invents_no_alert_at_the_cut(judged, compacted, tmp_path):
     """rev28: a watcher started on a compacted store (no checkpoint) judges what the store holds,
     as `detect` does after cut27: nothing the run before the compaction did not find."""
-    base, found = judged
-    cut = _cut(found, "6h")
-    db = tmp_path / "s.duckdb"
-    shutil.copy(base, db)
-    with Store(db) as s:
-        s.compact(older_than_days=0, as_of=cut)
+    db, found, cut = compacted(judged, "6h", tmp_path)
     with _watching(db) as (s, eng):
         eng.step(final=True)
         eng.flush()
@@ -492,18 +501,13 @@ def test_a_watch_resumed_from_a_checkpoint_written_before_a_compaction(fleet, tm
     assert res.stored["withdrawn"] == 0
 
 
-def test_watch_says_which_detectors_a_compaction_limits_as_detect_does(judged, tmp_path, caplog):
+def test_watch_says_which_detectors_a_compaction_limits_as_detect_does(judged, compacted, tmp_path, caplog):
     """`detect` on a compacted store says which detectors the cut limits on which meters; `watch`
     says the same once at start: logged, and in its first step's notices (the console prints
     those) and its run's notices."""
     import logging
 
-    base, found = judged
-    cut = _cut(found, "6h")
-    db = tmp_path / "s.duckdb"
-    shutil.copy(base, db)
-    with Store(db) as s:
-        s.compact(older_than_days=0, as_of=cut)
+    db, found, cut = compacted(judged, "6h", tmp_path)
     want = [n for n in api.detect(tmp_path / "s.duckdb", detectors=WATCHED).notices if "compacted hours" in n]
     assert len(want) == 1 and "baseline_macd reaches back into the compacted hours" in want[0]
     with caplog.at_level(logging.INFO, logger="wattwatch.watch"):
