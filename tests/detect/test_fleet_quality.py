@@ -59,7 +59,7 @@ def test_imbalance_on_meters_without_a_learned_normal_is_found_at_the_spec_limit
     profiled (phase currents at 0.2 % for the first 5 days: no imbalance judged, no learned normal),
     so each is judged on the fixed limit alone, as the SPEC states it. Balanced meters (normal up to
     4 %), imbalance faults only (boosts 22-50 %: imbalances of ~14-29 %), no loose CT (its alerts blank
-    phase_imbalance; its detector is not run here). Every fault is found at 0.10; at 0.20 2-7 of 24
+    phase_imbalance; its detector is not run here). Every fault is found at 0.10; at 0.20 2-6 of 24
     were missed on each of the seeds studied (1-4) and held out (5, 6). ~0.7 s CPU a seed."""
     sim = simulate(SimConfig(meters=48, days=10, seed=seed, step="15min", fault_share=0.5, commercial_share=1.0,
                              faults=("phase_imbalance",), profile_days=5.0, loose_ct_share=0.0,
