@@ -43,7 +43,7 @@ def _view(a) -> dict:
 # (t1) The outage at 60 minutes lasts 6 hours, not 4: whatever its phase it then holds a whole
 # 3-hour slow piece with no reading of its meter (a held meter silent for a slow judgement, rtt15's
 # h4). Four hourly readings lost hold one only when the outage starts within about an hour after a
-# piece's start and the jitter puts no reading at its edge (on seed 32: one meter of four).
+# piece's start and the jitter puts no reading at its edge (on seed 32: two meters of four).
 @pytest.mark.parametrize("step,seed,names,outage_h,fast_reach_s",
                          [("15min", 31, None, 4, 43200.0), ("60min", 32, HOURLY, 6, 7200.0)])
 def test_a_held_imbalance_alert_streams_as_detect_and_never_reopens(tmp_path, step, seed, names, outage_h,
