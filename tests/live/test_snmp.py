@@ -219,6 +219,46 @@ def test_agent_restarted_or_replaced_on_the_same_port_is_read_again(monkeypatch)
     assert src.counters["rediscoveries"] == 1 and src.counters["lost"] == zeros, (got, dict(src.counters))
 
 
+def test_a_replaced_agent_is_discovered_again_when_retries_outlast_the_cycle(monkeypatch):
+    """With retries a silent device's requests outlast the cycle (0.25 s x 3 tries > 0.9 x 0.6 s), so
+    the cycle cuts its poll before any request timeout is said: the cut is a poll without an answer
+    too, and a replaced agent (new engine ID) is discovered again after REDISCOVER_AFTER of them and
+    read (before: never; a replaced agent stayed unread for good). Answers are polled for on evidence,
+    rediscovery held off but for the replaced agent (see the test above)."""
+    never = float("inf")
+    monkeypatch.setattr(snmp, "REDISCOVER_S", never)
+    a = agent.start("pdu8", {"model": "apc_rpdu2", "outlets": 2, **KEYS})
+    port = a.port
+    src = snmp.from_spec("x", {"interval_s": 0.6, "request_timeout_s": 0.25, "retries": 2, **KEYS,
+                               "devices": [{"name": "pdu8", "port": port, "model": "apc_rpdu2"}]}, None)
+    end = time.monotonic() + 60.0
+    got = {}
+
+    async def polls(until):
+        out = [len(await src.poll())]
+        while not until(out[-1]) and time.monotonic() < end:
+            out.append(len(await src.poll()))
+        return out
+
+    async def go():
+        nonlocal a
+        got["first"] = await polls(lambda n: n > 0)
+        a.stop()
+        a = agent.start("pdu8", {"model": "apc_rpdu2", "outlets": 2, "port": port, "engine_salt": "new", **KEYS})
+        monkeypatch.setattr(snmp, "REDISCOVER_S", 0.0)
+        got["replaced"] = await polls(lambda n: n > 0 or src.counters["rediscoveries"] > 0)
+        monkeypatch.setattr(snmp, "REDISCOVER_S", never)
+        got["rediscovered"] = await polls(lambda n: n > 0)
+        src.close()
+    try:
+        asyncio.run(go())
+    finally:
+        a.stop()
+    assert got["first"][-1] == 3, got
+    assert set(got["replaced"]) == {0} and len(got["replaced"]) >= snmp.REDISCOVER_AFTER, got
+    assert src.counters["rediscoveries"] == 1 and got["rediscovered"][-1] == 3, (got, dict(src.counters))
+
+
 def test_master_key_is_rfc3414_password_to_key():
     from hashlib import sha1, sha256, sha512
 

@@ -703,6 +703,12 @@ class SnmpSource(Poller):
                 log.warning("%s: %s: poll failed: %s: %s", self.name, tasks[t].name, type(exc).__name__, exc)
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+            # A poll the cycle cut is a poll without an answer too: with retries the request timeouts
+            # may add up past the cycle (retries 2 x 0.4 s at 1 s), and a replaced agent must still
+            # be discovered again after REDISCOVER_AFTER of them.
+            for t in pending:
+                tasks[t].failing += 1
+                self._maybe_rediscover(tasks[t])
         ok = sum(d.status == "ok" for d in self.devices)
         self.status = f"{ok}/{len(self.devices)} answering"
         if not rows:
