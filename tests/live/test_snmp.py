@@ -145,20 +145,23 @@ def test_agent_down_and_back_counts_the_loss_and_keeps_the_other_device(pdu, ups
     # The silent device must be given up at its own request timeout (0.5 s), not at the cycle's end
     # (0.9 x interval): the interval is 10 s so the two are 8.5 s apart and a loaded machine's delay
     # (a poll of the two devices took 2.0-2.1 s at load ~20 on 2 cores) cannot blur them; `failing`
-    # is counted only by the device's own give-up, never by the cycle's cancel.
+    # is counted by the device's own give-up. (rs1) A cut poll counts in `failing` too since s1, so
+    # `failing == 1` no longer tells the two apart: the down poll's time does (the cut is at 9 s).
     src = source((pdu, {}), (ups, {}), interval_s=10.0)
 
     async def go():
         pdu.inject("no_response")
+        t0 = time.monotonic()
         down = await src.poll()
+        took = time.monotonic() - t0
         failing = src.devices[0].failing
         pdu.inject("clear")
         back = await src.poll()
         src.close()
-        return down, failing, back
-    down, failing, back = asyncio.run(go())
+        return down, failing, back, took
+    down, failing, back, took = asyncio.run(go())
     assert set(down["meter_id"]) == {"ups1"}               # the cycle goes on: the other device is read
-    assert failing == 1                                    # given up by its request timeout, not cancelled
+    assert failing == 1 and took < 8.0, took               # given up by its request timeout, not cancelled
     assert len(back) == 8
     d = {v["name"]: v for v in src.device_views()}["pdu1"]
     assert d["timeouts"] == 1 and d["lost"] == 1 and d["answered"] == 1
@@ -257,6 +260,34 @@ def test_a_replaced_agent_is_discovered_again_when_retries_outlast_the_cycle(mon
     assert got["first"][-1] == 3, got
     assert set(got["replaced"]) == {0} and len(got["replaced"]) >= snmp.REDISCOVER_AFTER, got
     assert src.counters["rediscoveries"] == 1 and got["rediscovered"][-1] == 3, (got, dict(src.counters))
+
+
+def test_a_cut_poll_of_a_device_never_asked_or_answering_slowly_is_no_sign_its_engine_changed(pdu, ups, monkeypatch):
+    """(rs1) Only a device that was asked and said nothing counts a cut poll toward rediscovery. With
+    ``max_concurrent = 1`` a slow PDU (every answer 150 ms late; 8 requests a poll: one GET and a
+    7-page walk at ``max_repetitions = 1``, >= 1.2 s) holds the one slot past the cycle's end
+    (0.72 s). Its polls are cut though it answers (reached with what the source knows of it), and
+    the UPS behind it is never asked: both lose their polls (no reading invented) but neither is a
+    sign of a new engine ID, and neither must be discovered again (a new SNMP engine, extra
+    discovery round trips and a false "no answer N times" line every REDISCOVER_S). The UPS part
+    cannot depend on load (it is asked only once the PDU is done, after the cut); the PDU's needs
+    one answer in 0.72 s in one of its 3 polls (its first comes ~0.15 s in). The silent device
+    that was asked is rediscovered: test_a_replaced_agent_is_discovered_again_when_retries_outlast_the_cycle."""
+    monkeypatch.setattr(snmp, "REDISCOVER_S", 0.0)
+    src = source((pdu, {}), (ups, {}), interval_s=0.8, request_timeout_s=0.6, max_concurrent=1, max_repetitions=1)
+
+    async def go():
+        first = await src.poll()                  # engines discovered before the agent slows down
+        pdu.inject("delay", ms=150)
+        frames = [await src.poll() for _ in range(snmp.REDISCOVER_AFTER)]
+        src.close()
+        return first, frames
+    first, frames = asyncio.run(go())
+    p, u = src.devices
+    assert len(first) == 8 and all(f.empty for f in frames), (first, frames)   # cut: lost, nothing made up
+    assert u.counters["lost"] == len(frames) and u.counters["polls"] == 1, dict(u.counters)  # never asked
+    assert u.counters["rediscoveries"] == 0 and u.failing == 0, dict(u.counters)
+    assert p.counters["lost"] == len(frames) and p.counters["rediscoveries"] == 0, dict(p.counters)
 
 
 def test_master_key_is_rfc3414_password_to_key():
