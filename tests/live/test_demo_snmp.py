@@ -56,6 +56,9 @@ def test_demo_polls_the_pdu_and_ups_over_snmpv3_and_alerts_the_ups_on_battery(tm
         stop.set()
         th.join(60)
         assert not th.is_alive()
+        # (rs1) Every device's meters are mapped to it and its fault clock started (Modbus gateways,
+        # MQTT, SNMP): a device never read would silently never get its faults.
+        assert demo.unread() == [], (demo.unread(), demo.events)
         views = {v["name"]: v for v in demo.views()}
         assert "on_battery" in views["ups"]["faults"] and "overload" in views["pdu"]["faults"]
         with Store(tmp_path / "demo.duckdb", read_only=True) as s:

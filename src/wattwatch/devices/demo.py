@@ -197,6 +197,16 @@ class Demo:
             with self._cv:
                 self._first_read.update(dict.fromkeys(new, now))
                 self._cv.notify_all()
+            for dev in sorted(new):   # (rs1) said: when to look for its faults (and that the clock runs)
+                ats = [at for at, d, _, _ in SCHEDULE if d == dev]
+                if ats:
+                    self.log(f"demo: the watcher reads {dev}: its faults come {min(ats) / self.speed:.0f}-"
+                             f"{max(ats) / self.speed:.0f} s from now")
+
+    def unread(self) -> list[str]:
+        """The devices with faults on the schedule that the watcher has not read yet (their faults wait)."""
+        with self._cv:
+            return sorted({dev for _, dev, _, _ in SCHEDULE if dev in self.running} - set(self._first_read))
 
     def _next_fault(self, todo: list) -> int | None:
         """Wait for the next fault that is due (its device read, its time come); its index in
@@ -218,6 +228,8 @@ class Demo:
             if k is None:
                 return
             at, dev, fault, params = todo.pop(k)
+            if self._stop.is_set():    # stopped meanwhile: its devices are going (no "could not inject")
+                return
             r = self.running[dev]
             try:
                 r.inject(fault, **params)
@@ -234,6 +246,12 @@ class Demo:
         return [r.view() for r in self.running.values()]
 
     def stop(self) -> None:
+        if not self._stop.is_set() and self._first_read:
+            # (rs1) A device the watcher never read never gets its faults: said, not left silent.
+            for dev in self.unread():
+                msg = f"demo: the watcher never read {dev}: its faults were not injected"
+                self.events.append(msg)
+                self.log(msg)
         self._stop.set()
         with self._cv:
             self._cv.notify_all()
