@@ -183,7 +183,8 @@ class Demo:
         """Tell the demo what the watcher read: ``api.watch``'s ``on_step(engine, report, batches)``
         (call it after every step). A device's fault clock starts at the step that first brings its
         readings, so its faults never fall inside the watcher's profile of it, however late the
-        watcher came up; a device the watcher never reads gets no fault."""
+        watcher came up; a device the watcher never reads gets no fault (said by :meth:`stop`). Called
+        from the watcher's thread; the schedule thread waits on ``_cv`` for it or for :meth:`stop`."""
         if len(self._first_read) == len(set(self._device_of.values())):
             return
         seen: set[str] = set()
