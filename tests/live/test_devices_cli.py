@@ -175,6 +175,9 @@ def test_watch_demo_runs_briefly_and_stops_cleanly(tmp_path):
     out = "".join(seen) + ANSI.sub("", rest)
     assert re.search(r"device tcp: .*'framing': 'tcp'", out) and re.search(r"device rtu: .*'framing': 'rtu'", out)
     assert "site config:" in out
+    # (rs1) `watch --demo` tells the demo what it read (Demo.on_step): the Modbus gateways' fault clocks start
+    assert re.search(r"demo: the watcher reads tcp: its faults come 70-80 s", out), out[-2000:]
+    assert re.search(r"demo: the watcher reads rtu: its faults come 85-100 s", out), out[-2000:]
     m = re.search(r"source modbus: closed, .*readings ([\d,]+)", out)
     assert m and int(m.group(1).replace(",", "")) >= 5 * 3, out[-2000:]   # 5 meters, a few cycles
     if "device mqtt:" in out:

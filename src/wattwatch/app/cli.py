@@ -1722,6 +1722,8 @@ def _watch_run(api, config, until_done, duration, running_demo, LogLines, render
         def on(*a):
             if timer is not None and not timer.is_alive() and not stop.is_set():
                 timer.start()
+            if running_demo is not None:   # the demo's faults count from the watcher's first reading of a device
+                running_demo.on_step(*a)
             return step(*a)
         return on
     with _errors():

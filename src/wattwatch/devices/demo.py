@@ -3,10 +3,13 @@ three meters, an RTU-over-TCP serial gateway with two), MQTT meters on a mosquit
 PATH (when there is one), an SNMPv3 PDU and UPS (pysnmp agents, polled with authPriv SHA + AES) when
 :mod:`wattwatch.devices.snmp` is importable — a site
 config for them in a temporary folder, and faults injected on a schedule so that alerts appear
-within a minute or two (meters are profiled on their first minute):
+within a minute or two (meters are profiled on their first minute). A device's ``t`` counts from the
+watcher's first reading of it (:meth:`Demo.on_step`, which ``watch --demo`` calls after every step),
+not from the demo's start: a watcher that comes up late (a loaded machine, a slow import) still
+profiles every device on its first minute before any fault, and sees each fault begin:
 
 ======  ==========================================================================
- t (s)   fault
+ t (s)   fault (seconds after the watcher first read the device)
 ======  ==========================================================================
    70   open CT on phase 1 of ``tcp-2`` (SENSOR_FAULT family: current 0 under voltage)
    75   neutral bypass on ``tcp-1`` and the first MQTT meter (ERR_IMBAL_LIMIT_EXCEEDED)
@@ -95,6 +98,9 @@ class Demo:
         self.running: dict[str, object] = {}
         self.broker = None
         self._stop = threading.Event()
+        self._cv = threading.Condition()
+        self._device_of: dict[str, str] = {}      # meter id -> the device that serves it
+        self._first_read: dict[str, float] = {}   # device -> monotonic time the watcher first had its readings
         self.events: list[str] = []
         try:
             self._start()
@@ -157,6 +163,10 @@ class Demo:
             lines.append("")
         self.site = self.folder / "site.toml"
         self.site.write_text("\n".join(lines))
+        for name, r in self.running.items():
+            ep = r.endpoint
+            meters = ep["units"].values() if "units" in ep else ep["meters"] if "meters" in ep else r.meter_ids()
+            self._device_of.update((str(m), name) for m in meters)
         self._sched = threading.Thread(target=self._schedule, name="demo-faults", daemon=True)
         self._sched.start()
 
@@ -169,14 +179,59 @@ class Demo:
         return {"type": "modbus", "name": "modbus", "interval_s": 1.0, "timeout_s": 0.4, "retries": 1,
                 "backoff_s": 0.05, "devices": devs}
 
+    def on_step(self, engine=None, report=None, batches=()) -> None:
+        """Tell the demo what the watcher read: ``api.watch``'s ``on_step(engine, report, batches)``
+        (call it after every step). A device's fault clock starts at the step that first brings its
+        readings, so its faults never fall inside the watcher's profile of it, however late the
+        watcher came up; a device the watcher never reads gets no fault (said by :meth:`stop`). Called
+        from the watcher's thread; the schedule thread waits on ``_cv`` for it or for :meth:`stop`."""
+        if len(self._first_read) == len(set(self._device_of.values())):
+            return
+        seen: set[str] = set()
+        for b in batches:
+            f = getattr(b, "frame", None)
+            if f is not None and len(f) and "meter_id" in f:
+                seen.update(f["meter_id"].astype(str).unique())
+        new = {self._device_of[m] for m in seen if m in self._device_of} - set(self._first_read)
+        if new:
+            now = time.monotonic()
+            with self._cv:
+                self._first_read.update(dict.fromkeys(new, now))
+                self._cv.notify_all()
+            for dev in sorted(new):   # (rs1) said: when to look for its faults (and that the clock runs)
+                ats = [at for at, d, _, _ in SCHEDULE if d == dev]
+                if ats:
+                    self.log(f"demo: the watcher reads {dev}: its faults come {min(ats) / self.speed:.0f}-"
+                             f"{max(ats) / self.speed:.0f} s from now")
+
+    def unread(self) -> list[str]:
+        """The devices with faults on the schedule that the watcher has not read yet (their faults wait)."""
+        with self._cv:
+            return sorted({dev for _, dev, _, _ in SCHEDULE if dev in self.running} - set(self._first_read))
+
+    def _next_fault(self, todo: list) -> int | None:
+        """Wait for the next fault that is due (its device read, its time come); its index in
+        ``todo``, or None once the demo stops."""
+        with self._cv:
+            while not self._stop.is_set():
+                due = [(self._first_read[dev] + at / self.speed, k) for k, (at, dev, _, _) in enumerate(todo)
+                       if dev in self._first_read]
+                wait = min(due)[0] - time.monotonic() if due else None
+                if wait is not None and wait <= 0:
+                    return min(due)[1]
+                self._cv.wait(wait)
+        return None
+
     def _schedule(self) -> None:
-        t0 = time.monotonic()
-        for at, dev, fault, params in SCHEDULE:
-            if self._stop.wait(max(0.0, t0 + at / self.speed - time.monotonic())):
+        todo = [s for s in SCHEDULE if s[1] in self.running]
+        while todo:
+            k = self._next_fault(todo)
+            if k is None:
                 return
-            r = self.running.get(dev)
-            if r is None:
-                continue
+            at, dev, fault, params = todo.pop(k)
+            if self._stop.is_set():    # stopped meanwhile: its devices are going (no "could not inject")
+                return
+            r = self.running[dev]
             try:
                 r.inject(fault, **params)
                 msg = f"demo: t={at:>3d} s injected {fault} on {dev} {params or ''}"
@@ -192,7 +247,15 @@ class Demo:
         return [r.view() for r in self.running.values()]
 
     def stop(self) -> None:
+        if not self._stop.is_set() and self._first_read:
+            # (rs1) A device the watcher never read never gets its faults: said, not left silent.
+            for dev in self.unread():
+                msg = f"demo: the watcher never read {dev}: its faults were not injected"
+                self.events.append(msg)
+                self.log(msg)
         self._stop.set()
+        with self._cv:
+            self._cv.notify_all()
         for r in list(self.running.values())[::-1]:
             try:
                 r.stop()

@@ -370,6 +370,10 @@ class Running:
                 "auth_protocol": self.auth_protocol, "priv_protocol": self.priv_protocol, "model": self.model.name,
                 "outlets": self.outlets if self.model.tables else 0}
 
+    def meter_ids(self) -> list[str]:
+        """The meters a poller of this agent reads (the device, and one per table row)."""
+        return sorted({r[2] for r in self._oids})
+
     def inject(self, fault: str, on: bool = True, **params) -> None:
         """Start (or with ``on=False`` end) a fault; ``"clear"`` ends every fault."""
         if fault == "clear":

@@ -293,6 +293,8 @@ class Device:
     normal_ms: float | None = None   # its usual response time (median of its first answered polls)
     slow: bool = False
     reset_at: float = 0.0       # monotonic time of the last rediscovery
+    asked: bool = False         # this cycle: its poll got its turn (past max_concurrent) and sent a request
+    heard: bool = False         # this cycle: one of its requests was answered
 
     @property
     def credentials(self) -> tuple:
@@ -584,6 +586,7 @@ class SnmpSource(Poller):
             res = await h.get_cmd(dev._engine, self._auth(dev), target, h.ContextData(contextName=dev.context),
                                   *[self._vb(c.oid) for c in part], lookupMib=False)
             vbs = self._check(dev, res)
+            dev.heard = True
             got = {tuple(o): v for o, v in vbs}
             for c in part:
                 x = _number(got.get(c.oid))
@@ -612,6 +615,7 @@ class SnmpSource(Poller):
                                    0, reps,
                                    *[self._vb(cursor[i]) for i in active], lookupMib=False)
             vbs = self._check(dev, res)
+            dev.heard = True
             if not vbs:
                 raise _Refused("malformed", f"table {table.name}: empty GETBULK response")
             for j, (oid, val) in enumerate(vbs):
@@ -640,6 +644,7 @@ class SnmpSource(Poller):
 
     async def _poll_device(self, dev: Device, ts) -> list[dict]:
         async with self._sem:
+            dev.asked = True
             t0 = time.monotonic()
             dev.counters["polls"] += 1
             self.counters["device_polls"] += 1
@@ -683,6 +688,8 @@ class SnmpSource(Poller):
         if self._engines is None:
             await self._prepare(SnmpEngine)
         ts = pd.Timestamp.now(tz="UTC").floor("ms")
+        for d in self.devices:
+            d.asked = d.heard = False
         tasks = {asyncio.ensure_future(self._poll_device(d, ts)): d for d in self.devices}
         # Every device answers within the cycle or is lost for it: what did answer is kept.
         done, pending = await asyncio.wait(tasks, timeout=0.9 * self.interval_s)
@@ -703,6 +710,19 @@ class SnmpSource(Poller):
                 log.warning("%s: %s: poll failed: %s: %s", self.name, tasks[t].name, type(exc).__name__, exc)
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+            # A poll the cycle cut while its device was asked and said nothing is a poll without an
+            # answer too: with retries the request timeouts may add up past the cycle (retries 2 x
+            # 0.4 s at 1 s), and a replaced agent must still be discovered again after
+            # REDISCOVER_AFTER of them. (rs1) Not so a device that answered part of the poll (a slow
+            # agent, a long walk: it is reached with what the source knows of it) nor one never
+            # asked (queued behind max_concurrent): neither is a sign that its engine changed.
+            for t in pending:
+                d = tasks[t]
+                if d.heard:
+                    d.failing = 0
+                elif d.asked:
+                    d.failing += 1
+                    self._maybe_rediscover(d)
         ok = sum(d.status == "ok" for d in self.devices)
         self.status = f"{ok}/{len(self.devices)} answering"
         if not rows:
