@@ -521,6 +521,7 @@ class StreamEngine:
         g = g[g["ok"]]
         if len(g):
             agg = g.groupby("m", sort=False)["t"].agg(["min", "max"])
+            agg["max"] = _newest_stored(agg["max"], rows)
             self._cad_newest = max(self._cad_newest, int(agg["max"].max()))
             for m, lo, hi in zip(agg.index, agg["min"].to_numpy(), agg["max"].to_numpy()):
                 self.first[m] = min(self.first.get(m, lo), int(lo))
@@ -1301,6 +1302,21 @@ def _held_bytes(df: pd.DataFrame | None) -> dict[str, int]:
     if df is None:
         return {}
     return {c: int(df[c].array.nbytes) for c in df.columns}
+
+
+def _newest_stored(hi: pd.Series, rows: pd.DataFrame | None) -> pd.Series:
+    """Per meter (``hi``'s index): its newest stamp in a batch (epoch µs, floored from the frame's
+    time) or, where later, its newest reading the store kept from it (``rows``). The store rounds a
+    time to the microsecond (DuckDB's cast of a nanosecond time: ``...01.284057692`` is stored
+    ``...01.284058``): a meter's ``last`` floored from the frame was a microsecond before its
+    newest stored reading, which was in no step's window ``(fed, last]`` then, judged only once a
+    later reading came, and never when none did (a flush: the stream lost it, and with it what the
+    reading says, e.g. where a packet-loss window truncated at the meter's last reading ends; pl1)."""
+    if rows is None or not len(rows):
+        return hi
+    t = pd.Series(rows["ts"].to_numpy("datetime64[us]").astype(np.int64))
+    kept = t.groupby(rows["meter_id"].astype(str).to_numpy(), sort=False).max()
+    return np.maximum(hi, kept.reindex(hi.index).fillna(NEG).astype(np.int64))
 
 
 def _by_meter_time(df: pd.DataFrame) -> bool:
