@@ -2,12 +2,15 @@
 
 A model folder holds ``manifest.json`` (format, wattwatch and schema versions, feature names,
 each detector's config, file and the file's sha256, what it was trained on) and one
-``<name>.wwm`` per detector with its fleet-wide state (scaler, model, calibrations) in the
+``<name>.<16 hex of its sha256>.wwm`` per detector (``<name>.wwm`` in folders written before
+2026-12-06; any plain name the manifest gives is read) with its fleet-wide state (scaler, model, calibrations) in the
 :mod:`serialize` format: no pickles, so loading a folder cannot run code from it. Loading checks
 the manifest before it reads anything else: a folder written by an incompatible version (such as
 the joblib pickles of model format 3 and earlier) fails with a message that says which versions
 differ and what to do, instead of a model that silently scores garbage. A manifest may only name
 files directly inside its folder, and each file must match its recorded hash before it is parsed.
+Training into a folder that holds models replaces the set atomically (:func:`save_models`): the
+manifest is the commit, so a failed or killed train leaves the previous models as they were.
 
 ``dumps_state`` / ``loads_state`` are the same bytes for one detector's ``model_state()``, to keep
 a fleet model elsewhere (a blob in the store).
@@ -18,8 +21,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import re
 import stat
+from contextlib import contextmanager
 from pathlib import Path
 
 from wattwatch import __version__
@@ -68,38 +73,168 @@ def loads_state(data: bytes) -> dict:
 
 
 def save_models(detectors: list[LearnedDetector], out: str | Path, trained_on: dict | None = None) -> Path:
+    """Write the trained ``detectors`` as the model folder ``out`` (made if missing), replacing the
+    set it held **atomically**: the new model files are written beside the old ones under names of
+    their own (``<name>.<first 16 hex of their sha256>.wwm``, each fsynced, temporary file then
+    rename), then ``manifest.json`` is replaced by one rename (fsynced): the commit. At every
+    instant the folder's manifest names a complete set, the old one or the new one, so a train
+    interrupted at any point (Ctrl-C, kill -9, a full disk, an exception, a power cut) leaves the
+    previous models loadable and unchanged; only after the commit are the files no manifest names
+    any more removed (the old set's, and any a killed train left). On an exception before the commit
+    the files this call wrote are removed again (and ``out`` if it made it), then the exception goes
+    on. Two trains into one folder at once: the second is refused (a lock on the folder)."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    # (st3) A folder trained again loses its manifest before any model file is replaced: one
-    # interrupted (Ctrl-C) while written is refused as incomplete ("no manifest.json"), never
-    # taken for a folder whose files were damaged (the old manifest over new files, before).
-    old = out / MANIFEST
-    if old.is_symlink() or old.exists():
-        _ours(out, old)
-        old.unlink()
-        fsync_dir(out)
-    entries = {}
     for d in detectors:
         if not d.locked:
             raise ValueError(f"{d.name}: train it before saving")
-        data = dumps_state(d.model_state())
-        path = out / f"{d.name}{SUFFIX}"
-        _write_new(path, data)
-        features = getattr(d, "feature_names_", None) or d.config.features().names()
-        entries[d.name] = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(),
-                           "config": d.config.to_dict(), "features": features}
-    manifest = {"format": MODEL_FORMAT, "wattwatch": __version__, "schema": SCHEMA_VERSION,
-                "detectors": entries, "trained_on": trained_on or {}}
-    _write_new(out / MANIFEST, (json.dumps(manifest, indent=2, default=str) + "\n").encode())
+    blobs = [(d, dumps_state(d.model_state())) for d in detectors]   # every state serialised before the folder is touched
+    made = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    with _folder_lock(out):
+        old = _previous(out)
+        kept = _named(old)
+        entries, written, text = {}, [], None
+        try:
+            for d, data in blobs:
+                digest = hashlib.sha256(data).hexdigest()
+                name = f"{d.name}.{digest[:16]}{SUFFIX}"
+                written.append(name)
+                _write_new(out / name, data)
+                features = getattr(d, "feature_names_", None) or d.config.features().names()
+                entries[d.name] = {"file": name, "sha256": digest, "config": d.config.to_dict(), "features": features}
+            manifest = {"format": MODEL_FORMAT, "wattwatch": __version__, "schema": SCHEMA_VERSION,
+                        "detectors": entries, "trained_on": trained_on or {}}
+            text = (json.dumps(manifest, indent=2, default=str) + "\n").encode()
+            _write_new(out / MANIFEST, text)   # the switch from the old set to the new one
+        except BaseException:
+            if not _committed(out, text):
+                _undo(out, [n for n in written if n not in kept], made)
+            raise
+        _sweep(out, {e["file"] for e in entries.values()}, kept)
     return out
 
 
-def _ours(out: Path, old: Path) -> None:
-    """(rst3) Refuse a folder whose ``manifest.json`` is a regular file that no ``wattwatch train``
-    wrote (another tool's): it is deleted first now (st3), so a folder given by mistake would lose
-    it even if training then failed. A symlink there is removed as before (never followed)."""
-    if old.is_symlink():
+# The names `save_models` gives model files, and the temporary names of :mod:`atomicfile` for them
+# and for the manifest: what a folder may hold of a train that was killed before its commit.
+_CONTENT_NAME = re.compile(r"[A-Za-z0-9_.-]+\.[0-9a-f]{16}" + re.escape(SUFFIX))
+_TEMP_NAME = re.compile(r"\.(?:" + re.escape(MANIFEST) + r"|[A-Za-z0-9_.-]+" + re.escape(SUFFIX) + r")\.tmp-[0-9a-f]{16}")
+
+
+@contextmanager
+def _folder_lock(out: Path):
+    """An exclusive ``flock`` on the folder itself while a set is written into it: a second
+    ``save_models`` on the same folder meanwhile (another `wattwatch train --out` there) is refused,
+    so neither removes the other's new files. Where the folder cannot be opened or locked (no
+    ``fcntl``, a file system without locks), the save goes on without it."""
+    try:
+        import fcntl
+        fd = os.open(out, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (ImportError, OSError):
+        yield
         return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ModelFormatError(f"{out}: another `wattwatch train` is writing this model folder now; the models in "
+                                   "it are left to that one (train again once it has finished, or write to another "
+                                   "folder with --out)") from None
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)
+
+
+def _previous(out: Path) -> dict | None:
+    """The manifest ``out`` holds now (None: none, or a symlink, which is replaced, never followed);
+    a regular ``manifest.json`` that no ``wattwatch train`` wrote is refused (:func:`check_folder`)."""
+    old = out / MANIFEST
+    if old.is_symlink() or not old.exists():
+        return None
+    return _ours(out, old)
+
+
+def check_folder(out: str | Path) -> None:
+    """``ModelFormatError`` if ``save_models`` would refuse ``out`` (not a folder, or another tool's
+    ``manifest.json`` in it): asked before training, so that hours of training are not spent on a
+    folder that then cannot be written."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ModelFormatError(f"{out}: exists and is not a folder (train writes a model folder)")
+    if out.is_dir():
+        _previous(out)
+
+
+def _named(manifest: dict | None) -> set[str]:
+    """The files a manifest names that ``save_models`` may remove once they are no longer named:
+    plain names of model files (``.wwm``, or the ``.joblib`` of model format 3 and earlier)."""
+    out = set()
+    for entry in (manifest or {}).get("detectors", {}).values():
+        f = entry.get("file") if isinstance(entry, dict) else None
+        if isinstance(f, str) and f not in ("", ".", "..") and "/" not in f and "\\" not in f and "\0" not in f \
+                and f.endswith((SUFFIX, ".joblib")):
+            out.add(f)
+    return out
+
+
+def _committed(out: Path, text: bytes | None) -> bool:
+    """Whether ``out``'s manifest is the one this save wrote (an exception after the rename, in
+    the folder's fsync say: the new set is in place and its files must stay)."""
+    if text is None:
+        return False
+    try:
+        return read_regular(out / MANIFEST, MAX_MANIFEST_BYTES, follow=False) == text
+    except (OSError, ValueError):
+        return False
+
+
+def _unlink(path: Path) -> None:
+    """Remove a file (a symlink itself, never what it points at); a folder or a file that will not
+    go is let be (the set in place does not name it)."""
+    try:
+        if not path.is_dir() or path.is_symlink():
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _undo(out: Path, written: list[str], made: bool) -> None:
+    """After a failure before the commit: remove the new files (the old manifest does not name
+    them), and ``out`` itself if this save made it and it is empty."""
+    for name in written:
+        _unlink(out / name)
+    if made:
+        try:
+            out.rmdir()
+        except OSError:
+            pass
+
+
+def _sweep(out: Path, keep: set[str], old: set[str]) -> None:
+    """After the commit: remove the files of the previous set that the new manifest does not name,
+    and what trains killed before their commit left (content-named model files no manifest names,
+    temporary files); then fsync the folder. Nothing else in the folder is touched."""
+    try:
+        names = {p.name for p in out.iterdir()}
+    except OSError:
+        names = set()
+    gone = (old | {n for n in names if _CONTENT_NAME.fullmatch(n) or _TEMP_NAME.fullmatch(n)}) - keep
+    for name in sorted(gone):
+        _unlink(out / name)
+    if gone:
+        try:
+            fsync_dir(out)
+        except OSError:
+            pass
+
+
+def _ours(out: Path, old: Path) -> dict | None:
+    """(rst3) Refuse a folder whose ``manifest.json`` is a regular file that no ``wattwatch train``
+    wrote (another tool's): the models written into it would replace it. A symlink there is
+    replaced (never followed): None. Else the manifest, as read."""
+    if old.is_symlink():
+        return None
     try:
         man = json.loads(read_regular(old, MAX_MANIFEST_BYTES, follow=False).decode("utf-8"))
     except (ValueError, OSError, RecursionError):
@@ -107,6 +242,7 @@ def _ours(out: Path, old: Path) -> None:
     if not (isinstance(man, dict) and "format" in man and isinstance(man.get("detectors"), dict)):
         raise ModelFormatError(f"{out}: its {MANIFEST} is not one `wattwatch train` wrote; not overwritten (remove it, "
                                "or write the models to another folder with --out)")
+    return man
 
 
 def _write_new(path: Path, data: bytes) -> None:

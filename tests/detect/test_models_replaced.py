@@ -1,0 +1,191 @@
+"""`wattwatch train --out DIR` into a folder that holds models (b1): the new set is written beside
+the old one and switched to by replacing ``manifest.json`` (one rename), so a train that fails or is
+killed at any point leaves DIR's previous models loadable and detecting exactly as before, and a
+train that succeeds leaves only the new set (and whatever else the user keeps there).
+
+Before (st3/rst3, main 0047ba3): ``save_models`` deleted the old manifest first, then wrote the new
+files over the old names: any failure in between left a folder `detect --models` refuses ("no
+manifest.json ... did not finish"), the previous models lost."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.store.test_integrity import fleet
+from wattwatch.detect.learned import persist
+
+ROOT = Path(__file__).resolve().parents[2]
+CFG = {"pca_reconstruction": {"max_train_rows": 1000}, "isolation_forest": {"max_train_rows": 1000, "n_estimators": 10}}
+NAMES = ["pca_reconstruction", "isolation_forest"]
+
+
+@pytest.fixture(scope="module")
+def sets():
+    """Two model sets of the same two detectors, trained on two fleets (A: the user's working set;
+    B: the new one), and a frame to detect on."""
+    from wattwatch import api
+
+    def trained(seed):
+        got = api.fit(fleet(meters=4, days=4, seed=seed), detectors=NAMES, config=CFG, days=2, keep=False)
+        dets = [d for d in got.detectors if d.locked]
+        assert [d.name for d in dets] == NAMES
+        return dets
+
+    return trained(4), trained(5), fleet(meters=4, days=4, seed=6)
+
+
+def _states(folder: Path) -> dict:
+    return {d.name: persist.dumps_state(d.model_state()) for d in persist.load_models(folder)}
+
+
+def _scores(folder: Path, frame) -> dict:
+    """What ``detect --models folder`` judges with: each loaded detector, its baselines fitted on the
+    first two days, scoring the whole frame."""
+    prof = frame[frame["ts"] < frame["ts"].min() + np.timedelta64(2, "D")]
+    return {d.name: d.fit(prof).score(frame).to_numpy() for d in persist.load_models(folder)}
+
+
+def _old_folder(tmp_path: Path, a) -> tuple[Path, dict, set]:
+    out = persist.save_models(a, tmp_path / "models", {"period": "A"})
+    (out / "notes.txt").write_text("the user's own file")
+    return out, _states(out), set(os.listdir(out))
+
+
+def _fail_at(monkeypatch, point: str):
+    """Make the save fail at ``point``: a Ctrl-C once the first new model file is in place, a full
+    disk on the second model file, or a full disk while the new manifest is written."""
+    write, seen = persist._write_new, []
+
+    def failing(path, data):
+        seen.append(path.name)
+        if point == "manifest_disk_full" and path.name == persist.MANIFEST:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        if point == "second_model_disk_full" and len(seen) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        write(path, data)
+        if point == "ctrl_c_after_first_model" and len(seen) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(persist, "_write_new", failing)
+    return seen
+
+
+@pytest.mark.parametrize("point", ["ctrl_c_after_first_model", "second_model_disk_full", "manifest_disk_full"])
+def test_a_train_failing_halfway_keeps_the_old_models_loading_and_detecting_the_same(point, sets, tmp_path,
+                                                                                       monkeypatch):
+    a, b, frame = sets
+    out, before, listing = _old_folder(tmp_path, a)
+    scored = _scores(out, frame) if point == "manifest_disk_full" else None
+    seen = _fail_at(monkeypatch, point)
+    with pytest.raises(KeyboardInterrupt if point.startswith("ctrl_c") else OSError):
+        persist.save_models(b, out, {"period": "B"})
+    assert seen, "the failure was not reached"
+    assert _states(out) == before                       # the old set, byte for byte
+    assert set(os.listdir(out)) == listing              # and nothing of the failed train left
+    assert persist.read_manifest(out)["trained_on"] == {"period": "A"}
+    if scored is not None:
+        again = _scores(out, frame)
+        assert all(np.array_equal(again[k], scored[k], equal_nan=True) for k in scored)
+
+
+def test_a_failed_train_into_a_new_folder_leaves_no_folder(sets, tmp_path, monkeypatch):
+    _, b, _ = sets
+    _fail_at(monkeypatch, "manifest_disk_full")
+    with pytest.raises(OSError):
+        persist.save_models(b, tmp_path / "new" / "models")
+    assert not (tmp_path / "new" / "models").exists()
+
+
+_KILL = """
+import os, signal, sys
+from wattwatch.detect.learned import persist
+new = persist.load_models(sys.argv[1])
+real = os.replace
+def replace(src, dst, *a, **k):
+    if os.path.basename(dst) == persist.MANIFEST:   # the new manifest written, not yet renamed
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(src, dst, *a, **k)
+os.replace = replace
+persist.save_models(new, sys.argv[2])
+"""
+
+
+def test_a_train_killed_before_its_switch_keeps_the_old_models_and_the_next_one_sweeps_its_files(sets, tmp_path):
+    a, b, _ = sets
+    out, before, listing = _old_folder(tmp_path, a)
+    src = persist.save_models(b, tmp_path / "b")
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
+    r = subprocess.run([sys.executable, "-c", _KILL, str(src), str(out)], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == -signal.SIGKILL, (r.returncode, r.stderr[-2000:])
+    left = set(os.listdir(out)) - listing
+    assert len(left) == 3 and any(n.startswith(f".{persist.MANIFEST}.tmp-") for n in left), left  # it died there
+    assert _states(out) == before
+    # The next train that succeeds switches to its set and removes the old one and the killed one's files.
+    persist.save_models(b, out)
+    assert _states(out) == _states(src)
+    assert set(os.listdir(out)) == set(os.listdir(src)) | {"notes.txt"}
+
+
+def test_a_train_that_succeeds_replaces_the_set_and_leaves_only_it(sets, tmp_path):
+    a, b, frame = sets
+    out, before, _ = _old_folder(tmp_path, a)
+    # A folder written before content names: its files are `<name>.wwm`.
+    man = json.loads((out / persist.MANIFEST).read_text())
+    for name, entry in man["detectors"].items():
+        (out / entry["file"]).rename(out / f"{name}{persist.SUFFIX}")
+        entry["file"] = f"{name}{persist.SUFFIX}"
+    (out / persist.MANIFEST).write_text(json.dumps(man))
+    assert _states(out) == before
+    src = persist.save_models(b, tmp_path / "b")
+    persist.save_models(b, out, {"period": "B"})
+    assert _states(out) == _states(src) != before
+    assert set(os.listdir(out)) == set(os.listdir(src)) | {"notes.txt"}
+    assert persist.read_manifest(out)["trained_on"] == {"period": "B"}
+    got, want = _scores(out, frame), _scores(src, frame)
+    assert all(np.array_equal(got[k], want[k], equal_nan=True) for k in want)
+
+
+def test_two_trains_into_one_folder_at_once_the_second_is_refused(sets, tmp_path):
+    import fcntl
+
+    a, b, _ = sets
+    out, before, listing = _old_folder(tmp_path, a)
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)   # a train writing this folder now
+        with pytest.raises(persist.ModelFormatError, match="another `wattwatch train` is writing"):
+            persist.save_models(b, out)
+    finally:
+        os.close(fd)
+    assert _states(out) == before and set(os.listdir(out)) == listing
+
+
+def test_train_says_the_old_models_are_kept_when_the_disk_fills(sets, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from wattwatch.app.cli import app
+
+    a, _, _ = sets
+    out, before, listing = _old_folder(tmp_path, a)
+    csv = tmp_path / "t.csv"
+    fleet(meters=4, days=4, seed=5).to_csv(csv, index=False)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[pca_reconstruction]\nmax_train_rows = 1000\n")
+    _fail_at(monkeypatch, "manifest_disk_full")
+    res = CliRunner().invoke(app, ["train", str(csv), "--db", str(tmp_path / "s.duckdb"), "--detectors",
+                                   "pca_reconstruction", "--config", str(cfg), "--days", "2", "--out", str(out),
+                                   "--rejects", str(tmp_path / "r.csv")])
+    err = " ".join(res.stderr.split())
+    assert res.exit_code == 1, (res.exit_code, err, res.exception)
+    assert "no space left on device (the disk is full)" in err and f"the models in {out} are kept as they were" in err, err
+    assert _states(out) == before and set(os.listdir(out)) == listing
