@@ -1032,6 +1032,7 @@ def detectors(name: Optional[str] = typer.Argument(None, help="One detector: its
     for n in names:
         d = registry.build(n)
         params = {f.name: getattr(d.config, f.name) for f in dataclasses.fields(d.config) if f.name != "post"}
+        params = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in params.items()}  # an ensemble member's table
         floor, ceiling, _, why = SEVERITY_POLICY.get(d.code, ("info", "critical", True, ""))
         rows.append({"name": n, "code": d.code, "default": n in registry.DEFAULT_DETECTORS,
                      "requires": list(d.channels()), "judges": list(d.judges),
@@ -1050,7 +1051,9 @@ def detectors(name: Optional[str] = typer.Argument(None, help="One detector: its
                      ("severity", f"{r['severity']['floor']} .. {r['severity']['ceiling']}: {r['severity']['consequence']}")):
             table.add_row(k, escape(_one_line(v)))
         for k, v in r["params"].items():
-            table.add_row(escape(_one_line(f"[{name}] {k}")), escape(_one_line(repr(v) if isinstance(v, str) else v)))
+            for key, x in (((f"[{name}.{k}] {k2}", x2) for k2, x2 in v.items()) if isinstance(v, dict) else
+                           ((f"[{name}] {k}", v),)):
+                table.add_row(escape(_one_line(key)), escape(_one_line(repr(x) if isinstance(x, str) else x)))
         for k, v in r["post"].items():
             table.add_row(escape(_one_line(f"[{name}.post] {k}")), escape(_one_line(v)))
         console.print(table)
