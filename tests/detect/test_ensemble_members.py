@@ -96,3 +96,17 @@ def test_member_tables_in_a_toml_config_round_trip_and_defaults_keep_the_old_set
     assert _member_states(loaded) == _member_states(ensemble)
     x = np.zeros((2, len(loaded.fleets_[300.0].feature_names_)))
     assert np.array_equal(loaded.fleets_[300.0].members_[1].model_.raw(x), ensemble.fleets_[300.0].members_[1].model_.raw(x))
+
+
+def test_detectors_command_lists_the_member_settings():
+    import json
+
+    from typer.testing import CliRunner
+
+    from wattwatch.app.cli import app
+
+    one = json.loads(CliRunner().invoke(app, ["detectors", "learned_ensemble", "--json"]).stdout)
+    assert one["params"]["autoencoder"] == {"hidden": 32, "code_size": 4, "epochs": 12}
+    assert one["params"]["isolation_forest"] == {"n_estimators": 100, "contamination": 0.01}
+    shown = " ".join(CliRunner().invoke(app, ["detectors", "learned_ensemble"]).stdout.split())
+    assert "[learned_ensemble.autoencoder]" in shown and "[learned_ensemble.isolation_forest]" in shown, shown
