@@ -189,3 +189,21 @@ def test_train_says_the_old_models_are_kept_when_the_disk_fills(sets, tmp_path, 
     assert res.exit_code == 1, (res.exit_code, err, res.exception)
     assert "no space left on device (the disk is full)" in err and f"the models in {out} are kept as they were" in err, err
     assert _states(out) == before and set(os.listdir(out)) == listing
+
+
+def test_train_refuses_a_folder_holding_another_tools_manifest_before_it_trains(tmp_path):
+    from typer.testing import CliRunner
+
+    from wattwatch.app.cli import app
+
+    web = tmp_path / "web"
+    web.mkdir()
+    (web / "manifest.json").write_text('{"name": "my app"}')
+    csv = tmp_path / "t.csv"
+    fleet(meters=2, days=1, seed=5).to_csv(csv, index=False)
+    res = CliRunner().invoke(app, ["train", str(csv), "--db", str(tmp_path / "s.duckdb"), "--out", str(web),
+                                   "--rejects", str(tmp_path / "r.csv")])
+    err = " ".join(res.stderr.split())
+    assert res.exit_code == 2 and "is not one `wattwatch train` wrote" in err, (res.exit_code, err)
+    assert not (tmp_path / "s.duckdb").exists()   # refused before anything was ingested or trained
+    assert (web / "manifest.json").read_text() == '{"name": "my app"}'
