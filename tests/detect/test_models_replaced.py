@@ -207,3 +207,28 @@ def test_train_refuses_a_folder_holding_another_tools_manifest_before_it_trains(
     assert res.exit_code == 2 and "is not one `wattwatch train` wrote" in err, (res.exit_code, err)
     assert not (tmp_path / "s.duckdb").exists()   # refused before anything was ingested or trained
     assert (web / "manifest.json").read_text() == '{"name": "my app"}'
+
+
+def test_an_error_after_the_switch_keeps_the_new_set_and_train_says_so(sets, tmp_path, monkeypatch):
+    """The manifest renamed, then the folder's fsync fails (EIO): the new set is in place and
+    complete, so it must not be undone, and ``train`` must not say the old models were kept."""
+    from wattwatch import atomicfile
+    from wattwatch.app import cli
+
+    a, b, _ = sets
+    out, before, _ = _old_folder(tmp_path, a)
+    old_manifest = (out / persist.MANIFEST).read_bytes()
+    src = persist.save_models(b, tmp_path / "b")
+    sync = atomicfile.fsync_dir
+
+    def failing(folder):
+        if Path(folder) == out and json.loads((out / persist.MANIFEST).read_text())["trained_on"] == {"period": "B"}:
+            raise OSError(errno.EIO, "Input/output error")
+        sync(folder)
+
+    monkeypatch.setattr(atomicfile, "fsync_dir", failing)
+    with pytest.raises(OSError, match="Input/output"):
+        persist.save_models(b, out, {"period": "B"})
+    assert _states(out) == _states(src)
+    assert cli._models_kept(out, old_manifest) == f"the new models were written to {out} whole before the error"
+    assert cli._models_kept(out, (out / persist.MANIFEST).read_bytes()) == f"the models in {out} are kept as they were"

@@ -898,12 +898,25 @@ def fit(
                   f"({escape(period)}) in {fitted.seconds:.1f} s -> {escape(summary['store'])}")
 
 
-def _models_kept(out: Path) -> str:
-    """What a failed ``train --out OUT`` leaves there, said with its error: a model set is replaced
-    only when the new one is complete (``persist.save_models``)."""
-    from wattwatch.detect.learned.persist import MANIFEST
+def _manifest_of(out: Path) -> bytes | None:
+    """The bytes of ``out``'s manifest now (None: none, or unreadable)."""
+    from wattwatch.atomicfile import read_regular
+    from wattwatch.detect.learned.persist import MANIFEST, MAX_MANIFEST_BYTES
 
-    if (out / MANIFEST).exists():
+    try:
+        return read_regular(out / MANIFEST, MAX_MANIFEST_BYTES, follow=False)
+    except (OSError, ValueError):
+        return None
+
+
+def _models_kept(out: Path, before: bytes | None) -> str:
+    """What a failed ``train --out OUT`` leaves there, said with its error (``before``: the manifest
+    when the train started): a model set is replaced only when the new one is complete
+    (``persist.save_models``), so the old set, unless the error came after the switch."""
+    now = _manifest_of(out)
+    if now is not None and now != before:
+        return f"the new models were written to {out} whole before the error"
+    if now is not None:
         return f"the models in {out} are kept as they were"
     return f"no model set was written to {out}"
 
@@ -1095,7 +1108,8 @@ def train(
         check_folder(out)   # another tool's manifest.json there: refused before the training, not after it
     except ModelFormatError as exc:
         _fail(str(exc))
-    kept = _models_kept(out)
+    before = _manifest_of(out)
+    kept = _models_kept(out, before)
     source, db_arg = _source(paths, db)
     if isinstance(source, list):
         _no_clobber(db_arg, source, rejects=rejects)
@@ -1125,13 +1139,13 @@ def train(
     try:
         folder = save_models(dets, out, trained_on)
     except OSError as exc:
-        _fail(_os_message(out, exc, "cannot write the model folder") + f"; {kept}", 1)
+        _fail(_os_message(out, exc, "cannot write the model folder") + f"; {_models_kept(out, before)}", 1)
     except ModelFormatError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         interrupted(since)
-    except Exception as exc:  # noqa: BLE001 - whatever failed, the user is told the old models are kept
-        _fail(f"{out}: cannot write the model folder: {type(exc).__name__}: {exc}; {kept}", 1)
+    except Exception as exc:  # noqa: BLE001 - whatever failed, the user is told which models DIR holds
+        _fail(f"{out}: cannot write the model folder: {type(exc).__name__}: {exc}; {_models_kept(out, before)}", 1)
     summary = {"models": str(folder), "detectors": [d.name for d in dets], **trained_on,
                "grids_s": sorted({g for d in dets for g in d.fleets_}), "seconds": round(fitted.seconds, 2)}
     if as_json:
