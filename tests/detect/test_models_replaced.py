@@ -102,7 +102,7 @@ def test_a_failed_train_into_a_new_folder_leaves_no_folder(sets, tmp_path, monke
     _fail_at(monkeypatch, "manifest_disk_full")
     with pytest.raises(OSError):
         persist.save_models(b, tmp_path / "new" / "models")
-    assert not (tmp_path / "new" / "models").exists()
+    assert not (tmp_path / "new").exists()   # (rb1) nor the folder made for it
 
 
 _KILL = """
@@ -155,19 +155,82 @@ def test_a_train_that_succeeds_replaces_the_set_and_leaves_only_it(sets, tmp_pat
     assert all(np.array_equal(got[k], want[k], equal_nan=True) for k in want)
 
 
-def test_two_trains_into_one_folder_at_once_the_second_is_refused(sets, tmp_path):
+def test_two_trains_into_one_folder_at_once_the_second_is_refused(sets, tmp_path, monkeypatch):
     import fcntl
 
     a, b, _ = sets
     out, before, listing = _old_folder(tmp_path, a)
+    monkeypatch.setattr(persist, "LOCK_WAIT_S", 0.3)
     fd = os.open(out, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)   # a train writing this folder now
-        with pytest.raises(persist.ModelFormatError, match="another `wattwatch train` is writing"):
+        fcntl.flock(fd, fcntl.LOCK_EX)   # a train writing this folder now, for longer than a save waits
+        with pytest.raises(persist.ModelFormatError, match="another `wattwatch train` has been writing"):
             persist.save_models(b, out)
     finally:
         os.close(fd)
     assert _states(out) == before and set(os.listdir(out)) == listing
+
+
+def test_a_save_waits_for_another_save_into_the_folder_then_replaces_its_set(sets, tmp_path):
+    """(rb1) Two trains finishing together: the second waits for the first's save (seconds) instead
+    of being refused, which threw its training away; the last one's set is the folder's."""
+    import fcntl
+    import threading
+
+    a, b, _ = sets
+    out, _, _ = _old_folder(tmp_path, a)
+    src = persist.save_models(b, tmp_path / "b")
+    fd = os.open(out, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    threading.Timer(0.4, os.close, [fd]).start()   # the other save ends
+    persist.save_models(b, out)
+    assert _states(out) == _states(src)
+
+
+def test_the_sweep_removes_only_files_that_are_what_their_names_say(sets, tmp_path):
+    """(rb1) After the switch, b1 removed every file named like a content-named model and every file
+    the old manifest named: a user's file of such a name went too, and, on a case-insensitive file
+    system (macOS, Windows), a name that differs from a new model file's only in case is that file."""
+    a, b, _ = sets
+    out, _, _ = _old_folder(tmp_path, a)
+    new = {d.name: persist.dumps_state(d.model_state()) for d in b}
+    theirs = {"backup.0123456789abcdef.wwm": b"the user's copy of something",   # named like a model, is not one
+              "precious.wwm": b"the user's file, named by a hand-edited manifest"}
+    for name, data in theirs.items():
+        (out / name).write_bytes(data)
+    man = json.loads((out / persist.MANIFEST).read_text())
+    man["detectors"]["precious"] = {"file": "precious.wwm", "sha256": "0" * 64}
+    (out / persist.MANIFEST).write_text(json.dumps(man))
+    data = new["pca_reconstruction"]
+    digest = persist.hashlib.sha256(data).hexdigest()[:16]
+    upper = f"PCA_RECONSTRUCTION.{digest}{persist.SUFFIX}"   # on a case-insensitive disk: the new file itself
+    (out / upper).write_bytes(data)
+    leftover = f"isolation_forest.{persist.hashlib.sha256(b'x').hexdigest()[:16]}{persist.SUFFIX}"
+    (out / leftover).write_bytes(b"x")                         # what a killed train left: its name says its bytes
+    old_files = {e["file"] for k, e in man["detectors"].items() if k in new}
+    persist.save_models(b, out)
+    left = set(os.listdir(out))
+    assert set(theirs) | {upper, "notes.txt"} <= left, left
+    assert not (old_files | {leftover}) & left, left
+    assert {d.name: persist.dumps_state(d.model_state()) for d in persist.load_models(out)} == new
+
+
+def test_a_load_that_races_a_train_reads_the_new_set(sets, tmp_path, monkeypatch):
+    """(rb1) `detect --models DIR` (or the dashboard) reads the old manifest, then a train into DIR
+    switches to its set and removes the old files, then the load opens them: it reads DIR again
+    (was: "... is missing (named in manifest.json)")."""
+    a, b, _ = sets
+    out, _, _ = _old_folder(tmp_path, a)
+    src = persist.save_models(b, tmp_path / "b")
+    read, raced = persist._model_file, []
+
+    def train_meanwhile(folder, name, entry):
+        if not raced:
+            raced.append(persist.save_models(b, out))
+        return read(folder, name, entry)
+
+    monkeypatch.setattr(persist, "_model_file", train_meanwhile)
+    assert _states(out) == _states(src) and raced
 
 
 def test_train_says_the_old_models_are_kept_when_the_disk_fills(sets, tmp_path, monkeypatch):

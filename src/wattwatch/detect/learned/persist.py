@@ -24,6 +24,7 @@ import json
 import os
 import re
 import stat
+import unicodedata
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -88,11 +89,14 @@ def save_models(detectors: list[LearnedDetector], out: str | Path, trained_on: d
         if not d.locked:
             raise ValueError(f"{d.name}: train it before saving")
     blobs = [(d, dumps_state(d.model_state())) for d in detectors]   # every state serialised before the folder is touched
-    made = not out.exists()
+    made = [p for p in (out, *out.parents) if not (p.exists() or p.is_symlink())]   # the folders this save makes
     out.mkdir(parents=True, exist_ok=True)
+    for p in reversed(made):   # (rb1) their names reach the disk before the manifest that commits into them
+        fsync_dir(p.parent)
     with _folder_lock(out):
         old = _previous(out)
         kept = _named(old)
+        there = _listing(out)   # (rb1) a file already there under a name this save writes is not this save's to undo
         entries, written, text = {}, [], None
         try:
             for d, data in blobs:
@@ -108,7 +112,7 @@ def save_models(detectors: list[LearnedDetector], out: str | Path, trained_on: d
             _write_new(out / MANIFEST, text)   # the switch from the old set to the new one
         except BaseException:
             if not _committed(out, text):
-                _undo(out, [n for n in written if n not in kept], made)
+                _undo(out, [n for n in written if _fold(n) not in _folded(kept) | _folded(there)], made)
             raise
         _sweep(out, {e["file"] for e in entries.values()}, kept)
     return out
@@ -116,16 +120,25 @@ def save_models(detectors: list[LearnedDetector], out: str | Path, trained_on: d
 
 # The names `save_models` gives model files, and the temporary names of :mod:`atomicfile` for them
 # and for the manifest: what a folder may hold of a train that was killed before its commit.
-_CONTENT_NAME = re.compile(r"[A-Za-z0-9_.-]+\.[0-9a-f]{16}" + re.escape(SUFFIX))
+_CONTENT_NAME = re.compile(r"[A-Za-z0-9_.-]+\.([0-9a-f]{16})" + re.escape(SUFFIX))
 _TEMP_NAME = re.compile(r"\.(?:" + re.escape(MANIFEST) + r"|[A-Za-z0-9_.-]+" + re.escape(SUFFIX) + r")\.tmp-[0-9a-f]{16}")
+
+
+# (rb1) How long a save waits for another save into the same folder to finish (a save takes seconds;
+# refusing outright threw away the hours of training of the second of two trains that finished together).
+LOCK_WAIT_S = 60.0
 
 
 @contextmanager
 def _folder_lock(out: Path):
     """An exclusive ``flock`` on the folder itself while a set is written into it: a second
-    ``save_models`` on the same folder meanwhile (another `wattwatch train --out` there) is refused,
-    so neither removes the other's new files. Where the folder cannot be opened or locked (no
-    ``fcntl``, a file system without locks), the save goes on without it."""
+    ``save_models`` on the same folder meanwhile (another `wattwatch train --out` there) waits up to
+    :data:`LOCK_WAIT_S` for the first to finish, then replaces its set (the last train wins, as when
+    they finish apart), or is refused if the first still holds it; neither removes the other's new
+    files. No lock file is made (nothing is left in the folder). Where the folder cannot be opened or
+    locked (no ``fcntl``, a file system without locks), the save goes on without it."""
+    import time
+
     try:
         import fcntl
         fd = os.open(out, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
@@ -133,14 +146,20 @@ def _folder_lock(out: Path):
         yield
         return
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ModelFormatError(f"{out}: another `wattwatch train` is writing this model folder now; the models in "
-                                   "it are left to that one (train again once it has finished, or write to another "
-                                   "folder with --out)") from None
-        except OSError:
-            pass
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise ModelFormatError(
+                        f"{out}: another `wattwatch train` has been writing this model folder for more than "
+                        f"{LOCK_WAIT_S:g} s; the models in it are left to that one (train again once it has "
+                        "finished, or write to another folder with --out)") from None
+                time.sleep(0.1)
+            except OSError:
+                break
         yield
     finally:
         os.close(fd)
@@ -166,16 +185,55 @@ def check_folder(out: str | Path) -> None:
         _previous(out)
 
 
-def _named(manifest: dict | None) -> set[str]:
-    """The files a manifest names that ``save_models`` may remove once they are no longer named:
-    plain names of model files (``.wwm``, or the ``.joblib`` of model format 3 and earlier)."""
-    out = set()
+def _named(manifest: dict | None) -> dict[str, str | None]:
+    """The files a manifest names, each with the sha256 it records (None: none, or not one), that
+    ``save_models`` may remove once they are no longer named: plain names of model files (``.wwm``,
+    or the ``.joblib`` of model format 3 and earlier), as :func:`_model_file` accepts them."""
+    out = {}
     for entry in (manifest or {}).get("detectors", {}).values():
         f = entry.get("file") if isinstance(entry, dict) else None
         if isinstance(f, str) and f not in ("", ".", "..") and "/" not in f and "\\" not in f and "\0" not in f \
-                and f.endswith((SUFFIX, ".joblib")):
-            out.add(f)
+                and not Path(f).is_absolute() and Path(f).name == f and f.endswith((SUFFIX, ".joblib")):
+            sha = entry.get("sha256")
+            out[f] = sha if isinstance(sha, str) and _SHA256.fullmatch(sha) else None
     return out
+
+
+def _fold(name: str) -> str:
+    """``name`` as a case-insensitive file system compares it (macOS, Windows: ``A.wwm`` is ``a.wwm``)."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def _folded(names) -> set[str]:
+    return {_fold(n) for n in names}
+
+
+def _listing(out: Path) -> set[str]:
+    try:
+        return {p.name for p in out.iterdir()}
+    except OSError:
+        return set()
+
+
+def _sha256_of(path: Path) -> str | None:
+    """The sha256 of the regular file ``path`` (not followed if a symlink), None if it is not one
+    or cannot be read; read in blocks (a model file may weigh up to :data:`MAX_MODEL_BYTES`)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    h = hashlib.sha256()
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_MODEL_BYTES:
+            return None
+        while chunk := os.read(fd, 1 << 20):
+            h.update(chunk)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return h.hexdigest()
 
 
 def _committed(out: Path, text: bytes | None) -> bool:
@@ -199,28 +257,53 @@ def _unlink(path: Path) -> None:
         pass
 
 
-def _undo(out: Path, written: list[str], made: bool) -> None:
+def _undo(out: Path, written: list[str], made: list[Path]) -> None:
     """After a failure before the commit: remove the new files (the old manifest does not name
-    them), and ``out`` itself if this save made it and it is empty."""
+    them), and the folders this save made (``made``), if empty."""
     for name in written:
         _unlink(out / name)
-    if made:
+    for p in made:
         try:
-            out.rmdir()
+            p.rmdir()
+        except OSError:
+            break
+
+
+def _sweep(out: Path, keep: set[str], old: dict[str, str | None]) -> None:
+    """After the commit: remove the files of the previous set that the new manifest does not name,
+    and what trains killed before their commit left (content-named model files no manifest names,
+    temporary files); then fsync the folder. Nothing else in the folder is touched (rb1): a file
+    is removed only if its bytes are what its name claims (the sha256 the old manifest records for
+    it; the first 16 hex of its sha256 for a content-named leftover), a legacy pickle (no sha256)
+    is left, and never a name that is, on a case-insensitive file system, a file of the new set."""
+    names = _listing(out)
+    keep_folded = _folded(keep)
+    kept_ids = set()
+    for name in keep:
+        try:
+            st = os.lstat(out / name)
+            kept_ids.add((st.st_dev, st.st_ino))
         except OSError:
             pass
 
+    def removable(name: str) -> bool:
+        if _fold(name) in keep_folded:
+            return False
+        try:
+            st = os.lstat(out / name)
+        except OSError:
+            return False
+        if (st.st_dev, st.st_ino) in kept_ids:
+            return False
+        if _TEMP_NAME.fullmatch(name):
+            return True
+        if name in old:
+            return old[name] is not None and _sha256_of(out / name) == old[name]
+        m = _CONTENT_NAME.fullmatch(name)
+        return m is not None and (_sha256_of(out / name) or "")[:16] == m.group(1)
 
-def _sweep(out: Path, keep: set[str], old: set[str]) -> None:
-    """After the commit: remove the files of the previous set that the new manifest does not name,
-    and what trains killed before their commit left (content-named model files no manifest names,
-    temporary files); then fsync the folder. Nothing else in the folder is touched."""
-    try:
-        names = {p.name for p in out.iterdir()}
-    except OSError:
-        names = set()
-    gone = (old | {n for n in names if _CONTENT_NAME.fullmatch(n) or _TEMP_NAME.fullmatch(n)}) - keep
-    for name in sorted(gone):
+    gone = [n for n in sorted(set(old) | names) if n in names and removable(n)]
+    for name in gone:
         _unlink(out / name)
     if gone:
         try:
@@ -339,11 +422,30 @@ def _model_file(folder: Path, name: str, entry: dict) -> bytes:
 
 
 def load_models(folder: str | Path) -> list[LearnedDetector]:
-    """The trained detectors of ``folder``, locked (``fit`` re-learns only per-meter baselines)."""
-    from wattwatch.detect import registry
+    """The trained detectors of ``folder``, locked (``fit`` re-learns only per-meter baselines).
 
+    (rb1) A ``train --out`` into the folder meanwhile switches its manifest to a new set, then
+    removes the old set's files: a load that read the old manifest and then finds a file gone (or
+    refused) reads the folder again, as long as its manifest keeps changing (at most three times)."""
     folder = Path(folder)
     manifest = read_manifest(folder)
+    for attempt in range(3):
+        try:
+            return _load(folder, manifest)
+        except ModelFormatError:
+            try:
+                now = read_manifest(folder)
+            except ModelFormatError:
+                now = manifest
+            if now == manifest or attempt == 2:
+                raise
+            manifest = now
+    raise AssertionError("unreachable")
+
+
+def _load(folder: Path, manifest: dict) -> list[LearnedDetector]:
+    from wattwatch.detect import registry
+
     out = []
     for name, entry in manifest["detectors"].items():
         if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
