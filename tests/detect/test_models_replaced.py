@@ -270,6 +270,14 @@ def test_train_refuses_a_folder_holding_another_tools_manifest_before_it_trains(
     assert res.exit_code == 2 and "is not one `wattwatch train` wrote" in err, (res.exit_code, err)
     assert not (tmp_path / "s.duckdb").exists()   # refused before anything was ingested or trained
     assert (web / "manifest.json").read_text() == '{"name": "my app"}'
+    # (rb1) --out a symlink to a folder that is not there (an unmounted disk): refused before too (was: after
+    # the training, "cannot write the model folder: File exists").
+    (tmp_path / "gone").symlink_to(tmp_path / "unmounted" / "models")
+    res = CliRunner().invoke(app, ["train", str(csv), "--db", str(tmp_path / "s.duckdb"), "--out", str(tmp_path / "gone"),
+                                   "--rejects", str(tmp_path / "r.csv")])
+    err = " ".join(res.stderr.split())
+    assert res.exit_code == 2 and "which does not exist" in err, (res.exit_code, err)
+    assert not (tmp_path / "s.duckdb").exists()
 
 
 def test_an_error_after_the_switch_keeps_the_new_set_and_train_says_so(sets, tmp_path, monkeypatch):

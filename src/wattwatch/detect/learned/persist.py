@@ -181,6 +181,9 @@ def check_folder(out: str | Path) -> None:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ModelFormatError(f"{out}: exists and is not a folder (train writes a model folder)")
+    if out.is_symlink() and not out.exists():   # (rb1) was found only once trained: mkdir fails on it
+        raise ModelFormatError(f"{out}: a symlink to {os.readlink(out)}, which does not exist (train writes a model "
+                               "folder: make the folder it points to, or give another --out)")
     if out.is_dir():
         _previous(out)
 
