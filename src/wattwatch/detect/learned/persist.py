@@ -81,9 +81,10 @@ def save_models(detectors: list[LearnedDetector], out: str | Path, trained_on: d
     instant the folder's manifest names a complete set, the old one or the new one, so a train
     interrupted at any point (Ctrl-C, kill -9, a full disk, an exception, a power cut) leaves the
     previous models loadable and unchanged; only after the commit are the files no manifest names
-    any more removed (the old set's, and any a killed train left). On an exception before the commit
-    the files this call wrote are removed again (and ``out`` if it made it), then the exception goes
-    on. Two trains into one folder at once: the second is refused (a lock on the folder)."""
+    any more removed (the old set's, and any a killed train left: :func:`_sweep`, only files whose
+    bytes are what their names say). On an exception before the commit the files this call wrote
+    are removed again (and ``out`` and the parents it made), then the exception goes on. Two saves
+    into one folder at once: the second waits for the first (:func:`_folder_lock`)."""
     out = Path(out)
     for d in detectors:
         if not d.locked:
@@ -91,8 +92,12 @@ def save_models(detectors: list[LearnedDetector], out: str | Path, trained_on: d
     blobs = [(d, dumps_state(d.model_state())) for d in detectors]   # every state serialised before the folder is touched
     made = [p for p in (out, *out.parents) if not (p.exists() or p.is_symlink())]   # the folders this save makes
     out.mkdir(parents=True, exist_ok=True)
-    for p in reversed(made):   # (rb1) their names reach the disk before the manifest that commits into them
-        fsync_dir(p.parent)
+    try:
+        for p in reversed(made):   # (rb1) their names reach the disk before the manifest that commits into them
+            fsync_dir(p.parent)
+    except BaseException:
+        _undo(out, [], made)
+        raise
     with _folder_lock(out):
         old = _previous(out)
         kept = _named(old)
