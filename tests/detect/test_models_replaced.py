@@ -273,8 +273,8 @@ def test_train_refuses_a_folder_holding_another_tools_manifest_before_it_trains(
     # (rb1) --out a symlink to a folder that is not there (an unmounted disk): refused before too (was: after
     # the training, "cannot write the model folder: File exists").
     (tmp_path / "gone").symlink_to(tmp_path / "unmounted" / "models")
-    res = CliRunner().invoke(app, ["train", str(csv), "--db", str(tmp_path / "s.duckdb"), "--out", str(tmp_path / "gone"),
-                                   "--rejects", str(tmp_path / "r.csv")])
+    res = CliRunner().invoke(app, ["train", str(csv), "--db", str(tmp_path / "s.duckdb"), "--out",
+                                   str(tmp_path / "gone"), "--rejects", str(tmp_path / "r.csv")])
     err = " ".join(res.stderr.split())
     assert res.exit_code == 2 and "which does not exist" in err, (res.exit_code, err)
     assert not (tmp_path / "s.duckdb").exists()
