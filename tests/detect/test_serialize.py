@@ -433,6 +433,10 @@ def folder(fleet, tmp_path):
     _, prof = fleet
     d = registry.build("pca_reconstruction", FAST).train(prof)
     out = save_models([d], tmp_path / "m")
+    # Named as before content names (b1): `pca_reconstruction.wwm`, which the tests below edit.
+    file = json.loads((out / MANIFEST).read_text())["detectors"]["pca_reconstruction"]["file"]
+    (out / file).rename(out / "pca_reconstruction.wwm")
+    edit_manifest(out, file="pca_reconstruction.wwm")
     load_models(out)  # the control: as saved, it loads
     return out
 

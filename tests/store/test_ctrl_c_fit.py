@@ -1,8 +1,8 @@
 """Ctrl-C in ``fit``, ``train`` and ``detect``'s worker processes (st3), after st2's ``ingest`` and
 ``detect --db``: a real SIGINT ends the command with exit 130, no traceback, a message saying what
-the store (and the model folder) holds; fit keeps its state whole or not at all; a model folder
-trained again and interrupted while written is refused as unfinished, not taken for a damaged one;
-a terminal's Ctrl-C (the whole process group) prints no traceback of an idle worker process and
+the store (and the model folder) holds; fit keeps its state whole or not at all (a model folder
+trained again and interrupted while written keeps its previous models since b1:
+``tests/detect/test_models_replaced.py``); a terminal's Ctrl-C (the whole process group) prints no traceback of an idle worker process and
 leaves no worker running.
 
 Reuses ``tests.support.ctrl_c`` (a SIGINT while DuckDB runs a chosen statement) unchanged; the
@@ -71,32 +71,6 @@ def test_fit_interrupted_between_the_meters_state_and_the_fleet_models_keeps_nei
         rows = s.con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'meter_state'").fetchone()[0]
         kept = s.con.execute("SELECT count(*) FROM meter_state").fetchone()[0] if rows else 0
     assert kept == 0
-
-
-def test_a_model_folder_trained_again_and_interrupted_while_written_is_refused_as_unfinished(tmp_path: Path,
-                                                                                            monkeypatch):
-    # Before (st3): the old manifest stayed over the new model file: "does not match the sha256 in
-    # manifest.json (changed or corrupted since it was saved)".
-    from wattwatch import api
-    from wattwatch.detect.learned import persist
-
-    cfg = {"pca_reconstruction": {"max_train_rows": 1000}}   # the smallest fleet it trains on: 4 meters x 2 days
-    out = tmp_path / "m"
-    first = api.fit(fleet(meters=4, days=4, seed=4), detectors=["pca_reconstruction"], config=cfg, days=2, keep=False)
-    persist.save_models([d for d in first.detectors if d.locked], out)
-    assert persist.load_models(out)
-    again = api.fit(fleet(meters=4, days=4, seed=5), detectors=["pca_reconstruction"], config=cfg, days=2, keep=False)
-    write = persist._write_new
-
-    def write_then_stop(path, data):
-        write(path, data)
-        raise KeyboardInterrupt   # a Ctrl-C once the first model file is replaced
-
-    monkeypatch.setattr(persist, "_write_new", write_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        persist.save_models([d for d in again.detectors if d.locked], out)
-    with pytest.raises(persist.ModelFormatError, match="`wattwatch train` did not finish"):
-        persist.load_models(out)
 
 
 # A terminal's Ctrl-C: a real SIGINT to the whole process group, sent from inside a worker as it

@@ -575,7 +575,11 @@ def store_compact(
 
 
 class _errors:
-    """Turn wattwatch's own errors into a clear message and a non-zero exit (no traceback)."""
+    """Turn wattwatch's own errors into a clear message and a non-zero exit (no traceback);
+    ``also``: what the failed command leaves, said after the error."""
+
+    def __init__(self, also: str = ""):
+        self.also = f"; {also}" if also else ""
 
     def __enter__(self):
         return self
@@ -584,9 +588,9 @@ class _errors:
         from wattwatch.errors import WattwatchError
 
         if exc is not None and isinstance(exc, WattwatchError):
-            _fail(str(exc))
+            _fail(str(exc) + self.also)
         if exc is not None and isinstance(exc, OSError):
-            _fail(_os_message(None, exc, "cannot read or write"))
+            _fail(_os_message(None, exc, "cannot read or write") + self.also)
         return False
 
 
@@ -894,6 +898,29 @@ def fit(
                   f"({escape(period)}) in {fitted.seconds:.1f} s -> {escape(summary['store'])}")
 
 
+def _manifest_of(out: Path) -> bytes | None:
+    """The bytes of ``out``'s manifest now (None: none, or unreadable)."""
+    from wattwatch.atomicfile import read_regular
+    from wattwatch.detect.learned.persist import MANIFEST, MAX_MANIFEST_BYTES
+
+    try:
+        return read_regular(out / MANIFEST, MAX_MANIFEST_BYTES, follow=False)
+    except (OSError, ValueError):
+        return None
+
+
+def _models_kept(out: Path, before: bytes | None) -> str:
+    """What a failed ``train --out OUT`` leaves there, said with its error (``before``: the manifest
+    when the train started): a model set is replaced only when the new one is complete
+    (``persist.save_models``), so the old set, unless the error came after the switch."""
+    now = _manifest_of(out)
+    if now is not None and now != before:
+        return f"the new models were written to {out} whole before the error"
+    if now is not None:
+        return f"the models in {out} are kept as they were"
+    return f"no model set was written to {out}"
+
+
 def _fit_interrupted(store, since, files: list[str], models: Optional[Path] = None) -> None:
     """(st3) ``fit`` or ``train`` stopped by a Ctrl-C (before: a traceback for one inside a DuckDB
     statement, else exit 130 with nothing said): exit 130 saying what the store holds of this run,
@@ -911,11 +938,11 @@ def _fit_interrupted(store, since, files: list[str], models: Optional[Path] = No
         if not models.exists():
             said.append(f"{models} was not written")
         elif not man.exists():
-            said.append(f"{models} is left incomplete (no {MANIFEST}: `detect --models` refuses it); train again")
+            said.append(f"no model set was written to {models}")
         elif since.timestamp() <= man.stat().st_mtime:
             said.append(f"{models} was written whole by this run")
         else:
-            said.append(f"{models} was not changed")
+            said.append(f"{models} was not changed: the models it held are kept")
     _fail(f"{store if store is not None else 'train'}: interrupted (Ctrl-C): " + "; ".join(said), 130)
 
 
@@ -1018,6 +1045,7 @@ def detectors(name: Optional[str] = typer.Argument(None, help="One detector: its
     for n in names:
         d = registry.build(n)
         params = {f.name: getattr(d.config, f.name) for f in dataclasses.fields(d.config) if f.name != "post"}
+        params = {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in params.items()}  # an ensemble member's table
         floor, ceiling, _, why = SEVERITY_POLICY.get(d.code, ("info", "critical", True, ""))
         rows.append({"name": n, "code": d.code, "default": n in registry.DEFAULT_DETECTORS,
                      "requires": list(d.channels()), "judges": list(d.judges),
@@ -1036,7 +1064,9 @@ def detectors(name: Optional[str] = typer.Argument(None, help="One detector: its
                      ("severity", f"{r['severity']['floor']} .. {r['severity']['ceiling']}: {r['severity']['consequence']}")):
             table.add_row(k, escape(_one_line(v)))
         for k, v in r["params"].items():
-            table.add_row(escape(_one_line(f"[{name}] {k}")), escape(_one_line(repr(v) if isinstance(v, str) else v)))
+            for key, x in (((f"[{name}.{k}] {k2}", x2) for k2, x2 in v.items()) if isinstance(v, dict) else
+                           ((f"[{name}] {k}", v),)):
+                table.add_row(escape(_one_line(key)), escape(_one_line(repr(x) if isinstance(x, str) else x)))
         for k, v in r["post"].items():
             table.add_row(escape(_one_line(f"[{name}.post] {k}")), escape(_one_line(v)))
         console.print(table)
@@ -1069,41 +1099,53 @@ def train(
     (for `detect --models` on other data; `wattwatch fit` keeps them in the store instead)."""
     from wattwatch import api
     from wattwatch.detect.learned.detectors import LearnedDetector
-    from wattwatch.detect.learned.persist import ModelFormatError, save_models
+    from wattwatch.detect.learned.persist import ModelFormatError, check_folder, save_models
 
     _check_times(normal_start=normal_start, normal_end=normal_end, days=days)
     if out.exists() and not out.is_dir():
         _fail(f"--out {out}: exists and is not a folder (train writes a model folder)")
+    try:
+        check_folder(out)   # another tool's manifest.json there: refused before the training, not after it
+    except ModelFormatError as exc:
+        _fail(str(exc))
+    before = _manifest_of(out)
+    kept = _models_kept(out, before)
     source, db_arg = _source(paths, db)
     if isinstance(source, list):
         _no_clobber(db_arg, source, rejects=rejects)
     files = [str(f) for f, _ in _expand(source)] if isinstance(source, list) else []
     store = db_arg if isinstance(source, list) else source
     interrupted = lambda since: _fit_interrupted(store, since, files, models=out)  # noqa: E731
-    with _errors():
+    with _errors(kept):
         dets = api.build_detectors(_names(detectors), config)
         bad = [d.name for d in dets if not isinstance(d, LearnedDetector)]
         if bad:
             _fail(f"not learned detectors (nothing to train): {', '.join(bad)}")
         with _on_ctrl_c(interrupted) as since:
             with stages("train") as st:
-                fitted = api.fit(source, db=db_arg, detectors=[d.name for d in dets], config=config,
-                                 normal_start=normal_start, normal_end=normal_end, days=days, mapping=mapping,
-                                 rejects=rejects, keep=False, on_stage=st.stage)
+                try:
+                    fitted = api.fit(source, db=db_arg, detectors=[d.name for d in dets], config=config,
+                                     normal_start=normal_start, normal_end=normal_end, days=days, mapping=mapping,
+                                     rejects=rejects, keep=False, on_stage=st.stage)
+                except MemoryError:
+                    _fail(f"train: out of memory while training (fewer meters, a shorter period or a smaller "
+                          f"max_train_rows need less); {kept}", 1)
     dets = [d for d in fitted.detectors if d.locked]
     if not dets:
-        _fail("; ".join(fitted.notices) or "no fleet model could be trained")
+        _fail("; ".join(fitted.notices + [kept]) if fitted.notices else f"no fleet model could be trained; {kept}")
     period = f"{normal_start or 'start'} .. {normal_end or 'end'}" if (normal_start or normal_end) else \
         f"each meter's first {days:g} days"
     trained_on = {"readings": fitted.readings, "meters": fitted.meters, "period": period}
     try:
         folder = save_models(dets, out, trained_on)
     except OSError as exc:
-        _fail(_os_message(out, exc, "cannot write the model folder"), 1)
+        _fail(_os_message(out, exc, "cannot write the model folder") + f"; {_models_kept(out, before)}", 1)
     except ModelFormatError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         interrupted(since)
+    except Exception as exc:  # noqa: BLE001 - whatever failed, the user is told which models DIR holds
+        _fail(f"{out}: cannot write the model folder: {type(exc).__name__}: {exc}; {_models_kept(out, before)}", 1)
     summary = {"models": str(folder), "detectors": [d.name for d in dets], **trained_on,
                "grids_s": sorted({g for d in dets for g in d.fleets_}), "seconds": round(fitted.seconds, 2)}
     if as_json:

@@ -673,6 +673,48 @@ class LSTMAutoencoderDetector(LearnedDetector):
 MEMBERS = {"isolation_forest": IsolationForestDetector, "local_outlier_factor": LOFDetector,
            "pca_reconstruction": PCADetector, "autoencoder": AutoencoderDetector,
            "lstm_autoencoder": LSTMAutoencoderDetector}
+_SHARED = frozenset(f.name for f in dataclasses.fields(LearnedConfig))
+
+
+def _member_settings_class(det: type[LearnedDetector]) -> type:
+    """The settings of a member's own model (the fields its detector's config adds to
+    :class:`LearnedConfig`, with their defaults there), as a frozen dataclass: one source for both."""
+    own = [(f.name, f.type, dataclasses.field(default=f.default)) for f in dataclasses.fields(det.config_cls)
+           if f.name not in _SHARED]
+    return dataclasses.make_dataclass(f"{det.__name__.removesuffix('Detector')}Settings", own, frozen=True)
+
+
+# (b1) The members that can be set under ``[learned_ensemble.<member>]``: those with settings of their
+# own that may be members (the PCA has none; the LSTM, a sequence model, cannot be a member).
+MEMBER_SETTINGS = {n: _member_settings_class(MEMBERS[n]) for n in ("isolation_forest", "local_outlier_factor",
+                                                                  "autoencoder")}
+
+
+def member_settings(kind: str, value, owner: str = "EnsembleConfig"):
+    """``value`` (a table of ``kind``'s model settings, or the settings) as ``kind``'s settings;
+    ``ConfigError`` naming ``owner.kind`` and the key for an unknown key (a shared one, such as
+    ``seed``, is said to belong to the ensemble's own table) or a value of the wrong type or range."""
+    from wattwatch.detect.base import _check_value
+    from wattwatch.errors import ConfigError
+
+    cls = MEMBER_SETTINGS[kind]
+    if isinstance(value, cls):
+        return value
+    where = f"{owner}.{kind}"
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a table of {kind} settings, got {type(value).__name__} {value!r}")
+    fields = dataclasses.fields(cls)
+    unknown = set(value) - {f.name for f in fields}
+    if unknown:
+        shared = sorted(map(str, unknown & _SHARED))
+        raise ConfigError(f"{where}: unknown parameter(s) {sorted(map(str, unknown))}; known: {[f.name for f in fields]}"
+                          + (f" ({', '.join(shared)}: set on the ensemble itself, one value for every member)"
+                             if shared else ""))
+    defaults = cls()
+    for f in fields:
+        if f.name in value:
+            _check_value(f.name, value[f.name], getattr(defaults, f.name), str(f.type), where)
+    return cls(**value)
 
 
 @dataclass(frozen=True)
@@ -682,7 +724,15 @@ class EnsembleConfig(LearnedConfig):
     of members, the union bound, so 1.0 still means p = alpha) or "mean" of their -log10 p.
     Default members: the forest (best on bypass theft alone) and the autoencoder (best on level
     shifts). Averaging per-bin evidence and re-calibrating the average was tried and lost the
-    forest's theft detections in the autoencoder's tail (0 of 24 thefts on one fleet)."""
+    forest's theft detections in the autoencoder's tail (0 of 24 thefts on one fleet).
+
+    Every member is trained with the ensemble's own settings (``seed``, ``max_train_rows``,
+    ``alpha``, grid and windows ...: one value for all) and its model's settings from the table
+    of its name (b1): ``isolation_forest`` (``n_estimators``, ``contamination``),
+    ``local_outlier_factor`` (``n_neighbors``, ``max_fit_rows``), ``autoencoder`` (``hidden``,
+    ``code_size``, ``epochs``), with the defaults of the detector of that name; in TOML
+    ``[learned_ensemble.autoencoder]`` / ``epochs = 4``. A table for a kind that is not a member
+    is refused (it would change nothing)."""
 
     members: tuple[str, ...] = ("isolation_forest", "autoencoder")
     combine: str = "max"
@@ -690,6 +740,11 @@ class EnsembleConfig(LearnedConfig):
     # on a week of profile, reads the next season as an anomaly (512 of 568 alerts on two years of
     # real hourly buildings); seasonal_profile judges consumption there.
     max_cadence_s: float = 600.0
+    isolation_forest: Any = MEMBER_SETTINGS["isolation_forest"]()
+    local_outlier_factor: Any = MEMBER_SETTINGS["local_outlier_factor"]()
+    autoencoder: Any = MEMBER_SETTINGS["autoencoder"]()
+    # A member's model settings change the fleet model, not a meter's baseline (its learned state).
+    scoring_only: ClassVar[tuple[str, ...]] = tuple(MEMBER_SETTINGS)
 
     def __post_init__(self):
         super().__post_init__()
@@ -699,6 +754,47 @@ class EnsembleConfig(LearnedConfig):
             raise ValueError(f"ensemble members: unknown {sorted(unknown)}; known: {sorted(MEMBERS)}")
         if self.combine not in ("max", "mean"):
             raise ValueError(f"combine: expected 'max' or 'mean', got {self.combine!r}")
+        for kind, cls in MEMBER_SETTINGS.items():
+            value = member_settings(kind, getattr(self, kind))
+            object.__setattr__(self, kind, value)
+            if kind not in self.members and value != cls():
+                raise ValueError(f"{kind}: settings given for a model that is not a member (members: "
+                                 f"{', '.join(self.members)}); add it to members or remove [learned_ensemble.{kind}]")
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "EnsembleConfig":
+        """As every config's, with each member's table checked (``EnsembleConfig.autoencoder: ...``);
+        a member's setting given on the ensemble itself is refused saying which table it goes in."""
+        from wattwatch.errors import ConfigError
+
+        if isinstance(d, dict):
+            known = {f.name for f in dataclasses.fields(cls)}
+            unknown = sorted(map(str, set(d) - known))
+            homes = {k: [n for n, c in MEMBER_SETTINGS.items() if k in {f.name for f in dataclasses.fields(c)}]
+                     for k in unknown}
+            if any(homes.values()):
+                raise ConfigError(f"{cls.__name__}: unknown parameter(s) {unknown}; known: {sorted(known)} ("
+                                  + "; ".join(f"{k} is a member's setting: set it under "
+                                              + " or ".join(f"[learned_ensemble.{n}]" for n in v)
+                                              for k, v in homes.items() if v) + ")")
+            d = {k: member_settings(k, v, cls.__name__) if k in MEMBER_SETTINGS else v for k, v in d.items()}
+        return super().from_dict(d)
+
+    def to_dict(self) -> dict:
+        """As every config, but a member's table only when it is not all defaults: the settings of
+        an ensemble configured as before b1 (a store's fleet-model key, a folder's manifest) are
+        the same dict, so what was trained with them is still found."""
+        d = super().to_dict()
+        for kind, cls in MEMBER_SETTINGS.items():
+            if getattr(self, kind) == cls():
+                d.pop(kind, None)
+        return d
+
+    def member_params(self, kind: str) -> dict:
+        """What member ``kind`` is built with: the ensemble's shared settings and its model's."""
+        base = {f.name: getattr(self, f.name) for f in dataclasses.fields(LearnedConfig)}
+        own = getattr(self, kind, None)
+        return {**base, **(dataclasses.asdict(own) if own is not None else {})}
 
 
 class EnsembleDetector(LearnedDetector):
@@ -713,14 +809,14 @@ class EnsembleDetector(LearnedDetector):
 
     def _new_fleet(self, grid_s: float) -> Fleet:
         cfg = self.config.at_grid(grid_s)
-        base = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(LearnedConfig)}
         factories = []
         for n in self.config.members:
-            member = MEMBERS[n](base)
+            member = MEMBERS[n](cfg.member_params(n))   # (b1) before: the shared settings only, each model at its defaults
             if member._model().sequence:
                 raise ValueError(f"{self.name}: sequence models ({n}) cannot be ensemble members")
             factories.append(member._model)
         return EnsembleFleet(cfg, factories)
 
 
-__all__ = ["LearnedDetector", "LearnedConfig", "Fleet", "EnsembleFleet", "MEMBERS", "GRID_STEPS_S", "Any"]
+__all__ = ["LearnedDetector", "LearnedConfig", "Fleet", "EnsembleFleet", "MEMBERS", "MEMBER_SETTINGS", "GRID_STEPS_S",
+           "Any"]

@@ -2,12 +2,15 @@
 
 A model folder holds ``manifest.json`` (format, wattwatch and schema versions, feature names,
 each detector's config, file and the file's sha256, what it was trained on) and one
-``<name>.wwm`` per detector with its fleet-wide state (scaler, model, calibrations) in the
+``<name>.<16 hex of its sha256>.wwm`` per detector (``<name>.wwm`` in folders written before
+2026-12-06; any plain name the manifest gives is read) with its fleet-wide state (scaler, model, calibrations) in the
 :mod:`serialize` format: no pickles, so loading a folder cannot run code from it. Loading checks
 the manifest before it reads anything else: a folder written by an incompatible version (such as
 the joblib pickles of model format 3 and earlier) fails with a message that says which versions
 differ and what to do, instead of a model that silently scores garbage. A manifest may only name
 files directly inside its folder, and each file must match its recorded hash before it is parsed.
+Training into a folder that holds models replaces the set atomically (:func:`save_models`): the
+manifest is the commit, so a failed or killed train leaves the previous models as they were.
 
 ``dumps_state`` / ``loads_state`` are the same bytes for one detector's ``model_state()``, to keep
 a fleet model elsewhere (a blob in the store).
@@ -18,8 +21,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import re
 import stat
+import unicodedata
+from contextlib import contextmanager
 from pathlib import Path
 
 from wattwatch import __version__
@@ -68,38 +74,258 @@ def loads_state(data: bytes) -> dict:
 
 
 def save_models(detectors: list[LearnedDetector], out: str | Path, trained_on: dict | None = None) -> Path:
+    """Write the trained ``detectors`` as the model folder ``out`` (made if missing), replacing the
+    set it held **atomically**: the new model files are written beside the old ones under names of
+    their own (``<name>.<first 16 hex of their sha256>.wwm``, each fsynced, temporary file then
+    rename), then ``manifest.json`` is replaced by one rename (fsynced): the commit. At every
+    instant the folder's manifest names a complete set, the old one or the new one, so a train
+    interrupted at any point (Ctrl-C, kill -9, a full disk, an exception, a power cut) leaves the
+    previous models loadable and unchanged; only after the commit are the files no manifest names
+    any more removed (the old set's, and any a killed train left: :func:`_sweep`, only files whose
+    bytes are what their names say). On an exception before the commit the files this call wrote
+    are removed again (and ``out`` and the parents it made), then the exception goes on. Two saves
+    into one folder at once: the second waits for the first (:func:`_folder_lock`)."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    # (st3) A folder trained again loses its manifest before any model file is replaced: one
-    # interrupted (Ctrl-C) while written is refused as incomplete ("no manifest.json"), never
-    # taken for a folder whose files were damaged (the old manifest over new files, before).
-    old = out / MANIFEST
-    if old.is_symlink() or old.exists():
-        _ours(out, old)
-        old.unlink()
-        fsync_dir(out)
-    entries = {}
     for d in detectors:
         if not d.locked:
             raise ValueError(f"{d.name}: train it before saving")
-        data = dumps_state(d.model_state())
-        path = out / f"{d.name}{SUFFIX}"
-        _write_new(path, data)
-        features = getattr(d, "feature_names_", None) or d.config.features().names()
-        entries[d.name] = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest(),
-                           "config": d.config.to_dict(), "features": features}
-    manifest = {"format": MODEL_FORMAT, "wattwatch": __version__, "schema": SCHEMA_VERSION,
-                "detectors": entries, "trained_on": trained_on or {}}
-    _write_new(out / MANIFEST, (json.dumps(manifest, indent=2, default=str) + "\n").encode())
+    blobs = [(d, dumps_state(d.model_state())) for d in detectors]   # every state serialised before the folder is touched
+    made = [p for p in (out, *out.parents) if not (p.exists() or p.is_symlink())]   # the folders this save makes
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        for p in reversed(made):   # (rb1) their names reach the disk before the manifest that commits into them
+            fsync_dir(p.parent)
+    except BaseException:
+        _undo(out, [], made)
+        raise
+    with _folder_lock(out):
+        old = _previous(out)
+        kept = _named(old)
+        there = _listing(out)   # (rb1) a file already there under a name this save writes is not this save's to undo
+        entries, written, text = {}, [], None
+        try:
+            for d, data in blobs:
+                digest = hashlib.sha256(data).hexdigest()
+                name = f"{d.name}.{digest[:16]}{SUFFIX}"
+                written.append(name)
+                _write_new(out / name, data)
+                features = getattr(d, "feature_names_", None) or d.config.features().names()
+                entries[d.name] = {"file": name, "sha256": digest, "config": d.config.to_dict(), "features": features}
+            manifest = {"format": MODEL_FORMAT, "wattwatch": __version__, "schema": SCHEMA_VERSION,
+                        "detectors": entries, "trained_on": trained_on or {}}
+            text = (json.dumps(manifest, indent=2, default=str) + "\n").encode()
+            _write_new(out / MANIFEST, text)   # the switch from the old set to the new one
+        except BaseException:
+            if not _committed(out, text):
+                _undo(out, [n for n in written if _fold(n) not in _folded(kept) | _folded(there)], made)
+            raise
+        _sweep(out, {e["file"] for e in entries.values()}, kept)
     return out
 
 
-def _ours(out: Path, old: Path) -> None:
-    """(rst3) Refuse a folder whose ``manifest.json`` is a regular file that no ``wattwatch train``
-    wrote (another tool's): it is deleted first now (st3), so a folder given by mistake would lose
-    it even if training then failed. A symlink there is removed as before (never followed)."""
-    if old.is_symlink():
+# The names `save_models` gives model files, and the temporary names of :mod:`atomicfile` for them
+# and for the manifest: what a folder may hold of a train that was killed before its commit.
+_CONTENT_NAME = re.compile(r"[A-Za-z0-9_.-]+\.([0-9a-f]{16})" + re.escape(SUFFIX))
+_TEMP_NAME = re.compile(r"\.(?:" + re.escape(MANIFEST) + r"|[A-Za-z0-9_.-]+" + re.escape(SUFFIX) + r")\.tmp-[0-9a-f]{16}")
+
+
+# (rb1) How long a save waits for another save into the same folder to finish (a save takes seconds;
+# refusing outright threw away the hours of training of the second of two trains that finished together).
+LOCK_WAIT_S = 60.0
+
+
+@contextmanager
+def _folder_lock(out: Path):
+    """An exclusive ``flock`` on the folder itself while a set is written into it: a second
+    ``save_models`` on the same folder meanwhile (another `wattwatch train --out` there) waits up to
+    :data:`LOCK_WAIT_S` for the first to finish, then replaces its set (the last train wins, as when
+    they finish apart), or is refused if the first still holds it; neither removes the other's new
+    files. No lock file is made (nothing is left in the folder). Where the folder cannot be opened or
+    locked (no ``fcntl``, a file system without locks), the save goes on without it."""
+    import time
+
+    try:
+        import fcntl
+        fd = os.open(out, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except (ImportError, OSError):
+        yield
         return
+    try:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise ModelFormatError(
+                        f"{out}: another `wattwatch train` has been writing this model folder for more than "
+                        f"{LOCK_WAIT_S:g} s; the models in it are left to that one (train again once it has "
+                        "finished, or write to another folder with --out)") from None
+                time.sleep(0.1)
+            except OSError:
+                break
+        yield
+    finally:
+        os.close(fd)
+
+
+def _previous(out: Path) -> dict | None:
+    """The manifest ``out`` holds now (None: none, or a symlink, which is replaced, never followed);
+    a regular ``manifest.json`` that no ``wattwatch train`` wrote is refused (:func:`check_folder`)."""
+    old = out / MANIFEST
+    if old.is_symlink() or not old.exists():
+        return None
+    return _ours(out, old)
+
+
+def check_folder(out: str | Path) -> None:
+    """``ModelFormatError`` if ``save_models`` would refuse ``out`` (not a folder, or another tool's
+    ``manifest.json`` in it): asked before training, so that hours of training are not spent on a
+    folder that then cannot be written."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ModelFormatError(f"{out}: exists and is not a folder (train writes a model folder)")
+    if out.is_symlink() and not out.exists():   # (rb1) was found only once trained: mkdir fails on it
+        raise ModelFormatError(f"{out}: a symlink to {os.readlink(out)}, which does not exist (train writes a model "
+                               "folder: make the folder it points to, or give another --out)")
+    if out.is_dir():
+        _previous(out)
+
+
+def _named(manifest: dict | None) -> dict[str, str | None]:
+    """The files a manifest names, each with the sha256 it records (None: none, or not one), that
+    ``save_models`` may remove once they are no longer named: plain names of model files (``.wwm``,
+    or the ``.joblib`` of model format 3 and earlier), as :func:`_model_file` accepts them."""
+    out = {}
+    for entry in (manifest or {}).get("detectors", {}).values():
+        f = entry.get("file") if isinstance(entry, dict) else None
+        if isinstance(f, str) and f not in ("", ".", "..") and "/" not in f and "\\" not in f and "\0" not in f \
+                and not Path(f).is_absolute() and Path(f).name == f and f.endswith((SUFFIX, ".joblib")):
+            sha = entry.get("sha256")
+            out[f] = sha if isinstance(sha, str) and _SHA256.fullmatch(sha) else None
+    return out
+
+
+def _fold(name: str) -> str:
+    """``name`` as a case-insensitive file system compares it (macOS, Windows: ``A.wwm`` is ``a.wwm``)."""
+    return unicodedata.normalize("NFC", name).casefold()
+
+
+def _folded(names) -> set[str]:
+    return {_fold(n) for n in names}
+
+
+def _listing(out: Path) -> set[str]:
+    try:
+        return {p.name for p in out.iterdir()}
+    except OSError:
+        return set()
+
+
+def _sha256_of(path: Path) -> str | None:
+    """The sha256 of the regular file ``path`` (not followed if a symlink), None if it is not one
+    or cannot be read; read in blocks (a model file may weigh up to :data:`MAX_MODEL_BYTES`)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    h = hashlib.sha256()
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_MODEL_BYTES:
+            return None
+        while chunk := os.read(fd, 1 << 20):
+            h.update(chunk)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return h.hexdigest()
+
+
+def _committed(out: Path, text: bytes | None) -> bool:
+    """Whether ``out``'s manifest is the one this save wrote (an exception after the rename, in
+    the folder's fsync say: the new set is in place and its files must stay)."""
+    if text is None:
+        return False
+    try:
+        return read_regular(out / MANIFEST, MAX_MANIFEST_BYTES, follow=False) == text
+    except (OSError, ValueError):
+        return False
+
+
+def _unlink(path: Path) -> None:
+    """Remove a file (a symlink itself, never what it points at); a folder or a file that will not
+    go is let be (the set in place does not name it)."""
+    try:
+        if not path.is_dir() or path.is_symlink():
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _undo(out: Path, written: list[str], made: list[Path]) -> None:
+    """After a failure before the commit: remove the new files (the old manifest does not name
+    them), and the folders this save made (``made``), if empty."""
+    for name in written:
+        _unlink(out / name)
+    for p in made:
+        try:
+            p.rmdir()
+        except OSError:
+            break
+
+
+def _sweep(out: Path, keep: set[str], old: dict[str, str | None]) -> None:
+    """After the commit: remove the files of the previous set that the new manifest does not name,
+    and what trains killed before their commit left (content-named model files no manifest names,
+    temporary files); then fsync the folder. Nothing else in the folder is touched (rb1): a file
+    is removed only if its bytes are what its name claims (the sha256 the old manifest records for
+    it; the first 16 hex of its sha256 for a content-named leftover), a legacy pickle (no sha256)
+    is left, and never a name that is, on a case-insensitive file system, a file of the new set."""
+    names = _listing(out)
+    keep_folded = _folded(keep)
+    kept_ids = set()
+    for name in keep:
+        try:
+            st = os.lstat(out / name)
+            kept_ids.add((st.st_dev, st.st_ino))
+        except OSError:
+            pass
+
+    def removable(name: str) -> bool:
+        if _fold(name) in keep_folded:
+            return False
+        try:
+            st = os.lstat(out / name)
+        except OSError:
+            return False
+        if (st.st_dev, st.st_ino) in kept_ids:
+            return False
+        if _TEMP_NAME.fullmatch(name):
+            return True
+        if name in old:
+            return old[name] is not None and _sha256_of(out / name) == old[name]
+        m = _CONTENT_NAME.fullmatch(name)
+        return m is not None and (_sha256_of(out / name) or "")[:16] == m.group(1)
+
+    gone = [n for n in sorted(set(old) | names) if n in names and removable(n)]
+    for name in gone:
+        _unlink(out / name)
+    if gone:
+        try:
+            fsync_dir(out)
+        except OSError:
+            pass
+
+
+def _ours(out: Path, old: Path) -> dict | None:
+    """(rst3) Refuse a folder whose ``manifest.json`` is a regular file that no ``wattwatch train``
+    wrote (another tool's): the models written into it would replace it. A symlink there is
+    replaced (never followed): None. Else the manifest, as read."""
+    if old.is_symlink():
+        return None
     try:
         man = json.loads(read_regular(old, MAX_MANIFEST_BYTES, follow=False).decode("utf-8"))
     except (ValueError, OSError, RecursionError):
@@ -107,6 +333,7 @@ def _ours(out: Path, old: Path) -> None:
     if not (isinstance(man, dict) and "format" in man and isinstance(man.get("detectors"), dict)):
         raise ModelFormatError(f"{out}: its {MANIFEST} is not one `wattwatch train` wrote; not overwritten (remove it, "
                                "or write the models to another folder with --out)")
+    return man
 
 
 def _write_new(path: Path, data: bytes) -> None:
@@ -203,11 +430,30 @@ def _model_file(folder: Path, name: str, entry: dict) -> bytes:
 
 
 def load_models(folder: str | Path) -> list[LearnedDetector]:
-    """The trained detectors of ``folder``, locked (``fit`` re-learns only per-meter baselines)."""
-    from wattwatch.detect import registry
+    """The trained detectors of ``folder``, locked (``fit`` re-learns only per-meter baselines).
 
+    (rb1) A ``train --out`` into the folder meanwhile switches its manifest to a new set, then
+    removes the old set's files: a load that read the old manifest and then finds a file gone (or
+    refused) reads the folder again, as long as its manifest keeps changing (at most three times)."""
     folder = Path(folder)
     manifest = read_manifest(folder)
+    for attempt in range(3):
+        try:
+            return _load(folder, manifest)
+        except ModelFormatError:
+            try:
+                now = read_manifest(folder)
+            except ModelFormatError:
+                now = manifest
+            if now == manifest or attempt == 2:
+                raise
+            manifest = now
+    raise AssertionError("unreachable")
+
+
+def _load(folder: Path, manifest: dict) -> list[LearnedDetector]:
+    from wattwatch.detect import registry
+
     out = []
     for name, entry in manifest["detectors"].items():
         if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
