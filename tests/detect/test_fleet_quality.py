@@ -1,14 +1,17 @@
 """The issue's bar on simulated fleets, over several seeds: every rule fault type recalled at
->= 0.95 and alert precision >= 0.95, including the normal events that must not alert."""
+>= 0.95 and alert precision >= 0.95, including the normal events that must not alert; and (t1)
+phase imbalance on meters with no learned normal, judged on the SPEC's fixed 10 % limit."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
-from wattwatch.detect.engine import detect
+from wattwatch.detect.engine import EngineConfig, detect
 from wattwatch.evaluate.events import RULE_FAULTS, evaluate
 from wattwatch.ingest.pipeline import ingest_path
 from wattwatch.sim import SimConfig, simulate
+from wattwatch.sim.fleet import SimKnobs
 from wattwatch.store import Store
 
 
@@ -43,6 +46,35 @@ def test_rule_faults_recall_and_precision_over_seeds(runs):
         assert d / n >= 0.95, f"{k}: recall {d}/{n}"
     assert n_true / alerts >= 0.95, f"precision {n_true}/{alerts}"
     assert any(e["type"] in ("register_reset", "motor_start", "supply_outage") for e in events)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_imbalance_on_meters_without_a_learned_normal_is_found_at_the_spec_limit(tmp_path, seed):
+    """(t1) SPEC: an imbalance above 10 % (mean >= 1 A, >= 15 min) on a meter whose normal is balanced
+    alerts. On the fleets above every three-phase meter has learned its normal shares, and there the
+    share-change score carries every imbalance fault: on a balanced meter the imbalance is three times
+    the largest share step, so with the step's allowance at its floor (0.03) the change score is at
+    least the level score (imbalance / 0.10), and the limit decides nothing (a doubled limit, 0.20,
+    passed all three seeds: docs/quality-log.md, tt18's I3). Here the sites were closed while they were
+    profiled (phase currents at 0.2 % for the first 5 days: no imbalance judged, no learned normal),
+    so each is judged on the fixed limit alone, as the SPEC states it. Balanced meters (normal up to
+    4 %), imbalance faults only (boosts 22-50 %: imbalances of ~14-29 %), no loose CT (its alerts blank
+    phase_imbalance; its detector is not run here). Every fault is found at 0.10; at 0.20 2-6 of 24
+    were missed on each of the seeds studied (1-4) and held out (5, 6). ~0.7 s CPU a seed."""
+    sim = simulate(SimConfig(meters=48, days=10, seed=seed, step="15min", fault_share=0.5, commercial_share=1.0,
+                             faults=("phase_imbalance",), profile_days=5.0, loose_ct_share=0.0,
+                             knobs=SimKnobs(high_imbalance_share=0.0)), tmp_path, formats=("parquet",))
+    frame = pd.read_parquet(sim["files"]["parquet"])
+    closed = frame["ts"] < frame["ts"].min() + pd.Timedelta(days=5)
+    frame.loc[closed, ["i_l1_a", "i_l2_a", "i_l3_a"]] *= 0.002
+    from wattwatch.detect.registry import build_all
+
+    dets = build_all(["supply_outage", "harmonic_noise", "phase_imbalance"])
+    alerts = detect(frame, dets, EngineConfig(profile_days=5.0)).alerts
+    learned = [m for m, st in dets[-1].state_.items() if st.get("share_median") is not None]
+    assert len(learned) <= 6, f"{len(learned)} meters learned their normal shares: the fixed limit is not what judges"
+    r = evaluate(sim["events"], alerts)["per_type"]["phase_imbalance"]
+    assert r["events"] >= 20 and r["detected"] / r["events"] >= 0.95, r
 
 
 @pytest.fixture(scope="module")

@@ -165,3 +165,27 @@ def test_a_data_gap_of_more_than_gap_lost_is_not_calm_where_the_share_bound_pass
         top = pd.Series(np.where(inside, score, -np.inf)).groupby(seg).max().to_numpy()
         assert (top[:3] >= thr).all() and top[3] < thr, "the gaps (only) should score at the threshold"
         assert calm.tolist() == [False, False, False, True], f"calm {calm.tolist()}, top scores {top.tolist()}"
+
+
+def test_a_silence_between_two_pieces_is_judged_with_the_catch_up_piece():
+    """(t1) The gap from a meter's carried tail to its next piece counts in the calm verdict (bug J
+    of docs/quality-log.md: the verdict's gaps taken within the tail and within the piece only). A
+    gateway is silent for four hours (A's hours 54-56 lost: a data gap ``detect`` reports) and then
+    sends its backlog, hours 57-119, in one catch-up piece: long enough that A's readings after the
+    silence become final (~49 h later at hourly cadence), so the silence lies inside the span the
+    verdict asks about, between the tail's last reading (53) and the piece's first (57). Judged so,
+    A raises the whole history's data-gap alert; Q (no reading lost) is taken calm by that piece."""
+    frame, dets = _fleet({"A": [54, 55, 56], "Q": []}, 120)
+    want = core.run(frame, dets).alerts
+    assert [(a.meter_id, a.start, a.end) for a in want] == [("A", "2025-01-08T05:00:00.000Z",
+                                                            "2025-01-08T09:00:00.000Z")]
+
+    def pieces(frame, piece_s, seed):
+        h = _hours(frame)
+        yield frame[h < 24]
+        for lo in range(24, 54, 6):
+            yield frame[(h >= lo) & (h < lo + 6)]
+        yield frame[h >= 54]   # the catch-up piece: A's first reading in it is hour 57
+
+    calm = _compare(frame, dets, 0.0, 0, pieces=pieces, want=want)
+    assert calm.calm_fed >= 60, f"only {calm.calm_fed} readings taken calm: Q should be (hours 54-119)"

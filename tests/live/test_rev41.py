@@ -68,8 +68,13 @@ def test_a_meter_slowed_more_than_tenfold_is_said_live_as_detect_says_it(tmp_pat
     # adv41's live cadence notice read each meter's last 480 learned gaps: a 1-minute meter reconfigured
     # to 15 minutes (the billing interval) has 32 gaps in those 8 hours, fewer than the 48 the notice
     # needs, so it was never said, every 6 h for ever, while `detect` on the same store says it.
+    # (t1) And when: at the first check (every CADENCE_CHECK_S, 6 h, of data) whose wider read, twice
+    # CADENCE_MIN_GAPS gaps at the new cadence back from the newest reading, holds no old gap (at 15 min
+    # 24 h after the change, at 60 min 96 h; detect's notice on the whole history, a share of its last
+    # part, comes 36 h later at 15 min and 30 h earlier at 60 min). The count and text alone passed a read
+    # twice as wide (4 x 48 gaps): said 24 h late at 15 min.
     from wattwatch import api
-    from wattwatch.runners.stream import StreamConfig, StreamEngine
+    from wattwatch.runners.stream import CADENCE_MIN_GAPS, StreamConfig, StreamEngine
     from wattwatch.store import Store
 
     def at(meter, start, days, freq):
@@ -85,17 +90,20 @@ def test_a_meter_slowed_more_than_tenfold_is_said_live_as_detect_says_it(tmp_pat
             eng.step()
             assert {"moved", "steady"} <= eng.profiled
             later = pd.concat([at("moved", "2026-10-09", 5, new), at("steady", "2026-10-09", 5, "1min")])
-            said, lo = [], pd.Timestamp("2026-10-09", tz="UTC")
+            said, when, lo = [], [], pd.Timestamp("2026-10-09", tz="UTC")
             # Three hours of readings a step (tt13: not one; the check runs every 6 h of data time,
             # a multiple of 3 h, so it runs at the same data times on the same stored readings).
             while lo < pd.Timestamp("2026-10-14", tz="UTC"):
                 hi = lo + pd.Timedelta("3h")
                 eng.add(later[(later["ts"] >= lo) & (later["ts"] < hi)].reset_index(drop=True), source="meters")
-                said += [n for n in eng.step().notices if "come every" in n]
+                n = [n for n in eng.step().notices if "come every" in n]
+                said += n
+                when += [hi] * len(n)
                 lo = hi
             secs = int(pd.Timedelta(new).total_seconds())
             assert len(said) == 1, said
             assert said[0].startswith(f"meter moved: its latest readings come every {secs:,} s"), said
+            assert when == [pd.Timestamp("2026-10-09", tz="UTC") + 2 * CADENCE_MIN_GAPS * pd.Timedelta(new)], when
             # detect on the same store says it too (the batch notice the live one follows)
             frame = store.query_windows(pd.DataFrame({"meter_id": ["moved", "steady"], "start": pd.NaT, "end": pd.NaT}),
                                         columns=["p_kw"])

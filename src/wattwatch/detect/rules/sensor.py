@@ -12,6 +12,7 @@ import pandas as pd
 from wattwatch.detect.base import PHASE_CHANNELS, Detector, DetectorConfig, Explains, Finding, PostRule, Scored, quiet, rnd
 from wattwatch.detect.frame import meter_names, seg_median
 from wattwatch.detect.rules._common import max_current, nominal_voltage, phases
+from wattwatch.detect.rules.outage import COOLING_LAG_S
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,14 @@ class SensorFault(Detector):
     # An open CT under-registers: the consumption "drop" over its span is this fault. At night the
     # dead channel reads zero with no load to prove it: those readings are explained too, within
     # a day of one of its alerts.
-    explains = (Explains(("consumption",), extra="dead_channel", within_s=86400.0),)
+    explains = (Explains(("consumption",), extra="dead_channel", within_s=86400.0),
+                # The enclosure is heated by the current that flows, not by the one a broken CT
+                # reports: with a channel reading zero the thermal model's load is gone while the
+                # device stays as warm as its real load keeps it, and the difference reads as heat
+                # the load does not explain. Its spans explain the temperature, padded by the
+                # cooling lag (as an outage's): once the CT reads again the model's lagged heating
+                # needs that long to catch up with the heat the device already holds.
+                Explains(("temperature",), span="span", pad_s=COOLING_LAG_S))
 
     def _fit(self, df: pd.DataFrame) -> dict:
         seg = df["_seg"].to_numpy()
