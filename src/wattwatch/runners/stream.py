@@ -39,7 +39,9 @@ One step of :class:`StreamEngine`:
 
 Readings of a meter that arrive older than its last judged reading are stored (counted as
 ``late``) and the meter is re-judged from the store around them (:mod:`wattwatch.runners.rejudge`);
-so is a meter whose alert was acknowledged or cleared, once its detector has re-learned.
+so is a meter whose alert was acknowledged or cleared, once its detector has re-learned. A copy of
+a stored reading is late data only when it fills a channel or gives another value; one repeating it
+(a redelivery, a replay) is counted as ``duplicates`` and re-judges nothing (:meth:`StreamEngine._late`).
 
 :func:`run` is the asyncio loop around it: sources push batches into an inbox, one task takes
 everything queued (a micro-batch), the engine works in a thread so pollers keep their cadence.
