@@ -104,7 +104,8 @@ def ingest_live(store: Store, frame: "pd.DataFrame", mapping: Mapping | None = N
     str, ``ts``, channels, sorted by meter and time; None for a wide mapping) and the meters whose
     readings already stored the batch may have changed (a copy filled their channels: read those
     meters from the store). ``counts.changed``: the copies of stored readings that filled a channel or
-    gave another value (meter, time in µs; None: none), so a caller tells them from plain repeats.
+    gave another value (meter, the stored reading's time in µs; None: none), so a caller tells them
+    from plain repeats.
     """
     import time as _time
 

@@ -537,8 +537,9 @@ class StreamEngine:
 
     def _late(self, g: pd.DataFrame, rows: pd.DataFrame | None, counts) -> None:
         """Mark for re-judging (:func:`rejudge.mark`) each meter that got late data: a reading
-        stored now at or before its last judged one, or a copy of a stored reading that filled a
-        channel or gave another value (``counts.changed``). A copy repeating a stored reading
+        stored now at or before its last judged one, or a copy of such a stored reading that filled
+        a channel or gave another value (``counts.changed``, at the stored reading's time: a copy
+        jittered past the last judged reading may fill it). A copy repeating a stored reading
         (the store's match: within its meter's duplicate tolerance, no value differing, nothing
         filled; a QoS 1 redelivery, a gateway's replay) changed nothing a judgement read: it is
         counted (``duplicates``) and re-judges nothing. ``g``: the batch's readable readings

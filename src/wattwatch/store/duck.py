@@ -150,8 +150,9 @@ class IngestCounts:
     bad_values: dict[str, int] = field(default_factory=dict)
     given: dict[str, int] = field(default_factory=dict)
     # (b2) A live ingest's copies of stored readings that are no plain repeat: they fill a channel the
-    # stored reading lacks or give another value for one it has (``meter_id``, ``t`` in epoch µs; the
-    # copy's own time). Every other copy matched repeats what is stored (see :func:`_differs`).
+    # stored reading lacks or give another value for one it has (``meter_id``, ``t`` in epoch µs: the
+    # stored reading's time, not the copy's, which may be up to the tolerance off; rb2). Every other
+    # copy matched repeats what is stored (see :func:`_differs`).
     changed: "pd.DataFrame | None" = None
 
     @property
@@ -857,8 +858,9 @@ class Store:
         Candidates are the rows of ``good`` still marked in ``keep`` plus ``merged_tbl``; matched
         ones are cleared from ``keep`` (in place) and dropped from ``merged_tbl``. ``filled``, when
         given, receives the series ids whose stored readings a copy filled (changed); ``changed``, when
-        given, ``(meter codes, times)`` of the matched copies that fill a channel or give another value
-        than the stored reading (:func:`_differs`; the others repeat it). ``cat``: the
+        given, ``(meter codes, stored times)`` of the matched copies that fill a channel or give another
+        value than the stored reading (:func:`_differs`; the others repeat it): the time of the stored
+        reading matched, which a judgement read, not the copy's own. ``cat``: the
         catalogue of ``names`` (:meth:`_catalogue`), to size the stored side read at a time.
 
         A candidate matches the nearest stored reading of its meter within its meter's ``tol``
@@ -989,7 +991,9 @@ class Store:
         if changed is not None:
             ch = np.flatnonzero(fills | np.logical_or.reduce(_differs(h_val, h_ok, s_val, s_ok), axis=0)) \
                 if len(chans) else np.zeros(0, np.int64)
-            changed.append((h_code[ch], h_t[ch]))
+            # (rb2) At the stored reading's time: a copy jittered past a meter's last judged reading
+            # that fills it changed a judged reading (the copy's own time said: not late, no re-judging).
+            changed.append((h_code[ch], old_t[ch]))
         up = np.flatnonzero(fills)
         if len(up):
             # Only the copies of the stored readings some copy fills compete (most re-ingests fill none).
