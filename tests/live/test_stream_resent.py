@@ -1,10 +1,13 @@
 """(b2) Readings a source sends again (an MQTT QoS 1 redelivery, a gateway's replay after a
 reconnect) through the whole stream engine. A copy that repeats a stored reading (the store's
 match: its meter, within its duplicate tolerance, no value differing, no channel filled) is a
-duplicate: counted, stored once, and it re-judges nothing, so the stream gives exactly what it
-gives without it. A copy that gives other values (a correction: the store keeps its values) or
-fills a channel the stored reading lacked is late data: the meter is re-judged, even when the copy
-comes alone, and the alerts are ``detect``'s on the same store."""
+duplicate: counted, stored once, and it re-judges nothing. A copy that gives other values (a
+correction: the store keeps its values) or fills a channel a judged reading lacked is late data:
+the meter is re-judged, even when the copy comes alone, and the alerts are ``detect``'s on the
+same store. A copy filling a reading not judged yet is neither late nor lost.
+
+(rb2) One stream holds every kind (was three streams and a baseline stream, ~8.5 s CPU; now ~2 s):
+the baseline is ``detect`` on the store and the input frame itself."""
 
 from __future__ import annotations
 
@@ -12,7 +15,6 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from wattwatch import api
 from wattwatch.runners.stream import StreamConfig, StreamEngine
@@ -21,33 +23,36 @@ from wattwatch.store import Store
 CONFIG = {"engine": {"profile_days": 1.0}, "detectors": ["supply_outage", "packet_loss"]}
 T0 = pd.Timestamp("2025-01-06", tz="UTC")
 CAD = 900.0          # 15 min: the store's duplicate tolerance is min(10 s, cadence / 4) = 10 s
-STEP = pd.Timedelta("2h")
+STEP = pd.Timedelta("3h")
+CH = ["v_l1_v", "i_l1_a", "p_kw"]
 
 
 def _fleet(seed: int = 3) -> pd.DataFrame:
-    """4 meters at 15 min over 2.5 days: six readings lost in a row on two meters (packet loss),
-    a 2-hour supply outage on one, ``i_l1_a`` blank in a few readings of each (a copy may fill it)."""
+    """4 meters at 15 min over 2 days: six readings lost in a row on A and C (packet loss), a
+    2-hour supply outage on B, ``i_l1_a`` blank in a few readings of each (a copy may fill it):
+    A's at 27.5 h and B's at 25.5 h, every one of D's from 36 h to 39.25 h."""
     rng = np.random.default_rng(seed)
-    n = int(2.5 * 86400 / CAD)
+    n = int(2 * 86400 / CAD)
     parts = []
-    for k, m in enumerate(["A", "B", "C", "D"]):
-        t = T0 + pd.to_timedelta(np.arange(n) * CAD + rng.uniform(-2, 2, n), unit="s")
+    for m in ["A", "B", "C", "D"]:
+        t = (T0 + pd.to_timedelta(np.arange(n) * CAD + rng.uniform(-2, 2, n), unit="s")).round("us")
         f = pd.DataFrame({"meter_id": m, "ts": t, "v_l1_v": 230.0 + rng.normal(0, 0.5, n),
                           "i_l1_a": 4.5 + rng.normal(0, 0.2, n), "p_kw": 1.0 + rng.normal(0, 0.05, n)})
         if m == "B":
-            out = slice(int(38 * 3600 / CAD), int(40 * 3600 / CAD))
-            f.loc[f.index[out], ["v_l1_v", "i_l1_a", "p_kw"]] = 0.0
-        f.loc[f.index[rng.choice(np.arange(100, n - 10), 4, replace=False)], "i_l1_a"] = np.nan
+            f.loc[f.index[int(31 * 3600 / CAD):int(33 * 3600 / CAD)], CH] = 0.0
+        blank = {"A": [27.5], "B": [25.5], "D": np.arange(36, 39.5, CAD / 3600)}.get(m, [])
+        at = np.concatenate([rng.choice(np.arange(100, n - 10), 4, replace=False),
+                             (np.asarray(blank) * 3600 / CAD).astype(int)])
+        f.loc[f.index[at], "i_l1_a"] = np.nan
         lost = np.zeros(n, bool)
-        for h in {"A": [31.0], "C": [44.0]}.get(m, []):
-            i = int(h * 3600 / CAD)
-            lost[i:i + 6] = True
+        for h in {"A": [28.0], "C": [41.0]}.get(m, []):
+            lost[int(h * 3600 / CAD):int(h * 3600 / CAD) + 6] = True
         parts.append(f[~lost])
     return pd.concat(parts, ignore_index=True).sort_values(["ts", "meter_id"], kind="stable").reset_index(drop=True)
 
 
 def _pieces(f: pd.DataFrame) -> list[pd.DataFrame]:
-    """The profiling day, then 2-hour pieces."""
+    """The profiling day, then 3-hour pieces."""
     edges = [f["ts"].min() - pd.Timedelta("1s"), T0 + pd.Timedelta("1D")]
     while edges[-1] < f["ts"].max():
         edges.append(edges[-1] + STEP)
@@ -60,108 +65,91 @@ def _view(a) -> dict:
                               "evidence")}
 
 
-def _rows(store: Store) -> pd.DataFrame:
-    return store.con.execute("SELECT * FROM readings ORDER BY meter_id, ts").df()
+def _us(ts) -> np.ndarray:
+    return pd.Series(ts).dt.tz_convert("UTC").astype("datetime64[us, UTC]").astype(np.int64).to_numpy()
 
 
-def _stream(path, batches: list[list[pd.DataFrame]]) -> tuple[dict, pd.DataFrame, dict]:
-    """Every inner list's frames added one by one, then a step; a flush at the end. Returns the
-    alerts (id -> view), the stored readings and the engine's counters."""
-    store = Store(path)
+def _at(f: pd.DataFrame, m: str, hours: float) -> pd.DataFrame:
+    """m's reading nearest ``hours`` after T0 (a copy of it)."""
+    g = f[f["meter_id"] == m]
+    return g.loc[[(g["ts"] - (T0 + pd.Timedelta(hours=hours))).abs().idxmin()]].copy()
+
+
+def test_resent_readings_are_duplicates_and_corrections_or_fills_late_data(tmp_path):
+    """Every 3-hour piece comes with copies of a fifth of the readings of the 3 pieces before it
+    (judged ones and, the last of each meter, some not judged yet; half exact, half moved by up to
+    4 s within the store's 10 s tolerance, a fifth of them twice in the batch). After some steps a
+    copy comes alone in its own ingest: a correction of a judged reading of C (the store keeps its
+    values), a copy filling ``i_l1_a`` of a judged reading of B 4 s early, and one filling it in D's
+    very last judged reading, 4 s after it (rb2: a copy later than the last judged reading may
+    still be of it). Before one step a copy fills A's reading of the piece, not judged yet; a later
+    copy of it lacking ``i_l1_a`` again is a duplicate. Each copy of a judged reading that corrects
+    or fills re-judges its meter (one rewind, one late reading each), every other copy is a
+    duplicate and re-judges nothing; the store holds the input readings once, with the fills; the
+    stream's alerts are ``detect``'s on that store."""
+    rng = np.random.default_rng(11)
+    f = _fleet()
+    pieces = _pieces(f)
+    store = Store(tmp_path / "live.duckdb")
     eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG),
                        StreamConfig(checkpoint_s=1e9, slow_thread=False))
-    for adds in batches:
-        for p in adds:
-            eng.add(p)
-        eng.step()
-    eng.flush()
-    got = {i: _view(a) for i, a in eng.alerts.items()}
-    rows = _rows(store)
-    store.close()
-    return got, rows, dict(eng.counters)
-
-
-@pytest.fixture(scope="module")
-def plain(tmp_path_factory):
-    """The stream without any copy: its alerts (both detectors alert) and stored readings."""
-    f = _fleet()
-    got, rows, c = _stream(tmp_path_factory.mktemp("plain") / "live.duckdb", [[p] for p in _pieces(f)])
+    n_dup = n_late = 0
+    want = f.copy()
+    try:
+        for k, piece in enumerate(pieces):
+            batch = piece
+            if k:
+                old = pd.concat(pieces[max(0, k - 3):k])
+                old = old[old["ts"] >= T0 + pd.Timedelta("1D") - STEP]   # (not before any judging)
+                copies = old.sample(frac=0.2, random_state=int(rng.integers(1 << 30))).copy()
+                jit = rng.uniform(-4, 4, len(copies)) * (rng.random(len(copies)) < 0.5)
+                copies["ts"] = copies["ts"] + pd.to_timedelta(jit, unit="s")
+                twice = copies.iloc[: len(copies) // 5]
+                batch = pd.concat([copies, piece, twice] + ([_at(f, "A", 27.5)] if k == 4 else []),
+                                  ignore_index=True)
+                n_dup += len(batch) - len(piece)
+            eng.add(batch)
+            if k == 2:   # A's reading at 27.5 h filled before it is judged: neither late nor a duplicate
+                fill = _at(f, "A", 27.5)
+                assert _us(fill["ts"])[0] > eng.fed["A"] and fill["i_l1_a"].isna().all()
+                want.loc[fill.index, "i_l1_a"] = 4.25
+                eng.add(fill.assign(i_l1_a=4.25, ts=fill["ts"] + pd.Timedelta(seconds=4)))
+            eng.step()
+            late = None
+            if k == 2:   # a correction of a judged reading of C, 3 s off
+                late = _at(f, "C", 26.0)
+                late = late.assign(p_kw=late["p_kw"] * 1.2 + 1.0, v_l1_v=late["v_l1_v"] - 3.0,
+                                   ts=late["ts"] + pd.Timedelta(seconds=3))
+            elif k == 3:   # B's reading at 25.5 h (i_l1_a blank) filled by a copy 4 s early
+                late = _at(f, "B", 25.5)
+                assert late["i_l1_a"].isna().all()
+                want.loc[late.index, "i_l1_a"] = 4.5
+                late = late.assign(i_l1_a=4.5, ts=late["ts"] - pd.Timedelta(seconds=4))
+            elif k == 5:   # D's last judged reading (i_l1_a blank) filled by a copy 4 s after it
+                late = f[(f["meter_id"] == "D") & (_us(f["ts"]) == eng.fed["D"])]
+                assert len(late) == 1 and late["i_l1_a"].isna().all()
+                want.loc[late.index, "i_l1_a"] = 4.5
+                late = late.assign(i_l1_a=4.5, ts=late["ts"] + pd.Timedelta(seconds=4))
+            if late is not None:
+                assert _us(late["ts"])[0] - 4_000_000 <= eng.fed[late["meter_id"].iloc[0]]
+                eng.add(late)
+                n_late += 1
+        eng.flush()
+        got = {i: _view(a) for i, a in eng.alerts.items()}
+        c = dict(eng.counters)
+        rows = store.con.execute("SELECT * FROM readings ORDER BY meter_id, ts").df()
+    finally:
+        store.close()
+    assert n_late == 3 and n_dup > 150, (n_late, n_dup)
+    assert c.get("rewinds", 0) == n_late and c.get("late", 0) == n_late, c
+    assert c.get("duplicates", 0) == n_dup, (c, n_dup)
     assert sorted({a["detector"] for a in got.values()}) == ["packet_loss", "supply_outage"], got
-    assert c.get("rewinds", 0) == 0 and c.get("duplicates", 0) == 0, c
-    return {"frame": f, "alerts": got, "rows": rows}
-
-
-def test_identical_resends_are_counted_duplicates_and_change_nothing(plain, tmp_path):
-    """A fifth of the judged readings (and a few not judged yet) re-sent 1-3 pieces later, inside
-    a piece of new readings; half exactly, half with the time moved by up to 4 s (within the
-    store's 10 s tolerance), some twice in one piece. The same alerts and stored readings as the
-    stream without them, no rewind, no late reading, and every copy counted a duplicate."""
-    rng = np.random.default_rng(11)
-    pieces = _pieces(plain["frame"])
-    batches, n_copies = [[pieces[0]]], 0
-    for k in range(1, len(pieces)):
-        old = pd.concat(pieces[max(0, k - 3):k])
-        old = old[old["ts"] >= T0 + pd.Timedelta("1D") - STEP]   # (not the profiling day: before any judging)
-        copies = old.sample(frac=0.2, random_state=int(rng.integers(1 << 30))) if len(old) else old
-        copies = copies.copy()
-        jit = rng.uniform(-4, 4, len(copies)) * (rng.random(len(copies)) < 0.5)
-        copies["ts"] = copies["ts"] + pd.to_timedelta(jit, unit="s")
-        twice = copies.iloc[: len(copies) // 5]
-        batch = pd.concat([copies, pieces[k], twice], ignore_index=True)
-        n_copies += len(copies) + len(twice)
-        batches.append([batch])
-    got, rows, c = _stream(tmp_path / "live.duckdb", batches)
-    assert n_copies > 150
-    assert c.get("rewinds", 0) == 0 and c.get("late", 0) == 0, c
-    assert c.get("duplicates", 0) == n_copies, (c, n_copies)
-    assert c["stored"] == len(plain["rows"]), c
-    pd.testing.assert_frame_equal(rows, plain["rows"])
-    want = plain["alerts"]
-    bad = [f"{i}: plain {want.get(i)} != resent {got.get(i)}" for i in sorted(set(want) | set(got))
-           if want.get(i) != got.get(i)]
-    assert not bad, "\n".join(bad[:10])
-
-
-@pytest.mark.parametrize("kind", ["corrected", "filling"])
-def test_a_resent_reading_that_corrects_or_fills_is_late_data_and_rewinds(plain, tmp_path, kind):
-    """Every third piece, alone in its own ingest (a gateway's replay; nothing new stored with it),
-    a copy of a reading judged a piece or more before: ``corrected`` with other values for channels
-    the stored reading has (the store keeps its values), ``filling`` giving ``i_l1_a`` to a stored
-    reading that lacks it. Each re-judges its meter (one rewind each), none is a duplicate, and the
-    stream's alerts are ``detect``'s on the same store."""
-    rng = np.random.default_rng(12)
-    pieces = _pieces(plain["frame"])
-    blanks = plain["frame"][plain["frame"]["i_l1_a"].isna() & (plain["frame"]["ts"] >= T0 + pd.Timedelta("1D"))]
-    batches, n = [[pieces[0]]], 0
-    for k in range(1, len(pieces)):
-        adds = [pieces[k]]
-        if k % 3 == 0:
-            lo, hi = pieces[max(0, k - 4)]["ts"].min(), pieces[k - 1]["ts"].min()
-            if kind == "corrected":
-                old = pd.concat(pieces[max(1, k - 4):k - 1])
-                row = old.iloc[[int(rng.integers(len(old)))]].copy()
-                row["p_kw"] = row["p_kw"] * 1.2 + 1.0
-                row["v_l1_v"] = row["v_l1_v"] - 3.0
-            else:
-                cand = blanks[(blanks["ts"] >= lo) & (blanks["ts"] < hi)]
-                if not len(cand):
-                    batches.append(adds)
-                    continue
-                row = cand.iloc[[0]].copy()
-                blanks = blanks.drop(cand.index[0])
-                row["i_l1_a"] = 4.5
-            row["ts"] = row["ts"] + pd.Timedelta(seconds=float(rng.uniform(-4, 4)))
-            adds.append(row)
-            n += 1
-        batches.append(adds)
-    got, rows, c = _stream(tmp_path / "live.duckdb", batches)
-    assert n >= 3, n
-    assert c.get("rewinds", 0) == n and c.get("late", 0) == n and c.get("duplicates", 0) == 0, (c, n)
-    if kind == "corrected":   # the stored values were kept
-        pd.testing.assert_frame_equal(rows, plain["rows"])
-    else:
-        assert int(rows["i_l1_a"].isna().sum()) == int(plain["rows"]["i_l1_a"].isna().sum()) - n
-    want = {a.id: _view(a) for a in api.detect(rows, db=tmp_path / "batch.duckdb", config=CONFIG).alerts}
-    bad = [f"{i}: detect {want.get(i)} != stream {got.get(i)}" for i in sorted(set(want) | set(got))
-           if want.get(i) != got.get(i)]
+    # The store: every input reading once, with the fills (the stored values kept against the correction).
+    want = want.assign(ts=want["ts"].astype("datetime64[us, UTC]")).sort_values(["meter_id", "ts"])
+    assert c["stored"] == len(want) == len(rows), (c, len(want), len(rows))
+    pd.testing.assert_frame_equal(rows[["meter_id", "ts", *CH]].astype({"meter_id": str}),
+                                  want[["meter_id", "ts", *CH]].reset_index(drop=True), check_dtype=False)
+    det = {a.id: _view(a) for a in api.detect(rows, db=tmp_path / "batch.duckdb", config=CONFIG).alerts}
+    bad = [f"{i}: detect {det.get(i)} != stream {got.get(i)}" for i in sorted(set(det) | set(got))
+           if det.get(i) != got.get(i)]
     assert not bad, "\n".join(bad[:10])
