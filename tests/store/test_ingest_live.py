@@ -177,6 +177,12 @@ def test_touched_is_exactly_the_meters_a_copy_changed_whatever_the_kind_of_copy(
         got, rows, touched = ingest_live(s, batch, None, source="x", cache=cache)
         assert touched == {"c"}
         assert got.stored == len(ms) + 1 and len(rows) == len(ms) + 1
+        # (b2) The copies said changed (a watcher re-judges them): c's fill and d's other values, at the
+        # stored readings' times (rb2: not the copies', 3 s off); a's, b's (jittered within the
+        # tolerance), e's and g's repeat what is stored.
+        us = lambda x: int(pd.Timestamp(x).value // 1000)
+        assert sorted(zip(got.changed["meter_id"], got.changed["t"])) == \
+            [("c", us(at("c", 100)["ts"])), ("d", us(at("d", 100)["ts"]))]
         assert sorted(rows.loc[rows["ts"] < T0 + pd.Timedelta(minutes=120), "meter_id"]) == ["f"]
         after = _rows(s)
         key = lambda d: pd.MultiIndex.from_arrays([d["meter_id"].astype(str), d["ts"]])

@@ -214,6 +214,9 @@ def stream_benchmark(meters: int = 200, cadence_s: float = 60.0, stream_hours: f
                   "slow_alert_latency_ms": {"p50": _ms(alert_lat_tier["slow"], 50),
                                             "p99": _ms(alert_lat_tier["slow"], 99), "n": len(alert_lat_tier["slow"])}},
         "alerts_new": int(engine.counters["alerts_new"]),
+        # (b2) readings sent again identical to stored ones (no re-judging), late data re-judged
+        "duplicates": int(engine.counters["duplicates"]), "late": int(engine.counters["late"]),
+        "rewinds": int(engine.counters["rewinds"]),
         "alert_latency_ms": {"p50": _ms(alert_lat, 50), "p99": _ms(alert_lat, 99), "n": len(alert_lat)},
         "state_bytes_per_meter": round(state["state_bytes_per_meter"]),
         "carry_bytes_per_meter": round(state["tail_bytes_per_meter"]),

@@ -103,7 +103,9 @@ def ingest_live(store: Store, frame: "pd.DataFrame", mapping: Mapping | None = N
     ``LIVE_NORMALISER_S``. Returns the counts, the readings added to the store (``meter_id`` as
     str, ``ts``, channels, sorted by meter and time; None for a wide mapping) and the meters whose
     readings already stored the batch may have changed (a copy filled their channels: read those
-    meters from the store).
+    meters from the store). ``counts.changed``: the copies of stored readings that filled a channel or
+    gave another value (meter, the stored reading's time in µs; None: none), so a caller tells them
+    from plain repeats.
     """
     import time as _time
 
@@ -126,11 +128,13 @@ def ingest_live(store: Store, frame: "pd.DataFrame", mapping: Mapping | None = N
         counts = store.ingest(_prepared(raw, "frame", mapping, notes, cache), source=source, bytes_total=size,
                               live=True, stored_out=out)
     counts.notes.extend(notes)
-    touched = set().union(*(t for _, t in out)) if out else set()
+    touched = set().union(*(o[1] for o in out)) if out else set()
+    chg = [o[2] for o in out if o[2] is not None]
+    counts.changed = (chg[0] if len(chg) == 1 else pd.concat(chg, ignore_index=True)) if chg else None
     if not out:
         return counts, pd.DataFrame({"meter_id": pd.Series([], dtype=object),
                                      "ts": pd.Series([], dtype="datetime64[us, UTC]")}), touched
-    tables = [t for t, _ in out]
+    tables = [o[0] for o in out]
     table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
     # Sorted by meter and time in Arrow (stable, as pandas' stable sort on the same keys; a pandas
     # sort costs ~1.5 ms a step of 200 readings, mostly fixed cost).

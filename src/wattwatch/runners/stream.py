@@ -39,7 +39,9 @@ One step of :class:`StreamEngine`:
 
 Readings of a meter that arrive older than its last judged reading are stored (counted as
 ``late``) and the meter is re-judged from the store around them (:mod:`wattwatch.runners.rejudge`);
-so is a meter whose alert was acknowledged or cleared, once its detector has re-learned.
+so is a meter whose alert was acknowledged or cleared, once its detector has re-learned. A copy of
+a stored reading is late data only when it fills a channel or gives another value; one repeating it
+(a redelivery, a replay) is counted as ``duplicates`` and re-judges nothing (:meth:`StreamEngine._late`).
 
 :func:`run` is the asyncio loop around it: sources push batches into an inbox, one task takes
 everything queued (a micro-batch), the engine works in a thread so pollers keep their cadence.
@@ -67,7 +69,7 @@ import pyarrow.parquet as pq
 from wattwatch.alerts import store as alert_store
 from wattwatch.alerts.model import Alert
 from wattwatch.detect import core
-from wattwatch.detect.stitch import Stitcher, Stitchers, dense_columns
+from wattwatch.detect.stitch import Stitcher, Stitchers, _utc, dense_columns
 from wattwatch.runners import rejudge
 
 log = logging.getLogger("wattwatch.watch")
@@ -512,7 +514,10 @@ class StreamEngine:
             _say_rejects(frame, counts.dropped, source, self._rejects_said, kept=True)
         self.counters["readings"] += len(frame)
         self.counters["stored"] += counts.stored
-        ts = pd.to_datetime(frame["ts"], utc=True, errors="coerce")
+        col = frame["ts"]
+        # A column already tz-aware (a source's own frames) without the copy to_datetime makes; any
+        # other parsed, an unreadable time NaT (a rejected reading: it moves no meter's span).
+        ts = _utc(col) if isinstance(col.dtype, pd.DatetimeTZDtype) else pd.to_datetime(col, utc=True, errors="coerce")
         ok = ts.notna().to_numpy()
         if counts.rejected:   # a rejected reading (a clock at 1970 or 2199) moves no meter's span
             ok[np.asarray([ln - 1 for _, ln, _, _ in counts.rejects if 0 < ln <= len(ok)], dtype=np.int64)] = False
@@ -527,16 +532,49 @@ class StreamEngine:
                 self.first[m] = min(self.first.get(m, lo), int(lo))
                 self.last[m] = max(self.last.get(m, hi), int(hi))
                 self._cad_new.add(m)
-                if lo <= self.fed.get(m, NEG):
-                    tm = g["t"][g["m"] == m]
-                    self.counters["late"] += int((tm <= self.fed[m]).sum())
-                    # Late readings for compacted hours are not judged (_after_cut): only those
-                    # after the meter's compaction cut re-judge it.
-                    tj = tm[tm >= self.cut[m] * 1e6] if m in self.cut else tm
-                    if counts.stored and len(tj) and tj.min() <= self.fed[m]:
-                        rejudge.mark(self, m, int(tj.min()) / 1e6)   # something new: re-judge from there
                 self.dirty.add(m)
+        self._late(g, rows, counts)
         return counts.stored
+
+    def _late(self, g: pd.DataFrame, rows: pd.DataFrame | None, counts) -> None:
+        """Mark for re-judging (:func:`rejudge.mark`) each meter that got late data: a reading
+        stored now at or before its last judged one, or a copy of such a stored reading that filled
+        a channel or gave another value (``counts.changed``, at the stored reading's time: a copy
+        jittered past the last judged reading may fill it). A copy repeating a stored reading
+        (the store's match: within its meter's duplicate tolerance, no value differing, nothing
+        filled; a QoS 1 redelivery, a gateway's replay) changed nothing a judgement read: it is
+        counted (``duplicates``) and re-judges nothing. ``g``: the batch's readable readings
+        (``m``, ``t`` µs), taken as late data when the ingest said no rows (a wide mapping)."""
+        if rows is None:
+            lm, lt = g["m"].to_numpy(), g["t"].to_numpy()
+        else:
+            chg = counts.changed
+            n_chg = 0 if chg is None else len(chg)
+            self.counters["duplicates"] += counts.read - counts.rejected - counts.stored - n_chg
+            lm, lt = rows["meter_id"].to_numpy(), rows["ts"].to_numpy("datetime64[us]").astype(np.int64)
+            if n_chg:
+                lm = np.concatenate([lm, chg["meter_id"].to_numpy().astype(object)])
+                lt = np.concatenate([lt, chg["t"].to_numpy(np.int64)])
+        if not len(lm) or not self.fed:
+            return
+        code, um = pd.factorize(lm)
+        fed = np.array([self.fed.get(m, NEG) for m in um], np.int64)
+        late = lt <= fed[code]
+        if not late.any():
+            return
+        self.counters["late"] += int(late.sum())
+        code, lt = code[late], lt[late]
+        # Late readings for compacted hours are not judged (_after_cut): only those after the
+        # meter's compaction cut re-judge it.
+        if self.cut:
+            cut = np.array([self.cut.get(m, -np.inf) for m in um]) * 1e6
+            j = lt >= cut[code]
+            code, lt = code[j], lt[j]
+        if len(lt) and (rows is not None or counts.stored):   # (a wide mapping: as before b2)
+            first = np.full(len(um), np.iinfo(np.int64).max)
+            np.minimum.at(first, code, lt)
+            for i in np.flatnonzero(first < np.iinfo(np.int64).max):
+                rejudge.mark(self, str(um[i]), int(first[i]) / 1e6)   # something new: re-judge from there
 
     def _hand(self, frame: pd.DataFrame, rows: pd.DataFrame | None, touched: set[str]) -> None:
         """Keep the rows an ingest stored for the next step (before ``self.last`` moves)."""

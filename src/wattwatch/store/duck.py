@@ -149,6 +149,11 @@ class IngestCounts:
     values_dropped: dict[str, int] = field(default_factory=dict)
     bad_values: dict[str, int] = field(default_factory=dict)
     given: dict[str, int] = field(default_factory=dict)
+    # (b2) A live ingest's copies of stored readings that are no plain repeat: they fill a channel the
+    # stored reading lacks or give another value for one it has (``meter_id``, ``t`` in epoch µs: the
+    # stored reading's time, not the copy's, which may be up to the tolerance off; rb2). Every other
+    # copy matched repeats what is stored (see :func:`_differs`).
+    changed: "pd.DataFrame | None" = None
 
     @property
     def rows_per_s(self) -> float:
@@ -728,9 +733,10 @@ class Store:
         # The series whose stored readings a copy filled: asked of the UPDATE only when the caller
         # takes the rows back (a batch ingest filling millions of readings would fetch them all).
         filled: set[int] | None = set() if stored_out is not None else None
+        changed: list | None = [] if stored_out is not None else None
         if overlap:
             merged, merged_tbl = self._match_stored(good, codes, t, keep, merged_tbl, names, sids, overlap, tol,
-                                                    chans, filled, cat)
+                                                    chans, filled, cat, changed)
         # Catalogue: series id, span and cadence per meter, so later chunks and files skip the
         # stored-row lookup where they do not overlap.
         span = pa.table({
@@ -766,7 +772,13 @@ class Store:
                 # and filled none of its channels changed nothing the caller holds (the kept rows
                 # are all that is new), so those meters need no read-back.
                 touched = {names[i] for i in overlap if int(sids[i]) in filled} if merged else set()
-                stored_out.append((kept.select(["meter_id", "ts", *chans]), touched))
+                # (b2) The copies that fill or differ, by meter and time: a caller judging readings as
+                # they come re-judges those (late data), not a plain repeat of a stored reading.
+                chg = None
+                if changed and any(len(c) for c, _ in changed):
+                    chg = pd.DataFrame({"meter_id": np.asarray(names, dtype=object)[np.concatenate([c for c, _ in changed])],
+                                        "t": np.concatenate([x for _, x in changed]).astype(np.int64)})
+                stored_out.append((kept.select(["meter_id", "ts", *chans]), touched, chg))
             return kept.num_rows, merged
         final = good.append_column("_sid", pa.array(sids[codes], pa.int32())).append_column("_keep", pa.array(keep))
         self._query(final, insert + ("" if stored == len(keep) else " WHERE _keep"))
@@ -839,12 +851,16 @@ class Store:
     def _match_stored(self, good: pa.Table, codes: np.ndarray, t: np.ndarray, keep: np.ndarray,
                       merged_tbl: pa.Table | None, names: list[str], sids: np.ndarray, overlap: list[int],
                       tol: np.ndarray, chans: Sequence[str] = CHANNEL_NAMES,
-                      filled: set[int] | None = None, cat: dict | None = None) -> tuple[int, pa.Table | None]:
+                      filled: set[int] | None = None, cat: dict | None = None,
+                      changed: list | None = None) -> tuple[int, pa.Table | None]:
         """Find candidate rows that a stored reading already holds, fill that reading's gaps.
 
         Candidates are the rows of ``good`` still marked in ``keep`` plus ``merged_tbl``; matched
         ones are cleared from ``keep`` (in place) and dropped from ``merged_tbl``. ``filled``, when
-        given, receives the series ids whose stored readings a copy filled (changed). ``cat``: the
+        given, receives the series ids whose stored readings a copy filled (changed); ``changed``, when
+        given, ``(meter codes, stored times)`` of the matched copies that fill a channel or give another
+        value than the stored reading (:func:`_differs`; the others repeat it): the time of the stored
+        reading matched, which a judgement read, not the copy's own. ``cat``: the
         catalogue of ``names`` (:meth:`_catalogue`), to size the stored side read at a time.
 
         A candidate matches the nearest stored reading of its meter within its meter's ``tol``
@@ -972,6 +988,12 @@ class Store:
         fills = np.zeros(len(idx), bool)
         for k in range(len(chans)):
             fills |= ~s_ok[k] & h_ok[k]
+        if changed is not None:
+            ch = np.flatnonzero(fills | np.logical_or.reduce(_differs(h_val, h_ok, s_val, s_ok), axis=0)) \
+                if len(chans) else np.zeros(0, np.int64)
+            # (rb2) At the stored reading's time: a copy jittered past a meter's last judged reading
+            # that fills it changed a judged reading (the copy's own time said: not late, no re-judging).
+            changed.append((h_code[ch], old_t[ch]))
         up = np.flatnonzero(fills)
         if len(up):
             # Only the copies of the stored readings some copy fills compete (most re-ingests fill none).
@@ -1057,9 +1079,7 @@ class Store:
         cf = getattr(self, "_conflicts", None)
         if not chans or not len(idx) or cf is None or not cf.check_stored:
             return
-        # A blank on either side is no conflict; NaN equals NaN (as DuckDB compares them).
-        differ = [h_ok[k] & s_ok[k] & (h_val[k] != s_val[k]) & ~(np.isnan(h_val[k]) & np.isnan(s_val[k]))
-                  for k in range(len(chans))]
+        differ = _differs(h_val, h_ok, s_val, s_ok)
         bad = np.flatnonzero(np.logical_or.reduce(differ))
         if not len(bad):
             return
@@ -1495,6 +1515,14 @@ def _explained(counts: IngestCounts, unit: str, norm, why: pa.Table, sel: pa.Tab
     kept = kept.drop_columns(["_row", *extra])
     i = kept.schema.get_field_index("meter_id")
     return kept.set_column(i, "meter_id", pc.cast(kept["meter_id"], sel.schema.field("meter_id").type))
+
+
+def _differs(h_val: list, h_ok: list, s_val: list, s_ok: list) -> list[np.ndarray]:
+    """Per channel, where a copy (values ``h_val``, valid where ``h_ok``) gives another value than
+    the stored reading (``s_val``, ``s_ok``): a blank on either side is no conflict; NaN equals NaN
+    (as DuckDB compares them); values compare exactly (a retransmission repeats its values)."""
+    return [h_ok[k] & s_ok[k] & (h_val[k] != s_val[k]) & ~(np.isnan(h_val[k]) & np.isnan(s_val[k]))
+            for k in range(len(h_val))]
 
 
 def _values(col, at: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
