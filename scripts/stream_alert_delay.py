@@ -60,7 +60,8 @@ def main() -> None:
         for p in pieces:
             eng.add(p)
             now = p["ts"].max()
-            seen += [(now, x.meter_id, x.detector, pd.Timestamp(x.start), pd.Timestamp(x.end)) for x in eng.step().alerts]
+            seen += [(now, x.meter_id, x.detector, pd.Timestamp(x.start), pd.Timestamp(x.end))
+                     for x in eng.step().alerts]
         eng.flush()
         equal = {x.id for x in det.alerts} == set(eng.alerts)
         store.close()
