@@ -129,3 +129,40 @@ def test_a_detector_judging_some_meters_gets_only_the_channels_it_reads(frame):
     np.testing.assert_array_equal(sub["_dt"].to_numpy(), whole["_dt"].to_numpy())
     np.testing.assert_array_equal(d.scored(sub).values, d.scored(whole).values)
     assert np.isfinite(d.scored(sub).values).any()
+
+
+@pytest.mark.parametrize("pick", ["every_third_out", "first_out", "last_only"])
+def test_a_subset_is_built_as_prepare_builds_those_rows(frame, pick):
+    """``core._rows_read`` builds the prepared subset directly (``frame.reassemble``, no frame for
+    prepare to take apart first): the same frame as prepare gives of those rows, column for column
+    (order, dtype, values bit for bit, the readings' positions ``_n`` last), the segment codes from 0
+    and renumbered where meters dropped out, the gaps recomputed, a RangeIndex; the channels the
+    detector does not read one read-only NaN array, the extra channel it does not read left out."""
+    from wattwatch.detect import core
+
+    full = prepare(frame)
+    full = core._with_column(full, "_n", np.arange(len(full), dtype=np.int64) * 3 + 7)
+    d = registry.build("loose_ct")
+    profile(full, [d], EngineConfig(profile_days=2.0))
+    seg = full["_seg"].to_numpy()
+    k = np.arange(seg.max() + 1)
+    keep = {"every_third_out": k % 3 != 0, "first_out": k > 0, "last_only": k == k[-1]}[pick]
+    rows = keep[seg]
+    sub = core._rows_read(d, full, rows)
+    whole = prepare(full[rows])   # prepare of those rows: every channel
+    unread = [c for c in CHANNEL_NAMES if c not in d.reads()]
+    assert list(sub.columns) == [c for c in whole.columns if c != EXTRA] and list(sub.columns)[-1] == "_n"
+    assert isinstance(sub.index, pd.RangeIndex) and sub.index.equals(whole.index)
+    assert sub["_seg"].to_numpy()[0] == 0 and sub["_seg"].to_numpy()[-1] == int(keep.sum()) - 1
+    for c in sub.columns:
+        assert sub[c].dtype == whole[c].dtype, c
+        if c in unread:
+            assert np.isnan(sub[c].to_numpy()).all() and not sub[c].to_numpy().flags.writeable
+        elif c == "meter_id":
+            assert sub[c].cat.categories.equals(whole[c].cat.categories)
+            np.testing.assert_array_equal(sub[c].array.codes, whole[c].array.codes)
+        else:
+            a, b = np.asarray(sub[c].to_numpy()), np.asarray(whole[c].to_numpy())
+            np.testing.assert_array_equal(a.view(np.int64) if a.dtype == float else a,
+                                          b.view(np.int64) if b.dtype == float else b, err_msg=c)
+    np.testing.assert_array_equal(d.scored(sub).values, d.scored(whole).values)

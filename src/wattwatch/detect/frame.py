@@ -47,15 +47,35 @@ def extra_channels(frame: pd.DataFrame) -> list[str]:
             and (pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]))]
 
 
-def _assemble(meter: pd.Categorical, ts, channels: dict, seg: np.ndarray, t: np.ndarray) -> pd.DataFrame:
+def _assemble(meter: pd.Categorical, ts, channels: dict, seg: np.ndarray, t: np.ndarray,
+              after: dict | None = None) -> pd.DataFrame:
+    """The prepared frame of these columns (``after``: columns put after the helper ones)."""
     # Written in place: on large frames, fresh temporaries cost more than the arithmetic.
     dt = np.empty(len(t))
     if len(t):
         dt[0] = np.nan
         np.subtract(t[1:], t[:-1], out=dt[1:])
         dt[1:][seg[1:] != seg[:-1]] = np.nan
-    data = {"meter_id": meter, "ts": ts, **channels, "_seg": seg.astype(np.int32, copy=False), "_t": t, "_dt": dt}
+    data = {"meter_id": meter, "ts": ts, **channels, "_seg": seg.astype(np.int32, copy=False), "_t": t, "_dt": dt,
+            **(after or {})}
     return pd.DataFrame(data, copy=False)
+
+
+def reassemble(meter, ts, channels: dict, seg: np.ndarray, t: np.ndarray, n: np.ndarray | None = None) -> pd.DataFrame:
+    """The prepared frame of whole meters' rows of a prepared frame, from their columns (``meter``
+    its ``meter_id`` array, ``channels`` the canonical then extra channels, ``seg`` its ``_seg``
+    codes, ``t`` its ``_t``, ``n`` its ``_n`` or None), as :func:`prepare` gives it of a frame of
+    those rows: the segment codes from 0 (renumbered where a meter dropped out), the gaps
+    recomputed, a RangeIndex. The core's subset of a detector's meters is built so directly
+    (:func:`wattwatch.detect.core._rows_read`), without a frame first that prepare would take
+    apart and build again (~0.75 ms a subset, two or three a stream step)."""
+    codes = seg - seg[0] if len(seg) else seg
+    if len(codes) and not (np.diff(codes) <= 1).all():  # a meter dropped out of the subset
+        codes, _ = pd.factorize(seg, sort=False)
+    seg = codes
+    if not isinstance(meter, pd.Categorical):
+        meter = pd.Categorical(meter.to_numpy() if isinstance(meter, pd.Series) else meter)
+    return _assemble(meter, ts, channels, seg, t, None if n is None else {"_n": n})
 
 
 def prepare(frame: pd.DataFrame) -> pd.DataFrame:
