@@ -166,3 +166,35 @@ def test_a_subset_is_built_as_prepare_builds_those_rows(frame, pick):
             np.testing.assert_array_equal(a.view(np.int64) if a.dtype == float else a,
                                           b.view(np.int64) if b.dtype == float else b, err_msg=c)
     np.testing.assert_array_equal(d.scored(sub).values, d.scored(whole).values)
+
+
+@pytest.mark.parametrize("shape", ["sorted", "shuffled", "prepared"])
+def test_prepare_with_shared_nan_is_prepare_of_nan_channels(frame, shape):
+    """A stitcher that keeps only its detectors' channels prepares its frame with the others as one
+    shared read-only NaN array (``prepare(df, shared_nan=True)``, no frame of them built first): the
+    same frame as ``prepare(nan_channels(df))`` column for column (values bit for bit, dtypes, which
+    arrays are read-only, the missing channels one array), sorted or not, prepared already or not."""
+    from wattwatch.detect.frame import nan_channels
+
+    lacks = [c for c in CHANNEL_NAMES if c not in ("v_l1_v", "i_l1_a", "p_kw")]
+    df = frame.drop(columns=[c for c in lacks if c in frame.columns])
+    df = df.sort_values(["meter_id", "ts"], kind="stable").reset_index(drop=True)
+    if shape == "shuffled":
+        df = df.sample(frac=1.0, random_state=5).reset_index(drop=True)
+    elif shape == "prepared":
+        df = prepare(df).drop(columns=lacks)
+    got, want = prepare(df, shared_nan=True), prepare(nan_channels(df))
+    assert list(got.columns) == list(want.columns) and got.index.equals(want.index)
+    for c in got.columns:
+        assert got[c].dtype == want[c].dtype, c
+        if c == "meter_id":
+            np.testing.assert_array_equal(got[c].array.codes, want[c].array.codes)
+            continue
+        a, b = np.asarray(got[c].to_numpy()), np.asarray(want[c].to_numpy())
+        assert a.flags.writeable == b.flags.writeable, c
+        np.testing.assert_array_equal(a.view(np.int64) if a.dtype == float else a,
+                                      b.view(np.int64) if b.dtype == float else b, err_msg=c)
+    if shape != "shuffled":   # in order: the lacking channels are one read-only array
+        arrays = [got[c].to_numpy() for c in lacks]
+        assert all(np.shares_memory(arrays[0], x) for x in arrays[1:])
+        assert not any(x.flags.writeable for x in arrays)
