@@ -198,3 +198,19 @@ def test_prepare_with_shared_nan_is_prepare_of_nan_channels(frame, shape):
         arrays = [got[c].to_numpy() for c in lacks]
         assert all(np.shares_memory(arrays[0], x) for x in arrays[1:])
         assert not any(x.flags.writeable for x in arrays)
+
+
+def test_a_subset_of_a_frame_with_plain_meter_ids_gets_them_as_prepare_gives_them(frame):
+    """A frame shaped as prepared (the helper columns, a RangeIndex: prepare takes it as it is) whose
+    meter ids are pandas strings, not a Categorical: the subset ``_rows_read`` builds directly has
+    them as prepare has them of those rows (a Categorical of object categories, not of the strings'
+    extension dtype), as it does with every other column."""
+    from wattwatch.detect import core
+
+    full = prepare(frame)
+    full = full.assign(meter_id=full["meter_id"].astype("string"))
+    rows = (full["_seg"].to_numpy() % 2 == 1)
+    sub, whole = core._rows_read(registry.build("loose_ct"), full, rows), prepare(full[rows])
+    assert sub["meter_id"].dtype == whole["meter_id"].dtype
+    assert sub["meter_id"].cat.categories.dtype == object
+    np.testing.assert_array_equal(sub["meter_id"].array.codes, whole["meter_id"].array.codes)

@@ -73,8 +73,12 @@ def reassemble(meter, ts, channels: dict, seg: np.ndarray, t: np.ndarray, n: np.
     if len(codes) and not (np.diff(codes) <= 1).all():  # a meter dropped out of the subset
         codes, _ = pd.factorize(seg, sort=False)
     seg = codes
+    if isinstance(meter, pd.Series):
+        meter = meter.array
     if not isinstance(meter, pd.Categorical):
-        meter = pd.Categorical(meter.to_numpy() if isinstance(meter, pd.Series) else meter)
+        # (as prepare reads such a column: its values as numpy, e.g. pandas strings as objects; a
+        # Categorical of the extension array itself would keep its dtype for the categories)
+        meter = pd.Categorical(meter.to_numpy() if hasattr(meter, "to_numpy") else np.asarray(meter))
     return _assemble(meter, ts, channels, seg, t, None if n is None else {"_n": n})
 
 
