@@ -214,3 +214,75 @@ def test_a_subset_of_a_frame_with_plain_meter_ids_gets_them_as_prepare_gives_the
     assert sub["meter_id"].dtype == whole["meter_id"].dtype
     assert sub["meter_id"].cat.categories.dtype == object
     np.testing.assert_array_equal(sub["meter_id"].array.codes, whole["meter_id"].array.codes)
+
+
+def _bits(df: pd.DataFrame, c: str) -> np.ndarray:
+    s = df[c]
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return np.asarray(s.array.codes)
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        return s.array.asi8
+    a = s.to_numpy()
+    return a.view(np.int64) if a.dtype == float else a
+
+
+def test_random_subsets_are_built_as_prepare_builds_the_frame_of_their_columns():
+    """``frame.reassemble`` repeats what prepare does with a row subset of a prepared frame: on random
+    small frames (meter ids as strings, Categoricals with unused unsorted categories or pandas strings,
+    times in another zone or with NaT, int/float32/bool/string extras, ``_n`` or not, any rows and
+    any channels read) ``_rows_read`` gives what prepare gives of the frame of those columns (main's
+    construction), column for column: order, dtypes, categories, bits, which arrays are read-only."""
+    from wattwatch.detect import core
+    from wattwatch.detect.frame import AUX, extra_channels
+
+    class Reads:
+        def __init__(self, r):
+            self.r = r
+
+        def reads(self):
+            return self.r
+
+    rng = np.random.default_rng(16)
+    pool = [*CHANNEL_NAMES, EXTRA, "f32", "flag", "note"]
+    built = 0
+    for case in range(40):
+        n, ids = int(rng.integers(0, 40)), [f"m{k}" for k in rng.choice(50, int(rng.integers(1, 6)), replace=False)]
+        mid = np.array(ids, object)[rng.integers(0, len(ids), n)]
+        ts = pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 86400, n), unit="s")
+        raw = pd.DataFrame({"meter_id": mid, "ts": ts.tz_convert("Europe/Rome") if case % 4 == 1 else ts})
+        if case % 4 == 2:
+            raw["meter_id"] = pd.Categorical(mid, categories=list(rng.permutation([*ids, "zz", "aa"])))
+        if case % 5 == 3 and n:
+            raw["ts"] = raw["ts"].where(rng.random(n) > 0.2)
+        for c in CHANNEL_NAMES:
+            if rng.random() < 0.4:
+                raw[c] = np.where(rng.random(n) < 0.2, np.nan, rng.normal(230, 5, n))
+        raw[EXTRA], raw["f32"] = rng.integers(0, 100, n), rng.normal(size=n).astype(np.float32)
+        raw["flag"], raw["note"] = rng.random(n) < 0.5, "x"
+        src = prepare(raw)
+        if case % 2:
+            src = core._with_column(src, "_n", np.arange(len(src), dtype=np.int64) * 3 + 7)
+        if case % 4 == 3:   # shaped as prepared, meter ids not a Categorical
+            src = src.assign(meter_id=src["meter_id"].astype("string"))
+        seg = src["_seg"].to_numpy()
+        for rows in (rng.random(int(seg.max()) + 1 if n else 0) < 0.5)[seg], rng.random(n) < 0.5:
+            d = Reads(tuple(c for c in pool if rng.random() < 0.3))
+            idx = np.flatnonzero(rows)
+            nan = np.full(len(idx), np.nan)
+            nan.setflags(write=False)
+            cols = {"meter_id": src["meter_id"].array.take(idx), "ts": src["ts"].array.take(idx)}
+            cols.update({c: src[c].to_numpy()[idx] if c in d.r else nan for c in CHANNEL_NAMES})
+            cols.update({c: src[c].to_numpy()[idx] for c in extra_channels(src) if c in d.r})
+            cols.update({c: src[c].to_numpy()[idx] for c in (*AUX, "_n") if c in src.columns})
+            got, want = core._rows_read(d, src, rows), prepare(pd.DataFrame(cols, index=idx, copy=False))
+            built += bool(len(idx)) and idx[-1] != len(idx) - 1
+            assert list(got.columns) == list(want.columns) and got.index.equals(want.index), case
+            assert type(got.index) is type(want.index), case
+            for c in got.columns:
+                assert got[c].dtype == want[c].dtype, (case, c)
+                if isinstance(got[c].dtype, pd.CategoricalDtype):
+                    assert got[c].cat.categories.equals(want[c].cat.categories), case
+                    assert got[c].cat.categories.dtype == want[c].cat.categories.dtype, case
+                np.testing.assert_array_equal(_bits(got, c), _bits(want, c), err_msg=f"{case} {c}")
+                assert got[c].to_numpy().flags.writeable == want[c].to_numpy().flags.writeable, (case, c)
+    assert built > 30   # most subsets went through reassemble, not prepare's frame as it is
