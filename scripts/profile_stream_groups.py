@@ -57,7 +57,7 @@ def main() -> None:
     wrap(pipeline, "ingest_live", "store: ingest_live")
     wrap(eng, "_upsert", "store: alert upsert")
     wrap(eng, "_piece", "stream: piece")
-    for name in ("_merge", "prepare", "_compact_columns", "_nan_channels"):
+    for name in ("_merge", "prepare", "_compact_columns"):
         wrap(stitch, name, f"stitch.{name}", True)
     for name in ("_known", "_cut_tail", "_calm"):
         if hasattr(stitch.Stitcher, name):   # (_calm: calm meters taken without judging; live25)

@@ -29,7 +29,7 @@ from wattwatch.alerts.model import Alert
 from wattwatch.codes import severity
 from wattwatch.detect.base import Detector, Reach, _num, quiet
 from wattwatch.detect.cadence import gaps_per_side, stretch_cadence
-from wattwatch.detect.frame import (AUX, TIMES_KEY, cache, extra_channels, meter_names, prepare, seg_bounds,
+from wattwatch.detect.frame import (AUX, TIMES_KEY, cache, extra_channels, meter_names, prepare, reassemble, seg_bounds,
                                    times_cache)
 from wattwatch.detect.postrules import Groups, calibrated, cold, group, span_mask
 from wattwatch.schema import CHANNEL_NAMES
@@ -658,7 +658,12 @@ def _rows_read(d: Detector, src: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame
     for c in (*AUX, "_n"):
         if c in src.columns:
             cols[c] = src[c].to_numpy()[idx]
-    return prepare(pd.DataFrame(cols, index=idx, copy=False))
+    if not len(idx) or idx[-1] == len(idx) - 1 or not all(c in cols for c in AUX):
+        # The frame's first rows (prepare takes such a frame as it is) or an unprepared one.
+        return prepare(pd.DataFrame(cols, index=idx, copy=False))
+    # As prepare rebuilds that frame, without the frame first (frame.reassemble).
+    return reassemble(cols.pop("meter_id"), cols.pop("ts"), {c: v for c, v in cols.items() if c not in (*AUX, "_n")},
+                      cols["_seg"], cols["_t"], cols.get("_n"))
 
 
 def _scored(d: Detector, df: pd.DataFrame, carry: dict | None):
