@@ -278,7 +278,7 @@ class ThermalDrift(Detector):
             slow_mean = np.bincount(seg[oks], weights=slow[oks], minlength=n_seg) / np.bincount(seg[oks], minlength=n_seg)
         return {m: ({"coef": coef[j], "tau_min": tau[j], "sigma_c": sigma[j], "i_ref_a": i_ref[j], "bin_s": bin_m[j],
                      "heat_se": heat_se[j], "lag_mean": lag_mean[j], "slow_lag_mean": slow_mean[j],
-                     "nominal_v": nom[j], "share": [float(x) for x in share[j]]}
+                     "nominal_v": float(nom[j]), "share": [float(x) for x in share[j]]}
                     if has[j] else {"coef": None})
                 for j, m in enumerate(meter_names(df))}
 
