@@ -74,3 +74,18 @@ def test_a_buildings_open_ct_on_its_most_loaded_phase_is_not_judged_and_a_real_d
     drift = window(f, "2025-01-11T09:00Z", 6)  # a Saturday (a weekday noon's limit is 40 % of a large rise)
     f.loc[drift, "temp_c"] += np.linspace(0, 15, drift.sum())
     _only_the_drift(f, drift, thermal_alerts(f))
+
+
+def test_a_home_without_a_neutral_reading_at_no_load_is_still_judged():
+    """A single-phase meter without a neutral channel whose load is off every night (an empty
+    home, a pump): its ~0 A cannot be told from an open CT, and is taken for what it reads, so a
+    real overheating at night is found (rq5b: q5b left such readings, and 2 h after, unjudged)."""
+    sim = simulate(SimConfig(meters=1, days=6, seed=5, commercial_share=0.0, **HEALTHY))
+    f = sim["frame"].reset_index(drop=True)
+    night = (f.ts.dt.hour < 7).to_numpy()
+    for c in ("i_l1_a", "p_kw", "q_kvar", "s_kva"):
+        f.loc[night, c] = 0.0
+    f["i_n_a"] = np.nan
+    drift = window(f, "2025-01-10T01:00Z", 5)
+    f.loc[drift, "temp_c"] += np.linspace(0, 15, drift.sum())
+    _only_the_drift(f, drift, thermal_alerts(f))

@@ -129,7 +129,8 @@ class ThermalDrift(Detector):
         :func:`open_ct`): on a single-phase meter the neutral carries the same current as the
         phase, so the neutral is the load (seed 601 M-00011: i_l1 0 A, the neutral 9.6 A, and
         the model fed 0 A read the device's warmth as 7 C of unexplained heat); without a
-        neutral reading the load cannot be told from none. On a three-phase meter a phase that
+        neutral reading the load cannot be told from none, and the reported ~0 A is taken
+        (as a meter at no load: judged, rq5b). On a three-phase meter a phase that
         normally carries its share reads ~0 while the others carry load (seed 607 M-00002, L3
         open): what it carries is not known (the phases need not be balanced, and a missing
         phase may be the most loaded one). Those readings are not judged, and neither is the
@@ -141,10 +142,12 @@ class ThermalDrift(Detector):
         _, i = phases(df)
         three = np.isfinite(i).all(axis=1)
         single_zero = ct["zero"][:, 0] & ~three
-        cur = max_current(df)
         i_n = df["i_n_a"].to_numpy(float) if "i_n_a" in df else np.full(len(df), np.nan)
-        cur = np.where(single_zero, i_n, cur)
-        unknown = single_zero & ~np.isfinite(i_n) | (ct["dead"] & three[:, None]).any(axis=1)
+        # Without a neutral reading the reported ~0 A stands: it cannot be told from no load (a
+        # home empty at night, a pump off), and not judging every such reading (and 2 h after)
+        # would leave the rule blind on exactly the readings where heat is least explained.
+        cur = np.where(single_zero & np.isfinite(i_n), i_n, max_current(df))
+        unknown = (ct["dead"] & three[:, None]).any(axis=1)
         return np.where(unknown, np.nan, cur), unknown
 
     def _lags(self, df: pd.DataFrame, current: np.ndarray, i_ref: np.ndarray, taus: np.ndarray, bin_m: np.ndarray,
