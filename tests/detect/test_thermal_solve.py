@@ -26,8 +26,8 @@ def test_shared_sums_give_the_state_of_counting_each_tau_anew():
         calls.append(memo)
         return solve(self, X, y, seg, n_seg, ok)  # no memo: every sum counted again
 
-    def grid_each_time(self, df, i_ref, taus, bin_m, memo=None):
-        return lags(self, df, i_ref, taus, bin_m)  # no memo: every grid made again
+    def grid_each_time(self, df, current, i_ref, taus, bin_m, memo=None):
+        return lags(self, df, current, i_ref, taus, bin_m)  # no memo: every grid made again
 
     anew._solve = count_each_time.__get__(anew)
     anew._lags = grid_each_time.__get__(anew)

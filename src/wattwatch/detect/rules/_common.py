@@ -99,6 +99,55 @@ def nominal_voltage(df: pd.DataFrame, n_seg: int, mask: np.ndarray | None = None
     return seg_median(vmax, df["_seg"].to_numpy(), n_seg, ok)
 
 
+# An open CT (sensor_fault's test, shared with thermal_drift's heating): a channel under
+# ``OPEN_CT_ZERO_A`` with its voltage above ``OPEN_CT_VOLTAGE_FRACTION`` of nominal while the load
+# evidently flows (at least ``OPEN_CT_MIN_LOAD_A`` on the neutral of a single-phase meter, or on
+# another phase of a three-phase one where this phase normally carries ``OPEN_CT_MIN_SHARE``).
+OPEN_CT_ZERO_A = 0.05
+OPEN_CT_MIN_LOAD_A = 0.5
+OPEN_CT_MIN_SHARE = 0.05
+OPEN_CT_VOLTAGE_FRACTION = 0.5
+
+
+def phase_shares(df: pd.DataFrame, n_seg: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """Per meter (n_seg, 3): each phase's median share of the phases' total current, over the
+    readings with more than 1 A in all (and ``mask``); NaN for a phase the meter lacks."""
+    seg = df["_seg"].to_numpy()
+    _, i = phases(df)
+    total = np.nansum(i, axis=1)
+    ok = total > 1.0
+    if mask is not None:
+        ok &= mask
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.stack([seg_median(i[:, k] / total, seg, n_seg, ok) for k in range(3)], axis=1)
+
+
+def open_ct(df: pd.DataFrame, nominal_v: np.ndarray, share: np.ndarray, zero_a: float = OPEN_CT_ZERO_A,
+            min_load_a: float = OPEN_CT_MIN_LOAD_A, min_share: float = OPEN_CT_MIN_SHARE,
+            voltage_fraction: float = OPEN_CT_VOLTAGE_FRACTION) -> dict[str, np.ndarray]:
+    """The open-CT test per reading, against each reading's nominal voltage (``nominal_v``, (n,))
+    and its meter's normal phase shares (``share``, (n, 3)). Returns:
+
+    - ``zero`` (n, 3): the channel reads under ``zero_a`` with its voltage present (load or not);
+    - ``dead`` (n, 3): ``zero`` while the load evidently flows: on a single-phase meter (column 0)
+      the neutral carries at least ``min_load_a``; on a three-phase one another phase does and
+      this phase normally carries at least ``min_share`` of the current;
+    - ``load`` (n,): the current the evidence rests on (the neutral, or the largest phase);
+    - ``unknown`` (n,): no load in sight (or no voltage): a zero current proves nothing."""
+    v, i = phases(df)
+    i_n = df["i_n_a"].to_numpy(float) if "i_n_a" in df else np.full(len(df), np.nan)
+    three = np.isfinite(i).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        v_ok = v >= voltage_fraction * nominal_v[:, None]
+        zero = (i < zero_a) & v_ok
+        imax = max_current(df)
+        dead = zero & three[:, None] & (imax[:, None] >= min_load_a) & (share >= min_share)
+        dead[:, 0] |= zero[:, 0] & ~three & (i_n >= min_load_a)
+        unknown = ~three & ~(i_n >= min_load_a) | three & (imax < min_load_a)
+        unknown |= ~v_ok.any(axis=1)
+    return {"zero": zero, "dead": dead, "load": np.where(three, imax, i_n), "unknown": unknown}
+
+
 INRUSH_RATIO = 2.5
 INRUSH_MIN_A = 1.0
 INRUSH_PF_DROP = 0.1

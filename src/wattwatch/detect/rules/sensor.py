@@ -10,16 +10,17 @@ import numpy as np
 import pandas as pd
 
 from wattwatch.detect.base import PHASE_CHANNELS, Detector, DetectorConfig, Explains, Finding, PostRule, Scored, quiet, rnd
-from wattwatch.detect.frame import meter_names, seg_median
-from wattwatch.detect.rules._common import max_current, nominal_voltage, phases
+from wattwatch.detect.frame import meter_names
+from wattwatch.detect.rules._common import (OPEN_CT_MIN_LOAD_A, OPEN_CT_MIN_SHARE, OPEN_CT_VOLTAGE_FRACTION,
+                                            OPEN_CT_ZERO_A, nominal_voltage, open_ct, phase_shares, phases)
 
 
 @dataclass(frozen=True)
 class SensorFaultConfig(DetectorConfig):
-    zero_a: float = 0.05
-    min_load_a: float = 0.5
-    min_share: float = 0.05
-    voltage_fraction: float = 0.5
+    zero_a: float = OPEN_CT_ZERO_A
+    min_load_a: float = OPEN_CT_MIN_LOAD_A
+    min_share: float = OPEN_CT_MIN_SHARE
+    voltage_fraction: float = OPEN_CT_VOLTAGE_FRACTION
     post: PostRule = PostRule(min_duration_s=900.0, min_readings=3, merge_gap_s=3600.0)
 
 
@@ -38,12 +39,9 @@ class SensorFault(Detector):
     def _fit(self, df: pd.DataFrame) -> dict:
         seg = df["_seg"].to_numpy()
         n_seg = int(seg.max()) + 1
-        _, i = phases(df)
-        total = np.nansum(i, axis=1)
-        with quiet():
-            shares = [seg_median(i[:, k] / total, seg, n_seg, total > 1.0) for k in range(3)]
+        shares = phase_shares(df, n_seg)
         nom = nominal_voltage(df, n_seg)
-        return {m: {"share": [float(sh[j]) for sh in shares], "nominal_v": float(nom[j])}
+        return {m: {"share": [float(x) for x in shares[j]], "nominal_v": float(nom[j])}
                 for j, m in enumerate(meter_names(df))}
 
     def _context(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -56,26 +54,12 @@ class SensorFault(Detector):
 
     def _score(self, df: pd.DataFrame) -> Scored:
         cfg = self.config
-        v, i = phases(df)
-        i_n = df["i_n_a"].to_numpy(float)
         nom, share = self._context(df)
-        three = np.isfinite(i).all(axis=1)
+        ct = open_ct(df, nom, share, cfg.zero_a, cfg.min_load_a, cfg.min_share, cfg.voltage_fraction)
+        dead, unknown = ct["dead"], ct["unknown"]
+        idx = np.where(dead.any(axis=1), np.argmax(dead, axis=1), -1)
         with quiet():
-            v_ok = v >= cfg.voltage_fraction * nom[:, None]
-            zero = (i < cfg.zero_a) & v_ok
-            imax = max_current(df)
-            # Evidence of load: the neutral (one phase) or the other phases (three phase).
-            load_1 = np.where(np.isfinite(i_n), i_n, np.nan)
-            others = np.where(three[:, None], imax[:, None], np.nan)
-            normally_loaded = share >= cfg.min_share
-            dead3 = zero & three[:, None] & (others >= cfg.min_load_a) & normally_loaded
-            dead1 = zero[:, 0] & ~three & (load_1 >= cfg.min_load_a)
-            idx = np.where(dead3.any(axis=1), np.argmax(dead3, axis=1), np.where(dead1, 0, -1))
-            evidence_load = np.where(three, imax, load_1)
-            score = np.where(idx >= 0, evidence_load / cfg.min_load_a, 0.0)
-            # No load in sight: a zero current is not evidence of anything.
-            unknown = ~three & ~(load_1 >= cfg.min_load_a) | three & (imax < cfg.min_load_a)
-            unknown |= ~v_ok.any(axis=1)
+            score = np.where(idx >= 0, ct["load"] / cfg.min_load_a, 0.0)
         return Scored(np.where(unknown & (idx < 0), np.nan, score), idx)
 
     def dead_channel(self, df: pd.DataFrame, ctx=None) -> np.ndarray:

@@ -46,8 +46,9 @@ import numpy as np
 import pandas as pd
 
 from wattwatch.detect.base import PHASE_CHANNELS, Detector, DetectorConfig, Finding, PostRule, Scored, meter_of, quiet, rnd
-from wattwatch.detect.frame import bounded_fill, ema_rows, grid_arrays, meter_names, seg_median, seg_quantile
-from wattwatch.detect.rules._common import inrush, max_current
+from wattwatch.detect.frame import bounded_fill, cache, ema_rows, grid_arrays, meter_names, seg_median, seg_quantile, window_sum
+from wattwatch.detect.rules._common import FALLBACK_NOMINAL_V, inrush, max_current, nominal_voltage, open_ct, phase_shares, phases
+from wattwatch.detect.rules.outage import COOLING_LAG_S
 
 
 INRUSH_REACH = 3  # readings per side a motor start is recognised against (``inrush``'s ``reach``)
@@ -85,7 +86,7 @@ class ThermalDrift(Detector):
     code = "WARN_THERM_DRIFT"
     config_cls = ThermalDriftConfig
     requires = ("temp_c", "i_l1_a")
-    reads_also = (*PHASE_CHANNELS, "pf")  # the largest phase current; motor starts
+    reads_also = (*PHASE_CHANNELS, "i_n_a", "pf")  # the largest phase current (the neutral's under an open CT); motor starts
     judges = ("temperature",)
     # Motor starts are recognised against three neighbours either side.
     lookback_n = INRUSH_REACH
@@ -118,10 +119,42 @@ class ThermalDrift(Detector):
                     "temperature is judged against its load with the lag the readings allow")
         return None
 
-    def _lags(self, df: pd.DataFrame, i_ref: np.ndarray, taus: np.ndarray, bin_m: np.ndarray,
+    @staticmethod
+    def _current(df: pd.DataFrame, nominal_v: np.ndarray, share: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the current that heats the enclosure, the readings where it cannot be known) per
+        reading, given each meter's nominal voltage and normal phase shares (per segment code).
+
+        The enclosure is heated by the current that flows, not by the one a broken CT reports. A
+        channel reading ~0 A with its voltage present (the open-CT test sensor_fault alerts on,
+        :func:`open_ct`): on a single-phase meter the neutral carries the same current as the
+        phase, so the neutral is the load (seed 601 M-00011: i_l1 0 A, the neutral 9.6 A, and
+        the model fed 0 A read the device's warmth as 7 C of unexplained heat); without a
+        neutral reading the load cannot be told from none, and the reported ~0 A is taken
+        (as a meter at no load: judged, rq5b). On a three-phase meter a phase that
+        normally carries its share reads ~0 while the others carry load (seed 607 M-00002, L3
+        open): what it carries is not known (the phases need not be balanced, and a missing
+        phase may be the most loaded one). Those readings are not judged, and neither is the
+        cooling lag after them (``_score``): the model's heating is bridged over them from the
+        last known reading, and the device may hold heat it did not see."""
+        seg = df["_seg"].to_numpy()
+        nom = np.where(np.isfinite(nominal_v), nominal_v, FALLBACK_NOMINAL_V)[seg]
+        ct = open_ct(df, nom, share[seg])
+        _, i = phases(df)
+        three = np.isfinite(i).all(axis=1)
+        single_zero = ct["zero"][:, 0] & ~three
+        i_n = df["i_n_a"].to_numpy(float) if "i_n_a" in df else np.full(len(df), np.nan)
+        # Without a neutral reading the reported ~0 A stands: it cannot be told from no load (a
+        # home empty at night, a pump off), and not judging every such reading (and 2 h after)
+        # would leave the rule blind on exactly the readings where heat is least explained.
+        cur = np.where(single_zero & np.isfinite(i_n), i_n, max_current(df))
+        unknown = (ct["dead"] & three[:, None]).any(axis=1)
+        return np.where(unknown, np.nan, cur), unknown
+
+    def _lags(self, df: pd.DataFrame, current: np.ndarray, i_ref: np.ndarray, taus: np.ndarray, bin_m: np.ndarray,
               memo: dict | None = None) -> np.ndarray:
-        """EMA_τ of the normalised load heating (I² / I_ref², most loaded phase) at each reading,
-        for each meter's τ (``taus``, minutes, per segment code) on its grid ``bin_m``.
+        """EMA_τ of the normalised load heating (I² / I_ref², ``current``: the most loaded phase's,
+        see :meth:`_current`) at each reading, for each meter's τ (``taus``, minutes, per segment
+        code) on its grid ``bin_m``.
         ``memo``: shared by calls on the same frame, ``i_ref`` and ``bin_m`` (``_fit`` trying each
         τ): the heating and each meter set's grid, which do not depend on τ, are made once."""
         seg = df["_seg"].to_numpy()
@@ -134,7 +167,7 @@ class ThermalDrift(Detector):
                 # two, its first and last stayed in; 20 starts a day put one such run in a week's
                 # profile, one reading of 4.5x the current and 21x the heating that pulled the
                 # fitted heating coefficient to 7 for a true 19).
-                return (np.where(inrush(df, reach=INRUSH_REACH), np.nan, max_current(df)) / i_ref[seg]) ** 2
+                return (np.where(inrush(df, reach=INRUSH_REACH), np.nan, current) / i_ref[seg]) ** 2
 
         x = _kept(memo, "x", heating)
         out = np.full(len(df), np.nan)
@@ -200,7 +233,8 @@ class ThermalDrift(Detector):
         n_seg = int(seg.max()) + 1
         cad = self._param(df, "cadence_s")
         bin_m = self._bin(cad)
-        imax = max_current(df)
+        nom, share = nominal_voltage(df, n_seg), phase_shares(df, n_seg)
+        imax, _ = self._current(df, nom, share)
         i_ref = seg_quantile(imax, seg, n_seg, 0.95)
         i_ref = np.where(np.isfinite(i_ref) & (i_ref > 0), i_ref, 1.0)
         y = df["temp_c"].to_numpy(float)
@@ -212,7 +246,7 @@ class ThermalDrift(Detector):
         ones, memo, grids = np.ones(len(df)), {}, {}
         kept: dict = {}  # the fitted rows of what does not depend on τ, while they are the same rows
         for tm in self.config.taus_min:
-            X = [ones, self._lags(df, i_ref, np.full(n_seg, tm), bin_m, grids), sin, cos]
+            X = [ones, self._lags(df, imax, i_ref, np.full(n_seg, tm), bin_m, grids), sin, cos]
             ok = np.isfinite(y) & np.isfinite(X[1])
             beta = self._solve(X, y, seg, n_seg, ok, memo, fixed=(0, 2, 3))
             if not (kept and np.array_equal(kept["ok"], ok)):
@@ -241,12 +275,13 @@ class ThermalDrift(Detector):
         sigma = 1.4826 * seg_median(np.abs(r - med[seg]), seg, n_seg, ok)
         has = (np.bincount(seg[np.isfinite(y)], minlength=n_seg) > 10) & (cad < self.config.max_cadence_s)
         heat_se, lag_mean = self._heat_se(seg, n_seg, ok, r, sigma, [ones, lag, sin, cos])
-        slow = self._lags(df, i_ref, np.full(n_seg, max(self.config.taus_min)), bin_m, grids)
+        slow = self._lags(df, imax, i_ref, np.full(n_seg, max(self.config.taus_min)), bin_m, grids)
         oks = ok & np.isfinite(slow)
         with quiet():
             slow_mean = np.bincount(seg[oks], weights=slow[oks], minlength=n_seg) / np.bincount(seg[oks], minlength=n_seg)
         return {m: ({"coef": coef[j], "tau_min": tau[j], "sigma_c": sigma[j], "i_ref_a": i_ref[j], "bin_s": bin_m[j],
-                     "heat_se": heat_se[j], "lag_mean": lag_mean[j], "slow_lag_mean": slow_mean[j]}
+                     "heat_se": heat_se[j], "lag_mean": lag_mean[j], "slow_lag_mean": slow_mean[j],
+                     "nominal_v": float(nom[j]), "share": [float(x) for x in share[j]]}
                     if has[j] else {"coef": None})
                 for j, m in enumerate(meter_names(df))}
 
@@ -289,7 +324,8 @@ class ThermalDrift(Detector):
         bin_m = self._param(df, "bin_s")
         memo: dict = {}
         i_ref = np.where(np.isfinite(i_ref), i_ref, 1.0)
-        lag = self._lags(df, i_ref, taus, bin_m, memo)
+        current, unknown = self._current(df, self._param(df, "nominal_v"), self._param_array(df, "share", (3,)))
+        lag = self._lags(df, current, i_ref, taus, bin_m, memo)
         sin, cos = self._daily(df)
         c = [coef[:, k][seg] for k in range(4)]  # each coefficient per reading (as coef[seg, k])
         heat = c[1] * lag
@@ -314,9 +350,14 @@ class ThermalDrift(Detector):
                 reach = self.config.sigma_k * se * np.fmax(x_max - slow_mean, slow_mean)
             need = np.isfinite(slow_mean) & (reach > self.config.min_excess_c)
             if need.any():
-                slow = self._lags(df, i_ref, np.where(need, max(self.config.taus_min), np.nan), bin_m, memo)
+                slow = self._lags(df, current, i_ref, np.where(need, max(self.config.taus_min), np.nan), bin_m, memo)
                 limit = np.fmax(limit, self.config.sigma_k * se[seg] * np.abs(slow - slow_mean[seg]))
-        return df["temp_c"].to_numpy(float) - pred, pred, limit
+        excess = df["temp_c"].to_numpy(float) - pred
+        if unknown.any():
+            # A current that cannot be known, and the cooling lag after it: cannot judge.
+            seen = window_sum(unknown.astype(float), df["_t"].to_numpy(), seg, COOLING_LAG_S, memo=cache(df)) > 0
+            excess = np.where(seen, np.nan, excess)
+        return excess, pred, limit
 
     def _score(self, df: pd.DataFrame) -> Scored:
         excess, pred, limit = self._excess(df)
