@@ -2,7 +2,8 @@
 ``kill PID``, a scheduler's time limit. Before, the parent ended at once and its workers were left
 running (blocked on their task queue for ever, or, as here, mid-chunk); now it gets a Ctrl-C's
 treatment: workers terminated and reaped, the store as it was, a message, exit 143. A library
-caller that left SIGTERM at its default still ends by the signal, its workers reaped.
+caller that left SIGTERM at its default still ends by the signal, its workers reaped; on Linux a
+SIGKILL to the parent (which nothing can handle) ends the workers too.
 
 Each worker writes its pid and sleeps in its first chunk (``judge_group`` wrapped, nothing else
 changed), so the signal finds the run mid-way with both workers alive on any machine load."""
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from tests.store.test_ctrl_c_fit import CHEAP, ENV
 from tests.store.test_integrity import fleet
@@ -123,8 +125,11 @@ def test_detect_terminated_with_workers_mid_chunk_exits_143_reaps_them_and_keeps
     assert _tables(db) == before
 
 
-def test_a_library_caller_terminated_while_workers_judge_ends_by_the_signal_with_the_workers_reaped(tmp_path: Path):
-    # Before (b3): the process ended the same way but left both workers running.
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_library_caller_terminated_while_workers_judge_ends_by_the_signal_with_the_workers_reaped(tmp_path: Path,
+                                                                                                   sig):
+    # Before (b3): the process ended the same way but left both workers running. SIGKILL (the OOM
+    # killer, a stop's time-out) cannot be handled: the kernel ends the workers (PR_SET_PDEATHSIG).
     a = tmp_path / "a.csv"
     fleet(meters=2, days=1, seed=3).to_csv(a, index=False)
     log = tmp_path / "pids.log"
@@ -135,10 +140,10 @@ def test_a_library_caller_terminated_while_workers_judge_ends_by_the_signal_with
     kids: list[psutil.Process] = []
     try:
         kids = _held(p, log)
-        p.send_signal(signal.SIGTERM)
+        p.send_signal(sig)
         p.wait(timeout=120)
     finally:
         _end(p, kids)
     left, err = _left(kids), errf.read_text()
-    assert (p.returncode, left) == (-signal.SIGTERM, []), f"exit {p.returncode}, workers left running: {left}"
+    assert (p.returncode, left) == (-sig, []), f"exit {p.returncode}, workers left running: {left}"
     assert "Traceback" not in err, err

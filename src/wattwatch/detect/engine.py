@@ -383,6 +383,24 @@ def _quiet_worker() -> None:
     sigterm.reset_in_child()
 
 
+def _end_with_parent(parent: int) -> None:
+    """(b3) Linux: the kernel ends this worker when its parent dies by a signal nothing can handle
+    (SIGKILL: the OOM killer, a stop's time-out), mid-chunk too (without it the worker judged on,
+    then found its pipe closed). Elsewhere, or without prctl, only the closed pipe ends it."""
+    import signal
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:   # the parent died before prctl
+        os._exit(1)
+
+
 def _torch_inline() -> None:
     """In a forked worker, before each chunk: torch (when imported) on one intra-op thread."""
     torch = sys.modules.get("torch")
@@ -427,7 +445,8 @@ class _Forked:
         try:
             for _ in range(n):
                 ours, theirs = ctx.Pipe()
-                p = ctx.Process(target=_worker, args=(theirs, job, list(self.pipes)), name="wattwatch-detect")
+                p = ctx.Process(target=_worker, args=(theirs, job, list(self.pipes), os.getpid()),
+                                name="wattwatch-detect")
                 p.start()
                 theirs.close()
                 self.procs.append(p)
@@ -510,7 +529,7 @@ class _Forked:
             pipe.close()
 
 
-def _worker(pipe, job: Callable, others: list) -> None:
+def _worker(pipe, job: Callable, others: list, parent: int) -> None:
     """A forked worker's loop: bounds in, ``(True, outcome, None)`` or ``(False, exception,
     traceback)`` out, until it is sent None (or its parent's end of the pipe closes: ``others``,
     the parent's ends of the workers forked before it, which fork copied, are closed here, so that
@@ -518,6 +537,7 @@ def _worker(pipe, job: Callable, others: list) -> None:
     import traceback
 
     _quiet_worker()
+    _end_with_parent(parent)
     for c in others:
         c.close()
     while True:
