@@ -10,7 +10,6 @@ changed), so the signal finds the run mid-way with both workers alive on any mac
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
