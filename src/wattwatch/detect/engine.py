@@ -343,8 +343,9 @@ def judge(full: pd.DataFrame, detectors: list[Detector], config: EngineConfig, r
     # (b3) SIGTERM (a service's or container's stop, ``kill PID``) ended the process at once and
     # left the forked workers running for ever; it now stops them as a Ctrl-C does. The command
     # line already handles it (and says what the store kept); for a library caller that left
-    # SIGTERM at its default, the process still ends by it, once the workers are reaped.
-    with sigterm.as_interrupt(only_if_default=True) as ours:
+    # SIGTERM at its default, the process still ends by it, once the workers are reaped (as_interrupt
+    # does that wherever in the block the signal lands, the shutdown in `finally` too: rb3).
+    with sigterm.as_interrupt(only_if_default=True):
         try:
             # (rst3) the pool is made and given its chunks inside the try: a Ctrl-C while the
             # workers are forked or the chunks handed out stops them too (they ignore SIGINT)
@@ -360,11 +361,9 @@ def judge(full: pd.DataFrame, detectors: list[Detector], config: EngineConfig, r
                 merge.add(o)
                 if on_progress:
                     on_progress(o.readings)
-        except BaseException as exc:
+        except BaseException:
             if pool is not None:
                 _stop(pool)
-            if ours and isinstance(exc, sigterm.Terminated):
-                sigterm.end_as_by_default()
             raise
         finally:
             if pool is not None:
@@ -395,8 +394,8 @@ def _end_with_parent(parent: int) -> None:
         import ctypes
 
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)   # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
+    except (ImportError, OSError, AttributeError):   # (rb3) a Python built without ctypes too: b3's
+        return                                       # worker died at its start, every detect failed
     if os.getppid() != parent:   # the parent died before prctl
         os._exit(1)
 
@@ -445,12 +444,19 @@ class _Forked:
         try:
             for _ in range(n):
                 ours, theirs = ctx.Pipe()
+                self.pipes.append(ours)
+                # (rb3) the worker closes every parent end it inherits, its own pipe's too (b3 left
+                # that one open in the worker, so its pipe never ended: without PR_SET_PDEATHSIG,
+                # an idle worker of a SIGKILLed parent waited for ever)
                 p = ctx.Process(target=_worker, args=(theirs, job, list(self.pipes), os.getpid()),
                                 name="wattwatch-detect")
-                p.start()
-                theirs.close()
+                # (rb3) kept before it starts: a Ctrl-C or SIGTERM just after the fork ends it too
+                # (one between the fork and start()'s return: its pipe closes, it ends on EOF)
                 self.procs.append(p)
-                self.pipes.append(ours)
+                try:
+                    p.start()
+                finally:
+                    theirs.close()
         except BaseException:
             self.terminate()
             raise
@@ -463,7 +469,7 @@ class _Forked:
         busy: dict[int, int] = {}   # worker -> the item it judges
         for w in range(len(self.procs)):
             if given < len(items):
-                self.pipes[w].send(items[given])
+                self._give(w, items[given])
                 busy[w], given = given, given + 1
         while nxt < len(items):
             while nxt in done:
@@ -484,25 +490,36 @@ class _Forked:
                     if not pipe.poll():
                         raise EOFError
                     ok, value, tb = pipe.recv()   # (a pipe at its end polls as readable)
-                except EOFError:
-                    self.procs[w].join(1)
-                    raise WorkerDied(f"a detect worker process (pid {self.procs[w].pid}) ended without its result "
-                                     f"(exit code {self.procs[w].exitcode}: killed; out of memory? fewer [engine] "
-                                     "workers or a smaller chunk_rows use less)") from None
+                except (EOFError, OSError):   # (rb3) OSError: ECONNRESET, one dead with a chunk unread
+                    raise self._died(w) from None
                 if not ok:
                     value.__cause__ = _RemoteTraceback(tb)
                     raise value
                 done[busy.pop(w)] = value
                 if given < len(items):
-                    pipe.send(items[given])
+                    self._give(w, items[given])
                     busy[w], given = given, given + 1
+
+    def _give(self, w: int, item) -> None:
+        try:
+            self.pipes[w].send(item)
+        except OSError:   # (rb3) EPIPE/ECONNRESET: it died after its last result (b3: raised as such)
+            raise self._died(w) from None
+
+    def _died(self, w: int) -> WorkerDied:
+        p = self.procs[w]
+        p.join(1)
+        why = (": killed; out of memory? fewer [engine] workers or a smaller chunk_rows use less"
+               if p.exitcode is not None and p.exitcode < 0 else "")
+        return WorkerDied(f"a detect worker process (pid {p.pid}) ended without its result (exit code {p.exitcode}{why})")
 
     def terminate(self) -> None:
         """End every worker now (SIGTERM, then SIGKILL for one still there after 5 s) and reap it."""
-        for p in self.procs:
+        procs = [p for p in self.procs if p.pid is not None]   # (rb3) not one never started
+        for p in procs:
             if p.exitcode is None:
                 p.terminate()
-        for p in self.procs:
+        for p in procs:
             p.join(5)
             if p.exitcode is None:
                 p.kill()
@@ -532,8 +549,8 @@ class _Forked:
 def _worker(pipe, job: Callable, others: list, parent: int) -> None:
     """A forked worker's loop: bounds in, ``(True, outcome, None)`` or ``(False, exception,
     traceback)`` out, until it is sent None (or its parent's end of the pipe closes: ``others``,
-    the parent's ends of the workers forked before it, which fork copied, are closed here, so that
-    each worker's pipe ends with the parent)."""
+    the parent's ends of its own pipe and of the workers forked before it, which fork copied, are
+    closed here, so that each worker's pipe ends with the parent)."""
     import traceback
 
     _quiet_worker()
@@ -551,7 +568,7 @@ def _worker(pipe, job: Callable, others: list, parent: int) -> None:
             _torch_inline()
             msg = (True, job(ab), None)
         except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it
-            msg = (False, exc, traceback.format_exc())
+            msg = (False, _portable(exc), traceback.format_exc())
         try:
             pipe.send(msg)
         except OSError:
@@ -559,3 +576,16 @@ def _worker(pipe, job: Callable, others: list, parent: int) -> None:
         except Exception as exc:  # noqa: BLE001 - an outcome or exception that does not pickle
             pipe.send((False, RuntimeError(f"a detect worker's result could not be sent back: {exc!r}"),
                        msg[2] or traceback.format_exc()))
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """``exc``, or a RuntimeError naming it if it would not survive the pipe: an exception whose
+    ``__init__`` takes other arguments than its ``args`` pickles but does not unpickle, which raised
+    a TypeError about its ``__init__`` in the parent instead of the worker's error (rb3)."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001 - anything that does not round-trip
+        return RuntimeError(f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}")
