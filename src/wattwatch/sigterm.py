@@ -57,7 +57,12 @@ def as_interrupt(only_if_default: bool = False):
     """In the block, SIGTERM raises :class:`Terminated` in the main thread; the previous handler is
     back after it. Yields whether the handler was installed: not outside the main thread (Python
     runs handlers there only), nor with ``only_if_default`` when the process already handles
-    SIGTERM its own way (a caller's handler, or an outer :func:`as_interrupt`)."""
+    SIGTERM its own way (a caller's handler, or an outer :func:`as_interrupt`).
+
+    ``only_if_default`` is a library's guard (the caller never asked for SIGTERM to be handled): a
+    :class:`Terminated` leaving the block, once the block's own clean-up ran, ends the process as
+    SIGTERM's default action does; it never reaches the caller as a KeyboardInterrupt (rb3: before,
+    the caller's code had to do this, and a SIGTERM during its ``finally`` escaped it)."""
     global _owner, _received
     if threading.current_thread() is not threading.main_thread() or (
             only_if_default and signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
@@ -69,6 +74,10 @@ def as_interrupt(only_if_default: bool = False):
     _owner = os.getpid()
     try:
         yield True
+    except Terminated:
+        if only_if_default:
+            end_as_by_default()
+        raise
     finally:
         signal.signal(signal.SIGTERM, before)
         _owner = owner

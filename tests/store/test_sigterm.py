@@ -124,11 +124,9 @@ def test_detect_terminated_with_workers_mid_chunk_exits_143_reaps_them_and_keeps
     assert _tables(db) == before
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
-def test_a_library_caller_terminated_while_workers_judge_ends_by_the_signal_with_the_workers_reaped(tmp_path: Path,
-                                                                                                   sig):
-    # Before (b3): the process ended the same way but left both workers running. SIGKILL (the OOM
-    # killer, a stop's time-out) cannot be handled: the kernel ends the workers (PR_SET_PDEATHSIG).
+def test_a_library_caller_terminated_while_workers_judge_ends_by_the_signal_with_the_workers_reaped(tmp_path: Path):
+    # Before (b3): the process ended the same way but left both workers running.
+    sig = signal.SIGTERM
     a = tmp_path / "a.csv"
     fleet(meters=2, days=1, seed=3).to_csv(a, index=False)
     log = tmp_path / "pids.log"
@@ -146,3 +144,61 @@ def test_a_library_caller_terminated_while_workers_judge_ends_by_the_signal_with
     left, err = _left(kids), errf.read_text()
     assert (p.returncode, left) == (-sig, []), f"exit {p.returncode}, workers left running: {left}"
     assert "Traceback" not in err, err
+
+
+
+_KILLED = """
+import sys, threading, time
+from wattwatch.detect import engine
+log = sys.argv[1]
+def held(ab):
+    with open(log, "a") as fh:
+        fh.write(f"{__import__('os').getpid()}\\n")
+    time.sleep(120)
+busy = engine._Forked(2, held)   # as on Linux: ended by PR_SET_PDEATHSIG, mid-chunk
+engine._end_with_parent = lambda parent: None   # (in the workers forked from now on) as where there is none
+idle = engine._Forked(2, held)   # waiting for a chunk: ended by their pipe's end alone
+threading.Thread(target=lambda: list(busy.map([(0, 1), (1, 2)])), daemon=True).start()
+print(" ".join(str(p.pid) for p in idle.procs), flush=True)
+time.sleep(120)
+"""
+
+
+def test_the_workers_of_a_killed_parent_end_mid_chunk_on_linux_and_waiting_for_one_anywhere(tmp_path: Path):
+    # SIGKILL (the OOM killer, a stop's time-out) cannot be handled. Before (b3): every worker ran
+    # on; b3: the kernel ends them on Linux (PR_SET_PDEATHSIG), but without it (macOS, no prctl) its
+    # idle workers still waited for ever: each held its own copy of the parent's end of its pipe (rb3).
+    log = tmp_path / "pids.log"
+    p = subprocess.Popen([sys.executable, "-c", _KILLED, str(log)], cwd=tmp_path, env=ENV, stdout=subprocess.PIPE,
+                         text=True, start_new_session=True)
+    kids: list[psutil.Process] = []
+    try:
+        kids = _held(p, log)   # all four, the two busy ones inside their chunk
+        assert len(kids) == 4 and len(p.stdout.readline().split()) == 2, kids
+        p.kill()
+        p.wait(timeout=60)
+    finally:
+        _end(p, kids)
+        p.stdout.close()
+    assert _left(kids) == []
+
+_LIBRARY_BLOCK = """
+import os, signal, time
+from wattwatch import sigterm
+try:
+    with sigterm.as_interrupt(only_if_default=True):
+        try:
+            pass
+        finally:   # as engine.judge's `pool.shutdown()` after the last chunk: a SIGTERM while it runs
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(10)
+except KeyboardInterrupt:
+    print("escaped", flush=True)
+"""
+
+
+def test_a_sigterm_in_a_library_callers_guarded_block_ends_the_process_by_the_signal_wherever_it_comes():
+    # Before (rb3): the process was ended by the signal only from judge's `except` clause; one during
+    # its `finally` (the workers' shutdown) reached the library caller as a KeyboardInterrupt.
+    r = subprocess.run([sys.executable, "-c", _LIBRARY_BLOCK], env=ENV, capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout) == (-signal.SIGTERM, ""), (r.returncode, r.stdout, r.stderr[-2000:])
