@@ -224,27 +224,42 @@ def _few(names: list[str], n: int = 5) -> str:
 
 def _ctrl_c(exc: BaseException) -> bool:
     """``exc`` is a Ctrl-C: a KeyboardInterrupt, DuckDB's "Query interrupted" for one inside a
-    statement, or a CommittedError (a COMMIT made, then interrupted) caused by one."""
+    statement, or a CommittedError (a COMMIT made, then interrupted) caused by one; or (b3) any
+    error once a SIGTERM came (:func:`_stopped_by`), which is turned into one of these on its way."""
+    from wattwatch import sigterm
     from wattwatch.errors import CommittedError
     from wattwatch.store.duck import interrupted
 
-    return interrupted(exc) or (isinstance(exc, CommittedError) and interrupted(exc.__cause__))
+    return interrupted(exc) or (isinstance(exc, CommittedError) and interrupted(exc.__cause__)) or sigterm.received()
+
+
+def _stopped_by() -> tuple[str, int]:
+    """(b3) How the run was stopped, for its message, and the exit code: a Ctrl-C (130) or SIGTERM
+    (143: a service manager's or container's stop, ``kill PID``, a scheduler's time limit)."""
+    from wattwatch import sigterm
+
+    return ("terminated (SIGTERM)", sigterm.EXIT_CODE) if sigterm.received() else ("interrupted (Ctrl-C)", 130)
 
 
 @contextmanager
 def _on_ctrl_c(said):
     """Run the block; a Ctrl-C in it (:func:`_ctrl_c`) calls ``said(since)``, which exits 130 saying
     what the run left (asked of the store: what was committed after ``since``, the block's start,
-    which the block gets too). Any other error goes on as it was."""
+    which the block gets too). Any other error goes on as it was. (b3) SIGTERM gets the same
+    treatment (:mod:`wattwatch.sigterm`: the clean-ups of a Ctrl-C run, forked workers are
+    stopped and reaped) and the message says "terminated (SIGTERM)", exit 143."""
     from datetime import datetime, timezone
 
-    since = datetime.now(timezone.utc)
-    try:
-        yield since
-    except BaseException as exc:
-        if not _ctrl_c(exc):
-            raise
-        said(since)
+    from wattwatch import sigterm
+
+    with sigterm.as_interrupt():
+        since = datetime.now(timezone.utc)
+        try:
+            yield since
+        except BaseException as exc:
+            if not _ctrl_c(exc):
+                raise
+            said(since)
 
 
 def _run_kept(db, since) -> dict | None:
@@ -346,8 +361,9 @@ def run_ingest(paths: list[Path], db: Path, mapping_file: Optional[Path], reject
         kept = _run_kept(db, since)
         # (rst2) not "while ingesting" a file the store holds (a Ctrl-C just after its COMMIT)
         where = f" while ingesting {current[0]}" if current and not (kept and str(current[0]) in kept["files"]) else ""
-        _fail(f"{db}: interrupted (Ctrl-C){where}: {_stored_files(kept, names)}. Ingest again to "
-              "finish (a reading is never stored twice)", 130)
+        how, code = _stopped_by()
+        _fail(f"{db}: {how}{where}: {_stored_files(kept, names)}. Ingest again to "
+              "finish (a reading is never stored twice)", code)
 
     with _on_ctrl_c(said):
         return _ingest_files(files, db, mapping, rejects, quiet, errors, current)
@@ -833,9 +849,10 @@ def _detect_interrupted(store, since, files: list[str], out: Path) -> None:
     """(st2) ``detect`` stopped by a Ctrl-C (a traceback before, for one inside a DuckDB statement):
     exit 130 saying what the run committed to the store (each file ingested, the state learned and
     the alerts written are each committed on their own), asked of the store."""
-    head = f"interrupted (Ctrl-C); {out} was not written"
+    how, code = _stopped_by()
+    head = f"{how}; {out} was not written"
     if store is None or str(store) == ":memory:":
-        _fail(head + " (no store: nothing was kept)", 130)
+        _fail(head + " (no store: nothing was kept)", code)
     kept = _run_kept(store, since)
     if not kept or not (kept["files"] or kept["state"] or kept["alerts"]):
         said = [head, "nothing of this run was committed to the store"]
@@ -846,7 +863,7 @@ def _detect_interrupted(store, since, files: list[str], out: Path) -> None:
         if kept["alerts"]:
             said.append(f"{kept['alerts']:,} alert(s) written by this run are kept (`wattwatch alerts list`)")
     _fail(f"{store}: " + "; ".join(said) + ". Run detect again to finish (a file ingested again stores nothing "
-          "twice)", 130)
+          "twice)", code)
 
 
 @app.command()
@@ -943,7 +960,8 @@ def _fit_interrupted(store, since, files: list[str], models: Optional[Path] = No
             said.append(f"{models} was written whole by this run")
         else:
             said.append(f"{models} was not changed: the models it held are kept")
-    _fail(f"{store if store is not None else 'train'}: interrupted (Ctrl-C): " + "; ".join(said), 130)
+    how, code = _stopped_by()
+    _fail(f"{store if store is not None else 'train'}: {how}: " + "; ".join(said), code)
 
 
 state_app = typer.Typer(no_args_is_help=True, context_settings=HELP, help="Meter state kept in the store: list, show, drop.")
@@ -2434,8 +2452,12 @@ _edgecli.register(app, bench_app)  # edge, bench edge
 
 
 def main() -> None:
+    from wattwatch.sigterm import EXIT_CODE, Terminated
+
     try:
         app()
+    except Terminated:   # (b3) a SIGTERM a command's own message did not take
+        sys.exit(EXIT_CODE)
     except KeyboardInterrupt:
         sys.exit(130)
 

@@ -23,17 +23,19 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from wattwatch import sigterm
 from wattwatch.alerts.model import Alert
 from wattwatch.detect import core
 from wattwatch.detect.base import Detector
 from wattwatch.detect.frame import meter_names, prepare, profile_mask, seg_bounds
 from wattwatch.detect.registry import build_all
+from wattwatch.errors import WattwatchError
 from wattwatch.runners.group import Merge, judge_group
 
 
@@ -336,66 +338,254 @@ def judge(full: pd.DataFrame, detectors: list[Detector], config: EngineConfig, r
         part = full if (a, b) == (0, len(full)) else prepare(full.iloc[a:b])
         return judge_group(part, dets, window, keep_scores)
 
-    global _FORKED_JOB
     merge = Merge(result, keep_scores)
     pool = None
-    try:
-        # (rst3) the pool is made and given its chunks inside the try: a Ctrl-C while the workers
-        # are forked or the chunks submitted stops them too (they ignore SIGINT; left to the pool's
-        # exit hook, they judged every chunk submitted before the interpreter could exit)
-        if workers == 1:
-            outcomes = map(one, bounds)
-        elif config.parallel == "process" and "fork" in mp.get_all_start_methods():
-            _FORKED_JOB = one  # inherited by the forked workers (never pickled): they share the frame
-            pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"),
-                                       initializer=_quiet_worker)
-            outcomes = pool.map(_forked_chunk, bounds)
-        else:
-            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wattwatch-detect")
-            outcomes = pool.map(one, bounds)
-        for o in outcomes:
-            merge.add(o)
-            if on_progress:
-                on_progress(o.readings)
-    except BaseException:
-        if pool is not None:
-            _stop(pool)
-        raise
-    finally:
-        if pool is not None:
-            pool.shutdown()
-        _FORKED_JOB = None
+    # (b3) SIGTERM (a service's or container's stop, ``kill PID``) ended the process at once and
+    # left the forked workers running for ever; it now stops them as a Ctrl-C does. The command
+    # line already handles it (and says what the store kept); for a library caller that left
+    # SIGTERM at its default, the process still ends by it, once the workers are reaped (as_interrupt
+    # does that wherever in the block the signal lands, the shutdown in `finally` too: rb3).
+    with sigterm.as_interrupt(only_if_default=True):
+        try:
+            # (rst3) the pool is made and given its chunks inside the try: a Ctrl-C while the
+            # workers are forked or the chunks handed out stops them too (they ignore SIGINT)
+            if workers == 1:
+                outcomes = map(one, bounds)
+            elif config.parallel == "process" and "fork" in mp.get_all_start_methods():
+                pool = _Forked(workers, one)
+                outcomes = pool.map(bounds)
+            else:
+                pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wattwatch-detect")
+                outcomes = pool.map(one, bounds)
+            for o in outcomes:
+                merge.add(o)
+                if on_progress:
+                    on_progress(o.readings)
+        except BaseException:
+            if pool is not None:
+                _stop(pool)
+            raise
+        finally:
+            if pool is not None:
+                pool.shutdown()
     merge.finish()
 
 
 def _quiet_worker() -> None:
     """A forked worker ignores SIGINT: a terminal's Ctrl-C reaches the whole process group, and a
     worker waiting for its next chunk printed a KeyboardInterrupt traceback (st3); the parent,
-    which gets the signal too, stops the pool (:func:`_stop`)."""
+    which gets the signal too, stops the workers (:func:`_stop`). SIGTERM ends it at once (its
+    default; the parent's handler is inherited by fork): that is how the parent stops it."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sigterm.reset_in_child()
 
 
-def _stop(pool) -> None:
-    """Stop a pool whose run failed or was interrupted: chunks not started are cancelled and
-    forked workers are ended at once (before (st3), ``shutdown()`` judged every remaining chunk
-    before a Ctrl-C took effect). A thread pool's running chunks finish; none is started."""
-    procs = list((getattr(pool, "_processes", None) or {}).values())
-    for p in procs:
-        p.terminate()
-    pool.shutdown(wait=False, cancel_futures=True)
-    for p in procs:
-        p.join(5)
+def _end_with_parent(parent: int) -> None:
+    """(b3) Linux: the kernel ends this worker when its parent dies by a signal nothing can handle
+    (SIGKILL: the OOM killer, a stop's time-out), mid-chunk too (without it the worker judged on,
+    then found its pipe closed). Elsewhere, or without prctl, only the closed pipe ends it."""
+    import signal
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)   # PR_SET_PDEATHSIG
+    except (ImportError, OSError, AttributeError):   # (rb3) a Python built without ctypes too: b3's
+        return                                       # worker died at its start, every detect failed
+    if os.getppid() != parent:   # the parent died before prctl
+        os._exit(1)
 
 
-_FORKED_JOB: Callable | None = None
-
-
-def _forked_chunk(ab: tuple[int, int]):
+def _torch_inline() -> None:
+    """In a forked worker, before each chunk: torch (when imported) on one intra-op thread."""
     torch = sys.modules.get("torch")
     if torch is not None:
         # The parent's OpenMP pool does not survive fork: a child entering it waits forever.
         # One intra-op thread per worker runs inline (the workers are the parallelism).
         torch.set_num_threads(1)
-    return _FORKED_JOB(ab)
+
+
+def _stop(pool) -> None:
+    """Stop workers whose run failed or was interrupted: chunks not started are not started, and
+    forked workers are ended at once and reaped (before (st3), ``shutdown()`` judged every
+    remaining chunk before a Ctrl-C took effect). A thread pool's running chunks finish."""
+    if isinstance(pool, _Forked):
+        pool.terminate()
+    else:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+class WorkerDied(WattwatchError, RuntimeError):
+    """A forked worker ended without a result (killed: out of memory, a signal of its own)."""
+
+
+class _RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker (the ``__cause__`` of the one re-raised)."""
+
+    def __str__(self) -> str:
+        return "\n" + self.args[0]
+
+
+class _Forked:
+    """Forked worker processes judging chunks, with the handles to them kept here (b3: the pool it
+    replaces, concurrent.futures' ProcessPoolExecutor, gives no public way to end its workers, and
+    ``_stop`` read its private ``_processes``). Each worker inherits ``job`` (and the frame it
+    closes over) copy-on-write, never pickled, and has a pipe of its own: it is given one chunk's
+    bounds at a time and sends back the outcome (or the exception, with its traceback). A worker
+    that dies is seen by its sentinel, not waited on for ever."""
+
+    def __init__(self, n: int, job: Callable):
+        ctx = mp.get_context("fork")
+        self.procs, self.pipes = [], []
+        try:
+            for _ in range(n):
+                ours, theirs = ctx.Pipe()
+                self.pipes.append(ours)
+                # (rb3) the worker closes every parent end it inherits, its own pipe's too (b3 left
+                # that one open in the worker, so its pipe never ended: without PR_SET_PDEATHSIG,
+                # an idle worker of a SIGKILLed parent waited for ever)
+                p = ctx.Process(target=_worker, args=(theirs, job, list(self.pipes), os.getpid()),
+                                name="wattwatch-detect")
+                # (rb3) kept before it starts: a Ctrl-C or SIGTERM just after the fork ends it too
+                # (one between the fork and start()'s return: its pipe closes, it ends on EOF)
+                self.procs.append(p)
+                try:
+                    p.start()
+                finally:
+                    theirs.close()
+        except BaseException:
+            self.terminate()
+            raise
+
+    def map(self, items: list):
+        """The outcomes of ``job`` over ``items``, in their order (a worker's exception is raised here)."""
+        from multiprocessing.connection import wait
+
+        items, done, given, nxt = list(items), {}, 0, 0
+        busy: dict[int, int] = {}   # worker -> the item it judges
+        for w in range(len(self.procs)):
+            if given < len(items):
+                self._give(w, items[given])
+                busy[w], given = given, given + 1
+        while nxt < len(items):
+            while nxt in done:
+                yield done.pop(nxt)
+                nxt += 1
+            if nxt >= len(items):
+                break
+            by_handle = {}
+            for w in busy:
+                by_handle[self.pipes[w]] = w
+                by_handle[self.procs[w].sentinel] = w
+            for h in wait(list(by_handle)):
+                w = by_handle[h]
+                if w not in busy:
+                    continue   # its pipe and its sentinel both ready
+                pipe = self.pipes[w]
+                try:
+                    if not pipe.poll():
+                        raise EOFError
+                    ok, value, tb = pipe.recv()   # (a pipe at its end polls as readable)
+                except (EOFError, OSError):   # (rb3) OSError: ECONNRESET, one dead with a chunk unread
+                    raise self._died(w) from None
+                if not ok:
+                    value.__cause__ = _RemoteTraceback(tb)
+                    raise value
+                done[busy.pop(w)] = value
+                if given < len(items):
+                    self._give(w, items[given])
+                    busy[w], given = given, given + 1
+
+    def _give(self, w: int, item) -> None:
+        try:
+            self.pipes[w].send(item)
+        except OSError:   # (rb3) EPIPE/ECONNRESET: it died after its last result (b3: raised as such)
+            raise self._died(w) from None
+
+    def _died(self, w: int) -> WorkerDied:
+        p = self.procs[w]
+        p.join(1)
+        why = (": killed; out of memory? fewer [engine] workers or a smaller chunk_rows use less"
+               if p.exitcode is not None and p.exitcode < 0 else "")
+        return WorkerDied(f"a detect worker process (pid {p.pid}) ended without its result (exit code {p.exitcode}{why})")
+
+    def terminate(self) -> None:
+        """End every worker now (SIGTERM, then SIGKILL for one still there after 5 s) and reap it."""
+        procs = [p for p in self.procs if p.pid is not None]   # (rb3) not one never started
+        for p in procs:
+            if p.exitcode is None:
+                p.terminate()
+        for p in procs:
+            p.join(5)
+            if p.exitcode is None:
+                p.kill()
+                p.join()
+        self._close_pipes()
+
+    def shutdown(self) -> None:
+        """Workers done: each is told to stop (or was ended by :meth:`terminate`), then reaped."""
+        for p, pipe in zip(self.procs, self.pipes):
+            if p.exitcode is None and not pipe.closed:
+                try:
+                    pipe.send(None)
+                except OSError:
+                    pass   # it died: join reaps it
+        for p in self.procs:
+            p.join(5)
+            if p.exitcode is None:
+                p.terminate()
+                p.join()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        for pipe in self.pipes:
+            pipe.close()
+
+
+def _worker(pipe, job: Callable, others: list, parent: int) -> None:
+    """A forked worker's loop: bounds in, ``(True, outcome, None)`` or ``(False, exception,
+    traceback)`` out, until it is sent None (or its parent's end of the pipe closes: ``others``,
+    the parent's ends of its own pipe and of the workers forked before it, which fork copied, are
+    closed here, so that each worker's pipe ends with the parent)."""
+    import traceback
+
+    _quiet_worker()
+    _end_with_parent(parent)
+    for c in others:
+        c.close()
+    while True:
+        try:
+            ab = pipe.recv()
+        except EOFError:
+            return
+        if ab is None:
+            return
+        try:
+            _torch_inline()
+            msg = (True, job(ab), None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it
+            msg = (False, _portable(exc), traceback.format_exc())
+        try:
+            pipe.send(msg)
+        except OSError:
+            return   # the parent is gone
+        except Exception as exc:  # noqa: BLE001 - an outcome or exception that does not pickle
+            pipe.send((False, RuntimeError(f"a detect worker's result could not be sent back: {exc!r}"),
+                       msg[2] or traceback.format_exc()))
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """``exc``, or a RuntimeError naming it if it would not survive the pipe: an exception whose
+    ``__init__`` takes other arguments than its ``args`` pickles but does not unpickle, which raised
+    a TypeError about its ``__init__`` in the parent instead of the worker's error (rb3)."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001 - anything that does not round-trip
+        return RuntimeError(f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}")
