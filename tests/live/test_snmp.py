@@ -49,6 +49,14 @@ def source(*devices, **kw):
     return snmp.from_spec("racks", spec, None)
 
 
+async def polls(src, end: float, until) -> list[int]:
+    """Row counts of ``src``'s polls until ``until(rows)`` (or ``end``, a time.monotonic() cap)."""
+    out = [len(await src.poll())]
+    while not until(out[-1]) and time.monotonic() < end:
+        out.append(len(await src.poll()))
+    return out
+
+
 def poll(src, n=1):
     async def go():
         frames = [await src.poll() for _ in range(n)]
@@ -186,27 +194,20 @@ def test_agent_restarted_or_replaced_on_the_same_port_is_read_again(monkeypatch)
     end = time.monotonic() + 60.0                           # the cap: only a failure or a starved machine nears it
     got = {}
 
-    async def polls(until):
-        """Row counts of polls until ``until(rows)`` (or the cap)."""
-        out = [len(await src.poll())]
-        while not until(out[-1]) and time.monotonic() < end:
-            out.append(len(await src.poll()))
-        return out
-
     async def go():
         nonlocal a
-        got["first"] = await polls(lambda n: n > 0)
+        got["first"] = await polls(src, end, lambda n: n > 0)
         a.stop()
         got["down"] = [len(await src.poll())]                # stopped: nothing
         a = agent.start("pdu7", {"model": "apc_rpdu2", "outlets": 2, "port": port, **KEYS})
-        got["restarted"] = await polls(lambda n: n > 0)     # read with the engine ID it knew
+        got["restarted"] = await polls(src, end, lambda n: n > 0)     # read with the engine ID it knew
         got["rediscoveries_then"] = src.counters["rediscoveries"]
         a.stop()
         a = agent.start("pdu7", {"model": "apc_rpdu2", "outlets": 2, "port": port, "engine_salt": "new", **KEYS})
         monkeypatch.setattr(snmp, "REDISCOVER_S", 0.0)
-        got["replaced"] = await polls(lambda n: n > 0 or src.counters["rediscoveries"] > 0)
+        got["replaced"] = await polls(src, end, lambda n: n > 0 or src.counters["rediscoveries"] > 0)
         monkeypatch.setattr(snmp, "REDISCOVER_S", never)  # one rediscovery; then read on evidence
-        got["rediscovered"] = await polls(lambda n: n > 0)
+        got["rediscovered"] = await polls(src, end, lambda n: n > 0)
         src.close()
     try:
         asyncio.run(go())
@@ -237,21 +238,15 @@ def test_a_replaced_agent_is_discovered_again_when_retries_outlast_the_cycle(mon
     end = time.monotonic() + 60.0
     got = {}
 
-    async def polls(until):
-        out = [len(await src.poll())]
-        while not until(out[-1]) and time.monotonic() < end:
-            out.append(len(await src.poll()))
-        return out
-
     async def go():
         nonlocal a
-        got["first"] = await polls(lambda n: n > 0)
+        got["first"] = await polls(src, end, lambda n: n > 0)
         a.stop()
         a = agent.start("pdu8", {"model": "apc_rpdu2", "outlets": 2, "port": port, "engine_salt": "new", **KEYS})
         monkeypatch.setattr(snmp, "REDISCOVER_S", 0.0)
-        got["replaced"] = await polls(lambda n: n > 0 or src.counters["rediscoveries"] > 0)
+        got["replaced"] = await polls(src, end, lambda n: n > 0 or src.counters["rediscoveries"] > 0)
         monkeypatch.setattr(snmp, "REDISCOVER_S", never)
-        got["rediscovered"] = await polls(lambda n: n > 0)
+        got["rediscovered"] = await polls(src, end, lambda n: n > 0)
         src.close()
     try:
         asyncio.run(go())
@@ -415,10 +410,20 @@ def test_a_site_config_with_an_inline_model_is_checked_naming_file_and_key(tmp_p
     assert dev.model.scalars[0].scale == 0.1 and dev.port == 161 and "auth-secret" not in repr(dev)
 
 
-def test_watch_stores_snmp_readings_and_alerts_packet_loss_and_ups_on_battery(tmp_path):
+def test_watch_stores_snmp_readings_and_alerts_packet_loss_and_ups_on_battery(tmp_path, monkeypatch):
     """`api.watch` with an snmp source: the PDU stops answering for a few seconds (its loss is
     counted and alerted as ALRM_PKT_LOSS_CRIT on its meters), the UPS loses its input
-    (INFO_SUPPLY_OUTAGE: input voltage gone), battery level and mode land in the store."""
+    (INFO_SUPPLY_OUTAGE: input voltage gone), battery level and mode land in the store. Each phase
+    waits on evidence (the source's own counts of the PDU's polls, the alerts the steps open) under
+    a generous cap, not on fixed sleeps that a loaded machine outran (fl1)."""
+    made = []
+    init = snmp.SnmpSource.__init__
+
+    def kept(self, *a, **k):   # the watcher's source, for its counts (nothing else changed)
+        init(self, *a, **k)
+        made.append(self)
+
+    monkeypatch.setattr(snmp.SnmpSource, "__init__", kept)
     pdu = agent.start("pdu1", {"model": "apc_rpdu2", "outlets": 2, "seed": 1, **KEYS})
     ups = agent.start("ups1", {"model": "ups_mib", "seed": 2, **KEYS})
     (tmp_path / "site.toml").write_text(f"""
@@ -463,23 +468,44 @@ model = "ups_mib"
         if want <= opened:
             all_open.set()
 
-    th = threading.Thread(target=lambda: box.update(res=api.watch(tmp_path / "site.toml", stop=stop, on_step=on_step)))
+    def run():
+        try:
+            box["res"] = api.watch(tmp_path / "site.toml", stop=stop, on_step=on_step)
+        except BaseException as exc:  # noqa: BLE001 - said by the test
+            box["error"] = exc
+
+    def pdu_counts() -> dict:
+        return next(d.counters for d in made[0].devices if d.name == "pdu1")
+
+    def wait(ready, what: str, cap: float = 120.0) -> None:
+        t0 = time.monotonic()
+        while not ready():
+            assert th.is_alive() and time.monotonic() - t0 < cap, (what, box, sorted(opened),
+                                                                   made and dict(pdu_counts()))
+            time.sleep(0.05)
+
+    th = threading.Thread(target=run)
     try:
         th.start()
         # The faults come once the meters are profiled (their first 3 s of readings: what the rules
-        # judge loss and an outage against), not after a fixed 6 s that covered it and start-up.
-        assert profiled.wait(60), "the meters were never profiled"
-        time.sleep(0.5)
+        # judge loss and an outage against) and a couple more PDU polls were answered.
+        wait(profiled.is_set, "the meters were never profiled")
+        answered = pdu_counts()["answered"]
+        wait(lambda: pdu_counts()["answered"] >= answered + 2, "the PDU's polls after its profile")
+        lost, t0 = pdu_counts()["lost"], time.monotonic()
         pdu.inject("no_response")
         ups.inject("on_battery", drain_pct_per_min=30.0)
-        time.sleep(3)
+        # At least 3 s and 12 of the PDU's polls lost (3 s at 0.25 s; a loaded machine polls late)
+        wait(lambda: time.monotonic() - t0 >= 3 and pdu_counts()["lost"] - lost >= 12, "the PDU's lost polls")
         pdu.inject("clear")
-        all_open.wait(30)   # the alerts open once the post-rules allow (a few seconds): stop then
+        # the alerts open once the post-rules allow (a few seconds): stop then
+        wait(all_open.is_set, f"the alerts {sorted(want)}")
     finally:
         stop.set()
-        th.join(60)
+        th.join(120)
         pdu.stop()
         ups.stop()
+    assert not th.is_alive() and "error" not in box, box
     res = box["res"]
     racks = {v["name"]: v for v in res.sources}["racks"]
     assert racks["timeouts"] >= 4 and racks["lost"] >= 4        # ~12 polls of the PDU lost (fewer if late)

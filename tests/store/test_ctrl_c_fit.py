@@ -6,12 +6,13 @@ trained again and interrupted while written keeps its previous models since b1:
 leaves no worker running.
 
 Reuses ``tests.support.ctrl_c`` (a SIGINT while DuckDB runs a chosen statement) unchanged; the
-worker case needs the signal sent to the process group from inside a worker, which that helper
-does not do: a few lines of its own here (``_DETECT``)."""
+worker case needs the signal sent to the process group while a worker is idle and the other inside
+its chunk, which that helper does not do: ``tests.support.held`` holds the other there."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -73,41 +74,36 @@ def test_fit_interrupted_between_the_meters_state_and_the_fleet_models_keeps_nei
     assert kept == 0
 
 
-# A terminal's Ctrl-C: a real SIGINT to the whole process group, sent from inside a worker as it
-# starts the last chunk, half a second on (the other worker is then idle, waiting for a chunk).
-_DETECT = """
-import os, signal, sys, time
-from wattwatch.detect import engine
-judge, log, last = engine.judge_group, sys.argv[1], int(sys.argv[2])
-def counted(*a, **k):
-    with open(log, "a") as fh:
-        fh.write("chunk\\n")
-    if open(log).read().count("chunk") == last:
-        time.sleep(0.5)
-        os.killpg(os.getpgrp(), signal.SIGINT)
-    return judge(*a, **k)
-engine.judge_group = counted
-sys.argv = ["wattwatch", *sys.argv[3:]]
-from wattwatch.app.cli import main
-main()
-"""
-
-
 def test_detect_with_worker_processes_interrupted_exits_130_without_worker_tracebacks_or_workers_left(tmp_path: Path):
     # Before (st3): the idle worker printed "Process ForkProcess-2: Traceback ... KeyboardInterrupt".
-    a = _csv(tmp_path)   # 2 meters, so 2 chunks and 2 workers: the first is idle when the signal comes
+    # A terminal's Ctrl-C: a real SIGINT to the whole process group, once one worker has judged its
+    # chunk (it is idle, or sending its outcome) and the other is inside the last one, held there
+    # (tests.support.held; a fixed half-second delay lost the race to the chunk at load ~20).
+    import psutil
+
+    from tests.support.held import CLI, end, held, left
+
+    a = _csv(tmp_path)   # 2 meters, so 2 chunks and 2 workers
     cfg = tmp_path / "c.toml"
     cfg.write_text("[engine]\nchunk_rows = 1\nworkers = 2\n")   # a chunk per meter
     log = tmp_path / "chunks.log"
-    p = subprocess.Popen([sys.executable, "-c", _DETECT, str(log), "2", "detect", str(a), "--config", str(cfg),
-                          "--detectors", CHEAP, "--out", "out.jsonl"], cwd=tmp_path, env=ENV, text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    _, err = p.communicate(timeout=300)
+    errf = tmp_path / "stderr.txt"   # a file, not a pipe: workers left running would hold a pipe open
+    with errf.open("w") as fh:
+        p = subprocess.Popen([sys.executable, "-c", CLI, str(log), "first-judges", "detect", str(a), "--config",
+                              str(cfg), "--detectors", CHEAP, "--out", "out.jsonl"], cwd=tmp_path, env=ENV,
+                             stdout=subprocess.DEVNULL, stderr=fh, start_new_session=True)
+    kids: list[psutil.Process] = []
+    try:
+        kids = held(p, log, lambda lines: len(lines) >= 3 and "done" in lines)
+        os.killpg(p.pid, signal.SIGINT)
+        p.wait(timeout=120)   # the held worker is ended, not waited for (it sleeps 120 s)
+    finally:
+        end(p, kids)
+    still, err = left(kids), errf.read_text()
     assert p.returncode == 130 and "Traceback" not in err, (p.returncode, err[-3000:])
     assert "interrupted (Ctrl-C); out.jsonl was not written" in " ".join(err.split()), err
-    left = subprocess.run(["ps", "-o", "pid=", "-s", str(p.pid)], capture_output=True, text=True).stdout.split()
-    assert not left, f"processes of the run still running: {left}"
-    assert log.read_text().count("chunk") == 2 and not (tmp_path / "out.jsonl").exists()
+    assert not still, f"processes of the run still running: {still}"
+    assert len([x for x in log.read_text().split() if x.isdigit()]) == 2 and not (tmp_path / "out.jsonl").exists()
 
 
 def test_train_into_a_folder_whose_manifest_another_tool_wrote_refuses_and_keeps_it(tmp_path: Path):

@@ -6,7 +6,8 @@ caller that left SIGTERM at its default still ends by the signal, its workers re
 SIGKILL to the parent (which nothing can handle) ends the workers too.
 
 Each worker writes its pid and sleeps in its first chunk (``judge_group`` wrapped, nothing else
-changed), so the signal finds the run mid-way with both workers alive on any machine load."""
+changed: ``tests.support.held``), so the signal finds the run mid-way with both workers alive on any
+machine load."""
 
 from __future__ import annotations
 
@@ -21,62 +22,17 @@ import pytest
 
 from tests.store.test_ctrl_c_fit import CHEAP, ENV
 from tests.store.test_integrity import fleet
+from tests.support.held import CLI, HOLD
+from tests.support.held import end as _end
+from tests.support.held import held as _held
+from tests.support.held import left as _left
 from wattwatch.store import Store
 
-_HOLD = """
-import os, sys, time
-from wattwatch.detect import engine
-judge, log = engine.judge_group, sys.argv[1]
-def held(*a, **k):
-    with open(log, "a") as fh:
-        fh.write(f"{os.getpid()}\\n")
-    time.sleep(120)
-    return judge(*a, **k)
-engine.judge_group = held
-"""
-_CLI = _HOLD + """
-sys.argv = ["wattwatch", *sys.argv[2:]]
-from wattwatch.app.cli import main
-main()
-"""
-_API = _HOLD + """
+_API = HOLD + """
 import pandas as pd
 from wattwatch.detect.engine import EngineConfig, detect
-detect(pd.read_csv(sys.argv[2]), config=EngineConfig(chunk_rows=1, workers=2, profile_days=0.5))
+detect(pd.read_csv(sys.argv[3]), config=EngineConfig(chunk_rows=1, workers=2, profile_days=0.5))
 """
-
-
-def _held(p: subprocess.Popen, log: Path) -> list[psutil.Process]:
-    """The run's processes once both workers are inside a chunk (their pids in ``log``)."""
-    t0 = time.monotonic()
-    while not (log.exists() and len(log.read_text().split()) >= 2):
-        assert p.poll() is None and time.monotonic() - t0 < 240, p.poll()
-        time.sleep(0.05)
-    kids = psutil.Process(p.pid).children(recursive=True)
-    assert {int(x) for x in log.read_text().split()} <= {k.pid for k in kids}
-    return kids
-
-
-def _left(kids: list[psutil.Process]) -> list[int]:
-    """Those of ``kids`` still there (a zombie too: a worker must be reaped), after a short grace."""
-    t0 = time.monotonic()
-    while any(k.is_running() for k in kids) and time.monotonic() - t0 < 2:
-        time.sleep(0.05)
-    left = [k.pid for k in kids if k.is_running()]
-    for k in kids:   # a failing run's orphans are not left to judge on for minutes
-        try:
-            k.kill()
-        except psutil.Error:
-            pass
-    return left
-
-
-def _end(p: subprocess.Popen, kids: list[psutil.Process]) -> None:
-    """A run still there when the test failed: it and its workers are killed (by :func:`_left`)."""
-    if p.poll() is None:
-        kids += [k for k in psutil.Process(p.pid).children(recursive=True) if k not in kids]
-        p.kill()
-        p.wait()
 
 
 def _tables(db: Path) -> dict:
@@ -102,8 +58,8 @@ def test_detect_terminated_with_workers_mid_chunk_exits_143_reaps_them_and_keeps
     log = tmp_path / "pids.log"
     errf = tmp_path / "stderr.txt"   # a file, not a pipe: workers left running would hold a pipe open
     with errf.open("w") as fh:
-        p = subprocess.Popen([sys.executable, "-c", _CLI, str(log), "detect", "--db", str(db), "--config", str(cfg),
-                              "--detectors", CHEAP, "--out", "out.jsonl"], cwd=tmp_path, env=ENV,
+        p = subprocess.Popen([sys.executable, "-c", CLI, str(log), "all-hold", "detect", "--db", str(db),
+                              "--config", str(cfg), "--detectors", CHEAP, "--out", "out.jsonl"], cwd=tmp_path, env=ENV,
                              stdout=subprocess.DEVNULL, stderr=fh, start_new_session=True)
     kids: list[psutil.Process] = []
     try:
@@ -132,7 +88,7 @@ def test_a_library_caller_terminated_while_workers_judge_ends_by_the_signal_with
     log = tmp_path / "pids.log"
     errf = tmp_path / "stderr.txt"
     with errf.open("w") as fh:
-        p = subprocess.Popen([sys.executable, "-c", _API, str(log), str(a)], cwd=tmp_path, env=ENV,
+        p = subprocess.Popen([sys.executable, "-c", _API, str(log), "all-hold", str(a)], cwd=tmp_path, env=ENV,
                              stdout=subprocess.DEVNULL, stderr=fh, start_new_session=True)
     kids: list[psutil.Process] = []
     try:
