@@ -43,8 +43,7 @@ def _handler(signum, frame) -> None:
     global _received
     if os.getpid() != _owner:
         # A forked child that has not yet reset its handlers: end as SIGTERM's default does.
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
+        end_as_by_default()
         return
     if _received:
         return

@@ -519,12 +519,7 @@ class _Forked:
         for p in procs:
             if p.exitcode is None:
                 p.terminate()
-        for p in procs:
-            p.join(5)
-            if p.exitcode is None:
-                p.kill()
-                p.join()
-        self._close_pipes()
+        self._reap(procs, then=lambda p: p.kill())
 
     def shutdown(self) -> None:
         """Workers done: each is told to stop (or was ended by :meth:`terminate`), then reaped."""
@@ -534,14 +529,16 @@ class _Forked:
                     pipe.send(None)
                 except OSError:
                     pass   # it died: join reaps it
-        for p in self.procs:
+        self._reap(self.procs, then=lambda p: p.terminate())
+
+    def _reap(self, procs: list, then: Callable) -> None:
+        """Join each of ``procs`` (5 s each); ``then`` one still running (terminate or kill) and
+        join it; close the parent's pipe ends."""
+        for p in procs:
             p.join(5)
             if p.exitcode is None:
-                p.terminate()
+                then(p)
                 p.join()
-        self._close_pipes()
-
-    def _close_pipes(self) -> None:
         for pipe in self.pipes:
             pipe.close()
 
