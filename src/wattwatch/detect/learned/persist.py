@@ -200,11 +200,17 @@ def _named(manifest: dict | None) -> dict[str, str | None]:
     out = {}
     for entry in (manifest or {}).get("detectors", {}).values():
         f = entry.get("file") if isinstance(entry, dict) else None
-        if isinstance(f, str) and f not in ("", ".", "..") and "/" not in f and "\\" not in f and "\0" not in f \
-                and not Path(f).is_absolute() and Path(f).name == f and f.endswith((SUFFIX, ".joblib")):
+        if _plain_name(f) and f.endswith((SUFFIX, ".joblib")):
             sha = entry.get("sha256")
             out[f] = sha if isinstance(sha, str) and _SHA256.fullmatch(sha) else None
     return out
+
+
+def _plain_name(f) -> bool:
+    """``f`` is a plain file name a manifest may give: a string naming a file directly inside the
+    folder (no path, no ``.``/``..``, no NUL)."""
+    return isinstance(f, str) and f not in ("", ".", "..") and "/" not in f and "\\" not in f and "\0" not in f \
+        and not Path(f).is_absolute() and Path(f).name == f
 
 
 def _fold(name: str) -> str:
@@ -412,8 +418,7 @@ def _model_file(folder: Path, name: str, entry: dict) -> bytes:
     if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
         raise ModelFormatError(f"{folder}: {name}: the manifest records no sha256 for its file; retrain with "
                                "`wattwatch train`")
-    if not isinstance(file, str) or file in ("", ".", "..") or "/" in file or "\\" in file or "\0" in file \
-            or Path(file).is_absolute() or Path(file).name != file:
+    if not _plain_name(file):
         raise ModelFormatError(f"{folder}: {name}: the manifest names {file!r}; model files must be plain names "
                                "inside the model folder")
     try:
