@@ -133,7 +133,8 @@ def open_ct(df: pd.DataFrame, nominal_v: np.ndarray, share: np.ndarray, zero_a: 
       the neutral carries at least ``min_load_a``; on a three-phase one another phase does and
       this phase normally carries at least ``min_share`` of the current;
     - ``load`` (n,): the current the evidence rests on (the neutral, or the largest phase);
-    - ``unknown`` (n,): no load in sight (or no voltage): a zero current proves nothing."""
+    - ``unknown`` (n,): no load in sight (or no voltage): a zero current proves nothing;
+    - ``three`` (n,): the reading gives all three phase currents."""
     v, i = phases(df)
     i_n = df["i_n_a"].to_numpy(float) if "i_n_a" in df else np.full(len(df), np.nan)
     three = np.isfinite(i).all(axis=1)
@@ -145,7 +146,7 @@ def open_ct(df: pd.DataFrame, nominal_v: np.ndarray, share: np.ndarray, zero_a: 
         dead[:, 0] |= zero[:, 0] & ~three & (i_n >= min_load_a)
         unknown = ~three & ~(i_n >= min_load_a) | three & (imax < min_load_a)
         unknown |= ~v_ok.any(axis=1)
-    return {"zero": zero, "dead": dead, "load": np.where(three, imax, i_n), "unknown": unknown}
+    return {"zero": zero, "dead": dead, "load": np.where(three, imax, i_n), "unknown": unknown, "three": three}
 
 
 INRUSH_RATIO = 2.5

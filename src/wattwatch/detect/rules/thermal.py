@@ -47,7 +47,7 @@ import pandas as pd
 
 from wattwatch.detect.base import PHASE_CHANNELS, Detector, DetectorConfig, Finding, PostRule, Scored, meter_of, quiet, rnd
 from wattwatch.detect.frame import bounded_fill, cache, ema_rows, grid_arrays, meter_names, seg_median, seg_quantile, window_sum
-from wattwatch.detect.rules._common import FALLBACK_NOMINAL_V, inrush, max_current, nominal_voltage, open_ct, phase_shares, phases
+from wattwatch.detect.rules._common import FALLBACK_NOMINAL_V, inrush, max_current, nominal_voltage, open_ct, phase_shares
 from wattwatch.detect.rules.outage import COOLING_LAG_S
 
 
@@ -139,10 +139,9 @@ class ThermalDrift(Detector):
         seg = df["_seg"].to_numpy()
         nom = np.where(np.isfinite(nominal_v), nominal_v, FALLBACK_NOMINAL_V)[seg]
         ct = open_ct(df, nom, share[seg])
-        _, i = phases(df)
-        three = np.isfinite(i).all(axis=1)
+        three = ct["three"]
         single_zero = ct["zero"][:, 0] & ~three
-        i_n = df["i_n_a"].to_numpy(float) if "i_n_a" in df else np.full(len(df), np.nan)
+        i_n = ct["load"]   # on a single-phase reading: its neutral current
         # Without a neutral reading the reported ~0 A stands: it cannot be told from no load (a
         # home empty at night, a pump off), and not judging every such reading (and 2 h after)
         # would leave the rule blind on exactly the readings where heat is least explained.
