@@ -926,19 +926,20 @@ def _manifest_of(out: Path) -> bytes | None:
         return None
 
 
-def _models_kept(out: Path, before: bytes | None) -> str:
-    """What a failed ``train --out OUT`` leaves there, said with its error (``before``: the manifest
-    when the train started): a model set is replaced only when the new one is complete
-    (``persist.save_models``), so the old set, unless the error came after the switch."""
+def _models_kept(out: Path, before: bytes | None, what: str = "the error") -> str:
+    """What a failed or stopped ``train --out OUT`` leaves there, said with its error (``before``:
+    the manifest when the train started; ``what``: what ended it): a model set is replaced only when
+    the new one is complete (``persist.save_models``), so the old set, unless it ended after the switch."""
     now = _manifest_of(out)
     if now is not None and now != before:
-        return f"the new models were written to {out} whole before the error"
+        return f"the new models were written to {out} whole before {what}"
     if now is not None:
         return f"the models in {out} are kept as they were"
     return f"no model set was written to {out}"
 
 
-def _fit_interrupted(store, since, files: list[str], models: Optional[Path] = None) -> None:
+def _fit_interrupted(store, since, files: list[str], models: Optional[Path] = None,
+                     before: bytes | None = None) -> None:
     """(st3) ``fit`` or ``train`` stopped by a Ctrl-C (before: a traceback for one inside a DuckDB
     statement, else exit 130 with nothing said): exit 130 saying what the store holds of this run,
     asked of it (each file ingested is committed on its own; fit keeps all its state in one
@@ -948,18 +949,8 @@ def _fit_interrupted(store, since, files: list[str], models: Optional[Path] = No
     if models is None:
         said.append(f"the state learned by this run is kept ({kept['state']:,} meter(s))" if kept and kept["state"]
                     else "none of the state it learned was kept (the store keeps what it had before)")
-    else:
-        from wattwatch.detect.learned.persist import MANIFEST
-
-        man = models / MANIFEST
-        if not models.exists():
-            said.append(f"{models} was not written")
-        elif not man.exists():
-            said.append(f"no model set was written to {models}")
-        elif since.timestamp() <= man.stat().st_mtime:
-            said.append(f"{models} was written whole by this run")
-        else:
-            said.append(f"{models} was not changed: the models it held are kept")
+    else:   # (the manifest's bytes against those at the train's start: one answer with a failed train's)
+        said.append(_models_kept(models, before, "it was stopped"))
     how, code = _stopped_by()
     _fail(f"{store if store is not None else 'train'}: {how}: " + "; ".join(said), code)
 
@@ -1133,7 +1124,7 @@ def train(
         _no_clobber(db_arg, source, rejects=rejects)
     files = [str(f) for f, _ in _expand(source)] if isinstance(source, list) else []
     store = db_arg if isinstance(source, list) else source
-    interrupted = lambda since: _fit_interrupted(store, since, files, models=out)  # noqa: E731
+    interrupted = lambda since: _fit_interrupted(store, since, files, models=out, before=before)  # noqa: E731
     with _errors(kept):
         dets = api.build_detectors(_names(detectors), config)
         bad = [d.name for d in dets if not isinstance(d, LearnedDetector)]
