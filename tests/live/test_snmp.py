@@ -57,6 +57,19 @@ async def polls(src, end: float, until) -> list[int]:
     return out
 
 
+async def replaced(a, name: str, port: int, src, end: float, monkeypatch, got: dict):
+    """Stop agent ``a`` and start ``name`` again on ``port`` with a new engine ID (a replaced unit);
+    poll with rediscovery allowed until it is rediscovered (or read: ``got["replaced"]``), then, with
+    rediscovery held off again, until it is read (``got["rediscovered"]``). Returns the new agent."""
+    a.stop()
+    a = agent.start(name, {"model": "apc_rpdu2", "outlets": 2, "port": port, "engine_salt": "new", **KEYS})
+    monkeypatch.setattr(snmp, "REDISCOVER_S", 0.0)
+    got["replaced"] = await polls(src, end, lambda n: n > 0 or src.counters["rediscoveries"] > 0)
+    monkeypatch.setattr(snmp, "REDISCOVER_S", float("inf"))  # one rediscovery; then read on evidence
+    got["rediscovered"] = await polls(src, end, lambda n: n > 0)
+    return a
+
+
 def poll(src, n=1):
     async def go():
         frames = [await src.poll() for _ in range(n)]
@@ -202,12 +215,7 @@ def test_agent_restarted_or_replaced_on_the_same_port_is_read_again(monkeypatch)
         a = agent.start("pdu7", {"model": "apc_rpdu2", "outlets": 2, "port": port, **KEYS})
         got["restarted"] = await polls(src, end, lambda n: n > 0)     # read with the engine ID it knew
         got["rediscoveries_then"] = src.counters["rediscoveries"]
-        a.stop()
-        a = agent.start("pdu7", {"model": "apc_rpdu2", "outlets": 2, "port": port, "engine_salt": "new", **KEYS})
-        monkeypatch.setattr(snmp, "REDISCOVER_S", 0.0)
-        got["replaced"] = await polls(src, end, lambda n: n > 0 or src.counters["rediscoveries"] > 0)
-        monkeypatch.setattr(snmp, "REDISCOVER_S", never)  # one rediscovery; then read on evidence
-        got["rediscovered"] = await polls(src, end, lambda n: n > 0)
+        a = await replaced(a, "pdu7", port, src, end, monkeypatch, got)
         src.close()
     try:
         asyncio.run(go())
@@ -241,12 +249,7 @@ def test_a_replaced_agent_is_discovered_again_when_retries_outlast_the_cycle(mon
     async def go():
         nonlocal a
         got["first"] = await polls(src, end, lambda n: n > 0)
-        a.stop()
-        a = agent.start("pdu8", {"model": "apc_rpdu2", "outlets": 2, "port": port, "engine_salt": "new", **KEYS})
-        monkeypatch.setattr(snmp, "REDISCOVER_S", 0.0)
-        got["replaced"] = await polls(src, end, lambda n: n > 0 or src.counters["rediscoveries"] > 0)
-        monkeypatch.setattr(snmp, "REDISCOVER_S", never)
-        got["rediscovered"] = await polls(src, end, lambda n: n > 0)
+        a = await replaced(a, "pdu8", port, src, end, monkeypatch, got)
         src.close()
     try:
         asyncio.run(go())
