@@ -303,3 +303,29 @@ def test_an_error_after_the_switch_keeps_the_new_set_and_train_says_so(sets, tmp
     assert _states(out) == _states(src)
     assert cli._models_kept(out, old_manifest) == f"the new models were written to {out} whole before the error"
     assert cli._models_kept(out, (out / persist.MANIFEST).read_bytes()) == f"the models in {out} are kept as they were"
+
+
+def test_a_stopped_train_says_what_the_folder_holds_by_its_manifest_not_its_clock(sets, tmp_path, capsys):
+    """A train stopped by Ctrl-C says whether DIR still holds the old set or already the new one by
+    the manifest's bytes against those at the train's start (as a failed train does), not by the
+    manifest's mtime against the run's start: a folder written by another train during this one, or
+    a clock set back, made the mtime answer wrong. Here the manifest is the old one with an mtime
+    after the run's start (touched): the old set is still what DIR holds."""
+    import typer
+    from datetime import datetime, timezone
+
+    from wattwatch.app import cli
+
+    a, b, _ = sets
+    out, _, _ = _old_folder(tmp_path, a)
+    before = (out / persist.MANIFEST).read_bytes()
+    since = datetime.now(timezone.utc)
+    os.utime(out / persist.MANIFEST)   # the same bytes, a newer mtime
+    with pytest.raises(typer.Exit) as stopped:
+        cli._fit_interrupted(None, since, [], models=out, before=before)
+    assert stopped.value.exit_code == 130
+    assert f"the models in {out} are kept as they were" in " ".join(capsys.readouterr().err.split())
+    persist.save_models(b, out, {"period": "B"})
+    with pytest.raises(typer.Exit):
+        cli._fit_interrupted(None, since, [], models=out, before=before)
+    assert f"the new models were written to {out} whole before it was stopped" in " ".join(capsys.readouterr().err.split())
