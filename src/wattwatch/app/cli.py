@@ -1800,10 +1800,9 @@ def _watch_run(api, config, until_done, duration, running_demo, LogLines, render
             result = api.watch(site, until_done=until_done, on_step=started(lines), stop=stop)
     if timer is not None:
         timer.cancel()
-    c = result.counters
-    print(_one_line(f"stopped: readings {c.get('readings', 0):,}, stored {c.get('stored', 0):,}, judged "
-                    f"{c.get('judged', 0):,}, alerts new {c.get('alerts_new', 0):,}, open {len(result.open_ids)}"
-                    + (" (resumed from checkpoint)" if result.resumed else "")), flush=True)
+    from wattwatch.app.watchview import stopped_line
+
+    print(_one_line(stopped_line(result.counters, len(result.open_ids), result.resumed)), flush=True)
     for v in result.sources:
         print(_one_line(f"source {v['name']}: {v['status']}, " + ", ".join(
             f"{k} {int(v[k]):,}" for k in sorted(v) if k not in ("name", "kind", "status", "p50_ms"))), flush=True)
