@@ -224,13 +224,18 @@ def _few(names: list[str], n: int = 5) -> str:
 
 def _ctrl_c(exc: BaseException) -> bool:
     """``exc`` is a Ctrl-C: a KeyboardInterrupt, DuckDB's "Query interrupted" for one inside a
-    statement, or a CommittedError (a COMMIT made, then interrupted) caused by one; or (b3) any
-    error once a SIGTERM came (:func:`_stopped_by`), which is turned into one of these on its way."""
+    statement, or a CommittedError (a COMMIT made, then interrupted) caused by one, or an error
+    raised while handling one; or (b3) any error once a SIGTERM came (:func:`_stopped_by`), which
+    is turned into one of these on its way."""
     from wattwatch import sigterm
     from wattwatch.errors import CommittedError
     from wattwatch.store.duck import interrupted
 
-    return interrupted(exc) or (isinstance(exc, CommittedError) and interrupted(exc.__cause__)) or sigterm.received()
+    if interrupted(exc) or (isinstance(exc, CommittedError) and interrupted(exc.__cause__)) or sigterm.received():
+        return True
+    # (m1) An error raised while a Ctrl-C was on its way out (Py4J's next call after the call the
+    # Ctrl-C interrupted: "Answer from Java side is empty") is that Ctrl-C.
+    return sigterm.from_interrupt(exc.__context__)
 
 
 def _stopped_by() -> tuple[str, int]:
@@ -248,18 +253,41 @@ def _on_ctrl_c(said):
     which the block gets too). Any other error goes on as it was. (b3) SIGTERM gets the same
     treatment (:mod:`wattwatch.sigterm`: the clean-ups of a Ctrl-C run, forked workers are
     stopped and reaped) and the message says "terminated (SIGTERM)", exit 143."""
+    import logging
     from datetime import datetime, timezone
 
     from wattwatch import sigterm
 
-    with sigterm.as_interrupt():
-        since = datetime.now(timezone.utc)
-        try:
-            yield since
-        except BaseException as exc:
-            if not _ctrl_c(exc):
-                raise
-            said(since)
+    # A logger's filter sees only the records made on it, not those its children pass up.
+    loggers = [logging.getLogger(n) for n in _INTERRUPT_LOGGERS]
+    for lg in loggers:
+        lg.addFilter(_no_interrupt_traceback)
+    try:
+        with sigterm.as_interrupt():
+            since = datetime.now(timezone.utc)
+            try:
+                yield since
+            except BaseException as exc:
+                if not _ctrl_c(exc):
+                    raise
+                said(since)
+    finally:
+        for lg in loggers:
+            lg.removeFilter(_no_interrupt_traceback)
+
+
+# Where Py4J logs the call a Ctrl-C or SIGTERM interrupted: the root logger ("KeyboardInterrupt while
+# sending command."), its own loggers (a connection it then fails to shut down).
+_INTERRUPT_LOGGERS = ("", "py4j", "py4j.java_gateway", "py4j.clientserver")
+
+
+def _no_interrupt_traceback(record) -> bool:
+    """(m1) A logged traceback of a Ctrl-C or SIGTERM (a KeyboardInterrupt), or of an error raised
+    while one was handled, is not shown: the command says what the run left (``detect --engine
+    spark`` printed Py4J's before its message)."""
+    from wattwatch import sigterm
+
+    return not sigterm.from_interrupt(record.exc_info[1] if record.exc_info else None)
 
 
 def _run_kept(db, since) -> dict | None:
