@@ -36,7 +36,32 @@ typer.core.TyperOption.display_type_rich = _flag_type
 app = typer.Typer(add_completion=False, no_args_is_help=True, context_settings=HELP,
                   help="Find what is wrong in electrical telemetry.")
 store_app = typer.Typer(no_args_is_help=True, context_settings=HELP, help="Inspect and maintain the store.")
-bench_app = typer.Typer(no_args_is_help=True, context_settings=HELP, help="Benchmarks that print figures and ratios.")
+
+
+class _BenchGroup(typer.core.TyperGroup):
+    """(m1) Every ``bench`` command runs as detect and ingest do under Ctrl-C and SIGTERM
+    (:func:`_on_ctrl_c`, :mod:`wattwatch.sigterm`): a SIGTERM raises in the main thread, so the
+    clean-ups run (the child a bench spawned or runs stopped, its temporary folders removed), then
+    one message and exit 143 (130 for a Ctrl-C). Before, SIGTERM ended the parent at once and left
+    its child running (``bench poll``'s device servers, a ``bench detect`` run) and a Ctrl-C
+    ended it with exit 130 and no word."""
+
+    def resolve_command(self, ctx, args):
+        name, cmd, rest = super().resolve_command(ctx, args)
+        ctx.meta["wattwatch.bench"] = name
+        return name, cmd, rest
+
+    def invoke(self, ctx):
+        def said(since) -> None:
+            how, code = _stopped_by()
+            _fail(f"bench {ctx.meta.get('wattwatch.bench') or ''}: {how}; no figures", code)
+
+        with _on_ctrl_c(said):
+            return super().invoke(ctx)
+
+
+bench_app = typer.Typer(no_args_is_help=True, context_settings=HELP, help="Benchmarks that print figures and ratios.",
+                        cls=_BenchGroup)
 alerts_app = typer.Typer(no_args_is_help=True, context_settings=HELP,
                          help="Alerts kept in the store: list, acknowledge, clear.")
 app.add_typer(store_app, name="store")
