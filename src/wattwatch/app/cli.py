@@ -1164,10 +1164,9 @@ def train(
     from wattwatch.detect.learned.persist import ModelFormatError, check_folder, save_models
 
     _check_times(normal_start=normal_start, normal_end=normal_end, days=days)
-    if out.exists() and not out.is_dir():
-        _fail(f"--out {out}: exists and is not a folder (train writes a model folder)")
     try:
-        check_folder(out)   # another tool's manifest.json there: refused before the training, not after it
+        # not a folder, a dangling symlink, another tool's manifest.json: refused before the training, not after it
+        check_folder(out)
     except ModelFormatError as exc:
         _fail(str(exc))
     before = _manifest_of(out)
