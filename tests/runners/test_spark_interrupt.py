@@ -14,10 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -49,9 +47,9 @@ def test_an_error_raised_while_a_ctrl_c_was_handled_ends_as_that_ctrl_c_and_logs
 
 
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals reach the main thread")
-def test_a_ctrl_c_in_a_spark_collect_cancels_its_job_and_the_session_lives_on(spark):
+def test_a_ctrl_c_in_a_spark_collect_cancels_its_job_and_the_session_lives_on(spark, tmp_path):
     sc = spark.sparkContext
-    flag = Path(tempfile.mkdtemp()) / "started"
+    flag = tmp_path / "started"
 
     def held(it):   # pickled by value (a local function): both tasks wait until cancelled
         import time as t
