@@ -24,9 +24,16 @@ from wattwatch.runners.spark import collect
 
 
 def test_an_error_raised_while_a_ctrl_c_was_handled_ends_as_that_ctrl_c_and_logs_nothing(caplog):
+    from py4j.protocol import Py4JNetworkError
+
+    from wattwatch.runners import spark
+
     said = []
     caplog.set_level(logging.INFO)
     with cli._on_ctrl_c(said.append):
+        # (rm1) a session made in the command's block leaves pyspark's SIGINT handler out, one a
+        # library caller makes keeps it (checked below, on the shared session)
+        assert spark.PYSPARK_SIGINT is False
         try:
             raise KeyboardInterrupt
         except KeyboardInterrupt:
@@ -36,13 +43,20 @@ def test_an_error_raised_while_a_ctrl_c_was_handled_ends_as_that_ctrl_c_and_logs
                 raise BrokenPipeError(32, "Broken pipe")
             except BrokenPipeError:
                 logging.getLogger("py4j.clientserver").exception("Exception occurred while shutting down connection")
-            raise RuntimeError("Answer from Java side is empty")
-    assert len(said) == 1, said
+            raise Py4JNetworkError("Answer from Java side is empty")
+    assert len(said) == 1 and spark.PYSPARK_SIGINT is True, said
     assert not caplog.records, [r.getMessage() for r in caplog.records]
     logging.getLogger("py4j.clientserver").error("after the block: shown")   # the filters are gone
     assert [r.getMessage() for r in caplog.records] == ["after the block: shown"]
     with pytest.raises(RuntimeError), cli._on_ctrl_c(said.append):   # any other error goes on
         raise RuntimeError("a real error")
+    # (rm1) so does one of wattwatch's own clean-up after a Ctrl-C (a ROLLBACK, a temporary file's
+    # removal that failed): said as it is, not hidden behind "interrupted"
+    with pytest.raises(OSError, match="disk full"), cli._on_ctrl_c(said.append):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise OSError(28, "disk full")
     assert len(said) == 1
 
 
@@ -63,9 +77,12 @@ def test_a_ctrl_c_in_a_spark_collect_cancels_its_job_and_the_session_lives_on(sp
             time.sleep(0.05)
         os.kill(os.getpid(), signal.SIGINT)
 
-    # session() left out pyspark's SIGINT handler (it calls the JVM from inside the interrupted call)
+    # (rm1) The shared session was made by a library caller (not the command line): pyspark's SIGINT
+    # handler is kept (a notebook's Ctrl-C cancels every job of its session, which lives on; m1 had
+    # left it out for every caller). The command line's block leaves it out (test above, and the
+    # manual run in docs/live-log.md). Here a default handler stands for the command line's.
     now = signal.getsignal(signal.SIGINT)
-    assert "SparkContext" not in getattr(now, "__qualname__", ""), now
+    assert "SparkContext" in getattr(now, "__qualname__", ""), now
     before = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         threading.Thread(target=ctrl_c, daemon=True).start()

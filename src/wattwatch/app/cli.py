@@ -250,7 +250,7 @@ def _few(names: list[str], n: int = 5) -> str:
 def _ctrl_c(exc: BaseException) -> bool:
     """``exc`` is a Ctrl-C: a KeyboardInterrupt, DuckDB's "Query interrupted" for one inside a
     statement, or a CommittedError (a COMMIT made, then interrupted) caused by one, or an error
-    raised while handling one; or (b3) any error once a SIGTERM came (:func:`_stopped_by`), which
+    of Py4J or pyspark raised while handling one; or (b3) any error once a SIGTERM came (:func:`_stopped_by`), which
     is turned into one of these on its way."""
     from wattwatch import sigterm
     from wattwatch.errors import CommittedError
@@ -258,9 +258,11 @@ def _ctrl_c(exc: BaseException) -> bool:
 
     if interrupted(exc) or (isinstance(exc, CommittedError) and interrupted(exc.__cause__)) or sigterm.received():
         return True
-    # (m1) An error raised while a Ctrl-C was on its way out (Py4J's next call after the call the
-    # Ctrl-C interrupted: "Answer from Java side is empty") is that Ctrl-C.
-    return sigterm.from_interrupt(exc.__context__)
+    # (m1) An error of Py4J or pyspark raised while a Ctrl-C was on its way out (Py4J's next call
+    # after the call the Ctrl-C interrupted: "Answer from Java side is empty") is that Ctrl-C. (rm1)
+    # Only theirs: any other error raised in a Ctrl-C's clean-up (a ROLLBACK or a temporary file's
+    # removal that failed) is said as it is, not hidden behind "interrupted".
+    return type(exc).__module__.split(".")[0] in ("py4j", "pyspark") and sigterm.from_interrupt(exc.__context__)
 
 
 def _stopped_by() -> tuple[str, int]:
@@ -283,10 +285,15 @@ def _on_ctrl_c(said):
 
     from wattwatch import sigterm
 
+    from wattwatch.runners import spark
+
     # A logger's filter sees only the records made on it, not those its children pass up.
     loggers = [logging.getLogger(n) for n in _INTERRUPT_LOGGERS]
     for lg in loggers:
         lg.addFilter(_no_interrupt_traceback)
+    # (rm1) A Spark session made in the block leaves pyspark's SIGINT handler out (its Ctrl-C is this
+    # block's); one made by a library caller keeps it.
+    pyspark_sigint, spark.PYSPARK_SIGINT = spark.PYSPARK_SIGINT, False
     try:
         with sigterm.as_interrupt():
             since = datetime.now(timezone.utc)
@@ -297,6 +304,7 @@ def _on_ctrl_c(said):
                     raise
                 said(since)
     finally:
+        spark.PYSPARK_SIGINT = pyspark_sigint
         for lg in loggers:
             lg.removeFilter(_no_interrupt_traceback)
 

@@ -88,7 +88,7 @@ def session(master: str = "local[2]", app: str = "wattwatch", conf: dict[str, st
     main = threading.current_thread() is threading.main_thread()
     before = signal.getsignal(signal.SIGINT) if main else None
     s = b.getOrCreate()
-    if before is not None and signal.getsignal(signal.SIGINT) is not before:
+    if not PYSPARK_SIGINT and before is not None and signal.getsignal(signal.SIGINT) is not before:
         # pyspark's SIGINT handler cancels every job from inside the JVM call the Ctrl-C interrupted
         # (a reentrant call on the same Py4J connection: two Py4J tracebacks, then the
         # KeyboardInterrupt); without it the KeyboardInterrupt comes as it would without Spark and
@@ -96,6 +96,14 @@ def session(master: str = "local[2]", app: str = "wattwatch", conf: dict[str, st
         signal.signal(signal.SIGINT, before)
     s.sparkContext.setLogLevel("ERROR")
     return s
+
+
+# (rm1) Whether :func:`session` keeps the SIGINT handler a new SparkContext installs (pyspark's:
+# a Ctrl-C cancels every job of the session, then raises KeyboardInterrupt). Kept for a library or
+# notebook caller, whose session lives on after a Ctrl-C (m1 had left it out for every caller: a
+# notebook's Ctrl-C then left its own long jobs running in the JVM); the command line, whose Ctrl-C
+# ends the process with one message, sets it False for its block (``cli._on_ctrl_c``).
+PYSPARK_SIGINT = True
 
 
 def collect(rdd, wait_s: float = 10.0):
