@@ -39,7 +39,7 @@ def _day0(source: str, root: str) -> pd.Timestamp:
 
     if source == "uci_household":
         df = load("uci_household", Path(root))
-        return _wall(df["ts"], 1.0).min().ceil("D")  # 1-minute data: 5-minute means from its start
+        return _wall(df["ts"], 1.0).min().floor(f"{int(GRID_S)}s").ceil("D")  # 1-minute data in 5-minute means
     name, mid = source.split(":", 1)
     df = load(name, Path(root))
     g = df[df["meter_id"] == mid]
@@ -159,6 +159,10 @@ def main() -> None:
     ap.add_argument("--meter", default=None)
     ap.add_argument("--days", nargs=2, default=(None, None), metavar=("FROM", "TO"))
     a = ap.parse_args()
+    cfg = json.loads((a.workdir / "fleet" / "meters.json").read_text())["config"]
+    if cfg.get("shapes") != "real":
+        raise SystemExit(f"{a.workdir}: a fleet with shapes={cfg.get('shapes')!r}; this reads real-shape fleets "
+                         "(`bench quality --shapes real --workdir DIR`)")
     if a.meter:
         hourly(a.workdir, a.meter, *a.days)
     else:
