@@ -1803,6 +1803,8 @@ def _watch_run(api, config, until_done, duration, running_demo, LogLines, render
     c = result.counters
     print(_one_line(f"stopped: readings {c.get('readings', 0):,}, stored {c.get('stored', 0):,}, judged "
                     f"{c.get('judged', 0):,}, alerts new {c.get('alerts_new', 0):,}, open {len(result.open_ids)}"
+                    + (f", conflicts {c['conflicts']:,} (readings sent again with other values; the stored kept)"
+                       if c.get("conflicts") else "")
                     + (" (resumed from checkpoint)" if result.resumed else "")), flush=True)
     for v in result.sources:
         print(_one_line(f"source {v['name']}: {v['status']}, " + ", ".join(
