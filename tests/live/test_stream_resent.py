@@ -76,7 +76,7 @@ def _at(f: pd.DataFrame, m: str, hours: float) -> pd.DataFrame:
     return g.loc[[(g["ts"] - (T0 + pd.Timedelta(hours=hours))).abs().idxmin()]].copy()
 
 
-def test_resent_readings_are_duplicates_and_corrections_or_fills_late_data(tmp_path):
+def test_resent_readings_are_duplicates_and_corrections_or_fills_late_data(tmp_path, caplog):
     """Every 3-hour piece comes with copies of a fifth of the readings of the 3 pieces before it
     (judged ones and, the last of each meter, some not judged yet; half exact, half moved by up to
     4 s within the store's 10 s tolerance, a fifth of them twice in the batch). After some steps a
@@ -145,6 +145,9 @@ def test_resent_readings_are_duplicates_and_corrections_or_fills_late_data(tmp_p
     assert n_late == 2 and n_conflict == 1 and n_dup > 150, (n_late, n_dup)
     assert c.get("rewinds", 0) == n_late and c.get("late", 0) == n_late, c
     assert c.get("conflicts", 0) == n_conflict, c
+    # (fast) The correction is said where a watcher's user reads (its log), with the meter and values.
+    said = [r.getMessage() for r in caplog.records if "given again with different values" in r.getMessage()]
+    assert len(said) == 1 and "meter C " in said[0] and "p_kw" in said[0], said
     assert c.get("duplicates", 0) == n_dup, (c, n_dup)
     assert sorted({a["detector"] for a in got.values()}) == ["packet_loss", "supply_outage"], got
     # The store: every input reading once, with the fills (the stored values kept against the correction).
