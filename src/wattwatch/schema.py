@@ -10,6 +10,7 @@ line number and the field instead of letting it poison a detector.
 
 from __future__ import annotations
 
+import datetime
 import re
 from dataclasses import dataclass
 
@@ -116,6 +117,15 @@ def empty_frame() -> pd.DataFrame:
     data = {"meter_id": pd.Series([], dtype="string"), "ts": pd.Series([], dtype="datetime64[us, UTC]")}
     data.update({c: pd.Series([], dtype="float64") for c in CHANNEL_NAMES})
     return pd.DataFrame(data)
+
+
+def utc_times(col: pd.Series, errors: str = "raise") -> pd.Series:
+    """``pd.to_datetime(col, utc=True, errors=errors)``, and a column already in that form (what a
+    source's frames and the stitcher's pieces carry) as it is, not copied: to_datetime copies it
+    (~1 ms a 1,000 rows), at every live step. ``errors="coerce"``: an unreadable time is NaT."""
+    if isinstance(col.dtype, pd.DatetimeTZDtype) and col.dtype.tz is datetime.timezone.utc:
+        return col
+    return pd.to_datetime(col, utc=True, errors=errors)
 
 
 def canonical_keys(frame: pd.DataFrame) -> tuple[pd.Series, pd.Series]:

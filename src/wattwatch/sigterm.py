@@ -39,6 +39,20 @@ def received() -> bool:
     return _received
 
 
+def from_interrupt(exc: BaseException | None) -> bool:
+    """``exc`` is a KeyboardInterrupt (a Ctrl-C, or SIGTERM under :func:`as_interrupt`) or was raised
+    while one was handled (its ``__context__`` chain holds one): Py4J's next call after the call a
+    Ctrl-C interrupted fails ("Answer from Java side is empty") and that error replaces the
+    KeyboardInterrupt on its way out."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__context__
+    return False
+
+
 def _handler(signum, frame) -> None:
     global _received
     if os.getpid() != _owner:

@@ -278,6 +278,13 @@ def test_train_refuses_a_folder_holding_another_tools_manifest_before_it_trains(
     err = " ".join(res.stderr.split())
     assert res.exit_code == 2 and "which does not exist" in err, (res.exit_code, err)
     assert not (tmp_path / "s.duckdb").exists()
+    # (m1) --out a file: refused once, by the model folder's own check (the command line checked it a
+    # second time before), before anything was ingested.
+    res = CliRunner().invoke(app, ["train", str(csv), "--db", str(tmp_path / "s.duckdb"), "--out", str(csv),
+                                   "--rejects", str(tmp_path / "r.csv")])
+    err = " ".join(res.stderr.split())
+    assert res.exit_code == 2 and err.count("exists and is not a folder") == 1, (res.exit_code, err)
+    assert not (tmp_path / "s.duckdb").exists()
 
 
 def test_an_error_after_the_switch_keeps_the_new_set_and_train_says_so(sets, tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ import asyncio
 import threading
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -19,6 +20,7 @@ from wattwatch.sources import snmp
 from wattwatch.store import Store
 
 KEYS = {"user": "ops", "auth_key": "auth-secret-1", "priv_key": "priv-secret-1"}
+DRAIN = 30.0   # % a minute: the watch test's UPS on battery
 
 
 @pytest.fixture(scope="module")
@@ -497,7 +499,9 @@ model = "ups_mib"
         wait(lambda: pdu_counts()["answered"] >= answered + 2, "the PDU's polls after its profile")
         lost, t0 = pdu_counts()["lost"], time.monotonic()
         pdu.inject("no_response")
-        ups.inject("on_battery", drain_pct_per_min=30.0)
+        before = time.time()
+        ups.inject("on_battery", drain_pct_per_min=DRAIN)
+        on_battery = (before, time.time())   # when it began, between these
         # At least 3 s and 12 of the PDU's polls lost (3 s at 0.25 s; a loaded machine polls late)
         wait(lambda: time.monotonic() - t0 >= 3 and pdu_counts()["lost"] - lost >= 12, "the PDU's lost polls")
         pdu.inject("clear")
@@ -520,7 +524,20 @@ model = "ups_mib"
     # the watcher stopped, up to one cycle of two devices, may not reach the store).
     assert 0 <= racks["answered"] - (per["pdu1/outlet1"] + per["ups1"]) <= 4 and res.counters.get("rejected", 0) == 0
     u = r[r["meter_id"] == "ups1"]
+    assert "ups_battery_pct" in u.columns, "no battery level read: the map's OID is not the device's"
     assert {3.0, 5.0} <= set(u["ups_mode_1"]) and u["ups_battery_pct"].min() < 100
+    # The battery level read end to end, against what the device's firmware serves at its MIB's OID
+    # (devices.snmp.FIRMWARE, not the poller's map): a wrong OID or scale in the map reads another
+    # value or none. 100 % on mains, then falling at DRAIN %/min from the fault (between the two
+    # clock reads around the inject); a reading's ts is its poll's start and the agent answers
+    # within the cycle (0.9 x 0.25 s) at whole percent.
+    t = (u["ts"] - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
+    got = u["ups_battery_pct"].to_numpy(float)
+    hi = np.minimum(100.0, 100.0 - DRAIN * (t - on_battery[1]) / 60.0) + 0.5
+    lo = np.minimum(100.0, 100.0 - DRAIN * (t + 0.25 - on_battery[0]) / 60.0) - 0.5
+    bad = ~((got >= lo) & (got <= hi))
+    assert not bad.any() and (got[t < on_battery[0]] == 100).sum() >= 3 and (got < 99).sum() >= 3, \
+        pd.DataFrame({"ts": u["ts"], "battery_pct": got, "lo": lo, "hi": hi})[bad | (t >= on_battery[0])].head(20)
     codes = set(zip(alerts["meter_id"], alerts["code"]))
     assert ("ups1", "INFO_SUPPLY_OUTAGE") in codes
     assert ("pdu1/outlet1", "ALRM_PKT_LOSS_CRIT") in codes and ("pdu1", "ALRM_PKT_LOSS_CRIT") in codes

@@ -36,3 +36,27 @@ def test_log_lines_say_each_alert_once():
     lines(eng, SimpleNamespace(new=[a.id], ended=[], notices=[]), [])
     lines(eng, SimpleNamespace(new=[], ended=[a.id], notices=[]), [])
     assert [x.split()[:3] for x in out if x.startswith("alert")] == [["alert", "open", a.id], ["alert", "ended", a.id]]
+
+
+def test_engine_counters_show_duplicates_and_late():
+    """The engine's ``duplicates`` (re-sent copies of stored readings) and ``late`` counters are read
+    where an operator reads counters: the live table, the pipe's summary line and the stopped line
+    (before, the table and the lines had no ``duplicates``: a gateway re-sending everything looked
+    like readings never stored)."""
+    from wattwatch.app.watchview import stopped_line
+
+    c = Counter(readings=1000, stored=700, duplicates=271, late=29, judged=650)
+    eng = SimpleNamespace(counters=c, open_ids=set(), alerts={})
+    con = Console(width=250, record=True)
+    con.print(render(eng, [MqttSource("m", topics=["x/#"])]))
+    table = con.export_text().splitlines()
+    head = next((i for i, x in enumerate(table) if "duplicates" in x), None)
+    assert head is not None, "no duplicates column:\n" + "\n".join(table)
+    row = next(x for x in table[head + 1:] if "1,000" in x)
+    cols, vals = [x.strip() for x in table[head].split("┃")], [x.strip() for x in row.split("│")]
+    assert vals[cols.index("duplicates")] == "271" and vals[cols.index("late")] == "29", (cols, vals)
+    out = []
+    LogLines(out.append, every_s=0)(eng, SimpleNamespace(new=[], ended=[], notices=[]), [])
+    assert "duplicates 271" in out[-1] and "late 29" in out[-1], out
+    line = stopped_line(c, 0)
+    assert line.startswith("stopped: readings 1,000") and "duplicates 271" in line and "late 29" in line, line

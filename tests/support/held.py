@@ -5,7 +5,12 @@ else changed. Shared by ``tests/store/test_sigterm.py`` and ``tests/store/test_c
 :data:`HOLD` (a script's head; ``sys.argv[1]`` is the log): each worker writes its pid to the log
 as it enters a chunk, then sleeps in it for two minutes; with ``sys.argv[2] == "first-judges"`` the
 first worker to enter a chunk judges it at once and then writes ``done`` (it is then idle, waiting
-for a chunk or sending its outcome), the others hold."""
+for a chunk or sending its outcome), the others hold.
+
+(rm1) The script first gives SIGINT Python's own handler (``ctrl_c.AS_A_TERMINAL``): a pytest started
+without job control (``pytest ... &`` in a script) passes SIGINT on *ignored*, so the Ctrl-C of
+``test_ctrl_c_fit`` never reached the run, which waited for its held worker's two minutes and
+timed out (m1 saw it "under load": its side-by-side runs were started in the background)."""
 
 from __future__ import annotations
 
@@ -15,7 +20,9 @@ from pathlib import Path
 
 import psutil
 
-HOLD = """
+from tests.support.ctrl_c import AS_A_TERMINAL
+
+HOLD = AS_A_TERMINAL + """
 import os, sys, time
 from wattwatch.detect import engine
 judge, log, first_judges = engine.judge_group, sys.argv[1], sys.argv[2] == "first-judges"

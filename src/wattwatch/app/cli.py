@@ -36,7 +36,32 @@ typer.core.TyperOption.display_type_rich = _flag_type
 app = typer.Typer(add_completion=False, no_args_is_help=True, context_settings=HELP,
                   help="Find what is wrong in electrical telemetry.")
 store_app = typer.Typer(no_args_is_help=True, context_settings=HELP, help="Inspect and maintain the store.")
-bench_app = typer.Typer(no_args_is_help=True, context_settings=HELP, help="Benchmarks that print figures and ratios.")
+
+
+class _BenchGroup(typer.core.TyperGroup):
+    """(m1) Every ``bench`` command runs as detect and ingest do under Ctrl-C and SIGTERM
+    (:func:`_on_ctrl_c`, :mod:`wattwatch.sigterm`): a SIGTERM raises in the main thread, so the
+    clean-ups run (the child a bench spawned or runs stopped, its temporary folders removed), then
+    one message and exit 143 (130 for a Ctrl-C). Before, SIGTERM ended the parent at once and left
+    its child running (``bench poll``'s device servers, a ``bench detect`` run) and a Ctrl-C
+    ended it with exit 130 and no word."""
+
+    def resolve_command(self, ctx, args):
+        name, cmd, rest = super().resolve_command(ctx, args)
+        ctx.meta["wattwatch.bench"] = name
+        return name, cmd, rest
+
+    def invoke(self, ctx):
+        def said(since) -> None:
+            how, code = _stopped_by()
+            _fail(f"bench {ctx.meta.get('wattwatch.bench') or ''}: {how}; no figures", code)
+
+        with _on_ctrl_c(said):
+            return super().invoke(ctx)
+
+
+bench_app = typer.Typer(no_args_is_help=True, context_settings=HELP, help="Benchmarks that print figures and ratios.",
+                        cls=_BenchGroup)
 alerts_app = typer.Typer(no_args_is_help=True, context_settings=HELP,
                          help="Alerts kept in the store: list, acknowledge, clear.")
 app.add_typer(store_app, name="store")
@@ -224,13 +249,20 @@ def _few(names: list[str], n: int = 5) -> str:
 
 def _ctrl_c(exc: BaseException) -> bool:
     """``exc`` is a Ctrl-C: a KeyboardInterrupt, DuckDB's "Query interrupted" for one inside a
-    statement, or a CommittedError (a COMMIT made, then interrupted) caused by one; or (b3) any
-    error once a SIGTERM came (:func:`_stopped_by`), which is turned into one of these on its way."""
+    statement, or a CommittedError (a COMMIT made, then interrupted) caused by one, or an error
+    of Py4J or pyspark raised while handling one; or (b3) any error once a SIGTERM came (:func:`_stopped_by`), which
+    is turned into one of these on its way."""
     from wattwatch import sigterm
     from wattwatch.errors import CommittedError
     from wattwatch.store.duck import interrupted
 
-    return interrupted(exc) or (isinstance(exc, CommittedError) and interrupted(exc.__cause__)) or sigterm.received()
+    if interrupted(exc) or (isinstance(exc, CommittedError) and interrupted(exc.__cause__)) or sigterm.received():
+        return True
+    # (m1) An error of Py4J or pyspark raised while a Ctrl-C was on its way out (Py4J's next call
+    # after the call the Ctrl-C interrupted: "Answer from Java side is empty") is that Ctrl-C. (rm1)
+    # Only theirs: any other error raised in a Ctrl-C's clean-up (a ROLLBACK or a temporary file's
+    # removal that failed) is said as it is, not hidden behind "interrupted".
+    return type(exc).__module__.split(".")[0] in ("py4j", "pyspark") and sigterm.from_interrupt(exc.__context__)
 
 
 def _stopped_by() -> tuple[str, int]:
@@ -248,18 +280,47 @@ def _on_ctrl_c(said):
     which the block gets too). Any other error goes on as it was. (b3) SIGTERM gets the same
     treatment (:mod:`wattwatch.sigterm`: the clean-ups of a Ctrl-C run, forked workers are
     stopped and reaped) and the message says "terminated (SIGTERM)", exit 143."""
+    import logging
     from datetime import datetime, timezone
 
     from wattwatch import sigterm
 
-    with sigterm.as_interrupt():
-        since = datetime.now(timezone.utc)
-        try:
-            yield since
-        except BaseException as exc:
-            if not _ctrl_c(exc):
-                raise
-            said(since)
+    from wattwatch.runners import spark
+
+    # A logger's filter sees only the records made on it, not those its children pass up.
+    loggers = [logging.getLogger(n) for n in _INTERRUPT_LOGGERS]
+    for lg in loggers:
+        lg.addFilter(_no_interrupt_traceback)
+    # (rm1) A Spark session made in the block leaves pyspark's SIGINT handler out (its Ctrl-C is this
+    # block's); one made by a library caller keeps it.
+    pyspark_sigint, spark.PYSPARK_SIGINT = spark.PYSPARK_SIGINT, False
+    try:
+        with sigterm.as_interrupt():
+            since = datetime.now(timezone.utc)
+            try:
+                yield since
+            except BaseException as exc:
+                if not _ctrl_c(exc):
+                    raise
+                said(since)
+    finally:
+        spark.PYSPARK_SIGINT = pyspark_sigint
+        for lg in loggers:
+            lg.removeFilter(_no_interrupt_traceback)
+
+
+# Where Py4J logs the call a Ctrl-C or SIGTERM interrupted: the root logger ("KeyboardInterrupt while
+# sending command."), its own loggers (a connection it then fails to shut down).
+_INTERRUPT_LOGGERS = ("", "py4j", "py4j.java_gateway", "py4j.clientserver")
+
+
+def _no_interrupt_traceback(record) -> bool:
+    """(m1) A logged traceback of a Ctrl-C or SIGTERM (a KeyboardInterrupt), or of an error raised
+    while one was handled, is not shown: the command says what the run left (``detect --engine
+    spark`` printed Py4J's before its message)."""
+    from wattwatch import sigterm
+
+    return not sigterm.from_interrupt(record.exc_info[1] if record.exc_info else None)
 
 
 def _run_kept(db, since) -> dict | None:
@@ -1111,10 +1172,9 @@ def train(
     from wattwatch.detect.learned.persist import ModelFormatError, check_folder, save_models
 
     _check_times(normal_start=normal_start, normal_end=normal_end, days=days)
-    if out.exists() and not out.is_dir():
-        _fail(f"--out {out}: exists and is not a folder (train writes a model folder)")
     try:
-        check_folder(out)   # another tool's manifest.json there: refused before the training, not after it
+        # not a folder, a dangling symlink, another tool's manifest.json: refused before the training, not after it
+        check_folder(out)
     except ModelFormatError as exc:
         _fail(str(exc))
     before = _manifest_of(out)
@@ -1800,12 +1860,9 @@ def _watch_run(api, config, until_done, duration, running_demo, LogLines, render
             result = api.watch(site, until_done=until_done, on_step=started(lines), stop=stop)
     if timer is not None:
         timer.cancel()
-    c = result.counters
-    print(_one_line(f"stopped: readings {c.get('readings', 0):,}, stored {c.get('stored', 0):,}, judged "
-                    f"{c.get('judged', 0):,}, alerts new {c.get('alerts_new', 0):,}, open {len(result.open_ids)}"
-                    + (f", conflicts {c['conflicts']:,} (readings sent again with other values; the stored kept)"
-                       if c.get("conflicts") else "")
-                    + (" (resumed from checkpoint)" if result.resumed else "")), flush=True)
+    from wattwatch.app.watchview import stopped_line
+
+    print(_one_line(stopped_line(result.counters, len(result.open_ids), result.resumed)), flush=True)
     for v in result.sources:
         print(_one_line(f"source {v['name']}: {v['status']}, " + ", ".join(
             f"{k} {int(v[k]):,}" for k in sorted(v) if k not in ("name", "kind", "status", "p50_ms"))), flush=True)

@@ -15,6 +15,10 @@ SHOWN = ("readings", "messages", "malformed", "polls", "lost", "timeouts", "crc_
 # Counters of outputs (sinks, actions) worth a column when one has them.
 OUT_SHOWN = ("matched", "queue", "ok", "refused", "failed", "rate_limited", "dropped", "already_done", "failures",
              "written", "buffered", "flushed", "backlog")
+# The engine's counters, in the engine table's order: ``duplicates`` = re-sent copies of stored
+# readings (counted, re-judging nothing), ``late`` = readings at or before their meter's last judged one.
+ENGINE_SHOWN = ("readings", "stored", "duplicates", "judged", "late", "rejected", "profiled", "alerts_new",
+                "alerts_updated", "alerts_ended")
 DEVICE_SHOWN = ("polls", "lost", "timeouts", "exceptions", "malformed", "crc_errors", "retries")
 
 
@@ -46,10 +50,9 @@ def render(engine, sources, outputs=(), demo=None) -> Group:
     for s, v in zip(sources, views):
         src.add_row(escape(s.name), s.kind, escape(str(v.get("status", ""))), *(f"{int(v.get(k, 0)):,}" for k in shown))
     c = engine.counters
-    eng = Table("readings", "stored", "judged", "late", "rejected", "profiled", "alerts new", "updated", "ended",
-                title="engine", title_justify="left")
-    eng.add_row(*(f"{int(c.get(k, 0)):,}" for k in ("readings", "stored", "judged", "late", "rejected", "profiled",
-                                                    "alerts_new", "alerts_updated", "alerts_ended")))
+    eng = Table("readings", "stored", "duplicates", "judged", "late", "rejected", "profiled", "alerts new", "updated",
+                "ended", title="engine", title_justify="left")
+    eng.add_row(*(f"{int(c.get(k, 0)):,}" for k in ENGINE_SHOWN))
     open_ids = set(engine.open_ids) | set(getattr(engine, "health_open", ()))
     al = Table("id", "meter", "code", "severity", "start", "until", "score", title=f"open alerts ({len(open_ids)})",
                title_justify="left")
@@ -67,6 +70,15 @@ def render(engine, sources, outputs=(), demo=None) -> Group:
                         *(f"{int(v.get(k, 0)):,}" for k in cols))
         parts.append(out)
     return Group(*parts, al)
+
+
+def stopped_line(counters, n_open: int, resumed: bool = False) -> str:
+    """The line ``watch`` prints when it stops: the engine's counters, re-sent copies and late
+    readings among them, and the alerts still open."""
+    c = counters
+    return (f"stopped: readings {c.get('readings', 0):,}, stored {c.get('stored', 0):,}, duplicates "
+            f"{c.get('duplicates', 0):,}, late {c.get('late', 0):,}, judged {c.get('judged', 0):,}, alerts new "
+            f"{c.get('alerts_new', 0):,}, open {n_open}" + (" (resumed from checkpoint)" if resumed else ""))
 
 
 class LogLines:
@@ -90,5 +102,6 @@ class LogLines:
         if now - self.last >= self.every_s:
             self.last = now
             c = engine.counters
-            self.echo(f"readings {c.get('readings', 0):,} stored {c.get('stored', 0):,} judged {c.get('judged', 0):,} "
+            self.echo(f"readings {c.get('readings', 0):,} stored {c.get('stored', 0):,} "
+                      f"duplicates {c.get('duplicates', 0):,} judged {c.get('judged', 0):,} "
                       f"late {c.get('late', 0):,} open alerts {len(engine.open_ids) + len(getattr(engine, 'health_open', ()))}")

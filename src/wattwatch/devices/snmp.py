@@ -1,9 +1,12 @@
 """A simulated SNMPv3 PDU or UPS: a pysnmp command responder in this process, on 127.0.0.1.
 
 It answers GET, GETNEXT and GETBULK with SNMPv3 (USM, ``authPriv``: SHA and AES-128 by default)
-for the OIDs of a model of :mod:`wattwatch.sources.snmp` (the same OID maps the poller reads, so
-what it serves is what ``watch`` expects): the model's scalars, and ``outlets`` rows of each of its
-tables. Values come from a seeded generator (mains voltage with a slow swing and noise, a load per
+for the OIDs of a model of :mod:`wattwatch.sources.snmp`: the model's scalars, and ``outlets`` rows
+of each of its tables. A built-in model (``apc_rpdu2``, ``ups_mib``) is served as a real device's
+firmware serves it: at the OIDs and in the units its MIB defines (:data:`FIRMWARE`, written here
+apart from the poller's maps), so an OID or a scale wrong in the poller's map reads a wrong value or
+none, as it would on site; a model from a file (or a built-in one a file replaces) is served as
+its map says. Values come from a seeded generator (mains voltage with a slow swing and noise, a load per
 outlet, power = V·I·pf, a UPS at full charge on mains) or, with ``telemetry = "file"``, from a
 telemetry file any reader of ``ingest`` takes, played one row per ``step_s`` (table row *k* plays
 the file's *k*-th meter, or the meter named like the row's meter id; the scalars play the meter
@@ -40,7 +43,32 @@ from pathlib import Path
 import numpy as np
 
 from wattwatch.sources.snmp import (AUTH_PROTOCOLS, PRIV_PROTOCOLS, Model, _secret, load_models, master_key,
-                                    meter_name)
+                                    meter_name, parse_model)
+
+# What the simulated devices of the built-in models serve: channel = OID (from the MIB) and the
+# unit of one count in the channel's unit (``scale``), as the device's firmware has them. Kept apart
+# from sources.snmp.BUILTIN_MODELS (the poller's maps) on purpose: the tests read a device through
+# the map, so a map that disagrees with the MIB fails them.
+FIRMWARE: dict[str, dict] = {
+    "ups_mib": {"scalars": {   # RFC 1628 UPS-MIB, upsObjects = 1.3.6.1.2.1.33.1
+        "ups_battery_status_1": {"oid": "1.3.6.1.2.1.33.1.2.1.0"},            # upsBatteryStatus
+        "ups_on_battery_s": {"oid": "1.3.6.1.2.1.33.1.2.2.0"},                # upsSecondsOnBattery, s
+        "ups_runtime_s": {"oid": "1.3.6.1.2.1.33.1.2.3.0", "scale": 60.0},    # upsEstimatedMinutesRemaining, min
+        "ups_battery_pct": {"oid": "1.3.6.1.2.1.33.1.2.4.0"},                 # upsEstimatedChargeRemaining, %
+        "temp_c": {"oid": "1.3.6.1.2.1.33.1.2.7.0"},                          # upsBatteryTemperature, degC
+        "v_l1_v": {"oid": "1.3.6.1.2.1.33.1.3.3.1.3.1"},                      # upsInputVoltage.1, RMS V
+        "ups_mode_1": {"oid": "1.3.6.1.2.1.33.1.4.1.0"},                      # upsOutputSource
+        "i_l1_a": {"oid": "1.3.6.1.2.1.33.1.4.4.1.3.1", "scale": 0.1},        # upsOutputCurrent.1, 0.1 A RMS
+        "p_kw": {"oid": "1.3.6.1.2.1.33.1.4.4.1.4.1", "scale": 0.001},        # upsOutputPower.1, W
+    }},
+    "apc_rpdu2": {   # APC PowerNet-MIB, rPDU2 = 1.3.6.1.4.1.318.1.1.26
+        "scalars": {"v_l1_v": {"oid": "1.3.6.1.4.1.318.1.1.26.6.3.1.6.1"}},  # rPDU2PhaseStatusVoltage.1, V
+        "tables": {"outlet": {"meter": "{device}/outlet{index}", "columns": {  # rPDU2OutletMeteredStatusTable
+            "i_l1_a": {"oid": "1.3.6.1.4.1.318.1.1.26.9.4.3.1.6", "scale": 0.1},  # ...Current, 0.1 A
+            "p_kw": {"oid": "1.3.6.1.4.1.318.1.1.26.9.4.3.1.7", "scale": 0.001},  # ...Power, W
+        }}},
+    },
+}
 
 FAULTS = ("no_response", "wrong_credentials", "overload", "on_battery", "malformed", "delay")
 _SPEC_KEYS = {"model", "models", "host", "port", "user", "auth_key", "auth_key_env", "priv_key", "priv_key_env",
@@ -154,6 +182,10 @@ class Running:
         if model not in models:
             raise ValueError(f"model: must be one of {', '.join(sorted(models))}, got {model!r}")
         self.model = models[model]
+        # What the device serves: its firmware's OIDs for a built-in model the spec's maps leave as
+        # built in; else the map it was given.
+        self.served = parse_model(model, FIRMWARE[model], "firmware") \
+            if model in FIRMWARE and self.model == load_models()[model] else self.model
         host = spec.get("host", "127.0.0.1")
         if host != "127.0.0.1":
             raise ValueError(f"host: a simulated device binds 127.0.0.1 only, got {host!r}")
@@ -212,9 +244,9 @@ class Running:
     def _layout(self) -> list[tuple[tuple[int, ...], str, str, int | None, object]]:
         """Sorted (oid, channel, meter, row, column) the agent serves."""
         out = []
-        for c in self.model.scalars:
+        for c in self.served.scalars:
             out.append((c.oid, c.channel, self.name, None, c))
-        for t in self.model.tables:
+        for t in self.served.tables:
             for row in range(1, self.outlets + 1):
                 m = meter_name(t, self.name, (row,))
                 for c in t.columns:

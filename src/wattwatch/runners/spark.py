@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 import uuid
 
 from wattwatch.errors import WattwatchError
@@ -82,9 +85,56 @@ def session(master: str = "local[2]", app: str = "wattwatch", conf: dict[str, st
     settings.update(conf or {})
     for k, v in settings.items():
         b = b.config(k, v)
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGINT) if main else None
     s = b.getOrCreate()
+    if not PYSPARK_SIGINT and before is not None and signal.getsignal(signal.SIGINT) is not before:
+        # pyspark's SIGINT handler cancels every job from inside the JVM call the Ctrl-C interrupted
+        # (a reentrant call on the same Py4J connection: two Py4J tracebacks, then the
+        # KeyboardInterrupt); without it the KeyboardInterrupt comes as it would without Spark and
+        # :func:`collect` cancels its own job.
+        signal.signal(signal.SIGINT, before)
     s.sparkContext.setLogLevel("ERROR")
     return s
+
+
+# (rm1) Whether :func:`session` keeps the SIGINT handler a new SparkContext installs (pyspark's:
+# a Ctrl-C cancels every job of the session, then raises KeyboardInterrupt). Kept for a library or
+# notebook caller, whose session lives on after a Ctrl-C (m1 had left it out for every caller: a
+# notebook's Ctrl-C then left its own long jobs running in the JVM); the command line, whose Ctrl-C
+# ends the process with one message, sets it False for its block (``cli._on_ctrl_c``).
+PYSPARK_SIGINT = True
+
+
+def collect(rdd, wait_s: float = 10.0):
+    """``rdd.collect()``; a Ctrl-C or SIGTERM (:mod:`wattwatch.sigterm`: a KeyboardInterrupt) while it
+    waits cancels that job and waits (up to ``wait_s``) for the session's running stages to end
+    before it goes on: no task judges on for a run that was stopped, and none fails loudly later
+    (its broadcast removed under it by the caller's clean-up, its Python worker killed as the
+    process ends: Java stack traces after the command's message)."""
+    sc = rdd.context
+    tag = f"wattwatch-{uuid.uuid4().hex}"
+    sc.addJobTag(tag)
+    try:
+        return rdd.collect()
+    except BaseException as exc:
+        from wattwatch import sigterm
+
+        if not sigterm.from_interrupt(exc):
+            raise
+        try:
+            sc.cancelJobsWithTag(tag)
+            end = time.monotonic() + wait_s
+            while sc.statusTracker().getActiveStageIds() and time.monotonic() < end:
+                time.sleep(0.05)
+        except Exception:  # noqa: BLE001 - the JVM gone or unreachable: nothing left to cancel
+            pass
+        raise
+    finally:
+        try:
+            sc.removeJobTag(tag)
+        except Exception:  # noqa: BLE001
+            pass
 
 
 # ------------------------------------------------------------------------------ detect on Spark
@@ -444,7 +494,7 @@ def judge(full, detectors: list, config, result, on_progress=None, keep_scores: 
             yield k, judge_group(raw, ds, p["window"], p["keep_scores"]), learned
 
     try:
-        outcomes = sc.parallelize(items, len(items)).mapPartitions(run_groups).collect()
+        outcomes = collect(sc.parallelize(items, len(items)).mapPartitions(run_groups))
     finally:
         bc.unpersist()
     learned: dict[str, dict] = {}
@@ -559,7 +609,7 @@ def profile(full, detectors: list, config, resets: dict | None = None, seed: int
 
     try:
         messages = group_messages(part, group, shipped_channels(rest))
-        out = sc.parallelize(messages, len(messages)).mapPartitions(fit_groups).collect()
+        out = collect(sc.parallelize(messages, len(messages)).mapPartitions(fit_groups))
     finally:
         bc.unpersist()
     by_name = {d.name: d for d in rest}

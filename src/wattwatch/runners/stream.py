@@ -69,8 +69,9 @@ import pyarrow.parquet as pq
 from wattwatch.alerts import store as alert_store
 from wattwatch.alerts.model import Alert
 from wattwatch.detect import core
-from wattwatch.detect.stitch import Stitcher, Stitchers, _utc, dense_columns
+from wattwatch.detect.stitch import Stitcher, Stitchers, dense_columns
 from wattwatch.runners import rejudge
+from wattwatch.schema import utc_times
 
 log = logging.getLogger("wattwatch.watch")
 
@@ -517,10 +518,9 @@ class StreamEngine:
             _say_conflicts(counts, source, self._rejects_said)
         self.counters["readings"] += len(frame)
         self.counters["stored"] += counts.stored
-        col = frame["ts"]
-        # A column already tz-aware (a source's own frames) without the copy to_datetime makes; any
+        # A column already in UTC (a source's own frames) without the copy to_datetime makes; any
         # other parsed, an unreadable time NaT (a rejected reading: it moves no meter's span).
-        ts = _utc(col) if isinstance(col.dtype, pd.DatetimeTZDtype) else pd.to_datetime(col, utc=True, errors="coerce")
+        ts = utc_times(frame["ts"], errors="coerce")
         ok = ts.notna().to_numpy()
         if counts.rejected:   # a rejected reading (a clock at 1970 or 2199) moves no meter's span
             ok[np.asarray([ln - 1 for _, ln, _, _ in counts.rejects if 0 < ln <= len(ok)], dtype=np.int64)] = False

@@ -1,0 +1,99 @@
+"""``detect --engine spark`` stopped by Ctrl-C or SIGTERM ends as the local engine does: the
+command's one message and exit 130 / 143, no Py4J traceback before it, no Java stack trace after it
+(m1). Before: Py4J logged the interrupted call ("KeyboardInterrupt while sending command.", with
+pyspark's own SIGINT handler a second, reentrant one), the Py4J call after it could fail and replace
+the KeyboardInterrupt (exit 1 with a traceback), and the job's tasks ran on until the process ended
+(the JVM then logged their Python workers as crashed).
+
+A subprocess run would start a JVM of its own (~40 s on this box): the command-line part is checked
+without Spark, the Spark part in the session the tests share. The whole run is shown by hand in
+docs/live-log.md (2026-12-06, m1)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from wattwatch.app import cli
+from wattwatch.runners.spark import collect
+
+
+def test_an_error_raised_while_a_ctrl_c_was_handled_ends_as_that_ctrl_c_and_logs_nothing(caplog):
+    from py4j.protocol import Py4JNetworkError
+
+    from wattwatch.runners import spark
+
+    said = []
+    caplog.set_level(logging.INFO)
+    with cli._on_ctrl_c(said.append):
+        # (rm1) a session made in the command's block leaves pyspark's SIGINT handler out, one a
+        # library caller makes keeps it (checked below, on the shared session)
+        assert spark.PYSPARK_SIGINT is False
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            # what Py4J does with the call a Ctrl-C interrupted, then its next call's failure
+            logging.exception("KeyboardInterrupt while sending command.")
+            try:
+                raise BrokenPipeError(32, "Broken pipe")
+            except BrokenPipeError:
+                logging.getLogger("py4j.clientserver").exception("Exception occurred while shutting down connection")
+            raise Py4JNetworkError("Answer from Java side is empty")
+    assert len(said) == 1 and spark.PYSPARK_SIGINT is True, said
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+    logging.getLogger("py4j.clientserver").error("after the block: shown")   # the filters are gone
+    assert [r.getMessage() for r in caplog.records] == ["after the block: shown"]
+    with pytest.raises(RuntimeError), cli._on_ctrl_c(said.append):   # any other error goes on
+        raise RuntimeError("a real error")
+    # (rm1) so does one of wattwatch's own clean-up after a Ctrl-C (a ROLLBACK, a temporary file's
+    # removal that failed): said as it is, not hidden behind "interrupted"
+    with pytest.raises(OSError, match="disk full"), cli._on_ctrl_c(said.append):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise OSError(28, "disk full")
+    assert len(said) == 1
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals reach the main thread")
+def test_a_ctrl_c_in_a_spark_collect_cancels_its_job_and_the_session_lives_on(spark, tmp_path):
+    sc = spark.sparkContext
+    flag = tmp_path / "started"
+
+    def held(it):   # pickled by value (a local function): both tasks wait until cancelled
+        import time as t
+        open(flag, "a").write("x")
+        t.sleep(120)
+        yield 1
+
+    def ctrl_c():
+        end = time.monotonic() + 120
+        while not (flag.exists() and len(flag.read_text()) >= 2) and time.monotonic() < end:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    # (rm1) The shared session was made by a library caller (not the command line): pyspark's SIGINT
+    # handler is kept (a notebook's Ctrl-C cancels every job of its session, which lives on; m1 had
+    # left it out for every caller). The command line's block leaves it out (test above, and the
+    # manual run in docs/live-log.md). Here a default handler stands for the command line's.
+    now = signal.getsignal(signal.SIGINT)
+    assert "SparkContext" in getattr(now, "__qualname__", ""), now
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=ctrl_c, daemon=True).start()
+        t0 = time.monotonic()
+        with pytest.raises(BaseException) as got:
+            collect(sc.parallelize(range(2), 2).mapPartitions(held))
+    finally:
+        signal.signal(signal.SIGINT, before)
+    from wattwatch import sigterm
+
+    assert sigterm.from_interrupt(got.value), got.value
+    assert time.monotonic() - t0 < 100, "the Ctrl-C never came: the tasks ran out their sleep"
+    assert not sc.statusTracker().getActiveStageIds(), "the held job's tasks still run"
+    assert sc.parallelize(range(3), 1).count() == 3
