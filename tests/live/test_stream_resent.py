@@ -83,10 +83,10 @@ def test_resent_readings_are_duplicates_and_corrections_or_fills_late_data(tmp_p
     copy comes alone in its own ingest: a correction of a judged reading of C (the store keeps its
     values: a conflict, fast), a copy filling ``i_l1_a`` of a judged reading of B 4 s early, and one filling it in D's
     very last judged reading, 4 s after it (rb2: a copy later than the last judged reading may
-    still be of it). Before one step a copy fills A's reading of the piece, not judged yet; a later
+    still be of it), with another ``p_kw`` too (rfast: a fill and a conflict, alone in its ingest). Before one step a copy fills A's reading of the piece, not judged yet; a later
     copy of it lacking ``i_l1_a`` again is a duplicate. Each copy of a judged reading that fills
-    re-judges its meter (one rewind, one late reading each); the correction is one conflict and
-    re-judges nothing; every other copy is a duplicate and re-judges nothing; the store holds the input readings once, with the fills; the
+    re-judges its meter (one rewind, one late reading each), also when it gives another value too
+    (a conflict as well); the correction is one conflict and re-judges nothing; every other copy is a duplicate and re-judges nothing; the store holds the input readings once, with the fills; the
     stream's alerts are ``detect``'s on that store."""
     rng = np.random.default_rng(11)
     f = _fleet()
@@ -126,28 +126,31 @@ def test_resent_readings_are_duplicates_and_corrections_or_fills_late_data(tmp_p
                 assert late["i_l1_a"].isna().all()
                 want.loc[late.index, "i_l1_a"] = 4.5
                 late = late.assign(i_l1_a=4.5, ts=late["ts"] - pd.Timedelta(seconds=4))
-            elif k == 5:   # D's last judged reading (i_l1_a blank) filled by a copy 4 s after it
+            elif k == 5:   # D's last judged reading (i_l1_a blank) filled by a copy 4 s after it, which
+                # also gives another p_kw (rfast: a fill and a conflict; the fill re-judges D)
                 late = f[(f["meter_id"] == "D") & (_us(f["ts"]) == eng.fed["D"])]
                 assert len(late) == 1 and late["i_l1_a"].isna().all()
                 want.loc[late.index, "i_l1_a"] = 4.5
-                late = late.assign(i_l1_a=4.5, ts=late["ts"] + pd.Timedelta(seconds=4))
+                late = late.assign(i_l1_a=4.5, p_kw=late["p_kw"] + 0.5, ts=late["ts"] + pd.Timedelta(seconds=4))
             if late is not None:
                 assert _us(late["ts"])[0] - 4_000_000 <= eng.fed[late["meter_id"].iloc[0]]
                 eng.add(late)
                 n_late += k != 2
-                n_conflict += k == 2
+                n_conflict += k in (2, 5)
         eng.flush()
         got = {i: _view(a) for i, a in eng.alerts.items()}
         c = dict(eng.counters)
         rows = store.con.execute("SELECT * FROM readings ORDER BY meter_id, ts").df()
     finally:
         store.close()
-    assert n_late == 2 and n_conflict == 1 and n_dup > 150, (n_late, n_dup)
+    assert n_late == 2 and n_conflict == 2 and n_dup > 150, (n_late, n_dup)
     assert c.get("rewinds", 0) == n_late and c.get("late", 0) == n_late, c
     assert c.get("conflicts", 0) == n_conflict, c
-    # (fast) The correction is said where a watcher's user reads (its log), with the meter and values.
+    # (fast) The correction is said where a watcher's user reads (its log), with the meter and values
+    # (rfast: and so is D's filling copy's other p_kw).
     said = [r.getMessage() for r in caplog.records if "given again with different values" in r.getMessage()]
-    assert len(said) == 1 and "meter C " in said[0] and "p_kw" in said[0], said
+    assert len(said) == 2 and "meter C " in said[0] and "meter D " in said[1], said
+    assert all("p_kw" in x for x in said), said
     assert c.get("duplicates", 0) == n_dup, (c, n_dup)
     assert sorted({a["detector"] for a in got.values()}) == ["packet_loss", "supply_outage"], got
     # The store: every input reading once, with the fills (the stored values kept against the correction).

@@ -553,10 +553,11 @@ class StreamEngine:
             lm, lt = g["m"].to_numpy(), g["t"].to_numpy()
         else:
             chg = counts.changed
-            n_chg = 0 if chg is None else int((~chg["conflict"].to_numpy()).sum())   # (those counted once)
+            # (a filling copy that also gave another value is counted once, in ``conflicts``)
+            n_chg = 0 if chg is None else int((~chg["conflict"].to_numpy()).sum())
             self.counters["duplicates"] += counts.read - counts.rejected - counts.stored - n_chg - counts.conflicts
             lm, lt = rows["meter_id"].to_numpy(), rows["ts"].to_numpy("datetime64[us]").astype(np.int64)
-            if n_chg:
+            if chg is not None and len(chg):   # (rfast) every fill, conflicting or not, is late data
                 lm = np.concatenate([lm, chg["meter_id"].to_numpy().astype(object)])
                 lt = np.concatenate([lt, chg["t"].to_numpy(np.int64)])
         if not len(lm) or not self.fed:
