@@ -17,7 +17,8 @@ def _states(rng: np.random.Generator, n: int) -> tuple[dict, list[str]]:
     kinds = [lambda: float(rng.uniform(1, 900)), lambda: int(rng.integers(1, 900)), lambda: None,
              lambda: np.float32(rng.uniform(1, 9)), lambda: float("nan"), lambda: "60", lambda: "x",
              lambda: [1.0], lambda: True, lambda: float("inf")]
-    lists = [list(CH[:3]), list(CH[:3]), list(CH), [], None, tuple(CH[1:]), "v_l1_v", ["pf"], ["pf", "thd_i_pct", "v_l1_v"]]
+    lists = [list(CH[:3]), list(CH[:3]), list(CH), [], None, tuple(CH[1:]), "v_l1_v", ["pf"], ["pf", "thd_i_pct", "v_l1_v"],
+             [["pf"], "p_kw"], [["pf"], "p_kw"]]   # (rfast) unhashable items: compared, not grouped
     st, names = {}, []
     for k in range(n):
         m = f"m{k}"
@@ -60,3 +61,16 @@ def test_state_nums_and_channels_are_the_per_meter_look_ups():
         assert list(got) == list(want)
         for c in CH:
             assert got[c].dtype == bool and np.array_equal(got[c], want[c]), (trial, c, got[c], want[c])
+
+
+def test_state_nums_of_values_that_convert_together_but_not_one_by_one():
+    """(rfast) Values numpy converts together into another shape than one number a meter (every
+    meter's a one-item list: a column; strings of numbers: read as numbers, as float() does): the
+    per-meter answers all the same (a 2-d array here broke every detector's arithmetic)."""
+    for vals in ([[60.0]], [[60.0], [900.0]], [(5,), (6,)], [["60"], ["x"]], ["60", " 9e2 ", "inf"], [[]], [[], []]):
+        st = {f"m{k}": {"cadence_s": v} for k, v in enumerate(vals)}
+        names = list(st) + ["none"]
+        got, want = state_nums(st, names, "cadence_s", 7.5), _old_nums(st, names, "cadence_s", 7.5)
+        assert got.shape == want.shape == (len(names),) and np.array_equal(got, want, equal_nan=True), (vals, got)
+        got, want = state_nums(st, names[:-1], "cadence_s"), _old_nums(st, names[:-1], "cadence_s")
+        assert got.shape == want.shape and np.array_equal(got, want, equal_nan=True), (vals, got)

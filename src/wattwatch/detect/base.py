@@ -731,7 +731,10 @@ def state_channels(state: dict, meters, channels) -> dict[str, np.ndarray]:
     kinds: list = []
     for j, v in enumerate(lists):
         k = tuple(v) if isinstance(v, (list, tuple)) else None
-        i = at.get(k) if k is not None else None
+        try:
+            i = at.get(k) if k is not None else None
+        except TypeError:   # (rfast) an unhashable item (a nested list): a list of its own, as asked before
+            k = i = None
         if i is None:
             i = len(kinds)
             kinds.append(v)
