@@ -481,9 +481,13 @@ class Store:
         con = self.con
         # Readings are doubles, for which DuckDB picks ALP anyway; naming it skips the analysis
         # of the other candidates (inserts ~25 % faster, same size). Other types fall back to
-        # their defaults. (fast) A watcher's connection keeps it set from its first live ingest on
-        # (a SET and a RESET were ~0.7 ms CPU of every step; what it changes is only how DuckDB
-        # compresses doubles it writes, as here); a batch ingest sets it and resets it after.
+        # their defaults. (fast) A watcher's store keeps it set from its first live ingest on (a SET
+        # and a RESET were ~0.7 ms CPU of every step); a batch ingest sets it and resets it after.
+        # (rfast) The setting is DuckDB's GLOBAL one: it holds for every connection to this database
+        # in the process, for every checkpoint (the only place it acts: how doubles are compressed
+        # on disk, never what is read back). A watcher's process writes nothing else of note (no
+        # compaction, retention or batch ingest: those are other processes, locked out while it
+        # runs); only alerts' and state's few doubles are compressed as ALP too.
         if not getattr(self, "_alp_kept", False):
             con.execute("SET force_compression = 'alp'")
             self._alp_kept = live
