@@ -573,8 +573,11 @@ class Store:
             if cf.stored:
                 counts.notes.append(
                     f"{source}: {cf.stored:,} reading(s) given again with different values from the "
-                    f"reading already stored for that meter and instant (earlier in the file, or from another "
-                    f"file); the stored values were kept, these dropped ({cf.stored_eg})")
+                    f"reading already stored for that meter and instant "
+                    # (rfast) a watcher's log says it too (fast): no file there
+                    + ("(sent before: a correction or a replay)" if live else
+                       "(earlier in the file, or from another file)")
+                    + f"; the stored values were kept, these dropped ({cf.stored_eg})")
             counts.duplicates = counts.read - counts.rejected - counts.stored - counts.merged
             counts.seconds = time.perf_counter() - t0
             con.execute(
