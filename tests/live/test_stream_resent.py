@@ -1,10 +1,11 @@
 """(b2) Readings a source sends again (an MQTT QoS 1 redelivery, a gateway's replay after a
 reconnect) through the whole stream engine. A copy that repeats a stored reading (the store's
 match: its meter, within its duplicate tolerance, no value differing, no channel filled) is a
-duplicate: counted, stored once, and it re-judges nothing. A copy that gives other values (a
-correction: the store keeps its values) or fills a channel a judged reading lacked is late data:
-the meter is re-judged, even when the copy comes alone, and the alerts are ``detect``'s on the
-same store. A copy filling a reading not judged yet is neither late nor lost.
+duplicate: counted, stored once, and it re-judges nothing. A copy that fills a channel a judged
+reading lacked is late data: the meter is re-judged, even when the copy comes alone, and the
+alerts are ``detect``'s on the same store. A copy filling a reading not judged yet is neither late
+nor lost. (fast) A copy giving other values (a correction) changes nothing stored (the store keeps
+its values): a conflict, counted and said, and it re-judges nothing (rb2 re-judged it).
 
 (rb2) One stream holds every kind (was three streams and a baseline stream, ~8.5 s CPU; now ~2 s):
 the baseline is ``detect`` on the store and the input frame itself."""
@@ -75,17 +76,17 @@ def _at(f: pd.DataFrame, m: str, hours: float) -> pd.DataFrame:
     return g.loc[[(g["ts"] - (T0 + pd.Timedelta(hours=hours))).abs().idxmin()]].copy()
 
 
-def test_resent_readings_are_duplicates_and_corrections_or_fills_late_data(tmp_path):
+def test_resent_readings_are_duplicates_and_corrections_or_fills_late_data(tmp_path, caplog):
     """Every 3-hour piece comes with copies of a fifth of the readings of the 3 pieces before it
     (judged ones and, the last of each meter, some not judged yet; half exact, half moved by up to
     4 s within the store's 10 s tolerance, a fifth of them twice in the batch). After some steps a
     copy comes alone in its own ingest: a correction of a judged reading of C (the store keeps its
-    values), a copy filling ``i_l1_a`` of a judged reading of B 4 s early, and one filling it in D's
+    values: a conflict, fast), a copy filling ``i_l1_a`` of a judged reading of B 4 s early, and one filling it in D's
     very last judged reading, 4 s after it (rb2: a copy later than the last judged reading may
-    still be of it). Before one step a copy fills A's reading of the piece, not judged yet; a later
-    copy of it lacking ``i_l1_a`` again is a duplicate. Each copy of a judged reading that corrects
-    or fills re-judges its meter (one rewind, one late reading each), every other copy is a
-    duplicate and re-judges nothing; the store holds the input readings once, with the fills; the
+    still be of it), with another ``p_kw`` too (rfast: a fill and a conflict, alone in its ingest). Before one step a copy fills A's reading of the piece, not judged yet; a later
+    copy of it lacking ``i_l1_a`` again is a duplicate. Each copy of a judged reading that fills
+    re-judges its meter (one rewind, one late reading each), also when it gives another value too
+    (a conflict as well); the correction is one conflict and re-judges nothing; every other copy is a duplicate and re-judges nothing; the store holds the input readings once, with the fills; the
     stream's alerts are ``detect``'s on that store."""
     rng = np.random.default_rng(11)
     f = _fleet()
@@ -93,7 +94,7 @@ def test_resent_readings_are_duplicates_and_corrections_or_fills_late_data(tmp_p
     store = Store(tmp_path / "live.duckdb")
     eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG),
                        StreamConfig(checkpoint_s=1e9, slow_thread=False))
-    n_dup = n_late = 0
+    n_dup = n_late = n_conflict = 0
     want = f.copy()
     try:
         for k, piece in enumerate(pieces):
@@ -125,23 +126,31 @@ def test_resent_readings_are_duplicates_and_corrections_or_fills_late_data(tmp_p
                 assert late["i_l1_a"].isna().all()
                 want.loc[late.index, "i_l1_a"] = 4.5
                 late = late.assign(i_l1_a=4.5, ts=late["ts"] - pd.Timedelta(seconds=4))
-            elif k == 5:   # D's last judged reading (i_l1_a blank) filled by a copy 4 s after it
+            elif k == 5:   # D's last judged reading (i_l1_a blank) filled by a copy 4 s after it, which
+                # also gives another p_kw (rfast: a fill and a conflict; the fill re-judges D)
                 late = f[(f["meter_id"] == "D") & (_us(f["ts"]) == eng.fed["D"])]
                 assert len(late) == 1 and late["i_l1_a"].isna().all()
                 want.loc[late.index, "i_l1_a"] = 4.5
-                late = late.assign(i_l1_a=4.5, ts=late["ts"] + pd.Timedelta(seconds=4))
+                late = late.assign(i_l1_a=4.5, p_kw=late["p_kw"] + 0.5, ts=late["ts"] + pd.Timedelta(seconds=4))
             if late is not None:
                 assert _us(late["ts"])[0] - 4_000_000 <= eng.fed[late["meter_id"].iloc[0]]
                 eng.add(late)
-                n_late += 1
+                n_late += k != 2
+                n_conflict += k in (2, 5)
         eng.flush()
         got = {i: _view(a) for i, a in eng.alerts.items()}
         c = dict(eng.counters)
         rows = store.con.execute("SELECT * FROM readings ORDER BY meter_id, ts").df()
     finally:
         store.close()
-    assert n_late == 3 and n_dup > 150, (n_late, n_dup)
+    assert n_late == 2 and n_conflict == 2 and n_dup > 150, (n_late, n_dup)
     assert c.get("rewinds", 0) == n_late and c.get("late", 0) == n_late, c
+    assert c.get("conflicts", 0) == n_conflict, c
+    # (fast) The correction is said where a watcher's user reads (its log), with the meter and values
+    # (rfast: and so is D's filling copy's other p_kw).
+    said = [r.getMessage() for r in caplog.records if "given again with different values" in r.getMessage()]
+    assert len(said) == 2 and "meter C " in said[0] and "meter D " in said[1], said
+    assert all("p_kw" in x for x in said), said
     assert c.get("duplicates", 0) == n_dup, (c, n_dup)
     assert sorted({a["detector"] for a in got.values()}) == ["packet_loss", "supply_outage"], got
     # The store: every input reading once, with the fills (the stored values kept against the correction).

@@ -39,13 +39,14 @@ def test_log_lines_say_each_alert_once():
 
 
 def test_engine_counters_show_duplicates_and_late():
-    """The engine's ``duplicates`` (re-sent copies of stored readings) and ``late`` counters are read
-    where an operator reads counters: the live table, the pipe's summary line and the stopped line
-    (before, the table and the lines had no ``duplicates``: a gateway re-sending everything looked
-    like readings never stored)."""
+    """The engine's ``duplicates`` (re-sent copies of stored readings), ``conflicts`` (sent again with
+    other values, dropped: rfast) and ``late`` counters are read where an operator reads counters: the
+    live table, the pipe's summary line and the stopped line (before, the table and the lines had no
+    ``duplicates``: a gateway re-sending everything looked like readings never stored; no
+    ``conflicts``: corrections dropped by the store were said only in the log)."""
     from wattwatch.app.watchview import stopped_line
 
-    c = Counter(readings=1000, stored=700, duplicates=271, late=29, judged=650)
+    c = Counter(readings=1000, stored=700, duplicates=264, conflicts=7, late=29, judged=650)
     eng = SimpleNamespace(counters=c, open_ids=set(), alerts={})
     con = Console(width=250, record=True)
     con.print(render(eng, [MqttSource("m", topics=["x/#"])]))
@@ -54,9 +55,12 @@ def test_engine_counters_show_duplicates_and_late():
     assert head is not None, "no duplicates column:\n" + "\n".join(table)
     row = next(x for x in table[head + 1:] if "1,000" in x)
     cols, vals = [x.strip() for x in table[head].split("┃")], [x.strip() for x in row.split("│")]
-    assert vals[cols.index("duplicates")] == "271" and vals[cols.index("late")] == "29", (cols, vals)
+    assert vals[cols.index("duplicates")] == "264" and vals[cols.index("late")] == "29", (cols, vals)
+    assert vals[cols.index("conflicts")] == "7", (cols, vals)
     out = []
     LogLines(out.append, every_s=0)(eng, SimpleNamespace(new=[], ended=[], notices=[]), [])
-    assert "duplicates 271" in out[-1] and "late 29" in out[-1], out
+    assert "duplicates 264" in out[-1] and "conflicts 7" in out[-1] and "late 29" in out[-1], out
     line = stopped_line(c, 0)
-    assert line.startswith("stopped: readings 1,000") and "duplicates 271" in line and "late 29" in line, line
+    assert line.startswith("stopped: readings 1,000") and "duplicates 264" in line and "late 29" in line, line
+    assert "conflicts 7 (" in line, line
+    assert "conflicts" not in stopped_line(Counter(readings=5, stored=5), 0)   # said only when there are any

@@ -149,16 +149,20 @@ def test_touched_is_exactly_the_meters_a_copy_changed_whatever_the_kind_of_copy(
     with a new reading of every meter: an exact copy (a), a jittered copy (b), a jittered copy filling
     the one channel its stored reading lacks (c), a jittered copy with other values for channels the
     stored reading has (d), a copy of a compacted reading (e), a late reading that is no copy (f), a
-    copy lacking a channel the stored reading has (g). Only c's stored reading changes, and only c is
-    named touched; the rows handed back are the new readings and f's late one (no copy)."""
+    copy lacking a channel the stored reading has (g), two copies 11 s apart (not one another's) of a
+    reading lacking a channel, the farther filling it, the nearer not (h: the store takes the nearer,
+    fills nothing; fast), a copy filling the channel its stored reading lacks with another p_kw (i:
+    filled, the stored p_kw kept; a change and a conflict, rfast). Only c's and i's stored readings
+    change, and only they are named touched and changed (i's as a conflict too); the rows handed back
+    are the new readings and f's late one (no copy)."""
     s = Store(tmp_path / "k.duckdb")
     cache: dict = {}
     try:
-        ms = np.array(list("abcdefg"), dtype=object)
+        ms = np.array(list("abcdefghi"), dtype=object)
         t = T0 + pd.to_timedelta(np.repeat(np.arange(120), len(ms)) * 60, unit="s")
         f = pd.DataFrame({"meter_id": np.tile(ms, 120), "ts": t, "p_kw": 5.0, "v_l1_v": 230.0, "i_l1_a": 2.0,
                           "e_kwh": 1.0 + np.repeat(np.arange(120), len(ms)) * 0.01})
-        f.loc[(f["meter_id"] == "c") & (f["ts"] == T0 + pd.Timedelta(minutes=100)), "i_l1_a"] = np.nan
+        f.loc[f["meter_id"].isin(["c", "h", "i"]) & (f["ts"] == T0 + pd.Timedelta(minutes=100)), "i_l1_a"] = np.nan
         ingest_live(s, f, None, source="x", cache=cache)
         s.compact(older_than_days=0, as_of=T0 + pd.Timedelta(hours=1))   # the first hour of every meter
         assert s.compaction_cuts()
@@ -171,25 +175,32 @@ def test_touched_is_exactly_the_meters_a_copy_changed_whatever_the_kind_of_copy(
                                {**at("d", 100, p_kw=9.0, v_l1_v=231.0), "ts": at("d", 100)["ts"] + sec},
                                {**at("e", 30), "ts": at("e", 30)["ts"] + sec},
                                {**at("f", 100), "ts": at("f", 100)["ts"] + pd.Timedelta(seconds=30)},
-                               at("g", 100, v_l1_v=np.nan)])
+                               at("g", 100, v_l1_v=np.nan),
+                               {**at("h", 100), "ts": at("h", 100)["ts"] - pd.Timedelta(seconds=6), "i_l1_a": 2.5},
+                               {**at("h", 100, i_l1_a=np.nan), "ts": at("h", 100)["ts"] + pd.Timedelta(seconds=5)},
+                               {**at("i", 100, p_kw=7.0), "ts": at("i", 100)["ts"] + sec, "i_l1_a": 2.75}])
         fresh = pd.DataFrame([at(m, 120) for m in ms])
         batch = pd.concat([fresh, copies], ignore_index=True)
         got, rows, touched = ingest_live(s, batch, None, source="x", cache=cache)
-        assert touched == {"c"}
+        assert touched == {"c", "i"}
         assert got.stored == len(ms) + 1 and len(rows) == len(ms) + 1
-        # (b2) The copies said changed (a watcher re-judges them): c's fill and d's other values, at the
-        # stored readings' times (rb2: not the copies', 3 s off); a's, b's (jittered within the
-        # tolerance), e's and g's repeat what is stored.
+        # (b2) The stored readings said changed (a watcher re-judges them): c's, filled, at the stored
+        # reading's time (rb2: not the copy's, 3 s off); a's, b's (jittered within the tolerance), e's
+        # and g's repeat what is stored. (fast) d's other values changed nothing (the store keeps its
+        # own): not a change but a conflict, counted and said in the notes. (rfast) i's copy filled its
+        # reading and gave another p_kw: a change (re-judged) flagged a conflict (counted once, as one).
         us = lambda x: int(pd.Timestamp(x).value // 1000)
-        assert sorted(zip(got.changed["meter_id"], got.changed["t"])) == \
-            [("c", us(at("c", 100)["ts"])), ("d", us(at("d", 100)["ts"]))]
+        assert sorted(zip(got.changed["meter_id"], got.changed["t"], got.changed["conflict"])) == \
+            [("c", us(at("c", 100)["ts"]), False), ("i", us(at("i", 100)["ts"]), True)]
+        assert got.conflicts == 2, got
+        assert any("given again with different values" in n and "meter d " in n for n in got.notes), got.notes
         assert sorted(rows.loc[rows["ts"] < T0 + pd.Timedelta(minutes=120), "meter_id"]) == ["f"]
         after = _rows(s)
         key = lambda d: pd.MultiIndex.from_arrays([d["meter_id"].astype(str), d["ts"]])
         old = after[key(after).isin(key(before))].reset_index(drop=True)[before.columns]
         changed = ~((old == before) | (old.isna() & before.isna())).all(axis=1)
-        assert old.loc[changed, "meter_id"].tolist() == ["c"]
-        assert old.loc[changed, "i_l1_a"].tolist() == [2.5]
+        assert old.loc[changed, "meter_id"].tolist() == ["c", "i"]
+        assert old.loc[changed, "i_l1_a"].tolist() == [2.5, 2.75] and old.loc[changed, "p_kw"].tolist() == [5.0, 5.0]
     finally:
         s.close()
 

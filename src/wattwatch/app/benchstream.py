@@ -217,6 +217,8 @@ def stream_benchmark(meters: int = 200, cadence_s: float = 60.0, stream_hours: f
         # (b2) readings sent again identical to stored ones (no re-judging), late data re-judged
         "duplicates": int(engine.counters["duplicates"]), "late": int(engine.counters["late"]),
         "rewinds": int(engine.counters["rewinds"]),
+        # (fast) readings sent again with other values (the stored kept; no re-judging)
+        "conflicts": int(engine.counters["conflicts"]),
         "alert_latency_ms": {"p50": _ms(alert_lat, 50), "p99": _ms(alert_lat, 99), "n": len(alert_lat)},
         "state_bytes_per_meter": round(state["state_bytes_per_meter"]),
         "carry_bytes_per_meter": round(state["tail_bytes_per_meter"]),

@@ -16,9 +16,11 @@ SHOWN = ("readings", "messages", "malformed", "polls", "lost", "timeouts", "crc_
 OUT_SHOWN = ("matched", "queue", "ok", "refused", "failed", "rate_limited", "dropped", "already_done", "failures",
              "written", "buffered", "flushed", "backlog")
 # The engine's counters, in the engine table's order: ``duplicates`` = re-sent copies of stored
-# readings (counted, re-judging nothing), ``late`` = readings at or before their meter's last judged one.
-ENGINE_SHOWN = ("readings", "stored", "duplicates", "judged", "late", "rejected", "profiled", "alerts_new",
-                "alerts_updated", "alerts_ended")
+# readings (counted, re-judging nothing), ``conflicts`` = readings sent again with other values than
+# the ones kept (the store keeps the first; their values dropped, said in the log), ``late`` =
+# readings at or before their meter's last judged one.
+ENGINE_SHOWN = ("readings", "stored", "duplicates", "conflicts", "judged", "late", "rejected", "profiled",
+                "alerts_new", "alerts_updated", "alerts_ended")
 DEVICE_SHOWN = ("polls", "lost", "timeouts", "exceptions", "malformed", "crc_errors", "retries")
 
 
@@ -50,8 +52,8 @@ def render(engine, sources, outputs=(), demo=None) -> Group:
     for s, v in zip(sources, views):
         src.add_row(escape(s.name), s.kind, escape(str(v.get("status", ""))), *(f"{int(v.get(k, 0)):,}" for k in shown))
     c = engine.counters
-    eng = Table("readings", "stored", "duplicates", "judged", "late", "rejected", "profiled", "alerts new", "updated",
-                "ended", title="engine", title_justify="left")
+    eng = Table("readings", "stored", "duplicates", "conflicts", "judged", "late", "rejected", "profiled",
+                "alerts new", "updated", "ended", title="engine", title_justify="left")
     eng.add_row(*(f"{int(c.get(k, 0)):,}" for k in ENGINE_SHOWN))
     open_ids = set(engine.open_ids) | set(getattr(engine, "health_open", ()))
     al = Table("id", "meter", "code", "severity", "start", "until", "score", title=f"open alerts ({len(open_ids)})",
@@ -73,11 +75,14 @@ def render(engine, sources, outputs=(), demo=None) -> Group:
 
 
 def stopped_line(counters, n_open: int, resumed: bool = False) -> str:
-    """The line ``watch`` prints when it stops: the engine's counters, re-sent copies and late
-    readings among them, and the alerts still open."""
+    """The line ``watch`` prints when it stops: the engine's counters, re-sent copies, corrections
+    dropped (``conflicts``, when there were any) and late readings among them, and the alerts still open."""
     c = counters
     return (f"stopped: readings {c.get('readings', 0):,}, stored {c.get('stored', 0):,}, duplicates "
-            f"{c.get('duplicates', 0):,}, late {c.get('late', 0):,}, judged {c.get('judged', 0):,}, alerts new "
+            f"{c.get('duplicates', 0):,}, "
+            + (f"conflicts {c['conflicts']:,} (sent again with other values; the stored kept), "
+               if c.get("conflicts") else "")
+            + f"late {c.get('late', 0):,}, judged {c.get('judged', 0):,}, alerts new "
             f"{c.get('alerts_new', 0):,}, open {n_open}" + (" (resumed from checkpoint)" if resumed else ""))
 
 
@@ -103,5 +108,7 @@ class LogLines:
             self.last = now
             c = engine.counters
             self.echo(f"readings {c.get('readings', 0):,} stored {c.get('stored', 0):,} "
-                      f"duplicates {c.get('duplicates', 0):,} judged {c.get('judged', 0):,} "
+                      f"duplicates {c.get('duplicates', 0):,} "
+                      + (f"conflicts {c['conflicts']:,} " if c.get("conflicts") else "")
+                      + f"judged {c.get('judged', 0):,} "
                       f"late {c.get('late', 0):,} open alerts {len(engine.open_ids) + len(getattr(engine, 'health_open', ()))}")

@@ -580,7 +580,7 @@ class Detector:
             # every detector of a group for its reach several times a step, 200 meters each).
             return Reach(np.zeros(n), np.full(n, self.lookback_n, np.int64),
                          np.zeros(n), np.full(n, self.lookahead_n, np.int64))
-        cad = np.array([_num(self.state_.get(m, {}).get("cadence_s"), np.nan) for m in meters], float)
+        cad = state_nums(self.state_, meters, "cadence_s")
         return Reach(np.asarray(self.lookback_s(cad), float), np.full(n, self.lookback_n, np.int64),
                      np.asarray(self.lookahead_s(cad), float), np.full(n, self.lookahead_n, np.int64))
 
@@ -634,8 +634,7 @@ class Detector:
 
     def _param(self, df: pd.DataFrame, key: str, default: float = np.nan) -> np.ndarray:
         """A scalar the fit learned per meter, as an array over ``df``'s segment codes."""
-        st = self.state_
-        return np.array([_num(st.get(m, {}).get(key), default) for m in meter_names(df)], float)
+        return state_nums(self.state_, meter_names(df), key, default)
 
     def _param_array(self, df: pd.DataFrame, key: str, shape: tuple[int, ...]) -> np.ndarray:
         """An array the fit learned per meter, stacked over segment codes (NaN where missing)."""
@@ -701,6 +700,48 @@ def meter_facts(df: pd.DataFrame) -> dict[str, np.ndarray]:
 
 def _sort_order(frame: pd.DataFrame) -> np.ndarray:
     return frame.reset_index(drop=True).sort_values(["meter_id", "ts"], kind="stable").index.to_numpy()
+
+
+def state_nums(state: dict, meters, key: str, default: float = np.nan) -> np.ndarray:
+    """``np.array([_num(state.get(m, {}).get(key), default) for m in meters], float)``: a number
+    each meter's state holds under ``key``, per meter. In one conversion of the values where each is
+    a plain number or None (every learned state; fast: the stream asks ~15 times a step for 200
+    meters), else value by value as :func:`_num` reads them (a string, a list: ``default``)."""
+    none: dict = {}
+    get = state.get
+    vals = [get(m, none).get(key) for m in meters]
+    try:
+        out = np.array([default if v is None else v for v in vals], float)
+        if out.ndim == 1 and len(out) == len(vals):
+            return out
+    except (TypeError, ValueError):
+        pass
+    return np.array([_num(v, default) for v in vals], float)
+
+
+def state_channels(state: dict, meters, channels) -> dict[str, np.ndarray]:
+    """Per channel of ``channels``: per meter, whether its state lists it under ``channels``
+    (``{c: np.array([c in (state.get(m, {}).get("channels") or ()) for m in meters], bool)}``),
+    asked once per distinct list (a fleet has a few; fast: was a look-up per meter and channel)."""
+    none: dict = {}
+    get = state.get
+    lists = [get(m, none).get("channels") or () for m in meters]
+    at: dict = {}
+    inv = np.empty(len(lists), np.int64)
+    kinds: list = []
+    for j, v in enumerate(lists):
+        k = tuple(v) if isinstance(v, (list, tuple)) else None
+        try:
+            i = at.get(k) if k is not None else None
+        except TypeError:   # (rfast) an unhashable item (a nested list): a list of its own, as asked before
+            k = i = None
+        if i is None:
+            i = len(kinds)
+            kinds.append(v)
+            if k is not None:
+                at[k] = i
+        inv[j] = i
+    return {c: np.array([c in v for v in kinds], bool)[inv] if kinds else np.zeros(0, bool) for c in channels}
 
 
 def _num(v, default: float) -> float:

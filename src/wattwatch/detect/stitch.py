@@ -732,9 +732,11 @@ def _compact_columns(df: pd.DataFrame, readings: bool = False) -> pd.DataFrame:
 
 def _is_compact(col: pd.Series) -> bool:
     """A column in one of :func:`_compact`'s forms (or compact flags)."""
+    d = col.dtype
+    if isinstance(d, np.dtype):   # (fast) a plain numpy column: float32 is the one compact form (no .array)
+        return d == np.float32
     v = col.array
-    return isinstance(v, pd.arrays.SparseArray) or col.dtype == np.float32 \
-        or (isinstance(v, pd.Categorical) and v.categories.dtype == np.float64)
+    return isinstance(v, pd.arrays.SparseArray) or (isinstance(v, pd.Categorical) and v.categories.dtype == np.float64)
 
 
 def _values(col: pd.Series) -> np.ndarray:

@@ -103,9 +103,10 @@ def ingest_live(store: Store, frame: "pd.DataFrame", mapping: Mapping | None = N
     ``LIVE_NORMALISER_S``. Returns the counts, the readings added to the store (``meter_id`` as
     str, ``ts``, channels, sorted by meter and time; None for a wide mapping) and the meters whose
     readings already stored the batch may have changed (a copy filled their channels: read those
-    meters from the store). ``counts.changed``: the copies of stored readings that filled a channel or
-    gave another value (meter, the stored reading's time in µs; None: none), so a caller tells them
-    from plain repeats.
+    meters from the store). ``counts.changed``: the stored readings a copy filled (meter, the stored
+    reading's time in µs, whether that copy also gave another value; None: none), so a caller tells
+    them from plain repeats; ``counts.conflicts``: the copies whose other values were dropped (fast:
+    a correction changes nothing stored).
     """
     import time as _time
 

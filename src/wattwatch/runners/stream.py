@@ -513,6 +513,9 @@ class StreamEngine:
         if counts.dropped:   # kept without the value: stored as missing, the reading's span moves as any
             self.counters["values_dropped"] += len(counts.dropped)
             _say_rejects(frame, counts.dropped, source, self._rejects_said, kept=True)
+        if counts.conflicts:   # (fast) a correction: the kept values stay, the copy's are dropped, said
+            self.counters["conflicts"] += counts.conflicts
+            _say_conflicts(counts, source, self._rejects_said)
         self.counters["readings"] += len(frame)
         self.counters["stored"] += counts.stored
         # A column already in UTC (a source's own frames) without the copy to_datetime makes; any
@@ -538,21 +541,23 @@ class StreamEngine:
 
     def _late(self, g: pd.DataFrame, rows: pd.DataFrame | None, counts) -> None:
         """Mark for re-judging (:func:`rejudge.mark`) each meter that got late data: a reading
-        stored now at or before its last judged one, or a copy of such a stored reading that filled
-        a channel or gave another value (``counts.changed``, at the stored reading's time: a copy
-        jittered past the last judged reading may fill it). A copy repeating a stored reading
-        (the store's match: within its meter's duplicate tolerance, no value differing, nothing
-        filled; a QoS 1 redelivery, a gateway's replay) changed nothing a judgement read: it is
-        counted (``duplicates``) and re-judges nothing. ``g``: the batch's readable readings
+        stored now at or before its last judged one, or such a stored reading that a copy filled
+        (``counts.changed``, at the stored reading's time: a copy jittered past the last judged
+        reading may fill it). A copy repeating a stored reading (the store's match: within its
+        meter's duplicate tolerance, no value differing, nothing filled; a QoS 1 redelivery, a
+        gateway's replay) changed nothing a judgement read: it is counted (``duplicates``) and
+        re-judges nothing; so does a correction (other values: the store keeps its own; counted in
+        ``conflicts``, fast: rb2 re-judged it for nothing). ``g``: the batch's readable readings
         (``m``, ``t`` µs), taken as late data when the ingest said no rows (a wide mapping)."""
         if rows is None:
             lm, lt = g["m"].to_numpy(), g["t"].to_numpy()
         else:
             chg = counts.changed
-            n_chg = 0 if chg is None else len(chg)
-            self.counters["duplicates"] += counts.read - counts.rejected - counts.stored - n_chg
+            # (a filling copy that also gave another value is counted once, in ``conflicts``)
+            n_chg = 0 if chg is None else int((~chg["conflict"].to_numpy()).sum())
+            self.counters["duplicates"] += counts.read - counts.rejected - counts.stored - n_chg - counts.conflicts
             lm, lt = rows["meter_id"].to_numpy(), rows["ts"].to_numpy("datetime64[us]").astype(np.int64)
-            if n_chg:
+            if chg is not None and len(chg):   # (rfast) every fill, conflicting or not, is late data
                 lm = np.concatenate([lm, chg["meter_id"].to_numpy().astype(object)])
                 lt = np.concatenate([lt, chg["t"].to_numpy(np.int64)])
         if not len(lm) or not self.fed:
@@ -1293,6 +1298,18 @@ def _say_rejects(frame: pd.DataFrame, rejects: list, source: str, said: Counter,
         log.warning("%s: reading #%d %s: %s: %s", source, n0 + j + 1,
                     "kept without a value" if kept else "rejected", where,
                     _FILE_HINT.sub(lambda m: f" (plausible range of {m[1]})" if m[1] else "", why))
+
+
+def _say_conflicts(counts, source: str, said: Counter) -> None:
+    """Log what an ingest said of readings given again with other values than the ones kept (the
+    store's notes, with an example): a source's first five such ingests, then every hundredth (the
+    engine's ``conflicts`` counter has them all)."""
+    key = ("conflicts", source)
+    said[key] += 1
+    if said[key] <= _SAY_FIRST or said[key] % 100 == 0:
+        for note in counts.notes:
+            if "with different values" in note:
+                log.warning("%s (ingest #%d with conflicts)", note, said[key])
 
 
 # The live cadence check (StreamEngine._cadence_check): how often in data time, over how many of a

@@ -149,11 +149,16 @@ class IngestCounts:
     values_dropped: dict[str, int] = field(default_factory=dict)
     bad_values: dict[str, int] = field(default_factory=dict)
     given: dict[str, int] = field(default_factory=dict)
-    # (b2) A live ingest's copies of stored readings that are no plain repeat: they fill a channel the
-    # stored reading lacks or give another value for one it has (``meter_id``, ``t`` in epoch µs: the
-    # stored reading's time, not the copy's, which may be up to the tolerance off; rb2). Every other
-    # copy matched repeats what is stored (see :func:`_differs`).
+    # (b2, fast) A live ingest's changes to readings already stored: the stored readings a copy
+    # filled (a channel they lacked; ``meter_id``, ``t`` in epoch µs: the stored reading's time, not
+    # the copy's, which may be up to the tolerance off; rb2), one row each, ``conflict`` where that
+    # copy also gave another value for a channel the reading has. A copy giving only other values (a
+    # correction) changes nothing (the store keeps its values): it is no row here, it is a conflict.
     changed: "pd.DataFrame | None" = None
+    # (fast) Readings given again with other values than those kept, whose values were dropped:
+    # copies of stored readings (each) and groups of copies within the ingest (each group once);
+    # the notes say them with an example.
+    conflicts: int = 0
 
     @property
     def rows_per_s(self) -> float:
@@ -222,10 +227,9 @@ def _is_sqlite(path: Path) -> bool:
 @dataclass
 class _Conflicts:
     """What one ingest dropped for another copy's values: readings given more than once with
-    different values (``copies``) and copies of stored readings with other values (``stored``,
-    counted where ``check_stored``), each with its first example."""
+    different values (``copies``) and copies of stored readings with other values (``stored``),
+    each with its first example."""
 
-    check_stored: bool = True
     copies: int = 0
     copies_eg: str | None = None
     stored: int = 0
@@ -477,13 +481,21 @@ class Store:
         con = self.con
         # Readings are doubles, for which DuckDB picks ALP anyway; naming it skips the analysis
         # of the other candidates (inserts ~25 % faster, same size). Other types fall back to
-        # their defaults.
-        con.execute("SET force_compression = 'alp'")
+        # their defaults. (fast) A watcher's store keeps it set from its first live ingest on (a SET
+        # and a RESET were ~0.7 ms CPU of every step); a batch ingest sets it and resets it after.
+        # (rfast) The setting is DuckDB's GLOBAL one: it holds for every connection to this database
+        # in the process, for every checkpoint (the only place it acts: how doubles are compressed
+        # on disk, never what is read back). A watcher's process writes nothing else of note (no
+        # compaction, retention or batch ingest: those are other processes, locked out while it
+        # runs); only alerts' and state's few doubles are compressed as ALP too.
+        if not getattr(self, "_alp_kept", False):
+            con.execute("SET force_compression = 'alp'")
+            self._alp_kept = live
         con.execute("BEGIN TRANSACTION")
         self._cat_staged = {}
-        # Values an ingest drops for another copy's, said in its notes (stored copies not looked
-        # for in a live step: a query more a step).
-        self._conflicts = _Conflicts(check_stored=not live)
+        # Values an ingest drops for another copy's, said in its notes and counted (``conflicts``;
+        # fast: a live ingest too, whose copies of stored readings are matched anyway).
+        self._conflicts = _Conflicts()
         committing = False
         try:
             if live:
@@ -551,6 +563,7 @@ class Store:
                     + f"The readings were kept without {c} where they had another channel (those without one "
                     f"were rejected); fix the mapping and ingest again to fill {c} in")
             cf = self._conflicts
+            counts.conflicts = cf.copies + cf.stored
             if cf.copies:
                 counts.notes.append(
                     f"{source}: {cf.copies:,} reading(s) given more than once for one meter and instant (or within "
@@ -560,8 +573,11 @@ class Store:
             if cf.stored:
                 counts.notes.append(
                     f"{source}: {cf.stored:,} reading(s) given again with different values from the "
-                    f"reading already stored for that meter and instant (earlier in the file, or from another "
-                    f"file); the stored values were kept, these dropped ({cf.stored_eg})")
+                    f"reading already stored for that meter and instant "
+                    # (rfast) a watcher's log says it too (fast): no file there
+                    + ("(sent before: a correction or a replay)" if live else
+                       "(earlier in the file, or from another file)")
+                    + f"; the stored values were kept, these dropped ({cf.stored_eg})")
             counts.duplicates = counts.read - counts.rejected - counts.stored - counts.merged
             counts.seconds = time.perf_counter() - t0
             con.execute(
@@ -586,10 +602,12 @@ class Store:
             _rollback(con, self.path, exc)
             raise
         finally:
-            try:
-                con.execute("RESET force_compression")
-            except duckdb.Error:
-                pass
+            if not live:
+                self._alp_kept = False
+                try:
+                    con.execute("RESET force_compression")
+                except duckdb.Error:
+                    pass
         return counts
 
     def _query(self, table: pa.Table, sql: str):
@@ -775,9 +793,10 @@ class Store:
                 # (b2) The copies that fill or differ, by meter and time: a caller judging readings as
                 # they come re-judges those (late data), not a plain repeat of a stored reading.
                 chg = None
-                if changed and any(len(c) for c, _ in changed):
-                    chg = pd.DataFrame({"meter_id": np.asarray(names, dtype=object)[np.concatenate([c for c, _ in changed])],
-                                        "t": np.concatenate([x for _, x in changed]).astype(np.int64)})
+                if changed and any(len(c) for c, _, _ in changed):
+                    chg = pd.DataFrame({"meter_id": np.asarray(names, dtype=object)[np.concatenate([c for c, _, _ in changed])],
+                                        "t": np.concatenate([x for _, x, _ in changed]).astype(np.int64),
+                                        "conflict": np.concatenate([x for _, _, x in changed]).astype(bool)})
                 stored_out.append((kept.select(["meter_id", "ts", *chans]), touched, chg))
             return kept.num_rows, merged
         final = good.append_column("_sid", pa.array(sids[codes], pa.int32())).append_column("_keep", pa.array(keep))
@@ -980,20 +999,15 @@ class Store:
         # hit arrays are in idx order within good, then merged: idx is ascending, so that is idx order
         h_t = c_t[idx]
         h_code = c_codes[idx]
-        self._note_stored_conflicts(good, merged_tbl, idx, n_good, h_code, old_t, names, chans, h_val, h_ok,
-                                    s_val, s_ok)
+        differ = _differs(h_val, h_ok, s_val, s_ok)
+        self._note_stored_conflicts(good, merged_tbl, idx, n_good, h_code, old_t, names, chans, h_val, s_val,
+                                    differ)
         # A stored reading keeps its values; channels it lacks are filled from the new copy: the copy
         # nearest to it (then the earliest) when several match it, and only where it fills one.
         h_sid = sids[h_code]
         fills = np.zeros(len(idx), bool)
         for k in range(len(chans)):
             fills |= ~s_ok[k] & h_ok[k]
-        if changed is not None:
-            ch = np.flatnonzero(fills | np.logical_or.reduce(_differs(h_val, h_ok, s_val, s_ok), axis=0)) \
-                if len(chans) else np.zeros(0, np.int64)
-            # (rb2) At the stored reading's time: a copy jittered past a meter's last judged reading
-            # that fills it changed a judged reading (the copy's own time said: not late, no re-judging).
-            changed.append((h_code[ch], old_t[ch]))
         up = np.flatnonzero(fills)
         if len(up):
             # Only the copies of the stored readings some copy fills compete (most re-ingests fill none).
@@ -1002,6 +1016,13 @@ class Store:
             best = rel[np.lexsort((h_t[rel], np.abs(h_t[rel] - old_t[rel]), key[rel]))]
             best = best[np.concatenate([[True], key[best][1:] != key[best][:-1]])]
             up = np.sort(best[fills[best]])
+        if changed is not None:
+            # (fast) What the store changed: the stored readings filled (one copy each, the one the
+            # UPDATE takes), at the stored reading's time (rb2: a copy jittered past a meter's last
+            # judged reading that fills it changed a judged reading). A correction (other values
+            # only) changes nothing stored: a conflict, not a change (rb2 re-judged it for nothing).
+            conflict = np.logical_or.reduce(differ, axis=0)[up] if len(chans) else np.zeros(len(up), bool)
+            changed.append((h_code[up], old_t[up], conflict))
         if len(up):
             u_good, u_m = idx[up][idx[up] < n_good], idx[up][idx[up] >= n_good] - n_good
             parts = [good.select(list(chans)).take(pa.array(u_good))]
@@ -1070,16 +1091,15 @@ class Store:
 
     def _note_stored_conflicts(self, good: pa.Table, merged_tbl: pa.Table | None, idx: np.ndarray, n_good: int,
                                h_code: np.ndarray, old_t: np.ndarray, names: list[str], chans: Sequence[str],
-                               h_val: list, h_ok: list, s_val: list, s_ok: list) -> None:
+                               h_val: list, s_val: list, differ: list) -> None:
         """Count the copies (candidates ``idx`` matched to the raw readings stored at ``old_t``; their
-        values ``h_val``, the stored ones ``s_val``, valid where ``*_ok``) that give a channel another
-        value than the stored one, and keep the first (by meter, then time) as an example: the stored
+        values ``h_val``, the stored ones ``s_val``; ``differ``: :func:`_differs` of them) that give a
+        channel another value than the stored one, and keep the first (by meter, then time) as an example: the stored
         reading keeps its values, which is said (a copy in a later block of the file, or a corrected
         export ingested again, lost its values with no word), not done silently."""
         cf = getattr(self, "_conflicts", None)
-        if not chans or not len(idx) or cf is None or not cf.check_stored:
+        if not chans or not len(idx) or cf is None:
             return
-        differ = _differs(h_val, h_ok, s_val, s_ok)
         bad = np.flatnonzero(np.logical_or.reduce(differ))
         if not len(bad):
             return

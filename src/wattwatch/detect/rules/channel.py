@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Scored, quiet, rnd
+from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Scored, quiet, rnd, state_channels
 from wattwatch.detect.frame import meter_names, seg_bounds
 from wattwatch.detect.rules._common import max_current, max_voltage
 from wattwatch.schema import CHANNEL_NAMES
@@ -95,8 +95,7 @@ class ChannelInvalid(Detector):
     def _score(self, df: pd.DataFrame) -> Scored:
         seg = df["_seg"].to_numpy()
         names = meter_names(df)
-        mine = {c: np.array([c in (self.state_.get(m, {}).get("channels") or ()) for m in names], bool)
-                for c in CHANNEL_NAMES}
+        mine = state_channels(self.state_, names, CHANNEL_NAMES)
         missing = np.zeros(len(df), np.int64)   # bit k: channel CHANNEL_NAMES[k] is missing
         first = np.ones(len(df), bool)          # the meter's first reading of the frame
         first[1:] = seg[1:] != seg[:-1]

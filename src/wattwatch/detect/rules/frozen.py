@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import Detector, DetectorConfig, Explains, Finding, PostRule, quiet, rnd
+from wattwatch.detect.base import Detector, DetectorConfig, Explains, Finding, PostRule, quiet, rnd, state_channels
 from wattwatch.detect.frame import meter_names, seg_bounds
 from wattwatch.schema import CHANNEL_NAMES
 
@@ -43,8 +43,7 @@ class FrozenReadings(Detector):
         if len(df) < 2:
             return out
         # Channels a meter reported while it was learned (a channel it never had is not "the same").
-        mine = {c: np.array([c in (self.state_.get(m, {}).get("channels") or ()) for m in names], bool)
-                for c in CHANNEL_NAMES}
+        mine = state_channels(self.state_, names, CHANNEL_NAMES)
         cols = [c for c in CHANNEL_NAMES if mine[c].any()]
         if len(cols) < self.config.min_channels:
             return out

@@ -114,7 +114,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Scored, _num, quiet, rnd
+from wattwatch.detect.base import Detector, DetectorConfig, Finding, PostRule, Scored, _num, quiet, rnd, state_nums
 from wattwatch.detect.cadence import (CADENCE_GAPS, CADENCE_SHARE, CADENCE_SPAN_S, gaps_per_side, lost_at, need,
                                       off_cadence, stretch_cadence)
 from wattwatch.detect.frame import (cache, meter_names, seg_bounds, seg_quantile, times_cache, window_count,
@@ -182,7 +182,7 @@ class PacketLoss(Detector):
         # A reading's loss is counted at the cadence the gaps either side of it say: that many
         # readings beyond the window either way.
         r = super().reach(meters)
-        cad = np.array([_num(self.state_.get(m, {}).get("cadence_s"), np.nan) for m in meters], float)
+        cad = state_nums(self.state_, meters, "cadence_s")
         n = np.maximum(self._gaps(cad), 1)
         return type(r)(r.back_s, np.maximum(r.back_n, n), r.ahead_s, np.maximum(r.ahead_n, n))
 
@@ -290,7 +290,7 @@ class PacketLoss(Detector):
 
         if self.config.min_lost <= 0 or not len(names):
             return np.zeros(len(names), bool)
-        cad_m = np.array([_num(self.state_.get(m, {}).get("cadence_s"), np.nan) for m in names], float)
+        cad_m = state_nums(self.state_, names, "cadence_s")
         cad = cad_m[seg]
         at = np.flatnonzero(off_cadence(dt, cad))   # gaps off the learned cadence (few: a lost reading, jitter)
         n_off = np.bincount(seg[at], minlength=len(names))

@@ -1,0 +1,47 @@
+"""CPU of the stream's fast steps, one reading per meter a step (200 meters at 1 min, seed 7, the
+fleet and engine of scripts/profile_stream_groups.py): ``TIMED`` steps timed (thread CPU of
+``add`` + ``step``; steps where the slow tier ran left out). ``--prof``: a cProfile of them
+(thread-time timer; dumped to TMPDIR/step.prof). ``--digest``: after a final flush, a digest of
+every alert (compare two checkouts: the same digest, the same alerts). ``--mallopt``: glibc's mmap
+and trim thresholds raised first (tried: no change). Run it alternately on two checkouts' src
+to compare them in one sitting (docs/live-log.md, fast):
+
+    PYTHONPATH=src python scripts/profile_fast_step.py 40 --digest
+"""
+import cProfile, pstats, sys, tempfile, time, ctypes
+if "--mallopt" in sys.argv:
+    _l = ctypes.CDLL("libc.so.6"); print("mallopt", _l.mallopt(-3, 64 << 20), _l.mallopt(-1, 128 << 20))
+from pathlib import Path
+import numpy as np
+from wattwatch.app.benchstream import profiled_engine, simulated_stream
+from wattwatch.runners.stream import StreamConfig
+M, H, TIMED, SEED = 200, 3.0, int(sys.argv[1]) if len(sys.argv) > 1 else 30, 7
+prof, live = simulated_stream(M, 1 + H / 24, 1, 60.0, SEED)
+db = Path(tempfile.mkdtemp(prefix="ww-fast-")) / "s.duckdb"
+_, _, eng = profiled_engine(db, prof, {"engine": {"profile_days": 1}}, 1, StreamConfig(checkpoint_s=1e9, slow_thread=False))
+eng.step()
+live = live.sort_values(["ts", "meter_id"], kind="stable").reset_index(drop=True)
+n = len(live); per = M
+cut = n - TIMED * per
+for i in range(0, cut, 5000):
+    eng.add(live.iloc[i:min(i + 5000, cut)]); eng.step()
+pr = cProfile.Profile(time.thread_time)
+cpu = []
+for k in range(TIMED):
+    b = live.iloc[cut + k * per: cut + (k + 1) * per]
+    slow0 = eng.counters["slow_steps"]
+    c0 = time.thread_time()
+    if "--prof" in sys.argv: pr.enable()
+    eng.add(b); eng.step()
+    if "--prof" in sys.argv: pr.disable()
+    if eng.counters["slow_steps"] == slow0:
+        cpu.append(1e3 * (time.thread_time() - c0))
+print("fast steps %d CPU ms p50 %.1f mean %.1f p90 %.1f p99 %.1f" % (len(cpu), np.median(cpu), np.mean(cpu), np.percentile(cpu, 90), np.percentile(cpu, 99)))
+if "--prof" in sys.argv:
+    pr.dump_stats(tempfile.gettempdir() + "/step.prof"); st = pstats.Stats(pr); st.sort_stats("tottime").print_stats(45)
+    st.sort_stats("cumtime").print_stats(70)
+if "--digest" in sys.argv:
+    import hashlib, json
+    eng.flush()
+    al = sorted(json.dumps(json.loads(a.to_json()), sort_keys=True) for a in eng.alerts.values())
+    print("alerts", len(al), hashlib.sha256("\n".join(al).encode()).hexdigest()[:16], "counters", {k: v for k, v in eng.counters.items() if k in ("judged", "alerts_new", "alerts_updated", "alerts_ended")})
