@@ -1100,16 +1100,28 @@ class SeasonalProfile(Detector):
     @staticmethod
     def _on_ramp(x: np.ndarray, seg: np.ndarray, t: np.ndarray, cad: np.ndarray) -> np.ndarray:
         """Per reading: strictly between the meter's readings just before and just after it (each
-        within :data:`NEAR_CAD` cadences ``cad`` of it, per reading: one lost reading between)."""
+        within :data:`NEAR_CAD` cadences ``cad`` of it, per reading: one lost reading between).
+
+        A neighbour beyond 1.5 cadences (a lost reading between) stands for the ramp where the
+        lost reading was: the straight line from it to the other neighbour, one cadence nearer.
+        The reading two cadences back is further down the ramp than the lost one was, so a
+        reading that dropped part way (07:45 at 50 kW on a 47.5 -> 65 -> 82.5 -> 100 kW ramp,
+        07:30 lost) lay between it and the next and passed for the ramp: a real one-reading drop
+        no longer reported (rq8). Between the line's point (65) and 100 it is a drop again; a
+        ramp early or late still lies there (853 M-00115: 29.98 between 23.7 and 42.2 kW)."""
         n = len(x)
         out = np.zeros(n, bool)
         if n < 3:
             return out
         cad = np.nan_to_num(cad, nan=np.inf)
         with quiet():
-            prev_ok = (seg[1:-1] == seg[:-2]) & (t[1:-1] - t[:-2] <= NEAR_CAD * cad[1:-1])
-            next_ok = (seg[1:-1] == seg[2:]) & (t[2:] - t[1:-1] <= NEAR_CAD * cad[1:-1])
+            ca, ta, tb, tc = cad[1:-1], t[:-2], t[1:-1], t[2:]
+            prev_ok = (seg[1:-1] == seg[:-2]) & (tb - ta <= NEAR_CAD * ca)
+            next_ok = (seg[1:-1] == seg[2:]) & (tc - tb <= NEAR_CAD * ca)
             a, b, c = x[:-2], x[1:-1], x[2:]
+            w = np.clip(ca / (tc - ta), 0.0, 1.0)  # one cadence, as a share of the span a..c
+            a = np.where(tb - ta > 1.5 * ca, a + w * (c - a), a)
+            c = np.where(tc - tb > 1.5 * ca, c + w * (x[:-2] - c), c)
             between = ((a < b) & (b < c)) | ((a > b) & (b > c))
         out[1:-1] = prev_ok & next_ok & between
         return out
