@@ -317,16 +317,31 @@ class ThermalDrift(Detector):
             inv11 = np.linalg.inv(A)[:, 1, 1]
             rr = np.where(ok, r, 0.0)
             den = np.bincount(so, weights=rr[ok] ** 2, minlength=n_seg)
-            # The autocorrelation at ``k`` readings, ``k`` per meter: about RHO_LAG_S of time.
-            kk = np.ones(n_seg, np.int64) if cad is None else \
-                np.maximum(1, np.round(RHO_LAG_S / np.nan_to_num(cad, nan=RHO_LAG_S))).astype(np.int64)
-            rho_k = np.zeros(n_seg)
-            for j in np.unique(kk):         # one pass per cadence in the frame, all its meters at once
-                pair = ok[j:] & ok[:-j] & (seg[j:] == seg[:-j]) & (kk[seg[j:]] == j)
+            # The autocorrelation at ``k`` readings, ``k`` per meter: about RHO_LAG_S of time (an
+            # unknown, zero or infinite cadence: one reading).
+            c_ok = np.isfinite(cad) & (cad > 0) if cad is not None else np.zeros(n_seg, bool)
+            kk = np.ones(n_seg, np.int64)
+            if c_ok.any():
+                kk[c_ok] = np.maximum(1, np.round(RHO_LAG_S / cad[c_ok])).astype(np.int64)
+
+            def autocorr(j: int, on: np.ndarray) -> np.ndarray:
+                pair = ok[j:] & ok[:-j] & (seg[j:] == seg[:-j]) & on[seg[j:]]
                 num = np.bincount(seg[j:][pair], weights=rr[j:][pair] * rr[:-j][pair], minlength=n_seg)
-                rho_k = np.where(kk == j, num / den, rho_k)
+                return np.clip(np.nan_to_num(num / den), 0.0, 0.99)
+
+            rho_1 = autocorr(1, np.ones(n_seg, bool))
+            rho_k = rho_1.copy()
+            for j in np.unique(kk[kk > 1]):  # one pass per cadence in the frame, all its meters at once
+                rho_k = np.where(kk == j, autocorr(int(j), kk == j), rho_k)
             # One reading's correlation, as a lag-1 process with that correlation at ``k`` gives.
-            rho = np.clip(np.nan_to_num(np.clip(rho_k, 0.0, None) ** (1.0 / kk)), 0.0, 0.99)
+            # Clipped at the lag it was measured at (0.99 there, as at one reading of 15 minutes),
+            # so the widening keeps growing with ``k``: clipped at 0.99 at one reading, a 1-second
+            # meter's drift of 2 hours' correlation time (0.88 at 15 minutes, 0.99986 a second)
+            # had its error cut to ~0.12 of the same week's at 15 minutes, a 1-minute meter's at
+            # 0.95 to 0.58. Never under the one-reading correlation itself: a fit too short for
+            # pairs ``k`` apart, or residuals whose correlation has died (or turned) by 15
+            # minutes, keep the widening measured at one reading, as before q8 (rq8).
+            rho = np.fmax(rho_1, rho_k ** (1.0 / kk))
             se = sigma * np.sqrt(np.clip(inv11, 0, None) * (1 + rho) / (1 - rho))
             n = np.bincount(so, minlength=n_seg)
             lag_mean = np.bincount(so, weights=xo[1], minlength=n_seg) / np.where(n > 0, n, np.nan)
