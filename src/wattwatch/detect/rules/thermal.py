@@ -23,8 +23,9 @@ in a narrow band, and followed the time of day as the ambient does, the heating 
 lag are poorly determined: on the real-shape fleet (seed 43) a school profiled at 30-40 A got half
 its true heating and a 15-min lag for a 75-min enclosure, and when its term doubled the load (I^2
 fourfold) it read 5.5 °C as unexplained heat, 3 alerts. The fit keeps the coefficient's standard
-error (least squares, widened by (1 + rho) / (1 - rho) for the residuals' lag-1 autocorrelation rho:
-ambient drift makes neighbouring readings one piece of evidence) and the profiled mean heating;
+error (least squares, widened by (1 + rho) / (1 - rho) for the residuals' one-reading autocorrelation
+rho, taken from its value at 15 minutes whatever the cadence (q8): ambient drift makes neighbouring
+readings one piece of evidence) and the profiled mean heating;
 the limit counts ``sigma_k`` x that error x the distance of the heating from that mean, with the
 fitted lag and with the slowest candidate lag (a lag chosen too quick has cooled while the
 enclosure still holds the last hours' heat). On the fleet's thermal-drift meters the error is
@@ -52,6 +53,7 @@ from wattwatch.detect.rules.outage import COOLING_LAG_S
 
 
 INRUSH_REACH = 3  # readings per side a motor start is recognised against (``inrush``'s ``reach``)
+RHO_LAG_S = 900.0  # the time lag the residuals' autocorrelation is measured at (``_heat_se``)
 
 
 def _kept(memo: dict | None, key, make):
@@ -273,7 +275,7 @@ class ThermalDrift(Detector):
         med = seg_median(r, seg, n_seg, ok)
         sigma = 1.4826 * seg_median(np.abs(r - med[seg]), seg, n_seg, ok)
         has = (np.bincount(seg[np.isfinite(y)], minlength=n_seg) > 10) & (cad < self.config.max_cadence_s)
-        heat_se, lag_mean = self._heat_se(seg, n_seg, ok, r, sigma, [ones, lag, sin, cos])
+        heat_se, lag_mean = self._heat_se(seg, n_seg, ok, r, sigma, [ones, lag, sin, cos], cad)
         slow = self._lags(df, imax, i_ref, np.full(n_seg, max(self.config.taus_min)), bin_m, grids)
         oks = ok & np.isfinite(slow)
         with quiet():
@@ -286,13 +288,23 @@ class ThermalDrift(Detector):
 
     @staticmethod
     def _heat_se(seg: np.ndarray, n_seg: int, ok: np.ndarray, r: np.ndarray, sigma: np.ndarray,
-                 X: list) -> tuple[np.ndarray, np.ndarray]:
+                 X: list, cad: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Per meter: the standard error of the heating coefficient (``X[1]``'s) and the mean lag
         of the profiling period. The error is what least squares says (residual spread x the
         coefficient's element of the inverse normal matrix), widened for the residuals' lag-1
         autocorrelation rho by (1 + rho) / (1 - rho) (ambient drift makes neighbouring readings
         one piece of evidence, not two). Large where the profiled load hardly varied, or varied
-        only with the time of day, which the daily terms also explain."""
+        only with the time of day, which the daily terms also explain.
+
+        With ``cad`` (per meter, s) the correlation is measured at about :data:`RHO_LAG_S` (the
+        readings ``k`` apart nearest to it, at least 1) and taken back to one reading as
+        ``rho_k ** (1 / k)``: the same week says as much about the heating read every 5 minutes as
+        every 15. Measured at one reading, the sensor's own noise (uncorrelated) takes the same
+        share off rho at every cadence while the drift's correlation nears 1 as readings come
+        closer, so a 5-minute meter's error came out ~0.6 of the same week's at 15 minutes (q8:
+        seed 811's school, heat_se 0.376 against 0.642; now 0.614) and its limit too tight once its
+        load doubled: six false alerts at 5 minutes, none at 15. At 15 minutes and coarser ``k`` is
+        1: as before."""
         k = len(X)
         so = seg[ok]
         A = np.zeros((n_seg, k, k))
@@ -304,10 +316,32 @@ class ThermalDrift(Detector):
         with quiet():
             inv11 = np.linalg.inv(A)[:, 1, 1]
             rr = np.where(ok, r, 0.0)
-            pair = ok[1:] & ok[:-1] & (seg[1:] == seg[:-1])
-            num = np.bincount(seg[1:][pair], weights=rr[1:][pair] * rr[:-1][pair], minlength=n_seg)
             den = np.bincount(so, weights=rr[ok] ** 2, minlength=n_seg)
-            rho = np.clip(np.nan_to_num(num / den), 0.0, 0.99)
+            # The autocorrelation at ``k`` readings, ``k`` per meter: about RHO_LAG_S of time (an
+            # unknown, zero or infinite cadence: one reading).
+            c_ok = np.isfinite(cad) & (cad > 0) if cad is not None else np.zeros(n_seg, bool)
+            kk = np.ones(n_seg, np.int64)
+            if c_ok.any():
+                kk[c_ok] = np.maximum(1, np.round(RHO_LAG_S / cad[c_ok])).astype(np.int64)
+
+            def autocorr(j: int, on: np.ndarray) -> np.ndarray:
+                pair = ok[j:] & ok[:-j] & (seg[j:] == seg[:-j]) & on[seg[j:]]
+                num = np.bincount(seg[j:][pair], weights=rr[j:][pair] * rr[:-j][pair], minlength=n_seg)
+                return np.clip(np.nan_to_num(num / den), 0.0, 0.99)
+
+            rho_1 = autocorr(1, np.ones(n_seg, bool))
+            rho_k = rho_1.copy()
+            for j in np.unique(kk[kk > 1]):  # one pass per cadence in the frame, all its meters at once
+                rho_k = np.where(kk == j, autocorr(int(j), kk == j), rho_k)
+            # One reading's correlation, as a lag-1 process with that correlation at ``k`` gives.
+            # Clipped at the lag it was measured at (0.99 there, as at one reading of 15 minutes),
+            # so the widening keeps growing with ``k``: clipped at 0.99 at one reading, a 1-second
+            # meter's drift of 2 hours' correlation time (0.88 at 15 minutes, 0.99986 a second)
+            # had its error cut to ~0.12 of the same week's at 15 minutes, a 1-minute meter's at
+            # 0.95 to 0.58. Never under the one-reading correlation itself: a fit too short for
+            # pairs ``k`` apart, or residuals whose correlation has died (or turned) by 15
+            # minutes, keep the widening measured at one reading, as before q8 (rq8).
+            rho = np.fmax(rho_1, rho_k ** (1.0 / kk))
             se = sigma * np.sqrt(np.clip(inv11, 0, None) * (1 + rho) / (1 - rho))
             n = np.bincount(so, minlength=n_seg)
             lag_mean = np.bincount(so, weights=xo[1], minlength=n_seg) / np.where(n > 0, n, np.nan)
