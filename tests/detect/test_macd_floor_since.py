@@ -1,0 +1,66 @@
+"""baseline_macd's base-load floor judges a drop on the higher of two days' lowest readings, so it
+crosses only once both days are low, a day or more after the low floor began: on a two-day theft
+whose first night a load ran through (607 M-00051, a UCI home whose ``B1E`` circuit kept its floor
+at 0.68 kW on the theft's first day), the floor crossed 1 h 25 after the theft had ended and the
+alert started there: a miss and a false alert for one theft. The alert now starts where the
+floor's evidence began: the first hour of its earlier day at or below the floor it judged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from wattwatch import api
+from wattwatch.detect import core, registry
+from wattwatch.detect.frame import prepare
+from wattwatch.detect.stitch import Stitcher
+
+from tests.detect.test_core import _alert_mismatches, _epoch
+from tests.detect.test_macd_floor import home
+
+THEFT = (pd.Timestamp("2025-01-15 22:00"), pd.Timestamp("2025-01-17 22:00"))   # two days
+LOAD_END = pd.Timestamp("2025-01-17 00:00")   # a load on through the theft's first day and night
+
+
+def _two_day_theft() -> pd.DataFrame:
+    """The home of test_macd_floor (seed 5) with a bypass leaving 40 % of its load for two days,
+    and 0.3 kW more load on the meter from the theft's start to midnight of its second day (its
+    first night's floor stays above the standby)."""
+    df = home(days=14, seed=5)
+    df.loc[(df.ts >= THEFT[0]) & (df.ts < THEFT[1]), "p_kw"] *= 0.4
+    df.loc[(df.ts >= THEFT[0]) & (df.ts < LOAD_END), "p_kw"] += 0.3
+    return df
+
+
+def test_a_two_day_theft_s_floor_alert_starts_where_its_low_floor_began_not_after_the_theft():
+    df = _two_day_theft()
+    got = api.detect(df, state=api.fit(df, detectors=["baseline_macd"], days=7)).alerts
+    floor = [a for a in got if a.evidence.get("basis") == "floor"]
+    assert len(got) == 1 and len(floor) == 1, [(a.start, a.end, a.message) for a in got]
+    a = floor[0]
+    start, end = pd.Timestamp(a.start), pd.Timestamp(a.end)
+    # The floor crossed after the theft had ended (on main the alert started there, 7 h after).
+    assert end > THEFT[1].tz_localize("UTC") + pd.Timedelta(hours=6)
+    # Its evidence: the first low hour of the earlier of its two days, the load's last one gone.
+    assert start == LOAD_END.tz_localize("UTC"), (a.start, a.evidence)
+    assert a.evidence["evidence_start"] == "2025-01-17T00:00:00Z"
+    assert THEFT[0].tz_localize("UTC") < start < THEFT[1].tz_localize("UTC")
+
+
+def test_the_earlier_start_is_the_same_streamed_in_six_hour_pieces():
+    """The start is a function of the hours up to the alert's first anomalous one (carried hours in
+    a stream): streamed in 6-hour pieces the alert has the whole history's start and id at every
+    piece (never reported under another start)."""
+    df = _two_day_theft()
+    macd = registry.build("baseline_macd").fit(prepare(df[df.ts < "2025-01-13"]))
+    whole = core.run(df, [macd])
+    assert [a.start for a in whole.alerts] == ["2025-01-17T00:00:00.000Z"], [(a.start, a.message) for a in whole.alerts]
+    t = _epoch(df["ts"])
+    lo0 = _epoch(df["ts"][df.ts >= "2025-01-17 12:00"]).min()
+    edges = [-np.inf, *np.arange(lo0, t.max(), 6 * 3600.0), np.inf]
+    sti = Stitcher([macd])
+    steps = [sti.feed(df[(t > lo) & (t <= hi)]) for lo, hi in zip(edges[:-1], edges[1:])]
+    steps.append(sti.flush())
+    assert {a.start for s in steps for a in s.alerts} == {"2025-01-17T00:00:00.000Z"}
+    problems = _alert_mismatches(whole, steps)
+    assert not problems, "\n".join(problems[:12])
