@@ -1362,25 +1362,30 @@ class BaselineMACD(Detector):
                      t_bin: np.ndarray) -> np.ndarray:
         """Per (meter, hour) of ``at`` (where the base-load floor set the score; ``obs`` the floor it
         judged, ``sgn`` its direction): where that evidence began, the start of the first hour of
-        its two ``floor_h`` windows that bears it (epoch s; NaN elsewhere). A drop is judged on the
-        higher of two days' lowest readings: each day holds a reading at or below it, and the
-        evidence begins at the first such hour of the earlier day (a 0.68 kW day's floor before it,
-        a load running through the night, is no part of it). A rise is judged on the lower one:
-        every reading of the two days lay above it, and the evidence is the whole window from its
-        first hour with a reading. A function of the hours up to the one judged (``hmin``: each
-        hour's lowest reading, as the floor read them), so a stream and a whole history agree."""
+        the earlier of its two ``floor_h`` windows that shows it (epoch s; NaN elsewhere). A drop is
+        judged on the higher of two days' lowest readings: each day holds a reading at or below it,
+        and the evidence begins at the earlier day's first such hour (a day whose floor a load kept
+        up before it, 607 M-00051's 0.68 kW, is no part of it). A rise is judged on the lower one:
+        every reading of both days lay above it, but a day's busy hours are above a floor anyway
+        (a home's afternoon before a load was added: the window's start read 11 h before a level
+        shift, seed 7 M-00019); what shows the floor up is a day's quietest moment, and the evidence
+        begins at the earlier day's lowest reading. A function of the hours up to the one judged
+        (``hmin``: each hour's lowest reading, as the floor read them), so a stream and a whole
+        history agree."""
         out = np.full(at.shape, np.nan)
         k, h = np.nonzero(at & np.isfinite(obs))
         if not len(k):
             return out
-        w2 = 2 * int(np.ceil(self.config.floor_h))
-        j = h[:, None] + np.arange(1 - w2, 1)[None, :]
-        v = hmin[k[:, None], np.maximum(j, 0)]
+        w = int(np.ceil(self.config.floor_h))
+        j = h[:, None] + np.arange(1 - 2 * w, 1 - w)[None, :]   # the earlier window's hours
         with quiet():
-            bears = (j >= 0) & np.isfinite(v) & ((sgn[k, h] >= 0)[:, None] | (v <= obs[k, h][:, None]))
+            v = np.where(j >= 0, hmin[k[:, None], np.maximum(j, 0)], np.nan)
+            low = np.nanmin(np.where(np.isfinite(v), v, np.inf), axis=1)
+            level = np.where(sgn[k, h] < 0, obs[k, h], low)
+            bears = np.isfinite(v) & (v <= level[:, None])
         first = np.argmax(bears, axis=1)
         ok = bears.any(axis=1)
-        out[k[ok], h[ok]] = t_bin[k[ok], h[ok]] - 3600.0 * (w2 - 1 - first[ok])
+        out[k[ok], h[ok]] = t_bin[k[ok], h[ok]] - 3600.0 * (2 * w - 1 - first[ok])
         return out
 
     def _profile_var(self, t_bin: np.ndarray, type_days: np.ndarray, span_h: float, window: int,
