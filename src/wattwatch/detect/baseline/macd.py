@@ -118,7 +118,11 @@ busy or a quiet day: its score is halved. Profiled days whose lowest reading is 
 floor is a standby, between ``floor_min_share`` and ``floor_max_share`` (40 %) of the mean load: a
 building's night load is most of its energy (0.5-0.85 of the mean on the BDG2 buildings, homes
 0.1-0.16) and moves with the weather and the term like the rest of it. The evidence's ``basis``
-says ``floor`` when the floor set the alert's highest hour (``window_h`` 48).
+says ``floor`` when the floor set the alert's highest hour (``window_h`` 48). A drop of two days'
+floors crosses only once the second day holds a reading as low as the first's, 24 h or more after the
+first; an alert whose first hour the floor's drop set starts where that evidence began, the first
+hour of the earlier day at or below the floor judged (``evidence_start``; :meth:`_floor_since`): a
+two-day theft whose first night a load kept up crossed only after it ended (607 M-00051).
 
 **A building working harder leaves its night alone.** Above ``floor_max_share`` the floor is
 still learned, and the veto reads it: a fault of the whole load reaches the night too (a load
@@ -306,7 +310,7 @@ class _Ctx(tuple):
     (:meth:`Detector.closed_bins`)."""
 
     bins = None
-    # Per (meter, hour) where the base-load floor set the score: where its evidence began (epoch s,
+    # Per (meter, hour) where the base-load floor set the score with a drop: where its evidence began (epoch s,
     # the start of an hour; NaN elsewhere), :meth:`BaselineMACD._floor_since`.
     since = None
 
@@ -1360,29 +1364,27 @@ class BaselineMACD(Detector):
 
     def _floor_since(self, hmin: np.ndarray, obs: np.ndarray, sgn: np.ndarray, at: np.ndarray,
                      t_bin: np.ndarray) -> np.ndarray:
-        """Per (meter, hour) of ``at`` (where the base-load floor set the score; ``obs`` the floor it
-        judged, ``sgn`` its direction): where that evidence began, the start of the first hour of
-        the earlier of its two ``floor_h`` windows that shows it (epoch s; NaN elsewhere). A drop is
-        judged on the higher of two days' lowest readings: each day holds a reading at or below it,
-        and the evidence begins at the earlier day's first such hour (a day whose floor a load kept
-        up before it, 607 M-00051's 0.68 kW, is no part of it). A rise is judged on the lower one:
-        every reading of both days lay above it, but a day's busy hours are above a floor anyway
-        (a home's afternoon before a load was added: the window's start read 11 h before a level
-        shift, seed 7 M-00019); what shows the floor up is a day's quietest moment, and the evidence
-        begins at the earlier day's lowest reading. A function of the hours up to the one judged
-        (``hmin``: each hour's lowest reading, as the floor read them), so a stream and a whole
-        history agree."""
+        """Per (meter, hour) of ``at`` where the base-load floor set the score with a drop (``obs``
+        the floor it judged, ``sgn`` its direction): where that evidence began, the start of the
+        first hour of the earlier of its two ``floor_h`` windows whose lowest reading is at or below
+        the floor judged (epoch s; NaN elsewhere). A drop is judged on the higher of two days'
+        lowest readings: each day holds a reading at or below it, and such a reading is itself past
+        the floor's limit; a day whose floor a load kept up before it (607 M-00051's 0.68 kW) is no
+        part of it. Not a rise: it is judged on the lower of the two days' lowest readings, every
+        reading of both days above it, and a home's busy hours before a load was added lie above a
+        floor too (from the earlier day's lowest reading on, 7 of the 13 rises of seeds 7 and 41 at 5
+        min started 1 h 25 - 31 h before their level shift): a rise keeps its crossing. A function
+        of the hours up to the one judged (``hmin``: each hour's lowest reading, as the floor read
+        them), so a stream and a whole history agree."""
         out = np.full(at.shape, np.nan)
-        k, h = np.nonzero(at & np.isfinite(obs))
+        k, h = np.nonzero(at & np.isfinite(obs) & (sgn < 0))
         if not len(k):
             return out
         w = int(np.ceil(self.config.floor_h))
         j = h[:, None] + np.arange(1 - 2 * w, 1 - w)[None, :]   # the earlier window's hours
         with quiet():
             v = np.where(j >= 0, hmin[k[:, None], np.maximum(j, 0)], np.nan)
-            low = np.nanmin(np.where(np.isfinite(v), v, np.inf), axis=1)
-            level = np.where(sgn[k, h] < 0, obs[k, h], low)
-            bears = np.isfinite(v) & (v <= level[:, None])
+            bears = np.isfinite(v) & (v <= obs[k, h][:, None])
         first = np.argmax(bears, axis=1)
         ok = bears.any(axis=1)
         out[k[ok], h[ok]] = t_bin[k[ok], h[ok]] - 3600.0 * (2 * w - 1 - first[ok])
