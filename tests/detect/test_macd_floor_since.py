@@ -67,3 +67,16 @@ def test_the_earlier_start_is_the_same_streamed_in_six_hour_pieces():
     assert {a.start for s in steps for a in s.alerts} == {"2025-01-16T00:00:00.000Z"}
     problems = _alert_mismatches(whole, steps)
     assert not problems, "\n".join(problems[:12])
+
+
+def test_a_load_added_keeps_its_crossing_not_the_home_s_busy_hours_before_it():
+    """A rise is judged on the lower of two days' floors: every reading of both days lies above it,
+    a home's busy hours before the load was added too. Its alert keeps its first anomalous reading:
+    0.3 kW added for good at 15 Jan 22:00 (seed 0) starts 17 Jan 10:00; with the earlier day's
+    lowest reading taken as a rise's evidence too, it started 15 Jan 13:00, before the load."""
+    df = home(days=14, seed=0)
+    df.loc[df.ts >= "2025-01-15 22:00", "p_kw"] += 0.3
+    got = api.detect(df, state=api.fit(df, detectors=["baseline_macd"], days=7)).alerts
+    assert len(got) == 1 and got[0].evidence.get("basis") == "floor", [(a.start, a.message) for a in got]
+    assert "evidence_start" not in got[0].evidence
+    assert pd.Timestamp(got[0].start) > pd.Timestamp("2025-01-15 22:00", tz="UTC"), got[0].start
