@@ -14,6 +14,7 @@ from wattwatch import api
 from wattwatch.detect import core, registry
 from wattwatch.detect.frame import prepare
 from wattwatch.detect.stitch import Stitcher
+from wattwatch.evaluate.events import evaluate
 
 from tests.detect.test_core import _alert_mismatches, _epoch
 from tests.detect.test_macd_floor import home
@@ -45,6 +46,13 @@ def test_a_two_day_theft_s_floor_alert_starts_where_its_low_floor_began_not_afte
     assert start == LOAD_END.tz_localize("UTC"), (a.start, a.evidence)
     assert a.evidence["evidence_start"] == "2025-01-17T00:00:00Z"
     assert THEFT[0].tz_localize("UTC") < start < THEFT[1].tz_localize("UTC")
+    # It was raised no sooner: its first anomalous reading is kept, and an evaluation's detection
+    # delay runs to it (from the evidence's start it read 26 h, not the 55 h the floor took).
+    crossed = pd.Timestamp(a.evidence["anomalous_from"])
+    assert crossed > THEFT[1].tz_localize("UTC")
+    ev = [{"meter_id": a.meter_id, "type": "theft_under_registration", "start": str(THEFT[0]), "end": str(THEFT[1])}]
+    got = evaluate(ev, [a])["per_type"]["theft_under_registration"]
+    assert got["detected"] == 1 and got["median_delay_min"] == (crossed - THEFT[0].tz_localize("UTC")).total_seconds() / 60
 
 
 def test_the_earlier_start_is_the_same_streamed_in_six_hour_pieces():
