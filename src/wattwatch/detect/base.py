@@ -312,12 +312,19 @@ def _check_value(key: str, value, default, hint: str, owner: str) -> None:
 
 @dataclass
 class Finding:
-    """What a detector says about one alert span: severity, message, evidence, advice."""
+    """What a detector says about one alert span: severity, message, evidence, advice.
+
+    ``start_t``: where the alert's evidence began (epoch s), when before its first anomalous
+    reading: a score judged on a window that closes at that reading (two days' base-load floor,
+    say) rests on readings before it, and the alert then starts there (None: at its first anomalous
+    reading). It must be a function of what the detector reads up to that first reading (a stream
+    forms an open alert again at every piece, and an alert's id holds its start)."""
 
     severity: str
     message: str
     evidence: dict
     action: str = ""
+    start_t: float | None = None
 
 
 @dataclass

@@ -905,10 +905,19 @@ def _alert(d: Detector, j: Judged, rows: np.ndarray, per_judged: dict | None = N
         memo["t"], memo["meter_id"] = j.input["_t"].to_numpy(), j.input["meter_id"]
     t = memo["t"]
     score = round(calibrated(float(np.nanmax(j.scores[rows]))), 4)
+    # The alert starts where its evidence began when the detector says that was earlier than its
+    # first anomalous reading (Finding.start_t: a window's start, a function of the readings up to
+    # that reading, so the id stays as the alert grows); it ends at its last anomalous reading.
+    # The first anomalous reading is then kept in the evidence (``anomalous_from``): when the
+    # detector could tell, what an evaluation's detection delay is measured to (evaluate.events).
+    t0, ev = float(t[rows[0]]), f.evidence
+    if f.start_t is not None and np.isfinite(f.start_t) and f.start_t < t0:
+        ev = {**ev, "anomalous_from": _iso(t0)}
+        t0 = float(f.start_t)
     # Severity from the code's consequence and the calibrated score (codes.SEVERITY_POLICY).
-    return Alert(meter_id=str(memo["meter_id"].iat[rows[0]]), start=_iso(t[rows[0]]), end=_iso(t[rows[-1]]),
+    return Alert(meter_id=str(memo["meter_id"].iat[rows[0]]), start=_iso(t0), end=_iso(t[rows[-1]]),
                  code=d.code, severity=severity(d.code, score, f.severity), score=score,
-                 detector=d.name, message=f.message, evidence=f.evidence, action=f.action)
+                 detector=d.name, message=f.message, evidence=ev, action=f.action)
 
 
 def ctx_rows(j: Judged) -> np.ndarray:

@@ -118,7 +118,11 @@ busy or a quiet day: its score is halved. Profiled days whose lowest reading is 
 floor is a standby, between ``floor_min_share`` and ``floor_max_share`` (40 %) of the mean load: a
 building's night load is most of its energy (0.5-0.85 of the mean on the BDG2 buildings, homes
 0.1-0.16) and moves with the weather and the term like the rest of it. The evidence's ``basis``
-says ``floor`` when the floor set the alert's highest hour (``window_h`` 48).
+says ``floor`` when the floor set the alert's highest hour (``window_h`` 48). A drop of two days'
+floors crosses only once the second day holds a reading as low as the first's, 24 h or more after the
+first; an alert whose first hour the floor's drop set starts where that evidence began, the first
+hour of the earlier day at or below the floor judged (``evidence_start``; :meth:`_floor_since`): a
+two-day theft whose first night a load kept up crossed only after it ended (607 M-00051).
 
 **A building working harder leaves its night alone.** Above ``floor_max_share`` the floor is
 still learned, and the veto reads it: a fault of the whole load reaches the night too (a load
@@ -306,6 +310,9 @@ class _Ctx(tuple):
     (:meth:`Detector.closed_bins`)."""
 
     bins = None
+    # Per (meter, hour) where the base-load floor set the score with a drop: where its evidence began (epoch s,
+    # the start of an hour; NaN elsewhere), :meth:`BaselineMACD._floor_since`.
+    since = None
 
 
 @dataclass(frozen=True)
@@ -1292,6 +1299,8 @@ class BaselineMACD(Detector):
             # few hours, but on a home whose days vary the fast average leaves a theft's side on
             # its busy days, and the floor found thefts one to two days later or not at all:
             # real-shape fleet seed 131 at 60 min, a theft on a home missed; quality-log macd40.)
+            if hmin is None:   # (made here for the floor's evidence too, :meth:`_floor_since`)
+                hmin = self._hour_min(df, cell, n_seg, n_bins, t_bin)
             zf, tell_dn, tell_up, z1, d1, f_obs, f_ref = self._floor(
                 df, cell, n_seg, n_bins, hourly=(m, expected, t_bin, base[:, 0, :]), hmin=hmin)
             with quiet():
@@ -1345,10 +1354,40 @@ class BaselineMACD(Detector):
         dev[too_coarse] = np.nan
         # (the hours past a holiday's length told against their profile in the alert's evidence)
         out = _Ctx((dev, limit, np.where(long_away, expected_raw, expected), m, which, q_obs, q_exp, cell))
+        if self.config.use_floor:
+            out.since = self._floor_since(hmin, q_obs, sgn, which == 3, t_bin)
         if carry is not None:   # a stream: the hours it may carry on (see HourCarry)
             h0 = t_bin[:, 0] if n_bins else np.zeros(n_seg)
             out.bins = {str(mm): (float(h0[k]), 3600.0, {"m": m[k], "hmin": hmin[k]})
                         for k, mm in enumerate(meter_names(df))}
+        return out
+
+    def _floor_since(self, hmin: np.ndarray, obs: np.ndarray, sgn: np.ndarray, at: np.ndarray,
+                     t_bin: np.ndarray) -> np.ndarray:
+        """Per (meter, hour) of ``at`` where the base-load floor set the score with a drop (``obs``
+        the floor it judged, ``sgn`` its direction): where that evidence began, the start of the
+        first hour of the earlier of its two ``floor_h`` windows whose lowest reading is at or below
+        the floor judged (epoch s; NaN elsewhere). A drop is judged on the higher of two days'
+        lowest readings: each day holds a reading at or below it, and such a reading is itself past
+        the floor's limit; a day whose floor a load kept up before it (607 M-00051's 0.68 kW) is no
+        part of it. Not a rise: it is judged on the lower of the two days' lowest readings, every
+        reading of both days above it, and a home's busy hours before a load was added lie above a
+        floor too (from the earlier day's lowest reading on, 7 of the 13 rises of seeds 7 and 41 at 5
+        min started 1 h 25 - 31 h before their level shift): a rise keeps its crossing. A function
+        of the hours up to the one judged (``hmin``: each hour's lowest reading, as the floor read
+        them), so a stream and a whole history agree."""
+        out = np.full(at.shape, np.nan)
+        k, h = np.nonzero(at & np.isfinite(obs) & (sgn < 0))
+        if not len(k):
+            return out
+        w = int(np.ceil(self.config.floor_h))
+        j = h[:, None] + np.arange(1 - 2 * w, 1 - w)[None, :]   # the earlier window's hours
+        with quiet():
+            v = np.where(j >= 0, hmin[k[:, None], np.maximum(j, 0)], np.nan)
+            bears = np.isfinite(v) & (v <= obs[k, h][:, None])
+        first = np.argmax(bears, axis=1)
+        ok = bears.any(axis=1)
+        out[k[ok], h[ok]] = t_bin[k[ok], h[ok]] - 3600.0 * (2 * w - 1 - first[ok])
         return out
 
     def _profile_var(self, t_bin: np.ndarray, type_days: np.ndarray, span_h: float, window: int,
@@ -1583,5 +1622,16 @@ class BaselineMACD(Detector):
             text = (f"consumption {abs(rel):.0%} {direction} its baseline ({actual:.1f} kWh vs "
                     f"{exp:.1f} kWh expected {over.format(len(c))}; {window_h:g}-h {basis})")
             ev = {"actual_kwh": rnd(actual, 2), "expected_kwh": rnd(exp, 2), **ev, "hours": int(len(c))}
+        # Where the floor set the alert's first hour, the alert starts where that floor's evidence
+        # began (:meth:`_floor_since`): a drop judged on two days' lowest readings crosses only once
+        # both days are low, a day or more into it (a two-day theft: as it ends, 607 M-00051).
+        since = getattr(ctx, "since", None)
+        start_t = None
+        if since is not None and len(rows):
+            v = float(since.ravel()[cell[rows[0]]])
+            if np.isfinite(v):
+                start_t = v
+                ev["evidence_start"] = pd.Timestamp(v, unit="s", tz="UTC").isoformat().replace("+00:00", "Z")
         return Finding("warning", text, ev,
-                       "compare with site activity; a lasting drop can be a bypass, a rise an unauthorised load")
+                       "compare with site activity; a lasting drop can be a bypass, a rise an unauthorised load",
+                       start_t=start_t)
