@@ -1,0 +1,176 @@
+"""Provisional alerts in the stream (issue 16; docs/live-log.md lat1, prov): the current rules that
+loose_ct's findings blank (phase_imbalance, neutral_tamper, sensor_fault) waited for loose_ct's final
+verdict, its blanking horizon of 1-4 days; the stream now writes such an alert as soon as its scores
+are final but for that verdict, marked ``evidence.provisional``, and withdraws it if the final
+judgement does not find it. The final alerts are ``detect``'s as before."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from wattwatch import api
+from wattwatch.runners.stream import StreamConfig, StreamEngine
+from wattwatch.sim import SimConfig, simulate
+from wattwatch.store import Store
+
+CONFIG = {"engine": {"profile_days": 1.0}}
+
+
+def _pieces(frame: pd.DataFrame, every: str) -> list[pd.DataFrame]:
+    """The profiling day as one piece, then one piece per ``every`` of data time."""
+    frame = frame.sort_values("ts", kind="stable")
+    day = frame["ts"].min().floor("1D") + pd.Timedelta("1D")
+    rest = frame[frame["ts"] >= day]
+    return [frame[frame["ts"] < day]] + [p for _, p in rest.groupby(rest["ts"].dt.floor(every), sort=True)]
+
+
+@pytest.fixture(scope="module")
+def hourly_bypass(tmp_path_factory) -> dict:
+    """Two hourly meters, one neutral bypass after the profiling day, every default rule."""
+    out = tmp_path_factory.mktemp("prov-bypass")
+    simulate(SimConfig(meters=2, days=3.5, step="60min", seed=5, fault_share=1.0, faults=("neutral_bypass",),
+                       profile_days=1.0, outage_share=0.0, loose_ct_share=0.0, reset_share=0.0), out)
+    det = api.detect(out / "telemetry.parquet", db=out / "batch.duckdb", config=CONFIG)
+    return {"detect": det, "frame": api.read_frame(out / "batch.duckdb")}
+
+
+def test_an_hourly_bypass_is_written_provisional_within_hours_and_final_as_detect(hourly_bypass, tmp_path):
+    """At hourly, a neutral bypass's alert waited ~98 h for loose_ct's verdict (lat1); provisional,
+    it is written ~12 h after its start (neutral_tamper's own reach), marked, and the flag goes when
+    the final judgement finds it; once flushed the store holds exactly ``detect``'s alerts."""
+    want = {a.id: a for a in hourly_bypass["detect"].alerts}
+    bypass = [a for a in want.values() if a.detector == "neutral_tamper"]
+    assert bypass, "the fleet has no bypass alert to time"
+    store = Store(tmp_path / "s.duckdb")
+    eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG),
+                       StreamConfig(checkpoint_s=1e9, slow_thread=False))
+    first: dict[str, pd.Timestamp] = {}   # detect's alert id -> data time it was first written (any version)
+    marked = set()
+    for p in _pieces(hourly_bypass["frame"], "2h"):
+        eng.add(p)
+        rep = eng.step()
+        now = p["ts"].max()
+        for x in rep.alerts:
+            if x.evidence.get("provisional"):
+                marked.add(x.id)
+                assert x.evidence["waits_for"] == ["loose_ct"] and "loose_ct" in x.evidence["provisional_note"]
+                row = store.con.execute("SELECT evidence FROM alerts WHERE id = ?", [x.id]).fetchone()
+                assert '"provisional": true' in row[0]
+            for a in bypass:
+                if x.meter_id == a.meter_id and x.detector == a.detector and x.start <= a.end and x.end >= a.start:
+                    first.setdefault(a.id, now)
+    eng.flush()
+    for a in bypass:   # (not written before the flush: never, as far as live monitoring goes)
+        late = (first[a.id] - pd.Timestamp(a.start)) / pd.Timedelta("1h") if a.id in first else float("inf")
+        assert late <= 16, f"{a.id} first written {late:.0f} h after its start"
+    assert marked & set(want)
+    assert eng.counters["provisional_written"] >= 1 and not eng.provisional
+    rows = store.con.execute("SELECT id, evidence FROM alerts").fetchall()
+    assert {i for i, _ in rows} == set(want)
+    assert not any('"provisional"' in e for _, e in rows)
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def hourly_loose(tmp_path_factory) -> dict:
+    """An hourly meter whose CT clamp works loose after the profiling day, two and a half days
+    of it (seed 1's M-00003: the clamp shows in fragments hours apart, and its first ones look like
+    a neutral bypass to neutral_tamper before loose_ct has a spell of its own)."""
+    out = tmp_path_factory.mktemp("prov-loose")
+    simulate(SimConfig(meters=3, days=6, step="60min", seed=1, fault_share=0.0, profile_days=1.0,
+                       outage_share=0.0, loose_ct_share=1.0, reset_share=0.0), out)
+    t = pd.read_parquet(out / "telemetry.parquet")
+    t = t[(t["meter_id"] == "M-00003") & (pd.to_datetime(t["ts"], utc=True) < pd.Timestamp("2025-01-09T00:00Z"))]
+    t.to_parquet(out / "one.parquet")
+    det = api.detect(out / "one.parquet", db=out / "batch.duckdb", config=CONFIG)
+    return {"detect": det, "frame": api.read_frame(out / "batch.duckdb")}
+
+
+def _engine(path) -> tuple[Store, StreamEngine]:
+    store = Store(path)
+    return store, StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG),
+                               StreamConfig(checkpoint_s=1e9, slow_thread=False))
+
+
+def _rows(store) -> dict[str, tuple]:
+    return {r[0]: r[1:] for r in store.con.execute(
+        'SELECT id, epoch_us("end"), score, status, evidence FROM alerts').fetchall()}
+
+
+def _detects(det) -> dict[str, tuple]:
+    return {a.id: (pd.Timestamp(a.end).value // 1000, a.score) for a in det.alerts}
+
+
+def test_a_loose_ct_fragment_is_provisional_then_withdrawn_and_final_is_detect(hourly_loose, tmp_path, caplog):
+    """A loose clamp seen in fragments: neutral_tamper's provisional alerts on its first fragments
+    are written, then withdrawn when loose_ct's verdict explains them (deleted, reported ended with
+    the reason, logged); the final alerts are ``detect``'s, end and score included."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="wattwatch.watch")
+    loose = {a.meter_id for a in hourly_loose["detect"].alerts if a.detector == "loose_ct"}
+    store, eng = _engine(tmp_path / "s.duckdb")
+    written, withdrawn = {}, {}
+    for k, p in enumerate(_pieces(hourly_loose["frame"], "2h")):
+        eng.add(p)
+        rep = eng.step()
+        for a in rep.alerts:
+            if a.evidence.get("provisional"):
+                written.setdefault(a.id, (k, a))
+        for i, a in rep.withdrawn.items():
+            withdrawn[i] = k
+            assert i in rep.ended and "loose_ct" in a.evidence["withdrawn"]
+            assert store.con.execute("SELECT count(*) FROM alerts WHERE id = ?", [i]).fetchone()[0] == 0
+    rep = eng.flush()
+    gone = {i: (written[i][0], k) for i, k in withdrawn.items()}
+    assert gone and all(w < k for w, k in gone.values()), gone
+    assert all(written[i][1].meter_id in loose and written[i][1].detector == "neutral_tamper" for i in gone)
+    assert eng.counters["provisional_withdrawn"] == eng.counters["alerts_withdrawn"] == len(gone)
+    assert sum("withdrawn: judged again with loose_ct" in r.getMessage() for r in caplog.records) == len(gone)
+    got = _rows(store)
+    assert {i: v[:2] for i, v in got.items()} == _detects(hourly_loose["detect"])
+    store.close()
+    hourly_loose["gone"] = gone
+
+
+def test_a_restart_between_write_and_withdrawal_withdraws_what_the_last_run_wrote(hourly_loose, tmp_path):
+    """The watcher dies (no checkpoint since) after writing provisional alerts and before the
+    final verdict; the restarted one finds them in the store and withdraws them when its judgement
+    does not confirm them. One an operator acknowledged meanwhile is not deleted: its row stays,
+    acknowledged, with ``evidence.withdrawn`` saying why. The rest is ``detect``'s."""
+    from wattwatch.alerts import store as alert_store
+
+    gone = hourly_loose.get("gone")
+    if gone is None:
+        pytest.skip("needs the withdrawal test's steps (run the module)")
+    w0 = min(k for k, _ in gone.values())     # the step that wrote the first of them
+    w = max(k for k, _ in gone.values())      # ... and the last of them
+    assert w < min(k for _, k in gone.values())   # before any was withdrawn
+    pieces = _pieces(hourly_loose["frame"], "2h")
+    path = tmp_path / "s.duckdb"
+    store, eng = _engine(path)
+    for k, p in enumerate(pieces[:w + 1]):
+        eng.add(p)
+        eng.step()
+        if k == w - 1:
+            eng.checkpoint()   # the last checkpoint: before the provisional alerts were written
+    prov = sorted(eng.provisional)
+    assert set(gone) <= set(prov)
+    acked = sorted(set(gone))[0]
+    alert_store.set_status(store.con, acked, "acknowledged")
+    eng.mark_settled(acked)
+    store.close()                              # (killed: nothing more saved)
+    store, eng = _engine(path)
+    assert set(eng.provisional) >= set(prov)   # found in the store, not in the checkpoint
+    for p in pieces[w + 1:]:
+        eng.add(p)
+        eng.step()
+    eng.flush()
+    got = _rows(store)
+    assert not (set(gone) - {acked}) & set(got)
+    end, score, status, evidence = got.pop(acked)
+    assert status == "acknowledged" and '"withdrawn": "withdrawn: judged again with loose_ct' in evidence
+    assert {i: v[:2] for i, v in got.items()} == _detects(hourly_loose["detect"])
+    assert eng.counters["provisional_withdrawn_settled"] == 1 and not eng.provisional
+    store.close()
