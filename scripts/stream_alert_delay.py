@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--no-provisional", action="store_true")
     ap.add_argument("--loose-ct-share", type=float, default=0.0)
+    ap.add_argument("--fault-share", type=float, default=1.0, help="(loose CTs are drawn on meters without a fault)")
     a = ap.parse_args()
     config: dict = {"engine": {"profile_days": 1.0}}
     if a.without:
@@ -51,7 +52,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         simulate(SimConfig(meters=a.meters, days=a.days, step=a.step, seed=a.seed, commercial_share=0.5,
-                           fault_share=1.0, faults=("neutral_bypass", "phase_imbalance", "open_ct", "packet_loss"),
+                           fault_share=a.fault_share, faults=("neutral_bypass", "phase_imbalance", "open_ct", "packet_loss"),
                            profile_days=1.0, outage_share=0.4, loose_ct_share=a.loose_ct_share), tmp / "fleet")
         cpu = time.process_time()
         det = api.detect(tmp / "fleet" / "telemetry.parquet", db=tmp / "batch.duckdb", config=config)

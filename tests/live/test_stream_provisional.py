@@ -27,9 +27,9 @@ def _pieces(frame: pd.DataFrame, every: str) -> list[pd.DataFrame]:
 
 @pytest.fixture(scope="module")
 def hourly_bypass(tmp_path_factory) -> dict:
-    """Two hourly meters, one neutral bypass after the profiling day, every default rule."""
+    """One hourly meter, a neutral bypass after the profiling day, every default rule."""
     out = tmp_path_factory.mktemp("prov-bypass")
-    simulate(SimConfig(meters=2, days=3.5, step="60min", seed=5, fault_share=1.0, faults=("neutral_bypass",),
+    simulate(SimConfig(meters=1, days=3.5, step="60min", seed=5, fault_share=1.0, faults=("neutral_bypass",),
                        profile_days=1.0, outage_share=0.0, loose_ct_share=0.0, reset_share=0.0), out)
     det = api.detect(out / "telemetry.parquet", db=out / "batch.duckdb", config=CONFIG)
     return {"detect": det, "frame": api.read_frame(out / "batch.duckdb")}
@@ -173,4 +173,54 @@ def test_a_restart_between_write_and_withdrawal_withdraws_what_the_last_run_wrot
     assert status == "acknowledged" and '"withdrawn": "withdrawn: judged again with loose_ct' in evidence
     assert {i: v[:2] for i, v in got.items()} == _detects(hourly_loose["detect"])
     assert eng.counters["provisional_withdrawn_settled"] == 1 and not eng.provisional
+    store.close()
+
+
+def test_actions_that_switch_loads_wait_for_the_final_verdict_notifications_do_not(tmp_path):
+    """``on_provisional``: a command action (default false) neither opens a provisional alert nor
+    ends a withdrawn one, and opens it when it is confirmed; one with ``on_provisional = true`` opens
+    it at once and ends the withdrawn one, whose ``evidence.withdrawn`` it is given."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from wattwatch.actions.base import actions_for
+    from wattwatch.alerts.model import Alert
+    from wattwatch.runners.stream import StepReport
+
+    src = tmp_path / "t.csv"
+    pd.DataFrame({"meter_id": ["m"], "ts": ["2026-01-01T00:00:00Z"], "v_l1_v": [230.0]}).to_csv(src, index=False)
+    spec = {"type": "command", "argv": ["/bin/true"], "on": ["opened", "ended"]}
+    site = api.load_site({"sources": [{"type": "replay", "path": str(src)}],
+                          "actions": [{**spec, "name": "shed"}, {**spec, "name": "tell", "on_provisional": True}]})
+    store = Store(tmp_path / "a.duckdb")
+    eng = SimpleNamespace(store=store, alerts={})
+
+    def alert(start, **ev):
+        return Alert(meter_id="m", start=start, end=start, code="ALRM_NEUTRAL_TAMPER", severity="critical", score=0.9,
+                     detector="neutral_tamper", message="bypass", evidence=ev)
+
+    kept = alert("2026-01-01T00:00:00.000Z", provisional=True, waits_for=["loose_ct"])
+    gone = alert("2026-01-02T00:00:00.000Z", provisional=True, waits_for=["loose_ct"])
+    final = alert(kept.start)
+    reports = [StepReport(alerts=[kept, gone], new=[kept.id, gone.id]),
+               StepReport(alerts=[final], confirmed=[kept.id]),
+               StepReport(ended=[gone.id], withdrawn={gone.id: dataclasses.replace(
+                   gone, evidence={**gone.evidence, "withdrawn": "withdrawn: loose_ct"})})]
+    def done():
+        for o in site.outputs:
+            assert o.flush(30)
+        return {i: sorted(zip(actions_for(store.con, i)["action"], actions_for(store.con, i)["event"]))
+                for i in (kept.id, gone.id)}
+
+    seen = []
+    for rep in reports:
+        eng.alerts.update({a.id: a for a in rep.alerts})
+        for o in site.outputs:
+            o.alerts(rep, eng)
+        seen.append(done())
+    assert seen[0] == {kept.id: [("tell", "opened")], gone.id: [("tell", "opened")]}
+    assert seen[1][kept.id] == [("shed", "opened"), ("tell", "opened")]
+    assert seen[2][gone.id] == [("tell", "ended"), ("tell", "opened")]
+    for o in site.outputs:
+        o.close()
     store.close()
