@@ -244,6 +244,9 @@ class StreamEngine:
         # The provisional alerts written and neither found by a final judgement nor withdrawn yet
         # (id -> the version written; :meth:`_take_provisional`).
         self.provisional: dict[str, Alert] = {}
+        # Per provisional id: the greatest end and score written of it (what the store keeps: its
+        # upsert keeps the greatest), while it is provisional.
+        self._prov_max: dict[str, tuple[pd.Timestamp, float]] = {}
         # The tiered step: ``stitcher`` judges with every detector (the slow tier's clock; what
         # is checkpointed and what re-judging rewinds), ``fast`` with the fast tier only, every
         # step. ``slow_fed``: per meter the last reading the full stitcher judged; ``pending``:
@@ -451,6 +454,7 @@ class StreamEngine:
             if not a.evidence.get("provisional") or "withdrawn" in a.evidence:
                 continue
             self.provisional[a.id] = a
+            self._prov_max[a.id] = (pd.Timestamp(a.end), a.score)
             self.alerts[a.id] = a
             self._written[a.id] = _version(a)
             self._checked.add(a.id)
@@ -1260,6 +1264,8 @@ class StreamEngine:
             self._upsert([a for a in confirmed if a.id in self.settled])
             self._set_exact(confirmed)
             for a in confirmed:
+                self._prov_max.pop(a.id, None)
+            for a in confirmed:
                 self.provisional.pop(a.id, None)
                 if a.id in self.settled:   # kept by _take as it was: the final version, its status kept
                     a = dataclasses.replace(a, status=self.alerts[a.id].status if a.id in self.alerts else a.status)
@@ -1274,6 +1280,9 @@ class StreamEngine:
         changed = [a for a in given.values() if self._written.get(a.id) != _version(a) and a.id not in self.settled]
         self._upsert(changed)
         self._set_exact(changed)
+        for a in changed:
+            e, sc = self._prov_max.get(a.id, (pd.Timestamp(a.end), a.score))
+            self._prov_max[a.id] = (max(e, pd.Timestamp(a.end)), max(sc, a.score))
         for a in given.values():
             if a.id not in self.provisional and a.id not in self.alerts:
                 rep.new.append(a.id)
@@ -1289,7 +1298,10 @@ class StreamEngine:
     def _set_exact(self, alerts: list[Alert]) -> None:
         """Set the stored end and score of ``alerts`` to theirs: the store's upsert keeps the
         greatest (an alert only grows), but a provisional version may reach further than the
-        final one, or than its next provisional version."""
+        final one, or than its next provisional version. Only where one written before reached
+        further (``_prov_max``; the usual alert grows, and an UPDATE a step costs ms)."""
+        alerts = [a for a in alerts if a.id in self._prov_max
+                  and (pd.Timestamp(a.end) < self._prov_max[a.id][0] or a.score < self._prov_max[a.id][1])]
         if alerts:
             self.store.con.executemany('UPDATE alerts SET "end" = ?::TIMESTAMPTZ, score = ? WHERE id = ?',
                                        [[a.end, a.score, a.id] for a in alerts])
@@ -1306,6 +1318,7 @@ class StreamEngine:
             w = dataclasses.replace(a, evidence={**a.evidence, "withdrawn": why})
             (keep if a.id in self.settled else delete).append(w)
             self.provisional.pop(a.id, None)
+            self._prov_max.pop(a.id, None)
             self._det_of.pop(a.id, None)
             rep.withdrawn[a.id] = w
             rep.ended.append(a.id)
