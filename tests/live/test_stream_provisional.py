@@ -74,8 +74,8 @@ def test_an_hourly_bypass_is_written_provisional_within_hours_and_final_as_detec
 
 @pytest.fixture(scope="module")
 def hourly_loose(tmp_path_factory) -> dict:
-    """An hourly meter whose CT clamp works loose after the profiling day, two and a half days
-    of it (seed 1's M-00003: the clamp shows in fragments hours apart, and its first ones look like
+    """An hourly meter whose CT clamp works loose after the profiling day, its first three days
+    (seed 1's M-00003: the clamp shows in fragments hours apart, and its first ones look like
     a neutral bypass to neutral_tamper before loose_ct has a spell of its own)."""
     out = tmp_path_factory.mktemp("prov-loose")
     simulate(SimConfig(meters=3, days=6, step="60min", seed=1, fault_share=0.0, profile_days=1.0,
