@@ -247,6 +247,9 @@ class StreamEngine:
         # Per provisional id: the greatest end and score written of it (what the store keeps: its
         # upsert keeps the greatest), while it is provisional.
         self._prov_max: dict[str, tuple[pd.Timestamp, float]] = {}
+        # Provisional ids read from the store at a restart that the outputs may not have had (first
+        # written after the last checkpoint, or no checkpoint): reported new when given again.
+        self._prov_unsent: set[str] = set()
         # The tiered step: ``stitcher`` judges with every detector (the slow tier's clock; what
         # is checkpointed and what re-judging rewinds), ``fast`` with the fast tier only, every
         # step. ``slow_fed``: per meter the last reading the full stitcher judged; ``pending``:
@@ -449,10 +452,16 @@ class StreamEngine:
             """SELECT * FROM alerts WHERE evidence LIKE '%"provisional": true%'""").df()
         if ids:
             df = pd.concat([df, alert_store.by_ids(self.store.con, list(ids)).df()], ignore_index=True)
+        ck, saved = set(ids), self._resumed_saved
         for r in df.drop_duplicates("id").to_dict("records"):
             a = Alert.from_dict(record(r))
-            if not a.evidence.get("provisional") or "withdrawn" in a.evidence:
+            # A checkpoint's provisional id is one still when the store keeps it final: the run
+            # confirmed it after the checkpoint and may have died before its outputs (an action
+            # that waits for final alerts opens it on ``confirmed``): confirmed again when given.
+            if "withdrawn" in a.evidence or not (a.evidence.get("provisional") or a.id in ck):
                 continue
+            if a.id not in ck and (saved is None or r["first_seen"] is None or r["first_seen"] > saved):
+                self._prov_unsent.add(a.id)   # written after the checkpoint: maybe never output
             self.provisional[a.id] = a
             self._prov_max[a.id] = (pd.Timestamp(a.end), a.score)
             self.alerts[a.id] = a
@@ -1273,6 +1282,9 @@ class StreamEngine:
                 self.alerts[a.id] = a
                 self._written[a.id] = _version(a)
                 rep.confirmed.append(a.id)
+                if a.id in self._prov_unsent:   # (a restart: the outputs may never have had it)
+                    self._prov_unsent.discard(a.id)
+                    rep.new.append(a.id)
                 log.info("alert %s (%s, %s) confirmed: no longer provisional", a.id, a.meter_id, a.detector)
             self.counters["provisional_confirmed"] += len(confirmed)
         if gone:
@@ -1287,6 +1299,9 @@ class StreamEngine:
             if a.id not in self.provisional and a.id not in self.alerts:
                 rep.new.append(a.id)
                 self.counters["provisional_written"] += 1
+            elif a.id in self._prov_unsent:   # (a restart: written by the last run, maybe never output)
+                rep.new.append(a.id)
+            self._prov_unsent.discard(a.id)
             if a.id not in self.settled:
                 self.alerts[a.id] = a
             self.provisional[a.id] = a
@@ -1319,6 +1334,7 @@ class StreamEngine:
             (keep if a.id in self.settled else delete).append(w)
             self.provisional.pop(a.id, None)
             self._prov_max.pop(a.id, None)
+            self._prov_unsent.discard(a.id)
             self._det_of.pop(a.id, None)
             rep.withdrawn[a.id] = w
             rep.ended.append(a.id)
