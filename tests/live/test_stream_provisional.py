@@ -235,3 +235,34 @@ def test_actions_that_switch_loads_wait_for_the_final_verdict_notifications_do_n
     for o in site.outputs:
         o.close()
     store.close()
+
+
+def test_a_provisional_alert_a_loose_ct_spell_comes_near_but_does_not_blank_stays_until_confirmed(tmp_path):
+    """Seed 5's M-00004 (hourly; loose CT from 01-08 21:00), to 01-09 06:00: seasonal_profile's
+    alerts of 01-07 08:00 and 01-08 08:00 are written provisional; loose_ct's spell then comes within
+    its horizon of them (82.5 h) but its findings do not blank them (``detect`` keeps both). They stay
+    provisional until the final judgement confirms them: not withdrawn when the spell comes near and
+    then written again final (outputs told opened, ended, opened of one alert)."""
+    out = tmp_path / "sim"
+    simulate(SimConfig(meters=8, days=8, step="60min", seed=5, fault_share=0.4, profile_days=1.0,
+                       outage_share=0.0, loose_ct_share=0.7, reset_share=0.0), out)
+    t = pd.read_parquet(out / "telemetry.parquet")
+    t = t[(t["meter_id"] == "M-00004") & (pd.to_datetime(t["ts"], utc=True) < pd.Timestamp("2025-01-09T06:00Z"))]
+    t.to_parquet(out / "one.parquet")
+    det = api.detect(out / "one.parquet", db=out / "batch.duckdb", config=CONFIG)
+    store, eng = _engine(tmp_path / "s.duckdb")
+    written, new, withdrawn, confirmed = set(), [], [], []
+    for p in _pieces(api.read_frame(out / "batch.duckdb"), "2h") + [None]:
+        if p is None:
+            rep = eng.flush()
+        else:
+            eng.add(p)
+            rep = eng.step()
+        written |= {a.id for a in rep.alerts if a.evidence.get("provisional")}
+        new += rep.new
+        withdrawn += list(rep.withdrawn)
+        confirmed += rep.confirmed
+    assert {a.detector for a in det.alerts if a.id in written} == {"seasonal_profile"} and len(written) == 2
+    assert not withdrawn and sorted(confirmed) == sorted(written) and len(new) == len(set(new))
+    assert {i: v[:2] for i, v in _rows(store).items()} == _detects(det)
+    store.close()

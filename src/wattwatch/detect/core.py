@@ -98,6 +98,11 @@ class Result:
     # (``run``'s ``provisional``), none with the id of one of ``alerts``: a stream writes them
     # marked provisional and withdraws those the final judgement does not find.
     provisional: list[Alert] = field(default_factory=list)
+    # Of those, the ids of alerts near a long blocker's alert (within its horizon): such an alert is
+    # not written provisional, but one written before stays provisional until its readings stop
+    # making it (the blocker blanks them) or the final judgement confirms it: withdrawn only then
+    # (else the blocker's final verdict may not blank it and it comes back final: open, ended, open)
+    provisional_near: set[str] = field(default_factory=set)
     notices: list[str] = field(default_factory=list)
     # per detector name: per segment code, where its post-rules may restart next time (epoch s)
     clean: dict[str, np.ndarray] = field(default_factory=dict)
@@ -878,8 +883,9 @@ def _provisional(res: Result, j: Judged, names: list[str], seg: np.ndarray, t: n
     post-rules once more over its exact readings that are final or final but for its long blockers
     (``j.pfinal``), from the same clean point; the alerts not among the final ones. One whose span
     comes within a long blocker's blanking horizon of an alert of that blocker on the meter (open
-    or ended, final or not: what the frame holds of it) is not formed: that blocker's final
-    verdict is likely to blank it, and it waits for that verdict as every alert did before."""
+    or ended, final or not: what the frame holds of it) is *near* (``res.provisional_near``): that
+    blocker's final verdict is likely to blank it, so it is not written provisional (it waits for
+    that verdict as every alert did before), but one written before it was near is kept."""
     d = j.det
     use = j.exact & (j.final | j.pfinal) & (t >= start_t[seg])
     # Only meters with an anomalous reading beyond the final ones: elsewhere every group is one of
@@ -921,7 +927,7 @@ def _provisional(res: Result, j: Judged, names: list[str], seg: np.ndarray, t: n
             if np.isfinite(hs):
                 near |= (gseg == s_) & (t1 >= b0 - hs) & (t0 <= b1 + hs)
     per_judged: dict = {}
-    for gi in np.flatnonzero(keep & ~near):
+    for gi in np.flatnonzero(keep):
         a = _alert(d, j, rows_all[g.first[gi]:g.last[gi] + 1], per_judged)
         if a.id in final_ids:
             continue
@@ -932,6 +938,8 @@ def _provisional(res: Result, j: Judged, names: list[str], seg: np.ndarray, t: n
                       "provisional_note": f"provisional: written before {', '.join(waits)} gave its final verdict on "
                                           f"these readings (its horizon here: {hz:.0f} h); withdrawn if it explains them"}
         res.provisional.append(a)
+        if near[gi]:
+            res.provisional_near.add(a.id)
 
 
 def _trailing_runs(n_seg: int, seg: np.ndarray, t: np.ndarray, hot: np.ndarray, known: np.ndarray,

@@ -64,6 +64,7 @@ class Step:
     # Alerts final but for long blockers' decisions (core.run's ``provisional``) of the meters
     # judged (``judged``): each replaces what the last piece that judged the meter gave
     provisional: list[Alert] = field(default_factory=list)
+    provisional_near: set[str] = field(default_factory=set)   # (core.Result.provisional_near)
     judged: set[str] = field(default_factory=set)
 
 
@@ -196,6 +197,7 @@ class Stitcher:
                 self._close_bins(j, names, seg, t, starts, ends, origin, cut_at)
         step.alerts = res.alerts
         step.provisional = res.provisional
+        step.provisional_near = res.provisional_near
         step.judged = set(names)
         for m in names:
             self.open.pop(m, None)

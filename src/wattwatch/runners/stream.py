@@ -1263,8 +1263,12 @@ class StreamEngine:
         final = {a.id: a for a in res.alerts}
         fast = self.fast_names if tier == "slow" else frozenset()
         # (never an id the engine holds as final: a final alert stays final)
+        # (one near a long blocker's alert is not written, but one written before stays: withdrawn
+        # when its readings no longer make it, not when a blocker's spell comes near: that may not
+        # blank it, and it would come back final)
+        near = getattr(res, "provisional_near", None) or set()
         given = {a.id: a for a in getattr(res, "provisional", ()) if a.detector not in fast and a.id not in final
-                 and (a.id in self.provisional or a.id not in self.alerts)}
+                 and (a.id in self.provisional or (a.id not in self.alerts and a.id not in near))}
         confirmed = [final[i] for i in self.provisional if i in final]
         gone = [a for i, a in self.provisional.items() if a.meter_id in judged and i not in given and i not in final]
         if confirmed:
