@@ -252,7 +252,7 @@ def test_a_provisional_alert_a_loose_ct_spell_comes_near_but_does_not_blank_stay
     det = api.detect(out / "one.parquet", db=out / "batch.duckdb", config=CONFIG)
     store, eng = _engine(tmp_path / "s.duckdb")
     written, new, withdrawn, confirmed = set(), [], [], []
-    for p in _pieces(api.read_frame(out / "batch.duckdb"), "2h") + [None]:
+    for p in _pieces(api.read_frame(out / "batch.duckdb"), "4h") + [None]:
         if p is None:
             rep = eng.flush()
         else:
