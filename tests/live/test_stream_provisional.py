@@ -120,7 +120,7 @@ def test_a_loose_ct_fragment_is_provisional_then_withdrawn_and_final_is_detect(h
     loose = {a.meter_id for a in hourly_loose["detect"].alerts if a.detector == "loose_ct"}
     store, eng = _engine(tmp_path / "s.duckdb")
     written, withdrawn = {}, {}
-    for k, p in enumerate(_pieces(hourly_loose["frame"], "2h")):
+    for k, p in enumerate(_pieces(hourly_loose["frame"], "4h")):
         eng.add(p)
         rep = eng.step()
         for a in rep.alerts:
@@ -155,7 +155,7 @@ def test_a_restart_between_write_and_withdrawal_withdraws_what_the_last_run_wrot
     w0 = min(k for k, _ in gone.values())     # the step that wrote the first of them
     w = max(k for k, _ in gone.values())      # ... and the last of them
     assert w < min(k for _, k in gone.values())   # before any was withdrawn
-    pieces = _pieces(hourly_loose["frame"], "2h")
+    pieces = _pieces(hourly_loose["frame"], "4h")
     path = tmp_path / "s.duckdb"
     store, eng = _engine(path)
     for k, p in enumerate(pieces[:w + 1]):
