@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--fast-reach-s", type=float, default=43200.0)
     ap.add_argument("--timed", type=int, default=30)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--no-provisional", action="store_true", help="[stream] provisional = false (prov: paired runs)")
     a = ap.parse_args()
 
     from wattwatch.detect import core, stitch
@@ -41,7 +42,8 @@ def main() -> None:
     db = Path(tempfile.mkdtemp(prefix="ww-tiers-")) / "s.duckdb"
     cfg = {"engine": {"profile_days": 1}}
     _, _, eng = profiled_engine(db, prof, cfg, 1, StreamConfig(checkpoint_s=1e9, slow_every_s=a.slow_every_s,
-                                                              fast_reach_s=a.fast_reach_s))
+                                                              fast_reach_s=a.fast_reach_s,
+                                                              provisional=not a.no_provisional))
     eng.step()
     acc: dict = collections.defaultdict(float)
     timing = {"on": False}

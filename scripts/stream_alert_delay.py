@@ -7,6 +7,10 @@ tier's clock). For each of ``detect``'s alerts: the data time (newest reading) o
 wrote an alert of that meter and detector overlapping it, minus the alert's start. Alerts first
 written by the final flush are counted apart (they started within the blocking horizon of the end).
 ``--without`` drops detectors from the set (``loose_ct``: what the delay is without its horizon).
+``--no-provisional``: the stream without provisional alerts (``[stream] provisional = false``, as
+before prov); ``--loose-ct-share``: meters with a loose CT (then neutral-looking fragments there are
+provisional alerts the final verdict withdraws: counted). Stream == detect is checked on the engine's
+final alerts and on the store's rows after the flush (no provisional one left).
 
     env PYTHONPATH=src python scripts/stream_alert_delay.py --step 60min --days 8 --meters 8 --seed 41
 """
@@ -38,6 +42,9 @@ def main() -> None:
     ap.add_argument("--every", default="1h")
     ap.add_argument("--without", nargs="*", default=[])
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--no-provisional", action="store_true")
+    ap.add_argument("--loose-ct-share", type=float, default=0.0)
+    ap.add_argument("--fault-share", type=float, default=1.0, help="(loose CTs are drawn on meters without a fault)")
     a = ap.parse_args()
     config: dict = {"engine": {"profile_days": 1.0}}
     if a.without:
@@ -45,8 +52,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         simulate(SimConfig(meters=a.meters, days=a.days, step=a.step, seed=a.seed, commercial_share=0.5,
-                           fault_share=1.0, faults=("neutral_bypass", "phase_imbalance", "open_ct", "packet_loss"),
-                           profile_days=1.0, outage_share=0.4, loose_ct_share=0.0), tmp / "fleet")
+                           fault_share=a.fault_share, faults=("neutral_bypass", "phase_imbalance", "open_ct", "packet_loss"),
+                           profile_days=1.0, outage_share=0.4, loose_ct_share=a.loose_ct_share), tmp / "fleet")
         cpu = time.process_time()
         det = api.detect(tmp / "fleet" / "telemetry.parquet", db=tmp / "batch.duckdb", config=config)
         frame = api.read_frame(tmp / "batch.duckdb").sort_values("ts", kind="stable")
@@ -55,7 +62,7 @@ def main() -> None:
         pieces = [frame[frame["ts"] < day]] + [p for _, p in rest.groupby(rest["ts"].dt.floor(a.every), sort=True)]
         store = Store(tmp / "live.duckdb")
         eng = StreamEngine(store, api.build_detectors(None, config), api._engine(config),
-                           StreamConfig(checkpoint_s=1e9, slow_thread=False))
+                           StreamConfig(checkpoint_s=1e9, slow_thread=False, provisional=not a.no_provisional))
         seen = []   # (data time, meter, detector, start, end)
         for p in pieces:
             eng.add(p)
@@ -64,6 +71,10 @@ def main() -> None:
                      for x in eng.step().alerts]
         eng.flush()
         equal = {x.id for x in det.alerts} == set(eng.alerts)
+        stored = {r[0] for r in store.con.execute("SELECT id FROM alerts").fetchall()}
+        equal = equal and stored == {x.id for x in det.alerts}
+        prov = {k: int(eng.counters[k]) for k in ("provisional_written", "provisional_confirmed",
+                                                   "provisional_withdrawn")}
         store.close()
     out = {}
     for name in RULES:
@@ -79,11 +90,13 @@ def main() -> None:
                 flush += 1
         out[name] = {"delay_h": sorted(delays), "flush_only": flush}
     res = {"step": a.step, "seed": a.seed, "without": a.without, "stream_equals_detect": equal,
+           "provisional": prov,
            "cpu_s": round(time.process_time() - cpu, 1), "rules": out}
     if a.json:
         print(json.dumps(res))
     else:
-        print(f"{a.step} seed {a.seed} without {a.without or '-'}: stream == detect {equal}, {res['cpu_s']} s CPU")
+        print(f"{a.step} seed {a.seed} without {a.without or '-'} provisional {not a.no_provisional} loose CT "
+              f"{a.loose_ct_share}: stream == detect {equal}, {res['cpu_s']} s CPU, {prov}")
         for name, r in out.items():
             d = r["delay_h"]
             print(f"  {name:16s} " + (f"{d[0]:.1f}-{d[-1]:.1f} h ({len(d)} alerts)" if d else "-")

@@ -10,6 +10,15 @@ Common keys of an ``[[actions]]`` table::
     dry_run = true             # default: log what would be done, do nothing
     rate_limit = { max = 10, per_meter = 2, window_s = 3600 }
     queue = 256                # jobs waiting for the worker; beyond it a job is dropped (logged)
+    on_provisional = false     # act on provisional alerts too (default: false for modbus_write and
+                               # command, true for webhook and mqtt_publish)
+
+A *provisional* alert (``evidence.provisional``: the stream wrote it before a long blocker such as
+loose_ct gave its final verdict; see ``[stream] provisional``) reaches an action with
+``on_provisional = true`` as any alert (opened, updated; ``ended`` with ``evidence.withdrawn`` when
+the final verdict withdraws it). An action with ``on_provisional = false`` does not see it until the
+final judgement confirms it (then ``opened``), and never sees one that is withdrawn: an action that
+switches a load should not switch it on evidence that may be a loose clamp.
 
 ``code`` and ``meter`` are shell-style globs (``*``, ``?``, ``[..]``), matched case-sensitively.
 ``tags``: the meter must carry every listed tag; a meter's tags come from the site config's
@@ -53,7 +62,7 @@ log = logging.getLogger("wattwatch.watch.actions")
 
 EVENTS = ("opened", "updated", "ended")
 OUTCOMES = ("ok", "refused", "failed", "rate_limited", "dropped")
-COMMON = {"match", "on", "dry_run", "rate_limit", "queue", "close_timeout_s"}
+COMMON = {"match", "on", "dry_run", "rate_limit", "queue", "close_timeout_s", "on_provisional"}
 FIELDS = ("id", "meter_id", "code", "severity", "detector", "event", "action")
 _FIELD = re.compile(r"\{([^{}]*)\}")
 
@@ -286,6 +295,9 @@ class Action(Output):
     may override :meth:`shutdown` to release connections."""
 
     kind = "action"
+    # ``on_provisional``'s default: a notification may go out on a provisional alert (it says so);
+    # an action that switches loads waits for the final verdict (modbus_write, command).
+    provisional_default = True
 
     def __init__(self, name: str, spec: dict):
         super().__init__(name)
@@ -296,6 +308,7 @@ class Action(Output):
             raise ValueError(f"on: {bad[0]!r} is not an event; events: {', '.join(EVENTS)}")
         self.on = set(on)
         self.dry_run = flag(spec, "dry_run", True)
+        self.on_provisional = flag(spec, "on_provisional", self.provisional_default)
         self.limit = RateLimit(spec.get("rate_limit"))
         self.queue_size = number(spec, "queue", 256, 1, 1_000_000, True)
         self.close_timeout_s = number(spec, "close_timeout_s", 30.0, 0.0, 3600.0)
@@ -341,17 +354,25 @@ class Action(Output):
             self._start(engine.store.con)
         self._feed()
         new = set(report.new)
+        # Provisional alerts (see the module): confirmed ones open now for an action that waits for
+        # final alerts; withdrawn ones end (with the reason) for one that acts on them.
+        confirmed = set() if self.on_provisional else set(getattr(report, "confirmed", ()))
+        withdrawn = getattr(report, "withdrawn", None) or {}
         events: list[tuple[Alert, str]] = []
         for a in report.alerts:
-            events.append((a, "opened" if a.id in new else "updated"))
-        for aid in new - {a.id for a in report.alerts}:
+            events.append((a, "opened" if a.id in new or a.id in confirmed else "updated"))
+        for aid in (new | confirmed) - {a.id for a in report.alerts}:
             a = engine.alerts.get(aid)
             if a is not None:
                 events.append((a, "opened"))
         for aid in report.ended if "ended" in self.on else ():
-            a = engine.alerts.get(aid) or _stored_alert(engine.store.con, aid)
+            if aid in withdrawn and not self.on_provisional:
+                continue   # never opened here
+            a = withdrawn.get(aid) or engine.alerts.get(aid) or _stored_alert(engine.store.con, aid)
             if a is not None:
                 events.append((a, "ended"))
+        if not self.on_provisional:
+            events = [(a, ev) for a, ev in events if ev == "ended" or not a.evidence.get("provisional")]
         # An alert someone acknowledged or cleared is handled: its growth no longer acts.
         handled = set()
         if "updated" in self.on and any(ev == "updated" for _, ev in events):

@@ -30,6 +30,7 @@ TAIL = 500
 
 class CommandAction(Action):
     kind = "command"
+    provisional_default = False   # switches loads / runs anything: waits for final alerts
 
     def __init__(self, name: str, spec: dict, root: Path | None):
         super().__init__(name, spec)

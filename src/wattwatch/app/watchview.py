@@ -20,7 +20,7 @@ OUT_SHOWN = ("matched", "queue", "ok", "refused", "failed", "rate_limited", "dro
 # the ones kept (the store keeps the first; their values dropped, said in the log), ``late`` =
 # readings at or before their meter's last judged one.
 ENGINE_SHOWN = ("readings", "stored", "duplicates", "conflicts", "judged", "late", "rejected", "profiled",
-                "alerts_new", "alerts_updated", "alerts_ended")
+                "alerts_new", "alerts_updated", "alerts_ended", "alerts_withdrawn")
 DEVICE_SHOWN = ("polls", "lost", "timeouts", "exceptions", "malformed", "crc_errors", "retries")
 
 
@@ -53,15 +53,18 @@ def render(engine, sources, outputs=(), demo=None) -> Group:
         src.add_row(escape(s.name), s.kind, escape(str(v.get("status", ""))), *(f"{int(v.get(k, 0)):,}" for k in shown))
     c = engine.counters
     eng = Table("readings", "stored", "duplicates", "conflicts", "judged", "late", "rejected", "profiled",
-                "alerts new", "updated", "ended", title="engine", title_justify="left")
+                "alerts new", "updated", "ended", "withdrawn", title="engine", title_justify="left")
     eng.add_row(*(f"{int(c.get(k, 0)):,}" for k in ENGINE_SHOWN))
-    open_ids = set(engine.open_ids) | set(getattr(engine, "health_open", ()))
+    # (provisional alerts, issue 16: shown with their severity marked "(provisional)")
+    prov = set(getattr(engine, "provisional", ()))
+    open_ids = set(engine.open_ids) | set(getattr(engine, "health_open", ())) | prov
     al = Table("id", "meter", "code", "severity", "start", "until", "score", title=f"open alerts ({len(open_ids)})",
                title_justify="left")
     open_alerts = sorted((engine.alerts[i] for i in open_ids if i in engine.alerts), key=lambda a: a.start,
                          reverse=True)
     for a in open_alerts[:15]:
-        al.add_row(a.id, escape(a.meter_id), a.code, a.severity, a.start, a.end, f"{a.score:.3f}")
+        al.add_row(a.id, escape(a.meter_id), a.code, a.severity + (" (provisional)" if a.id in prov else ""),
+                   a.start, a.end, f"{a.score:.3f}")
     parts = [src, *extra, eng]
     if outputs:
         ov = [o.view() for o in outputs]
@@ -97,8 +100,16 @@ class LogLines:
     def __call__(self, engine, rep, batches) -> None:
         for i in rep.new:
             a = engine.alerts[i]
-            self.echo(f"alert open {a.id} {a.meter_id!r} {a.code} {a.severity} from {a.start}: {a.message}")
+            p = " (provisional)" if a.evidence.get("provisional") else ""
+            self.echo(f"alert open{p} {a.id} {a.meter_id!r} {a.code} {a.severity} from {a.start}: {a.message}")
+        for i in getattr(rep, "confirmed", ()):
+            self.echo(f"alert confirmed (no longer provisional) {i}")
+        withdrawn = getattr(rep, "withdrawn", None) or {}
         for i in rep.ended:
+            if i in withdrawn:
+                self.echo(f"alert withdrawn {i} {withdrawn[i].meter_id!r} {withdrawn[i].code}: "
+                          f"{withdrawn[i].evidence.get('withdrawn')}")
+                continue
             a = engine.alerts.get(i)
             self.echo(f"alert ended {i}" + (f" {a.meter_id!r} {a.code} until {a.end}" if a else ""))
         for n in rep.notices:

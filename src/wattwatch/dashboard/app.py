@@ -343,7 +343,7 @@ def meter_page(cfg: Settings, session: Session) -> None:
                         index=max(0, z - 1))
     a = mine.iloc[pick]
     st.markdown(f"**{_md(a['code'])}** · {_md(a['severity'])} · score {a['score']:.3f} · {_md(a['detector'])} · "
-                f"status **{_md(a['status'])}** · id {_md(a['id'])}")
+                f"status **{_md(a['status'])}** · id {_md(a['id'])}" + data.provisional_badge(a["evidence"]))
     st.text(a["message"])   # no markdown at all: a message can quote text from outside (a tamper report's)
     st.markdown("**Recommended action:** " + _md(a["action"] or "—"))
     st.table(data.evidence_table(a["evidence"]).map(_md))   # st.table renders its cells as markdown

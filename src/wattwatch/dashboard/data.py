@@ -230,6 +230,27 @@ def meter_series(db, meter: str, channels: list[str], start=None, end=None,
     return df, binned
 
 
+def provisional_badge(evidence) -> str:
+    """" · **provisional** ..." for an alert the stream wrote before a long blocker's final verdict
+    (``evidence.provisional``; issue 16), " · **withdrawn**" for one withdrawn since and kept
+    because someone settled it; "" otherwise."""
+    if isinstance(evidence, str):
+        try:
+            evidence = json.loads(evidence)
+        except ValueError:
+            return ""
+    if not isinstance(evidence, dict) or evidence.get("provisional") is not True:
+        return ""
+    if evidence.get("withdrawn"):
+        return " · **withdrawn** (was provisional)"
+    waits = ", ".join(str(w) for w in evidence.get("waits_for") or [])
+    return " · **provisional**" + (f" (waits for {_md_plain(waits)})" if waits else "")
+
+
+def _md_plain(s: str) -> str:
+    return "".join("\\" + c if c in "\\`*_{}[]()#+-.!|<>~" else c for c in s)
+
+
 def evidence_table(evidence) -> pd.DataFrame:
     """An alert's evidence (JSON text or dict) as a two-column table; nested values as JSON."""
     if isinstance(evidence, str):

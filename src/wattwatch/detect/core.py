@@ -78,6 +78,12 @@ class Judged:
     side: np.ndarray | None = None  # per row, which way it is off (post-rule ``hold`` only)
     exact_raw: np.ndarray | None = None  # per row, exact in raw readings alone (``run``'s ``hours``)
     single: np.ndarray | None = None  # per row, one reading alone may alert there (:func:`single_rows`)
+    # per row, final but for the decisions of its long blockers (``run``'s ``provisional``); None:
+    # not asked, or no row differs from ``final``
+    pfinal: np.ndarray | None = None
+    # those long blockers: name -> per segment code, its blanking horizon where it is long (s; NaN
+    # where it is not)
+    waits: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -88,6 +94,15 @@ class Result:
     judged: list[Judged] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     open_ids: set[str] = field(default_factory=set)
+    # Alerts formed where a detector's scores are final but for its long blockers' decisions
+    # (``run``'s ``provisional``), none with the id of one of ``alerts``: a stream writes them
+    # marked provisional and withdraws those the final judgement does not find.
+    provisional: list[Alert] = field(default_factory=list)
+    # Of those, the ids of alerts near a long blocker's alert (within its horizon): such an alert is
+    # not written provisional, but one written before stays provisional until its readings stop
+    # making it (the blocker blanks them) or the final judgement confirms it: withdrawn only then
+    # (else the blocker's final verdict may not blank it and it comes back final: open, ended, open)
+    provisional_near: set[str] = field(default_factory=set)
     notices: list[str] = field(default_factory=list)
     # per detector name: per segment code, where its post-rules may restart next time (epoch s)
     clean: dict[str, np.ndarray] = field(default_factory=dict)
@@ -265,6 +280,37 @@ def reaches(detectors: list[Detector], meters, carried=(), cad: np.ndarray | Non
     return eff
 
 
+def provisional_reaches(detectors: list[Detector], meters, over_s: float,
+                        cad: np.ndarray | None = None) -> tuple[dict[str, Reach], dict[str, dict[str, np.ndarray]]]:
+    """The reach chain of :func:`reaches` without the *long* blockers: per meter, a blocker whose
+    blanking horizon there exceeds ``over_s`` is left out of the chain of every detector it blocks
+    (loose_ct's 23-83 h at 1-60 min; issue 16, docs/live-log.md lat1). A reading final within this
+    reach is final but for those blockers' decisions: an alert formed there is *provisional*.
+    Returns the reaches and, per detector, its long blockers (name -> per meter: the blanking
+    horizon where it is left out, NaN elsewhere).
+    Blockers left out are also left out of the chains through them (a blocker's own reach is its
+    provisional one), never carried reaches (a stream's provisional alerts come from raw readings
+    or known scores as its final ones do)."""
+    dets = order(detectors)
+    blk = blockers(dets, meters, cad)
+    full: dict[str, Reach] = {}
+    longs: dict[str, dict[str, np.ndarray]] = {}
+    for d in dets:
+        chain, mine = [], {}
+        for b, h in blk[d.name]:
+            long = np.asarray(h, float) > over_s
+            r = full[b]
+            if long.any():
+                mine[b] = np.where(long, np.asarray(h, float), np.nan)
+                r = Reach(np.where(long, 0.0, r.back_s), np.where(long, 0, r.back_n).astype(np.int64),
+                          np.where(long, 0.0, r.ahead_s), np.where(long, 0, r.ahead_n).astype(np.int64))
+                h = np.where(long, 0.0, h)
+            chain.append((r, h))
+        full[d.name] = _unless_idle(d, _chain(d.reach(list(meters)), chain), meters)
+        longs[d.name] = mine
+    return full, longs
+
+
 def idle_on(d: Detector, meters) -> np.ndarray:
     """Per meter of ``meters``: ``d`` gives it no score at all (``idle``: NaN on every reading
     whatever the readings around it or its blockers' findings)."""
@@ -352,7 +398,7 @@ def _near(seg: np.ndarray, t: np.ndarray, groups: list[np.ndarray], within_s) ->
 
 def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=True, since=None,
         positions: dict | None = None, alerts: bool = True, known: dict | None = None,
-        hours: dict | None = None, cut: dict | None = None) -> Result:
+        hours: dict | None = None, cut: dict | None = None, provisional: float | None = None) -> Result:
     """Judge one group of meters.
 
     Parameters
@@ -392,6 +438,12 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
         post-rule horizon on (with a ``hold``, from its first reading back to normal on): an alert
         beginning earlier may be the rest of one that began before the cut, which no frame can
         judge again, so it is not formed (rather than formed with a start that is only the cut).
+    provisional : float, optional
+        Also form *provisional* alerts (``Result.provisional``): of each detector with blockers
+        whose blanking horizon exceeds this many seconds on a meter (:func:`provisional_reaches`),
+        the alerts of its readings final but for those blockers' decisions, where no alert of
+        those blockers on the meter ends within that horizon before them. Nothing of the final
+        judgement changes (alerts, open ids, clean and final points). None: none (``detect``).
     """
     df = prepare(frame)
     res = Result(frame=df)
@@ -422,6 +474,8 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
     eff_reach = None if whole else reaches(dets, names, cad=cad)  # a whole history needs no reach bookkeeping
     carried = {d.name for d in dets if hours is not None and d.name in hours}
     raw_reach = None if whole or not carried else reaches(dets, names, carried, cad=cad)
+    prov_reach, prov_long = (None, {}) if whole or provisional is None or not alerts else \
+        provisional_reaches(dets, names, float(provisional), cad=cad)
     masks: dict[str, np.ndarray] = {}
     said_cadence: set = set()
     seg_times = None if whole else SegTimes(t, seg, starts, ends)
@@ -478,7 +532,7 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
         judge_from = np.array([float(x.get("judge_from") or -np.inf) for x in sts])
         if (judge_from > -np.inf).any():
             s[t < judge_from[seg]] = np.nan
-        exact_raw = None
+        exact_raw = pfinal = None
         if whole:
             exact = final = np.ones(len(df), bool)
         else:
@@ -486,13 +540,18 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
             # (``Detector.compacted_origin``): its own origin there.
             org = origin_m | np.isfinite(cut_m) if d.compacted_origin else origin_m
             exact, final = _reach_rows(t, seg, starts, ends, eff_reach[d.name], org, flush_m, seg_times)
+            if prov_long.get(d.name):
+                _, pf = _reach_rows(t, seg, starts, ends, prov_reach[d.name], org, flush_m, seg_times)
+                if (pf & exact & ~final).any():
+                    pfinal = pf
             if d.name in carried:
                 exact_raw, _ = _reach_rows(t, seg, starts, ends, raw_reach[d.name], origin_m, flush_m, seg_times)
                 exact = exact | (exact_raw & _covered(hours[d.name], names, d.reach(names).back_s)(seg, t))
         eff = d.post_settings(names, cad)
         judged = Judged(d, s, ctx, src, eff, exact, final, skipped, share=share,
                         side=_side(d, src, ctx) if d.config.post.hold > 0 else None, exact_raw=exact_raw,
-                        single=single_rows(d, src, names, sts, s))
+                        single=single_rows(d, src, names, sts, s), pfinal=pfinal,
+                        waits=prov_long.get(d.name, {}) if pfinal is not None else {})
         res.judged.append(judged)
         # What this detector explains, for those that run after it.
         if d.explains:
@@ -801,6 +860,8 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
                 res.alerts.append(a)
                 if is_open[gi]:
                     res.open_ids.add(a.id)
+        if j.pfinal is not None:
+            _provisional(res, j, names, seg, t, start_t, from_t, {a.id for a in res.alerts if a.detector == d.name})
         # A trailing run of anomalous readings that is not (yet) a group (a single reading, say) may
         # still grow while the next known reading can bridge to it: its start stays open too. The
         # run is walked back as the post-rules see it: known readings, broken by a cold one or by a
@@ -814,6 +875,71 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
         first = _trailing_runs(n_seg, seg, t, hot, known, final_t, j.eff["merge_gap_s"], j.eff["max_bridge_s"],
                                d.config.post.bridge_gaps)
         res.clean[d.name] = np.minimum(clean, first)
+
+
+def _provisional(res: Result, j: Judged, names: list[str], seg: np.ndarray, t: np.ndarray, start_t: np.ndarray,
+                 from_t: np.ndarray, final_ids: set[str]) -> None:
+    """``j``'s provisional alerts (:func:`run`'s ``provisional``) into ``res.provisional``: its
+    post-rules once more over its exact readings that are final or final but for its long blockers
+    (``j.pfinal``), from the same clean point; the alerts not among the final ones. One whose span
+    comes within a long blocker's blanking horizon of an alert of that blocker on the meter (open
+    or ended, final or not: what the frame holds of it) is *near* (``res.provisional_near``): that
+    blocker's final verdict is likely to blank it, so it is not written provisional (it waits for
+    that verdict as every alert did before), but one written before it was near is kept."""
+    d = j.det
+    use = j.exact & (j.final | j.pfinal) & (t >= start_t[seg])
+    # Only meters with an anomalous reading beyond the final ones: elsewhere every group is one of
+    # the final alerts (a group needs anomalous readings), so grouping them again is cost for
+    # nothing (at 1 min, 200 meters: the slow step's whole tail since the clean points).
+    with quiet():
+        hot = use & ~j.final & (j.scores >= d.config.post.threshold)
+    if not hot.any():
+        return
+    use &= np.isin(seg, np.unique(seg[hot]))
+    idx = np.flatnonzero(use)
+    if not len(idx):
+        return
+    g = group(seg[idx], t[idx], j.scores[idx], d.config.post, j.eff,
+              None if j.side is None else j.side[idx], None if j.single is None else j.single[idx])
+    if not len(g.rows):
+        return
+    rows_all = idx[g.rows]
+    gseg = seg[rows_all[g.first]]
+    t0, t1 = t[rows_all[g.first]], t[rows_all[g.last]]
+    keep = g.kept & (t0 >= from_t[gseg])
+    if not keep.any():
+        return
+    # Near a long blocker's alert: its alerts' spans widened by its horizon on their meter.
+    near = np.zeros(len(keep), bool)
+    by_name = {x.det.name: x for x in res.judged}
+    for b in j.waits:
+        jb = by_name.get(b)
+        if jb is None or jb.groups is None:
+            continue
+        bg = jb.groups
+        ok = np.flatnonzero(bg.kept)
+        if not len(ok):
+            continue
+        bseg = seg[bg.rows[bg.first[ok]]]
+        h = j.waits[b]
+        for s_, b0, b1 in zip(bseg.tolist(), t[bg.rows[bg.first[ok]]].tolist(), t[bg.rows[bg.last[ok]]].tolist()):
+            hs = h[s_]
+            if np.isfinite(hs):
+                near |= (gseg == s_) & (t1 >= b0 - hs) & (t0 <= b1 + hs)
+    per_judged: dict = {}
+    for gi in np.flatnonzero(keep):
+        a = _alert(d, j, rows_all[g.first[gi]:g.last[gi] + 1], per_judged)
+        if a.id in final_ids:
+            continue
+        k = int(gseg[gi])
+        waits = sorted(b for b, h in j.waits.items() if np.isfinite(h[k]))
+        hz = max(float(j.waits[b][k]) for b in waits) / 3600.0
+        a.evidence = {**a.evidence, "provisional": True, "waits_for": waits,
+                      "provisional_note": f"provisional: written before {', '.join(waits)} gave its final verdict on "
+                                          f"these readings (its horizon here: {hz:.0f} h); withdrawn if it explains them"}
+        res.provisional.append(a)
+        if near[gi]:
+            res.provisional_near.add(a.id)
 
 
 def _trailing_runs(n_seg: int, seg: np.ndarray, t: np.ndarray, hot: np.ndarray, known: np.ndarray,

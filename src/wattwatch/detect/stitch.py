@@ -61,6 +61,11 @@ class Step:
     scores: pd.DataFrame | None = None                  # meter_id, ts, detector, score
     notices: list[str] = field(default_factory=list)
     unclean: set[str] = field(default_factory=set)       # meters whose clean point was not clean (core)
+    # Alerts final but for long blockers' decisions (core.run's ``provisional``) of the meters
+    # judged (``judged``): each replaces what the last piece that judged the meter gave
+    provisional: list[Alert] = field(default_factory=list)
+    provisional_near: set[str] = field(default_factory=set)   # (core.Result.provisional_near)
+    judged: set[str] = field(default_factory=set)
 
 
 class Stitcher:
@@ -68,8 +73,11 @@ class Stitcher:
 
     def __init__(self, detectors: list[Detector], keep_scores: bool = True, known_scores: bool = True,
                  compact_readings: bool = False, columns: frozenset[str] | None = None, calm: bool = True,
-                 cut: dict[str, float] | None = None):
+                 cut: dict[str, float] | None = None, provisional: float | None = None):
         self.detectors = core.order(detectors)
+        # Also give provisional alerts (Step.provisional): core.run's ``provisional`` (seconds:
+        # blockers whose blanking horizon exceeds it are waited for only by final alerts).
+        self.provisional = provisional
         self.keep_scores = keep_scores
         # Meters whose readings every detector finds calm from their times (Detector.calm_meters:
         # no score its post-rules would use can reach the threshold) are not judged while nothing
@@ -180,13 +188,17 @@ class Stitcher:
         origin = {m: self.origin.get(m, True) and m not in cut_at for m in names}
         hours = {n: {m: h[m] for m in names if m in h} for n, h in self.hours.items()}
         res = core.run(frame, self.detectors, origin=origin, flush=final,
-                       since=self.since, positions=self.n_before, known=known, hours=hours, cut=cut_at or None)
+                       since=self.since, positions=self.n_before, known=known, hours=hours, cut=cut_at or None,
+                       provisional=self.provisional)
         seg, t = res.frame["_seg"].to_numpy(), res.frame["_t"].to_numpy()
         starts, ends = seg_bounds(seg)
         for j in res.judged:
             if j.det.name in self.hours:
                 self._close_bins(j, names, seg, t, starts, ends, origin, cut_at)
         step.alerts = res.alerts
+        step.provisional = res.provisional
+        step.provisional_near = res.provisional_near
+        step.judged = set(names)
         for m in names:
             self.open.pop(m, None)
         for a in res.alerts:

@@ -272,7 +272,9 @@ def _withdraw(engine, res, rep, since: dict[str, dict[str, float]]) -> None:
         # tiered engine's fast tier had judged beyond the checkpointed full stitcher, and an
         # alert it found there was not in the span (the resync judges it later in the step).
         upto = engine.fed.get(m, NEG)
-        gone += [i for i, d, t in rows if d in per and t / 1e6 >= per[d] and t <= upto and i not in found]
+        # (a provisional alert is the engine's to confirm or withdraw: StreamEngine._take_provisional)
+        gone += [i for i, d, t in rows if d in per and t / 1e6 >= per[d] and t <= upto and i not in found
+                 and i not in getattr(engine, "provisional", ())]
     if not gone:
         return
     con.execute("BEGIN TRANSACTION")

@@ -105,6 +105,12 @@ class StreamConfig:
     # the fast steps go on meanwhile; its alerts are written by the first step (or checkpoint)
     # after it finished. False: in the step, after the fast tier's alerts (the fast step waits).
     slow_thread: bool = True
+    # Provisional alerts (issue 16, docs/live-log.md lat1/prov): an alert of a detector whose
+    # scores are final but for a long blocker's decision (a blanking horizon beyond
+    # ``fast_reach_s``: loose_ct's 23-83 h) is written at once, marked ``evidence.provisional``,
+    # and withdrawn if the final judgement does not find it. False: such alerts wait for the
+    # final verdict (a day late at 1-15 min, four days at hourly).
+    provisional: bool = True
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "StreamConfig":
@@ -153,6 +159,11 @@ class StepReport:
     slow_cpu_s: float = 0.0            # CPU seconds of the slow judgements taken in this step
     slow_started: int = 0              # slow judgements started in this step
     slow_taken: int = 0                # slow judgements whose alerts this step wrote (in start order)
+    # Provisional alerts (StreamConfig.provisional) that the final judgement found (their flag
+    # cleared: an action that waits for final alerts opens them now) and those it withdrew (id ->
+    # the alert as last written, ``evidence.withdrawn`` the reason; also in ``ended``).
+    confirmed: list[str] = field(default_factory=list)
+    withdrawn: dict[str, Alert] = field(default_factory=dict)
 
 
 def _parquet(df: pd.DataFrame | None) -> bytes | None:
@@ -229,7 +240,17 @@ class StreamEngine:
         self._cad_said: set[str] = set()          # meters said to come at another cadence (once each)
         self._cad_at = NEG                        # data time (µs) of the last cadence check
         self._cad_newest = NEG                    # the newest accepted reading's time (µs), any meter
-        self.stitcher = Stitcher(self.dets, keep_scores=False, compact_readings=True, cut=self.cut)
+        self.stitcher = Stitcher(self.dets, keep_scores=False, compact_readings=True, cut=self.cut,
+                                 provisional=self.scfg.fast_reach_s if self.scfg.provisional else None)
+        # The provisional alerts written and neither found by a final judgement nor withdrawn yet
+        # (id -> the version written; :meth:`_take_provisional`).
+        self.provisional: dict[str, Alert] = {}
+        # Per provisional id: the greatest end and score written of it (what the store keeps: its
+        # upsert keeps the greatest), while it is provisional.
+        self._prov_max: dict[str, tuple[pd.Timestamp, float]] = {}
+        # Provisional ids read from the store at a restart that the outputs may not have had (first
+        # written after the last checkpoint, or no checkpoint): reported new when given again.
+        self._prov_unsent: set[str] = set()
         # The tiered step: ``stitcher`` judges with every detector (the slow tier's clock; what
         # is checkpointed and what re-judging rewinds), ``fast`` with the fast tier only, every
         # step. ``slow_fed``: per meter the last reading the full stitcher judged; ``pending``:
@@ -259,12 +280,15 @@ class StreamEngine:
         self._failed: BaseException | None = None
         self.profiled: set[str] = {m for m in known if any(m in getattr(d, "state_", {}) for d in self.dets)}
         self._start_notes: list[str] = []         # said at start, reported by the first step
+        self._ck_provisional: list[str] = []
         self.resumed = self._load_checkpoint()
+        m_prov = self._ck_provisional
         # The health alerts sources raised in earlier runs that the store keeps open (id -> alert):
         # open again here, handed to their sources at the start of a run (resume_sources).
         self._health_stored: dict[str, Alert] = {}
         self._health_gone: list[Alert] = []        # of sources no longer configured: ended by the next step
         self._load_health()
+        self._load_provisional(m_prov)
         self._load_open_detectors()
         # A checkpoint written before a compaction whose cut lies beyond where it judged a meter:
         # the readings between are hourly rows now, so its carry cannot go on (it would read them
@@ -375,6 +399,7 @@ class StreamEngine:
         self._restarted = True
         self.counters.update(m.get("counters", {}))
         self.rewinds = {k: tuple(v) for k, v in m.get("rewinds", {}).items()}
+        self._ck_provisional = list(m.get("provisional", []))
         return True
 
     def _load_open_detectors(self) -> None:
@@ -415,6 +440,39 @@ class StreamEngine:
         if again:
             self._held = StepReport(ended=sorted(again))
             self.counters["health_ended_again"] += len(again)
+
+    def _load_provisional(self, ids: list[str]) -> None:
+        """The provisional alerts an earlier run wrote and did not confirm or withdraw: the ids its
+        checkpoint saved and, since a step upserts them before anything else (a ``kill -9`` after
+        the last checkpoint), every alert the store keeps marked provisional and not withdrawn.
+        Their meters are judged again by the first steps (the checkpoint's tail, or its readings
+        after it): each is then given again (still provisional), found final, or withdrawn."""
+        from wattwatch.alerts.model import record
+
+        df = self.store.con.execute(
+            """SELECT * FROM alerts WHERE evidence LIKE '%"provisional": true%'""").df()
+        if ids:
+            df = pd.concat([df, alert_store.by_ids(self.store.con, list(ids)).df()], ignore_index=True)
+        ck, saved = set(ids), self._resumed_saved
+        for r in df.drop_duplicates("id").to_dict("records"):
+            a = Alert.from_dict(record(r))
+            # A checkpoint's provisional id is one still when the store keeps it final: the run
+            # confirmed it after the checkpoint and may have died before its outputs (an action
+            # that waits for final alerts opens it on ``confirmed``): confirmed again when given.
+            if "withdrawn" in a.evidence or not (a.evidence.get("provisional") or a.id in ck):
+                continue
+            if a.id not in ck and (saved is None or r["first_seen"] is None or r["first_seen"] > saved):
+                self._prov_unsent.add(a.id)   # written after the checkpoint: maybe never output
+            self.provisional[a.id] = a
+            self._prov_max[a.id] = (pd.Timestamp(a.end), a.score)
+            self.alerts[a.id] = a
+            self._written[a.id] = _version(a)
+            self._checked.add(a.id)
+            if r["status"] != "open":
+                self.settled.add(a.id)
+        if self.provisional:
+            log.info("%s: %d provisional alert(s) from the last run wait for their meters' next judgement",
+                     self.name, len(self.provisional))
 
     def resume_sources(self, sources: list) -> None:
         """Resume each source: its checkpointed position (``restore``), and the open health
@@ -457,7 +515,8 @@ class StreamEngine:
                 "said": sorted(st._said), "fed": self.slow_fed if self.tiered else self.fed, "profiled": sorted(self.profiled),
                 "open": sorted(self.open_ids), "sources": self.sources,
                 "counters": {k: int(v) for k, v in self.counters.items()},
-                "rewinds": {k: list(v) for k, v in getattr(self, "rewinds", {}).items()}}
+                "rewinds": {k: list(v) for k, v in getattr(self, "rewinds", {}).items()},
+                "provisional": sorted(self.provisional)}
         self.store.con.execute(
             "INSERT OR REPLACE INTO stream_checkpoint (name, version, saved, meta, tail, hours) "
             "VALUES (?, ?, now(), ?, ?, ?)",
@@ -736,6 +795,10 @@ class StreamEngine:
             if res is not None:
                 self._take(res, rep)
         self._poll(rep)
+        if final and self.provisional:
+            # No readings will follow: every reading was judged final, so what is still
+            # provisional (a meter the final judgement did not take again) is not confirmed.
+            self._withdraw_provisional(list(self.provisional.values()), rep)
         self._cadence_check(rep, final)
         self.counters["judged"] += rep.judged
         return rep
@@ -1189,6 +1252,124 @@ class StreamEngine:
         self.counters["alerts_new"] += len(new)
         self.counters["alerts_updated"] += len(changed) - len(set(new) & {a.id for a in changed})
         self.counters["alerts_ended"] += len(ended)
+        if tier != "fast" and (self.provisional or getattr(res, "provisional", None)):
+            self._take_provisional(res, rep, tier)
+
+    def _take_provisional(self, res, rep: StepReport, tier: str) -> None:
+        """The provisional alerts of a full stitcher's step (:attr:`StreamConfig.provisional`),
+        after its final ones were taken. Per meter it judged, its provisional set replaces the
+        last: a provisional id now final is confirmed (its final version written exactly, the flag
+        gone; an acknowledged one keeps its status); one neither given again nor final is
+        withdrawn (deleted, as :func:`rejudge._withdraw` does, or, acknowledged or cleared by
+        someone, kept with ``evidence.withdrawn`` saying why: an operator's row does not vanish);
+        the others are written (new ones reported new: outputs, and actions that act on
+        provisional alerts, open them)."""
+        judged = set(getattr(res, "judged", ()) or ())
+        final = {a.id: a for a in res.alerts}
+        fast = self.fast_names if tier == "slow" else frozenset()
+        # (never an id the engine holds as final: a final alert stays final)
+        # (one near a long blocker's alert is not written, but one written before stays: withdrawn
+        # when its readings no longer make it, not when a blocker's spell comes near: that may not
+        # blank it, and it would come back final)
+        near = getattr(res, "provisional_near", None) or set()
+        given = {a.id: a for a in getattr(res, "provisional", ()) if a.detector not in fast and a.id not in final
+                 and (a.id in self.provisional or (a.id not in self.alerts and a.id not in near))}
+        confirmed = [final[i] for i in self.provisional if i in final]
+        gone = [a for i, a in self.provisional.items() if a.meter_id in judged and i not in given and i not in final]
+        if confirmed:
+            # (_take wrote the final version of each, but of one someone settled: written here,
+            # its status kept by the store's upsert; then each one's end and score exactly)
+            self._upsert([a for a in confirmed if a.id in self.settled])
+            self._set_exact(confirmed)
+            for a in confirmed:
+                self._prov_max.pop(a.id, None)
+            for a in confirmed:
+                self.provisional.pop(a.id, None)
+                if a.id in self.settled:   # kept by _take as it was: the final version, its status kept
+                    a = dataclasses.replace(a, status=self.alerts[a.id].status if a.id in self.alerts else a.status)
+                    rep.alerts.append(a)
+                self.alerts[a.id] = a
+                self._written[a.id] = _version(a)
+                rep.confirmed.append(a.id)
+                if a.id in self._prov_unsent:   # (a restart: the outputs may never have had it)
+                    self._prov_unsent.discard(a.id)
+                    rep.new.append(a.id)
+                log.info("alert %s (%s, %s) confirmed: no longer provisional", a.id, a.meter_id, a.detector)
+            self.counters["provisional_confirmed"] += len(confirmed)
+        if gone:
+            self._withdraw_provisional(gone, rep)
+        changed = [a for a in given.values() if self._written.get(a.id) != _version(a) and a.id not in self.settled]
+        self._upsert(changed)
+        self._set_exact(changed)
+        for a in changed:
+            e, sc = self._prov_max.get(a.id, (pd.Timestamp(a.end), a.score))
+            self._prov_max[a.id] = (max(e, pd.Timestamp(a.end)), max(sc, a.score))
+        for a in given.values():
+            if a.id not in self.provisional and a.id not in self.alerts:
+                rep.new.append(a.id)
+                self.counters["provisional_written"] += 1
+            elif a.id in self._prov_unsent:   # (a restart: written by the last run, maybe never output)
+                rep.new.append(a.id)
+            self._prov_unsent.discard(a.id)
+            if a.id not in self.settled:
+                self.alerts[a.id] = a
+            self.provisional[a.id] = a
+            self._det_of[a.id] = a.detector
+        rep.alerts += changed
+        for a in changed:
+            rep.tier_of[a.id] = tier
+
+    def _set_exact(self, alerts: list[Alert]) -> None:
+        """Set the stored end and score of ``alerts`` to theirs: the store's upsert keeps the
+        greatest (an alert only grows), but a provisional version may reach further than the
+        final one, or than its next provisional version. Only where one written before reached
+        further (``_prov_max``; the usual alert grows, and an UPDATE a step costs ms)."""
+        alerts = [a for a in alerts if a.id in self._prov_max
+                  and (pd.Timestamp(a.end) < self._prov_max[a.id][0] or a.score < self._prov_max[a.id][1])]
+        if alerts:
+            self.store.con.executemany('UPDATE alerts SET "end" = ?::TIMESTAMPTZ, score = ? WHERE id = ?',
+                                       [[a.end, a.score, a.id] for a in alerts])
+
+    def _withdraw_provisional(self, gone: list[Alert], rep: StepReport) -> None:
+        """Withdraw provisional alerts the final judgement did not find (see
+        :meth:`_take_provisional`); each is reported ended (outputs, actions' ``ended``) with
+        ``evidence.withdrawn`` the reason, and logged."""
+        delete, keep = [], []
+        for a in gone:
+            waits = ", ".join(a.evidence.get("waits_for") or ["its blockers"])
+            why = (f"withdrawn: judged again with {waits}'s findings on these readings, they no longer make this "
+                   f"alert ({waits} explains them, or they make another)")
+            w = dataclasses.replace(a, evidence={**a.evidence, "withdrawn": why})
+            (keep if a.id in self.settled else delete).append(w)
+            self.provisional.pop(a.id, None)
+            self._prov_max.pop(a.id, None)
+            self._prov_unsent.discard(a.id)
+            self._det_of.pop(a.id, None)
+            rep.withdrawn[a.id] = w
+            rep.ended.append(a.id)
+            log.info("alert %s (%s, %s from %s) %s", a.id, a.meter_id, a.detector, a.start, why)
+        con = self.store.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            if delete:
+                con.execute(f"DELETE FROM alerts WHERE id IN ({', '.join('?' for _ in delete)})", [a.id for a in delete])
+            for w in keep:   # settled by someone: the row stays, saying it was withdrawn and why
+                con.execute("UPDATE alerts SET evidence = ? WHERE id = ?", [json.dumps(w.evidence, default=str), w.id])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        for w in delete:
+            self.alerts.pop(w.id, None)
+            self._written.pop(w.id, None)
+            self._kept_before.discard(w.id)
+            self._checked.discard(w.id)
+        for w in keep:
+            self.alerts[w.id] = w
+            self._written[w.id] = _version(w)
+        self.counters["provisional_withdrawn"] += len(gone)
+        self.counters["provisional_withdrawn_settled"] += len(keep)
+        self.counters["alerts_withdrawn"] += len(delete)
 
     def add_events(self, alerts: list[Alert]) -> tuple[list[Alert], list[str]]:
         """Store alerts that sources made themselves (a signed tamper report is an alert as it
@@ -1629,3 +1810,5 @@ def _merge(rep: StepReport, held: StepReport) -> None:
     rep.written.update(held.written)
     rep.slow_cpu_s += held.slow_cpu_s
     rep.slow_taken += held.slow_taken
+    rep.confirmed += held.confirmed
+    rep.withdrawn.update(held.withdrawn)

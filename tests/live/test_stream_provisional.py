@@ -1,0 +1,268 @@
+"""Provisional alerts in the stream (issue 16; docs/live-log.md lat1, prov): the current rules that
+loose_ct's findings blank (phase_imbalance, neutral_tamper, sensor_fault) waited for loose_ct's final
+verdict, its blanking horizon of 1-4 days; the stream now writes such an alert as soon as its scores
+are final but for that verdict, marked ``evidence.provisional``, and withdraws it if the final
+judgement does not find it. The final alerts are ``detect``'s as before."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from wattwatch import api
+from wattwatch.runners.stream import StreamConfig, StreamEngine
+from wattwatch.sim import SimConfig, simulate
+from wattwatch.store import Store
+
+CONFIG = {"engine": {"profile_days": 1.0}}
+
+
+def _pieces(frame: pd.DataFrame, every: str) -> list[pd.DataFrame]:
+    """The profiling day as one piece, then one piece per ``every`` of data time."""
+    frame = frame.sort_values("ts", kind="stable")
+    day = frame["ts"].min().floor("1D") + pd.Timedelta("1D")
+    rest = frame[frame["ts"] >= day]
+    return [frame[frame["ts"] < day]] + [p for _, p in rest.groupby(rest["ts"].dt.floor(every), sort=True)]
+
+
+@pytest.fixture(scope="module")
+def hourly_bypass(tmp_path_factory) -> dict:
+    """One hourly meter, a neutral bypass after the profiling day, every default rule."""
+    out = tmp_path_factory.mktemp("prov-bypass")
+    simulate(SimConfig(meters=1, days=3.5, step="60min", seed=5, fault_share=1.0, faults=("neutral_bypass",),
+                       profile_days=1.0, outage_share=0.0, loose_ct_share=0.0, reset_share=0.0), out)
+    det = api.detect(out / "telemetry.parquet", db=out / "batch.duckdb", config=CONFIG)
+    return {"detect": det, "frame": api.read_frame(out / "batch.duckdb")}
+
+
+def test_an_hourly_bypass_is_written_provisional_within_hours_and_final_as_detect(hourly_bypass, tmp_path):
+    """At hourly, a neutral bypass's alert waited ~98 h for loose_ct's verdict (lat1); provisional,
+    it is written ~12 h after its start (neutral_tamper's own reach), marked, and the flag goes when
+    the final judgement finds it; once flushed the store holds exactly ``detect``'s alerts. A watcher
+    killed after the step that confirmed it wrote the store confirms it again once restarted."""
+    want = {a.id: a for a in hourly_bypass["detect"].alerts}
+    bypass = [a for a in want.values() if a.detector == "neutral_tamper"]
+    assert bypass, "the fleet has no bypass alert to time"
+    store, eng = _engine(tmp_path / "s.duckdb")
+    first: dict[str, pd.Timestamp] = {}   # detect's alert id -> data time it was first written (any version)
+    marked = set()
+    for p in _pieces(hourly_bypass["frame"], "2h"):
+        eng.add(p)
+        rep = eng.step()
+        eng.checkpoint()
+        now = p["ts"].max()
+        for x in rep.alerts:
+            if x.evidence.get("provisional"):
+                marked.add(x.id)
+                assert x.evidence["waits_for"] == ["loose_ct"] and "loose_ct" in x.evidence["provisional_note"]
+                row = store.con.execute("SELECT evidence FROM alerts WHERE id = ?", [x.id]).fetchone()
+                assert '"provisional": true' in row[0]
+            for a in bypass:
+                if x.meter_id == a.meter_id and x.detector == a.detector and x.start <= a.end and x.end >= a.start:
+                    first.setdefault(a.id, now)
+    confirmed = sorted(eng.flush().confirmed)
+    assert confirmed
+    # Killed after the flush that confirmed them wrote the store, before its outputs: the restarted
+    # watcher (its last checkpoint before the last piece, which its source gives it again) confirms
+    # them again: an action that waits for final alerts opens them on that.
+    store.close()
+    store, eng = _engine(tmp_path / "s.duckdb")
+    eng.add(p)
+    assert sorted(eng.flush().confirmed) == confirmed
+    for a in bypass:   # (not written before the flush: never, as far as live monitoring goes)
+        late = (first[a.id] - pd.Timestamp(a.start)) / pd.Timedelta("1h") if a.id in first else float("inf")
+        assert late <= 16, f"{a.id} first written {late:.0f} h after its start"
+    assert marked & set(want)
+    assert eng.counters["provisional_written"] >= 1 and not eng.provisional
+    rows = store.con.execute("SELECT id, evidence FROM alerts").fetchall()
+    assert {i for i, _ in rows} == set(want)
+    assert not any('"provisional"' in e for _, e in rows)
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def hourly_loose(tmp_path_factory) -> dict:
+    """An hourly meter whose CT clamp works loose after the profiling day, its first three days
+    (seed 1's M-00003: the clamp shows in fragments hours apart, and its first ones look like
+    a neutral bypass to neutral_tamper before loose_ct has a spell of its own)."""
+    out = tmp_path_factory.mktemp("prov-loose")
+    simulate(SimConfig(meters=3, days=6, step="60min", seed=1, fault_share=0.0, profile_days=1.0,
+                       outage_share=0.0, loose_ct_share=1.0, reset_share=0.0), out)
+    t = pd.read_parquet(out / "telemetry.parquet")
+    t = t[(t["meter_id"] == "M-00003") & (pd.to_datetime(t["ts"], utc=True) < pd.Timestamp("2025-01-09T00:00Z"))]
+    t.to_parquet(out / "one.parquet")
+    det = api.detect(out / "one.parquet", db=out / "batch.duckdb", config=CONFIG)
+    return {"detect": det, "frame": api.read_frame(out / "batch.duckdb")}
+
+
+def _engine(path) -> tuple[Store, StreamEngine]:
+    store = Store(path)
+    return store, StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG),
+                               StreamConfig(checkpoint_s=1e9, slow_thread=False))
+
+
+def _rows(store) -> dict[str, tuple]:
+    return {r[0]: r[1:] for r in store.con.execute(
+        'SELECT id, epoch_us("end"), score, status, evidence FROM alerts').fetchall()}
+
+
+def _detects(det) -> dict[str, tuple]:
+    return {a.id: (pd.Timestamp(a.end).value // 1000, a.score) for a in det.alerts}
+
+
+def test_a_loose_ct_fragment_is_provisional_then_withdrawn_and_final_is_detect(hourly_loose, tmp_path, caplog):
+    """A loose clamp seen in fragments: neutral_tamper's provisional alerts on its first fragments
+    are written, then withdrawn when loose_ct's verdict explains them (deleted, reported ended with
+    the reason, logged); the final alerts are ``detect``'s, end and score included."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="wattwatch.watch")
+    loose = {a.meter_id for a in hourly_loose["detect"].alerts if a.detector == "loose_ct"}
+    store, eng = _engine(tmp_path / "s.duckdb")
+    written, withdrawn = {}, {}
+    for k, p in enumerate(_pieces(hourly_loose["frame"], "4h")):
+        eng.add(p)
+        rep = eng.step()
+        for a in rep.alerts:
+            if a.evidence.get("provisional"):
+                written.setdefault(a.id, (k, a))
+        for i, a in rep.withdrawn.items():
+            withdrawn[i] = k
+            assert i in rep.ended and "loose_ct" in a.evidence["withdrawn"]
+            assert store.con.execute("SELECT count(*) FROM alerts WHERE id = ?", [i]).fetchone()[0] == 0
+    rep = eng.flush()
+    gone = {i: (written[i][0], k) for i, k in withdrawn.items()}
+    assert gone and all(w < k for w, k in gone.values()), gone
+    assert all(written[i][1].meter_id in loose and written[i][1].detector == "neutral_tamper" for i in gone)
+    assert eng.counters["provisional_withdrawn"] == eng.counters["alerts_withdrawn"] == len(gone)
+    assert sum("withdrawn: judged again with loose_ct" in r.getMessage() for r in caplog.records) == len(gone)
+    got = _rows(store)
+    assert {i: v[:2] for i, v in got.items()} == _detects(hourly_loose["detect"])
+    store.close()
+    hourly_loose["gone"] = gone
+
+
+def test_a_restart_between_write_and_withdrawal_withdraws_what_the_last_run_wrote(hourly_loose, tmp_path):
+    """The watcher dies (no checkpoint since) after writing provisional alerts and before the
+    final verdict; the restarted one finds them in the store and withdraws them when its judgement
+    does not confirm them. One an operator acknowledged meanwhile is not deleted: its row stays,
+    acknowledged, with ``evidence.withdrawn`` saying why. The rest is ``detect``'s."""
+    from wattwatch.alerts import store as alert_store
+
+    gone = hourly_loose.get("gone")
+    if gone is None:
+        pytest.skip("needs the withdrawal test's steps (run the module)")
+    w0 = min(k for k, _ in gone.values())     # the step that wrote the first of them
+    w = max(k for k, _ in gone.values())      # ... and the last of them
+    assert w < min(k for _, k in gone.values())   # before any was withdrawn
+    pieces = _pieces(hourly_loose["frame"], "4h")
+    path = tmp_path / "s.duckdb"
+    store, eng = _engine(path)
+    for k, p in enumerate(pieces[:w + 1]):
+        eng.add(p)
+        eng.step()
+        if k == w - 1:
+            eng.checkpoint()   # the last checkpoint: before the provisional alerts were written
+    prov = sorted(eng.provisional)
+    assert set(gone) <= set(prov)
+    acked = sorted(set(gone))[0]
+    alert_store.set_status(store.con, acked, "acknowledged")
+    eng.mark_settled(acked)
+    store.close()                              # (killed: nothing more saved)
+    store, eng = _engine(path)
+    assert set(eng.provisional) >= set(prov)   # found in the store, not in the checkpoint
+    new = set()
+    for p in pieces[w + 1:]:
+        eng.add(p)
+        new |= set(eng.step().new)
+    eng.flush()
+    # those written after the checkpoint may never have reached the outputs: new again when given
+    assert {i for i, (k, _) in gone.items() if k > w - 1} <= new
+    got = _rows(store)
+    assert not (set(gone) - {acked}) & set(got)
+    end, score, status, evidence = got.pop(acked)
+    assert status == "acknowledged" and '"withdrawn": "withdrawn: judged again with loose_ct' in evidence
+    assert {i: v[:2] for i, v in got.items()} == _detects(hourly_loose["detect"])
+    assert eng.counters["provisional_withdrawn_settled"] == 1 and not eng.provisional
+    store.close()
+
+
+def test_actions_that_switch_loads_wait_for_the_final_verdict_notifications_do_not(tmp_path):
+    """``on_provisional``: a command action (default false) neither opens a provisional alert nor
+    ends a withdrawn one, and opens it when it is confirmed; one with ``on_provisional = true`` opens
+    it at once and ends the withdrawn one, whose ``evidence.withdrawn`` it is given."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from wattwatch.actions.base import actions_for
+    from wattwatch.alerts.model import Alert
+    from wattwatch.runners.stream import StepReport
+
+    src = tmp_path / "t.csv"
+    pd.DataFrame({"meter_id": ["m"], "ts": ["2026-01-01T00:00:00Z"], "v_l1_v": [230.0]}).to_csv(src, index=False)
+    spec = {"type": "command", "argv": ["/bin/true"], "on": ["opened", "ended"]}
+    site = api.load_site({"sources": [{"type": "replay", "path": str(src)}],
+                          "actions": [{**spec, "name": "shed"}, {**spec, "name": "tell", "on_provisional": True}]})
+    store = Store(tmp_path / "a.duckdb")
+    eng = SimpleNamespace(store=store, alerts={})
+
+    def alert(start, **ev):
+        return Alert(meter_id="m", start=start, end=start, code="ALRM_NEUTRAL_TAMPER", severity="critical", score=0.9,
+                     detector="neutral_tamper", message="bypass", evidence=ev)
+
+    kept = alert("2026-01-01T00:00:00.000Z", provisional=True, waits_for=["loose_ct"])
+    gone = alert("2026-01-02T00:00:00.000Z", provisional=True, waits_for=["loose_ct"])
+    final = alert(kept.start)
+    reports = [StepReport(alerts=[kept, gone], new=[kept.id, gone.id]),
+               StepReport(alerts=[final], confirmed=[kept.id]),
+               StepReport(ended=[gone.id], withdrawn={gone.id: dataclasses.replace(
+                   gone, evidence={**gone.evidence, "withdrawn": "withdrawn: loose_ct"})})]
+    def done():
+        for o in site.outputs:
+            assert o.flush(30)
+        return {i: sorted(zip(actions_for(store.con, i)["action"], actions_for(store.con, i)["event"]))
+                for i in (kept.id, gone.id)}
+
+    seen = []
+    for rep in reports:
+        eng.alerts.update({a.id: a for a in rep.alerts})
+        for o in site.outputs:
+            o.alerts(rep, eng)
+        seen.append(done())
+    assert seen[0] == {kept.id: [("tell", "opened")], gone.id: [("tell", "opened")]}
+    assert seen[1][kept.id] == [("shed", "opened"), ("tell", "opened")]
+    assert seen[2][gone.id] == [("tell", "ended"), ("tell", "opened")]
+    for o in site.outputs:
+        o.close()
+    store.close()
+
+
+def test_a_provisional_alert_a_loose_ct_spell_comes_near_but_does_not_blank_stays_until_confirmed(tmp_path):
+    """Seed 5's M-00004 (hourly; loose CT from 01-08 21:00), to 01-09 06:00: seasonal_profile's
+    alerts of 01-07 08:00 and 01-08 08:00 are written provisional; loose_ct's spell then comes within
+    its horizon of them (82.5 h) but its findings do not blank them (``detect`` keeps both). They stay
+    provisional until the final judgement confirms them: not withdrawn when the spell comes near and
+    then written again final (outputs told opened, ended, opened of one alert)."""
+    out = tmp_path / "sim"
+    simulate(SimConfig(meters=8, days=8, step="60min", seed=5, fault_share=0.4, profile_days=1.0,
+                       outage_share=0.0, loose_ct_share=0.7, reset_share=0.0), out)
+    t = pd.read_parquet(out / "telemetry.parquet")
+    t = t[(t["meter_id"] == "M-00004") & (pd.to_datetime(t["ts"], utc=True) < pd.Timestamp("2025-01-09T06:00Z"))]
+    t.to_parquet(out / "one.parquet")
+    det = api.detect(out / "one.parquet", db=out / "batch.duckdb", config=CONFIG)
+    store, eng = _engine(tmp_path / "s.duckdb")
+    written, new, withdrawn, confirmed = set(), [], [], []
+    for p in _pieces(api.read_frame(out / "batch.duckdb"), "4h") + [None]:
+        if p is None:
+            rep = eng.flush()
+        else:
+            eng.add(p)
+            rep = eng.step()
+        written |= {a.id for a in rep.alerts if a.evidence.get("provisional")}
+        new += rep.new
+        withdrawn += list(rep.withdrawn)
+        confirmed += rep.confirmed
+    assert {a.detector for a in det.alerts if a.id in written} == {"seasonal_profile"} and len(written) == 2
+    assert not withdrawn and sorted(confirmed) == sorted(written) and len(new) == len(set(new))
+    assert {i: v[:2] for i, v in _rows(store).items()} == _detects(det)
+    store.close()
