@@ -256,7 +256,9 @@ def ingest(source: Source, db, mapping=None, rejects: str | Path | None = None) 
     Returns
     -------
     list
-        Per source: rows read, stored, merged, duplicates, rejected.
+        Per source: rows read, stored, merged, duplicates, rejected (``IngestCounts``), and
+        ``conflicts``: of the merged and duplicate rows, those that gave other values than the
+        reading kept.
 
     Raises
     ------

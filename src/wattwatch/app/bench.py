@@ -134,7 +134,7 @@ def _worker(fmt: str, path: str, db: str) -> dict:
     con.close()
     Path(base_db).unlink(missing_ok=True)
     return {"format": fmt, "rows": counts.read, "stored": counts.stored, "duplicates": counts.duplicates + counts.merged,
-            "rejected": counts.rejected, "seconds": round(seconds, 3), "rows_per_s": counts.read / seconds,
+            "conflicts": counts.conflicts, "rejected": counts.rejected, "seconds": round(seconds, 3), "rows_per_s": counts.read / seconds,
             "baseline_seconds": round(base_seconds, 3), "baseline_rows_per_s": counts.read / base_seconds,
             "ratio_to_baseline": base_seconds / seconds, "peak_rss_mb": peak_mb}
 

@@ -496,24 +496,35 @@ def ingest(
     """Load files into the store (idempotent: re-ingesting adds nothing).
 
     Each file is stored in one transaction. Interrupted (Ctrl-C), it exits 130 saying which files
-    the store holds."""
+    the store holds. Per file: read = stored + duplicates + rejected; duplicates are the copies
+    (within the file, or of readings already stored) that stored no new reading, conflicts those of
+    them that gave other values than the reading kept (whose values stay; said in a note)."""
     results, errors, writer = run_ingest(paths, db, mapping, rejects)
     if as_json:
         print(_json({"files": [
             {"source": c.source, "read": c.read, "stored": c.stored, "duplicates": c.duplicates + c.merged,
-             "already_stored": c.merged, "rejected": c.rejected, "values_dropped": dict(sorted(c.values_dropped.items())),
+             "already_stored": c.merged, "conflicts": c.conflicts, "rejected": c.rejected, "values_dropped": dict(sorted(c.values_dropped.items())),
              "channels_mostly_bad": c.mostly_bad, "seconds": round(c.seconds, 3)} for c in results],
             "errors": errors, "rejects_file": str(writer.path) if writer.count else None}))
     else:
-        # The values dropped get a column when there are some (a clean ingest's table is as it was).
+        # The values dropped and the conflicts get a column when there are some (a clean ingest's
+        # table is as it was).
         drops = any(c.values_dropped for c in results)
-        table = Table("file", "read", "stored", "duplicates", "rejected", *(["values dropped"] if drops else []),
-                      "rows/s", title=f"ingest -> {_term(str(db))}")
+        conflicts = any(c.conflicts for c in results)
+        table = Table("file", "read", "stored", "duplicates", *(["conflicts"] if conflicts else []),
+                      "rejected", *(["values dropped"] if drops else []), "rows/s", title=f"ingest -> {_term(str(db))}")
         for c in results:
             table.add_row(escape(_one_line(Path(c.source).name)), f"{c.read:,}", f"{c.stored:,}", f"{c.duplicates + c.merged:,}",
+                          *([f"{c.conflicts:,}"] if conflicts else []),
                           f"{c.rejected:,}", *([f"{sum(c.values_dropped.values()):,}"] if drops else []),
                           f"{c.rows_per_s:,.0f}")
         console.print(table)
+        if conflicts:
+            # (m2) as a watcher counts them (fast): copies of stored readings with other values, and
+            # each group of copies within a file with different values once; the notes show one each.
+            console.print(f"conflicts: {sum(c.conflicts for c in results):,} reading(s) given again with other values "
+                          "than those kept (counted in duplicates; the kept values stay; see the notes)",
+                          highlight=False, soft_wrap=True)
         dropped: dict[str, int] = {}
         for c in results:
             for ch, n in c.values_dropped.items():
@@ -1764,7 +1775,8 @@ def demo(
     faults = [e for e in sim["events"] if e["expect_alert"]]
     table = Table("step", "result", title="wattwatch demo")
     table.add_row("simulate", f"{meters} meters x {days:g} days, {sim['rows']:,} rows, {len(faults)} fault events")
-    table.add_row("ingest", f"{c.stored:,} stored, {c.duplicates + c.merged:,} duplicates merged, "
+    table.add_row("ingest", f"{c.stored:,} stored, {c.duplicates + c.merged:,} duplicates merged"
+                            + (f" ({c.conflicts:,} with other values)" if c.conflicts else "") + ", "
                             f"{c.rejected:,} rejected, {c.rows_per_s:,.0f} rows/s")
     table.add_row("detect", f"{len(result.alerts)} alerts on {len({a.meter_id for a in result.alerts})} meters, "
                             f"{result.readings_per_s:,.0f} readings/s")

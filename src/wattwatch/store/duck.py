@@ -157,7 +157,9 @@ class IngestCounts:
     changed: "pd.DataFrame | None" = None
     # (fast) Readings given again with other values than those kept, whose values were dropped:
     # copies of stored readings (each) and groups of copies within the ingest (each group once);
-    # the notes say them with an example.
+    # the notes say them with an example. (m2) Not apart from the rows above: each is one of the
+    # ``merged`` or ``duplicates`` rows (``ingest``'s table and ``--json`` show it beside them, "of
+    # which"); a watcher's engine takes them out of its ``duplicates`` counter.
     conflicts: int = 0
 
     @property
