@@ -21,7 +21,10 @@ lets a window reach that far past its reading (at most half of it; a large value
 before pkt). A reading is in the loss where it borders a gap or lies between lost readings,
 ``window_s`` before it and ``min(window_s, lead_s)`` after it (with ``lead_s`` 0: the gap after it
 alone); a pause in the loss up to ``merge_gap_s`` (12 h: the 6 h either side the centred rule read)
-does not split the alert.
+does not split the alert. No ``min_duration_s``: the evidence is ``min_lost`` readings lost, more
+than the limit's share of a window; where the window that first says it ends at a single lost
+reading (five lost an hour apart at 5 minutes, SPEC's "more than 5 %"), its two edges are the alert
+(10 minutes, the window's share in its message), which later losses extend.
 
 A share is only evidence when it counts enough readings: 5 % of a 6-hour window of hourly
 readings is one reading, and one or two random losses (a meter loses a reading every few days)
@@ -180,7 +183,7 @@ class PacketLossConfig(DetectorConfig):
     cadence_span_s: float = CADENCE_SPAN_S
     cadence_share: float = CADENCE_SHARE
     lead_s: float = 0.0
-    post: PostRule = PostRule(min_duration_s=1800.0, min_readings=2, merge_gap_s=12 * 3600.0, max_bridge_s=86400.0,
+    post: PostRule = PostRule(min_duration_s=0.0, min_readings=2, merge_gap_s=12 * 3600.0, max_bridge_s=86400.0,
                               bridge_gaps=True)
 
 
@@ -579,7 +582,9 @@ class PacketLoss(Detector):
         expected = (t[rows[-1]] - t[rows[0]]) / cad + 1
         lost = min(lost, max(0.0, round(expected) - (rows[-1] - rows[0] + 1)))   # counted, as in _score
         share = lost / expected if expected > 0 else float("nan")
-        worst = float(np.nanmax(frac[rows]))
+        # (pkt) no window of the span may say a share (a data gap within min_expected readings of
+        # the meter's first, its windows behind truncated): the span's own share then
+        worst = float(np.nanmax(frac[rows])) if np.isfinite(frac[rows]).any() else share
         w = float(np.median(w_all[rows]))
         with quiet():
             short = float(np.nanmax(frac2[rows])) if np.isfinite(frac2[rows]).any() else float("nan")
