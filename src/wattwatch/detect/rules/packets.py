@@ -402,8 +402,16 @@ class PacketLoss(Detector):
         # Truncated at the meter's first and last reading here: the start and end of the data are
         # not loss. (Within the window of the piece's ends, i.e. inside its reach.)
         first, last = t[starts][seg], t[ends - 1][seg]
+        # (rpkt) A window that ends at its reading is truncated at the meter's first reading by
+        # at most w - 2 lead (centred: at the first reading, as before pkt; lead 0: not at all,
+        # nothing is lost before the first reading but the window expects its whole length). A
+        # trailing window truncated there held as few as min_expected readings: 4 seconds lost
+        # in a 1-s logger's first minute, a 1-minute meter's 4 lost in its first half hour, or
+        # a jittered 1-s logger losing nothing were alerts that the same readings later in the
+        # data are not.
         with quiet():
-            expected = (np.minimum(t + lead, last) - np.maximum(t + lead - w, first)) / cad
+            floor = first - np.fmax(w - 2 * lead, 0.0)
+            expected = (np.minimum(t + lead, last) - np.maximum(t + lead - w, floor)) / cad
         in_window = np.zeros(len(t))
         held = np.zeros(len(t))
         v = np.where(np.isfinite(lost), lost, 0.0)
