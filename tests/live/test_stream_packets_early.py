@@ -55,6 +55,11 @@ def test_heavy_packet_loss_is_written_within_the_hours_its_evidence_takes(tmp_pa
                 first.setdefault(a.meter_id, p["ts"].max())
     eng.flush()
     assert {a.id for a in det.alerts} == set(eng.alerts)   # the final alerts are detect's
+    # ... with detect's messages and evidence (rpkt: where the loss began, read back from the
+    # alert's start, is in the stream's tail)
+    got = {i: (a.end, a.message, a.evidence) for i, a in eng.alerts.items()}
+    assert got == {a.id: (a.end, a.message, a.evidence) for a in det.alerts}
+    assert all("loss_since" in a.evidence for a in det.alerts), [a.message for a in det.alerts]
     store.close()
     onset = T0 + pd.Timedelta(hours=LOSS_H)
     for m, (_, _, bound) in METERS.items():

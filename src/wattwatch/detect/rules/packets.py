@@ -605,6 +605,24 @@ class PacketLoss(Detector):
         span_s = float(t[rows[-1]] - t[rows[0]])
         ev = {"kind": "packet_loss", "missing_readings": int(lost), "expected_readings": int(round(expected)),
               "missing_share": rnd(share, 4), "worst_window_share": rnd(worst, 4), "cadence_s": rnd(cad, 1)}
+        # (rpkt) Where the loss began: the alert opens where the window behind a reading is evidence,
+        # up to a window after the first lost reading; the first gap in the window behind the
+        # alert's first reading (within the reach: the stream keeps it before an open alert) and
+        # the readings lost there before the alert's start.
+        seg = df["_seg"].to_numpy()
+        r0 = int(rows[0])
+        m0 = int(np.searchsorted(seg, seg[r0], side="left"))   # the meter's first row (a prepared frame: by meter)
+        w0 = float(w_all[r0]) if np.isfinite(w_all[r0]) else 0.0
+        lo = m0 + 1 + int(np.searchsorted(t[m0 + 1:r0 + 1], t[r0] - w0, side="left"))   # a gap ends after the first
+        gaps = np.flatnonzero(np.nan_to_num(lost_all[lo:r0 + 1]) >= 1)
+        since = ""
+        if len(gaps):
+            j = lo + int(gaps[0])
+            before = int(np.nansum(lost_all[j:r0]))
+            iso = lambda x: pd.Timestamp(round(x * 1000), unit="ms", tz="UTC").isoformat().replace("+00:00", "Z")
+            ev.update(loss_since=iso(t[j - 1]), lost_before_start=before)
+            if before > 0:
+                since = f"; the loss began after {ev['loss_since']}: {before} more lost before the alert's start"
         # A data gap lost gap_lost readings in a row at least (two lost hours in a row are not one, q56;
         # an alert the short window found around such a pair says packet loss, q66).
         in_gap = float(span_lost[g - rows[0] - 1]) if g > rows[0] else 0.0
@@ -619,7 +637,7 @@ class PacketLoss(Detector):
                            "check the meter's logger and communication path; backfill the gap from the meter's "
                            "own memory if it keeps one")
         return Finding("critical", f"{lost:.0f} of {expected:.0f} expected readings missing ({share:.0%}; worst "
-                                   f"{w / 3600:g} h window {worst:.0%}, cadence {cad:.0f} s)", ev,
+                                   f"{w / 3600:g} h window {worst:.0%}, cadence {cad:.0f} s){since}", ev,
                        "check the meter's communication path (gateway, signal, Ethernet errors)")
 
 
