@@ -5,8 +5,11 @@ their own terms, and per stretch where a meter was reconfigured after its state 
 below); timestamp jitter does not matter (a gap of g cadences is round(g) - 1 lost
 readings, and a window never counts more lost than it expects beyond the readings it holds, so
 stamps jittering by a large part of the cadence are not loss) and duplicates are merged before
-detection. The window ends at the reading (``lead_s``, below) and is truncated at the meter's
-first reading, so the start of the data is not mistaken for loss.
+detection. The window ends at the reading (``lead_s``, below); nothing before the meter's first
+reading is lost, and the window still expects its whole length there (rpkt: truncated to its first
+20 readings, 4 lost in a meter's first minutes were an alert the same loss later is not), so the
+start of the data is neither loss nor a window too short to judge. The alert's message says where
+the loss began (``loss_since``: the first gap in the window behind its first reading).
 
 Ending at the reading (pkt, issue 16): a reading's share is the window behind it, so its score is
 final as soon as the gaps that say its cadence are in (below: 24 min at 1 minute, 2 h at 5 and 15
