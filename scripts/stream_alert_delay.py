@@ -76,9 +76,16 @@ def main() -> None:
         prov = {k: int(eng.counters[k]) for k in ("provisional_written", "provisional_confirmed",
                                                    "provisional_withdrawn")}
         store.close()
+        events = json.loads((tmp / "fleet" / "events.json").read_text())
+    # (rpkt) packet loss also from when the loss began (the simulated event's start): its alert
+    # opens where the window behind a reading is evidence, after the loss began.
+    began = {}
+    for ev in events if isinstance(events, list) else events.get("events", []):
+        if ev.get("type") == "packet_loss":
+            began.setdefault(ev["meter_id"], []).append(pd.Timestamp(ev["start"]))
     out = {}
     for name in RULES:
-        delays, flush = [], 0
+        delays, flush, from_loss = [], 0, []
         for x in det.alerts:
             if x.detector != name:
                 continue
@@ -86,9 +93,14 @@ def main() -> None:
             first = [w[0] for w in seen if w[1] == x.meter_id and w[2] == name and w[3] <= e and w[4] >= s]
             if first:
                 delays.append(round((min(first) - s) / pd.Timedelta("1h"), 2))
+                b = [v for v in began.get(x.meter_id, []) if v <= min(first)] if name == "packet_loss" else []
+                if b:
+                    from_loss.append(round((min(first) - max(b)) / pd.Timedelta("1h"), 2))
             else:
                 flush += 1
         out[name] = {"delay_h": sorted(delays), "flush_only": flush}
+        if from_loss:
+            out[name]["from_loss_began_h"] = sorted(from_loss)
     res = {"step": a.step, "seed": a.seed, "without": a.without, "stream_equals_detect": equal,
            "provisional": prov,
            "cpu_s": round(time.process_time() - cpu, 1), "rules": out}
@@ -100,7 +112,9 @@ def main() -> None:
         for name, r in out.items():
             d = r["delay_h"]
             print(f"  {name:16s} " + (f"{d[0]:.1f}-{d[-1]:.1f} h ({len(d)} alerts)" if d else "-")
-                  + (f", {r['flush_only']} only at the flush" if r["flush_only"] else ""))
+                  + (f", {r['flush_only']} only at the flush" if r["flush_only"] else "")
+                  + (f"; from the loss's start {r['from_loss_began_h'][0]:.1f}-{r['from_loss_began_h'][-1]:.1f} h"
+                     if r.get("from_loss_began_h") else ""))
 
 
 if __name__ == "__main__":

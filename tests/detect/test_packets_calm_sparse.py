@@ -34,7 +34,8 @@ def _whole(d, names, seg, starts, t, dt, lo, hi) -> np.ndarray:
     half = d._window(cad_m) / 2
     half = np.where(np.isfinite(half), half, np.inf)
     with np.errstate(invalid="ignore"):
-        i0 = st.search(st.ks, SegTimes.to_us(np.asarray(lo, float) - half - 1.0), "left")
+        # (pkt) a whole window back: a window reaches at most half its length past a reading
+        i0 = st.search(st.ks, SegTimes.to_us(np.asarray(lo, float) - 2 * half - 1.0), "left")
         i1 = st.search(st.ks, SegTimes.to_us(np.asarray(hi, float) + half + 1.0), "right")
     i1 = np.minimum(i1 + 1, st.lens)
     c = np.concatenate([[0.0], np.cumsum(lost)])

@@ -103,9 +103,8 @@ def test_a_gap_of_three_lost_in_a_row_is_judged_two_calm(monkeypatch):
     ``detect`` raises (its edges, hours 53 and 57, each score 3 / 3 = the threshold; B's 2 / 4 is
 the share bound's, under it). The verdict's span reaches
     the gap's end (the reading of hour 57, which carries the lost readings) from the piece that
-    makes A's hour 13 final (its hour 62: a reading is final some 49 hours later at hourly cadence;
-    13 h + the 40-h half window + 1 s reaches hour 53, and the gap after it counts): A is calm up to
-    its hour 61 and judged at 62. B (a three-hour silence, two lost) and C (three lost: one, then
+    brings it (hour 57: a reading is final some 26 hours later at hourly cadence since pkt, and the
+    span reaches a whole window back from the first not final): A is judged from then on. B (a three-hour silence, two lost) and C (three lost: one, then
     two in a row) are calm at the same pieces, as is Q (none lost)."""
     frame, dets = _fleet({"A": [54, 55, 56], "B": [54, 55], "C": [51, 54, 55], "Q": []}, 108)
     want = core.run(frame, dets).alerts
@@ -116,8 +115,10 @@ the share bound's, under it). The verdict's span reaches
 
     def calm(m, h):
         return taken[frozenset({(m, h)})]
-    assert [calm("A", h) for h in (57, 58, 59, 60, 61)] == [1] * 5, "A should be calm before its gap is in the span"
-    assert calm("A", 62) == 0, "the first span that holds three lost in a row should be judged"
+    # pkt: a reading's score waits no longer for the centred half window (40 h) but for the gaps that
+    # say its cadence and the short window (6 + 20 h at hourly): the span of readings not yet final
+    # holds the gap from the piece that brings its end on, and A is judged from then on.
+    assert [calm("A", h) for h in (57, 58, 59, 60, 61, 62)] == [0] * 6, "a span that holds three lost in a row is judged"
     assert [calm(m, h) for m in "BCQ" for h in (61, 62, 63)] == [1] * 9, "two lost in a row should be calm"
 
 

@@ -5,8 +5,29 @@ their own terms, and per stretch where a meter was reconfigured after its state 
 below); timestamp jitter does not matter (a gap of g cadences is round(g) - 1 lost
 readings, and a window never counts more lost than it expects beyond the readings it holds, so
 stamps jittering by a large part of the cadence are not loss) and duplicates are merged before
-detection. The window is centred and truncated at the meter's
-first and last reading, so the start and end of the data are not mistaken for loss.
+detection. The window ends at the reading (``lead_s``, below); nothing before the meter's first
+reading is lost, and the window still expects its whole length there (rpkt: truncated to its first
+20 readings, 4 lost in a meter's first minutes were an alert the same loss later is not), so the
+start of the data is neither loss nor a window too short to judge. The alert's message says where
+the loss began (``loss_since``: the first gap in the window behind its first reading).
+
+Ending at the reading (pkt, issue 16): a reading's share is the window behind it, so its score is
+final as soon as the gaps that say its cadence are in (below: 24 min at 1 minute, 2 h at 5 and 15
+minutes, 6 h at hourly), and a live watcher writes the alert as soon as the readings behind it are
+evidence. With the window centred (before pkt) a reading waited for the half window ahead of it
+and for lost readings up to ``window_s`` ahead (the first written alert 7.5 h after the loss began
+at 1 minute, 9.3 h at 5, 13-16.5 h at 15, 50 h at hourly; live-log lat1). What it costs: an alert
+opens at the first reading whose window behind it is evidence, not at the first lost reading (at
+40 % loss ~50 min later at 1 minute, ~1 h at 5, ~3 h at 15; light loss later still, as its evidence
+takes), and the window behind a reading reads a whole window back (the stream's tail). ``lead_s``
+lets a window reach that far past its reading (at most half of it; a large value: centred, as
+before pkt). A reading is in the loss where it borders a gap or lies between lost readings,
+``window_s`` before it and ``min(window_s, lead_s)`` after it (with ``lead_s`` 0: the gap after it
+alone); a pause in the loss up to ``merge_gap_s`` (12 h: the 6 h either side the centred rule read)
+does not split the alert. No ``min_duration_s``: the evidence is ``min_lost`` readings lost, more
+than the limit's share of a window; where the window that first says it ends at a single lost
+reading (five lost an hour apart at 5 minutes, SPEC's "more than 5 %"), its two edges are the alert
+(10 minutes, the window's share in its message), which later losses extend.
 
 A share is only evidence when it counts enough readings: 5 % of a 6-hour window of hourly
 readings is one reading, and one or two random losses (a meter loses a reading every few days)
@@ -25,7 +46,7 @@ near a loss is not part of it), so an alert spans the lossy stretch, not half a 
 at hourly cadence) either side of it. A gap has two readings at its edges: two are enough for an
 alert (``min_readings``), the duration being the gap's; a gap of up to a day does not split the
 stretch (``max_bridge_s``: there are no readings in it to say otherwise), nor does a pause in the
-loss shorter than the window (``merge_gap_s``).
+loss shorter than ``merge_gap_s`` (12 h).
 
 ``min_lost`` guards against scattered single losses; a meter silent for hours is not one. A single
 gap that lost ``gap_lost`` (3) readings in a row and lasts ``gap_s`` (2 h) or more in whole
@@ -103,8 +124,11 @@ judged exactly as before; what is not followed: a new stretch whose stamps jitte
 hours (read as a meter at twice its cadence). The cadence of a stretch is
 :func:`wattwatch.detect.cadence.stretch_cadence`, which firmware_drift and neutral_tamper follow too (cad43).
 The reach in readings is those gaps either side, so scores near the newest reading are final that
-many readings later (24 min at 1 minute, 2 h at 5 and 15 minutes, 6 h at hourly cadence): at 15
-minutes the reach stays within the stream's fast tier (12 h)."""
+many readings later (24 min at 1 minute, 2 h at 5 and 15 minutes, 6 h at hourly cadence). The
+short window (30 minutes and coarser) stays centred: a reading waits for it (20 h at hourly, 10 h
+at 30 minutes). Back, a reading reads its whole window: at 15 minutes 20 h, beyond the stream's
+fast tier (12 h), so packet_loss is judged there every hour of data (the slow tier), at 1 and 5
+minutes every step."""
 
 from __future__ import annotations
 
@@ -144,7 +168,9 @@ class PacketLossConfig(DetectorConfig):
     and what share of them must agree on one other than the learned (module docstring);
     ``supply_lost_fraction``: the gap after a reading whose voltage is under this share of the
     nominal on every phase is the supply outage's silence and loses nothing (0: off; module
-    docstring)."""
+    docstring); ``lead_s``: how far past a reading its windows reach (at most half of each; 0: they
+    end at the reading, so a live alert is written as soon as the readings behind it are evidence;
+    a large value: centred windows, the rule before pkt; module docstring)."""
 
     limit: float = 0.05
     window_s: float = 6 * 3600.0
@@ -159,7 +185,8 @@ class PacketLossConfig(DetectorConfig):
     cadence_gaps: int = CADENCE_GAPS
     cadence_span_s: float = CADENCE_SPAN_S
     cadence_share: float = CADENCE_SHARE
-    post: PostRule = PostRule(min_duration_s=1800.0, min_readings=2, merge_gap_s=6 * 3600.0, max_bridge_s=86400.0,
+    lead_s: float = 0.0
+    post: PostRule = PostRule(min_duration_s=0.0, min_readings=2, merge_gap_s=12 * 3600.0, max_bridge_s=86400.0,
                               bridge_gaps=True)
 
 
@@ -194,12 +221,36 @@ class PacketLoss(Detector):
             least = max(c.min_expected, c.min_lost / c.limit if c.limit > 0 else 0.0)
             return np.fmax(c.window_s, least * cadence_s)
 
+    def _lead(self, w: np.ndarray) -> np.ndarray:
+        """How far past a reading a window of length ``w`` reaches: ``lead_s``, at most half of it."""
+        with quiet():
+            return np.fmin(np.asarray(w, float) / 2, self.config.lead_s)
+
     def lookback_s(self, cadence_s):
-        # The share's window, and where a reading is in the loss (lost readings window_s around it).
-        return np.fmax(self._window(cadence_s) / 2, self.config.window_s)
+        # The share's window behind a reading (all of it when it ends at the reading), and where a
+        # reading is in the loss (lost readings window_s before it).
+        w = self._window(cadence_s)
+        return np.fmax(w - self._lead(w), self.config.window_s)
 
     def lookahead_s(self, cadence_s):
-        return np.fmax(self._window(cadence_s) / 2, self.config.window_s)
+        # The share's window past a reading (lead_s at most), where a reading is in the loss (lost
+        # readings min(window_s, lead_s) after it; centred windows, lead_s large: half the window,
+        # or window_s, as before pkt); and where the short window can hold min_expected readings at
+        # a cadence where min_lost of them are gap_s of data (_dense, centred: a reading in the loss
+        # within half a short window of a dense one, whose window reaches half a window further):
+        # the learned cadence's short window (30 minutes and coarser; at 1 to 15 minutes it cannot).
+        c = self.config
+        w = self._window(cadence_s)
+        w2 = self._dense_window(cadence_s)
+        with quiet():
+            own = np.fmin(np.fmax(w / 2, c.window_s), 2 * c.lead_s)
+            can = (c.min_lost > 0) & (w2 * (c.min_lost + GAP_TOL) >= (c.min_expected - 0.5) * c.gap_s)
+        return np.where(can, np.fmax(own, w2), own)
+
+    def _dense_window(self, cadence_s: np.ndarray) -> np.ndarray:
+        """The short window at a learned cadence (:meth:`_short_window`, no longer than half the
+        share window), which no reading's short window of the meter exceeds (:meth:`_dense`)."""
+        return np.fmin(self._short_window(cadence_s), self._window(cadence_s) / 2)
 
     def _fit(self, df: pd.DataFrame) -> dict:
         """Besides the meter's cadence (kept with every state): how much shorter than the cadence its
@@ -259,7 +310,8 @@ class PacketLoss(Detector):
         """Window per reading: its cadence's (:meth:`_window`), no longer than the reach the learned
         cadence ``cad`` declares either side (:meth:`lookback_s`)."""
         with quiet():
-            return np.fmin(self._window(c_row), 2 * self.lookback_s(cad))
+            back = self.lookback_s(cad)
+            return np.fmin(self._window(c_row), back + np.fmin(back, self.config.lead_s))
 
     def calm_meters(self, names, seg: np.ndarray, starts: np.ndarray, t: np.ndarray, dt: np.ndarray,
                     lo: np.ndarray, hi: np.ndarray, st=None) -> np.ndarray:
@@ -315,9 +367,11 @@ class PacketLoss(Detector):
             st = SegTimes(t, seg, starts, ends)
         half = self._window(cad_m) / 2
         half = np.where(np.isfinite(half), half, np.inf)
-        # A second either side to spare: counting more lost readings is never wrong here.
+        # A window reaches at most half its length past a reading (lead_s) and the rest before it,
+        # a short one (_dense) no further either way: a whole window back, half ahead. A second
+        # either side to spare: counting more lost readings is never wrong here.
         with quiet():
-            i0 = st.search(st.ks, SegTimes.to_us(np.asarray(lo, float) - half - 1.0), "left")
+            i0 = st.search(st.ks, SegTimes.to_us(np.asarray(lo, float) - 2 * half - 1.0), "left")
             i1 = st.search(st.ks, SegTimes.to_us(np.asarray(hi, float) + half + 1.0), "right")
         i1 = np.minimum(i1 + 1, st.lens)   # and the gap after the last of them
         a, b = starts + np.minimum(i0, i1), starts + i1   # each meter's span [a, b) of rows
@@ -335,38 +389,54 @@ class PacketLoss(Detector):
         return calm
 
     def _counted(self, df: pd.DataFrame, lost: np.ndarray, cad: np.ndarray, w_m: np.ndarray, w: np.ndarray,
-                 other: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per reading: the readings lost in its centred window and the readings that window expects
-        (``cad`` the reading's stretch's cadence, ``w_m`` the window per meter, ``w`` per reading:
-        its cadence's; ``other``: per meter, its gaps say another cadence somewhere, and its windows
-        follow each reading's)."""
+                 other: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                 centred: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Per reading: the readings lost in its window (``w`` long, reaching :meth:`_lead` past the
+        reading, half of it where ``centred``: ``[t + lead - w, t + lead]``) and
+        the readings that window expects (``cad`` the reading's stretch's cadence, ``w_m`` the
+        window per meter, ``w`` per reading: its cadence's; ``other``: per meter, its gaps say
+        another cadence somewhere, and its windows follow each reading's)."""
         seg, t = df["_seg"].to_numpy(), df["_t"].to_numpy()
-        # Truncated at the meter's first and last reading here: the start and end of the data are
-        # not loss. (Within half a window of the piece's ends, i.e. inside its reach.)
-        first, last = t[starts][seg], t[ends - 1][seg]
+        # Each meter's window, or each reading's where its gaps say another cadence somewhere.
+        w_row = np.where(other[seg], w, w_m[seg]) if len(t) else np.zeros(0)
         with quiet():
-            expected = (np.minimum(t + w / 2, last) - np.maximum(t - w / 2, first)) / cad
-        # One pass, each meter with its own window (its cadence's).
-        w_known = np.where(np.isfinite(w_m), w_m, 0.0)
-        in_window = window_sum(lost, t, seg, w_known, centred=True, memo=cache(df))
+            lead = w / 2 if centred else self._lead(w)   # (the expected readings follow the reading's own window)
+            lead_row = w_row / 2 if centred else self._lead(w_row)
+        # Truncated at the meter's first and last reading here: the start and end of the data are
+        # not loss. (Within the window of the piece's ends, i.e. inside its reach.)
+        first, last = t[starts][seg], t[ends - 1][seg]
+        # (rpkt) A window that ends at its reading is truncated at the meter's first reading by
+        # at most w - 2 lead (centred: at the first reading, as before pkt; lead 0: not at all,
+        # nothing is lost before the first reading but the window expects its whole length). A
+        # trailing window truncated there held as few as min_expected readings: 4 seconds lost
+        # in a 1-s logger's first minute, a 1-minute meter's 4 lost in its first half hour, or
+        # a jittered 1-s logger losing nothing were alerts that the same readings later in the
+        # data are not.
+        with quiet():
+            floor = first - np.fmax(w - 2 * lead, 0.0)
+            expected = (np.minimum(t + lead, last) - np.maximum(t + lead - w, floor)) / cad
+        in_window = np.zeros(len(t))
+        held = np.zeros(len(t))
+        v = np.where(np.isfinite(lost), lost, 0.0)
+        fin = np.isfinite(w_row)
+        for a, b in zip(starts, ends):  # a loop over meters, each step vectorised
+            if not fin[a:b].any():
+                continue
+            x = t[a:b]
+            ww, ll = np.where(fin[a:b], w_row[a:b], 0.0), np.where(fin[a:b], lead_row[a:b], 0.0)
+            lo = np.searchsorted(x, x + ll - ww, side="left")
+            hi = np.searchsorted(x, x + ll, side="right")
+            c = np.concatenate([[0.0], np.cumsum(v[a:b])])
+            in_window[a:b], held[a:b] = c[hi] - c[lo], (hi - lo).astype(float)
         in_window = np.where(np.isfinite(w), in_window, np.nan)
         # Counted, not only measured from gaps: a window cannot have lost more readings than it
         # expects beyond those it holds (+1 for the fence post). Gaps alone overcount when the
         # stamps jitter by a large part of the cadence (a 1-s logger stamping +-0.4 s opens 1.8-s
         # gaps, each read as a lost reading, while every reading is there).
-        held = window_count(t, seg, w_known, centred=True, memo=cache(df))
-        # A meter whose gaps say another cadence somewhere: its windows follow each reading's.
-        for k in np.flatnonzero(other & np.isfinite(w_m)):  # a loop over such meters, each step vectorised
-            a, b = starts[k], ends[k]
-            x, h = t[a:b], w[a:b] / 2
-            lo = np.searchsorted(x, x - h, side="left")
-            hi = np.searchsorted(x, x + h, side="right")
-            c = np.concatenate([[0.0], np.cumsum(np.where(np.isfinite(lost[a:b]), lost[a:b], 0.0))])
-            in_window[a:b], held[a:b] = c[hi] - c[lo], (hi - lo).astype(float)
         with quiet():
             in_window = np.minimum(in_window, np.clip(np.round(expected) + 1 - held, 0, None))
-        # A reading borders the gap after it however long: a gap longer than half the window is
-        # counted at its first edge too (the window centred there does not reach the reading that
+        # A reading borders the gap after it however long: a gap reaching past the window's end
+        # is counted at its first edge too (the window there does not reach the reading that
         # carries it), so a data gap of hours or months has both its edges in the loss.
         lost_next = np.zeros(len(t))
         t_next = np.full(len(t), -np.inf)
@@ -376,7 +446,7 @@ class PacketLoss(Detector):
             lost_next[:-1] = np.where(same, lost0[1:], 0.0)
             t_next[:-1] = np.where(same, t[1:], -np.inf)
         with quiet():
-            in_window = in_window + np.where(t_next > t + w / 2, lost_next, 0.0)
+            in_window = in_window + np.where(t_next > t + lead, lost_next, 0.0)
         return in_window, expected
 
     def _score(self, df: pd.DataFrame) -> Scored:
@@ -402,13 +472,14 @@ class PacketLoss(Detector):
         with quiet():
             at_most = in_window <= self.config.limit * np.round(expected) + 1e-9
         score = np.where(at_most & np.isfinite(score), np.minimum(score, np.nextafter(1.0, 0.0)), score)
-        # In the loss: at a gap's edge, or between lost readings at most window_s away.
-        # Elsewhere the window's share still counts the loss, but the reading is not in it.
+        # In the loss: at a gap's edge, or between lost readings at most window_s before and
+        # min(window_s, lead_s) after it. Elsewhere the window's share still counts the loss, but
+        # the reading is not in it.
         gap = lost0 >= 1
         edge = gap.copy()
         edge[:-1] |= gap[1:] & (seg[1:] == seg[:-1])
         half = np.full(len(w_m), self.config.window_s)
-        before, after = _around(lost0, t, seg, half)
+        before, after = _around(lost0, t, seg, half, np.fmin(half, self.config.lead_s))
         inside = (edge | ((before >= 1) & (after >= 1))) & (before + after >= 2)
         score = np.where(inside | ~np.isfinite(score), score, np.minimum(score, 0.0))
         if self.config.min_lost > 0:
@@ -445,14 +516,14 @@ class PacketLoss(Detector):
         none = np.full(len(seg), np.nan)
         if c.min_lost <= 0 or not len(seg):
             return none, none, np.zeros(len(seg))
-        cap_m = self._window(cad_m) / 2
-        w2_m = np.fmin(self._short_window(cad_m), cap_m)
-        w2 = np.fmin(self._short_window(cad), cap_m[seg])
+        w2_m = self._dense_window(cad_m)
+        # (pkt) no longer than the learned cadence's: within the reach it declares (lookahead_s).
+        w2 = np.fmin(self._short_window(cad), w2_m[seg])
         with quiet():
             domain = (c.min_lost + GAP_TOL) * cad >= c.gap_s
         if not (domain & inside).any():   # no reading in a loss to score
             return none, none, w2
-        n2, e2 = self._counted(df, lost, cad, w2_m, w2, other, starts, ends)
+        n2, e2 = self._counted(df, lost, cad, w2_m, w2, other, starts, ends, centred=True)
         with quiet():
             ok = domain & (np.round(e2) >= c.min_expected) & (n2 >= c.min_lost) & (n2 > c.limit * np.round(e2) + 1e-9)
         score = np.where(ok & inside, n2 / c.min_lost, np.nan)
@@ -522,7 +593,9 @@ class PacketLoss(Detector):
         expected = (t[rows[-1]] - t[rows[0]]) / cad + 1
         lost = min(lost, max(0.0, round(expected) - (rows[-1] - rows[0] + 1)))   # counted, as in _score
         share = lost / expected if expected > 0 else float("nan")
-        worst = float(np.nanmax(frac[rows]))
+        # (pkt) no window of the span may say a share (a data gap within min_expected readings of
+        # the meter's first, its windows behind truncated): the span's own share then
+        worst = float(np.nanmax(frac[rows])) if np.isfinite(frac[rows]).any() else share
         w = float(np.median(w_all[rows]))
         with quiet():
             short = float(np.nanmax(frac2[rows])) if np.isfinite(frac2[rows]).any() else float("nan")
@@ -535,6 +608,24 @@ class PacketLoss(Detector):
         span_s = float(t[rows[-1]] - t[rows[0]])
         ev = {"kind": "packet_loss", "missing_readings": int(lost), "expected_readings": int(round(expected)),
               "missing_share": rnd(share, 4), "worst_window_share": rnd(worst, 4), "cadence_s": rnd(cad, 1)}
+        # (rpkt) Where the loss began: the alert opens where the window behind a reading is evidence,
+        # up to a window after the first lost reading; the first gap in the window behind the
+        # alert's first reading (within the reach: the stream keeps it before an open alert) and
+        # the readings lost there before the alert's start.
+        seg = df["_seg"].to_numpy()
+        r0 = int(rows[0])
+        m0 = int(np.searchsorted(seg, seg[r0], side="left"))   # the meter's first row (a prepared frame: by meter)
+        w0 = float(w_all[r0]) if np.isfinite(w_all[r0]) else 0.0
+        lo = m0 + 1 + int(np.searchsorted(t[m0 + 1:r0 + 1], t[r0] - w0, side="left"))   # a gap ends after the first
+        gaps = np.flatnonzero(np.nan_to_num(lost_all[lo:r0 + 1]) >= 1)
+        since = ""
+        if len(gaps):
+            j = lo + int(gaps[0])
+            before = int(np.nansum(lost_all[j:r0]))
+            iso = lambda x: pd.Timestamp(round(x * 1000), unit="ms", tz="UTC").isoformat().replace("+00:00", "Z")
+            ev.update(loss_since=iso(t[j - 1]), lost_before_start=before)
+            if before > 0:
+                since = f"; the loss began after {ev['loss_since']}: {before} more lost before the alert's start"
         # A data gap lost gap_lost readings in a row at least (two lost hours in a row are not one, q56;
         # an alert the short window found around such a pair says packet loss, q66).
         in_gap = float(span_lost[g - rows[0] - 1]) if g > rows[0] else 0.0
@@ -549,28 +640,30 @@ class PacketLoss(Detector):
                            "check the meter's logger and communication path; backfill the gap from the meter's "
                            "own memory if it keeps one")
         return Finding("critical", f"{lost:.0f} of {expected:.0f} expected readings missing ({share:.0%}; worst "
-                                   f"{w / 3600:g} h window {worst:.0%}, cadence {cad:.0f} s)", ev,
+                                   f"{w / 3600:g} h window {worst:.0%}, cadence {cad:.0f} s){since}", ev,
                        "check the meter's communication path (gateway, signal, Ethernet errors)")
 
 
-def _around(x: np.ndarray, t: np.ndarray, seg: np.ndarray, half_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: sum of ``x`` over its meter's rows in ``[t - half, t]`` and in ``(t, t + half]``
-    (``half_s`` per segment code), the latter always with the next row (the loss of the gap right
-    after a reading borders it, however long the gap)."""
+def _around(x: np.ndarray, t: np.ndarray, seg: np.ndarray, half_s: np.ndarray,
+            ahead_s: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: sum of ``x`` over its meter's rows in ``[t - half, t]`` and in ``(t, t + ahead]``
+    (``half_s``, ``ahead_s`` per segment code; ``ahead_s`` None: ``half_s``), the latter always with
+    the next row (the loss of the gap right after a reading borders it, however long the gap)."""
+    ahead_s = half_s if ahead_s is None else ahead_s
     before = np.zeros(len(x))
     after = np.zeros(len(x))
     starts, ends = seg_bounds(seg)
     # A meter that lost nothing has 0 either side of every reading: its windows are not searched.
     lossy = np.logical_or.reduceat(x != 0, starts) if len(x) else np.zeros(0, bool)
     for k, (a, b) in enumerate(zip(starts, ends)):  # a loop over meters, each step vectorised
-        h = half_s[k]
+        h, g = half_s[k], ahead_s[k]
         if not np.isfinite(h) or not lossy[k]:
             continue
         tm = t[a:b]
         c = np.concatenate([[0.0], np.cumsum(x[a:b])])
         i = np.arange(b - a)
         lo = np.searchsorted(tm, tm - h, side="left")
-        hi = np.maximum(np.searchsorted(tm, tm + h, side="right"), np.minimum(i + 2, b - a))
+        hi = np.maximum(np.searchsorted(tm, tm + g, side="right"), np.minimum(i + 2, b - a))
         before[a:b] = c[i + 1] - c[lo]
         after[a:b] = c[hi] - c[i + 1]
     return before, after
