@@ -88,3 +88,32 @@ def test_a_load_added_keeps_its_crossing_not_the_home_s_busy_hours_before_it():
     assert len(got) == 1 and got[0].evidence.get("basis") == "floor", [(a.start, a.message) for a in got]
     assert "evidence_start" not in got[0].evidence
     assert pd.Timestamp(got[0].start) > pd.Timestamp("2025-01-15 22:00", tz="UTC"), got[0].start
+
+
+def test_a_streamed_floor_drop_is_provisional_at_every_piece_under_its_final_id():
+    """(xr) A stream writes an alert provisional while only a long blocker's verdict is missing
+    (sensor_fault's 28 h on a 5-minute meter; docs/live-log.md prov). baseline_macd carries its
+    closed hours, so after a stream's first piece its readings are exact only through them: the
+    core asked whether any were final but for the long blockers before counting them, found none
+    and formed no provisional alert (the stream withdrew one formed in a first piece at the next,
+    and wrote it again final a day later). Streamed in 6-hour pieces, the four-day bypass (seed 0)
+    is provisional at every piece from its first to its final one, under the final (moved) start."""
+    df = home(days=14, seed=0)
+    df.loc[(df.ts >= "2025-01-15 22:00") & (df.ts < "2025-01-19 22:00"), "p_kw"] *= 0.4
+    fit = prepare(df[df.ts < "2025-01-13"])
+    dets = [registry.build(n).fit(fit) for n in ("sensor_fault", "baseline_macd")]
+    t = _epoch(df["ts"])
+    lo0 = _epoch(df["ts"][df.ts >= "2025-01-16 12:00"]).min()
+    edges = [-np.inf, *np.arange(lo0, t.max(), 6 * 3600.0), np.inf]
+    sti = Stitcher(dets, provisional=12 * 3600.0)
+    steps = [sti.feed(df[(t > lo) & (t <= hi)]) for lo, hi in zip(edges[:-1], edges[1:])]
+    steps.append(sti.flush())
+    final = {a.id: a.start for s in steps for a in s.alerts}
+    assert list(final.values()) == ["2025-01-16T00:00:00.000Z"], final
+    prov = [i for i, s in enumerate(steps) if s.provisional]
+    first_final = min(i for i, s in enumerate(steps) if s.alerts)
+    assert prov, "no provisional alert"
+    # from its first piece up to the final one, every piece (a piece without it withdraws it)
+    assert prov == list(range(prov[0], first_final)), (prov, first_final)
+    assert first_final - prov[0] >= 2   # (12 h or more sooner than the final verdict)
+    assert {a.id for i in prov for a in steps[i].provisional} == set(final)

@@ -540,13 +540,17 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
             # (``Detector.compacted_origin``): its own origin there.
             org = origin_m | np.isfinite(cut_m) if d.compacted_origin else origin_m
             exact, final = _reach_rows(t, seg, starts, ends, eff_reach[d.name], org, flush_m, seg_times)
-            if prov_long.get(d.name):
-                _, pf = _reach_rows(t, seg, starts, ends, prov_reach[d.name], org, flush_m, seg_times)
-                if (pf & exact & ~final).any():
-                    pfinal = pf
             if d.name in carried:
                 exact_raw, _ = _reach_rows(t, seg, starts, ends, raw_reach[d.name], origin_m, flush_m, seg_times)
                 exact = exact | (exact_raw & _covered(hours[d.name], names, d.reach(names).back_s)(seg, t))
+            if prov_long.get(d.name):
+                # (xr) against ``exact`` as the post-rules use it: with carried hours included (a
+                # stream's baseline_macd is exact only through them after its first piece: checked
+                # before them, it had no provisional alert after the first piece, and the one
+                # written then was withdrawn at the next and written again final a day later)
+                _, pf = _reach_rows(t, seg, starts, ends, prov_reach[d.name], org, flush_m, seg_times)
+                if (pf & exact & ~final).any():
+                    pfinal = pf
         eff = d.post_settings(names, cad)
         judged = Judged(d, s, ctx, src, eff, exact, final, skipped, share=share,
                         side=_side(d, src, ctx) if d.config.post.hold > 0 else None, exact_raw=exact_raw,
