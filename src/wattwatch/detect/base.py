@@ -257,6 +257,8 @@ class DetectorConfig:
 # Parameters that are lengths, durations, sizes or counts of something that must exist: zero is
 # as wrong as a negative value there (a zero window divides by zero or never ends).
 _POSITIVE_SUFFIXES = ("_s", "_h", "_min", "_rows", "_taus", "_memory")
+# Durations that may be 0 (packet_loss's ``lead_s``: 0 is its default, a window ending at the reading).
+_ZERO_OK = {"lead_s"}
 _POSITIVE = {"window", "memory", "history", "steps", "hidden", "code_size", "epochs", "n_estimators",
              "n_neighbors", "blocks_per_profile", "min_expected", "short", "long", "eps", "limit", "sigma_k"}
 
@@ -303,7 +305,7 @@ def _check_value(key: str, value, default, hint: str, owner: str) -> None:
             if name == "threshold" and value <= 0:
                 bad("a number > 0 (scores are 1.0 at the detector's limit)")
             return
-        if name in _POSITIVE or name.endswith(_POSITIVE_SUFFIXES) or name.startswith("max_"):
+        if name not in _ZERO_OK and (name in _POSITIVE or name.endswith(_POSITIVE_SUFFIXES) or name.startswith("max_")):
             if value <= 0:
                 bad("a number > 0")
         elif value < 0:
