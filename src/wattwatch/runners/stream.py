@@ -798,7 +798,9 @@ class StreamEngine:
         if final and self.provisional:
             # No readings will follow: every reading was judged final, so what is still
             # provisional (a meter the final judgement did not take again) is not confirmed.
-            self._withdraw_provisional(list(self.provisional.values()), rep)
+            gone = self._compacted_kept(list(self.provisional.values()))
+            if gone:
+                self._withdraw_provisional(gone, rep)
         self._cadence_check(rep, final)
         self.counters["judged"] += rep.judged
         return rep
@@ -1296,6 +1298,7 @@ class StreamEngine:
                     rep.new.append(a.id)
                 log.info("alert %s (%s, %s) confirmed: no longer provisional", a.id, a.meter_id, a.detector)
             self.counters["provisional_confirmed"] += len(confirmed)
+        gone = self._compacted_kept(gone)
         if gone:
             self._withdraw_provisional(gone, rep)
         changed = [a for a in given.values() if self._written.get(a.id) != _version(a) and a.id not in self.settled]
@@ -1329,6 +1332,31 @@ class StreamEngine:
         if alerts:
             self.store.con.executemany('UPDATE alerts SET "end" = ?::TIMESTAMPTZ, score = ? WHERE id = ?',
                                        [[a.end, a.score, a.id] for a in alerts])
+
+    def _compacted_kept(self, gone: list[Alert]) -> list[Alert]:
+        """``gone`` without the provisional alerts of meters with compacted hours that the judging
+        can no longer tell again (as :func:`rejudge._compacted_guard` keeps final ones: an alert that
+        began before the compaction cut, or within the detector's reach and post-rule horizon after
+        it): the readings that would confirm or withdraw them are hourly rows now. They stay in the
+        store as written (still marked provisional: no final verdict came) and are no longer tracked."""
+        ms = sorted({a.meter_id for a in gone if a.meter_id in self.cut})
+        if not ms:
+            return gone
+        from wattwatch.api import _compacted_since, _known_cadence, _reach_back
+
+        cad = _known_cadence(np.array([core._cadence(self.dets, m) for m in ms], float))
+        cut = {m: self.cut[m] for m in ms}
+        since = _compacted_since(self.dets, ms, _reach_back(core.reaches(self.dets, ms), cad), cut, cut)
+        kept = [a for a in gone if (a.meter_id, a.detector) in since
+                and pd.Timestamp(a.start).timestamp() < since[(a.meter_id, a.detector)]]
+        for a in kept:
+            self.provisional.pop(a.id, None)
+            self._prov_max.pop(a.id, None)
+            log.info("provisional alert %s (%s, %s) kept as written: its meter was compacted before a final "
+                     "verdict on it, which can no longer come", a.id, a.meter_id, a.detector)
+        self.counters["provisional_kept_compacted"] += len(kept)
+        keep = {a.id for a in kept}
+        return [a for a in gone if a.id not in keep]
 
     def _withdraw_provisional(self, gone: list[Alert], rep: StepReport) -> None:
         """Withdraw provisional alerts the final judgement did not find (see
