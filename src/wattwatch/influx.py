@@ -32,7 +32,9 @@ PRECISIONS = {"s": 1_000_000_000, "ms": 1_000_000, "u": 1_000, "ns": 1}
 
 
 class InfluxError(Exception):
-    """A request InfluxDB did not accept."""
+    """A request InfluxDB did not accept (``status``: its HTTP status, where it answered one)."""
+
+    status: int | None = None
 
 
 class Unreachable(InfluxError):
@@ -91,7 +93,9 @@ class Client:
                        and text.startswith(("database not found", "retention policy not found")))
             cls = (Missing if missing
                    else Unreachable if exc.code >= 500 else Denied if exc.code in (401, 403) else Refused)
-            raise cls(f"{where}: HTTP {exc.code}: {body}".strip()) from None
+            err = cls(f"{where}: HTTP {exc.code}: {body}".strip())
+            err.status = exc.code
+            raise err from None
         except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise Unreachable(f"{where}: {type(reason).__name__}: {reason}") from None

@@ -248,6 +248,14 @@ def _name(seg: int) -> str:
     return f"{seg:08d}.seg"
 
 
+def denied_why(exc: Exception) -> str:
+    """What a 401/403 from InfluxDB means to an operator, told by the answer's HTTP status (not by
+    the message, whose URL may hold "403" in its port: a 401 from port 23403 read as a privilege)."""
+    if getattr(exc, "status", None) == 403:
+        return "lacks a privilege (fix its grants, or give a user that has them)"
+    return "refused the credentials (check user and password / password_env)"
+
+
 class InfluxSink(Output):
     kind = "influx"
 
@@ -491,8 +499,7 @@ class InfluxSink(Output):
                     log.warning("%s: InfluxDB lacks what the sink writes to; buffering on disk until then: %s",
                                 self.name, exc)
                 elif denied:   # 401/403: the network is fine, the user or its privileges are not
-                    why = ("lacks a privilege (fix its grants, or give a user that has them)" if "403" in str(exc)
-                           else "refused the credentials (check user and password / password_env)")
+                    why = denied_why(exc)
                     log.warning("%s: InfluxDB %s; buffering on disk until then: %s", self.name, why, exc)
                 else:
                     log.warning("%s: InfluxDB unreachable, buffering on disk: %s", self.name, exc)
