@@ -197,6 +197,21 @@ def run(engine, rep) -> None:
         engine.rewinds.pop(m, None)
 
 
+def compacted_since(engine, meters: list[str]) -> dict[tuple[str, str], float]:
+    """Per (meter, detector) of ``meters`` with compacted hours: the earliest alert start that
+    judging from the compaction cut can tell again (``api._compacted_since``, counted from the cut);
+    an alert that began before it is kept as it was (the stream's provisional ones too)."""
+    from wattwatch.api import _compacted_since, _known_cadence, _reach_back
+    from wattwatch.detect import core
+
+    cut = {m: engine.cut[m] for m in meters if m in engine.cut}
+    if not cut:
+        return {}
+    ms = sorted(cut)
+    cad = _known_cadence(np.array([core._cadence(engine.dets, m) for m in ms], float))
+    return _compacted_since(engine.dets, ms, _reach_back(core.reaches(engine.dets, ms), cad), cut, cut)
+
+
 def _compacted_guard(engine, todo: list[str], piece: pd.DataFrame) -> dict[tuple[str, str], float]:
     """Per (meter, detector) of the rewound meters with compacted hours (``store compact``): the
     earliest alert start the re-judging may withdraw, as ``detect`` settles the store

@@ -1342,11 +1342,7 @@ class StreamEngine:
         ms = sorted({a.meter_id for a in gone if a.meter_id in self.cut})
         if not ms:
             return gone
-        from wattwatch.api import _compacted_since, _known_cadence, _reach_back
-
-        cad = _known_cadence(np.array([core._cadence(self.dets, m) for m in ms], float))
-        cut = {m: self.cut[m] for m in ms}
-        since = _compacted_since(self.dets, ms, _reach_back(core.reaches(self.dets, ms), cad), cut, cut)
+        since = rejudge.compacted_since(self, ms)
         kept = [a for a in gone if (a.meter_id, a.detector) in since
                 and pd.Timestamp(a.start).timestamp() < since[(a.meter_id, a.detector)]]
         for a in kept:
