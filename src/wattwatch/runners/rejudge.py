@@ -197,19 +197,23 @@ def run(engine, rep) -> None:
         engine.rewinds.pop(m, None)
 
 
-def compacted_since(engine, meters: list[str]) -> dict[tuple[str, str], float]:
+def compacted_since(engine, meters: list[str], first: dict[str, float] | None = None) -> dict[tuple[str, str], float]:
     """Per (meter, detector) of ``meters`` with compacted hours: the earliest alert start that
-    judging from the compaction cut can tell again (``api._compacted_since``, counted from the cut);
-    an alert that began before it is kept as it was (the stream's provisional ones too)."""
+    judging from ``first`` (per meter its first raw reading judged; default: its compaction cut) can
+    tell again (``api._compacted_since``); an alert that began before it is kept as it was (final
+    ones by re-judging, the stream's provisional ones too)."""
     from wattwatch.api import _compacted_since, _known_cadence, _reach_back
     from wattwatch.detect import core
 
-    cut = {m: engine.cut[m] for m in meters if m in engine.cut}
+    # (the engine's cuts: read from the store at start; the store cannot be compacted while a
+    # watcher holds it)
+    want = set(meters)
+    cut = {m: t for m, t in engine.cut.items() if m in want}
     if not cut:
         return {}
-    ms = sorted(cut)
-    cad = _known_cadence(np.array([core._cadence(engine.dets, m) for m in ms], float))
-    return _compacted_since(engine.dets, ms, _reach_back(core.reaches(engine.dets, ms), cad), cut, cut)
+    cad = _known_cadence(np.array([core._cadence(engine.dets, m) for m in meters], float))
+    return _compacted_since(engine.dets, meters, _reach_back(core.reaches(engine.dets, meters), cad), cut,
+                            cut if first is None else first)
 
 
 def _compacted_guard(engine, todo: list[str], piece: pd.DataFrame) -> dict[tuple[str, str], float]:
@@ -218,20 +222,11 @@ def _compacted_guard(engine, todo: list[str], piece: pd.DataFrame) -> dict[tuple
     (``api._compacted_since``): the hours before the compaction cut are no longer raw, so an alert
     found before the compaction that began before the cut, or within the detector's reach and
     post-rule horizon after it, cannot be found again and is kept as it was."""
-    from wattwatch.api import _compacted_since, _known_cadence, _reach_back
-    from wattwatch.detect import core
-
-    # (the engine's cuts: read from the store at start; the store cannot be compacted while a
-    # watcher holds it)
-    want = set(todo)
-    cut = {m: t for m, t in engine.cut.items() if m in want}
-    if not cut or not len(piece):
+    if not len(piece) or not any(m in engine.cut for m in todo):
         return {}
     t = pd.to_datetime(piece["ts"], utc=True).array.as_unit("us").asi8 / 1e6
     first = pd.Series(t).groupby(piece["meter_id"].astype(str).to_numpy()).min().to_dict()
-    first = {m: float(v) for m, v in first.items() if m in cut}
-    cad = _known_cadence(np.array([core._cadence(engine.dets, m) for m in todo], float))
-    return _compacted_since(engine.dets, todo, _reach_back(core.reaches(engine.dets, todo), cad), cut, first)
+    return compacted_since(engine, todo, {m: float(v) for m, v in first.items() if m in engine.cut})
 
 
 def _before_alerts(engine, frm: dict[str, float]) -> dict[str, float]:
