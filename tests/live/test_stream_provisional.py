@@ -86,13 +86,18 @@ def hourly_loose(tmp_path_factory) -> dict:
     (seed 1's M-00003: the clamp shows in fragments hours apart, and its first ones look like
     a neutral bypass to neutral_tamper before loose_ct has a spell of its own)."""
     out = tmp_path_factory.mktemp("prov-loose")
-    simulate(SimConfig(meters=3, days=6, step="60min", seed=1, fault_share=0.0, profile_days=1.0,
-                       outage_share=0.0, loose_ct_share=1.0, reset_share=0.0), out)
-    t = pd.read_parquet(out / "telemetry.parquet")
-    t = t[(t["meter_id"] == "M-00003") & (pd.to_datetime(t["ts"], utc=True) < pd.Timestamp("2025-01-09T00:00Z"))]
-    t.to_parquet(out / "one.parquet")
-    det = api.detect(out / "one.parquet", db=out / "batch.duckdb", config=CONFIG)
+    det = _one_meter(out, "M-00003", "2025-01-09T00:00Z", meters=3, days=6, seed=1, fault_share=0.0, loose_ct_share=1.0)
     return {"detect": det, "frame": api.read_frame(out / "batch.duckdb")}
+
+
+def _one_meter(out, meter: str, until: str, **sim):
+    """One meter of an hourly simulated fleet up to ``until``, judged by ``detect`` into
+    ``out/batch.duckdb``."""
+    simulate(SimConfig(step="60min", profile_days=1.0, outage_share=0.0, reset_share=0.0, **sim), out)
+    t = pd.read_parquet(out / "telemetry.parquet")
+    t = t[(t["meter_id"] == meter) & (pd.to_datetime(t["ts"], utc=True) < pd.Timestamp(until))]
+    t.to_parquet(out / "one.parquet")
+    return api.detect(out / "one.parquet", db=out / "batch.duckdb", config=CONFIG)
 
 
 def _engine(path) -> tuple[Store, StreamEngine]:
@@ -244,12 +249,7 @@ def test_a_provisional_alert_a_loose_ct_spell_comes_near_but_does_not_blank_stay
     provisional until the final judgement confirms them: not withdrawn when the spell comes near and
     then written again final (outputs told opened, ended, opened of one alert)."""
     out = tmp_path / "sim"
-    simulate(SimConfig(meters=8, days=8, step="60min", seed=5, fault_share=0.4, profile_days=1.0,
-                       outage_share=0.0, loose_ct_share=0.7, reset_share=0.0), out)
-    t = pd.read_parquet(out / "telemetry.parquet")
-    t = t[(t["meter_id"] == "M-00004") & (pd.to_datetime(t["ts"], utc=True) < pd.Timestamp("2025-01-09T06:00Z"))]
-    t.to_parquet(out / "one.parquet")
-    det = api.detect(out / "one.parquet", db=out / "batch.duckdb", config=CONFIG)
+    det = _one_meter(out, "M-00004", "2025-01-09T06:00Z", meters=8, days=8, seed=5, fault_share=0.4, loose_ct_share=0.7)
     store, eng = _engine(tmp_path / "s.duckdb")
     written, new, withdrawn, confirmed = set(), [], [], []
     for p in _pieces(api.read_frame(out / "batch.duckdb"), "4h") + [None]:
