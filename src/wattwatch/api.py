@@ -1755,7 +1755,9 @@ def watch(config: str | Path | dict | Site, *, stop=None, until_done: bool = Fal
                     loop.remove_signal_handler(sig)
 
         asyncio.run(main())
-        return Watch(dict(engine.counters), list(engine.alerts.values()), set(engine.open_ids) | engine.health_open,
+        # (pv) with the provisional alerts that may still grow, as the watch console counts them
+        open_now = set(engine.open_ids) | engine.health_open | (engine.provisional_open & set(engine.provisional))
+        return Watch(dict(engine.counters), list(engine.alerts.values()), open_now,
                      list(engine.notices),
                      [s.view() for s in site.sources], engine.resumed, time.perf_counter() - t0,
                      [o.view() for o in site.outputs])

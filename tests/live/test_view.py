@@ -64,3 +64,30 @@ def test_engine_counters_show_duplicates_and_late():
     assert line.startswith("stopped: readings 1,000") and "duplicates 264" in line and "late 29" in line, line
     assert "conflicts 7 (" in line, line
     assert "conflicts" not in stopped_line(Counter(readings=5, stored=5), 0)   # said only when there are any
+
+
+def test_open_alerts_table_and_lines_agree_on_provisional_ones():
+    """(pv) Provisional alerts (issue 16) are open while they may still grow, as final ones are: the
+    table lists those, marked "(provisional)", and its title, the pipe's summary line and the stopped
+    line's count say as many. Before, the table listed every unconfirmed provisional alert, one that
+    had ended too, and the summary line counted none of them."""
+    def alert(meter, start, **ev):
+        return Alert(meter_id=meter, start=start, end=start, code="ALRM_NEUTRAL_TAMPER", severity="critical",
+                     score=0.9, detector="neutral_tamper", message="bypass", evidence=ev)
+
+    final = alert("M-1", "2026-01-01T00:00:00.000Z")
+    growing = alert("M-2", "2026-01-02T00:00:00.000Z", provisional=True)
+    ended = alert("M-3", "2026-01-03T00:00:00.000Z", provisional=True)
+    eng = SimpleNamespace(counters=Counter(), open_ids={final.id}, health_open=set(),
+                          alerts={a.id: a for a in (final, growing, ended)},
+                          provisional={growing.id: growing, ended.id: ended}, provisional_open={growing.id})
+    con = Console(width=250, record=True)
+    con.print(render(eng, [MqttSource("m", topics=["x/#"])]))
+    text = con.export_text()
+    assert "open alerts (2, 1 provisional)" in text, text
+    assert final.id in text and growing.id in text and ended.id not in text, text
+    assert "critical (provisional)" in next(x for x in text.splitlines() if growing.id in x)
+    assert "(provisional)" not in next(x for x in text.splitlines() if final.id in x)
+    out = []
+    LogLines(out.append, every_s=0)(eng, SimpleNamespace(new=[], ended=[], notices=[]), [])
+    assert out[-1].endswith("open alerts 2 (1 provisional)"), out

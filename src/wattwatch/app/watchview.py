@@ -24,6 +24,19 @@ ENGINE_SHOWN = ("readings", "stored", "duplicates", "conflicts", "judged", "late
 DEVICE_SHOWN = ("polls", "lost", "timeouts", "exceptions", "malformed", "crc_errors", "retries")
 
 
+def open_alert_ids(engine) -> tuple[set[str], set[str]]:
+    """The ids of the alerts still open (the final ones that may still grow, the health alerts sources
+    keep open, and the provisional ones that may still grow: issue 16), and of those the provisional
+    ones. One place for the table and the lines, so their counts agree (pv: the table listed every
+    unconfirmed provisional alert, ended or not, and the summary line none)."""
+    prov = set(getattr(engine, "provisional_open", ())) & set(getattr(engine, "provisional", ()))
+    return set(engine.open_ids) | set(getattr(engine, "health_open", ())) | prov, prov
+
+
+def _open_title(n: int, prov: set[str]) -> str:
+    return f"{n}" + (f", {len(prov)} provisional" if prov else "")
+
+
 def render(engine, sources, outputs=(), demo=None) -> Group:
     """Sources and their counters, polled devices (Modbus) and their counters, the engine's
     counters, the outputs (sinks and actions: what they did), the alerts still open (newest
@@ -56,10 +69,9 @@ def render(engine, sources, outputs=(), demo=None) -> Group:
                 "alerts new", "updated", "ended", "withdrawn", title="engine", title_justify="left")
     eng.add_row(*(f"{int(c.get(k, 0)):,}" for k in ENGINE_SHOWN))
     # (provisional alerts, issue 16: shown with their severity marked "(provisional)")
-    prov = set(getattr(engine, "provisional", ()))
-    open_ids = set(engine.open_ids) | set(getattr(engine, "health_open", ())) | prov
-    al = Table("id", "meter", "code", "severity", "start", "until", "score", title=f"open alerts ({len(open_ids)})",
-               title_justify="left")
+    open_ids, prov = open_alert_ids(engine)
+    al = Table("id", "meter", "code", "severity", "start", "until", "score",
+               title=f"open alerts ({_open_title(len(open_ids), prov)})", title_justify="left")
     open_alerts = sorted((engine.alerts[i] for i in open_ids if i in engine.alerts), key=lambda a: a.start,
                          reverse=True)
     for a in open_alerts[:15]:
@@ -122,4 +134,9 @@ class LogLines:
                       f"duplicates {c.get('duplicates', 0):,} "
                       + (f"conflicts {c['conflicts']:,} " if c.get("conflicts") else "")
                       + f"judged {c.get('judged', 0):,} "
-                      f"late {c.get('late', 0):,} open alerts {len(engine.open_ids) + len(getattr(engine, 'health_open', ()))}")
+                      f"late {c.get('late', 0):,} open alerts {_line_open(engine)}")
+
+
+def _line_open(engine) -> str:
+    ids, prov = open_alert_ids(engine)
+    return f"{len(ids)}" + (f" ({len(prov)} provisional)" if prov else "")

@@ -103,6 +103,9 @@ class Result:
     # making it (the blocker blanks them) or the final judgement confirms it: withdrawn only then
     # (else the blocker's final verdict may not blank it and it comes back final: open, ended, open)
     provisional_near: set[str] = field(default_factory=set)
+    # (pv) Of those, the ids of alerts that may still grow (as ``open_ids``, from the last reading
+    # final or final but for the long blockers): the watch console lists them with the open ones
+    provisional_open: set[str] = field(default_factory=set)
     notices: list[str] = field(default_factory=list)
     # per detector name: per segment code, where its post-rules may restart next time (epoch s)
     clean: dict[str, np.ndarray] = field(default_factory=dict)
@@ -913,6 +916,9 @@ def _provisional(res: Result, j: Judged, names: list[str], seg: np.ndarray, t: n
     keep = g.kept & (t0 >= from_t[gseg])
     if not keep.any():
         return
+    # (pv) May still grow: as ``_post``'s open rule, from the last reading final but for the long blockers.
+    horizon = np.maximum(j.eff["merge_gap_s"], j.eff["max_bridge_s"])
+    is_open = t1 > _seg_time(len(names), seg, t, idx, last=True)[gseg] - horizon[gseg]
     # Near a long blocker's alert: its alerts' spans widened by its horizon on their meter.
     near = np.zeros(len(keep), bool)
     by_name = {x.det.name: x for x in res.judged}
@@ -944,6 +950,8 @@ def _provisional(res: Result, j: Judged, names: list[str], seg: np.ndarray, t: n
         res.provisional.append(a)
         if near[gi]:
             res.provisional_near.add(a.id)
+        if is_open[gi]:
+            res.provisional_open.add(a.id)
 
 
 def _trailing_runs(n_seg: int, seg: np.ndarray, t: np.ndarray, hot: np.ndarray, known: np.ndarray,

@@ -65,6 +65,7 @@ class Step:
     # judged (``judged``): each replaces what the last piece that judged the meter gave
     provisional: list[Alert] = field(default_factory=list)
     provisional_near: set[str] = field(default_factory=set)   # (core.Result.provisional_near)
+    provisional_open: set[str] = field(default_factory=set)   # (core.Result.provisional_open)
     judged: set[str] = field(default_factory=set)
 
 
@@ -198,6 +199,7 @@ class Stitcher:
         step.alerts = res.alerts
         step.provisional = res.provisional
         step.provisional_near = res.provisional_near
+        step.provisional_open = res.provisional_open
         step.judged = set(names)
         for m in names:
             self.open.pop(m, None)

@@ -80,6 +80,12 @@ CHECKPOINT_VERSION = 2
 _DDL = ("CREATE TABLE IF NOT EXISTS stream_checkpoint (name VARCHAR PRIMARY KEY, version INTEGER, "
         "saved TIMESTAMPTZ, meta VARCHAR, tail BLOB, hours BLOB)")
 _DDL_HOURS = "ALTER TABLE stream_checkpoint ADD COLUMN IF NOT EXISTS hours BLOB"
+# (pv) The provisional alerts a step withdrew (the alert as withdrawn, JSON), kept until a checkpoint
+# after that step's outputs: a row deleted in the step and a watcher killed before its outputs ran
+# would otherwise leave the outputs that were told ``new`` never told ``ended`` (the restart has
+# neither the row nor, for one written after the last checkpoint, the id).
+_DDL_WITHDRAWN = ("CREATE TABLE IF NOT EXISTS stream_withdrawn (name VARCHAR, id VARCHAR, alert VARCHAR, "
+                  "withdrawn_at TIMESTAMPTZ)")
 NEG = -(1 << 62)  # "nothing judged yet" in epoch microseconds
 
 
@@ -210,6 +216,7 @@ class StreamEngine:
         con = store.con
         con.execute(_DDL)
         con.execute(_DDL_HOURS)
+        con.execute(_DDL_WITHDRAWN)
         alert_store.ensure_tables(con)
         cat = store.catalogue()
         known = [str(m) for m in cat["meter_id"]]
@@ -251,6 +258,14 @@ class StreamEngine:
         # Provisional ids read from the store at a restart that the outputs may not have had (first
         # written after the last checkpoint, or no checkpoint): reported new when given again.
         self._prov_unsent: set[str] = set()
+        # (pv) Provisional alerts withdrawn while acknowledged or cleared (their rows kept, saying
+        # withdrawn; id -> that version): one the final judgement makes after all becomes the final
+        # alert (its version written, status kept, the withdrawn and provisional marks gone).
+        self._withdrawn_kept: dict[str, Alert] = {}
+        # (pv) Of the provisional ids, those whose alert may still grow (the last judgement of their
+        # meter said so; one read back at a restart counts until its meter is judged again): the
+        # console lists them with the open ones.
+        self.provisional_open: set[str] = set()
         # The tiered step: ``stitcher`` judges with every detector (the slow tier's clock; what
         # is checkpointed and what re-judging rewinds), ``fast`` with the fast tier only, every
         # step. ``slow_fed``: per meter the last reading the full stitcher judged; ``pending``:
@@ -456,6 +471,15 @@ class StreamEngine:
         ck, saved = set(ids), self._resumed_saved
         for r in df.drop_duplicates("id").to_dict("records"):
             a = Alert.from_dict(record(r))
+            if "withdrawn" in a.evidence and r["status"] != "open" and a.evidence.get("provisional"):
+                # (pv) withdrawn while someone had it in hand: the final judgement may make it after all
+                self._withdrawn_kept[a.id] = a
+                self._prov_max[a.id] = (pd.Timestamp(a.end), a.score)
+                self.alerts[a.id] = a
+                self._written[a.id] = _version(a)
+                self._checked.add(a.id)
+                self.settled.add(a.id)
+                continue
             # A checkpoint's provisional id is one still when the store keeps it final: the run
             # confirmed it after the checkpoint and may have died before its outputs (an action
             # that waits for final alerts opens it on ``confirmed``): confirmed again when given.
@@ -470,9 +494,42 @@ class StreamEngine:
             self._checked.add(a.id)
             if r["status"] != "open":
                 self.settled.add(a.id)
+        self.provisional_open = set(self.provisional)   # (until their meters are judged again)
         if self.provisional:
             log.info("%s: %d provisional alert(s) from the last run wait for their meters' next judgement",
                      self.name, len(self.provisional))
+        self._load_withdrawn()
+
+    def _load_withdrawn(self) -> None:
+        """(pv) The provisional alerts the last run withdrew after its last checkpoint: the outputs
+        may not have been told (killed between the step and its outputs; a deleted row leaves no
+        other trace). The first step reports each ended again, with ``evidence.withdrawn`` (at least
+        once, as every alert after the checkpoint; an action skips an ``ended`` its log has, so it
+        acts once). One the store keeps again without the withdrawal (written again after it,
+        provisional or final) is not: its later state stands."""
+        rows = self.store.con.execute("SELECT id, alert FROM stream_withdrawn WHERE name = ? ORDER BY withdrawn_at",
+                                      [self.name]).fetchall()
+        if not rows:
+            return
+        again = {i for i, ev in alert_store.by_ids(self.store.con, sorted({r[0] for r in rows}), "id, evidence").fetchall()
+                 if '"withdrawn"' not in (ev or "")}
+        held = self._held = self._held or StepReport()
+        for aid, doc in rows:
+            if aid in again or aid in held.withdrawn:
+                continue
+            try:
+                w = Alert.from_dict(json.loads(doc))
+            except (TypeError, ValueError, KeyError) as exc:
+                log.warning("%s: a withdrawal of alert %s left by the last run cannot be read (%s): not told again",
+                            self.name, aid, exc)
+                continue
+            held.withdrawn[aid] = w
+            if aid not in held.ended:
+                held.ended.append(aid)
+        self.counters["provisional_withdrawn_again"] += len(held.withdrawn)
+        if held.withdrawn:
+            log.info("%s: %d provisional alert(s) withdrawn by the last run after its last checkpoint: told ended again",
+                     self.name, len(held.withdrawn))
 
     def resume_sources(self, sources: list) -> None:
         """Resume each source: its checkpointed position (``restore``), and the open health
@@ -517,10 +574,23 @@ class StreamEngine:
                 "counters": {k: int(v) for k, v in self.counters.items()},
                 "rewinds": {k: list(v) for k, v in getattr(self, "rewinds", {}).items()},
                 "provisional": sorted(self.provisional)}
-        self.store.con.execute(
-            "INSERT OR REPLACE INTO stream_checkpoint (name, version, saved, meta, tail, hours) "
-            "VALUES (?, ?, now(), ?, ?, ?)",
-            [self.name, CHECKPOINT_VERSION, json.dumps(meta), _parquet(st.carry()), _parquet(st.hour_carry())])
+        con = self.store.con
+        # (pv) The withdrawals reported by the steps before this checkpoint reached the outputs (a
+        # step's report is delivered before the checkpoint that follows it): forgotten with it; one
+        # taken outside a step (``_held``: reported by the next step) is kept until the next.
+        unsent = sorted(self._held.withdrawn) if self._held is not None else []
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(
+                "INSERT OR REPLACE INTO stream_checkpoint (name, version, saved, meta, tail, hours) "
+                "VALUES (?, ?, now(), ?, ?, ?)",
+                [self.name, CHECKPOINT_VERSION, json.dumps(meta), _parquet(st.carry()), _parquet(st.hour_carry())])
+            con.execute("DELETE FROM stream_withdrawn WHERE name = ?"
+                        + (f" AND id NOT IN ({', '.join('?' for _ in unsent)})" if unsent else ""), [self.name, *unsent])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
         self._last_ck = time.monotonic()
         self.counters["checkpoints"] += 1
 
@@ -1254,7 +1324,7 @@ class StreamEngine:
         self.counters["alerts_new"] += len(new)
         self.counters["alerts_updated"] += len(changed) - len(set(new) & {a.id for a in changed})
         self.counters["alerts_ended"] += len(ended)
-        if tier != "fast" and (self.provisional or getattr(res, "provisional", None)):
+        if tier != "fast" and (self.provisional or self._withdrawn_kept or getattr(res, "provisional", None)):
             self._take_provisional(res, rep, tier)
 
     def _take_provisional(self, res, rep: StepReport, tier: str) -> None:
@@ -1277,6 +1347,14 @@ class StreamEngine:
         given = {a.id: a for a in getattr(res, "provisional", ()) if a.detector not in fast and a.id not in final
                  and (a.id in self.provisional or (a.id not in self.alerts and a.id not in near))}
         confirmed = [final[i] for i in self.provisional if i in final]
+        # (pv) withdrawn while someone had it in hand (its row kept, saying withdrawn), final after all:
+        # the final alert as any confirmed one (its version written, status kept, the marks gone)
+        after_all = [final[i] for i in self._withdrawn_kept if i in final]
+        for a in after_all:
+            self._withdrawn_kept.pop(a.id)
+            log.info("alert %s (%s, %s) final after all: it was withdrawn as provisional", a.id, a.meter_id, a.detector)
+        self.counters["provisional_final_after_withdrawal"] += len(after_all)
+        confirmed += after_all
         gone = [a for i, a in self.provisional.items() if a.meter_id in judged and i not in given and i not in final]
         if confirmed:
             # (_take wrote the final version of each, but of one someone settled: written here,
@@ -1297,7 +1375,7 @@ class StreamEngine:
                     self._prov_unsent.discard(a.id)
                     rep.new.append(a.id)
                 log.info("alert %s (%s, %s) confirmed: no longer provisional", a.id, a.meter_id, a.detector)
-            self.counters["provisional_confirmed"] += len(confirmed)
+            self.counters["provisional_confirmed"] += len(confirmed) - len(after_all)
         gone = self._compacted_kept(gone)
         if gone:
             self._withdraw_provisional(gone, rep)
@@ -1321,6 +1399,10 @@ class StreamEngine:
         rep.alerts += changed
         for a in changed:
             rep.tier_of[a.id] = tier
+        # (pv) Which may still grow: per meter judged, as this judgement says; the others as before.
+        popen = getattr(res, "provisional_open", None) or set()
+        self.provisional_open = {i for i in self.provisional_open | (set(given) & popen) if i in self.provisional
+                                 and (i in popen or self.provisional[i].meter_id not in judged)}
 
     def _set_exact(self, alerts: list[Alert]) -> None:
         """Set the stored end and score of ``alerts`` to theirs: the store's upsert keeps the
@@ -1347,6 +1429,7 @@ class StreamEngine:
                 and pd.Timestamp(a.start).timestamp() < since[(a.meter_id, a.detector)]]
         for a in kept:
             self.provisional.pop(a.id, None)
+            self.provisional_open.discard(a.id)
             self._prov_max.pop(a.id, None)
             log.info("provisional alert %s (%s, %s) kept as written: its meter was compacted before a final "
                      "verdict on it, which can no longer come", a.id, a.meter_id, a.detector)
@@ -1366,7 +1449,9 @@ class StreamEngine:
             w = dataclasses.replace(a, evidence={**a.evidence, "withdrawn": why})
             (keep if a.id in self.settled else delete).append(w)
             self.provisional.pop(a.id, None)
-            self._prov_max.pop(a.id, None)
+            self.provisional_open.discard(a.id)
+            if a.id not in self.settled:   # (a kept one: what the store keeps of it, for its final version)
+                self._prov_max.pop(a.id, None)
             self._prov_unsent.discard(a.id)
             self._det_of.pop(a.id, None)
             rep.withdrawn[a.id] = w
@@ -1379,6 +1464,9 @@ class StreamEngine:
                 con.execute(f"DELETE FROM alerts WHERE id IN ({', '.join('?' for _ in delete)})", [a.id for a in delete])
             for w in keep:   # settled by someone: the row stays, saying it was withdrawn and why
                 con.execute("UPDATE alerts SET evidence = ? WHERE id = ?", [json.dumps(w.evidence, default=str), w.id])
+            # (pv) until a checkpoint after this step's outputs: a restart tells them (_load_withdrawn)
+            con.executemany("INSERT INTO stream_withdrawn VALUES (?, ?, ?, now())",
+                            [[self.name, w.id, w.to_json()] for w in delete + keep])
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -1391,6 +1479,7 @@ class StreamEngine:
         for w in keep:
             self.alerts[w.id] = w
             self._written[w.id] = _version(w)
+            self._withdrawn_kept[w.id] = w
         self.counters["provisional_withdrawn"] += len(gone)
         self.counters["provisional_withdrawn_settled"] += len(keep)
         self.counters["alerts_withdrawn"] += len(delete)
