@@ -309,34 +309,62 @@ def test_a_failed_slow_judgement_loses_no_reading_across_a_restart(fleet, tmp_pa
     store.close()
 
 
-def test_the_fast_tier_carries_each_group_its_own_channels_and_reach(tiered):
+def _own_channels_only(parts) -> None:
+    """Each group's tail holds the times, the channels its detectors read and their own columns."""
+    for dets, cols, rows in parts.values():
+        reads = set().union(*(d.reads() for d in dets))
+        own = {f"{x}:{d.name}" for d in dets for x in ("_c", "_k")}
+        assert set(cols) <= {"meter_id", "ts"} | reads | own, cols
+
+
+@pytest.fixture(scope="module")
+def five_min_parts(tmp_path_factory):
+    """(pv) A 5-minute fleet (3 meters, the profiling day and 10 h, packet loss on a meter) streamed
+    through the tiered engine in 1-hour pieces, no flush: its fast tier's groups (detectors, tail
+    columns, rows) as the last step left them, and the longest tail."""
+    out = tmp_path_factory.mktemp("tier-5min")
+    simulate(SimConfig(meters=3, days=1 + 10 / 24, step="5min", seed=21, fault_share=1.0, faults=("packet_loss",),
+                       profile_days=1.0, outage_share=0.0, loose_ct_share=0.0, reset_share=0.0), out)
+    frame = pd.read_parquet(out / "telemetry.parquet")
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    day = frame["ts"].min().floor("1D") + pd.Timedelta("1D")
+    store = Store(out / "s.duckdb")
+    eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG),
+                       StreamConfig(checkpoint_s=1e9, slow_every_s=3 * 3600.0, slow_thread=False))
+    for p in _pieces(frame, day, "1h"):
+        eng.add(p)
+        eng.step()
+    parts = {frozenset(d.name for d in p.detectors): (p.detectors, list(p.tail.columns), len(p.tail))
+             for p in eng.fast.parts}
+    longest = eng.carry_bytes()["fast_tail_rows"]
+    store.close()
+    return eng.fast_names, parts, longest
+
+
+def test_the_fast_tier_carries_each_group_its_own_channels_and_reach(tiered, five_min_parts):
     """The fast tier judges each group of its detectors that no blocking links with a stitcher of
     its own (issue 16: a fast step's fixed cost): packet_loss (hours of reach each way, on the
     times and, since q64, the phase voltages) carries no other channel and is the only one to carry its hours, so the rules
     of short reach (an outage, frozen readings, loose_ct and its blockers) merge and cut a tail
     of their own reach, with the channels they read. The alerts stay detect's (the test above).
-    The fleet's profiling day then a step a piece, the groups as the last step left them."""
+    At 15 minutes packet_loss reads 20 h back and is judged on the slow clock (pkt): there the groups
+    still each carry their own channels only; packet_loss's own group is looked at on a 5-minute fleet
+    (pv: this test returned before its packet checks since pkt)."""
     eng = tiered[0]
     parts = eng.parts_seen   # per group: its detectors, its tail's columns and rows
     assert set().union(*parts) == set(eng.fast_names)
-    if frozenset({"packet_loss"}) not in parts:
-        # pkt: at 15 minutes packet_loss reads 20 h back and is judged on the slow clock (the test
-        # above); the fast tier's groups still each carry their own channels only.
-        assert "packet_loss" not in eng.fast_names and len(parts) >= 1
-        for dets, cols, rows in parts.values():
-            reads = set().union(*(d.reads() for d in dets))
-            own = {f"{x}:{d.name}" for d in dets for x in ("_c", "_k")}
-            assert set(cols) <= {"meter_id", "ts"} | reads | own, cols
-        assert eng.fast_tail_rows == max(r for _, _, r in parts.values())
-        return
-    assert len(parts) >= 2
+    assert "packet_loss" not in eng.fast_names and len(parts) >= 1
+    _own_channels_only(parts)
+    assert eng.fast_tail_rows == max(r for _, _, r in parts.values())
+
+    fast, parts, longest = five_min_parts
+    assert set().union(*parts) == set(fast) and "packet_loss" in fast
+    assert frozenset({"packet_loss"}) in parts and len(parts) >= 2, list(parts)
     _, pkt_cols, pkt_rows = parts[frozenset({"packet_loss"})]
     # The times, and the phase voltages (a silence after a supply loss is not lost packets; q64).
     assert {c for c in pkt_cols if not c.startswith("_")} == {"meter_id", "ts", "v_l1_v", "v_l2_v", "v_l3_v"}
+    _own_channels_only(parts)
     short = [p for k, p in parts.items() if "packet_loss" not in k]
     for dets, cols, rows in short:
-        reads = set().union(*(d.reads() for d in dets))
-        own = {f"{x}:{d.name}" for d in dets for x in ("_c", "_k")}
-        assert set(cols) <= {"meter_id", "ts"} | reads | own, cols
         assert rows < pkt_rows / 2, ([d.name for d in dets], rows, pkt_rows)
-    assert eng.fast_tail_rows == pkt_rows
+    assert longest == pkt_rows
