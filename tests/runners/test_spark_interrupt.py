@@ -97,3 +97,70 @@ def test_a_ctrl_c_in_a_spark_collect_cancels_its_job_and_the_session_lives_on(sp
     assert time.monotonic() - t0 < 100, "the Ctrl-C never came: the tasks ran out their sleep"
     assert not sc.statusTracker().getActiveStageIds(), "the held job's tasks still run"
     assert sc.parallelize(range(3), 1).count() == 3
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals reach the main thread")
+def test_a_ctrl_c_in_fleets_spark_work_cancels_its_jobs(spark, tmp_path, monkeypatch):
+    """(pv) ``fleet --engine spark`` ran its Spark work (its reads' actions, the features' ``toPandas``)
+    outside :func:`collect`: a Ctrl-C raised in the driver and left the job running in the JVM. Its
+    Spark work now runs in :func:`cancelled_on_interrupt`: here a held job (a ``count``, not a
+    ``collect``) started by its reading step is cancelled, the session lives on."""
+    from wattwatch.fleet import spark as fleet_spark
+    from wattwatch.fleet.run import run_fleet
+
+    sc = spark.sparkContext
+    flag = tmp_path / "started"
+
+    def held(it):
+        import time as t
+        open(flag, "a").write("x")
+        t.sleep(120)
+        yield 1
+
+    def reading(spark_, paths, energy="interval"):   # the reading step starts a job that holds
+        spark_.sparkContext.parallelize(range(2), 2).mapPartitions(held).count()
+        raise AssertionError("not interrupted")
+
+    def ctrl_c():
+        end = time.monotonic() + 120
+        while not (flag.exists() and len(flag.read_text()) >= 2) and time.monotonic() < end:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(fleet_spark, "read_fleet_spark", reading)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)   # (the command line's: rm1)
+    try:
+        threading.Thread(target=ctrl_c, daemon=True).start()
+        t0 = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            run_fleet([str(tmp_path / "in.csv")], engine="spark")
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert time.monotonic() - t0 < 100, "the Ctrl-C never came: the tasks ran out their sleep"
+    end = time.monotonic() + 5
+    while sc.statusTracker().getActiveStageIds() and time.monotonic() < end:   # (none should be left)
+        time.sleep(0.05)
+    assert not sc.statusTracker().getActiveStageIds(), "the held job's tasks still run"
+    assert sc.parallelize(range(3), 1).count() == 3
+
+
+def test_fleet_stopped_by_ctrl_c_says_so_once_and_exits_130(monkeypatch, tmp_path):
+    """(pv) ``wattwatch fleet`` runs under the command line's Ctrl-C handling (as detect and bench):
+    one message, exit 130, and a Spark session it makes leaves pyspark's SIGINT handler out."""
+    from typer.testing import CliRunner
+
+    from wattwatch import api
+    from wattwatch.runners import spark as spark_runner
+
+    seen = []
+
+    def fleet(*a, **k):
+        seen.append(spark_runner.PYSPARK_SIGINT)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "fleet", fleet)
+    src = tmp_path / "in.csv"
+    src.write_text("meter_id,ts,kwh\nm,2026-01-01T00:00:00Z,1\n")
+    res = CliRunner().invoke(cli.app, ["fleet", str(src), "--out", str(tmp_path / "f.parquet")])
+    assert res.exit_code == 130, (res.exit_code, res.output)
+    assert seen == [False] and res.output.count("interrupted (Ctrl-C)") == 1 and "Traceback" not in res.output

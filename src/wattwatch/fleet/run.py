@@ -119,22 +119,25 @@ def run_fleet(paths: Sequence[str | Path] | str | Path, *, period: str = "month"
         rej, notes = got.rejects, list(got.notes)
     else:
         from wattwatch.fleet.spark import pod_periods_spark, read_fleet_spark
-        from wattwatch.runners.spark import session
+        from wattwatch.runners.spark import cancelled_on_interrupt, session
 
         if mapping is not None:
             raise InputError("--mapping is for the local engine; the Spark engine reads canonical columns and the "
                              "nested smart-meter JSON")
         stage(f"starting Spark ({master})", None)
         spark = session(master)
-        stage("reading (Spark)", None)
-        sdf, rej, notes = read_fleet_spark(spark, paths, energy=energy)
-        secs["read"] = time.perf_counter() - t
-        stage(f"features per POD and {period} (Spark)", None)
-        t = time.perf_counter()
-        from wattwatch.fleet.spark import partitions_for
+        # (pv) A Ctrl-C or SIGTERM cancels the jobs this run started (its reads' actions, the features'
+        # toPandas): the JVM stops working for a run that was stopped.
+        with cancelled_on_interrupt(spark.sparkContext):
+            stage("reading (Spark)", None)
+            sdf, rej, notes = read_fleet_spark(spark, paths, energy=energy)
+            secs["read"] = time.perf_counter() - t
+            stage(f"features per POD and {period} (Spark)", None)
+            t = time.perf_counter()
+            from wattwatch.fleet.spark import partitions_for
 
-        ff = pod_periods_spark(sdf, period, tz=tz, min_coverage=min_coverage, min_peers=min_peers, panels=pan,
-                               partitions=partitions_for(paths))
+            ff = pod_periods_spark(sdf, period, tz=tz, min_coverage=min_coverage, min_peers=min_peers, panels=pan,
+                                   partitions=partitions_for(paths))
     secs["features"] = time.perf_counter() - t
     notes = notes + ff.notes
     if pan is not None and len(pan):

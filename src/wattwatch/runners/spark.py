@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 
 from wattwatch.errors import WattwatchError
 
@@ -106,17 +107,20 @@ def session(master: str = "local[2]", app: str = "wattwatch", conf: dict[str, st
 PYSPARK_SIGINT = True
 
 
-def collect(rdd, wait_s: float = 10.0):
-    """``rdd.collect()``; a Ctrl-C or SIGTERM (:mod:`wattwatch.sigterm`: a KeyboardInterrupt) while it
-    waits cancels that job and waits (up to ``wait_s``) for the session's running stages to end
-    before it goes on: no task judges on for a run that was stopped, and none fails loudly later
+@contextmanager
+def cancelled_on_interrupt(sc, wait_s: float = 10.0):
+    """Every Spark job this thread starts in the block is tagged (``SparkContext.addJobTag``: a
+    thread's own property); a Ctrl-C or SIGTERM (:mod:`wattwatch.sigterm`: a KeyboardInterrupt) in
+    the block cancels those jobs and waits (up to ``wait_s``) for the session's running stages to
+    end before it goes on: no task works on for a run that was stopped, and none fails loudly later
     (its broadcast removed under it by the caller's clean-up, its Python worker killed as the
-    process ends: Java stack traces after the command's message)."""
-    sc = rdd.context
+    process ends: Java stack traces after the command's message). (pv) Around the whole of a
+    command's Spark work (``fleet --engine spark``'s reads and features: DataFrame actions,
+    ``toPandas``), not only :func:`collect`'s own job: m1/rm1 cancelled only those."""
     tag = f"wattwatch-{uuid.uuid4().hex}"
     sc.addJobTag(tag)
     try:
-        return rdd.collect()
+        yield tag
     except BaseException as exc:
         from wattwatch import sigterm
 
@@ -135,6 +139,13 @@ def collect(rdd, wait_s: float = 10.0):
             sc.removeJobTag(tag)
         except Exception:  # noqa: BLE001
             pass
+
+
+def collect(rdd, wait_s: float = 10.0):
+    """``rdd.collect()``; a Ctrl-C or SIGTERM while it waits cancels that job
+    (:func:`cancelled_on_interrupt`)."""
+    with cancelled_on_interrupt(rdd.context, wait_s):
+        return rdd.collect()
 
 
 # ------------------------------------------------------------------------------ detect on Spark
