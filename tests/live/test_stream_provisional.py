@@ -384,3 +384,27 @@ def test_an_acknowledged_alert_withdrawn_then_made_final_becomes_the_final_alert
     assert {i: v[:2] for i, v in got.items()} == want
     assert eng.counters["provisional_final_after_withdrawal"] == 1
     store.close()
+
+
+def test_the_influx_sink_writes_a_withdrawal_as_the_alerts_last_state(tmp_path):
+    """(pv) A withdrawn provisional alert's row is gone from the engine and the store: the InfluxDB sink
+    looked for the ended ids in ``engine.alerts`` only, so the point it had written ``open`` stayed open.
+    It now overwrites it from the report's copy, state ``withdrawn`` (the engine side only: no server)."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from wattwatch.alerts.model import Alert
+    from wattwatch.runners.stream import StepReport
+    from wattwatch.sinks.influx import InfluxSink
+
+    sink = InfluxSink("influx", url="http://127.0.0.1:9", database="w", buffer=tmp_path / "buf")
+    sent = []
+    sink._start = lambda: None
+    sink._put = lambda body, n: sent.append(body.decode())
+    a = Alert(meter_id="m", start="2026-01-01T00:00:00.000Z", end="2026-01-01T02:00:00.000Z",
+              code="ALRM_NEUTRAL_TAMPER", severity="critical", score=0.9, detector="neutral_tamper", message="bypass",
+              evidence={"provisional": True})
+    w = dataclasses.replace(a, evidence={**a.evidence, "withdrawn": "withdrawn: loose_ct"})
+    sink.alerts(StepReport(ended=[a.id], withdrawn={a.id: w}), SimpleNamespace(alerts={}))
+    assert len(sent) == 1 and f'id="{a.id}"' in sent[0] and 'state="withdrawn"' in sent[0], sent
+    sink.buf.close()

@@ -319,11 +319,11 @@ def _own_channels_only(parts) -> None:
 
 @pytest.fixture(scope="module")
 def five_min_parts(tmp_path_factory):
-    """(pv) A 5-minute fleet (3 meters, the profiling day and 10 h, packet loss on a meter) streamed
+    """(pv) A 5-minute fleet (2 meters, the profiling day and 8 h, packet loss on every meter) streamed
     through the tiered engine in 1-hour pieces, no flush: its fast tier's groups (detectors, tail
     columns, rows) as the last step left them, and the longest tail."""
     out = tmp_path_factory.mktemp("tier-5min")
-    simulate(SimConfig(meters=3, days=1 + 10 / 24, step="5min", seed=21, fault_share=1.0, faults=("packet_loss",),
+    simulate(SimConfig(meters=2, days=1 + 8 / 24, step="5min", seed=21, fault_share=1.0, faults=("packet_loss",),
                        profile_days=1.0, outage_share=0.0, loose_ct_share=0.0, reset_share=0.0), out)
     frame = pd.read_parquet(out / "telemetry.parquet")
     frame["ts"] = pd.to_datetime(frame["ts"], utc=True)

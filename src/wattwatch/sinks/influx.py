@@ -342,13 +342,17 @@ class InfluxSink(Output):
         if not self.alerts_measurement:
             return
         todo = {a.id: a for a in report.alerts}
+        # (pv) a withdrawn provisional alert (issue 16) is no longer in the engine's alerts (its row
+        # deleted): its point is overwritten from the report's copy, state "withdrawn"
+        withdrawn = getattr(report, "withdrawn", None) or {}
         for i in report.ended:
-            if i in engine.alerts:
-                todo[i] = engine.alerts[i]
+            a = withdrawn.get(i) or engine.alerts.get(i)
+            if a is not None:
+                todo[i] = a
         if not todo:
             return
         body, n = influx.alert_lines(list(todo.values()), self.alerts_measurement, self.precision,
-                                     {i: "ended" for i in report.ended})
+                                     {i: "withdrawn" if i in withdrawn else "ended" for i in report.ended})
         self._put(body, n)
 
     def close(self) -> None:
