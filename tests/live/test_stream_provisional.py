@@ -350,7 +350,10 @@ def test_an_acknowledged_alert_withdrawn_then_made_final_becomes_the_final_alert
     left, the status kept, reported confirmed. Before, a settled row was never rewritten: it stayed
     "withdrawn" while the alert stood. (The withdrawal here is the engine's own, called where a
     judgement that no longer made it would call it: on this fleet loose_ct never blanks the bypass.)
-    With ``restart``: killed after the withdrawal, the restarted watcher knows it from the store."""
+    With ``restart``: killed after the withdrawal (no checkpoint since), the restarted watcher knows it
+    from the store, and its first step, the flush that makes it final, tells it confirmed, not ended
+    (rpv: the last run's withdrawal, told again, ended it in the same report: an InfluxDB point left
+    "withdrawn", an action's ``ended`` after its ``opened``)."""
     from wattwatch.runners.stream import StepReport
 
     want = _detects(hourly_bypass["detect"])
@@ -371,19 +374,28 @@ def test_an_acknowledged_alert_withdrawn_then_made_final_becomes_the_final_alert
             eng._withdraw_provisional([eng.provisional[aid]], StepReport())
             row = _rows(store)[aid]
             assert row[2] == "acknowledged" and '"withdrawn"' in row[3]
-            if restart:
-                eng.checkpoint()
+            if restart:   # killed: no checkpoint after the withdrawal; the rest stored meanwhile
                 store.close()
                 store, eng = _engine(path)
+                for q in pieces[k + 1:]:
+                    eng.add(q)
+                break
     assert aid is not None, "no provisional alert"
-    confirmed += eng.flush().confirmed
+    last = eng.flush()
+    confirmed += last.confirmed
     assert confirmed.count(aid) == 1, confirmed
+    assert aid not in last.ended and aid not in last.withdrawn, (last.ended, last.withdrawn)
     got = _rows(store)
     end, score, status, evidence = got[aid]
     assert status == "acknowledged" and '"withdrawn"' not in evidence and '"provisional"' not in evidence, evidence
     assert {i: v[:2] for i, v in got.items()} == want
     assert eng.counters["provisional_final_after_withdrawal"] == 1
     store.close()
+    if restart:   # killed again before a checkpoint: the withdrawal left in the store is not told again
+        store, eng = _engine(path)
+        held = eng.take_held()
+        assert held is None or aid not in held.withdrawn, held.withdrawn
+        store.close()
 
 
 def test_the_influx_sink_writes_a_withdrawal_as_the_alerts_last_state(tmp_path):

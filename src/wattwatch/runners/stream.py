@@ -871,9 +871,22 @@ class StreamEngine:
             gone = self._compacted_kept(list(self.provisional.values()))
             if gone:
                 self._withdraw_provisional(gone, rep)
+        self._alive_again(rep)
         self._cadence_check(rep, final)
         self.counters["judged"] += rep.judged
         return rep
+
+    def _alive_again(self, rep: StepReport) -> None:
+        """(rpv) Of the withdrawals ``rep`` reports (this step's, or the last run's told again by
+        the first step: :meth:`_load_withdrawn`), those whose alert the step gave again (provisional,
+        or final: an acknowledged one made final after all) are not reported: the outputs take a
+        report's ``ended`` after its alerts, so the alert, alive, would end there (an InfluxDB point
+        left "withdrawn", an action's ``ended``)."""
+        for i in [i for i in rep.withdrawn if i in self.provisional
+                  or (i in self.alerts and "withdrawn" not in self.alerts[i].evidence)]:
+            del rep.withdrawn[i]
+            if i in rep.ended:
+                rep.ended.remove(i)   # (its first: one ``_take`` ended besides stays)
 
     def _cadence_check(self, rep: StepReport, final: bool) -> None:
         """Say, once per meter, that its latest readings come at another cadence than the one its
