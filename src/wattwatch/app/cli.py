@@ -1692,12 +1692,14 @@ def fleet(
     _no_clobber(None, local_inputs, rejects=rejects, out=out, **{"excluded list": outs["excluded"],
                                                                 "summary": outs["summary"]})
     _check_out(out, "--out")
+
     def interrupted(since) -> None:
         # (pv) as detect and bench: one message, exit 130 / 143; Spark's jobs of the run were cancelled
         # (runners.spark.cancelled_on_interrupt) and pyspark's own SIGINT handler left out (_on_ctrl_c)
         how, code = _stopped_by()
-        _fail(f"fleet: {how}; {out} and the files beside it were not all written (each is written whole or not "
-              "at all): run fleet again", code)
+        # (rpv) the table is written whole or not at all (atomic_file), the files beside it are not
+        _fail(f"fleet: {how}; {out} and the files beside it may not all be written, and one beside it may be "
+              "cut short: run fleet again", code)
 
     with _errors(), _on_ctrl_c(interrupted):
         with stages("fleet") as st:
