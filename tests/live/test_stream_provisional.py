@@ -420,3 +420,29 @@ def test_the_influx_sink_writes_a_withdrawal_as_the_alerts_last_state(tmp_path):
     sink.alerts(StepReport(ended=[a.id], withdrawn={a.id: w}), SimpleNamespace(alerts={}))
     assert len(sent) == 1 and f'id="{a.id}"' in sent[0] and 'state="withdrawn"' in sent[0], sent
     sink.buf.close()
+
+
+def test_an_alert_withdrawn_twice_after_the_checkpoint_is_told_as_withdrawn_last(tmp_path):
+    """(lead49, rpv's item 3) An alert withdrawn, written again and withdrawn again before a checkpoint
+    leaves two rows in ``stream_withdrawn``: the restart tells the outputs its last withdrawal (its
+    end, its reason), not the first."""
+    import json
+
+    from wattwatch.alerts.model import Alert
+
+    path = tmp_path / "w.duckdb"
+    store, eng = _engine(path)
+    first = Alert("A", "2026-01-02 00:00:00+00:00", "2026-01-02 03:00:00+00:00", "ERR_IMBAL_LIMIT_EXCEEDED",
+                  "critical", 1.4, "phase_imbalance", "m", evidence={"provisional": True, "withdrawn": "first"})
+    last = Alert(**{**first.__dict__, "end": "2026-01-02 07:00:00+00:00",
+                    "evidence": {"provisional": True, "withdrawn": "last"}})
+    for a, t in ((last, "2026-01-03 02:00:00+00"), (first, "2026-01-03 01:00:00+00")):   # stored out of order
+        store.con.execute("INSERT INTO stream_withdrawn VALUES (?, ?, ?, ?::TIMESTAMPTZ)",
+                          [eng.name, a.id, a.to_json(), t])
+    store.close()
+    store, eng = _engine(path)
+    held = eng.take_held()
+    assert list(held.withdrawn) == [first.id] and held.ended == [first.id]
+    w = held.withdrawn[first.id]
+    assert (w.end, w.evidence["withdrawn"]) == (last.end, "last"), json.dumps(w.evidence)
+    store.close()

@@ -507,8 +507,10 @@ class StreamEngine:
         once, as every alert after the checkpoint; an action skips an ``ended`` its log has, so it
         acts once). One the store keeps again without the withdrawal (written again after it,
         provisional or final) is not: its later state stands."""
-        rows = self.store.con.execute("SELECT id, alert FROM stream_withdrawn WHERE name = ? ORDER BY withdrawn_at",
-                                      [self.name]).fetchall()
+        # (the latest withdrawal of an alert first: one withdrawn, written again and withdrawn again
+        # before a checkpoint is told as it was withdrawn last)
+        rows = self.store.con.execute("SELECT id, alert FROM stream_withdrawn WHERE name = ? "
+                                      "ORDER BY withdrawn_at DESC", [self.name]).fetchall()
         if not rows:
             return
         again = {i for i, ev in alert_store.by_ids(self.store.con, sorted({r[0] for r in rows}), "id, evidence").fetchall()
