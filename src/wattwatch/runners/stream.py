@@ -8,7 +8,10 @@ One step of :class:`StreamEngine`:
    as ``wattwatch ingest`` does (a reading delivered twice is one reading). The source is told
    (:meth:`Source.committed`; MQTT acknowledges the messages then) only at the end of the step,
    once the outputs had its readings and alerts (step 4): a watcher that dies before gets them
-   again, so every output has them at least once.
+   again, so every output has them at least once. (ovl) The ingest returns the rows it stores as
+   soon as they are known; its writes and COMMIT run in the store's worker thread
+   (``StreamConfig.ingest_thread``) while the step judges those rows, and every statement after
+   (the alerts' upsert first) waits for that COMMIT; writes that fail there are the step's error.
 2. **State.** A meter with no state in the store is profiled once its own first ``profile_days``
    are stored (the window ``detect`` uses on a long enough history), and that state is kept.
 3. **Judge.** Per meter, the stored readings after the last one judged (up to ``hold_s`` before
