@@ -157,3 +157,25 @@ def test_writes_failing_in_the_worker_are_the_steps_error_and_nothing_judged_fro
         eng.step()
         assert _alert_ids(store) == unbroken["stored"][j]
     store.close()
+
+
+def test_writes_that_failed_before_the_step_waited_for_them_are_raised_once(pieces, tmp_path):
+    """(rovl) The worker's COMMIT is quick: it often fails before the step begins (the engine sees
+    ``live_failed`` without having waited). The step raises the error, and the store's next
+    statements (the watcher's closing ones, ``close``) do not raise it again."""
+    store = Store(tmp_path / "s.duckdb")
+    eng = _engine(store)
+    for p in pieces[:2]:
+        eng.add(p)
+        eng.step()
+    rec = _Recorder(store._con, fail=OSError(28, "No space left on device"))
+    store.con = rec
+    eng.add(pieces[2])
+    store._pending.exception()      # the worker has failed (not taken off the store by this wait)
+    with pytest.raises(Exception, match="No space left|disk full"):
+        eng.step()
+    store.con = rec.con
+    assert store.con.execute("SELECT count(*) FROM ingest_log").fetchall()[0][0] == 2
+    with pytest.raises(RuntimeError, match="cannot go on"):
+        eng.step()
+    store.close()

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import functools
 import io
@@ -735,6 +736,11 @@ class StreamEngine:
             return
         if self._ingest_failed is None:
             self._ingest_failed = failed
+            # (rovl) Failed before anyone waited for it (its COMMIT is quick: often before the
+            # step begins): taken off the store too, or its next statement (the watcher's closing
+            # ones, ``close``) raised it again.
+            with contextlib.suppress(Exception):
+                self.store.settle()
             raise failed
         raise RuntimeError(f"{self.name}: a step's readings were not stored ({type(failed).__name__}: {failed}); "
                            "this engine cannot go on: restart the watcher (it resumes from its last checkpoint)") from failed
