@@ -179,3 +179,37 @@ def test_writes_that_failed_before_the_step_waited_for_them_are_raised_once(piec
     with pytest.raises(RuntimeError, match="cannot go on"):
         eng.step()
     store.close()
+
+
+def test_the_slow_tiers_judgement_of_readings_the_store_lost_is_not_written(pieces, tmp_path):
+    """(rovl) With the slow tier in its own thread (the default), the step whose writes fail has
+    started the full stitcher's judgement of its rows; what the watcher does after the failed step
+    (``run`` takes the slow tier's judgement to its outputs; a checkpoint settles it first) must not
+    write what it found in readings the store lost (here: a new alert)."""
+    k = 2
+    store = Store(tmp_path / "s.duckdb")
+    eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG),
+                       StreamConfig(slow_thread=True, checkpoint_s=1e9))
+    for p in pieces[:k]:
+        eng.add(p)
+        eng.step()
+        eng.settle()    # the worker free for the next step's judgement
+    alerts_before = store.con.execute("SELECT * FROM alerts ORDER BY id").fetchall()
+    rec = _Recorder(store._con, delay=0.3, fail=OSError(28, "No space left on device"))
+    store.con = rec
+    eng.add(pieces[k])
+    with pytest.raises(Exception, match="No space left|disk full"):
+        eng.step()
+    assert eng._job is not None, "the failed step started the slow tier's judgement of its rows"
+    res = eng._job[0].result()[0]
+    assert res is not None and (res.alerts or res.provisional), "the slow tier found nothing: this tests nothing"
+    held = eng.take_held()      # as run() does after a failed step
+    with pytest.raises(RuntimeError, match="cannot go on"):
+        eng.checkpoint({})
+    store.con = rec.con
+    failed = rec.log.index(("COMMIT failed", True))
+    assert not any(q.startswith(("INSERT INTO alerts", "UPDATE alerts")) for q, _ in rec.log[failed:]), rec.log
+    assert held is None or not (held.alerts or held.new)
+    assert store.con.execute("SELECT * FROM alerts ORDER BY id").fetchall() == alerts_before
+    eng.close()
+    store.close()

@@ -1049,6 +1049,14 @@ class StreamEngine:
                 self._slow_failed(exc, piece)
             raise
         self._job = None
+        lost = getattr(self.store, "live_failed", None)
+        if lost is not None:
+            # (rovl) It may have judged readings whose writes then failed in the store's worker
+            # (StreamConfig.ingest_thread): not taken (no alert for readings the store lost); the
+            # engine goes no further, a restart judges again from its last checkpoint.
+            log.warning("%s: the slow tier's judgement is dropped: a step's readings were not stored (%s)",
+                        self.name, lost)
+            return rep
         self.slow_fed, self._slow_mark = fed, mark
         if rep is None:
             rep = self._held = self._held or StepReport()
