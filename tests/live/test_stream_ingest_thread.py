@@ -213,3 +213,39 @@ def test_the_slow_tiers_judgement_of_readings_the_store_lost_is_not_written(piec
     assert store.con.execute("SELECT * FROM alerts ORDER BY id").fetchall() == alerts_before
     eng.close()
     store.close()
+
+
+def test_a_wait_for_the_writes_that_is_interrupted_leaves_them_waited_for(pieces, tmp_path):
+    """(rovl) A wait for the worker's writes that raises without their end (a Ctrl-C in a thread
+    that waits: the main thread of a library caller, ``close`` in ``api.watch``'s finally) must not
+    forget them: the next statement still waits for their COMMIT (never beside it on the one
+    DuckDB connection)."""
+    store = Store(tmp_path / "s.duckdb")
+    eng = _engine(store)
+    eng.add(pieces[0])
+    eng.step()
+    rec = _Recorder(store._con, delay=0.5)
+    store.con = rec
+    eng.add(pieces[1])
+    fut = store._pending
+
+    class Interrupted:       # its first wait interrupted, as a Ctrl-C does
+        calls = 0
+
+        def result(self):
+            Interrupted.calls += 1
+            if Interrupted.calls == 1:
+                raise KeyboardInterrupt
+            return fut.result()
+
+        def done(self):
+            return fut.done()
+
+    store._pending = Interrupted()
+    with pytest.raises(KeyboardInterrupt):
+        store.settle()
+    store.con.execute("SELECT count(*) FROM readings_raw")
+    order = [q for q, _ in rec.log]
+    assert order.index("COMMIT") < order.index("SELECT count(*) FROM"), order
+    store.con = rec.con
+    store.close()

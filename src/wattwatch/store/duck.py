@@ -472,7 +472,8 @@ class Store:
             fut.result()
         finally:
             self.live_wait_s += time.perf_counter() - t0
-            self._pending = None
+            if fut.done():   # (rovl) a wait interrupted (Ctrl-C) keeps them: the next one waits again
+                self._pending = None
         # (an error: raised by fut.result() above, after the worker rolled the transaction back)
 
     def close(self) -> None:
