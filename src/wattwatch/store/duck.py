@@ -553,8 +553,7 @@ class Store:
         # Values an ingest drops for another copy's, said in its notes and counted (``conflicts``;
         # fast: a live ingest too, whose copies of stored readings are matched anyway).
         self._conflicts = _Conflicts()
-        committing = False
-        # (ovl) The last chunk's writes, run by ``finish`` (in the worker with ``background``).
+        # (ovl) The last chunk's writes, run by ``_finish`` (in the worker with ``background``).
         self._deferred = [] if background and live else None
         handed = False
         try:
