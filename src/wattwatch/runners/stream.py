@@ -8,7 +8,10 @@ One step of :class:`StreamEngine`:
    as ``wattwatch ingest`` does (a reading delivered twice is one reading). The source is told
    (:meth:`Source.committed`; MQTT acknowledges the messages then) only at the end of the step,
    once the outputs had its readings and alerts (step 4): a watcher that dies before gets them
-   again, so every output has them at least once.
+   again, so every output has them at least once. (ovl) The ingest returns the rows it stores as
+   soon as they are known; its writes and COMMIT run in the store's worker thread
+   (``StreamConfig.ingest_thread``) while the step judges those rows, and every statement after
+   (the alerts' upsert first) waits for that COMMIT; writes that fail there are the step's error.
 2. **State.** A meter with no state in the store is profiled once its own first ``profile_days``
    are stored (the window ``detect`` uses on a long enough history), and that state is kept.
 3. **Judge.** Per meter, the stored readings after the last one judged (up to ``hold_s`` before
@@ -51,6 +54,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import functools
 import io
@@ -117,6 +121,11 @@ class StreamConfig:
     # and withdrawn if the final judgement does not find it. False: such alerts wait for the
     # final verdict (a day late at 1-15 min, four days at hourly).
     provisional: bool = True
+    # (ovl, issue 16) The store's writes of a step's readings (their INSERT, the meters row,
+    # ingest_log, the COMMIT and its WAL sync) run in the store's worker thread while the step
+    # judges the rows the ingest returned; the step's alerts are written after that COMMIT (the
+    # store's connection waits for it), so none is ever stored for readings the store lost.
+    ingest_thread: bool = True
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "StreamConfig":
@@ -293,6 +302,9 @@ class StreamEngine:
         # A judgement of the full stitcher that raised: its carry may be half-fed, so no
         # checkpoint is written after it (a restart resumes from the last good one).
         self._failed: BaseException | None = None
+        # (ovl) The error of an ingest's writes in the store's worker (StreamConfig.ingest_thread):
+        # the engine raises it (then says it cannot go on) instead of stepping or checkpointing.
+        self._ingest_failed: BaseException | None = None
         self.profiled: set[str] = {m for m in known if any(m in getattr(d, "state_", {}) for d in self.dets)}
         self._start_notes: list[str] = []         # said at start, reported by the first step
         self._ck_provisional: list[str] = []
@@ -563,6 +575,7 @@ class StreamEngine:
         if sources is not None:
             self.sources.update(sources)
         self.settle()   # the slow tier's running judgement: its carry and alerts go in together
+        self._check_ingest()   # (ovl) readings judged that the store did not keep: no checkpoint after them
         if self._failed is not None:
             self.counters["checkpoints_refused"] += 1
             log.error("%s: no checkpoint: a judgement failed (%s: %s); a restart resumes from the last "
@@ -635,8 +648,14 @@ class StreamEngine:
         # Extra channels a source reports under their own names (ups_battery_pct, ups_mode_1) are
         # kept as the mapping's [extra] keeps them in a file.
         extras = {c: c for c in frame.columns if c not in COLUMNS and extra_channel_error(c) is None}
-        counts, rows, touched = ingest_live(self.store, frame, Mapping(extra=extras) if extras else None,
-                                            source=f"watch:{source}", cache=self._norms)
+        self._check_ingest()
+        try:
+            counts, rows, touched = ingest_live(self.store, frame, Mapping(extra=extras) if extras else None,
+                                                source=f"watch:{source}", cache=self._norms,
+                                                background=self.scfg.ingest_thread)
+        except BaseException:
+            self._check_ingest()   # an earlier ingest's writes failed (raised by this one's wait)
+            raise
         self._hand(frame, rows, touched)
         if counts.rejected:
             self.counters["rejected"] += counts.rejected
@@ -779,9 +798,45 @@ class StreamEngine:
         keep = ok & ~(h["ts"].to_numpy("datetime64[us]").astype(np.int64) <= f)
         self.handed = h[keep].reset_index(drop=True) if not keep.all() else h
 
+    def _check_ingest(self) -> None:
+        """(ovl) Raise when an ingest's writes in the store's worker failed (the store rolled them
+        back; their rows may have been judged, and this engine's memory holds them as stored): the
+        engine is done, as after a ``kill -9`` (no checkpoint after it; a restart resumes from the
+        one before and the sources deliver the readings again)."""
+        failed = self.store.live_failed if hasattr(self.store, "live_failed") else None
+        if failed is None:
+            return
+        if self._ingest_failed is None:
+            self._ingest_failed = failed
+            # (rovl) Failed before anyone waited for it (its COMMIT is quick: often before the
+            # step begins): taken off the store too, or its next statement (the watcher's closing
+            # ones, ``close``) raised it again.
+            with contextlib.suppress(Exception):
+                self.store.settle()
+            raise failed
+        raise RuntimeError(f"{self.name}: a step's readings were not stored ({type(failed).__name__}: {failed}); "
+                           "this engine cannot go on: restart the watcher (it resumes from its last checkpoint)") from failed
+
     def step(self, final: bool = False) -> StepReport:
         """Profile meters whose first days are stored, judge every new stored reading, upsert the
         alerts. ``final``: no readings will follow (every pending reading becomes final).
+
+        (ovl) The store's writes of the readings ``add`` took may still run in its worker
+        (``StreamConfig.ingest_thread``) while this judges their rows; every alert is written
+        after their COMMIT, and this step raises what they raised."""
+        self._check_ingest()
+        try:
+            rep = self._step(final)
+            settle = getattr(self.store, "settle", None)
+            if settle is not None:
+                settle()   # the readings' COMMIT is this step's, even when it wrote no alert
+        except BaseException:
+            self._check_ingest()
+            raise
+        return rep
+
+    def _step(self, final: bool = False) -> StepReport:
+        """:meth:`step`'s work.
 
         Tiered (``slow_every_s > 0``): the fast tier judges the new readings every step; the
         full stitcher (every detector) judges what queued for it when the slow clock ticks, on
@@ -1079,6 +1134,14 @@ class StreamEngine:
                 self._slow_failed(exc, piece)
             raise
         self._job = None
+        lost = getattr(self.store, "live_failed", None)
+        if lost is not None:
+            # (rovl) It may have judged readings whose writes then failed in the store's worker
+            # (StreamConfig.ingest_thread): not taken (no alert for readings the store lost); the
+            # engine goes no further, a restart judges again from its last checkpoint.
+            log.warning("%s: the slow tier's judgement is dropped: a step's readings were not stored (%s)",
+                        self.name, lost)
+            return rep
         self.slow_fed, self._slow_mark = fed, mark
         if rep is None:
             rep = self._held = self._held or StepReport()
@@ -1880,12 +1943,15 @@ def _work(engine: StreamEngine, batches: list, sources: list, outputs=()) -> Ste
             frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
             n = len(frame)
             engine.add(frame, source="+".join(sorted({b.source for b in batches})))
-            deliver(outputs, "readings", frame)
         events = [a for b in batches for a in b.alerts]
         changed, new = engine.add_events(events) if events else ([], [])
     else:
         changed, new = [], []
     rep = engine.step()
+    if n:
+        # (ovl) After the step: the store's COMMIT of the readings (run beside the judging,
+        # StreamConfig.ingest_thread) is behind the step; the outputs still get them before the alerts.
+        deliver(outputs, "readings", frame)
     rep.readings = n
     rep.alerts = changed + rep.alerts
     rep.new = new + rep.new
