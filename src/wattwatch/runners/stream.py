@@ -192,6 +192,9 @@ class StreamEngine:
         self.open_ids: set[str] = set()
         self.alerts: dict[str, Alert] = {}       # latest version of every alert this run touched
         self.health_open: set[str] = set()       # open alerts sources raised about their devices
+        # The silence watch (runners/silence.py: meters that stopped answering), set by ``api.watch``;
+        # its alerts are health alerts (add_health), never the stitcher's.
+        self.silence = None
         self._written: dict[str, tuple] = {}     # what was last written of each
         # Alerts the store keeps acknowledged or cleared, of those whose status this run has read
         # (``_checked``: the first time a stitcher gave them) or set (``mark_settled``: a request
@@ -489,6 +492,9 @@ class StreamEngine:
                     resume(mine)
         # The open alerts of a source this run does not have (taken out of the site config): nothing
         # else would ever end them. Ended by the first step (the same id, ``ended_because``).
+        if self.silence is not None:   # its open alerts go on (same id) or end: runners/silence.py
+            self.silence.resume(sources, [a for a in self._health_stored.values() if a.id in self.health_open],
+                                known=self.last)
         names = {s.name for s in sources}
         why = "its source is no longer in the site config"
         for aid, a in self._health_stored.items():
@@ -1793,6 +1799,9 @@ def _work(engine: StreamEngine, batches: list, sources: list, outputs=()) -> Ste
         health = getattr(s, "health", None)
         if health is not None:
             engine.add_health(health(), rep)
+    if engine.silence is not None:   # meters that stopped answering (runners/silence.py)
+        engine.silence.heard(batches, sources)
+        engine.add_health(engine.silence.check(sources), rep)
     deliver(outputs, "alerts", rep, engine)
     # The store and the outputs have what the batches brought: the sources may forget them (MQTT
     # acknowledges the messages now). Not before the outputs: a watcher that dies between them

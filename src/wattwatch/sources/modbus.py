@@ -383,6 +383,7 @@ class Device:
     baseline_ms: float | None = None
     settled: int = 0
     slow: dict | None = None          # the open WARN_LINK_SLOW alert's facts
+    why: str = ""                     # why its last poll was lost (the silence watch's evidence)
 
 
 class Gateway:
@@ -522,6 +523,7 @@ class ModbusPoller(Poller):
         self._loop = None
         self.device_ms: deque = deque(maxlen=4096)   # response time of the last device polls
         self._health: dict[str, object] = {}   # alert id -> latest version not yet handed over
+        self._by_meter = {d.meter_id: d for d in self.devices}
         self.cycles = 0
 
     # ------------------------------------------------------------------------------ one request
@@ -584,6 +586,12 @@ class ModbusPoller(Poller):
     def polled_meters(self) -> list[str]:
         return [d.meter_id for d in self.devices]
 
+    def silence_facts(self, meter: str) -> dict:
+        """What the silence watch's alert says of a silent device: its gateway, unit and why its
+        last poll was lost."""
+        d = self._by_meter.get(meter)
+        return {} if d is None else {"gateway": d.gateway, "unit": d.unit, "why": d.why or "no answer"}
+
     def _wrong_unit(self, gw: Gateway, asked: int, answered: int) -> None:
         """An answer stamped with another unit id than asked (units swapped on a serial bus, a bridge
         mapping them wrong): not taken for this device's reading. Counted ``wrong_unit`` and
@@ -622,8 +630,10 @@ class ModbusPoller(Poller):
                 t0 = time.monotonic()
                 try:
                     got = {r: await self._request(gw, dev, r, deadline) for r in dev.model.reads}
-                except _Lost:
+                except _Lost as exc:
                     got = None
+                    dev.why = ("gateway unreachable" if gw.down_since is not None else
+                               "no answer in time" if str(exc) == "no answer" else str(exc))
                 finally:
                     gw.current = None
                 took = (time.monotonic() - t0) * 1000.0

@@ -1,0 +1,355 @@
+"""The silence watch of ``wattwatch watch`` (issue 16): a meter or gateway that stops answering
+gets an alert within minutes, *while* it is silent.
+
+The detection core judges readings; a silent meter gives none, so the core's packet-loss rule can
+only write the gap once the meter is heard again (25 min later at 1 min, 2 h at 5 min: docs/live-log.md
+pkt). The watcher itself knows more:
+
+- a **poller** (Modbus, SNMP: :class:`wattwatch.sources.base.Poller`) knows which of its meters gave no
+  reading in each poll cycle (timeout, refused connection, exception response, a gateway backed
+  off): per meter it keeps the lost polls in a row, the time of the first of them and of the last
+  answer (``Poller.silence``);
+- a **push** source (MQTT, tamper telemetry) knows only when each meter's readings arrived: a meter
+  is silent once nothing came for ``cadences`` times its expected cadence (``expect_s`` of its
+  source, or learned: the median gap between its last arrivals, after ``learn`` of them).
+
+A meter is **silent** when (poller) ``lost_polls`` of its polls in a row are lost *and* it has not
+answered for ``min_s`` (and at least ``lost_polls`` intervals), or (push) nothing arrived for
+``max(min_s, cadences x cadence)``. Defaults: 3 lost polls, 120 s, 3 cadences. Why: one or two lost
+polls are ordinary loss (the packet-loss rule judges their rate); a gateway or meter reboot, a
+switch's spanning-tree reconvergence or a DHCP renewal is over within a minute or two, and paging a
+facility team for those is noise; "gateway X stopped answering" is still said within ~2 minutes of
+the last answer at a 1-60 s poll (3 polls at 5 min: 15 min).
+
+Each silent meter gets one alert (a whole gateway silent: one per meter behind it, evidence naming
+the gateway): code ``ALRM_PKT_LOSS_CRIT`` (a lost poll is a missing reading, SPEC §3), detector
+``silence``, start = the first lost poll (push: the first reading that did not come), evidence
+``kind = "silent"``, ``source``, ``lost`` (polls lost in a row / readings missed), ``since``,
+``last_heard``, ``silent_s``, ``limit_s`` and, for Modbus, ``gateway``, ``unit`` and ``why`` (the
+last lost poll's reason). Its score is ``1 - 0.5 ** (silent_s / limit_s)``: warning when it opens,
+critical once silent three times the limit. It is updated while the meter stays silent (every
+``update_s``, or when its severity changes) and ended (``evidence.ended``) by the first reading or
+answer. It is written as a source's health alert (:meth:`StreamEngine.add_health`, as
+``WARN_LINK_SLOW``): upserted at once, read back open from the store by a restarted watcher and
+handed to this watch (:meth:`SilenceWatch.resume`), which goes on with it (same start, same id) or
+ends it; so a restart neither duplicates nor loses it.
+
+**The core's packet-loss alert is separate** (detector ``packet_loss``, another id): once the meter
+is heard again the core judges the gap in its readings as ``detect`` would (stream == detect holds:
+the silence alert never enters the stitcher). The silence alert is the live "it does not answer
+now" and ends when it answers; the core's says afterwards what the readings lack.
+
+Not watched: a meter never heard (no answer in this run and no reading in the store: a device not
+commissioned yet, or a wrong address, which the source's own counters and log show), a meter whose
+poll interval or expected cadence is above ``max_cadence_s`` (polled rarely: its silence is hours
+long before it is evidence, the core's data gap covers it), a meter matching ``ignore``, and a
+replay source (a file's gaps are data, judged by the core). A push meter is watched once its
+cadence is learned (or its source's ``expect_s`` given); it is not remembered across a restart
+unless its alert is open.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import math
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from wattwatch.alerts.model import Alert, iso
+
+log = logging.getLogger("wattwatch.watch")
+
+CODE = "ALRM_PKT_LOSS_CRIT"
+DETECTOR = "silence"
+KIND = "silent"
+
+
+@dataclass
+class SilenceConfig:
+    """``[silence]`` of a site config (see the module)."""
+
+    enabled: bool = True
+    lost_polls: int = 3
+    min_s: float = 120.0
+    cadences: float = 3.0
+    max_cadence_s: float = 3600.0
+    update_s: float = 60.0
+    learn: int = 4
+    expect_s: dict = field(default_factory=dict)   # push source name -> its meters' expected cadence (s)
+    ignore: list = field(default_factory=list)     # meter globs never watched
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "SilenceConfig":
+        if d is None:
+            return cls()
+        if not isinstance(d, dict):
+            raise ValueError("[silence]: must be a table")
+        d = dict(d)
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"[silence]: unknown key(s) {sorted(unknown)} (known: "
+                             f"{', '.join(cls.__dataclass_fields__)})")
+        out = cls()
+        for k, v in d.items():
+            if k == "enabled":
+                if not isinstance(v, bool):
+                    raise ValueError(f"[silence] enabled: must be true or false, got {v!r}")
+            elif k == "expect_s":
+                if not isinstance(v, dict) or any(isinstance(x, bool) or not isinstance(x, (int, float))
+                                                  or not math.isfinite(x) or x <= 0 for x in v.values()):
+                    raise ValueError(f"[silence] expect_s: must be a table of source name = seconds (> 0), got {v!r}")
+                v = {str(a): float(b) for a, b in v.items()}
+            elif k == "ignore":
+                if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                    raise ValueError(f"[silence] ignore: must be a list of meter globs, got {v!r}")
+            else:
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                    raise ValueError(f"[silence] {k}: must be a finite number, got {v!r}")
+                if k in ("lost_polls", "learn"):
+                    if v != int(v) or v < 1:
+                        raise ValueError(f"[silence] {k}: must be a whole number >= 1, got {v!r}")
+                    v = int(v)
+                elif v < 0 or (k == "cadences" and v <= 0):
+                    raise ValueError(f"[silence] {k}: must be {'> 0' if k == 'cadences' else '>= 0'}, got {v!r}")
+                else:
+                    v = float(v)
+            setattr(out, k, v)
+        return out
+
+
+@dataclass
+class _Push:
+    last: float                                     # wall time (epoch s) of its last arrival
+    gaps: deque = field(default_factory=lambda: deque(maxlen=16))
+
+
+def _is_push(source) -> bool:
+    return not hasattr(source, "silence") and getattr(source, "watch_silence", True)
+
+
+class SilenceWatch:
+    """See the module. Used by the engine's thread only (:func:`wattwatch.runners.stream._work`);
+    it reads the pollers' ``silence`` tables (written by the event loop's thread) as snapshots."""
+
+    def __init__(self, cfg: SilenceConfig | None = None, clock=time.time):
+        self.cfg = cfg or SilenceConfig()
+        self.clock = clock
+        self.started = clock()
+        self.push: dict[tuple[str, str], _Push] = {}
+        self.open: dict[tuple[str, str], dict] = {}     # (source, meter) -> the open alert's facts
+        self.known: set[str] = set()                    # meters the store had readings of at start
+        self.counters: Counter = Counter()
+        self._out: dict[str, Alert] = {}
+
+    # ------------------------------------------------------------------ start / resume
+
+    def resume(self, sources: list, stored: list, known=()) -> None:
+        """At the start of a run: the meters the store has readings of (``known``: a configured
+        polled meter of them is watched before its first answer of this run), and the open silence
+        alerts an earlier run left (``stored``): each goes on (same start, same id) while its meter
+        stays silent, or is ended by its first answer. One whose meter this site no longer polls,
+        or with the watch turned off, is ended now (``evidence.ended_because``)."""
+        self.known = {str(m) for m in known}
+        by = {s.name: s for s in sources}
+        for a in stored:
+            ev = a.evidence
+            if a.detector != DETECTOR or ev.get("kind") != KIND or ev.get("ended"):
+                continue
+            s = by.get(ev.get("source"))
+            if s is None:
+                continue   # its source left the site config: the engine ends it (resume_sources)
+            why = None
+            if not self.cfg.enabled:
+                why = "the silence watch is turned off ([silence] enabled = false)"
+            elif hasattr(s, "silence_facts") and a.meter_id not in set(s.polled_meters()):
+                # (a Modbus source lists every meter it polls; an SNMP one names its tables' rows as they come)
+                why = "the meter is no longer polled by this source"
+            try:
+                o = {"since": _epoch(a.start), "end": _epoch(a.end), "lost0": int(ev.get("lost", 0)),
+                     "lost": int(ev.get("lost", 0)), "limit_s": float(ev["limit_s"]),
+                     "cadence_s": ev.get("cadence_s"), "heard": _epoch(ev.get("last_heard")),
+                     "facts": {k: ev[k] for k in ("gateway", "unit", "why") if k in ev},
+                     "resumed": self.started, "written": self.started, "severity": a.severity}
+            except (KeyError, TypeError, ValueError):
+                why = why or "the stored alert lacks what the silence watch needs to go on with it"
+                o = None
+            if why is not None:
+                log.warning("silence: open alert %s of %s ended at the restart: %s", a.id, a.meter_id, why)
+                self._out[a.id] = Alert(**{**a.__dict__, "evidence": {**ev, "ended": True, "ended_because": why}})
+                self.counters["ended_at_restart"] += 1
+                continue
+            self.open[(s.name, a.meter_id)] = o
+            if not hasattr(s, "silence"):   # a push meter: its clock goes on from what the alert says
+                p = _Push(o["heard"] if o["heard"] is not None else o["since"])
+                if o["cadence_s"]:
+                    p.gaps.extend([float(o["cadence_s"])] * self.cfg.learn)
+                self.push[(s.name, a.meter_id)] = p
+            self.counters["resumed"] += 1
+
+    # ------------------------------------------------------------------ push arrivals
+
+    def heard(self, batches: list, sources: list) -> None:
+        """Note when each push meter's readings arrived (``Batch.arrived``, monotonic, as wall time)."""
+        push = {s.name for s in sources if _is_push(s)}
+        if not push:
+            return
+        now_w, now_m = self.clock(), time.monotonic()
+        for b in batches:
+            if b.source not in push or not len(b.frame) or "meter_id" not in b.frame:
+                continue
+            t = now_w - max(0.0, now_m - b.arrived)
+            for m in np.unique(b.frame["meter_id"].astype(str).to_numpy()):
+                key = (b.source, str(m))
+                p = self.push.get(key)
+                if p is None:
+                    self.push[key] = _Push(t)
+                    continue
+                if t > p.last:
+                    p.gaps.append(t - p.last)
+                    p.last = t
+
+    # ------------------------------------------------------------------ the check
+
+    def _ignored(self, meter: str) -> bool:
+        return any(fnmatch.fnmatchcase(meter, g) for g in self.cfg.ignore)
+
+    def check(self, sources: list) -> list[Alert]:
+        """The silence alerts opened, updated or ended since the last call (and those a restart
+        ended)."""
+        now = self.clock()
+        c = self.cfg
+        for s in sources:
+            if not getattr(s, "watch_silence", True):
+                continue
+            table = getattr(s, "silence", None)
+            if table is not None:
+                interval = float(getattr(s, "interval_s", 0.0) or 0.0)
+                limit = max(c.min_s, c.lost_polls * interval)
+                for m, (lost, since, heard) in list(table.items()):
+                    key = (s.name, m)
+                    o = self.open.get(key)
+                    if o is not None:
+                        if heard is not None and heard > o["since"] and (lost == 0 or since is None or since > o["since"]):
+                            self._end(key, o, heard, s)
+                            o = None
+                        elif lost and since is not None:
+                            o["lost"] = (o["lost0"] if since >= o.get("resumed", math.inf) else 0) + lost
+                            o["end"] = now
+                            o["facts"] = self._facts(s, m) or o["facts"]
+                            self._update(key, o, now, s)
+                        continue
+                    if not c.enabled or lost < c.lost_polls or since is None or interval > c.max_cadence_s \
+                            or self._ignored(m):
+                        continue
+                    if heard is None and m not in self.known:
+                        continue   # never heard: not commissioned (the source's counters say it)
+                    quiet = now - (heard if heard is not None else max(self.started, since - interval))
+                    if quiet >= limit:
+                        self._open(key, {"since": since, "end": now, "lost0": 0, "lost": lost, "limit_s": limit,
+                                         "cadence_s": interval, "heard": heard, "facts": self._facts(s, m)}, s, now)
+            elif _is_push(s):
+                expect = c.expect_s.get(s.name)
+                for key, p in list(self.push.items()):
+                    if key[0] != s.name:
+                        continue
+                    o = self.open.get(key)
+                    if o is not None:
+                        if o["heard"] is None or p.last > o["heard"] + 1e-3:
+                            self._end(key, o, p.last, s)
+                        else:
+                            o["end"] = now
+                            cad = o["cadence_s"] or 1.0
+                            o["lost"] = max(o["lost"], int((now - o["heard"]) // cad)) if o["heard"] else o["lost"]
+                            self._update(key, o, now, s)
+                        continue
+                    cad = expect if expect else (float(np.median(p.gaps)) if len(p.gaps) >= c.learn - 1 else None)
+                    if not c.enabled or not cad or cad > c.max_cadence_s or self._ignored(key[1]):
+                        continue
+                    limit = max(c.min_s, c.cadences * cad)
+                    if now - p.last >= limit:
+                        self._open(key, {"since": p.last + cad, "end": now, "lost0": 0,
+                                         "lost": int((now - p.last) // cad), "limit_s": limit, "cadence_s": cad,
+                                         "heard": p.last, "facts": {}}, s, now)
+        out = list(self._out.values())
+        self._out.clear()
+        return out
+
+    def _facts(self, s, m) -> dict:
+        f = getattr(s, "silence_facts", None)
+        return f(m) if f is not None else {}
+
+    # ------------------------------------------------------------------ alert versions
+
+    def _alert(self, key, o: dict, source, ended: bool, heard_again: float | None = None) -> Alert:
+        from wattwatch.codes import severity
+
+        src, m = key
+        ref = o["heard"] if o["heard"] is not None else o["since"]
+        silent_s = max(0.0, o["end"] - ref)
+        score = round(1.0 - 0.5 ** (silent_s / max(o["limit_s"], 1e-9)), 4)
+        facts = dict(o["facts"] or {})
+        ev = {"kind": KIND, "source": src, "lost": int(o["lost"]), "since": iso(_ts(o["since"])),
+              "last_heard": iso(_ts(o["heard"])) if o["heard"] is not None else None,
+              "silent_s": round(silent_s, 1), "limit_s": round(o["limit_s"], 3),
+              "cadence_s": None if o["cadence_s"] is None else round(float(o["cadence_s"]), 3), **facts,
+              "ended": ended}
+        if heard_again is not None:
+            ev["heard_again"] = iso(_ts(heard_again))
+        poll = hasattr(source, "silence")
+        what = (f"{o['lost']} polls lost in a row" if poll else f"no reading for {silent_s:.0f} s "
+                f"(expected every {o['cadence_s']:.0f} s)")
+        where = f" on gateway {facts['gateway']}" if facts.get("gateway") else ""
+        why = f" ({facts['why']})" if facts.get("why") else ""
+        msg = (f"silent: no answer from {m}{where} for {silent_s:.0f} s, {what}{why}" if not ended else
+               f"was silent {silent_s:.0f} s{where} ({what}); answering again (the packet-loss rule judges the "
+               "gap in its readings)")
+        return Alert(meter_id=m, start=iso(_ts(o["since"])), end=iso(_ts(o["end"])), code=CODE,
+                     severity=severity(CODE, score), score=score, detector=DETECTOR, message=msg, evidence=ev)
+
+    def _open(self, key, o: dict, source, now: float) -> None:
+        a = self._alert(key, o, source, ended=False)
+        o["written"], o["severity"] = now, a.severity
+        self.open[key] = o
+        self._out[a.id] = a
+        self.counters["opened"] += 1
+        log.warning("%s: %s is silent: %s", key[0], key[1], a.message)
+
+    def _update(self, key, o: dict, now: float, source) -> None:
+        a = self._alert(key, o, source, ended=False)
+        if a.severity != o.get("severity") or now - o.get("written", 0.0) >= self.cfg.update_s:
+            o["written"], o["severity"] = now, a.severity
+            self._out[a.id] = a
+            self.counters["updated"] += 1
+
+    def _end(self, key, o: dict, heard: float, source) -> None:
+        o["end"] = max(o["since"], heard)
+        a = self._alert(key, o, source, ended=True, heard_again=heard)
+        self._out[a.id] = a
+        del self.open[key]
+        self.counters["ended"] += 1
+        log.warning("%s: %s answers again after %s s of silence", key[0], key[1], a.evidence["silent_s"])
+
+    def silent(self) -> set[str]:
+        """The meters silent now (for the console)."""
+        return {m for _, m in self.open}
+
+    def view(self) -> dict:
+        return {"silent": len(self.open), **self.counters}
+
+
+def _ts(t: float | None):
+    import pandas as pd
+
+    return None if t is None else pd.Timestamp(round(t * 1000), unit="ms", tz="UTC")
+
+
+def _epoch(t) -> float | None:
+    import pandas as pd
+
+    if t is None:
+        return None
+    return pd.Timestamp(t).value / 1e9

@@ -1,0 +1,212 @@
+"""The silence watch of ``watch`` (issue 16, runners/silence.py): a gateway or meter that stops
+answering is alerted while it is silent (within the limit), the alert ends at its first answer, a
+restart of the watcher goes on with the same alert (no duplicate), a push meter that stops
+publishing is alerted, and a healthy device whose answers jitter (some polls lost, never a run of
+them) never is. Real servers on 127.0.0.1: pymodbus gateways, the session's mosquitto."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import pytest
+
+from wattwatch import api
+from wattwatch.devices import modbus as dev
+from wattwatch.runners import silence as sil
+from wattwatch.store import Store
+from tests.live.test_modbus import REGS, _until
+
+# Limits in seconds for a test: min_s 1.5 s (the default is 120 s), updated every 0.5 s.
+SILENCE = {"min_s": 1.5, "lost_polls": 3, "update_s": 0.5}
+
+
+class _Run:
+    """``api.watch(site)`` in a thread; per step, when each silence alert id was first seen open and
+    seen ended (wall time)."""
+
+    def __init__(self, site):
+        self.stop = threading.Event()
+        self.engine = None
+        self.opened: dict[str, float] = {}
+        self.ended: dict[str, float] = {}
+        self.new: list[str] = []
+        self.box = {}
+        self.t = threading.Thread(target=lambda: self.box.update(w=api.watch(site, stop=self.stop, on_step=self._step)),
+                                  daemon=True)
+        self.t.start()
+
+    def _step(self, e, rep, batches):
+        self.engine = e
+        now = time.time()
+        for a in rep.alerts:
+            if a.detector == sil.DETECTOR:
+                self.opened.setdefault(a.id, now)
+                if a.evidence.get("ended"):
+                    self.ended.setdefault(a.id, now)
+        self.new += [i for i in rep.new if e.alerts[i].detector == sil.DETECTOR]
+
+    def silent(self, meter, ended=False):
+        e = self.engine
+        return e is not None and any(a.detector == sil.DETECTOR and a.meter_id == meter
+                                     and bool(a.evidence.get("ended")) == ended for a in list(e.alerts.values()))
+
+    def close(self):
+        self.stop.set()
+        self.t.join(60)
+        assert not self.t.is_alive()
+        return self.box["w"]
+
+
+def _stored(path) -> list[tuple]:
+    with Store(path) as s:
+        rows = s.con.execute("SELECT id, meter_id, evidence FROM alerts WHERE detector = ? ORDER BY meter_id, start",
+                             [sil.DETECTOR]).fetchall()
+    return [(i, m, json.loads(ev)) for i, m, ev in rows]
+
+
+def _modbus(name, devices, **kw):
+    return {"type": "modbus", "name": name, "interval_s": 0.1, "timeout_s": 0.1, "retries": 0, "backoff_s": 0.02,
+            "models": {"m": {"registers": REGS}}, **kw,
+            "devices": [{"meter_id": m, "port": d.port, "unit": u, "model": "m"} for d, u, m in devices]}
+
+
+def test_a_gateway_stopped_is_alerted_within_the_limit_ended_when_back_and_not_doubled_by_a_restart(tmp_path):
+    d = dev.start("gw", {"registers": REGS, "meters": ["A", "B"], "interval_s": 0.1, "seed": 3})
+    site = {"sources": [_modbus("plant", [(d, 1, "A"), (d, 2, "B")])], "store": {"path": str(tmp_path / "s.duckdb")},
+            "detectors": ["supply_outage"], "silence": SILENCE, "stream": {"checkpoint_s": 0.5}}
+    try:
+        r = _Run(site)
+        _until(lambda: r.engine is not None and r.engine.counters.get("readings", 0) >= 20, 30)
+        assert not r.opened, "an answering gateway was said silent"
+        down = time.time()
+        d.inject("down")                                   # the gateway stops answering (refused)
+        _until(lambda: r.silent("A") and r.silent("B"), 20)
+        assert r.silent("A") and r.silent("B"), "no silence alert for the meters behind the stopped gateway"
+        # Written within the limit: the first version is in the store at most ~2 steps (1 s each) and
+        # a poll after the limit, never before it.
+        first = min(r.opened.values())
+        assert first - down <= SILENCE["min_s"] + 2.5, f"written {first - down:.1f} s after the gateway stopped"
+        a = next(a for a in r.engine.alerts.values() if a.detector == sil.DETECTOR and a.meter_id == "B")
+        ev = a.evidence
+        assert a.code == "ALRM_PKT_LOSS_CRIT" and ev["kind"] == "silent" and ev["source"] == "plant"
+        assert ev["gateway"].endswith(f":{d.port}/tcp") and ev["unit"] == 2 and ev["lost"] >= 3
+        assert ev["silent_s"] >= SILENCE["min_s"] and ev["ended"] is False and a.severity in ("warning", "critical")
+        time.sleep(1.0)
+        r.close()                                          # stopped while silent
+        before = _stored(site["store"]["path"])
+        assert len(before) == 2 and not any(ev["ended"] for _, _, ev in before)
+        # Restarted while the gateway is still down: the same alerts go on (no second one), then
+        # the gateway comes back and ends each once.
+        r2 = _Run(site)
+        _until(lambda: r2.engine is not None and {a.id for a in list(r2.engine.alerts.values())
+                                                  if a.detector == sil.DETECTOR} == {i for i, _, _ in before}, 20)
+        assert r2.engine.silence.counters["resumed"] == 2
+        time.sleep(SILENCE["min_s"] + 1.5)                   # past the limit again: a fresh alert would open now
+        assert not r2.new, f"the restarted watcher opened new silence alerts: {r2.new}"
+        d.inject("up")
+        _until(lambda: r2.silent("A", ended=True) and r2.silent("B", ended=True), 20)
+        w = r2.close()
+        after = _stored(site["store"]["path"])
+        assert [(i, m) for i, m, _ in after] == [(i, m) for i, m, _ in before], "a restart doubled the alert"
+        for (_, _, ev0), (_, _, ev) in zip(before, after):
+            assert ev["ended"] is True and ev["heard_again"] and ev["lost"] > ev0["lost"], ev
+        assert not {i for i, _, _ in after} & w.open_ids
+    finally:
+        d.stop()
+
+
+def test_a_healthy_jittered_device_never_alerts_while_a_silent_one_beside_it_does(tmp_path):
+    """Device A answers 40-200 ms late (a request waits 150 ms: about a third of its polls lost,
+    runs of 3 and more in a row common, never 3 s of them); device B, on its own gateway, stops
+    answering (every answer dropped). Only B is alerted: A's lost polls are the packet-loss rule's.
+    (A rule of "3 lost polls in a row" without the time floor alerts on A.)"""
+    a = dev.start("ga", {"registers": REGS, "meters": ["A"], "interval_s": 0.1, "seed": 5})
+    b = dev.start("gb", {"registers": REGS, "meters": ["B"], "interval_s": 0.1, "seed": 6})
+    site = api.load_site({"sources": [_modbus("plant", [(a, 1, "A"), (b, 1, "B")])],
+                          "store": {"path": str(tmp_path / "s.duckdb")}, "detectors": ["supply_outage"],
+                          "silence": {**SILENCE, "min_s": 3.0}})
+    try:
+        a.inject("delay", ms=40, jitter_ms=160)
+        r = _Run(site)
+        _until(lambda: r.engine is not None and r.engine.counters.get("readings", 0) >= 10, 30)
+        b.inject("drop", share=1.0)
+        _until(lambda: r.silent("B"), 20)
+        time.sleep(2.0)
+        w = r.close()
+    finally:
+        a.stop()
+        b.stop()
+    got = {x.meter_id for x in w.alerts if x.detector == sil.DETECTOR}
+    assert got == {"B"}, got
+    da = {v["meter_id"]: v for v in site.sources[0].devices_view()}["A"]
+    assert da["lost"] >= 10 and da["polls"] - da["lost"] >= 10, f"A's jitter lost too few polls to show anything: {da}"
+
+
+def _publisher(broker):
+    import paho.mqtt.client as mqtt
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}")
+    c.connect(broker.host, broker.port)
+    c.loop_start()
+    return c
+
+
+def test_an_mqtt_meter_that_stops_publishing_is_alerted_and_ended_when_it_publishes_again(mqtt_broker, tmp_path):
+    """Two meters publish live readings, m0 every 0.1-0.4 s (jittered), m1 every 0.2 s; m1 stops: its
+    learned cadence (0.2 s, 3 cadences) is under min_s (1.5 s), so it is alerted ~1.5 s after its last
+    reading, m0 never; m1 publishes again: its alert ends."""
+    import random
+
+    base = f"s{uuid.uuid4().hex[:8]}"
+    site = {"sources": [{"type": "mqtt", "name": "push", "host": mqtt_broker.host, "port": mqtt_broker.port,
+                         "topics": [f"{base}/+"], "meter": "topic:1", "client_id": f"ww-{base}"}],
+            "store": {"path": str(tmp_path / "s.duckdb")}, "detectors": ["supply_outage"], "silence": SILENCE}
+    pub = _publisher(mqtt_broker)
+    going = {"m0": True, "m1": True}
+    halt = threading.Event()
+    rng = random.Random(7)
+
+    def send(m, every):
+        while not halt.is_set():
+            if going[m]:
+                pub.publish(f"{base}/{m}", json.dumps({"ts": time.time(), "p_kw": 1.0}), qos=1)
+            time.sleep(every())
+
+    threads = [threading.Thread(target=send, args=("m0", lambda: rng.uniform(0.1, 0.4)), daemon=True),
+               threading.Thread(target=send, args=("m1", lambda: 0.2), daemon=True)]
+    for t in threads:
+        t.start()
+    try:
+        r = _Run(site)
+        _until(lambda: r.engine is not None and r.engine.counters.get("readings", 0) >= 30, 30)
+        going["m1"] = False
+        stopped = time.time()
+        _until(lambda: r.silent("m1"), 20)
+        assert r.silent("m1"), "no alert for the meter that stopped publishing"
+        assert min(r.opened.values()) - stopped <= SILENCE["min_s"] + 2.5
+        time.sleep(1.0)
+        going["m1"] = True
+        _until(lambda: r.silent("m1", ended=True), 20)
+        w = r.close()
+    finally:
+        halt.set()
+        for t in threads:
+            t.join(5)
+        pub.loop_stop()
+    got = [x for x in w.alerts if x.detector == sil.DETECTOR]
+    assert [x.meter_id for x in got] == ["m1"] and got[0].evidence["ended"] is True
+    assert 0.15 <= got[0].evidence["cadence_s"] <= 0.5, got[0].evidence
+
+
+def test_the_silence_config_is_checked():
+    assert sil.SilenceConfig.from_dict({"min_s": 30, "lost_polls": 2}).min_s == 30.0
+    for bad, says in (({"lost_polls": 0}, "lost_polls"), ({"min_s": "2"}, "min_s"), ({"nope": 1}, "nope"),
+                      ({"enabled": "no"}, "enabled"), ({"expect_s": {"x": -1}}, "expect_s"),
+                      ({"cadences": 0}, "cadences")):
+        with pytest.raises(ValueError, match=says):
+            sil.SilenceConfig.from_dict(bad)
+    with pytest.raises(api.ConfigError, match="silence"):
+        api.load_site({"sources": [{"type": "replay", "name": "r", "path": "x.csv"}], "silence": {"min_s": -1}})
