@@ -13,10 +13,14 @@ import uuid
 
 import pytest
 
+from rich.console import Console
+
 from wattwatch import api
+from wattwatch.app.watchview import render
 from wattwatch.devices import modbus as dev
 from wattwatch.runners import silence as sil
 from wattwatch.store import Store
+from tests.live.test_actions import _script
 from tests.live.test_modbus import REGS, _until
 
 # Limits in seconds for a test: min_s 1.5 s (the default is 120 s), updated every 0.5 s.
@@ -33,6 +37,7 @@ class _Run:
         self.opened: dict[str, float] = {}
         self.ended: dict[str, float] = {}
         self.new: list[str] = []
+        self.last: dict = {}
         self.box = {}
         self.t = threading.Thread(target=lambda: self.box.update(w=api.watch(site, stop=self.stop, on_step=self._step)),
                                   daemon=True)
@@ -44,20 +49,21 @@ class _Run:
         for a in rep.alerts:
             if a.detector == sil.DETECTOR:
                 self.opened.setdefault(a.id, now)
+                self.last[a.meter_id] = a
                 if a.evidence.get("ended"):
                     self.ended.setdefault(a.id, now)
         self.new += [i for i in rep.new if e.alerts[i].detector == sil.DETECTOR]
 
     def silent(self, meter, ended=False):
-        e = self.engine
-        return e is not None and any(a.detector == sil.DETECTOR and a.meter_id == meter
-                                     and bool(a.evidence.get("ended")) == ended for a in list(e.alerts.values()))
+        """The last version of ``meter``'s silence alert a step reported is (not) ended."""
+        a = self.last.get(meter)
+        return a is not None and bool(a.evidence.get("ended")) == ended
 
     def close(self):
         self.stop.set()
         self.t.join(60)
         assert not self.t.is_alive()
-        return self.box["w"]
+        return self.box.get("w")
 
 
 def _stored(path) -> list[tuple]:
@@ -74,9 +80,14 @@ def _modbus(name, devices, **kw):
 
 
 def test_a_gateway_stopped_is_alerted_within_the_limit_ended_when_back_and_not_doubled_by_a_restart(tmp_path):
+    got = tmp_path / "got.txt"   # an action on B's packet-loss alerts: opened and ended once each
+    exe = _script(tmp_path, f"import sys\nsys.stdin.read()\nopen({str(got)!r}, 'a').write(' '.join(sys.argv[1:]) + '\\n')\n")
     d = dev.start("gw", {"registers": REGS, "meters": ["A", "B"], "interval_s": 0.1, "seed": 3})
     site = {"sources": [_modbus("plant", [(d, 1, "A"), (d, 2, "B")])], "store": {"path": str(tmp_path / "s.duckdb")},
-            "detectors": ["supply_outage"], "silence": SILENCE, "stream": {"checkpoint_s": 0.5}}
+            "detectors": ["supply_outage"], "silence": SILENCE, "stream": {"checkpoint_s": 0.5},
+            "actions": [{"type": "command", "name": "page", "argv": [exe, "{event}", "{id}"], "dry_run": False,
+                         "on": ["opened", "ended"], "match": {"code": ["ALRM_PKT_LOSS_CRIT"], "meter": ["B"]}}]}
+    r = r2 = None
     try:
         r = _Run(site)
         _until(lambda: r.engine is not None and r.engine.counters.get("readings", 0) >= 20, 30)
@@ -89,11 +100,16 @@ def test_a_gateway_stopped_is_alerted_within_the_limit_ended_when_back_and_not_d
         # a poll after the limit, never before it.
         first = min(r.opened.values())
         assert first - down <= SILENCE["min_s"] + 2.5, f"written {first - down:.1f} s after the gateway stopped"
-        a = next(a for a in r.engine.alerts.values() if a.detector == sil.DETECTOR and a.meter_id == "B")
+        a = r.last["B"]
         ev = a.evidence
         assert a.code == "ALRM_PKT_LOSS_CRIT" and ev["kind"] == "silent" and ev["source"] == "plant"
         assert ev["gateway"].endswith(f":{d.port}/tcp") and ev["unit"] == 2 and ev["lost"] >= 3
         assert ev["silent_s"] >= SILENCE["min_s"] and ev["ended"] is False and a.severity in ("warning", "critical")
+        # The console says which meters are silent, since when and why.
+        con = Console(width=200, record=True)
+        con.print(render(r.engine, []))
+        text = con.export_text()
+        assert "silent meters (2)" in text and "gateway unreachable" in text, text
         time.sleep(1.0)
         r.close()                                          # stopped while silent
         before = _stored(site["store"]["path"])
@@ -101,11 +117,10 @@ def test_a_gateway_stopped_is_alerted_within_the_limit_ended_when_back_and_not_d
         # Restarted while the gateway is still down: the same alerts go on (no second one), then
         # the gateway comes back and ends each once.
         r2 = _Run(site)
-        _until(lambda: r2.engine is not None and {a.id for a in list(r2.engine.alerts.values())
-                                                  if a.detector == sil.DETECTOR} == {i for i, _, _ in before}, 20)
-        assert r2.engine.silence.counters["resumed"] == 2
+        _until(lambda: {a.id for a in list(r2.last.values())} == {i for i, _, _ in before}, 20)
         time.sleep(SILENCE["min_s"] + 1.5)                   # past the limit again: a fresh alert would open now
         assert not r2.new, f"the restarted watcher opened new silence alerts: {r2.new}"
+        assert r2.engine.silence.counters["resumed"] == 2
         d.inject("up")
         _until(lambda: r2.silent("A", ended=True) and r2.silent("B", ended=True), 20)
         w = r2.close()
@@ -114,7 +129,12 @@ def test_a_gateway_stopped_is_alerted_within_the_limit_ended_when_back_and_not_d
         for (_, _, ev0), (_, _, ev) in zip(before, after):
             assert ev["ended"] is True and ev["heard_again"] and ev["lost"] > ev0["lost"], ev
         assert not {i for i, _, _ in after} & w.open_ids
+        b = next(i for i, m, _ in after if m == "B")
+        assert got.read_text().splitlines() == [f"opened {b}", f"ended {b}"]
     finally:
+        for x in (r, r2):
+            if x is not None:
+                x.close()
         d.stop()
 
 

@@ -337,6 +337,12 @@ class SilenceWatch:
         """The meters silent now (for the console)."""
         return {m for _, m in self.open}
 
+    def rows(self) -> list[dict]:
+        """The silent meters for the console, longest silent first."""
+        out = [{"meter_id": m, "source": src, "since": iso(_ts(o["since"])), "lost": int(o["lost"]),
+                "why": str((o["facts"] or {}).get("why", ""))} for (src, m), o in list(self.open.items())]
+        return sorted(out, key=lambda r: r["since"])
+
     def view(self) -> dict:
         return {"silent": len(self.open), **self.counters}
 
