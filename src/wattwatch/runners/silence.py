@@ -288,9 +288,7 @@ class SilenceWatch:
         from wattwatch.codes import severity
 
         src, m = key
-        ref = o["heard"] if o["heard"] is not None else o["since"]
-        silent_s = max(0.0, o["end"] - ref)
-        score = round(1.0 - 0.5 ** (silent_s / max(o["limit_s"], 1e-9)), 4)
+        silent_s, score = _score(o)
         facts = dict(o["facts"] or {})
         ev = {"kind": KIND, "source": src, "lost": int(o["lost"]), "since": iso(_ts(o["since"])),
               "last_heard": iso(_ts(o["heard"])) if o["heard"] is not None else None,
@@ -319,11 +317,12 @@ class SilenceWatch:
         log.warning("%s: %s is silent: %s", key[0], key[1], a.message)
 
     def _update(self, key, o: dict, now: float, source) -> None:
+        if now - o.get("written", 0.0) < self.cfg.update_s and _severity(o) == o.get("severity"):
+            return   # (building the version costs ~30 us: only when it is written)
         a = self._alert(key, o, source, ended=False)
-        if a.severity != o.get("severity") or now - o.get("written", 0.0) >= self.cfg.update_s:
-            o["written"], o["severity"] = now, a.severity
-            self._out[a.id] = a
-            self.counters["updated"] += 1
+        o["written"], o["severity"] = now, a.severity
+        self._out[a.id] = a
+        self.counters["updated"] += 1
 
     def _end(self, key, o: dict, heard: float, source) -> None:
         o["end"] = max(o["since"], heard)
@@ -345,6 +344,20 @@ class SilenceWatch:
 
     def view(self) -> dict:
         return {"silent": len(self.open), **self.counters}
+
+
+def _score(o: dict) -> tuple[float, float]:
+    """Seconds silent (from the last answer, or the first lost poll) and the score:
+    ``1 - 0.5 ** (silent / limit)`` (0.5 at the limit: warning; 0.875 at three times: critical)."""
+    ref = o["heard"] if o["heard"] is not None else o["since"]
+    silent_s = max(0.0, o["end"] - ref)
+    return silent_s, round(1.0 - 0.5 ** (silent_s / max(o["limit_s"], 1e-9)), 4)
+
+
+def _severity(o: dict) -> str:
+    from wattwatch.codes import severity
+
+    return severity(CODE, _score(o)[1])
 
 
 def _ts(t: float | None):
