@@ -264,6 +264,7 @@ class SilenceWatch:
                             o["end"] = now
                             cad = o["cadence_s"] or 1.0
                             o["lost"] = max(o["lost"], int((now - o["heard"]) // cad)) if o["heard"] else o["lost"]
+                            o["facts"] = _push_facts(s) or o["facts"]
                             self._update(key, o, now, s)
                         continue
                     cad = expect if expect else (float(np.median(p.gaps)) if len(p.gaps) >= c.learn - 1 else None)
@@ -273,7 +274,7 @@ class SilenceWatch:
                     if now - p.last >= limit:
                         self._open(key, {"since": p.last + cad, "end": now, "lost0": 0,
                                          "lost": int((now - p.last) // cad), "limit_s": limit, "cadence_s": cad,
-                                         "heard": p.last, "facts": {}}, s, now)
+                                         "heard": p.last, "facts": _push_facts(s)}, s, now)
         out = list(self._out.values())
         self._out.clear()
         return out
@@ -344,6 +345,12 @@ class SilenceWatch:
 
     def view(self) -> dict:
         return {"silent": len(self.open), **self.counters}
+
+
+def _push_facts(s) -> dict:
+    """A push source that is not subscribed (its broker down, refused) is why its meters are silent."""
+    st = str(getattr(s, "status", ""))
+    return {} if st in ("subscribed", "connected", "") else {"why": f"source {st}"}
 
 
 def _score(o: dict) -> tuple[float, float]:
