@@ -230,3 +230,85 @@ def test_the_silence_config_is_checked():
             sil.SilenceConfig.from_dict(bad)
     with pytest.raises(api.ConfigError, match="silence"):
         api.load_site({"sources": [{"type": "replay", "name": "r", "path": "x.csv"}], "silence": {"min_s": -1}})
+
+
+def test_the_default_limits_on_a_clock_and_a_kill_without_checkpoint(tmp_path):
+    """At the defaults (3 lost polls and 120 s) on a clock the test moves: a Modbus meter polled every
+    second (real polls of a real gateway while it answers) is not silent 119 s after its last answer,
+    is at 120 s (warning), critical at 360 s; the engine killed (its last checkpoint before the last
+    versions) and started again on the store: the same alert goes on (its lost polls counted on, not
+    said new again), no second one; its first answer ends it, once."""
+    import pandas as pd
+
+    from wattwatch.runners.stream import StepReport, StreamConfig, StreamEngine
+    from wattwatch.sources import modbus as mb
+    from tests.live.test_modbus import _poll
+
+    d = dev.start("gw", {"registers": REGS, "meters": ["A"], "interval_s": 0.05})
+    path = tmp_path / "live.duckdb"
+    now = [1.8e9]
+
+    def poller():
+        return mb.ModbusPoller("plant", [{"meter_id": "A", "port": d.port, "unit": 1, "model": "m"}],
+                               {"m": mb.parse_model("m", {"registers": REGS})}, interval_s=1, timeout_s=0.5)
+
+    def start():
+        store, p = Store(path), poller()
+        eng = StreamEngine(store, api.build_detectors(["supply_outage"]), None, StreamConfig(checkpoint_s=0))
+        eng.silence = sil.SilenceWatch(clock=lambda: now[0])
+        eng.resume_sources([p])
+        return store, p, eng
+
+    def cycle(eng, p, frame, rep):
+        """One poll cycle at ``now`` (what Poller.run notes) and the step's check."""
+        p._answered(frame, now[0])
+        eng.add_health(eng.silence.check([p]), rep)
+
+    try:
+        store, p, eng = start()
+        rep = StepReport()
+        for _ in range(5):
+            [frame] = _poll(p, 1)
+            assert len(frame) == 1
+            eng.add(frame)
+            cycle(eng, p, frame, rep)
+            now[0] += 1.0
+        heard = now[0] - 1.0
+        while now[0] - heard < 119.5:              # lost polls, one a second: silent only at 120 s
+            cycle(eng, p, pd.DataFrame(), rep)
+            now[0] += 1.0
+        assert not rep.alerts, "silent before 120 s"
+        cycle(eng, p, pd.DataFrame(), rep)
+        [aid] = rep.new
+        a = eng.alerts[aid]
+        assert a.severity == "warning" and a.evidence["lost"] == 120 and a.evidence["limit_s"] == 120
+        eng.checkpoint()                            # the periodic checkpoint after the alert's step ...
+        for _ in range(10):                         # ... then more lost polls, and killed: none after them
+            now[0] += 1.0
+            cycle(eng, p, pd.DataFrame(), rep)
+        eng.close()
+        store.close()
+        p.close()
+
+        store, p, eng = start()
+        assert eng.health_open == {aid}
+        rep = StepReport()
+        while now[0] - heard < 361:
+            now[0] += 1.0
+            cycle(eng, p, pd.DataFrame(), rep)
+        assert not rep.new and {x.id for x in rep.alerts} == {aid}, "the restart opened another alert"
+        assert [r[0] for r in store.con.execute("SELECT id FROM alerts WHERE detector = 'silence'").fetchall()] == [aid]
+        last = rep.alerts[-1]
+        assert last.severity == "critical" and last.evidence["lost"] > 120 and not last.evidence["ended"]
+        [frame] = _poll(p, 1)
+        now[0] += 1.0
+        rep = StepReport()
+        cycle(eng, p, frame, rep)
+        assert rep.ended == [aid] and rep.alerts[-1].evidence["ended"] and eng.health_open == set()
+        cycle(eng, p, frame, rep)
+        assert rep.ended == [aid], "ended twice"
+        eng.close()
+        store.close()
+        p.close()
+    finally:
+        d.stop()
