@@ -490,11 +490,11 @@ class StreamEngine:
                 mine = [a for a in self._health_stored.values() if a.evidence.get("source") == s.name]
                 if mine:
                     resume(mine)
-        # The open alerts of a source this run does not have (taken out of the site config): nothing
-        # else would ever end them. Ended by the first step (the same id, ``ended_because``).
         if self.silence is not None:   # its open alerts go on (same id) or end: runners/silence.py
             self.silence.resume(sources, [a for a in self._health_stored.values() if a.id in self.health_open],
                                 known=self.last)
+        # The open alerts of a source this run does not have (taken out of the site config): nothing
+        # else would ever end them. Ended by the first step (the same id, ``ended_because``).
         names = {s.name for s in sources}
         why = "its source is no longer in the site config"
         for aid, a in self._health_stored.items():
