@@ -312,3 +312,67 @@ def test_the_default_limits_on_a_clock_and_a_kill_without_checkpoint(tmp_path):
         p.close()
     finally:
         d.stop()
+
+
+def test_a_push_meter_that_stays_silent_through_a_restart_is_alerted_from_the_restart(tmp_path):
+    """An MQTT meter heard every 60 s (its cadence learned), the watcher stopped and started again an
+    hour later on the store (its checkpoint keeps the cadence), the meter never publishes again: it is
+    alerted 180 s (3 cadences) after the restart, not at once (the watcher was away, not the meter),
+    its evidence saying when it was last heard; a reading ends it."""
+    import pandas as pd
+
+    from wattwatch.runners.stream import StepReport, StreamConfig, StreamEngine
+    from wattwatch.sources.base import Batch, canonical
+    from wattwatch.sources.mqtt import MqttSource
+
+    path = tmp_path / "live.duckdb"
+    now = [1.8e9]
+
+    def start():
+        store, src = Store(path), MqttSource("push", topics=["x/#"])
+        eng = StreamEngine(store, api.build_detectors(["supply_outage"]), None, StreamConfig(checkpoint_s=0))
+        eng.silence = sil.SilenceWatch(clock=lambda: now[0])
+        eng.resume_sources([src])
+        return store, src, eng
+
+    def arrive(eng, src, rep):
+        """A reading of m1 as the MQTT source hands it over (a batch, arrived now), and the step's check."""
+        f = canonical(pd.DataFrame({"meter_id": ["m1"], "ts": [pd.Timestamp(now[0], unit="s", tz="UTC")],
+                                    "p_kw": [1.0]}), "push")
+        eng.silence.heard([Batch("push", f, arrived=time.monotonic())], [src])
+        eng.add_health(eng.silence.check([src]), rep)
+
+    def quiet(eng, src, rep):
+        eng.silence.heard([], [src])
+        eng.add_health(eng.silence.check([src]), rep)
+
+    store, src, eng = start()
+    rep = StepReport()
+    for _ in range(6):
+        arrive(eng, src, rep)
+        now[0] += 60.0
+    last = now[0] - 60.0
+    eng.checkpoint()
+    eng.close()
+    store.close()
+    assert not rep.alerts
+
+    now[0] += 3600.0                                   # the watcher is away an hour
+    store, src, eng = start()
+    began = now[0]
+    rep = StepReport()
+    while now[0] - began < 179.0:
+        quiet(eng, src, rep)
+        now[0] += 1.0
+    assert not rep.alerts, "alerted before 3 cadences of this run: the watcher's absence taken for the meter's"
+    now[0] += 2.0
+    quiet(eng, src, rep)
+    [aid] = rep.new
+    ev = eng.alerts[aid].evidence
+    assert ev["cadence_s"] == 60.0 and ev["last_heard"] == pd.Timestamp(last, unit="s", tz="UTC").isoformat(
+        timespec="milliseconds").replace("+00:00", "Z"), ev
+    now[0] += 5.0
+    arrive(eng, src, rep)
+    assert rep.ended == [aid]
+    eng.close()
+    store.close()

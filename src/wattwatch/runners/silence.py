@@ -44,8 +44,8 @@ commissioned yet, or a wrong address, which the source's own counters and log sh
 poll interval or expected cadence is above ``max_cadence_s`` (polled rarely: its silence is hours
 long before it is evidence, the core's data gap covers it), a meter matching ``ignore``, and a
 replay source (a file's gaps are data, judged by the core). A push meter is watched once its
-cadence is learned (or its source's ``expect_s`` given); it is not remembered across a restart
-unless its alert is open.
+cadence is learned (or its source's ``expect_s`` given); the engine's checkpoint keeps its cadence
+and last arrival (:meth:`SilenceWatch.position`), so a restarted watcher watches it from its start.
 """
 
 from __future__ import annotations
@@ -125,6 +125,10 @@ class SilenceConfig:
 class _Push:
     last: float                                     # wall time (epoch s) of its last arrival
     gaps: deque = field(default_factory=lambda: deque(maxlen=16))
+    before: float | None = None                     # (restored) its last arrival before the restart
+
+    def cadence(self, learn: int) -> float | None:
+        return float(np.median(self.gaps)) if len(self.gaps) >= learn - 1 else None
 
 
 def _is_push(source) -> bool:
@@ -147,7 +151,7 @@ class SilenceWatch:
 
     # ------------------------------------------------------------------ start / resume
 
-    def resume(self, sources: list, stored: list, known=()) -> None:
+    def resume(self, sources: list, stored: list, known=(), position: dict | None = None) -> None:
         """At the start of a run: the meters the store has readings of (``known``: a configured
         polled meter of them is watched before its first answer of this run), and the open silence
         alerts an earlier run left (``stored``): each goes on (same start, same id) while its meter
@@ -155,6 +159,14 @@ class SilenceWatch:
         or with the watch turned off, is ended now (``evidence.ended_because``)."""
         self.known = {str(m) for m in known}
         by = {s.name: s for s in sources}
+        # The push meters the checkpoint had a cadence of: watched from this run's start (their
+        # silence counted from it: a watcher down for an hour does not find every meter silent).
+        for src, m, cad, last in (position or {}).get("push", []):
+            s = by.get(src)
+            if s is not None and _is_push(s) and cad:
+                p = _Push(max(float(last), self.started), before=float(last))
+                p.gaps.extend([float(cad)] * self.cfg.learn)
+                self.push[(src, str(m))] = p
         for a in stored:
             ev = a.evidence
             if a.detector != DETECTOR or ev.get("kind") != KIND or ev.get("ended"):
@@ -188,6 +200,7 @@ class SilenceWatch:
                 if o["cadence_s"]:
                     p.gaps.extend([float(o["cadence_s"])] * self.cfg.learn)
                 self.push[(s.name, a.meter_id)] = p
+                o["ref"] = p.last
             self.counters["resumed"] += 1
 
     # ------------------------------------------------------------------ push arrivals
@@ -208,7 +221,9 @@ class SilenceWatch:
                 if p is None:
                     self.push[key] = _Push(t)
                     continue
-                if t > p.last:
+                if p.before is not None:   # restored: its first arrival of this run is no gap
+                    p.last, p.before = max(t, p.last), None
+                elif t > p.last:
                     p.gaps.append(t - p.last)
                     p.last = t
 
@@ -258,7 +273,7 @@ class SilenceWatch:
                         continue
                     o = self.open.get(key)
                     if o is not None:
-                        if o["heard"] is None or p.last > o["heard"] + 1e-3:
+                        if p.last > o["ref"] + 1e-3:   # arrived since it went silent
                             self._end(key, o, p.last, s)
                         else:
                             o["end"] = now
@@ -267,14 +282,15 @@ class SilenceWatch:
                             o["facts"] = _push_facts(s) or o["facts"]
                             self._update(key, o, now, s)
                         continue
-                    cad = expect if expect else (float(np.median(p.gaps)) if len(p.gaps) >= c.learn - 1 else None)
+                    cad = expect if expect else p.cadence(c.learn)
                     if not c.enabled or not cad or cad > c.max_cadence_s or self._ignored(key[1]):
                         continue
                     limit = max(c.min_s, c.cadences * cad)
                     if now - p.last >= limit:
-                        self._open(key, {"since": p.last + cad, "end": now, "lost0": 0,
-                                         "lost": int((now - p.last) // cad), "limit_s": limit, "cadence_s": cad,
-                                         "heard": p.last, "facts": _push_facts(s)}, s, now)
+                        last = p.last if p.before is None else p.before   # (restored: before the restart)
+                        self._open(key, {"since": last + cad, "end": now, "lost0": 0, "ref": p.last,
+                                         "lost": int((now - last) // cad), "limit_s": limit, "cadence_s": cad,
+                                         "heard": last, "facts": _push_facts(s)}, s, now)
         out = list(self._out.values())
         self._out.clear()
         return out
@@ -336,6 +352,16 @@ class SilenceWatch:
     def silent(self) -> set[str]:
         """The meters silent now (for the console)."""
         return {m for _, m in self.open}
+
+    def position(self) -> dict:
+        """What the engine's checkpoint keeps: each push meter's cadence and last arrival (its open
+        alert, if any, is read back from the store)."""
+        out = []
+        for (src, m), p in list(self.push.items()):
+            cad = self.cfg.expect_s.get(src) or p.cadence(self.cfg.learn)
+            if cad:
+                out.append([src, m, round(cad, 3), round(p.last, 3)])
+        return {"push": out}
 
     def rows(self) -> list[dict]:
         """The silent meters for the console, longest silent first."""

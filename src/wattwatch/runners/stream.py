@@ -195,6 +195,7 @@ class StreamEngine:
         # The silence watch (runners/silence.py: meters that stopped answering), set by ``api.watch``;
         # its alerts are health alerts (add_health), never the stitcher's.
         self.silence = None
+        self._silence_ck: dict = {}              # its checkpointed part (push meters' cadences)
         self._written: dict[str, tuple] = {}     # what was last written of each
         # Alerts the store keeps acknowledged or cleared, of those whose status this run has read
         # (``_checked``: the first time a stitcher gave them) or set (``mark_settled``: a request
@@ -403,6 +404,7 @@ class StreamEngine:
         self.counters.update(m.get("counters", {}))
         self.rewinds = {k: tuple(v) for k, v in m.get("rewinds", {}).items()}
         self._ck_provisional = list(m.get("provisional", []))
+        self._silence_ck = m.get("silence") or {}
         return True
 
     def _load_open_detectors(self) -> None:
@@ -492,7 +494,7 @@ class StreamEngine:
                     resume(mine)
         if self.silence is not None:   # its open alerts go on (same id) or end: runners/silence.py
             self.silence.resume(sources, [a for a in self._health_stored.values() if a.id in self.health_open],
-                                known=self.last)
+                                known=self.last, position=self._silence_ck)
         # The open alerts of a source this run does not have (taken out of the site config): nothing
         # else would ever end them. Ended by the first step (the same id, ``ended_because``).
         names = {s.name for s in sources}
@@ -522,7 +524,8 @@ class StreamEngine:
                 "open": sorted(self.open_ids), "sources": self.sources,
                 "counters": {k: int(v) for k, v in self.counters.items()},
                 "rewinds": {k: list(v) for k, v in getattr(self, "rewinds", {}).items()},
-                "provisional": sorted(self.provisional)}
+                "provisional": sorted(self.provisional),
+                "silence": self.silence.position() if self.silence is not None else self._silence_ck}
         self.store.con.execute(
             "INSERT OR REPLACE INTO stream_checkpoint (name, version, saved, meta, tail, hours) "
             "VALUES (?, ?, now(), ?, ?, ?)",
