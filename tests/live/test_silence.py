@@ -376,3 +376,39 @@ def test_a_push_meter_that_stays_silent_through_a_restart_is_alerted_from_the_re
     assert rep.ended == [aid]
     eng.close()
     store.close()
+
+
+def test_one_unit_that_stops_behind_a_live_gateway_does_not_silence_the_units_after_it():
+    """Eight units on one gateway (one request at a time), unit 3 stops answering (every answer
+    dropped): its timeouts and retries outlast the cycle's deadline. It is asked after the units
+    that answered, so only its own polls are lost (one cycle lost the units after it: not a run,
+    never silent), and a unit not asked in time says so. (Asked in configured order, units 4-8
+    lost every poll, each said silent "no answer in time".)"""
+    import asyncio
+
+    from wattwatch.sources import modbus as mb
+
+    ms = [f"U{i}" for i in range(1, 9)]
+    d = dev.start("gw", {"registers": REGS, "meters": ms, "interval_s": 0.1, "seed": 3})
+    p = mb.ModbusPoller("plant", [{"meter_id": m, "port": d.port, "unit": i + 1, "model": "m"} for i, m in enumerate(ms)],
+                        {"m": mb.parse_model("m", {"registers": REGS})}, interval_s=0.4, timeout_s=0.2, retries=2)
+
+    async def cycles(n):
+        out = []
+        for _ in range(n):
+            f = await p.poll()
+            out.append(set(f["meter_id"]) if len(f) else set())
+            p._answered(f, time.time())
+        return out
+
+    try:
+        assert asyncio.run(cycles(1)) == [set(ms)]
+        d.inject("drop", share=1.0, unit=3)
+        got = asyncio.run(cycles(4))
+    finally:
+        p.close()
+        d.stop()
+    assert got[1:] == [set(ms) - {"U3"}] * 3, got
+    assert {m for m, (lost, _, _) in p.silence.items() if lost} == {"U3"} and p.silence["U3"][0] == 4, p.silence
+    assert p.silence_facts("U3")["why"] == "no answer in time"
+    assert p.silence_facts("U5")["why"].startswith("not asked"), (got, p.silence_facts("U5"))
