@@ -412,3 +412,37 @@ def test_one_unit_that_stops_behind_a_live_gateway_does_not_silence_the_units_af
     assert {m for m, (lost, _, _) in p.silence.items() if lost} == {"U3"} and p.silence["U3"][0] == 4, p.silence
     assert p.silence_facts("U3")["why"] == "no answer in time"
     assert p.silence_facts("U5")["why"].startswith("not asked"), (got, p.silence_facts("U5"))
+
+
+def test_never_heard_rarely_polled_ignored_or_turned_off_is_not_watched():
+    """On a clock the test moves, lost poll cycles for hours (no network: what ``Poller.run`` notes
+    of each cycle): a meter heard once is alerted; one never heard is not (not commissioned) unless
+    the store has readings of it (then it is, from the watcher's start); one polled every 65 min
+    (above ``max_cadence_s``) is not, nor one matching ``ignore``, nor any with ``enabled = false``."""
+    import pandas as pd
+
+    from wattwatch.sources import modbus as mb
+
+    def poller(name, meters, interval):
+        return mb.ModbusPoller(name, [{"meter_id": m, "port": 1, "unit": i + 1, "model": "m"} for i, m in enumerate(meters)],
+                               {"m": mb.parse_model("m", {"registers": REGS})}, interval_s=interval)
+
+    def alerted(cfg, known=()):
+        now = [1.8e9]
+        fast, slow = poller("fast", ["A", "N", "K", "X-1"], 1.0), poller("slow", ["S"], 3900.0)
+        w = sil.SilenceWatch(sil.SilenceConfig.from_dict(cfg), clock=lambda: now[0])
+        w.resume([fast, slow], [], known=known)
+        fast._answered(pd.DataFrame({"meter_id": ["A", "X-1"]}), now[0])
+        slow._answered(pd.DataFrame({"meter_id": ["S"]}), now[0])
+        got = set()
+        for k in range(1, 4 * 120 + 1):            # 4 h, a check every 30 s
+            now[0] += 30.0
+            fast._answered(pd.DataFrame(), now[0])
+            if k % 130 == 0:                       # (slow: a poll every 3,900 s)
+                slow._answered(pd.DataFrame(), now[0])
+            got |= {a.meter_id for a in w.check([fast, slow]) if not a.evidence["ended"]}
+        return got
+
+    assert alerted({"ignore": ["X-*"]}, known=["K"]) == {"A", "K"}
+    assert alerted({"ignore": ["X-*"], "max_cadence_s": 3900}) == {"A", "S"}
+    assert alerted({"enabled": False}, known=["K"]) == set()
