@@ -446,3 +446,45 @@ def test_never_heard_rarely_polled_ignored_or_turned_off_is_not_watched():
     assert alerted({"ignore": ["X-*"]}, known=["K"]) == {"A", "K"}
     assert alerted({"ignore": ["X-*"], "max_cadence_s": 3900}) == {"A", "S"}
     assert alerted({"enabled": False}, known=["K"]) == set()
+
+
+def test_a_wall_clock_step_is_not_taken_for_the_silence_of_push_meters():
+    """Two MQTT meters heard every 10 s (cadence learned), the wall clock set forward an hour
+    between two arrivals (NTP on a box that booted without a clock): neither is alerted, the
+    arrivals go on; then one stops: alerted 120 s after its last reading in the new clock, not
+    before; set back an hour while it is silent, its alert goes on and ends at its next reading.
+    (With the wall clock alone: m1, not heard in the step, alerted at once; after the step back
+    m2's readings were older than its last arrival, not taken, its alert never ended.)"""
+    import pandas as pd
+
+    from wattwatch.sources.base import Batch, canonical
+    from wattwatch.sources.mqtt import MqttSource
+
+    wall, steady = [1.8e9], [0.0]
+    src = MqttSource("push", topics=["x/#"])
+    w = sil.SilenceWatch(clock=lambda: wall[0], mono=lambda: steady[0])
+
+    def tick(dt, meters):
+        wall[0] += dt
+        steady[0] += dt
+        f = canonical(pd.DataFrame({"meter_id": meters, "ts": [pd.Timestamp(wall[0], unit="s", tz="UTC")] * len(meters),
+                                    "p_kw": [1.0] * len(meters)}), "push")
+        w.heard([Batch("push", f, arrived=time.monotonic())] if meters else [], [src])
+        return [(a.meter_id, a.evidence["ended"]) for a in w.check([src])]
+
+    for _ in range(6):
+        assert tick(10.0, ["m1", "m2"]) == []
+    wall[0] += 3600.0                                  # the clock is set forward an hour
+    assert tick(10.0, ["m2"]) == [], "a clock step taken for the push meters' silence"
+    assert tick(10.0, ["m1", "m2"]) == []
+    got = []
+    for _ in range(11):                                # m2 stops: 110 s
+        got += tick(10.0, ["m1"])
+    assert got == []
+    got = tick(10.0, ["m1"])
+    assert got == [("m2", False)], got
+    wall[0] -= 3600.0                                  # set back an hour while it is silent
+    got = tick(10.0, ["m1"])
+    assert ("m2", True) not in got, got
+    assert tick(10.0, ["m1", "m2"]) == [("m2", True)]
+    assert w.counters["clock_steps"] == 2

@@ -139,9 +139,13 @@ class SilenceWatch:
     """See the module. Used by the engine's thread only (:func:`wattwatch.runners.stream._work`);
     it reads the pollers' ``silence`` tables (written by the event loop's thread) as snapshots."""
 
-    def __init__(self, cfg: SilenceConfig | None = None, clock=time.time):
+    def __init__(self, cfg: SilenceConfig | None = None, clock=time.time, mono=None):
         self.cfg = cfg or SilenceConfig()
         self.clock = clock
+        # A steady clock beside the wall clock: a wall-clock step (NTP setting the clock of a box
+        # that booted without one, an operator's date) is not taken for silence (_jumped).
+        self.mono = mono if mono is not None else (time.monotonic if clock is time.time else None)
+        self._ref: tuple[float, float] | None = None
         self.started = clock()
         self.push: dict[tuple[str, str], _Push] = {}
         self.open: dict[tuple[str, str], dict] = {}     # (source, meter) -> the open alert's facts
@@ -207,10 +211,11 @@ class SilenceWatch:
 
     def heard(self, batches: list, sources: list) -> None:
         """Note when each push meter's readings arrived (``Batch.arrived``, monotonic, as wall time)."""
+        now_w, now_m = self.clock(), time.monotonic()
+        self._jumped(now_w)   # (before this step's arrivals, which are in the clock as it is now)
         push = {s.name for s in sources if _is_push(s)}
         if not push:
             return
-        now_w, now_m = self.clock(), time.monotonic()
         for b in batches:
             if b.source not in push or not len(b.frame) or "meter_id" not in b.frame:
                 continue
@@ -236,6 +241,7 @@ class SilenceWatch:
         """The silence alerts opened, updated or ended since the last call (and those a restart
         ended)."""
         now = self.clock()
+        self._jumped(now)
         c = self.cfg
         for s in sources:
             if not getattr(s, "watch_silence", True):
@@ -294,6 +300,30 @@ class SilenceWatch:
         out = list(self._out.values())
         self._out.clear()
         return out
+
+    def _jumped(self, now: float) -> None:
+        """A wall-clock step since the last check (the wall clock moved more than 5 s away from the
+        steady one): the push meters' last arrivals (and an open alert's reference) move with it,
+        so that a clock set forward does not find every push meter silent at once, nor one set back
+        delay their alerts by the step. (A poller's table is kept by its own thread in wall time: a
+        meter already 3 polls silent at a forward step is alerted at once; a step back delays a
+        silent polled meter's alert by the step.)"""
+        if self.mono is None:
+            return
+        m = self.mono()
+        ref, self._ref = self._ref, (now, m)
+        if ref is None:
+            return
+        step = (now - ref[0]) - (m - ref[1])
+        if abs(step) <= 5.0:
+            return
+        log.warning("silence: the wall clock stepped %+.1f s: push meters' last arrivals moved with it", step)
+        self.counters["clock_steps"] += 1
+        for p in self.push.values():
+            p.last += step
+        for o in self.open.values():
+            if "ref" in o:
+                o["ref"] += step
 
     def _facts(self, s, m) -> dict:
         f = getattr(s, "silence_facts", None)
