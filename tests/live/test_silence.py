@@ -488,3 +488,44 @@ def test_a_wall_clock_step_is_not_taken_for_the_silence_of_push_meters():
     assert ("m2", True) not in got, got
     assert tick(10.0, ["m1", "m2"]) == [("m2", True)]
     assert w.counters["clock_steps"] == 2
+
+
+def test_a_backlog_delivered_at_once_does_not_shorten_a_push_meters_cadence():
+    """An MQTT meter that publishes every 5 min, the watcher restarted after an hour on a persistent
+    session: the broker delivers the hour's 12 readings over a few batches (QoS 1, acknowledged after the
+    store: mosquitto's in-flight window spreads a large backlog; here one a batch, 2 s apart), then
+    the meter goes on every 5 min. Its cadence stays 5 min (its readings' times say so), so it is
+    never said silent; the same meter stopping is, after 15 min. (With the cadence from arrival
+    times alone it was ~2 s: limit 120 s, alerted at every reading's wait.)"""
+    import pandas as pd
+
+    from wattwatch.sources.base import Batch, canonical
+    from wattwatch.sources.mqtt import MqttSource
+
+    now = [1.8e9]
+    src = MqttSource("push", topics=["x/#"])
+    w = sil.SilenceWatch(clock=lambda: now[0])
+
+    def arrive(*ts):
+        f = canonical(pd.DataFrame({"meter_id": ["m1"] * len(ts), "ts": [pd.Timestamp(t, unit="s", tz="UTC") for t in ts],
+                                    "p_kw": [1.0] * len(ts)}), "push")
+        w.heard([Batch("push", f, arrived=time.monotonic())], [src])
+        return w.check([src])
+
+    back = now[0] - 3600.0
+    for k in range(12):                                 # the backlog: one reading a batch, 2 s apart
+        assert arrive(back + 300.0 * k) == []
+        now[0] += 2.0
+    got = []
+    for k in range(6):                                  # then every 5 min (checked every 30 s)
+        for _ in range(10):
+            now[0] += 30.0
+            got += w.check([src])
+        got += arrive(now[0])
+    assert got == [], [(a.evidence["cadence_s"], a.evidence["silent_s"]) for a in got]
+    for _ in range(29):                                 # it stops: silent at 3 x 5 min, not before
+        now[0] += 30.0
+        assert w.check([src]) == []
+    now[0] += 30.0
+    [a] = w.check([src])
+    assert a.evidence["cadence_s"] == 300.0 and a.evidence["limit_s"] == 900.0, a.evidence

@@ -58,11 +58,13 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from wattwatch.alerts.model import Alert, iso
 
 log = logging.getLogger("wattwatch.watch")
 
+_EPOCH = pd.Timestamp(0, tz="UTC")
 CODE = "ALRM_PKT_LOSS_CRIT"
 DETECTOR = "silence"
 KIND = "silent"
@@ -126,9 +128,16 @@ class _Push:
     last: float                                     # wall time (epoch s) of its last arrival
     gaps: deque = field(default_factory=lambda: deque(maxlen=16))
     before: float | None = None                     # (restored) its last arrival before the restart
+    ts: float | None = None                         # its newest reading's time (epoch s)
+    tgaps: deque = field(default_factory=lambda: deque(maxlen=16))   # between its readings' times
 
     def cadence(self, learn: int) -> float | None:
-        return float(np.median(self.gaps)) if len(self.gaps) >= learn - 1 else None
+        """The larger of the median gap between its arrivals and between its readings' times: a
+        backlog the broker delivers at once (a persistent session after a restart) arrives seconds
+        apart but says its readings' cadence; a meter that sends 15 one-minute readings every 15 min
+        arrives every 15 min."""
+        got = [float(np.median(g)) for g in (self.gaps, self.tgaps) if len(g) >= learn - 1]
+        return max(got) if got else None
 
 
 def _is_push(source) -> bool:
@@ -210,7 +219,8 @@ class SilenceWatch:
     # ------------------------------------------------------------------ push arrivals
 
     def heard(self, batches: list, sources: list) -> None:
-        """Note when each push meter's readings arrived (``Batch.arrived``, monotonic, as wall time)."""
+        """Note when each push meter's readings arrived (``Batch.arrived``, monotonic, as wall time)
+        and the gaps between its readings' times (for its cadence: :meth:`_Push.cadence`)."""
         now_w, now_m = self.clock(), time.monotonic()
         self._jumped(now_w)   # (before this step's arrivals, which are in the clock as it is now)
         push = {s.name for s in sources if _is_push(s)}
@@ -220,11 +230,35 @@ class SilenceWatch:
             if b.source not in push or not len(b.frame) or "meter_id" not in b.frame:
                 continue
             t = now_w - max(0.0, now_m - b.arrived)
-            for m in np.unique(b.frame["meter_id"].astype(str).to_numpy()):
-                key = (b.source, str(m))
+            f = b.frame
+            ids = f["meter_id"].astype(str).to_numpy()
+            ts = (pd.to_datetime(f["ts"], utc=True) - _EPOCH).dt.total_seconds().to_numpy() if "ts" in f \
+                else np.full(len(f), np.nan)
+            order = np.lexsort((ts, ids))
+            ids, ts = ids[order], ts[order]
+            metas, first = np.unique(ids, return_index=True)
+            tl = ts.tolist()
+            for m, a, z in zip(metas.tolist(), first.tolist(), first[1:].tolist() + [len(ids)]):
+                key = (b.source, m)
                 p = self.push.get(key)
-                if p is None:
-                    self.push[key] = _Push(t)
+                new = p is None
+                if new:
+                    p = self.push[key] = _Push(t)
+                if z - a == 1:                       # (one reading of it: most batches)
+                    x = tl[a]
+                    if math.isfinite(x) and (p.ts is None or x > p.ts):
+                        if p.ts is not None:
+                            p.tgaps.append(x - p.ts)
+                        p.ts = x
+                else:
+                    mt = ts[a:z][np.isfinite(ts[a:z])]   # its readings' times, sorted
+                    if p.ts is not None:
+                        mt = np.concatenate(([p.ts], mt[mt > p.ts]))
+                    if len(mt):
+                        d = np.diff(mt)
+                        p.tgaps.extend(d[d > 0].tolist())
+                        p.ts = float(mt[-1])
+                if new:
                     continue
                 if p.before is not None:   # restored: its first arrival of this run is no gap
                     p.last, p.before = max(t, p.last), None
