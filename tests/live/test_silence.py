@@ -529,3 +529,25 @@ def test_a_backlog_delivered_at_once_does_not_shorten_a_push_meters_cadence():
     now[0] += 30.0
     [a] = w.check([src])
     assert a.evidence["cadence_s"] == 300.0 and a.evidence["limit_s"] == 900.0, a.evidence
+
+
+def test_an_action_can_match_the_silence_alert_by_its_detector():
+    """``match.detector`` tells the silence watch's ALRM_PKT_LOSS_CRIT from the core's packet-loss
+    one (the same code); a string or a list of globs, checked like the other keys."""
+    from wattwatch.actions.base import Match
+    from wattwatch.alerts.model import Alert
+
+    def alert(detector):
+        return Alert(meter_id="m1", start="2026-01-01T00:00:00.000Z", end="2026-01-01T00:05:00.000Z",
+                     code=sil.CODE, severity="warning", score=0.5, detector=detector, message="")
+
+    m = Match.from_spec({"code": sil.CODE, "detector": sil.DETECTOR})
+    assert m(alert(sil.DETECTOR), set()) and not m(alert("packet_loss"), set())
+    m = Match.from_spec({"detector": ["pack*", "nope"]})
+    assert m(alert("packet_loss"), set()) and not m(alert(sil.DETECTOR), set())
+    for bad in (3, [], [""], ["silence", 1]):
+        with pytest.raises(ValueError, match="match.detector"):
+            Match.from_spec({"detector": bad})
+    with pytest.raises(api.ConfigError, match="match.detector"):
+        api.load_site({"sources": [{"type": "mqtt", "name": "p", "topics": ["x/#"]}],
+                       "actions": [{"type": "command", "argv": ["true"], "match": {"detector": 7}}]})
