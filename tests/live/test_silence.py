@@ -551,3 +551,146 @@ def test_an_action_can_match_the_silence_alert_by_its_detector():
     with pytest.raises(api.ConfigError, match="match.detector"):
         api.load_site({"sources": [{"type": "mqtt", "name": "p", "topics": ["x/#"]}],
                        "actions": [{"type": "command", "argv": ["true"], "match": {"detector": 7}}]})
+
+
+def test_a_broker_outage_is_one_source_alert_not_one_per_meter_and_survives_a_restart(tmp_path):
+    """Two MQTT meters heard every 60 s; the source is cut off from its broker (status reconnecting,
+    as paho's callback sets it) for 10 min: no meter is alerted (they may be publishing into the
+    broker's queue), the source is, once, 120 s (min_s) after it was cut off; the watcher killed
+    and started on the store while the broker is still down: the same alert goes on (same id, not
+    new); connected again: it ends; m1's queued readings arrive, m2 sends none: m2 alerted 180 s
+    (3 cadences) after the reconnect, not before, its evidence saying when it was last heard."""
+    import pandas as pd
+
+    from wattwatch.runners.stream import StepReport, StreamConfig, StreamEngine
+    from wattwatch.sources.base import Batch, canonical
+    from wattwatch.sources.mqtt import MqttSource
+
+    path = tmp_path / "live.duckdb"
+    now = [1.8e9]
+
+    def start(status):
+        store, src = Store(path), MqttSource("push", topics=["x/#"])
+        src.status = status
+        eng = StreamEngine(store, api.build_detectors(["supply_outage"]), None, StreamConfig(checkpoint_s=0))
+        eng.silence = sil.SilenceWatch(clock=lambda: now[0])
+        eng.resume_sources([src])
+        return store, src, eng
+
+    def step(eng, src, rep, meters=()):
+        f = canonical(pd.DataFrame({"meter_id": list(meters), "ts": [pd.Timestamp(now[0], unit="s", tz="UTC")] *
+                                    len(meters), "p_kw": [1.0] * len(meters)}), "push")
+        eng.silence.heard([Batch("push", f, arrived=time.monotonic())] if meters else [], [src])
+        eng.add_health(eng.silence.check([src]), rep)
+
+    store, src, eng = start("subscribed")
+    rep = StepReport()
+    for _ in range(6):
+        step(eng, src, rep, ["m1", "m2"])
+        now[0] += 60.0
+    last = now[0] - 60.0
+    src.status = "reconnecting"                        # the broker went away
+    down = now[0]
+    while now[0] - down < 119.0:
+        step(eng, src, rep)
+        now[0] += 1.0
+    assert not rep.alerts, "alerted before min_s of the outage"
+    now[0] += 2.0
+    step(eng, src, rep)
+    assert len(rep.new) == 1, [eng.alerts[i].meter_id for i in rep.new]
+    sid = rep.new[0]
+    a = eng.alerts[sid]
+    assert a.meter_id == "source:push" and a.evidence["kind"] == "source_down" and a.evidence["meters"] == 2, a
+    while now[0] - down < 400.0:
+        step(eng, src, rep)
+        now[0] += 5.0
+    assert {x.meter_id for x in rep.alerts} == {"source:push"}, "a meter alerted while its source was cut off"
+    assert eng.alerts[sid].severity == "critical"      # (three times the limit)
+    eng.checkpoint()
+    eng.close()
+    store.close()
+
+    now[0] += 30.0
+    store, src, eng = start("connecting")              # restarted while the broker is still down
+    rep = StepReport()
+    while now[0] - down < 600.0:
+        step(eng, src, rep)
+        now[0] += 5.0
+    assert not rep.new and {x.id for x in rep.alerts} == {sid}, "the restart opened another alert"
+    src.status = "subscribed"                          # back: the queued readings follow
+    back = now[0]
+    step(eng, src, rep, ["m1"])
+    assert rep.ended == [sid] and eng.alerts[sid].evidence["reconnected"], rep.ended
+    while now[0] - back < 175.0:
+        now[0] += 5.0
+        step(eng, src, rep, ["m1"] if int(now[0] - back) % 60 < 5 else ())
+    now[0] += 4.0
+    step(eng, src, rep)
+    assert not rep.new, "m2 alerted before 3 cadences after the reconnect"
+    now[0] += 2.0
+    step(eng, src, rep)
+    [mid] = rep.new
+    ev = eng.alerts[mid].evidence
+    assert eng.alerts[mid].meter_id == "m2" and ev["last_heard"] == pd.Timestamp(last, unit="s", tz="UTC").isoformat(
+        timespec="milliseconds").replace("+00:00", "Z"), ev
+    eng.close()
+    store.close()
+
+
+def test_a_real_broker_stopped_pages_the_source_once_not_its_meters(tmp_path):
+    """A real mosquitto of the test's own, two meters publishing every 0.2 s (QoS 1); m1 stops for
+    good, then the broker is stopped for min_s + 2 s (every meter's limit is min_s: without the
+    source's state each would be alerted) and started again: no meter is alerted during the outage,
+    the source is (one alert), ended after the reconnect; m0 publishes on, m1 does not: m1 is
+    alerted min_s after the reconnect, not before, m0 never."""
+    from tests.support.services import Mosquitto, free_port
+
+    broker = Mosquitto(free_port(), tmp_path / "broker").start()
+    base = f"s{uuid.uuid4().hex[:8]}"
+    site = {"sources": [{"type": "mqtt", "name": "push", "host": broker.host, "port": broker.port, "qos": 1,
+                         "topics": [f"{base}/+"], "meter": "topic:1", "client_id": f"ww-{base}"}],
+            "store": {"path": str(tmp_path / "s.duckdb")}, "detectors": ["supply_outage"], "silence": SILENCE}
+    pub = _publisher(broker)
+    pub.reconnect_delay_set(0.1, 0.5)
+    going = {"m0": True, "m1": True}
+    halt = threading.Event()
+
+    def send():
+        while not halt.is_set():
+            for m in ("m0", "m1"):
+                if going[m]:
+                    pub.publish(f"{base}/{m}", json.dumps({"ts": time.time(), "p_kw": 1.0}), qos=1)
+            time.sleep(0.2)
+
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    r = None
+    try:
+        r = _Run(site)
+        _until(lambda: r.engine is not None and r.engine.counters.get("readings", 0) >= 30, 30)
+        going["m1"] = False
+        time.sleep(0.3)
+        broker.stop()
+        down = time.time()
+        _until(lambda: r.silent("source:push"), 20)
+        assert r.silent("source:push"), "no alert for the source cut off from its broker"
+        while time.time() - down < SILENCE["min_s"] + 2.0:
+            time.sleep(0.1)
+        during = {a.meter_id for a in r.last.values()}
+        broker.start()
+        _until(lambda: r.silent("source:push", ended=True), 30)
+        back = r.ended[r.last["source:push"].id]
+        _until(lambda: r.silent("m1"), 20)
+        time.sleep(0.5)
+        w = r.close()
+    finally:
+        halt.set()
+        t.join(5)
+        pub.loop_stop()
+        if r is not None and r.t.is_alive():
+            r.stop.set()
+        broker.stop()
+    assert during == {"source:push"}, f"meters alerted while their source was cut off: {during}"
+    got = sorted((x.meter_id, x.evidence["kind"], x.evidence["ended"]) for x in w.alerts if x.detector == sil.DETECTOR)
+    assert got == [("m1", "silent", False), ("source:push", "source_down", True)], got
+    assert r.opened[r.last["m1"].id] - back >= SILENCE["min_s"] - 0.5, "m1 alerted before min_s after the reconnect"

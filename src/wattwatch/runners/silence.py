@@ -46,6 +46,19 @@ long before it is evidence, the core's data gap covers it), a meter matching ``i
 replay source (a file's gaps are data, judged by the core). A push meter is watched once its
 cadence is learned (or its source's ``expect_s`` given); the engine's checkpoint keeps its cadence
 and last arrival (:meth:`SilenceWatch.position`), so a restarted watcher watches it from its start.
+
+**A push source cut off from its broker** (status ``connecting``, ``reconnecting`` or ``refused``:
+the broker down, unreachable or refusing the watcher) does not page its meters one by one: the
+meters may well be publishing into the broker's queue (the watcher keeps its MQTT session), so
+while it is down its meters are not judged silent. At the reconnect their clocks start again from
+it (the queued readings arrive then); a meter still silent ``max(min_s, cadences x cadence)`` after
+the reconnect is alerted, its evidence saying when it was last heard before the outage. Instead the
+source gets one alert once it has been cut off for ``min_s``: ``meter_id`` ``source:NAME``, the same
+code (its meters' readings are missing), detector ``silence``, ``evidence.kind = "source_down"``,
+start = when the watch first saw it cut off, ``status`` (the source's: ``reconnecting``,
+``refused: ...``), ``meters`` (its push meters waiting), ``down_s``, ``limit_s``; updated as a
+meter's, ended at the reconnect (``reconnected``), read back by a restarted watcher as the meters'
+are (same start, same id).
 """
 
 from __future__ import annotations
@@ -68,6 +81,8 @@ _EPOCH = pd.Timestamp(0, tz="UTC")
 CODE = "ALRM_PKT_LOSS_CRIT"
 DETECTOR = "silence"
 KIND = "silent"
+SOURCE_KIND = "source_down"     # a push source cut off from its broker (one alert for the source)
+SOURCE_PREFIX = "source:"       # its alert's meter_id: source:NAME
 
 
 @dataclass
@@ -161,6 +176,8 @@ class SilenceWatch:
         self.known: set[str] = set()                    # meters the store had readings of at start
         self.counters: Counter = Counter()
         self._out: dict[str, Alert] = {}
+        # Push sources cut off from their broker: name -> {"since", "status", "alert": open facts or None}
+        self.down: dict[str, dict] = {}
 
     # ------------------------------------------------------------------ start / resume
 
@@ -182,6 +199,9 @@ class SilenceWatch:
                 self.push[(src, str(m))] = p
         for a in stored:
             ev = a.evidence
+            if a.detector == DETECTOR and ev.get("kind") == SOURCE_KIND and not ev.get("ended"):
+                self._resume_source(a, by.get(ev.get("source")))
+                continue
             if a.detector != DETECTOR or ev.get("kind") != KIND or ev.get("ended"):
                 continue
             s = by.get(ev.get("source"))
@@ -216,6 +236,62 @@ class SilenceWatch:
                 o["ref"] = p.last
             self.counters["resumed"] += 1
 
+    def _resume_source(self, a: Alert, s) -> None:
+        """A stored open ``source_down`` alert: goes on (same start, same id) while its source is
+        still cut off, ended at its reconnect (:meth:`_links`)."""
+        if s is None:
+            return   # its source left the site config: the engine ends it (resume_sources)
+        ev = a.evidence
+        why = None
+        if not self.cfg.enabled:
+            why = "the silence watch is turned off ([silence] enabled = false)"
+        elif not _is_push(s):
+            why = "the source is no longer a push source"
+        try:
+            o = {"since": _epoch(a.start), "end": _epoch(a.end), "limit_s": float(ev["limit_s"]),
+                 "status": str(ev.get("status", "")), "meters": int(ev.get("meters", 0)),
+                 "written": self.started, "severity": a.severity}
+        except (KeyError, TypeError, ValueError):
+            why = why or "the stored alert lacks what the silence watch needs to go on with it"
+        if why is not None:
+            log.warning("silence: open alert %s of %s ended at the restart: %s", a.id, a.meter_id, why)
+            self._out[a.id] = Alert(**{**a.__dict__, "evidence": {**ev, "ended": True, "ended_because": why}})
+            self.counters["ended_at_restart"] += 1
+            return
+        self.down[s.name] = {"since": o["since"], "status": o["status"], "alert": o}
+        self.counters["resumed"] += 1
+
+    def _links(self, sources: list, now: float) -> None:
+        """Which push sources are cut off from their broker (see the module): one seen cut off is
+        noted (since now); one seen connected again restarts its meters' clocks from now (their
+        queued readings arrive now: no gap, their silence counted from the reconnect) and ends the
+        source's alert. A status that says neither (``starting``, ``closed``) changes nothing."""
+        for s in sources:
+            if not _is_push(s):
+                continue
+            up = _link_up(s)
+            d = self.down.get(s.name)
+            if up is False:
+                if d is None:
+                    self.down[s.name] = {"since": now, "status": str(s.status), "alert": None}
+                    self.counters["sources_down"] += 1
+                    log.info("silence: %s is not connected to its broker (%s): its meters are not judged silent "
+                             "until it is", s.name, s.status)
+                else:
+                    d["status"] = str(s.status)
+            elif up and d is not None:
+                del self.down[s.name]
+                for key, p in self.push.items():
+                    # (a meter already alerted before the outage stays so: its first reading ends it)
+                    if key[0] == s.name and key not in self.open:
+                        if p.before is None:
+                            p.before = p.last
+                        p.last = max(p.last, now)
+                if d["alert"] is not None:
+                    self._end_source(s.name, d, now)
+                log.log(logging.WARNING if d["alert"] is not None else logging.INFO,
+                        "silence: %s is connected again after %.0f s", s.name, now - d["since"])
+
     # ------------------------------------------------------------------ push arrivals
 
     def heard(self, batches: list, sources: list) -> None:
@@ -223,6 +299,7 @@ class SilenceWatch:
         and the gaps between its readings' times (for its cadence: :meth:`_Push.cadence`)."""
         now_w, now_m = self.clock(), time.monotonic()
         self._jumped(now_w)   # (before this step's arrivals, which are in the clock as it is now)
+        self._links(sources, now_w)   # (a reconnect before the backlog it brings)
         push = {s.name for s in sources if _is_push(s)}
         if not push:
             return
@@ -276,6 +353,7 @@ class SilenceWatch:
         ended)."""
         now = self.clock()
         self._jumped(now)
+        self._links(sources, now)
         c = self.cfg
         for s in sources:
             if not getattr(s, "watch_silence", True):
@@ -308,6 +386,9 @@ class SilenceWatch:
                                          "cadence_s": interval, "heard": heard, "facts": self._facts(s, m)}, s, now)
             elif _is_push(s):
                 expect = c.expect_s.get(s.name)
+                d = self.down.get(s.name)
+                if d is not None:
+                    self._source_check(s, d, now)
                 for key, p in list(self.push.items()):
                     if key[0] != s.name:
                         continue
@@ -323,7 +404,7 @@ class SilenceWatch:
                             self._update(key, o, now, s)
                         continue
                     cad = expect if expect else p.cadence(c.learn)
-                    if not c.enabled or not cad or cad > c.max_cadence_s or self._ignored(key[1]):
+                    if d is not None or not c.enabled or not cad or cad > c.max_cadence_s or self._ignored(key[1]):
                         continue
                     limit = max(c.min_s, c.cadences * cad)
                     if now - p.last >= limit:
@@ -358,6 +439,9 @@ class SilenceWatch:
         for o in self.open.values():
             if "ref" in o:
                 o["ref"] += step
+        for d in self.down.values():
+            if d["alert"] is None:   # (an open one keeps its start: its id)
+                d["since"] += step
 
     def _facts(self, s, m) -> dict:
         f = getattr(s, "silence_facts", None)
@@ -413,6 +497,53 @@ class SilenceWatch:
         self.counters["ended"] += 1
         log.warning("%s: %s answers again after %s s of silence", key[0], key[1], a.evidence["silent_s"])
 
+    def _source_check(self, s, d: dict, now: float) -> None:
+        """A push source cut off since ``d["since"]``: its alert opened once that is ``min_s``,
+        then updated as a meter's."""
+        o = d["alert"]
+        n = sum(1 for k in self.push if k[0] == s.name)
+        if o is None:
+            if not self.cfg.enabled or now - d["since"] < self.cfg.min_s:
+                return
+            o = d["alert"] = {"since": d["since"], "end": now, "limit_s": self.cfg.min_s, "status": d["status"],
+                              "meters": n}
+            a = self._source_alert(s.name, o, ended=False)
+            o["written"], o["severity"] = now, a.severity
+            self._out[a.id] = a
+            self.counters["source_alerts"] += 1
+            log.warning("%s: %s", s.name, a.message)
+            return
+        o["end"], o["status"], o["meters"] = now, d["status"], max(n, o.get("meters", 0))
+        if now - o.get("written", 0.0) < self.cfg.update_s and _severity(_as_silent(o)) == o.get("severity"):
+            return
+        a = self._source_alert(s.name, o, ended=False)
+        o["written"], o["severity"] = now, a.severity
+        self._out[a.id] = a
+        self.counters["updated"] += 1
+
+    def _end_source(self, name: str, d: dict, now: float) -> None:
+        o = d["alert"]
+        o["end"] = max(o["since"], now)
+        a = self._source_alert(name, o, ended=True, reconnected=now)
+        self._out[a.id] = a
+        self.counters["ended"] += 1
+
+    def _source_alert(self, name: str, o: dict, ended: bool, reconnected: float | None = None) -> Alert:
+        from wattwatch.codes import severity
+
+        down_s, score = _score(_as_silent(o))
+        ev = {"kind": SOURCE_KIND, "source": name, "status": o["status"], "meters": int(o["meters"]),
+              "since": iso(_ts(o["since"])), "down_s": round(down_s, 1), "limit_s": round(o["limit_s"], 3),
+              "ended": ended}
+        if reconnected is not None:
+            ev["reconnected"] = iso(_ts(reconnected))
+        msg = (f"source {name} cut off from its broker for {down_s:.0f} s ({o['status']}): no reading of its "
+               f"{int(o['meters'])} meters can arrive; they are judged silent only once it is back" if not ended else
+               f"source {name} was cut off from its broker {down_s:.0f} s; connected again (its meters' queued "
+               "readings arrive now; one still silent after the limit is alerted)")
+        return Alert(meter_id=SOURCE_PREFIX + name, start=iso(_ts(o["since"])), end=iso(_ts(o["end"])), code=CODE,
+                     severity=severity(CODE, score), score=score, detector=DETECTOR, message=msg, evidence=ev)
+
     def silent(self) -> set[str]:
         """The meters silent now (for the console)."""
         return {m for _, m in self.open}
@@ -431,16 +562,35 @@ class SilenceWatch:
         """The silent meters for the console, longest silent first."""
         out = [{"meter_id": m, "source": src, "since": iso(_ts(o["since"])), "lost": int(o["lost"]),
                 "why": str((o["facts"] or {}).get("why", ""))} for (src, m), o in list(self.open.items())]
+        out += [{"meter_id": SOURCE_PREFIX + src, "source": src, "since": iso(_ts(d["since"])), "lost": 0,
+                 "why": f"cut off from its broker ({d['status']})"} for src, d in list(self.down.items())
+                if d["alert"] is not None]
         return sorted(out, key=lambda r: r["since"])
 
     def view(self) -> dict:
-        return {"silent": len(self.open), **self.counters}
+        return {"silent": len(self.open), "cut_off": len(self.down), **self.counters}
 
 
 def _push_facts(s) -> dict:
     """A push source that is not subscribed (its broker down, refused) is why its meters are silent."""
     st = str(getattr(s, "status", ""))
     return {} if st in ("subscribed", "connected", "") else {"why": f"source {st}"}
+
+
+def _link_up(s) -> bool | None:
+    """A push source's link to its broker: True (connected, subscribed), False (connecting,
+    reconnecting, refused), None (not started, closed: says nothing)."""
+    st = str(getattr(s, "status", ""))
+    if st in ("subscribed", "connected"):
+        return True
+    if st in ("connecting", "reconnecting") or st.startswith("refused"):
+        return False
+    return None
+
+
+def _as_silent(o: dict) -> dict:
+    """A source alert's facts as :func:`_score` reads them (silent from ``since``)."""
+    return {"heard": None, "since": o["since"], "end": o["end"], "limit_s": o["limit_s"]}
 
 
 def _score(o: dict) -> tuple[float, float]:
