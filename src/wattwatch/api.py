@@ -1553,6 +1553,7 @@ class Site:
     detector_config: dict
     path: Path | None = None
     outputs: list = field(default_factory=list)   # [[sinks]] (and actions): see wattwatch.sinks
+    silence: Any = None   # [silence]: wattwatch.runners.silence.SilenceConfig (None: the defaults)
 
 
 def load_site(config: str | Path | dict) -> Site:
@@ -1560,7 +1561,8 @@ def load_site(config: str | Path | dict) -> Site:
     :data:`wattwatch.sources.KINDS`: ``mqtt``, ``replay``, ``modbus``, ``snmp``, ``tamper``),
     ``[models.NAME]`` (Modbus register maps, or ``models = "FILE"``, shared by every modbus source
     that does not name its own), ``[store] path``, ``[stream]`` (``hold_s``, ``checkpoint_s``,
-    ``max_pending``), ``[[sinks]]``, ``[[actions]]`` (:mod:`wattwatch.actions`) and ``[meter_tags]``
+    ``max_pending``), ``[silence]`` (the silence watch: :mod:`wattwatch.runners.silence`), ``[[sinks]]``,
+    ``[[actions]]`` (:mod:`wattwatch.actions`) and ``[meter_tags]``
     (meter glob -> tags); every other key is detector configuration as for ``detect --config``.
     Relative paths are relative to the
     config file. Raises ConfigError naming the file and key."""
@@ -1595,6 +1597,12 @@ def load_site(config: str | Path | dict) -> Site:
     try:
         stream = StreamConfig.from_dict(doc.pop("stream", None))
     except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    from wattwatch.runners.silence import SilenceConfig
+
+    try:
+        silence = SilenceConfig.from_dict(doc.pop("silence", None))
+    except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     # Register maps of Modbus devices ([models.NAME], or models = "FILE") serve every modbus source.
     models = doc.pop("models", None)
@@ -1649,7 +1657,7 @@ def load_site(config: str | Path | dict) -> Site:
                 o.bind(tags)
             outputs.append(o)
     check_config(doc, where)
-    return Site(built, store_path, stream, doc, None if root is None else Path(config), outputs)
+    return Site(built, store_path, stream, doc, None if root is None else Path(config), outputs, silence)
 
 
 @dataclass
@@ -1722,6 +1730,9 @@ def watch(config: str | Path | dict | Site, *, stop=None, until_done: bool = Fal
     engine = None
     try:
         engine = live.StreamEngine(store, dets, cfg, site.stream)
+        from wattwatch.runners.silence import SilenceWatch
+
+        engine.silence = SilenceWatch(site.silence)
         if engine_hook:
             engine_hook(engine)
 

@@ -5,7 +5,8 @@
 Common keys of an ``[[actions]]`` table::
 
     match = { code = ["ALRM_*"], severity = ["critical"], min_severity = "warning",
-              meter = ["pdu-*"], tags = ["non-essential"] }   # every given key must match
+              meter = ["pdu-*"], tags = ["non-essential"],
+              detector = ["silence"] }   # every given key must match
     on = ["opened"]            # events: opened, updated, ended (default: opened)
     dry_run = true             # default: log what would be done, do nothing
     rate_limit = { max = 10, per_meter = 2, window_s = 3600 }
@@ -20,7 +21,11 @@ the final verdict withdraws it). An action with ``on_provisional = false`` does 
 final judgement confirms it (then ``opened``), and never sees one that is withdrawn: an action that
 switches a load should not switch it on evidence that may be a loose clamp.
 
-``code`` and ``meter`` are shell-style globs (``*``, ``?``, ``[..]``), matched case-sensitively.
+``code``, ``meter`` and ``detector`` are shell-style globs (``*``, ``?``, ``[..]``), matched
+case-sensitively. ``detector`` tells apart alerts that share a code: ``ALRM_PKT_LOSS_CRIT`` is
+raised by the silence watch while a meter does not answer (detector ``silence``) and by the core's
+rule afterwards for the gap in its readings (``packet_loss``); ``detector = "silence"`` pages on
+the first only.
 ``tags``: the meter must carry every listed tag; a meter's tags come from the site config's
 ``[meter_tags]`` table (meter glob -> list of tags).
 
@@ -193,14 +198,15 @@ class Match:
     min_severity: str | None = None
     meters: list[str] | None = None
     tags: list[str] | None = None
+    detectors: list[str] | None = None
 
     @classmethod
     def from_spec(cls, m) -> "Match":
         if m is None:
             return cls()
         if not isinstance(m, dict):
-            raise ValueError(f"match must be a table (code, severity, min_severity, meter, tags), got {m!r}")
-        only(m, {"code", "severity", "min_severity", "meter", "tags"}, "match")
+            raise ValueError(f"match must be a table (code, severity, min_severity, meter, tags, detector), got {m!r}")
+        only(m, {"code", "severity", "min_severity", "meter", "tags", "detector"}, "match")
         out = cls()
         if "code" in m:
             out.codes = texts(m["code"], "match.code")
@@ -218,6 +224,8 @@ class Match:
             out.meters = texts(m["meter"], "match.meter")
         if "tags" in m:
             out.tags = texts(m["tags"], "match.tags")
+        if "detector" in m:
+            out.detectors = texts(m["detector"], "match.detector")
         return out
 
     def __call__(self, a: Alert, tags: set[str]) -> bool:
@@ -229,6 +237,8 @@ class Match:
                                               SEVERITIES.index(a.severity) < SEVERITIES.index(self.min_severity)):
             return False
         if self.meters is not None and not any(fnmatch.fnmatchcase(a.meter_id, p) for p in self.meters):
+            return False
+        if self.detectors is not None and not any(fnmatch.fnmatchcase(a.detector, p) for p in self.detectors):
             return False
         return self.tags is None or set(self.tags) <= tags
 

@@ -58,6 +58,14 @@ def render(engine, sources, outputs=(), demo=None) -> Group:
             sim.add_row(escape(str(v.get("name"))), str(v.get("kind")), str(v.get("status")), str(v.get("port")),
                         escape(str(v.get("faults", "-"))), f"{int(v.get('requests', v.get('published', 0))):,}")
         extra.append(sim)
+    watch = getattr(engine, "silence", None)   # meters that stopped answering (runners/silence.py)
+    silent = watch.rows() if watch is not None else []
+    if silent:
+        quiet = Table("meter", "source", "silent since", "lost", "why", title=f"silent meters ({len(silent)})",
+                      title_justify="left")
+        for r in silent[:30]:
+            quiet.add_row(escape(r["meter_id"]), escape(r["source"]), r["since"], f"{r['lost']:,}", escape(r["why"]))
+        extra.append(quiet)
     views = [s.view() for s in sources]
     # Counters that some source has (an MQTT source has no polls, a poller no messages).
     shown = [k for k in SHOWN if any(v.get(k) for v in views)] or ["readings"]

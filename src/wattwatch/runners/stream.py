@@ -207,6 +207,10 @@ class StreamEngine:
         self.open_ids: set[str] = set()
         self.alerts: dict[str, Alert] = {}       # latest version of every alert this run touched
         self.health_open: set[str] = set()       # open alerts sources raised about their devices
+        # The silence watch (runners/silence.py: meters that stopped answering), set by ``api.watch``;
+        # its alerts are health alerts (add_health), never the stitcher's.
+        self.silence = None
+        self._silence_ck: dict = {}              # its checkpointed part (push meters' cadences)
         self._written: dict[str, tuple] = {}     # what was last written of each
         # Alerts the store keeps acknowledged or cleared, of those whose status this run has read
         # (``_checked``: the first time a stitcher gave them) or set (``mark_settled``: a request
@@ -427,6 +431,7 @@ class StreamEngine:
         self.counters.update(m.get("counters", {}))
         self.rewinds = {k: tuple(v) for k, v in m.get("rewinds", {}).items()}
         self._ck_provisional = list(m.get("provisional", []))
+        self._silence_ck = m.get("silence") or {}
         return True
 
     def _load_open_detectors(self) -> None:
@@ -558,6 +563,9 @@ class StreamEngine:
                 mine = [a for a in self._health_stored.values() if a.evidence.get("source") == s.name]
                 if mine:
                     resume(mine)
+        if self.silence is not None:   # its open alerts go on (same id) or end: runners/silence.py
+            self.silence.resume(sources, [a for a in self._health_stored.values() if a.id in self.health_open],
+                                known=self.last, position=self._silence_ck)
         # The open alerts of a source this run does not have (taken out of the site config): nothing
         # else would ever end them. Ended by the first step (the same id, ``ended_because``).
         names = {s.name for s in sources}
@@ -588,7 +596,8 @@ class StreamEngine:
                 "open": sorted(self.open_ids), "sources": self.sources,
                 "counters": {k: int(v) for k, v in self.counters.items()},
                 "rewinds": {k: list(v) for k, v in getattr(self, "rewinds", {}).items()},
-                "provisional": sorted(self.provisional)}
+                "provisional": sorted(self.provisional),
+                "silence": self.silence.position() if self.silence is not None else self._silence_ck}
         con = self.store.con
         # (pv) The withdrawals reported by the steps before this checkpoint reached the outputs (a
         # step's report is delivered before the checkpoint that follows it): forgotten with it; one
@@ -1963,6 +1972,9 @@ def _work(engine: StreamEngine, batches: list, sources: list, outputs=()) -> Ste
         health = getattr(s, "health", None)
         if health is not None:
             engine.add_health(health(), rep)
+    if engine.silence is not None:   # meters that stopped answering (runners/silence.py)
+        engine.silence.heard(batches, sources)
+        engine.add_health(engine.silence.check(sources), rep)
     deliver(outputs, "alerts", rep, engine)
     # The store and the outputs have what the batches brought: the sources may forget them (MQTT
     # acknowledges the messages now). Not before the outputs: a watcher that dies between them

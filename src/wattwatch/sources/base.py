@@ -95,6 +95,11 @@ class Poller(Source):
     ``error`` and logged, and the next cycle goes on. Subclasses implement :meth:`poll`."""
 
     kind = "poller"
+    # The silence watch (wattwatch.runners.silence) reads ``silence``: per meter (its configured
+    # ones, :meth:`polled_meters`, and every one a cycle gave) the polls lost in a row, the wall
+    # time (epoch s) of the first of them and of its last answer. A replay sets it off (a file's
+    # gaps are data, judged by the core).
+    watch_silence = True
 
     def __init__(self, name: str, interval_s: float, timeout_s: float | None = None):
         super().__init__(name)
@@ -103,6 +108,7 @@ class Poller(Source):
         self.interval_s = float(interval_s)
         self.timeout_s = float(timeout_s) if timeout_s else (self.interval_s or None)
         self.response_ms: list[float] = []
+        self.silence: dict[str, tuple[int, float | None, float | None]] = {}
 
     async def poll(self) -> pd.DataFrame | None:  # pragma: no cover - interface
         """One cycle's readings (None: nothing more will come)."""
@@ -113,6 +119,7 @@ class Poller(Source):
         next_t = time.monotonic()
         while not stop.is_set() and not self.done:
             t0 = time.monotonic()
+            wall = time.time()
             try:
                 frame = await asyncio.wait_for(self.poll(), self.timeout_s)
             except asyncio.TimeoutError:
@@ -130,6 +137,8 @@ class Poller(Source):
                 self.done = True
                 self.status = "finished"
                 break
+            if self.watch_silence:
+                self._answered(frame, wall)
             if len(frame):
                 self.counters["readings"] += len(frame)
                 await emit(Batch(self.name, frame, arrived=time.monotonic(), token=self.token()))
@@ -148,6 +157,18 @@ class Poller(Source):
                 pass
         if not self.done:
             self.status = "stopped"
+
+    def _answered(self, frame: pd.DataFrame, wall: float) -> None:
+        """One cycle's outcome per meter for the silence watch: a meter that gave a reading answered
+        at ``wall``; every other one it polls (configured, or heard before) lost one more poll."""
+        heard = set(frame["meter_id"].astype(str).unique()) if len(frame) and "meter_id" in frame else set()
+        table = self.silence
+        for m in heard:
+            table[m] = (0, None, wall)
+        for m in set(self.polled_meters()) | set(table):
+            if m not in heard:
+                lost, since, last = table.get(m, (0, None, None))
+                table[m] = (lost + 1, wall if since is None else since, last)
 
     def token(self):
         """The token of the batch just polled (default: the position after it)."""

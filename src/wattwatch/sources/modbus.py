@@ -383,6 +383,8 @@ class Device:
     baseline_ms: float | None = None
     settled: int = 0
     slow: dict | None = None          # the open WARN_LINK_SLOW alert's facts
+    why: str = ""                     # why its last poll was lost (the silence watch's evidence)
+    missed: bool = False              # its last poll was asked and lost: asked after the others next cycle
 
 
 class Gateway:
@@ -522,6 +524,7 @@ class ModbusPoller(Poller):
         self._loop = None
         self.device_ms: deque = deque(maxlen=4096)   # response time of the last device polls
         self._health: dict[str, object] = {}   # alert id -> latest version not yet handed over
+        self._by_meter = {d.meter_id: d for d in self.devices}
         self.cycles = 0
 
     # ------------------------------------------------------------------------------ one request
@@ -529,6 +532,7 @@ class ModbusPoller(Poller):
     async def _request(self, gw: Gateway, dev: Device, r: Read, deadline: float) -> np.ndarray:
         from pymodbus.exceptions import ModbusException
 
+        asked = False
         for attempt in range(self.retries + 1):
             if attempt:
                 pause = self.backoff_s * (2 ** (attempt - 1))
@@ -544,6 +548,7 @@ class ModbusPoller(Poller):
                 continue
             call = {1: gw.client.read_coils, 2: gw.client.read_discrete_inputs,
                     3: gw.client.read_holding_registers, 4: gw.client.read_input_registers}[r.function]
+            asked = True
             try:
                 rr = await asyncio.wait_for(call(r.address, count=r.count, device_id=dev.unit),
                                             min(self.request_timeout_s, left) + 0.05)
@@ -579,10 +584,16 @@ class ModbusPoller(Poller):
                 gw.count("malformed")
                 continue
             return np.asarray(vals[: r.count], dtype=np.uint16)
-        raise _Lost("no answer")
+        raise _Lost("no answer" if asked else "not asked")
 
     def polled_meters(self) -> list[str]:
         return [d.meter_id for d in self.devices]
+
+    def silence_facts(self, meter: str) -> dict:
+        """What the silence watch's alert says of a silent device: its gateway, unit and why its
+        last poll was lost."""
+        d = self._by_meter.get(meter)
+        return {} if d is None else {"gateway": d.gateway, "unit": d.unit, "why": d.why or "no answer"}
 
     def _wrong_unit(self, gw: Gateway, asked: int, answered: int) -> None:
         """An answer stamped with another unit id than asked (units swapped on a serial bus, a bridge
@@ -622,12 +633,19 @@ class ModbusPoller(Poller):
                 t0 = time.monotonic()
                 try:
                     got = {r: await self._request(gw, dev, r, deadline) for r in dev.model.reads}
-                except _Lost:
+                except _Lost as exc:
                     got = None
+                    dev.why = ("gateway unreachable" if gw.down_since is not None else
+                               "no answer in time" if str(exc) == "no answer" else
+                               "not asked: the cycle's deadline passed before its turn" if str(exc) == "not asked"
+                               else str(exc))
+                    dev.missed = str(exc) != "not asked"
                 finally:
                     gw.current = None
                 took = (time.monotonic() - t0) * 1000.0
         dev.counters["polls"] += 1
+        if got is not None:
+            dev.missed = False
         if got is None:
             dev.counters["lost"] += 1
             self.counters["lost"] += 1
@@ -652,7 +670,15 @@ class ModbusPoller(Poller):
         t0 = time.monotonic()
         when = pd.Timestamp.now(tz="UTC").floor("ms")
         deadline = t0 + self.deadline_s
-        res = await asyncio.gather(*(self._poll_device(d, deadline) for d in self.devices))
+        # A unit whose last poll was lost is asked after those that answered (one request at a time
+        # per gateway): a unit that stopped answering behind a live gateway spends its timeouts and
+        # retries at the end of the cycle, not the turn of every unit queued after it (rsilence: one
+        # dead unit of eight at the defaults lost the polls of the five after it, each said silent).
+        order = sorted(range(len(self.devices)), key=lambda i: self.devices[i].missed)
+        got = await asyncio.gather(*(self._poll_device(self.devices[i], deadline) for i in order))
+        res = [None] * len(self.devices)
+        for i, g in zip(order, got):
+            res[i] = g
         self.cycles += 1
         for d, got in zip(self.devices, res):
             self._watch_speed(d, when, got is not None)

@@ -20,6 +20,7 @@ from wattwatch.sources.base import Poller
 
 class ReplaySource(Poller):
     kind = "replay"
+    watch_silence = False   # a file's gaps are data (the core judges them), not a silent device
 
     def __init__(self, name: str, path: str | Path | pd.DataFrame, *, cycle_s: float | None = None,
                  speed: float = 0.0, mapping=None, loop: bool = False):

@@ -1,0 +1,696 @@
+"""The silence watch of ``watch`` (issue 16, runners/silence.py): a gateway or meter that stops
+answering is alerted while it is silent (within the limit), the alert ends at its first answer, a
+restart of the watcher goes on with the same alert (no duplicate), a push meter that stops
+publishing is alerted, and a healthy device whose answers jitter (some polls lost, never a run of
+them) never is. Real servers on 127.0.0.1: pymodbus gateways, the session's mosquitto."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import pytest
+
+from rich.console import Console
+
+from wattwatch import api
+from wattwatch.app.watchview import render
+from wattwatch.devices import modbus as dev
+from wattwatch.runners import silence as sil
+from wattwatch.store import Store
+from tests.live.test_actions import _script
+from tests.live.test_modbus import REGS, _until
+
+# Limits in seconds for a test: min_s 1.5 s (the default is 120 s), updated every 0.5 s.
+SILENCE = {"min_s": 1.5, "lost_polls": 3, "update_s": 0.5}
+
+
+class _Run:
+    """``api.watch(site)`` in a thread; per step, when each silence alert id was first seen open and
+    seen ended (wall time)."""
+
+    def __init__(self, site):
+        self.stop = threading.Event()
+        self.engine = None
+        self.opened: dict[str, float] = {}
+        self.ended: dict[str, float] = {}
+        self.new: list[str] = []
+        self.last: dict = {}
+        self.box = {}
+        self.t = threading.Thread(target=lambda: self.box.update(w=api.watch(site, stop=self.stop, on_step=self._step)),
+                                  daemon=True)
+        self.t.start()
+
+    def _step(self, e, rep, batches):
+        self.engine = e
+        now = time.time()
+        for a in rep.alerts:
+            if a.detector == sil.DETECTOR:
+                self.opened.setdefault(a.id, now)
+                self.last[a.meter_id] = a
+                if a.evidence.get("ended"):
+                    self.ended.setdefault(a.id, now)
+        self.new += [i for i in rep.new if e.alerts[i].detector == sil.DETECTOR]
+
+    def silent(self, meter, ended=False):
+        """The last version of ``meter``'s silence alert a step reported is (not) ended."""
+        a = self.last.get(meter)
+        return a is not None and bool(a.evidence.get("ended")) == ended
+
+    def close(self):
+        self.stop.set()
+        self.t.join(60)
+        assert not self.t.is_alive()
+        return self.box.get("w")
+
+
+def _stored(path) -> list[tuple]:
+    with Store(path) as s:
+        rows = s.con.execute("SELECT id, meter_id, evidence FROM alerts WHERE detector = ? ORDER BY meter_id, start",
+                             [sil.DETECTOR]).fetchall()
+    return [(i, m, json.loads(ev)) for i, m, ev in rows]
+
+
+def _modbus(name, devices, **kw):
+    return {"type": "modbus", "name": name, "interval_s": 0.1, "timeout_s": 0.1, "retries": 0, "backoff_s": 0.02,
+            "models": {"m": {"registers": REGS}}, **kw,
+            "devices": [{"meter_id": m, "port": d.port, "unit": u, "model": "m"} for d, u, m in devices]}
+
+
+def test_a_gateway_stopped_is_alerted_within_the_limit_ended_when_back_and_not_doubled_by_a_restart(tmp_path):
+    got = tmp_path / "got.txt"   # an action on B's packet-loss alerts: opened and ended once each
+    exe = _script(tmp_path, f"import sys\nsys.stdin.read()\nopen({str(got)!r}, 'a').write(' '.join(sys.argv[1:]) + '\\n')\n")
+    d = dev.start("gw", {"registers": REGS, "meters": ["A", "B"], "interval_s": 0.1, "seed": 3})
+    site = {"sources": [_modbus("plant", [(d, 1, "A"), (d, 2, "B")])], "store": {"path": str(tmp_path / "s.duckdb")},
+            "detectors": ["supply_outage"], "silence": SILENCE, "stream": {"checkpoint_s": 0.5},
+            "actions": [{"type": "command", "name": "page", "argv": [exe, "{event}", "{id}"], "dry_run": False,
+                         "on": ["opened", "ended"], "match": {"code": ["ALRM_PKT_LOSS_CRIT"], "meter": ["B"]}}]}
+    r = r2 = None
+    try:
+        r = _Run(site)
+        _until(lambda: r.engine is not None and r.engine.counters.get("readings", 0) >= 20, 30)
+        assert not r.opened, "an answering gateway was said silent"
+        down = time.time()
+        d.inject("down")                                   # the gateway stops answering (refused)
+        _until(lambda: r.silent("A") and r.silent("B"), 20)
+        assert r.silent("A") and r.silent("B"), "no silence alert for the meters behind the stopped gateway"
+        # Written within the limit: the first version is in the store at most ~2 steps (1 s each) and
+        # a poll after the limit, never before it.
+        first = min(r.opened.values())
+        assert first - down <= SILENCE["min_s"] + 2.5, f"written {first - down:.1f} s after the gateway stopped"
+        a = r.last["B"]
+        ev = a.evidence
+        assert a.code == "ALRM_PKT_LOSS_CRIT" and ev["kind"] == "silent" and ev["source"] == "plant"
+        assert ev["gateway"].endswith(f":{d.port}/tcp") and ev["unit"] == 2 and ev["lost"] >= 3
+        assert ev["silent_s"] >= SILENCE["min_s"] and ev["ended"] is False and a.severity in ("warning", "critical")
+        # The console says which meters are silent, since when and why.
+        con = Console(width=200, record=True)
+        con.print(render(r.engine, []))
+        text = con.export_text()
+        assert "silent meters (2)" in text and "gateway unreachable" in text, text
+        time.sleep(1.0)
+        r.close()                                          # stopped while silent
+        before = _stored(site["store"]["path"])
+        assert len(before) == 2 and not any(ev["ended"] for _, _, ev in before)
+        # Restarted while the gateway is still down: the same alerts go on (no second one), then
+        # the gateway comes back and ends each once.
+        r2 = _Run(site)
+        _until(lambda: {a.id for a in list(r2.last.values())} == {i for i, _, _ in before}, 20)
+        time.sleep(SILENCE["min_s"] + 1.5)                   # past the limit again: a fresh alert would open now
+        assert not r2.new, f"the restarted watcher opened new silence alerts: {r2.new}"
+        assert r2.engine.silence.counters["resumed"] == 2
+        d.inject("up")
+        _until(lambda: r2.silent("A", ended=True) and r2.silent("B", ended=True), 20)
+        w = r2.close()
+        after = _stored(site["store"]["path"])
+        assert [(i, m) for i, m, _ in after] == [(i, m) for i, m, _ in before], "a restart doubled the alert"
+        for (_, _, ev0), (_, _, ev) in zip(before, after):
+            assert ev["ended"] is True and ev["heard_again"] and ev["lost"] > ev0["lost"], ev
+        assert not {i for i, _, _ in after} & w.open_ids
+        b = next(i for i, m, _ in after if m == "B")
+        assert got.read_text().splitlines() == [f"opened {b}", f"ended {b}"]
+    finally:
+        for x in (r, r2):
+            if x is not None:
+                x.close()
+        d.stop()
+
+
+def test_a_healthy_jittered_device_never_alerts_while_a_silent_one_beside_it_does(tmp_path):
+    """Device A answers 40-200 ms late (a request waits 150 ms: about a third of its polls lost,
+    runs of 3 and more in a row common, never 3 s of them); device B, on its own gateway, stops
+    answering (every answer dropped). Only B is alerted: A's lost polls are the packet-loss rule's.
+    (A rule of "3 lost polls in a row" without the time floor alerts on A.)"""
+    a = dev.start("ga", {"registers": REGS, "meters": ["A"], "interval_s": 0.1, "seed": 5})
+    b = dev.start("gb", {"registers": REGS, "meters": ["B"], "interval_s": 0.1, "seed": 6})
+    site = api.load_site({"sources": [_modbus("plant", [(a, 1, "A"), (b, 1, "B")])],
+                          "store": {"path": str(tmp_path / "s.duckdb")}, "detectors": ["supply_outage"],
+                          "silence": {**SILENCE, "min_s": 3.0}})
+    try:
+        a.inject("delay", ms=40, jitter_ms=160)
+        r = _Run(site)
+        _until(lambda: r.engine is not None and r.engine.counters.get("readings", 0) >= 10, 30)
+        b.inject("drop", share=1.0)
+        _until(lambda: r.silent("B"), 20)
+        time.sleep(2.0)
+        w = r.close()
+    finally:
+        a.stop()
+        b.stop()
+    got = {x.meter_id for x in w.alerts if x.detector == sil.DETECTOR}
+    assert got == {"B"}, got
+    da = {v["meter_id"]: v for v in site.sources[0].devices_view()}["A"]
+    assert da["lost"] >= 10 and da["polls"] - da["lost"] >= 10, f"A's jitter lost too few polls to show anything: {da}"
+
+
+def _publisher(broker):
+    import paho.mqtt.client as mqtt
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}")
+    c.connect(broker.host, broker.port)
+    c.loop_start()
+    return c
+
+
+def test_an_mqtt_meter_that_stops_publishing_is_alerted_and_ended_when_it_publishes_again(mqtt_broker, tmp_path):
+    """Two meters publish live readings, m0 every 0.1-0.4 s (jittered), m1 every 0.2 s; m1 stops: its
+    learned cadence (0.2 s, 3 cadences) is under min_s (1.5 s), so it is alerted ~1.5 s after its last
+    reading, m0 never; m1 publishes again: its alert ends."""
+    import random
+
+    base = f"s{uuid.uuid4().hex[:8]}"
+    site = {"sources": [{"type": "mqtt", "name": "push", "host": mqtt_broker.host, "port": mqtt_broker.port,
+                         "topics": [f"{base}/+"], "meter": "topic:1", "client_id": f"ww-{base}"}],
+            "store": {"path": str(tmp_path / "s.duckdb")}, "detectors": ["supply_outage"], "silence": SILENCE}
+    pub = _publisher(mqtt_broker)
+    going = {"m0": True, "m1": True}
+    halt = threading.Event()
+    rng = random.Random(7)
+
+    def send(m, every):
+        while not halt.is_set():
+            if going[m]:
+                pub.publish(f"{base}/{m}", json.dumps({"ts": time.time(), "p_kw": 1.0}), qos=1)
+            time.sleep(every())
+
+    threads = [threading.Thread(target=send, args=("m0", lambda: rng.uniform(0.1, 0.4)), daemon=True),
+               threading.Thread(target=send, args=("m1", lambda: 0.2), daemon=True)]
+    for t in threads:
+        t.start()
+    try:
+        r = _Run(site)
+        _until(lambda: r.engine is not None and r.engine.counters.get("readings", 0) >= 30, 30)
+        going["m1"] = False
+        stopped = time.time()
+        _until(lambda: r.silent("m1"), 20)
+        assert r.silent("m1"), "no alert for the meter that stopped publishing"
+        assert min(r.opened.values()) - stopped <= SILENCE["min_s"] + 2.5
+        time.sleep(1.0)
+        going["m1"] = True
+        _until(lambda: r.silent("m1", ended=True), 20)
+        w = r.close()
+    finally:
+        halt.set()
+        for t in threads:
+            t.join(5)
+        pub.loop_stop()
+    got = [x for x in w.alerts if x.detector == sil.DETECTOR]
+    assert [x.meter_id for x in got] == ["m1"] and got[0].evidence["ended"] is True
+    assert 0.15 <= got[0].evidence["cadence_s"] <= 0.5, got[0].evidence
+
+
+def test_the_silence_config_is_checked():
+    assert sil.SilenceConfig.from_dict({"min_s": 30, "lost_polls": 2}).min_s == 30.0
+    for bad, says in (({"lost_polls": 0}, "lost_polls"), ({"min_s": "2"}, "min_s"), ({"nope": 1}, "nope"),
+                      ({"enabled": "no"}, "enabled"), ({"expect_s": {"x": -1}}, "expect_s"),
+                      ({"cadences": 0}, "cadences")):
+        with pytest.raises(ValueError, match=says):
+            sil.SilenceConfig.from_dict(bad)
+    with pytest.raises(api.ConfigError, match="silence"):
+        api.load_site({"sources": [{"type": "replay", "name": "r", "path": "x.csv"}], "silence": {"min_s": -1}})
+
+
+def test_the_default_limits_on_a_clock_and_a_kill_without_checkpoint(tmp_path):
+    """At the defaults (3 lost polls and 120 s) on a clock the test moves: a Modbus meter polled every
+    second (real polls of a real gateway while it answers) is not silent 119 s after its last answer,
+    is at 120 s (warning), critical at 360 s; the engine killed (its last checkpoint before the last
+    versions) and started again on the store: the same alert goes on (its lost polls counted on, not
+    said new again), no second one; its first answer ends it, once."""
+    import pandas as pd
+
+    from wattwatch.runners.stream import StepReport, StreamConfig, StreamEngine
+    from wattwatch.sources import modbus as mb
+    from tests.live.test_modbus import _poll
+
+    d = dev.start("gw", {"registers": REGS, "meters": ["A"], "interval_s": 0.05})
+    path = tmp_path / "live.duckdb"
+    now = [1.8e9]
+
+    def poller():
+        return mb.ModbusPoller("plant", [{"meter_id": "A", "port": d.port, "unit": 1, "model": "m"}],
+                               {"m": mb.parse_model("m", {"registers": REGS})}, interval_s=1, timeout_s=0.5)
+
+    def start():
+        store, p = Store(path), poller()
+        eng = StreamEngine(store, api.build_detectors(["supply_outage"]), None, StreamConfig(checkpoint_s=0))
+        eng.silence = sil.SilenceWatch(clock=lambda: now[0])
+        eng.resume_sources([p])
+        return store, p, eng
+
+    def cycle(eng, p, frame, rep):
+        """One poll cycle at ``now`` (what Poller.run notes) and the step's check."""
+        p._answered(frame, now[0])
+        eng.add_health(eng.silence.check([p]), rep)
+
+    try:
+        store, p, eng = start()
+        rep = StepReport()
+        for _ in range(5):
+            [frame] = _poll(p, 1)
+            assert len(frame) == 1
+            eng.add(frame)
+            cycle(eng, p, frame, rep)
+            now[0] += 1.0
+        heard = now[0] - 1.0
+        while now[0] - heard < 119.5:              # lost polls, one a second: silent only at 120 s
+            cycle(eng, p, pd.DataFrame(), rep)
+            now[0] += 1.0
+        assert not rep.alerts, "silent before 120 s"
+        cycle(eng, p, pd.DataFrame(), rep)
+        [aid] = rep.new
+        a = eng.alerts[aid]
+        assert a.severity == "warning" and a.evidence["lost"] == 120 and a.evidence["limit_s"] == 120
+        eng.checkpoint()                            # the periodic checkpoint after the alert's step ...
+        for _ in range(10):                         # ... then more lost polls, and killed: none after them
+            now[0] += 1.0
+            cycle(eng, p, pd.DataFrame(), rep)
+        eng.close()
+        store.close()
+        p.close()
+
+        store, p, eng = start()
+        assert eng.health_open == {aid}
+        rep = StepReport()
+        while now[0] - heard < 361:
+            now[0] += 1.0
+            cycle(eng, p, pd.DataFrame(), rep)
+        assert not rep.new and {x.id for x in rep.alerts} == {aid}, "the restart opened another alert"
+        assert [r[0] for r in store.con.execute("SELECT id FROM alerts WHERE detector = 'silence'").fetchall()] == [aid]
+        last = rep.alerts[-1]
+        assert last.severity == "critical" and last.evidence["lost"] > 120 and not last.evidence["ended"]
+        [frame] = _poll(p, 1)
+        now[0] += 1.0
+        rep = StepReport()
+        cycle(eng, p, frame, rep)
+        assert rep.ended == [aid] and rep.alerts[-1].evidence["ended"] and eng.health_open == set()
+        cycle(eng, p, frame, rep)
+        assert rep.ended == [aid], "ended twice"
+        eng.close()
+        store.close()
+        p.close()
+    finally:
+        d.stop()
+
+
+def test_a_push_meter_that_stays_silent_through_a_restart_is_alerted_from_the_restart(tmp_path):
+    """An MQTT meter heard every 60 s (its cadence learned), the watcher stopped and started again an
+    hour later on the store (its checkpoint keeps the cadence), the meter never publishes again: it is
+    alerted 180 s (3 cadences) after the restart, not at once (the watcher was away, not the meter),
+    its evidence saying when it was last heard; a reading ends it."""
+    import pandas as pd
+
+    from wattwatch.runners.stream import StepReport, StreamConfig, StreamEngine
+    from wattwatch.sources.base import Batch, canonical
+    from wattwatch.sources.mqtt import MqttSource
+
+    path = tmp_path / "live.duckdb"
+    now = [1.8e9]
+
+    def start():
+        store, src = Store(path), MqttSource("push", topics=["x/#"])
+        eng = StreamEngine(store, api.build_detectors(["supply_outage"]), None, StreamConfig(checkpoint_s=0))
+        eng.silence = sil.SilenceWatch(clock=lambda: now[0])
+        eng.resume_sources([src])
+        return store, src, eng
+
+    def arrive(eng, src, rep):
+        """A reading of m1 as the MQTT source hands it over (a batch, arrived now), and the step's check."""
+        f = canonical(pd.DataFrame({"meter_id": ["m1"], "ts": [pd.Timestamp(now[0], unit="s", tz="UTC")],
+                                    "p_kw": [1.0]}), "push")
+        eng.silence.heard([Batch("push", f, arrived=time.monotonic())], [src])
+        eng.add_health(eng.silence.check([src]), rep)
+
+    def quiet(eng, src, rep):
+        eng.silence.heard([], [src])
+        eng.add_health(eng.silence.check([src]), rep)
+
+    store, src, eng = start()
+    rep = StepReport()
+    for _ in range(6):
+        arrive(eng, src, rep)
+        now[0] += 60.0
+    last = now[0] - 60.0
+    eng.checkpoint()
+    eng.close()
+    store.close()
+    assert not rep.alerts
+
+    now[0] += 3600.0                                   # the watcher is away an hour
+    store, src, eng = start()
+    began = now[0]
+    rep = StepReport()
+    while now[0] - began < 179.0:
+        quiet(eng, src, rep)
+        now[0] += 1.0
+    assert not rep.alerts, "alerted before 3 cadences of this run: the watcher's absence taken for the meter's"
+    now[0] += 2.0
+    quiet(eng, src, rep)
+    [aid] = rep.new
+    ev = eng.alerts[aid].evidence
+    assert ev["cadence_s"] == 60.0 and ev["last_heard"] == pd.Timestamp(last, unit="s", tz="UTC").isoformat(
+        timespec="milliseconds").replace("+00:00", "Z"), ev
+    now[0] += 5.0
+    arrive(eng, src, rep)
+    assert rep.ended == [aid]
+    eng.close()
+    store.close()
+
+
+def test_one_unit_that_stops_behind_a_live_gateway_does_not_silence_the_units_after_it():
+    """Eight units on one gateway (one request at a time), unit 3 stops answering (every answer
+    dropped): its timeouts and retries outlast the cycle's deadline. It is asked after the units
+    that answered, so only its own polls are lost (one cycle lost the units after it: not a run,
+    never silent), and a unit not asked in time says so. (Asked in configured order, units 4-8
+    lost every poll, each said silent "no answer in time".)"""
+    import asyncio
+
+    from wattwatch.sources import modbus as mb
+
+    ms = [f"U{i}" for i in range(1, 9)]
+    d = dev.start("gw", {"registers": REGS, "meters": ms, "interval_s": 0.1, "seed": 3})
+    p = mb.ModbusPoller("plant", [{"meter_id": m, "port": d.port, "unit": i + 1, "model": "m"} for i, m in enumerate(ms)],
+                        {"m": mb.parse_model("m", {"registers": REGS})}, interval_s=0.4, timeout_s=0.2, retries=2)
+
+    async def cycles(n):
+        out = []
+        for _ in range(n):
+            f = await p.poll()
+            out.append(set(f["meter_id"]) if len(f) else set())
+            p._answered(f, time.time())
+        return out
+
+    try:
+        assert asyncio.run(cycles(1)) == [set(ms)]
+        d.inject("drop", share=1.0, unit=3)
+        got = asyncio.run(cycles(4))
+    finally:
+        p.close()
+        d.stop()
+    assert got[1:] == [set(ms) - {"U3"}] * 3, got
+    assert {m for m, (lost, _, _) in p.silence.items() if lost} == {"U3"} and p.silence["U3"][0] == 4, p.silence
+    assert p.silence_facts("U3")["why"] == "no answer in time"
+    assert p.silence_facts("U5")["why"].startswith("not asked"), (got, p.silence_facts("U5"))
+
+
+def test_never_heard_rarely_polled_ignored_or_turned_off_is_not_watched():
+    """On a clock the test moves, lost poll cycles for hours (no network: what ``Poller.run`` notes
+    of each cycle): a meter heard once is alerted; one never heard is not (not commissioned) unless
+    the store has readings of it (then it is, from the watcher's start); one polled every 65 min
+    (above ``max_cadence_s``) is not, nor one matching ``ignore``, nor any with ``enabled = false``."""
+    import pandas as pd
+
+    from wattwatch.sources import modbus as mb
+
+    def poller(name, meters, interval):
+        return mb.ModbusPoller(name, [{"meter_id": m, "port": 1, "unit": i + 1, "model": "m"} for i, m in enumerate(meters)],
+                               {"m": mb.parse_model("m", {"registers": REGS})}, interval_s=interval)
+
+    def alerted(cfg, known=()):
+        now = [1.8e9]
+        fast, slow = poller("fast", ["A", "N", "K", "X-1"], 1.0), poller("slow", ["S"], 3900.0)
+        w = sil.SilenceWatch(sil.SilenceConfig.from_dict(cfg), clock=lambda: now[0])
+        w.resume([fast, slow], [], known=known)
+        fast._answered(pd.DataFrame({"meter_id": ["A", "X-1"]}), now[0])
+        slow._answered(pd.DataFrame({"meter_id": ["S"]}), now[0])
+        got = set()
+        for k in range(1, 4 * 120 + 1):            # 4 h, a check every 30 s
+            now[0] += 30.0
+            fast._answered(pd.DataFrame(), now[0])
+            if k % 130 == 0:                       # (slow: a poll every 3,900 s)
+                slow._answered(pd.DataFrame(), now[0])
+            got |= {a.meter_id for a in w.check([fast, slow]) if not a.evidence["ended"]}
+        return got
+
+    assert alerted({"ignore": ["X-*"]}, known=["K"]) == {"A", "K"}
+    assert alerted({"ignore": ["X-*"], "max_cadence_s": 3900}) == {"A", "S"}
+    assert alerted({"enabled": False}, known=["K"]) == set()
+
+
+def test_a_wall_clock_step_is_not_taken_for_the_silence_of_push_meters():
+    """Two MQTT meters heard every 10 s (cadence learned), the wall clock set forward an hour
+    between two arrivals (NTP on a box that booted without a clock): neither is alerted, the
+    arrivals go on; then one stops: alerted 120 s after its last reading in the new clock, not
+    before; set back an hour while it is silent, its alert goes on and ends at its next reading.
+    (With the wall clock alone: m1, not heard in the step, alerted at once; after the step back
+    m2's readings were older than its last arrival, not taken, its alert never ended.)"""
+    import pandas as pd
+
+    from wattwatch.sources.base import Batch, canonical
+    from wattwatch.sources.mqtt import MqttSource
+
+    wall, steady = [1.8e9], [0.0]
+    src = MqttSource("push", topics=["x/#"])
+    w = sil.SilenceWatch(clock=lambda: wall[0], mono=lambda: steady[0])
+
+    def tick(dt, meters):
+        wall[0] += dt
+        steady[0] += dt
+        f = canonical(pd.DataFrame({"meter_id": meters, "ts": [pd.Timestamp(wall[0], unit="s", tz="UTC")] * len(meters),
+                                    "p_kw": [1.0] * len(meters)}), "push")
+        w.heard([Batch("push", f, arrived=time.monotonic())] if meters else [], [src])
+        return [(a.meter_id, a.evidence["ended"]) for a in w.check([src])]
+
+    for _ in range(6):
+        assert tick(10.0, ["m1", "m2"]) == []
+    wall[0] += 3600.0                                  # the clock is set forward an hour
+    assert tick(10.0, ["m2"]) == [], "a clock step taken for the push meters' silence"
+    assert tick(10.0, ["m1", "m2"]) == []
+    got = []
+    for _ in range(11):                                # m2 stops: 110 s
+        got += tick(10.0, ["m1"])
+    assert got == []
+    got = tick(10.0, ["m1"])
+    assert got == [("m2", False)], got
+    wall[0] -= 3600.0                                  # set back an hour while it is silent
+    got = tick(10.0, ["m1"])
+    assert ("m2", True) not in got, got
+    assert tick(10.0, ["m1", "m2"]) == [("m2", True)]
+    assert w.counters["clock_steps"] == 2
+
+
+def test_a_backlog_delivered_at_once_does_not_shorten_a_push_meters_cadence():
+    """An MQTT meter that publishes every 5 min, the watcher restarted after an hour on a persistent
+    session: the broker delivers the hour's 12 readings over a few batches (QoS 1, acknowledged after the
+    store: mosquitto's in-flight window spreads a large backlog; here one a batch, 2 s apart), then
+    the meter goes on every 5 min. Its cadence stays 5 min (its readings' times say so), so it is
+    never said silent; the same meter stopping is, after 15 min. (With the cadence from arrival
+    times alone it was ~2 s: limit 120 s, alerted at every reading's wait.)"""
+    import pandas as pd
+
+    from wattwatch.sources.base import Batch, canonical
+    from wattwatch.sources.mqtt import MqttSource
+
+    now = [1.8e9]
+    src = MqttSource("push", topics=["x/#"])
+    w = sil.SilenceWatch(clock=lambda: now[0])
+
+    def arrive(*ts):
+        f = canonical(pd.DataFrame({"meter_id": ["m1"] * len(ts), "ts": [pd.Timestamp(t, unit="s", tz="UTC") for t in ts],
+                                    "p_kw": [1.0] * len(ts)}), "push")
+        w.heard([Batch("push", f, arrived=time.monotonic())], [src])
+        return w.check([src])
+
+    back = now[0] - 3600.0
+    for k in range(12):                                 # the backlog: one reading a batch, 2 s apart
+        assert arrive(back + 300.0 * k) == []
+        now[0] += 2.0
+    got = []
+    for k in range(6):                                  # then every 5 min (checked every 30 s)
+        for _ in range(10):
+            now[0] += 30.0
+            got += w.check([src])
+        got += arrive(now[0])
+    assert got == [], [(a.evidence["cadence_s"], a.evidence["silent_s"]) for a in got]
+    for _ in range(29):                                 # it stops: silent at 3 x 5 min, not before
+        now[0] += 30.0
+        assert w.check([src]) == []
+    now[0] += 30.0
+    [a] = w.check([src])
+    assert a.evidence["cadence_s"] == 300.0 and a.evidence["limit_s"] == 900.0, a.evidence
+
+
+def test_an_action_can_match_the_silence_alert_by_its_detector():
+    """``match.detector`` tells the silence watch's ALRM_PKT_LOSS_CRIT from the core's packet-loss
+    one (the same code); a string or a list of globs, checked like the other keys."""
+    from wattwatch.actions.base import Match
+    from wattwatch.alerts.model import Alert
+
+    def alert(detector):
+        return Alert(meter_id="m1", start="2026-01-01T00:00:00.000Z", end="2026-01-01T00:05:00.000Z",
+                     code=sil.CODE, severity="warning", score=0.5, detector=detector, message="")
+
+    m = Match.from_spec({"code": sil.CODE, "detector": sil.DETECTOR})
+    assert m(alert(sil.DETECTOR), set()) and not m(alert("packet_loss"), set())
+    m = Match.from_spec({"detector": ["pack*", "nope"]})
+    assert m(alert("packet_loss"), set()) and not m(alert(sil.DETECTOR), set())
+    for bad in (3, [], [""], ["silence", 1]):
+        with pytest.raises(ValueError, match="match.detector"):
+            Match.from_spec({"detector": bad})
+    with pytest.raises(api.ConfigError, match="match.detector"):
+        api.load_site({"sources": [{"type": "mqtt", "name": "p", "topics": ["x/#"]}],
+                       "actions": [{"type": "command", "argv": ["true"], "match": {"detector": 7}}]})
+
+
+def test_a_broker_outage_is_one_source_alert_not_one_per_meter_and_survives_a_restart(tmp_path):
+    """Two MQTT meters heard every 60 s; the source is cut off from its broker (status reconnecting,
+    as paho's callback sets it) for 10 min: no meter is alerted (they may be publishing into the
+    broker's queue), the source is, once, 120 s (min_s) after it was cut off; the watcher killed
+    and started on the store while the broker is still down: the same alert goes on (same id, not
+    new); connected again: it ends; m1's queued readings arrive, m2 sends none: m2 alerted 180 s
+    (3 cadences) after the reconnect, not before, its evidence saying when it was last heard."""
+    import pandas as pd
+
+    from wattwatch.runners.stream import StepReport, StreamConfig, StreamEngine
+    from wattwatch.sources.base import Batch, canonical
+    from wattwatch.sources.mqtt import MqttSource
+
+    path = tmp_path / "live.duckdb"
+    now = [1.8e9]
+
+    def start(status):
+        store, src = Store(path), MqttSource("push", topics=["x/#"])
+        src.status = status
+        eng = StreamEngine(store, api.build_detectors(["supply_outage"]), None, StreamConfig(checkpoint_s=0))
+        eng.silence = sil.SilenceWatch(clock=lambda: now[0])
+        eng.resume_sources([src])
+        return store, src, eng
+
+    def step(eng, src, rep, meters=()):
+        f = canonical(pd.DataFrame({"meter_id": list(meters), "ts": [pd.Timestamp(now[0], unit="s", tz="UTC")] *
+                                    len(meters), "p_kw": [1.0] * len(meters)}), "push")
+        eng.silence.heard([Batch("push", f, arrived=time.monotonic())] if meters else [], [src])
+        eng.add_health(eng.silence.check([src]), rep)
+
+    store, src, eng = start("subscribed")
+    rep = StepReport()
+    for _ in range(6):
+        step(eng, src, rep, ["m1", "m2"])
+        now[0] += 60.0
+    last = now[0] - 60.0
+    src.status = "reconnecting"                        # the broker went away
+    down = now[0]
+    while now[0] - down < 119.0:
+        step(eng, src, rep)
+        now[0] += 1.0
+    assert not rep.alerts, "alerted before min_s of the outage"
+    now[0] += 2.0
+    step(eng, src, rep)
+    assert len(rep.new) == 1, [eng.alerts[i].meter_id for i in rep.new]
+    sid = rep.new[0]
+    a = eng.alerts[sid]
+    assert a.meter_id == "source:push" and a.evidence["kind"] == "source_down" and a.evidence["meters"] == 2, a
+    while now[0] - down < 400.0:
+        step(eng, src, rep)
+        now[0] += 5.0
+    assert {x.meter_id for x in rep.alerts} == {"source:push"}, "a meter alerted while its source was cut off"
+    assert eng.alerts[sid].severity == "critical"      # (three times the limit)
+    eng.checkpoint()
+    eng.close()
+    store.close()
+
+    now[0] += 30.0
+    store, src, eng = start("connecting")              # restarted while the broker is still down
+    rep = StepReport()
+    while now[0] - down < 600.0:
+        step(eng, src, rep)
+        now[0] += 5.0
+    assert not rep.new and {x.id for x in rep.alerts} == {sid}, "the restart opened another alert"
+    src.status = "subscribed"                          # back: the queued readings follow
+    back = now[0]
+    step(eng, src, rep, ["m1"])
+    assert rep.ended == [sid] and eng.alerts[sid].evidence["reconnected"], rep.ended
+    while now[0] - back < 175.0:
+        now[0] += 5.0
+        step(eng, src, rep, ["m1"] if int(now[0] - back) % 60 < 5 else ())
+    now[0] += 4.0
+    step(eng, src, rep)
+    assert not rep.new, "m2 alerted before 3 cadences after the reconnect"
+    now[0] += 2.0
+    step(eng, src, rep)
+    [mid] = rep.new
+    ev = eng.alerts[mid].evidence
+    assert eng.alerts[mid].meter_id == "m2" and ev["last_heard"] == pd.Timestamp(last, unit="s", tz="UTC").isoformat(
+        timespec="milliseconds").replace("+00:00", "Z"), ev
+    eng.close()
+    store.close()
+
+
+def test_a_real_broker_stopped_pages_the_source_once_not_its_meters(tmp_path):
+    """A real mosquitto of the test's own, two meters publishing every 0.2 s (QoS 1); m1 stops for
+    good, then the broker is stopped for min_s + 2 s (every meter's limit is min_s: without the
+    source's state each would be alerted) and started again: no meter is alerted during the outage,
+    the source is (one alert), ended after the reconnect; m0 publishes on, m1 does not: m1 is
+    alerted min_s after the reconnect, not before, m0 never."""
+    from tests.support.services import Mosquitto, free_port
+
+    broker = Mosquitto(free_port(), tmp_path / "broker").start()
+    base = f"s{uuid.uuid4().hex[:8]}"
+    site = {"sources": [{"type": "mqtt", "name": "push", "host": broker.host, "port": broker.port, "qos": 1,
+                         "topics": [f"{base}/+"], "meter": "topic:1", "client_id": f"ww-{base}"}],
+            "store": {"path": str(tmp_path / "s.duckdb")}, "detectors": ["supply_outage"], "silence": SILENCE}
+    pub = _publisher(broker)
+    pub.reconnect_delay_set(0.1, 0.5)
+    going = {"m0": True, "m1": True}
+    halt = threading.Event()
+
+    def send():
+        while not halt.is_set():
+            for m in ("m0", "m1"):
+                if going[m]:
+                    pub.publish(f"{base}/{m}", json.dumps({"ts": time.time(), "p_kw": 1.0}), qos=1)
+            time.sleep(0.2)
+
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    r = None
+    try:
+        r = _Run(site)
+        _until(lambda: r.engine is not None and r.engine.counters.get("readings", 0) >= 30, 30)
+        going["m1"] = False
+        time.sleep(0.3)
+        broker.stop()
+        down = time.time()
+        _until(lambda: r.silent("source:push"), 20)
+        assert r.silent("source:push"), "no alert for the source cut off from its broker"
+        while time.time() - down < SILENCE["min_s"] + 2.0:
+            time.sleep(0.1)
+        during = {a.meter_id for a in r.last.values()}
+        broker.start()
+        _until(lambda: r.silent("source:push", ended=True), 30)
+        back = r.ended[r.last["source:push"].id]
+        _until(lambda: r.silent("m1"), 20)
+        time.sleep(0.5)
+        w = r.close()
+    finally:
+        halt.set()
+        t.join(5)
+        pub.loop_stop()
+        if r is not None and r.t.is_alive():
+            r.stop.set()
+        broker.stop()
+    assert during == {"source:push"}, f"meters alerted while their source was cut off: {during}"
+    got = sorted((x.meter_id, x.evidence["kind"], x.evidence["ended"]) for x in w.alerts if x.detector == sil.DETECTOR)
+    assert got == [("m1", "silent", False), ("source:push", "source_down", True)], got
+    assert r.opened[r.last["m1"].id] - back >= SILENCE["min_s"] - 0.5, "m1 alerted before min_s after the reconnect"
