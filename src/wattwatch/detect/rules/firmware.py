@@ -51,12 +51,13 @@ averages D such draws, and its tail thins towards the normal one as D grows: on 
 largest healthy two-day and four-day windows reach 3.3 and 2.6 of their error (q72's fleets: 3.5 at
 four days), 0.82 and 0.64 of the one-day tail. The multiple is ``sigma_k / D ** days_k_power``
 (0.25: 5.0 at two days, 4.2 at four), above both measured ratios; ``days_k_power`` 0 judges every
-window at ``sigma_k``. What it finds: an hourly home's register under-registering by 12-16 % for
-two to four days, which a 4-day window's median shows 4.5-6 of its error off the calibration while
-no healthy home's reached 3.5 (at hourly cadence a day's median alone cannot tell such a drift from
-the home's day-to-day scatter; at 5 and 15 minutes the hours' ratios are exact to a percent and the
-drifts are found far above any multiple). On bins coarser than an hour (a daily meter's) the shortest
-window already spans weeks and the one multiple stays.
+window at ``sigma_k``. What it finds: an hourly home's register under-registering by 11-19 % for
+two to five days, whose two- or four-day windows' medians sit 4.5-6 of their error off the
+calibration, where no healthy home's two-day window reached 3.4 nor its four-day one 3.5 (at hourly
+cadence a day's median alone cannot tell such a drift from the home's day-to-day scatter; at 5 and
+15 minutes the hours' ratios are exact to a percent and the drifts are found far above any multiple).
+On bins coarser than an hour (a daily meter's) the shortest window already spans weeks and the one
+multiple stays.
 
 A drifting register also misstates the consumption: its alerts explain the consumption the
 consumption detectors would otherwise call a drop (they read the register at coarse cadences)."""
