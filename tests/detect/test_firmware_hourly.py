@@ -62,3 +62,18 @@ def test_the_same_hourly_meter_without_the_drift_is_not_told_it_drifts(seed):
 def test_days_k_power_is_checked():
     with pytest.raises(ValueError, match="days_k_power"):
         build_all(["firmware_drift"], {"firmware_drift": {"days_k_power": -0.1}})
+
+
+def test_the_several_day_multiple_is_for_hourly_bins_only():
+    """The multiple a window is judged at: ``sigma_k / D ** days_k_power`` on hourly bins (cadences
+    up to an hour), ``sigma_k`` at every length on a daily meter's bins, whose shortest window
+    already spans 25 days and whose error is mostly the calibration's (a week of 7 daily bins),
+    the same for every window of the meter, which a longer window does not average (module notes;
+    test_firmware_daily). No daily fleet shows the difference (seeds 11, 14, 1009-1021, 6 meters x
+    200 days: no alert either way), hence the multiple itself."""
+    d = build_all(["firmware_drift"])[0]
+    day = 86400.0
+    assert [round(d._k(w, 3600.0), 3) for w in d.windows()] == [6.0, round(6 / 2 ** 0.25, 3), round(6 / 4 ** 0.25, 3)]
+    assert [d._k(w, day) for w in d.windows()] == [6.0, 6.0, 6.0]
+    flat = build_all(["firmware_drift"], {"firmware_drift": {"days_k_power": 0.0}})[0]
+    assert [flat._k(w, 3600.0) for w in flat.windows()] == [6.0, 6.0, 6.0]
