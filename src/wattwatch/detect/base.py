@@ -540,6 +540,14 @@ class Detector:
         peak = float(np.nanmax(scores[rows])) if len(rows) else float("nan")
         return Finding("critical" if peak >= 2 else "warning", f"{self.name} score {peak:.2f}", {"score": peak})
 
+    def describe_key(self, df: pd.DataFrame, rows: np.ndarray, scores: np.ndarray, ctx: Any = None) -> bytes | None:
+        """A digest of everything :meth:`describe` reads for ``rows`` besides this detector's own
+        config (the readings and context around them, the learned values it reads): two calls
+        with the same digest give the same finding. The core then forms an alert whose digest it
+        has seen from memory (a live engine forms every open alert again at every step; most of
+        them got no new readings). None (the default): no digest, described every time."""
+        return None
+
     def side(self, df: pd.DataFrame, ctx: Any = None) -> np.ndarray | None:
         """Per reading of ``df``: which way it is off (+1 above, -1 below, or one code per way a
         detector can be off, e.g. a phase and its direction; NaN unknown), for the post-rules'
