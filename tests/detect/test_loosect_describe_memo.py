@@ -51,3 +51,25 @@ def test_alerts_from_memory_are_what_forming_afresh_gives(monkeypatch):
     assert all(v >= 1 for v in hits.values()), f"alerts that did not change should be formed from memory ({hits})"
     problems = _alert_mismatches(whole, steps)
     assert not problems, "\n".join(problems[:12])
+
+
+def test_no_memory_for_a_describe_its_digest_was_not_written_for():
+    """A subclass (or an instance patch) that replaces ``describe`` alone inherits a digest written
+    for another description: such a detector is described every time."""
+    from wattwatch.detect.rules.packets import PacketLoss
+
+    class Reworded(PacketLoss):
+        def describe(self, df, rows, scores, ctx=None):
+            return super().describe(df, rows, scores, ctx)
+
+    class Rekeyed(Reworded):
+        def describe_key(self, df, rows, scores, ctx=None):
+            return super().describe_key(df, rows, scores, ctx)
+
+    patched = PacketLoss()
+    patched.describe = Reworded.describe.__get__(patched)
+    assert core._alerts_memo(PacketLoss()) is not None
+    assert core._alerts_memo(Reworded()) is None
+    assert core._alerts_memo(patched) is None
+    assert core._alerts_memo(Rekeyed()) is not None
+    assert core._alerts_memo(registry.build_all(["harmonic_noise"])[0]) is None   # no digest at all

@@ -1094,16 +1094,28 @@ ALERTS_MEMO = 4096
 
 def _alerts_memo(d: Detector) -> dict | None:
     """``d``'s memory of the alerts it formed (:func:`_alert`), kept on the instance for as long as
-    its config is the same object; None where ``d`` gives no description digests."""
-    if type(d).describe_key is Detector.describe_key and "describe_key" not in getattr(d, "__dict__", {}):
-        return None
+    its config is the same object; None where ``d`` gives no description digests, or where its
+    ``describe`` is not the one its digest was written for (a subclass or a patch that replaces
+    ``describe`` alone: the inherited digest need not cover what the new one reads)."""
     own = getattr(d, "__dict__", None)
     if own is None:
         return None
+    if "describe" in own or "describe_key" in own:
+        if not ("describe" in own and "describe_key" in own):
+            return None
+    else:
+        key_by, describe_by = _defined_by(type(d), "describe_key"), _defined_by(type(d), "describe")
+        if key_by is Detector or not issubclass(key_by, describe_by):   # (a digest written after the describe)
+            return None
     got = own.get("_alerts_memo")
     if got is None or got[0] is not d.config:
         got = own["_alerts_memo"] = (d.config, {})
     return got[1]
+
+
+def _defined_by(cls: type, name: str) -> type | None:
+    """The class of ``cls``'s MRO that defines ``name``."""
+    return next((k for k in cls.__mro__ if name in k.__dict__), None)
 
 
 def _copied(o):
