@@ -8,7 +8,12 @@ loose_ct's own memory of its descriptions; the core's replaced it.)"""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import pickle
+
 import pandas as pd
+import pytest
 
 from wattwatch.detect import core, registry
 from wattwatch.detect.engine import profile
@@ -20,13 +25,29 @@ from tests.detect.test_core import ENGINE, PROFILE_DAYS, _alert_mismatches, _sim
 KEYED = ("loose_ct", "packet_loss", "frozen_readings")
 
 
-def test_alerts_from_memory_are_what_forming_afresh_gives(monkeypatch):
+@pytest.fixture(scope="module")
+def fleet():
+    """4 meters at 5 min with loose_ct, packet_loss and frozen faults, profiled; the whole
+    history judged at once, and the alerts it formed: (detector, judgement, rows) each."""
     frame = _sim(meters=4, days=PROFILE_DAYS + 1.5, step="5min", seed=16, fault_share=1.0,
                  faults=("loose_ct", "packet_loss", "frozen_register"), profile_days=PROFILE_DAYS)
     dets = registry.build_all(["supply_outage", "packet_loss", "frozen_readings", "loose_ct"])
     profile(prepare(frame), dets, ENGINE)
-    whole = core.run(frame, dets)
+    formed, real = [], core._alert
+
+    def kept(d, j, rows, per_judged=None):
+        formed.append((d, j, rows))
+        return real(d, j, rows, per_judged)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(core, "_alert", kept)
+        whole = core.run(frame, dets)
     assert {a.detector for a in whole.alerts} >= set(KEYED), "the fleet should raise alerts of every keyed detector"
+    return frame, dets, whole, formed
+
+
+def test_alerts_from_memory_are_what_forming_afresh_gives(fleet, monkeypatch):
+    frame, dets, whole, _ = fleet
 
     hits = {n: 0 for n in KEYED}
     real = core._alert
@@ -73,3 +94,22 @@ def test_no_memory_for_a_describe_its_digest_was_not_written_for():
     assert core._alerts_memo(patched) is None
     assert core._alerts_memo(Rekeyed()) is not None
     assert core._alerts_memo(registry.build_all(["harmonic_noise"])[0]) is None   # no digest at all
+
+
+def test_memory_is_not_carried_by_a_copy_a_pickle_or_another_config(fleet):
+    """The memory is the instance's cache: a detector pickled to Spark's executors or copied for a
+    group of meters (``runners.spark``) carries none of it and shares none of it; a detector given
+    another config starts afresh."""
+    _, _, _, formed = fleet
+    d, j, rows = next(f for f in formed if f[0].name == "packet_loss")
+    det = d.clone()
+    core._alert(det, j, rows, {"alerts": core._alerts_memo(det)})
+    memo = core._alerts_memo(det)
+    assert len(memo) == 1
+    for other in (pickle.loads(pickle.dumps(det)), copy.copy(det), copy.deepcopy(det)):
+        assert "_alerts_memo" not in other.__dict__ and other.state_ == det.state_
+        assert len(core._alerts_memo(other)) == 0 and len(memo) == 1
+    assert len(pickle.dumps(det)) == len(pickle.dumps(d.clone()))
+    det.config = dataclasses.replace(det.config)
+    assert core._alerts_memo(det) is not memo and len(core._alerts_memo(det)) == 0
+

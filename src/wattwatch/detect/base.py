@@ -682,6 +682,14 @@ class Detector:
             new.state_ = {m: dict(v) for m, v in self.state_.items()}
         return new
 
+    def __getstate__(self) -> dict:
+        """Its attributes but the core's memory of the alerts it formed (``core._alerts_memo``):
+        a detector pickled to Spark's executors or to another process, or copied for a group of
+        meters, does not carry up to ``core.ALERTS_MEMO`` alerts or share them with the original."""
+        state = dict(self.__dict__)
+        state.pop("_alerts_memo", None)
+        return state
+
     def get_params(self) -> dict:
         return self.config.to_dict()
 
