@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import pickle
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -96,6 +97,23 @@ def test_no_memory_for_a_describe_its_digest_was_not_written_for():
     assert core._alerts_memo(registry.build_all(["harmonic_noise"])[0]) is None   # no digest at all
 
 
+def test_a_meter_learned_again_is_described_afresh(fleet):
+    """A running watcher re-learns a meter (``alerts ack``) on the same detector, config and
+    memory: an alert whose readings did not change but whose learned normal did (the normal
+    loose_ct's evidence and message quote) is described again, not given from memory."""
+    _, _, _, formed = fleet
+    d, j, rows = next(f for f in formed if f[0].name == "loose_ct")
+    det = d.clone()   # (the fixture's detectors keep their state)
+    per_judged = {"alerts": core._alerts_memo(det)}
+    before = core._alert(det, j, rows, per_judged)
+    st = det.state_[before.meter_id]
+    det.state_[before.meter_id] = {**st, "erratic_normal": 2 * st["erratic_normal"] + 0.01,
+                                   "erratic_normal_any": 2 * st["erratic_normal_any"] + 0.01}
+    fresh = core._alert(det, j, rows, {})
+    assert fresh.to_dict() != before.to_dict(), "the change should be one the description reads"
+    assert core._alert(det, j, rows, per_judged).to_dict() == fresh.to_dict()
+
+
 def test_memory_is_not_carried_by_a_copy_a_pickle_or_another_config(fleet):
     """The memory is the instance's cache: a detector pickled to Spark's executors or copied for a
     group of meters (``runners.spark``) carries none of it and shares none of it; a detector given
@@ -113,3 +131,34 @@ def test_memory_is_not_carried_by_a_copy_a_pickle_or_another_config(fleet):
     det.config = dataclasses.replace(det.config)
     assert core._alerts_memo(det) is not memo and len(core._alerts_memo(det)) == 0
 
+
+def test_readings_before_an_alert_that_its_description_reads_are_in_its_digest(fleet):
+    """Late readings re-judged (``runners.rejudge``) can change what a description reads before
+    the alert's first reading while its own readings stay as they were: packet_loss's search for
+    where the loss began (the window behind the first reading), loose_ct's rolling medians (their
+    half window back). Such an alert is described again, not given from memory."""
+    _, _, _, formed = fleet
+    done = set()
+    for d, j, rows in formed:
+        if d.name in done or d.name not in ("packet_loss", "loose_ct"):
+            continue
+        r0 = int(rows[0])
+        m0 = int(np.searchsorted(j.input["_seg"].to_numpy(), j.input["_seg"].iat[r0]))
+        if d.name == "packet_loss":   # nothing lost before the alert's first reading
+            lost = np.array(j.ctx[1], float)
+            lost[m0:r0] = 0.0
+            other = dataclasses.replace(j, ctx=(j.ctx[0], lost, *j.ctx[2:]))
+        else:   # the currents of the readings before it a half larger
+            df = j.input.copy()
+            for c in ("i_l1_a", "i_l2_a", "i_l3_a"):
+                df[c] = np.where((np.arange(len(df)) >= m0) & (np.arange(len(df)) < r0), 1.5, 1.0) * df[c]
+            other = dataclasses.replace(j, input=df)
+        fresh = core._alert(d, other, rows, {})
+        if fresh.to_dict() == core._alert(d, j, rows, {}).to_dict():
+            continue   # (this alert's description does not read them)
+        det = d.clone()
+        known = core._alerts_memo(det)
+        core._alert(det, j, rows, {"alerts": known})
+        assert core._alert(det, other, rows, {"alerts": known}).to_dict() == fresh.to_dict(), d.name
+        done.add(d.name)
+    assert done == {"packet_loss", "loose_ct"}, f"no alert of {set(('packet_loss', 'loose_ct')) - done} read them"
