@@ -540,6 +540,14 @@ class Detector:
         peak = float(np.nanmax(scores[rows])) if len(rows) else float("nan")
         return Finding("critical" if peak >= 2 else "warning", f"{self.name} score {peak:.2f}", {"score": peak})
 
+    def describe_key(self, df: pd.DataFrame, rows: np.ndarray, scores: np.ndarray, ctx: Any = None) -> bytes | None:
+        """A digest of everything :meth:`describe` reads for ``rows`` besides this detector's own
+        config (the readings and context around them, the learned values it reads): two calls
+        with the same digest give the same finding. The core then forms an alert whose digest it
+        has seen from memory (a live engine forms every open alert again at every step; most of
+        them got no new readings). None (the default): no digest, described every time."""
+        return None
+
     def side(self, df: pd.DataFrame, ctx: Any = None) -> np.ndarray | None:
         """Per reading of ``df``: which way it is off (+1 above, -1 below, or one code per way a
         detector can be off, e.g. a phase and its direction; NaN unknown), for the post-rules'
@@ -673,6 +681,14 @@ class Detector:
         if "state_" in self.__dict__:
             new.state_ = {m: dict(v) for m, v in self.state_.items()}
         return new
+
+    def __getstate__(self) -> dict:
+        """Its attributes but the core's memory of the alerts it formed (``core._alerts_memo``):
+        a detector pickled to Spark's executors or to another process, or copied for a group of
+        meters, does not carry up to ``core.ALERTS_MEMO`` alerts or share them with the original."""
+        state = dict(self.__dict__)
+        state.pop("_alerts_memo", None)
+        return state
 
     def get_params(self) -> dict:
         return self.config.to_dict()

@@ -20,7 +20,8 @@ tail (a stream); :mod:`wattwatch.detect.stitch` is that carry.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -338,8 +339,27 @@ def _unless_idle(d: Detector, r: Reach, meters) -> Reach:
 
 
 def _cadences(dets: list[Detector], meters) -> np.ndarray:
-    """Per meter of ``meters``: its cadence (:func:`_cadence`) as float array."""
-    return np.array([_cadence(dets, m) for m in meters], float)
+    """Per meter of ``meters``: its cadence (:func:`_cadence`) as float array. Detector by detector
+    over the meters still without one (the first detector learned it for most: one look-up per
+    meter, not a call per meter), each detector's values converted at once where they are plain
+    numbers or None (else meter by meter, as :func:`_cadence` reads them)."""
+    meters = list(meters)
+    out = np.full(len(meters), np.nan)
+    left = np.arange(len(meters))
+    none: dict = {}
+    for d in dets:
+        if not len(left):
+            break
+        st = getattr(d, "state_", {})
+        vals = [(st.get(meters[k]) or none).get("cadence_s") for k in left.tolist()]
+        if all(v is None or type(v) in (float, int) for v in vals):
+            v = np.array([np.nan if x is None else x for x in vals], float)
+        else:
+            v = np.array([float(x) if x is not None and np.isfinite(x) else np.nan for x in vals], float)
+        ok = np.isfinite(v)
+        out[left[ok]] = v[ok]
+        left = left[~ok]
+    return out
 
 
 def _cadence(dets: list[Detector], m: str) -> float:
@@ -789,13 +809,12 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
     last_t = t[ends - 1] if n_seg else np.zeros(0)
     for j in res.judged:
         d = j.det
-        start_t = np.full(n_seg, -np.inf)
         own = since.get(d.name) or {}
         if own:
-            for k, m in enumerate(names):
-                v = own.get(m)
-                if v is not None:
-                    start_t[k] = v
+            got = own.get
+            start_t = np.array([-np.inf if v is None else v for v in map(got, names)], float)
+        else:
+            start_t = np.full(n_seg, -np.inf)
         whole = j.exact.all() and j.final.all() and not np.isfinite(start_t).any() and not has_cut.any()
         if whole:  # a whole history: every reading counts, nothing is pending or carried
             use = np.ones(len(t), bool)
@@ -860,7 +879,9 @@ def _post(res: Result, names: list[str], seg: np.ndarray, t: np.ndarray, starts:
                     (final_t[gseg] - np.maximum(last_judged[gseg], t_last) <= d.config.post.hold_gap_s)
             for gi in np.flatnonzero(is_open):
                 clean[gseg[gi]] = min(clean[gseg[gi]], t_first[gi])
-            per_judged: dict = {}   # what every alert of this judgement reads alike (see _alert)
+            # What every alert of this judgement reads alike (see _alert), and, but for a whole
+            # history (each alert formed once), the detector's memory of the alerts it formed.
+            per_judged: dict = {} if whole else {"alerts": _alerts_memo(d)}
             for gi in np.flatnonzero(g.kept & (t_first >= from_t[gseg])):
                 rows = rows_all[g.first[gi]:g.last[gi] + 1]
                 a = _alert(d, j, rows, per_judged)
@@ -936,7 +957,7 @@ def _provisional(res: Result, j: Judged, names: list[str], seg: np.ndarray, t: n
             hs = h[s_]
             if np.isfinite(hs):
                 near |= (gseg == s_) & (t1 >= b0 - hs) & (t0 <= b1 + hs)
-    per_judged: dict = {}
+    per_judged: dict = {"alerts": _alerts_memo(d)}
     for gi in np.flatnonzero(keep):
         a = _alert(d, j, rows_all[g.first[gi]:g.last[gi] + 1], per_judged)
         if a.id in final_ids:
@@ -1027,7 +1048,10 @@ def _cold_rows(j: Judged, seg: np.ndarray, use: np.ndarray, t: np.ndarray) -> np
 def _alert(d: Detector, j: Judged, rows: np.ndarray, per_judged: dict | None = None) -> Alert:
     """The alert of ``j``'s ``rows``. ``per_judged``: a dict kept across the alerts of one
     judgement, where what they all read alike (the scores of a subset's rows, the times, the meter
-    column) is taken once, not once an alert (a stream forms every open alert again each step)."""
+    column) is taken once, not once an alert (a stream forms every open alert again each step);
+    with ``"alerts"`` (:func:`_alerts_memo`), an alert whose description's digest
+    (:meth:`Detector.describe_key`), meter, first and last time and peak score were seen before is
+    that alert again, not described again."""
     memo = {} if per_judged is None else per_judged
     df, ctx, local = j.input, j.ctx, rows
     if isinstance(ctx, _Sub):
@@ -1038,11 +1062,20 @@ def _alert(d: Detector, j: Judged, rows: np.ndarray, per_judged: dict | None = N
         scores = memo.get("sub_scores")
         if scores is None:
             scores = memo["sub_scores"] = j.scores[ctx_rows(j)]
-    f = d.describe(df, local, scores, ctx)
     if "t" not in memo:
         memo["t"], memo["meter_id"] = j.input["_t"].to_numpy(), j.input["meter_id"]
     t = memo["t"]
-    score = round(calibrated(float(np.nanmax(j.scores[rows]))), 4)
+    peak = float(np.nanmax(j.scores[rows]))
+    known, key = memo.get("alerts"), None
+    if known is not None:
+        k = d.describe_key(df, local, scores, ctx)
+        if k is not None:
+            key = (k, str(memo["meter_id"].iat[rows[0]]), float(t[rows[0]]), float(t[rows[-1]]), peak)
+            hit = known.get(key)
+            if hit is not None:
+                return replace(hit, evidence=_copied(hit.evidence))
+    f = d.describe(df, local, scores, ctx)
+    score = round(calibrated(peak), 4)
     # The alert starts where its evidence began when the detector says that was earlier than its
     # first anomalous reading (Finding.start_t: a window's start, a function of the readings up to
     # that reading, so the id stays as the alert grows); it ends at its last anomalous reading.
@@ -1053,9 +1086,57 @@ def _alert(d: Detector, j: Judged, rows: np.ndarray, per_judged: dict | None = N
         ev = {**ev, "anomalous_from": _iso(t0)}
         t0 = float(f.start_t)
     # Severity from the code's consequence and the calibrated score (codes.SEVERITY_POLICY).
-    return Alert(meter_id=str(memo["meter_id"].iat[rows[0]]), start=_iso(t0), end=_iso(t[rows[-1]]),
-                 code=d.code, severity=severity(d.code, score, f.severity), score=score,
-                 detector=d.name, message=f.message, evidence=ev, action=f.action)
+    a = Alert(meter_id=str(memo["meter_id"].iat[rows[0]]), start=_iso(t0), end=_iso(t[rows[-1]]),
+              code=d.code, severity=severity(d.code, score, f.severity), score=score,
+              detector=d.name, message=f.message, evidence=ev, action=f.action)
+    if key is not None:
+        if len(known) >= ALERTS_MEMO:
+            known.clear()
+        known[key] = replace(a, evidence=_copied(a.evidence))
+    return a
+
+
+#: Alerts a detector's memory (:func:`_alerts_memo`) holds at most (then it starts afresh).
+ALERTS_MEMO = 4096
+
+
+def _alerts_memo(d: Detector) -> dict | None:
+    """``d``'s memory of the alerts it formed (:func:`_alert`), kept on the instance for as long as
+    its config is the same object; None where ``d`` gives no description digests, or where its
+    ``describe`` is not the one its digest was written for (a subclass or a patch that replaces
+    ``describe`` alone: the inherited digest need not cover what the new one reads)."""
+    own = getattr(d, "__dict__", None)
+    if own is None:
+        return None
+    if "describe" in own or "describe_key" in own:
+        if not ("describe" in own and "describe_key" in own):
+            return None
+    else:
+        key_by, describe_by = _defined_by(type(d), "describe_key"), _defined_by(type(d), "describe")
+        if key_by is Detector or not issubclass(key_by, describe_by):   # (a digest written after the describe)
+            return None
+    got = own.get("_alerts_memo")
+    if got is None or got[0] is not d.config:
+        got = own["_alerts_memo"] = (d.config, {})
+    return got[1]
+
+
+def _defined_by(cls: type, name: str) -> type | None:
+    """The class of ``cls``'s MRO that defines ``name``."""
+    return next((k for k in cls.__mro__ if name in k.__dict__), None)
+
+
+def _copied(o):
+    """``o`` with every dict, list, set and array in it copied (an alert's evidence: an alert from
+    memory shares nothing a caller may change with the one remembered)."""
+    if isinstance(o, dict):
+        return {k: _copied(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        c = [_copied(v) for v in o]
+        return c if isinstance(o, list) else type(o)(c) if type(o) is tuple else copy.deepcopy(o)
+    if isinstance(o, (set, np.ndarray)):
+        return o.copy()
+    return o
 
 
 def ctx_rows(j: Judged) -> np.ndarray:

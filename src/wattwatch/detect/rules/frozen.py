@@ -6,6 +6,7 @@ and its consumption pattern is wrong (``WARN_CONSUMPTION_ANOMALY``, evidence ``f
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,6 +67,11 @@ class FrozenReadings(Detector):
         out[1:] = np.where(enough & ~zeros, same.astype(float), np.nan)
         out[1:][seg[1:] != seg[:-1]] = np.nan
         return out
+
+    def describe_key(self, df, rows, scores, ctx=None) -> bytes | None:
+        """What :meth:`describe` reads: the rows' times, power and energy register."""
+        return hashlib.blake2b(b"".join(np.ascontiguousarray(df[c].to_numpy(float)[rows]).tobytes()
+                                        for c in ("_t", "p_kw", "e_kwh")), digest_size=20).digest()
 
     def describe(self, df, rows, scores, ctx=None) -> Finding:
         t = df["_t"].to_numpy()[rows]

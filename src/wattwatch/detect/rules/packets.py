@@ -132,6 +132,7 @@ minutes every step."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -582,6 +583,26 @@ class PacketLoss(Detector):
         nxt[:-1] = np.where(seg[1:] == seg[:-1], g[1:], np.nan)   # the gap after a reading, on its meter
         return np.fmax(g, nxt)
 
+    @staticmethod
+    def _loss_window(t: np.ndarray, seg: np.ndarray, r0: int, w_all: np.ndarray) -> int:
+        """The first row of the window behind the alert's first reading ``r0`` where a gap may end
+        (after the meter's first row in the frame): where :meth:`describe` looks for the gap the
+        loss began with. What it reads lies from the row before this to the alert's last row."""
+        m0 = int(np.searchsorted(seg, seg[r0], side="left"))   # the meter's first row (a prepared frame: by meter)
+        w0 = float(w_all[r0]) if np.isfinite(w_all[r0]) else 0.0
+        return m0 + 1 + int(np.searchsorted(t[m0 + 1:r0 + 1], t[r0] - w0, side="left"))   # a gap ends after the first
+
+    def describe_key(self, df, rows, scores, ctx=None) -> bytes | None:
+        """Everything :meth:`describe` reads (its config aside): the times, lost readings and
+        window measures from the row before :meth:`_loss_window` to the alert's last row, and the
+        rows' places there (it does not read the scores)."""
+        t = df["_t"].to_numpy()
+        a = self._loss_window(t, df["_seg"].to_numpy(), int(rows[0]), ctx[3]) - 1
+        e = int(rows[-1]) + 1
+        parts = [np.asarray(rows, np.int64) - a, t[a:e]]
+        parts += [np.asarray(x[a:e], float) for x in ctx]
+        return hashlib.blake2b(b"".join(np.ascontiguousarray(x).tobytes() for x in parts), digest_size=20).digest()
+
     def describe(self, df, rows, scores, ctx=None) -> Finding:
         frac, lost_all, cad_all, w_all, frac2, w2_all = ctx
         t = df["_t"].to_numpy()
@@ -612,11 +633,8 @@ class PacketLoss(Detector):
         # up to a window after the first lost reading; the first gap in the window behind the
         # alert's first reading (within the reach: the stream keeps it before an open alert) and
         # the readings lost there before the alert's start.
-        seg = df["_seg"].to_numpy()
         r0 = int(rows[0])
-        m0 = int(np.searchsorted(seg, seg[r0], side="left"))   # the meter's first row (a prepared frame: by meter)
-        w0 = float(w_all[r0]) if np.isfinite(w_all[r0]) else 0.0
-        lo = m0 + 1 + int(np.searchsorted(t[m0 + 1:r0 + 1], t[r0] - w0, side="left"))   # a gap ends after the first
+        lo = self._loss_window(t, df["_seg"].to_numpy(), r0, w_all)
         gaps = np.flatnonzero(np.nan_to_num(lost_all[lo:r0 + 1]) >= 1)
         since = ""
         if len(gaps):
