@@ -757,3 +757,38 @@ def test_a_restart_after_the_reconnect_keeps_when_a_push_meter_was_last_heard(tm
     assert a.start == iso_(last + 60.0), a.start
     eng.close()
     store.close()
+
+
+def test_a_meter_silent_before_an_outage_stops_saying_its_source_reconnects_once_it_has():
+    """(rsil2) m2 is alerted silent, then its source is cut off from its broker (the alert's
+    versions say why: "source reconnecting") and connected again: m2's later versions (it is still
+    silent) no longer say its source is reconnecting, which it no longer is."""
+    import pandas as pd
+
+    from wattwatch.sources.base import Batch, canonical
+    from wattwatch.sources.mqtt import MqttSource
+
+    now = [1.8e9]
+    src = MqttSource("push", topics=["x/#"])
+    src.status = "subscribed"
+    w = sil.SilenceWatch(sil.SilenceConfig.from_dict({"update_s": 10.0}), clock=lambda: now[0])
+
+    def tick(dt, meters):
+        now[0] += dt
+        f = canonical(pd.DataFrame({"meter_id": meters, "ts": [pd.Timestamp(now[0], unit="s", tz="UTC")] * len(meters),
+                                    "p_kw": [1.0] * len(meters)}), "push")
+        w.heard([Batch("push", f, arrived=time.monotonic())] if meters else [], [src])
+        return {a.meter_id: a for a in w.check([src])}
+
+    for _ in range(6):
+        tick(10.0, ["m1", "m2"])
+    got = {}
+    for _ in range(13):                                # m2 stops: alerted 120 s after its last reading
+        got.update(tick(10.0, ["m1"]))
+    assert "why" not in got["m2"].evidence, got["m2"].evidence
+    src.status = "reconnecting"
+    assert tick(20.0, [])["m2"].evidence["why"] == "source reconnecting"
+    src.status = "subscribed"
+    tick(1.0, ["m1"])
+    a = tick(20.0, ["m1"])["m2"]
+    assert not a.evidence["ended"] and "why" not in a.evidence and "reconnecting" not in a.message, a.evidence

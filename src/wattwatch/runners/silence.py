@@ -400,7 +400,7 @@ class SilenceWatch:
                             o["end"] = now
                             cad = o["cadence_s"] or 1.0
                             o["lost"] = max(o["lost"], int((now - o["heard"]) // cad)) if o["heard"] else o["lost"]
-                            o["facts"] = _push_facts(s) or o["facts"]
+                            o["facts"] = _push_facts(s)   # (its only fact: why, the source's state now)
                             self._update(key, o, now, s)
                         continue
                     cad = expect if expect else p.cadence(c.learn)
