@@ -694,3 +694,101 @@ def test_a_real_broker_stopped_pages_the_source_once_not_its_meters(tmp_path):
     got = sorted((x.meter_id, x.evidence["kind"], x.evidence["ended"]) for x in w.alerts if x.detector == sil.DETECTOR)
     assert got == [("m1", "silent", False), ("source:push", "source_down", True)], got
     assert r.opened[r.last["m1"].id] - back >= SILENCE["min_s"] - 0.5, "m1 alerted before min_s after the reconnect"
+
+
+def test_a_restart_after_the_reconnect_keeps_when_a_push_meter_was_last_heard(tmp_path):
+    """(rsil2) The reconnect restarts a push meter's clock but keeps its last arrival before the
+    outage (``_Push.before``); a checkpoint taken after the reconnect must keep that arrival, not
+    the reconnect: m2, last heard before a 60-s outage and silent since, is alerted after the
+    restart with ``last_heard`` (and the alert's start) from its real last reading."""
+    import pandas as pd
+
+    from wattwatch.runners.stream import StepReport, StreamConfig, StreamEngine
+    from wattwatch.sources.base import Batch, canonical
+    from wattwatch.sources.mqtt import MqttSource
+
+    path = tmp_path / "live.duckdb"
+    now = [1.8e9]
+
+    def start():
+        store, src = Store(path), MqttSource("push", topics=["x/#"])
+        src.status = "subscribed"
+        eng = StreamEngine(store, api.build_detectors(["supply_outage"]), None, StreamConfig(checkpoint_s=0))
+        eng.silence = sil.SilenceWatch(clock=lambda: now[0])
+        eng.resume_sources([src])
+        return store, src, eng
+
+    def step(eng, src, rep, meters=()):
+        f = canonical(pd.DataFrame({"meter_id": list(meters), "ts": [pd.Timestamp(now[0], unit="s", tz="UTC")] *
+                                    len(meters), "p_kw": [1.0] * len(meters)}), "push")
+        eng.silence.heard([Batch("push", f, arrived=time.monotonic())] if meters else [], [src])
+        eng.add_health(eng.silence.check([src]), rep)
+
+    def iso_(t):
+        return pd.Timestamp(t, unit="s", tz="UTC").isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    store, src, eng = start()
+    rep = StepReport()
+    for _ in range(6):
+        step(eng, src, rep, ["m1", "m2"])
+        now[0] += 60.0
+    last = now[0] - 60.0
+    src.status = "reconnecting"
+    now[0] += 30.0
+    step(eng, src, rep)
+    src.status = "subscribed"                          # back; m1's readings go on, m2 sends none
+    step(eng, src, rep, ["m1"])
+    now[0] += 60.0
+    step(eng, src, rep, ["m1"])
+    assert not rep.new, [eng.alerts[i].meter_id for i in rep.new]
+    eng.checkpoint()
+    eng.close()
+    store.close()
+
+    now[0] += 10.0
+    store, src, eng = start()
+    rep = StepReport()
+    for _ in range(4):
+        now[0] += 60.0
+        step(eng, src, rep, ["m1"])
+    [mid] = rep.new
+    a = eng.alerts[mid]
+    assert a.meter_id == "m2" and a.evidence["last_heard"] == iso_(last), (iso_(last), a.evidence)
+    assert a.start == iso_(last + 60.0), a.start
+    eng.close()
+    store.close()
+
+
+def test_a_meter_silent_before_an_outage_stops_saying_its_source_reconnects_once_it_has():
+    """(rsil2) m2 is alerted silent, then its source is cut off from its broker (the alert's
+    versions say why: "source reconnecting") and connected again: m2's later versions (it is still
+    silent) no longer say its source is reconnecting, which it no longer is."""
+    import pandas as pd
+
+    from wattwatch.sources.base import Batch, canonical
+    from wattwatch.sources.mqtt import MqttSource
+
+    now = [1.8e9]
+    src = MqttSource("push", topics=["x/#"])
+    src.status = "subscribed"
+    w = sil.SilenceWatch(sil.SilenceConfig.from_dict({"update_s": 10.0}), clock=lambda: now[0])
+
+    def tick(dt, meters):
+        now[0] += dt
+        f = canonical(pd.DataFrame({"meter_id": meters, "ts": [pd.Timestamp(now[0], unit="s", tz="UTC")] * len(meters),
+                                    "p_kw": [1.0] * len(meters)}), "push")
+        w.heard([Batch("push", f, arrived=time.monotonic())] if meters else [], [src])
+        return {a.meter_id: a for a in w.check([src])}
+
+    for _ in range(6):
+        tick(10.0, ["m1", "m2"])
+    got = {}
+    for _ in range(13):                                # m2 stops: alerted 120 s after its last reading
+        got.update(tick(10.0, ["m1"]))
+    assert "why" not in got["m2"].evidence, got["m2"].evidence
+    src.status = "reconnecting"
+    assert tick(20.0, [])["m2"].evidence["why"] == "source reconnecting"
+    src.status = "subscribed"
+    tick(1.0, ["m1"])
+    a = tick(20.0, ["m1"])["m2"]
+    assert not a.evidence["ended"] and "why" not in a.evidence and "reconnecting" not in a.message, a.evidence

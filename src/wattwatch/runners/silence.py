@@ -400,7 +400,7 @@ class SilenceWatch:
                             o["end"] = now
                             cad = o["cadence_s"] or 1.0
                             o["lost"] = max(o["lost"], int((now - o["heard"]) // cad)) if o["heard"] else o["lost"]
-                            o["facts"] = _push_facts(s) or o["facts"]
+                            o["facts"] = _push_facts(s)   # (its only fact: why, the source's state now)
                             self._update(key, o, now, s)
                         continue
                     cad = expect if expect else p.cadence(c.learn)
@@ -550,12 +550,15 @@ class SilenceWatch:
 
     def position(self) -> dict:
         """What the engine's checkpoint keeps: each push meter's cadence and last arrival (its open
-        alert, if any, is read back from the store)."""
+        alert, if any, is read back from the store). The arrival is the real one: for a meter whose
+        clock was restarted (at a reconnect, or a restart) and not heard since, ``before``, not the
+        restart (a restarted watcher counts its silence from its own start anyway; the arrival is
+        what its alert's start and ``last_heard`` say)."""
         out = []
         for (src, m), p in list(self.push.items()):
             cad = self.cfg.expect_s.get(src) or p.cadence(self.cfg.learn)
             if cad:
-                out.append([src, m, round(cad, 3), round(p.last, 3)])
+                out.append([src, m, round(cad, 3), round(p.last if p.before is None else p.before, 3)])
         return {"push": out}
 
     def rows(self) -> list[dict]:
