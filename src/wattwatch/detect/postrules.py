@@ -101,7 +101,9 @@ def group(seg: np.ndarray, t: np.ndarray, score: np.ndarray, post: PostRule, eff
         bounds = np.append(np.flatnonzero(new_group), len(rows))
         first, last = bounds[:-1], bounds[1:] - 1
         gs = rs[first]
-        min_dur = eff["min_span_s"][gs] if eff else post.min_duration_s  # jitter-proof (PostRule.at)
+        # On the meter's cadence grid (PostRule.at's min_span_s; a plugin's own settings without it:
+        # the minimum as it is).
+        min_dur = eff.get("min_span_s", eff["min_duration_s"])[gs] if eff else post.min_duration_s
         min_cnt = eff["min_readings"][gs] if eff else post.min_readings
         ok = (rt[last] - rt[first] >= min_dur) & (last - first + 1 >= min_cnt)
         if single_rows is not None:
