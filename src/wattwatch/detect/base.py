@@ -64,7 +64,11 @@ class PostRule:
     threshold : float
         A reading is anomalous when its score is at least this.
     min_duration_s : float
-        An alert must span at least this long (first to last anomalous reading).
+        An alert must span at least this long (first to last anomalous reading), on the meter's
+        cadence grid: a run whose readings are ``min_duration_s`` apart nominally passes whatever
+        its stamps' clock jitter (up to a quarter cadence each), one reading shorter never (where
+        the minimum is a whole number of cadences, or at least half a cadence past one; otherwise
+        the shorter run is kept out by the minimum itself, as before): :meth:`at`'s ``min_span_s``.
     min_readings : int
         ... and hold at least this many anomalous readings; with 2 or more, a run of one
         anomalous reading is a blip and never alerts. At coarse cadences the count asked for is
@@ -145,7 +149,20 @@ class PostRule:
         need = np.ceil(self.min_duration_s / np.where(c > 0, c, np.inf)) + 1
         floor = min(2, self.min_readings)
         readings = np.maximum(floor, np.minimum(self.min_readings, need)).astype(np.int64)
-        return {"min_duration_s": np.full(len(c), float(self.min_duration_s)),
+        # The span a run must reach, first to last stamp: ``min_duration_s``, less what a meter's
+        # clock jitter takes off a run on its cadence grid. A run of n readings at cadence c spans
+        # (n - 1) c nominally; its stamps' jitter moves that by seconds either way, so at exactly
+        # the minimum it passed or failed by chance (hourly: a 4-reading 3-hour run spanning
+        # 2 h 59 min 59.4 s). The bar is put halfway between the grid's last span under the
+        # minimum and its first at or over it, never above the minimum: the same count of readings
+        # passes on the grid; jitter under a quarter cadence per stamp never fails a run of that
+        # count, nor passes one reading fewer unless the minimum is less than half a cadence past
+        # a whole number of them (then the bar is the minimum itself, as before).
+        d = float(self.min_duration_s)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            grid = np.where(c > 0, (np.ceil(d / np.where(c > 0, c, 1.0)) - 0.5) * c, d)
+        return {"min_duration_s": np.full(len(c), d),
+                "min_span_s": np.maximum(0.0, np.minimum(d, grid)),
                 "min_readings": readings,
                 "merge_gap_s": np.maximum(self.merge_gap_s, np.maximum(self.merge_gap_n, 2.5) * c),
                 "max_bridge_s": np.maximum(self.max_bridge_s, 2.5 * c),

@@ -4,7 +4,8 @@ Readings whose score is NaN ("cannot judge": no load, no supply, distorted signa
 root cause) are neither anomalous nor normal: they do not count towards an alert and do not end
 one. Runs of anomalous readings of one meter are merged when closer than ``merge_gap_s`` (or, with
 ``hold``, when no reading between them returned to normal); a merged run becomes an alert when it
-spans at least ``min_duration_s`` and holds at least ``min_readings`` anomalous readings. With
+spans at least ``min_duration_s`` (on the meter's cadence grid, whatever its clock jitter:
+:meth:`PostRule.at`'s ``min_span_s``) and holds at least ``min_readings`` anomalous readings. With
 ``min_readings >= 2`` a run of one anomalous reading is dropped before merging, so one-reading
 blips never alert, alone or together, except, with ``single_s``, a reading far over the threshold
 (``single_score``) where the cadence of the reading's stretch makes one reading that long: it is an
@@ -100,7 +101,9 @@ def group(seg: np.ndarray, t: np.ndarray, score: np.ndarray, post: PostRule, eff
         bounds = np.append(np.flatnonzero(new_group), len(rows))
         first, last = bounds[:-1], bounds[1:] - 1
         gs = rs[first]
-        min_dur = eff["min_duration_s"][gs] if eff else post.min_duration_s
+        # On the meter's cadence grid (PostRule.at's min_span_s; a plugin's own settings without it:
+        # the minimum as it is).
+        min_dur = eff.get("min_span_s", eff["min_duration_s"])[gs] if eff else post.min_duration_s
         min_cnt = eff["min_readings"][gs] if eff else post.min_readings
         ok = (rt[last] - rt[first] >= min_dur) & (last - first + 1 >= min_cnt)
         if single_rows is not None:
