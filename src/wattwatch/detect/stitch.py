@@ -181,7 +181,9 @@ class Stitcher:
             return step
         # The tail and the piece are each sorted by meter and time and a meter's new readings
         # follow its tail: merged in that order (no sort of the whole tail), else sorted.
-        cat = _merge(tail, piece, judged) if tail is not None else piece
+        # (the tail as a merge side once: its compact columns decoded once for both its merges)
+        tail_side = _Side.of(tail) if tail is not None else None
+        cat = _merge(tail_side, piece, judged) if tail is not None else piece
         # (a stitcher that keeps only its detectors' channels: the others one shared NaN array)
         frame = prepare(cat, shared_nan=self.columns is not None)
         names = [str(m) for m in meter_names(frame)]
@@ -259,7 +261,7 @@ class Stitcher:
         if judged is not None and not FUSED_TAIL:   # (the reference way: a frame per pass)
             kept = _merge(tail, pd.DataFrame(kept, copy=False), ~judged)
         elif judged is not None:   # the meters not judged keep their tail as it was
-            kept = _merge_sides(_Side.of(tail), _Side.of_cols(kept), ~judged)
+            kept = _merge_sides(tail_side, _Side.of_cols(kept), ~judged)
         # (the cut tail, the meters not judged put back and the compaction on the columns, one
         # frame built at the end: not a frame per pass, each read column by column again; tail)
         self._put_tail(kept, scores)
@@ -846,10 +848,19 @@ class _Side:
     being built, not made a DataFrame yet: :meth:`Stitcher._cut_tail`). Its meters' categories and
     codes, its stamps, its column names, and a column's values as :func:`_values` gives them."""
 
-    __slots__ = ("cats", "codes", "ts", "columns", "n", "values")
+    __slots__ = ("cats", "codes", "ts", "columns", "n", "_get", "_seen")
 
     def __init__(self, cats, codes, ts, columns, n, values):
-        self.cats, self.codes, self.ts, self.columns, self.n, self.values = cats, codes, ts, columns, n, values
+        self.cats, self.codes, self.ts, self.columns, self.n, self._get = cats, codes, ts, columns, n, values
+        self._seen: dict = {}
+
+    def values(self, c) -> np.ndarray:
+        """Column ``c`` as :func:`_values` gives it, decoded once for the side (a tail merged with
+        the piece, then its meters not judged put back: one decoding of its compact columns)."""
+        v = self._seen.get(c)
+        if v is None:
+            v = self._seen[c] = self._get(c)
+        return v
 
     @classmethod
     def of(cls, df: pd.DataFrame) -> "_Side":
@@ -875,7 +886,7 @@ def _col_values(v, name) -> np.ndarray:
     return _values(pd.Series(v, name=name, copy=False))
 
 
-def _merge(a: pd.DataFrame, b: pd.DataFrame, a_meters: np.ndarray | None = None) -> pd.DataFrame:
+def _merge(a: pd.DataFrame | _Side, b: pd.DataFrame | _Side, a_meters: np.ndarray | None = None) -> pd.DataFrame:
     """Rows of ``a`` and ``b`` (each as :func:`_by_meter` gives) sorted by meter then time, a
     meter's rows of ``a`` before its rows of ``b``; of ``a`` only the meters ``a_meters`` says
     (per category of ``a``; None: all). Each side holds a meter's rows in one block, so every
@@ -885,7 +896,8 @@ def _merge(a: pd.DataFrame, b: pd.DataFrame, a_meters: np.ndarray | None = None)
 
     Columns one side lacks: NaN, and False for known-score flags (``_k:``). Categories: the meters
     that have rows."""
-    res = pd.DataFrame(_merge_sides(_Side.of(a), _Side.of(b), a_meters), copy=False)
+    res = pd.DataFrame(_merge_sides(a if isinstance(a, _Side) else _Side.of(a),
+                                    b if isinstance(b, _Side) else _Side.of(b), a_meters), copy=False)
     res.__dict__["_ww_by_meter"] = True
     return res
 
