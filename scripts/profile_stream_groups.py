@@ -57,9 +57,10 @@ def main() -> None:
     wrap(pipeline, "ingest_live", "store: ingest_live")
     wrap(eng, "_upsert", "store: alert upsert")
     wrap(eng, "_piece", "stream: piece")
-    for name in ("_merge", "prepare", "_compact_columns"):
-        wrap(stitch, name, f"stitch.{name}", True)
-    for name in ("_known", "_cut_tail", "_calm"):
+    for name in ("_merge", "_merge_sides", "prepare", "_compact_columns"):
+        if hasattr(stitch, name):   # (_merge_sides: every merge, the put-back too, since tail)
+            wrap(stitch, name, f"stitch.{name}", True)
+    for name in ("_known", "_cut_tail", "_calm", "_put_tail"):
         if hasattr(stitch.Stitcher, name):   # (_calm: calm meters taken without judging; live25)
             wrap(stitch.Stitcher, name, f"Stitcher.{name}", True)
     for name in ("run", "_post", "_alert", "_rows_read", "reaches"):

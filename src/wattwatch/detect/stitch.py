@@ -50,6 +50,9 @@ from wattwatch.detect.frame import _PER_SECOND, AUX, meter_names, prepare, seg_b
 KNOWN = "_k:"             # tail column prefix: ``_k:<detector>`` true = its score ``_c:<detector>`` is final
 RUNS_AS_SLICES = 64       # a merge of at most this many runs of rows copies slices (see _merge)
 UNKEPT_PIECES = 32        # pieces a detector's known scores are not kept after they saved nothing
+# The cut tail, the meters not judged put back and compacted as columns, one frame built at the end
+# (False: a frame built after each pass, as before; the two are compared in tests: tail)
+FUSED_TAIL = True
 
 
 @dataclass
@@ -179,7 +182,11 @@ class Stitcher:
             return step
         # The tail and the piece are each sorted by meter and time and a meter's new readings
         # follow its tail: merged in that order (no sort of the whole tail), else sorted.
-        cat = _merge(tail, piece, judged) if tail is not None else piece
+        # (the tail as a merge side once, for both its merges; its compact columns decoded at each
+        # merge, not held: a dense copy of them held through core.run raised a feed's peak memory
+        # 13-30 % with compact readings and saved no CPU one could measure; rtail)
+        tail_side = _Side.of(tail) if tail is not None else None
+        cat = _merge(tail_side, piece, judged) if tail is not None else piece
         # (a stitcher that keeps only its detectors' channels: the others one shared NaN array)
         frame = prepare(cat, shared_nan=self.columns is not None)
         names = [str(m) for m in meter_names(frame)]
@@ -249,13 +256,19 @@ class Stitcher:
                 ok = ok | known[name][1]
             cols[f"_c:{name}"] = j.scores
             cols[KNOWN + name] = ok
-        self._cut_tail(res.frame, names, starts, ends, t, cols if self.known_scores else None,
-                       self._unsettled(res, names, cut_at))
+        kept = self._cut_tail(res.frame, names, starts, ends, t, cols if self.known_scores else None,
+                              self._unsettled(res, names, cut_at))
+        scores = bool(cols and self.known_scores)
         if calm is not None:   # with the calm meters' tails, cut as judging them would have
-            self.tail = _calm_tail(tail, whole_piece, self.tail, judged, quiet, cut)
+            self._put_tail(_calm_tail(tail, whole_piece, pd.DataFrame(kept, copy=False), judged, quiet, cut), scores)
+            return step
+        if judged is not None and not FUSED_TAIL:   # (the reference way: a frame per pass)
+            kept = _merge(tail, pd.DataFrame(kept, copy=False), ~judged)
         elif judged is not None:   # the meters not judged keep their tail as it was
-            self.tail = _merge(tail, self.tail, ~judged)
-        self._put_tail(self.tail, bool(cols and self.known_scores))
+            kept = _merge_sides(tail_side, _Side.of_cols(kept), ~judged)
+        # (the cut tail, the meters not judged put back and the compaction on the columns, one
+        # frame built at the end: not a frame per pass, each read column by column again; tail)
+        self._put_tail(kept, scores)
         return step
 
     def _cut_of(self, frame: pd.DataFrame, names: list[str]) -> dict[str, float]:
@@ -290,11 +303,18 @@ class Stitcher:
             out |= at & finite & ~np.asarray(j.skipped, bool) & ~(np.asarray(f, float) <= np.asarray(c, float))
         return out if out.any() else None
 
-    def _put_tail(self, tail: pd.DataFrame, scores: bool) -> None:
-        """``tail`` as the carried tail (its known scores, with ``scores``, and readings, with
-        :attr:`compact_readings`, in compact form)."""
+    def _put_tail(self, tail: pd.DataFrame | dict, scores: bool) -> None:
+        """``tail`` (a frame as :func:`_by_meter` gives, or its columns as a dict) as the carried
+        tail (its known scores, with ``scores``, and readings, with :attr:`compact_readings`, in
+        compact form)."""
         if scores or self.compact_readings:
-            tail = _compact_columns(tail, self.compact_readings)
+            tail = _compact_cols(tail if isinstance(tail, dict) else {c: tail[c].array for c in tail.columns},
+                                 self.compact_readings)
+        if isinstance(tail, dict):
+            # (its columns' dict is not kept on the frame for the next merge: that saved ~1 % of
+            # the fast tier's feeds, 0.6-0.8 ms of ~60, for a second copy of the tail's state
+            # that any change to the frame would leave stale; rtail)
+            tail = pd.DataFrame(tail, copy=False)
         tail.__dict__["_ww_by_meter"] = True
         self.tail = tail
 
@@ -526,9 +546,10 @@ class Stitcher:
         return type(full)(back_s, back_n, full.ahead_s, full.ahead_n), ref, in_raw
 
     def _cut_tail(self, frame: pd.DataFrame, names: list[str], starts, ends, t, cols: dict | None = None,
-                  whole: np.ndarray | None = None) -> None:
+                  whole: np.ndarray | None = None) -> dict:
         """Keep, per meter, the readings the pending ones reach back to (all meters at once);
-        ``whole``: per meter, keep all its readings (:meth:`_unsettled`)."""
+        ``whole``: per meter, keep all its readings (:meth:`_unsettled`). Returns the kept rows'
+        columns (a dict: the caller puts the meters not judged back and builds the frame)."""
         seg = frame["_seg"].to_numpy()
         st = core.SegTimes(t, seg, starts, ends)
         first_idx, refs, owns = self._first_kept(names, st, t)
@@ -553,7 +574,7 @@ class Stitcher:
                 cls = np.flatnonzero(held & ~mine)
                 out[cls] = _as_class(v[cls], float(d.config.post.threshold), d.config.post.strong)
                 data[f"_c:{d.name}"] = out
-        self.tail = pd.DataFrame(data, copy=False)
+        return data
 
     def _moved(self, names: list[str], first_idx: np.ndarray) -> None:
         """Per meter, ``first_idx`` readings dropped from the front of its tail: where it starts."""
@@ -730,18 +751,22 @@ def _compact_flags(f: np.ndarray):
 def _compact_columns(df: pd.DataFrame, readings: bool = False) -> pd.DataFrame:
     """``df`` with its known-score columns (and with ``readings``, its float64 readings) in compact
     exact form (:func:`_compact`), the others shared."""
-    cols = {}
-    for c in df.columns:
-        v = df[c].array
+    return pd.DataFrame(_compact_cols({c: df[c].array for c in df.columns}, readings), copy=False)
+
+
+def _compact_cols(cols: dict, readings: bool = False) -> dict:
+    """:func:`_compact_columns` of a frame's columns given as arrays (a dict)."""
+    out = {}
+    for c, v in cols.items():
         if isinstance(v, (np.ndarray, pd.arrays.NumpyExtensionArray)):
             if str(c).startswith("_c:"):
-                v = _compact(df[c].to_numpy(float))
+                v = _compact(np.asarray(v, float))
             elif str(c).startswith(KNOWN):
-                v = _compact_flags(df[c].to_numpy(bool))
-            elif readings and c not in ("meter_id", "ts") and df[c].dtype == np.float64:
-                v = _compact(df[c].to_numpy(float))
-        cols[c] = v
-    return pd.DataFrame(cols, copy=False)
+                v = _compact_flags(np.asarray(v, bool))
+            elif readings and c not in ("meter_id", "ts") and np.asarray(v).dtype == np.float64:
+                v = _compact(np.asarray(v, float))
+        out[c] = v
+    return out
 
 
 def _is_compact(col: pd.Series) -> bool:
@@ -821,25 +846,65 @@ def _utc(col: pd.Series) -> pd.Series:
 _UNITS = ("ns", "us", "ms", "s")  # finest first
 
 
-def _merge(a: pd.DataFrame, b: pd.DataFrame, a_meters: np.ndarray | None = None) -> pd.DataFrame:
+class _Side:
+    """One side of a merge: a frame as :func:`_by_meter` gives it, or its columns as a dict (a tail
+    being built, not made a DataFrame yet: :meth:`Stitcher._cut_tail`). Its meters' categories and
+    codes, its stamps, its column names, and a column's values as :func:`_values` gives them."""
+
+    __slots__ = ("cats", "codes", "ts", "columns", "n", "values")
+
+    def __init__(self, cats, codes, ts, columns, n, values):
+        self.cats, self.codes, self.ts, self.columns, self.n = cats, codes, ts, columns, n
+        self.values = values   # column name -> its values as :func:`_values` gives them (decoded anew)
+
+    @classmethod
+    def of(cls, df: pd.DataFrame) -> "_Side":
+        mid = df["meter_id"].array
+        return cls(mid.categories, mid.codes, df["ts"].array, list(df.columns), len(df), lambda c: _values(df[c]))
+
+    @classmethod
+    def of_cols(cls, cols: dict) -> "_Side":
+        mid = cols["meter_id"]
+        return cls(mid.categories, mid.codes, cols["ts"], list(cols), len(mid), lambda c: _col_values(cols[c], c))
+
+
+def _col_values(v, name) -> np.ndarray:
+    """:func:`_values` of a column given as its array (a plain numpy one as it is, the rest as a
+    column of a frame would give it)."""
+    if isinstance(v, pd.arrays.NumpyExtensionArray):
+        v = v.to_numpy()
+    if isinstance(v, np.ndarray) and v.dtype != np.float32:
+        return v
+    return _values(pd.Series(v, name=name, copy=False))
+
+
+def _merge(a: pd.DataFrame | _Side, b: pd.DataFrame | _Side, a_meters: np.ndarray | None = None) -> pd.DataFrame:
     """Rows of ``a`` and ``b`` (each as :func:`_by_meter` gives) sorted by meter then time, a
     meter's rows of ``a`` before its rows of ``b``; of ``a`` only the meters ``a_meters`` says
     (per category of ``a``; None: all). Each side holds a meter's rows in one block, so every
-    column is put together from whole blocks (copies of contiguous slices, no sort, no per-row
-    index). When some meter's rows of ``b`` do not all follow its rows of ``a`` in time (a late
-    reading), the rows are sorted instead.
+    column is put together from whole blocks (copies of contiguous slices, or one gather of the
+    rows in output order; no sort). When some meter's rows of ``b`` do not all follow its rows of
+    ``a`` in time (a late reading), the rows are sorted instead.
 
     Columns one side lacks: NaN, and False for known-score flags (``_k:``). Categories: the meters
     that have rows."""
-    ca, cb = a["meter_id"].cat.categories, b["meter_id"].cat.categories
+    res = pd.DataFrame(_merge_sides(a if isinstance(a, _Side) else _Side.of(a),
+                                    b if isinstance(b, _Side) else _Side.of(b), a_meters), copy=False)
+    res.__dict__["_ww_by_meter"] = True
+    return res
+
+
+def _merge_sides(a: _Side, b: _Side, a_meters: np.ndarray | None = None) -> dict:
+    """:func:`_merge` of two sides (:class:`_Side`), as a dict of its columns."""
+    ca, cb = a.cats, b.cats
     cats = ca.union(cb) if not ca.equals(cb) else ca
-    lo_a, hi_a = _blocks(a, cats, a_meters)
-    lo_b, hi_b = _blocks(b, cats, None)
+    lo_a, hi_a = _blocks_of(ca, a.codes, cats, a_meters)
+    lo_b, hi_b = _blocks_of(cb, b.codes, cats, None)
     n_a, n_b = hi_a - lo_a, hi_b - lo_b
     # The finer unit of the two (as pd.concat widens it): a piece in finer units than the carried
     # tail keeps its sub-unit times.
-    unit = min(a["ts"].array.unit, b["ts"].array.unit, key=_UNITS.index)
-    ta, tb = a["ts"].array.as_unit(unit).asi8, b["ts"].array.as_unit(unit).asi8
+    unit = min(a.ts.unit, b.ts.unit, key=_UNITS.index)
+    ta, tb = a.ts.as_unit(unit).asi8, b.ts.as_unit(unit).asi8
     both = np.flatnonzero((n_a > 0) & (n_b > 0))
     late = bool(both.size) and bool(np.any(ta[hi_a[both] - 1] > tb[lo_b[both]]))
     used = np.flatnonzero(n_a + n_b > 0)
@@ -856,10 +921,12 @@ def _merge(a: pd.DataFrame, b: pd.DataFrame, a_meters: np.ndarray | None = None)
     new_run = np.ones(len(b_lo), bool)
     new_run[1:] = (b_side[1:] != b_side[:-1]) | (b_lo[1:] != b_hi[:-1])
     n_runs = int(new_run.sum())
-    n = int((n_a + n_b).sum())
     # Few runs (a piece of a few meters; the idle meters put back): whole slices. Many (every
-    # meter in the piece): each row's side as a mask, each side written in one pass.
-    inb = rows_a = None
+    # meter in the piece, one reading each: the live case): the rows of both sides one after the
+    # other, gathered in output order by one index computed once (each column one concatenation
+    # and one take; no per-row masks read and written, tail). Both give NumPy's promotion of the
+    # two sides' dtypes where both have rows.
+    idx = None
     runs: list[list[int]] = []
     if n_runs <= RUNS_AS_SLICES:
         first = np.flatnonzero(new_run)
@@ -867,25 +934,22 @@ def _merge(a: pd.DataFrame, b: pd.DataFrame, a_meters: np.ndarray | None = None)
         runs = [[int(sd), int(lo), int(hi)] for sd, lo, hi in
                 zip(b_side[first].tolist(), b_lo[first].tolist(), b_hi[last].tolist())]
     else:
-        inb = np.repeat(b_side, b_hi - b_lo)
-        ina, k_b = ~inb, int(inb.sum())   # (once, not per column)
-        if a_meters is not None:
-            rows_a = np.asarray(a_meters, bool)[a["meter_id"].array.codes]
+        idx = _ranges(np.where(b_side, b_lo + a.n, b_lo), b_hi - b_lo)
 
     def put(xa, xb, fill):
-        if inb is None:
+        if idx is None:
             parts = [x[lo:hi] if x is not None else np.full(hi - lo, fill)
                      for side, lo, hi in runs for x in ((xa, xb)[side],)]
             return np.concatenate(parts) if parts else np.zeros(0, (xa if xa is not None else xb).dtype)
-        xa = np.full(n - k_b, fill) if xa is None else (xa if rows_a is None else xa[rows_a])
-        xb = np.full(k_b, fill) if xb is None else xb
-        out = np.empty(n, np.result_type(xa.dtype, xb.dtype))
-        out[ina], out[inb] = xa, xb
-        return out
+        xa = np.full(a.n, fill) if xa is None else xa
+        xb = np.full(b.n, fill) if xb is None else xb
+        return np.concatenate([xa, xb]).take(idx)
 
     order = None
     if late:   # put together as above, then sorted by meter and time (stable)
         order = np.lexsort((put(ta, tb, 0), np.repeat(np.arange(len(used)), (n_a + n_b)[used])))
+        if idx is not None:   # (one gather in sorted order)
+            idx, order = idx[order], None
 
     def build(xa, xb, fill):
         out = put(xa, xb, fill)
@@ -894,15 +958,14 @@ def _merge(a: pd.DataFrame, b: pd.DataFrame, a_meters: np.ndarray | None = None)
     codes = np.repeat(np.arange(len(used), dtype=np.int64), (n_a + n_b)[used])
     cols = {"meter_id": pd.Categorical.from_codes(codes, categories=out_cats),
             "ts": pd.DatetimeIndex(build(ta, tb, 0).view(f"M8[{unit}]")).tz_localize("UTC").array}
+    in_a, in_b = set(a.columns), set(b.columns)
     for c in dict.fromkeys([*a.columns, *b.columns]):
         if c in cols:
             continue
-        xa = _values(a[c]) if c in a.columns else None
-        xb = _values(b[c]) if c in b.columns else None
+        xa = a.values(c) if c in in_a else None
+        xb = b.values(c) if c in in_b else None
         cols[c] = build(xa, xb, False if str(c).startswith(KNOWN) else np.nan)
-    res = pd.DataFrame(cols, copy=False)
-    res.__dict__["_ww_by_meter"] = True
-    return res
+    return cols
 
 
 def _ranges(lo: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -991,8 +1054,12 @@ def _blocks(df: pd.DataFrame, cats: pd.Index, take: np.ndarray | None) -> tuple[
     """Per meter of ``cats``: its rows [lo, hi) in ``df`` (grouped by meter in category order);
     empty for a meter ``df`` lacks or ``take`` (per category of ``df``) leaves out. Meters of
     ``df`` that ``cats`` lacks are left out (a piece's new meters, asked about the tail's)."""
-    own = df["meter_id"].cat.categories
-    codes = df["meter_id"].array.codes
+    mid = df["meter_id"].array
+    return _blocks_of(mid.categories, mid.codes, cats, take)
+
+
+def _blocks_of(own: pd.Index, codes: np.ndarray, cats: pd.Index, take: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_blocks` of rows given by their meters' categories ``own`` and codes (sorted)."""
     k = np.arange(len(own))
     lo_own, hi_own = np.searchsorted(codes, k, "left"), np.searchsorted(codes, k, "right")
     if take is not None:
