@@ -70,3 +70,15 @@ def test_floor_long_n_is_checked():
 
     with pytest.raises(ValueError, match="floor_long_n"):
         _alerts(_home(None, 0), floor_long_n=2)
+
+
+def test_a_standby_a_fifth_lower_for_days_is_no_drop_on_a_steady_home():
+    """The four days' share is of the limit's spread part only: ``min_rel`` (a change of 23 % in
+    logs, the least judged at all) is no spread. A home whose standby moves by 5 % from day to day
+    (test_macd_floor's) with everything 20 % lower for six days: scaled too, the four days' limit
+    fell to 14 % and such a week alerted (a UCI home at 15 min, seed 7: "19 % below")."""
+    from tests.detect.test_macd_floor import home
+
+    df = home(days=16, seed=2)
+    df.loc[(df.ts >= "2025-01-13 18:00") & (df.ts < "2025-01-19 18:00"), "p_kw"] *= 0.8
+    assert [a for a in _alerts(df) if a.evidence.get("basis") == "floor"] == []

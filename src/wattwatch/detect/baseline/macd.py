@@ -129,8 +129,8 @@ days below it are as rare as one day ``sigma_k`` spreads below; a bypass leaving
 home whose standby moves by a fifth from day to day sat just inside it for as long as it lasted
 (829 M-00084: a ten-day theft at 0.88-0.95 of the limit for five days, its energy hidden by the
 household's busy fortnight). The higher of the last ``floor_long_n`` (4) days' floors is judged too,
-against the share of the limit at which four days below it are as rare as two (0.57), through the
-same gates (:meth:`_floor_standby_drop`); ``window_h`` 96 says it set the alert's highest hour.
+against the share of the limit's spread part at which four days below it are as rare as two (0.57;
+never under ``min_rel``, the least change judged at all), through the same gates (:meth:`_floor_standby_drop`); ``window_h`` 96 says it set the alert's highest hour.
 
 **A building working harder leaves its night alone.** Above ``floor_max_share`` the floor is
 still learned, and the veto reads it: a fault of the whole load reaches the night too (a load
@@ -998,7 +998,11 @@ class BaselineMACD(Detector):
                                           n_win=int(c.floor_long_n), raw=d1)
                 if hourly is not None:
                     zl = self._floor_quiet_gate(zl, *hourly, w, spread=self._param(df, "quiet_spread", np.nan))
-                long = np.where(zl < 0, -zl / (lim_low * self._floor_long_share()), 0.0)
+                # (The share is of the limit's spread part: ``min_rel``, the least change judged at
+                # all, is no spread and stays as it is.)
+                lim_l = np.maximum(np.log1p(c.min_rel), self._floor_long_share() * k * np.fmin(
+                    s, self._param(df, "floor_spread_low", np.nan))[:, None])
+                long = np.where(zl < 0, -zl / lim_l, 0.0)
                 take_l = long > np.nan_to_num(score)
                 score, z = np.where(take_l, long, score), np.where(take_l, -1.0, z)
                 obs_long = np.where(take_l, hi, obs_long)
@@ -1065,8 +1069,10 @@ class BaselineMACD(Detector):
         energy replayed the household's Christmas and did not fall. The higher of the last
         ``floor_long_n`` days' floors is judged too, at the same rarity: n days each below x
         spreads are as rare as two below 2.53 when Phi(-x)^n = Phi(-4) (n = 4: x = 1.44, 0.57 of
-        the two days' limit), through the same quiet-hours gate, and the trailing gate shifted
-        past all n days; the larger score counts. A single night with a load on (a heater, the
+        the two days' limit's spread part; never under log(1 + ``min_rel``), the least change
+        judged at all, which is no spread: with it scaled too a UCI home's standby 19 % lower for
+        four days alerted, seed 7 at 15 min), through the same quiet-hours gate, and the trailing
+        gate shifted past all n days; the larger score counts. A single night with a load on (a heater, the
         UCI household's long runs) lifts the n days' higher floor and ends it, as it ends the two
         days'. The alert's evidence starts on the earlier of its last two days (as the two days'
         does, :meth:`_floor_since`): later than where the run began, never before its evidence."""
@@ -1079,9 +1085,9 @@ class BaselineMACD(Detector):
         if not use.any() or not d1.size:
             return out, obs, days
         with quiet():
-            lim = np.maximum(np.log1p(c.min_rel), k * np.fmin(s, sb_s)[:, None])
+            spread = k * np.fmin(s, sb_s)[:, None]
 
-            def judged(hi: np.ndarray, n_win: int) -> np.ndarray:
+            def judged(hi: np.ndarray, n_win: int, lim: np.ndarray) -> np.ndarray:
                 dn = np.log(np.maximum(hi, 0.05 * r) / sb[:, None])
                 z = np.where(dn < 0, dn, np.where(np.isfinite(dn), 0.0, np.nan))
                 if hourly is not None:
@@ -1099,10 +1105,12 @@ class BaselineMACD(Detector):
                 return np.where(use[:, None] & (z < 0), -z / lim, 0.0)
 
             two = np.maximum(d1, d2)
-            out, obs = judged(two, 2), np.where(use[:, None], two, np.nan)
+            out, obs = judged(two, 2, np.maximum(np.log1p(c.min_rel), spread)), np.where(use[:, None], two, np.nan)
             hi = self._floor_long(d1, w)
             if hi is not None:
-                long = judged(hi, int(c.floor_long_n)) / self._floor_long_share()
+                # (the share is of the limit's spread part; ``min_rel``, the least change judged at
+                # all, stays as it is)
+                long = judged(hi, int(c.floor_long_n), np.maximum(np.log1p(c.min_rel), self._floor_long_share() * spread))
                 take = long > out
                 out, obs, days = np.where(take, long, out), np.where(take, hi, obs), np.where(take, c.floor_long_n, days)
             return out, obs, days
