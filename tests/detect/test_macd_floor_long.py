@@ -82,3 +82,29 @@ def test_a_standby_a_fifth_lower_for_days_is_no_drop_on_a_steady_home():
     df = home(days=16, seed=2)
     df.loc[(df.ts >= "2025-01-13 18:00") & (df.ts < "2025-01-19 18:00"), "p_kw"] *= 0.8
     assert [a for a in _alerts(df) if a.evidence.get("basis") == "floor"] == []
+
+
+def test_a_meter_profiled_on_four_weeks_or_more_is_judged_on_two_days_as_before():
+    """As the standby's drop, the four days' floor judges only meters profiled on fewer than
+    ``recal_min_profile_days`` days: from a long profile the median floor and the spread of many days
+    judge as before. Judged on the median floor too, it added a false alert on a real home profiled on
+    eight weeks (OPSD residential6, behind solar panels: "90 % below ... four days", 25-28 Feb 2017)
+    and lifted test_macd_standby's bypass keeping 35 % of a noisy home over the limit on a long
+    profile (-1.22; rq5). That home, its profile said to be four weeks long: the floor's scores of
+    ``floor_long_n = 0``, hour by hour; on the week's profile the four days still judge."""
+    from wattwatch.detect import registry
+    from wattwatch.detect.frame import prepare
+    from tests.detect.test_macd_standby import noisy_home
+
+    df = noisy_home("15min", theft=("2025-01-14", "2025-01-22", 0.35))
+    x = prepare(df)
+
+    def scores(history_days: float, **config) -> np.ndarray:
+        d = registry.build("baseline_macd", config).fit(df[df.ts < "2025-01-13"])
+        d.state_["home"]["history_days"] = history_days
+        _, cell, _ = d._hourly(x)
+        return d._floor(x, cell, 1, int(cell.max()) + 1)[0][0]
+
+    long_days = float(registry.build("baseline_macd").config.recal_min_profile_days)
+    np.testing.assert_array_equal(scores(long_days), scores(long_days, floor_long_n=0))
+    assert not np.array_equal(scores(7.0), scores(7.0, floor_long_n=0), equal_nan=True)
