@@ -108,3 +108,19 @@ def test_a_meter_profiled_on_four_weeks_or_more_is_judged_on_two_days_as_before(
     long_days = float(registry.build("baseline_macd").config.recal_min_profile_days)
     np.testing.assert_array_equal(scores(long_days), scores(long_days, floor_long_n=0))
     assert not np.array_equal(scores(7.0), scores(7.0, floor_long_n=0), equal_nan=True)
+
+
+def test_the_reach_covers_the_days_the_floor_reads():
+    """A stream carries a meter's closed hours as far back as the detector's reach (``lookback_s``):
+    the floor reads ``floor_long_n`` days of ``floor_h`` hours and the trailing gate's ``recal_days``
+    before them. By default that is inside the averages' reach (the reach is as before); twenty days'
+    floors are not, and a stream then judged them on a carry cut short of what the batch reads."""
+    from wattwatch.detect import registry
+
+    cad = np.array([300.0])
+    assert registry.build("baseline_macd").lookback_s(cad)[0] == \
+        registry.build("baseline_macd", {"floor_long_n": 0}).lookback_s(cad)[0]
+    for cfg in ({"floor_long_n": 20}, {"floor_h": 120.0}):
+        d = registry.build("baseline_macd", cfg)
+        n = max(2, d.config.floor_long_n)
+        assert d.lookback_s(cad)[0] >= 3600 * (d._recal_h() + n * d.config.floor_h), cfg

@@ -497,6 +497,12 @@ class BaselineMACD(Detector):
         # (:meth:`_rest`): its own run, that far back (within the averages' reach by default).
         if self.config.use_rest and self.config.use_away:
             hours = max(hours, int(np.ceil(self.config.away_max_h)))
+        # The base-load floor reads the lowest reading of each ``floor_h`` hours over two days, or
+        # ``floor_long_n`` (:meth:`_floor_long`), and its trailing gate ``recal_days`` before them
+        # (768 h by default, inside the averages' reach; a longer ``floor_h`` or ``floor_long_n`` is
+        # not: a stream's carry would stop short of what the batch reads).
+        if self.config.use_floor:
+            hours = max(hours, self._recal_h() + max(2, int(self.config.floor_long_n)) * int(np.ceil(self.config.floor_h)))
         return np.full(len(cadence_s), 3600.0 * hours + self._spill_s())
 
     def _rest_back_h(self) -> int:
