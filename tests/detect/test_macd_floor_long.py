@@ -124,3 +124,28 @@ def test_the_reach_covers_the_days_the_floor_reads():
         d = registry.build("baseline_macd", cfg)
         n = max(2, d.config.floor_long_n)
         assert d.lookback_s(cad)[0] >= 3600 * (d._recal_h() + n * d.config.floor_h), cfg
+
+
+def test_a_stream_judges_the_days_floor_as_the_whole_history_does_past_the_averages_reach():
+    """The floor of ``floor_long_n`` days read past the reach the rest of the detector needs (here six
+    days' floors, 144 h, against windows of a day and no recalibration: 121 h): a stream of 6-hour
+    pieces cut its carry of hours there and judged the six days on fewer (864 scores off by up to
+    1.23, the alert's score with them) until the reach covered them."""
+    from wattwatch.detect import core, registry
+    from wattwatch.detect.engine import EngineConfig, profile
+    from wattwatch.detect.frame import prepare
+    from wattwatch.detect.stitch import Stitcher
+    from tests.detect.test_core import _alert_mismatches, _epoch, _score_mismatches
+
+    frame = _home("2025-01-13 18:00", 8.2)
+    dets = [registry.build("baseline_macd", {"slow_h": 24.0, "sustained_h": 24.0, "week_h": 24.0, "recal_days": 0.0,
+                                             "use_rest": False, "floor_long_n": 6})]
+    profile(prepare(frame), dets, EngineConfig(profile_days=7.0, workers=1))
+    whole = core.run(frame, dets)
+    assert "six days' lowest" in whole.alerts[0].message, [a.message for a in whole.alerts]
+    t = _epoch(frame["ts"])
+    edges = [-np.inf, *np.arange(t.min() + 7 * 86400, t.max(), 6 * 3600.0), np.inf]
+    st = Stitcher(dets)
+    steps = [st.feed(frame[(t > lo) & (t <= hi)]) for lo, hi in zip(edges[:-1], edges[1:])] + [st.flush()]
+    problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
+    assert not problems, "\n".join(problems[:4])
