@@ -124,6 +124,16 @@ first; an alert whose first hour the floor's drop set starts where that evidence
 hour of the earlier day at or below the floor judged (``evidence_start``; :meth:`_floor_since`): a
 two-day theft whose first night a load kept up crossed only after it ended (607 M-00051).
 
+**A standby low for days is rarer than one low for two.** The two days' limit is set so that two
+days below it are as rare as one day ``sigma_k`` spreads below; a bypass leaving about half of a
+home whose standby moves by a fifth from day to day sat just inside it for as long as it lasted
+(829 M-00084: a ten-day theft at 0.88-0.95 of the limit for five days, its energy hidden by the
+household's busy fortnight). The higher of the last ``floor_long_n`` (4) days' floors is judged too,
+against the share of the limit's spread part at which four days below it are as rare as two (0.57;
+never under ``min_rel``, the least change judged at all), through the same gates (:meth:`_floor_standby_drop`); ``window_h`` 96 says it set the alert's highest hour.
+Only on meters profiled on fewer than ``recal_min_profile_days`` days, as the standby's drop: from a longer
+profile it added a false alert on a real home (OPSD residential6, behind solar panels, February 2017; rq5).
+
 **A building working harder leaves its night alone.** Above ``floor_max_share`` the floor is
 still learned, and the veto reads it: a fault of the whole load reaches the night too (a load
 added for good lifts it by at least the energy's share, since the night is less than the mean; a
@@ -262,6 +272,8 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import ClassVar
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -270,6 +282,9 @@ from wattwatch.detect.base import (PHASE_CHANNELS, BinCarry, Detector, DetectorC
                                    fill_bins, quiet, rnd, widen_bins)
 from wattwatch.detect.frame import day_type, ema_rows, meter_names, seg_bounds
 from wattwatch.detect.rules._common import binned_power
+
+
+_DAYS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven"}
 
 
 @functools.lru_cache(maxsize=256)
@@ -313,6 +328,9 @@ class _Ctx(tuple):
     # Per (meter, hour) where the base-load floor set the score with a drop: where its evidence began (epoch s,
     # the start of an hour; NaN elsewhere), :meth:`BaselineMACD._floor_since`.
     since = None
+    # Per (meter, hour) where the floor set the score: over how many days' floors it judged (2, or
+    # ``floor_long_n`` where the higher of that many set it, :meth:`BaselineMACD._floor_long`).
+    floor_days = None
 
 
 @dataclass(frozen=True)
@@ -374,6 +392,7 @@ judging, so it has no effect while ``use_rest`` is off."""
     floor_fault_drop: float = 0.4
     floor_fault_rise: float = 0.6
     floor_share: float = 0.5
+    floor_long_n: int = 4
     weekend_prior: float = 0.3
     quiet_hours: int = 6
     quiet_share: float = 0.5
@@ -386,6 +405,8 @@ judging, so it has no effect while ``use_rest`` is off."""
     away_max_h: float = 336.0
     post: PostRule = PostRule(min_duration_s=12 * 3600.0, min_readings=6, merge_gap_s=12 * 3600.0,
                               hold=0.25)
+    # ``floor_long_n`` shapes the floor's score only (what is learned is the same).
+    scoring_only: ClassVar[tuple[str, ...]] = ("floor_long_n",)
 
     def __post_init__(self):
         if not (self.recal_days >= 0 and self.recal_min_days >= 0) or \
@@ -399,6 +420,8 @@ judging, so it has no effect while ``use_rest`` is off."""
                 and self.floor_gate >= 0 and 0 < self.floor_fault_drop < 1 and self.floor_fault_rise > 0):
             raise ValueError("floor_h must be >= 1, floor_min_days >= 2, 0 < floor_min_share < floor_max_share, "
                              "floor_gate >= 0, 0 < floor_fault_drop < 1 and floor_fault_rise > 0")
+        if not (self.floor_long_n == 0 or self.floor_long_n >= 3):
+            raise ValueError("floor_long_n must be 0 (off) or >= 3 (the higher of that many days' floors)")
         if not 0 <= self.floor_share <= 1:
             raise ValueError("floor_share must be in [0, 1] (0: a change the floor does not carry is not held)")
         if not (0 <= self.quiet_hours <= 24 and 0 <= self.quiet_share <= 1):
@@ -474,6 +497,12 @@ class BaselineMACD(Detector):
         # (:meth:`_rest`): its own run, that far back (within the averages' reach by default).
         if self.config.use_rest and self.config.use_away:
             hours = max(hours, int(np.ceil(self.config.away_max_h)))
+        # The base-load floor reads the lowest reading of each ``floor_h`` hours over two days, or
+        # ``floor_long_n`` (:meth:`_floor_long`), and its trailing gate ``recal_days`` before them
+        # (768 h by default, inside the averages' reach; a longer ``floor_h`` or ``floor_long_n`` is
+        # not: a stream's carry would stop short of what the batch reads).
+        if self.config.use_floor:
+            hours = max(hours, self._recal_h() + max(2, int(self.config.floor_long_n)) * int(np.ceil(self.config.floor_h)))
         return np.full(len(cadence_s), 3600.0 * hours + self._spill_s())
 
     def _rest_back_h(self) -> int:
@@ -906,14 +935,19 @@ class BaselineMACD(Detector):
         where no floor was learned; per (meter, hour), the floor the score judged and what it was
         judged against, in kW (``obs``, ``ref``: the higher of the two days' floors against the
         profiled floor, or the standby where that drop scored more, for a drop; the lower one
-        against the profiled floor for a rise; what an alert quotes, :meth:`describe`).
+        against the profiled floor for a rise; what an alert quotes, :meth:`describe`), and over how
+        many days' floors it was judged (2, or ``floor_long_n``, :meth:`_floor_long`).
 
         The floor of a day is its lowest reading over the last ``floor_h`` hours; two of them
         (the last ``floor_h`` hours and the ``floor_h`` before) must agree: a rise counts only as
         far as both floors rose (their lower one), a drop only as far as both fell (their higher
         one), so one busy day (a heater left on all day) or one odd low reading is no deviation.
         The limit: ``sigma_k`` x the profiled floor's day spread, with the error of its median
-        over n days (a median's variance is pi/2 x the mean's), at least log(1 + ``min_rel``)."""
+        over n days (a median's variance is pi/2 x the mean's), at least log(1 + ``min_rel``). A drop
+        is also judged on the higher of the last ``floor_long_n`` days' floors, against the share of
+        that limit at which so many days below it are as rare as two below it (see
+        :meth:`_floor_standby_drop`, "A standby low for days"), on meters profiled on fewer than
+        ``recal_min_profile_days`` days; the larger score counts."""
         c = self.config
         ref = self._param(df, "floor_kw", np.nan)
         s = self._param(df, "floor_spread", np.nan)
@@ -928,7 +962,7 @@ class BaselineMACD(Detector):
         if not (c.use_floor and known.any() and n_bins):
             return (np.full((n_seg, n_bins), np.nan), np.zeros(n_seg, bool), np.zeros(n_seg, bool),
                     np.full((n_seg, n_bins), np.nan), np.full((n_seg, n_bins), np.nan),
-                    np.full((n_seg, n_bins), np.nan), np.full((n_seg, n_bins), np.nan))
+                    np.full((n_seg, n_bins), np.nan), np.full((n_seg, n_bins), np.nan), np.full((n_seg, n_bins), np.nan))
         w = int(np.ceil(c.floor_h))
         if hmin is None:
             hmin = self._hour_min(df, cell, n_seg, n_bins, None if hourly is None else hourly[2])
@@ -962,18 +996,48 @@ class BaselineMACD(Detector):
             # lone day with a load left on all day widens the spread of days, not of two-day lows.
             lim_two = np.maximum(np.log1p(c.min_rel), k * np.fmin(s, self._param(df, "floor_spread_up", np.nan))[:, None])
             score = np.abs(z) / np.where(z < 0, lim_low, lim_two)
+            # The higher of the last ``floor_long_n`` days' floors, at the same rarity as two days
+            # (:meth:`_floor_long`); through the same gates, the trailing one past all its days.
+            obs_long = np.full(d1.shape, np.nan)
+            hi = self._floor_long(d1, w)
+            # Only on meters profiled on fewer than ``recal_min_profile_days`` days, as the standby's
+            # drop (:meth:`_standby`): from a longer profile the median floor and the spread of many
+            # days judge as before. There the four days' share added a false alert on a real home
+            # (OPSD residential6, behind solar panels: its floor at 0.02 kW on sunny days of late
+            # February 2017, 25-28 Feb) and lifted a 35 % bypass of a noisy home over the limit
+            # test_macd_standby keeps it under on a long profile (rq5).
+            short = np.nan_to_num(self._param(df, "history_days", 0.0)) < c.recal_min_profile_days
+            if hi is not None and short.any():
+                hi = np.where(short[:, None], hi, np.nan)
+                dl = np.log(np.maximum(hi, 0.05 * r) / r)
+                zl = np.where(dl < 0, dl, np.where(np.isfinite(dl), 0.0, np.nan))
+                zl = self._floor_trailing(zl, hi, hi, r, w, self._param(df, "history_days", 0.0),
+                                          n_win=int(c.floor_long_n), raw=d1)
+                if hourly is not None:
+                    zl = self._floor_quiet_gate(zl, *hourly, w, spread=self._param(df, "quiet_spread", np.nan))
+                # (The share is of the limit's spread part: ``min_rel``, the least change judged at
+                # all, is no spread and stays as it is.)
+                lim_l = np.maximum(np.log1p(c.min_rel), self._floor_long_share() * k * np.fmin(
+                    s, self._param(df, "floor_spread_low", np.nan))[:, None])
+                long = np.where(zl < 0, -zl / lim_l, 0.0)
+                take_l = long > np.nan_to_num(score)
+                score, z = np.where(take_l, long, score), np.where(take_l, -1.0, z)
+                obs_long = np.where(take_l, hi, obs_long)
             # On a meter profiled on fewer than ``recal_min_profile_days`` days, the two days' drop
             # is also judged against the standby (the lower half of the profiled days' floors, and
             # the spread among them, :meth:`_standby`), which the median floor and the spread of
             # all days of a week with loads on through some nights overstate; the same gates.
-            drop_sb = self._floor_standby_drop(df, d1, d2, r, w, k, s, hourly)
+            drop_sb, obs_sb, days_sb = self._floor_standby_drop(df, d1, d2, r, w, k, s, hourly)
             take_sb = drop_sb > score
             score = np.where(take_sb, drop_sb, score)
             z = np.where(take_sb, -1.0, z)   # (its sign: a drop)
-            # What was judged, in kW: a drop's higher floor, a rise's lower one, against the
-            # profiled floor or the standby (what an alert quotes: its share and direction are
-            # the score's own).
-            obs = np.where(z < 0, np.maximum(d1, d2), np.minimum(d1, d2))
+            # What was judged, in kW: a drop's higher floor (of two days, or of the standby's
+            # longer run), a rise's lower one, against the profiled floor or the standby (what an
+            # alert quotes: its share and direction are the score's own).
+            obs = np.where(take_sb, obs_sb, np.where(np.isfinite(obs_long), obs_long,
+                                                     np.where(z < 0, np.maximum(d1, d2), np.minimum(d1, d2))))
+            # Over how many days' floors (2, or ``floor_long_n`` where the longer run set it).
+            f_days = np.where(take_sb, days_sb, np.where(np.isfinite(obs_long), float(c.floor_long_n), 2.0))
             ref_q = np.where(take_sb, self._param(df, "standby_kw", np.nan)[:, None], r)
             # A rise is also judged as load added: a home's floor doubles when a heater stays on
             # through the night (0.2 -> 0.4 kW, a tenth of its mean load), while a load that runs
@@ -998,10 +1062,10 @@ class BaselineMACD(Detector):
         ok = use[:, None]
         return (np.where(ok, np.sign(z) * score, np.nan), np.where(known, tell_dn, False), np.where(known, tell_up, False),
                 np.where(known[:, None], np.sign(z1) * one, np.nan), np.where(known[:, None], d1, np.nan),
-                np.where(ok, obs, np.nan), np.where(ok, ref_q, np.nan))
+                np.where(ok, obs, np.nan), np.where(ok, ref_q, np.nan), np.where(ok, f_days, np.nan))
 
     def _floor_standby_drop(self, df: pd.DataFrame, d1: np.ndarray, d2: np.ndarray, r: np.ndarray, w: int,
-                            k: np.ndarray, s: np.ndarray, hourly=None) -> np.ndarray:
+                            k: np.ndarray, s: np.ndarray, hourly=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per (meter, hour): the drop of the higher of two days' floors (``d1``, ``d2``) below the
         standby (:meth:`_standby`) over its limit (``k`` x the standby's spread, never above the
         all-pairs ``s``, at least log(1 + ``min_rel``)), through the same quiet-hours gate as the
@@ -1009,49 +1073,108 @@ class BaselineMACD(Detector):
         which on the drop below the median floor judges only meters profiled on
         ``recal_min_profile_days`` days or more, the ones this leaves out): the floor must also be
         below where it has been lately; 0 where the floor is not below it, and on meters profiled
-        that long or without a standby."""
+        that long or without a standby. And the floor each score judged (kW; NaN where none) and
+        over how many days (2 or ``floor_long_n``).
+
+        **A standby low for days is rarer than one low for two.** The limit is set so that two
+        days below it are as rare, for independent days, as one day ``sigma_k`` (4) spreads below
+        (Phi(-2.53)^2 = Phi(-4); :meth:`_standby`). A bypass leaving about half of a home's load
+        halves its standby for as long as it lasts, and on a home whose standby moves by a fifth
+        from day to day that is just inside the two days' limit: 829 M-00084 (a UCI home, a 10-day
+        theft keeping 0.47 of the load) had the higher of two days' floors at 0.099-0.10 kW
+        against a standby of 0.209 for five days in a row and scored 0.88-0.95 throughout; its
+        energy replayed the household's Christmas and did not fall. The higher of the last
+        ``floor_long_n`` days' floors is judged too, at the same rarity: n days each below x
+        spreads are as rare as two below 2.53 when Phi(-x)^n = Phi(-4) (n = 4: x = 1.44, 0.57 of
+        the two days' limit's spread part; never under log(1 + ``min_rel``), the least change
+        judged at all, which is no spread: with it scaled too a UCI home's standby 19 % lower for
+        four days alerted, seed 7 at 15 min), through the same quiet-hours gate, and the trailing
+        gate shifted past all n days; the larger score counts. A single night with a load on (a heater, the
+        UCI household's long runs) lifts the n days' higher floor and ends it, as it ends the two
+        days'. The alert's evidence starts on the earlier of its last two days (as the two days'
+        does, :meth:`_floor_since`): later than where the run began, never before its evidence."""
         c = self.config
         sb = self._param(df, "standby_kw", np.nan)
         sb_s = self._param(df, "standby_spread", np.nan)
         hist = self._param(df, "history_days", 0.0)
         use = (np.nan_to_num(hist) < c.recal_min_profile_days) & np.isfinite(sb) & np.isfinite(sb_s) & (sb > 0)
-        out = np.zeros(d1.shape)
+        out, obs, days = np.zeros(d1.shape), np.full(d1.shape, np.nan), np.full(d1.shape, 2.0)
         if not use.any() or not d1.size:
-            return out
+            return out, obs, days
         with quiet():
-            dn = np.log(np.maximum(np.maximum(d1, d2), 0.05 * r) / sb[:, None])
-            z = np.where(dn < 0, dn, np.where(np.isfinite(dn), 0.0, np.nan))
-            if hourly is not None:
-                z = self._floor_quiet_gate(z, *hourly, w, spread=self._param(df, "quiet_spread", np.nan))
-            # Only as far as the floor is also below where it has been lately (the trailing
-            # gate, here on the meters this judges): a standby that fell for good (a device
-            # replaced or unplugged, OPSD residential5 from August 2018: 0.04-0.05 kW against a
-            # standby of 0.068 kW profiled on two spring weeks of 2016) or with the season is told
-            # while the change is new, not as a bypass every week for months after it (rev27).
-            # After the quiet-hours gate, not before: that gate passes a drop too small for the
-            # quiet hours to tell from their spread, and one made small by the trailing gate would
-            # pass where the whole drop was stopped (a home behind solar panels, OPSD
-            # residential6, March 2017 and 2018).
-            z = self._floor_trailing(z, d1, d2, r, w, hist, meters=use)
-            lim = np.maximum(np.log1p(c.min_rel), k * np.fmin(s, sb_s)[:, None])
-            return np.where(use[:, None] & (z < 0), -z / lim, 0.0)
+            spread = k * np.fmin(s, sb_s)[:, None]
+
+            def judged(hi: np.ndarray, n_win: int, lim: np.ndarray) -> np.ndarray:
+                dn = np.log(np.maximum(hi, 0.05 * r) / sb[:, None])
+                z = np.where(dn < 0, dn, np.where(np.isfinite(dn), 0.0, np.nan))
+                if hourly is not None:
+                    z = self._floor_quiet_gate(z, *hourly, w, spread=self._param(df, "quiet_spread", np.nan))
+                # Only as far as the floor is also below where it has been lately (the trailing
+                # gate, here on the meters this judges): a standby that fell for good (a device
+                # replaced or unplugged, OPSD residential5 from August 2018: 0.04-0.05 kW against a
+                # standby of 0.068 kW profiled on two spring weeks of 2016) or with the season is told
+                # while the change is new, not as a bypass every week for months after it (rev27).
+                # After the quiet-hours gate, not before: that gate passes a drop too small for the
+                # quiet hours to tell from their spread, and one made small by the trailing gate would
+                # pass where the whole drop was stopped (a home behind solar panels, OPSD
+                # residential6, March 2017 and 2018).
+                z = self._floor_trailing(z, hi, hi, r, w, hist, meters=use, n_win=n_win, raw=d1)
+                return np.where(use[:, None] & (z < 0), -z / lim, 0.0)
+
+            two = np.maximum(d1, d2)
+            out, obs = judged(two, 2, np.maximum(np.log1p(c.min_rel), spread)), np.where(use[:, None], two, np.nan)
+            hi = self._floor_long(d1, w)
+            if hi is not None:
+                # (the share is of the limit's spread part; ``min_rel``, the least change judged at
+                # all, stays as it is)
+                long = judged(hi, int(c.floor_long_n), np.maximum(np.log1p(c.min_rel), self._floor_long_share() * spread))
+                take = long > out
+                out, obs, days = np.where(take, long, out), np.where(take, hi, obs), np.where(take, c.floor_long_n, days)
+            return out, obs, days
+
+    def _floor_long(self, d1: np.ndarray, w: int) -> np.ndarray | None:
+        """Per (meter, hour): the higher of the last ``floor_long_n`` windows' floors (``d1``: the
+        last ``floor_h`` hours' floor per hour; NaN unless every one of them is known); None when
+        ``floor_long_n`` is 0."""
+        n = int(self.config.floor_long_n)
+        if n < 3:
+            return None
+        hi = d1.copy()
+        for j in range(1, n):   # (np.maximum keeps a NaN: without every window's floor there is no value)
+            sh = np.full_like(d1, np.nan)
+            if d1.shape[1] > j * w:
+                sh[:, j * w:] = d1[:, :-j * w]
+            hi = np.maximum(hi, sh)
+        return hi
+
+    def _floor_long_share(self) -> float:
+        """The share of the two days' limit at which ``floor_long_n`` days below it are as rare, for
+        independent days, as two below the two days' limit (each of those Phi^-1(Phi(-``sigma_k``)^(1/2))
+        spreads below): Phi^-1(Phi(-sigma_k)^(1/n)) / Phi^-1(Phi(-sigma_k)^(1/2)); 0.57 for n = 4."""
+        nd = NormalDist()
+        p = nd.cdf(-self.config.sigma_k)
+        return nd.inv_cdf(p ** (1.0 / int(self.config.floor_long_n))) / nd.inv_cdf(p ** 0.5)
 
     def _floor_trailing(self, z: np.ndarray, d1: np.ndarray, d2: np.ndarray, r: np.ndarray, w: int,
-                        history_days: np.ndarray, meters: np.ndarray | None = None) -> np.ndarray:
+                        history_days: np.ndarray, meters: np.ndarray | None = None, n_win: int = 2,
+                        raw: np.ndarray | None = None) -> np.ndarray:
         """The floor's deviation ``z`` (log, against the profiled floor ``r``) kept only as far as
         the floor is also off where it has been lately, the same way: the median of the daily
         floors over the previous ``recal_days`` days (the two days judged left out), on meters
         profiled on at least ``recal_min_profile_days`` days, as the energy windows' MACD does with
         its slow average (see the module notes, "A standby follows the season"), or on the
         ``meters`` given (a mask per meter: the standby drop's, :meth:`_floor_standby_drop`).
-        Elsewhere, and until ``recal_min_days`` of trailing floors are known, ``z`` as it is."""
+        Elsewhere, and until ``recal_min_days`` of trailing floors are known, ``z`` as it is. A
+        floor judged over ``n_win`` windows (``d1``, ``d2`` the higher or lower of them) leaves all
+        of them out of the trailing median, which reads each window's own floor (``raw``: the last
+        ``floor_h`` hours' floor per hour; ``d1`` by default)."""
         c = self.config
         h = self._recal_h()
         mature = np.nan_to_num(history_days) >= c.recal_min_profile_days if meters is None else meters
         if not h or not mature.any() or not z.size:
             return z
-        roll = pd.DataFrame(d1.T).rolling(h, min_periods=max(1, int(np.ceil(24 * c.recal_min_days))))
-        trail = roll.median().shift(2 * w).to_numpy().T
+        roll = pd.DataFrame((d1 if raw is None else raw).T).rolling(h, min_periods=max(1, int(np.ceil(24 * c.recal_min_days))))
+        trail = roll.median().shift(n_win * w).to_numpy().T
         with quiet():
             ref = np.maximum(trail, 0.05 * r)
             t_up = np.log(np.maximum(np.minimum(d1, d2), 0.05 * r) / ref)
@@ -1289,6 +1412,7 @@ class BaselineMACD(Detector):
             r, sgn = np.where(take, score_w, r), np.where(take, np.sign(z), sgn)
             which = np.where(take, 2, which)
             q_obs, q_exp = np.where(take, w_act, q_obs), np.where(take, w_exp, q_exp)
+        q_days = np.full(dev.shape, np.nan)   # over how many days' floors the floor judged, where it set the score
         if self.config.use_floor:
             # The base-load floor (fridges, routers, standby: what a household's busy and quiet
             # days leave alone, and what a bypass or a meter taking a share of the load moves with
@@ -1301,7 +1425,7 @@ class BaselineMACD(Detector):
             # real-shape fleet seed 131 at 60 min, a theft on a home missed; quality-log macd40.)
             if hmin is None:   # (made here for the floor's evidence too, :meth:`_floor_since`)
                 hmin = self._hour_min(df, cell, n_seg, n_bins, t_bin)
-            zf, tell_dn, tell_up, z1, d1, f_obs, f_ref = self._floor(
+            zf, tell_dn, tell_up, z1, d1, f_obs, f_ref, f_days = self._floor(
                 df, cell, n_seg, n_bins, hourly=(m, expected, t_bin, base[:, 0, :]), hmin=hmin)
             with quiet():
                 # The floor says no: on a meter whose floor would show the least fault of the
@@ -1332,6 +1456,7 @@ class BaselineMACD(Detector):
             r, sgn = np.where(take, score_f, r), np.where(take, np.sign(zf), sgn)
             which = np.where(take, 3, which)
             q_obs, q_exp = np.where(take, f_obs, q_obs), np.where(take, f_ref, q_exp)
+            q_days = np.where(take, f_days, q_days)
         if long_away.any():
             # A home at its standby for longer than a holiday (``away_max_h``: everything but the
             # fridge's circuit bypassed, or a theft that began while the family was away and
@@ -1356,6 +1481,7 @@ class BaselineMACD(Detector):
         out = _Ctx((dev, limit, np.where(long_away, expected_raw, expected), m, which, q_obs, q_exp, cell))
         if self.config.use_floor:
             out.since = self._floor_since(hmin, q_obs, sgn, which == 3, t_bin)
+            out.floor_days = q_days
         if carry is not None:   # a stream: the hours it may carry on (see HourCarry)
             h0 = t_bin[:, 0] if n_bins else np.zeros(n_seg)
             out.bins = {str(mm): (float(h0[k]), 3600.0, {"m": m[k], "hmin": hmin[k]})
@@ -1565,7 +1691,10 @@ class BaselineMACD(Detector):
         top = c[int(np.nanargmax(r))] if np.isfinite(r).any() else c[0]
         cfg = self.config
         kind = int(which.ravel()[top])
-        window_h = (cfg.fast_h, cfg.sustained_h, cfg.week_h, 2 * cfg.floor_h)[kind]
+        fd = getattr(ctx, "floor_days", None)
+        n_days = float(fd.ravel()[top]) if fd is not None and kind == 3 else float("nan")
+        n_days = n_days if np.isfinite(n_days) else 2.0
+        window_h = (cfg.fast_h, cfg.sustained_h, cfg.week_h, n_days * cfg.floor_h)[kind]
         basis = "base-load floor" if kind == 3 else "window"
         obs, ref = float(q_obs.ravel()[top]), float(q_exp.ravel()[top])
         quoted = kind in (2, 3) and np.isfinite(obs) and np.isfinite(ref) and ref > 0
@@ -1579,7 +1708,7 @@ class BaselineMACD(Detector):
         if quoted and kind == 3:
             which_floor = "higher" if sign < 0 else "lower"
             text = (f"base-load floor {abs(rel):.0%} {direction} its baseline ({obs:.3g} kW vs {ref:.3g} kW expected: "
-                    f"the {which_floor} of two days' lowest readings; {window_h:g}-h {basis})")
+                    f"the {which_floor} of {_DAYS.get(int(n_days), int(n_days))} days' lowest readings; {window_h:g}-h {basis})")
             ev = {"actual_kw": rnd(obs, 4), "expected_kw": rnd(ref, 4), **ev, **span}
         elif quoted:
             text = (f"consumption {abs(rel):.0%} {direction} its baseline ({obs:.1f} kWh vs {ref:.1f} kWh expected "
