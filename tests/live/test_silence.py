@@ -553,6 +553,32 @@ def test_an_action_can_match_the_silence_alert_by_its_detector():
                        "actions": [{"type": "command", "argv": ["true"], "match": {"detector": 7}}]})
 
 
+def _push_engine(path, now: list, status: str):
+    """A store, an MQTT source with ``status`` (as paho's callbacks set it) and an engine whose
+    silence watch reads the test's clock ``now[0]``, resumed on the store (a restart when it has one)."""
+    from wattwatch.runners.stream import StreamConfig, StreamEngine
+    from wattwatch.sources.mqtt import MqttSource
+
+    store, src = Store(path), MqttSource("push", topics=["x/#"])
+    src.status = status
+    eng = StreamEngine(store, api.build_detectors(["supply_outage"]), None, StreamConfig(checkpoint_s=0))
+    eng.silence = sil.SilenceWatch(clock=lambda: now[0])
+    eng.resume_sources([src])
+    return store, src, eng
+
+
+def _push_step(eng, src, rep, t: float, meters=()) -> None:
+    """One step of the watch at ``t``: ``meters`` each heard once (none: a step with nothing), then checked."""
+    import pandas as pd
+
+    from wattwatch.sources.base import Batch, canonical
+
+    f = canonical(pd.DataFrame({"meter_id": list(meters), "ts": [pd.Timestamp(t, unit="s", tz="UTC")] * len(meters),
+                                "p_kw": [1.0] * len(meters)}), "push")
+    eng.silence.heard([Batch("push", f, arrived=time.monotonic())] if meters else [], [src])
+    eng.add_health(eng.silence.check([src]), rep)
+
+
 def test_a_broker_outage_is_one_source_alert_not_one_per_meter_and_survives_a_restart(tmp_path):
     """Two MQTT meters heard every 60 s; the source is cut off from its broker (status reconnecting,
     as paho's callback sets it) for 10 min: no meter is alerted (they may be publishing into the
@@ -562,26 +588,16 @@ def test_a_broker_outage_is_one_source_alert_not_one_per_meter_and_survives_a_re
     (3 cadences) after the reconnect, not before, its evidence saying when it was last heard."""
     import pandas as pd
 
-    from wattwatch.runners.stream import StepReport, StreamConfig, StreamEngine
-    from wattwatch.sources.base import Batch, canonical
-    from wattwatch.sources.mqtt import MqttSource
+    from wattwatch.runners.stream import StepReport
 
     path = tmp_path / "live.duckdb"
     now = [1.8e9]
 
     def start(status):
-        store, src = Store(path), MqttSource("push", topics=["x/#"])
-        src.status = status
-        eng = StreamEngine(store, api.build_detectors(["supply_outage"]), None, StreamConfig(checkpoint_s=0))
-        eng.silence = sil.SilenceWatch(clock=lambda: now[0])
-        eng.resume_sources([src])
-        return store, src, eng
+        return _push_engine(path, now, status)
 
     def step(eng, src, rep, meters=()):
-        f = canonical(pd.DataFrame({"meter_id": list(meters), "ts": [pd.Timestamp(now[0], unit="s", tz="UTC")] *
-                                    len(meters), "p_kw": [1.0] * len(meters)}), "push")
-        eng.silence.heard([Batch("push", f, arrived=time.monotonic())] if meters else [], [src])
-        eng.add_health(eng.silence.check([src]), rep)
+        _push_step(eng, src, rep, now[0], meters)
 
     store, src, eng = start("subscribed")
     rep = StepReport()
@@ -703,26 +719,16 @@ def test_a_restart_after_the_reconnect_keeps_when_a_push_meter_was_last_heard(tm
     restart with ``last_heard`` (and the alert's start) from its real last reading."""
     import pandas as pd
 
-    from wattwatch.runners.stream import StepReport, StreamConfig, StreamEngine
-    from wattwatch.sources.base import Batch, canonical
-    from wattwatch.sources.mqtt import MqttSource
+    from wattwatch.runners.stream import StepReport
 
     path = tmp_path / "live.duckdb"
     now = [1.8e9]
 
     def start():
-        store, src = Store(path), MqttSource("push", topics=["x/#"])
-        src.status = "subscribed"
-        eng = StreamEngine(store, api.build_detectors(["supply_outage"]), None, StreamConfig(checkpoint_s=0))
-        eng.silence = sil.SilenceWatch(clock=lambda: now[0])
-        eng.resume_sources([src])
-        return store, src, eng
+        return _push_engine(path, now, "subscribed")
 
     def step(eng, src, rep, meters=()):
-        f = canonical(pd.DataFrame({"meter_id": list(meters), "ts": [pd.Timestamp(now[0], unit="s", tz="UTC")] *
-                                    len(meters), "p_kw": [1.0] * len(meters)}), "push")
-        eng.silence.heard([Batch("push", f, arrived=time.monotonic())] if meters else [], [src])
-        eng.add_health(eng.silence.check([src]), rep)
+        _push_step(eng, src, rep, now[0], meters)
 
     def iso_(t):
         return pd.Timestamp(t, unit="s", tz="UTC").isoformat(timespec="milliseconds").replace("+00:00", "Z")
