@@ -37,7 +37,13 @@ day of snapshots cannot show it, and a short drift where they can; a window is j
 least ``min_hours`` hours of ratios (a median of a few hourly snapshots is not an estimate) and
 ``min_energy_kwh`` of energy. Where the reading's own (shortest) window does not deviate the same
 way by the limit, it is not in the drift: a long window still holds a drift for half its length
-after the drift ended.
+after the drift ended. Where the bins are hours it must also deviate by ``here_k`` (2) of its own
+error: a home's own day scatters past the limit (healthy one-day windows: RMS deviation 3.5 %, RMS z
+0.68), and a four-day window judged at its smaller multiple (below) clears it while centred half a
+day outside a large drift (rhr: fleet seed 1009's M-00111, alert from 11 h before its 38 % drift,
+its own day 11 % low at z 1.3). 2 is about three of a healthy day's RMS; 3 cut more of the spill but
+lost a 13 % drift whose days inside it sit under 3 (fleet seed 1061, M-00098). The reading's own day
+still reaches half a day either side: an alert may start or end hours outside the drift.
 
 **A window of several days is judged at a smaller multiple of its error than a day** (hourly bins:
 cadences up to an hour). The error model above gets the spread of a window's median about right at
@@ -89,6 +95,7 @@ class FirmwareDriftConfig(DetectorConfig):
     rel_limit: float = 0.05
     sigma_k: float = 6.0
     days_k_power: float = 0.25  # hourly bins: a window of D days is judged at sigma_k / D ** this
+    here_k: float = 2.0  # hourly bins: the reading's own (shortest) window must deviate by this many of its error
     min_energy_kwh: float = 1.0
     bin_s: float = 3600.0
     min_hours: int = 18
@@ -101,6 +108,9 @@ class FirmwareDriftConfig(DetectorConfig):
         p = self.days_k_power
         if not (isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= 0.5):
             raise ValueError(f"days_k_power must be a number within [0, 0.5] (0: every window at sigma_k), got {p!r}")
+        h = self.here_k
+        if not (isinstance(h, (int, float)) and not isinstance(h, bool) and 0 <= h <= self.sigma_k):
+            raise ValueError(f"here_k must be a number within [0, sigma_k] (0: the limit alone), got {h!r}")
 
 
 class FirmwareDrift(Detector):
@@ -322,11 +332,18 @@ class FirmwareDrift(Detector):
                     take = np.isfinite(sc) & ~(sc <= best)  # the largest; NaN never wins
                 if local is None:
                     local = np.where(judged, dev, np.nan)
+                    with quiet():  # the reading's own window's deviation in units of its error
+                        local_z = np.abs(dev) / (1.2533 * spread * inflate)
                 best[take], best_r[take], best_dev[take] = sc[take], np.exp(med[take]), dev[take]
             # Where: a long window still holds a drift for half its length after the drift ended;
             # the reading's own (shortest) window must deviate the same way by the limit too.
             with quiet():
                 here = np.where(np.sign(local) == np.sign(best_dev), np.abs(np.expm1(local)) / cfg.rel_limit, 0.0)
+                # Where the bins are hours a long window is judged at a smaller multiple than a day
+                # (``days_k_power``) and a home's own day scatters by 3-11 %, past the limit: the
+                # reading's own day must stand out of that scatter too, by ``here_k`` of its error.
+                if b <= cfg.bin_s and cfg.here_k > 0:
+                    here = np.fmin(here, local_z / cfg.here_k)
             # (Where the shortest window cannot be judged, near the end of the data or a long gap,
             # neither can the reading: a long window there is all on one side of it.)
             best = np.where(np.isfinite(local), np.minimum(best, here), np.nan)
