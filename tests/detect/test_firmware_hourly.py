@@ -27,15 +27,21 @@ def run(frame: pd.DataFrame, **cfg) -> list:
     return detect(frame, build_all(["firmware_drift"], {"firmware_drift": cfg}), WEEK).alerts
 
 
-def _hourly(seed: int, gain: float | None) -> pd.DataFrame:
+def _home(seed: int, sigma: float) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:
+    """Three weeks of an hourly home: its stamps, its power snapshots, and each hour's registered
+    kWh (the trapezoid of the snapshots either side) scattered by log-σ ``sigma``."""
     rng = np.random.default_rng(seed)
     n = 24 * 21
     ts = pd.date_range("2025-01-06", periods=n, freq="h", tz="UTC")
     h = np.arange(n) % 24
     p = 0.4 + 0.8 * np.exp(-0.5 * ((h - 19) / 2.0) ** 2) + 0.3 * np.exp(-0.5 * ((h - 8) / 1.5) ** 2)
     p = p * np.exp(rng.normal(0, 0.1, n))
-    trap = np.r_[p[0], (p[1:] + p[:-1]) / 2]  # kWh of each hour by the snapshots either side
-    inc = trap * np.exp(rng.normal(0, 0.15, n))
+    trap = np.r_[p[0], (p[1:] + p[:-1]) / 2]
+    return ts, p, trap * np.exp(rng.normal(0, sigma, n))
+
+
+def _hourly(seed: int, gain: float | None) -> pd.DataFrame:
+    ts, p, inc = _home(seed, 0.15)
     if gain is not None:
         late = (ts >= pd.Timestamp("2025-01-18", tz="UTC")) & (ts < pd.Timestamp("2025-01-23", tz="UTC"))
         inc = np.where(late, gain * inc, inc)
@@ -82,14 +88,7 @@ def test_the_several_day_multiple_is_for_hourly_bins_only():
 def _noisy_drift(seed: int) -> tuple[pd.DataFrame, pd.Timestamp]:
     """A noisy hourly home (its hours' ratios scatter by σ 0.3), whose register reads 10 % low for
     the day before a 38 % drift of 64 hours (the home's own scatter: fleet seed 1009's M-00111, rhr)."""
-    rng = np.random.default_rng(seed)
-    n = 24 * 21
-    ts = pd.date_range("2025-01-06", periods=n, freq="h", tz="UTC")
-    h = np.arange(n) % 24
-    p = 0.4 + 0.8 * np.exp(-0.5 * ((h - 19) / 2.0) ** 2) + 0.3 * np.exp(-0.5 * ((h - 8) / 1.5) ** 2)
-    p = p * np.exp(rng.normal(0, 0.1, n))
-    trap = np.r_[p[0], (p[1:] + p[:-1]) / 2]
-    inc = trap * np.exp(rng.normal(0, 0.3, n))
+    ts, p, inc = _home(seed, 0.3)
     t0 = pd.Timestamp("2025-01-18", tz="UTC")
     inc = np.where((ts >= t0 - pd.Timedelta(days=1)) & (ts < t0), 0.9 * inc, inc)
     inc = np.where((ts >= t0) & (ts < t0 + pd.Timedelta(hours=64)), 0.62 * inc, inc)
