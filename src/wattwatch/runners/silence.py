@@ -74,6 +74,7 @@ import numpy as np
 import pandas as pd
 
 from wattwatch.alerts.model import Alert, iso
+from wattwatch.tomlfile import only
 
 log = logging.getLogger("wattwatch.watch")
 
@@ -106,10 +107,7 @@ class SilenceConfig:
         if not isinstance(d, dict):
             raise ValueError("[silence]: must be a table")
         d = dict(d)
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"[silence]: unknown key(s) {sorted(unknown)} (known: "
-                             f"{', '.join(cls.__dataclass_fields__)})")
+        only(d, set(cls.__dataclass_fields__), "[silence]")
         out = cls()
         for k, v in d.items():
             if k == "enabled":
