@@ -1073,7 +1073,7 @@ def _alert(d: Detector, j: Judged, rows: np.ndarray, per_judged: dict | None = N
             key = (k, str(memo["meter_id"].iat[rows[0]]), float(t[rows[0]]), float(t[rows[-1]]), peak)
             hit = known.get(key)
             if hit is not None:
-                return replace(hit, evidence=_copied(hit.evidence))
+                return replace(hit, evidence=copy.deepcopy(hit.evidence))
     f = d.describe(df, local, scores, ctx)
     score = round(calibrated(peak), 4)
     # The alert starts where its evidence began when the detector says that was earlier than its
@@ -1092,7 +1092,7 @@ def _alert(d: Detector, j: Judged, rows: np.ndarray, per_judged: dict | None = N
     if key is not None:
         if len(known) >= ALERTS_MEMO:
             known.clear()
-        known[key] = replace(a, evidence=_copied(a.evidence))
+        known[key] = replace(a, evidence=copy.deepcopy(a.evidence))
     return a
 
 
@@ -1124,19 +1124,6 @@ def _alerts_memo(d: Detector) -> dict | None:
 def _defined_by(cls: type, name: str) -> type | None:
     """The class of ``cls``'s MRO that defines ``name``."""
     return next((k for k in cls.__mro__ if name in k.__dict__), None)
-
-
-def _copied(o):
-    """``o`` with every dict, list, set and array in it copied (an alert's evidence: an alert from
-    memory shares nothing a caller may change with the one remembered)."""
-    if isinstance(o, dict):
-        return {k: _copied(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        c = [_copied(v) for v in o]
-        return c if isinstance(o, list) else type(o)(c) if type(o) is tuple else copy.deepcopy(o)
-    if isinstance(o, (set, np.ndarray)):
-        return o.copy()
-    return o
 
 
 def ctx_rows(j: Judged) -> np.ndarray:
