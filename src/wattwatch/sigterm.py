@@ -44,13 +44,18 @@ def from_interrupt(exc: BaseException | None) -> bool:
     while one was handled (its ``__context__`` chain holds one): Py4J's next call after the call a
     Ctrl-C interrupted fails ("Answer from Java side is empty") and that error replaces the
     KeyboardInterrupt on its way out."""
+    return interrupt_in(exc) is not None
+
+
+def interrupt_in(exc: BaseException | None) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt ``exc`` is or holds in its ``__context__`` chain (:func:`from_interrupt`)."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, KeyboardInterrupt):
-            return True
+            return exc
         seen.add(id(exc))
         exc = exc.__context__
-    return False
+    return None
 
 
 def _handler(signum, frame) -> None:

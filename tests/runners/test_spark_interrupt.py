@@ -167,3 +167,42 @@ def test_fleet_stopped_by_ctrl_c_says_so_once_and_exits_130(monkeypatch, tmp_pat
     # (rpv) only the table is written whole or not at all: the excluded list, balance and summary beside
     # it are written in place, so the message does not say they are
     assert "cut short" in res.output and "whole or not at all" not in res.output, res.output
+
+
+def test_a_py4j_error_after_a_ctrl_c_in_the_block_cancels_the_jobs_and_ends_as_that_ctrl_c():
+    """CI 2026-12-07: the Ctrl-C landed in a ``count``'s ``collectAndServe``; pyspark's
+    ``SCCallSiteSync.__exit__`` then opened a new Py4J connection whose handshake the JVM answered with
+    nothing, and ``Py4JNetworkError("Answer from Java side is empty")`` left ``run_fleet`` in the
+    KeyboardInterrupt's place. The block cancels its jobs and raises the KeyboardInterrupt itself."""
+    from py4j.protocol import Py4JNetworkError
+
+    from wattwatch.runners.spark import cancelled_on_interrupt
+
+    class Context:   # what the block asks of a SparkContext
+        def __init__(self):
+            self.calls = []
+
+        def addJobTag(self, tag):
+            self.calls.append("add")
+
+        def removeJobTag(self, tag):
+            self.calls.append("remove")
+
+        def cancelJobsWithTag(self, tag):
+            self.calls.append("cancel")
+
+        def statusTracker(self):
+            return type("T", (), {"getActiveStageIds": lambda self: []})()
+
+    sc = Context()
+    ki = KeyboardInterrupt()
+    with pytest.raises(KeyboardInterrupt) as got, cancelled_on_interrupt(sc):
+        try:
+            raise ki
+        except KeyboardInterrupt:
+            raise Py4JNetworkError("Answer from Java side is empty")
+    assert got.value is ki and sc.calls == ["add", "cancel", "remove"], (got.value, sc.calls)
+    sc = Context()   # any other error goes on as it is, nothing cancelled
+    with pytest.raises(Py4JNetworkError), cancelled_on_interrupt(sc):
+        raise Py4JNetworkError("Answer from Java side is empty")
+    assert sc.calls == ["add", "remove"]

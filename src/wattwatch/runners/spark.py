@@ -133,7 +133,13 @@ def cancelled_on_interrupt(sc, wait_s: float = 10.0):
                 time.sleep(0.05)
         except Exception:  # noqa: BLE001 - the JVM gone or unreachable: nothing left to cancel
             pass
-        raise
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        # Py4J's clean-up of the call the Ctrl-C interrupted failed after it (pyspark's
+        # ``SCCallSiteSync.__exit__`` opens a new connection whose handshake the JVM may answer with
+        # nothing: "Answer from Java side is empty", CI 2026-12-07) and that error replaced the
+        # KeyboardInterrupt: the caller is told of the Ctrl-C it made, not of Py4J's clean-up.
+        raise sigterm.interrupt_in(exc) from None
     finally:
         try:
             sc.removeJobTag(tag)
