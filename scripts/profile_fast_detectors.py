@@ -1,0 +1,100 @@
+"""Where the stream's fast step goes per *detector* (not per group: profile_stream_groups.py), and
+why each group's tail is as long as it is: the fleet and engine of scripts/profile_fast_step.py
+(200 meters at 1 min, seed 7, one reading a meter a step), then ``TIMED`` fast steps with thread CPU
+per detector of its scoring (``Detector.scored``), of building the subset of rows it scores
+(``core._rows_read``; the rows it scores against the frame's), and of forming its alerts
+(``core._alert``), and the post-rules' grouping (all detectors). Printed first: per stitcher its
+detectors, their own reach and their effective reach (``core.reaches``: through the blockers'
+blanking horizons), the blockers, the tail's rows per meter, and how far each detector's clean
+point lags its last final reading (open alerts keep the tail from there).
+
+    PYTHONPATH=src python scripts/profile_fast_detectors.py [TIMED]
+
+(run, 2026-12-07: supply_outage's own work is ~1.5-2 ms of its group's ~30-50 ms; docs/live-log.md)
+"""
+import collections
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from wattwatch.app.benchstream import profiled_engine, simulated_stream
+from wattwatch.detect import core
+from wattwatch.runners.stream import StreamConfig
+
+M, H, TIMED, SEED = 200, 3.0, int(sys.argv[1]) if len(sys.argv) > 1 else 20, 7
+prof, live = simulated_stream(M, 1 + H / 24, 1, 60.0, SEED)
+db = Path(tempfile.mkdtemp(prefix="ww-fd-")) / "s.duckdb"
+_, _, eng = profiled_engine(db, prof, {"engine": {"profile_days": 1}}, 1,
+                            StreamConfig(checkpoint_s=1e9, slow_thread=False))
+eng.step()
+live = live.sort_values(["ts", "meter_id"], kind="stable").reset_index(drop=True)
+n = len(live)
+cut = n - TIMED * M
+for i in range(0, cut, 5000):
+    eng.add(live.iloc[i:min(i + 5000, cut)])
+    eng.step()
+
+
+def u(a):
+    return np.unique(np.asarray(a, float)).tolist()
+
+
+for p in eng.fast.parts:
+    names = [str(m) for m in p.tail["meter_id"].cat.categories]
+    eff = core.reaches(p.detectors, names)
+    per = p.tail["meter_id"].value_counts()
+    print(f"stitcher {[d.name for d in p.detectors]}: tail {len(p.tail)} rows, per meter median "
+          f"{per.median():.0f} (min {per.min()}, max {per.max()}); open alerts {sum(len(v) for v in p.open.values())}")
+    blk = core.blockers(p.detectors, names)
+    for d in p.detectors:
+        r, e = d.reach(names), eff[d.name]
+        lag = [p.emitted[d.name].get(m, np.nan) - p.since[d.name].get(m, np.nan) for m in names]
+        print(f"  {d.name}: own back {u(r.back_s)} s / {u(r.back_n)} rd, ahead {u(r.ahead_s)} s / {u(r.ahead_n)} rd; "
+              f"effective back {u(e.back_s)} / {u(e.back_n)}, ahead {u(e.ahead_s)} / {u(e.ahead_n)}; "
+              f"blockers {[(b, u(h)) for b, h in blk[d.name]]}; clean point behind final: median "
+              f"{np.nanmedian(lag):.0f} s, max {np.nanmax(lag):.0f} s")
+
+cur = collections.defaultdict(float)
+rows = collections.defaultdict(lambda: [0, 0])
+
+
+def wrap(obj, attr, key):
+    f = getattr(obj, attr)
+
+    def w(*a, **k):
+        c0 = time.thread_time()
+        try:
+            return f(*a, **k)
+        finally:
+            cur[key(*a, **k)] += time.thread_time() - c0
+    setattr(obj, attr, w)
+
+
+rr = core._rows_read
+
+
+def rows_read(d, src, r):
+    rows[d.name][0] += int(np.count_nonzero(r))
+    rows[d.name][1] += len(src)
+    return rr(d, src, r)
+
+
+core._rows_read = rows_read
+wrap(core, "_scored", lambda d, *a, **k: f"score {d.name}")          # (inside _score_rows too: not twice)
+wrap(core, "_rows_read", lambda d, *a, **k: f"subset {d.name}")
+wrap(core, "_alert", lambda d, *a, **k: f"alerts {d.name}")
+wrap(core, "group", lambda *a, **k: "post-rules' grouping (all)")
+step = []
+for k in range(TIMED):
+    c0 = time.thread_time()
+    eng.add(live.iloc[cut + k * M: cut + (k + 1) * M])
+    eng.step()
+    step.append(time.thread_time() - c0)
+print(f"{TIMED} steps, thread CPU p50 {1e3 * np.median(step):.1f} ms; per step:")
+for key, v in sorted(cur.items(), key=lambda x: -x[1]):
+    print(f"  {key:40s} {1e3 * v / TIMED:6.2f} ms")
+for name, (a, b) in rows.items():
+    print(f"  {name}: scores {a / TIMED:.0f} of its frame's {b / TIMED:.0f} rows a step (when not whole)")
