@@ -8,7 +8,9 @@ detectors, their own reach and their effective reach (``core.reaches``: through 
 blanking horizons), the blockers, the tail's rows per meter, and how far each detector's clean
 point lags its last final reading (open alerts keep the tail from there).
 
-    PYTHONPATH=src python scripts/profile_fast_detectors.py [TIMED]
+    PYTHONPATH=src python scripts/profile_fast_detectors.py [TIMED] [--ceiling]
+
+``--ceiling``: then loose_ct scored on its whole tail against its last 16 / 30 / 70 readings a meter.
 
 (run, 2026-12-07: supply_outage's own work is ~1.5-2 ms of its group's ~30-50 ms; docs/live-log.md)
 """
@@ -74,6 +76,7 @@ def wrap(obj, attr, key):
 
 
 rr = core._rows_read
+orig = (core._scored, core._rows_read, core._alert, core.group)
 
 
 def rows_read(d, src, r):
@@ -98,3 +101,27 @@ for key, v in sorted(cur.items(), key=lambda x: -x[1]):
     print(f"  {key:40s} {1e3 * v / TIMED:6.2f} ms")
 for name, (a, b) in rows.items():
     print(f"  {name}: scores {a / TIMED:.0f} of its frame's {b / TIMED:.0f} rows a step (when not whole)")
+
+# The ceiling of carrying loose_ct's raw scores (docs/live-log.md, run): loose_ct scored on its
+# group's whole tail as the fast step scores it now, against the subset path on the last K readings
+# a meter (what it would score with its raw scores carried: its own reach of 5 back and 4 ahead
+# plus the new readings), 15 calls each, thread CPU median.
+if "--ceiling" in sys.argv:
+    core._scored, core._rows_read, core._alert, core.group = orig   # the timers off
+    from wattwatch.detect import stitch
+    from wattwatch.detect.frame import prepare, seg_bounds
+    p = next(q for q in eng.fast.parts if any(d.name == "loose_ct" for d in q.detectors))
+    frame = prepare(stitch._plain(p.tail), shared_nan=True)
+    d = next(x for x in p.detectors if x.name == "loose_ct")
+    seg = frame["_seg"].to_numpy()
+    st, en = seg_bounds(seg)
+    within, lens = np.arange(len(seg)) - st[seg], (en - st)[seg]
+    for keep in (None, 16, 30, 70):
+        sel = None if keep is None else within >= lens - keep
+        ts = []
+        for _ in range(15):
+            c0 = time.thread_time()
+            core._scored(d, frame, None) if sel is None else core._score_rows(d, frame, sel, None)
+            ts.append(time.thread_time() - c0)
+        print(f"loose_ct scored on {'the whole tail (%d rows)' % len(frame) if keep is None else 'its last %d readings a meter' % keep}: "
+              f"{1e3 * np.median(ts):.2f} ms")
