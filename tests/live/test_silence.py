@@ -1006,3 +1006,37 @@ def test_an_snmp_agent_that_stops_answering_is_one_alert_not_one_per_outlet():
     assert [u["meter_id"] for u in ev["units"]] == ["pdu1"] + [f"pdu1/outlet{i}" for i in range(1, 5)], ev
     assert ev["why"] == "no answer to its requests", ev
     assert {x.meter_id for x in got} == {"agent:pdu1"} and got[-1].evidence["ended"], [x.meter_id for x in got]
+
+
+def test_a_gateway_down_that_is_ignored_or_never_commissioned_is_not_alerted():
+    """(gw) On a clock the test moves (no network: the gateway's connection state set as
+    ``Gateway.ensure`` sets it when connections fail): a gateway down with units heard before is
+    alerted once the limit passes, not before; not when ``ignore`` names it or every meter behind
+    it, nor when none of its units was ever heard (not commissioned) unless the store knows one."""
+    import pandas as pd
+
+    from wattwatch.sources import modbus as mb
+
+    def alerted(cfg, heard=True, known=()):
+        now = [1.8e9]
+        p = mb.ModbusPoller("plant", [{"meter_id": m, "port": 1, "unit": i + 1, "model": "m"}
+                                      for i, m in enumerate(["A", "B"])],
+                            {"m": mb.parse_model("m", {"registers": REGS})}, interval_s=1.0)
+        w = sil.SilenceWatch(sil.SilenceConfig.from_dict(cfg), clock=lambda: now[0])
+        w.resume([p], [], known=known)
+        p._answered(pd.DataFrame({"meter_id": ["A", "B"] if heard else []}), now[0])
+        [g] = p.gateways.values()
+        g.counters["connect_failures"] += 1
+        g.down_since, g.down_wall, g.down_why = 1.0, now[0], "connection refused or unreachable"
+        out = []
+        for _ in range(200):
+            now[0] += 1.0
+            p._answered(pd.DataFrame(), now[0])
+            out += [(round(now[0] - 1.8e9), a.meter_id) for a in w.check([p]) if not a.evidence["ended"]]
+        return sorted({m for _, m in out}), min((t for t, _ in out), default=None)
+
+    assert alerted({}) == (["gateway:127.0.0.1:1/tcp"], 120)
+    assert alerted({"ignore": ["gateway:*"]}) == ([], None)
+    assert alerted({"ignore": ["A", "B"]}) == ([], None)
+    assert alerted({}, heard=False) == ([], None)
+    assert alerted({}, heard=False, known=["B"]) == (["gateway:127.0.0.1:1/tcp"], 120)

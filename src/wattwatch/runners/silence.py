@@ -373,8 +373,8 @@ class SilenceWatch:
         last = run if run is not None else max(old) if old else None
         if o is None:
             mid = f"{d['label']}:{key}"
-            if not self.cfg.enabled or self._ignored(mid):
-                return
+            if not self.cfg.enabled or self._ignored(mid) or all(self._ignored(m) for m, _ in d["units"]):
+                return   # (``ignore`` names it, or every meter behind it)
             if run is None and not any(m in self.known for m, _ in d["units"]):
                 return   # no unit behind it ever heard: not commissioned (the source's log says it unreachable)
             # (as a meter's: from its last answer in this run, else this run's start: a watcher away
