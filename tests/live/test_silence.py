@@ -909,42 +909,52 @@ def test_a_gateway_down_is_one_alert_held_over_a_restart_and_a_unit_still_dead_a
 
 
 def test_a_broker_refusing_the_watcher_says_why_and_one_down_from_the_start_says_what_it_would_hear(tmp_path):
-    """(gw) Two MQTT sources, neither ever connected: ``auth`` on a real mosquitto that refuses
-    anonymous clients (CONNACK "Not authorized"), ``gone`` on a port nothing listens on (the broker
-    down at the watcher's start). Each gets its source alert; ``auth``'s says the broker refused it
-    and the broker's reason (paho calls on_disconnect right after the refusal: before gw the status,
-    and so the alert, said only "reconnecting"); ``gone``'s says what the source is configured to
-    hear -- its broker, topics and the meters its topic map names -- instead of "0 meters"."""
+    """(gw) Two MQTT sources connecting with real paho, neither ever connected: ``auth`` to a real
+    mosquitto that refuses anonymous clients (CONNACK "Not authorized"), ``gone`` to a port nothing
+    listens on (the broker down at the watcher's start); the silence watch on a clock the test moves
+    past min_s. Each gets its source alert; ``auth``'s says the broker refused it and the broker's
+    reason (paho calls on_disconnect right after the refusal: before gw the status, and so the
+    alert, said "reconnecting"); ``gone``'s says what the source is configured to hear -- its
+    broker, topics and the meters its topic map names -- instead of "0 meters"."""
     from tests.support.services import Mosquitto, free_port
+    from wattwatch.sources.mqtt import MqttSource
 
     broker = Mosquitto(free_port(), tmp_path / "broker", extra="allow_anonymous false\n").start()
     nobody = free_port()
-    site = {"sources": [{"type": "mqtt", "name": "auth", "host": broker.host, "port": broker.port, "topics": ["a/+"],
-                         "meter": "topic:1", "client_id": f"ww-a-{uuid.uuid4().hex[:6]}"},
-                        {"type": "mqtt", "name": "gone", "host": "127.0.0.1", "port": nobody, "topics": ["b/#", "c/x"],
-                         "meters": {"c/x": "PDU-7", "b/y": "UPS-1"}, "client_id": f"ww-g-{uuid.uuid4().hex[:6]}"}],
-            "store": {"path": str(tmp_path / "s.duckdb")}, "detectors": ["supply_outage"], "silence": SILENCE}
-    r = None
+    auth = MqttSource("auth", host=broker.host, port=broker.port, topics=["a/+"], meter="topic:1",
+                      client_id=f"ww-a-{uuid.uuid4().hex[:6]}")
+    gone = MqttSource("gone", host="127.0.0.1", port=nobody, topics=["b/#", "c/x"],
+                      meters={"c/x": "PDU-7", "b/y": "UPS-1"}, client_id=f"ww-g-{uuid.uuid4().hex[:6]}")
+    now = [1.8e9]
+    w = sil.SilenceWatch(clock=lambda: now[0])
     try:
-        r = _Run(site)
-        _until(lambda: r.silent("source:auth") and r.silent("source:gone"), 20)
-        w = r.close()
+        for src in (auth, gone):
+            src.status = "connecting"               # (as MqttSource.run, then paho's own thread)
+            src._connect()
+        # Refused twice (its on_disconnect has run after each refusal: the status it leaves is what
+        # a step sees between the attempts).
+        _until(lambda: auth.counters["disconnects"] >= 2, 20)
+        assert auth.counters["disconnects"] >= 2 and auth.counters["connects"] == 0, auth.counters
+        got = w.check([auth, gone])
+        now[0] += 121.0
+        got += w.check([auth, gone])
     finally:
-        if r is not None and r.t.is_alive():
-            r.stop.set()
+        auth.close()
+        gone.close()
         broker.stop()
-    auth, gone = r.last["source:auth"], r.last["source:gone"]
-    ev = auth.evidence
+    by = {a.meter_id: a for a in got}
+    assert sorted(by) == ["source:auth", "source:gone"], sorted(by)
+    a, g = by["source:auth"], by["source:gone"]
+    ev = a.evidence
     assert ev["status"] == "refused: Not authorized", ev
     assert ev["why"] == f"the broker at 127.0.0.1:{broker.port} refused the connection: Not authorized", ev
-    assert "refused the connection: Not authorized" in auth.message and "reconnecting" not in auth.message
-    ev = gone.evidence
+    assert "refused the connection: Not authorized" in a.message and "reconnecting" not in a.message
+    ev = g.evidence
     assert ev["status"] == "connecting" and "cannot be reached" in ev["why"], ev
-    assert "meters" not in ev and "0 meter" not in gone.message, gone.message
+    assert "meters" not in ev and "0 meter" not in g.message, g.message
     assert ev["broker"] == f"127.0.0.1:{nobody}" and ev["topics"] == ["b/#", "c/x"], ev
     assert ev["mapped"] == ["PDU-7", "UPS-1"], ev
-    assert "nothing heard from it yet" in gone.message and "PDU-7, UPS-1" in gone.message, gone.message
-    assert {a.meter_id for a in w.alerts if a.detector == sil.DETECTOR} == {"source:auth", "source:gone"}
+    assert "nothing heard from it yet" in g.message and "PDU-7, UPS-1" in g.message, g.message
 
 
 def test_an_snmp_agent_that_stops_answering_is_one_alert_not_one_per_outlet():
