@@ -290,6 +290,7 @@ class SilenceWatch:
             self._out[a.id] = Alert(**{**a.__dict__, "evidence": {**ev, "ended": True, "ended_because": why}})
             self.counters["ended_at_restart"] += 1
             return
+        o.update(_configured(s))   # (an ended version at the first check says its broker too)
         self.down[s.name] = {"since": o["since"], "status": o["status"], "alert": o}
         self.counters["resumed"] += 1
 
@@ -798,7 +799,7 @@ def _cut_off_why(status: str, broker: str | None) -> str:
     refuses the connection (bad credentials, not authorised), else what the link does."""
     at = f" at {broker}" if broker else ""
     if status.startswith("refused"):
-        return f"the broker{at} refused the connection: {status.split(':', 1)[1].strip() or 'no reason given'}"
+        return f"the broker{at} refused the connection: {status.partition(':')[2].strip() or 'no reason given'}"
     if status == "connecting":
         return f"the broker{at} cannot be reached (not connected since the start); trying again"
     if status == "reconnecting":
