@@ -955,6 +955,7 @@ def test_a_broker_refusing_the_watcher_says_why_and_one_down_from_the_start_says
     assert ev["broker"] == f"127.0.0.1:{nobody}" and ev["topics"] == ["b/#", "c/x"], ev
     assert ev["mapped"] == ["PDU-7", "UPS-1"], ev
     assert "nothing heard from it yet" in g.message and "PDU-7, UPS-1" in g.message, g.message
+    assert sil._cut_off_why("refused", None) == "the broker refused the connection: no reason given"
 
 
 def test_an_snmp_agent_that_stops_answering_is_one_alert_not_one_per_outlet():
