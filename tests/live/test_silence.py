@@ -1054,3 +1054,75 @@ def test_a_gateway_down_that_is_ignored_or_never_commissioned_is_not_alerted():
     assert alerted({"ignore": ["A", "B"]}) == ([], None)
     assert alerted({}, heard=False) == ([], None)
     assert alerted({}, heard=False, known=["B"]) == (["gateway:127.0.0.1:1/tcp"], 120)
+
+
+def test_a_gateway_that_flaps_stays_one_alert_until_a_unit_behind_it_answers():
+    """(rgw) A gateway in a reboot loop (or on a lossy link): its TCP connection comes back for a few
+    seconds now and then, but no unit behind it answers, and it fails again. One alert for the
+    gateway from its first failed connection until a unit behind it answers again (before: ended at
+    each TCP reconnect and a new one opened at the next failure -- an ``opened`` action a flap);
+    no meter alert. Connected and answering: ended once. A gateway connected again after a short
+    outage whose units never answer is the gateway's alert too (its connection says nothing of them).
+    Moved clock; the gateway's connection state set as ``Gateway.ensure`` sets it."""
+    import pandas as pd
+
+    from wattwatch.sources import modbus as mb
+
+    now = [1.8e9]
+    p = mb.ModbusPoller("plant", [{"meter_id": m, "port": 1, "unit": i + 1, "model": "m"}
+                                  for i, m in enumerate(["A", "B"])],
+                        {"m": mb.parse_model("m", {"registers": REGS})}, interval_s=1.0)
+    w = sil.SilenceWatch(clock=lambda: now[0])
+    w.resume([p], [])
+    [g] = p.gateways.values()
+
+    def connect(ok):                                  # as Gateway.ensure leaves it
+        if ok:
+            g.counters["connects"] += 1
+            g.down_since = g.down_wall = None
+            g.down_why = ""
+        else:
+            g.counters["connect_failures"] += 1
+            if g.down_since is None:
+                g.down_since, g.down_wall = 1.0, now[0]
+            g.down_why = "connection refused or unreachable"
+
+    got = []
+
+    def run(secs, heard=()):
+        for _ in range(secs):
+            now[0] += 1.0
+            p._answered(pd.DataFrame({"meter_id": list(heard)}), now[0])
+            got.extend(w.check([p]))
+
+    connect(True)
+    run(5, ["A", "B"])
+    connect(False)
+    run(130)                                          # down past the limit: the gateway's alert
+    for _ in range(4):                                # flaps: 5 s connected (no unit answers), 40 s refused
+        connect(True)
+        run(5)
+        connect(False)
+        run(40)
+    connect(True)
+    run(5)                                            # connected, still no unit answers
+    opened = {a.id for a in got}
+    assert {a.meter_id for a in got} == {"gateway:127.0.0.1:1/tcp"}, sorted({a.meter_id for a in got})
+    assert len(opened) == 1, f"a flapping gateway was alerted {len(opened)} times"
+    assert not got[-1].evidence["ended"], "ended at a TCP reconnect with no unit answering"
+    run(3, ["A", "B"])                                # a unit answers: ended, once
+    ends = [a for a in got if a.evidence["ended"]]
+    assert len(ends) == 1 and ends[0].id in opened and ends[0].evidence["reconnected"], ends
+    run(200, ["A", "B"])
+    assert len(got) == len([a for a in got if a.id in opened]) and sum(a.evidence["ended"] for a in got) == 1
+    # A short outage (below the limit), connected again, no unit answers since: one gateway alert
+    # (not one per unit), once the limit passed since their last answer.
+    got.clear()
+    connect(False)
+    run(10)
+    connect(True)
+    run(200)
+    assert {a.meter_id for a in got} == {"gateway:127.0.0.1:1/tcp"} and len({a.id for a in got}) == 1, \
+        sorted({(a.meter_id, a.id) for a in got})
+    assert not got[-1].evidence["ended"]
+

@@ -76,8 +76,10 @@ detector ``silence``, ``evidence.kind = "gateway_down"``, ``gateway``, ``link`` 
 ``why`` (the connection's failure), ``units`` (each meter behind it and its unit id; an agent's own
 meter and its outlets), ``since`` (its first failed connection), ``last_heard``, ``down_s``,
 ``silent_s``, ``limit_s``; scored, updated and read back by a restarted watcher as a meter's (same
-start, same id). Connected again: it ends (``reconnected``) and each meter behind it is judged from
-the reconnect -- one still dead is alerted ``limit`` after it, saying when it was last heard. A
+start, same id). A unit behind it answering again ends it (``reconnected``; a TCP connection taken
+again while no unit answers -- a gateway in a reboot loop, a lossy link -- does not: one alert for
+the flaps, not one per reconnect) and each other meter behind it is judged from then -- one still
+dead is alerted ``limit`` after it, saying when it was last heard. A
 single dead unit behind a live gateway is a meter's alert as before. An action selects it with
 ``match = { detector = "silence", meter = ["gateway:*", "agent:*"] }``.
 """
@@ -331,8 +333,8 @@ class SilenceWatch:
         (``silence_links``: refused, unreachable, no answer to the connection; never inferred from
         its units' silence): the meters behind one are *held*: no meter alert opens for them (one
         already open stays and ends at its answer); the gateway gets one alert once no unit behind it
-        has answered for ``limit`` (as a meter's). Connected again: its alert ends and each meter
-        behind it is judged from the reconnect (one still dead is alerted ``limit`` after it, its
+        has answered for ``limit`` (as a meter's). Connected again and a unit behind it answering:
+        its alert ends and each meter behind it is judged from then (one still dead is alerted ``limit`` after it, its
         evidence saying when it was last heard). Returns the held meters."""
         get = getattr(s, "silence_links", None)
         links = get() if get is not None else {}
@@ -348,11 +350,21 @@ class SilenceWatch:
                     self.counters["gateways_down"] += 1
                 else:   # (its units: the poller's now, and any an earlier version named -- an SNMP
                         # agent restarted while down knows its outlets only from a walk)
-                    d["why"] = e["why"] or d["why"]
+                    d["why"] = e["why"] or d.get("failed") or d["why"]
+                    d.pop("failed", None)
                     d["units"] = list(e["units"]) + [u for u in d["units"] if u[0] not in {m for m, _ in e["units"]}]
                 held.update(members)
                 self._link_check(s, key, d, table, now, limit)
             elif e["up"] is True and d is not None:
+                # Connected again is not answering again: a gateway in a reboot loop, or on a lossy
+                # link, takes a TCP connection now and then and answers no unit. Its alert goes on
+                # (one alert for the flaps, not one per reconnect) until a unit behind it answers.
+                if not any(m in table and table[m][2] is not None and table[m][2] > d["since"] for m in members):
+                    d.setdefault("failed", d["why"])
+                    d["why"] = f"connected again, no unit behind it answers since ({d['failed'] or 'unreachable'} before)"
+                    held.update(members)
+                    self._link_check(s, key, d, table, now, limit)
+                    continue
                 del self.links[lk]
                 for m in members:
                     if (s.name, m) not in self.open:
