@@ -1,7 +1,9 @@
 """CPU of ``SilenceWatch.check`` a step (issue 16, runners/silence.py): one real ``ModbusPoller`` (no
 network: its cycles' outcomes noted as ``Poller.run`` notes them) with 1,000 meters on 50 gateways, a
 clock the script moves a second a check, half the meters silent behind live gateways (``live``: their
-alerts opened and updated), or the gateways of 400 of them down (``down``: held, one alert a gateway).
+alerts opened and updated; since rgw those 25 gateways none of whose units answers are one alert
+each), every other meter silent (``spread``: 500 meter alerts, each gateway half answering), or the
+gateways of 400 of them down (``down``: held, one alert a gateway).
 Prints the mean CPU of the last 50 of 200 checks. Compare two trees alternated in one sitting:
 
     for i in 1 2 3; do for s in /work/main/src src; do PYTHONPATH=$s python scripts/silence_check_cost.py live; done; done
@@ -35,7 +37,7 @@ def main(mode: str) -> None:
     if mode == "down" and hasattr(p, "silence_links"):
         for _, g in list(p.gateways.items())[25:45]:     # the gateways of M500-M899
             g.down_since, g.down_wall, g.down_why = 1.0, now[0], "connection refused or unreachable"
-    half = pd.DataFrame({"meter_id": ids[:500]})
+    half = pd.DataFrame({"meter_id": ids[0::2] if mode == "spread" else ids[:500]})
     tot, n = 0.0, 0
     for k in range(200):
         now[0] += 1.0

@@ -1126,3 +1126,63 @@ def test_a_gateway_that_flaps_stays_one_alert_until_a_unit_behind_it_answers():
         sorted({(a.meter_id, a.id) for a in got})
     assert not got[-1].evidence["ended"]
 
+
+def test_a_gateway_that_takes_the_connection_but_answers_no_unit_is_one_alert():
+    """(rgw) A real pymodbus gateway with units A, B, C that keeps taking TCP connections but
+    answers none of them (a serial gateway whose RS-485 side is dead): one alert for the gateway
+    (why: connected, but none of its units answers), not one per unit (before: A, B and C each);
+    D behind another gateway never. A and B answer again: the gateway's alert ends once; C, still
+    dead, is alerted on its own, the limit after it."""
+    import asyncio
+
+    from wattwatch.sources import modbus as mb
+
+    g1 = dev.start("g1", {"registers": REGS, "meters": ["A", "B", "C"], "interval_s": 0.1, "seed": 5})
+    g2 = dev.start("g2", {"registers": REGS, "meters": ["D"], "interval_s": 0.1, "seed": 6})
+    p = mb.ModbusPoller("plant", [{"meter_id": m, "port": d.port, "unit": u, "model": "m"}
+                                  for d, u, m in [(g1, 1, "A"), (g1, 2, "B"), (g1, 3, "C"), (g2, 1, "D")]],
+                        {"m": mb.parse_model("m", {"registers": REGS})}, interval_s=0.2, timeout_s=0.15, retries=0,
+                        backoff_s=0.02)
+    w = sil.SilenceWatch(sil.SilenceConfig.from_dict({"min_s": 1.0, "lost_polls": 3, "update_s": 0.3}))
+    gw = f"gateway:127.0.0.1:{g1.port}/tcp"
+    got: list = []
+
+    async def cycles(secs, until=lambda: False):
+        end = time.time() + secs
+        while time.time() < end:
+            wall = time.time()
+            p._answered(await p.poll(), wall)
+            got.extend(w.check([p]))
+            if until():
+                return True
+            await asyncio.sleep(max(0.0, wall + 0.2 - time.time()))
+        return False
+
+    async def go():
+        assert await cycles(10, lambda: all(v[2] is not None for v in p.silence.values()))
+        assert not got
+        g1.inject("drop", share=1.0)                  # every unit behind g1 silent; its TCP side answers
+        assert await cycles(15, lambda: bool(got)), "no alert for the gateway that answers no unit"
+        await cycles(1.0)
+        first = {a.meter_id for a in got}
+        assert first == {gw}, f"alerted one by one: {sorted(first)}"
+        assert p.silence_links()[gw[len("gateway:"):]]["up"] is True, "the gateway's connection failed"
+        g1.inject("drop", share=1.0, unit=3)          # A and B answer again, C is still dead
+        assert await cycles(15, lambda: any(a.evidence["ended"] for a in got)), "the gateway's alert never ended"
+        back = time.time()
+        assert await cycles(15, lambda: any(a.meter_id == "C" for a in got)), "C (dead behind a live gateway)"
+        assert time.time() - back >= 1.0 - 0.3, "C alerted at once when its gateway answered again"
+        await cycles(0.5)
+
+    try:
+        asyncio.run(go())
+    finally:
+        p.close()
+        g1.stop()
+        g2.stop()
+    ev = got[0].evidence
+    assert ev["kind"] == "gateway_down" and [u["meter_id"] for u in ev["units"]] == ["A", "B", "C"], ev
+    assert ev["why"].startswith("connected, but none of the 3 units behind it answers"), ev
+    assert {a.meter_id for a in got} == {gw, "C"} and sum(a.evidence["ended"] for a in got) == 1, \
+        sorted((a.meter_id, a.evidence["ended"]) for a in got)
+    assert len({a.id for a in got if a.meter_id == gw}) == 1

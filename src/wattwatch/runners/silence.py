@@ -325,7 +325,7 @@ class SilenceWatch:
             self.counters["ended_at_restart"] += 1
             return
         self.links[(s.name, key)] = {"since": o["since"], "why": o["why"], "units": o["units"], "alert": o,
-                                     "label": o["label"]}
+                                     "label": o["label"], "answerless": o["why"].startswith("connected, but")}
         self.counters["resumed"] += 1
 
     def _poller_links(self, s, table: dict, now: float, limit: float) -> set:
@@ -343,6 +343,14 @@ class SilenceWatch:
             lk = (s.name, key)
             d = self.links.get(lk)
             members = [m for m, _ in e["units"]]
+            if e["up"] is True and d is None and self._answerless(s, members, table, now, limit):
+                # Connected, but no unit behind it answers (a serial gateway whose RS-485 side is dead,
+                # a firmware hung above a live TCP stack): one cause, one alert, as a gateway that is down.
+                why = self._facts(s, members[0]).get("why") or "no answer"
+                d = self.links[lk] = {"since": min(table[m][1] for m in members), "units": e["units"],
+                                      "why": f"connected, but none of the {len(members)} units behind it answers ({why})",
+                                      "alert": None, "label": e.get("label", "gateway"), "answerless": True}
+                self.counters["gateways_answerless"] += 1
             if e["up"] is False:
                 if d is None:
                     d = self.links[lk] = {"since": e["since"] if e["since"] is not None else now, "why": e["why"],
@@ -352,6 +360,7 @@ class SilenceWatch:
                         # agent restarted while down knows its outlets only from a walk)
                     d["why"] = e["why"] or d.get("failed") or d["why"]
                     d.pop("failed", None)
+                    d.pop("answerless", None)
                     d["units"] = list(e["units"]) + [u for u in d["units"] if u[0] not in {m for m, _ in e["units"]}]
                 held.update(members)
                 self._link_check(s, key, d, table, now, limit)
@@ -360,8 +369,9 @@ class SilenceWatch:
                 # link, takes a TCP connection now and then and answers no unit. Its alert goes on
                 # (one alert for the flaps, not one per reconnect) until a unit behind it answers.
                 if not any(m in table and table[m][2] is not None and table[m][2] > d["since"] for m in members):
-                    d.setdefault("failed", d["why"])
-                    d["why"] = f"connected again, no unit behind it answers since ({d['failed'] or 'unreachable'} before)"
+                    if not d.get("answerless"):
+                        d.setdefault("failed", d["why"])
+                        d["why"] = f"connected again, no unit behind it answers since ({d['failed'] or 'unreachable'} before)"
                     held.update(members)
                     self._link_check(s, key, d, table, now, limit)
                     continue
@@ -376,6 +386,26 @@ class SilenceWatch:
             elif d is not None:   # restarted with its alert open, not tried yet by this run: held still
                 held.update(members)
         return held
+
+    def _answerless(self, s, members: list, table: dict, now: float, limit: float) -> bool:
+        """A connected gateway none of whose units answers: every unit behind it lost its last
+        ``lost_polls`` polls, none is alerted on its own already, and at least two that answered
+        before (this run, or the store) have been quiet for the limit -- what each would be alerted
+        for now, one by one. (A single unit: its own alert says it.)"""
+        if not self.cfg.enabled or len(members) < 2:
+            return False
+        interval = float(getattr(s, "interval_s", 0.0) or 0.0)
+        heard = 0
+        for m in members:
+            t = table.get(m)
+            if t is None or t[0] < self.cfg.lost_polls or t[1] is None or (s.name, m) in self.open:
+                return False
+            if t[2] is not None or m in self.known:
+                last = t[2] if t[2] is not None else max(self.started, t[1] - interval)
+                if now - max(last, self.relinked.get((s.name, m), -math.inf)) < limit:
+                    return False
+                heard += 1
+        return heard >= 2
 
     def _link_check(self, s, key: str, d: dict, table: dict, now: float, limit: float) -> None:
         o = d["alert"]
