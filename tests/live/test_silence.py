@@ -1186,3 +1186,36 @@ def test_a_gateway_that_takes_the_connection_but_answers_no_unit_is_one_alert():
     assert {a.meter_id for a in got} == {gw, "C"} and sum(a.evidence["ended"] for a in got) == 1, \
         sorted((a.meter_id, a.evidence["ended"]) for a in got)
     assert len({a.id for a in got if a.meter_id == gw}) == 1
+
+
+def test_a_connect_that_fails_once_after_its_unit_fell_silent_is_not_the_gateway_down():
+    """(rgw) A single unit B stops answering (its gateway keeps taking connections: each lost poll
+    drops the connection and makes a new one); 10 s later one of those connects fails (a busy
+    gateway or host: CI saw it at load 30, a 0.1 s connect timeout), the next succeeds. B is
+    alerted on its own, the limit after its last answer -- not a gateway alert that stays while B
+    is silent, nor B's alert put off by the blip. Moved clock; the connection state set as
+    ``Gateway.ensure`` sets it."""
+    import pandas as pd
+
+    from wattwatch.sources import modbus as mb
+
+    now = [1.8e9]
+    p = mb.ModbusPoller("plant", [{"meter_id": "B", "port": 1, "unit": 1, "model": "m"}],
+                        {"m": mb.parse_model("m", {"registers": REGS})}, interval_s=1.0)
+    w = sil.SilenceWatch(clock=lambda: now[0])
+    w.resume([p], [])
+    [g] = p.gateways.values()
+    g.counters["connects"] += 1
+    got = []
+    for k in range(200):
+        now[0] += 1.0
+        if k == 15:                                   # one connect fails ...
+            g.counters["connect_failures"] += 1
+            g.down_since, g.down_wall, g.down_why = 1.0, now[0], "no answer to the connection within 0.5 s"
+        elif k == 16:                                 # ... the next is taken
+            g.counters["connects"] += 1
+            g.down_since = g.down_wall = None
+        p._answered(pd.DataFrame({"meter_id": ["B"] if k < 5 else []}), now[0])
+        got += [(round(now[0] - 1.8e9), a.meter_id) for a in w.check([p]) if not a.evidence["ended"]]
+    assert {m for _, m in got} == {"B"}, sorted(set(got))
+    assert min(t for t, _ in got) == 5 + 120, got[:3]

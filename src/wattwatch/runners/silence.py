@@ -351,6 +351,8 @@ class SilenceWatch:
                                       "why": f"connected, but none of the {len(members)} units behind it answers ({why})",
                                       "alert": None, "label": e.get("label", "gateway"), "answerless": True}
                 self.counters["gateways_answerless"] += 1
+            if e["up"] is False and d is None and self._silent_before(s, members, table, e["since"]):
+                continue   # (its units fell silent well before: a connect that failed once among their lost polls)
             if e["up"] is False:
                 if d is None:
                     d = self.links[lk] = {"since": e["since"] if e["since"] is not None else now, "why": e["why"],
@@ -386,6 +388,17 @@ class SilenceWatch:
             elif d is not None:   # restarted with its alert open, not tried yet by this run: held still
                 held.update(members)
         return held
+
+    def _silent_before(self, s, members: list, table: dict, since: float | None) -> bool:
+        """Every unit heard behind a gateway had stopped answering ``lost_polls`` polls before its
+        connection first failed: that failure (a connect timed out once on a busy gateway or host,
+        among the reconnects after their lost polls) is not why they are silent -- they are judged
+        as before (their own alerts, or one for a gateway that answers none of them)."""
+        if since is None:
+            return False
+        before = since - self.cfg.lost_polls * float(getattr(s, "interval_s", 0.0) or 0.0)
+        heard = [table.get(m) for m in members if m in self.known or (m in table and table[m][2] is not None)]
+        return bool(heard) and all(t is not None and t[1] is not None and t[1] < before for t in heard)
 
     def _answerless(self, s, members: list, table: dict, now: float, limit: float) -> bool:
         """A connected gateway none of whose units answers: every unit behind it lost its last
