@@ -14,7 +14,7 @@ profiles every device on its first minute before any fault, and sees each fault 
    70   open CT on phase 1 of ``tcp-2`` (SENSOR_FAULT family: current 0 under voltage)
    75   neutral bypass on ``tcp-1`` and the first MQTT meter (ERR_IMBAL_LIMIT_EXCEEDED)
    80   ``tcp-3`` answers 250 ms late (WARN_LINK_SLOW)
-   85   the serial gateway goes down (its meters' polls are lost: ALRM_PKT_LOSS_CRIT; silent after 10 s) ...
+   85   the serial gateway goes down (its meters' polls are lost: ALRM_PKT_LOSS_CRIT; one gateway alert after 10 s) ...
    90   outlet 2 of the SNMP PDU draws 16 A (stored; SPEC has no over-current code)
    95   the UPS loses its input and runs on battery (input voltage 0: INFO_SUPPLY_OUTAGE)
   100   ... the serial gateway comes back (reconnect)
@@ -147,7 +147,7 @@ class Demo:
                  f'[store]\npath = "{(self.folder / "demo.duckdb").as_posix()}"', "",
                  "[stream]\ncheckpoint_s = 5.0", "",
                  # The silence watch at demo speed: the serial gateway's 15 s down (t 85-100) is said
-                 # after 10 s (a site's default is 120 s: runners/silence.py; at 5 s a loaded laptop's
+                 # after 10 s, one alert for the gateway (gateway:HOST:PORT/rtu) (a site's default is 120 s: runners/silence.py; at 5 s a loaded laptop's
                  # late polls of tcp-3, 250 ms slow, made 6-s "silences").
                  "[silence]\nmin_s = 10.0", ""]
         for k, v in DETECTOR_CONFIG.items():

@@ -21,8 +21,8 @@ switch's spanning-tree reconvergence or a DHCP renewal is over within a minute o
 facility team for those is noise; "gateway X stopped answering" is still said within ~2 minutes of
 the last answer at a 1-60 s poll (3 polls at 5 min: 15 min).
 
-Each silent meter gets one alert (a whole gateway silent: one per meter behind it, evidence naming
-the gateway): code ``ALRM_PKT_LOSS_CRIT`` (a lost poll is a missing reading, SPEC §3), detector
+Each silent meter gets one alert (a gateway that cannot be reached: one for the gateway, below):
+code ``ALRM_PKT_LOSS_CRIT`` (a lost poll is a missing reading, SPEC §3), detector
 ``silence``, start = the first lost poll (push: the first reading that did not come), evidence
 ``kind = "silent"``, ``source``, ``lost`` (polls lost in a row / readings missed), ``since``,
 ``last_heard``, ``silent_s``, ``limit_s`` and, for Modbus, ``gateway``, ``unit`` and ``why`` (the
@@ -58,7 +58,30 @@ code (its meters' readings are missing), detector ``silence``, ``evidence.kind =
 start = when the watch first saw it cut off, ``status`` (the source's: ``reconnecting``,
 ``refused: ...``), ``meters`` (its push meters waiting), ``down_s``, ``limit_s``; updated as a
 meter's, ended at the reconnect (``reconnected``), read back by a restarted watcher as the meters'
-are (same start, same id).
+are (same start, same id). Its ``why`` says the cause from the source's status: the broker's own
+refusal reason (``refused: Not authorized``: bad credentials, not authorised), the connection
+lost, or the broker not reached since the start; ``broker``, ``topics`` and ``mapped`` (the meters
+its topic map names) say what it is configured to hear, and ``meters`` how many of its meters were
+heard (absent when none was: a source down from the start has heard nothing yet, which is not "0
+meters").
+
+**A poller's gateway that cannot be reached** (Modbus/TCP or RTU-over-TCP gateway: connections
+refused, unreachable, or no answer to the connection; an SNMP agent that answers none of its
+requests, or refuses the credentials) does not page each meter behind it: the poller's own
+connection state (``silence_links``; never a guess from its units going quiet together) says the
+gateway is down, and while it is no meter behind it is *opened* silent (one already alerted stays
+and ends at its answer). The gateway gets one alert once no unit behind it has answered for the
+meters' limit: ``meter_id`` ``gateway:HOST:PORT/FRAMING`` (SNMP: ``agent:DEVICE``), the same code,
+detector ``silence``, ``evidence.kind = "gateway_down"``, ``gateway``, ``link`` (gateway, agent),
+``why`` (the connection's failure), ``units`` (each meter behind it and its unit id; an agent's own
+meter and its outlets), ``since`` (its first failed connection), ``last_heard``, ``down_s``,
+``silent_s``, ``limit_s``; scored, updated and read back by a restarted watcher as a meter's (same
+start, same id). A unit behind it answering again ends it (``reconnected``; a TCP connection taken
+again while no unit answers -- a gateway in a reboot loop, a lossy link -- does not: one alert for
+the flaps, not one per reconnect) and each other meter behind it is judged from then -- one still
+dead is alerted ``limit`` after it, saying when it was last heard. A
+single dead unit behind a live gateway is a meter's alert as before. An action selects it with
+``match = { detector = "silence", meter = ["gateway:*", "agent:*"] }``.
 """
 
 from __future__ import annotations
@@ -84,6 +107,7 @@ DETECTOR = "silence"
 KIND = "silent"
 SOURCE_KIND = "source_down"     # a push source cut off from its broker (one alert for the source)
 SOURCE_PREFIX = "source:"       # its alert's meter_id: source:NAME
+LINK_KIND = "gateway_down"      # a poller's gateway (Modbus) or agent (SNMP) that cannot be reached: one alert
 
 
 @dataclass
@@ -172,10 +196,16 @@ class SilenceWatch:
         self.push: dict[tuple[str, str], _Push] = {}
         self.open: dict[tuple[str, str], dict] = {}     # (source, meter) -> the open alert's facts
         self.known: set[str] = set()                    # meters the store had readings of at start
+        self.known_at: dict[str, float] = {}            # ... and their newest reading's time (epoch s)
         self.counters: Counter = Counter()
         self._out: dict[str, Alert] = {}
         # Push sources cut off from their broker: name -> {"since", "status", "alert": open facts or None}
         self.down: dict[str, dict] = {}
+        # A poller's gateways (agents) its connection state says are down: (source, key) ->
+        # {"since", "why", "units", "alert": open facts or None}; and the meters behind one that came
+        # back, their silence counted from the reconnect: (source, meter) -> its wall time.
+        self.links: dict[tuple[str, str], dict] = {}
+        self.relinked: dict[tuple[str, str], float] = {}
 
     # ------------------------------------------------------------------ start / resume
 
@@ -186,6 +216,9 @@ class SilenceWatch:
         stays silent, or is ended by its first answer. One whose meter this site no longer polls,
         or with the watch turned off, is ended now (``evidence.ended_because``)."""
         self.known = {str(m) for m in known}
+        # (the engine hands its newest reading per meter, epoch us: a polled meter not heard in this
+        # run says that as its last_heard, not nothing)
+        self.known_at = {str(m): float(v) / 1e6 for m, v in known.items()} if isinstance(known, dict) else {}
         by = {s.name: s for s in sources}
         # The push meters the checkpoint had a cadence of: watched from this run's start (their
         # silence counted from it: a watcher down for an hour does not find every meter silent).
@@ -199,6 +232,9 @@ class SilenceWatch:
             ev = a.evidence
             if a.detector == DETECTOR and ev.get("kind") == SOURCE_KIND and not ev.get("ended"):
                 self._resume_source(a, by.get(ev.get("source")))
+                continue
+            if a.detector == DETECTOR and ev.get("kind") == LINK_KIND and not ev.get("ended"):
+                self._resume_link(a, by.get(ev.get("source")))
                 continue
             if a.detector != DETECTOR or ev.get("kind") != KIND or ev.get("ended"):
                 continue
@@ -256,8 +292,196 @@ class SilenceWatch:
             self._out[a.id] = Alert(**{**a.__dict__, "evidence": {**ev, "ended": True, "ended_because": why}})
             self.counters["ended_at_restart"] += 1
             return
+        o.update(_configured(s))   # (an ended version at the first check says its broker too)
         self.down[s.name] = {"since": o["since"], "status": o["status"], "alert": o}
         self.counters["resumed"] += 1
+
+    def _resume_link(self, a: Alert, s) -> None:
+        """A stored open ``gateway_down`` alert: goes on (same start, same id) while the gateway's
+        connection is down (or not tried yet by this run), ended once it connects
+        (:meth:`_poller_links`)."""
+        if s is None:
+            return   # its source left the site config: the engine ends it (resume_sources)
+        ev = a.evidence
+        key = str(ev.get("gateway", ""))
+        links = s.silence_links() if hasattr(s, "silence_links") else {}
+        why = None
+        if not self.cfg.enabled:
+            why = "the silence watch is turned off ([silence] enabled = false)"
+        elif key not in links:
+            why = "the gateway is no longer polled by this source"
+        try:
+            o = {"since": _epoch(a.start), "end": _epoch(a.end), "limit_s": float(ev["limit_s"]),
+                 "heard": _epoch(ev.get("last_heard")), "why": str(ev.get("why", "")),
+                 "label": a.meter_id.split(":")[0],
+                 "units": [(str(u["meter_id"]), u.get("unit")) for u in ev.get("units", [])],
+                 "written": self.started, "severity": a.severity}
+        except (KeyError, TypeError, ValueError):
+            why = why or "the stored alert lacks what the silence watch needs to go on with it"
+            o = None
+        if why is not None:
+            log.warning("silence: open alert %s of %s ended at the restart: %s", a.id, a.meter_id, why)
+            self._out[a.id] = Alert(**{**a.__dict__, "evidence": {**ev, "ended": True, "ended_because": why}})
+            self.counters["ended_at_restart"] += 1
+            return
+        self.links[(s.name, key)] = {"since": o["since"], "why": o["why"], "units": o["units"], "alert": o,
+                                     "label": o["label"], "answerless": o["why"].startswith("connected, but")}
+        self.counters["resumed"] += 1
+
+    def _poller_links(self, s, table: dict, now: float, limit: float) -> set:
+        """A poller's gateways (agents) whose connection is down, from its own connection state
+        (``silence_links``: refused, unreachable, no answer to the connection; never inferred from
+        its units' silence): the meters behind one are *held*: no meter alert opens for them (one
+        already open stays and ends at its answer); the gateway gets one alert once no unit behind it
+        has answered for ``limit`` (as a meter's). Connected again and a unit behind it answering:
+        its alert ends and each meter behind it is judged from then (one still dead is alerted ``limit`` after it, its
+        evidence saying when it was last heard). Returns the held meters."""
+        get = getattr(s, "silence_links", None)
+        links = get() if get is not None else {}
+        held: set = set()
+        for key, e in links.items():
+            lk = (s.name, key)
+            d = self.links.get(lk)
+            members = [m for m, _ in e["units"]]
+            if e["up"] is True and d is None and self._answerless(s, members, table, now, limit):
+                # Connected, but no unit behind it answers (a serial gateway whose RS-485 side is dead,
+                # a firmware hung above a live TCP stack): one cause, one alert, as a gateway that is down.
+                why = self._facts(s, members[0]).get("why") or "no answer"
+                d = self.links[lk] = {"since": min(table[m][1] for m in members), "units": e["units"],
+                                      "why": f"connected, but none of the {len(members)} units behind it answers ({why})",
+                                      "alert": None, "label": e.get("label", "gateway"), "answerless": True}
+                self.counters["gateways_answerless"] += 1
+            if e["up"] is False and d is None and self._silent_before(s, members, table, e["since"]):
+                continue   # (its units fell silent well before: a connect that failed once among their lost polls)
+            if e["up"] is False:
+                if d is None:
+                    d = self.links[lk] = {"since": e["since"] if e["since"] is not None else now, "why": e["why"],
+                                          "units": e["units"], "alert": None, "label": e.get("label", "gateway")}
+                    self.counters["gateways_down"] += 1
+                else:   # (its units: the poller's now, and any an earlier version named -- an SNMP
+                        # agent restarted while down knows its outlets only from a walk)
+                    d["why"] = e["why"] or d.get("failed") or d["why"]
+                    d.pop("failed", None)
+                    d.pop("answerless", None)
+                    d["units"] = list(e["units"]) + [u for u in d["units"] if u[0] not in {m for m, _ in e["units"]}]
+                held.update(members)
+                self._link_check(s, key, d, table, now, limit)
+            elif e["up"] is True and d is not None:
+                # Connected again is not answering again: a gateway in a reboot loop, or on a lossy
+                # link, takes a TCP connection now and then and answers no unit. Its alert goes on
+                # (one alert for the flaps, not one per reconnect) until a unit behind it answers.
+                if not any(m in table and table[m][2] is not None and table[m][2] > d["since"] for m in members):
+                    if not d.get("answerless"):
+                        d.setdefault("failed", d["why"])
+                        d["why"] = f"connected again, no unit behind it answers since ({d['failed'] or 'unreachable'} before)"
+                    held.update(members)
+                    self._link_check(s, key, d, table, now, limit)
+                    continue
+                del self.links[lk]
+                for m in members:
+                    if (s.name, m) not in self.open:
+                        self.relinked[(s.name, m)] = now
+                if d["alert"] is not None:
+                    self._end_link(s, key, d, now)
+                log.log(logging.WARNING if d["alert"] is not None else logging.INFO,
+                        "silence: %s: gateway %s connected again after %.0f s", s.name, key, now - d["since"])
+            elif d is not None:   # restarted with its alert open, not tried yet by this run: held still
+                held.update(members)
+        return held
+
+    def _silent_before(self, s, members: list, table: dict, since: float | None) -> bool:
+        """Every unit heard behind a gateway had stopped answering ``lost_polls`` polls before its
+        connection first failed: that failure (a connect timed out once on a busy gateway or host,
+        among the reconnects after their lost polls) is not why they are silent -- they are judged
+        as before (their own alerts, or one for a gateway that answers none of them)."""
+        if since is None:
+            return False
+        before = since - self.cfg.lost_polls * float(getattr(s, "interval_s", 0.0) or 0.0)
+        heard = [table.get(m) for m in members if m in self.known or (m in table and table[m][2] is not None)]
+        return bool(heard) and all(t is not None and t[1] is not None and t[1] < before for t in heard)
+
+    def _answerless(self, s, members: list, table: dict, now: float, limit: float) -> bool:
+        """A connected gateway none of whose units answers: every unit behind it lost its last
+        ``lost_polls`` polls, none is alerted on its own already, and at least two that answered
+        before (this run, or the store) have been quiet for the limit -- what each would be alerted
+        for now, one by one. (A single unit: its own alert says it.)"""
+        if not self.cfg.enabled or len(members) < 2:
+            return False
+        interval = float(getattr(s, "interval_s", 0.0) or 0.0)
+        heard = 0
+        for m in members:
+            t = table.get(m)
+            if t is None or t[0] < self.cfg.lost_polls or t[1] is None or (s.name, m) in self.open:
+                return False
+            if t[2] is not None or m in self.known:
+                last = t[2] if t[2] is not None else max(self.started, t[1] - interval)
+                if now - max(last, self.relinked.get((s.name, m), -math.inf)) < limit:
+                    return False
+                heard += 1
+        return heard >= 2
+
+    def _link_check(self, s, key: str, d: dict, table: dict, now: float, limit: float) -> None:
+        o = d["alert"]
+        run = [table[m][2] for m, _ in d["units"] if m in table and table[m][2] is not None]
+        run = max(run) if run else None     # its units' last answer in this run
+        # (for the evidence: else the newest reading the store has of them)
+        old = [self.known_at[m] for m, _ in d["units"] if m in self.known_at]
+        last = run if run is not None else max(old) if old else None
+        if o is None:
+            mid = f"{d['label']}:{key}"
+            if not self.cfg.enabled or self._ignored(mid) or all(self._ignored(m) for m, _ in d["units"]):
+                return   # (``ignore`` names it, or every meter behind it)
+            if run is None and not any(m in self.known for m, _ in d["units"]):
+                return   # no unit behind it ever heard: not commissioned (the source's log says it unreachable)
+            # (as a meter's: from its last answer in this run, else this run's start: a watcher away
+            # an hour does not page at once for a gateway that failed a second before its start)
+            if now - (run if run is not None else max(self.started, d["since"])) < limit:
+                return
+            o = d["alert"] = {"since": d["since"], "end": now, "limit_s": limit, "heard": last}
+            self.counters["gateway_alerts"] += 1
+        else:
+            if last is not None and (o["heard"] is None or last > o["heard"]):
+                o["heard"] = last
+            o["end"] = now
+            if now - o.get("written", 0.0) < self.cfg.update_s and _severity(o) == o.get("severity"):
+                return
+            self.counters["updated"] += 1
+        o["why"], o["units"], o["label"] = d["why"], d["units"], d["label"]
+        a = self._link_alert(s.name, key, o, ended=False)
+        new = "written" not in o
+        o["written"], o["severity"] = now, a.severity
+        self._out[a.id] = a
+        if new:
+            log.warning("%s: %s", s.name, a.message)
+
+    def _end_link(self, s, key: str, d: dict, now: float) -> None:
+        o = d["alert"]
+        o["end"] = max(o["since"], now)
+        a = self._link_alert(s.name, key, o, ended=True, reconnected=now)
+        self._out[a.id] = a
+        self.counters["ended"] += 1
+
+    def _link_alert(self, name: str, key: str, o: dict, ended: bool, reconnected: float | None = None) -> Alert:
+        from wattwatch.codes import severity
+
+        silent_s, score = _score(o)
+        units = [{"meter_id": m, "unit": u} for m, u in o.get("units") or []]
+        what = o.get("label", "gateway")
+        ev = {"kind": LINK_KIND, "source": name, "gateway": key, "link": what, "why": o.get("why") or "unreachable",
+              "units": units, "meters": len(units), "since": iso(_ts(o["since"])),
+              "last_heard": iso(_ts(o["heard"])) if o["heard"] is not None else None,
+              "down_s": round(max(0.0, o["end"] - o["since"]), 1), "silent_s": round(silent_s, 1),
+              "limit_s": round(o["limit_s"], 3), "ended": ended}
+        if reconnected is not None:
+            ev["reconnected"] = iso(_ts(reconnected))
+        behind = ", ".join(f"{u['meter_id']} (unit {u['unit']})" if u["unit"] is not None else u["meter_id"]
+                           for u in units[:8]) + (f" and {len(units) - 8} more" if len(units) > 8 else "")
+        msg = (f"{what} {key} unreachable for {ev['down_s']:.0f} s ({ev['why']}): no reading from the "
+               f"{len(units)} meter(s) behind it: {behind}" if not ended else
+               f"{what} {key} was unreachable {ev['down_s']:.0f} s; answering again (a meter behind it still "
+               "silent after the limit is alerted on its own)")
+        return Alert(meter_id=f"{what}:{key}", start=iso(_ts(o["since"])), end=iso(_ts(o["end"])), code=CODE,
+                     severity=severity(CODE, score), score=score, detector=DETECTOR, message=msg, evidence=ev)
 
     def _links(self, sources: list, now: float) -> None:
         """Which push sources are cut off from their broker (see the module): one seen cut off is
@@ -360,9 +584,15 @@ class SilenceWatch:
             if table is not None:
                 interval = float(getattr(s, "interval_s", 0.0) or 0.0)
                 limit = max(c.min_s, c.lost_polls * interval)
-                for m, (lost, since, heard) in list(table.items()):
+                table = dict(table)    # (a snapshot: the event loop's thread writes it)
+                held = self._poller_links(s, table, now, limit) if interval <= c.max_cadence_s else set()
+                for m, (lost, since, heard) in table.items():
                     key = (s.name, m)
                     o = self.open.get(key)
+                    back = self.relinked.get(key)
+                    if back is not None and heard is not None and heard >= back:
+                        del self.relinked[key]     # answered since its gateway came back
+                        back = None
                     if o is not None:
                         if heard is not None and heard > o["since"] and (lost == 0 or since is None or since > o["since"]):
                             self._end(key, o, heard, s)
@@ -376,12 +606,16 @@ class SilenceWatch:
                     if not c.enabled or lost < c.lost_polls or since is None or interval > c.max_cadence_s \
                             or self._ignored(m):
                         continue
+                    if m in held:
+                        continue   # its gateway is down: the gateway's alert says it (_poller_links)
                     if heard is None and m not in self.known:
                         continue   # never heard: not commissioned (the source's counters say it)
-                    quiet = now - (heard if heard is not None else max(self.started, since - interval))
+                    quiet = now - max(heard if heard is not None else max(self.started, since - interval),
+                                      back if back is not None else -math.inf)
                     if quiet >= limit:
                         self._open(key, {"since": since, "end": now, "lost0": 0, "lost": lost, "limit_s": limit,
-                                         "cadence_s": interval, "heard": heard, "facts": self._facts(s, m)}, s, now)
+                                         "cadence_s": interval, "heard": heard if heard is not None else
+                                         self.known_at.get(m), "facts": self._facts(s, m)}, s, now)
             elif _is_push(s):
                 expect = c.expect_s.get(s.name)
                 d = self.down.get(s.name)
@@ -440,6 +674,8 @@ class SilenceWatch:
         for d in self.down.values():
             if d["alert"] is None:   # (an open one keeps its start: its id)
                 d["since"] += step
+        for k in self.relinked:
+            self.relinked[k] += step
 
     def _facts(self, s, m) -> dict:
         f = getattr(s, "silence_facts", None)
@@ -505,6 +741,7 @@ class SilenceWatch:
                 return
             o = d["alert"] = {"since": d["since"], "end": now, "limit_s": self.cfg.min_s, "status": d["status"],
                               "meters": n}
+            o.update(_configured(s))
             a = self._source_alert(s.name, o, ended=False)
             o["written"], o["severity"] = now, a.severity
             self._out[a.id] = a
@@ -512,6 +749,7 @@ class SilenceWatch:
             log.warning("%s: %s", s.name, a.message)
             return
         o["end"], o["status"], o["meters"] = now, d["status"], max(n, o.get("meters", 0))
+        o.update(_configured(s))
         if now - o.get("written", 0.0) < self.cfg.update_s and _severity(_as_silent(o)) == o.get("severity"):
             return
         a = self._source_alert(s.name, o, ended=False)
@@ -530,13 +768,30 @@ class SilenceWatch:
         from wattwatch.codes import severity
 
         down_s, score = _score(_as_silent(o))
-        ev = {"kind": SOURCE_KIND, "source": name, "status": o["status"], "meters": int(o["meters"]),
+        n = int(o.get("meters") or 0)
+        why = _cut_off_why(o["status"], o.get("broker"))
+        ev = {"kind": SOURCE_KIND, "source": name, "status": o["status"], "why": why,
               "since": iso(_ts(o["since"])), "down_s": round(down_s, 1), "limit_s": round(o["limit_s"], 3),
               "ended": ended}
+        # Its meters waiting: those heard (or kept by the checkpoint); none heard yet (cut off since
+        # the start), what is configured instead -- its topics and the meters its topic map names --
+        # not a "0 meters" that reads as a source with nothing behind it.
+        if n:
+            ev["meters"] = n
+        for k in ("broker", "topics", "mapped"):
+            if o.get(k):
+                ev[k] = o[k]
         if reconnected is not None:
             ev["reconnected"] = iso(_ts(reconnected))
-        msg = (f"source {name} cut off from its broker for {down_s:.0f} s ({o['status']}): no reading of its "
-               f"{int(o['meters'])} meters can arrive; they are judged silent only once it is back" if not ended else
+        if n:
+            what = f"no reading of its {n} meter(s) can arrive"
+        else:
+            mapped = o.get("mapped") or []
+            what = ("nothing heard from it yet in this run (topics " + ", ".join(o.get("topics") or ["?"])
+                    + (f"; meters mapped: {', '.join(mapped[:8])}" + (f" and {len(mapped) - 8} more" if len(mapped) > 8
+                                                                      else "") if mapped else "") + ")")
+        msg = (f"source {name} cut off from its broker for {down_s:.0f} s ({why}): {what}; its meters are "
+               "judged silent only once it is back" if not ended else
                f"source {name} was cut off from its broker {down_s:.0f} s; connected again (its meters' queued "
                "readings arrive now; one still silent after the limit is alerted)")
         return Alert(meter_id=SOURCE_PREFIX + name, start=iso(_ts(o["since"])), end=iso(_ts(o["end"])), code=CODE,
@@ -566,16 +821,45 @@ class SilenceWatch:
         out += [{"meter_id": SOURCE_PREFIX + src, "source": src, "since": iso(_ts(d["since"])), "lost": 0,
                  "why": f"cut off from its broker ({d['status']})"} for src, d in list(self.down.items())
                 if d["alert"] is not None]
+        out += [{"meter_id": f"{d['label']}:{key}", "source": src, "since": iso(_ts(d["since"])), "lost": 0,
+                 "why": f"{d['label']} unreachable ({d['why'] or 'down'}): {len(d['units'])} meter(s) behind it"}
+                for (src, key), d in list(self.links.items()) if d["alert"] is not None]
         return sorted(out, key=lambda r: r["since"])
 
     def view(self) -> dict:
-        return {"silent": len(self.open), "cut_off": len(self.down), **self.counters}
+        return {"silent": len(self.open), "cut_off": len(self.down),
+                "gateways_unreachable": sum(d["alert"] is not None for d in self.links.values()), **self.counters}
 
 
 def _push_facts(s) -> dict:
     """A push source that is not subscribed (its broker down, refused) is why its meters are silent."""
     st = str(getattr(s, "status", ""))
     return {} if st in ("subscribed", "connected", "") else {"why": f"source {st}"}
+
+
+def _configured(s) -> dict:
+    """What a push source is configured to hear: its broker, topics and the meters its topic map names."""
+    out = {}
+    if getattr(s, "host", None):
+        out["broker"] = f"{s.host}:{getattr(s, 'port', '')}"
+    if getattr(s, "topics", None):
+        out["topics"] = [str(t) for t in s.topics]
+    if getattr(s, "meters", None):
+        out["mapped"] = sorted({str(m) for m in s.meters.values()})
+    return out
+
+
+def _cut_off_why(status: str, broker: str | None) -> str:
+    """Why a push source is cut off, from its status: the broker's own refusal reason when it
+    refuses the connection (bad credentials, not authorised), else what the link does."""
+    at = f" at {broker}" if broker else ""
+    if status.startswith("refused"):
+        return f"the broker{at} refused the connection: {status.partition(':')[2].strip() or 'no reason given'}"
+    if status == "connecting":
+        return f"the broker{at} cannot be reached (not connected since the start); trying again"
+    if status == "reconnecting":
+        return f"the connection to the broker{at} was lost; reconnecting"
+    return status
 
 
 def _link_up(s) -> bool | None:

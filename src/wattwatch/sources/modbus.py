@@ -397,6 +397,10 @@ class Gateway:
         self.counters: Counter = Counter()
         self.current: Device | None = None
         self.down_since: float | None = None
+        # The silence watch's view of the link (runners/silence.py): when (wall time) the gateway
+        # first failed to connect and why; a gateway never tried says nothing yet.
+        self.down_wall: float | None = None
+        self.down_why = ""
         self.wire = _Wire(self)
         self.failures = 0
         self.next_try = 0.0
@@ -424,6 +428,7 @@ class Gateway:
             self.host, port=self.port, framer=FramerType.RTU if self.framing == "rtu" else FramerType.SOCKET,
             timeout=self.timeout_s, retries=0, reconnect_delay=0, reconnect_delay_max=0,
             trace_packet=self.wire)
+        t0 = time.monotonic()
         try:
             ok = await asyncio.wait_for(self.client.connect(), self.timeout_s)
         except (asyncio.TimeoutError, OSError):
@@ -433,7 +438,8 @@ class Gateway:
                 self.count("reconnects")
                 log.info("%s: gateway %s reconnected", self.owner.name, self.key)
             self.counters["connects"] += 1
-            self.down_since = None
+            self.down_since = self.down_wall = None
+            self.down_why = ""
             self.failures = 0
             self.next_try = 0.0
             return True
@@ -444,9 +450,14 @@ class Gateway:
         o = self.owner
         cap = max(4 * o.interval_s, 1.0)
         self.next_try = time.monotonic() + min(o.backoff_s * (2 ** (self.failures - 1)), cap)
+        # (pymodbus returns False for a refused connection and a connect that timed out alike, the
+        # reason only in its log: one that failed well within the timeout was refused or unreachable.)
+        self.down_why = ("no answer to the connection within %.1f s" % self.timeout_s
+                         if time.monotonic() - t0 >= 0.9 * self.timeout_s else "connection refused or unreachable")
         if self.down_since is None:
             self.down_since = time.monotonic()
-            log.warning("%s: gateway %s unreachable", self.owner.name, self.key)
+            self.down_wall = time.time()
+            log.warning("%s: gateway %s unreachable (%s)", self.owner.name, self.key, self.down_why)
         self.client.close()
         self.client = None
         return False
@@ -594,6 +605,24 @@ class ModbusPoller(Poller):
         last poll was lost."""
         d = self._by_meter.get(meter)
         return {} if d is None else {"gateway": d.gateway, "unit": d.unit, "why": d.why or "no answer"}
+
+    def silence_links(self) -> dict:
+        """Per gateway, what the silence watch needs to tell a gateway that is down from the units
+        behind it (runners/silence.py): ``up`` -- the connection state: False while the gateway
+        fails to connect (refused, unreachable, no answer to the connection: the poller's own
+        state, not a guess from its units' silence), True once it connected and has not failed
+        since, None before this run first tried it; ``since`` (wall time it first failed),
+        ``why`` and its ``units`` (meter, unit id), in configured order."""
+        out = {}
+        for d in self.devices:
+            g = self.gateways[d.gateway]
+            e = out.get(g.key)
+            if e is None:
+                tried = g.counters["connects"] or g.counters["connect_failures"]
+                e = out[g.key] = {"up": None if not tried else g.down_since is None, "since": g.down_wall,
+                                  "why": g.down_why, "units": []}
+            e["units"].append((d.meter_id, d.unit))
+        return out
 
     def _wrong_unit(self, gw: Gateway, asked: int, answered: int) -> None:
         """An answer stamped with another unit id than asked (units swapped on a serial bus, a bridge

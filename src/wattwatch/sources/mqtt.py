@@ -132,14 +132,23 @@ class MqttSource(Source):
         self._acks: list[tuple[int, int]] = []
         self._lock = threading.Lock()
         self._client = None
+        self.refused: str | None = None   # the broker's reason while it refuses the connection (paho's thread)
 
     # ---------------------------------------------------------------- paho callbacks (its thread)
 
     def _on_connect(self, client, userdata, flags, reason, properties=None):
         if getattr(reason, "is_failure", False):
+            # paho calls on_disconnect right after a refused CONNACK: the reason is kept for it
+            # (the silence watch's source alert says why the broker refused, not "reconnecting").
+            self.refused = str(reason)
             self.status = f"refused: {reason}"
             self.counters["refused"] += 1
+            n = self.counters["refused"]
+            if logged_nth(n):
+                log.error("%s: the broker %s:%d refused the connection (#%d): %s", self.name, self.host, self.port,
+                          n, reason)
             return
+        self.refused = None
         self.counters["connects"] += 1
         client.subscribe([(t, self.qos) for t in self.topics])
         self.status = "connected"
@@ -157,8 +166,18 @@ class MqttSource(Source):
 
     def _on_disconnect(self, client, userdata, flags, reason, properties=None):
         self.counters["disconnects"] += 1
+        if self.refused is not None:   # the end of a refused attempt: still refused, tried again
+            self.status = f"refused: {self.refused}"
+            return
         self.status = "reconnecting"
         log.warning("%s: disconnected from %s:%d (%s); reconnecting", self.name, self.host, self.port, reason)
+
+    def _on_connect_fail(self, client, userdata):
+        """The broker could not be reached (refused at TCP, unreachable, TLS): a refusal said before
+        is no longer why."""
+        if self.refused is not None:
+            self.refused = None
+            self.status = "reconnecting"
 
     def _on_message(self, client, userdata, msg):
         self.counters["messages"] += 1
@@ -334,6 +353,7 @@ class MqttSource(Source):
                       cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
+        c.on_connect_fail = self._on_connect_fail
         c.on_message = self._on_message
         c.on_subscribe = self._on_subscribe
         c.reconnect_delay_set(0.2, 5)

@@ -295,6 +295,12 @@ class Device:
     reset_at: float = 0.0       # monotonic time of the last rediscovery
     asked: bool = False         # this cycle: its poll got its turn (past max_concurrent) and sent a request
     heard: bool = False         # this cycle: one of its requests was answered
+    # The silence watch's view of the agent (runners/silence.py, ``SnmpSource.silence_links``): when
+    # (wall time) it stopped answering at all and why; the meters its polls gave (its own, its rows').
+    down_wall: float | None = None
+    down_why: str = ""
+    tried: bool = False
+    meters: set = field(default_factory=set)
 
     @property
     def credentials(self) -> tuple:
@@ -476,6 +482,22 @@ class SnmpSource(Poller):
 
     def polled_meters(self) -> list[str]:
         return [d.name for d in self.devices]   # its scalars' meter (its outlets are NAME/...)
+
+    def _agent_down(self, dev: Device, why: str) -> None:
+        if dev.down_wall is None:
+            dev.down_wall = time.time()
+        dev.down_why = why
+
+    def silence_links(self) -> dict:
+        """Per device (agent), what the silence watch needs to tell an agent that does not answer at
+        all from its outlets (runners/silence.py): ``up`` False while its last poll got no answer to
+        any request (timeouts, or the credentials refused: the agent's own state, every meter it
+        gives lost by the one cause), True once one was answered, None before this run asked it;
+        ``since`` (wall time), ``why`` and its ``units``: its own meter and each row meter its polls
+        gave (outlets), unit None."""
+        return {d.name: {"up": None if not d.tried else d.down_wall is None, "since": d.down_wall, "why": d.down_why,
+                         "label": "agent", "units": [(m, None) for m in [d.name, *sorted(d.meters - {d.name})]]}
+                for d in self.devices}
 
     def _watch_speed(self, dev: Device) -> None:
         """A device whose response time climbs (a long cable run, an overloaded agent or gateway) is
@@ -661,6 +683,12 @@ class SnmpSource(Poller):
                             rows.append({"meter_id": meter_name(t, dev.name, idx), "ts": ts, **inherit, **vals})
             except _Refused as exc:
                 dev.failing += 1
+                dev.tried = True
+                if exc.kind in ("timeouts", "auth_failures") and not dev.heard:   # the agent answered nothing
+                    self._agent_down(dev, "no answer to its requests" if exc.kind == "timeouts" else
+                                     f"refused the credentials: {exc}")
+                elif dev.heard:                                                    # it answers (a bad cell, a bad walk)
+                    dev.down_wall, dev.down_why = None, ""
                 if exc.kind in ("timeouts", "auth_failures"):
                     self._maybe_rediscover(dev)
                 dev.counters[exc.kind] += 1
@@ -674,6 +702,9 @@ class SnmpSource(Poller):
                                 exc.kind.rstrip("s").replace("_", " "), n, exc)
                 return []
             dev.failing = 0
+            dev.tried = True
+            dev.down_wall, dev.down_why = None, ""
+            dev.meters.update(r["meter_id"] for r in rows)
             took = (time.monotonic() - t0) * 1000.0
             dev.response_ms.append(took)
             self._watch_speed(dev)
@@ -720,8 +751,12 @@ class SnmpSource(Poller):
                 d = tasks[t]
                 if d.heard:
                     d.failing = 0
+                    d.tried = True
+                    d.down_wall, d.down_why = None, ""
                 elif d.asked:
                     d.failing += 1
+                    d.tried = True
+                    self._agent_down(d, "no answer within the poll cycle")
                     self._maybe_rediscover(d)
         ok = sum(d.status == "ok" for d in self.devices)
         self.status = f"{ok}/{len(self.devices)} answering"
