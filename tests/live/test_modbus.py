@@ -330,7 +330,9 @@ def test_fleet_replayed_through_modbus_devices_and_watched_equals_detect(tmp_pat
     meters = sorted(frame["meter_id"].astype(str).unique())
     d = dev.start("fleet", {"registers": regs, "replay": frame, "meters": meters, "cycle_s": 900})
     db = tmp_path / "live.duckdb"
-    site = {"sources": [{"type": "modbus", "name": "fleet", "interval_s": 0.01, "timeout_s": 1.0, "deadline_s": 2.0,
+    # (flaky) timeout_s 10 and deadline_s 30 (were 1 and 2): the device answers every request, and
+    # at load ~30 one answer took more than 1 s (a timeout, failing "nothing timed out"); a cap only
+    site = {"sources": [{"type": "modbus", "name": "fleet", "interval_s": 0.01, "timeout_s": 10.0, "deadline_s": 30.0,
                          "models": {"meter": {"registers": regs}},
                          "devices": [{"meter_id": m, "port": d.port, "unit": u + 1, "model": "meter"}
                                      for u, m in enumerate(meters)]}],
