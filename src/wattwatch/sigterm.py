@@ -76,8 +76,10 @@ def raised() -> int:
 
 def raise_if_lost(since: int) -> None:
     """Raise the interrupt a handler raised after :func:`raised` said ``since`` if the call in
-    between returned instead (DuckDB's client lost it: see the module); nothing otherwise."""
-    if _raised != since and _last is not None:
+    between returned instead (DuckDB's client lost it: see the module); nothing otherwise, and
+    nothing in another thread than the main one (handlers run there only: an interrupt raised
+    there meanwhile was not this thread's to lose)."""
+    if _raised != since and _last is not None and threading.current_thread() is threading.main_thread():
         lost = type(_last)(*_last.args)
         raise lost
 

@@ -107,3 +107,31 @@ def test_an_ingest_interrupted_where_duckdb_loses_it_stores_nothing_and_raises(t
         if k not in lost:
             assert stored == 0, f"interrupted at call {k}, yet the file was committed"
     assert not lost, f"the Ctrl-C sent at call(s) {lost} of {n} never reached the caller"
+
+
+def test_an_interrupt_is_raised_again_only_in_the_main_thread(signal_at_call):
+    """A statement of another thread (the watcher's ingest worker) that spans a Ctrl-C the main thread
+    got and raised is not given that Ctrl-C: only the main thread runs handlers, so only it can lose one."""
+    import threading
+
+    signal_at_call(signal.SIGINT, 10 ** 9)      # Python's own SIGINT handler, restored after
+    since = sigterm.raised()
+    with sigterm.as_interrupt():
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):               # handled at a line boundary of this thread
+                pass
+    got = []
+
+    def other():
+        try:
+            sigterm.raise_if_lost(since)
+            got.append(None)
+        except BaseException as exc:            # noqa: BLE001
+            got.append(exc)
+    t = threading.Thread(target=other)
+    t.start()
+    t.join(30)
+    assert got == [None], got
+    with pytest.raises(KeyboardInterrupt):
+        sigterm.raise_if_lost(since)
