@@ -135,3 +135,29 @@ def test_an_interrupt_is_raised_again_only_in_the_main_thread(signal_at_call):
     assert got == [None], got
     with pytest.raises(KeyboardInterrupt):
         sigterm.raise_if_lost(since)
+
+
+def test_a_ctrl_c_lost_while_the_detectors_state_is_read_reaches_the_caller(signal_at_call):
+    """(rflaky) ``detect.state.load`` (``detect --db``, a watcher's start) reads ``meter_state`` through a
+    relation over an Arrow table of meter ids, the same binder path as :meth:`Store._query`, outside it."""
+    from wattwatch import api
+    from wattwatch.detect import state
+
+    dets = api.build_detectors(None, None)
+    meters = [f"m{i}" for i in range(50)]
+    with Store(":memory:") as s:
+        state.ensure_tables(s.con)
+        calls = signal_at_call(signal.SIGINT, 10 ** 9)
+        state.load(s.con, dets, meters)
+        n = len(calls)
+        assert n >= 2, f"DuckDB counted the Arrow table's rows {n} time(s): the test no longer reaches its binder"
+        lost = []
+        for k in range(1, n + 1):
+            signal_at_call(signal.SIGINT, k)
+            with sigterm.as_interrupt():
+                try:
+                    state.load(s.con, dets, meters)
+                    lost.append(k)
+                except BaseException as exc:   # noqa: BLE001
+                    assert isinstance(exc, KeyboardInterrupt) or interrupted(exc), repr(exc)
+    assert not lost, f"the Ctrl-C sent at call(s) {lost} of {n} never reached the caller"
