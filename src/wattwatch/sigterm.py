@@ -13,6 +13,14 @@ Only the first SIGTERM raises: one coming while that one's clean-up runs (a seco
 scheduler that repeats it) would cut the clean-up short and leave the workers it was stopping; it
 is noted and ignored (SIGKILL still ends the process). A process forked while the handler is in
 force (before its own start-up resets it) ends on SIGTERM as by default, without raising.
+
+(flaky) An interrupt raised in Python code DuckDB's client calls back can be lost there: its
+binder turns a KeyboardInterrupt raised while it counts an Arrow table's rows into a
+``duckdb.Error`` and, on one path (``_bind_with_stand_ins``), catches that error and binds again,
+so the statement returns as if no signal had come (duckdb 2.0.1; shown with a real SIGINT sent
+from inside that callback). A Ctrl-C then did nothing, and a SIGTERM did nothing either, and no
+later one did (only the first raises). The handlers of :func:`as_interrupt` count what they raise
+(:func:`raised`); :func:`raise_if_lost` raises again one that a call returned over.
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ EXIT_CODE = 128 + signal.SIGTERM   # 143
 
 _received = False
 _owner: int | None = None   # the process that installed the handler (forked children are not it)
+_raised = 0                 # interrupts the handlers of as_interrupt raised in this process
+_last: BaseException | None = None   # the last of them
 
 
 def received() -> bool:
@@ -58,6 +68,34 @@ def interrupt_in(exc: BaseException | None) -> KeyboardInterrupt | None:
     return None
 
 
+def raised() -> int:
+    """How many interrupts (Ctrl-C, SIGTERM) the handlers of :func:`as_interrupt` raised in this process
+    so far: taken before a call, then given to :func:`raise_if_lost` after it."""
+    return _raised
+
+
+def raise_if_lost(since: int) -> None:
+    """Raise the interrupt a handler raised after :func:`raised` said ``since`` if the call in
+    between returned instead (DuckDB's client lost it: see the module); nothing otherwise, and
+    nothing in another thread than the main one (handlers run there only: an interrupt raised
+    there meanwhile was not this thread's to lose)."""
+    if _raised != since and _last is not None and threading.current_thread() is threading.main_thread():
+        lost = type(_last)(*_last.args)
+        raise lost
+
+
+def _raise(exc: KeyboardInterrupt) -> None:
+    global _raised, _last
+    _raised += 1
+    _last = exc
+    raise exc
+
+
+def _int_handler(signum, frame) -> None:
+    """SIGINT in :func:`as_interrupt`: Python's own (a KeyboardInterrupt), counted."""
+    _raise(KeyboardInterrupt())
+
+
 def _handler(signum, frame) -> None:
     global _received
     if os.getpid() != _owner:
@@ -67,13 +105,14 @@ def _handler(signum, frame) -> None:
     if _received:
         return
     _received = True
-    raise Terminated("terminated (SIGTERM)")
+    _raise(Terminated("terminated (SIGTERM)"))
 
 
 @contextmanager
 def as_interrupt(only_if_default: bool = False):
-    """In the block, SIGTERM raises :class:`Terminated` in the main thread; the previous handler is
-    back after it. Yields whether the handler was installed: not outside the main thread (Python
+    """In the block, SIGTERM raises :class:`Terminated` in the main thread, and SIGINT (if Python's
+    own handler is in force) its KeyboardInterrupt, both counted (:func:`raised`); the previous
+    handlers are back after it. Yields whether the handler was installed: not outside the main thread (Python
     runs handlers there only), nor with ``only_if_default`` when the process already handles
     SIGTERM its own way (a caller's handler, or an outer :func:`as_interrupt`).
 
@@ -87,6 +126,9 @@ def as_interrupt(only_if_default: bool = False):
         yield False
         return
     before, owner = signal.signal(signal.SIGTERM, _handler), _owner
+    int_before = signal.getsignal(signal.SIGINT)
+    if int_before is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _int_handler)
     if owner is None:
         _received = False   # the outermost block: a new run (in-process callers run several)
     _owner = os.getpid()
@@ -98,6 +140,8 @@ def as_interrupt(only_if_default: bool = False):
         raise
     finally:
         signal.signal(signal.SIGTERM, before)
+        if signal.getsignal(signal.SIGINT) is _int_handler:
+            signal.signal(signal.SIGINT, int_before)
         _owner = owner
 
 

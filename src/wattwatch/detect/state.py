@@ -126,12 +126,15 @@ def load(con, detectors: list[Detector], meters) -> list[str]:
     notices = []
     names = [d.name for d in detectors]
     table = pa.table({"meter_id": pa.array(meters, pa.string())})
+    from wattwatch import sigterm
     from wattwatch.store.duck import unmasked
 
+    since = sigterm.raised()
     with unmasked():
         rows = con.from_arrow(table).query(
             "_m", "SELECT s.meter_id, s.detector, s.state_version, s.settings, s.params FROM meter_state s "
             "SEMI JOIN _m USING (meter_id)").fetchall()
+    sigterm.raise_if_lost(since)   # (rflaky) DuckDB's binder loses a Ctrl-C here as in Store._query
     by = {}
     for m, det, ver, key, params in rows:
         if det in names:

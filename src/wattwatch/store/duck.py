@@ -47,6 +47,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from wattwatch import sigterm
 from wattwatch._prefetch import prefetch
 from wattwatch.errors import CommittedError, StoreError  # re-exported: wattwatch.store.StoreError
 from wattwatch.ingest.readers import LINE
@@ -549,6 +550,7 @@ class Store:
             con.execute("SET force_compression = 'alp'")
             self._alp_kept = live
         con.execute("BEGIN TRANSACTION")
+        since = sigterm.raised()
         self._cat_staged = {}
         # Values an ingest drops for another copy's, said in its notes and counted (``conflicts``;
         # fast: a live ingest too, whose copies of stored readings are matched anyway).
@@ -607,6 +609,7 @@ class Store:
                             else self._merge(good)
                         counts.stored += stored
                         counts.merged += merged
+                sigterm.raise_if_lost(since)   # (flaky) a Ctrl-C DuckDB lost in this block's statements
                 if on_progress:
                     on_progress(nbytes)
             counts.rejects.sort(key=_reject_key)
@@ -639,6 +642,7 @@ class Store:
                     + f"; the stored values were kept, these dropped ({cf.stored_eg})")
             counts.duplicates = counts.read - counts.rejected - counts.stored - counts.merged
             counts.seconds = time.perf_counter() - t0
+            sigterm.raise_if_lost(since)       # not committed over a lost Ctrl-C
             deferred, self._deferred = self._deferred, None
             if deferred is not None:
                 # (ovl) The rows and counts are known: the writes go on in the worker, the caller
@@ -728,15 +732,21 @@ class Store:
         Not ``register``: inside a transaction a registered (then dropped) view keeps its Arrow
         table alive until COMMIT, so a large file would hold every batch in memory.
         """
+        since = sigterm.raised()
         with unmasked():
-            return self.con.from_arrow(table).query("_t", sql)
+            rel = self.con.from_arrow(table).query("_t", sql)
+        sigterm.raise_if_lost(since)   # (flaky) a Ctrl-C DuckDB's binder lost (sigterm's module)
+        return rel
 
     def _run(self, table: pa.Table, sql: str):
         """Run ``sql`` with ``table`` visible as ``_t`` through DuckDB's scan of the caller's
         variables: no relation is bound first (a few ms a statement less than :meth:`_query`).
         For the live path's small tables (a transaction may keep them alive until it ends)."""
         _t = table  # noqa: F841 - found by name by DuckDB
-        return self.con.execute(sql)
+        since = sigterm.raised()
+        out = self.con.execute(sql)
+        sigterm.raise_if_lost(since)
+        return out
 
     def _forget_live(self) -> None:
         """After a rollback: what the live path keeps in memory may no longer be the store's."""
