@@ -945,7 +945,7 @@ def fit(
     normal_start: Optional[str] = typer.Option(None, "--normal-start", help="Start of the period you declare normal (UTC)."),
     normal_end: Optional[str] = typer.Option(None, "--normal-end", help="End of the period you declare normal (UTC)."),
     days: Optional[float] = typer.Option(None, "--days", help="Without a declared period: each meter's first DAYS days "
-                                         "(at most half its data; default: [engine] profile_days)."),
+                                         "(at most half its data; default: \\[engine] profile_days)."),
     detectors: Optional[str] = typer.Option(None, "--detectors", help="Comma-separated detector names (default: the default set)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML detector configuration."),
     meters: Optional[str] = typer.Option(None, "--meters", help="Comma-separated meter ids (default: all)."),
@@ -1400,7 +1400,7 @@ def alerts_list(db: Path = DB_OPTION, status: str = typer.Option("open", "--stat
 @alerts_app.command("show")
 def alerts_show(alert_id: str = typer.Argument(..., help="Alert id (or a unique prefix)."), db: Path = DB_OPTION,
                 as_json: bool = typer.Option(False, "--json")) -> None:
-    """One alert: its fields, status, and every action taken for it (`[[actions]]` of `watch`)
+    """One alert: its fields, status, and every action taken for it (`\\[\\[actions]]` of `watch`)
     with its outcome."""
     import pandas as pd
 
@@ -1541,7 +1541,7 @@ def dashboard(
     grid: Optional[Path] = typer.Option(None, "--grid", help="The --out folder of `wattwatch grid simulate|monitor`."),
     events: Optional[Path] = typer.Option(None, "--events", help="Labelled events.json for the Evaluation page."),
     status: Optional[Path] = typer.Option(None, "--status", help="The status file a running `watch` writes "
-                                          "([[sinks]] type = \"status\") for the Live page."),
+                                          "(\\[\\[sinks]] type = \"status\") for the Live page."),
     refresh_s: float = typer.Option(5.0, "--refresh-s", min=0.5, help="Live page refresh period."),
     models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="A folder of model folders (`wattwatch "
                                               "train --out`): the Data page lists those under it to run detection "
@@ -1908,7 +1908,7 @@ def bench_stream(
     tick_s: float = typer.Option(0.25, "--tick-s", help="Least seconds between two steps (a reading waits up to "
                                  "this long before its step starts)."),
     slow_every_s: Optional[float] = typer.Option(None, "--slow-every-s", help="The slow tier's clock in seconds of "
-                                                 "data time ([stream] slow_every_s; 0: every detector every step)."),
+                                                 "data time (\\[stream] slow_every_s; 0: every detector every step)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Readings/s (per core) through the stream engine with the full default rule set at an offered
@@ -2003,8 +2003,8 @@ def bench_poll(
 
 @app.command()
 def devices(
-    config: Path = typer.Option(..., "--config", "-c", help="Devices file (TOML): [[devices]] tables (type = "
-                                "modbus, mqtt or snmp) and shared [models.NAME] register maps."),
+    config: Path = typer.Option(..., "--config", "-c", help="Devices file (TOML): \\[\\[devices]] tables (type = "
+                                "modbus, mqtt or snmp) and shared \\[models.NAME] register maps."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Stop after this many seconds (default: "
                                              "until Ctrl-C)."),
     every_s: float = typer.Option(10.0, "--every", help="Seconds between counter lines."),
@@ -2496,7 +2496,7 @@ def grid_simulate(
 @grid_app.command("monitor")
 def grid_monitor(
     measurements: Path = typer.Argument(..., help="Tie-line flows: CSV/Parquet with ts, line, at, p_mw."),
-    topology: Path = typer.Option(..., "--topology", "-t", help="Grid TOML: [[line]] id/from/to, [grid] slack, [watch]."),
+    topology: Path = typer.Option(..., "--topology", "-t", help="Grid TOML: \\[\\[line]] id/from/to, \\[grid] slack, \\[watch]."),
     references: Path = typer.Option(..., "--references", "-r", help="Agreed references: CSV/Parquet with ts, prosumer, p_ref_mw."),
     out: Path = typer.Option(Path("grid-monitor"), "--out", "-o", help="Output folder."),
     db: Optional[Path] = typer.Option(None, "--db", help="Store to keep the alerts in."),
