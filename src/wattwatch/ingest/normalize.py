@@ -93,14 +93,15 @@ TS_HINT = (" (times are read as ISO-8601, with or without an offset, or epoch se
            "layout needs its format in a mapping: [options] ts_format = \"%d/%m/%Y %H:%M\", say)")
 
 
-def _ts_expr(col: str, t: pa.DataType, mapping: Mapping) -> tuple[str, str | None, str]:
+def _ts_expr(col: str, t: pa.DataType, mapping: Mapping, expr: str | None = None) -> tuple[str, str | None, str]:
     """(instant expression, naive local-time expression or None, raw text expression).
 
     The instant is TIMESTAMPTZ for values that say their instant (an offset, an epoch, UTC
     sources); the naive expression is a TIMESTAMP of wall-clock time in ``mapping.timezone``,
-    which the caller resolves (DST gaps and folds) when the zone is not UTC.
+    which the caller resolves (DST gaps and folds) when the zone is not UTC. ``expr`` (text)
+    stands for the column when the time is put together from several (a date and a time column).
     """
-    q = _q(col)
+    q = _q(col) if expr is None else expr
     utc = mapping.timezone.upper() == "UTC"
     raw = f"CAST({q} AS VARCHAR)"
     if pa.types.is_timestamp(t):
@@ -264,8 +265,11 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
                            f"channel ({', '.join(CHANNEL_NAMES)}, or an [extra] one); map one with "
                            "[columns] p_kw = \"...\" (or [wide] for one column per meter)")
     for canon, names in resolved.items():
-        if canon in ("meter_id", "ts") and len(names) > 1:
+        if canon == "meter_id" and len(names) > 1:
             raise MappingError(f"{canon} must map to a single column, not {list(names)}")
+        if canon == "ts" and len(names) > 2:
+            raise MappingError(f"ts maps to one column, or to two (a date and a time column, read joined by a "
+                               f"space), not {list(names)}")
     used = {n for names in resolved.values() for n in names}
     ignored = [c for c in types if c not in used]
 
@@ -286,7 +290,14 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
     checks.append("CASE WHEN meter_id IS NULL THEN 'meter_id: missing' END")
 
     ts_col = resolved["ts"][0]
-    ts, ts_naive, ts_raw = _ts_expr(ts_col, types[ts_col], mapping)
+    if len(resolved["ts"]) == 2:
+        # A date column and a time column (`16/12/2006`, `17:24:00`): one time, read as text joined by
+        # a space (ts_format then describes both, "%d/%m/%Y %H:%M:%S"); either part missing: no time.
+        parts = [f"NULLIF(trim(CAST({_q(c)} AS VARCHAR)), '')" for c in resolved["ts"]]
+        joined = f"CASE WHEN {' IS NULL OR '.join(parts)} IS NULL THEN NULL ELSE {parts[0]} || ' ' || {parts[1]} END"
+        ts, ts_naive, ts_raw = _ts_expr(ts_col, pa.string(), mapping, expr=joined)
+    else:
+        ts, ts_naive, ts_raw = _ts_expr(ts_col, types[ts_col], mapping)
     local = ts_naive is not None
     carry_sql = None
     if local:

@@ -437,7 +437,7 @@ def csv_column_types(names: list[str], mapping: Mapping) -> dict[str, pa.DataTyp
     except MappingError:
         return {}
     types = {src: pa.float64() for canon, cols in resolved.items() if canon not in ("meter_id", "ts") for src in cols}
-    if "ts" in resolved and mapping.ts_format is None and mapping.timezone.upper() == "UTC":
+    if "ts" in resolved and len(resolved["ts"]) == 1 and mapping.ts_format is None and mapping.timezone.upper() == "UTC":
         types[resolved["ts"][0]] = pa.timestamp("us", tz="UTC")
     return types
 
