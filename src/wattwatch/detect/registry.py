@@ -129,9 +129,19 @@ def check_engine(section, where: str = "[engine]") -> None:
         raise ConfigError(f"{where} profile_max_share: must be within (0, 1], got {share!r}")
 
 
-def check_config(doc, where: str = "detector config") -> dict:
+def _closest(name: str, known) -> str:
+    """" (did you mean [x]?)" for a section name one typo away from a known one, else ""."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+    return f" (did you mean [{close[0]}]?)" if close else ""
+
+
+def check_config(doc, where: str = "detector config", site_sections: tuple[str, ...] = ()) -> dict:
     """``ConfigError`` naming the section and key unless ``doc`` is a detector configuration:
-    ``detectors`` a list of registered names, a table per detector, ``[engine]``."""
+    ``detectors`` a list of registered names, a table per detector, ``[engine]``. ``site_sections``:
+    the other tables the file may hold (a ``watch`` site config's ``store``, ``stream`` ...), named
+    in the error for an unknown one (a typo of ``[store]`` was "unknown detector section")."""
     if not isinstance(doc, dict):
         raise ConfigError(f"{where}: expected a table, got {type(doc).__name__}")
     for k, v in doc.items():
@@ -149,7 +159,10 @@ def check_config(doc, where: str = "detector config") -> dict:
             if not isinstance(v, dict):
                 raise ConfigError(f"{where}: [{k}] must be a table of parameters, got {type(v).__name__} {v!r}")
         elif isinstance(v, dict):
-            raise ConfigError(f"{where}: unknown detector section [{k}]; known: {', '.join(_REGISTRY)}")
+            known = [*site_sections, "engine", *_REGISTRY]
+            site = f"; a site config's sections: {', '.join(site_sections)}" if site_sections else ""
+            raise ConfigError(f"{where}: unknown {'section' if site_sections else 'detector section'} [{k}]"
+                              f"{_closest(k, known)}{site}; detector sections: engine, {', '.join(_REGISTRY)}")
         else:
             raise ConfigError(f"{where}: unknown key {k!r} (expected detectors = [...], [engine] or a detector "
                               "section)")
