@@ -9,6 +9,7 @@ second statement, run on those rows alone, gives the reasons.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -227,6 +228,37 @@ class Normalizer:
         return self._sql(self.explain_sql, relation)
 
 
+_UNIT_IN_HEADER = re.compile(r"^\s*(.+?)\s*[\[(]\s*([^\])]+?)\s*[\])]\s*$")
+
+
+def unit_header_hint(ignored: list[str]) -> str:
+    """A hint for ignored columns named as a channel with its unit in the header (`p_kw [W]`,
+    `Voltage (V)`): they were only "ignored column(s)" while the file's power was lost."""
+    from wattwatch.schema import unit_conversion
+
+    hints = []
+    for col in ignored:
+        m = _UNIT_IN_HEADER.match(col)
+        if m is None:
+            continue
+        stem, unit = m.group(1), m.group(2)
+        try:
+            canon = next(iter(Mapping().resolve([stem])), None)
+        except MappingError:
+            canon = None
+        if canon is None or canon in ("meter_id", "ts"):
+            continue
+        try:
+            unit_conversion(unit, canon)
+            hints.append(f'[columns] {canon} = "{col}" with [units] {canon} = "{unit}"')
+        except ValueError:
+            hints.append(f'[columns] {canon} = "{col}"')
+    if not hints:
+        return ""
+    return (f"; a channel named with its unit in the header is not matched by that name: map it in a mapping "
+            f"file ({'; '.join(hints[:5])})")
+
+
 def _bound(x: float) -> str:
     return _fmt(x) if np.isfinite(x) else ("'Infinity'::DOUBLE" if x > 0 else "'-Infinity'::DOUBLE")
 
@@ -263,7 +295,7 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
     if not any(n in resolved or n in mapping.defaults for n in chan_names):
         raise MappingError(f"maps no channel: none of the columns ({', '.join(list(types)[:30])}) maps to a "
                            f"channel ({', '.join(CHANNEL_NAMES)}, or an [extra] one); map one with "
-                           "[columns] p_kw = \"...\" (or [wide] for one column per meter)")
+                           "[columns] p_kw = \"...\" (or [wide] for one column per meter)" + unit_header_hint(list(types)))
     for canon, names in resolved.items():
         if canon == "meter_id" and len(names) > 1:
             raise MappingError(f"{canon} must map to a single column, not {list(names)}")

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from wattwatch._prefetch import prefetch
 from wattwatch.ingest.mapping import Mapping, MappingError
-from wattwatch.ingest.normalize import MISSING_TOKENS, build_select
+from wattwatch.ingest.normalize import MISSING_TOKENS, build_select, unit_header_hint
 from wattwatch.ingest.readers import LINE, NotRecordsError, RawBatch, RawReject, detect_format, read_batches, read_frame
 from wattwatch.schema import COLUMNS
 from wattwatch.store.duck import IngestCounts, Store, interrupted
@@ -221,7 +221,8 @@ def _prepared(raw: Iterable[RawBatch], fmt: str, mapping: Mapping, notes: list[s
                     continue  # (a first block of junk lines: the records may start later)
                 raise
             if norm.ignored and not any(n.startswith(f"{batch.unit}: ignored") for n in notes):
-                notes.append(f"{batch.unit}: ignored column(s) not in the schema: {', '.join(norm.ignored[:20])}")
+                notes.append(f"{batch.unit}: ignored column(s) not in the schema: {', '.join(norm.ignored[:20])}"
+                             + unit_header_hint(norm.ignored))
             cache[key] = norm
             used_units += 1
         delta = max(batch.bytes_read - last_bytes, 0)
