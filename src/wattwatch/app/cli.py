@@ -1057,7 +1057,7 @@ def state_list(db: Path = DB_OPTION, as_json: bool = typer.Option(False, "--json
     for r in rows:
         table.add_row(escape(_one_line(r["meter_id"])), _term(str(r["detectors"])), escape(_one_line(r["how"])), f"{r['normal_start']} .. {r['normal_end']}",
                       f"{r['cadence_s']:.0f}" if r["cadence_s"] else "", r["fitted_at"] or "")
-    console.print(table)
+    _print_listing(table)
     for r in fleets.itertuples():
         console.print(f"fleet model {escape(r.detector)} at the {r.grid_s:.0f} s grid: {int(r.bytes):,} bytes, trained {_iso(r.trained_at)}")
 
@@ -1355,6 +1355,17 @@ def _passes(a, min_severity: Optional[str], min_score: Optional[float]) -> bool:
 
 
 
+def _print_listing(table: Table) -> None:
+    """A listing (alerts, meter state) on stdout. In a pipe or a file Rich's 80 columns wrapped every
+    cell into word fragments ("WAR…", "Mouse_health…" for two meters, an alert over 20 lines); there
+    each row is one line at the table's own width, for grep and `alerts ack`."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    natural = console.measure(table, options=console.options.update_width(4000)).maximum
+    Console(width=max(console.width, natural)).print(table)   # (Console.print's own width is capped at 80)
+
+
 def _id_column(table: Table) -> None:
     """Full ids when stdout is not a terminal (a pipe, a file): an id there is for `alerts ack`."""
     if not console.is_terminal:
@@ -1394,7 +1405,7 @@ def alerts_list(db: Path = DB_OPTION, status: str = typer.Option("open", "--stat
         score = "" if r["score"] is None else f"{r['score']:.2f}"
         table.add_row(*(escape(_one_line(r[k])) for k in ("id", "meter_id", "code", "severity")), score,
                       *(escape(_one_line(r[k])) for k in ("start", "end", "status")), escape(_one_line(r["message"])[:80]))
-    console.print(table)
+    _print_listing(table)
 
 
 @alerts_app.command("show")
