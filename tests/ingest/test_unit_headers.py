@@ -36,3 +36,14 @@ def test_a_unit_in_a_header_says_the_mapping_that_reads_it(store, tmp_path: Path
     assert c.stored == 6
     p_kw, temp = store.con.execute("SELECT p_kw, temp_c FROM readings WHERE meter_id = 'M2' ORDER BY ts").fetchone()
     assert p_kw == pytest.approx(1.0) and temp == pytest.approx(21.111, abs=1e-3)
+
+
+def test_a_wide_export_without_a_mapping_is_told_about_wide(store, tmp_path: Path):
+    """BDG2's export (`timestamp,Fox_education_Maureen,Mouse_health_Justin,...`, one column per
+    building) said only "give one with [columns] meter_id or [defaults] meter_id": the wrong fix
+    (every building read as one meter's channels, or nothing)."""
+    p = tmp_path / "wide.csv"
+    p.write_text("timestamp,Fox_education_Maureen,Mouse_health_Justin\n2016-01-01 00:00:00,1.5,282.9\n")
+    with pytest.raises(IngestError, match="no column maps to meter_id") as e:
+        ingest_path(store, p)
+    assert '[wide] meter_columns = "*"' in str(e.value)

@@ -289,7 +289,8 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
     meter_default = mapping.defaults.get("meter_id", default_meter)
     if "meter_id" not in resolved and meter_default is None:
         raise MappingError(f"no column maps to meter_id (columns: {', '.join(list(types)[:30])}); "
-                           "give one with [columns] meter_id = \"...\" or [defaults] meter_id = \"...\"")
+                           "give one with [columns] meter_id = \"...\" or [defaults] meter_id = \"...\" (or, when each column "
+                           "is a meter, read it as a wide export: [wide] meter_columns = \"*\")")
     extras = mapping.extra_channels
     chan_names = [n for n in CHANNEL_NAMES] + list(extras)
     if not any(n in resolved or n in mapping.defaults for n in chan_names):
