@@ -61,3 +61,20 @@ def test_three_time_columns_are_refused_saying_what_is_read(store, tmp_path: Pat
     p.write_text("d,t,z,p_kw\n2025-01-06,00:00,+01:00,1\n")
     with pytest.raises(IngestError, match="x.csv: ts maps to one column, or to two"):
         ingest_path(store, p, Mapping(columns={"ts": ("d", "t", "z")}, defaults={"meter_id": "M"}))
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Europe/Paris"])
+def test_the_date_and_time_are_joined_once_a_row(tz):
+    """(rfh) The join was written in place of the column into every time rule (missing? epoch? an
+    offset? the format; and again for the rejects' text): DuckDB computed it at each, and a 1.05 M-row
+    1-min file ingested at 11.5 s CPU against 6.4 s for the same times in one column. It is one
+    layer now, under the rules, in both statements."""
+    from wattwatch.ingest.normalize import build_select
+    from wattwatch.ingest.readers import LINE
+
+    schema = pa.schema([("Date", pa.string()), ("Time", pa.string()), ("p_kw", pa.float64()), (LINE, pa.int64())])
+    mapping = Mapping(columns={"ts": ("Date", "Time")}, defaults={"meter_id": "M"}, timezone=tz,
+                      ts_format="%d/%m/%Y %H:%M:%S")
+    norm = build_select(schema, mapping)
+    for sql in (norm.fast_sql, norm.explain_sql):
+        assert sql.count("|| ' ' ||") == 1, sql
