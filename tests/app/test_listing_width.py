@@ -8,7 +8,11 @@ from pathlib import Path
 from tests.support.cli import ww
 
 
-def test_alerts_and_state_lists_are_one_line_a_row_when_piped(tmp_path: Path):
+def test_alerts_and_state_lists_are_one_line_a_row_when_piped(tmp_path: Path, monkeypatch):
+    # (rfh) Rich takes stdout for a terminal under FORCE_COLOR or TTY_COMPATIBLE (a CI may set them):
+    # this is the pipe's layout, whatever the environment the tests run in.
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE"):
+        monkeypatch.delenv(name, raising=False)
     from wattwatch.alerts import store as alert_store
     from wattwatch.alerts.model import Alert
     from wattwatch.store import Store
