@@ -34,6 +34,9 @@ GOOD_MQTT = '[[sources]]\ntype = "mqtt"\nname = "m"\ntopics = ["a/#"]\nmeter = "
     (GOOD_MQTT + '[stor]\npath = "s.duckdb"\n', "unknown section [stor] (did you mean [store]?)"),
     (GOOD_MQTT + '[silense]\nmin_s = 60\n', "unknown section [silense] (did you mean [silence]?)"),
     (GOOD_MQTT + '[seasonal_profil]\nmin_days = 3\n', "(did you mean [seasonal_profile]?)"),
+    # (rfh) an array of tables or a key: "unknown key 'sink' (expected detectors = [...], [engine] ...)"
+    (GOOD_MQTT + '[[sink]]\ntype = "status"\npath = "s.json"\n', "unknown key 'sink' (did you mean [[sinks]]?); a site"),
+    ('detector = ["packet_loss"]\n' + GOOD_MQTT, "unknown key 'detector' (did you mean detectors?)"),
     (GOOD_MQTT + '[engine]\nprofile_days = "x"\n', "profile_days"),
     ("[[sources]\n", "cannot read site config"),
     # (adv41) a typo'd channel in fields/scale was ignored: a scale of W -> kW silently not applied
