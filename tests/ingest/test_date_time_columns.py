@@ -78,3 +78,15 @@ def test_the_date_and_time_are_joined_once_a_row(tz):
     norm = build_select(schema, mapping)
     for sql in (norm.fast_sql, norm.explain_sql):
         assert sql.count("|| ' ' ||") == 1, sql
+
+
+def test_a_wide_export_with_a_date_and_a_time_column_is_refused_in_words(store, tmp_path: Path):
+    """(rfh) `[columns] ts = ["Date", "Time"]` with `[wide]` ended in AttributeError: 'tuple' object
+    has no attribute 'lower' (a traceback, exit 1)."""
+    p = tmp_path / "w.csv"
+    p.write_text("Date,Time,A,B\n1/1/2025,00:00,1,2\n")
+    t = tmp_path / "w.toml"
+    t.write_text('[columns]\nts = ["Date", "Time"]\n[wide]\nmeter_columns = "*"\n[options]\nts_format = "%d/%m/%Y %H:%M"\n')
+    m = Mapping.from_toml(t)
+    with pytest.raises(IngestError, match=r"w.csv: \[wide\] the time is one column"):
+        ingest_path(store, p, m)

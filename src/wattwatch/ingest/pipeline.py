@@ -249,6 +249,9 @@ def _wide_ts(names: list[str], mapping: Mapping) -> str:
     """The time column of a wide source: ``[wide] ts``, ``[columns] ts`` or a built-in alias."""
     wide = mapping.wide
     ts = wide.ts or mapping.columns.get("ts")
+    if isinstance(ts, tuple):   # (rfh: was an AttributeError, in the "not in source" suggestion)
+        raise MappingError(f"[wide] the time is one column ([wide] ts = \"...\"), not {list(ts)}; a date and a time "
+                           "column are read in a long file only")
     if ts is None:
         ts = (Mapping().resolve(names).get("ts") or (None,))[0]
         if ts is None:
