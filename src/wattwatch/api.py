@@ -1556,6 +1556,10 @@ class Site:
     silence: Any = None   # [silence]: wattwatch.runners.silence.SilenceConfig (None: the defaults)
 
 
+# The tables of a site config besides the detector sections (named when a table is not known).
+SITE_SECTIONS = ("store", "stream", "silence", "sources", "models", "meter_tags", "sinks", "actions")
+
+
 def load_site(config: str | Path | dict) -> Site:
     """Read a site config (TOML path or dict). ``[[sources]]`` (``type`` one of
     :data:`wattwatch.sources.KINDS`: ``mqtt``, ``replay``, ``modbus``, ``snmp``, ``tamper``),
@@ -1656,7 +1660,7 @@ def load_site(config: str | Path | dict) -> Site:
             if hasattr(o, "bind"):
                 o.bind(tags)
             outputs.append(o)
-    check_config(doc, where)
+    check_config(doc, where, SITE_SECTIONS)
     return Site(built, store_path, stream, doc, None if root is None else Path(config), outputs, silence)
 
 

@@ -31,10 +31,22 @@ def read_toml(path: str | Path, what: str, error: type[Exception] = ConfigError)
         raise error(f"{p}: cannot read {what}: nested too deeply") from None
 
 
+def did_you_mean(unknown, known, form: str = "{!r}") -> str:
+    """" (did you mean 'x'?)" for the first of ``unknown`` one typo from a name in ``known``, else ""
+    (``form`` writes the name as the file does: "[{}]" for a table)."""
+    import difflib
+
+    for name in sorted(unknown):
+        close = difflib.get_close_matches(str(name), sorted(known), n=1, cutoff=0.75)
+        if close:
+            return f" (did you mean {form.format(close[0])}?)"
+    return ""
+
+
 def only(spec: dict, keys: set, where: str = "") -> None:
     """ValueError when a table ``spec`` read from a config has a key outside ``keys`` (naming the table
     ``where``, if given, and the keys it knows). Sources, devices, sinks and actions share it."""
     unknown = set(spec) - keys
     if unknown:
         raise ValueError(f"{where + ': ' if where else ''}unknown key(s) {sorted(unknown)}; "
-                         f"known: {', '.join(sorted(keys))}")
+                         f"known: {', '.join(sorted(keys))}{did_you_mean(unknown, keys)}")

@@ -29,7 +29,14 @@ GOOD_MQTT = '[[sources]]\ntype = "mqtt"\nname = "m"\ntopics = ["a/#"]\nmeter = "
     (GOOD_MQTT + '[stream]\nhold_s = -1\n', "hold_s and checkpoint_s must be >= 0"),
     (GOOD_MQTT + '[stream]\nslow_every_s = -60\n', "slow_every_s and fast_reach_s >= 0"),
     (GOOD_MQTT + '[store]\npath = 3\n', "[store] must be a table"),
-    (GOOD_MQTT + '[no_such_rule]\nx = 1\n', "unknown detector section [no_such_rule]"),
+    (GOOD_MQTT + '[no_such_rule]\nx = 1\n', "unknown section [no_such_rule]; a site config's sections: store, stream"),
+    # (fh) a typo'd site table was "unknown detector section [stor]; known: <the detectors>"
+    (GOOD_MQTT + '[stor]\npath = "s.duckdb"\n', "unknown section [stor] (did you mean [store]?)"),
+    (GOOD_MQTT + '[silense]\nmin_s = 60\n', "unknown section [silense] (did you mean [silence]?)"),
+    (GOOD_MQTT + '[seasonal_profil]\nmin_days = 3\n', "(did you mean [seasonal_profile]?)"),
+    # (rfh) an array of tables or a key: "unknown key 'sink' (expected detectors = [...], [engine] ...)"
+    (GOOD_MQTT + '[[sink]]\ntype = "status"\npath = "s.json"\n', "unknown key 'sink' (did you mean [[sinks]]?); a site"),
+    ('detector = ["packet_loss"]\n' + GOOD_MQTT, "unknown key 'detector' (did you mean detectors?)"),
     (GOOD_MQTT + '[engine]\nprofile_days = "x"\n', "profile_days"),
     ("[[sources]\n", "cannot read site config"),
     # (adv41) a typo'd channel in fields/scale was ignored: a scale of W -> kW silently not applied

@@ -945,7 +945,7 @@ def fit(
     normal_start: Optional[str] = typer.Option(None, "--normal-start", help="Start of the period you declare normal (UTC)."),
     normal_end: Optional[str] = typer.Option(None, "--normal-end", help="End of the period you declare normal (UTC)."),
     days: Optional[float] = typer.Option(None, "--days", help="Without a declared period: each meter's first DAYS days "
-                                         "(at most half its data; default: [engine] profile_days)."),
+                                         "(at most half its data; default: \\[engine] profile_days)."),
     detectors: Optional[str] = typer.Option(None, "--detectors", help="Comma-separated detector names (default: the default set)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML detector configuration."),
     meters: Optional[str] = typer.Option(None, "--meters", help="Comma-separated meter ids (default: all)."),
@@ -1057,7 +1057,7 @@ def state_list(db: Path = DB_OPTION, as_json: bool = typer.Option(False, "--json
     for r in rows:
         table.add_row(escape(_one_line(r["meter_id"])), _term(str(r["detectors"])), escape(_one_line(r["how"])), f"{r['normal_start']} .. {r['normal_end']}",
                       f"{r['cadence_s']:.0f}" if r["cadence_s"] else "", r["fitted_at"] or "")
-    console.print(table)
+    _print_listing(table)
     for r in fleets.itertuples():
         console.print(f"fleet model {escape(r.detector)} at the {r.grid_s:.0f} s grid: {int(r.bytes):,} bytes, trained {_iso(r.trained_at)}")
 
@@ -1355,6 +1355,17 @@ def _passes(a, min_severity: Optional[str], min_score: Optional[float]) -> bool:
 
 
 
+def _print_listing(table: Table) -> None:
+    """A listing (alerts, meter state) on stdout. In a pipe or a file Rich's 80 columns wrapped every
+    cell into word fragments ("WAR…", "Mouse_health…" for two meters, an alert over 20 lines); there
+    each row is one line at the table's own width, for grep and `alerts ack`."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    natural = console.measure(table, options=console.options.update_width(4000)).maximum
+    Console(width=max(console.width, natural)).print(table)   # (Console.print's own width is capped at 80)
+
+
 def _id_column(table: Table) -> None:
     """Full ids when stdout is not a terminal (a pipe, a file): an id there is for `alerts ack`."""
     if not console.is_terminal:
@@ -1394,13 +1405,13 @@ def alerts_list(db: Path = DB_OPTION, status: str = typer.Option("open", "--stat
         score = "" if r["score"] is None else f"{r['score']:.2f}"
         table.add_row(*(escape(_one_line(r[k])) for k in ("id", "meter_id", "code", "severity")), score,
                       *(escape(_one_line(r[k])) for k in ("start", "end", "status")), escape(_one_line(r["message"])[:80]))
-    console.print(table)
+    _print_listing(table)
 
 
 @alerts_app.command("show")
 def alerts_show(alert_id: str = typer.Argument(..., help="Alert id (or a unique prefix)."), db: Path = DB_OPTION,
                 as_json: bool = typer.Option(False, "--json")) -> None:
-    """One alert: its fields, status, and every action taken for it (`[[actions]]` of `watch`)
+    """One alert: its fields, status, and every action taken for it (`\\[\\[actions]]` of `watch`)
     with its outcome."""
     import pandas as pd
 
@@ -1541,7 +1552,7 @@ def dashboard(
     grid: Optional[Path] = typer.Option(None, "--grid", help="The --out folder of `wattwatch grid simulate|monitor`."),
     events: Optional[Path] = typer.Option(None, "--events", help="Labelled events.json for the Evaluation page."),
     status: Optional[Path] = typer.Option(None, "--status", help="The status file a running `watch` writes "
-                                          "([[sinks]] type = \"status\") for the Live page."),
+                                          "(\\[\\[sinks]] type = \"status\") for the Live page."),
     refresh_s: float = typer.Option(5.0, "--refresh-s", min=0.5, help="Live page refresh period."),
     models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="A folder of model folders (`wattwatch "
                                               "train --out`): the Data page lists those under it to run detection "
@@ -1908,7 +1919,7 @@ def bench_stream(
     tick_s: float = typer.Option(0.25, "--tick-s", help="Least seconds between two steps (a reading waits up to "
                                  "this long before its step starts)."),
     slow_every_s: Optional[float] = typer.Option(None, "--slow-every-s", help="The slow tier's clock in seconds of "
-                                                 "data time ([stream] slow_every_s; 0: every detector every step)."),
+                                                 "data time (\\[stream] slow_every_s; 0: every detector every step)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Readings/s (per core) through the stream engine with the full default rule set at an offered
@@ -2003,8 +2014,8 @@ def bench_poll(
 
 @app.command()
 def devices(
-    config: Path = typer.Option(..., "--config", "-c", help="Devices file (TOML): [[devices]] tables (type = "
-                                "modbus, mqtt or snmp) and shared [models.NAME] register maps."),
+    config: Path = typer.Option(..., "--config", "-c", help="Devices file (TOML): \\[\\[devices]] tables (type = "
+                                "modbus, mqtt or snmp) and shared \\[models.NAME] register maps."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Stop after this many seconds (default: "
                                              "until Ctrl-C)."),
     every_s: float = typer.Option(10.0, "--every", help="Seconds between counter lines."),
@@ -2496,7 +2507,7 @@ def grid_simulate(
 @grid_app.command("monitor")
 def grid_monitor(
     measurements: Path = typer.Argument(..., help="Tie-line flows: CSV/Parquet with ts, line, at, p_mw."),
-    topology: Path = typer.Option(..., "--topology", "-t", help="Grid TOML: [[line]] id/from/to, [grid] slack, [watch]."),
+    topology: Path = typer.Option(..., "--topology", "-t", help="Grid TOML: \\[\\[line]] id/from/to, \\[grid] slack, \\[watch]."),
     references: Path = typer.Option(..., "--references", "-r", help="Agreed references: CSV/Parquet with ts, prosumer, p_ref_mw."),
     out: Path = typer.Option(Path("grid-monitor"), "--out", "-o", help="Output folder."),
     db: Optional[Path] = typer.Option(None, "--db", help="Store to keep the alerts in."),

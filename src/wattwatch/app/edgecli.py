@@ -16,8 +16,8 @@ from wattwatch.app.cli import _errors, _fail, _json, _term, console, err_console
 
 
 def edge(
-    config: Path = typer.Option(..., "--config", "-c", help="Meter config (TOML): meter_id, [input] or [simulate], "
-                                "[tamper], [signing], [log], [mqtt]."),
+    config: Path = typer.Option(..., "--config", "-c", help="Meter config (TOML): meter_id, \\[input] or \\[simulate], "
+                                "\\[tamper], \\[signing], \\[log], \\[mqtt]."),
     status: bool = typer.Option(False, "--status", help="Also publish an on-demand status report at the end."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:

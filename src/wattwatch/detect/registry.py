@@ -12,6 +12,8 @@ Config file (TOML)::
 
 from __future__ import annotations
 
+import difflib
+
 import importlib
 import math
 from wattwatch.tomlfile import read_toml
@@ -129,9 +131,22 @@ def check_engine(section, where: str = "[engine]") -> None:
         raise ConfigError(f"{where} profile_max_share: must be within (0, 1], got {share!r}")
 
 
-def check_config(doc, where: str = "detector config") -> dict:
+def _as_written(name: str, value) -> str:
+    """``name`` as the file writes it: ``[[sinks]]`` for an array of tables, ``detectors``."""
+    return name if name == "detectors" else f"[[{name}]]" if isinstance(value, list) else f"[{name}]"
+
+
+def _closest(name: str, known) -> str:
+    """" (did you mean [x]?)" for a section name one typo away from a known one, else ""."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+    return f" (did you mean [{close[0]}]?)" if close else ""
+
+
+def check_config(doc, where: str = "detector config", site_sections: tuple[str, ...] = ()) -> dict:
     """``ConfigError`` naming the section and key unless ``doc`` is a detector configuration:
-    ``detectors`` a list of registered names, a table per detector, ``[engine]``."""
+    ``detectors`` a list of registered names, a table per detector, ``[engine]``. ``site_sections``:
+    the other tables the file may hold (a ``watch`` site config's ``store``, ``stream`` ...), named
+    in the error for an unknown one (a typo of ``[store]`` was "unknown detector section")."""
     if not isinstance(doc, dict):
         raise ConfigError(f"{where}: expected a table, got {type(doc).__name__}")
     for k, v in doc.items():
@@ -149,7 +164,17 @@ def check_config(doc, where: str = "detector config") -> dict:
             if not isinstance(v, dict):
                 raise ConfigError(f"{where}: [{k}] must be a table of parameters, got {type(v).__name__} {v!r}")
         elif isinstance(v, dict):
-            raise ConfigError(f"{where}: unknown detector section [{k}]; known: {', '.join(_REGISTRY)}")
+            known = [*site_sections, "engine", *_REGISTRY]
+            site = f"; a site config's sections: {', '.join(site_sections)}" if site_sections else ""
+            raise ConfigError(f"{where}: unknown {'section' if site_sections else 'detector section'} [{k}]"
+                              f"{_closest(k, known)}{site}; detector sections: engine, {', '.join(_REGISTRY)}")
+        elif site_sections:
+            # (rfh) a typo'd array of tables ([[sink]], [[action]]) or key is not a detector's either
+            known = ["detectors", *site_sections, "engine", *_REGISTRY]
+            close = difflib.get_close_matches(k, known, n=1, cutoff=0.75)
+            said = "" if not close else f" (did you mean {_as_written(close[0], v)}?)"
+            raise ConfigError(f"{where}: unknown key {k!r}{said}; a site config's sections: "
+                              f"{', '.join(site_sections)}; detector sections: engine, {', '.join(_REGISTRY)}")
         else:
             raise ConfigError(f"{where}: unknown key {k!r} (expected detectors = [...], [engine] or a detector "
                               "section)")

@@ -42,7 +42,7 @@ import signal
 import sys
 import threading
 import time
-from wattwatch.tomlfile import read_toml
+from wattwatch.tomlfile import did_you_mean, read_toml
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,9 +132,10 @@ def load(path: Path) -> EdgeSite:
     where = str(path)
     doc = read_toml(path, "edge config")
     root = path.resolve().parent
-    bad = set(doc) - {"meter_id", "input", "simulate", "tamper", "signing", "log", "mqtt"}
+    known = ("meter_id", "input", "simulate", "tamper", "signing", "log", "mqtt")
+    bad = set(doc) - set(known)
     if bad:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(bad)}")
+        raise ConfigError(f"{where}: unknown key(s) {sorted(bad)}{did_you_mean(bad, known)}; known: {', '.join(known)}")
     meter = doc.get("meter_id")
     if not isinstance(meter, str) or not METER_ID.match(meter):
         raise ConfigError(f"{where}: meter_id must be 1-64 letters, digits, '.', '_' or '-', got {meter!r}")

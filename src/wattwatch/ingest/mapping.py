@@ -93,7 +93,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from wattwatch.tomlfile import read_toml
+from wattwatch.tomlfile import did_you_mean, read_toml
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -557,14 +557,16 @@ class Mapping:
         sections = ("columns", "scale", "defaults", "extra", "options", "units", "ranges", "wide")
         unknown_sections = set(doc) - set(sections)
         if unknown_sections:
-            raise MappingError(f"{path}: unknown section(s) {sorted(unknown_sections)}")
+            raise MappingError(f"{path}: unknown section(s) {sorted(unknown_sections)}"
+                               f"{did_you_mean(unknown_sections, sections, '[{}]')}; known: {', '.join(sections)}")
         for section in sections:
             if not isinstance(doc.get(section, {}), dict):
                 raise MappingError(f"{path}: {section} must be a table ([{section}])")
         opts = doc.get("options", {})
         bad = set(opts) - _OPTION_KEYS
         if bad:
-            raise MappingError(f"{path}: [options] has unknown key(s) {sorted(bad)}")
+            raise MappingError(f"{path}: [options] has unknown key(s) {sorted(bad)}{did_you_mean(bad, _OPTION_KEYS)}; "
+                               f"known: {', '.join(sorted(_OPTION_KEYS))}")
         tables = opts.get("tables")
         if isinstance(tables, str):
             tables = [tables]

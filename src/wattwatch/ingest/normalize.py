@@ -9,6 +9,7 @@ second statement, run on those rows alone, gives the reasons.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,8 @@ from wattwatch.schema import CHANNEL_BY_NAME, CHANNEL_NAMES, Channel
 
 # Tokens that mean "no value" in text exports; they become NULL, not rejects.
 RELATION = "__wattwatch_relation__"
+# A date column and a time column joined into one text (``[columns] ts = ["Date", "Time"]``).
+TS_JOINED = "__wattwatch_ts_joined__"
 # Where the local-time statements find what the file's earlier blocks said about each meter's
 # repeated hour (``_c_meter``, ``_c_amb``, ``_c_plain``: see :func:`_local_layers`).
 CARRY = "__wattwatch_fold_carry__"
@@ -226,6 +229,37 @@ class Normalizer:
         return self._sql(self.explain_sql, relation)
 
 
+_UNIT_IN_HEADER = re.compile(r"^\s*(.+?)\s*[\[(]\s*([^\])]+?)\s*[\])]\s*$")
+
+
+def unit_header_hint(ignored: list[str]) -> str:
+    """A hint for ignored columns named as a channel with its unit in the header (`p_kw [W]`,
+    `Voltage (V)`): they were only "ignored column(s)" while the file's power was lost."""
+    from wattwatch.schema import unit_conversion
+
+    hints = []
+    for col in ignored:
+        m = _UNIT_IN_HEADER.match(col)
+        if m is None:
+            continue
+        stem, unit = m.group(1), m.group(2)
+        try:
+            canon = next(iter(Mapping().resolve([stem])), None)
+        except MappingError:
+            canon = None
+        if canon is None or canon in ("meter_id", "ts"):
+            continue
+        try:
+            unit_conversion(unit, canon)
+            hints.append(f'[columns] {canon} = "{col}" with [units] {canon} = "{unit}"')
+        except ValueError:
+            hints.append(f'[columns] {canon} = "{col}"')
+    if not hints:
+        return ""
+    return (f"; a channel named with its unit in the header is not matched by that name: map it in a mapping "
+            f"file ({'; '.join(hints[:5])})")
+
+
 def _bound(x: float) -> str:
     return _fmt(x) if np.isfinite(x) else ("'Infinity'::DOUBLE" if x > 0 else "'-Infinity'::DOUBLE")
 
@@ -256,16 +290,20 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
     meter_default = mapping.defaults.get("meter_id", default_meter)
     if "meter_id" not in resolved and meter_default is None:
         raise MappingError(f"no column maps to meter_id (columns: {', '.join(list(types)[:30])}); "
-                           "give one with [columns] meter_id = \"...\" or [defaults] meter_id = \"...\"")
+                           "give one with [columns] meter_id = \"...\" or [defaults] meter_id = \"...\" (or, when each column "
+                           "is a meter, read it as a wide export: [wide] meter_columns = \"*\")")
     extras = mapping.extra_channels
     chan_names = [n for n in CHANNEL_NAMES] + list(extras)
     if not any(n in resolved or n in mapping.defaults for n in chan_names):
         raise MappingError(f"maps no channel: none of the columns ({', '.join(list(types)[:30])}) maps to a "
                            f"channel ({', '.join(CHANNEL_NAMES)}, or an [extra] one); map one with "
-                           "[columns] p_kw = \"...\" (or [wide] for one column per meter)")
+                           "[columns] p_kw = \"...\" (or [wide] for one column per meter)" + unit_header_hint(list(types)))
     for canon, names in resolved.items():
-        if canon in ("meter_id", "ts") and len(names) > 1:
+        if canon == "meter_id" and len(names) > 1:
             raise MappingError(f"{canon} must map to a single column, not {list(names)}")
+        if canon == "ts" and len(names) > 2:
+            raise MappingError(f"ts maps to one column, or to two (a date and a time column, read joined by a "
+                               f"space), not {list(names)}")
     used = {n for names in resolved.values() for n in names}
     ignored = [c for c in types if c not in used]
 
@@ -286,12 +324,23 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
     checks.append("CASE WHEN meter_id IS NULL THEN 'meter_id: missing' END")
 
     ts_col = resolved["ts"][0]
-    ts, ts_naive, ts_raw = _ts_expr(ts_col, types[ts_col], mapping)
+    source = RELATION
+    if len(resolved["ts"]) == 2:
+        # A date column and a time column (`16/12/2006`, `17:24:00`): one time, read as text joined by
+        # a space (ts_format then describes both, "%d/%m/%Y %H:%M:%S"); either part missing: no time.
+        # Joined once, in a layer of its own: the time rules name their column many times over, and
+        # the join written in its place was computed at each (ingest CPU x1.8 over one column).
+        parts = [f"NULLIF(trim(CAST({_q(c)} AS VARCHAR)), '')" for c in resolved["ts"]]
+        joined = f"CASE WHEN {' IS NULL OR '.join(parts)} IS NULL THEN NULL ELSE {parts[0]} || ' ' || {parts[1]} END"
+        source = f"(SELECT *, {joined} AS {_q(TS_JOINED)} FROM {RELATION})"
+        ts, ts_naive, ts_raw = _ts_expr(TS_JOINED, pa.string(), mapping)
+    else:
+        ts, ts_naive, ts_raw = _ts_expr(ts_col, types[ts_col], mapping)
     local = ts_naive is not None
     carry_sql = None
     if local:
         inner += [f"{ts} AS ts__d", f"{ts_naive} AS ts__n"]
-        placed = f"(SELECT {', '.join(inner)} FROM {RELATION})"
+        placed = f"(SELECT {', '.join(inner)} FROM {source})"
         for layer in _local_layers(mapping.timezone, False)[:4]:  # up to ts__amb
             placed = "(" + layer.format(placed) + ")"
         carry_sql = ("SELECT meter_id AS _c_meter, max(CASE WHEN ts__amb THEN ts__n END) AS _c_amb, "
@@ -418,7 +467,7 @@ def build_select(schema: pa.Schema, mapping: Mapping, default_meter: str | None 
     marks = ", ".join(f"coalesce({cond}, false) AS {x_col[n]}" for n, cond in drops)
 
     def layered(cols: list[str], window: bool, marked: bool = True) -> str:
-        sql = f"(SELECT {', '.join(cols)} FROM {RELATION})"
+        sql = f"(SELECT {', '.join(cols)} FROM {source})"
         if local:
             for layer in _local_layers(mapping.timezone, window):
                 sql = "(" + layer.format(sql) + ")"

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 
 from wattwatch._prefetch import prefetch
 from wattwatch.ingest.mapping import Mapping, MappingError
-from wattwatch.ingest.normalize import MISSING_TOKENS, build_select
+from wattwatch.ingest.normalize import MISSING_TOKENS, build_select, unit_header_hint
 from wattwatch.ingest.readers import LINE, NotRecordsError, RawBatch, RawReject, detect_format, read_batches, read_frame
 from wattwatch.schema import COLUMNS
 from wattwatch.store.duck import IngestCounts, Store, interrupted
@@ -221,7 +221,8 @@ def _prepared(raw: Iterable[RawBatch], fmt: str, mapping: Mapping, notes: list[s
                     continue  # (a first block of junk lines: the records may start later)
                 raise
             if norm.ignored and not any(n.startswith(f"{batch.unit}: ignored") for n in notes):
-                notes.append(f"{batch.unit}: ignored column(s) not in the schema: {', '.join(norm.ignored[:20])}")
+                notes.append(f"{batch.unit}: ignored column(s) not in the schema: {', '.join(norm.ignored[:20])}"
+                             + unit_header_hint(norm.ignored))
             cache[key] = norm
             used_units += 1
         delta = max(batch.bytes_read - last_bytes, 0)
@@ -248,6 +249,9 @@ def _wide_ts(names: list[str], mapping: Mapping) -> str:
     """The time column of a wide source: ``[wide] ts``, ``[columns] ts`` or a built-in alias."""
     wide = mapping.wide
     ts = wide.ts or mapping.columns.get("ts")
+    if isinstance(ts, tuple):   # (rfh: was an AttributeError, in the "not in source" suggestion)
+        raise MappingError(f"[wide] the time is one column ([wide] ts = \"...\"), not {list(ts)}; a date and a time "
+                           "column are read in a long file only")
     if ts is None:
         ts = (Mapping().resolve(names).get("ts") or (None,))[0]
         if ts is None:
@@ -437,7 +441,7 @@ def csv_column_types(names: list[str], mapping: Mapping) -> dict[str, pa.DataTyp
     except MappingError:
         return {}
     types = {src: pa.float64() for canon, cols in resolved.items() if canon not in ("meter_id", "ts") for src in cols}
-    if "ts" in resolved and mapping.ts_format is None and mapping.timezone.upper() == "UTC":
+    if "ts" in resolved and len(resolved["ts"]) == 1 and mapping.ts_format is None and mapping.timezone.upper() == "UTC":
         types[resolved["ts"][0]] = pa.timestamp("us", tz="UTC")
     return types
 
