@@ -60,6 +60,7 @@ import functools
 import io
 import json
 import logging
+import math
 import re
 import time
 from collections import Counter
@@ -490,6 +491,9 @@ class StreamEngine:
             a = Alert.from_dict(record(r))
             if "withdrawn" in a.evidence and r["status"] != "open" and a.evidence.get("provisional"):
                 # (pv) withdrawn while someone had it in hand: the final judgement may make it after all
+                # (prov) unless the checkpoint's judgement is past it (:meth:`_withdrawn_past`)
+                if self._withdrawn_past(a):
+                    continue
                 self._withdrawn_kept[a.id] = a
                 self._prov_max[a.id] = (pd.Timestamp(a.end), a.score)
                 self.alerts[a.id] = a
@@ -617,6 +621,35 @@ class StreamEngine:
             raise
         self._last_ck = time.monotonic()
         self.counters["checkpoints"] += 1
+        self._prune_withdrawn_kept()
+
+    def _withdrawn_past(self, a: Alert) -> bool:
+        """(prov) Whether the full stitcher's final judgement is past a withdrawn provisional alert
+        someone settled (:attr:`_withdrawn_kept`): its detector's clean point on the meter (where the
+        next judgement starts forming alerts) is after the alert's start, or the detector is no longer
+        configured; the final judgement can then never make it after all. A meter the stitcher has
+        no clean point for yet (no checkpoint, or not judged since): not past."""
+        since = self.stitcher.since.get(a.detector)
+        if since is None:
+            return True
+        at = since.get(a.meter_id)
+        return at is not None and math.isfinite(at) and at > pd.Timestamp(a.start).timestamp()
+
+    def _prune_withdrawn_kept(self) -> None:
+        """(prov) Forget the settled withdrawn provisional alerts the final judgement is past
+        (:meth:`_withdrawn_past`), after a checkpoint that holds that judgement: a restart from it
+        does not read them back either (:meth:`_load_provisional`), one from an older checkpoint
+        does (its judgement may still make them). Their rows stay as they are (withdrawn, status
+        kept). Before, every such alert was kept for the watcher's lifetime and read back at every
+        restart: each slow step ran :meth:`_take_provisional` for them, and ``engine.alerts``
+        (the watch's "alerts it opened or updated") listed them after a restart."""
+        if not self._withdrawn_kept:
+            return
+        past = [i for i, a in self._withdrawn_kept.items() if self._withdrawn_past(a)]
+        for i in past:
+            del self._withdrawn_kept[i]
+            self._prov_max.pop(i, None)
+        self.counters["provisional_withdrawn_forgotten"] += len(past)
 
     def carry_bytes(self) -> dict:
         """Size of what is carried per meter: checkpointed, the tail of readings and the closed bins
