@@ -1459,6 +1459,7 @@ class StreamEngine:
         judged = set(getattr(res, "judged", ()) or ())
         final = {a.id: a for a in res.alerts}
         fast = self.fast_names if tier == "slow" else frozenset()
+        was_open = self.provisional_open & set(self.provisional)
         # (never an id the engine holds as final: a final alert stays final)
         # (one near a long blocker's alert is not written, but one written before stays: withdrawn
         # when its readings no longer make it, not when a blocker's spell comes near: that may not
@@ -1523,6 +1524,18 @@ class StreamEngine:
         popen = getattr(res, "provisional_open", None) or set()
         self.provisional_open = {i for i in self.provisional_open | (set(given) & popen) if i in self.provisional
                                  and (i in popen or self.provisional[i].meter_id not in judged)}
+        # (prov) One that was open and no longer is has ended: told as a final alert's end is (``ended``:
+        # the console's line, an InfluxDB point's state, actions' ``ended``), whether it is still
+        # provisional or was confirmed now by a final judgement that holds it closed (one it holds
+        # open ends as a final alert). Before, its end was told only if and when it was final, so a
+        # provisional alert that stopped growing stayed open for the outputs until loose_ct's verdict
+        # (23-83 h later), and one confirmed already closed was never told ended. (A withdrawn one is
+        # told by its withdrawal.)
+        stopped = [i for i in sorted(was_open - self.provisional_open)
+                   if i not in rep.withdrawn and i not in rep.ended
+                   and (i in self.provisional or (i in final and i not in self.open_ids))]
+        rep.ended += stopped
+        self.counters["provisional_ended"] += len(stopped)
 
     def _set_exact(self, alerts: list[Alert]) -> None:
         """Set the stored end and score of ``alerts`` to theirs: the store's upsert keeps the
