@@ -204,8 +204,9 @@ def test_a_restart_between_write_and_withdrawal_withdraws_what_the_last_run_wrot
 
 def test_actions_that_switch_loads_wait_for_the_final_verdict_notifications_do_not(tmp_path):
     """``on_provisional``: a command action (default false) neither opens a provisional alert nor
-    ends a withdrawn one, and opens it when it is confirmed; one with ``on_provisional = true`` opens
-    it at once and ends the withdrawn one, whose ``evidence.withdrawn`` it is given."""
+    ends a withdrawn one (nor one that stopped growing: prov), and opens it when it is confirmed; one
+    with ``on_provisional = true`` opens it at once and ends the withdrawn one, whose
+    ``evidence.withdrawn`` it is given."""
     import dataclasses
     from types import SimpleNamespace
 
@@ -229,6 +230,7 @@ def test_actions_that_switch_loads_wait_for_the_final_verdict_notifications_do_n
     gone = alert("2026-01-02T00:00:00.000Z", provisional=True, waits_for=["loose_ct"])
     final = alert(kept.start)
     reports = [StepReport(alerts=[kept, gone], new=[kept.id, gone.id]),
+               StepReport(ended=[kept.id]),   # (prov) it stopped growing, still provisional
                StepReport(alerts=[final], confirmed=[kept.id]),
                StepReport(ended=[gone.id], withdrawn={gone.id: dataclasses.replace(
                    gone, evidence={**gone.evidence, "withdrawn": "withdrawn: loose_ct"})})]
@@ -245,8 +247,10 @@ def test_actions_that_switch_loads_wait_for_the_final_verdict_notifications_do_n
             o.alerts(rep, eng)
         seen.append(done())
     assert seen[0] == {kept.id: [("tell", "opened")], gone.id: [("tell", "opened")]}
-    assert seen[1][kept.id] == [("shed", "opened"), ("tell", "opened")]
-    assert seen[2][gone.id] == [("tell", "ended"), ("tell", "opened")]
+    # (prov) the end of a provisional alert: told to the one that opened it, not to the one that waits
+    assert seen[1][kept.id] == [("tell", "ended"), ("tell", "opened")]
+    assert seen[2][kept.id] == [("shed", "opened"), ("tell", "ended"), ("tell", "opened")]
+    assert seen[3][gone.id] == [("tell", "ended"), ("tell", "opened")]
     for o in site.outputs:
         o.close()
     store.close()
@@ -358,22 +362,49 @@ def test_an_acknowledged_alert_withdrawn_then_made_final_becomes_the_final_alert
     ``evidence.withdrawn``). When the final judgement makes it after all, the row becomes the final
     alert: its final version (end and score exactly ``detect``'s), no ``withdrawn`` or ``provisional``
     left, the status kept, reported confirmed. Before, a settled row was never rewritten: it stayed
-    "withdrawn" while the alert stood. (The withdrawal here is the engine's own, called where a
-    judgement that no longer made it would call it: on this fleet loose_ct never blanks the bypass.)
+    "withdrawn" while the alert stood. (prov) The withdrawal goes through a step, as users get it: the
+    slow tier's judgement of the next piece is given without the alert (as loose_ct's current findings
+    blanking its readings would give it; on this fleet loose_ct never blanks the bypass, and no fleet
+    known shows a withdrawal later made final), and the engine withdraws it, reports it in that step
+    (``withdrawn``, ``ended``) and keeps the row; pv called ``_withdraw_provisional`` itself.
     With ``restart``: killed after the withdrawal (no checkpoint since), the restarted watcher knows it
     from the store, and its first step, the flush that makes it final, tells it confirmed, not ended
     (rpv: the last run's withdrawal, told again, ended it in the same report: an InfluxDB point left
     "withdrawn", an action's ``ended`` after its ``opened``)."""
-    from wattwatch.runners.stream import StepReport
-
     want = _detects(hourly_bypass["detect"])
     path = tmp_path / "s.duckdb"
     store, eng = _engine(path)
     pieces = _pieces(hourly_bypass["frame"], "8h")
-    aid, confirmed = None, []
+    aid, confirmed, withdrawn_at = None, [], None
+
+    def without_it(feed):   # the slow tier's judgement of one piece, the alert not given
+        def judged(*a, **k):
+            res = feed(*a, **k)
+            res.provisional = [x for x in res.provisional if x.id != aid]
+            res.provisional_open = res.provisional_open - {aid}
+            return res
+        return judged
+
     for k, p in enumerate(pieces):
         eng.add(p)
-        confirmed += eng.step().confirmed
+        if aid is not None and withdrawn_at is None:
+            eng.stitcher.feed = without_it(eng.stitcher.feed)
+        rep = eng.step()
+        confirmed += rep.confirmed
+        if aid is not None and withdrawn_at is None:
+            del eng.stitcher.feed   # (the stitcher's own again)
+            withdrawn_at = k
+            assert list(rep.withdrawn) == [aid] and aid in rep.ended, (rep.withdrawn, rep.ended)
+            assert "loose_ct" in rep.withdrawn[aid].evidence["withdrawn"]
+            row = _rows(store)[aid]
+            assert row[2] == "acknowledged" and '"withdrawn"' in row[3]
+            assert aid in eng._withdrawn_kept and eng.counters["provisional_withdrawn_settled"] == 1
+            if restart:   # killed: no checkpoint after the withdrawal; the rest stored meanwhile
+                store.close()
+                store, eng = _engine(path)
+                for q in pieces[k + 1:]:
+                    eng.add(q)
+                break
         if aid is None and eng.provisional:
             aid = next(iter(eng.provisional))
             assert aid in want
@@ -381,16 +412,7 @@ def test_an_acknowledged_alert_withdrawn_then_made_final_becomes_the_final_alert
             # alert, 7 days by default, after loose_ct's final verdict; this fleet profiles on 1 day)
             store.con.execute("UPDATE alerts SET status = 'acknowledged' WHERE id = ?", [aid])
             eng.mark_settled(aid)
-            eng._withdraw_provisional([eng.provisional[aid]], StepReport())
-            row = _rows(store)[aid]
-            assert row[2] == "acknowledged" and '"withdrawn"' in row[3]
-            if restart:   # killed: no checkpoint after the withdrawal; the rest stored meanwhile
-                store.close()
-                store, eng = _engine(path)
-                for q in pieces[k + 1:]:
-                    eng.add(q)
-                break
-    assert aid is not None, "no provisional alert"
+    assert aid is not None and withdrawn_at is not None, "no provisional alert, or not withdrawn"
     last = eng.flush()
     confirmed += last.confirmed
     assert confirmed.count(aid) == 1, confirmed
