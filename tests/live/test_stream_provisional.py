@@ -204,9 +204,8 @@ def test_a_restart_between_write_and_withdrawal_withdraws_what_the_last_run_wrot
 
 def test_actions_that_switch_loads_wait_for_the_final_verdict_notifications_do_not(tmp_path):
     """``on_provisional``: a command action (default false) neither opens a provisional alert nor
-    ends a withdrawn one (nor one that stopped growing: prov), and opens it when it is confirmed; one
-    with ``on_provisional = true`` opens it at once and ends the withdrawn one, whose
-    ``evidence.withdrawn`` it is given."""
+    ends a withdrawn one, and opens it when it is confirmed; one with ``on_provisional = true`` opens
+    it at once and ends the withdrawn one, whose ``evidence.withdrawn`` it is given."""
     import dataclasses
     from types import SimpleNamespace
 
@@ -230,7 +229,6 @@ def test_actions_that_switch_loads_wait_for_the_final_verdict_notifications_do_n
     gone = alert("2026-01-02T00:00:00.000Z", provisional=True, waits_for=["loose_ct"])
     final = alert(kept.start)
     reports = [StepReport(alerts=[kept, gone], new=[kept.id, gone.id]),
-               StepReport(ended=[kept.id]),   # (prov) it stopped growing, still provisional
                StepReport(alerts=[final], confirmed=[kept.id]),
                StepReport(ended=[gone.id], withdrawn={gone.id: dataclasses.replace(
                    gone, evidence={**gone.evidence, "withdrawn": "withdrawn: loose_ct"})})]
@@ -247,10 +245,8 @@ def test_actions_that_switch_loads_wait_for_the_final_verdict_notifications_do_n
             o.alerts(rep, eng)
         seen.append(done())
     assert seen[0] == {kept.id: [("tell", "opened")], gone.id: [("tell", "opened")]}
-    # (prov) the end of a provisional alert: told to the one that opened it, not to the one that waits
-    assert seen[1][kept.id] == [("tell", "ended"), ("tell", "opened")]
-    assert seen[2][kept.id] == [("shed", "opened"), ("tell", "ended"), ("tell", "opened")]
-    assert seen[3][gone.id] == [("tell", "ended"), ("tell", "opened")]
+    assert seen[1][kept.id] == [("shed", "opened"), ("tell", "opened")]
+    assert seen[2][gone.id] == [("tell", "ended"), ("tell", "opened")]
     for o in site.outputs:
         o.close()
     store.close()
@@ -317,14 +313,12 @@ def test_a_withdrawal_killed_before_its_outputs_reaches_them_once_after_the_rest
     path = tmp_path / "s.duckdb"
     store, eng = _engine(path)
     site = _site_with_tell(tmp_path)
-    stopped = set()
     for k, p in enumerate(pieces[:kw + 1]):
         eng.add(p)
         rep = eng.step()
         if k == kw:
             assert sorted(rep.withdrawn) == ids       # (deleted; then killed: no outputs, no checkpoint)
             break
-        stopped |= set(rep.ended)
         _told(site, rep, eng)
         if k == kw - 1:
             eng.checkpoint()                           # the last checkpoint: both written, both in it
@@ -334,11 +328,7 @@ def test_a_withdrawal_killed_before_its_outputs_reaches_them_once_after_the_rest
 
             listed, prov = open_alert_ids(eng)
             assert prov and set(eng.provisional) - prov and prov <= listed, (eng.provisional, prov)
-    # (prov) the first fragment's alert, over before the checkpoint, was told ended as it stopped growing
-    # (still provisional); the growing one was not
-    assert len(stopped & set(ids)) == 1, (stopped, ids)
-    assert all(sorted(actions_for(store.con, i)["event"]) == (["ended", "opened"] if i in stopped else ["opened"])
-               for i in ids)
+    assert all(actions_for(store.con, i)["event"].tolist() == ["opened"] for i in ids)
     for o in site.outputs:
         o.close()
     store.close()

@@ -56,39 +56,34 @@ def test_a_provisional_alert_held_open_by_the_hold_is_open_as_its_final_alert_wo
     assert seen and by_hold >= 1, (seen, by_hold)
 
 
-def test_a_provisional_alert_that_stops_growing_is_told_ended_once(held, tmp_path):
-    """The engine tells the alert's end (``ended``) in the step whose judgement no longer holds it open
-    (the hold's cold reading, 01-10 12:00-12:59), once, while it is still provisional (loose_ct's verdict
-    comes a day later); the console lists it open until then; the flush that confirms it (closed) does
-    not tell it again. Before, a provisional alert's end was told only once final, and one confirmed
-    already closed never."""
+def test_a_provisional_alert_confirmed_closed_is_told_ended_once(held, tmp_path):
+    """The engine lists the provisional alert open on the console up to the step before the hold's cold
+    reading (01-10 12:00-12:59), does not tell its end while it is provisional (its scores may still
+    change with loose_ct's verdict), and tells it ``ended`` once, in the step whose final judgement
+    confirms it closed (here the flush), as a final alert's end is told. Before, an alert confirmed
+    already closed was never told ended (it never was among the final open alerts)."""
     from wattwatch.app.watchview import open_alert_ids
 
     store = Store(tmp_path / "s.duckdb")
     eng = StreamEngine(store, api.build_detectors(DETECTORS, CONFIG), api._engine(CONFIG),
                        StreamConfig(checkpoint_s=1e9, slow_thread=False))
-    new, ended, listed, still = {}, {}, {}, {}
+    new, ended, listed = {}, [], {}
     for k, p in enumerate(held["pieces"]):
         eng.add(p)
         rep = eng.step()
         for i in rep.new:
             new.setdefault(i, k)
-        for i in rep.ended:
-            ended.setdefault(i, []).append(k)
-            still[i] = i in eng.provisional
+        ended += rep.ended
         for i in open_alert_ids(eng)[1]:
             listed.setdefault(i, []).append(k)
     prov = [i for i in new if i in eng.provisional]
     assert len(prov) == 1, (new, dict(eng.counters))
     i = prov[0]
-    a = eng.provisional[i]
-    assert ended.get(i) and len(ended[i]) == 1 and still[i], ended
-    k = ended[i][0]
-    at = held["pieces"][k]["ts"]
-    # told when it stopped: listed open up to the step before, not after; its end hours before
-    assert listed[i] == list(range(new[i], k)), (listed[i], new[i], k)
-    assert (at.min().strftime("%m-%d %H"), a.end[:16]) == ("01-10 12", "2025-01-10T10:14"), (at.min(), a.end)
-    assert eng.counters["provisional_ended"] == 1
+    k = max(listed[i]) + 1   # the first step it is not listed open
+    assert listed[i] == list(range(new[i], k)), (listed[i], new[i])
+    assert held["pieces"][k]["ts"].min().strftime("%m-%d %H") == "01-10 12", held["pieces"][k]["ts"].min()
+    assert not ended, ended   # (nothing told while provisional)
     last = eng.flush()
-    assert last.confirmed == [i] and i not in last.ended, (last.confirmed, last.ended)
+    assert last.confirmed == [i] and last.ended == [i], (last.confirmed, last.ended)
+    assert i not in eng.open_ids and eng.counters["provisional_ended"] == 1
     store.close()

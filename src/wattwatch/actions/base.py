@@ -379,8 +379,6 @@ class Action(Output):
             if aid in withdrawn and not self.on_provisional:
                 continue   # never opened here
             a = withdrawn.get(aid) or engine.alerts.get(aid) or _stored_alert(engine.store.con, aid)
-            if a is not None and not self.on_provisional and a.evidence.get("provisional"):
-                continue   # (prov) a provisional alert that stopped growing: never opened here either
             if a is not None:
                 events.append((a, "ended"))
         if not self.on_provisional:

@@ -280,6 +280,9 @@ class StreamEngine:
         # meter said so; one read back at a restart counts until its meter is judged again): the
         # console lists them with the open ones.
         self.provisional_open: set[str] = set()
+        # (prov) Provisional ids that were open (may still grow) at some step: told ended when a final
+        # judgement confirms them closed (:meth:`_take_provisional`).
+        self._prov_opened: set[str] = set()
         # The tiered step: ``stitcher`` judges with every detector (the slow tier's clock; what
         # is checkpointed and what re-judging rewinds), ``fast`` with the fast tier only, every
         # step. ``slow_fed``: per meter the last reading the full stitcher judged; ``pending``:
@@ -1459,7 +1462,6 @@ class StreamEngine:
         judged = set(getattr(res, "judged", ()) or ())
         final = {a.id: a for a in res.alerts}
         fast = self.fast_names if tier == "slow" else frozenset()
-        was_open = self.provisional_open & set(self.provisional)
         # (never an id the engine holds as final: a final alert stays final)
         # (one near a long blocker's alert is not written, but one written before stays: withdrawn
         # when its readings no longer make it, not when a blocker's spell comes near: that may not
@@ -1476,6 +1478,7 @@ class StreamEngine:
             log.info("alert %s (%s, %s) final after all: it was withdrawn as provisional", a.id, a.meter_id, a.detector)
         self.counters["provisional_final_after_withdrawal"] += len(after_all)
         confirmed += after_all
+        confirmed_ids = {a.id for a in confirmed}
         gone = [a for i, a in self.provisional.items() if a.meter_id in judged and i not in given and i not in final]
         if confirmed:
             # (_take wrote the final version of each, but of one someone settled: written here,
@@ -1524,16 +1527,19 @@ class StreamEngine:
         popen = getattr(res, "provisional_open", None) or set()
         self.provisional_open = {i for i in self.provisional_open | (set(given) & popen) if i in self.provisional
                                  and (i in popen or self.provisional[i].meter_id not in judged)}
-        # (prov) One that was open and no longer is has ended: told as a final alert's end is (``ended``:
-        # the console's line, an InfluxDB point's state, actions' ``ended``), whether it is still
-        # provisional or was confirmed now by a final judgement that holds it closed (one it holds
-        # open ends as a final alert). Before, its end was told only if and when it was final, so a
-        # provisional alert that stopped growing stayed open for the outputs until loose_ct's verdict
-        # (23-83 h later), and one confirmed already closed was never told ended. (A withdrawn one is
-        # told by its withdrawal.)
-        stopped = [i for i in sorted(was_open - self.provisional_open)
-                   if i not in rep.withdrawn and i not in rep.ended
-                   and (i in self.provisional or (i in final and i not in self.open_ids))]
+        # (prov) Its end is told as a final alert's is (``ended``: the console's line, an InfluxDB
+        # point's state, actions' ``ended``): when a final judgement says it can no longer grow. One
+        # confirmed by a final judgement that holds it open ends later as any final alert; one it holds
+        # closed ends now, if it was ever open as a provisional alert. Before, that one was never told
+        # ended (it was never among the final open alerts). Not while it is provisional: its readings'
+        # scores may still change with the long blocker's verdict, and a provisional alert told ended
+        # when it stopped growing grew again (test_stream_imbalance_hold, 15 min: a neutral_tamper
+        # alert told ended, then written 2 h and 15 h longer). (A withdrawn one is told by its withdrawal.)
+        self._prov_opened |= self.provisional_open
+        stopped = [i for i in sorted(confirmed_ids & self._prov_opened)
+                   if i not in self.open_ids and i not in rep.ended]
+        self._prov_opened -= confirmed_ids
+        self._prov_opened &= set(self.provisional)
         rep.ended += stopped
         self.counters["provisional_ended"] += len(stopped)
 
