@@ -1,6 +1,6 @@
 """A provisional alert's end (issue 16; docs/live-log.md 2026-12-07 prov): whether it may still grow
-follows the post-rules a final alert follows, its ``hold`` included, and when it stops growing its end
-is told as a final alert's is (``StepReport.ended``).
+follows the post-rules a final alert follows, its ``hold`` included, and its end is told as a final
+alert's is (``StepReport.ended``, when a final judgement holds it closed).
 
 The case: seed 3's M-00001 (15 min, a three-phase meter; profiled on its first day): the simulated
 phase imbalance of 01-09 16:15-01-10 10:15 is alerted from 16:14 to 10:14; after it the score stays over
@@ -41,7 +41,7 @@ def test_a_provisional_alert_held_open_by_the_hold_is_open_as_its_final_alert_wo
     """Provisional = final but for the long blockers: at every piece, the provisional alerts that may
     still grow are the ones the same stream judged without loose_ct holds open. Before, the hold was
     left out of the provisional open rule: the held alert was "not open" at 01-10 11:59
-    while the judgement without loose_ct held it open (and the engine told its end there)."""
+    while the judgement without loose_ct held it open (the console left it out there)."""
     prov_st = Stitcher([registry.build(n).fit(held["fit"]) for n in DETECTORS], provisional=12 * 3600.0)
     bare = Stitcher([registry.build("phase_imbalance").fit(held["fit"])])
     seen, by_hold = set(), 0

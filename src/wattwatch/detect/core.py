@@ -946,7 +946,7 @@ def _provisional(res: Result, j: Judged, names: list[str], seg: np.ndarray, t: n
         # (prov) ... and its hold (phase_imbalance, channel_invalid), as ``_post`` holds a final alert
         # open: no reading since its last anomalous one back to normal, the meter judged within
         # ``hold_gap_s`` of its last reading used. Without it a held provisional alert was "not open"
-        # (the console, its end told) while its final version was open and grew.
+        # (the console) while the judgement without the long blockers held it open.
         last_cold = _seg_time(n_seg, seg, t, _cold_rows(j, seg, use, t), last=True)
         last_judged = _seg_time(n_seg, seg, t, np.flatnonzero(use & np.isfinite(j.scores)), last=True)
         is_open |= (last_cold[gseg] <= t1) & \
