@@ -316,6 +316,7 @@ class StreamEngine:
         self.profiled: set[str] = {m for m in known if any(m in getattr(d, "state_", {}) for d in self.dets)}
         self._start_notes: list[str] = []         # said at start, reported by the first step
         self._ck_provisional: list[str] = []
+        self._ck_prov_opened: list[str] | None = None   # (rprov) the checkpoint's _prov_opened, if it has one
         self.resumed = self._load_checkpoint()
         m_prov = self._ck_provisional
         # The health alerts sources raised in earlier runs that the store keeps open (id -> alert):
@@ -435,6 +436,7 @@ class StreamEngine:
         self.counters.update(m.get("counters", {}))
         self.rewinds = {k: tuple(v) for k, v in m.get("rewinds", {}).items()}
         self._ck_provisional = list(m.get("provisional", []))
+        self._ck_prov_opened = m.get("provisional_opened")
         self._silence_ck = m.get("silence") or {}
         return True
 
@@ -519,6 +521,12 @@ class StreamEngine:
             if r["status"] != "open":
                 self.settled.add(a.id)
         self.provisional_open = set(self.provisional)   # (until their meters are judged again)
+        # (rprov) Which were ever open (told ended when confirmed closed): as the checkpoint says; one
+        # written after it, or a checkpoint without the list, counts as open (at least once). Before,
+        # taken from provisional_open above, which the next judgement of its meter replaced before
+        # _take_provisional read it: one confirmed there was never told ended after a restart.
+        opened = self._ck_prov_opened
+        self._prov_opened = {i for i in self.provisional if opened is None or i in opened or i not in ck}
         if self.provisional:
             log.info("%s: %d provisional alert(s) from the last run wait for their meters' next judgement",
                      self.name, len(self.provisional))
@@ -604,6 +612,7 @@ class StreamEngine:
                 "counters": {k: int(v) for k, v in self.counters.items()},
                 "rewinds": {k: list(v) for k, v in getattr(self, "rewinds", {}).items()},
                 "provisional": sorted(self.provisional),
+                "provisional_opened": sorted(self._prov_opened & set(self.provisional)),
                 "silence": self.silence.position() if self.silence is not None else self._silence_ck}
         con = self.store.con
         # (pv) The withdrawals reported by the steps before this checkpoint reached the outputs (a
