@@ -306,3 +306,36 @@ def test_bench_fleet_stopped_by_ctrl_c_leaves_nothing_of_its_worker_running(tmp_
     with pytest.raises(RuntimeError, match="boom"):   # a worker that fails: its stderr said
         bench.spark_worker([sys.executable, "-c", "import sys; sys.exit('boom')"], "worker")
     assert bench.spark_worker([sys.executable, "-c", "print('{}')"], "worker").strip() == "{}"
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals reach the main thread")
+def test_bench_fleet_passes_its_ctrl_c_on_to_its_worker(tmp_path):
+    """(rprov) The worker runs in a process group of its own (a terminal's Ctrl-C does not reach it):
+    ``spark_worker`` passes the Ctrl-C on, so the worker stops its Spark work itself (its jobs cancelled,
+    its session stopped: ``_spark_main``) within the grace time. Here the worker says it got it and
+    ends; the call ends well before the grace time (without the Ctrl-C passed on, the worker is
+    killed after it, never told)."""
+    import sys
+
+    from wattwatch.app import bench
+
+    got, ready = tmp_path / "got", tmp_path / "ready"
+    worker = tmp_path / "worker.py"
+    worker.write_text("import sys, time\n"   # (ready said inside the try: a Ctrl-C after it is caught)
+                      f"try:\n    open({str(ready)!r}, 'w').write('1')\n    time.sleep(60)\nexcept KeyboardInterrupt:\n"
+                      f"    open({str(got)!r}, 'w').write('ctrl-c')\n    sys.exit(130)\n")
+
+    def ctrl_c():
+        end = time.monotonic() + 60
+        while not (ready.exists() and ready.read_text()) and time.monotonic() < end:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=ctrl_c, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            bench.spark_worker([sys.executable, str(worker)], "worker", grace_s=60.0)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert got.exists() and got.read_text() == "ctrl-c", "the worker was not passed the Ctrl-C"
