@@ -184,10 +184,7 @@ def test_kill_9_then_restart_loses_no_reading_and_duplicates_no_alert(fleet, tmp
         saved = pd.Timestamp(s.con.execute("SELECT saved FROM stream_checkpoint").fetchone()[0])
         later = {r[0] for r in s.con.execute("SELECT id FROM alerts WHERE last_seen > ?", [saved]).fetchall()}
         kept = {r[0] for r in s.con.execute("SELECT id FROM alerts WHERE first_seen <= ?", [saved]).fetchall()}
-        meta = json.loads(s.con.execute("SELECT meta FROM stream_checkpoint").fetchone()[0])
-        # (rprov) and a provisional alert once open at the checkpoint: told ended when a final judgement
-        # confirms it closed (prov), which may come first in the restarted run
-        was_open = set(meta["open"]) | set(meta.get("provisional_opened", []))
+        was_open = set(json.loads(s.con.execute("SELECT meta FROM stream_checkpoint").fetchone()[0])["open"])
         # An action's opened/ended jobs it had not logged done (killed while or before it ran):
         # its next start runs them (the actions' own at least once, base.py), not a re-delivery.
         unlogged = {(i, ev) for i, ev in s.con.execute("SELECT alert_id, event FROM actions_pending").fetchall()}
