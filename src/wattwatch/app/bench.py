@@ -292,11 +292,9 @@ def fleet_benchmark(meters: int = 200, days: float = 14.0, seed: int = 0, master
     runs = []
     for master in masters:
         log(f"detect --engine spark and the naive applyInPandas on {master} (own process) ...")
-        proc = subprocess.run([sys.executable, "-m", "wattwatch.app.bench", "fleet", str(path), master, str(repeats)],
-                              capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise RuntimeError(f"bench fleet worker ({master}) failed:\n{proc.stderr[-3000:]}")
-        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        stdout = spark_worker([sys.executable, "-m", "wattwatch.app.bench", "fleet", str(path), master, str(repeats)],
+                              f"bench fleet worker ({master})")
+        runs.append(json.loads(stdout.strip().splitlines()[-1]))
     out = {"benchmark": "fleet", "machine": _machine(), "date": time.strftime("%Y-%m-%d"), "meters": meters,
            "days": days, "seed": seed, "target_ratio": FLEET_TARGET_RATIO, "runs": runs, "repeats": repeats,
            "isolation": "each master in its own worker process (one Spark session per process)"}
@@ -306,12 +304,66 @@ def fleet_benchmark(meters: int = 200, days: float = 14.0, seed: int = 0, master
         out["scaling_naive"] = by["local[1]"]["naive_s"] / by["local[2]"]["naive_s"]
     if pods:
         log(f"fleet --engine spark on {pods:,} PODs (own process) ...")
-        proc = subprocess.run([sys.executable, "-m", "wattwatch.app.bench", "pods", str(pods), masters[0], str(workdir)],
-                              capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise RuntimeError(f"bench fleet --pods worker failed:\n{proc.stderr[-3000:]}")
-        out["pods"] = json.loads(proc.stdout.strip().splitlines()[-1])
+        stdout = spark_worker([sys.executable, "-m", "wattwatch.app.bench", "pods", str(pods), masters[0], str(workdir)],
+                              "bench fleet --pods worker")
+        out["pods"] = json.loads(stdout.strip().splitlines()[-1])
     return out
+
+
+def spark_worker(argv: list[str], what: str, grace_s: float = 20.0) -> str:
+    """(prov) Run a bench worker that starts Spark (``python -m wattwatch.app.bench fleet|pods``) in
+    a process group of its own and return its stdout (RuntimeError with its stderr's end if it
+    failed). A Ctrl-C or SIGTERM here (a KeyboardInterrupt: ``bench`` runs under the command line's
+    handling) is passed on to the worker as a Ctrl-C: it cancels its Spark jobs and stops its
+    session (:func:`_spark_main`) within ``grace_s``; whatever is left of its group then (the JVM
+    it started, the JVM's Python workers) is ended (:func:`_end_group`), and so after any end of
+    the worker. Before, ``subprocess.run`` killed the worker 0.25 s after the Ctrl-C (SIGKILL),
+    its jobs were never cancelled, and the JVM it had started lived on, orphaned (seen over 100 s
+    after a ``bench fleet`` Ctrl-C, until killed by hand)."""
+    import signal
+
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        try:
+            out, err = proc.communicate()
+        except BaseException:
+            try:
+                os.killpg(proc.pid, signal.SIGINT)   # (a terminal's Ctrl-C reaches only our group)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.communicate(timeout=grace_s)
+            except BaseException:   # noqa: BLE001 - not in time, or a second Ctrl-C: the group is ended below
+                proc.kill()
+                proc.wait()
+            raise
+    finally:
+        _end_group(proc.pid)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{err[-3000:]}")
+    return out
+
+
+def _end_group(pgid: int, wait_s: float = 5.0) -> None:
+    """End what is left of process group ``pgid`` (a worker's, the worker itself reaped): SIGTERM (a
+    JVM runs its shutdown hooks: Spark's temporary folders removed), SIGKILL after ``wait_s``."""
+    import signal
+
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return   # nothing left
+    end = time.monotonic() + wait_s
+    while time.monotonic() < end:
+        time.sleep(0.05)
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def pods_available() -> bool:
@@ -502,9 +554,7 @@ def _fleet_worker(path: str, master: str, repeats: int = 3, fit: str = "tasks") 
 
     import pandas as pd
 
-    from wattwatch.detect.engine import DetectionResult, EngineConfig
-    from wattwatch.detect.frame import prepare, profile_mask
-    from wattwatch.detect.registry import build_all
+    from wattwatch.detect.frame import prepare
     from wattwatch.runners import spark as sparkrun
 
     warnings.filterwarnings("ignore", category=RuntimeWarning)
@@ -513,10 +563,30 @@ def _fleet_worker(path: str, master: str, repeats: int = 3, fit: str = "tasks") 
     quarter = prepare(full[full["_seg"].to_numpy() % 4 == 0])
     spark = sparkrun.session(master, app="wattwatch-bench-fleet")
     cores = spark.sparkContext.defaultParallelism
-    # Warm-up, for neither side: the JVM's first job, the Python workers' start and their imports.
-    t0 = time.perf_counter()
+    # (prov) Every Spark job of the rounds in one block: a Ctrl-C or SIGTERM cancels the running one
+    # (the warm-up's, ``to_spark``'s, the naive side's ``applyInPandas``; ours' judging is
+    # ``sparkrun.collect``'s own block too) and waits for its stages before the worker stops Spark.
+    with sparkrun.cancelled_on_interrupt(spark.sparkContext):
+        r = _fleet_rounds(spark, cores, full, half, quarter, master, repeats, fit)
+    spark.stop()
+    return r
+
+
+def _warm_up(spark, cores: int) -> None:
+    """Warm-up, for neither side: the JVM's first job, the Python workers' start and their imports."""
     spark.range(4 * cores).groupBy("id").applyInPandas(_warm_rows, "id long").collect()
     spark.sparkContext.parallelize(range(4 * cores), 4 * cores).mapPartitions(_warm_part).collect()
+
+
+def _fleet_rounds(spark, cores: int, full, half, quarter, master: str, repeats: int, fit: str) -> dict:
+    """:func:`_fleet_worker`'s measurements on its session (which it stops after them)."""
+    from wattwatch.detect.engine import DetectionResult, EngineConfig
+    from wattwatch.detect.frame import profile_mask
+    from wattwatch.detect.registry import build_all
+    from wattwatch.runners import spark as sparkrun
+
+    t0 = time.perf_counter()
+    _warm_up(spark, cores)
     warm_s = time.perf_counter() - t0
     frames = {"full": full, "half": half, "quarter": quarter}
     sdfs = {k: (sparkrun.to_spark(spark, f), sparkrun.ts_unit(f)) for k, f in frames.items()}
@@ -565,7 +635,6 @@ def _fleet_worker(path: str, master: str, repeats: int = 3, fit: str = "tasks") 
     ratios = [a["s"] / b["s"] for a, b in zip(o, n)]
     per_round = lambda side: [[got[(side, k)][r]["s"] for k in keys] for r in range(repeats)]  # noqa: E731
     margin = marginal_summary(sizes, per_round("ours"), per_round("naive"))
-    spark.stop()
     r3 = lambda xs: [round(x, 3) for x in xs]  # noqa: E731
     return {"master": master, "fit": fit, "cores": cores, "meters": meters, "meters_half": meters_half, "readings": o[0]["readings"],
             "groups": sparkrun.group_count(full.groupby("_seg").size().to_numpy(), cores), "warmup_s": round(warm_s, 3),
@@ -592,14 +661,41 @@ def _fleet_worker(path: str, master: str, repeats: int = 3, fit: str = "tasks") 
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def _spark_main(work) -> None:
+    """(prov) A Spark worker's ``__main__`` (:func:`spark_worker` runs it): ``work()``'s result as
+    JSON on stdout. Its Ctrl-C is the command's (:func:`spark_worker` passes the user's on), so
+    pyspark's own SIGINT handler is left out (``runners.spark.PYSPARK_SIGINT``) and SIGTERM is taken
+    as a Ctrl-C; the Spark jobs it started are cancelled by their ``cancelled_on_interrupt`` blocks,
+    then its session is stopped (the JVM ends) and it exits 130 (143 for SIGTERM) without a traceback."""
+    from wattwatch import sigterm
+    from wattwatch.runners import spark as sparkrun
+
+    sparkrun.PYSPARK_SIGINT = False
+    try:
+        with sigterm.as_interrupt():
+            print(json.dumps(work(), default=str))
+    except BaseException as exc:
+        if not sigterm.from_interrupt(exc):
+            raise
+        try:
+            from pyspark.sql import SparkSession
+
+            active = SparkSession.getActiveSession()
+            if active is not None:
+                active.stop()
+        except Exception:  # noqa: BLE001 - the JVM gone: nothing to stop (spark_worker ends what is left)
+            pass
+        sys.exit(143 if isinstance(exc, sigterm.Terminated) else 130)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "detect":
         print(json.dumps(_detect_worker(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 3)))
     elif sys.argv[1] == "fleet":
-        print(json.dumps(_fleet_worker(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 3,
-                                       sys.argv[5] if len(sys.argv) > 5 else "tasks")))
+        _spark_main(lambda: _fleet_worker(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 3,
+                                          sys.argv[5] if len(sys.argv) > 5 else "tasks"))
     elif sys.argv[1] == "pods":
-        print(json.dumps(_pods_worker(int(sys.argv[2]), sys.argv[3], sys.argv[4]), default=str))
+        _spark_main(lambda: _pods_worker(int(sys.argv[2]), sys.argv[3], sys.argv[4]))
     else:
         print(json.dumps(_worker(*sys.argv[1:4])))
 

@@ -938,8 +938,19 @@ def _provisional(res: Result, j: Judged, names: list[str], seg: np.ndarray, t: n
     if not keep.any():
         return
     # (pv) May still grow: as ``_post``'s open rule, from the last reading final but for the long blockers.
+    n_seg = len(names)
     horizon = np.maximum(j.eff["merge_gap_s"], j.eff["max_bridge_s"])
-    is_open = t1 > _seg_time(len(names), seg, t, idx, last=True)[gseg] - horizon[gseg]
+    pfinal_t = _seg_time(n_seg, seg, t, idx, last=True)
+    is_open = t1 > pfinal_t[gseg] - horizon[gseg]
+    if d.config.post.hold > 0:
+        # (prov) ... and its hold (phase_imbalance, channel_invalid), as ``_post`` holds a final alert
+        # open: no reading since its last anomalous one back to normal, the meter judged within
+        # ``hold_gap_s`` of its last reading used. Without it a held provisional alert was "not open"
+        # (the console) while the judgement without the long blockers held it open.
+        last_cold = _seg_time(n_seg, seg, t, _cold_rows(j, seg, use, t), last=True)
+        last_judged = _seg_time(n_seg, seg, t, np.flatnonzero(use & np.isfinite(j.scores)), last=True)
+        is_open |= (last_cold[gseg] <= t1) & \
+            (pfinal_t[gseg] - np.maximum(last_judged[gseg], t1) <= d.config.post.hold_gap_s)
     # Near a long blocker's alert: its alerts' spans widened by its horizon on their meter.
     near = np.zeros(len(keep), bool)
     by_name = {x.det.name: x for x in res.judged}

@@ -60,6 +60,7 @@ import functools
 import io
 import json
 import logging
+import math
 import re
 import time
 from collections import Counter
@@ -279,6 +280,9 @@ class StreamEngine:
         # meter said so; one read back at a restart counts until its meter is judged again): the
         # console lists them with the open ones.
         self.provisional_open: set[str] = set()
+        # (prov) Provisional ids that were open (may still grow) at some step: told ended when a final
+        # judgement confirms them closed (:meth:`_take_provisional`).
+        self._prov_opened: set[str] = set()
         # The tiered step: ``stitcher`` judges with every detector (the slow tier's clock; what
         # is checkpointed and what re-judging rewinds), ``fast`` with the fast tier only, every
         # step. ``slow_fed``: per meter the last reading the full stitcher judged; ``pending``:
@@ -312,6 +316,7 @@ class StreamEngine:
         self.profiled: set[str] = {m for m in known if any(m in getattr(d, "state_", {}) for d in self.dets)}
         self._start_notes: list[str] = []         # said at start, reported by the first step
         self._ck_provisional: list[str] = []
+        self._ck_prov_opened: list[str] | None = None   # (rprov) the checkpoint's _prov_opened, if it has one
         self.resumed = self._load_checkpoint()
         m_prov = self._ck_provisional
         # The health alerts sources raised in earlier runs that the store keeps open (id -> alert):
@@ -431,6 +436,7 @@ class StreamEngine:
         self.counters.update(m.get("counters", {}))
         self.rewinds = {k: tuple(v) for k, v in m.get("rewinds", {}).items()}
         self._ck_provisional = list(m.get("provisional", []))
+        self._ck_prov_opened = m.get("provisional_opened")
         self._silence_ck = m.get("silence") or {}
         return True
 
@@ -490,6 +496,9 @@ class StreamEngine:
             a = Alert.from_dict(record(r))
             if "withdrawn" in a.evidence and r["status"] != "open" and a.evidence.get("provisional"):
                 # (pv) withdrawn while someone had it in hand: the final judgement may make it after all
+                # (prov) unless the checkpoint's judgement is past it (:meth:`_withdrawn_past`)
+                if self._withdrawn_past(a):
+                    continue
                 self._withdrawn_kept[a.id] = a
                 self._prov_max[a.id] = (pd.Timestamp(a.end), a.score)
                 self.alerts[a.id] = a
@@ -512,6 +521,12 @@ class StreamEngine:
             if r["status"] != "open":
                 self.settled.add(a.id)
         self.provisional_open = set(self.provisional)   # (until their meters are judged again)
+        # (rprov) Which were ever open (told ended when confirmed closed): as the checkpoint says; one
+        # written after it, or a checkpoint without the list, counts as open (at least once). Before,
+        # taken from provisional_open above, which the next judgement of its meter replaced before
+        # _take_provisional read it: one confirmed there was never told ended after a restart.
+        opened = self._ck_prov_opened
+        self._prov_opened = {i for i in self.provisional if opened is None or i in opened or i not in ck}
         if self.provisional:
             log.info("%s: %d provisional alert(s) from the last run wait for their meters' next judgement",
                      self.name, len(self.provisional))
@@ -597,6 +612,7 @@ class StreamEngine:
                 "counters": {k: int(v) for k, v in self.counters.items()},
                 "rewinds": {k: list(v) for k, v in getattr(self, "rewinds", {}).items()},
                 "provisional": sorted(self.provisional),
+                "provisional_opened": sorted(self._prov_opened & set(self.provisional)),
                 "silence": self.silence.position() if self.silence is not None else self._silence_ck}
         con = self.store.con
         # (pv) The withdrawals reported by the steps before this checkpoint reached the outputs (a
@@ -617,6 +633,35 @@ class StreamEngine:
             raise
         self._last_ck = time.monotonic()
         self.counters["checkpoints"] += 1
+        self._prune_withdrawn_kept()
+
+    def _withdrawn_past(self, a: Alert) -> bool:
+        """(prov) Whether the full stitcher's final judgement is past a withdrawn provisional alert
+        someone settled (:attr:`_withdrawn_kept`): its detector's clean point on the meter (where the
+        next judgement starts forming alerts) is after the alert's start, or the detector is no longer
+        configured; the final judgement can then never make it after all. A meter the stitcher has
+        no clean point for yet (no checkpoint, or not judged since): not past."""
+        since = self.stitcher.since.get(a.detector)
+        if since is None:
+            return True
+        at = since.get(a.meter_id)
+        return at is not None and math.isfinite(at) and at > pd.Timestamp(a.start).timestamp()
+
+    def _prune_withdrawn_kept(self) -> None:
+        """(prov) Forget the settled withdrawn provisional alerts the final judgement is past
+        (:meth:`_withdrawn_past`), after a checkpoint that holds that judgement: a restart from it
+        does not read them back either (:meth:`_load_provisional`), one from an older checkpoint
+        does (its judgement may still make them). Their rows stay as they are (withdrawn, status
+        kept). Before, every such alert was kept for the watcher's lifetime and read back at every
+        restart: each slow step ran :meth:`_take_provisional` for them, and ``engine.alerts``
+        (the watch's "alerts it opened or updated") listed them after a restart."""
+        if not self._withdrawn_kept:
+            return
+        past = [i for i, a in self._withdrawn_kept.items() if self._withdrawn_past(a)]
+        for i in past:
+            del self._withdrawn_kept[i]
+            self._prov_max.pop(i, None)
+        self.counters["provisional_withdrawn_forgotten"] += len(past)
 
     def carry_bytes(self) -> dict:
         """Size of what is carried per meter: checkpointed, the tail of readings and the closed bins
@@ -1442,6 +1487,7 @@ class StreamEngine:
             log.info("alert %s (%s, %s) final after all: it was withdrawn as provisional", a.id, a.meter_id, a.detector)
         self.counters["provisional_final_after_withdrawal"] += len(after_all)
         confirmed += after_all
+        confirmed_ids = {a.id for a in confirmed}
         gone = [a for i, a in self.provisional.items() if a.meter_id in judged and i not in given and i not in final]
         if confirmed:
             # (_take wrote the final version of each, but of one someone settled: written here,
@@ -1490,6 +1536,21 @@ class StreamEngine:
         popen = getattr(res, "provisional_open", None) or set()
         self.provisional_open = {i for i in self.provisional_open | (set(given) & popen) if i in self.provisional
                                  and (i in popen or self.provisional[i].meter_id not in judged)}
+        # (prov) Its end is told as a final alert's is (``ended``: the console's line, an InfluxDB
+        # point's state, actions' ``ended``): when a final judgement says it can no longer grow. One
+        # confirmed by a final judgement that holds it open ends later as any final alert; one it holds
+        # closed ends now, if it was ever open as a provisional alert. Before, that one was never told
+        # ended (it was never among the final open alerts). Not while it is provisional: its readings'
+        # scores may still change with the long blocker's verdict, and a provisional alert told ended
+        # when it stopped growing grew again (test_stream_imbalance_hold, 15 min: a neutral_tamper
+        # alert told ended, then written 2 h and 15 h longer). (A withdrawn one is told by its withdrawal.)
+        self._prov_opened |= self.provisional_open
+        stopped = [i for i in sorted(confirmed_ids & self._prov_opened)
+                   if i not in self.open_ids and i not in rep.ended]
+        self._prov_opened -= confirmed_ids
+        self._prov_opened &= set(self.provisional)
+        rep.ended += stopped
+        self.counters["provisional_ended"] += len(stopped)
 
     def _set_exact(self, alerts: list[Alert]) -> None:
         """Set the stored end and score of ``alerts`` to theirs: the store's upsert keeps the
