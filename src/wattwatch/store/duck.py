@@ -838,8 +838,8 @@ class Store:
         # readings 0.25 s apart were taken for copies and dropped (and that cadence was stored for
         # the next batches). A batch lengthens a meter's known cadence only where none of its gaps
         # (between its readings, and to the meter's stored first and last) would thereby turn from
-        # two readings into one: a gap in (known tolerance, new tolerance] says the meter still
-        # reads at its known cadence and this batch lost readings.
+        # two readings into one: a gap at the known cadence (within its tolerance) and within the new
+        # tolerance says the meter still reads at its known cadence and this batch lost readings.
         longer = (known > 0) & (cadence > known)
         if longer.any():
             tol_k = np.minimum(cap_us, 0.25 * known)
@@ -853,7 +853,11 @@ class Store:
             b_codes = np.concatenate([cs[first], cs[last]])
             b_gap = np.concatenate([ts_[first] - span[cs[first], 1], span[cs[last], 0] - ts_[last]])
             g_codes, g = np.concatenate([g_codes, b_codes]), np.concatenate([g, b_gap])
-            seen = longer[g_codes] & (g > tol_k[g_codes]) & (g <= tol_b[g_codes])
+            # (rfl2) only a gap of one known cadence (within its tolerance) says so: a copy re-sent
+            # later than the known tolerance (a meter gone from 1 s to 15 s whose gateway re-sends
+            # each reading 0.5 s late) is no reading at the known cadence, and kept the known one
+            # (its copies stored as readings, in every file after it).
+            seen = longer[g_codes] & (np.abs(g - known[g_codes]) <= tol_k[g_codes]) & (g <= tol_b[g_codes])
             keep_known = np.zeros(len(names), bool)
             keep_known[g_codes[seen]] = True
             cadence[keep_known] = known[keep_known]
