@@ -184,7 +184,13 @@ def test_kill_9_then_restart_loses_no_reading_and_duplicates_no_alert(fleet, tmp
         saved = pd.Timestamp(s.con.execute("SELECT saved FROM stream_checkpoint").fetchone()[0])
         later = {r[0] for r in s.con.execute("SELECT id FROM alerts WHERE last_seen > ?", [saved]).fetchall()}
         kept = {r[0] for r in s.con.execute("SELECT id FROM alerts WHERE first_seen <= ?", [saved]).fetchall()}
-        was_open = set(json.loads(s.con.execute("SELECT meta FROM stream_checkpoint").fetchone()[0])["open"])
+        # (fl2) Open at the checkpoint: its final open alerts and its provisional ones ("alert open
+        # (provisional)", not in "open"; the restarted run confirms or withdraws them, and ends a
+        # confirmed one once). On a loaded machine the kill came while 3 were provisional: the
+        # restarted run confirmed and ended them, said "ended" for the first time, and this check,
+        # which took them for closed, failed.
+        ck_meta = json.loads(s.con.execute("SELECT meta FROM stream_checkpoint").fetchone()[0])
+        was_open = set(ck_meta["open"]) | set(ck_meta.get("provisional", []))
         # An action's opened/ended jobs it had not logged done (killed while or before it ran):
         # its next start runs them (the actions' own at least once, base.py), not a re-delivery.
         unlogged = {(i, ev) for i, ev in s.con.execute("SELECT alert_id, event FROM actions_pending").fetchall()}
@@ -238,7 +244,9 @@ def test_kill_9_then_restart_loses_no_reading_and_duplicates_no_alert(fleet, tmp
     # What every output gets as opened and ended (the console says each; an action's own log
     # keeps it from acting twice on those, the other outputs have no such log): no alert the
     # store kept before the checkpoint opens again, none closed by then ends again.
-    said = [x.split()[:3] for x in out.splitlines() if x.startswith(("alert open ", "alert ended "))]
+    # ("alert open (provisional) ID": its id is checked too)
+    said = [x.replace(" (provisional)", "", 1).split()[:3] for x in out.splitlines()
+            if x.startswith(("alert open ", "alert ended "))]
     reopened = sorted(i for _, ev, i in said if ev == "open" and i in kept - later)
     reended = sorted(i for _, ev, i in said if ev == "ended" and i in kept - later - was_open)
     assert not reopened and not reended, f"after kill -9, opened again: {reopened}, ended again: {reended}"

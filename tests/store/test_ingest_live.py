@@ -230,3 +230,57 @@ def test_a_failed_live_batch_leaves_the_catalogue_as_the_store_is(tmp_path, monk
         assert cat == stored
     finally:
         s.close()
+
+
+def test_a_lossy_batch_does_not_turn_readings_at_the_known_cadence_into_copies(tmp_path):
+    """(fl2) A watcher's SNMP meter polled every 0.25 s that lost four polls in a row: its batch
+    [2.0, 2.25, 3.5] s has gaps 0.25 and 1.25 s, whose 75th percentile (1.25 s, tolerance 0.31 s)
+    took the reading 0.25 s after the last stored one, and the next one, for copies (2 of 3
+    dropped, "given more than once ... with different values": tests/live/test_snmp.py's watch
+    short by 7-18 readings on a loaded machine), and stored 1.25 s as the meter's cadence, so the
+    next 2-reading batch lost its first one too. The meter's known cadence stands where a gap says
+    so; a meter whose cadence really grew (0.25 -> 10 s, no gap left at 0.25 s) has it learned, and
+    its copies 1 s late merged."""
+    t0 = pd.Timestamp("2026-12-07T05:05:40Z")
+
+    def frame(meter, offsets, seed):
+        v = np.random.default_rng(seed).integers(228, 233, len(offsets)).astype(float)
+        return pd.DataFrame({"meter_id": meter, "ts": t0 + pd.to_timedelta(offsets, unit="s"), "v_l1_v": v})
+
+    lossy = [[0, .25, .5, .75], [1.0, 1.25, 1.5, 1.75], [2.0, 2.25, 3.5], [3.75, 4.0], [4.25]]
+    slower = [[0, .25, .5, .75], [10.75, 20.75, 30.75, 40.75], [41.75, 50.75, 60.75]]   # 41.75: a copy
+    with Store(tmp_path / "s.duckdb") as store:
+        cache, notes = {}, []
+        for k, offs in enumerate(lossy):
+            counts, _, _ = ingest_live(store, frame("pdu1", offs, k), cache=cache)
+            notes += counts.notes
+        for k, offs in enumerate(slower):
+            ingest_live(store, frame("m10", offs, 10 + k), cache=cache)
+        n = dict(store.con.execute("SELECT meter_id, count(*) FROM readings GROUP BY 1").fetchall())
+        cad = dict(store.con.execute("SELECT meter_id, cadence_s FROM meters").fetchall())
+    assert n["pdu1"] == sum(map(len, lossy)) and not notes, (n, notes)
+    assert cad["pdu1"] == pytest.approx(0.25)
+    assert n["m10"] == 4 + 6 and cad["m10"] == pytest.approx(10.0), (n, cad)
+
+
+def test_copies_re_sent_late_do_not_hold_a_meter_at_its_old_cadence(tmp_path):
+    """(rfl2) fl2 kept a meter's known cadence when any gap of a batch lay between the known and
+    the new tolerance: a meter gone from 0.25 s to 10 s whose source re-sends each reading 0.1 s
+    late (gaps 0.1 and 9.9 s) kept 0.25 s (tolerance 62 ms), and every copy was stored as a reading,
+    in this batch and every later one. Only a gap of one known cadence says the meter still reads
+    at it: the 10 s is learned and the copies merged."""
+    t0 = pd.Timestamp("2026-12-07T05:05:40Z")
+
+    def frame(offsets, seed):
+        v = np.random.default_rng(seed).integers(228, 233, len(offsets)).astype(float)
+        return pd.DataFrame({"meter_id": "gw1", "ts": t0 + pd.to_timedelta(offsets, unit="s"), "v_l1_v": v})
+
+    sent = [[0, .25, .5, .75], [10.75, 10.85, 20.75, 20.85, 30.75, 30.85, 40.75, 40.85],
+            [50.75, 50.85, 60.75, 60.85]]
+    with Store(tmp_path / "s.duckdb") as store:
+        cache = {}
+        for k, offs in enumerate(sent):
+            ingest_live(store, frame(offs, k), cache=cache)
+        n = store.con.execute("SELECT count(*) FROM readings").fetchone()[0]
+        cad = store.con.execute("SELECT cadence_s FROM meters").fetchone()[0]
+    assert n == 4 + 4 + 2 and cad > 5, (n, cad)

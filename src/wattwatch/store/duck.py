@@ -9,7 +9,8 @@ De-duplication keeps one row per meter per instant. Two readings of one meter cl
 timestamp jitter); the group keeps the timestamp of its most complete row, earliest first on ties,
 and fills that row's missing channels from the others. The cadence is inferred per meter from the
 batch together with the stored readings around it, so a single late reading is judged against the
-meter's real cadence, not a default.
+meter's real cadence, not a default; a batch lengthens a meter's known cadence only where no gap of
+it (nor to the stored span) would thereby become a copy (packet loss lengthens gaps too).
 
 Extra channels (numeric columns beyond the canonical schema that a mapping declares, see
 :mod:`wattwatch.ingest.mapping`) become DOUBLE columns of ``readings_raw`` on the first ingest that
@@ -827,10 +828,39 @@ class Store:
         # Cadence per meter: 75th percentile of the positive gaps (robust to duplicates below 75 %
         # and to packet loss); meters with too few gaps here use the cadence stored for them.
         cat = self._live_catalogue(names) if live else self._catalogue(names)
-        cadence = np.array([cat[m][2] if m in cat else 0.0 for m in names], float)
+        known = np.array([cat[m][2] if m in cat else 0.0 for m in names], float)
+        cadence = known.copy()
         pos = same & (gap > 0)
         q_codes, q75 = _group_quantile(cs[1:][pos], gap[pos], len(names), 0.75, min_count=2)
         cadence[q_codes] = q75
+        # (fl2) Packet loss lengthens the gaps too: a live batch of a meter that lost most of its
+        # polls (a few readings, 0.25 s, then 1.25 s apart) gave a 75th percentile of 1.25 s, so
+        # readings 0.25 s apart were taken for copies and dropped (and that cadence was stored for
+        # the next batches). A batch lengthens a meter's known cadence only where none of its gaps
+        # (between its readings, and to the meter's stored first and last) would thereby turn from
+        # two readings into one: a gap at the known cadence (within its tolerance) and within the new
+        # tolerance says the meter still reads at its known cadence and this batch lost readings.
+        longer = (known > 0) & (cadence > known)
+        if longer.any():
+            tol_k = np.minimum(cap_us, 0.25 * known)
+            tol_b = np.minimum(cap_us, 0.25 * cadence)
+            g_codes, g = cs[1:][pos], gap[pos]
+            # the batch's first reading after the stored last one, its last before the stored first
+            first = np.flatnonzero(np.concatenate([[True], ~same]))
+            last = np.concatenate([first[1:], [len(cs)]]) - 1
+            span = np.array([(cat[m][0], cat[m][1]) if m in cat and cat[m][0] is not None else (0, 0)
+                             for m in names], np.int64).reshape(-1, 2)
+            b_codes = np.concatenate([cs[first], cs[last]])
+            b_gap = np.concatenate([ts_[first] - span[cs[first], 1], span[cs[last], 0] - ts_[last]])
+            g_codes, g = np.concatenate([g_codes, b_codes]), np.concatenate([g, b_gap])
+            # (rfl2) only a gap of one known cadence (within its tolerance) says so: a copy re-sent
+            # later than the known tolerance (a meter gone from 1 s to 15 s whose gateway re-sends
+            # each reading 0.5 s late) is no reading at the known cadence, and kept the known one
+            # (its copies stored as readings, in every file after it).
+            seen = longer[g_codes] & (np.abs(g - known[g_codes]) <= tol_k[g_codes]) & (g <= tol_b[g_codes])
+            keep_known = np.zeros(len(names), bool)
+            keep_known[g_codes[seen]] = True
+            cadence[keep_known] = known[keep_known]
         tol = np.minimum(cap_us, 0.25 * cadence).astype(np.int64)
 
         keep = np.ones(good.num_rows, bool)
