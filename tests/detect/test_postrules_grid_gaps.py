@@ -114,3 +114,19 @@ def test_the_minimum_duration_on_a_cadence_learned_a_little_short():
     assert PostRule(min_duration_s=30.0).at(np.array([0.9999]))["min_span_s"][0] == pytest.approx(29.5 * 0.9999)
     # A minimum under a cadence is a cadence at least: never none.
     assert PostRule(min_duration_s=30.0).at(np.array([900.0]))["min_span_s"][0] == 30.0
+
+
+@pytest.mark.parametrize("drift", [-2.3e-4, 2.3e-4], ids=["learned-short", "learned-long"])
+def test_long_settings_on_a_one_minute_cadence_learned_a_little_off(drift):
+    """rh6: the learned cadence's relative error multiplies with the count: 1-min meters of 28 days
+    with the simulator's +-2 s jitter learn 60 s within +-2.3e-4, so a 12-h merge gap (720 cadences)
+    is 720 +-0.17 of them and a 1-day bridge (1440) 1440 +-0.33: past 0.05 of a cadence, so runs
+    exactly 12 h apart merged, or readings exactly a day apart were split, on every such meter."""
+    cad, learned = 60.0, 60.0 * (1 + drift)
+    post = PostRule(min_duration_s=0.0, min_readings=2, merge_gap_s=12 * 3600.0, max_bridge_s=86400.0)
+    for between, g, want in ((0.0, 720, 2), (0.0, 719, 1), (float("nan"), 1440, 1), (float("nan"), 1441, 2)):
+        for jit in _jitters(cad, g)[:2]:  # the facing readings 0.2 cadence (12 s) towards and away
+            seg, t, score, per = _fleet(between, g, cad, 0.0)
+            t = t + jit(per) * (2.0 / 12.0)  # the simulator's 2 s
+            got = len(alert_groups(seg, t, score, post, post.at(np.full(METERS, learned))))
+            assert got == want * METERS, (between, g)

@@ -192,6 +192,12 @@ class PostRule:
 # the grid: a meter's learned cadence is the median of its jittered gaps (fleets at hourly cadence:
 # 3599.90-3600.09 s), so 3 h over it is 3.00003 or 2.99997 cadences, which must count as three.
 _GRID_TOL = 0.05
+# ... or within this share of the setting itself (at most _GRID_TOL_MAX of a cadence): the learned
+# cadence's relative error multiplies with the count (rh6: 1-min meters of 28 days, +-2 s jitter,
+# learned 60 s +-2.3e-4, so 12 h is 720 +-0.17 cadences and 1 day 1440 +-0.33; with 0.05 alone a
+# quarter of them merged runs exactly 12 h apart or split readings exactly a day apart, every time).
+_GRID_REL = 5e-4
+_GRID_TOL_MAX = 0.45
 
 
 def _on_grid(x: np.ndarray, c: np.ndarray, kind: str) -> np.ndarray:
@@ -200,16 +206,18 @@ def _on_grid(x: np.ndarray, c: np.ndarray, kind: str) -> np.ndarray:
     the setting's decision. ``"span"`` (a run spans at least ``x``) and ``"merge"`` (runs less than
     ``x`` apart merge): a gap of ``n`` cadences reaches ``x`` from ``n = ceil(x / c)`` on, the bar
     is ``(n - 1/2) c``; ``"bridge"`` (stamps more than ``x`` apart are split): from ``floor(x / c) + 1``
-    on, the bar is ``(floor(x / c) + 1/2) c``. ``x / c`` within ``_GRID_TOL`` of a whole number counts
-    as it (the learned cadence's own error), but never a setting over 0 as none."""
+    on, the bar is ``(floor(x / c) + 1/2) c``. ``x / c`` within ``_GRID_TOL`` of a whole number, or
+    within ``_GRID_REL`` of itself (at most ``_GRID_TOL_MAX``), counts as it (the learned cadence's own
+    error), but never a setting over 0 as none."""
     x = np.asarray(x, float)
     known = c > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         r = x / np.where(known, c, 1.0)
+        tol = np.clip(_GRID_REL * np.abs(r), _GRID_TOL, _GRID_TOL_MAX)
         if kind == "bridge":
-            n = np.floor(r + _GRID_TOL) + 0.5
+            n = np.floor(r + tol) + 0.5
         else:  # a setting over 0 asks for at least one cadence however small it is
-            n = np.where(r > 0, np.maximum(np.ceil(r - _GRID_TOL), 1.0), 0.0) - 0.5
+            n = np.where(r > 0, np.maximum(np.ceil(r - tol), 1.0), 0.0) - 0.5
         return np.where(known, np.maximum(n, 0.0) * c, x)
 
 
