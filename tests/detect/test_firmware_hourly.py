@@ -152,3 +152,30 @@ def test_edge_n_is_checked():
     for bad in (-1, 97, 2.5, True):
         with pytest.raises(ValueError, match="edge_n"):
             build_all(["firmware_drift"], {"firmware_drift": {"edge_n": bad}})
+
+
+def test_an_hourly_drift_streamed_in_pieces_scores_as_the_whole_history():
+    """rh6: ``edge_n`` makes a reading's verdict read the scores 24 hourly bins either side, each of
+    which reads its windows' bins: the detector's reach (lookback / lookahead) must hold both, or
+    the stream's tail is cut short of the edges' hours and a reading near a drift's edge scores
+    otherwise than the whole history gives (here with ``edge_n`` left out of the reach: 49 h)."""
+    from wattwatch.detect import core
+    from wattwatch.detect.engine import profile
+    from wattwatch.detect.frame import prepare
+    from wattwatch.detect.stitch import Stitcher
+
+    from tests.detect.test_core import _alert_mismatches, _epoch, _score_mismatches
+
+    frame, t0, t1 = _drift(3, 0.3, 0.62, 64)
+    dets = build_all(["firmware_drift"])
+    profile(prepare(frame), dets, WEEK)
+    whole = core.run(frame, dets)
+    assert whole.alerts
+    t = _epoch(frame["ts"])
+    start = t.min() + 7 * 86400
+    edges = [-np.inf, *np.arange(start, t.max(), 12 * 3600.0), np.inf]
+    st = Stitcher(dets)
+    steps = [st.feed(frame[(t > lo) & (t <= hi)]) for lo, hi in zip(edges[:-1], edges[1:])]
+    steps.append(st.flush())
+    problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
+    assert not problems, problems[:5]
