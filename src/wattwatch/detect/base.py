@@ -75,7 +75,9 @@ class PostRule:
         capped by what the duration needs (``ceil(min_duration_s / cadence) + 1``), never below 2
         when it was 2 or more.
     merge_gap_s : float
-        Runs of one meter closer than this are one alert (at least 2.5 cadences).
+        Runs of one meter closer than this are one alert (at least 2.5 cadences), on the meter's
+        cadence grid as the minimum duration: runs a whole number of cadences apart merge or not
+        as on the exact grid whatever their stamps' jitter (:meth:`at`).
     merge_gap_n : float
         ... and at least this many cadences (0: seconds only). For a detector that sees what it
         judges only in stretches of readings (a rolling window of readings, say), so that its
@@ -83,7 +85,7 @@ class PostRule:
     max_bridge_s : float
         Readings that cannot be judged (NaN) do not break a run, but only for this long: two
         anomalous readings further apart are separate runs, whatever lies between (at least 2.5
-        cadences, so one lost reading never splits a run).
+        cadences, so one lost reading never splits a run); on the cadence grid as the merge gap.
     bridge_gaps : bool
         Two anomalous readings with no reading at all between them are one run however far apart
         (``max_bridge_s`` then limits only bridges over readings that could not be judged): for
@@ -158,14 +160,18 @@ class PostRule:
         # passes on the grid; jitter under a quarter cadence per stamp never fails a run of that
         # count, nor passes one reading fewer unless the minimum is less than half a cadence past
         # a whole number of them (then the bar is the minimum itself, as before).
+        # The merge gap and the bridge alike (h6): runs a whole number of cadences apart, exactly
+        # the setting, merged (or bridged) or not by the stamps' jitter. Each is compared with the
+        # midpoint between the grid's gaps either side of it: the same gaps merge (bridge) on the
+        # grid as before, and none changes side for jitter under a quarter cadence per stamp.
         d = float(self.min_duration_s)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            grid = np.where(c > 0, (np.ceil(d / np.where(c > 0, c, 1.0)) - 0.5) * c, d)
+        merge = np.maximum(self.merge_gap_s, np.maximum(self.merge_gap_n, 2.5) * c)
+        bridge = np.maximum(self.max_bridge_s, 2.5 * c)
         return {"min_duration_s": np.full(len(c), d),
-                "min_span_s": np.maximum(0.0, np.minimum(d, grid)),
+                "min_span_s": np.maximum(0.0, np.minimum(d, _on_grid(np.full(len(c), d), c, "span"))),
                 "min_readings": readings,
-                "merge_gap_s": np.maximum(self.merge_gap_s, np.maximum(self.merge_gap_n, 2.5) * c),
-                "max_bridge_s": np.maximum(self.max_bridge_s, 2.5 * c),
+                "merge_gap_s": _on_grid(merge, c, "merge"),
+                "max_bridge_s": _on_grid(bridge, c, "bridge"),
                 "single": (self.single_s > 0) & (c >= self.single_s)}
 
     @property
@@ -180,6 +186,39 @@ class PostRule:
         e = self.at(cadence_s)
         gap = np.maximum(e["merge_gap_s"], e["max_bridge_s"])
         return e["min_duration_s"] + (e["min_readings"] + 1) * gap
+
+
+# A setting within this share of a cadence of a whole number of cadences is taken as that number on
+# the grid: a meter's learned cadence is the median of its jittered gaps (fleets at hourly cadence:
+# 3599.90-3600.09 s), so 3 h over it is 3.00003 or 2.99997 cadences, which must count as three.
+_GRID_TOL = 0.05
+# ... or within this share of the setting itself (at most _GRID_TOL_MAX of a cadence): the learned
+# cadence's relative error multiplies with the count (rh6: 1-min meters of 28 days, +-2 s jitter,
+# learned 60 s +-2.3e-4, so 12 h is 720 +-0.17 cadences and 1 day 1440 +-0.33; with 0.05 alone a
+# quarter of them merged runs exactly 12 h apart or split readings exactly a day apart, every time).
+_GRID_REL = 5e-4
+_GRID_TOL_MAX = 0.45
+
+
+def _on_grid(x: np.ndarray, c: np.ndarray, kind: str) -> np.ndarray:
+    """The bar a gap between two stamps is compared with, for a setting of ``x`` seconds on a grid
+    of ``c`` (0: unknown cadence, ``x`` as it is): halfway between the grid's gaps either side of
+    the setting's decision. ``"span"`` (a run spans at least ``x``) and ``"merge"`` (runs less than
+    ``x`` apart merge): a gap of ``n`` cadences reaches ``x`` from ``n = ceil(x / c)`` on, the bar
+    is ``(n - 1/2) c``; ``"bridge"`` (stamps more than ``x`` apart are split): from ``floor(x / c) + 1``
+    on, the bar is ``(floor(x / c) + 1/2) c``. ``x / c`` within ``_GRID_TOL`` of a whole number, or
+    within ``_GRID_REL`` of itself (at most ``_GRID_TOL_MAX``), counts as it (the learned cadence's own
+    error), but never a setting over 0 as none."""
+    x = np.asarray(x, float)
+    known = c > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = x / np.where(known, c, 1.0)
+        tol = np.clip(_GRID_REL * np.abs(r), _GRID_TOL, _GRID_TOL_MAX)
+        if kind == "bridge":
+            n = np.floor(r + tol) + 0.5
+        else:  # a setting over 0 asks for at least one cadence however small it is
+            n = np.where(r > 0, np.maximum(np.ceil(r - tol), 1.0), 0.0) - 0.5
+        return np.where(known, np.maximum(n, 0.0) * c, x)
 
 
 @dataclass(frozen=True)
