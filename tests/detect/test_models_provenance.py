@@ -1,0 +1,119 @@
+"""(mf) A model folder says what it was trained on, and `detect --models` says when it judges
+other meters with it.
+
+Before (main 7992945): ``manifest.json`` kept only the number of meters, readings and the period:
+fh trained on a simulated fleet, ran `detect --models` on the real UCI household and got 6-7
+`learned_ensemble` warnings with nothing saying that the fleet model was made for other meters.
+Now `train` records the meters (each with its cadence), the span, the grid steps, the channels, the
+version and the config's sha256; `detect` (CLI, API) compares the meters it judges with them and
+says which are not among them, which changed cadence, which lie on a grid the folder has no model
+for; a folder written before this still loads and says it cannot be checked."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.store.test_integrity import fleet
+from wattwatch import api
+from wattwatch.detect.learned import persist
+
+CFG = {"pca_reconstruction": {"max_train_rows": 1000}}
+NAMES = ["pca_reconstruction"]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """A model folder trained (as `wattwatch train` does) on 4 meters x 4 days at 5 min."""
+    got = api.fit(fleet(meters=4, days=4, seed=4), detectors=NAMES, config=CFG, days=2, keep=False)
+    dets = [d for d in got.detectors if d.locked]
+    trained_on = {"readings": got.readings, "meters": got.meters, "period": "first 2 days"}
+    trained_on.update(persist.provenance(dets, got.channels, "ab" * 32))
+    return persist.save_models(dets, tmp_path_factory.mktemp("prov") / "models", trained_on)
+
+
+def _notes(folder, frame) -> list[str]:
+    got = api.detect(frame, detectors=NAMES, config=CFG, models=folder)
+    return [n for n in got.notices if "trained on" in n or "trained at" in n or "cannot be checked" in n or "fleet model" in n]
+
+
+def test_the_manifest_records_the_meters_their_cadence_the_span_and_channels(folder):
+    t = json.loads((folder / persist.MANIFEST).read_text())["trained_on"]
+    assert t["meters"] == 4 and sorted(t["meter_cadence_s"]) == ["M0", "M1", "M2", "M3"]
+    assert all(abs(c - 300) < 1 for c in t["meter_cadence_s"].values())
+    assert t["span"][0].startswith("2025-") and t["span"][0] < t["span"][1]
+    assert t["grids_s"] == [300.0] and {"p_kw", "e_kwh"} <= set(t["channels"])
+    assert t["wattwatch"] and t["config_sha256"] == "ab" * 32
+
+
+def test_the_meters_it_was_trained_on_get_no_notice(folder):
+    assert _notes(folder, fleet(meters=4, days=4, seed=6)) == []
+
+
+def test_meters_it_was_not_trained_on_are_named(folder):
+    other = fleet(meters=2, days=4, seed=6)
+    other["meter_id"] = other["meter_id"].map({"M0": "home-a", "M1": "M1"})
+    notes = _notes(folder, other)
+    assert len(notes) == 1, notes
+    assert "1 of the 2 meter(s) judged (e.g. home-a) are not among the meters the models" in notes[0]
+    assert "4 meter(s)" in notes[0] and "300 s" in notes[0]
+
+
+def test_a_meter_that_changed_cadence_is_named_and_its_grid_without_a_model_too(folder):
+    slow = fleet(meters=4, days=4, step_min=15, seed=6)
+    notes = _notes(folder, slow)
+    assert any("4 meter(s) report at another cadence than they were trained at" in n and "900 s now, 300 s when trained"
+               in n for n in notes), notes
+    assert any("on a 900 s grid, for which" in n and "holds no fleet model" in n for n in notes), notes
+
+
+def test_an_older_folder_without_provenance_still_loads_and_says_it_cannot_be_checked(folder, tmp_path):
+    dets = persist.load_models(folder)
+    old = persist.save_models(dets, tmp_path / "old", {"readings": 1, "meters": 4, "period": "first 2 days"})
+    notes = _notes(old, fleet(meters=4, days=4, seed=6))
+    assert len(notes) == 1 and "cannot be checked" in notes[0], notes
+    # and it judges as the new folder does: the provenance changes what is said, not the scores
+    a = api.detect(fleet(meters=4, days=4, seed=6), detectors=NAMES, config=CFG, models=old)
+    b = api.detect(fleet(meters=4, days=4, seed=6), detectors=NAMES, config=CFG, models=folder)
+    assert [x.id for x in a.alerts] == [x.id for x in b.alerts]
+
+
+def test_a_big_fleet_is_counted_not_listed(monkeypatch, folder):
+    monkeypatch.setattr(persist, "MAX_LISTED_METERS", 2)
+    dets = persist.load_models(folder)
+    for d in dets:   # the loaded detectors hold no meter state: give them the four meters'
+        d.state_ = {f"M{k}": {"cadence_s": 300.0, "first_t": 1.7e9, "last_t": 1.7e9 + 86400} for k in range(4)}
+    t = persist.provenance(dets, ["p_kw"])
+    assert t["meters"] == 4 and "meter_cadence_s" not in t
+    notes = persist.check_trained_on("F", {"trained_on": t, "wattwatch": "x"}, dets, {"M9": 300.0})
+    assert len(notes) == 1 and "too many to be listed" in notes[0]
+
+
+def test_train_records_it_and_detect_says_so_on_the_command_line(tmp_path):
+    import hashlib
+
+    from typer.testing import CliRunner
+
+    from wattwatch.app.cli import app
+
+    csv, other = tmp_path / "t.csv", tmp_path / "o.csv"
+    fleet(meters=4, days=4, seed=5).to_csv(csv, index=False)
+    o = fleet(meters=1, days=4, seed=6)
+    o.assign(meter_id="home-a").to_csv(other, index=False)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[pca_reconstruction]\nmax_train_rows = 1000\n")
+    res = CliRunner().invoke(app, ["train", str(csv), "--db", str(tmp_path / "s.duckdb"), "--detectors",
+                                   "pca_reconstruction", "--config", str(cfg), "--days", "2", "--out",
+                                   str(tmp_path / "m"), "--rejects", str(tmp_path / "r.csv"), "--json"])
+    assert res.exit_code == 0, (res.stderr, res.exception)
+    t = json.loads((tmp_path / "m" / persist.MANIFEST).read_text())["trained_on"]
+    assert sorted(t["meter_cadence_s"]) == ["M0", "M1", "M2", "M3"] and t["meters"] == 4
+    assert t["config_sha256"] == hashlib.sha256(cfg.read_bytes()).hexdigest()
+    assert "meter_cadence_s" not in json.loads(res.stdout)   # the summary counts, the manifest lists
+    res = CliRunner().invoke(app, ["detect", str(other), "--detectors", "pca_reconstruction", "--config", str(cfg),
+                                   "--models", str(tmp_path / "m"), "--out", str(tmp_path / "a.jsonl"),
+                                   "--rejects", str(tmp_path / "r2.csv")])
+    err = " ".join(res.stderr.split())
+    assert res.exit_code == 0, (err, res.exception)
+    assert "pca_reconstruction: none of the 1 meter(s) judged (home-a) is among the meters the models in" in err, err
