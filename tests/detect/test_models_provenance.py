@@ -117,3 +117,23 @@ def test_train_records_it_and_detect_says_so_on_the_command_line(tmp_path):
     err = " ".join(res.stderr.split())
     assert res.exit_code == 0, (err, res.exception)
     assert "pca_reconstruction: none of the 1 meter(s) judged (home-a) is among the meters the models in" in err, err
+
+
+def test_an_alert_quotes_the_hours_its_score_weighed_before_its_span(folder):
+    """The UCI home's "8.8 kWh vs 8.8 kWh expected, 0% below": the first judged bins after an unjudged
+    weekend stand for the hours before them (the score is a trailing 6-h mean of the evidence); here
+    a meter draws 4x its load from Monday 00:00 to 03:00, judged from 03:00, back to normal after."""
+    frame = fleet(meters=4, days=6, seed=6)   # Wednesday 2025-01-01 .. Monday 2025-01-06
+    t = frame["ts"]
+    hot = (frame["meter_id"] == "M2") & (t >= "2025-01-06 00:00Z") & (t < "2025-01-06 03:00Z")
+    frame.loc[hot, "p_kw"] *= 4
+    frame.loc[frame["meter_id"] == "M2", "e_kwh"] = float("nan")
+    got = api.detect(frame, detectors=NAMES, config=CFG, models=folder)
+    mine = [a for a in got.alerts if a.meter_id == "M2" and str(a.start) >= "2025-01-06"]
+    assert mine, [(a.meter_id, a.start, a.message) for a in got.alerts]
+    ev = mine[0].evidence
+    # the span itself (from 02:55, a day long: ratio_24h holds it) drew what was expected, 1 % off;
+    # the hours the score weighed, 36 % above
+    assert ev["weighed_deviation"] > 0.25 and abs(ev["deviation"]) < 0.05, (ev, mine[0].message)
+    assert ev["weighed_hours"] > ev["hours"]
+    assert "h before it that its score weighs" in mine[0].message
