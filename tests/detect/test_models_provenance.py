@@ -137,3 +137,11 @@ def test_an_alert_quotes_the_hours_its_score_weighed_before_its_span(folder):
     assert ev["weighed_deviation"] > 0.25 and abs(ev["deviation"]) < 0.05, (ev, mine[0].message)
     assert ev["weighed_hours"] > ev["hours"]
     assert "h before it that its score weighs" in mine[0].message
+
+
+def test_a_hand_edited_record_is_read_as_far_as_it_makes_sense():
+    dets = []
+    for t in ({"meter_cadence_s": {"M0": "fast", "M1": None, "M2": True}, "span": "x", "grids_s": ["a"]},
+              {"meter_cadence_s": {"M0": 1e400}, "span": [1, 2], "grids_s": 5}):
+        notes = persist.check_trained_on("F", {"trained_on": t}, dets, {"M0": 300.0, "home": float("nan")})
+        assert len(notes) == 1 and "none of" not in notes[0] and "1 of the 2 meter(s) judged (e.g. home)" in notes[0]

@@ -522,6 +522,14 @@ def provenance(detectors: list[LearnedDetector], channels=(), config_sha256: str
     return out
 
 
+def _num(x) -> float | None:
+    """``x`` as a finite number (None: not one)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    x = float(x)
+    return x if x == x and abs(x) != float("inf") else None
+
+
 def _cadence(c: float | None) -> str:
     return "unknown cadence" if c is None or c != c else f"{c:g} s"
 
@@ -548,13 +556,16 @@ def check_trained_on(folder, manifest: dict, detectors: list[LearnedDetector], m
             notes.append(f"{names}: the models in {folder} were trained on {t.get('meters', '?')} meters, too many to "
                          "be listed: which meters they fit is not checked")
         return notes
+    # (a hand-edited manifest is read as far as it makes sense, never a traceback)
+    listed = {str(m): _num(c) for m, c in listed.items()}
     span = t.get("span") if isinstance(t.get("span"), list) and len(t["span"]) == 2 else [None, None]
-    about = (f"{t.get('meters', len(listed))} meter(s), {str(span[0])[:10]} .. {str(span[1])[:10]}, "
-             f"grid {'/'.join(f'{g:g}' for g in t.get('grids_s') or [])} s")
+    grids = [g for g in (t.get("grids_s") if isinstance(t.get("grids_s"), list) else []) if _num(g) is not None]
+    about = (f"{t.get('meters', len(listed))} meter(s), {str(span[0])[:10]} .. {str(span[1])[:10]}"
+             + (f", grid {'/'.join(f'{float(g):g}' for g in grids)} s" if grids else ""))
     ids = sorted(meters)
     unknown = [m for m in ids if m not in listed]
     if unknown:
-        known = [float(c) for c in listed.values() if isinstance(c, (int, float)) and c == c and c > 0]
+        known = [c for c in listed.values() if c is not None and c > 0]
         lo, hi = (min(known), max(known)) if known else (None, None)
         odd = [m for m in unknown if lo is not None and meters[m] == meters[m]
                and not lo / 1.05 <= float(meters[m]) <= hi * 1.05]
@@ -571,7 +582,7 @@ def check_trained_on(folder, manifest: dict, detectors: list[LearnedDetector], m
     moved = []
     for m in ids:
         if m in listed and listed[m] is not None and meters[m] == meters[m] and \
-                abs(float(meters[m]) - float(listed[m])) > 0.05 * float(listed[m]):
+                abs(float(meters[m]) - listed[m]) > 0.05 * abs(listed[m]):
             moved.append(m)
     if moved:
         ex = ", ".join(f"{m} {_cadence(meters[m])} now, {_cadence(listed[m])} when trained" for m in moved[:3])
