@@ -145,3 +145,24 @@ def test_a_hand_edited_record_is_read_as_far_as_it_makes_sense():
               {"meter_cadence_s": {"M0": 1e400}, "span": [1, 2], "grids_s": 5}):
         notes = persist.check_trained_on("F", {"trained_on": t}, dets, {"M0": 300.0, "home": float("nan")})
         assert len(notes) == 1 and "none of" not in notes[0] and "1 of the 2 meter(s) judged (e.g. home)" in notes[0]
+
+
+def test_long_meter_ids_are_counted_not_listed_and_the_folder_loads(folder, tmp_path):
+    """(rmf) Meter ids have no length limit: 20,000 of 200 characters made a 4.46 MB manifest, which
+    the folder's own reader refused (`detect --models` could not read what `train` wrote)."""
+    dets = persist.load_models(folder)
+    for d in dets:
+        d.state_ = {"m" * 200 + f"{k:06d}": {"cadence_s": 300.0, "first_t": 1.7e9, "last_t": 1.8e9} for k in range(20_000)}
+    t = {"readings": 1, "meters": 20_000, "period": "x", **persist.provenance(dets, ["p_kw"])}
+    assert "meter_cadence_s" not in t and t["meters"] == 20_000
+    found, manifest = persist.load_folder(persist.save_models(dets, tmp_path / "m", t))
+    assert [d.name for d in found] == NAMES and manifest["trained_on"]["meters"] == 20_000
+
+
+def test_the_manifest_text_quoted_in_a_notice_is_bounded():
+    """(rmf) The count and version a notice quotes come from an untrusted file (up to 4 MB)."""
+    big = "[bold]" + "x" * 1_000_000
+    for t, man in (({"meter_cadence_s": {"M0": 300}, "meters": big}, {}), ({}, {"wattwatch": big}),
+                   ({"span": [None, None], "meters": [big]}, {})):
+        notes = persist.check_trained_on("F", {"trained_on": t, **man}, [], {"home": 300.0})
+        assert len(notes) == 1 and len(notes[0]) < 1000, len(notes[0])

@@ -493,6 +493,10 @@ def _load(folder: Path, manifest: dict) -> list[LearnedDetector]:
 # At most this many meters are listed by name (with their cadence) in a manifest: 20,000 take about
 # 1 MB of the MAX_MANIFEST_BYTES; a bigger training fleet records its counts only.
 MAX_LISTED_METERS = 20_000
+# (rmf) ... and at most this many bytes of them as the manifest writes them: meter ids have no length
+# limit, and 20,000 ids of 200 characters made a 4.46 MB manifest that `load_models` refused (a folder
+# `train` wrote that `detect --models` could not read).
+MAX_LISTED_BYTES = 1 << 20
 
 
 def provenance(detectors: list[LearnedDetector], channels=(), config_sha256: str | None = None) -> dict:
@@ -517,7 +521,7 @@ def provenance(detectors: list[LearnedDetector], channels=(), config_sha256: str
     out = {"meters": len(per), "span": [iso(min(first)) if first else None, iso(max(last)) if last else None],
            "grids_s": sorted({float(g) for d in detectors for g in getattr(d, "fleets_", {})}),
            "channels": sorted(set(channels)), "wattwatch": __version__, "config_sha256": config_sha256}
-    if len(cad) <= MAX_LISTED_METERS:
+    if len(cad) <= MAX_LISTED_METERS and len(json.dumps(cad, indent=6)) <= MAX_LISTED_BYTES:
         out["meter_cadence_s"] = cad
     return out
 
@@ -528,6 +532,13 @@ def _num(x) -> float | None:
         return None
     x = float(x)
     return x if x == x and abs(x) != float("inf") else None
+
+
+def _said(x, default="?") -> str:
+    """(rmf) A count or version read from an untrusted manifest, as at most 40 characters of text."""
+    n = _num(x)
+    text = (f"{n:.15g}" if n is not None else default) if not isinstance(x, str) else x
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 def _cadence(c: float | None) -> str:
@@ -549,18 +560,18 @@ def check_trained_on(folder, manifest: dict, detectors: list[LearnedDetector], m
     listed = t.get("meter_cadence_s")
     if not isinstance(listed, dict):
         if "span" not in t:
-            notes.append(f"{names}: the models in {folder} were written by wattwatch {manifest.get('wattwatch', '?')}, "
+            notes.append(f"{names}: the models in {folder} were written by wattwatch {_said(manifest.get('wattwatch'))}, "
                          "which did not record the meters, cadences and channels they were trained on: whether they "
                          "fit these meters cannot be checked (retrain with `wattwatch train` to record it)")
         else:
-            notes.append(f"{names}: the models in {folder} were trained on {t.get('meters', '?')} meters, too many to "
+            notes.append(f"{names}: the models in {folder} were trained on {_said(t.get('meters'))} meters, too many to "
                          "be listed: which meters they fit is not checked")
         return notes
     # (a hand-edited manifest is read as far as it makes sense, never a traceback)
     listed = {str(m): _num(c) for m, c in listed.items()}
     span = t.get("span") if isinstance(t.get("span"), list) and len(t["span"]) == 2 else [None, None]
     grids = [g for g in (t.get("grids_s") if isinstance(t.get("grids_s"), list) else []) if _num(g) is not None]
-    about = (f"{t.get('meters', len(listed))} meter(s), {str(span[0])[:10]} .. {str(span[1])[:10]}"
+    about = (f"{_said(t.get('meters'), str(len(listed)))} meter(s), {str(span[0])[:10]} .. {str(span[1])[:10]}"
              + (f", grid {'/'.join(f'{float(g):g}' for g in grids)} s" if grids else ""))
     ids = sorted(meters)
     unknown = [m for m in ids if m not in listed]
