@@ -166,3 +166,18 @@ def test_the_manifest_text_quoted_in_a_notice_is_bounded():
                    ({"span": [None, None], "meters": [big]}, {})):
         notes = persist.check_trained_on("F", {"trained_on": t, **man}, [], {"home": 300.0})
         assert len(notes) == 1 and len(notes[0]) < 1000, len(notes[0])
+
+
+def test_the_hours_weighed_are_the_persistence_window_not_one_bin_more(folder):
+    """(rmf) A bin's score is the mean of the k = persist_min / grid bins ending with it (its own
+    among them): the hours an alert's first bin weighed before it are k - 1 bins (5.9 h at 5 min),
+    not k (mf quoted 6.0 h, one bin that no score of the alert weighed)."""
+    frame = fleet(meters=4, days=6, seed=6)
+    t = frame["ts"]
+    hot = (frame["meter_id"] == "M2") & (((t >= "2025-01-06 00:00Z") & (t < "2025-01-06 03:00Z"))
+                                         | ((t >= "2025-01-03 10:00Z") & (t < "2025-01-03 16:00Z")))
+    frame.loc[hot, "p_kw"] *= 4
+    frame.loc[frame["meter_id"] == "M2", "e_kwh"] = float("nan")
+    got = api.detect(frame, detectors=NAMES, config=CFG, models=folder)
+    lead = [a.evidence["weighed_hours"] - a.evidence["hours"] for a in got.alerts if "weighed_hours" in a.evidence]
+    assert lead and max(lead) == pytest.approx((360 - 5) / 60, abs=0.01), lead

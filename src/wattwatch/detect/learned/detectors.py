@@ -585,7 +585,7 @@ class LearnedDetector(Detector):
         nb = gf.valid.shape[1]
         row, first = divmod(int(c.min()), nb)
         k = fleet.config.features().steps(self.config.persist_min)
-        lead = np.arange(row * nb + max(0, first - k), row * nb + first)
+        lead = np.arange(row * nb + max(0, first - (k - 1)), row * nb + first)   # (rmf) k bins, the first one's own among them
         lead = lead[gf.valid.ravel()[lead]]
         lead_actual = float(np.nansum(gf.power.ravel()[lead])) * g / 3600
         lead_expected = float(np.nansum(gf.expected.ravel()[lead])) * g / 3600
