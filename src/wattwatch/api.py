@@ -60,6 +60,7 @@ class Fitted:
     meters: int = 0
     readings: int = 0
     seconds: float = 0.0
+    channels: list[str] = field(default_factory=list)   # (mf) the channels the readings learned on held
 
     def summary(self) -> pd.DataFrame:
         """Per meter: cadence, the normal period its state was learned on, the detectors fitted."""
@@ -368,23 +369,31 @@ def _state_store_load(store, dets, meters) -> list[str]:
     return notices
 
 
-def _load_models(dets, models) -> list:
-    from wattwatch.detect.learned.persist import ModelFormatError, load_models
+def _load_models(dets, models) -> tuple[list, Callable[[pd.DataFrame], list[str]] | None]:
+    """The detectors with the fleet models of the folder ``models`` in place of their own, and
+    (mf) what checks the folder's provenance against the catalogue of the meters judged (None
+    without a folder): see :func:`wattwatch.detect.learned.persist.check_trained_on`."""
+    from wattwatch.detect.learned.persist import ModelFormatError, check_trained_on, load_folder
 
     if models is None:
-        return dets
+        return dets, None
     try:
-        loaded = {d.name: d for d in load_models(models)}
+        found, manifest = load_folder(models)
     except (ModelFormatError, ValueError) as exc:
         raise StateError(str(exc)) from exc
+    loaded = {d.name: d for d in found}
     out = []
     for d in dets:
         m = loaded.pop(d.name, None)
         if m is not None and hasattr(d, "fleets_"):
             d.fleets_.update(m.fleets_)  # the folder's fleet models replace trained ones
         out.append(d)
-    return out + list(loaded.values())
 
+    def check(cat: pd.DataFrame) -> list[str]:
+        cadence = dict(zip((str(m) for m in cat["meter_id"]), pd.to_numeric(cat["cadence_s"], errors="coerce")))
+        return check_trained_on(models, manifest, found, cadence)
+
+    return out + list(loaded.values()), check
 
 def fit(source: Source, *, db: str | Path | None = None, detectors: Sequence[str] | str | None = None,
         config: str | Path | dict | None = None, normal_start=None, normal_end=None, days: float | None = None,
@@ -473,8 +482,9 @@ def fit(source: Source, *, db: str | Path | None = None, detectors: Sequence[str
                 raise
         if on_progress:
             on_progress(len(frame))
+        held = [c for c in store.channels() if c in frame.columns and frame[c].notna().any()]
         return Fitted(dets, notices, meters=int(frame["_seg"].iat[-1]) + 1, readings=len(frame),
-                      seconds=time.perf_counter() - t0)
+                      seconds=time.perf_counter() - t0, channels=held)
     finally:
         if owned:
             store.close()
@@ -630,7 +640,7 @@ def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list
         dets = list(state.detectors if isinstance(state, Fitted) else state)
     else:
         dets = build_detectors(detectors, config)
-    dets = _load_models(dets, models)
+    dets, check_models = _load_models(dets, models)
     start_ts = _when(start, "start")
     end_ts = _when(end, "end")
     if start_ts is not None and end_ts is not None and start_ts >= end_ts:
@@ -657,6 +667,8 @@ def detect(source: Source, *, db: str | Path | None = None, state: Fitted | list
                 _score_table(result, dets, scores_path)
             return result
         names = [str(m) for m in cat["meter_id"]]
+        if check_models is not None:
+            result.notices += check_models(cat)
         if persistent and state is None:
             result.notices += _state_store_load(store, dets, names)
         resets = alert_store.resets(store.con) if persistent else {}

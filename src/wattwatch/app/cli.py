@@ -1162,6 +1162,20 @@ def detectors(name: Optional[str] = typer.Argument(None, help="One detector: its
     console.print("`wattwatch detectors NAME` shows one detector's parameters and defaults.")
 
 
+def _config_sha256(config: Optional[Path]) -> Optional[str]:
+    """The sha256 of the config file a model folder was trained with (None: none, or unreadable)."""
+    import hashlib
+
+    from wattwatch.atomicfile import read_regular
+
+    if config is None:
+        return None
+    try:
+        return hashlib.sha256(read_regular(config, 16 << 20)).hexdigest()
+    except (OSError, ValueError):
+        return None
+
+
 @app.command()
 def train(
     paths: Optional[list[Path]] = typer.Argument(None, help="Telemetry files, or a .duckdb store (default: --db)."),
@@ -1180,7 +1194,7 @@ def train(
     (for `detect --models` on other data; `wattwatch fit` keeps them in the store instead)."""
     from wattwatch import api
     from wattwatch.detect.learned.detectors import LearnedDetector
-    from wattwatch.detect.learned.persist import ModelFormatError, check_folder, save_models
+    from wattwatch.detect.learned.persist import ModelFormatError, check_folder, provenance, save_models
 
     _check_times(normal_start=normal_start, normal_end=normal_end, days=days)
     try:
@@ -1216,6 +1230,8 @@ def train(
     period = f"{normal_start or 'start'} .. {normal_end or 'end'}" if (normal_start or normal_end) else \
         f"each meter's first {days:g} days"
     trained_on = {"readings": fitted.readings, "meters": fitted.meters, "period": period}
+    # (mf) which meters, cadences, span and channels: `detect --models` says when it judges others
+    trained_on.update(provenance(dets, fitted.channels, _config_sha256(config)))
     try:
         folder = save_models(dets, out, trained_on)
     except OSError as exc:
@@ -1226,7 +1242,8 @@ def train(
         interrupted(since)
     except Exception as exc:  # noqa: BLE001 - whatever failed, the user is told which models DIR holds
         _fail(f"{out}: cannot write the model folder: {type(exc).__name__}: {exc}; {_models_kept(out, before)}", 1)
-    summary = {"models": str(folder), "detectors": [d.name for d in dets], **trained_on,
+    summary = {"models": str(folder), "detectors": [d.name for d in dets],
+               **{k: v for k, v in trained_on.items() if k != "meter_cadence_s"},
                "grids_s": sorted({g for d in dets for g in d.fleets_}), "seconds": round(fitted.seconds, 2)}
     if as_json:
         print(_json(summary))

@@ -435,7 +435,13 @@ def _model_file(folder: Path, name: str, entry: dict) -> bytes:
 
 
 def load_models(folder: str | Path) -> list[LearnedDetector]:
-    """The trained detectors of ``folder``, locked (``fit`` re-learns only per-meter baselines).
+    """The trained detectors of ``folder``, locked (``fit`` re-learns only per-meter baselines);
+    :func:`load_folder` also gives the manifest they were read by."""
+    return load_folder(folder)[0]
+
+
+def load_folder(folder: str | Path) -> tuple[list[LearnedDetector], dict]:
+    """The trained detectors of ``folder``, locked, and the manifest that named them.
 
     (rb1) A ``train --out`` into the folder meanwhile switches its manifest to a new set, then
     removes the old set's files: a load that read the old manifest and then finds a file gone (or
@@ -444,7 +450,7 @@ def load_models(folder: str | Path) -> list[LearnedDetector]:
     manifest = read_manifest(folder)
     for attempt in range(3):
         try:
-            return _load(folder, manifest)
+            return _load(folder, manifest), manifest
         except ModelFormatError:
             try:
                 now = read_manifest(folder)
@@ -480,3 +486,127 @@ def _load(folder: Path, manifest: dict) -> list[LearnedDetector]:
             raise ModelFormatError(f"{folder}: {name}: {entry['file']}: {type(exc).__name__}: {exc}") from None
         out.append(d)
     return out
+
+
+# ------------------------------------------------------------------------------ provenance (mf)
+
+# At most this many meters are listed by name (with their cadence) in a manifest: 20,000 take about
+# 1 MB of the MAX_MANIFEST_BYTES; a bigger training fleet records its counts only.
+MAX_LISTED_METERS = 20_000
+# (rmf) ... and at most this many bytes of them as the manifest writes them: meter ids have no length
+# limit, and 20,000 ids of 200 characters made a 4.46 MB manifest that `load_models` refused (a folder
+# `train` wrote that `detect --models` could not read).
+MAX_LISTED_BYTES = 1 << 20
+
+
+def provenance(detectors: list[LearnedDetector], channels=(), config_sha256: str | None = None) -> dict:
+    """What a model folder records of the meters its detectors were trained on (``trained_on``,
+    beside ``readings`` and ``period``): their count, each one's cadence (s; up to
+    :data:`MAX_LISTED_METERS` meters), the span of the readings trained on, the grid steps and the
+    channels the training readings held, the wattwatch version and the config's sha256."""
+    per: dict[str, dict] = {}
+    for d in detectors:
+        for m, st in getattr(d, "state_", {}).items():
+            if isinstance(st, dict):
+                per.setdefault(str(m), st)
+    first = [st.get("first_t") for st in per.values() if isinstance(st.get("first_t"), (int, float))]
+    last = [st.get("last_t") for st in per.values() if isinstance(st.get("last_t"), (int, float))]
+
+    def iso(t):
+        import pandas as pd
+        return pd.Timestamp(round(float(t)), unit="s", tz="UTC").isoformat() if t is not None else None
+
+    cad = {m: (round(float(st["cadence_s"]), 3) if isinstance(st.get("cadence_s"), (int, float))
+               and st.get("cadence_s") == st.get("cadence_s") else None) for m, st in sorted(per.items())}
+    out = {"meters": len(per), "span": [iso(min(first)) if first else None, iso(max(last)) if last else None],
+           "grids_s": sorted({float(g) for d in detectors for g in getattr(d, "fleets_", {})}),
+           "channels": sorted(set(channels)), "wattwatch": __version__, "config_sha256": config_sha256}
+    if len(cad) <= MAX_LISTED_METERS and len(json.dumps(cad, indent=6)) <= MAX_LISTED_BYTES:
+        out["meter_cadence_s"] = cad
+    return out
+
+
+def _num(x) -> float | None:
+    """``x`` as a finite number (None: not one)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    x = float(x)
+    return x if x == x and abs(x) != float("inf") else None
+
+
+def _said(x, default="?") -> str:
+    """(rmf) A count or version read from an untrusted manifest, as at most 40 characters of text."""
+    n = _num(x)
+    text = (f"{n:.15g}" if n is not None else default) if not isinstance(x, str) else x
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
+def _cadence(c: float | None) -> str:
+    return "unknown cadence" if c is None or c != c else f"{c:g} s"
+
+
+def check_trained_on(folder, manifest: dict, detectors: list[LearnedDetector], meters: dict[str, float]) -> list[str]:
+    """(mf) Notices for ``detect --models FOLDER`` on ``meters`` ({meter id: cadence in s}): a
+    model folder applied to meters it was not trained on says so. The folder holds fleet-wide
+    models only (no meter's state: each meter is judged against its own baseline, learned on its
+    own first days); what is said: meters not among those trained on (their learned score comes
+    from a fleet model of other meters), meters whose cadence differs from the one they were
+    trained at, meters on a grid step the folder holds no model for (the learned detectors judge
+    them only with a model trained here, else not at all), and a folder written before the
+    provenance was recorded (nothing can be checked)."""
+    names = ", ".join(d.name for d in detectors) or "the learned detectors"
+    t = manifest.get("trained_on") if isinstance(manifest.get("trained_on"), dict) else {}
+    notes = []
+    listed = t.get("meter_cadence_s")
+    if not isinstance(listed, dict):
+        if "span" not in t:
+            notes.append(f"{names}: the models in {folder} were written by wattwatch {_said(manifest.get('wattwatch'))}, "
+                         "which did not record the meters, cadences and channels they were trained on: whether they "
+                         "fit these meters cannot be checked (retrain with `wattwatch train` to record it)")
+        else:
+            notes.append(f"{names}: the models in {folder} were trained on {_said(t.get('meters'))} meters, too many to "
+                         "be listed: which meters they fit is not checked")
+        return notes
+    # (a hand-edited manifest is read as far as it makes sense, never a traceback)
+    listed = {str(m): _num(c) for m, c in listed.items()}
+    span = t.get("span") if isinstance(t.get("span"), list) and len(t["span"]) == 2 else [None, None]
+    grids = [g for g in (t.get("grids_s") if isinstance(t.get("grids_s"), list) else []) if _num(g) is not None]
+    about = (f"{_said(t.get('meters'), str(len(listed)))} meter(s), {str(span[0])[:10]} .. {str(span[1])[:10]}"
+             + (f", grid {'/'.join(f'{float(g):g}' for g in grids)} s" if grids else ""))
+    ids = sorted(meters)
+    unknown = [m for m in ids if m not in listed]
+    if unknown:
+        known = [c for c in listed.values() if c is not None and c > 0]
+        lo, hi = (min(known), max(known)) if known else (None, None)
+        odd = [m for m in unknown if lo is not None and meters[m] == meters[m]
+               and not lo / 1.05 <= float(meters[m]) <= hi * 1.05]
+        which = (f"none of the {len(ids)} meter(s) judged ({', '.join(unknown[:3])}{', ...' if len(unknown) > 3 else ''}) is"
+                 if len(unknown) == len(ids) else
+                 f"{len(unknown)} of the {len(ids)} meter(s) judged (e.g. {', '.join(unknown[:3])}) are not")
+        cad = "" if not known else (f", read every {lo:g} s" if hi <= lo * 1.05 else f", read every {lo:g}-{hi:g} s")
+        notes.append(f"{names}: {which} among the meters the models in {folder} were trained on ({about}{cad}): "
+                     "each is judged against its own baseline (learned on its own first days) by a fleet model of "
+                     "other meters, whose calibration holds for meters like those; read their learned alerts with "
+                     "that in mind"
+                     + (f"; {len(odd)} of them (e.g. {odd[0]} every {_cadence(meters[odd[0]])}) report at a cadence "
+                        "none of the training meters had" if odd else ""))
+    moved = []
+    for m in ids:
+        if m in listed and listed[m] is not None and meters[m] == meters[m] and \
+                abs(float(meters[m]) - listed[m]) > 0.05 * abs(listed[m]):
+            moved.append(m)
+    if moved:
+        ex = ", ".join(f"{m} {_cadence(meters[m])} now, {_cadence(listed[m])} when trained" for m in moved[:3])
+        notes.append(f"{names}: {len(moved)} meter(s) report at another cadence than they were trained at ({ex}): "
+                     "their readings are judged on the grid of their cadence now, by that grid's model")
+    for d in detectors:
+        have = set(getattr(d, "fleets_", {}))
+        grid = d.config.grid_for([meters[m] for m in ids]) if ids else []
+        off = sorted({float(g) for g in grid if g == g and float(g) not in have})
+        if off:
+            n = sum(1 for g in grid if g == g and float(g) in off)
+            notes.append(f"{d.name}: {n} meter(s) are judged on a {'/'.join(f'{g:g}' for g in off)} s grid, for which "
+                         f"{folder} holds no fleet model (trained at {'/'.join(f'{g:g}' for g in sorted(have))} s): "
+                         "they are judged by a model trained here, if their profiles hold enough normal data, "
+                         "else not by it")
+    return notes
