@@ -385,6 +385,13 @@ class Device:
     slow: dict | None = None          # the open WARN_LINK_SLOW alert's facts
     why: str = ""                     # why its last poll was lost (the silence watch's evidence)
     missed: bool = False              # its last poll was asked and lost: asked after the others next cycle
+    read_at: float = 0.0              # monotonic time its clock register (its first read) answered, this poll
+    # Its last reading with a clock (see ModbusPoller._stamp): the clock register's value (s), the
+    # time given to the reading (us), when it was read (monotonic) and its values (model order).
+    clk: float = math.nan
+    clk_us: int = 0
+    clk_at: float = 0.0
+    clk_vals: np.ndarray | None = None
 
 
 class Gateway:
@@ -661,7 +668,11 @@ class ModbusPoller(Poller):
                 gw.current = dev
                 t0 = time.monotonic()
                 try:
-                    got = {r: await self._request(gw, dev, r, deadline) for r in dev.model.reads}
+                    got = {}
+                    for r in dev.model.reads:
+                        got[r] = await self._request(gw, dev, r, deadline)
+                        if len(got) == 1:    # the clock's read goes first (plan)
+                            dev.read_at = time.monotonic()
                 except _Lost as exc:
                     got = None
                     dev.why = ("gateway unreachable" if gw.down_since is not None else
@@ -732,8 +743,6 @@ class ModbusPoller(Poller):
                 # time, it is lost. (A time out of the plausible range is the ingest's to reject,
                 # naming the meter.)
                 ok = np.isfinite(t) & (np.abs(t) < _CLOCK_MAX_S)
-                out["ts"] = pd.to_datetime(np.where(ok, np.round(np.where(ok, t, 0.0) * 1e6), 0).astype(np.int64),
-                                           unit="us", utc=True)
                 if not ok.all():
                     bad = np.flatnonzero(~ok)
                     n0 = self.counters["no_time"]
@@ -741,7 +750,9 @@ class ModbusPoller(Poller):
                     for j in bad[: max(0, 5 - n0)]:
                         log.warning("%s: %s: its clock register reads %r, not a time: the reading is lost",
                                     self.name, out["meter_id"].iat[j], float(t[j]))
-                    out, cols = out[ok], {k: v[ok] for k, v in cols.items()}
+                    out, cols = out[ok].reset_index(drop=True), {k: v[ok] for k, v in cols.items()}
+                    t = t[ok]
+                out["ts"] = self._stamp(model, [self.devices[i] for i, k in zip(idx, ok) if k], t, cols)
             else:
                 out["ts"] = when
             for c, v in cols.items():
@@ -752,6 +763,67 @@ class ModbusPoller(Poller):
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         self.status = f"{sum(g is not None for g in res)}/{len(res)} answered"
         return frame.reset_index(drop=True)
+
+    def _stamp(self, model: Model, devs: list, t: np.ndarray, cols: dict) -> pd.DatetimeIndex:
+        """The time of each reading whose meter has a clock register (``t``, seconds, finite):
+        the meter's clock -- unless the clock reads what it read at that meter's last reading while
+        the values changed. A clock register counts in ticks (whole seconds for the README's
+        ``uint32``), and a meter polled about as often as its clock ticks (``interval_s = 1``) has
+        two polls in one tick whenever the polls jitter across its edges: the second reading, new
+        values under the same clock value, was stored as a conflicting re-send of the first and lost
+        (m1s: 2 meters at 1 s, 25 of 122). Such a reading is given the last reading's time plus the
+        poll time between the two reads, as long as that stays inside the clock's tick (clock +
+        its resolution): still the meter's clock to its resolution, after the reading before it,
+        and never later than the meter's next tick. The same clock *and* the same values is a true
+        re-send: the last reading's time again (a duplicate in the store). A clock that stood still
+        for longer than its tick (stopped, or running slow) is not refined: the reading keeps the
+        clock's value and the store keeps the first values it holds for that time, as before
+        (counted ``clock_stood``). The state is per run: the first reading after a restart takes
+        its clock as it is."""
+        us = np.round(t * 1e6).astype(np.int64)
+        n = len(devs)
+        if not n:
+            return pd.to_datetime(us, unit="us", utc=True)
+        f = next(x for x in model.fields if x.channel == "ts")
+        names = sorted(cols)
+        vals = np.column_stack([np.asarray(cols[c], dtype=float) for c in names]) if names else np.zeros((n, 0))
+        prev = np.array([d.clk for d in devs])
+        prev_us = np.array([d.clk_us for d in devs], dtype=np.int64)
+        at = np.array([d.read_at for d in devs])
+        prev_at = np.array([d.clk_at for d in devs])
+        pv = np.stack([d.clk_vals if d.clk_vals is not None and d.clk_vals.shape == vals.shape[1:]
+                       else np.full(vals.shape[1], np.nan) for d in devs]) if vals.shape[1] else vals
+        same = t == prev
+        if same.any():
+            equal = ((vals == pv) | (np.isnan(vals) & np.isnan(pv))).all(axis=1)
+            # The clock's resolution (s): its scale for an integer register, the spacing of the
+            # float at this value otherwise (a float32 epoch clock ticks in 128 s).
+            raw = (t - f.offset) / f.scale
+            step = (np.spacing(raw.astype(np.float32)).astype(float) if f.type == "float32" else
+                    np.spacing(raw) if f.type == "float64" else np.ones(n)) * abs(f.scale)
+            cand = prev_us + np.maximum(np.round((at - prev_at) * 1e6).astype(np.int64), 1)
+            fits = cand < us + np.round(step * 1e6).astype(np.int64)
+            resend = same & equal
+            refine = same & ~equal & fits
+            us = np.where(resend, prev_us, np.where(refine, cand, us))
+            stood = same & ~equal & ~fits
+            self.counters["clock_refined"] += int(refine.sum())
+            self.counters["resent"] += int(resend.sum())
+            if stood.any():
+                n0 = self.counters["clock_stood"]
+                self.counters["clock_stood"] += int(stood.sum())
+                for j in np.flatnonzero(stood)[: max(0, 3 - n0)]:
+                    log.warning("%s: %s: its clock register still reads %r %.1f s after it last did, with other "
+                                "values: the clock stands still or runs slow; the reading keeps that time (the "
+                                "store keeps the first values it has for it)", self.name, devs[j].meter_id,
+                                float(t[j]), float(at[j] - prev_at[j]))
+            keep = ~stood
+        else:
+            keep = np.ones(n, bool)
+        for j in np.flatnonzero(keep):
+            d = devs[j]
+            d.clk, d.clk_us, d.clk_at, d.clk_vals = float(t[j]), int(us[j]), float(at[j]), vals[j]
+        return pd.to_datetime(us, unit="us", utc=True)
 
     # ------------------------------------------------------------------------------ response time
 
