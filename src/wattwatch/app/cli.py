@@ -435,6 +435,7 @@ def _ingest_files(files, db, mapping, rejects, quiet, errors, current):
     from wattwatch.ingest.mapping import MappingError
     from wattwatch.ingest.pipeline import IngestError, RejectsWriter, ingest_path
 
+    created = not Path(db).exists()
     store = _open_store(db)
     writer = RejectsWriter(rejects)
     results = []
@@ -475,6 +476,14 @@ def _ingest_files(files, db, mapping, rejects, quiet, errors, current):
         except OSError as exc:
             failed.append(exc)
         store.close()
+    if created and not results:
+        # (m1s) A first ingest that stored no file (each failed, rolled back) leaves no store behind:
+        # an empty store file made `store info` and `detect` take the failed ingest for an empty site.
+        for f in (Path(db), Path(str(db) + ".wal")):
+            try:
+                f.unlink()
+            except OSError:
+                pass
     if failed:
         msg = (_os_message(rejects, failed[0], "cannot write the rejected rows (--rejects)") +
                f"; the readings of {len(results)} file(s) were stored and are kept in {db}; ingest again with "
