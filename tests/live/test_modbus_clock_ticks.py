@@ -35,7 +35,7 @@ def test_two_polls_in_one_clock_second_are_two_readings_and_a_resend_is_one(fram
     async def run():
         out = []
         for k, (ts, kw, pause) in enumerate([(clock, 1.0, 0.0), (clock, 2.0, 0.4), (clock, 2.0, 0.05),
-                                             (clock + 1, 3.0, 0.3), (clock + 2, 4.0, 0.6)]):
+                                             (clock + 1, 3.0, 0.3), (clock + 2, 4.0, 1.3)]):
             await asyncio.sleep(pause)
             d.set_values(1, {"ts": ts, "p_kw": kw})
             out.append(await p.poll())
@@ -47,10 +47,12 @@ def test_two_polls_in_one_clock_second_are_two_readings_and_a_resend_is_one(fram
         p.close()
         d.stop()
     t = [f["ts"].iat[0].value / 1e9 - clock for f in frames]
-    assert t[0] == 0.0 and t[3] == 1.0 and t[4] == 2.0, t        # the meter's clock where it tells readings apart
+    assert t[0] == 0.0 and t[3] == 1.0, t       # the meter's clock (first reading; the poll time would be before it)
+    assert 2.3 <= t[4] < 3.0, t                   # the polls place a reading inside its clock's tick
     assert 0.3 < t[1] < 1.0, t                                     # same second, new values: a reading of its own
     assert t[2] == t[1], t                                         # same clock, same values: a re-send
     assert p.counters["clock_refined"] == 1 and p.counters["resent"] == 1, dict(p.counters)
+    assert p.counters["clock_placed"] == 1, dict(p.counters)
     st = api.open_store(tmp_path / "s.duckdb", create=True)
     try:
         for k, f in enumerate(frames):

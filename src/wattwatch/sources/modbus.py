@@ -765,21 +765,31 @@ class ModbusPoller(Poller):
         return frame.reset_index(drop=True)
 
     def _stamp(self, model: Model, devs: list, t: np.ndarray, cols: dict) -> pd.DatetimeIndex:
-        """The time of each reading whose meter has a clock register (``t``, seconds, finite):
-        the meter's clock -- unless the clock reads what it read at that meter's last reading while
-        the values changed. A clock register counts in ticks (whole seconds for the README's
-        ``uint32``), and a meter polled about as often as its clock ticks (``interval_s = 1``) has
-        two polls in one tick whenever the polls jitter across its edges: the second reading, new
-        values under the same clock value, was stored as a conflicting re-send of the first and lost
-        (m1s: 2 meters at 1 s, 25 of 122). Such a reading is given the last reading's time plus the
-        poll time between the two reads, as long as that stays inside the clock's tick (clock +
-        its resolution): still the meter's clock to its resolution, after the reading before it,
-        and never later than the meter's next tick. The same clock *and* the same values is a true
-        re-send: the last reading's time again (a duplicate in the store). A clock that stood still
-        for longer than its tick (stopped, or running slow) is not refined: the reading keeps the
-        clock's value and the store keeps the first values it holds for that time, as before
-        (counted ``clock_stood``). The state is per run: the first reading after a restart takes
-        its clock as it is."""
+        """The time of each reading whose meter has a clock register (``t``, seconds, finite).
+
+        A clock register counts in ticks (whole seconds for the README's ``uint32``). A meter
+        polled about as often as its clock ticks (``interval_s = 1``) has two polls in one tick
+        whenever the polls jitter across its edges: the second reading, new values under the same
+        clock value, was stored as a conflicting re-send of the first and lost (m1s: 6 of 80 at
+        1 s, the user's run 25 of 122). So:
+
+        - a clock finer than the poll interval (a 1 s clock polled every 5 s, a millisecond clock):
+          the reading's time is the meter's clock;
+        - a clock no finer than the poll interval: the last reading's time plus the poll time
+          between the two reads, clamped into the reading's own tick [clock, clock + resolution):
+          the meter's clock to its resolution, refined by the polls. For a clock that truncates
+          (a seconds counter) and runs at real rate the time is never later than the meter's own
+          time of the reading, and after a few polls at jittered times it is within a few tenths
+          of a second of it (the first reading after a start takes its clock as it is). A clock
+          that jumps ahead (a replayed file, a clock set forward) is taken as it reads;
+        - the same clock as the meter's last reading with other values (either case): a reading
+          of its own, placed so while that stays inside the tick; with the same values too it is
+          a re-send, given the last reading's time (a duplicate in the store);
+        - a clock that reads the same for longer than its tick with other values (stopped, or
+          running slow; also a clock set back, read as it is): the clock's value, as before -- the
+          store keeps the first values it has for that time (counted ``clock_stood``, warned).
+
+        The state is per run and per meter (``Device.clk*``)."""
         us = np.round(t * 1e6).astype(np.int64)
         n = len(devs)
         if not n:
@@ -794,32 +804,37 @@ class ModbusPoller(Poller):
         pv = np.stack([d.clk_vals if d.clk_vals is not None and d.clk_vals.shape == vals.shape[1:]
                        else np.full(vals.shape[1], np.nan) for d in devs]) if vals.shape[1] else vals
         same = t == prev
-        if same.any():
-            equal = ((vals == pv) | (np.isnan(vals) & np.isnan(pv))).all(axis=1)
-            # The clock's resolution (s): its scale for an integer register, the spacing of the
-            # float at this value otherwise (a float32 epoch clock ticks in 128 s).
-            raw = (t - f.offset) / f.scale
-            step = (np.spacing(raw.astype(np.float32)).astype(float) if f.type == "float32" else
-                    np.spacing(raw) if f.type == "float64" else np.ones(n)) * abs(f.scale)
-            cand = prev_us + np.maximum(np.round((at - prev_at) * 1e6).astype(np.int64), 1)
-            fits = cand < us + np.round(step * 1e6).astype(np.int64)
-            resend = same & equal
-            refine = same & ~equal & fits
-            us = np.where(resend, prev_us, np.where(refine, cand, us))
-            stood = same & ~equal & ~fits
-            self.counters["clock_refined"] += int(refine.sum())
-            self.counters["resent"] += int(resend.sum())
-            if stood.any():
-                n0 = self.counters["clock_stood"]
-                self.counters["clock_stood"] += int(stood.sum())
-                for j in np.flatnonzero(stood)[: max(0, 3 - n0)]:
-                    log.warning("%s: %s: its clock register still reads %r %.1f s after it last did, with other "
-                                "values: the clock stands still or runs slow; the reading keeps that time (the "
-                                "store keeps the first values it has for it)", self.name, devs[j].meter_id,
-                                float(t[j]), float(at[j] - prev_at[j]))
-            keep = ~stood
-        else:
-            keep = np.ones(n, bool)
+        # The clock's resolution (s): its scale for an integer register, the spacing of the float at
+        # this value otherwise (a float32 epoch clock ticks in 128 s).
+        raw = (t - f.offset) / f.scale
+        step = (np.spacing(raw.astype(np.float32)).astype(float) if f.type == "float32" else
+                np.spacing(raw) if f.type == "float64" else np.ones(n)) * abs(f.scale)
+        step_us = np.round(step * 1e6).astype(np.int64)
+        # Where the last reading's time plus the poll time since puts this reading.
+        cand = prev_us + np.maximum(np.round((at - prev_at) * 1e6).astype(np.int64), 1)
+        known = ~np.isnan(prev) & (t >= prev) & (step_us >= 2)
+        # A clock no finer than the poll interval: every reading is placed in its tick by the
+        # polls (the last reading's time plus the poll time since, clamped into the tick).
+        coarse = known & (step >= self.interval_s) & ~same
+        equal = ((vals == pv) | (np.isnan(vals) & np.isnan(pv))).all(axis=1) if vals.shape[1] else np.ones(n, bool)
+        resend = same & equal
+        fits = cand < us + step_us
+        refine = known & same & ~equal & fits
+        stood = same & ~equal & ~refine
+        track = np.clip(cand, us, us + step_us - 1)
+        self.counters["clock_refined"] += int(refine.sum())
+        self.counters["clock_placed"] += int((coarse & (track != us)).sum())
+        self.counters["resent"] += int(resend.sum())
+        us = np.where(resend, prev_us, np.where(refine, cand, np.where(coarse, track, us)))
+        if stood.any():
+            n0 = self.counters["clock_stood"]
+            self.counters["clock_stood"] += int(stood.sum())
+            for j in np.flatnonzero(stood)[: max(0, 3 - n0)]:
+                log.warning("%s: %s: its clock register still reads %r %.1f s after it last did, with other "
+                            "values: the clock stands still or runs slow; the reading keeps that time (the "
+                            "store keeps the first values it has for it)", self.name, devs[j].meter_id,
+                            float(t[j]), float(at[j] - prev_at[j]))
+        keep = ~stood & ~resend     # a re-send is the last reading again: its time stays the mark
         for j in np.flatnonzero(keep):
             d = devs[j]
             d.clk, d.clk_us, d.clk_at, d.clk_vals = float(t[j]), int(us[j]), float(at[j]), vals[j]
