@@ -347,3 +347,15 @@ def test_a_detector_named_twice_runs_once(tmp_path):
     res = _run("detect", data, "--out", tmp_path / "a.jsonl", "--detectors", "supply_outage,supply_outage", "--json")
     assert res.exit_code == 0, res.output
     assert '"alerts": 1' in res.stdout, res.stdout
+
+
+def test_a_failed_first_ingest_leaves_no_store_and_a_failed_later_one_keeps_it(tmp_path):
+    # (m1s) `ingest empty.csv --db new.duckdb` exited 1 and left an empty store file behind, which
+    # `store info` / `detect` then read as a site without readings.
+    empty, db = tmp_path / "empty.csv", tmp_path / "new.duckdb"
+    empty.write_bytes(b"")
+    res = _run("ingest", empty, "--db", db, "--rejects", tmp_path / "r.csv")
+    assert res.exit_code == 1 and "empty file" in _err(res), res.output
+    assert not db.exists() and not Path(str(db) + ".wal").exists()
+    res = _run("ingest", _csv(tmp_path / "t.csv"), empty, "--db", db, "--rejects", tmp_path / "r.csv")
+    assert res.exit_code == 1 and db.exists(), res.output      # one file stored: the store stays

@@ -118,17 +118,3 @@ def test_cli_exits_nonzero_with_one_line_but_ingests_the_good_files(tmp_path: Pa
     info = subprocess.run([sys.executable, "-m", "wattwatch.app.cli", "store", "info", "--json", "--db", str(db)],
                           capture_output=True, text=True, check=True)
     assert json.loads(info.stdout)["readings"] == 12
-
-
-def test_a_failed_first_ingest_leaves_no_store_and_a_failed_later_one_keeps_it(tmp_path: Path):
-    # (m1s) `ingest empty.csv --db new.duckdb` exited 1 and left an empty store file behind, which
-    # `store info` / `detect` then read as a site without readings.
-    empty, good, db = tmp_path / "empty.csv", tmp_path / "good.csv", tmp_path / "new.duckdb"
-    empty.write_bytes(b"")
-    good.write_text(GOOD)
-    run = [sys.executable, "-m", "wattwatch.app.cli", "ingest", "--db", str(db), "--rejects", str(tmp_path / "r.csv")]
-    out = subprocess.run(run + [str(empty)], capture_output=True, text=True)
-    assert out.returncode == 1 and "empty file" in out.stderr, out.stderr
-    assert not db.exists() and not Path(str(db) + ".wal").exists()
-    out = subprocess.run(run + [str(good), str(empty)], capture_output=True, text=True)
-    assert out.returncode == 1 and db.exists(), out.stderr     # one file stored: the store stays
