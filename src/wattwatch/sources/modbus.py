@@ -19,7 +19,9 @@ register) and ``word_order`` (between registers) are ``big`` or ``little`` (``AB
 SunSpec "not implemented" value (0x8000, 0xFFFF, 0x80000000, 0xFFFFFFFF) and NaN floats are a
 missing value, not a number (``na = false`` turns that off for a register). A ``ts`` register is
 the meter's own clock in epoch seconds (scale it for milliseconds): with it the reading carries the
-meter's time; without it the time of the poll cycle.
+meter's time; without it the time of the poll cycle. A clock no finer than the poll interval (whole
+seconds polled every second) is refined inside its tick by the poll times, so two polls in one tick
+are two readings, not a conflict (:meth:`ModbusPoller._stamp`).
 
 The reads are planned once per model: registers of one table that are contiguous (or no more than
 ``max_gap`` registers apart) are read in one request, up to 125 registers (2000 bits) a request.
