@@ -28,14 +28,16 @@ def test_two_polls_in_one_clock_second_are_two_readings_and_a_resend_is_one(fram
     from wattwatch.devices import modbus as dev
     from wattwatch.ingest.pipeline import ingest_live
 
-    d = dev.start("gw", {"registers": REGS, "meters": ["A"], "advance": "fixed", "framing": framing})
-    p = _poller(d)
+    # A clock ticking in 10 s (scale 10) so that a poll slowed by a loaded machine stays in its tick.
+    regs = [dict(REGS[0], scale=10), REGS[1]]
+    d = dev.start("gw", {"registers": regs, "meters": ["A"], "advance": "fixed", "framing": framing})
+    p = _poller(d, regs, interval_s=10)
     clock = 1_765_000_000
 
     async def run():
         out = []
         for k, (ts, kw, pause) in enumerate([(clock, 1.0, 0.0), (clock, 2.0, 0.4), (clock, 2.0, 0.05),
-                                             (clock + 1, 3.0, 0.3), (clock + 2, 4.0, 1.3)]):
+                                             (clock + 10, 3.0, 0.3), (clock + 20, 4.0, 0.3)]):
             await asyncio.sleep(pause)
             d.set_values(1, {"ts": ts, "p_kw": kw})
             out.append(await p.poll())
@@ -47,12 +49,10 @@ def test_two_polls_in_one_clock_second_are_two_readings_and_a_resend_is_one(fram
         p.close()
         d.stop()
     t = [f["ts"].iat[0].value / 1e9 - clock for f in frames]
-    assert t[0] == 0.0 and t[3] == 1.0, t       # the meter's clock (first reading; the poll time would be before it)
-    assert 2.3 <= t[4] < 3.0, t                   # the polls place a reading inside its clock's tick
-    assert 0.3 < t[1] < 1.0, t                                     # same second, new values: a reading of its own
+    assert t[0] == 0.0 and t[3] == 10.0 and t[4] == 20.0, t    # a clock that moved on: the meter's clock
+    assert 0.3 < t[1] < 10.0, t                                    # same second, new values: a reading of its own
     assert t[2] == t[1], t                                         # same clock, same values: a re-send
     assert p.counters["clock_refined"] == 1 and p.counters["resent"] == 1, dict(p.counters)
-    assert p.counters["clock_placed"] == 1, dict(p.counters)
     st = api.open_store(tmp_path / "s.duckdb", create=True)
     try:
         for k, f in enumerate(frames):
@@ -87,3 +87,32 @@ def test_a_clock_that_stands_still_longer_than_its_tick_is_not_refined(caplog):
         d.stop()
     assert a["ts"].iat[0] == b["ts"].iat[0], (a, b)
     assert p.counters["clock_stood"] == 1 and "stands still" in caplog.text, dict(p.counters)
+
+
+def test_a_clock_that_moves_on_keeps_its_own_time_however_late_the_poll():
+    # (rm1s) A fleet replayed through a coarse clock polled once a tick: each poll reads the next
+    # tick. A poll later than a tick after the last one (a slow poll, a loaded machine) placed the
+    # reading at the last one's time plus the poll time, inside its tick: the replayed fleet lost its
+    # own timestamps (and a real meter's time went later than its clock's tick). A clock in 0.1 s.
+    from wattwatch.devices import modbus as dev
+
+    regs = [dict(REGS[0], scale=0.1), REGS[1]]
+    d = dev.start("gw", {"registers": regs, "meters": ["A"], "advance": "fixed"})
+    p = _poller(d, regs, interval_s=0.1)
+    clock = 17_650_000
+
+    async def run():
+        out = []
+        for k, pause in enumerate([0.0, 0.15, 0.15, 0.0]):
+            await asyncio.sleep(pause)
+            d.set_values(1, {"ts": (clock + k) / 10, "p_kw": float(k)})
+            out.append(await p.poll())
+        return out
+
+    try:
+        frames = asyncio.run(run())
+    finally:
+        p.close()
+        d.stop()
+    assert [round(f["ts"].iat[0].value / 1e8) - clock for f in frames] == [0, 1, 2, 3]
+    assert all(f["ts"].iat[0].value % 100_000_000 == 0 for f in frames), frames

@@ -19,9 +19,9 @@ register) and ``word_order`` (between registers) are ``big`` or ``little`` (``AB
 SunSpec "not implemented" value (0x8000, 0xFFFF, 0x80000000, 0xFFFFFFFF) and NaN floats are a
 missing value, not a number (``na = false`` turns that off for a register). A ``ts`` register is
 the meter's own clock in epoch seconds (scale it for milliseconds): with it the reading carries the
-meter's time; without it the time of the poll cycle. A clock no finer than the poll interval (whole
-seconds polled every second) is refined inside its tick by the poll times, so two polls in one tick
-are two readings, not a conflict (:meth:`ModbusPoller._stamp`).
+meter's time; without it the time of the poll cycle. Two polls in one tick of a coarse clock (whole
+seconds polled every second) with other values are two readings, not a conflict: the second is
+placed inside the tick by the poll time between them (:meth:`ModbusPoller._stamp`).
 
 The reads are planned once per model: registers of one table that are contiguous (or no more than
 ``max_gap`` registers apart) are read in one request, up to 125 registers (2000 bits) a request.
@@ -775,17 +775,13 @@ class ModbusPoller(Poller):
         clock value, was stored as a conflicting re-send of the first and lost (m1s: 6 of 80 at
         1 s, the user's run 25 of 122). So:
 
-        - a clock finer than the poll interval (a 1 s clock polled every 5 s, a millisecond clock):
-          the reading's time is the meter's clock;
-        - a clock no finer than the poll interval: the last reading's time plus the poll time
-          between the two reads, clamped into the reading's own tick [clock, clock + resolution):
-          the meter's clock to its resolution, refined by the polls. For a clock that truncates
-          (a seconds counter) and runs at real rate the time is never later than the meter's own
-          time of the reading, and after a few polls at jittered times it is within a few tenths
-          of a second of it (the first reading after a start takes its clock as it is). A clock
-          that jumps ahead (a replayed file, a clock set forward) is taken as it reads;
-        - the same clock as the meter's last reading with other values (either case): a reading
-          of its own, placed so while that stays inside the tick; with the same values too it is
+        - a clock that moved on since the meter's last reading (or its first reading): the reading's
+          time is the meter's clock, as it reads (rm1s: placing it by the poll times instead moved a
+          replayed fleet's readings off their own timestamps whenever a poll came late, and a real
+          meter's reading later than its clock's second);
+        - the same clock as the meter's last reading with other values: a reading of its own, at
+          the last reading's time plus the poll time between the two clock reads, while that stays
+          inside the clock's tick [clock, clock + resolution); with the same values too it is
           a re-send, given the last reading's time (a duplicate in the store);
         - a clock that reads the same for longer than its tick with other values (stopped, or
           running slow; also a clock set back, read as it is): the clock's value, as before -- the
@@ -814,20 +810,15 @@ class ModbusPoller(Poller):
         step_us = np.round(step * 1e6).astype(np.int64)
         # Where the last reading's time plus the poll time since puts this reading.
         cand = prev_us + np.maximum(np.round((at - prev_at) * 1e6).astype(np.int64), 1)
-        known = ~np.isnan(prev) & (t >= prev) & (step_us >= 2)
-        # A clock no finer than the poll interval: every reading is placed in its tick by the
-        # polls (the last reading's time plus the poll time since, clamped into the tick).
-        coarse = known & (step >= self.interval_s) & ~same
+        known = ~np.isnan(prev) & (step_us >= 2)
         equal = ((vals == pv) | (np.isnan(vals) & np.isnan(pv))).all(axis=1) if vals.shape[1] else np.ones(n, bool)
         resend = same & equal
         fits = cand < us + step_us
         refine = known & same & ~equal & fits
         stood = same & ~equal & ~refine
-        track = np.clip(cand, us, us + step_us - 1)
         self.counters["clock_refined"] += int(refine.sum())
-        self.counters["clock_placed"] += int((coarse & (track != us)).sum())
         self.counters["resent"] += int(resend.sum())
-        us = np.where(resend, prev_us, np.where(refine, cand, np.where(coarse, track, us)))
+        us = np.where(resend, prev_us, np.where(refine, cand, us))
         if stood.any():
             n0 = self.counters["clock_stood"]
             self.counters["clock_stood"] += int(stood.sum())
