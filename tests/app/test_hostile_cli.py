@@ -359,3 +359,24 @@ def test_a_failed_first_ingest_leaves_no_store_and_a_failed_later_one_keeps_it(t
     assert not db.exists() and not Path(str(db) + ".wal").exists()
     res = _run("ingest", _csv(tmp_path / "t.csv"), empty, "--db", db, "--rejects", tmp_path / "r.csv")
     assert res.exit_code == 1 and db.exists(), res.output      # one file stored: the store stays
+
+
+def test_a_failed_first_ingest_keeps_a_store_another_process_opened_since(tmp_path):
+    # (rm1s) `watch` waits for a store's lock (create=True): it may open the file a failed first
+    # ingest made the moment the ingest closes it. Unlinked then, its readings would be lost.
+    from wattwatch import api
+    from wattwatch.app.cli import _remove_new_store
+
+    db = tmp_path / "new.duckdb"
+    api.open_store(db, create=True).close()
+    held = subprocess.Popen([sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+                             "print('open', flush=True); sys.stdin.read()", str(db)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert held.stdout.readline().strip() == "open"
+        _remove_new_store(db)
+        assert db.exists()
+    finally:
+        held.communicate("", timeout=60)
+    _remove_new_store(db)
+    assert not db.exists() and not Path(str(db) + ".wal").exists()
