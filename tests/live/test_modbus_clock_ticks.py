@@ -116,3 +116,29 @@ def test_a_clock_that_moves_on_keeps_its_own_time_however_late_the_poll():
         d.stop()
     assert [round(f["ts"].iat[0].value / 1e8) - clock for f in frames] == [0, 1, 2, 3]
     assert all(f["ts"].iat[0].value % 100_000_000 == 0 for f in frames), frames
+
+
+def test_a_float32_epoch_clock_is_said_to_count_in_128_s(caplog):
+    # (rm1s) A float32 register holding epoch seconds counts in 128 s: its readings take the start of
+    # their 128-s step. Said once (the register map is the user's to fix), not silently.
+    from wattwatch.devices import modbus as dev
+
+    regs = [dict(REGS[0], type="float32"), REGS[1]]
+    d = dev.start("gw", {"registers": regs, "meters": ["A"], "advance": "fixed"})
+    p = _poller(d, regs, interval_s=60)
+
+    async def run():
+        out = []
+        for kw in (1.0, 2.0):
+            d.set_values(1, {"ts": 1_765_000_000.0, "p_kw": kw})
+            out.append(await p.poll())
+        return out
+
+    try:
+        with caplog.at_level("WARNING", logger="wattwatch.watch"):
+            a, b = asyncio.run(run())
+    finally:
+        p.close()
+        d.stop()
+    assert p.counters["clock_rough"] == 1 and "steps of 128 s" in caplog.text, (dict(p.counters), caplog.text)
+    assert a["ts"].iat[0].value % (128 * 10**9) == 0 and b["ts"].iat[0] > a["ts"].iat[0], (a, b)

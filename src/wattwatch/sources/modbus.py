@@ -808,6 +808,17 @@ class ModbusPoller(Poller):
         step = (np.spacing(raw.astype(np.float32)).astype(float) if f.type == "float32" else
                 np.spacing(raw) if f.type == "float64" else np.ones(n)) * abs(f.scale)
         step_us = np.round(step * 1e6).astype(np.int64)
+        # (rm1s) A clock coarser than a second (a float32 holding epoch seconds counts in 128 s) gives
+        # its readings the start of their tick: said once per meter (its first reading), not refused.
+        rough = np.isnan(prev) & (step > 1.0)
+        if rough.any():
+            n0 = self.counters["clock_rough"]
+            self.counters["clock_rough"] += int(rough.sum())
+            for j in np.flatnonzero(rough)[: max(0, 3 - n0)]:
+                log.warning("%s: %s: its clock register counts in steps of %g s (%s): its readings take the "
+                            "start of their step, up to that much early; a register of whole seconds (uint32) "
+                            "or finer keeps their time", self.name, devs[j].meter_id, float(step[j]),
+                            "a float32 cannot hold epoch seconds" if f.type == "float32" else f"scale {f.scale:g}")
         # Where the last reading's time plus the poll time since puts this reading.
         cand = prev_us + np.maximum(np.round((at - prev_at) * 1e6).astype(np.int64), 1)
         known = ~np.isnan(prev) & (step_us >= 2)
