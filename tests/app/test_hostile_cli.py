@@ -347,3 +347,36 @@ def test_a_detector_named_twice_runs_once(tmp_path):
     res = _run("detect", data, "--out", tmp_path / "a.jsonl", "--detectors", "supply_outage,supply_outage", "--json")
     assert res.exit_code == 0, res.output
     assert '"alerts": 1' in res.stdout, res.stdout
+
+
+def test_a_failed_first_ingest_leaves_no_store_and_a_failed_later_one_keeps_it(tmp_path):
+    # (m1s) `ingest empty.csv --db new.duckdb` exited 1 and left an empty store file behind, which
+    # `store info` / `detect` then read as a site without readings.
+    empty, db = tmp_path / "empty.csv", tmp_path / "new.duckdb"
+    empty.write_bytes(b"")
+    res = _run("ingest", empty, "--db", db, "--rejects", tmp_path / "r.csv")
+    assert res.exit_code == 1 and "empty file" in _err(res), res.output
+    assert not db.exists() and not Path(str(db) + ".wal").exists()
+    res = _run("ingest", _csv(tmp_path / "t.csv"), empty, "--db", db, "--rejects", tmp_path / "r.csv")
+    assert res.exit_code == 1 and db.exists(), res.output      # one file stored: the store stays
+
+
+def test_a_failed_first_ingest_keeps_a_store_another_process_opened_since(tmp_path):
+    # (rm1s) `watch` waits for a store's lock (create=True): it may open the file a failed first
+    # ingest made the moment the ingest closes it. Unlinked then, its readings would be lost.
+    from wattwatch import api
+    from wattwatch.app.cli import _remove_new_store
+
+    db = tmp_path / "new.duckdb"
+    api.open_store(db, create=True).close()
+    held = subprocess.Popen([sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+                             "print('open', flush=True); sys.stdin.read()", str(db)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert held.stdout.readline().strip() == "open"
+        _remove_new_store(db)
+        assert db.exists()
+    finally:
+        held.communicate("", timeout=60)
+    _remove_new_store(db)
+    assert not db.exists() and not Path(str(db) + ".wal").exists()

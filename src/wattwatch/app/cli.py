@@ -430,11 +430,40 @@ def run_ingest(paths: list[Path], db: Path, mapping_file: Optional[Path], reject
         return _ingest_files(files, db, mapping, rejects, quiet, errors, current)
 
 
+def _remove_new_store(db: Path) -> None:
+    """Remove the store file (and its .wal) that a failed first ingest made, unless another process
+    has opened it since (rm1s: `watch` waits up to 15 s for a store's lock with create=True, so it may
+    open the file the moment the ingest closes it; unlinked then, its readings would go to a file no
+    path names). Checked under a POSIX lock on the file, which DuckDB's own (read or write) lock
+    excludes; without fcntl (Windows: an open file is not removed there anyway) it is removed as is."""
+    try:
+        fd = os.open(db, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        try:
+            import fcntl
+
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:
+            pass
+        except OSError:
+            return          # another process has it open: it is that process's store now
+        for f in (Path(str(db) + ".wal"), db):   # the .wal first: the file's lock guards it
+            try:
+                f.unlink()
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+
+
 def _ingest_files(files, db, mapping, rejects, quiet, errors, current):
     """:func:`run_ingest`'s work once the files are known (``current`` receives the file being ingested)."""
     from wattwatch.ingest.mapping import MappingError
     from wattwatch.ingest.pipeline import IngestError, RejectsWriter, ingest_path
 
+    created = not Path(db).exists()
     store = _open_store(db)
     writer = RejectsWriter(rejects)
     results = []
@@ -475,6 +504,10 @@ def _ingest_files(files, db, mapping, rejects, quiet, errors, current):
         except OSError as exc:
             failed.append(exc)
         store.close()
+    if created and not results:
+        # (m1s) A first ingest that stored no file (each failed, rolled back) leaves no store behind:
+        # an empty store file made `store info` and `detect` take the failed ingest for an empty site.
+        _remove_new_store(Path(db))
     if failed:
         msg = (_os_message(rejects, failed[0], "cannot write the rejected rows (--rejects)") +
                f"; the readings of {len(results)} file(s) were stored and are kept in {db}; ingest again with "

@@ -19,7 +19,9 @@ register) and ``word_order`` (between registers) are ``big`` or ``little`` (``AB
 SunSpec "not implemented" value (0x8000, 0xFFFF, 0x80000000, 0xFFFFFFFF) and NaN floats are a
 missing value, not a number (``na = false`` turns that off for a register). A ``ts`` register is
 the meter's own clock in epoch seconds (scale it for milliseconds): with it the reading carries the
-meter's time; without it the time of the poll cycle.
+meter's time; without it the time of the poll cycle. Two polls in one tick of a coarse clock (whole
+seconds polled every second) with other values are two readings, not a conflict: the second is
+placed inside the tick by the poll time between them (:meth:`ModbusPoller._stamp`).
 
 The reads are planned once per model: registers of one table that are contiguous (or no more than
 ``max_gap`` registers apart) are read in one request, up to 125 registers (2000 bits) a request.
@@ -385,6 +387,13 @@ class Device:
     slow: dict | None = None          # the open WARN_LINK_SLOW alert's facts
     why: str = ""                     # why its last poll was lost (the silence watch's evidence)
     missed: bool = False              # its last poll was asked and lost: asked after the others next cycle
+    read_at: float = 0.0              # monotonic time its clock register (its first read) answered, this poll
+    # Its last reading with a clock (see ModbusPoller._stamp): the clock register's value (s), the
+    # time given to the reading (us), when it was read (monotonic) and its values (model order).
+    clk: float = math.nan
+    clk_us: int = 0
+    clk_at: float = 0.0
+    clk_vals: np.ndarray | None = None
 
 
 class Gateway:
@@ -661,7 +670,11 @@ class ModbusPoller(Poller):
                 gw.current = dev
                 t0 = time.monotonic()
                 try:
-                    got = {r: await self._request(gw, dev, r, deadline) for r in dev.model.reads}
+                    got = {}
+                    for r in dev.model.reads:
+                        got[r] = await self._request(gw, dev, r, deadline)
+                        if len(got) == 1:    # the clock's read goes first (plan)
+                            dev.read_at = time.monotonic()
                 except _Lost as exc:
                     got = None
                     dev.why = ("gateway unreachable" if gw.down_since is not None else
@@ -732,8 +745,6 @@ class ModbusPoller(Poller):
                 # time, it is lost. (A time out of the plausible range is the ingest's to reject,
                 # naming the meter.)
                 ok = np.isfinite(t) & (np.abs(t) < _CLOCK_MAX_S)
-                out["ts"] = pd.to_datetime(np.where(ok, np.round(np.where(ok, t, 0.0) * 1e6), 0).astype(np.int64),
-                                           unit="us", utc=True)
                 if not ok.all():
                     bad = np.flatnonzero(~ok)
                     n0 = self.counters["no_time"]
@@ -741,7 +752,9 @@ class ModbusPoller(Poller):
                     for j in bad[: max(0, 5 - n0)]:
                         log.warning("%s: %s: its clock register reads %r, not a time: the reading is lost",
                                     self.name, out["meter_id"].iat[j], float(t[j]))
-                    out, cols = out[ok], {k: v[ok] for k, v in cols.items()}
+                    out, cols = out[ok].reset_index(drop=True), {k: v[ok] for k, v in cols.items()}
+                    t = t[ok]
+                out["ts"] = self._stamp(model, [self.devices[i] for i, k in zip(idx, ok) if k], t, cols)
             else:
                 out["ts"] = when
             for c, v in cols.items():
@@ -752,6 +765,92 @@ class ModbusPoller(Poller):
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         self.status = f"{sum(g is not None for g in res)}/{len(res)} answered"
         return frame.reset_index(drop=True)
+
+    def _stamp(self, model: Model, devs: list, t: np.ndarray, cols: dict) -> pd.DatetimeIndex:
+        """The time of each reading whose meter has a clock register (``t``, seconds, finite).
+
+        A clock register counts in ticks (whole seconds for the README's ``uint32``). A meter
+        polled about as often as its clock ticks (``interval_s = 1``) has two polls in one tick
+        whenever the polls jitter across its edges: the second reading, new values under the same
+        clock value, was stored as a conflicting re-send of the first and lost (m1s: 6 of 80 at
+        1 s, the user's run 25 of 122). So:
+
+        - a clock that moved on since the meter's last reading (or its first reading): the reading's
+          time is the meter's clock, as it reads (rm1s: placing every reading by the poll times moved
+          a replayed fleet's readings off their own timestamps whenever a poll came late) -- unless
+          the last reading was placed inside its tick (below): then the last reading's time plus the
+          poll time, clamped into the tick, until that falls back to the tick's start;
+        - the same clock as the meter's last reading with other values: a reading of its own, at
+          the last reading's time plus the poll time between the two clock reads, while that stays
+          inside the clock's tick [clock, clock + resolution); with the same values too it is
+          a re-send, given the last reading's time (a duplicate in the store);
+        - a clock that reads the same for longer than its tick with other values (stopped, or
+          running slow; also a clock set back, read as it is): the clock's value, as before -- the
+          store keeps the first values it has for that time (counted ``clock_stood``, warned).
+
+        The state is per run and per meter (``Device.clk*``)."""
+        us = np.round(t * 1e6).astype(np.int64)
+        n = len(devs)
+        if not n:
+            return pd.to_datetime(us, unit="us", utc=True)
+        f = next(x for x in model.fields if x.channel == "ts")
+        names = sorted(cols)
+        vals = np.column_stack([np.asarray(cols[c], dtype=float) for c in names]) if names else np.zeros((n, 0))
+        prev = np.array([d.clk for d in devs])
+        prev_us = np.array([d.clk_us for d in devs], dtype=np.int64)
+        at = np.array([d.read_at for d in devs])
+        prev_at = np.array([d.clk_at for d in devs])
+        pv = np.stack([d.clk_vals if d.clk_vals is not None and d.clk_vals.shape == vals.shape[1:]
+                       else np.full(vals.shape[1], np.nan) for d in devs]) if vals.shape[1] else vals
+        same = t == prev
+        # The clock's resolution (s): its scale for an integer register, the spacing of the float at
+        # this value otherwise (a float32 epoch clock ticks in 128 s).
+        raw = (t - f.offset) / f.scale
+        step = (np.spacing(raw.astype(np.float32)).astype(float) if f.type == "float32" else
+                np.spacing(raw) if f.type == "float64" else np.ones(n)) * abs(f.scale)
+        step_us = np.round(step * 1e6).astype(np.int64)
+        # (rm1s) A clock coarser than a second (a float32 holding epoch seconds counts in 128 s) gives
+        # its readings the start of their tick: said once per meter (its first reading), not refused.
+        rough = np.isnan(prev) & (step > 1.0)
+        if rough.any():
+            n0 = self.counters["clock_rough"]
+            self.counters["clock_rough"] += int(rough.sum())
+            for j in np.flatnonzero(rough)[: max(0, 3 - n0)]:
+                log.warning("%s: %s: its clock register counts in steps of %g s (%s): its readings take the "
+                            "start of their step, up to that much early; a register of whole seconds (uint32) "
+                            "or finer keeps their time", self.name, devs[j].meter_id, float(step[j]),
+                            "a float32 cannot hold epoch seconds" if f.type == "float32" else f"scale {f.scale:g}")
+        # Where the last reading's time plus the poll time since puts this reading.
+        cand = prev_us + np.maximum(np.round((at - prev_at) * 1e6).astype(np.int64), 1)
+        known = ~np.isnan(prev) & (step_us >= 2)
+        equal = ((vals == pv) | (np.isnan(vals) & np.isnan(pv))).all(axis=1) if vals.shape[1] else np.ones(n, bool)
+        resend = same & equal
+        fits = cand < us + step_us
+        refine = known & same & ~equal & fits
+        stood = same & ~equal & ~refine
+        self.counters["clock_refined"] += int(refine.sum())
+        self.counters["resent"] += int(resend.sum())
+        # After a reading placed inside its tick (not at its clock's value), the next ticks are placed
+        # by the polls too (the last reading's time plus the poll time, clamped into the tick) until
+        # that falls back to the tick's start: a reading refined near the top of its tick must not
+        # meet the next tick's reading stamped at its edge, closer than the store's jitter tolerance
+        # (m1s's simulation: 2 % lost). A clock never refined (a replayed fleet) keeps its own times.
+        placed = prev_us != np.round(np.where(np.isnan(prev), 0.0, prev) * 1e6).astype(np.int64)
+        track = known & ~same & (t > prev) & placed
+        us = np.where(resend, prev_us, np.where(refine, cand, np.where(track, np.clip(cand, us, us + step_us - 1), us)))
+        if stood.any():
+            n0 = self.counters["clock_stood"]
+            self.counters["clock_stood"] += int(stood.sum())
+            for j in np.flatnonzero(stood)[: max(0, 3 - n0)]:
+                log.warning("%s: %s: its clock register still reads %r %.1f s after it last did, with other "
+                            "values: the clock stands still or runs slow; the reading keeps that time (the "
+                            "store keeps the first values it has for it)", self.name, devs[j].meter_id,
+                            float(t[j]), float(at[j] - prev_at[j]))
+        keep = ~stood & ~resend     # a re-send is the last reading again: its time stays the mark
+        for j in np.flatnonzero(keep):
+            d = devs[j]
+            d.clk, d.clk_us, d.clk_at, d.clk_vals = float(t[j]), int(us[j]), float(at[j]), vals[j]
+        return pd.to_datetime(us, unit="us", utc=True)
 
     # ------------------------------------------------------------------------------ response time
 
