@@ -575,7 +575,7 @@ class BaselineMACD(Detector):
         hmin = self._hour_min(df, cell, n_seg, n_bins)
         # A building's hours off (far under its own night) are no day of its ordinary load:
         # learned from as hours without a reading (:meth:`_off_hours`).
-        m, hmin = self._off_hours(m, hmin, day_id, own)
+        m, hmin = self._off_hours(m, hmin, day_id, key_type, key_hour, own)
         ok = np.isfinite(m)
         rows = np.repeat(np.arange(n_seg), n_bins).reshape(n_seg, n_bins)
         long = pd.DataFrame({"s": rows[ok], "d": key_type[ok], "h": key_hour[ok], "p": m[ok]})
@@ -644,7 +644,8 @@ class BaselineMACD(Detector):
                      "quiet_spread": quiet_spread[j]}
                 for j, mm in enumerate(names)}
 
-    def _off_hours(self, m: np.ndarray, hmin: np.ndarray, day_id: np.ndarray, own: np.ndarray):
+    def _off_hours(self, m: np.ndarray, hmin: np.ndarray, day_id: np.ndarray, key_type: np.ndarray,
+                   key_hour: np.ndarray, own: np.ndarray):
         """The profiled hours of a building switched off, as hours without a reading (NaN in the
         hourly means ``m`` and the hours' lowest readings ``hmin``): on a meter whose base-load floor
         (:meth:`_floor_fit`, the median of the profiled days' lowest readings) is above
@@ -656,7 +657,11 @@ class BaselineMACD(Detector):
         bias by 8 %, and a five-day theft leaving 55 % of the load scored at most 0.7 (fleet 1063
         at 5 min, M-00099; quality-log q6). The profile is a median per hour and hardly moved. A
         home's floor is its standby (under ``floor_max_share``): its quiet hours stay (a home
-        away is its own behaviour, see "A home at its standby is away"). ``off_share`` 0: kept."""
+        away is its own behaviour, see "A home at its standby is away"). Only an hour off on fewer
+        than half of its profiled (day type, clock hour) is left out: a building off on every
+        profiled Sunday, or every weekend, is off by its own week, and its Sunday profile is
+        learned from those hours (left out, the Sunday took the weekday profile and every Sunday
+        alerted, review rq6). ``off_share`` 0: kept."""
         share = self.config.off_share
         if share <= 0 or not m.size:
             return m, hmin
@@ -667,6 +672,16 @@ class BaselineMACD(Detector):
         building = np.isfinite(floor_kw) & (floor_kw > self.config.floor_max_share * mean)
         with quiet():
             off = building[:, None] & (m < share * floor_kw[:, None])
+        if not off.any():
+            return m, hmin
+        # Per (meter, day type, clock hour): hours read and hours off; an hour off is left out only
+        # where its cell's other profiled days were mostly on (a stretch, not the building's week).
+        n_seg = m.shape[0]
+        cell = (np.arange(n_seg)[:, None] * 3 + key_type) * 24 + key_hour
+        read = np.isfinite(m) & own
+        n_read = np.bincount(cell[read], minlength=n_seg * 72)
+        n_off = np.bincount(cell[off & read], minlength=n_seg * 72)
+        off &= (2 * n_off < n_read)[cell]
         if not off.any():
             return m, hmin
         return np.where(off, np.nan, m), np.where(off, np.nan, hmin)
