@@ -19,12 +19,12 @@ DAYS = 21
 
 
 def _school(off_h: float, theft_from: str | None = "2025-01-15 14:00", theft_days: float = 5.2,
-            keep: float = 0.55, off_days: tuple = ()) -> pd.DataFrame:
+            keep: float = 0.55, off_days: tuple = (), off_span: tuple = (0, 24)) -> pd.DataFrame:
     """5-minute readings of a school building (M-00099's shape): a steady night of ~13 kW, weekdays
     rising to ~24 kW from 03:00 to 17:00 (Fridays lower), weekends at the night level; the first
     ``off_h`` hours of the profiled Monday at 0.1 kW (off); from ``theft_from`` a bypass leaves ``keep``
     of the load for ``theft_days`` days; on the days of the week in ``off_days`` (0 Monday) the building
-    is switched off all day (0.1 kW)."""
+    is switched off (0.1 kW) over the clock hours ``off_span``."""
     rng = np.random.default_rng(11)
     ts = pd.date_range(START, periods=DAYS * 288, freq="5min")
     h = (ts.hour + ts.minute / 60).to_numpy()
@@ -34,7 +34,7 @@ def _school(off_h: float, theft_from: str | None = "2025-01-15 14:00", theft_day
     work = np.clip(np.minimum(h - 3, 17 - h) / 3, 0, 1) * (dow < 5) * np.where(dow == 4, 0.55, 1.0)
     p = (13.0 + 11.0 * work) * level * (1 + 0.03 * rng.standard_normal(len(ts)))
     p = np.where(np.arange(len(ts)) < off_h * 12, 0.1, p)
-    p = np.where(np.isin(dow, off_days), 0.1 * (1 + 0.03 * rng.standard_normal(len(ts))), p)
+    p = np.where(np.isin(dow, off_days) & (h >= off_span[0]) & (h < off_span[1]), 0.1 * (1 + 0.03 * rng.standard_normal(len(ts))), p)
     if theft_from is not None:
         t = (ts >= theft_from) & (ts < pd.Timestamp(theft_from) + pd.Timedelta(days=theft_days))
         p = np.where(t, keep * p, p)
@@ -92,11 +92,15 @@ def test_off_share_is_checked(bad):
         _alerts(_school(off_h=0, theft_from=None), off_share=bad)
 
 
-@pytest.mark.parametrize("off_days", [(6,), (5, 6)], ids=["sundays", "weekends"])
-def test_a_building_off_every_sunday_or_weekend_learns_its_week(off_days):
+@pytest.mark.parametrize("off_days, off_span", [((6,), (0, 24)), ((5, 6), (0, 24)), ((6,), (5, 21)), ((0,), (0, 24))],
+                         ids=["sundays", "weekends", "sunday-days", "mondays"])
+def test_a_building_off_every_sunday_or_weekend_learns_its_week(off_days, off_span):
     """Review rq6: a building switched off every Sunday (or every weekend) is off by its own week. Its
     profiled Sunday is off on every profiled Sunday hour, so those hours are kept (an hour off is left
     out only where most profiled days of its day type and clock hour were on); left out, the Sunday took
-    the weekday profile and every later Sunday alerted as consumption far below its baseline."""
-    got = _alerts(_school(off_h=0, theft_from=None, off_days=off_days))
+    the weekday profile and every later Sunday alerted as consumption far below its baseline (also when
+    it is off only from 05:00 to 21:00, "sunday-days"). A building
+    off every Monday (a museum) is off on one weekday in five: a whole day off is a day closed, kept
+    (left out, every Monday alerted)."""
+    got = _alerts(_school(off_h=0, theft_from=None, off_days=off_days, off_span=off_span))
     assert got == [], [(a.start, a.end, a.message) for a in got]

@@ -661,7 +661,8 @@ class BaselineMACD(Detector):
         than half of its profiled (day type, clock hour) is left out: a building off on every
         profiled Sunday, or every weekend, is off by its own week, and its Sunday profile is
         learned from those hours (left out, the Sunday took the weekday profile and every Sunday
-        alerted, review rq6). ``off_share`` 0: kept."""
+        alerted, review rq6); and only an hour of a day with hours on: a whole day off is a day
+        closed (a holiday, a museum's Monday), kept. ``off_share`` 0: kept."""
         share = self.config.off_share
         if share <= 0 or not m.size:
             return m, hmin
@@ -681,7 +682,14 @@ class BaselineMACD(Detector):
         read = np.isfinite(m) & own
         n_read = np.bincount(cell[read], minlength=n_seg * 72)
         n_off = np.bincount(cell[off & read], minlength=n_seg * 72)
-        off &= (2 * n_off < n_read)[cell]
+        # A whole profiled day off is a day the building is closed (a holiday, its weekly closing
+        # day: a museum off every Monday): its own behaviour, kept; only a stretch inside a day
+        # that is otherwise on (commissioned mid-morning, a shutdown for works) is left out.
+        dd = day_id - day_id.min()
+        dkey = np.arange(n_seg)[:, None] * (int(dd.max()) + 1) + dd
+        whole = np.bincount(dkey[off & read], minlength=int(dkey.max()) + 1) == np.bincount(
+            dkey[read], minlength=int(dkey.max()) + 1)
+        off &= (2 * n_off < n_read)[cell] & ~whole[dkey]
         if not off.any():
             return m, hmin
         return np.where(off, np.nan, m), np.where(off, np.nan, hmin)
