@@ -257,9 +257,7 @@ class SilenceWatch:
                 why = why or "the stored alert lacks what the silence watch needs to go on with it"
                 o = None
             if why is not None:
-                log.warning("silence: open alert %s of %s ended at the restart: %s", a.id, a.meter_id, why)
-                self._out[a.id] = Alert(**{**a.__dict__, "evidence": {**ev, "ended": True, "ended_because": why}})
-                self.counters["ended_at_restart"] += 1
+                self._end_at_restart(a, why)
                 continue
             self.open[(s.name, a.meter_id)] = o
             if not hasattr(s, "silence"):   # a push meter: its clock goes on from what the alert says
@@ -269,6 +267,12 @@ class SilenceWatch:
                 self.push[(s.name, a.meter_id)] = p
                 o["ref"] = p.last
             self.counters["resumed"] += 1
+
+    def _end_at_restart(self, a: Alert, why: str) -> None:
+        """A stored open alert the watch cannot go on with: its ended version, saying why."""
+        log.warning("silence: open alert %s of %s ended at the restart: %s", a.id, a.meter_id, why)
+        self._out[a.id] = Alert(**{**a.__dict__, "evidence": {**a.evidence, "ended": True, "ended_because": why}})
+        self.counters["ended_at_restart"] += 1
 
     def _resume_source(self, a: Alert, s) -> None:
         """A stored open ``source_down`` alert: goes on (same start, same id) while its source is
@@ -288,9 +292,7 @@ class SilenceWatch:
         except (KeyError, TypeError, ValueError):
             why = why or "the stored alert lacks what the silence watch needs to go on with it"
         if why is not None:
-            log.warning("silence: open alert %s of %s ended at the restart: %s", a.id, a.meter_id, why)
-            self._out[a.id] = Alert(**{**a.__dict__, "evidence": {**ev, "ended": True, "ended_because": why}})
-            self.counters["ended_at_restart"] += 1
+            self._end_at_restart(a, why)
             return
         o.update(_configured(s))   # (an ended version at the first check says its broker too)
         self.down[s.name] = {"since": o["since"], "status": o["status"], "alert": o}
@@ -320,9 +322,7 @@ class SilenceWatch:
             why = why or "the stored alert lacks what the silence watch needs to go on with it"
             o = None
         if why is not None:
-            log.warning("silence: open alert %s of %s ended at the restart: %s", a.id, a.meter_id, why)
-            self._out[a.id] = Alert(**{**a.__dict__, "evidence": {**ev, "ended": True, "ended_because": why}})
-            self.counters["ended_at_restart"] += 1
+            self._end_at_restart(a, why)
             return
         self.links[(s.name, key)] = {"since": o["since"], "why": o["why"], "units": o["units"], "alert": o,
                                      "label": o["label"], "answerless": o["why"].startswith("connected, but")}
