@@ -1219,3 +1219,46 @@ def test_a_connect_that_fails_once_after_its_unit_fell_silent_is_not_the_gateway
         got += [(round(now[0] - 1.8e9), a.meter_id) for a in w.check([p]) if not a.evidence["ended"]]
     assert {m for _, m in got} == {"B"}, sorted(set(got))
     assert min(t for t, _ in got) == 5 + 120, got[:3]
+
+
+def test_a_stored_gateway_or_unit_alert_is_ended_at_a_restart_with_the_watch_turned_off_saying_why():
+    """A restart with ``[silence] enabled = false`` ends the open silence alerts an earlier run left
+    (a gateway's and a unit's), once each, with ``evidence.ended_because``: none is left open for ever
+    in the store. Moved clock; the gateway's connection state set as ``Gateway.ensure`` sets it."""
+    import pandas as pd
+
+    from wattwatch.sources import modbus as mb
+
+    def poller():
+        return mb.ModbusPoller("plant", [{"meter_id": m, "port": 1, "unit": i + 1, "model": "m"}
+                                         for i, m in enumerate(["A", "B"])],
+                               {"m": mb.parse_model("m", {"registers": REGS})}, interval_s=1.0)
+
+    now = [1.8e9]
+    p = poller()
+    w = sil.SilenceWatch(clock=lambda: now[0])
+    w.resume([p], [])
+    [g] = p.gateways.values()
+    got = []
+
+    def run(secs, heard=()):
+        for _ in range(secs):
+            now[0] += 1.0
+            p._answered(pd.DataFrame({"meter_id": list(heard)}), now[0])
+            got.extend(w.check([p]))
+
+    g.counters["connects"] += 1
+    run(5, ["A", "B"])
+    run(130, ["A"])                                   # B alone silent behind a live gateway: its own alert
+    g.counters["connect_failures"] += 1
+    g.down_since, g.down_wall, g.down_why = 1.0, now[0], "connection refused or unreachable"
+    run(130)                                          # then the gateway down: its alert beside B's
+    last = {a.id: a for a in got}
+    assert sorted(a.meter_id for a in last.values()) == ["B", "gateway:127.0.0.1:1/tcp"], sorted(last)
+    assert not any(a.evidence["ended"] for a in last.values())
+    w2 = sil.SilenceWatch(sil.SilenceConfig(enabled=False), clock=lambda: now[0])
+    w2.resume([poller()], list(last.values()))
+    ended = w2.check([poller()])
+    assert sorted(a.id for a in ended) == sorted(last) and all(a.evidence["ended"] for a in ended), ended
+    assert all("turned off" in a.evidence["ended_because"] for a in ended), [a.evidence for a in ended]
+    assert w2.counters["ended_at_restart"] == 2 and not w2.check([poller()])
