@@ -282,8 +282,10 @@ def test_loose_ct_padding_and_merging_scale_with_the_cadence():
     # Seconds rule at fast cadences; readings (half the window, 24 readings) at hourly.
     assert list(e.pad(cad)) == [1800.0, 1800.0, 3600.0, 4 * 3600.0, 1800.0]
     assert list(e.within(cad)) == [6 * 3600.0, 6 * 3600.0, 6 * 3600.0, 24 * 3600.0, 6 * 3600.0]
-    assert list(det.config.post.at(cad)["merge_gap_s"]) == [3 * 3600.0, 3 * 3600.0, 4.5 * 3600.0, 18 * 3600.0,
-                                                            3 * 3600.0]
+    # merge gaps of 3 h, 3 h, 4.5 h (18 readings at 15 min), 18 h (18 readings at hourly), judged on the
+    # meter's cadence grid since h6: runs less than n cadences apart merge, the bar half a cadence below
+    assert list(det.config.post.at(cad)["merge_gap_s"]) == [(180 - 0.5) * 60, (36 - 0.5) * 300, (18 - 0.5) * 900,
+                                                            (18 - 0.5) * 3600, 3 * 3600.0]
     # A wider window pads further.
     (e9,) = build("loose_ct", {"window": 15}).explains
     assert e9.pad(np.array([3600.0]))[0] == 7 * 3600.0

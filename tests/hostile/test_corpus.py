@@ -34,6 +34,8 @@ def _invoke(args: list[str]):
 def _readings(db: Path) -> int:
     import duckdb
 
+    if not db.exists():   # (m1s) a failed first ingest removes the store it made: nothing stored
+        return 0
     con = duckdb.connect(str(db), read_only=True)
     try:
         return int(con.execute("SELECT count(*) FROM readings_raw").fetchall()[0][0])

@@ -272,7 +272,11 @@ def test_a_provisional_alert_a_loose_ct_spell_comes_near_but_does_not_blank_stay
         new += rep.new
         withdrawn += list(rep.withdrawn)
         confirmed += rep.confirmed
-    assert {a.detector for a in det.alerts if a.id in written} == {"seasonal_profile"} and len(written) == 2
+    # (h6 put the post-rules' bars on the cadence grid, and with them the hourly look-ahead moved (the tiers
+    # fleet: 87.5 -> 86 h): the 01-08 alert is now final when first written (told new once, never
+    # withdrawn), the 01-07 one still provisional until confirmed)
+    seasonal = {a.id for a in det.alerts if a.detector == "seasonal_profile"}
+    assert len(seasonal) == 2 and written and written <= seasonal and seasonal <= set(new), (written, seasonal, new)
     assert not withdrawn and sorted(confirmed) == sorted(written) and len(new) == len(set(new))
     assert {i: v[:2] for i, v in _rows(store).items()} == _detects(det)
     store.close()
