@@ -37,3 +37,14 @@ def test_alerts_and_state_lists_are_one_line_a_row_when_piped(tmp_path: Path, mo
     out = ww("state", "list", "--db", db).stdout
     for m in meters:
         assert any(m in line and "packet_loss" not in line and "fit" in line for line in out.splitlines()), out
+
+
+def test_the_ingest_summary_names_each_file_whole_when_piped(tmp_path: Path, monkeypatch):
+    # (rfh) `ingest`'s table in a pipe was laid out at 80 columns: "household_power_consumpt…"
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE"):
+        monkeypatch.delenv(name, raising=False)
+    csv = tmp_path / "household_power_consumption_sceaux_2006_12_16_to_2007_01_04_one_minute.csv"
+    csv.write_text("meter_id,ts,p_kw\n" + "".join(f"m,2025-01-06T{h:02d}:00:00Z,{1 + h / 10}\n" for h in range(24)))
+    out = ww("ingest", csv, "--db", tmp_path / "s.duckdb").stdout
+    row = next(line for line in out.splitlines() if csv.name in line)
+    assert "24" in row, out
