@@ -73,6 +73,35 @@ def _stored(path) -> list[tuple]:
     return [(i, m, json.loads(ev)) for i, m, ev in rows]
 
 
+def _offline_poller(meters=("A", "B")):
+    """A Modbus poller of ``meters`` (units 1, 2, ... of one gateway) that never polls: its answers and
+    connection state are set by the test on a moved clock."""
+    from wattwatch.sources import modbus as mb
+
+    return mb.ModbusPoller("plant", [{"meter_id": m, "port": 1, "unit": i + 1, "model": "m"}
+                                     for i, m in enumerate(meters)],
+                           {"m": mb.parse_model("m", {"registers": REGS})}, interval_s=1.0)
+
+
+def _clocked(p):
+    """A silence watch of ``p`` on a moved clock: ``run(secs, heard)`` moves it a second at a time, the
+    meters in ``heard`` answering each second, and adds what the watch reports to ``got``."""
+    import pandas as pd
+
+    now = [1.8e9]
+    w = sil.SilenceWatch(clock=lambda: now[0])
+    w.resume([p], [])
+    got = []
+
+    def run(secs, heard=()):
+        for _ in range(secs):
+            now[0] += 1.0
+            p._answered(pd.DataFrame({"meter_id": list(heard)}), now[0])
+            got.extend(w.check([p]))
+
+    return now, w, got, run
+
+
 def _modbus(name, devices, **kw):
     return {"type": "modbus", "name": name, "interval_s": 0.1, "timeout_s": 0.1, "retries": 0, "backoff_s": 0.02,
             "models": {"m": {"registers": REGS}}, **kw,
@@ -1029,13 +1058,10 @@ def test_a_gateway_down_that_is_ignored_or_never_commissioned_is_not_alerted():
     it, nor when none of its units was ever heard (not commissioned) unless the store knows one."""
     import pandas as pd
 
-    from wattwatch.sources import modbus as mb
 
     def alerted(cfg, heard=True, known=()):
         now = [1.8e9]
-        p = mb.ModbusPoller("plant", [{"meter_id": m, "port": 1, "unit": i + 1, "model": "m"}
-                                      for i, m in enumerate(["A", "B"])],
-                            {"m": mb.parse_model("m", {"registers": REGS})}, interval_s=1.0)
+        p = _offline_poller()
         w = sil.SilenceWatch(sil.SilenceConfig.from_dict(cfg), clock=lambda: now[0])
         w.resume([p], [], known=known)
         p._answered(pd.DataFrame({"meter_id": ["A", "B"] if heard else []}), now[0])
@@ -1064,16 +1090,8 @@ def test_a_gateway_that_flaps_stays_one_alert_until_a_unit_behind_it_answers():
     no meter alert. Connected and answering: ended once. A gateway connected again after a short
     outage whose units never answer is the gateway's alert too (its connection says nothing of them).
     Moved clock; the gateway's connection state set as ``Gateway.ensure`` sets it."""
-    import pandas as pd
-
-    from wattwatch.sources import modbus as mb
-
-    now = [1.8e9]
-    p = mb.ModbusPoller("plant", [{"meter_id": m, "port": 1, "unit": i + 1, "model": "m"}
-                                  for i, m in enumerate(["A", "B"])],
-                        {"m": mb.parse_model("m", {"registers": REGS})}, interval_s=1.0)
-    w = sil.SilenceWatch(clock=lambda: now[0])
-    w.resume([p], [])
+    p = _offline_poller()
+    now, w, got, run = _clocked(p)
     [g] = p.gateways.values()
 
     def connect(ok):                                  # as Gateway.ensure leaves it
@@ -1086,14 +1104,6 @@ def test_a_gateway_that_flaps_stays_one_alert_until_a_unit_behind_it_answers():
             if g.down_since is None:
                 g.down_since, g.down_wall = 1.0, now[0]
             g.down_why = "connection refused or unreachable"
-
-    got = []
-
-    def run(secs, heard=()):
-        for _ in range(secs):
-            now[0] += 1.0
-            p._answered(pd.DataFrame({"meter_id": list(heard)}), now[0])
-            got.extend(w.check([p]))
 
     connect(True)
     run(5, ["A", "B"])
@@ -1197,11 +1207,9 @@ def test_a_connect_that_fails_once_after_its_unit_fell_silent_is_not_the_gateway
     ``Gateway.ensure`` sets it."""
     import pandas as pd
 
-    from wattwatch.sources import modbus as mb
 
     now = [1.8e9]
-    p = mb.ModbusPoller("plant", [{"meter_id": "B", "port": 1, "unit": 1, "model": "m"}],
-                        {"m": mb.parse_model("m", {"registers": REGS})}, interval_s=1.0)
+    p = _offline_poller(["B"])
     w = sil.SilenceWatch(clock=lambda: now[0])
     w.resume([p], [])
     [g] = p.gateways.values()
@@ -1225,28 +1233,9 @@ def test_a_stored_gateway_or_unit_alert_is_ended_at_a_restart_with_the_watch_tur
     """A restart with ``[silence] enabled = false`` ends the open silence alerts an earlier run left
     (a gateway's and a unit's), once each, with ``evidence.ended_because``: none is left open for ever
     in the store. Moved clock; the gateway's connection state set as ``Gateway.ensure`` sets it."""
-    import pandas as pd
-
-    from wattwatch.sources import modbus as mb
-
-    def poller():
-        return mb.ModbusPoller("plant", [{"meter_id": m, "port": 1, "unit": i + 1, "model": "m"}
-                                         for i, m in enumerate(["A", "B"])],
-                               {"m": mb.parse_model("m", {"registers": REGS})}, interval_s=1.0)
-
-    now = [1.8e9]
-    p = poller()
-    w = sil.SilenceWatch(clock=lambda: now[0])
-    w.resume([p], [])
+    p = _offline_poller()
+    now, w, got, run = _clocked(p)
     [g] = p.gateways.values()
-    got = []
-
-    def run(secs, heard=()):
-        for _ in range(secs):
-            now[0] += 1.0
-            p._answered(pd.DataFrame({"meter_id": list(heard)}), now[0])
-            got.extend(w.check([p]))
-
     g.counters["connects"] += 1
     run(5, ["A", "B"])
     run(130, ["A"])                                   # B alone silent behind a live gateway: its own alert
@@ -1257,8 +1246,8 @@ def test_a_stored_gateway_or_unit_alert_is_ended_at_a_restart_with_the_watch_tur
     assert sorted(a.meter_id for a in last.values()) == ["B", "gateway:127.0.0.1:1/tcp"], sorted(last)
     assert not any(a.evidence["ended"] for a in last.values())
     w2 = sil.SilenceWatch(sil.SilenceConfig(enabled=False), clock=lambda: now[0])
-    w2.resume([poller()], list(last.values()))
-    ended = w2.check([poller()])
+    w2.resume([_offline_poller()], list(last.values()))
+    ended = w2.check([_offline_poller()])
     assert sorted(a.id for a in ended) == sorted(last) and all(a.evidence["ended"] for a in ended), ended
     assert all("turned off" in a.evidence["ended_because"] for a in ended), [a.evidence for a in ended]
-    assert w2.counters["ended_at_restart"] == 2 and not w2.check([poller()])
+    assert w2.counters["ended_at_restart"] == 2 and not w2.check([_offline_poller()])
