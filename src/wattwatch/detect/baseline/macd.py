@@ -1097,6 +1097,15 @@ class BaselineMACD(Detector):
             # Over how many days' floors (2, or ``floor_long_n`` where the longer run set it).
             f_days = np.where(take_sb, days_sb, np.where(np.isfinite(obs_long), float(c.floor_long_n), 2.0))
             ref_q = np.where(take_sb, self._param(df, "standby_kw", np.nan)[:, None], r)
+            # Zero is no standby. A drop judged on a floor at zero or below (both days' lowest
+            # readings, or the higher of the standby run's) is the site's own supply covering its
+            # quietest hours (a battery discharging through the night behind a home's import meter,
+            # solar panels at noon) or no consumption read at all (an outage, a dead meter: the
+            # zero rules' evidence): never a share taken, which leaves its share of the standby
+            # (``floor_fault_drop``). As the fit leaves such days out of the profiled floor, the
+            # floor does not judge them; the energy averages still do (OPSD residential6, a battery
+            # from 2017: "base-load floor 100 % below (0 kW vs 0.193 kW)" for days, twice).
+            score = np.where((z < 0) & (obs <= 0), np.nan, score)
             # A rise is also judged as load added: a home's floor doubles when a heater stays on
             # through the night (0.2 -> 0.4 kW, a tenth of its mean load), while a load that runs
             # all the time adds to every reading. Risen by less than ``min_rel`` of the mean load
