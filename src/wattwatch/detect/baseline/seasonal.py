@@ -20,7 +20,11 @@ level is the median, over the previous ``level_days`` calendar days, of each day
 relative to its profile (clamped to ``level_min`` .. ``level_max``): a building that uses 30 %
 more in summer moves its level within days, with no alert storm, while a single unusual day or a
 zero run (at most half the window) does not move the median. The level never uses the reading's
-own day, so what is judged cannot hide itself.
+own day, so what is judged cannot hide itself. A meter whose level has reached ``level_max`` has
+left its profile (the normal period did not show it in use: a building not yet occupied while
+profiled): the change alerted where it began, and until the meter is refitted its readings and
+days are not judged against that profile (zeros and frozen runs still are); the onset alert's
+action says to refit.
 
 **Score** (calibrated per meter, so one threshold fits all meters). Load is taken on a log scale
 (``log(max(x, 0) + eps)``, ``eps`` = ``eps_rel`` x the meter's 90th percentile), so deviations are
@@ -986,6 +990,21 @@ class SeasonalProfile(Detector):
                 both = np.where(same_side, np.minimum(s_read, prev), 0.0)
             s_read = np.where(short[seg], np.nan_to_num(both), s_read)
             s_day = np.where(short[seg], 0.0, s_day)
+        # A meter whose last ``level_days`` days ran at ``level_max`` times its profile or more
+        # (the level's median, at its clamp) has left the profile: the normal period did not show
+        # the meter in use (a building not yet occupied while profiled: BDG2 Rat_education_Veronica
+        # read 0.5 kW for its first 12 days, then 245 kW; profiled on its first week, each busy hour
+        # after was "245 vs 0.78 expected", 147 alerts over five months). The change was reported
+        # where it began (before the level's median reached the clamp; ``baseline_macd`` holds it
+        # as one alert); after that its readings and days are not judged against that profile
+        # (scored under the limit; zeros and frozen runs still are) until the meter is refitted.
+        # Only upwards: downwards the level's clamp (``level_min``) leaves no storm (an office at
+        # 0.05 x its profile for six weeks alerted twice, at the drop), and a meter at a fifth of
+        # its profile for days is what an under-registering meter or a bypass looks like.
+        left = lev >= c.level_max * (1 - 1e-9)
+        if left.any():
+            s_read = np.where(left, np.fmin(s_read, 0.9), s_read)
+            s_day = np.where(left, np.fmin(s_day, 0.9), s_day)
         # the run a frozen value needs on the reading's kind of day (weekday, weekend; a state
         # stored before ``flat_need_days``: ``flat_need`` on every day)
         need_days = self._param_array(df, "flat_need_days", (2,))
@@ -1205,6 +1224,11 @@ class SeasonalProfile(Detector):
             ev_kind = "reading_run"
             what = f"{len(hot)} readings off profile over {hours:.1f} h (worst {x[k]:.4g} vs {exp[k]:.4g} expected)"
             action = "compare with site activity; zero readings where load is expected are a supply or meter gap"
+        if ev_kind in ("reading_run", "unusual_day") and x[k] > self.config.level_max * exp[k] > 0:
+            # (a meter that keeps running there has left its profile, see :meth:`_parts`: say so once)
+            action += (f"; a meter that keeps running over {self.config.level_max:g} x its profile is not judged "
+                       "on it after its level reaches that: if this is its normal now (a building brought into "
+                       "use after its normal period), refit it (`wattwatch fit --normal-end`)")
         with quiet():
             sev = "warning"
         chan = "p_kw from e_kwh" if st.get("from_register") else self.config.channel
