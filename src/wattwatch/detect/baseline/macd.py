@@ -192,7 +192,10 @@ sqrt(2) (two days) no wider than the ``quiet_share`` of the drop that decides. A
 a heating week has no quiet night (the UCI household's quietest profiled hours are its evenings and
 heated nights, swinging by 0.5-1.4 from day to day, against 0.16 for residential6's night); there
 the gate vetoed a bypass's floor drop on most days (real-shape fleets: four thefts on homes
-missed), and it no longer judges.
+missed), and it no longer judges. A floor at zero or below is no standby at
+all (a battery discharging through the night, panels at noon, or an outage the zero rules report): as
+the fit leaves such days out of the profiled floor, a drop judged on one is not judged on its floor
+(OPSD residential6 with its battery from March 2017: two "100 % below" alerts of 3-4 days).
 
 **A plant at rest is not a theft.** A plant stopped for two to four days on weekdays draws what it
 draws at night and over its weekend (the real steel plant: 1.6-2.5 kW against 40-70 kW working),
