@@ -15,8 +15,8 @@ from tests.detect.test_seasonal import building, run
 IN_USE = pd.Timestamp("2024-01-15")   # the normal period (2 weeks) is the building before it opened
 
 
-def _not_yet_in_use(seed: int = 0) -> pd.DataFrame:
-    df = building(weeks=12, seed=seed)
+def _not_yet_in_use(seed: int = 0, weeks: int = 12) -> pd.DataFrame:
+    df = building(weeks=weeks, seed=seed)
     rng = np.random.default_rng(seed + 100)
     dead = (df.ts < IN_USE).to_numpy()
     df.loc[dead, "p_kw"] = 0.5 * (1 + 0.2 * rng.standard_normal(int(dead.sum())))
@@ -45,3 +45,27 @@ def test_the_opening_is_still_reported_and_a_zero_run_after_it_still_is():
     hit = [a for a in res.alerts if "2024-03-06" <= a.start[:10] <= "2024-03-07"]
     assert hit and hit[0].evidence["kind"] in ("zero_run", "zero_reading"), [a.message for a in res.alerts]
 
+
+
+def test_windows_of_the_history_score_as_the_whole_history_where_exact():
+    """The rule reads the level (the last ``level_days`` days), inside the declared reach: a window
+    starting hours into the period the meter has left its profile scores every exact reading as
+    the whole history does (a guard for streams and windowed detects; passes without the rule too)."""
+    from wattwatch.detect import core, registry
+    from wattwatch.detect.engine import EngineConfig, profile
+    from wattwatch.detect.frame import prepare
+
+    df = _not_yet_in_use(weeks=20)   # the reach is ``zero_routine_days`` + 1 (92 days) back
+    dets = registry.build_all(["seasonal_profile"])
+    profile(prepare(df), dets, EngineConfig(profile_days=14, workers=1))
+    whole = core.run(df, dets).judged[0].scores
+    t = df.ts.to_numpy()
+    exact, bad = 0, []
+    for start in ("2024-01-20 05:00", "2024-01-26 13:00"):
+        sub = t >= np.datetime64(start)
+        j = core.run(df[sub], dets, origin={"office": False}).judged[0]
+        ok = j.exact & np.isfinite(whole[sub])
+        exact += int(ok.sum())
+        if not np.allclose(j.scores[ok], whole[sub][ok], rtol=1e-9, atol=1e-9, equal_nan=True):
+            bad.append(start)
+    assert exact > 500 and not bad, (exact, bad)
