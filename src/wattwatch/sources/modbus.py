@@ -49,6 +49,7 @@ gets a ``WARN_LINK_SLOW`` alert that ends when the median of its last polls is b
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import math
 import re
@@ -396,6 +397,65 @@ class Device:
     clk_vals: np.ndarray | None = None
 
 
+def _see_connect(client) -> list:
+    """Keep the error the client's connect met (pymodbus returns False for a refused connection and
+    a connect that timed out alike and says which only in its log): its transport's connection
+    factory (``ctx.call_create``, pymodbus 3.x) wrapped to note what it raised. A client without it
+    (another pymodbus) notes nothing and the reason falls back to the connect's duration."""
+    seen: list = []
+    ctx = getattr(client, "ctx", None)
+    create = getattr(ctx, "call_create", None)
+    if create is None:
+        return seen
+
+    async def noting():
+        try:
+            return await create()
+        except asyncio.CancelledError:       # pymodbus's (or our) wait_for ran out: no answer
+            seen.append(asyncio.TimeoutError())
+            raise
+        except (OSError, asyncio.TimeoutError) as exc:
+            seen.append(exc)
+            raise
+
+    ctx.call_create = noting
+    return seen
+
+
+# errno -> (what the gateway_down alert says, the counter's suffix)
+_CONNECT_ERRNO = {errno.ECONNREFUSED: ("connection refused (nothing listens on the port, or a firewall rejects it)",
+                                       "refused"),
+                  errno.EHOSTUNREACH: ("host unreachable (no route to it)", "unreachable"),
+                  errno.ENETUNREACH: ("network unreachable", "unreachable"),
+                  errno.ECONNRESET: ("connection reset by the gateway", "reset"),
+                  errno.ETIMEDOUT: ("no answer to the connection (timed out)", "timeout")}
+
+
+def _connect_why(seen: list, timeout_s: float, took: float) -> tuple[str, str]:
+    """Why a connect failed, said in the gateway_down alert, and its counter's suffix
+    (``connect_refused``, ``connect_timeout``, ``connect_unreachable``, ...), from the error the
+    client met (:func:`_see_connect`)."""
+    import socket
+
+    for exc in seen:
+        if isinstance(exc, socket.gaierror):
+            return f"the host name cannot be resolved ({exc.strerror or exc})", "unresolved"
+        if isinstance(exc, asyncio.TimeoutError):
+            return "no answer to the connection within %.1f s" % timeout_s, "timeout"
+        if isinstance(exc, OSError):
+            # asyncio's create_connection raises a bare OSError naming each address it tried ("Multiple
+            # exceptions: ..."); its errno is that of the only one, else None.
+            if exc.errno in _CONNECT_ERRNO:
+                return _CONNECT_ERRNO[exc.errno]
+            if "Connect call failed" in str(exc) and "refused" in str(exc).lower():
+                return _CONNECT_ERRNO[errno.ECONNREFUSED]
+            return f"the connection failed ({exc.strerror or exc})", "error"
+    # No error seen (a client without the hook): the old guess from the connect's duration.
+    if took >= 0.9 * timeout_s:
+        return "no answer to the connection within %.1f s" % timeout_s, "timeout"
+    return "connection refused or unreachable", "failed"
+
+
 class Gateway:
     def __init__(self, key: str, host: str, port: int, framing: str, timeout_s: float, owner: "ModbusPoller"):
         self.key, self.host, self.port, self.framing = key, host, int(port), framing
@@ -438,10 +498,12 @@ class Gateway:
             timeout=self.timeout_s, retries=0, reconnect_delay=0, reconnect_delay_max=0,
             trace_packet=self.wire)
         t0 = time.monotonic()
+        seen = _see_connect(self.client)
         try:
             ok = await asyncio.wait_for(self.client.connect(), self.timeout_s)
-        except (asyncio.TimeoutError, OSError):
+        except (asyncio.TimeoutError, OSError) as exc:
             ok = False
+            seen.append(exc)
         if ok:
             if self.counters["connects"]:
                 self.count("reconnects")
@@ -453,16 +515,15 @@ class Gateway:
             self.next_try = 0.0
             return True
         self.count("connect_failures")
+        why, kind = _connect_why(seen, self.timeout_s, time.monotonic() - t0)
+        self.count(f"connect_{kind}")
         # Exponential backoff between connection attempts, at most a few poll intervals, so that
         # a gateway that is back is found again within them.
         self.failures += 1
         o = self.owner
         cap = max(4 * o.interval_s, 1.0)
         self.next_try = time.monotonic() + min(o.backoff_s * (2 ** (self.failures - 1)), cap)
-        # (pymodbus returns False for a refused connection and a connect that timed out alike, the
-        # reason only in its log: one that failed well within the timeout was refused or unreachable.)
-        self.down_why = ("no answer to the connection within %.1f s" % self.timeout_s
-                         if time.monotonic() - t0 >= 0.9 * self.timeout_s else "connection refused or unreachable")
+        self.down_why = why
         if self.down_since is None:
             self.down_since = time.monotonic()
             self.down_wall = time.time()
