@@ -849,7 +849,8 @@ class ModbusPoller(Poller):
           running slow; also a clock set back, read as it is): the clock's value, as before -- the
           store keeps the first values it has for that time (counted ``clock_stood``, warned).
 
-        The state is per run and per meter (``Device.clk*``)."""
+        The state is per meter (``Device.clk*``), kept across a restart by the checkpoint (lc:
+        :meth:`position`, :meth:`restore`)."""
         us = np.round(t * 1e6).astype(np.int64)
         n = len(devs)
         if not n:
@@ -1013,6 +1014,42 @@ class ModbusPoller(Poller):
         return out
 
     # ------------------------------------------------------------------------------ source
+
+    def position(self) -> dict:
+        """(lc) The clock state of each meter with a clock register (:meth:`_stamp`): its last
+        reading's clock value, the time given to it, when it was read (wall time: a restart's
+        monotonic clock starts anew) and its values. Without it the first polls of a coarse clock
+        after a restart within one of its ticks took the tick's start, the time of a reading stored
+        before the restart, with other values: conflicts, readings lost."""
+        wall = time.time() - time.monotonic()
+        out = {}
+        for d in self.devices:
+            if d.clk == d.clk:   # not NaN: it has a last reading
+                vals = None if d.clk_vals is None else [v if v == v else None for v in d.clk_vals.tolist()]
+                out[d.meter_id] = [d.clk, d.clk_us, d.clk_at + wall, vals]
+        return {"clocks": out} if out else {}
+
+    def restore(self, position: dict) -> None:
+        """Go on with the clock state :meth:`position` saved (meters still polled; an entry that does
+        not read as one is skipped: the meter's first reading takes its clock, as on a first start)."""
+        clocks = position.get("clocks") if isinstance(position, dict) else None
+        if not isinstance(clocks, dict):
+            return
+        mono = time.monotonic() - time.time()
+        for m, v in clocks.items():
+            d = self._by_meter.get(m)
+            try:
+                clk, us, at, vals = float(v[0]), int(v[1]), float(v[2]), v[3]
+                vals = None if vals is None else np.array([np.nan if x is None else float(x) for x in vals])
+            except (TypeError, ValueError, IndexError):
+                continue
+            if d is None or not math.isfinite(clk) or not math.isfinite(at):
+                continue
+            d.clk, d.clk_us, d.clk_at, d.clk_vals = clk, us, at + mono, vals
+            self.counters["clock_resumed"] += 1
+
+    def token(self):
+        return None   # nothing to acknowledge; the clock state is saved by the checkpoint (position)
 
     def devices_view(self) -> list[dict]:
         out = []
