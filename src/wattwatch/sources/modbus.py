@@ -1048,6 +1048,12 @@ class ModbusPoller(Poller):
             d.clk, d.clk_us, d.clk_at, d.clk_vals = clk, us, at + mono, vals
             self.counters["clock_resumed"] += 1
 
+    def poll_paced(self):
+        """Only the meters without a clock register take the poll's time (a meter's clock says
+        its own, placed by :meth:`_stamp`; a fleet replayed through simulated devices keeps its)."""
+        own = frozenset(d.meter_id for d in self.devices if "ts" not in d.model.channels)
+        return (self.interval_s, own) if own and self.interval_s > 0 else None
+
     def token(self):
         return None   # nothing to acknowledge; the clock state is saved by the checkpoint (position)
 
