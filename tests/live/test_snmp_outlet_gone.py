@@ -51,6 +51,9 @@ def test_an_outlet_the_agent_stops_listing_is_alerted_goes_on_over_a_restart_and
     def last(got, m):
         return [a for a in got if a.meter_id == m][-1]
 
+    def unlisted(got):   # (a version saying so: the first polls of a new source may find the agent slow
+        return any(x.meter_id == lost and "no longer lists" in x.evidence.get("why", "") for x in got)  # at load)
+
     async def go():
         nonlocal pdu
         # run 1: every meter heard, then the PDU comes back with three outlets (outlet 4 taken out)
@@ -60,30 +63,28 @@ def test_an_outlet_the_agent_stops_listing_is_alerted_goes_on_over_a_restart_and
         assert await _cycles(src, w, got, 20, lambda: sum(v[2] is not None for v in src.silence.values()) == 6)
         pdu.stop()
         pdu = agent.start("pdu1", {"model": "apc_rpdu2", "outlets": 3, "seed": 3, "port": port, **KEYS})
-        assert await _cycles(src, w, got, 15, lambda: any(a.meter_id == lost for a in got)), \
-            "no alert for the outlet the agent no longer lists"
+        assert await _cycles(src, w, got, 15, lambda: unlisted(got)), "no alert for the outlet the agent no longer lists"
         await _cycles(src, w, got, 0.6)
         a = last(got, lost)
-        assert a.evidence["why"].startswith("the agent answers but no longer lists it"), a.evidence
-        assert {x.meter_id for x in got} == {lost}, [x.meter_id for x in got]
+        # (the other outlets and the UPS never; the PDU's agent may be said unreachable while it restarts)
+        assert not {x.meter_id for x in got} - {lost, "agent:pdu1"}, [x.meter_id for x in got]
         src.close()
         # run 2 (restarted; the agent still lists three): the stored alert goes on, same id
         src, w, got = _source(devs), _watch(), []
         srcs.append(src)
         w.resume([src], [a], known={})   # (the stored alert alone names the outlet: run 2b, the store)
-        assert await _cycles(src, w, got, 15, lambda: any(x.meter_id == lost for x in got)), \
+        assert await _cycles(src, w, got, 15, lambda: unlisted(got)), \
             "the resumed alert of the unlisted outlet was never updated (open for ever)"
         b = last(got, lost)
-        assert b.id == a.id and not b.evidence["ended"] and "no longer lists" in b.evidence["why"], b.evidence
+        assert {x.id for x in got if x.meter_id == lost} == {a.id} and not b.evidence["ended"], b.evidence
         src.close()
         # run 2b: restarted without the stored alert (lost while the watcher was down): the store
         # heard the outlet, the agent no longer lists it: a lost outlet, alerted (not forgotten)
         src, w, got = _source(devs), _watch(), []
         srcs.append(src)
         w.resume([src], [], known={lost: 0})
-        assert await _cycles(src, w, got, 15, lambda: any(x.meter_id == lost for x in got)), \
+        assert await _cycles(src, w, got, 15, lambda: unlisted(got)), \
             "an outlet the store knows and the agent no longer lists was forgotten at the restart"
-        assert "no longer lists" in last(got, lost).evidence["why"], last(got, lost).evidence
         src.close()
         # run 3: outlet 4 is back in the agent's table: the alert ends
         pdu.stop()

@@ -574,7 +574,7 @@ class StreamEngine:
         for s in sources:
             if s.name in self.sources:
                 s.restore(self.sources[s.name])
-            paced = s.poll_paced()
+            paced = getattr(s, "poll_paced", lambda: None)()
             if paced is not None:
                 self._paced[s.name] = paced
             resume = getattr(s, "resume_health", None)

@@ -495,10 +495,9 @@ class SnmpSource(Poller):
                     rx = re.escape(t.meter).replace(re.escape("{device}"), re.escape(d.name)).replace(
                         re.escape("{table}"), re.escape(t.name)).replace(re.escape("{index}"), r"[0-9]+(?:\.[0-9]+)*")
                     pats.append((re.compile(rx), d))
-        for d in self.devices:
-            if d.name == meter:
-                return d
-        return next((d for rx, d in pats if rx.fullmatch(meter)), None)
+            self._by_name = {d.name: d for d in self.devices}
+        d = self._by_name.get(meter)
+        return d if d is not None else next((d for rx, d in pats if rx.fullmatch(meter)), None)
 
     def polls(self, meter: str) -> bool:
         """(lc) Whether this source reads ``meter`` (the silence watch ends at a restart the open
