@@ -395,6 +395,7 @@ class Device:
     clk_us: int = 0
     clk_at: float = 0.0
     clk_vals: np.ndarray | None = None
+    clk_state: tuple | None = None    # (lc) the four above as one value: what the checkpoint reads (another thread)
 
 
 def _see_connect(client) -> list:
@@ -911,7 +912,7 @@ class ModbusPoller(Poller):
         keep = ~stood & ~resend     # a re-send is the last reading again: its time stays the mark
         for j in np.flatnonzero(keep):
             d = devs[j]
-            d.clk, d.clk_us, d.clk_at, d.clk_vals = float(t[j]), int(us[j]), float(at[j]), vals[j]
+            d.clk, d.clk_us, d.clk_at, d.clk_vals = d.clk_state = (float(t[j]), int(us[j]), float(at[j]), vals[j])
         return pd.to_datetime(us, unit="us", utc=True)
 
     # ------------------------------------------------------------------------------ response time
@@ -1024,9 +1025,11 @@ class ModbusPoller(Poller):
         wall = time.time() - time.monotonic()
         out = {}
         for d in self.devices:
-            if d.clk == d.clk:   # not NaN: it has a last reading
-                vals = None if d.clk_vals is None else [v if v == v else None for v in d.clk_vals.tolist()]
-                out[d.meter_id] = [d.clk, d.clk_us, d.clk_at + wall, vals]
+            st = d.clk_state   # (one read: the event loop's thread writes it in one assignment)
+            if st is not None:
+                clk, us, at, vals = st
+                vals = None if vals is None else [v if v == v else None for v in vals.tolist()]
+                out[d.meter_id] = [clk, us, at + wall, vals]
         return {"clocks": out} if out else {}
 
     def restore(self, position: dict) -> None:
@@ -1045,7 +1048,7 @@ class ModbusPoller(Poller):
                 continue
             if d is None or not math.isfinite(clk) or not math.isfinite(at):
                 continue
-            d.clk, d.clk_us, d.clk_at, d.clk_vals = clk, us, at + mono, vals
+            d.clk, d.clk_us, d.clk_at, d.clk_vals = d.clk_state = (clk, us, at + mono, vals)
             self.counters["clock_resumed"] += 1
 
     def poll_paced(self):
