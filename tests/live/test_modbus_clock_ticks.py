@@ -170,3 +170,54 @@ def test_after_a_reading_placed_in_its_tick_the_next_tick_is_placed_by_the_polls
         d.stop()
     t = [f["ts"].iat[0].value / 1e9 - clock for f in frames]
     assert t[0] == 0.0 and 1.2 <= t[1] < 2.0 and t[1] + 1.2 <= t[2] < 4.0, t
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_restart_within_a_coarse_clock_tick_stores_the_same_readings_as_a_run_without_it(restart, tmp_path):
+    # (lc) A 10-s clock polled every second, new values each poll: the readings are placed inside the
+    # tick by the polls. The poller restarted inside that tick (its state from the checkpoint's
+    # position, through JSON as the checkpoint keeps it): before, the first reading after the restart
+    # took the tick's start -- the time of the first reading, stored with other values: a conflict,
+    # and the next one refined from there met the second. Same readings with and without a restart.
+    import json
+
+    from wattwatch import api
+    from wattwatch.devices import modbus as dev
+    from wattwatch.ingest.pipeline import ingest_live
+
+    regs = [dict(REGS[0], scale=10), REGS[1]]
+    d = dev.start("gw", {"registers": regs, "meters": ["A"], "advance": "fixed"})
+    clock = 1_765_000_000
+    polls = [_poller(d, regs, interval_s=1)]
+
+    async def run():
+        out = []
+        for k in range(6):
+            if k == 3 and restart:   # killed and started again: a new poller given the saved position
+                saved = json.loads(json.dumps(polls[-1].position()))
+                polls[-1].close()
+                await asyncio.sleep(0.5)
+                polls.append(_poller(d, regs, interval_s=1))
+                polls[-1].restore(saved)
+            await asyncio.sleep(0.25 if k else 0.0)
+            d.set_values(1, {"ts": clock, "p_kw": float(k + 1)})
+            out.append(await polls[-1].poll())
+        return out
+
+    try:
+        frames = asyncio.run(run())
+    finally:
+        for p in polls:
+            p.close()
+        d.stop()
+    t = [f["ts"].iat[0].value / 1e9 - clock for f in frames]
+    assert t == sorted(t) and len(set(t)) == 6 and 0.0 <= t[0] and t[-1] < 10.0, t
+    st = api.open_store(tmp_path / "s.duckdb", create=True)
+    try:
+        conflicts = sum(ingest_live(st, f, source=f"poll{k}")[0].conflicts for k, f in enumerate(frames))
+        kept = st.query(["A"])
+    finally:
+        st.close()
+    assert list(kept["p_kw"]) == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0] and conflicts == 0, (list(kept["p_kw"]), t)
+    if restart:
+        assert polls[-1].counters["clock_resumed"] == 1, dict(polls[-1].counters)

@@ -141,9 +141,9 @@ def test_a_gateway_stopped_is_alerted_within_the_limit_ended_when_back_and_not_d
         ev = a.evidence
         assert a.code == "ALRM_PKT_LOSS_CRIT" and ev["kind"] == "gateway_down" and ev["source"] == "plant"
         assert ev["units"] == [{"meter_id": "A", "unit": 1}, {"meter_id": "B", "unit": 2}], ev
-        # (why: told by how long the failed connect took -- a refusal that took 90 ms of the test's
-        # 0.1 s timeout on a loaded machine reads as one that timed out: 3 of 100 at load 32, rgw)
-        assert ev["why"] in ("connection refused or unreachable", "no answer to the connection within 0.1 s"), ev
+        # (lc) why: the error the connect met (a stopped gateway refuses), not the connect's duration
+        # (a refusal that took 90 ms of the 0.1 s timeout at load 32 read as one that timed out: rgw)
+        assert ev["why"].startswith("connection refused ("), ev
         assert ev["last_heard"] and ev["silent_s"] >= 1.5, ev
         assert ev["ended"] is False and a.severity in ("warning", "critical")
         # The console says which gateway is unreachable, since when and why.

@@ -94,7 +94,7 @@ LIVE_NORMALISER_S = 60.0
 
 
 def ingest_live(store: Store, frame: "pd.DataFrame", mapping: Mapping | None = None,
-                source: str = "<live>", cache: dict | None = None, background: bool = False
+                source: str = "<live>", cache: dict | None = None, background: bool = False, poll=None
                 ) -> tuple[IngestCounts, "pd.DataFrame | None", set[str]]:
     """:func:`ingest_frame` for a watcher's small batches (``Store.ingest(..., live=True)``): the
     same checks, de-duplication, merge and rejects, in fewer statements, and the rows it stored.
@@ -107,6 +107,8 @@ def ingest_live(store: Store, frame: "pd.DataFrame", mapping: Mapping | None = N
     reading's time in µs, whether that copy also gave another value; None: none), so a caller tells
     them from plain repeats; ``counts.conflicts``: the copies whose other values were dropped (fast:
     a correction changes nothing stored).
+
+    ``poll`` (lc): ``(interval_s, meters or None)`` of the poller that read the frame (``Store.ingest``).
 
     ``background`` (ovl): the store's writes and COMMIT go on in its worker thread after this
     returns (``Store.ingest(..., background=True)``; the store's ``con`` waits for them).
@@ -130,7 +132,7 @@ def ingest_live(store: Store, frame: "pd.DataFrame", mapping: Mapping | None = N
         raw = read_frame(frame, unit=source)
         size = int(frame.memory_usage(index=False).sum()) if hasattr(frame, "memory_usage") else 0
         counts = store.ingest(_prepared(raw, "frame", mapping, notes, cache), source=source, bytes_total=size,
-                              live=True, stored_out=out, background=background)
+                              live=True, stored_out=out, background=background, poll=poll)
     counts.notes.extend(notes)
     touched = set().union(*(o[1] for o in out)) if out else set()
     chg = [o[2] for o in out if o[2] is not None]

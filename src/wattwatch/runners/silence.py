@@ -228,6 +228,16 @@ class SilenceWatch:
                 p = _Push(max(float(last), self.started), before=float(last))
                 p.gaps.extend([float(cad)] * self.cfg.learn)
                 self.push[(src, str(m))] = p
+        # (lc) The table rows an SNMP source gave before (the store has their readings) are watched
+        # from this run's start as its configured meters are: an outlet the agent stopped listing
+        # while the watcher was down is a lost outlet, alerted, not silently forgotten.
+        for s in sources:
+            table, expect = getattr(s, "silence", None), getattr(s, "expect", None)
+            if table is not None and expect is not None and getattr(s, "watch_silence", True):
+                own = set(s.polled_meters())
+                for m in sorted(self.known):
+                    if m not in own and expect(m):
+                        table.setdefault(m, (0, None, None))
         for a in stored:
             ev = a.evidence
             if a.detector == DETECTOR and ev.get("kind") == SOURCE_KIND and not ev.get("ended"):
@@ -244,14 +254,16 @@ class SilenceWatch:
             why = None
             if not self.cfg.enabled:
                 why = "the silence watch is turned off ([silence] enabled = false)"
-            elif hasattr(s, "silence_facts") and a.meter_id not in set(s.polled_meters()):
-                # (a Modbus source lists every meter it polls; an SNMP one names its tables' rows as they come)
+            elif (not s.polls(a.meter_id)) if hasattr(s, "polls") else \
+                    (hasattr(s, "silence_facts") and a.meter_id not in set(s.polled_meters())):
+                # (a Modbus source lists every meter it polls; an SNMP one names its tables' rows as they
+                # come: lc -- its ``polls`` says whether a configured device's table names the meter)
                 why = "the meter is no longer polled by this source"
             try:
                 o = {"since": _epoch(a.start), "end": _epoch(a.end), "lost0": int(ev.get("lost", 0)),
                      "lost": int(ev.get("lost", 0)), "limit_s": float(ev["limit_s"]),
                      "cadence_s": ev.get("cadence_s"), "heard": _epoch(ev.get("last_heard")),
-                     "facts": {k: ev[k] for k in ("gateway", "unit", "why") if k in ev},
+                     "facts": {k: ev[k] for k in ("gateway", "unit", "agent", "why") if k in ev},
                      "resumed": self.started, "written": self.started, "severity": a.severity}
             except (KeyError, TypeError, ValueError):
                 why = why or "the stored alert lacks what the silence watch needs to go on with it"
@@ -260,6 +272,14 @@ class SilenceWatch:
                 self._end_at_restart(a, why)
                 continue
             self.open[(s.name, a.meter_id)] = o
+            table = getattr(s, "silence", None)
+            if table is not None:
+                # (lc) A meter its source learns from its answers (an SNMP table's rows): watched from
+                # this run's start, so that its alert goes on while the agent no longer lists it and
+                # ends at its first answer (it stayed open for ever: nothing in this run named it).
+                table.setdefault(a.meter_id, (0, None, None))
+                if hasattr(s, "expect"):
+                    s.expect(a.meter_id)   # (held with its agent's meters while the agent is down)
             if not hasattr(s, "silence"):   # a push meter: its clock goes on from what the alert says
                 p = _Push(o["heard"] if o["heard"] is not None else o["since"])
                 if o["cadence_s"]:

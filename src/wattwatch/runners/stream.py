@@ -256,6 +256,7 @@ class StreamEngine:
         self.handed: pd.DataFrame | None = None
         self.exact: dict[str, int] = {}
         self._norms: dict = {}                    # the live ingest's normalisers (pipeline.ingest_live)
+        self._paced: dict = {}                    # (lc) per source: its poll interval (Source.poll_paced)
         self._rejects_said: Counter = Counter()   # per source: readings rejected (the log says some)
         self._cad_new: set[str] = set()           # meters with readings since the last cadence check
         self._cad_said: set[str] = set()          # meters said to come at another cadence (once each)
@@ -573,6 +574,9 @@ class StreamEngine:
         for s in sources:
             if s.name in self.sources:
                 s.restore(self.sources[s.name])
+            paced = getattr(s, "poll_paced", lambda: None)()
+            if paced is not None:
+                self._paced[s.name] = paced
             resume = getattr(s, "resume_health", None)
             if resume is not None:
                 mine = [a for a in self._health_stored.values() if a.evidence.get("source") == s.name]
@@ -706,7 +710,7 @@ class StreamEngine:
         try:
             counts, rows, touched = ingest_live(self.store, frame, Mapping(extra=extras) if extras else None,
                                                 source=f"watch:{source}", cache=self._norms,
-                                                background=self.scfg.ingest_thread)
+                                                background=self.scfg.ingest_thread, poll=self._paced.get(source))
         except BaseException:
             self._check_ingest()   # an earlier ingest's writes failed (raised by this one's wait)
             raise

@@ -74,6 +74,13 @@ class Source:
         """What to save in the checkpoint so that a restart resumes here (JSON)."""
         return {}
 
+    def poll_paced(self):
+        """(lc) ``(interval_s, meters)`` for a poller whose readings take its poll's time (``meters``
+        None: all of them; a set: only those): the store takes the interval as such a meter's
+        cadence where lost polls made the observed one longer. None: the readings' times are their
+        own (a push source, a replay)."""
+        return None
+
     def restore(self, position: dict) -> None:
         """Resume from a checkpointed :meth:`position`."""
 
@@ -169,6 +176,11 @@ class Poller(Source):
             if m not in heard:
                 lost, since, last = table.get(m, (0, None, None))
                 table[m] = (lost + 1, wall if since is None else since, last)
+
+    def poll_paced(self):
+        if self.watch_silence and self.interval_s > 0:   # (a replay's times are its file's)
+            return (self.interval_s, None)
+        return None
 
     def token(self):
         """The token of the batch just polled (default: the position after it)."""

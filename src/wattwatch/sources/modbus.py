@@ -49,6 +49,7 @@ gets a ``WARN_LINK_SLOW`` alert that ends when the median of its last polls is b
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import math
 import re
@@ -394,6 +395,66 @@ class Device:
     clk_us: int = 0
     clk_at: float = 0.0
     clk_vals: np.ndarray | None = None
+    clk_state: tuple | None = None    # (lc) the four above as one value: what the checkpoint reads (another thread)
+
+
+def _see_connect(client) -> list:
+    """Keep the error the client's connect met (pymodbus returns False for a refused connection and
+    a connect that timed out alike and says which only in its log): its transport's connection
+    factory (``ctx.call_create``, pymodbus 3.x) wrapped to note what it raised. A client without it
+    (another pymodbus) notes nothing and the reason falls back to the connect's duration."""
+    seen: list = []
+    ctx = getattr(client, "ctx", None)
+    create = getattr(ctx, "call_create", None)
+    if create is None:
+        return seen
+
+    async def noting():
+        try:
+            return await create()
+        except asyncio.CancelledError:       # pymodbus's (or our) wait_for ran out: no answer
+            seen.append(asyncio.TimeoutError())
+            raise
+        except (OSError, asyncio.TimeoutError) as exc:
+            seen.append(exc)
+            raise
+
+    ctx.call_create = noting
+    return seen
+
+
+# errno -> (what the gateway_down alert says, the counter's suffix)
+_CONNECT_ERRNO = {errno.ECONNREFUSED: ("connection refused (nothing listens on the port, or a firewall rejects it)",
+                                       "refused"),
+                  errno.EHOSTUNREACH: ("host unreachable (no route to it)", "unreachable"),
+                  errno.ENETUNREACH: ("network unreachable", "unreachable"),
+                  errno.ECONNRESET: ("connection reset by the gateway", "reset"),
+                  errno.ETIMEDOUT: ("no answer to the connection (timed out)", "timeout")}
+
+
+def _connect_why(seen: list, timeout_s: float, took: float) -> tuple[str, str]:
+    """Why a connect failed, said in the gateway_down alert, and its counter's suffix
+    (``connect_refused``, ``connect_timeout``, ``connect_unreachable``, ...), from the error the
+    client met (:func:`_see_connect`)."""
+    import socket
+
+    for exc in seen:
+        if isinstance(exc, socket.gaierror):
+            return f"the host name cannot be resolved ({exc.strerror or exc})", "unresolved"
+        if isinstance(exc, asyncio.TimeoutError):
+            return "no answer to the connection within %.1f s" % timeout_s, "timeout"
+        if isinstance(exc, OSError):
+            # asyncio's create_connection raises a bare OSError naming each address it tried ("Multiple
+            # exceptions: ..."); its errno is that of the only one, else None.
+            if exc.errno in _CONNECT_ERRNO:
+                return _CONNECT_ERRNO[exc.errno]
+            if "Connect call failed" in str(exc) and "refused" in str(exc).lower():
+                return _CONNECT_ERRNO[errno.ECONNREFUSED]
+            return f"the connection failed ({exc.strerror or exc})", "error"
+    # No error seen (a client without the hook): the old guess from the connect's duration.
+    if took >= 0.9 * timeout_s:
+        return "no answer to the connection within %.1f s" % timeout_s, "timeout"
+    return "connection refused or unreachable", "failed"
 
 
 class Gateway:
@@ -438,10 +499,12 @@ class Gateway:
             timeout=self.timeout_s, retries=0, reconnect_delay=0, reconnect_delay_max=0,
             trace_packet=self.wire)
         t0 = time.monotonic()
+        seen = _see_connect(self.client)
         try:
             ok = await asyncio.wait_for(self.client.connect(), self.timeout_s)
-        except (asyncio.TimeoutError, OSError):
+        except (asyncio.TimeoutError, OSError) as exc:
             ok = False
+            seen.append(exc)
         if ok:
             if self.counters["connects"]:
                 self.count("reconnects")
@@ -453,16 +516,15 @@ class Gateway:
             self.next_try = 0.0
             return True
         self.count("connect_failures")
+        why, kind = _connect_why(seen, self.timeout_s, time.monotonic() - t0)
+        self.count(f"connect_{kind}")
         # Exponential backoff between connection attempts, at most a few poll intervals, so that
         # a gateway that is back is found again within them.
         self.failures += 1
         o = self.owner
         cap = max(4 * o.interval_s, 1.0)
         self.next_try = time.monotonic() + min(o.backoff_s * (2 ** (self.failures - 1)), cap)
-        # (pymodbus returns False for a refused connection and a connect that timed out alike, the
-        # reason only in its log: one that failed well within the timeout was refused or unreachable.)
-        self.down_why = ("no answer to the connection within %.1f s" % self.timeout_s
-                         if time.monotonic() - t0 >= 0.9 * self.timeout_s else "connection refused or unreachable")
+        self.down_why = why
         if self.down_since is None:
             self.down_since = time.monotonic()
             self.down_wall = time.time()
@@ -788,7 +850,8 @@ class ModbusPoller(Poller):
           running slow; also a clock set back, read as it is): the clock's value, as before -- the
           store keeps the first values it has for that time (counted ``clock_stood``, warned).
 
-        The state is per run and per meter (``Device.clk*``)."""
+        The state is per meter (``Device.clk*``), kept across a restart by the checkpoint (lc:
+        :meth:`position`, :meth:`restore`)."""
         us = np.round(t * 1e6).astype(np.int64)
         n = len(devs)
         if not n:
@@ -849,7 +912,7 @@ class ModbusPoller(Poller):
         keep = ~stood & ~resend     # a re-send is the last reading again: its time stays the mark
         for j in np.flatnonzero(keep):
             d = devs[j]
-            d.clk, d.clk_us, d.clk_at, d.clk_vals = float(t[j]), int(us[j]), float(at[j]), vals[j]
+            d.clk, d.clk_us, d.clk_at, d.clk_vals = d.clk_state = (float(t[j]), int(us[j]), float(at[j]), vals[j])
         return pd.to_datetime(us, unit="us", utc=True)
 
     # ------------------------------------------------------------------------------ response time
@@ -952,6 +1015,50 @@ class ModbusPoller(Poller):
         return out
 
     # ------------------------------------------------------------------------------ source
+
+    def position(self) -> dict:
+        """(lc) The clock state of each meter with a clock register (:meth:`_stamp`): its last
+        reading's clock value, the time given to it, when it was read (wall time: a restart's
+        monotonic clock starts anew) and its values. Without it the first polls of a coarse clock
+        after a restart within one of its ticks took the tick's start, the time of a reading stored
+        before the restart, with other values: conflicts, readings lost."""
+        wall = time.time() - time.monotonic()
+        out = {}
+        for d in self.devices:
+            st = d.clk_state   # (one read: the event loop's thread writes it in one assignment)
+            if st is not None:
+                clk, us, at, vals = st
+                vals = None if vals is None else [v if v == v else None for v in vals.tolist()]
+                out[d.meter_id] = [clk, us, at + wall, vals]
+        return {"clocks": out} if out else {}
+
+    def restore(self, position: dict) -> None:
+        """Go on with the clock state :meth:`position` saved (meters still polled; an entry that does
+        not read as one is skipped: the meter's first reading takes its clock, as on a first start)."""
+        clocks = position.get("clocks") if isinstance(position, dict) else None
+        if not isinstance(clocks, dict):
+            return
+        mono = time.monotonic() - time.time()
+        for m, v in clocks.items():
+            d = self._by_meter.get(m)
+            try:
+                clk, us, at, vals = float(v[0]), int(v[1]), float(v[2]), v[3]
+                vals = None if vals is None else np.array([np.nan if x is None else float(x) for x in vals])
+            except (TypeError, ValueError, IndexError):
+                continue
+            if d is None or not math.isfinite(clk) or not math.isfinite(at):
+                continue
+            d.clk, d.clk_us, d.clk_at, d.clk_vals = d.clk_state = (clk, us, at + mono, vals)
+            self.counters["clock_resumed"] += 1
+
+    def poll_paced(self):
+        """Only the meters without a clock register take the poll's time (a meter's clock says
+        its own, placed by :meth:`_stamp`; a fleet replayed through simulated devices keeps its)."""
+        own = frozenset(d.meter_id for d in self.devices if "ts" not in d.model.channels)
+        return (self.interval_s, own) if own and self.interval_s > 0 else None
+
+    def token(self):
+        return None   # nothing to acknowledge; the clock state is saved by the checkpoint (position)
 
     def devices_view(self) -> list[dict]:
         out = []

@@ -301,6 +301,7 @@ class Device:
     down_why: str = ""
     tried: bool = False
     meters: set = field(default_factory=set)
+    listed: set = field(default_factory=set)   # (lc) the meters its last answered poll gave
 
     @property
     def credentials(self) -> tuple:
@@ -482,6 +483,47 @@ class SnmpSource(Poller):
 
     def polled_meters(self) -> list[str]:
         return [d.name for d in self.devices]   # its scalars' meter (its outlets are NAME/...)
+
+    def _owner(self, meter: str) -> Device | None:
+        """The configured device a meter id is read from: its own (scalars) or a row of one of its
+        tables (the table's ``meter`` template with any index)."""
+        pats = getattr(self, "_meter_pats", None)
+        if pats is None:
+            pats = self._meter_pats = []
+            for d in self.devices:
+                for t in d.model.tables:
+                    rx = re.escape(t.meter).replace(re.escape("{device}"), re.escape(d.name)).replace(
+                        re.escape("{table}"), re.escape(t.name)).replace(re.escape("{index}"), r"[0-9]+(?:\.[0-9]+)*")
+                    pats.append((re.compile(rx), d))
+            self._by_name = {d.name: d for d in self.devices}
+        d = self._by_name.get(meter)
+        return d if d is not None else next((d for rx, d in pats if rx.fullmatch(meter)), None)
+
+    def polls(self, meter: str) -> bool:
+        """(lc) Whether this source reads ``meter`` (the silence watch ends at a restart the open
+        alert of a meter no configured device gives: taken out of the config)."""
+        return self._owner(str(meter)) is not None
+
+    def expect(self, meter: str) -> bool:
+        """(lc) A row meter an earlier run heard (the silence watch, at a restart): counted among its
+        device's meters (``silence_links``: held with them while the agent is down) when a configured
+        device's table names it; whether one does."""
+        d = self._owner(str(meter))
+        if d is not None:
+            d.meters.add(str(meter))
+        return d is not None
+
+    def silence_facts(self, meter: str) -> dict:
+        """(lc) Why a meter of this source is silent, for its alert: an outlet the agent no longer
+        lists while it answers is a lost outlet (removed from its table, or its index changed); an
+        agent that answers nothing says why (its meters are one alert then: ``silence_links``)."""
+        d = self._owner(str(meter))
+        if d is None:
+            return {}
+        if d.status in ("ok", "slow") and meter != d.name and meter not in d.listed:
+            return {"agent": d.name, "why": "the agent answers but no longer lists it in its table "
+                                            "(outlet removed, or its index changed)"}
+        return {"agent": d.name, "why": d.down_why or ("no answer in time" if d.status != "ok" else "not in its answer")}
 
     def _agent_down(self, dev: Device, why: str) -> None:
         if dev.down_wall is None:
@@ -704,7 +746,8 @@ class SnmpSource(Poller):
             dev.failing = 0
             dev.tried = True
             dev.down_wall, dev.down_why = None, ""
-            dev.meters.update(r["meter_id"] for r in rows)
+            dev.listed = {r["meter_id"] for r in rows}
+            dev.meters.update(dev.listed)
             took = (time.monotonic() - t0) * 1000.0
             dev.response_ms.append(took)
             self._watch_speed(dev)
