@@ -103,8 +103,8 @@ def build_all(names_: list[str] | None = None, config: dict | None = None) -> li
 
 
 # [engine] keys: what tomlfile.number asks of each (None: a string) -- checked here so that a config
-# file names the key (EngineConfig compares before it checks types).
-_ENGINE = {"profile_days": {"lo": 0, "lo_in": False}, "profile_max_share": {"lo": 0, "lo_in": False, "hi": 1},
+# file names the key, and by EngineConfig itself (a library caller's values).
+ENGINE_NUMBERS = {"profile_days": {"lo": 0, "lo_in": False}, "profile_max_share": {"lo": 0, "lo_in": False, "hi": 1},
            "chunk_rows": {"whole": True, "lo": 1}, "workers": {"whole": True, "lo": 0}, "parallel": None,
            "max_fleet_meters": {"whole": True, "lo": 1}, "max_trace_days": {"lo": 0}}
 
@@ -114,14 +114,14 @@ def check_engine(section, where: str = "[engine]") -> None:
     if not isinstance(section, dict):
         raise ConfigError(f"{where}: expected a table, got {type(section).__name__}")
     for k, v in section.items():
-        if k not in _ENGINE:
-            raise ConfigError(f"{where}: unknown parameter {k!r}; known: {', '.join(_ENGINE)}")
-        if _ENGINE[k] is None:
+        if k not in ENGINE_NUMBERS:
+            raise ConfigError(f"{where}: unknown parameter {k!r}; known: {', '.join(ENGINE_NUMBERS)}")
+        if ENGINE_NUMBERS[k] is None:
             if not isinstance(v, str):
                 raise ConfigError(f"{where} {k}: expected a string, got {v!r}")
             continue
         try:
-            number(f"{where} {k}", v, **_ENGINE[k])
+            number(f"{where} {k}", v, **ENGINE_NUMBERS[k])
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 
