@@ -62,3 +62,44 @@ def test_a_byte_order_mark_is_accepted(tmp_path):
     f.write_bytes("\ufeff[store]\npath = \"x.duckdb\"\n".encode())
     assert read_toml(f, "site config") == {"store": {"path": "x.duckdb"}}
 
+
+
+def test_a_config_number_is_checked_naming_its_key_and_all_it_must_be():
+    """(tc) One checker for the configs' numbers ([stream], [silence], [engine], a detector's post
+    rule): every failure says the key and the whole of what is asked, and a good value comes back as
+    the type the config keeps (a whole number given as 64.0 is 64)."""
+    from wattwatch.tomlfile import flag, number
+
+    assert number("[s] k", 3, lo=0) == 3.0 and type(number("[s] k", 3, lo=0)) is float
+    assert number("[s] n", 64.0, whole=True, lo=1) == 64 and type(number("[s] n", 64.0, whole=True)) is int
+    assert number("[s] h", 0, lo=0, hi=1, hi_in=False) == 0.0 and number("[s] c", 1, lo=0, lo_in=False) == 1.0
+    for v, kw, says in [
+        (True, {}, "[s] k: must be a finite number, got True"),               # true is no count
+        ("3", {}, "[s] k: must be a finite number, got '3'"),
+        (float("nan"), {"lo": 0}, "[s] k: must be a finite number >= 0, got nan"),
+        (float("inf"), {}, "[s] k: must be a finite number, got inf"),
+        (2.5, {"whole": True, "lo": 1}, "[s] k: must be a whole number >= 1, got 2.5"),
+        (0, {"whole": True, "lo": 1}, "[s] k: must be a whole number >= 1, got 0"),
+        (0, {"lo": 0, "lo_in": False}, "[s] k: must be a finite number > 0, got 0"),
+        (1, {"lo": 0, "hi": 1, "hi_in": False, "note": " (0: off)"},
+         "[s] k: must be a finite number within [0, 1) (0: off), got 1"),
+        (2, {"hi": 1}, "[s] k: must be a finite number <= 1, got 2"),
+    ]:
+        with pytest.raises(ValueError) as e:
+            number("[s] k", v, **kw)
+        assert str(e.value) == says, (v, kw, str(e.value))
+    assert flag("[s] b", False) is False
+    with pytest.raises(ValueError, match=r"^\[s\] b: must be true or false, got 'false'$"):
+        flag("[s] b", "false")
+
+
+def test_a_detector_post_rule_number_is_refused_naming_the_file_and_key(tmp_path):
+    p = tmp_path / "rules.toml"
+    p.write_text("[supply_outage.post]\nmin_readings = 0\n")
+    with pytest.raises(ConfigError, match=r"rules\.toml.*post\.min_readings: must be a whole number >= 1, got 0"):
+        load_config(p)
+    p.write_text("[supply_outage.post]\nmin_readings = 3.0\n")   # a whole number written as a float: kept as 3
+    from wattwatch.detect.registry import build
+
+    post = build("supply_outage", load_config(p)["supply_outage"]).config.post
+    assert post.min_readings == 3 and type(post.min_readings) is int

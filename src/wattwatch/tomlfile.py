@@ -10,6 +10,7 @@ used to escape as a traceback from most callers)."""
 
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
 
@@ -50,3 +51,38 @@ def only(spec: dict, keys: set, where: str = "") -> None:
     if unknown:
         raise ValueError(f"{where + ': ' if where else ''}unknown key(s) {sorted(unknown)}; "
                          f"known: {', '.join(sorted(keys))}{did_you_mean(unknown, keys)}")
+
+
+def _bound(x: float) -> str:
+    return f"{x:g}"
+
+
+def number(name: str, v, *, whole: bool = False, lo: float | None = None, hi: float | None = None,
+           lo_in: bool = True, hi_in: bool = True, note: str = ""):
+    """``v``, the number a config gives for ``name`` ("[stream] hold_s", "post.min_duration_s"),
+    checked: a number (not a bool: ``true`` is no count; not a string), finite (TOML's ``nan`` and
+    ``inf`` are floats), whole when ``whole`` (2.5 batches is no count; 64.0 is 64), and within ``lo``
+    .. ``hi`` (``lo_in``/``hi_in`` False: the bound itself is out). Returned as ``int`` when ``whole``,
+    else ``float``. Otherwise ValueError "NAME: must be a whole number >= 1, got 2.5" (every failure
+    says the whole of what is asked; ``note`` is added to it; the caller adds the file)."""
+    ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) \
+        and (not whole or v == int(v)) \
+        and (lo is None or (v >= lo if lo_in else v > lo)) and (hi is None or (v <= hi if hi_in else v < hi))
+    if ok:
+        return int(v) if whole else float(v)
+    what = "a whole number" if whole else "a finite number"
+    if lo is not None and hi is not None:
+        what += f" within {'[' if lo_in else '('}{_bound(lo)}, {_bound(hi)}{']' if hi_in else ')'}"
+    elif lo is not None:
+        what += f" {'>=' if lo_in else '>'} {_bound(lo)}"
+    elif hi is not None:
+        what += f" {'<=' if hi_in else '<'} {_bound(hi)}"
+    raise ValueError(f"{name}: must be {what}{note}, got {v!r}")
+
+
+def flag(name: str, v) -> bool:
+    """``v``, the true-or-false a config gives for ``name``, checked (``"false"`` is no bool: ``bool("false")``
+    is True). ValueError "NAME: must be true or false, got 'false'"."""
+    if not isinstance(v, bool):
+        raise ValueError(f"{name}: must be true or false, got {v!r}")
+    return v

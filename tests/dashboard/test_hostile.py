@@ -130,6 +130,21 @@ def _hold(db: Path):
     return p
 
 
+def _users_file_env(monkeypatch, users, store, tmp_path) -> None:
+    """The dashboard's environment for a test that edits its users file ``users`` as it runs: no
+    users from the environment, the store ``store``, uploads under ``tmp_path``, no read-only, status
+    or events settings; streamlit's cached resources cleared."""
+    import streamlit as st
+
+    st.cache_resource.clear()
+    monkeypatch.delenv("WATTWATCH_DASHBOARD_USERS", raising=False)
+    monkeypatch.setenv("WATTWATCH_DASHBOARD_USERS_FILE", str(users))
+    monkeypatch.setenv("WATTWATCH_DB", str(store))
+    monkeypatch.setenv("WATTWATCH_DASHBOARD_UPLOADS", str(tmp_path / "uploads"))
+    for k in ("WATTWATCH_DASHBOARD_READ_ONLY", "WATTWATCH_DASHBOARD_STATUS", "WATTWATCH_DASHBOARD_EVENTS"):
+        monkeypatch.delenv(k, raising=False)
+
+
 def test_a_store_taken_by_another_process_between_two_reads_is_said_not_a_traceback(monkeypatch, users_env,
                                                                                    store_copy, tmp_path):
     import streamlit as st
@@ -351,13 +366,7 @@ def test_a_user_taken_out_of_the_users_file_is_signed_out_and_cannot_sign_in(mon
     hashed = {who[0]: hash_password(who[1]) for who in (OPERATOR, VIEWER)}   # an edit keeps the other lines (rev42)
     entry = lambda who, role: f'[users.{who[0]}]\nrole = "{role}"\npassword = "{hashed[who[0]]}"\n'  # noqa: E731
     users.write_text(entry(OPERATOR, "operator") + entry(VIEWER, "viewer"))
-    st.cache_resource.clear()
-    monkeypatch.delenv("WATTWATCH_DASHBOARD_USERS", raising=False)
-    monkeypatch.setenv("WATTWATCH_DASHBOARD_USERS_FILE", str(users))
-    monkeypatch.setenv("WATTWATCH_DB", str(store_copy))
-    monkeypatch.setenv("WATTWATCH_DASHBOARD_UPLOADS", str(tmp_path / "uploads"))
-    for k in ("WATTWATCH_DASHBOARD_READ_ONLY", "WATTWATCH_DASHBOARD_STATUS", "WATTWATCH_DASHBOARD_EVENTS"):
-        monkeypatch.delenv(k, raising=False)
+    _users_file_env(monkeypatch, users, store_copy, tmp_path)
     viewer = sign_in(AppTest.from_file(SCRIPT, default_timeout=60).run(), VIEWER)
     op = sign_in(AppTest.from_file(SCRIPT, default_timeout=60).run(), OPERATOR)
     goto(op, "Alerts")
@@ -531,13 +540,7 @@ def test_a_users_file_missing_or_half_written_during_an_edit_shows_nothing(monke
     users = tmp_path / "users.toml"
     whole = f'[users.{OPERATOR[0]}]\nrole = "operator"\npassword = "{hash_password(OPERATOR[1])}"\n'
     users.write_text(whole)
-    st.cache_resource.clear()
-    monkeypatch.delenv("WATTWATCH_DASHBOARD_USERS", raising=False)
-    monkeypatch.setenv("WATTWATCH_DASHBOARD_USERS_FILE", str(users))
-    monkeypatch.setenv("WATTWATCH_DB", str(store_copy))
-    monkeypatch.setenv("WATTWATCH_DASHBOARD_UPLOADS", str(tmp_path / "uploads"))
-    for k in ("WATTWATCH_DASHBOARD_READ_ONLY", "WATTWATCH_DASHBOARD_STATUS", "WATTWATCH_DASHBOARD_EVENTS"):
-        monkeypatch.delenv(k, raising=False)
+    _users_file_env(monkeypatch, users, store_copy, tmp_path)
     op = goto(sign_in(AppTest.from_file(SCRIPT, default_timeout=60).run(), OPERATOR), "Alerts")
     assert "alerts_acknowledged" in {b.key for b in op.button}
     for state in ("missing", "", whole[: whole.index("password")], whole[:-20]):
@@ -625,13 +628,7 @@ def test_a_password_changed_in_the_users_file_signs_out_its_sessions(monkeypatch
     entry = lambda who, pw, role: f'[users.{who}]\nrole = "{role}"\npassword = "{pw}"\n'  # noqa: E731
     kept = hash_password(VIEWER[1])
     users.write_text(entry(OPERATOR[0], hash_password(OPERATOR[1]), "operator") + entry(VIEWER[0], kept, "viewer"))
-    st.cache_resource.clear()
-    monkeypatch.delenv("WATTWATCH_DASHBOARD_USERS", raising=False)
-    monkeypatch.setenv("WATTWATCH_DASHBOARD_USERS_FILE", str(users))
-    monkeypatch.setenv("WATTWATCH_DB", str(store_copy))
-    monkeypatch.setenv("WATTWATCH_DASHBOARD_UPLOADS", str(tmp_path / "uploads"))
-    for k in ("WATTWATCH_DASHBOARD_READ_ONLY", "WATTWATCH_DASHBOARD_STATUS", "WATTWATCH_DASHBOARD_EVENTS"):
-        monkeypatch.delenv(k, raising=False)
+    _users_file_env(monkeypatch, users, store_copy, tmp_path)
     thief = goto(sign_in(AppTest.from_file(SCRIPT, default_timeout=60).run(), OPERATOR), "Alerts")
     other = goto(sign_in(AppTest.from_file(SCRIPT, default_timeout=60).run(), VIEWER), "Alerts")
     assert "alerts_acknowledged" in {b.key for b in thief.button}

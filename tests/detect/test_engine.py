@@ -45,3 +45,18 @@ def test_engine_config_rejects_an_unknown_parallel_mode():
     with pytest.raises(ValueError, match="parallel"):
         EngineConfig(parallel="gpu")
     assert EngineConfig.from_dict({"parallel": "thread"}).parallel == "thread"
+
+
+def test_engine_config_numbers_are_checked_naming_the_key():
+    # (tc) the checker [engine] in a file goes through (registry.check_engine), for a library caller's
+    # values too: the key named, all it must be said (was "profile_days must be > 0 and
+    # profile_max_share within (0, 1]" for either); max_trace_days = nan was taken
+    for kw, says in [({"profile_days": -1}, "[engine] profile_days: must be a finite number > 0, got -1"),
+                     ({"profile_max_share": 1.5}, "[engine] profile_max_share: must be a finite number within (0, 1]"),
+                     ({"max_trace_days": float("nan")}, "[engine] max_trace_days: must be a finite number >= 0"),
+                     ({"workers": True}, "[engine] workers: must be a whole number >= 0, got True")]:
+        with pytest.raises(ValueError) as e:
+            EngineConfig(**kw)
+        assert str(e.value).startswith(says), (kw, str(e.value))
+    got = EngineConfig(workers=2.0, chunk_rows=1000)
+    assert got.workers == 2 and type(got.workers) is int

@@ -26,8 +26,16 @@ GOOD_MQTT = '[[sources]]\ntype = "mqtt"\nname = "m"\ntopics = ["a/#"]\nmeter = "
     ('[[sources]]\ntype = "mqtt"\ntopic = "a"\n', "unknown key(s) ['topic']"),
     (GOOD_MQTT + GOOD_MQTT, "two sources are named 'm'"),
     (GOOD_MQTT + '[stream]\nhold = 3\n', "[stream]: unknown parameter(s) ['hold']"),
-    (GOOD_MQTT + '[stream]\nhold_s = -1\n', "hold_s and checkpoint_s must be >= 0"),
-    (GOOD_MQTT + '[stream]\nslow_every_s = -60\n', "slow_every_s and fast_reach_s >= 0"),
+    (GOOD_MQTT + '[stream]\nhold_s = -1\n', "[stream] hold_s: must be a finite number >= 0, got -1"),
+    (GOOD_MQTT + '[stream]\nslow_every_s = -60\n', "[stream] slow_every_s: must be a finite number >= 0, got -60"),
+    (GOOD_MQTT + '[stream]\nmax_pending = 0\n', "[stream] max_pending: must be a whole number >= 1, got 0"),
+    # (tc) the [silence] and [engine] numbers go through the same checker (tomlfile.number)
+    (GOOD_MQTT + '[silence]\nlost_polls = 2.5\n', "[silence] lost_polls: must be a whole number >= 1, got 2.5"),
+    (GOOD_MQTT + '[silence]\ncadences = 0\n', "[silence] cadences: must be a finite number > 0, got 0"),
+    (GOOD_MQTT + '[silence]\nexpect_s = { m = nan }\n', "[silence] expect_s.m: must be a finite number > 0, got nan"),
+    (GOOD_MQTT + '[silence]\nenabled = 1\n', "[silence] enabled: must be true or false, got 1"),
+    (GOOD_MQTT + '[engine]\nprofile_max_share = 1.5\n', "[engine] profile_max_share: must be a finite number within (0, 1], got 1.5"),
+    (GOOD_MQTT + '[engine]\nworkers = true\n', "[engine] workers: must be a whole number >= 0, got True"),
     (GOOD_MQTT + '[store]\npath = 3\n', "[store] must be a table"),
     (GOOD_MQTT + '[no_such_rule]\nx = 1\n', "unknown section [no_such_rule]; a site config's sections: store, stream"),
     # (fh) a typo'd site table was "unknown detector section [stor]; known: <the detectors>"
@@ -49,7 +57,7 @@ GOOD_MQTT = '[[sources]]\ntype = "mqtt"\nname = "m"\ntopics = ["a/#"]\nmeter = "
      "topics: 'a/#/b' is not a valid MQTT topic filter"),
     ('[[sources]]\ntype = "mqtt"\nname = "m"\ntopics = [3]\nmeter = "topic:1"\n', "topics: 3 is not a valid MQTT topic"),
     (GOOD_MQTT + '[stream]\nslow_thread = "false"\n', "[stream] slow_thread: must be true or false, got 'false'"),
-    (GOOD_MQTT + '[stream]\nhold_s = "x"\n', "[stream] hold_s: must be a number, got 'x'"),
+    (GOOD_MQTT + '[stream]\nhold_s = "x"\n', "[stream] hold_s: must be a finite number >= 0, got 'x'"),
     # a broker password only in clear in the config: password_env as the influx sink and mqtt_publish take
     (GOOD_MQTT + 'username = "u"\npassword_env = "WW_ADV41_NO_SUCH_ENV"\n',
      "password_env: the environment variable WW_ADV41_NO_SUCH_ENV is not set"),

@@ -143,9 +143,7 @@ def test_the_open_health_alerts_are_rebuilt_from_the_store_without_a_checkpoint(
         rep = StepReport()
         eng.add_health(p.health(), rep)
         [aid] = rep.new
-        eng.close()                      # no checkpoint after it: as after kill -9
-        store.close()
-        p.close()
+        _close(eng, store, p)            # no checkpoint after it: as after kill -9
         d.inject("clear")
 
         store, p = Store(path), poller()
@@ -153,12 +151,8 @@ def test_the_open_health_alerts_are_rebuilt_from_the_store_without_a_checkpoint(
         assert eng.health_open == {aid}
         eng.resume_sources([p])          # what stream.run does at start
         _ends_once(eng, p, aid)
-        eng.close()
-        store.close()
-        p.close()
-        store = Store(path)
-        assert engine(store).health_open == set()
-        store.close()
+        _close(eng, store, p)
+        _none_open(path)
     finally:
         d.stop()
 
@@ -167,6 +161,22 @@ def engine(store):
     """The engine each run of these tests starts on the store (checkpoints at every step's call)."""
     return StreamEngine(store, api.build_detectors(["supply_outage"], None), api._engine(None),
                         StreamConfig(checkpoint_s=0, slow_thread=False))
+
+
+def _close(eng, store, p) -> None:
+    """The run ends (no checkpoint: as after kill -9 unless the test wrote one)."""
+    eng.close()
+    store.close()
+    p.close()
+
+
+def _none_open(path) -> None:
+    """A later run on the store finds no open health alert."""
+    store = Store(path)
+    try:
+        assert engine(store).health_open == set()
+    finally:
+        store.close()
 
 
 def _ends_once(eng, p, aid: str, msg: str = "") -> list:
@@ -241,9 +251,7 @@ def test_the_open_health_alert_of_a_device_no_longer_configured_ends_once_at_the
         eng.add_health(p.health(), rep)
         [aid] = rep.new
         eng.checkpoint()
-        eng.close()
-        store.close()
-        p.close()
+        _close(eng, store, p)
 
         store, p = Store(path), poller("A")       # B is no longer configured
         eng = engine(store)
@@ -252,12 +260,8 @@ def test_the_open_health_alert_of_a_device_no_longer_configured_ends_once_at_the
         [a] = _ends_once(eng, p, aid, "the alert of a device no longer polled stays open")
         assert a.id == aid and a.evidence["ended"] and "no longer" in a.evidence["ended_because"]
         eng.checkpoint()
-        eng.close()
-        store.close()
-        p.close()
-        store = Store(path)
-        assert engine(store).health_open == set()
-        store.close()
+        _close(eng, store, p)
+        _none_open(path)
     finally:
         d.stop()
 

@@ -5,9 +5,7 @@ only the first (a fifth of a 1-s meter's readings lost). Real pymodbus gateways 
 from __future__ import annotations
 
 import asyncio
-import time
 
-import numpy as np
 import pytest
 
 REGS = [{"channel": "ts", "table": "holding", "address": 0, "type": "uint32"},
@@ -22,32 +20,40 @@ def _poller(d, regs=REGS, interval_s=1):
                            {"m": mb.parse_model("m", {"registers": regs})}, interval_s=interval_s, timeout_s=1)
 
 
-@pytest.mark.parametrize("framing", ["tcp", "rtu"])
-def test_two_polls_in_one_clock_second_are_two_readings_and_a_resend_is_one(framing, tmp_path):
-    from wattwatch import api
+def _polled(clock: dict, interval_s: float, steps, framing: str = "tcp"):
+    """Meter A of a real gateway on 127.0.0.1, its clock register ``REGS[0]`` with ``clock`` (scale,
+    type), polled by :func:`_poller` once a step ``(pause_s, clock value, p_kw)``: the pause waited,
+    the registers set, one poll. The frames polled and the poller (both stopped)."""
     from wattwatch.devices import modbus as dev
-    from wattwatch.ingest.pipeline import ingest_live
 
-    # A clock ticking in 10 s (scale 10) so that a poll slowed by a loaded machine stays in its tick.
-    regs = [dict(REGS[0], scale=10), REGS[1]]
+    regs = [dict(REGS[0], **clock), REGS[1]]
     d = dev.start("gw", {"registers": regs, "meters": ["A"], "advance": "fixed", "framing": framing})
-    p = _poller(d, regs, interval_s=10)
-    clock = 1_765_000_000
+    p = _poller(d, regs, interval_s=interval_s)
 
     async def run():
         out = []
-        for k, (ts, kw, pause) in enumerate([(clock, 1.0, 0.0), (clock, 2.0, 0.4), (clock, 2.0, 0.05),
-                                             (clock + 10, 3.0, 0.3), (clock + 20, 4.0, 0.3)]):
+        for pause, ts, kw in steps:
             await asyncio.sleep(pause)
             d.set_values(1, {"ts": ts, "p_kw": kw})
             out.append(await p.poll())
         return out
 
     try:
-        frames = asyncio.run(run())
+        return asyncio.run(run()), p
     finally:
         p.close()
         d.stop()
+
+
+@pytest.mark.parametrize("framing", ["tcp", "rtu"])
+def test_two_polls_in_one_clock_second_are_two_readings_and_a_resend_is_one(framing, tmp_path):
+    from wattwatch import api
+    from wattwatch.ingest.pipeline import ingest_live
+
+    # A clock ticking in 10 s (scale 10) so that a poll slowed by a loaded machine stays in its tick.
+    clock = 1_765_000_000
+    frames, p = _polled({"scale": 10}, 10, [(0.0, clock, 1.0), (0.4, clock, 2.0), (0.05, clock, 2.0),
+                                            (0.3, clock + 10, 3.0), (0.3, clock + 20, 4.0)], framing)
     t = [f["ts"].iat[0].value / 1e9 - clock for f in frames]
     assert t[0] == 0.0 and t[3] == 10.0 and t[4] == 20.0, t    # a clock that moved on: the meter's clock
     assert 0.3 < t[1] < 10.0, t                                    # same second, new values: a reading of its own
@@ -66,25 +72,8 @@ def test_two_polls_in_one_clock_second_are_two_readings_and_a_resend_is_one(fram
 def test_a_clock_that_stands_still_longer_than_its_tick_is_not_refined(caplog):
     # A clock counting in 10 ms (scale 0.01) that reads the same value 0.1 s later with other values:
     # not a second reading within the tick, a clock that stopped; the reading keeps the clock's time.
-    from wattwatch.devices import modbus as dev
-
-    regs = [dict(REGS[0], scale=0.01), REGS[1]]
-    d = dev.start("gw", {"registers": regs, "meters": ["A"], "advance": "fixed"})
-    p = _poller(d, regs, interval_s=0.1)
-
-    async def run():
-        d.set_values(1, {"ts": 1000.0, "p_kw": 1.0})
-        a = await p.poll()
-        await asyncio.sleep(0.1)
-        d.set_values(1, {"ts": 1000.0, "p_kw": 2.0})
-        return a, await p.poll()
-
-    try:
-        with caplog.at_level("WARNING", logger="wattwatch.watch"):
-            a, b = asyncio.run(run())
-    finally:
-        p.close()
-        d.stop()
+    with caplog.at_level("WARNING", logger="wattwatch.watch"):
+        (a, b), p = _polled({"scale": 0.01}, 0.1, [(0.0, 1000.0, 1.0), (0.1, 1000.0, 2.0)])
     assert a["ts"].iat[0] == b["ts"].iat[0], (a, b)
     assert p.counters["clock_stood"] == 1 and "stands still" in caplog.text, dict(p.counters)
 
@@ -94,26 +83,9 @@ def test_a_clock_that_moves_on_keeps_its_own_time_however_late_the_poll():
     # tick. A poll later than a tick after the last one (a slow poll, a loaded machine) placed the
     # reading at the last one's time plus the poll time, inside its tick: the replayed fleet lost its
     # own timestamps (and a real meter's time went later than its clock's tick). A clock in 0.1 s.
-    from wattwatch.devices import modbus as dev
-
-    regs = [dict(REGS[0], scale=0.1), REGS[1]]
-    d = dev.start("gw", {"registers": regs, "meters": ["A"], "advance": "fixed"})
-    p = _poller(d, regs, interval_s=0.1)
     clock = 17_650_000
-
-    async def run():
-        out = []
-        for k, pause in enumerate([0.0, 0.15, 0.15, 0.0]):
-            await asyncio.sleep(pause)
-            d.set_values(1, {"ts": (clock + k) / 10, "p_kw": float(k)})
-            out.append(await p.poll())
-        return out
-
-    try:
-        frames = asyncio.run(run())
-    finally:
-        p.close()
-        d.stop()
+    frames, p = _polled({"scale": 0.1}, 0.1,
+                        [(pause, (clock + k) / 10, float(k)) for k, pause in enumerate([0.0, 0.15, 0.15, 0.0])])
     assert [round(f["ts"].iat[0].value / 1e8) - clock for f in frames] == [0, 1, 2, 3]
     assert all(f["ts"].iat[0].value % 100_000_000 == 0 for f in frames), frames
 
@@ -121,25 +93,8 @@ def test_a_clock_that_moves_on_keeps_its_own_time_however_late_the_poll():
 def test_a_float32_epoch_clock_is_said_to_count_in_128_s(caplog):
     # (rm1s) A float32 register holding epoch seconds counts in 128 s: its readings take the start of
     # their 128-s step. Said once (the register map is the user's to fix), not silently.
-    from wattwatch.devices import modbus as dev
-
-    regs = [dict(REGS[0], type="float32"), REGS[1]]
-    d = dev.start("gw", {"registers": regs, "meters": ["A"], "advance": "fixed"})
-    p = _poller(d, regs, interval_s=60)
-
-    async def run():
-        out = []
-        for kw in (1.0, 2.0):
-            d.set_values(1, {"ts": 1_765_000_000.0, "p_kw": kw})
-            out.append(await p.poll())
-        return out
-
-    try:
-        with caplog.at_level("WARNING", logger="wattwatch.watch"):
-            a, b = asyncio.run(run())
-    finally:
-        p.close()
-        d.stop()
+    with caplog.at_level("WARNING", logger="wattwatch.watch"):
+        (a, b), p = _polled({"type": "float32"}, 60, [(0.0, 1_765_000_000.0, kw) for kw in (1.0, 2.0)])
     assert p.counters["clock_rough"] == 1 and "steps of 128 s" in caplog.text, (dict(p.counters), caplog.text)
     assert a["ts"].iat[0].value % (128 * 10**9) == 0 and b["ts"].iat[0] > a["ts"].iat[0], (a, b)
 
@@ -148,26 +103,8 @@ def test_after_a_reading_placed_in_its_tick_the_next_tick_is_placed_by_the_polls
     # (rm1s) A reading refined near the top of its tick, then the next tick's reading at its clock's
     # value: closer than the store's jitter tolerance, one of the two was lost. The next tick is
     # placed by the poll time while that is past the tick's start. A clock in 2 s (slack at load).
-    from wattwatch.devices import modbus as dev
-
-    regs = [dict(REGS[0], scale=2), REGS[1]]
-    d = dev.start("gw", {"registers": regs, "meters": ["A"], "advance": "fixed"})
-    p = _poller(d, regs, interval_s=2)
     clock = 1_765_000_000
-
-    async def run():
-        out = []
-        for ts, kw, pause in [(clock, 1.0, 0.0), (clock, 2.0, 1.2), (clock + 2, 3.0, 1.2)]:
-            await asyncio.sleep(pause)
-            d.set_values(1, {"ts": ts, "p_kw": kw})
-            out.append(await p.poll())
-        return out
-
-    try:
-        frames = asyncio.run(run())
-    finally:
-        p.close()
-        d.stop()
+    frames, p = _polled({"scale": 2}, 2, [(0.0, clock, 1.0), (1.2, clock, 2.0), (1.2, clock + 2, 3.0)])
     t = [f["ts"].iat[0].value / 1e9 - clock for f in frames]
     assert t[0] == 0.0 and 1.2 <= t[1] < 2.0 and t[1] + 1.2 <= t[2] < 4.0, t
 

@@ -11,6 +11,7 @@ docs/live-log.md (2026-12-06, m1)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -21,6 +22,51 @@ import pytest
 
 from wattwatch.app import cli
 from wattwatch.runners.spark import collect
+
+
+def _held_job(flag):
+    """A partition function whose tasks each add a byte to ``flag``, then wait 120 s (until their job
+    is cancelled). A closure, so that cloudpickle ships it by value: a module-level function would be
+    pickled by reference and the Python workers would need the tests package on their path."""
+    def held(it):
+        import time as t
+        open(flag, "a").write("x")
+        t.sleep(120)
+        yield 1
+
+    return held
+
+
+@contextlib.contextmanager
+def _ctrl_c_when_held(flag, tasks: int = 2):
+    """Within the block SIGINT's handler is Python's default (the command line's: rm1) and a thread
+    sends this process SIGINT once ``tasks`` held tasks said they started (:func:`_held_job`); after
+    it the old handler is back, and the Ctrl-C is checked to have come before the tasks ran out their
+    sleep."""
+    def ctrl_c():
+        end = time.monotonic() + 120
+        while not (flag.exists() and len(flag.read_text()) >= tasks) and time.monotonic() < end:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=ctrl_c, daemon=True).start()
+        t0 = time.monotonic()
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert time.monotonic() - t0 < 100, "the Ctrl-C never came: the tasks ran out their sleep"
+
+
+def _no_job_left_and_the_session_lives(sc, wait_s: float) -> None:
+    """No stage of ``sc`` still runs (waiting up to ``wait_s`` for the cancelled ones to end; 0: at
+    once), and the session still runs a job."""
+    end = time.monotonic() + wait_s
+    while sc.statusTracker().getActiveStageIds() and time.monotonic() < end:
+        time.sleep(0.05)
+    assert not sc.statusTracker().getActiveStageIds(), "the held job's tasks still run"
+    assert sc.parallelize(range(3), 1).count() == 3
 
 
 def test_an_error_raised_while_a_ctrl_c_was_handled_ends_as_that_ctrl_c_and_logs_nothing(caplog):
@@ -64,39 +110,18 @@ def test_an_error_raised_while_a_ctrl_c_was_handled_ends_as_that_ctrl_c_and_logs
 def test_a_ctrl_c_in_a_spark_collect_cancels_its_job_and_the_session_lives_on(spark, tmp_path):
     sc = spark.sparkContext
     flag = tmp_path / "started"
-
-    def held(it):   # pickled by value (a local function): both tasks wait until cancelled
-        import time as t
-        open(flag, "a").write("x")
-        t.sleep(120)
-        yield 1
-
-    def ctrl_c():
-        end = time.monotonic() + 120
-        while not (flag.exists() and len(flag.read_text()) >= 2) and time.monotonic() < end:
-            time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGINT)
-
     # (rm1) The shared session was made by a library caller (not the command line): pyspark's SIGINT
     # handler is kept (a notebook's Ctrl-C cancels every job of its session, which lives on; m1 had
     # left it out for every caller). The command line's block leaves it out (test above, and the
     # manual run in docs/live-log.md). Here a default handler stands for the command line's.
     now = signal.getsignal(signal.SIGINT)
     assert "SparkContext" in getattr(now, "__qualname__", ""), now
-    before = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        threading.Thread(target=ctrl_c, daemon=True).start()
-        t0 = time.monotonic()
-        with pytest.raises(BaseException) as got:
-            collect(sc.parallelize(range(2), 2).mapPartitions(held))
-    finally:
-        signal.signal(signal.SIGINT, before)
+    with _ctrl_c_when_held(flag), pytest.raises(BaseException) as got:
+        collect(sc.parallelize(range(2), 2).mapPartitions(_held_job(flag)))
     from wattwatch import sigterm
 
     assert sigterm.from_interrupt(got.value), got.value
-    assert time.monotonic() - t0 < 100, "the Ctrl-C never came: the tasks ran out their sleep"
-    assert not sc.statusTracker().getActiveStageIds(), "the held job's tasks still run"
-    assert sc.parallelize(range(3), 1).count() == 3
+    _no_job_left_and_the_session_lives(sc, wait_s=0)   # collect cancels its job before it raises
 
 
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals reach the main thread")
@@ -111,37 +136,14 @@ def test_a_ctrl_c_in_fleets_spark_work_cancels_its_jobs(spark, tmp_path, monkeyp
     sc = spark.sparkContext
     flag = tmp_path / "started"
 
-    def held(it):
-        import time as t
-        open(flag, "a").write("x")
-        t.sleep(120)
-        yield 1
-
     def reading(spark_, paths, energy="interval"):   # the reading step starts a job that holds
-        spark_.sparkContext.parallelize(range(2), 2).mapPartitions(held).count()
+        spark_.sparkContext.parallelize(range(2), 2).mapPartitions(_held_job(flag)).count()
         raise AssertionError("not interrupted")
 
-    def ctrl_c():
-        end = time.monotonic() + 120
-        while not (flag.exists() and len(flag.read_text()) >= 2) and time.monotonic() < end:
-            time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGINT)
-
     monkeypatch.setattr(fleet_spark, "read_fleet_spark", reading)
-    before = signal.signal(signal.SIGINT, signal.default_int_handler)   # (the command line's: rm1)
-    try:
-        threading.Thread(target=ctrl_c, daemon=True).start()
-        t0 = time.monotonic()
-        with pytest.raises(KeyboardInterrupt):
-            run_fleet([str(tmp_path / "in.csv")], engine="spark")
-    finally:
-        signal.signal(signal.SIGINT, before)
-    assert time.monotonic() - t0 < 100, "the Ctrl-C never came: the tasks ran out their sleep"
-    end = time.monotonic() + 5
-    while sc.statusTracker().getActiveStageIds() and time.monotonic() < end:   # (none should be left)
-        time.sleep(0.05)
-    assert not sc.statusTracker().getActiveStageIds(), "the held job's tasks still run"
-    assert sc.parallelize(range(3), 1).count() == 3
+    with _ctrl_c_when_held(flag), pytest.raises(KeyboardInterrupt):
+        run_fleet([str(tmp_path / "in.csv")], engine="spark")
+    _no_job_left_and_the_session_lives(sc, wait_s=5)
 
 
 def test_fleet_stopped_by_ctrl_c_says_so_once_and_exits_130(monkeypatch, tmp_path):
@@ -221,40 +223,17 @@ def test_a_ctrl_c_in_bench_fleets_worker_cancels_its_spark_jobs(spark, tmp_path,
     sc = spark.sparkContext
     flag = tmp_path / "started"
 
-    def held(it):
-        import time as t
-        open(flag, "a").write("x")
-        t.sleep(120)
-        yield 1
-
     def warm_up(spark_, cores):   # the warm-up starts a job that holds
-        spark_.sparkContext.parallelize(range(2), 2).mapPartitions(held).count()
+        spark_.sparkContext.parallelize(range(2), 2).mapPartitions(_held_job(flag)).count()
         raise AssertionError("not interrupted")
-
-    def ctrl_c():
-        end = time.monotonic() + 120
-        while not (flag.exists() and len(flag.read_text()) >= 2) and time.monotonic() < end:
-            time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGINT)
 
     path = tmp_path / "fleet.parquet"
     pd.DataFrame({"meter_id": ["a", "a", "b", "b"], "ts": pd.to_datetime(["2026-01-01T00:00Z", "2026-01-01T00:05Z"] * 2),
                   "v_l1_v": 230.0}).to_parquet(path)
     monkeypatch.setattr(bench, "_warm_up", warm_up)
-    before = signal.signal(signal.SIGINT, signal.default_int_handler)   # (the worker's: bench._spark_main)
-    try:
-        threading.Thread(target=ctrl_c, daemon=True).start()
-        t0 = time.monotonic()
-        with pytest.raises(KeyboardInterrupt):
-            bench._fleet_worker(str(path), "local[1]", 1)   # (the shared session: the active one)
-    finally:
-        signal.signal(signal.SIGINT, before)
-    assert time.monotonic() - t0 < 100, "the Ctrl-C never came: the tasks ran out their sleep"
-    end = time.monotonic() + 5
-    while sc.statusTracker().getActiveStageIds() and time.monotonic() < end:   # (none should be left)
-        time.sleep(0.05)
-    assert not sc.statusTracker().getActiveStageIds(), "the held job's tasks still run"
-    assert sc.parallelize(range(3), 1).count() == 3
+    with _ctrl_c_when_held(flag), pytest.raises(KeyboardInterrupt):   # (the worker's handler: bench._spark_main)
+        bench._fleet_worker(str(path), "local[1]", 1)   # (the shared session: the active one)
+    _no_job_left_and_the_session_lives(sc, wait_s=5)
 
 
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals reach the main thread")

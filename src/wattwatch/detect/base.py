@@ -42,6 +42,7 @@ import pandas as pd
 
 from wattwatch.detect.frame import cache, meter_names, prepare, seg_bounds, seg_median
 from wattwatch.schema import PHASE_CURRENT_COLUMNS, VOLTAGE_COLUMNS
+from wattwatch.tomlfile import flag, number
 
 STATE_KEYS = ("cadence_s", "first_t", "last_t", "readings")  # what every detector's state holds
 # The phase voltages and currents: rules/_common.phases() reads the six together.
@@ -129,21 +130,15 @@ class PostRule:
     single_score: float = 2.0
 
     def __post_init__(self):
+        # a detector config's [*.post] values (base.py's from_dict): checked naming the key; a whole
+        # min_readings given as 2.0 is kept as 2
         for f in ("min_duration_s", "merge_gap_s", "max_bridge_s", "merge_gap_n", "hold_gap_s", "single_s"):
-            v = getattr(self, f)
-            if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
-                raise ValueError(f"post.{f} must be a finite number >= 0, got {v!r}")
-        if not isinstance(self.bridge_gaps, bool):
-            raise ValueError(f"post.bridge_gaps must be true or false, got {self.bridge_gaps!r}")
-        if not (isinstance(self.min_readings, int) and self.min_readings >= 1):
-            raise ValueError(f"post.min_readings must be an integer >= 1, got {self.min_readings!r}")
-        if not (isinstance(self.threshold, (int, float)) and math.isfinite(self.threshold)):
-            raise ValueError(f"post.threshold must be a finite number, got {self.threshold!r}")
-        if not (isinstance(self.hold, (int, float)) and 0 <= self.hold < 1):
-            raise ValueError(f"post.hold must be a number within [0, 1) (0: off), got {self.hold!r}")
-        if not (isinstance(self.single_score, (int, float)) and not isinstance(self.single_score, bool)
-                and math.isfinite(self.single_score) and self.single_score >= 1):
-            raise ValueError(f"post.single_score must be a finite number >= 1, got {self.single_score!r}")
+            number(f"post.{f}", getattr(self, f), lo=0)
+        flag("post.bridge_gaps", self.bridge_gaps)
+        object.__setattr__(self, "min_readings", number("post.min_readings", self.min_readings, whole=True, lo=1))
+        number("post.threshold", self.threshold)
+        number("post.hold", self.hold, lo=0, hi=1, hi_in=False, note=" (0: off)")
+        number("post.single_score", self.single_score, lo=1)
 
     def at(self, cadence_s: np.ndarray) -> dict[str, np.ndarray]:
         """Effective settings per meter for cadences ``cadence_s`` (seconds; NaN = unknown)."""

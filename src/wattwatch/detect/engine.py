@@ -34,9 +34,10 @@ from wattwatch.alerts.model import Alert
 from wattwatch.detect import core
 from wattwatch.detect.base import Detector
 from wattwatch.detect.frame import meter_names, prepare, profile_mask, seg_bounds
-from wattwatch.detect.registry import build_all
+from wattwatch.detect.registry import ENGINE_NUMBERS, build_all
 from wattwatch.errors import WattwatchError
 from wattwatch.runners.group import Merge, judge_group
+from wattwatch.tomlfile import number
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,11 @@ class EngineConfig:
     def __post_init__(self):
         if self.parallel not in ("process", "thread"):
             raise ValueError(f"[engine] parallel: expected 'process' or 'thread', got {self.parallel!r}")
-        if not (self.profile_days > 0) or not (0 < self.profile_max_share <= 1):
-            raise ValueError("[engine] profile_days must be > 0 and profile_max_share within (0, 1]")
-        if self.chunk_rows < 1 or self.workers < 0:
-            raise ValueError("[engine] chunk_rows must be >= 1 and workers >= 0")
+        for k, bounds in ENGINE_NUMBERS.items():   # checked naming the key; a whole number kept as an int
+            if bounds is not None:
+                v = number(f"[engine] {k}", getattr(self, k), **bounds)
+                if bounds.get("whole"):
+                    object.__setattr__(self, k, v)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "EngineConfig":

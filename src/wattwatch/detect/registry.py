@@ -15,8 +15,7 @@ from __future__ import annotations
 import difflib
 
 import importlib
-import math
-from wattwatch.tomlfile import read_toml
+from wattwatch.tomlfile import number, read_toml
 from pathlib import Path
 
 from wattwatch.detect.base import Detector
@@ -103,11 +102,11 @@ def build_all(names_: list[str] | None = None, config: dict | None = None) -> li
     return [build(n, config.get(n)) for n in chosen]
 
 
-# [engine] keys: (type, lowest value, lowest allowed too?) -- checked here so that a config file
-# names the key (EngineConfig compares before it checks types).
-_ENGINE = {"profile_days": (float, 0.0, False), "profile_max_share": (float, 0.0, False),
-           "chunk_rows": (int, 1, True), "workers": (int, 0, True), "parallel": (str, None, None),
-           "max_fleet_meters": (int, 1, True), "max_trace_days": (float, 0.0, True)}
+# [engine] keys: what tomlfile.number asks of each (None: a string) -- checked here so that a config
+# file names the key, and by EngineConfig itself (a library caller's values).
+ENGINE_NUMBERS = {"profile_days": {"lo": 0, "lo_in": False}, "profile_max_share": {"lo": 0, "lo_in": False, "hi": 1},
+           "chunk_rows": {"whole": True, "lo": 1}, "workers": {"whole": True, "lo": 0}, "parallel": None,
+           "max_fleet_meters": {"whole": True, "lo": 1}, "max_trace_days": {"lo": 0}}
 
 
 def check_engine(section, where: str = "[engine]") -> None:
@@ -115,20 +114,16 @@ def check_engine(section, where: str = "[engine]") -> None:
     if not isinstance(section, dict):
         raise ConfigError(f"{where}: expected a table, got {type(section).__name__}")
     for k, v in section.items():
-        if k not in _ENGINE:
-            raise ConfigError(f"{where}: unknown parameter {k!r}; known: {', '.join(_ENGINE)}")
-        kind, low, inclusive = _ENGINE[k]
-        if kind is str:
+        if k not in ENGINE_NUMBERS:
+            raise ConfigError(f"{where}: unknown parameter {k!r}; known: {', '.join(ENGINE_NUMBERS)}")
+        if ENGINE_NUMBERS[k] is None:
             if not isinstance(v, str):
                 raise ConfigError(f"{where} {k}: expected a string, got {v!r}")
             continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and not float(v).is_integer()):
-            raise ConfigError(f"{where} {k}: expected {'a whole number' if kind is int else 'a number'}, got {v!r}")
-        if not math.isfinite(v) or v < low or (v == low and not inclusive):
-            raise ConfigError(f"{where} {k}: must be a finite number {'>=' if inclusive else '>'} {low}, got {v!r}")
-    share = section.get("profile_max_share")
-    if share is not None and share > 1:
-        raise ConfigError(f"{where} profile_max_share: must be within (0, 1], got {share!r}")
+        try:
+            number(f"{where} {k}", v, **ENGINE_NUMBERS[k])
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def _as_written(name: str, value) -> str:

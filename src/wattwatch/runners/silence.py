@@ -97,7 +97,7 @@ import numpy as np
 import pandas as pd
 
 from wattwatch.alerts.model import Alert, iso
-from wattwatch.tomlfile import only
+from wattwatch.tomlfile import flag, number, only
 
 log = logging.getLogger("wattwatch.watch")
 
@@ -124,6 +124,10 @@ class SilenceConfig:
     expect_s: dict = field(default_factory=dict)   # push source name -> its meters' expected cadence (s)
     ignore: list = field(default_factory=list)     # meter globs never watched
 
+    # (not a field) what from_dict asks of each number
+    _BOUNDS = {"lost_polls": {"whole": True, "lo": 1}, "learn": {"whole": True, "lo": 1}, "min_s": {"lo": 0},
+               "cadences": {"lo": 0, "lo_in": False}, "max_cadence_s": {"lo": 0}, "update_s": {"lo": 0}}
+
     @classmethod
     def from_dict(cls, d: dict | None) -> "SilenceConfig":
         if d is None:
@@ -135,27 +139,16 @@ class SilenceConfig:
         out = cls()
         for k, v in d.items():
             if k == "enabled":
-                if not isinstance(v, bool):
-                    raise ValueError(f"[silence] enabled: must be true or false, got {v!r}")
+                v = flag("[silence] enabled", v)
             elif k == "expect_s":
-                if not isinstance(v, dict) or any(isinstance(x, bool) or not isinstance(x, (int, float))
-                                                  or not math.isfinite(x) or x <= 0 for x in v.values()):
+                if not isinstance(v, dict):
                     raise ValueError(f"[silence] expect_s: must be a table of source name = seconds (> 0), got {v!r}")
-                v = {str(a): float(b) for a, b in v.items()}
+                v = {str(a): number(f"[silence] expect_s.{a}", b, lo=0, lo_in=False) for a, b in v.items()}
             elif k == "ignore":
                 if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
                     raise ValueError(f"[silence] ignore: must be a list of meter globs, got {v!r}")
             else:
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                    raise ValueError(f"[silence] {k}: must be a finite number, got {v!r}")
-                if k in ("lost_polls", "learn"):
-                    if v != int(v) or v < 1:
-                        raise ValueError(f"[silence] {k}: must be a whole number >= 1, got {v!r}")
-                    v = int(v)
-                elif v < 0 or (k == "cadences" and v <= 0):
-                    raise ValueError(f"[silence] {k}: must be {'> 0' if k == 'cadences' else '>= 0'}, got {v!r}")
-                else:
-                    v = float(v)
+                v = number(f"[silence] {k}", v, **cls._BOUNDS[k])
             setattr(out, k, v)
         return out
 

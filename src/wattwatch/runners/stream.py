@@ -77,6 +77,7 @@ from wattwatch.detect import core
 from wattwatch.detect.stitch import Stitcher, Stitchers, dense_columns
 from wattwatch.runners import rejudge
 from wattwatch.schema import utc_times
+from wattwatch.tomlfile import flag, number
 
 log = logging.getLogger("wattwatch.watch")
 
@@ -128,30 +129,21 @@ class StreamConfig:
     # store's connection waits for it), so none is ever stored for readings the store lost.
     ingest_thread: bool = True
 
+    # (not a field) what from_dict asks of each number
+    _BOUNDS = {"hold_s": {"lo": 0}, "checkpoint_s": {"lo": 0}, "max_pending": {"whole": True, "lo": 1},
+               "slow_every_s": {"lo": 0}, "fast_reach_s": {"lo": 0}}
+
     @classmethod
     def from_dict(cls, d: dict | None) -> "StreamConfig":
         d = dict(d or {})
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"[stream]: unknown parameter(s) {sorted(unknown)}")
-        for k, v in d.items():   # bool("false") is True, float("x") names no key: check the type first
-            want = type(getattr(cls, k))
-            if want is bool and not isinstance(v, bool):
-                raise ValueError(f"[stream] {k}: must be true or false, got {v!r}")
-            if want is not bool and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                raise ValueError(f"[stream] {k}: must be a number, got {v!r}")
-            # TOML's nan and inf are floats: hold_s = inf judged nothing ever, checkpoint_s = nan never
-            # checkpointed, max_pending = inf raised OverflowError (rev41); 2.5 batches is no count.
-            if want is not bool and not np.isfinite(v):
-                raise ValueError(f"[stream] {k}: must be a finite number, got {v!r}")
-            if want is int and v != int(v):
-                raise ValueError(f"[stream] {k}: must be a whole number, got {v!r}")
-        out = cls(**{k: type(getattr(cls, k))(v) for k, v in d.items()})
-        if out.hold_s < 0 or out.checkpoint_s < 0 or out.max_pending < 1 or out.slow_every_s < 0 \
-                or out.fast_reach_s < 0:
-            raise ValueError("[stream]: hold_s and checkpoint_s must be >= 0, max_pending >= 1, "
-                             "slow_every_s and fast_reach_s >= 0")
-        return out
+        # bool("false") is True, float("x") names no key, TOML's nan and inf are floats (hold_s = inf
+        # judged nothing ever, checkpoint_s = nan never checkpointed, max_pending = inf raised
+        # OverflowError: rev41), 2.5 batches is no count: every value checked naming its key.
+        return cls(**{k: flag(f"[stream] {k}", v) if type(getattr(cls, k)) is bool
+                      else number(f"[stream] {k}", v, **cls._BOUNDS[k]) for k, v in d.items()})
 
 
 @dataclass
