@@ -116,3 +116,56 @@ def test_a_provisional_alert_once_open_is_told_ended_after_a_restart_too(held, t
     last = eng.flush()
     assert last.confirmed == prov and last.ended == prov, (last.confirmed, last.ended)
     store.close()
+
+
+def test_a_provisional_alert_whose_meter_is_compacted_before_its_verdict_is_told_ended_with_the_reason(held, tmp_path):
+    """(pc) A provisional alert whose meter's readings are compacted (``store compact``, while no watcher
+    holds the store) before loose_ct's verdict can never be confirmed or withdrawn. Before, the
+    restarted watcher dropped it silently at its meter's next judgement (and listed it open until
+    then): never told ended, so an output that opened it kept it open for good. Now the first step
+    tells it ended, its version saying why (``evidence.undecided``; the row kept, still provisional);
+    a restart from a checkpoint taken before that step tells it again (at least once), one after
+    it does not."""
+
+    def engine(store):
+        return StreamEngine(store, api.build_detectors(DETECTORS, CONFIG), api._engine(CONFIG),
+                            StreamConfig(checkpoint_s=1e9, slow_thread=False))
+
+    path = tmp_path / "s.duckdb"
+    store = Store(path)
+    eng = engine(store)
+    for p in held["pieces"]:
+        if p["ts"].min() >= pd.Timestamp("2025-01-10T08:00Z"):
+            break
+        eng.add(p)
+        eng.step()
+    prov = sorted(eng.provisional_open)
+    assert len(prov) == 1 and sorted(eng.provisional) == prov, (prov, sorted(eng.provisional))
+    eng.checkpoint()
+    store.close()
+    store = Store(path)
+    store.compact(older_than_days=0, as_of=pd.Timestamp("2025-01-10T10:00Z"))   # (past what it judged)
+    store.close()
+
+    def first_step():
+        store = Store(path)
+        eng = engine(store)
+        rep = eng.step()
+        told = [a for a in rep.alerts if a.id in prov]
+        return store, eng, rep, told
+
+    for again in (True, False):   # the second restart: from the same checkpoint (the first died before one)
+        store, eng, rep, told = first_step()
+        assert rep.ended == prov and [a.id for a in told] == prov, (again, rep.ended, rep.alerts)
+        assert "compacted" in told[0].evidence["undecided"] and told[0].evidence["provisional"], told[0].evidence
+        assert not eng.provisional and not eng.provisional_open and eng.counters["provisional_undecided_ended"] == 1
+        ev = store.con.execute("SELECT evidence FROM alerts WHERE id = ?", prov).fetchone()[0]
+        assert '"undecided"' in ev and '"provisional": true' in ev, ev
+        if not again:
+            eng.checkpoint()
+        store.close()
+    store, eng, rep, told = first_step()   # after the checkpoint: done
+    assert not rep.ended and not told and not eng.provisional, (rep.ended, told)
+    last = eng.flush()
+    assert prov[0] not in last.ended and prov[0] not in last.withdrawn, (last.ended, last.withdrawn)
+    store.close()

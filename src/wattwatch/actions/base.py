@@ -17,9 +17,10 @@ Common keys of an ``[[actions]]`` table::
 A *provisional* alert (``evidence.provisional``: the stream wrote it before a long blocker such as
 loose_ct gave its final verdict; see ``[stream] provisional``) reaches an action with
 ``on_provisional = true`` as any alert (opened, updated; ``ended`` with ``evidence.withdrawn`` when
-the final verdict withdraws it). An action with ``on_provisional = false`` does not see it until the
-final judgement confirms it (then ``opened``), and never sees one that is withdrawn: an action that
-switches a load should not switch it on evidence that may be a loose clamp.
+the final verdict withdraws it, with ``evidence.undecided`` when its meter was compacted before a
+final verdict). An action with ``on_provisional = false`` does not see it until the
+final judgement confirms it (then ``opened``), and never sees one that is withdrawn or ends undecided:
+an action that switches a load should not switch it on evidence that may be a loose clamp.
 
 ``code``, ``meter`` and ``detector`` are shell-style globs (``*``, ``?``, ``[..]``), matched
 case-sensitively. ``detector`` tells apart alerts that share a code: ``ALRM_PKT_LOSS_CRIT`` is
@@ -379,6 +380,8 @@ class Action(Output):
             if aid in withdrawn and not self.on_provisional:
                 continue   # never opened here
             a = withdrawn.get(aid) or engine.alerts.get(aid) or _stored_alert(engine.store.con, aid)
+            if a is not None and not self.on_provisional and a.evidence.get("provisional"):
+                continue   # (pc) still provisional as it ends (its meter compacted before its verdict): never opened here
             if a is not None:
                 events.append((a, "ended"))
         if not self.on_provisional:

@@ -131,7 +131,9 @@ class LogLines:
                           f"{withdrawn[i].evidence.get('withdrawn')}")
                 continue
             a = engine.alerts.get(i)
-            self.echo(f"alert ended {i}" + (f" {a.meter_id!r} {a.code} until {a.end}" if a else ""))
+            u = a.evidence.get("undecided") if a else None   # (pc) a provisional alert no verdict can decide
+            self.echo(f"alert ended {i}" + (f" {a.meter_id!r} {a.code} until {a.end}" if a else "")
+                      + (f" (provisional, {u})" if u else ""))
         for n in rep.notices:
             self.echo(f"notice: {n}")
         now = time.monotonic()
