@@ -215,7 +215,7 @@ def test_actions_that_switch_loads_wait_for_the_final_verdict_notifications_do_n
 
     src = tmp_path / "t.csv"
     pd.DataFrame({"meter_id": ["m"], "ts": ["2026-01-01T00:00:00Z"], "v_l1_v": [230.0]}).to_csv(src, index=False)
-    spec = {"type": "command", "argv": ["/bin/true"], "on": ["opened", "ended"]}
+    spec = {"type": "command", "argv": ["/bin/true"], "on": ["opened", "ended", "stopped"]}
     site = api.load_site({"sources": [{"type": "replay", "path": str(src)}],
                           "actions": [{**spec, "name": "shed"}, {**spec, "name": "tell", "on_provisional": True}]})
     store = Store(tmp_path / "a.duckdb")
@@ -234,6 +234,7 @@ def test_actions_that_switch_loads_wait_for_the_final_verdict_notifications_do_n
                StepReport(alerts=[final], confirmed=[kept.id]),
                StepReport(ended=[gone.id], withdrawn={gone.id: dataclasses.replace(
                    gone, evidence={**gone.evidence, "withdrawn": "withdrawn: loose_ct"})}),
+               StepReport(stopped=[left.id]),   # (pc) back to normal, verdict pending
                StepReport(alerts=[dataclasses.replace(left, evidence={**left.evidence, "undecided": "compacted"})],
                           ended=[left.id])]
     def done():
@@ -251,7 +252,8 @@ def test_actions_that_switch_loads_wait_for_the_final_verdict_notifications_do_n
     assert seen[0] == {kept.id: [("tell", "opened")], gone.id: [("tell", "opened")], left.id: [("tell", "opened")]}
     assert seen[1][kept.id] == [("shed", "opened"), ("tell", "opened")]
     assert seen[2][gone.id] == [("tell", "ended"), ("tell", "opened")]
-    assert seen[3][left.id] == [("tell", "ended"), ("tell", "opened")]   # (pc) "shed" never opened it
+    assert seen[3][left.id] == [("tell", "opened"), ("tell", "stopped")]   # (pc) "shed" never opened it
+    assert seen[4][left.id] == [("tell", "ended"), ("tell", "opened"), ("tell", "stopped")]
     for o in site.outputs:
         o.close()
     store.close()

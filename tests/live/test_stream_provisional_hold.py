@@ -67,13 +67,14 @@ def test_a_provisional_alert_confirmed_closed_is_told_ended_once(held, tmp_path)
     store = Store(tmp_path / "s.duckdb")
     eng = StreamEngine(store, api.build_detectors(DETECTORS, CONFIG), api._engine(CONFIG),
                        StreamConfig(checkpoint_s=1e9, slow_thread=False))
-    new, ended, listed = {}, [], {}
+    new, ended, listed, stopped = {}, [], {}, []
     for k, p in enumerate(held["pieces"]):
         eng.add(p)
         rep = eng.step()
         for i in rep.new:
             new.setdefault(i, k)
         ended += rep.ended
+        stopped += [(i, k) for i in rep.stopped]
         for i in open_alert_ids(eng)[1]:
             listed.setdefault(i, []).append(k)
     prov = [i for i in new if i in eng.provisional]
@@ -82,9 +83,11 @@ def test_a_provisional_alert_confirmed_closed_is_told_ended_once(held, tmp_path)
     k = max(listed[i]) + 1   # the first step it is not listed open
     assert listed[i] == list(range(new[i], k)), (listed[i], new[i])
     assert held["pieces"][k]["ts"].min().strftime("%m-%d %H") == "01-10 12", held["pieces"][k]["ts"].min()
-    assert not ended, ended   # (nothing told while provisional)
+    assert not ended, ended   # (nothing told ended while provisional)
+    # (pc) its condition's end told at once, in the step it stops being open, once: "stopped"
+    assert stopped == [(i, k)], (stopped, k)
     last = eng.flush()
-    assert last.confirmed == [i] and last.ended == [i], (last.confirmed, last.ended)
+    assert last.confirmed == [i] and last.ended == [i] and not last.stopped, (last.confirmed, last.ended, last.stopped)
     assert i not in eng.open_ids and eng.counters["provisional_ended"] == 1
     store.close()
 
@@ -94,7 +97,9 @@ def test_a_provisional_alert_once_open_is_told_ended_after_a_restart_too(held, t
     a restart after the alert stopped growing (the hold's cold reading, 01-10 12:xx) and before its
     confirmation, the restarted engine's flush tells it ended once, as the uninterrupted run does
     (test above). Before, a restart forgot it (the ids read back were taken as open only until their
-    meter's next judgement, which dropped the confirmed one first): never told ended."""
+    meter's next judgement, which dropped the confirmed one first): never told ended. (pc) Its stop
+    (``stopped``, its condition's end) is told by the run that judges it after the checkpoint, not again
+    after a checkpoint that follows it."""
 
     def engine(store):
         return StreamEngine(store, api.build_detectors(DETECTORS, CONFIG), api._engine(CONFIG),
@@ -103,18 +108,26 @@ def test_a_provisional_alert_once_open_is_told_ended_after_a_restart_too(held, t
     path = tmp_path / "s.duckdb"
     store = Store(path)
     eng = engine(store)
-    for p in held["pieces"]:
+    for p in held["pieces"][:-1]:
         eng.add(p)
-        assert not eng.step().ended
+        rep = eng.step()
+        assert not rep.ended and not rep.stopped
     prov = sorted(eng.provisional)
-    assert len(prov) == 1 and not eng.provisional_open, (prov, eng.provisional_open)
-    eng.checkpoint()
+    assert len(prov) == 1 and sorted(eng.provisional_open) == prov, (prov, eng.provisional_open)
+    eng.checkpoint()   # (pc) before the stop (the last piece: the hold's cold reading)
     store.close()
     store = Store(path)
     eng = engine(store)
-    assert eng.resumed and sorted(eng.provisional) == prov
+    eng.add(held["pieces"][-1])
+    rep = eng.step()
+    assert not rep.ended and rep.stopped == prov and not eng.provisional_open, (rep.ended, rep.stopped)
+    eng.checkpoint()   # (pc) after the stop: not told again
+    store.close()
+    store = Store(path)
+    eng = engine(store)
+    assert eng.resumed and sorted(eng.provisional) == prov and not eng.provisional_open
     last = eng.flush()
-    assert last.confirmed == prov and last.ended == prov, (last.confirmed, last.ended)
+    assert last.confirmed == prov and last.ended == prov and not last.stopped, (last.confirmed, last.ended, last.stopped)
     store.close()
 
 

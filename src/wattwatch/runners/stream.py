@@ -180,6 +180,12 @@ class StepReport:
     # the alert as last written, ``evidence.withdrawn`` the reason; also in ``ended``).
     confirmed: list[str] = field(default_factory=list)
     withdrawn: dict[str, Alert] = field(default_factory=dict)
+    # (pc) Provisional alerts whose condition ended in this step (the readings that raised them are
+    # back to normal: no longer open by the post-rules, the hold included) while their final verdict
+    # is still pending: told at once (the console, InfluxDB's ``state="stopped"``, actions with
+    # ``on = [.., "stopped"]``); their ``ended`` comes with the verdict (confirmed closed, withdrawn,
+    # or undecided), once.
+    stopped: list[str] = field(default_factory=list)
 
 
 def _parquet(df: pd.DataFrame | None) -> bytes | None:
@@ -283,6 +289,9 @@ class StreamEngine:
         # (prov) Provisional ids that were open (may still grow) at some step: told ended when a final
         # judgement confirms them closed (:meth:`_take_provisional`).
         self._prov_opened: set[str] = set()
+        # (pc) Provisional ids told ``stopped`` (StepReport.stopped) and not open again since: not told
+        # again (a restart reads them from the checkpoint); one that grows again is told again when it stops.
+        self._prov_stopped: set[str] = set()
         # (pc) the first step ends the provisional alerts read back whose meters were compacted since
         self._undecided_due = True
         self._carry_forgotten: set[str] = set()   # (meters _restart_compacted forgot the carry of)
@@ -320,6 +329,7 @@ class StreamEngine:
         self._start_notes: list[str] = []         # said at start, reported by the first step
         self._ck_provisional: list[str] = []
         self._ck_prov_opened: list[str] | None = None   # (rprov) the checkpoint's _prov_opened, if it has one
+        self._ck_prov_stopped: list[str] = []           # (pc) the checkpoint's _prov_stopped
         self.resumed = self._load_checkpoint()
         m_prov = self._ck_provisional
         # The health alerts sources raised in earlier runs that the store keeps open (id -> alert):
@@ -441,6 +451,7 @@ class StreamEngine:
         self.rewinds = {k: tuple(v) for k, v in m.get("rewinds", {}).items()}
         self._ck_provisional = list(m.get("provisional", []))
         self._ck_prov_opened = m.get("provisional_opened")
+        self._ck_prov_stopped = list(m.get("provisional_stopped", []))
         self._silence_ck = m.get("silence") or {}
         return True
 
@@ -528,7 +539,10 @@ class StreamEngine:
             self._checked.add(a.id)
             if r["status"] != "open":
                 self.settled.add(a.id)
-        self.provisional_open = set(self.provisional)   # (until their meters are judged again)
+        # (pc) told stopped before the checkpoint: not open (nor told again); one stopped after it is
+        # told again when its meter is judged (at least once)
+        self._prov_stopped = set(self._ck_prov_stopped) & set(self.provisional)
+        self.provisional_open = set(self.provisional) - self._prov_stopped   # (until their meters are judged again)
         # (rprov) Which were ever open (told ended when confirmed closed): as the checkpoint says; one
         # written after it, or a checkpoint without the list, counts as open (at least once). Before,
         # taken from provisional_open above, which the next judgement of its meter replaced before
@@ -621,6 +635,9 @@ class StreamEngine:
                 "rewinds": {k: list(v) for k, v in getattr(self, "rewinds", {}).items()},
                 "provisional": sorted(self.provisional),
                 "provisional_opened": sorted(self._prov_opened & set(self.provisional)),
+                # (pc) one a step took outside a step (``_held``, reported by the next step) is not told yet
+                "provisional_stopped": sorted((self._prov_stopped & set(self.provisional))
+                                              - set(self._held.stopped if self._held is not None else ())),
                 "silence": self.silence.position() if self.silence is not None else self._silence_ck}
         con = self.store.con
         # (pv) The withdrawals reported by the steps before this checkpoint reached the outputs (a
@@ -1544,8 +1561,20 @@ class StreamEngine:
             rep.tier_of[a.id] = tier
         # (pv) Which may still grow: per meter judged, as this judgement says; the others as before.
         popen = getattr(res, "provisional_open", None) or set()
+        was_open = self.provisional_open
         self.provisional_open = {i for i in self.provisional_open | (set(given) & popen) if i in self.provisional
                                  and (i in popen or self.provisional[i].meter_id not in judged)}
+        # (pc) Its condition ended (was open, is not, still provisional): told ``stopped`` at once, its
+        # final verdict still pending (its ``ended`` comes with it, below or by a withdrawal, once).
+        # Not ``ended``: the verdict may still make it grow (prov: a neutral_tamper alert that stopped
+        # grew 2 h and 15 h longer), and an action keeps one ``ended`` per alert. One open again (it
+        # grew) is told again when it stops again.
+        self._prov_stopped -= self.provisional_open
+        stop = sorted(i for i in was_open - self.provisional_open if i in self.provisional and i not in self._prov_stopped)
+        self._prov_stopped |= set(stop)
+        self._prov_stopped &= set(self.provisional)
+        rep.stopped += stop
+        self.counters["provisional_stopped"] += len(stop)
         # (prov) Its end is told as a final alert's is (``ended``: the console's line, an InfluxDB
         # point's state, actions' ``ended``): when a final judgement says it can no longer grow. One
         # confirmed by a final judgement that holds it open ends later as any final alert; one it holds
@@ -2108,7 +2137,7 @@ def _deliver_held(engine: StreamEngine, outputs) -> StepReport | None:
     from wattwatch.sinks import deliver
 
     held = engine.take_held()
-    if held is None or not (held.alerts or held.ended):
+    if held is None or not (held.alerts or held.ended or held.stopped):
         return None
     deliver(outputs, "alerts", held, engine)
     return held
@@ -2126,3 +2155,4 @@ def _merge(rep: StepReport, held: StepReport) -> None:
     rep.slow_taken += held.slow_taken
     rep.confirmed += held.confirmed
     rep.withdrawn.update(held.withdrawn)
+    rep.stopped += held.stopped
