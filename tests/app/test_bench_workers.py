@@ -45,8 +45,12 @@ def test_a_ctrl_c_of_bench_detect_or_ingest_reaches_its_worker_and_leaves_nothin
                     f"except KeyboardInterrupt:\n    open({str(got)!r}, 'w').write('ctrl-c')\n    sys.exit(130)\n")
     fake.chmod(0o755)
     work = tmp_path / "bench"
-    run = (lambda: bench.detect_benchmark(rows=1000, workdir=work, log=lambda *_: None, repeats=1)) if which == "detect" \
-        else (lambda: bench.ingest_benchmark(rows=1000, workdir=work, formats=("parquet",), log=lambda *_: None))
+    if which == "detect":
+        def run():
+            return bench.detect_benchmark(rows=1000, workdir=work, log=lambda *_: None, repeats=1)
+    else:
+        def run():
+            return bench.ingest_benchmark(rows=1000, workdir=work, formats=("parquet",), log=lambda *_: None)
 
     def ctrl_c():
         end = time.monotonic() + 60

@@ -384,7 +384,7 @@ class Action(Output):
                 continue   # never opened here
             a = withdrawn.get(aid) or engine.alerts.get(aid) or _stored_alert(engine.store.con, aid)
             if a is not None and not self.on_provisional and a.evidence.get("provisional"):
-                continue   # (pc) still provisional as it ends (its meter compacted before its verdict): never opened here
+                continue   # (pc) still provisional as it ends (compacted before its verdict): never opened here
             if a is not None:
                 events.append((a, "ended"))
         for aid in getattr(report, "stopped", ()) if "stopped" in self.on and self.on_provisional else ():

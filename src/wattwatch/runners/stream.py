@@ -1570,7 +1570,8 @@ class StreamEngine:
         # grew 2 h and 15 h longer), and an action keeps one ``ended`` per alert. One open again (it
         # grew) is told again when it stops again.
         self._prov_stopped -= self.provisional_open
-        stop = sorted(i for i in was_open - self.provisional_open if i in self.provisional and i not in self._prov_stopped)
+        stop = sorted(i for i in was_open - self.provisional_open
+                      if i in self.provisional and i not in self._prov_stopped)
         self._prov_stopped |= set(stop)
         self._prov_stopped &= set(self.provisional)
         rep.stopped += stop
