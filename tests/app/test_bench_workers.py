@@ -40,7 +40,8 @@ def test_a_ctrl_c_of_bench_detect_or_ingest_reaches_its_worker_and_leaves_nothin
     child.write_text("import os, signal, sys, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
                      "open(sys.argv[1], 'w').write(str(os.getpid()))\ntime.sleep(60)\n")
     fake.write_text(f"#!{sys.executable}\nimport subprocess, sys, time\n"
-                    f"subprocess.Popen([{sys.executable!r}, {str(child)!r}, {str(pidfile)!r}])\n"
+                    f"subprocess.Popen([{sys.executable!r}, {str(child)!r}, {str(pidfile)!r}], stdout=subprocess.DEVNULL,\n"
+                    "                 stderr=subprocess.DEVNULL)\n"   # (not the worker's pipes: no wait for the grace)
                     f"try:\n    open({str(ready)!r}, 'w').write(' '.join(sys.argv[1:]))\n    time.sleep(60)\n"
                     f"except KeyboardInterrupt:\n    open({str(got)!r}, 'w').write('ctrl-c')\n    sys.exit(130)\n")
     fake.chmod(0o755)
