@@ -215,7 +215,7 @@ def test_actions_that_switch_loads_wait_for_the_final_verdict_notifications_do_n
 
     src = tmp_path / "t.csv"
     pd.DataFrame({"meter_id": ["m"], "ts": ["2026-01-01T00:00:00Z"], "v_l1_v": [230.0]}).to_csv(src, index=False)
-    spec = {"type": "command", "argv": ["/bin/true"], "on": ["opened", "ended"]}
+    spec = {"type": "command", "argv": ["/bin/true"], "on": ["opened", "ended", "stopped"]}
     site = api.load_site({"sources": [{"type": "replay", "path": str(src)}],
                           "actions": [{**spec, "name": "shed"}, {**spec, "name": "tell", "on_provisional": True}]})
     store = Store(tmp_path / "a.duckdb")
@@ -228,15 +228,20 @@ def test_actions_that_switch_loads_wait_for_the_final_verdict_notifications_do_n
     kept = alert("2026-01-01T00:00:00.000Z", provisional=True, waits_for=["loose_ct"])
     gone = alert("2026-01-02T00:00:00.000Z", provisional=True, waits_for=["loose_ct"])
     final = alert(kept.start)
-    reports = [StepReport(alerts=[kept, gone], new=[kept.id, gone.id]),
+    # (pc) one whose meter was compacted before its verdict: ended still provisional, evidence.undecided
+    left = alert("2026-01-03T00:00:00.000Z", provisional=True, waits_for=["loose_ct"])
+    reports = [StepReport(alerts=[kept, gone, left], new=[kept.id, gone.id, left.id]),
                StepReport(alerts=[final], confirmed=[kept.id]),
                StepReport(ended=[gone.id], withdrawn={gone.id: dataclasses.replace(
-                   gone, evidence={**gone.evidence, "withdrawn": "withdrawn: loose_ct"})})]
+                   gone, evidence={**gone.evidence, "withdrawn": "withdrawn: loose_ct"})}),
+               StepReport(stopped=[left.id]),   # (pc) back to normal, verdict pending
+               StepReport(alerts=[dataclasses.replace(left, evidence={**left.evidence, "undecided": "compacted"})],
+                          ended=[left.id])]
     def done():
         for o in site.outputs:
             assert o.flush(30)
         return {i: sorted(zip(actions_for(store.con, i)["action"], actions_for(store.con, i)["event"]))
-                for i in (kept.id, gone.id)}
+                for i in (kept.id, gone.id, left.id)}
 
     seen = []
     for rep in reports:
@@ -244,9 +249,11 @@ def test_actions_that_switch_loads_wait_for_the_final_verdict_notifications_do_n
         for o in site.outputs:
             o.alerts(rep, eng)
         seen.append(done())
-    assert seen[0] == {kept.id: [("tell", "opened")], gone.id: [("tell", "opened")]}
+    assert seen[0] == {kept.id: [("tell", "opened")], gone.id: [("tell", "opened")], left.id: [("tell", "opened")]}
     assert seen[1][kept.id] == [("shed", "opened"), ("tell", "opened")]
     assert seen[2][gone.id] == [("tell", "ended"), ("tell", "opened")]
+    assert seen[3][left.id] == [("tell", "opened"), ("tell", "stopped")]   # (pc) "shed" never opened it
+    assert seen[4][left.id] == [("tell", "ended"), ("tell", "opened"), ("tell", "stopped")]
     for o in site.outputs:
         o.close()
     store.close()

@@ -67,13 +67,14 @@ def test_a_provisional_alert_confirmed_closed_is_told_ended_once(held, tmp_path)
     store = Store(tmp_path / "s.duckdb")
     eng = StreamEngine(store, api.build_detectors(DETECTORS, CONFIG), api._engine(CONFIG),
                        StreamConfig(checkpoint_s=1e9, slow_thread=False))
-    new, ended, listed = {}, [], {}
+    new, ended, listed, stopped = {}, [], {}, []
     for k, p in enumerate(held["pieces"]):
         eng.add(p)
         rep = eng.step()
         for i in rep.new:
             new.setdefault(i, k)
         ended += rep.ended
+        stopped += [(i, k) for i in rep.stopped]
         for i in open_alert_ids(eng)[1]:
             listed.setdefault(i, []).append(k)
     prov = [i for i in new if i in eng.provisional]
@@ -82,9 +83,11 @@ def test_a_provisional_alert_confirmed_closed_is_told_ended_once(held, tmp_path)
     k = max(listed[i]) + 1   # the first step it is not listed open
     assert listed[i] == list(range(new[i], k)), (listed[i], new[i])
     assert held["pieces"][k]["ts"].min().strftime("%m-%d %H") == "01-10 12", held["pieces"][k]["ts"].min()
-    assert not ended, ended   # (nothing told while provisional)
+    assert not ended, ended   # (nothing told ended while provisional)
+    # (pc) its condition's end told at once, in the step it stops being open, once: "stopped"
+    assert stopped == [(i, k)], (stopped, k)
     last = eng.flush()
-    assert last.confirmed == [i] and last.ended == [i], (last.confirmed, last.ended)
+    assert last.confirmed == [i] and last.ended == [i] and not last.stopped, (last.confirmed, last.ended, last.stopped)
     assert i not in eng.open_ids and eng.counters["provisional_ended"] == 1
     store.close()
 
@@ -94,7 +97,48 @@ def test_a_provisional_alert_once_open_is_told_ended_after_a_restart_too(held, t
     a restart after the alert stopped growing (the hold's cold reading, 01-10 12:xx) and before its
     confirmation, the restarted engine's flush tells it ended once, as the uninterrupted run does
     (test above). Before, a restart forgot it (the ids read back were taken as open only until their
-    meter's next judgement, which dropped the confirmed one first): never told ended."""
+    meter's next judgement, which dropped the confirmed one first): never told ended. (pc) Its stop
+    (``stopped``, its condition's end) is told by the run that judges it after the checkpoint, not again
+    after a checkpoint that follows it."""
+
+    def engine(store):
+        return StreamEngine(store, api.build_detectors(DETECTORS, CONFIG), api._engine(CONFIG),
+                            StreamConfig(checkpoint_s=1e9, slow_thread=False))
+
+    path = tmp_path / "s.duckdb"
+    store = Store(path)
+    eng = engine(store)
+    for p in held["pieces"][:-1]:
+        eng.add(p)
+        rep = eng.step()
+        assert not rep.ended and not rep.stopped
+    prov = sorted(eng.provisional)
+    assert len(prov) == 1 and sorted(eng.provisional_open) == prov, (prov, eng.provisional_open)
+    eng.checkpoint()   # (pc) before the stop (the last piece: the hold's cold reading)
+    store.close()
+    store = Store(path)
+    eng = engine(store)
+    eng.add(held["pieces"][-1])
+    rep = eng.step()
+    assert not rep.ended and rep.stopped == prov and not eng.provisional_open, (rep.ended, rep.stopped)
+    eng.checkpoint()   # (pc) after the stop: not told again
+    store.close()
+    store = Store(path)
+    eng = engine(store)
+    assert eng.resumed and sorted(eng.provisional) == prov and not eng.provisional_open
+    last = eng.flush()
+    assert (last.confirmed, last.ended, last.stopped) == (prov, prov, [])
+    store.close()
+
+
+def test_a_provisional_alert_whose_meter_is_compacted_before_its_verdict_is_told_ended_with_the_reason(held, tmp_path):
+    """(pc) A provisional alert whose meter's readings are compacted (``store compact``, while no watcher
+    holds the store) before loose_ct's verdict can never be confirmed or withdrawn. Before, the
+    restarted watcher dropped it silently at its meter's next judgement (and listed it open until
+    then): never told ended, so an output that opened it kept it open for good. Now the first step
+    tells it ended, its version saying why (``evidence.undecided``; the row kept, still provisional);
+    a restart from a checkpoint taken before that step tells it again (at least once), one after
+    it does not."""
 
     def engine(store):
         return StreamEngine(store, api.build_detectors(DETECTORS, CONFIG), api._engine(CONFIG),
@@ -104,15 +148,37 @@ def test_a_provisional_alert_once_open_is_told_ended_after_a_restart_too(held, t
     store = Store(path)
     eng = engine(store)
     for p in held["pieces"]:
+        if p["ts"].min() >= pd.Timestamp("2025-01-10T08:00Z"):
+            break
         eng.add(p)
-        assert not eng.step().ended
-    prov = sorted(eng.provisional)
-    assert len(prov) == 1 and not eng.provisional_open, (prov, eng.provisional_open)
+        eng.step()
+    prov = sorted(eng.provisional_open)
+    assert len(prov) == 1 and sorted(eng.provisional) == prov, (prov, sorted(eng.provisional))
     eng.checkpoint()
     store.close()
     store = Store(path)
-    eng = engine(store)
-    assert eng.resumed and sorted(eng.provisional) == prov
+    store.compact(older_than_days=0, as_of=pd.Timestamp("2025-01-10T10:00Z"))   # (past what it judged)
+    store.close()
+
+    def first_step():
+        store = Store(path)
+        eng = engine(store)
+        rep = eng.step()
+        told = [a for a in rep.alerts if a.id in prov]
+        return store, eng, rep, told
+
+    for again in (True, False):   # the second restart: from the same checkpoint (the first died before one)
+        store, eng, rep, told = first_step()
+        assert rep.ended == prov and [a.id for a in told] == prov, (again, rep.ended, rep.alerts)
+        assert "compacted" in told[0].evidence["undecided"] and told[0].evidence["provisional"], told[0].evidence
+        assert not eng.provisional and not eng.provisional_open and eng.counters["provisional_undecided_ended"] == 1
+        ev = store.con.execute("SELECT evidence FROM alerts WHERE id = ?", prov).fetchone()[0]
+        assert '"undecided"' in ev and '"provisional": true' in ev, ev
+        if not again:
+            eng.checkpoint()
+        store.close()
+    store, eng, rep, told = first_step()   # after the checkpoint: done
+    assert not rep.ended and not told and not eng.provisional, (rep.ended, told)
     last = eng.flush()
-    assert last.confirmed == prov and last.ended == prov, (last.confirmed, last.ended)
+    assert prov[0] not in last.ended and prov[0] not in last.withdrawn, (last.ended, last.withdrawn)
     store.close()

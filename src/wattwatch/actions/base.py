@@ -7,7 +7,7 @@ Common keys of an ``[[actions]]`` table::
     match = { code = ["ALRM_*"], severity = ["critical"], min_severity = "warning",
               meter = ["pdu-*"], tags = ["non-essential"],
               detector = ["silence"] }   # every given key must match
-    on = ["opened"]            # events: opened, updated, ended (default: opened)
+    on = ["opened"]            # events: opened, updated, ended, stopped (default: opened)
     dry_run = true             # default: log what would be done, do nothing
     rate_limit = { max = 10, per_meter = 2, window_s = 3600 }
     queue = 256                # jobs waiting for the worker; beyond it a job is dropped (logged)
@@ -17,9 +17,11 @@ Common keys of an ``[[actions]]`` table::
 A *provisional* alert (``evidence.provisional``: the stream wrote it before a long blocker such as
 loose_ct gave its final verdict; see ``[stream] provisional``) reaches an action with
 ``on_provisional = true`` as any alert (opened, updated; ``ended`` with ``evidence.withdrawn`` when
-the final verdict withdraws it). An action with ``on_provisional = false`` does not see it until the
-final judgement confirms it (then ``opened``), and never sees one that is withdrawn: an action that
-switches a load should not switch it on evidence that may be a loose clamp.
+the final verdict withdraws it, with ``evidence.undecided`` when its meter was compacted before a
+final verdict; ``stopped`` when its readings are back to normal and its verdict is still pending:
+its ``ended`` comes with the verdict). An action with ``on_provisional = false`` does not see it until the
+final judgement confirms it (then ``opened``), and never sees one that is withdrawn or ends undecided:
+an action that switches a load should not switch it on evidence that may be a loose clamp.
 
 ``code``, ``meter`` and ``detector`` are shell-style globs (``*``, ``?``, ``[..]``), matched
 case-sensitively. ``detector`` tells apart alerts that share a code: ``ALRM_PKT_LOSS_CRIT`` is
@@ -65,7 +67,9 @@ from wattwatch.tomlfile import only  # noqa: F401  (the actions import it from h
 
 log = logging.getLogger("wattwatch.watch.actions")
 
-EVENTS = ("opened", "updated", "ended")
+# (pc) "stopped": a provisional alert whose condition ended (its readings back to normal) while its
+# final verdict is pending (only for an action with on_provisional; its ``ended`` comes with the verdict)
+EVENTS = ("opened", "updated", "ended", "stopped")
 OUTCOMES = ("ok", "refused", "failed", "rate_limited", "dropped")
 COMMON = {"match", "on", "dry_run", "rate_limit", "queue", "close_timeout_s", "on_provisional"}
 FIELDS = ("id", "meter_id", "code", "severity", "detector", "event", "action")
@@ -379,8 +383,14 @@ class Action(Output):
             if aid in withdrawn and not self.on_provisional:
                 continue   # never opened here
             a = withdrawn.get(aid) or engine.alerts.get(aid) or _stored_alert(engine.store.con, aid)
+            if a is not None and not self.on_provisional and a.evidence.get("provisional"):
+                continue   # (pc) still provisional as it ends (compacted before its verdict): never opened here
             if a is not None:
                 events.append((a, "ended"))
+        for aid in getattr(report, "stopped", ()) if "stopped" in self.on and self.on_provisional else ():
+            a = engine.alerts.get(aid)   # (pc) once per alert (a later stop after it grew again: not again)
+            if a is not None:
+                events.append((a, "stopped"))
         if not self.on_provisional:
             events = [(a, ev) for a, ev in events if ev == "ended" or not a.evidence.get("provisional")]
         # An alert someone acknowledged or cleared is handled: its growth no longer acts.

@@ -159,6 +159,8 @@ class ModbusWriteAction(Action):
 
     def applies(self, alert, event: str) -> bool:
         """A value per severity that leaves a severity out does not act on it."""
+        if event == "stopped":   # (pc) a provisional alert's condition ended, no verdict yet: no switching
+            return False
         return alert.severity in (self.ended_value if event == "ended" else self.value)
 
     def plan(self, alert, event: str) -> tuple[int, object]:

@@ -93,11 +93,10 @@ def ingest_benchmark(rows: int = 5_000_000, workdir: Path = Path("bench-out"),
     for fmt in formats:
         db = workdir / f"bench-{fmt}.duckdb"
         log(f"ingesting {files[fmt].name} ...")
-        proc = subprocess.run([sys.executable, "-m", "wattwatch.app.bench", fmt, str(files[fmt]), str(db)],
-                              capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise RuntimeError(f"bench worker for {fmt} failed:\n{proc.stderr[-2000:]}")
-        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        # (pc) in a process group of its own, as bench fleet's worker: see worker_in_group
+        stdout = worker_in_group([sys.executable, "-m", "wattwatch.app.bench", fmt, str(files[fmt]), str(db)],
+                                 f"bench worker for {fmt}")
+        r = json.loads(stdout.strip().splitlines()[-1])
         r["target_rows_per_s"] = TARGETS.get(fmt, 0)
         r["meets_target"] = r["rows_per_s"] >= r["target_rows_per_s"]
         results.append(r)
@@ -165,11 +164,9 @@ def detect_benchmark(rows: int = 10_000_000, workdir: Path = Path("bench-out"), 
             ingest_path(s, files["parquet"])
         tmp.rename(db)
     log("detecting ...")
-    proc = subprocess.run([sys.executable, "-m", "wattwatch.app.bench", "detect", str(db), str(repeats)],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"bench detect worker failed:\n{proc.stderr[-2000:]}")
-    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    stdout = worker_in_group([sys.executable, "-m", "wattwatch.app.bench", "detect", str(db), str(repeats)],
+                             "bench detect worker")   # (pc) as bench fleet's: see worker_in_group
+    r = json.loads(stdout.strip().splitlines()[-1])
     r.update(benchmark="detect", machine=_machine(), date=time.strftime("%Y-%m-%d"), target_readings_per_s=1_000_000)
     r["meets_target"] = r["readings_per_s"] >= r["target_readings_per_s"]
     return r
@@ -310,16 +307,18 @@ def fleet_benchmark(meters: int = 200, days: float = 14.0, seed: int = 0, master
     return out
 
 
-def spark_worker(argv: list[str], what: str, grace_s: float = 20.0) -> str:
-    """(prov) Run a bench worker that starts Spark (``python -m wattwatch.app.bench fleet|pods``) in
-    a process group of its own and return its stdout (RuntimeError with its stderr's end if it
-    failed). A Ctrl-C or SIGTERM here (a KeyboardInterrupt: ``bench`` runs under the command line's
-    handling) is passed on to the worker as a Ctrl-C: it cancels its Spark jobs and stops its
-    session (:func:`_spark_main`) within ``grace_s``; whatever is left of its group then (the JVM
-    it started, the JVM's Python workers) is ended (:func:`_end_group`), and so after any end of
-    the worker. Before, ``subprocess.run`` killed the worker 0.25 s after the Ctrl-C (SIGKILL),
-    its jobs were never cancelled, and the JVM it had started lived on, orphaned (seen over 100 s
-    after a ``bench fleet`` Ctrl-C, until killed by hand)."""
+def worker_in_group(argv: list[str], what: str, grace_s: float = 20.0) -> str:
+    """(prov) Run a bench worker (``python -m wattwatch.app.bench fleet|pods``: Spark; (pc) also
+    ``detect`` and ingest's) in a process group of its own and return its stdout (RuntimeError with
+    its stderr's end if it failed). A Ctrl-C or SIGTERM here (a KeyboardInterrupt: ``bench`` runs
+    under the command line's handling) is passed on to the worker as a Ctrl-C: it ends its work
+    itself within ``grace_s`` (a Spark worker cancels its jobs and stops its session:
+    :func:`_spark_main`; detect's stops and reaps its forked workers: :func:`_plain_main`); whatever
+    is left of its group then (the JVM it started, the JVM's Python workers, a forked child) is
+    ended (:func:`_end_group`), and so after any end of the worker. Before, ``subprocess.run``
+    killed the worker 0.25 s after the Ctrl-C (SIGKILL), its work never told, and what it had
+    started lived on, orphaned (a JVM seen over 100 s after a ``bench fleet`` Ctrl-C; ``bench
+    detect``'s forked workers end with it on Linux only, by ``PR_SET_PDEATHSIG``)."""
     import signal
 
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -342,6 +341,9 @@ def spark_worker(argv: list[str], what: str, grace_s: float = 20.0) -> str:
     if proc.returncode != 0:
         raise RuntimeError(f"{what} failed:\n{err[-3000:]}")
     return out
+
+
+spark_worker = worker_in_group   # (its name before pc: bench fleet's and pods')
 
 
 def _end_group(pgid: int, wait_s: float = 5.0) -> None:
@@ -688,16 +690,32 @@ def _spark_main(work) -> None:
         sys.exit(143 if isinstance(exc, sigterm.Terminated) else 130)
 
 
+def _plain_main(work) -> None:
+    """(pc) A bench worker's ``__main__`` without Spark (detect's, ingest's; :func:`worker_in_group`
+    runs it): ``work()``'s result as JSON on stdout; a Ctrl-C (the user's, passed on) or SIGTERM ends
+    it as the command line does, its clean-ups run (detect's forked workers stopped and reaped), with
+    exit 130 (143) and no traceback."""
+    from wattwatch import sigterm
+
+    try:
+        with sigterm.as_interrupt():
+            print(json.dumps(work(), default=str))
+    except BaseException as exc:
+        if not sigterm.from_interrupt(exc):
+            raise
+        sys.exit(143 if isinstance(sigterm.interrupt_in(exc), sigterm.Terminated) else 130)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "detect":
-        print(json.dumps(_detect_worker(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 3)))
+        _plain_main(lambda: _detect_worker(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 3))
     elif sys.argv[1] == "fleet":
         _spark_main(lambda: _fleet_worker(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 3,
                                           sys.argv[5] if len(sys.argv) > 5 else "tasks"))
     elif sys.argv[1] == "pods":
         _spark_main(lambda: _pods_worker(int(sys.argv[2]), sys.argv[3], sys.argv[4]))
     else:
-        print(json.dumps(_worker(*sys.argv[1:4])))
+        _plain_main(lambda: _worker(*sys.argv[1:4]))
 
 
 # ------------------------------------------------------------------------------------- learned

@@ -131,7 +131,13 @@ class LogLines:
                           f"{withdrawn[i].evidence.get('withdrawn')}")
                 continue
             a = engine.alerts.get(i)
-            self.echo(f"alert ended {i}" + (f" {a.meter_id!r} {a.code} until {a.end}" if a else ""))
+            u = a.evidence.get("undecided") if a else None   # (pc) a provisional alert no verdict can decide
+            self.echo(f"alert ended {i}" + (f" {a.meter_id!r} {a.code} until {a.end}" if a else "")
+                      + (f" (provisional, {u})" if u else ""))
+        for i in getattr(rep, "stopped", ()):   # (pc) its condition ended; its verdict (and ``ended``) to come
+            a = engine.alerts.get(i)
+            self.echo(f"alert back to normal (provisional, final verdict pending) {i}"
+                      + (f" {a.meter_id!r} {a.code} until {a.end}" if a else ""))
         for n in rep.notices:
             self.echo(f"notice: {n}")
         now = time.monotonic()

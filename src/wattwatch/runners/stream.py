@@ -172,6 +172,12 @@ class StepReport:
     # the alert as last written, ``evidence.withdrawn`` the reason; also in ``ended``).
     confirmed: list[str] = field(default_factory=list)
     withdrawn: dict[str, Alert] = field(default_factory=dict)
+    # (pc) Provisional alerts whose condition ended in this step (the readings that raised them are
+    # back to normal: no longer open by the post-rules, the hold included) while their final verdict
+    # is still pending: told at once (the console, InfluxDB's ``state="stopped"``, actions with
+    # ``on = [.., "stopped"]``); their ``ended`` comes with the verdict (confirmed closed, withdrawn,
+    # or undecided), once.
+    stopped: list[str] = field(default_factory=list)
 
 
 def _parquet(df: pd.DataFrame | None) -> bytes | None:
@@ -276,6 +282,12 @@ class StreamEngine:
         # (prov) Provisional ids that were open (may still grow) at some step: told ended when a final
         # judgement confirms them closed (:meth:`_take_provisional`).
         self._prov_opened: set[str] = set()
+        # (pc) Provisional ids told ``stopped`` (StepReport.stopped) and not open again since: not told
+        # again (a restart reads them from the checkpoint); one that grows again is told again when it stops.
+        self._prov_stopped: set[str] = set()
+        # (pc) the first step ends the provisional alerts read back whose meters were compacted since
+        self._undecided_due = True
+        self._carry_forgotten: set[str] = set()   # (meters _restart_compacted forgot the carry of)
         # The tiered step: ``stitcher`` judges with every detector (the slow tier's clock; what
         # is checkpointed and what re-judging rewinds), ``fast`` with the fast tier only, every
         # step. ``slow_fed``: per meter the last reading the full stitcher judged; ``pending``:
@@ -310,6 +322,7 @@ class StreamEngine:
         self._start_notes: list[str] = []         # said at start, reported by the first step
         self._ck_provisional: list[str] = []
         self._ck_prov_opened: list[str] | None = None   # (rprov) the checkpoint's _prov_opened, if it has one
+        self._ck_prov_stopped: list[str] = []           # (pc) the checkpoint's _prov_stopped
         self.resumed = self._load_checkpoint()
         m_prov = self._ck_provisional
         # The health alerts sources raised in earlier runs that the store keeps open (id -> alert):
@@ -350,6 +363,7 @@ class StreamEngine:
         if not gone:
             return
         st.forget(gone)
+        self._carry_forgotten = set(gone)
         self.counters["compacted_restarts"] += len(gone)
         since = pd.Timestamp(min(self.fed[m] for m in gone), unit="us", tz="UTC").isoformat()
         self._say(f"{len(gone)} meter(s) (e.g. {', '.join(gone[:3])}) were compacted beyond where this watcher's "
@@ -430,6 +444,7 @@ class StreamEngine:
         self.rewinds = {k: tuple(v) for k, v in m.get("rewinds", {}).items()}
         self._ck_provisional = list(m.get("provisional", []))
         self._ck_prov_opened = m.get("provisional_opened")
+        self._ck_prov_stopped = list(m.get("provisional_stopped", []))
         self._silence_ck = m.get("silence") or {}
         return True
 
@@ -504,6 +519,10 @@ class StreamEngine:
             # that waits for final alerts opens it on ``confirmed``): confirmed again when given.
             if "withdrawn" in a.evidence or not (a.evidence.get("provisional") or a.id in ck):
                 continue
+            # (pc) ended undecided (its meter compacted before its verdict) before the checkpoint: done;
+            # after it (the outputs may not have had it): read back, ended again by the first step
+            if "undecided" in a.evidence and a.id not in ck:
+                continue
             if a.id not in ck and (saved is None or r["first_seen"] is None or r["first_seen"] > saved):
                 self._prov_unsent.add(a.id)   # written after the checkpoint: maybe never output
             self.provisional[a.id] = a
@@ -513,7 +532,10 @@ class StreamEngine:
             self._checked.add(a.id)
             if r["status"] != "open":
                 self.settled.add(a.id)
-        self.provisional_open = set(self.provisional)   # (until their meters are judged again)
+        # (pc) told stopped before the checkpoint: not open (nor told again); one stopped after it is
+        # told again when its meter is judged (at least once)
+        self._prov_stopped = set(self._ck_prov_stopped) & set(self.provisional)
+        self.provisional_open = set(self.provisional) - self._prov_stopped   # (until their meters are judged again)
         # (rprov) Which were ever open (told ended when confirmed closed): as the checkpoint says; one
         # written after it, or a checkpoint without the list, counts as open (at least once). Before,
         # taken from provisional_open above, which the next judgement of its meter replaced before
@@ -609,6 +631,9 @@ class StreamEngine:
                 "rewinds": {k: list(v) for k, v in getattr(self, "rewinds", {}).items()},
                 "provisional": sorted(self.provisional),
                 "provisional_opened": sorted(self._prov_opened & set(self.provisional)),
+                # (pc) one a step took outside a step (``_held``, reported by the next step) is not told yet
+                "provisional_stopped": sorted((self._prov_stopped & set(self.provisional))
+                                              - set(self._held.stopped if self._held is not None else ())),
                 "silence": self.silence.position() if self.silence is not None else self._silence_ck}
         con = self.store.con
         # (pv) The withdrawals reported by the steps before this checkpoint reached the outputs (a
@@ -895,6 +920,8 @@ class StreamEngine:
         if self._start_notes:
             rep.notices += [n for n in self._start_notes if n not in rep.notices]
             self._start_notes = []
+        if self._undecided_due:
+            self._end_undecided(rep)
         self._poll(rep)
         self._profile_ready(final, rep)
         rejudge.relearn_ready(self, final, rep)
@@ -975,7 +1002,7 @@ class StreamEngine:
         if final and self.provisional:
             # No readings will follow: every reading was judged final, so what is still
             # provisional (a meter the final judgement did not take again) is not confirmed.
-            gone = self._compacted_kept(list(self.provisional.values()))
+            gone = self._compacted_kept(list(self.provisional.values()), rep)
             if gone:
                 self._withdraw_provisional(gone, rep)
         self._alive_again(rep)
@@ -1505,7 +1532,7 @@ class StreamEngine:
                     rep.new.append(a.id)
                 log.info("alert %s (%s, %s) confirmed: no longer provisional", a.id, a.meter_id, a.detector)
             self.counters["provisional_confirmed"] += len(confirmed) - len(after_all)
-        gone = self._compacted_kept(gone)
+        gone = self._compacted_kept(gone, rep)
         if gone:
             self._withdraw_provisional(gone, rep)
         changed = [a for a in given.values() if self._written.get(a.id) != _version(a) and a.id not in self.settled]
@@ -1530,8 +1557,21 @@ class StreamEngine:
             rep.tier_of[a.id] = tier
         # (pv) Which may still grow: per meter judged, as this judgement says; the others as before.
         popen = getattr(res, "provisional_open", None) or set()
+        was_open = self.provisional_open
         self.provisional_open = {i for i in self.provisional_open | (set(given) & popen) if i in self.provisional
                                  and (i in popen or self.provisional[i].meter_id not in judged)}
+        # (pc) Its condition ended (was open, is not, still provisional): told ``stopped`` at once, its
+        # final verdict still pending (its ``ended`` comes with it, below or by a withdrawal, once).
+        # Not ``ended``: the verdict may still make it grow (prov: a neutral_tamper alert that stopped
+        # grew 2 h and 15 h longer), and an action keeps one ``ended`` per alert. One open again (it
+        # grew) is told again when it stops again.
+        self._prov_stopped -= self.provisional_open
+        stop = sorted(i for i in was_open - self.provisional_open
+                      if i in self.provisional and i not in self._prov_stopped)
+        self._prov_stopped |= set(stop)
+        self._prov_stopped &= set(self.provisional)
+        rep.stopped += stop
+        self.counters["provisional_stopped"] += len(stop)
         # (prov) Its end is told as a final alert's is (``ended``: the console's line, an InfluxDB
         # point's state, actions' ``ended``): when a final judgement says it can no longer grow. One
         # confirmed by a final judgement that holds it open ends later as any final alert; one it holds
@@ -1559,27 +1599,64 @@ class StreamEngine:
             self.store.con.executemany('UPDATE alerts SET "end" = ?::TIMESTAMPTZ, score = ? WHERE id = ?',
                                        [[a.end, a.score, a.id] for a in alerts])
 
-    def _compacted_kept(self, gone: list[Alert]) -> list[Alert]:
+    def _compacted_kept(self, gone: list[Alert], rep: StepReport) -> list[Alert]:
         """``gone`` without the provisional alerts of meters with compacted hours that the judging
         can no longer tell again (as :func:`rejudge._compacted_guard` keeps final ones: an alert that
         began before the compaction cut, or within the detector's reach and post-rule horizon after
         it): the readings that would confirm or withdraw them are hourly rows now. They stay in the
-        store as written (still marked provisional: no final verdict came) and are no longer tracked."""
+        store as written (still marked provisional: no final verdict came) and are no longer tracked.
+
+        (pc) Each is told ended in ``rep`` (if it was ever open as a provisional alert; before,
+        never: outputs that opened it kept it open for good), its version with
+        ``evidence.undecided`` the reason (written to its row: the restart after the checkpoint of
+        this step does not read it back, one from an older checkpoint tells it again:
+        :meth:`_load_provisional`)."""
         ms = sorted({a.meter_id for a in gone if a.meter_id in self.cut})
         if not ms:
             return gone
         since = rejudge.compacted_since(self, ms)
         kept = [a for a in gone if (a.meter_id, a.detector) in since
                 and pd.Timestamp(a.start).timestamp() < since[(a.meter_id, a.detector)]]
+        marked = []
         for a in kept:
+            cut = pd.Timestamp(self.cut[a.meter_id], unit="s", tz="UTC").isoformat()
+            waits = ", ".join(a.evidence.get("waits_for") or ["its blockers"])
+            why = (f"no final verdict: the meter's readings up to {cut} were compacted to hourly rows before "
+                   f"{waits}'s verdict on this alert's readings; kept as written, still provisional")
+            u = dataclasses.replace(a, evidence={**a.evidence, "undecided": why})
+            marked.append(u)
             self.provisional.pop(a.id, None)
-            self.provisional_open.discard(a.id)
             self._prov_max.pop(a.id, None)
-            log.info("provisional alert %s (%s, %s) kept as written: its meter was compacted before a final "
-                     "verdict on it, which can no longer come", a.id, a.meter_id, a.detector)
+            self._prov_unsent.discard(a.id)
+            self.alerts[a.id] = u
+            self._written[a.id] = _version(u)
+            rep.alerts.append(u)
+            if (a.id in self._prov_opened or a.id in self.provisional_open) and a.id not in rep.ended:
+                rep.ended.append(a.id)
+                self.counters["provisional_undecided_ended"] += 1
+            self.provisional_open.discard(a.id)
+            self._prov_opened.discard(a.id)
+            log.info("provisional alert %s (%s, %s) ended undecided, kept as written: its meter was compacted "
+                     "before a final verdict on it, which can no longer come", a.id, a.meter_id, a.detector)
+        if marked:   # (its status as the store keeps it: only the evidence changes)
+            self.store.con.executemany("UPDATE alerts SET evidence = ? WHERE id = ?",
+                                       [[json.dumps(u.evidence, default=str), u.id] for u in marked])
         self.counters["provisional_kept_compacted"] += len(kept)
         keep = {a.id for a in kept}
         return [a for a in gone if a.id not in keep]
+
+    def _end_undecided(self, rep: StepReport) -> None:
+        """(pc) At the first step: the provisional alerts read back from the last run whose meters
+        were compacted since (``store compact`` runs while no watcher holds the store) before their
+        final verdict are ended now (:meth:`_compacted_kept`), not when (if ever) their meters'
+        next readings are judged: before, such an alert stayed listed open (``provisional_open``)
+        until then, and was never told ended. Only the meters whose carry was forgotten for it
+        (:meth:`_restart_compacted`): one compacted behind where the checkpoint had judged it goes
+        on from its carry, which still holds the readings the verdict needs."""
+        self._undecided_due = False
+        gone = self._carry_forgotten
+        if self.provisional and gone:
+            self._compacted_kept([a for a in self.provisional.values() if a.meter_id in gone], rep)
 
     def _withdraw_provisional(self, gone: list[Alert], rep: StepReport) -> None:
         """Withdraw provisional alerts the final judgement did not find (see
@@ -2057,7 +2134,7 @@ def _deliver_held(engine: StreamEngine, outputs) -> StepReport | None:
     from wattwatch.sinks import deliver
 
     held = engine.take_held()
-    if held is None or not (held.alerts or held.ended):
+    if held is None or not (held.alerts or held.ended or held.stopped):
         return None
     deliver(outputs, "alerts", held, engine)
     return held
@@ -2075,3 +2152,4 @@ def _merge(rep: StepReport, held: StepReport) -> None:
     rep.slow_taken += held.slow_taken
     rep.confirmed += held.confirmed
     rep.withdrawn.update(held.withdrawn)
+    rep.stopped += held.stopped

@@ -345,14 +345,17 @@ class InfluxSink(Output):
         # (pv) a withdrawn provisional alert (issue 16) is no longer in the engine's alerts (its row
         # deleted): its point is overwritten from the report's copy, state "withdrawn"
         withdrawn = getattr(report, "withdrawn", None) or {}
-        for i in report.ended:
+        stopped = [i for i in getattr(report, "stopped", ()) if i not in report.ended]
+        for i in list(report.ended) + stopped:
             a = withdrawn.get(i) or engine.alerts.get(i)
             if a is not None:
                 todo[i] = a
         if not todo:
             return
-        body, n = influx.alert_lines(list(todo.values()), self.alerts_measurement, self.precision,
-                                     {i: "withdrawn" if i in withdrawn else "ended" for i in report.ended})
+        # (pc) "stopped": a provisional alert back to normal, its verdict pending (then "ended"/"withdrawn")
+        state = {i: "stopped" for i in stopped}
+        state.update({i: "withdrawn" if i in withdrawn else "ended" for i in report.ended})
+        body, n = influx.alert_lines(list(todo.values()), self.alerts_measurement, self.precision, state)
         self._put(body, n)
 
     def close(self) -> None:
