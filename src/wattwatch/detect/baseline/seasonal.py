@@ -1157,7 +1157,8 @@ class SeasonalProfile(Detector):
             # stays off on a Sunday. That is a stretch at its base load, not a point: each of its
             # readings judged alone, whichever slot had the narrowest spread alerted as "a single
             # reading dropping" (15-min fleets 1213 M-00104, 1217 M-00062; f7).
-            floor = e if low is None else np.where(np.isfinite(low) & (low > 0), np.minimum(e, low[seg]), e)
+            lo = np.full(n, np.nan) if low is None else low[seg]   # per reading
+            floor = np.where(np.isfinite(lo) & (lo > 0), np.minimum(e, lo), e)
             close &= x[1:-1] >= floor[1:-1]
             # Below the profile only: the stretches are quiet ones (a holiday, a quiet Sunday, a
             # lower evening). A whole day far above the profile (a region at +80 % for a day) has
