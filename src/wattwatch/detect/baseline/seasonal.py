@@ -714,6 +714,9 @@ class SeasonalProfile(Detector):
             calm = ok & ~(inrush(df) & ~reg[seg]) if c.channel in SNAPSHOT_CHANNELS and len(df) else ok
             p90 = pd.Series(x[calm]).groupby(seg[calm]).quantile(0.9).reindex(range(n_seg)).to_numpy()
             top_calm = pd.Series(x[calm]).groupby(seg[calm]).quantile(0.999).reindex(range(n_seg)).to_numpy()
+            # As low as the meter's own readings go while normal (their 1st percentile): a stretch
+            # at that level is the meter at its own base load, never a glitch (``_plateau``).
+            low = pd.Series(x[calm]).groupby(seg[calm]).quantile(0.01).reindex(range(n_seg)).to_numpy()
         typical = np.where(np.isfinite(typical) & (typical > 0), typical, 1.0)
         # The log offset from the meter's busy load (90th percentile), not its median: a home
         # whose solar panels cover it at noon reads near zero then, and 0.5 kW over 0.01 kW is no
@@ -857,7 +860,7 @@ class SeasonalProfile(Detector):
             out[m] = {"judged": bool(judged[k] and np.isfinite(prof[k]).any()), "slot_s": float(slot_w[k]),
                       "slot_phase_s": float(phase[k]), "timezone": c.timezone,
                       "profile": prof[k], "spread": np.where(np.isfinite(spread[k]), spread[k], np.nan),
-                      "typical": float(typical[k]), "top": float(top[k]), "p90": float(p90[k]), "top_calm": float(top_calm[k]), "eps": float(eps[k]), "zero_share": float(zshare[k]),
+                      "typical": float(typical[k]), "top": float(top[k]), "p90": float(p90[k]), "top_calm": float(top_calm[k]), "low": float(low[k]), "eps": float(eps[k]), "zero_share": float(zshare[k]),
                       "zero_runs": int(zruns[k]),
                       "frozen_share": float(frozen_share[k]), "resolution": float(res[k]),
                       "from_register": bool(reg[k]),
@@ -1056,7 +1059,8 @@ class SeasonalProfile(Detector):
         # is off its neighbours as well, and a run of a few low readings is off its neighbours at
         # either end. Not judged as a single reading (the stretch is judged by the 24-h evidence;
         # zeros and flat runs still are).
-        s_read = np.where(self._plateau(x, expected, eps, seg, t, self._param(df, "cadence_s")[seg]),
+        s_read = np.where(self._plateau(x, expected, eps, seg, t, self._param(df, "cadence_s")[seg],
+                                        self._param(df, "low", np.nan)),
                           np.minimum(s_read, 0.9), s_read)
         s_day = np.where(degenerate[seg], 0.0, s_day)
         typical = np.nan_to_num(self._param(df, "typical", np.nan), nan=np.inf)
@@ -1146,10 +1150,11 @@ class SeasonalProfile(Detector):
         return out
 
     def _plateau(self, x: np.ndarray, expected: np.ndarray, eps: np.ndarray, seg: np.ndarray, t: np.ndarray,
-                 cad: np.ndarray) -> np.ndarray:
+                 cad: np.ndarray, low: np.ndarray | None = None) -> np.ndarray:
         """Per reading: both its neighbours (each within :data:`NEAR_CAD` cadences ``cad``) within ``plateau_k``
         times its own distance from ``expected`` of it, on the log scale (``eps``: per meter), the
-        reading above ``eps`` and below ``expected``."""
+        reading above ``eps`` (or at least the meter's own normal low ``low``, per meter, where that is
+        above zero) and below ``expected``."""
         n = len(x)
         out = np.zeros(n, bool)
         if n < 3 or self.config.plateau_k <= 0:
@@ -1163,8 +1168,17 @@ class SeasonalProfile(Detector):
             next_ok = (seg[1:-1] == seg[2:]) & (t[2:] - t[1:-1] <= NEAR_CAD * cad[1:-1])
             close = (np.abs(y[1:-1] - y[:-2]) < near[1:-1]) & (np.abs(y[1:-1] - y[2:]) < near[1:-1])
             # Under ``eps`` the log scale flattens (every reading near zero is "near" the next):
-            # hours at a fortieth of the load are a drop however alike they are.
-            close &= x[1:-1] > e[1:-1]
+            # hours at a fortieth of the load are a drop however alike they are (a school's night
+            # at 10 kW for three hours where it never read under 19 kW while normal) ...
+            # ... unless the meter reads that low while normal (at least its 1st percentile, above
+            # zero): a steel plant whose production stops reads its own night load (1 kW, a
+            # twentieth of its 90th percentile) for hours when it stops early on a holiday or
+            # stays off on a Sunday. That is a stretch at its base load, not a point: each of its
+            # readings judged alone, whichever slot had the narrowest spread alerted as "a single
+            # reading dropping" (15-min fleets 1213 M-00104, 1217 M-00062; f7).
+            lo = np.full(n, np.nan) if low is None else low[seg]   # per reading
+            floor = np.where(np.isfinite(lo) & (lo > 0), np.minimum(e, lo), e)
+            close &= x[1:-1] >= floor[1:-1]
             # Below the profile only: the stretches are quiet ones (a holiday, a quiet Sunday, a
             # lower evening). A whole day far above the profile (a region at +80 % for a day) has
             # no such reading and was left to the day evidence, which missed it.
