@@ -46,6 +46,19 @@ def test_the_opening_is_still_reported_and_a_zero_run_after_it_still_is():
     assert hit and hit[0].evidence["kind"] in ("zero_run", "zero_reading"), [a.message for a in res.alerts]
 
 
+def test_a_meter_that_grew_past_the_clamp_is_still_judged_when_it_drops():
+    """Only what is above the clamped level is let go: an office profiled at an eighth of its later
+    use (a season, a site brought into fuller use) and judged at the clamp, that then loses 60 % for
+    ten days (a phase, a bypass), reads below even five times its profile: still alerted on the
+    drop's first day (fails when the rule caps readings and days below the level too: no alert)."""
+    df = building(weeks=12)
+    df.loc[(df.ts < IN_USE).to_numpy(), "p_kw"] /= 8.0
+    drop = ((df.ts >= "2024-03-04") & (df.ts < "2024-03-14")).to_numpy()
+    df.loc[drop, "p_kw"] *= 0.4
+    _, res = run(df, normal_end=str(IN_USE.date()))
+    hit = [a for a in res.alerts if "2024-03-04" <= a.start[:10] <= "2024-03-05"]
+    assert hit, [(a.start, a.message) for a in res.alerts]
+
 
 def test_windows_of_the_history_score_as_the_whole_history_where_exact():
     """The rule reads the level (the last ``level_days`` days), inside the declared reach: a window

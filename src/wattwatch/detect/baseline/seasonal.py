@@ -1003,11 +1003,14 @@ class SeasonalProfile(Detector):
         # (scored under the limit; zeros and frozen runs still are) until the meter is refitted.
         # Only upwards: downwards the level's clamp (``level_min``) leaves no storm (an office at
         # 0.05 x its profile for six weeks alerted twice, at the drop), and a meter at a fifth of
-        # its profile for days is what an under-registering meter or a bypass looks like.
+        # its profile for days is what an under-registering meter or a bypass looks like. Only the
+        # readings and days above the clamped level are let go: one below it is below even five
+        # times its profile (a meter that has grown 8x since it was profiled and now loses 60 %,
+        # a phase or a bypass, is still judged, as before the rule).
         left = lev >= c.level_max * (1 - 1e-9)
         if left.any():
-            s_read = np.where(left, np.fmin(s_read, 0.9), s_read)
-            s_day = np.where(left, np.fmin(s_day, 0.9), s_day)
+            s_read = np.where(left & (z >= 0), np.fmin(s_read, 0.9), s_read)
+            s_day = np.where(left & (zd >= 0), np.fmin(s_day, 0.9), s_day)
         # the run a frozen value needs on the reading's kind of day (weekday, weekend; a state
         # stored before ``flat_need_days``: ``flat_need`` on every day)
         need_days = self._param_array(df, "flat_need_days", (2,))
