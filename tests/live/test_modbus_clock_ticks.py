@@ -158,3 +158,23 @@ def test_a_restart_within_a_coarse_clock_tick_stores_the_same_readings_as_a_run_
     assert list(kept["p_kw"]) == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0] and conflicts == 0, (list(kept["p_kw"]), t)
     if restart:
         assert polls[-1].counters["clock_resumed"] == 1, dict(polls[-1].counters)
+
+
+def test_a_checkpointed_clock_state_that_does_not_read_as_one_is_skipped_not_raised():
+    # (rlc) A clock state with a number JSON reads as infinite (a hand-edited or damaged checkpoint)
+    # raised OverflowError at the watcher's start; it is skipped as the other malformed entries are.
+    import json
+
+    from wattwatch.sources import modbus as mb
+
+    regs = {"m": mb.parse_model("m", {"registers": REGS})}
+    p = mb.ModbusPoller("plant", [{"meter_id": m, "port": 1, "unit": 1, "model": "m"} for m in ("A", "B", "C")],
+                        regs, interval_s=1, timeout_s=1)
+    try:
+        p.restore(json.loads('{"clocks": {"A": [1.0, Infinity, 2.0, null], "B": [1.0, 1e400, 2.0, null],'
+                             ' "C": [1765000000.0, 1765000000000000, 1765000000.5, [1.5, null]]}}'))
+    finally:
+        p.close()
+    assert p.counters["clock_resumed"] == 1, dict(p.counters)
+    c = p._by_meter["C"]
+    assert c.clk_us == 1765000000000000 and c.clk_vals[0] == 1.5 and p._by_meter["A"].clk_state is None

@@ -71,3 +71,25 @@ def test_a_lossy_first_batch_keeps_the_poll_interval_and_a_meter_slower_than_the
     assert cad["A"] == 0.25, cad
     b = kept[kept["meter_id"] == "B"]
     assert list(b["p_kw"]) == [20.0, 21.0, 22.0, 23.0, 24.0, 25.0] and cad["B"] == 1.0, (list(b["p_kw"]), cad)
+
+
+def test_a_first_batch_without_a_gap_of_one_poll_keeps_every_poll(tmp_path):
+    # (rlc) A 1-s poll-timed meter whose first batch kept only polls 0, 2 and 11 (a 75th percentile
+    # of ~9 s, tolerance ~2.2 s): no gap of exactly one poll, and the 2-s gap -- two polls -- was
+    # merged as a copy (held-out loss seed 105 of 20, rlc's review). Two polls a poll or more apart
+    # are two readings: all stored, the interval the cadence.
+    from wattwatch.ingest.pipeline import ingest_live
+    from wattwatch.store import Store
+
+    t0 = pd.Timestamp("2026-12-07T07:00:00Z")
+
+    def batch(polls):
+        return pd.DataFrame({"meter_id": "A", "ts": [t0 + pd.Timedelta(seconds=k) for k in polls],
+                             "p_kw": [10.0 + k for k in polls]})
+
+    with Store(tmp_path / "s.duckdb") as store:
+        for polls in ([0, 2, 11], [12], [13, 14, 15]):
+            ingest_live(store, batch(polls), source="watch:plant", poll=(1.0, None))
+        kept = list(store.query(["A"])["p_kw"])
+        cad = store.con.execute("SELECT cadence_s FROM meters WHERE meter_id = 'A'").fetchall()[0][0]
+    assert kept == [10.0, 12.0, 21.0, 22.0, 23.0, 24.0, 25.0] and cad == 1.0, (kept, cad)

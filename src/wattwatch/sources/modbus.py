@@ -1044,7 +1044,7 @@ class ModbusPoller(Poller):
             try:
                 clk, us, at, vals = float(v[0]), int(v[1]), float(v[2]), v[3]
                 vals = None if vals is None else np.array([np.nan if x is None else float(x) for x in vals])
-            except (TypeError, ValueError, IndexError):
+            except (TypeError, ValueError, IndexError, OverflowError):   # (rlc: Infinity, 1e400 in the JSON)
                 continue
             if d is None or not math.isfinite(clk) or not math.isfinite(at):
                 continue

@@ -1014,9 +1014,11 @@ class Store:
         lost: a meter's *first* live batch with lost polls (0, 0.25, then 1.5 s: a 75th percentile of
         1 s) made 0.25 s gaps copies (readings dropped) and was stored as the meter's cadence, so the
         next short batches lost their first reading too (fl2's open item). The interval is taken
-        where a gap of one poll (within its tolerance, between the batch's readings or to the stored
-        span's ends) would otherwise turn two readings into a copy; a meter whose readings come
-        slower than the poll (no gap of one poll) keeps its own cadence."""
+        where a gap of one poll or more (less its tolerance; between the batch's readings or to the
+        stored span's ends) would otherwise turn two readings into a copy: two readings of a meter
+        that takes the poll's time, a poll or more apart, are two polls (rlc: a first batch that
+        kept only polls 0, 2 and 11 had no gap of exactly one poll, and its 2-s gap was merged at a
+        9-s cadence). A meter whose gaps are all beyond its tolerance keeps its own cadence."""
         poll_us = float(poll[0]) * 1e6
         only = poll[1]
         paced = np.array([only is None or m in only for m in names], bool)
@@ -1035,7 +1037,7 @@ class Store:
         g = np.concatenate([gap[pos], ts_[first] - span[cs[first], 1], span[cs[last], 0] - ts_[last]])
         ok = np.concatenate([np.ones(int(pos.sum()), bool), b_ok])
         tol_c = np.minimum(cap_us, 0.25 * cadence)
-        hit = ok & over[g_codes] & (np.abs(g - poll_us) <= tol_p) & (g <= tol_c[g_codes])
+        hit = ok & over[g_codes] & (g >= poll_us - tol_p) & (g <= tol_c[g_codes])
         if hit.any():
             cadence = cadence.copy()
             cadence[np.unique(g_codes[hit])] = poll_us
