@@ -121,6 +121,12 @@ class Result:
     from_t: dict[str, np.ndarray] = field(default_factory=dict)
     # per detector name: meters it failed on -> the error (that meter alone); see failed_notices
     failed: dict[str, dict[str, str]] = field(default_factory=dict)
+    # (fs) the meters of ``frame`` in segment order, and of its detectors on them :func:`reaches`
+    # and :func:`blockers` as the run found them (None: a whole history, not computed); the
+    # stitcher's cut of the tail reads them rather than computing them again
+    names: list[str] | None = None
+    reach: dict[str, Reach] | None = None
+    blockers: dict[str, list[tuple[str, np.ndarray]]] | None = None
 
 
 def skipped_notices(skipped: dict[str, dict[str, list[str]]]) -> list[str]:
@@ -265,15 +271,17 @@ def blockers(detectors: list[Detector], meters, cad: np.ndarray | None = None) -
     return out
 
 
-def reaches(detectors: list[Detector], meters, carried=(), cad: np.ndarray | None = None) -> dict[str, Reach]:
+def reaches(detectors: list[Detector], meters, carried=(), cad: np.ndarray | None = None,
+            blk: dict | None = None) -> dict[str, Reach]:
     """Effective reach of each detector (own reach plus its blockers'), per meter of ``meters``.
     ``carried``: names of detectors whose closed bins are carried (a stream): their own reach is
     then their reach in raw readings (``carried_reach``). Through a blocker the chain takes the
     blocker's whole effective reach, carried or not: its scores near a reading are exact only
     where its own carry holds its reach, which a reach per meter cannot say (no detector that
-    explains others carries bins today). ``cad``: as :func:`blockers` takes it."""
+    explains others carries bins today). ``cad``: as :func:`blockers` takes it; ``blk``:
+    :func:`blockers` of the same detectors and meters, when the caller has it already (fs)."""
     dets = order(detectors)
-    blk = blockers(dets, meters, cad)
+    blk = blockers(dets, meters, cad) if blk is None else blk
     eff: dict[str, Reach] = {}
     full: dict[str, Reach] = {}   # without any carry: what a blocker's chain takes
     for d in dets:
@@ -284,8 +292,8 @@ def reaches(detectors: list[Detector], meters, carried=(), cad: np.ndarray | Non
     return eff
 
 
-def provisional_reaches(detectors: list[Detector], meters, over_s: float,
-                        cad: np.ndarray | None = None) -> tuple[dict[str, Reach], dict[str, dict[str, np.ndarray]]]:
+def provisional_reaches(detectors: list[Detector], meters, over_s: float, cad: np.ndarray | None = None,
+                        blk: dict | None = None) -> tuple[dict[str, Reach], dict[str, dict[str, np.ndarray]]]:
     """The reach chain of :func:`reaches` without the *long* blockers: per meter, a blocker whose
     blanking horizon there exceeds ``over_s`` is left out of the chain of every detector it blocks
     (loose_ct's 23-83 h at 1-60 min; issue 16, docs/live-log.md lat1). A reading final within this
@@ -294,9 +302,9 @@ def provisional_reaches(detectors: list[Detector], meters, over_s: float,
     horizon where it is left out, NaN elsewhere).
     Blockers left out are also left out of the chains through them (a blocker's own reach is its
     provisional one), never carried reaches (a stream's provisional alerts come from raw readings
-    or known scores as its final ones do)."""
+    or known scores as its final ones do). ``blk``: as :func:`reaches` takes it."""
     dets = order(detectors)
-    blk = blockers(dets, meters, cad)
+    blk = blockers(dets, meters, cad) if blk is None else blk
     full: dict[str, Reach] = {}
     longs: dict[str, dict[str, np.ndarray]] = {}
     for d in dets:
@@ -494,11 +502,15 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
     whole = origin_m.all() and flush_m.all()
     # Each meter's cadence, looked up once for the run (the reaches' blanking horizons read it too).
     cad = _cadences(dets, names)
-    eff_reach = None if whole else reaches(dets, names, cad=cad)  # a whole history needs no reach bookkeeping
+    # The blockers and their horizons, found once for the run's reaches (each took them afresh; fs)
+    # and handed on with the reaches (``Result.reach``) to the stitcher's cut of the tail.
+    blk = None if whole else blockers(dets, names, cad)
+    eff_reach = None if whole else reaches(dets, names, cad=cad, blk=blk)  # a whole history needs no reach bookkeeping
+    res.names, res.reach, res.blockers = names, eff_reach, blk
     carried = {d.name for d in dets if hours is not None and d.name in hours}
-    raw_reach = None if whole or not carried else reaches(dets, names, carried, cad=cad)
+    raw_reach = None if whole or not carried else reaches(dets, names, carried, cad=cad, blk=blk)
     prov_reach, prov_long = (None, {}) if whole or provisional is None or not alerts else \
-        provisional_reaches(dets, names, float(provisional), cad=cad)
+        provisional_reaches(dets, names, float(provisional), cad=cad, blk=blk)
     masks: dict[str, np.ndarray] = {}
     said_cadence: set = set()
     seg_times = None if whole else SegTimes(t, seg, starts, ends)

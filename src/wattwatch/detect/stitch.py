@@ -256,8 +256,11 @@ class Stitcher:
                 ok = ok | known[name][1]
             cols[f"_c:{name}"] = j.scores
             cols[KNOWN + name] = ok
+        # (the run's reaches and blockers of these meters, not computed again for the cut; fs)
+        same = res.names == names
         kept = self._cut_tail(res.frame, names, starts, ends, t, cols if self.known_scores else None,
-                              self._unsettled(res, names, cut_at))
+                              self._unsettled(res, names, cut_at), reach=res.reach if same else None,
+                              blk=res.blockers if same else None)
         scores = bool(cols and self.known_scores)
         if calm is not None:   # with the calm meters' tails, cut as judging them would have
             self._put_tail(_calm_tail(tail, whole_piece, pd.DataFrame(kept, copy=False), judged, quiet, cut), scores)
@@ -546,13 +549,15 @@ class Stitcher:
         return type(full)(back_s, back_n, full.ahead_s, full.ahead_n), ref, in_raw
 
     def _cut_tail(self, frame: pd.DataFrame, names: list[str], starts, ends, t, cols: dict | None = None,
-                  whole: np.ndarray | None = None) -> dict:
+                  whole: np.ndarray | None = None, reach: dict | None = None, blk: dict | None = None) -> dict:
         """Keep, per meter, the readings the pending ones reach back to (all meters at once);
         ``whole``: per meter, keep all its readings (:meth:`_unsettled`). Returns the kept rows'
-        columns (a dict: the caller puts the meters not judged back and builds the frame)."""
+        columns (a dict: the caller puts the meters not judged back and builds the frame).
+        ``reach``, ``blk``: :func:`core.reaches` and :func:`core.blockers` of the detectors on
+        ``names``, when known (the core's run found them: ``Result.reach``, ``Result.blockers``)."""
         seg = frame["_seg"].to_numpy()
         st = core.SegTimes(t, seg, starts, ends)
-        first_idx, refs, owns = self._first_kept(names, st, t)
+        first_idx, refs, owns = self._first_kept(names, st, t, reach)
         if whole is not None:
             first_idx = np.where(whole, 0, first_idx)
         keep = st.within() >= first_idx[seg]
@@ -560,7 +565,7 @@ class Stitcher:
         drop = {*AUX, "_n"}
         data = {c: frame[c].array[keep] for c in frame.columns if c not in drop and self._keeps(c)}
         if cols:
-            own, need = self._needed(names, st, t, refs, owns)
+            own, need = self._needed(names, st, t, refs, owns, blk)
             sk, wk = seg[keep], st.within()[keep]
             for d in self.detectors:
                 if KNOWN + d.name not in cols:
@@ -623,7 +628,7 @@ class Stitcher:
         return first_idx, refs, owns
 
     def _needed(self, names: list[str], st: core.SegTimes, t: np.ndarray, refs: dict,
-                owns: dict) -> tuple[dict, dict]:
+                owns: dict, blk: dict | None = None) -> tuple[dict, dict]:
         """Per detector, per meter: the first of its rows in the frame whose score a later piece
         reads (the meter's reading count: none).
 
@@ -644,9 +649,10 @@ class Stitcher:
         hold); so on the rows only they read, the value is held as its class (:func:`_as_class`).
 
         Returns (own, needed): per detector, from which row its own post-rules read, and from
-        which row anything does."""
+        which row anything does. ``blk``: :func:`core.blockers` of the detectors on ``names``,
+        when known."""
         ks, lens = st.ks, st.lens
-        blk = core.blockers(self.detectors, names)
+        blk = core.blockers(self.detectors, names) if blk is None else blk
         first = {}
         for d in self.detectors:   # first needed row per meter, from its own post-rules
             ref = refs[d.name]

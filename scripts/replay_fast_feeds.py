@@ -1,0 +1,121 @@
+"""(fs, 2026-12-07) The fast tier's feeds replayed in one process, old way against new, same input.
+
+    PYTHONPATH=src python scripts/replay_fast_feeds.py dump OUT.pkl [TIMED]    # warm profile_fast_step's
+        engine (200 meters at 1 min, seed 7), pickle ``eng.fast`` and record the TIMED pieces fed to it
+    PYTHONPATH=src python scripts/replay_fast_feeds.py replay OUT.pkl [REPS]   # two copies of the pickled
+        Stitchers fed each piece, one with ``OLD`` toggled on (the work as before), alternating which
+        goes first; thread CPU per feed, and every step's alerts, open ids, tails (values bit for bit)
+        and carried points compared
+
+``OLD``: (object, attribute, function) patched in for the old way. Here: fs's cut (the run's blockers
+computed once, its reaches and blockers handed to the stitcher's cut): the old way recomputes them.
+"""
+import hashlib
+import pickle
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from wattwatch.detect import core, stitch
+
+_reaches, _prov, _run = core.reaches, core.provisional_reaches, core.run
+
+
+def _old_reaches(d, m, carried=(), cad=None, blk=None):
+    return _reaches(d, m, carried, cad)
+
+
+def _old_prov(d, m, o, cad=None, blk=None):
+    return _prov(d, m, o, cad)
+
+
+def _old_run(*a, **k):
+    r = _run(*a, **k)
+    r.reach = r.blockers = None
+    return r
+
+
+OLD = [(core, "reaches", _old_reaches), (core, "provisional_reaches", _old_prov), (core, "run", _old_run)]
+
+
+def dump(out, timed):
+    from wattwatch.app.benchstream import profiled_engine, simulated_stream
+    from wattwatch.runners.stream import StreamConfig
+    M, H, SEED = 200, 3.0, 7
+    prof, live = simulated_stream(M, 1 + H / 24, 1, 60.0, SEED)
+    db = Path(tempfile.mkdtemp(prefix="ww-replay-")) / "s.duckdb"
+    _, _, eng = profiled_engine(db, prof, {"engine": {"profile_days": 1}}, 1,
+                                StreamConfig(checkpoint_s=1e9, slow_thread=False))
+    eng.step()
+    live = live.sort_values(["ts", "meter_id"], kind="stable").reset_index(drop=True)
+    cut = len(live) - timed * M
+    for i in range(0, cut, 5000):
+        eng.add(live.iloc[i:min(i + 5000, cut)])
+        eng.step()
+    state, pieces, orig = pickle.dumps(eng.fast), [], eng.fast.feed
+
+    def rec(piece, final=False):
+        pieces.append((piece.copy(), final))
+        return orig(piece, final=final)
+    eng.fast.feed = rec
+    for k in range(timed):
+        eng.add(live.iloc[cut + k * M: cut + (k + 1) * M])
+        eng.step()
+    pickle.dump({"state": state, "pieces": pieces}, open(out, "wb"))
+    print("pieces", len(pieces))
+
+
+def _digest(step, st):
+    h = hashlib.sha256()
+    for a in step.alerts:
+        h.update(a.to_json().encode())
+    h.update(repr(sorted(step.open_ids)).encode())
+    for p in st.parts:
+        if p.tail is None:
+            h.update(b"none")
+            continue
+        t = stitch.dense_columns(p.tail)
+        h.update(repr(list(t.columns)).encode())
+        for c in t.columns:
+            v = t[c].to_numpy()
+            h.update(v.tobytes() if v.dtype != object else repr(v.tolist()).encode())
+        h.update(repr((p.since, p.emitted, p.origin, p.n_before, p.open)).encode())
+    return h.hexdigest()
+
+
+def replay(path, reps):
+    d = pickle.load(open(path, "rb"))
+    saved = [(o, a, getattr(o, a)) for o, a, _ in OLD]
+
+    def set_old(on):
+        for (o, a, new), (_, _, orig) in zip(OLD, saved):
+            setattr(o, a, new if on else orig)
+    cpu, ratios, differ = {"old": [], "new": []}, [], 0
+    for r in range(reps):
+        A, B = pickle.loads(d["state"]), pickle.loads(d["state"])
+        for k, (piece, final) in enumerate(d["pieces"]):
+            got = {}
+            for mode in (("old", "new") if (k + r) % 2 == 0 else ("new", "old")):
+                st = A if mode == "old" else B
+                set_old(mode == "old")
+                c0 = time.thread_time()
+                step = st.feed(piece, final=final)
+                cpu[mode].append(1e3 * (time.thread_time() - c0))
+                set_old(False)
+                got[mode] = _digest(step, st)
+            differ += got["old"] != got["new"]
+            ratios.append(cpu["new"][-1] / cpu["old"][-1])
+    for m, v in cpu.items():
+        print(f"{m}: {len(v)} feeds, p50 {np.median(v):.2f} mean {np.mean(v):.2f} p90 {np.percentile(v, 90):.2f} ms")
+    print(f"median paired new/old {np.median(ratios):.3f}; ratio of sums {sum(cpu['new']) / sum(cpu['old']):.3f}; "
+          f"steps differing {differ}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "dump":
+        dump(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 40)
+    else:
+        replay(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 3)
