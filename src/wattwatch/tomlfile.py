@@ -57,6 +57,15 @@ def _bound(x: float) -> str:
     return f"{x:g}"
 
 
+def _finite(v: int | float) -> bool:
+    # tomllib reads an integer of any length: math.isfinite(10**400) raises OverflowError (a traceback
+    # out of `watch --config`), and such a value has no float (hold_s) or sane count (max_pending)
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
 def number(name: str, v, *, whole: bool = False, lo: float | None = None, hi: float | None = None,
            lo_in: bool = True, hi_in: bool = True, note: str = ""):
     """``v``, the number a config gives for ``name`` ("[stream] hold_s", "post.min_duration_s"),
@@ -65,7 +74,7 @@ def number(name: str, v, *, whole: bool = False, lo: float | None = None, hi: fl
     .. ``hi`` (``lo_in``/``hi_in`` False: the bound itself is out). Returned as ``int`` when ``whole``,
     else ``float``. Otherwise ValueError "NAME: must be a whole number >= 1, got 2.5" (every failure
     says the whole of what is asked; ``note`` is added to it; the caller adds the file)."""
-    ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) \
+    ok = not isinstance(v, bool) and isinstance(v, (int, float)) and _finite(v) \
         and (not whole or v == int(v)) \
         and (lo is None or (v >= lo if lo_in else v > lo)) and (hi is None or (v <= hi if hi_in else v < hi))
     if ok:
