@@ -11,6 +11,7 @@ used to escape as a traceback from most callers)."""
 from __future__ import annotations
 
 import math
+import numbers
 import tomllib
 from pathlib import Path
 
@@ -57,15 +58,25 @@ def _bound(x: float) -> str:
     return f"{x:g}"
 
 
+def _finite(v: int | float) -> bool:
+    # tomllib reads an integer of any length: math.isfinite(10**400) raises OverflowError (a traceback
+    # out of `watch --config`), and such a value has no float (hold_s) or sane count (max_pending)
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
 def number(name: str, v, *, whole: bool = False, lo: float | None = None, hi: float | None = None,
            lo_in: bool = True, hi_in: bool = True, note: str = ""):
     """``v``, the number a config gives for ``name`` ("[stream] hold_s", "post.min_duration_s"),
-    checked: a number (not a bool: ``true`` is no count; not a string), finite (TOML's ``nan`` and
+    checked: a number (numpy's too, as a library caller may pass; not a bool: ``true`` is no count;
+    not a string), finite (TOML's ``nan`` and
     ``inf`` are floats), whole when ``whole`` (2.5 batches is no count; 64.0 is 64), and within ``lo``
     .. ``hi`` (``lo_in``/``hi_in`` False: the bound itself is out). Returned as ``int`` when ``whole``,
     else ``float``. Otherwise ValueError "NAME: must be a whole number >= 1, got 2.5" (every failure
     says the whole of what is asked; ``note`` is added to it; the caller adds the file)."""
-    ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) \
+    ok = not isinstance(v, bool) and isinstance(v, numbers.Real) and _finite(v) \
         and (not whole or v == int(v)) \
         and (lo is None or (v >= lo if lo_in else v > lo)) and (hi is None or (v <= hi if hi_in else v < hi))
     if ok:

@@ -355,7 +355,6 @@ def test_a_user_taken_out_of_the_users_file_is_signed_out_and_cannot_sign_in(mon
     """An operator who removes a user (a leaked password) or makes an operator a viewer edits
     users.toml; the running dashboard read it once and kept the old users until restarted: the
     removed user stayed signed in, and could sign in again."""
-    import streamlit as st
     from streamlit.testing.v1 import AppTest
 
     from tests.dashboard.conftest import OPERATOR

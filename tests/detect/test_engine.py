@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from wattwatch.detect.engine import EngineConfig, detect
@@ -60,3 +61,6 @@ def test_engine_config_numbers_are_checked_naming_the_key():
         assert str(e.value).startswith(says), (kw, str(e.value))
     got = EngineConfig(workers=2.0, chunk_rows=1000)
     assert got.workers == 2 and type(got.workers) is int
+    # (rtc) a library caller's numpy integer was taken before the shared checker (it compared only)
+    got = EngineConfig(workers=np.int64(2), max_fleet_meters=np.int32(50))
+    assert (got.workers, got.max_fleet_meters) == (2, 50) and type(got.workers) is int

@@ -36,6 +36,9 @@ GOOD_MQTT = '[[sources]]\ntype = "mqtt"\nname = "m"\ntopics = ["a/#"]\nmeter = "
     (GOOD_MQTT + '[silence]\nenabled = 1\n', "[silence] enabled: must be true or false, got 1"),
     (GOOD_MQTT + '[engine]\nprofile_max_share = 1.5\n', "[engine] profile_max_share: must be a finite number within (0, 1], got 1.5"),
     (GOOD_MQTT + '[engine]\nworkers = true\n', "[engine] workers: must be a whole number >= 0, got True"),
+    # (rtc) tomllib reads an integer of any length: math.isfinite's OverflowError was a traceback
+    (GOOD_MQTT + '[stream]\nhold_s = ' + '9' * 400 + '\n', "[stream] hold_s: must be a finite number >= 0, got 999"),
+    (GOOD_MQTT + '[silence]\nlost_polls = ' + '9' * 400 + '\n', "[silence] lost_polls: must be a whole number >= 1, got 999"),
     (GOOD_MQTT + '[store]\npath = 3\n', "[store] must be a table"),
     (GOOD_MQTT + '[no_such_rule]\nx = 1\n', "unknown section [no_such_rule]; a site config's sections: store, stream"),
     # (fh) a typo'd site table was "unknown detector section [stor]; known: <the detectors>"
