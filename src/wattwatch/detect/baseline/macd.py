@@ -895,10 +895,10 @@ class BaselineMACD(Detector):
         spread of its log (the Shamos estimator over all pairs of days: no centre needed, out of
         sample), the spreads a drop and a rise are judged with, the number of days, the standby
         a drop of two days' floors is judged against (:meth:`_standby`), and the lowest profiled
-        day's floor (what the floor of ``floor_long_n`` days must be below, :meth:`_floor_long`). NaN (not used) with fewer
-        than ``floor_min_days`` days, a floor at or below zero on any of them (export, a load
-        switched off), or a floor under ``floor_min_share`` of the mean load (its log would swing
-        with a few watts)."""
+        day's floor (what the floor of ``floor_long_n`` days must be below, :meth:`_floor_long`).
+        NaN (not used) with fewer than ``floor_min_days`` days, a floor at or below zero on any of
+        them (export, a load switched off), or a floor under ``floor_min_share`` of the mean load
+        (its log would swing with a few watts)."""
         n_seg, n_bins = hmin.shape
         ref, spread, days = np.full(n_seg, np.nan), np.full(n_seg, np.nan), np.zeros(n_seg)
         low, up = np.full(n_seg, np.nan), np.full(n_seg, np.nan)
@@ -1212,7 +1212,7 @@ class BaselineMACD(Detector):
                 out, obs, days = np.where(take, long, out), np.where(take, hi, obs), np.where(take, c.floor_long_n, days)
             return out, obs, days
 
-    def _floor_long(self, d1: np.ndarray, w: int, least: np.ndarray | None = None) -> np.ndarray | None:
+    def _floor_long(self, d1: np.ndarray, w: int, least: np.ndarray) -> np.ndarray | None:
         """Per (meter, hour): the higher of the last ``floor_long_n`` windows' floors (``d1``: the
         last ``floor_h`` hours' floor per hour; NaN unless every one of them is known); None when
         ``floor_long_n`` is 0.
@@ -1231,7 +1231,8 @@ class BaselineMACD(Detector):
         the standby too: the thefts the four days were made for stay far below it (829 M-00084 at
         5 min: 0.101 kW against a least day of 0.196; seed 7 at 60 min M-00073: 0.087 against
         0.145). Two days' floors are judged as before (their limit needs no such share). NaN
-        (no gate) where ``least`` is NaN (no floor learned, a state stored before it was)."""
+        (no gate) where ``least`` is NaN (no floor learned; a state stored before it was is
+        profiled again, ``state_version`` 6). Both callers pass it: the gate is not optional."""
         n = int(self.config.floor_long_n)
         if n < 3:
             return None
@@ -1241,7 +1242,7 @@ class BaselineMACD(Detector):
             if d1.shape[1] > j * w:
                 sh[:, j * w:] = d1[:, :-j * w]
             hi = np.maximum(hi, sh)
-        if self.config.floor_long_least and least is not None:
+        if self.config.floor_long_least:
             with quiet():
                 above = hi * (1.0 + self.config.min_rel) > np.asarray(least, float)[:, None]
             hi = np.where(above, np.nan, hi)
