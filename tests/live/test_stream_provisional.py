@@ -90,12 +90,14 @@ def hourly_loose(tmp_path_factory) -> dict:
     return {"detect": det, "frame": api.read_frame(out / "batch.duckdb")}
 
 
-def _one_meter(out, meter: str, until: str, **sim):
+def _one_meter(out, meter: str, until: str, drops: tuple = (), **sim):
     """One meter of an hourly simulated fleet up to ``until``, judged by ``detect`` into
-    ``out/batch.duckdb``."""
+    ``out/batch.duckdb``; its readings of the hours ``drops`` at a fifth of their power."""
     simulate(SimConfig(step="60min", profile_days=1.0, outage_share=0.0, reset_share=0.0, **sim), out)
     t = pd.read_parquet(out / "telemetry.parquet")
-    t = t[(t["meter_id"] == meter) & (pd.to_datetime(t["ts"], utc=True) < pd.Timestamp(until))]
+    t = t[(t["meter_id"] == meter) & (pd.to_datetime(t["ts"], utc=True) < pd.Timestamp(until))].copy()
+    hit = pd.to_datetime(t["ts"], utc=True).dt.round("1h").isin(pd.to_datetime(list(drops), utc=True))
+    t.loc[hit, ["p_kw", "q_kvar", "s_kva", "i_l1_a", "i_l2_a", "i_l3_a", "i_n_a"]] *= 0.2
     t.to_parquet(out / "one.parquet")
     return api.detect(out / "one.parquet", db=out / "batch.duckdb", config=CONFIG)
 
@@ -260,13 +262,15 @@ def test_actions_that_switch_loads_wait_for_the_final_verdict_notifications_do_n
 
 
 def test_a_provisional_alert_a_loose_ct_spell_comes_near_but_does_not_blank_stays_until_confirmed(tmp_path):
-    """Seed 5's M-00004 (hourly; loose CT from 01-08 21:00), to 01-09 06:00: seasonal_profile's
-    alerts of 01-07 08:00 and 01-08 08:00 are written provisional; loose_ct's spell then comes within
-    its horizon of them (82.5 h) but its findings do not blank them (``detect`` keeps both). They stay
+    """Seed 5's M-00004 (hourly; loose CT from 01-08 21:00), to 01-09 06:00, its readings of 01-07 08:00
+    and 01-08 08:00 at a fifth (0.04 kW, under its standby; the standby itself, 0.18 kW, alerted until
+    f7): seasonal_profile's alerts of those readings are written provisional; loose_ct's spell then
+    comes within its horizon of them (82.5 h) but its findings do not blank them (``detect`` keeps both). They stay
     provisional until the final judgement confirms them: not withdrawn when the spell comes near and
     then written again final (outputs told opened, ended, opened of one alert)."""
     out = tmp_path / "sim"
-    det = _one_meter(out, "M-00004", "2025-01-09T06:00Z", meters=8, days=8, seed=5, fault_share=0.4, loose_ct_share=0.7)
+    det = _one_meter(out, "M-00004", "2025-01-09T06:00Z", ("2025-01-07T08:00Z", "2025-01-08T08:00Z"),
+                     meters=8, days=8, seed=5, fault_share=0.4, loose_ct_share=0.7)
     store, eng = _engine(tmp_path / "s.duckdb")
     written, new, withdrawn, confirmed = set(), [], [], []
     for p in _pieces(api.read_frame(out / "batch.duckdb"), "4h") + [None]:
