@@ -79,3 +79,23 @@ def test_a_ctrl_c_of_bench_detect_or_ingest_reaches_its_worker_and_leaves_nothin
         signal.signal(signal.SIGINT, before)
         if pid is not None and _alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("main", ["_plain_main", "_spark_main"])
+def test_a_worker_ended_by_sigterm_exits_143_even_when_an_error_replaced_the_interrupt(main, capsys):
+    """(rpc) A SIGTERM (``sigterm.Terminated``) that Py4J's next error replaced on its way out (the
+    interrupt in that error's context): the worker still says 143, as the command line does. Before,
+    Spark's worker read the replacing error's type and exited 130 (a Ctrl-C)."""
+    from wattwatch import sigterm
+    from wattwatch.app import bench
+
+    def work():
+        try:
+            raise sigterm.Terminated()
+        except KeyboardInterrupt:
+            raise RuntimeError("Answer from Java side is empty") from None
+
+    with pytest.raises(SystemExit) as out:
+        getattr(bench, main)(work)
+    assert out.value.code == 143
+    assert capsys.readouterr().out == ""

@@ -46,7 +46,13 @@ def _clear(request):
 
 
 def source(*devices, **kw):
-    spec = {"interval_s": 2.0, "request_timeout_s": 0.5, **KEYS, **kw,
+    # (rpc) interval 10 s: a poll is cut at 0.9 x interval, and the first poll of a process (pysnmp's
+    # MIBs loaded, the engine discovered, keys localised by client and agent in one process) took
+    # 2.3-3.2 s wall for 0.2 s CPU at load ~34 (0.6-0.9 s of it in the cycle): at 2 s (a 1.8 s cut)
+    # a busier xdist worker came back empty and said nothing (test_authpriv..., hostile's
+    # credentials override0, each its worker's first SNMP poll). A silent device still gives up at
+    # its own 0.5 s request timeout; a test about the cycle passes its own interval.
+    spec = {"interval_s": 10.0, "request_timeout_s": 0.5, **KEYS, **kw,
             "devices": [{"name": d.name, "port": d.port, "model": d.model.name, **extra} for d, extra in devices]}
     return snmp.from_spec("racks", spec, None)
 

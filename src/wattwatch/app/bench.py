@@ -664,37 +664,34 @@ def _fleet_rounds(spark, cores: int, full, half, quarter, master: str, repeats: 
 
 
 def _spark_main(work) -> None:
-    """(prov) A Spark worker's ``__main__`` (:func:`spark_worker` runs it): ``work()``'s result as
-    JSON on stdout. Its Ctrl-C is the command's (:func:`spark_worker` passes the user's on), so
-    pyspark's own SIGINT handler is left out (``runners.spark.PYSPARK_SIGINT``) and SIGTERM is taken
-    as a Ctrl-C; the Spark jobs it started are cancelled by their ``cancelled_on_interrupt`` blocks,
-    then its session is stopped (the JVM ends) and it exits 130 (143 for SIGTERM) without a traceback."""
-    from wattwatch import sigterm
+    """(prov) A Spark worker's ``__main__`` (:func:`spark_worker` runs it): as :func:`_plain_main`,
+    its Ctrl-C the command's (:func:`spark_worker` passes the user's on), so pyspark's own SIGINT
+    handler is left out (``runners.spark.PYSPARK_SIGINT``); the Spark jobs it started are cancelled
+    by their ``cancelled_on_interrupt`` blocks, then its session is stopped (the JVM ends)."""
     from wattwatch.runners import spark as sparkrun
 
     sparkrun.PYSPARK_SIGINT = False
+    _plain_main(work, _stop_spark)
+
+
+def _stop_spark() -> None:
     try:
-        with sigterm.as_interrupt():
-            print(json.dumps(work(), default=str))
-    except BaseException as exc:
-        if not sigterm.from_interrupt(exc):
-            raise
-        try:
-            from pyspark.sql import SparkSession
+        from pyspark.sql import SparkSession
 
-            active = SparkSession.getActiveSession()
-            if active is not None:
-                active.stop()
-        except Exception:  # noqa: BLE001 - the JVM gone: nothing to stop (spark_worker ends what is left)
-            pass
-        sys.exit(143 if isinstance(exc, sigterm.Terminated) else 130)
+        active = SparkSession.getActiveSession()
+        if active is not None:
+            active.stop()
+    except Exception:  # noqa: BLE001 - the JVM gone: nothing to stop (spark_worker ends what is left)
+        pass
 
 
-def _plain_main(work) -> None:
-    """(pc) A bench worker's ``__main__`` without Spark (detect's, ingest's; :func:`worker_in_group`
-    runs it): ``work()``'s result as JSON on stdout; a Ctrl-C (the user's, passed on) or SIGTERM ends
-    it as the command line does, its clean-ups run (detect's forked workers stopped and reaped), with
-    exit 130 (143) and no traceback."""
+def _plain_main(work, on_interrupt=None) -> None:
+    """(pc) A bench worker's ``__main__`` (detect's, ingest's; Spark's through :func:`_spark_main`;
+    :func:`worker_in_group` runs it): ``work()``'s result as JSON on stdout; a Ctrl-C (the user's,
+    passed on) or SIGTERM ends it as the command line does, its clean-ups run (detect's forked
+    workers stopped and reaped; ``on_interrupt``), with exit 130 (143) and no traceback. (rpc) 143
+    also when the SIGTERM's interrupt is in the context of the error that replaced it (Py4J's
+    "Answer from Java side is empty"): before, Spark's worker took the error's type and said 130."""
     from wattwatch import sigterm
 
     try:
@@ -703,6 +700,8 @@ def _plain_main(work) -> None:
     except BaseException as exc:
         if not sigterm.from_interrupt(exc):
             raise
+        if on_interrupt is not None:
+            on_interrupt()
         sys.exit(143 if isinstance(sigterm.interrupt_in(exc), sigterm.Terminated) else 130)
 
 
