@@ -1,6 +1,7 @@
 """(fs, 2026-12-07) Shares of a fast step by part, from a py-spy raw (collapsed) profile of
-scripts/profile_fast_step.py-like timed steps run inside a function named ``timed_steps`` (py-spy record -r 500
--f raw -o OUT --nonblocking -- python SCRIPT; py-spy is not in the venv: a separate virtualenv).
+scripts/profile_fast_step.py's timed steps (run inside its function ``timed_steps``: py-spy record -r 500
+-f raw -o OUT --nonblocking -- python scripts/profile_fast_step.py 40; py-spy is not in the venv: a separate
+virtualenv).
     python scripts/fast_step_shares.py OUT
 """
 import sys, collections

@@ -16,28 +16,15 @@ point lags its last final reading (open alerts keep the tail from there).
 """
 import collections
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
-from wattwatch.app.benchstream import profiled_engine, simulated_stream
+from fast_fleet import M, warm_engine
 from wattwatch.detect import core
-from wattwatch.runners.stream import StreamConfig
 
-M, H, TIMED, SEED = 200, 3.0, int(sys.argv[1]) if len(sys.argv) > 1 else 20, 7
-prof, live = simulated_stream(M, 1 + H / 24, 1, 60.0, SEED)
-db = Path(tempfile.mkdtemp(prefix="ww-fd-")) / "s.duckdb"
-_, _, eng = profiled_engine(db, prof, {"engine": {"profile_days": 1}}, 1,
-                            StreamConfig(checkpoint_s=1e9, slow_thread=False))
-eng.step()
-live = live.sort_values(["ts", "meter_id"], kind="stable").reset_index(drop=True)
-n = len(live)
-cut = n - TIMED * M
-for i in range(0, cut, 5000):
-    eng.add(live.iloc[i:min(i + 5000, cut)])
-    eng.step()
+TIMED = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+eng, live, cut = warm_engine(TIMED, "ww-fd-")
 
 
 def u(a):

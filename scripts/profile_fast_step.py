@@ -11,35 +11,32 @@ to compare them in one sitting (docs/live-log.md, fast):
 import cProfile, pstats, sys, tempfile, time, ctypes
 if "--mallopt" in sys.argv:
     _l = ctypes.CDLL("libc.so.6"); print("mallopt", _l.mallopt(-3, 64 << 20), _l.mallopt(-1, 128 << 20))
-from pathlib import Path
 import numpy as np
-from wattwatch.app.benchstream import profiled_engine, simulated_stream
-from wattwatch.runners.stream import StreamConfig
-M, H, TIMED, SEED = 200, 3.0, int(sys.argv[1]) if len(sys.argv) > 1 else 30, 7
-prof, live = simulated_stream(M, 1 + H / 24, 1, 60.0, SEED)
-db = Path(tempfile.mkdtemp(prefix="ww-fast-")) / "s.duckdb"
-_, _, eng = profiled_engine(db, prof, {"engine": {"profile_days": 1}}, 1, StreamConfig(checkpoint_s=1e9, slow_thread=False))
-eng.step()
-live = live.sort_values(["ts", "meter_id"], kind="stable").reset_index(drop=True)
-n = len(live); per = M
-cut = n - TIMED * per
-for i in range(0, cut, 5000):
-    eng.add(live.iloc[i:min(i + 5000, cut)]); eng.step()
+from fast_fleet import M, warm_engine
+TIMED = int(sys.argv[1]) if len(sys.argv) > 1 else 30
+eng, live, cut = warm_engine(TIMED)
+per = M
 pr = cProfile.Profile(time.thread_time)
 cpu, pcpu, wall = [], [], []
 st = eng.store
 w0 = getattr(st, "live_wait_s", 0.0)
-for k in range(TIMED):
-    b = live.iloc[cut + k * per: cut + (k + 1) * per]
-    slow0 = eng.counters["slow_steps"]
-    c0, p0, t0 = time.thread_time(), time.process_time(), time.perf_counter()
-    if "--prof" in sys.argv: pr.enable()
-    eng.add(b); eng.step()
-    if "--prof" in sys.argv: pr.disable()
-    if eng.counters["slow_steps"] == slow0:
-        cpu.append(1e3 * (time.thread_time() - c0))
-        pcpu.append(1e3 * (time.process_time() - p0))   # (ovl) every thread: the store's worker too
-        wall.append(1e3 * (time.perf_counter() - t0))
+
+
+def timed_steps():   # (by this name, for a sampling profile's shares: scripts/fast_step_shares.py)
+    for k in range(TIMED):
+        b = live.iloc[cut + k * per: cut + (k + 1) * per]
+        slow0 = eng.counters["slow_steps"]
+        c0, p0, t0 = time.thread_time(), time.process_time(), time.perf_counter()
+        if "--prof" in sys.argv: pr.enable()
+        eng.add(b); eng.step()
+        if "--prof" in sys.argv: pr.disable()
+        if eng.counters["slow_steps"] == slow0:
+            cpu.append(1e3 * (time.thread_time() - c0))
+            pcpu.append(1e3 * (time.process_time() - p0))   # (ovl) every thread: the store's worker too
+            wall.append(1e3 * (time.perf_counter() - t0))
+
+
+timed_steps()
 print("fast steps %d CPU ms p50 %.1f mean %.1f p90 %.1f p99 %.1f" % (len(cpu), np.median(cpu), np.mean(cpu), np.percentile(cpu, 90), np.percentile(cpu, 99)))
 print("  process CPU ms p50 %.1f mean %.1f | wall ms p50 %.1f mean %.1f p90 %.1f | waited for the ingest's writes %.1f ms/step"
       % (np.median(pcpu), np.mean(pcpu), np.median(wall), np.mean(wall), np.percentile(wall, 90),

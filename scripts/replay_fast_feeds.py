@@ -13,9 +13,7 @@ computed once, its reaches and blockers handed to the stitcher's cut): the old w
 import hashlib
 import pickle
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -42,19 +40,8 @@ OLD = [(core, "reaches", _old_reaches), (core, "provisional_reaches", _old_prov)
 
 
 def dump(out, timed):
-    from wattwatch.app.benchstream import profiled_engine, simulated_stream
-    from wattwatch.runners.stream import StreamConfig
-    M, H, SEED = 200, 3.0, 7
-    prof, live = simulated_stream(M, 1 + H / 24, 1, 60.0, SEED)
-    db = Path(tempfile.mkdtemp(prefix="ww-replay-")) / "s.duckdb"
-    _, _, eng = profiled_engine(db, prof, {"engine": {"profile_days": 1}}, 1,
-                                StreamConfig(checkpoint_s=1e9, slow_thread=False))
-    eng.step()
-    live = live.sort_values(["ts", "meter_id"], kind="stable").reset_index(drop=True)
-    cut = len(live) - timed * M
-    for i in range(0, cut, 5000):
-        eng.add(live.iloc[i:min(i + 5000, cut)])
-        eng.step()
+    from fast_fleet import M, warm_engine
+    eng, live, cut = warm_engine(timed, "ww-replay-")
     state, pieces, orig = pickle.dumps(eng.fast), [], eng.fast.feed
 
     def rec(piece, final=False):
