@@ -6,6 +6,7 @@ them) never is. Real servers on 127.0.0.1: pymodbus gateways, the session's mosq
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -65,6 +66,21 @@ class _Run:
         assert not self.t.is_alive()
         return self.box.get("w")
 
+
+
+async def _cycles(src, w, got: list, secs: float, until=lambda: False) -> bool:
+    """Poll ``src`` and let the silence watch ``w`` judge each cycle into ``got`` for ``secs`` s of wall
+    time, or until ``until()``: True if it came."""
+    end = time.time() + secs
+    while time.time() < end:
+        wall = time.time()
+        f = await src.poll()
+        src._answered(f, wall)
+        got.extend(w.check([src]))
+        if until():
+            return True
+        await asyncio.sleep(0.1)
+    return False
 
 def _stored(path) -> list[tuple]:
     with Store(path) as s:
@@ -427,7 +443,6 @@ def test_one_unit_that_stops_behind_a_live_gateway_does_not_silence_the_units_af
     (a 0.25 s timeout in a 0.4 s cycle lost units that answered at load 30-40: a late answer
     timed out, its unit's retries spent the cycle), while unit 3's three timeouts (1.95 s) still
     outlast the cycle; three cycles after the first, each lasting its 1.2 s deadline."""
-    import asyncio
 
     from wattwatch.sources import modbus as mb
 
@@ -852,7 +867,6 @@ def test_a_gateway_down_is_one_alert_held_over_a_restart_and_a_unit_still_dead_a
     ``limit`` after the reconnect (not at once: its silence during the outage was the gateway's),
     saying when it was last heard (before the outage). (One alert per unit, ``why`` "gateway
     unreachable", before gw.) The engine killed after a checkpoint and more versions."""
-    import asyncio
 
     import pandas as pd
 
@@ -1000,7 +1014,6 @@ def test_an_snmp_agent_that_stops_answering_is_one_alert_not_one_per_outlet():
     ``agent:pdu1`` naming its own meter and its four outlets, none per outlet (before gw: five, "no
     answer from pdu1/outlet3 ..."), none for the UPS; it answers again: the alert ends and no
     outlet is alerted."""
-    import asyncio
 
     from wattwatch.devices import snmp as agent
     from wattwatch.sources import snmp
@@ -1015,17 +1028,8 @@ def test_an_snmp_agent_that_stops_answering_is_one_alert_not_one_per_outlet():
     w = sil.SilenceWatch(sil.SilenceConfig.from_dict({"min_s": 1.5, "lost_polls": 3, "update_s": 0.5}))
     got: list = []
 
-    async def cycles(secs, until=lambda: False):
-        end = time.time() + secs
-        while time.time() < end:
-            wall = time.time()
-            f = await src.poll()
-            src._answered(f, wall)
-            got.extend(w.check([src]))
-            if until():
-                return True
-            await asyncio.sleep(0.1)
-        return False
+    def cycles(secs, until=lambda: False):
+        return _cycles(src, w, got, secs, until)
 
     async def go():
         # (on evidence: the first polls discover the agents' engines, slow on a loaded machine)
@@ -1147,7 +1151,6 @@ def test_a_gateway_that_takes_the_connection_but_answers_no_unit_is_one_alert():
     (why: connected, but none of its units answers), not one per unit (before: A, B and C each);
     D behind another gateway never. A and B answer again: the gateway's alert ends once; C, still
     dead, is alerted on its own, the limit after it."""
-    import asyncio
 
     from wattwatch.sources import modbus as mb
 

@@ -7,8 +7,8 @@ longer polls (its PDU taken out) to end at the restart saying why. Real pysnmp a
 from __future__ import annotations
 
 import asyncio
-import time
 
+from tests.live.test_silence import _cycles
 from wattwatch.runners import silence as sil
 
 KEYS = {"user": "ops", "auth_key": "auth-secret-1", "priv_key": "priv-secret-1"}
@@ -23,19 +23,6 @@ def _source(devs):
 
 def _watch():
     return sil.SilenceWatch(sil.SilenceConfig.from_dict({"min_s": 1.5, "lost_polls": 3, "update_s": 0.5}))
-
-
-async def _cycles(src, w, got, secs, until=lambda: False):
-    end = time.time() + secs
-    while time.time() < end:
-        wall = time.time()
-        f = await src.poll()
-        src._answered(f, wall)
-        got.extend(w.check([src]))
-        if until():
-            return True
-        await asyncio.sleep(0.1)
-    return False
 
 
 def test_an_outlet_the_agent_stops_listing_is_alerted_goes_on_over_a_restart_and_ends_when_listed_or_unpolled():

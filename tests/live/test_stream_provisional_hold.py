@@ -92,6 +92,12 @@ def test_a_provisional_alert_confirmed_closed_is_told_ended_once(held, tmp_path)
     store.close()
 
 
+def _engine(store: Store) -> StreamEngine:
+    """The restart tests' engine: every rule of the file, no timed checkpoint, the slow tier in the step."""
+    return StreamEngine(store, api.build_detectors(DETECTORS, CONFIG), api._engine(CONFIG),
+                        StreamConfig(checkpoint_s=1e9, slow_thread=False))
+
+
 def test_a_provisional_alert_once_open_is_told_ended_after_a_restart_too(held, tmp_path):
     """(rprov) Whether a provisional alert was ever open is kept by the checkpoint: with a checkpoint and
     a restart after the alert stopped growing (the hold's cold reading, 01-10 12:xx) and before its
@@ -101,13 +107,9 @@ def test_a_provisional_alert_once_open_is_told_ended_after_a_restart_too(held, t
     (``stopped``, its condition's end) is told by the run that judges it after the checkpoint, not again
     after a checkpoint that follows it."""
 
-    def engine(store):
-        return StreamEngine(store, api.build_detectors(DETECTORS, CONFIG), api._engine(CONFIG),
-                            StreamConfig(checkpoint_s=1e9, slow_thread=False))
-
     path = tmp_path / "s.duckdb"
     store = Store(path)
-    eng = engine(store)
+    eng = _engine(store)
     for p in held["pieces"][:-1]:
         eng.add(p)
         rep = eng.step()
@@ -117,14 +119,14 @@ def test_a_provisional_alert_once_open_is_told_ended_after_a_restart_too(held, t
     eng.checkpoint()   # (pc) before the stop (the last piece: the hold's cold reading)
     store.close()
     store = Store(path)
-    eng = engine(store)
+    eng = _engine(store)
     eng.add(held["pieces"][-1])
     rep = eng.step()
     assert not rep.ended and rep.stopped == prov and not eng.provisional_open, (rep.ended, rep.stopped)
     eng.checkpoint()   # (pc) after the stop: not told again
     store.close()
     store = Store(path)
-    eng = engine(store)
+    eng = _engine(store)
     assert eng.resumed and sorted(eng.provisional) == prov and not eng.provisional_open
     last = eng.flush()
     assert (last.confirmed, last.ended, last.stopped) == (prov, prov, [])
@@ -140,13 +142,9 @@ def test_a_provisional_alert_whose_meter_is_compacted_before_its_verdict_is_told
     a restart from a checkpoint taken before that step tells it again (at least once), one after
     it does not."""
 
-    def engine(store):
-        return StreamEngine(store, api.build_detectors(DETECTORS, CONFIG), api._engine(CONFIG),
-                            StreamConfig(checkpoint_s=1e9, slow_thread=False))
-
     path = tmp_path / "s.duckdb"
     store = Store(path)
-    eng = engine(store)
+    eng = _engine(store)
     for p in held["pieces"]:
         if p["ts"].min() >= pd.Timestamp("2025-01-10T08:00Z"):
             break
@@ -162,7 +160,7 @@ def test_a_provisional_alert_whose_meter_is_compacted_before_its_verdict_is_told
 
     def first_step():
         store = Store(path)
-        eng = engine(store)
+        eng = _engine(store)
         rep = eng.step()
         told = [a for a in rep.alerts if a.id in prov]
         return store, eng, rep, told
