@@ -242,6 +242,22 @@ class _Conflicts:
     stored_eg: str | None = None
 
 
+def _edge_gaps(names, cat: dict, cs: np.ndarray, ts_: np.ndarray, same: np.ndarray):
+    """A batch's gaps to what is stored of its meters: per meter of ``names`` (codes ``cs``, the
+    batch sorted by meter and time ``ts_`` in µs, ``same``: a row's meter is its predecessor's), its
+    first reading's gap after the stored last one and its last reading's before the stored first
+    (the catalogue ``cat``'s span). Returns (meter codes, gaps, whether the meter has a stored span);
+    a meter with none gets its readings' own times as gaps."""
+    first = np.flatnonzero(np.concatenate([[True], ~same]))
+    last = np.concatenate([first[1:], [len(cs)]]) - 1
+    span = np.array([(cat[m][0], cat[m][1]) if m in cat and cat[m][0] is not None else (0, 0)
+                     for m in names], np.int64).reshape(-1, 2)
+    has = span[:, 1] > 0
+    return (np.concatenate([cs[first], cs[last]]),
+            np.concatenate([ts_[first] - span[cs[first], 1], span[cs[last], 0] - ts_[last]]),
+            np.concatenate([has[cs[first]], has[cs[last]]]))
+
+
 class Store:
     """A DuckDB file of canonical readings.
 
@@ -845,18 +861,14 @@ class Store:
         # two readings into one: a gap at the known cadence (within its tolerance) and within the new
         # tolerance says the meter still reads at its known cadence and this batch lost readings.
         longer = (known > 0) & (cadence > known)
+        edges = None   # (_edge_gaps, found once for both rules below where either needs them)
         if longer.any():
             tol_k = np.minimum(cap_us, 0.25 * known)
             tol_b = np.minimum(cap_us, 0.25 * cadence)
-            g_codes, g = cs[1:][pos], gap[pos]
             # the batch's first reading after the stored last one, its last before the stored first
-            first = np.flatnonzero(np.concatenate([[True], ~same]))
-            last = np.concatenate([first[1:], [len(cs)]]) - 1
-            span = np.array([(cat[m][0], cat[m][1]) if m in cat and cat[m][0] is not None else (0, 0)
-                             for m in names], np.int64).reshape(-1, 2)
-            b_codes = np.concatenate([cs[first], cs[last]])
-            b_gap = np.concatenate([ts_[first] - span[cs[first], 1], span[cs[last], 0] - ts_[last]])
-            g_codes, g = np.concatenate([g_codes, b_codes]), np.concatenate([g, b_gap])
+            edges = _edge_gaps(names, cat, cs, ts_, same)
+            b_codes, b_gap, _ = edges
+            g_codes, g = np.concatenate([cs[1:][pos], b_codes]), np.concatenate([gap[pos], b_gap])
             # (rfl2) only a gap of one known cadence (within its tolerance) says so: a copy re-sent
             # later than the known tolerance (a meter gone from 1 s to 15 s whose gateway re-sends
             # each reading 0.5 s late) is no reading at the known cadence, and kept the known one
@@ -866,7 +878,8 @@ class Store:
             keep_known[g_codes[seen]] = True
             cadence[keep_known] = known[keep_known]
         if poll is not None and poll[0] > 0:
-            cadence = self._poll_cadence(poll, names, cadence, cs, ts_, same, gap, cat, cap_us)
+            cadence = self._poll_cadence(poll, names, cadence, cs, gap, pos, cap_us,
+                                         lambda: edges or _edge_gaps(names, cat, cs, ts_, same))
         tol = np.minimum(cap_us, 0.25 * cadence).astype(np.int64)
 
         keep = np.ones(good.num_rows, bool)
@@ -1008,7 +1021,7 @@ class Store:
         return out
 
     @staticmethod
-    def _poll_cadence(poll, names, cadence, cs, ts_, same, gap, cat, cap_us) -> np.ndarray:
+    def _poll_cadence(poll, names, cadence, cs, gap, pos, cap_us, edges) -> np.ndarray:
         """(lc) A poller's interval as the cadence of the meters whose readings take its poll's
         time, where the cadence this batch (or the store) says is longer only because polls were
         lost: a meter's *first* live batch with lost polls (0, 0.25, then 1.5 s: a 75th percentile of
@@ -1018,7 +1031,9 @@ class Store:
         stored span's ends) would otherwise turn two readings into a copy: two readings of a meter
         that takes the poll's time, a poll or more apart, are two polls (rlc: a first batch that
         kept only polls 0, 2 and 11 had no gap of exactly one poll, and its 2-s gap was merged at a
-        9-s cadence). A meter whose gaps are all beyond its tolerance keeps its own cadence."""
+        9-s cadence). A meter whose gaps are all beyond its tolerance keeps its own cadence.
+        ``gap``, ``pos``: the sorted batch's gaps and which are positive gaps of one meter; ``edges``:
+        returns :func:`_edge_gaps` of the batch."""
         poll_us = float(poll[0]) * 1e6
         only = poll[1]
         paced = np.array([only is None or m in only for m in names], bool)
@@ -1026,15 +1041,9 @@ class Store:
         over = paced & (cadence > poll_us + tol_p)
         if not over.any():
             return cadence
-        pos = same & (gap > 0)
-        first = np.flatnonzero(np.concatenate([[True], ~same]))
-        last = np.concatenate([first[1:], [len(cs)]]) - 1
-        span = np.array([(cat[m][0], cat[m][1]) if m in cat and cat[m][0] is not None else (0, 0)
-                         for m in names], np.int64).reshape(-1, 2)
-        has = span[:, 1] > 0
-        b_ok = np.concatenate([has[cs[first]], has[cs[last]]])
-        g_codes = np.concatenate([cs[1:][pos], cs[first], cs[last]])
-        g = np.concatenate([gap[pos], ts_[first] - span[cs[first], 1], span[cs[last], 0] - ts_[last]])
+        b_codes, b_gap, b_ok = edges()
+        g_codes = np.concatenate([cs[1:][pos], b_codes])
+        g = np.concatenate([gap[pos], b_gap])
         ok = np.concatenate([np.ones(int(pos.sum()), bool), b_ok])
         tol_c = np.minimum(cap_us, 0.25 * cadence)
         hit = ok & over[g_codes] & (g >= poll_us - tol_p) & (g <= tol_c[g_codes])
