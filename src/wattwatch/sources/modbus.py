@@ -828,6 +828,13 @@ class ModbusPoller(Poller):
         self.status = f"{sum(g is not None for g in res)}/{len(res)} answered"
         return frame.reset_index(drop=True)
 
+    def _counted(self, key: str, mask: np.ndarray) -> np.ndarray:
+        """Count ``mask``'s devices under the counter ``key``; returns those of them still to be
+        warned of (three warnings a counter in the poller's life, however many devices)."""
+        n0 = self.counters[key]
+        self.counters[key] += int(mask.sum())
+        return np.flatnonzero(mask)[: max(0, 3 - n0)]
+
     def _stamp(self, model: Model, devs: list, t: np.ndarray, cols: dict) -> pd.DatetimeIndex:
         """The time of each reading whose meter has a clock register (``t``, seconds, finite).
 
@@ -876,9 +883,7 @@ class ModbusPoller(Poller):
         # its readings the start of their tick: said once per meter (its first reading), not refused.
         rough = np.isnan(prev) & (step > 1.0)
         if rough.any():
-            n0 = self.counters["clock_rough"]
-            self.counters["clock_rough"] += int(rough.sum())
-            for j in np.flatnonzero(rough)[: max(0, 3 - n0)]:
+            for j in self._counted("clock_rough", rough):
                 log.warning("%s: %s: its clock register counts in steps of %g s (%s): its readings take the "
                             "start of their step, up to that much early; a register of whole seconds (uint32) "
                             "or finer keeps their time", self.name, devs[j].meter_id, float(step[j]),
@@ -902,9 +907,7 @@ class ModbusPoller(Poller):
         track = known & ~same & (t > prev) & placed
         us = np.where(resend, prev_us, np.where(refine, cand, np.where(track, np.clip(cand, us, us + step_us - 1), us)))
         if stood.any():
-            n0 = self.counters["clock_stood"]
-            self.counters["clock_stood"] += int(stood.sum())
-            for j in np.flatnonzero(stood)[: max(0, 3 - n0)]:
+            for j in self._counted("clock_stood", stood):
                 log.warning("%s: %s: its clock register still reads %r %.1f s after it last did, with other "
                             "values: the clock stands still or runs slow; the reading keeps that time (the "
                             "store keeps the first values it has for it)", self.name, devs[j].meter_id,
