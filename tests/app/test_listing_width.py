@@ -48,3 +48,29 @@ def test_the_ingest_summary_names_each_file_whole_when_piped(tmp_path: Path, mon
     out = ww("ingest", csv, "--db", tmp_path / "s.duckdb").stdout
     row = next(line for line in out.splitlines() if csv.name in line)
     assert "24" in row, out
+
+
+def test_evaluate_names_each_fault_type_and_code_whole_when_piped(tmp_path: Path, monkeypatch):
+    # (adv) `evaluate`, `demo` and `bench quality` printed their tables at 80 columns in a pipe (a CI log,
+    # `make demo > log`): "theft_under_r…", "WARN_FIRMWAR…", and a third line for the second expected code.
+    import json
+
+    from wattwatch.alerts.model import Alert
+
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE"):
+        monkeypatch.delenv(name, raising=False)
+    events = [{"meter_id": "M-1", "type": "theft_under_registration", "start": "2025-01-14T14:05:00Z",
+               "end": "2025-01-17T00:45:00Z", "code": "WARN_CONSUMPTION_ANOMALY", "expect_alert": True, "detail": {}},
+              {"meter_id": "M-2", "type": "partial_earth_return", "start": "2025-01-14T10:00:00Z",
+               "end": "2025-01-14T12:00:00Z", "code": "ERR_IMBAL_LIMIT_EXCEEDED", "expect_alert": True, "detail": {}}]
+    (tmp_path / "events.json").write_text(json.dumps(events))
+    alerts = [Alert("M-1", "2025-01-15T00:00:00Z", "2025-01-16T00:00:00Z", "WARN_CONSUMPTION_ANOMALY", "warning",
+                    0.8, "seasonal_profile", "under-registration"),
+              Alert("M-2", "2025-01-14T10:00:00Z", "2025-01-14T12:00:00Z", "ERR_IMBAL_LIMIT_EXCEEDED", "critical",
+                    0.9, "neutral_tamper", "earth return")]
+    (tmp_path / "alerts.jsonl").write_text("".join(json.dumps(a.to_dict()) + "\n" for a in alerts))
+    out = ww("evaluate", "--events", tmp_path / "events.json", "--alerts", tmp_path / "alerts.jsonl").stdout
+    for e in events:
+        row = next((line for line in out.splitlines() if e["type"] in line), None)
+        assert row is not None, out
+        assert "1.00" in row and e["code"] in row, out
