@@ -74,3 +74,17 @@ def test_evaluate_names_each_fault_type_and_code_whole_when_piped(tmp_path: Path
         row = next((line for line in out.splitlines() if e["type"] in line), None)
         assert row is not None, out
         assert "1.00" in row and e["code"] in row, out
+
+
+def test_an_ingest_that_read_no_file_prints_its_error_and_no_empty_table(tmp_path: Path):
+    # (adv) a new user's first `ingest` of a file without a time column got an empty boxed table on
+    # stdout (header, no row) beside the error that said why.
+    csv = tmp_path / "no_time.csv"
+    csv.write_text("meter_id,p_kw\nm1,1.0\n")
+    r = ww("ingest", csv, "--db", tmp_path / "s.duckdb", check=False)
+    assert r.returncode == 1 and "no column maps to ts" in r.stderr
+    assert r.stdout.strip() == "", r.stdout
+    ok = tmp_path / "ok.csv"
+    ok.write_text("meter_id,ts,p_kw\nm1,2025-01-06T00:00:00Z,1.0\n")
+    r = ww("ingest", csv, ok, "--db", tmp_path / "s.duckdb", check=False)   # the file read keeps its row
+    assert r.returncode == 1 and "ok.csv" in r.stdout and "no_time.csv" not in r.stdout

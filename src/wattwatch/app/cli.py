@@ -551,7 +551,8 @@ def ingest(
                           *([f"{c.conflicts:,}"] if conflicts else []),
                           f"{c.rejected:,}", *([f"{sum(c.values_dropped.values()):,}"] if drops else []),
                           f"{c.rows_per_s:,.0f}")
-        _print_listing(table)   # (rfh) in a pipe a long file name was cut at 80 columns
+        if results:   # (adv) a table with no row under the error of the one file given said nothing
+            _print_listing(table)   # (rfh) in a pipe a long file name was cut at 80 columns
         if conflicts:
             # (m2) as a watcher counts them (fast): copies of stored readings with other values, and
             # each group of copies within a file with different values once; the notes show one each.
