@@ -1192,7 +1192,7 @@ def detectors(name: Optional[str] = typer.Argument(None, help="One detector: its
         table.add_row(*(escape(_one_line(x)) for x in (
             r["name"], r["code"], "yes" if r["default"] else "", ", ".join(r["requires"]), ", ".join(r["judges"]),
             ", ".join(r["explains"]), ", ".join(f"{k}={v}" for k, v in r["params"].items()))))
-    _print_listing(table)
+    console.print(table)   # (adv) not _print_listing: its parameters column made 2,589-character lines in a pipe
     console.print("`wattwatch detectors NAME` shows one detector's parameters and defaults.")
 
 
