@@ -88,3 +88,24 @@ def test_an_ingest_that_read_no_file_prints_its_error_and_no_empty_table(tmp_pat
     ok.write_text("meter_id,ts,p_kw\nm1,2025-01-06T00:00:00Z,1.0\n")
     r = ww("ingest", csv, ok, "--db", tmp_path / "s.duckdb", check=False)   # the file read keeps its row
     assert r.returncode == 1 and "ok.csv" in r.stdout and "no_time.csv" not in r.stdout
+
+
+def test_a_narrow_terminal_folds_a_long_name_and_cuts_none(monkeypatch):
+    # (adv) `make demo` in an 80-column terminal: its evaluation table read "theft_under_r…", "WARN_FIRMWAR…".
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from wattwatch.app import cli
+
+    out = io.StringIO()
+    monkeypatch.setattr(cli, "console", Console(file=out, width=40, force_terminal=True, color_system=None))
+    table = Table("event type", "events", "expected code")
+    table.add_row("theft_under_registration", "2", "WARN_CONSUMPTION_ANOMALY")
+    cli._print_listing(table)
+    text = out.getvalue()
+    assert "…" not in text, text
+    cells = "".join(line.split("│")[1].strip() for line in text.splitlines() if line.count("│") == 4)
+    codes = "".join(line.split("│")[3].strip() for line in text.splitlines() if line.count("│") == 4)
+    assert cells == "theft_under_registration" and codes == "WARN_CONSUMPTION_ANOMALY", text

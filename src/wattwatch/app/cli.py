@@ -1413,6 +1413,9 @@ def _print_listing(table: Table) -> None:
     quality`'s "firmware…" and "level_sh…"); there each row is one line at the table's own width, for grep,
     `alerts ack` and a CI log."""
     if console.is_terminal:
+        for column in table.columns:   # (adv) a narrow terminal folds a long name, never cuts it ("theft_under_r…")
+            if column.overflow == "ellipsis":
+                column.overflow = "fold"
         console.print(table)
         return
     natural = console.measure(table, options=console.options.update_width(4000)).maximum
