@@ -109,3 +109,29 @@ def test_a_narrow_terminal_folds_a_long_name_and_cuts_none(monkeypatch):
     cells = "".join(line.split("│")[1].strip() for line in text.splitlines() if line.count("│") == 4)
     codes = "".join(line.split("│")[3].strip() for line in text.splitlines() if line.count("│") == 4)
     assert cells == "theft_under_registration" and codes == "WARN_CONSUMPTION_ANOMALY", text
+
+
+def test_a_narrow_terminal_cuts_a_number_or_an_id_visibly_and_never_splits_it(monkeypatch):
+    # (radv) folded, a reading count "1,234,567" read "1,23" over "4,56" over "7" and meter "M-00004" read
+    # "M-0000" over "4" (another meter); a value is shown whole or cut with "…", on one line. Names fold.
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from wattwatch.app import cli
+
+    values = ["1,234,567", "M-00004", "6b6a09f09897e55f", "2025-01-11T11:19:59.571Z", "0.074"]
+    for width in (40, 60):
+        out = io.StringIO()
+        monkeypatch.setattr(cli, "console", Console(file=out, width=width, force_terminal=True, color_system=None))
+        table = Table("read", "meter", "id", "start", "base rate", "event type", "code")
+        table.add_row(*values, "theft_under_registration", "ERR_PHASE_IMBALANCE_01")
+        cli._print_listing(table)
+        rows = [line.split("│")[1:-1] for line in out.getvalue().splitlines() if line.startswith("│")]
+        for i, value in enumerate(values):
+            shown = [r[i].strip() for r in rows if r[i].strip()]
+            assert len(shown) == 1 and (shown[0] == value or value.startswith(shown[0].rstrip("…"))
+                                        and shown[0].endswith("…")), (value, out.getvalue())
+        assert "".join(r[5].strip() for r in rows) == "theft_under_registration", out.getvalue()
+        assert "".join(r[6].strip() for r in rows) == "ERR_PHASE_IMBALANCE_01", out.getvalue()

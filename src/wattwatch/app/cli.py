@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from contextlib import contextmanager
@@ -1414,12 +1415,24 @@ def _print_listing(table: Table) -> None:
     `alerts ack` and a CI log."""
     if console.is_terminal:
         for column in table.columns:   # (adv) a narrow terminal folds a long name, never cuts it ("theft_under_r…")
-            if column.overflow == "ellipsis":
+            if column.overflow == "ellipsis" and not any(map(_is_value, column.cells)):
                 column.overflow = "fold"
         console.print(table)
         return
     natural = console.measure(table, options=console.options.update_width(4000)).maximum
     Console(width=max(console.width, natural)).print(table)   # (Console.print's own width is capped at 80)
+
+
+# (radv) One token with a digit: a number, an alert or meter id, a time. Folded, "1,234,567" read "1,23" over
+# "4,56" over "7" and "M-00004" read "M-0000" over "4" (another meter); cut, "1,2…" says it is cut. An alert
+# code (ERR_PHASE_IMBALANCE_01) is a name: it may fold.
+_VALUE = re.compile(r"\S*\d\S*")
+_CODE = re.compile(r"[A-Z]{2,}(?:_[A-Z]{2,})+(?:_\d+)?")
+
+
+def _is_value(cell) -> bool:
+    text = cell if isinstance(cell, str) else getattr(cell, "plain", None)
+    return isinstance(text, str) and bool(_VALUE.fullmatch(text)) and not _CODE.fullmatch(text)
 
 
 def _id_column(table: Table) -> None:
