@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from contextlib import contextmanager
@@ -551,7 +552,8 @@ def ingest(
                           *([f"{c.conflicts:,}"] if conflicts else []),
                           f"{c.rejected:,}", *([f"{sum(c.values_dropped.values()):,}"] if drops else []),
                           f"{c.rows_per_s:,.0f}")
-        _print_listing(table)   # (rfh) in a pipe a long file name was cut at 80 columns
+        if results:   # (adv) a table with no row under the error of the one file given said nothing
+            _print_listing(table)   # (rfh) in a pipe a long file name was cut at 80 columns
         if conflicts:
             # (m2) as a watcher counts them (fast): copies of stored readings with other values, and
             # each group of copies within a file with different values once; the notes show one each.
@@ -618,7 +620,7 @@ def store_info(db: Path = DB_OPTION, as_json: bool = typer.Option(False, "--json
     for k, v in info.items():
         table.add_row(k, f"{v:,}" if isinstance(v, int) else _term(str(v)))
     table.add_row("energy_kwh", f"{energy['total']:,.3f}")
-    console.print(table)
+    _print_listing(table)
     per = energy["meters"]
     if per:
         shown = 20
@@ -627,7 +629,7 @@ def store_info(db: Path = DB_OPTION, as_json: bool = typer.Option(False, "--json
             et.add_row(escape(m), f"{v:,.3f}")
         if len(per) > shown:
             et.add_row(f"... {len(per) - shown:,} more", "(see --json)")
-        console.print(et)
+        _print_listing(et)
 
 
 @store_app.command("compact")
@@ -942,7 +944,7 @@ def detect(
     if as_json:
         print(_json(summary))
         return
-    console.print(_summary_table(alerts, f"detect: {result.readings:,} readings, {result.meters} meters"))
+    _print_listing(_summary_table(alerts, f"detect: {result.readings:,} readings, {result.meters} meters"))
     if len(alerts) < len(result.alerts):
         err_console.print(f"[yellow]note:[/yellow] {len(result.alerts) - len(alerts)} alert(s) below --min-severity/"
                           "--min-score left out of the output" + (" (the store keeps them)" if result.stored else ""),
@@ -1191,7 +1193,7 @@ def detectors(name: Optional[str] = typer.Argument(None, help="One detector: its
         table.add_row(*(escape(_one_line(x)) for x in (
             r["name"], r["code"], "yes" if r["default"] else "", ", ".join(r["requires"]), ", ".join(r["judges"]),
             ", ".join(r["explains"]), ", ".join(f"{k}={v}" for k, v in r["params"].items()))))
-    console.print(table)
+    console.print(table)   # (adv) not _print_listing: its parameters column made 2,589-character lines in a pipe
     console.print("`wattwatch detectors NAME` shows one detector's parameters and defaults.")
 
 
@@ -1315,9 +1317,9 @@ def evaluate(
         print(_json(doc["alerts"] if scores is None else doc["scores"] if alerts is None else doc))
         return
     if "alerts" in doc:
-        console.print(_evaluation_table(doc["alerts"]))
+        _print_listing(_evaluation_table(doc["alerts"]))
     if "scores" in doc:
-        console.print(_auc_table(doc["scores"]))
+        _print_listing(_auc_table(doc["scores"]))
 
 
 def _detector_codes() -> dict:
@@ -1406,14 +1408,31 @@ def _passes(a, min_severity: Optional[str], min_score: Optional[float]) -> bool:
 
 
 def _print_listing(table: Table) -> None:
-    """A listing (alerts, meter state) on stdout. In a pipe or a file Rich's 80 columns wrapped every
-    cell into word fragments ("WAR…", "Mouse_health…" for two meters, an alert over 20 lines); there
-    each row is one line at the table's own width, for grep and `alerts ack`."""
+    """A table on stdout (a listing, a summary, an evaluation, a bench's figures). In a pipe or a file
+    Rich's 80 columns wrapped every cell into word fragments ("WAR…", "Mouse_health…" for two meters, an
+    alert over 20 lines; (adv) the demo's and `evaluate`'s "theft_under_r…" / "WARN_FIRMWAR…", `bench
+    quality`'s "firmware…" and "level_sh…"); there each row is one line at the table's own width, for grep,
+    `alerts ack` and a CI log."""
     if console.is_terminal:
+        for column in table.columns:   # (adv) a narrow terminal folds a long name, never cuts it ("theft_under_r…")
+            if column.overflow == "ellipsis" and not any(map(_is_value, column.cells)):
+                column.overflow = "fold"
         console.print(table)
         return
     natural = console.measure(table, options=console.options.update_width(4000)).maximum
     Console(width=max(console.width, natural)).print(table)   # (Console.print's own width is capped at 80)
+
+
+# (radv) One token with a digit: a number, an alert or meter id, a time. Folded, "1,234,567" read "1,23" over
+# "4,56" over "7" and "M-00004" read "M-0000" over "4" (another meter); cut, "1,2…" says it is cut. An alert
+# code (ERR_PHASE_IMBALANCE_01) is a name: it may fold.
+_VALUE = re.compile(r"\S*\d\S*")
+_CODE = re.compile(r"[A-Z]{2,}(?:_[A-Z]{2,})+(?:_\d+)?")
+
+
+def _is_value(cell) -> bool:
+    text = cell if isinstance(cell, str) else getattr(cell, "plain", None)
+    return isinstance(text, str) and bool(_VALUE.fullmatch(text)) and not _CODE.fullmatch(text)
 
 
 def _id_column(table: Table) -> None:
@@ -1781,7 +1800,7 @@ def fleet(
     table.add_row("excluded", f"{len(run.features.excluded):,}", _term(run.written.get("excluded", "")))
     if run.balance is not None:
         table.add_row("energy balance", f"{len(run.balance.periods):,}", _term(run.written.get("balance", "")))
-    console.print(table)
+    _print_listing(table)
     console.print(f"{f['pod_id'].nunique():,} POD(s) scored over {f['period'].nunique()} {period}(s); "
                   f"{len(run.features.excluded):,} excluded (reasons in {_term(run.written.get('excluded', ''))})")
     if run.rejects:
@@ -1851,8 +1870,8 @@ def demo(
     table.add_row("detect", f"{len(result.alerts)} alerts on {len({a.meter_id for a in result.alerts})} meters, "
                             f"{result.readings_per_s:,.0f} readings/s")
     table.add_row("evaluate", f"event recall {ev['recall']:.3f}, alert precision {ev['precision']:.3f}, F1 {ev['f1']:.3f}")
-    console.print(table)
-    console.print(_evaluation_table(ev))
+    _print_listing(table)
+    _print_listing(_evaluation_table(ev))
     console.print(f"alerts: {_term(str(alerts_path))}\nreport: "
                   + (_term(str(report.resolve())) if result.alerts else "none (no alerts)"))
 
@@ -2012,7 +2031,7 @@ def bench_stream(
             ("ratio to river (per CPU s)", str(r.get("ratio_to_river")))]
     for k, v in rows:
         t.add_row(k, v)
-    console.print(t)
+    _print_listing(t)
 
 
 @bench_app.command("poll")
@@ -2059,7 +2078,7 @@ def bench_poll(
                                  f"{r['server_cpu_ms_per_request']} ms each, start-up included)"),
                  ("load average (1/5/15 min)", " / ".join(str(x) for x in r["load_average"]))]:
         t.add_row(k, v)
-    console.print(t)
+    _print_listing(t)
 
 
 @app.command()
@@ -2131,7 +2150,7 @@ def bench_ingest(
         table.add_row(r["format"], f"{r['rows']:,}", f"{r['rows_per_s']:,.0f}",
                       f"{r['target_rows_per_s']:,}" if r["target_rows_per_s"] else "-",
                       f"{r['baseline_rows_per_s']:,.0f}", f"{r['ratio_to_baseline']:.2f}", f"{r['peak_rss_mb']:,.0f}")
-    console.print(table)
+    _print_listing(table)
 
 
 @bench_app.command("detect")
@@ -2156,7 +2175,7 @@ def bench_detect(
     table.add_row(f"{r['readings']:,}", str(r["meters"]), str(r["alerts"]), f"{r['seconds']:.1f}",
                   f"{r['readings_per_s']:,.0f}", f"{r['target_readings_per_s']:,}", f"{r['floor_readings_per_s']:,.0f}",
                   f"{r['ratio_to_floor']:.3f}", f"{r['peak_rss_mb']:,.0f}")
-    console.print(table)
+    _print_listing(table)
     console.print(f"readings/s of each run (median above): {', '.join(f'{x:,}' for x in r['runs_readings_per_s'])}; "
                   f"load from store {r['load_seconds']:.1f} s; detection workers' peak RSS {r['worker_peak_rss_mb']:,.0f} MB "
                   "(pages shared with the parent counted in both)")
@@ -2224,7 +2243,7 @@ def bench_fleet(
                       + (f"; range {rng[0]:.2f}-{rng[1]:.2f}" if rng else "")
                       + (f"; pooled {pooled:.2f}" if pooled is not None else "") + ")",
                       f"{x['ours_alerts']} / {x['naive_alerts']}", f"{x['peak_rss_mb']:,.0f}")
-    console.print(table)
+    _print_listing(table)
     console.print("marginal = the slope of seconds against meters through the whole fleet, every other meter and "
                   "every fourth, per side and round (median, range; pooled = one line through every round's points): "
                   "a meter's cost once each job's fixed cost is paid; '-': naive's slope was not positive that round")
@@ -2280,7 +2299,7 @@ def bench_dashboard(
                   f"{r['median_sign_in_ready_s']:.2f}",
                   f"{r['median_fleet_after_sign_in_s']:.2f}", f"{r['median_fleet_s']:.2f}", f"{r['median_meter_s']:.2f}",
                   f"{r['median_year_meter_after_sign_in_s']:.2f}")
-    console.print(table)
+    _print_listing(table)
     console.print(f"meter query: a year of 1-min readings binned to {r['query_year_points']} points in "
                   f"{r['query_year_binned_s']:.2f} s; one day raw ({r['query_one_day_points']} readings) in "
                   f"{r['query_one_day_raw_s']:.2f} s")
@@ -2320,7 +2339,7 @@ def bench_report(
                   title=f"bench report ({r['machine']})")
     table.add_row(f"{r['meters']} x {r['days']:g} d", str(r["alerts"]), f"{r['bytes'] / 1e6:.2f}", f"{r['open_s']:.2f}",
                   f"{r['meter_s']:.2f}", f"{r['floor_open_s']:.2f}", f"{r['ratio_to_floor']:.2f}")
-    console.print(table)
+    _print_listing(table)
     console.print(f"{r['sections']} meter sections; open s of each run (median above): "
                   f"{', '.join(f'{x:.2f}' for x in r['runs_open_s'])} (page clock, from navigation start; from "
                   f"Playwright's goto to the page built: {', '.join(f'{x:.2f}' for x in r['runs_wall_s'])}); report written in {r['write_s']:.1f} s; plotly.js is {r['plotly_bytes'] / 1e6:.2f} MB of the file; "
@@ -2361,7 +2380,7 @@ def bench_learned(
         table.add_row(x["detector"], f"{x['ours_rows_per_s']:,}", x["library"], f"{x['library_rows_per_s']:,}",
                       f"{ok}{x['ratio']:.2f}", f"{x['rank_correlation']:.2f}", f"{x['features_rows_per_s']:,}",
                       f"{x['end_to_end_rows_per_s']:,}", f"{x['load_s']:.3f} ({x['pickle_load_s']:.3f})")
-    console.print(table)
+    _print_listing(table)
     console.print("ratio = library time / our time on the same scaled feature rows (ours: model, calibration to "
                   "exceedance probability, placement on the grid); scaling = the feature stage (quantile map, "
                   "sequences) both sides need, timed apart; end to end = scaling + ours; "
@@ -2476,7 +2495,7 @@ def nab_score(
         style = "bold green" if det.startswith("wattwatch") else None
         table.add_row(escape(_one_line(det)), *(f"{sc.get(p, float('nan')):.1f}" for p in
                              ("standard", "reward_low_FP_rate", "reward_low_FN_rate")), style=style)
-    console.print(table)
+    _print_listing(table)
 
 
 # ------------------------------------------------------------------------------------ grid
@@ -2499,7 +2518,7 @@ def _grid_summary(alerts, isolations, extra: dict, as_json: bool, paths: dict) -
     if as_json:
         print(_json(summary))
         return
-    console.print(_summary_table(alerts, f"grid: {len(isolations)} isolation(s)"))
+    _print_listing(_summary_table(alerts, f"grid: {len(isolations)} isolation(s)"))
     for r in isolations:
         conv = r.get("redispatch_converged")
         tail = "" if conv is None else f"; re-dispatch {r.get('redispatch_method')} " + ("converged" if conv else "did NOT converge")

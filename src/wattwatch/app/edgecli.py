@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from wattwatch.app.cli import _errors, _fail, _json, _term, console, err_console
+from wattwatch.app.cli import _errors, _fail, _json, _print_listing, _term, console, err_console
 
 
 def edge(
@@ -49,7 +49,7 @@ def edge(
               "cpu_s_per_meter_s"):
         t.add_row(k, str(summary[k]))
     t.add_row("events", ", ".join(f"{e['status']} {e['kind']} {e['cycle_start']}" for e in summary["events"]) or "none")
-    console.print(t)
+    _print_listing(t)
     if not summary["all_acknowledged"]:
         _fail(f"{summary['unacknowledged']} report(s) not acknowledged by the broker yet: kept in {site.log_path} "
               "and sent again on the next start", code=3)
@@ -90,14 +90,14 @@ def bench_edge(
                   f"{x['samples_max_ms']:.1f}",
                   f"{x['processing_p50_ms']:.2f} / {x['processing_p99_ms']:.2f}",
                   f"{x['logged_p50_ms']:.1f} / {x['logged_p99_ms']:.1f}")
-    console.print(t)
+    _print_listing(t)
     c = Table("rate", "CPU ms per meter-second (1-cycle blocks)", "meters per core", "(1-s blocks)", "meters per core",
               title="bench edge: CPU")
     for x in r["cpu"]:
         c.add_row(f"{x['fs'] / 1000:g} kHz", f"{x['cycle_blocks']['cpu_ms_per_meter_s']:.2f}",
                   str(x["cycle_blocks"]["meters_per_core"]), f"{x['second_blocks']['cpu_ms_per_meter_s']:.2f}",
                   str(x["second_blocks"]["meters_per_core"]))
-    console.print(c)
+    _print_listing(c)
     p = r["publish"]
     console.print(f"publish (HMAC-SHA256 + tamper log append with fsync): p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms")
     if "detection" in r:
@@ -107,7 +107,7 @@ def bench_edge(
             d.add_row(x["scenario"], f"{x['fs'] / 1000:g} kHz", f"{x['persistence_s']:g} s", str(x["runs"]),
                       str(x["found"]) if x["fault"] else "-", str(x["tamper_reports"]), ", ".join(x["kinds"]) or "-",
                       ", ".join(f"{v:g}" for v in x["trip_after_s"]) or "-")
-        console.print(d)
+        _print_listing(d)
     if "soak" in r:
         k = Table("scenario", "rate", "hours", "persistence", "cycles", "tamper reports", "cycles over limit",
                   "noisy cycles", "excluded (inrush/step)", "other events", "CPU ms per meter-second",
@@ -116,7 +116,7 @@ def bench_edge(
             k.add_row(x["scenario"], f"{x['fs'] / 1000:g} kHz", f"{x['hours']:g}", f"{x['persistence_s']:g} s",
                       f"{x['cycles']:,}", str(x["tamper_reports"]), f"{x['over_cycles']:,}", f"{x['noisy_cycles']:,}",
                       f"{x['excluded_cycles']:,}", ", ".join(x["other_events"]) or "-", f"{x['cpu_ms_per_meter_s']:.3f}")
-        console.print(k)
+        _print_listing(k)
 
 
 def register(app, bench_app) -> None:

@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from wattwatch.app.cli import _fail, _json, bench_app, console, nab_app
+from wattwatch.app.cli import _fail, _json, _print_listing, bench_app, console, nab_app
 
 
 def _f(x, digits: int = 2) -> str:
@@ -94,12 +94,12 @@ def bench_quality_real(
                           _f(r["precision"]), _f(r["f1"]), _f(r["false_per_1000_meter_days"], 1),
                           f"{_f(r.get('pr_auc_mean'))} ({r.get('pr_auc_meters', 0)})", secs,
                           style="bold" if name == "all" else None)
-    console.print(table)
+    _print_listing(table)
     kinds = Table("kind", *[f"{w} found/labels" for w in who], title="Recall per kind (all datasets)")
     for k in sorted({k for w in who for k in result["overall"].get(w, {}).get("per_kind", {})}):
         kinds.add_row(k, *[(lambda r: f"{r['detected']}/{r['labels']}" if r else "-")(
             result["overall"].get(w, {}).get("per_kind", {}).get(k)) for w in who])
-    console.print(kinds)
+    _print_listing(kinds)
     crashed = [n for n, row in result["datasets"].items() if "error" in row.get("wattwatch", {})]
     if crashed:
         console.print(f"wattwatch crashed on {', '.join(crashed)} (the 'all' row leaves them out); "
@@ -154,7 +154,7 @@ def bench_quality(
                       _f(r["precision"]), _f(r["f1"]), _f(r["median_delay_min"], 0))
     table.add_row("all faults", str(ev["events"]), str(ev["detected"]), _f(ev["recall"]), _f(ev["recall_visible"]),
                   _f(ev["precision"]), _f(ev["f1"]), "", style="bold")
-    console.print(table)
+    _print_listing(table)
     console.print(f"alerts {ev['alerts']}, correct {ev['true_alerts']}: precision {_f(ev['precision'])}, "
                   f"F1 {_f(ev['f1'])}; false alerts by code: {ev['false_alerts_by_code']}")
 
@@ -241,7 +241,7 @@ def nab_folds(
                   *[_f(full[p], 1) for p in profiles], style="green")
     for det, sc in sorted(result["published"].items(), key=lambda kv: -kv[1].get("standard", 0)):
         table.add_row(escape(str(det)), *[_f(sc.get(p), 1) for p in profiles])
-    console.print(table)
+    _print_listing(table)
     for p in profiles:
         for name, r in result["profiles"][p]["folds"].items():
             console.print(f"{p}: {name}: {r['params']}, threshold {r['threshold']:.4f}, "

@@ -128,6 +128,10 @@ def _open_maybe_gzip(path: Path):
     return pa.input_stream(str(path), compression=None)
 
 
+# (adv) Said with text that is not UTF-8: a spreadsheet's "CSV" export on Windows is Windows-1252
+# (Zählpunkt, Compteur n°), which reads as a binary header or a file of one-row rejects.
+NOT_UTF8_HINT = " (an export in Windows-1252 or Latin-1? save it as UTF-8, e.g. iconv -f cp1252 -t utf-8)"
+
 # What reading a (possibly gzip) stream raises on a damaged file.
 READ_ERRORS = (OSError, EOFError, zlib.error, pa.ArrowException)
 
@@ -151,7 +155,22 @@ def _check_text(path: Path, head: bytes) -> str:
         return first.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise NotRecordsError(f"{path}: not a text CSV file: line 1 (the header) is not UTF-8 text at byte "
-                              f"{exc.start}") from exc
+                              f"{exc.start}{NOT_UTF8_HINT}") from exc
+
+
+def _not_utf8_field(raw: bytes, names: list[str], delim: str) -> str:
+    """' (field NAME)': the first field of a row whose bytes are not UTF-8 ((radv) the reject said only the
+    byte's column: 'Zähler-0' in meter_id and 'Störung' in an unused comment column read alike)."""
+    try:   # latin-1 maps every byte to one character and back, so a field's bytes are recovered
+        fields = next(csv.reader([raw.decode("latin-1")], delimiter=delim))
+    except (csv.Error, StopIteration):
+        return ""
+    for name, value in zip(names, fields):
+        try:
+            value.encode("latin-1").decode("utf-8")
+        except UnicodeDecodeError:
+            return f" (field {name})"
+    return ""
 
 
 def _binary(sample: bytes) -> bool:
@@ -366,7 +385,8 @@ def _parse_csv_block_slow(block: bytes, names: list[str], delim: str, first_line
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            rejects.append(RawReject(lineno, f"not UTF-8 text at column {exc.start + 1}", raw[:200].decode("latin-1")))
+            rejects.append(RawReject(lineno, f"not UTF-8 text at column {exc.start + 1}{_not_utf8_field(raw, names, delim)}"
+                                             f"{NOT_UTF8_HINT}", raw[:200].decode("latin-1")))
             continue
         if "\x00" in text:
             rejects.append(RawReject(lineno, "binary data (NUL byte) in row", text[:200].replace("\x00", "\\0")))
@@ -713,7 +733,7 @@ def _parse_jsonl_block(lines: list[bytes], start: int, path: Path) -> RawBatch:
         try:
             s = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            rejects.append(RawReject(start + i, f"not UTF-8 text at column {exc.start + 1}", shown))
+            rejects.append(RawReject(start + i, f"not UTF-8 text at column {exc.start + 1}{NOT_UTF8_HINT}", shown))
             continue
         if "\x00" in s:
             rejects.append(RawReject(start + i, "binary data (NUL byte) in row", shown))
