@@ -468,6 +468,48 @@ def test_the_influx_sink_writes_a_withdrawal_as_the_alerts_last_state(tmp_path):
     sink.buf.close()
 
 
+def test_the_influx_sink_writes_each_alert_point_in_the_state_the_engine_holds_it(tmp_path):
+    """(le; pc/rpc's leftover) The sink wrote ``state="open"`` for every alert point not ended in that
+    report: a provisional alert told ``stopped`` and written again before its verdict (a changed score)
+    read ``open`` again until the verdict, and a final alert written after its end (or found already
+    closed) read ``open`` for good (held-out seeds 33/37 of pc's fleet: 7 and 3 points, left open at the
+    end). It now says what the engine holds after the step (the console's open set; the checkpoint's)."""
+    from types import SimpleNamespace
+
+    from wattwatch.alerts.model import Alert
+    from wattwatch.runners.stream import StepReport
+    from wattwatch.sinks.influx import InfluxSink
+
+    sink = InfluxSink("influx", url="http://127.0.0.1:9", database="w", buffer=tmp_path / "buf")
+    sent = []
+    sink._start = lambda: None
+    sink._put = lambda body, n: sent.append(body.decode())
+
+    def alert(k, **ev):
+        return Alert(meter_id=f"m{k}", start="2026-01-01T00:00:00.000Z", end="2026-01-01T02:00:00.000Z",
+                     code="ALRM_NEUTRAL_TAMPER", severity="critical", score=0.9, detector="neutral_tamper",
+                     message="bypass", evidence=ev)
+
+    stopped, growing, final_open, final_over, health = (alert(0, provisional=True), alert(1, provisional=True),
+                                                        alert(2), alert(3), alert(4, ended=False))
+    every = [stopped, growing, final_open, final_over, health]
+    eng = SimpleNamespace(alerts={a.id: a for a in every}, open_ids={final_open.id}, health_open={health.id},
+                          provisional={stopped.id: stopped, growing.id: growing}, provisional_open={growing.id})
+
+    def states(rep):
+        sent.clear()
+        sink.alerts(rep, eng)
+        return {line.split('id="')[1][:16]: line.split('state="')[1].split('"')[0]
+                for b in sent for line in b.splitlines()}
+
+    assert states(StepReport(stopped=[stopped.id])) == {stopped.id: "stopped"}
+    want = {stopped.id: "stopped", growing.id: "open", final_open.id: "open", final_over.id: "ended",
+            health.id: "open"}
+    assert states(StepReport(alerts=every)) == want   # (main: every one "open")
+    assert states(StepReport(alerts=[final_open], ended=[final_open.id])) == {final_open.id: "ended"}
+    sink.buf.close()
+
+
 def test_an_alert_withdrawn_twice_after_the_checkpoint_is_told_as_withdrawn_last(tmp_path):
     """(lead49, rpv's item 3) An alert withdrawn, written again and withdrawn again before a checkpoint
     leaves two rows in ``stream_withdrawn``: the restart tells the outputs its last withdrawal (its
