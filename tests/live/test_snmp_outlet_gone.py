@@ -98,3 +98,36 @@ def test_an_outlet_the_agent_stops_listing_is_alerted_goes_on_over_a_restart_and
             s.close()
         pdu.stop()
         ups.stop()
+
+
+def test_the_device_a_row_meter_belongs_to_is_found_without_a_regex_per_device():
+    """(le; rlc's measure) ``SnmpSource.expect`` over the store's known meters at a restart tried one
+    regex per device and table for each meter: 0.44 s CPU at 200 PDUs x 24,800 meters, growing with
+    both. One regex per distinct template now (the devices as one alternation, config order): the
+    same owners (the first device in the config's order that names the meter), ~0.01 s here. No agent
+    is asked (``expect`` reads the config only)."""
+    import time
+
+    from wattwatch.sources import snmp
+
+    models = {"twin": {"scalars": {"v_l1_v": {"oid": "1.3.6.1.4.1.9.1"}},
+                       "tables": {"port": {"meter": "{device}{index}", "columns": {"i_l1_a": {"oid": "1.3.6.1.4.1.9.2"}}},
+                                  "pair": {"meter": "{device}:{index}:{device}",
+                                           "columns": {"i_l1_a": {"oid": "1.3.6.1.4.1.9.3"}}}}}}
+    devs = [{"name": n, "port": 161, "model": m} for n, m in (("p", "twin"), ("p1", "apc_rpdu2"), ("p12", "twin"))]
+    src = snmp.from_spec("racks", {"interval_s": 10, **KEYS, "models": models, "devices": devs}, None)
+    owner = {m: getattr(src._owner(m), "name", None)
+             for m in ("p", "p1", "p12", "p13", "p123", "p1/outlet2", "p12/outlet2", "p:4:p", "p12:4:p12", "p1:4:p",
+                       "p1/outlet", "q/outlet1", "p:4:p1")}
+    assert owner == {"p": "p", "p1": "p1", "p12": "p12", "p13": "p", "p123": "p", "p1/outlet2": "p1",
+                     "p12/outlet2": None, "p:4:p": "p", "p12:4:p12": "p12", "p1:4:p": None, "p1/outlet": None,
+                     "q/outlet1": None, "p:4:p1": None}, owner
+    src.close()
+    src = snmp.from_spec("racks", {"interval_s": 10, **KEYS, "devices": [
+        {"name": f"pdu{i}", "port": 161, "model": "apc_rpdu2"} for i in range(200)]}, None)
+    known = [f"pdu{i}/outlet{j}" for i in range(200) for j in range(1, 25)] + [f"m{k}" for k in range(20000)]
+    t0 = time.process_time()
+    n = sum(src.expect(m) for m in known)
+    cpu = time.process_time() - t0
+    src.close()
+    assert n == 4800 and len(src.devices[7].meters) == 24 and cpu < 0.15, (n, cpu)
