@@ -131,3 +131,112 @@ def test_the_device_a_row_meter_belongs_to_is_found_without_a_regex_per_device()
     cpu = time.process_time() - t0
     src.close()
     assert n == 4800 and len(src.devices[7].meters) == 24 and cpu < 0.15, (n, cpu)
+
+
+def test_a_lost_outlet_cleared_by_an_operator_ends_and_is_not_watched_until_listed_again():
+    """(le; rlc's leftover) An outlet unplugged for good stayed alerted until its meter was put in
+    ``[silence] ignore`` by hand (for ever: an outlet plugged in there later would never be watched).
+    SPEC's lifecycle (open -> acknowledged -> cleared) says it: acknowledged, it stays alerted (someone
+    has it in hand; it may come back); **cleared**, its alert ends (``evidence.retired``, why said) and
+    the outlet is not watched -- nor after a restart, nor when the alert was cleared while no watcher
+    ran -- until its agent lists it again. Real pysnmp agents (authPriv)."""
+    from wattwatch.devices import snmp as agent
+
+    pdu = agent.start("pdu1", {"model": "apc_rpdu2", "outlets": 4, "seed": 3, **KEYS})
+    port, lost, srcs = pdu.port, "pdu1/outlet4", []
+    devs = [("pdu1", port, "apc_rpdu2")]
+
+    def mine(got):
+        return [x for x in got if x.meter_id == lost]
+
+    async def go():
+        nonlocal pdu
+        src, w, got = _source(devs), _watch(), []
+        srcs.append(src)
+        w.resume([src], [], known={})
+        assert await _cycles(src, w, got, 20, lambda: sum(v[2] is not None for v in src.silence.values()) == 5)
+        pdu.stop()
+        pdu = agent.start("pdu1", {"model": "apc_rpdu2", "outlets": 3, "seed": 3, "port": port, **KEYS})
+        assert await _cycles(src, w, got, 15, lambda: any(x.evidence.get("lost_outlet") for x in mine(got)))
+        a = mine(got)[-1]
+        status = {a.id: "acknowledged"}
+        w.status_of = status.get
+        got.clear()   # acknowledged: goes on (updated, not ended)
+        assert await _cycles(src, w, got, 5, lambda: bool(mine(got))) and not mine(got)[-1].evidence["ended"]
+        status[a.id] = "cleared"
+        got.clear()
+        assert await _cycles(src, w, got, 5, lambda: bool(mine(got)))
+        b = mine(got)[-1]
+        assert (b.id, b.evidence["ended"], b.evidence.get("retired")) == (a.id, True, True), b.evidence
+        assert "removed for good" in b.evidence["ended_because"] and "cleared" in b.message
+        got.clear()   # not watched: never alerted again, not one of its agent's units
+        await _cycles(src, w, got, 2.5)
+        units = [m for m, _ in src.silence_links()["pdu1"]["units"]]
+        assert not mine(got) and lost not in units and "pdu1/outlet3" in units, (mine(got), units)
+        src.close()
+        # restarted: the store's retired version names it (the engine hands it over): not watched
+        src, w, got = _source(devs), _watch(), []
+        srcs.append(src)
+        w.resume([src], [], known={lost: 0, "pdu1/outlet3": 0}, retired=[("racks", lost)])
+        await _cycles(src, w, got, 2.5)
+        assert not mine(got), mine(got)
+        src.close()
+        # restarted with its alert open in the store, cleared while no watcher ran: retired at once
+        src, w, got = _source(devs), _watch(), []
+        srcs.append(src)
+        a.status = "cleared"
+        w.resume([src], [a], known={lost: 0})
+        got.extend(w.check([src]))
+        assert [(x.id, x.evidence["ended"], x.evidence.get("retired")) for x in mine(got)] == [(a.id, True, True)]
+        src.close()
+        # listed again: watched again (heard after its retirement)
+        pdu.stop()
+        pdu = agent.start("pdu1", {"model": "apc_rpdu2", "outlets": 4, "seed": 3, "port": port, **KEYS})
+        src, w, got = _source(devs), _watch(), []
+        srcs.append(src)
+        w.resume([src], [], known={lost: 0}, retired=[("racks", lost)])
+        assert await _cycles(src, w, got, 15, lambda: ("racks", lost) not in w.retired), "not watched again"
+        assert lost in [m for m, _ in src.silence_links()["pdu1"]["units"]]
+
+    try:
+        asyncio.run(go())
+    finally:
+        for s in srcs:
+            s.close()
+        pdu.stop()
+
+
+def test_a_retired_outlet_is_handed_to_the_silence_watch_at_a_restart_until_a_reading_follows(tmp_path):
+    """(le) The restart side of the test above: the engine finds the retired versions in the store
+    (``_load_health``) and hands the silence watch the outlets not heard since (no reading after the
+    version's end); one read after it (listed again meanwhile, its readings stored) is watched. No agent."""
+    import pandas as pd
+
+    from wattwatch import api
+    from wattwatch.alerts.model import Alert
+    from wattwatch.runners.stream import StepReport, StreamConfig, StreamEngine
+    from wattwatch.store import Store
+
+    path = tmp_path / "live.duckdb"
+
+    def engine(store):
+        eng = StreamEngine(store, api.build_detectors(["supply_outage"]), None, StreamConfig(checkpoint_s=0))
+        eng.silence = _watch()
+        eng.resume_sources([_source([("pdu1", 1, "apc_rpdu2")])])
+        return eng
+
+    ev = {"kind": sil.KIND, "source": "racks", "lost": 9, "lost_outlet": True, "ended": True, "retired": True,
+          "ended_because": "cleared"}
+    gone = [Alert(meter_id=f"pdu1/outlet{k}", start="2026-01-01T00:00:00.000Z", end="2026-01-01T01:00:00.000Z",
+                  code=sil.CODE, severity="warning", score=0.5, detector=sil.DETECTOR, message="m", evidence=ev)
+            for k in (3, 4)]
+    with Store(path) as store:
+        eng = engine(store)
+        eng.add(pd.DataFrame({"meter_id": ["pdu1/outlet3", "pdu1/outlet4"], "ts": pd.to_datetime(
+            ["2025-12-31T23:00Z", "2026-01-01T02:00Z"], utc=True), "i_l1_a": [1.0, 1.0]}))   # 4: heard after
+        eng.step()
+        eng.add_health(gone, StepReport())
+        eng.checkpoint()
+    with Store(path) as store:
+        eng = engine(store)
+        assert eng.silence.retired == {("racks", "pdu1/outlet3"): float("-inf")}, eng.silence.retired

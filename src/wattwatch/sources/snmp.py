@@ -556,8 +556,15 @@ class SnmpSource(Poller):
             return {}
         if d.status in ("ok", "slow") and meter != d.name and meter not in d.listed:
             return {"agent": d.name, "why": "the agent answers but no longer lists it in its table "
-                                            "(outlet removed, or its index changed)"}
+                                            "(outlet removed, or its index changed)", "lost_outlet": True}
         return {"agent": d.name, "why": d.down_why or ("no answer in time" if d.status != "ok" else "not in its answer")}
+
+    def forget(self, meter: str) -> None:
+        """(le) A lost outlet retired by the silence watch (cleared: removed for good): no longer one
+        of its agent's units (``silence_links``) until a poll lists it again."""
+        d = self._owner(str(meter))
+        if d is not None and meter != d.name:
+            d.meters.discard(str(meter))
 
     def _agent_down(self, dev: Device, why: str) -> None:
         if dev.down_wall is None:
