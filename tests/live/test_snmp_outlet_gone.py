@@ -240,3 +240,14 @@ def test_a_retired_outlet_is_handed_to_the_silence_watch_at_a_restart_until_a_re
     with Store(path) as store:
         eng = engine(store)
         assert eng.silence.retired == {("racks", "pdu1/outlet3"): float("-inf")}, eng.silence.retired
+        # an operator's clear (``alerts clear``: the control channel, the engine's thread) is what the
+        # watch asks the engine for (``status_of``): of an alert this run wrote, and of one it has not
+        from wattwatch.runners import control
+
+        live = Alert(**{**gone[1].__dict__, "start": "2026-01-02T00:00:00.000Z", "end": "2026-01-02T00:10:00.000Z",
+                        "evidence": {**ev, "ended": False, "retired": False}})
+        eng.add_health([live], StepReport())
+        assert eng.silence.status_of(live.id) == "open"
+        control.apply(eng, {"op": "set_status", "id": live.id, "status": "cleared"})
+        control.apply(eng, {"op": "set_status", "id": gone[1].id, "status": "acknowledged"})
+        assert (eng.silence.status_of(live.id), eng.silence.status_of(gone[1].id)) == ("cleared", "acknowledged")

@@ -47,6 +47,17 @@ replay source (a file's gaps are data, judged by the core). A push meter is watc
 cadence is learned (or its source's ``expect_s`` given); the engine's checkpoint keeps its cadence
 and last arrival (:meth:`SilenceWatch.position`), so a restarted watcher watches it from its start.
 
+**A lost outlet cleared by an operator** (le): an SNMP outlet its agent no longer lists while it answers
+is alerted as a lost outlet (``evidence.lost_outlet``). Acknowledged, the alert goes on (someone has it
+in hand; the outlet may come back). Cleared (``wattwatch alerts clear``: SPEC's lifecycle, open ->
+acknowledged -> cleared), it is taken as removed for good: the alert ends (``evidence.retired``,
+``ended_because``) and the outlet is not watched -- by this run or a restart (the engine hands the
+watch the retired outlets with no reading after their end), also when it was cleared while no
+watcher ran -- until its agent lists it again, when it is watched as any outlet heard. Before, it stayed
+alerted until its meter was put in ``ignore`` by hand, for good (an outlet plugged in there later was
+never watched). The config lists PDUs, not outlets: their table is the agent's, so the operator's
+word on an alert, not a second list to keep in step, says an outlet is gone.
+
 **A push source cut off from its broker** (status ``connecting``, ``reconnecting`` or ``refused``:
 the broker down, unreachable or refusing the watcher) does not page its meters one by one: the
 meters may well be publishing into the broker's queue (the watcher keeps its MQTT session), so
