@@ -507,6 +507,25 @@ def test_the_influx_sink_writes_each_alert_point_in_the_state_the_engine_holds_i
             health.id: "open"}
     assert states(StepReport(alerts=every)) == want   # (main: every one "open")
     assert states(StepReport(alerts=[final_open], ended=[final_open.id])) == {final_open.id: "ended"}
+    # (rle) an edge meter's tamper report is an alert the meter is in until its cleared report (same
+    # event, same id): ``open`` until then (le wrote it ``ended`` at once, main ``open`` for good); an
+    # hour's refused reports (the head-end's, no state to leave) is ``ended``
+    from wattwatch.sources.tamper import TamperSource
+
+    def report(status, counter):   # (TamperSource.alerts_of reads only the report)
+        return TamperSource.alerts_of(None, {
+            "status": status, "meter_id": "e1", "ts": 1767225600.0 + counter, "counter": counter,
+            "event": "tamper@2026-01-01T00:00:00.000Z", "cycle_start": "2026-01-01T00:00:00.000Z",
+            "cycle_end": "2026-01-01T00:01:00.000Z", "kind": "neutral_bypass", "delta_a": 4.0,
+            "evidence": {"limit_a": 0.5}, **({"cleared_at": "2026-01-01T00:02:00.000Z"} if status == "cleared" else {})})[0]
+
+    entered, left = report("tamper", 1), report("cleared", 2)
+    refused = Alert(meter_id="e1", start="2026-01-01T00:00:00.000Z", end="2026-01-01T00:00:30.000Z",
+                    code="ALRM_SECURITY_EVENT", severity="critical", score=1.0, detector="edge_security",
+                    message="refused", evidence={"forged": 1, "count": 1})
+    assert entered.id == left.id
+    assert states(StepReport(alerts=[entered, refused])) == {entered.id: "open", refused.id: "ended"}
+    assert states(StepReport(alerts=[left])) == {left.id: "ended"}
     sink.buf.close()
 
 

@@ -262,9 +262,13 @@ def alert_states(todo: dict, report, engine) -> dict[str, str]:
     ``stopped`` for a provisional alert back to normal whose verdict is pending (pc: told in the step
     it stops; le: also when it is written again meanwhile, a changed score, which wrote ``open`` until
     the verdict); ``open`` for the alerts that may still grow (the final ones the stitcher holds open,
-    the health alerts of sources, the provisional ones not stopped); any other alert written is over
-    (``ended``: a final alert rewritten after its end, one found already closed, a source's event).
-    An engine that keeps no open set (a stand-in) leaves every other alert ``open``, as before."""
+    the health alerts of sources, the provisional ones not stopped; rle: an edge meter's tamper or
+    noisy-signal report until the meter's ``cleared``/``signal_ok`` one); any other alert written is
+    over (``ended``: a final alert rewritten after its end, one found already closed, an hour's
+    refused reports or clock skew). An engine that keeps no open set (a stand-in) leaves every other
+    alert ``open``, as before."""
+    from wattwatch.sources.tamper import ongoing
+
     withdrawn = getattr(report, "withdrawn", None) or {}
     state = {i: "stopped" for i in getattr(report, "stopped", ())}
     state.update({i: "withdrawn" if i in withdrawn else "ended" for i in report.ended})
@@ -275,7 +279,7 @@ def alert_states(todo: dict, report, engine) -> dict[str, str]:
         (set(getattr(engine, "provisional_open", ())) & prov)
     for i in todo:
         if i not in state:
-            state[i] = "open" if i in open_ else "stopped" if i in prov else "ended"
+            state[i] = "open" if i in open_ or ongoing(todo[i]) else "stopped" if i in prov else "ended"
     return state
 
 
