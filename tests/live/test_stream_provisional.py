@@ -259,6 +259,22 @@ def test_actions_that_switch_loads_wait_for_the_final_verdict_notifications_do_n
     assert seen[2][gone.id] == [("tell", "ended"), ("tell", "opened")]
     assert seen[3][left.id] == [("tell", "opened"), ("tell", "stopped")]   # (pc) "shed" never opened it
     assert seen[4][left.id] == [("tell", "ended"), ("tell", "opened"), ("tell", "stopped")]
+    # (rle) a final alert a re-judging withdraws (late readings: gone from the engine and the store) was
+    # opened by both: both are told it ended ("shed" was skipped as if it had never opened it)
+    from wattwatch.runners.rejudge import WITHDRAWN
+
+    late = alert("2026-01-04T00:00:00.000Z")
+    for rep in (StepReport(alerts=[late], new=[late.id]), StepReport(ended=[late.id], withdrawn={
+            late.id: dataclasses.replace(late, evidence={"withdrawn": WITHDRAWN})})):
+        eng.alerts.update({a.id: a for a in rep.alerts})
+        eng.alerts.pop(late.id) if rep.ended else None
+        for o in site.outputs:
+            o.alerts(rep, eng)
+    for o in site.outputs:
+        assert o.flush(30)
+    got = actions_for(store.con, late.id)
+    assert sorted(zip(got["action"], got["event"])) == [("shed", "ended"), ("shed", "opened"), ("tell", "ended"),
+                                                        ("tell", "opened")]
     for o in site.outputs:
         o.close()
     store.close()

@@ -394,8 +394,8 @@ class Action(Output):
             if a is not None:
                 events.append((a, "opened"))
         for aid in report.ended if "ended" in self.on else ():
-            if aid in withdrawn and not self.on_provisional:
-                continue   # never opened here
+            if aid in withdrawn and not self.on_provisional and withdrawn[aid].evidence.get("provisional"):
+                continue   # never opened here (rle: a final alert a re-judging withdrew was: told it ended)
             a = withdrawn.get(aid) or engine.alerts.get(aid) or _stored_alert(engine.store.con, aid)
             if a is not None and not self.on_provisional and a.evidence.get("provisional"):
                 continue   # (pc) still provisional as it ends (compacted before its verdict): never opened here
