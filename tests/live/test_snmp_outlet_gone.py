@@ -204,7 +204,7 @@ def test_a_lost_outlet_cleared_by_an_operator_ends_and_is_not_watched_until_list
         assert (b.id, b.evidence["ended"], b.evidence.get("retired")) == (a.id, True, True), b.evidence
         assert "removed for good" in b.evidence["ended_because"] and "cleared" in b.message
         got.clear()   # not watched: never alerted again, not one of its agent's units
-        await _cycles(src, w, got, 2.5)
+        await _cycles(src, w, got, 1.0)   # (a new alert would come at once: its silence is long)
         units = [m for m, _ in src.silence_links()["pdu1"]["units"]]
         assert not mine(got) and lost not in units and "pdu1/outlet3" in units, (mine(got), units)
         src.close()
@@ -212,8 +212,12 @@ def test_a_lost_outlet_cleared_by_an_operator_ends_and_is_not_watched_until_list
         src, w, got = _source(devs), _watch(), []
         srcs.append(src)
         w.resume([src], [], known={lost: 0, "pdu1/outlet3": 0}, retired=[("racks", lost)])
-        await _cycles(src, w, got, 2.5)
-        assert not mine(got), mine(got)
+        await _cycles(src, w, got, 1.0)
+        # (rle) not taken among its agent's units nor its poller's silence table (then it is never
+        # counted lost): what waiting 2.5 s for no alert showed, without the wait (the watch's own
+        # retired check, shown above, alone kept it from an alert: taking this one out passed)
+        units = [m for m, _ in src.silence_links()["pdu1"]["units"]]
+        assert not mine(got) and lost not in src.silence and lost not in units, (mine(got), src.silence, units)
         src.close()
         # restarted with its alert open in the store, cleared while no watcher ran: retired at once
         src, w, got = _source(devs), _watch(), []
