@@ -533,7 +533,8 @@ def test_the_influx_sink_writes_each_alert_point_in_the_state_the_engine_holds_i
             "status": status, "meter_id": "e1", "ts": 1767225600.0 + counter, "counter": counter,
             "event": "tamper@2026-01-01T00:00:00.000Z", "cycle_start": "2026-01-01T00:00:00.000Z",
             "cycle_end": "2026-01-01T00:01:00.000Z", "kind": "neutral_bypass", "delta_a": 4.0,
-            "evidence": {"limit_a": 0.5}, **({"cleared_at": "2026-01-01T00:02:00.000Z"} if status == "cleared" else {})})[0]
+            "evidence": {"limit_a": 0.5},
+            **({"cleared_at": "2026-01-01T00:02:00.000Z"} if status == "cleared" else {})})[0]
 
     entered, left = report("tamper", 1), report("cleared", 2)
     refused = Alert(meter_id="e1", start="2026-01-01T00:00:00.000Z", end="2026-01-01T00:00:30.000Z",
