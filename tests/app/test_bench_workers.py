@@ -99,3 +99,59 @@ def test_a_worker_ended_by_sigterm_exits_143_even_when_an_error_replaced_the_int
         getattr(bench, main)(work)
     assert out.value.code == 143
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals reach the main thread")
+@pytest.mark.parametrize("case", ["finished", "ctrl-c"])
+def test_a_grandchild_holding_the_workers_pipes_delays_neither_a_ctrl_c_nor_the_workers_result(tmp_path, case):
+    """(le; pc's leftover) ``worker_in_group`` waited for the worker's pipes to end (``communicate``):
+    a grandchild holding them (a JVM started with the worker's stdout) held a Ctrl-C for the whole
+    grace though the worker had ended at once, and held a worker that had finished until the
+    grandchild ended (a JVM left running: for ever). (rle) Here both are 60 s and the bound 20 s: the
+    fixed code takes ~1-2 s (more at load 30, which the old bound of 10 s came near). The grandchild
+    ignores SIGINT and keeps the worker's stdout and stderr; it is ended with the worker's group."""
+    from wattwatch.app import bench
+
+    ready, pidfile = tmp_path / "ready", tmp_path / "child.pid"
+    child, worker = tmp_path / "child.py", tmp_path / "worker.py"
+    child.write_text("import os, signal, sys, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                     "open(sys.argv[1], 'w').write(str(os.getpid()))\ntime.sleep(60)\n")
+    body = ("print('{\"rows\": 1}'); print('done', file=sys.stderr)\n" if case == "finished" else
+            f"try:\n    open({str(ready)!r}, 'w').write('1')\n    time.sleep(60)\n"
+            "except KeyboardInterrupt:\n    sys.exit(130)\n")
+    worker.write_text(f"import subprocess, sys, time\n"   # the child inherits stdout and stderr
+                      f"subprocess.Popen([sys.executable, {str(child)!r}, {str(pidfile)!r}])\n"
+                      f"while not open({str(pidfile)!r}, 'a+').tell():\n    time.sleep(0.02)\n" + body)
+    argv = [sys.executable, str(worker)]
+    sent = []
+
+    def ctrl_c():
+        end = time.monotonic() + 60
+        while not (ready.exists() and ready.read_text()) and time.monotonic() < end:
+            time.sleep(0.05)
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    pid = None
+    try:
+        t0 = time.monotonic()
+        if case == "finished":   # its result on stdout, a line on stderr, its child living on
+            assert bench.worker_in_group(argv, "worker", grace_s=60.0).strip() == '{"rows": 1}'
+        else:                    # told, it ends at once (exit 130); the call ends well before the grace
+            threading.Thread(target=ctrl_c, daemon=True).start()
+            with pytest.raises(KeyboardInterrupt):
+                bench.worker_in_group(argv, "worker", grace_s=60.0)
+            t0 = sent[0]
+        took = time.monotonic() - t0
+        pid = int(pidfile.read_text())
+        end = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < end:
+            time.sleep(0.05)
+        assert (took < 20, _alive(pid)) == (True, False), \
+            f"{took:.1f} s ({case}; grace and the grandchild's life 60 s): waited on the pipes"
+    finally:
+        signal.signal(signal.SIGINT, before)
+        if pid is not None and _alive(pid):
+            os.kill(pid, signal.SIGKILL)

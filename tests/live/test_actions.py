@@ -307,6 +307,32 @@ def test_modbus_config_mistakes_name_file_and_key(tmp_path):
         assert str(cfg) in msg and "[[actions]] #1" in msg and key in msg, (body, msg)
 
 
+@pytest.mark.parametrize("body, fires", [
+    # modbus_write: a pending verdict switches no load (not even with on_provisional = true)
+    ('type = "modbus_write"\nhost = "127.0.0.1"\ntarget = "coil"\naddress = 7\nvalue = false\n'
+     'allow = [{ device_id = 1, target = "coil", address = 7, values = [false] }]\non = ["opened", "stopped"]\n'
+     'on_provisional = true\n', False),
+    # on_provisional = false (command's default, or said): only a provisional alert is told stopped
+    ('type = "command"\nargv = ["/bin/true"]\non = ["opened", "stopped"]\n', False),
+    ('type = "webhook"\nurl = "http://127.0.0.1:1/"\non = ["stopped"]\non_provisional = false\n', False),
+    # where it can fire it is taken (webhook's default on_provisional, a command told so)
+    ('type = "webhook"\nurl = "http://127.0.0.1:1/"\non = ["stopped"]\n', True),
+    ('type = "command"\nargv = ["/bin/true"]\non = ["stopped"]\non_provisional = true\n', True),
+], ids=["modbus_write", "command-default", "webhook-not-provisional", "webhook", "command-provisional"])
+def test_on_stopped_where_it_can_never_fire_is_refused_at_load_naming_file_action_and_key(tmp_path, body, fires):
+    """(le) ``on = [.., "stopped"]`` for an action that can never be given it was accepted and stayed
+    silent (issue 16, rpc's leftover): the config is refused naming the file, the action and the key."""
+    cfg = tmp_path / "site.toml"
+    cfg.write_text(f'[[sources]]\ntype = "replay"\npath = "{_REPLAY}"\n[[actions]]\nname = "pager"\n' + body)
+    if fires:
+        assert "stopped" in api.load_site(cfg).outputs[0].on
+        return
+    with pytest.raises(ConfigError) as e:
+        api.load_site(cfg)
+    msg = str(e.value)
+    assert str(cfg) in msg and "[[actions]] #1 'pager': on: 'stopped' never fires" in msg, msg
+
+
 # ------------------------------------------------------------------------------------ webhook
 
 

@@ -217,9 +217,12 @@ def test_actions_that_switch_loads_wait_for_the_final_verdict_notifications_do_n
 
     src = tmp_path / "t.csv"
     pd.DataFrame({"meter_id": ["m"], "ts": ["2026-01-01T00:00:00Z"], "v_l1_v": [230.0]}).to_csv(src, index=False)
-    spec = {"type": "command", "argv": ["/bin/true"], "on": ["opened", "ended", "stopped"]}
+    spec = {"type": "command", "argv": ["/bin/true"], "on": ["opened", "ended"]}
+    # (le) "stopped" with on_provisional = false is refused at load (it never fires): only "tell" has it
     site = api.load_site({"sources": [{"type": "replay", "path": str(src)}],
-                          "actions": [{**spec, "name": "shed"}, {**spec, "name": "tell", "on_provisional": True}]})
+                          "actions": [{**spec, "name": "shed"},
+                                      {**spec, "on": ["opened", "ended", "stopped"], "name": "tell",
+                                       "on_provisional": True}]})
     store = Store(tmp_path / "a.duckdb")
     eng = SimpleNamespace(store=store, alerts={})
 
@@ -256,6 +259,22 @@ def test_actions_that_switch_loads_wait_for_the_final_verdict_notifications_do_n
     assert seen[2][gone.id] == [("tell", "ended"), ("tell", "opened")]
     assert seen[3][left.id] == [("tell", "opened"), ("tell", "stopped")]   # (pc) "shed" never opened it
     assert seen[4][left.id] == [("tell", "ended"), ("tell", "opened"), ("tell", "stopped")]
+    # (rle) a final alert a re-judging withdraws (late readings: gone from the engine and the store) was
+    # opened by both: both are told it ended ("shed" was skipped as if it had never opened it)
+    from wattwatch.runners.rejudge import WITHDRAWN
+
+    late = alert("2026-01-04T00:00:00.000Z")
+    for rep in (StepReport(alerts=[late], new=[late.id]), StepReport(ended=[late.id], withdrawn={
+            late.id: dataclasses.replace(late, evidence={"withdrawn": WITHDRAWN})})):
+        eng.alerts.update({a.id: a for a in rep.alerts})
+        eng.alerts.pop(late.id) if rep.ended else None
+        for o in site.outputs:
+            o.alerts(rep, eng)
+    for o in site.outputs:
+        assert o.flush(30)
+    got = actions_for(store.con, late.id)
+    assert sorted(zip(got["action"], got["event"])) == [("shed", "ended"), ("shed", "opened"), ("tell", "ended"),
+                                                        ("tell", "opened")]
     for o in site.outputs:
         o.close()
     store.close()
@@ -462,6 +481,68 @@ def test_the_influx_sink_writes_a_withdrawal_as_the_alerts_last_state(tmp_path):
     w = dataclasses.replace(a, evidence={**a.evidence, "withdrawn": "withdrawn: loose_ct"})
     sink.alerts(StepReport(ended=[a.id], withdrawn={a.id: w}), SimpleNamespace(alerts={}))
     assert len(sent) == 1 and f'id="{a.id}"' in sent[0] and 'state="withdrawn"' in sent[0], sent
+    sink.buf.close()
+
+
+def test_the_influx_sink_writes_each_alert_point_in_the_state_the_engine_holds_it(tmp_path):
+    """(le; pc/rpc's leftover) The sink wrote ``state="open"`` for every alert point not ended in that
+    report: a provisional alert told ``stopped`` and written again before its verdict (a changed score)
+    read ``open`` again until the verdict, and a final alert written after its end (or found already
+    closed) read ``open`` for good (held-out seeds 33/37 of pc's fleet: 7 and 3 points, left open at the
+    end). It now says what the engine holds after the step (the console's open set; the checkpoint's)."""
+    from types import SimpleNamespace
+
+    from wattwatch.alerts.model import Alert
+    from wattwatch.runners.stream import StepReport
+    from wattwatch.sinks.influx import InfluxSink
+
+    sink = InfluxSink("influx", url="http://127.0.0.1:9", database="w", buffer=tmp_path / "buf")
+    sent = []
+    sink._start = lambda: None
+    sink._put = lambda body, n: sent.append(body.decode())
+
+    def alert(k, **ev):
+        return Alert(meter_id=f"m{k}", start="2026-01-01T00:00:00.000Z", end="2026-01-01T02:00:00.000Z",
+                     code="ALRM_NEUTRAL_TAMPER", severity="critical", score=0.9, detector="neutral_tamper",
+                     message="bypass", evidence=ev)
+
+    stopped, growing, final_open, final_over, health = (alert(0, provisional=True), alert(1, provisional=True),
+                                                        alert(2), alert(3), alert(4, ended=False))
+    every = [stopped, growing, final_open, final_over, health]
+    eng = SimpleNamespace(alerts={a.id: a for a in every}, open_ids={final_open.id}, health_open={health.id},
+                          provisional={stopped.id: stopped, growing.id: growing}, provisional_open={growing.id})
+
+    def states(rep):
+        sent.clear()
+        sink.alerts(rep, eng)
+        return {line.split('id="')[1][:16]: line.split('state="')[1].split('"')[0]
+                for b in sent for line in b.splitlines()}
+
+    assert states(StepReport(stopped=[stopped.id])) == {stopped.id: "stopped"}
+    want = {stopped.id: "stopped", growing.id: "open", final_open.id: "open", final_over.id: "ended",
+            health.id: "open"}
+    assert states(StepReport(alerts=every)) == want   # (main: every one "open")
+    assert states(StepReport(alerts=[final_open], ended=[final_open.id])) == {final_open.id: "ended"}
+    # (rle) an edge meter's tamper report is an alert the meter is in until its cleared report (same
+    # event, same id): ``open`` until then (le wrote it ``ended`` at once, main ``open`` for good); an
+    # hour's refused reports (the head-end's, no state to leave) is ``ended``
+    from wattwatch.sources.tamper import TamperSource
+
+    def report(status, counter):   # (TamperSource.alerts_of reads only the report)
+        return TamperSource.alerts_of(None, {
+            "status": status, "meter_id": "e1", "ts": 1767225600.0 + counter, "counter": counter,
+            "event": "tamper@2026-01-01T00:00:00.000Z", "cycle_start": "2026-01-01T00:00:00.000Z",
+            "cycle_end": "2026-01-01T00:01:00.000Z", "kind": "neutral_bypass", "delta_a": 4.0,
+            "evidence": {"limit_a": 0.5},
+            **({"cleared_at": "2026-01-01T00:02:00.000Z"} if status == "cleared" else {})})[0]
+
+    entered, left = report("tamper", 1), report("cleared", 2)
+    refused = Alert(meter_id="e1", start="2026-01-01T00:00:00.000Z", end="2026-01-01T00:00:30.000Z",
+                    code="ALRM_SECURITY_EVENT", severity="critical", score=1.0, detector="edge_security",
+                    message="refused", evidence={"forged": 1, "count": 1})
+    assert entered.id == left.id
+    assert states(StepReport(alerts=[entered, refused])) == {entered.id: "open", refused.id: "ended"}
+    assert states(StepReport(alerts=[left])) == {left.id: "ended"}
     sink.buf.close()
 
 

@@ -14,6 +14,9 @@ Common keys of an ``[[actions]]`` table::
     on_provisional = false     # act on provisional alerts too (default: false for modbus_write and
                                # command, true for webhook and mqtt_publish)
 
+``stopped`` is refused at load where it can never fire: with ``on_provisional = false`` (only a
+provisional alert is told stopped) and for ``modbus_write`` (it switches no load on a pending verdict).
+
 A *provisional* alert (``evidence.provisional``: the stream wrote it before a long blocker such as
 loose_ct gave its final verdict; see ``[stream] provisional``) reaches an action with
 ``on_provisional = true`` as any alert (opened, updated; ``ended`` with ``evidence.withdrawn`` when
@@ -312,6 +315,8 @@ class Action(Output):
     # ``on_provisional``'s default: a notification may go out on a provisional alert (it says so);
     # an action that switches loads waits for the final verdict (modbus_write, command).
     provisional_default = True
+    # event -> why this kind never acts on it (refused in ``on`` at config load)
+    never_on: dict[str, str] = {}
 
     def __init__(self, name: str, spec: dict):
         super().__init__(name)
@@ -323,6 +328,15 @@ class Action(Output):
         self.on = set(on)
         self.dry_run = flag(spec, "dry_run", True)
         self.on_provisional = flag(spec, "on_provisional", self.provisional_default)
+        # (le) an event this action can never be given is a config mistake, said at load, not a
+        # silence found in the incident: ``stopped`` is only ever a provisional alert's
+        for ev, why in self.never_on.items():
+            if ev in self.on:
+                raise ValueError(f"on: {ev!r} never fires for a {self.kind} action ({why}); take it out of on")
+        if "stopped" in self.on and not self.on_provisional:
+            raise ValueError("on: 'stopped' never fires with on_provisional = false (only a provisional alert is "
+                             "told stopped, and this action waits for final alerts); set on_provisional = true "
+                             "or take 'stopped' out of on")
         self.limit = RateLimit(spec.get("rate_limit"))
         self.queue_size = number(spec, "queue", 256, 1, 1_000_000, True)
         self.close_timeout_s = number(spec, "close_timeout_s", 30.0, 0.0, 3600.0)
@@ -380,8 +394,8 @@ class Action(Output):
             if a is not None:
                 events.append((a, "opened"))
         for aid in report.ended if "ended" in self.on else ():
-            if aid in withdrawn and not self.on_provisional:
-                continue   # never opened here
+            if aid in withdrawn and not self.on_provisional and withdrawn[aid].evidence.get("provisional"):
+                continue   # never opened here (rle: a final alert a re-judging withdrew was: told it ended)
             a = withdrawn.get(aid) or engine.alerts.get(aid) or _stored_alert(engine.store.con, aid)
             if a is not None and not self.on_provisional and a.evidence.get("provisional"):
                 continue   # (pc) still provisional as it ends (compacted before its verdict): never opened here

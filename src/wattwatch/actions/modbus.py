@@ -92,6 +92,7 @@ class AllowEntry:
 class ModbusWriteAction(Action):
     kind = "modbus_write"
     provisional_default = False   # switches loads / runs anything: waits for final alerts
+    never_on = {"stopped": "a provisional alert whose verdict is pending switches no load"}
 
     def __init__(self, name: str, spec: dict, root: Path | None):
         super().__init__(name, spec)

@@ -20,6 +20,7 @@ import platform
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -321,26 +322,56 @@ def worker_in_group(argv: list[str], what: str, grace_s: float = 20.0) -> str:
     detect``'s forked workers end with it on Linux only, by ``PR_SET_PDEATHSIG``)."""
     import signal
 
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    # (le) The pipes are read by two threads and the worker itself is waited for, not its pipes'
+    # end: a grandchild that holds them (a JVM started with the worker's stdout) kept
+    # ``communicate`` waiting -- a Ctrl-C for the whole grace, a worker that had ended until the
+    # grandchild did. What is left of the group is ended (closing the pipes) once the worker is gone.
+    got = ([], [])
+    readers = [threading.Thread(target=_drain, args=(f.fileno(), buf), daemon=True)
+               for f, buf in zip((proc.stdout, proc.stderr), got)]
+    for t in readers:
+        t.start()
     try:
         try:
-            out, err = proc.communicate()
+            proc.wait()
         except BaseException:
             try:
                 os.killpg(proc.pid, signal.SIGINT)   # (a terminal's Ctrl-C reaches only our group)
             except ProcessLookupError:
                 pass
             try:
-                proc.communicate(timeout=grace_s)
+                proc.wait(timeout=grace_s)
             except BaseException:   # noqa: BLE001 - not in time, or a second Ctrl-C: the group is ended below
                 proc.kill()
                 proc.wait()
             raise
     finally:
         _end_group(proc.pid)
+        for t in readers:   # EOF once the group is gone; one that left the group keeps what it holds
+            t.join(_PIPE_WAIT_S)
+        if not any(t.is_alive() for t in readers):
+            proc.stdout.close()
+            proc.stderr.close()
+    out, err = (b"".join(buf).decode(errors="replace") for buf in got)
     if proc.returncode != 0:
         raise RuntimeError(f"{what} failed:\n{err[-3000:]}")
     return out
+
+
+_PIPE_WAIT_S = 2.0   # (le) for the last of a worker's output once its group is ended
+
+
+def _drain(fd: int, into: list) -> None:
+    """Read ``fd`` to its end into ``into`` (a worker's pipe, in a thread of its own)."""
+    while True:
+        try:
+            b = os.read(fd, 1 << 16)
+        except OSError:
+            return
+        if not b:
+            return
+        into.append(b)
 
 
 spark_worker = worker_in_group   # (its name before pc: bench fleet's and pods')

@@ -24,6 +24,7 @@ Acknowledged and cleared alerts are never withdrawn.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 
 import numpy as np
@@ -34,6 +35,7 @@ from wattwatch.alerts import store as alert_store
 log = logging.getLogger("wattwatch.watch")
 
 NEG = -(1 << 62)
+WITHDRAWN = "withdrawn: not found again when its meter was re-judged with readings that arrived late"
 DAY = 86400.0
 
 
@@ -295,7 +297,7 @@ def _withdraw(engine, res, rep, since: dict[str, dict[str, float]]) -> None:
         con.execute("ROLLBACK")
         raise
     for i in gone:
-        engine.alerts.pop(i, None)
+        a = engine.alerts.pop(i, None)
         engine._written.pop(i, None)
         # (fix3) No longer kept by the store: found again, it is new (as in a run that never
         # stopped), not an alert the store kept before the checkpoint this run resumed from.
@@ -303,6 +305,11 @@ def _withdraw(engine, res, rep, since: dict[str, dict[str, float]]) -> None:
         if i in engine.open_ids:
             engine.open_ids.discard(i)
             rep.ended.append(i)
+        if i in rep.ended and a is not None:
+            # (rle) open until this step (ended here, by ``_take`` or above): told as a withdrawal, its
+            # last version saying why (InfluxDB's point said "open" for good, the console "alert ended"
+            # with nothing, a webhook nothing: the alert was gone from the engine and the store)
+            rep.withdrawn[i] = dataclasses.replace(a, evidence={**a.evidence, "withdrawn": WITHDRAWN})
         log.info("alert %s withdrawn: not found again when its meter was re-judged", i)
     engine.counters["alerts_withdrawn"] += len(gone)
 

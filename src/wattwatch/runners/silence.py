@@ -47,6 +47,17 @@ replay source (a file's gaps are data, judged by the core). A push meter is watc
 cadence is learned (or its source's ``expect_s`` given); the engine's checkpoint keeps its cadence
 and last arrival (:meth:`SilenceWatch.position`), so a restarted watcher watches it from its start.
 
+**A lost outlet cleared by an operator** (le): an SNMP outlet its agent no longer lists while it answers
+is alerted as a lost outlet (``evidence.lost_outlet``). Acknowledged, the alert goes on (someone has it
+in hand; the outlet may come back). Cleared (``wattwatch alerts clear``: SPEC's lifecycle, open ->
+acknowledged -> cleared), it is taken as removed for good: the alert ends (``evidence.retired``,
+``ended_because``) and the outlet is not watched -- by this run or a restart (the engine hands the
+watch the retired outlets with no reading after their end), also when it was cleared while no
+watcher ran -- until its agent lists it again, when it is watched as any outlet heard. Before, it stayed
+alerted until its meter was put in ``ignore`` by hand, for good (an outlet plugged in there later was
+never watched). The config lists PDUs, not outlets: their table is the agent's, so the operator's
+word on an alert, not a second list to keep in step, says an outlet is gone.
+
 **A push source cut off from its broker** (status ``connecting``, ``reconnecting`` or ``refused``:
 the broker down, unreachable or refusing the watcher) does not page its meters one by one: the
 meters may well be publishing into the broker's queue (the watcher keeps its MQTT session), so
@@ -199,16 +210,24 @@ class SilenceWatch:
         # back, their silence counted from the reconnect: (source, meter) -> its wall time.
         self.links: dict[tuple[str, str], dict] = {}
         self.relinked: dict[tuple[str, str], float] = {}
+        # (le) Lost outlets an operator cleared (taken as removed for good): (source, meter) -> when (wall
+        # time; -inf: retired by an earlier run). Not watched until heard after it (listed again).
+        self.retired: dict[tuple[str, str], float] = {}
+        # The status (open, acknowledged, cleared) of an alert by id: the engine's (it sets this).
+        self.status_of = lambda alert_id: None
 
     # ------------------------------------------------------------------ start / resume
 
-    def resume(self, sources: list, stored: list, known=(), position: dict | None = None) -> None:
+    def resume(self, sources: list, stored: list, known=(), position: dict | None = None, retired=()) -> None:
         """At the start of a run: the meters the store has readings of (``known``: a configured
         polled meter of them is watched before its first answer of this run), and the open silence
         alerts an earlier run left (``stored``): each goes on (same start, same id) while its meter
         stays silent, or is ended by its first answer. One whose meter this site no longer polls,
-        or with the watch turned off, is ended now (``evidence.ended_because``)."""
+        or with the watch turned off, is ended now (``evidence.ended_because``). (le) ``retired``: the
+        (source, meter) of lost outlets an earlier run retired (cleared: :meth:`_retire`) and not heard
+        since: not watched, until heard; a stored open one cleared meanwhile is retired now."""
         self.known = {str(m) for m in known}
+        self.retired.update({(str(src), str(m)): -math.inf for src, m in retired})
         # (the engine hands its newest reading per meter, epoch us: a polled meter not heard in this
         # run says that as its last_heard, not nothing)
         self.known_at = {str(m): float(v) / 1e6 for m, v in known.items()} if isinstance(known, dict) else {}
@@ -229,7 +248,7 @@ class SilenceWatch:
             if table is not None and expect is not None and getattr(s, "watch_silence", True):
                 own = set(s.polled_meters())
                 for m in sorted(self.known):
-                    if m not in own and expect(m):
+                    if m not in own and (s.name, m) not in self.retired and expect(m):
                         table.setdefault(m, (0, None, None))
         for a in stored:
             ev = a.evidence
@@ -256,13 +275,18 @@ class SilenceWatch:
                 o = {"since": _epoch(a.start), "end": _epoch(a.end), "lost0": int(ev.get("lost", 0)),
                      "lost": int(ev.get("lost", 0)), "limit_s": float(ev["limit_s"]),
                      "cadence_s": ev.get("cadence_s"), "heard": _epoch(ev.get("last_heard")),
-                     "facts": {k: ev[k] for k in ("gateway", "unit", "agent", "why") if k in ev},
-                     "resumed": self.started, "written": self.started, "severity": a.severity}
+                     "facts": {k: ev[k] for k in ("gateway", "unit", "agent", "why", "lost_outlet") if k in ev},
+                     "resumed": self.started, "written": self.started, "severity": a.severity, "id": a.id}
             except (KeyError, TypeError, ValueError):
                 why = why or "the stored alert lacks what the silence watch needs to go on with it"
                 o = None
             if why is not None:
                 self._end_at_restart(a, why)
+                continue
+            if ev.get("lost_outlet") and a.status == "cleared":   # (le) cleared while no watcher ran
+                self.open[(s.name, a.meter_id)] = o
+                o["end"] = self.started
+                self._retire((s.name, a.meter_id), o, s, -math.inf)
                 continue
             self.open[(s.name, a.meter_id)] = o
             table = getattr(s, "silence", None)
@@ -601,6 +625,11 @@ class SilenceWatch:
                 held = self._poller_links(s, table, now, limit) if interval <= c.max_cadence_s else set()
                 for m, (lost, since, heard) in table.items():
                     key = (s.name, m)
+                    gone = self.retired.get(key)
+                    if gone is not None:
+                        if heard is None or heard <= gone:
+                            continue   # (le) a lost outlet cleared by an operator: not watched ...
+                        del self.retired[key]   # ... until its agent lists it again
                     o = self.open.get(key)
                     back = self.relinked.get(key)
                     if back is not None and heard is not None and heard >= back:
@@ -614,7 +643,10 @@ class SilenceWatch:
                             o["lost"] = (o["lost0"] if since >= o.get("resumed", math.inf) else 0) + lost
                             o["end"] = now
                             o["facts"] = self._facts(s, m) or o["facts"]
-                            self._update(key, o, now, s)
+                            if o["facts"].get("lost_outlet") and self.status_of(o.get("id")) == "cleared":
+                                self._retire(key, o, s, now)
+                            else:
+                                self._update(key, o, now, s)
                         continue
                     if not c.enabled or lost < c.lost_polls or since is None or interval > c.max_cadence_s \
                             or self._ignored(m):
@@ -722,7 +754,7 @@ class SilenceWatch:
 
     def _open(self, key, o: dict, source, now: float) -> None:
         a = self._alert(key, o, source, ended=False)
-        o["written"], o["severity"] = now, a.severity
+        o["written"], o["severity"], o["id"] = now, a.severity, a.id
         self.open[key] = o
         self._out[a.id] = a
         self.counters["opened"] += 1
@@ -743,6 +775,25 @@ class SilenceWatch:
         del self.open[key]
         self.counters["ended"] += 1
         log.warning("%s: %s answers again after %s s of silence", key[0], key[1], a.evidence["silent_s"])
+
+    def _retire(self, key, o: dict, source, at: float) -> None:
+        """(le) A lost outlet (its agent answers and no longer lists it) whose alert an operator
+        cleared: taken as removed for good. Its alert ends saying so (``evidence.retired``); it is not
+        watched -- by this run, nor a restart (the store's ended version says it) -- until its agent
+        lists it again, when it is watched as any outlet heard. (Acknowledged, it stays alerted: someone
+        has it in hand, and it may come back; cleared, it is over.)"""
+        a = self._alert(key, o, source, ended=True)
+        why = ("cleared while its agent no longer lists it: taken as removed for good, no longer watched "
+               "until the agent lists it again")
+        self._out[a.id] = Alert(**{**a.__dict__, "message": f"lost outlet {key[1]} cleared: {why}",
+                                   "evidence": {**a.evidence, "retired": True, "ended_because": why}})
+        del self.open[key]
+        self.retired[key] = at
+        forget = getattr(source, "forget", None)
+        if forget is not None:
+            forget(key[1])   # (no longer among its agent's units)
+        self.counters["retired"] += 1
+        log.warning("%s: %s %s", key[0], key[1], why)
 
     def _source_check(self, s, d: dict, now: float) -> None:
         """A push source cut off since ``d["since"]``: its alert opened once that is ``min_s``,

@@ -328,6 +328,8 @@ class StreamEngine:
         # The health alerts sources raised in earlier runs that the store keeps open (id -> alert):
         # open again here, handed to their sources at the start of a run (resume_sources).
         self._health_stored: dict[str, Alert] = {}
+        # (le) lost outlets retired (cleared: runners/silence.py) by an earlier run: meter -> (source, end us)
+        self._retired_stored: dict[str, tuple[str, int]] = {}
         self._health_gone: list[Alert] = []        # of sources no longer configured: ended by the next step
         self._load_health()
         self._load_provisional(m_prov)
@@ -478,6 +480,10 @@ class StreamEngine:
             a = Alert.from_dict(record(r))
             if "ended" not in a.evidence:
                 continue
+            if a.evidence.get("retired") and a.evidence["ended"]:
+                end = int(pd.Timestamp(a.end).value // 1000)
+                if end >= self._retired_stored.get(a.meter_id, ("", -1))[1]:
+                    self._retired_stored[a.meter_id] = (str(a.evidence.get("source")), end)
             if not a.evidence["ended"]:
                 self.health_open.add(r["id"])
                 self._health_stored[r["id"]] = a
@@ -597,8 +603,11 @@ class StreamEngine:
                 if mine:
                     resume(mine)
         if self.silence is not None:   # its open alerts go on (same id) or end: runners/silence.py
+            self.silence.status_of = self._status_of
+            # (le) a lost outlet retired by an earlier run and not heard since (no reading after its end)
+            retired = [(src, m) for m, (src, end) in self._retired_stored.items() if self.last.get(m, -1) <= end]
             self.silence.resume(sources, [a for a in self._health_stored.values() if a.id in self.health_open],
-                                known=self.last, position=self._silence_ck)
+                                known=self.last, position=self._silence_ck, retired=retired)
         # The open alerts of a source this run does not have (taken out of the site config): nothing
         # else would ever end them. Ended by the first step (the same id, ``ended_because``).
         names = {s.name for s in sources}
@@ -1405,6 +1414,16 @@ class StreamEngine:
             elif a.id in self.alerts:
                 a.status = self.alerts[a.id].status
         return known
+
+    def _status_of(self, alert_id) -> str | None:
+        """(le) An alert's status (open, acknowledged, cleared) as this engine holds it (the silence
+        watch retires a lost outlet cleared by an operator); the store's for one it has not written."""
+        a = self.alerts.get(alert_id)
+        if a is not None or alert_id is None:
+            return getattr(a, "status", None)
+        from wattwatch.alerts.store import statuses
+
+        return statuses(self.store.con, [alert_id]).get(alert_id) if alert_id in self.settled else None
 
     def mark_settled(self, alert_id: str) -> None:
         """An alert was acknowledged or cleared while this engine holds the store."""

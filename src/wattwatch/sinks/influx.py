@@ -256,6 +256,33 @@ def denied_why(exc: Exception) -> str:
     return "refused the credentials (check user and password / password_env)"
 
 
+def alert_states(todo: dict, report, engine) -> dict[str, str]:
+    """id -> the ``state`` field of each alert point written: what the engine holds of it after the
+    step, as the console and the checkpoint say it. ``ended``/``withdrawn`` in the step that ends it;
+    ``stopped`` for a provisional alert back to normal whose verdict is pending (pc: told in the step
+    it stops; le: also when it is written again meanwhile, a changed score, which wrote ``open`` until
+    the verdict); ``open`` for the alerts that may still grow (the final ones the stitcher holds open,
+    the health alerts of sources, the provisional ones not stopped; rle: an edge meter's tamper or
+    noisy-signal report until the meter's ``cleared``/``signal_ok`` one); any other alert written is
+    over (``ended``: a final alert rewritten after its end, one found already closed, an hour's
+    refused reports or clock skew). An engine that keeps no open set (a stand-in) leaves every other
+    alert ``open``, as before."""
+    from wattwatch.sources.tamper import ongoing
+
+    withdrawn = getattr(report, "withdrawn", None) or {}
+    state = {i: "stopped" for i in getattr(report, "stopped", ())}
+    state.update({i: "withdrawn" if i in withdrawn else "ended" for i in report.ended})
+    if not hasattr(engine, "open_ids"):
+        return state
+    prov = set(getattr(engine, "provisional", ()))
+    open_ = set(engine.open_ids) | set(getattr(engine, "health_open", ())) | \
+        (set(getattr(engine, "provisional_open", ())) & prov)
+    for i in todo:
+        if i not in state:
+            state[i] = "open" if i in open_ or ongoing(todo[i]) else "stopped" if i in prov else "ended"
+    return state
+
+
 class InfluxSink(Output):
     kind = "influx"
 
@@ -352,9 +379,7 @@ class InfluxSink(Output):
                 todo[i] = a
         if not todo:
             return
-        # (pc) "stopped": a provisional alert back to normal, its verdict pending (then "ended"/"withdrawn")
-        state = {i: "stopped" for i in stopped}
-        state.update({i: "withdrawn" if i in withdrawn else "ended" for i in report.ended})
+        state = alert_states(todo, report, engine)
         body, n = influx.alert_lines(list(todo.values()), self.alerts_measurement, self.precision, state)
         self._put(body, n)
 

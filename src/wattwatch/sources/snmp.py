@@ -316,6 +316,33 @@ class Device:
         return v
 
 
+def _owner_templates(devices: list[Device]) -> list[tuple]:
+    """(le) For :meth:`SnmpSource._owner`: per distinct table ``meter`` template (``{table}`` filled
+    in), ``(regex, first, order)``: the regex matches a row meter of any device using it, its named
+    group ``device`` (the alternation of their names in config order, so a meter two devices could
+    both name goes to the first, as device by device) naming which; ``order`` maps that name to
+    ``(device position, table position, device)``; a template without ``{device}`` has no group and
+    ``first`` is its first device's entry."""
+    idx = r"[0-9]+(?:\.[0-9]+)*"
+    by_key: dict[str, dict] = {}
+    for k, d in enumerate(devices):
+        for j, t in enumerate(d.model.tables):
+            key = t.meter.replace("{table}", t.name)
+            order = by_key.setdefault(key, {})
+            if d.name not in order or (k, j) < order[d.name][:2]:
+                order[d.name] = (k, j, d)
+    out = []
+    for key, order in by_key.items():
+        names = sorted(order, key=lambda n: order[n][:2])
+        parts = [re.escape(p) for p in key.split("{device}")]
+        rx = "".join(p + ("" if i == len(parts) - 1 else
+                          "(?P<device>" + "|".join(map(re.escape, names)) + ")" if i == 0 else "(?P=device)")
+                     for i, p in enumerate(parts))
+        rx = rx.replace(re.escape("{index}"), idx)
+        out.append((re.compile(rx), None if len(parts) > 1 else order[names[0]], order))
+    return out
+
+
 def _secret(spec: dict, key: str, where: str) -> str | None:
     """``key`` from the table or from the environment variable ``key_env`` names."""
     direct, env = spec.get(key), spec.get(f"{key}_env")
@@ -486,18 +513,25 @@ class SnmpSource(Poller):
 
     def _owner(self, meter: str) -> Device | None:
         """The configured device a meter id is read from: its own (scalars) or a row of one of its
-        tables (the table's ``meter`` template with any index)."""
-        pats = getattr(self, "_meter_pats", None)
-        if pats is None:
-            pats = self._meter_pats = []
-            for d in self.devices:
-                for t in d.model.tables:
-                    rx = re.escape(t.meter).replace(re.escape("{device}"), re.escape(d.name)).replace(
-                        re.escape("{table}"), re.escape(t.name)).replace(re.escape("{index}"), r"[0-9]+(?:\.[0-9]+)*")
-                    pats.append((re.compile(rx), d))
+        tables (the table's ``meter`` template with any index); the first such device in the config's
+        order (and its first such table). (le) One regex per distinct template, the devices that use
+        it as one alternation in that order (the device a match names found by a dict), not one
+        regex per device and table: restart-time matching of the store's known meters grew with
+        devices x meters (0.44 s CPU at 200 PDUs x 24,800 meters)."""
+        if getattr(self, "_templates", None) is None:
+            self._templates = _owner_templates(self.devices)
             self._by_name = {d.name: d for d in self.devices}
         d = self._by_name.get(meter)
-        return d if d is not None else next((d for rx, d in pats if rx.fullmatch(meter)), None)
+        if d is not None:
+            return d
+        best = None
+        for rx, first, order in self._templates:
+            m = rx.fullmatch(meter)
+            if m is not None:
+                hit = order[m.group("device")] if first is None else first
+                if best is None or hit[:2] < best[:2]:
+                    best = hit
+        return None if best is None else best[2]
 
     def polls(self, meter: str) -> bool:
         """(lc) Whether this source reads ``meter`` (the silence watch ends at a restart the open
@@ -522,8 +556,15 @@ class SnmpSource(Poller):
             return {}
         if d.status in ("ok", "slow") and meter != d.name and meter not in d.listed:
             return {"agent": d.name, "why": "the agent answers but no longer lists it in its table "
-                                            "(outlet removed, or its index changed)"}
+                                            "(outlet removed, or its index changed)", "lost_outlet": True}
         return {"agent": d.name, "why": d.down_why or ("no answer in time" if d.status != "ok" else "not in its answer")}
+
+    def forget(self, meter: str) -> None:
+        """(le) A lost outlet retired by the silence watch (cleared: removed for good): no longer one
+        of its agent's units (``silence_links``) until a poll lists it again."""
+        d = self._owner(str(meter))
+        if d is not None and meter != d.name:
+            d.meters.discard(str(meter))
 
     def _agent_down(self, dev: Device, why: str) -> None:
         if dev.down_wall is None:

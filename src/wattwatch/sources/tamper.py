@@ -109,9 +109,19 @@ from wattwatch.sources.mqtt import MqttSource, logged_nth, password_from_env, tl
 SECURITY_CODE = "ALRM_SECURITY_EVENT"
 CLOCK_CODE = "WARN_CLOCK_SKEW"
 STATUSES = {"tamper", "cleared", "signal_noisy", "signal_ok", "report"}
+# (rle) The reports that put a meter in a state its next report of the same event ends (``cleared``,
+# ``signal_ok``): their alert is ongoing until then (InfluxDB's ``state``: sinks/influx.py).
+ONGOING = frozenset({"tamper", "signal_noisy"})
 REASONS = ("malformed", "forged", "replayed")
 RECORD_MAX_BYTES = 64 * 2**20   # (rev58) the counter record read at most (~700,000 meters with digests)
 DIGEST = re.compile(r"[0-9a-f]{64}\Z")   # (edg59) a report's digest in the record (SHA-256, hex)
+
+
+def ongoing(alert) -> bool:
+    """Whether a head-end alert says its meter is still in the state it reports (a tamper or noisy
+    signal not yet cleared by the meter); an hour's refused reports or clock skew are not."""
+    ev = alert.evidence
+    return ev.get("source") == "edge" and ev.get("status") in ONGOING
 
 
 class _Token(list):
