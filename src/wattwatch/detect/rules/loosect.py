@@ -63,7 +63,8 @@ from wattwatch.detect.rules._common import n_phases, nominal_voltage, phases
 class LooseCTConfig(DetectorConfig):
     """``window``: readings in the centred rolling window (odd; an even value is taken one up);
     ``floor``: the least erratic measure (median |Δd|, natural-log units ≈ relative change) that
-    counts, whatever the meter's normal; ``k_normal``: times the meter's own normal measure;
+    counts, whatever the meter's normal, as one phase's current's (on a three-phase meter ``d``
+    moves by a third of it: ``floor`` / 3 there); ``k_normal``: times the meter's own normal measure;
     ``k_resolution``: times the change the channels' reporting resolution alone can make
     (n_phases × resolution of I / I + resolution of P / P), added to the limit;
     ``min_load_a``: summed phase current below which the readings are not judged (quantisation of
@@ -283,10 +284,15 @@ class LooseCT(Detector):
 
     def _limit(self, df: pd.DataFrame, qr: np.ndarray, key: str = "erratic_normal") -> np.ndarray:
         """Per reading: what the erratic measure may reach on this meter (``key``: the normal of
-        the measure judged)."""
+        the measure judged). The floor is one phase's: a clamp on one phase of three moves ``d`` by
+        that phase's share (about a third) of its own attenuation, so on a three-phase meter the
+        floor of ``d`` is ``floor`` / 3. (With ``floor`` itself, a clamp attenuating L3 by up to
+        30 % read hourly moved ``d`` by a median 0.03 a reading against 0.04, was never found, and
+        the phase-imbalance rule reported L3's lowered share: the 60-min fleet 1109's M-00101.)"""
         cfg = self.config
         normal = self._param(df, key)
-        base = np.maximum(cfg.floor, np.where(np.isfinite(normal), cfg.k_normal * normal, 0.0))
+        n_ph = np.where(self._param(df, "phases", 1.0) == 3, 3.0, 1.0)
+        base = np.maximum(cfg.floor / n_ph, np.where(np.isfinite(normal), cfg.k_normal * normal, 0.0))
         return base[df["_seg"].to_numpy()] + cfg.k_resolution * np.nan_to_num(qr)
 
     def _score(self, df: pd.DataFrame) -> Scored:
