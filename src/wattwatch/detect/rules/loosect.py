@@ -25,9 +25,11 @@ readings do; the fit measures it), every change counts as well: at hourly cadenc
 changes are switches, and the steady ones alone are too few for a median. The measure is compared
 with a limit per reading:
 
-    score = measure / (max(floor, k_normal × normal) + k_resolution × resolution allowance)
+    score = measure / (max(floor / n_phases, k_normal × normal) + k_resolution × resolution allowance)
 
-``normal`` is the meter's own: the 90th percentile over the fit period of the measure beyond what
+``floor`` is one phase's current's: a clamp on one phase of three moves ``d`` by that phase's share
+(about a third) of its loss, so a three-phase meter's floor of ``d`` is a third of it. ``normal`` is
+the meter's own: the 90th percentile over the fit period of the measure beyond what
 resolution explains. The resolution allowance is the change of ``d`` the channels' reporting steps
 alone can make at that load (n_phases × ΔI / I + ΔP / P, with ΔI and ΔP the smallest steps the
 meter's readings take, learned in the fit: 0.2 A on a meter that reports to 0.2 A).
