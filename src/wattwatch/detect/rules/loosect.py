@@ -301,33 +301,35 @@ class LooseCT(Detector):
         base = np.maximum(cfg.floor / div, np.where(np.isfinite(normal), cfg.k_normal * normal, 0.0))
         return base[df["_seg"].to_numpy()] + cfg.k_resolution * np.nan_to_num(qr)
 
-    def _below_level(self, df: pd.DataFrame, d: np.ndarray, seg: np.ndarray) -> np.ndarray | None:
-        """``d`` of the three-phase meters no higher than the meter's normal level (NaN on the
-        others); None when the frame has no three-phase meter. A clamp only loses current, so on
-        its phase ``d`` only falls below the level; the meter-wide causes that move ``d`` a
-        third as much, reading to reading, raise it: a meter that reports the displacement pf
-        (cos φ) while a drive's current distortion varies, or its pf as P / |S| (vector) while one
-        phase's pf varies (its currents then imply more apparent power than P / pf)."""
-        three = (self._param(df, "phases", 1.0) == 3)[seg]
-        if not three.any():
+    def _below_level(self, df: pd.DataFrame, d: np.ndarray, seg: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(rows, ``d`` there no higher than the meter's normal level): the rows of the three-phase
+        meters; None when the frame has none. A clamp only loses current, so on its phase ``d``
+        only falls below the level; the meter-wide causes that move ``d`` a third as much, reading
+        to reading, raise it: a meter that reports the displacement pf (cos φ) while a drive's
+        current distortion varies, or its pf as P / |S| (vector) while one phase's pf varies (its
+        currents then imply more apparent power than P / pf)."""
+        rows = np.flatnonzero((self._param(df, "phases", 1.0) == 3)[seg])
+        if not len(rows):
             return None
-        level = self._param(df, "level")[seg]
+        level = self._param(df, "level")[seg[rows]]
         with quiet():
-            return np.where(three, np.where(np.isfinite(level), np.minimum(d, level), d), np.nan)
+            return rows, np.where(np.isfinite(level), np.minimum(d[rows], level), d[rows])
 
-    def _one_phase(self, df: pd.DataFrame, low: np.ndarray | None, p: np.ndarray, seg: np.ndarray,
-                   e: np.ndarray, limit: np.ndarray, qr: np.ndarray, steady: bool, key: str
+    def _one_phase(self, df: pd.DataFrame, low: tuple[np.ndarray, np.ndarray] | None, p: np.ndarray,
+                   seg: np.ndarray, e: np.ndarray, limit: np.ndarray, qr: np.ndarray, steady: bool, key: str
                    ) -> tuple[np.ndarray, np.ndarray]:
-        """(measure, limit) per reading: ``e`` against ``limit``, or the measure of ``low`` (``d``
-        below its level, :meth:`_below_level`) against one phase's floor, whichever is further
-        over. (With ``floor`` alone, a clamp attenuating L3 by up to 30 % read hourly moved ``d``
-        by a median 0.03 a reading against 0.04 and was never found: the 60-min fleet 1109's
-        M-00101. With ``floor`` / 3 on ``d`` itself, a meter reporting cos φ with its drive's
-        distortion varying 5-30 % a reading, ``d`` within 0.005-0.04 above its level, was a loose
-        clamp for days.)"""
+        """(measure, limit) per reading: ``e`` against ``limit``, or the measure of ``d`` below its
+        level (``low``: :meth:`_below_level`, its rows only: a meter's rows are contiguous) against
+        one phase's floor, whichever is further over. (With ``floor`` alone, a clamp attenuating
+        L3 by up to 30 % read hourly moved ``d`` by a median 0.03 a reading against 0.04 and was
+        never found: the 60-min fleet 1109's M-00101. With ``floor`` / 3 on ``d`` itself, a meter
+        reporting cos φ with its drive's distortion varying 5-30 % a reading, ``d`` within
+        0.005-0.04 above its level, was a loose clamp for days.)"""
         if low is None:
             return e, limit
-        e_low = self._erratic(low, p, seg, steady)
+        rows, d_low = low
+        e_low = np.full(len(e), np.nan)
+        e_low[rows] = self._erratic(d_low, p[rows], seg[rows], steady)
         lim_low = self._limit(df, qr, key, one_phase=True)
         with quiet():
             take = np.nan_to_num(e_low / lim_low, nan=-np.inf) > np.nan_to_num(e / limit, nan=-np.inf)
