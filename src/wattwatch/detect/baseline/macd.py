@@ -137,6 +137,15 @@ New Year) puts the median and the standby on those nights, and the home's ordina
 Only on meters profiled on fewer than ``recal_min_profile_days`` days, as the standby's drop: from a longer
 profile it added a false alert on a real home (OPSD residential6, behind solar panels, February 2017; rq5).
 
+**A plant's night shift is no standby.** A plant that runs a night shift on some days and stops on
+others has profiled floors in two groups (the steel plant: 2.0 kW on its stopped days, 4.4-5.6 kW on
+its shift days), and the spread of all days is the gap between them: the rise limit was x40 of the
+median floor, and a load of 25 kW added for nine days (every reading of the holiday week after it at
+26.5 kW, ten times the stopped nights) scored 0.49 (1213 M-00116 at 5 and 15 min; lvs). A rise of two
+days' floors is therefore also judged against the upper half of the profiled days' floors, the mirror
+of the standby (their median, the spread among them), where it is above the highest profiled day's
+floor by ``min_rel`` (``floor_top``, :meth:`_floor_top_rise`); the larger score counts.
+
 **A building working harder leaves its night alone.** Above ``floor_max_share`` the floor is
 still learned, and the veto reads it: a fault of the whole load reaches the night too (a load
 added for good lifts it by at least the energy's share, since the night is less than the mean; a
