@@ -1151,7 +1151,7 @@ class BaselineMACD(Detector):
             # it is above every one of them (:meth:`_floor_top_rise`: a plant whose nights ran a shift
             # on some profiled days and stopped on others); the larger score counts.
             if c.floor_top:
-                rise_t, top_q = self._floor_top_rise(df, d1, d2, r, w, k, s, mean)
+                rise_t, top_q = self._floor_top_rise(df, d1, d2, w, k, s, mean)
                 take_t = rise_t > np.nan_to_num(score)
                 score, z = np.where(take_t, rise_t, score), np.where(take_t, 1.0, z)
                 obs = np.where(take_t, np.minimum(d1, d2), obs)
@@ -1176,8 +1176,8 @@ class BaselineMACD(Detector):
                 np.where(known[:, None], np.sign(z1) * one, np.nan), np.where(known[:, None], d1, np.nan),
                 np.where(ok, obs, np.nan), np.where(ok, ref_q, np.nan), np.where(ok, f_days, np.nan))
 
-    def _floor_top_rise(self, df: pd.DataFrame, d1: np.ndarray, d2: np.ndarray, r: np.ndarray, w: int,
-                        k: np.ndarray, s: np.ndarray, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _floor_top_rise(self, df: pd.DataFrame, d1: np.ndarray, d2: np.ndarray, w: int, k: np.ndarray,
+                        s: np.ndarray, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per (meter, hour): the rise of the lower of two days' floors (``d1``, ``d2``) above the upper
         half of the profiled days' floors (``top_kw``, their median; the mirror of the standby a drop is
         judged against, :meth:`_standby`) over its limit (``k`` x the spread among them, never above
