@@ -137,6 +137,15 @@ New Year) puts the median and the standby on those nights, and the home's ordina
 Only on meters profiled on fewer than ``recal_min_profile_days`` days, as the standby's drop: from a longer
 profile it added a false alert on a real home (OPSD residential6, behind solar panels, February 2017; rq5).
 
+**A plant's night shift is no standby.** A plant that runs a night shift on some days and stops on
+others has profiled floors in two groups (the steel plant: 2.0 kW on its stopped days, 4.4-5.6 kW on
+its shift days), and the spread of all days is the gap between them: the rise limit was x40 of the
+median floor, and a load of 25 kW added for nine days (every reading of the holiday week after it at
+26.5 kW, ten times the stopped nights) scored 0.49 (1213 M-00116 at 5 and 15 min; lvs). A rise of two
+days' floors is therefore also judged against the upper half of the profiled days' floors, the mirror
+of the standby (their median, the spread among them), where it is above the highest profiled day's
+floor by ``min_rel`` (``floor_top``, :meth:`_floor_top_rise`); the larger score counts.
+
 **A building working harder leaves its night alone.** Above ``floor_max_share`` the floor is
 still learned, and the veto reads it: a fault of the whole load reaches the night too (a load
 added for good lifts it by at least the energy's share, since the night is less than the mean; a
@@ -356,6 +365,8 @@ fast or the sustained average is off the same way by at least ``floor_gate`` of 
 floor are its hours off, learned from as hours without a reading (0: kept; :meth:`_off_hours`).
 ``floor_long_n``: the drop of the higher of that many days' floors is judged too (0: off);
 ``floor_long_least``: only where it is below the lowest profiled day's floor by ``min_rel`` (:meth:`_floor_long`).
+``floor_top``: the rise of two days' floors is judged against the upper half of the profiled days' floors too, where it
+is above the highest of them by ``min_rel`` (:meth:`_floor_top_rise`; False: not).
 ``floor_veto``/``floor_fault_drop``/``floor_fault_rise``: when the floor's disagreement halves an
 energy deviation's score; ``floor_share``: on a building (floor above ``floor_max_share``), the share
 of a lasting rise's kW, or of a lasting drop's log fall, the floor must carry for the change to alert
@@ -404,6 +415,7 @@ judging, so it has no effect while ``use_rest`` is off."""
     floor_share: float = 0.5
     floor_long_n: int = 4
     floor_long_least: bool = True
+    floor_top: bool = True
     off_share: float = 0.3
     weekend_prior: float = 0.3
     quiet_hours: int = 6
@@ -418,7 +430,7 @@ judging, so it has no effect while ``use_rest`` is off."""
     post: PostRule = PostRule(min_duration_s=12 * 3600.0, min_readings=6, merge_gap_s=12 * 3600.0,
                               hold=0.25)
     # ``floor_long_n`` and ``floor_long_least`` shape the floor's score only (what is learned is the same).
-    scoring_only: ClassVar[tuple[str, ...]] = ("floor_long_n", "floor_long_least")
+    scoring_only: ClassVar[tuple[str, ...]] = ("floor_long_n", "floor_long_least", "floor_top")
 
     def __post_init__(self):
         if not (self.recal_days >= 0 and self.recal_min_days >= 0) or \
@@ -473,6 +485,9 @@ class BaselineMACD(Detector):
     # 5: + away_share (the profiled days a bypass could bring into the standby band: a home away).
     # 6: + floor_least_kw (the lowest profiled day's floor, which a run of ``floor_long_n`` days'
     # floors must be below; a version-5 state would judge without it).
+    # (top_kw, top_spread, floor_most_kw, the upper half of the profiled floors and the highest one,
+    # which judge a rise of two days' floors, :meth:`_floor_top_rise`, came without a new version: a
+    # version-6 state lacks them and judges a rise as before until the meter is profiled again.)
     state_version = 6
 
     def carried_reach(self, meters) -> Reach:
@@ -631,8 +646,8 @@ class BaselineMACD(Detector):
             med = np.nanmedian(fast, axis=1) if n_bins else np.zeros(n_seg)
             spread = 1.4826 * np.nanmedian(np.abs(fast - med[:, None]), axis=1) if n_bins else np.zeros(n_seg)
             raw = 1.4826 * np.nanmedian(np.abs(u - np.nanmedian(u, axis=1)[:, None]), axis=1) if n_bins else np.zeros(n_seg)
-        floor_kw, floor_spread, floor_low, floor_up, floor_days, standby_kw, standby_spread, least_kw = self._floor_fit(
-            hmin, day_id, own, mean)
+        (floor_kw, floor_spread, floor_low, floor_up, floor_days, standby_kw, standby_spread, least_kw,
+         top_kw, top_spread, most_kw) = self._floor_fit(hmin, day_id, own, mean)
         rest_kw, rest_spread, rest_run = self._rest_fit(m, ok & own)
         quiet_spread = self._quiet_fit(m, ok & own, t_bin, base[:, 0, :])
         away_share = self._away_fit(m, hmin, ok & own, rows, day_id, standby_kw, rest_kw)
@@ -650,6 +665,7 @@ class BaselineMACD(Detector):
                      "floor_kw": floor_kw[j], "floor_spread": floor_spread[j], "floor_spread_low": floor_low[j],
                      "floor_spread_up": floor_up[j], "floor_days": float(floor_days[j]),
                      "standby_kw": standby_kw[j], "standby_spread": standby_spread[j], "floor_least_kw": least_kw[j],
+                     "top_kw": top_kw[j], "top_spread": top_spread[j], "floor_most_kw": most_kw[j],
                      "rest_kw": rest_kw[j], "rest_spread": rest_spread[j], "rest_run_h": float(rest_run[j]),
                      "away_share": away_share[j],
                      "quiet_spread": quiet_spread[j]}
@@ -895,7 +911,9 @@ class BaselineMACD(Detector):
         spread of its log (the Shamos estimator over all pairs of days: no centre needed, out of
         sample), the spreads a drop and a rise are judged with, the number of days, the standby
         a drop of two days' floors is judged against (:meth:`_standby`), and the lowest profiled
-        day's floor (what the floor of ``floor_long_n`` days must be below, :meth:`_floor_long`).
+        day's floor (what the floor of ``floor_long_n`` days must be below, :meth:`_floor_long`), and
+        for a rise the mirror of the standby, the upper half of the profiled days' floors (their median
+        and the spread among them), and the highest profiled day's floor (:meth:`_floor_top_rise`).
         NaN (not used) with fewer than ``floor_min_days`` days, a floor at or below zero on any of
         them (export, a load switched off), or a floor under ``floor_min_share`` of the mean load
         (its log would swing with a few watts)."""
@@ -903,9 +921,10 @@ class BaselineMACD(Detector):
         ref, spread, days = np.full(n_seg, np.nan), np.full(n_seg, np.nan), np.zeros(n_seg)
         low, up = np.full(n_seg, np.nan), np.full(n_seg, np.nan)
         sb_kw, sb_spread, least = np.full(n_seg, np.nan), np.full(n_seg, np.nan), np.full(n_seg, np.nan)
+        top_kw, top_spread, most = np.full(n_seg, np.nan), np.full(n_seg, np.nan), np.full(n_seg, np.nan)
         ok = np.isfinite(hmin) & own
         if not ok.any():
-            return ref, spread, low, up, days, sb_kw, sb_spread, least
+            return ref, spread, low, up, days, sb_kw, sb_spread, least, top_kw, top_spread, most
         rows = np.broadcast_to(np.arange(n_seg)[:, None], hmin.shape)
         d = pd.DataFrame({"s": rows[ok], "day": day_id[ok], "v": hmin[ok]}).groupby(["s", "day"])["v"].agg(["min", "size"])
         d = d[d["size"] >= 12].reset_index()
@@ -938,7 +957,10 @@ class BaselineMACD(Detector):
                 up[seg] = self._floor_spread_up(lv, day, spread[seg])
                 sb_kw[seg], sb_spread[seg] = self._standby(lv, spread[seg])
                 least[seg] = float(v.min())
-        return ref, spread, low, up, days, sb_kw, sb_spread, least
+                # (the mirror of the standby, for a rise: :meth:`_floor_top_rise`)
+                top_kw[seg], top_spread[seg] = self._standby(-lv, spread[seg])
+                top_kw[seg], most[seg] = 1.0 / top_kw[seg], float(v.max())
+        return ref, spread, low, up, days, sb_kw, sb_spread, least, top_kw, top_spread, most
 
     @staticmethod
     def _standby(lv: np.ndarray, spread: float) -> tuple[float, float]:
@@ -1125,6 +1147,16 @@ class BaselineMACD(Detector):
             # (the least the energy averages judge), it is no deviation.
             mean = self._param(df, "mean_kw")[:, None]
             score = np.where(z > 0, np.minimum(score, r * np.expm1(z) / (c.min_rel * mean)), score)
+            # A rise of two days' floors also against the upper half of the profiled days' floors, where
+            # it is above every one of them (:meth:`_floor_top_rise`: a plant whose nights ran a shift
+            # on some profiled days and stopped on others); the larger score counts.
+            if c.floor_top:
+                rise_t, top_q = self._floor_top_rise(df, d1, d2, w, k, s, mean)
+                take_t = rise_t > np.nan_to_num(score)
+                score, z = np.where(take_t, rise_t, score), np.where(take_t, 1.0, z)
+                obs = np.where(take_t, np.minimum(d1, d2), obs)
+                ref_q = np.where(take_t, top_q, ref_q)
+                f_days = np.where(take_t, 2.0, f_days)
             # The last ``floor_h`` hours' floor alone, scored the same way: what the veto reads (an
             # added load shows in it within a day, while both days agree only after two). Its drop
             # stays against the median floor and the spread of the days below it: the veto asks
@@ -1143,6 +1175,47 @@ class BaselineMACD(Detector):
         return (np.where(ok, np.sign(z) * score, np.nan), np.where(known, tell_dn, False), np.where(known, tell_up, False),
                 np.where(known[:, None], np.sign(z1) * one, np.nan), np.where(known[:, None], d1, np.nan),
                 np.where(ok, obs, np.nan), np.where(ok, ref_q, np.nan), np.where(ok, f_days, np.nan))
+
+    def _floor_top_rise(self, df: pd.DataFrame, d1: np.ndarray, d2: np.ndarray, w: int, k: np.ndarray,
+                        s: np.ndarray, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per (meter, hour): the rise of the lower of two days' floors (``d1``, ``d2``) above the upper
+        half of the profiled days' floors (``top_kw``, their median; the mirror of the standby a drop is
+        judged against, :meth:`_standby`) over its limit (``k`` x the spread among them, never above
+        the all-pairs ``s``, at least log(1 + ``min_rel``)), and at most its rise in kW over ``min_rel``
+        of the mean load (as every rise of the floor); 0 unless the two days' floor is above the
+        highest profiled day's floor (``floor_most_kw``) by ``min_rel``. And the floor it is judged
+        against (kW, per meter as a column).
+
+        **A plant's night shift is no standby.** The steel plant runs a night shift on some days and
+        stops on others: its profiled week's floors were 2.0 kW on three days and 4.4-5.6 kW on four
+        (the shift's quietest quarter hour), and the all-pairs spread of their logs (0.83) measures the
+        gap between those two groups, not how either moves. Against it the rise limit was x40 of the
+        median floor, and a load of 25 kW added for nine days (1213 M-00116: every reading of the
+        holiday week that followed at 26.5 kW, 1.2 times the mean load) scored 0.49. The upper half
+        of the days is the shift's own level: its median is where the busiest nights sit, the spread
+        among them how much they move (0.13 there). As for the standby, both days above that limit
+        are as rare as one day ``sigma_k`` spreads above the median floor, or rarer; and a level the
+        meter lived at while profiled is no evidence however long it lasts (a home whose heater ran
+        through two nights of its profiled week, the UCI household's nights at 0.4-1.5 kW): the two
+        days' floor must be above the highest profiled day's floor by ``min_rel``. Through the
+        trailing gate on meters profiled on ``recal_min_profile_days`` days or more
+        (:meth:`_floor_trailing`: a standby that follows the season)."""
+        c = self.config
+        top = self._param(df, "top_kw", np.nan)
+        top_s = self._param(df, "top_spread", np.nan)
+        most = self._param(df, "floor_most_kw", np.nan)
+        out = np.zeros(d1.shape)
+        use = np.isfinite(top) & np.isfinite(top_s) & np.isfinite(most) & (top > 0)
+        if not use.any() or not d1.size:
+            return out, top[:, None]
+        with quiet():
+            lo = np.minimum(d1, d2)
+            z = np.log(lo / top[:, None])
+            z = np.where(np.isfinite(z) & (lo > (1.0 + c.min_rel) * most[:, None]) & (z > 0), z, 0.0)
+            z = self._floor_trailing(z, d1, d2, top[:, None], w, self._param(df, "history_days", 0.0))
+            lim = np.maximum(np.log1p(c.min_rel), k * np.fmin(s, top_s)[:, None])
+            score = np.minimum(z / lim, (lo - top[:, None]) / (c.min_rel * mean))
+        return np.where(use[:, None] & (z > 0), score, 0.0), top[:, None]
 
     def _floor_standby_drop(self, df: pd.DataFrame, d1: np.ndarray, d2: np.ndarray, r: np.ndarray, w: int,
                             k: np.ndarray, s: np.ndarray, hourly=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

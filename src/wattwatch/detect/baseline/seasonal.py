@@ -716,7 +716,15 @@ class SeasonalProfile(Detector):
             top_calm = pd.Series(x[calm]).groupby(seg[calm]).quantile(0.999).reindex(range(n_seg)).to_numpy()
             # As low as the meter's own readings go while normal (their 1st percentile): a stretch
             # at that level is the meter at its own base load, never a glitch (``_plateau``).
-            low = pd.Series(x[calm]).groupby(seg[calm]).quantile(0.01).reindex(range(n_seg)).to_numpy()
+            # Of the readings above zero: zeros are no base load (an outage or a dropout the
+            # profiled week held: three hourly zeros of a home's 169 made its 1st percentile 0, and
+            # its standby, 0.15-0.26 kW under ``eps``, was judged reading by reading again: "a
+            # single reading dropping to 0.1857 where 4.289 was expected", 1117 M-00026 at 60 min;
+            # lvs). A meter that read below zero while normal (it exports) has none, as before.
+            pos = calm & (x > 0)
+            low = pd.Series(x[pos]).groupby(seg[pos]).quantile(0.01).reindex(range(n_seg)).to_numpy()
+            exports = pd.Series(x[calm] < 0).groupby(seg[calm]).any().reindex(range(n_seg)).to_numpy()
+            low = np.where(exports == True, np.nan, low)  # noqa: E712 (NaN where no reading)
         typical = np.where(np.isfinite(typical) & (typical > 0), typical, 1.0)
         # The log offset from the meter's busy load (90th percentile), not its median: a home
         # whose solar panels cover it at noon reads near zero then, and 0.5 kW over 0.01 kW is no
