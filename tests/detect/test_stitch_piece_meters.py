@@ -17,7 +17,7 @@ import pandas as pd
 from wattwatch.detect import registry
 from wattwatch.detect.engine import EngineConfig, profile
 from wattwatch.detect.frame import prepare
-from wattwatch.detect.stitch import Stitcher, read_channels
+from wattwatch.detect.stitch import Stitcher, Stitchers, read_channels
 from wattwatch.sim import SimConfig, simulate
 
 
@@ -51,3 +51,49 @@ def test_the_meters_judged_are_those_the_piece_has_rows_of_and_the_stale_ones():
     piece = piece.assign(meter_id=pd.Categorical(piece["meter_id"].astype(str), categories=names))
     assert st.feed(piece).judged == {a, c}
     assert np.isin([a, b, c], st.tail["meter_id"].astype(str).unique()).all()
+
+
+def _read_only(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with each of its NumPy columns a read-only copy (a write through any view of it raises)."""
+    cols = {}
+    for c in df.columns:
+        a = df[c].array
+        if isinstance(a, pd.arrays.NumpyExtensionArray):
+            a = a.to_numpy().copy()
+            a.setflags(write=False)
+        cols[c] = a
+    return pd.DataFrame(cols, copy=False)
+
+
+def test_the_callers_arrays_are_never_written_by_any_group():
+    """rnp: each group's frame holds the caller's arrays (``_own`` no longer copies the channels it
+    keeps; a group that keeps every channel never did), so no step of a feed may write into them:
+    here they are read-only (a write raises) through a first piece (its arrays handed to the core and
+    every fast detector as they are) and a piece with copies of a reading within it (the most complete
+    kept, its missing channel filled from the other copy: on a copy of the column, not the caller's)."""
+    sim = simulate(SimConfig(meters=3, days=2.0, step="15min", seed=5121, fault_share=0.0, profile_days=1.0))
+    frame = sim["frame"].drop_duplicates(["meter_id", "ts"]).sort_values(["meter_id", "ts"]).reset_index(drop=True)
+    dets = registry.build_all(["supply_outage", "harmonic_noise", "loose_ct", "packet_loss", "frozen_readings",
+                               "channel_invalid"])
+    profile(prepare(frame), dets, EngineConfig(profile_days=1.0, workers=1))
+    st = Stitchers(dets, keep_scores=False)
+    assert any(p.columns is not None and len(p.columns) < len(frame.columns) - 2 for p in st.parts)
+    t0 = frame["ts"].min()
+    first = _read_only(frame[frame["ts"] < t0 + pd.Timedelta(hours=36)].reset_index(drop=True))
+    before = first.copy()
+    st.feed(first)
+    pd.testing.assert_frame_equal(first, before)
+
+    nxt = frame[(frame["ts"] >= t0 + pd.Timedelta(hours=36)) & (frame["ts"] < t0 + pd.Timedelta(hours=38))]
+    row = nxt.iloc[[0]]
+    chan = "i_l1_a"
+    piece = pd.concat([row.assign(**{chan: np.nan}), row.assign(v_l1_v=np.nan), nxt.iloc[1:]], ignore_index=True)
+    piece = _read_only(piece)
+    before = piece.copy()
+    st.feed(piece)
+    pd.testing.assert_frame_equal(piece, before)
+    # the copies made one reading, its channel filled from the other copy
+    m, ts = row["meter_id"].iloc[0], row["ts"].iloc[0]
+    held = [t[(t["meter_id"].astype(str) == str(m)).to_numpy() & (t["ts"] == ts).to_numpy()] for t in st.tails]
+    held = [h for h in held if len(h) and chan in h.columns]
+    assert held and all(len(h) == 1 and h[chan].iloc[0] == row[chan].iloc[0] for h in held)
