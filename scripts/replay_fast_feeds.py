@@ -1,42 +1,44 @@
-"""(fs, 2026-12-07) The fast tier's feeds replayed in one process, old way against new, same input.
+"""(fs, 2026-12-07; np) The fast tier's feeds replayed in one process, old way against new, same input.
 
     PYTHONPATH=src python scripts/replay_fast_feeds.py dump OUT.pkl [TIMED]    # warm profile_fast_step's
         engine (200 meters at 1 min, seed 7), pickle ``eng.fast`` and record the TIMED pieces fed to it
-    PYTHONPATH=src python scripts/replay_fast_feeds.py replay OUT.pkl [REPS]   # two copies of the pickled
-        Stitchers fed each piece, one with ``OLD`` toggled on (the work as before), alternating which
-        goes first; thread CPU per feed, and every step's alerts, open ids, tails (values bit for bit)
-        and carried points compared
+    PYTHONPATH=src python scripts/replay_fast_feeds.py replay OUT.pkl [REPS] [OLD_STITCH_PY]   # two copies
+        of the pickled Stitchers fed each piece, one the old way, alternating which goes first; thread
+        CPU per feed, and every step's alerts, open ids, tails (values bit for bit) and carried points
+        compared
 
-``OLD``: (object, attribute, function) patched in for the old way. Here: fs's cut (the run's blockers
-computed once, its reaches and blockers handed to the stitcher's cut): the old way recomputes them.
+The old way: with OLD_STITCH_PY (a stitch.py of an older checkout, e.g. from ``git archive REV
+src/wattwatch/detect/stitch.py``), the old copy's stitchers are that module's classes (its feed and
+helpers; the rest of wattwatch this checkout's); without it, ``OLD`` (object, attribute, value)
+patched in while the old copy is fed (fs: its flags; none now).
 """
 import hashlib
+import importlib.util
 import pickle
 import sys
 import time
 
 import numpy as np
 
-from wattwatch.detect import core, stitch
+from wattwatch.detect import stitch
 
-_reaches, _prov, _run = core.reaches, core.provisional_reaches, core.run
-
-
-def _old_reaches(d, m, carried=(), cad=None, blk=None):
-    return _reaches(d, m, carried, cad)
+OLD = []
 
 
-def _old_prov(d, m, o, cad=None, blk=None):
-    return _prov(d, m, o, cad)
+def _old_module(path):
+    spec = importlib.util.spec_from_file_location("wattwatch.detect._stitch_old", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod   # (its dataclasses look their module up)
+    spec.loader.exec_module(mod)
+    return mod
 
 
-def _old_run(*a, **k):
-    r = _run(*a, **k)
-    r.reach = r.blockers = None
-    return r
-
-
-OLD = [(core, "reaches", _old_reaches), (core, "provisional_reaches", _old_prov), (core, "run", _old_run)]
+def _as_old(st, mod):
+    """The pickled Stitchers ``st`` fed by ``mod``'s code (its classes; the state as it is)."""
+    st.__class__ = mod.Stitchers
+    for p in st.parts:
+        p.__class__ = mod.Stitcher
+    return st
 
 
 def dump(out, timed):
@@ -73,8 +75,9 @@ def _digest(step, st):
     return h.hexdigest()
 
 
-def replay(path, reps):
+def replay(path, reps, old_py=None):
     d = pickle.load(open(path, "rb"))
+    mod = _old_module(old_py) if old_py else None
     saved = [(o, a, getattr(o, a)) for o, a, _ in OLD]
 
     def set_old(on):
@@ -83,6 +86,8 @@ def replay(path, reps):
     cpu, ratios, differ = {"old": [], "new": []}, [], 0
     for r in range(reps):
         A, B = pickle.loads(d["state"]), pickle.loads(d["state"])
+        if mod is not None:
+            A = _as_old(A, mod)
         for k, (piece, final) in enumerate(d["pieces"]):
             got = {}
             for mode in (("old", "new") if (k + r) % 2 == 0 else ("new", "old")):
@@ -105,4 +110,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "dump":
         dump(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 40)
     else:
-        replay(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 3)
+        replay(sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 3, sys.argv[4] if len(sys.argv) > 4 else None)

@@ -555,7 +555,8 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
                 s, ctx, failed, errors = _isolate(d, src, np.ones(len(df), bool) if ok_rows is None else ok_rows,
                                                   names, seg, carry)
                 skipped = skipped | failed
-                res.failed.setdefault(d.name, {}).update(errors)
+                if errors:   # (none: every meter judged alone, then together again; no meter failed)
+                    res.failed.setdefault(d.name, {}).update(errors)
         if s is None:
             s = np.full(len(df), np.nan)
         if have is not None:

@@ -160,8 +160,14 @@ class Stitcher:
         piece = _without_copies(piece, tail)
         judged = None   # per category of the tail: its meter is judged (None: every one)
         if not final and tail is not None:
-            active = set(pd.unique(piece["meter_id"].astype(str))) | self.stale if len(piece) else set(self.stale)
-            judged = tail["meter_id"].cat.categories.isin(list(active))
+            # (the meters the piece has rows of, from its codes: not its meters' names made strings,
+            # made unique and looked up, ~0.15 ms a group's feed; np)
+            cats = tail["meter_id"].cat.categories
+            mid = piece["meter_id"].array
+            lo, hi = _blocks_of(mid.categories, mid.codes, cats, None)
+            judged = hi > lo
+            if self.stale:
+                judged |= cats.isin(list(self.stale))
             if judged.all():
                 judged = None
         calm = None   # per category of the tail: a calm meter (see _calm), its new tail
@@ -172,7 +178,9 @@ class Stitcher:
         if calm is not None:
             quiet, cut = calm
             judged = (judged if judged is not None else np.ones(len(quiet), bool)) & ~quiet
-            piece = _rows(piece, ~piece["meter_id"].isin(tail["meter_id"].cat.categories[quiet]).to_numpy())
+            # (per category of the piece, then per row by its code: not a look-up of each row's meter; np)
+            mid = piece["meter_id"].array
+            piece = _rows(piece, ~mid.categories.isin(tail["meter_id"].cat.categories[quiet])[mid.codes])
         step = Step()
         if not len(piece) and (tail is None or (judged is not None and not judged.any())):
             if calm is not None:
@@ -415,7 +423,9 @@ class Stitcher:
         cols = [c for c in df.columns if self._keeps(c)]
         if len(cols) == len(df.columns):
             return df
-        out = df[cols]
+        # (the same arrays in a new frame: ``df[cols]`` copies every column it keeps, ~0.35-0.55 ms
+        # for a 200-row piece at every group's feed; np)
+        out = pd.DataFrame({c: df[c].array for c in cols}, copy=False)
         if df.__dict__.get("_ww_by_meter"):   # the same rows in the same order
             out.__dict__["_ww_by_meter"] = True
         return out
