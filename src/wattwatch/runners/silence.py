@@ -53,7 +53,9 @@ in hand; the outlet may come back). Cleared (``wattwatch alerts clear``: SPEC's 
 acknowledged -> cleared), it is taken as removed for good: the alert ends (``evidence.retired``,
 ``ended_because``) and the outlet is not watched -- by this run or a restart (the engine hands the
 watch the retired outlets with no reading after their end), also when it was cleared while no
-watcher ran -- until its agent lists it again, when it is watched as any outlet heard. Before, it stayed
+watcher ran -- until its agent lists it again, when it is watched as any outlet heard. Retired only once
+its agent answers without it, also across a restart (le2: one cleared while no watcher ran goes on at
+the restart until then; its PDU may be down, or list it again). Before, it stayed
 alerted until its meter was put in ``ignore`` by hand, for good (an outlet plugged in there later was
 never watched). The config lists PDUs, not outlets: their table is the agent's, so the operator's
 word on an alert, not a second list to keep in step, says an outlet is gone.
@@ -283,11 +285,12 @@ class SilenceWatch:
             if why is not None:
                 self._end_at_restart(a, why)
                 continue
-            if ev.get("lost_outlet") and a.status == "cleared":   # (le) cleared while no watcher ran
-                self.open[(s.name, a.meter_id)] = o
-                o["end"] = self.started
-                self._retire((s.name, a.meter_id), o, s, -math.inf)
-                continue
+            # (le2) A lost outlet cleared while no watcher ran goes on as any stored open one: retired
+            # by :meth:`check` at the first poll where its agent answers without it (le's rule while
+            # running), not at the restart (le retired it here, before any poll: an outlet whose PDU
+            # was down, or listed it again meanwhile, was taken as removed for good). Its stored
+            # status stands until the engine's look-up says otherwise (``status_of``).
+            o["stored_status"] = a.status
             self.open[(s.name, a.meter_id)] = o
             table = getattr(s, "silence", None)
             if table is not None:
@@ -643,7 +646,7 @@ class SilenceWatch:
                             o["lost"] = (o["lost0"] if since >= o.get("resumed", math.inf) else 0) + lost
                             o["end"] = now
                             o["facts"] = self._facts(s, m) or o["facts"]
-                            if o["facts"].get("lost_outlet") and self.status_of(o.get("id")) == "cleared":
+                            if o["facts"].get("lost_outlet") and self._cleared(o):
                                 self._retire(key, o, s, now)
                             else:
                                 self._update(key, o, now, s)
@@ -775,6 +778,12 @@ class SilenceWatch:
         del self.open[key]
         self.counters["ended"] += 1
         log.warning("%s: %s answers again after %s s of silence", key[0], key[1], a.evidence["silent_s"])
+
+    def _cleared(self, o: dict) -> bool:
+        """(le2) Whether an operator cleared the open alert ``o``: the engine's word
+        (``status_of``), else the status it had in the store at the restart."""
+        st = self.status_of(o.get("id"))
+        return (st if st is not None else o.get("stored_status")) == "cleared"
 
     def _retire(self, key, o: dict, source, at: float) -> None:
         """(le) A lost outlet (its agent answers and no longer lists it) whose alert an operator
