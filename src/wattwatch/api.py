@@ -1782,8 +1782,11 @@ def watch(config: str | Path | dict | Site, *, stop=None, until_done: bool = Fal
                     loop.remove_signal_handler(sig)
 
         asyncio.run(main())
-        # (pv) with the provisional alerts that may still grow, as the watch console counts them
-        open_now = set(engine.open_ids) | engine.health_open | (engine.provisional_open & set(engine.provisional))
+        # (pv) with the provisional alerts that may still grow, as the watch console counts them (le2:
+        # and the ongoing edge reports; one function for both)
+        from wattwatch.app.watchview import open_alert_ids
+
+        open_now = open_alert_ids(engine)[0]
         return Watch(dict(engine.counters), list(engine.alerts.values()), open_now,
                      list(engine.notices),
                      [s.view() for s in site.sources], engine.resumed, time.perf_counter() - t0,

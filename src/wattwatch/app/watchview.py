@@ -26,11 +26,13 @@ DEVICE_SHOWN = ("polls", "lost", "timeouts", "exceptions", "malformed", "crc_err
 
 def open_alert_ids(engine) -> tuple[set[str], set[str]]:
     """The ids of the alerts still open (the final ones that may still grow, the health alerts sources
-    keep open, and the provisional ones that may still grow: issue 16), and of those the provisional
-    ones. One place for the table and the lines, so their counts agree (pv: the table listed every
-    unconfirmed provisional alert, ended or not, and the summary line none)."""
+    keep open, the provisional ones that may still grow: issue 16, and the edge reports of a meter
+    still in the state reported: le2, a tamper until its ``cleared`` report), and of those the
+    provisional ones. One place for the table, the lines and the stop line, so their counts agree
+    (pv: the table listed every unconfirmed provisional alert, ended or not, and the summary line none)."""
     prov = set(getattr(engine, "provisional_open", ())) & set(getattr(engine, "provisional", ()))
-    return set(engine.open_ids) | set(getattr(engine, "health_open", ())) | prov, prov
+    return (set(engine.open_ids) | set(getattr(engine, "health_open", ())) | prov
+            | set(getattr(engine, "events_open", ())), prov)
 
 
 def _open_title(n: int, prov: set[str]) -> str:
@@ -80,8 +82,9 @@ def render(engine, sources, outputs=(), demo=None) -> Group:
     open_ids, prov = open_alert_ids(engine)
     al = Table("id", "meter", "code", "severity", "start", "until", "score",
                title=f"open alerts ({_open_title(len(open_ids), prov)})", title_justify="left")
-    open_alerts = sorted((engine.alerts[i] for i in open_ids if i in engine.alerts), key=lambda a: a.start,
-                         reverse=True)
+    events = getattr(engine, "events_open", {})   # (le2: one read back at a restart is not in engine.alerts)
+    open_alerts = sorted((a for i in open_ids for a in [engine.alerts.get(i) or events.get(i)] if a is not None),
+                         key=lambda a: a.start, reverse=True)
     for a in open_alerts[:15]:
         al.add_row(a.id, escape(a.meter_id), a.code, a.severity + (" (provisional)" if a.id in prov else ""),
                    a.start, a.end, f"{a.score:.3f}")

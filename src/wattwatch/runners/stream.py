@@ -332,6 +332,11 @@ class StreamEngine:
         self._retired_stored: dict[str, tuple[str, int]] = {}
         self._health_gone: list[Alert] = []        # of sources no longer configured: ended by the next step
         self._load_health()
+        # (le2) The edge reports that say their meter is still in the state reported (tamper, noisy
+        # signal: sources/tamper.py ``ongoing``) until its leaving report: id -> the latest version.
+        # The console lists them among the open alerts; read back from the store at start.
+        self.events_open: dict[str, Alert] = {}
+        self._load_events_open()
         self._load_provisional(m_prov)
         self._load_open_detectors()
         # A checkpoint written before a compaction whose cut lies beyond where it judged a meter:
@@ -492,6 +497,18 @@ class StreamEngine:
         if again:
             self._held = StepReport(ended=sorted(again))
             self.counters["health_ended_again"] += len(again)
+
+    def _load_events_open(self) -> None:
+        """(le2) The ongoing edge reports the store keeps (their latest version: a report and its
+        leaving one share the alert id): open until the meter's leaving report arrives."""
+        from wattwatch.alerts.model import record
+        from wattwatch.sources.tamper import ongoing
+
+        df = self.store.con.execute("""SELECT * FROM alerts WHERE evidence LIKE '%"source": "edge"%'""").df()
+        for r in df.to_dict("records"):
+            a = Alert.from_dict(record(r))
+            if ongoing(a):
+                self.events_open[a.id] = a
 
     def _load_provisional(self, ids: list[str]) -> None:
         """The provisional alerts an earlier run wrote and did not confirm or withdraw: the ids its
@@ -1737,9 +1754,20 @@ class StreamEngine:
                 new.append(a.id)
             self.alerts[a.id] = a
         new = list(dict.fromkeys(new))
+        self._events_open(alerts)
         self.counters["event_alerts_new"] += len(new)
         self.counters["event_alerts_updated"] += len(changed) - len(set(new) & {a.id for a in changed})
         return changed, new
+
+    def _events_open(self, alerts: list[Alert]) -> None:
+        """(le2) Keep :attr:`events_open` as the reports say (in arrival order: the last one stands)."""
+        from wattwatch.sources.tamper import ongoing
+
+        for a in alerts:
+            if ongoing(a):
+                self.events_open[a.id] = a
+            else:
+                self.events_open.pop(a.id, None)
 
     def add_health(self, alerts: list, rep: StepReport) -> None:
         """Alerts a source raises about its own devices (a Modbus device whose response time
