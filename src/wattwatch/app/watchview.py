@@ -137,6 +137,10 @@ class LogLines:
             u = a.evidence.get("undecided") if a else None   # (pc) a provisional alert no verdict can decide
             self.echo(f"alert ended {i}" + (f" {a.meter_id!r} {a.code} until {a.end}" if a else "")
                       + (f" (provisional, {u})" if u else ""))
+        for i in withdrawn:   # (le2) withdrawn after its end (told ended then): said as withdrawn only
+            if i not in rep.ended:
+                self.echo(f"alert withdrawn {i} {withdrawn[i].meter_id!r} {withdrawn[i].code}: "
+                          f"{withdrawn[i].evidence.get('withdrawn')}")
         for i in getattr(rep, "stopped", ()):   # (pc) its condition ended; its verdict (and ``ended``) to come
             a = engine.alerts.get(i)
             self.echo(f"alert back to normal (provisional, final verdict pending) {i}"

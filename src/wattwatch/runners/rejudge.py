@@ -289,29 +289,74 @@ def _withdraw(engine, res, rep, since: dict[str, dict[str, float]]) -> None:
                  and i not in getattr(engine, "provisional", ())]
     if not gone:
         return
+    told = _withdrawn_versions(engine, gone)
+    # (le2) Open until this step (ended here, by ``_take`` or below): told ``ended``, as a withdrawal.
+    # One that had ended before (told ``ended`` then): told as a withdrawal only (``rep.withdrawn``,
+    # not ``ended``: an InfluxDB point, the console; an action was told its end already).
+    ended_before = {i for i in gone if i not in engine.open_ids and i not in rep.ended}
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f"DELETE FROM alerts WHERE id IN ({', '.join('?' for _ in gone)})", gone)
+        _keep_for_outputs(engine, told, ended_before)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
     for i in gone:
-        a = engine.alerts.pop(i, None)
+        engine.alerts.pop(i, None)
         engine._written.pop(i, None)
         # (fix3) No longer kept by the store: found again, it is new (as in a run that never
         # stopped), not an alert the store kept before the checkpoint this run resumed from.
         engine._kept_before.discard(i)
         if i in engine.open_ids:
             engine.open_ids.discard(i)
-            rep.ended.append(i)
-        if i in rep.ended and a is not None:
-            # (rle) open until this step (ended here, by ``_take`` or above): told as a withdrawal, its
-            # last version saying why (InfluxDB's point said "open" for good, the console "alert ended"
-            # with nothing, a webhook nothing: the alert was gone from the engine and the store)
-            rep.withdrawn[i] = dataclasses.replace(a, evidence={**a.evidence, "withdrawn": WITHDRAWN})
+            if i not in rep.ended:   # (le2: a restart's re-judging of one the last run withdrew: once)
+                rep.ended.append(i)
+        if i in told:
+            # (rle) told as a withdrawal, its last version saying why (InfluxDB's point said "open" for
+            # good, the console "alert ended" with nothing, a webhook nothing: the alert was gone from
+            # the engine and the store); le2: also one that had ended before (its point said "ended")
+            rep.withdrawn[i] = told[i]
         log.info("alert %s withdrawn: not found again when its meter was re-judged", i)
     engine.counters["alerts_withdrawn"] += len(gone)
+
+
+def _withdrawn_versions(engine, gone: list[str]) -> dict[str, "object"]:
+    """(le2) id -> the alert as last written (the engine's version, else the store's: one that ended
+    before a restart), ``evidence.withdrawn`` the reason: what the outputs are told."""
+    from wattwatch.alerts.model import Alert, record
+
+    have = {i: engine.alerts[i] for i in gone if i in engine.alerts}
+    rest = [i for i in gone if i not in have]
+    if rest:
+        for r in alert_store.by_ids(engine.store.con, rest).df().to_dict("records"):
+            have[r["id"]] = Alert.from_dict(record(r))
+    return {i: dataclasses.replace(a, evidence={**a.evidence, "withdrawn": WITHDRAWN}) for i, a in have.items()}
+
+
+def _keep_for_outputs(engine, told: dict, ended_before: set[str]) -> None:
+    """(le2) Keep the withdrawals in ``stream_withdrawn`` (in the transaction that deletes their rows)
+    until a checkpoint after this step's outputs, as :meth:`StreamEngine._withdraw_provisional` keeps
+    a provisional alert's: a watcher killed between the re-judging and its outputs tells them at its
+    restart (:meth:`StreamEngine._load_withdrawn`; a deleted row leaves no other trace).
+    ``ended_before``: told ``ended`` before (its withdrawal is not an ``ended``)."""
+    if told:
+        engine.store.con.executemany(
+            "INSERT INTO stream_withdrawn (name, id, alert, withdrawn_at, ended_before) VALUES (?, ?, ?, now(), ?)",
+            [[engine.name, i, a.to_json(), i in ended_before] for i, a in told.items()])
+
+
+def resume_withdrawn(engine, held) -> None:
+    """(le2) At a restart, the re-judgings' withdrawals the last run made after its last checkpoint
+    (``held``: what :meth:`StreamEngine._load_withdrawn` read back): the late readings that made them
+    were stored, but the checkpoint's carry predates them (the restart judges only what follows its
+    checkpoint, and a reading delivered again is a duplicate that re-judges nothing), so it may give
+    such an alert again. Its meter is re-judged from the alert's start once the resync is done, as
+    the last run did: not found again, it stays withdrawn."""
+    for a in held.values():
+        if a.evidence.get("withdrawn") == WITHDRAWN:
+            t = pd.Timestamp(a.start).timestamp()
+            mark(engine, a.meter_id, t, t)
 
 
 def _snapshot(st):

@@ -92,6 +92,9 @@ _DDL_HOURS = "ALTER TABLE stream_checkpoint ADD COLUMN IF NOT EXISTS hours BLOB"
 # neither the row nor, for one written after the last checkpoint, the id).
 _DDL_WITHDRAWN = ("CREATE TABLE IF NOT EXISTS stream_withdrawn (name VARCHAR, id VARCHAR, alert VARCHAR, "
                   "withdrawn_at TIMESTAMPTZ)")
+# (le2) A re-judging's withdrawals are kept there too (rejudge._keep_for_outputs); ``ended_before``: the
+# alert had ended before its withdrawal (told ``ended`` then: its withdrawal is not an ``ended``).
+_DDL_WITHDRAWN_ENDED = "ALTER TABLE stream_withdrawn ADD COLUMN IF NOT EXISTS ended_before BOOLEAN"
 NEG = -(1 << 62)  # "nothing judged yet" in epoch microseconds
 
 
@@ -229,6 +232,7 @@ class StreamEngine:
         con.execute(_DDL)
         con.execute(_DDL_HOURS)
         con.execute(_DDL_WITHDRAWN)
+        con.execute(_DDL_WITHDRAWN_ENDED)
         alert_store.ensure_tables(con)
         cat = store.catalogue()
         known = [str(m) for m in cat["meter_id"]]
@@ -359,6 +363,8 @@ class StreamEngine:
             self._say(api._compacted_notice(self.dets, judged, back, fed))
         self.dirty: set[str] = set(self.profiled)  # judge what the store holds beyond the checkpoint
         rejudge.attach(self)                       # late readings and resets to re-judge (rejudge.py)
+        if self._held is not None:                 # (le2) a re-judging's withdrawals the last run made
+            rejudge.resume_withdrawn(self, self._held.withdrawn)
 
     def _restart_compacted(self) -> None:
         """Forget the checkpointed carry of each meter judged only up to before its compaction cut
@@ -579,14 +585,16 @@ class StreamEngine:
         provisional or final) is not: its later state stands."""
         # (the latest withdrawal of an alert first: one withdrawn, written again and withdrawn again
         # before a checkpoint is told as it was withdrawn last)
-        rows = self.store.con.execute("SELECT id, alert FROM stream_withdrawn WHERE name = ? "
+        # (le2) and a re-judging's (late readings: rejudge._keep_for_outputs): one that had ended before
+        # (``ended_before``) is told as a withdrawal only, not ``ended`` again
+        rows = self.store.con.execute("SELECT id, alert, ended_before FROM stream_withdrawn WHERE name = ? "
                                       "ORDER BY withdrawn_at DESC", [self.name]).fetchall()
         if not rows:
             return
         again = {i for i, ev in alert_store.by_ids(self.store.con, sorted({r[0] for r in rows}), "id, evidence").fetchall()
                  if '"withdrawn"' not in (ev or "")}
         held = self._held = self._held or StepReport()
-        for aid, doc in rows:
+        for aid, doc, ended_before in rows:
             if aid in again or aid in held.withdrawn:
                 continue
             try:
@@ -596,11 +604,11 @@ class StreamEngine:
                             self.name, aid, exc)
                 continue
             held.withdrawn[aid] = w
-            if aid not in held.ended:
+            if aid not in held.ended and not ended_before:
                 held.ended.append(aid)
         self.counters["provisional_withdrawn_again"] += len(held.withdrawn)
         if held.withdrawn:
-            log.info("%s: %d provisional alert(s) withdrawn by the last run after its last checkpoint: told ended again",
+            log.info("%s: %d alert(s) withdrawn by the last run after its last checkpoint: told again",
                      self.name, len(held.withdrawn))
 
     def resume_sources(self, sources: list) -> None:
@@ -1722,7 +1730,7 @@ class StreamEngine:
             for w in keep:   # settled by someone: the row stays, saying it was withdrawn and why
                 con.execute("UPDATE alerts SET evidence = ? WHERE id = ?", [json.dumps(w.evidence, default=str), w.id])
             # (pv) until a checkpoint after this step's outputs: a restart tells them (_load_withdrawn)
-            con.executemany("INSERT INTO stream_withdrawn VALUES (?, ?, ?, now())",
+            con.executemany("INSERT INTO stream_withdrawn (name, id, alert, withdrawn_at) VALUES (?, ?, ?, now())",
                             [[self.name, w.id, w.to_json()] for w in delete + keep])
             con.execute("COMMIT")
         except BaseException:
@@ -2181,7 +2189,7 @@ def _deliver_held(engine: StreamEngine, outputs) -> StepReport | None:
     from wattwatch.sinks import deliver
 
     held = engine.take_held()
-    if held is None or not (held.alerts or held.ended or held.stopped):
+    if held is None or not (held.alerts or held.ended or held.stopped or held.withdrawn):
         return None
     deliver(outputs, "alerts", held, engine)
     return held

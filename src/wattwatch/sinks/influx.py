@@ -272,6 +272,7 @@ def alert_states(todo: dict, report, engine) -> dict[str, str]:
     withdrawn = getattr(report, "withdrawn", None) or {}
     state = {i: "stopped" for i in getattr(report, "stopped", ())}
     state.update({i: "withdrawn" if i in withdrawn else "ended" for i in report.ended})
+    state.update(dict.fromkeys(withdrawn, "withdrawn"))   # (le2: also one that had ended before)
     if not hasattr(engine, "open_ids"):
         return state
     prov = set(getattr(engine, "provisional", ()))
@@ -373,7 +374,8 @@ class InfluxSink(Output):
         # deleted): its point is overwritten from the report's copy, state "withdrawn"
         withdrawn = getattr(report, "withdrawn", None) or {}
         stopped = [i for i in getattr(report, "stopped", ()) if i not in report.ended]
-        for i in list(report.ended) + stopped:
+        # (le2) a final alert a re-judging withdrew after its end is in ``withdrawn`` only
+        for i in list(report.ended) + stopped + [i for i in withdrawn if i not in report.ended]:
             a = withdrawn.get(i) or engine.alerts.get(i)
             if a is not None:
                 todo[i] = a
