@@ -30,7 +30,7 @@ T0 = pd.Timestamp("2026-01-05T00:00:00Z")
 
 
 def _pieces() -> list[pd.DataFrame]:
-    """3 days of 15-min readings of A and B; the first day at once, then hourly pieces by arrival;
+    """3 days of 15-min readings of A and B; the first day at once, then 2-hour pieces by arrival;
     each meter's readings of 06:00-09:00 on day 2 arrive late (A 30 h, B 6 h after 09:00)."""
     ts = pd.date_range(T0, T0 + pd.Timedelta("3D"), freq="15min", inclusive="left")
     rng = np.random.default_rng(1)
@@ -43,7 +43,7 @@ def _pieces() -> list[pd.DataFrame]:
         gap = (frame["meter_id"] == m) & (frame["ts"] >= lo) & (frame["ts"] < hi)
         due[gap] = hi + pd.Timedelta(hours=late)
     day = frame["ts"] < T0 + pd.Timedelta("1D")
-    return [frame[day]] + [p for _, p in frame[~day].groupby(due[~day].dt.floor("1h"), sort=True)]
+    return [frame[day]] + [p for _, p in frame[~day].groupby(due[~day].dt.floor("2h"), sort=True)]
 
 
 def _outputs(influxd, tmp_path, db: str) -> list:
