@@ -245,8 +245,9 @@ def _join_lines(meter, fields, t, measurement: str) -> bytes:
 def alert_lines(alerts: list, measurement: str, precision: str = "ms", state: dict | None = None) -> tuple[bytes, int]:
     """Line protocol for alert versions: one point per alert at its start (a later version of the
     same alert overwrites it), tags ``meter_id``, ``code``, ``detector``; fields ``id``, ``severity``,
-    ``score``, ``end``, ``message``, ``state`` (``open``/``ended``, ``withdrawn`` for a provisional alert
-    the stream withdrew: ``state`` maps id -> it)."""
+    ``score``, ``end``, ``message``, ``state`` (``open``/``ended``, ``withdrawn`` for an alert the stream
+    withdrew -- a provisional one, or one late readings no longer make, also after its end (le2) --:
+    ``state`` maps id -> it)."""
     if not alerts:
         return b"", 0
     state = state or {}
