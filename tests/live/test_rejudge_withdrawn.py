@@ -50,7 +50,8 @@ def _outputs(influxd, tmp_path, db: str) -> list:
     site = api.load_site({"sources": [{"type": "replay", "path": str(tmp_path / "unused.csv")}],
                           "actions": [{"type": "command", "argv": ["/bin/true"], "on": ["opened", "ended"],
                                        "name": "tell", "dry_run": False}]})
-    return [InfluxSink("tsdb", url=influxd.url, database=db, buffer=tmp_path / f"buf-{db}", retention="INF"), *site.outputs]
+    return [InfluxSink("tsdb", url=influxd.url, database=db, buffer=tmp_path / f"buf-{db}", retention="INF"),
+            *site.outputs]
 
 
 def _engine(path):

@@ -561,7 +561,8 @@ def test_an_alert_withdrawn_twice_after_the_checkpoint_is_told_as_withdrawn_last
     last = Alert(**{**first.__dict__, "end": "2026-01-02 07:00:00+00:00",
                     "evidence": {"provisional": True, "withdrawn": "last"}})
     for a, t in ((last, "2026-01-03 02:00:00+00"), (first, "2026-01-03 01:00:00+00")):   # stored out of order
-        store.con.execute("INSERT INTO stream_withdrawn (name, id, alert, withdrawn_at) VALUES (?, ?, ?, ?::TIMESTAMPTZ)",
+        store.con.execute("INSERT INTO stream_withdrawn (name, id, alert, withdrawn_at) "
+                          "VALUES (?, ?, ?, ?::TIMESTAMPTZ)",
                           [eng.name, a.id, a.to_json(), t])
     store.close()
     store, eng = _engine(path)
