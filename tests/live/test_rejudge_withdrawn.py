@@ -20,7 +20,7 @@ import pytest
 
 from wattwatch import api, influx
 from wattwatch.actions.base import actions_for
-from wattwatch.runners.stream import StreamConfig, StreamEngine
+from wattwatch.runners.stream import StepReport, StreamConfig, StreamEngine
 from wattwatch.sinks import deliver
 from wattwatch.sinks.influx import InfluxSink
 from wattwatch.store import Store
@@ -117,3 +117,36 @@ def test_a_final_alert_late_readings_withdraw_reaches_influx_and_actions_once(in
         # not brought back by the restart's judgement: the readings are whole, no alert stands
         assert not s.con.execute("SELECT count(*) FROM alerts").fetchone()[0]
         assert not s.con.execute("SELECT count(*) FROM stream_withdrawn").fetchone()[0]
+
+
+def test_a_restart_stopped_before_its_first_step_tells_a_withdrawal_after_an_end(influxd, tmp_path):
+    """(rle2) The restart's held report of a watcher killed after a re-judging withdrew an alert that
+    had ended before (``stream_withdrawn.ended_before``: a withdrawal only, no ``ended``), stopped
+    before its first step: the shutdown's ``_deliver_held`` took it and, finding no alert and nothing
+    ended, told no output, and the checkpoint after it forgot the row (InfluxDB's point ``ended`` for
+    good). One row as :func:`rejudge._keep_for_outputs` writes it; the late readings' meter is marked
+    to be re-judged (:func:`rejudge.resume_withdrawn`)."""
+    from wattwatch.alerts.model import Alert
+    from wattwatch.runners import rejudge
+    from wattwatch.runners.stream import _deliver_held
+
+    path, db = tmp_path / "live.duckdb", "rw_held"
+    a = Alert("A", "2026-01-06 06:00:00+00:00", "2026-01-06 09:00:00+00:00", "packet_loss", "warning", 1.0,
+              "packet_loss", "m")
+    store, eng = _engine(path)
+    sink = InfluxSink("tsdb", url=influxd.url, database=db, buffer=tmp_path / "buf1", retention="INF")
+    sink.alerts(StepReport(alerts=[a], ended=[a.id]), eng)   # told ``ended`` when it ended
+    sink.close()
+    assert _states(influxd, db) == {a.id: "ended"}
+    w = Alert(**{**a.__dict__, "evidence": {"withdrawn": rejudge.WITHDRAWN}})
+    rejudge._keep_for_outputs(eng, {a.id: w}, {a.id})
+    store.close()
+    store, eng = _engine(path)
+    assert eng.rewinds.get("A") == (pd.Timestamp(a.start).timestamp(),) * 2, eng.rewinds
+    sink = InfluxSink("tsdb", url=influxd.url, database=db, buffer=tmp_path / "buf2", retention="INF")
+    held = _deliver_held(eng, [sink])
+    assert held is not None and list(held.withdrawn) == [a.id] and not held.ended, held
+    eng.checkpoint()
+    sink.close()
+    store.close()
+    assert _states(influxd, db) == {a.id: "withdrawn"}
