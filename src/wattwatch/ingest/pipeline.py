@@ -423,10 +423,12 @@ def _melt_channels(batch: RawBatch, mapping: Mapping, ts: str, groups: dict[str,
 
 def csv_column_types(names: list[str], mapping: Mapping) -> dict[str, pa.DataType]:
     """Types pyarrow can parse a CSV's mapped columns as: numbers as float64, and the timestamp
-    as UTC when offsets are the norm (naive times need the mapping's zone, so they stay text)."""
-    if mapping.decimal != ".":
-        return {}
+    as UTC when offsets are the norm (naive times need the mapping's zone, so they stay text); the
+    columns no channel, time or meter reads as bytes ((adv2) a Windows-1252 comment column, not read,
+    rejected every row it held an accent in; only a read column must be UTF-8 text)."""
     if mapping.wide is not None:
+        if mapping.decimal != ".":
+            return {}
         try:
             ts = _wide_ts(names, mapping)
             if mapping.wide.channels:
@@ -442,7 +444,11 @@ def csv_column_types(names: list[str], mapping: Mapping) -> dict[str, pa.DataTyp
         resolved = mapping.resolve(names)
     except MappingError:
         return {}
-    types = {src: pa.float64() for canon, cols in resolved.items() if canon not in ("meter_id", "ts") for src in cols}
+    read = {src for cols in resolved.values() for src in cols}
+    unread = {n: pa.binary() for n in names if n not in read}
+    if mapping.decimal != ".":
+        return unread
+    types = unread | {src: pa.float64() for canon, cols in resolved.items() if canon not in ("meter_id", "ts") for src in cols}
     if "ts" in resolved and len(resolved["ts"]) == 1 and mapping.ts_format is None and mapping.timezone.upper() == "UTC":
         types[resolved["ts"][0]] = pa.timestamp("us", tz="UTC")
     return types

@@ -587,7 +587,7 @@ class Store:
                 known = set(self._extra_channels())
             carry_unit = None  # the source whose earlier blocks FOLD_CARRY holds
             for norm, raw, unit, raw_rejects, nbytes, relation in batches:
-                counts.rejects.extend((unit, r.line, "", r.reason + (f" | {r.text}" if r.text else ""))
+                counts.rejects.extend((unit, r.line, r.field, r.reason + (f" | {r.text}" if r.text else ""))
                                       for r in raw_rejects)
                 counts.read += len(raw_rejects)
                 # Wall-clock times in a zone with clock changes, read in blocks: each block places
