@@ -223,7 +223,7 @@ def _open(source: Source, db: str | Path | None, mapping, rejects, create: bool 
 def _said_of_ingest(counts: list, rejects, said: list | None) -> None:
     """Notices of an ingest done for a run (rows rejected per source, the readers' notes); an
     InputError when the sources gave nothing usable and rows were rejected."""
-    where = f"file, line, field and reason in {rejects}" if rejects else "not kept: give rejects= to keep them"
+    where = f"file, line, field and reason in {rejects}, appended" if rejects else "not kept: give rejects= to keep them"
     if said is not None:
         for c in counts:
             if c.rejected:
@@ -252,7 +252,8 @@ def ingest(source: Source, db, mapping=None, rejects: str | Path | None = None) 
     mapping
         A column mapping (TOML path or dict) for sources whose names the readers do not know.
     rejects
-        A CSV that receives every row that cannot be read, with file, line, field and reason.
+        A CSV every row that cannot be read is appended to, with file, line, field, reason and run
+        (this call's start, UTC); earlier runs' rows are kept.
 
     Returns
     -------

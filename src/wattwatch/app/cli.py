@@ -123,6 +123,12 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+# (adv2) Said on every command that ingests files: the file is appended to (it was rewritten by each run,
+# so a second ingest lost the first one's rejects), and where the run's rows are.
+REJECTS_HELP = ("CSV the rows that cannot be read are appended to: file, line, field, reason, and run (this "
+                "command's start, UTC; earlier runs' rows are kept). Created only when a row is rejected.")
+
+
 def _os_message(path, exc: OSError, what: str) -> str:
     """``path: what: reason`` for an OSError, saying plainly when the disk is full."""
     import errno
@@ -524,7 +530,7 @@ def ingest(
     paths: list[Path] = typer.Argument(..., help="CSV(.gz), Parquet, JSON/JSONL or SQLite .db files."),
     db: Path = DB_OPTION,
     mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help="TOML column mapping."),
-    rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects", help="Where unreadable rows go."),
+    rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects", help=REJECTS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print counts as JSON."),
 ) -> None:
     """Load files into the store (idempotent: re-ingesting adds nothing).
@@ -539,7 +545,8 @@ def ingest(
             {"source": c.source, "read": c.read, "stored": c.stored, "duplicates": c.duplicates + c.merged,
              "already_stored": c.merged, "conflicts": c.conflicts, "rejected": c.rejected, "values_dropped": dict(sorted(c.values_dropped.items())),
              "channels_mostly_bad": c.mostly_bad, "seconds": round(c.seconds, 3)} for c in results],
-            "errors": errors, "rejects_file": str(writer.path) if writer.count else None}))
+            "errors": errors, "rejects_file": str(writer.path) if writer.count else None,
+            "rejects_run": writer.run if writer.count else None}))
     else:
         # The values dropped and the conflicts get a column when there are some (a clean ingest's
         # table is as it was).
@@ -570,7 +577,7 @@ def ingest(
                           highlight=False, soft_wrap=True)
         if writer.count:
             console.print(f"{writer.count:,} rejected row(s) and value(s) with line, field and reason -> "
-                          f"{_term(str(writer.path))}")
+                          f"{_term(str(writer.path))} (appended, run {writer.run})", highlight=False, soft_wrap=True)
     # A file whose every row was rejected gave nothing usable (a re-ingest of a partly bad file
     # still counts its duplicates as read).
     unusable = [c.source for c in results if c.rejected > 0 and c.stored + c.merged + c.duplicates == 0]
@@ -878,7 +885,7 @@ def detect(
     scores: Optional[Path] = typer.Option(None, "--scores", help="Also write every reading's score per detector and "
                                           "combined (Parquet: meter_id, ts, one column per detector, score, detector)."),
     mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help="TOML column mapping for files."),
-    rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects"),
+    rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects", help=REJECTS_HELP),
     models: Optional[Path] = typer.Option(None, "--models", help="Trained learned detectors (`wattwatch train`) "
                                           "to use instead of training them on this data."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
@@ -985,7 +992,7 @@ def fit(
     config: Optional[Path] = typer.Option(None, "--config", help="TOML detector configuration."),
     meters: Optional[str] = typer.Option(None, "--meters", help="Comma-separated meter ids (default: all)."),
     mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help="TOML column mapping for files."),
-    rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects"),
+    rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects", help=REJECTS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
     influx: Optional[str] = typer.Option(None, "--influx", help=INFLUX_HELP),
 ) -> None:
@@ -1222,7 +1229,7 @@ def train(
     normal_end: Optional[str] = typer.Option(None, "--normal-end", help="End of the period you declare normal (UTC)."),
     days: float = typer.Option(7.0, "--days", help="Without a declared period: each meter's first DAYS days (at most half its data)."),
     mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help="TOML column mapping for files."),
-    rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects"),
+    rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects", help=REJECTS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Train learned detectors' fleet models on normal telemetry and save them in a model folder
@@ -1747,7 +1754,7 @@ def fleet(
     energy_register: bool = typer.Option(False, "--energy-register", help="TotalActiveEnergy is a cumulative register "
                                          "(default: the energy of each record's interval, as the platform documents)."),
     mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help="TOML column mapping (local engine)."),
-    rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects", help="Where unreadable records go."),
+    rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects", help=REJECTS_HELP),
     seed: int = typer.Option(0, "--seed", "-s", help="Seed of the models' random choices."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -1804,7 +1811,7 @@ def fleet(
     console.print(f"{f['pod_id'].nunique():,} POD(s) scored over {f['period'].nunique()} {period}(s); "
                   f"{len(run.features.excluded):,} excluded (reasons in {_term(run.written.get('excluded', ''))})")
     if run.rejects:
-        console.print(f"{run.rejects:,} rejected record(s) with file, line and field -> {_term(str(rejects))}")
+        console.print(f"{run.rejects:,} rejected record(s) with file, line and field -> {_term(str(rejects))} (appended)")
 
 
 # ---------------------------------------------------------------------------------------- demo

@@ -801,17 +801,18 @@ def _groups_of(p: Path) -> pd.DataFrame | None:
 
 
 def write_rejects(path: str | Path, rejects: list[tuple]) -> int:
-    """Write rejects (file, line, field, reason) as CSV; nothing is created when there are none."""
+    """Append rejects (file, line, field, reason) to the rejects CSV with this run's ``run`` column, as
+    ``ingest`` does ((adv2) both default to ``wattwatch-rejects.csv``: a ``fleet`` run rewrote what an
+    ingest had kept); nothing is created when there are none."""
     if not rejects:
         return 0
-    import csv
+    from wattwatch.ingest.pipeline import RejectsWriter
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(REJECT_HEADER)
-        w.writerows(rejects)
+    writer = RejectsWriter(path)
+    try:
+        writer.write(rejects)
+    finally:
+        writer.close()
     return len(rejects)
 
 

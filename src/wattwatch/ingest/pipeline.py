@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +25,7 @@ from wattwatch.store.duck import IngestCounts, Store, interrupted
 if TYPE_CHECKING:
     import pandas as pd
 
-REJECT_HEADER = ("file", "line", "field", "reason")
+REJECT_HEADER = ("file", "line", "field", "reason", "run")
 
 
 class IngestError(ValueError):
@@ -461,23 +463,61 @@ def _printable(value):
 
 
 class RejectsWriter:
-    """Appends rejected rows to one CSV per command run; created only when there is a reject."""
+    """Appends rejected rows to a CSV, each with the run that rejected it; created only when there is a reject.
 
-    def __init__(self, path: str | Path):
+    (adv2) The file was rewritten by each run: a user who ran two ingests (or an ingest and then a
+    ``detect FILE``, which ingests too) lost the first run's rejects. Rows are now appended under the
+    header ``file, line, field, reason, run`` (``run``: the command's start, ISO-8601 UTC with
+    milliseconds, the same for every row of one run), so one path (the default, or a ``--rejects``
+    a scheduled job was given) keeps every run's, and one run's rows are a filter on ``run``. The
+    ``run`` column is last: a reader of the four columns by position reads them as before. A file
+    of an earlier wattwatch (the four columns, no ``run``) is rewritten once with ``run`` empty; a
+    file with another header is not written to (an ``OSError`` saying so: it is not a rejects file).
+    """
+
+    def __init__(self, path: str | Path, run: str | None = None):
         self.path = Path(path)
         self.count = 0
+        self.run = run or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         self._fh = None
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        header = ",".join(REJECT_HEADER)
+        first = ""
+        if self.path.is_file() and self.path.stat().st_size:
+            with open(self.path, encoding="utf-8", errors="replace", newline="") as fh:
+                first = fh.readline().rstrip("\r\n")
+            if first == ",".join(REJECT_HEADER[:-1]):
+                self._upgrade()
+            elif first != header:
+                raise OSError(0, f"exists and is not a wattwatch rejects file (its first line is {first[:80]!r}, "
+                                 f"not {header!r}); rejected rows are appended to it, so move it away or give "
+                                 "another --rejects", str(self.path))
+        self._fh = open(self.path, "a", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._fh)
+        if not first:
+            self._writer.writerow(REJECT_HEADER)
+
+    def _upgrade(self) -> None:
+        """An earlier wattwatch's rejects file (no ``run`` column): its rows kept, ``run`` empty."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(self.path, newline="", encoding="utf-8", errors="surrogateescape") as src, \
+                open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as dst:
+            reader, writer = csv.reader(src), csv.writer(dst)
+            next(reader, None)
+            writer.writerow(REJECT_HEADER)
+            writer.writerows(row + [""] for row in reader)
+        os.replace(tmp, self.path)
 
     def write(self, rows: list[tuple]) -> None:
         if not rows:
             return
         if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "w", newline="", encoding="utf-8")
-            self._writer = csv.writer(self._fh)
-            self._writer.writerow(REJECT_HEADER)
+            self._open()
         # A NUL or a lone surrogate from a hostile file must not break the rejects file itself.
-        self._writer.writerows(tuple(_printable(v) for v in row) for row in rows)
+        self._writer.writerows(tuple(_printable(v) for v in row) + (self.run,) for row in rows)
+        self._fh.flush()
         self.count += len(rows)
 
     def close(self) -> None:
