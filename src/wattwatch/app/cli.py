@@ -1970,7 +1970,8 @@ def _watch_run(api, config, until_done, duration, running_demo, LogLines, render
         timer.cancel()
     from wattwatch.app.watchview import stopped_line
 
-    print(_one_line(stopped_line(result.counters, len(result.open_ids), result.resumed)), flush=True)
+    print(_one_line(stopped_line(result.counters, len(result.open_ids), result.resumed, result.learning,
+                                 result.profile_s)), flush=True)
     for v in result.sources:
         print(_one_line(f"source {v['name']}: {v['status']}, " + ", ".join(
             f"{k} {int(v[k]):,}" for k in sorted(v) if k not in ("name", "kind", "status", "p50_ms"))), flush=True)
