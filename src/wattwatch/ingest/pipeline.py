@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from wattwatch._prefetch import prefetch
+from wattwatch.ingest.energykind import EnergyKind
 from wattwatch.ingest.mapping import Mapping, MappingError
 from wattwatch.ingest.normalize import MISSING_TOKENS, build_select, unit_header_hint
 from wattwatch.ingest.readers import LINE, NotRecordsError, RawBatch, RawReject, detect_format, read_batches, read_frame
@@ -50,10 +51,22 @@ def ingest_path(store: Store, path: str | Path, mapping: Mapping | None = None,
         size = path.stat().st_size if path.exists() else 0
         raw = read_batches(path, delimiter=mapping.delimiter, tables=mapping.tables,
                            column_types=lambda names: csv_column_types(names, mapping))
-        batches = prefetch(_prepared(raw, fmt, mapping, notes))
-        counts = store.ingest(batches, source=str(path), bytes_total=size, on_progress=on_progress)
+        resolved: dict[str, tuple[str, ...]] = {}
+        batches = prefetch(_resolved_into(_prepared(raw, fmt, mapping, notes), resolved))
+        kind = EnergyKind()   # (adv2) an interval energy mapped as the register, or a register as power
+        counts = store.ingest(batches, source=str(path), bytes_total=size, on_progress=on_progress, on_rows=kind)
     counts.notes.extend(notes)
+    counts.notes.extend(kind.notes(str(path), resolved))
     return counts
+
+
+def _resolved_into(prepared: Iterable[tuple], resolved: dict) -> Iterator[tuple]:
+    """The batches of :func:`_prepared`, noting in ``resolved`` which source columns each channel is read from
+    (a wide export's cells: its meter columns)."""
+    for item in prepared:
+        for canon, cols in item[0].resolved.items():
+            resolved.setdefault(canon, ("the [wide] meter columns",) if WIDE_VALUE in cols else tuple(cols))
+        yield item
 
 
 def ingest_frame(store: Store, frame: "pd.DataFrame", mapping: Mapping | None = None,
