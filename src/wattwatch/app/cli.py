@@ -875,7 +875,9 @@ def _names(detectors: Optional[str]):
 def detect(
     paths: Optional[list[Path]] = typer.Argument(None, help="Telemetry files, or a .duckdb store (default: --db)."),
     out: Path = typer.Option(Path("alerts.jsonl"), "--out", "-o", help="Alerts, one JSON object per line."),
-    db: Optional[Path] = typer.Option(None, "--db", help="Store to read (and keep state and alerts in); files are ingested into it."),
+    db: Optional[Path] = typer.Option(None, "--db", help="Store to read (and keep state and alerts in); default, when no file is "
+                                        "given: wattwatch.duckdb. Files given are ingested into it (without --db they are "
+                                        "judged on their own and their alerts kept only in --out)."),
     detectors: Optional[str] = typer.Option(None, "--detectors", help="Comma-separated detector names (default: the default set)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML detector configuration."),
     start: Optional[str] = typer.Option(None, "--start", help="Judge readings from this time (UTC, ISO-8601)."),
@@ -983,7 +985,8 @@ def _detect_interrupted(store, since, files: list[str], out: Path) -> None:
 @app.command()
 def fit(
     paths: Optional[list[Path]] = typer.Argument(None, help="Telemetry files, or a .duckdb store (default: --db)."),
-    db: Optional[Path] = typer.Option(None, "--db", help="Store to keep the state in; files are ingested into it."),
+    db: Optional[Path] = typer.Option(None, "--db", help="Store to keep the state in; default, when no file is given: "
+                                        "wattwatch.duckdb. Files given are ingested into it (they need one)."),
     normal_start: Optional[str] = typer.Option(None, "--normal-start", help="Start of the period you declare normal (UTC)."),
     normal_end: Optional[str] = typer.Option(None, "--normal-end", help="End of the period you declare normal (UTC)."),
     days: Optional[float] = typer.Option(None, "--days", help="Without a declared period: each meter's first DAYS days "
@@ -1222,7 +1225,8 @@ def _config_sha256(config: Optional[Path]) -> Optional[str]:
 def train(
     paths: Optional[list[Path]] = typer.Argument(None, help="Telemetry files, or a .duckdb store (default: --db)."),
     out: Path = typer.Option(Path("models"), "--out", "-o", help="Model folder to write."),
-    db: Optional[Path] = typer.Option(None, "--db", help="Store to read; files are ingested into it."),
+    db: Optional[Path] = typer.Option(None, "--db", help="Store to read; default, when no file is given: wattwatch.duckdb. "
+                                        "Files given are ingested into it."),
     detectors: str = typer.Option("learned_ensemble", "--detectors", help="Comma-separated learned detectors."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML detector configuration."),
     normal_start: Optional[str] = typer.Option(None, "--normal-start", help="Start of the period you declare normal (UTC)."),

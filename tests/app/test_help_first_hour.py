@@ -1,0 +1,18 @@
+"""(adv2) A new user's reading of ``--help``: what each text left them to guess."""
+from __future__ import annotations
+
+import typer
+
+from wattwatch.app.cli import app
+
+
+def _option_help(cmd: str, name: str) -> str:
+    command = typer.main.get_command(app).commands[cmd]
+    return " ".join((next(p.help for p in command.params if p.name == name) or "").split())
+
+
+def test_the_store_detect_fit_and_train_read_by_default_is_named():
+    # `wattwatch ingest x.csv` then `wattwatch detect` reads wattwatch.duckdb; --db's help said only "Store to read"
+    for cmd in ("detect", "fit", "train"):
+        assert "default, when no file is given: wattwatch.duckdb" in _option_help(cmd, "db"), cmd
+    assert "kept only in --out" in _option_help("detect", "db")
