@@ -16,3 +16,13 @@ def test_the_store_detect_fit_and_train_read_by_default_is_named():
     for cmd in ("detect", "fit", "train"):
         assert "default, when no file is given: wattwatch.duckdb" in _option_help(cmd, "db"), cmd
     assert "kept only in --out" in _option_help("detect", "db")
+
+
+def test_store_compact_warns_of_an_imported_history():
+    # counted from now, `store compact` on last year's export compacted every raw reading; the help did not say so
+    command = typer.main.get_command(app).commands["store"].commands["compact"]
+    doc = " ".join((command.help or "").split())
+    assert "imported history" in doc and "give --as-of" in doc, doc
+    assert "every reading of last year's export is compacted" in " ".join(
+        next(p.help for p in command.params if p.name == "as_of").split())
+    assert next(p.help for p in command.params if p.name == "older_than_days")

@@ -642,11 +642,17 @@ def store_info(db: Path = DB_OPTION, as_json: bool = typer.Option(False, "--json
 @store_app.command("compact")
 def store_compact(
     db: Path = DB_OPTION,
-    older_than_days: float = typer.Option(30.0, "--older-than-days"),
-    as_of: Optional[str] = typer.Option(None, "--as-of", help="Reference time (default now), ISO-8601."),
+    older_than_days: float = typer.Option(30.0, "--older-than-days", help="Compact the readings older than this "
+                                          "many days before --as-of; the raw readings are replaced by hourly rows."),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="Reference time (default now), ISO-8601. On a history "
+                                        "imported from the past give its end: counted from now, every reading of "
+                                        "last year's export is compacted."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Downsample readings older than N days to hourly aggregates (energy still adds up).
+
+    The days are counted back from --as-of, which is now by default: on an imported history (an export
+    of last year) that is all of it, and its raw readings are gone; give --as-of the export's last day.
 
     Exit status: 0 done; 2 refused or failed before its commit (nothing changed); 3 committed
     (the result is printed as usual) but the checkpoint after it failed: the store keeps the
