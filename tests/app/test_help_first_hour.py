@@ -18,6 +18,19 @@ def test_the_store_detect_fit_and_train_read_by_default_is_named():
     assert "kept only in --out" in _option_help("detect", "db")
 
 
+def test_watch_demo_says_how_long_to_run_it():
+    # `watch --demo --duration 60` ended with every meter still learning and no alert: the help gave no time
+    text = _option_help("watch", "demo")
+    assert "first 60 s" in text and "70-100 s" in text and "--duration 180" in text, text
+    from wattwatch.devices.demo import SCHEDULE, Demo
+
+    # the help's figures are the demo's own (a changed schedule or profile span must change the help)
+    import inspect
+
+    assert inspect.signature(Demo).parameters["profile_s"].default == 60.0
+    assert (min(t for t, *_ in SCHEDULE), max(t for t, *_ in SCHEDULE)) == (70, 100)
+
+
 def test_store_compact_warns_of_an_imported_history():
     # counted from now, `store compact` on last year's export compacted every raw reading; the help did not say so
     command = typer.main.get_command(app).commands["store"].commands["compact"]

@@ -1905,7 +1905,8 @@ def watch(
                                     "its end), judging what is pending as final."),
     demo: bool = typer.Option(False, "--demo", help="Start simulated devices on 127.0.0.1 (Modbus/TCP and RTU "
                               "gateways, MQTT meters, the SNMP PDU if available) with faults on a schedule, and watch "
-                              "them."),
+                              "them. Each device is learned on its first 60 s and judged from then on; its faults "
+                              "start 70-100 s after its first reading: give it 3 minutes (--duration 180)."),
     duration: Optional[float] = typer.Option(None, "--duration", "--until", help="Stop after this many seconds."),
 ) -> None:
     """Watch a site live: read its sources (Modbus/TCP, MQTT, replayed files), store every reading, judge it
