@@ -39,3 +39,29 @@ def test_store_compact_warns_of_an_imported_history():
     assert "every reading of last year's export is compacted" in " ".join(
         next(p.help for p in command.params if p.name == "as_of").split())
     assert next(p.help for p in command.params if p.name == "older_than_days")
+
+
+def test_the_mapping_help_shows_a_mapping_that_works(tmp_path):
+    # `--mapping` said "TOML column mapping." and nothing of what one holds; its example must ingest as it reads
+    import re
+
+    from tests.support.cli import ww
+
+    text = _option_help("ingest", "mapping").replace("\\[", "[")
+    for cmd in ("detect", "fit", "train", "fleet"):
+        assert _option_help(cmd, "mapping").replace("\\[", "[").startswith(text[:-1]), cmd
+    parts = re.split(r"\[(\w+)\] ", text.split(";")[0])[1:]
+    toml = "\n".join(f"[{sec}]\n" + "\n".join(kv.strip() for kv in re.sub(r"\s*\([^)]*\)", "", body).strip(", ").split(", "))
+                     for sec, body in zip(parts[::2], parts[1::2]))
+    assert '[columns]\nts = "Zeit"\np_kw = "P_W"' in toml and 'timezone = "Europe/Rome"' in toml, toml
+    (tmp_path / "map.toml").write_text(toml)
+    f = tmp_path / "x.csv"
+    f.write_text("Zeit,P_W\n2025-03-03 10:00:00,1500\n2025-03-03 10:15:00,1600\n")
+    r = ww("ingest", f, "--db", tmp_path / "s.duckdb", "--mapping", tmp_path / "map.toml", "--json")
+    assert '"stored": 2' in r.stdout, r.stdout + r.stderr
+    from wattwatch.store.duck import Store
+
+    with Store(tmp_path / "s.duckdb", read_only=True) as st:
+        got = st.con.execute("SELECT meter_id, strftime(ts AT TIME ZONE 'UTC', '%H:%M'), p_kw FROM readings "
+                             "ORDER BY ts").fetchall()
+    assert got == [("M1", "09:00", 1.5), ("M1", "09:15", 1.6)], got   # Rome is UTC+1 in March

@@ -123,6 +123,12 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+# (adv2) A new user with their own export read "TOML column mapping." and had to find what one looks like.
+MAPPING_HELP = ('TOML column mapping, for columns not named as wattwatch knows them: \\[columns] ts = "Zeit", '
+                'p_kw = "P_W" (channel = your column), \\[scale] p_kw = 0.001 (W to kW), \\[defaults] meter_id = '
+                '"M1", \\[options] timezone = "Europe/Rome"; the README\'s "Column mapping" has every key.')
+
+
 # (adv2) Said on every command that ingests files: the file is appended to (it was rewritten by each run,
 # so a second ingest lost the first one's rejects), and where the run's rows are.
 REJECTS_HELP = ("CSV the rows that cannot be read are appended to: file, line, field, reason, and run (this "
@@ -529,7 +535,7 @@ def _ingest_files(files, db, mapping, rejects, quiet, errors, current):
 def ingest(
     paths: list[Path] = typer.Argument(..., help="CSV(.gz), Parquet, JSON/JSONL or SQLite .db files."),
     db: Path = DB_OPTION,
-    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help="TOML column mapping."),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help=MAPPING_HELP),
     rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects", help=REJECTS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print counts as JSON."),
 ) -> None:
@@ -892,7 +898,7 @@ def detect(
     log: Optional[Path] = typer.Option(None, "--log", help="Human log (default: OUT with .log)."),
     scores: Optional[Path] = typer.Option(None, "--scores", help="Also write every reading's score per detector and "
                                           "combined (Parquet: meter_id, ts, one column per detector, score, detector)."),
-    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help="TOML column mapping for files."),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help=MAPPING_HELP),
     rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects", help=REJECTS_HELP),
     models: Optional[Path] = typer.Option(None, "--models", help="Trained learned detectors (`wattwatch train`) "
                                           "to use instead of training them on this data."),
@@ -1000,7 +1006,7 @@ def fit(
     detectors: Optional[str] = typer.Option(None, "--detectors", help="Comma-separated detector names (default: the default set)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML detector configuration."),
     meters: Optional[str] = typer.Option(None, "--meters", help="Comma-separated meter ids (default: all)."),
-    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help="TOML column mapping for files."),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help=MAPPING_HELP),
     rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects", help=REJECTS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
     influx: Optional[str] = typer.Option(None, "--influx", help=INFLUX_HELP),
@@ -1238,7 +1244,7 @@ def train(
     normal_start: Optional[str] = typer.Option(None, "--normal-start", help="Start of the period you declare normal (UTC)."),
     normal_end: Optional[str] = typer.Option(None, "--normal-end", help="End of the period you declare normal (UTC)."),
     days: float = typer.Option(7.0, "--days", help="Without a declared period: each meter's first DAYS days (at most half its data)."),
-    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help="TOML column mapping for files."),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help=MAPPING_HELP),
     rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects", help=REJECTS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
@@ -1763,7 +1769,7 @@ def fleet(
                                           "(default: a meter whose id is its panel_id)."),
     energy_register: bool = typer.Option(False, "--energy-register", help="TotalActiveEnergy is a cumulative register "
                                          "(default: the energy of each record's interval, as the platform documents)."),
-    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help="TOML column mapping (local engine)."),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help=MAPPING_HELP + " (local engine)"),
     rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects", help=REJECTS_HELP),
     seed: int = typer.Option(0, "--seed", "-s", help="Seed of the models' random choices."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
