@@ -165,7 +165,6 @@ def column_range(col: str) -> tuple[float, float]:
 FLOAT_COLUMNS = ("v_l1_v", "v_l2_v", "v_l3_v", "i_l1_a", "i_l2_a", "i_l3_a", "p_kw", "p_l1_kw", "p_l2_kw", "p_l3_kw",
                  "q_kvar", "s_kva", "pf", "e_kwh", "e_int_kwh", "q_int_kvarh", "height_m")
 FLEET_COLUMNS = ("meter_id", "ts", "ts_end", "panel_id", "town") + FLOAT_COLUMNS
-REJECT_HEADER = ("file", "line", "field", "reason")
 
 _TS_RE = r"^\s*(\d{4}[-/]\d{2}[-/]\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)\s*(Z|[+-]\d{2}:?\d{2})?\s*$"
 _TZ_RE = re.compile(r"^\s*(?:UTC|GMT)?\s*(?:([+-])\s*(\d{1,2})(?::?(\d{2}))?)?\s*$", re.IGNORECASE)
