@@ -65,3 +65,11 @@ def test_the_mapping_help_shows_a_mapping_that_works(tmp_path):
         got = st.con.execute("SELECT meter_id, strftime(ts AT TIME ZONE 'UTC', '%H:%M'), p_kw FROM readings "
                              "ORDER BY ts").fetchall()
     assert got == [("M1", "09:00", 1.5), ("M1", "09:15", 1.6)], got   # Rome is UTC+1 in March
+
+
+def test_fit_days_says_how_many_days_the_default_is():
+    # "default: [engine] profile_days" left a new user to find that setting's value
+    from wattwatch.detect.engine import EngineConfig
+
+    days = EngineConfig().profile_days
+    assert f"profile_days of --config, {days:g} days" in _option_help("fit", "days").replace("\\[", "[")

@@ -1002,7 +1002,7 @@ def fit(
     normal_start: Optional[str] = typer.Option(None, "--normal-start", help="Start of the period you declare normal (UTC)."),
     normal_end: Optional[str] = typer.Option(None, "--normal-end", help="End of the period you declare normal (UTC)."),
     days: Optional[float] = typer.Option(None, "--days", help="Without a declared period: each meter's first DAYS days "
-                                         "(at most half its data; default: \\[engine] profile_days)."),
+                                         "(at most half its data; default: \\[engine] profile_days of --config, 7 days)."),
     detectors: Optional[str] = typer.Option(None, "--detectors", help="Comma-separated detector names (default: the default set)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML detector configuration."),
     meters: Optional[str] = typer.Option(None, "--meters", help="Comma-separated meter ids (default: all)."),
