@@ -11,7 +11,9 @@ fell. The readings are stored as given (a warning, not a reject: a few meters' r
 reset, and the mapping is the user's to fix).
 
 The mapping is one for the whole file, so a sample tells: of each chunk of checked readings (about 500,000
-rows) its first :data:`SAMPLE_ROWS`, one ``lexsort`` by meter and time, and per channel a ``diff`` and three
+rows) the rows of the meters of :data:`SAMPLE_METERS` rows spread over it, at most :data:`SAMPLE_ROWS` ((radv2)
+the chunk's first rows were the sample: in an export sorted by time they held a few hours of each meter, too
+short for the power test below), one ``lexsort`` by meter and time, and per channel a ``diff`` and three
 counts, until :data:`ENOUGH_STEPS` steps are counted; steps across chunks are not counted. (On the whole
 chunk it cost 0.1-0.18 s of a 483,463-row Parquet ingest's 0.75 s CPU; on the sample ~0.02 s.)
 """
@@ -30,12 +32,18 @@ POWER = ("p_kw", "q_kvar", "s_kva")
 # Only the steps that changed the value count (a register read at 1 min in Wh, or a device off, stays put
 # at most steps: AMPds2's basement register Pt rose at 851 of 51,209 steps and never fell; its power P rose
 # at 277 and fell at 264). A register falls at a reset; an interval energy at about every other change.
-# Said when at least this share of the changes were falls, and at least MIN_FALLS of them.
+# Said when at least this share of the changes were falls, and at least MIN_FALLS of them. (radv2) A meter's
+# first fall in a chunk is not counted: a reset or an exchange happens once, and a register that seldom
+# changes (a vacant flat's, read in whole kWh) reset fleet-wide by a firmware update fell at half its changes.
 REGISTER_FALL_SHARE = 0.2
 REGISTER_MIN_FALLS = 3
 # Power goes up and down about as often; a register in a power column rises and (almost) never falls.
+# (radv2) Within a day power may only rise (PVDAQ system 50's real 15-min AC power rose 28 times in a row
+# one morning): only the steps of a meter whose readings in the sample span POWER_MIN_SPAN_H count.
 POWER_MIN_RISES = 24
 POWER_FALL_SHARE = 0.02
+POWER_MIN_SPAN_H = 18.0
+SAMPLE_METERS = 64
 SAMPLE_ROWS = 65_536
 ENOUGH_STEPS = 200_000
 
@@ -51,21 +59,31 @@ class EnergyKind:
 
     def __call__(self, rows: pa.Table) -> None:
         chans = [c for c in (REGISTER, *POWER) if c in rows.column_names and self.steps[c] < ENOUGH_STEPS]
-        rows = rows.slice(0, SAMPLE_ROWS)
+        if not chans or rows.num_rows < 2:
+            return
+        if rows.num_rows > SAMPLE_ROWS:   # the meters of rows spread over the chunk: its first few, read whole
+            picked = pc.unique(rows["meter_id"].take(np.linspace(0, rows.num_rows - 1, SAMPLE_METERS).astype(np.int64)))
+            rows = rows.filter(pc.is_in(rows["meter_id"], value_set=picked)).slice(0, SAMPLE_ROWS)
         chans = [c for c in chans if rows[c].null_count < rows.num_rows]
         if not chans or rows.num_rows < 2:
             return
         meter = pc.dictionary_encode(rows["meter_id"]).combine_chunks().indices.to_numpy(zero_copy_only=False)
         ts = pc.cast(rows["ts"], pa.int64()).to_numpy()
         order = np.lexsort((ts, meter))
-        same = meter[order][1:] == meter[order][:-1]
+        meter, ts = meter[order], ts[order]
+        same = meter[1:] == meter[:-1]
+        # each reading's meter's span in the sample (first to last reading), for the power test
+        starts = np.flatnonzero(np.r_[True, ~same])
+        ends = np.r_[starts[1:], len(ts)] - 1
+        long = np.repeat(ts[ends] - ts[starts] >= POWER_MIN_SPAN_H * 3600e6, ends - starts + 1)[1:]
         for c in chans:
             v = rows[c].to_numpy()[order]     # (a null reads as NaN: its steps are not counted)
             d = np.diff(v)
-            ok = same & np.isfinite(d)
+            ok = same & np.isfinite(d) & (long if c != REGISTER else True)
+            falls = ok & (d < 0)
             self.steps[c] += int(np.count_nonzero(ok))
             self.rises[c] += int(np.count_nonzero(ok & (d > 0)))
-            self.falls[c] += int(np.count_nonzero(ok & (d < 0)))
+            self.falls[c] += int(np.count_nonzero(falls)) - (len(np.unique(meter[1:][falls])) if c == REGISTER else 0)
 
     def notes(self, source: str, resolved: dict[str, tuple[str, ...]]) -> list[str]:
         """The warnings for ``source`` (``resolved``: channel -> the source column(s) it was read from)."""
