@@ -61,6 +61,7 @@ class EnergyKind:
         chans = [c for c in (REGISTER, *POWER) if c in rows.column_names and self.steps[c] < ENOUGH_STEPS]
         if not chans or rows.num_rows < 2:
             return
+        rows = rows.select(["meter_id", "ts", *chans])
         if rows.num_rows > SAMPLE_ROWS:   # the meters of rows spread over the chunk: its first few, read whole
             picked = pc.unique(rows["meter_id"].take(np.linspace(0, rows.num_rows - 1, SAMPLE_METERS).astype(np.int64)))
             rows = rows.filter(pc.is_in(rows["meter_id"], value_set=picked)).slice(0, SAMPLE_ROWS)
