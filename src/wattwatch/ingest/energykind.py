@@ -62,7 +62,7 @@ class EnergyKind:
         if not chans or rows.num_rows < 2:
             return
         rows = rows.select(["meter_id", "ts", *chans])
-        if rows.num_rows > SAMPLE_ROWS:   # the meters of rows spread over the chunk: its first few, read whole
+        if rows.num_rows > SAMPLE_ROWS:   # every row of the meters of SAMPLE_METERS rows spread over the chunk
             ids = pc.cast(rows["meter_id"], pa.string())   # (a no-op on text; is_in wants one type on both sides)
             picked = pc.unique(ids.take(np.linspace(0, rows.num_rows - 1, SAMPLE_METERS).astype(np.int64)))
             rows = rows.filter(pc.is_in(ids, value_set=picked)).slice(0, SAMPLE_ROWS)
