@@ -223,7 +223,7 @@ def _open(source: Source, db: str | Path | None, mapping, rejects, create: bool 
 def _said_of_ingest(counts: list, rejects, said: list | None) -> None:
     """Notices of an ingest done for a run (rows rejected per source, the readers' notes); an
     InputError when the sources gave nothing usable and rows were rejected."""
-    where = f"file, line, field and reason in {rejects}" if rejects else "not kept: give rejects= to keep them"
+    where = f"file, line, field and reason in {rejects}, appended" if rejects else "not kept: give rejects= to keep them"
     if said is not None:
         for c in counts:
             if c.rejected:
@@ -252,7 +252,8 @@ def ingest(source: Source, db, mapping=None, rejects: str | Path | None = None) 
     mapping
         A column mapping (TOML path or dict) for sources whose names the readers do not know.
     rejects
-        A CSV that receives every row that cannot be read, with file, line, field and reason.
+        A CSV every row that cannot be read is appended to, with file, line, field, reason and run
+        (this call's start, UTC); earlier runs' rows are kept.
 
     Returns
     -------
@@ -1689,6 +1690,23 @@ class Watch:
     resumed: bool = False
     seconds: float = 0.0
     outputs: list = field(default_factory=list)   # per sink/action: its counters
+    # (adv2) Meters still learning their normal when the watcher stopped (profiled once their first
+    # ``profile_days`` of readings are stored, judged only from then on): meter -> seconds of its
+    # readings still needed; ``profile_s`` is that first span. A stop line of "alerts new 0" read as
+    # "healthy" while the meters had not been judged at all.
+    learning: dict = field(default_factory=dict)
+    profile_s: float = 0.0
+
+
+def _still_learning(engine) -> dict[str, float]:
+    """Meter -> seconds of its readings still needed before it is profiled (and judged), for every meter
+    the engine has readings of and no state for."""
+    need_us = engine.cfg.profile_days * 86400e6
+    meters = [m for m in engine.last if m not in engine.profiled and m in engine.first]
+    if not meters:
+        return {}
+    span = np.array([engine.last[m] - engine.first[m] for m in meters], dtype=float)
+    return dict(zip(meters, (np.maximum(need_us - span, 0.0) / 1e6).tolist()))
 
 
 WATCH_LOCK_WAIT_S = 15.0
@@ -1790,7 +1808,7 @@ def watch(config: str | Path | dict | Site, *, stop=None, until_done: bool = Fal
         return Watch(dict(engine.counters), list(engine.alerts.values()), open_now,
                      list(engine.notices),
                      [s.view() for s in site.sources], engine.resumed, time.perf_counter() - t0,
-                     [o.view() for o in site.outputs])
+                     [o.view() for o in site.outputs], _still_learning(engine), engine.cfg.profile_days * 86400.0)
     finally:
         if engine is not None:
             engine.close()   # the slow tier's worker thread

@@ -44,7 +44,7 @@ def test_csv_a_negative_energy_register_loses_its_value_not_the_reading(tmp_path
     assert (c["read"], c["stored"], c["rejected"]) == (13, 13, 0) and c["channels_mostly_bad"] == []
     assert c["values_dropped"] == {"e_kwh": 2, "i_l1_a": 1, "p_kw": 1}
     r = pd.read_csv(rej)
-    assert list(r.columns) == ["file", "line", "field", "reason"]
+    assert list(r.columns) == ["file", "line", "field", "reason", "run"]
     assert [(ln, f) for ln, f in zip(r["line"], r["field"])] == [(12, "e_kwh"), (13, "e_kwh"), (14, "i_l1_a"), (14, "p_kw")]
     assert "-5" in r["reason"][0] and "outside [0," in r["reason"][0]
     assert "infinite" in r["reason"][2] and "'x' is not a number" in r["reason"][3]

@@ -123,6 +123,18 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+# (adv2) A new user with their own export read "TOML column mapping." and had to find what one looks like.
+MAPPING_HELP = ('TOML column mapping, for columns not named as wattwatch knows them: \\[columns] ts = "Zeit", '
+                'p_kw = "P_W" (channel = your column), \\[scale] p_kw = 0.001 (W to kW), \\[defaults] meter_id = '
+                '"M1", \\[options] timezone = "Europe/Rome"; the README\'s "Column mapping" has every key.')
+
+
+# (adv2) Said on every command that ingests files: the file is appended to (it was rewritten by each run,
+# so a second ingest lost the first one's rejects), and where the run's rows are.
+REJECTS_HELP = ("CSV the rows that cannot be read are appended to: file, line, field, reason, and run (this "
+                "command's start, UTC; earlier runs' rows are kept). Created only when a row is rejected.")
+
+
 def _os_message(path, exc: OSError, what: str) -> str:
     """``path: what: reason`` for an OSError, saying plainly when the disk is full."""
     import errno
@@ -523,8 +535,8 @@ def _ingest_files(files, db, mapping, rejects, quiet, errors, current):
 def ingest(
     paths: list[Path] = typer.Argument(..., help="CSV(.gz), Parquet, JSON/JSONL or SQLite .db files."),
     db: Path = DB_OPTION,
-    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help="TOML column mapping."),
-    rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects", help="Where unreadable rows go."),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help=MAPPING_HELP),
+    rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects", help=REJECTS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print counts as JSON."),
 ) -> None:
     """Load files into the store (idempotent: re-ingesting adds nothing).
@@ -539,7 +551,8 @@ def ingest(
             {"source": c.source, "read": c.read, "stored": c.stored, "duplicates": c.duplicates + c.merged,
              "already_stored": c.merged, "conflicts": c.conflicts, "rejected": c.rejected, "values_dropped": dict(sorted(c.values_dropped.items())),
              "channels_mostly_bad": c.mostly_bad, "seconds": round(c.seconds, 3)} for c in results],
-            "errors": errors, "rejects_file": str(writer.path) if writer.count else None}))
+            "errors": errors, "rejects_file": str(writer.path) if writer.count else None,
+            "rejects_run": writer.run if writer.count else None}))
     else:
         # The values dropped and the conflicts get a column when there are some (a clean ingest's
         # table is as it was).
@@ -570,7 +583,7 @@ def ingest(
                           highlight=False, soft_wrap=True)
         if writer.count:
             console.print(f"{writer.count:,} rejected row(s) and value(s) with line, field and reason -> "
-                          f"{_term(str(writer.path))}")
+                          f"{_term(str(writer.path))} (appended, run {writer.run})", highlight=False, soft_wrap=True)
     # A file whose every row was rejected gave nothing usable (a re-ingest of a partly bad file
     # still counts its duplicates as read).
     unusable = [c.source for c in results if c.rejected > 0 and c.stored + c.merged + c.duplicates == 0]
@@ -635,11 +648,17 @@ def store_info(db: Path = DB_OPTION, as_json: bool = typer.Option(False, "--json
 @store_app.command("compact")
 def store_compact(
     db: Path = DB_OPTION,
-    older_than_days: float = typer.Option(30.0, "--older-than-days"),
-    as_of: Optional[str] = typer.Option(None, "--as-of", help="Reference time (default now), ISO-8601."),
+    older_than_days: float = typer.Option(30.0, "--older-than-days", help="Compact the readings older than this "
+                                          "many days before --as-of; the raw readings are replaced by hourly rows."),
+    as_of: Optional[str] = typer.Option(None, "--as-of", help="Reference time (default now), ISO-8601. On a history "
+                                        "imported from the past give its end: counted from now, every reading of "
+                                        "last year's export is compacted."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Downsample readings older than N days to hourly aggregates (energy still adds up).
+
+    The days are counted back from --as-of, which is now by default: on an imported history (an export
+    of last year) that is all of it, and its raw readings are gone; give --as-of the export's last day.
 
     Exit status: 0 done; 2 refused or failed before its commit (nothing changed); 3 committed
     (the result is printed as usual) but the checkpoint after it failed: the store keeps the
@@ -868,7 +887,9 @@ def _names(detectors: Optional[str]):
 def detect(
     paths: Optional[list[Path]] = typer.Argument(None, help="Telemetry files, or a .duckdb store (default: --db)."),
     out: Path = typer.Option(Path("alerts.jsonl"), "--out", "-o", help="Alerts, one JSON object per line."),
-    db: Optional[Path] = typer.Option(None, "--db", help="Store to read (and keep state and alerts in); files are ingested into it."),
+    db: Optional[Path] = typer.Option(None, "--db", help="Store to read (and keep state and alerts in); default, when no file is "
+                                        "given: wattwatch.duckdb. Files given are ingested into it (without --db they are "
+                                        "judged on their own and their alerts kept only in --out)."),
     detectors: Optional[str] = typer.Option(None, "--detectors", help="Comma-separated detector names (default: the default set)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML detector configuration."),
     start: Optional[str] = typer.Option(None, "--start", help="Judge readings from this time (UTC, ISO-8601)."),
@@ -877,8 +898,8 @@ def detect(
     log: Optional[Path] = typer.Option(None, "--log", help="Human log (default: OUT with .log)."),
     scores: Optional[Path] = typer.Option(None, "--scores", help="Also write every reading's score per detector and "
                                           "combined (Parquet: meter_id, ts, one column per detector, score, detector)."),
-    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help="TOML column mapping for files."),
-    rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects"),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help=MAPPING_HELP),
+    rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects", help=REJECTS_HELP),
     models: Optional[Path] = typer.Option(None, "--models", help="Trained learned detectors (`wattwatch train`) "
                                           "to use instead of training them on this data."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
@@ -976,16 +997,17 @@ def _detect_interrupted(store, since, files: list[str], out: Path) -> None:
 @app.command()
 def fit(
     paths: Optional[list[Path]] = typer.Argument(None, help="Telemetry files, or a .duckdb store (default: --db)."),
-    db: Optional[Path] = typer.Option(None, "--db", help="Store to keep the state in; files are ingested into it."),
+    db: Optional[Path] = typer.Option(None, "--db", help="Store to keep the state in; default, when no file is given: "
+                                        "wattwatch.duckdb. Files given are ingested into it (they need one)."),
     normal_start: Optional[str] = typer.Option(None, "--normal-start", help="Start of the period you declare normal (UTC)."),
     normal_end: Optional[str] = typer.Option(None, "--normal-end", help="End of the period you declare normal (UTC)."),
     days: Optional[float] = typer.Option(None, "--days", help="Without a declared period: each meter's first DAYS days "
-                                         "(at most half its data; default: \\[engine] profile_days)."),
+                                         "(at most half its data; default: \\[engine] profile_days of --config, 7 days)."),
     detectors: Optional[str] = typer.Option(None, "--detectors", help="Comma-separated detector names (default: the default set)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML detector configuration."),
     meters: Optional[str] = typer.Option(None, "--meters", help="Comma-separated meter ids (default: all)."),
-    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help="TOML column mapping for files."),
-    rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects"),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help=MAPPING_HELP),
+    rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects", help=REJECTS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
     influx: Optional[str] = typer.Option(None, "--influx", help=INFLUX_HELP),
 ) -> None:
@@ -1215,14 +1237,15 @@ def _config_sha256(config: Optional[Path]) -> Optional[str]:
 def train(
     paths: Optional[list[Path]] = typer.Argument(None, help="Telemetry files, or a .duckdb store (default: --db)."),
     out: Path = typer.Option(Path("models"), "--out", "-o", help="Model folder to write."),
-    db: Optional[Path] = typer.Option(None, "--db", help="Store to read; files are ingested into it."),
+    db: Optional[Path] = typer.Option(None, "--db", help="Store to read; default, when no file is given: wattwatch.duckdb. "
+                                        "Files given are ingested into it."),
     detectors: str = typer.Option("learned_ensemble", "--detectors", help="Comma-separated learned detectors."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML detector configuration."),
     normal_start: Optional[str] = typer.Option(None, "--normal-start", help="Start of the period you declare normal (UTC)."),
     normal_end: Optional[str] = typer.Option(None, "--normal-end", help="End of the period you declare normal (UTC)."),
     days: float = typer.Option(7.0, "--days", help="Without a declared period: each meter's first DAYS days (at most half its data)."),
-    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help="TOML column mapping for files."),
-    rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects"),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help=MAPPING_HELP),
+    rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects", help=REJECTS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Train learned detectors' fleet models on normal telemetry and save them in a model folder
@@ -1746,8 +1769,8 @@ def fleet(
                                           "(default: a meter whose id is its panel_id)."),
     energy_register: bool = typer.Option(False, "--energy-register", help="TotalActiveEnergy is a cumulative register "
                                          "(default: the energy of each record's interval, as the platform documents)."),
-    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help="TOML column mapping (local engine)."),
-    rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects", help="Where unreadable records go."),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help=MAPPING_HELP + " (local engine)"),
+    rejects: Path = typer.Option("wattwatch-rejects.csv", "--rejects", help=REJECTS_HELP),
     seed: int = typer.Option(0, "--seed", "-s", help="Seed of the models' random choices."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -1804,7 +1827,7 @@ def fleet(
     console.print(f"{f['pod_id'].nunique():,} POD(s) scored over {f['period'].nunique()} {period}(s); "
                   f"{len(run.features.excluded):,} excluded (reasons in {_term(run.written.get('excluded', ''))})")
     if run.rejects:
-        console.print(f"{run.rejects:,} rejected record(s) with file, line and field -> {_term(str(rejects))}")
+        console.print(f"{run.rejects:,} rejected record(s) with file, line and field -> {_term(str(rejects))} (appended)")
 
 
 # ---------------------------------------------------------------------------------------- demo
@@ -1888,7 +1911,8 @@ def watch(
                                     "its end), judging what is pending as final."),
     demo: bool = typer.Option(False, "--demo", help="Start simulated devices on 127.0.0.1 (Modbus/TCP and RTU "
                               "gateways, MQTT meters, the SNMP PDU if available) with faults on a schedule, and watch "
-                              "them."),
+                              "them. Each device is learned on its first 60 s and judged from then on; its faults "
+                              "start 70-100 s after its first reading: give it 3 minutes (--duration 180)."),
     duration: Optional[float] = typer.Option(None, "--duration", "--until", help="Stop after this many seconds."),
 ) -> None:
     """Watch a site live: read its sources (Modbus/TCP, MQTT, replayed files), store every reading, judge it
@@ -1963,7 +1987,8 @@ def _watch_run(api, config, until_done, duration, running_demo, LogLines, render
         timer.cancel()
     from wattwatch.app.watchview import stopped_line
 
-    print(_one_line(stopped_line(result.counters, len(result.open_ids), result.resumed)), flush=True)
+    print(_one_line(stopped_line(result.counters, len(result.open_ids), result.resumed, result.learning,
+                                 result.profile_s)), flush=True)
     for v in result.sources:
         print(_one_line(f"source {v['name']}: {v['status']}, " + ", ".join(
             f"{k} {int(v[k]):,}" for k in sorted(v) if k not in ("name", "kind", "status", "p50_ms"))), flush=True)

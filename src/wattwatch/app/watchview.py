@@ -100,16 +100,44 @@ def render(engine, sources, outputs=(), demo=None) -> Group:
     return Group(*parts, al)
 
 
-def stopped_line(counters, n_open: int, resumed: bool = False) -> str:
+def stopped_line(counters, n_open: int, resumed: bool = False, learning: dict | None = None,
+                 profile_s: float = 0.0) -> str:
     """The line ``watch`` prints when it stops: the engine's counters, re-sent copies, corrections
-    dropped (``conflicts``, when there were any) and late readings among them, and the alerts still open."""
+    dropped (``conflicts``, when there were any) and late readings among them, and the alerts still open;
+    then the meters still learning their normal (``learning``: meter -> seconds of readings still needed
+    of the first ``profile_s``), which no alert says nothing about."""
     c = counters
-    return (f"stopped: readings {c.get('readings', 0):,}, stored {c.get('stored', 0):,}, duplicates "
+    line = (f"stopped: readings {c.get('readings', 0):,}, stored {c.get('stored', 0):,}, duplicates "
             f"{c.get('duplicates', 0):,}, "
             + (f"conflicts {c['conflicts']:,} (sent again with other values; the stored kept), "
                if c.get("conflicts") else "")
             + f"late {c.get('late', 0):,}, judged {c.get('judged', 0):,}, alerts new "
             f"{c.get('alerts_new', 0):,}, open {n_open}" + (" (resumed from checkpoint)" if resumed else ""))
+    return line + learning_note(learning, profile_s)
+
+
+def _span(seconds: float) -> str:
+    """A duration as a person says it: 40 s, 5 min, 3.5 h, 12.0 days."""
+    if seconds < 90:
+        return f"{max(seconds, 1):.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 36 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def learning_note(learning: dict | None, profile_s: float) -> str:
+    """(adv2) '; N meter(s) still learning ...': a ``watch --demo --duration 60`` ended "judged 0, alerts
+    new 0" while every meter was still being profiled, and a new user read that as healthy. Says how many,
+    the span they learn on and how much more of their readings the nearest and the last need."""
+    if not learning:
+        return ""
+    left = sorted(learning.values())
+    when = (f"it is judged after {_span(left[0])} more of its readings" if len(left) == 1 else
+            f"the first is judged after {_span(left[0])} more of its readings, the last after {_span(left[-1])}")
+    return (f"; {len(left):,} meter(s) not judged yet, still learning their normal on their first "
+            f"{_span(profile_s)} of readings (no alert from them means nothing yet): {when}")
 
 
 class LogLines:

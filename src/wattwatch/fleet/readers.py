@@ -165,7 +165,6 @@ def column_range(col: str) -> tuple[float, float]:
 FLOAT_COLUMNS = ("v_l1_v", "v_l2_v", "v_l3_v", "i_l1_a", "i_l2_a", "i_l3_a", "p_kw", "p_l1_kw", "p_l2_kw", "p_l3_kw",
                  "q_kvar", "s_kva", "pf", "e_kwh", "e_int_kwh", "q_int_kvarh", "height_m")
 FLEET_COLUMNS = ("meter_id", "ts", "ts_end", "panel_id", "town") + FLOAT_COLUMNS
-REJECT_HEADER = ("file", "line", "field", "reason")
 
 _TS_RE = r"^\s*(\d{4}[-/]\d{2}[-/]\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)\s*(Z|[+-]\d{2}:?\d{2})?\s*$"
 _TZ_RE = re.compile(r"^\s*(?:UTC|GMT)?\s*(?:([+-])\s*(\d{1,2})(?::?(\d{2}))?)?\s*$", re.IGNORECASE)
@@ -801,17 +800,18 @@ def _groups_of(p: Path) -> pd.DataFrame | None:
 
 
 def write_rejects(path: str | Path, rejects: list[tuple]) -> int:
-    """Write rejects (file, line, field, reason) as CSV; nothing is created when there are none."""
+    """Append rejects (file, line, field, reason) to the rejects CSV with this run's ``run`` column, as
+    ``ingest`` does ((adv2) both default to ``wattwatch-rejects.csv``: a ``fleet`` run rewrote what an
+    ingest had kept); nothing is created when there are none."""
     if not rejects:
         return 0
-    import csv
+    from wattwatch.ingest.pipeline import RejectsWriter
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(REJECT_HEADER)
-        w.writerows(rejects)
+    writer = RejectsWriter(path)
+    try:
+        writer.write(rejects)
+    finally:
+        writer.close()
     return len(rejects)
 
 

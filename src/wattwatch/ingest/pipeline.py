@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from wattwatch._prefetch import prefetch
+from wattwatch.ingest.energykind import EnergyKind
 from wattwatch.ingest.mapping import Mapping, MappingError
 from wattwatch.ingest.normalize import MISSING_TOKENS, build_select, unit_header_hint
 from wattwatch.ingest.readers import LINE, NotRecordsError, RawBatch, RawReject, detect_format, read_batches, read_frame
@@ -23,7 +26,7 @@ from wattwatch.store.duck import IngestCounts, Store, interrupted
 if TYPE_CHECKING:
     import pandas as pd
 
-REJECT_HEADER = ("file", "line", "field", "reason")
+REJECT_HEADER = ("file", "line", "field", "reason", "run")
 
 
 class IngestError(ValueError):
@@ -48,10 +51,22 @@ def ingest_path(store: Store, path: str | Path, mapping: Mapping | None = None,
         size = path.stat().st_size if path.exists() else 0
         raw = read_batches(path, delimiter=mapping.delimiter, tables=mapping.tables,
                            column_types=lambda names: csv_column_types(names, mapping))
-        batches = prefetch(_prepared(raw, fmt, mapping, notes))
-        counts = store.ingest(batches, source=str(path), bytes_total=size, on_progress=on_progress)
+        resolved: dict[str, tuple[str, ...]] = {}
+        batches = prefetch(_resolved_into(_prepared(raw, fmt, mapping, notes), resolved))
+        kind = EnergyKind()   # (adv2) an interval energy mapped as the register, or a register as power
+        counts = store.ingest(batches, source=str(path), bytes_total=size, on_progress=on_progress, on_rows=kind)
     counts.notes.extend(notes)
+    counts.notes.extend(kind.notes(str(path), resolved))
     return counts
+
+
+def _resolved_into(prepared: Iterable[tuple], resolved: dict) -> Iterator[tuple]:
+    """The batches of :func:`_prepared`, noting in ``resolved`` which source columns each channel is read from
+    (a wide export's cells: its meter columns)."""
+    for item in prepared:
+        for canon, cols in item[0].resolved.items():
+            resolved.setdefault(canon, ("the [wide] meter columns",) if WIDE_VALUE in cols else tuple(cols))
+        yield item
 
 
 def ingest_frame(store: Store, frame: "pd.DataFrame", mapping: Mapping | None = None,
@@ -423,10 +438,12 @@ def _melt_channels(batch: RawBatch, mapping: Mapping, ts: str, groups: dict[str,
 
 def csv_column_types(names: list[str], mapping: Mapping) -> dict[str, pa.DataType]:
     """Types pyarrow can parse a CSV's mapped columns as: numbers as float64, and the timestamp
-    as UTC when offsets are the norm (naive times need the mapping's zone, so they stay text)."""
-    if mapping.decimal != ".":
-        return {}
+    as UTC when offsets are the norm (naive times need the mapping's zone, so they stay text); the
+    columns no channel, time or meter reads as bytes ((adv2) a Windows-1252 comment column, not read,
+    rejected every row it held an accent in; only a read column must be UTF-8 text)."""
     if mapping.wide is not None:
+        if mapping.decimal != ".":
+            return {}
         try:
             ts = _wide_ts(names, mapping)
             if mapping.wide.channels:
@@ -442,7 +459,11 @@ def csv_column_types(names: list[str], mapping: Mapping) -> dict[str, pa.DataTyp
         resolved = mapping.resolve(names)
     except MappingError:
         return {}
-    types = {src: pa.float64() for canon, cols in resolved.items() if canon not in ("meter_id", "ts") for src in cols}
+    read = {src for cols in resolved.values() for src in cols}
+    unread = {n: pa.binary() for n in names if n not in read}
+    if mapping.decimal != ".":
+        return unread
+    types = unread | {src: pa.float64() for canon, cols in resolved.items() if canon not in ("meter_id", "ts") for src in cols}
     if "ts" in resolved and len(resolved["ts"]) == 1 and mapping.ts_format is None and mapping.timezone.upper() == "UTC":
         types[resolved["ts"][0]] = pa.timestamp("us", tz="UTC")
     return types
@@ -455,23 +476,61 @@ def _printable(value):
 
 
 class RejectsWriter:
-    """Appends rejected rows to one CSV per command run; created only when there is a reject."""
+    """Appends rejected rows to a CSV, each with the run that rejected it; created only when there is a reject.
 
-    def __init__(self, path: str | Path):
+    (adv2) The file was rewritten by each run: a user who ran two ingests (or an ingest and then a
+    ``detect FILE``, which ingests too) lost the first run's rejects. Rows are now appended under the
+    header ``file, line, field, reason, run`` (``run``: the command's start, ISO-8601 UTC with
+    milliseconds, the same for every row of one run), so one path (the default, or a ``--rejects``
+    a scheduled job was given) keeps every run's, and one run's rows are a filter on ``run``. The
+    ``run`` column is last: a reader of the four columns by position reads them as before. A file
+    of an earlier wattwatch (the four columns, no ``run``) is rewritten once with ``run`` empty; a
+    file with another header is not written to (an ``OSError`` saying so: it is not a rejects file).
+    """
+
+    def __init__(self, path: str | Path, run: str | None = None):
         self.path = Path(path)
         self.count = 0
+        self.run = run or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         self._fh = None
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        header = ",".join(REJECT_HEADER)
+        first = ""
+        if self.path.is_file() and self.path.stat().st_size:
+            with open(self.path, encoding="utf-8", errors="replace", newline="") as fh:
+                first = fh.readline().rstrip("\r\n")
+            if first == ",".join(REJECT_HEADER[:-1]):
+                self._upgrade()
+            elif first != header:
+                raise OSError(0, f"exists and is not a wattwatch rejects file (its first line is {first[:80]!r}, "
+                                 f"not {header!r}); rejected rows are appended to it, so move it away or give "
+                                 "another --rejects", str(self.path))
+        self._fh = open(self.path, "a", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._fh)
+        if not first:
+            self._writer.writerow(REJECT_HEADER)
+
+    def _upgrade(self) -> None:
+        """An earlier wattwatch's rejects file (no ``run`` column): its rows kept, ``run`` empty."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(self.path, newline="", encoding="utf-8", errors="surrogateescape") as src, \
+                open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as dst:
+            reader, writer = csv.reader(src), csv.writer(dst)
+            next(reader, None)
+            writer.writerow(REJECT_HEADER)
+            writer.writerows(row + [""] for row in reader)
+        os.replace(tmp, self.path)
 
     def write(self, rows: list[tuple]) -> None:
         if not rows:
             return
         if self._fh is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "w", newline="", encoding="utf-8")
-            self._writer = csv.writer(self._fh)
-            self._writer.writerow(REJECT_HEADER)
+            self._open()
         # A NUL or a lone surrogate from a hostile file must not break the rejects file itself.
-        self._writer.writerows(tuple(_printable(v) for v in row) for row in rows)
+        self._writer.writerows(tuple(_printable(v) for v in row) + (self.run,) for row in rows)
+        self._fh.flush()
         self.count += len(rows)
 
     def close(self) -> None:

@@ -67,6 +67,7 @@ class RawReject:
     line: int
     reason: str
     text: str = ""
+    field: str = ""   # the column at fault, when one is (the rejects file's field column)
 
 
 @dataclass
@@ -158,18 +159,33 @@ def _check_text(path: Path, head: bytes) -> str:
                               f"{exc.start}{NOT_UTF8_HINT}") from exc
 
 
-def _not_utf8_field(raw: bytes, names: list[str], delim: str) -> str:
-    """' (field NAME)': the first field of a row whose bytes are not UTF-8 ((radv) the reject said only the
-    byte's column: 'Zähler-0' in meter_id and 'Störung' in an unused comment column read alike)."""
-    try:   # latin-1 maps every byte to one character and back, so a field's bytes are recovered
-        fields = next(csv.reader([raw.decode("latin-1")], delimiter=delim))
+def _latin1_fields(raw: bytes, delim: str) -> list[str] | None:
+    """The fields of a row whose bytes are not UTF-8, each decoded as Latin-1 (which maps every byte
+    to one character and back, so a field's bytes are ``value.encode("latin-1")``); None if the row
+    cannot be split. The delimiter and quotes are ASCII, so the split is the one UTF-8 text gets."""
+    try:
+        return next(csv.reader([raw.decode("latin-1")], delimiter=delim))
     except (csv.Error, StopIteration):
-        return ""
-    for name, value in zip(names, fields):
-        try:
-            value.encode("latin-1").decode("utf-8")
-        except UnicodeDecodeError:
-            return f" (field {name})"
+        return None
+
+
+def _not_utf8(value: str) -> bool:
+    """Whether a field from :func:`_latin1_fields` is not UTF-8 text."""
+    try:
+        value.encode("latin-1").decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def _not_utf8_field(raw: bytes, names: list[str], delim: str, unread: frozenset[str] = frozenset()) -> str:
+    """The first column read whose bytes in this row are not UTF-8 ((radv) the reject said only the
+    byte's column: 'Zähler-0' in meter_id and 'Störung' in an unused comment column read alike);
+    "" when no column can be named (the row does not split)."""
+    fields = _latin1_fields(raw, delim)
+    for name, value in zip(names, fields or ()):
+        if name not in unread and _not_utf8(value):
+            return name
     return ""
 
 
@@ -197,7 +213,9 @@ def read_csv(path: Path, delimiter: str | None = None, block_bytes: int | None =
     a block where that fails is re-parsed with text timestamps, then all text, then line by line
     (only a block with rows of the wrong width or bad bytes gets there), so each bad row is
     rejected with its own line number and the good rows around it are kept. The level that worked
-    is kept for the next blocks.
+    is kept for the next blocks. A column typed ``pa.binary()`` is one the caller does not read
+    (a comment, an address): its bytes are kept as they are, so a byte that is not UTF-8 there (a
+    Windows-1252 ``Störung``) does not reject the row; in a column read it still does.
     """
     block_bytes = block_bytes or CSV_BLOCK_BYTES
     try:
@@ -216,7 +234,8 @@ def read_csv(path: Path, delimiter: str | None = None, block_bytes: int | None =
     if len(names) < 2 or len(set(names)) != len(names) or not all(names):
         raise NotRecordsError(f"{path}: line 1 is not a CSV header (columns: {names[:10]})")
     typed = column_types(names) if column_types else {}
-    ladder = [typed, {k: v for k, v in typed.items() if not pa.types.is_timestamp(v)}, {}]
+    unread = {k: v for k, v in typed.items() if pa.types.is_binary(v)}
+    ladder = [typed, {k: v for k, v in typed.items() if not pa.types.is_timestamp(v)}, unread]
     ladder = [lv for i, lv in enumerate(ladder) if i == 0 or lv != ladder[i - 1]]
     level = blocks = 0
     first_nl = head.find(b"\n")
@@ -261,7 +280,7 @@ def read_csv(path: Path, delimiter: str | None = None, block_bytes: int | None =
         if table is not None:
             yield RawBatch(table, unit=str(path), bytes_read=bytes_read)
         else:
-            table, rejects = _parse_csv_block_slow(block, names, delim, next_line)
+            table, rejects = _parse_csv_block_slow(block, names, delim, next_line, frozenset(unread))
             yield RawBatch(table, unit=str(path), rejects=rejects, bytes_read=bytes_read)
         next_line += n_lines
         if eof and not buf:
@@ -325,7 +344,7 @@ def _parse_csv_block(block: bytes, names: list[str], delim: str, first_line: int
         # as if every row were one line, so every reject after such a value named the line above).
         inside = np.zeros(table.num_rows, np.int64)
         for name in names:
-            if pa.types.is_string(table[name].type):
+            if pa.types.is_string(table[name].type) or pa.types.is_binary(table[name].type):
                 inside += pc.fill_null(pc.count_substring(table[name], "\n"), 0).to_numpy(zero_copy_only=False)
         lines += np.concatenate([[0], np.cumsum(inside)[:-1]]) if table.num_rows else inside
     table = table.append_column(LINE, pa.array(lines))
@@ -333,7 +352,8 @@ def _parse_csv_block(block: bytes, names: list[str], delim: str, first_line: int
     blank = None
     for name in names:
         col = table[name]
-        empty = pc.is_null(col) if not pa.types.is_string(col.type) else pc.equal(pc.utf8_length(col), 0)
+        text = pa.types.is_string(col.type) or pa.types.is_binary(col.type)
+        empty = pc.is_null(col) if not text else pc.equal(pc.binary_length(col), 0)
         empty = pc.fill_null(empty, True)
         blank = empty if blank is None else pc.and_(blank, empty)
         if not pc.any(blank).as_py():  # (stop at the first column that rules every row out)
@@ -356,17 +376,18 @@ def _quoted_record(raw: bytes, raws: list[bytes], offset: int, delim: str, width
         text = text + b"\n" + raws[offset + k].rstrip(b"\r")
         if text.count(b'"') % 2:
             continue
-        try:
-            fields = next(csv.reader([text.decode("utf-8")], delimiter=delim))
-        except (UnicodeDecodeError, csv.Error, StopIteration):
+        fields = _latin1_fields(text, delim)   # (a byte that is not UTF-8 is the row's to judge, not the split's)
+        if fields is None:
             break
         return (text, k) if len(fields) == width else (raw, 0)
     return raw, 0
 
 
-def _parse_csv_block_slow(block: bytes, names: list[str], delim: str, first_line: int) -> tuple[pa.Table, list[RawReject]]:
-    """Line-by-line parse of a block that contains bad rows."""
-    cols: list[list[str]] = [[] for _ in names]
+def _parse_csv_block_slow(block: bytes, names: list[str], delim: str, first_line: int,
+                          unread: frozenset[str] = frozenset()) -> tuple[pa.Table, list[RawReject]]:
+    """Line-by-line parse of a block that contains bad rows. ``unread``: columns the caller does not
+    read, returned as bytes (as the fast parse types them); a byte that is not UTF-8 there keeps the row."""
+    cols: list[list] = [[] for _ in names]
     lines: list[int] = []
     rejects: list[RawReject] = []
     width = len(names)
@@ -385,8 +406,17 @@ def _parse_csv_block_slow(block: bytes, names: list[str], delim: str, first_line
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            rejects.append(RawReject(lineno, f"not UTF-8 text at column {exc.start + 1}{_not_utf8_field(raw, names, delim)}"
-                                             f"{NOT_UTF8_HINT}", raw[:200].decode("latin-1")))
+            # (adv2) Only the columns read must be text: a Windows-1252 note column rejected whole rows.
+            bad = _not_utf8_field(raw, names, delim, unread)
+            fields = _latin1_fields(raw, delim) if unread and not bad else None
+            if fields is not None and len(fields) == width and b"\x00" not in raw:
+                for name, col, value in zip(names, cols, fields):
+                    col.append(value.encode("latin-1") if name in unread else value.encode("latin-1").decode("utf-8"))
+                lines.append(lineno)
+                continue
+            where = f" (field {bad})" if bad else ""
+            rejects.append(RawReject(lineno, f"not UTF-8 text at column {exc.start + 1}{where}{NOT_UTF8_HINT}",
+                                     raw[:200].decode("latin-1"), field=bad))
             continue
         if "\x00" in text:
             rejects.append(RawReject(lineno, "binary data (NUL byte) in row", text[:200].replace("\x00", "\\0")))
@@ -405,10 +435,11 @@ def _parse_csv_block_slow(block: bytes, names: list[str], delim: str, first_line
                         "as two lines (export text columns without line breaks)")
             rejects.append(RawReject(lineno, why, text[:200]))
             continue
-        for col, value in zip(cols, fields):
-            col.append(value)
+        for name, col, value in zip(names, cols, fields):
+            col.append(value.encode("utf-8") if name in unread else value)
         lines.append(lineno)
-    arrays = [pa.array(c, type=pa.string()) for c in cols] + [pa.array(lines, type=pa.int64())]
+    arrays = ([pa.array(c, type=pa.binary() if n in unread else pa.string()) for n, c in zip(names, cols)]
+              + [pa.array(lines, type=pa.int64())])
     return pa.Table.from_arrays(arrays, names=names + [LINE]), rejects
 
 

@@ -513,7 +513,8 @@ class Store:
 
     def ingest(self, batches: Iterable, source: str, *, bytes_total: int = 0,
                on_progress: Callable[[int], None] | None = None, live: bool = False,
-               stored_out: list | None = None, background: bool = False, poll=None) -> IngestCounts:
+               stored_out: list | None = None, background: bool = False, poll=None,
+               on_rows: Callable[[pa.Table], None] | None = None) -> IngestCounts:
         """Check, de-duplicate and merge one source in a single transaction.
 
         Parameters
@@ -538,6 +539,9 @@ class Store:
             stored it may have changed (filled channels of a copy): for those the store, not these
             rows, says what changed.
 
+        on_rows : callable, optional
+            (adv2) Called with each chunk of checked readings (``meter_id``, ``ts``, channels) before
+            they are merged: what the source gave, for a look at it as a whole (ingest's register check).
         poll : (float, set or None), optional
             (lc; ``live`` only) The interval (s) of the poller that read these readings and the
             meters whose readings take its poll's time (None: every one): see :meth:`_merge`.
@@ -587,7 +591,7 @@ class Store:
                 known = set(self._extra_channels())
             carry_unit = None  # the source whose earlier blocks FOLD_CARRY holds
             for norm, raw, unit, raw_rejects, nbytes, relation in batches:
-                counts.rejects.extend((unit, r.line, "", r.reason + (f" | {r.text}" if r.text else ""))
+                counts.rejects.extend((unit, r.line, r.field, r.reason + (f" | {r.text}" if r.text else ""))
                                       for r in raw_rejects)
                 counts.read += len(raw_rejects)
                 # Wall-clock times in a zone with clock changes, read in blocks: each block places
@@ -625,6 +629,8 @@ class Store:
                             self._add_channels(new)
                             known.update(new)
                         good = res.drop_columns(["_bad", "_drop"])
+                        if on_rows is not None:
+                            on_rows(good)
                         stored, merged = self._merge(good, live, stored_out, poll) \
                             if live or stored_out is not None else self._merge(good)
                         counts.stored += stored
