@@ -56,3 +56,15 @@ def test_a_reading_at_a_third_of_the_base_load_amid_it_is_still_a_drop():
     st, got = _stop(1 / 3)
     assert len(got) == 1 and got[0].start.startswith("2024-03-14T12:00"), [(a.start, a.message) for a in got]
     assert got[0].evidence.get("single_reading") is True, got[0].evidence
+
+
+def test_a_fit_with_no_reading_above_zero_keeps_no_low():
+    """Every reading of the fit at or below zero (a meter that only exports, and one reading zero
+    throughout): no base load, ``low`` and ``low_ext`` NaN, the fit does not fail (a fit of two
+    quantiles at once over no reading did)."""
+    ts = pd.date_range("2024-01-01", periods=14 * 24, freq="1h")
+    h = ts.hour.to_numpy()
+    df = pd.concat([pd.DataFrame({"meter_id": "pv", "ts": ts, "p_kw": -np.clip(np.sin((h - 6) / 12 * np.pi), 0, None) - 0.01}),
+                    pd.DataFrame({"meter_id": "dead", "ts": ts, "p_kw": 0.0})])
+    st = api.fit(df, detectors=["seasonal_profile"], normal_end="2024-01-14").detectors[0].state_
+    assert all(np.isnan(st[m].get("low", np.nan)) and np.isnan(st[m].get("low_ext", np.nan)) for m in ("pv", "dead")), st

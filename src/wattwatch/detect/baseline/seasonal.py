@@ -722,8 +722,9 @@ class SeasonalProfile(Detector):
             # single reading dropping to 0.1857 where 4.289 was expected", 1117 M-00026 at 60 min;
             # lvs). A meter that read below zero while normal (it exports) has none, as before.
             pos = calm & (x > 0)
-            low, low10 = (pd.Series(x[pos]).groupby(seg[pos]).quantile([0.01, 0.1]).unstack()
-                          .reindex(range(n_seg)).to_numpy().T)
+            g = pd.Series(x[pos]).groupby(seg[pos])
+            low = g.quantile(0.01).reindex(range(n_seg)).to_numpy()
+            low10 = g.quantile(0.1).reindex(range(n_seg)).to_numpy()
             exports = pd.Series(x[calm] < 0).groupby(seg[calm]).any().reindex(range(n_seg)).to_numpy()
             low = np.where(exports == True, np.nan, low)  # noqa: E712 (NaN where no reading)
             # The base load's own scatter: its 1st percentile is where the lowest 1 % of the meter's
@@ -1076,8 +1077,8 @@ class SeasonalProfile(Detector):
         # either end. Not judged as a single reading (the stretch is judged by the 24-h evidence;
         # zeros and flat runs still are).
         # (A state stored before ``low_ext`` was kept: its ``low``, as before.)
-        low = self._param(df, "low", np.nan)
-        low = np.where(np.isfinite(self._param(df, "low_ext", np.nan)), self._param(df, "low_ext", np.nan), low)
+        low, low_ext = self._param(df, "low", np.nan), self._param(df, "low_ext", np.nan)
+        low = np.where(np.isfinite(low_ext), low_ext, low)
         s_read = np.where(self._plateau(x, expected, eps, seg, t, self._param(df, "cadence_s")[seg], low),
                           np.minimum(s_read, 0.9), s_read)
         s_day = np.where(degenerate[seg], 0.0, s_day)
