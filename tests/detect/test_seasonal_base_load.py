@@ -12,23 +12,27 @@ high as the meter's normal 1st percentile is its own base load; one far under it
 The 1st percentile is where the lowest 1 % of the base load's readings begin, not a level the base
 load never goes under (fl): a plant off all Saturday reads its base load 24 times an hour apart and
 one fell under it (60-min fleet 1451 M-00097: 0.6755 kW amid 0.70 and 0.74, the 1st percentile
-0.709). The fit keeps ``low_ext``, as far below the 1st percentile as the 1st lies below the 10th.
+0.709). The fit keeps ``low_ext``, as far below the 1st percentile as the 1st lies below the 10th,
+but at least half the 1st (rfl: on a meter at its base load less than a tenth of the time the 10th
+percentile is its working load, and ``low_ext`` fell to a twelfth of the 1st percentile).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from wattwatch import api
 
 
-def plant(seed: int, weeks: int = 11) -> pd.DataFrame:
-    """Production 06:00-18:00 on weekdays, 20 kW and bursty (lognormal, 35 %); 1 kW (5 %) otherwise."""
+def plant(seed: int, weeks: int = 11, round_the_clock: bool = False) -> pd.DataFrame:
+    """Production 06:00-18:00 on weekdays, 20 kW and bursty (lognormal, 35 %); 1 kW (5 %) otherwise.
+    ``round_the_clock``: production at every hour but 02:00-03:00 (its base load 4 % of the time)."""
     rng = np.random.default_rng(seed)
     ts = pd.date_range("2024-01-01", periods=weeks * 7 * 96, freq="15min")
     h, dow = ts.hour.to_numpy(), ts.dayofweek.to_numpy()
-    on = (dow < 5) & (h >= 6) & (h < 18)
+    on = (h != 2) if round_the_clock else (dow < 5) & (h >= 6) & (h < 18)
     p = np.where(on, 20.0 * np.exp(0.35 * rng.standard_normal(len(ts))), 1.0 + 0.05 * rng.standard_normal(len(ts)))
     return pd.DataFrame({"meter_id": "plant", "ts": ts, "p_kw": p})
 
@@ -65,11 +69,11 @@ def test_a_drop_far_under_the_plants_night_load_is_still_found():
     assert len(got) == 1 and got[0].start.startswith("2024-03-13T10"), [(a.start, a.message) for a in got]
 
 
-def _stopped(share_of_low: float, seed: int = 3):
+def _stopped(share_of_low: float, seed: int = 3, round_the_clock: bool = False):
     """The plant stops at 11:00 on Thursday 14 March and reads its base load (1 kW, 5 %, held at
     least at its profiled 1st percentile) to midnight, but for its 12:00 reading, at ``share_of_low``
     of that 1st percentile. The frame and the fitted model."""
-    df = plant(seed)
+    df = plant(seed, round_the_clock=round_the_clock)
     fitted = api.fit(df, detectors=["seasonal_profile"], normal_end="2024-02-26")
     st = fitted.detectors[0].state_["plant"]
     day = pd.Timestamp("2024-03-14")
@@ -101,6 +105,18 @@ def test_a_reading_at_a_third_of_the_base_load_amid_it_is_still_a_drop():
     assert len(got) == 1 and got[0].start.startswith("2024-03-14T12:00"), [(a.start, a.message) for a in got]
     assert got[0].evidence.get("single_reading") is True, got[0].evidence
 
+
+def test_a_drop_to_under_half_the_base_load_is_found_where_the_10th_percentile_is_the_working_load():
+    """A plant producing round the clock but for one hour a night reads its base load 4 % of the
+    time: its 10th percentile is its working load (12 kW), and the scatter the 1st percentile over the
+    10th makes is none of its base load's (``low`` x ``low`` / 10th percentile: 0.08 kW, a twelfth of
+    its 1st percentile). Stopped on a Thursday, its 12:00 reading at 0.45 of the 1st percentile amid
+    its base load (1 kW) is a drop: found at 12:00, as before fl (on fl: no alert that day but the
+    day's own). ``low_ext`` is at least half the 1st percentile."""
+    df, fitted = _stopped(0.45, round_the_clock=True)
+    assert ("2024-03-14T12:00", True) in _on_the_day(api.detect(df, state=fitted).alerts)
+    st = fitted.detectors[0].state_["plant"]
+    assert st["low_ext"] == pytest.approx(0.5 * st["low"]), st   # the bound, not the scatter
 
 
 
