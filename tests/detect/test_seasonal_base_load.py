@@ -24,6 +24,9 @@ import pandas as pd
 import pytest
 
 from wattwatch import api
+from wattwatch.detect import core
+
+from tests.detect.test_core import _alert_mismatches, _stitched
 
 
 def plant(seed: int, weeks: int = 11, round_the_clock: bool = False) -> pd.DataFrame:
@@ -118,6 +121,21 @@ def test_a_drop_to_under_half_the_base_load_is_found_where_the_10th_percentile_i
     st = fitted.detectors[0].state_["plant"]
     assert st["low_ext"] == pytest.approx(0.5 * st["low"]), st   # the bound, not the scatter
 
+
+def test_a_state_stored_before_low_ext_judges_by_low_in_batch_and_stream():
+    """A state written before ``low_ext`` (no key; same ``state_version``) judges the stretch by
+    ``low`` as before: the 12:00 reading at 0.95 of it alerts alone ("a single reading dropping"),
+    the stretch's other readings (at least ``low``) do not - in one run and streamed in pieces cut
+    at the reading, the stream resumed with the old state."""
+    df, fitted = _stopped(0.95)
+    det = fitted.detectors[0]
+    det.state_["plant"].pop("low_ext", None)
+    frame = df[df.ts >= "2024-03-01"].assign(ts=lambda f: f.ts.dt.tz_localize("UTC"))
+    whole = core.run(frame, [det])
+    assert _on_the_day(whole.alerts) == [("2024-03-14T12:00", True)], [(a.start, a.message) for a in whole.alerts]
+    t0 = pd.Timestamp("2024-03-14 12:00", tz="UTC").timestamp()
+    steps = _stitched(frame, [det], np.array([t0 - 1.0, t0 + 3600.0]))
+    assert not _alert_mismatches(whole, steps)
 
 
 def test_a_fit_with_no_reading_above_zero_or_one_below_keeps_no_low():
