@@ -117,6 +117,13 @@ KINDS = {1: "single_reading", 2: "reading_run", 3: "unusual_day", 4: "flat_line"
 # says as well as the next one whether it ran with the stretch; a dip or a spike still stands off
 # it. ``_isolation`` (a point's evidence) keeps 1.5: it alerts, and asks for both neighbours.
 NEAR_CAD = 2.5
+# How far under its 1st percentile a stretch at a meter's base load may read (``low_ext``) at the
+# most, as a share of that percentile: the base load's own scatter (the 1st percentile over the
+# 10th) reaches a few tens of per cent (plants 0.89-0.93, homes 0.54-0.77); a 10th percentile more
+# than twice the 1st is the meter's working load, not its base load's scatter (a plant at its base
+# load one hour a night: 0.08, which let a drop to half the base load pass as part of a stretch;
+# fleet meters at 0.005-0.03: any reading above zero; rfl).
+LOW_EXT_MIN_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -722,9 +729,17 @@ class SeasonalProfile(Detector):
             # single reading dropping to 0.1857 where 4.289 was expected", 1117 M-00026 at 60 min;
             # lvs). A meter that read below zero while normal (it exports) has none, as before.
             pos = calm & (x > 0)
-            low = pd.Series(x[pos]).groupby(seg[pos]).quantile(0.01).reindex(range(n_seg)).to_numpy()
+            g = pd.Series(x[pos]).groupby(seg[pos])
+            low = g.quantile(0.01).reindex(range(n_seg)).to_numpy()
+            low10 = g.quantile(0.1).reindex(range(n_seg)).to_numpy()
             exports = pd.Series(x[calm] < 0).groupby(seg[calm]).any().reindex(range(n_seg)).to_numpy()
             low = np.where(exports == True, np.nan, low)  # noqa: E712 (NaN where no reading)
+            # The base load's own scatter: its 1st percentile is where the lowest 1 % of the meter's
+            # readings begin, not a level its base load never goes under; ``_plateau`` takes a stretch
+            # down to as far below the 1st percentile as the 1st lies below the 10th (fl), at most
+            # to half of it (``LOW_EXT_MIN_SHARE``).
+            low_ext = np.where(np.isfinite(low) & (low > 0) & np.isfinite(low10),
+                               low * np.maximum(low / low10, LOW_EXT_MIN_SHARE), low)
         typical = np.where(np.isfinite(typical) & (typical > 0), typical, 1.0)
         # The log offset from the meter's busy load (90th percentile), not its median: a home
         # whose solar panels cover it at noon reads near zero then, and 0.5 kW over 0.01 kW is no
@@ -868,7 +883,7 @@ class SeasonalProfile(Detector):
             out[m] = {"judged": bool(judged[k] and np.isfinite(prof[k]).any()), "slot_s": float(slot_w[k]),
                       "slot_phase_s": float(phase[k]), "timezone": c.timezone,
                       "profile": prof[k], "spread": np.where(np.isfinite(spread[k]), spread[k], np.nan),
-                      "typical": float(typical[k]), "top": float(top[k]), "p90": float(p90[k]), "top_calm": float(top_calm[k]), "low": float(low[k]), "eps": float(eps[k]), "zero_share": float(zshare[k]),
+                      "typical": float(typical[k]), "top": float(top[k]), "p90": float(p90[k]), "top_calm": float(top_calm[k]), "low": float(low[k]), "low_ext": float(low_ext[k]), "eps": float(eps[k]), "zero_share": float(zshare[k]),
                       "zero_runs": int(zruns[k]),
                       "frozen_share": float(frozen_share[k]), "resolution": float(res[k]),
                       "from_register": bool(reg[k]),
@@ -1070,8 +1085,10 @@ class SeasonalProfile(Detector):
         # is off its neighbours as well, and a run of a few low readings is off its neighbours at
         # either end. Not judged as a single reading (the stretch is judged by the 24-h evidence;
         # zeros and flat runs still are).
-        s_read = np.where(self._plateau(x, expected, eps, seg, t, self._param(df, "cadence_s")[seg],
-                                        self._param(df, "low", np.nan)),
+        # (A state stored before ``low_ext`` was kept: its ``low``, as before.)
+        low, low_ext = self._param(df, "low", np.nan), self._param(df, "low_ext", np.nan)
+        low = np.where(np.isfinite(low_ext), low_ext, low)
+        s_read = np.where(self._plateau(x, expected, eps, seg, t, self._param(df, "cadence_s")[seg], low),
                           np.minimum(s_read, 0.9), s_read)
         s_day = np.where(degenerate[seg], 0.0, s_day)
         typical = np.nan_to_num(self._param(df, "typical", np.nan), nan=np.inf)
@@ -1186,7 +1203,12 @@ class SeasonalProfile(Detector):
             # twentieth of its 90th percentile) for hours when it stops early on a holiday or
             # stays off on a Sunday. That is a stretch at its base load, not a point: each of its
             # readings judged alone, whichever slot had the narrowest spread alerted as "a single
-            # reading dropping" (15-min fleets 1213 M-00104, 1217 M-00062; f7).
+            # reading dropping" (15-min fleets 1213 M-00104, 1217 M-00062; f7). "That low" reaches
+            # below the 1st percentile by the base load's own scatter (``low`` here is the fit's
+            # ``low_ext``, low x low / 10th percentile, at least half of low): a plant off all
+            # Saturday reads its base load 24 times, and some of them fall under the 1st percentile
+            # of its profiled week (0.6755 kW against 0.709 amid 0.70 and 0.74: "a single reading
+            # dropping to 0.6755 where 7.07 was expected", 60-min fleet 1451 M-00097; fl).
             lo = np.full(n, np.nan) if low is None else low[seg]   # per reading
             floor = np.where(np.isfinite(lo) & (lo > 0), np.minimum(e, lo), e)
             close &= x[1:-1] >= floor[1:-1]
