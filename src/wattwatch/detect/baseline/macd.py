@@ -930,10 +930,10 @@ class BaselineMACD(Detector):
         day's floor (what the floor of ``floor_long_n`` days must be below, :meth:`_floor_long`), and
         for a rise the mirror of the standby, the upper half of the profiled days' floors (their median
         and the spread among them), and the highest profiled day's floor (:meth:`_floor_top_rise`);
-        and per meter the list of its profiled days' floors (kW, day order; empty where no floor is
-        learned; :meth:`_floor_two_nights`). NaN (not used) with fewer than ``floor_min_days`` days, a floor at or below zero on any of
-        them (export, a load switched off), or a floor under ``floor_min_share`` of the mean load
-        (its log would swing with a few watts)."""
+        and per meter the list of its profiled days' floors (kW, day order; empty where no floor is learned;
+        :meth:`_floor_two_nights`). NaN (not used) with fewer than ``floor_min_days`` days, a floor at or
+        below zero on any of them (export, a load switched off), or a floor under ``floor_min_share`` of the
+        mean load (its log would swing with a few watts)."""
         n_seg, n_bins = hmin.shape
         ref, spread, days = np.full(n_seg, np.nan), np.full(n_seg, np.nan), np.zeros(n_seg)
         low, up = np.full(n_seg, np.nan), np.full(n_seg, np.nan)
@@ -1099,7 +1099,8 @@ class BaselineMACD(Detector):
             dn = np.log(np.maximum(np.maximum(d1, d2), 0.05 * r) / r)
             # (a drop of two days' floors to a level the home lived at on a profiled night the standby
             # reads as a drop is none: :meth:`_floor_two_nights`)
-            dn = np.where(self._floor_two_nights(df, np.maximum(d1, d2)), np.maximum(dn, 0.0), dn)
+            lived = self._floor_two_nights(df, np.maximum(d1, d2))
+            dn = np.where(lived, np.maximum(dn, 0.0), dn)
             z = np.where(up > 0, up, np.where(dn < 0, dn, np.where(np.isfinite(up), 0.0, np.nan)))
             z = self._floor_trailing(z, d1, d2, r, w, self._param(df, "history_days", 0.0))
             if hourly is not None:
@@ -1142,7 +1143,7 @@ class BaselineMACD(Detector):
             # is also judged against the standby (the lower half of the profiled days' floors, and
             # the spread among them, :meth:`_standby`), which the median floor and the spread of
             # all days of a week with loads on through some nights overstate; the same gates.
-            drop_sb, obs_sb, days_sb = self._floor_standby_drop(df, d1, d2, r, w, k, s, hourly)
+            drop_sb, obs_sb, days_sb = self._floor_standby_drop(df, d1, d2, r, w, k, s, hourly, lived)
             take_sb = drop_sb > score
             score = np.where(take_sb, drop_sb, score)
             z = np.where(take_sb, -1.0, z)   # (its sign: a drop)
@@ -1240,7 +1241,8 @@ class BaselineMACD(Detector):
         return np.where(use[:, None] & (z > 0), score, 0.0), top[:, None]
 
     def _floor_standby_drop(self, df: pd.DataFrame, d1: np.ndarray, d2: np.ndarray, r: np.ndarray, w: int,
-                            k: np.ndarray, s: np.ndarray, hourly=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                            k: np.ndarray, s: np.ndarray, hourly=None,
+                            lived: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per (meter, hour): the drop of the higher of two days' floors (``d1``, ``d2``) below the
         standby (:meth:`_standby`) over its limit (``k`` x the standby's spread, never above the
         all-pairs ``s``, at least log(1 + ``min_rel``)), through the same quiet-hours gate as the
@@ -1249,7 +1251,8 @@ class BaselineMACD(Detector):
         ``recal_min_profile_days`` days or more, the ones this leaves out): the floor must also be
         below where it has been lately; 0 where the floor is not below it, and on meters profiled
         that long or without a standby. And the floor each score judged (kW; NaN where none) and
-        over how many days (2 or ``floor_long_n``).
+        over how many days (2 or ``floor_long_n``). ``lived``: per (meter, hour), where the two days'
+        drop is not judged (:meth:`_floor_two_nights`, as :meth:`_floor` computed it; None: asked here).
 
         **A standby low for days is rarer than one low for two.** The limit is set so that two
         days below it are as rare, for independent days, as one day ``sigma_k`` (4) spreads below
@@ -1297,7 +1300,8 @@ class BaselineMACD(Detector):
                 return np.where(use[:, None] & (z < 0), -z / lim, 0.0)
 
             two = np.maximum(d1, d2)
-            two = np.where(self._floor_two_nights(df, two), np.nan, two)   # (:meth:`_floor_two_nights`)
+            lived = self._floor_two_nights(df, two) if lived is None else lived   # (:meth:`_floor_two_nights`)
+            two = np.where(lived, np.nan, two)
             out, obs = judged(two, 2, np.maximum(np.log1p(c.min_rel), spread)), np.where(use[:, None], two, np.nan)
             hi = self._floor_long(d1, w, self._param(df, "floor_least_kw", np.nan))
             if hi is not None:
@@ -1365,31 +1369,35 @@ class BaselineMACD(Detector):
         too: one keeping under 1 / (1 + ``min_rel``) (0.77) of a standby at that night's level is below
         it by more than ``min_rel`` and still judged.
 
-        **Only those nights, only near them.** hd2 excused every two days' floor above the lowest profiled
-        night / (1 + ``min_rel``). On a home whose nights are tight about its standby (lowest night 0.95
-        of it at the median) that bar is a drop the standby limit already stops at, 5 % lower: 1373
-        M-00002 at 60 min (nights from 0.195, standby 0.205 kW) lost a two-day theft at 0.147-0.151 kW.
-        Such a home has no night the standby reads as a drop, and is judged as before. And one nearly
-        empty profiled night (0.01 kW, appliances off) switched the two days' drop off altogether (a
-        bypass keeping 0.47, 0.093 kW, was excused as above it): here a floor counts as lived at only
-        within ``min_rel`` of such a night. Only on a short profile (the one week the standby and the
-        four days judge): from ``recal_min_profile_days`` days the median floor is not set by one week's
-        nights (and no nights are stored). False everywhere on a state without ``floor_nights_kw``
-        (stored before ``state_version`` 7; a store's is profiled again)."""
+        **Only those nights, only near them.** A gate on the lowest profiled night (every two days' floor above it /
+        (1 + ``min_rel``) excused; hd2, not merged) is too wide. On a home whose nights lie tight about its
+        standby (lowest night 0.95 of it at the median) that bar is the drop the standby limit already stops
+        at, 5 % lower: 1373 M-00002 at 60 min (nights from 0.195, standby 0.205 kW) lost a two-day theft at
+        0.147-0.151 kW. Such a home has no night the standby reads as a drop, and is judged as before. And one
+        nearly empty profiled night (0.01 kW, appliances off) switched the two days' drop off altogether (a
+        bypass keeping 0.47, 0.093 kW, was excused as above it): here a floor counts as lived at only within
+        ``min_rel`` of such a night. Only on a short profile (the one week the standby and the four days
+        judge): from ``recal_min_profile_days`` days the median floor is not set by one week's nights (and no
+        nights are stored). False everywhere on a state without ``floor_nights_kw`` (stored before
+        ``state_version`` 7; a store's is profiled again)."""
         c = self.config
         out = np.zeros(two.shape, bool)
         if not c.floor_two_nights or not two.size:
             return out
         short = np.nan_to_num(self._param(df, "history_days", 0.0)) < c.recal_min_profile_days
         st, none = self.state_, {}
-        rows = [st.get(m, none).get("floor_nights_kw") or () for m in meter_names(df)]
+        rows = [st.get(m, none).get("floor_nights_kw") for m in meter_names(df)]
+        rows = [v if isinstance(v, (list, tuple)) else () for v in rows]
         k = max((len(v) for v in rows), default=0)
         if not (k and short.any()):
             return out
         nights = np.full((len(rows), k), np.nan)
         for j, v in enumerate(rows):
             if v and short[j]:
-                nights[j, :len(v)] = np.asarray(v, float)
+                try:
+                    nights[j, :len(v)] = np.asarray(v, float)
+                except (TypeError, ValueError):   # (not a list of numbers: a state not this code's; none)
+                    pass
         tol = np.log1p(c.min_rel)
         with quiet():
             sb = self._param(df, "standby_kw", np.nan)[:, None]
