@@ -6,17 +6,14 @@ score and every alert the whole history at once gives (batch, stream and rejudge
 from __future__ import annotations
 
 import duckdb
-import numpy as np
 import pandas as pd
 
 from wattwatch.detect import core, registry
 from wattwatch.detect import state as state_mod
 from wattwatch.detect.frame import prepare
-from wattwatch.detect.stitch import Stitcher
 
-from tests.detect.test_core import _alert_mismatches, _epoch, _score_mismatches
 from tests.detect.test_macd_floor_least import TIGHT, _home
-from tests.detect.test_stitch_hours import _resumed
+from tests.detect.test_stitch_standby import day_by_day_mismatches
 
 
 def test_the_excused_standby_and_a_bypass_streamed_from_a_stored_state_equal_the_whole_history(tmp_path):
@@ -37,14 +34,5 @@ def test_the_excused_standby_and_a_bypass_streamed_from_a_stored_state_equal_the
         pd.Timestamp(floor[0].start) > pd.Timestamp("2025-01-13 18:00", tz="UTC"), \
         [(a.start, a.message) for a in whole.alerts]
 
-    t = _epoch(frame["ts"])
-    edges = [-np.inf, *np.arange(_epoch(frame["ts"][frame.ts >= "2025-01-13"]).min(), t.max(), 86400.0), np.inf]
-    sti = Stitcher([macd])
-    steps = []
-    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
-        if k == 2:
-            sti = _resumed(sti, [macd])
-        steps.append(sti.feed(frame[(t > lo) & (t <= hi)]))
-    steps.append(sti.flush())
-    problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
+    problems = day_by_day_mismatches(frame, macd, whole, resume_at=2)
     assert not problems, "\n".join(problems[:12])
