@@ -38,4 +38,4 @@ def test_a_state_stored_before_the_building_floor_is_profiled_again(tmp_path):
     state_mod.save(con, [macd])
     again = registry.build("baseline_macd")
     assert state_mod.load(con, [again], ["school"]) == []
-    assert again.state_["school"]["floor_kw"] == st["floor_kw"] and again.state_["school"]["state_version"] == macd.state_version == 6
+    assert again.state_["school"]["floor_kw"] == st["floor_kw"] and again.state_["school"]["state_version"] == macd.state_version == 7

@@ -27,14 +27,21 @@ def test_the_standby_drop_streamed_a_day_at_a_time_equals_the_whole_history(step
     assert any(a.detector == "baseline_macd" and a.evidence.get("basis") == "floor" for a in whole.alerts), \
         [(a.start, a.message) for a in whole.alerts]
 
+    problems = day_by_day_mismatches(frame, macd, whole, resume_at=4)
+    assert not problems, "\n".join(problems[:12])
+
+
+def day_by_day_mismatches(frame, macd, whole, since: str = "2025-01-13", resume_at: int = 4) -> list[str]:
+    """``frame`` fed to a :class:`Stitcher` of ``macd`` (up to ``since`` in one piece, then a day at a
+    time), resumed from a checkpoint before piece ``resume_at``: where its scores and alerts differ
+    from ``whole``'s (the whole history at once)."""
     t = _epoch(frame["ts"])
-    edges = [-np.inf, *np.arange(_epoch(frame["ts"][frame.ts >= "2025-01-13"]).min(), t.max(), 86400.0), np.inf]
+    edges = [-np.inf, *np.arange(_epoch(frame["ts"][frame.ts >= since]).min(), t.max(), 86400.0), np.inf]
     sti = Stitcher([macd])
     steps = []
     for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
-        if k == 4:
+        if k == resume_at:
             sti = _resumed(sti, [macd])
         steps.append(sti.feed(frame[(t > lo) & (t <= hi)]))
     steps.append(sti.flush())
-    problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
-    assert not problems, "\n".join(problems[:12])
+    return _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)

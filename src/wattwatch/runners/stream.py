@@ -220,6 +220,7 @@ class StreamEngine:
         self.settled: set[str] = set()
         self._checked: set[str] = set()
         self.notices: list[str] = []
+        self._start_notes: list[str] = []         # said at start, reported by the first step
         self.sources: dict[str, dict] = {}       # checkpointed source positions
         # When the checkpoint this run resumed from was saved (None: none): an alert the store
         # first kept after it may not have reached the outputs (the run stopped between the
@@ -244,7 +245,9 @@ class StreamEngine:
         # raw readings may go on later, judged with it (as ``detect`` does; a checkpoint counts it
         # profiled, so it would not be profiled again and every detector would skip it).
         known += sorted(set(self.cut) - set(known))
-        self.notices += state.load(con, self.dets, known) + state.load_fleets(con, self.dets)
+        # (rhd3) said at start too (a state written by another version is profiled again: the operator is told so)
+        for note in state.load(con, self.dets, known) + state.load_fleets(con, self.dets):
+            self._say(note)
         # Per meter: first and last stored reading (epoch µs), last judged reading.
         self.first: dict[str, int] = {}
         self.last: dict[str, int] = {}
@@ -323,11 +326,16 @@ class StreamEngine:
         # the engine raises it (then says it cannot go on) instead of stepping or checkpointing.
         self._ingest_failed: BaseException | None = None
         self.profiled: set[str] = {m for m in known if any(m in getattr(d, "state_", {}) for d in self.dets)}
-        self._start_notes: list[str] = []         # said at start, reported by the first step
         self._ck_provisional: list[str] = []
         self._ck_prov_opened: list[str] | None = None   # (rprov) the checkpoint's _prov_opened, if it has one
         self._ck_prov_stopped: list[str] = []           # (pc) the checkpoint's _prov_stopped
         self.resumed = self._load_checkpoint()
+        # (rhd3) A meter a detector holds no state for is profiled again (``_profile_ready``), as ``detect``
+        # profiles it: one whose stored state was dropped (written by another version: ``state_version``
+        # 6 -> 7 of baseline_macd) counted profiled by the other detectors' state or the checkpoint, and
+        # that detector skipped it for good ("lack state (never fitted)").
+        for d in self.dets:
+            self.profiled -= self.profiled - set(getattr(d, "state_", {}))
         m_prov = self._ck_provisional
         # The health alerts sources raised in earlier runs that the store keeps open (id -> alert):
         # open again here, handed to their sources at the start of a run (resume_sources).

@@ -136,6 +136,10 @@ Such a run counts only where it is also below the lowest profiled day's floor by
 New Year) puts the median and the standby on those nights, and the home's ordinary standby read as a drop.
 Only on meters profiled on fewer than ``recal_min_profile_days`` days, as the standby's drop: from a longer
 profile it added a false alert on a real home (OPSD residential6, behind solar panels, February 2017; rq5).
+The drop of two days' floors is not judged at a level the home lived at on a profiled night that the
+standby itself reads as a drop (``floor_two_nights``, :meth:`_floor_two_nights`; the profiled nights'
+floors are stored, ``floor_nights_kw``): where the loaded nights lie close together the two days' limit
+is narrow too, and the home's ordinary standby, the level of its one ordinary profiled night, read as a theft.
 
 **A plant's night shift is no standby.** A plant that runs a night shift on some days and stops on
 others has profiled floors in two groups (the steel plant: 2.0 kW on its stopped days, 4.4-5.6 kW on
@@ -365,6 +369,9 @@ fast or the sustained average is off the same way by at least ``floor_gate`` of 
 floor are its hours off, learned from as hours without a reading (0: kept; :meth:`_off_hours`).
 ``floor_long_n``: the drop of the higher of that many days' floors is judged too (0: off);
 ``floor_long_least``: only where it is below the lowest profiled day's floor by ``min_rel`` (:meth:`_floor_long`).
+``floor_two_nights``: the drop of two days' floors is not judged within ``min_rel`` of a profiled night's floor
+that is itself below the standby by ``min_rel``, on meters profiled on fewer than ``recal_min_profile_days``
+days (:meth:`_floor_two_nights`; False: judged as before).
 ``floor_top``: the rise of two days' floors is judged against the upper half of the profiled days' floors too, where it
 is above the highest of them by ``min_rel`` (:meth:`_floor_top_rise`; False: not).
 ``floor_veto``/``floor_fault_drop``/``floor_fault_rise``: when the floor's disagreement halves an
@@ -416,6 +423,7 @@ judging, so it has no effect while ``use_rest`` is off."""
     floor_long_n: int = 4
     floor_long_least: bool = True
     floor_top: bool = True
+    floor_two_nights: bool = True
     off_share: float = 0.3
     weekend_prior: float = 0.3
     quiet_hours: int = 6
@@ -429,8 +437,9 @@ judging, so it has no effect while ``use_rest`` is off."""
     away_max_h: float = 336.0
     post: PostRule = PostRule(min_duration_s=12 * 3600.0, min_readings=6, merge_gap_s=12 * 3600.0,
                               hold=0.25)
-    # ``floor_long_n`` and ``floor_long_least`` shape the floor's score only (what is learned is the same).
-    scoring_only: ClassVar[tuple[str, ...]] = ("floor_long_n", "floor_long_least", "floor_top")
+    # ``floor_long_n``, ``floor_long_least``, ``floor_top`` and ``floor_two_nights`` shape the floor's score
+    # only (what is learned is the same).
+    scoring_only: ClassVar[tuple[str, ...]] = ("floor_long_n", "floor_long_least", "floor_top", "floor_two_nights")
 
     def __post_init__(self):
         if not (self.recal_days >= 0 and self.recal_min_days >= 0) or \
@@ -488,7 +497,10 @@ class BaselineMACD(Detector):
     # (top_kw, top_spread, floor_most_kw, the upper half of the profiled floors and the highest one,
     # which judge a rise of two days' floors, :meth:`_floor_top_rise`, came without a new version: a
     # version-6 state lacks them and judges a rise as before until the meter is profiled again.)
-    state_version = 6
+    # 7: + floor_nights_kw (every profiled day's floor, day order, on meters profiled on fewer than
+    # ``recal_min_profile_days`` days; else empty), which a drop of two days' floors is excused near
+    # (:meth:`_floor_two_nights`; a version-6 state would judge without it).
+    state_version = 7
 
     def carried_reach(self, meters) -> Reach:
         """The reach in raw readings when the meter's closed hours are carried (:class:`HourCarry`):
@@ -647,7 +659,10 @@ class BaselineMACD(Detector):
             spread = 1.4826 * np.nanmedian(np.abs(fast - med[:, None]), axis=1) if n_bins else np.zeros(n_seg)
             raw = 1.4826 * np.nanmedian(np.abs(u - np.nanmedian(u, axis=1)[:, None]), axis=1) if n_bins else np.zeros(n_seg)
         (floor_kw, floor_spread, floor_low, floor_up, floor_days, standby_kw, standby_spread, least_kw,
-         top_kw, top_spread, most_kw) = self._floor_fit(hmin, day_id, own, mean)
+         top_kw, top_spread, most_kw, nights) = self._floor_fit(hmin, day_id, own, mean)
+        # Every profiled day's floor, where it is read (:meth:`_floor_two_nights`: a short profile; at
+        # most ``recal_min_profile_days`` values, ~20 bytes each).
+        nights = [v if n_days[j] < self.config.recal_min_profile_days else [] for j, v in enumerate(nights)]
         rest_kw, rest_spread, rest_run = self._rest_fit(m, ok & own)
         quiet_spread = self._quiet_fit(m, ok & own, t_bin, base[:, 0, :])
         away_share = self._away_fit(m, hmin, ok & own, rows, day_id, standby_kw, rest_kw)
@@ -666,6 +681,7 @@ class BaselineMACD(Detector):
                      "floor_spread_up": floor_up[j], "floor_days": float(floor_days[j]),
                      "standby_kw": standby_kw[j], "standby_spread": standby_spread[j], "floor_least_kw": least_kw[j],
                      "top_kw": top_kw[j], "top_spread": top_spread[j], "floor_most_kw": most_kw[j],
+                     "floor_nights_kw": nights[j],
                      "rest_kw": rest_kw[j], "rest_spread": rest_spread[j], "rest_run_h": float(rest_run[j]),
                      "away_share": away_share[j],
                      "quiet_spread": quiet_spread[j]}
@@ -913,18 +929,20 @@ class BaselineMACD(Detector):
         a drop of two days' floors is judged against (:meth:`_standby`), and the lowest profiled
         day's floor (what the floor of ``floor_long_n`` days must be below, :meth:`_floor_long`), and
         for a rise the mirror of the standby, the upper half of the profiled days' floors (their median
-        and the spread among them), and the highest profiled day's floor (:meth:`_floor_top_rise`).
-        NaN (not used) with fewer than ``floor_min_days`` days, a floor at or below zero on any of
-        them (export, a load switched off), or a floor under ``floor_min_share`` of the mean load
-        (its log would swing with a few watts)."""
+        and the spread among them), and the highest profiled day's floor (:meth:`_floor_top_rise`);
+        and per meter the list of its profiled days' floors (kW, day order; empty where no floor is learned;
+        :meth:`_floor_two_nights`). NaN (not used) with fewer than ``floor_min_days`` days, a floor at or
+        below zero on any of them (export, a load switched off), or a floor under ``floor_min_share`` of the
+        mean load (its log would swing with a few watts)."""
         n_seg, n_bins = hmin.shape
         ref, spread, days = np.full(n_seg, np.nan), np.full(n_seg, np.nan), np.zeros(n_seg)
         low, up = np.full(n_seg, np.nan), np.full(n_seg, np.nan)
         sb_kw, sb_spread, least = np.full(n_seg, np.nan), np.full(n_seg, np.nan), np.full(n_seg, np.nan)
         top_kw, top_spread, most = np.full(n_seg, np.nan), np.full(n_seg, np.nan), np.full(n_seg, np.nan)
+        nights: list[list[float]] = [[] for _ in range(n_seg)]
         ok = np.isfinite(hmin) & own
         if not ok.any():
-            return ref, spread, low, up, days, sb_kw, sb_spread, least, top_kw, top_spread, most
+            return ref, spread, low, up, days, sb_kw, sb_spread, least, top_kw, top_spread, most, nights
         rows = np.broadcast_to(np.arange(n_seg)[:, None], hmin.shape)
         d = pd.DataFrame({"s": rows[ok], "day": day_id[ok], "v": hmin[ok]}).groupby(["s", "day"])["v"].agg(["min", "size"])
         d = d[d["size"] >= 12].reset_index()
@@ -960,7 +978,8 @@ class BaselineMACD(Detector):
                 # (the mirror of the standby, for a rise: :meth:`_floor_top_rise`)
                 top_kw[seg], top_spread[seg] = self._standby(-lv, spread[seg])
                 top_kw[seg], most[seg] = 1.0 / top_kw[seg], float(v.max())
-        return ref, spread, low, up, days, sb_kw, sb_spread, least, top_kw, top_spread, most
+                nights[seg] = [float(x) for x in v]
+        return ref, spread, low, up, days, sb_kw, sb_spread, least, top_kw, top_spread, most, nights
 
     @staticmethod
     def _standby(lv: np.ndarray, spread: float) -> tuple[float, float]:
@@ -1078,6 +1097,10 @@ class BaselineMACD(Detector):
             # (np.maximum keeps a NaN: without both days' floors there is no value.)
             up = np.log(np.maximum(np.minimum(d1, d2), 0.05 * r) / r)
             dn = np.log(np.maximum(np.maximum(d1, d2), 0.05 * r) / r)
+            # (a drop of two days' floors to a level the home lived at on a profiled night the standby
+            # reads as a drop is none: :meth:`_floor_two_nights`)
+            lived = self._floor_two_nights(df, np.maximum(d1, d2))
+            dn = np.where(lived, np.maximum(dn, 0.0), dn)
             z = np.where(up > 0, up, np.where(dn < 0, dn, np.where(np.isfinite(up), 0.0, np.nan)))
             z = self._floor_trailing(z, d1, d2, r, w, self._param(df, "history_days", 0.0))
             if hourly is not None:
@@ -1120,7 +1143,7 @@ class BaselineMACD(Detector):
             # is also judged against the standby (the lower half of the profiled days' floors, and
             # the spread among them, :meth:`_standby`), which the median floor and the spread of
             # all days of a week with loads on through some nights overstate; the same gates.
-            drop_sb, obs_sb, days_sb = self._floor_standby_drop(df, d1, d2, r, w, k, s, hourly)
+            drop_sb, obs_sb, days_sb = self._floor_standby_drop(df, d1, d2, r, w, k, s, hourly, lived)
             take_sb = drop_sb > score
             score = np.where(take_sb, drop_sb, score)
             z = np.where(take_sb, -1.0, z)   # (its sign: a drop)
@@ -1218,7 +1241,8 @@ class BaselineMACD(Detector):
         return np.where(use[:, None] & (z > 0), score, 0.0), top[:, None]
 
     def _floor_standby_drop(self, df: pd.DataFrame, d1: np.ndarray, d2: np.ndarray, r: np.ndarray, w: int,
-                            k: np.ndarray, s: np.ndarray, hourly=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                            k: np.ndarray, s: np.ndarray, hourly=None,
+                            lived: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per (meter, hour): the drop of the higher of two days' floors (``d1``, ``d2``) below the
         standby (:meth:`_standby`) over its limit (``k`` x the standby's spread, never above the
         all-pairs ``s``, at least log(1 + ``min_rel``)), through the same quiet-hours gate as the
@@ -1227,7 +1251,8 @@ class BaselineMACD(Detector):
         ``recal_min_profile_days`` days or more, the ones this leaves out): the floor must also be
         below where it has been lately; 0 where the floor is not below it, and on meters profiled
         that long or without a standby. And the floor each score judged (kW; NaN where none) and
-        over how many days (2 or ``floor_long_n``).
+        over how many days (2 or ``floor_long_n``). ``lived``: per (meter, hour), where the two days'
+        drop is not judged (:meth:`_floor_two_nights`, as :meth:`_floor` computed it; None: asked here).
 
         **A standby low for days is rarer than one low for two.** The limit is set so that two
         days below it are as rare, for independent days, as one day ``sigma_k`` (4) spreads below
@@ -1275,6 +1300,8 @@ class BaselineMACD(Detector):
                 return np.where(use[:, None] & (z < 0), -z / lim, 0.0)
 
             two = np.maximum(d1, d2)
+            lived = self._floor_two_nights(df, two) if lived is None else lived   # (:meth:`_floor_two_nights`)
+            two = np.where(lived, np.nan, two)
             out, obs = judged(two, 2, np.maximum(np.log1p(c.min_rel), spread)), np.where(use[:, None], two, np.nan)
             hi = self._floor_long(d1, w, self._param(df, "floor_least_kw", np.nan))
             if hi is not None:
@@ -1303,7 +1330,8 @@ class BaselineMACD(Detector):
         evidence of a bypass, however many days it holds. A bypass takes its share of every reading,
         the standby too: the thefts the four days were made for stay far below it (829 M-00084 at
         5 min: 0.101 kW against a least day of 0.196; seed 7 at 60 min M-00073: 0.087 against
-        0.145). Two days' floors are judged as before (their limit needs no such share). NaN
+        0.145). Two days' floors are excused nearer, only at a profiled night's own level
+        (:meth:`_floor_two_nights`). NaN
         (no gate) where ``least`` is NaN (no floor learned; a state stored before it was is
         profiled again, ``state_version`` 6). Both callers pass it: the gate is not optional."""
         n = int(self.config.floor_long_n)
@@ -1320,6 +1348,64 @@ class BaselineMACD(Detector):
                 above = hi * (1.0 + self.config.min_rel) > np.asarray(least, float)[:, None]
             hi = np.where(above, np.nan, hi)
         return hi
+
+    def _floor_two_nights(self, df: pd.DataFrame, two: np.ndarray) -> np.ndarray:
+        """Per (meter, hour): whether the drop of the higher of two days' floors (``two``, kW) is not
+        judged (``floor_two_nights``; both references, the median floor in :meth:`_floor` and the standby
+        in :meth:`_floor_standby_drop`; the veto's one-day ``z1`` is not gated): where it is within
+        ``min_rel`` (either side, in logs) of a profiled day's floor (``floor_nights_kw``) that is itself
+        below the standby (``standby_kw``) by ``min_rel``, on a meter profiled on fewer than
+        ``recal_min_profile_days`` days.
+
+        **A level the home lived at while profiled, which the standby reads as a drop.** A home profiled
+        on a week whose nights mostly ran a load has its median floor and its standby on those nights;
+        where they lie close together the two days' limit is narrow, and the home's ordinary standby, the
+        level of its one or two ordinary profiled nights, read as a theft: "41 % below (0.187 vs 0.318
+        kW)" two days after a week of floors 0.20, 0.31-0.35 kW (rh7's probe); 1171 M-00094 at 60 min
+        (profiled on the UCI household's New Year week, floors 0.115, 0.169-0.175, 0.216 kW) its
+        mid-December standby, 0.094 kW, "45 % below (vs 0.172)" for five days. Such a night is one the
+        standby would itself have read as a drop: there the reference, not the home, is off, and a floor
+        at that night's level is no evidence. A bypass takes its share of every reading, the standby
+        too: one keeping under 1 / (1 + ``min_rel``) (0.77) of a standby at that night's level is below
+        it by more than ``min_rel`` and still judged.
+
+        **Only those nights, only near them.** A gate on the lowest profiled night (every two days' floor above it /
+        (1 + ``min_rel``) excused; hd2, not merged) is too wide. On a home whose nights lie tight about its
+        standby (lowest night 0.95 of it at the median) that bar is the drop the standby limit already stops
+        at, 5 % lower: 1373 M-00002 at 60 min (nights from 0.195, standby 0.205 kW) lost a two-day theft at
+        0.147-0.151 kW. Such a home has no night the standby reads as a drop, and is judged as before. And one
+        nearly empty profiled night (0.01 kW, appliances off) switched the two days' drop off altogether (a
+        bypass keeping 0.47, 0.093 kW, was excused as above it): here a floor counts as lived at only within
+        ``min_rel`` of such a night. Only on a short profile (the one week the standby and the four days
+        judge): from ``recal_min_profile_days`` days the median floor is not set by one week's nights (and no
+        nights are stored). False everywhere on a state without ``floor_nights_kw`` (stored before
+        ``state_version`` 7; a store's is profiled again)."""
+        c = self.config
+        out = np.zeros(two.shape, bool)
+        if not c.floor_two_nights or not two.size:
+            return out
+        short = np.nan_to_num(self._param(df, "history_days", 0.0)) < c.recal_min_profile_days
+        st, none = self.state_, {}
+        rows = [st.get(m, none).get("floor_nights_kw") for m in meter_names(df)]
+        rows = [v if isinstance(v, (list, tuple)) else () for v in rows]
+        k = max((len(v) for v in rows), default=0)
+        if not (k and short.any()):
+            return out
+        nights = np.full((len(rows), k), np.nan)
+        for j, v in enumerate(rows):
+            if v and short[j]:
+                try:
+                    nights[j, :len(v)] = np.asarray(v, float)
+                except (TypeError, ValueError):   # (not a list of numbers: a state not this code's; none)
+                    pass
+        tol = np.log1p(c.min_rel)
+        with quiet():
+            sb = self._param(df, "standby_kw", np.nan)[:, None]
+            nights = np.where(nights * (1.0 + c.min_rel) < sb, nights, np.nan)   # the nights read as a drop
+            lt = np.log(np.maximum(two, 1e-12))
+            for i in np.flatnonzero(np.isfinite(nights).any(axis=0)):
+                out |= np.abs(lt - np.log(nights[:, i:i + 1])) <= tol   # (False where either is NaN)
+        return out
 
     def _floor_long_share(self) -> float:
         """The share of the two days' limit at which ``floor_long_n`` days below it are as rare, for
