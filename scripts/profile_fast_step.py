@@ -39,7 +39,7 @@ def rss_mb():
 if "--gc" in sys.argv:
     import gc
     gc.callbacks.append(_gc_timer)
-    rss0 = rss_mb()
+    rss0, rss = rss_mb(), []
 per = M
 pr = cProfile.Profile(time.thread_time)
 cpu, pcpu, wall = [], [], []
@@ -59,6 +59,8 @@ def timed_steps():   # (by this name, for a sampling profile's shares: scripts/f
             cpu.append(1e3 * (time.thread_time() - c0))
             pcpu.append(1e3 * (time.process_time() - p0))   # (ovl) every thread: the store's worker too
             wall.append(1e3 * (time.perf_counter() - t0))
+        if "--gc" in sys.argv:
+            rss.append(rss_mb())
 
 
 timed_steps()
@@ -71,7 +73,8 @@ if "--gc" in sys.argv:
     for g in (0, 1, 2):
         x = [ms for k, ms in gcs if k == g]
         print("  gc gen %d: %d passes, %.1f ms in all, max %.1f ms" % (g, len(x), sum(x), max(x, default=0.0)))
-    print("  RSS MB %.0f -> %.0f over the timed steps; frozen objects %d" % (rss0, rss_mb(), gc.get_freeze_count()))
+    print("  RSS MB %.0f -> %.0f over the timed steps (every 20th step: %s); frozen objects %d"
+          % (rss0, rss_mb(), [round(x) for x in rss[19::20]], gc.get_freeze_count()))
 if "--prof" in sys.argv:
     pr.dump_stats(tempfile.gettempdir() + "/step.prof"); st = pstats.Stats(pr); st.sort_stats("tottime").print_stats(45)
     st.sort_stats("cumtime").print_stats(70)
