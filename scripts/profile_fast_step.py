@@ -4,7 +4,10 @@ fleet and engine of scripts/profile_stream_groups.py): ``TIMED`` steps timed (th
 (thread-time timer; dumped to TMPDIR/step.prof). ``--digest``: after a final flush, a digest of
 every alert (compare two checkouts: the same digest, the same alerts). ``--mallopt``: glibc's mmap
 and trim thresholds raised first (tried: no change). Run it alternately on two checkouts' src
-to compare them in one sitting (docs/live-log.md, fast):
+to compare them in one sitting (docs/live-log.md, fast). ``--gc``: the garbage collector's passes
+in the timed steps (thread CPU of each, by generation, through ``gc.callbacks``) and the RSS before
+and after them. ``--no-freeze``: the warm engine's heap left in the collector's way (rfc: the
+watcher freezes it, :func:`wattwatch.runners.stream.freeze_heap`; this script does as it does):
 
     PYTHONPATH=src python scripts/profile_fast_step.py 40 --digest
 """
@@ -15,6 +18,28 @@ import numpy as np
 from fast_fleet import M, warm_engine
 TIMED = int(sys.argv[1]) if len(sys.argv) > 1 else 30
 eng, live, cut = warm_engine(TIMED)
+if "--no-freeze" not in sys.argv:
+    from wattwatch.runners import stream as _stream
+    if hasattr(_stream, "freeze_heap"):
+        _stream.freeze_heap()
+gcs, _gc0 = [], [0.0]
+
+
+def _gc_timer(phase, info):
+    if phase == "start":
+        _gc0[0] = time.thread_time()
+    else:
+        gcs.append((info["generation"], 1e3 * (time.thread_time() - _gc0[0])))
+
+
+def rss_mb():
+    return next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmRSS")) / 1024
+
+
+if "--gc" in sys.argv:
+    import gc
+    gc.callbacks.append(_gc_timer)
+    rss0, rss = rss_mb(), []
 per = M
 pr = cProfile.Profile(time.thread_time)
 cpu, pcpu, wall = [], [], []
@@ -34,6 +59,8 @@ def timed_steps():   # (by this name, for a sampling profile's shares: scripts/f
             cpu.append(1e3 * (time.thread_time() - c0))
             pcpu.append(1e3 * (time.process_time() - p0))   # (ovl) every thread: the store's worker too
             wall.append(1e3 * (time.perf_counter() - t0))
+        if "--gc" in sys.argv:
+            rss.append(rss_mb())
 
 
 timed_steps()
@@ -41,6 +68,13 @@ print("fast steps %d CPU ms p50 %.1f mean %.1f p90 %.1f p99 %.1f" % (len(cpu), n
 print("  process CPU ms p50 %.1f mean %.1f | wall ms p50 %.1f mean %.1f p90 %.1f | waited for the ingest's writes %.1f ms/step"
       % (np.median(pcpu), np.mean(pcpu), np.median(wall), np.mean(wall), np.percentile(wall, 90),
          1e3 * (getattr(st, "live_wait_s", 0.0) - w0) / TIMED))
+if "--gc" in sys.argv:
+    gc.callbacks.remove(_gc_timer)
+    for g in (0, 1, 2):
+        x = [ms for k, ms in gcs if k == g]
+        print("  gc gen %d: %d passes, %.1f ms in all, max %.1f ms" % (g, len(x), sum(x), max(x, default=0.0)))
+    print("  RSS MB %.0f -> %.0f over the timed steps (every 20th step: %s); frozen objects %d"
+          % (rss0, rss_mb(), [round(x) for x in rss[19::20]], gc.get_freeze_count()))
 if "--prof" in sys.argv:
     pr.dump_stats(tempfile.gettempdir() + "/step.prof"); st = pstats.Stats(pr); st.sort_stats("tottime").print_stats(45)
     st.sort_stats("cumtime").print_stats(70)

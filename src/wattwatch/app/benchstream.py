@@ -28,6 +28,7 @@ Baseline: one river ``MinMaxScaler | HalfSpaceTrees`` per meter over the same ch
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 import time
@@ -72,7 +73,7 @@ def stream_benchmark(meters: int = 200, cadence_s: float = 60.0, stream_hours: f
                      workdir: Path | None = None, detectors: list[str] | None = None, log=print,
                      slow_every_s: float | None = None) -> dict:
     from wattwatch import api
-    from wattwatch.runners.stream import StepReport, StreamConfig, StreamEngine
+    from wattwatch.runners.stream import StepReport, StreamConfig, StreamEngine, freeze_heap
     from wattwatch.store import Store
 
     days = profile_days + stream_hours / 24.0
@@ -101,6 +102,7 @@ def stream_benchmark(meters: int = 200, cadence_s: float = 60.0, stream_hours: f
     t0 = time.perf_counter()
     engine.step()
     backfill_s = time.perf_counter() - t0
+    freeze_heap()   # as the watcher does after its first step (runners.stream.run)
     log(f"streaming {len(live):,} readings at {rate:,.0f} readings/s offered through {len(names)} detectors ...")
     key = pd.MultiIndex.from_arrays([live["meter_id"].astype(str), live["ts"].astype("datetime64[us, UTC]")])
     n = len(live)
@@ -187,6 +189,7 @@ def stream_benchmark(meters: int = 200, cadence_s: float = 60.0, stream_hours: f
     state = engine.carry_bytes()
     engine.checkpoint()
     store.close()
+    gc.unfreeze()
     offered_s = n / rate
     result = {
         "machine": f"{os.cpu_count()} cores (shared)",

@@ -383,6 +383,7 @@ _NO_STATE = object()   # (run: a meter without state, told apart from one whose 
 #: what the detector would call (compared with this, not with the base's attribute at the time of
 #: the call, so that a note patched onto the base is still asked).
 _SILENT_STATE_NOTE = Detector.state_note
+_SILENT_CADENCE_NOTE = Detector.cadence_note   # (likewise ``cadence_note``: no cadence bands worked out)
 
 
 def _iso(t: float) -> str:
@@ -618,14 +619,17 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
         # Cadences in bands (two significant figures: 86,398 s and 86,401 s are one daily cadence),
         # each said as its meters' median cadence to the second: the band's own value (86,000 s for
         # a daily meter, 3,600 for 3,640) is not a cadence any meter has.
-        judged_cad = cad[~skipped & np.isfinite(cad)]   # (not ``known``: the known scores, read above)
-        bands = _band(judged_cad)
-        for b in np.unique(bands):
-            c = float(np.round(np.median(judged_cad[bands == b])))
-            note = d.cadence_note(c)
-            if note and (d.name, note) not in said_cadence:
-                said_cadence.add((d.name, note))
-                res.notices.append(note)
+        # (fc: not worked out where the detector says nothing of any cadence: the base's, as
+        # ``state_note`` below)
+        if getattr(type(d), "cadence_note", None) is not _SILENT_CADENCE_NOTE or "cadence_note" in getattr(d, "__dict__", {}):
+            judged_cad = cad[~skipped & np.isfinite(cad)]   # (not ``known``: the known scores, read above)
+            bands = _band(judged_cad)
+            for b in np.unique(bands):
+                c = float(np.round(np.median(judged_cad[bands == b])))
+                note = d.cadence_note(c)
+                if note and (d.name, note) not in said_cadence:
+                    said_cadence.add((d.name, note))
+                    res.notices.append(note)
         # (the default says nothing: no call per meter unless its class, the instance or a patch of
         # the base replaces it)
         if getattr(type(d), "state_note", None) is not _SILENT_STATE_NOTE or "state_note" in getattr(d, "__dict__", {}):

@@ -57,6 +57,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import functools
+import gc
 import io
 import json
 import logging
@@ -2009,6 +2010,17 @@ class Inbox:
         return out
 
 
+def freeze_heap() -> None:
+    """Move what the process holds once the engine is warm (its modules, detectors, state and
+    history: ~130k container objects at 200 meters at 1 min) out of the cyclic collector's way
+    (``gc.freeze``), its garbage collected first. The collector's full passes then scan only what
+    later steps made: at 200 meters at 1 min they took ~80-90 ms of CPU each, twice in 40 fast
+    steps, a p99 step of their own (rfc, issue 16). Reference counting still frees frozen objects;
+    :func:`run` hands them back to the collector when it ends (``gc.unfreeze``)."""
+    gc.collect()
+    gc.freeze()
+
+
 async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_s: float = 1.0,
               on_step=None, flush_at_end: bool = False, outputs=()) -> None:
     """Run ``sources`` into ``engine`` until ``stop`` is set (or, with ``flush_at_end``, until every
@@ -2052,6 +2064,7 @@ async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_
     try:
         # What the store already holds beyond the checkpoint (a restart) is judged first.
         rep = await step(engine.step)
+        freeze_heap()
         deliver(outputs, "alerts", rep, engine)
         if on_step:
             on_step(rep, [])
@@ -2078,6 +2091,7 @@ async def run(engine: StreamEngine, sources: list, stop: asyncio.Event, *, tick_
                         on_step(rep, [])
                 break
     finally:
+        gc.unfreeze()   # (freeze_heap: this process's objects are the collector's again)
         stop.set()
         for t in tasks:
             t.cancel()

@@ -288,18 +288,23 @@ class LooseCT(Detector):
                     "erratic_normal_any": float(normal_any[j]), "erratic_switch": float(switch[j])}
                 for j, m in enumerate(meter_names(df))}
 
-    def _limit(self, df: pd.DataFrame, qr: np.ndarray, key: str = "erratic_normal", one_phase: bool = False
-               ) -> np.ndarray:
-        """Per reading: what the erratic measure may reach on this meter (``key``: the normal of
-        the measure judged). With ``one_phase``, the floor is one phase's: a clamp on one phase of
-        three moves ``d`` by that phase's share (about a third) of its own attenuation, so on a
-        three-phase meter the floor of ``d`` is ``floor`` / 3 (for the measure of ``d`` below its
-        level: see :meth:`_one_phase`)."""
+    def _limit(self, df: pd.DataFrame, qr: np.ndarray, key: str = "erratic_normal", one_phase: bool = False,
+               rows: np.ndarray | None = None) -> np.ndarray:
+        """Per reading (of ``rows``, indices of ``df``; None: every reading): what the erratic
+        measure may reach on this meter (``key``: the normal of the measure judged). With
+        ``one_phase``, the floor is one phase's: a clamp on one phase of three moves ``d`` by that
+        phase's share (about a third) of its own attenuation, so on a three-phase meter the floor
+        of ``d`` is ``floor`` / 3 (for the measure of ``d`` below its level: see
+        :meth:`_one_phase`)."""
         cfg = self.config
         normal = self._param(df, key)
-        div = np.where(one_phase & (self._param(df, "phases", 1.0) == 3), 3.0, 1.0)
-        base = np.maximum(cfg.floor / div, np.where(np.isfinite(normal), cfg.k_normal * normal, 0.0))
-        return base[df["_seg"].to_numpy()] + cfg.k_resolution * np.nan_to_num(qr)
+        # (without one_phase every meter's floor is ``floor`` itself: its phases are not looked up)
+        floor = np.where(self._param(df, "phases", 1.0) == 3, cfg.floor / 3.0, cfg.floor) if one_phase else cfg.floor
+        base = np.maximum(floor, np.where(np.isfinite(normal), cfg.k_normal * normal, 0.0))
+        seg = df["_seg"].to_numpy()
+        if rows is None:
+            return base[seg] + cfg.k_resolution * np.nan_to_num(qr)
+        return base[seg[rows]] + cfg.k_resolution * np.nan_to_num(qr[rows])
 
     def _below_level(self, df: pd.DataFrame, d: np.ndarray, seg: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """(rows, ``d`` there no higher than the meter's normal level): the rows of the three-phase
@@ -316,24 +321,37 @@ class LooseCT(Detector):
             return rows, np.where(np.isfinite(level), np.minimum(d[rows], level), d[rows])
 
     def _one_phase(self, df: pd.DataFrame, low: tuple[np.ndarray, np.ndarray] | None, p: np.ndarray,
-                   seg: np.ndarray, e: np.ndarray, limit: np.ndarray, qr: np.ndarray, steady: bool, key: str
-                   ) -> tuple[np.ndarray, np.ndarray]:
+                   seg: np.ndarray, e: np.ndarray, limit: np.ndarray, qr: np.ndarray, steady: bool, key: str,
+                   at: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(measure, limit) per reading: ``e`` against ``limit``, or the measure of ``d`` below its
         level (``low``: :meth:`_below_level`, its rows only: a meter's rows are contiguous) against
         one phase's floor, whichever is further over. (With ``floor`` alone, a clamp attenuating
         L3 by up to 30 % read hourly moved ``d`` by a median 0.03 a reading against 0.04 and was
         never found: the 60-min fleet 1109's M-00101. With ``floor`` / 3 on ``d`` itself, a meter
         reporting cos φ with its drive's distortion varying 5-30 % a reading, ``d`` within
-        0.005-0.04 above its level, was a loose clamp for days.)"""
+        0.005-0.04 above its level, was a loose clamp for days.)
+
+        ``at``: the rows ``e`` and ``limit`` are of (whole meters' rows of the frame, increasing;
+        None: every row). ``e`` and ``limit`` are the caller's own arrays: the readings where the
+        measure below the level is further over are written into them (fc: only ``low``'s rows
+        are worked on; ``np.where`` over every reading cost more than the measure itself there)."""
         if low is None:
             return e, limit
         rows, d_low = low
-        e_low = np.full(len(e), np.nan)
-        e_low[rows] = self._erratic(d_low, p[rows], seg[rows], steady)
-        lim_low = self._limit(df, qr, key, one_phase=True)
+        local = rows
+        if at is not None:
+            # ``low``'s rows among ``at``'s (both whole meters' rows, increasing), and where in ``at``.
+            local = np.minimum(np.searchsorted(at, rows), max(len(at) - 1, 0))
+            inside = at[local] == rows if len(at) else np.zeros(len(rows), bool)
+            rows, d_low, local = rows[inside], d_low[inside], local[inside]
+            if not len(rows):
+                return e, limit
+        e_low = self._erratic(d_low, p[rows], seg[rows], steady)
+        lim_low = self._limit(df, qr, key, one_phase=True, rows=rows)
         with quiet():
-            take = np.nan_to_num(e_low / lim_low, nan=-np.inf) > np.nan_to_num(e / limit, nan=-np.inf)
-        return np.where(take, e_low, e), np.where(take, lim_low, limit)
+            take = np.nan_to_num(e_low / lim_low, nan=-np.inf) > np.nan_to_num(e[local] / limit[local], nan=-np.inf)
+        e[local[take]], limit[local[take]] = e_low[take], lim_low[take]
+        return e, limit
 
     def _score(self, df: pd.DataFrame) -> Scored:
         """The steady-power measure against its limit; on meters whose current and power agreed
@@ -356,14 +374,18 @@ class LooseCT(Detector):
         # before this was learned: the steady measure alone).
         switch = self._param(df, "erratic_switch", np.nan)
         quiet_any = (np.isfinite(switch) & (self.config.k_normal * switch <= self.config.floor))[seg]
+        take = np.zeros(len(seg), bool)
         if quiet_any.any():
-            e_any, lim_any = self._one_phase(df, low, p, seg, self._erratic(d, p, seg, steady=False),
-                                             self._limit(df, qr, "erratic_normal_any"), qr, False, "erratic_normal_any")
+            # The measure over every change on those meters' rows alone (fc: a meter's measure reads
+            # its own readings only, so it is the same there as over the whole frame).
+            at = np.flatnonzero(quiet_any)
+            e_any, lim_any = self._one_phase(df, low, p, seg, self._erratic(d[at], p[at], seg[at], steady=False),
+                                             self._limit(df, qr, "erratic_normal_any", rows=at), qr, False,
+                                             "erratic_normal_any", at=at)
             with quiet():
-                take = quiet_any & (np.nan_to_num(e_any / lim_any, nan=-np.inf) > np.nan_to_num(e / limit, nan=-np.inf))
-            e, limit = np.where(take, e_any, e), np.where(take, lim_any, limit)
-        else:
-            take = np.zeros(len(seg), bool)
+                over = np.nan_to_num(e_any / lim_any, nan=-np.inf) > np.nan_to_num(e[at] / limit[at], nan=-np.inf)
+            take[at[over]] = True
+            e[at[over]], limit[at[over]] = e_any[over], lim_any[over]
         return Scored(e / limit, (e, limit, take, base))
 
     def unexplained(self, df: pd.DataFrame, ctx=None) -> np.ndarray:
@@ -492,14 +514,18 @@ _STATE_READ = ("erratic_normal", "erratic_normal_any", "phases", "nominal_v", "r
 
 
 def _key_columns(df: pd.DataFrame) -> tuple[list, list[np.ndarray], np.ndarray]:
-    """The columns :meth:`LooseCT._describe_key` hashes (every numeric one but ``_seg`` and ``_n``,
-    as float64) and the times (datetime64[us]), taken once per frame (its :func:`cache`): a live
-    engine describes several open alerts of one frame at every step, and taking ~25 columns out
-    of the frame again for each cost ~0.5 ms an alert."""
+    """The columns :meth:`LooseCT._describe_key` hashes (every numeric one :meth:`LooseCT._describe`
+    may read: the channels of :meth:`LooseCT.reads`, and ``_t`` and ``_dt``; as float64) and the
+    times (datetime64[us]), taken once per frame (its :func:`cache`): a live engine describes
+    several open alerts of one frame at every step, and taking ~25 columns out of the frame again
+    for each cost ~0.5 ms an alert. (fc: was every numeric column but ``_seg`` and ``_n``, 16 in the
+    stream's loose-CT group, whose other channels no reading of the description reads; hashing
+    every open alert's reach of them was ~1 ms of a fast step at 200 meters.)"""
     memo = cache(df)
     got = memo.get("loose_ct_key_columns")
     if got is None:
-        cols = [c for c in df.columns if c not in ("_seg", "_n") and pd.api.types.is_numeric_dtype(df[c].dtype)]
+        read = {*LooseCT.requires, *LooseCT.reads_also, "_t", "_dt"}
+        cols = [c for c in df.columns if c in read and pd.api.types.is_numeric_dtype(df[c].dtype)]
         got = memo["loose_ct_key_columns"] = (cols, [np.ascontiguousarray(df[c].to_numpy(float)) for c in cols],
                                               df["ts"].to_numpy("datetime64[us]"))
     return got
