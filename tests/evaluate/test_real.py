@@ -113,6 +113,40 @@ def test_protocol_overlap_with_tolerance_and_per_kind_counts():
     assert r["false_per_1000_meter_days"] == pytest.approx(2000 / days)
 
 
+def test_score_lists_each_false_alert_with_what_it_said():
+    """``bench quality-real --json`` lists wattwatch's false alerts (``false_alert_list``) so that each can be
+    read on the data: exactly the alerts that overlap no label in the judged period, with detector, evidence
+    kind and message (objects and dicts alike); a matched alert, one in the learning period and one on a
+    meter not judged are not listed; without ``list_false`` the key is absent."""
+    from wattwatch.alerts.model import Alert
+    from wattwatch.evaluate.real import from_wall_clock
+
+    judged = {"a": (T("2020-01-01"), T("2020-03-01"))}
+    labels = [{"meter_id": "a", "kind": "zero_run", "start": "2020-02-01T10:00:00Z", "end": "2020-02-01T12:00:00Z"}]
+    hit = Alert("a", "2020-02-01T11:00:00Z", "2020-02-01T11:00:00Z", "WARN_CONSUMPTION_ANOMALY", "warning", 0.9,
+                "seasonal_profile", "zero", {"kind": "zero_run"})
+    miss = Alert("a", "2020-02-05T03:00:00Z", "2020-02-05T09:00:00Z", "WARN_BASELINE_DEVIATION", "warning", 0.7,
+                 "baseline_macd", "consumption 60% above its baseline", {"side": "up"})
+    odd = {"meter_id": "a", "start": "2020-02-07T00:00:00Z", "end": "2020-02-07T01:00:00Z", "code": "X",
+           "detector": "seasonal_profile", "message": "a drop", "evidence": {"kind": "drop"}}
+    early = {"meter_id": "a", "start": "2019-12-05T00:00:00Z", "end": "2019-12-05T01:00:00Z", "code": "X"}
+    other = {"meter_id": "zz", "start": "2020-02-07T00:00:00Z", "end": "2020-02-07T01:00:00Z", "code": "X"}
+    r = score(labels, [hit, miss, odd, early, other], judged, list_false=True)
+    assert r["false_alerts"] == 2
+    assert r["false_alert_list"] == [
+        {"meter_id": "a", "start": "2020-02-05T03:00:00+00:00", "end": "2020-02-05T09:00:00+00:00",
+         "code": "WARN_BASELINE_DEVIATION", "detector": "baseline_macd", "kind": "",
+         "message": "consumption 60% above its baseline"},
+        {"meter_id": "a", "start": "2020-02-07T00:00:00+00:00", "end": "2020-02-07T01:00:00+00:00", "code": "X",
+         "detector": "seasonal_profile", "kind": "drop", "message": "a drop"}]
+    assert "false_alert_list" not in score(labels, [hit, miss], judged)
+    # --wall-clock: the alerts put back on UTC keep what they said
+    back = from_wall_clock([miss], {"a": "Europe/Berlin"})
+    listed = score(labels, back, judged, list_false=True)["false_alert_list"]
+    assert [(x["detector"], x["message"], x["start"]) for x in listed] == [
+        ("baseline_macd", "consumption 60% above its baseline", "2020-02-05T02:00:00+00:00")]
+
+
 def test_protocol_label_starting_in_learning_period_is_judged_from_its_end():
     judged = {"a": (T("2020-01-10"), T("2020-03-01"))}
     labels = [{"meter_id": "a", "kind": "zero_run", "start": "2020-01-01T00:00:00Z", "end": "2020-01-20T00:00:00Z"}]

@@ -115,9 +115,17 @@ def train_ends(frame: pd.DataFrame) -> pd.Series:
     return first + pd.to_timedelta(length, unit="s")
 
 
-def score(labels: list[dict], alerts: list[dict], judged: dict[str, tuple], before=BEFORE, after=AFTER) -> dict:
+def _field(a, k: str):
+    """``a[k]`` of a dict alert, ``a.k`` of an object; None where it has none."""
+    return a.get(k) if isinstance(a, dict) else getattr(a, k, None)
+
+
+def score(labels: list[dict], alerts: list[dict], judged: dict[str, tuple], before=BEFORE, after=AFTER,
+          list_false: bool = False) -> dict:
     """Match ``alerts`` (dicts or objects with ``meter_id, start, end``, optionally ``code``) to ``labels`` over the judged
-    period of each meter (``judged``: meter -> (start, end), UTC). See the module docstring."""
+    period of each meter (``judged``: meter -> (start, end), UTC). See the module docstring. ``list_false``: the
+    result also lists each alert that overlaps no label (``false_alert_list``: meter, start, end, code and, where
+    the alert has them, detector, evidence kind and message), so that every false alert can be read on the data."""
     labs, ids = [], []
     for lab in labels:
         m = lab["meter_id"]
@@ -129,7 +137,7 @@ def score(labels: list[dict], alerts: list[dict], judged: dict[str, tuple], befo
             continue
         labs.append((m, max(s, js), min(e, je), lab["kind"]))
         ids.append(lab.get("id", ""))
-    al = []
+    al, kept = [], []
     for a in alerts:
         get = a.get if isinstance(a, dict) else (lambda k, a=a: getattr(a, k))
         m = str(get("meter_id"))
@@ -140,6 +148,7 @@ def score(labels: list[dict], alerts: list[dict], judged: dict[str, tuple], befo
         if e < js or s > je:
             continue
         al.append((m, s, e, str(get("code") or "")))
+        kept.append(a)
     hit = np.zeros(len(labs), bool)
     ok = np.zeros(len(al), bool)
     for i, (m, ls, le, _) in enumerate(labs):
@@ -178,14 +187,21 @@ def score(labels: list[dict], alerts: list[dict], judged: dict[str, tuple], befo
         c = codes.setdefault(code, [0, 0])
         c[0] += 1
         c[1] += int(not good)
-    return {"labels": len(labs), "detected": int(hit.sum()), "recall": recall, "alerts": len(al),
-            "true_alerts": int(ok.sum()), "precision": precision, "f1": f1 if not math.isnan(f1) else 0.0,
-            "false_alerts": false, "unlabelled_meter_days": days,
-            "false_per_1000_meter_days": 1000 * false / days if days > 0 else float("nan"),
-            "per_kind": dict(sorted(per_kind.items())),
-            "judged_labels": [{"id": i, "meter_id": m, "kind": k, "start": ls.isoformat(), "end": le.isoformat(),
-                               "found": bool(h)} for i, (m, ls, le, k), h in zip(ids, labs, hit)],
-            "alerts_by_code": {k: {"alerts": v[0], "false": v[1]} for k, v in sorted(codes.items())}}
+    out = {"labels": len(labs), "detected": int(hit.sum()), "recall": recall, "alerts": len(al),
+           "true_alerts": int(ok.sum()), "precision": precision, "f1": f1 if not math.isnan(f1) else 0.0,
+           "false_alerts": false, "unlabelled_meter_days": days,
+           "false_per_1000_meter_days": 1000 * false / days if days > 0 else float("nan"),
+           "per_kind": dict(sorted(per_kind.items())),
+           "judged_labels": [{"id": i, "meter_id": m, "kind": k, "start": ls.isoformat(), "end": le.isoformat(),
+                              "found": bool(h)} for i, (m, ls, le, k), h in zip(ids, labs, hit)],
+           "alerts_by_code": {k: {"alerts": v[0], "false": v[1]} for k, v in sorted(codes.items())}}
+    if list_false:
+        out["false_alert_list"] = [
+            {"meter_id": m, "start": s.isoformat(), "end": e.isoformat(), "code": code,
+             "detector": str(_field(a, "detector") or ""), "kind": str((_field(a, "evidence") or {}).get("kind") or ""),
+             "message": str(_field(a, "message") or "")}
+            for (m, s, e, code), a, good in zip(al, kept, ok) if not good]
+    return out
 
 
 def pr_auc(labels: list[dict], scores: pd.DataFrame, judged: dict[str, tuple]) -> dict:
@@ -336,7 +352,8 @@ def from_wall_clock(alerts: list, zones: dict[str, str]) -> list[dict]:
             if z:
                 t = t.tz_localize(None).tz_localize(z, ambiguous=True, nonexistent="shift_forward").tz_convert("UTC")
             ends.append(t.isoformat())
-        out.append({"meter_id": m, "start": ends[0], "end": ends[1], "code": get("code")})
+        out.append({"meter_id": m, "start": ends[0], "end": ends[1], "code": get("code"),
+                    "detector": get("detector"), "message": get("message"), "evidence": get("evidence")})
     return out
 
 
@@ -401,7 +418,7 @@ def run(data: str | Path, datasets=None, labels: str | Path | None = None, peer:
             if wall:
                 alerts = from_wall_clock(alerts, wall)
                 scored = [scores_from_wall_clock(f, wall) for f in scored]
-            row["wattwatch"] = score(mine, alerts, judged)
+            row["wattwatch"] = score(mine, alerts, judged, list_false=True)
             pooled["wattwatch"].append((mine, alerts, judged))
             _ranked(row, "wattwatch", mine, scored, judged)
             ranked["wattwatch"].extend(scored)
