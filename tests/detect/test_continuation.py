@@ -48,7 +48,7 @@ def test_a_later_same_way_baseline_alert_continues_the_consumption_alert():
 
 
 @pytest.mark.parametrize("case", ["opposite", "dead_vs_partial", "far", "frozen", "point", "other_code",
-                                  "before_head", "same_detector"])
+                                  "before_head"])
 def test_what_does_not_merge(case):
     head, follower = _seasonal(H0, H1), _macd(F0, F1)
     if case == "opposite":             # a drop, then a rise: two changes
@@ -66,8 +66,6 @@ def test_what_does_not_merge(case):
                          {"deviation": -0.5})
     elif case == "before_head":        # begins before the head: the head cannot be what it continues
         follower = _macd("2024-01-25T20:00:00.000Z", F1)
-    elif case == "same_detector":      # two of one detector: its own post-rules made them two
-        follower = _seasonal(F0, F1)
     out, _ = continued([head, follower])
     assert sorted(a.id for a in out) == sorted({head.id, follower.id})
     assert not any("continued" in a.evidence for a in out)

@@ -73,14 +73,21 @@ def test_a_stream_gives_the_head_first_then_its_continuation_under_the_same_id(b
     pieces = [frame[frame["ts"] < cut]]
     rest = frame[frame["ts"] >= cut]
     pieces += [p for _, p in rest.groupby(rest["ts"].dt.floor("6h"), sort=True)]
+    (mid,) = [a.id for a in building["detect"].alerts if "continued" in a.evidence]
+    assert mid in building["detect"].open_ids
     first_plain: dict[str, int] = {}    # id -> step after which the engine first held it without a continuation
     first_merged: dict[str, int] = {}   # id -> ... first held it continued
+    followers = set()
     for k, p in enumerate([*pieces, None]):
         if p is None:
+            # The drop runs to the end: the continued alert is open (its follower is), as in detect.
+            assert mid in eng.open_ids and not eng.open_ids & followers
             eng.flush()
         else:
             eng.add(p)
             eng.step()
+        followers |= set(eng._cont.head_of)
+        assert not set(eng.alerts) & followers, "a follower's own id was given"
         for i, a in eng.alerts.items():
             (first_merged if "continued" in a.evidence else first_plain).setdefault(i, k)
     want = {a.id: _view(a) for a in building["detect"].alerts}
@@ -88,7 +95,6 @@ def test_a_stream_gives_the_head_first_then_its_continuation_under_the_same_id(b
     assert got == want
     kept = [r[0] for r in store.con.execute("SELECT id FROM alerts ORDER BY id").fetchall()]
     assert kept == sorted(want)
-    (mid,) = [i for i, v in want.items() if "continued" in v["evidence"]]
     # The two detectors' alerts came in different steps: the head alone first, then continued,
     # before the stream's end (the follower's final verdict came live, not at the flush).
     assert mid in first_plain and mid in first_merged and first_plain[mid] < first_merged[mid] < len(pieces)

@@ -21,7 +21,8 @@ The rule, per meter (every number configurable through :class:`ContinuationConfi
   nor does any other code (a sensor fault, packet loss, an outage: each its own action);
 - the follower begins at or after the head's start and at most ``within_s`` after the head's end;
 - a head takes at most one follower per detector (a detector's own post-rules decided that two of
-  its alerts are two); a follower continues the earliest head it can.
+  its alerts are two; a head's own detector gives no follower: a head code is never a follower);
+  a follower continues the earliest head it can.
 
 The decision reads only the head, which begins first: a stream (:class:`Continuations`, carried
 from step to step) gives what a batch gives (:func:`continued`) when the head's alert is given no
@@ -233,7 +234,7 @@ class Continuations:
         t0 = _t(a.start)
         for hid in self.by_meter.get(a.meter_id, ()):
             ev = self.events[hid]
-            if (ev.side == side and ev.head.detector != a.detector and a.detector not in ev.followers
+            if (ev.side == side and a.detector not in ev.followers
                     and _t(ev.head.start) <= t0 <= ev.end_t + self.config.within_s):
                 return ev
         return None
