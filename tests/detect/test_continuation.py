@@ -110,6 +110,19 @@ def test_a_stream_of_versions_gives_what_the_batch_gives_under_stable_ids():
     assert again[0].end == F1 and again[0].evidence["continued"]["alerts"][0]["end"] == "2024-01-26T03:00:00.000Z"
 
 
+def test_a_follower_given_alone_is_never_taken_into_a_head_that_comes_later():
+    """A stream that gave a follower alone (no head known yet) keeps giving it under its own id
+    when a head that began before it arrives later: an id once written is not re-keyed (the one
+    order in which a stream and a batch differ; seasonal_profile's evidence, final within a few
+    readings, comes before baseline_macd's, which waits for its hour and its averages)."""
+    head, f1, f2 = _seasonal(H0, H1), _macd(F0, "2024-01-27T00:00:00.000Z"), _macd(F0, F1)
+    c = Continuations()
+    given = [a for s in ([f1], [head], [f2]) for a in c.take(s)]
+    last = latest(given)
+    assert set(last) == {head.id, f1.id} and last[f1.id].end == F1
+    assert not any("continued" in a.evidence for a in given)
+
+
 def test_the_engine_setting_turns_it_off():
     assert continuation_of(EngineConfig()) == ContinuationConfig(within_s=86400.0)
     assert continuation_of(EngineConfig(continue_within_h=0)) is None

@@ -71,9 +71,8 @@ class ContinuationConfig:
 
 def change(a: Alert, cfg: ContinuationConfig = ContinuationConfig()) -> str | None:
     """The lasting change of consumption ``a``'s evidence says: ``"dead"``, ``"down"``, ``"up"``,
-    or None (no lasting change: a point, a frozen register, no direction, another code)."""
-    if a.code not in cfg.head_codes and a.code not in cfg.follow_codes:
-        return None
+    or None (no lasting change: a point, a frozen register, no direction). Read from the evidence
+    alone; which codes take part is :class:`Continuations`'s question."""
     ev = a.evidence or {}
     kind = ev.get("kind")
     if kind in _ZERO_KINDS:
