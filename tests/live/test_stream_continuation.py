@@ -99,3 +99,31 @@ def test_a_stream_gives_the_head_first_then_its_continuation_under_the_same_id(b
     # before the stream's end (the follower's final verdict came live, not at the flush).
     assert mid in first_plain and mid in first_merged and first_plain[mid] < first_merged[mid] < len(pieces)
     store.close()
+
+
+def test_with_every_detector_a_provisional_follower_gives_way_to_the_continued_alert(tmp_path, tmp_path_factory):
+    """Every default detector: the consumption alerts wait for rules of long horizons (sensor_fault's
+    81 h here) and are written provisional first, the follower under its own id. Once final, the
+    follower is withdrawn and the head confirmed continued: the engine and its store end with
+    exactly detect's alerts."""
+    out = tmp_path_factory.mktemp("continuation-all")
+    f = _building()
+    f.to_parquet(out / "b.parquet")
+    want = {a.id: _view(a) for a in api.detect(out / "b.parquet", db=out / "batch.duckdb", config=CONFIG).alerts}
+    assert any("continued" in v["evidence"] for v in want.values())
+    store = Store(tmp_path / "live.duckdb")
+    eng = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG),
+                       StreamConfig(checkpoint_s=0, slow_thread=False))
+    cut = f["ts"].min() + pd.Timedelta(days=20)
+    rest = f[f["ts"] >= cut]
+    provisional = set()
+    for p in [f[f["ts"] < cut], *[p for _, p in rest.groupby(rest["ts"].dt.floor("12h"), sort=True)]]:
+        eng.add(p)
+        eng.step()
+        provisional |= {i for i, a in eng.alerts.items() if a.evidence.get("provisional")}
+    eng.flush()
+    assert provisional - set(want), "no follower was written provisional under its own id: the case is not met"
+    assert {i: _view(a) for i, a in eng.alerts.items() if i in want} == want
+    kept = [r[0] for r in store.con.execute("SELECT id FROM alerts ORDER BY id").fetchall()]
+    assert kept == sorted(want)
+    store.close()
