@@ -127,3 +127,44 @@ def test_with_every_detector_a_provisional_follower_gives_way_to_the_continued_a
     kept = [r[0] for r in store.con.execute("SELECT id FROM alerts ORDER BY id").fetchall()]
     assert kept == sorted(want)
     store.close()
+
+
+def test_a_restart_between_the_head_and_its_follower_continues_the_head(building, tmp_path):
+    """Stopped (checkpoint, store closed) after the head was written alone and closed, resumed by a
+    fresh engine: the follower is written as the head's continuation, as in an uninterrupted run
+    (the carry is taken back from the store's alerts)."""
+    frame = building["frame"]
+    (mid,) = [a.id for a in building["detect"].alerts if "continued" in a.evidence]
+    t0 = frame["ts"].min()
+    cut = t0 + pd.Timedelta(days=20)
+    rest = frame[frame["ts"] >= cut]
+    pieces = [frame[frame["ts"] < cut], *[p for _, p in rest.groupby(rest["ts"].dt.floor("6h"), sort=True)]]
+    path = tmp_path / "live.duckdb"
+
+    def engine(store):
+        return StreamEngine(store, api.build_detectors(DETECTORS, CONFIG), api._engine(CONFIG),
+                            StreamConfig(checkpoint_s=0, slow_thread=False))
+
+    store = Store(path)
+    eng = engine(store)
+    k = 0
+    while mid not in eng.alerts or mid in eng.open_ids:   # the head written and closed, alone
+        eng.add(pieces[k])
+        eng.step()
+        k += 1
+    assert "continued" not in eng.alerts[mid].evidence
+    eng.checkpoint()
+    store.close()
+    store = Store(path)
+    eng2 = engine(store)
+    assert eng2.resumed
+    for p in pieces[k:]:
+        eng2.add(p)
+        eng2.step()
+    eng2.flush()
+    want = {a.id: _view(a) for a in building["detect"].alerts}
+    got = {**{i: _view(a) for i, a in eng.alerts.items()}, **{i: _view(a) for i, a in eng2.alerts.items()}}
+    assert got == want
+    kept = [r[0] for r in store.con.execute("SELECT id FROM alerts ORDER BY id").fetchall()]
+    assert kept == sorted(want)
+    store.close()

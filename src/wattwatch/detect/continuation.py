@@ -154,6 +154,35 @@ class Continuations:
         self.alone: dict[str, tuple[str, float]] = {}  # followers given out alone (never re-headed) -> meter, start
         self.latest: dict[str, float] = {}             # meter -> the latest start it has given
 
+    def remember(self, alerts: list[Alert]) -> None:
+        """Take back what an earlier run gave (the store's alerts of these codes, as written:
+        a continued head's members from its ``evidence.continued``), giving nothing: a restarted
+        stream continues the heads its last run wrote, and never re-keys a follower it wrote alone."""
+        cfg = self.config
+        for a in sorted(alerts, key=lambda a: _t(a.start)):
+            c = (a.evidence or {}).get("continued")
+            if a.code in cfg.head_codes and isinstance(c, dict) and c.get("alerts"):
+                m0, *rest = c["alerts"]
+                ev = {k: v for k, v in a.evidence.items() if k != "continued"}
+                head = Alert(a.meter_id, m0["start"], m0["end"], a.code, m0["severity"], m0["score"], a.detector,
+                             m0["message"], ev, a.action, a.status)
+                e = _Event(head, c["change"])
+                for m in rest:
+                    f = Alert(a.meter_id, m["start"], m["end"], m["code"], m["severity"], m["score"], m["detector"],
+                              m["message"], {})
+                    e.followers[f.detector] = f
+                    self.head_of[f.id] = head.id
+            elif a.code in cfg.head_codes and change(a, cfg) is not None:
+                e = _Event(a, change(a, cfg))
+            else:
+                if a.code in cfg.follow_codes:
+                    self.alone[a.id] = (a.meter_id, _t(a.start))
+                continue
+            self.events[e.head.id] = e
+            self.by_meter.setdefault(a.meter_id, []).append(e.head.id)
+        for ids in self.by_meter.values():
+            ids.sort(key=lambda i: _t(self.events[i].head.start))
+
     def head(self, alert_id: str) -> str:
         """The id under which ``alert_id``'s alert is given (its head's, if it continues one)."""
         return self.head_of.get(alert_id, alert_id)

@@ -332,6 +332,8 @@ class StreamEngine:
         self._ck_prov_opened: list[str] | None = None   # (rprov) the checkpoint's _prov_opened, if it has one
         self._ck_prov_stopped: list[str] = []           # (pc) the checkpoint's _prov_stopped
         self.resumed = self._load_checkpoint()
+        if self.resumed and self._cont is not None:
+            self._load_continuations()
         m_prov = self._ck_provisional
         # The health alerts sources raised in earlier runs that the store keeps open (id -> alert):
         # open again here, handed to their sources at the start of a run (resume_sources).
@@ -455,6 +457,21 @@ class StreamEngine:
         self._ck_prov_stopped = list(m.get("provisional_stopped", []))
         self._silence_ck = m.get("silence") or {}
         return True
+
+    def _load_continuations(self) -> None:
+        """(xd) The continuation step's carry, from the store: the consumption alerts the last run
+        wrote (heads with what continued them, followers written alone) within a month and
+        ``continue_within_h`` of its newest alert end; not checkpointed (the store has each version
+        as soon as its step upserted it, before the checkpoint)."""
+        from wattwatch.alerts.model import record
+
+        cc = self._cont.config
+        codes = sorted({*cc.head_codes, *cc.follow_codes})
+        back_s = cc.within_s + self._cont.FORGET_S
+        rows = self.store.con.execute(
+            f"SELECT * FROM alerts WHERE code IN ({', '.join('?' for _ in codes)}) AND \"end\" >= "
+            "(SELECT max(\"end\") FROM alerts) - to_seconds(CAST(? AS DOUBLE))", [*codes, back_s]).df()
+        self._cont.remember([Alert.from_dict(record(r)) for r in rows.to_dict("records")])
 
     def _load_open_detectors(self) -> None:
         """(rst2) The detector of each alert open at the checkpoint this run resumed from: which
