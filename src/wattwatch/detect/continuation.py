@@ -175,7 +175,8 @@ class Continuations:
             elif a.code in cfg.head_codes and change(a, cfg) is not None:
                 e = _Event(a, change(a, cfg))
             else:
-                if a.code in cfg.follow_codes:
+                # (a provisional follower was not given by this step: its final version is)
+                if a.code in cfg.follow_codes and not (a.evidence or {}).get("provisional"):
                     self.alone[a.id] = (a.meter_id, _t(a.start))
                 continue
             self.events[e.head.id] = e
