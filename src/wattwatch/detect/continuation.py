@@ -160,6 +160,8 @@ class Continuations:
         stream continues the heads its last run wrote, and never re-keys a follower it wrote alone."""
         cfg = self.config
         for a in sorted(alerts, key=lambda a: _t(a.start)):
+            if (a.evidence or {}).get("provisional") or (a.evidence or {}).get("withdrawn"):
+                continue   # not given by this step: its final version is (or none)
             c = (a.evidence or {}).get("continued")
             if a.code in cfg.head_codes and isinstance(c, dict) and c.get("alerts"):
                 m0, *rest = c["alerts"]
@@ -175,8 +177,7 @@ class Continuations:
             elif a.code in cfg.head_codes and change(a, cfg) is not None:
                 e = _Event(a, change(a, cfg))
             else:
-                # (a provisional follower was not given by this step: its final version is)
-                if a.code in cfg.follow_codes and not (a.evidence or {}).get("provisional"):
+                if a.code in cfg.follow_codes:
                     self.alone[a.id] = (a.meter_id, _t(a.start))
                 continue
             self.events[e.head.id] = e
