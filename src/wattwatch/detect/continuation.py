@@ -213,6 +213,9 @@ class Continuations:
             if a.id in self.events:                       # a head grows
                 ev = self.events[a.id]
                 ev.head = a
+                # (the side its latest version says, which a batch reads; a follower taken under an
+                # earlier side stays taken: the residual way a stream can differ, not seen here)
+                ev.side = side or ev.side
                 give(ev.merged())
                 continue
             if a.id in self.head_of:                      # a follower grows
