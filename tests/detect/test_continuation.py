@@ -142,3 +142,24 @@ def test_a_day_off_a_profile_near_zero_is_said_in_kw():
     (a,) = [a for a in res.alerts if a.evidence.get("kind") == "unusual_day"]
     assert "%" not in a.message, a.message
     assert "ran at 0.5" in a.message and "kW on average where its profile expects 0.0" in a.message
+
+
+def test_clearing_a_continued_alert_resets_every_detector_it_holds(tmp_path):
+    """(rxd) Cleared, a continued alert resets its follower's detector too: reset alone (the head's),
+    ``baseline_macd`` went on carrying the follower's readings and the next ``detect`` on the store
+    raised the follower again as an alert of its own, one the operator never saw. A name in the
+    evidence that is no registered detector (a source's text, "*": every detector) resets nothing."""
+    from wattwatch.alerts import store as alert_store
+    from wattwatch.store import Store
+
+    (a,) = continued([_seasonal(H0, H1), _macd(F0, F1)])[0]
+    odd = _seasonal(H0, H1, meter="M-2")
+    odd.evidence["continued"] = {"detectors": ["seasonal_profile", "*", "no_such_detector", 5]}
+    with Store(tmp_path / "s.duckdb") as s:
+        alert_store.upsert(s.con, [a, odd])
+        res = alert_store.set_status(s.con, a.id, "cleared")
+        assert res["detectors"] == ["seasonal_profile", "baseline_macd"]
+        alert_store.set_status(s.con, odd.id, "acknowledged")
+        assert alert_store.resets(s.con) == {(m, d): pd.Timestamp(F1 if m == "M-1" else H1) + alert_store.AFTER
+                                             for m, d in [("M-1", "seasonal_profile"), ("M-1", "baseline_macd"),
+                                                          ("M-2", "seasonal_profile")]}
