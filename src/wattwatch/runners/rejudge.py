@@ -192,7 +192,10 @@ def run(engine, rep) -> None:
                    for st_since in [snap_since(snap, d.name, m, frm[m])]} for m in todo}
     guard = _compacted_guard(engine, todo, piece)
     engine._take(res, rep)
-    _exact(engine, [a for a in res.alerts if a.meter_id in set(todo)])
+    # (rxd) the versions the step gave (a continued alert's merged one, not its head's own: that
+    # wrote the head's end and score over the continued alert's)
+    given = res.alerts if getattr(engine, "_final_view", None) is None else engine._final_view.values()
+    _exact(engine, [a for a in given if a.meter_id in set(todo)])
     _withdraw(engine, res, rep, {m: {d: max(v, engine.rewinds[m][1], guard.get((m, d), -np.inf))
                                      for d, v in restart[m].items()} for m in todo})
     for m in todo:
