@@ -1044,6 +1044,10 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
     todo = list(range(len(names)))
     trace = 86400.0
     since_t = None if start is None else start.timestamp()
+    from wattwatch.detect.continuation import follower_starts
+    from wattwatch.detect.engine import continuation_of
+
+    cont = continuation_of(cfg)
     since: dict[int, float] = {}
     while todo:
         if on_stage:
@@ -1079,7 +1083,15 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
         part = DetectionResult()
         more = {} if fit is None else {"fit": _window_rows(frame, fit)}
         judge(frame, dets, cfg, part, on_progress, keep_scores, window=window, on_stage=on_stage, **more)
-        redo = [k for k in todo if names[k] in part.unclean and not origin[names[k]]
+        # (xd2) ... and while a follower of the cross-detector continuation begins within
+        # ``continue_within_h`` of where the post-rules restarted: the head it continues in the
+        # whole history may have ended before that (continuation.follower_starts)
+        early = set()
+        if cont is not None:
+            fs = follower_starts(part.alerts, cont)
+            early = {names[k] for k in todo if s_map[names[k]] is not None
+                     and fs.get(names[k], np.inf) < s_map[names[k]] + cont.within_s}
+        redo = [k for k in todo if (names[k] in part.unclean or names[k] in early) and not origin[names[k]]
                 and s_map[names[k]] is not None and since_t - s_map[names[k]] < cfg.max_trace_days * 86400.0]
         keep_meters = {names[k] for k in todo if k not in redo}
         for name, ms in part.unjudged.items():
@@ -1109,9 +1121,16 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
             since[k] = since.get(k, since_t) - trace
         if redo:
             trace *= 2
-            if any(since_t - since[k] >= cfg.max_trace_days * 86400.0 for k in redo):
+            far = [k for k in redo if since_t - since[k] >= cfg.max_trace_days * 86400.0]
+            if any(names[k] in part.unclean for k in far):
                 res.notices.append(f"{len(redo)} meter(s) had an alert running at {start.isoformat()} that began more than "
                                    f"{cfg.max_trace_days:g} days before; its start is the first anomalous reading after that")
+            far = [k for k in far if names[k] not in part.unclean]
+            if far:
+                res.notices.append(f"{len(far)} meter(s) (e.g. {names[far[0]]}) had consumption alerts continuing one "
+                                   f"another back to more than {cfg.max_trace_days:g} days before {start.isoformat()}: "
+                                   "the first of them is given as judged from there (a baseline_macd alert may stand "
+                                   "alone where the whole history continues an earlier alert with it)")
         todo = redo
     compacted = sorted(m for m in first_judged if m in cut_used)
     if compacted:

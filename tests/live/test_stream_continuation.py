@@ -170,3 +170,41 @@ def test_with_every_detector_a_provisional_follower_gives_way_to_the_continued_a
     kept = [r[0] for r in store.con.execute("SELECT id FROM alerts ORDER BY id").fetchall()]
     assert kept == sorted(want)
     store.close()
+
+
+def test_a_head_withdrawn_by_a_late_reading_no_longer_keeps_its_follower(tmp_path):
+    """(xd2) A reading of 35 kW at 20:00 on the drop's evening (twice the hour's profile) arrives
+    after the continued alert was written: re-judged, the evening's 24-h alert begins at 20:00 (a
+    spike in it: no drop to continue) and the head the stream continued (from 21:00) is withdrawn.
+    ``detect`` on the same readings gives baseline_macd's alert alone: so must the stream (rxd's
+    residual: its carry still held the withdrawn head's event, and the follower's later versions
+    came back under the withdrawn head's id, the follower never given as its own)."""
+    f = _building()
+    late = f["ts"] == pd.Timestamp("2024-01-25T20:00", tz="UTC")
+    f.loc[late, "p_kw"] = 35.0
+    det = api.detect(f, config={**CONFIG, "engine": {**CONFIG["engine"], "workers": 1}}, detectors=DETECTORS)
+    want = {a.id: _view(a) for a in det.alerts}
+    assert not any("continued" in v["evidence"] for v in want.values())
+    assert any(v["detector"] == "baseline_macd" for v in want.values())
+    store = Store(tmp_path / "live.duckdb")
+    eng = StreamEngine(store, api.build_detectors(DETECTORS, CONFIG), api._engine(CONFIG),
+                       StreamConfig(checkpoint_s=0, slow_thread=False))
+    on_time = f[~late]
+    cut = f["ts"].min() + pd.Timedelta(days=20)
+    rest = on_time[on_time["ts"] >= cut]
+    merged = None
+    for _, p in [(None, on_time[on_time["ts"] < cut]), *rest.groupby(rest["ts"].dt.floor("12h"), sort=True)]:
+        eng.add(p)
+        eng.step()
+        if merged is None:
+            merged = next((i for i, a in eng.alerts.items() if "continued" in a.evidence), None)
+            if merged is not None:   # the continuation written: now the late reading
+                eng.add(f[late])
+                eng.step()
+                assert eng.counters["alerts_withdrawn"] >= 1 and merged not in eng.alerts
+    assert merged is not None and merged not in want
+    eng.flush()
+    assert {i: _view(a) for i, a in eng.alerts.items()} == want
+    kept = [r[0] for r in store.con.execute("SELECT id FROM alerts ORDER BY id").fetchall()]
+    assert kept == sorted(want)
+    store.close()

@@ -151,7 +151,7 @@ class Continuations:
         self.events: dict[str, _Event] = {}            # head id -> event
         self.by_meter: dict[str, list[str]] = {}       # meter -> its heads' ids, by start
         self.head_of: dict[str, str] = {}              # follower id -> head id
-        self.alone: dict[str, tuple[str, float]] = {}  # followers given out alone (never re-headed) -> meter, start
+        self.alone: dict[str, tuple[str, float, str]] = {}  # followers given out alone (never re-headed) -> meter, start, detector
         self.latest: dict[str, float] = {}             # meter -> the latest start it has given
 
     def remember(self, alerts: list[Alert]) -> None:
@@ -178,7 +178,7 @@ class Continuations:
                 e = _Event(a, change(a, cfg))
             else:
                 if a.code in cfg.follow_codes:
-                    self.alone[a.id] = (a.meter_id, _t(a.start))
+                    self.alone[a.id] = (a.meter_id, _t(a.start), a.detector)
                 continue
             self.events[e.head.id] = e
             self.by_meter.setdefault(a.meter_id, []).append(e.head.id)
@@ -237,7 +237,7 @@ class Continuations:
                     self.head_of[a.id] = ev.head.id
                     give(ev.merged())
                     continue
-                self.alone[a.id] = (a.meter_id, _t(a.start))
+                self.alone[a.id] = (a.meter_id, _t(a.start), a.detector)
             give(a)
         self._prune(alerts)
         return [out[i] for i in order]
@@ -260,8 +260,41 @@ class Continuations:
                     self.head_of.pop(f.id, None)
             if old:
                 self.by_meter[m] = [i for i in ids if i in self.events]
-        for i in [i for i, (m, t0) in self.alone.items() if t0 + horizon < self.latest.get(m, t0)]:
+        for i in [i for i, (m, t0, _) in self.alone.items() if t0 + horizon < self.latest.get(m, t0)]:
             del self.alone[i]
+
+    def rewind(self, since: dict[str, dict[str, float]]) -> list[Alert]:
+        """(xd2) A re-judging of meters (a stream's late readings, a reset: ``rejudge.run``) finds
+        again every alert of a detector that begins at or after where its post-rules restarted
+        (``since``: meter -> detector -> epoch s; -inf: the whole history) and no other: what this
+        carry took of those is forgotten, so the re-judged alerts are taken afresh as a batch
+        takes them (a head the re-judging withdrew or turned, xd/rxd's residual, no longer keeps
+        its follower; a follower given alone is re-keyed to a head found since). Returns the
+        versions to take again with the re-judged alerts: a kept head that lost a follower (its
+        own or merged version is given again) and a kept follower whose head was forgotten (given
+        alone, or continuing another head)."""
+        again: dict[str, Alert] = {}
+
+        def redone(m: str, a: Alert) -> bool:
+            return _t(a.start) >= since[m].get(a.detector, -math.inf)
+
+        for m in [m for m in since if m in self.by_meter]:
+            for hid in list(self.by_meter[m]):
+                ev = self.events[hid]
+                lost = [d for d, f in ev.followers.items() if redone(m, f)]
+                for d in lost:
+                    self.head_of.pop(ev.followers.pop(d).id, None)
+                if redone(m, ev.head):
+                    del self.events[hid]
+                    self.by_meter[m].remove(hid)
+                    for f in ev.followers.values():
+                        self.head_of.pop(f.id, None)
+                        again[f.id] = f
+                elif lost:
+                    again[hid] = ev.head
+        for i in [i for i, (m, t0, d) in self.alone.items() if m in since and t0 >= since[m].get(d, -math.inf)]:
+            del self.alone[i]
+        return list(again.values())
 
     def _head_for(self, a: Alert, side: str) -> _Event | None:
         t0 = _t(a.start)
@@ -271,6 +304,27 @@ class Continuations:
                     and _t(ev.head.start) <= t0 <= ev.end_t + self.config.within_s):
                 return ev
         return None
+
+
+def follower_starts(alerts: list[Alert], config: ContinuationConfig | None = None) -> dict[str, float]:
+    """(xd2) Per meter, the earliest start (epoch s) of an alert that may continue another (a
+    ``follow_codes`` alert given alone, or a member of a continued alert). A window run whose
+    post-rules restart at ``c`` gives the whole history's continuation when no such alert begins
+    before ``c`` + ``within_s``: every head such a later follower can continue ends after ``c``
+    (found whole, or running across ``c``: traced), and so does every follower that took one."""
+    cfg = config or ContinuationConfig()
+    out: dict[str, float] = {}
+    for a in alerts:
+        starts = []
+        if a.code in cfg.follow_codes:
+            starts.append(a.start)
+        c = (a.evidence or {}).get("continued")
+        if isinstance(c, dict):
+            starts += [m.get("start") for m in c.get("alerts") or [] if m.get("code") in cfg.follow_codes]
+        for s in starts:
+            if s:
+                out[a.meter_id] = min(out.get(a.meter_id, math.inf), _t(s))
+    return out
 
 
 def continued(alerts: list[Alert], config: ContinuationConfig | None = None,
