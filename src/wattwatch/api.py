@@ -1091,8 +1091,23 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
             fs = follower_starts(part.alerts, cont)
             early = {names[k] for k in todo if s_map[names[k]] is not None
                      and fs.get(names[k], np.inf) < s_map[names[k]] + cont.within_s}
-        redo = [k for k in todo if (names[k] in part.unclean or names[k] in early) and not origin[names[k]]
-                and s_map[names[k]] is not None and since_t - s_map[names[k]] < cfg.max_trace_days * 86400.0]
+        want = [k for k in todo if (names[k] in part.unclean or names[k] in early) and not origin[names[k]]
+                and s_map[names[k]] is not None]
+        redo = [k for k in want if since_t - s_map[names[k]] < cfg.max_trace_days * 86400.0]
+        # (rxd2) Said of a meter whose pass, judged from max_trace_days back, still needs more (what
+        # it gave stands); said before that pass, it was said also where the pass then found the
+        # alert whole, and its count was every meter traced.
+        far = [k for k in want if k not in redo]
+        if any(names[k] in part.unclean for k in far):
+            res.notices.append(f"{sum(names[k] in part.unclean for k in far)} meter(s) had an alert running at "
+                               f"{start.isoformat()} that began more than {cfg.max_trace_days:g} days before; "
+                               "its start is the first anomalous reading after that")
+        far = [k for k in far if names[k] not in part.unclean]
+        if far:
+            res.notices.append(f"{len(far)} meter(s) (e.g. {names[far[0]]}) had consumption alerts continuing one "
+                               f"another back to more than {cfg.max_trace_days:g} days before {start.isoformat()}: "
+                               "the first of them is given as judged from there (a baseline_macd alert may stand "
+                               "alone where the whole history continues an earlier alert with it)")
         keep_meters = {names[k] for k in todo if k not in redo}
         for name, ms in part.unjudged.items():
             unjudged.setdefault(name, set()).update(m for m in ms if m in keep_meters)
@@ -1121,16 +1136,6 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
             since[k] = since.get(k, since_t) - trace
         if redo:
             trace *= 2
-            far = [k for k in redo if since_t - since[k] >= cfg.max_trace_days * 86400.0]
-            if any(names[k] in part.unclean for k in far):
-                res.notices.append(f"{len(redo)} meter(s) had an alert running at {start.isoformat()} that began more than "
-                                   f"{cfg.max_trace_days:g} days before; its start is the first anomalous reading after that")
-            far = [k for k in far if names[k] not in part.unclean]
-            if far:
-                res.notices.append(f"{len(far)} meter(s) (e.g. {names[far[0]]}) had consumption alerts continuing one "
-                                   f"another back to more than {cfg.max_trace_days:g} days before {start.isoformat()}: "
-                                   "the first of them is given as judged from there (a baseline_macd alert may stand "
-                                   "alone where the whole history continues an earlier alert with it)")
         todo = redo
     compacted = sorted(m for m in first_judged if m in cut_used)
     if compacted:

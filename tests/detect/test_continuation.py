@@ -245,3 +245,17 @@ def test_a_window_starting_between_head_and_follower_gives_the_whole_runs_alert(
         w = api.detect(db, config=config, detectors=dets, start=s, keep=False)
         assert sorted(map(view, w.alerts)) == sorted(view(x) for x in whole.alerts if pd.Timestamp(x.end) >= s), s
         assert a.id in w.open_ids
+    # (rxd2) the notice that max_trace_days stopped the read-back is given when it did: not when the
+    # last pass allowed (2 days back) found the whole run's alert (it was said before that pass, of
+    # an alert "that began more than 2 days before" here 12 h before), and when the cap (0: no
+    # read-back) leaves the follower alone
+    def capped(days, s):
+        return api.detect(db, config={**config, "engine": {**config["engine"], "max_trace_days": days}},
+                          detectors=dets, start=s, keep=False)
+
+    w = capped(2.0, start)
+    assert sorted(map(view, w.alerts)) == sorted(view(x) for x in whole.alerts if pd.Timestamp(x.end) >= start)
+    assert not [n for n in w.notices if "days before" in n], w.notices
+    w = capped(0.0, start)
+    assert [x for x in w.alerts if x.detector == "baseline_macd"] and a.id not in {x.id for x in w.alerts}
+    assert [n for n in w.notices if "continuing one another" in n and "B-1" in n], w.notices
