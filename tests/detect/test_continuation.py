@@ -206,16 +206,12 @@ def test_a_rewound_meter_takes_its_rejudged_alerts_as_the_batch_does(case):
     assert second <= {a.id for a in want}, case
 
 
-def _drop_building(days: float = 110, drop_day: float = 100.5, share: float = 0.55, seed: int = 3) -> pd.DataFrame:
-    """One hourly meter (a working-day peak on a base load, 5 % noise) whose readings run at
-    ``share`` of what they were from ``drop_day`` on (tests/live/test_stream_continuation.py's
-    building, long enough that a window near its end does not load its whole history)."""
-    rng = np.random.default_rng(seed)
-    ts = pd.date_range("2024-01-01", periods=int(days * 24), freq="60min", tz="UTC")
-    h, wd = ts.hour.to_numpy(), ts.dayofweek.to_numpy()
-    p = (20 + 30 * np.exp(-((h - 13) / 4) ** 2) * np.where(wd < 5, 1.0, 0.6)) * (1 + 0.05 * rng.standard_normal(len(ts)))
-    p = np.where(ts >= ts[0] + pd.Timedelta(days=drop_day, hours=9), p * share, p)
-    return pd.DataFrame({"meter_id": "B-1", "ts": ts, "p_kw": p})
+def _drop_building() -> pd.DataFrame:
+    """tests/live/test_stream_continuation.py's building (readings at 55 % from day 100.5 on), long
+    enough that a window near its end does not load its whole history."""
+    from tests.live.test_stream_continuation import _building
+
+    return _building(days=110, drop_day=100.5, share=0.55)
 
 
 def test_a_window_starting_between_head_and_follower_gives_the_whole_runs_alert(tmp_path):
