@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from wattwatch import api
+from wattwatch.runners import rejudge
 from wattwatch.runners.stream import StreamConfig, StreamEngine
 from wattwatch.store import Store
 
@@ -172,7 +173,7 @@ def test_with_every_detector_a_provisional_follower_gives_way_to_the_continued_a
     store.close()
 
 
-def test_a_head_withdrawn_by_a_late_reading_no_longer_keeps_its_follower(tmp_path):
+def test_a_head_withdrawn_by_a_late_reading_no_longer_keeps_its_follower(building, tmp_path):
     """(xd2) A reading of 35 kW at 20:00 on the drop's evening (twice the hour's profile) arrives
     after the continued alert was written: re-judged, the evening's 24-h alert begins at 20:00 (a
     spike in it: no drop to continue) and the head the stream continued (from 21:00) is withdrawn.
@@ -203,6 +204,26 @@ def test_a_head_withdrawn_by_a_late_reading_no_longer_keeps_its_follower(tmp_pat
                 eng.step()
                 assert eng.counters["alerts_withdrawn"] >= 1 and merged not in eng.alerts
     assert merged is not None and merged not in want
+    eng.flush()
+    assert {i: _view(a) for i, a in eng.alerts.items()} == want
+    kept = [r[0] for r in store.con.execute("SELECT id FROM alerts ORDER BY id").fetchall()]
+    assert kept == sorted(want)
+    # (rxd2) ... and back: the readings put right (no feed takes a reading back: the test writes them
+    # in the store and marks the meter, as a late reading marks it; 30 kW at 21:00, 31 kW turns the
+    # head up) the follower, written alone since, continues the head again under its own id: its own
+    # row is withdrawn (``rejudge._withdraw`` reads the ids as given: before, it was found again and
+    # its row stayed beside the continued alert's)
+    (alone,) = [i for i, a in eng.alerts.items() if a.detector == "baseline_macd"]
+    g = building["frame"].copy()
+    at = g["ts"] == pd.Timestamp("2024-01-25T21:00", tz="UTC")
+    g.loc[at, "p_kw"] = 30.0
+    det = api.detect(g, config={**CONFIG, "engine": {**CONFIG["engine"], "workers": 1}}, detectors=DETECTORS)
+    want = {a.id: _view(a) for a in det.alerts}
+    assert [a for a in det.alerts if alone in [m["id"] for m in a.evidence.get("continued", {}).get("alerts", [])]]
+    for k in (late, at):
+        store.con.execute("UPDATE readings_raw SET p_kw = ? WHERE ts = ?",
+                          [float(g.loc[k, "p_kw"].iloc[0]), g.loc[k, "ts"].iloc[0]])
+    rejudge.mark(eng, "B-1", pd.Timestamp("2024-01-25T20:00", tz="UTC").timestamp())
     eng.flush()
     assert {i: _view(a) for i, a in eng.alerts.items()} == want
     kept = [r[0] for r in store.con.execute("SELECT id FROM alerts ORDER BY id").fetchall()]
