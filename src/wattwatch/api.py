@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from wattwatch.alerts.model import Alert
+from wattwatch.alerts.model import Alert, iso
 from wattwatch.errors import CommittedError, ConfigError, InputError, StateError, StoreError, WattwatchError
 
 __all__ = ["WattwatchError", "InputError", "ConfigError", "StateError", "StoreError", "CommittedError", "Fitted",
@@ -1142,8 +1142,10 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
         k = np.array([names.index(m) for m in compacted])
         res.notices.append(_compacted_notice(dets, compacted, {dn: b[k] for dn, b in back_of.items()}, hours))
     # What the window holds: alerts that overlap it, scores inside it.
-    lo_iso = None if start is None else start.isoformat().replace("+00:00", "Z")
-    hi_iso = None if end is None else end.isoformat().replace("+00:00", "Z")
+    # (rxd2) written as an alert's times are (milliseconds): "…T23:00:00Z" sorted after "…T23:00:00.000Z",
+    # so an alert ending at the window's start was left out (and one starting at its end kept)
+    lo_iso = None if start is None else iso(start)
+    hi_iso = None if end is None else iso(end)
     alerts = [a for a in res.alerts if (lo_iso is None or a.end >= lo_iso) and (hi_iso is None or a.start < hi_iso)]
     alerts.sort(key=lambda a: (a.meter_id, a.start, a.code, a.detector))
     result.alerts += alerts

@@ -237,7 +237,11 @@ def test_a_window_starting_between_head_and_follower_gives_the_whole_runs_alert(
     def view(x):
         return (x.id, x.start, x.end, x.code, x.detector, x.score, x.message)
 
-    for s in (start, pd.Timestamp(follower["start"]) + pd.Timedelta(hours=6)):
+    # (rxd2) ... and one starting at the end of the building's first alert (one reading, 04-10 21:00): a
+    # window kept it out (its end "…21:00:00.000Z" was compared as text with "…21:00:00Z")
+    first = min(whole.alerts, key=lambda x: x.start)
+    assert first.id != a.id
+    for s in (start, pd.Timestamp(follower["start"]) + pd.Timedelta(hours=6), pd.Timestamp(first.end)):
         w = api.detect(db, config=config, detectors=dets, start=s, keep=False)
         assert sorted(map(view, w.alerts)) == sorted(view(x) for x in whole.alerts if pd.Timestamp(x.end) >= s), s
         assert a.id in w.open_ids
