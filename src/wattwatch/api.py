@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from wattwatch.alerts.model import Alert
+from wattwatch.alerts.model import Alert, iso
 from wattwatch.errors import CommittedError, ConfigError, InputError, StateError, StoreError, WattwatchError
 
 __all__ = ["WattwatchError", "InputError", "ConfigError", "StateError", "StoreError", "CommittedError", "Fitted",
@@ -1045,6 +1045,10 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
     todo = list(range(len(names)))
     trace = 86400.0
     since_t = None if start is None else start.timestamp()
+    from wattwatch.detect.continuation import follower_starts
+    from wattwatch.detect.engine import continuation_of
+
+    cont = continuation_of(cfg)
     since: dict[int, float] = {}
     while todo:
         if on_stage:
@@ -1080,8 +1084,31 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
         part = DetectionResult()
         more = {} if fit is None else {"fit": _window_rows(frame, fit)}
         judge(frame, dets, cfg, part, on_progress, keep_scores, window=window, on_stage=on_stage, **more)
-        redo = [k for k in todo if names[k] in part.unclean and not origin[names[k]]
-                and s_map[names[k]] is not None and since_t - s_map[names[k]] < cfg.max_trace_days * 86400.0]
+        # (xd2) ... and while a follower of the cross-detector continuation begins within
+        # ``continue_within_h`` of where the post-rules restarted: the head it continues in the
+        # whole history may have ended before that (continuation.follower_starts)
+        early = set()
+        if cont is not None:
+            fs = follower_starts(part.alerts, cont)
+            early = {names[k] for k in todo if s_map[names[k]] is not None
+                     and fs.get(names[k], np.inf) < s_map[names[k]] + cont.within_s}
+        want = [k for k in todo if (names[k] in part.unclean or names[k] in early) and not origin[names[k]]
+                and s_map[names[k]] is not None]
+        redo = [k for k in want if since_t - s_map[names[k]] < cfg.max_trace_days * 86400.0]
+        # (rxd2) Said of a meter whose pass, judged from max_trace_days back, still needs more (what
+        # it gave stands); said before that pass, it was said also where the pass then found the
+        # alert whole, and its count was every meter traced.
+        far = [k for k in want if k not in redo]
+        if any(names[k] in part.unclean for k in far):
+            res.notices.append(f"{sum(names[k] in part.unclean for k in far)} meter(s) had an alert running at "
+                               f"{start.isoformat()} that began more than {cfg.max_trace_days:g} days before; "
+                               "its start is the first anomalous reading after that")
+        far = [k for k in far if names[k] not in part.unclean]
+        if far:
+            res.notices.append(f"{len(far)} meter(s) (e.g. {names[far[0]]}) had consumption alerts continuing one "
+                               f"another back to more than {cfg.max_trace_days:g} days before {start.isoformat()}: "
+                               "the first of them is given as judged from there (a baseline_macd alert may stand "
+                               "alone where the whole history continues an earlier alert with it)")
         keep_meters = {names[k] for k in todo if k not in redo}
         for name, ms in part.unjudged.items():
             unjudged.setdefault(name, set()).update(m for m in ms if m in keep_meters)
@@ -1110,17 +1137,16 @@ def _judge_window(store, dets, cat: pd.DataFrame, cfg, start, end, result: Detec
             since[k] = since.get(k, since_t) - trace
         if redo:
             trace *= 2
-            if any(since_t - since[k] >= cfg.max_trace_days * 86400.0 for k in redo):
-                res.notices.append(f"{len(redo)} meter(s) had an alert running at {start.isoformat()} that began more than "
-                                   f"{cfg.max_trace_days:g} days before; its start is the first anomalous reading after that")
         todo = redo
     compacted = sorted(m for m in first_judged if m in cut_used)
     if compacted:
         k = np.array([names.index(m) for m in compacted])
         res.notices.append(_compacted_notice(dets, compacted, {dn: b[k] for dn, b in back_of.items()}, hours))
     # What the window holds: alerts that overlap it, scores inside it.
-    lo_iso = None if start is None else start.isoformat().replace("+00:00", "Z")
-    hi_iso = None if end is None else end.isoformat().replace("+00:00", "Z")
+    # (rxd2) written as an alert's times are (milliseconds): "…T23:00:00Z" sorted after "…T23:00:00.000Z",
+    # so an alert ending at the window's start was left out (and one starting at its end kept)
+    lo_iso = None if start is None else iso(start)
+    hi_iso = None if end is None else iso(end)
     alerts = [a for a in res.alerts if (lo_iso is None or a.end >= lo_iso) and (hi_iso is None or a.start < hi_iso)]
     alerts.sort(key=lambda a: (a.meter_id, a.start, a.code, a.detector))
     result.alerts += alerts

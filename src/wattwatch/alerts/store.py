@@ -141,27 +141,46 @@ def set_status(con, alert_id: str, status: str, note: str | None = None) -> dict
     if not isinstance(alert_id, str) or not alert_id:
         raise KeyError("give an alert id (or a unique prefix of one)")
     # A prefix, literally: `_` and `%` in it are characters, not LIKE wildcards.
-    found = con.execute("SELECT id, meter_id, detector, \"end\", status FROM alerts WHERE starts_with(id, ?)",
+    found = con.execute("SELECT id, meter_id, detector, \"end\", status, evidence FROM alerts WHERE starts_with(id, ?)",
                         [alert_id]).fetchall()
     if not found:
         raise KeyError(f"no alert {alert_id!r}")
     if len(found) > 1:
         raise KeyError(f"alert id prefix {alert_id!r} is ambiguous ({len(found)} alerts)")
-    aid, meter, detector, end, old = found[0]
+    aid, meter, detector, end, old, evidence = found[0]
+    detectors = members(detector, evidence)
     if old == "cleared" and status == "acknowledged":
         raise ValueError(f"alert {aid} is already cleared (a cleared alert cannot be acknowledged)")
     if old == status:
         # Nothing to do: the status and the rule reset it made stand (a second reset would not
         # change what the detector learns, and the note of the first is kept).
         at = con.execute("SELECT status_at FROM alerts WHERE id = ?", [aid]).fetchone()[0]
-        return {"id": aid, "meter_id": meter, "detector": detector, "status": status, "unchanged": True,
-                "since": None if at is None else pd.Timestamp(at).isoformat(),
+        return {"id": aid, "meter_id": meter, "detector": detector, "detectors": detectors, "status": status,
+                "unchanged": True, "since": None if at is None else pd.Timestamp(at).isoformat(),
                 "reset_at": pd.Timestamp(end).isoformat()}
     con.execute("UPDATE alerts SET status = ?, status_at = now(), note = coalesce(?, note) WHERE id = ?",
                 [status, note, aid])
-    con.execute("INSERT INTO rule_resets VALUES (?, ?, ?, ?, ?, now())", [meter, detector, end, aid, status])
-    return {"id": aid, "meter_id": meter, "detector": detector, "status": status, "unchanged": False,
-            "reset_at": pd.Timestamp(end).isoformat()}
+    con.executemany("INSERT INTO rule_resets VALUES (?, ?, ?, ?, ?, now())",
+                    [[meter, d, end, aid, status] for d in detectors])
+    return {"id": aid, "meter_id": meter, "detector": detector, "detectors": detectors, "status": status,
+            "unchanged": False, "reset_at": pd.Timestamp(end).isoformat()}
+
+
+def members(detector: str, evidence) -> list[str]:
+    """(rxd) The detectors whose alerts an alert holds: its own, and those of the alerts that
+    continued it (``evidence.continued``, :mod:`wattwatch.detect.continuation`). Acknowledging or
+    clearing it resets each: reset alone, a follower's detector went on carrying the follower's
+    readings, and the next ``detect`` raised the follower again as an alert of its own. Only
+    registered detectors' names are taken (a source-raised alert's evidence is a device's text)."""
+    from wattwatch.detect.registry import names as registered
+
+    try:
+        c = (json.loads(evidence) if isinstance(evidence, str) else evidence or {}).get("continued") or {}
+        names = [d for d in c.get("detectors") or [] if isinstance(d, str)]
+    except (ValueError, AttributeError, TypeError):
+        names = []
+    known = set(registered())
+    return list(dict.fromkeys([detector, *(d for d in names if d in known)]))
 
 
 # The detector judges and re-learns from just after the alert's last reading: that reading was part

@@ -1607,7 +1607,9 @@ def _set_status(alert_id: str, status: str, db: Path, note: Optional[str]) -> No
                           + (f" (since {escape(_one_line(res['since']))})" if res.get("since") else "")
                           + "; nothing changed", highlight=False, soft_wrap=True)
         return
-    console.print(f"{escape(_one_line(res['id']))} {status}; {escape(_one_line(res['detector']))} re-learns "
+    who = " and ".join(res.get("detectors") or [res["detector"]])
+    console.print(f"{escape(_one_line(res['id']))} {status}; {escape(_one_line(who))} re-learn"
+                  f"{'' if ' and ' in who else 's'} "
                   f"{escape(_one_line(res['meter_id']))} from after {escape(_one_line(res['reset_at']))}")
 
 

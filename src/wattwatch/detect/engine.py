@@ -46,6 +46,9 @@ class EngineConfig:
     ``max_fleet_meters``: meters (a seeded sample) whose profiles train a fleet model.
     ``max_trace_days``: how far back a window run looks for the start of an alert still running
     at the window's start.
+    ``continue_within_h``: a later consumption alert of another detector that begins within this
+    many hours after an earlier one's end on the meter, saying the same change, continues it (one
+    alert: :mod:`wattwatch.detect.continuation`); 0: each detector's alerts stand alone.
     ``workers``: meter chunks judged at once, default one per core. ``parallel``: "process"
     (forked workers inherit the frame copy-on-write and send back only their alerts; threads
     where the platform cannot fork) or "thread" (numpy releases the GIL, but the rules' pandas
@@ -58,6 +61,7 @@ class EngineConfig:
     parallel: str = "process"
     max_fleet_meters: int = 2000
     max_trace_days: float = 60.0
+    continue_within_h: float = 24.0
 
     def __post_init__(self):
         if self.parallel not in ("process", "thread"):
@@ -78,6 +82,14 @@ class EngineConfig:
             return cls(**d)
         except TypeError as exc:
             raise ValueError(f"[engine]: {exc}") from None
+
+
+def continuation_of(config: "EngineConfig"):
+    """The cross-detector continuation step's settings from the engine's (None: off)."""
+    from wattwatch.detect.continuation import ContinuationConfig
+
+    h = float(getattr(config, "continue_within_h", 0.0) or 0.0)
+    return ContinuationConfig(within_s=h * 3600.0) if h > 0 else None
 
 
 @dataclass
@@ -340,7 +352,7 @@ def judge(full: pd.DataFrame, detectors: list[Detector], config: EngineConfig, r
         part = full if (a, b) == (0, len(full)) else prepare(full.iloc[a:b])
         return judge_group(part, dets, window, keep_scores)
 
-    merge = Merge(result, keep_scores)
+    merge = Merge(result, keep_scores, continuation_of(config))
     pool = None
     # (b3) SIGTERM (a service's or container's stop, ``kill PID``) ended the process at once and
     # left the forked workers running for ever; it now stops them as a Ctrl-C does. The command

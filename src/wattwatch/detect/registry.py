@@ -106,7 +106,8 @@ def build_all(names_: list[str] | None = None, config: dict | None = None) -> li
 # file names the key, and by EngineConfig itself (a library caller's values).
 ENGINE_NUMBERS = {"profile_days": {"lo": 0, "lo_in": False}, "profile_max_share": {"lo": 0, "lo_in": False, "hi": 1},
            "chunk_rows": {"whole": True, "lo": 1}, "workers": {"whole": True, "lo": 0}, "parallel": None,
-           "max_fleet_meters": {"whole": True, "lo": 1}, "max_trace_days": {"lo": 0}}
+           "max_fleet_meters": {"whole": True, "lo": 1}, "max_trace_days": {"lo": 0},
+           "continue_within_h": {"lo": 0}}
 
 
 def check_engine(section, where: str = "[engine]") -> None:

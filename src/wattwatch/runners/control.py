@@ -160,15 +160,16 @@ def apply(engine, req: dict) -> dict:
     if not res.get("unchanged"):
         from wattwatch.runners import rejudge
 
-        rejudge.note_reset(engine, res["meter_id"], res["detector"], res["reset_at"])
+        for d in res.get("detectors") or [res["detector"]]:   # (rxd) a continued alert's every detector
+            rejudge.note_reset(engine, res["meter_id"], d, res["reset_at"])
         mark = getattr(engine, "mark_settled", None)
         if mark is not None:
             mark(res["id"])
         a = engine.alerts.get(res["id"])
         if a is not None:
             a.status = res["status"]
-        log.info("alert %s %s (by request); %s re-learns %s from %s", res["id"], res["status"], res["detector"],
-                 res["meter_id"], res["reset_at"])
+        log.info("alert %s %s (by request); %s re-learns %s from %s", res["id"], res["status"],
+                 " and ".join(res.get("detectors") or [res["detector"]]), res["meter_id"], res["reset_at"])
     return {"ok": True, **res}
 
 

@@ -105,8 +105,11 @@ def fallback_notices(fallback: dict[str, tuple[str, str]]) -> list[str]:
 class Merge:
     """Group outcomes into ``result`` (a DetectionResult), the same whatever the grouping."""
 
-    def __init__(self, result, keep_scores: bool = False):
+    def __init__(self, result, keep_scores: bool = False, continuation=None):
         self.result = result
+        # (xd) the cross-detector continuation step (a ContinuationConfig; None: off), per meter:
+        # a group holds whole meters, so it is the same whatever the grouping
+        self.continuation = continuation
         self.keep_scores = keep_scores
         self.notices: set[str] = set()
         self.skipped: dict[str, dict[str, list[str]]] = {}
@@ -141,6 +144,11 @@ class Merge:
         if self.fallback:
             r.unjudged.setdefault("*", set()).update(self.fallback)
         r.alerts.sort(key=lambda a: (a.meter_id, a.start, a.code, a.detector))
+        if self.continuation is not None:
+            from wattwatch.detect.continuation import continued
+
+            r.alerts, r.open_ids = continued(r.alerts, self.continuation, r.open_ids)
+            r.alerts.sort(key=lambda a: (a.meter_id, a.start, a.code, a.detector))
         if self.keep_scores:
             if self.scores:
                 s = pd.concat(self.scores, ignore_index=True)

@@ -191,8 +191,20 @@ def run(engine, rep) -> None:
     restart = {m: {d.name: (-np.inf if origin[m] else st_since) for d in engine.dets
                    for st_since in [snap_since(snap, d.name, m, frm[m])]} for m in todo}
     guard = _compacted_guard(engine, todo, piece)
+    cont = getattr(engine, "_cont", None)
+    if cont is not None:
+        # (xd2) The continuation carry of the rewound meters, rebuilt from what was re-judged: a
+        # head withdrawn or turned by the late readings no longer keeps its follower (whose later
+        # versions came back under the withdrawn head's id), as ``detect`` on the same readings.
+        again = cont.rewind(restart)
+        if again:
+            res = copy.copy(res)
+            res.alerts = [*res.alerts, *again]
     engine._take(res, rep)
-    _exact(engine, [a for a in res.alerts if a.meter_id in set(todo)])
+    # (rxd) the versions the step gave (a continued alert's merged one, not its head's own: that
+    # wrote the head's end and score over the continued alert's)
+    given = res.alerts if getattr(engine, "_final_view", None) is None else engine._final_view.values()
+    _exact(engine, [a for a in given if a.meter_id in set(todo)])
     _withdraw(engine, res, rep, {m: {d: max(v, engine.rewinds[m][1], guard.get((m, d), -np.inf))
                                      for d, v in restart[m].items()} for m in todo})
     for m in todo:
@@ -274,7 +286,10 @@ def snap_since(snap, name: str, m: str, frm: float) -> float:
 def _withdraw(engine, res, rep, since: dict[str, dict[str, float]]) -> None:
     """Delete open alerts of the rewound meters, in their re-judged span (per detector: from where
     its post-rules restarted), that were not found again."""
-    found = {a.id for a in res.alerts}
+    # (xd2) as given: a follower now continuing a head is given under the head's id, so a row it
+    # had of its own (written alone before the re-judging found its head) is withdrawn
+    cont = getattr(engine, "_cont", None)
+    found = {a.id for a in res.alerts if cont is None or a.id not in cont.head_of}
     con = engine.store.con
     gone = []
     for m, per in since.items():

@@ -464,7 +464,9 @@ def judge(full, detectors: list, config, result, on_progress=None, keep_scores: 
         on_stage(f"judging {len(starts):,} meter(s) with {len(detectors)} detector(s) on Spark "
                  f"({spark.sparkContext.master})", float(len(full)))
     result.meters += len(starts)
-    merge = Merge(result, keep_scores)
+    from wattwatch.detect.engine import continuation_of
+
+    merge = Merge(result, keep_scores, continuation_of(config))
     if len(starts) == 0:
         merge.finish()
         return

@@ -209,6 +209,14 @@ class StreamEngine:
         self.counters: Counter = Counter()
         self.open_ids: set[str] = set()
         self.alerts: dict[str, Alert] = {}       # latest version of every alert this run touched
+        # (xd) The cross-detector continuation step (a later consumption alert continuing an
+        # earlier one: one alert under the earlier's id), carried from step to step as ``detect``
+        # runs it once (engine.continuation_of; None: off).
+        from wattwatch.detect.continuation import Continuations
+        from wattwatch.detect.engine import continuation_of
+
+        cc = continuation_of(self.cfg)
+        self._cont = Continuations(cc) if cc is not None else None
         self.health_open: set[str] = set()       # open alerts sources raised about their devices
         # The silence watch (runners/silence.py: meters that stopped answering), set by ``api.watch``;
         # its alerts are health alerts (add_health), never the stitcher's.
@@ -337,6 +345,8 @@ class StreamEngine:
         # that detector skipped it for good ("lack state (never fitted)").
         for d in self.dets:
             self.profiled -= self.profiled - set(getattr(d, "state_", {}))
+        if self.resumed and self._cont is not None:
+            self._load_continuations()
         m_prov = self._ck_provisional
         # The health alerts sources raised in earlier runs that the store keeps open (id -> alert):
         # open again here, handed to their sources at the start of a run (resume_sources).
@@ -469,6 +479,21 @@ class StreamEngine:
         self._ck_prov_stopped = list(m.get("provisional_stopped", []))
         self._silence_ck = m.get("silence") or {}
         return True
+
+    def _load_continuations(self) -> None:
+        """(xd) The continuation step's carry, from the store: the consumption alerts the last run
+        wrote (heads with what continued them, followers written alone) within a month and
+        ``continue_within_h`` of its newest alert end; not checkpointed (the store has each version
+        as soon as its step upserted it, before the checkpoint)."""
+        from wattwatch.alerts.model import record
+
+        cc = self._cont.config
+        codes = sorted({*cc.head_codes, *cc.follow_codes})
+        back_s = cc.within_s + self._cont.FORGET_S
+        rows = self.store.con.execute(
+            f"SELECT * FROM alerts WHERE code IN ({', '.join('?' for _ in codes)}) AND \"end\" >= "
+            "(SELECT max(\"end\") FROM alerts) - to_seconds(CAST(? AS DOUBLE))", [*codes, back_s]).df()
+        self._cont.remember([Alert.from_dict(record(r)) for r in rows.to_dict("records")])
 
     def _load_open_detectors(self) -> None:
         """(rst2) The detector of each alert open at the checkpoint this run resumed from: which
@@ -1479,6 +1504,14 @@ class StreamEngine:
         fast = self.fast_names
         if tier == "slow":
             alerts = [a for a in alerts if a.detector not in fast]
+        # (xd) followers given as their heads' merged versions; the provisional step reads the
+        # final alerts so too (a follower written provisional, then final: its provisional id is
+        # withdrawn, its head confirmed in the merged version)
+        self._final_view = None
+        if self._cont is not None:
+            alerts = self._cont.take(alerts)
+            self._final_view = {**{a.id: a for a in res.alerts if a.id not in self._cont.head_of},
+                                **{a.id: a for a in alerts}}
         if self._resumed_saved is not None:   # (rst2) given again after a restart: as the store keeps it
             self._stored_before([a.id for a in alerts if a.id not in self._checked])
         # An open alert comes back at every step; only versions that changed are written.
@@ -1526,6 +1559,8 @@ class StreamEngine:
                     ahead = ot["fast"] - ot["slow"] if self._resync and not self._resyncing else set()
                     ot["fast"] = (set(res.open_ids) - ot["slow"]) | ahead
             now_open = ot["fast"] | ot["slow"]
+        if self._cont is not None:   # (xd) an open follower keeps its head open
+            now_open = self._cont.open_ids(now_open)
         ended = sorted(self.open_ids - now_open)
         rep.ended += ended
         self.open_ids = now_open
@@ -1545,7 +1580,7 @@ class StreamEngine:
         the others are written (new ones reported new: outputs, and actions that act on
         provisional alerts, open them)."""
         judged = set(getattr(res, "judged", ()) or ())
-        final = {a.id: a for a in res.alerts}
+        final = {a.id: a for a in res.alerts} if getattr(self, "_final_view", None) is None else self._final_view
         fast = self.fast_names if tier == "slow" else frozenset()
         # (never an id the engine holds as final: a final alert stays final)
         # (one near a long blocker's alert is not written, but one written before stays: withdrawn

@@ -107,6 +107,9 @@ from wattwatch.detect.rolling import grouped_rolling, time_index
 from wattwatch.detect.rules._common import inrush
 
 DAY = 86400.0
+# A 24-h message quotes its share off the profile up to this (+1,000 %); beyond it, or on a profile
+# whose mean is not above zero, the two means in the channel's units (a share of ~0 is no measure).
+DAY_SHARE_MAX = 10.0
 KINDS = {1: "single_reading", 2: "reading_run", 3: "unusual_day", 4: "flat_line", 5: "zero"}
 # How far (in cadences) the neighbour on either side may be for a reading to count as lying on a
 # ramp or in a stretch (``_on_ramp``, ``_plateau``): one lost reading between them and jitter. At
@@ -1265,7 +1268,17 @@ class SeasonalProfile(Detector):
                       "check the reading: a short drop where load is expected is a logger, supply or CT gap")
         elif (kinds == 3).any() and not (kinds == 1).any():
             ev_kind = "unusual_day"
-            what = f"the last 24 h ran {np.nanmean(x[rows]) / max(np.nanmean(exp[rows]), 1e-9) - 1:+.0%} off profile"
+            x_mean, e_mean = float(np.nanmean(x[rows])), float(np.nanmean(exp[rows]))
+            # (xd) A share of a profile near zero (a net meter whose import and export about
+            # cancel: "+42,499,999,900 % off profile", rf8) says nothing: said in the channel's
+            # units where the profile's mean is not above zero or the share would pass DAY_SHARE_MAX.
+            rel = x_mean / e_mean - 1 if e_mean > 0 else float("inf")
+            if abs(rel) <= DAY_SHARE_MAX:
+                what = f"the last 24 h ran {rel:+.0%} off profile"
+            else:
+                unit = " kW" if self.config.channel == "p_kw" or st.get("from_register") else ""
+                what = (f"the last 24 h ran at {x_mean:.3g}{unit} on average where its profile expects "
+                        f"{e_mean:.3g}{unit} (a profile near zero: no share of it is said)")
             action = "compare with site activity (a holiday, a shutdown, equipment left on)"
         else:
             ev_kind = "reading_run"
