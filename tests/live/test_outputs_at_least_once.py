@@ -36,6 +36,18 @@ class DieAtOutputs(Output):
             raise Died
 
 
+def _tamper_source(meter: str, key, broker) -> TamperSource:
+    """The head-end's tamper source for one meter, as ``watch`` runs it."""
+    return TamperSource("he", keys={meter: str(key)}, topics=[f"meter/{meter}/tamper"], host=broker.host,
+                        port=broker.port, client_id=f"he-{meter}", batch_s=0.05)
+
+
+def _tamper_engine(store: Store, checkpoint_s: float = 3600) -> StreamEngine:
+    """A stream engine judging packet loss only (the tamper reports are events, not readings)."""
+    return StreamEngine(store, api.build_detectors(["packet_loss"], None), api._engine(None),
+                        StreamConfig(checkpoint_s=checkpoint_s, slow_thread=False))
+
+
 def test_a_tamper_report_whose_step_died_before_its_outputs_is_acted_on_once_after_a_restart(mqtt_broker, tmp_path):
     meter = f"M-{uuid.uuid4().hex[:6]}"
     key = hmac_key(tmp_path / f"{meter}.key")
@@ -46,18 +58,10 @@ def test_a_tamper_report_whose_step_died_before_its_outputs_is_acted_on_once_aft
                "actions": [{"type": "command", "name": "page", "argv": [exe, "{id}"], "dry_run": False}]}
     (tmp_path / "unused.csv").write_text("meter_id,ts,v_l1_v\nm,2026-01-01T00:00:00Z,230\n")
 
-    def source():
-        return TamperSource("he", keys={meter: str(key)}, topics=[f"meter/{meter}/tamper"], host=mqtt_broker.host,
-                            port=mqtt_broker.port, client_id=f"he-{meter}", batch_s=0.05)
-
-    def engine(store):
-        return StreamEngine(store, api.build_detectors(["packet_loss"], None), api._engine(None),
-                            StreamConfig(checkpoint_s=3600, slow_thread=False))
-
     # Run 1: the head-end subscribes (the broker keeps its session from now on), checkpoints,
     # gets the report, and dies in the step, after the store and before the outputs.
-    store, src = Store(path), source()
-    eng = engine(store)
+    store, src = Store(path), _tamper_source(meter, key, mqtt_broker)
+    eng = _tamper_engine(store)
     eng.checkpoint({src.name: src.position()})
     src._connect()
     assert _wait(lambda: src.status == "subscribed"), src.status
@@ -86,8 +90,8 @@ def test_a_tamper_report_whose_step_died_before_its_outputs_is_acted_on_once_aft
 
     # Runs 2 and 3: the real loop, until the action ran (or 15 s): once in all.
     for run_no in (2, 3):
-        store, src = Store(path), source()
-        eng = engine(store)
+        store, src = Store(path), _tamper_source(meter, key, mqtt_broker)
+        eng = _tamper_engine(store)
         outs = api.load_site(actions).outputs
         loop = asyncio.new_event_loop()
         box = {}
@@ -267,10 +271,6 @@ def test_a_tamper_report_whose_step_raised_before_its_outputs_is_acted_on_after_
     actions = {"sources": [{"type": "replay", "path": str(tmp_path / "unused.csv")}],
                "actions": [{"type": "command", "name": "page", "argv": [exe, "{id}"], "dry_run": False}]}
 
-    def source():
-        return TamperSource("he", keys={meter: str(key)}, topics=[f"meter/{meter}/tamper"], host=mqtt_broker.host,
-                            port=mqtt_broker.port, client_id=f"he-{meter}", batch_s=0.05)
-
     def watch(eng, src, until, timeout_s):
         loop, box = asyncio.new_event_loop(), {}
 
@@ -294,9 +294,8 @@ def test_a_tamper_report_whose_step_raised_before_its_outputs_is_acted_on_after_
         assert not t.is_alive()
         return box
 
-    store, src = Store(path), source()
-    eng = StreamEngine(store, api.build_detectors(["packet_loss"], None), api._engine(None),
-                       StreamConfig(checkpoint_s=0, slow_thread=False))
+    store, src = Store(path), _tamper_source(meter, key, mqtt_broker)
+    eng = _tamper_engine(store, checkpoint_s=0)
     eng.checkpoint({src.name: src.position()})
     add = eng.add_events
 
@@ -320,9 +319,8 @@ def test_a_tamper_report_whose_step_raised_before_its_outputs_is_acted_on_after_
     with Store(path) as s:   # the store had it
         [(rid,)] = s.con.execute("SELECT id FROM alerts WHERE meter_id = ?", [meter]).fetchall()
 
-    store, src = Store(path), source()
-    eng = StreamEngine(store, api.build_detectors(["packet_loss"], None), api._engine(None),
-                       StreamConfig(checkpoint_s=0, slow_thread=False))
+    store, src = Store(path), _tamper_source(meter, key, mqtt_broker)
+    eng = _tamper_engine(store, checkpoint_s=0)
     res = watch(eng, src, lambda: _wait(lambda: got.exists(), 30) and time.sleep(0.5), 20)
     eng.close()
     store.close()

@@ -16,13 +16,12 @@ from rich.console import Console
 from tests.edge.pki import hmac_key
 from tests.edge.test_security import _event
 from tests.live.test_mqtt import _publish, _publisher
+from tests.live.test_outputs_at_least_once import _tamper_engine, _tamper_source
 from tests.support.services import wait_true as _wait
-from wattwatch import api
 from wattwatch.app.watchview import LogLines, open_alert_ids, render
 from wattwatch.edge.signing import Signer
 from wattwatch.runners import stream
-from wattwatch.runners.stream import StepReport, StreamConfig, StreamEngine
-from wattwatch.sources.tamper import TamperSource
+from wattwatch.runners.stream import StepReport
 from wattwatch.store import Store
 
 
@@ -40,14 +39,6 @@ def test_an_ongoing_tamper_report_is_among_the_open_alerts_until_its_cleared_rep
     signer = Signer.from_file(key)
     pub = _publisher(mqtt_broker.host, mqtt_broker.port)
 
-    def source():
-        return TamperSource("he", keys={meter: str(key)}, topics=[f"meter/{meter}/tamper"], host=mqtt_broker.host,
-                            port=mqtt_broker.port, client_id=f"he-{meter}", batch_s=0.05)
-
-    def engine(store):
-        return StreamEngine(store, api.build_detectors(["packet_loss"], None), api._engine(None),
-                            StreamConfig(checkpoint_s=3600, slow_thread=False))
-
     def report(src, n: int, status: str):
         _publish(pub, f"meter/{meter}/tamper",
                  signer.sign({**_event(status), "v": 1, "meter_id": meter, "counter": n, "ts": time.time(),
@@ -61,8 +52,8 @@ def test_an_ongoing_tamper_report_is_among_the_open_alerts_until_its_cleared_rep
         raise AssertionError(f"the {status} report never arrived")
 
     try:
-        store, src = Store(path), source()
-        eng = engine(store)
+        store, src = Store(path), _tamper_source(meter, key, mqtt_broker)
+        eng = _tamper_engine(store)
         src._connect()
         assert _wait(lambda: src.status == "subscribed"), src.status
         batch = report(src, 1, "tamper")
@@ -79,8 +70,8 @@ def test_an_ongoing_tamper_report_is_among_the_open_alerts_until_its_cleared_rep
         eng.close()
         store.close()
         # restarted (the report was acknowledged to the broker: not delivered again): still open
-        store, src = Store(path), source()
-        eng = engine(store)
+        store, src = Store(path), _tamper_source(meter, key, mqtt_broker)
+        eng = _tamper_engine(store)
         assert aid in open_alert_ids(eng)[0] and aid in _table(eng, src)
         src._connect()
         assert _wait(lambda: src.status == "subscribed"), src.status
