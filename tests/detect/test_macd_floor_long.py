@@ -153,3 +153,25 @@ def test_a_stream_judges_the_days_floor_as_the_whole_history_does_past_the_avera
     steps = [st.feed(frame[(t > lo) & (t <= hi)]) for lo, hi in zip(edges[:-1], edges[1:])] + [st.flush()]
     problems = _score_mismatches(whole, steps) + _alert_mismatches(whole, steps)
     assert not problems, "\n".join(problems[:4])
+
+
+def test_a_nearly_empty_profiled_night_does_not_excuse_a_bypass_far_above_it(monkeypatch):
+    """``floor_long_nights``: where the profiled nights' floors are stored (a short profile) the four days'
+    floor is excused only within ``min_rel`` of one of them, not anywhere above the lowest. A home whose
+    standby moved by a tenth from night to night and that was nearly empty one night of its profiled week
+    (0.01 kW: away, its appliances off): that night widened the spreads, so the two days' floor no longer
+    crosses for a bypass keeping half, and the lowest night's bar (h7) excused the four days' floor too
+    (0.097 kW, ten times that night): the bypass went unseen for six days. Judged near the nights the home
+    lived at, it is found; the home without the bypass, or the bypass for two days, raises nothing."""
+    import sys
+
+    monkeypatch.setattr(sys.modules[__name__], "STANDBY", [0.17, 0.23, 0.20, 0.01, 0.19, 0.22, 0.16] + [0.20] * 9)
+    df = _home("2025-01-13 18:00", 6.0, keep=0.5)
+    got = _alerts(df)
+    assert len(got) == 1 and got[0].evidence["basis"] == "floor" and "four days" in got[0].message, \
+        [(a.start, a.end, a.message) for a in got]
+    assert pd.Timestamp("2025-01-13 18:00", tz="UTC") < pd.Timestamp(got[0].start) < pd.Timestamp("2025-01-19 18:00", tz="UTC")
+    # The lowest night's bar (the bug): nothing.
+    assert _alerts(df, floor_long_nights=False) == []
+    assert _alerts(_home(None, 0)) == []
+    assert _alerts(_home("2025-01-13 18:00", 2.0, keep=0.5)) == []

@@ -368,7 +368,9 @@ fast or the sustained average is off the same way by at least ``floor_gate`` of 
 ``off_share``: a building's (floor above ``floor_max_share``) profiled hours under that share of its
 floor are its hours off, learned from as hours without a reading (0: kept; :meth:`_off_hours`).
 ``floor_long_n``: the drop of the higher of that many days' floors is judged too (0: off);
-``floor_long_least``: only where it is below the lowest profiled day's floor by ``min_rel`` (:meth:`_floor_long`).
+``floor_long_least``: only where it is below the lowest profiled day's floor by ``min_rel`` (:meth:`_floor_long`);
+``floor_long_nights``: where the profiled nights' floors are stored (a short profile), only where it is more than
+``min_rel`` from every one of them (below the highest; :meth:`_floor_long`; False: below the lowest, as before).
 ``floor_two_nights``: the drop of two days' floors is not judged within ``min_rel`` of a profiled night's floor
 that is itself below the standby by ``min_rel``, on meters profiled on fewer than ``recal_min_profile_days``
 days (:meth:`_floor_two_nights`; False: judged as before).
@@ -422,6 +424,7 @@ judging, so it has no effect while ``use_rest`` is off."""
     floor_share: float = 0.5
     floor_long_n: int = 4
     floor_long_least: bool = True
+    floor_long_nights: bool = True
     floor_top: bool = True
     floor_two_nights: bool = True
     off_share: float = 0.3
@@ -437,9 +440,10 @@ judging, so it has no effect while ``use_rest`` is off."""
     away_max_h: float = 336.0
     post: PostRule = PostRule(min_duration_s=12 * 3600.0, min_readings=6, merge_gap_s=12 * 3600.0,
                               hold=0.25)
-    # ``floor_long_n``, ``floor_long_least``, ``floor_top`` and ``floor_two_nights`` shape the floor's score
-    # only (what is learned is the same).
-    scoring_only: ClassVar[tuple[str, ...]] = ("floor_long_n", "floor_long_least", "floor_top", "floor_two_nights")
+    # ``floor_long_n``, ``floor_long_least``, ``floor_long_nights``, ``floor_top`` and ``floor_two_nights`` shape
+    # the floor's score only (what is learned is the same).
+    scoring_only: ClassVar[tuple[str, ...]] = ("floor_long_n", "floor_long_least", "floor_long_nights", "floor_top",
+                                               "floor_two_nights")
 
     def __post_init__(self):
         if not (self.recal_days >= 0 and self.recal_min_days >= 0) or \
@@ -1115,7 +1119,7 @@ class BaselineMACD(Detector):
             # The higher of the last ``floor_long_n`` days' floors, at the same rarity as two days
             # (:meth:`_floor_long`); through the same gates, the trailing one past all its days.
             obs_long = np.full(d1.shape, np.nan)
-            hi = self._floor_long(d1, w, self._param(df, "floor_least_kw", np.nan))
+            hi = self._floor_long(d1, w, self._param(df, "floor_least_kw", np.nan), self._stored_nights(df))
             # Only on meters profiled on fewer than ``recal_min_profile_days`` days, as the standby's
             # drop (:meth:`_standby`): from a longer profile the median floor and the spread of many
             # days judge as before. There the four days' share added a false alert on a real home
@@ -1303,7 +1307,7 @@ class BaselineMACD(Detector):
             lived = self._floor_two_nights(df, two) if lived is None else lived   # (:meth:`_floor_two_nights`)
             two = np.where(lived, np.nan, two)
             out, obs = judged(two, 2, np.maximum(np.log1p(c.min_rel), spread)), np.where(use[:, None], two, np.nan)
-            hi = self._floor_long(d1, w, self._param(df, "floor_least_kw", np.nan))
+            hi = self._floor_long(d1, w, self._param(df, "floor_least_kw", np.nan), self._stored_nights(df))
             if hi is not None:
                 # (the share is of the limit's spread part; ``min_rel``, the least change judged at
                 # all, stays as it is)
@@ -1312,7 +1316,8 @@ class BaselineMACD(Detector):
                 out, obs, days = np.where(take, long, out), np.where(take, hi, obs), np.where(take, c.floor_long_n, days)
             return out, obs, days
 
-    def _floor_long(self, d1: np.ndarray, w: int, least: np.ndarray) -> np.ndarray | None:
+    def _floor_long(self, d1: np.ndarray, w: int, least: np.ndarray,
+                    nights: np.ndarray | None = None) -> np.ndarray | None:
         """Per (meter, hour): the higher of the last ``floor_long_n`` windows' floors (``d1``: the
         last ``floor_h`` hours' floor per hour; NaN unless every one of them is known); None when
         ``floor_long_n`` is 0.
@@ -1333,7 +1338,21 @@ class BaselineMACD(Detector):
         0.145). Two days' floors are excused nearer, only at a profiled night's own level
         (:meth:`_floor_two_nights`). NaN
         (no gate) where ``least`` is NaN (no floor learned; a state stored before it was is
-        profiled again, ``state_version`` 6). Both callers pass it: the gate is not optional."""
+        profiled again, ``state_version`` 6). Both callers pass it: the gate is not optional.
+
+        **Near a night the home lived at, not anywhere above the lowest** (``floor_long_nights``;
+        ``nights``: per meter, its profiled days' floors, kW, NaN-padded, :meth:`_stored_nights`; a row
+        without any, the lowest day's bar as above). The lowest night's bar makes one nearly empty
+        profiled night (the home away, its appliances off: 0.01 kW among nights of 0.14-0.26) excuse every
+        four days' floor above 0.008 kW: a bypass keeping half of the load, four days at half the
+        standby, lay above it and the four days' drop was off on that home (hd3 and rhd3 found the same
+        of hd2's bar for the two days). Where the nights are stored a run is therefore judged unless it
+        is within ``min_rel`` (either side, in logs) of a profiled day's floor, or above the highest: the
+        levels the home lived at are each night's own, and a gap between the nearly empty night and the
+        home's ordinary ones is no level it lived at. Where the nights lie together (every studied
+        fleet's homes: the lowest night 0.95 of the standby at the median, the widest gap between two
+        consecutive nights under 1.69, (1 + ``min_rel``)^2) the bands join and this is the lowest
+        night's bar exactly."""
         n = int(self.config.floor_long_n)
         if n < 3:
             return None
@@ -1343,11 +1362,42 @@ class BaselineMACD(Detector):
             if d1.shape[1] > j * w:
                 sh[:, j * w:] = d1[:, :-j * w]
             hi = np.maximum(hi, sh)
-        if self.config.floor_long_least:
+        c = self.config
+        if c.floor_long_least:
             with quiet():
-                above = hi * (1.0 + self.config.min_rel) > np.asarray(least, float)[:, None]
+                above = hi * (1.0 + c.min_rel) > np.asarray(least, float)[:, None]
+                if c.floor_long_nights and nights is not None and nights.size:
+                    has = np.isfinite(nights).any(axis=1)
+                    tol = np.log1p(c.min_rel)
+                    lt = np.log(np.maximum(hi, 1e-12))
+                    lived = hi >= np.nanmax(np.where(has[:, None], nights, -np.inf), axis=1)[:, None]
+                    for i in np.flatnonzero(np.isfinite(nights).any(axis=0)):   # (at most 27 columns)
+                        lived |= np.abs(lt - np.log(nights[:, i:i + 1])) <= tol   # (False where either is NaN)
+                    above = np.where(has[:, None], lived, above)
             hi = np.where(above, np.nan, hi)
         return hi
+
+    def _stored_nights(self, df: pd.DataFrame) -> np.ndarray | None:
+        """Per meter of ``df``: its profiled days' floors (``floor_nights_kw``, kW) as one row of a matrix
+        padded with NaN, on meters profiled on fewer than ``recal_min_profile_days`` days (only those store
+        them); NaN rows elsewhere and where the state holds none or no list of numbers (a state not this
+        code's). None when no meter has any."""
+        short = np.nan_to_num(self._param(df, "history_days", 0.0)) < self.config.recal_min_profile_days
+        st, none = self.state_, {}
+        rows = [st.get(m, none).get("floor_nights_kw") for m in meter_names(df)]
+        rows = [v if isinstance(v, (list, tuple)) else () for v in rows]
+        k = max((len(v) for v in rows), default=0)
+        if not (k and short.any()):
+            return None
+        nights = np.full((len(rows), k), np.nan)
+        for j, v in enumerate(rows):
+            if v and short[j]:
+                try:
+                    nights[j, :len(v)] = np.asarray(v, float)
+                except (TypeError, ValueError):   # (not a list of numbers: a state not this code's; none)
+                    pass
+        with quiet():
+            return np.where(nights > 0, nights, np.nan)
 
     def _floor_two_nights(self, df: pd.DataFrame, two: np.ndarray) -> np.ndarray:
         """Per (meter, hour): whether the drop of the higher of two days' floors (``two``, kW) is not
@@ -1384,20 +1434,9 @@ class BaselineMACD(Detector):
         out = np.zeros(two.shape, bool)
         if not c.floor_two_nights or not two.size:
             return out
-        short = np.nan_to_num(self._param(df, "history_days", 0.0)) < c.recal_min_profile_days
-        st, none = self.state_, {}
-        rows = [st.get(m, none).get("floor_nights_kw") for m in meter_names(df)]
-        rows = [v if isinstance(v, (list, tuple)) else () for v in rows]
-        k = max((len(v) for v in rows), default=0)
-        if not (k and short.any()):
+        nights = self._stored_nights(df)
+        if nights is None:
             return out
-        nights = np.full((len(rows), k), np.nan)
-        for j, v in enumerate(rows):
-            if v and short[j]:
-                try:
-                    nights[j, :len(v)] = np.asarray(v, float)
-                except (TypeError, ValueError):   # (not a list of numbers: a state not this code's; none)
-                    pass
         tol = np.log1p(c.min_rel)
         with quiet():
             sb = self._param(df, "standby_kw", np.nan)[:, None]
