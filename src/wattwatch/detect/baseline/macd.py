@@ -134,6 +134,9 @@ never under ``min_rel``, the least change judged at all), through the same gates
 Such a run counts only where it is also below the lowest profiled day's floor by at least ``min_rel``
 (``floor_long_least``, :meth:`_floor_long`): a week whose nights mostly ran a load (the UCI household's
 New Year) puts the median and the standby on those nights, and the home's ordinary standby read as a drop.
+Where the profiled nights' floors are stored (below), "a level the home lived at" is each night's own
+(within ``min_rel`` of one of them, ``floor_long_nights``), not anywhere above the lowest: one nearly
+empty profiled night no longer excuses a bypass far above it.
 Only on meters profiled on fewer than ``recal_min_profile_days`` days, as the standby's drop: from a longer
 profile it added a false alert on a real home (OPSD residential6, behind solar panels, February 2017; rq5).
 The drop of two days' floors is not judged at a level the home lived at on a profiled night that the
@@ -1349,10 +1352,10 @@ class BaselineMACD(Detector):
         of hd2's bar for the two days). Where the nights are stored a run is therefore judged unless it
         is within ``min_rel`` (either side, in logs) of a profiled day's floor, or above the highest: the
         levels the home lived at are each night's own, and a gap between the nearly empty night and the
-        home's ordinary ones is no level it lived at. Where the nights lie together (every studied
-        fleet's homes: the lowest night 0.95 of the standby at the median, the widest gap between two
-        consecutive nights under 1.69, (1 + ``min_rel``)^2) the bands join and this is the lowest
-        night's bar exactly."""
+        home's ordinary ones is no level it lived at. Where consecutive nights lie within (1 +
+        ``min_rel``)^2 of each other the bands join and this is the lowest night's bar exactly; on the
+        fleets' homes the wider gaps lie between the standby's nights and loaded nights above it, where a
+        four days' floor is no drop."""
         n = int(self.config.floor_long_n)
         if n < 3:
             return None
