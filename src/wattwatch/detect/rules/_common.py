@@ -93,6 +93,7 @@ TEMP_MOVES_MIN_PAIRS = 12
 # the readings for the frozen logger's, not the outage's: one repeat happens in a real outage (the
 # sensor's resolution, ~1 % of readings), six in a row on such a sensor do not.
 STALE_RUN_N = 6
+STALE_LOOKBACK_N = 2 * STALE_RUN_N   # readings back that :func:`stale_zero_run` reads
 
 
 def temp_moves(df: pd.DataFrame, n_seg: int) -> np.ndarray:
@@ -134,17 +135,27 @@ def repeats(df: pd.DataFrame, cols, min_channels: int = 3) -> np.ndarray:
 
 
 def stale_zero_run(df: pd.DataFrame, moving: np.ndarray, cols, run_n: int = STALE_RUN_N) -> np.ndarray:
-    """Per reading: the last of at least ``run_n`` repeats in a row (:func:`repeats` over ``cols``)
-    that repeat a temperature (``temp_c`` finite) on a meter whose temperature moves (``moving`` per
-    segment code): a frozen logger, whatever its other channels read (zeros of an outage, say). Reads
-    ``run_n`` readings back, nothing ahead."""
+    """Per reading: within a run of repeats (:func:`repeats` over ``cols``) on a meter whose
+    temperature moves (``moving`` per segment code), at or after the ``run_n``-th repeat that repeats
+    the temperature too (``temp_c`` on both readings): a frozen logger, whatever its other channels
+    read (zeros of an outage, say). A repeat with the temperature missing on one side neither counts
+    nor breaks the run (a lone NaN says nothing either way); one missing on both breaks it. The
+    ``run_n`` repeats are looked for among the last ``2 run_n`` readings: reads that many back
+    (``STALE_LOOKBACK_N``), nothing ahead."""
     out = np.zeros(len(df), bool)
     if "temp_c" not in df.columns or len(df) < 2 or not moving.any():
         return out
-    rep = repeats(df, cols) & np.isfinite(df["temp_c"].to_numpy(float)) & moving[df["_seg"].to_numpy()]
+    tf = np.isfinite(df["temp_c"].to_numpy(float))
+    both = np.zeros(len(df), bool)
+    one = np.zeros(len(df), bool)
+    both[1:] = tf[1:] & tf[:-1]
+    one[1:] = tf[1:] | tf[:-1]
+    go = repeats(df, cols) & moving[df["_seg"].to_numpy()] & one     # the run goes on
+    counted = np.cumsum(go & both)
     idx = np.arange(len(df))
-    last_break = np.maximum.accumulate(np.where(rep, -1, idx))
-    return rep & (idx - last_break >= run_n)
+    last_break = np.maximum.accumulate(np.where(go, -1, idx))
+    since = np.maximum(np.maximum(last_break, idx - 2 * run_n), 0)
+    return go & (counted - counted[since] >= run_n)
 
 
 def n_phases(df: pd.DataFrame, n_seg: int) -> np.ndarray:

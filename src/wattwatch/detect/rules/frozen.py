@@ -85,13 +85,15 @@ class FrozenReadings(Detector):
             zero += fa & (a == 0)
         enough = both >= self.config.min_channels
         # A supply outage (all zero) repeats too, but it is an outage, not a stuck meter; unless the
-        # meter's temperature moves (learned) and is there on both readings to repeat or not.
+        # meter's temperature moves (learned) and is there on one side at least.
         zeros = zero >= finite - 2
         if zeros.any() and "temp_c" in cols:
             with np.errstate(invalid="ignore"):
                 moving = self._param(df, "temp_moves") >= self.config.temp_moving_share
             tc = np.where(mine["temp_c"][seg], df["temp_c"].to_numpy(float), np.nan)
-            judged = moving[seg[1:]] & np.isfinite(tc[1:]) & np.isfinite(tc[:-1])
+            # (the temperature on one side at least: a lone NaN says nothing either way, as for
+            # any channel; the channels present on both decide)
+            judged = moving[seg[1:]] & (np.isfinite(tc[1:]) | np.isfinite(tc[:-1]))
             zeros &= ~judged
         out[1:] = np.where(enough & ~zeros, same.astype(float), np.nan)
         out[1:][seg[1:] != seg[:-1]] = np.nan

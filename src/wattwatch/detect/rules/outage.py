@@ -21,7 +21,8 @@ was profiled (``temp_moves``, learned as ``frozen_readings`` learns it), ``STALE
 a row are no outage any more (a real outage keeps the temperature moving) but stale data, which
 ``frozen_readings`` reports; from the sixth repeat on those readings score 0 here, so the outage's alert
 ends there (the freeze's first five readings stay in it: a stream cannot know them before). Reads
-``STALE_RUN_N`` readings back, nothing ahead: a stream judges it as a whole run does."""
+``STALE_LOOKBACK_N`` readings back (a NaN temperature neither counts nor breaks the run), nothing
+ahead: a stream judges it as a whole run does."""
 
 from __future__ import annotations
 
@@ -32,9 +33,9 @@ import pandas as pd
 
 from wattwatch.detect.base import Detector, DetectorConfig, Explains, Finding, PostRule, Scored, rnd
 from wattwatch.detect.frame import meter_names
-from wattwatch.detect.rules._common import (FALLBACK_NOMINAL_V, STALE_RUN_N, SUPPLY_LOST_FRACTION, TEMP_MOVING_SHARE,
-                                            after_supply_loss, max_voltage, nominal_voltage, stale_zero_run,
-                                            supply_lost, temp_moves)
+from wattwatch.detect.rules._common import (FALLBACK_NOMINAL_V, STALE_LOOKBACK_N, SUPPLY_LOST_FRACTION,
+                                            TEMP_MOVING_SHARE, after_supply_loss, max_voltage, nominal_voltage,
+                                            stale_zero_run, supply_lost, temp_moves)
 from wattwatch.schema import CHANNEL_NAMES
 
 # How long after the supply returns the temperature may still carry the cooling the outage began
@@ -68,8 +69,8 @@ class SupplyOutage(Detector):
                 Explains(("temperature",), span="span", pad_s=COOLING_LAG_S))
 
     # The reading after a silence that followed a supply loss is the outage's (1 back); a frozen
-    # logger is told by ``STALE_RUN_N`` repeats in a row (that many back).
-    lookback_n = max(1, STALE_RUN_N)
+    # logger is told by ``STALE_RUN_N`` repeats among the last ``STALE_LOOKBACK_N`` readings.
+    lookback_n = max(1, STALE_LOOKBACK_N)
     state_version = 2  # 2: + temp_moves (a version-1 state would read a logger frozen on an outage as one)
 
     def _fit(self, df: pd.DataFrame) -> dict:
