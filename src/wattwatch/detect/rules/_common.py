@@ -81,6 +81,83 @@ def after_supply_loss(df: pd.DataFrame, lost: np.ndarray, cadence_s: np.ndarray)
     return out
 
 
+# A logger frozen on an outage's reading (issue 14, fz): a supply outage repeats its zeros and its
+# register too, but on a meter whose temperature moved between nearly all consecutive readings while it
+# was profiled (at least ``TEMP_MOVING_SHARE`` of them: a fine-grained sensor, not a coarse one nor a
+# sleeping PV inverter repeating its last value at night), the temperature keeps moving through a real
+# outage; every channel repeated bit for bit, the temperature too, is the logger sending stale data.
+TEMP_MOVING_SHARE = 0.9
+# Fewest consecutive pairs of profiled temperatures the share is learned from.
+TEMP_MOVES_MIN_PAIRS = 12
+# Repeats in a row (each reading the same as the one before it) from which the supply-outage rule takes
+# the readings for the frozen logger's, not the outage's: one repeat happens in a real outage (the
+# sensor's resolution, ~1 % of readings), six in a row on such a sensor do not.
+STALE_RUN_N = 6
+STALE_LOOKBACK_N = 2 * STALE_RUN_N   # readings back that :func:`stale_zero_run` reads
+
+
+def temp_moves(df: pd.DataFrame, n_seg: int) -> np.ndarray:
+    """Per segment code: the share of consecutive readings (both with a temperature) whose ``temp_c``
+    differs; NaN with fewer than ``TEMP_MOVES_MIN_PAIRS`` such pairs (or no temperature channel)."""
+    out = np.full(n_seg, np.nan)
+    if "temp_c" not in df.columns or len(df) < 2:
+        return out
+    seg = df["_seg"].to_numpy()
+    x = df["temp_c"].to_numpy(float)
+    a, b = x[1:], x[:-1]
+    ok = np.isfinite(a) & np.isfinite(b) & (seg[1:] == seg[:-1])
+    n = np.bincount(seg[1:][ok], minlength=n_seg)
+    moved = np.bincount(seg[1:][ok & (a != b)], minlength=n_seg)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n >= TEMP_MOVES_MIN_PAIRS, moved / np.maximum(n, 1), np.nan)
+
+
+def repeats(df: pd.DataFrame, cols, min_channels: int = 3) -> np.ndarray:
+    """Per reading: every channel of ``cols`` present on both it and the meter's previous reading
+    the same bit for bit (a value missing on either side says nothing either way), at least
+    ``min_channels`` of them (``frozen_readings``' test); False on a meter's first reading."""
+    seg = df["_seg"].to_numpy()
+    out = np.zeros(len(df), bool)
+    if len(df) < 2:
+        return out
+    same = seg[1:] == seg[:-1]
+    both = np.zeros(len(df) - 1, np.int16)
+    for c in cols:
+        if c not in df.columns:
+            continue
+        x = df[c].to_numpy(float)
+        a, b = x[1:], x[:-1]
+        fa, fb = np.isfinite(a), np.isfinite(b)
+        same &= (a == b) | ~fa | ~fb
+        both += fa & fb
+    out[1:] = same & (both >= min_channels)
+    return out
+
+
+def stale_zero_run(df: pd.DataFrame, moving: np.ndarray, cols, run_n: int = STALE_RUN_N) -> np.ndarray:
+    """Per reading: within a run of repeats (:func:`repeats` over ``cols``) on a meter whose
+    temperature moves (``moving`` per segment code), at or after the ``run_n``-th repeat that repeats
+    the temperature too (``temp_c`` on both readings): a frozen logger, whatever its other channels
+    read (zeros of an outage, say). A repeat with the temperature missing on one side neither counts
+    nor breaks the run (a lone NaN says nothing either way); one missing on both breaks it. The
+    ``run_n`` repeats are looked for among the last ``2 run_n`` readings: reads that many back
+    (``STALE_LOOKBACK_N``), nothing ahead."""
+    out = np.zeros(len(df), bool)
+    if "temp_c" not in df.columns or len(df) < 2 or not moving.any():
+        return out
+    tf = np.isfinite(df["temp_c"].to_numpy(float))
+    both = np.zeros(len(df), bool)
+    one = np.zeros(len(df), bool)
+    both[1:] = tf[1:] & tf[:-1]
+    one[1:] = tf[1:] | tf[:-1]
+    go = repeats(df, cols) & moving[df["_seg"].to_numpy()] & one     # the run goes on
+    counted = np.cumsum(go & both)
+    idx = np.arange(len(df))
+    last_break = np.maximum.accumulate(np.where(go, -1, idx))
+    since = np.maximum(np.maximum(last_break, idx - 2 * run_n), 0)
+    return go & (counted - counted[since] >= run_n)
+
+
 def n_phases(df: pd.DataFrame, n_seg: int) -> np.ndarray:
     """Phases each meter reports current on (1 for single-phase meters, 3 for three-phase)."""
     seg = df["_seg"].to_numpy()
