@@ -548,7 +548,7 @@ class _Params(dict):
 
 
 #: Rows of a frame above which no carry is kept (:func:`_carried_score`: a batch judgement of a long
-#: history would hold ~100 B a row of it on the detector for nothing).
+#: history would hold ~65 B a row of it on the detector for nothing; ~2 MB for a 200-meter fast tail).
 CARRY_MAX_ROWS = 250_000
 #: Share of a frame's rows to score above which it is scored whole (the carry's bookkeeping then costs
 #: more than it saves).
@@ -582,7 +582,8 @@ def _carried_score(det: LooseCT, df: pd.DataFrame, seg: np.ndarray, d: np.ndarra
     starts, ends = seg_bounds(seg)
     lens = ends - starts
     pos = np.arange(n) - np.repeat(starts, lens)
-    pos_c, left_c = np.minimum(pos, h + 1), np.minimum(np.repeat(lens, lens) - pos - 1, h)
+    pos_c = np.minimum(pos, h + 1).astype(np.int32)
+    left_c = np.minimum(np.repeat(lens, lens) - pos - 1, h).astype(np.int32)
     with quiet():
         tus = np.round(t * 1e6).astype(np.int64) if n else np.zeros(0, np.int64)
     d, q, p = (np.ascontiguousarray(x, float) for x in (d, q, p))
