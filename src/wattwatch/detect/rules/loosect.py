@@ -162,6 +162,13 @@ class LooseCT(Detector):
                          within_s=6 * 3600.0, within_n=24.0),)
     state_version = 1
 
+    def __getstate__(self) -> dict:
+        """As the base's, without the scoring's carry (:func:`_carried_score`): a checkpoint or a
+        copy does not hold it; the next scoring is whole and makes it again."""
+        state = super().__getstate__()
+        state.pop("_score_carry", None)
+        return state
+
     def _h(self) -> int:
         return max(1, int(self.config.window) // 2)
 
@@ -289,40 +296,44 @@ class LooseCT(Detector):
                 for j, m in enumerate(meter_names(df))}
 
     def _limit(self, df: pd.DataFrame, qr: np.ndarray, key: str = "erratic_normal", one_phase: bool = False,
-               rows: np.ndarray | None = None) -> np.ndarray:
+               rows: np.ndarray | None = None, prm: dict | None = None, seg: np.ndarray | None = None) -> np.ndarray:
         """Per reading (of ``rows``, indices of ``df``; None: every reading): what the erratic
         measure may reach on this meter (``key``: the normal of the measure judged). With
         ``one_phase``, the floor is one phase's: a clamp on one phase of three moves ``d`` by that
         phase's share (about a third) of its own attenuation, so on a three-phase meter the floor
         of ``d`` is ``floor`` / 3 (for the measure of ``d`` below its level: see
-        :meth:`_one_phase`)."""
+        :meth:`_one_phase`). ``prm``, ``seg``: :meth:`_score_on`'s (the learned values per segment
+        code, and the codes; default: the state's, per meter of ``df``, and ``df``'s codes)."""
         cfg = self.config
-        normal = self._param(df, key)
+        prm = _Params(self, df) if prm is None else prm
+        normal = prm[key]
         # (without one_phase every meter's floor is ``floor`` itself: its phases are not looked up)
-        floor = np.where(self._param(df, "phases", 1.0) == 3, cfg.floor / 3.0, cfg.floor) if one_phase else cfg.floor
+        floor = np.where(prm["phases"] == 3, cfg.floor / 3.0, cfg.floor) if one_phase else cfg.floor
         base = np.maximum(floor, np.where(np.isfinite(normal), cfg.k_normal * normal, 0.0))
-        seg = df["_seg"].to_numpy()
+        seg = df["_seg"].to_numpy() if seg is None else seg
         if rows is None:
             return base[seg] + cfg.k_resolution * np.nan_to_num(qr)
         return base[seg[rows]] + cfg.k_resolution * np.nan_to_num(qr[rows])
 
-    def _below_level(self, df: pd.DataFrame, d: np.ndarray, seg: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    def _below_level(self, df: pd.DataFrame, d: np.ndarray, seg: np.ndarray, prm: dict | None = None
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
         """(rows, ``d`` there no higher than the meter's normal level): the rows of the three-phase
         meters; None when the frame has none. A clamp only loses current, so on its phase ``d``
         only falls below the level; the meter-wide causes that move ``d`` a third as much, reading
         to reading, raise it: a meter that reports the displacement pf (cos φ) while a drive's
         current distortion varies, or its pf as P / |S| (vector) while one phase's pf varies (its
         currents then imply more apparent power than P / pf)."""
-        rows = np.flatnonzero((self._param(df, "phases", 1.0) == 3)[seg])
+        prm = _Params(self, df) if prm is None else prm
+        rows = np.flatnonzero((prm["phases"] == 3)[seg])
         if not len(rows):
             return None
-        level = self._param(df, "level")[seg[rows]]
+        level = prm["level"][seg[rows]]
         with quiet():
             return rows, np.where(np.isfinite(level), np.minimum(d[rows], level), d[rows])
 
     def _one_phase(self, df: pd.DataFrame, low: tuple[np.ndarray, np.ndarray] | None, p: np.ndarray,
                    seg: np.ndarray, e: np.ndarray, limit: np.ndarray, qr: np.ndarray, steady: bool, key: str,
-                   at: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   at: np.ndarray | None = None, prm: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(measure, limit) per reading: ``e`` against ``limit``, or the measure of ``d`` below its
         level (``low``: :meth:`_below_level`, its rows only: a meter's rows are contiguous) against
         one phase's floor, whichever is further over. (With ``floor`` alone, a clamp attenuating
@@ -347,7 +358,7 @@ class LooseCT(Detector):
             if not len(rows):
                 return e, limit
         e_low = self._erratic(d_low, p[rows], seg[rows], steady)
-        lim_low = self._limit(df, qr, key, one_phase=True, rows=rows)
+        lim_low = self._limit(df, qr, key, one_phase=True, rows=rows, prm=prm, seg=seg)
         with quiet():
             take = np.nan_to_num(e_low / lim_low, nan=-np.inf) > np.nan_to_num(e[local] / limit[local], nan=-np.inf)
         e[local[take]], limit[local[take]] = e_low[take], lim_low[take]
@@ -367,12 +378,23 @@ class LooseCT(Detector):
         seg = df["_seg"].to_numpy()
         base = self._base(df)
         d, ok, q, v, i, p = self._judgeable(base)
+        prm = _Params(self, df)
+        e, limit, take = _carried_score(self, df, seg, d, q, p, prm)
+        return Scored(e / limit, (e, limit, take, base))
+
+    def _score_on(self, df: pd.DataFrame, seg: np.ndarray, d: np.ndarray, q: np.ndarray, p: np.ndarray,
+                  prm: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(measure, limit, every-change taken) per reading of :meth:`_score` from its pieces: ``d``,
+        ``q``, ``p`` per reading, ``seg`` their segment codes (a window never reaches across two),
+        ``prm`` the learned values per code (:class:`_Params`, or those of the meters of blocks of
+        rows: :func:`_carried_score`); ``df`` is not read beyond them."""
         e, qr = self._measure(d, q, p, seg)
-        low = self._below_level(df, d, seg)
-        e, limit = self._one_phase(df, low, p, seg, e, self._limit(df, qr), qr, True, "erratic_normal")
+        low = self._below_level(df, d, seg, prm)
+        e, limit = self._one_phase(df, low, p, seg, e, self._limit(df, qr, prm=prm, seg=seg), qr, True,
+                                   "erratic_normal", prm=prm)
         # Meters whose current and power agreed across load switches while learned (a state stored
         # before this was learned: the steady measure alone).
-        switch = self._param(df, "erratic_switch", np.nan)
+        switch = prm["erratic_switch"]
         quiet_any = (np.isfinite(switch) & (self.config.k_normal * switch <= self.config.floor))[seg]
         take = np.zeros(len(seg), bool)
         if quiet_any.any():
@@ -380,13 +402,13 @@ class LooseCT(Detector):
             # its own readings only, so it is the same there as over the whole frame).
             at = np.flatnonzero(quiet_any)
             e_any, lim_any = self._one_phase(df, low, p, seg, self._erratic(d[at], p[at], seg[at], steady=False),
-                                             self._limit(df, qr, "erratic_normal_any", rows=at), qr, False,
-                                             "erratic_normal_any", at=at)
+                                             self._limit(df, qr, "erratic_normal_any", rows=at, prm=prm, seg=seg),
+                                             qr, False, "erratic_normal_any", at=at, prm=prm)
             with quiet():
                 over = np.nan_to_num(e_any / lim_any, nan=-np.inf) > np.nan_to_num(e[at] / limit[at], nan=-np.inf)
             take[at[over]] = True
             e[at[over]], limit[at[over]] = e_any[over], lim_any[over]
-        return Scored(e / limit, (e, limit, take, base))
+        return e, limit, take
 
     def unexplained(self, df: pd.DataFrame, ctx=None) -> np.ndarray:
         """Readings whose current the reported power does not account for (``d`` more than
@@ -468,13 +490,18 @@ class LooseCT(Detector):
             lv, *per_phase, lp = _rolling_medians(
                 [np.abs(_lagged_diff(np.log(np.where(x > 0, x, np.nan)), sg))
                  for x in (v[:, 0], i[:, 0], i[:, 1], i[:, 2], p)], sg, h)
-            phase_e = [float(np.nanmedian(x[r])) if np.isfinite(x[r]).any() else np.nan for x in per_phase]
+            # (lq) The medians the evidence reads, all at once (one sort of their stack, not ten
+            # ``nanmedian`` calls: ~0.1 ms an alert, which a live step pays for each open alert):
+            # rows per phase current (3), power, voltage, measure, limit, power, each phase's current.
+            med = _nanmedians(np.vstack([*(x[r] for x in per_phase), lp[r], lv[r], e[rows], limit[rows], p[r],
+                                         i[r].T]))
+            phase_e = [float(med[j]) if np.isfinite(per_phase[j][r]).any() else np.nan for j in range(3)]
         k = int(np.nanargmax(np.where(np.isfinite(phase_e), phase_e, -np.inf))) if np.isfinite(phase_e).any() else 0
         m = str(meter_names(df)[seg[rows[0]]])
         # The measure that set most of the alert's readings: over steady changes, or over all.
         every = bool(np.mean(any_change[rows]) > 0.5)
         normal = (self.state_.get(m) or {}).get("erratic_normal_any" if every else "erratic_normal")
-        med_e = float(np.nanmedian(e[rows]))
+        med_e, med_limit = float(med[5]), float(med[6])
         others = {f"L{j + 1}": rnd(phase_e[j], 4) for j in range(3) if j != k and np.isfinite(phase_e[j])}
         ch = f"i_l{k + 1}_a"
         with quiet():
@@ -482,23 +509,172 @@ class LooseCT(Detector):
             ev = {"kind": "loose_ct", "phase": f"L{k + 1}", "channel": ch,
                   "erratic": rnd(med_e, 4), "erratic_max": rnd(float(np.nanmax(e[rows])), 4),
                   "erratic_normal": rnd(normal, 4) if normal is not None else None,
-                  "limit": rnd(float(np.nanmedian(limit[rows])), 4),
+                  "limit": rnd(med_limit, 4),
                   "changes": "all" if every else "steady_power",
                   "phase_current_erratic": rnd(phase_e[k], 4),
-                  "power_erratic": rnd(float(np.nanmedian(lp[r])), 4),
-                  "voltage_erratic": rnd(float(np.nanmedian(lv[r])), 4),
+                  "power_erratic": rnd(float(med[3]), 4),
+                  "voltage_erratic": rnd(float(med[4]), 4),
                   "other_phases_erratic": others,
-                  f"{ch}_median": rnd(float(np.nanmedian(cur)), 2),
+                  f"{ch}_median": rnd(float(med[8 + k]), 2),
                   f"{ch}_p10": rnd(float(np.nanpercentile(cur, 10)), 2),
                   f"{ch}_p90": rnd(float(np.nanpercentile(cur, 90)), 2),
-                  "p_kw_median": rnd(float(np.nanmedian(p[r])), 3)}
+                  "p_kw_median": rnd(float(med[7]), 3)}
         steady = (f"the power ({ev['power_erratic']:.1%} per reading)" if ev["power_erratic"] is not None
                   else "the power")
-        sev = "critical" if med_e >= 3 * float(np.nanmedian(limit[rows])) else "warning"
+        sev = "critical" if med_e >= 3 * med_limit else "warning"
         return Finding(sev, f"{ch} jumps erratically ({med_e:.1%} per reading against what the power implies; "
                             f"normal {(normal or 0):.1%}) while {steady} and the voltage stay steady: loose or "
                             "partly closed CT clamp", ev,
                        "close and seat the CT clamp on site; current-based findings on this meter are paused meanwhile")
+
+
+#: What :meth:`LooseCT._score` reads of a meter's state (through :class:`_Params`), each with its value
+#: for a meter without it.
+_SCORE_READ = {"phases": 1.0, "level": np.nan, "erratic_normal": np.nan, "erratic_normal_any": np.nan,
+               "erratic_switch": np.nan}
+
+
+class _Params(dict):
+    """The learned values :meth:`LooseCT._score` reads, per segment code of ``df``, each looked up
+    once a scoring (``_param``; was once per use: ~10 state look-ups over every meter)."""
+
+    def __init__(self, det: "LooseCT", df: pd.DataFrame):
+        super().__init__()
+        self._det, self._df = det, df
+
+    def __missing__(self, key: str) -> np.ndarray:
+        v = self[key] = self._det._param(self._df, key, _SCORE_READ.get(key, np.nan))
+        return v
+
+
+#: Rows of a frame above which no carry is kept (:func:`_carried_score`: a batch judgement of a long
+#: history would hold ~65 B a row of it on the detector for nothing; ~2 MB for a 200-meter fast tail).
+CARRY_MAX_ROWS = 250_000
+#: Share of a frame's rows to score above which it is scored whole (the carry's bookkeeping then costs
+#: more than it saves).
+CARRY_SCORE_MAX = 0.5
+
+
+def _carried_score(det: LooseCT, df: pd.DataFrame, seg: np.ndarray, d: np.ndarray, q: np.ndarray, p: np.ndarray,
+                   prm: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:meth:`LooseCT._score_on` over the frame, keeping the readings' results of the detector's last
+    scoring where nothing that enters them changed (lq, issue 16: a live step's frame is the last
+    one with a reading a meter more, and its whole-frame scoring was ~8 ms of a 200-meter fast step).
+
+    A reading's measure, limit and flag are a function of ``d``, ``q``, ``p`` over its window (its
+    meter's readings from ``h`` + 1 before to ``h`` after it), of whether that window reaches the
+    meter's first or last reading in the frame (its place clamped to ``h`` + 1 from the start and
+    ``h`` from the end), and of the meter's learned values (:data:`_SCORE_READ`) and the config. A
+    reading of the last frame is matched by meter and time; its result is kept when every reading of
+    its window is matched, follows the one before it as in the last frame (no reading inserted or
+    lost), has the same ``d``, ``q`` and ``p`` bit for bit and the same learned values, and its
+    clamped places are the same. The others are scored: each run of their windows' readings on one
+    meter as its own segment (:meth:`LooseCT._score_on` on those rows alone; a window inside the run
+    gives the values it gives in the whole frame, and a run ends at its meter's edge only where the
+    meter does). The carry is the detector's (``_score_carry``), not checkpointed (``__getstate__``):
+    a restored engine's first scoring is whole and makes it again."""
+    h = det._h()
+    n = len(seg)
+    names = [str(m) for m in meter_names(df)]
+    pm = np.stack([np.asarray(prm[k], float) for k in _SCORE_READ]) if names else np.zeros((len(_SCORE_READ), 0))
+    t = np.ascontiguousarray(df["_t"].to_numpy(float))
+    seg = np.asarray(seg, np.int64)
+    starts, ends = seg_bounds(seg)
+    lens = ends - starts
+    pos = np.arange(n) - np.repeat(starts, lens)
+    pos_c = np.minimum(pos, h + 1).astype(np.int32)
+    left_c = np.minimum(np.repeat(lens, lens) - pos - 1, h).astype(np.int32)
+    with quiet():
+        tus = np.round(t * 1e6).astype(np.int64) if n else np.zeros(0, np.int64)
+    d, q, p = (np.ascontiguousarray(x, float) for x in (d, q, p))
+    carry = det.__dict__.get("_score_carry")
+    need = j = None
+    if carry is not None and carry["config"] is det.config and n:
+        need, j = _changed(carry, names, seg, starts, pos, tus, d, q, p, pm, pos_c, left_c, h)
+    if need is None or need.mean() > CARRY_SCORE_MAX:
+        e, limit, take = det._score_on(df, seg, d, q, p, prm)
+    else:
+        e, limit, take = carry["e"][j], carry["limit"][j], carry["take"][j]
+        if need.any():
+            # The rows the readings to score read: h + 1 before each to h after it, in runs on one meter.
+            cn = np.concatenate([[0], np.cumsum(need)])
+            x = np.arange(n)
+            use = cn[np.minimum(x + h + 2, n)] - cn[np.maximum(x - h, 0)] > 0
+            idx = np.flatnonzero(use)
+            new_run = np.ones(len(idx), bool)
+            new_run[1:] = (np.diff(idx) != 1) | (seg[idx[1:]] != seg[idx[:-1]])
+            run = np.cumsum(new_run) - 1
+            of = seg[idx[new_run]]
+            e_r, lim_r, take_r = det._score_on(df, run, d[idx], q[idx], p[idx],
+                                               {k: pm[c][of] for c, k in enumerate(_SCORE_READ)})
+            w = need[idx]
+            e[idx[w]], limit[idx[w]], take[idx[w]] = e_r[w], lim_r[w], take_r[w]
+    lo = int(tus.min()) if n else 0
+    span = int(tus.max()) - lo + 1 if n else 1
+    if 0 < n <= CARRY_MAX_ROWS and (len(names) + 1) * span < 2 ** 62:
+        det.__dict__["_score_carry"] = {
+            "config": det.config, "code_of": {m: k for k, m in enumerate(names)}, "seg": seg,
+            "key": (seg * span + (tus - lo), lo, span), "d": d, "q": q, "p": p.copy(),
+            "pm": pm, "pos_c": pos_c, "left_c": left_c, "e": e.copy(), "limit": limit.copy(), "take": take.copy()}
+        # (``d`` and ``q`` are this scoring's own arrays, read by nothing after it; the frame's power
+        # and the results the caller is handed are copied: a write into them must not change what
+        # the next scoring compares with or keeps)
+    else:
+        det.__dict__.pop("_score_carry", None)
+    return e, limit, take
+
+
+def _changed(carry: dict, names: list[str], seg: np.ndarray, starts: np.ndarray, pos: np.ndarray,
+             tus: np.ndarray, d: np.ndarray, q: np.ndarray, p: np.ndarray, pm: np.ndarray, pos_c: np.ndarray,
+             left_c: np.ndarray, h: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows to score, each row's row in the carry's frame) for :func:`_carried_score`. A meter's
+    readings are taken to follow on from the last frame's in order: its first reading is looked up
+    there (meter code, then time in µs: the carry's ``key``) and the rest are the rows after it. The
+    results read no time: a row is kept by its values, its window's and its places (a reading
+    inserted or lost before it shifts the rows compared, whose values then differ)."""
+    n = len(seg)
+    oc = np.array([carry["code_of"].get(m, -1) for m in names], np.int64)
+    # Meters of the last frame whose learned values are the same, bit for bit.
+    same_m = oc >= 0
+    if same_m.any():
+        a, b = pm[:, same_m], carry["pm"][:, oc[same_m]]
+        same_m[same_m] = (a.view(np.int64) == b.view(np.int64)).all(axis=0)
+    key, lo, span = carry["key"]
+    first = seg[starts]
+    want = oc[first] * span + np.clip(tus[starts] - lo, 0, span - 1)
+    j0 = np.where(oc[first] >= 0, np.searchsorted(key, want), 0)
+    j = np.minimum(j0[np.repeat(np.arange(len(starts)), np.diff(np.append(starts, n)))] + pos, len(key) - 1)
+    ok = (carry["seg"][j] == oc[seg]) & same_m[seg]   # (no time: the results read none; the key only aligns)
+    for x, y in ((d, carry["d"]), (q, carry["q"]), (p, carry["p"])):
+        ok &= x.view(np.int64) == y.view(np.int64)[j]
+    cs = np.concatenate([[0], np.cumsum(~ok)])
+    x = np.arange(n)
+    window_bad = cs[np.minimum(x + h + 1, n)] - cs[np.maximum(x - h - 1, 0)] > 0
+    return window_bad | (pos_c != carry["pos_c"][j]) | (left_c != carry["left_c"][j]), j
+
+
+def _nanmedians(m: np.ndarray) -> np.ndarray:
+    """Per row of the 2-D ``m``: ``np.nanmedian`` of it, the same floats (lq): its numbers sorted,
+    the middle one, or the two middle ones added as ``np.mean`` adds two (``lo + (0.0 + hi)``: the
+    reduction starts from the first and adds the rest to 0.0) and halved. The values at the middle
+    places of a sort are those of NumPy's partition but for the sign of a zero (-0.0 and 0.0 compare
+    equal, and the two algorithms may leave them in another order): with a -0.0 in ``m``, a
+    ``nanmedian`` per row. NaN (of either sign: ``rnd`` and the message read none) for a row
+    without a number."""
+    z = m == 0
+    if z.any() and np.signbit(m[z]).any():
+        with quiet():
+            return np.array([np.nanmedian(x) for x in m])
+    n = np.count_nonzero(~np.isnan(m), axis=1)
+    if not m.shape[1]:
+        return np.full(len(m), np.nan)
+    s = np.sort(m, axis=1)
+    j = np.arange(len(m))
+    lo, hi = s[j, np.maximum(n - 1, 0) // 2], s[j, np.minimum(n // 2, m.shape[1] - 1)]
+    with quiet():
+        out = np.where(n % 2 == 1, lo, (lo + (0.0 + hi)) / 2)
+    out[n == 0] = np.nan
+    return out
 
 
 def _meter_rows(seg: np.ndarray, rows: np.ndarray) -> tuple[int, int]:
