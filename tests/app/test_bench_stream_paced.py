@@ -41,6 +41,13 @@ def test_a_reading_latency_is_its_steps_write_minus_its_arrival_at_the_offered_r
     # (the slack is for a loaded machine's thread wake-ups)
     assert np.median(lat) <= delay + piece_s + 0.2
     assert res["sizes"].sum() == n and (res["sizes"] >= 1).all()
+    # 2,000/s: 20 readings a poll cycle, several cycles a step; each reading its own stamp
+    n, rate = 400, 2000.0
+    step, got, wrote = _stub(n, delay)
+    res = paced(n, rate, step, piece_s=piece_s, max_backlog_s=None)
+    arrival = res["t0"] + np.arange(n) / rate
+    assert res["offered"] == n and (res["sizes"] > 1).any()
+    assert np.allclose(res["lat"], wrote - arrival, rtol=0, atol=1e-9) and (got >= arrival).all()
 
 
 def test_an_engine_that_cannot_keep_up_stops_the_offer_and_its_backlog_shows():
