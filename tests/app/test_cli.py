@@ -88,11 +88,15 @@ def test_bench_stream_streams_the_hours_after_the_profile_day_through_the_engine
     split = prof["ts"].min() + pd.Timedelta(days=1)
     assert (prof["ts"] < split).all() and (live["ts"] >= split).all() and live["ts"].is_monotonic_increasing
     assert not live.duplicated(["meter_id", "ts"]).any() and 6 * 55 <= len(live) <= 6 * 60
-    r = here("bench", "stream", "--meters", "6", "--hours", "1", "--rate", "20000", "--workdir", str(tmp_path),
-             "--json")
+    # one rate with --hours: the whole stream offered at it (never stopped: --max-backlog-s 0)
+    r = here("bench", "stream", "--meters", "6", "--hours", "1", "--rate", "20000", "--max-backlog-s", "0",
+             "--workdir", str(tmp_path), "--json")
     result = json.loads(r.stdout)
-    assert result["readings"] == len(live) and result["steps"] >= 1 and result["readings_per_cpu_s"] > 0
-    assert set(result["tiers"]) >= {"fast", "slow"} and result["river"] and result["ratio_to_river"] > 0
+    (w,) = result["windows"]
+    assert w["readings"] == len(live) and w["steps"] >= 1 and w["readings_per_cpu_s"] > 0
+    assert w["offered_rate"] == 20000 and w["reading_latency_ms"]["p99"] > 0 and isinstance(w["kept_up"], bool)
+    assert set(result["tiers"]) >= {"fast", "slow"} and result["river"] and w["ratio_to_river"] > 0
+    assert result["state_bytes_per_meter"] > 0 and result["checkpoint_bytes_per_meter"] > result["carry_bytes_per_meter"]
 
 
 def test_bench_learned_scores_the_same_rows_as_the_library(tmp_path: Path):

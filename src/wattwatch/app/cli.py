@@ -2005,60 +2005,56 @@ def _watch_run(api, config, until_done, duration, running_demo, LogLines, render
 def bench_stream(
     meters: int = typer.Option(200, "--meters"),
     cadence_s: float = typer.Option(60.0, "--cadence-s", help="Each meter's cadence."),
-    hours: float = typer.Option(6.0, "--hours", help="Hours of readings streamed after the profiling day."),
-    rate: float = typer.Option(20_000.0, "--rate", help="Offered readings per second (wall time)."),
+    hours: Optional[float] = typer.Option(None, "--hours", help="Hours of readings streamed after the profiling "
+                                          "day (default: enough for the windows). With one --rate: the whole "
+                                          "stream at that rate instead of a --window-s window (the old mode)."),
+    rate: str = typer.Option("1000,5000,20000", "--rate", help="Offered readings per second of wall time: one "
+                             "rate, a comma-separated list (a window each, one after the other on the same engine) "
+                             "or 'auto' (doubling from 500/s while the engine keeps up, to 2x 20,000/s)."),
+    window_s: float = typer.Option(10.0, "--window-s", help="Seconds of wall time each rate is offered."),
+    max_backlog_s: float = typer.Option(5.0, "--max-backlog-s", help="Stop offering a rate once this many seconds "
+                                        "of its readings wait (the engine is not keeping up); 0: never."),
     river_readings: int = typer.Option(50_000, "--river-readings", help="Readings the river baseline runs on."),
     workdir: Optional[Path] = typer.Option(None, "--workdir"),
     seed: int = typer.Option(7, "--seed"),
     detectors: Optional[str] = typer.Option(None, "--detectors", help="Comma-separated detectors (default: the "
                                             "default set)."),
-    tick_s: float = typer.Option(0.25, "--tick-s", help="Least seconds between two steps (a reading waits up to "
-                                 "this long before its step starts)."),
+    tick_s: float = typer.Option(0.01, "--tick-s", "--piece-s", help="The poll cycle: the producer hands the "
+                                 "readings that arrived over in pieces this often (a reading waits for its "
+                                 "cycle's end); the engine steps on every piece that arrived."),
     slow_every_s: Optional[float] = typer.Option(None, "--slow-every-s", help="The slow tier's clock in seconds of "
                                                  "data time (\\[stream] slow_every_s; 0: every detector every step)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Readings/s (per core) through the stream engine with the full default rule set at an offered
-    rate, p50/p99 latency from a reading's arrival to its alert being written, state per meter,
-    against river's HalfSpaceTrees (learn_one + score_one) on the same readings."""
-    from wattwatch.app.benchstream import stream_benchmark
+    """Readings/s (per core) through the stream engine with the full default rule set at offered
+    rates, p50/p99 latency from a reading's arrival to its step's alerts being written (a producer
+    thread delivers the readings in real time), whether it kept up, state per meter, against
+    river's HalfSpaceTrees (learn_one + score_one) on the same readings."""
+    from wattwatch.app.benchstream import parse_rates, stream_benchmark
 
-    if meters < 1 or rate <= 0 or hours <= 0 or cadence_s < 1 or tick_s < 0:
-        _fail("--meters must be >= 1, --rate and --hours > 0, --cadence-s >= 1, --tick-s >= 0")
+    if meters < 1 or (hours is not None and hours <= 0) or cadence_s < 1 or tick_s <= 0 or window_s <= 0 \
+            or max_backlog_s < 0:
+        _fail("--meters must be >= 1, --hours, --window-s and --tick-s > 0, --cadence-s >= 1, --max-backlog-s >= 0")
+    try:
+        rates = parse_rates(rate)
+    except ValueError as exc:
+        _fail(str(exc))
     with _errors():
-        r = stream_benchmark(meters=meters, cadence_s=cadence_s, stream_hours=hours, rate=rate, seed=seed,
+        r = stream_benchmark(meters=meters, cadence_s=cadence_s, stream_hours=hours, rate=rates, seed=seed,
                              river_readings=river_readings, workdir=workdir, detectors=_names(detectors), log=_log,
-                             tick_s=tick_s, slow_every_s=slow_every_s)
+                             piece_s=tick_s, window_s=window_s, max_backlog_s=max_backlog_s or None,
+                             slow_every_s=slow_every_s)
     if as_json:
         print(_json(r))
         return
-    t = Table("figure", "value", title=f"bench stream ({r['machine']})")
-    rv = r.get("river", {})
-    rows = [("meters x cadence", f"{r['meters']:,} x {r['cadence_s']:g} s"), ("readings streamed", f"{r['readings']:,}"),
-            ("offered rate", f"{r['offered_rate']:,.0f}/s"), ("kept up", str(r["kept_up"])),
-            ("readings/s (wall)", f"{r['readings_per_s']:,}"), ("readings/s per CPU s", f"{r['readings_per_cpu_s']:,}"),
-            ("reading latency p50 / p99", f"{r['reading_latency_ms']['p50']} / {r['reading_latency_ms']['p99']} ms"),
-            ("alert latency p50 / p99", f"{r['alert_latency_ms']['p50']} / {r['alert_latency_ms']['p99']} ms "
-                                        f"({r['alert_latency_ms']['n']} alerts)"),
-            ("step CPU p50 / p99", f"{r['step_cpu_ms']['p50']} / {r['step_cpu_ms']['p99']} ms "
-                                   f"({r['step_cpu_ms']['readings_p50']:g} readings per step, median)"),
-            ("fast tier / slow tier", f"{', '.join(r['tiers']['fast']) or '-'} / {', '.join(r['tiers']['slow'])}"),
-            ("fast steps: CPU p50 / p99", f"{r['tiers']['fast_step_cpu_ms']['p50']} / "
-                                          f"{r['tiers']['fast_step_cpu_ms']['p99']} ms ({r['tiers']['fast_steps']} steps)"),
-            ("slow steps: CPU p50 / p99", f"{r['tiers']['slow_step_cpu_ms']['p50']} / "
-                                          f"{r['tiers']['slow_step_cpu_ms']['p99']} ms ({r['tiers']['slow_steps']} steps)"),
-            ("reading latency fast / slow tier p99", f"{r['tiers']['fast_reading_latency_ms']['p99']} / "
-                                                     f"{r['tiers']['slow_reading_latency_ms']['p99']} ms"),
-            ("alert latency fast / slow tier p99", f"{r['tiers']['fast_alert_latency_ms']['p99']} / "
-                                                   f"{r['tiers']['slow_alert_latency_ms']['p99']} ms"),
-            ("learned state per meter", f"{r['state_bytes_per_meter']:,} B"),
-            ("carried tail per meter", f"{r['carry_bytes_per_meter']:,} B ({r['carry_rows_per_meter']} readings)"),
-            ("carried closed hours per meter", f"{r.get('hours_carry_bytes_per_meter', 0):,} B"),
-            ("river HalfSpaceTrees readings/s", f"{rv.get('readings_per_s', rv.get('error'))}"),
-            ("ratio to river (per CPU s)", str(r.get("ratio_to_river")))]
-    for k, v in rows:
-        t.add_row(k, v)
-    _print_listing(t)
+    from wattwatch.app.benchstream import stream_table
+
+    for title, cols, rows in stream_table(r):
+        t = Table(*cols, title=title)
+        for row in rows:
+            t.add_row(*row)
+        _print_listing(t)
+    print(r["verdict"])
 
 
 @bench_app.command("poll")
