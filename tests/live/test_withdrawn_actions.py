@@ -1,0 +1,119 @@
+"""(le3, issue 16; le2's leftover) Actions are told that an alert was withdrawn.
+
+le2's late-reading fleet (``test_rejudge_withdrawn``): the backlog withdraws B's packet-loss alert while
+it is open and A's after it ended. Actions were told B's withdrawal as its ``ended`` only, and nothing
+of A's (told ``ended`` a day before). With ``on = [.., "withdrawn"]`` each now gets a ``withdrawn``
+event (``state`` "withdrawn", ``evidence.withdrawn`` the reason), logged in ``actions_log`` with the
+alert, once, also across a watcher killed after the withdrawing step and before its outputs: a real
+webhook server, a real mosquitto, a real Modbus server (``modbus_write`` without ``withdrawn_value``:
+nothing written, the shed load stays shed, the withdrawal logged ``ok`` "nothing written")."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from tests.live.test_actions import Hook, ModbusServer, _read
+from tests.live.test_rejudge_withdrawn import _engine, _pieces
+from wattwatch import api
+from wattwatch.actions.base import actions_for
+from wattwatch.runners.rejudge import WITHDRAWN
+from wattwatch.sinks import deliver
+from wattwatch.store import Store
+
+
+def _outputs(tmp_path, hook, broker, modbus) -> list:
+    (tmp_path / "unused.csv").write_text("meter_id,ts,v_l1_v\nm,2026-01-01T00:00:00Z,230\n")
+    return api.load_site({"sources": [{"type": "replay", "path": str(tmp_path / "unused.csv")}], "actions": [
+        {"type": "webhook", "name": "hook", "url": hook.url, "on": ["opened", "ended", "withdrawn"],
+         "dry_run": False, "retries": 0},
+        {"type": "mqtt_publish", "name": "pub", "host": broker.host, "port": broker.port, "on": ["withdrawn"],
+         "topic": "ww-withdrawn/{meter_id}/{event}", "dry_run": False},
+        {"type": "modbus_write", "name": "shed", "host": "127.0.0.1", "port": modbus.port, "target": "coil",
+         "address": 9, "device_id": 3, "value": False, "on": ["opened", "withdrawn"], "dry_run": False,
+         "timeout_s": 2, "retries": 1, "allow": [{"device_id": 3, "target": "coil", "address": 9,
+                                                   "values": [False, True]}]}]}).outputs
+
+
+def _close(outs, store) -> None:
+    for o in outs:
+        o.close()
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def modbus():
+    server = ModbusServer("socket")
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("kill", [False, True])
+def test_actions_are_told_once_that_an_alert_they_saw_was_withdrawn(tmp_path, mqtt_broker, modbus, kill):
+    import paho.mqtt.client as mqtt
+
+    got, ready = [], threading.Event()
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-withdrawn-{int(kill)}")
+    sub.on_connect = lambda c, u, f, rc, p=None: c.subscribe("ww-withdrawn/#", qos=1)
+    sub.on_subscribe = lambda c, u, mid, codes, p: ready.set()
+    sub.on_message = lambda c, u, m: got.append((m.topic, json.loads(m.payload)))
+    sub.connect(mqtt_broker.host, mqtt_broker.port)
+    sub.loop_start()
+    assert ready.wait(10)
+    hook = Hook()
+    path = tmp_path / "live.duckdb"
+    store, eng = _engine(path)
+    outs = _outputs(tmp_path, hook, mqtt_broker, modbus)
+    opened = {}
+    pieces = _pieces()
+    k, killed = 0, []
+    try:
+        while k < len(pieces):
+            eng.add(pieces[k])
+            rep = eng.step()
+            for i in rep.new:
+                opened[eng.alerts[i].meter_id] = i
+            if kill and rep.withdrawn and k not in killed:
+                killed.append(k)   # killed after the withdrawing step, before its outputs and checkpoint
+                _close(outs, store)
+                store, eng = _engine(path)
+                outs = _outputs(tmp_path, hook, mqtt_broker, modbus)
+                continue
+            deliver(outs, "alerts", rep, eng)
+            for o in outs:
+                assert o.flush(30)
+            eng.checkpoint()
+            k += 1
+        deliver(outs, "alerts", eng.flush(), eng)
+        for o in outs:
+            assert o.flush(30)
+    finally:
+        _close(outs, store)
+        hook.stop()
+    end = time.monotonic() + 10
+    while len(got) < 2 and time.monotonic() < end:
+        time.sleep(0.05)
+    sub.loop_stop()
+    sub.disconnect()
+    a, b = opened.get("A"), opened.get("B")
+    assert a and b and (not kill or len(killed) == 2), (opened, killed)
+    posts = [json.loads(body) for _, body, _ in hook.got]
+    told = sorted((d["alert"]["id"], d["event"], d["state"]) for d in posts)
+    # B withdrawn while open: its end, then its withdrawal; A ended a day before: its withdrawal only
+    assert told == sorted([(a, "opened", "open"), (a, "ended", "ended"), (a, "withdrawn", "withdrawn"),
+                           (b, "opened", "open"), (b, "ended", "withdrawn"), (b, "withdrawn", "withdrawn")]), told
+    assert all(d["alert"]["evidence"]["withdrawn"] == WITHDRAWN for d in posts if d["event"] == "withdrawn")
+    pub = sorted((t, d["alert"]["id"], d["state"]) for t, d in got)
+    assert pub == sorted([("ww-withdrawn/A/withdrawn", a, "withdrawn"), ("ww-withdrawn/B/withdrawn", b, "withdrawn")])
+    assert _read(modbus, "coil", 9) is False   # shed at the opening, not restored by the withdrawal
+    with Store(path) as s:
+        for i in (a, b):
+            log = actions_for(s.con, i)
+            assert sorted(zip(log["action"], log["event"], log["outcome"])) == sorted(
+                [("hook", "opened", "ok"), ("hook", "ended", "ok"), ("hook", "withdrawn", "ok"),
+                 ("pub", "withdrawn", "ok"), ("shed", "opened", "ok"), ("shed", "withdrawn", "ok")]), (i, log)
+            assert "nothing written" in log[log["action"] == "shed"]["detail"].iloc[-1]
+        assert not s.con.execute("SELECT count(*) FROM actions_pending").fetchone()[0]
