@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.live.test_actions import Hook, ModbusServer, _read
+from tests.live.test_actions import Hook, ModbusServer, _read, _replay_file  # noqa: F401 (its autouse fixture)
 from tests.live.test_rejudge_withdrawn import _engine, _pieces
 from wattwatch import api
 from wattwatch.actions.base import actions_for
@@ -117,3 +117,37 @@ def test_actions_are_told_once_that_an_alert_they_saw_was_withdrawn(tmp_path, mq
                  ("pub", "withdrawn", "ok"), ("shed", "opened", "ok"), ("shed", "withdrawn", "ok")]), (i, log)
             assert "nothing written" in log[log["action"] == "shed"]["detail"].iloc[-1]
         assert not s.con.execute("SELECT count(*) FROM actions_pending").fetchone()[0]
+
+
+def test_modbus_withdrawn_value_is_allow_listed_and_written_on_a_withdrawal_once(tmp_path, modbus):
+    """``withdrawn_value``: refused at load off the allow-list or without ``withdrawn`` in ``on``; with
+    both, a withdrawal writes it (read back), logged, and the same withdrawal told again (a restart
+    from a checkpoint before its outputs) does not write again."""
+    import dataclasses
+
+    from tests.live.test_actions import Harness, _alert, _shed
+    from wattwatch.errors import ConfigError
+    from wattwatch.runners.stream import StepReport
+
+    spec = _shed(modbus.port, address=11, name="shed11", on=["opened", "withdrawn"], withdrawn_value=True,
+                 allow=[{"device_id": 3, "target": "coil", "address": 11, "values": [False]}])
+    with pytest.raises(ConfigError, match=r"withdrawn_value.*allow-list"):
+        Harness(tmp_path, {"actions": [spec]})
+    spec["allow"][0]["values"] = [False, True]
+    with pytest.raises(ConfigError, match=r"add \"withdrawn\" to on"):
+        Harness(tmp_path, {"actions": [{**spec, "on": ["opened"]}]})
+    a = _alert()
+    w = dataclasses.replace(a, evidence={**a.evidence, "withdrawn": WITHDRAWN})
+    from tests.live.test_actions import WRITES
+
+    for k in range(2):   # the second: a restart told the same opening and withdrawal again
+        h = Harness(tmp_path, {"actions": [spec]})
+        before = len(modbus.seen)
+        h.opened(a)
+        assert _read(modbus, "coil", 11) is (k == 1)   # (shed by the first; restored by its withdrawal)
+        h.action.alerts(StepReport(withdrawn={a.id: w}), h.engine)
+        log = h.log(a)
+        h.close()
+        assert list(zip(log["event"], log["outcome"])) == [("opened", "ok"), ("withdrawn", "ok")], log
+        assert "wrote coil 11 = True" in log["detail"].iat[1] and _read(modbus, "coil", 11) is True
+        assert sum(f in WRITES for f in modbus.seen[before:]) == (2 if k == 0 else 0), modbus.seen[before:]

@@ -134,8 +134,6 @@ def ingest_live(store: Store, frame: "pd.DataFrame", mapping: Mapping | None = N
     """
     import time as _time
 
-    import pandas as pd
-
     mapping = mapping or Mapping()
     if mapping.wide is not None:
         return ingest_frame(store, frame, mapping, source), None, set()
