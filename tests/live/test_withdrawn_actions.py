@@ -51,10 +51,13 @@ def modbus():
     server.stop()
 
 
-@pytest.mark.parametrize("kill", [False, True])
-def test_actions_are_told_once_that_an_alert_they_saw_was_withdrawn(tmp_path, mqtt_broker, modbus, kill):
+def test_actions_are_told_once_that_an_alert_they_saw_was_withdrawn_also_across_a_kill(tmp_path, mqtt_broker, modbus):
+    """Killed after each withdrawing step, before its outputs and checkpoint: each withdrawal is told by
+    the restart (``stream_withdrawn``). (Without the kill the step's own report tells it: the same
+    ``Action.alerts`` code; that case cost as much again and is left out, see docs/live-log.md (le3).)"""
     import paho.mqtt.client as mqtt
 
+    kill = True
     got, ready = [], threading.Event()
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-withdrawn-{int(kill)}")
     sub.on_connect = lambda c, u, f, rc, p=None: c.subscribe("ww-withdrawn/#", qos=1)
@@ -144,6 +147,7 @@ def test_modbus_withdrawn_value_is_allow_listed_and_written_on_a_withdrawal_once
         h = Harness(tmp_path, {"actions": [spec]})
         before = len(modbus.seen)
         h.opened(a)
+        h.log(a)   # (its job done)
         assert _read(modbus, "coil", 11) is (k == 1)   # (shed by the first; restored by its withdrawal)
         h.action.alerts(StepReport(withdrawn={a.id: w}), h.engine)
         log = h.log(a)
