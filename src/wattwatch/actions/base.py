@@ -652,7 +652,8 @@ class Action(Output):
         alert (strict JSON)."""
         t = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now, unit="s", tz="UTC")
         doc = {"event": event, "state": state_after(a, event), "action": self.name,
-               "sent_at": t.isoformat(timespec="milliseconds"), "dry_run": self.dry_run, "alert": json.loads(a.to_json())}
+               "sent_at": t.isoformat(timespec="milliseconds"), "dry_run": self.dry_run,
+               "alert": json.loads(a.to_json())}
         return json.dumps(doc, ensure_ascii=False, allow_nan=False).encode()
 
     def values(self, a: Alert, event: str) -> dict:
