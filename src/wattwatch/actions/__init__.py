@@ -2,7 +2,8 @@
 
 An action is a :class:`wattwatch.sinks.Output`: after each step it sees the alerts the store has
 just opened, grown or ended, keeps those that match (code, severity, meter glob, meter tags; the
-events it is for: ``opened``, ``updated``, ``ended``), applies its rate limits, and hands each
+events it is for: ``opened``, ``updated``, ``ended``, ``stopped``, ``withdrawn``: late readings or a
+final verdict withdrew it, see :mod:`wattwatch.actions.base`), applies its rate limits, and hands each
 one to its own worker thread through a bounded queue, so a slow webhook never stalls judging.
 Every action taken (or refused, rate-limited, dropped, failed) is logged in the store's
 ``actions_log`` table with the alert id (``wattwatch alerts show ID``).

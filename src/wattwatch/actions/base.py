@@ -7,12 +7,28 @@ Common keys of an ``[[actions]]`` table::
     match = { code = ["ALRM_*"], severity = ["critical"], min_severity = "warning",
               meter = ["pdu-*"], tags = ["non-essential"],
               detector = ["silence"] }   # every given key must match
-    on = ["opened"]            # events: opened, updated, ended, stopped (default: opened)
+    on = ["opened"]            # events: opened, updated, ended, stopped, withdrawn (default: opened)
     dry_run = true             # default: log what would be done, do nothing
     rate_limit = { max = 10, per_meter = 2, window_s = 3600 }
     queue = 256                # jobs waiting for the worker; beyond it a job is dropped (logged)
     on_provisional = false     # act on provisional alerts too (default: false for modbus_write and
                                # command, true for webhook and mqtt_publish)
+
+``withdrawn`` (le3): late readings re-judged the alert's meter and the alert is no longer found (a
+packet-loss gap the readings filled; its row is deleted), or the final verdict withdrew a provisional
+alert. The action gets the alert as last written, ``evidence.withdrawn`` saying why, and the message's
+``state`` is ``withdrawn``; once per alert, also for one that had ended before (told ``ended`` then),
+also across ``kill -9`` (the withdrawal is kept in the store until its outputs ran; the job, in
+``actions_pending``). An alert withdrawn while still open also ends: ``ended`` first (as before),
+then ``withdrawn``. ``modbus_write`` writes nothing on a withdrawal unless it has ``withdrawn_value``:
+what a withdrawal leaves (a shed load stays shed) is for someone on site to decide; with
+``on = [.., "withdrawn"]`` and no ``withdrawn_value`` the withdrawal is logged (``ok``, "nothing
+written") with the alert, so whoever restores the load sees why.
+
+Every message (command stdin, webhook body, MQTT payload) carries ``event`` and ``state``: the
+alert's state after the event, as the InfluxDB sink's alert point says it (``open`` for opened and
+updated, ``stopped``, ``ended``, ``withdrawn``: also an ``ended`` event of an alert withdrawn while
+open).
 
 ``stopped`` is refused at load where it can never fire: with ``on_provisional = false`` (only a
 provisional alert is told stopped) and for ``modbus_write`` (it switches no load on a pending verdict).
@@ -72,7 +88,8 @@ log = logging.getLogger("wattwatch.watch.actions")
 
 # (pc) "stopped": a provisional alert whose condition ended (its readings back to normal) while its
 # final verdict is pending (only for an action with on_provisional; its ``ended`` comes with the verdict)
-EVENTS = ("opened", "updated", "ended", "stopped")
+# (le3) "withdrawn": a re-judging or the final verdict withdrew the alert (see the module)
+EVENTS = ("opened", "updated", "ended", "stopped", "withdrawn")
 OUTCOMES = ("ok", "refused", "failed", "rate_limited", "dropped")
 COMMON = {"match", "on", "dry_run", "rate_limit", "queue", "close_timeout_s", "on_provisional"}
 FIELDS = ("id", "meter_id", "code", "severity", "detector", "event", "action")
@@ -405,6 +422,11 @@ class Action(Output):
             a = engine.alerts.get(aid)   # (pc) once per alert (a later stop after it grew again: not again)
             if a is not None:
                 events.append((a, "stopped"))
+        # (le3) after its ``ended`` (one withdrawn while open); one that had ended before is in ``withdrawn`` only
+        for aid, a in withdrawn.items() if "withdrawn" in self.on else ():
+            if not self.on_provisional and a.evidence.get("provisional"):
+                continue   # never opened here
+            events.append((a, "withdrawn"))
         if not self.on_provisional:
             events = [(a, ev) for a, ev in events if ev == "ended" or not a.evidence.get("provisional")]
         # An alert someone acknowledged or cleared is handled: its growth no longer acts.
@@ -629,8 +651,9 @@ class Action(Output):
         """The JSON every kind sends: the event, this action, when (``now``, Unix seconds), and the
         alert (strict JSON)."""
         t = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now, unit="s", tz="UTC")
-        doc = {"event": event, "action": self.name, "sent_at": t.isoformat(timespec="milliseconds"),
-               "dry_run": self.dry_run, "alert": json.loads(a.to_json())}
+        doc = {"event": event, "state": state_after(a, event), "action": self.name,
+               "sent_at": t.isoformat(timespec="milliseconds"), "dry_run": self.dry_run,
+               "alert": json.loads(a.to_json())}
         return json.dumps(doc, ensure_ascii=False, allow_nan=False).encode()
 
     def values(self, a: Alert, event: str) -> dict:
@@ -639,6 +662,13 @@ class Action(Output):
 
     def view(self) -> dict:
         return {**super().view(), "queue": self._q.qsize()}
+
+
+def state_after(a: Alert, event: str) -> str:
+    """(le3) The alert's state after ``event``, in the InfluxDB sink's terms (``alert_states``)."""
+    if event in ("withdrawn", "ended") and "withdrawn" in a.evidence:
+        return "withdrawn"
+    return {"opened": "open", "updated": "open"}.get(event, event)
 
 
 def _stored_alert(con, aid: str) -> Alert | None:

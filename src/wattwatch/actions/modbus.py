@@ -15,6 +15,8 @@ Keys (besides the common ones of :mod:`wattwatch.actions.base`)::
     value = false                   # a number/bool, or per severity: { warning = 60, critical = 100 }
                                     # (a severity left out is not acted on)
     ended_value = true              # written on `ended` events (e.g. restore the load); needs on = [.., "ended"]
+    withdrawn_value = true          # written on `withdrawn` events (on = [.., "withdrawn"]); without it a
+                                    # withdrawal writes nothing (logged "nothing written"): see below
     allow = [ { device_id = 3, target = "coil", address = 16, values = [false, true] },
               { device_id = 1, target = "holding", address = 100, min = 0, max = 100 } ]
     readback = true                 # read the address back and compare (default true)
@@ -27,6 +29,15 @@ The allow-list is required. Every write the action may make (each severity's ``v
 refused naming the key and the value: a write off the list would otherwise be found only when due,
 in the incident it was meant for. Each write is still checked just before it is done (dry run
 included): a device, address or value not listed is ``refused``, logged, and nothing is sent.
+
+A **withdrawn** alert (le3: late readings showed there was no fault, or a provisional alert's final
+verdict withdrew it; :mod:`wattwatch.actions.base`) writes nothing by default: a load shed for it stays
+shed until someone on site restores it (it may have been shed for hours; switching it back unattended,
+perhaps a day later when a gateway's backlog arrives, is a decision for the facility team, not for a
+late reading). With ``on = [.., "withdrawn"]`` the withdrawal is logged with the alert (``ok``,
+"nothing written") so whoever restores it sees why; ``withdrawn_value`` makes it write that value
+(allow-listed as every value). An alert withdrawn while still open also ends: ``ended_value`` (when
+``on`` has ``ended``) is written then, as at any end.
 """
 
 from __future__ import annotations
@@ -97,7 +108,8 @@ class ModbusWriteAction(Action):
     def __init__(self, name: str, spec: dict, root: Path | None):
         super().__init__(name, spec)
         only(spec, COMMON | {"host", "port", "framing", "target", "address", "device_id", "devices", "value",
-                             "ended_value", "allow", "readback", "timeout_s", "retries", "backoff_s"})
+                             "ended_value", "withdrawn_value", "allow", "readback", "timeout_s", "retries",
+                             "backoff_s"})
         self.host = text(spec, "host", required=True)
         self.port = number(spec, "port", 502, 1, 65535, True)
         self.framing = spec.get("framing", "socket")
@@ -124,6 +136,10 @@ class ModbusWriteAction(Action):
         self.ended_value = self._values(spec["ended_value"], "ended_value") if "ended_value" in spec else None
         if "ended" in self.on and self.ended_value is None:
             raise ValueError("on includes \"ended\": give ended_value (what to write when the alert ends)")
+        self.withdrawn_value = self._values(spec["withdrawn_value"], "withdrawn_value") \
+            if "withdrawn_value" in spec else None
+        if self.withdrawn_value is not None and "withdrawn" not in self.on:
+            raise ValueError("withdrawn_value is written on withdrawn events: add \"withdrawn\" to on")
         allow = spec.get("allow")
         if not isinstance(allow, list) or not allow:
             raise ValueError("allow is required: a list of { device_id, target, address, values | min/max }")
@@ -135,7 +151,8 @@ class ModbusWriteAction(Action):
         # Every write this action may make (each severity's value on each device) must be allowed: one
         # off the list would be refused only when due, in the incident it was configured for.
         devs = [(None, self.device_id)] if self.devices is None else self.devices
-        for key, vals in (("value", self.value), ("ended_value", self.ended_value)):
+        for key, vals in (("value", self.value), ("ended_value", self.ended_value),
+                          ("withdrawn_value", self.withdrawn_value)):
             for sev, v in (vals or {}).items():
                 for glob, d in devs:
                     if not self._allowed(d, v):
@@ -162,6 +179,8 @@ class ModbusWriteAction(Action):
         """A value per severity that leaves a severity out does not act on it."""
         if event == "stopped":   # (pc) a provisional alert's condition ended, no verdict yet: no switching
             return False
+        if event == "withdrawn":   # (le3) logged, written only with withdrawn_value (see the module)
+            return self.withdrawn_value is None or alert.severity in self.withdrawn_value
         return alert.severity in (self.ended_value if event == "ended" else self.value)
 
     def plan(self, alert, event: str) -> tuple[int, object]:
@@ -172,7 +191,7 @@ class ModbusWriteAction(Action):
             dev = next((d for g, d in self.devices if fnmatch.fnmatchcase(alert.meter_id, g)), None)
             if dev is None:
                 raise Refused(f"meter {alert.meter_id!r} matches no entry of devices")
-        vals = self.ended_value if event == "ended" else self.value
+        vals = {"ended": self.ended_value, "withdrawn": self.withdrawn_value}.get(event, self.value)
         if alert.severity not in vals:
             raise Refused(f"no value for severity {alert.severity!r}")
         v = vals[alert.severity]
@@ -182,6 +201,11 @@ class ModbusWriteAction(Action):
         return dev, v
 
     def perform(self, alert, event: str, dry_run: bool) -> Result:
+        if event == "withdrawn" and self.withdrawn_value is None:
+            return Result("ok", "nothing written: the alert was withdrawn "
+                          f"({alert.evidence.get('withdrawn') or 'no reason given'}); what the last write left on "
+                          f"{self.target} {self.address} stays until someone on site changes it "
+                          "(withdrawn_value writes a value on withdrawals)", 0)
         dev, v = self.plan(alert, event)
         what = f"{self.target} {self.address} = {v!r} on device {dev} at {self.host}:{self.port}"
         if dry_run:

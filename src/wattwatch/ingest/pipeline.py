@@ -109,8 +109,8 @@ LIVE_NORMALISER_S = 60.0
 
 
 def ingest_live(store: Store, frame: "pd.DataFrame", mapping: Mapping | None = None,
-                source: str = "<live>", cache: dict | None = None, background: bool = False, poll=None
-                ) -> tuple[IngestCounts, "pd.DataFrame | None", set[str]]:
+                source: str = "<live>", cache: dict | None = None, background: bool = False, poll=None,
+                then=None) -> tuple[IngestCounts, "pd.DataFrame | None", set[str]]:
     """:func:`ingest_frame` for a watcher's small batches (``Store.ingest(..., live=True)``): the
     same checks, de-duplication, merge and rejects, in fewer statements, and the rows it stored.
 
@@ -127,10 +127,12 @@ def ingest_live(store: Store, frame: "pd.DataFrame", mapping: Mapping | None = N
 
     ``background`` (ovl): the store's writes and COMMIT go on in its worker thread after this
     returns (``Store.ingest(..., background=True)``; the store's ``con`` waits for them).
+
+    ``then`` (le3): called as ``then(counts, rows)`` (``counts.changed`` set, ``rows`` as returned)
+    once the readings are merged, inside the ingest's transaction; the writes ``(table, sql)`` it
+    returns are committed with the readings (``Store.ingest``'s ``then``).
     """
     import time as _time
-
-    import pandas as pd
 
     mapping = mapping or Mapping()
     if mapping.wide is not None:
@@ -143,18 +145,34 @@ def ingest_live(store: Store, frame: "pd.DataFrame", mapping: Mapping | None = N
         cache["_built"] = now
     notes: list[str] = []
     out: list = []
+    got: list = []   # (touched, rows) once merged
+
+    def merged(counts: IngestCounts):
+        touched, rows = _live_rows(out, counts)
+        got.append((touched, rows))
+        return then(counts, rows) if then is not None else ()
+
     with _as_ingest_error(source):
         raw = read_frame(frame, unit=source)
         size = int(frame.memory_usage(index=False).sum()) if hasattr(frame, "memory_usage") else 0
         counts = store.ingest(_prepared(raw, "frame", mapping, notes, cache), source=source, bytes_total=size,
-                              live=True, stored_out=out, background=background, poll=poll)
+                              live=True, stored_out=out, background=background, poll=poll, then=merged)
     counts.notes.extend(notes)
+    touched, rows = got[0] if got else _live_rows(out, counts)
+    return counts, rows, touched
+
+
+def _live_rows(out: list, counts: IngestCounts) -> tuple[set[str], "pd.DataFrame"]:
+    """:func:`ingest_live`'s touched meters and stored rows from ``Store.ingest``'s ``stored_out``
+    (sets ``counts.changed``)."""
+    import pandas as pd
+
     touched = set().union(*(o[1] for o in out)) if out else set()
     chg = [o[2] for o in out if o[2] is not None]
     counts.changed = (chg[0] if len(chg) == 1 else pd.concat(chg, ignore_index=True)) if chg else None
     if not out:
-        return counts, pd.DataFrame({"meter_id": pd.Series([], dtype=object),
-                                     "ts": pd.Series([], dtype="datetime64[us, UTC]")}), touched
+        return touched, pd.DataFrame({"meter_id": pd.Series([], dtype=object),
+                                      "ts": pd.Series([], dtype="datetime64[us, UTC]")})
     tables = [o[0] for o in out]
     table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
     # Sorted by meter and time in Arrow (stable, as pandas' stable sort on the same keys; a pandas
@@ -166,7 +184,7 @@ def ingest_live(store: Store, frame: "pd.DataFrame", mapping: Mapping | None = N
     df["meter_id"] = df["meter_id"].astype(str)
     if len(df) and str(df["ts"].dtype) != "datetime64[us, UTC]":
         df["ts"] = df["ts"].dt.tz_convert("UTC").astype("datetime64[us, UTC]")
-    return counts, df, touched
+    return touched, df
 
 
 @contextmanager

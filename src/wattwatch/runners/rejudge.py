@@ -61,6 +61,45 @@ def mark(engine, meter: str, from_s: float, withdraw_s: float | None = None) -> 
     engine.rewinds[meter] = (from_s, w) if old is None else (min(old[0], from_s), min(old[1], w))
 
 
+def requests(engine, marks: dict[str, float], withdraw: dict[str, float] | None = None) -> list:
+    """(le3) The writes that keep the requests to re-judge ``marks`` (meter -> from, epoch s;
+    ``withdraw``: meter -> withdraw from at least) in ``stream_rejudge`` until the next checkpoint:
+    ``[(table, sql)]`` for ``Store.ingest``'s ``then`` (the late readings' transaction)."""
+    if not marks:
+        return []
+    import pyarrow as pa
+
+    ms = sorted(marks)
+    w = withdraw or {}
+    t = pa.table({"name": pa.array([engine.name] * len(ms), pa.string()), "meter_id": pa.array(ms, pa.string()),
+                  "from_s": pa.array([float(marks[m]) for m in ms], pa.float64()),
+                  "withdraw_s": pa.array([w.get(m) for m in ms], pa.float64())})
+    return [(t, "INSERT INTO stream_rejudge (name, meter_id, from_s, withdraw_s, asked_at) "
+                "SELECT name, meter_id, from_s, withdraw_s, now() FROM _t")]
+
+
+def ask(engine, marks: dict[str, float], withdraw: dict[str, float] | None = None) -> None:
+    """(le3) Keep requests to re-judge (:func:`requests`) in a statement of their own."""
+    for table, sql in requests(engine, marks, withdraw):
+        _t = table  # noqa: F841 - found by name by DuckDB
+        engine.store.con.execute(sql)
+
+
+def resume_requests(engine) -> None:
+    """(le3) At a start, the re-judging requests the last run kept after its last checkpoint
+    (``stream_rejudge``): marked again, so the readings that asked for them are re-judged (they are
+    stored; the checkpoint's carry predates them). Run twice (once before the kill, once now), a
+    re-judging gives the same alerts: it judges the same stored readings from the same point."""
+    rows = engine.store.con.execute("SELECT meter_id, min(from_s), min(withdraw_s) FROM stream_rejudge "
+                                    "WHERE name = ? GROUP BY meter_id ORDER BY meter_id", [engine.name]).fetchall()
+    for m, frm, w in rows:
+        mark(engine, str(m), float(frm), None if w is None else float(w))
+    if rows:
+        engine.counters["rejudge_resumed"] += len(rows)
+        log.info("%s: %d meter(s) the last run was to re-judge after its last checkpoint: re-judged",
+                 engine.name, len(rows))
+
+
 def note_reset(engine, meter: str, detector: str, reset_at) -> None:
     """An alert was acknowledged or cleared: its (meter, detector) re-learns once the store holds
     ``profile_days`` after ``reset_at`` (the alert's end)."""
@@ -96,6 +135,10 @@ def relearn_ready(engine, final: bool, rep) -> None:
         # The window detect learns on a long enough history: profile_days from the reset.
         span = pd.Timedelta(seconds=engine.cfg.profile_days * DAY / engine.cfg.profile_max_share)
         cat["last_ts"] = [at_m[m] + span for m in cat["meter_id"]]
+    # (le3) asked before the state is saved: a watcher killed after it re-judges at its restart
+    # (attach no longer sees the reset pending once the state is re-learned)
+    t = {m: at.timestamp() for m, at in at_m.items()}
+    ask(engine, t, t)
     notes = api._ensure_state(engine.store, engine.dets, cat, engine.cfg, True, ready)
     rep.notices += notes
     engine.notices += notes

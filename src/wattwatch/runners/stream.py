@@ -96,6 +96,16 @@ _DDL_WITHDRAWN = ("CREATE TABLE IF NOT EXISTS stream_withdrawn (name VARCHAR, id
 # (le2) A re-judging's withdrawals are kept there too (rejudge._keep_for_outputs); ``ended_before``: the
 # alert had ended before its withdrawal (told ``ended`` then: its withdrawal is not an ``ended``).
 _DDL_WITHDRAWN_ENDED = "ALTER TABLE stream_withdrawn ADD COLUMN IF NOT EXISTS ended_before BOOLEAN"
+# (le3) The requests to re-judge a meter from ``from_s`` (epoch s; ``withdraw_s``: withdraw from at least
+# there, NULL: no bound) made since the last checkpoint: a late reading's, written in the transaction
+# that stores it (``Store.ingest``'s ``then``); a re-learned reset's, before its state is saved. The
+# checkpoint forgets them (its ``rewinds`` hold those not run yet; the carry, those run); a restart
+# re-judges what they ask (rejudge.resume_requests). Before, only the checkpoint's ``rewinds`` kept a
+# request: a watcher killed between the late readings' ingest and the checkpoint after their re-judging
+# lost it (its restart's carry predates them and their re-delivery is a duplicate): an alert they shrank
+# stayed at its old size, one they would have withdrawn stayed in the store.
+_DDL_REJUDGE = ("CREATE TABLE IF NOT EXISTS stream_rejudge (name VARCHAR, meter_id VARCHAR, from_s DOUBLE, "
+                "withdraw_s DOUBLE, asked_at TIMESTAMPTZ)")
 NEG = -(1 << 62)  # "nothing judged yet" in epoch microseconds
 
 
@@ -243,6 +253,7 @@ class StreamEngine:
         con.execute(_DDL_HOURS)
         con.execute(_DDL_WITHDRAWN)
         con.execute(_DDL_WITHDRAWN_ENDED)
+        con.execute(_DDL_REJUDGE)
         alert_store.ensure_tables(con)
         cat = store.catalogue()
         known = [str(m) for m in cat["meter_id"]]
@@ -382,6 +393,7 @@ class StreamEngine:
             self._say(api._compacted_notice(self.dets, judged, back, fed))
         self.dirty: set[str] = set(self.profiled)  # judge what the store holds beyond the checkpoint
         rejudge.attach(self)                       # late readings and resets to re-judge (rejudge.py)
+        rejudge.resume_requests(self)              # (le3) and those the last run asked after its checkpoint
         if self._held is not None:                 # (le2) a re-judging's withdrawals the last run made
             rejudge.resume_withdrawn(self, self._held.withdrawn)
 
@@ -716,6 +728,8 @@ class StreamEngine:
                 [self.name, CHECKPOINT_VERSION, json.dumps(meta), _parquet(st.carry()), _parquet(st.hour_carry())])
             con.execute("DELETE FROM stream_withdrawn WHERE name = ?"
                         + (f" AND id NOT IN ({', '.join('?' for _ in unsent)})" if unsent else ""), [self.name, *unsent])
+            # (le3) the re-judging requests: run (their result in this carry) or pending (``rewinds``)
+            con.execute("DELETE FROM stream_rejudge WHERE name = ?", [self.name])
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -792,10 +806,18 @@ class StreamEngine:
         # kept as the mapping's [extra] keeps them in a file.
         extras = {c: c for c in frame.columns if c not in COLUMNS and extra_channel_error(c) is None}
         self._check_ingest()
+        marked = []
+
+        def then(counts, rows):
+            # (le3) the late readings' re-judging asked in the transaction that stores them
+            marked.append(True)
+            return rejudge.requests(self, self._late(None, rows, counts))
+
         try:
             counts, rows, touched = ingest_live(self.store, frame, Mapping(extra=extras) if extras else None,
                                                 source=f"watch:{source}", cache=self._norms,
-                                                background=self.scfg.ingest_thread, poll=self._paced.get(source))
+                                                background=self.scfg.ingest_thread, poll=self._paced.get(source),
+                                                then=then)
         except BaseException:
             self._check_ingest()   # an earlier ingest's writes failed (raised by this one's wait)
             raise
@@ -829,10 +851,11 @@ class StreamEngine:
                 self.last[m] = max(self.last.get(m, hi), int(hi))
                 self._cad_new.add(m)
                 self.dirty.add(m)
-        self._late(g, rows, counts)
+        if not marked:   # (a wide mapping: no ``then``; asked in memory only, as before le3)
+            self._late(g, rows, counts)
         return counts.stored
 
-    def _late(self, g: pd.DataFrame, rows: pd.DataFrame | None, counts) -> None:
+    def _late(self, g: pd.DataFrame | None, rows: pd.DataFrame | None, counts) -> dict[str, float]:
         """Mark for re-judging (:func:`rejudge.mark`) each meter that got late data: a reading
         stored now at or before its last judged one, or such a stored reading that a copy filled
         (``counts.changed``, at the stored reading's time: a copy jittered past the last judged
@@ -841,7 +864,8 @@ class StreamEngine:
         gateway's replay) changed nothing a judgement read: it is counted (``duplicates``) and
         re-judges nothing; so does a correction (other values: the store keeps its own; counted in
         ``conflicts``, fast: rb2 re-judged it for nothing). ``g``: the batch's readable readings
-        (``m``, ``t`` µs), taken as late data when the ingest said no rows (a wide mapping)."""
+        (``m``, ``t`` µs), taken as late data when the ingest said no rows (a wide mapping). Returns
+        the meters marked, each with where its re-judging starts (epoch s)."""
         if rows is None:
             lm, lt = g["m"].to_numpy(), g["t"].to_numpy()
         else:
@@ -854,12 +878,12 @@ class StreamEngine:
                 lm = np.concatenate([lm, chg["meter_id"].to_numpy().astype(object)])
                 lt = np.concatenate([lt, chg["t"].to_numpy(np.int64)])
         if not len(lm) or not self.fed:
-            return
+            return {}
         code, um = pd.factorize(lm)
         fed = np.array([self.fed.get(m, NEG) for m in um], np.int64)
         late = lt <= fed[code]
         if not late.any():
-            return
+            return {}
         self.counters["late"] += int(late.sum())
         code, lt = code[late], lt[late]
         # Late readings for compacted hours are not judged (_after_cut): only those after the
@@ -868,11 +892,14 @@ class StreamEngine:
             cut = np.array([self.cut.get(m, -np.inf) for m in um]) * 1e6
             j = lt >= cut[code]
             code, lt = code[j], lt[j]
+        marks = {}
         if len(lt) and (rows is not None or counts.stored):   # (a wide mapping: as before b2)
             first = np.full(len(um), np.iinfo(np.int64).max)
             np.minimum.at(first, code, lt)
             for i in np.flatnonzero(first < np.iinfo(np.int64).max):
+                marks[str(um[i])] = int(first[i]) / 1e6
                 rejudge.mark(self, str(um[i]), int(first[i]) / 1e6)   # something new: re-judge from there
+        return marks
 
     def _hand(self, frame: pd.DataFrame, rows: pd.DataFrame | None, touched: set[str]) -> None:
         """Keep the rows an ingest stored for the next step (before ``self.last`` moves)."""

@@ -514,7 +514,8 @@ class Store:
     def ingest(self, batches: Iterable, source: str, *, bytes_total: int = 0,
                on_progress: Callable[[int], None] | None = None, live: bool = False,
                stored_out: list | None = None, background: bool = False, poll=None,
-               on_rows: Callable[[pa.Table], None] | None = None) -> IngestCounts:
+               on_rows: Callable[[pa.Table], None] | None = None,
+               then: Callable[[IngestCounts], Sequence[tuple[pa.Table, str]]] | None = None) -> IngestCounts:
         """Check, de-duplicate and merge one source in a single transaction.
 
         Parameters
@@ -542,6 +543,11 @@ class Store:
         on_rows : callable, optional
             (adv2) Called with each chunk of checked readings (``meter_id``, ``ts``, channels) before
             they are merged: what the source gave, for a look at it as a whole (ingest's register check).
+        then : callable, optional
+            (le3) Called with the counts once every row is merged (``stored_out`` filled), inside the
+            transaction: returns writes ``(table, sql)`` (``sql`` reading ``table`` as ``_t``) made in it,
+            committed with the readings or not at all (a watcher's request to re-judge the meters
+            these readings reach back into: ``runners/stream.py``).
         poll : (float, set or None), optional
             (lc; ``live`` only) The interval (s) of the poller that read these readings and the
             meters whose readings take its poll's time (None: every one): see :meth:`_merge`.
@@ -668,6 +674,8 @@ class Store:
                     + f"; the stored values were kept, these dropped ({cf.stored_eg})")
             counts.duplicates = counts.read - counts.rejected - counts.stored - counts.merged
             counts.seconds = time.perf_counter() - t0
+            for table, sql in (then(counts) if then is not None else ()):
+                self._write(table, sql)
             sigterm.raise_if_lost(since)       # not committed over a lost Ctrl-C
             deferred, self._deferred = self._deferred, None
             if deferred is not None:

@@ -1,0 +1,157 @@
+"""(le3, issue 16; le2's leftover) Actions are told that an alert was withdrawn.
+
+le2's late-reading fleet (``test_rejudge_withdrawn``): the backlog withdraws B's packet-loss alert while
+it is open and A's after it ended. Actions were told B's withdrawal as its ``ended`` only, and nothing
+of A's (told ``ended`` a day before). With ``on = [.., "withdrawn"]`` each now gets a ``withdrawn``
+event (``state`` "withdrawn", ``evidence.withdrawn`` the reason), logged in ``actions_log`` with the
+alert, once, also across a watcher killed after the withdrawing step and before its outputs: a real
+webhook server, a real mosquitto, a real Modbus server (``modbus_write`` without ``withdrawn_value``:
+nothing written, the shed load stays shed, the withdrawal logged ``ok`` "nothing written")."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from tests.live.test_actions import Hook, ModbusServer, _read, _replay_file  # noqa: F401 (its autouse fixture)
+from tests.live.test_rejudge_withdrawn import _engine, _pieces
+from wattwatch import api
+from wattwatch.actions.base import actions_for
+from wattwatch.runners.rejudge import WITHDRAWN
+from wattwatch.sinks import deliver
+from wattwatch.store import Store
+
+
+def _outputs(tmp_path, hook, broker, modbus) -> list:
+    (tmp_path / "unused.csv").write_text("meter_id,ts,v_l1_v\nm,2026-01-01T00:00:00Z,230\n")
+    return api.load_site({"sources": [{"type": "replay", "path": str(tmp_path / "unused.csv")}], "actions": [
+        {"type": "webhook", "name": "hook", "url": hook.url, "on": ["opened", "ended", "withdrawn"],
+         "dry_run": False, "retries": 0},
+        {"type": "mqtt_publish", "name": "pub", "host": broker.host, "port": broker.port, "on": ["withdrawn"],
+         "topic": "ww-withdrawn/{meter_id}/{event}", "dry_run": False},
+        {"type": "modbus_write", "name": "shed", "host": "127.0.0.1", "port": modbus.port, "target": "coil",
+         "address": 9, "device_id": 3, "value": False, "on": ["opened", "withdrawn"], "dry_run": False,
+         "timeout_s": 2, "retries": 1, "allow": [{"device_id": 3, "target": "coil", "address": 9,
+                                                   "values": [False, True]}]}]}).outputs
+
+
+def _close(outs, store) -> None:
+    for o in outs:
+        o.close()
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def modbus():
+    server = ModbusServer("socket")
+    yield server
+    server.stop()
+
+
+def test_actions_are_told_once_that_an_alert_they_saw_was_withdrawn_also_across_a_kill(tmp_path, mqtt_broker, modbus):
+    """Killed after each withdrawing step, before its outputs and checkpoint: each withdrawal is told by
+    the restart (``stream_withdrawn``). (Without the kill the step's own report tells it: the same
+    ``Action.alerts`` code; that case cost as much again and is left out, see docs/live-log.md (le3).)"""
+    import paho.mqtt.client as mqtt
+
+    kill = True
+    got, ready = [], threading.Event()
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-withdrawn-{int(kill)}")
+    sub.on_connect = lambda c, u, f, rc, p=None: c.subscribe("ww-withdrawn/#", qos=1)
+    sub.on_subscribe = lambda c, u, mid, codes, p: ready.set()
+    sub.on_message = lambda c, u, m: got.append((m.topic, json.loads(m.payload)))
+    sub.connect(mqtt_broker.host, mqtt_broker.port)
+    sub.loop_start()
+    assert ready.wait(10)
+    hook = Hook()
+    path = tmp_path / "live.duckdb"
+    store, eng = _engine(path)
+    outs = _outputs(tmp_path, hook, mqtt_broker, modbus)
+    opened = {}
+    pieces = _pieces()
+    k, killed = 0, []
+    try:
+        while k < len(pieces):
+            eng.add(pieces[k])
+            rep = eng.step()
+            for i in rep.new:
+                opened[eng.alerts[i].meter_id] = i
+            if kill and rep.withdrawn and k not in killed:
+                killed.append(k)   # killed after the withdrawing step, before its outputs and checkpoint
+                _close(outs, store)
+                store, eng = _engine(path)
+                outs = _outputs(tmp_path, hook, mqtt_broker, modbus)
+                continue
+            deliver(outs, "alerts", rep, eng)
+            for o in outs:
+                assert o.flush(30)
+            eng.checkpoint()
+            k += 1
+        deliver(outs, "alerts", eng.flush(), eng)
+        for o in outs:
+            assert o.flush(30)
+    finally:
+        _close(outs, store)
+        hook.stop()
+    end = time.monotonic() + 10
+    while len(got) < 2 and time.monotonic() < end:
+        time.sleep(0.05)
+    sub.loop_stop()
+    sub.disconnect()
+    a, b = opened.get("A"), opened.get("B")
+    assert a and b and (not kill or len(killed) == 2), (opened, killed)
+    posts = [json.loads(body) for _, body, _ in hook.got]
+    told = sorted((d["alert"]["id"], d["event"], d["state"]) for d in posts)
+    # B withdrawn while open: its end, then its withdrawal; A ended a day before: its withdrawal only
+    assert told == sorted([(a, "opened", "open"), (a, "ended", "ended"), (a, "withdrawn", "withdrawn"),
+                           (b, "opened", "open"), (b, "ended", "withdrawn"), (b, "withdrawn", "withdrawn")]), told
+    assert all(d["alert"]["evidence"]["withdrawn"] == WITHDRAWN for d in posts if d["event"] == "withdrawn")
+    pub = sorted((t, d["alert"]["id"], d["state"]) for t, d in got)
+    assert pub == sorted([("ww-withdrawn/A/withdrawn", a, "withdrawn"), ("ww-withdrawn/B/withdrawn", b, "withdrawn")])
+    assert _read(modbus, "coil", 9) is False   # shed at the opening, not restored by the withdrawal
+    with Store(path) as s:
+        for i in (a, b):
+            log = actions_for(s.con, i)
+            assert sorted(zip(log["action"], log["event"], log["outcome"])) == sorted(
+                [("hook", "opened", "ok"), ("hook", "ended", "ok"), ("hook", "withdrawn", "ok"),
+                 ("pub", "withdrawn", "ok"), ("shed", "opened", "ok"), ("shed", "withdrawn", "ok")]), (i, log)
+            assert "nothing written" in log[log["action"] == "shed"]["detail"].iloc[-1]
+        assert not s.con.execute("SELECT count(*) FROM actions_pending").fetchone()[0]
+
+
+def test_modbus_withdrawn_value_is_allow_listed_and_written_on_a_withdrawal_once(tmp_path, modbus):
+    """``withdrawn_value``: refused at load off the allow-list or without ``withdrawn`` in ``on``; with
+    both, a withdrawal writes it (read back), logged, and the same withdrawal told again (a restart
+    from a checkpoint before its outputs) does not write again."""
+    import dataclasses
+
+    from tests.live.test_actions import Harness, _alert, _shed
+    from wattwatch.errors import ConfigError
+    from wattwatch.runners.stream import StepReport
+
+    spec = _shed(modbus.port, address=11, name="shed11", on=["opened", "withdrawn"], withdrawn_value=True,
+                 allow=[{"device_id": 3, "target": "coil", "address": 11, "values": [False]}])
+    with pytest.raises(ConfigError, match=r"withdrawn_value.*allow-list"):
+        Harness(tmp_path, {"actions": [spec]})
+    spec["allow"][0]["values"] = [False, True]
+    with pytest.raises(ConfigError, match=r"add \"withdrawn\" to on"):
+        Harness(tmp_path, {"actions": [{**spec, "on": ["opened"]}]})
+    a = _alert()
+    w = dataclasses.replace(a, evidence={**a.evidence, "withdrawn": WITHDRAWN})
+    from tests.live.test_actions import WRITES
+
+    for k in range(2):   # the second: a restart told the same opening and withdrawal again
+        h = Harness(tmp_path, {"actions": [spec]})
+        before = len(modbus.seen)
+        h.opened(a)
+        h.log(a)   # (its job done)
+        assert _read(modbus, "coil", 11) is (k == 1)   # (shed by the first; restored by its withdrawal)
+        h.action.alerts(StepReport(withdrawn={a.id: w}), h.engine)
+        log = h.log(a)
+        h.close()
+        assert list(zip(log["event"], log["outcome"])) == [("opened", "ok"), ("withdrawn", "ok")], log
+        assert "wrote coil 11 = True" in log["detail"].iat[1] and _read(modbus, "coil", 11) is True
+        assert sum(f in WRITES for f in modbus.seen[before:]) == (2 if k == 0 else 0), modbus.seen[before:]
