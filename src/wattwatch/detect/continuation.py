@@ -170,6 +170,8 @@ class Continuations:
                              m0["message"], ev, a.action, a.status)
                 e = _Event(head, c["change"])
                 for m in rest:
+                    if m.get("pending"):   # (pf) a provisional follower: not final, not this carry's
+                        continue
                     f = Alert(a.meter_id, m["start"], m["end"], m["code"], m["severity"], m["score"], m["detector"],
                               m["message"], {})
                     e.followers[f.detector] = f
@@ -295,6 +297,38 @@ class Continuations:
         for i in [i for i, (m, t0, d) in self.alone.items() if m in since and t0 >= since[m].get(d, -math.inf)]:
             del self.alone[i]
         return list(again.values())
+
+    def pending(self, alerts: list[Alert]) -> tuple[list[Alert], dict[str, str]]:
+        """(pf) A stream's provisional alerts (:attr:`StreamConfig.provisional`: written before the
+        final verdicts of long-horizon rules), taken as the final ones will be, on a copy of this
+        carry (which holds the final alerts only and is left as it was): a provisional follower
+        that continues a head (final, or provisional itself) is given as the head's merged version,
+        under the head's id, never under its own (issues 14/16: one change, one alert, live). A
+        member not final yet is marked ``pending`` in ``evidence.continued.alerts``. Returns the
+        versions (a head's merged one in place of its own) and follower id -> head id."""
+        if not self.config.enabled or not alerts:
+            return list(alerts), {}
+        fork = Continuations(self.config)
+        fork.by_meter = {m: list(ids) for m, ids in self.by_meter.items()}
+        fork.head_of, fork.alone, fork.latest = dict(self.head_of), dict(self.alone), dict(self.latest)
+        for i, ev in self.events.items():
+            e = _Event(ev.head, ev.side)
+            e.followers = dict(ev.followers)
+            fork.events[i] = e
+        out = fork.take(alerts)
+        ids = {a.id for a in alerts}
+        taken = {f: h for f, h in fork.head_of.items() if f in ids and f not in self.head_of}
+        if taken:
+            marked = []
+            for a in out:
+                c = (a.evidence or {}).get("continued")
+                if c and a.id in fork.events:
+                    c = {**c, "alerts": [{**m, "pending": True} if m["id"] in ids else m for m in c["alerts"]]}
+                    a = copy.copy(a)
+                    a.evidence = {**a.evidence, "continued": c}
+                marked.append(a)
+            out = marked
+        return out, taken
 
     def _head_for(self, a: Alert, side: str) -> _Event | None:
         t0 = _t(a.start)
