@@ -284,8 +284,12 @@ def test_a_provisional_follower_is_written_as_its_heads_version_and_put_back_whe
 
     head, follower = _head_and_follower()
     store = Store(tmp_path / "live.duckdb")
-    eng = StreamEngine(store, api.build_detectors(DETECTORS, CONFIG), api._engine(CONFIG),
-                       StreamConfig(checkpoint_s=0, slow_thread=False))
+
+    def engine(store):
+        return StreamEngine(store, api.build_detectors(DETECTORS, CONFIG), api._engine(CONFIG),
+                            StreamConfig(checkpoint_s=0, slow_thread=False))
+
+    eng = engine(store)
 
     def step(final=(), prov=(), popen=()):
         from wattwatch.runners.stream import StepReport
@@ -310,6 +314,12 @@ def test_a_provisional_follower_is_written_as_its_heads_version_and_put_back_whe
     assert not a.evidence.get("provisional") and "continued by baseline_macd" in a.message
     assert [m.get("pending", False) for m in a.evidence["continued"]["alerts"]] == [False, True]
     assert pd.Timestamp(rows[head.id][1]) == pd.Timestamp(grown.end) and rows[head.id][2] == 0.8
+    # (stopped and resumed: the store's row says what is pending; the carry holds the final head alone)
+    eng.checkpoint()
+    store.close()
+    store = Store(tmp_path / "live.duckdb")
+    eng = engine(store)
+    assert eng.resumed and set(eng._pending_final) == {head.id} and not eng._cont.head_of
     # the follower withdrawn by its final judgement: the head back to its own version, end and score too
     rep, rows = step(final=[head])
     assert set(rows) == {head.id} and not rep.withdrawn
