@@ -289,6 +289,7 @@ class StreamEngine:
         # greatest end and score written of it. Rewritten at each judgement of their meter; a
         # follower not given again puts the head back to its final version (its end and score too).
         self._pending_final: dict[str, Alert] = {}
+        self._follows: dict[str, tuple[str, str]] = {}   # provisional follower id -> (meter, the head it was given under)
         self._pending_max: dict[str, tuple[pd.Timestamp, float]] = {}
         # Provisional ids read from the store at a restart that the outputs may not have had (first
         # written after the last checkpoint, or no checkpoint): reported new when given again.
@@ -1615,9 +1616,19 @@ class StreamEngine:
         follows: dict[str, str] = {}
         onto: dict[str, Alert] = {}
         if self._cont is not None:
-            given, follows = self._cont.pending(given)
-            onto = {a.id: a for a in given if a.id in self._cont.events}
+            from wattwatch.detect.continuation import own
+
+            cand = {a.id: a for a in given}
+            keep = {}
+            for f, (_, h) in self._follows.items():   # (the head it was given under last: see pending)
+                hv = cand.get(h) or final.get(h) or self.alerts.get(h)
+                if f in cand and hv is not None:
+                    keep[f] = own(hv)
+            given, follows = self._cont.pending(given, keep)
+            onto = {a.id: a for a in given if a.id in set(follows.values()) and a.id not in cand}
             given = [a for a in given if a.id not in onto]
+            self._follows = {**{f: mh for f, mh in self._follows.items() if mh[0] not in judged},
+                             **{f: (cand[f].meter_id, h) for f, h in follows.items()}}
         given = {a.id: a for a in given}
         confirmed = [final[i] for i in self.provisional if i in final]
         # (pv) withdrawn while someone had it in hand (its row kept, saying withdrawn), final after all:
@@ -1717,13 +1728,15 @@ class StreamEngine:
         withdrawn, or final now: then the carry holds it) goes back to its final version as the
         carry holds it, its end and score exactly (no lost head, no orphan id). An acknowledged or
         cleared head stays as it was (:meth:`_take`)."""
+        from wattwatch.detect.continuation import own
+
         onto = {h: a for h, a in onto.items() if h not in self.settled}
         back = [h for h, a in self._pending_final.items() if h not in onto and a.meter_id in judged]
         out = []
         for h in back:
             self._pending_final.pop(h)
             ev = self._cont.events.get(h)
-            v = ev.merged() if ev is not None else final.get(h)
+            v = ev.merged() if ev is not None else final.get(h) or (own(self.alerts[h]) if h in self.alerts else None)
             if v is None or h in self.settled:   # (gone meanwhile: a re-judging withdrew it)
                 self._pending_max.pop(h, None)
                 continue
