@@ -246,7 +246,8 @@ def alert_lines(alerts: list, measurement: str, precision: str = "ms", state: di
     """Line protocol for alert versions: one point per alert at its start (a later version of the
     same alert overwrites it), tags ``meter_id``, ``code``, ``detector``; fields ``id``, ``severity``,
     ``score``, ``end``, ``message``, ``state`` (``open``/``ended``, ``withdrawn`` for an alert the stream
-    withdrew -- a provisional one, or one late readings no longer make, also after its end (le2) --:
+    withdrew -- a provisional one, or one late readings no longer make, also after its end (le2) --,
+    ``continued`` for one a re-judging found continuing another alert, told under that one's id (pf):
     ``state`` maps id -> it)."""
     if not alerts:
         return b"", 0

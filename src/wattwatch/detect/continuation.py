@@ -170,6 +170,8 @@ class Continuations:
                              m0["message"], ev, a.action, a.status)
                 e = _Event(head, c["change"])
                 for m in rest:
+                    if m.get("pending"):   # (pf) a provisional follower: not final, not this carry's
+                        continue
                     f = Alert(a.meter_id, m["start"], m["end"], m["code"], m["severity"], m["score"], m["detector"],
                               m["message"], {})
                     e.followers[f.detector] = f
@@ -296,6 +298,57 @@ class Continuations:
             del self.alone[i]
         return list(again.values())
 
+    def pending(self, alerts: list[Alert], keep: dict[str, Alert] | None = None) -> tuple[list[Alert], dict[str, str]]:
+        """(pf) A stream's provisional alerts (:attr:`StreamConfig.provisional`: written before the
+        final verdicts of long-horizon rules), taken as the final ones will be, on a copy of this
+        carry (which holds the final alerts only and is left as it was): a provisional follower
+        that continues a head (final, or provisional itself) is given as the head's merged version,
+        under the head's id, never under its own (issues 14/16: one change, one alert, live). A
+        member not final yet is marked ``pending`` in ``evidence.continued.alerts``. Returns the
+        versions (a head's merged one in place of its own) and follower id -> head id.
+
+        ``keep`` (follower id -> its head's own version): the heads provisional followers were given
+        under at the last judgement of their meters. Such a follower that finds no head now stays
+        under it (while it is provisional): a head's final version may lag its provisional one
+        (the final judgement reaches fewer of its readings: a "spike" of 30 min that grows into the
+        reading run it was provisionally, seed 7 at 15 min M-00103); the follower's final verdict
+        decides (the final carry gives it alone if the head never becomes one)."""
+        if not self.config.enabled or not alerts:
+            return list(alerts), {}
+        fork = Continuations(self.config)
+        fork.by_meter = {m: list(ids) for m, ids in self.by_meter.items()}
+        fork.head_of, fork.alone, fork.latest = dict(self.head_of), dict(self.alone), dict(self.latest)
+        for i, ev in self.events.items():
+            e = _Event(ev.head, ev.side)
+            e.followers = dict(ev.followers)
+            fork.events[i] = e
+        out = fork.take(alerts)
+        ids = {a.id for a in alerts}
+        taken = {f: h for f, h in fork.head_of.items() if f in ids and f not in self.head_of}
+        for k, a in enumerate(out):
+            h = (keep or {}).get(a.id)
+            side = change(a, self.config)
+            if h is None or a.id in taken or h.meter_id != a.meter_id or side is None:
+                continue
+            e = _Event(h, side)
+            e.followers[a.detector] = a
+            out[k] = e.merged()
+            taken[a.id] = h.id
+        if taken:
+            heads = set(taken.values())
+            merged = {a.id for a in out if a.id in heads and "continued" in (a.evidence or {})}
+            out = [a for a in out if a.id not in merged or "continued" in (a.evidence or {})]   # (its own version)
+            marked = []
+            for a in out:
+                c = (a.evidence or {}).get("continued")
+                if c and a.id in heads:
+                    c = {**c, "alerts": [{**m, "pending": True} if m["id"] in ids else m for m in c["alerts"]]}
+                    a = copy.copy(a)
+                    a.evidence = {**a.evidence, "continued": c}
+                marked.append(a)
+            out = marked
+        return out, taken
+
     def _head_for(self, a: Alert, side: str) -> _Event | None:
         t0 = _t(a.start)
         for hid in self.by_meter.get(a.meter_id, ()):
@@ -304,6 +357,18 @@ class Continuations:
                     and _t(ev.head.start) <= t0 <= ev.end_t + self.config.within_s):
                 return ev
         return None
+
+
+def own(a: Alert) -> Alert:
+    """A head's own version from its merged one (``evidence.continued``'s first member); ``a`` if
+    it continues nothing."""
+    c = (a.evidence or {}).get("continued")
+    if not isinstance(c, dict) or not c.get("alerts"):
+        return a
+    m0 = c["alerts"][0]
+    ev = {k: v for k, v in a.evidence.items() if k != "continued"}
+    return Alert(a.meter_id, m0["start"], m0["end"], a.code, m0["severity"], m0["score"], a.detector, m0["message"], ev,
+                 a.action, a.status)
 
 
 def follower_starts(alerts: list[Alert], config: ContinuationConfig | None = None) -> dict[str, float]:

@@ -36,6 +36,10 @@ log = logging.getLogger("wattwatch.watch")
 
 NEG = -(1 << 62)
 WITHDRAWN = "withdrawn: not found again when its meter was re-judged with readings that arrived late"
+#: (pf) The withdrawal of a follower written alone that a re-judging found continuing a head: the
+#: same change, now told under the head's id (``evidence.continued_by`` names it too).
+CONTINUED = ("withdrawn: continued by {head} (its meter re-judged with readings that arrived late: the same "
+             "change, one alert under that id)")
 DAY = 86400.0
 
 
@@ -348,6 +352,12 @@ def _withdraw(engine, res, rep, since: dict[str, dict[str, float]]) -> None:
     if not gone:
         return
     told = _withdrawn_versions(engine, gone)
+    # (pf) a follower now continuing a head is not "not found again": told continued by the head
+    by = {i: cont.head_of[i] for i in gone if cont is not None and i in cont.head_of}
+    for i, h in by.items():
+        if i in told:
+            told[i] = dataclasses.replace(told[i], evidence={**told[i].evidence, "withdrawn": CONTINUED.format(head=h),
+                                                             "continued_by": h})
     # (le2) Open until this step (ended here, by ``_take`` or below): told ``ended``, as a withdrawal.
     # One that had ended before (told ``ended`` then): told as a withdrawal only (``rep.withdrawn``,
     # not ``ended``: an InfluxDB point, the console; an action was told its end already).
@@ -375,7 +385,10 @@ def _withdraw(engine, res, rep, since: dict[str, dict[str, float]]) -> None:
             # good, the console "alert ended" with nothing, a webhook nothing: the alert was gone from
             # the engine and the store); le2: also one that had ended before (its point said "ended")
             rep.withdrawn[i] = told[i]
-        log.info("alert %s withdrawn: not found again when its meter was re-judged", i)
+        if i in by:
+            log.info("alert %s withdrawn: continued by %s (its meter re-judged)", i, by[i])
+        else:
+            log.info("alert %s withdrawn: not found again when its meter was re-judged", i)
     engine.counters["alerts_withdrawn"] += len(gone)
 
 

@@ -295,6 +295,13 @@ class StreamEngine:
         # Per provisional id: the greatest end and score written of it (what the store keeps: its
         # upsert keeps the greatest), while it is provisional.
         self._prov_max: dict[str, tuple[pd.Timestamp, float]] = {}
+        # (pf) Final heads written as their merged version with a provisional follower (a member
+        # ``pending``: :meth:`Continuations.pending`): head id -> the version written, and the
+        # greatest end and score written of it. Rewritten at each judgement of their meter; a
+        # follower not given again puts the head back to its final version (its end and score too).
+        self._pending_final: dict[str, Alert] = {}
+        self._follows: dict[str, tuple[str, str]] = {}   # provisional follower id -> (meter, the head it was given under)
+        self._pending_max: dict[str, tuple[pd.Timestamp, float]] = {}
         # Provisional ids read from the store at a restart that the outputs may not have had (first
         # written after the last checkpoint, or no checkpoint): reported new when given again.
         self._prov_unsent: set[str] = set()
@@ -505,7 +512,16 @@ class StreamEngine:
         rows = self.store.con.execute(
             f"SELECT * FROM alerts WHERE code IN ({', '.join('?' for _ in codes)}) AND \"end\" >= "
             "(SELECT max(\"end\") FROM alerts) - to_seconds(CAST(? AS DOUBLE))", [*codes, back_s]).df()
-        self._cont.remember([Alert.from_dict(record(r)) for r in rows.to_dict("records")])
+        got = [Alert.from_dict(record(r)) for r in rows.to_dict("records")]
+        self._cont.remember(got)
+        # (pf) a final head written with a provisional follower: merged again or put back to its
+        # final version at its meter's next judgement (:meth:`_take_pending_final`)
+        for a in got:
+            c = (a.evidence or {}).get("continued")
+            if (isinstance(c, dict) and not a.evidence.get("provisional")
+                    and any(m.get("pending") for m in c.get("alerts") or [])):
+                self._pending_final[a.id] = a
+                self._pending_max[a.id] = (pd.Timestamp(a.end), a.score)
 
     def _load_open_detectors(self) -> None:
         """(rst2) The detector of each alert open at the checkpoint this run resumed from: which
@@ -1543,6 +1559,10 @@ class StreamEngine:
             self._stored_before([a.id for a in alerts if a.id not in self._checked])
         # An open alert comes back at every step; only versions that changed are written.
         changed = [a for a in alerts if self._written.get(a.id) != _version(a)]
+        if self._pending_final and tier != "fast":
+            # (pf) a final head written with a pending follower: :meth:`_take_provisional` writes
+            # it (merged again, or its final version), once
+            changed = [a for a in changed if a.id not in self._pending_final]
         # An acknowledged or cleared alert stays as it was at its reset: the detector's old state
         # goes on carrying it until it re-learns from the reset, and the re-judging from there
         # judges nothing before it (``detect`` on the same store never finds it again either).
@@ -1594,7 +1614,8 @@ class StreamEngine:
         self.counters["alerts_new"] += len(new)
         self.counters["alerts_updated"] += len(changed) - len(set(new) & {a.id for a in changed})
         self.counters["alerts_ended"] += len(ended)
-        if tier != "fast" and (self.provisional or self._withdrawn_kept or getattr(res, "provisional", None)):
+        if tier != "fast" and (self.provisional or self._withdrawn_kept or self._pending_final
+                               or getattr(res, "provisional", None)):
             self._take_provisional(res, rep, tier)
 
     def _take_provisional(self, res, rep: StepReport, tier: str) -> None:
@@ -1614,8 +1635,28 @@ class StreamEngine:
         # when its readings no longer make it, not when a blocker's spell comes near: that may not
         # blank it, and it would come back final)
         near = getattr(res, "provisional_near", None) or set()
-        given = {a.id: a for a in getattr(res, "provisional", ()) if a.detector not in fast and a.id not in final
-                 and (a.id in self.provisional or (a.id not in self.alerts and a.id not in near))}
+        given = [a for a in getattr(res, "provisional", ()) if a.detector not in fast and a.id not in final
+                 and (a.id in self.provisional or (a.id not in self.alerts and a.id not in near))]
+        # (pf) A provisional follower is given as its head's merged version (issues 14/16: one change,
+        # one alert, live), never under its own id: a provisional head's (written provisional), or a
+        # final head's (:meth:`_take_pending_final`), as the final merge will give it.
+        follows: dict[str, str] = {}
+        onto: dict[str, Alert] = {}
+        if self._cont is not None:
+            from wattwatch.detect.continuation import own
+
+            cand = {a.id: a for a in given}
+            keep = {}
+            for f, (_, h) in self._follows.items():   # (the head it was given under last: see pending)
+                hv = cand.get(h) or final.get(h) or self.alerts.get(h)
+                if f in cand and hv is not None:
+                    keep[f] = own(hv)
+            given, follows = self._cont.pending(given, keep)
+            onto = {a.id: a for a in given if a.id in set(follows.values()) and a.id not in cand}
+            given = [a for a in given if a.id not in onto]
+            self._follows = {**{f: mh for f, mh in self._follows.items() if mh[0] not in judged},
+                             **{f: (cand[f].meter_id, h) for f, h in follows.items()}}
+        given = {a.id: a for a in given}
         confirmed = [final[i] for i in self.provisional if i in final]
         # (pv) withdrawn while someone had it in hand (its row kept, saying withdrawn), final after all:
         # the final alert as any confirmed one (its version written, status kept, the marks gone)
@@ -1670,8 +1711,11 @@ class StreamEngine:
         rep.alerts += changed
         for a in changed:
             rep.tier_of[a.id] = tier
+        self._take_pending_final(onto, judged, final, rep, tier)
         # (pv) Which may still grow: per meter judged, as this judgement says; the others as before.
         popen = getattr(res, "provisional_open", None) or set()
+        if follows:   # (pf) an open follower keeps its (provisional) head open
+            popen = {follows.get(i, i) for i in popen}
         was_open = self.provisional_open
         self.provisional_open = {i for i in self.provisional_open | (set(given) & popen) if i in self.provisional
                                  and (i in popen or self.provisional[i].meter_id not in judged)}
@@ -1702,6 +1746,49 @@ class StreamEngine:
         self._prov_opened &= set(self.provisional)
         rep.ended += stopped
         self.counters["provisional_ended"] += len(stopped)
+
+    def _take_pending_final(self, onto: dict[str, Alert], judged: set, final: dict, rep: StepReport,
+                            tier: str) -> None:
+        """(pf) Final heads with a provisional follower (``onto``: head id -> its merged version,
+        the follower ``pending``): written so, under the head's id (the follower never under its
+        own). A head written so before whose meter was judged again without it (the follower
+        withdrawn, or final now: then the carry holds it) goes back to its final version as the
+        carry holds it, its end and score exactly (no lost head, no orphan id). An acknowledged or
+        cleared head stays as it was (:meth:`_take`)."""
+        from wattwatch.detect.continuation import own
+
+        onto = {h: a for h, a in onto.items() if h not in self.settled}
+        back = [h for h, a in self._pending_final.items() if h not in onto and a.meter_id in judged]
+        out = []
+        for h in back:
+            self._pending_final.pop(h)
+            ev = self._cont.events.get(h)
+            v = ev.merged() if ev is not None else final.get(h) or (own(self.alerts[h]) if h in self.alerts else None)
+            if v is None or h in self.settled:   # (gone meanwhile: a re-judging withdrew it)
+                self._pending_max.pop(h, None)
+                continue
+            out.append(v)
+            log.info("alert %s (%s): its provisional continuation %s", h, v.meter_id,
+                     "confirmed" if "continued" in v.evidence else "withdrawn: back to its own version")
+        out += [a for a in onto.values()]
+        self._pending_final.update(onto)
+        changed = [a for a in out if self._written.get(a.id) != _version(a)]
+        self._upsert(changed)
+        shrunk = [a for a in out if a.id in self._pending_max and a.id not in onto
+                  and (pd.Timestamp(a.end) < self._pending_max[a.id][0] or a.score < self._pending_max[a.id][1])]
+        if shrunk:
+            self.store.con.executemany('UPDATE alerts SET "end" = ?::TIMESTAMPTZ, score = ? WHERE id = ?',
+                                       [[a.end, a.score, a.id] for a in shrunk])
+        for a in out:
+            if a.id in onto:
+                e, sc = self._pending_max.get(a.id, (pd.Timestamp(a.end), a.score))
+                self._pending_max[a.id] = (max(e, pd.Timestamp(a.end)), max(sc, a.score))
+            else:
+                self._pending_max.pop(a.id, None)
+            self.alerts[a.id] = a
+        rep.alerts += changed
+        for a in changed:
+            rep.tier_of[a.id] = tier
 
     def _set_exact(self, alerts: list[Alert]) -> None:
         """Set the stored end and score of ``alerts`` to theirs: the store's upsert keeps the
@@ -1782,7 +1869,13 @@ class StreamEngine:
             waits = ", ".join(a.evidence.get("waits_for") or ["its blockers"])
             why = (f"withdrawn: judged again with {waits}'s findings on these readings, they no longer make this "
                    f"alert ({waits} explains them, or they make another)")
-            w = dataclasses.replace(a, evidence={**a.evidence, "withdrawn": why})
+            ev = {**a.evidence, "withdrawn": why}
+            h = self._cont.head_of.get(a.id) if self._cont is not None else None
+            if h is not None:   # (pf) written under its own id by an earlier run: now its head's
+                ev.update(withdrawn=f"withdrawn: continued by {h} (the same change, one alert under that id)",
+                          continued_by=h)
+                why = ev["withdrawn"]
+            w = dataclasses.replace(a, evidence=ev)
             (keep if a.id in self.settled else delete).append(w)
             self.provisional.pop(a.id, None)
             self.provisional_open.discard(a.id)

@@ -273,6 +273,8 @@ def alert_states(todo: dict, report, engine) -> dict[str, str]:
     state = {i: "stopped" for i in getattr(report, "stopped", ())}
     state.update({i: "withdrawn" if i in withdrawn else "ended" for i in report.ended})
     state.update(dict.fromkeys(withdrawn, "withdrawn"))   # (le2: also one that had ended before)
+    # (pf) a follower a re-judging found continuing a head: the same change, under the head's id
+    state.update({i: "continued" for i, a in withdrawn.items() if (a.evidence or {}).get("continued_by")})
     if not hasattr(engine, "open_ids"):
         return state
     prov = set(getattr(engine, "provisional", ()))
