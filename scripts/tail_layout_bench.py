@@ -121,6 +121,7 @@ class Room:
 def main(path: str, reps: int, spare: float) -> None:
     d = pickle.load(open(path, "rb"))
     cpu = collections.defaultdict(list)
+    parts_ms = collections.defaultdict(lambda: collections.defaultdict(list))
     bad = 0
     for rep in range(reps):
         st = pickle.loads(d["state"])
@@ -144,22 +145,37 @@ def main(path: str, reps: int, spare: float) -> None:
                     setattr(stitch, nm, w)
                 cut0 = p._cut_tail
 
+                inside = [False]
+
                 def cw(*a, **kw):
                     c0 = time.thread_time()
+                    inside[0] = True
                     try:
                         return cut0(*a, **kw)
                     finally:
+                        inside[0] = False
                         secs["_cut_tail"] += time.thread_time() - c0
                 p._cut_tail = cw
+                for nm in ("_first_kept", "_needed"):   # (the layout runs them too: counted on its side)
+                    def mw(*a, _f=getattr(p, nm), _n=nm, **kw):
+                        c0 = time.thread_time()
+                        try:
+                            return _f(*a, **kw)
+                        finally:
+                            if inside[0]:   # (only the cut's: _calm calls _first_kept too)
+                                secs[_n] += time.thread_time() - c0
+                    setattr(p, nm, mw)
                 c0 = time.thread_time()
                 step = p.feed(piece, final=final)
                 feed = time.thread_time() - c0
-                del p._cut_tail
+                del p._cut_tail, p._first_kept, p._needed
                 for nm, f in wrapped.items():
                     setattr(stitch, nm, f)
                 # (nested: _merge calls _merge_sides; _calm_tail calls _gather)
                 old = secs["_merge_sides"] + secs["_cut_tail"] + secs["_calm_tail"] + secs["_compact_cols"] \
                     + (secs["_gather"] if secs["_calm_tail"] == 0 else 0)
+                for nm in ("_merge_sides", "_cut_tail", "_first_kept", "_needed", "_calm_tail", "_compact_cols"):
+                    parts_ms[label][nm].append(1e3 * secs[nm])
                 if before is None or p.tail is None:
                     continue
                 after = stitch.dense_columns(p.tail)
@@ -183,7 +199,7 @@ def main(path: str, reps: int, spare: float) -> None:
                 for c in after.columns:
                     if stitch._cached(c) and c in room.cols:
                         room.cols[c][kept] = after[c].to_numpy()[at]
-                new = time.thread_time() - c0
+                new = time.thread_time() - c0 + secs["_first_kept"] + secs["_needed"]
                 # the calm meters' rows of the piece hold no known score (as _calm_tail)
                 dn = room.dense()
                 same = True
@@ -211,12 +227,14 @@ def main(path: str, reps: int, spare: float) -> None:
     for label, xs in cpu.items():
         x = np.array(xs, float)
         print("%-20s feeds %d: feed p50 %.2f ms; its data movement (merges, cut, calm tail, compaction) p50 %.2f "
-              "mean %.2f ms; the layout's (append, frame, cut, scores) p50 %.2f mean %.2f ms; frame rows p50 %.0f"
+              "mean %.2f ms; the layout's (append, frame, cut, scores; the cut's _first_kept and _needed as the stitcher's) p50 %.2f mean %.2f ms; frame rows p50 %.0f"
               % (label, len(x), np.median(x[:, 0]), np.median(x[:, 1]), x[:, 1].mean(), np.median(x[:, 2]),
                  x[:, 2].mean(), np.median(x[:, 3])))
         print("%-20s   compactions %d in %d feeds; bytes/meter held: the stitcher's tail %.0f, the layout's "
               "storage %.0f (room and dense known scores included)" % ("", int(x[:, 4].sum()), len(x),
                                                                     np.median(x[:, 5]), np.median(x[:, 6])))
+        print("%-20s   the stitcher's sections, mean ms: %s" % ("", ", ".join(
+            "%s %.2f" % (nm, np.mean(v)) for nm, v in parts_ms[label].items())))
     print("tails differing from the stitcher's:", bad)
 
 
