@@ -44,6 +44,26 @@ def main():
     parts = [("fast:" + "+".join(d.name for d in p.detectors), p) for p in eng.fast.parts]
     parts.append(("slow (full stitcher): %d detectors" % len(eng.stitcher.detectors), eng.stitcher))
     print("live hours %.1f, %d meters, %d fast steps at the end" % (HOURS, M, STEPS))
+    # Do the fast tails' readings lie inside the slow tail (per meter, from its first stamp on; its
+    # channels among the slow tail's)? The rows after the slow tail's last one are the readings the
+    # slow tier has not judged yet.
+    slow = eng.stitcher.tail
+    if slow is not None:
+        s_first = slow.groupby("meter_id", observed=True)["ts"].min()
+        s_last = slow.groupby("meter_id", observed=True)["ts"].max()
+        for p in eng.fast.parts:
+            if p.tail is None:
+                continue
+            f_first = p.tail.groupby("meter_id", observed=True)["ts"].min()
+            f_last = p.tail.groupby("meter_id", observed=True)["ts"].max()
+            ms = f_first.index.intersection(s_first.index)
+            inside = (f_first[ms] >= s_first[ms])
+            newer = (f_last[ms] - s_last[ms]).dt.total_seconds()
+            chans = [c for c in p.tail.columns if not str(c).startswith(("_c:", "_k:"))]
+            print("fast %s: meters whose fast tail starts inside the slow tail %d of %d; channels inside %s; "
+                  "fast tail newer than the slow tail by p50 %.0f s max %.0f s"
+                  % (p.detectors[0].name, int(inside.sum()), len(ms), set(chans) <= set(slow.columns),
+                     newer.median(), newer.max()))
     for label, p in parts:
         tail = p.tail
         if tail is None:
