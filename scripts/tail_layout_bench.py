@@ -19,7 +19,10 @@ tail before the feed to its tail after: the piece appended, the frame the core r
 (every meter the feed judged; all of them for the loose-CT group), the cut, the known scores
 written back. The layout's tail after the step is checked equal, bit for bit, to the stitcher's
 (its dense columns): the prototype does every move the real step does, no fewer. Old and new are
-alternated per piece (the stitcher's feed first, then the prototype on the same data).
+alternated per piece (the stitcher's feed first, then the prototype on the same data). Not
+modelled (docs/live-log.md, tl): late readings, new meters or columns (such a step is skipped), the
+calm meters' known-score flags cleared (their rows' score columns are taken as the stitcher left
+them in the comparison), ``_without_copies`` and ``_calm`` reading the storage.
 """
 from __future__ import annotations
 
