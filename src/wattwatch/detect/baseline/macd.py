@@ -135,8 +135,8 @@ Such a run counts only where it is also below the lowest profiled day's floor by
 (``floor_long_least``, :meth:`_floor_long`): a week whose nights mostly ran a load (the UCI household's
 New Year) puts the median and the standby on those nights, and the home's ordinary standby read as a drop.
 Where the profiled nights' floors are stored (below), "a level the home lived at" is each night's own
-(within ``min_rel`` of one of them, ``floor_long_nights``), not anywhere above the lowest: one nearly
-empty profiled night no longer excuses a bypass far above it.
+(within ``min_rel`` of one of them, ``floor_long_nights``) and anything from the standby less ``min_rel`` up,
+not anywhere above the lowest: one nearly empty profiled night no longer excuses a bypass far above it.
 Only on meters profiled on fewer than ``recal_min_profile_days`` days, as the standby's drop: from a longer
 profile it added a false alert on a real home (OPSD residential6, behind solar panels, February 2017; rq5).
 The drop of two days' floors is not judged at a level the home lived at on a profiled night that the
@@ -373,7 +373,8 @@ floor are its hours off, learned from as hours without a reading (0: kept; :meth
 ``floor_long_n``: the drop of the higher of that many days' floors is judged too (0: off);
 ``floor_long_least``: only where it is below the lowest profiled day's floor by ``min_rel`` (:meth:`_floor_long`);
 ``floor_long_nights``: where the profiled nights' floors are stored (a short profile), only where it is more than
-``min_rel`` from every one of them (below the highest; :meth:`_floor_long`; False: below the lowest, as before).
+``min_rel`` from every one of them and below the standby by ``min_rel`` (:meth:`_floor_long`; False: below the
+lowest, as before).
 ``floor_two_nights``: the drop of two days' floors is not judged within ``min_rel`` of a profiled night's floor
 that is itself below the standby by ``min_rel``, on meters profiled on fewer than ``recal_min_profile_days``
 days (:meth:`_floor_two_nights`; False: judged as before).
