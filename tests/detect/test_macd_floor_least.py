@@ -62,6 +62,25 @@ def test_the_standby_after_a_week_of_loaded_nights_is_no_drop():
         [(a.start, a.message) for a in got]
 
 
+# The same kind of week with its two ordinary nights lower (0.11-0.13 kW), its standby after it at 0.19
+# kW: the lower half's median (0.197) lies in the gap between the ordinary nights and the loaded ones,
+# within ``min_rel`` of no night. The nights' bands (``floor_long_nights``) alone judged the four days
+# at the home's own standby there: "40 % below (0.189 vs 0.314 kW)", twice.
+GAP = [0.12, 0.30, 0.33, 0.13, 0.35, 0.32, 0.33] + [0.19] * 9
+
+
+def test_the_standby_in_a_gap_between_the_profiled_nights_is_no_drop():
+    df = _home(floors=GAP)
+    assert [(a.start, a.message) for a in _alerts(df)] == []
+    # A bypass on it keeping 0.35 (0.066 kW: below the standby and every night's band) is still the
+    # four days' drop. (Keeping 0.47, 0.09 kW, it is within ``min_rel`` of the lowest night, and the
+    # energy finds it five days in, as on main.)
+    got = _alerts(_home("2025-01-13 18:00", keep=0.35, floors=GAP))
+    assert len(got) == 1 and got[0].evidence["basis"] == "floor" and "four days" in got[0].message, \
+        [(a.start, a.message) for a in got]
+    assert pd.Timestamp("2025-01-13 18:00", tz="UTC") < pd.Timestamp(got[0].start) < pd.Timestamp("2025-01-19 18:00", tz="UTC")
+
+
 def test_a_bypass_on_that_home_is_still_found():
     got = _alerts(_home("2025-01-13 18:00"))
     assert len(got) == 1 and got[0].evidence["basis"] == "floor" and "below" in got[0].message, \

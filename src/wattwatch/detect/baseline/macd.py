@@ -135,8 +135,8 @@ Such a run counts only where it is also below the lowest profiled day's floor by
 (``floor_long_least``, :meth:`_floor_long`): a week whose nights mostly ran a load (the UCI household's
 New Year) puts the median and the standby on those nights, and the home's ordinary standby read as a drop.
 Where the profiled nights' floors are stored (below), "a level the home lived at" is each night's own
-(within ``min_rel`` of one of them, ``floor_long_nights``), not anywhere above the lowest: one nearly
-empty profiled night no longer excuses a bypass far above it.
+(within ``min_rel`` of one of them, ``floor_long_nights``) and anything from the standby less ``min_rel`` up,
+not anywhere above the lowest: one nearly empty profiled night no longer excuses a bypass far above it.
 Only on meters profiled on fewer than ``recal_min_profile_days`` days, as the standby's drop: from a longer
 profile it added a false alert on a real home (OPSD residential6, behind solar panels, February 2017; rq5).
 The drop of two days' floors is not judged at a level the home lived at on a profiled night that the
@@ -373,7 +373,8 @@ floor are its hours off, learned from as hours without a reading (0: kept; :meth
 ``floor_long_n``: the drop of the higher of that many days' floors is judged too (0: off);
 ``floor_long_least``: only where it is below the lowest profiled day's floor by ``min_rel`` (:meth:`_floor_long`);
 ``floor_long_nights``: where the profiled nights' floors are stored (a short profile), only where it is more than
-``min_rel`` from every one of them (below the highest; :meth:`_floor_long`; False: below the lowest, as before).
+``min_rel`` from every one of them and below the standby by ``min_rel`` (:meth:`_floor_long`; False: below the
+lowest, as before).
 ``floor_two_nights``: the drop of two days' floors is not judged within ``min_rel`` of a profiled night's floor
 that is itself below the standby by ``min_rel``, on meters profiled on fewer than ``recal_min_profile_days``
 days (:meth:`_floor_two_nights`; False: judged as before).
@@ -1122,7 +1123,7 @@ class BaselineMACD(Detector):
             # The higher of the last ``floor_long_n`` days' floors, at the same rarity as two days
             # (:meth:`_floor_long`); through the same gates, the trailing one past all its days.
             obs_long = np.full(d1.shape, np.nan)
-            hi = self._floor_long(d1, w, self._param(df, "floor_least_kw", np.nan), self._stored_nights(df))
+            hi = self._floor_long(df, d1, w)
             # Only on meters profiled on fewer than ``recal_min_profile_days`` days, as the standby's
             # drop (:meth:`_standby`): from a longer profile the median floor and the spread of many
             # days judge as before. There the four days' share added a false alert on a real home
@@ -1310,7 +1311,7 @@ class BaselineMACD(Detector):
             lived = self._floor_two_nights(df, two) if lived is None else lived   # (:meth:`_floor_two_nights`)
             two = np.where(lived, np.nan, two)
             out, obs = judged(two, 2, np.maximum(np.log1p(c.min_rel), spread)), np.where(use[:, None], two, np.nan)
-            hi = self._floor_long(d1, w, self._param(df, "floor_least_kw", np.nan), self._stored_nights(df))
+            hi = self._floor_long(df, d1, w)
             if hi is not None:
                 # (the share is of the limit's spread part; ``min_rel``, the least change judged at
                 # all, stays as it is)
@@ -1319,14 +1320,13 @@ class BaselineMACD(Detector):
                 out, obs, days = np.where(take, long, out), np.where(take, hi, obs), np.where(take, c.floor_long_n, days)
             return out, obs, days
 
-    def _floor_long(self, d1: np.ndarray, w: int, least: np.ndarray,
-                    nights: np.ndarray | None = None) -> np.ndarray | None:
+    def _floor_long(self, df: pd.DataFrame, d1: np.ndarray, w: int) -> np.ndarray | None:
         """Per (meter, hour): the higher of the last ``floor_long_n`` windows' floors (``d1``: the
         last ``floor_h`` hours' floor per hour; NaN unless every one of them is known); None when
         ``floor_long_n`` is 0.
 
-        **Below every profiled day, not only below their middle** (``floor_long_least``; ``least``:
-        per meter, the lowest profiled day's floor, kW). The four days' share of the limit (0.57)
+        **Below every profiled day, not only below their middle** (``floor_long_least``; per meter,
+        the lowest profiled day's floor, ``floor_least_kw``). The four days' share of the limit (0.57)
         holds for days scattered independently about the profiled floor. A home profiled on a week
         whose nights mostly ran a load (the UCI household's New Year week, replayed by every fleet
         meter that starts on its day 13 or 14: five nights at 0.29-0.35 kW, two at 0.21) has its
@@ -1340,22 +1340,26 @@ class BaselineMACD(Detector):
         5 min: 0.101 kW against a least day of 0.196; seed 7 at 60 min M-00073: 0.087 against
         0.145). Two days' floors are excused nearer, only at a profiled night's own level
         (:meth:`_floor_two_nights`). NaN
-        (no gate) where ``least`` is NaN (no floor learned; a state stored before it was is
-        profiled again, ``state_version`` 6). Both callers pass it: the gate is not optional.
+        (no gate) where it is NaN (no floor learned; a state stored before it was is
+        profiled again, ``state_version`` 6).
 
         **Near a night the home lived at, not anywhere above the lowest** (``floor_long_nights``;
-        ``nights``: per meter, its profiled days' floors, kW, NaN-padded, :meth:`_stored_nights`; a row
-        without any, the lowest day's bar as above). The lowest night's bar makes one nearly empty
+        the profiled days' floors, :meth:`_stored_nights`; a meter without any, the lowest day's bar as
+        above). The lowest night's bar makes one nearly empty
         profiled night (the home away, its appliances off: 0.01 kW among nights of 0.14-0.26) excuse every
         four days' floor above 0.008 kW: a bypass keeping half of the load, four days at half the
         standby, lay above it and the four days' drop was off on that home (hd3 and rhd3 found the same
         of hd2's bar for the two days). Where the nights are stored a run is therefore judged unless it
-        is within ``min_rel`` (either side, in logs) of a profiled day's floor, or above the highest: the
-        levels the home lived at are each night's own, and a gap between the nearly empty night and the
+        is within ``min_rel`` (either side, in logs) of a profiled day's floor, or above the standby
+        (``standby_kw``, the lower half's median) less ``min_rel``: the levels the home lived at are each
+        night's own and everything from its standby up, and a gap between the nearly empty night and the
         home's ordinary ones is no level it lived at. Where consecutive nights lie within (1 +
-        ``min_rel``)^2 of each other the bands join and this is the lowest night's bar exactly; on the
-        fleets' homes the wider gaps lie between the standby's nights and loaded nights above it, where a
-        four days' floor is no drop."""
+        ``min_rel``)^2 of each other the bands join and this is the lowest night's bar exactly. Not the
+        gap above the standby: a week of two ordinary nights (0.11-0.13 kW) and five loaded ones
+        (0.30-0.35) has its standby (0.197, the median of 0.129 and 0.301) in the gap between them, and
+        the home's own standby after it (0.19 kW, four days) is no drop, though far from every night
+        (judged there, it read as "40 % below (0.189 vs 0.314 kW)", rfn). The standby is never above the
+        highest night: a row without a standby is judged up to the highest night's band."""
         n = int(self.config.floor_long_n)
         if n < 3:
             return None
@@ -1368,12 +1372,15 @@ class BaselineMACD(Detector):
         c = self.config
         if c.floor_long_least:
             with quiet():
-                above = hi * (1.0 + c.min_rel) > np.asarray(least, float)[:, None]
-                if c.floor_long_nights and nights is not None and nights.size:
+                above = hi * (1.0 + c.min_rel) > self._param(df, "floor_least_kw", np.nan)[:, None]
+                nights = self._stored_nights(df) if c.floor_long_nights else None
+                if nights is not None:
                     has = np.isfinite(nights).any(axis=1)
                     tol = np.log1p(c.min_rel)
                     lt = np.log(np.maximum(hi, 1e-12))
-                    lived = hi >= np.nanmax(np.where(has[:, None], nights, -np.inf), axis=1)[:, None]
+                    top = np.fmin(self._param(df, "standby_kw", np.nan),
+                                  np.nanmax(np.where(has[:, None], nights, -np.inf), axis=1))
+                    lived = hi * (1.0 + c.min_rel) >= top[:, None]
                     for i in np.flatnonzero(np.isfinite(nights).any(axis=0)):   # (at most 27 columns)
                         lived |= np.abs(lt - np.log(nights[:, i:i + 1])) <= tol   # (False where either is NaN)
                     above = np.where(has[:, None], lived, above)
