@@ -195,3 +195,26 @@ def test_an_action_is_told_the_withdrawal_only_of_an_alert_it_was_told_of(tmp_pa
     assert got == sorted([(told.id, "opened", "ok"), (other.id, "opened", "ok"), (limited.id, "opened", "rate_limited"),
                           (told.id, "withdrawn", "ok"), (fresh.id, "opened", "ok"),
                           (fresh.id, "withdrawn", "ok")]), got
+
+
+def test_a_withdrawal_modbus_writes_nothing_for_takes_no_share_of_its_rate_limit(tmp_path, modbus):
+    """(rle3) Without ``withdrawn_value`` a withdrawal only logs: counted in ``rate_limit`` it took the
+    place of a real shed (per_meter = 2: opened, withdrawn, and the meter's next opening was refused)."""
+    import dataclasses
+
+    from tests.live.test_actions import Harness, _alert, _shed
+    from wattwatch.runners.stream import StepReport
+
+    h = Harness(tmp_path, {"actions": [_shed(modbus.port, address=13, name="shed13", on=["opened", "withdrawn"],
+                                             rate_limit={"per_meter": 2, "window_s": 3600},
+                                             allow=[{"device_id": 3, "target": "coil", "address": 13,
+                                                     "values": [False]}])]})
+    a, b = _alert(), _alert(start="2026-01-01T01:00:00.000Z")
+    h.opened(a)
+    h.action.alerts(StepReport(withdrawn={a.id: dataclasses.replace(a, evidence={**a.evidence,
+                                                                                 "withdrawn": WITHDRAWN})}), h.engine)
+    h.opened(b)
+    log = h.log()
+    h.close()
+    got = sorted(zip(log["alert_id"], log["event"], log["outcome"]))
+    assert got == sorted([(a.id, "opened", "ok"), (a.id, "withdrawn", "ok"), (b.id, "opened", "ok")]), got

@@ -399,6 +399,11 @@ class Action(Output):
         before the rate limit counts it."""
         return True
 
+    def sends(self, alert: Alert, event: str) -> bool:
+        """(rle3) Whether the job reaches anything outside (the rate limit counts only those); a
+        ``modbus_write`` withdrawal without ``withdrawn_value`` only logs."""
+        return True
+
     # ---- the Output interface (engine thread)
     def alerts(self, report, engine) -> None:
         if self._closed:
@@ -460,7 +465,7 @@ class Action(Output):
             if ev != "updated" and key in self._done:
                 self.counters["already_done"] += 1
                 continue
-            why = self.limit.allow(a.meter_id, now)
+            why = self.limit.allow(a.meter_id, now) if self.sends(a, ev) else None
             if why is not None:
                 self.counters["rate_limited"] += 1
                 if key not in self._limited:   # once per alert and event, not at every step it grows
