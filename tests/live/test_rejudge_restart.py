@@ -94,3 +94,25 @@ def test_a_rejudging_asked_by_late_readings_survives_a_kill_between_their_ingest
     assert [v[0] for v in want.values()] == ["A"], want   # the alert the late readings shrank
     assert got == want, (got, want)
     assert left == 0
+
+
+def test_resumed_requests_of_a_meter_combine_as_in_memory(tmp_path):
+    """(rle3) Two requests of one meter before a checkpoint, a late reading's (no withdrawal bound,
+    NULL) and a re-learned reset's (withdraw from the reset): in memory they combine to no bound
+    (``rejudge.mark``); resumed from ``stream_rejudge`` they must too (SQL's min skipped the NULL: the
+    restart withdrew only from the reset on, keeping what the late reading had withdrawn before it)."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from wattwatch.runners import rejudge
+    from wattwatch.runners.stream import _DDL_REJUDGE
+
+    with Store(tmp_path / "s.duckdb") as store:
+        store.con.execute(_DDL_REJUDGE)
+        mem = SimpleNamespace(name="w", store=store, rewinds={}, counters=Counter())
+        for m, frm, w in (("A", 200.0, 150.0), ("A", 100.0, None), ("B", 300.0, 250.0), ("B", 400.0, 260.0)):
+            rejudge.ask(mem, {m: frm}, None if w is None else {m: w})
+            rejudge.mark(mem, m, frm, w)
+        back = SimpleNamespace(name="w", store=store, rewinds={}, counters=Counter())
+        rejudge.resume_requests(back)
+    assert back.rewinds == mem.rewinds == {"A": (100.0, -np.inf), "B": (300.0, 250.0)}, back.rewinds

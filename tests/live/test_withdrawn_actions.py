@@ -155,3 +155,66 @@ def test_modbus_withdrawn_value_is_allow_listed_and_written_on_a_withdrawal_once
         assert list(zip(log["event"], log["outcome"])) == [("opened", "ok"), ("withdrawn", "ok")], log
         assert "wrote coil 11 = True" in log["detail"].iat[1] and _read(modbus, "coil", 11) is True
         assert sum(f in WRITES for f in modbus.seen[before:]) == (2 if k == 0 else 0), modbus.seen[before:]
+
+
+def test_an_action_is_told_the_withdrawal_only_of_an_alert_it_was_told_of(tmp_path):
+    """(rle3) ``on = ["opened", "withdrawn"]``: the withdrawal of an alert whose opening this action
+    never acted on (rate-limited; below ``min_severity`` when it opened, grown past it since) would be
+    news of something it never sent: not told (a ``modbus_write`` with ``withdrawn_value`` would
+    restore a load it never shed). What it was told survives a restart (its log)."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from tests.live.test_actions import _REPLAY, Harness, _alert
+    from wattwatch.runners.stream import StepReport
+
+    site = {"actions": [{"type": "webhook", "name": "hook", "url": "http://127.0.0.1:1/", "dry_run": True,
+                         "on": ["opened", "withdrawn"], "match": {"min_severity": "critical"},
+                         "rate_limit": {"per_meter": 2, "window_s": 3600}}]}
+    told, other, limited = (_alert(start=f"2026-01-01T0{h}:00:00.000Z") for h in range(3))
+    grown = _alert(meter="pdu-2", severity="warning")
+    h = Harness(tmp_path, site)
+    h.opened(told, other, limited, grown)
+    grown = dataclasses.replace(grown, severity="critical")
+    h.action.alerts(StepReport(alerts=[grown]), h.engine)   # (updated: not in on)
+    h.log()
+    for o in h.actions:
+        o.close()
+    h2 = Harness.__new__(Harness)   # restarted: what it was told of comes from its log
+    h2.store, h2.engine = h.store, SimpleNamespace(store=h.store, alerts={})
+    h2.actions = api.load_site({"sources": [{"type": "replay", "path": str(_REPLAY)}], **site}).outputs
+    h2.action = h2.actions[0]
+    fresh = _alert(meter="pdu-3")
+    h2.opened(fresh)
+    gone = {a.id: dataclasses.replace(a, evidence={**a.evidence, "withdrawn": WITHDRAWN})
+            for a in (told, limited, grown, fresh)}
+    h2.action.alerts(StepReport(withdrawn=gone), h2.engine)
+    log = h2.log()
+    h2.close()
+    got = sorted(zip(log["alert_id"], log["event"], log["outcome"]))
+    assert got == sorted([(told.id, "opened", "ok"), (other.id, "opened", "ok"), (limited.id, "opened", "rate_limited"),
+                          (told.id, "withdrawn", "ok"), (fresh.id, "opened", "ok"),
+                          (fresh.id, "withdrawn", "ok")]), got
+
+
+def test_a_withdrawal_modbus_writes_nothing_for_takes_no_share_of_its_rate_limit(tmp_path, modbus):
+    """(rle3) Without ``withdrawn_value`` a withdrawal only logs: counted in ``rate_limit`` it took the
+    place of a real shed (per_meter = 2: opened, withdrawn, and the meter's next opening was refused)."""
+    import dataclasses
+
+    from tests.live.test_actions import Harness, _alert, _shed
+    from wattwatch.runners.stream import StepReport
+
+    h = Harness(tmp_path, {"actions": [_shed(modbus.port, address=13, name="shed13", on=["opened", "withdrawn"],
+                                             rate_limit={"per_meter": 2, "window_s": 3600},
+                                             allow=[{"device_id": 3, "target": "coil", "address": 13,
+                                                     "values": [False]}])]})
+    a, b = _alert(), _alert(start="2026-01-01T01:00:00.000Z")
+    h.opened(a)
+    h.action.alerts(StepReport(withdrawn={a.id: dataclasses.replace(a, evidence={**a.evidence,
+                                                                                 "withdrawn": WITHDRAWN})}), h.engine)
+    h.opened(b)
+    log = h.log()
+    h.close()
+    got = sorted(zip(log["alert_id"], log["event"], log["outcome"]))
+    assert got == sorted([(a.id, "opened", "ok"), (a.id, "withdrawn", "ok"), (b.id, "opened", "ok")]), got

@@ -19,7 +19,11 @@ packet-loss gap the readings filled; its row is deleted), or the final verdict w
 alert. The action gets the alert as last written, ``evidence.withdrawn`` saying why, and the message's
 ``state`` is ``withdrawn``; once per alert, also for one that had ended before (told ``ended`` then),
 also across ``kill -9`` (the withdrawal is kept in the store until its outputs ran; the job, in
-``actions_pending``). An alert withdrawn while still open also ends: ``ended`` first (as before),
+``actions_pending``). Only the withdrawal of an alert this action acted on before (rle3: a job of
+another event queued or logged; not one rate-limited, below ``match`` when it opened, or provisional
+for an action without ``on_provisional``): news of an alert it never sent is noise, and a
+``withdrawn_value`` would switch a load it never shed; an action whose ``on`` is ``["withdrawn"]``
+alone is told every matching withdrawal. An alert withdrawn while still open also ends: ``ended`` first (as before),
 then ``withdrawn``. ``modbus_write`` writes nothing on a withdrawal unless it has ``withdrawn_value``:
 what a withdrawal leaves (a shed load stays shed) is for someone on site to decide; with
 ``on = [.., "withdrawn"]`` and no ``withdrawn_value`` the withdrawal is logged (``ok``, "nothing
@@ -364,6 +368,10 @@ class Action(Output):
         self._cur = None                     # the worker's own connection to the store
         self._lock = threading.Lock()        # the log connection, used by the worker and the engine thread
         self._done: set[tuple[str, str]] | None = None
+        # (rle3) The alerts this action acted on (a job of another event queued, or logged ok, refused
+        # or failed): only their withdrawals are told, unless ``on`` has no other event.
+        self._told: set[str] = set()
+        self._told_only = set(self.on) <= {"withdrawn"}
         self._limited: set[tuple[str, str]] = set()
         # Jobs an earlier run left pending that the queue could not take at start: queued as it
         # has room (_feed: each step, and the worker after each job), still pending in the store
@@ -389,6 +397,11 @@ class Action(Output):
         """Whether this kind has anything to do for the alert (beyond ``match``); a kind whose
         config leaves some alerts out (a Modbus value given for some severities) says no here,
         before the rate limit counts it."""
+        return True
+
+    def sends(self, alert: Alert, event: str) -> bool:
+        """(rle3) Whether the job reaches anything outside (the rate limit counts only those); a
+        ``modbus_write`` withdrawal without ``withdrawn_value`` only logs."""
         return True
 
     # ---- the Output interface (engine thread)
@@ -444,12 +457,15 @@ class Action(Output):
             if ev == "updated" and a.id in handled:
                 self.counters["handled_skipped"] += 1
                 continue
+            if ev == "withdrawn" and not self._told_only and a.id not in self._told:
+                self.counters["withdrawn_untold"] += 1   # (rle3) never told of it: no news of its withdrawal
+                continue
             self.counters["matched"] += 1
             key = (a.id, ev)
             if ev != "updated" and key in self._done:
                 self.counters["already_done"] += 1
                 continue
-            why = self.limit.allow(a.meter_id, now)
+            why = self.limit.allow(a.meter_id, now) if self.sends(a, ev) else None
             if why is not None:
                 self.counters["rate_limited"] += 1
                 if key not in self._limited:   # once per alert and event, not at every step it grows
@@ -458,6 +474,7 @@ class Action(Output):
                 continue
             if ev != "updated":
                 self._done.add(key)
+            self._told.add(a.id)
             jobs.append((a, ev))
         try:
             self._pend([(a, ev) for a, ev in jobs if ev != "updated"])   # recorded before the worker has them
@@ -551,12 +568,13 @@ class Action(Output):
         self._cur = con.cursor()
         with self._lock:
             rows = self._cur.execute(
-                "SELECT alert_id, event FROM actions_log WHERE action = ? AND dry_run = ? AND event <> 'updated' "
+                "SELECT DISTINCT alert_id, event FROM actions_log WHERE action = ? AND dry_run = ? "
                 "AND outcome IN ('ok', 'refused', 'failed')", [self.name, self.dry_run]).fetchall()
             left = self._cur.execute(
                 "SELECT alert_id, event, any_value(alert) FROM actions_pending WHERE action = ? AND dry_run = ? "
                 "GROUP BY alert_id, event ORDER BY min(queued_at)", [self.name, self.dry_run]).fetchall()
-        self._done = {(a, e) for a, e in rows}
+        self._done = {(a, e) for a, e in rows if e != "updated"}
+        self._told = {a for a, _ in rows}
         self._thread = threading.Thread(target=self._worker, name=f"action:{self.name}", daemon=True)
         self._thread.start()
         # Jobs queued by an earlier run that never logged their outcome (killed meanwhile): run now.
@@ -571,6 +589,7 @@ class Action(Output):
                 self._unpend(aid, ev)
                 continue
             self._done.add((aid, ev))
+            self._told.add(aid)
             self.counters["resumed"] += 1
             self._backlog.append((a, ev))   # (queued by _feed: the queue's size does not drop them)
         self._feed()

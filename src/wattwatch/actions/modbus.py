@@ -35,7 +35,8 @@ verdict withdrew it; :mod:`wattwatch.actions.base`) writes nothing by default: a
 shed until someone on site restores it (it may have been shed for hours; switching it back unattended,
 perhaps a day later when a gateway's backlog arrives, is a decision for the facility team, not for a
 late reading). With ``on = [.., "withdrawn"]`` the withdrawal is logged with the alert (``ok``,
-"nothing written") so whoever restores it sees why; ``withdrawn_value`` makes it write that value
+"nothing written") so whoever restores it sees why (rle3: and takes no share of ``rate_limit``, which
+would refuse a real shed in its place); ``withdrawn_value`` makes it write that value
 (allow-listed as every value). An alert withdrawn while still open also ends: ``ended_value`` (when
 ``on`` has ``ended``) is written then, as at any end.
 """
@@ -182,6 +183,9 @@ class ModbusWriteAction(Action):
         if event == "withdrawn":   # (le3) logged, written only with withdrawn_value (see the module)
             return self.withdrawn_value is None or alert.severity in self.withdrawn_value
         return alert.severity in (self.ended_value if event == "ended" else self.value)
+
+    def sends(self, alert, event: str) -> bool:
+        return event != "withdrawn" or self.withdrawn_value is not None
 
     def plan(self, alert, event: str) -> tuple[int, object]:
         """(unit id, value) for this alert and event; Refused when not allowed."""

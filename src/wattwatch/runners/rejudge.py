@@ -94,8 +94,10 @@ def resume_requests(engine) -> None:
     (``stream_rejudge``): marked again, so the readings that asked for them are re-judged (they are
     stored; the checkpoint's carry predates them). Run twice (once before the kill, once now), a
     re-judging gives the same alerts: it judges the same stored readings from the same point."""
-    rows = engine.store.con.execute("SELECT meter_id, min(from_s), min(withdraw_s) FROM stream_rejudge "
-                                    "WHERE name = ? GROUP BY meter_id ORDER BY meter_id", [engine.name]).fetchall()
+    # (rle3) NULL is no withdrawal bound (-inf to ``mark``): it wins, as in memory (min() skips NULLs)
+    rows = engine.store.con.execute("SELECT meter_id, min(from_s), CASE WHEN count(*) = count(withdraw_s) "
+                                    "THEN min(withdraw_s) END FROM stream_rejudge WHERE name = ? "
+                                    "GROUP BY meter_id ORDER BY meter_id", [engine.name]).fetchall()
     for m, frm, w in rows:
         mark(engine, str(m), float(frm), None if w is None else float(w))
     if rows:
