@@ -23,3 +23,36 @@ def warm_engine(timed: int, prefix: str = "ww-fast-"):
         eng.add(live.iloc[i:min(i + 5000, cut)])
         eng.step()
     return eng, live, cut
+
+
+def pair_steps(old, new, live, cut: int, timed: int) -> None:
+    """Feed the timed steps' readings to engines ``old`` and ``new`` alternately (which goes first
+    alternates), print each one's fast steps' thread CPU and the paired ratio, then flush both and
+    print their alerts' count and digest (scripts/pair_fast_step.py, pair_loose_step.py)."""
+    import hashlib
+    import json
+    import time
+
+    import numpy as np
+    cpu = {"old": [], "new": []}
+    for k in range(timed):
+        b = live.iloc[cut + k * M: cut + (k + 1) * M]
+        for mode in (("old", "new") if k % 2 == 0 else ("new", "old")):
+            eng = old if mode == "old" else new
+            slow0 = eng.counters["slow_steps"]
+            c0 = time.thread_time()
+            eng.add(b)
+            eng.step()
+            if eng.counters["slow_steps"] == slow0:
+                cpu[mode].append(1e3 * (time.thread_time() - c0))
+    for m, v in cpu.items():
+        print(f"{m}: {len(v)} fast steps, CPU ms p50 {np.median(v):.1f} mean {np.mean(v):.1f} p99 {np.percentile(v, 99):.1f}")
+    n = min(len(cpu["old"]), len(cpu["new"]))
+    r = np.array(cpu["new"][:n]) / np.array(cpu["old"][:n])
+    print(f"median paired new/old {np.median(r):.3f}; ratio of sums {sum(cpu['new']) / sum(cpu['old']):.3f}")
+    dig = {}
+    for mode, eng in (("old", old), ("new", new)):
+        eng.flush()
+        al = sorted(json.dumps(json.loads(a.to_json()), sort_keys=True) for a in eng.alerts.values())
+        dig[mode] = (len(al), hashlib.sha256("\n".join(al).encode()).hexdigest()[:16])
+    print("alerts", dig, "same" if dig["old"] == dig["new"] else "DIFFER")

@@ -4,14 +4,12 @@ to both alternately (which goes first alternates); then each engine's alerts dig
 scripts/fast_fleet.py (seed 7, 1 min) with METERS meters.
     PYTHONPATH=src:scripts python scripts/pair_loose_step.py OLD_SRC [METERS] [TIMED]
 (OLD_SRC: e.g. `git archive 40cb6de src | tar -x -C /tmp/lq_old`, then /tmp/lq_old/src)"""
-import hashlib, importlib.util, json, sys, time
-import numpy as np
+import importlib.util, sys
 import fast_fleet
 
 old_src = sys.argv[1]
 fast_fleet.M = int(sys.argv[2]) if len(sys.argv) > 2 else 200
 TIMED = int(sys.argv[3]) if len(sys.argv) > 3 else 40
-M = fast_fleet.M
 spec = importlib.util.spec_from_file_location("wattwatch.detect.rules._loosect_old", old_src + "/wattwatch/detect/rules/loosect.py")
 ol = importlib.util.module_from_spec(spec); sys.modules[spec.name] = ol; spec.loader.exec_module(ol)
 new, live, cut = fast_fleet.warm_engine(TIMED, "ww-lqpair-new-")
@@ -23,25 +21,4 @@ for d in [*old.dets, *(d for p in old.fast.parts for d in p.detectors)]:
         d.__dict__.pop("_score_carry", None)
         n_old += 1
 print("old LooseCT instances:", n_old)
-cpu = {"old": [], "new": []}
-for k in range(TIMED):
-    b = live.iloc[cut + k * M: cut + (k + 1) * M]
-    for mode in (("old", "new") if k % 2 == 0 else ("new", "old")):
-        eng = old if mode == "old" else new
-        slow0 = eng.counters["slow_steps"]
-        c0 = time.thread_time()
-        eng.add(b)
-        eng.step()
-        if eng.counters["slow_steps"] == slow0:
-            cpu[mode].append(1e3 * (time.thread_time() - c0))
-for m, v in cpu.items():
-    print(f"{m}: {len(v)} fast steps, CPU ms p50 {np.median(v):.1f} mean {np.mean(v):.1f} p99 {np.percentile(v, 99):.1f}")
-n = min(len(cpu["old"]), len(cpu["new"]))
-r = np.array(cpu["new"][:n]) / np.array(cpu["old"][:n])
-print(f"median paired new/old {np.median(r):.3f}; ratio of sums {sum(cpu['new']) / sum(cpu['old']):.3f}")
-dig = {}
-for mode, eng in (("old", old), ("new", new)):
-    eng.flush()
-    al = sorted(json.dumps(json.loads(a.to_json()), sort_keys=True) for a in eng.alerts.values())
-    dig[mode] = (len(al), hashlib.sha256("\n".join(al).encode()).hexdigest()[:16])
-print("alerts", dig, "same" if dig["old"] == dig["new"] else "DIFFER")
+fast_fleet.pair_steps(old, new, live, cut, TIMED)
