@@ -440,18 +440,23 @@ def csv_column_types(names: list[str], mapping: Mapping) -> dict[str, pa.DataTyp
     """Types pyarrow can parse a CSV's mapped columns as: numbers as float64, and the timestamp
     as UTC when offsets are the norm (naive times need the mapping's zone, so they stay text); the
     columns no channel, time or meter reads as bytes ((adv2) a Windows-1252 comment column, not read,
-    rejected every row it held an accent in; only a read column must be UTF-8 text)."""
+    rejected every row it held an accent in; only a read column must be UTF-8 text). (nb) So are a
+    ``[wide]`` export's columns that are neither its time nor a meter's (a status or notes column):
+    a NUL or a Windows-1252 byte there rejected the row, and every meter's reading on it."""
     if mapping.wide is not None:
-        if mapping.decimal != ".":
-            return {}
         try:
             ts = _wide_ts(names, mapping)
             if mapping.wide.channels:
-                types = {c: pa.float64() for g in mapping.wide.groups(names, ts).values() for c in g.values()}
+                meters = [c for g in mapping.wide.groups(names, ts).values() for c in g.values()]
             else:
-                types = {c: pa.float64() for c in mapping.wide.layout(names, ts)}
+                meters = mapping.wide.layout(names, ts)
         except MappingError:
             return {}
+        read = {ts, *meters}
+        unread = {n: pa.binary() for n in names if n not in read}
+        if mapping.decimal != ".":
+            return unread
+        types = unread | {c: pa.float64() for c in meters}
         if mapping.ts_format is None and mapping.timezone.upper() == "UTC":
             types[ts] = pa.timestamp("us", tz="UTC")
         return types
