@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -480,6 +481,15 @@ def _printable(value):
     return value.replace("\x00", "\\0").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+try:   # (nb) a run appending to a rejects file locks it meanwhile
+    import fcntl
+except ImportError:   # (Windows) appended unlocked
+    fcntl = None
+
+# Rows rendered and written at a time while a run holds the rejects file's lock (memory stays small).
+REJECTS_CHUNK_ROWS = 20_000
+
+
 class RejectsWriter:
     """Appends rejected rows to a CSV, each with the run that rejected it; created only when there is a reject.
 
@@ -491,31 +501,59 @@ class RejectsWriter:
     ``run`` column is last: a reader of the four columns by position reads them as before. A file
     of an earlier wattwatch (the four columns, no ``run``) is rewritten once with ``run`` empty; a
     file with another header is not written to (an ``OSError`` saying so: it is not a rejects file).
+
+    (nb) Two runs at once on one file (two scheduled ingests, an ingest and a ``detect FILE``) wrote
+    through buffered file objects, 8 KB at a time: their rows could interleave mid-row, and both
+    could write the header. Each :meth:`write` now holds an exclusive ``flock`` on the file while it
+    checks (or writes) the header and appends its rows, so one call's rows are whole and together;
+    a write that fails part way (a full disk, a Ctrl-C) cuts the file back to where it was. Where
+    the file system has no locks (or no ``fcntl``), rows are appended unlocked as before.
     """
 
     def __init__(self, path: str | Path, run: str | None = None):
         self.path = Path(path)
         self.count = 0
         self.run = run or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-        self._fh = None
 
-    def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def _locked(self) -> int:
+        """A descriptor of the rejects file (made if absent), appending, under an exclusive lock, its
+        header checked (an earlier wattwatch's file upgraded first)."""
         header = ",".join(REJECT_HEADER)
-        first = ""
-        if self.path.is_file() and self.path.stat().st_size:
-            with open(self.path, encoding="utf-8", errors="replace", newline="") as fh:
-                first = fh.readline().rstrip("\r\n")
-            if first == ",".join(REJECT_HEADER[:-1]):
-                self._upgrade()
-            elif first != header:
-                raise OSError(0, f"exists and is not a wattwatch rejects file (its first line is {first[:80]!r}, "
-                                 f"not {header!r}); rejected rows are appended to it, so move it away or give "
-                                 "another --rejects", str(self.path))
-        self._fh = open(self.path, "a", newline="", encoding="utf-8")
-        self._writer = csv.writer(self._fh)
-        if not first:
-            self._writer.writerow(REJECT_HEADER)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            try:
+                if fcntl is not None:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX)
+                    except OSError:   # a file system without locks (some network mounts): unlocked
+                        pass
+                held = os.fstat(fd)
+                try:
+                    now = os.stat(self.path)
+                except FileNotFoundError:
+                    now = None
+                if now is None or (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+                    os.close(fd)   # another run replaced it (upgraded it) while this one waited: open the new one
+                    continue
+                first = ""
+                if held.st_size:
+                    first = os.pread(fd, 4096, 0).split(b"\n", 1)[0].decode("utf-8", "replace").rstrip("\r")
+                    if first == ",".join(REJECT_HEADER[:-1]):
+                        self._upgrade()
+                        os.close(fd)
+                        continue
+                    if first != header:
+                        raise OSError(0, f"exists and is not a wattwatch rejects file (its first line is {first[:80]!r}, "
+                                         f"not {header!r}); rejected rows are appended to it, so move it away or give "
+                                         "another --rejects", str(self.path))
+                return fd
+            except BaseException:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+                raise
 
     def _upgrade(self) -> None:
         """An earlier wattwatch's rejects file (no ``run`` column): its rows kept, ``run`` empty."""
@@ -528,20 +566,42 @@ class RejectsWriter:
             writer.writerows(row + [""] for row in reader)
         os.replace(tmp, self.path)
 
+    def _chunks(self, rows: list[tuple], header: bool) -> Iterator[bytes]:
+        for start in range(0, len(rows), REJECTS_CHUNK_ROWS):
+            buf = io.StringIO()
+            writer = csv.writer(buf)
+            if header and not start:
+                writer.writerow(REJECT_HEADER)
+            # A NUL or a lone surrogate from a hostile file must not break the rejects file itself.
+            writer.writerows(tuple(_printable(v) for v in row) + (self.run,)
+                             for row in rows[start:start + REJECTS_CHUNK_ROWS])
+            yield buf.getvalue().encode("utf-8", "backslashreplace")
+
     def write(self, rows: list[tuple]) -> None:
         if not rows:
             return
-        if self._fh is None:
-            self._open()
-        # A NUL or a lone surrogate from a hostile file must not break the rejects file itself.
-        self._writer.writerows(tuple(_printable(v) for v in row) + (self.run,) for row in rows)
-        self._fh.flush()
+        fd = self._locked()
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                if size and os.pread(fd, 1, size - 1) not in (b"\n", b"\r"):
+                    os.write(fd, b"\r\n")   # a row cut short by a writer that died: ours start on a line of their own
+                for data in self._chunks(rows, header=not size):
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+            except BaseException:
+                try:   # a full disk or a Ctrl-C part way: no half row is left for the next run to append to
+                    os.ftruncate(fd, size)
+                except OSError:
+                    pass
+                raise
+        finally:
+            os.close(fd)   # (the lock goes with it)
         self.count += len(rows)
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        """Nothing is held open between writes (each opens, locks, appends and closes the file)."""
 
 
 __all__ = ["ingest_path", "ingest_frame", "IngestError", "RejectsWriter", "RawBatch"]
