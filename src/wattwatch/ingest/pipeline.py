@@ -490,6 +490,14 @@ except ImportError:   # (Windows) appended unlocked
 REJECTS_CHUNK_ROWS = 20_000
 
 
+def _read_at(fd: int, n: int, at: int) -> bytes:
+    """``n`` bytes of ``fd`` from ``at`` (os.pread where there is one)."""
+    if hasattr(os, "pread"):
+        return os.pread(fd, n, at)
+    os.lseek(fd, at, os.SEEK_SET)
+    return os.read(fd, n)
+
+
 class RejectsWriter:
     """Appends rejected rows to a CSV, each with the run that rejected it; created only when there is a reject.
 
@@ -515,17 +523,20 @@ class RejectsWriter:
         self.count = 0
         self.run = run or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
-    def _locked(self) -> int:
-        """A descriptor of the rejects file (made if absent), appending, under an exclusive lock, its
-        header checked (an earlier wattwatch's file upgraded first)."""
+    def _locked(self) -> tuple[int, bool]:
+        """A descriptor of the rejects file (made if absent), appending, its header checked (an earlier
+        wattwatch's file upgraded first), and whether it is under an exclusive lock."""
         header = ",".join(REJECT_HEADER)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            fd = os.open(self.path, flags, 0o666)
             try:
+                locked = False
                 if fcntl is not None:
                     try:
                         fcntl.flock(fd, fcntl.LOCK_EX)
+                        locked = True
                     except OSError:   # a file system without locks (some network mounts): unlocked
                         pass
                 held = os.fstat(fd)
@@ -538,7 +549,7 @@ class RejectsWriter:
                     continue
                 first = ""
                 if held.st_size:
-                    first = os.pread(fd, 4096, 0).split(b"\n", 1)[0].decode("utf-8", "replace").rstrip("\r")
+                    first = _read_at(fd, 4096, 0).split(b"\n", 1)[0].decode("utf-8", "replace").rstrip("\r")
                     if first == ",".join(REJECT_HEADER[:-1]):
                         self._upgrade()
                         os.close(fd)
@@ -547,7 +558,7 @@ class RejectsWriter:
                         raise OSError(0, f"exists and is not a wattwatch rejects file (its first line is {first[:80]!r}, "
                                          f"not {header!r}); rejected rows are appended to it, so move it away or give "
                                          "another --rejects", str(self.path))
-                return fd
+                return fd, locked
             except BaseException:
                 try:
                     os.close(fd)
@@ -580,11 +591,11 @@ class RejectsWriter:
     def write(self, rows: list[tuple]) -> None:
         if not rows:
             return
-        fd = self._locked()
+        fd, locked = self._locked()
         try:
             size = os.fstat(fd).st_size
             try:
-                if size and os.pread(fd, 1, size - 1) not in (b"\n", b"\r"):
+                if size and _read_at(fd, 1, size - 1) not in (b"\n", b"\r"):
                     os.write(fd, b"\r\n")   # a row cut short by a writer that died: ours start on a line of their own
                 for data in self._chunks(rows, header=not size):
                     view = memoryview(data)
@@ -592,7 +603,8 @@ class RejectsWriter:
                         view = view[os.write(fd, view):]
             except BaseException:
                 try:   # a full disk or a Ctrl-C part way: no half row is left for the next run to append to
-                    os.ftruncate(fd, size)
+                    if locked:   # (unlocked, another run's rows may follow ours)
+                        os.ftruncate(fd, size)
                 except OSError:
                     pass
                 raise
