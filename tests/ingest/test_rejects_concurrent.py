@@ -6,6 +6,8 @@ rows, one header, and each row's ``run`` says which run wrote it."""
 from __future__ import annotations
 
 import csv
+import io
+import os
 import threading
 from pathlib import Path
 
@@ -109,3 +111,23 @@ def test_a_write_cut_short_leaves_the_rejects_file_as_it_was(tmp_path: Path):
     else:
         raise AssertionError("the write was not interrupted")
     assert path.read_bytes() == before
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
+def test_rejects_to_a_pipe_get_one_header_however_many_writes(tmp_path: Path):
+    # (rnb) ``--rejects /dev/stdout`` piped on, or a named pipe: its size is always 0, so each write
+    # (one per file ingested) took it for a new file and wrote the header again, a data row to the reader.
+    fifo = tmp_path / "rejects.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)   # (the rows wait in the pipe until read)
+    try:
+        writer = RejectsWriter(fifo, run="run-A")
+        writer.write(_rows("A", n=3))
+        writer.write(_rows("B", n=2))
+        writer.close()
+        got = os.read(reader, 1 << 16).decode("utf-8")
+    finally:
+        os.close(reader)
+    table = list(csv.reader(io.StringIO(got, newline="")))
+    assert table[0] == list(REJECT_HEADER) and list(REJECT_HEADER) not in table[1:], table
+    assert len(table) == 1 + 5 and writer.count == 5

@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import io
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -522,6 +523,7 @@ class RejectsWriter:
         self.path = Path(path)
         self.count = 0
         self.run = run or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        self._headed = False   # (rnb) a pipe (--rejects /dev/stdout) has no size: its header once per writer
 
     def _locked(self) -> tuple[int, bool]:
         """A descriptor of the rejects file (made if absent), appending, its header checked (an earlier
@@ -593,11 +595,14 @@ class RejectsWriter:
             return
         fd, locked = self._locked()
         try:
-            size = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            size = st.st_size
+            # (rnb) A pipe or a terminal is always of size 0: its header is written by the first write only.
+            header = not size if stat.S_ISREG(st.st_mode) else not self._headed
             try:
                 if size and _read_at(fd, 1, size - 1) not in (b"\n", b"\r"):
                     os.write(fd, b"\r\n")   # a row cut short by a writer that died: ours start on a line of their own
-                for data in self._chunks(rows, header=not size):
+                for data in self._chunks(rows, header=header):
                     view = memoryview(data)
                     while view:
                         view = view[os.write(fd, view):]
@@ -610,6 +615,7 @@ class RejectsWriter:
                 raise
         finally:
             os.close(fd)   # (the lock goes with it)
+        self._headed = True
         self.count += len(rows)
 
     def close(self) -> None:
