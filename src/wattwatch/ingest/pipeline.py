@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -458,18 +460,23 @@ def csv_column_types(names: list[str], mapping: Mapping) -> dict[str, pa.DataTyp
     """Types pyarrow can parse a CSV's mapped columns as: numbers as float64, and the timestamp
     as UTC when offsets are the norm (naive times need the mapping's zone, so they stay text); the
     columns no channel, time or meter reads as bytes ((adv2) a Windows-1252 comment column, not read,
-    rejected every row it held an accent in; only a read column must be UTF-8 text)."""
+    rejected every row it held an accent in; only a read column must be UTF-8 text). (nb) So are a
+    ``[wide]`` export's columns that are neither its time nor a meter's (a status or notes column):
+    a NUL or a Windows-1252 byte there rejected the row, and every meter's reading on it."""
     if mapping.wide is not None:
-        if mapping.decimal != ".":
-            return {}
         try:
             ts = _wide_ts(names, mapping)
             if mapping.wide.channels:
-                types = {c: pa.float64() for g in mapping.wide.groups(names, ts).values() for c in g.values()}
+                meters = [c for g in mapping.wide.groups(names, ts).values() for c in g.values()]
             else:
-                types = {c: pa.float64() for c in mapping.wide.layout(names, ts)}
+                meters = mapping.wide.layout(names, ts)
         except MappingError:
             return {}
+        read = {ts, *meters}
+        unread = {n: pa.binary() for n in names if n not in read}
+        if mapping.decimal != ".":
+            return unread
+        types = unread | {c: pa.float64() for c in meters}
         if mapping.ts_format is None and mapping.timezone.upper() == "UTC":
             types[ts] = pa.timestamp("us", tz="UTC")
         return types
@@ -493,6 +500,23 @@ def _printable(value):
     return value.replace("\x00", "\\0").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+try:   # (nb) a run appending to a rejects file locks it meanwhile
+    import fcntl
+except ImportError:   # (Windows) appended unlocked
+    fcntl = None
+
+# Rows rendered and written at a time while a run holds the rejects file's lock (memory stays small).
+REJECTS_CHUNK_ROWS = 20_000
+
+
+def _read_at(fd: int, n: int, at: int) -> bytes:
+    """``n`` bytes of ``fd`` from ``at`` (os.pread where there is one)."""
+    if hasattr(os, "pread"):
+        return os.pread(fd, n, at)
+    os.lseek(fd, at, os.SEEK_SET)
+    return os.read(fd, n)
+
+
 class RejectsWriter:
     """Appends rejected rows to a CSV, each with the run that rejected it; created only when there is a reject.
 
@@ -504,31 +528,63 @@ class RejectsWriter:
     ``run`` column is last: a reader of the four columns by position reads them as before. A file
     of an earlier wattwatch (the four columns, no ``run``) is rewritten once with ``run`` empty; a
     file with another header is not written to (an ``OSError`` saying so: it is not a rejects file).
+
+    (nb) Two runs at once on one file (two scheduled ingests, an ingest and a ``detect FILE``) wrote
+    through buffered file objects, 8 KB at a time: their rows could interleave mid-row, and both
+    could write the header. Each :meth:`write` now holds an exclusive ``flock`` on the file while it
+    checks (or writes) the header and appends its rows, so one call's rows are whole and together;
+    a write that fails part way (a full disk, a Ctrl-C) cuts the file back to where it was. Where
+    the file system has no locks (or no ``fcntl``), rows are appended unlocked as before.
     """
 
     def __init__(self, path: str | Path, run: str | None = None):
         self.path = Path(path)
         self.count = 0
         self.run = run or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-        self._fh = None
+        self._headed = False   # (rnb) a pipe (--rejects /dev/stdout) has no size: its header once per writer
 
-    def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def _locked(self) -> tuple[int, bool]:
+        """A descriptor of the rejects file (made if absent), appending, its header checked (an earlier
+        wattwatch's file upgraded first), and whether it is under an exclusive lock."""
         header = ",".join(REJECT_HEADER)
-        first = ""
-        if self.path.is_file() and self.path.stat().st_size:
-            with open(self.path, encoding="utf-8", errors="replace", newline="") as fh:
-                first = fh.readline().rstrip("\r\n")
-            if first == ",".join(REJECT_HEADER[:-1]):
-                self._upgrade()
-            elif first != header:
-                raise OSError(0, f"exists and is not a wattwatch rejects file (its first line is {first[:80]!r}, "
-                                 f"not {header!r}); rejected rows are appended to it, so move it away or give "
-                                 "another --rejects", str(self.path))
-        self._fh = open(self.path, "a", newline="", encoding="utf-8")
-        self._writer = csv.writer(self._fh)
-        if not first:
-            self._writer.writerow(REJECT_HEADER)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+        while True:
+            fd = os.open(self.path, flags, 0o666)
+            try:
+                locked = False
+                if fcntl is not None:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX)
+                        locked = True
+                    except OSError:   # a file system without locks (some network mounts): unlocked
+                        pass
+                held = os.fstat(fd)
+                try:
+                    now = os.stat(self.path)
+                except FileNotFoundError:
+                    now = None
+                if now is None or (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+                    os.close(fd)   # another run replaced it (upgraded it) while this one waited: open the new one
+                    continue
+                first = ""
+                if held.st_size:
+                    first = _read_at(fd, 4096, 0).split(b"\n", 1)[0].decode("utf-8", "replace").rstrip("\r")
+                    if first == ",".join(REJECT_HEADER[:-1]):
+                        self._upgrade()
+                        os.close(fd)
+                        continue
+                    if first != header:
+                        raise OSError(0, f"exists and is not a wattwatch rejects file (its first line is {first[:80]!r}, "
+                                         f"not {header!r}); rejected rows are appended to it, so move it away or give "
+                                         "another --rejects", str(self.path))
+                return fd, locked
+            except BaseException:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+                raise
 
     def _upgrade(self) -> None:
         """An earlier wattwatch's rejects file (no ``run`` column): its rows kept, ``run`` empty."""
@@ -541,20 +597,47 @@ class RejectsWriter:
             writer.writerows(row + [""] for row in reader)
         os.replace(tmp, self.path)
 
+    def _chunks(self, rows: list[tuple], header: bool) -> Iterator[bytes]:
+        for start in range(0, len(rows), REJECTS_CHUNK_ROWS):
+            buf = io.StringIO()
+            writer = csv.writer(buf)
+            if header and not start:
+                writer.writerow(REJECT_HEADER)
+            # A NUL or a lone surrogate from a hostile file must not break the rejects file itself.
+            writer.writerows(tuple(_printable(v) for v in row) + (self.run,)
+                             for row in rows[start:start + REJECTS_CHUNK_ROWS])
+            yield buf.getvalue().encode("utf-8", "backslashreplace")
+
     def write(self, rows: list[tuple]) -> None:
         if not rows:
             return
-        if self._fh is None:
-            self._open()
-        # A NUL or a lone surrogate from a hostile file must not break the rejects file itself.
-        self._writer.writerows(tuple(_printable(v) for v in row) + (self.run,) for row in rows)
-        self._fh.flush()
+        fd, locked = self._locked()
+        try:
+            st = os.fstat(fd)
+            size = st.st_size
+            # (rnb) A pipe or a terminal is always of size 0: its header is written by the first write only.
+            header = not size if stat.S_ISREG(st.st_mode) else not self._headed
+            try:
+                if size and _read_at(fd, 1, size - 1) not in (b"\n", b"\r"):
+                    os.write(fd, b"\r\n")   # a row cut short by a writer that died: ours start on a line of their own
+                for data in self._chunks(rows, header=header):
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+            except BaseException:
+                try:   # a full disk or a Ctrl-C part way: no half row is left for the next run to append to
+                    if locked:   # (unlocked, another run's rows may follow ours)
+                        os.ftruncate(fd, size)
+                except OSError:
+                    pass
+                raise
+        finally:
+            os.close(fd)   # (the lock goes with it)
+        self._headed = True
         self.count += len(rows)
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        """Nothing is held open between writes (each opens, locks, appends and closes the file)."""
 
 
 __all__ = ["ingest_path", "ingest_frame", "IngestError", "RejectsWriter", "RawBatch"]

@@ -178,15 +178,20 @@ def _not_utf8(value: str) -> bool:
     return False
 
 
-def _not_utf8_field(raw: bytes, names: list[str], delim: str, unread: frozenset[str] = frozenset()) -> str:
-    """The first column read whose bytes in this row are not UTF-8 ((radv) the reject said only the
-    byte's column: 'Zähler-0' in meter_id and 'Störung' in an unused comment column read alike);
-    "" when no column can be named (the row does not split)."""
-    fields = _latin1_fields(raw, delim)
+def _bad_read_field(fields: list[str] | None, names: list[str], unread: frozenset[str] = frozenset()) -> tuple[str, str]:
+    """The first column read whose bytes in this row are not text, and why: ``(name, "nul")`` for a
+    NUL byte, ``(name, "utf8")`` for bytes that are not UTF-8, ``("", "")`` when every column read is
+    text or the row did not split (``fields`` None). ``fields``: from :func:`_latin1_fields`.
+    ((radv) the reject said only the byte's column: 'Zähler-0' in meter_id and 'Störung' in an unused
+    comment column read alike; (nb) a NUL in a comment column no mapping reads rejected its row.)"""
     for name, value in zip(names, fields or ()):
-        if name not in unread and _not_utf8(value):
-            return name
-    return ""
+        if name in unread:
+            continue
+        if "\x00" in value:
+            return name, "nul"
+        if _not_utf8(value):
+            return name, "utf8"
+    return "", ""
 
 
 def _binary(sample: bytes) -> bool:
@@ -215,7 +220,8 @@ def read_csv(path: Path, delimiter: str | None = None, block_bytes: int | None =
     rejected with its own line number and the good rows around it are kept. The level that worked
     is kept for the next blocks. A column typed ``pa.binary()`` is one the caller does not read
     (a comment, an address): its bytes are kept as they are, so a byte that is not UTF-8 there (a
-    Windows-1252 ``Störung``) does not reject the row; in a column read it still does.
+    Windows-1252 ``Störung``) or a NUL (a logger's free text) does not reject the row; in a column
+    read it still does, naming the column. Which rows are kept does not depend on where a block ends.
     """
     block_bytes = block_bytes or CSV_BLOCK_BYTES
     try:
@@ -272,8 +278,9 @@ def read_csv(path: Path, delimiter: str | None = None, block_bytes: int | None =
             level = 0
         blocks += 1
         table = None
-        for lv in (range(level, len(ladder)) if b"\x00" not in block else ()):
-            table = _parse_csv_block(block, names, delim, next_line, ladder[lv])
+        nul = b"\x00" in block   # (nb) a NUL in a column not read keeps the fast parse; in a column read it does not
+        for lv in range(level, len(ladder)):
+            table = _parse_csv_block(block, names, delim, next_line, ladder[lv], nul=nul)
             if table is not None:
                 level = lv
                 break
@@ -314,8 +321,11 @@ _NULLS = sorted({v for t in ("", "nan", "null", "none", "na", "n/a", "-", "--", 
 
 
 def _parse_csv_block(block: bytes, names: list[str], delim: str, first_line: int,
-                     types: dict[str, pa.DataType]) -> pa.Table | None:
-    """Parse a block with pyarrow; None if any row is malformed or a typed value does not convert."""
+                     types: dict[str, pa.DataType], nul: bool = False) -> pa.Table | None:
+    """Parse a block with pyarrow; None if any row is malformed or a typed value does not convert,
+    or (``nul``: the block holds a NUL byte) a text column holds a NUL, which is valid UTF-8 to
+    pyarrow: the line-by-line parse rejects its row naming the column. A column typed binary is not
+    read by the caller: a NUL there is kept (a logger's free-text column), as a byte not UTF-8 is."""
     invalid: list[int] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
@@ -335,6 +345,9 @@ def _parse_csv_block(block: bytes, names: list[str], delim: str, first_line: int
     except pa.ArrowInvalid:
         return None
     if invalid:
+        return None
+    if nul and any(pc.any(pc.match_substring(table[n], "\x00")).as_py()
+                   for n in names if pa.types.is_string(table[n].type)):
         return None
     lines = np.arange(first_line, first_line + table.num_rows, dtype=np.int64)
     physical = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
@@ -404,27 +417,34 @@ def _parse_csv_block_slow(block: bytes, names: list[str], delim: str, first_line
         if raw.count(b'"') % 2:
             raw, joined = _quoted_record(raw, raws, offset, delim, width)
         try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            # (adv2) Only the columns read must be text: a Windows-1252 note column rejected whole rows.
-            bad = _not_utf8_field(raw, names, delim, unread)
-            fields = _latin1_fields(raw, delim) if unread and not bad else None
-            if fields is not None and len(fields) == width and b"\x00" not in raw:
+            text, exc = raw.decode("utf-8"), None
+        except UnicodeDecodeError as err:
+            text, exc = None, err
+        if text is None or "\x00" in text:
+            # (adv2, nb) Only the columns read must be text: a Windows-1252 byte or a NUL in a note
+            # column no mapping reads rejected its row (the readings beside it lost).
+            fields = _latin1_fields(raw, delim)
+            split = fields is not None and len(fields) == width
+            bad, kind = _bad_read_field(fields, names, unread) if split else ("", "")
+            if split and not bad:
                 for name, col, value in zip(names, cols, fields):
                     col.append(value.encode("latin-1") if name in unread else value.encode("latin-1").decode("utf-8"))
                 lines.append(lineno)
                 continue
             where = f" (field {bad})" if bad else ""
-            rejects.append(RawReject(lineno, f"not UTF-8 text at column {exc.start + 1}{where}{NOT_UTF8_HINT}",
-                                     raw[:200].decode("latin-1"), field=bad))
-            continue
-        if "\x00" in text:
-            rejects.append(RawReject(lineno, "binary data (NUL byte) in row", text[:200].replace("\x00", "\\0")))
-            continue
+            shown = (text[:200] if text is not None else raw[:200].decode("latin-1")).replace("\x00", "\\0")
+            if kind == "nul":
+                rejects.append(RawReject(lineno, f"binary data (NUL byte) in row{where}", shown, field=bad))
+                continue
+            if text is None:
+                rejects.append(RawReject(lineno, f"not UTF-8 text at column {exc.start + 1}{where}{NOT_UTF8_HINT}",
+                                         shown, field=bad))
+                continue
+            # UTF-8 text with a NUL that does not split into the header's columns: said so below
         try:
             fields = next(csv.reader([text], delimiter=delim))
         except csv.Error as exc:
-            rejects.append(RawReject(lineno, f"cannot split row: {exc}", text[:200]))
+            rejects.append(RawReject(lineno, f"cannot split row: {exc}", text[:200].replace("\x00", "\\0")))
             continue
         if len(fields) != width:
             why = f"expected {width} fields, found {len(fields)}"
@@ -433,7 +453,7 @@ def _parse_csv_block_slow(block: bytes, names: list[str], delim: str, first_line
                 # address column) leaves a quote open at one line's end and closes it on the next.
                 why += ("; a quote opens or closes on this line: a quoted value with a line break in it is read "
                         "as two lines (export text columns without line breaks)")
-            rejects.append(RawReject(lineno, why, text[:200]))
+            rejects.append(RawReject(lineno, why, text[:200].replace("\x00", "\\0")))
             continue
         for name, col, value in zip(names, cols, fields):
             col.append(value.encode("utf-8") if name in unread else value)
