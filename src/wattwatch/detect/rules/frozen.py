@@ -2,18 +2,7 @@
 
 Real measurements are never identical for an hour (a voltage at 0.1 V resolution moves every
 reading), so a run of identical readings is a stuck register or data logger: the data is stale
-and its consumption pattern is wrong (``WARN_CONSUMPTION_ANOMALY``, evidence ``frozen_readings``).
-
-A supply outage repeats too (voltage, current and power 0, the register where it stopped), so readings
-all zero but for two channels are left to the outage rule, with one exception (issue 14, fz): a meter
-whose temperature moved between nearly all consecutive readings while it was profiled (``temp_moves``,
-learned; at least ``temp_moving_share``) keeps a moving temperature through a real outage, so zeros
-that repeat bit for bit *with the temperature* are a logger frozen on an outage's reading (it kept
-sending the outage's last reading for 45 h while the load ran on: the register had jumped by the hidden
-energy when data returned). The supply-outage rule gives up those readings once ``STALE_RUN_N`` repeat
-in a row (``_common.stale_zero_run``). A temperature reported coarsely, or a sleeping PV inverter
-repeating its last temperature at night, moves between fewer of its profiled readings: there the
-zeros stay the outage's as before."""
+and its consumption pattern is wrong (``WARN_CONSUMPTION_ANOMALY``, evidence ``frozen_readings``)."""
 
 from __future__ import annotations
 
@@ -25,16 +14,12 @@ import pandas as pd
 
 from wattwatch.detect.base import Detector, DetectorConfig, Explains, Finding, PostRule, quiet, rnd, state_channels
 from wattwatch.detect.frame import meter_names, seg_bounds
-from wattwatch.detect.rules._common import TEMP_MOVING_SHARE, temp_moves
 from wattwatch.schema import CHANNEL_NAMES
 
 
 @dataclass(frozen=True)
 class FrozenReadingsConfig(DetectorConfig):
     min_channels: int = 3
-    # All-zero readings are judged only on meters whose temperature moved between at least this share
-    # of consecutive profiled readings (``temp_moves``), and only with the temperature repeating too.
-    temp_moving_share: float = TEMP_MOVING_SHARE
     post: PostRule = PostRule(min_duration_s=3600.0, min_readings=6, merge_gap_s=1800.0)
 
 
@@ -46,14 +31,11 @@ class FrozenReadings(Detector):
     lookback_n = 1
     # Stale data: its consumption, temperature and register say nothing about the meter now.
     explains = (Explains(("consumption", "temperature", "register"), pad_s=3600.0),)
-    state_version = 2  # 2: + temp_moves (a version-1 state would leave a logger frozen on an outage to it)
 
     def _fit(self, df: pd.DataFrame) -> dict:
         starts, _ = seg_bounds(df["_seg"].to_numpy())
         has = {c: np.logical_or.reduceat(np.isfinite(df[c].to_numpy(float)), starts) for c in CHANNEL_NAMES}
-        moves = temp_moves(df, len(starts))
-        return {m: {"channels": [c for c in CHANNEL_NAMES if has[c][j]], "temp_moves": float(moves[j])}
-                for j, m in enumerate(meter_names(df))}
+        return {m: {"channels": [c for c in CHANNEL_NAMES if has[c][j]]} for j, m in enumerate(meter_names(df))}
 
     def _score(self, df: pd.DataFrame) -> np.ndarray:
         seg = df["_seg"].to_numpy()
@@ -69,32 +51,19 @@ class FrozenReadings(Detector):
         n = len(df) - 1
         same = np.ones(n, bool)
         finite = np.zeros(n, np.int16)
-        both = np.zeros(n, np.int16)
         zero = np.zeros(n, np.int16)
         for c in cols:  # column by column: no (n x channels) copy
             x = df[c].to_numpy(float)
             if not mine[c].all():
                 x = np.where(mine[c][seg], x, np.nan)
             a, b = x[1:], x[:-1]
-            fa, fb = np.isfinite(a), np.isfinite(b)
-            # A value missing on either side says nothing either way (a lone NaN in one channel
-            # is no sign the logger moved; fz): the channels present on both decide.
-            same &= (a == b) | ~fa | ~fb
+            fa = np.isfinite(a)
+            same &= (a == b) | (~fa & np.isnan(b))
             finite += fa
-            both += fa & fb
             zero += fa & (a == 0)
-        enough = both >= self.config.min_channels
-        # A supply outage (all zero) repeats too, but it is an outage, not a stuck meter; unless the
-        # meter's temperature moves (learned) and is there on one side at least.
+        enough = finite >= self.config.min_channels
+        # A supply outage (all zero) repeats too, but it is an outage, not a stuck meter.
         zeros = zero >= finite - 2
-        if zeros.any() and "temp_c" in cols:
-            with np.errstate(invalid="ignore"):
-                moving = self._param(df, "temp_moves") >= self.config.temp_moving_share
-            tc = np.where(mine["temp_c"][seg], df["temp_c"].to_numpy(float), np.nan)
-            # (the temperature on one side at least: a lone NaN says nothing either way, as for
-            # any channel; the channels present on both decide)
-            judged = moving[seg[1:]] & (np.isfinite(tc[1:]) | np.isfinite(tc[:-1]))
-            zeros &= ~judged
         out[1:] = np.where(enough & ~zeros, same.astype(float), np.nan)
         out[1:][seg[1:] != seg[:-1]] = np.nan
         return out

@@ -13,16 +13,7 @@ reading shows the voltage back or still lost; one alert however long the silence
 and packet_loss counts no reading lost in that gap (the same test, ``_common.supply_lost``). A
 meter that reports the voltage back and then falls silent lost packets; so, as far as its
 readings say, did one silent before a reading that shows the supply lost (it was heard with
-supply last; q64).
-
-A logger frozen on an outage's reading (issue 14, fz) repeats the outage's zeros bit for bit, its
-temperature too: on a meter whose temperature moved between nearly all consecutive readings while it
-was profiled (``temp_moves``, learned as ``frozen_readings`` learns it), ``STALE_RUN_N`` such repeats in
-a row are no outage any more (a real outage keeps the temperature moving) but stale data, which
-``frozen_readings`` reports; from the sixth repeat on those readings score 0 here, so the outage's alert
-ends there (the freeze's first five readings stay in it: a stream cannot know them before). Reads
-``STALE_LOOKBACK_N`` readings back (a NaN temperature neither counts nor breaks the run), nothing
-ahead: a stream judges it as a whole run does."""
+supply last; q64)."""
 
 from __future__ import annotations
 
@@ -31,12 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import Detector, DetectorConfig, Explains, Finding, PostRule, Scored, rnd
+from wattwatch.detect.base import (PHASE_CHANNELS, Detector, DetectorConfig, Explains, Finding, PostRule, Scored,
+                                   rnd)
 from wattwatch.detect.frame import meter_names
-from wattwatch.detect.rules._common import (FALLBACK_NOMINAL_V, STALE_LOOKBACK_N, SUPPLY_LOST_FRACTION,
-                                            TEMP_MOVING_SHARE, after_supply_loss, max_voltage, nominal_voltage,
-                                            stale_zero_run, supply_lost, temp_moves)
-from wattwatch.schema import CHANNEL_NAMES
+from wattwatch.detect.rules._common import (FALLBACK_NOMINAL_V, SUPPLY_LOST_FRACTION, after_supply_loss, max_voltage,
+                                            nominal_voltage, supply_lost)
 
 # How long after the supply returns the temperature may still carry the cooling the outage began
 # (the thermal rule's longest time constant, 2 h); padded either side of the outage's span.
@@ -49,9 +39,6 @@ class SupplyOutageConfig(DetectorConfig):
 
     lost_fraction: float = SUPPLY_LOST_FRACTION
     fallback_nominal_v: float = FALLBACK_NOMINAL_V
-    # A frozen logger: readings repeating bit for bit, the temperature too, on a meter whose temperature
-    # moved between at least this share of consecutive profiled readings (``temp_moves``).
-    temp_moving_share: float = TEMP_MOVING_SHARE
     # A silence after a supply loss has no reading in it: its two edges are one outage however long.
     post: PostRule = PostRule(min_duration_s=0.0, min_readings=1, merge_gap_s=600.0, bridge_gaps=True)
 
@@ -61,23 +48,18 @@ class SupplyOutage(Detector):
     code = "INFO_SUPPLY_OUTAGE"
     config_cls = SupplyOutageConfig
     requires = ("v_l1_v",)
-    # max_voltage and nominal_voltage: the phase arrays; a frozen logger: every channel (temp_c, ...)
-    reads_also = CHANNEL_NAMES
+    reads_also = PHASE_CHANNELS  # max_voltage and nominal_voltage: the phase arrays
     # No supply, no load: current-based rules have nothing to judge and a consumption "drop" is
     # the outage itself.
     explains = (Explains(("current", "consumption"), span="hot"),
                 Explains(("temperature",), span="span", pad_s=COOLING_LAG_S))
 
-    # The reading after a silence that followed a supply loss is the outage's (1 back); a frozen
-    # logger is told by ``STALE_RUN_N`` repeats among the last ``STALE_LOOKBACK_N`` readings.
-    lookback_n = max(1, STALE_LOOKBACK_N)
-    state_version = 2  # 2: + temp_moves (a version-1 state would read a logger frozen on an outage as one)
+    lookback_n = 1   # the reading after a silence that followed a supply loss is the outage's
 
     def _fit(self, df: pd.DataFrame) -> dict:
         n_seg = int(df["_seg"].max()) + 1
         nom = nominal_voltage(df, n_seg)
-        moves = temp_moves(df, n_seg)
-        return {m: {"nominal_v": v, "temp_moves": float(t)} for m, v, t in zip(meter_names(df), nom, moves)}
+        return {m: {"nominal_v": v} for m, v in zip(meter_names(df), nom)}
 
     def _nominal(self, df: pd.DataFrame) -> np.ndarray:
         nom = self._param(df, "nominal_v")
@@ -90,11 +72,6 @@ class SupplyOutage(Detector):
         known = np.isfinite(self._param(df, "nominal_v"))[df["_seg"].to_numpy()]
         after = after_supply_loss(df, lost & known, self._param(df, "cadence_s"))
         score = np.where(np.isfinite(vmax), lost.astype(float), np.nan)
-        with np.errstate(invalid="ignore"):
-            moving = self._param(df, "temp_moves") >= self.config.temp_moving_share
-        # A logger frozen on the outage's reading: stale data (frozen_readings), no longer the outage.
-        stale = stale_zero_run(df, moving, CHANNEL_NAMES) & lost
-        score = np.where(stale, 0.0, score)
         return Scored(np.where(after, 1.0, score), after)
 
     def describe(self, df, rows, scores, ctx=None) -> Finding:
