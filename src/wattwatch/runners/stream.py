@@ -504,10 +504,15 @@ class StreamEngine:
         self._cont.remember(got)
         # (pf) a final head written with a provisional follower: merged again or put back to its
         # final version at its meter's next judgement (:meth:`_take_pending_final`)
+        # (rpf) and the head each pending follower was given under (``_follows``): it stays under it
+        # while the head's final version lags (a restart in that hour showed it under its own id)
         for a in got:
             c = (a.evidence or {}).get("continued")
-            if (isinstance(c, dict) and not a.evidence.get("provisional")
-                    and any(m.get("pending") for m in c.get("alerts") or [])):
+            if not isinstance(c, dict) or "withdrawn" in a.evidence:
+                continue
+            pending = [m["id"] for m in c.get("alerts") or [] if m.get("pending") and m["id"] != a.id]
+            self._follows.update(dict.fromkeys(pending, (a.meter_id, a.id)))
+            if pending and not a.evidence.get("provisional"):
                 self._pending_final[a.id] = a
                 self._pending_max[a.id] = (pd.Timestamp(a.end), a.score)
 
