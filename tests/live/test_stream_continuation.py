@@ -372,3 +372,36 @@ def test_a_restarted_stream_keeps_a_provisional_follower_under_the_head_it_was_g
     assert set(rows) == {head.id} and follower.id not in rep.new and follower.id not in eng.alerts
     assert "continued by baseline_macd" in eng.alerts[head.id].message
     store.close()
+
+
+def test_an_action_that_waits_for_final_alerts_never_sees_a_pending_continuation(tmp_path):
+    """(rpf) A final head written with a provisional follower ``pending`` (its merged version: the
+    follower's end, score and a critical severity) is no final judgement: a command action
+    (``on_provisional = false``, on opened and updated) is not told that version; when the follower
+    is withdrawn the head's own version is written again. One with ``on_provisional = true`` is told
+    each version (the pending one says so). ``{severity}`` in argv shows which version was told."""
+    import dataclasses
+
+    from wattwatch.actions.base import actions_for
+    from wattwatch.sinks import deliver
+
+    src = tmp_path / "t.csv"
+    pd.DataFrame({"meter_id": ["B-1"], "ts": ["2024-01-20T00:00:00Z"], "p_kw": [1.0]}).to_csv(src, index=False)
+    spec = {"type": "command", "argv": ["/bin/true", "{severity}"], "on": ["opened", "updated"]}
+    site = api.load_site({"sources": [{"type": "replay", "path": str(src)}],
+                          "actions": [{**spec, "name": "shed"}, {**spec, "name": "tell", "on_provisional": True}]})
+    head, follower = _head_and_follower()
+    follower = dataclasses.replace(follower, severity="critical")
+    store = Store(tmp_path / "live.duckdb")
+    eng = _engine(store)
+    for final, prov in [([head], []), ([head], [_prov(follower)]), ([head], [])]:
+        rep, _ = _step(eng, store, final, prov)
+        deliver(site.outputs, "alerts", rep, eng)
+        for o in site.outputs:
+            assert o.flush(30)
+    told = actions_for(store.con, head.id)
+    seen = {n: [(e, d.split()[-1].strip("[]'\",")) for e, d in zip(g["event"], g["detail"])]
+            for n, g in told.groupby("action")}
+    assert seen["tell"] == [("opened", "warning"), ("updated", "critical"), ("updated", "warning")]
+    assert ("updated", "critical") not in seen["shed"] and seen["shed"][0] == ("opened", "warning")
+    store.close()
