@@ -405,3 +405,23 @@ def test_an_action_that_waits_for_final_alerts_never_sees_a_pending_continuation
     assert seen["tell"] == [("opened", "warning"), ("updated", "critical"), ("updated", "warning")]
     assert ("updated", "critical") not in seen["shed"] and seen["shed"][0] == ("opened", "warning")
     store.close()
+
+
+def test_a_fast_step_leaves_a_head_with_a_pending_follower_to_the_slow_tier(tmp_path):
+    """(rpf) Tiered (a head's detector in the fast tier, its follower's slow and provisional): the
+    fast step, which sees no provisional alerts, does not write the head's own version back over
+    its merged one (the slow step wrote the merged version again: two versions a step, an
+    ``updated`` each way to the outputs)."""
+    from wattwatch.detect.stitch import Step
+    from wattwatch.runners.stream import StepReport
+
+    head, follower = _head_and_follower()
+    store = Store(tmp_path / "live.duckdb")
+    eng = _engine(store)
+    _step(eng, store, [head], [_prov(follower)])
+    rep = StepReport()
+    eng._take(Step(alerts=[head], open_ids={head.id}, provisional=[], provisional_open=set(), judged={"B-1"}), rep,
+              "fast")
+    (msg,) = store.con.execute("SELECT message FROM alerts WHERE id = ?", [head.id]).fetchone()
+    assert not rep.alerts and "continued by baseline_macd" in msg
+    store.close()

@@ -1537,9 +1537,11 @@ class StreamEngine:
             self._stored_before([a.id for a in alerts if a.id not in self._checked])
         # An open alert comes back at every step; only versions that changed are written.
         changed = [a for a in alerts if self._written.get(a.id) != _version(a)]
-        if self._pending_final and tier != "fast":
+        if self._pending_final:
             # (pf) a final head written with a pending follower: :meth:`_take_provisional` writes
-            # it (merged again, or its final version), once
+            # it (merged again, or its final version), once; (rpf) a fast step, which has no
+            # provisional alerts, leaves it to the next slow one (it wrote the head's own version
+            # back, the slow step the merged one again: two versions a step while it grew)
             changed = [a for a in changed if a.id not in self._pending_final]
         # An acknowledged or cleared alert stays as it was at its reset: the detector's old state
         # goes on carrying it until it re-learns from the reset, and the re-judging from there
