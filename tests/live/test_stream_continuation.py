@@ -418,7 +418,8 @@ def test_a_fast_step_leaves_a_head_with_a_pending_follower_to_the_slow_tier(tmp_
     head, follower = _head_and_follower()
     store = Store(tmp_path / "live.duckdb")
     eng = _engine(store)
-    _step(eng, store, [head], [_prov(follower)])
+    rep, _ = _step(eng, store, [head], [_prov(follower)])
+    assert [a.id for a in rep.alerts] == [head.id] and rep.alerts[0].evidence["continued"]   # (told once: merged)
     rep = StepReport()
     eng._take(Step(alerts=[head], open_ids={head.id}, provisional=[], provisional_open=set(), judged={"B-1"}), rep,
               "fast")

@@ -1766,7 +1766,10 @@ class StreamEngine:
             else:
                 self._pending_max.pop(a.id, None)
             self.alerts[a.id] = a
-        rep.alerts += changed
+        # (rpf) the outputs get the version written last (a head first final in this step was
+        # written by _take as its own version too: told twice, an action's opened with the first)
+        again = {a.id for a in changed}
+        rep.alerts[:] = [a for a in rep.alerts if a.id not in again] + changed
         for a in changed:
             rep.tier_of[a.id] = tier
 
