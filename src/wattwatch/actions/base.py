@@ -68,6 +68,7 @@ import pandas as pd
 from wattwatch import dbtables
 from wattwatch.alerts.model import Alert, log_safe
 from wattwatch.codes import SEVERITIES
+from wattwatch.detect.continuation import final_part
 from wattwatch.sinks import Output
 from wattwatch.tomlfile import only  # noqa: F401  (the actions import it from here)
 
@@ -412,8 +413,6 @@ class Action(Output):
             events = [(a, ev) for a, ev in events if ev == "ended" or not a.evidence.get("provisional")]
             # (rpf) a final head written with a provisional follower ``pending`` (its merged version):
             # opened and ended without the pending part, its updates not told until the follower's verdict
-            from wattwatch.detect.continuation import final_part
-
             events = [(final_part(a), ev) for a, ev in events if ev != "updated" or final_part(a) is a]
         # An alert someone acknowledged or cleared is handled: its growth no longer acts.
         handled = set()
