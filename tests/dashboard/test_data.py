@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -65,3 +67,16 @@ def test_evidence_table_keeps_each_value_as_written():
     t = data.evidence_table('{"readings": 24, "duration_min": 115.0, "phases": [1, 2], "ok": true, "x": null}')
     assert dict(zip(t["field"], t["value"])) == {"readings": "24", "duration_min": "115.0", "phases": "[1, 2]",
                                                  "ok": "true", "x": "null"}
+
+
+def test_the_badge_says_a_provisional_alert_and_a_pending_continuation():
+    """(rpf) A provisional alert says so; a final alert continued by one still provisional (the
+    stream writes its merged version, the follower ``pending``) says its continuation is
+    provisional, with the follower's detector; a final continuation says nothing."""
+    member = {"id": "a", "detector": "seasonal_profile"}
+    follower = {"id": "b", "detector": "baseline_macd"}
+    assert data.provisional_badge({"provisional": True, "waits_for": ["sensor_fault"]}) == \
+        " · **provisional** (waits for sensor\\_fault)"
+    pending = {"continued": {"alerts": [member, {**follower, "pending": True}]}}
+    assert data.provisional_badge(json.dumps(pending)) == " · **continuation provisional** (baseline\\_macd)"
+    assert data.provisional_badge({"continued": {"alerts": [member, follower]}}) == ""

@@ -274,31 +274,37 @@ def _prov(a, **kw):
     return dataclasses.replace(a, evidence={**a.evidence, "provisional": True, "waits_for": ["sensor_fault"]}, **kw)
 
 
+def _engine(store):
+    return StreamEngine(store, api.build_detectors(DETECTORS, CONFIG), api._engine(CONFIG),
+                        StreamConfig(checkpoint_s=0, slow_thread=False))
+
+
+def _step(eng, store, final=(), prov=(), popen=()):
+    """One judgement of B-1 given to the engine as a stitcher's step (its final and provisional
+    alerts, built by hand); the report and the store's rows after it."""
+    from wattwatch.detect.stitch import Step
+    from wattwatch.runners.stream import StepReport
+
+    rep = StepReport()
+    eng._take(Step(alerts=list(final), open_ids=set(), provisional=list(prov), provisional_open=set(popen),
+                   judged={"B-1"}), rep, "all")
+    rows = {r[0]: r for r in store.con.execute('SELECT id, "end", score, message, evidence FROM alerts').fetchall()}
+    return rep, rows
+
+
 def test_a_provisional_follower_is_written_as_its_heads_version_and_put_back_when_withdrawn(tmp_path):
     """(pf, issues 14/16) The engine's bookkeeping of a provisional follower, step by step (the
     versions a stitcher gives, built here; real engine and store): never written under its own id;
     a provisional head's version and a final head's version are the merged one (the follower
     ``pending``); a follower withdrawn by its final judgement puts its final head back to its own
     version, its end and score exactly; a follower made final gives the final merge."""
-    from wattwatch.detect.stitch import Step
-
     head, follower = _head_and_follower()
     store = Store(tmp_path / "live.duckdb")
-
-    def engine(store):
-        return StreamEngine(store, api.build_detectors(DETECTORS, CONFIG), api._engine(CONFIG),
-                            StreamConfig(checkpoint_s=0, slow_thread=False))
-
+    engine = _engine
     eng = engine(store)
 
     def step(final=(), prov=(), popen=()):
-        from wattwatch.runners.stream import StepReport
-
-        rep = StepReport()
-        eng._take(Step(alerts=list(final), open_ids=set(), provisional=list(prov), provisional_open=set(popen),
-                       judged={"B-1"}), rep, "all")
-        rows = {r[0]: r for r in store.con.execute('SELECT id, "end", score, message, evidence FROM alerts').fetchall()}
-        return rep, rows
+        return _step(eng, store, final, prov, popen)
 
     # both provisional: one alert, the head's id, provisional, the follower pending in it; open while it is
     rep, rows = step(prov=[_prov(head), _prov(follower)], popen=[follower.id])
@@ -341,4 +347,82 @@ def test_a_provisional_follower_is_written_as_its_heads_version_and_put_back_whe
     assert set(rows) == {head.id} and "pending" not in json.dumps(a.evidence)
     assert a.evidence["continued"]["detectors"] == ["seasonal_profile", "baseline_macd"] and a.end == follower.end
     assert json.loads(rows[head.id][4]) == json.loads(json.dumps(a.evidence, default=str))
+    store.close()
+
+
+def test_a_restarted_stream_keeps_a_provisional_follower_under_the_head_it_was_given_under(tmp_path):
+    """(rpf) Which head a provisional follower was last given under is read back at a restart
+    (from the store's rows that hold it ``pending``): stopped after both were written provisional
+    (one alert, the head's), resumed, the head's first final version a 30-min spike (no head for
+    the carry: seed 7 at 15 min, M-00103): the follower stays under the head, no row of its own
+    (pf left it not checkpointed: it was shown under its own id until the head grew back)."""
+    import dataclasses
+
+    head, follower = _head_and_follower()
+    store = Store(tmp_path / "live.duckdb")
+    eng = _engine(store)
+    _, rows = _step(eng, store, prov=[_prov(head), _prov(follower)], popen=[follower.id])
+    assert set(rows) == {head.id}
+    eng.checkpoint()
+    store.close()
+    store = Store(tmp_path / "live.duckdb")
+    eng = _engine(store)
+    spike = dataclasses.replace(head, end="2024-01-25T21:30:00.000Z", evidence={"kind": "spike"})
+    rep, rows = _step(eng, store, final=[spike], prov=[_prov(follower)], popen=[follower.id])
+    assert set(rows) == {head.id} and follower.id not in rep.new and follower.id not in eng.alerts
+    assert "continued by baseline_macd" in eng.alerts[head.id].message
+    store.close()
+
+
+def test_an_action_that_waits_for_final_alerts_never_sees_a_pending_continuation(tmp_path):
+    """(rpf) A final head written with a provisional follower ``pending`` (its merged version: the
+    follower's end, score and a critical severity) is no final judgement: a command action
+    (``on_provisional = false``, on opened and updated) is not told that version; when the follower
+    is withdrawn the head's own version is written again. One with ``on_provisional = true`` is told
+    each version (the pending one says so). ``{severity}`` in argv shows which version was told."""
+    import dataclasses
+
+    from wattwatch.actions.base import actions_for
+    from wattwatch.sinks import deliver
+
+    src = tmp_path / "t.csv"
+    pd.DataFrame({"meter_id": ["B-1"], "ts": ["2024-01-20T00:00:00Z"], "p_kw": [1.0]}).to_csv(src, index=False)
+    spec = {"type": "command", "argv": ["/bin/true", "{severity}"], "on": ["opened", "updated"]}
+    site = api.load_site({"sources": [{"type": "replay", "path": str(src)}],
+                          "actions": [{**spec, "name": "shed"}, {**spec, "name": "tell", "on_provisional": True}]})
+    head, follower = _head_and_follower()
+    follower = dataclasses.replace(follower, severity="critical")
+    store = Store(tmp_path / "live.duckdb")
+    eng = _engine(store)
+    for final, prov in [([head], []), ([head], [_prov(follower)]), ([head], [])]:
+        rep, _ = _step(eng, store, final, prov)
+        deliver(site.outputs, "alerts", rep, eng)
+        for o in site.outputs:
+            assert o.flush(30)
+    told = actions_for(store.con, head.id)
+    seen = {n: [(e, d.split()[-1].strip("[]'\",")) for e, d in zip(g["event"], g["detail"])]
+            for n, g in told.groupby("action")}
+    assert seen["tell"] == [("opened", "warning"), ("updated", "critical"), ("updated", "warning")]
+    assert ("updated", "critical") not in seen["shed"] and seen["shed"][0] == ("opened", "warning")
+    store.close()
+
+
+def test_a_fast_step_leaves_a_head_with_a_pending_follower_to_the_slow_tier(tmp_path):
+    """(rpf) Tiered (a head's detector in the fast tier, its follower's slow and provisional): the
+    fast step, which sees no provisional alerts, does not write the head's own version back over
+    its merged one (the slow step wrote the merged version again: two versions a step, an
+    ``updated`` each way to the outputs)."""
+    from wattwatch.detect.stitch import Step
+    from wattwatch.runners.stream import StepReport
+
+    head, follower = _head_and_follower()
+    store = Store(tmp_path / "live.duckdb")
+    eng = _engine(store)
+    rep, _ = _step(eng, store, [head], [_prov(follower)])
+    assert [a.id for a in rep.alerts] == [head.id] and rep.alerts[0].evidence["continued"]   # (told once: merged)
+    rep = StepReport()
+    eng._take(Step(alerts=[head], open_ids={head.id}, provisional=[], provisional_open=set(), judged={"B-1"}), rep,
+              "fast")
+    (msg,) = store.con.execute("SELECT message FROM alerts WHERE id = ?", [head.id]).fetchone()
+    assert not rep.alerts and "continued by baseline_macd" in msg
     store.close()

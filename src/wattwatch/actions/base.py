@@ -45,6 +45,9 @@ final verdict; ``stopped`` when its readings are back to normal and its verdict 
 its ``ended`` comes with the verdict). An action with ``on_provisional = false`` does not see it until the
 final judgement confirms it (then ``opened``), and never sees one that is withdrawn or ends undecided:
 an action that switches a load should not switch it on evidence that may be a loose clamp.
+A final alert written with a provisional continuation (``evidence.continued``, a member
+``"pending": true``) reaches such an action without the pending part, and its updates wait for that
+member's verdict (rpf).
 
 ``code``, ``meter`` and ``detector`` are shell-style globs (``*``, ``?``, ``[..]``), matched
 case-sensitively. ``detector`` tells apart alerts that share a code: ``ALRM_PKT_LOSS_CRIT`` is
@@ -85,6 +88,7 @@ import pandas as pd
 from wattwatch import dbtables
 from wattwatch.alerts.model import Alert, log_safe
 from wattwatch.codes import SEVERITIES
+from wattwatch.detect.continuation import final_part
 from wattwatch.sinks import Output
 from wattwatch.tomlfile import only  # noqa: F401  (the actions import it from here)
 
@@ -442,6 +446,9 @@ class Action(Output):
             events.append((a, "withdrawn"))
         if not self.on_provisional:
             events = [(a, ev) for a, ev in events if ev == "ended" or not a.evidence.get("provisional")]
+            # (rpf) a final head written with a provisional follower ``pending`` (its merged version):
+            # opened and ended without the pending part, its updates not told until the follower's verdict
+            events = [(final_part(a), ev) for a, ev in events if ev != "updated" or final_part(a) is a]
         # An alert someone acknowledged or cleared is handled: its growth no longer acts.
         handled = set()
         if "updated" in self.on and any(ev == "updated" for _, ev in events):

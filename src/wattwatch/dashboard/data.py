@@ -233,14 +233,21 @@ def meter_series(db, meter: str, channels: list[str], start=None, end=None,
 def provisional_badge(evidence) -> str:
     """" · **provisional** ..." for an alert the stream wrote before a long blocker's final verdict
     (``evidence.provisional``; issue 16), " · **withdrawn**" for one withdrawn since and kept
-    because someone settled it; "" otherwise."""
+    because someone settled it; "" otherwise. (rpf) A final alert continued by a provisional one
+    (``evidence.continued``, a member ``"pending": true``): " · **continuation provisional**"
+    with the pending detectors."""
     if isinstance(evidence, str):
         try:
             evidence = json.loads(evidence)
         except ValueError:
             return ""
-    if not isinstance(evidence, dict) or evidence.get("provisional") is not True:
+    if not isinstance(evidence, dict):
         return ""
+    if evidence.get("provisional") is not True:
+        cont = evidence.get("continued")
+        alerts = cont.get("alerts") if isinstance(cont, dict) else None
+        pending = [str(m.get("detector")) for m in alerts or [] if isinstance(m, dict) and m.get("pending") is True]
+        return f" · **continuation provisional** ({_md_plain(', '.join(pending))})" if pending else ""
     if evidence.get("withdrawn"):
         return " · **withdrawn** (was provisional)"
     waits = ", ".join(str(w) for w in evidence.get("waits_for") or [])

@@ -172,8 +172,7 @@ class Continuations:
                 for m in rest:
                     if m.get("pending"):   # (pf) a provisional follower: not final, not this carry's
                         continue
-                    f = Alert(a.meter_id, m["start"], m["end"], m["code"], m["severity"], m["score"], m["detector"],
-                              m["message"], {})
+                    f = _member(a.meter_id, m)
                     e.followers[f.detector] = f
                     self.head_of[f.id] = head.id
             elif a.code in cfg.head_codes and change(a, cfg) is not None:
@@ -369,6 +368,24 @@ def own(a: Alert) -> Alert:
     ev = {k: v for k, v in a.evidence.items() if k != "continued"}
     return Alert(a.meter_id, m0["start"], m0["end"], a.code, m0["severity"], m0["score"], a.detector, m0["message"], ev,
                  a.action, a.status)
+
+
+def _member(meter_id: str, m: dict) -> Alert:
+    """A follower as ``evidence.continued.alerts`` keeps it."""
+    return Alert(meter_id, m["start"], m["end"], m["code"], m["severity"], m["score"], m["detector"], m["message"], {})
+
+
+def final_part(a: Alert) -> Alert:
+    """(rpf) ``a`` without its members not final yet (``pending``: :meth:`Continuations.pending`):
+    the merged version of its head and its final followers; ``a`` if nothing in it is pending."""
+    c = (a.evidence or {}).get("continued")
+    if not isinstance(c, dict) or not any(m.get("pending") for m in c.get("alerts") or []):
+        return a
+    e = _Event(own(a), c["change"])
+    for m in c["alerts"][1:]:
+        if not m.get("pending"):
+            e.followers[m["detector"]] = _member(a.meter_id, m)
+    return e.merged()
 
 
 def follower_starts(alerts: list[Alert], config: ContinuationConfig | None = None) -> dict[str, float]:

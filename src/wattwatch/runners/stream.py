@@ -516,10 +516,15 @@ class StreamEngine:
         self._cont.remember(got)
         # (pf) a final head written with a provisional follower: merged again or put back to its
         # final version at its meter's next judgement (:meth:`_take_pending_final`)
+        # (rpf) and the head each pending follower was given under (``_follows``): it stays under it
+        # while the head's final version lags (a restart in that hour showed it under its own id)
         for a in got:
             c = (a.evidence or {}).get("continued")
-            if (isinstance(c, dict) and not a.evidence.get("provisional")
-                    and any(m.get("pending") for m in c.get("alerts") or [])):
+            if not isinstance(c, dict) or "withdrawn" in a.evidence:
+                continue
+            pending = [m["id"] for m in c.get("alerts") or [] if m.get("pending") and m["id"] != a.id]
+            self._follows.update(dict.fromkeys(pending, (a.meter_id, a.id)))
+            if pending and not a.evidence.get("provisional"):
                 self._pending_final[a.id] = a
                 self._pending_max[a.id] = (pd.Timestamp(a.end), a.score)
 
@@ -1559,9 +1564,11 @@ class StreamEngine:
             self._stored_before([a.id for a in alerts if a.id not in self._checked])
         # An open alert comes back at every step; only versions that changed are written.
         changed = [a for a in alerts if self._written.get(a.id) != _version(a)]
-        if self._pending_final and tier != "fast":
+        if self._pending_final:
             # (pf) a final head written with a pending follower: :meth:`_take_provisional` writes
-            # it (merged again, or its final version), once
+            # it (merged again, or its final version), once; (rpf) a fast step, which has no
+            # provisional alerts, leaves it to the next slow one (it wrote the head's own version
+            # back, the slow step the merged one again: two versions a step while it grew)
             changed = [a for a in changed if a.id not in self._pending_final]
         # An acknowledged or cleared alert stays as it was at its reset: the detector's old state
         # goes on carrying it until it re-learns from the reset, and the re-judging from there
@@ -1786,7 +1793,10 @@ class StreamEngine:
             else:
                 self._pending_max.pop(a.id, None)
             self.alerts[a.id] = a
-        rep.alerts += changed
+        # (rpf) the outputs get the version written last (a head first final in this step was
+        # written by _take as its own version too: told twice, an action's opened with the first)
+        again = {a.id for a in changed}
+        rep.alerts[:] = [a for a in rep.alerts if a.id not in again] + changed
         for a in changed:
             rep.tier_of[a.id] = tier
 

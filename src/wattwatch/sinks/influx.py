@@ -258,7 +258,9 @@ def denied_why(exc: Exception) -> str:
 
 def alert_states(todo: dict, report, engine) -> dict[str, str]:
     """id -> the ``state`` field of each alert point written: what the engine holds of it after the
-    step, as the console and the checkpoint say it. ``ended``/``withdrawn`` in the step that ends it;
+    step, as the console and the checkpoint say it. ``ended``/``withdrawn`` in the step that ends it
+    (``continued`` for one withdrawn because a re-judging found it continuing another alert,
+    ``evidence.continued_by``: the same change, told under that alert's id);
     ``stopped`` for a provisional alert back to normal whose verdict is pending (pc: told in the step
     it stops; le: also when it is written again meanwhile, a changed score, which wrote ``open`` until
     the verdict); ``open`` for the alerts that may still grow (the final ones the stitcher holds open,
