@@ -8,11 +8,12 @@ from pathlib import Path
 M, H, SEED = 200, 3.0, 7
 
 
-def warm_engine(timed: int, prefix: str = "ww-fast-"):
-    """(engine, live readings sorted by time and meter, row where the timed steps start)."""
+def warm_engine(timed: int, prefix: str = "ww-fast-", hours: float | None = None):
+    """(engine, live readings sorted by time and meter, row where the timed steps start); ``hours``
+    live (default ``H``)."""
     from wattwatch.app.benchstream import profiled_engine, simulated_stream
     from wattwatch.runners.stream import StreamConfig
-    prof, live = simulated_stream(M, 1 + H / 24, 1, 60.0, SEED)
+    prof, live = simulated_stream(M, 1 + (H if hours is None else hours) / 24, 1, 60.0, SEED)
     db = Path(tempfile.mkdtemp(prefix=prefix)) / "s.duckdb"
     _, _, eng = profiled_engine(db, prof, {"engine": {"profile_days": 1}}, 1,
                                 StreamConfig(checkpoint_s=1e9, slow_thread=False))

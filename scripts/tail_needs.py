@@ -10,33 +10,23 @@ tail's length.
     PYTHONPATH=src python scripts/tail_needs.py [HOURS] [STEPS]
 """
 import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+import fast_fleet
+
 HOURS = float(sys.argv[1]) if len(sys.argv) > 1 else 10.0
 STEPS = int(sys.argv[2]) if len(sys.argv) > 2 else 5
-M, SEED = 200, 7
+M = fast_fleet.M
 
 
 def main():
-    from wattwatch.app.benchstream import profiled_engine, simulated_stream
     from wattwatch.detect import core
     from wattwatch.detect.frame import prepare, seg_bounds
-    from wattwatch.runners.stream import StreamConfig, _held_bytes
+    from wattwatch.runners.stream import _held_bytes
 
-    prof, live = simulated_stream(M, 1 + HOURS / 24, 1, 60.0, SEED)
-    db = Path(tempfile.mkdtemp(prefix="ww-tailneeds-")) / "s.duckdb"
-    _, _, eng = profiled_engine(db, prof, {"engine": {"profile_days": 1}}, 1,
-                                StreamConfig(checkpoint_s=1e9, slow_thread=False))
-    eng.step()
-    live = live.sort_values(["ts", "meter_id"], kind="stable").reset_index(drop=True)
-    cut = len(live) - STEPS * M
-    for i in range(0, cut, 5000):
-        eng.add(live.iloc[i:min(i + 5000, cut)])
-        eng.step()
+    eng, live, cut = fast_fleet.warm_engine(STEPS, "ww-tailneeds-", HOURS)
     for k in range(STEPS):
         eng.add(live.iloc[cut + k * M: cut + (k + 1) * M])
         eng.step()
