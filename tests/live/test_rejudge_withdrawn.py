@@ -66,6 +66,48 @@ def _close(outs, store) -> None:
     store.close()
 
 
+def replay(path, outputs, kill: bool, flushed=lambda outs: outs, told: list | None = None
+           ) -> tuple[dict[str, str], list[int]]:
+    """Feed :func:`_pieces` to a packet-loss engine on ``path`` step by step, each step's report to
+    the outputs ``outputs()`` makes, ``flushed(outs)`` flushed (their jobs done), then a checkpoint.
+    ``kill``: after each withdrawing step, before its outputs and checkpoint, the watcher is killed
+    and restarted (its store and outputs closed and made again; the source gives the piece again).
+    ``told`` gets (id, told ended) of each withdrawal the outputs had. Returns (meter -> its
+    alert's id, the pieces killed at); the outputs and the store are closed."""
+    store, eng = _engine(path)
+    outs = outputs()
+    opened: dict[str, str] = {}
+
+    def tell(rep) -> None:
+        deliver(outs, "alerts", rep, eng)
+        if told is not None:
+            told.extend((i, i in rep.ended) for i in rep.withdrawn)
+        for o in flushed(outs):
+            assert o.flush(30)
+
+    pieces = _pieces()
+    k, killed = 0, []
+    try:
+        while k < len(pieces):
+            eng.add(pieces[k])
+            rep = eng.step()
+            for i in rep.new:
+                opened[eng.alerts[i].meter_id] = i
+            if kill and rep.withdrawn and k not in killed:
+                killed.append(k)
+                _close(outs, store)
+                store, eng = _engine(path)
+                outs = outputs()
+                continue
+            tell(rep)
+            eng.checkpoint()
+            k += 1
+        tell(eng.flush())
+    finally:
+        _close(outs, store)
+    return opened, killed
+
+
 def _states(influxd, db: str) -> dict[str, str]:
     res = influx.Client(influxd.url).query('SELECT "id", "state" FROM "alerts"', db)
     return {i: s for _, i, s in res[0]["series"][0]["values"]} if res[0].get("series") else {}
@@ -75,36 +117,12 @@ def _states(influxd, db: str) -> dict[str, str]:
 def test_a_final_alert_late_readings_withdraw_reaches_influx_and_actions_once(influxd, tmp_path, kill):
     (tmp_path / "unused.csv").write_text("meter_id,ts,v_l1_v\nm,2026-01-01T00:00:00Z,230\n")
     db = f"rw{int(kill)}"
-    path = tmp_path / "live.duckdb"
-    store, eng = _engine(path)
-    outs = _outputs(influxd, tmp_path, db)
     told: list[tuple[str, bool]] = []   # (id, told ended) of each withdrawal the outputs had
-    opened = {}                          # meter -> its alert's id
-    pieces = _pieces()
-    k, killed = 0, []
-    while k < len(pieces):
-        eng.add(pieces[k])
-        rep = eng.step()
-        for i in rep.new:
-            opened[eng.alerts[i].meter_id] = i
-        if kill and rep.withdrawn and k not in killed:
-            # killed after the re-judging's step (its deletion stored), before its outputs and checkpoint;
-            # restarted, the source gives the unacknowledged piece again
-            killed.append(k)
-            _close(outs, store)
-            store, eng = _engine(path)
-            outs = _outputs(influxd, tmp_path, db)
-            continue
-        deliver(outs, "alerts", rep, eng)
-        told += [(i, i in rep.ended) for i in rep.withdrawn]
-        for o in outs[1:]:
-            assert o.flush(30)   # (the action's jobs done: a kill then loses none of them)
-        eng.checkpoint()
-        k += 1
-    rep = eng.flush()
-    deliver(outs, "alerts", rep, eng)
-    told += [(i, i in rep.ended) for i in rep.withdrawn]
-    _close(outs, store)
+    # killed after the re-judging's step (its deletion stored), before its outputs and checkpoint;
+    # (the action's jobs flushed each step: a kill then loses none of them)
+    path = tmp_path / "live.duckdb"
+    opened, killed = replay(path, lambda: _outputs(influxd, tmp_path, db), kill, flushed=lambda outs: outs[1:],
+                            told=told)
     a, b = opened.get("A"), opened.get("B")
     assert a and b and (not kill or len(killed) == 2), (opened, killed)
     # each withdrawal told once: B's (open) as its end, A's (ended before) as a withdrawal only

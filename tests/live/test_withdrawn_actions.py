@@ -17,11 +17,10 @@ import time
 import pytest
 
 from tests.live.test_actions import Hook, ModbusServer, _read, _replay_file  # noqa: F401 (its autouse fixture)
-from tests.live.test_rejudge_withdrawn import _engine, _pieces
+from tests.live.test_rejudge_withdrawn import replay
 from wattwatch import api
 from wattwatch.actions.base import actions_for
 from wattwatch.runners.rejudge import WITHDRAWN
-from wattwatch.sinks import deliver
 from wattwatch.store import Store
 
 
@@ -36,12 +35,6 @@ def _outputs(tmp_path, hook, broker, modbus) -> list:
          "address": 9, "device_id": 3, "value": False, "on": ["opened", "withdrawn"], "dry_run": False,
          "timeout_s": 2, "retries": 1, "allow": [{"device_id": 3, "target": "coil", "address": 9,
                                                    "values": [False, True]}]}]}).outputs
-
-
-def _close(outs, store) -> None:
-    for o in outs:
-        o.close()
-    store.close()
 
 
 @pytest.fixture(scope="module")
@@ -68,33 +61,9 @@ def test_actions_are_told_once_that_an_alert_they_saw_was_withdrawn_also_across_
     assert ready.wait(10)
     hook = Hook()
     path = tmp_path / "live.duckdb"
-    store, eng = _engine(path)
-    outs = _outputs(tmp_path, hook, mqtt_broker, modbus)
-    opened = {}
-    pieces = _pieces()
-    k, killed = 0, []
-    try:
-        while k < len(pieces):
-            eng.add(pieces[k])
-            rep = eng.step()
-            for i in rep.new:
-                opened[eng.alerts[i].meter_id] = i
-            if kill and rep.withdrawn and k not in killed:
-                killed.append(k)   # killed after the withdrawing step, before its outputs and checkpoint
-                _close(outs, store)
-                store, eng = _engine(path)
-                outs = _outputs(tmp_path, hook, mqtt_broker, modbus)
-                continue
-            deliver(outs, "alerts", rep, eng)
-            for o in outs:
-                assert o.flush(30)
-            eng.checkpoint()
-            k += 1
-        deliver(outs, "alerts", eng.flush(), eng)
-        for o in outs:
-            assert o.flush(30)
+    try:   # killed after each withdrawing step, before its outputs and checkpoint
+        opened, killed = replay(path, lambda: _outputs(tmp_path, hook, mqtt_broker, modbus), kill)
     finally:
-        _close(outs, store)
         hook.stop()
     end = time.monotonic() + 10
     while len(got) < 2 and time.monotonic() < end:
