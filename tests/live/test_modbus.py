@@ -466,3 +466,47 @@ def test_a_unit_the_deadline_came_before_is_asked_before_those_that_were():
     assert cycle(1) == ["U1", "U2"]               # U1, U3 asked longest ago; U2 last again
     assert cycle(0) == ["U2"]                     # nothing asked in time: U2 lost again, the others keep their turns
     assert cycle(4) == ["U3", "U4", "U5", "U1", "U2"]   # by when each was last asked
+
+
+def test_a_unit_lost_once_behind_a_full_gateway_is_asked_again(monkeypatch):
+    """rbv: a gateway with room for 2 of its 5 units a cycle; U2 loses one poll, U4 and U5 never answer.
+    With lost units always last, U2 was never asked again (the live units filled every cycle): it
+    would stay silent after answering again. Now a lost unit not asked for more than
+    _LOST_PROBE_CYCLES cycles goes first, one per gateway per that many cycles: U2 answers again
+    and the dead units, in turn, cost at most one cycle in K + 1. No network; one event loop."""
+    monkeypatch.setattr(mb, "_LOST_PROBE_CYCLES", 2, raising=False)
+    regs = [{"channel": "p_kw", "table": "holding", "address": 0, "type": "uint16"}]
+    ms = ["U1", "U2", "U3", "U4", "U5"]
+    p = mb.ModbusPoller("g", [{"meter_id": m, "port": 1502, "unit": i + 1, "model": "m"} for i, m in enumerate(ms)],
+                        {"m": mb.parse_model("m", {"registers": regs})}, interval_s=1.0)
+    asked: list[list[str]] = []
+    room = {"n": 0}
+
+    async def request(gw, d, r, deadline):
+        if room["n"] <= 0:
+            raise mb._Lost("not asked")
+        asked[-1].append(d.meter_id)
+        if d.meter_id in ("U4", "U5"):         # dead: their timeouts spend the gateway's cycle
+            room["n"] = 0
+            raise mb._Lost("no answer")
+        room["n"] -= 1
+        if d.meter_id == "U2" and len(asked) > 1 and "lost" not in room:
+            room["lost"] = len(asked) - 1
+            raise mb._Lost("no answer")        # one lost poll
+        return np.array([1], dtype=np.uint16)
+
+    p._request = request
+
+    async def run(n):
+        for k in range(n):
+            asked.append([])
+            room["n"] = 5 if k == 0 else 2
+            await p.poll()
+
+    asyncio.run(run(24))
+    k0 = room["lost"]
+    again = [k for k in range(k0 + 1, 24) if "U2" in asked[k]]
+    assert again and again[0] <= k0 + 9 and len(again) >= 5      # asked again (after a dead unit's turn), then in turn
+    dead_first = [k for k in range(2, 24) if asked[k][:1] in (["U4"], ["U5"])]
+    assert dead_first and all(b - a >= 3 for a, b in zip(dead_first, dead_first[1:]))   # <= 1 cycle in K + 1
+    assert {asked[k][0] for k in dead_first} == {"U4", "U5"}                              # each in turn

@@ -375,6 +375,11 @@ class _Wire:
 # ------------------------------------------------------------------------------------ devices
 
 
+# A unit lost and then not asked for more than this many cycles is asked at the front of its
+# gateway's turn (one such unit per gateway per this many cycles): see ModbusPoller.poll.
+_LOST_PROBE_CYCLES = 10
+
+
 @dataclass
 class Device:
     meter_id: str
@@ -609,6 +614,7 @@ class ModbusPoller(Poller):
         self._health: dict[str, object] = {}   # alert id -> latest version not yet handed over
         self._by_meter = {d.meter_id: d for d in self.devices}
         self.cycles = 0
+        self._probed: dict[str, int] = {}   # gateway -> the cycle a long-unasked lost unit was last asked first in
 
     # ------------------------------------------------------------------------------ one request
 
@@ -785,7 +791,23 @@ class ModbusPoller(Poller):
         # never asked while its gateway answered fewer units a cycle than it has (bv: 62 of 1,000
         # devices never read in 30 s of bench poll at load 17). A unit that stopped answering stays
         # last, however long ago it was asked.
-        order = sorted(range(len(self.devices)), key=lambda i: (self.devices[i].missed, self.devices[i].asked))
+        # But a unit lost once while its gateway answers fewer units a cycle than it has would then
+        # never be asked again (the live units always fill the cycle): it would stay silent after it
+        # answers again (rbv). So a lost unit not asked for more than _LOST_PROBE_CYCLES cycles is
+        # asked in its turn (longest ago first: at the front), at most one such unit per gateway
+        # every _LOST_PROBE_CYCLES cycles -- a unit still dead then costs its gateway at most one
+        # cycle in that many; a unit lost behind a gateway with room is asked every cycle, last.
+        probe, best = set(), {}
+        for i, d in enumerate(self.devices):
+            if d.missed and self.cycles - d.asked > _LOST_PROBE_CYCLES \
+                    and self.cycles - self._probed.get(d.gateway, -_LOST_PROBE_CYCLES - 1) > _LOST_PROBE_CYCLES \
+                    and (d.gateway not in best or d.asked < self.devices[best[d.gateway]].asked):
+                best[d.gateway] = i
+        for key, i in best.items():
+            probe.add(i)
+            self._probed[key] = self.cycles
+        order = sorted(range(len(self.devices)),
+                       key=lambda i: (self.devices[i].missed and i not in probe, self.devices[i].asked))
         got = await asyncio.gather(*(self._poll_device(self.devices[i], deadline) for i in order))
         res = [None] * len(self.devices)
         for i, g in zip(order, got):
