@@ -158,3 +158,39 @@ def test_the_backlog_bound_stops_the_offer_during_a_long_step_not_at_its_end():
     assert res["behind"] and res["stop_wait_s"] > 0.1
     assert res["offered"] <= rate * (0.1 + 0.01 + 0.3), res["offered"]    # 0.3 s: the producer's lateness
     assert res["offer_end"] - res["t0"] < 0.8
+
+
+def test_a_windows_rate_in_the_offer_and_its_drain_are_apart_and_no_rate_kept_up_is_said():
+    """rbv: bv's items 2 and 4 had no test. One window of 1,000 readings offered at 1,000/s, five
+    steps (hand-made, no engine): three end within the offer, two after it, the last 2 s late.
+    The rate during the offer is the readings written between its first and last write in the
+    offer; the drain is what was unwritten when the offer ended and how long it took; the old
+    all-in figure stays apart. With no window kept up the verdict says so with the most judged."""
+    from types import SimpleNamespace
+
+    from wattwatch.app.benchstream import _figures, _verdict
+
+    n, rate = 1000, 1000.0
+    arrival = np.arange(n) / rate
+    starts = np.array([0.01, 0.2, 0.5, 0.8, 1.1])
+    ends = np.array([0.2, 0.5, 0.8, 1.1, 3.0])
+    sizes = np.array([10, 190, 300, 300, 200])
+    taken = np.cumsum(sizes)
+    lat = np.repeat(ends, sizes) - arrival
+    res = {"offered": n, "lat": lat, "rate": rate, "t0": 0.0, "arrival": arrival, "starts": starts, "ends": ends,
+           "sizes": sizes, "backlog": [(s, int(np.searchsorted(arrival, s, side="right")) - int(t - z))
+                                       for s, t, z in zip(starts, taken, sizes)],
+           "late": np.zeros(100), "behind": False, "n": n, "offer_end": float(arrival[-1]), "stop_wait_s": None}
+    steps = SimpleNamespace(step_cpu=[0.01] * 5, step_slow=[False] * 5, step_meters=[10] * 5,
+                            hit=np.zeros(n, bool), alert_lat=[], fast_lat=lat.copy(), slow_lat=lat.copy())
+    w = _figures(steps, res, 0, 0, 0.05, 10, 60.0, cost=None, max_backlog_s=5.0)
+    assert w["judged_per_wall_s"] == round(490 / 0.6)          # steps 2-3 over 0.2 .. 0.8 s
+    assert w["drain"] == {"readings": 500, "s": round(3.0 - 0.999, 3)}
+    assert w["judged_per_wall_s_with_drain"] == round(n / 3.0)
+    assert w["kept_up"] is None and "NOT JUDGED" in w["verdict"]     # no fit: not judged, never guessed
+    w["kept_up"] = False
+    r = {"goal": {"rate": 20000, "p99_ms": 50}, "highest_rate_p99_under_goal_per_s": None,
+         "most_judged": {"offered_per_s": rate, "kept_up": False, "judged_per_wall_s": w["judged_per_wall_s"],
+                         "reading_latency_p99_ms": 2990.0, "ratio_to_river": 0.5}}
+    v = _verdict(r, [], None)
+    assert "NO RATE OFFERED WAS KEPT UP (the most judged: 817/s at 1,000/s offered" in v and "None" not in v
