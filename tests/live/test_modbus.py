@@ -497,10 +497,10 @@ def test_a_unit_lost_once_behind_a_full_gateway_is_asked_again(monkeypatch):
 
     p._request = request
 
-    async def run(n):
+    async def run(n, per_cycle=2):
         for k in range(n):
             asked.append([])
-            room["n"] = 5 if k == 0 else 2
+            room["n"] = 5 if k == 0 else per_cycle
             await p.poll()
 
     asyncio.run(run(24))
@@ -510,3 +510,25 @@ def test_a_unit_lost_once_behind_a_full_gateway_is_asked_again(monkeypatch):
     dead_first = [k for k in range(2, 24) if asked[k][:1] in (["U4"], ["U5"])]
     assert dead_first and all(b - a >= 3 for a, b in zip(dead_first, dead_first[1:]))   # <= 1 cycle in K + 1
     assert {asked[k][0] for k in dead_first} == {"U4", "U5"}                              # each in turn
+    # A gateway with room for its live units but many dead ones (each asked in turn after the live
+    # ones, so each waits longer than K cycles): it is not full, so no dead unit goes first; the
+    # live units are asked every cycle, the dead ones in turn after them.
+    p = mb.ModbusPoller("g", [{"meter_id": f"D{i}", "port": 1502, "unit": i + 1, "model": "m"} for i in range(8)]
+                        + [{"meter_id": f"L{i}", "port": 1502, "unit": 20 + i, "model": "m"} for i in range(2)],
+                        {"m": mb.parse_model("m", {"registers": regs})}, interval_s=1.0)
+
+    async def request2(gw, d, r, deadline):
+        if room["n"] <= 0:
+            raise mb._Lost("not asked")
+        asked[-1].append(d.meter_id)
+        if d.meter_id.startswith("D"):
+            room["n"] = 0
+            raise mb._Lost("no answer")
+        room["n"] -= 1
+        return np.array([1], dtype=np.uint16)
+
+    p._request = request2
+    asked.clear()
+    asyncio.run(run(30, per_cycle=3))
+    # (the first cycles find the dead units one a cycle: never asked, each goes first once)
+    assert all(set(a[:2]) == {"L0", "L1"} for a in asked[9:]) and len({a[2] for a in asked[9:]}) == 8, asked

@@ -615,6 +615,8 @@ class ModbusPoller(Poller):
         self._by_meter = {d.meter_id: d for d in self.devices}
         self.cycles = 0
         self._probed: dict[str, int] = {}   # gateway -> the cycle a long-unasked lost unit was last asked first in
+        self._unasked: dict[str, int] = {}     # gateway -> the last cycle a unit of it was left unasked in
+        self._lost_asked: dict[str, int] = {}  # gateway -> the last cycle a unit lost before was asked in
 
     # ------------------------------------------------------------------------------ one request
 
@@ -734,6 +736,7 @@ class ModbusPoller(Poller):
 
     async def _poll_device(self, dev: Device, deadline: float) -> dict[Read, np.ndarray] | None:
         gw = self.gateways[dev.gateway]
+        was_lost = dev.missed
         async with self._sem:
             async with gw.lock:
                 gw.current = dev
@@ -752,12 +755,16 @@ class ModbusPoller(Poller):
                                else str(exc))
                     if str(exc) != "not asked":    # (a unit not asked keeps its place and its missed)
                         dev.missed, dev.asked = True, self.cycles
+                    else:                          # (the gateway's time ran out this cycle: see poll)
+                        self._unasked[dev.gateway] = self.cycles
                 finally:
                     gw.current = None
                 took = (time.monotonic() - t0) * 1000.0
         dev.counters["polls"] += 1
         if got is not None:
             dev.missed, dev.asked = False, self.cycles
+        if was_lost and dev.asked == self.cycles:     # a lost unit was asked this cycle (see poll)
+            self._lost_asked[dev.gateway] = self.cycles
         if got is None:
             dev.counters["lost"] += 1
             self.counters["lost"] += 1
@@ -792,14 +799,17 @@ class ModbusPoller(Poller):
         # devices never read in 30 s of bench poll at load 17). A unit that stopped answering stays
         # last, however long ago it was asked.
         # But a unit lost once while its gateway answers fewer units a cycle than it has would then
-        # never be asked again (the live units always fill the cycle): it would stay silent after it
-        # answers again (rbv). So a lost unit not asked for more than _LOST_PROBE_CYCLES cycles is
-        # asked in its turn (longest ago first: at the front), at most one such unit per gateway
-        # every _LOST_PROBE_CYCLES cycles -- a unit still dead then costs its gateway at most one
-        # cycle in that many; a unit lost behind a gateway with room is asked every cycle, last.
+        # never be asked again (the live units fill every cycle): it would stay silent after it
+        # answers again (rbv). So while a gateway is full (last cycle a unit of it was left unasked
+        # and no lost unit was asked: its time went to the units that answer), a lost unit not
+        # asked for more than _LOST_PROBE_CYCLES cycles is asked in its turn (longest ago first: at
+        # the front), at most one such unit per gateway every _LOST_PROBE_CYCLES cycles: a unit
+        # still dead costs its gateway at most one cycle in that many. Behind a gateway with room
+        # for its live units, lost units stay last (each asked in turn after the live ones).
         probe, best = set(), {}
         for i, d in enumerate(self.devices):
             if d.missed and self.cycles - d.asked > _LOST_PROBE_CYCLES \
+                    and self._unasked.get(d.gateway) == self.cycles - 1 != self._lost_asked.get(d.gateway) \
                     and self.cycles - self._probed.get(d.gateway, -_LOST_PROBE_CYCLES - 1) > _LOST_PROBE_CYCLES \
                     and (d.gateway not in best or d.asked < self.devices[best[d.gateway]].asked):
                 best[d.gateway] = i
