@@ -94,7 +94,7 @@ def test_bench_stream_streams_the_hours_after_the_profile_day_through_the_engine
     result = json.loads(r.stdout)
     (w,) = result["windows"]
     assert w["readings"] == len(live) and w["steps"] >= 1 and w["readings_per_cpu_s"] > 0
-    assert w["offered_rate"] == 20000 and w["reading_latency_ms"]["p99"] > 0 and isinstance(w["kept_up"], bool)
+    assert w["offered_per_s"] == 20000 and w["reading_latency_ms"]["p99"] > 0 and w["kept_up"] in (True, False, None)
     assert set(result["tiers"]) >= {"fast", "slow"} and result["river"] and w["ratio_to_river"] > 0
     assert result["state_bytes_per_meter"] > 0 and result["checkpoint_bytes_per_meter"] > result["carry_bytes_per_meter"]
     # (rbs) its final alerts (after a flush) are detect's on the same readings with the same learned

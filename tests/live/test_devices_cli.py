@@ -196,9 +196,15 @@ def test_bench_poll_small(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     doc = json.loads(r.stdout)
     assert doc["devices"] == 40 and doc["requests_per_poll"] == 1 and doc["registers"] == 20
-    assert doc["device_polls"] >= 40 * 2
-    assert doc["on_time"] + doc["lost"] <= doc["device_polls"]
+    # every device due once a tick, each poll accounted for once
+    assert doc["ticks"] >= 2 and doc["polls_due"] == 40 * doc["ticks"]
+    assert doc["polls_met_deadline"] + doc["polls_late"] + doc["polls_lost"] + doc["polls_never_returned"] \
+        + doc["polls_not_made"] == doc["polls_due"]
+    assert doc["met_deadline_share"] == round(doc["polls_met_deadline"] / doc["polls_due"], 4)
     assert doc["response_ms"]["p50"] > 0
+    # separate devices: two pymodbus servers (ports) of 20 unit ids, each unit asked and its own values
+    assert doc["servers"] == 2 and doc["units_asked"] == 40 and doc["devices_answered"] == 40
+    assert doc["last_cycle_distinct_values"] == doc["last_cycle_readings"] > 0
 
 
 def test_site_models_table_serves_modbus_sources(tmp_path):
@@ -226,3 +232,17 @@ def test_view_shows_polled_devices():
     con.print(render(eng, [p]))
     text = con.export_text()
     assert "polled devices" in text and "[b]A" in text and "127.0.0.1:1502/tcp" in text
+
+
+def test_bench_poll_tallies_each_poll_against_its_own_ticks_end():
+    from wattwatch.app.benchpoll import tally
+
+    # 3 devices, ticks of 1 s from 0: cycles start at 0.0, 1.3 (the first overran) and 3.1 (the
+    # second ran past 3.0: no cycle started in tick 2)
+    nan = float("nan")
+    records = [(0, 0.0, 0.02, 1), (1, 0.0, 0.03, 1), (2, 0.0, 1.05, 1),       # device 2 answered late
+               (0, 1.3, 1.32, 1), (1, 1.3, 2.1, 1), (2, 1.3, 1.9, 0),         # 1: after 2.0 (its cycle's start + 1 s: 2.3)
+               (0, 3.1, 3.12, 1), (1, 3.1, 3.2, 1), (2, 3.1, nan, 0),         # 2: never returned
+               (0, 4.05, 4.1, 1)]                                             # tick 4: past the run's ticks
+    c = tally(records, 3, 0.0, 1.0, 4)
+    assert c == {"due": 12, "made": 9, "met": 5, "late": 2, "lost": 1, "never_returned": 1, "not_made": 3}

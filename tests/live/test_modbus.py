@@ -428,3 +428,107 @@ def test_encode_then_decode_gives_the_value_back(typ, order, data):
         np.testing.assert_allclose(back[ok], want[ok].astype(np.float32).astype(float), rtol=0)
     else:
         np.testing.assert_array_equal(back[ok], want[ok])
+
+
+def test_a_unit_the_deadline_came_before_is_asked_before_those_that_were():
+    """One gateway answers fewer units a cycle than it has: the units not asked in time go first
+    next cycle (in configured order they stayed behind and were never asked: bench poll, 62 of
+    1,000 devices unread in 30 s at load 17); a unit asked and lost stays last, also when a cycle
+    did not ask it. No network: each request answers at once or the cycle is out of time."""
+    regs = [{"channel": "p_kw", "table": "holding", "address": 0, "type": "uint16"}]
+    ms = ["U1", "U2", "U3", "U4", "U5"]
+    p = mb.ModbusPoller("g", [{"meter_id": m, "port": 1502, "unit": i + 1, "model": "m"} for i, m in enumerate(ms)],
+                        {"m": mb.parse_model("m", {"registers": regs})}, interval_s=1.0)
+    asked: list[list[str]] = []
+    room = {"n": 0}
+
+    async def request(gw, d, r, deadline):
+        if d.meter_id == "U2" and len(asked) > 1:   # U2 stops answering after the first cycle
+            asked[-1].append(d.meter_id)
+            raise mb._Lost("no answer")
+        if room["n"] <= 0:                       # the gateway's time for this cycle is spent
+            raise mb._Lost("not asked")
+        room["n"] -= 1
+        asked[-1].append(d.meter_id)
+        return np.array([1], dtype=np.uint16)
+
+    p._request = request
+
+    def cycle(n):
+        asked.append([])
+        room["n"] = n
+        asyncio.run(p.poll())
+        return asked[-1]
+
+    assert cycle(5) == ms
+    assert cycle(2) == ["U1", "U2", "U3"]         # U2 asked and lost; U4, U5 not asked
+    assert cycle(2) == ["U4", "U5", "U2"]         # the two not asked first; U2 (lost) last
+    assert cycle(1) == ["U1", "U2"]               # U1, U3 asked longest ago; U2 last again
+    assert cycle(0) == ["U2"]                     # nothing asked in time: U2 lost again, the others keep their turns
+    assert cycle(4) == ["U3", "U4", "U5", "U1", "U2"]   # by when each was last asked
+
+
+def test_a_unit_lost_once_behind_a_full_gateway_is_asked_again(monkeypatch):
+    """rbv: a gateway with room for 2 of its 5 units a cycle; U2 loses one poll, U4 and U5 never answer.
+    With lost units always last, U2 was never asked again (the live units filled every cycle): it
+    would stay silent after answering again. Now a lost unit not asked for more than
+    _LOST_PROBE_CYCLES cycles goes first, one per gateway per that many cycles: U2 answers again
+    and the dead units, in turn, cost at most one cycle in K + 1. No network; one event loop."""
+    monkeypatch.setattr(mb, "_LOST_PROBE_CYCLES", 2, raising=False)
+    regs = [{"channel": "p_kw", "table": "holding", "address": 0, "type": "uint16"}]
+    ms = ["U1", "U2", "U3", "U4", "U5"]
+    p = mb.ModbusPoller("g", [{"meter_id": m, "port": 1502, "unit": i + 1, "model": "m"} for i, m in enumerate(ms)],
+                        {"m": mb.parse_model("m", {"registers": regs})}, interval_s=1.0)
+    asked: list[list[str]] = []
+    room = {"n": 0}
+
+    async def request(gw, d, r, deadline):
+        if room["n"] <= 0:
+            raise mb._Lost("not asked")
+        asked[-1].append(d.meter_id)
+        if d.meter_id in ("U4", "U5"):         # dead: their timeouts spend the gateway's cycle
+            room["n"] = 0
+            raise mb._Lost("no answer")
+        room["n"] -= 1
+        if d.meter_id == "U2" and len(asked) > 1 and "lost" not in room:
+            room["lost"] = len(asked) - 1
+            raise mb._Lost("no answer")        # one lost poll
+        return np.array([1], dtype=np.uint16)
+
+    p._request = request
+
+    async def run(n, per_cycle=2):
+        for k in range(n):
+            asked.append([])
+            room["n"] = 5 if k == 0 else per_cycle
+            await p.poll()
+
+    asyncio.run(run(24))
+    k0 = room["lost"]
+    again = [k for k in range(k0 + 1, 24) if "U2" in asked[k]]
+    assert again and again[0] <= k0 + 9 and len(again) >= 5      # asked again (after a dead unit's turn), then in turn
+    dead_first = [k for k in range(2, 24) if asked[k][:1] in (["U4"], ["U5"])]
+    assert dead_first and all(b - a >= 3 for a, b in zip(dead_first, dead_first[1:]))   # <= 1 cycle in K + 1
+    assert {asked[k][0] for k in dead_first} == {"U4", "U5"}                              # each in turn
+    # A gateway with room for its live units but many dead ones (each asked in turn after the live
+    # ones, so each waits longer than K cycles): it is not full, so no dead unit goes first; the
+    # live units are asked every cycle, the dead ones in turn after them.
+    p = mb.ModbusPoller("g", [{"meter_id": f"D{i}", "port": 1502, "unit": i + 1, "model": "m"} for i in range(8)]
+                        + [{"meter_id": f"L{i}", "port": 1502, "unit": 20 + i, "model": "m"} for i in range(2)],
+                        {"m": mb.parse_model("m", {"registers": regs})}, interval_s=1.0)
+
+    async def request2(gw, d, r, deadline):
+        if room["n"] <= 0:
+            raise mb._Lost("not asked")
+        asked[-1].append(d.meter_id)
+        if d.meter_id.startswith("D"):
+            room["n"] = 0
+            raise mb._Lost("no answer")
+        room["n"] -= 1
+        return np.array([1], dtype=np.uint16)
+
+    p._request = request2
+    asked.clear()
+    asyncio.run(run(30, per_cycle=3))
+    # (the first cycles find the dead units one a cycle: never asked, each goes first once)
+    assert all(set(a[:2]) == {"L0", "L1"} for a in asked[9:]) and len({a[2] for a in asked[9:]}) == 8, asked

@@ -1,12 +1,22 @@
 """``wattwatch bench poll``: many simulated Modbus devices polled at 1 s from one process.
 
-The devices (pymodbus servers of :mod:`wattwatch.devices.modbus`, ``gateways`` of ``units``
-meters each, every meter ``registers`` holding registers of generator values) run in a child
-process; this process polls all of them every ``interval_s`` with one
+The devices run in a child process: ``gateways`` pymodbus servers (:mod:`wattwatch.devices.modbus`,
+each its own TCP port, thread and event loop), each answering ``units`` unit ids, a meter of its
+own per unit id (its own generator and values), every meter ``registers`` holding registers. This
+process polls all of them every ``interval_s`` with one
 :class:`~wattwatch.sources.modbus.ModbusPoller` (one request per device: the registers are
-contiguous) for ``seconds``. Figures: device polls that answered before the cycle's deadline (the
-next tick), lost polls, the response time per device poll (p50, p99, from the first request to the
-last answer), cycle durations, and the CPU seconds of the poller and of the servers.
+contiguous; one request at a time per gateway) for ``seconds``.
+
+A poll's deadline is its own tick's end: the run's ticks are ``T0 + k x interval_s`` (``T0``: the
+first measured cycle's start), the poll of a device made by the cycle that started in tick ``k``
+is due by ``T0 + (k + 1) x interval_s``, and it met its deadline when that device's answer came
+by then (each answer's own time, not its cycle's end). Every device is due once a tick: a tick no
+cycle started in (the cycle before it overran) counts every device's poll as not made, a poll
+that never returned (cancelled) as missed. Figures: the share of the polls due that met their
+deadline and what became of the others (late, lost, never returned, not made), the response time
+per device poll (p50, p99, from the first request to the last answer), cycle durations, the CPU
+seconds of the poller and of the servers, and the evidence that the devices are separate (ports,
+unit ids asked per server, devices answered, distinct readings in a cycle).
 """
 
 from __future__ import annotations
@@ -51,9 +61,42 @@ def _serve(gateways: int, units: int, regs: list[dict], q, stop) -> None:
     q.put([r.port for r in running])
     stop.wait()
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    q.put({"cpu_s": ru.ru_utime + ru.ru_stime, "requests": sum(r.view().get("requests", 0) for r in running)})
+    q.put({"cpu_s": ru.ru_utime + ru.ru_stime, "requests": sum(r.view().get("requests", 0) for r in running),
+           # unit ids each server was asked for (a meter latches its cycle on each request to it)
+           "units_asked": sum(1 for r in running for m in r.meters.values() if m.k > 0),
+           "servers": len({r.port for r in running})})
     for r in running:
         r.stop()
+
+
+def tally(records, devices: int, t0: float, interval_s: float, ticks: int) -> dict:
+    """Each device's poll of each tick ``0 .. ticks-1`` against its own deadline (the tick's end).
+
+    ``records``: one per device poll made, ``(device, cycle start, answer time or NaN if it never
+    returned, answered)``. A tick's poll of a device is the first one made by a cycle that started
+    in the tick; it met its deadline when answered by ``t0 + (tick + 1) x interval_s``. Returns the
+    counts: ``due`` (devices x ticks), ``met``, ``late`` (answered after), ``lost`` (no answer),
+    ``never_returned`` (still out when the run ended, or cancelled), ``not_made`` (no cycle started
+    in the tick) and ``made``."""
+    rec = np.asarray(records, float).reshape(-1, 4) if len(records) else np.zeros((0, 4))
+    dev, start, end, ok = rec[:, 0].astype(np.int64), rec[:, 1], rec[:, 2], rec[:, 3] > 0
+    tick = np.floor((start - t0) / interval_s + 1e-9).astype(np.int64)
+    keep = (tick >= 0) & (tick < ticks)
+    dev, start, end, ok, tick = dev[keep], start[keep], end[keep], ok[keep], tick[keep]
+    # the first poll of each (device, tick)
+    order = np.lexsort((start, tick, dev))
+    dev, end, ok, tick = dev[order], end[order], ok[order], tick[order]
+    first = np.ones(len(dev), bool)
+    first[1:] = (dev[1:] != dev[:-1]) | (tick[1:] != tick[:-1])
+    dev, end, ok, tick = dev[first], end[first], ok[first], tick[first]
+    deadline = t0 + (tick + 1) * interval_s
+    returned = np.isfinite(end)
+    met = returned & ok & (end <= deadline)
+    late = returned & ok & (end > deadline)
+    due = devices * ticks
+    return {"due": int(due), "made": int(len(dev)), "met": int(met.sum()), "late": int(late.sum()),
+            "lost": int((returned & ~ok).sum()), "never_returned": int((~returned).sum()),
+            "not_made": int(due - len(dev))}
 
 
 def poll_benchmark(devices: int = 1000, registers: int = 20, interval_s: float = 1.0, seconds: float = 20.0,
@@ -77,24 +120,36 @@ def poll_benchmark(devices: int = 1000, registers: int = 20, interval_s: float =
         poller = mb.ModbusPoller("bench", specs, models, interval_s=interval_s, timeout_s=timeout_s, retries=0,
                                  concurrency=concurrency, deadline_s=interval_s)
         assert len(models["m"].reads) == 1
-        cycles: list[float] = []
+        index = {d.meter_id: i for i, d in enumerate(poller.devices)}
+        cycles: list[tuple[float, float]] = []      # (start, end) of each measured cycle
+        records: list[list] = []                    # per device poll: device, cycle start, answer time, answered
         readings = [0]
+        last = {}
+        clock = {"start": 0.0}
 
         async def main():
             ev = asyncio.Event()
 
             async def emit(batch):
                 readings[0] += len(batch.frame)
+                last["frame"] = batch.frame
 
-            orig = poller.poll
+            orig, orig_dev = poller.poll, poller._poll_device
 
             async def timed():
-                t = time.monotonic()
+                t = clock["start"] = time.monotonic()
                 f = await orig()
-                cycles.append(time.monotonic() - t)
+                cycles.append((t, time.monotonic()))
                 return f
 
-            poller.poll = timed
+            async def polled(dev, deadline):
+                rec = [index[dev.meter_id], clock["start"], float("nan"), 0]
+                records.append(rec)
+                got = await orig_dev(dev, deadline)
+                rec[2], rec[3] = time.monotonic(), int(got is not None)
+                return got
+
+            poller.poll, poller._poll_device = timed, polled
             # One warm-up cycle opens the connections; then the measured run.
             await poller.poll()
             for d in poller.devices:
@@ -104,15 +159,18 @@ def poll_benchmark(devices: int = 1000, registers: int = 20, interval_s: float =
             poller.response_ms.clear()
             poller.device_ms.clear()
             cycles.clear()
+            records.clear()
             readings[0] = 0
             t0 = time.process_time()
+            begin = time.monotonic()
             task = asyncio.create_task(poller.run(emit, ev))
             await asyncio.sleep(seconds)
+            ended = time.monotonic()
             ev.set()
             await task
-            return time.process_time() - t0
+            return time.process_time() - t0, begin, ended
 
-        cpu = asyncio.run(main())
+        cpu, begin, ended = asyncio.run(main())
         poller.close()
         stop.set()
         child_stats = q.get(timeout=60)
@@ -123,23 +181,44 @@ def poll_benchmark(devices: int = 1000, registers: int = 20, interval_s: float =
             child.terminate()
     times = np.concatenate([np.asarray(d.times, float) for d in poller.devices if d.times]) \
         if any(d.times for d in poller.devices) else np.array([np.nan])
-    polls = sum(d.counters["polls"] for d in poller.devices)
-    on_time = sum(d.counters["on_time"] for d in poller.devices)
+    # the tick grid: from the first measured cycle's start, the ticks whose deadline came before the stop
+    t_grid = cycles[0][0] if cycles else begin
+    ticks = max(0, int(np.floor((ended - t_grid) / interval_s + 1e-9)))
+    c = tally(records, devices, t_grid, interval_s, ticks)
+    frame = last.get("frame")
+    chans = [ch for ch in CHANNELS if frame is not None and ch in frame.columns]
+    durations = np.array([b - a for a, b in cycles])
     return {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "devices": devices, "gateways": gateways, "units_per_gateway": units, "registers": registers,
-        "requests_per_poll": len(models["m"].reads), "interval_s": interval_s, "seconds": seconds,
-        "cycles": len(cycles), "device_polls": polls, "on_time": on_time,
-        "on_time_share": round(on_time / polls, 4) if polls else 0.0,
-        "lost": sum(d.counters["lost"] for d in poller.devices), "readings": readings[0],
-        "timeouts": int(poller.counters["timeouts"]),
+        "requests_per_poll": len(models["m"].reads), "interval_s": interval_s, "duration_s": seconds,
+        "ticks": ticks, "cycles": len(cycles),
+        # every device once a tick, each poll against its own tick's end
+        "polls_due": c["due"], "polls_made": c["made"], "polls_met_deadline": c["met"],
+        "met_deadline_share": round(c["met"] / c["due"], 4) if c["due"] else 0.0,
+        "polls_late": c["late"], "polls_lost": c["lost"], "polls_never_returned": c["never_returned"],
+        "polls_not_made": c["not_made"],
+        # the poller's own counters (its deadline: its cycle's start + interval; polls in the
+        # cycles after the last tick counted too)
+        "poller_counted": {"polls": sum(d.counters["polls"] for d in poller.devices),
+                           "on_time": sum(d.counters["on_time"] for d in poller.devices),
+                           "lost": sum(d.counters["lost"] for d in poller.devices),
+                           "timeouts": int(poller.counters["timeouts"]), "late_cycles": int(poller.counters["late"]),
+                           "wrong_unit": int(poller.counters["wrong_unit"])},
+        "readings": readings[0],
         "response_ms": {"p50": round(float(np.nanpercentile(times, 50)), 2),
                         "p99": round(float(np.nanpercentile(times, 99)), 2)},
-        "cycle_ms": {"p50": round(float(np.median(cycles)) * 1000, 1) if cycles else None,
-                     "max": round(float(np.max(cycles)) * 1000, 1) if cycles else None},
+        "cycle_ms": {"p50": round(float(np.median(durations)) * 1000, 1) if len(durations) else None,
+                     "max": round(float(np.max(durations)) * 1000, 1) if len(durations) else None},
         "poller_cpu_s_per_s": round(cpu / seconds, 3),
-        "poller_cpu_ms_per_poll": round(1000 * cpu / max(polls, 1), 3),
+        "poller_cpu_ms_per_poll": round(1000 * cpu / max(c["made"], 1), 3),
         "load_average": [round(x, 2) for x in os.getloadavg()],
+        # the devices are separate: servers (ports), unit ids asked per server, devices that answered,
+        # distinct rows of values among the last cycle's readings
+        "servers": child_stats.get("servers"), "units_asked": child_stats.get("units_asked"),
+        "devices_answered": sum(1 for d in poller.devices if d.counters["polls"] > d.counters["lost"]),
+        "last_cycle_readings": int(len(frame)) if frame is not None else 0,
+        "last_cycle_distinct_values": int(len(frame[chans].drop_duplicates())) if frame is not None and chans else 0,
         "servers_cpu_s": round(child_stats.get("cpu_s", float("nan")), 2),
         "server_requests": child_stats.get("requests"),
         "server_cpu_ms_per_request": round(1000 * child_stats.get("cpu_s", float("nan"))

@@ -22,11 +22,17 @@ need (a day of it: 1.7 billion readings) cannot be simulated here; ``--meters 40
 
 Figures, per offered rate:
 
-- kept up or not: the producer stops once ``max_backlog_s`` of readings wait (the rest is not
-  offered), or the last reading is written more than max(1 s, a tenth of the window) after it
-  arrived: then its latencies are waits in a backlog and the output says so; the backlog (readings
-  arrived, not taken) at the steps' starts; readings judged per wall second (sustained) and per
-  CPU second (per core, the process: the slow tier's and the store's worker threads included);
+- kept up or not (:func:`judge_keep_up`): each step takes every reading waiting, so the next step
+  finds what arrived during this one; a step of ``b`` readings takes ``slowdown x (fixed + per
+  reading x b)`` of wall (the cost fitted over the run's steps so far in CPU, :func:`fit_step_cost`;
+  the slowdown is the window's wall per CPU second of its steps: this machine's load). The backlog then settles (kept up) iff each second of readings' own work takes
+  less than a second of wall (the fixed cost only makes the steps larger), and settles within
+  ``max_backlog_s``; the producer stops offering once a reading has waited ``max_backlog_s``
+  untaken (checked every poll cycle: the rest is not offered; not kept up). The output says so
+  plainly, with the backlog seen (after the window's first step, at the offer's end, each step's
+  in ``step_series``) beside it; readings judged per wall second during the offer (from its first
+  write to its last before the offer ended) and the drain after it apart; per CPU second (per
+  core, the process: the slow tier's and the store's worker threads included);
 - latency of a reading: from its arrival stamp to the time its step's results were written (the
   step returned: its readings committed, its alerts upserted), p50/p99/max; over every reading
   and over the readings whose step wrote (opened or updated) an alert of their meter; of a new
@@ -99,13 +105,22 @@ def paced(n: int, rate: float, step, *, piece_s: float = 0.01, max_backlog_s: fl
     returns the ``clock()`` time its results (the alerts it judged, the readings) were written.
     A reading's latency is that time minus its arrival stamp: the wait for its cycle's end and
     for the steps before it is in it. ``ready(arrival)`` (optional) gets the stamps before the
-    first piece. ``max_backlog_s``: once the readings arrived and not yet taken are that many
-    seconds of the offered rate, the producer stops (the engine is not keeping up); what it
-    handed is still judged, the rest is not offered.
+    first piece.
+
+    ``max_backlog_s``: the producer checks, at every poll cycle, how long the oldest reading not
+    yet taken by a step has waited; once that passes ``max_backlog_s`` it stops offering (the
+    engine is not keeping up): what it handed is still judged, the rest is not offered. So the
+    offer stops within a poll cycle (plus the producer's lateness, ``late``) of a reading having
+    waited ``max_backlog_s`` untaken, wherever the engine's thread is, in a step or between
+    steps; at most ``rate x (max_backlog_s + piece_s + lateness)`` readings wait then. A step
+    already running is not cut short: the readings handed are judged, and their latencies can
+    exceed the bound by that step and the next.
 
     Returns ``lat`` (seconds per reading; NaN for readings not offered), ``offered`` (readings
     handed over and judged), the steps' start and end times and sizes, the backlog at each step's
-    start (readings arrived, not taken), the producer's lateness per piece, and ``behind``."""
+    start (readings arrived, not taken), the producer's lateness per piece, ``behind`` (the offer
+    was stopped), ``offer_end`` (the clock time the offer ended: the last reading's arrival, or
+    the stop) and ``stop_wait_s`` (the oldest reading's wait when the offer stopped)."""
     if n <= 0 or rate <= 0 or piece_s <= 0:
         raise ValueError("paced: n, rate and piece_s must be > 0")
     cycles = max(1, int(np.ceil(n / rate / piece_s)))
@@ -119,6 +134,8 @@ def paced(n: int, rate: float, step, *, piece_s: float = 0.01, max_backlog_s: fl
     arrival = t0 + np.arange(n) / rate
     if ready is not None:
         ready(arrival)
+    taken_box = [0]        # readings taken by the steps started so far (the engine's thread writes it)
+    stopped: dict = {}     # set by the producer when it stops the offer
 
     def produce() -> None:
         k = 0
@@ -130,6 +147,10 @@ def paced(n: int, rate: float, step, *, piece_s: float = 0.01, max_backlog_s: fl
                     stop.wait(wait)
                     continue
                 now = clock()
+                oldest = taken_box[0]
+                if max_backlog_s and oldest < n and now - arrival[oldest] > max_backlog_s:
+                    stopped.update(at=now, wait_s=float(now - arrival[oldest]), taken=oldest)
+                    break          # the rest is not offered
                 k2 = min(cycles, max(k + 1, int((now - t0) / piece_s)))
                 late.append(now - due)
                 q.put(int(bound[k2]))
@@ -144,7 +165,7 @@ def paced(n: int, rate: float, step, *, piece_s: float = 0.01, max_backlog_s: fl
     sizes: list[int] = []
     backlog: list[tuple[float, int]] = []
     taken = handed = 0
-    behind = done = False
+    done = False
     prod.start()
     try:
         while not done:
@@ -159,6 +180,7 @@ def paced(n: int, rate: float, step, *, piece_s: float = 0.01, max_backlog_s: fl
             if handed <= taken:
                 continue
             start = clock()
+            taken_box[0] = handed     # what this step takes no longer waits (the producer's bound)
             arrived = min(n, int(np.searchsorted(arrival, start, side="right")))
             backlog.append((start - t0, arrived - taken))
             written = step(taken, handed)
@@ -168,15 +190,15 @@ def paced(n: int, rate: float, step, *, piece_s: float = 0.01, max_backlog_s: fl
             ends.append(end)
             sizes.append(handed - taken)
             taken = handed
-            if max_backlog_s and not stop.is_set() and (end - t0) - taken / rate > max_backlog_s:
-                behind = True
-                stop.set()
     finally:
         stop.set()
         prod.join()
+    behind = bool(stopped)
+    offer_end = stopped["at"] if behind else float(arrival[-1])
     return {"lat": lat, "arrival": arrival, "t0": t0, "offered": taken, "starts": np.array(starts),
             "ends": np.array(ends), "sizes": np.array(sizes, dtype=np.int64), "backlog": backlog,
-            "late": np.array(late), "behind": behind, "piece_s": piece_s, "rate": rate, "n": n}
+            "late": np.array(late), "behind": behind, "piece_s": piece_s, "rate": rate, "n": n,
+            "offer_end": offer_end, "stop_wait_s": stopped.get("wait_s")}
 
 
 class _EngineSteps:
@@ -338,6 +360,7 @@ def stream_benchmark(meters: int = 200, cadence_s: float = 60.0, stream_hours: f
     freeze_heap()   # as the watcher does after its first step (runners.stream.run)
     steps = _EngineSteps(engine, live)
     windows = []
+    sizes_run: list[int] = []
     lo = 0
     for r in rates:
         n = len(live) - lo if whole else min(int(round(r * window_s)), len(live) - lo)
@@ -351,7 +374,10 @@ def stream_benchmark(meters: int = 200, cadence_s: float = 60.0, stream_hours: f
         cpu0 = time.process_time()
         res = paced(n, r, steps, piece_s=piece_s, max_backlog_s=max_backlog_s, ready=steps.ready)
         cpu = time.process_time() - cpu0
-        win = _figures(steps, res, lo, k0, cpu, meters, cadence_s)
+        sizes_run.extend(int(x) for x in res["sizes"])
+        # the step's cost fitted over the run's steps so far (every window's sizes: a wide range)
+        cost = fit_step_cost(sizes_run, steps.step_cpu)
+        win = _figures(steps, res, lo, k0, cpu, meters, cadence_s, cost=cost, max_backlog_s=max_backlog_s)
         windows.append(win)
         log(f"  {win['verdict']}")
         lo += res["offered"]
@@ -371,14 +397,15 @@ def stream_benchmark(meters: int = 200, cadence_s: float = 60.0, stream_hours: f
     gc.unfreeze()
     m = max(state["meters"], 1)
     all_lat = np.concatenate([w_["_lat"] for w_ in windows]) if windows else np.array([])
-    cpu_all = np.array(steps.step_cpu)
-    sizes_all = np.concatenate([w_["_sizes"] for w_ in windows]) if windows else np.array([])
-    fixed = _fixed_cost(sizes_all, cpu_all)
+    cost = fit_step_cost(sizes_run, steps.step_cpu)
     kept = [w_ for w_ in windows if w_["kept_up"]]
-    best = max(kept, key=lambda w_: w_["offered_rate"]) if kept else None
+    best = max(kept, key=lambda w_: w_["offered_per_s"]) if kept else None
+    # with no rate kept up: the window that judged the most readings per wall second
+    most = max((w_ for w_ in windows if w_["judged_per_wall_s"] is not None),
+               key=lambda w_: w_["judged_per_wall_s"], default=None)
     best_p99 = [w_ for w_ in kept if w_["reading_latency_ms"]["p99"] is not None
                 and w_["reading_latency_ms"]["p99"] < GOAL_P99_MS]
-    at_target = [w_ for w_ in windows if w_["offered_rate"] == target]
+    at_target = [w_ for w_ in windows if w_["offered_per_s"] == target]
     result = {
         "machine": f"{os.cpu_count()} cores (shared)",
         "meters": meters, "cadence_s": cadence_s, "detectors": names, "profile_days": profile_days,
@@ -386,10 +413,15 @@ def stream_benchmark(meters: int = 200, cadence_s: float = 60.0, stream_hours: f
         "max_backlog_s": max_backlog_s,
         "fit_s": round(fit_s, 1), "backfill_s": round(backfill_s, 1), "fit_notices": fitted.notices[:5],
         "windows": [{k: v for k, v in w_.items() if not k.startswith("_")} for w_ in windows],
-        "highest_rate_kept_up": best["offered_rate"] if best else None,
+        "highest_rate_kept_up_per_s": best["offered_per_s"] if best else None,
         "highest_rate_kept_up_p99_ms": best["reading_latency_ms"]["p99"] if best else None,
-        "highest_rate_p99_under_goal": max((w_["offered_rate"] for w_ in best_p99), default=None),
-        "step_fixed_cpu_ms": fixed[0], "step_cpu_us_per_reading": fixed[1],
+        "highest_rate_p99_under_goal_per_s": max((w_["offered_per_s"] for w_ in best_p99), default=None),
+        "most_judged": {"offered_per_s": most["offered_per_s"], "kept_up": most["kept_up"],
+                        "judged_per_wall_s": most["judged_per_wall_s"],
+                        "reading_latency_p99_ms": most["reading_latency_ms"]["p99"]} if most else None,
+        # step CPU = fixed + per reading x readings, over the run's steps (non-negative least squares)
+        "step_fixed_cpu_ms": round(cost["fixed_s"] * 1e3, 1) if cost else None,
+        "step_cpu_us_per_reading": round(cost["per_reading_s"] * 1e6, 2) if cost else None,
         "tiers": {"slow_every_s": engine.scfg.slow_every_s, "fast_reach_s": engine.scfg.fast_reach_s,
                   "fast": sorted(engine.fast_names) if engine.tiered else [],
                   "slow": [d for d in names if not engine.tiered or d not in engine.fast_names]},
@@ -420,56 +452,139 @@ def stream_benchmark(meters: int = 200, cadence_s: float = 60.0, stream_hours: f
     result["river"] = river_baseline(live.iloc[:max(lo, 1)], river_readings, seed, warm=prof)
     # as before 2026-12-07 (bs): each model built inside the clock, at its meter's first reading
     rv_ = result["river"]
-    result["river_building_models"] = {"readings_per_s": rv_.get("readings_per_s_building_models"),
+    result["river_building_models"] = {"readings_per_cpu_s": rv_.get("readings_per_cpu_s_building_models"),
                                        "cpu_s": round(rv_["cpu_s"] + rv_["build_cpu_s"], 2) if "cpu_s" in rv_ else None}
-    rv = result["river"].get("readings_per_s")
+    rv = result["river"].get("readings_per_cpu_s")
     for w_ in result["windows"]:
         if rv and w_.get("readings_per_cpu_s"):
             w_["ratio_to_river"] = round(w_["readings_per_cpu_s"] / rv, 2)
     if rv and best:
         result["ratio_to_river"] = next(w_.get("ratio_to_river") for w_ in result["windows"]
-                                        if w_["offered_rate"] == best["offered_rate"])
+                                        if w_["offered_per_s"] == best["offered_per_s"])
+    if rv and most:
+        result["most_judged"]["ratio_to_river"] = next(w_.get("ratio_to_river") for w_ in result["windows"]
+                                                       if w_["offered_per_s"] == most["offered_per_s"])
     result["verdict"] = _verdict(result, at_target, best)
     return result
 
 
-def _figures(steps: _EngineSteps, res: dict, lo: int, k0: int, cpu: float, meters: int, cadence_s: float) -> dict:
-    """One window's figures (see the module); keys starting with ``_`` are for the run's totals."""
+def fit_step_cost(readings, cpu) -> dict | None:
+    """Step CPU (s) = fixed + per reading x readings, least squares with both terms >= 0, over
+    the steps given (a run's steps: its windows' sizes span 10 to 100,000 readings). None with
+    fewer than 3 steps or steps all of one size."""
+    from scipy.optimize import nnls
+
+    n = np.asarray(readings, float)
+    y = np.asarray(cpu, float)
+    ok = np.isfinite(y) & np.isfinite(n) & (n > 0)
+    n, y = n[ok], y[ok]
+    if len(n) < 3 or np.ptp(n) == 0:
+        return None
+    scale = np.array([1.0, n.max()])
+    coef, _ = nnls(np.column_stack([np.ones_like(n), n]) / scale, y)
+    coef = coef / scale
+    return {"fixed_s": float(coef[0]), "per_reading_s": float(coef[1]), "steps": int(len(n))}
+
+
+def judge_keep_up(rate: float, cost: dict | None, slowdown: float | None, max_backlog_s: float | None = None,
+                  stopped: bool = False) -> dict:
+    """Whether an engine that takes every waiting reading in each step keeps up at ``rate``.
+
+    A step of ``b`` readings takes ``W(b) = slowdown x (fixed + per_reading x b)`` of wall time
+    (``cost`` from :func:`fit_step_cost`, in CPU; ``slowdown``: the wall seconds a CPU second of
+    the steps took on this machine, over the window), and the next step finds what arrived
+    meanwhile: ``b' = rate x W(b)``. Each reading in a step adds ``g = rate x slowdown x
+    per_reading`` readings to the next one's: with ``g < 1`` the backlog settles at ``rate x
+    slowdown x fixed / (1 - g)`` readings (the fixed cost spread over steps that large, however
+    long they take), with ``g >= 1`` it grows without bound. Kept up: the offer was never stopped
+    and the backlog settles, at most ``max_backlog_s`` of readings when that is given.
+
+    Returns ``kept_up`` (None: too few steps to fit), ``load`` (g: the wall seconds the readings'
+    own work takes per second of readings), ``settled_backlog_readings`` and ``settled_backlog_s``
+    (None when it does not settle) and ``why``."""
+    out = {"kept_up": None, "load": None, "settled_backlog_readings": None, "settled_backlog_s": None,
+           "slowdown_wall_per_cpu": round(float(slowdown), 2) if slowdown else None}
+    if stopped:
+        out.update(kept_up=False, why=f"the offer was stopped: a reading waited over {max_backlog_s:g} s untaken")
+    if cost is None or not slowdown or slowdown <= 0 or rate <= 0:
+        if not stopped:
+            out["why"] = "too few steps to fit the step's cost: not judged"
+        return out
+    g = rate * slowdown * cost["per_reading_s"]
+    out["load"] = round(float(g), 3)
+    settled = rate * slowdown * cost["fixed_s"] / (1 - g) if g < 1 else np.inf
+    if np.isfinite(settled):
+        out["settled_backlog_readings"] = round(float(settled))
+        out["settled_backlog_s"] = round(float(settled / rate), 3)
+    if stopped:
+        return out
+    if not np.isfinite(settled):
+        out.update(kept_up=False, why=f"the readings' own work takes {g:.2f} s of wall per s of readings "
+                                      f"(>= 1): the backlog grows without bound")
+    elif max_backlog_s and settled / rate > max_backlog_s:
+        out.update(kept_up=False, why=f"the backlog settles at {settled / rate:.1f} s of readings, over the "
+                                      f"{max_backlog_s:g}-s bound")
+    else:
+        out.update(kept_up=True, why=f"the readings' own work takes {g:.2f} s of wall per s of readings "
+                                     f"(< 1): the backlog settles at ~{settled / rate:.2f} s of readings")
+    return out
+
+
+def _figures(steps: _EngineSteps, res: dict, lo: int, k0: int, cpu: float, meters: int, cadence_s: float,
+             cost: dict | None = None, max_backlog_s: float | None = None) -> dict:
+    """One window's figures (see the module); keys starting with ``_`` are for the run's totals.
+    ``cost``: the step-cost fit over the run's steps so far (this window's included)."""
     off = res["offered"]
     lat = res["lat"][:off]
     rate = res["rate"]
+    t0 = res["t0"]
     sl = slice(lo, lo + off)
     ends, starts, sizes = res["ends"], res["starts"], res["sizes"]
-    last_end = float(ends[-1]) if len(ends) else res["t0"]
-    span = last_end - res["t0"]
-    drain = last_end - float(res["arrival"][off - 1]) if off else None
-    offered_s = off / rate
-    # Kept up: the producer never had to stop, and the backlog at the steps' starts in the second
-    # half of the window did not grow (a least-squares slope under 10 % of the rate: an engine that
-    # keeps up settles at what arrives during one of its steps; the first half is its ramp from
-    # nothing waiting); with fewer than 4 steps there, the last reading was written within a
-    # second (or a tenth of the window) of its arrival.
-    bl = res["backlog"]
-    during = [(t, b) for t, b in bl if offered_s / 2 <= t <= offered_s]
-    slope = float(np.polyfit([t for t, _ in during], [b for _, b in during], 1)[0]) if len(during) >= 4 else None
-    kept = (not res["behind"]) and off == res["n"] and drain is not None and (
-        slope <= 0.1 * rate if slope is not None else drain <= max(1.0, 0.1 * offered_s))
+    last_end = float(ends[-1]) if len(ends) else t0
+    span = last_end - t0
+    offer_end = float(res["offer_end"])
+    offer_s = offer_end - t0
+    drain = last_end - offer_end if off else None
     cpu_steps = np.array(steps.step_cpu[k0:])
+    walls = ends - starts
+    # Throughput during the offer: the readings written between the window's first write and
+    # its last write before the offer ended, per wall second between them (a window's ramp from
+    # nothing waiting and the drain after the offer are apart); the drain: what was left
+    # unwritten when the offer ended and how long after it the last reading was written.
+    inside = np.flatnonzero(ends <= offer_end)
+    if len(inside) >= 2 and ends[inside[-1]] > ends[inside[0]]:
+        judged_rate = float(sizes[inside[1:]].sum() / (ends[inside[-1]] - ends[inside[0]]))
+    else:
+        judged_rate = float(sizes[inside].sum() / offer_s) if offer_s > 0 else None
+    left = int(off - sizes[inside].sum())
+    # Kept up: judged on the step-cost model (judge_keep_up), the backlog's evidence beside it.
+    slowdown = float(walls.sum() / cpu_steps.sum()) if len(walls) and cpu_steps.sum() > 0 else None
+    keep = judge_keep_up(rate, cost, slowdown, max_backlog_s, stopped=bool(res["behind"]))
+    kept = keep["kept_up"]
+    bl = res["backlog"]
+    during = [(t, b) for t, b in bl[1:] if t <= offer_s]   # after the first step (the ramp), in the offer
+    slope = float(np.polyfit([t for t, _ in during], [b for _, b in during], 1)[0]) if len(during) >= 3 else None
+    arrived_end = int(np.searchsorted(res["arrival"], offer_end, side="right"))   # (offered or not)
+    taken_end = int(sizes[starts <= offer_end].sum()) if len(starts) else 0
     slow = np.array(steps.step_slow[k0:], bool)
-    pick = np.unique(np.linspace(0, len(bl) - 1, min(len(bl), 8)).round().astype(int)) if bl else []
     hit = steps.hit[sl]
     at = [(k, x, t) for k, x, t in steps.alert_lat if lo <= k < lo + off]
     win = {
-        "offered_rate": rate, "readings_planned": res["n"], "readings": off, "stopped_behind": bool(res["behind"]),
-        "kept_up": bool(kept), "steps": len(sizes),
-        "wall_s": round(span, 2), "cpu_s": round(cpu, 2),
-        "readings_per_s": round(off / span) if span > 0 else None,   # sustained: judged per second of wall
+        "offered_per_s": rate, "readings_planned": res["n"], "readings": off,
+        "offer_stopped": bool(res["behind"]),
+        "offer_stopped_wait_s": round(res["stop_wait_s"], 3) if res.get("stop_wait_s") is not None else None,
+        "kept_up": kept, "keep_up": keep, "steps": len(sizes),
+        "offer_s": round(offer_s, 2), "wall_s": round(span, 2), "cpu_s": round(cpu, 2),
+        # readings judged per wall second during the offer (between its first and last write in it)
+        "judged_per_wall_s": round(judged_rate) if judged_rate is not None else None,
+        # the old figure: every reading over the wall time to the last write (the drain included)
+        "judged_per_wall_s_with_drain": round(off / span) if span > 0 else None,
+        "drain": {"readings": left, "s": round(drain, 3) if drain is not None else None},
         "readings_per_cpu_s": round(off / cpu) if cpu > 0 else None,
-        "drain_s": round(drain, 3) if drain is not None else None,
         # seconds of data time per second of wall time (1: real time; the fleet's meters report at
         # their cadence); the readings per meter in a step tell a time-lapse (many) from a fleet
         # that large (about one, or fewer)
-        "data_speed": round(rate * cadence_s / meters, 2),
+        "data_x_real_time": round(rate * cadence_s / meters, 2),
         "reading_latency_ms": {"p50": _ms(lat, 50), "p99": _ms(lat, 99), "max": _ms(lat, 100)},
         "alert_reading_latency_ms": {"p50": _ms(lat[hit], 50), "p99": _ms(lat[hit], 99), "n": int(hit.sum())},
         "alert_latency_ms": {"p50": _ms([x for _, x, _ in at], 50), "p99": _ms([x for _, x, _ in at], 99), "n": len(at)},
@@ -478,38 +593,47 @@ def _figures(steps: _EngineSteps, res: dict, lo: int, k0: int, cpu: float, meter
         "step_cpu_ms": {"p50": _ms(cpu_steps, 50), "p99": _ms(cpu_steps, 99),
                         "fast_p50": _ms(cpu_steps[~slow], 50), "slow_p50": _ms(cpu_steps[slow], 50),
                         "slow_steps": int(slow.sum())},
-        "step_wall_ms": {"p50": _ms(ends - starts, 50), "p99": _ms(ends - starts, 99)},
+        "step_wall_ms": {"p50": _ms(walls, 50), "p99": _ms(walls, 99)},
         "readings_per_step": {"p50": float(np.median(sizes)) if len(sizes) else None,
                               "max": int(sizes.max()) if len(sizes) else None},
         "readings_per_meter_per_step_p50": round(float(np.median(sizes)) / meters, 2) if len(sizes) else None,
         "meters_per_step_p50": float(np.median(steps.step_meters[k0:])) if len(sizes) else None,
+        # the backlog (readings arrived, not taken by a step): at the first step after the ramp,
+        # at the offer's end, its least-squares growth over the steps after the first in the offer
         "backlog": {"max_readings": int(max((b for _, b in bl), default=0)),
                     "max_s": round(max((b for _, b in bl), default=0) / rate, 3),
-                    "growth_per_s": round(slope) if slope is not None else None,
-                    "at": [[round(bl[i][0], 2), int(bl[i][1])] for i in pick]},
+                    "after_ramp_readings": int(bl[1][1]) if len(bl) > 1 else None,
+                    "at_offer_end_readings": max(0, arrived_end - taken_end),
+                    "growth_readings_per_s": round(slope) if slope is not None else None},
+        # per step: start (s from the window's start), readings, wall and CPU (ms), meters in it, the
+        # backlog at its start
+        "step_series": {"start_s": [round(float(x - t0), 3) for x in starts], "readings": [int(x) for x in sizes],
+                        "wall_ms": [round(float(x) * 1e3, 1) for x in walls],
+                        "cpu_ms": [round(float(x) * 1e3, 1) for x in cpu_steps],
+                        "meters": [int(x) for x in steps.step_meters[k0:]],
+                        "backlog_readings": [int(b) for _, b in bl]},
         "producer_late_ms_p99": _ms(res["late"], 99),
         "_lat": lat, "_sizes": sizes,
     }
     p99 = win["reading_latency_ms"]["p99"]
+    seen = (f"backlog {win['backlog']['after_ramp_readings']:,} readings after the first step, "
+            f"{win['backlog']['at_offer_end_readings']:,} at the offer's end" if len(bl) > 1 else "one step")
+    jr = f"{win['judged_per_wall_s']:,}/s judged" if win["judged_per_wall_s"] is not None else "none judged in the offer"
     if kept:
-        win["verdict"] = (f"{rate:,.0f}/s: kept up ({win['readings_per_s']:,}/s judged), reading latency "
+        win["verdict"] = (f"{rate:,.0f}/s: kept up ({jr}; {keep['why']}; {seen}), reading latency "
                           f"p50 {win['reading_latency_ms']['p50']} ms, p99 {p99} ms")
+    elif kept is None:
+        win["verdict"] = (f"{rate:,.0f}/s: NOT JUDGED ({jr}; {keep['why']}; {seen}); reading latency p99 {p99} ms")
     else:
-        why = (f"stopped offering after {off:,} of {res['n']:,} readings, {win['backlog']['max_s']:g} s of them waiting"
-               if off < res["n"] else f"the backlog grew {slope:,.0f} readings/s" if slope is not None
-               and slope > 0.1 * rate else f"the last reading written {win['drain_s']} s after it arrived")
-        win["verdict"] = (f"{rate:,.0f}/s: DID NOT KEEP UP ({win['readings_per_s']:,}/s judged; {why}); "
+        why = (f"stopped offering after {off:,} of {res['n']:,} readings, a reading waited "
+               f"{win['offer_stopped_wait_s']:g} s untaken" if res["behind"] else keep["why"])
+        win["verdict"] = (f"{rate:,.0f}/s: DID NOT KEEP UP ({jr}; {why}; {seen}); "
                           f"its latencies are backlog waits (p99 {p99} ms), not the engine's")
     return win
 
 
-def _fixed_cost(sizes: np.ndarray, cpu: np.ndarray) -> tuple:
-    """Step CPU = fixed + per reading x readings, least squares over the steps: (ms, us); None
-    for a handful of steps or steps all of one size."""
-    if len(sizes) < 8 or len(sizes) != len(cpu) or np.ptp(sizes) == 0:
-        return None, None
-    b, a = np.polyfit(sizes.astype(float), cpu.astype(float), 1)
-    return round(a * 1e3, 1), round(b * 1e6, 2)
+def _kept_word(k) -> str:
+    return "kept up" if k else "NOT JUDGED" if k is None else "DID NOT KEEP UP"
 
 
 def _verdict(r: dict, at_target: list, best: dict | None) -> str:
@@ -517,19 +641,27 @@ def _verdict(r: dict, at_target: list, best: dict | None) -> str:
     parts = []
     if at_target:
         w = at_target[0]
-        parts.append(f"at {goal['rate']:,.0f} readings/s: {'kept up' if w['kept_up'] else 'DID NOT KEEP UP'}"
+        parts.append(f"at {goal['rate']:,.0f} readings/s: {_kept_word(w['kept_up'])}"
                      + (f", p99 {w['reading_latency_ms']['p99']} ms (goal < {goal['p99_ms']:g} ms)" if w["kept_up"]
-                        else f" (judged {w['readings_per_s']:,}/s)"))
+                        else f" (judged {w['judged_per_wall_s'] or 0:,}/s)"))
     else:
         parts.append(f"{goal['rate']:,.0f} readings/s not offered")
     if best:
-        parts.append(f"highest offered rate kept up: {best['offered_rate']:,.0f}/s, reading latency p99 "
+        parts.append(f"highest offered rate kept up: {best['offered_per_s']:,.0f}/s, reading latency p99 "
                      f"{best['reading_latency_ms']['p99']} ms")
     else:
-        parts.append("kept up at no rate offered")
-    ok = r["highest_rate_p99_under_goal"]
+        parts.append("NO RATE OFFERED WAS KEPT UP" + _most_judged(r))
+    ok = r["highest_rate_p99_under_goal_per_s"]
     parts.append(f"p99 < {goal['p99_ms']:g} ms at: " + (f"up to {ok:,.0f}/s" if ok else "no rate offered"))
     return "; ".join(parts)
+
+
+def _most_judged(r: dict) -> str:
+    m = r.get("most_judged")
+    if not m:
+        return ""
+    return (f" (the most judged: {m['judged_per_wall_s']:,}/s at {m['offered_per_s']:,.0f}/s offered, reading p99 "
+            f"{m['reading_latency_p99_ms']} ms, a backlog's wait; {m.get('ratio_to_river', '-')}x river per CPU s)")
 
 
 def alerts_digest(alerts) -> str:
@@ -589,11 +721,11 @@ def river_baseline(live: pd.DataFrame, limit: int, seed: int, warm: pd.DataFrame
     cpu = time.process_time() - t0
     return {"model": "MinMaxScaler | HalfSpaceTrees(n_trees=10, height=8, window_size=250) per meter (river defaults)",
             "readings": len(rows), "meters": len(set(meters)), "built_before": built, "cpu_s": round(cpu, 2),
-            "readings_per_s": round(len(rows) / cpu) if cpu else None,
+            "readings_per_cpu_s": round(len(rows) / cpu) if cpu else None,
             # (rbs) the figure with the building in the clock (as before 2026-12-07), from the same
             # models: building them again in a second pass cost ~13 s of a default run's ~47 s of CPU
             "build_cpu_s": round(build, 2),
-            "readings_per_s_building_models": round(len(rows) / (cpu + build)) if cpu + build else None}
+            "readings_per_cpu_s_building_models": round(len(rows) / (cpu + build)) if cpu + build else None}
 
 
 def stream_table(r: dict) -> list[tuple[str, tuple, list[tuple]]]:
@@ -602,18 +734,26 @@ def stream_table(r: dict) -> list[tuple[str, tuple, list[tuple]]]:
     def pair(d, unit=" ms"):
         return f"{d.get('p50')} / {d.get('p99')}{unit}" + (f" ({d['n']:,})" if "n" in d else "")
 
-    cols = ("offered/s", "data x real time", "readings", "kept up", "judged/s (wall)", "per CPU s", "x river",
+    cols = ("offered/s", "data x real time", "readings", "kept up", "per-reading load; backlog settles at",
+            "judged/s (wall, in the offer)", "drain after the offer", "per CPU s", "x river",
             "steps (readings p50; per meter)", "reading latency p50 / p99", "readings whose step wrote an alert",
-            "new alert from its last reading", "step CPU p50 / p99", "step wall p50", "backlog max")
+            "new alert from its last reading", "step CPU p50 / p99", "step wall p50",
+            "backlog: after the first step; at the offer's end; max")
     rows = []
     for w in r["windows"]:
-        rows.append((f"{w['offered_rate']:,.0f}", f"{w['data_speed']:,g}", f"{w['readings']:,}",
-                     "yes" if w["kept_up"] else "NO", f"{w['readings_per_s'] or 0:,}", f"{w['readings_per_cpu_s'] or 0:,}",
-                     str(w.get("ratio_to_river", "-")),
+        k, b = w["keep_up"], w["backlog"]
+        settle = f"{k['settled_backlog_s']:g} s" if k["settled_backlog_s"] is not None else "never"
+        rows.append((f"{w['offered_per_s']:,.0f}", f"{w['data_x_real_time']:,g}", f"{w['readings']:,}",
+                     {True: "yes", False: "NO", None: "not judged"}[w["kept_up"]]
+                     + (" (offer stopped)" if w["offer_stopped"] else ""),
+                     f"{k['load']}; {settle}" if k["load"] is not None else "-",
+                     f"{w['judged_per_wall_s'] or 0:,}", f"{w['drain']['readings']:,} readings, {w['drain']['s']} s",
+                     f"{w['readings_per_cpu_s'] or 0:,}", str(w.get("ratio_to_river", "-")),
                      f"{w['steps']} ({w['readings_per_step']['p50']:g}; {w['readings_per_meter_per_step_p50']:g})",
                      pair(w["reading_latency_ms"]), pair(w["alert_reading_latency_ms"]), pair(w["alert_latency_ms"]),
                      pair(w["step_cpu_ms"]), f"{w['step_wall_ms']['p50']} ms",
-                     f"{w['backlog']['max_readings']:,} ({w['backlog']['max_s']:g} s)"))
+                     f"{b['after_ramp_readings'] if b['after_ramp_readings'] is not None else '-':,}; "
+                     f"{b['at_offer_end_readings']:,}; {b['max_readings']:,} ({b['max_s']:g} s)"))
     g = r["goal"]
     rv = r.get("river", {})
     kb = lambda b: f"{b / 1024:,.1f} KB" if b is not None else "-"  # noqa: E731
@@ -622,9 +762,11 @@ def stream_table(r: dict) -> list[tuple[str, tuple, list[tuple]]]:
                              f"{len(r['tiers']['fast'])}, slow {len(r['tiers']['slow'])})"),
         ("poll cycle; window per rate", f"{r['piece_s'] * 1000:g} ms; " + (f"{r['window_s']:g} s" if r["window_s"]
                                                                           else "the whole stream")),
-        ("highest rate kept up (reading p99)", f"{r['highest_rate_kept_up'] or 0:,.0f}/s "
-                                               f"({r['highest_rate_kept_up_p99_ms']} ms)"),
-        (f"highest rate with p99 < {g['p99_ms']:g} ms", f"{r['highest_rate_p99_under_goal'] or 0:,.0f}/s"),
+        ("highest rate kept up (reading p99)",
+         f"{r['highest_rate_kept_up_per_s']:,.0f}/s ({r['highest_rate_kept_up_p99_ms']} ms)"
+         if r["highest_rate_kept_up_per_s"] else "none kept up" + _most_judged(r)),
+        (f"highest rate with p99 < {g['p99_ms']:g} ms",
+         f"{r['highest_rate_p99_under_goal_per_s']:,.0f}/s" if r["highest_rate_p99_under_goal_per_s"] else "none"),
         ("step CPU = fixed + per reading (fit over the steps)",
          f"{r['step_fixed_cpu_ms']} ms + {r['step_cpu_us_per_reading']} us"),
         ("alerts: new during the run (varies with the steps' split); after a flush (detect's)",
@@ -636,7 +778,7 @@ def stream_table(r: dict) -> list[tuple[str, tuple, list[tuple]]]:
         (f"state per meter: learned + checkpoint (goal <= {g['state_bytes_per_meter'] / 1024:g} KB)",
          kb(r.get("state_total_bytes_per_meter"))),
         ("river HalfSpaceTrees readings per CPU s (models built before; building them in the clock)",
-         f"{rv.get('readings_per_s', rv.get('error'))} ({r.get('river_building_models', {}).get('readings_per_s')})"),
+         f"{rv.get('readings_per_cpu_s', rv.get('error'))} ({r.get('river_building_models', {}).get('readings_per_cpu_s')})"),
         (f"ratio to river at the highest rate kept up (goal >= {g['river_ratio']:g}x)", str(r.get("ratio_to_river"))),
     ]
     return [(f"bench stream: offered rates ({r['machine']})", cols, rows),

@@ -2012,8 +2012,9 @@ def bench_stream(
                              "rate, a comma-separated list (a window each, one after the other on the same engine) "
                              "or 'auto' (doubling from 500/s while the engine keeps up, to 2x 20,000/s)."),
     window_s: float = typer.Option(10.0, "--window-s", help="Seconds of wall time each rate is offered."),
-    max_backlog_s: float = typer.Option(5.0, "--max-backlog-s", help="Stop offering a rate once this many seconds "
-                                        "of its readings wait (the engine is not keeping up); 0: never."),
+    max_backlog_s: float = typer.Option(5.0, "--max-backlog-s", help="Stop offering a rate once a reading has waited "
+                                        "this many seconds untaken (checked every poll cycle, while a step runs "
+                                        "too: the engine is not keeping up); 0: never."),
     river_readings: int = typer.Option(50_000, "--river-readings", help="Readings the river baseline runs on."),
     workdir: Optional[Path] = typer.Option(None, "--workdir"),
     seed: int = typer.Option(7, "--seed"),
@@ -2067,8 +2068,9 @@ def bench_poll(
     concurrency: int = typer.Option(256, "--concurrency", help="Device polls in flight at once."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Poll many simulated Modbus devices from one process: the share of device polls that met their
-    deadline, lost polls, p50/p99 response time, and the CPU the poller and the servers used."""
+    """Poll many simulated Modbus devices from one process: the share of device polls due (every
+    device once a tick) that were answered by their tick's end, what became of the others, p50/p99
+    response time, and the CPU the poller and the servers used."""
     from wattwatch.app.benchpoll import poll_benchmark
 
     if devices < 1 or units < 1 or interval_s <= 0 or seconds <= 0 or concurrency < 1:
@@ -2090,10 +2092,21 @@ def bench_poll(
     t = Table("figure", "value", title=f"bench poll ({r['machine']})")
     for k, v in [("devices x registers", f"{r['devices']:,} x {r['registers']} ({r['gateways']} gateways x "
                                          f"{r['units_per_gateway']} units, {r['requests_per_poll']} request/poll)"),
-                 ("interval", f"{r['interval_s']:g} s for {r['seconds']:g} s ({r['cycles']} cycles)"),
-                 ("device polls", f"{r['device_polls']:,}"),
-                 ("met their deadline", f"{r['on_time']:,} ({100 * r['on_time_share']:.2f} %)"),
-                 ("lost / timeouts", f"{r['lost']:,} / {r['timeouts']:,}"),
+                 ("interval", f"{r['interval_s']:g} s for {r['duration_s']:g} s ({r['ticks']} ticks, "
+                              f"{r['cycles']} cycles)"),
+                 ("separate devices", f"{r['servers']} pymodbus servers (ports), {r['units_asked']:,} unit ids asked, "
+                                      f"{r['devices_answered']:,} devices answered; last cycle "
+                                      f"{r['last_cycle_distinct_values']:,} distinct of {r['last_cycle_readings']:,} "
+                                      "readings"),
+                 ("polls due (every device once a tick)", f"{r['polls_due']:,} ({r['polls_made']:,} made)"),
+                 ("met their deadline (answered by their tick's end)",
+                  f"{r['polls_met_deadline']:,} ({100 * r['met_deadline_share']:.2f} %)"),
+                 ("missed: late / lost / never returned / not made (a tick no cycle started in)",
+                  f"{r['polls_late']:,} / {r['polls_lost']:,} / {r['polls_never_returned']:,} / "
+                  f"{r['polls_not_made']:,}"),
+                 ("the poller's own count: on time / polls; late cycles; wrong unit",
+                  f"{r['poller_counted']['on_time']:,} / {r['poller_counted']['polls']:,}; "
+                  f"{r['poller_counted']['late_cycles']:,}; {r['poller_counted']['wrong_unit']:,}"),
                  ("response p50 / p99", f"{r['response_ms']['p50']} / {r['response_ms']['p99']} ms"),
                  ("cycle p50 / max", f"{r['cycle_ms']['p50']} / {r['cycle_ms']['max']} ms"),
                  ("poller CPU", f"{r['poller_cpu_s_per_s']} s per s ({r['poller_cpu_ms_per_poll']} ms per device poll)"),
