@@ -130,7 +130,9 @@ def test_an_action_is_told_the_withdrawal_only_of_an_alert_it_was_told_of(tmp_pa
     """(rle3) ``on = ["opened", "withdrawn"]``: the withdrawal of an alert whose opening this action
     never acted on (rate-limited; below ``min_severity`` when it opened, grown past it since) would be
     news of something it never sent: not told (a ``modbus_write`` with ``withdrawn_value`` would
-    restore a load it never shed). What it was told survives a restart (its log)."""
+    restore a load it never shed). What it was told survives a restart (its log). (al) The same for
+    ``ended``; and the action forgets each alert its engine no longer holds (here: none open), so
+    every event after the opening step is checked against its log: told once, none missed."""
     import dataclasses
     from types import SimpleNamespace
 
@@ -138,7 +140,7 @@ def test_an_action_is_told_the_withdrawal_only_of_an_alert_it_was_told_of(tmp_pa
     from wattwatch.runners.stream import StepReport
 
     site = {"actions": [{"type": "webhook", "name": "hook", "url": "http://127.0.0.1:1/", "dry_run": True,
-                         "on": ["opened", "withdrawn"], "match": {"min_severity": "critical"},
+                         "on": ["opened", "ended", "withdrawn"], "match": {"min_severity": "critical"},
                          "rate_limit": {"per_meter": 2, "window_s": 3600}}]}
     told, other, limited = (_alert(start=f"2026-01-01T0{h}:00:00.000Z") for h in range(3))
     grown = _alert(meter="pdu-2", severity="warning")
@@ -150,20 +152,25 @@ def test_an_action_is_told_the_withdrawal_only_of_an_alert_it_was_told_of(tmp_pa
     for o in h.actions:
         o.close()
     h2 = Harness.__new__(Harness)   # restarted: what it was told of comes from its log
-    h2.store, h2.engine = h.store, SimpleNamespace(store=h.store, alerts={})
+    h2.store = h.store
+    h2.engine = SimpleNamespace(store=h.store, alerts={a.id: a for a in (told, limited, grown)}, open_ids=set())
     h2.actions = api.load_site({"sources": [{"type": "replay", "path": str(_REPLAY)}], **site}).outputs
     h2.action = h2.actions[0]
     fresh = _alert(meter="pdu-3")
     h2.opened(fresh)
+    assert not h2.action._acts   # (al) forgotten: its engine holds no alert open
+    h2.opened(told, fresh)   # (given again, as a restart's first steps may: not told twice)
+    h2.ended(told, limited, grown, fresh)
     gone = {a.id: dataclasses.replace(a, evidence={**a.evidence, "withdrawn": WITHDRAWN})
-            for a in (told, limited, grown, fresh)}
+            for a in (told, limited, grown)}   # (fresh: its meter's rate limit spent by its opening and end)
     h2.action.alerts(StepReport(withdrawn=gone), h2.engine)
     log = h2.log()
     h2.close()
     got = sorted(zip(log["alert_id"], log["event"], log["outcome"]))
     assert got == sorted([(told.id, "opened", "ok"), (other.id, "opened", "ok"), (limited.id, "opened", "rate_limited"),
-                          (told.id, "withdrawn", "ok"), (fresh.id, "opened", "ok"),
-                          (fresh.id, "withdrawn", "ok")]), got
+                          (told.id, "ended", "ok"), (told.id, "withdrawn", "ok"), (fresh.id, "opened", "ok"),
+                          (fresh.id, "ended", "ok")]), got
+    assert not h2.action._acts and h2.action.counters["ended_untold"] == 2
 
 
 def test_a_withdrawal_modbus_writes_nothing_for_takes_no_share_of_its_rate_limit(tmp_path, modbus):
