@@ -250,6 +250,10 @@ def test_a_head_withdrawn_by_a_late_reading_no_longer_keeps_its_follower(buildin
     assert told.evidence["withdrawn"].startswith(f"withdrawn: continued by {mid}") and told.evidence["continued_by"] == mid
     (kept_told,) = store.con.execute("SELECT alert FROM stream_withdrawn WHERE id = ?", [alone]).fetchone()
     assert json.loads(kept_told)["evidence"]["withdrawn"] == told.evidence["withdrawn"]
+    from wattwatch.alerts import withdrawn   # (al) ... and for `alerts show`, its cause's own text
+
+    assert told.evidence["withdrawn"] == rejudge.CONTINUED.format(head=mid) != withdrawn.CONTINUED_FINAL.format(head=mid)
+    assert withdrawn.show(store.con, alone)["withdrawn"]["reason"] == told.evidence["withdrawn"]
     assert f"alert {alone} withdrawn: continued by {mid}" in caplog.text
     assert f"alert {alone} withdrawn: not found again" not in caplog.text
     assert alert_states({}, rep, eng)[alone] == "continued"

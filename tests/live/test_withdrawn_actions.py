@@ -89,6 +89,21 @@ def test_actions_are_told_once_that_an_alert_they_saw_was_withdrawn_also_across_
                  ("pub", "withdrawn", "ok"), ("shed", "opened", "ok"), ("shed", "withdrawn", "ok")]), (i, log)
             assert "nothing written" in log[log["action"] == "shed"]["detail"].iloc[-1]
         assert not s.con.execute("SELECT count(*) FROM actions_pending").fetchone()[0]
+    # (al) `alerts show` of a withdrawn alert (its row deleted): withdrawn, when, why, and what the actions did
+    from typer.testing import CliRunner
+
+    from wattwatch.app.cli import app
+
+    for i in (a, b):
+        r = CliRunner().invoke(app, ["alerts", "show", i, "--db", str(path), "--json"])
+        assert r.exit_code == 0, r.output
+        doc = json.loads(r.stdout)
+        assert doc["id"] == i and doc["status"] == "withdrawn" and doc["withdrawn"]["reason"] == WITHDRAWN, doc
+        assert doc["withdrawn"]["at"] and len(doc["actions"]) == 6
+    r = CliRunner().invoke(app, ["alerts", "show", b[:8], "--db", str(path)])
+    out = " ".join(r.stdout.split())
+    assert r.exit_code == 0 and "withdrawn: not found again" in out and "withdrawn: ok" in out, r.stdout
+    assert "nothing written" in out
 
 
 def test_modbus_withdrawn_value_is_allow_listed_and_written_on_a_withdrawal_once(tmp_path, modbus):

@@ -73,6 +73,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wattwatch.alerts import store as alert_store
+from wattwatch.alerts import withdrawn
 from wattwatch.alerts.model import Alert
 from wattwatch.detect import core
 from wattwatch.detect.stitch import Stitcher, Stitchers, dense_columns
@@ -1916,8 +1917,7 @@ class StreamEngine:
             ev = {**a.evidence, "withdrawn": why}
             h = self._cont.head_of.get(a.id) if self._cont is not None else None
             if h is not None:   # (pf) written under its own id by an earlier run: now its head's
-                ev.update(withdrawn=f"withdrawn: continued by {h} (the same change, one alert under that id)",
-                          continued_by=h)
+                ev.update(withdrawn=withdrawn.CONTINUED_FINAL.format(head=h), continued_by=h)
                 why = ev["withdrawn"]
             w = dataclasses.replace(a, evidence=ev)
             (keep if a.id in self.settled else delete).append(w)
@@ -1933,7 +1933,8 @@ class StreamEngine:
         con = self.store.con
         con.execute("BEGIN TRANSACTION")
         try:
-            if delete:
+            if delete:   # (al) what ``alerts show`` says of it once its row is gone
+                withdrawn.keep(con, {w.id: w.evidence["withdrawn"] for w in delete})
                 con.execute(f"DELETE FROM alerts WHERE id IN ({', '.join('?' for _ in delete)})", [a.id for a in delete])
             for w in keep:   # settled by someone: the row stays, saying it was withdrawn and why
                 con.execute("UPDATE alerts SET evidence = ? WHERE id = ?", [json.dumps(w.evidence, default=str), w.id])
