@@ -58,7 +58,9 @@ What an action did is kept in memory only while the engine holds the alert (open
 with a pending follower); after it ended or was withdrawn the id is forgotten, and an event that comes
 for it later (a withdrawal by late readings, a continuation that makes it grow again) is checked
 against the store's ``actions_log`` and ``actions_pending``, as a restarted watcher checks its first
-alerts: it tells nothing twice and misses no withdrawal it owes.
+alerts: it tells nothing twice and misses no withdrawal it owes. An alert the engine reports new is
+read back only when the log may have it (logged since the checkpoint the watcher resumed from, or no
+checkpoint; or withdrawn earlier in this run and found again).
 
 ``code``, ``meter`` and ``detector`` are shell-style globs (``*``, ``?``, ``[..]``), matched
 case-sensitively. ``detector`` tells apart alerts that share a code: ``ALRM_PKT_LOSS_CRIT`` is
@@ -394,6 +396,10 @@ class Action(Output):
         self._every = {"ended": not (self.on & {"opened", "updated", "stopped"}),
                        "withdrawn": self.on <= {"withdrawn"}}
         self._limited: set[tuple[str, str]] = set()
+        # (al) of the alerts the engine reports new, those whose jobs the log may hold (see _start; None:
+        # any), and those withdrawn in this run (found again, new again: a withdrawal is rare)
+        self._old: set[str] | None = None
+        self._gone: set[str] = set()
         # (al) the version each alert's last opened/updated job was told (end, score, severity,
         # message) and whether it was given with a pending member then: a final head with a pending
         # follower is told its final part's growth only, and not again when it is put back to it
@@ -434,7 +440,7 @@ class Action(Output):
         if self._closed:
             return
         if self._cur is None:
-            self._start(engine.store.con)
+            self._start(engine.store.con, getattr(engine, "_resumed_saved", None))
         self._feed()
         new = set(report.new)
         # Provisional alerts (see the module): confirmed ones open now for an action that waits for
@@ -497,7 +503,12 @@ class Action(Output):
                 self.counters["handled_skipped"] += 1
                 continue
             cand.append((a, ev))
-        self._recall({a.id for a, _ in cand})
+        # (al) an alert new to this run is new to this action too (nothing to read back) unless its
+        # log may have it: done since the checkpoint this run resumed from (a restart gives them again),
+        # or withdrawn in this run and found again
+        fresh = set(report.new) - self._gone if self._old is not None else set()
+        self._recall({a.id for a, ev in cand if not (ev == "opened" and a.id in fresh and a.id not in self._old)})
+        self._gone.update(withdrawn)
         jobs = []
         for a, ev in cand:
             acts = self._acts.setdefault(a.id, set())
@@ -657,13 +668,28 @@ class Action(Output):
         return not self._q.unfinished_tasks
 
     # ---- internals
-    def _start(self, con) -> None:
+    def _start(self, con, saved=None) -> None:
+        """Start the worker and resume the jobs an earlier run left pending. ``saved``: when the
+        checkpoint the engine resumed from was saved (None: none)."""
         ensure_log(con)
         self._cur = con.cursor()
         with self._lock:
             left = self._cur.execute(
                 "SELECT alert_id, event, any_value(alert) FROM actions_pending WHERE action = ? AND dry_run = ? "
                 "GROUP BY alert_id, event ORDER BY min(queued_at)", [self.name, self.dry_run]).fetchall()
+            # (al) the ids an alert the engine reports new may have in the log: none when this action
+            # has logged nothing; those logged since the checkpoint resumed from (a restart reports
+            # again the alerts first stored after it; a minute's margin); unknown without a checkpoint
+            # (every new id is read back then)
+            old = None
+            if not self._cur.execute("SELECT 1 FROM actions_log WHERE action = ? AND dry_run = ? LIMIT 1",
+                                     [self.name, self.dry_run]).fetchall():
+                old = set()
+            elif saved is not None:
+                old = {r[0] for r in self._cur.execute(
+                    "SELECT DISTINCT alert_id FROM actions_log WHERE action = ? AND dry_run = ? AND done_at >= "
+                    "?::TIMESTAMPTZ - INTERVAL 1 MINUTE", [self.name, self.dry_run, saved]).fetchall()}
+        self._old = None if old is None else old | {aid for aid, _, _ in left}
         # (al) what it did before is read from the log as alerts come (_recall), not all at start (a
         # watcher's whole history: 0.47 s and ~670,000 ids held for 1 M log rows); here only for the
         # jobs left pending (one its log has done is not run again)
