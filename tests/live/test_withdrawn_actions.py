@@ -209,3 +209,59 @@ def test_a_withdrawal_modbus_writes_nothing_for_takes_no_share_of_its_rate_limit
     h.close()
     got = sorted(zip(log["alert_id"], log["event"], log["outcome"]))
     assert got == sorted([(a.id, "opened", "ok"), (a.id, "withdrawn", "ok"), (b.id, "opened", "ok")]), got
+
+
+def test_an_alert_found_again_after_its_withdrawal_is_told_opened_again_to_an_action_told_it_closed(tmp_path):
+    """(ral) An alert withdrawn and found again (late readings make it again) is a fault again: an
+    action told its end or withdrawal (a load restored by ``ended_value``/``withdrawn_value``) is told
+    ``opened`` again (the load shed again), then its ``ended``; an action told neither (``on`` =
+    ``["opened"]``: for it the alert never closed) is not told ``opened`` twice. The same within one run
+    (al skipped it: the load stayed restored through a real fault) and across a restart (al told it
+    again to every action); a restart's replay of an alert not withdrawn since is not told again."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from tests.live.test_actions import _REPLAY, Harness, _alert
+    from wattwatch.alerts import store as alert_store
+    from wattwatch.alerts import withdrawn as wd
+    from wattwatch.runners.stream import StepReport
+
+    site = {"actions": [{"type": "webhook", "name": "hook", "url": "http://127.0.0.1:1/", "dry_run": True,
+                         "on": ["opened", "ended", "withdrawn"]},
+                        {"type": "webhook", "name": "note", "url": "http://127.0.0.1:1/", "dry_run": True,
+                         "on": ["opened"]}]}
+    a, b, c = (_alert(start=f"2026-01-01T0{h}:00:00.000Z") for h in range(3))
+
+    def withdraw(h, *xs):
+        for o in h.actions:
+            o.alerts(StepReport(withdrawn={x.id: dataclasses.replace(x, evidence={**x.evidence, "withdrawn": wd.LATE})
+                                           for x in xs}), h.engine)
+
+    h = Harness(tmp_path, site)
+    h.opened(a, b, c)
+    h.ended(a, b)
+    withdraw(h, a, b)
+    h.opened(a)   # found again in this run
+    h.ended(a)
+    h.log()
+    alert_store.upsert(h.store.con, [b])   # b: withdrawn by this run as the store keeps it (alerts_withdrawn)
+    wd.keep(h.store.con, {b.id: wd.LATE})
+    h.store.con.execute("DELETE FROM alerts WHERE id = ?", [b.id])
+    for o in h.actions:
+        o.close()
+    h2 = Harness.__new__(Harness)   # restarted (no checkpoint): b found again, c given again (a replay)
+    h2.store = h.store
+    h2.engine = SimpleNamespace(store=h.store, alerts={}, open_ids=set())
+    h2.actions = api.load_site({"sources": [{"type": "replay", "path": str(_REPLAY)}], **site}).outputs
+    h2.action = h2.actions[0]
+    h2.opened(b, c)
+    h2.ended(b)
+    log = h2.log()
+    h2.close()
+    got = sorted(zip(log["action"], log["alert_id"], log["event"]))
+    want = [("hook", a.id, "opened"), ("hook", a.id, "ended"), ("hook", a.id, "withdrawn"),
+            ("hook", a.id, "opened"), ("hook", a.id, "ended"),
+            ("hook", b.id, "opened"), ("hook", b.id, "ended"), ("hook", b.id, "withdrawn"),
+            ("hook", b.id, "opened"), ("hook", b.id, "ended"), ("hook", c.id, "opened"),
+            ("note", a.id, "opened"), ("note", b.id, "opened"), ("note", c.id, "opened")]
+    assert got == sorted(want), got

@@ -400,6 +400,11 @@ class Action(Output):
         # any), and those withdrawn in this run (found again, new again: a withdrawal is rare)
         self._old: set[str] | None = None
         self._gone: set[str] = set()
+        # (ral) the ids withdrawn since this action was last told them opened (this run's withdrawals;
+        # at a start, the store's ``alerts_withdrawn`` later than its log's ``opened``): found again, a
+        # fault again, told ``opened`` anew if this action was told its end or withdrawal (a load its
+        # ``ended_value``/``withdrawn_value`` restored is shed again); not to one that heard neither
+        self._reopen: set[str] = set()
         # (al) the version each alert's last opened/updated job was told (end, score, severity,
         # message) and whether it was given with a pending member then: a final head with a pending
         # follower is told its final part's growth only, and not again when it is put back to it
@@ -509,9 +514,16 @@ class Action(Output):
         fresh = set(report.new) - self._gone if self._old is not None else set()
         self._recall({a.id for a, ev in cand if not (ev == "opened" and a.id in fresh and a.id not in self._old)})
         self._gone.update(withdrawn)
+        self._reopen.update(withdrawn)
         jobs = []
         for a, ev in cand:
             acts = self._acts.setdefault(a.id, set())
+            if ev == "opened" and a.id in self._reopen:
+                self._reopen.discard(a.id)
+                if acts & {"ended", "withdrawn"}:   # (ral) told it closed: found again, a new opening
+                    acts.clear()
+                    self._limited = {k for k in self._limited if k[0] != a.id}
+                    self.counters["reopened"] += 1
             if ev in self._every and not self._every[ev] and not acts:
                 # (rle3: withdrawn; al: ended) never acted on it: no news of its end or withdrawal
                 # (an ``ended_value`` would restore a load it never shed)
@@ -580,14 +592,18 @@ class Action(Output):
             for lo in range(0, len(ask), 500):
                 part = ask[lo:lo + 500]
                 qs = ", ".join("?" for _ in part)
-                sql = (f"SELECT alert_id, event FROM actions_log WHERE action = ? AND dry_run = ? AND outcome IN "
-                       f"('ok', 'refused', 'failed') AND alert_id IN ({qs})")
+                sql = (f"SELECT alert_id, event, done_at AS t FROM actions_log WHERE action = ? AND dry_run = ? "
+                       f"AND outcome IN ('ok', 'refused', 'failed') AND alert_id IN ({qs})")
                 args = [self.name, self.dry_run, *part]
                 if pending:
-                    sql += f" UNION SELECT alert_id, event FROM actions_pending WHERE action = ? AND dry_run = ? " \
-                           f"AND alert_id IN ({qs})"
+                    sql += f" UNION ALL SELECT alert_id, event, queued_at AS t FROM actions_pending WHERE action = ? " \
+                           f"AND dry_run = ? AND alert_id IN ({qs})"
                     args += [self.name, self.dry_run, *part]
-                for i, e in self._cur.execute(sql, args).fetchall():
+                for i, e, _ in self._cur.execute(sql + " ORDER BY alert_id, t", args).fetchall():
+                    # (ral) the last opening's events: one told again after its end or withdrawal
+                    # (found again) starts anew
+                    if e == "opened" and got[i] & {"ended", "withdrawn"}:
+                        got[i] = set()
                     got[i].add(e)
         self._acts.update(got)
         self.counters["recalled"] += len(ask)
@@ -690,6 +706,18 @@ class Action(Output):
                     "SELECT DISTINCT alert_id FROM actions_log WHERE action = ? AND dry_run = ? AND done_at >= "
                     "?::TIMESTAMPTZ - INTERVAL 1 MINUTE", [self.name, self.dry_run, saved]).fetchall()}
         self._old = None if old is None else old | {aid for aid, _, _ in left}
+        # (ral) withdrawn (by an earlier run, or a ``detect``) after this action last queued or logged
+        # their opening: found again, read back and told opened anew if it was told them closed
+        if "alerts_withdrawn" in dbtables.tables(self._cur):
+            with self._lock:
+                self._reopen = {r[0] for r in self._cur.execute(
+                    "SELECT w.id FROM (SELECT id, max(withdrawn_at) AS t FROM alerts_withdrawn GROUP BY id) w "
+                    "WHERE NOT EXISTS (SELECT 1 FROM actions_log l WHERE l.action = ? AND l.dry_run = ? AND "
+                    "l.alert_id = w.id AND l.event = 'opened' AND l.done_at > w.t) AND NOT EXISTS (SELECT 1 FROM "
+                    "actions_pending p WHERE p.action = ? AND p.dry_run = ? AND p.alert_id = w.id AND "
+                    "p.event = 'opened' AND p.queued_at > w.t)",
+                    [self.name, self.dry_run, self.name, self.dry_run]).fetchall()}
+            self._gone |= self._reopen
         # (al) what it did before is read from the log as alerts come (_recall), not all at start (a
         # watcher's whole history: 0.47 s and ~670,000 ids held for 1 M log rows); here only for the
         # jobs left pending (one its log has done is not run again)
