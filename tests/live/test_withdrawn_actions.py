@@ -265,3 +265,32 @@ def test_an_alert_found_again_after_its_withdrawal_is_told_opened_again_to_an_ac
             ("hook", b.id, "opened"), ("hook", b.id, "ended"), ("hook", c.id, "opened"),
             ("note", a.id, "opened"), ("note", b.id, "opened"), ("note", c.id, "opened")]
     assert got == sorted(want), got
+
+
+def test_a_withdrawal_just_after_an_alert_ended_is_told_while_its_updated_job_waits(tmp_path):
+    """(ral; al's named gap) An ``updated`` job is not kept in ``actions_pending``: an alert forgotten
+    when it ended while its only job (updated) still waited for the worker was read back as never
+    acted on, and a withdrawal then was not told. Not forgotten until that job is logged."""
+    import dataclasses
+
+    from tests.live.test_actions import Harness, _alert
+    from wattwatch.alerts import withdrawn as wd
+    from wattwatch.runners.stream import StepReport
+
+    h = Harness(tmp_path, {"actions": [{"type": "webhook", "name": "hook", "url": "http://127.0.0.1:1/",
+                                        "dry_run": True, "on": ["updated", "withdrawn"]}]})
+    a = _alert()
+    go = threading.Event()
+    perform = h.action.perform
+    h.action.perform = lambda *x: (go.wait(10), perform(*x))[1]   # the worker busy with a's update
+    h.engine.open_ids = {a.id}
+    h.opened(a)
+    h.action.alerts(StepReport(alerts=[dataclasses.replace(a, score=0.95)]), h.engine)
+    h.engine.open_ids = set()
+    h.ended(a)
+    h.action.alerts(StepReport(withdrawn={a.id: dataclasses.replace(a, evidence={**a.evidence, "withdrawn": wd.LATE})}),
+                    h.engine)
+    go.set()
+    log = h.log()
+    h.close()
+    assert sorted(log["event"]) == ["updated", "withdrawn"], log[["event", "outcome"]]

@@ -405,6 +405,11 @@ class Action(Output):
         # fault again, told ``opened`` anew if this action was told its end or withdrawal (a load its
         # ``ended_value``/``withdrawn_value`` restored is shed again); not to one that heard neither
         self._reopen: set[str] = set()
+        # (ral) ids with an ``updated`` job handed to the worker and not logged yet: the one job the
+        # store does not keep while it waits (``actions_pending`` has the others), so not forgotten
+        # until it is logged (a withdrawal meanwhile would be read back as never acted on: untold)
+        self._upd: dict[str, int] = {}
+        self._upd_lock = threading.Lock()
         # (al) the version each alert's last opened/updated job was told (end, score, severity,
         # message) and whether it was given with a pending member then: a final head with a pending
         # follower is told its final part's growth only, and not again when it is put back to it
@@ -570,6 +575,8 @@ class Action(Output):
         live = set(engine.open_ids)
         for n in ("health_open", "provisional", "_pending_final", "events_open"):
             live.update(getattr(engine, n, None) or ())
+        with self._upd_lock:   # (ral) an updated job not logged yet: the store does not have it
+            live.update(self._upd)
         gone = [i for i in self._acts if i not in live]
         for i in gone:
             del self._acts[i]
@@ -625,9 +632,13 @@ class Action(Output):
 
     def _queue(self, a: Alert, ev: str) -> bool:
         """Hand a job to the worker; False when its queue is full (the job is dropped: the caller logs it)."""
+        if ev == "updated":
+            self._unlogged(a.id, 1)
         try:
             self._q.put_nowait((a, ev, time.monotonic()))
         except queue.Full:
+            if ev == "updated":
+                self._unlogged(a.id, -1)
             self.counters["dropped"] += 1
             return False
         self.counters["queued"] += 1
@@ -764,8 +775,19 @@ class Action(Output):
                 log.warning("%s: cannot log an action: %s", self.name, exc)
             finally:
                 if job is not None:
+                    if job[1] == "updated":
+                        self._unlogged(job[0].id, -1)
                     self._feed()     # room for a job of the backlog (before task_done: flush waits for it)
                 self._q.task_done()
+
+    def _unlogged(self, aid: str, n: int) -> None:
+        """(ral) Count an ``updated`` job of ``aid`` handed to the worker (+1) or logged (-1)."""
+        with self._upd_lock:
+            k = self._upd.get(aid, 0) + n
+            if k > 0:
+                self._upd[aid] = k
+            else:
+                self._upd.pop(aid, None)
 
     def _log(self, a: Alert, ev: str, outcome: str, detail: str, attempts: int, ms: float) -> None:
         self._log_all([(a, ev, outcome, detail, attempts, ms)])
