@@ -42,8 +42,13 @@ def keep(con, reasons: dict[str, str]) -> None:
     if not reasons:
         return
     dbtables.ensure_tables(con, [_DDL])
-    con.executemany(f"INSERT INTO alerts_withdrawn SELECT {_COLS}, now(), ? FROM alerts WHERE id = ?",
-                    [[why, i] for i, why in reasons.items()])
+    items = list(reasons.items())
+    for lo in range(0, len(items), 500):   # (ral) one statement per 500 (one each: ~3 s for 1,000 ids)
+        part = items[lo:lo + 500]
+        vals = ", ".join("(?, ?)" for _ in part)
+        con.execute(f"INSERT INTO alerts_withdrawn SELECT {', '.join('a.' + c.strip() for c in _COLS.split(','))}, "
+                    f"now(), r.why FROM alerts a JOIN (VALUES {vals}) r(wid, why) ON a.id = r.wid",
+                    [x for i, why in part for x in (i, why)])
 
 
 def find(con, alert_id: str) -> dict | None:
