@@ -448,4 +448,11 @@ def test_a_fast_step_leaves_a_head_with_a_pending_follower_to_the_slow_tier(tmp_
               "fast")
     (msg,) = store.con.execute("SELECT message FROM alerts WHERE id = ?", [head.id]).fetchone()
     assert not rep.alerts and "continued by baseline_macd" in msg
+    # (ral) its own part closed, its follower pending and open: held open (al), also by a fast step,
+    # which judges no provisional alert (it ended the head there, open again at the next slow step)
+    _step(eng, store, [head], [_prov(follower)], {follower.id})
+    assert head.id in eng.open_ids
+    rep = StepReport()
+    eng._take(Step(alerts=[head], open_ids=set(), provisional=[], provisional_open=set(), judged={"B-1"}), rep, "fast")
+    assert head.id in eng.open_ids and head.id not in rep.ended
     store.close()
