@@ -60,7 +60,11 @@ for it later (a withdrawal by late readings, a continuation that makes it grow a
 against the store's ``actions_log`` and ``actions_pending``, as a restarted watcher checks its first
 alerts: it tells nothing twice and misses no withdrawal it owes. An alert the engine reports new is
 read back only when the log may have it (logged since the checkpoint the watcher resumed from, or no
-checkpoint; or withdrawn earlier in this run and found again).
+checkpoint; or withdrawn earlier, in this run or (``alerts_withdrawn``) an earlier one, and found again).
+An alert withdrawn and found again (later readings make it after all) is a fault again (ral): an action
+told its ``ended`` or ``withdrawn`` since its ``opened`` (a load restored) is told ``opened`` anew, and
+then its end; one told neither (for it the alert never closed) is not told ``opened`` twice. The same
+within one run and across a restart; a restart's replay of an alert not withdrawn since tells nothing again.
 
 ``code``, ``meter`` and ``detector`` are shell-style globs (``*``, ``?``, ``[..]``), matched
 case-sensitively. ``detector`` tells apart alerts that share a code: ``ALRM_PKT_LOSS_CRIT`` is
