@@ -1361,7 +1361,10 @@ def _settle_store(con, result: Detection, dets, names: list[str], judged_run: di
                        "score_": pa.array([float(sc) for _, _, sc in exact], pa.float64())})
     con.execute("BEGIN TRANSACTION")
     try:
-        if gone:
+        if gone:   # (al) what ``alerts show`` says of them once their rows are gone
+            from wattwatch.alerts import withdrawn
+
+            withdrawn.keep(con, dict.fromkeys(gone, withdrawn.DETECT))
             con.execute(f"DELETE FROM alerts WHERE id IN ({', '.join('?' for _ in gone)})", gone)
         if exact:
             con.execute("UPDATE alerts SET \"end\" = _exact.end_::TIMESTAMPTZ, score = _exact.score_ FROM _exact "

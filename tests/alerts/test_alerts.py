@@ -98,11 +98,16 @@ def test_late_readings_that_fill_a_gap_withdraw_its_packet_loss_alert_from_the_s
     holding the same readings from the start has none."""
     from wattwatch import api
 
-    f, hole, db, _ = _gap_store(tmp_path)
+    f, hole, db, gap = _gap_store(tmp_path)
     api.ingest(f[hole], db)
     assert api.detect(db, detectors="packet_loss").alerts == []
     with Store(db) as s:
         assert alert_store.list_alerts(s.con, "open").empty
+        # (al) what `alerts show` says of it: withdrawn, when, why (its row is gone)
+        from wattwatch.alerts import withdrawn
+
+        rec = withdrawn.show(s.con, gap.id[:6])
+        assert rec["id"] == gap.id and rec["status"] == "withdrawn" and rec["withdrawn"]["reason"] == withdrawn.DETECT
 
 
 def test_a_whole_history_detect_settles_only_what_it_rejudged(tmp_path):

@@ -250,6 +250,10 @@ def test_a_head_withdrawn_by_a_late_reading_no_longer_keeps_its_follower(buildin
     assert told.evidence["withdrawn"].startswith(f"withdrawn: continued by {mid}") and told.evidence["continued_by"] == mid
     (kept_told,) = store.con.execute("SELECT alert FROM stream_withdrawn WHERE id = ?", [alone]).fetchone()
     assert json.loads(kept_told)["evidence"]["withdrawn"] == told.evidence["withdrawn"]
+    from wattwatch.alerts import withdrawn   # (al) ... and for `alerts show`, its cause's own text
+
+    assert told.evidence["withdrawn"] == rejudge.CONTINUED.format(head=mid) != withdrawn.CONTINUED_FINAL.format(head=mid)
+    assert withdrawn.show(store.con, alone)["withdrawn"]["reason"] == told.evidence["withdrawn"]
     assert f"alert {alone} withdrawn: continued by {mid}" in caplog.text
     assert f"alert {alone} withdrawn: not found again" not in caplog.text
     assert alert_states({}, rep, eng)[alone] == "continued"
@@ -279,14 +283,14 @@ def _engine(store):
                         StreamConfig(checkpoint_s=0, slow_thread=False))
 
 
-def _step(eng, store, final=(), prov=(), popen=()):
+def _step(eng, store, final=(), prov=(), popen=(), open_=()):
     """One judgement of B-1 given to the engine as a stitcher's step (its final and provisional
-    alerts, built by hand); the report and the store's rows after it."""
+    alerts, built by hand; ``open_``: the final ones open); the report and the store's rows after it."""
     from wattwatch.detect.stitch import Step
     from wattwatch.runners.stream import StepReport
 
     rep = StepReport()
-    eng._take(Step(alerts=list(final), open_ids=set(), provisional=list(prov), provisional_open=set(popen),
+    eng._take(Step(alerts=list(final), open_ids=set(open_), provisional=list(prov), provisional_open=set(popen),
                    judged={"B-1"}), rep, "all")
     rows = {r[0]: r for r in store.con.execute('SELECT id, "end", score, message, evidence FROM alerts').fetchall()}
     return rep, rows
@@ -322,8 +326,9 @@ def test_a_provisional_follower_is_written_as_its_heads_version_and_put_back_whe
     assert "continued by baseline_macd" in eng.alerts[head.id].message
     # the head final, the follower still provisional (grown): the head's row is the merged version
     grown = _prov(follower, end="2024-01-28T10:00:00.000Z", score=0.8)
-    rep, rows = step(final=[head], prov=[grown])
+    rep, rows = step(final=[head], prov=[grown], popen=[follower.id])
     assert set(rows) == {head.id} and not rep.new
+    assert head.id in eng.open_ids and head.id not in rep.ended   # (al) open while its pending follower is
     a = eng.alerts[head.id]
     assert not a.evidence.get("provisional") and "continued by baseline_macd" in a.message
     assert [m.get("pending", False) for m in a.evidence["continued"]["alerts"]] == [False, True]
@@ -334,9 +339,11 @@ def test_a_provisional_follower_is_written_as_its_heads_version_and_put_back_whe
     store = Store(tmp_path / "live.duckdb")
     eng = engine(store)
     assert eng.resumed and set(eng._pending_final) == {head.id} and not eng._cont.head_of
+    assert head.id in eng.open_ids and head.id in eng._pending_open   # (al) still held open after the restart
     # the follower withdrawn by its final judgement: the head back to its own version, end and score too
     rep, rows = step(final=[head])
     assert set(rows) == {head.id} and not rep.withdrawn
+    assert head.id in rep.ended and head.id not in eng.open_ids   # (al) its end comes with the verdict
     assert eng.alerts[head.id].message == head.message and "continued" not in eng.alerts[head.id].evidence
     assert (pd.Timestamp(rows[head.id][1]), rows[head.id][2]) == (pd.Timestamp(head.end), head.score)
     assert json.loads(rows[head.id][4]) == head.evidence and rows[head.id][3] == head.message
@@ -377,9 +384,12 @@ def test_a_restarted_stream_keeps_a_provisional_follower_under_the_head_it_was_g
 def test_an_action_that_waits_for_final_alerts_never_sees_a_pending_continuation(tmp_path):
     """(rpf) A final head written with a provisional follower ``pending`` (its merged version: the
     follower's end, score and a critical severity) is no final judgement: a command action
-    (``on_provisional = false``, on opened and updated) is not told that version; when the follower
-    is withdrawn the head's own version is written again. One with ``on_provisional = true`` is told
-    each version (the pending one says so). ``{severity}`` in argv shows which version was told."""
+    (``on_provisional = false``) is not told that version; when the follower is withdrawn the head's
+    own version is written again. One with ``on_provisional = true`` is told each version (the pending
+    one says so). ``{severity}`` in argv shows which version was told. (al) The head, its own final
+    part closed while the follower is pending and open, stays open (console, dashboard, InfluxDB) and
+    ends only at the follower's verdict; its own part's growth meanwhile is told to the waiting action
+    as an ``updated`` of that final part."""
     import dataclasses
 
     from wattwatch.actions.base import actions_for
@@ -387,23 +397,36 @@ def test_an_action_that_waits_for_final_alerts_never_sees_a_pending_continuation
 
     src = tmp_path / "t.csv"
     pd.DataFrame({"meter_id": ["B-1"], "ts": ["2024-01-20T00:00:00Z"], "p_kw": [1.0]}).to_csv(src, index=False)
-    spec = {"type": "command", "argv": ["/bin/true", "{severity}"], "on": ["opened", "updated"]}
+    spec = {"type": "command", "argv": ["/bin/true", "{severity}"], "on": ["opened", "updated", "ended"]}
     site = api.load_site({"sources": [{"type": "replay", "path": str(src)}],
                           "actions": [{**spec, "name": "shed"}, {**spec, "name": "tell", "on_provisional": True}]})
+    shed = site.outputs[0]
     head, follower = _head_and_follower()
     follower = dataclasses.replace(follower, severity="critical")
+    grown = dataclasses.replace(head, end="2024-01-26T03:00:00.000Z", score=0.7)   # its own readings, still final
     store = Store(tmp_path / "live.duckdb")
     eng = _engine(store)
-    for final, prov in [([head], []), ([head], [_prov(follower)]), ([head], [])]:
-        rep, _ = _step(eng, store, final, prov)
+    steps = [([head], [], (), {head.id}),                              # open
+             ([head], [_prov(follower)], {follower.id}, ()),          # its own part closed, the follower pending, open
+             ([grown], [_prov(follower)], {follower.id}, ()),         # its own part grew
+             ([grown], [], (), ())]                                   # the follower withdrawn: back to its own, ended
+    for k, (final, prov, popen, open_) in enumerate(steps):
+        rep, _ = _step(eng, store, final, prov, popen, open_)
         deliver(site.outputs, "alerts", rep, eng)
         for o in site.outputs:
             assert o.flush(30)
+        held = k in (1, 2)
+        assert (head.id in eng.open_ids) == (k < 3) and (head.id in rep.ended) == (k == 3), k
+        if held:
+            assert alert_states({head.id: eng.alerts[head.id]}, rep, eng)[head.id] == "open"
+        if k == 2:   # told the final part's growth, not the merged version
+            assert shed._last[head.id] == ((grown.end, grown.score, "warning", grown.message), True)
     told = actions_for(store.con, head.id)
     seen = {n: [(e, d.split()[-1].strip("[]'\",")) for e, d in zip(g["event"], g["detail"])]
             for n, g in told.groupby("action")}
-    assert seen["tell"] == [("opened", "warning"), ("updated", "critical"), ("updated", "warning")]
-    assert ("updated", "critical") not in seen["shed"] and seen["shed"][0] == ("opened", "warning")
+    assert seen["tell"] == [("opened", "warning"), ("updated", "critical"), ("updated", "critical"),
+                            ("updated", "warning"), ("ended", "warning")], seen["tell"]
+    assert seen["shed"] == [("opened", "warning"), ("updated", "warning"), ("ended", "warning")], seen["shed"]
     store.close()
 
 
@@ -425,4 +448,11 @@ def test_a_fast_step_leaves_a_head_with_a_pending_follower_to_the_slow_tier(tmp_
               "fast")
     (msg,) = store.con.execute("SELECT message FROM alerts WHERE id = ?", [head.id]).fetchone()
     assert not rep.alerts and "continued by baseline_macd" in msg
+    # (ral) its own part closed, its follower pending and open: held open (al), also by a fast step,
+    # which judges no provisional alert (it ended the head there, open again at the next slow step)
+    _step(eng, store, [head], [_prov(follower)], {follower.id})
+    assert head.id in eng.open_ids
+    rep = StepReport()
+    eng._take(Step(alerts=[head], open_ids=set(), provisional=[], provisional_open=set(), judged={"B-1"}), rep, "fast")
+    assert head.id in eng.open_ids and head.id not in rep.ended
     store.close()

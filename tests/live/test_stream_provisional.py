@@ -137,6 +137,9 @@ def test_a_loose_ct_fragment_is_provisional_then_withdrawn_and_final_is_detect(h
             withdrawn[i] = k
             assert i in rep.ended and "loose_ct" in a.evidence["withdrawn"]
             assert store.con.execute("SELECT count(*) FROM alerts WHERE id = ?", [i]).fetchone()[0] == 0
+            # (al) kept for `alerts show`: withdrawn, why
+            assert store.con.execute("SELECT reason FROM alerts_withdrawn WHERE id = ?",
+                                     [i]).fetchall() == [(a.evidence["withdrawn"],)]
     rep = eng.flush()
     gone = {i: (written[i][0], k) for i, k in withdrawn.items()}
     assert gone and all(w < k for w, k in gone.values()), gone

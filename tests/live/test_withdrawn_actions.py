@@ -89,6 +89,21 @@ def test_actions_are_told_once_that_an_alert_they_saw_was_withdrawn_also_across_
                  ("pub", "withdrawn", "ok"), ("shed", "opened", "ok"), ("shed", "withdrawn", "ok")]), (i, log)
             assert "nothing written" in log[log["action"] == "shed"]["detail"].iloc[-1]
         assert not s.con.execute("SELECT count(*) FROM actions_pending").fetchone()[0]
+    # (al) `alerts show` of a withdrawn alert (its row deleted): withdrawn, when, why, and what the actions did
+    from typer.testing import CliRunner
+
+    from wattwatch.app.cli import app
+
+    for i in (a, b):
+        r = CliRunner().invoke(app, ["alerts", "show", i, "--db", str(path), "--json"])
+        assert r.exit_code == 0, r.output
+        doc = json.loads(r.stdout)
+        assert doc["id"] == i and doc["status"] == "withdrawn" and doc["withdrawn"]["reason"] == WITHDRAWN, doc
+        assert doc["withdrawn"]["at"] and len(doc["actions"]) == 6
+    r = CliRunner().invoke(app, ["alerts", "show", b[:8], "--db", str(path)])
+    out = " ".join(r.stdout.split())
+    assert r.exit_code == 0 and "withdrawn: not found again" in out and "withdrawn: ok" in out, r.stdout
+    assert "nothing written" in out
 
 
 def test_modbus_withdrawn_value_is_allow_listed_and_written_on_a_withdrawal_once(tmp_path, modbus):
@@ -130,7 +145,9 @@ def test_an_action_is_told_the_withdrawal_only_of_an_alert_it_was_told_of(tmp_pa
     """(rle3) ``on = ["opened", "withdrawn"]``: the withdrawal of an alert whose opening this action
     never acted on (rate-limited; below ``min_severity`` when it opened, grown past it since) would be
     news of something it never sent: not told (a ``modbus_write`` with ``withdrawn_value`` would
-    restore a load it never shed). What it was told survives a restart (its log)."""
+    restore a load it never shed). What it was told survives a restart (its log). (al) The same for
+    ``ended``; and the action forgets each alert its engine no longer holds (here: none open), so
+    every event after the opening step is checked against its log: told once, none missed."""
     import dataclasses
     from types import SimpleNamespace
 
@@ -138,7 +155,7 @@ def test_an_action_is_told_the_withdrawal_only_of_an_alert_it_was_told_of(tmp_pa
     from wattwatch.runners.stream import StepReport
 
     site = {"actions": [{"type": "webhook", "name": "hook", "url": "http://127.0.0.1:1/", "dry_run": True,
-                         "on": ["opened", "withdrawn"], "match": {"min_severity": "critical"},
+                         "on": ["opened", "ended", "withdrawn"], "match": {"min_severity": "critical"},
                          "rate_limit": {"per_meter": 2, "window_s": 3600}}]}
     told, other, limited = (_alert(start=f"2026-01-01T0{h}:00:00.000Z") for h in range(3))
     grown = _alert(meter="pdu-2", severity="warning")
@@ -150,20 +167,25 @@ def test_an_action_is_told_the_withdrawal_only_of_an_alert_it_was_told_of(tmp_pa
     for o in h.actions:
         o.close()
     h2 = Harness.__new__(Harness)   # restarted: what it was told of comes from its log
-    h2.store, h2.engine = h.store, SimpleNamespace(store=h.store, alerts={})
+    h2.store = h.store
+    h2.engine = SimpleNamespace(store=h.store, alerts={a.id: a for a in (told, limited, grown)}, open_ids=set())
     h2.actions = api.load_site({"sources": [{"type": "replay", "path": str(_REPLAY)}], **site}).outputs
     h2.action = h2.actions[0]
     fresh = _alert(meter="pdu-3")
     h2.opened(fresh)
+    assert not h2.action._acts   # (al) forgotten: its engine holds no alert open
+    h2.opened(told, fresh)   # (given again, as a restart's first steps may: not told twice)
+    h2.ended(told, limited, grown, fresh)
     gone = {a.id: dataclasses.replace(a, evidence={**a.evidence, "withdrawn": WITHDRAWN})
-            for a in (told, limited, grown, fresh)}
+            for a in (told, limited, grown)}   # (fresh: its meter's rate limit spent by its opening and end)
     h2.action.alerts(StepReport(withdrawn=gone), h2.engine)
     log = h2.log()
     h2.close()
     got = sorted(zip(log["alert_id"], log["event"], log["outcome"]))
     assert got == sorted([(told.id, "opened", "ok"), (other.id, "opened", "ok"), (limited.id, "opened", "rate_limited"),
-                          (told.id, "withdrawn", "ok"), (fresh.id, "opened", "ok"),
-                          (fresh.id, "withdrawn", "ok")]), got
+                          (told.id, "ended", "ok"), (told.id, "withdrawn", "ok"), (fresh.id, "opened", "ok"),
+                          (fresh.id, "ended", "ok")]), got
+    assert not h2.action._acts and h2.action.counters["ended_untold"] == 2
 
 
 def test_a_withdrawal_modbus_writes_nothing_for_takes_no_share_of_its_rate_limit(tmp_path, modbus):
@@ -187,3 +209,88 @@ def test_a_withdrawal_modbus_writes_nothing_for_takes_no_share_of_its_rate_limit
     h.close()
     got = sorted(zip(log["alert_id"], log["event"], log["outcome"]))
     assert got == sorted([(a.id, "opened", "ok"), (a.id, "withdrawn", "ok"), (b.id, "opened", "ok")]), got
+
+
+def test_an_alert_found_again_after_its_withdrawal_is_told_opened_again_to_an_action_told_it_closed(tmp_path):
+    """(ral) An alert withdrawn and found again (late readings make it again) is a fault again: an
+    action told its end or withdrawal (a load restored by ``ended_value``/``withdrawn_value``) is told
+    ``opened`` again (the load shed again), then its ``ended``; an action told neither (``on`` =
+    ``["opened"]``: for it the alert never closed) is not told ``opened`` twice. The same within one run
+    (al skipped it: the load stayed restored through a real fault) and across a restart (al told it
+    again to every action); a restart's replay of an alert not withdrawn since is not told again."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from tests.live.test_actions import _REPLAY, Harness, _alert
+    from wattwatch.alerts import store as alert_store
+    from wattwatch.alerts import withdrawn as wd
+    from wattwatch.runners.stream import StepReport
+
+    site = {"actions": [{"type": "webhook", "name": "hook", "url": "http://127.0.0.1:1/", "dry_run": True,
+                         "on": ["opened", "ended", "withdrawn"]},
+                        {"type": "webhook", "name": "note", "url": "http://127.0.0.1:1/", "dry_run": True,
+                         "on": ["opened"]}]}
+    a, b, c = (_alert(start=f"2026-01-01T0{h}:00:00.000Z") for h in range(3))
+
+    def withdraw(h, *xs):
+        for o in h.actions:
+            o.alerts(StepReport(withdrawn={x.id: dataclasses.replace(x, evidence={**x.evidence, "withdrawn": wd.LATE})
+                                           for x in xs}), h.engine)
+
+    h = Harness(tmp_path, site)
+    h.opened(a, b, c)
+    h.ended(a, b)
+    withdraw(h, a, b)
+    h.opened(a)   # found again in this run
+    h.ended(a)
+    h.log()
+    alert_store.upsert(h.store.con, [b])   # b: withdrawn by this run as the store keeps it (alerts_withdrawn)
+    wd.keep(h.store.con, {b.id: wd.LATE})
+    h.store.con.execute("DELETE FROM alerts WHERE id = ?", [b.id])
+    for o in h.actions:
+        o.close()
+    h2 = Harness.__new__(Harness)   # restarted (no checkpoint): b found again, c given again (a replay)
+    h2.store = h.store
+    h2.engine = SimpleNamespace(store=h.store, alerts={}, open_ids=set())
+    h2.actions = api.load_site({"sources": [{"type": "replay", "path": str(_REPLAY)}], **site}).outputs
+    h2.action = h2.actions[0]
+    h2.opened(b, c)
+    h2.ended(b)
+    log = h2.log()
+    h2.close()
+    got = sorted(zip(log["action"], log["alert_id"], log["event"]))
+    want = [("hook", a.id, "opened"), ("hook", a.id, "ended"), ("hook", a.id, "withdrawn"),
+            ("hook", a.id, "opened"), ("hook", a.id, "ended"),
+            ("hook", b.id, "opened"), ("hook", b.id, "ended"), ("hook", b.id, "withdrawn"),
+            ("hook", b.id, "opened"), ("hook", b.id, "ended"), ("hook", c.id, "opened"),
+            ("note", a.id, "opened"), ("note", b.id, "opened"), ("note", c.id, "opened")]
+    assert got == sorted(want), got
+
+
+def test_a_withdrawal_just_after_an_alert_ended_is_told_while_its_updated_job_waits(tmp_path):
+    """(ral; al's named gap) An ``updated`` job is not kept in ``actions_pending``: an alert forgotten
+    when it ended while its only job (updated) still waited for the worker was read back as never
+    acted on, and a withdrawal then was not told. Not forgotten until that job is logged."""
+    import dataclasses
+
+    from tests.live.test_actions import Harness, _alert
+    from wattwatch.alerts import withdrawn as wd
+    from wattwatch.runners.stream import StepReport
+
+    h = Harness(tmp_path, {"actions": [{"type": "webhook", "name": "hook", "url": "http://127.0.0.1:1/",
+                                        "dry_run": True, "on": ["updated", "withdrawn"]}]})
+    a = _alert()
+    go = threading.Event()
+    perform = h.action.perform
+    h.action.perform = lambda *x: (go.wait(10), perform(*x))[1]   # the worker busy with a's update
+    h.engine.open_ids = {a.id}
+    h.opened(a)
+    h.action.alerts(StepReport(alerts=[dataclasses.replace(a, score=0.95)]), h.engine)
+    h.engine.open_ids = set()
+    h.ended(a)
+    h.action.alerts(StepReport(withdrawn={a.id: dataclasses.replace(a, evidence={**a.evidence, "withdrawn": wd.LATE})}),
+                    h.engine)
+    go.set()
+    log = h.log()
+    h.close()
+    assert sorted(log["event"]) == ["updated", "withdrawn"], log[["event", "outcome"]]

@@ -46,8 +46,25 @@ its ``ended`` comes with the verdict). An action with ``on_provisional = false``
 final judgement confirms it (then ``opened``), and never sees one that is withdrawn or ends undecided:
 an action that switches a load should not switch it on evidence that may be a loose clamp.
 A final alert written with a provisional continuation (``evidence.continued``, a member
-``"pending": true``) reaches such an action without the pending part, and its updates wait for that
-member's verdict (rpf).
+``"pending": true``) reaches such an action without the pending part (rpf): its ``updated`` only when
+that final part changed since the action was told it (the head's own readings grew it; al), not for
+the pending member's growth, whose verdict decides.
+
+``ended`` (al), like ``withdrawn``: only for an alert this action acted on (a job of another event
+queued, or logged ok/refused/failed): not for one whose opening it rate-limited, or that did not match
+when it opened (``min_severity``) and ended matching; an ``ended_value`` would restore a load it never
+shed. An action whose ``on`` has no ``opened``, ``updated`` or ``stopped`` hears every matching end.
+What an action did is kept in memory only while the engine holds the alert (open, provisional, a head
+with a pending follower); after it ended or was withdrawn the id is forgotten, and an event that comes
+for it later (a withdrawal by late readings, a continuation that makes it grow again) is checked
+against the store's ``actions_log`` and ``actions_pending``, as a restarted watcher checks its first
+alerts: it tells nothing twice and misses no withdrawal it owes. An alert the engine reports new is
+read back only when the log may have it (logged since the checkpoint the watcher resumed from, or no
+checkpoint; or withdrawn earlier, in this run or (``alerts_withdrawn``) an earlier one, and found again).
+An alert withdrawn and found again (later readings make it after all) is a fault again (ral): an action
+told its ``ended`` or ``withdrawn`` since its ``opened`` (a load restored) is told ``opened`` anew, and
+then its end; one told neither (for it the alert never closed) is not told ``opened`` twice. The same
+within one run and across a restart; a restart's replay of an alert not withdrawn since tells nothing again.
 
 ``code``, ``meter`` and ``detector`` are shell-style globs (``*``, ``?``, ``[..]``), matched
 case-sensitively. ``detector`` tells apart alerts that share a code: ``ALRM_PKT_LOSS_CRIT`` is
@@ -371,12 +388,36 @@ class Action(Output):
         self._thread: threading.Thread | None = None
         self._cur = None                     # the worker's own connection to the store
         self._lock = threading.Lock()        # the log connection, used by the worker and the engine thread
-        self._done: set[tuple[str, str]] | None = None
-        # (rle3) The alerts this action acted on (a job of another event queued, or logged ok, refused
-        # or failed): only their withdrawals are told, unless ``on`` has no other event.
-        self._told: set[str] = set()
-        self._told_only = set(self.on) <= {"withdrawn"}
+        # (rle3, al) What this action did for each alert it holds in memory: id -> the events it acted
+        # on (a job queued, or logged ok, refused or failed; ``updated`` included). An alert it acted on
+        # is told its ``ended`` and ``withdrawn`` (unless ``on`` has no event before them: then every
+        # matching one, :attr:`_every`); an event it acted on is not repeated (``updated`` aside).
+        # Bounded (al): an alert the engine no longer holds (ended, withdrawn) is forgotten at the end
+        # of the step; what comes later for an id not in memory (a withdrawal by late readings days
+        # after its end, a restart's first steps) is read from the store (:meth:`_recall`), which keeps
+        # every job (``actions_pending`` from its queueing, ``actions_log`` from its outcome).
+        self._acts: dict[str, set[str]] = {}
+        self._every = {"ended": not (self.on & {"opened", "updated", "stopped"}),
+                       "withdrawn": self.on <= {"withdrawn"}}
         self._limited: set[tuple[str, str]] = set()
+        # (al) of the alerts the engine reports new, those whose jobs the log may hold (see _start; None:
+        # any), and those withdrawn in this run (found again, new again: a withdrawal is rare)
+        self._old: set[str] | None = None
+        self._gone: set[str] = set()
+        # (ral) the ids withdrawn since this action was last told them opened (this run's withdrawals;
+        # at a start, the store's ``alerts_withdrawn`` later than its log's ``opened``): found again, a
+        # fault again, told ``opened`` anew if this action was told its end or withdrawal (a load its
+        # ``ended_value``/``withdrawn_value`` restored is shed again); not to one that heard neither
+        self._reopen: set[str] = set()
+        # (ral) ids with an ``updated`` job handed to the worker and not logged yet: the one job the
+        # store does not keep while it waits (``actions_pending`` has the others), so not forgotten
+        # until it is logged (a withdrawal meanwhile would be read back as never acted on: untold)
+        self._upd: dict[str, int] = {}
+        self._upd_lock = threading.Lock()
+        # (al) the version each alert's last opened/updated job was told (end, score, severity,
+        # message) and whether it was given with a pending member then: a final head with a pending
+        # follower is told its final part's growth only, and not again when it is put back to it
+        self._last: dict[str, tuple[tuple, bool]] = {}
         # Jobs an earlier run left pending that the queue could not take at start: queued as it
         # has room (_feed: each step, and the worker after each job), still pending in the store
         # meanwhile; never dropped for the queue's size.
@@ -413,7 +454,7 @@ class Action(Output):
         if self._closed:
             return
         if self._cur is None:
-            self._start(engine.store.con)
+            self._start(engine.store.con, getattr(engine, "_resumed_saved", None))
         self._feed()
         new = set(report.new)
         # Provisional alerts (see the module): confirmed ones open now for an action that waits for
@@ -444,11 +485,22 @@ class Action(Output):
             if not self.on_provisional and a.evidence.get("provisional"):
                 continue   # never opened here
             events.append((a, "withdrawn"))
+        pending: set[str] = set()   # (al) ids given with a pending member (told their final part)
         if not self.on_provisional:
             events = [(a, ev) for a, ev in events if ev == "ended" or not a.evidence.get("provisional")]
             # (rpf) a final head written with a provisional follower ``pending`` (its merged version):
-            # opened and ended without the pending part, its updates not told until the follower's verdict
-            events = [(final_part(a), ev) for a, ev in events if ev != "updated" or final_part(a) is a]
+            # told without the pending part; (al) a continued alert's update only when that final part
+            # changed since this action was told it (the head's own growth; not the pending follower's,
+            # nor the head put back to the version it was told when its follower is withdrawn)
+            kept = []
+            for a, ev in events:
+                f = final_part(a)
+                if f is not a:
+                    pending.add(a.id)
+                last = self._last.get(a.id)
+                if ev != "updated" or last is None or last[0] != _told_version(f) or not (f is not a or last[1]):
+                    kept.append((f, ev))
+            events = kept
         # An alert someone acknowledged or cleared is handled: its growth no longer acts.
         handled = set()
         if "updated" in self.on and any(ev == "updated" for _, ev in events):
@@ -457,19 +509,38 @@ class Action(Output):
             got = statuses(engine.store.con, [a.id for a, ev in events if ev == "updated"])
             handled = {i for i, st in got.items() if st != "open"}
         now = time.monotonic()
-        jobs = []
+        cand = []
         for a, ev in events:
             if ev not in self.on or not self.match(a, self.meter_tags(a.meter_id)) or not self.applies(a, ev):
                 continue
             if ev == "updated" and a.id in handled:
                 self.counters["handled_skipped"] += 1
                 continue
-            if ev == "withdrawn" and not self._told_only and a.id not in self._told:
-                self.counters["withdrawn_untold"] += 1   # (rle3) never told of it: no news of its withdrawal
+            cand.append((a, ev))
+        # (al) an alert new to this run is new to this action too (nothing to read back) unless its
+        # log may have it: done since the checkpoint this run resumed from (a restart gives them again),
+        # or withdrawn in this run and found again
+        fresh = set(report.new) - self._gone if self._old is not None else set()
+        self._recall({a.id for a, ev in cand if not (ev == "opened" and a.id in fresh and a.id not in self._old)})
+        self._gone.update(withdrawn)
+        self._reopen.update(withdrawn)
+        jobs = []
+        for a, ev in cand:
+            acts = self._acts.setdefault(a.id, set())
+            if ev == "opened" and a.id in self._reopen:
+                self._reopen.discard(a.id)
+                if acts & {"ended", "withdrawn"}:   # (ral) told it closed: found again, a new opening
+                    acts.clear()
+                    self._limited = {k for k in self._limited if k[0] != a.id}
+                    self.counters["reopened"] += 1
+            if ev in self._every and not self._every[ev] and not acts:
+                # (rle3: withdrawn; al: ended) never acted on it: no news of its end or withdrawal
+                # (an ``ended_value`` would restore a load it never shed)
+                self.counters[f"{ev}_untold"] += 1
                 continue
             self.counters["matched"] += 1
             key = (a.id, ev)
-            if ev != "updated" and key in self._done:
+            if ev != "updated" and ev in acts:
                 self.counters["already_done"] += 1
                 continue
             why = self.limit.allow(a.meter_id, now) if self.sends(a, ev) else None
@@ -479,9 +550,9 @@ class Action(Output):
                     self._limited.add(key)
                     self._log(a, ev, "rate_limited", why, 0, 0.0)
                 continue
-            if ev != "updated":
-                self._done.add(key)
-            self._told.add(a.id)
+            acts.add(ev)
+            if ev in ("opened", "updated"):
+                self._last[a.id] = (_told_version(a), a.id in pending)
             jobs.append((a, ev))
         try:
             self._pend([(a, ev) for a, ev in jobs if ev != "updated"])   # recorded before the worker has them
@@ -493,6 +564,60 @@ class Action(Output):
         if dropped:   # logged in one transaction (one each was a DuckDB commit on this thread per job)
             why = f"the worker's queue is full ({self.queue_size} jobs waiting)"
             self._log_all([(a, ev, "dropped", why, 0, 0.0) for a, ev in dropped])
+        self._forget(engine)
+
+    def _forget(self, engine) -> None:
+        """(al) Forget the alerts the engine no longer holds (open, provisional, a head with a pending
+        follower, a source's open health alert or edge report): ended or withdrawn, nothing more comes
+        for them but what late readings or a continuation may bring, rarely, and that is read back
+        from the store then (:meth:`_recall`). Memory holds the alerts alive, not every id of a
+        watcher's life. An engine that keeps no open set (a stand-in) forgets nothing."""
+        if not (self._acts or self._limited or self._last):
+            return
+        if getattr(engine, "open_ids", None) is None:
+            return
+        live = set(engine.open_ids)
+        for n in ("health_open", "provisional", "_pending_final", "events_open"):
+            live.update(getattr(engine, n, None) or ())
+        with self._upd_lock:   # (ral) an updated job not logged yet: the store does not have it
+            live.update(self._upd)
+        gone = [i for i in self._acts if i not in live]
+        for i in gone:
+            del self._acts[i]
+        for i in [i for i in self._last if i not in live]:
+            del self._last[i]
+        self._limited = {k for k in self._limited if k[0] in live}
+        self.counters["forgotten"] += len(gone)
+
+    def _recall(self, ids, pending: bool = True) -> None:
+        """(al) What this action did for the ``ids`` it holds nothing of in memory (a watcher's first
+        steps after a restart, an alert forgotten when it ended: :meth:`_forget`), from the store: the
+        events logged ``ok``, ``refused`` or ``failed`` (same ``dry_run``) and, with ``pending``, the
+        jobs queued and not logged yet. One statement per 500 ids, only for ids not in memory: an
+        alert's opening and its end, not its every update (~1-15 ms at 0.1-1 M log rows)."""
+        ask = sorted(i for i in ids if i not in self._acts)
+        if not ask or self._cur is None:
+            return
+        got: dict[str, set[str]] = {i: set() for i in ask}
+        with self._lock:
+            for lo in range(0, len(ask), 500):
+                part = ask[lo:lo + 500]
+                qs = ", ".join("?" for _ in part)
+                sql = (f"SELECT alert_id, event, done_at AS t FROM actions_log WHERE action = ? AND dry_run = ? "
+                       f"AND outcome IN ('ok', 'refused', 'failed') AND alert_id IN ({qs})")
+                args = [self.name, self.dry_run, *part]
+                if pending:
+                    sql += f" UNION ALL SELECT alert_id, event, queued_at AS t FROM actions_pending WHERE action = ? " \
+                           f"AND dry_run = ? AND alert_id IN ({qs})"
+                    args += [self.name, self.dry_run, *part]
+                for i, e, _ in self._cur.execute(sql + " ORDER BY alert_id, t", args).fetchall():
+                    # (ral) the last opening's events: one told again after its end or withdrawal
+                    # (found again) starts anew
+                    if e == "opened" and got[i] & {"ended", "withdrawn"}:
+                        got[i] = set()
+                    got[i].add(e)
+        self._acts.update(got)
+        self.counters["recalled"] += len(ask)
 
     def _feed(self) -> None:
         """Queue what the backlog holds, as far as the queue has room (the engine thread at each
@@ -511,9 +636,13 @@ class Action(Output):
 
     def _queue(self, a: Alert, ev: str) -> bool:
         """Hand a job to the worker; False when its queue is full (the job is dropped: the caller logs it)."""
+        if ev == "updated":
+            self._unlogged(a.id, 1)
         try:
             self._q.put_nowait((a, ev, time.monotonic()))
         except queue.Full:
+            if ev == "updated":
+                self._unlogged(a.id, -1)
             self.counters["dropped"] += 1
             return False
         self.counters["queued"] += 1
@@ -570,23 +699,49 @@ class Action(Output):
         return not self._q.unfinished_tasks
 
     # ---- internals
-    def _start(self, con) -> None:
+    def _start(self, con, saved=None) -> None:
+        """Start the worker and resume the jobs an earlier run left pending. ``saved``: when the
+        checkpoint the engine resumed from was saved (None: none)."""
         ensure_log(con)
         self._cur = con.cursor()
         with self._lock:
-            rows = self._cur.execute(
-                "SELECT DISTINCT alert_id, event FROM actions_log WHERE action = ? AND dry_run = ? "
-                "AND outcome IN ('ok', 'refused', 'failed')", [self.name, self.dry_run]).fetchall()
             left = self._cur.execute(
                 "SELECT alert_id, event, any_value(alert) FROM actions_pending WHERE action = ? AND dry_run = ? "
                 "GROUP BY alert_id, event ORDER BY min(queued_at)", [self.name, self.dry_run]).fetchall()
-        self._done = {(a, e) for a, e in rows if e != "updated"}
-        self._told = {a for a, _ in rows}
+            # (al) the ids an alert the engine reports new may have in the log: none when this action
+            # has logged nothing; those logged since the checkpoint resumed from (a restart reports
+            # again the alerts first stored after it; a minute's margin); unknown without a checkpoint
+            # (every new id is read back then)
+            old = None
+            if not self._cur.execute("SELECT 1 FROM actions_log WHERE action = ? AND dry_run = ? LIMIT 1",
+                                     [self.name, self.dry_run]).fetchall():
+                old = set()
+            elif saved is not None:
+                old = {r[0] for r in self._cur.execute(
+                    "SELECT DISTINCT alert_id FROM actions_log WHERE action = ? AND dry_run = ? AND done_at >= "
+                    "?::TIMESTAMPTZ - INTERVAL 1 MINUTE", [self.name, self.dry_run, saved]).fetchall()}
+        self._old = None if old is None else old | {aid for aid, _, _ in left}
+        # (ral) withdrawn (by an earlier run, or a ``detect``) after this action last queued or logged
+        # their opening: found again, read back and told opened anew if it was told them closed
+        if "alerts_withdrawn" in dbtables.tables(self._cur):
+            with self._lock:
+                self._reopen = {r[0] for r in self._cur.execute(
+                    "SELECT w.id FROM (SELECT id, max(withdrawn_at) AS t FROM alerts_withdrawn GROUP BY id) w "
+                    "WHERE NOT EXISTS (SELECT 1 FROM actions_log l WHERE l.action = ? AND l.dry_run = ? AND "
+                    "l.alert_id = w.id AND l.event = 'opened' AND l.done_at > w.t) AND NOT EXISTS (SELECT 1 FROM "
+                    "actions_pending p WHERE p.action = ? AND p.dry_run = ? AND p.alert_id = w.id AND "
+                    "p.event = 'opened' AND p.queued_at > w.t)",
+                    [self.name, self.dry_run, self.name, self.dry_run]).fetchall()}
+            self._gone |= self._reopen
+        # (al) what it did before is read from the log as alerts come (_recall), not all at start (a
+        # watcher's whole history: 0.47 s and ~670,000 ids held for 1 M log rows); here only for the
+        # jobs left pending (one its log has done is not run again)
+        self._recall({aid for aid, _, _ in left}, pending=False)
         self._thread = threading.Thread(target=self._worker, name=f"action:{self.name}", daemon=True)
         self._thread.start()
         # Jobs queued by an earlier run that never logged their outcome (killed meanwhile): run now.
         for aid, ev, doc in left:
-            if (aid, ev) in self._done:
+            if ev in self._acts.get(aid, ()):
                 self._unpend(aid, ev)
                 continue
             try:
@@ -595,8 +750,7 @@ class Action(Output):
                 log.warning("%s: a pending %s job of alert %s cannot be read (%s): dropped", self.name, ev, aid, exc)
                 self._unpend(aid, ev)
                 continue
-            self._done.add((aid, ev))
-            self._told.add(aid)
+            self._acts.setdefault(aid, set()).add(ev)
             self.counters["resumed"] += 1
             self._backlog.append((a, ev))   # (queued by _feed: the queue's size does not drop them)
         self._feed()
@@ -625,8 +779,19 @@ class Action(Output):
                 log.warning("%s: cannot log an action: %s", self.name, exc)
             finally:
                 if job is not None:
+                    if job[1] == "updated":
+                        self._unlogged(job[0].id, -1)
                     self._feed()     # room for a job of the backlog (before task_done: flush waits for it)
                 self._q.task_done()
+
+    def _unlogged(self, aid: str, n: int) -> None:
+        """(ral) Count an ``updated`` job of ``aid`` handed to the worker (+1) or logged (-1)."""
+        with self._upd_lock:
+            k = self._upd.get(aid, 0) + n
+            if k > 0:
+                self._upd[aid] = k
+            else:
+                self._upd.pop(aid, None)
 
     def _log(self, a: Alert, ev: str, outcome: str, detail: str, attempts: int, ms: float) -> None:
         self._log_all([(a, ev, outcome, detail, attempts, ms)])
@@ -688,6 +853,11 @@ class Action(Output):
 
     def view(self) -> dict:
         return {**super().view(), "queue": self._q.qsize()}
+
+
+def _told_version(a: Alert) -> tuple:
+    """(al) What an ``updated`` tells of an alert: its end, score, severity and message."""
+    return (a.end, a.score, a.severity, a.message)
 
 
 def state_after(a: Alert, event: str) -> str:

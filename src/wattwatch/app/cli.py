@@ -1504,12 +1504,13 @@ def alerts_list(db: Path = DB_OPTION, status: str = typer.Option("open", "--stat
 def alerts_show(alert_id: str = typer.Argument(..., help="Alert id (or a unique prefix)."), db: Path = DB_OPTION,
                 as_json: bool = typer.Option(False, "--json")) -> None:
     """One alert: its fields, status, and every action taken for it (`\\[\\[actions]]` of `watch`)
-    with its outcome."""
+    with its outcome. A withdrawn alert (late readings or a final verdict no longer make it: its row
+    is gone from `alerts list`) is shown as the store last had it, with when and why it was withdrawn."""
     import pandas as pd
 
     from wattwatch.actions.base import actions_for
-    from wattwatch.alerts import store as alert_store
-    from wattwatch.alerts.model import iso, record
+    from wattwatch.alerts import withdrawn
+    from wattwatch.alerts.model import iso
 
     if not alert_id.strip():
         _fail("give an alert id (or a unique prefix of one); `wattwatch alerts list` shows them")
@@ -1523,14 +1524,13 @@ def alerts_show(alert_id: str = typer.Argument(..., help="Alert id (or a unique 
         acts[["attempts", "ms"]] = acts[["attempts", "ms"]].astype(float)
     else:
         try:
-            try:
-                row = alert_store.find(store.con, alert_id)
+            try:   # (al) a withdrawn alert (its row deleted) is shown from ``alerts_withdrawn``
+                rec = withdrawn.show(store.con, alert_id)
             except KeyError as exc:
                 _fail(str(exc.args[0]))
-            acts = actions_for(store.con, row["id"])
+            acts = actions_for(store.con, rec["id"])
         finally:
             store.close()
-        rec = record(row)
     taken = [{"action": r["action"], "kind": r["kind"], "event": r["event"], "at": iso(r["done_at"]),
               "dry_run": bool(r["dry_run"]), "outcome": r["outcome"], "detail": r["detail"],
               "attempts": None if r["attempts"] != r["attempts"] else int(r["attempts"]),
@@ -1543,6 +1543,10 @@ def alerts_show(alert_id: str = typer.Argument(..., help="Alert id (or a unique 
         v = rec.get(k)
         if v is not None and v != "":
             table.add_row(k, escape(_one_line(f"{v:.2f}" if k == "score" else v)))
+    w = rec.get("withdrawn")
+    if w:   # (al) when and why (its row is gone: what the store keeps of it; the reason says "withdrawn: ...")
+        times = f" (withdrawn {w['times']} times: the last)" if w.get("times", 1) > 1 else ""
+        table.add_row("withdrawn", escape(_one_line((f"{w['at']} " if w.get("at") else "") + w["reason"] + times)))
     console.print(table)
     if not taken:
         console.print("no action taken for this alert")

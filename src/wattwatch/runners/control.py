@@ -144,11 +144,11 @@ def apply(engine, req: dict) -> dict:
         return {"ok": True, "alerts": json.loads(json.dumps([record(r) for r in df.to_dict("records")], default=str))}
     if req["op"] == "show":
         from wattwatch.actions.base import actions_for
-        from wattwatch.alerts.model import record
+        from wattwatch.alerts import withdrawn
 
-        row = alert_store.find(con, req["id"])
-        acts = actions_for(con, row["id"])
-        return {"ok": True, "alert": json.loads(json.dumps(record(row), default=str)),
+        rec = withdrawn.show(con, req["id"])   # (al) a withdrawn alert too
+        acts = actions_for(con, rec["id"])
+        return {"ok": True, "alert": json.loads(json.dumps(rec, default=str)),
                 "actions": json.loads(acts.to_json(orient="records", date_format="iso"))}
     con.execute("BEGIN TRANSACTION")
     try:

@@ -31,15 +31,16 @@ import numpy as np
 import pandas as pd
 
 from wattwatch.alerts import store as alert_store
+from wattwatch.alerts import withdrawn
 
 log = logging.getLogger("wattwatch.watch")
 
 NEG = -(1 << 62)
-WITHDRAWN = "withdrawn: not found again when its meter was re-judged with readings that arrived late"
+#: Why a re-judging withdrew an alert (the texts of every cause: :mod:`wattwatch.alerts.withdrawn`)
+WITHDRAWN = withdrawn.LATE
 #: (pf) The withdrawal of a follower written alone that a re-judging found continuing a head: the
 #: same change, now told under the head's id (``evidence.continued_by`` names it too).
-CONTINUED = ("withdrawn: continued by {head} (its meter re-judged with readings that arrived late: the same "
-             "change, one alert under that id)")
+CONTINUED = withdrawn.CONTINUED_LATE
 DAY = 86400.0
 
 
@@ -366,6 +367,8 @@ def _withdraw(engine, res, rep, since: dict[str, dict[str, float]]) -> None:
     ended_before = {i for i in gone if i not in engine.open_ids and i not in rep.ended}
     con.execute("BEGIN TRANSACTION")
     try:
+        # (al) what ``alerts show`` says of it once its row is gone
+        withdrawn.keep(con, {i: told[i].evidence["withdrawn"] if i in told else WITHDRAWN for i in gone})
         con.execute(f"DELETE FROM alerts WHERE id IN ({', '.join('?' for _ in gone)})", gone)
         _keep_for_outputs(engine, told, ended_before)
         con.execute("COMMIT")
@@ -378,6 +381,7 @@ def _withdraw(engine, res, rep, since: dict[str, dict[str, float]]) -> None:
         # (fix3) No longer kept by the store: found again, it is new (as in a run that never
         # stopped), not an alert the store kept before the checkpoint this run resumed from.
         engine._kept_before.discard(i)
+        getattr(engine, "_pending_open", set()).discard(i)   # (al) no longer held open by a pending follower
         if i in engine.open_ids:
             engine.open_ids.discard(i)
             if i not in rep.ended:   # (le2: a restart's re-judging of one the last run withdrew: once)

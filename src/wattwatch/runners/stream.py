@@ -73,6 +73,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wattwatch.alerts import store as alert_store
+from wattwatch.alerts import withdrawn
 from wattwatch.alerts.model import Alert
 from wattwatch.detect import core
 from wattwatch.detect.stitch import Stitcher, Stitchers, dense_columns
@@ -302,6 +303,13 @@ class StreamEngine:
         self._pending_final: dict[str, Alert] = {}
         self._follows: dict[str, tuple[str, str]] = {}   # provisional follower id -> (meter, the head it was given under)
         self._pending_max: dict[str, tuple[pd.Timestamp, float]] = {}
+        # (al) Of those heads, the ones whose pending follower is open by the last judgement of their
+        # meter: open (``open_ids``: the console, the dashboard, InfluxDB's state) though their own
+        # final part closed, until the follower's verdict (its final version keeps the head open, or
+        # the head goes back to its own version and ends then). ``_final_open``: the open ids the
+        # last final judgement gave (without these).
+        self._pending_open: set[str] = set()
+        self._final_open: set[str] = set()
         # Provisional ids read from the store at a restart that the outputs may not have had (first
         # written after the last checkpoint, or no checkpoint): reported new when given again.
         self._prov_unsent: set[str] = set()
@@ -527,6 +535,8 @@ class StreamEngine:
             if pending and not a.evidence.get("provisional"):
                 self._pending_final[a.id] = a
                 self._pending_max[a.id] = (pd.Timestamp(a.end), a.score)
+        # (al) held open by a pending follower at the checkpoint: open until its meter's next judgement
+        self._pending_open = set(self._pending_final) & self.open_ids
 
     def _load_open_detectors(self) -> None:
         """(rst2) The detector of each alert open at the checkpoint this run resumed from: which
@@ -1615,6 +1625,9 @@ class StreamEngine:
             now_open = ot["fast"] | ot["slow"]
         if self._cont is not None:   # (xd) an open follower keeps its head open
             now_open = self._cont.open_ids(now_open)
+        self._final_open = now_open
+        # (al) ... and so does a pending (provisional) one, until its verdict (_take_provisional)
+        now_open = now_open | self._pending_open
         ended = sorted(self.open_ids - now_open)
         rep.ended += ended
         self.open_ids = now_open
@@ -1723,6 +1736,7 @@ class StreamEngine:
         popen = getattr(res, "provisional_open", None) or set()
         if follows:   # (pf) an open follower keeps its (provisional) head open
             popen = {follows.get(i, i) for i in popen}
+        self._pending_held(popen, judged, rep)
         was_open = self.provisional_open
         self.provisional_open = {i for i in self.provisional_open | (set(given) & popen) if i in self.provisional
                                  and (i in popen or self.provisional[i].meter_id not in judged)}
@@ -1753,6 +1767,27 @@ class StreamEngine:
         self._prov_opened &= set(self.provisional)
         rep.ended += stopped
         self.counters["provisional_ended"] += len(stopped)
+
+    def _pending_held(self, popen: set[str], judged: set, rep: StepReport) -> None:
+        """(al) A final head whose only open part is a pending (provisional) follower is open, as the
+        follower's final version will keep it (``Continuations.open_ids``): its own final part closed
+        is not its end while the follower may still grow (pf showed it ``ended`` until the verdict,
+        then open again). Per meter judged, as this judgement says (``popen``: open provisional ids,
+        a follower's mapped to its head); the others as before. A head no longer held (the follower
+        closed, withdrawn, or final: then the final judgement's open set holds it if it is open) and
+        not open by the final judgement ends now."""
+        if not (self._pending_open or self._pending_final):
+            return
+        pf = self._pending_final
+        held = {h for h in self._pending_open if h in pf and pf[h].meter_id not in judged} | (set(popen) & set(pf))
+        released = sorted(h for h in self._pending_open - held if h in self.open_ids and h not in self._final_open)
+        self._pending_open = held
+        self.open_ids = (self.open_ids - set(released)) | held
+        kept = [h for h in rep.ended if h in held]   # (its own part closed in this step: not its end)
+        if kept:
+            rep.ended[:] = [h for h in rep.ended if h not in held]
+        rep.ended += [h for h in released if h not in rep.ended]
+        self.counters["alerts_ended"] += len(released) - len(kept)
 
     def _take_pending_final(self, onto: dict[str, Alert], judged: set, final: dict, rep: StepReport,
                             tier: str) -> None:
@@ -1882,8 +1917,7 @@ class StreamEngine:
             ev = {**a.evidence, "withdrawn": why}
             h = self._cont.head_of.get(a.id) if self._cont is not None else None
             if h is not None:   # (pf) written under its own id by an earlier run: now its head's
-                ev.update(withdrawn=f"withdrawn: continued by {h} (the same change, one alert under that id)",
-                          continued_by=h)
+                ev.update(withdrawn=withdrawn.CONTINUED_FINAL.format(head=h), continued_by=h)
                 why = ev["withdrawn"]
             w = dataclasses.replace(a, evidence=ev)
             (keep if a.id in self.settled else delete).append(w)
@@ -1899,7 +1933,8 @@ class StreamEngine:
         con = self.store.con
         con.execute("BEGIN TRANSACTION")
         try:
-            if delete:
+            if delete:   # (al) what ``alerts show`` says of it once its row is gone
+                withdrawn.keep(con, {w.id: w.evidence["withdrawn"] for w in delete})
                 con.execute(f"DELETE FROM alerts WHERE id IN ({', '.join('?' for _ in delete)})", [a.id for a in delete])
             for w in keep:   # settled by someone: the row stays, saying it was withdrawn and why
                 con.execute("UPDATE alerts SET evidence = ? WHERE id = ?", [json.dumps(w.evidence, default=str), w.id])

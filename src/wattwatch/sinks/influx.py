@@ -264,10 +264,10 @@ def alert_states(todo: dict, report, engine) -> dict[str, str]:
     ``stopped`` for a provisional alert back to normal whose verdict is pending (pc: told in the step
     it stops; le: also when it is written again meanwhile, a changed score, which wrote ``open`` until
     the verdict); ``open`` for the alerts that may still grow (the final ones the stitcher holds open,
-    the health alerts of sources, the provisional ones not stopped; rle: an edge meter's tamper or
-    noisy-signal report until the meter's ``cleared``/``signal_ok`` one); any other alert written is
-    over (``ended``: a final alert rewritten after its end, one found already closed, an hour's
-    refused reports or clock skew). An engine that keeps no open set (a stand-in) leaves every other
+    al: a final head whose pending provisional follower is open, the health alerts of sources, the
+    provisional ones not stopped; rle: an edge meter's tamper or noisy-signal report until the meter's
+    ``cleared``/``signal_ok`` one); any other alert written is over (``ended``: a final alert rewritten
+    after its end, one found already closed, an hour's refused reports or clock skew). An engine that keeps no open set (a stand-in) leaves every other
     alert ``open``, as before."""
     from wattwatch.sources.tamper import ongoing
 
