@@ -975,9 +975,11 @@ class StreamEngine:
             self.counters["handed"] += int(sel.sum())
         piece = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
         if len(parts) > 1 or own:
-            piece = piece.dropna(axis=1, how="all") if len(piece) else piece
-            order = [*("meter_id", "ts"), *(c for c in self.store.channels(live=True) if c in piece.columns)]
-            piece = piece[order + [c for c in piece.columns if c not in order]]
+            # Without its all-missing columns (as ``dropna(axis=1, how="all")``, one look at each
+            # column's array instead of a frame of flags; fo), in the store's order.
+            have = [c for c in piece.columns if not pd.isna(piece[c].array).all()] if len(piece) else list(piece.columns)
+            order = [*("meter_id", "ts"), *(c for c in self.store.channels(live=True) if c in have)]
+            piece = piece[order + [c for c in have if c not in order]]
             # The handed rows of one add() come sorted (ingest_live): no sort then (~1.5 ms).
             piece = piece.reset_index(drop=True) if _by_meter_time(piece) else \
                 piece.sort_values(["meter_id", "ts"], kind="stable").reset_index(drop=True)
@@ -1073,8 +1075,12 @@ class StreamEngine:
             piece = self._piece(rows)
             if len(piece):
                 t = piece["ts"].to_numpy("datetime64[us]").astype(np.int64)
-                mx = pd.Series(t).groupby(piece["meter_id"].to_numpy(), sort=False).max()
-                for m, v in mx.items():
+                # Per meter (in the order of its first row) its newest stamp: a NumPy reduction,
+                # not a groupby (fo: ~0.5 ms of fixed cost a step)
+                code, um = pd.factorize(piece["meter_id"].to_numpy())   # (a missing id: -1, left out as groupby did)
+                mx = np.full(len(um), np.iinfo(np.int64).min)
+                np.maximum.at(mx, code[code >= 0], t[code >= 0])
+                for m, v in zip(um.tolist(), mx.tolist()):
                     self.fed[m] = int(v)
                 piece = self._after_cut(piece)
         self._prune_handed()
