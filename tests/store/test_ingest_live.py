@@ -284,3 +284,31 @@ def test_copies_re_sent_late_do_not_hold_a_meter_at_its_old_cadence(tmp_path):
         n = store.con.execute("SELECT count(*) FROM readings").fetchone()[0]
         cad = store.con.execute("SELECT cadence_s FROM meters").fetchone()[0]
     assert n == 4 + 4 + 2 and cad > 5, (n, cad)
+
+
+def test_the_live_time_bound_moves_with_the_clock_through_the_parsed_statements(tmp_path, monkeypatch):
+    """(rfo) A watcher runs for days: its normaliser is rebuilt every ``LIVE_NORMALISER_S`` with the
+    latest plausible time (now + 1 day) in its text, and the store keeps the parsed statements by
+    that text (fo). A statement kept across a rebuild (keyed by layout, say) would keep the first
+    day's bound and reject every reading from the second day on; a day's reading past its own
+    bound is still a reject. Nine days: more texts than the store keeps (8)."""
+    from wattwatch.ingest import pipeline
+    from wattwatch.ingest.mapping import Mapping
+
+    clock = {"now": T0.to_pydatetime()}
+    real = Mapping.time_bounds
+    monkeypatch.setattr(Mapping, "time_bounds", lambda self, now=None: real(self, clock["now"]))
+    monkeypatch.setattr(pipeline, "LIVE_NORMALISER_S", -1.0)   # rebuilt at every call
+    s = Store(tmp_path / "t.duckdb")
+    cache: dict = {}
+    try:
+        for day in range(9):
+            clock["now"] = (T0 + pd.Timedelta(days=day)).to_pydatetime()
+            t = T0 + pd.Timedelta(days=day, minutes=1)
+            f = pd.DataFrame({"meter_id": ["a", "a"], "ts": [t, t + pd.Timedelta(days=2)],
+                              "p_kw": [1.0, 2.0]})
+            got, rows, _ = ingest_live(s, f, None, source="x", cache=cache)
+            assert (got.stored, got.rejected) == (1, 1), f"day {day}"
+            assert rows["ts"].tolist() == [t], f"day {day}"
+    finally:
+        s.close()

@@ -1077,7 +1077,11 @@ def _blocks(df: pd.DataFrame, cats: pd.Index, take: np.ndarray | None) -> tuple[
 def _blocks_of(own: pd.Index, codes: np.ndarray, cats: pd.Index, take: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_blocks` of rows given by their meters' categories ``own`` and codes (sorted)."""
     k = np.arange(len(own))
-    lo_own, hi_own = np.searchsorted(codes, k, "left"), np.searchsorted(codes, k, "right")
+    # (fo) searched as the codes' own integers (int8/int16 for a Categorical's): int64 keys made
+    # NumPy convert the whole codes array (the tail's: ~32,000-85,000 rows) at every search
+    q = k.astype(codes.dtype) if codes.dtype.kind == "i" and codes.dtype.itemsize < 8 \
+        and len(own) <= np.iinfo(codes.dtype).max else k
+    lo_own, hi_own = np.searchsorted(codes, q, "left"), np.searchsorted(codes, q, "right")
     if take is not None:
         hi_own = np.where(take, hi_own, lo_own)
     lo, hi = np.zeros(len(cats), np.int64), np.zeros(len(cats), np.int64)
