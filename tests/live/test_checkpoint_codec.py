@@ -35,7 +35,7 @@ def test_every_kind_of_column_comes_back_as_plain_parquet_gives_it():
     volts = np.round(230 + rng.normal(0, 1, n), 1)
     volts[::7] = np.nan
     neg0 = np.round(rng.normal(0, 1, n), 2)
-    neg0[3] = -0.0                                 # not a count of 0.01 bit for bit: kept as float64
+    neg0[3] = -0.0                                 # (rsm) counted 0, its row listed: given back -0.0
     df = pd.DataFrame({
         "meter_id": pd.Categorical(np.repeat(["M-2", "M-1"], n // 2), categories=["M-1", "M-2"]),
         "ts": ms,
@@ -60,6 +60,7 @@ def test_every_kind_of_column_comes_back_as_plain_parquet_gives_it():
     })
     blob = carrycodec.write(df)
     _same(carrycodec.read(blob), pq.read_table(io.BytesIO(_plain(df))).to_pandas())
+    assert _columns(blob)["neg0"][1] == "INT64"
     # a plain blob (a layout-2 checkpoint) is read as it is
     _same(carrycodec.read(_plain(df)), pq.read_table(io.BytesIO(_plain(df))).to_pandas())
     assert carrycodec.write(df.iloc[:0]) is None and carrycodec.write(None) is None
