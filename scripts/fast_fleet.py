@@ -8,18 +8,20 @@ from pathlib import Path
 M, H, SEED = 200, 3.0, 7
 
 
-def warm_engine(timed: int, prefix: str = "ww-fast-", hours: float | None = None):
+def warm_engine(timed: int, prefix: str = "ww-fast-", hours: float | None = None, cadence_s: float = 60.0,
+                meters: int | None = None):
     """(engine, live readings sorted by time and meter, row where the timed steps start); ``hours``
-    live (default ``H``)."""
+    live (default ``H``), ``meters`` (default ``M``) at ``cadence_s``."""
     from wattwatch.app.benchstream import profiled_engine, simulated_stream
     from wattwatch.runners.stream import StreamConfig
-    prof, live = simulated_stream(M, 1 + (H if hours is None else hours) / 24, 1, 60.0, SEED)
+    m = M if meters is None else meters
+    prof, live = simulated_stream(m, 1 + (H if hours is None else hours) / 24, 1, cadence_s, SEED)
     db = Path(tempfile.mkdtemp(prefix=prefix)) / "s.duckdb"
     _, _, eng = profiled_engine(db, prof, {"engine": {"profile_days": 1}}, 1,
                                 StreamConfig(checkpoint_s=1e9, slow_thread=False))
     eng.step()
     live = live.sort_values(["ts", "meter_id"], kind="stable").reset_index(drop=True)
-    cut = len(live) - timed * M
+    cut = len(live) - timed * m
     for i in range(0, cut, 5000):
         eng.add(live.iloc[i:min(i + 5000, cut)])
         eng.step()

@@ -7,7 +7,7 @@ back n: :func:`core.reaches`) and the rows its cut keeps from its clean / pendin
 (:meth:`Stitcher._first_kept` with that detector alone counted), i.e. which detector sets the
 tail's length.
 
-    PYTHONPATH=src python scripts/tail_needs.py [HOURS] [STEPS]
+    PYTHONPATH=src python scripts/tail_needs.py [HOURS] [STEPS] [CADENCE_S] [METERS]
 """
 import sys
 
@@ -18,7 +18,8 @@ import fast_fleet
 
 HOURS = float(sys.argv[1]) if len(sys.argv) > 1 else 10.0
 STEPS = int(sys.argv[2]) if len(sys.argv) > 2 else 5
-M = fast_fleet.M
+CADENCE = float(sys.argv[3]) if len(sys.argv) > 3 else 60.0
+M = int(sys.argv[4]) if len(sys.argv) > 4 else fast_fleet.M
 
 
 def main():
@@ -26,14 +27,14 @@ def main():
     from wattwatch.detect.frame import prepare, seg_bounds
     from wattwatch.runners.stream import _held_bytes
 
-    eng, live, cut = fast_fleet.warm_engine(STEPS, "ww-tailneeds-", HOURS)
+    eng, live, cut = fast_fleet.warm_engine(STEPS, "ww-tailneeds-", HOURS, CADENCE, M)
     for k in range(STEPS):
         eng.add(live.iloc[cut + k * M: cut + (k + 1) * M])
         eng.step()
     eng.settle()
     parts = [("fast:" + "+".join(d.name for d in p.detectors), p) for p in eng.fast.parts]
     parts.append(("slow (full stitcher): %d detectors" % len(eng.stitcher.detectors), eng.stitcher))
-    print("live hours %.1f, %d meters, %d fast steps at the end" % (HOURS, M, STEPS))
+    print("live hours %.1f, %d meters at %g s, %d fast steps at the end" % (HOURS, M, CADENCE, STEPS))
     # Do the fast tails' readings lie inside the slow tail (per meter, from its first stamp on; its
     # channels among the slow tail's)? The rows after the slow tail's last one are the readings the
     # slow tier has not judged yet.

@@ -35,9 +35,16 @@ PROFILE_DAYS = 30.0   # history_days >= recal_min_profile_days (28): the recalib
 
 
 def _parquet_round_trip(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` through the checkpoint's Parquet (runners/carrycodec.py, as StreamEngine writes and
+    loads it), checked against plain Parquet's round trip, bit for bit (sm)."""
+    from wattwatch.runners import carrycodec
+
     buf = io.BytesIO()
     pq.write_table(pa.Table.from_pandas(df, preserve_index=False), buf)
-    return pq.read_table(io.BytesIO(buf.getvalue())).to_pandas()
+    plain = pq.read_table(io.BytesIO(buf.getvalue())).to_pandas()
+    got = carrycodec.read(carrycodec.write(df))
+    pd.testing.assert_frame_equal(got, plain, check_exact=True)
+    return got
 
 
 def _resumed(a: Stitcher, dets, bins: bool = True) -> Stitcher:

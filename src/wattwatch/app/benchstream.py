@@ -432,16 +432,24 @@ def stream_benchmark(meters: int = 200, cadence_s: float = 60.0, stream_hours: f
         "rewinds": int(engine.counters["rewinds"]),
         # (fast) readings sent again with other values (the stored kept; no re-judging)
         "conflicts": int(engine.counters["conflicts"]),
-        # State per meter, measured: the learned state (JSON, as the store keeps it) and the
-        # checkpoint's carried tail of readings and closed bins (its Parquet columns' sizes).
+        # State per meter, measured (sm: three things apart, at the run's length of data): the learned
+        # state (JSON, as the store keeps it); the checkpoint as stored (its row: the carried tail of
+        # readings, the closed bins, the meta), by part; in memory, the tails the engine holds.
+        "data_hours": round(profile_days * 24 + _streamed_hours(live, lo), 2),
         "state_bytes_per_meter": round(state["state_bytes_per_meter"]),
         "carry_bytes_per_meter": round(state["tail_bytes_per_meter"]),
+        "carry_plain_bytes_per_meter": round(state["plain_tail_bytes_per_meter"]),   # as plain Parquet (layout 2)
         "carry_rows_per_meter": round(state["tail_rows"] / m, 1),
         "fast_tail_rows_per_meter": round(state["fast_tail_rows"] / m, 1),
-        "hours_carry_bytes_per_meter": round(state["hours_bytes_per_meter"]),   # closed hours (baseline_macd)
+        "hours_carry_bytes_per_meter": round(state["hours_bytes_per_meter"]),   # closed bins (baseline_macd, learned)
+        "meta_bytes_per_meter": round(state["meta_bytes_per_meter"]),
         "known_scores_bytes_per_meter": round(state["known_bytes_per_meter"]),   # in memory, not checkpointed
+        "memory_tail_bytes_per_meter": round(state["tail_memory_bytes_per_meter"]),   # the full stitcher's readings
+        "memory_fast_tail_bytes_per_meter": round(state["fast_tail_memory_bytes_per_meter"]),
+        "memory_bytes_per_meter": round(state["tail_memory_bytes_per_meter"] + state["known_bytes_per_meter"]
+                                        + state["fast_tail_memory_bytes_per_meter"]),
         "checkpoint_bytes_per_meter": round(sum(ck) / m) if ck else None,
-        # the goal's "state per meter": what a meter costs to keep, learned and carried
+        # the goal's "state per meter": what a meter costs to keep, learned and checkpointed
         "state_total_bytes_per_meter": round(state["state_bytes_per_meter"] + sum(ck) / m) if ck else None,
         "goal": {"p99_ms": GOAL_P99_MS, "state_bytes_per_meter": GOAL_STATE_BYTES, "river_ratio": GOAL_RIVER_RATIO,
                  "rate": target},
@@ -466,6 +474,14 @@ def stream_benchmark(meters: int = 200, cadence_s: float = 60.0, stream_hours: f
                                                        if w_["offered_per_s"] == most["offered_per_s"])
     result["verdict"] = _verdict(result, at_target, best)
     return result
+
+
+def _streamed_hours(live: pd.DataFrame, n: int) -> float:
+    """Hours of data time the first ``n`` readings of ``live`` (in arrival order) span from its start."""
+    if n <= 0 or not len(live):
+        return 0.0
+    ts = live["ts"]
+    return float((ts.iloc[min(n, len(ts)) - 1] - ts.iloc[0]).total_seconds()) / 3600.0
 
 
 def fit_step_cost(readings, cpu) -> dict | None:
@@ -771,11 +787,15 @@ def stream_table(r: dict) -> list[tuple[str, tuple, list[tuple]]]:
          f"{r['step_fixed_cpu_ms']} ms + {r['step_cpu_us_per_reading']} us"),
         ("alerts: new during the run (varies with the steps' split); after a flush (detect's)",
          f"{r['alerts_new']}; {r['alerts_final']} ({r['alerts_final_digest']})"),
-        ("learned state per meter", kb(r["state_bytes_per_meter"])),
-        ("carried tail per meter (checkpoint)", f"{kb(r['carry_bytes_per_meter'])} ({r['carry_rows_per_meter']} "
-                                                f"readings) + closed bins {kb(r['hours_carry_bytes_per_meter'])}"),
-        ("checkpoint row per meter (tail, bins, positions)", kb(r["checkpoint_bytes_per_meter"])),
-        (f"state per meter: learned + checkpoint (goal <= {g['state_bytes_per_meter'] / 1024:g} KB)",
+        (f"state per meter after {r['data_hours']:g} h of data: learned (JSON in the store)", kb(r["state_bytes_per_meter"])),
+        ("  checkpoint (stored): carried tail; closed bins; meta",
+         f"{kb(r['carry_bytes_per_meter'])} ({r['carry_rows_per_meter']} readings; plain Parquet "
+         f"{kb(r['carry_plain_bytes_per_meter'])}); {kb(r['hours_carry_bytes_per_meter'])}; {kb(r['meta_bytes_per_meter'])}"),
+        ("  checkpoint row per meter (stored, all parts)", kb(r["checkpoint_bytes_per_meter"])),
+        ("  in memory: full stitcher's readings + its known scores; fast tier's tails",
+         f"{kb(r['memory_tail_bytes_per_meter'])} + {kb(r['known_scores_bytes_per_meter'])}; "
+         f"{kb(r['memory_fast_tail_bytes_per_meter'])} ({r['fast_tail_rows_per_meter']} readings, longest group)"),
+        (f"  learned + checkpoint (goal <= {g['state_bytes_per_meter'] / 1024:g} KB)",
          kb(r.get("state_total_bytes_per_meter"))),
         ("river HalfSpaceTrees readings per CPU s (models built before; building them in the clock)",
          f"{rv.get('readings_per_cpu_s', rv.get('error'))} ({r.get('river_building_models', {}).get('readings_per_cpu_s')})"),

@@ -77,14 +77,16 @@ from wattwatch.alerts import withdrawn
 from wattwatch.alerts.model import Alert
 from wattwatch.detect import core
 from wattwatch.detect.stitch import Stitcher, Stitchers, dense_columns
-from wattwatch.runners import rejudge
+from wattwatch.runners import carrycodec, rejudge
 from wattwatch.schema import utc_times
 from wattwatch.tomlfile import flag, number
 
 log = logging.getLogger("wattwatch.watch")
 
 # 2: the carried closed hours (column ``hours``); a layout-1 checkpoint (none carried) still loads.
-CHECKPOINT_VERSION = 2
+# 3: the tail and the closed hours as compact Parquet (runners/carrycodec.py: stamps and register
+# values as delta-encoded integer counts, zstd); layouts 1 and 2 (plain Parquet) still load.
+CHECKPOINT_VERSION = 3
 _DDL = ("CREATE TABLE IF NOT EXISTS stream_checkpoint (name VARCHAR PRIMARY KEY, version INTEGER, "
         "saved TIMESTAMPTZ, meta VARCHAR, tail BLOB, hours BLOB)")
 _DDL_HOURS = "ALTER TABLE stream_checkpoint ADD COLUMN IF NOT EXISTS hours BLOB"
@@ -476,7 +478,7 @@ class StreamEngine:
             return False
         row = rows[0]
         version, meta, tail, hours, saved = row
-        if version not in (1, CHECKPOINT_VERSION):
+        if version not in (1, 2, CHECKPOINT_VERSION):
             raise ValueError(f"{self.store.path}: checkpoint {self.name!r} was written by another version "
                              f"(layout {version}, this is {CHECKPOINT_VERSION}); drop it to start afresh")
         m = json.loads(meta)
@@ -487,11 +489,11 @@ class StreamEngine:
         st.emitted = {d.name: m["emitted"].get(d.name, {}) for d in self.dets}
         st._said = set(m["said"])
         if tail is not None:
-            t = pq.read_table(io.BytesIO(tail)).to_pandas()
+            t = carrycodec.read(tail)
             t["meter_id"] = t["meter_id"].astype(str)
             st.tail = t
             st.stale = set(t["meter_id"].unique())  # their open alerts are known once judged again
-        st.load_hour_carry(None if hours is None else pq.read_table(io.BytesIO(hours)).to_pandas())
+        st.load_hour_carry(None if hours is None else carrycodec.read(hours))
         self.fed = {k: int(v) for k, v in m["fed"].items()}
         self.slow_fed = dict(self.fed)
         self.profiled |= set(m["profiled"])
@@ -734,6 +736,33 @@ class StreamEngine:
                       "checkpoint and judges what came after it again", self.name, type(self._failed).__name__,
                       self._failed)
             return
+        meta, tail, hours = self._checkpoint_payload()
+        con = self.store.con
+        # (pv) The withdrawals reported by the steps before this checkpoint reached the outputs (a
+        # step's report is delivered before the checkpoint that follows it): forgotten with it; one
+        # taken outside a step (``_held``: reported by the next step) is kept until the next.
+        unsent = sorted(self._held.withdrawn) if self._held is not None else []
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(
+                "INSERT OR REPLACE INTO stream_checkpoint (name, version, saved, meta, tail, hours) "
+                "VALUES (?, ?, now(), ?, ?, ?)",
+                [self.name, CHECKPOINT_VERSION, json.dumps(meta), tail, hours])
+            con.execute("DELETE FROM stream_withdrawn WHERE name = ?"
+                        + (f" AND id NOT IN ({', '.join('?' for _ in unsent)})" if unsent else ""), [self.name, *unsent])
+            # (le3) the re-judging requests: run (their result in this carry) or pending (``rewinds``)
+            con.execute("DELETE FROM stream_rejudge WHERE name = ?", [self.name])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        self._last_ck = time.monotonic()
+        self.counters["checkpoints"] += 1
+        self._prune_withdrawn_kept()
+
+    def _checkpoint_payload(self) -> tuple[dict, bytes | None, bytes | None]:
+        """What :meth:`checkpoint` writes: the meta (JSON-able), the full stitcher's carried tail and
+        its closed bins (Parquet bytes, or None)."""
         st = self.stitcher
         meta = {"origin": st.origin, "n_before": st.n_before, "since": st.since, "emitted": st.emitted,
                 "said": sorted(st._said), "fed": self.slow_fed if self.tiered else self.fed, "profiled": sorted(self.profiled),
@@ -746,28 +775,7 @@ class StreamEngine:
                 "provisional_stopped": sorted((self._prov_stopped & set(self.provisional))
                                               - set(self._held.stopped if self._held is not None else ())),
                 "silence": self.silence.position() if self.silence is not None else self._silence_ck}
-        con = self.store.con
-        # (pv) The withdrawals reported by the steps before this checkpoint reached the outputs (a
-        # step's report is delivered before the checkpoint that follows it): forgotten with it; one
-        # taken outside a step (``_held``: reported by the next step) is kept until the next.
-        unsent = sorted(self._held.withdrawn) if self._held is not None else []
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute(
-                "INSERT OR REPLACE INTO stream_checkpoint (name, version, saved, meta, tail, hours) "
-                "VALUES (?, ?, now(), ?, ?, ?)",
-                [self.name, CHECKPOINT_VERSION, json.dumps(meta), _parquet(st.carry()), _parquet(st.hour_carry())])
-            con.execute("DELETE FROM stream_withdrawn WHERE name = ?"
-                        + (f" AND id NOT IN ({', '.join('?' for _ in unsent)})" if unsent else ""), [self.name, *unsent])
-            # (le3) the re-judging requests: run (their result in this carry) or pending (``rewinds``)
-            con.execute("DELETE FROM stream_rejudge WHERE name = ?", [self.name])
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        self._last_ck = time.monotonic()
-        self.counters["checkpoints"] += 1
-        self._prune_withdrawn_kept()
+        return meta, carrycodec.write(st.carry()), carrycodec.write(st.hour_carry())
 
     def _withdrawn_past(self, a: Alert) -> bool:
         """(prov) Whether the full stitcher's final judgement is past a withdrawn provisional alert
@@ -798,22 +806,32 @@ class StreamEngine:
         self.counters["provisional_withdrawn_forgotten"] += len(past)
 
     def carry_bytes(self) -> dict:
-        """Size of what is carried per meter: checkpointed, the tail of readings and the closed bins
-        (Parquet) and the learned state (JSON); in memory, the bytes of the tails' columns as held
-        (the full stitcher's readings and known scores apart, and the fast tier's whole tail)."""
-        self.settle()
+        """Size of what is kept per meter (sm, issue 16), three things apart:
+
+        - ``state_bytes_per_meter``: the learned state (JSON, as the store keeps it);
+        - the checkpoint (stored; what a restart resumes from), by part: ``tail_bytes_per_meter``
+          (the full stitcher's carried readings), ``hours_bytes_per_meter`` (its closed bins),
+          ``meta_bytes_per_meter`` (clean points, positions, sources, open alerts: JSON);
+          ``checkpoint_bytes_per_meter`` their sum; ``plain_tail_bytes_per_meter``: the same tail as
+          plain Parquet (the layout-2 checkpoint), for comparison;
+        - in memory: the full stitcher's readings as held (``tail_memory_bytes_per_meter``) and its
+          known scores (``known_bytes_per_meter``; not checkpointed), the fast tier's tails
+          (``fast_tail_memory_bytes_per_meter``; rebuilt from the checkpoint on restart);
+        ``tail_rows`` / ``fast_tail_rows``: the full stitcher's rows, the fast tier's longest group's."""
+        parts = checkpoint_parts(self)   # (settles the slow tier first)
         st = self.stitcher
-        carry = st.carry()
-        tail = len(_parquet(carry) or b"")
-        hours = len(_parquet(st.hour_carry()) or b"")
         learned = sum(len(json.dumps(v, default=str)) for d in self.dets for v in getattr(d, "state_", {}).values())
         meters = max(len(self.profiled), 1)
         # The tail's known scores (stitch.KNOWN): kept in memory to skip re-scoring, not checkpointed.
         held = _held_bytes(st.tail)
-        known = sum(v for c, v in held.items() if carry is None or c not in carry.columns)
+        known = sum(v for c, v in held.items() if str(c).startswith(("_c:", "_k:")))
         fast = sum(sum(_held_bytes(t).values()) for t in ([] if self.fast is None else self.fast.tails))
-        return {"meters": len(self.profiled), "tail_bytes_per_meter": tail / meters,
-                "hours_bytes_per_meter": hours / meters,
+        plain = len(_parquet(st.carry()) or b"")
+        return {"meters": len(self.profiled), "tail_bytes_per_meter": parts["tail"] / meters,
+                "hours_bytes_per_meter": parts["hours"] / meters,
+                "meta_bytes_per_meter": parts["meta"] / meters,
+                "checkpoint_bytes_per_meter": (parts["tail"] + parts["hours"] + parts["meta"]) / meters,
+                "plain_tail_bytes_per_meter": plain / meters,
                 "known_bytes_per_meter": known / meters,
                 "tail_memory_bytes_per_meter": (sum(held.values()) - known) / meters,
                 "fast_tail_memory_bytes_per_meter": fast / meters,
@@ -2141,6 +2159,28 @@ def fast_tier(dets: list, meters: list[str], reach_s: float) -> frozenset[str]:
         if any(b.name not in out for b in dets if b is not d and kinds & {k for e in b.explains for k in e.kinds}):
             out.discard(d.name)
     return frozenset(out)
+
+
+def checkpoint_parts(engine: "StreamEngine") -> dict:
+    """The bytes of the checkpoint ``engine`` would write now, by part (sm, issue 16): ``tail`` and
+    ``hours`` (the carried readings and closed bins, Parquet) with ``tail_columns`` /
+    ``hours_columns`` (each column's compressed bytes in it, from the file's metadata; the rest is
+    the file's own metadata), ``meta`` (JSON) with ``meta_keys`` (each key's JSON bytes)."""
+    engine.settle()
+    meta, tail, hours = engine._checkpoint_payload()
+    out = {"meta": len(json.dumps(meta)), "meta_keys": {k: len(json.dumps(v)) for k, v in meta.items()}}
+    for part, blob in (("tail", tail), ("hours", hours)):
+        out[part] = len(blob or b"")
+        cols: dict[str, int] = {}
+        if blob:
+            md = pq.ParquetFile(io.BytesIO(blob)).metadata
+            for g in range(md.num_row_groups):
+                rg = md.row_group(g)
+                for c in range(rg.num_columns):
+                    cc = rg.column(c)
+                    cols[cc.path_in_schema] = cols.get(cc.path_in_schema, 0) + cc.total_compressed_size
+        out[part + "_columns"] = cols
+    return out
 
 
 def _held_bytes(df: pd.DataFrame | None) -> dict[str, int]:
