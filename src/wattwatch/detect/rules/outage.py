@@ -13,7 +13,20 @@ reading shows the voltage back or still lost; one alert however long the silence
 and packet_loss counts no reading lost in that gap (the same test, ``_common.supply_lost``). A
 meter that reports the voltage back and then falls silent lost packets; so, as far as its
 readings say, did one silent before a reading that shows the supply lost (it was heard with
-supply last; q64)."""
+supply last; q64).
+
+A logger frozen on an outage's reading (issue 14, fz2) sends it again bit for bit, its temperature too.
+On a meter whose temperature moved between nearly all consecutive readings while profiled
+(``temp_moves``; ``_common.temp_moving``: at 5-minute cadence and coarser) a reading with the supply
+lost that repeats the one before it, the temperature and the phase channels bit for bit, tells nothing
+new about the supply: it is not judged (NaN). A run of them (the freeze, which ``frozen_readings``
+reports from its ``STALE_RUN_N``-th repeat) ends the outage at its last reading with news; a lone repeat
+inside a real outage (a fine sensor repeats ~1-2 % of its readings) is bridged like any reading that
+cannot be judged (two in a row are not, at 15 min and coarser: the outage is then two alerts). The test
+reads the reading before (``lookback_n`` 1, as for a silence) and the temperature: no reach beyond what
+the outage had, one channel more (a look-back counting the repeats here, or ``frozen_readings``
+blanking the outage, would lengthen the reach of everything the outage blanks: loose_ct's at hourly
+cadence beyond the stream's fast tier; docs/quality-log.md fz2)."""
 
 from __future__ import annotations
 
@@ -25,8 +38,9 @@ import pandas as pd
 from wattwatch.detect.base import (PHASE_CHANNELS, Detector, DetectorConfig, Explains, Finding, PostRule, Scored,
                                    rnd)
 from wattwatch.detect.frame import meter_names
-from wattwatch.detect.rules._common import (FALLBACK_NOMINAL_V, SUPPLY_LOST_FRACTION, after_supply_loss, max_voltage,
-                                            nominal_voltage, supply_lost)
+from wattwatch.detect.rules._common import (FALLBACK_NOMINAL_V, SUPPLY_LOST_FRACTION, TEMP_MOVING_SHARE,
+                                            after_supply_loss, max_voltage, nominal_voltage, supply_lost, temp_moves,
+                                            temp_moving)
 
 # How long after the supply returns the temperature may still carry the cooling the outage began
 # (the thermal rule's longest time constant, 2 h); padded either side of the outage's span.
@@ -39,6 +53,9 @@ class SupplyOutageConfig(DetectorConfig):
 
     lost_fraction: float = SUPPLY_LOST_FRACTION
     fallback_nominal_v: float = FALLBACK_NOMINAL_V
+    # A repeated reading (the temperature too) is not judged on meters whose temperature moved between at
+    # least this share of consecutive profiled readings (``temp_moves``).
+    temp_moving_share: float = TEMP_MOVING_SHARE
     # A silence after a supply loss has no reading in it: its two edges are one outage however long.
     post: PostRule = PostRule(min_duration_s=0.0, min_readings=1, merge_gap_s=600.0, bridge_gaps=True)
 
@@ -48,18 +65,23 @@ class SupplyOutage(Detector):
     code = "INFO_SUPPLY_OUTAGE"
     config_cls = SupplyOutageConfig
     requires = ("v_l1_v",)
-    reads_also = PHASE_CHANNELS  # max_voltage and nominal_voltage: the phase arrays
+    # max_voltage and nominal_voltage: the phase arrays; a repeated reading: the temperature
+    reads_also = (*PHASE_CHANNELS, "temp_c")
     # No supply, no load: current-based rules have nothing to judge and a consumption "drop" is
     # the outage itself.
     explains = (Explains(("current", "consumption"), span="hot"),
                 Explains(("temperature",), span="span", pad_s=COOLING_LAG_S))
 
-    lookback_n = 1   # the reading after a silence that followed a supply loss is the outage's
+    # The reading after a silence that followed a supply loss is the outage's; a reading repeating the
+    # one before it is not judged: one reading back.
+    lookback_n = 1
+    state_version = 2  # 2: + temp_moves (a version-1 state would read a logger frozen on an outage as the outage)
 
     def _fit(self, df: pd.DataFrame) -> dict:
         n_seg = int(df["_seg"].max()) + 1
         nom = nominal_voltage(df, n_seg)
-        return {m: {"nominal_v": v} for m, v in zip(meter_names(df), nom)}
+        moves = temp_moves(df, n_seg)
+        return {m: {"nominal_v": v, "temp_moves": float(t)} for m, v, t in zip(meter_names(df), nom, moves)}
 
     def _nominal(self, df: pd.DataFrame) -> np.ndarray:
         nom = self._param(df, "nominal_v")
@@ -72,7 +94,32 @@ class SupplyOutage(Detector):
         known = np.isfinite(self._param(df, "nominal_v"))[df["_seg"].to_numpy()]
         after = after_supply_loss(df, lost & known, self._param(df, "cadence_s"))
         score = np.where(np.isfinite(vmax), lost.astype(float), np.nan)
+        score[self._repeated(df, lost)] = np.nan
         return Scored(np.where(after, 1.0, score), after)
+
+    def _repeated(self, df: pd.DataFrame, lost: np.ndarray) -> np.ndarray:
+        """Per reading: the supply lost on it and the one before, which it repeats bit for bit (the
+        temperature, the phase channels present on both), on a meter whose temperature moves."""
+        out = np.zeros(len(df), bool)
+        if "temp_c" not in df.columns or len(df) < 2:
+            return out
+        seg = df["_seg"].to_numpy()
+        moving = temp_moving(self._param(df, "temp_moves"), self._param(df, "cadence_s"), self.config.temp_moving_share)
+        rep = lost[1:] & lost[:-1] & (seg[1:] == seg[:-1]) & moving[seg[1:]]
+        if not rep.any():
+            return out
+        # The temperature the same on both, or missing on one side (a lone NaN says nothing either way:
+        # it neither ends a freeze nor brings the outage back inside one); missing on both: judged.
+        x = df["temp_c"].to_numpy(float)
+        fa, fb = np.isfinite(x[1:]), np.isfinite(x[:-1])
+        rep &= (x[1:] == x[:-1]) | (fa != fb)
+        for c in PHASE_CHANNELS:
+            if rep.any() and c in df.columns:
+                x = df[c].to_numpy(float)
+                a, b = x[1:], x[:-1]
+                rep &= (a == b) | ~np.isfinite(a) | ~np.isfinite(b)
+        out[1:] = rep
+        return out
 
     def describe(self, df, rows, scores, ctx=None) -> Finding:
         t = df["_t"].to_numpy()
