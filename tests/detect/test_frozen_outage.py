@@ -20,6 +20,7 @@ import pytest
 
 from tests.detect.test_stitch_calm import _compare
 from wattwatch.detect import core, registry
+from wattwatch.detect.base import Detector
 from wattwatch.detect import state as state_mod
 from wattwatch.detect.engine import EngineConfig, profile
 from wattwatch.detect.frame import prepare
@@ -113,6 +114,31 @@ def test_a_logger_frozen_on_an_outages_reading_is_frozen_readings_and_the_outage
     assert a.code == "WARN_CONSUMPTION_ANOMALY" and a.evidence["kind"] == "frozen_readings" and a.evidence["p_kw"] == 0
     frz = next(d for d in dets if d.name == "frozen_readings")
     assert frz.state_["FRZ"]["temp_moves"] > 0.95 and frz.state_["COARSE"]["temp_moves"] < 0.5
+
+
+class _NoCurrent(Detector):
+    """Judges the current (as loose_ct and the sensor rules do): every reading without any is anomalous."""
+
+    name = "no_current"
+    code = "WARN_GIVEN"
+    judges = ("current",)
+
+    def _fit(self, df):
+        return {}
+
+    def _score(self, df):
+        return (df["i_l1_a"].to_numpy(float) == 0).astype(float)
+
+
+def test_the_repeated_readings_are_explained_as_the_outages_were(fleet):
+    """The freeze's repeats (those before frozen_readings takes them too) and a real outage's lone
+    repeats are not the outage's evidence any more, but no current-based rule judges them either: the
+    outage explains each one (``Explains(span="reading", extra="repeated")``), as it did when they
+    were its readings."""
+    frame, _, _ = fleet
+    dets = registry.build_all(["supply_outage", "frozen_readings"]) + [_NoCurrent()]
+    profile(prepare(frame), dets, EngineConfig(profile_days=2.0, workers=1))
+    assert not [a for a in core.run(frame, dets).alerts if a.detector == "no_current"]
 
 
 def test_a_real_outage_a_coarse_temperature_and_no_temperature_stay_outages(fleet):

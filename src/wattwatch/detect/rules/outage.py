@@ -19,8 +19,9 @@ A logger frozen on an outage's reading (issue 14, fz2) sends it again bit for bi
 On a meter whose temperature moved between nearly all consecutive readings while profiled
 (``temp_moves``; ``_common.temp_moving``: at 5-minute cadence and coarser) a reading with the supply
 lost that repeats the one before it, the temperature and the phase channels bit for bit, tells nothing
-new about the supply: it is not judged (NaN). A run of them (the freeze, which ``frozen_readings``
-reports from its ``STALE_RUN_N``-th repeat) ends the outage at its last reading with news; a lone repeat
+new about the supply: it is not judged (NaN), and it explains what the outage's readings explain
+(no load, no heat to judge: ``Explains(span="reading", extra="repeated")``). A run of them (the freeze,
+which ``frozen_readings`` reports from its ``STALE_RUN_N``-th repeat) ends the outage at its last reading with news; a lone repeat
 inside a real outage (a fine sensor repeats ~1-2 % of its readings) is bridged like any reading that
 cannot be judged (two in a row are not, at 15 min and coarser: the outage is then two alerts). The test
 reads the reading before (``lookback_n`` 1, as for a silence) and the temperature: no reach beyond what
@@ -70,7 +71,11 @@ class SupplyOutage(Detector):
     # No supply, no load: current-based rules have nothing to judge and a consumption "drop" is
     # the outage itself.
     explains = (Explains(("current", "consumption"), span="hot"),
-                Explains(("temperature",), span="span", pad_s=COOLING_LAG_S))
+                Explains(("temperature",), span="span", pad_s=COOLING_LAG_S),
+                # A repeated reading with the supply lost (not judged here: see the module) is no
+                # evidence of load or heat either, wherever it lies (inside an outage, at its edge, the
+                # run-up of a freeze before frozen_readings takes it): one reading back, no horizon.
+                Explains(("current", "consumption", "temperature"), span="reading", extra="repeated"))
 
     # The reading after a silence that followed a supply loss is the outage's; a reading repeating the
     # one before it is not judged: one reading back.
@@ -96,6 +101,10 @@ class SupplyOutage(Detector):
         score = np.where(np.isfinite(vmax), lost.astype(float), np.nan)
         score[self._repeated(df, lost)] = np.nan
         return Scored(np.where(after, 1.0, score), after)
+
+    def repeated(self, df: pd.DataFrame, ctx=None) -> np.ndarray:
+        """Per reading: not judged as a repeat of the one before with the supply lost (:meth:`_repeated`)."""
+        return self._repeated(df, supply_lost(df, self._nominal(df), self.config.lost_fraction))
 
     def _repeated(self, df: pd.DataFrame, lost: np.ndarray) -> np.ndarray:
         """Per reading: the supply lost on it and the one before, which it repeats bit for bit (the
