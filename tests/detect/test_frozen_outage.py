@@ -166,6 +166,25 @@ def test_a_one_second_meter_whose_temperature_repeats_through_a_real_outage_stay
     assert _got(core.run(f, dets).alerts, "S1", cad) == [("supply_outage", i0, i0 + n_out - 1)]
 
 
+def test_a_meter_profiled_at_15_min_and_read_every_minute_later_keeps_its_real_outage():
+    """rfz2: the cadence bar is the learned one; a meter profiled at 15 min (its temperature moving at
+    every reading) and read every minute afterwards, a real 10-h outage cooling by 0.3 degree in
+    0.01-degree steps (the temperature repeats at ~95 % of its 1-min readings): one outage over its
+    whole span, nothing frozen (pairs closer than half the learned cadence are no repeats to judge)."""
+    a = _meter("MX", 3, False, days=2.5, real_n=0, out_h=50.0)
+    b = _meter("MX", 7, False, temp="smooth", real_n=600, cad=60.0, days=0.5, out_h=1.0)
+    b.loc[60:659, "temp_c"] = np.round(b.loc[59, "temp_c"] - np.linspace(0.2, 0.5, 600), 2)
+    b["ts"] = b["ts"] + pd.Timedelta(days=2.5)
+    b["e_kwh"] += a["e_kwh"].iloc[-1] - 1000
+    f = pd.concat([a, b], ignore_index=True)
+    dets = _dets(f)
+    assert next(d for d in dets if d.name == "frozen_readings").state_["MX"]["cadence_s"] > 800
+    got = [(a.detector, a.start, a.end) for a in core.run(f, dets).alerts]
+    ts = pd.to_datetime(b["ts"], utc=True).dt.round("ms")
+    assert [(d, pd.Timestamp(s), pd.Timestamp(e)) for d, s, e in got] == \
+        [("supply_outage", ts.iloc[60], ts.iloc[659])], got
+
+
 def test_a_lone_nan_in_one_channel_does_not_split_a_frozen_run():
     f = _meter("NAN", 5, False)
     i = int(30 * 3600 / CAD)

@@ -110,6 +110,18 @@ def temp_moves(df: pd.DataFrame, n_seg: int) -> np.ndarray:
     return np.where(n >= TEMP_MOVES_MIN_PAIRS, moved / np.maximum(n, 1), np.nan)
 
 
+def at_cadence(df: pd.DataFrame, cadence_s: np.ndarray) -> np.ndarray:
+    """Per consecutive pair of readings: the second came at least half the meter's learned cadence
+    (``cadence_s``, per segment code) after the first. A meter profiled at 15 minutes that later
+    reports every minute (rfz2) repeats its 0.01-degree temperature for minutes in a real outage, as
+    a 1-s meter does: the learned cadence alone does not keep such pairs out (a stamp's jitter, up
+    to a quarter cadence each side, never halves a pair's interval)."""
+    seg = df["_seg"].to_numpy()
+    t = df["_t"].to_numpy(float)
+    with np.errstate(invalid="ignore"):
+        return np.diff(t) >= 0.5 * np.asarray(cadence_s, float)[seg[1:]]
+
+
 def temp_moving(moves: np.ndarray, cadence_s: np.ndarray, share: float = TEMP_MOVING_SHARE) -> np.ndarray:
     """Per segment code: the meter's repeated temperature tells a frozen logger from a real outage
     (``moves``, its learned ``temp_moves``, at least ``share``, at a cadence of at least

@@ -29,7 +29,7 @@ import pandas as pd
 from wattwatch.detect.base import (Detector, DetectorConfig, Explains, Finding, PostRule, Reach, quiet, rnd,
                                    state_channels, state_nums)
 from wattwatch.detect.frame import meter_names, seg_bounds
-from wattwatch.detect.rules._common import STALE_RUN_N, TEMP_MOVING_SHARE, temp_moves, temp_moving
+from wattwatch.detect.rules._common import STALE_RUN_N, TEMP_MOVING_SHARE, at_cadence, temp_moves, temp_moving
 from wattwatch.schema import CHANNEL_NAMES
 
 
@@ -107,9 +107,11 @@ class FrozenReadings(Detector):
         out[1:] = np.where(enough & ~zeros, same.astype(float), np.nan)
         # ... unless the meter's temperature moves and repeated with the zeros STALE_RUN_N times in a row.
         if t_one is not None and zeros.any():
-            moving = temp_moving(self._param(df, "temp_moves"), self._param(df, "cadence_s"),
-                                 self.config.temp_moving_share)[seg[1:]]
-            go = zeros & same & enough & moving & t_one & (seg[1:] == seg[:-1])
+            cad = self._param(df, "cadence_s")
+            moving = temp_moving(self._param(df, "temp_moves"), cad, self.config.temp_moving_share)[seg[1:]]
+            # (each pair at about the learned cadence: a meter profiled at 15 min and read every minute
+            # later repeats a slowly cooling temperature for minutes in a real outage; rfz2)
+            go = zeros & same & enough & moving & t_one & (seg[1:] == seg[:-1]) & at_cadence(df, cad)
             if go.any():
                 k = STALE_RUN_N
                 run = np.concatenate([[0], np.cumsum(go)])

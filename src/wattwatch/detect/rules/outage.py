@@ -40,8 +40,8 @@ from wattwatch.detect.base import (PHASE_CHANNELS, Detector, DetectorConfig, Exp
                                    rnd)
 from wattwatch.detect.frame import meter_names
 from wattwatch.detect.rules._common import (FALLBACK_NOMINAL_V, SUPPLY_LOST_FRACTION, TEMP_MOVING_SHARE,
-                                            after_supply_loss, max_voltage, nominal_voltage, supply_lost, temp_moves,
-                                            temp_moving)
+                                            after_supply_loss, at_cadence, max_voltage, nominal_voltage, supply_lost,
+                                            temp_moves, temp_moving)
 
 # How long after the supply returns the temperature may still carry the cooling the outage began
 # (the thermal rule's longest time constant, 2 h); padded either side of the outage's span.
@@ -113,8 +113,10 @@ class SupplyOutage(Detector):
         if "temp_c" not in df.columns or len(df) < 2:
             return out
         seg = df["_seg"].to_numpy()
-        moving = temp_moving(self._param(df, "temp_moves"), self._param(df, "cadence_s"), self.config.temp_moving_share)
-        rep = lost[1:] & lost[:-1] & (seg[1:] == seg[:-1]) & moving[seg[1:]]
+        cad = self._param(df, "cadence_s")
+        moving = temp_moving(self._param(df, "temp_moves"), cad, self.config.temp_moving_share)
+        # (each pair at about the learned cadence: _common.at_cadence)
+        rep = lost[1:] & lost[:-1] & (seg[1:] == seg[:-1]) & moving[seg[1:]] & at_cadence(df, cad)
         if not rep.any():
             return out
         # The temperature the same on both, or missing on one side (a lone NaN says nothing either way:
