@@ -146,6 +146,8 @@ def test_a_real_outage_a_coarse_temperature_and_no_temperature_stay_outages(flee
     # 14 h of outage, the temperature moving (twice one repeat, each not judged and bridged): one outage,
     # nothing frozen. (Two repeats in a row would split it at 15 min: docs/quality-log.md fz2.)
     assert _got(alerts, "OUT") == [("supply_outage", I0, I0 + 55)], _got(alerts, "OUT")
+    # ... and its evidence counts all 56 readings with the supply lost, the two repeats too (rfz2)
+    assert next(a for a in alerts if a.meter_id == "OUT").evidence["readings"] == 56
     # Whole degrees (repeats while profiled) and no temperature: the frozen zeros stay the outage's.
     for m in ("COARSE", "NOTEMP"):
         assert _got(alerts, m) == [("supply_outage", I0, I0 + OUT_N + FROZEN_N - 1)], (m, _got(alerts, m))

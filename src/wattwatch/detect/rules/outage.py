@@ -106,15 +106,18 @@ class SupplyOutage(Detector):
         """Per reading: not judged as a repeat of the one before with the supply lost (:meth:`_repeated`)."""
         return self._repeated(df, supply_lost(df, self._nominal(df), self.config.lost_fraction))
 
-    def _repeated(self, df: pd.DataFrame, lost: np.ndarray) -> np.ndarray:
+    def _repeated(self, df: pd.DataFrame, lost: np.ndarray, moves: np.ndarray | None = None,
+                  cad: np.ndarray | None = None) -> np.ndarray:
         """Per reading: the supply lost on it and the one before, which it repeats bit for bit (the
         temperature, the phase channels present on both), on a meter whose temperature moves."""
         out = np.zeros(len(df), bool)
         if "temp_c" not in df.columns or len(df) < 2:
             return out
         seg = df["_seg"].to_numpy()
-        cad = self._param(df, "cadence_s")
-        moving = temp_moving(self._param(df, "temp_moves"), cad, self.config.temp_moving_share)
+        # (``moves``, ``cad``: the learned values per segment code, if ``df`` is a slice of the frame)
+        cad = self._param(df, "cadence_s") if cad is None else cad
+        moves = self._param(df, "temp_moves") if moves is None else moves
+        moving = temp_moving(moves, cad, self.config.temp_moving_share)
         # (each pair at about the learned cadence: _common.at_cadence)
         rep = lost[1:] & lost[:-1] & (seg[1:] == seg[:-1]) & moving[seg[1:]] & at_cadence(df, cad)
         if not rep.any():
@@ -137,8 +140,14 @@ class SupplyOutage(Detector):
         minutes = (t[rows].max() - t[rows].min()) / 60
         after = np.zeros(len(rows), bool) if ctx is None else np.asarray(ctx, bool)[rows]
         v = df["v_l1_v"].to_numpy()[rows[~after]]   # the readings that show the supply lost
+        # (the readings with the supply lost in its span: a repeated one inside, not judged, counts too; rfz2)
+        # (on the span's rows only, the meter's learned values looked up over ``df``'s segment codes)
+        lo, hi = int(rows.min()), int(rows.max()) + 1
+        sub = df.iloc[lo:hi]
+        rep = int(self._repeated(sub, supply_lost(sub, self._nominal(df), self.config.lost_fraction),
+                                 self._param(df, "temp_moves"), self._param(df, "cadence_s")).sum())
         ev = {"duration_min": rnd(minutes, 1), "v_l1_v_max": rnd(np.nanmax(v), 1) if np.isfinite(v).any() else None,
-              "readings": len(rows)}
+              "readings": len(rows) + rep}
         if not after.any():
             return Finding("info", f"supply lost on all phases for {minutes:.0f} min (current-based rules paused)",
                            ev, "none needed for the meter; check the feeder if outages repeat")
