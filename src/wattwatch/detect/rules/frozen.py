@@ -10,7 +10,7 @@ A value missing on either side of a pair says nothing either way: the channels p
 A supply outage repeats too (voltage, current and power 0, the register where it stopped): readings all
 zero but for two channels are left to the outage rule, with one exception (issue 14, fz2). A meter whose
 temperature moved between nearly all consecutive readings while profiled (``temp_moves``, learned;
-``_common.temp_moving``: at 5-minute cadence and coarser) keeps a moving temperature through a real
+``_common.temp_moving``: a learned cadence of 4 min or coarser, ``at_cadence``) keeps a moving temperature through a real
 outage, so zeros repeating bit for bit *with the temperature* ``STALE_RUN_N`` times in a row are a logger
 frozen on an outage's reading (fleet 1319 M-00112 sent the outage's last reading for 45 h while the load
 ran on: the register had jumped by the hidden energy when data returned); those score 1 from the

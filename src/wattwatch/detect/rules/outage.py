@@ -17,7 +17,7 @@ supply last; q64).
 
 A logger frozen on an outage's reading (issue 14, fz2) sends it again bit for bit, its temperature too.
 On a meter whose temperature moved between nearly all consecutive readings while profiled
-(``temp_moves``; ``_common.temp_moving``: at 5-minute cadence and coarser) a reading with the supply
+(``temp_moves``; ``_common.temp_moving``: a learned cadence of 4 min or coarser, ``at_cadence``) a reading with the supply
 lost that repeats the one before it, the temperature and the phase channels bit for bit, tells nothing
 new about the supply: it is not judged (NaN), and it explains what the outage's readings explain
 (no load, no heat to judge: ``Explains(span="reading", extra="repeated")``). A run of them (the freeze,
