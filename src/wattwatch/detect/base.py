@@ -225,7 +225,8 @@ class Explains:
     ``"reading"``, every anomalous reading (``score >= threshold``), alert or not. ``extra``: the
     name of a method ``(df, ctx) -> bool array`` giving further readings that it explains wherever
     they lie within ``within_s`` of one of its alerts (an open CT reads zero at night too, when
-    there is no load to prove it). ``pad_n`` and ``within_n``: the same in readings (cadences) of
+    there is no load to prove it); with ``span="reading"``, wherever they lie (readings it explains
+    one by one, as its anomalous ones: a supply outage's repeated readings). ``pad_n`` and ``within_n``: the same in readings (cadences) of
     the meter, whichever is longer: a detector that needs a window of readings to see a fault sees
     its onset and end that many readings late or early, hours at hourly cadence."""
 

@@ -601,6 +601,8 @@ def run(frame: pd.DataFrame, detectors: list[Detector], *, origin=True, flush=Tr
                 if e.span == "reading":
                     with quiet():
                         m = s >= d.config.post.threshold
+                    if e.extra:   # (further single readings, wherever they lie: no horizon)
+                        m = m | getattr(d, e.extra)(src, ctx)
                 else:
                     if groups is None:
                         judged.groups = group(seg, t, s, d.config.post, eff, judged.side, judged.single)

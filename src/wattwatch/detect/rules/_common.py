@@ -81,6 +81,55 @@ def after_supply_loss(df: pd.DataFrame, lost: np.ndarray, cadence_s: np.ndarray)
     return out
 
 
+# A logger frozen on an outage's reading (issue 14, fz2): an outage repeats its zeros and its register
+# too, but on a meter whose temperature moved between nearly all consecutive readings while profiled (at
+# least ``TEMP_MOVING_SHARE`` of them, ``temp_moves``) the temperature keeps moving through a real outage
+# (it cools or warms with the enclosure); zeros repeated bit for bit *with the temperature* are stale
+# data. Only where the meter's cadence is at least ``STALE_MIN_CADENCE_S``: a 0.01-degree sensor read
+# every second or minute repeats for minutes in a real outage (the temperature changes by less than a
+# step between readings), and the ``STALE_RUN_N`` repeats the frozen rule asks for would then be
+# seconds, not the half hour at least that they span at 5 minutes and coarser.
+TEMP_MOVING_SHARE = 0.9
+TEMP_MOVES_MIN_PAIRS = 12   # fewest consecutive profiled pairs with a temperature the share is learned from
+STALE_MIN_CADENCE_S = 240.0
+STALE_RUN_N = 6   # repeats in a row (the temperature on both sides) from which frozen_readings judges zeros
+
+
+def temp_moves(df: pd.DataFrame, n_seg: int) -> np.ndarray:
+    """Per segment code: the share of consecutive readings (both with a temperature) whose ``temp_c``
+    differs; NaN with fewer than ``TEMP_MOVES_MIN_PAIRS`` such pairs (or no temperature channel)."""
+    out = np.full(n_seg, np.nan)
+    if "temp_c" not in df.columns or len(df) < 2:
+        return out
+    seg = df["_seg"].to_numpy()
+    x = df["temp_c"].to_numpy(float)
+    a, b = x[1:], x[:-1]
+    ok = np.isfinite(a) & np.isfinite(b) & (seg[1:] == seg[:-1])
+    n = np.bincount(seg[1:][ok], minlength=n_seg)
+    moved = np.bincount(seg[1:][ok & (a != b)], minlength=n_seg)
+    return np.where(n >= TEMP_MOVES_MIN_PAIRS, moved / np.maximum(n, 1), np.nan)
+
+
+def at_cadence(df: pd.DataFrame, cadence_s: np.ndarray) -> np.ndarray:
+    """Per consecutive pair of readings: the second came at least half the meter's learned cadence
+    (``cadence_s``, per segment code) after the first. A meter profiled at 15 minutes that later
+    reports every minute (rfz2) repeats its 0.01-degree temperature for minutes in a real outage, as
+    a 1-s meter does: the learned cadence alone does not keep such pairs out (a stamp's jitter, up
+    to a quarter cadence each side, never halves a pair's interval)."""
+    seg = df["_seg"].to_numpy()
+    t = df["_t"].to_numpy(float)
+    with np.errstate(invalid="ignore"):
+        return np.diff(t) >= 0.5 * np.asarray(cadence_s, float)[seg[1:]]
+
+
+def temp_moving(moves: np.ndarray, cadence_s: np.ndarray, share: float = TEMP_MOVING_SHARE) -> np.ndarray:
+    """Per segment code: the meter's repeated temperature tells a frozen logger from a real outage
+    (``moves``, its learned ``temp_moves``, at least ``share``, at a cadence of at least
+    ``STALE_MIN_CADENCE_S``)."""
+    with np.errstate(invalid="ignore"):
+        return (np.asarray(moves, float) >= share) & (np.asarray(cadence_s, float) >= STALE_MIN_CADENCE_S)
+
+
 def n_phases(df: pd.DataFrame, n_seg: int) -> np.ndarray:
     """Phases each meter reports current on (1 for single-phase meters, 3 for three-phase)."""
     seg = df["_seg"].to_numpy()

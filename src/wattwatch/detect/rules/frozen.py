@@ -2,7 +2,21 @@
 
 Real measurements are never identical for an hour (a voltage at 0.1 V resolution moves every
 reading), so a run of identical readings is a stuck register or data logger: the data is stale
-and its consumption pattern is wrong (``WARN_CONSUMPTION_ANOMALY``, evidence ``frozen_readings``)."""
+and its consumption pattern is wrong (``WARN_CONSUMPTION_ANOMALY``, evidence ``frozen_readings``).
+
+A value missing on either side of a pair says nothing either way: the channels present on both decide
+(at least ``min_channels`` of them), so a lone NaN in a channel does not split a frozen run.
+
+A supply outage repeats too (voltage, current and power 0, the register where it stopped): readings all
+zero but for two channels are left to the outage rule, with one exception (issue 14, fz2). A meter whose
+temperature moved between nearly all consecutive readings while profiled (``temp_moves``, learned;
+``_common.temp_moving``: a learned cadence of 4 min or coarser, ``at_cadence``) keeps a moving temperature through a real
+outage, so zeros repeating bit for bit *with the temperature* ``STALE_RUN_N`` times in a row are a logger
+frozen on an outage's reading (fleet 1319 M-00112 sent the outage's last reading for 45 h while the load
+ran on: the register had jumped by the hidden energy when data returned); those score 1 from the
+``STALE_RUN_N``-th repeat on (``lookback_n``: that many readings back, nothing ahead). A temperature
+missing on one side of such a pair neither counts nor breaks the run (one such reading in the last
+``STALE_RUN_N`` is let through). ``supply_outage`` leaves the repeats out of the outage (``outage.py``)."""
 
 from __future__ import annotations
 
@@ -12,14 +26,19 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import Detector, DetectorConfig, Explains, Finding, PostRule, quiet, rnd, state_channels
+from wattwatch.detect.base import (Detector, DetectorConfig, Explains, Finding, PostRule, Reach, quiet, rnd,
+                                   state_channels, state_nums)
 from wattwatch.detect.frame import meter_names, seg_bounds
+from wattwatch.detect.rules._common import STALE_RUN_N, TEMP_MOVING_SHARE, at_cadence, temp_moves, temp_moving
 from wattwatch.schema import CHANNEL_NAMES
 
 
 @dataclass(frozen=True)
 class FrozenReadingsConfig(DetectorConfig):
     min_channels: int = 3
+    # All-zero readings are judged only on meters whose temperature moved between at least this share
+    # of consecutive profiled readings (``temp_moves``), and only with the temperature repeating too.
+    temp_moving_share: float = TEMP_MOVING_SHARE
     post: PostRule = PostRule(min_duration_s=3600.0, min_readings=6, merge_gap_s=1800.0)
 
 
@@ -28,14 +47,28 @@ class FrozenReadings(Detector):
     code = "WARN_CONSUMPTION_ANOMALY"
     config_cls = FrozenReadingsConfig
     reads_also = CHANNEL_NAMES  # every canonical channel a meter has
-    lookback_n = 1
+    # The pair before (1); on a meter whose temperature moves, the repeats of an outage's reading
+    # (STALE_RUN_N): the most, per meter in :meth:`reach`.
+    lookback_n = STALE_RUN_N
+    state_version = 2  # 2: + temp_moves (a version-1 state would leave a logger frozen on an outage to the outage)
     # Stale data: its consumption, temperature and register say nothing about the meter now.
     explains = (Explains(("consumption", "temperature", "register"), pad_s=3600.0),)
 
     def _fit(self, df: pd.DataFrame) -> dict:
         starts, _ = seg_bounds(df["_seg"].to_numpy())
         has = {c: np.logical_or.reduceat(np.isfinite(df[c].to_numpy(float)), starts) for c in CHANNEL_NAMES}
-        return {m: {"channels": [c for c in CHANNEL_NAMES if has[c][j]]} for j, m in enumerate(meter_names(df))}
+        moves = temp_moves(df, len(starts))
+        return {m: {"channels": [c for c in CHANNEL_NAMES if has[c][j]], "temp_moves": float(moves[j])}
+                for j, m in enumerate(meter_names(df))}
+
+    def reach(self, meters) -> Reach:
+        """One reading back, ``STALE_RUN_N`` on a meter whose temperature moves (the repeats that
+        tell a logger frozen on an outage's reading); nothing ahead."""
+        r = super().reach(meters)
+        st = getattr(self, "state_", {})
+        moving = temp_moving(state_nums(st, meters, "temp_moves"), state_nums(st, meters, "cadence_s"),
+                             self.config.temp_moving_share)
+        return Reach(r.back_s, np.where(moving, STALE_RUN_N, 1).astype(np.int64), r.ahead_s, r.ahead_n)
 
     def _score(self, df: pd.DataFrame) -> np.ndarray:
         seg = df["_seg"].to_numpy()
@@ -51,20 +84,43 @@ class FrozenReadings(Detector):
         n = len(df) - 1
         same = np.ones(n, bool)
         finite = np.zeros(n, np.int16)
+        both = np.zeros(n, np.int16)
         zero = np.zeros(n, np.int16)
+        t_one = t_both = None
         for c in cols:  # column by column: no (n x channels) copy
             x = df[c].to_numpy(float)
             if not mine[c].all():
                 x = np.where(mine[c][seg], x, np.nan)
             a, b = x[1:], x[:-1]
-            fa = np.isfinite(a)
-            same &= (a == b) | (~fa & np.isnan(b))
+            fa, fb = np.isfinite(a), np.isfinite(b)
+            # A value missing on either side says nothing either way (a lone NaN is no sign that the
+            # logger moved): the channels present on both decide.
+            same &= (a == b) | ~fa | ~fb
             finite += fa
+            both += fa & fb
             zero += fa & (a == 0)
-        enough = finite >= self.config.min_channels
-        # A supply outage (all zero) repeats too, but it is an outage, not a stuck meter.
+            if c == "temp_c":
+                t_one, t_both = fa | fb, fa & fb
+        enough = both >= self.config.min_channels
+        # A supply outage (all zero) repeats too, but it is an outage, not a stuck meter ...
         zeros = zero >= finite - 2
         out[1:] = np.where(enough & ~zeros, same.astype(float), np.nan)
+        # ... unless the meter's temperature moves and repeated with the zeros STALE_RUN_N times in a row.
+        if t_one is not None and zeros.any():
+            cad = self._param(df, "cadence_s")
+            moving = temp_moving(self._param(df, "temp_moves"), cad, self.config.temp_moving_share)[seg[1:]]
+            # (each pair at about the learned cadence: a meter profiled at 15 min and read every minute
+            # later repeats a slowly cooling temperature for minutes in a real outage; rfz2)
+            go = zeros & same & enough & moving & t_one & (seg[1:] == seg[:-1]) & at_cadence(df, cad)
+            if go.any():
+                k = STALE_RUN_N
+                run = np.concatenate([[0], np.cumsum(go)])
+                cnt = np.concatenate([[0], np.cumsum(go & t_both)])
+                hi = np.arange(1, n + 1)
+                lo = np.maximum(hi - k, 0)
+                # (one reading without a temperature in the window leaves two of its pairs uncounted)
+                stale = go & (hi >= k) & (run[hi] - run[lo] == k) & (cnt[hi] - cnt[lo] >= k - 2)
+                out[1:][stale] = 1.0
         out[1:][seg[1:] != seg[:-1]] = np.nan
         return out
 

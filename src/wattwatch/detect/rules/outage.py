@@ -13,7 +13,21 @@ reading shows the voltage back or still lost; one alert however long the silence
 and packet_loss counts no reading lost in that gap (the same test, ``_common.supply_lost``). A
 meter that reports the voltage back and then falls silent lost packets; so, as far as its
 readings say, did one silent before a reading that shows the supply lost (it was heard with
-supply last; q64)."""
+supply last; q64).
+
+A logger frozen on an outage's reading (issue 14, fz2) sends it again bit for bit, its temperature too.
+On a meter whose temperature moved between nearly all consecutive readings while profiled
+(``temp_moves``; ``_common.temp_moving``: a learned cadence of 4 min or coarser, ``at_cadence``) a reading with the supply
+lost that repeats the one before it, the temperature and the phase channels bit for bit, tells nothing
+new about the supply: it is not judged (NaN), and it explains what the outage's readings explain
+(no load, no heat to judge: ``Explains(span="reading", extra="repeated")``). A run of them (the freeze,
+which ``frozen_readings`` reports from its ``STALE_RUN_N``-th repeat) ends the outage at its last reading with news; a lone repeat
+inside a real outage (a fine sensor repeats ~1-2 % of its readings) is bridged like any reading that
+cannot be judged (two in a row are not, at 15 min and coarser: the outage is then two alerts). The test
+reads the reading before (``lookback_n`` 1, as for a silence) and the temperature: no reach beyond what
+the outage had, one channel more (a look-back counting the repeats here, or ``frozen_readings``
+blanking the outage, would lengthen the reach of everything the outage blanks: loose_ct's at hourly
+cadence beyond the stream's fast tier; docs/quality-log.md fz2)."""
 
 from __future__ import annotations
 
@@ -25,8 +39,9 @@ import pandas as pd
 from wattwatch.detect.base import (PHASE_CHANNELS, Detector, DetectorConfig, Explains, Finding, PostRule, Scored,
                                    rnd)
 from wattwatch.detect.frame import meter_names
-from wattwatch.detect.rules._common import (FALLBACK_NOMINAL_V, SUPPLY_LOST_FRACTION, after_supply_loss, max_voltage,
-                                            nominal_voltage, supply_lost)
+from wattwatch.detect.rules._common import (FALLBACK_NOMINAL_V, SUPPLY_LOST_FRACTION, TEMP_MOVING_SHARE,
+                                            after_supply_loss, at_cadence, max_voltage, nominal_voltage, supply_lost,
+                                            temp_moves, temp_moving)
 
 # How long after the supply returns the temperature may still carry the cooling the outage began
 # (the thermal rule's longest time constant, 2 h); padded either side of the outage's span.
@@ -39,6 +54,9 @@ class SupplyOutageConfig(DetectorConfig):
 
     lost_fraction: float = SUPPLY_LOST_FRACTION
     fallback_nominal_v: float = FALLBACK_NOMINAL_V
+    # A repeated reading (the temperature too) is not judged on meters whose temperature moved between at
+    # least this share of consecutive profiled readings (``temp_moves``).
+    temp_moving_share: float = TEMP_MOVING_SHARE
     # A silence after a supply loss has no reading in it: its two edges are one outage however long.
     post: PostRule = PostRule(min_duration_s=0.0, min_readings=1, merge_gap_s=600.0, bridge_gaps=True)
 
@@ -48,18 +66,27 @@ class SupplyOutage(Detector):
     code = "INFO_SUPPLY_OUTAGE"
     config_cls = SupplyOutageConfig
     requires = ("v_l1_v",)
-    reads_also = PHASE_CHANNELS  # max_voltage and nominal_voltage: the phase arrays
+    # max_voltage and nominal_voltage: the phase arrays; a repeated reading: the temperature
+    reads_also = (*PHASE_CHANNELS, "temp_c")
     # No supply, no load: current-based rules have nothing to judge and a consumption "drop" is
     # the outage itself.
     explains = (Explains(("current", "consumption"), span="hot"),
-                Explains(("temperature",), span="span", pad_s=COOLING_LAG_S))
+                Explains(("temperature",), span="span", pad_s=COOLING_LAG_S),
+                # A repeated reading with the supply lost (not judged here: see the module) is no
+                # evidence of load or heat either, wherever it lies (inside an outage, at its edge, the
+                # run-up of a freeze before frozen_readings takes it): one reading back, no horizon.
+                Explains(("current", "consumption", "temperature"), span="reading", extra="repeated"))
 
-    lookback_n = 1   # the reading after a silence that followed a supply loss is the outage's
+    # The reading after a silence that followed a supply loss is the outage's; a reading repeating the
+    # one before it is not judged: one reading back.
+    lookback_n = 1
+    state_version = 2  # 2: + temp_moves (a version-1 state would read a logger frozen on an outage as the outage)
 
     def _fit(self, df: pd.DataFrame) -> dict:
         n_seg = int(df["_seg"].max()) + 1
         nom = nominal_voltage(df, n_seg)
-        return {m: {"nominal_v": v} for m, v in zip(meter_names(df), nom)}
+        moves = temp_moves(df, n_seg)
+        return {m: {"nominal_v": v, "temp_moves": float(t)} for m, v, t in zip(meter_names(df), nom, moves)}
 
     def _nominal(self, df: pd.DataFrame) -> np.ndarray:
         nom = self._param(df, "nominal_v")
@@ -72,15 +99,55 @@ class SupplyOutage(Detector):
         known = np.isfinite(self._param(df, "nominal_v"))[df["_seg"].to_numpy()]
         after = after_supply_loss(df, lost & known, self._param(df, "cadence_s"))
         score = np.where(np.isfinite(vmax), lost.astype(float), np.nan)
+        score[self._repeated(df, lost)] = np.nan
         return Scored(np.where(after, 1.0, score), after)
+
+    def repeated(self, df: pd.DataFrame, ctx=None) -> np.ndarray:
+        """Per reading: not judged as a repeat of the one before with the supply lost (:meth:`_repeated`)."""
+        return self._repeated(df, supply_lost(df, self._nominal(df), self.config.lost_fraction))
+
+    def _repeated(self, df: pd.DataFrame, lost: np.ndarray, moves: np.ndarray | None = None,
+                  cad: np.ndarray | None = None) -> np.ndarray:
+        """Per reading: the supply lost on it and the one before, which it repeats bit for bit (the
+        temperature, the phase channels present on both), on a meter whose temperature moves."""
+        out = np.zeros(len(df), bool)
+        if "temp_c" not in df.columns or len(df) < 2:
+            return out
+        seg = df["_seg"].to_numpy()
+        # (``moves``, ``cad``: the learned values per segment code, if ``df`` is a slice of the frame)
+        cad = self._param(df, "cadence_s") if cad is None else cad
+        moves = self._param(df, "temp_moves") if moves is None else moves
+        moving = temp_moving(moves, cad, self.config.temp_moving_share)
+        # (each pair at about the learned cadence: _common.at_cadence)
+        rep = lost[1:] & lost[:-1] & (seg[1:] == seg[:-1]) & moving[seg[1:]] & at_cadence(df, cad)
+        if not rep.any():
+            return out
+        # The temperature the same on both, or missing on one side (a lone NaN says nothing either way:
+        # it neither ends a freeze nor brings the outage back inside one); missing on both: judged.
+        x = df["temp_c"].to_numpy(float)
+        fa, fb = np.isfinite(x[1:]), np.isfinite(x[:-1])
+        rep &= (x[1:] == x[:-1]) | (fa != fb)
+        for c in PHASE_CHANNELS:
+            if rep.any() and c in df.columns:
+                x = df[c].to_numpy(float)
+                a, b = x[1:], x[:-1]
+                rep &= (a == b) | ~np.isfinite(a) | ~np.isfinite(b)
+        out[1:] = rep
+        return out
 
     def describe(self, df, rows, scores, ctx=None) -> Finding:
         t = df["_t"].to_numpy()
         minutes = (t[rows].max() - t[rows].min()) / 60
         after = np.zeros(len(rows), bool) if ctx is None else np.asarray(ctx, bool)[rows]
         v = df["v_l1_v"].to_numpy()[rows[~after]]   # the readings that show the supply lost
+        # (the readings with the supply lost in its span: a repeated one inside, not judged, counts too; rfz2)
+        # (on the span's rows only, the meter's learned values looked up over ``df``'s segment codes)
+        lo, hi = int(rows.min()), int(rows.max()) + 1
+        sub = df.iloc[lo:hi]
+        rep = int(self._repeated(sub, supply_lost(sub, self._nominal(df), self.config.lost_fraction),
+                                 self._param(df, "temp_moves"), self._param(df, "cadence_s")).sum())
         ev = {"duration_min": rnd(minutes, 1), "v_l1_v_max": rnd(np.nanmax(v), 1) if np.isfinite(v).any() else None,
-              "readings": len(rows)}
+              "readings": len(rows) + rep}
         if not after.any():
             return Finding("info", f"supply lost on all phases for {minutes:.0f} min (current-based rules paused)",
                            ev, "none needed for the meter; check the feeder if outages repeat")
