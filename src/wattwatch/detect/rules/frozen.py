@@ -51,8 +51,14 @@ class FrozenReadings(Detector):
     # (STALE_RUN_N): the most, per meter in :meth:`reach`.
     lookback_n = STALE_RUN_N
     state_version = 2  # 2: + temp_moves (a version-1 state would leave a logger frozen on an outage to the outage)
-    # Stale data: its consumption, temperature and register say nothing about the meter now.
-    explains = (Explains(("consumption", "temperature", "register"), pad_s=3600.0),)
+    # Stale data: its consumption, temperature and register say nothing about the meter now; nor does
+    # the level of a current it repeats (issue 14, fx: a logger frozen on a motor start's 387.7 A on L1
+    # was 31.5 h of phase imbalance and neutral current). Reading by reading (a repeat is no
+    # measurement), no horizon, and ``current_level`` only, not ``current``: a repeat's current
+    # does not change, so it cannot make loose_ct's erratic current, and a blocker's reach would
+    # take loose_ct out of the fast tier at hourly cadence (11 -> 16 h back).
+    explains = (Explains(("consumption", "temperature", "register"), pad_s=3600.0),
+                Explains(("current_level",), span="reading"))
 
     def _fit(self, df: pd.DataFrame) -> dict:
         starts, _ = seg_bounds(df["_seg"].to_numpy())

@@ -95,7 +95,7 @@ class PhaseImbalance(Detector):
     config_cls = PhaseImbalanceConfig
     requires = ("i_l1_a", "i_l2_a", "i_l3_a")
     reads_also = (*PHASE_CHANNELS, "pf")  # phases; motor starts (inrush) read the power factor
-    judges = ("current",)
+    judges = ("current", "current_level")  # current_level: the level a reading holds (frozen_readings)
     # Motor starts are recognised against two neighbours either side.
     lookback_n = 2
     lookahead_n = 2

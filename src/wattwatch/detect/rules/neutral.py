@@ -206,7 +206,7 @@ class NeutralTamper(Detector):
     config_cls = NeutralTamperConfig
     requires = ("i_l1_a", "i_n_a")
     reads_also = (*PHASE_CHANNELS, "pf", "thd_i_pct")  # phases, motor starts, the distortion
-    judges = ("current",)
+    judges = ("current", "current_level")  # current_level: the level a reading holds (frozen_readings)
     # A neutral bypass is the reason the meter registers less: the consumption detectors' "drop"
     # over its span is the same fault, already reported with its cause.
     explains = (Explains(("consumption",), pad_s=3600.0),)

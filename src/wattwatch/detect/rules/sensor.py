@@ -30,7 +30,7 @@ class SensorFault(Detector):
     config_cls = SensorFaultConfig
     requires = ("i_l1_a",)
     reads_also = (*PHASE_CHANNELS, "i_n_a")  # phases and the neutral current
-    judges = ("current",)
+    judges = ("current", "current_level")  # current_level: the level a reading holds (frozen_readings)
     # An open CT under-registers: the consumption "drop" over its span is this fault. At night the
     # dead channel reads zero with no load to prove it: those readings are explained too, within
     # a day of one of its alerts.
