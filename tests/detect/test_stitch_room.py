@@ -7,8 +7,8 @@ Random pieces of the stream's fast tier at 15 min: uneven lengths, now and then 
 (not judged: their blocks stay), a reading held back two pieces (a late reading: the frame's
 sorted merge that piece), a meter whose readings start only later (a new meter), a meter that
 leaves (forgotten, then fed again later); with known scores dropped and taken up again (a detector
-whose known scores saved nothing, ``UNKEPT_PIECES``); with no room at all (``ROOM_SPARE`` 0, ``ROOM_LEAST`` 0:
-every piece that brings a meter readings makes the arrays again), so that every move is taken."""
+whose known scores saved nothing, ``UNKEPT_PIECES``); with little room (``ROOM_SPARE``, ``ROOM_LEAST``
+0: the arrays made again every few pieces, and trimmed), so that every move is taken."""
 
 from __future__ import annotations
 
@@ -62,19 +62,26 @@ def test_room_gives_the_tail_and_alerts_of_the_frame(monkeypatch):
     dets = registry.build_all(FAST)
     profile(prepare(frame), dets, EngineConfig(profile_days=1.0, workers=1))
     ref, room = Stitchers(dets, keep_scores=False), Stitchers(dets, keep_scores=False)
-    monkeypatch.setattr(stitch, "ROOM_SPARE", 0.0)
+    # Little room (a third of a block's readings, none at least): pieces written into the room
+    # and pieces that make the arrays again, both often.
+    monkeypatch.setattr(stitch, "ROOM_SPARE", 0.34)
     monkeypatch.setattr(stitch, "ROOM_LEAST", 0)
-    took, grown = [0], [0]
-    feed_room = stitch.Stitcher._feed_room
+    took, grown, into = [0], [0], [0]
+    feed_room, append = stitch.Stitcher._feed_room, stitch._Room.append
 
     def counted(self, r, piece):
-        g = r.grown
         out = feed_room(self, r, piece)
         took[0] += out is not None
-        grown[0] += r.grown - g
         return out
 
+    def appended(self, piece, lo, hi):
+        g = self.grown
+        append(self, piece, lo, hi)
+        grown[0] += self.grown > g
+        into[0] += self.grown == g and bool((hi > lo).any())
+
     monkeypatch.setattr(stitch.Stitcher, "_feed_room", counted)
+    monkeypatch.setattr(stitch._Room, "append", appended)
 
     def feed(s, piece, final=False):
         monkeypatch.setattr(stitch, "ROOM", s is room)
@@ -123,4 +130,5 @@ def test_room_gives_the_tail_and_alerts_of_the_frame(monkeypatch):
     assert n_alerts >= 5, "too few alerts to compare"
     assert late >= 2, "no late reading"
     assert took[0] >= 50, f"the room took {took[0]} feeds"
-    assert grown[0] >= 20, "the room's arrays were not made again"
+    assert grown[0] >= 10, f"the room's arrays were made again at {grown[0]} pieces"
+    assert into[0] >= 10, f"{into[0]} pieces written into the room"

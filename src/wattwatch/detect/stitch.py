@@ -256,6 +256,7 @@ class Stitcher:
             room.start += np.where(quiet, cut, 0)
             room.fresh |= quiet   # their known scores are not kept (see _calm)
             room.listed = room.end > room.start
+            room.trim()
         step = Step()
         if not judged.any():
             step.open_ids = set().union(*self.open.values())
@@ -272,6 +273,7 @@ class Stitcher:
                                 blk=res.blockers if same else None)
         every &= calm is None
         room.put_known(rows, known, every)
+        room.trim()
         room.fresh[at] = False
         if every:   # (the frame's categories: the cut frame's, a meter cut to no readings too)
             room.listed = np.zeros(len(cats), bool)
@@ -1169,6 +1171,14 @@ class _Room:
         for c, s in self.cols.items():
             s[at] = piece[c].to_numpy()[src] if c in piece.columns else _fill(c)
         self.end = self.end + more
+
+    def trim(self) -> None:
+        """The arrays made again when they hold more than twice what blocks made now would (a
+        block is not made smaller as its front is cut: a tail that was long once, a fast tier's
+        tail taken from the slow tier's, an open period's readings let go, would keep its room)."""
+        n = self.end - self.start
+        if int(self.cap.sum()) > 2 * int((n + np.maximum(np.ceil(ROOM_SPARE * n).astype(np.int64), ROOM_LEAST)).sum()):
+            self._grow(np.zeros(len(n), np.int64))
 
     def _grow(self, more: np.ndarray) -> None:
         """The arrays made again: each meter's readings at its block's base, the block with room
