@@ -6,7 +6,7 @@ merged, cut and put back at every piece), bit for bit.
 Random pieces of the stream's fast tier at 15 min: uneven lengths, now and then meters held back
 (not judged: their blocks stay), a reading held back two pieces (a late reading: the frame's
 sorted merge that piece), a meter whose readings start only later (a new meter), a meter that
-leaves (forgotten, then fed again later); with known scores dropped and taken up again (a detector
+leaves (forgotten, then fed again later), pieces without readings; with known scores dropped and taken up again (a detector
 whose known scores saved nothing, ``UNKEPT_PIECES``); with little room (``ROOM_SPARE``, ``ROOM_LEAST``
 0: the arrays made again every few pieces, and trimmed), so that every move is taken."""
 
@@ -117,6 +117,11 @@ def test_room_gives_the_tail_and_alerts_of_the_frame(monkeypatch):
         piece = frame[(now & ~wait & ~lt) | held | prev_late]
         late += bool(prev_late.any())
         held, prev_late, later = wait, later, lt
+        if k % 3 == 1:   # a piece without readings first (nothing judged: the tail kept as it was)
+            a, b = feed(ref, piece.iloc[:0]), feed(room, piece.iloc[:0])
+            assert a.open_ids == b.open_ids and not a.alerts and not b.alerts, f"piece {k}: empty"
+            for i, (p, q) in enumerate(zip(ref.parts, room.parts)):
+                _same_tail(p.tail, q.tail, f"empty piece before {k}, stitcher {i}")
         a, b = feed(ref, piece), feed(room, piece)
         assert [_view(x) for x in a.alerts] == [_view(x) for x in b.alerts], f"piece {k}: alerts differ"
         assert a.open_ids == b.open_ids, f"piece {k}: open ids differ"

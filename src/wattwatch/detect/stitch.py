@@ -236,9 +236,6 @@ class Stitcher:
             if has.size and bool(np.any(room.t[room.end[has] - 1]
                                         > piece["ts"].array.as_unit(room.unit).asi8[p_lo[has]])):
                 return None   # a late reading (sorted in by the frame's merge)
-        if any(v > 0 for v in self._unkept.values()):
-            room.drop_columns([c for n, left in self._unkept.items() if left > 0
-                               for c in (f"_c:{n}", KNOWN + n)])
         self._tail_df = None
         cats = room.cats
         judged = p_hi > p_lo
@@ -257,6 +254,11 @@ class Stitcher:
             room.fresh |= quiet   # their known scores are not kept (see _calm)
             room.listed = room.end > room.start
             room.trim()
+        # The known scores not kept now leave the tail as the frame's feed drops them: at a piece that
+        # judges a meter or cuts a calm one's tail, not at one that changes nothing (its tail kept).
+        if (calm is not None or judged.any()) and any(v > 0 for v in self._unkept.values()):
+            room.drop_columns([c for n, left in self._unkept.items() if left > 0
+                               for c in (f"_c:{n}", KNOWN + n)])
         step = Step()
         if not judged.any():
             step.open_ids = set().union(*self.open.values())
