@@ -7,7 +7,8 @@ and trim thresholds raised first (tried: no change). Run it alternately on two c
 to compare them in one sitting (docs/live-log.md, fast). ``--gc``: the garbage collector's passes
 in the timed steps (thread CPU of each, by generation, through ``gc.callbacks``) and the RSS before
 and after them. ``--no-freeze``: the warm engine's heap left in the collector's way (rfc: the
-watcher freezes it, :func:`wattwatch.runners.stream.freeze_heap`; this script does as it does):
+watcher freezes it, :func:`wattwatch.runners.stream.freeze_heap`; this script does as it does).
+``--no-room``: the stitchers' tails held as frames (``stitch.ROOM = False``; before/after of ly):
 
     PYTHONPATH=src python scripts/profile_fast_step.py 40 --digest
 """
@@ -16,6 +17,9 @@ if "--mallopt" in sys.argv:
     _l = ctypes.CDLL("libc.so.6"); print("mallopt", _l.mallopt(-3, 64 << 20), _l.mallopt(-1, 128 << 20))
 import numpy as np
 from fast_fleet import M, warm_engine
+if "--no-room" in sys.argv:   # (ly) the stitchers' tails as frames, not held with room (stitch.ROOM)
+    from wattwatch.detect import stitch as _stitch
+    _stitch.ROOM = False
 TIMED = int(sys.argv[1]) if len(sys.argv) > 1 else 30
 eng, live, cut = warm_engine(TIMED)
 if "--no-freeze" not in sys.argv:

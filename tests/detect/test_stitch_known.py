@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wattwatch.detect import core, registry
+from wattwatch.detect import core, registry, stitch
 from wattwatch.detect.engine import profile
 from wattwatch.detect.frame import prepare
 from wattwatch.detect.stitch import KNOWN, Stitcher
@@ -221,11 +221,14 @@ def test_a_detector_idle_on_a_meter_keeps_none_of_its_readings_in_the_carry():
     assert not problems, "\n".join(problems[:12])
 
 
-def test_the_tail_holds_known_scores_only_where_a_later_piece_reads_them_and_compactly():
+def test_the_tail_holds_known_scores_only_where_a_later_piece_reads_them_and_compactly(monkeypatch):
     """A detector's known score is read by a later piece from its own clean or pending point on
     (its post-rules), and, only as its class (NaN, under or at the threshold), where the detectors
     it blanks read its findings; before that, nothing reads it. The tail holds it that way, each
-    column in a compact exact form, and a live-like stream still equals the whole history."""
+    column in a compact exact form, and a live-like stream still equals the whole history.
+    (The tail as a frame: held with room, ``stitch.ROOM``, the known scores are dense, the same
+    values, test_stitch_room; ly.)"""
+    monkeypatch.setattr(stitch, "ROOM", False)
     frame = _sim(meters=4, days=PROFILE_DAYS + 1, step="5min", seed=1722, fault_share=0.9, outage_share=0.5,
                  profile_days=PROFILE_DAYS)
     dets = registry.build_all(DETECTORS)

@@ -39,17 +39,23 @@ def test_the_cut_is_handed_the_reaches_and_blockers_it_would_compute(monkeypatch
     # long blockers, which must not be the ones handed on)
     st = stitch.Stitcher(dets, keep_scores=False, provisional=3600.0)
     checked = []
-    cut = stitch.Stitcher._cut_tail
+    # (the cut's two halves, which the tail as a frame (_cut_tail) and held with room both call: ly)
+    rows, known = stitch.Stitcher._cut_rows, stitch.Stitcher._cut_known
 
-    def cut_tail(self, frame, names, *a, reach=None, blk=None, **k):
+    def cut_rows(self, frame, names, starts, ends, t, whole=None, reach=None):
         if reach is not None:
             assert _same_reach(reach, core.reaches(self.detectors, names)), "reaches handed differ"
+        checked.append([reach is not None, None, len(names)])
+        return rows(self, frame, names, starts, ends, t, whole, reach)
+
+    def cut_known(self, cols, names, cut, t, keep, blk=None):
         if blk is not None:
             assert _same_blockers(blk, core.blockers(self.detectors, names)), "blockers handed differ"
-        checked.append((reach is not None, blk is not None, len(names)))
-        return cut(self, frame, names, *a, reach=reach, blk=blk, **k)
+        checked[-1][1] = blk is not None
+        return known(self, cols, names, cut, t, keep, blk)
 
-    monkeypatch.setattr(stitch.Stitcher, "_cut_tail", cut_tail)
+    monkeypatch.setattr(stitch.Stitcher, "_cut_rows", cut_rows)
+    monkeypatch.setattr(stitch.Stitcher, "_cut_known", cut_known)
     ts = np.sort(frame["ts"].unique())
     meters = sorted(frame["meter_id"].astype(str).unique())
     st.feed(frame[frame["ts"] < ts[290]])

@@ -84,6 +84,8 @@ def test_fused_tail_and_gathered_merges_give_the_tail_and_alerts_of_the_way_befo
     before, fast = Stitchers(dets, keep_scores=False), Stitchers(dets, keep_scores=False)
     ways = {id(before): (10 ** 9, False), id(fast): (0, True)}   # (RUNS_AS_SLICES, FUSED_TAIL)
 
+    monkeypatch.setattr(stitch, "ROOM", False)   # (the tail as a frame: the paths compared here; ly)
+
     def feed(s, piece, final=False):
         runs, fused = ways[id(s)]
         monkeypatch.setattr(stitch, "RUNS_AS_SLICES", runs)

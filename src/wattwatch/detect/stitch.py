@@ -45,11 +45,17 @@ import pandas as pd
 from wattwatch.alerts.model import Alert
 from wattwatch.detect import core
 from wattwatch.detect.base import Detector
-from wattwatch.detect.frame import _PER_SECOND, AUX, meter_names, prepare, seg_bounds
+from wattwatch.detect.frame import _PER_SECOND, AUX, CHANNEL_NAMES, meter_names, prepare, seg_bounds
 
 KNOWN = "_k:"             # tail column prefix: ``_k:<detector>`` true = its score ``_c:<detector>`` is final
 RUNS_AS_SLICES = 64       # a merge of at most this many runs of rows copies slices (see _merge)
 UNKEPT_PIECES = 32        # pieces a detector's known scores are not kept after they saved nothing
+# Between the pieces of a stream, hold a tail (not one of compact readings) with room per meter
+# (_Room): a piece's readings written after their meters', the front cut by moving a start, nothing
+# else moved (False: the tail as a frame, merged, cut and put back at every piece: the reference)
+ROOM = True
+ROOM_SPARE = 0.25         # room made per meter, as a share of its readings (when its block is made)
+ROOM_LEAST = 8            # ... and at least this many rows
 # The cut tail, the meters not judged put back and compacted as columns, one frame built at the end
 # (False: a frame built after each pass, as before; the two are compared in tests: tail)
 FUSED_TAIL = True
@@ -105,7 +111,10 @@ class Stitcher:
         # Detectors whose known scores saved nothing (they score most of the tail anyway: a reach
         # of days): their scores are not kept for this many more pieces (saves copying them).
         self._unkept: dict[str, int] = {}
-        self.tail: pd.DataFrame | None = None
+        # The carried tail: a frame (as :func:`_by_meter` gives) or, between the pieces of a stream,
+        # held with room per meter (:class:`_Room`; :attr:`tail` then makes the frame on demand).
+        self._tail_df: pd.DataFrame | None = None
+        self._room: _Room | None = None
         self.origin: dict[str, bool] = {}
         # Per meter with compacted hours (``store compact``): the end of its last compacted hour
         # (epoch s). While a meter's carry starts at its first reading known here (``origin``)
@@ -127,6 +136,33 @@ class Stitcher:
         # macd.HourCarry); a carry is replaced, never changed in place.
         self.hours: dict[str, dict] = {d.name: {} for d in self.detectors if d.carry_cls is not None}
 
+    @property
+    def tail(self) -> pd.DataFrame | None:
+        """The carried tail as a frame (as :func:`_by_meter` gives it); None: nothing carried. Held
+        with room per meter (:class:`_Room`), it is made from there once and kept until the next
+        piece changes it; a frame set here replaces the carry (the room is made again from it)."""
+        if self._tail_df is None and self._room is not None:
+            self._tail_df = self._room.frame()
+        return self._tail_df
+
+    @tail.setter
+    def tail(self, df: pd.DataFrame | None) -> None:
+        self._tail_df = df
+        self._room = None
+
+    def __setstate__(self, state: dict) -> None:   # (a stitcher pickled before the room: its frame)
+        if "tail" in state:
+            state["_tail_df"] = state.pop("tail")
+        state.setdefault("_room", None)
+        self.__dict__.update(state)
+
+    def held_bytes(self) -> int:
+        """Bytes the carried tail holds in memory as held (with room: its storage, room included)."""
+        if self._room is not None:
+            return self._room.nbytes()
+        t = self._tail_df
+        return 0 if t is None else sum(int(t[c].array.nbytes) for c in t.columns)
+
     def forget(self, meters, alerts: bool = True) -> None:
         """Drop the carry of ``meters``: their tail, post-rule restart points (``since``,
         ``emitted``), ``origin``, ``n_before`` and carried closed hours; the next piece judges each
@@ -144,7 +180,12 @@ class Stitcher:
             self.n_before.pop(m, None)
             if alerts:
                 self.open.pop(m, None)
-        if self.tail is not None and len(self.tail):
+        if self._room is not None:
+            self._room.drop(ms)
+            self._tail_df = None
+            if not self._room.rows():
+                self._room = None
+        elif self.tail is not None and len(self.tail):
             keep = ~self.tail["meter_id"].astype(str).isin(ms).to_numpy()
             self.tail = self.tail[keep].reset_index(drop=True) if keep.any() else None
 
@@ -154,10 +195,101 @@ class Stitcher:
         readings and carry, so it would give what it gave last time; its tail is kept as it is
         and its open alerts stay open."""
         piece = _by_meter(self._own(_plain(piece)))
+        if ROOM and not final and not self.compact_readings:
+            room = self._room_now()
+            if room is not None:
+                step = self._feed_room(room, piece)
+                if step is not None:
+                    return step
+        return self._feed_frame(piece, final)
+
+    def _room_now(self) -> "_Room | None":
+        """The tail held with room (:class:`_Room`), made from the frame when it is not (None: no
+        tail, or one the room cannot hold)."""
+        if self._room is None and self._tail_df is not None and len(self._tail_df):
+            df = _by_meter(self._tail_df)
+            cols = set(df.columns)
+            # (the channels a judged piece's cut keeps, and only those: else the frame's first)
+            if any(not self._keeps(c) for c in cols) or any(c not in cols for c in CHANNEL_NAMES if self._keeps(c)):
+                return None
+            self._room = _Room.of(df)
+            if self._room is not None:
+                self._tail_df = df
+        return self._room
+
+    def _feed_room(self, room: "_Room", piece: pd.DataFrame) -> Step | None:
+        """:meth:`feed` (not final) with the tail held with room: the piece's readings written
+        after their meters' (none is moved), the frame of the judged meters gathered once, the
+        front cut by moving each meter's start, their known scores written back where their
+        readings are; the readings of the meters not judged stay where they are. The same tail,
+        values and scores as :meth:`_feed_frame` gives (tests: test_stitch_room). None (nothing
+        changed): a piece the room does not take as it is (a late reading, a new meter or
+        column, finer stamps), judged as a frame then."""
+        view = room.view()
+        piece = _without_copies(piece, view)
+        mid = piece["meter_id"].array
+        p_lo, p_hi = _blocks_of(mid.categories, mid.codes, room.cats, None)
+        if len(piece):
+            if int((p_hi - p_lo).sum()) != len(piece) or not room.takes(piece):
+                return None   # a meter or a column the room lacks, or finer stamps
+            has = np.flatnonzero((p_hi > p_lo) & (room.end > room.start))
+            if has.size and bool(np.any(room.t[room.end[has] - 1]
+                                        > piece["ts"].array.as_unit(room.unit).asi8[p_lo[has]])):
+                return None   # a late reading (sorted in by the frame's merge)
+        self._tail_df = None
+        cats = room.cats
+        judged = p_hi > p_lo
+        if self.stale:
+            judged |= cats.isin(list(self.stale))
+        calm = None
+        if len(piece) and self.calm and not self.keep_scores:
+            calm = self._calm(view, piece, self.stale)
+        self.stale = set()
+        room.append(piece, p_lo, p_hi)   # (the calm meters' readings too)
+        every = bool(judged[room.listed].all())   # (the frame's feed: judged None)
+        if calm is not None:
+            quiet, cut = calm
+            judged &= ~quiet
+            room.start += np.where(quiet, cut, 0)
+            room.fresh |= quiet   # their known scores are not kept (see _calm)
+            room.listed = room.end > room.start
+            room.trim()
+        # The known scores not kept now leave the tail as the frame's feed drops them: at a piece that
+        # judges a meter or cuts a calm one's tail, not at one that changes nothing (its tail kept).
+        if (calm is not None or judged.any()) and any(v > 0 for v in self._unkept.values()):
+            room.drop_columns([c for n, left in self._unkept.items() if left > 0
+                               for c in (f"_c:{n}", KNOWN + n)])
+        step = Step()
+        if not judged.any():
+            step.open_ids = set().union(*self.open.values())
+            return step
+        cat = room.gather(judged)
+        res, names, cut_at, cols, starts, ends, t = self._judge(cat, False, step)
+        same = res.names == names
+        first_idx, keep, cut = self._cut_rows(res.frame, names, starts, ends, t,
+                                              self._unsettled(res, names, cut_at), reach=res.reach if same else None)
+        at = np.flatnonzero(np.where(judged, room.end - room.start, 0) > 0)   # the frame's meters
+        room.start[at] += first_idx
+        rows = _ranges(room.start[at], room.end[at] - room.start[at])
+        known = self._cut_known(cols if self.known_scores else None, names, cut, t, keep,
+                                blk=res.blockers if same else None)
+        every &= calm is None
+        room.put_known(rows, known, every)
+        room.trim()
+        room.fresh[at] = False
+        if every:   # (the frame's categories: the cut frame's, a meter cut to no readings too)
+            room.listed = np.zeros(len(cats), bool)
+            room.listed[at] = True
+        else:       # (those with readings, as the frame's merges keep them)
+            room.listed = room.end > room.start
+        return step
+
+    def _feed_frame(self, piece: pd.DataFrame, final: bool) -> Step:
+        """:meth:`feed` with the tail as a frame (:func:`_merge`, :meth:`_cut_tail`)."""
         tail = _by_meter(self.tail) if self.tail is not None and len(self.tail) else None
         if tail is not None and any(v > 0 for v in self._unkept.values()):
             tail = _without_unkept(tail, self._unkept)
-        piece = _without_copies(piece, tail)
+        piece = _without_copies(piece, None if tail is None else _TailView.of(tail))
         judged = None   # per category of the tail: its meter is judged (None: every one)
         if not final and tail is not None:
             # (the meters the piece has rows of, from its codes: not its meters' names made strings,
@@ -172,7 +304,7 @@ class Stitcher:
                 judged = None
         calm = None   # per category of the tail: a calm meter (see _calm), its new tail
         if not final and tail is not None and len(piece) and self.calm and not self.keep_scores:
-            calm = self._calm(tail, piece, self.stale)
+            calm = self._calm(_TailView.of(tail), piece, self.stale)
         self.stale = set()
         whole_piece = piece
         if calm is not None:
@@ -195,6 +327,30 @@ class Stitcher:
         # 13-30 % with compact readings and saved no CPU one could measure; rtail)
         tail_side = _Side.of(tail) if tail is not None else None
         cat = _merge(tail_side, piece, judged) if tail is not None else piece
+        res, names, cut_at, cols, starts, ends, t = self._judge(cat, final, step)
+        # (the run's reaches and blockers of these meters, not computed again for the cut; fs)
+        same = res.names == names
+        kept = self._cut_tail(res.frame, names, starts, ends, t, cols if self.known_scores else None,
+                              self._unsettled(res, names, cut_at), reach=res.reach if same else None,
+                              blk=res.blockers if same else None)
+        scores = bool(cols and self.known_scores)
+        if calm is not None:   # with the calm meters' tails, cut as judging them would have
+            self._put_tail(_calm_tail(tail, whole_piece, pd.DataFrame(kept, copy=False), judged, quiet, cut), scores)
+            return step
+        if judged is not None and not FUSED_TAIL:   # (the reference way: a frame per pass)
+            kept = _merge(tail, pd.DataFrame(kept, copy=False), ~judged)
+        elif judged is not None:   # the meters not judged keep their tail as it was
+            kept = _merge_sides(tail_side, _Side.of_cols(kept), ~judged)
+        # (the cut tail, the meters not judged put back and the compaction on the columns, one
+        # frame built at the end: not a frame per pass, each read column by column again; tail)
+        self._put_tail(kept, scores)
+        return step
+
+    def _judge(self, cat: pd.DataFrame, final: bool, step: Step):
+        """Judge ``cat`` (the judged meters' tails and new readings, as :func:`_merge` gives them):
+        the core's run, its results into ``step`` and the carry (clean and final points, closed
+        bins, open alerts). Returns the run, its meters, those judged from their compaction cut,
+        the known-score columns to keep (per row of the frame), the meters' blocks and times."""
         # (a stitcher that keeps only its detectors' channels: the others one shared NaN array)
         frame = prepare(cat, shared_nan=self.columns is not None)
         names = [str(m) for m in meter_names(frame)]
@@ -264,23 +420,7 @@ class Stitcher:
                 ok = ok | known[name][1]
             cols[f"_c:{name}"] = j.scores
             cols[KNOWN + name] = ok
-        # (the run's reaches and blockers of these meters, not computed again for the cut; fs)
-        same = res.names == names
-        kept = self._cut_tail(res.frame, names, starts, ends, t, cols if self.known_scores else None,
-                              self._unsettled(res, names, cut_at), reach=res.reach if same else None,
-                              blk=res.blockers if same else None)
-        scores = bool(cols and self.known_scores)
-        if calm is not None:   # with the calm meters' tails, cut as judging them would have
-            self._put_tail(_calm_tail(tail, whole_piece, pd.DataFrame(kept, copy=False), judged, quiet, cut), scores)
-            return step
-        if judged is not None and not FUSED_TAIL:   # (the reference way: a frame per pass)
-            kept = _merge(tail, pd.DataFrame(kept, copy=False), ~judged)
-        elif judged is not None:   # the meters not judged keep their tail as it was
-            kept = _merge_sides(tail_side, _Side.of_cols(kept), ~judged)
-        # (the cut tail, the meters not judged put back and the compaction on the columns, one
-        # frame built at the end: not a frame per pass, each read column by column again; tail)
-        self._put_tail(kept, scores)
-        return step
+        return res, names, cut_at, cols, starts, ends, t
 
     def _cut_of(self, frame: pd.DataFrame, names: list[str]) -> dict[str, float]:
         """Per meter of ``frame`` (prepared; ``names`` its meters) judged from its compaction
@@ -329,7 +469,7 @@ class Stitcher:
         tail.__dict__["_ww_by_meter"] = True
         self.tail = tail
 
-    def _calm(self, tail: pd.DataFrame, piece: pd.DataFrame, stale: set[str]):
+    def _calm(self, tail: "_TailView", piece: pd.DataFrame, stale: set[str]):
         """The meters of ``piece`` that need not be judged: (per category of ``tail``: calm, and
         for a calm meter how many of its readings, its tail's then the piece's, its tail drops
         from the front) or None (none calm).
@@ -348,11 +488,11 @@ class Stitcher:
         (a later piece that judges it scores its tail afresh, as when they were never kept)."""
         if any(type(d).calm_meters is Detector.calm_meters for d in self.detectors):
             return None   # a detector that cannot say: every meter is judged
-        cats = tail["meter_id"].cat.categories
-        t_lo, t_hi = _blocks(tail, cats, None)
+        cats = tail.cats
+        t_lo, t_hi = tail.lo, tail.hi
         p_lo, p_hi = _blocks(piece, cats, None)
-        unit = min(tail["ts"].array.unit, piece["ts"].array.unit, key=_UNITS.index)
-        ta, tb = tail["ts"].array.as_unit(unit).asi8, piece["ts"].array.as_unit(unit).asi8
+        unit = min(tail.unit, piece["ts"].array.unit, key=_UNITS.index)
+        ta, tb = tail.stamps(unit), piece["ts"].array.as_unit(unit).asi8
         cand = (p_hi > p_lo) & (t_hi > t_lo)
         idx = np.flatnonzero(cand)
         cand[idx] = ta[t_hi[idx] - 1] < tb[p_lo[idx]]   # none late
@@ -565,6 +705,17 @@ class Stitcher:
         columns (a dict: the caller puts the meters not judged back and builds the frame).
         ``reach``, ``blk``: :func:`core.reaches` and :func:`core.blockers` of the detectors on
         ``names``, when known (the core's run found them: ``Result.reach``, ``Result.blockers``)."""
+        first_idx, keep, cut = self._cut_rows(frame, names, starts, ends, t, whole, reach)
+        drop = {*AUX, "_n"}
+        data = {c: frame[c].array[keep] for c in frame.columns if c not in drop and self._keeps(c)}
+        data.update(self._cut_known(cols, names, cut, t, keep, blk))
+        return data
+
+    def _cut_rows(self, frame: pd.DataFrame, names: list[str], starts, ends, t, whole: np.ndarray | None = None,
+                  reach: dict | None = None):
+        """:meth:`_cut_tail`'s cut: per meter the first reading kept (the meter's start moved there,
+        :meth:`_moved`), which rows of the frame are kept, and what :meth:`_cut_known` needs of it
+        (the frame's times per meter, each detector's reference point and own reach)."""
         seg = frame["_seg"].to_numpy()
         st = core.SegTimes(t, seg, starts, ends)
         first_idx, refs, owns = self._first_kept(names, st, t, reach)
@@ -572,9 +723,16 @@ class Stitcher:
             first_idx = np.where(whole, 0, first_idx)
         keep = st.within() >= first_idx[seg]
         self._moved(names, first_idx)
-        drop = {*AUX, "_n"}
-        data = {c: frame[c].array[keep] for c in frame.columns if c not in drop and self._keeps(c)}
+        return first_idx, keep, (st, refs, owns)
+
+    def _cut_known(self, cols: dict | None, names: list[str], cut: tuple, t, keep: np.ndarray,
+                   blk: dict | None = None) -> dict:
+        """The known-score columns of the kept rows (``keep``), as :meth:`_cut_tail` keeps them
+        (``cut``: :meth:`_cut_rows`'s)."""
+        data = {}
         if cols:
+            st, refs, owns = cut
+            seg = st.seg
             own, need = self._needed(names, st, t, refs, owns, blk)
             sk, wk = seg[keep], st.within()[keep]
             for d in self.detectors:
@@ -894,6 +1052,216 @@ def _col_values(v, name) -> np.ndarray:
     return _values(pd.Series(v, name=name, copy=False))
 
 
+
+class _TailView:
+    """Where a tail's readings are: per meter of ``cats`` its rows [``lo``, ``hi``) of the stamps
+    ``t`` (int64 in ``unit``); a frame's (:meth:`of`) or a :class:`_Room`'s (rows between blocks
+    are not its readings). What :func:`_without_copies` and :meth:`Stitcher._calm` read of a tail."""
+
+    __slots__ = ("cats", "lo", "hi", "t", "unit")
+
+    def __init__(self, cats: pd.Index, lo: np.ndarray, hi: np.ndarray, t: np.ndarray, unit: str):
+        self.cats, self.lo, self.hi, self.t, self.unit = cats, lo, hi, t, unit
+
+    @classmethod
+    def of(cls, df: pd.DataFrame) -> "_TailView":
+        """Of a frame as :func:`_by_meter` gives it."""
+        mid = df["meter_id"].array
+        lo, hi = _blocks_of(mid.categories, mid.codes, mid.categories, None)
+        return cls(mid.categories, lo, hi, df["ts"].array.asi8, df["ts"].array.unit)
+
+    def rows(self) -> int:
+        return int((self.hi - self.lo).sum())
+
+    def blocks(self, cats: pd.Index) -> tuple[np.ndarray, np.ndarray]:
+        """Per meter of ``cats``: its rows [lo, hi) (empty: one the tail lacks), as :func:`_blocks`."""
+        if cats is self.cats or cats.equals(self.cats):
+            return self.lo, self.hi
+        at = self.cats.get_indexer(cats)
+        ok = at >= 0
+        lo, hi = np.zeros(len(cats), np.int64), np.zeros(len(cats), np.int64)
+        lo[ok], hi[ok] = self.lo[at[ok]], self.hi[at[ok]]
+        return lo, hi
+
+    def stamps(self, unit: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """The stamps (of ``rows``; None: all) as int64 in ``unit`` (not coarser than the tail's)."""
+        t = self.t if rows is None else self.t[rows]
+        return t if unit == self.unit else t.view(f"M8[{self.unit}]").astype(f"M8[{unit}]").view(np.int64)
+
+
+def _fill(c) -> bool | float:
+    """What a row lacking column ``c`` holds: False for known-score flags, else NaN (as :func:`_merge`)."""
+    return False if str(c).startswith(KNOWN) else np.nan
+
+
+class _Room:
+    """A stitcher's tail held with room per meter (issue 16): per column one array, in which each
+    meter of ``cats`` (sorted, as the tail's categories) has a block [``base``, ``base + cap``) whose
+    rows [``start``, ``end``) are its readings, in time order; the rows after ``end`` are room for
+    the next pieces' readings. A piece's readings are written after their meters' (:meth:`append`),
+    the front is cut by moving ``start``; the arrays are made again (every block's readings to its
+    base, with room again) only when a piece brings a meter more readings than its block has room
+    for (:meth:`_grow`). The known scores (``_c:``, ``_k:``) are held dense (float64, bool), per meter
+    ``fresh``: none known (its rows read as NaN and False: a calm meter's, :meth:`Stitcher._calm`).
+    Readings are float64 channels (a tail with other columns is held as a frame)."""
+
+    __slots__ = ("cats", "unit", "start", "end", "base", "cap", "t", "cols", "fresh", "listed", "grown")
+
+    def __init__(self, cats: pd.Index, unit: str, lo: np.ndarray, hi: np.ndarray, t: np.ndarray, cols: dict):
+        self.cats, self.unit = cats, unit
+        self.start, self.end = np.asarray(lo, np.int64).copy(), np.asarray(hi, np.int64).copy()
+        self.base, self.cap = self.start.copy(), self.end - self.start
+        self.t, self.cols = t, cols
+        self.fresh = np.zeros(len(cats), bool)
+        # Per meter: among the frame's categories (those with readings, and those forgotten since the
+        # frame was last made: :meth:`Stitcher.forget` keeps them); a piece that judges every one of
+        # them drops the known-score columns its cut does not keep, as the frame's cut tail lacks them.
+        self.listed = np.ones(len(cats), bool)
+        self.grown = 0   # times the arrays were made again (for measuring)
+        self._grow(np.zeros(len(cats), np.int64))
+
+    @classmethod
+    def of(cls, df: pd.DataFrame) -> "_Room | None":
+        """The room of a tail (a frame as :func:`_by_meter` gives it); None: one it cannot hold."""
+        ts = df["ts"]
+        if not isinstance(ts.dtype, pd.DatetimeTZDtype) or ts.dtype.tz is not datetime.timezone.utc:
+            return None
+        cols = {}
+        for c in df.columns:
+            if c in ("meter_id", "ts"):
+                continue
+            if _cached(c):
+                cols[c] = np.asarray(_values(df[c]), bool if str(c).startswith(KNOWN) else float)
+                continue
+            if not isinstance(c, str) or c.startswith("_") or df[c].dtype != np.float64:
+                return None
+            cols[c] = df[c].to_numpy()
+        mid = df["meter_id"].array
+        lo, hi = _blocks_of(mid.categories, mid.codes, mid.categories, None)
+        return cls(mid.categories, ts.array.unit, lo, hi, ts.array.asi8, cols)
+
+    def rows(self) -> int:
+        return int((self.end - self.start).sum())
+
+    def view(self) -> _TailView:
+        return _TailView(self.cats, self.start, self.end, self.t, self.unit)
+
+    def takes(self, piece: pd.DataFrame) -> bool:
+        """Whether :meth:`append` takes ``piece`` as it is: its stamps not finer than the room's,
+        its channels the room's (float numpy columns)."""
+        if _UNITS.index(piece["ts"].array.unit) < _UNITS.index(self.unit):
+            return False
+        for c in piece.columns:
+            if c in ("meter_id", "ts"):
+                continue
+            d = piece[c].dtype
+            if c not in self.cols or _cached(c) or not isinstance(d, np.dtype) or d.kind != "f":
+                return False
+        return True
+
+    def append(self, piece: pd.DataFrame, lo: np.ndarray, hi: np.ndarray) -> None:
+        """The rows [lo, hi) of ``piece`` (per meter of the room; as :func:`_by_meter` gives it, each
+        after its meter's readings in time) written after its meter's readings; the room's columns
+        the piece lacks: NaN (False for known-score flags), as :func:`_merge` fills them."""
+        more = hi - lo
+        if not more.any():
+            return
+        if np.any(self.end + more > self.base + self.cap):
+            self._grow(more)
+        at, src = _ranges(self.end, more), _ranges(lo, more)
+        self.t[at] = piece["ts"].array.as_unit(self.unit).asi8[src]
+        for c, s in self.cols.items():
+            s[at] = piece[c].to_numpy()[src] if c in piece.columns else _fill(c)
+        self.end = self.end + more
+
+    def trim(self) -> None:
+        """The arrays made again when they hold more than twice what blocks made now would (a
+        block is not made smaller as its front is cut: a tail that was long once, a fast tier's
+        tail taken from the slow tier's, an open period's readings let go, would keep its room)."""
+        n = self.end - self.start
+        if int(self.cap.sum()) > 2 * int((n + np.maximum(np.ceil(ROOM_SPARE * n).astype(np.int64), ROOM_LEAST)).sum()):
+            self._grow(np.zeros(len(n), np.int64))
+
+    def _grow(self, more: np.ndarray) -> None:
+        """The arrays made again: each meter's readings at its block's base, the block with room
+        for ``more`` readings and :data:`ROOM_SPARE` of them all (at least :data:`ROOM_LEAST`)."""
+        n = self.end - self.start
+        need = n + more
+        cap = need + np.maximum(np.ceil(ROOM_SPARE * need).astype(np.int64), ROOM_LEAST)
+        base = np.cumsum(cap) - cap
+        src, dst = _ranges(self.start, n), _ranges(base, n)
+        size = int(cap.sum())
+
+        def moved(s: np.ndarray) -> np.ndarray:
+            out = np.zeros(size, s.dtype)
+            out[dst] = s[src]
+            return out
+
+        self.t = moved(self.t)
+        self.cols = {c: moved(s) for c, s in self.cols.items()}
+        self.cap, self.base, self.start, self.end = cap, base, base.copy(), base + n
+        self.grown += 1
+
+    def gather(self, meters: np.ndarray | None = None) -> pd.DataFrame:
+        """The readings of ``meters`` (per category; None: all) as a frame, as :func:`_merge` gives
+        the judged meters' tails with a piece: by meter then time, ``meter_id`` a Categorical of the
+        meters that have rows, ``ts`` tz-aware UTC, every column (the ``fresh`` meters' known scores
+        NaN and False)."""
+        n = self.end - self.start
+        if meters is not None:
+            n = np.where(meters, n, 0)
+        used = np.flatnonzero(n > 0)
+        n = n[used]
+        rows = _ranges(self.start[used], n)
+        cols = {"meter_id": pd.Categorical.from_codes(np.repeat(np.arange(len(used), dtype=np.int64), n),
+                                                      categories=self.cats[used]),
+                "ts": pd.DatetimeIndex(self.t.take(rows).view(f"M8[{self.unit}]")).tz_localize("UTC").array}
+        fresh = self.fresh[used]
+        fresh = np.repeat(fresh, n) if fresh.any() else None
+        for c, s in self.cols.items():
+            v = s.take(rows)
+            if fresh is not None and _cached(c):
+                v[fresh] = _fill(c)
+            cols[c] = v
+        out = pd.DataFrame(cols, copy=False)
+        out.__dict__["_ww_by_meter"] = True
+        return out
+
+    def frame(self) -> pd.DataFrame | None:
+        """The tail as a frame (None: no readings)."""
+        return self.gather() if self.rows() else None
+
+    def put_known(self, rows: np.ndarray, known: dict, every: bool = False) -> None:
+        """Known-score columns (``known``) of the storage ``rows`` (the judged meters' readings
+        after the cut); the room's other known-score columns there: NaN and False (as the frame's
+        merge fills the judged meters' rows of a column the cut tail lacks), or, with ``every``
+        (every meter judged: the cut tail is the tail), dropped. A new column: NaN and False for
+        the other meters."""
+        for c, v in known.items():
+            if c not in self.cols:
+                self.cols[c] = np.full(len(self.t), _fill(c))
+            self.cols[c][rows] = v
+        for c in [c for c in self.cols if _cached(c) and c not in known]:
+            if every:
+                del self.cols[c]
+            else:
+                self.cols[c][rows] = _fill(c)
+
+    def drop_columns(self, cols) -> None:
+        for c in cols:
+            self.cols.pop(c, None)
+
+    def drop(self, meters: set[str]) -> None:
+        """Forget the readings of ``meters`` (their blocks left empty)."""
+        at = np.asarray([str(m) in meters for m in self.cats], bool)
+        self.end = np.where(at, self.start, self.end)
+        self.fresh &= ~at
+
+    def nbytes(self) -> int:
+        """Bytes held (the arrays, room included, and the per-meter positions)."""
+        return int(self.t.nbytes + sum(s.nbytes for s in self.cols.values())
+                   + sum(a.nbytes for a in (self.start, self.end, self.base, self.cap, self.fresh)))
+
 def _merge(a: pd.DataFrame | _Side, b: pd.DataFrame | _Side, a_meters: np.ndarray | None = None) -> pd.DataFrame:
     """Rows of ``a`` and ``b`` (each as :func:`_by_meter` gives) sorted by meter then time, a
     meter's rows of ``a`` before its rows of ``b``; of ``a`` only the meters ``a_meters`` says
@@ -1093,7 +1461,7 @@ def _blocks_of(own: pd.Index, codes: np.ndarray, cats: pd.Index, take: np.ndarra
     return lo, hi
 
 
-def _without_copies(piece: pd.DataFrame, tail: pd.DataFrame | None) -> pd.DataFrame:
+def _without_copies(piece: pd.DataFrame, tail: "_TailView | None") -> pd.DataFrame:
     """``piece`` (as :func:`_by_meter` gives) without copies of a reading, as a store's ingest
     keeps them (:mod:`wattwatch.store.duck`) for callers that feed a stitcher without one (the
     stream's store merges them first): of a piece's rows of one meter at one instant, the most
@@ -1135,15 +1503,15 @@ def _without_copies(piece: pd.DataFrame, tail: pd.DataFrame | None) -> pd.DataFr
                 cols[c] = col.array
             piece = pd.DataFrame({c: cols.get(c, piece[c].array) for c in piece.columns}, copy=False)
     # Copies of readings the tail holds: only where a meter's piece starts at or before its tail's end.
-    if tail is not None and len(tail):
+    if tail is not None and tail.rows():
         cats = piece["meter_id"].cat.categories
-        lo_t, hi_t = _blocks(tail, cats, None)
+        lo_t, hi_t = tail.blocks(cats)
         k = np.arange(len(cats))
         lo_p, hi_p = np.searchsorted(codes, k, "left"), np.searchsorted(codes, k, "right")
         both = np.flatnonzero((hi_t > lo_t) & (hi_p > lo_p))
         if both.size:
-            unit = min(tail["ts"].array.unit, ts.unit, key=_UNITS.index)
-            last_t = tail["ts"].array[hi_t[both] - 1].as_unit(unit).asi8
+            unit = min(tail.unit, ts.unit, key=_UNITS.index)
+            last_t = tail.stamps(unit, hi_t[both] - 1)
             first_p = ts[lo_p[both]].as_unit(unit).asi8
             at = both[first_p <= last_t]
             if at.size:
@@ -1152,7 +1520,7 @@ def _without_copies(piece: pd.DataFrame, tail: pd.DataFrame | None) -> pd.DataFr
                 rows_t, rows_p = _ranges(lo_t[at], hi_t[at] - lo_t[at]), _ranges(lo_p[at], hi_p[at] - lo_p[at])
                 k_t = np.repeat(at, hi_t[at] - lo_t[at])
                 k_p = codes[rows_p].astype(np.int64)
-                tt = tail["ts"].array[rows_t].as_unit(unit).asi8
+                tt = tail.stamps(unit, rows_t)
                 tp = ts[rows_p].as_unit(unit).asi8
                 kk, tk = np.concatenate([k_t, k_p]), np.concatenate([tt, tp])
                 side = np.r_[np.zeros(len(rows_t), np.int8), np.ones(len(rows_p), np.int8)]

@@ -825,7 +825,8 @@ class StreamEngine:
         # The tail's known scores (stitch.KNOWN): kept in memory to skip re-scoring, not checkpointed.
         held = _held_bytes(st.tail)
         known = sum(v for c, v in held.items() if str(c).startswith(("_c:", "_k:")))
-        fast = sum(sum(_held_bytes(t).values()) for t in ([] if self.fast is None else self.fast.tails))
+        # (as held: with room per meter, stitch._Room, its arrays, room included; not a frame made of them)
+        fast = sum(p.held_bytes() for p in ([] if self.fast is None else self.fast.parts))
         plain = len(_parquet(st.carry()) or b"")
         return {"meters": len(self.profiled), "tail_bytes_per_meter": parts["tail"] / meters,
                 "hours_bytes_per_meter": parts["hours"] / meters,
