@@ -25,6 +25,7 @@ from wattwatch.detect import core, registry
 from wattwatch.detect.cadence import gaps_per_side
 from wattwatch.detect.engine import EngineConfig, profile
 from wattwatch.detect.frame import meter_names, prepare
+from wattwatch.detect.rules._common import STALE_RUN_N
 from wattwatch.detect.stitch import Stitcher
 
 from tests.detect.test_core import _alert_mismatches, _epoch, _score_mismatches, _sim
@@ -106,7 +107,10 @@ def test_a_meter_streamed_past_the_old_reach_keeps_a_bounded_tail_and_equal_aler
     assert 1000 < hours[-1] <= 1034 + 3 * 24 and max(hours) <= 1034 + 11 * 24, f"hours carried {hours}"
     said = 2 * int(gaps_per_side(pd.Timedelta(step).total_seconds()))
     assert max(rows[-2:]) < 4 * per_day + said, f"tail of {[int(r) for r in rows]} readings per meter"
-    assert max(rows) < 13 * per_day, f"tail of {[int(r) for r in rows]} readings per meter"
+    # Since fx, frozen_readings blocks the current rules (it explains `current_level`), so its reach is among
+    # the blockers': STALE_RUN_N readings back on a meter whose temperature moves, at 4 min and coarser (fz2);
+    # at 60 min the open theft's tail went from 311 to 316 readings, and the steady tail from 98 to 103.
+    assert max(rows) < 13 * per_day + STALE_RUN_N, f"tail of {[int(r) for r in rows]} readings per meter"
     assert not any(c.origin for c in st.hours["baseline_macd"].values())
 
 
