@@ -7,18 +7,15 @@ engines' alerts after a flush (the same digest: the same alerts).
     PYTHONPATH=src python scripts/pair_fixed_step.py OLD_SRC [--sizes 1,20,200] [--timed 30]
 """
 import argparse
-import hashlib
 import importlib.util
-import json
 import sys
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fast_fleet import M, warm_engine  # noqa: E402
+from fast_fleet import M, pair_digests, paired_cpu, paired_ratio, warm_engine  # noqa: E402
 
 
 def load(name, path):
@@ -60,34 +57,20 @@ def main():
     OldStore._normalised_live = o_duck.Store._normalised_live
     old.__class__, old.store.__class__ = OldEngine, OldStore
     blocks = {"old": o_stitch._blocks_of, "new": stitch._blocks_of}
+
+    def use(mode):
+        stitch._blocks_of = blocks[mode]
+
     i = cut
     for n in sizes:
-        cpu = {"old": [], "new": []}
-        for s in range(a.timed):
-            b = live.iloc[i:i + n]
-            i += n
-            for mode in (("old", "new") if s % 2 == 0 else ("new", "old")):
-                eng = old if mode == "old" else new
-                stitch._blocks_of = blocks[mode]
-                slow0 = eng.counters["slow_steps"]
-                c0 = time.thread_time()
-                eng.add(b)
-                eng.step()
-                if eng.counters["slow_steps"] == slow0:
-                    cpu[mode].append(1e3 * (time.thread_time() - c0))
-        m = min(len(cpu["old"]), len(cpu["new"]))
-        r = np.array(cpu["new"][:m]) / np.array(cpu["old"][:m])
+        cpu = paired_cpu(old, new, [live.iloc[i + s * n: i + (s + 1) * n] for s in range(a.timed)], before=use)
+        i += n * a.timed
+        med, sums, m = paired_ratio(cpu)
         print(f"{n:5d} readings/step: old p50 {np.median(cpu['old']):.1f} mean {np.mean(cpu['old']):.1f} | "
               f"new p50 {np.median(cpu['new']):.1f} mean {np.mean(cpu['new']):.1f} ms | median paired new/old "
-              f"{np.median(r):.3f}, ratio of sums {sum(cpu['new']) / sum(cpu['old']):.3f} ({m} pairs)", flush=True)
-    stitch._blocks_of = blocks["new"]
-    dig = {}
-    for mode, eng in (("old", old), ("new", new)):
-        stitch._blocks_of = blocks[mode]
-        eng.flush()
-        al = sorted(json.dumps(json.loads(x.to_json()), sort_keys=True) for x in eng.alerts.values())
-        dig[mode] = (len(al), hashlib.sha256("\n".join(al).encode()).hexdigest()[:16])
-    print("alerts", dig, "same" if dig["old"] == dig["new"] else "DIFFER")
+              f"{med:.3f}, ratio of sums {sums:.3f} ({m} pairs)", flush=True)
+    pair_digests(old, new, before=use)
+    use("new")
     old.close()
     new.close()
 
