@@ -430,15 +430,22 @@ def test_encode_then_decode_gives_the_value_back(typ, order, data):
         np.testing.assert_array_equal(back[ok], want[ok])
 
 
+def _one_gateway(ms, units=None):
+    """A poller of one gateway (port 1502) holding meters ``ms`` at ``units`` (default 1, 2, ..), one
+    uint16 register each."""
+    regs = [{"channel": "p_kw", "table": "holding", "address": 0, "type": "uint16"}]
+    units = range(1, len(ms) + 1) if units is None else units
+    return mb.ModbusPoller("g", [{"meter_id": m, "port": 1502, "unit": u, "model": "m"} for m, u in zip(ms, units)],
+                           {"m": mb.parse_model("m", {"registers": regs})}, interval_s=1.0)
+
+
 def test_a_unit_the_deadline_came_before_is_asked_before_those_that_were():
     """One gateway answers fewer units a cycle than it has: the units not asked in time go first
     next cycle (in configured order they stayed behind and were never asked: bench poll, 62 of
     1,000 devices unread in 30 s at load 17); a unit asked and lost stays last, also when a cycle
     did not ask it. No network: each request answers at once or the cycle is out of time."""
-    regs = [{"channel": "p_kw", "table": "holding", "address": 0, "type": "uint16"}]
     ms = ["U1", "U2", "U3", "U4", "U5"]
-    p = mb.ModbusPoller("g", [{"meter_id": m, "port": 1502, "unit": i + 1, "model": "m"} for i, m in enumerate(ms)],
-                        {"m": mb.parse_model("m", {"registers": regs})}, interval_s=1.0)
+    p = _one_gateway(ms)
     asked: list[list[str]] = []
     room = {"n": 0}
 
@@ -475,10 +482,8 @@ def test_a_unit_lost_once_behind_a_full_gateway_is_asked_again(monkeypatch):
     _LOST_PROBE_CYCLES cycles goes first, one per gateway per that many cycles: U2 answers again
     and the dead units, in turn, cost at most one cycle in K + 1. No network; one event loop."""
     monkeypatch.setattr(mb, "_LOST_PROBE_CYCLES", 2, raising=False)
-    regs = [{"channel": "p_kw", "table": "holding", "address": 0, "type": "uint16"}]
     ms = ["U1", "U2", "U3", "U4", "U5"]
-    p = mb.ModbusPoller("g", [{"meter_id": m, "port": 1502, "unit": i + 1, "model": "m"} for i, m in enumerate(ms)],
-                        {"m": mb.parse_model("m", {"registers": regs})}, interval_s=1.0)
+    p = _one_gateway(ms)
     asked: list[list[str]] = []
     room = {"n": 0}
 
@@ -513,9 +518,7 @@ def test_a_unit_lost_once_behind_a_full_gateway_is_asked_again(monkeypatch):
     # A gateway with room for its live units but many dead ones (each asked in turn after the live
     # ones, so each waits longer than K cycles): it is not full, so no dead unit goes first; the
     # live units are asked every cycle, the dead ones in turn after them.
-    p = mb.ModbusPoller("g", [{"meter_id": f"D{i}", "port": 1502, "unit": i + 1, "model": "m"} for i in range(8)]
-                        + [{"meter_id": f"L{i}", "port": 1502, "unit": 20 + i, "model": "m"} for i in range(2)],
-                        {"m": mb.parse_model("m", {"registers": regs})}, interval_s=1.0)
+    p = _one_gateway([f"D{i}" for i in range(8)] + [f"L{i}" for i in range(2)], units=[*range(1, 9), 20, 21])
 
     async def request2(gw, d, r, deadline):
         if room["n"] <= 0:
