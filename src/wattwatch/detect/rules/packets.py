@@ -144,8 +144,7 @@ from wattwatch.detect.cadence import (CADENCE_GAPS, CADENCE_SHARE, CADENCE_SPAN_
                                       off_cadence, stretch_cadence)
 from wattwatch.detect.frame import (cache, meter_names, seg_bounds, seg_quantile, times_cache, window_count,
                                     window_sum)
-from wattwatch.detect.rules._common import (SUPPLY_LOST_FRACTION, after_supply_loss, max_voltage, nominal_voltage,
-                                            supply_lost)
+from wattwatch.detect.rules._common import SUPPLY_LOST_FRACTION, after_supply_loss, nominal_voltage, supply_lost
 from wattwatch.schema import VOLTAGE_COLUMNS
 
 
@@ -451,20 +450,7 @@ class PacketLoss(Detector):
             in_window = in_window + np.where(t_next > t + lead, lost_next, 0.0)
         return in_window, expected
 
-    def __getstate__(self) -> dict:
-        """As the base's, without the scoring's carry (:func:`_carried_score`): a checkpoint or a
-        copy does not hold it; the next scoring is whole and makes it again."""
-        state = super().__getstate__()
-        state.pop("_score_carry", None)
-        return state
-
     def _score(self, df: pd.DataFrame) -> Scored:
-        # (ic, issue 16) The readings whose inputs within the reach are those of the last scoring
-        # keep its results; only the others are scored (:func:`_carried_score`).
-        return _carried_score(self, df)
-
-    def _score_whole(self, df: pd.DataFrame) -> Scored:
-        """Every reading of ``df`` scored (the rule itself; :meth:`_score` keeps what it can)."""
         seg, t = df["_seg"].to_numpy(), df["_t"].to_numpy()
         names = meter_names(df)
         cad_m = self._param(df, "cadence_s")
@@ -699,151 +685,3 @@ def _around(x: np.ndarray, t: np.ndarray, seg: np.ndarray, half_s: np.ndarray,
         before[a:b] = c[i + 1] - c[lo]
         after[a:b] = c[hi] - c[i + 1]
     return before, after
-
-
-#: Rows of a frame above which no carry is kept (:func:`_carried_score`: a batch judgement of a long
-#: history would hold ~90 B a row of it on the detector for nothing).
-CARRY_MAX_ROWS = 250_000
-#: Share of a frame's rows to score above which it is scored whole (the bookkeeping then costs more
-#: than it saves).
-CARRY_SCORE_MAX = 0.5
-#: What the scoring reads of a meter's state (:meth:`PacketLoss._score_whole`): its cadence, its
-#: jitter (``_thr``) and the nominal voltage its supply loss is measured against.
-_STATE_READ = ("cadence_s", "gap_low", "nominal_v")
-
-
-def _carried_score(det: PacketLoss, df: pd.DataFrame) -> Scored:
-    """:meth:`PacketLoss._score_whole` of ``df``, keeping the readings' results of the detector's
-    last scoring where nothing within their reach changed (ic, issue 16: a live step's frame is the
-    last one with a reading a meter more; scoring its lossy meters' whole tails again was ~3 ms of a
-    200-meter fast step, for the ~25 readings a meter whose scores can change).
-
-    A reading's score and context (the window's share, the lost readings, the cadence, the windows'
-    lengths) read its meter's times, highest voltages and learned values (:data:`_STATE_READ`) and
-    the config, over its reach (:meth:`PacketLoss.reach`: ``back_s`` / ``back_n`` before it,
-    ``ahead_s`` / ``ahead_n`` after it; the contract the stream's exactness rests on), and nothing
-    of the frame beyond: where the frame cuts that reach, its edge. So per meter whose first reading
-    is the last frame's first, with the same learned values bit for bit, the readings are compared
-    with the last frame's in order (time and highest voltage, bit for bit) up to the first that
-    differs (a reading added, inserted, lost or changed; or the end of either frame): every reading
-    whose reach ahead (and one reading more) ends before that one keeps its results. The others are
-    scored on their meter's readings from their reach back (and one reading more) on, as the core
-    scores a detector's pending readings (``core._fresh_rows``); a meter not in the last frame, or
-    whose first reading or learned values differ, is scored whole. The carry is the detector's
-    (``_score_carry``), replaced whole after each scoring and not checkpointed (``__getstate__``):
-    a restored engine's first scoring is whole and makes it again; a scoring beside another in a
-    second thread costs a miss, not a wrong result."""
-    n = len(df)
-    seg, t = df["_seg"].to_numpy(), np.ascontiguousarray(df["_t"].to_numpy(float))
-    names = [str(m) for m in meter_names(df)]
-    starts, ends = seg_bounds(seg)
-    vmax = np.ascontiguousarray(max_voltage(df), float) if n else np.zeros(0)
-    pm = np.stack([np.asarray(det._param(df, k), float) for k in _STATE_READ]) if names \
-        else np.zeros((len(_STATE_READ), 0))
-    carry = det.__dict__.get("_score_carry")
-    out = None
-    if carry is not None and carry["config"] is det.config and n:
-        need, j = _changed(det, carry, names, starts, ends, t, vmax, pm)
-        if need.mean() <= CARRY_SCORE_MAX:
-            values = carry["values"][j]
-            ctx = [x[j] for x in carry["ctx"]]
-            if need.any():
-                read = _read_rows(det, names, seg, starts, ends, t, need)
-                idx = np.flatnonzero(read)
-                sub = det._score_whole(_sub_frame(df, idx))
-                w = need[idx]
-                values[idx[w]] = np.asarray(sub.values, float)[w]
-                for x, y in zip(ctx, sub.ctx):
-                    x[idx[w]] = np.asarray(y, float)[w]
-            out = Scored(values, tuple(ctx))
-    if out is None:
-        r = det._score_whole(df)
-        out = Scored(np.asarray(r.values, float), tuple(np.asarray(x, float) for x in r.ctx))
-    if 0 < n <= CARRY_MAX_ROWS:
-        # (copies: a write into what the caller is handed must not change what the next scoring keeps)
-        det.__dict__["_score_carry"] = {
-            "config": det.config, "code_of": {m: k for k, m in enumerate(names)}, "starts": starts,
-            "ends": ends, "t": t, "vmax": vmax, "pm": pm, "values": out.values.copy(),
-            "ctx": tuple(x.copy() for x in out.ctx)}
-    else:
-        det.__dict__.pop("_score_carry", None)
-    return out
-
-
-def _changed(det: PacketLoss, carry: dict, names: list[str], starts: np.ndarray, ends: np.ndarray, t: np.ndarray,
-             vmax: np.ndarray, pm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(rows to score, each kept row's row in the carry's frame) for :func:`_carried_score`."""
-    n = len(t)
-    need = np.ones(n, bool)
-    j = np.zeros(n, np.int64)
-    oc = np.array([carry["code_of"].get(m, -1) for m in names], np.int64)
-    same = oc >= 0
-    if same.any():
-        a, b = pm[:, same], carry["pm"][:, oc[same]]
-        same[same] = (a.view(np.int64) == b.view(np.int64)).all(axis=0)
-    if not same.any():
-        return need, j
-    r = det.reach(names)
-    ahead_s, ahead_n = np.asarray(r.ahead_s, float), np.asarray(r.ahead_n)
-    ot, ov, o_st, o_en = carry["t"], carry["vmax"], carry["starts"], carry["ends"]
-    tb, vb, otb, ovb = t.view(np.int64), vmax.view(np.int64), ot.view(np.int64), ov.view(np.int64)
-    for k in np.flatnonzero(same):   # a loop over meters, each step vectorised
-        a, b, oa, ob = starts[k], ends[k], o_st[oc[k]], o_en[oc[k]]
-        ln = min(b - a, ob - oa)
-        eq = (tb[a:a + ln] == otb[oa:oa + ln]) & (vb[a:a + ln] == ovb[oa:oa + ln])
-        p = ln if eq.all() else int(np.argmin(eq))   # the first reading that differs
-        if p == 0:
-            continue   # another first reading: scored whole
-        if p == b - a == ob - oa:
-            q = p      # the same readings: every result kept
-        else:
-            if not np.isfinite(ahead_s[k]):
-                continue
-            # Kept: the readings whose reach ahead, and one reading more, ends before the last
-            # reading the frames share (the frames hold it alike: neither's end is in it), less one.
-            q = min(int(np.searchsorted(t[a:a + p], t[a + p - 1] - ahead_s[k], side="left")),
-                    p - int(ahead_n[k]) - 2) - 1
-            q = max(q, 0)
-        need[a:a + q] = False
-        j[a:a + q] = oa + np.arange(q)
-    return need, j
-
-
-def _read_rows(det: PacketLoss, names: list[str], seg: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-               t: np.ndarray, need: np.ndarray) -> np.ndarray:
-    """The rows the readings ``need`` (per meter, its last ones) read: per meter, from its first
-    such reading's reach back (``back_s``, then ``back_n`` readings and one more before that) on."""
-    first = np.minimum.reduceat(np.where(need, np.arange(len(t)), len(t)), starts)
-    has = first < ends
-    r = det.reach(names)
-    back_s, back_n = np.asarray(r.back_s, float), np.asarray(r.back_n)
-    read = np.zeros(len(t), bool)
-    for k in np.flatnonzero(has):   # a loop over meters with readings to score
-        a, f = starts[k], first[k]
-        if np.isfinite(back_s[k]):
-            i = a + int(np.searchsorted(t[a:f], t[f] - back_s[k], side="left"))
-            s = max(a, i - int(back_n[k]) - 1)
-        else:
-            s = a
-        read[s:ends[k]] = True
-    return read
-
-
-def _sub_frame(df: pd.DataFrame, idx: np.ndarray) -> pd.DataFrame:
-    """The prepared frame of ``df``'s rows ``idx`` (whole runs from a reading to its meter's last)
-    with only what :meth:`PacketLoss._score_whole` reads: the meter, the times, the voltages (a
-    frame of every channel cost ~2 ms to build, more than the scoring it saves)."""
-    seg = df["_seg"].to_numpy()[idx]
-    codes, _ = pd.factorize(seg, sort=False)   # (sorted by meter: codes from 0 in order)
-    t = df["_t"].to_numpy(float)[idx]
-    dt = np.empty(len(t))
-    if len(t):
-        dt[0] = np.nan
-        np.subtract(t[1:], t[:-1], out=dt[1:])
-        dt[1:][codes[1:] != codes[:-1]] = np.nan
-    cols = {"meter_id": df["meter_id"].array.take(idx)}
-    for c in VOLTAGE_COLUMNS:
-        if c in df.columns:
-            cols[c] = df[c].to_numpy(float)[idx]
-    cols.update({"_seg": codes.astype(np.int32), "_t": t, "_dt": dt})
-    return pd.DataFrame(cols, copy=False)
