@@ -609,19 +609,58 @@ def _carried_score(det: LooseCT, df: pd.DataFrame, seg: np.ndarray, d: np.ndarra
                                                {k: pm[c][of] for c, k in enumerate(_SCORE_READ)})
             w = need[idx]
             e[idx[w]], limit[idx[w]], take[idx[w]] = e_r[w], lim_r[w], take_r[w]
-    lo = int(tus.min()) if n else 0
-    span = int(tus.max()) - lo + 1 if n else 1
-    if 0 < n <= CARRY_MAX_ROWS and (len(names) + 1) * span < 2 ** 62:
-        det.__dict__["_score_carry"] = {
-            "config": det.config, "code_of": {m: k for k, m in enumerate(names)}, "seg": seg,
-            "key": (seg * span + (tus - lo), lo, span), "d": d, "q": q, "p": p.copy(),
-            "pm": pm, "pos_c": pos_c, "left_c": left_c, "e": e.copy(), "limit": limit.copy(), "take": take.copy()}
+    new = {"names": names, "seg": seg, "tus": tus, "d": d, "q": q, "p": p, "pm": pm, "pos_c": pos_c,
+           "left_c": left_c, "e": e, "limit": limit, "take": take}
+    kept = _kept_meters(carry, det, names)
+    if kept is not None and n + len(kept[1]) <= CARRY_MAX_ROWS:
+        new = _merged(new, carry, *kept)
+    else:
         # (``d`` and ``q`` are this scoring's own arrays, read by nothing after it; the frame's power
         # and the results the caller is handed are copied: a write into them must not change what
-        # the next scoring compares with or keeps)
+        # the next scoring compares with or keeps. A merge copies them all.)
+        new.update(p=p.copy(), e=e.copy(), limit=limit.copy(), take=take.copy())
+    m = len(new["seg"])
+    lo = int(new["tus"].min()) if m else 0
+    span = int(new["tus"].max()) - lo + 1 if m else 1
+    if 0 < m <= CARRY_MAX_ROWS and (len(new["names"]) + 1) * span < 2 ** 62:
+        new.update(config=det.config, code_of={x: k for k, x in enumerate(new["names"])},
+                   key=(new["seg"] * span + (new["tus"] - lo), lo, span))
+        det.__dict__["_score_carry"] = new
     else:
         det.__dict__.pop("_score_carry", None)
     return e, limit, take
+
+
+def _kept_meters(carry: dict | None, det: LooseCT, names: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(codes, rows) in ``carry`` of its meters that this frame (meters ``names``) lacks, to keep beside
+    it (lx, issue 16: a live step scores the meters that got readings, a frame of 1 or 40 of 200
+    meters, and a carry of the last frame's meters alone was of other meters at the next step: every
+    step was scored whole); None when there are none, or the carry is another config's."""
+    if carry is None or carry["config"] is not det.config:
+        return None
+    here = set(names)
+    codes = np.array([k for k, x in enumerate(carry["names"]) if x not in here], np.int64)
+    if not len(codes):
+        return None
+    tab = np.zeros(len(carry["names"]), bool)
+    tab[codes] = True
+    return codes, np.flatnonzero(tab[carry["seg"]])
+
+
+def _merged(new: dict, carry: dict, codes: np.ndarray, rows: np.ndarray) -> dict:
+    """This scoring's carry (``new``: its frame's meters coded 0..) followed by ``carry``'s rows of the
+    meters it lacks (``codes``, their ``rows``), coded on from there in their order: each meter's
+    rows contiguous and in time order, as a frame's (what :func:`_changed`'s look-up needs). Every
+    row's values are those of a scoring of its meter (this one, or the last that held it): the
+    compare of :func:`_changed` reads nothing else."""
+    recode = np.full(len(carry["names"]), -1, np.int64)
+    recode[codes] = len(new["names"]) + np.arange(len(codes))
+    out = {"names": new["names"] + [carry["names"][k] for k in codes],
+           "seg": np.concatenate([new["seg"], recode[carry["seg"][rows]]]),
+           "pm": np.concatenate([new["pm"], carry["pm"][:, codes]], axis=1)}
+    for k in ("tus", "d", "q", "p", "pos_c", "left_c", "e", "limit", "take"):
+        out[k] = np.concatenate([new[k], carry[k][rows]])
+    return out
 
 
 def _changed(carry: dict, names: list[str], seg: np.ndarray, starts: np.ndarray, pos: np.ndarray,
