@@ -184,25 +184,3 @@ def test_random_step_sequences_equal_the_whole_scoring(fleet, monkeypatch):
         _same(got, want)
         kept += len(cur) - got[4]
     assert kept > 0.15 * 24 * 6 * 70, "the carry was seldom used: the sequences test little"
-
-
-def test_a_frame_of_other_meters_between_keeps_each_meters_carry(fleet):
-    """(lx) A live step scores the meters that got readings (a frame of 1 or 40 of 200): a scoring of
-    other meters between two of a meter's keeps its carry (most rows kept again), and the carried
-    scoring is still the whole one, with a kept meter's learned value changed meanwhile too."""
-    det, frame = fleet
-    det = pickle.loads(pickle.dumps(det))
-    meters = sorted(det.state_)
-    a, b = frame[frame.meter_id.isin(meters[:3])], frame[frame.meter_id.isin(meters[3:])]
-    det.scored(prepare(_steps(a, 0)))
-    det.scored(prepare(_steps(b, 0)))
-    after = _steps(a, 1)
-    got, want = _scored(det, after, None, keep_carry=True), _scored(det, after, None)
-    _same(got, want)
-    assert 0 < got[4] < 0.4 * len(after)
-    det.scored(prepare(_steps(b, 1)))
-    det.state_ = {**det.state_, meters[1]: {**det.state_[meters[1]], "erratic_normal": 0.05}}
-    after = _steps(a, 2)
-    got, want = _scored(det, after, None, keep_carry=True), _scored(det, after, None)
-    _same(got, want)
-    assert 0 < got[4] < 0.6 * len(after)

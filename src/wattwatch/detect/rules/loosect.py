@@ -219,8 +219,8 @@ class LooseCT(Detector):
             ratio = np.log(np.maximum(s_i, 0.05 * s_p)) - np.log(s_p)
             # Resolution: a current reported to 0.2 A moves d by up to 0.1 A / I on its own.
             q = n_ph * res_i / i_implied + res_p / p
-        return {"frame": df, "v": v, "i": i, "p": p, "known": v_ok & np.isfinite(s_i), "i_implied": i_implied,
-                "ratio": ratio, "q": q}
+        return {"frame": df, "seg": seg, "v": v, "i": i, "p": p, "known": v_ok & np.isfinite(s_i),
+                "i_implied": i_implied, "ratio": ratio, "q": q}
 
     def _judgeable(self, b: dict, any_load: bool = False):
         """:meth:`_parts` from :meth:`_base`."""
@@ -375,8 +375,10 @@ class LooseCT(Detector):
         at any load, and on such a meter every change of ``d`` is the clamp's. A meter whose
         readings disagree when its load switches (a real 1-minute home with a cycling heater:
         0.075) is judged by the steady measure alone."""
-        seg = df["_seg"].to_numpy()
         base = self._base(df)
+        seg = base["seg"]
+        # (lx) The meters' names by segment code, for the descriptions and their keys (``_of_frame``)
+        base["names"] = meter_names(df)
         d, ok, q, v, i, p = self._judgeable(base)
         prm = _Params(self, df)
         e, limit, take = _carried_score(self, df, seg, d, q, p, prm)
@@ -426,16 +428,18 @@ class LooseCT(Detector):
     # ---------------------------------------------------------------------------- the finding
 
     def describe(self, df, rows, scores, ctx=None) -> Finding:
-        seg = df["_seg"].to_numpy()
-        return self._describe(df, rows, ctx, seg, *_meter_rows(seg, rows))
+        seg, names = _of_frame(df, ctx)
+        return self._describe(df, rows, ctx, seg, *_meter_rows(seg, rows), names=names)
 
     def describe_key(self, df, rows, scores, ctx=None) -> bytes | None:
         """:meth:`_describe_key` of the alert's meter. (A live engine forms every open alert again
         at every step that brings its meter readings; the core describes one from memory while
         this digest is the same: ``core._alert``.)"""
-        return self._describe_key(df, rows, ctx, *_meter_rows(df["_seg"].to_numpy(), rows))
+        seg, names = _of_frame(df, ctx)
+        return self._describe_key(df, rows, ctx, *_meter_rows(seg, rows), seg=seg, names=names)
 
-    def _describe_key(self, df, rows, ctx, a: int, b: int) -> bytes:
+    def _describe_key(self, df, rows, ctx, a: int, b: int, seg: np.ndarray | None = None,
+                      names: np.ndarray | None = None) -> bytes:
         """A digest of everything :meth:`_describe` reads for ``rows``: the readings from the
         rolling windows' reach before the first to their reach after the last (and how far each
         edge is from the meter's first and last reading, where the medians turn NaN), the rows'
@@ -455,12 +459,13 @@ class LooseCT(Detector):
         d.update(np.array([hi - lo, min(lo - a, h + 2), min(b - hi, h + 2)], np.int64).tobytes())
         for x in (e, limit, any_change):
             d.update(np.ascontiguousarray(np.asarray(x)[rows]).tobytes())
-        m = str(meter_names(df)[df["_seg"].iat[int(rows[0])]])
+        seg, names = _of_frame(df, ctx) if seg is None or names is None else (seg, names)
+        m = str(names[seg[int(rows[0])]])
         st = self.state_.get(m) or {}
         d.update(repr((m, tuple(st.get(k) for k in _STATE_READ), tuple(cols))).encode())
         return d.digest()
 
-    def _describe(self, df, rows, ctx, seg, a: int, b: int) -> Finding:
+    def _describe(self, df, rows, ctx, seg, a: int, b: int, names: np.ndarray | None = None) -> Finding:
         e, limit, any_change = ctx[:3]
         half = self._h()
         h = 2 * half + 1
@@ -475,7 +480,7 @@ class LooseCT(Detector):
         if base is not None:
             # The scoring's per-reading pieces of this frame (its context), sliced: what _base gives
             # on those rows (per reading, from the meter's learned values), without preparing them.
-            d, ok, q, v, i, p = self._judgeable({k: x[lo:hi] for k, x in base.items() if k != "frame"})
+            d, ok, q, v, i, p = self._judgeable({k: base[k][lo:hi] for k in _BASE_ROWS})
             sg = np.zeros(hi - lo, np.int32)   # one meter
         else:
             one = df if (lo, hi) == (0, len(df)) else prepare(df.iloc[lo:hi])
@@ -497,7 +502,7 @@ class LooseCT(Detector):
                                          i[r].T]))
             phase_e = [float(med[j]) if np.isfinite(per_phase[j][r]).any() else np.nan for j in range(3)]
         k = int(np.nanargmax(np.where(np.isfinite(phase_e), phase_e, -np.inf))) if np.isfinite(phase_e).any() else 0
-        m = str(meter_names(df)[seg[rows[0]]])
+        m = str((meter_names(df) if names is None else names)[seg[rows[0]]])
         # The measure that set most of the alert's readings: over steady changes, or over all.
         every = bool(np.mean(any_change[rows]) > 0.5)
         normal = (self.state_.get(m) or {}).get("erratic_normal_any" if every else "erratic_normal")
@@ -609,58 +614,19 @@ def _carried_score(det: LooseCT, df: pd.DataFrame, seg: np.ndarray, d: np.ndarra
                                                {k: pm[c][of] for c, k in enumerate(_SCORE_READ)})
             w = need[idx]
             e[idx[w]], limit[idx[w]], take[idx[w]] = e_r[w], lim_r[w], take_r[w]
-    new = {"names": names, "seg": seg, "tus": tus, "d": d, "q": q, "p": p, "pm": pm, "pos_c": pos_c,
-           "left_c": left_c, "e": e, "limit": limit, "take": take}
-    kept = _kept_meters(carry, det, names)
-    if kept is not None and n + len(kept[1]) <= CARRY_MAX_ROWS:
-        new = _merged(new, carry, *kept)
-    else:
+    lo = int(tus.min()) if n else 0
+    span = int(tus.max()) - lo + 1 if n else 1
+    if 0 < n <= CARRY_MAX_ROWS and (len(names) + 1) * span < 2 ** 62:
+        det.__dict__["_score_carry"] = {
+            "config": det.config, "code_of": {m: k for k, m in enumerate(names)}, "seg": seg,
+            "key": (seg * span + (tus - lo), lo, span), "d": d, "q": q, "p": p.copy(),
+            "pm": pm, "pos_c": pos_c, "left_c": left_c, "e": e.copy(), "limit": limit.copy(), "take": take.copy()}
         # (``d`` and ``q`` are this scoring's own arrays, read by nothing after it; the frame's power
         # and the results the caller is handed are copied: a write into them must not change what
-        # the next scoring compares with or keeps. A merge copies them all.)
-        new.update(p=p.copy(), e=e.copy(), limit=limit.copy(), take=take.copy())
-    m = len(new["seg"])
-    lo = int(new["tus"].min()) if m else 0
-    span = int(new["tus"].max()) - lo + 1 if m else 1
-    if 0 < m <= CARRY_MAX_ROWS and (len(new["names"]) + 1) * span < 2 ** 62:
-        new.update(config=det.config, code_of={x: k for k, x in enumerate(new["names"])},
-                   key=(new["seg"] * span + (new["tus"] - lo), lo, span))
-        det.__dict__["_score_carry"] = new
+        # the next scoring compares with or keeps)
     else:
         det.__dict__.pop("_score_carry", None)
     return e, limit, take
-
-
-def _kept_meters(carry: dict | None, det: LooseCT, names: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
-    """(codes, rows) in ``carry`` of its meters that this frame (meters ``names``) lacks, to keep beside
-    it (lx, issue 16: a live step scores the meters that got readings, a frame of 1 or 40 of 200
-    meters, and a carry of the last frame's meters alone was of other meters at the next step: every
-    step was scored whole); None when there are none, or the carry is another config's."""
-    if carry is None or carry["config"] is not det.config:
-        return None
-    here = set(names)
-    codes = np.array([k for k, x in enumerate(carry["names"]) if x not in here], np.int64)
-    if not len(codes):
-        return None
-    tab = np.zeros(len(carry["names"]), bool)
-    tab[codes] = True
-    return codes, np.flatnonzero(tab[carry["seg"]])
-
-
-def _merged(new: dict, carry: dict, codes: np.ndarray, rows: np.ndarray) -> dict:
-    """This scoring's carry (``new``: its frame's meters coded 0..) followed by ``carry``'s rows of the
-    meters it lacks (``codes``, their ``rows``), coded on from there in their order: each meter's
-    rows contiguous and in time order, as a frame's (what :func:`_changed`'s look-up needs). Every
-    row's values are those of a scoring of its meter (this one, or the last that held it): the
-    compare of :func:`_changed` reads nothing else."""
-    recode = np.full(len(carry["names"]), -1, np.int64)
-    recode[codes] = len(new["names"]) + np.arange(len(codes))
-    out = {"names": new["names"] + [carry["names"][k] for k in codes],
-           "seg": np.concatenate([new["seg"], recode[carry["seg"][rows]]]),
-           "pm": np.concatenate([new["pm"], carry["pm"][:, codes]], axis=1)}
-    for k in ("tus", "d", "q", "p", "pos_c", "left_c", "e", "limit", "take"):
-        out[k] = np.concatenate([new[k], carry[k][rows]])
-    return out
 
 
 def _changed(carry: dict, names: list[str], seg: np.ndarray, starts: np.ndarray, pos: np.ndarray,
@@ -714,6 +680,21 @@ def _nanmedians(m: np.ndarray) -> np.ndarray:
         out = np.where(n % 2 == 1, lo, (lo + (0.0 + hi)) / 2)
     out[n == 0] = np.nan
     return out
+
+
+#: The per-reading arrays of :meth:`LooseCT._base` (what :meth:`LooseCT._judgeable` reads).
+_BASE_ROWS = ("v", "i", "p", "known", "i_implied", "ratio", "q")
+
+
+def _of_frame(df: pd.DataFrame, ctx) -> tuple[np.ndarray, np.ndarray]:
+    """(segment codes, meter names by code) of ``df``: from the scoring's context when it is this
+    frame's (its ``_base``, which :meth:`LooseCT._score` gives both; lx, issue 16: taking the column
+    and the names out of the frame again, ~5 pandas look-ups, was ~60 us of each of the ~11 alerts
+    a 200-meter fast step describes or keys), else from the frame."""
+    base = ctx[3] if isinstance(ctx, tuple) and len(ctx) > 3 and isinstance(ctx[3], dict) else None
+    if base is not None and base.get("frame") is df and "names" in base:
+        return base["seg"], base["names"]
+    return df["_seg"].to_numpy(), meter_names(df)
 
 
 def _meter_rows(seg: np.ndarray, rows: np.ndarray) -> tuple[int, int]:
