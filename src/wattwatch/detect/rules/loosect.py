@@ -59,7 +59,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import PHASE_CHANNELS, Detector, DetectorConfig, Explains, Finding, PostRule, Scored, quiet, rnd
+from wattwatch.detect.base import (PHASE_CHANNELS, Detector, DetectorConfig, Explains, Finding, PostRule, Scored, quiet, rnd,
+                                   state_nums)
 from wattwatch.detect.frame import cache, meter_names, prepare, seg_bounds, seg_median, seg_quantile
 from wattwatch.detect.rolling import centred_median
 from wattwatch.detect.rules._common import n_phases, nominal_voltage, phases
@@ -190,13 +191,18 @@ class LooseCT(Detector):
         fitting; else from the state."""
         return self._judgeable(self._base(df, learned), any_load)
 
-    def _base(self, df: pd.DataFrame, learned: dict | None = None) -> dict:
+    def _base(self, df: pd.DataFrame, learned: dict | None = None, names: np.ndarray | None = None) -> dict:
         """What :meth:`_parts` computes before it picks the readings it judges (which depends on
-        ``any_load`` only): ``_score`` hands it on to :meth:`unexplained` through its context."""
+        ``any_load`` only): ``_score`` hands it on to :meth:`unexplained` through its context.
+        ``names``: ``meter_names(df)``, when the caller has it (lx: :meth:`Detector._param` takes it
+        out of the frame again at each call)."""
         cfg = self.config
         seg = df["_seg"].to_numpy()
         v, i = phases(df)
-        get = (lambda k, dflt: learned[k]) if learned is not None else (lambda k, dflt: self._param(df, k, dflt))
+        if learned is None:
+            names = meter_names(df) if names is None else names
+        get = ((lambda k, dflt: learned[k]) if learned is not None
+               else (lambda k, dflt: state_nums(self.state_, names, k, dflt)))   # (= self._param(df, k, dflt))
         three = (get("phases", 1.0) == 3)[seg]
         nominal = get("nominal_v", np.nan)
         nom = np.where(np.isfinite(nominal), nominal, 230.0)[seg]
@@ -375,12 +381,14 @@ class LooseCT(Detector):
         at any load, and on such a meter every change of ``d`` is the clamp's. A meter whose
         readings disagree when its load switches (a real 1-minute home with a cycling heater:
         0.075) is judged by the steady measure alone."""
-        base = self._base(df)
+        # (lx) The meters' names by segment code taken once: for the learned values' look-ups, and the
+        # descriptions and their keys (``_of_frame``)
+        names = meter_names(df)
+        base = self._base(df, names=names)
         seg = base["seg"]
-        # (lx) The meters' names by segment code, for the descriptions and their keys (``_of_frame``)
-        base["names"] = meter_names(df)
+        base["names"] = names
         d, ok, q, v, i, p = self._judgeable(base)
-        prm = _Params(self, df)
+        prm = _Params(self, df, names)
         e, limit, take = _carried_score(self, df, seg, d, q, p, prm)
         return Scored(e / limit, (e, limit, take, base))
 
@@ -545,12 +553,14 @@ class _Params(dict):
     """The learned values :meth:`LooseCT._score` reads, per segment code of ``df``, each looked up
     once a scoring (``_param``; was once per use: ~10 state look-ups over every meter)."""
 
-    def __init__(self, det: "LooseCT", df: pd.DataFrame):
+    def __init__(self, det: "LooseCT", df: pd.DataFrame, names: np.ndarray | None = None):
         super().__init__()
         self._det, self._df = det, df
+        self.names = meter_names(df) if names is None else names   # (lx: taken once, not at each look-up)
 
     def __missing__(self, key: str) -> np.ndarray:
-        v = self[key] = self._det._param(self._df, key, _SCORE_READ.get(key, np.nan))
+        # (= ``self._det._param(self._df, key, ...)``, whose names are ``meter_names(df)``)
+        v = self[key] = state_nums(self._det.state_, self.names, key, _SCORE_READ.get(key, np.nan))
         return v
 
 
@@ -582,7 +592,7 @@ def _carried_score(det: LooseCT, df: pd.DataFrame, seg: np.ndarray, d: np.ndarra
     a restored engine's first scoring is whole and makes it again."""
     h = det._h()
     n = len(seg)
-    names = [str(m) for m in meter_names(df)]
+    names = [str(m) for m in (prm.names if isinstance(prm, _Params) else meter_names(df))]
     pm = np.stack([np.asarray(prm[k], float) for k in _SCORE_READ]) if names else np.zeros((len(_SCORE_READ), 0))
     t = np.ascontiguousarray(df["_t"].to_numpy(float))
     seg = np.asarray(seg, np.int64)
