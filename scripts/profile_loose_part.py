@@ -20,7 +20,7 @@ n = collections.Counter()
 prof = cProfile.Profile() if "--cprofile" in sys.argv else None
 
 
-def timed(name, f, only_loose=True):
+def timed(name, f):
     def w(d, *a, **k):
         if d.name != "loose_ct":
             return f(d, *a, **k)
