@@ -506,9 +506,8 @@ class LooseCT(Detector):
             # (lq) The medians the evidence reads, all at once (one sort of their stack, not ten
             # ``nanmedian`` calls: ~0.1 ms an alert, which a live step pays for each open alert):
             # rows per phase current (3), power, voltage, measure, limit, power, each phase's current.
-            srt = _sorted_rows(np.vstack([*(x[r] for x in per_phase), lp[r], lv[r], e[rows], limit[rows], p[r],
-                                          i[r].T]))
-            med = _nanmedians(*srt)
+            med = _nanmedians(np.vstack([*(x[r] for x in per_phase), lp[r], lv[r], e[rows], limit[rows], p[r],
+                                         i[r].T]))
             phase_e = [float(med[j]) if np.isfinite(per_phase[j][r]).any() else np.nan for j in range(3)]
         k = int(np.nanargmax(np.where(np.isfinite(phase_e), phase_e, -np.inf))) if np.isfinite(phase_e).any() else 0
         m = str((meter_names(df) if names is None else names)[seg[rows[0]]])
@@ -530,9 +529,8 @@ class LooseCT(Detector):
                   "voltage_erratic": rnd(float(med[4]), 4),
                   "other_phases_erratic": others,
                   f"{ch}_median": rnd(float(med[8 + k]), 2),
-                  # (lx) from the same sort: the current's row is the stack's 8 + k
-                  f"{ch}_p10": rnd(float(_nanpercentile(cur, 10, srt, 8 + k)), 2),
-                  f"{ch}_p90": rnd(float(_nanpercentile(cur, 90, srt, 8 + k)), 2),
+                  f"{ch}_p10": rnd(float(np.nanpercentile(cur, 10)), 2),
+                  f"{ch}_p90": rnd(float(np.nanpercentile(cur, 90)), 2),
                   "p_kw_median": rnd(float(med[7]), 3)}
         steady = (f"the power ({ev['power_erratic']:.1%} per reading)" if ev["power_erratic"] is not None
                   else "the power")
@@ -670,59 +668,28 @@ def _changed(carry: dict, names: list[str], seg: np.ndarray, starts: np.ndarray,
     return window_bad | (pos_c != carry["pos_c"][j]) | (left_c != carry["left_c"][j]), j
 
 
-def _sorted_rows(m: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """(``m``, its rows sorted (NaN last), each row's count of numbers) for :func:`_nanmedians` and
-    :func:`_nanpercentile`; the sort and counts None where ``m`` holds a -0.0 (a sort and NumPy's
-    partition may leave -0.0 and 0.0 in another order: those then call NumPy per row)."""
+def _nanmedians(m: np.ndarray) -> np.ndarray:
+    """Per row of the 2-D ``m``: ``np.nanmedian`` of it, the same floats (lq): its numbers sorted,
+    the middle one, or the two middle ones added as ``np.mean`` adds two (``lo + (0.0 + hi)``: the
+    reduction starts from the first and adds the rest to 0.0) and halved. The values at the middle
+    places of a sort are those of NumPy's partition but for the sign of a zero (-0.0 and 0.0 compare
+    equal, and the two algorithms may leave them in another order): with a -0.0 in ``m``, a
+    ``nanmedian`` per row. NaN (of either sign: ``rnd`` and the message read none) for a row
+    without a number."""
     z = m == 0
     if z.any() and np.signbit(m[z]).any():
-        return m, None, None
-    return m, np.sort(m, axis=1), np.count_nonzero(~np.isnan(m), axis=1)
-
-
-def _nanmedians(m: np.ndarray, s: np.ndarray | None = None, n: np.ndarray | None = None) -> np.ndarray:
-    """Per row of the 2-D ``m``: ``np.nanmedian`` of it, the same floats (lq): its numbers sorted
-    (``s``, ``n``: :func:`_sorted_rows`; None: sorted here), the middle one, or the two middle ones
-    added as ``np.mean`` adds two (``lo + (0.0 + hi)``: the reduction starts from the first and adds
-    the rest to 0.0) and halved. The values at the middle places of a sort are those of NumPy's
-    partition but for the sign of a zero (-0.0 and 0.0 compare equal, and the two algorithms may
-    leave them in another order): with a -0.0 in ``m``, a ``nanmedian`` per row. NaN (of either
-    sign: ``rnd`` and the message read none) for a row without a number."""
-    if s is None:
-        m, s, n = _sorted_rows(m)
-    if s is None:
         with quiet():
             return np.array([np.nanmedian(x) for x in m])
+    n = np.count_nonzero(~np.isnan(m), axis=1)
     if not m.shape[1]:
         return np.full(len(m), np.nan)
+    s = np.sort(m, axis=1)
     j = np.arange(len(m))
     lo, hi = s[j, np.maximum(n - 1, 0) // 2], s[j, np.minimum(n // 2, m.shape[1] - 1)]
     with quiet():
         out = np.where(n % 2 == 1, lo, (lo + (0.0 + hi)) / 2)
     out[n == 0] = np.nan
     return out
-
-
-def _nanpercentile(x: np.ndarray, q: float, srt: tuple, row: int) -> float:
-    """``np.nanpercentile(x, q)`` (its default, linear method), the same float (lx, issue 16: two such
-    calls were ~0.25 ms of each alert described), from ``x``'s sort: ``x`` is row ``row`` of
-    :func:`_sorted_rows`' ``srt``. NumPy's arithmetic for a 1-D array without NaN: the place
-    ``(n - 1) * (q / 100)``, the numbers at its floor and the next place, and its fraction ``g``
-    between them: ``a + (b - a) * g``, or ``b - (b - a) * (1 - g)`` from ``g`` = 0.5 (an infinity
-    gives NumPy's NaN or infinity by the same arithmetic). NumPy's own call where the place is its
-    last number or beyond (fewer than two numbers: its edge rules), or where the sort was not made
-    (a -0.0)."""
-    _, s, n = srt
-    k = int(n[row]) if s is not None else 0
-    v = (k - 1) * (q / 100)
-    if s is None or not 0 <= v < k - 1:
-        with quiet():
-            return float(np.nanpercentile(x, q))
-    lo = int(v)
-    a, b = s[row, lo], s[row, lo + 1]
-    g = v - lo
-    diff = b - a
-    return float(b - diff * (1 - g)) if g >= 0.5 else float(a + diff * g)
 
 
 #: The per-reading arrays of :meth:`LooseCT._base` (what :meth:`LooseCT._judgeable` reads).
