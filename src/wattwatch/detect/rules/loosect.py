@@ -59,7 +59,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import PHASE_CHANNELS, Detector, DetectorConfig, Explains, Finding, PostRule, Scored, quiet, rnd
+from wattwatch.detect.base import (PHASE_CHANNELS, Detector, DetectorConfig, Explains, Finding, PostRule, Scored, quiet, rnd,
+                                   state_nums)
 from wattwatch.detect.frame import cache, meter_names, prepare, seg_bounds, seg_median, seg_quantile
 from wattwatch.detect.rolling import centred_median
 from wattwatch.detect.rules._common import n_phases, nominal_voltage, phases
@@ -190,13 +191,18 @@ class LooseCT(Detector):
         fitting; else from the state."""
         return self._judgeable(self._base(df, learned), any_load)
 
-    def _base(self, df: pd.DataFrame, learned: dict | None = None) -> dict:
+    def _base(self, df: pd.DataFrame, learned: dict | None = None, names: np.ndarray | None = None) -> dict:
         """What :meth:`_parts` computes before it picks the readings it judges (which depends on
-        ``any_load`` only): ``_score`` hands it on to :meth:`unexplained` through its context."""
+        ``any_load`` only): ``_score`` hands it on to :meth:`unexplained` through its context.
+        ``names``: ``meter_names(df)``, when the caller has it (lx: :meth:`Detector._param` takes it
+        out of the frame again at each call)."""
         cfg = self.config
         seg = df["_seg"].to_numpy()
         v, i = phases(df)
-        get = (lambda k, dflt: learned[k]) if learned is not None else (lambda k, dflt: self._param(df, k, dflt))
+        if learned is None:
+            names = meter_names(df) if names is None else names
+        get = ((lambda k, dflt: learned[k]) if learned is not None
+               else (lambda k, dflt: state_nums(self.state_, names, k, dflt)))   # (= self._param(df, k, dflt))
         three = (get("phases", 1.0) == 3)[seg]
         nominal = get("nominal_v", np.nan)
         nom = np.where(np.isfinite(nominal), nominal, 230.0)[seg]
@@ -219,8 +225,8 @@ class LooseCT(Detector):
             ratio = np.log(np.maximum(s_i, 0.05 * s_p)) - np.log(s_p)
             # Resolution: a current reported to 0.2 A moves d by up to 0.1 A / I on its own.
             q = n_ph * res_i / i_implied + res_p / p
-        return {"frame": df, "v": v, "i": i, "p": p, "known": v_ok & np.isfinite(s_i), "i_implied": i_implied,
-                "ratio": ratio, "q": q}
+        return {"frame": df, "seg": seg, "v": v, "i": i, "p": p, "known": v_ok & np.isfinite(s_i),
+                "i_implied": i_implied, "ratio": ratio, "q": q}
 
     def _judgeable(self, b: dict, any_load: bool = False):
         """:meth:`_parts` from :meth:`_base`."""
@@ -375,10 +381,14 @@ class LooseCT(Detector):
         at any load, and on such a meter every change of ``d`` is the clamp's. A meter whose
         readings disagree when its load switches (a real 1-minute home with a cycling heater:
         0.075) is judged by the steady measure alone."""
-        seg = df["_seg"].to_numpy()
-        base = self._base(df)
+        # (lx) The meters' names by segment code taken once: for the learned values' look-ups, and the
+        # descriptions and their keys (``_of_frame``)
+        names = meter_names(df)
+        base = self._base(df, names=names)
+        seg = base["seg"]
+        base["names"] = names
         d, ok, q, v, i, p = self._judgeable(base)
-        prm = _Params(self, df)
+        prm = _Params(self, df, names)
         e, limit, take = _carried_score(self, df, seg, d, q, p, prm)
         return Scored(e / limit, (e, limit, take, base))
 
@@ -426,16 +436,18 @@ class LooseCT(Detector):
     # ---------------------------------------------------------------------------- the finding
 
     def describe(self, df, rows, scores, ctx=None) -> Finding:
-        seg = df["_seg"].to_numpy()
-        return self._describe(df, rows, ctx, seg, *_meter_rows(seg, rows))
+        seg, names = _of_frame(df, ctx)
+        return self._describe(df, rows, ctx, seg, *_meter_rows(seg, rows), names=names)
 
     def describe_key(self, df, rows, scores, ctx=None) -> bytes | None:
         """:meth:`_describe_key` of the alert's meter. (A live engine forms every open alert again
         at every step that brings its meter readings; the core describes one from memory while
         this digest is the same: ``core._alert``.)"""
-        return self._describe_key(df, rows, ctx, *_meter_rows(df["_seg"].to_numpy(), rows))
+        seg, names = _of_frame(df, ctx)
+        return self._describe_key(df, rows, ctx, *_meter_rows(seg, rows), seg=seg, names=names)
 
-    def _describe_key(self, df, rows, ctx, a: int, b: int) -> bytes:
+    def _describe_key(self, df, rows, ctx, a: int, b: int, seg: np.ndarray | None = None,
+                      names: np.ndarray | None = None) -> bytes:
         """A digest of everything :meth:`_describe` reads for ``rows``: the readings from the
         rolling windows' reach before the first to their reach after the last (and how far each
         edge is from the meter's first and last reading, where the medians turn NaN), the rows'
@@ -455,12 +467,13 @@ class LooseCT(Detector):
         d.update(np.array([hi - lo, min(lo - a, h + 2), min(b - hi, h + 2)], np.int64).tobytes())
         for x in (e, limit, any_change):
             d.update(np.ascontiguousarray(np.asarray(x)[rows]).tobytes())
-        m = str(meter_names(df)[df["_seg"].iat[int(rows[0])]])
+        seg, names = _of_frame(df, ctx) if seg is None or names is None else (seg, names)
+        m = str(names[seg[int(rows[0])]])
         st = self.state_.get(m) or {}
         d.update(repr((m, tuple(st.get(k) for k in _STATE_READ), tuple(cols))).encode())
         return d.digest()
 
-    def _describe(self, df, rows, ctx, seg, a: int, b: int) -> Finding:
+    def _describe(self, df, rows, ctx, seg, a: int, b: int, names: np.ndarray | None = None) -> Finding:
         e, limit, any_change = ctx[:3]
         half = self._h()
         h = 2 * half + 1
@@ -475,7 +488,7 @@ class LooseCT(Detector):
         if base is not None:
             # The scoring's per-reading pieces of this frame (its context), sliced: what _base gives
             # on those rows (per reading, from the meter's learned values), without preparing them.
-            d, ok, q, v, i, p = self._judgeable({k: x[lo:hi] for k, x in base.items() if k != "frame"})
+            d, ok, q, v, i, p = self._judgeable({k: base[k][lo:hi] for k in _BASE_ROWS})
             sg = np.zeros(hi - lo, np.int32)   # one meter
         else:
             one = df if (lo, hi) == (0, len(df)) else prepare(df.iloc[lo:hi])
@@ -497,7 +510,7 @@ class LooseCT(Detector):
                                          i[r].T]))
             phase_e = [float(med[j]) if np.isfinite(per_phase[j][r]).any() else np.nan for j in range(3)]
         k = int(np.nanargmax(np.where(np.isfinite(phase_e), phase_e, -np.inf))) if np.isfinite(phase_e).any() else 0
-        m = str(meter_names(df)[seg[rows[0]]])
+        m = str((meter_names(df) if names is None else names)[seg[rows[0]]])
         # The measure that set most of the alert's readings: over steady changes, or over all.
         every = bool(np.mean(any_change[rows]) > 0.5)
         normal = (self.state_.get(m) or {}).get("erratic_normal_any" if every else "erratic_normal")
@@ -538,12 +551,14 @@ class _Params(dict):
     """The learned values :meth:`LooseCT._score` reads, per segment code of ``df``, each looked up
     once a scoring (``_param``; was once per use: ~10 state look-ups over every meter)."""
 
-    def __init__(self, det: "LooseCT", df: pd.DataFrame):
+    def __init__(self, det: "LooseCT", df: pd.DataFrame, names: np.ndarray | None = None):
         super().__init__()
         self._det, self._df = det, df
+        self.names = meter_names(df) if names is None else names   # (lx: taken once, not at each look-up)
 
     def __missing__(self, key: str) -> np.ndarray:
-        v = self[key] = self._det._param(self._df, key, _SCORE_READ.get(key, np.nan))
+        # (= ``self._det._param(self._df, key, ...)``, whose names are ``meter_names(df)``)
+        v = self[key] = state_nums(self._det.state_, self.names, key, _SCORE_READ.get(key, np.nan))
         return v
 
 
@@ -575,7 +590,7 @@ def _carried_score(det: LooseCT, df: pd.DataFrame, seg: np.ndarray, d: np.ndarra
     a restored engine's first scoring is whole and makes it again."""
     h = det._h()
     n = len(seg)
-    names = [str(m) for m in meter_names(df)]
+    names = [str(m) for m in (prm.names if isinstance(prm, _Params) else meter_names(df))]
     pm = np.stack([np.asarray(prm[k], float) for k in _SCORE_READ]) if names else np.zeros((len(_SCORE_READ), 0))
     t = np.ascontiguousarray(df["_t"].to_numpy(float))
     seg = np.asarray(seg, np.int64)
@@ -675,6 +690,21 @@ def _nanmedians(m: np.ndarray) -> np.ndarray:
         out = np.where(n % 2 == 1, lo, (lo + (0.0 + hi)) / 2)
     out[n == 0] = np.nan
     return out
+
+
+#: The per-reading arrays of :meth:`LooseCT._base` (what :meth:`LooseCT._judgeable` reads).
+_BASE_ROWS = ("v", "i", "p", "known", "i_implied", "ratio", "q")
+
+
+def _of_frame(df: pd.DataFrame, ctx) -> tuple[np.ndarray, np.ndarray]:
+    """(segment codes, meter names by code) of ``df``: from the scoring's context when it is this
+    frame's (its ``_base``, which :meth:`LooseCT._score` gives both; lx, issue 16: taking the column
+    and the names out of the frame again, ~5 pandas look-ups, was ~60 us of each of the ~11 alerts
+    a 200-meter fast step describes or keys), else from the frame."""
+    base = ctx[3] if isinstance(ctx, tuple) and len(ctx) > 3 and isinstance(ctx[3], dict) else None
+    if base is not None and base.get("frame") is df and "names" in base:
+        return base["seg"], base["names"]
+    return df["_seg"].to_numpy(), meter_names(df)
 
 
 def _meter_rows(seg: np.ndarray, rows: np.ndarray) -> tuple[int, int]:
