@@ -496,7 +496,10 @@ class StreamEngine:
         self.rewinds = {k: tuple(v) for k, v in m.get("rewinds", {}).items()}
         parts = [] if tail is None else [carrycodec.read(tail)]
         if m.get("reread"):
-            parts.append(self._reread(m["reread"]))   # (ck) layout 4: the spans the store holds
+            # (ck) layout 4: the spans the store holds; not those of meters compacted beyond where the
+            # checkpoint judged them (their carry is forgotten: _restart_compacted)
+            gone = {k for k, c in self.cut.items() if k in m["fed"] and int(m["fed"][k]) < int(round(c * 1e6))}
+            parts.append(self._reread(m["reread"], skip=gone))
         if parts:
             t = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
             t["meter_id"] = t["meter_id"].astype(str)
@@ -518,7 +521,7 @@ class StreamEngine:
         self._silence_ck = m.get("silence") or {}
         return True
 
-    def _reread(self, spans: dict) -> pd.DataFrame:
+    def _reread(self, spans: dict, skip: set[str] = frozenset()) -> pd.DataFrame:
         """(ck) The carried readings of a layout-4 checkpoint, re-read from the store's readings: per
         meter its span ``[first, last]`` (epoch µs) with the checkpoint's columns, as the carried tail
         held them (:meth:`_reread_split`). Each meter's rows are checked against the checkpoint's
@@ -527,11 +530,13 @@ class StreamEngine:
         request, ``stream_rejudge``, re-judges it from the store at the first steps, as before; a
         compaction, readings deleted, a wide mapping's late readings, whose request is not kept) is
         carried as the store holds it now and re-judged from the start of its span (a rewind, as a
-        late reading's), and said."""
+        late reading's), and said. ``skip``: meters not re-read."""
         cols = list(spans["columns"])
-        ms = [str(x) for x in spans["meters"]]
-        first = np.asarray(spans["first"], np.int64)
-        last = np.asarray(spans["last"], np.int64)
+        sel = [i for i, x in enumerate(spans["meters"]) if str(x) not in skip]
+        ms = [str(spans["meters"][i]) for i in sel]
+        first = np.asarray(spans["first"], np.int64)[sel]
+        last = np.asarray(spans["last"], np.int64)[sel]
+        spans = {k: [spans[k][i] for i in sel] for k in ("n", "hash")}
         w = pd.DataFrame({"meter_id": ms, "start": pd.to_datetime(first, unit="us", utc=True),
                           "end": pd.to_datetime(last + 1, unit="us", utc=True)})
         got = self.store.query_windows(w, columns=cols) if ms else None
