@@ -269,6 +269,8 @@ def test_kill_9_then_restart_loses_no_reading_and_duplicates_no_alert(fleet, tmp
     out, err = p2.communicate(timeout=120)
     assert p2.returncode == 0, err
     assert "resumed from checkpoint" in out, out
+    # (ck) the layout-4 checkpoint's spans re-read from the store as the killed watcher judged them
+    assert "hold other readings" not in out, out
     # The replay went on from its checkpointed position, not from the start of the file.
     line = next(x for x in out.splitlines() if x.startswith("source fleet:"))
     # (rlat64) No "readings" counter: the restarted source read none, the killed watcher had read
