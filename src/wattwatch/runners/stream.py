@@ -552,8 +552,12 @@ class StreamEngine:
         bad = [m for m, n, h in zip(ms, spans["n"], spans["hash"]) if have.get(m) != (int(n), int(h))]
         self.counters["reread_rows"] += len(got)
         if bad:
+            # (rck) asked: a request kept after the checkpoint, or a rewind the checkpoint itself
+            # saved as pending (``rewinds``: readings stored before it whose re-judging had not run;
+            # the checkpoint forgot their request): either re-judges the meter at the first steps
             asked = {str(r[0]) for r in self.store.con.execute(
                 "SELECT DISTINCT meter_id FROM stream_rejudge WHERE name = ?", [self.name]).fetchall()}
+            asked |= set(self.rewinds)
             unasked = [x for x in bad if x not in asked]
             self.counters["reread_changed"] += len(bad)
             at = dict(zip(ms, first.tolist()))
