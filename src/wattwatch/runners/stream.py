@@ -544,7 +544,14 @@ class StreamEngine:
             got = pd.DataFrame({"meter_id": pd.Series([], dtype=object),
                                 "ts": pd.Series([], dtype="datetime64[us, UTC]"),
                                 **{c: pd.Series([], dtype=np.float64) for c in cols}})
-        got = got[["meter_id", "ts", *cols]].reset_index(drop=True)
+        if list(got.columns) != ["meter_id", "ts", *cols]:
+            got = got[["meter_id", "ts", *cols]]
+        # (rck) no copy of every column when the store gave them in order with a plain index
+        # (query_windows does): at 2,000 meters x 2,880 readings (0.66 GB as a frame) the two copies
+        # took the resume's peak from 1.75 to 2.87 GB over its start (layout 3's decode: 2.20 GB)
+        ix = got.index
+        if not (isinstance(ix, pd.RangeIndex) and ix.start == 0 and ix.step == 1):
+            got = got.reset_index(drop=True)
         names, starts = _runs(got["meter_id"])
         ends = np.r_[starts[1:], len(got)].astype(np.int64)
         have = {m: (int(e - s), int(h)) for m, s, e, h in
