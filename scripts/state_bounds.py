@@ -80,6 +80,8 @@ def measure(eng, meters: int, hours: float, cadence_s: float) -> dict:
     ck = checkpoint_parts(eng)
     ck["tail_plain"] = len(_parquet(eng.stitcher.carry()) or b"")   # the layout-2 checkpoint's tail
     ck["hours_plain"] = len(_parquet(eng.stitcher.hour_carry()) or b"")
+    resume = resume_figures(eng)
+    ck["tail_layout3"] = resume.pop("tail_layout3")
     pend = sum(sum(_held_bytes(p).values()) for p in eng.pending)
     # Shared tail (estimate): do the fast groups' readings lie inside the slow tail (per meter, from its
     # first stamp on) or among the readings the slow tier has not judged yet (after its last stamp)?
@@ -99,7 +101,39 @@ def measure(eng, meters: int, hours: float, cadence_s: float) -> dict:
             "checkpoint": {k: (v / meters if isinstance(v, (int, float)) else {c: b / meters for c, b in v.items()})
                            for k, v in ck.items()},
             "learned_per_meter": learned / meters, "containers": containers(eng), "rss_mb": rss_mb(),
-            "pending_per_meter": pend / meters, "fast_inside_slow": inside}
+            "pending_per_meter": pend / meters, "fast_inside_slow": inside, "resume": resume}
+
+
+def resume_figures(eng) -> dict:
+    """(ck) What a resume reads the carried tail back with: the layout-3 checkpoint's tail (every
+    reading carried, compact Parquet) decoded, against layout 4's re-read of the spans from the store
+    (``StreamEngine._reread``: the query and the check of each meter's rows); wall seconds (best of 2),
+    and the two frames compared bit for bit."""
+    from wattwatch.runners import carrycodec
+
+    carry = eng.stitcher.carry()
+    if carry is None:
+        return {"tail_layout3": 0}
+    blob = carrycodec.write(carry)
+    kept, spans = eng._reread_split(carry)
+    best = {}
+    for k, fn in (("layout3_read_s", lambda: carrycodec.read(blob)),
+                  ("layout4_reread_s", lambda: eng._reread(spans))):
+        for _ in range(2):
+            t0 = time.perf_counter()
+            got = fn()
+            best[k] = min(best.get(k, np.inf), time.perf_counter() - t0)
+        best[k.replace("_s", "_rows")] = len(got)
+    a = carrycodec.read(blob)
+    b = eng._reread(spans)
+    if kept is not None:
+        b = pd.concat([carrycodec.read(carrycodec.write(kept)), b], ignore_index=True)
+    for f in (a, b):
+        f["meter_id"] = f["meter_id"].astype(str)
+    b = b.sort_values(["meter_id", "ts"], kind="stable").reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert all(np.array_equal(a[c].to_numpy().view(np.int64), b[c].to_numpy().view(np.int64)) for c in a.columns[2:])
+    return {"tail_layout3": len(blob), "same": True, "changed": int(eng.counters["reread_changed"]), **best}
 
 
 def main():
@@ -143,8 +177,9 @@ def main():
         ck = r["checkpoint"]
         print(f"[{mk:6.1f} h] {tl} || checkpoint/meter tail {ck['tail'] / 1e3:.1f} KB (plain {ck['tail_plain'] / 1e3:.1f}) "
               f"hours {ck['hours'] / 1e3:.1f} KB (plain {ck['hours_plain'] / 1e3:.1f}) "
-              f"meta {ck['meta'] / 1e3:.1f} KB; learned {r['learned_per_meter'] / 1e3:.1f} KB; rss {r['rss_mb']:.0f} MB; "
-              f"cpu {r['cpu_s']:.0f} s", flush=True)
+              f"meta {ck['meta'] / 1e3:.1f} KB (layout 3's tail {ck['tail_layout3'] / 1e3:.1f} KB); learned "
+              f"{r['learned_per_meter'] / 1e3:.1f} KB; rss {r['rss_mb']:.0f} MB; cpu {r['cpu_s']:.0f} s", flush=True)
+        print("   resume", r["resume"], "meta reread/meter", ck["meta_keys"].get("reread"), flush=True)
         print("   containers", r["containers"], flush=True)
         if a.json:
             Path(a.json).write_text(json.dumps(out, indent=1, default=float))

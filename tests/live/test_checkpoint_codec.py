@@ -85,3 +85,27 @@ def _columns(blob: bytes) -> dict[str, tuple[int, str]]:
     rg = pq.ParquetFile(io.BytesIO(blob)).metadata.row_group(0)
     return {rg.column(i).path_in_schema: (rg.column(i).total_compressed_size, rg.column(i).physical_type)
             for i in range(rg.num_columns)}
+
+
+def test_the_fingerprint_of_a_meter_s_rows_changes_with_any_bit_of_them():
+    """(ck) The layout-4 checkpoint's check of a re-read span (carrycodec.fingerprint): per group of
+    rows, any value changed (-0.0 for 0.0, NaN for a value), moved to another column, a row more or
+    fewer changes it; the rows' order in the group does not."""
+    rng = np.random.default_rng(1663)
+    n = 40
+    df = pd.DataFrame({"ts": pd.Timestamp("2025-01-06", tz="UTC") + pd.to_timedelta(np.arange(n) * 60, unit="s"),
+                       "a": np.round(rng.normal(0, 1, n), 2), "b": np.round(rng.normal(0, 1, n), 2)})
+    df.loc[3, "a"] = 0.0
+    cols, starts = ["ts", "a", "b"], np.array([0, 20])
+    fp = carrycodec.fingerprint(df, cols, starts)
+    assert fp.dtype == np.uint64 and fp[0] != fp[1]
+    for change in (lambda d: d.loc.__setitem__((3, "a"), -0.0), lambda d: d.loc.__setitem__((4, "b"), np.nan),
+                   lambda d: d.loc.__setitem__((5, ["a", "b"]), d.loc[5, ["b", "a"]].to_numpy()),
+                   lambda d: d.loc.__setitem__((6, "ts"), d.loc[6, "ts"] + pd.Timedelta(1, "us"))):
+        d = df.copy()
+        change(d)
+        got = carrycodec.fingerprint(d, cols, starts)
+        assert got[0] != fp[0] and got[1] == fp[1]
+    assert carrycodec.fingerprint(df.drop(index=25).reset_index(drop=True), cols, starts)[1] != fp[1]
+    shuffled = pd.concat([df.iloc[:20].iloc[::-1], df.iloc[20:]], ignore_index=True)
+    assert np.array_equal(carrycodec.fingerprint(shuffled, cols, starts), fp)

@@ -58,12 +58,16 @@ def _alerts(con) -> dict[str, tuple]:
             for r in df.to_dict("records")}
 
 
-@pytest.mark.parametrize("kill", ["stored", "judged"])
+@pytest.mark.parametrize("kill", ["stored", "judged", "checkpointed"])
 def test_a_rejudging_asked_by_late_readings_survives_a_kill_between_their_ingest_and_the_checkpoint(tmp_path, kill):
     """``stored``: killed once the late readings are stored, before any step judged them; ``judged``:
     after the step that re-judged them (the shrunk alert written), before its checkpoint. The source
     gives the piece again at the restart (a duplicate). The store ends with ``detect``'s alerts on the
-    same readings, each once, and no request left after the last checkpoint."""
+    same readings, each once, and no request left after the last checkpoint. (rck) ``checkpointed``:
+    a checkpoint taken once they are stored, before any step judged them (their re-judging pending in
+    it, their request forgotten by it), then killed: the layout-4 re-read holds the late readings the
+    checkpoint's carry did not, and the pending rewind explains them (not said as changed readings,
+    re-judged from the late readings, not from the start of the carried span)."""
     path = tmp_path / "live.duckdb"
     store, eng = _engine(path)
     pieces, late = _pieces()
@@ -73,12 +77,19 @@ def test_a_rejudging_asked_by_late_readings_survives_a_kill_between_their_ingest
         if k == late and not killed:
             if kill == "stored":
                 assert store.con.execute("SELECT count(*) FROM stream_rejudge").fetchone()[0] == 1
+            elif kill == "checkpointed":
+                pending = dict(eng.rewinds)
+                assert list(pending) == ["A"], pending
+                eng.checkpoint()
             else:
                 rep = eng.step()
                 assert eng.counters["rewinds"] == 1 and not rep.withdrawn, (eng.counters, rep.withdrawn)
             killed = True
             store.close()   # (no checkpoint, no outputs: as kill -9; the source gives the piece again)
             store, eng = _engine(path)
+            if kill == "checkpointed":
+                assert eng.counters["reread_changed"] == 1 and eng.rewinds == pending, (eng.counters, eng.rewinds)
+                assert not [n for n in eng.notices if "hold other readings" in n], eng.notices
             continue
         eng.step()
         eng.checkpoint()

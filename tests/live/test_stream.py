@@ -18,6 +18,7 @@ import pytest
 
 from tests.support.cli import kill_9_after_alerts, popen, ww
 from wattwatch import api
+from wattwatch.runners import carrycodec
 from wattwatch.runners.stream import StreamConfig, StreamEngine
 from wattwatch.sim import SimConfig, simulate
 from wattwatch.store import Store
@@ -111,8 +112,21 @@ def test_restart_from_the_checkpoint_gives_the_same_alerts(fleet, tmp_path):
         eng.add(p)
         eng.step()
     first = dict(eng.alerts)
+    # (ck) A meter whose first carried reading is before its compaction cut (readings the store no
+    # longer holds raw) keeps its rows in the checkpoint; the cut is set for the checkpoint only.
+    held = eng.stitcher.carry()
+    kept = str(held["meter_id"].iat[0])
+    eng.cut[kept] = held["ts"].iat[0].timestamp() + 1
     eng.checkpoint()
+    del eng.cut[kept]
     saved = _carried(eng.stitcher)
+    layout3 = carrycodec.write(eng.stitcher.carry())
+    ck = store.con.execute("SELECT meta, tail FROM stream_checkpoint").fetchone()
+    spans = json.loads(ck[0])["reread"]
+    # (ck) Layout 4: the checkpoint holds no reading the store holds: the carried tail holds that
+    # meter's only; every other meter is a span re-read from the store at resume.
+    assert set(carrycodec.read(ck[1])["meter_id"].astype(str)) == {kept}
+    assert sorted([*spans["meters"], kept]) == sorted(saved["tail"]["meter_id"].unique())
     # Work after the checkpoint that is lost in a crash: readings stored and judged, not checkpointed.
     assert eng.add(pieces[cut]) > 0
     eng.step()
@@ -123,6 +137,16 @@ def test_restart_from_the_checkpoint_gives_the_same_alerts(fleet, tmp_path):
     # (sm) The compact checkpoint (runners/carrycodec.py) gives back the stitcher it saved, bit for bit:
     # every column of the carried tail, the closed bins, the clean and final points, the positions.
     _same_carry(saved, _carried(eng2.stitcher))
+    # ... and so does the layout-3 checkpoint of the same carry (every reading carried), read back.
+    meta = json.loads(ck[0])
+    del meta["reread"]
+    store.con.execute("INSERT INTO stream_checkpoint (name, version, saved, meta, tail, hours) SELECT 'l3', 3, saved, "
+                      "?, ?, hours FROM stream_checkpoint WHERE name = 'watch'",
+                      [json.dumps(meta), layout3])
+    eng3 = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG), name="l3")
+    assert eng3.resumed and eng2.counters["reread_changed"] == 0
+    _same_carry(saved, _carried(eng3.stitcher))
+    store.con.execute("DELETE FROM stream_checkpoint WHERE name = 'l3'")
     # The source resumes from its checkpointed position: piece `cut` comes again, and is no new row.
     assert eng2.add(pieces[cut]) == 0
     for p in pieces[cut:]:
@@ -134,6 +158,21 @@ def test_restart_from_the_checkpoint_gives_the_same_alerts(fleet, tmp_path):
     problems = _mismatches(fleet["detect"].alerts, list(got.values()))
     assert not problems, "\n".join(problems[:10])
     assert store.con.execute("SELECT count(*) FROM readings_raw").fetchone()[0] == len(fleet["frame"])
+    # (ck) Stored readings changed within a carried span after the checkpoint: a value edited (no
+    # re-judging asked: said, and re-judged from the start of its span) and a reading gone with a
+    # re-judging request kept (late data: re-judged from there, as before; not said).
+    eng2.checkpoint()
+    spans = json.loads(store.con.execute("SELECT meta FROM stream_checkpoint WHERE name = 'watch'").fetchone()[0])["reread"]
+    (a, a0), (b, b0) = list(zip(spans["meters"], spans["first"]))[:2]
+    sid = "(SELECT sid FROM meters WHERE meter_id = ?)"
+    store.con.execute(f"UPDATE readings_raw SET e_kwh = e_kwh + 0.001 WHERE sid = {sid} AND ts = make_timestamptz(?::BIGINT)",
+                      [a, a0])
+    store.con.execute(f"DELETE FROM readings_raw WHERE sid = {sid} AND ts = make_timestamptz(?::BIGINT)", [b, b0])
+    store.con.execute("INSERT INTO stream_rejudge VALUES ('watch', ?, ?, NULL, now())", [b, b0 / 1e6 + 60])
+    eng4 = StreamEngine(store, api.build_detectors(None, CONFIG), api._engine(CONFIG))
+    assert eng4.counters["reread_changed"] == 2 and eng4.rewinds == {a: (a0 / 1e6, -np.inf), b: (b0 / 1e6 + 60, -np.inf)}
+    said = [n for n in eng4.notices if "hold other readings" in n]
+    assert len(said) == 1 and said[0].startswith(f"1 meter(s) (e.g. {a})"), eng4.notices
     store.close()
 
 
@@ -230,6 +269,8 @@ def test_kill_9_then_restart_loses_no_reading_and_duplicates_no_alert(fleet, tmp
     out, err = p2.communicate(timeout=120)
     assert p2.returncode == 0, err
     assert "resumed from checkpoint" in out, out
+    # (ck) the layout-4 checkpoint's spans re-read from the store as the killed watcher judged them
+    assert "hold other readings" not in out, out
     # The replay went on from its checkpointed position, not from the start of the file.
     line = next(x for x in out.splitlines() if x.startswith("source fleet:"))
     # (rlat64) No "readings" counter: the restarted source read none, the killed watcher had read

@@ -167,6 +167,9 @@ def test_a_provisional_alert_whose_meter_is_compacted_before_its_verdict_is_told
 
     for again in (True, False):   # the second restart: from the same checkpoint (the first died before one)
         store, eng, rep, told = first_step()
+        # (ck) a meter compacted beyond where the checkpoint judged it is not re-read (its carry is
+        # forgotten), nor taken for one whose stored readings changed since (re-judged from its span)
+        assert eng.counters["compacted_restarts"] >= 1 and eng.counters["reread_changed"] == 0, dict(eng.counters)
         assert rep.ended == prov and [a.id for a in told] == prov, (again, rep.ended, rep.alerts)
         assert "compacted" in told[0].evidence["undecided"] and told[0].evidence["provisional"], told[0].evidence
         assert not eng.provisional and not eng.provisional_open and eng.counters["provisional_undecided_ended"] == 1

@@ -174,3 +174,47 @@ def read(blob: bytes) -> pd.DataFrame:
                 v[np.asarray(h["neg0"], np.int64)] = -0.0
             cols.append(pa.array(v, mask=~valid, type=field.type))
     return pa.table(cols, schema=schema).to_pandas()
+
+
+# ------------------------------------------------------------------------------ re-read spans (ck)
+# (ck, issue 16) A checkpoint of layout 4 carries no reading the store holds: per meter the span of
+# its carried tail (first and last stamp), its row count and a fingerprint of its rows, re-read from
+# the store's readings at resume and checked against them (runners/stream.py).
+
+_GOLD = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser (uint64, wrapping)."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _bits(s: pd.Series) -> np.ndarray:
+    """A column's values as their 64 bits (a time: its µs count; a float: its IEEE bits, NaN's
+    payload and -0.0 included)."""
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        return s.to_numpy("datetime64[us]").view(np.int64).view(np.uint64)
+    return np.ascontiguousarray(s.to_numpy(np.float64)).view(np.uint64)
+
+
+def fingerprint(df: pd.DataFrame, columns: list[str], starts: np.ndarray) -> np.ndarray:
+    """Per group of rows (``starts``: each group's first row, ascending, the first 0) a 64-bit
+    fingerprint of its rows' ``columns``, bit for bit: the wrapping sum of a hash per row (the
+    row's order in the group does not count; its values, their column and the row's count do)."""
+    n = len(df)
+    if not n:
+        return np.zeros(len(starts), np.uint64)
+    h = np.zeros(n, np.uint64)
+    v = np.empty(n, np.uint64)
+    with np.errstate(over="ignore"):
+        for i, c in enumerate(columns):
+            # each column's bits times an odd constant of its own (a bijection: one value changed
+            # changes the row's hash; a value moved to another column too), mixed once a row
+            k = np.uint64(int(_mix(np.array([i + 1], np.uint64))[0]) | 1)
+            np.multiply(_bits(df[c]), k, out=v)
+            np.bitwise_xor(h, v, out=h)
+        return np.add.reduceat(_mix(h), np.asarray(starts, np.int64)).astype(np.uint64)
