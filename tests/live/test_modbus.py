@@ -535,3 +535,34 @@ def test_a_unit_lost_once_behind_a_full_gateway_is_asked_again(monkeypatch):
     asyncio.run(run(30, per_cycle=3))
     # (the first cycles find the dead units one a cycle: never asked, each goes first once)
     assert all(set(a[:2]) == {"L0", "L1"} for a in asked[9:]) and len({a[2] for a in asked[9:]}) == 8, asked
+
+
+def test_a_unit_waiting_for_its_gateways_turn_holds_no_concurrency_slot():
+    """Polls in flight are limited (``concurrency``), one request at a time per gateway: a unit
+    queued behind its gateway's current request must not hold a slot while it waits, or a slow
+    gateway's queue keeps the others waiting (bench poll: 256 slots held by units queued behind
+    ~13 gateways). Two gateways, two slots: the fast gateway's units all answer while the slow
+    gateway's first unit is still out. No network: a stub request."""
+    regs = [{"channel": "p_kw", "table": "holding", "address": 0, "type": "uint16"}]
+    specs = [{"meter_id": f"{g}{u}", "port": port, "unit": u, "model": "m"}
+             for g, port in (("S", 1502), ("F", 1503)) for u in (1, 2, 3)]
+    p = mb.ModbusPoller("g", specs, {"m": mb.parse_model("m", {"registers": regs})}, interval_s=1.0, concurrency=2)
+    done: dict[str, float] = {}
+
+    async def request(gw, d, r, deadline):
+        if d.meter_id.startswith("S"):
+            await asyncio.sleep(0.05)
+        done[d.meter_id] = time.monotonic()
+        return np.array([1], dtype=np.uint16)
+
+    p._request = request
+
+    async def run():
+        t0 = time.monotonic()
+        await p.poll()
+        return t0
+
+    t0 = asyncio.run(run())
+    assert set(done) == {"S1", "S2", "S3", "F1", "F2", "F3"}
+    assert max(done[f"F{u}"] for u in (1, 2, 3)) < done["S1"]          # F's turn never waited on S's queue
+    assert done["S1"] < done["S2"] < done["S3"] and done["S3"] - t0 >= 0.14   # S: one at a time, in order
