@@ -121,6 +121,26 @@ def _cpu_s(pids: list[int]) -> float:
     return total
 
 
+def _waited_s(pids: list[int]) -> float:
+    """Seconds the threads of the processes ``pids`` have waited runnable for a CPU (Linux's
+    ``/proc/PID/task/TID/schedstat``: time on a CPU, time waiting on a run queue, slices); NaN
+    where the kernel does not say. On a machine shared with other work, a request's round trip
+    is mostly this wait, not its CPU."""
+    total = 0.0
+    for pid in pids:
+        try:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[1]) / 1e9
+        except (OSError, ValueError, IndexError):
+            return float("nan")
+    return total
+
+
+def _per_s(x, seconds: float):
+    return None if x is None or not np.isfinite(x) else round(x / seconds, 3)
+
+
 def poll_benchmark(devices: int = 1000, registers: int = 20, interval_s: float = 1.0, seconds: float = 20.0,
                    units: int = 20, concurrency: int = 256, timeout_s: float = 0.8, workers: int = 2,
                    log=print) -> dict:
@@ -196,15 +216,18 @@ def poll_benchmark(devices: int = 1000, registers: int = 20, interval_s: float =
             records.clear()
             readings[0] = 0
             t0, s0 = time.process_time(), _cpu_s(pids)
+            w0 = (_waited_s([os.getpid()]), _waited_s(pids))
             begin = time.monotonic()
             task = asyncio.create_task(poller.run(emit, ev))
             await asyncio.sleep(seconds)
             ended = time.monotonic()
             s1 = _cpu_s(pids)
+            waited["poller"], waited["servers"] = _waited_s([os.getpid()]) - w0[0], _waited_s(pids) - w0[1]
             ev.set()
             await task
             return time.process_time() - t0, s1 - s0, begin, ended
 
+        waited: dict[str, float] = {}
         cpu, servers_cpu, begin, ended = asyncio.run(main())
         poller.close()
         stop.set()
@@ -259,6 +282,10 @@ def poll_benchmark(devices: int = 1000, registers: int = 20, interval_s: float =
         "last_cycle_distinct_values": int(len(frame[chans].drop_duplicates())) if frame is not None and chans else 0,
         # the device workers' CPU (all of them) over the measured run, per second: apart from the poller's
         "server_processes": workers, "server_pids": pids, "servers_cpu_s_per_s": round(servers_cpu / seconds, 3),
+        # seconds a second the poller's threads (the servers', all of them) waited runnable for a CPU
+        # (Linux schedstat; None elsewhere): on a shared machine the round trips wait on this
+        "poller_waited_for_cpu_s_per_s": _per_s(waited.get("poller"), seconds),
+        "servers_waited_for_cpu_s_per_s": _per_s(waited.get("servers"), seconds),
         # and over their whole life (start-up and the warm-up cycle included)
         "servers_cpu_s": round(child_stats.get("cpu_s", float("nan")), 2),
         "server_requests": child_stats.get("requests"),

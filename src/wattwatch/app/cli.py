@@ -2119,6 +2119,8 @@ def bench_poll(
                  ("servers CPU", f"{r['servers_cpu_s_per_s']} s per s over the run, in {r['server_processes']} "
                                  f"processes; {r['servers_cpu_s']} s in all ({r['server_requests']:,} requests, "
                                  f"{r['server_cpu_ms_per_request']} ms each, start-up included)"),
+                 ("waited runnable for a CPU (s per s): poller / servers",
+                  f"{r['poller_waited_for_cpu_s_per_s']} / {r['servers_waited_for_cpu_s_per_s']}"),
                  ("load average (1/5/15 min)", " / ".join(str(x) for x in r["load_average"]))]:
         t.add_row(k, v)
     _print_listing(t)
