@@ -53,6 +53,7 @@ import errno
 import logging
 import math
 import re
+import statistics
 import struct
 import time
 from wattwatch.tomlfile import read_toml
@@ -559,6 +560,12 @@ class Gateway:
         self.drop()
 
 
+def _last(times: deque, n: int) -> list:
+    """The last ``n`` of ``times`` (all if fewer), oldest first, without copying the deque."""
+    k = len(times)
+    return [times[j] for j in range(max(0, k - n), k)]
+
+
 class _Lost(Exception):
     pass
 
@@ -857,7 +864,7 @@ class ModbusPoller(Poller):
                 for f in r.fields:
                     k = f.address - r.address
                     cols[f.channel] = decode(f, block[:, k:k + f.width])
-            out = pd.DataFrame({"meter_id": [self.devices[i].meter_id for i in idx]})
+            ids = [self.devices[i].meter_id for i in idx]
             if "ts" in cols:
                 t = cols.pop("ts")
                 # A clock that says nothing (NaN) or a time no timestamp of the frame holds (pandas
@@ -872,14 +879,14 @@ class ModbusPoller(Poller):
                     self.counters["no_time"] += len(bad)
                     for j in bad[: max(0, 5 - n0)]:
                         log.warning("%s: %s: its clock register reads %r, not a time: the reading is lost",
-                                    self.name, out["meter_id"].iat[j], float(t[j]))
-                    out, cols = out[ok].reset_index(drop=True), {k: v[ok] for k, v in cols.items()}
+                                    self.name, ids[j], float(t[j]))
+                    ids, cols = [m for m, k in zip(ids, ok) if k], {k: v[ok] for k, v in cols.items()}
                     t = t[ok]
-                out["ts"] = self._stamp(model, [self.devices[i] for i, k in zip(idx, ok) if k], t, cols)
+                ts = self._stamp(model, [self.devices[i] for i, k in zip(idx, ok) if k], t, cols)
             else:
-                out["ts"] = when
-            for c, v in cols.items():
-                out[c] = v
+                ts = when
+            # the frame in one go (a column at a time was a fifth of a cycle's own CPU at 1,000 devices)
+            out = pd.DataFrame({"meter_id": ids, "ts": ts, **cols})
             frames.append(out)
         if not frames:
             return pd.DataFrame()
@@ -987,12 +994,14 @@ class ModbusPoller(Poller):
         if d.baseline_ms is None:
             d.settled += 1
             if d.settled >= self.slow_settle:
-                d.baseline_ms = float(np.median(list(d.times)[-self.slow_settle:]))
+                d.baseline_ms = float(statistics.median(_last(d.times, self.slow_settle)))
             return
         if len(d.times) < self.slow_recent:   # resumed (resume_health): not enough polls of this run yet
             return
-        last = list(d.times)[-self.slow_recent:]
-        recent = float(np.median(last))
+        # (statistics.median of the last few, not np.median of a copy of the deque: the same value, a
+        # tenth of the poller's CPU at 1,000 devices a second)
+        last = _last(d.times, self.slow_recent)
+        recent = float(statistics.median(last))
         limit = max(d.baseline_ms * self.slow_factor, d.baseline_ms + self.slow_min_ms)
         # Opens when every one of the last polls was slow (a busy moment of this host is not a
         # climbing link); stays open while their median is.
