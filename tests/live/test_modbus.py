@@ -566,3 +566,17 @@ def test_a_unit_waiting_for_its_gateways_turn_holds_no_concurrency_slot():
     assert set(done) == {"S1", "S2", "S3", "F1", "F2", "F3"}
     assert max(done[f"F{u}"] for u in (1, 2, 3)) < done["S1"]          # F's turn never waited on S's queue
     assert done["S1"] < done["S2"] < done["S3"] and done["S3"] - t0 >= 0.14   # S: one at a time, in order
+
+
+def test_a_read_unpickled_hashes_as_an_equal_read_of_this_process():
+    """A poll's answers are keyed by their Read, whose hash is computed once (po): the hash pickled
+    with it is another process's (a str's hash differs between processes), so an unpickled Read
+    must compute its own, or it is equal to this process's Read and not the same key."""
+    import pickle
+
+    r = mb.parse_model("m", {"registers": [{"channel": "p_kw", "table": "holding", "address": 0,
+                                            "type": "uint16"}]}).reads[0]
+    other = mb.Read(r.table, r.address, r.count, r.fields)
+    object.__setattr__(other, "_hash", hash(r) + 1)      # as another process computed it
+    back = pickle.loads(pickle.dumps(other))
+    assert back == r and hash(back) == hash(r) and {r: 1}.get(back) == 1

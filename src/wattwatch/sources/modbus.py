@@ -125,6 +125,11 @@ class Read:
     def __hash__(self) -> int:
         return self._hash
 
+    def __reduce__(self):
+        # (unpickled, its hash is computed again: a str's hash differs from one process to the next,
+        # and the one pickled with it would make an equal Read of this process a different key)
+        return (Read, (self.table, self.address, self.count, self.fields))
+
     @property
     def function(self) -> int:
         return TABLES[self.table]
