@@ -242,6 +242,34 @@ def test_view_shows_polled_devices():
     assert "polled devices" in text and "[b]A" in text and "127.0.0.1:1502/tcp" in text
 
 
+def test_a_device_worker_whose_bench_is_gone_stops():
+    """bench poll's device workers wait for the bench's stop event; a bench killed (SIGKILL, a
+    test's kill) sets none, and they served on for ever. A worker stops when its parent process is
+    gone, and only then. (Run here on threads with no gateways: the watch, not the spawn.)"""
+    import logging
+    import multiprocessing as mp
+
+    from wattwatch.app.benchpoll import _serve
+
+    ctx = mp.get_context("spawn")
+    level = logging.getLogger("pymodbus").level
+    stop = ctx.Event()
+    workers = {who: threading.Thread(target=_serve, args=([], 1, [], ctx.Queue(), stop, parent), daemon=True)
+               for who, parent in (("parent alive", os.getppid()), ("parent gone", -1))}
+    try:
+        for t in workers.values():
+            t.start()
+        workers["parent gone"].join(3)
+        time.sleep(0.1)
+        assert not workers["parent gone"].is_alive() and workers["parent alive"].is_alive()
+    finally:
+        stop.set()
+        for t in workers.values():
+            t.join(5)
+        logging.getLogger("pymodbus").setLevel(level)
+    assert not any(t.is_alive() for t in workers.values())
+
+
 def test_gateways_on_one_host_loop_answer_apart_on_one_thread_and_stop():
     """bench poll's device workers: many gateways on one event loop (one thread, not one each),
     each answering its own units; stopped, the loop's thread ends. And a generated record is

@@ -51,8 +51,10 @@ def model(registers: int) -> list[dict]:
     return out
 
 
-def _serve(gws: list[int], units: int, regs: list[dict], q, stop) -> None:
-    """A device worker: the gateways ``gws`` (pymodbus servers, one port each) on one event loop."""
+def _serve(gws: list[int], units: int, regs: list[dict], q, stop, parent: int | None = None) -> None:
+    """A device worker: the gateways ``gws`` (pymodbus servers, one port each) on one event loop,
+    until ``stop`` is set or its parent process (pid ``parent``) is gone: a bench killed (SIGKILL,
+    a test's kill) runs no clean-up, and its workers, waiting for ``stop``, served on for ever."""
     import logging
 
     from wattwatch.devices import modbus as dev
@@ -65,7 +67,10 @@ def _serve(gws: list[int], units: int, regs: list[dict], q, stop) -> None:
             running.append(dev.start(f"gw{g}", {"registers": regs, "meters": [f"g{g}u{u}" for u in range(1, units + 1)],
                                                 "interval_s": 1.0, "seed": g}, host=host))
         q.put([r.port for r in running])
-        stop.wait()
+        while not stop.wait(0.5):
+            if parent is not None and os.getppid() != parent:   # orphaned: nobody reads q any more
+                q.cancel_join_thread()
+                return
         ru = resource.getrusage(resource.RUSAGE_SELF)
         q.put({"cpu_s": ru.ru_utime + ru.ru_stime, "requests": sum(r.view().get("requests", 0) for r in running),
                # unit ids each server was asked for (a meter latches its cycle on each request to it)
@@ -156,7 +161,8 @@ def poll_benchmark(devices: int = 1000, registers: int = 20, interval_s: float =
     # gateway g on worker g % workers: each worker a process of its own, its gateways on one loop
     share = [list(range(w, gateways, workers)) for w in range(workers)]
     queues = [ctx.Queue() for _ in range(workers)]
-    children = [ctx.Process(target=_serve, args=(share[w], units, regs, queues[w], stop), daemon=True)
+    children = [ctx.Process(target=_serve, args=(share[w], units, regs, queues[w], stop, os.getpid()),
+                            daemon=True)
                 for w in range(workers)]
     for c in children:
         c.start()
