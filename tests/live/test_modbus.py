@@ -580,3 +580,41 @@ def test_a_read_unpickled_hashes_as_an_equal_read_of_this_process():
     object.__setattr__(other, "_hash", hash(r) + 1)      # as another process computed it
     back = pickle.loads(pickle.dumps(other))
     assert back == r and hash(back) == hash(r) and {r: 1}.get(back) == 1
+
+
+def test_a_request_that_never_answers_ends_at_the_cycles_deadline():
+    """A request is bounded by the poller itself (``asyncio.timeout``, po: no ``wait_for`` task a
+    request), never past the cycle's deadline when that comes before ``timeout_s``: a client that
+    never answers (no timeout of its own) costs the cycle 0.2 s + 0.05, not 0.5 s. No network."""
+    regs = [{"channel": "p_kw", "table": "holding", "address": 0, "type": "uint16"}]
+    p = mb.ModbusPoller("g", [{"meter_id": "A", "port": 1502, "unit": 1, "model": "m"}],
+                        {"m": mb.parse_model("m", {"registers": regs})}, interval_s=1.0, deadline_s=0.2,
+                        timeout_s=0.5, retries=0)
+
+    class Silent:
+        connected = True
+
+        async def read_holding_registers(self, address, count, device_id):
+            await asyncio.sleep(30)
+
+        read_coils = read_discrete_inputs = read_input_registers = read_holding_registers
+
+        def close(self):
+            pass
+
+    (gw,) = p.gateways.values()
+
+    async def ensure():
+        gw.client = Silent()
+        return True
+
+    gw.ensure = ensure
+
+    async def run():
+        t0 = time.monotonic()
+        frame = await asyncio.wait_for(p.poll(), 5)
+        return frame, time.monotonic() - t0
+
+    frame, took = asyncio.run(run())
+    assert frame.empty and p.devices[0].missed and p.counters["timeouts"] == 1, dict(p.counters)
+    assert 0.2 <= took < 0.45, took
