@@ -82,6 +82,16 @@ def _serve(gws: list[int], units: int, regs: list[dict], q, stop, parent: int | 
         host.stop()
 
 
+def _worker(*args) -> None:
+    """A device worker process (:func:`_serve`) that leaves a Ctrl-C to the bench: a terminal's
+    Ctrl-C goes to the whole process group, and each worker printed a KeyboardInterrupt traceback
+    while the bench said "interrupted (Ctrl-C)"; the bench stops it (its stop event, or its exit)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _serve(*args)
+
+
 def tally(records, devices: int, t0: float, interval_s: float, ticks: int) -> dict:
     """Each device's poll of each tick ``0 .. ticks-1`` against its own deadline (the tick's end).
 
@@ -161,7 +171,7 @@ def poll_benchmark(devices: int = 1000, registers: int = 20, interval_s: float =
     # gateway g on worker g % workers: each worker a process of its own, its gateways on one loop
     share = [list(range(w, gateways, workers)) for w in range(workers)]
     queues = [ctx.Queue() for _ in range(workers)]
-    children = [ctx.Process(target=_serve, args=(share[w], units, regs, queues[w], stop, os.getpid()),
+    children = [ctx.Process(target=_worker, args=(share[w], units, regs, queues[w], stop, os.getpid()),
                             daemon=True)
                 for w in range(workers)]
     for c in children:
