@@ -251,10 +251,16 @@ def test_a_device_worker_whose_bench_is_gone_stops():
 
     from wattwatch.app.benchpoll import _serve
 
-    ctx = mp.get_context("spawn")
+    class Q:          # (a process queue starts a feeder thread that outlives the test)
+        def put(self, x):
+            pass
+
+        def cancel_join_thread(self):
+            pass
+
     level = logging.getLogger("pymodbus").level
-    stop = ctx.Event()
-    workers = {who: threading.Thread(target=_serve, args=([], 1, [], ctx.Queue(), stop, parent), daemon=True)
+    stop = mp.get_context("spawn").Event()
+    workers = {who: threading.Thread(target=_serve, args=([], 1, [], Q(), stop, parent), daemon=True)
                for who, parent in (("parent alive", os.getppid()), ("parent gone", -1))}
     try:
         for t in workers.values():
