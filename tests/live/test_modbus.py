@@ -618,3 +618,32 @@ def test_a_request_that_never_answers_ends_at_the_cycles_deadline():
     frame, took = asyncio.run(run())
     assert frame.empty and p.devices[0].missed and p.counters["timeouts"] == 1, dict(p.counters)
     assert 0.2 <= took < 0.45, took
+
+
+def test_a_freed_slot_goes_to_the_unit_first_in_the_cycles_order():
+    """With fewer slots (``concurrency``) than gateways, a freed slot goes to the waiting unit first
+    in the cycle's order, not round the gateways: a unit lost last cycle (last in the order) is asked
+    when no live unit of any gateway waits. Round the gateways (po's first come first served),
+    gateway A's lost unit took the one slot after A's live units, and the last live units of B and
+    C found the deadline (rsilence's case across gateways). One slot, three gateways of four units,
+    A1 lost and still dead. No network: a stub request."""
+    regs = [{"channel": "p_kw", "table": "holding", "address": 0, "type": "uint16"}]
+    specs = [{"meter_id": f"{g}{u}", "port": port, "unit": u, "model": "m"}
+             for g, port in (("A", 1502), ("B", 1503), ("C", 1504)) for u in (1, 2, 3, 4)]
+    p = mb.ModbusPoller("g", specs, {"m": mb.parse_model("m", {"registers": regs})}, interval_s=1.0,
+                        deadline_s=0.4, concurrency=1)
+    p.devices[0].missed = True            # A1: lost in the last cycle
+    asked: list[str] = []
+
+    async def request(gw, d, r, deadline):
+        asked.append(d.meter_id)
+        if d.meter_id == "A1":
+            await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+            raise mb._Lost("no answer")
+        await asyncio.sleep(0.02)
+        return np.array([1], dtype=np.uint16)
+
+    p._request = request
+    frame = asyncio.run(p.poll())
+    assert sorted(frame["meter_id"]) == sorted(s["meter_id"] for s in specs[1:]), asked
+    assert asked[-1] == "A1", asked

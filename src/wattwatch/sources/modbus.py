@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import heapq
 import logging
 import math
 import re
@@ -571,6 +572,51 @@ def _last(times: deque, n: int) -> list:
     return [times[j] for j in range(max(0, k - n), k)]
 
 
+class _Slots:
+    """At most ``n`` device polls in flight (``concurrency``); a freed slot goes to the waiting
+    poll whose unit comes first in the cycle's order (lowest ``rank``), not to the one that waited
+    longest. With one task per gateway (:meth:`ModbusPoller.poll`) a gateway queues again after
+    each of its units: first come first served made the slots go round the gateways, so a lost
+    unit at the end of one gateway's turn took a slot while live units of others waited, and with
+    fewer slots than gateways some of those went unasked (rpo). In rank order a lost unit is
+    asked when no live unit waits, as when every unit of the cycle queued at once."""
+
+    def __init__(self, n: int):
+        self.free = n
+        self._waiting: list = []     # (rank, seq, future), a heap
+        self._seq = 0
+
+    async def acquire(self, rank: int) -> None:
+        if self.free > 0 and not self._waiting:
+            self.free -= 1
+            return
+        fut = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (rank, self._seq, fut))
+        self._seq += 1
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():   # given the slot, then cancelled: pass it on
+                self.release()
+            raise
+
+    def keep(self, rank: int) -> bool:
+        """Whether a poll ending now may keep its slot for its gateway's next unit (``rank``): no
+        waiting poll comes before it. (Released first, the slot would go to a waiter before that
+        next unit could queue: a lost unit would take it while a live one was on its way.)"""
+        while self._waiting and self._waiting[0][2].done():
+            heapq.heappop(self._waiting)
+        return not self._waiting or self._waiting[0][0] > rank
+
+    def release(self) -> None:
+        while self._waiting:
+            fut = heapq.heappop(self._waiting)[2]
+            if not fut.done():           # (a waiter cancelled stays in the heap until here)
+                fut.set_result(None)
+                return
+        self.free += 1
+
+
 class _Lost(Exception):
     pass
 
@@ -628,7 +674,7 @@ class ModbusPoller(Poller):
             self.devices.append(Device(str(m), key, unit, models[d["model"]]))
         if not self.devices:
             raise ValueError("devices: give at least one [[sources.devices]] table")
-        self._sem: asyncio.Semaphore | None = None
+        self._sem: _Slots | None = None
         self._loop = None
         self.device_ms: deque = deque(maxlen=4096)   # response time of the last device polls
         self._health: dict[str, object] = {}   # alert id -> latest version not yet handed over
@@ -756,31 +802,31 @@ class ModbusPoller(Poller):
         gw.drop()
 
     async def _poll_device(self, dev: Device, deadline: float) -> dict[Read, np.ndarray] | None:
+        """One device's poll; the caller holds a concurrency slot (:meth:`poll`'s walk)."""
         gw = self.gateways[dev.gateway]
         was_lost = dev.missed
-        async with self._sem:
-            async with gw.lock:
-                gw.current = dev
-                t0 = time.monotonic()
-                try:
-                    got = {}
-                    for r in dev.model.reads:
-                        got[r] = await self._request(gw, dev, r, deadline)
-                        if len(got) == 1:    # the clock's read goes first (plan)
-                            dev.read_at = time.monotonic()
-                except _Lost as exc:
-                    got = None
-                    dev.why = ("gateway unreachable" if gw.down_since is not None else
-                               "no answer in time" if str(exc) == "no answer" else
-                               "not asked: the cycle's deadline passed before its turn" if str(exc) == "not asked"
-                               else str(exc))
-                    if str(exc) != "not asked":    # (a unit not asked keeps its place and its missed)
-                        dev.missed, dev.asked = True, self.cycles
-                    else:                          # (the gateway's time ran out this cycle: see poll)
-                        self._unasked[dev.gateway] = self.cycles
-                finally:
-                    gw.current = None
-                took = (time.monotonic() - t0) * 1000.0
+        async with gw.lock:
+            gw.current = dev
+            t0 = time.monotonic()
+            try:
+                got = {}
+                for r in dev.model.reads:
+                    got[r] = await self._request(gw, dev, r, deadline)
+                    if len(got) == 1:    # the clock's read goes first (plan)
+                        dev.read_at = time.monotonic()
+            except _Lost as exc:
+                got = None
+                dev.why = ("gateway unreachable" if gw.down_since is not None else
+                           "no answer in time" if str(exc) == "no answer" else
+                           "not asked: the cycle's deadline passed before its turn" if str(exc) == "not asked"
+                           else str(exc))
+                if str(exc) != "not asked":    # (a unit not asked keeps its place and its missed)
+                    dev.missed, dev.asked = True, self.cycles
+                else:                          # (the gateway's time ran out this cycle: see poll)
+                    self._unasked[dev.gateway] = self.cycles
+            finally:
+                gw.current = None
+            took = (time.monotonic() - t0) * 1000.0
         dev.counters["polls"] += 1
         if got is not None:
             dev.missed, dev.asked = False, self.cycles
@@ -803,7 +849,7 @@ class ModbusPoller(Poller):
         loop = asyncio.get_running_loop()
         if self._sem is None or self._loop is not loop:   # locks and clients belong to one event loop
             self._loop = loop
-            self._sem = asyncio.Semaphore(self.concurrency)
+            self._sem = _Slots(self.concurrency)
             for g in self.gateways.values():
                 g.client = None
                 g.lock = asyncio.Lock()
@@ -849,9 +895,23 @@ class ModbusPoller(Poller):
         for i in order:
             turns.setdefault(self.devices[i].gateway, []).append(i)
 
+        rank = {i: k for k, i in enumerate(order)}   # (a freed slot goes to the unit first in order: _Slots)
+
         async def walk(idx: list[int]) -> None:
-            for i in idx:
-                res[i] = await self._poll_device(self.devices[i], deadline)
+            held = False
+            try:
+                for k, i in enumerate(idx):
+                    if not held:
+                        await self._sem.acquire(rank[i])
+                        held = True
+                    res[i] = await self._poll_device(self.devices[i], deadline)
+                    if k + 1 < len(idx) and self._sem.keep(rank[idx[k + 1]]):
+                        continue
+                    self._sem.release()
+                    held = False
+            finally:
+                if held:
+                    self._sem.release()
 
         await asyncio.gather(*(walk(idx) for idx in turns.values()))
         self.cycles += 1
