@@ -29,23 +29,25 @@ def test_bench_poll_stopped_stops_its_device_servers_and_says_so(tmp_path, sig, 
         p = subprocess.Popen([sys.executable, "-m", "wattwatch", "bench", "poll", "--devices", "4", "--units", "2",
                               "--seconds", "120"], stdout=subprocess.DEVNULL, stderr=fh, env=env,
                              start_new_session=True)
-    child = None
+    children = []
     try:
         t0 = time.monotonic()
-        while not (got := re.search(r"child pid (\d+)", errf.read_text())):
+        while not (got := re.search(r"processes \(pids ([\d, ]+)\)", errf.read_text())):
             assert p.poll() is None and time.monotonic() - t0 < 120, (p.poll(), errf.read_text()[-2000:])
             time.sleep(0.1)
-        child = psutil.Process(int(got.group(1)))
+        children = [psutil.Process(int(x)) for x in got.group(1).split(",")]
+        assert len(children) == 2          # the device workers (--workers, default 2)
         time.sleep(0.5)   # polling
         p.send_signal(sig)
         p.wait(timeout=60)
-        gone = psutil.wait_procs([child], timeout=10)[0]
+        gone, alive = psutil.wait_procs(children, timeout=10)
     finally:
         if p.poll() is None:
             p.kill()
             p.wait()
-        if child is not None and child.is_running():
-            child.kill()
+        for c in children:
+            if c.is_running():
+                c.kill()
     err = errf.read_text()
-    assert (p.returncode, bool(gone)) == (code, True), f"exit {p.returncode}, child gone: {bool(gone)}; {err[-2000:]}"
+    assert (p.returncode, len(gone), alive) == (code, 2, []), f"exit {p.returncode}, alive: {alive}; {err[-2000:]}"
     assert f"bench poll: {how}" in " ".join(err.split()) and "Traceback" not in err, err[-2000:]

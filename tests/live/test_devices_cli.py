@@ -17,7 +17,9 @@ from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import paho.mqtt.client as mqtt
+import psutil
 import pytest
 from rich.console import Console
 
@@ -205,6 +207,12 @@ def test_bench_poll_small(tmp_path):
     # separate devices: two pymodbus servers (ports) of 20 unit ids, each unit asked and its own values
     assert doc["servers"] == 2 and doc["units_asked"] == 40 and doc["devices_answered"] == 40
     assert doc["last_cycle_distinct_values"] == doc["last_cycle_readings"] > 0
+    # served by two worker processes (one gateway each), not the poller's: their CPU apart, and
+    # both gone once the bench returned
+    assert doc["server_processes"] == 2 and len(set(doc["server_pids"])) == 2 and os.getpid() not in doc["server_pids"]
+    assert doc["servers_cpu_s_per_s"] > 0
+    assert not [pid for pid in doc["server_pids"] if psutil.pid_exists(pid)
+                and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
 
 
 def test_site_models_table_serves_modbus_sources(tmp_path):
@@ -232,6 +240,92 @@ def test_view_shows_polled_devices():
     con.print(render(eng, [p]))
     text = con.export_text()
     assert "polled devices" in text and "[b]A" in text and "127.0.0.1:1502/tcp" in text
+
+
+def test_a_device_worker_whose_bench_is_gone_stops():
+    """bench poll's device workers wait for the bench's stop event; a bench killed (SIGKILL, a
+    test's kill) sets none, and they served on for ever. A worker stops when its parent process is
+    gone, and only then. (Run here on threads with no gateways: the watch, not the spawn.)"""
+    import logging
+    import multiprocessing as mp
+
+    from wattwatch.app.benchpoll import _serve
+
+    class Q:          # (a process queue starts a feeder thread that outlives the test)
+        def put(self, x):
+            pass
+
+        def cancel_join_thread(self):
+            pass
+
+    level = logging.getLogger("pymodbus").level
+    stop = mp.get_context("spawn").Event()
+    workers = {who: threading.Thread(target=_serve, args=([], 1, [], Q(), stop, parent), daemon=True)
+               for who, parent in (("parent alive", os.getppid()), ("parent gone", -1))}
+    try:
+        for t in workers.values():
+            t.start()
+        workers["parent gone"].join(3)
+        time.sleep(0.1)
+        assert not workers["parent gone"].is_alive() and workers["parent alive"].is_alive()
+    finally:
+        stop.set()
+        for t in workers.values():
+            t.join(5)
+        logging.getLogger("pymodbus").setLevel(level)
+    assert not any(t.is_alive() for t in workers.values())
+
+
+def test_gateways_on_one_host_loop_answer_apart_on_one_thread_and_stop():
+    """bench poll's device workers: many gateways on one event loop (one thread, not one each),
+    each answering its own units; stopped, the loop's thread ends. And a generated record is
+    encoded a kind of field at a time with the same registers as field by field."""
+    import socket
+    import struct
+
+    from wattwatch.app.benchpoll import model
+    from wattwatch.devices import modbus as dev
+    from wattwatch.sources import modbus as mb
+
+    before = threading.active_count()
+    host = dev.Host("t")
+    running = []
+    try:
+        for g in range(3):
+            running.append(dev.start(f"gw{g}", {"registers": model(20), "meters": [f"g{g}u1", f"g{g}u2"], "seed": g},
+                                     host=host))
+        assert threading.active_count() == before + 1
+        answers = set()
+        for r in running:
+            with socket.create_connection(("127.0.0.1", r.port), timeout=5) as s:
+                for unit in (1, 2):
+                    s.sendall(struct.pack(">HHHBBHH", unit, 0, 6, unit, 3, 0, 20))
+                    got = b""
+                    while len(got) < 9 + 40:
+                        got += s.recv(4096)
+                    assert got[6:9] == bytes([unit, 3, 40])
+                    answers.add(got[9:])
+        assert len(answers) == 6          # six meters, six records
+        assert sum(r.view()["requests"] for r in running) == 6
+    finally:
+        for r in running:
+            r.stop()
+        host.stop()
+    assert host.loop.is_closed() and threading.active_count() == before
+    regs = model(6) + [{"channel": "p_kw", "address": 40, "type": "int32", "scale": 0.01, "word_order": "little"},
+                        {"channel": "pf", "address": 42, "type": "int16", "scale": 0.001, "offset": 0.1},
+                        {"channel": "e_kwh", "address": 43, "type": "float64", "byte_order": "little"},
+                        {"channel": "ts", "address": 47, "type": "uint32"},
+                        {"channel": "temp_c", "table": "input", "address": 0, "type": "uint16", "scale": 0.1},
+                        {"channel": "s_kva", "address": 50, "type": "float32", "scale": 2.0}]
+    m = mb.parse_model("m", {"registers": regs})
+    a, b = (dev.Meter(1, "a", m, None, np.random.default_rng([8, 1]), 0, 1) for _ in range(2))
+    assert a._enc is not None
+    b._enc = None                         # field by field
+    for k in range(3):
+        a._generate(1.7e9 + k)
+        b._generate(1.7e9 + k)
+        assert all((a.regs[t] == b.regs[t]).all() for t in ("holding", "input"))
 
 
 def test_bench_poll_tallies_each_poll_against_its_own_ticks_end():

@@ -535,3 +535,115 @@ def test_a_unit_lost_once_behind_a_full_gateway_is_asked_again(monkeypatch):
     asyncio.run(run(30, per_cycle=3))
     # (the first cycles find the dead units one a cycle: never asked, each goes first once)
     assert all(set(a[:2]) == {"L0", "L1"} for a in asked[9:]) and len({a[2] for a in asked[9:]}) == 8, asked
+
+
+def test_a_unit_waiting_for_its_gateways_turn_holds_no_concurrency_slot():
+    """Polls in flight are limited (``concurrency``), one request at a time per gateway: a unit
+    queued behind its gateway's current request must not hold a slot while it waits, or a slow
+    gateway's queue keeps the others waiting (bench poll: 256 slots held by units queued behind
+    ~13 gateways). Two gateways, two slots: the fast gateway's units all answer while the slow
+    gateway's first unit is still out. No network: a stub request."""
+    regs = [{"channel": "p_kw", "table": "holding", "address": 0, "type": "uint16"}]
+    specs = [{"meter_id": f"{g}{u}", "port": port, "unit": u, "model": "m"}
+             for g, port in (("S", 1502), ("F", 1503)) for u in (1, 2, 3)]
+    p = mb.ModbusPoller("g", specs, {"m": mb.parse_model("m", {"registers": regs})}, interval_s=1.0, concurrency=2)
+    done: dict[str, float] = {}
+
+    async def request(gw, d, r, deadline):
+        if d.meter_id.startswith("S"):
+            await asyncio.sleep(0.05)
+        done[d.meter_id] = time.monotonic()
+        return np.array([1], dtype=np.uint16)
+
+    p._request = request
+
+    async def run():
+        t0 = time.monotonic()
+        await p.poll()
+        return t0
+
+    t0 = asyncio.run(run())
+    assert set(done) == {"S1", "S2", "S3", "F1", "F2", "F3"}
+    assert max(done[f"F{u}"] for u in (1, 2, 3)) < done["S1"]          # F's turn never waited on S's queue
+    assert done["S1"] < done["S2"] < done["S3"] and done["S3"] - t0 >= 0.14   # S: one at a time, in order
+
+
+def test_a_read_unpickled_hashes_as_an_equal_read_of_this_process():
+    """A poll's answers are keyed by their Read, whose hash is computed once (po): the hash pickled
+    with it is another process's (a str's hash differs between processes), so an unpickled Read
+    must compute its own, or it is equal to this process's Read and not the same key."""
+    import pickle
+
+    r = mb.parse_model("m", {"registers": [{"channel": "p_kw", "table": "holding", "address": 0,
+                                            "type": "uint16"}]}).reads[0]
+    other = mb.Read(r.table, r.address, r.count, r.fields)
+    object.__setattr__(other, "_hash", hash(r) + 1)      # as another process computed it
+    back = pickle.loads(pickle.dumps(other))
+    assert back == r and hash(back) == hash(r) and {r: 1}.get(back) == 1
+
+
+def test_a_request_that_never_answers_ends_at_the_cycles_deadline():
+    """A request is bounded by the poller itself (``asyncio.timeout``, po: no ``wait_for`` task a
+    request), never past the cycle's deadline when that comes before ``timeout_s``: a client that
+    never answers (no timeout of its own) costs the cycle 0.2 s + 0.05, not 0.5 s. No network."""
+    regs = [{"channel": "p_kw", "table": "holding", "address": 0, "type": "uint16"}]
+    p = mb.ModbusPoller("g", [{"meter_id": "A", "port": 1502, "unit": 1, "model": "m"}],
+                        {"m": mb.parse_model("m", {"registers": regs})}, interval_s=1.0, deadline_s=0.2,
+                        timeout_s=0.5, retries=0)
+
+    class Silent:
+        connected = True
+
+        async def read_holding_registers(self, address, count, device_id):
+            await asyncio.sleep(30)
+
+        read_coils = read_discrete_inputs = read_input_registers = read_holding_registers
+
+        def close(self):
+            pass
+
+    (gw,) = p.gateways.values()
+
+    async def ensure():
+        gw.client = Silent()
+        return True
+
+    gw.ensure = ensure
+
+    async def run():
+        t0 = time.monotonic()
+        frame = await asyncio.wait_for(p.poll(), 5)
+        return frame, time.monotonic() - t0
+
+    frame, took = asyncio.run(run())
+    assert frame.empty and p.devices[0].missed and p.counters["timeouts"] == 1, dict(p.counters)
+    assert 0.2 <= took < 0.45, took
+
+
+def test_a_freed_slot_goes_to_the_unit_first_in_the_cycles_order():
+    """With fewer slots (``concurrency``) than gateways, a freed slot goes to the waiting unit first
+    in the cycle's order, not round the gateways: a unit lost last cycle (last in the order) is asked
+    when no live unit of any gateway waits. Round the gateways (po's first come first served),
+    gateway A's lost unit took the one slot after A's live units, and the last live units of B and
+    C found the deadline (rsilence's case across gateways). One slot, three gateways of four units,
+    A1 lost and still dead. No network: a stub request."""
+    regs = [{"channel": "p_kw", "table": "holding", "address": 0, "type": "uint16"}]
+    specs = [{"meter_id": f"{g}{u}", "port": port, "unit": u, "model": "m"}
+             for g, port in (("A", 1502), ("B", 1503), ("C", 1504)) for u in (1, 2, 3, 4)]
+    p = mb.ModbusPoller("g", specs, {"m": mb.parse_model("m", {"registers": regs})}, interval_s=1.0,
+                        deadline_s=0.4, concurrency=1)
+    p.devices[0].missed = True            # A1: lost in the last cycle
+    asked: list[str] = []
+
+    async def request(gw, d, r, deadline):
+        asked.append(d.meter_id)
+        if d.meter_id == "A1":
+            await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+            raise mb._Lost("no answer")
+        await asyncio.sleep(0.02)
+        return np.array([1], dtype=np.uint16)
+
+    p._request = request
+    frame = asyncio.run(p.poll())
+    assert sorted(frame["meter_id"]) == sorted(s["meter_id"] for s in specs[1:]), asked
+    assert asked[-1] == "A1", asked

@@ -1,8 +1,10 @@
 """``wattwatch bench poll``: many simulated Modbus devices polled at 1 s from one process.
 
-The devices run in a child process: ``gateways`` pymodbus servers (:mod:`wattwatch.devices.modbus`,
-each its own TCP port, thread and event loop), each answering ``units`` unit ids, a meter of its
-own per unit id (its own generator and values), every meter ``registers`` holding registers. This
+The devices run in ``workers`` child processes (not the poller's, nor its interpreter lock):
+``gateways`` pymodbus servers (:mod:`wattwatch.devices.modbus`, each its own TCP port), gateway
+``g`` in worker ``g % workers``, each worker's gateways on one event loop (``devices.modbus.Host``:
+one thread, not one a gateway), each gateway answering ``units`` unit ids, a meter of its own per
+unit id (its own generator and values), every meter ``registers`` holding registers. This
 process polls all of them every ``interval_s`` with one
 :class:`~wattwatch.sources.modbus.ModbusPoller` (one request per device: the registers are
 contiguous; one request at a time per gateway) for ``seconds``.
@@ -49,24 +51,45 @@ def model(registers: int) -> list[dict]:
     return out
 
 
-def _serve(gateways: int, units: int, regs: list[dict], q, stop) -> None:
+def _serve(gws: list[int], units: int, regs: list[dict], q, stop, parent: int | None = None) -> None:
+    """A device worker: the gateways ``gws`` (pymodbus servers, one port each) on one event loop,
+    until ``stop`` is set or its parent process (pid ``parent``) is gone: a bench killed (SIGKILL,
+    a test's kill) runs no clean-up, and its workers, waiting for ``stop``, served on for ever."""
     import logging
 
     from wattwatch.devices import modbus as dev
 
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    host = dev.Host(f"bench{gws[0] if gws else 0}")
+    running = []
+    try:
+        for g in gws:
+            running.append(dev.start(f"gw{g}", {"registers": regs, "meters": [f"g{g}u{u}" for u in range(1, units + 1)],
+                                                "interval_s": 1.0, "seed": g}, host=host))
+        q.put([r.port for r in running])
+        while not stop.wait(0.5):
+            if parent is not None and os.getppid() != parent:   # orphaned: nobody reads q any more
+                q.cancel_join_thread()
+                return
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        q.put({"cpu_s": ru.ru_utime + ru.ru_stime, "requests": sum(r.view().get("requests", 0) for r in running),
+               # unit ids each server was asked for (a meter latches its cycle on each request to it)
+               "units_asked": sum(1 for r in running for m in r.meters.values() if m.k > 0),
+               "servers": len({r.port for r in running})})
+    finally:
+        for r in running:
+            r.stop()
+        host.stop()
 
-    running = [dev.start(f"gw{g}", {"registers": regs, "meters": [f"g{g}u{u}" for u in range(1, units + 1)],
-                                    "interval_s": 1.0, "seed": g}) for g in range(gateways)]
-    q.put([r.port for r in running])
-    stop.wait()
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    q.put({"cpu_s": ru.ru_utime + ru.ru_stime, "requests": sum(r.view().get("requests", 0) for r in running),
-           # unit ids each server was asked for (a meter latches its cycle on each request to it)
-           "units_asked": sum(1 for r in running for m in r.meters.values() if m.k > 0),
-           "servers": len({r.port for r in running})})
-    for r in running:
-        r.stop()
+
+def _worker(*args) -> None:
+    """A device worker process (:func:`_serve`) that leaves a Ctrl-C to the bench: a terminal's
+    Ctrl-C goes to the whole process group, and each worker printed a KeyboardInterrupt traceback
+    while the bench said "interrupted (Ctrl-C)"; the bench stops it (its stop event, or its exit)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _serve(*args)
 
 
 def tally(records, devices: int, t0: float, interval_s: float, ticks: int) -> dict:
@@ -99,21 +122,68 @@ def tally(records, devices: int, t0: float, interval_s: float, ticks: int) -> di
             "not_made": int(due - len(dev))}
 
 
+def _cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes ``pids`` have used so far."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            return float("nan")
+    return total
+
+
+def _waited_s(pids: list[int]) -> float:
+    """Seconds the threads of the processes ``pids`` have waited runnable for a CPU (Linux's
+    ``/proc/PID/task/TID/schedstat``: time on a CPU, time waiting on a run queue, slices); NaN
+    where the kernel does not say. On a machine shared with other work, a request's round trip
+    is mostly this wait, not its CPU."""
+    total = 0.0
+    for pid in pids:
+        try:
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[1]) / 1e9
+        except (OSError, ValueError, IndexError):
+            return float("nan")
+    return total
+
+
+def _per_s(x, seconds: float):
+    return None if x is None or not np.isfinite(x) else round(x / seconds, 3)
+
+
 def poll_benchmark(devices: int = 1000, registers: int = 20, interval_s: float = 1.0, seconds: float = 20.0,
-                   units: int = 20, concurrency: int = 256, timeout_s: float = 0.8, log=print) -> dict:
+                   units: int = 20, concurrency: int = 256, timeout_s: float = 0.8, workers: int = 2,
+                   log=print) -> dict:
     from wattwatch.sources import modbus as mb
 
     if devices % units:
         raise ValueError(f"devices ({devices}) must be a multiple of units per gateway ({units})")
     gateways = devices // units
+    workers = max(1, min(int(workers), gateways))
     regs = model(registers)
     ctx = mp.get_context("spawn")
-    q, stop = ctx.Queue(), ctx.Event()
-    child = ctx.Process(target=_serve, args=(gateways, units, regs, q, stop), daemon=True)
-    child.start()
+    stop = ctx.Event()
+    # gateway g on worker g % workers: each worker a process of its own, its gateways on one loop
+    share = [list(range(w, gateways, workers)) for w in range(workers)]
+    queues = [ctx.Queue() for _ in range(workers)]
+    children = [ctx.Process(target=_worker, args=(share[w], units, regs, queues[w], stop, os.getpid()),
+                            daemon=True)
+                for w in range(workers)]
+    for c in children:
+        c.start()
     try:
-        ports = q.get(timeout=120)
-        log(f"{gateways} gateways x {units} units listening (child pid {child.pid})")
+        ports = [0] * gateways
+        for w in range(workers):
+            for g, p in zip(share[w], queues[w].get(timeout=120)):
+                ports[g] = p
+        pids = [c.pid for c in children]
+        log(f"{gateways} gateways x {units} units listening in {workers} processes (pids "
+            f"{', '.join(map(str, pids))}), each its gateways on one event loop")
         models = {"m": mb.parse_model("m", {"registers": regs})}
         specs = [{"meter_id": f"g{g}u{u}", "port": p, "unit": u, "model": "m"}
                  for g, p in enumerate(ports) for u in range(1, units + 1)]
@@ -161,24 +231,31 @@ def poll_benchmark(devices: int = 1000, registers: int = 20, interval_s: float =
             cycles.clear()
             records.clear()
             readings[0] = 0
-            t0 = time.process_time()
+            t0, s0 = time.process_time(), _cpu_s(pids)
+            w0 = (_waited_s([os.getpid()]), _waited_s(pids))
             begin = time.monotonic()
             task = asyncio.create_task(poller.run(emit, ev))
             await asyncio.sleep(seconds)
             ended = time.monotonic()
+            s1 = _cpu_s(pids)
+            waited["poller"], waited["servers"] = _waited_s([os.getpid()]) - w0[0], _waited_s(pids) - w0[1]
             ev.set()
             await task
-            return time.process_time() - t0, begin, ended
+            return time.process_time() - t0, s1 - s0, begin, ended
 
-        cpu, begin, ended = asyncio.run(main())
+        waited: dict[str, float] = {}
+        cpu, servers_cpu, begin, ended = asyncio.run(main())
         poller.close()
         stop.set()
-        child_stats = q.get(timeout=60)
+        stats = [q.get(timeout=60) for q in queues]
+        child_stats = {k: sum(st[k] for st in stats) for k in ("cpu_s", "requests", "units_asked", "servers")}
     finally:
         stop.set()
-        child.join(30)
-        if child.is_alive():
-            child.terminate()
+        for c in children:
+            c.join(30)
+            if c.is_alive():
+                c.terminate()
+                c.join(5)
     times = np.concatenate([np.asarray(d.times, float) for d in poller.devices if d.times]) \
         if any(d.times for d in poller.devices) else np.array([np.nan])
     # the tick grid: from the first measured cycle's start, the ticks whose deadline came before the stop
@@ -219,6 +296,13 @@ def poll_benchmark(devices: int = 1000, registers: int = 20, interval_s: float =
         "devices_answered": sum(1 for d in poller.devices if d.counters["polls"] > d.counters["lost"]),
         "last_cycle_readings": int(len(frame)) if frame is not None else 0,
         "last_cycle_distinct_values": int(len(frame[chans].drop_duplicates())) if frame is not None and chans else 0,
+        # the device workers' CPU (all of them) over the measured run, per second: apart from the poller's
+        "server_processes": workers, "server_pids": pids, "servers_cpu_s_per_s": round(servers_cpu / seconds, 3),
+        # seconds a second the poller's threads (the servers', all of them) waited runnable for a CPU
+        # (Linux schedstat; None elsewhere): on a shared machine the round trips wait on this
+        "poller_waited_for_cpu_s_per_s": _per_s(waited.get("poller"), seconds),
+        "servers_waited_for_cpu_s_per_s": _per_s(waited.get("servers"), seconds),
+        # and over their whole life (start-up and the warm-up cycle included)
         "servers_cpu_s": round(child_stats.get("cpu_s", float("nan")), 2),
         "server_requests": child_stats.get("requests"),
         "server_cpu_ms_per_request": round(1000 * child_stats.get("cpu_s", float("nan"))

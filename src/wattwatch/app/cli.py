@@ -2070,6 +2070,8 @@ def bench_poll(
     interval_s: float = typer.Option(1.0, "--interval-s", help="Poll interval; a poll's deadline is the next tick."),
     seconds: float = typer.Option(20.0, "--seconds", help="How long to poll."),
     concurrency: int = typer.Option(256, "--concurrency", help="Device polls in flight at once."),
+    workers: int = typer.Option(2, "--workers", help="Processes serving the simulated gateways (each its "
+                                "gateways on one event loop; none is the poller's)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Poll many simulated Modbus devices from one process: the share of device polls due (every
@@ -2077,8 +2079,8 @@ def bench_poll(
     response time, and the CPU the poller and the servers used."""
     from wattwatch.app.benchpoll import poll_benchmark
 
-    if devices < 1 or units < 1 or interval_s <= 0 or seconds <= 0 or concurrency < 1:
-        _fail("--devices, --units and --concurrency must be >= 1, --interval-s and --seconds > 0")
+    if devices < 1 or units < 1 or interval_s <= 0 or seconds <= 0 or concurrency < 1 or workers < 1:
+        _fail("--devices, --units, --concurrency and --workers must be >= 1, --interval-s and --seconds > 0")
     if devices % units:
         _fail(f"--devices ({devices}) must be a multiple of --units ({units})")
     import logging
@@ -2087,7 +2089,7 @@ def bench_poll(
     with _errors():
         try:
             r = poll_benchmark(devices=devices, registers=registers, interval_s=interval_s, seconds=seconds,
-                               units=units, concurrency=concurrency, log=_log)
+                               units=units, concurrency=concurrency, workers=workers, log=_log)
         except ValueError as exc:
             _fail(str(exc))
     if as_json:
@@ -2114,8 +2116,11 @@ def bench_poll(
                  ("response p50 / p99", f"{r['response_ms']['p50']} / {r['response_ms']['p99']} ms"),
                  ("cycle p50 / max", f"{r['cycle_ms']['p50']} / {r['cycle_ms']['max']} ms"),
                  ("poller CPU", f"{r['poller_cpu_s_per_s']} s per s ({r['poller_cpu_ms_per_poll']} ms per device poll)"),
-                 ("servers CPU", f"{r['servers_cpu_s']} s ({r['server_requests']:,} requests, "
+                 ("servers CPU", f"{r['servers_cpu_s_per_s']} s per s over the run, in {r['server_processes']} "
+                                 f"processes; {r['servers_cpu_s']} s in all ({r['server_requests']:,} requests, "
                                  f"{r['server_cpu_ms_per_request']} ms each, start-up included)"),
+                 ("waited runnable for a CPU (s per s): poller / servers",
+                  f"{r['poller_waited_for_cpu_s_per_s']} / {r['servers_waited_for_cpu_s_per_s']}"),
                  ("load average (1/5/15 min)", " / ".join(str(x) for x in r["load_average"]))]:
         t.add_row(k, v)
     _print_listing(t)
