@@ -14,6 +14,8 @@ channel does not split a frozen run; a state stored before ``temp_moves`` is pro
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -105,11 +107,16 @@ def _got(alerts, meter, cad=CAD):
 def test_a_logger_frozen_on_an_outages_reading_is_frozen_readings_and_the_outage_ends(fleet):
     frame, dets, alerts = fleet
     first = I0 + OUT_N                     # the first repeat of the outage's last reading
-    # The outage: its own 6 readings. Frozen readings: from the STALE_RUN_N-th repeat to the last. A NaN
-    # temperature in the freeze neither splits it nor brings the outage back.
+    # The outage: its own 6 readings. Frozen readings: known from the STALE_RUN_N-th repeat, reported from
+    # the first repeat to the last (ot: the first five are no longer in neither alert). A NaN temperature
+    # in the freeze neither splits it nor brings the outage back.
     for m in ("FRZ", "FRZNAN"):
-        assert _got(alerts, m) == [("frozen_readings", first + STALE_RUN_N - 1, first + FROZEN_N - 1),
+        assert _got(alerts, m) == [("frozen_readings", first, first + FROZEN_N - 1),
                                    ("supply_outage", I0, first - 1)], (m, _got(alerts, m))
+        a = next(a for a in alerts if a.meter_id == m and a.detector == "frozen_readings")
+        assert _got([replace(a, start=a.evidence["anomalous_from"])], m) == \
+            [("frozen_readings", first + STALE_RUN_N - 1, first + FROZEN_N - 1)], a.evidence
+        assert a.evidence["hours"] == round((FROZEN_N - 1) * CAD / 3600, 2), a.evidence
     a = next(a for a in alerts if a.meter_id == "FRZ" and a.detector == "frozen_readings")
     assert a.code == "WARN_CONSUMPTION_ANOMALY" and a.evidence["kind"] == "frozen_readings" and a.evidence["p_kw"] == 0
     frz = next(d for d in dets if d.name == "frozen_readings")

@@ -130,6 +130,35 @@ def temp_moving(moves: np.ndarray, cadence_s: np.ndarray, share: float = TEMP_MO
         return (np.asarray(moves, float) >= share) & (np.asarray(cadence_s, float) >= STALE_MIN_CADENCE_S)
 
 
+def unchanged(x: np.ndarray) -> np.ndarray:
+    """Per consecutive pair of values (n - 1): the second repeats the first bit for bit, or either is
+    missing (a value missing on one side says nothing either way: it neither ends a repeat nor makes
+    one). The channels' test of a repeat, shared by ``supply_outage`` and ``frozen_readings``."""
+    a, b = x[1:], x[:-1]
+    return (a == b) | ~np.isfinite(a) | ~np.isfinite(b)
+
+
+def stale_pairs(df: pd.DataFrame, cadence_s: np.ndarray, moving: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per consecutive pair of readings (n - 1), what a logger frozen on an outage's reading is told
+    by, besides its channels repeating (:func:`unchanged`, the caller's channels): both of one meter,
+    at least half its learned cadence apart (:func:`at_cadence`), on a meter whose temperature moves
+    (``moving`` per segment code: :func:`temp_moving`), the temperature repeating bit for bit or
+    missing on one side (not both: two readings without it tell nothing). Returns (that, the
+    temperature present on both sides). One test for both rules (issue 14, ot): a reading
+    ``supply_outage`` leaves unjudged as a repeat is one ``frozen_readings`` counts towards a freeze
+    (on the channels both read), by construction."""
+    n = max(len(df) - 1, 0)
+    moving = np.asarray(moving, bool)
+    if "temp_c" not in df.columns or not n or not moving.any():
+        return np.zeros(n, bool), np.zeros(n, bool)
+    seg = df["_seg"].to_numpy()
+    x = df["temp_c"].to_numpy(float)
+    fa, fb = np.isfinite(x[1:]), np.isfinite(x[:-1])
+    ok = (seg[1:] == seg[:-1]) & moving[seg[1:]] & at_cadence(df, cadence_s)
+    ok &= (x[1:] == x[:-1]) | (fa != fb)
+    return ok, fa & fb
+
+
 def n_phases(df: pd.DataFrame, n_seg: int) -> np.ndarray:
     """Phases each meter reports current on (1 for single-phase meters, 3 for three-phase)."""
     seg = df["_seg"].to_numpy()

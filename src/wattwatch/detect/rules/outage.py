@@ -40,8 +40,8 @@ from wattwatch.detect.base import (PHASE_CHANNELS, Detector, DetectorConfig, Exp
                                    rnd)
 from wattwatch.detect.frame import meter_names
 from wattwatch.detect.rules._common import (FALLBACK_NOMINAL_V, SUPPLY_LOST_FRACTION, TEMP_MOVING_SHARE,
-                                            after_supply_loss, at_cadence, max_voltage, nominal_voltage, supply_lost,
-                                            temp_moves, temp_moving)
+                                            after_supply_loss, max_voltage, nominal_voltage, stale_pairs, supply_lost,
+                                            temp_moves, temp_moving, unchanged)
 
 # How long after the supply returns the temperature may still carry the cooling the outage began
 # (the thermal rule's longest time constant, 2 h); padded either side of the outage's span.
@@ -113,25 +113,17 @@ class SupplyOutage(Detector):
         out = np.zeros(len(df), bool)
         if "temp_c" not in df.columns or len(df) < 2:
             return out
-        seg = df["_seg"].to_numpy()
         # (``moves``, ``cad``: the learned values per segment code, if ``df`` is a slice of the frame)
         cad = self._param(df, "cadence_s") if cad is None else cad
         moves = self._param(df, "temp_moves") if moves is None else moves
-        moving = temp_moving(moves, cad, self.config.temp_moving_share)
-        # (each pair at about the learned cadence: _common.at_cadence)
-        rep = lost[1:] & lost[:-1] & (seg[1:] == seg[:-1]) & moving[seg[1:]] & at_cadence(df, cad)
-        if not rep.any():
-            return out
-        # The temperature the same on both, or missing on one side (a lone NaN says nothing either way:
-        # it neither ends a freeze nor brings the outage back inside one); missing on both: judged.
-        x = df["temp_c"].to_numpy(float)
-        fa, fb = np.isfinite(x[1:]), np.isfinite(x[:-1])
-        rep &= (x[1:] == x[:-1]) | (fa != fb)
+        # The pair test frozen_readings counts a freeze's repeats with (_common.stale_pairs: one meter,
+        # about the learned cadence apart, a moving temperature repeating or missing on one side) ...
+        rep, _ = stale_pairs(df, cad, temp_moving(moves, cad, self.config.temp_moving_share))
+        rep &= lost[1:] & lost[:-1]
+        # ... and the phase channels present on both repeating (_common.unchanged, as frozen_readings)
         for c in PHASE_CHANNELS:
             if rep.any() and c in df.columns:
-                x = df[c].to_numpy(float)
-                a, b = x[1:], x[:-1]
-                rep &= (a == b) | ~np.isfinite(a) | ~np.isfinite(b)
+                rep &= unchanged(df[c].to_numpy(float))
         out[1:] = rep
         return out
 
