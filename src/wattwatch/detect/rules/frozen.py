@@ -14,7 +14,9 @@ temperature moved between nearly all consecutive readings while profiled (``temp
 outage, so zeros repeating bit for bit *with the temperature* ``STALE_RUN_N`` times in a row are a logger
 frozen on an outage's reading (fleet 1319 M-00112 sent the outage's last reading for 45 h while the load
 ran on: the register had jumped by the hidden energy when data returned); those score 1 from the
-``STALE_RUN_N``-th repeat on (``lookback_n``: that many readings back, nothing ahead). A temperature
+``STALE_RUN_N``-th repeat on (``lookback_n``: that many readings back, nothing ahead), and the alert starts at
+the first of those repeats (``Finding.start_t``, the rule's own window; ``anomalous_from`` says when it was known;
+ot). A temperature
 missing on one side of such a pair neither counts nor breaks the run (one such reading in the last
 ``STALE_RUN_N`` is let through). ``supply_outage`` leaves the repeats out of the outage (``outage.py``)."""
 
