@@ -103,7 +103,7 @@ class FrozenReadings(Detector):
             fa, fb = np.isfinite(a), np.isfinite(b)
             # A value missing on either side says nothing either way (a lone NaN is no sign that the
             # logger moved): the channels present on both decide (_common.unchanged, the outage's test).
-            same &= unchanged(x)
+            same &= unchanged(x, fa, fb)
             finite += fa
             both += fa & fb
             zero += fa & (a == 0)
@@ -120,8 +120,9 @@ class FrozenReadings(Detector):
             # each pair at about the learned cadence, a moving temperature repeating or missing on one
             # side; a meter profiled at 15 min and read every minute later repeats a slowly cooling
             # temperature for minutes in a real outage, rfz2)
-            pair, t_both = stale_pairs(df, cad, moving)
-            go = zeros & same & enough & pair
+            go = zeros & same & enough
+            pair, t_both = stale_pairs(df, cad, moving, go)
+            go &= pair
             if go.any():
                 k = STALE_RUN_N
                 run = np.concatenate([[0], np.cumsum(go)])

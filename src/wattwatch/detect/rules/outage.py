@@ -99,7 +99,18 @@ class SupplyOutage(Detector):
         known = np.isfinite(self._param(df, "nominal_v"))[df["_seg"].to_numpy()]
         after = after_supply_loss(df, lost & known, self._param(df, "cadence_s"))
         score = np.where(np.isfinite(vmax), lost.astype(float), np.nan)
-        score[self._repeated(df, lost)] = np.nan
+        rep = self._repeated(df, lost)
+        score[rep] = np.nan
+        # A reading after a silence that repeats the one before it bit for bit, the temperature read on
+        # both sides, is no news either: a logger frozen on an outage's reading that lost a packet (issue
+        # 14, sw: fleet 1663 at 5 min, M-00118). The silence is then inside the freeze, not the outage's;
+        # a repeat with the temperature missing on a side tells nothing across a silence (a real outage
+        # repeats its zeros too) and stays the outage's.
+        if (after & rep).any():
+            x = df["temp_c"].to_numpy(float)
+            ok = np.isfinite(x)
+            after = after.copy()
+            after[1:] &= ~(rep[1:] & ok[1:] & ok[:-1])
         return Scored(np.where(after, 1.0, score), after)
 
     def repeated(self, df: pd.DataFrame, ctx=None) -> np.ndarray:
@@ -118,8 +129,7 @@ class SupplyOutage(Detector):
         moves = self._param(df, "temp_moves") if moves is None else moves
         # The pair test frozen_readings counts a freeze's repeats with (_common.stale_pairs: one meter,
         # about the learned cadence apart, a moving temperature repeating or missing on one side) ...
-        rep, _ = stale_pairs(df, cad, temp_moving(moves, cad, self.config.temp_moving_share))
-        rep &= lost[1:] & lost[:-1]
+        rep, _ = stale_pairs(df, cad, temp_moving(moves, cad, self.config.temp_moving_share), lost[1:] & lost[:-1])
         # ... and the phase channels present on both repeating (_common.unchanged, as frozen_readings)
         for c in PHASE_CHANNELS:
             if rep.any() and c in df.columns:
