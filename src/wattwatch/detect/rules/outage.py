@@ -21,9 +21,11 @@ On a meter whose temperature moved between nearly all consecutive readings while
 lost that repeats the one before it, the temperature and the phase channels bit for bit, tells nothing
 new about the supply: it is not judged (NaN), and it explains what the outage's readings explain
 (no load, no heat to judge: ``Explains(span="reading", extra="repeated")``). A run of them (the freeze,
-which ``frozen_readings`` reports from its ``STALE_RUN_N``-th repeat) ends the outage at its last reading with news; a lone repeat
+which ``frozen_readings`` reports from its first repeat) ends the outage at its last reading with news; a lone repeat
 inside a real outage (a fine sensor repeats ~1-2 % of its readings) is bridged like any reading that
-cannot be judged (two in a row are not, at 15 min and coarser: the outage is then two alerts). The test
+cannot be judged (two in a row are not, at 15 min and coarser: the outage is then two alerts). A repeat after a
+silence (a packet lost inside the freeze), the temperature read on both sides, is no news either: not the outage's
+reading after a silence (sw, rot). The test
 reads the reading before (``lookback_n`` 1, as for a silence) and the temperature: no reach beyond what
 the outage had, one channel more (a look-back counting the repeats here, or ``frozen_readings``
 blanking the outage, would lengthen the reach of everything the outage blanks: loose_ct's at hourly
