@@ -14,6 +14,8 @@ channel does not split a frozen run; a state stored before ``temp_moves`` is pro
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -75,11 +77,22 @@ def _meter(name: str, seed: int, frozen: bool, temp: str = "fine", real_n: int =
     return f
 
 
+def _gaps(cad: float = CAD, days: float = DAYS) -> list[pd.DataFrame]:
+    """sw (fleet 1663 at 5 min, M-00118): a freeze whose 20th repeat never came (FRZGAP: the reading after
+    that silence repeats the one before it, no news), and a real 56-reading outage whose 21st reading
+    never came and whose 22nd has no temperature (OUTGAP: its zeros repeat, but nothing says stale)."""
+    i0 = int(OUT_H * 3600 / cad)
+    gap = _meter("FRZGAP", 8, True, cad=cad, days=days).drop(index=i0 + OUT_N + 19)
+    out = _meter("OUTGAP", 9, False, real_n=56, cad=cad, days=days)
+    out.loc[i0 + 21, "temp_c"] = np.nan
+    return [gap, out.drop(index=i0 + 20)]
+
+
 def _frame() -> pd.DataFrame:
     nan = _meter("FRZNAN", 6, True)   # the freeze with the temperature missing at its 20th repeat
     nan.loc[I0 + OUT_N + 19, "temp_c"] = np.nan
     return pd.concat([_meter("FRZ", 1, True), nan, _meter("OUT", 7, False, real_n=56, repeat_at=(10, 30)),
-                      _meter("COARSE", 3, True, temp="coarse"), _meter("NOTEMP", 4, True, temp="none")],
+                      _meter("COARSE", 3, True, temp="coarse"), _meter("NOTEMP", 4, True, temp="none"), *_gaps()],
                      ignore_index=True)
 
 
@@ -105,11 +118,17 @@ def _got(alerts, meter, cad=CAD):
 def test_a_logger_frozen_on_an_outages_reading_is_frozen_readings_and_the_outage_ends(fleet):
     frame, dets, alerts = fleet
     first = I0 + OUT_N                     # the first repeat of the outage's last reading
-    # The outage: its own 6 readings. Frozen readings: from the STALE_RUN_N-th repeat to the last. A NaN
-    # temperature in the freeze neither splits it nor brings the outage back.
-    for m in ("FRZ", "FRZNAN"):
-        assert _got(alerts, m) == [("frozen_readings", first + STALE_RUN_N - 1, first + FROZEN_N - 1),
+    # The outage: its own 6 readings. Frozen readings: known from the STALE_RUN_N-th repeat, reported from
+    # the first repeat to the last (ot: the first five are no longer in neither alert). A NaN temperature
+    # in the freeze neither splits it nor brings the outage back; nor does a lost reading (FRZGAP: the
+    # reading after the silence repeats the one before it; it was a one-reading outage, sw).
+    for m in ("FRZ", "FRZNAN", "FRZGAP"):
+        assert _got(alerts, m) == [("frozen_readings", first, first + FROZEN_N - 1),
                                    ("supply_outage", I0, first - 1)], (m, _got(alerts, m))
+        a = next(a for a in alerts if a.meter_id == m and a.detector == "frozen_readings")
+        assert _got([replace(a, start=a.evidence["anomalous_from"])], m) == \
+            [("frozen_readings", first + STALE_RUN_N - 1, first + FROZEN_N - 1)], a.evidence
+        assert a.evidence["hours"] == round((FROZEN_N - 1) * CAD / 3600, 2), a.evidence
     a = next(a for a in alerts if a.meter_id == "FRZ" and a.detector == "frozen_readings")
     assert a.code == "WARN_CONSUMPTION_ANOMALY" and a.evidence["kind"] == "frozen_readings" and a.evidence["p_kw"] == 0
     frz = next(d for d in dets if d.name == "frozen_readings")
@@ -148,6 +167,9 @@ def test_a_real_outage_a_coarse_temperature_and_no_temperature_stay_outages(flee
     assert _got(alerts, "OUT") == [("supply_outage", I0, I0 + 55)], _got(alerts, "OUT")
     # ... and its evidence counts all 56 readings with the supply lost, the two repeats too (rfz2)
     assert next(a for a in alerts if a.meter_id == "OUT").evidence["readings"] == 56
+    # A real outage's reading after a silence, its zeros repeating but its temperature missing, stays the
+    # outage's (sw's repeat across a silence asks for the temperature on both sides): one outage.
+    assert _got(alerts, "OUTGAP") == [("supply_outage", I0, I0 + 55)], _got(alerts, "OUTGAP")
     # Whole degrees (repeats while profiled) and no temperature: the frozen zeros stay the outage's.
     for m in ("COARSE", "NOTEMP"):
         assert _got(alerts, m) == [("supply_outage", I0, I0 + OUT_N + FROZEN_N - 1)], (m, _got(alerts, m))
@@ -208,6 +230,41 @@ def test_pieces_cut_around_the_freeze_give_the_whole_runs_alerts(fleet):
         edges = [-np.inf, T0.timestamp() + 86400.0, *np.sort(cuts), np.inf]
         return [frame[(t > lo) & (t <= hi)] for lo, hi in zip(edges[:-1], edges[1:])]
     _compare(frame, dets, 0.0, 0, pieces=pieces, want=alerts)
+
+
+@pytest.mark.parametrize("cad", [300.0, 3600.0])
+def test_a_freeze_and_an_outage_with_a_lost_reading_streamed_in_pieces_at_5_and_60_min(cad):
+    """rot: FRZGAP and OUTGAP at 5 and 60 min (the freeze reported from its first repeat, the outage one
+    alert), streamed in uneven pieces of about three readings, a meter's readings now and then a piece
+    late, the stitcher restarted from its checkpoint twice inside the outage and the freeze: every piece
+    as the stitcher judging every meter, and in the end the batch's alerts (ids, spans, evidence)."""
+    frame = pd.concat(_gaps(cad, days=5.5 if cad > 900 else 2.75), ignore_index=True)   # to past both
+    dets = _dets(frame)
+    want = core.run(frame, dets).alerts
+    i0 = int(OUT_H * 3600 / cad)
+    first = i0 + OUT_N
+    assert _got(want, "FRZGAP", cad) == [("frozen_readings", first, first + FROZEN_N - 1),
+                                         ("supply_outage", i0, first - 1)], _got(want, "FRZGAP", cad)
+    assert _got(want, "OUTGAP", cad) == [("supply_outage", i0, i0 + 55)], _got(want, "OUTGAP", cad)
+    t = ((pd.to_datetime(frame["ts"], utc=True) - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy()
+    t_out = T0.timestamp() + OUT_H * 3600
+
+    def pieces(frame, piece_s, seed):
+        rng = np.random.default_rng(seed)
+        edges = [-np.inf, t_out - 6 * cad]   # (the calm days before as one piece)
+        while edges[-1] < t.max():
+            edges.append(edges[-1] + piece_s * rng.uniform(0.3, 2.0))
+        held = np.zeros(len(frame), bool)
+        for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+            now = (t > lo) & (t <= hi)
+            wait = now & (frame["meter_id"].to_numpy() == ("FRZGAP", "OUTGAP")[k % 2]) & (k % 3 == 0)
+            yield frame[(now & ~wait) | held]
+            held = wait
+    # the restarts: the pieces holding the freeze's 3rd and 20th repeats (about; the pieces are uneven)
+    at = {k for k, p in enumerate(pieces(frame, 3 * cad, 1699)) if len(p) and
+          any(abs(x - (t_out + cad * (OUT_N + j))) < cad for x in t[p.index] for j in (2, 19))}
+    assert at
+    _compare(frame, dets, 3 * cad, 1699, pieces=pieces, want=want, restart_at=at)
 
 
 @pytest.mark.parametrize("name", ["frozen_readings", "supply_outage"])

@@ -14,7 +14,9 @@ temperature moved between nearly all consecutive readings while profiled (``temp
 outage, so zeros repeating bit for bit *with the temperature* ``STALE_RUN_N`` times in a row are a logger
 frozen on an outage's reading (fleet 1319 M-00112 sent the outage's last reading for 45 h while the load
 ran on: the register had jumped by the hidden energy when data returned); those score 1 from the
-``STALE_RUN_N``-th repeat on (``lookback_n``: that many readings back, nothing ahead). A temperature
+``STALE_RUN_N``-th repeat on (``lookback_n``: that many readings back, nothing ahead), and the alert starts at
+the first of those repeats (``Finding.start_t``, the rule's own window; ``anomalous_from`` says when it was known;
+ot). A temperature
 missing on one side of such a pair neither counts nor breaks the run (one such reading in the last
 ``STALE_RUN_N`` is let through). ``supply_outage`` leaves the repeats out of the outage (``outage.py``)."""
 
@@ -26,10 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from wattwatch.detect.base import (Detector, DetectorConfig, Explains, Finding, PostRule, Reach, quiet, rnd,
+from wattwatch.detect.base import (Detector, DetectorConfig, Explains, Finding, PostRule, Reach, Scored, quiet, rnd,
                                    state_channels, state_nums)
 from wattwatch.detect.frame import meter_names, seg_bounds
-from wattwatch.detect.rules._common import STALE_RUN_N, TEMP_MOVING_SHARE, at_cadence, temp_moves, temp_moving
+from wattwatch.detect.rules._common import (STALE_RUN_N, TEMP_MOVING_SHARE, stale_pairs, temp_moves, temp_moving,
+                                            unchanged)
 from wattwatch.schema import CHANNEL_NAMES
 
 
@@ -92,7 +95,6 @@ class FrozenReadings(Detector):
         finite = np.zeros(n, np.int16)
         both = np.zeros(n, np.int16)
         zero = np.zeros(n, np.int16)
-        t_one = t_both = None
         for c in cols:  # column by column: no (n x channels) copy
             x = df[c].to_numpy(float)
             if not mine[c].all():
@@ -100,24 +102,27 @@ class FrozenReadings(Detector):
             a, b = x[1:], x[:-1]
             fa, fb = np.isfinite(a), np.isfinite(b)
             # A value missing on either side says nothing either way (a lone NaN is no sign that the
-            # logger moved): the channels present on both decide.
-            same &= (a == b) | ~fa | ~fb
+            # logger moved): the channels present on both decide (_common.unchanged, the outage's test).
+            same &= unchanged(x, fa, fb)
             finite += fa
             both += fa & fb
             zero += fa & (a == 0)
-            if c == "temp_c":
-                t_one, t_both = fa | fb, fa & fb
         enough = both >= self.config.min_channels
         # A supply outage (all zero) repeats too, but it is an outage, not a stuck meter ...
         zeros = zero >= finite - 2
         out[1:] = np.where(enough & ~zeros, same.astype(float), np.nan)
         # ... unless the meter's temperature moves and repeated with the zeros STALE_RUN_N times in a row.
-        if t_one is not None and zeros.any():
+        stale_rows = None
+        if "temp_c" in cols and zeros.any():
             cad = self._param(df, "cadence_s")
-            moving = temp_moving(self._param(df, "temp_moves"), cad, self.config.temp_moving_share)[seg[1:]]
-            # (each pair at about the learned cadence: a meter profiled at 15 min and read every minute
-            # later repeats a slowly cooling temperature for minutes in a real outage; rfz2)
-            go = zeros & same & enough & moving & t_one & (seg[1:] == seg[:-1]) & at_cadence(df, cad)
+            moving = temp_moving(self._param(df, "temp_moves"), cad, self.config.temp_moving_share)
+            # The pair test supply_outage leaves a repeat unjudged by (_common.stale_pairs: one meter,
+            # each pair at about the learned cadence, a moving temperature repeating or missing on one
+            # side; a meter profiled at 15 min and read every minute later repeats a slowly cooling
+            # temperature for minutes in a real outage, rfz2)
+            go = zeros & same & enough
+            pair, t_both = stale_pairs(df, cad, moving, go)
+            go &= pair
             if go.any():
                 k = STALE_RUN_N
                 run = np.concatenate([[0], np.cumsum(go)])
@@ -127,17 +132,34 @@ class FrozenReadings(Detector):
                 # (one reading without a temperature in the window leaves two of its pairs uncounted)
                 stale = go & (hi >= k) & (run[hi] - run[lo] == k) & (cnt[hi] - cnt[lo] >= k - 2)
                 out[1:][stale] = 1.0
+                stale_rows = np.concatenate([[False], stale])
         out[1:][seg[1:] != seg[:-1]] = np.nan
-        return out
+        # (ctx: the readings judged as a freeze's STALE_RUN_N-th repeat or later, for describe's start)
+        return Scored(out, stale_rows)
+
+    @staticmethod
+    def _start(df, rows, ctx) -> float | None:
+        """Where an alert whose first reading is judged stale zeros began: at the first of the
+        ``STALE_RUN_N`` repeats that reading closes (they all repeat the outage's reading; issue 14,
+        ot: a frozen logger's readings are the frozen alert's from its first repeat, once it is known
+        to be frozen). A function of the readings up to that first one (its own reach back): a
+        stream's alert keeps its start, and the evidence says from which reading it was known
+        (``anomalous_from``). None: the alert starts at its first reading (a freeze on any other reading
+        is judged from its first repeat on)."""
+        if ctx is None or not ctx[rows[0]]:
+            return None
+        return float(df["_t"].to_numpy()[rows[0] - (STALE_RUN_N - 1)])
 
     def describe_key(self, df, rows, scores, ctx=None) -> bytes | None:
-        """What :meth:`describe` reads: the rows' times, power and energy register."""
-        return hashlib.blake2b(b"".join(np.ascontiguousarray(df[c].to_numpy(float)[rows]).tobytes()
-                                        for c in ("_t", "p_kw", "e_kwh")), digest_size=20).digest()
+        """What :meth:`describe` reads: the rows' times, power and energy register, and its start."""
+        return hashlib.blake2b(b"".join([*(np.ascontiguousarray(df[c].to_numpy(float)[rows]).tobytes()
+                                           for c in ("_t", "p_kw", "e_kwh")),
+                                         repr(self._start(df, rows, ctx)).encode()]), digest_size=20).digest()
 
     def describe(self, df, rows, scores, ctx=None) -> Finding:
         t = df["_t"].to_numpy()[rows]
-        hours = (t.max() - t.min()) / 3600
+        start = self._start(df, rows, ctx)
+        hours = (t.max() - (t.min() if start is None else start)) / 3600
         p = df["p_kw"].to_numpy(float)[rows]
         e = df["e_kwh"].to_numpy(float)[rows]
         with quiet():
@@ -145,4 +167,4 @@ class FrozenReadings(Detector):
         return Finding("warning", f"every channel repeats the same values for {hours:.1f} h (p = {p_med:.3f} kW, "
                                   f"register stuck at {e_med:.3f} kWh): frozen readings",
                        {"kind": "frozen_readings", "hours": rnd(hours, 2), "p_kw": rnd(p_med), "e_kwh": rnd(e_med)},
-                       "power-cycle or replace the meter's communication module; its data is stale")
+                       "power-cycle or replace the meter's communication module; its data is stale", start_t=start)

@@ -21,9 +21,11 @@ On a meter whose temperature moved between nearly all consecutive readings while
 lost that repeats the one before it, the temperature and the phase channels bit for bit, tells nothing
 new about the supply: it is not judged (NaN), and it explains what the outage's readings explain
 (no load, no heat to judge: ``Explains(span="reading", extra="repeated")``). A run of them (the freeze,
-which ``frozen_readings`` reports from its ``STALE_RUN_N``-th repeat) ends the outage at its last reading with news; a lone repeat
+which ``frozen_readings`` reports from its first repeat) ends the outage at its last reading with news; a lone repeat
 inside a real outage (a fine sensor repeats ~1-2 % of its readings) is bridged like any reading that
-cannot be judged (two in a row are not, at 15 min and coarser: the outage is then two alerts). The test
+cannot be judged (two in a row are not, at 15 min and coarser: the outage is then two alerts). A repeat after a
+silence (a packet lost inside the freeze), the temperature read on both sides, is no news either: not the outage's
+reading after a silence (sw, rot). The test
 reads the reading before (``lookback_n`` 1, as for a silence) and the temperature: no reach beyond what
 the outage had, one channel more (a look-back counting the repeats here, or ``frozen_readings``
 blanking the outage, would lengthen the reach of everything the outage blanks: loose_ct's at hourly
@@ -40,8 +42,8 @@ from wattwatch.detect.base import (PHASE_CHANNELS, Detector, DetectorConfig, Exp
                                    rnd)
 from wattwatch.detect.frame import meter_names
 from wattwatch.detect.rules._common import (FALLBACK_NOMINAL_V, SUPPLY_LOST_FRACTION, TEMP_MOVING_SHARE,
-                                            after_supply_loss, at_cadence, max_voltage, nominal_voltage, supply_lost,
-                                            temp_moves, temp_moving)
+                                            after_supply_loss, max_voltage, nominal_voltage, stale_pairs, supply_lost,
+                                            temp_moves, temp_moving, unchanged)
 
 # How long after the supply returns the temperature may still carry the cooling the outage began
 # (the thermal rule's longest time constant, 2 h); padded either side of the outage's span.
@@ -99,7 +101,18 @@ class SupplyOutage(Detector):
         known = np.isfinite(self._param(df, "nominal_v"))[df["_seg"].to_numpy()]
         after = after_supply_loss(df, lost & known, self._param(df, "cadence_s"))
         score = np.where(np.isfinite(vmax), lost.astype(float), np.nan)
-        score[self._repeated(df, lost)] = np.nan
+        rep = self._repeated(df, lost)
+        score[rep] = np.nan
+        # A reading after a silence that repeats the one before it bit for bit, the temperature read on
+        # both sides, is no news either: a logger frozen on an outage's reading that lost a packet (issue
+        # 14, sw: fleet 1663 at 5 min, M-00118). The silence is then inside the freeze, not the outage's;
+        # a repeat with the temperature missing on a side tells nothing across a silence (a real outage
+        # repeats its zeros too) and stays the outage's.
+        if (after & rep).any():
+            x = df["temp_c"].to_numpy(float)
+            ok = np.isfinite(x)
+            after = after.copy()
+            after[1:] &= ~(rep[1:] & ok[1:] & ok[:-1])
         return Scored(np.where(after, 1.0, score), after)
 
     def repeated(self, df: pd.DataFrame, ctx=None) -> np.ndarray:
@@ -113,25 +126,16 @@ class SupplyOutage(Detector):
         out = np.zeros(len(df), bool)
         if "temp_c" not in df.columns or len(df) < 2:
             return out
-        seg = df["_seg"].to_numpy()
         # (``moves``, ``cad``: the learned values per segment code, if ``df`` is a slice of the frame)
         cad = self._param(df, "cadence_s") if cad is None else cad
         moves = self._param(df, "temp_moves") if moves is None else moves
-        moving = temp_moving(moves, cad, self.config.temp_moving_share)
-        # (each pair at about the learned cadence: _common.at_cadence)
-        rep = lost[1:] & lost[:-1] & (seg[1:] == seg[:-1]) & moving[seg[1:]] & at_cadence(df, cad)
-        if not rep.any():
-            return out
-        # The temperature the same on both, or missing on one side (a lone NaN says nothing either way:
-        # it neither ends a freeze nor brings the outage back inside one); missing on both: judged.
-        x = df["temp_c"].to_numpy(float)
-        fa, fb = np.isfinite(x[1:]), np.isfinite(x[:-1])
-        rep &= (x[1:] == x[:-1]) | (fa != fb)
+        # The pair test frozen_readings counts a freeze's repeats with (_common.stale_pairs: one meter,
+        # about the learned cadence apart, a moving temperature repeating or missing on one side) ...
+        rep, _ = stale_pairs(df, cad, temp_moving(moves, cad, self.config.temp_moving_share), lost[1:] & lost[:-1])
+        # ... and the phase channels present on both repeating (_common.unchanged, as frozen_readings)
         for c in PHASE_CHANNELS:
             if rep.any() and c in df.columns:
-                x = df[c].to_numpy(float)
-                a, b = x[1:], x[:-1]
-                rep &= (a == b) | ~np.isfinite(a) | ~np.isfinite(b)
+                rep &= unchanged(df[c].to_numpy(float))
         out[1:] = rep
         return out
 
