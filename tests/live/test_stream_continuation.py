@@ -456,3 +456,72 @@ def test_a_fast_step_leaves_a_head_with_a_pending_follower_to_the_slow_tier(tmp_
     eng._take(Step(alerts=[head], open_ids=set(), provisional=[], provisional_open=set(), judged={"B-1"}), rep, "fast")
     assert head.id in eng.open_ids and head.id not in rep.ended
     store.close()
+
+
+def _told_in_order(events: list[str]) -> bool:
+    """An alert's life as one output was told it: an opening, updates, an end; again only after an end."""
+    state = "closed"
+    for ev in events:
+        if ev == "opened" and state == "closed" or ev == "updated" and state == "open" or \
+                ev == "ended" and state == "open":
+            state = "closed" if ev == "ended" else "open"
+        else:
+            return False
+    return state == "closed"
+
+
+@pytest.mark.parametrize("follower_kind", ["pending", "final"])
+def test_a_head_told_ended_then_continued_is_told_open_again_before_it_ends_again(tmp_path, follower_kind):
+    """(ah; al's leftover) A head that ended (told so) and is then continued by a follower (final:
+    xd's merge; provisional and pending: al's hold) is open again (console list, dashboard, InfluxDB
+    ``state``): the console said "alert ended" a second time with no opening between, an action that
+    acts on it (``tell``; ``shed`` too for a final follower) was told ``updated`` (state "open") after
+    its ``ended`` and never its second end. Now the step reports it ``reopened``: "alert open again"
+    on the console, ``opened`` anew to an action told its end, then its second end; an action that
+    waits for final alerts hears nothing of a pending member (its final part stays closed). And an
+    alert new and already closed in one step is told ended in that step (it was never told ended)."""
+    import dataclasses
+
+    from wattwatch.app.watchview import LogLines
+    from wattwatch.sinks import deliver
+
+    src = tmp_path / "t.csv"
+    pd.DataFrame({"meter_id": ["B-1"], "ts": ["2024-01-20T00:00:00Z"], "p_kw": [1.0]}).to_csv(src, index=False)
+    spec = {"type": "webhook", "url": "http://127.0.0.1:1/", "dry_run": True, "on": ["opened", "updated", "ended"]}
+    site = api.load_site({"sources": [{"type": "replay", "path": str(src)}],
+                          "actions": [{**spec, "name": "shed", "on_provisional": False},
+                                      {**spec, "name": "tell", "on_provisional": True}]})
+    head, follower = _head_and_follower()
+    other = dataclasses.replace(head, meter_id="B-2")   # new and closed in its first step
+    store = Store(tmp_path / "live.duckdb")
+    eng = _engine(store)
+    lines: list[str] = []
+    view = LogLines(lines.append, every_s=1e9)
+    view.last = float("inf")
+    if follower_kind == "pending":
+        steps = [([head], [], (), {head.id}), ([head, other], [], (), ()),
+                 ([head], [_prov(follower)], {follower.id}, ()), ([head], [], (), ())]
+    else:
+        steps = [([head], [], (), {head.id}), ([head, other], [], (), ()),
+                 ([head, follower], [], (), {follower.id}), ([head, follower], [], (), ())]
+    states = []
+    for final, prov, popen, open_ in steps:
+        rep, _ = _step(eng, store, final, prov, popen, open_)
+        view(eng, rep, [])
+        deliver(site.outputs, "alerts", rep, eng)
+        for o in site.outputs:
+            assert o.flush(30)
+        states.append(alert_states({head.id: eng.alerts[head.id]}, rep, eng)[head.id])
+    for o in site.outputs:
+        o.close()
+    assert states == ["open", "ended", "open", "ended"], states
+    said = [x.split()[1:3] if x.startswith("alert open again") else x.split()[1:2] for x in lines
+            if x.startswith("alert ") and head.id in x]
+    assert said == [["open"], ["ended"], ["open", "again"], ["ended"]], lines
+    assert [x.split()[1] for x in lines if other.id in x] == ["open", "ended"], lines
+    log = store.con.execute("SELECT action, alert_id, event FROM actions_log ORDER BY done_at").df()
+    told = {(n, i): list(g["event"]) for (n, i), g in log.groupby(["action", "alert_id"])}
+    assert all(_told_in_order(evs) for evs in told.values()), told
+    assert told[("tell", head.id)].count("ended") == 2 and told[("tell", other.id)] == ["opened", "ended"], told
+    assert told[("shed", head.id)].count("ended") == (2 if follower_kind == "final" else 1), told
+    store.close()

@@ -461,10 +461,20 @@ class Action(Output):
         # final alerts; withdrawn ones end (with the reason) for one that acts on them.
         confirmed = set() if self.on_provisional else set(getattr(report, "confirmed", ()))
         withdrawn = getattr(report, "withdrawn", None) or {}
+        # (ah) open again after its end (a continuation made it grow): to an action told its end or
+        # withdrawal, an opening anew (as one found again: ral), so its next ``ended`` is told too; not
+        # to one waiting for final alerts while only a pending member keeps it open (its final part
+        # closed: for it nothing reopened)
+        back = [engine.alerts[i] for i in getattr(report, "reopened", ()) if i in engine.alerts]
+        if not self.on_provisional:
+            back = [a for a in back if final_part(a) is a and not a.evidence.get("provisional")]
+        self._recall([a.id for a in back])
+        told_closed = {a.id for a in back if self._acts.get(a.id, set()) & {"ended", "withdrawn"}}
+        self._reopen |= told_closed
         events: list[tuple[Alert, str]] = []
         for a in report.alerts:
-            events.append((a, "opened" if a.id in new or a.id in confirmed else "updated"))
-        for aid in (new | confirmed) - {a.id for a in report.alerts}:
+            events.append((a, "opened" if a.id in new or a.id in confirmed or a.id in told_closed else "updated"))
+        for aid in (new | confirmed | told_closed) - {a.id for a in report.alerts}:
             a = engine.alerts.get(aid)
             if a is not None:
                 events.append((a, "opened"))
@@ -537,6 +547,12 @@ class Action(Output):
                 # (rle3: withdrawn; al: ended) never acted on it: no news of its end or withdrawal
                 # (an ``ended_value`` would restore a load it never shed)
                 self.counters[f"{ev}_untold"] += 1
+                continue
+            if ev == "updated" and acts & {"ended", "withdrawn"}:
+                # (ah) told it closed, not open again for it (rewritten after its end; a head whose
+                # pending follower keeps it open, for an action that waits for final alerts): an
+                # ``updated`` (state "open") after its ``ended`` would be out of order
+                self.counters["closed_skipped"] += 1
                 continue
             self.counters["matched"] += 1
             key = (a.id, ev)

@@ -195,6 +195,10 @@ class StepReport:
     # ``on = [.., "stopped"]``); their ``ended`` comes with the verdict (confirmed closed, withdrawn,
     # or undecided), once.
     stopped: list[str] = field(default_factory=list)
+    # (ah) Alerts told ended before (by this run) that are open again in this step: a head a
+    # continuation (a follower, final or pending) makes grow again. Told as an opening again (the
+    # console's line, actions told its end), so that its next ``ended`` follows an opening.
+    reopened: list[str] = field(default_factory=list)
 
 
 def _parquet(df: pd.DataFrame | None) -> bytes | None:
@@ -1632,6 +1636,7 @@ class StreamEngine:
         for a in changed:
             rep.tier_of[a.id] = tier
         new = []
+        was = {a.id for a in alerts if a.id in self.alerts}   # (ah: known before this step)
         for a in alerts:
             if a.id not in self.alerts and a.id not in self.open_ids and a.id not in self._kept_before:
                 new.append(a.id)
@@ -1661,7 +1666,15 @@ class StreamEngine:
         # (al) ... and so does a pending (provisional) one, until its verdict (_take_provisional)
         now_open = now_open | self._pending_open
         ended = sorted(self.open_ids - now_open)
+        # (ah) one new and already closed (its whole span in this step's readings: a batch, late
+        # readings, a slow step) can no longer grow: ended now (its outputs were told it opened and
+        # never that it ended: an action's ``ended_value`` never restored the load it shed)
+        ended += [i for i in new if i not in now_open]
         rep.ended += ended
+        # (ah) one this run told ended, open again (a continuation made it grow): told so
+        mine = {a.id for a in alerts}
+        rep.reopened += sorted(i for i in now_open - self.open_ids
+                               if i in was or (i not in mine and i in self.alerts))
         self.open_ids = now_open
         self.counters["alerts_new"] += len(new)
         self.counters["alerts_updated"] += len(changed) - len(set(new) & {a.id for a in changed})
@@ -1814,8 +1827,11 @@ class StreamEngine:
         held = {h for h in self._pending_open if h in pf and pf[h].meter_id not in judged} | (set(popen) & set(pf))
         released = sorted(h for h in self._pending_open - held if h in self.open_ids and h not in self._final_open)
         self._pending_open = held
-        self.open_ids = (self.open_ids - set(released)) | held
         kept = [h for h in rep.ended if h in held]   # (its own part closed in this step: not its end)
+        # (ah) one told ended before, held open again now (its follower pending after its end): told so
+        rep.reopened += sorted(h for h in held - self.open_ids if h in self.alerts and h not in kept
+                               and h not in rep.new and h not in rep.reopened)
+        self.open_ids = (self.open_ids - set(released)) | held
         if kept:
             rep.ended[:] = [h for h in rep.ended if h not in held]
         rep.ended += [h for h in released if h not in rep.ended]
@@ -2488,3 +2504,4 @@ def _merge(rep: StepReport, held: StepReport) -> None:
     rep.confirmed += held.confirmed
     rep.withdrawn.update(held.withdrawn)
     rep.stopped += held.stopped
+    rep.reopened += held.reopened
