@@ -294,3 +294,86 @@ def test_a_withdrawal_just_after_an_alert_ended_is_told_while_its_updated_job_wa
     log = h.log()
     h.close()
     assert sorted(log["event"]) == ["updated", "withdrawn"], log[["event", "outcome"]]
+
+
+def test_an_opening_logged_after_the_withdrawal_it_came_before_still_counts_as_before_it(tmp_path):
+    """(ah; ral's leftover) An ``opened`` job queued before its alert's withdrawal but logged after it
+    (the worker busy meanwhile) looked, at the next start, like an opening after the withdrawal
+    (``done_at`` later than ``withdrawn_at``): found again after the restart, the action told its
+    withdrawal was not told ``opened`` anew (the load its withdrawal restored stayed on through the
+    fault). The log keeps when each job was queued (``queued_at``), compared with the withdrawal."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from tests.live.test_actions import _REPLAY, Harness, _alert
+    from wattwatch.alerts import store as alert_store
+    from wattwatch.alerts import withdrawn as wd
+    from wattwatch.runners.stream import StepReport
+
+    site = {"actions": [{"type": "webhook", "name": "hook", "url": "http://127.0.0.1:1/", "dry_run": True,
+                         "on": ["opened", "ended", "withdrawn"]},
+                        {"type": "webhook", "name": "note", "url": "http://127.0.0.1:1/", "dry_run": True,
+                         "on": ["opened"]}]}
+    a = _alert()
+    h = Harness(tmp_path, site)
+    go = threading.Event()
+    perform = h.action.perform
+    h.action.perform = lambda *x: (go.wait(10), perform(*x))[1]   # hook's worker busy: a's opening waits
+    h.opened(a)
+    alert_store.upsert(h.store.con, [a])   # the engine withdraws a (its row kept in alerts_withdrawn, deleted)
+    wd.keep(h.store.con, {a.id: wd.LATE})
+    h.store.con.execute("DELETE FROM alerts WHERE id = ?", [a.id])
+    time.sleep(0.01)
+    for o in h.actions:
+        o.alerts(StepReport(withdrawn={a.id: dataclasses.replace(a, evidence={**a.evidence, "withdrawn": wd.LATE})}),
+                 h.engine)
+    go.set()
+    h.log()
+    for o in h.actions:
+        o.close()
+    h2 = Harness.__new__(Harness)   # restarted (no checkpoint): a found again
+    h2.store = h.store
+    h2.engine = SimpleNamespace(store=h.store, alerts={}, open_ids=set())
+    h2.actions = api.load_site({"sources": [{"type": "replay", "path": str(_REPLAY)}], **site}).outputs
+    h2.action = h2.actions[0]
+    h2.opened(a)
+    log = h2.log()
+    h2.close()
+    got = [(n, e) for n, e in zip(log["action"], log["event"])]
+    assert [e for n, e in got if n == "hook"] == ["opened", "withdrawn", "opened"], got
+    assert [e for n, e in got if n == "note"] == ["opened"], got
+
+
+def test_a_job_of_an_alert_whose_earlier_job_waits_in_the_backlog_runs_after_it(tmp_path):
+    """(ah) A restart resumes the jobs an earlier run left pending; those its queue cannot take wait
+    in a backlog. A new job of the same alert (its ``ended`` in the first step) went straight to the
+    queue: it ran before the alert's ``opened`` (a restored load shed again after the alert ended),
+    or, the queue full, was dropped. It now waits behind that alert's jobs."""
+    from types import SimpleNamespace
+
+    from tests.live.test_actions import _REPLAY, _alert
+    from wattwatch.actions.base import ensure_log
+
+    site = {"actions": [{"type": "webhook", "name": "hook", "url": "http://127.0.0.1:1/", "dry_run": True,
+                         "on": ["opened", "ended"], "queue": 2}]}
+    alerts = [_alert(start=f"2026-01-01T0{h}:00:00.000Z") for h in range(4)]
+    store = Store(tmp_path / "a.duckdb")
+    ensure_log(store.con)
+    store.con.executemany("INSERT INTO actions_pending VALUES (?, 'hook', 'opened', true, now(), ?)",
+                          [(a.id, a.to_json()) for a in alerts])   # left by a run killed before its worker ran them
+    engine = SimpleNamespace(store=store, alerts={a.id: a for a in alerts}, open_ids=set())
+    (hook,) = api.load_site({"sources": [{"type": "replay", "path": str(_REPLAY)}], **site}).outputs
+    go = threading.Event()
+    perform = hook.perform
+    hook.perform = lambda *x: (go.wait(10), perform(*x))[1]
+    from wattwatch.runners.stream import StepReport
+
+    hook.alerts(StepReport(ended=[alerts[-1].id]), engine)   # the first step: the last one ended
+    go.set()
+    assert hook.flush(30)
+    hook.close()
+    log = store.con.execute("SELECT alert_id, event, outcome FROM actions_log ORDER BY done_at").df()
+    store.close()
+    last = [(e, o) for i, e, o in zip(log["alert_id"], log["event"], log["outcome"]) if i == alerts[-1].id]
+    assert last == [("opened", "ok"), ("ended", "ok")], log
+    assert len(log) == 5 and (log["outcome"] == "ok").all(), log

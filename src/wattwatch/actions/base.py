@@ -99,6 +99,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import pandas as pd
 
@@ -122,7 +123,12 @@ _FIELD = re.compile(r"\{([^{}]*)\}")
 
 LOG_DDL = ("CREATE TABLE IF NOT EXISTS actions_log (alert_id VARCHAR, action VARCHAR, kind VARCHAR, event VARCHAR, "
            "done_at TIMESTAMPTZ, dry_run BOOLEAN, outcome VARCHAR, detail VARCHAR, attempts INTEGER, ms DOUBLE, "
-           "meter_id VARCHAR, code VARCHAR)")
+           "meter_id VARCHAR, code VARCHAR, queued_at TIMESTAMPTZ)")
+# (ah) ``queued_at``: when the job was queued (the event it tells happened then; ``done_at`` is when
+# its outcome was logged, after the worker's wait): what is compared with a withdrawal's time
+# (``alerts_withdrawn``) and orders an alert's events. NULL in rows logged before it existed.
+_LOG_COLS = ("alert_id, action, kind, event, done_at, dry_run, outcome, detail, attempts, ms, meter_id, code, "
+             "queued_at")
 
 
 # The jobs of ``opened`` and ``ended`` events an action has queued and not logged yet (the alert as
@@ -132,8 +138,12 @@ PENDING_DDL = ("CREATE TABLE IF NOT EXISTS actions_pending (alert_id VARCHAR, ac
 
 
 def ensure_log(con) -> None:
-    """Create ``actions_log`` (and ``actions_pending``) when the store lacks them."""
+    """Create ``actions_log`` (and ``actions_pending``) when the store lacks them; (ah) give an older
+    ``actions_log`` its ``queued_at`` column."""
     dbtables.ensure_tables(con, [LOG_DDL, PENDING_DDL])
+    if not con.execute("SELECT 1 FROM duckdb_columns() WHERE database_name = current_database() AND "
+                       "table_name = 'actions_log' AND column_name = 'queued_at'").fetchall():
+        con.execute("ALTER TABLE actions_log ADD COLUMN queued_at TIMESTAMPTZ")
 
 
 def drop_removed(con, outputs) -> int:
@@ -143,14 +153,14 @@ def drop_removed(con, outputs) -> int:
     if "actions_pending" not in dbtables.tables(con):
         return 0
     have = {(o.name, bool(o.dry_run)) for o in outputs if isinstance(o, Action)}
-    rows = con.execute("SELECT alert_id, action, event, dry_run, any_value(alert) FROM actions_pending "
+    rows = con.execute("SELECT alert_id, action, event, dry_run, any_value(alert), min(queued_at) FROM actions_pending "
                        "GROUP BY alert_id, action, event, dry_run ORDER BY min(queued_at)").fetchall()
     names = {n for n, _ in have}
     stale = [r for r in rows if (r[1], bool(r[3])) not in have]
     if not stale:
         return 0
     log_rows = []
-    for aid, action, ev, dry, doc in stale:
+    for aid, action, ev, dry, doc, at in stale:
         why = (f"not run: the action is {'live' if dry else 'a dry run'} now (the job was queued "
                f"{'as a dry run' if dry else 'live'}); no longer its to run") if action in names else \
             "not run: the action is no longer in the site config"
@@ -159,10 +169,12 @@ def drop_removed(con, outputs) -> int:
             meter, code = d.get("meter_id"), d.get("code")
         except (TypeError, ValueError, AttributeError):
             meter = code = None
-        log_rows.append((aid, action, ev, bool(dry), why, meter, code))
+        log_rows.append((aid, action, ev, bool(dry), why, meter, code, at))
     con.execute("BEGIN TRANSACTION")
     try:
-        con.executemany("INSERT INTO actions_log VALUES (?, ?, '', ?, now(), ?, 'dropped', ?, 0, 0, ?, ?)", log_rows)
+        ensure_log(con)
+        con.executemany(f"INSERT INTO actions_log ({_LOG_COLS}) VALUES (?, ?, '', ?, now(), ?, 'dropped', ?, 0, 0, ?, ?, "
+                        "?)", log_rows)
         con.executemany("DELETE FROM actions_pending WHERE alert_id = ? AND action = ? AND event = ? AND dry_run = ?",
                         [r[:4] for r in stale])
         con.execute("COMMIT")
@@ -421,7 +433,11 @@ class Action(Output):
         # Jobs an earlier run left pending that the queue could not take at start: queued as it
         # has room (_feed: each step, and the worker after each job), still pending in the store
         # meanwhile; never dropped for the queue's size.
-        self._backlog: deque[tuple[Alert, str]] = deque()
+        self._backlog: deque[tuple[Alert, str, object]] = deque()   # (alert, event, queued at)
+        # (ah) per alert, its jobs in the backlog: a later job of that alert waits behind them (handed
+        # to the queue at once, its ``ended`` ran before the ``opened`` an earlier run left pending)
+        self._behind: dict[str, int] = {}
+        self._bl_lock = threading.Lock()
         self._closed = False
 
     # ---- configuration from the site
@@ -570,16 +586,17 @@ class Action(Output):
             if ev in ("opened", "updated"):
                 self._last[a.id] = (_told_version(a), a.id in pending)
             jobs.append((a, ev))
+        at = datetime.now(timezone.utc)   # (ah) when these jobs were queued (actions_log.queued_at)
         try:
-            self._pend([(a, ev) for a, ev in jobs if ev != "updated"])   # recorded before the worker has them
+            self._pend([(a, ev) for a, ev in jobs if ev != "updated"], at)   # recorded before the worker has them
         except Exception as exc:  # noqa: BLE001 - a store error: the jobs still run, only not kept across a kill
             self.counters["pend_failures"] += 1
             log.warning("%s: cannot record %d job(s) as pending (%s: %s): run anyway, not kept if the watcher "
                         "is killed first", self.name, len(jobs), type(exc).__name__, exc)
-        dropped = [(a, ev) for a, ev in jobs if not self._queue(a, ev)]
+        dropped = [(a, ev) for a, ev in jobs if not self._queue(a, ev, at)]
         if dropped:   # logged in one transaction (one each was a DuckDB commit on this thread per job)
             why = f"the worker's queue is full ({self.queue_size} jobs waiting)"
-            self._log_all([(a, ev, "dropped", why, 0, 0.0) for a, ev in dropped])
+            self._log_all([(a, ev, "dropped", why, 0, 0.0, at) for a, ev in dropped])
         self._forget(engine)
 
     def _forget(self, engine) -> None:
@@ -619,14 +636,19 @@ class Action(Output):
             for lo in range(0, len(ask), 500):
                 part = ask[lo:lo + 500]
                 qs = ", ".join("?" for _ in part)
-                sql = (f"SELECT alert_id, event, done_at AS t FROM actions_log WHERE action = ? AND dry_run = ? "
+                sql = (f"SELECT alert_id, event, coalesce(queued_at, done_at) AS t FROM actions_log WHERE "
+                       f"action = ? AND dry_run = ? "
                        f"AND outcome IN ('ok', 'refused', 'failed') AND alert_id IN ({qs})")
                 args = [self.name, self.dry_run, *part]
                 if pending:
                     sql += f" UNION ALL SELECT alert_id, event, queued_at AS t FROM actions_pending WHERE action = ? " \
                            f"AND dry_run = ? AND alert_id IN ({qs})"
                     args += [self.name, self.dry_run, *part]
-                for i, e, _ in self._cur.execute(sql + " ORDER BY alert_id, t", args).fetchall():
+                # (ah) in the order they happened (queued): a step's jobs share their time, its
+                # opening before its end (an alert new and closed in one step)
+                order = " ORDER BY alert_id, t, CASE event WHEN 'opened' THEN 0 WHEN 'updated' THEN 1 WHEN " \
+                        "'stopped' THEN 2 WHEN 'ended' THEN 3 ELSE 4 END"
+                for i, e, _ in self._cur.execute(sql + order, args).fetchall():
                     # (ral) the last opening's events: one told again after its end or withdrawal
                     # (found again) starts anew
                     if e == "opened" and got[i] & {"ended", "withdrawn"}:
@@ -639,23 +661,34 @@ class Action(Output):
         """Queue what the backlog holds, as far as the queue has room (the engine thread at each
         step, the worker after each job: each job is taken off the backlog once)."""
         while True:
-            try:
-                a, ev = self._backlog.popleft()
-            except IndexError:
-                return
-            try:
-                self._q.put_nowait((a, ev, time.monotonic()))
-            except queue.Full:
-                self._backlog.appendleft((a, ev))
-                return
+            with self._bl_lock:
+                try:
+                    a, ev, at = self._backlog.popleft()
+                except IndexError:
+                    return
+                try:
+                    self._q.put_nowait((a, ev, at))
+                except queue.Full:
+                    self._backlog.appendleft((a, ev, at))
+                    return
+                k = self._behind.pop(a.id, 0) - 1
+                if k > 0:
+                    self._behind[a.id] = k
             self.counters["queued"] += 1
 
-    def _queue(self, a: Alert, ev: str) -> bool:
-        """Hand a job to the worker; False when its queue is full (the job is dropped: the caller logs it)."""
+    def _queue(self, a: Alert, ev: str, at=None) -> bool:
+        """Hand a job to the worker (``at``: when it was queued, as ``actions_pending`` has it); False
+        when its queue is full (the job is dropped: the caller logs it)."""
         if ev == "updated":
             self._unlogged(a.id, 1)
+        with self._bl_lock:
+            if a.id in self._behind:   # (ah) in order, behind its alert's jobs an earlier run left
+                self._backlog.append((a, ev, at))
+                self._behind[a.id] += 1
+                self.counters["queued_behind"] += 1
+                return True
         try:
-            self._q.put_nowait((a, ev, time.monotonic()))
+            self._q.put_nowait((a, ev, at))
         except queue.Full:
             if ev == "updated":
                 self._unlogged(a.id, -1)
@@ -681,10 +714,9 @@ class Action(Output):
                     left.append(job)
             while True:    # (popleft: a worker still running a job may feed from it meanwhile)
                 try:
-                    a, ev = self._backlog.popleft()
+                    left.append(self._backlog.popleft())
                 except IndexError:
                     break
-                left.append((a, ev, None))
             # An opened/ended job it had no time for stays pending: the next start runs it (as
             # after kill -9; logged failed, it was never run). An updated one is not kept.
             kept = [(a, ev) for a, ev, _ in left if ev != "updated"]
@@ -692,7 +724,7 @@ class Action(Output):
                 self.counters["left_pending"] += len(kept)
                 log.warning("%s: %d job(s) not run before the watcher stopped: kept pending, run at its next start",
                             self.name, len(kept))
-            gone = [(a, ev, "failed", "not run: the watcher stopped first", 0, 0.0) for a, ev, _ in left
+            gone = [(a, ev, "failed", "not run: the watcher stopped first", 0, 0.0, at) for a, ev, at in left
                     if ev == "updated"]
             self.counters["failed"] += len(gone)
             self._log_all(gone)
@@ -722,8 +754,8 @@ class Action(Output):
         self._cur = con.cursor()
         with self._lock:
             left = self._cur.execute(
-                "SELECT alert_id, event, any_value(alert) FROM actions_pending WHERE action = ? AND dry_run = ? "
-                "GROUP BY alert_id, event ORDER BY min(queued_at)", [self.name, self.dry_run]).fetchall()
+                "SELECT alert_id, event, any_value(alert), min(queued_at) FROM actions_pending WHERE action = ? AND "
+                "dry_run = ? GROUP BY alert_id, event ORDER BY min(queued_at)", [self.name, self.dry_run]).fetchall()
             # (al) the ids an alert the engine reports new may have in the log: none when this action
             # has logged nothing; those logged since the checkpoint resumed from (a restart reports
             # again the alerts first stored after it; a minute's margin); unknown without a checkpoint
@@ -736,7 +768,7 @@ class Action(Output):
                 old = {r[0] for r in self._cur.execute(
                     "SELECT DISTINCT alert_id FROM actions_log WHERE action = ? AND dry_run = ? AND done_at >= "
                     "?::TIMESTAMPTZ - INTERVAL 1 MINUTE", [self.name, self.dry_run, saved]).fetchall()}
-        self._old = None if old is None else old | {aid for aid, _, _ in left}
+        self._old = None if old is None else old | {aid for aid, *_ in left}
         # (ral) withdrawn (by an earlier run, or a ``detect``) after this action last queued or logged
         # their opening: found again, read back and told opened anew if it was told them closed
         if "alerts_withdrawn" in dbtables.tables(self._cur):
@@ -744,7 +776,8 @@ class Action(Output):
                 self._reopen = {r[0] for r in self._cur.execute(
                     "SELECT w.id FROM (SELECT id, max(withdrawn_at) AS t FROM alerts_withdrawn GROUP BY id) w "
                     "WHERE NOT EXISTS (SELECT 1 FROM actions_log l WHERE l.action = ? AND l.dry_run = ? AND "
-                    "l.alert_id = w.id AND l.event = 'opened' AND l.done_at > w.t) AND NOT EXISTS (SELECT 1 FROM "
+                    "l.alert_id = w.id AND l.event = 'opened' AND coalesce(l.queued_at, l.done_at) > w.t) AND "
+                    "NOT EXISTS (SELECT 1 FROM "
                     "actions_pending p WHERE p.action = ? AND p.dry_run = ? AND p.alert_id = w.id AND "
                     "p.event = 'opened' AND p.queued_at > w.t)",
                     [self.name, self.dry_run, self.name, self.dry_run]).fetchall()}
@@ -752,11 +785,11 @@ class Action(Output):
         # (al) what it did before is read from the log as alerts come (_recall), not all at start (a
         # watcher's whole history: 0.47 s and ~670,000 ids held for 1 M log rows); here only for the
         # jobs left pending (one its log has done is not run again)
-        self._recall({aid for aid, _, _ in left}, pending=False)
+        self._recall({aid for aid, *_ in left}, pending=False)
         self._thread = threading.Thread(target=self._worker, name=f"action:{self.name}", daemon=True)
         self._thread.start()
         # Jobs queued by an earlier run that never logged their outcome (killed meanwhile): run now.
-        for aid, ev, doc in left:
+        for aid, ev, doc, at in left:
             if ev in self._acts.get(aid, ()):
                 self._unpend(aid, ev)
                 continue
@@ -768,7 +801,9 @@ class Action(Output):
                 continue
             self._acts.setdefault(aid, set()).add(ev)
             self.counters["resumed"] += 1
-            self._backlog.append((a, ev))   # (queued by _feed: the queue's size does not drop them)
+            with self._bl_lock:
+                self._backlog.append((a, ev, at))   # (queued by _feed: the queue's size does not drop them)
+                self._behind[aid] = self._behind.get(aid, 0) + 1
         self._feed()
 
     def _worker(self) -> None:
@@ -777,7 +812,7 @@ class Action(Output):
             try:
                 if job is None:
                     return
-                a, ev, _queued = job
+                a, ev, at = job
                 t0 = time.perf_counter()
                 try:
                     res = self.perform(a, ev, self.dry_run)
@@ -789,7 +824,7 @@ class Action(Output):
                 self.counters[res.outcome] += 1
                 if res.outcome != "ok":
                     log.warning("%s: %s %s for alert %s: %s", self.name, ev, res.outcome, a.id, log_safe(res.detail))
-                self._log(a, ev, res.outcome, res.detail, res.attempts, ms)
+                self._log(a, ev, res.outcome, res.detail, res.attempts, ms, at)
             except Exception as exc:  # noqa: BLE001 - the log itself failed: count it, go on
                 self.counters["failures"] += 1
                 log.warning("%s: cannot log an action: %s", self.name, exc)
@@ -809,13 +844,13 @@ class Action(Output):
             else:
                 self._upd.pop(aid, None)
 
-    def _log(self, a: Alert, ev: str, outcome: str, detail: str, attempts: int, ms: float) -> None:
-        self._log_all([(a, ev, outcome, detail, attempts, ms)])
+    def _log(self, a: Alert, ev: str, outcome: str, detail: str, attempts: int, ms: float, at=None) -> None:
+        self._log_all([(a, ev, outcome, detail, attempts, ms, at)])
 
     def _log_all(self, rows: list[tuple]) -> None:
-        """Log outcomes ``(alert, event, outcome, detail, attempts, ms)``, and end their pending
-        records, in one transaction: a job is either pending or logged, whenever the watcher dies
-        (one statement of each per 500 rows)."""
+        """Log outcomes ``(alert, event, outcome, detail, attempts, ms[, queued_at])``, and end their
+        pending records, in one transaction: a job is either pending or logged, whenever the watcher
+        dies (one statement of each per 500 rows). ``queued_at`` None: now (a job logged as it is decided)."""
         with self._lock:
             if self._cur is None or not rows:
                 return
@@ -823,11 +858,12 @@ class Action(Output):
             try:
                 for lo in range(0, len(rows), 500):
                     part = rows[lo:lo + 500]
-                    self._cur.execute("INSERT INTO actions_log VALUES "
-                                      + ", ".join("(?, ?, ?, ?, now(), ?, ?, ?, ?, ?, ?, ?)" for _ in part),
-                                      [v for a, ev, out, detail, attempts, ms in part
+                    self._cur.execute(f"INSERT INTO actions_log ({_LOG_COLS}) VALUES "
+                                      + ", ".join("(?, ?, ?, ?, now(), ?, ?, ?, ?, ?, ?, ?, coalesce(?::TIMESTAMPTZ, "
+                                                  "now()))" for _ in part),
+                                      [v for a, ev, out, detail, attempts, ms, *at in part
                                        for v in (a.id, self.name, self.kind, ev, self.dry_run, out, detail[:2000],
-                                                 attempts, round(ms, 3), a.meter_id, a.code)])
+                                                 attempts, round(ms, 3), a.meter_id, a.code, (at or [None])[0])])
                     ended = [f"{a.id}|{ev}" for a, ev, *_ in part if ev != "updated"]
                     if ended:
                         self._cur.execute("DELETE FROM actions_pending WHERE action = ? AND dry_run = ? AND "
@@ -838,15 +874,15 @@ class Action(Output):
                 self._cur.execute("ROLLBACK")
                 raise
 
-    def _pend(self, jobs: list[tuple[Alert, str]]) -> None:
-        """Record jobs as queued (see the module): one statement per 500 (one per job cost ~2.7 ms
-        each on the engine's thread)."""
+    def _pend(self, jobs: list[tuple[Alert, str]], at) -> None:
+        """Record jobs as queued at ``at`` (see the module): one statement per 500 (one per job cost
+        ~2.7 ms each on the engine's thread)."""
         with self._lock:
             for lo in range(0, len(jobs) if self._cur is not None else 0, 500):
                 part = jobs[lo:lo + 500]
                 self._cur.execute("INSERT INTO actions_pending VALUES "
-                                  + ", ".join("(?, ?, ?, ?, now(), ?)" for _ in part),
-                                  [v for a, ev in part for v in (a.id, self.name, ev, self.dry_run, a.to_json())])
+                                  + ", ".join("(?, ?, ?, ?, ?, ?)" for _ in part),
+                                  [v for a, ev in part for v in (a.id, self.name, ev, self.dry_run, at, a.to_json())])
 
     def _unpend(self, aid: str, ev: str) -> None:
         with self._lock:
