@@ -14,6 +14,7 @@ import json
 import threading
 import time
 
+import pandas as pd
 import pytest
 
 from tests.live.test_actions import Hook, ModbusServer, _read, _replay_file  # noqa: F401 (its autouse fixture)
@@ -342,6 +343,60 @@ def test_an_opening_logged_after_the_withdrawal_it_came_before_still_counts_as_b
     got = [(n, e) for n, e in zip(log["action"], log["event"])]
     assert [e for n, e in got if n == "hook"] == ["opened", "withdrawn", "opened"], got
     assert [e for n, e in got if n == "note"] == ["opened"], got
+
+
+@pytest.mark.parametrize("checkpoint", [False, True])
+def test_a_store_older_than_alerts_withdrawn_keeps_its_earlier_withdrawals(tmp_path, checkpoint):
+    """(ah; ral's leftover) A store an older wattwatch wrote (``actions_log`` without ``queued_at``, no
+    ``alerts_withdrawn``) whose watcher withdrew alert ``a`` (told ``hook``: opened, ended, withdrawn;
+    ``note``: opened; its row deleted), resumed by this one, which finds ``a`` again: ``hook`` (told it
+    closed) is told ``opened`` anew, ``note`` not twice; ``alerts show`` says it was withdrawn. Before:
+    with a checkpoint (``a`` not read back) ``note`` was told again; without one (read back, no
+    withdrawal known) ``hook`` was not told anew; ``show`` said "no alert"."""
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    from tests.live.test_actions import _REPLAY, _alert
+    from wattwatch.alerts import withdrawn as wd
+    from wattwatch.app.cli import app
+    from wattwatch.runners.stream import StepReport
+
+    site = {"actions": [{"type": "webhook", "name": "hook", "url": "http://127.0.0.1:1/", "dry_run": True,
+                         "on": ["opened", "ended", "withdrawn"]},
+                        {"type": "webhook", "name": "note", "url": "http://127.0.0.1:1/", "dry_run": True,
+                         "on": ["opened"]}]}
+    a, b = _alert(), _alert(meter="pdu-2")
+    store = Store(tmp_path / "old.duckdb")
+    store.con.execute("CREATE TABLE actions_log (alert_id VARCHAR, action VARCHAR, kind VARCHAR, event VARCHAR, "
+                      "done_at TIMESTAMPTZ, dry_run BOOLEAN, outcome VARCHAR, detail VARCHAR, attempts INTEGER, "
+                      "ms DOUBLE, meter_id VARCHAR, code VARCHAR)")   # (as 53b7e5d and before made it)
+    from wattwatch.alerts import store as alert_store
+
+    alert_store.upsert(store.con, [b])   # b: still stored (not withdrawn)
+    # (a: a day before the checkpoint; b, its replay: stored and logged after it)
+    rows = [(a, "hook", "opened", 1), (a, "note", "opened", 1), (a, "hook", "ended", 2), (a, "hook", "withdrawn", 3),
+            (b, "hook", "opened", 86410), (b, "note", "opened", 86410)]
+    store.con.executemany("INSERT INTO actions_log VALUES (?, ?, 'webhook', ?, TIMESTAMPTZ '2026-01-01 00:00:00+00' "
+                          "+ to_seconds(?), true, 'ok', 'dry run', 1, 1.0, ?, ?)",
+                          [(x.id, n, e, s, x.meter_id, x.code) for x, n, e, s in rows])
+    engine = SimpleNamespace(store=store, alerts={a.id: a, b.id: b}, open_ids=set(),
+                             _resumed_saved=pd.Timestamp("2026-01-02 00:00:05", tz="UTC") if checkpoint else None)
+    outs = api.load_site({"sources": [{"type": "replay", "path": str(_REPLAY)}], **site}).outputs
+    for o in outs:   # found again: a; b given again (a restart's replay)
+        o.alerts(StepReport(alerts=[a, b], new=[a.id, b.id]), engine)
+    for o in outs:
+        assert o.flush(30)
+        o.close()
+    log = store.con.execute("SELECT action, alert_id, event FROM actions_log ORDER BY done_at, action").df()
+    got = [(n, "a" if i == a.id else "b", e) for n, i, e in zip(log["action"], log["alert_id"], log["event"])]
+    assert sorted(got[6:]) == [("hook", "a", "opened")], got
+    w = wd.find(store.con, a.id)
+    assert w["reason"] == wd.EARLIER and (w["meter_id"], w["code"]) == (a.meter_id, a.code) and wd.find(store.con, b.id) is None
+    store.close()
+    r = CliRunner().invoke(app, ["alerts", "show", a.id[:8], "--db", str(tmp_path / "old.duckdb"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["withdrawn"]["reason"] == wd.EARLIER, r.stdout
 
 
 def test_a_job_of_an_alert_whose_earlier_job_waits_in_the_backlog_runs_after_it(tmp_path):

@@ -770,7 +770,12 @@ class Action(Output):
                     "?::TIMESTAMPTZ - INTERVAL 1 MINUTE", [self.name, self.dry_run, saved]).fetchall()}
         self._old = None if old is None else old | {aid for aid, *_ in left}
         # (ral) withdrawn (by an earlier run, or a ``detect``) after this action last queued or logged
-        # their opening: found again, read back and told opened anew if it was told them closed
+        # their opening: found again, read back and told opened anew if it was told them closed. (ah)
+        # A store older than ``alerts_withdrawn`` gets it here, with its earlier withdrawals.
+        from wattwatch.alerts import withdrawn as _withdrawn
+
+        with self._lock:
+            _withdrawn.ensure(self._cur, transaction=True)
         if "alerts_withdrawn" in dbtables.tables(self._cur):
             with self._lock:
                 self._reopen = {r[0] for r in self._cur.execute(
