@@ -498,15 +498,16 @@ def test_a_head_told_ended_then_continued_is_told_open_again_before_it_ends_agai
     lines: list[str] = []
     view = LogLines(lines.append, every_s=1e9)
     view.last = float("inf")
+    # (first provisional and open, then confirmed open: not told open again, it never ended)
+    steps = [([], [_prov(head)], {head.id}, ()), ([head], [], (), {head.id}), ([head, other], [], (), ())]
     if follower_kind == "pending":
-        steps = [([head], [], (), {head.id}), ([head, other], [], (), ()),
-                 ([head], [_prov(follower)], {follower.id}, ()), ([head], [], (), ())]
+        steps += [([head], [_prov(follower)], {follower.id}, ()), ([head], [], (), ())]
     else:
-        steps = [([head], [], (), {head.id}), ([head, other], [], (), ()),
-                 ([head, follower], [], (), {follower.id}), ([head, follower], [], (), ())]
+        steps += [([head, follower], [], (), {follower.id}), ([head, follower], [], (), ())]
     states = []
-    for final, prov, popen, open_ in steps:
+    for k, (final, prov, popen, open_) in enumerate(steps):
         rep, _ = _step(eng, store, final, prov, popen, open_)
+        assert (head.id in getattr(rep, "reopened", ())) == (k == 3) or not hasattr(rep, "reopened"), k
         view(eng, rep, [])
         deliver(site.outputs, "alerts", rep, eng)
         for o in site.outputs:
@@ -514,10 +515,10 @@ def test_a_head_told_ended_then_continued_is_told_open_again_before_it_ends_agai
         states.append(alert_states({head.id: eng.alerts[head.id]}, rep, eng)[head.id])
     for o in site.outputs:
         o.close()
-    assert states == ["open", "ended", "open", "ended"], states
+    assert states == ["open", "open", "ended", "open", "ended"], states
     said = [x.split()[1:3] if x.startswith("alert open again") else x.split()[1:2] for x in lines
             if x.startswith("alert ") and head.id in x]
-    assert said == [["open"], ["ended"], ["open", "again"], ["ended"]], lines
+    assert said == [["open"], ["confirmed"], ["ended"], ["open", "again"], ["ended"]], lines
     assert [x.split()[1] for x in lines if other.id in x] == ["open", "ended"], lines
     log = store.con.execute("SELECT action, alert_id, event FROM actions_log ORDER BY done_at").df()
     told = {(n, i): list(g["event"]) for (n, i), g in log.groupby(["action", "alert_id"])}

@@ -316,6 +316,11 @@ class StreamEngine:
         # last final judgement gave (without these).
         self._pending_open: set[str] = set()
         self._final_open: set[str] = set()
+        # (ah) Final alerts this run told ended (by their open set, a pending follower's verdict, a
+        # provisional one confirmed closed): one open again is told so (StepReport.reopened). Not a
+        # provisional alert confirmed open: never told ended. (Grows with the alerts that end, as
+        # ``alerts`` does; an id found again after its withdrawal is new, not reopened.)
+        self._told_closed: set[str] = set()
         # Provisional ids read from the store at a restart that the outputs may not have had (first
         # written after the last checkpoint, or no checkpoint): reported new when given again.
         self._prov_unsent: set[str] = set()
@@ -1636,7 +1641,6 @@ class StreamEngine:
         for a in changed:
             rep.tier_of[a.id] = tier
         new = []
-        was = {a.id for a in alerts if a.id in self.alerts}   # (ah: known before this step)
         for a in alerts:
             if a.id not in self.alerts and a.id not in self.open_ids and a.id not in self._kept_before:
                 new.append(a.id)
@@ -1672,9 +1676,10 @@ class StreamEngine:
         ended += [i for i in new if i not in now_open]
         rep.ended += ended
         # (ah) one this run told ended, open again (a continuation made it grow): told so
-        mine = {a.id for a in alerts}
-        rep.reopened += sorted(i for i in now_open - self.open_ids
-                               if i in was or (i not in mine and i in self.alerts))
+        back = sorted(i for i in now_open - self.open_ids if i in self._told_closed and i not in new)
+        rep.reopened += back
+        self._told_closed.difference_update(back)
+        self._told_closed.update(ended)
         self.open_ids = now_open
         self.counters["alerts_new"] += len(new)
         self.counters["alerts_updated"] += len(changed) - len(set(new) & {a.id for a in changed})
@@ -1811,6 +1816,7 @@ class StreamEngine:
         self._prov_opened -= confirmed_ids
         self._prov_opened &= set(self.provisional)
         rep.ended += stopped
+        self._told_closed.update(stopped)   # (ah)
         self.counters["provisional_ended"] += len(stopped)
 
     def _pending_held(self, popen: set[str], judged: set, rep: StepReport) -> None:
@@ -1828,9 +1834,12 @@ class StreamEngine:
         released = sorted(h for h in self._pending_open - held if h in self.open_ids and h not in self._final_open)
         self._pending_open = held
         kept = [h for h in rep.ended if h in held]   # (its own part closed in this step: not its end)
+        self._told_closed.difference_update(kept)
         # (ah) one told ended before, held open again now (its follower pending after its end): told so
-        rep.reopened += sorted(h for h in held - self.open_ids if h in self.alerts and h not in kept
-                               and h not in rep.new and h not in rep.reopened)
+        back = sorted(h for h in held - self.open_ids if h in self._told_closed and h not in rep.new)
+        rep.reopened += back
+        self._told_closed.difference_update(back)
+        self._told_closed.update(released)
         self.open_ids = (self.open_ids - set(released)) | held
         if kept:
             rep.ended[:] = [h for h in rep.ended if h not in held]
