@@ -2494,7 +2494,7 @@ def _deliver_held(engine: StreamEngine, outputs) -> StepReport | None:
     from wattwatch.sinks import deliver
 
     held = engine.take_held()
-    if held is None or not (held.alerts or held.ended or held.stopped or held.withdrawn):
+    if held is None or not (held.alerts or held.ended or held.stopped or held.withdrawn or held.reopened):
         return None
     deliver(outputs, "alerts", held, engine)
     return held
