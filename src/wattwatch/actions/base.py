@@ -65,6 +65,13 @@ An alert withdrawn and found again (later readings make it after all) is a fault
 told its ``ended`` or ``withdrawn`` since its ``opened`` (a load restored) is told ``opened`` anew, and
 then its end; one told neither (for it the alert never closed) is not told ``opened`` twice. The same
 within one run and across a restart; a restart's replay of an alert not withdrawn since tells nothing again.
+(ah) Likewise an alert open again after its end (a head a continuation makes grow: the engine's
+``reopened``): an action told its ``ended`` is told ``opened`` anew, then its second end; one that
+waits for final alerts is not while only a pending (provisional) member keeps it open. An action told
+an alert's end is never told an ``updated`` of it after (state "open" after "ended") unless it is
+told it opened again. "Since its opening" is judged by when each job was queued (``actions_log``'s
+``queued_at``), not when its outcome was logged; a restart's jobs left pending run before any later
+job of the same alert.
 
 ``code``, ``meter`` and ``detector`` are shell-style globs (``*``, ``?``, ``[..]``), matched
 case-sensitively. ``detector`` tells apart alerts that share a code: ``ALRM_PKT_LOSS_CRIT`` is
