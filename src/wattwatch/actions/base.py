@@ -108,6 +108,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import duckdb
 import pandas as pd
 
 from wattwatch import dbtables
@@ -150,7 +151,16 @@ def ensure_log(con) -> None:
     dbtables.ensure_tables(con, [LOG_DDL, PENDING_DDL])
     if not con.execute("SELECT 1 FROM duckdb_columns() WHERE database_name = current_database() AND "
                        "table_name = 'actions_log' AND column_name = 'queued_at'").fetchall():
-        con.execute("ALTER TABLE actions_log ADD COLUMN queued_at TIMESTAMPTZ")
+        try:
+            con.execute("ALTER TABLE actions_log ADD COLUMN queued_at TIMESTAMPTZ")
+        except duckdb.Error:   # a read-only store: its readers never need the column
+            if not _read_only(con):
+                raise
+
+
+def _read_only(con) -> bool:
+    return bool(con.execute("SELECT readonly FROM duckdb_databases() WHERE database_name = current_database()")
+                .fetchone()[0])
 
 
 def drop_removed(con, outputs) -> int:
