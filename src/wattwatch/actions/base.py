@@ -438,6 +438,10 @@ class Action(Output):
         # fault again, told ``opened`` anew if this action was told its end or withdrawal (a load its
         # ``ended_value``/``withdrawn_value`` restored is shed again); not to one that heard neither
         self._reopen: set[str] = set()
+        # (rah) ids the engine reported open again (``reopened``) that an action waiting for final
+        # alerts did not hear of (only a pending member kept them open): told ``opened`` anew if their
+        # final part opens again while they are open; forgotten when they close (bounded by the open set)
+        self._held_back: set[str] = set()
         # (ral) ids with an ``updated`` job handed to the worker and not logged yet: the one job the
         # store does not keep while it waits (``actions_pending`` has the others), so not forgotten
         # until it is logged (a withdrawal meanwhile would be read back as never acted on: untold)
@@ -500,7 +504,18 @@ class Action(Output):
         # closed: for it nothing reopened)
         back = [engine.alerts[i] for i in getattr(report, "reopened", ()) if i in engine.alerts]
         if not self.on_provisional:
-            back = [a for a in back if final_part(a) is a and not a.evidence.get("provisional")]
+            fin = [a for a in back if final_part(a) is a and not a.evidence.get("provisional")]
+            self._held_back |= {a.id for a in back} - {a.id for a in fin}
+            back = fin
+            if self._held_back:
+                # (rah) one open again only by a pending member (held back above) whose final part is
+                # open again since (the member confirmed final and open): reopened for it now (was
+                # never told: its load stayed restored through the change, its second end unsaid)
+                fo = getattr(engine, "_final_open", None) or set()
+                now = sorted(i for i in self._held_back if i in fo and i in engine.alerts)
+                back += [engine.alerts[i] for i in now]
+                # (one no longer open, its pending member withdrawn or closed: ended, told nothing)
+                self._held_back = {i for i in self._held_back if i not in now and i in engine.open_ids}
         self._recall([a.id for a in back])
         told_closed = {a.id for a in back if self._acts.get(a.id, set()) & {"ended", "withdrawn"}}
         self._reopen |= told_closed
