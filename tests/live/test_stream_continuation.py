@@ -257,6 +257,8 @@ def test_a_head_withdrawn_by_a_late_reading_no_longer_keeps_its_follower(buildin
     assert f"alert {alone} withdrawn: continued by {mid}" in caplog.text
     assert f"alert {alone} withdrawn: not found again" not in caplog.text
     assert alert_states({}, rep, eng)[alone] == "continued"
+    # (rah) the ids told ended that may open again are the engine's alerts': a withdrawn one is gone
+    assert eng._told_closed and eng._told_closed <= set(eng.alerts), eng._told_closed - set(eng.alerts)
     store.close()
 
 

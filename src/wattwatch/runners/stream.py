@@ -319,7 +319,8 @@ class StreamEngine:
         # (ah) Final alerts this run told ended (by their open set, a pending follower's verdict, a
         # provisional one confirmed closed): one open again is told so (StepReport.reopened). Not a
         # provisional alert confirmed open: never told ended. (Grows with the alerts that end, as
-        # ``alerts`` does; an id found again after its withdrawal is new, not reopened.)
+        # ``alerts`` does, and no further (rah): a withdrawal drops its id from both; an id found
+        # again after its withdrawal is new, not reopened.)
         self._told_closed: set[str] = set()
         # Provisional ids read from the store at a restart that the outputs may not have had (first
         # written after the last checkpoint, or no checkpoint): reported new when given again.
@@ -1679,7 +1680,7 @@ class StreamEngine:
         back = sorted(i for i in now_open - self.open_ids if i in self._told_closed and i not in new)
         rep.reopened += back
         self._told_closed.difference_update(back)
-        self._told_closed.update(ended)
+        self._told_closed.update(i for i in ended if i in self.alerts)   # (rah: not one withdrawn meanwhile)
         self.open_ids = now_open
         self.counters["alerts_new"] += len(new)
         self.counters["alerts_updated"] += len(changed) - len(set(new) & {a.id for a in changed})
@@ -2007,6 +2008,7 @@ class StreamEngine:
             self._written.pop(w.id, None)
             self._kept_before.discard(w.id)
             self._checked.discard(w.id)
+            self._told_closed.discard(w.id)   # (rah) as ``alerts``: found again, it is new
         for w in keep:
             self.alerts[w.id] = w
             self._written[w.id] = _version(w)
