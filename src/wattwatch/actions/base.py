@@ -67,11 +67,14 @@ then its end; one told neither (for it the alert never closed) is not told ``ope
 within one run and across a restart; a restart's replay of an alert not withdrawn since tells nothing again.
 (ah) Likewise an alert open again after its end (a head a continuation makes grow: the engine's
 ``reopened``): an action told its ``ended`` is told ``opened`` anew, then its second end; one that
-waits for final alerts is not while only a pending (provisional) member keeps it open. An action told
+waits for final alerts is not while only a pending (provisional) member keeps it open, (rah) and
+is once that member is confirmed final and open (its final part open again). An action told
 an alert's end is never told an ``updated`` of it after (state "open" after "ended") unless it is
 told it opened again. "Since its opening" is judged by when each job was queued (``actions_log``'s
 ``queued_at``), not when its outcome was logged; a restart's jobs left pending run before any later
 job of the same alert.
+(rah) "Open again" is known within one run: a head that ended before a restart and is continued after
+it is not told ``opened`` anew (nor its second end) to an action told its end.
 
 ``code``, ``meter`` and ``detector`` are shell-style globs (``*``, ``?``, ``[..]``), matched
 case-sensitively. ``detector`` tells apart alerts that share a code: ``ALRM_PKT_LOSS_CRIT`` is
