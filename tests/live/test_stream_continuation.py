@@ -538,3 +538,59 @@ def test_a_head_told_ended_then_continued_is_told_open_again_before_it_ends_agai
     assert told[("lim", other.id)] == ["opened"], told   # (rate-limited: logged so; its end untold)
     assert site.outputs[2].counters["ended_untold"] >= 1
     store.close()
+
+
+def test_a_head_told_ended_before_a_restart_and_continued_after_it_is_told_open_again(tmp_path):
+    """(rah; ah's leftover) A head ended (told so) before a restart, continued by a final follower
+    after it: the restarted engine did not know it had been told ended (``_told_closed`` is a run's),
+    so the head went back into the open set untold: the console said "alert ended" twice, and no
+    action heard its reopening or its second end (a load its ``ended_value`` restored stayed
+    restored through the continued change). Now one the store kept before the checkpoint, closed in
+    it, is reported open again too."""
+    import dataclasses
+
+    from wattwatch.app.watchview import LogLines
+    from wattwatch.sinks import deliver
+
+    src = tmp_path / "t.csv"
+    pd.DataFrame({"meter_id": ["B-1"], "ts": ["2024-01-20T00:00:00Z"], "p_kw": [1.0]}).to_csv(src, index=False)
+    spec = {"type": "webhook", "url": "http://127.0.0.1:1/", "dry_run": True}
+    doc = {"sources": [{"type": "replay", "path": str(src)}],
+           "actions": [{**spec, "name": "shed", "on": ["opened", "ended"], "on_provisional": False},
+                       {**spec, "name": "tell", "on": ["opened", "updated", "ended"]}]}
+    head, follower = _head_and_follower()
+    lines: list[str] = []
+    reopened = []
+    # (and a provisional alert written before the restart, confirmed open after it: never told ended,
+    # not open again)
+    other = dataclasses.replace(head, meter_id="B-2")
+    prov = ([_prov(other)], {other.id})
+    for run, steps in enumerate(([([head], *prov, {head.id}), ([head], *prov, ())],
+                                 [([head, follower, other], (), (), {follower.id, other.id}),
+                                  ([head, follower, other], (), (), {other.id})])):
+        site = api.load_site(doc)
+        store = Store(tmp_path / "live.duckdb")
+        eng = _engine(store)
+        view = LogLines(lines.append, every_s=1e9)
+        view.last = float("inf")
+        for final, prov, popen, open_ in steps:
+            rep, _ = _step(eng, store, final, prov, popen, open_)
+            reopened.append(list(rep.reopened))
+            view(eng, rep, [])
+            deliver(site.outputs, "alerts", rep, eng)
+        for o in site.outputs:
+            assert o.flush(30)
+            o.close()
+        eng.checkpoint()
+        if run == 0:
+            store.close()
+    assert reopened == [[], [], [head.id], []], reopened
+    said = [x.split()[1:3] if x.startswith("alert open again") else x.split()[1:2] for x in lines
+            if x.startswith("alert ") and head.id in x]
+    assert said == [["open"], ["ended"], ["open", "again"], ["ended"]], lines
+    log = store.con.execute("SELECT action, event FROM actions_log WHERE alert_id = ? ORDER BY done_at",
+                            [head.id]).df()
+    for n in ("shed", "tell"):
+        evs = list(log[log["action"] == n]["event"])
+        assert _told_in_order(evs) and evs.count("ended") == 2, (n, evs)
+    store.close()

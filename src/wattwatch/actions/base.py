@@ -73,8 +73,8 @@ an alert's end is never told an ``updated`` of it after (state "open" after "end
 told it opened again. "Since its opening" is judged by when each job was queued (``actions_log``'s
 ``queued_at``), not when its outcome was logged; a restart's jobs left pending run before any later
 job of the same alert.
-(rah) "Open again" is known within one run: a head that ended before a restart and is continued after
-it is not told ``opened`` anew (nor its second end) to an action told its end.
+(rah) Also across a restart: a head that ended before it (closed at the checkpoint) and is continued
+after it is open again, as the store's log tells what each action was told.
 
 ``code``, ``meter`` and ``detector`` are shell-style globs (``*``, ``?``, ``[..]``), matched
 case-sensitively. ``detector`` tells apart alerts that share a code: ``ALRM_PKT_LOSS_CRIT`` is

@@ -1676,8 +1676,10 @@ class StreamEngine:
         # never that it ended: an action's ``ended_value`` never restored the load it shed)
         ended += [i for i in new if i not in now_open]
         rep.ended += ended
-        # (ah) one this run told ended, open again (a continuation made it grow): told so
-        back = sorted(i for i in now_open - self.open_ids if i in self._told_closed and i not in new)
+        # (ah) one this run told ended, open again (a continuation made it grow): told so; (rah) or
+        # one an earlier run told ended (stored before the checkpoint this run resumed from, closed in
+        # it; not a provisional alert confirmed open now)
+        back = sorted(i for i in now_open - self.open_ids if self._was_told_closed(i) and i not in new)
         rep.reopened += back
         self._told_closed.difference_update(back)
         self._told_closed.update(i for i in ended if i in self.alerts)   # (rah: not one withdrawn meanwhile)
@@ -1688,6 +1690,13 @@ class StreamEngine:
         if tier != "fast" and (self.provisional or self._withdrawn_kept or self._pending_final
                                or getattr(res, "provisional", None)):
             self._take_provisional(res, rep, tier)
+
+    def _was_told_closed(self, i: str) -> bool:
+        """(ah) Told ended by this run (:attr:`_told_closed`); (rah) or by an earlier one: kept in the
+        store by the checkpoint this run resumed from and not open in it (``open_ids`` holds those
+        that were), not a provisional alert (one confirmed open now was never told ended). Asked
+        only of an id not open that is open now."""
+        return i in self._told_closed or (i in self._kept_before and i not in self.provisional)
 
     def _take_provisional(self, res, rep: StepReport, tier: str) -> None:
         """The provisional alerts of a full stitcher's step (:attr:`StreamConfig.provisional`),
@@ -1837,7 +1846,7 @@ class StreamEngine:
         kept = [h for h in rep.ended if h in held]   # (its own part closed in this step: not its end)
         self._told_closed.difference_update(kept)
         # (ah) one told ended before, held open again now (its follower pending after its end): told so
-        back = sorted(h for h in held - self.open_ids if h in self._told_closed and h not in rep.new)
+        back = sorted(h for h in held - self.open_ids if self._was_told_closed(h) and h not in rep.new)
         rep.reopened += back
         self._told_closed.difference_update(back)
         self._told_closed.update(released)
