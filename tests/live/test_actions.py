@@ -723,8 +723,9 @@ def test_alerts_show_prints_hostile_text_as_text_and_never_creates_a_store(tmp_p
     with Store(db) as s:
         alert_store.upsert(s.con, [a])
         ensure_log(s.con)
-        s.con.execute("INSERT INTO actions_log VALUES (?, 'x', 'command', 'opened', now(), false, 'failed', ?, 1, 3.0, "
-                      "?, ?)", [a.id, "exit 1; stderr: [bold]boom\nfake line\x1b[31m", a.meter_id, a.code])
+        s.con.execute("INSERT INTO actions_log (alert_id, action, kind, event, done_at, dry_run, outcome, detail, "
+                      "attempts, ms, meter_id, code) VALUES (?, 'x', 'command', 'opened', now(), false, 'failed', ?, 1, "
+                      "3.0, ?, ?)", [a.id, "exit 1; stderr: [bold]boom\nfake line\x1b[31m", a.meter_id, a.code])
     r = CliRunner().invoke(app, ["alerts", "show", a.id, "--db", str(db)])
     assert r.exit_code == 0, r.output
     out = r.stdout

@@ -669,11 +669,16 @@ def test_a_closed_alert_delivered_before_the_checkpoint_is_not_delivered_again_a
     eng2 = _tiered(store)
     assert eng2.resumed
     after = []
+    reopened = []
     for j, p in enumerate(pieces[k + 1:k + 9], k + 1):   # two slow ticks
         eng2.add(p)
-        after += _events(eng2.step(), j)
+        rep = eng2.step()
+        after += _events(rep, j)
+        reopened += rep.reopened
     again = _again(before, after)
     assert not again, f"delivered again after the restart: {[(e[1], e[2]) for e in again]}"
+    # (rah) nor said open again (an alert closed at the checkpoint and open after it is: ah, rah)
+    assert not reopened, reopened
     assert not set(ended) & eng2.open_ids
     with store.con.cursor() as c:
         assert c.execute("SELECT count(*) FROM alerts WHERE id IN (SELECT unnest(?))",
@@ -755,6 +760,7 @@ def test_a_restart_rejudging_neither_ends_again_nor_shrinks_a_fast_alert_across_
         assert not shrunk, f"{a.id} (open: {open_}) delivered with its end moved back from {a.end}: {shrunk}"
         if not open_:
             assert a.id not in rep.ended, f"{a.id} closed before the checkpoint, reported ended again"
+        assert not rep.reopened, (open_, rep.reopened)   # (rah) nor open again
         store.close()
 
 

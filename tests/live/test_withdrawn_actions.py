@@ -14,6 +14,7 @@ import json
 import threading
 import time
 
+import pandas as pd
 import pytest
 
 from tests.live.test_actions import Hook, ModbusServer, _read, _replay_file  # noqa: F401 (its autouse fixture)
@@ -294,3 +295,140 @@ def test_a_withdrawal_just_after_an_alert_ended_is_told_while_its_updated_job_wa
     log = h.log()
     h.close()
     assert sorted(log["event"]) == ["updated", "withdrawn"], log[["event", "outcome"]]
+
+
+def test_an_opening_logged_after_the_withdrawal_it_came_before_still_counts_as_before_it(tmp_path):
+    """(ah; ral's leftover) An ``opened`` job queued before its alert's withdrawal but logged after it
+    (the worker busy meanwhile) looked, at the next start, like an opening after the withdrawal
+    (``done_at`` later than ``withdrawn_at``): found again after the restart, the action told its
+    withdrawal was not told ``opened`` anew (the load its withdrawal restored stayed on through the
+    fault). The log keeps when each job was queued (``queued_at``), compared with the withdrawal."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from tests.live.test_actions import _REPLAY, Harness, _alert
+    from wattwatch.alerts import store as alert_store
+    from wattwatch.alerts import withdrawn as wd
+    from wattwatch.runners.stream import StepReport
+
+    site = {"actions": [{"type": "webhook", "name": "hook", "url": "http://127.0.0.1:1/", "dry_run": True,
+                         "on": ["opened", "ended", "withdrawn"]},
+                        {"type": "webhook", "name": "note", "url": "http://127.0.0.1:1/", "dry_run": True,
+                         "on": ["opened"]}]}
+    a = _alert()
+    h = Harness(tmp_path, site)
+    go = threading.Event()
+    perform = h.action.perform
+    h.action.perform = lambda *x: (go.wait(10), perform(*x))[1]   # hook's worker busy: a's opening waits
+    h.opened(a)
+    alert_store.upsert(h.store.con, [a])   # the engine withdraws a (its row kept in alerts_withdrawn, deleted)
+    wd.keep(h.store.con, {a.id: wd.LATE})
+    h.store.con.execute("DELETE FROM alerts WHERE id = ?", [a.id])
+    time.sleep(0.01)
+    for o in h.actions:
+        o.alerts(StepReport(withdrawn={a.id: dataclasses.replace(a, evidence={**a.evidence, "withdrawn": wd.LATE})}),
+                 h.engine)
+    go.set()
+    h.log()
+    for o in h.actions:
+        o.close()
+    h2 = Harness.__new__(Harness)   # restarted (no checkpoint): a found again
+    h2.store = h.store
+    h2.engine = SimpleNamespace(store=h.store, alerts={}, open_ids=set())
+    h2.actions = api.load_site({"sources": [{"type": "replay", "path": str(_REPLAY)}], **site}).outputs
+    h2.action = h2.actions[0]
+    h2.opened(a)
+    log = h2.log()
+    h2.close()
+    got = [(n, e) for n, e in zip(log["action"], log["event"])]
+    assert [e for n, e in got if n == "hook"] == ["opened", "withdrawn", "opened"], got
+    assert [e for n, e in got if n == "note"] == ["opened"], got
+
+
+@pytest.mark.parametrize("checkpoint", [False, True])
+def test_a_store_older_than_alerts_withdrawn_keeps_its_earlier_withdrawals(tmp_path, checkpoint):
+    """(ah; ral's leftover) A store an older wattwatch wrote (``actions_log`` without ``queued_at``, no
+    ``alerts_withdrawn``) whose watcher withdrew alert ``a`` (told ``hook``: opened, ended, withdrawn;
+    ``note``: opened; its row deleted), resumed by this one, which finds ``a`` again: ``hook`` (told it
+    closed) is told ``opened`` anew, ``note`` not twice; ``alerts show`` says it was withdrawn. Before:
+    with a checkpoint (``a`` not read back) ``note`` was told again; without one (read back, no
+    withdrawal known) ``hook`` was not told anew; ``show`` said "no alert"."""
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    from tests.live.test_actions import _REPLAY, _alert
+    from wattwatch.alerts import withdrawn as wd
+    from wattwatch.app.cli import app
+    from wattwatch.runners.stream import StepReport
+
+    site = {"actions": [{"type": "webhook", "name": "hook", "url": "http://127.0.0.1:1/", "dry_run": True,
+                         "on": ["opened", "ended", "withdrawn"]},
+                        {"type": "webhook", "name": "note", "url": "http://127.0.0.1:1/", "dry_run": True,
+                         "on": ["opened"]}]}
+    a, b = _alert(), _alert(meter="pdu-2")
+    store = Store(tmp_path / "old.duckdb")
+    store.con.execute("CREATE TABLE actions_log (alert_id VARCHAR, action VARCHAR, kind VARCHAR, event VARCHAR, "
+                      "done_at TIMESTAMPTZ, dry_run BOOLEAN, outcome VARCHAR, detail VARCHAR, attempts INTEGER, "
+                      "ms DOUBLE, meter_id VARCHAR, code VARCHAR)")   # (as 53b7e5d and before made it)
+    from wattwatch.alerts import store as alert_store
+
+    alert_store.upsert(store.con, [b])   # b: still stored (not withdrawn)
+    # (a: a day before the checkpoint; b, its replay: stored and logged after it)
+    rows = [(a, "hook", "opened", 1), (a, "note", "opened", 1), (a, "hook", "ended", 2), (a, "hook", "withdrawn", 3),
+            (b, "hook", "opened", 86410), (b, "note", "opened", 86410)]
+    store.con.executemany("INSERT INTO actions_log VALUES (?, ?, 'webhook', ?, TIMESTAMPTZ '2026-01-01 00:00:00+00' "
+                          "+ to_seconds(?), true, 'ok', 'dry run', 1, 1.0, ?, ?)",
+                          [(x.id, n, e, s, x.meter_id, x.code) for x, n, e, s in rows])
+    engine = SimpleNamespace(store=store, alerts={a.id: a, b.id: b}, open_ids=set(),
+                             _resumed_saved=pd.Timestamp("2026-01-02 00:00:05", tz="UTC") if checkpoint else None)
+    outs = api.load_site({"sources": [{"type": "replay", "path": str(_REPLAY)}], **site}).outputs
+    for o in outs:   # found again: a; b given again (a restart's replay)
+        o.alerts(StepReport(alerts=[a, b], new=[a.id, b.id]), engine)
+    for o in outs:
+        assert o.flush(30)
+        o.close()
+    log = store.con.execute("SELECT action, alert_id, event FROM actions_log ORDER BY done_at, action").df()
+    got = [(n, "a" if i == a.id else "b", e) for n, i, e in zip(log["action"], log["alert_id"], log["event"])]
+    assert sorted(got[6:]) == [("hook", "a", "opened")], got
+    w = wd.find(store.con, a.id)
+    assert w["reason"] == wd.EARLIER and (w["meter_id"], w["code"]) == (a.meter_id, a.code) and wd.find(store.con, b.id) is None
+    store.close()
+    r = CliRunner().invoke(app, ["alerts", "show", a.id[:8], "--db", str(tmp_path / "old.duckdb"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["withdrawn"]["reason"] == wd.EARLIER, r.stdout
+
+
+def test_a_job_of_an_alert_whose_earlier_job_waits_in_the_backlog_runs_after_it(tmp_path):
+    """(ah) A restart resumes the jobs an earlier run left pending; those its queue cannot take wait
+    in a backlog. A new job of the same alert (its ``ended`` in the first step) went straight to the
+    queue: it ran before the alert's ``opened`` (a restored load shed again after the alert ended),
+    or, the queue full, was dropped. It now waits behind that alert's jobs."""
+    from types import SimpleNamespace
+
+    from tests.live.test_actions import _REPLAY, _alert
+    from wattwatch.actions.base import ensure_log
+
+    site = {"actions": [{"type": "webhook", "name": "hook", "url": "http://127.0.0.1:1/", "dry_run": True,
+                         "on": ["opened", "ended"], "queue": 2}]}
+    alerts = [_alert(start=f"2026-01-01T0{h}:00:00.000Z") for h in range(4)]
+    store = Store(tmp_path / "a.duckdb")
+    ensure_log(store.con)
+    store.con.executemany("INSERT INTO actions_pending VALUES (?, 'hook', 'opened', true, now(), ?)",
+                          [(a.id, a.to_json()) for a in alerts])   # left by a run killed before its worker ran them
+    engine = SimpleNamespace(store=store, alerts={a.id: a for a in alerts}, open_ids=set())
+    (hook,) = api.load_site({"sources": [{"type": "replay", "path": str(_REPLAY)}], **site}).outputs
+    go = threading.Event()
+    perform = hook.perform
+    hook.perform = lambda *x: (go.wait(10), perform(*x))[1]
+    from wattwatch.runners.stream import StepReport
+
+    hook.alerts(StepReport(ended=[alerts[-1].id]), engine)   # the first step: the last one ended
+    go.set()
+    assert hook.flush(30)
+    hook.close()
+    log = store.con.execute("SELECT alert_id, event, outcome FROM actions_log ORDER BY done_at").df()
+    store.close()
+    last = [(e, o) for i, e, o in zip(log["alert_id"], log["event"], log["outcome"]) if i == alerts[-1].id]
+    assert last == [("opened", "ok"), ("ended", "ok")], log
+    assert len(log) == 5 and (log["outcome"] == "ok").all(), log

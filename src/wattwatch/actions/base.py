@@ -65,6 +65,16 @@ An alert withdrawn and found again (later readings make it after all) is a fault
 told its ``ended`` or ``withdrawn`` since its ``opened`` (a load restored) is told ``opened`` anew, and
 then its end; one told neither (for it the alert never closed) is not told ``opened`` twice. The same
 within one run and across a restart; a restart's replay of an alert not withdrawn since tells nothing again.
+(ah) Likewise an alert open again after its end (a head a continuation makes grow: the engine's
+``reopened``): an action told its ``ended`` is told ``opened`` anew, then its second end; one that
+waits for final alerts is not while only a pending (provisional) member keeps it open, (rah) and
+is once that member is confirmed final and open (its final part open again). An action told
+an alert's end is never told an ``updated`` of it after (state "open" after "ended") unless it is
+told it opened again. "Since its opening" is judged by when each job was queued (``actions_log``'s
+``queued_at``), not when its outcome was logged; a restart's jobs left pending run before any later
+job of the same alert.
+(rah) Also across a restart: a head that ended before it (closed at the checkpoint) and is continued
+after it is open again, as the store's log tells what each action was told.
 
 ``code``, ``meter`` and ``detector`` are shell-style globs (``*``, ``?``, ``[..]``), matched
 case-sensitively. ``detector`` tells apart alerts that share a code: ``ALRM_PKT_LOSS_CRIT`` is
@@ -99,7 +109,9 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
+import duckdb
 import pandas as pd
 
 from wattwatch import dbtables
@@ -122,7 +134,12 @@ _FIELD = re.compile(r"\{([^{}]*)\}")
 
 LOG_DDL = ("CREATE TABLE IF NOT EXISTS actions_log (alert_id VARCHAR, action VARCHAR, kind VARCHAR, event VARCHAR, "
            "done_at TIMESTAMPTZ, dry_run BOOLEAN, outcome VARCHAR, detail VARCHAR, attempts INTEGER, ms DOUBLE, "
-           "meter_id VARCHAR, code VARCHAR)")
+           "meter_id VARCHAR, code VARCHAR, queued_at TIMESTAMPTZ)")
+# (ah) ``queued_at``: when the job was queued (the event it tells happened then; ``done_at`` is when
+# its outcome was logged, after the worker's wait): what is compared with a withdrawal's time
+# (``alerts_withdrawn``) and orders an alert's events. NULL in rows logged before it existed.
+_LOG_COLS = ("alert_id, action, kind, event, done_at, dry_run, outcome, detail, attempts, ms, meter_id, code, "
+             "queued_at")
 
 
 # The jobs of ``opened`` and ``ended`` events an action has queued and not logged yet (the alert as
@@ -132,8 +149,21 @@ PENDING_DDL = ("CREATE TABLE IF NOT EXISTS actions_pending (alert_id VARCHAR, ac
 
 
 def ensure_log(con) -> None:
-    """Create ``actions_log`` (and ``actions_pending``) when the store lacks them."""
+    """Create ``actions_log`` (and ``actions_pending``) when the store lacks them; (ah) give an older
+    ``actions_log`` its ``queued_at`` column."""
     dbtables.ensure_tables(con, [LOG_DDL, PENDING_DDL])
+    if not con.execute("SELECT 1 FROM duckdb_columns() WHERE database_name = current_database() AND "
+                       "table_name = 'actions_log' AND column_name = 'queued_at'").fetchall():
+        try:
+            con.execute("ALTER TABLE actions_log ADD COLUMN queued_at TIMESTAMPTZ")
+        except duckdb.Error:   # a read-only store: its readers never need the column
+            if not _read_only(con):
+                raise
+
+
+def _read_only(con) -> bool:
+    return bool(con.execute("SELECT readonly FROM duckdb_databases() WHERE database_name = current_database()")
+                .fetchone()[0])
 
 
 def drop_removed(con, outputs) -> int:
@@ -143,14 +173,14 @@ def drop_removed(con, outputs) -> int:
     if "actions_pending" not in dbtables.tables(con):
         return 0
     have = {(o.name, bool(o.dry_run)) for o in outputs if isinstance(o, Action)}
-    rows = con.execute("SELECT alert_id, action, event, dry_run, any_value(alert) FROM actions_pending "
+    rows = con.execute("SELECT alert_id, action, event, dry_run, any_value(alert), min(queued_at) FROM actions_pending "
                        "GROUP BY alert_id, action, event, dry_run ORDER BY min(queued_at)").fetchall()
     names = {n for n, _ in have}
     stale = [r for r in rows if (r[1], bool(r[3])) not in have]
     if not stale:
         return 0
     log_rows = []
-    for aid, action, ev, dry, doc in stale:
+    for aid, action, ev, dry, doc, at in stale:
         why = (f"not run: the action is {'live' if dry else 'a dry run'} now (the job was queued "
                f"{'as a dry run' if dry else 'live'}); no longer its to run") if action in names else \
             "not run: the action is no longer in the site config"
@@ -159,10 +189,12 @@ def drop_removed(con, outputs) -> int:
             meter, code = d.get("meter_id"), d.get("code")
         except (TypeError, ValueError, AttributeError):
             meter = code = None
-        log_rows.append((aid, action, ev, bool(dry), why, meter, code))
+        log_rows.append((aid, action, ev, bool(dry), why, meter, code, at))
     con.execute("BEGIN TRANSACTION")
     try:
-        con.executemany("INSERT INTO actions_log VALUES (?, ?, '', ?, now(), ?, 'dropped', ?, 0, 0, ?, ?)", log_rows)
+        ensure_log(con)
+        con.executemany(f"INSERT INTO actions_log ({_LOG_COLS}) VALUES (?, ?, '', ?, now(), ?, 'dropped', ?, 0, 0, ?, ?, "
+                        "?)", log_rows)
         con.executemany("DELETE FROM actions_pending WHERE alert_id = ? AND action = ? AND event = ? AND dry_run = ?",
                         [r[:4] for r in stale])
         con.execute("COMMIT")
@@ -409,6 +441,10 @@ class Action(Output):
         # fault again, told ``opened`` anew if this action was told its end or withdrawal (a load its
         # ``ended_value``/``withdrawn_value`` restored is shed again); not to one that heard neither
         self._reopen: set[str] = set()
+        # (rah) ids the engine reported open again (``reopened``) that an action waiting for final
+        # alerts did not hear of (only a pending member kept them open): told ``opened`` anew if their
+        # final part opens again while they are open; forgotten when they close (bounded by the open set)
+        self._held_back: set[str] = set()
         # (ral) ids with an ``updated`` job handed to the worker and not logged yet: the one job the
         # store does not keep while it waits (``actions_pending`` has the others), so not forgotten
         # until it is logged (a withdrawal meanwhile would be read back as never acted on: untold)
@@ -421,7 +457,11 @@ class Action(Output):
         # Jobs an earlier run left pending that the queue could not take at start: queued as it
         # has room (_feed: each step, and the worker after each job), still pending in the store
         # meanwhile; never dropped for the queue's size.
-        self._backlog: deque[tuple[Alert, str]] = deque()
+        self._backlog: deque[tuple[Alert, str, object]] = deque()   # (alert, event, queued at)
+        # (ah) per alert, its jobs in the backlog: a later job of that alert waits behind them (handed
+        # to the queue at once, its ``ended`` ran before the ``opened`` an earlier run left pending)
+        self._behind: dict[str, int] = {}
+        self._bl_lock = threading.Lock()
         self._closed = False
 
     # ---- configuration from the site
@@ -461,10 +501,31 @@ class Action(Output):
         # final alerts; withdrawn ones end (with the reason) for one that acts on them.
         confirmed = set() if self.on_provisional else set(getattr(report, "confirmed", ()))
         withdrawn = getattr(report, "withdrawn", None) or {}
+        # (ah) open again after its end (a continuation made it grow): to an action told its end or
+        # withdrawal, an opening anew (as one found again: ral), so its next ``ended`` is told too; not
+        # to one waiting for final alerts while only a pending member keeps it open (its final part
+        # closed: for it nothing reopened)
+        back = [engine.alerts[i] for i in getattr(report, "reopened", ()) if i in engine.alerts]
+        if not self.on_provisional:
+            fin = [a for a in back if final_part(a) is a and not a.evidence.get("provisional")]
+            self._held_back |= {a.id for a in back} - {a.id for a in fin}
+            back = fin
+            if self._held_back:
+                # (rah) one open again only by a pending member (held back above) whose final part is
+                # open again since (the member confirmed final and open): reopened for it now (was
+                # never told: its load stayed restored through the change, its second end unsaid)
+                fo = getattr(engine, "_final_open", None) or set()
+                now = sorted(i for i in self._held_back if i in fo and i in engine.alerts)
+                back += [engine.alerts[i] for i in now]
+                # (one no longer open, its pending member withdrawn or closed: ended, told nothing)
+                self._held_back = {i for i in self._held_back if i not in now and i in engine.open_ids}
+        self._recall([a.id for a in back])
+        told_closed = {a.id for a in back if self._acts.get(a.id, set()) & {"ended", "withdrawn"}}
+        self._reopen |= told_closed
         events: list[tuple[Alert, str]] = []
         for a in report.alerts:
-            events.append((a, "opened" if a.id in new or a.id in confirmed else "updated"))
-        for aid in (new | confirmed) - {a.id for a in report.alerts}:
+            events.append((a, "opened" if a.id in new or a.id in confirmed or a.id in told_closed else "updated"))
+        for aid in (new | confirmed | told_closed) - {a.id for a in report.alerts}:
             a = engine.alerts.get(aid)
             if a is not None:
                 events.append((a, "opened"))
@@ -538,6 +599,12 @@ class Action(Output):
                 # (an ``ended_value`` would restore a load it never shed)
                 self.counters[f"{ev}_untold"] += 1
                 continue
+            if ev == "updated" and acts & {"ended", "withdrawn"}:
+                # (ah) told it closed, not open again for it (rewritten after its end; a head whose
+                # pending follower keeps it open, for an action that waits for final alerts): an
+                # ``updated`` (state "open") after its ``ended`` would be out of order
+                self.counters["closed_skipped"] += 1
+                continue
             self.counters["matched"] += 1
             key = (a.id, ev)
             if ev != "updated" and ev in acts:
@@ -554,16 +621,17 @@ class Action(Output):
             if ev in ("opened", "updated"):
                 self._last[a.id] = (_told_version(a), a.id in pending)
             jobs.append((a, ev))
+        at = datetime.now(timezone.utc)   # (ah) when these jobs were queued (actions_log.queued_at)
         try:
-            self._pend([(a, ev) for a, ev in jobs if ev != "updated"])   # recorded before the worker has them
+            self._pend([(a, ev) for a, ev in jobs if ev != "updated"], at)   # recorded before the worker has them
         except Exception as exc:  # noqa: BLE001 - a store error: the jobs still run, only not kept across a kill
             self.counters["pend_failures"] += 1
             log.warning("%s: cannot record %d job(s) as pending (%s: %s): run anyway, not kept if the watcher "
                         "is killed first", self.name, len(jobs), type(exc).__name__, exc)
-        dropped = [(a, ev) for a, ev in jobs if not self._queue(a, ev)]
+        dropped = [(a, ev) for a, ev in jobs if not self._queue(a, ev, at)]
         if dropped:   # logged in one transaction (one each was a DuckDB commit on this thread per job)
             why = f"the worker's queue is full ({self.queue_size} jobs waiting)"
-            self._log_all([(a, ev, "dropped", why, 0, 0.0) for a, ev in dropped])
+            self._log_all([(a, ev, "dropped", why, 0, 0.0, at) for a, ev in dropped])
         self._forget(engine)
 
     def _forget(self, engine) -> None:
@@ -603,14 +671,19 @@ class Action(Output):
             for lo in range(0, len(ask), 500):
                 part = ask[lo:lo + 500]
                 qs = ", ".join("?" for _ in part)
-                sql = (f"SELECT alert_id, event, done_at AS t FROM actions_log WHERE action = ? AND dry_run = ? "
+                sql = (f"SELECT alert_id, event, coalesce(queued_at, done_at) AS t FROM actions_log WHERE "
+                       f"action = ? AND dry_run = ? "
                        f"AND outcome IN ('ok', 'refused', 'failed') AND alert_id IN ({qs})")
                 args = [self.name, self.dry_run, *part]
                 if pending:
                     sql += f" UNION ALL SELECT alert_id, event, queued_at AS t FROM actions_pending WHERE action = ? " \
                            f"AND dry_run = ? AND alert_id IN ({qs})"
                     args += [self.name, self.dry_run, *part]
-                for i, e, _ in self._cur.execute(sql + " ORDER BY alert_id, t", args).fetchall():
+                # (ah) in the order they happened (queued): a step's jobs share their time, its
+                # opening before its end (an alert new and closed in one step)
+                order = " ORDER BY alert_id, t, CASE event WHEN 'opened' THEN 0 WHEN 'updated' THEN 1 WHEN " \
+                        "'stopped' THEN 2 WHEN 'ended' THEN 3 ELSE 4 END"
+                for i, e, _ in self._cur.execute(sql + order, args).fetchall():
                     # (ral) the last opening's events: one told again after its end or withdrawal
                     # (found again) starts anew
                     if e == "opened" and got[i] & {"ended", "withdrawn"}:
@@ -623,23 +696,34 @@ class Action(Output):
         """Queue what the backlog holds, as far as the queue has room (the engine thread at each
         step, the worker after each job: each job is taken off the backlog once)."""
         while True:
-            try:
-                a, ev = self._backlog.popleft()
-            except IndexError:
-                return
-            try:
-                self._q.put_nowait((a, ev, time.monotonic()))
-            except queue.Full:
-                self._backlog.appendleft((a, ev))
-                return
+            with self._bl_lock:
+                try:
+                    a, ev, at = self._backlog.popleft()
+                except IndexError:
+                    return
+                try:
+                    self._q.put_nowait((a, ev, at))
+                except queue.Full:
+                    self._backlog.appendleft((a, ev, at))
+                    return
+                k = self._behind.pop(a.id, 0) - 1
+                if k > 0:
+                    self._behind[a.id] = k
             self.counters["queued"] += 1
 
-    def _queue(self, a: Alert, ev: str) -> bool:
-        """Hand a job to the worker; False when its queue is full (the job is dropped: the caller logs it)."""
+    def _queue(self, a: Alert, ev: str, at=None) -> bool:
+        """Hand a job to the worker (``at``: when it was queued, as ``actions_pending`` has it); False
+        when its queue is full (the job is dropped: the caller logs it)."""
         if ev == "updated":
             self._unlogged(a.id, 1)
+        with self._bl_lock:
+            if a.id in self._behind:   # (ah) in order, behind its alert's jobs an earlier run left
+                self._backlog.append((a, ev, at))
+                self._behind[a.id] += 1
+                self.counters["queued_behind"] += 1
+                return True
         try:
-            self._q.put_nowait((a, ev, time.monotonic()))
+            self._q.put_nowait((a, ev, at))
         except queue.Full:
             if ev == "updated":
                 self._unlogged(a.id, -1)
@@ -665,10 +749,9 @@ class Action(Output):
                     left.append(job)
             while True:    # (popleft: a worker still running a job may feed from it meanwhile)
                 try:
-                    a, ev = self._backlog.popleft()
+                    left.append(self._backlog.popleft())
                 except IndexError:
                     break
-                left.append((a, ev, None))
             # An opened/ended job it had no time for stays pending: the next start runs it (as
             # after kill -9; logged failed, it was never run). An updated one is not kept.
             kept = [(a, ev) for a, ev, _ in left if ev != "updated"]
@@ -676,7 +759,7 @@ class Action(Output):
                 self.counters["left_pending"] += len(kept)
                 log.warning("%s: %d job(s) not run before the watcher stopped: kept pending, run at its next start",
                             self.name, len(kept))
-            gone = [(a, ev, "failed", "not run: the watcher stopped first", 0, 0.0) for a, ev, _ in left
+            gone = [(a, ev, "failed", "not run: the watcher stopped first", 0, 0.0, at) for a, ev, at in left
                     if ev == "updated"]
             self.counters["failed"] += len(gone)
             self._log_all(gone)
@@ -706,8 +789,8 @@ class Action(Output):
         self._cur = con.cursor()
         with self._lock:
             left = self._cur.execute(
-                "SELECT alert_id, event, any_value(alert) FROM actions_pending WHERE action = ? AND dry_run = ? "
-                "GROUP BY alert_id, event ORDER BY min(queued_at)", [self.name, self.dry_run]).fetchall()
+                "SELECT alert_id, event, any_value(alert), min(queued_at) FROM actions_pending WHERE action = ? AND "
+                "dry_run = ? GROUP BY alert_id, event ORDER BY min(queued_at)", [self.name, self.dry_run]).fetchall()
             # (al) the ids an alert the engine reports new may have in the log: none when this action
             # has logged nothing; those logged since the checkpoint resumed from (a restart reports
             # again the alerts first stored after it; a minute's margin); unknown without a checkpoint
@@ -720,15 +803,21 @@ class Action(Output):
                 old = {r[0] for r in self._cur.execute(
                     "SELECT DISTINCT alert_id FROM actions_log WHERE action = ? AND dry_run = ? AND done_at >= "
                     "?::TIMESTAMPTZ - INTERVAL 1 MINUTE", [self.name, self.dry_run, saved]).fetchall()}
-        self._old = None if old is None else old | {aid for aid, _, _ in left}
+        self._old = None if old is None else old | {aid for aid, *_ in left}
         # (ral) withdrawn (by an earlier run, or a ``detect``) after this action last queued or logged
-        # their opening: found again, read back and told opened anew if it was told them closed
+        # their opening: found again, read back and told opened anew if it was told them closed. (ah)
+        # A store older than ``alerts_withdrawn`` gets it here, with its earlier withdrawals.
+        from wattwatch.alerts import withdrawn as _withdrawn
+
+        with self._lock:
+            _withdrawn.ensure(self._cur, transaction=True)
         if "alerts_withdrawn" in dbtables.tables(self._cur):
             with self._lock:
                 self._reopen = {r[0] for r in self._cur.execute(
                     "SELECT w.id FROM (SELECT id, max(withdrawn_at) AS t FROM alerts_withdrawn GROUP BY id) w "
                     "WHERE NOT EXISTS (SELECT 1 FROM actions_log l WHERE l.action = ? AND l.dry_run = ? AND "
-                    "l.alert_id = w.id AND l.event = 'opened' AND l.done_at > w.t) AND NOT EXISTS (SELECT 1 FROM "
+                    "l.alert_id = w.id AND l.event = 'opened' AND coalesce(l.queued_at, l.done_at) > w.t) AND "
+                    "NOT EXISTS (SELECT 1 FROM "
                     "actions_pending p WHERE p.action = ? AND p.dry_run = ? AND p.alert_id = w.id AND "
                     "p.event = 'opened' AND p.queued_at > w.t)",
                     [self.name, self.dry_run, self.name, self.dry_run]).fetchall()}
@@ -736,11 +825,11 @@ class Action(Output):
         # (al) what it did before is read from the log as alerts come (_recall), not all at start (a
         # watcher's whole history: 0.47 s and ~670,000 ids held for 1 M log rows); here only for the
         # jobs left pending (one its log has done is not run again)
-        self._recall({aid for aid, _, _ in left}, pending=False)
+        self._recall({aid for aid, *_ in left}, pending=False)
         self._thread = threading.Thread(target=self._worker, name=f"action:{self.name}", daemon=True)
         self._thread.start()
         # Jobs queued by an earlier run that never logged their outcome (killed meanwhile): run now.
-        for aid, ev, doc in left:
+        for aid, ev, doc, at in left:
             if ev in self._acts.get(aid, ()):
                 self._unpend(aid, ev)
                 continue
@@ -752,7 +841,9 @@ class Action(Output):
                 continue
             self._acts.setdefault(aid, set()).add(ev)
             self.counters["resumed"] += 1
-            self._backlog.append((a, ev))   # (queued by _feed: the queue's size does not drop them)
+            with self._bl_lock:
+                self._backlog.append((a, ev, at))   # (queued by _feed: the queue's size does not drop them)
+                self._behind[aid] = self._behind.get(aid, 0) + 1
         self._feed()
 
     def _worker(self) -> None:
@@ -761,7 +852,7 @@ class Action(Output):
             try:
                 if job is None:
                     return
-                a, ev, _queued = job
+                a, ev, at = job
                 t0 = time.perf_counter()
                 try:
                     res = self.perform(a, ev, self.dry_run)
@@ -773,7 +864,7 @@ class Action(Output):
                 self.counters[res.outcome] += 1
                 if res.outcome != "ok":
                     log.warning("%s: %s %s for alert %s: %s", self.name, ev, res.outcome, a.id, log_safe(res.detail))
-                self._log(a, ev, res.outcome, res.detail, res.attempts, ms)
+                self._log(a, ev, res.outcome, res.detail, res.attempts, ms, at)
             except Exception as exc:  # noqa: BLE001 - the log itself failed: count it, go on
                 self.counters["failures"] += 1
                 log.warning("%s: cannot log an action: %s", self.name, exc)
@@ -793,13 +884,13 @@ class Action(Output):
             else:
                 self._upd.pop(aid, None)
 
-    def _log(self, a: Alert, ev: str, outcome: str, detail: str, attempts: int, ms: float) -> None:
-        self._log_all([(a, ev, outcome, detail, attempts, ms)])
+    def _log(self, a: Alert, ev: str, outcome: str, detail: str, attempts: int, ms: float, at=None) -> None:
+        self._log_all([(a, ev, outcome, detail, attempts, ms, at)])
 
     def _log_all(self, rows: list[tuple]) -> None:
-        """Log outcomes ``(alert, event, outcome, detail, attempts, ms)``, and end their pending
-        records, in one transaction: a job is either pending or logged, whenever the watcher dies
-        (one statement of each per 500 rows)."""
+        """Log outcomes ``(alert, event, outcome, detail, attempts, ms[, queued_at])``, and end their
+        pending records, in one transaction: a job is either pending or logged, whenever the watcher
+        dies (one statement of each per 500 rows). ``queued_at`` None: now (a job logged as it is decided)."""
         with self._lock:
             if self._cur is None or not rows:
                 return
@@ -807,11 +898,12 @@ class Action(Output):
             try:
                 for lo in range(0, len(rows), 500):
                     part = rows[lo:lo + 500]
-                    self._cur.execute("INSERT INTO actions_log VALUES "
-                                      + ", ".join("(?, ?, ?, ?, now(), ?, ?, ?, ?, ?, ?, ?)" for _ in part),
-                                      [v for a, ev, out, detail, attempts, ms in part
+                    self._cur.execute(f"INSERT INTO actions_log ({_LOG_COLS}) VALUES "
+                                      + ", ".join("(?, ?, ?, ?, now(), ?, ?, ?, ?, ?, ?, ?, coalesce(?::TIMESTAMPTZ, "
+                                                  "now()))" for _ in part),
+                                      [v for a, ev, out, detail, attempts, ms, *at in part
                                        for v in (a.id, self.name, self.kind, ev, self.dry_run, out, detail[:2000],
-                                                 attempts, round(ms, 3), a.meter_id, a.code)])
+                                                 attempts, round(ms, 3), a.meter_id, a.code, (at or [None])[0])])
                     ended = [f"{a.id}|{ev}" for a, ev, *_ in part if ev != "updated"]
                     if ended:
                         self._cur.execute("DELETE FROM actions_pending WHERE action = ? AND dry_run = ? AND "
@@ -822,15 +914,15 @@ class Action(Output):
                 self._cur.execute("ROLLBACK")
                 raise
 
-    def _pend(self, jobs: list[tuple[Alert, str]]) -> None:
-        """Record jobs as queued (see the module): one statement per 500 (one per job cost ~2.7 ms
-        each on the engine's thread)."""
+    def _pend(self, jobs: list[tuple[Alert, str]], at) -> None:
+        """Record jobs as queued at ``at`` (see the module): one statement per 500 (one per job cost
+        ~2.7 ms each on the engine's thread)."""
         with self._lock:
             for lo in range(0, len(jobs) if self._cur is not None else 0, 500):
                 part = jobs[lo:lo + 500]
                 self._cur.execute("INSERT INTO actions_pending VALUES "
-                                  + ", ".join("(?, ?, ?, ?, now(), ?)" for _ in part),
-                                  [v for a, ev in part for v in (a.id, self.name, ev, self.dry_run, a.to_json())])
+                                  + ", ".join("(?, ?, ?, ?, ?, ?)" for _ in part),
+                                  [v for a, ev in part for v in (a.id, self.name, ev, self.dry_run, at, a.to_json())])
 
     def _unpend(self, aid: str, ev: str) -> None:
         with self._lock:

@@ -35,13 +35,61 @@ _DDL = ("CREATE TABLE IF NOT EXISTS alerts_withdrawn (id VARCHAR, meter_id VARCH
 _COLS = "id, meter_id, code, detector, severity, start, \"end\", score, message, evidence, action, status, first_seen"
 
 
+#: (ah) A withdrawal an older wattwatch made, before its store kept them (found when the table is made).
+EARLIER = ("withdrawn before this store kept withdrawals (an earlier wattwatch deleted its row; its actions "
+           "were logged): when and why not known; the time is its last action's")
+
+
+def ensure(con, transaction: bool = False) -> None:
+    """Create ``alerts_withdrawn`` when the store lacks it. (ah) A store written before it (an older
+    wattwatch) knows of its withdrawals only that the alert's row is gone: only a withdrawal deletes
+    one. Each alert its ``actions_log`` or ``actions_pending`` names that ``alerts`` no longer has is
+    kept as withdrawn then (meter, code, the rest of the row as a pending job kept it; ``withdrawn_at``
+    its last action's time, so every opening an action logged of it came before: one found again is
+    a fault again, told ``opened`` anew to an action told its end), in the statement that creates
+    the table (``transaction``: in a transaction of its own; else the caller's). A read-only store
+    is never asked (its readers check the table is there)."""
+    have = dbtables.tables(con)
+    if "alerts_withdrawn" in have:
+        return
+    if transaction:
+        con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(_DDL)
+        if "alerts" in have and ({"actions_log", "actions_pending"} & have):
+            parts = []
+            if "actions_log" in have:
+                parts.append("SELECT alert_id AS id, meter_id, code, NULL AS alert, done_at AS t FROM actions_log")
+            if "actions_pending" in have:
+                parts.append("SELECT alert_id, NULL, NULL, alert, queued_at FROM actions_pending")
+            con.execute(
+                "INSERT INTO alerts_withdrawn SELECT id, coalesce(any_value(meter_id), "
+                "any_value(json_extract_string(alert, '$.meter_id'))), coalesce(any_value(code), "
+                "any_value(json_extract_string(alert, '$.code'))), any_value(json_extract_string(alert, '$.detector')), "
+                "any_value(json_extract_string(alert, '$.severity')), "
+                "any_value(json_extract_string(alert, '$.start'))::TIMESTAMPTZ, "
+                "any_value(json_extract_string(alert, '$.end'))::TIMESTAMPTZ, "
+                "any_value(json_extract(alert, '$.score')::DOUBLE), "
+                "any_value(json_extract_string(alert, '$.message')), "
+                "any_value(json_extract(alert, '$.evidence')::VARCHAR), NULL, 'open', NULL, max(t), ? "
+                f"FROM ({' UNION ALL '.join(parts)}) x WHERE id NOT IN (SELECT id FROM alerts) GROUP BY id",
+                [EARLIER])
+        if transaction:
+            con.execute("COMMIT")
+    except BaseException:
+        if transaction:
+            con.execute("ROLLBACK")
+        raise
+
+
 def keep(con, reasons: dict[str, str]) -> None:
     """Keep the rows of ``reasons`` (alert id -> why it is withdrawn) in ``alerts_withdrawn`` as the
     store has them now: call inside the transaction that deletes them, before the DELETE. Created on
-    first use (a store written before it, or opened read-only to read, never needs it)."""
+    first use (a store written before it, or opened read-only to read, never needs it), with what an
+    older store knows of its earlier withdrawals (:func:`ensure`)."""
     if not reasons:
         return
-    dbtables.ensure_tables(con, [_DDL])
+    ensure(con)
     items = list(reasons.items())
     for lo in range(0, len(items), 500):   # (ral) one statement per 500 (one each: ~3 s for 1,000 ids)
         part = items[lo:lo + 500]

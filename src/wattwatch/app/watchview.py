@@ -155,6 +155,10 @@ class LogLines:
             self.echo(f"alert open{p} {a.id} {a.meter_id!r} {a.code} {a.severity} from {a.start}: {a.message}")
         for i in getattr(rep, "confirmed", ()):
             self.echo(f"alert confirmed (no longer provisional) {i}")
+        for i in getattr(rep, "reopened", ()):   # (ah) told ended, open again: its next end follows this
+            a = engine.alerts.get(i)
+            self.echo(f"alert open again {i}" + (f" {a.meter_id!r} {a.code} {a.severity} from {a.start}: {a.message}"
+                                                 if a else ""))
         withdrawn = getattr(rep, "withdrawn", None) or {}
         for i in rep.ended:
             if i in withdrawn:

@@ -382,6 +382,7 @@ def _withdraw(engine, res, rep, since: dict[str, dict[str, float]]) -> None:
         # stopped), not an alert the store kept before the checkpoint this run resumed from.
         engine._kept_before.discard(i)
         getattr(engine, "_pending_open", set()).discard(i)   # (al) no longer held open by a pending follower
+        getattr(engine, "_told_closed", set()).discard(i)   # (rah) gone: found again, it is new, not open again
         if i in engine.open_ids:
             engine.open_ids.discard(i)
             if i not in rep.ended:   # (le2: a restart's re-judging of one the last run withdrew: once)

@@ -199,6 +199,10 @@ class StepReport:
     # ``on = [.., "stopped"]``); their ``ended`` comes with the verdict (confirmed closed, withdrawn,
     # or undecided), once.
     stopped: list[str] = field(default_factory=list)
+    # (ah) Alerts told ended before (by this run) that are open again in this step: a head a
+    # continuation (a follower, final or pending) makes grow again. Told as an opening again (the
+    # console's line, actions told its end), so that its next ``ended`` follows an opening.
+    reopened: list[str] = field(default_factory=list)
 
 
 def _parquet(df: pd.DataFrame | None) -> bytes | None:
@@ -316,6 +320,12 @@ class StreamEngine:
         # last final judgement gave (without these).
         self._pending_open: set[str] = set()
         self._final_open: set[str] = set()
+        # (ah) Final alerts this run told ended (by their open set, a pending follower's verdict, a
+        # provisional one confirmed closed): one open again is told so (StepReport.reopened). Not a
+        # provisional alert confirmed open: never told ended. (Grows with the alerts that end, as
+        # ``alerts`` does, and no further (rah): a withdrawal drops its id from both; an id found
+        # again after its withdrawal is new, not reopened.)
+        self._told_closed: set[str] = set()
         # Provisional ids read from the store at a restart that the outputs may not have had (first
         # written after the last checkpoint, or no checkpoint): reported new when given again.
         self._prov_unsent: set[str] = set()
@@ -1764,7 +1774,18 @@ class StreamEngine:
         # (al) ... and so does a pending (provisional) one, until its verdict (_take_provisional)
         now_open = now_open | self._pending_open
         ended = sorted(self.open_ids - now_open)
+        # (ah) one new and already closed (its whole span in this step's readings: a batch, late
+        # readings, a slow step) can no longer grow: ended now (its outputs were told it opened and
+        # never that it ended: an action's ``ended_value`` never restored the load it shed)
+        ended += [i for i in new if i not in now_open]
         rep.ended += ended
+        # (ah) one this run told ended, open again (a continuation made it grow): told so; (rah) or
+        # one an earlier run told ended (stored before the checkpoint this run resumed from, closed in
+        # it; not a provisional alert confirmed open now)
+        back = sorted(i for i in now_open - self.open_ids if self._was_told_closed(i) and i not in new)
+        rep.reopened += back
+        self._told_closed.difference_update(back)
+        self._told_closed.update(i for i in ended if i in self.alerts)   # (rah: not one withdrawn meanwhile)
         self.open_ids = now_open
         self.counters["alerts_new"] += len(new)
         self.counters["alerts_updated"] += len(changed) - len(set(new) & {a.id for a in changed})
@@ -1772,6 +1793,13 @@ class StreamEngine:
         if tier != "fast" and (self.provisional or self._withdrawn_kept or self._pending_final
                                or getattr(res, "provisional", None)):
             self._take_provisional(res, rep, tier)
+
+    def _was_told_closed(self, i: str) -> bool:
+        """(ah) Told ended by this run (:attr:`_told_closed`); (rah) or by an earlier one: kept in the
+        store by the checkpoint this run resumed from and not open in it (``open_ids`` holds those
+        that were), not a provisional alert (one confirmed open now was never told ended). Asked
+        only of an id not open that is open now."""
+        return i in self._told_closed or (i in self._kept_before and i not in self.provisional)
 
     def _take_provisional(self, res, rep: StepReport, tier: str) -> None:
         """The provisional alerts of a full stitcher's step (:attr:`StreamConfig.provisional`),
@@ -1901,6 +1929,7 @@ class StreamEngine:
         self._prov_opened -= confirmed_ids
         self._prov_opened &= set(self.provisional)
         rep.ended += stopped
+        self._told_closed.update(stopped)   # (ah)
         self.counters["provisional_ended"] += len(stopped)
 
     def _pending_held(self, popen: set[str], judged: set, rep: StepReport) -> None:
@@ -1917,8 +1946,14 @@ class StreamEngine:
         held = {h for h in self._pending_open if h in pf and pf[h].meter_id not in judged} | (set(popen) & set(pf))
         released = sorted(h for h in self._pending_open - held if h in self.open_ids and h not in self._final_open)
         self._pending_open = held
-        self.open_ids = (self.open_ids - set(released)) | held
         kept = [h for h in rep.ended if h in held]   # (its own part closed in this step: not its end)
+        self._told_closed.difference_update(kept)
+        # (ah) one told ended before, held open again now (its follower pending after its end): told so
+        back = sorted(h for h in held - self.open_ids if self._was_told_closed(h) and h not in rep.new)
+        rep.reopened += back
+        self._told_closed.difference_update(back)
+        self._told_closed.update(released)
+        self.open_ids = (self.open_ids - set(released)) | held
         if kept:
             rep.ended[:] = [h for h in rep.ended if h not in held]
         rep.ended += [h for h in released if h not in rep.ended]
@@ -2085,6 +2120,7 @@ class StreamEngine:
             self._written.pop(w.id, None)
             self._kept_before.discard(w.id)
             self._checked.discard(w.id)
+            self._told_closed.discard(w.id)   # (rah) as ``alerts``: found again, it is new
         for w in keep:
             self.alerts[w.id] = w
             self._written[w.id] = _version(w)
@@ -2586,7 +2622,7 @@ def _deliver_held(engine: StreamEngine, outputs) -> StepReport | None:
     from wattwatch.sinks import deliver
 
     held = engine.take_held()
-    if held is None or not (held.alerts or held.ended or held.stopped or held.withdrawn):
+    if held is None or not (held.alerts or held.ended or held.stopped or held.withdrawn or held.reopened):
         return None
     deliver(outputs, "alerts", held, engine)
     return held
@@ -2605,3 +2641,4 @@ def _merge(rep: StepReport, held: StepReport) -> None:
     rep.confirmed += held.confirmed
     rep.withdrawn.update(held.withdrawn)
     rep.stopped += held.stopped
+    rep.reopened += held.reopened

@@ -379,7 +379,9 @@ class InfluxSink(Output):
         withdrawn = getattr(report, "withdrawn", None) or {}
         stopped = [i for i in getattr(report, "stopped", ()) if i not in report.ended]
         # (le2) a final alert a re-judging withdrew after its end is in ``withdrawn`` only
-        for i in list(report.ended) + stopped + [i for i in withdrawn if i not in report.ended]:
+        # (ah) one open again after its end: its point says so even when no new version was written
+        for i in (list(report.ended) + stopped + [i for i in withdrawn if i not in report.ended]
+                  + [i for i in getattr(report, "reopened", ()) if i not in todo]):
             a = withdrawn.get(i) or engine.alerts.get(i)
             if a is not None:
                 todo[i] = a
