@@ -105,6 +105,14 @@ def test_live_ingest_stores_what_ingest_frame_stores_and_hands_back_what_it_adde
                                           obj=f"rows handed back for batch {k}")
         pd.testing.assert_frame_equal(after, _rows(a), obj="store after every batch")
         assert handed >= 8 and fallbacks >= 2 and filled >= 1, (handed, fallbacks, filled)
+        # (fk) ingest_log's figures, the bytes each frame held included (pandas' memory_usage),
+        # as the batch path logs them; the optimizer the live statement runs without is back on.
+        log = "SELECT source, bytes, rows_read, stored, merged, duplicates, rejected FROM ingest_log ORDER BY started"
+        assert b.con.execute(log).fetchall() == a.con.execute(log).fetchall()
+        assert [r[1] for r in b.con.execute(log).fetchall()] == \
+            [int(f.memory_usage(index=False).sum()) for f in _batches(1)]
+        assert b.con.execute("SELECT value FROM duckdb_settings() WHERE name = 'enable_optimizer'").fetchall() == \
+            [("true",)]
     finally:
         a.close()
         b.close()
@@ -205,6 +213,21 @@ def test_touched_is_exactly_the_meters_a_copy_changed_whatever_the_kind_of_copy(
         s.close()
 
 
+def test_the_bytes_logged_for_a_frame_are_its_pandas_memory_usage():
+    """(fk) ``ingest_log.bytes`` of a frame, summed over its blocks, is ``memory_usage(index=False)``'s
+    sum whatever its columns' kinds (extension arrays count as pandas counts them)."""
+    from wattwatch.ingest.pipeline import _nbytes
+
+    n = 5
+    f = pd.DataFrame({"meter_id": ["a"] * n, "ts": pd.date_range(T0, periods=n, freq="min"), "p_kw": np.arange(n, dtype=float),
+                      "v_l1_v": np.ones(n, np.float32), "mode": pd.Categorical(list("uvuvu")),
+                      "tag": pd.array(list("xyzxy"), dtype="string"), "count": pd.array([1, None, 3, 4, 5], dtype="Int64"),
+                      "on": [True] * n, "mixed": [1, "x", None, 2.0, 3], "naive": pd.date_range("2026", periods=n)})
+    _ = f["mode"].cat.categories.get_loc("u")   # (an index engine built: pandas counts it)
+    for g in (f, f.iloc[1:3], f[["ts", "p_kw"]], f.iloc[:0], pd.concat([f, f]), pd.DataFrame()):
+        assert _nbytes(g) == int(g.memory_usage(index=False).sum())
+
+
 def test_a_failed_live_batch_leaves_the_catalogue_as_the_store_is(tmp_path, monkeypatch):
     s = Store(tmp_path / "c.duckdb")
     cache: dict = {}
@@ -222,6 +245,16 @@ def test_a_failed_live_batch_leaves_the_catalogue_as_the_store_is(tmp_path, monk
         with pytest.raises((RuntimeError, IngestError)):
             ingest_live(s, pieces[2], source="x", cache=cache)
         monkeypatch.undo()
+        # (fk) a normalising statement that fails (run without the optimizer) puts it back on
+        def failing(self, table, sql):
+            raise RuntimeError("binder gone")
+
+        monkeypatch.setattr(Store, "_run", failing)
+        with pytest.raises((RuntimeError, IngestError)):
+            ingest_live(s, pieces[2], source="x", cache=cache)
+        monkeypatch.undo()
+        assert s.con.execute("SELECT value FROM duckdb_settings() WHERE name = 'enable_optimizer'").fetchall() == \
+            [("true",)]
         # The batch is not stored; sent again it is stored whole, judged against the store's meters.
         counts, rows, _ = ingest_live(s, pieces[2], source="x", cache=cache)
         assert rows is not None and counts.stored == len(rows) > 0
