@@ -228,6 +228,28 @@ def test_the_bytes_logged_for_a_frame_are_its_pandas_memory_usage():
         assert _nbytes(g) == int(g.memory_usage(index=False).sum())
 
 
+def test_the_rows_handed_back_are_built_as_arrow_to_pandas_builds_them():
+    """(fk) The live rows' frame built from the arrays (``_plain_frame``) is the general way's
+    (``to_pandas`` and its conversions) value for value, dtype for dtype, block for block; a table
+    it does not take (nulls in the keys, a non-double channel, no rows) goes the general way."""
+    import pyarrow as pa
+
+    from wattwatch.ingest.pipeline import _general_frame, _plain_frame
+
+    ts = pa.array(np.array([1_800_000_000_000_000, 1_800_000_060_000_000, 1_800_000_000_500_000]),
+                  pa.timestamp("us", tz="UTC"))
+    t = pa.table({"meter_id": pa.array(["a", "a", "b"]), "ts": ts, "p_kw": pa.array([1.5, None, -0.0]),
+                  "v_l1_v": pa.array([None, None, None], pa.float64()), "ups_battery_pct": pa.array([50.0, 60.5, np.nan])})
+    got, want = _plain_frame(t), _general_frame(t)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    blocks = lambda f: sorted((str(b.dtype), tuple(b.mgr_locs.as_array)) for b in f._mgr.blocks)
+    assert blocks(got) == blocks(want)
+    assert np.signbit(got["p_kw"].to_numpy()[2]) and np.isnan(got["ups_battery_pct"].to_numpy()[2])
+    for other in (t.set_column(0, "meter_id", pa.array(["a", None, "b"])), t.append_column("n", pa.array([1, 2, 3])),
+                  t.set_column(1, "ts", ts.cast(pa.timestamp("ns", tz="UTC"))), t.slice(0, 0)):
+        assert _plain_frame(other) is None
+
+
 def test_a_failed_live_batch_leaves_the_catalogue_as_the_store_is(tmp_path, monkeypatch):
     s = Store(tmp_path / "c.duckdb")
     cache: dict = {}

@@ -197,11 +197,50 @@ def _live_rows(out: list, counts: IngestCounts) -> tuple[set[str], "pd.DataFrame
     table = table.set_column(table.schema.get_field_index("meter_id"), "meter_id",
                              pc.cast(table["meter_id"], pa.string()))
     table = table.take(pc.sort_indices(table, [("meter_id", "ascending"), ("ts", "ascending")]))
+    df = _plain_frame(table)
+    return touched, df if df is not None else _general_frame(table)
+
+
+def _general_frame(table: pa.Table) -> "pd.DataFrame":
+    """:func:`_live_rows`' frame of any table: ``meter_id`` as str, ``ts`` in µs UTC."""
     df = table.to_pandas()
     df["meter_id"] = df["meter_id"].astype(str)
     if len(df) and str(df["ts"].dtype) != "datetime64[us, UTC]":
         df["ts"] = df["ts"].dt.tz_convert("UTC").astype("datetime64[us, UTC]")
-    return touched, df
+    return df
+
+
+_UTC_US = pa.timestamp("us", tz="UTC")
+
+
+def _plain_frame(table: pa.Table) -> "pd.DataFrame | None":
+    """(fk) :func:`_live_rows`' frame built from the columns' arrays when the table is the usual
+    one (``meter_id`` text without nulls, ``ts`` in µs UTC without nulls, every other column a
+    double): what :func:`_general_frame` gives (object ``meter_id``,
+    ``datetime64[us, UTC]``, float64 with NaN for nulls; the same blocks), for ~a third of its fixed
+    cost (~0.6 ms a step). None for any other table (the general way then)."""
+    import pandas as pd
+
+    if not table.num_rows:
+        return None
+    out = {}
+    for name, col in zip(table.column_names, table.columns):
+        typ = col.type
+        if name == "meter_id":
+            if typ != pa.string() or col.null_count:
+                return None
+            out[name] = col.to_numpy()
+        elif name == "ts":
+            if typ != _UTC_US or col.null_count:
+                return None
+            out[name] = pd.array(col.to_numpy().astype("datetime64[us]"), dtype="datetime64[us]").tz_localize("UTC")
+        elif typ == pa.float64():
+            out[name] = col.to_numpy()
+        else:
+            return None
+    if "meter_id" not in out or "ts" not in out:
+        return None
+    return pd.DataFrame(out)
 
 
 @contextmanager
