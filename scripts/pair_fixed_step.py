@@ -28,10 +28,11 @@ def load(name, path):
     return mod
 
 
-def paired_cpu(old, new, pieces, before) -> tuple[dict, dict]:
-    """fast_fleet.paired_cpu, also returning each step's CPU with the ingest worker's added."""
+def paired_cpu(old, new, pieces, before) -> tuple[dict, dict, dict]:
+    """fast_fleet.paired_cpu, also returning each step's CPU with the ingest worker's added, and
+    the thread's CPU in ``add`` alone (the store's ingest on the caller's thread)."""
     import time
-    cpu, both = {"old": [], "new": []}, {"old": [], "new": []}
+    cpu, both, adds = {"old": [], "new": []}, {"old": [], "new": []}, {"old": [], "new": []}
     for k, b in enumerate(pieces):
         for mode in (("old", "new") if k % 2 == 0 else ("new", "old")):
             eng = old if mode == "old" else new
@@ -39,12 +40,14 @@ def paired_cpu(old, new, pieces, before) -> tuple[dict, dict]:
             slow0 = eng.counters["slow_steps"]
             c0, bg0 = time.thread_time(), eng.store.live_bg_cpu_s
             eng.add(b)
+            a1 = time.thread_time()
             eng.step()   # (settles the ingest worker's writes)
             if eng.counters["slow_steps"] == slow0:
                 c = 1e3 * (time.thread_time() - c0)
                 cpu[mode].append(c)
                 both[mode].append(c + 1e3 * (eng.store.live_bg_cpu_s - bg0))
-    return cpu, both
+                adds[mode].append(1e3 * (a1 - c0))
+    return cpu, both, adds
 
 
 def main():
@@ -95,7 +98,7 @@ def main():
     for n in sizes:
         got = paired_cpu(old, new, [live.iloc[i + s * n: i + (s + 1) * n] for s in range(a.timed)], before=use)
         i += n * a.timed
-        for what, cpu in zip(("thread", "+ingest worker"), got):
+        for what, cpu in zip(("thread", "+ingest worker", "add alone"), got):
             med, sums, m = paired_ratio(cpu)
             print(f"{n:5d} readings/step, {what}: old p50 {np.median(cpu['old']):.1f} mean {np.mean(cpu['old']):.1f} | "
                   f"new p50 {np.median(cpu['new']):.1f} mean {np.mean(cpu['new']):.1f} ms | median paired new/old "
