@@ -857,6 +857,9 @@ class Store:
         con = self.con
         held = self._live_cursor
         if held is None or held[0] is not con:
+            if held is not None:   # (the connection was replaced: its cursor goes with it)
+                with contextlib.suppress(duckdb.Error):
+                    held[1].close()
             cur = con.cursor()
             cur.execute("SET TimeZone = 'UTC'")
             cur.execute("PRAGMA disable_optimizer")
