@@ -1,10 +1,11 @@
 """(fo) The live step's fixed cost, old and new in one process: two warm engines (scripts/fast_fleet.py),
 one given an older checkout's ``StreamEngine.add/_step/_piece/_prune_handed``, ``Store._normalised_live``
 (fk: and ``Store._finish/_write``, the ingest worker's writes), ``stitch._blocks_of`` and (fk)
-``pipeline.ingest_live``, ``alerts.store.upsert`` (OLD_SRC: that checkout's src), fed the same steps of
-N readings alternately (which goes first alternates); the engine thread's CPU per step (fk: and with the
-store's ingest worker's CPU of that step added, as ``bench stream``'s step CPU), the median paired
-ratio, and both engines' alerts after a flush (the same digest: the same alerts).
+``pipeline.ingest_live`` (with the old ``read_frame``), ``alerts.store.upsert`` (OLD_SRC: that
+checkout's src), fed the same steps of N readings alternately (which goes first alternates); the
+engine thread's CPU per step (fk: also with the store's ingest worker's CPU of that step added, as
+``bench stream``'s step CPU, and ``add``'s alone), the median paired ratio, and both engines' alerts
+after a flush (the same digest: the same alerts).
 
     PYTHONPATH=src python scripts/pair_fixed_step.py OLD_SRC [--sizes 1,20,200] [--timed 30]
 """
@@ -83,6 +84,8 @@ def main():
     old.__class__, old.store.__class__ = OldEngine, OldStore
     from wattwatch.ingest import pipeline
     o_pipe = load("old_pipeline", f"{a.old_src}/wattwatch/ingest/pipeline.py")
+    # (the old pipeline's names taken from the package are the new ones: its read_frame the old one's)
+    o_pipe.read_frame = load("old_readers", f"{a.old_src}/wattwatch/ingest/readers.py").read_frame
     # module functions the engine looks up at each call: (module, name, old)
     from wattwatch.alerts import store as alert_store
     o_alerts = load("old_alert_store", f"{a.old_src}/wattwatch/alerts/store.py")
