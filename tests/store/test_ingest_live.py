@@ -215,6 +215,39 @@ def test_touched_is_exactly_the_meters_a_copy_changed_whatever_the_kind_of_copy(
         s.close()
 
 
+def test_only_a_small_batch_without_wall_clock_times_is_normalised_without_the_optimizer(monkeypatch):
+    """(rfk) The optimizer-off cursor takes a watcher's small batch of instants; a batch over
+    ``NOOPT_MAX_ROWS`` or one of wall-clock times (a window per meter and a join: up to ~1.9x the
+    CPU unoptimised at 100,000 rows) runs on the connection, optimised. Each stores what the
+    batch path stores (a repeated wall-clock hour at the DST change included)."""
+    from wattwatch.ingest.mapping import Mapping
+    from wattwatch.store import duck
+
+    used = []
+    cursor = duck.Store._norm_cursor
+    monkeypatch.setattr(duck.Store, "_norm_cursor", lambda self: used.append(1) or cursor(self))
+    monkeypatch.setattr(duck, "NOOPT_MAX_ROWS", 6)
+    wall = pd.date_range("2026-10-25 01:30", periods=4, freq="30min").repeat(2)   # 02:00-02:59 twice (Paris)
+    f = pd.DataFrame({"meter_id": ["a", "b"] * 4, "ts": wall, "p_kw": np.arange(8.0)})
+    utc = f.assign(ts=f["ts"].dt.tz_localize("UTC"))
+    a, b = Store(":memory:"), Store(":memory:")
+    try:
+        for k, (g, m, cur) in enumerate([(utc.iloc[:6], None, True), (utc.iloc[6:], None, True),
+                                         (utc.assign(ts=utc["ts"] + pd.Timedelta("1D")), None, False),
+                                         (f.assign(meter_id=["c", "d"] * 4), Mapping(timezone="Europe/Paris"), False),
+                                         (f.iloc[:2].assign(meter_id="c", ts=pd.Timestamp("2026-10-25 02:15")),
+                                          Mapping(timezone="Europe/Paris"), False)]):
+            used.clear()
+            ingest_frame(a, g, m, source="x")
+            ingest_live(b, g, m, source="x", cache={})
+            assert bool(used) == cur, k
+            pd.testing.assert_frame_equal(_rows(b), _rows(a), obj=f"batch {k}")
+        assert len(_rows(b)) >= 24
+    finally:
+        a.close()
+        b.close()
+
+
 def test_the_bytes_logged_for_a_frame_are_its_pandas_memory_usage():
     """(fk) ``ingest_log.bytes`` of a frame, summed over its blocks, is ``memory_usage(index=False)``'s
     sum whatever its columns' kinds (extension arrays count as pandas counts them)."""
@@ -226,8 +259,18 @@ def test_the_bytes_logged_for_a_frame_are_its_pandas_memory_usage():
                       "tag": pd.array(list("xyzxy"), dtype="string"), "count": pd.array([1, None, 3, 4, 5], dtype="Int64"),
                       "on": [True] * n, "mixed": [1, "x", None, 2.0, 3], "naive": pd.date_range("2026", periods=n)})
     _ = f["mode"].cat.categories.get_loc("u")   # (an index engine built: pandas counts it)
+    f["arrow"] = pd.array([1.0, None, 2.0, 3.0, 4.0], dtype="float64[pyarrow]")   # (rfk)
     for g in (f, f.iloc[1:3], f[["ts", "p_kw"]], f.iloc[:0], pd.concat([f, f]), pd.DataFrame()):
         assert _nbytes(g) == int(g.memory_usage(index=False).sum())
+
+    class NoBlocks:   # (rfk) no ``_mgr.blocks`` (pandas' internals moved): the public memory_usage
+        _mgr = object()
+
+        def memory_usage(self, index=True):
+            assert index is False
+            return pd.Series([3, 4])
+
+    assert _nbytes(NoBlocks()) == 7 and _nbytes(object()) == 0
 
 
 def test_the_rows_handed_back_are_built_as_arrow_to_pandas_builds_them():
@@ -247,6 +290,11 @@ def test_the_rows_handed_back_are_built_as_arrow_to_pandas_builds_them():
     blocks = lambda f: sorted((str(b.dtype), tuple(b.mgr_locs.as_array)) for b in f._mgr.blocks)
     assert blocks(got) == blocks(want)
     assert np.signbit(got["p_kw"].to_numpy()[2]) and np.isnan(got["ups_battery_pct"].to_numpy()[2])
+    # (rfk) a table of several chunks (several pieces concatenated), its columns in another order:
+    # the same; every column writable, as to_pandas gives it
+    for other in (pa.concat_tables([t.slice(0, 1), t.slice(1)]), t.select(["ts", "p_kw", "meter_id"])):
+        pd.testing.assert_frame_equal(_plain_frame(other), _general_frame(other), check_exact=True)
+    assert all(got[c].to_numpy().flags.writeable for c in got.columns)
     for other in (t.set_column(0, "meter_id", pa.array(["a", None, "b"])), t.append_column("n", pa.array([1, 2, 3])),
                   t.set_column(1, "ts", ts.cast(pa.timestamp("ns", tz="UTC"))), t.slice(0, 0)):
         assert _plain_frame(other) is None
