@@ -157,3 +157,27 @@ def test_file_without_a_timestamp_column_is_a_clear_error(store, tmp_path: Path)
     (tmp_path / "x.csv").write_text("meter_id,power\nM1,1.0\n")
     with pytest.raises(IngestError, match=r"x\.csv: no column maps to ts"):
         ingest_path(store, tmp_path / "x.csv")
+
+
+def test_read_frame_reads_each_column_as_iloc_gives_it_in_one_batch_or_many():
+    """(fk) ``read_frame`` takes a one-batch frame as it is and its columns through ``items()``: the
+    same tables as slicing it and taking ``iloc[:, i]`` (mixed numbers and text as text, a named
+    index level as a column, nested records flattened, a zone kept), in one batch or several."""
+    from wattwatch.ingest.readers import LINE, _frame_column, flatten_nested, read_frame
+
+    f = pd.DataFrame({"meter_id": ["a", "b", "a", "c", "b"],
+                      "ts": pd.date_range("2026-03-01", periods=5, freq="min", tz="Europe/Paris"),
+                      "p_kw": [1.0, np.nan, 2.5, -0.0, 3.0], "mode": [1, "x", 1, 1, None],
+                      "tag": pd.Categorical(list("uvuvu")), "info": [{"a": 1}, {"a": 2}, None, {"a": 3}, {"a": 4}]},
+                     index=pd.Index(range(5), name="row"))
+    for rows in (1000, 2):
+        got = [b.table for b in read_frame(f, batch_rows=rows)]
+        g = f.reset_index(level=["row"])
+        names = [str(c) for c in g.columns]
+        want = []
+        for start in range(0, len(g), rows):
+            part = g.iloc[start:start + rows]
+            arrays = [_frame_column(part.iloc[:, i]) for i in range(part.shape[1])]
+            arrays.append(pa.array(np.arange(start + 1, start + len(part) + 1, dtype=np.int64)))
+            want.append(flatten_nested(pa.Table.from_arrays(arrays, names=names + [LINE])))
+        assert len(got) == len(want) and all(a.equals(b) for a, b in zip(got, want)), rows

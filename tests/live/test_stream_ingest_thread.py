@@ -34,7 +34,7 @@ class _Recorder:
         self.con, self.delay, self.fail, self.log = con, delay, fail, []
 
     def execute(self, query, *args, **kw):
-        q = " ".join(str(query).split()[:3])
+        q = " ".join(str(getattr(query, "query", query)).split()[:3])   # (a parsed statement: its text; fk)
         worker = threading.current_thread().name.startswith("wattwatch-ingest")
         if worker and q == "COMMIT":
             time.sleep(self.delay)

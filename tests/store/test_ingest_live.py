@@ -105,6 +105,16 @@ def test_live_ingest_stores_what_ingest_frame_stores_and_hands_back_what_it_adde
                                           obj=f"rows handed back for batch {k}")
         pd.testing.assert_frame_equal(after, _rows(a), obj="store after every batch")
         assert handed >= 8 and fallbacks >= 2 and filled >= 1, (handed, fallbacks, filled)
+        # (fk) ingest_log's figures, the bytes each frame held included (pandas' memory_usage),
+        # as the batch path logs them; the normaliser's cursor has the connection's settings but
+        # the optimizer.
+        log = "SELECT source, bytes, rows_read, stored, merged, duplicates, rejected FROM ingest_log ORDER BY started"
+        assert b.con.execute(log).fetchall() == a.con.execute(log).fetchall()
+        assert [r[1] for r in b.con.execute(log).fetchall()] == \
+            [int(f.memory_usage(index=False).sum()) for f in _batches(1)]
+        q = "SELECT name, value FROM duckdb_settings() ORDER BY name"
+        on_con, on_cur = dict(b.con.execute(q).fetchall()), dict(b._norm_cursor().execute(q).fetchall())
+        assert {k for k in on_con if on_con[k] != on_cur.get(k)} == {"enable_optimizer"}
     finally:
         a.close()
         b.close()
@@ -203,6 +213,91 @@ def test_touched_is_exactly_the_meters_a_copy_changed_whatever_the_kind_of_copy(
         assert old.loc[changed, "i_l1_a"].tolist() == [2.5, 2.75] and old.loc[changed, "p_kw"].tolist() == [5.0, 5.0]
     finally:
         s.close()
+
+
+def test_only_a_small_batch_without_wall_clock_times_is_normalised_without_the_optimizer(monkeypatch):
+    """(rfk) The optimizer-off cursor takes a watcher's small batch of instants; a batch over
+    ``NOOPT_MAX_ROWS`` or one of wall-clock times (a window per meter and a join: up to ~1.9x the
+    CPU unoptimised at 100,000 rows) runs on the connection, optimised. Each stores what the
+    batch path stores (a repeated wall-clock hour at the DST change included)."""
+    from wattwatch.ingest.mapping import Mapping
+    from wattwatch.store import duck
+
+    used = []
+    cursor = duck.Store._norm_cursor
+    monkeypatch.setattr(duck.Store, "_norm_cursor", lambda self: used.append(1) or cursor(self))
+    monkeypatch.setattr(duck, "NOOPT_MAX_ROWS", 6)
+    wall = pd.date_range("2026-10-25 01:30", periods=4, freq="30min").repeat(2)   # 02:00-02:59 twice (Paris)
+    f = pd.DataFrame({"meter_id": ["a", "b"] * 4, "ts": wall, "p_kw": np.arange(8.0)})
+    utc = f.assign(ts=f["ts"].dt.tz_localize("UTC"))
+    a, b = Store(":memory:"), Store(":memory:")
+    try:
+        for k, (g, m, cur) in enumerate([(utc.iloc[:6], None, True), (utc.iloc[6:], None, True),
+                                         (utc.assign(ts=utc["ts"] + pd.Timedelta("1D")), None, False),
+                                         (f.assign(meter_id=["c", "d"] * 4), Mapping(timezone="Europe/Paris"), False),
+                                         (f.iloc[:2].assign(meter_id="c", ts=pd.Timestamp("2026-10-25 02:15")),
+                                          Mapping(timezone="Europe/Paris"), False)]):
+            used.clear()
+            ingest_frame(a, g, m, source="x")
+            ingest_live(b, g, m, source="x", cache={})
+            assert bool(used) == cur, k
+            pd.testing.assert_frame_equal(_rows(b), _rows(a), obj=f"batch {k}")
+        assert len(_rows(b)) >= 24
+    finally:
+        a.close()
+        b.close()
+
+
+def test_the_bytes_logged_for_a_frame_are_its_pandas_memory_usage():
+    """(fk) ``ingest_log.bytes`` of a frame, summed over its blocks, is ``memory_usage(index=False)``'s
+    sum whatever its columns' kinds (extension arrays count as pandas counts them)."""
+    from wattwatch.ingest.pipeline import _nbytes
+
+    n = 5
+    f = pd.DataFrame({"meter_id": ["a"] * n, "ts": pd.date_range(T0, periods=n, freq="min"), "p_kw": np.arange(n, dtype=float),
+                      "v_l1_v": np.ones(n, np.float32), "mode": pd.Categorical(list("uvuvu")),
+                      "tag": pd.array(list("xyzxy"), dtype="string"), "count": pd.array([1, None, 3, 4, 5], dtype="Int64"),
+                      "on": [True] * n, "mixed": [1, "x", None, 2.0, 3], "naive": pd.date_range("2026", periods=n)})
+    _ = f["mode"].cat.categories.get_loc("u")   # (an index engine built: pandas counts it)
+    f["arrow"] = pd.array([1.0, None, 2.0, 3.0, 4.0], dtype="float64[pyarrow]")   # (rfk)
+    for g in (f, f.iloc[1:3], f[["ts", "p_kw"]], f.iloc[:0], pd.concat([f, f]), pd.DataFrame()):
+        assert _nbytes(g) == int(g.memory_usage(index=False).sum())
+
+    class NoBlocks:   # (rfk) no ``_mgr.blocks`` (pandas' internals moved): the public memory_usage
+        _mgr = object()
+
+        def memory_usage(self, index=True):
+            assert index is False
+            return pd.Series([3, 4])
+
+    assert _nbytes(NoBlocks()) == 7 and _nbytes(object()) == 0
+
+
+def test_the_rows_handed_back_are_built_as_arrow_to_pandas_builds_them():
+    """(fk) The live rows' frame built from the arrays (``_plain_frame``) is the general way's
+    (``to_pandas`` and its conversions) value for value, dtype for dtype, block for block; a table
+    it does not take (nulls in the keys, a non-double channel, no rows) goes the general way."""
+    import pyarrow as pa
+
+    from wattwatch.ingest.pipeline import _general_frame, _plain_frame
+
+    ts = pa.array(np.array([1_800_000_000_000_000, 1_800_000_060_000_000, 1_800_000_000_500_000]),
+                  pa.timestamp("us", tz="UTC"))
+    t = pa.table({"meter_id": pa.array(["a", "a", "b"]), "ts": ts, "p_kw": pa.array([1.5, None, -0.0]),
+                  "v_l1_v": pa.array([None, None, None], pa.float64()), "ups_battery_pct": pa.array([50.0, 60.5, np.nan])})
+    got, want = _plain_frame(t), _general_frame(t)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    blocks = lambda f: sorted((str(b.dtype), tuple(b.mgr_locs.as_array)) for b in f._mgr.blocks)
+    assert blocks(got) == blocks(want)
+    assert np.signbit(got["p_kw"].to_numpy()[2]) and np.isnan(got["ups_battery_pct"].to_numpy()[2])
+    # (rfk) a table of several chunks (several pieces concatenated), its columns in another order:
+    # the same; every column writable, as to_pandas gives it
+    for other in (pa.concat_tables([t.slice(0, 1), t.slice(1)]), t.select(["ts", "p_kw", "meter_id"])):
+        pd.testing.assert_frame_equal(_plain_frame(other), _general_frame(other), check_exact=True)
+    assert all(got[c].to_numpy().flags.writeable for c in got.columns)
+    for other in (t.set_column(0, "meter_id", pa.array(["a", None, "b"])), t.append_column("n", pa.array([1, 2, 3])),
+                  t.set_column(1, "ts", ts.cast(pa.timestamp("ns", tz="UTC"))), t.slice(0, 0)):
+        assert _plain_frame(other) is None
 
 
 def test_a_failed_live_batch_leaves_the_catalogue_as_the_store_is(tmp_path, monkeypatch):

@@ -33,7 +33,7 @@ def main() -> None:
 
     def armed(run):
         def statement(self, table, sql):
-            if sql.lstrip().startswith(prefix):
+            if str(getattr(sql, "query", sql)).lstrip().startswith(prefix):   # (a parsed statement: its text)
                 seen[0] += 1
                 if seen[0] == nth:
                     threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT)).start()

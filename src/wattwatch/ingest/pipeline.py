@@ -99,7 +99,7 @@ def ingest_frame(store: Store, frame: "pd.DataFrame", mapping: Mapping | None = 
     notes: list[str] = []
     with _as_ingest_error(source):
         raw = read_frame(frame, unit=source)
-        size = int(frame.memory_usage(index=False).sum()) if hasattr(frame, "memory_usage") else 0
+        size = _nbytes(frame)
         counts = store.ingest(prefetch(_prepared(raw, "frame", mapping, notes)), source=source, bytes_total=size)
     counts.notes.extend(notes)
     return counts
@@ -156,12 +156,27 @@ def ingest_live(store: Store, frame: "pd.DataFrame", mapping: Mapping | None = N
 
     with _as_ingest_error(source):
         raw = read_frame(frame, unit=source)
-        size = int(frame.memory_usage(index=False).sum()) if hasattr(frame, "memory_usage") else 0
+        size = _nbytes(frame)
         counts = store.ingest(_prepared(raw, "frame", mapping, notes, cache), source=source, bytes_total=size,
                               live=True, stored_out=out, background=background, poll=poll, then=merged)
     counts.notes.extend(notes)
     touched, rows = got[0] if got else _live_rows(out, counts)
     return counts, rows, touched
+
+
+def _nbytes(frame) -> int:
+    """``frame.memory_usage(index=False).sum()`` (the bytes ``ingest_log`` records for a frame),
+    summed over the frame's blocks, not through a Series per column (fk: ~0.6 ms CPU of a live
+    step of 17 columns; the same figure: each block's values are what each column's
+    ``memory_usage`` reads, an extension array by its own ``memory_usage``). 0 for a non-frame."""
+    blocks = getattr(getattr(frame, "_mgr", None), "blocks", None)
+    if blocks is None:
+        return int(frame.memory_usage(index=False).sum()) if hasattr(frame, "memory_usage") else 0
+    tot = 0
+    for b in blocks:
+        v = b.values
+        tot += v.memory_usage(deep=False) if hasattr(v, "memory_usage") else v.nbytes
+    return int(tot)
 
 
 def _live_rows(out: list, counts: IngestCounts) -> tuple[set[str], "pd.DataFrame"]:
@@ -182,11 +197,50 @@ def _live_rows(out: list, counts: IngestCounts) -> tuple[set[str], "pd.DataFrame
     table = table.set_column(table.schema.get_field_index("meter_id"), "meter_id",
                              pc.cast(table["meter_id"], pa.string()))
     table = table.take(pc.sort_indices(table, [("meter_id", "ascending"), ("ts", "ascending")]))
+    df = _plain_frame(table)
+    return touched, df if df is not None else _general_frame(table)
+
+
+def _general_frame(table: pa.Table) -> "pd.DataFrame":
+    """:func:`_live_rows`' frame of any table: ``meter_id`` as str, ``ts`` in µs UTC."""
     df = table.to_pandas()
     df["meter_id"] = df["meter_id"].astype(str)
     if len(df) and str(df["ts"].dtype) != "datetime64[us, UTC]":
         df["ts"] = df["ts"].dt.tz_convert("UTC").astype("datetime64[us, UTC]")
-    return touched, df
+    return df
+
+
+_UTC_US = pa.timestamp("us", tz="UTC")
+
+
+def _plain_frame(table: pa.Table) -> "pd.DataFrame | None":
+    """(fk) :func:`_live_rows`' frame built from the columns' arrays when the table is the usual
+    one (``meter_id`` text without nulls, ``ts`` in µs UTC without nulls, every other column a
+    double): what :func:`_general_frame` gives (object ``meter_id``,
+    ``datetime64[us, UTC]``, float64 with NaN for nulls; the same blocks), for ~a third of its fixed
+    cost (~0.6 ms a step). None for any other table (the general way then)."""
+    import pandas as pd
+
+    if not table.num_rows:
+        return None
+    out = {}
+    for name, col in zip(table.column_names, table.columns):
+        typ = col.type
+        if name == "meter_id":
+            if typ != pa.string() or col.null_count:
+                return None
+            out[name] = col.to_numpy()
+        elif name == "ts":
+            if typ != _UTC_US or col.null_count:
+                return None
+            out[name] = pd.array(col.to_numpy().astype("datetime64[us]"), dtype="datetime64[us]").tz_localize("UTC")
+        elif typ == pa.float64():
+            out[name] = col.to_numpy()
+        else:
+            return None
+    if "meter_id" not in out or "ts" not in out:
+        return None
+    return pd.DataFrame(out)
 
 
 @contextmanager

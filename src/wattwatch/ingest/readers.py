@@ -964,8 +964,11 @@ def read_frame(frame, unit: str = "<frame>", batch_rows: int = FRAME_BATCH_ROWS)
         raise NotRecordsError(f"{unit}: column name {LINE!r} is reserved")
     n = len(frame)
     for start in range(0, max(n, 1), batch_rows):
-        part = frame.iloc[start:start + batch_rows]
-        arrays = [_frame_column(part.iloc[:, i]) for i in range(part.shape[1])]
+        # (fk) A frame of one batch (a watcher's every step) read as it is, its columns through
+        # ``items()`` (the same Series as ``iloc[:, i]``, the names being unique: ~half the cost,
+        # ~0.5 ms of a 17-column live step).
+        part = frame if start == 0 and n <= batch_rows else frame.iloc[start:start + batch_rows]
+        arrays = [_frame_column(col) for _, col in part.items()]
         arrays.append(pa.array(np.arange(start + 1, start + len(part) + 1, dtype=np.int64)))
         table = flatten_nested(pa.Table.from_arrays(arrays, names=names + [LINE]))
         yield RawBatch(table, unit=unit)

@@ -1107,11 +1107,12 @@ class StreamEngine:
             parts.append(got)
         if own:
             t = h["ts"].to_numpy("datetime64[us]").astype(np.int64)
-            lo = pd.Series({r[0]: r[1] for r in own}, dtype=np.int64)
-            hi = pd.Series({r[0]: r[2] for r in own}, dtype=np.int64)
-            mid = h["meter_id"].to_numpy()
-            lo_r = lo.reindex(mid).to_numpy(float)
-            hi_r = hi.reindex(mid).to_numpy(float)
+            # Each handed row's window, looked up once per meter of the handed rows (fk: not two
+            # Series built from dicts and reindexed to every row, ~0.5 ms a step; the same floats).
+            code, um = pd.factorize(h["meter_id"].to_numpy(), use_na_sentinel=False)
+            lo, hi = {r[0]: r[1] for r in own}, {r[0]: r[2] for r in own}
+            lo_r = np.array([lo.get(m, np.nan) for m in um], float)[code]
+            hi_r = np.array([hi.get(m, np.nan) for m in um], float)[code]
             sel = (t > lo_r) & (t <= hi_r)           # NaN (a meter not in `own`) compares False
             parts.append(h[sel])
             self.counters["handed"] += int(sel.sum())
@@ -1121,7 +1122,9 @@ class StreamEngine:
             # column's array instead of a frame of flags; fo), in the store's order.
             have = [c for c in piece.columns if not pd.isna(piece[c].array).all()] if len(piece) else list(piece.columns)
             order = [*("meter_id", "ts"), *(c for c in self.store.channels(live=True) if c in have)]
-            piece = piece[order + [c for c in have if c not in order]]
+            order += [c for c in have if c not in order]
+            if order != list(piece.columns):   # (fk: else it is a copy already: ``h[sel]``, the concat)
+                piece = piece[order]
             # The handed rows of one add() come sorted (ingest_live): no sort then (~1.5 ms).
             piece = piece.reset_index(drop=True) if _by_meter_time(piece) else \
                 piece.sort_values(["meter_id", "ts"], kind="stable").reset_index(drop=True)
