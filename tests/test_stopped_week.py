@@ -58,6 +58,22 @@ def _prosumer(d, h):
     return 0.4 + 0.8 * np.exp(-((h - 19) ** 2) / 4) - np.where(d % 7 < 3, 0.2, 3.0) * sun
 
 
+def _levels(floor: float, weekdays: list, weekend: float) -> callable:
+    """Nights at ``floor``, day hours (12-24) such that each day's mean is its level."""
+    def kw(d, h):
+        mean = np.where(d % 7 < 5, np.array(weekdays + [weekend] * 2)[d % 7], weekend)
+        return np.where(h >= 12, floor + (mean - floor) * 2, floor)
+    return kw
+
+
+# Three weekdays low but no standby: a quiet home on a continuum (its quietest days under twice its
+# floor, the next just above: one level, not two), a light week (three days at a quarter of the
+# others, far above the nights' floor), a meter whose working days are themselves near its floor.
+_quiet_home = _levels(0.08, [0.12, 0.14, 0.145, 0.22, 0.5], 0.3)
+_light_week = _levels(2.0, [6.0, 6.0, 6.0, 21.0, 21.0], 2.0)
+_near_floor = _levels(1.0, [1.8, 1.8, 1.8, 4.0, 4.0], 1.0)
+
+
 def _said(frame: pd.DataFrame) -> list[str]:
     return stopped_week_notices(prepare(frame))
 
@@ -66,7 +82,8 @@ def _said(frame: pd.DataFrame) -> list[str]:
 def test_a_plant_stopped_three_of_five_weekdays_is_said_and_ordinary_weeks_are_not(freq):
     f = pd.concat([_meter("P3", freq, _plant((0, 1, 2))), _meter("P1", freq, _plant((2,))),
                    _meter("C", freq, _commercial), _meter("H", freq, _home), _meter("PV", freq, _pv),
-                   _meter("NET", freq, _prosumer)], ignore_index=True)
+                   _meter("NET", freq, _prosumer), _meter("QH", freq, _quiet_home), _meter("LW", freq, _light_week),
+                   _meter("NF", freq, _near_floor)], ignore_index=True)
     said = _said(f)
     assert len(said) == 1, said
     n = said[0]
@@ -78,6 +95,8 @@ def test_a_plant_stopped_three_of_five_weekdays_is_said_and_ordinary_weeks_are_n
 def test_two_stopped_of_five_or_a_two_week_period_with_one_holiday_week_is_not_said():
     # As many stopped as working is the bar: 2 of 5 leaves the median a working day.
     assert _said(_meter("P2", "15min", _plant((0, 1)))) == []
+    # One stopped day against one working one (a two-day period) is too little to call two levels.
+    assert _said(_meter("P6", "1h", _plant((0,)), days=2)) == []
     # Two weeks, four of ten weekdays stopped: not said; five of ten: said.
     assert _said(_meter("P4", "1h", _plant((0, 1, 2, 3)), days=14)) == []
     assert len(_said(_meter("P5", "1h", _plant((0, 1, 2, 3, 4)), days=14))) == 1
