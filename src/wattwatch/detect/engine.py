@@ -315,8 +315,8 @@ def stopped_week_notices(df: pd.DataFrame) -> list[str]:
     def days(j: int, mask: np.ndarray) -> str:
         return ", ".join(pd.Timestamp(x, unit="s").strftime("%a %d %b") for x in start[j][mask[j]])
 
-    todo = ("its learned weekday profile is the stopped level, so a later drop on working days may go "
-            "unseen; declare a normal period of ordinary working days (fit --normal-start/--normal-end) "
+    todo = ("a weekday profile learned on these days sits at the stopped level or between the two, so a "
+            "later drop on working days may go unseen; declare a normal period of ordinary working days (fit --normal-start/--normal-end) "
             "or profile more days (fit --days, [engine] profile_days)")
     out = [f"meter {names[j]}: its normal period's weekdays ran at two levels: {int(n_lo[j])} stopped "
            f"({days(j, stopped)}: {lo[j]:.3g} kW) against {int(n_hi[j])} working ({days(j, working)}: "
