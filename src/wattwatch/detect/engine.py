@@ -32,8 +32,8 @@ import pandas as pd
 from wattwatch import sigterm
 from wattwatch.alerts.model import Alert
 from wattwatch.detect import core
-from wattwatch.detect.base import Detector
-from wattwatch.detect.frame import meter_names, prepare, profile_mask, seg_bounds
+from wattwatch.detect.base import Detector, quiet
+from wattwatch.detect.frame import day_type, meter_names, prepare, profile_mask, seg_bounds
 from wattwatch.detect.registry import ENGINE_NUMBERS, build_all
 from wattwatch.errors import WattwatchError
 from wattwatch.runners.group import Merge, judge_group
@@ -179,7 +179,8 @@ def profile(full: pd.DataFrame, detectors: list[Detector], config: EngineConfig,
         for m in per:
             if m in st and todo[names.index(m)]:
                 st[m]["judge_from"] = pd.Timestamp(per[m]).timestamp()
-    return notices + thin_profile_notices(full, used, detectors)
+    return notices + thin_profile_notices(full, used, detectors) + \
+        (stopped_week_notices(rows(used)) if used.any() else [])
 
 
 # Said per meter up to this many; beyond, one notice counts the rest.
@@ -243,6 +244,86 @@ def thin_profile_notices(full: pd.DataFrame, rows: np.ndarray, detectors: list[D
     if len(thin) > THIN_PROFILE_SAID:
         rest = thin[THIN_PROFILE_SAID:]
         out.append(f"{len(rest)} more meter(s) held fewer than {need} bins in their profiling period "
+                   f"(e.g. {', '.join(str(names[j]) for j in rest[:5])}); {todo}")
+    return out
+
+
+# A normal period whose working days were mostly stopped (pn, issue 14): a weekday counts as
+# stopped when its mean power is under STOPPED_DAY_SHARE of the meter's best weekday's and at most
+# STOPPED_FLOOR times the meter's floor (the 10th percentile of its hourly means over the period,
+# which must be above 0): the day at standby, not a PV site's overcast or sunny day (its floor, the
+# nights' 0 or the noons' export, is at or under 0). Its least working weekday must run
+# STOPPED_CLEAR times its most stopped one.
+STOPPED_DAY_SHARE = 0.35
+STOPPED_FLOOR = 2.0
+STOPPED_CLEAR = 2.0
+
+
+def stopped_week_notices(df: pd.DataFrame) -> list[str]:
+    """Notices for the meters whose normal period (the prepared ``df``: the rows they were
+    profiled on) cannot give a working-day profile: its weekdays (the profile's day type, UTC days
+    as the profiles take them) split into two clear levels, at least two of them and at least as
+    many as the working ones stopped at standby (a plant's holiday week: sw's held-out sweep, seed
+    1663, Chuseok stopped three of five weekdays and ``baseline_macd`` learned the stopped level as
+    the weekday, so a later theft scored 0.09, unsaid). Days with at least 12 hours read, hourly
+    means (energy register where there is one); meters read coarser than two-hourly are not judged.
+    Names the meter, the days and the two levels, and what to do. Changes no score."""
+    from wattwatch.detect.rules._common import binned_power
+
+    if len(df) == 0:
+        return []
+    m, _, t0 = binned_power(df, 3600.0, 2 * 3600.0)
+    n_seg, n_bins = m.shape
+    if not n_bins:
+        return []
+    s, b = np.nonzero(np.isfinite(m))
+    at = t0[s] + 3600.0 * b
+    day0 = np.floor(t0 / 86400.0).astype(np.int64)
+    day = np.floor(at / 86400.0).astype(np.int64) - day0[s]
+    n_days = int(day.max()) + 1 if len(day) else 0
+    if not n_days:
+        return []
+    flat = s.astype(np.int64) * n_days + day
+    v = m[s, b]
+    cnt = np.bincount(flat, minlength=n_seg * n_days).reshape(n_seg, n_days)
+    mean = (np.bincount(flat, weights=v, minlength=n_seg * n_days).reshape(n_seg, n_days)
+            / np.maximum(cnt, 1))
+    start = (day0[:, None] + np.arange(n_days)[None, :]) * 86400.0
+    ok = (cnt >= 12) & (day_type(start + 1.0) == 0)
+    with np.errstate(invalid="ignore"), quiet():
+        floor = np.nanpercentile(m, 10, axis=1)
+        ref = np.where(ok, mean, -np.inf).max(axis=1)
+        stopped = ok & (floor[:, None] > 0) & (mean < STOPPED_DAY_SHARE * ref[:, None]) & \
+            (mean <= STOPPED_FLOOR * floor[:, None])
+        working = ok & ~stopped
+        n_lo, n_hi = stopped.sum(axis=1), working.sum(axis=1)
+        lo = np.full(n_seg, np.nan)
+        hi = np.full(n_seg, np.nan)
+        some = (n_lo > 0) & (n_hi > 0)
+        if some.any():
+            lo[some] = np.nanmedian(np.where(stopped, mean, np.nan)[some], axis=1)
+            hi[some] = np.nanmedian(np.where(working, mean, np.nan)[some], axis=1)
+        # Two clear levels: the least working day at least STOPPED_CLEAR times the most stopped one
+        # (a home's days spread on a continuum, its quietest under twice its floor and the next
+        # just above, are one level).
+        gap = np.where(working, mean, np.inf).min(axis=1) >= STOPPED_CLEAR * np.where(stopped, mean, -np.inf).max(axis=1)
+        bad = np.flatnonzero(some & (ref > 0) & (n_lo >= 2) & (n_lo >= n_hi) & gap)
+    if not len(bad):
+        return []
+    names = meter_names(df)
+
+    def days(j: int, mask: np.ndarray) -> str:
+        return ", ".join(pd.Timestamp(x, unit="s").strftime("%a %d %b") for x in start[j][mask[j]])
+
+    todo = ("a weekday profile learned on these days sits at the stopped level or between the two, so a "
+            "later drop on working days may go unseen; declare a normal period of ordinary working days (fit --normal-start/--normal-end) "
+            "or profile more days (fit --days, [engine] profile_days)")
+    out = [f"meter {names[j]}: its normal period's weekdays ran at two levels: {int(n_lo[j])} stopped "
+           f"({days(j, stopped)}: {lo[j]:.3g} kW) against {int(n_hi[j])} working ({days(j, working)}: "
+           f"{hi[j]:.3g} kW, day means); {todo}" for j in bad[:THIN_PROFILE_SAID]]
+    if len(bad) > THIN_PROFILE_SAID:
+        rest = bad[THIN_PROFILE_SAID:]
+        out.append(f"{len(rest)} more meter(s) had as many weekdays stopped as working in their normal period "
                    f"(e.g. {', '.join(str(names[j]) for j in rest[:5])}); {todo}")
     return out
 
