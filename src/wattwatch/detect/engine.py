@@ -237,14 +237,22 @@ def thin_profile_notices(full: pd.DataFrame, rows: np.ndarray, detectors: list[D
 
     todo = ("declare a longer normal period (fit --normal-start/--normal-end) or profile more days "
             "(fit --days, [engine] profile_days)")
-    out = [f"meter {names[j]}: its profiling period ({when(lo[j])} .. {when(hi[j])}) held {int(bins[j])} "
-           f"{bin_name(float(width[j]))} bin(s) of readings ({int(readings[j])} reading(s)), {needs} "
-           f"and too few for a profile to rest on: its learned state rests on "
-           f"that little; {todo}" for j in thin[:THIN_PROFILE_SAID]]
-    if len(thin) > THIN_PROFILE_SAID:
-        rest = thin[THIN_PROFILE_SAID:]
-        out.append(f"{len(rest)} more meter(s) held fewer than {need} bins in their profiling period "
-                   f"(e.g. {', '.join(str(names[j]) for j in rest[:5])}); {todo}")
+    return _said_per_meter(
+        thin, names,
+        lambda j: (f"meter {names[j]}: its profiling period ({when(lo[j])} .. {when(hi[j])}) held {int(bins[j])} "
+                   f"{bin_name(float(width[j]))} bin(s) of readings ({int(readings[j])} reading(s)), {needs} "
+                   f"and too few for a profile to rest on: its learned state rests on "
+                   f"that little; {todo}"),
+        lambda n, some: f"{n} more meter(s) held fewer than {need} bins in their profiling period (e.g. {some}); {todo}")
+
+
+def _said_per_meter(which: np.ndarray, names: np.ndarray, line, rest_line) -> list[str]:
+    """One notice per meter for the first THIN_PROFILE_SAID of ``which`` (``line(j)``), then one
+    counting the rest (``rest_line(count, first five names)``)."""
+    out = [line(j) for j in which[:THIN_PROFILE_SAID]]
+    if len(which) > THIN_PROFILE_SAID:
+        rest = which[THIN_PROFILE_SAID:]
+        out.append(rest_line(len(rest), ", ".join(str(names[j]) for j in rest[:5])))
     return out
 
 
@@ -318,14 +326,13 @@ def stopped_week_notices(df: pd.DataFrame) -> list[str]:
     todo = ("a weekday profile learned on these days sits at the stopped level or between the two, so a "
             "later drop on working days may go unseen; declare a normal period of ordinary working days (fit --normal-start/--normal-end) "
             "or profile more days (fit --days, [engine] profile_days)")
-    out = [f"meter {names[j]}: its normal period's weekdays ran at two levels: {int(n_lo[j])} stopped "
-           f"({days(j, stopped)}: {lo[j]:.3g} kW) against {int(n_hi[j])} working ({days(j, working)}: "
-           f"{hi[j]:.3g} kW, day means); {todo}" for j in bad[:THIN_PROFILE_SAID]]
-    if len(bad) > THIN_PROFILE_SAID:
-        rest = bad[THIN_PROFILE_SAID:]
-        out.append(f"{len(rest)} more meter(s) had as many weekdays stopped as working in their normal period "
-                   f"(e.g. {', '.join(str(names[j]) for j in rest[:5])}); {todo}")
-    return out
+    return _said_per_meter(
+        bad, names,
+        lambda j: (f"meter {names[j]}: its normal period's weekdays ran at two levels: {int(n_lo[j])} stopped "
+                   f"({days(j, stopped)}: {lo[j]:.3g} kW) against {int(n_hi[j])} working ({days(j, working)}: "
+                   f"{hi[j]:.3g} kW, day means); {todo}"),
+        lambda n, some: (f"{n} more meter(s) had as many weekdays stopped as working in their normal period "
+                         f"(e.g. {some}); {todo}"))
 
 
 def _reset_pending(state: dict | None, at: pd.Timestamp | None) -> bool:
